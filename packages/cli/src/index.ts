@@ -1,0 +1,1 @@
+export { main, createProgram } from './main.js';

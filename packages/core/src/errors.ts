@@ -1,0 +1,182 @@
+/**
+ * One error base class for everything prebuilt throws on purpose.
+ *
+ * `PrebuiltError.isInstance` works across two copies of @prebuilt/core (a backend may bring its
+ * own), because it checks a global Symbol marker rather than the prototype chain.
+ * Every message says what failed, why, and what to do; `cause` is kept.
+ */
+const MARKER = Symbol.for('prebuilt.error');
+
+/** Exit codes the CLI maps errors to. */
+export const ExitCode = {
+  ok: 0,
+  /** A build or push failed (or a remote service failed). */
+  failure: 1,
+  /** Bad input or configuration. */
+  usage: 2,
+  /** Interrupted by SIGINT. */
+  interrupted: 130,
+  /** Terminated by SIGTERM. */
+  terminated: 143,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export interface PrebuiltErrorOptions {
+  cause?: unknown;
+  /** What the user can do about it; rendered on its own line by the CLI. */
+  hint?: string;
+}
+
+export class PrebuiltError extends Error {
+  readonly [MARKER] = true;
+  /** Stable machine-readable code, e.g. `backend-not-found`. */
+  readonly code: string;
+  /** The CLI exits with this code when the error reaches the top. */
+  readonly exitCode: ExitCode;
+  readonly hint: string | undefined;
+
+  constructor(code: string, message: string, exitCode: ExitCode, options: PrebuiltErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'PrebuiltError';
+    this.code = code;
+    this.exitCode = exitCode;
+    this.hint = options.hint;
+  }
+
+  static isInstance(error: unknown): error is PrebuiltError {
+    return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[MARKER] === true;
+  }
+
+  /** A JSON-safe view: what `--json` prints for an error. */
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, code: this.code, message: this.message, ...(this.hint ? { hint: this.hint } : {}) };
+  }
+}
+
+/** Bad configuration: a missing or invalid setting, env var or option. Exit 2. */
+export class ConfigError extends PrebuiltError {
+  readonly setting: string | undefined;
+  constructor(message: string, options: PrebuiltErrorOptions & { setting?: string } = {}) {
+    super('config', message, ExitCode.usage, options);
+    this.name = 'ConfigError';
+    this.setting = options.setting;
+  }
+}
+
+/** Bad input: a flow file, a lock file, a decorator value. Exit 2. */
+export class InputError extends PrebuiltError {
+  /** The file (and line) the problem is in, when known. */
+  readonly file: string | undefined;
+  readonly line: number | undefined;
+  constructor(message: string, options: PrebuiltErrorOptions & { file?: string; line?: number } = {}) {
+    super('input', message, ExitCode.usage, options);
+    this.name = 'InputError';
+    this.file = options.file;
+    this.line = options.line;
+  }
+}
+
+/** A backend name could not be resolved to an installed package. Exit 2. */
+export class BackendNotFoundError extends PrebuiltError {
+  readonly backend: string;
+  readonly kind: string;
+  /** Every candidate package or path that was tried, with the directory it was resolved from. */
+  readonly tried: readonly { candidate: string; from: string; reason: string }[];
+  constructor(
+    message: string,
+    fields: { backend: string; kind: string; tried: readonly { candidate: string; from: string; reason: string }[] },
+    options: PrebuiltErrorOptions = {},
+  ) {
+    super('backend-not-found', message, ExitCode.usage, options);
+    this.name = 'BackendNotFoundError';
+    this.backend = fields.backend;
+    this.kind = fields.kind;
+    this.tried = fields.tried;
+  }
+}
+
+/** A backend package was found but its default export is not a valid backend definition. Exit 2. */
+export class BackendInvalidError extends PrebuiltError {
+  readonly backend: string;
+  readonly packageName: string;
+  constructor(message: string, fields: { backend: string; packageName: string }, options: PrebuiltErrorOptions = {}) {
+    super('backend-invalid', message, ExitCode.usage, options);
+    this.name = 'BackendInvalidError';
+    this.backend = fields.backend;
+    this.packageName = fields.packageName;
+  }
+}
+
+/** Environment resolution failed: unsatisfiable request, unknown package, unreachable channel. Exit 2. */
+export class ResolutionError extends PrebuiltError {
+  readonly steps: readonly string[];
+  constructor(message: string, options: PrebuiltErrorOptions & { steps?: readonly string[] } = {}) {
+    super('resolution', message, ExitCode.usage, options);
+    this.name = 'ResolutionError';
+    this.steps = options.steps ?? [];
+  }
+}
+
+/** A registry answered with an error or could not be reached. Exit 1. */
+export class RegistryError extends PrebuiltError {
+  readonly registry: string;
+  readonly status: number | undefined;
+  constructor(message: string, fields: { registry: string; status?: number }, options: PrebuiltErrorOptions = {}) {
+    super('registry', message, ExitCode.failure, options);
+    this.name = 'RegistryError';
+    this.registry = fields.registry;
+    this.status = fields.status;
+  }
+}
+
+/** Credentials were missing, rejected or expired. Names the source, never the secret. Exit 1. */
+export class AuthError extends PrebuiltError {
+  readonly registry: string;
+  /** Where the credentials came from, e.g. `~/.docker/config.json (credsStore: pass)`. */
+  readonly source: string;
+  constructor(message: string, fields: { registry: string; source: string }, options: PrebuiltErrorOptions = {}) {
+    super('auth', message, ExitCode.failure, options);
+    this.name = 'AuthError';
+    this.registry = fields.registry;
+    this.source = fields.source;
+  }
+}
+
+/** One or more images failed to build or push. Exit 1. */
+export class BuildFailedError extends PrebuiltError {
+  readonly failures: readonly { imageTag: string; reason: string; logTail: readonly string[] }[];
+  constructor(
+    message: string,
+    failures: readonly { imageTag: string; reason: string; logTail: readonly string[] }[],
+    options: PrebuiltErrorOptions = {},
+  ) {
+    super('build-failed', message, ExitCode.failure, options);
+    this.name = 'BuildFailedError';
+    this.failures = failures;
+  }
+}
+
+/** A service the tool needs (Docker daemon, host python3) is missing or unreachable. Exit 2. */
+export class EnvironmentError extends PrebuiltError {
+  constructor(message: string, options: PrebuiltErrorOptions = {}) {
+    super('environment', message, ExitCode.usage, options);
+    this.name = 'EnvironmentError';
+  }
+}
+
+/** The work was cancelled (Ctrl-C, SIGTERM, an AbortSignal). */
+export class CancelledError extends PrebuiltError {
+  constructor(message = 'cancelled', options: PrebuiltErrorOptions & { signal?: 'SIGINT' | 'SIGTERM' } = {}) {
+    super('cancelled', message, options.signal === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted, options);
+    this.name = 'CancelledError';
+  }
+}
+
+/** The message of anything thrown, for wrapping foreign errors. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
+  }
+  return String(error);
+}

@@ -1,0 +1,46 @@
+export {
+  PrebuiltError,
+  ConfigError,
+  InputError,
+  BackendNotFoundError,
+  BackendInvalidError,
+  ResolutionError,
+  RegistryError,
+  AuthError,
+  BuildFailedError,
+  EnvironmentError,
+  CancelledError,
+  ExitCode,
+  errorMessage,
+  type PrebuiltErrorOptions,
+} from './errors.js';
+export { createLogger, type Logger } from './logger.js';
+export { Secret } from './secret.js';
+export { loadSetting, loadOptionalSetting, type LoadSettingOptions } from './load-setting.js';
+export {
+  BACKEND_API_VERSION,
+  defineBuildService,
+  defineImageRegistry,
+  type BackendKind,
+  type BackendContext,
+  type BackendDefinition,
+  type BackendDefinitionInput,
+  type BuildServiceDefinition,
+  type ImageRegistryDefinition,
+  type BuildService,
+  type BuildRequest,
+  type BuildResult,
+  type ImageRegistry,
+  type ImageTagInput,
+  type ImageExistence,
+  type BaseImageIdentity,
+  type PullConfig,
+  type RegistryCredentials,
+} from './contracts.js';
+export {
+  dockerPlatform,
+  type CondaPlatform,
+  type EnvRequest,
+  type LockedEnv,
+  type LockedPackage,
+} from './env-model.js';
