@@ -1,0 +1,117 @@
+/**
+ * The parts of an env request that no decorator carries: conda channels, PyPI index, target
+ * platform. Each: explicit option → environment variable → default.
+ */
+import type { CondaPlatform, EnvRequest } from './env-model.js';
+import { ConfigError } from './errors.js';
+import { loadOptionalSetting } from './load-setting.js';
+
+export const CONDA_PLATFORMS: readonly CondaPlatform[] = ['linux-64', 'linux-aarch64'];
+
+/** Where conda channel names (`conda-forge`, `bioconda/label/dev`) are served. */
+export const ANACONDA_CHANNEL_BASE = 'https://conda.anaconda.org';
+
+export const DEFAULT_CONDA_CHANNELS: readonly string[] = [`${ANACONDA_CHANNEL_BASE}/conda-forge`];
+
+export interface RequestDefaultsOptions {
+  /** Channel URLs or names, in priority order. Env: METAFLOW_PREBUILT_CONDA_CHANNELS (comma-separated). */
+  channels?: readonly string[];
+  /** PyPI simple index URL. Env: METAFLOW_PREBUILT_PYPI_INDEX_URL, then PIP_INDEX_URL. */
+  indexUrl?: string;
+  /** Target conda platform. Env: METAFLOW_PREBUILT_PLATFORM (default linux-64). */
+  platform?: string;
+  env?: Record<string, string | undefined>;
+}
+
+export type RequestDefaults = Pick<EnvRequest, 'channels' | 'indexUrl' | 'platform'>;
+
+const CHANNEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9._-]+)*$/;
+
+/** A channel URL as given (without trailing slash), or a channel name expanded to its anaconda.org URL. */
+export function channelUrl(channel: string, setting = 'METAFLOW_PREBUILT_CONDA_CHANNELS'): string {
+  const trimmed = channel.trim();
+  if (trimmed.includes('://')) {
+    let url: URL;
+    try {
+      url = new URL(trimmed);
+    } catch (cause) {
+      throw new ConfigError(`Conda channel '${trimmed}' is not a valid URL.`, {
+        setting,
+        cause,
+        hint: 'Give channel URLs like https://conda.anaconda.org/conda-forge, or channel names like conda-forge.',
+      });
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:' && url.protocol !== 'file:') {
+      throw new ConfigError(`Conda channel '${trimmed}' uses ${url.protocol}, which is not supported.`, {
+        setting,
+        hint: 'Use an http://, https:// or file:// channel URL.',
+      });
+    }
+    return trimmed.replace(/\/+$/, '');
+  }
+  if (!CHANNEL_NAME.test(trimmed)) {
+    throw new ConfigError(`Conda channel '${trimmed}' is neither a URL nor a channel name.`, {
+      setting,
+      hint: 'Give channel URLs like https://conda.anaconda.org/conda-forge, or channel names like conda-forge.',
+    });
+  }
+  return `${ANACONDA_CHANNEL_BASE}/${trimmed}`;
+}
+
+/** Channels, index URL and platform for every env request of this run. */
+export function requestDefaults(options: RequestDefaultsOptions = {}): RequestDefaults {
+  const env = options.env ?? process.env;
+
+  let channels: string[];
+  if (options.channels !== undefined && options.channels.length > 0) {
+    channels = options.channels.map((c) => channelUrl(c, 'channels'));
+  } else {
+    const raw = env.METAFLOW_PREBUILT_CONDA_CHANNELS ?? '';
+    const names = raw.split(',').map((c) => c.trim()).filter((c) => c !== '');
+    channels = names.length > 0 ? names.map((c) => channelUrl(c)) : [...DEFAULT_CONDA_CHANNELS];
+  }
+  channels = [...new Set(channels)];
+
+  const indexSetting = loadOptionalSetting({
+    value: options.indexUrl,
+    envVar: 'METAFLOW_PREBUILT_PYPI_INDEX_URL',
+    option: 'indexUrl',
+    description: 'The PyPI index URL',
+    env,
+  });
+  const indexFrom = options.indexUrl ? 'indexUrl' : env.METAFLOW_PREBUILT_PYPI_INDEX_URL ? 'METAFLOW_PREBUILT_PYPI_INDEX_URL' : 'PIP_INDEX_URL';
+  const rawIndex = indexSetting ?? (env.PIP_INDEX_URL || undefined);
+  let indexUrl: string | null = null;
+  if (rawIndex !== undefined) {
+    const trimmed = rawIndex.trim();
+    let url: URL | undefined;
+    try {
+      url = new URL(trimmed);
+    } catch {
+      url = undefined;
+    }
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:' && url.protocol !== 'file:')) {
+      throw new ConfigError(`The PyPI index URL '${trimmed}' (from ${indexFrom}) is not an http(s) or file URL.`, {
+        setting: indexFrom,
+        hint: `Set ${indexFrom} to a PEP 503 simple index, e.g. https://pypi.org/simple.`,
+      });
+    }
+    indexUrl = trimmed.replace(/\/+$/, '');
+  }
+
+  const rawPlatform = loadOptionalSetting({
+    value: options.platform,
+    envVar: 'METAFLOW_PREBUILT_PLATFORM',
+    option: 'platform',
+    description: 'The target platform',
+    env,
+  });
+  const platform = (rawPlatform ?? 'linux-64').trim();
+  if (!(CONDA_PLATFORMS as readonly string[]).includes(platform)) {
+    throw new ConfigError(`Target platform '${platform}' is not supported.`, {
+      setting: options.platform ? 'platform' : 'METAFLOW_PREBUILT_PLATFORM',
+      hint: `Set METAFLOW_PREBUILT_PLATFORM to one of: ${CONDA_PLATFORMS.join(', ')}.`,
+    });
+  }
+  return { channels, indexUrl, platform: platform as CondaPlatform };
+}
