@@ -44,3 +44,21 @@ export {
   type LockedEnv,
   type LockedPackage,
 } from './env-model.js';
+export {
+  canonicalJson,
+  canonicalRequest,
+  normalizeCondaName,
+  normalizePypiName,
+  sha256Hex,
+  specHash,
+  SPEC_HASH_VERSION,
+} from './identity.js';
+export {
+  requestDefaults,
+  channelUrl,
+  CONDA_PLATFORMS,
+  ANACONDA_CHANNEL_BASE,
+  DEFAULT_CONDA_CHANNELS,
+  type RequestDefaults,
+  type RequestDefaultsOptions,
+} from './request-defaults.js';
