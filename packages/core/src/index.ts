@@ -62,3 +62,45 @@ export {
   type RequestDefaults,
   type RequestDefaultsOptions,
 } from './request-defaults.js';
+export {
+  parseImageRef,
+  formatImageRef,
+  registryApiHost,
+  isLoopbackHost,
+  DOCKER_HUB,
+  DOCKER_HUB_API_HOST,
+  type ImageRef,
+} from './registry/image-ref.js';
+export { MediaType, MANIFEST_ACCEPT, isIndexMediaType } from './registry/media-types.js';
+export {
+  parsePlatform,
+  selectPlatformManifest,
+  type OciDescriptor,
+  type OciPlatform,
+  type ImageManifest,
+  type ImageIndex,
+} from './registry/platform.js';
+export { parseWwwAuthenticate, type AuthChallenge } from './registry/www-authenticate.js';
+export { parseRetryAfter, backoffDelay, DEFAULT_RETRY_POLICY, type RetryPolicy } from './registry/retry.js';
+export {
+  dockerConfigCredentials,
+  dockerConfigPath,
+  dockerConfigKey,
+  normalizeDockerConfigKey,
+  readDockerConfig,
+  parseDockerConfig,
+  DOCKER_HUB_CONFIG_KEY,
+  type DockerConfig,
+  type DockerConfigAuth,
+  type DockerConfigOptions,
+} from './registry/docker-config.js';
+export { runCredentialHelper, type CredentialHelperOptions, type HelperCredentials } from './registry/credential-helper.js';
+export {
+  RegistryClient,
+  type RegistryClientOptions,
+  type CredentialsProvider,
+  type RequestOptions,
+  type ManifestHead,
+  type BlobHead,
+  type ManifestResult,
+} from './registry/registry-client.js';

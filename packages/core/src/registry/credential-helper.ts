@@ -1,0 +1,131 @@
+import { spawn } from 'node:child_process';
+import { AuthError, ConfigError } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { Secret } from '../secret.js';
+
+const log = createLogger('registry');
+
+export interface CredentialHelperOptions {
+  /** Environment of the helper process (its PATH finds the helper). Defaults to process.env. */
+  env?: Record<string, string | undefined>;
+  /** How long the helper may take, in ms (it may ask for a passphrase). Default 60 s. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Where the helper was configured, for messages, e.g. `/root/.docker/config.json (credHelpers)`. */
+  origin?: string;
+}
+
+/** What a credential helper returned. `<token>` as user name means the secret is an identity token. */
+export interface HelperCredentials {
+  username: string;
+  secret: Secret;
+}
+
+const NOT_FOUND = /credentials not found|no credentials|not found in (native )?keychain/i;
+
+/**
+ * Runs `docker-credential-<name> get` with the server URL on stdin, as Docker does, and parses its
+ * JSON answer `{ ServerURL, Username, Secret }`. Resolves undefined when the helper has no
+ * credentials for the server; throws ConfigError when the helper is not installed and AuthError
+ * when it fails. The secret never appears in a message or log.
+ */
+export function runCredentialHelper(name: string, serverUrl: string, options: CredentialHelperOptions = {}): Promise<HelperCredentials | undefined> {
+  const program = `docker-credential-${name}`;
+  const origin = options.origin ?? 'Docker config';
+  if (!/^[\w.-]+$/.test(name)) {
+    return Promise.reject(new ConfigError(`invalid credential helper name '${name}' in ${origin}`, { hint: 'A helper name is the part after docker-credential-, e.g. "pass" or "ecr-login".' }));
+  }
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  log('running %s get for %s', program, serverUrl);
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const finish = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      fn();
+    };
+    const child = spawn(program, ['get'], {
+      env: (options.env ?? process.env) as NodeJS.ProcessEnv,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      finish(() =>
+        reject(
+          new AuthError(`credential helper ${program} did not answer within ${Math.round(timeoutMs / 1000)} s for ${serverUrl}`, { registry: serverUrl, source: `${origin} (${program})` }, {
+            hint: `Run 'echo ${serverUrl} | ${program} get' by hand to see what it waits for.`,
+          }),
+        ),
+      );
+    }, timeoutMs);
+    const onAbort = (): void => {
+      child.kill('SIGKILL');
+      finish(() => reject(options.signal?.reason));
+    };
+    if (options.signal?.aborted) onAbort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      finish(() => {
+        if (error.code === 'ENOENT') {
+          reject(
+            new ConfigError(`credential helper ${program} (named in ${origin}) was not found on PATH`, {
+              cause: error,
+              hint: `Install ${program}, or remove '${name}' from credsStore/credHelpers in the Docker config.`,
+            }),
+          );
+        } else {
+          reject(new AuthError(`credential helper ${program} could not be started: ${error.message}`, { registry: serverUrl, source: `${origin} (${program})` }, { cause: error }));
+        }
+      });
+    });
+    child.stdin.on('error', () => {
+      // The helper may exit without reading stdin; its exit status tells what happened.
+    });
+    child.stdin.end(serverUrl);
+    child.on('close', (code) => {
+      finish(() => {
+        const out = Buffer.concat(stdout).toString('utf8').trim();
+        const err = Buffer.concat(stderr).toString('utf8').trim();
+        if (code !== 0) {
+          if (NOT_FOUND.test(out) || NOT_FOUND.test(err)) {
+            log('%s has no credentials for %s', program, serverUrl);
+            resolve(undefined);
+            return;
+          }
+          // A helper prints its error message on stdout (Docker's protocol) or stderr; never the secret.
+          const detail = (err || out).split('\n')[0]?.slice(0, 300) ?? '';
+          reject(
+            new AuthError(`credential helper ${program} failed for ${serverUrl} (exit code ${code})${detail ? `: ${detail}` : ''}`, { registry: serverUrl, source: `${origin} (${program})` }, {
+              hint: `Run 'echo ${serverUrl} | ${program} get' by hand to see the problem, or log in again with 'docker login'.`,
+            }),
+          );
+          return;
+        }
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(out);
+        } catch {
+          reject(new AuthError(`credential helper ${program} returned output that is not JSON for ${serverUrl}`, { registry: serverUrl, source: `${origin} (${program})` }));
+          return;
+        }
+        const record = parsed as { Username?: unknown; Secret?: unknown };
+        if (typeof parsed !== 'object' || parsed === null || typeof record.Secret !== 'string' || (record.Username !== undefined && typeof record.Username !== 'string')) {
+          reject(new AuthError(`credential helper ${program} returned JSON without a string Secret for ${serverUrl}`, { registry: serverUrl, source: `${origin} (${program})` }));
+          return;
+        }
+        if (record.Secret === '') {
+          resolve(undefined);
+          return;
+        }
+        resolve({ username: (record.Username as string | undefined) ?? '', secret: new Secret(record.Secret) });
+      });
+    });
+  });
+}

@@ -1,0 +1,120 @@
+import { InputError } from '../errors.js';
+
+/** Docker Hub's canonical registry name, as image references spell it. */
+export const DOCKER_HUB = 'docker.io';
+/** The host Docker Hub's registry API answers on. */
+export const DOCKER_HUB_API_HOST = 'index.docker.io';
+
+/** A parsed image reference such as `127.0.0.1:5000/team/app:1.0` or `python@sha256:…`. */
+export interface ImageRef {
+  /** Registry host (with port), `docker.io` for Docker Hub. */
+  registry: string;
+  /** Repository path inside the registry, e.g. `library/python`. */
+  repository: string;
+  /** The tag as given; undefined when the reference has none. */
+  tag: string | undefined;
+  /** The digest as given (`sha256:…`); undefined when the reference has none. */
+  digest: string | undefined;
+  /** What to ask the registry for: the digest, else the tag, else `latest`. */
+  reference: string;
+}
+
+const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const TAG = /^[\w][\w.-]{0,127}$/;
+const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
+const SHA256 = /^sha256:[a-f0-9]{64}$/;
+
+function invalid(input: string, why: string): InputError {
+  return new InputError(`invalid image reference '${input}': ${why}`, {
+    hint: 'Write it as [host[:port]/]repository[:tag][@sha256:<64 hex>], e.g. 127.0.0.1:5000/team/app:1.0 or python:3.11-slim.',
+  });
+}
+
+/** True when the first path component of a reference names a registry host rather than a namespace. */
+function looksLikeHost(component: string): boolean {
+  return component.includes('.') || component.includes(':') || component === 'localhost' || component.startsWith('[') || component !== component.toLowerCase();
+}
+
+function validHost(host: string): boolean {
+  // [ipv6]:port, or name/IPv4 with optional port.
+  if (host.startsWith('[')) return /^\[[0-9a-fA-F:.]+\](?::\d{1,5})?$/.test(host);
+  return /^[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::\d{1,5})?$/.test(host);
+}
+
+/**
+ * Parses an image reference the way Docker does: a first component with a `.` or `:` or equal to
+ * `localhost` is the registry host; otherwise the registry is Docker Hub, where one-component names
+ * live under `library/`. `index.docker.io` is the same as `docker.io`.
+ */
+export function parseImageRef(input: string): ImageRef {
+  const text = input.trim();
+  if (text === '') throw invalid(input, 'it is empty');
+  if (/\s/.test(text)) throw invalid(input, 'it contains whitespace');
+
+  let rest = text;
+  let digest: string | undefined;
+  const at = rest.indexOf('@');
+  if (at !== -1) {
+    digest = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+    if (digest.startsWith('sha256:') && !SHA256.test(digest)) throw invalid(input, `'${digest}' is not a sha256 digest (64 lowercase hex digits)`);
+    if (!DIGEST.test(digest)) throw invalid(input, `'${digest}' is not a digest (algorithm:hex)`);
+  }
+
+  let registry = DOCKER_HUB;
+  const slash = rest.indexOf('/');
+  if (slash !== -1 && looksLikeHost(rest.slice(0, slash))) {
+    registry = rest.slice(0, slash);
+    rest = rest.slice(slash + 1);
+    if (!validHost(registry)) throw invalid(input, `'${registry}' is not a registry host`);
+  }
+
+  let tag: string | undefined;
+  const colon = rest.lastIndexOf(':');
+  if (colon !== -1) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+    if (!TAG.test(tag)) throw invalid(input, `'${tag}' is not a valid tag (letters, digits, '_', '.', '-'; at most 128)`);
+  }
+
+  if (rest === '') throw invalid(input, 'the repository name is missing');
+  const components = rest.split('/');
+  for (const component of components) {
+    if (!COMPONENT.test(component)) {
+      throw invalid(input, `'${component}' is not a valid repository name component (lowercase letters, digits, separators '.', '_', '__', '-')`);
+    }
+  }
+  if (registry === DOCKER_HUB_API_HOST) registry = DOCKER_HUB;
+  const repository = registry === DOCKER_HUB && components.length === 1 ? `library/${rest}` : rest;
+  if (repository.length > 255) throw invalid(input, 'the repository name is longer than 255 characters');
+
+  return { registry, repository, tag, digest, reference: digest ?? tag ?? 'latest' };
+}
+
+/** The canonical, fully qualified form: `registry/repository[:tag][@digest]` (`:latest` when neither is given). */
+export function formatImageRef(ref: Pick<ImageRef, 'registry' | 'repository' | 'tag' | 'digest'>): string {
+  const tag = ref.tag ?? (ref.digest === undefined ? 'latest' : undefined);
+  return `${ref.registry}/${ref.repository}${tag === undefined ? '' : `:${tag}`}${ref.digest === undefined ? '' : `@${ref.digest}`}`;
+}
+
+/** The host the registry API is reached on: `index.docker.io` for Docker Hub, the registry itself otherwise. */
+export function registryApiHost(registry: string): string {
+  return registry === DOCKER_HUB ? DOCKER_HUB_API_HOST : registry;
+}
+
+/** The host part of `host[:port]` (brackets of an IPv6 literal removed). */
+export function hostWithoutPort(registry: string): string {
+  if (registry.startsWith('[')) {
+    const end = registry.indexOf(']');
+    return end === -1 ? registry : registry.slice(1, end);
+  }
+  const colon = registry.lastIndexOf(':');
+  return colon === -1 ? registry : registry.slice(0, colon);
+}
+
+/** True for localhost, 127.0.0.0/8 and ::1: registries reached over plain HTTP by default. */
+export function isLoopbackHost(registry: string): boolean {
+  const host = hostWithoutPort(registry).toLowerCase();
+  if (host === 'localhost' || host.endsWith('.localhost') || host === '::1') return true;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}

@@ -1,0 +1,458 @@
+import { createHash } from 'node:crypto';
+import type { RegistryCredentials } from '../contracts.js';
+import { AuthError, CancelledError, RegistryError } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
+import { formatImageRef, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
+import { isIndexMediaType, MANIFEST_ACCEPT } from './media-types.js';
+import { selectPlatformManifest, type ImageIndex, type ImageManifest } from './platform.js';
+import {
+  backoffDelay,
+  DEFAULT_RETRY_POLICY,
+  isConnectionRefused,
+  isRetryableNetworkError,
+  isRetryableStatus,
+  parseRetryAfter,
+  rootMessage,
+  sleep,
+  type RetryPolicy,
+} from './retry.js';
+import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js';
+
+const log = createLogger('registry');
+
+/** Gives the credentials for a registry host, or undefined for anonymous access. */
+export type CredentialsProvider = (registry: string, options: { signal?: AbortSignal }) => Promise<RegistryCredentials | undefined>;
+
+export interface RegistryClientOptions {
+  /**
+   * Explicit credentials (matched to a registry by host), or a provider function. Registries without
+   * a match fall back to the Docker config unless `dockerConfig` is false.
+   */
+  credentials?: RegistryCredentials | readonly RegistryCredentials[] | CredentialsProvider;
+  /** Read credentials from the user's Docker config (`auths`, `credsStore`, `credHelpers`). Default true. */
+  dockerConfig?: boolean | DockerConfigOptions;
+  /** Registries reached over plain HTTP. Loopback registries (127.0.0.0/8, localhost, ::1) always are unless listed in `secureRegistries`. */
+  insecureRegistries?: readonly string[];
+  /** Loopback registries that serve HTTPS. */
+  secureRegistries?: readonly string[];
+  /** Attempts and backoff for 429, 5xx and dropped connections. */
+  retry?: Partial<RetryPolicy>;
+  /** Time one HTTP request may take (headers and body), in ms. Default 30 s. */
+  timeoutMs?: number;
+  userAgent?: string;
+}
+
+export interface RequestOptions {
+  signal?: AbortSignal;
+}
+
+/** What a manifest HEAD tells: whether the tag or digest exists, and which manifest it names. */
+export type ManifestHead =
+  | { exists: false }
+  | {
+      exists: true;
+      /** Digest of the manifest (or index) the reference names. */
+      digest: string;
+      mediaType: string;
+      size: number | undefined;
+    };
+
+export type BlobHead = { exists: false } | { exists: true; size: number | undefined };
+
+export interface ManifestResult {
+  ref: ImageRef;
+  /** Digest of `bytes`, verified against the registry's `Docker-Content-Digest`. */
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** The manifest exactly as the registry served it. */
+  bytes: Uint8Array;
+  manifest: ImageManifest | ImageIndex;
+  /** When a platform was selected from a manifest list / index: the digest of that index. */
+  indexDigest?: string;
+}
+
+interface HttpResult {
+  status: number;
+  headers: Headers;
+  body: Uint8Array;
+}
+
+interface CachedToken {
+  value: string;
+  expiresAt: number;
+}
+
+type AuthMode = { kind: 'basic' } | { kind: 'bearer'; params: Record<string, string> };
+
+const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+
+function describeStatus(status: number): string {
+  return STATUS_TEXT[status] ? `${status} ${STATUS_TEXT[status]}` : String(status);
+}
+
+/** The registry's own error text (`{"errors":[{"code","message"}]}`), if any. */
+function registryErrorDetail(body: Uint8Array): string {
+  if (body.length === 0) return '';
+  try {
+    const data = JSON.parse(Buffer.from(body).toString('utf8')) as { errors?: { code?: string; message?: string }[]; details?: string; error?: string };
+    if (Array.isArray(data.errors) && data.errors.length > 0) {
+      return data.errors.map((e) => [e.code, e.message].filter(Boolean).join(': ')).join('; ');
+    }
+    if (typeof data.details === 'string') return data.details;
+    if (typeof data.error === 'string') return data.error;
+  } catch {
+    // not JSON
+  }
+  return Buffer.from(body.subarray(0, 200)).toString('utf8').replace(/\s+/g, ' ').trim();
+}
+
+function sha256Digest(bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+function toRef(ref: string | ImageRef): ImageRef {
+  return typeof ref === 'string' ? parseImageRef(ref) : ref;
+}
+
+function who(creds: RegistryCredentials | undefined): string {
+  if (!creds) return 'anonymous access';
+  if (creds.username && creds.username !== '<token>') return `user '${creds.username}'`;
+  return 'the token';
+}
+
+/**
+ * A small OCI distribution client: manifest and blob HEAD, manifest GET with platform selection,
+ * anonymous/Basic/Bearer-challenge auth with a token cache per scope, credentials from explicit
+ * values or the user's Docker config, retries with backoff and jitter, and a timeout on every request.
+ */
+export class RegistryClient {
+  readonly #options: RegistryClientOptions;
+  readonly #retry: RetryPolicy;
+  readonly #timeoutMs: number;
+  readonly #credentials = new Map<string, Promise<RegistryCredentials | undefined>>();
+  readonly #tokens = new Map<string, CachedToken>();
+  readonly #authModes = new Map<string, AuthMode>();
+  /** Registries that have answered at least once: a refused connection to them is worth a retry. */
+  readonly #answered = new Set<string>();
+
+  constructor(options: RegistryClientOptions = {}) {
+    this.#options = options;
+    this.#retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+    if (!(this.#retry.attempts >= 1)) this.#retry.attempts = 1;
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  /** `http` for loopback and insecure registries, `https` otherwise. */
+  scheme(registry: string): 'http' | 'https' {
+    const key = normalizeDockerConfigKey(registry);
+    const listed = (list: readonly string[] | undefined): boolean => (list ?? []).some((entry) => normalizeDockerConfigKey(entry) === key);
+    if (listed(this.#options.insecureRegistries)) return 'http';
+    if (listed(this.#options.secureRegistries)) return 'https';
+    return isLoopbackHost(registry) ? 'http' : 'https';
+  }
+
+  /** The credentials used for `registry` (explicit, else from the Docker config), looked up once per client. */
+  credentialsFor(registry: string, options: RequestOptions = {}): Promise<RegistryCredentials | undefined> {
+    const key = normalizeDockerConfigKey(registry);
+    let pending = this.#credentials.get(key);
+    if (!pending) {
+      pending = this.#lookupCredentials(registry, options.signal);
+      this.#credentials.set(key, pending);
+      pending.catch(() => this.#credentials.delete(key));
+    }
+    return pending;
+  }
+
+  async #lookupCredentials(registry: string, signal: AbortSignal | undefined): Promise<RegistryCredentials | undefined> {
+    const given = this.#options.credentials;
+    if (typeof given === 'function') return given(registry, signal ? { signal } : {});
+    if (given) {
+      const list = Array.isArray(given) ? (given as readonly RegistryCredentials[]) : [given as RegistryCredentials];
+      const key = normalizeDockerConfigKey(registry);
+      const match = list.find((c) => normalizeDockerConfigKey(c.registry) === key);
+      if (match) return match;
+    }
+    if (this.#options.dockerConfig === false) return undefined;
+    const configOptions: DockerConfigOptions = typeof this.#options.dockerConfig === 'object' ? { ...this.#options.dockerConfig } : {};
+    if (signal) configOptions.signal = signal;
+    const creds = await dockerConfigCredentials(registry, configOptions);
+    log('credentials for %s: %s', registry, creds ? creds.source : 'none');
+    return creds;
+  }
+
+  /** Whether `ref` exists, and the digest and media type of the manifest it names (a HEAD request). */
+  async headManifest(ref: string | ImageRef, options: RequestOptions = {}): Promise<ManifestHead> {
+    const image = toRef(ref);
+    const path = `/v2/${image.repository}/manifests/${image.reference}`;
+    const res = await this.#request(image.registry, image.repository, 'HEAD', path, { accept: MANIFEST_ACCEPT.join(', ') }, options.signal);
+    if (res.status === 404) return { exists: false };
+    this.#expectOk(res, image.registry, 'HEAD', path);
+    const digest = res.headers.get('docker-content-digest');
+    const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+    const length = res.headers.get('content-length');
+    if (!digest) {
+      // Some registries omit the digest on HEAD; the manifest's own bytes give it.
+      const full = await this.getManifest(image, options);
+      return { exists: true, digest: full.digest, mediaType: full.mediaType, size: full.size };
+    }
+    return { exists: true, digest, mediaType, size: length === null ? undefined : Number(length) };
+  }
+
+  /**
+   * Fetches the manifest `ref` names and verifies its digest. With `platform` (e.g. `linux/amd64`),
+   * a manifest list / image index is resolved to that platform's manifest, and `indexDigest` keeps
+   * the index's digest.
+   */
+  async getManifest(ref: string | ImageRef, options: RequestOptions & { platform?: string } = {}): Promise<ManifestResult> {
+    const image = toRef(ref);
+    const result = await this.#getManifest(image, image.reference, options.signal);
+    if (options.platform && isIndexMediaType(result.mediaType)) {
+      const entry = selectPlatformManifest(result.manifest as ImageIndex, options.platform, formatImageRef(image));
+      const child = await this.#getManifest(image, entry.digest, options.signal);
+      if (isIndexMediaType(child.mediaType)) {
+        throw new RegistryError(`manifest ${entry.digest} for ${options.platform} in ${formatImageRef(image)} is itself an index`, { registry: image.registry });
+      }
+      return { ...child, indexDigest: result.digest };
+    }
+    return result;
+  }
+
+  async #getManifest(image: ImageRef, reference: string, signal: AbortSignal | undefined): Promise<ManifestResult> {
+    const path = `/v2/${image.repository}/manifests/${reference}`;
+    const name = `${image.registry}/${image.repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const res = await this.#request(image.registry, image.repository, 'GET', path, { accept: MANIFEST_ACCEPT.join(', ') }, signal);
+    if (res.status === 404) {
+      throw new RegistryError(`manifest ${name} was not found`, { registry: image.registry, status: 404 }, { hint: 'Check the repository and tag, and that the image was pushed.' });
+    }
+    this.#expectOk(res, image.registry, 'GET', path);
+    const digest = sha256Digest(res.body);
+    const announced = res.headers.get('docker-content-digest');
+    if (announced && announced.startsWith('sha256:') && announced !== digest) {
+      throw new RegistryError(`manifest ${name} does not match its digest: the registry announced ${announced}, the bytes hash to ${digest}`, { registry: image.registry });
+    }
+    if (reference.startsWith('sha256:') && reference !== digest) {
+      throw new RegistryError(`manifest ${name} does not match the requested digest: the bytes hash to ${digest}`, { registry: image.registry });
+    }
+    let manifest: ImageManifest | ImageIndex;
+    try {
+      manifest = JSON.parse(Buffer.from(res.body).toString('utf8')) as ImageManifest | ImageIndex;
+    } catch (error) {
+      throw new RegistryError(`manifest ${name} is not valid JSON`, { registry: image.registry }, { cause: error });
+    }
+    if (typeof manifest !== 'object' || manifest === null) throw new RegistryError(`manifest ${name} is not a JSON object`, { registry: image.registry });
+    const headerType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+    const mediaType = manifest.mediaType ?? (MANIFEST_ACCEPT.includes(headerType) ? headerType : 'manifests' in manifest ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
+    if (isIndexMediaType(mediaType) ? !Array.isArray((manifest as ImageIndex).manifests) : !Array.isArray((manifest as ImageManifest).layers)) {
+      throw new RegistryError(`manifest ${name} (${mediaType}) lacks its ${isIndexMediaType(mediaType) ? 'manifests' : 'layers'} list`, { registry: image.registry });
+    }
+    return { ref: image, digest, mediaType, size: res.body.length, bytes: res.body, manifest };
+  }
+
+  /** Whether a blob exists in a repository (`repository` like `127.0.0.1:5000/team/app`; a tag is ignored). */
+  async headBlob(repository: string | ImageRef, digest: string, options: RequestOptions = {}): Promise<BlobHead> {
+    const image = toRef(repository);
+    const path = `/v2/${image.repository}/blobs/${digest}`;
+    const res = await this.#request(image.registry, image.repository, 'HEAD', path, {}, options.signal);
+    if (res.status === 404) return { exists: false };
+    this.#expectOk(res, image.registry, 'HEAD', path);
+    const length = res.headers.get('content-length');
+    return { exists: true, size: length === null ? undefined : Number(length) };
+  }
+
+  #expectOk(res: HttpResult, registry: string, method: string, path: string): void {
+    if (res.status >= 200 && res.status < 300) return;
+    const detail = registryErrorDetail(res.body);
+    throw new RegistryError(`registry ${registry} answered ${describeStatus(res.status)} to ${method} ${path}${detail ? `: ${detail}` : ''}`, { registry, status: res.status });
+  }
+
+  #url(registry: string, path: string): string {
+    return `${this.scheme(registry)}://${registryApiHost(registry)}${path}`;
+  }
+
+  /** One registry request with auth: known auth sent up front, a 401 challenge answered once. */
+  async #request(registry: string, repository: string, method: string, path: string, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<HttpResult> {
+    const scope = `repository:${repository}:pull`;
+    const url = this.#url(registry, path);
+    const what = `${method} ${url}`;
+    const before = await this.#knownAuthorization(registry, scope, signal);
+    let res = await this.#fetch(registry, url, { method, headers: { ...headers, ...(before ? { authorization: before } : {}) } }, what, signal);
+    if (res.status === 401) {
+      const challenges = parseWwwAuthenticate(res.headers.get('www-authenticate'));
+      const authorization = await this.#answerChallenge(registry, challenges, scope, signal);
+      res = await this.#fetch(registry, url, { method, headers: { ...headers, authorization } }, what, signal);
+      if (res.status === 401) throw await this.#rejected(registry, scope, res);
+    }
+    if (res.status === 403) throw await this.#rejected(registry, scope, res);
+    return res;
+  }
+
+  async #rejected(registry: string, scope: string, res: HttpResult): Promise<AuthError> {
+    const creds = await this.credentialsFor(registry).catch(() => undefined);
+    const mode = this.#authModes.get(normalizeDockerConfigKey(registry));
+    const detail = registryErrorDetail(res.body);
+    const source = creds?.source ?? this.#noCredentialsSource();
+    const message =
+      mode?.kind === 'basic'
+        ? `registry ${registry} rejected the credentials of ${who(creds)}`
+        : `registry ${registry} denied ${who(creds)} to ${scope}`;
+    return new AuthError(`${message} (${describeStatus(res.status)}${detail ? `: ${detail}` : ''})`, { registry, source }, {
+      hint: creds ? `Check the credentials in ${creds.source}, or log in again with 'docker login ${registry}'.` : `Log in with 'docker login ${registry}' or pass credentials for it.`,
+    });
+  }
+
+  #noCredentialsSource(): string {
+    if (this.#options.dockerConfig === false) return 'no credentials';
+    const config = typeof this.#options.dockerConfig === 'object' ? this.#options.dockerConfig : {};
+    return `no credentials (looked in ${config.configPath ?? dockerConfigPath(config.env ?? process.env)})`;
+  }
+
+  /** The Authorization header to send before any challenge, when this registry's scheme is known. */
+  async #knownAuthorization(registry: string, scope: string, signal: AbortSignal | undefined): Promise<string | undefined> {
+    const key = normalizeDockerConfigKey(registry);
+    const mode = this.#authModes.get(key);
+    if (!mode) return undefined;
+    if (mode.kind === 'basic') return this.#basicAuthorization(registry, await this.credentialsFor(registry, signal ? { signal } : {}));
+    const cached = this.#tokens.get(`${key} ${scope}`);
+    if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.value}`;
+    return this.#bearerAuthorization(registry, mode.params, scope, signal);
+  }
+
+  async #answerChallenge(registry: string, challenges: AuthChallenge[], scope: string, signal: AbortSignal | undefined): Promise<string> {
+    const key = normalizeDockerConfigKey(registry);
+    const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params['realm']);
+    if (bearer) {
+      this.#authModes.set(key, { kind: 'bearer', params: bearer.params });
+      this.#tokens.delete(`${key} ${scope}`);
+      return this.#bearerAuthorization(registry, bearer.params, scope, signal);
+    }
+    if (challenges.some((c) => c.scheme === 'basic')) {
+      this.#authModes.set(key, { kind: 'basic' });
+      return this.#basicAuthorization(registry, await this.credentialsFor(registry, signal ? { signal } : {}));
+    }
+    throw new RegistryError(
+      `registry ${registry} asked for authentication without a usable challenge (WWW-Authenticate: ${challenges.map((c) => c.scheme).join(', ') || 'missing'})`,
+      { registry, status: 401 },
+    );
+  }
+
+  #basicAuthorization(registry: string, creds: RegistryCredentials | undefined): string {
+    if (!creds || creds.password === undefined) {
+      throw new AuthError(`registry ${registry} requires a user name and password, and ${creds ? `${creds.source} has none` : 'none were found'}`, { registry, source: creds?.source ?? this.#noCredentialsSource() }, {
+        hint: `Log in with 'docker login ${registry}' or pass credentials for it.`,
+      });
+    }
+    return `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password.reveal()}`).toString('base64')}`;
+  }
+
+  /** Gets a token from the challenge's realm (with the user's credentials, or anonymously) and caches it per scope. */
+  async #bearerAuthorization(registry: string, params: Record<string, string>, scope: string, signal: AbortSignal | undefined): Promise<string> {
+    const key = normalizeDockerConfigKey(registry);
+    const creds = await this.credentialsFor(registry, signal ? { signal } : {});
+    if (creds?.registryToken) return `Bearer ${creds.registryToken.reveal()}`;
+    const realm = params['realm']!;
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch (error) {
+      throw new RegistryError(`registry ${registry} named an invalid token realm '${realm}'`, { registry }, { cause: error });
+    }
+    const service = params['service'];
+    const headers: Record<string, string> = { accept: 'application/json' };
+    let init: { method: string; headers: Record<string, string>; body?: string };
+    if (creds?.identityToken) {
+      // OAuth2 refresh-token grant, as Docker does with an identity token.
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken.reveal(), client_id: 'prebuilt', scope });
+      if (service) form.set('service', service);
+      init = { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() };
+    } else {
+      if (service) url.searchParams.set('service', service);
+      url.searchParams.set('scope', scope);
+      if (creds?.password !== undefined) {
+        headers['authorization'] = `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password.reveal()}`).toString('base64')}`;
+      }
+      init = { method: 'GET', headers };
+    }
+    const tokenUrl = url.toString();
+    log('token for %s scope %s from %s (%s)', registry, scope, url.origin + url.pathname, who(creds));
+    const res = await this.#fetch(registry, tokenUrl, init, `${init.method} ${url.origin}${url.pathname}`, signal);
+    if (res.status === 401 || res.status === 403) {
+      const detail = registryErrorDetail(res.body);
+      throw new AuthError(
+        `token server ${url.origin}${url.pathname} for registry ${registry} refused ${who(creds)} (${describeStatus(res.status)}${detail ? `: ${detail}` : ''})`,
+        { registry, source: creds?.source ?? this.#noCredentialsSource() },
+        { hint: creds ? `Check the credentials in ${creds.source}, or log in again with 'docker login ${registry}'.` : `Log in with 'docker login ${registry}' or pass credentials for it.` },
+      );
+    }
+    if (res.status < 200 || res.status >= 300) {
+      const detail = registryErrorDetail(res.body);
+      throw new RegistryError(`token server ${url.origin}${url.pathname} for registry ${registry} answered ${describeStatus(res.status)}${detail ? `: ${detail}` : ''}`, { registry, status: res.status });
+    }
+    let data: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      data = JSON.parse(Buffer.from(res.body).toString('utf8')) as typeof data;
+    } catch (error) {
+      throw new RegistryError(`token server ${url.origin}${url.pathname} for registry ${registry} answered with something that is not JSON`, { registry }, { cause: error });
+    }
+    const token = typeof data.token === 'string' && data.token ? data.token : typeof data.access_token === 'string' ? data.access_token : '';
+    if (!token) throw new RegistryError(`token server ${url.origin}${url.pathname} for registry ${registry} answered without a token`, { registry });
+    const lifetime = typeof data.expires_in === 'number' && data.expires_in > 0 ? data.expires_in : 60;
+    this.#tokens.set(`${key} ${scope}`, { value: token, expiresAt: Date.now() + lifetime * 900 });
+    return `Bearer ${token}`;
+  }
+
+  /**
+   * One HTTP exchange with retries: 429 (honouring Retry-After), 5xx and dropped connections are
+   * retried with exponential backoff and jitter; every attempt has a timeout; the caller's abort
+   * rejects with CancelledError at once. The body is read within the attempt.
+   */
+  async #fetch(registry: string, url: string, init: { method: string; headers: Record<string, string>; body?: string }, what: string, signal: AbortSignal | undefined): Promise<HttpResult> {
+    const { attempts } = this.#retry;
+    const headers = { 'user-agent': this.#options.userAgent ?? 'prebuilt', ...init.headers };
+    const cancelled = (cause: unknown): CancelledError => new CancelledError(`registry request cancelled: ${what}`, { cause });
+    for (let attempt = 1; ; attempt++) {
+      if (signal?.aborted) throw cancelled(signal.reason);
+      const timeout = AbortSignal.timeout(this.#timeoutMs);
+      const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+      let failure: { reason: string; retryable: boolean; cause?: unknown; retryAfter?: number; status?: number };
+      try {
+        const response = await fetch(url, { ...init, headers, signal: combined, redirect: 'follow' });
+        const body = init.method === 'HEAD' ? new Uint8Array() : new Uint8Array(await response.arrayBuffer());
+        this.#answered.add(registry);
+        log('%s → %d (attempt %d)', what, response.status, attempt);
+        if (!isRetryableStatus(response.status)) return { status: response.status, headers: response.headers, body };
+        const detail = registryErrorDetail(body);
+        const retryAfter = parseRetryAfter(response.headers.get('retry-after'));
+        failure = { reason: `${describeStatus(response.status)}${detail ? ` (${detail})` : ''}`, retryable: true, status: response.status, ...(retryAfter === undefined ? {} : { retryAfter }) };
+      } catch (error) {
+        if (signal?.aborted) throw cancelled(signal.reason);
+        if (timeout.aborted) {
+          failure = { reason: `no answer within ${this.#timeoutMs} ms`, retryable: true, cause: error };
+        } else if (isConnectionRefused(error)) {
+          failure = { reason: 'connection refused', retryable: this.#answered.has(registry), cause: error };
+        } else {
+          failure = { reason: rootMessage(error), retryable: isRetryableNetworkError(error), cause: error };
+        }
+        log('%s failed: %s (attempt %d)', what, failure.reason, attempt);
+      }
+      if (!failure.retryable || attempt >= attempts) {
+        const tries = attempt > 1 ? ` after ${attempt} attempts` : '';
+        throw new RegistryError(`registry ${registry}: ${what} failed${tries}: ${failure.reason}`, { registry, ...(failure.status === undefined ? {} : { status: failure.status }) }, {
+          ...(failure.cause === undefined ? {} : { cause: failure.cause }),
+          hint:
+            failure.reason === 'connection refused'
+              ? `Check that the registry ${registry} is running and reachable (${this.scheme(registry)}).`
+              : 'The registry or the network may be overloaded or down; try again later.',
+        });
+      }
+      const delay = failure.retryAfter !== undefined ? Math.min(failure.retryAfter, this.#retry.maxDelayMs) : backoffDelay(attempt, this.#retry);
+      log('retrying %s in %d ms', what, delay);
+      try {
+        await sleep(delay, signal);
+      } catch (error) {
+        throw cancelled(error);
+      }
+    }
+  }
+}
