@@ -63,6 +63,46 @@ export {
   type RequestDefaultsOptions,
 } from './request-defaults.js';
 export {
+  BUILTIN_BACKENDS,
+  BUILD_SERVICE_ENV_VAR,
+  IMAGE_REGISTRY_ENV_VAR,
+  DEFAULT_BUILD_SERVICE,
+  DEFAULT_IMAGE_REGISTRY,
+  builtinKind,
+  kindLabel,
+  type BuiltinBackendName,
+  type BuiltinBuildServiceName,
+  type BuiltinImageRegistryName,
+} from './backends/builtin-backends.js';
+export { registerBackend, registeredBackends } from './backends/backend-registry.js';
+export {
+  backendDefinitionProblems,
+  isBackendDefinition,
+  validateBackendDefinition,
+} from './backends/validate-definition.js';
+export {
+  resolveBackend,
+  backendCandidates,
+  isPathSelection,
+  type ResolveBackendOptions,
+  type ResolvedBackend,
+  type BackendSource,
+  type BackendCandidate,
+  type DefinitionOfKind,
+} from './backends/resolve-backend.js';
+export { listBackends, type BackendListing, type ListBackendsOptions } from './backends/list-backends.js';
+export {
+  selectedBackendNames,
+  resolveSelectedBackends,
+  createBackends,
+  type BackendSelection,
+  type SelectedBackendNames,
+  type SelectBackendsOptions,
+  type ResolvedSelection,
+  type CreateBackendsOptions,
+  type CreatedBackends,
+} from './backends/select-backends.js';
+export {
   parseImageRef,
   formatImageRef,
   registryApiHost,
