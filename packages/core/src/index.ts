@@ -144,3 +144,21 @@ export {
   type BlobHead,
   type ManifestResult,
 } from './registry/registry-client.js';
+export { envId, computeEnvId, canonicalEnvIdInput, ENV_ID_VERSION, ENV_ID_LENGTH, type EnvIdInput } from './env-id.js';
+export {
+  LOCK_FILE_VERSION,
+  lockFilePath,
+  lockForFlow,
+  readLockFile,
+  writeLockFile,
+  serializeLockFile,
+  validateLockFile,
+  comparePackages,
+  type LockFile,
+  type LockEntry,
+  type ResolvedWith,
+  type EnvToResolve,
+  type EnvResolver,
+  type LockForFlowOptions,
+  type LockForFlowResult,
+} from './lock-file.js';

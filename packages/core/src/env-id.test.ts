@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { ENV_ID_LENGTH, computeEnvId, envId, type EnvIdInput } from './env-id.js';
+
+const sha = (c: string) => c.repeat(64);
+const base: EnvIdInput = {
+  packages: [
+    { url: 'https://conda.example/linux-64/python-3.11.9-h0_0.conda', sha256: sha('a') },
+    { url: 'https://pypi.example/requests-2.32.0-py3-none-any.whl', sha256: sha('b') },
+  ],
+  platform: 'linux-64',
+  baseImageDigest: `sha256:${sha('c')}`,
+  recipe: { name: 'materialized', version: 1 },
+};
+
+describe('envId', () => {
+  it('is a short lowercase hex string of the documented length', () => {
+    expect(envId(base)).toMatch(new RegExp(`^[0-9a-f]{${ENV_ID_LENGTH}}$`));
+  });
+
+  it('is equal for equal inputs, whatever the package order and extra package fields', () => {
+    const reordered: EnvIdInput = {
+      ...base,
+      packages: [...base.packages].reverse().map((p) => ({ ...p, name: 'ignored', size: 1 })),
+      recipe: { name: 'materialized', version: '1' },
+    };
+    expect(envId(reordered)).toBe(envId(base));
+  });
+
+  it('is pinned for a known input (stable across machines and releases)', () => {
+    // Computed independently with Python's json + hashlib. If it changes, bump ENV_ID_VERSION.
+    expect(envId(base)).toBe('97fbd134e35b3417');
+  });
+
+  it.each<[string, EnvIdInput]>([
+    ['a file hash', { ...base, packages: [base.packages[0]!, { ...base.packages[1]!, sha256: sha('d') }] }],
+    ['a file url', { ...base, packages: [base.packages[0]!, { ...base.packages[1]!, url: 'https://pypi.example/x.whl' }] }],
+    ['one more file', { ...base, packages: [...base.packages, { url: 'https://x/y.conda', sha256: sha('e') }] }],
+    ['the platform', { ...base, platform: 'linux-aarch64' }],
+    ['the base image digest', { ...base, baseImageDigest: `sha256:${sha('f')}` }],
+    ['the recipe name', { ...base, recipe: { name: 'micromamba', version: 1 } }],
+    ['the recipe version', { ...base, recipe: { name: 'materialized', version: 2 } }],
+  ])('changes when %s changes', (_what, changed) => {
+    expect(envId(changed)).not.toBe(envId(base));
+  });
+
+  it('refuses a base image tag in place of a digest, and files without sha256', () => {
+    expect(() => envId({ ...base, baseImageDigest: 'python:3.11' })).toThrow(/not a digest/);
+    expect(() => envId({ ...base, packages: [{ url: 'https://x/y.whl', sha256: '' }] })).toThrow(/no valid sha256/);
+  });
+
+  it('computeEnvId takes a locked env and gives the same id', () => {
+    const lock = { platform: 'linux-64' as const, packages: base.packages.map((p) => ({ ...p })) };
+    expect(computeEnvId({ lock, baseDigest: base.baseImageDigest, recipe: base.recipe })).toBe(envId(base));
+  });
+});

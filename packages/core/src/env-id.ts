@@ -1,0 +1,71 @@
+/**
+ * `envId`: the identity of an env's image content.
+ *
+ * It hashes exactly what ends up in the image and nothing else: the locked files (url + sha256
+ * of each, order-independent), the target platform, the base image *digest* (never its mutable
+ * tag) and the recipe that lays the env out (name + version). Equal inputs give equal ids on
+ * every machine; any change of an input gives a new id.
+ *
+ * The id is the first {@link ENV_ID_LENGTH} hex characters (64 bits) of a sha256 over the
+ * canonical JSON of those inputs — short enough for an image tag, long enough that two envs
+ * of one project never collide by accident.
+ */
+import type { CondaPlatform, LockedEnv, LockedPackage } from './env-model.js';
+import { canonicalJson, sha256Hex } from './identity.js';
+
+/** Version of the envId recipe; bump it when the hashed form changes. */
+export const ENV_ID_VERSION = 1;
+
+/** Hex characters in an envId. */
+export const ENV_ID_LENGTH = 16;
+
+export interface EnvIdInput {
+  /** The locked files; only `url` and `sha256` count, order does not matter. */
+  packages: readonly Pick<LockedPackage, 'url' | 'sha256'>[];
+  platform: CondaPlatform;
+  /** Manifest (or index) digest of the base image, e.g. `sha256:…`. */
+  baseImageDigest: string;
+  /** The recipe that turns the lock into an image, e.g. `{ name: 'materialized', version: 1 }`. */
+  recipe: { name: string; version: string | number };
+}
+
+const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+
+/** The canonical form that {@link envId} hashes. Throws a TypeError on malformed input. */
+export function canonicalEnvIdInput(input: EnvIdInput): Record<string, unknown> {
+  if (!DIGEST.test(input.baseImageDigest)) {
+    throw new TypeError(`envId: base image digest '${input.baseImageDigest}' is not a digest like sha256:<hex>`);
+  }
+  if (input.recipe.name.trim() === '') throw new TypeError('envId: the recipe name is empty');
+  const files = input.packages.map((p) => {
+    if (!/^[0-9a-f]{64}$/.test(p.sha256)) throw new TypeError(`envId: ${p.url} has no valid sha256`);
+    return `${p.url} ${p.sha256}`;
+  });
+  const sorted = [...new Set(files)].sort();
+  return {
+    envIdVersion: ENV_ID_VERSION,
+    files: sorted,
+    platform: input.platform,
+    baseImageDigest: input.baseImageDigest,
+    recipe: { name: input.recipe.name, version: String(input.recipe.version) },
+  };
+}
+
+/** The short hex id of an env's image content (see the module comment). */
+export function envId(input: EnvIdInput): string {
+  return sha256Hex(canonicalJson(canonicalEnvIdInput(input))).slice(0, ENV_ID_LENGTH);
+}
+
+/** {@link envId} of a locked env: its files and platform, plus the base image digest and recipe. */
+export function computeEnvId(input: {
+  lock: Pick<LockedEnv, 'packages' | 'platform'>;
+  baseDigest: string;
+  recipe: { name: string; version: string | number };
+}): string {
+  return envId({
+    packages: input.lock.packages,
+    platform: input.lock.platform,
+    baseImageDigest: input.baseDigest,
+    recipe: input.recipe,
+  });
+}

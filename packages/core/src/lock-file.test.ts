@@ -1,0 +1,173 @@
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { EnvRequest, LockedEnv } from './env-model.js';
+import { InputError } from './errors.js';
+import { specHash } from './identity.js';
+import {
+  LOCK_FILE_VERSION,
+  lockFilePath,
+  lockForFlow,
+  readLockFile,
+  serializeLockFile,
+  type EnvResolver,
+  type EnvToResolve,
+  type ResolvedWith,
+} from './lock-file.js';
+
+const request = (conda: Record<string, string>, pypi: Record<string, string> = {}): EnvRequest => ({
+  python: '3.11',
+  conda,
+  pypi,
+  channels: ['http://127.0.0.1:1/main'],
+  indexUrl: null,
+  platform: 'linux-64',
+});
+
+/** A resolver that records its calls and locks each env to one fake file per package. */
+function fakeResolver(): EnvResolver & { calls: EnvToResolve[][] } {
+  const calls: EnvToResolve[][] = [];
+  const resolver = async (envs: readonly EnvToResolve[]): Promise<LockedEnv[]> => {
+    calls.push([...envs]);
+    return envs.map((env) => ({
+      specHash: env.specHash,
+      request: env.request,
+      platform: env.request.platform,
+      pythonVersion: '3.11.9',
+      packages: [...Object.keys(env.request.conda), 'python'].reverse().map((name) => ({
+        kind: 'conda' as const,
+        name,
+        version: '1.0',
+        build: 'h0_0',
+        url: `http://127.0.0.1:1/main/linux-64/${name}-1.0-h0_0.conda`,
+        sha256: '0'.repeat(64),
+        size: 10,
+        filename: `${name}-1.0-h0_0.conda`,
+        subdir: 'linux-64',
+      })),
+    }));
+  };
+  return Object.assign(resolver, { calls });
+}
+
+const resolvedWith: ResolvedWith = { pins: { requests: '>=2.21.0' }, glibc: '2.28' };
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'prebuilt-lock-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('lockFilePath', () => {
+  it('puts <stem>.prebuilt.lock beside the flow', () => {
+    expect(lockFilePath('/a/b/my_flow.py')).toBe('/a/b/my_flow.prebuilt.lock');
+    expect(lockFilePath('flow')).toBe('flow.prebuilt.lock');
+  });
+});
+
+describe('lockForFlow', () => {
+  const steps = () => ({ start: request({ numpy: '1.26' }), train: request({ numpy: '1.26' }), end: request({}), off: null });
+
+  it('resolves each unique env once, writes a sorted 2-space lock, and reuses it next time', async () => {
+    const flowFile = join(dir, 'flow.py');
+    const resolve = fakeResolver();
+    const first = await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve });
+    expect(resolve.calls).toHaveLength(1);
+    expect(resolve.calls[0]!.map((e) => e.steps)).toEqual([['end'], ['start', 'train']]);
+    expect(first.written).toBe(true);
+    const text = await readFile(join(dir, 'flow.prebuilt.lock'), 'utf8');
+    expect(text.startsWith('{\n  "envs": {')).toBe(true);
+    expect(text.endsWith('}\n')).toBe(true);
+    const parsed = JSON.parse(text) as { lockVersion: number; steps: Record<string, string | null> };
+    expect(parsed.lockVersion).toBe(LOCK_FILE_VERSION);
+    expect(parsed.steps).toEqual({
+      end: specHash(request({})),
+      off: null,
+      start: specHash(request({ numpy: '1.26' })),
+      train: specHash(request({ numpy: '1.26' })),
+    });
+    // Packages are sorted by name within a kind, whatever order the resolver returned.
+    const entry = first.lock.envs[specHash(request({ numpy: '1.26' }))]!;
+    expect(entry.packages.map((p) => p.name)).toEqual(['numpy', 'python']);
+    const onDisk = JSON.parse(text) as { envs: Record<string, { packages: { name: string }[] }> };
+    expect(onDisk.envs[specHash(request({ numpy: '1.26' }))]!.packages.map((p) => p.name)).toEqual(['numpy', 'python']);
+
+    const second = await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve });
+    expect(resolve.calls).toHaveLength(1);
+    expect(second.written).toBe(false);
+    expect(second.reused.sort()).toEqual(Object.keys(first.lock.envs).sort());
+    expect(await readFile(join(dir, 'flow.prebuilt.lock'), 'utf8')).toBe(text);
+    expect(await readdir(dir)).toEqual(['flow.prebuilt.lock']); // no temp files left behind
+  });
+
+  it('re-resolves only the changed env; --update re-resolves all; other pins are not reused', async () => {
+    const flowFile = join(dir, 'flow.py');
+    const resolve = fakeResolver();
+    await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve });
+    await lockForFlow({ flowFile, steps: { ...steps(), end: request({ pandas: '' }) }, resolvedWith, resolve });
+    expect(resolve.calls[1]!.map((e) => e.steps)).toEqual([['end']]);
+    await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve, update: true });
+    expect(resolve.calls[2]).toHaveLength(2);
+    await lockForFlow({ flowFile, steps: steps(), resolvedWith: { ...resolvedWith, pins: {} }, resolve });
+    expect(resolve.calls[3]).toHaveLength(2);
+  });
+
+  it('--frozen: fails (InputError, exit 2) listing unlocked steps; succeeds without writing when all are locked', async () => {
+    const flowFile = join(dir, 'flow.py');
+    const resolve = fakeResolver();
+    await expect(lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve, frozen: true })).rejects.toThrow(
+      /no lock file .*flow\.prebuilt\.lock/,
+    );
+    await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve });
+    const changed = { ...steps(), train: request({ numpy: '2.0' }), extra: request({ numpy: '2.0' }) };
+    const error = await lockForFlow({ flowFile, steps: changed, resolvedWith, resolve, frozen: true }).catch((e: unknown) => e);
+    expect(InputError.isInstance(error)).toBe(true);
+    expect((error as InputError).exitCode).toBe(2);
+    expect((error as InputError).message).toMatch(/not locked: steps extra, train\./);
+    const ok = await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve, frozen: true });
+    expect(ok.written).toBe(false);
+    expect(resolve.calls).toHaveLength(1);
+  });
+
+  it('a corrupt lock is an InputError naming the file under --frozen, and is replaced otherwise', async () => {
+    const flowFile = join(dir, 'flow.py');
+    const lockFile = join(dir, 'flow.prebuilt.lock');
+    await writeFile(lockFile, '{"lockVersion": 1, "envs": ');
+    const resolve = fakeResolver();
+    await expect(lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve, frozen: true })).rejects.toThrow(
+      new RegExp(`Lock file ${lockFile} is not valid JSON`),
+    );
+    const result = await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve });
+    expect(result.written).toBe(true);
+    expect(await readLockFile(lockFile)).toEqual(result.lock);
+  });
+
+  it('rejects --frozen with --update', async () => {
+    await expect(
+      lockForFlow({ flowFile: join(dir, 'f.py'), steps: {}, resolvedWith, resolve: fakeResolver(), frozen: true, update: true }),
+    ).rejects.toThrow(/cannot be used together/);
+  });
+});
+
+describe('readLockFile validation', () => {
+  it('returns undefined for a missing file', async () => {
+    expect(await readLockFile(join(dir, 'none.prebuilt.lock'))).toBeUndefined();
+  });
+
+  it.each([
+    ['another format version', (l: Record<string, unknown>) => ({ ...l, lockVersion: 99 }), /lockVersion is 99/],
+    ['a bad sha256', (l: Record<string, unknown>) => JSON.parse(JSON.stringify(l).replace('"0000', '"zz00')) as unknown, /sha256 is not a hex sha256/],
+    ['a step naming a missing env', (l: Record<string, unknown>) => ({ ...l, steps: { start: 'abc' } }), /steps\.start names no env/],
+    ['an entry under the wrong key', (l: Record<string, unknown>) => ({ ...l, envs: { wrong: Object.values(l.envs as object)[0] } }), /envs\.wrong\.specHash/],
+  ])('rejects %s with an InputError naming the file', async (_what, mutate, message) => {
+    const flowFile = join(dir, 'flow.py');
+    const { lock, lockFile } = await lockForFlow({ flowFile, steps: { start: request({}) }, resolvedWith, resolve: fakeResolver() });
+    await writeFile(lockFile, JSON.stringify(mutate(JSON.parse(serializeLockFile(lock)) as Record<string, unknown>)));
+    const error = await readLockFile(lockFile).catch((e: unknown) => e);
+    expect(InputError.isInstance(error)).toBe(true);
+    expect((error as InputError).message).toContain(lockFile);
+    expect((error as InputError).message).toMatch(message);
+  });
+});

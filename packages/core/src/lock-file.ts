@@ -1,0 +1,358 @@
+/**
+ * The lock file: `<flow file stem>.prebuilt.lock` beside the flow.
+ *
+ * JSON, 2-space indent, object keys sorted, packages in a fixed order, a trailing newline — so the
+ * same inputs give byte-identical files and a change shows as a small diff. One entry per unique
+ * env (keyed by its specHash) plus the step → env map. Written atomically (temp file + rename).
+ */
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, extname, join } from 'node:path';
+import { writeFileAtomic } from './atomic-write.js';
+import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage } from './env-model.js';
+import { ConfigError, InputError, errorMessage } from './errors.js';
+import { canonicalJson, specHash } from './identity.js';
+
+/** Format version of the lock file; a file with another version is stale. */
+export const LOCK_FILE_VERSION = 1;
+
+/**
+ * What the resolver used besides the request, recorded so that a lock made with other inputs is
+ * not reused: Metaflow's pins (`requests`, `boto3`, …) and the virtual packages' glibc version.
+ */
+export interface ResolvedWith {
+  /** Package name → spec added by Metaflow to every env. */
+  pins: Record<string, string>;
+  /** glibc version the target is assumed to have (`__glibc`, manylinux tags). */
+  glibc: string;
+}
+
+/** One locked env in the lock file. */
+export interface LockEntry extends LockedEnv {
+  resolvedWith: ResolvedWith;
+}
+
+export interface LockFile {
+  lockVersion: typeof LOCK_FILE_VERSION;
+  /** The flow file's base name. */
+  flow: string;
+  /** specHash → locked env. */
+  envs: Record<string, LockEntry>;
+  /** step name → specHash, or null for a step whose env is disabled. */
+  steps: Record<string, string | null>;
+}
+
+/** `<dir>/<stem>.prebuilt.lock` for `<dir>/<stem>.py`. */
+export function lockFilePath(flowFile: string): string {
+  const name = basename(flowFile);
+  const ext = extname(name);
+  return join(dirname(flowFile), `${ext ? name.slice(0, -ext.length) : name}.prebuilt.lock`);
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) {
+      const v = (value as Record<string, unknown>)[key];
+      if (v !== undefined) out[key] = sortKeys(v);
+    }
+    return out;
+  }
+  return value;
+}
+
+/** Conda packages first, then wheels; each group by name, then url. */
+export function comparePackages(a: LockedPackage, b: LockedPackage): number {
+  if (a.kind !== b.kind) return a.kind === 'conda' ? -1 : 1;
+  if (a.name !== b.name) return a.name < b.name ? -1 : 1;
+  return a.url < b.url ? -1 : a.url > b.url ? 1 : 0;
+}
+
+function packageRecord(p: LockedPackage): LockedPackage {
+  return {
+    kind: p.kind,
+    name: p.name,
+    version: p.version,
+    build: p.build,
+    url: p.url,
+    sha256: p.sha256,
+    size: p.size,
+    filename: p.filename,
+    ...(p.subdir !== undefined ? { subdir: p.subdir } : {}),
+  };
+}
+
+/** The exact text of a lock file (deterministic for equal content). */
+export function serializeLockFile(lock: LockFile): string {
+  const envs: Record<string, LockEntry> = {};
+  for (const [hash, entry] of Object.entries(lock.envs)) {
+    envs[hash] = { ...entry, packages: entry.packages.map(packageRecord).sort(comparePackages) };
+  }
+  return `${JSON.stringify(sortKeys({ ...lock, envs }), null, 2)}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading with validation
+
+class Invalid extends Error {}
+
+function expectObject(value: unknown, where: string): Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Invalid(`${where} is not an object`);
+  return value as Record<string, unknown>;
+}
+function expectString(value: unknown, where: string): string {
+  if (typeof value !== 'string') throw new Invalid(`${where} is not a string`);
+  return value;
+}
+function expectStringMap(value: unknown, where: string): Record<string, string> {
+  const obj = expectObject(value, where);
+  for (const [k, v] of Object.entries(obj)) expectString(v, `${where}.${k}`);
+  return obj as Record<string, string>;
+}
+const PLATFORMS: readonly string[] = ['linux-64', 'linux-aarch64'];
+function expectPlatform(value: unknown, where: string): CondaPlatform {
+  const s = expectString(value, where);
+  if (!PLATFORMS.includes(s)) throw new Invalid(`${where} is '${s}', not one of ${PLATFORMS.join(', ')}`);
+  return s as CondaPlatform;
+}
+
+function validateRequest(value: unknown, where: string): EnvRequest {
+  const r = expectObject(value, where);
+  const channels = r.channels;
+  if (!Array.isArray(channels)) throw new Invalid(`${where}.channels is not a list`);
+  channels.forEach((c, i) => expectString(c, `${where}.channels[${i}]`));
+  if (r.indexUrl !== null) expectString(r.indexUrl, `${where}.indexUrl`);
+  return {
+    python: expectString(r.python, `${where}.python`),
+    conda: expectStringMap(r.conda, `${where}.conda`),
+    pypi: expectStringMap(r.pypi, `${where}.pypi`),
+    channels: channels as string[],
+    indexUrl: r.indexUrl as string | null,
+    platform: expectPlatform(r.platform, `${where}.platform`),
+  };
+}
+
+function validatePackage(value: unknown, where: string): LockedPackage {
+  const p = expectObject(value, where);
+  if (p.kind !== 'conda' && p.kind !== 'pypi') throw new Invalid(`${where}.kind is not 'conda' or 'pypi'`);
+  const sha256 = expectString(p.sha256, `${where}.sha256`);
+  if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Invalid(`${where}.sha256 is not a hex sha256`);
+  if (typeof p.size !== 'number' || !Number.isSafeInteger(p.size) || p.size < 0) {
+    throw new Invalid(`${where}.size is not a byte count`);
+  }
+  return {
+    kind: p.kind,
+    name: expectString(p.name, `${where}.name`),
+    version: expectString(p.version, `${where}.version`),
+    build: expectString(p.build, `${where}.build`),
+    url: expectString(p.url, `${where}.url`),
+    sha256,
+    size: p.size,
+    filename: expectString(p.filename, `${where}.filename`),
+    ...(p.subdir !== undefined ? { subdir: expectString(p.subdir, `${where}.subdir`) } : {}),
+  };
+}
+
+function validateEntry(value: unknown, where: string): LockEntry {
+  const e = expectObject(value, where);
+  const packages = e.packages;
+  if (!Array.isArray(packages)) throw new Invalid(`${where}.packages is not a list`);
+  const resolvedWith = expectObject(e.resolvedWith, `${where}.resolvedWith`);
+  return {
+    specHash: expectString(e.specHash, `${where}.specHash`),
+    request: validateRequest(e.request, `${where}.request`),
+    platform: expectPlatform(e.platform, `${where}.platform`),
+    pythonVersion: expectString(e.pythonVersion, `${where}.pythonVersion`),
+    packages: packages.map((p, i) => validatePackage(p, `${where}.packages[${i}]`)),
+    resolvedWith: {
+      pins: expectStringMap(resolvedWith.pins, `${where}.resolvedWith.pins`),
+      glibc: expectString(resolvedWith.glibc, `${where}.resolvedWith.glibc`),
+    },
+  };
+}
+
+/** Checks the shape of parsed lock-file JSON. Throws InputError naming `file` when it is invalid. */
+export function validateLockFile(value: unknown, file: string): LockFile {
+  try {
+    const root = expectObject(value, 'the file');
+    if (root.lockVersion !== LOCK_FILE_VERSION) {
+      throw new Invalid(`lockVersion is ${JSON.stringify(root.lockVersion)}, this prebuilt reads version ${LOCK_FILE_VERSION}`);
+    }
+    const envs: Record<string, LockEntry> = {};
+    for (const [hash, entry] of Object.entries(expectObject(root.envs, 'envs'))) {
+      const e = validateEntry(entry, `envs.${hash}`);
+      if (e.specHash !== hash) throw new Invalid(`envs.${hash}.specHash is ${e.specHash}`);
+      envs[hash] = e;
+    }
+    const steps: Record<string, string | null> = {};
+    for (const [step, hash] of Object.entries(expectObject(root.steps, 'steps'))) {
+      if (hash !== null && (typeof hash !== 'string' || !(hash in envs))) {
+        throw new Invalid(`steps.${step} names no env of this file`);
+      }
+      steps[step] = hash;
+    }
+    return { lockVersion: LOCK_FILE_VERSION, flow: expectString(root.flow, 'flow'), envs, steps };
+  } catch (error) {
+    if (!(error instanceof Invalid)) throw error;
+    throw new InputError(`Lock file ${file} is invalid: ${error.message}.`, {
+      file,
+      hint: `Delete it and run 'prebuilt lock' again, or restore it from version control.`,
+    });
+  }
+}
+
+/** Reads and validates a lock file; undefined when it does not exist. Corrupt → InputError naming the file. */
+export async function readLockFile(file: string): Promise<LockFile | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new InputError(`Cannot read lock file ${file}: ${errorMessage(error)}.`, { file, cause: error });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new InputError(`Lock file ${file} is not valid JSON: ${errorMessage(error)}.`, {
+      file,
+      cause: error,
+      hint: `Delete it and run 'prebuilt lock' again, or restore it from version control.`,
+    });
+  }
+  return validateLockFile(parsed, file);
+}
+
+/** Writes a lock file atomically. */
+export async function writeLockFile(file: string, lock: LockFile): Promise<void> {
+  await writeFileAtomic(file, serializeLockFile(lock));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locking a flow
+
+/** An env to resolve: its request, its specHash and the steps that use it. */
+export interface EnvToResolve {
+  specHash: string;
+  request: EnvRequest;
+  steps: string[];
+}
+
+/** Resolves unique envs to exact files (e.g. `@prebuilt/conda`'s `createResolver`). */
+export type EnvResolver = (envs: readonly EnvToResolve[], resolvedWith: ResolvedWith) => Promise<LockedEnv[]>;
+
+export interface LockForFlowOptions {
+  /** Path of the flow file; the lock file is found beside it. */
+  flowFile: string;
+  /** step → its effective request, or null when the step's env is disabled. */
+  steps: Record<string, EnvRequest | null>;
+  resolvedWith: ResolvedWith;
+  resolve: EnvResolver;
+  /** Use the lock as it is; an unlocked step, a stale or corrupt lock → InputError (exit 2). */
+  frozen?: boolean;
+  /** Re-resolve every env even when the lock has it. */
+  update?: boolean;
+  /** Write the lock file when its content changed (default: true unless frozen). */
+  write?: boolean;
+}
+
+export interface LockForFlowResult {
+  lockFile: string;
+  lock: LockFile;
+  /** step → its locked env (null when disabled). */
+  steps: Record<string, LockEntry | null>;
+  /** specHashes that were resolved now, and those taken from the existing lock. */
+  resolved: string[];
+  reused: string[];
+  /** Whether the file on disk was (re)written. */
+  written: boolean;
+}
+
+function entryMatches(entry: LockEntry, hash: string, resolvedWith: ResolvedWith): boolean {
+  return (
+    entry.specHash === hash &&
+    specHash(entry.request) === hash &&
+    canonicalJson(entry.resolvedWith) === canonicalJson(resolvedWith)
+  );
+}
+
+/**
+ * The lock of a flow: reuses the entries of the existing lock whose request (and pins, glibc)
+ * match, resolves the others (each unique env once), and writes the file when it changed.
+ */
+export async function lockForFlow(options: LockForFlowOptions): Promise<LockForFlowResult> {
+  const { frozen = false, update = false } = options;
+  if (frozen && update) {
+    throw new ConfigError('--frozen and --update cannot be used together.', {
+      hint: 'Use --update to re-resolve the lock, or --frozen to require it to be up to date.',
+    });
+  }
+  const file = lockFilePath(options.flowFile);
+  let existing: LockFile | undefined;
+  try {
+    existing = await readLockFile(file);
+  } catch (error) {
+    // Without --frozen a corrupt lock is replaced; under --frozen it is an error.
+    if (frozen || !InputError.isInstance(error) || (error as InputError).file !== file) throw error;
+    existing = undefined;
+  }
+
+  const unique = new Map<string, EnvToResolve>();
+  const stepHashes: Record<string, string | null> = {};
+  for (const step of Object.keys(options.steps).sort()) {
+    const request = options.steps[step];
+    if (request === null || request === undefined) {
+      stepHashes[step] = null;
+      continue;
+    }
+    const hash = specHash(request);
+    stepHashes[step] = hash;
+    const env = unique.get(hash) ?? { specHash: hash, request, steps: [] };
+    env.steps.push(step);
+    unique.set(hash, env);
+  }
+
+  const envs: Record<string, LockEntry> = {};
+  const toResolve: EnvToResolve[] = [];
+  for (const [hash, env] of unique) {
+    const entry = update ? undefined : existing?.envs[hash];
+    if (entry && entryMatches(entry, hash, options.resolvedWith)) envs[hash] = entry;
+    else toResolve.push(env);
+  }
+
+  if (frozen && (existing === undefined || toResolve.length > 0)) {
+    const steps = existing === undefined ? Object.keys(stepHashes).filter((s) => stepHashes[s] !== null) : toResolve.flatMap((e) => e.steps);
+    throw new InputError(
+      existing === undefined
+        ? `--frozen: there is no lock file ${file}.`
+        : `--frozen: the lock file ${file} does not match the flow; not locked: step${steps.length === 1 ? '' : 's'} ${steps.sort().join(', ')}.`,
+      { file, hint: `Run 'prebuilt lock ${options.flowFile}' and commit ${basename(file)}.` },
+    );
+  }
+
+  const resolved = toResolve.length > 0 ? await options.resolve(toResolve, options.resolvedWith) : [];
+  for (const env of resolved) {
+    envs[env.specHash] = { ...env, packages: env.packages.map(packageRecord).sort(comparePackages), resolvedWith: options.resolvedWith };
+  }
+  for (const env of toResolve) {
+    if (!envs[env.specHash]) throw new Error(`resolver returned no lock for env ${env.specHash}`);
+  }
+
+  const lock: LockFile = { lockVersion: LOCK_FILE_VERSION, flow: basename(options.flowFile), envs, steps: stepHashes };
+  const write = options.write ?? !frozen;
+  let written = false;
+  if (write && (existing === undefined || serializeLockFile(existing) !== serializeLockFile(lock))) {
+    await writeLockFile(file, lock);
+    written = true;
+  }
+  const steps: Record<string, LockEntry | null> = {};
+  for (const [step, hash] of Object.entries(stepHashes)) steps[step] = hash === null ? null : envs[hash]!;
+  return {
+    lockFile: file,
+    lock,
+    steps,
+    resolved: toResolve.map((e) => e.specHash),
+    reused: Object.keys(envs).filter((h) => !toResolve.some((e) => e.specHash === h)),
+    written,
+  };
+}
