@@ -188,11 +188,11 @@ export async function dockerConfigCredentials(registry: string, options: DockerC
   const helperEntry = findEntry(config.credHelpers, registry);
   if (helperEntry) {
     const [key, helper] = helperEntry;
-    return fromHelper(helper, registry, key, `${path} credHelpers["${key}"]`, { ...options, env });
+    return fromHelper(helper, registry, dockerConfigKey(registry), `${path} credHelpers["${key}"]`, { ...options, env });
   }
   const authEntry = findEntry(config.auths, registry);
   if (config.credsStore) {
-    const creds = await fromHelper(config.credsStore, registry, authEntry?.[0] ?? dockerConfigKey(registry), `${path} credsStore`, { ...options, env });
+    const creds = await fromHelper(config.credsStore, registry, dockerConfigKey(registry), `${path} credsStore`, { ...options, env });
     if (creds) return creds;
   }
   if (authEntry) return credentialsFromAuthEntry(registry, authEntry[0], authEntry[1], path);
