@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { PrebuiltError, ExitCode, errorMessage } from '@prebuilt/core';
 import { readFileSync } from 'node:fs';
+import { registerEnvsCommand } from './commands/envs.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -11,6 +12,7 @@ export function createProgram(): Command {
     .option('--verbose', 'show debug logs and stack traces')
     .showHelpAfterError()
     .exitOverride();
+  registerEnvsCommand(program);
   return program;
 }
 

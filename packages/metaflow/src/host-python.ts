@@ -1,0 +1,86 @@
+import { spawn } from 'node:child_process';
+import { CancelledError, EnvironmentError, createLogger, errorMessage } from '@prebuilt/core';
+
+const log = createLogger('metaflow');
+
+export interface HostPythonOptions {
+  /** The interpreter to run. Default: METAFLOW_PREBUILT_PYTHON, else `python3` on PATH. */
+  python?: string;
+  env?: Record<string, string | undefined>;
+  signal?: AbortSignal;
+  /** Milliseconds before the script is killed. Default 60 s. */
+  timeoutMs?: number;
+}
+
+/** The host interpreter prebuilt runs its Python scripts with, and where that choice came from. */
+export function hostPython(options: Pick<HostPythonOptions, 'python' | 'env'> = {}): { command: string; source: string } {
+  if (options.python) return { command: options.python, source: "option 'python'" };
+  const fromEnv = (options.env ?? process.env).METAFLOW_PREBUILT_PYTHON;
+  if (fromEnv) return { command: fromEnv, source: 'METAFLOW_PREBUILT_PYTHON' };
+  return { command: 'python3', source: 'PATH' };
+}
+
+const INSTALL_HINT =
+  'Install Python 3.8 or newer (e.g. `apt-get install python3`, or from python.org), ' +
+  'or set METAFLOW_PREBUILT_PYTHON to the interpreter you deploy flows with.';
+
+/**
+ * Runs a Python script shipped in this package with the host interpreter, isolated (`-I`: no
+ * PYTHONPATH, no user site) and returns its stdout. Missing interpreter → EnvironmentError.
+ */
+export async function runPythonScript(
+  script: string,
+  args: readonly string[],
+  options: HostPythonOptions = {},
+): Promise<string> {
+  const { command, source } = hostPython(options);
+  const env = options.env ?? process.env;
+  log('running %s (from %s) %s %o', command, source, script, args);
+  options.signal?.throwIfAborted();
+  return await new Promise<string>((resolve, reject) => {
+    const child = spawn(command, ['-I', script, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...env, PYTHONDONTWRITEBYTECODE: '1', PYTHONIOENCODING: 'utf-8' },
+      signal: options.signal,
+      timeout: options.timeoutMs ?? 60_000,
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.name === 'AbortError') {
+        reject(new CancelledError('reading the flow was cancelled', { cause: error }));
+      } else if (error.code === 'ENOENT' || error.code === 'EACCES') {
+        reject(
+          new EnvironmentError(
+            `No usable Python interpreter: '${command}' (from ${source}) ${error.code === 'ENOENT' ? 'was not found' : 'cannot be executed'}. ` +
+              'prebuilt reads flow files with the host python3.',
+            { cause: error, hint: INSTALL_HINT },
+          ),
+        );
+      } else {
+        reject(new EnvironmentError(`Could not run '${command}' (from ${source}): ${errorMessage(error)}`, { cause: error, hint: INSTALL_HINT }));
+      }
+    });
+    child.on('close', (code, signal) => {
+      const stderr = Buffer.concat(err).toString('utf8').trim();
+      if (code === 0) {
+        resolve(Buffer.concat(out).toString('utf8'));
+        return;
+      }
+      if (options.signal?.aborted) {
+        reject(new CancelledError('reading the flow was cancelled'));
+        return;
+      }
+      const tail = stderr.split('\n').slice(-5).join('\n');
+      reject(
+        new EnvironmentError(
+          `'${command}' (from ${source}) failed running ${script.split('/').pop() ?? script} ` +
+            `(${signal ? `killed by ${signal}` : `exit ${code}`})${tail ? `:\n${tail}` : ''}`,
+          { hint: INSTALL_HINT },
+        ),
+      );
+    });
+  });
+}

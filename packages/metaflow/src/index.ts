@@ -1,0 +1,29 @@
+export {
+  readFlow,
+  READ_FLOW_SCRIPT,
+  type FlowFile,
+  type FlowStep,
+  type EnvDecorator,
+  type EnvDecoratorName,
+  type RemoteDecorator,
+  type RemoteDecoratorName,
+  type ReadFlowOptions,
+} from './read-flow.js';
+export { hostPython, runPythonScript, type HostPythonOptions } from './host-python.js';
+export { mergeStepEnv, mergeFlowEnvs, type StepEnv } from './merge.js';
+export {
+  flowEnvs,
+  flowEnvsJson,
+  defaultPython,
+  type FlowEnvs,
+  type FlowEnvsJson,
+  type FlowEnvsOptions,
+  type StepEnvWithRequest,
+} from './flow-envs.js';
+export {
+  metaflowPins,
+  metaflowDatastore,
+  type MetaflowPins,
+  type MetaflowPinsOptions,
+  type MetaflowDatastore,
+} from './pins.js';

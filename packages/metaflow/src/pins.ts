@@ -1,0 +1,105 @@
+/**
+ * The packages Metaflow adds to every env (metaflow_config.get_pinned_conda_libs and
+ * conda_environment.get_environment). They are added at resolution, never shown as user packages.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, errorMessage } from '@prebuilt/core';
+import type { StepEnv } from './merge.js';
+
+export type MetaflowDatastore = 'local' | 's3' | 'azure' | 'gs';
+
+const PINS: Record<MetaflowDatastore, Record<string, string>> = {
+  local: {},
+  s3: { boto3: '>=1.14.0' },
+  azure: {
+    'azure-identity': '>=1.10.0',
+    'azure-storage-blob': '>=12.12.0',
+    'azure-keyvault-secrets': '>=4.7.0',
+    'simple-azure-blob-downloader': '>=0.1.0',
+  },
+  gs: {
+    'google-cloud-storage': '>=2.5.0',
+    'google-auth': '>=2.11.0',
+    'google-cloud-secret-manager': '>=2.10.0',
+    'simple-gcp-object-downloader': '>=0.1.0',
+    packaging: '>=24.0',
+  },
+};
+
+export interface MetaflowPinsOptions {
+  /** The datastore the flow runs with (`--datastore`). Default: Metaflow's own setting. */
+  datastore?: string;
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * Metaflow's datastore setting, read as Metaflow does: METAFLOW_DEFAULT_DATASTORE, else the key of
+ * that name in $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json (home ~/.metaflowconfig), else `local`.
+ */
+export function metaflowDatastore(options: MetaflowPinsOptions = {}): MetaflowDatastore {
+  const env = options.env ?? process.env;
+  let value = options.datastore || env.METAFLOW_DEFAULT_DATASTORE || undefined;
+  let source = options.datastore ? "option 'datastore'" : 'METAFLOW_DEFAULT_DATASTORE';
+  if (value === undefined) {
+    const home = (env.METAFLOW_HOME || join(homedir(), '.metaflowconfig')).replace(/^~(?=\/|$)/, homedir());
+    const profile = env.METAFLOW_PROFILE;
+    const file = join(home, profile ? `config_${profile}.json` : 'config.json');
+    let text: string | undefined;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      if (profile) {
+        throw new ConfigError(`Metaflow profile '${profile}' has no configuration file ${file}: ${errorMessage(error)}.`, {
+          setting: 'METAFLOW_PROFILE',
+          cause: error,
+          hint: 'Unset METAFLOW_PROFILE or create the profile with `metaflow configure`.',
+        });
+      }
+    }
+    if (text !== undefined) {
+      try {
+        const config = JSON.parse(text) as Record<string, unknown>;
+        const fromFile = config.METAFLOW_DEFAULT_DATASTORE;
+        if (typeof fromFile === 'string' && fromFile !== '') value = fromFile;
+      } catch (error) {
+        throw new ConfigError(`Metaflow configuration ${file} is not valid JSON: ${errorMessage(error)}.`, {
+          setting: 'METAFLOW_HOME',
+          cause: error,
+          hint: 'Fix or remove the file (`metaflow configure` rewrites it).',
+        });
+      }
+      source = file;
+    }
+  }
+  const datastore = value ?? 'local';
+  if (!(datastore in PINS)) {
+    throw new ConfigError(`Metaflow datastore '${datastore}' (from ${source}) is not one of ${Object.keys(PINS).join(', ')}.`, {
+      setting: 'METAFLOW_DEFAULT_DATASTORE',
+      hint: 'Set METAFLOW_DEFAULT_DATASTORE to local, s3, azure or gs.',
+    });
+  }
+  return datastore as MetaflowDatastore;
+}
+
+/** Pins for the resolver, split as Metaflow places them. The user's own specs win over these. */
+export interface MetaflowPins {
+  conda: Record<string, string>;
+  pypi: Record<string, string>;
+}
+
+/**
+ * What Metaflow adds to a step's env: `requests>=2.21.0` plus the datastore's client libraries,
+ * under PyPI when @pypi applies to the step, else under conda; and, for @pypi steps when
+ * GOOGLE_APPLICATION_CREDENTIALS is set, `keyrings.google-artifactregistry-auth>=1.1.1` under conda.
+ * A disabled step gets none.
+ */
+export function metaflowPins(env: Pick<StepEnv, 'usesPypi' | 'disabled'>, options: MetaflowPinsOptions = {}): MetaflowPins {
+  if (env.disabled) return { conda: {}, pypi: {} };
+  const packages = { requests: '>=2.21.0', ...PINS[metaflowDatastore(options)] };
+  if (!env.usesPypi) return { conda: packages, pypi: {} };
+  const conda: Record<string, string> = {};
+  if ((options.env ?? process.env).GOOGLE_APPLICATION_CREDENTIALS) conda['keyrings.google-artifactregistry-auth'] = '>=1.1.1';
+  return { conda, pypi: packages };
+}

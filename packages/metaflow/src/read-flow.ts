@@ -1,0 +1,201 @@
+/**
+ * Reads a Metaflow flow file statically: the flow class it runs, its steps, and the decorators
+ * that shape each step's environment. Runs `python/read_flow.py` with the host python3 (its `ast`
+ * module only — neither the flow nor Metaflow is imported).
+ */
+import { stat } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InputError, createLogger, errorMessage, EnvironmentError } from '@prebuilt/core';
+import { runPythonScript, type HostPythonOptions } from './host-python.js';
+
+const log = createLogger('metaflow');
+
+/** The script, shipped in the package's `python/` folder. */
+export const READ_FLOW_SCRIPT = fileURLToPath(new URL('../python/read_flow.py', import.meta.url));
+
+export type EnvDecoratorName = 'conda' | 'pypi' | 'conda_base' | 'pypi_base';
+export type RemoteDecoratorName = 'kubernetes' | 'batch';
+
+/** One `@conda`/`@pypi`/`@conda_base`/`@pypi_base`, with the arguments that were written. */
+export interface EnvDecorator {
+  name: EnvDecoratorName;
+  /** Line of the decorator in the flow file. */
+  line: number;
+  packages?: Record<string, string>;
+  /** Deprecated alias of `packages` (`@conda`, `@conda_base` only). */
+  libraries?: Record<string, string>;
+  /** `null` when written as None or "". */
+  python?: string | null;
+  /** Normalised as Metaflow does: truthy and not the string "false". `null` when written as None. */
+  disabled?: boolean | null;
+  /** Line of each argument's value. */
+  argLines: Record<string, number>;
+}
+
+/** One `@kubernetes` / `@batch`. */
+export interface RemoteDecorator {
+  name: RemoteDecoratorName;
+  line: number;
+  /** Requested GPUs (`null` when not given). */
+  gpu: number | null;
+  /** The `image` argument: a constant, absent, or computed at run time (line of the expression). */
+  image: { kind: 'static'; value: string } | { kind: 'absent' } | { kind: 'dynamic'; line: number };
+}
+
+export interface FlowStep {
+  name: string;
+  /** Line of the step's `def`. */
+  line: number;
+  conda?: EnvDecorator;
+  pypi?: EnvDecorator;
+  remote?: RemoteDecorator;
+}
+
+export interface FlowFile {
+  /** The path as given. */
+  file: string;
+  /** The path resolved against the working directory. */
+  path: string;
+  /** The FlowSpec class the file runs. */
+  flow: string;
+  line: number;
+  condaBase?: EnvDecorator;
+  pypiBase?: EnvDecorator;
+  /** In source order (inherited steps first). */
+  steps: FlowStep[];
+  /** Version of the interpreter that read the file (Metaflow's default python), e.g. `3.11.7`. */
+  hostPython: string;
+}
+
+export interface ReadFlowOptions extends HostPythonOptions {
+  /** Directory relative paths are resolved against. Default: process.cwd(). */
+  cwd?: string;
+}
+
+interface RawArg {
+  value?: unknown;
+  dynamic?: boolean;
+  line: number;
+}
+interface RawDecorator {
+  name: string;
+  line: number;
+  args: Record<string, RawArg>;
+}
+type RawResult =
+  | {
+      ok: true;
+      hostPython: string;
+      flow: { name: string; line: number };
+      flowDecorators: RawDecorator[];
+      steps: { name: string; line: number; decorators: RawDecorator[] }[];
+    }
+  | {
+      ok: false;
+      hostPython: string;
+      error: { kind: string; message: string; line: number | null; step: string | null };
+    };
+
+const HINTS: Record<string, string> = {
+  syntax: 'Fix the syntax error (`python3 -m py_compile <file>` shows it too).',
+  'no-flow': 'A flow file defines `class MyFlow(FlowSpec)` with `from metaflow import FlowSpec` (or `metaflow.FlowSpec`).',
+  'no-steps': 'Decorate the flow\'s methods with `@step` (from metaflow).',
+  'ambiguous-flow': 'Say which flow the file runs: end it with `if __name__ == "__main__":` and `MyFlow()`.',
+  'dynamic-value':
+    'prebuilt reads decorators without running the flow: use literals, module-level constants or simple expressions ' +
+    '(dicts, lists, strings, `{**BASE, "pkg": "1.0"}`, string concatenation, f-strings of constants).',
+  'invalid-value': 'Fix the decorator argument; Metaflow expects packages={"name": "version spec"}, python="3.11", disabled=True/False.',
+  'invalid-decorator': 'Fix the decorator; see the Metaflow documentation of @conda, @pypi, @kubernetes and @batch.',
+  'duplicate-decorator': 'Keep one of the two decorators.',
+  io: 'Check the path and permissions of the flow file.',
+};
+
+function location(file: string, line: number | null | undefined): string {
+  return line ? `${file}:${line}` : file;
+}
+
+/** Reads a flow file. Bad input → InputError (exit 2) with file and line; no python3 → EnvironmentError. */
+export async function readFlow(file: string, options: ReadFlowOptions = {}): Promise<FlowFile> {
+  const path = resolvePath(options.cwd ?? process.cwd(), file);
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw new InputError(`${file} is not a file.`, { file, hint: 'Pass the path of a flow file (flow.py).' });
+  } catch (error) {
+    if (error instanceof InputError) throw error;
+    throw new InputError(`Flow file ${file} cannot be read: ${errorMessage(error)}.`, {
+      file,
+      cause: error,
+      hint: 'Check the path; relative paths are resolved against the current directory.',
+    });
+  }
+
+  const stdout = await runPythonScript(READ_FLOW_SCRIPT, [path], options);
+  let raw: RawResult;
+  try {
+    raw = JSON.parse(stdout) as RawResult;
+  } catch (cause) {
+    throw new EnvironmentError(`The flow reader printed something that is not JSON: ${stdout.slice(0, 200)}`, { cause });
+  }
+  log('read %s: %o', file, raw.ok ? { flow: raw.flow.name, steps: raw.steps.length } : raw.error);
+
+  if (!raw.ok) {
+    const { kind, message, line, step } = raw.error;
+    const where = location(file, line);
+    throw new InputError(`${where}: ${step && !message.includes(`'${step}'`) ? `step '${step}': ` : ''}${message}`, {
+      file,
+      ...(line ? { line } : {}),
+      hint: HINTS[kind] ?? HINTS['invalid-decorator'],
+    });
+  }
+
+  const flow: FlowFile = {
+    file,
+    path,
+    flow: raw.flow.name,
+    line: raw.flow.line,
+    steps: [],
+    hostPython: raw.hostPython,
+  };
+  for (const deco of raw.flowDecorators) {
+    if (deco.name === 'conda_base') flow.condaBase = envDecorator(deco);
+    else if (deco.name === 'pypi_base') flow.pypiBase = envDecorator(deco);
+  }
+  for (const rawStep of raw.steps) {
+    const step: FlowStep = { name: rawStep.name, line: rawStep.line };
+    for (const deco of rawStep.decorators) {
+      if (deco.name === 'conda') step.conda = envDecorator(deco);
+      else if (deco.name === 'pypi') step.pypi = envDecorator(deco);
+      else if (deco.name === 'kubernetes' || deco.name === 'batch') step.remote = remoteDecorator(deco);
+    }
+    flow.steps.push(step);
+  }
+  return flow;
+}
+
+function envDecorator(raw: RawDecorator): EnvDecorator {
+  const deco: EnvDecorator = { name: raw.name as EnvDecoratorName, line: raw.line, argLines: {} };
+  for (const [name, arg] of Object.entries(raw.args)) {
+    deco.argLines[name] = arg.line;
+    if (name === 'packages' || name === 'libraries') deco[name] = arg.value as Record<string, string>;
+    else if (name === 'python') deco.python = (arg.value as string | null) ?? null;
+    else if (name === 'disabled') deco.disabled = (arg.value as boolean | null) ?? null;
+  }
+  return deco;
+}
+
+function remoteDecorator(raw: RawDecorator): RemoteDecorator {
+  const gpu = raw.args.gpu?.value;
+  const image = raw.args.image;
+  return {
+    name: raw.name as RemoteDecoratorName,
+    line: raw.line,
+    gpu: typeof gpu === 'number' ? gpu : null,
+    image:
+      image === undefined || (!image.dynamic && (image.value === null || image.value === undefined))
+        ? { kind: 'absent' }
+        : image.dynamic
+          ? { kind: 'dynamic', line: image.line }
+          : { kind: 'static', value: String(image.value) },
+  };
+}
