@@ -1,0 +1,227 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import Docker from 'dockerode';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CancelledError, ConfigError, EnvironmentError, Secret, type BuildRequest, type BuildResult } from '@prebuilt/core';
+import dockerDefinition, { createDockerBuildService } from './index.js';
+import { dockerConnection } from './docker-host.js';
+import { headDigest, testServices } from './__fixtures__/services.js';
+
+describe('docker build service settings', () => {
+  it('is a build-service definition named docker', async () => {
+    expect(dockerDefinition).toMatchObject({ kind: 'build-service', name: 'docker', apiVersion: 1 });
+    const service = await dockerDefinition.create({}, { env: { DOCKER_HOST: 'unix:///nonexistent.sock' }, cwd: process.cwd() });
+    expect(service.name).toBe('docker');
+  });
+
+  it('rejects an unknown builder, naming the env var and the option', () => {
+    expect(() => createDockerBuildService({ env: { METAFLOW_PREBUILT_DOCKER_BUILDER: 'kaniko' } })).toThrow(ConfigError);
+    try {
+      createDockerBuildService({ env: { METAFLOW_PREBUILT_DOCKER_BUILDER: 'kaniko' } });
+    } catch (error) {
+      expect((error as ConfigError).hint).toMatch(/METAFLOW_PREBUILT_DOCKER_BUILDER.*'builder'/);
+    }
+  });
+
+  it('rejects a malformed API version and a malformed keep-images flag', () => {
+    expect(() => createDockerBuildService({ apiVersion: 'latest' })).toThrow(/not of the form 1\.41/);
+    expect(() => createDockerBuildService({ env: { METAFLOW_PREBUILT_DOCKER_KEEP_IMAGES: 'maybe' } })).toThrow(/yes\/no/);
+  });
+
+  it('reads DOCKER_HOST addresses the way the docker CLI does', () => {
+    expect(dockerConnection('unix:///run/user/1000/docker.sock', {})).toEqual({ socketPath: '/run/user/1000/docker.sock' });
+    expect(dockerConnection('/var/run/docker.sock', {})).toEqual({ socketPath: '/var/run/docker.sock' });
+    expect(dockerConnection('tcp://127.0.0.1:2375', {})).toEqual({ host: '127.0.0.1', port: 2375, protocol: 'http' });
+    expect(dockerConnection('tcp://127.0.0.1', {})).toMatchObject({ port: 2375 });
+    expect(dockerConnection('ssh://me@builder:2222', {})).toEqual({ protocol: 'ssh', host: 'builder', port: 2222, username: 'me' });
+    expect(() => dockerConnection('tcp://127.0.0.1:2376', { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: '/nonexistent' })).toThrow(
+      /DOCKER_CERT_PATH|ca\.pem/,
+    );
+    expect(() => dockerConnection('ftp://x', {})).toThrow(ConfigError);
+  });
+
+  it('reports an unreachable daemon as an EnvironmentError saying what to run', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-docker-'));
+    try {
+      const service = createDockerBuildService({ env: { DOCKER_HOST: 'unix:///nonexistent' } });
+      const error = await service
+        .buildAndPush({ dockerfile: 'FROM scratch\n', contextDir: dir, imageTag: '127.0.0.1:1/x:y', platform: 'linux/amd64' })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EnvironmentError);
+      expect((error as EnvironmentError).message).toContain('unix:///nonexistent');
+      expect((error as EnvironmentError).hint).toMatch(/dockerd|DOCKER_HOST/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects an already-aborted request with CancelledError before touching the daemon', async () => {
+    const service = createDockerBuildService({ env: { DOCKER_HOST: 'unix:///nonexistent' } });
+    const controller = new AbortController();
+    controller.abort();
+    await expect(
+      service.buildAndPush({ dockerfile: '', contextDir: '/', imageTag: 'a/b:c', platform: 'linux/amd64', signal: controller.signal }),
+    ).rejects.toBeInstanceOf(CancelledError);
+  });
+});
+
+const services = testServices();
+const missing = [
+  ...(services.dockerHost ? [] : ['Docker daemon']),
+  ...(services.registries ? [] : ['test registries']),
+  ...(services.baseImage ? [] : ['test base image']),
+];
+const title = missing.length === 0 ? 'docker build service against the real daemon' : `docker build service (skipped: missing ${missing.join(', ')}; run scripts/test-services.sh up)`;
+
+describe.skipIf(missing.length > 0)(title, () => {
+  const dockerHost = services.dockerHost!;
+  const registries = services.registries!;
+  const base = services.baseImage!;
+  const docker = new Docker(dockerConnection(dockerHost, {}));
+  const run = randomBytes(4).toString('hex');
+  let contextDir: string;
+
+  beforeAll(async () => {
+    contextDir = await mkdtemp(join(tmpdir(), 'prebuilt-docker-ctx-'));
+    await writeFile(join(contextDir, 'hello.txt'), `hello ${run}\n`);
+  });
+  afterAll(async () => {
+    await rm(contextDir, { recursive: true, force: true });
+  });
+
+  const tagIn = (host: string, name: string) => `${host}/prebuilt-test/docker-${name}:${run}`;
+  const localImageExists = async (tag: string) =>
+    docker
+      .getImage(tag)
+      .inspect()
+      .then(() => true)
+      .catch((error: { statusCode?: number }) => {
+        if (error.statusCode === 404) return false;
+        throw error;
+      });
+
+  function request(overrides: Partial<BuildRequest> & Pick<BuildRequest, 'imageTag'>): BuildRequest & { lines: string[]; phases: string[] } {
+    const lines: string[] = [];
+    const phases: string[] = [];
+    return {
+      dockerfile: `FROM ${base.ref}\nCOPY hello.txt /hello.txt\n`,
+      contextDir,
+      platform: 'linux/amd64',
+      log: (line) => lines.push(line),
+      onPhase: (phase) => phases.push(phase),
+      lines,
+      phases,
+      ...overrides,
+    };
+  }
+
+  for (const builder of ['legacy', 'buildkit'] as const) {
+    it(`${builder}: builds and pushes; the digest is the registry's, and the local image is removed`, async () => {
+      const service = createDockerBuildService({ dockerHost, builder, labels: { 'org.example.test': run } });
+      const req = request({ imageTag: tagIn(registries.plain.host, `ok-${builder}`) });
+      const result = await service.buildAndPush(req);
+      expect(result).toMatchObject({ ok: true });
+      const digest = (result as { digest: string }).digest;
+      expect(digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(await headDigest(req.imageTag)).toBe(digest);
+      expect(req.phases).toEqual(['building', 'pushing']);
+      expect(req.lines.length).toBeGreaterThan(0);
+      expect(await localImageExists(req.imageTag)).toBe(false);
+      await service.close?.();
+    });
+
+    it(`${builder}: a failing RUN is ok:false with the log tail`, async () => {
+      const service = createDockerBuildService({ dockerHost, builder });
+      const req = request({
+        imageTag: tagIn(registries.plain.host, `fail-${builder}`),
+        dockerfile: `FROM ${base.ref}\nRUN echo marker-${run} && false\n`,
+      });
+      const result = (await service.buildAndPush(req)) as Extract<BuildResult, { ok: false }>;
+      expect(result.ok).toBe(false);
+      expect(result.reason).toMatch(/failed/);
+      expect(result.reason).toMatch(/false/);
+      expect(result.logTail.join('\n')).toContain(`marker-${run}`);
+      expect(result.logTail.length).toBeLessThanOrEqual(30);
+      expect(req.phases).toEqual(['building']);
+      expect(await headDigest(req.imageTag)).toBeUndefined();
+      expect(await localImageExists(req.imageTag)).toBe(false);
+    });
+
+    it(`${builder}: a Dockerfile syntax error is ok:false`, async () => {
+      const service = createDockerBuildService({ dockerHost, builder });
+      const req = request({ imageTag: tagIn(registries.plain.host, `syntax-${builder}`), dockerfile: `FROM ${base.ref}\nFROBNICATE now\n` });
+      const result = (await service.buildAndPush(req)) as Extract<BuildResult, { ok: false }>;
+      expect(result.ok).toBe(false);
+      expect(result.reason.toLowerCase()).toContain('frobnicate');
+    });
+
+    it(`${builder}: a missing base image is ok:false naming it`, async () => {
+      const service = createDockerBuildService({ dockerHost, builder });
+      const missingBase = `${registries.plain.host}/prebuilt-test/no-such-base:${run}`;
+      const req = request({ imageTag: tagIn(registries.plain.host, `nobase-${builder}`), dockerfile: `FROM ${missingBase}\nRUN true\n` });
+      const result = (await service.buildAndPush(req)) as Extract<BuildResult, { ok: false }>;
+      expect(result.ok).toBe(false);
+      expect(result.reason).toContain(`base image ${missingBase}`);
+    });
+  }
+
+  it('keeps the local image when keepImages is set', async () => {
+    const service = createDockerBuildService({ dockerHost, keepImages: true });
+    const req = request({ imageTag: tagIn(registries.plain.host, 'kept') });
+    const result = await service.buildAndPush(req);
+    expect(result.ok).toBe(true);
+    expect(await localImageExists(req.imageTag)).toBe(true);
+    await docker.getImage(req.imageTag).remove();
+  });
+
+  it('pushes to the Basic-auth registry with the right credentials', async () => {
+    const { host, username, password } = registries.basic;
+    const service = createDockerBuildService({ dockerHost });
+    const req = request({
+      imageTag: tagIn(host, 'auth-ok'),
+      pushCredentials: { registry: host, username, password: new Secret(password), source: 'test fixture' },
+    });
+    const result = await service.buildAndPush(req);
+    expect(result.ok).toBe(true);
+    expect(await headDigest(req.imageTag, { username, password })).toBe((result as { digest: string }).digest);
+  });
+
+  it('a push denied for bad credentials is ok:false naming the registry and the source, never the password', async () => {
+    const { host, username } = registries.basic;
+    const badPassword = `wrong-${run}-secret`;
+    const service = createDockerBuildService({ dockerHost });
+    const req = request({
+      imageTag: tagIn(host, 'auth-bad'),
+      pushCredentials: { registry: host, username, password: new Secret(badPassword), source: 'env METAFLOW_PREBUILT_TEST_CREDS' },
+    });
+    const result = (await service.buildAndPush(req)) as Extract<BuildResult, { ok: false }>;
+    expect(result.ok).toBe(false);
+    expect(result.reason).toContain(host);
+    expect(result.reason).toContain('env METAFLOW_PREBUILT_TEST_CREDS');
+    expect(JSON.stringify(result)).not.toContain(badPassword);
+    expect(req.lines.join('\n')).not.toContain(badPassword);
+    expect(req.phases).toEqual(['building', 'pushing']);
+    expect(await localImageExists(req.imageTag)).toBe(false);
+  });
+
+  it('cancellation mid-build rejects with CancelledError and leaves no tag', async () => {
+    const service = createDockerBuildService({ dockerHost });
+    const controller = new AbortController();
+    const req = request({
+      imageTag: tagIn(registries.plain.host, 'cancel'),
+      dockerfile: `FROM ${base.ref}\nRUN echo sleeping-${run} && sleep 30\nRUN true\n`,
+      signal: controller.signal,
+      log: (line) => {
+        if (line.includes(`sleeping-${run}`) && !line.includes('echo')) controller.abort();
+      },
+    });
+    const started = Date.now();
+    await expect(service.buildAndPush(req)).rejects.toBeInstanceOf(CancelledError);
+    expect(Date.now() - started).toBeLessThan(25_000);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(await localImageExists(req.imageTag)).toBe(false);
+    expect(await headDigest(req.imageTag)).toBeUndefined();
+  });
+});

@@ -1,0 +1,38 @@
+import { InputError } from '@prebuilt/core';
+
+export interface TaggedReference {
+  /** Everything before the tag, e.g. `127.0.0.1:5000/metaflow-prebuilt`. */
+  repository: string;
+  tag: string;
+  /** The registry host the reference points at (`docker.io` when it names none). */
+  registry: string;
+}
+
+/** Splits `host/repo:tag` into its parts. A push needs a tag, not a digest. */
+export function parseTaggedReference(reference: string): TaggedReference {
+  const slash = reference.lastIndexOf('/');
+  const colon = reference.lastIndexOf(':');
+  if (reference.includes('@') || colon <= slash || colon === reference.length - 1) {
+    throw new InputError(`The image tag '${reference}' is not of the form <registry>/<repository>:<tag>.`, {
+      hint: 'The registry backend produces push tags; check its imageTag().',
+    });
+  }
+  const repository = reference.slice(0, colon);
+  return { repository, tag: reference.slice(colon + 1), registry: registryHost(repository) };
+}
+
+/** The registry host of a repository reference, by Docker's rule: a first component with `.`/`:` or `localhost`. */
+export function registryHost(repository: string): string {
+  const first = repository.split('/')[0] ?? '';
+  if (repository.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost')) return first;
+  return 'docker.io';
+}
+
+/** The image of the first `FROM` of a Dockerfile (for messages about a missing base image). */
+export function firstBaseImage(dockerfile: string): string | undefined {
+  for (const line of dockerfile.split('\n')) {
+    const match = /^\s*FROM\s+(?:--\S+\s+)*(\S+)/i.exec(line);
+    if (match) return match[1];
+  }
+  return undefined;
+}

@@ -1,0 +1,185 @@
+import type { Readable } from 'node:stream';
+import { decodeStatusResponse } from './buildkit-trace.js';
+
+/** One JSON message of a Docker Engine progress stream (build, pull, push). */
+export interface DockerStreamEvent {
+  stream?: string;
+  status?: string;
+  id?: string;
+  progress?: string;
+  progressDetail?: { current?: number; total?: number };
+  error?: string;
+  errorDetail?: { code?: number; message?: string };
+  aux?: unknown;
+}
+
+/**
+ * Reads a Docker progress stream: newline-delimited JSON. Resolves when the stream ends; rejects
+ * when it breaks (an aborted request, a dropped connection). Never decides success by itself:
+ * the caller inspects the events (`error`/`errorDetail` arrive inside a stream that ends normally).
+ */
+export async function readEvents(stream: Readable, onEvent: (event: DockerStreamEvent) => void): Promise<void> {
+  let pending = '';
+  const handleLine = (line: string) => {
+    const trimmed = line.trim();
+    if (trimmed === '') return;
+    let event: unknown;
+    try {
+      event = JSON.parse(trimmed);
+    } catch {
+      // A non-JSON line (an old daemon's plain text): keep it as log output.
+      onEvent({ stream: `${trimmed}\n` });
+      return;
+    }
+    if (typeof event === 'object' && event !== null) onEvent(event as DockerStreamEvent);
+  };
+  for await (const chunk of stream) {
+    pending += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
+    let newline: number;
+    while ((newline = pending.indexOf('\n')) >= 0) {
+      handleLine(pending.slice(0, newline));
+      pending = pending.slice(newline + 1);
+    }
+  }
+  handleLine(pending);
+}
+
+/** Splits text that arrives in pieces into whole lines. */
+class LineSplitter {
+  #partial = '';
+  constructor(private readonly emit: (line: string) => void) {}
+  push(text: string): void {
+    const parts = (this.#partial + text).split('\n');
+    this.#partial = parts.pop() ?? '';
+    for (const part of parts) this.#line(part);
+  }
+  flush(): void {
+    if (this.#partial !== '') this.#line(this.#partial);
+    this.#partial = '';
+  }
+  #line(raw: string): void {
+    // A carriage return rewrites the line in a terminal: keep only the last version.
+    const segments = raw.split('\r').filter((segment) => segment.trim() !== '');
+    const line = segments.at(-1)?.trimEnd();
+    if (line !== undefined && line !== '') this.emit(line);
+  }
+}
+
+/**
+ * Turns the events of a build or push stream into log lines, a bounded tail of them, the first
+ * error, and (for a push) the pushed digest. Understands the legacy builder (`stream` text,
+ * `Step N/M : INSTRUCTION`) and BuildKit (`moby.buildkit.trace` protobuf in `aux`).
+ */
+export class ProgressTracker {
+  readonly tail: string[] = [];
+  /** The first error reported by the stream. */
+  error: string | undefined;
+  /** True when the error happened while resolving or pulling the base image (a FROM step). */
+  errorInFrom = false;
+  /** The digest from the push stream's `aux.Digest`. */
+  digest: string | undefined;
+  /** The image id from the build stream (`aux.ID` or BuildKit's `moby.image.id`). */
+  imageId: string | undefined;
+
+  readonly #emit: (line: string) => void;
+  readonly #tailSize: number;
+  readonly #text: LineSplitter;
+  readonly #vertexLogs = new Map<string, LineSplitter>();
+  readonly #vertexNames = new Map<string, string>();
+  readonly #vertexAnnounced = new Set<string>();
+  readonly #vertexFailed = new Set<string>();
+  #instruction: string | undefined;
+
+  constructor(log: ((line: string) => void) | undefined, tailSize: number) {
+    this.#tailSize = tailSize;
+    this.#emit = (line) => {
+      this.tail.push(line);
+      if (this.tail.length > this.#tailSize) this.tail.shift();
+      log?.(line);
+    };
+    this.#text = new LineSplitter((line) => {
+      const step = /^Step \d+\/\d+ : (\w+)/i.exec(line);
+      if (step) this.#instruction = step[1]!.toUpperCase();
+      this.#emit(line);
+    });
+  }
+
+  handle(event: DockerStreamEvent): void {
+    if (typeof event.stream === 'string') this.#text.push(event.stream);
+
+    if (event.id === 'moby.buildkit.trace' && typeof event.aux === 'string') {
+      this.#handleTrace(event.aux);
+    } else if (event.id === 'moby.image.id' && isRecord(event.aux) && typeof event.aux['ID'] === 'string') {
+      this.imageId = event.aux['ID'];
+    } else if (isRecord(event.aux)) {
+      if (typeof event.aux['Digest'] === 'string') this.digest = event.aux['Digest'];
+      if (typeof event.aux['ID'] === 'string') this.imageId = event.aux['ID'];
+    }
+
+    if (typeof event.status === 'string' && event.progressDetail?.current === undefined) {
+      this.#text.flush();
+      this.#emit(event.id ? `${event.id}: ${event.status}` : event.status);
+    }
+
+    const message = event.errorDetail?.message ?? event.error;
+    if (typeof message === 'string' && message !== '') {
+      this.#text.flush();
+      this.#emit(`ERROR: ${message}`);
+      if (this.error === undefined) {
+        this.error = message;
+        if (this.#instruction === 'FROM') this.errorInFrom = true;
+      }
+    }
+  }
+
+  /** Records an error that did not come through the stream (a rejected request). */
+  fail(message: string): void {
+    this.flush();
+    this.#emit(`ERROR: ${message}`);
+    this.error ??= message;
+  }
+
+  flush(): void {
+    this.#text.flush();
+    for (const splitter of this.#vertexLogs.values()) splitter.flush();
+  }
+
+  #handleTrace(payload: string): void {
+    let status;
+    try {
+      status = decodeStatusResponse(payload);
+    } catch {
+      return; // A trace we cannot read carries no error that the stream does not also report.
+    }
+    for (const vertex of status.vertexes) {
+      if (vertex.name) this.#vertexNames.set(vertex.digest, vertex.name);
+      const name = this.#vertexNames.get(vertex.digest) ?? vertex.digest;
+      if ((vertex.started || vertex.cached) && !this.#vertexAnnounced.has(vertex.digest)) {
+        this.#vertexAnnounced.add(vertex.digest);
+        this.#emit(`=> ${name}${vertex.cached ? ' (cached)' : ''}`);
+      }
+      if (vertex.error && !this.#vertexFailed.has(vertex.digest)) {
+        this.#vertexFailed.add(vertex.digest);
+        this.#vertexLogs.get(vertex.digest)?.flush();
+        this.#emit(`=> ${name}: ERROR: ${vertex.error}`);
+        if (this.error === undefined && isFromVertex(name)) this.errorInFrom = true;
+      }
+    }
+    for (const log of status.logs) {
+      let splitter = this.#vertexLogs.get(log.vertex);
+      if (!splitter) {
+        splitter = new LineSplitter(this.#emit);
+        this.#vertexLogs.set(log.vertex, splitter);
+      }
+      splitter.push(log.msg.toString('utf8'));
+    }
+  }
+}
+
+function isFromVertex(name: string): boolean {
+  return /^\[internal\] load metadata for /.test(name) || /^\[[^\]]*\d+\/\d+\] FROM /.test(name);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
