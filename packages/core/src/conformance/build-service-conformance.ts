@@ -1,0 +1,187 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BuildRequest, BuildResult, BuildService, BuildServiceDefinition, RegistryCredentials } from '../contracts.js';
+import {
+  DIGEST_PATTERN,
+  definitionProblems,
+  describeError,
+  isCancelledError,
+  isSecretLike,
+  randomLabel,
+  rejectionOf,
+} from './conformance-checks.js';
+
+export interface BuildServiceConformanceOptions {
+  /** Shown in the suite's title, e.g. `docker`. */
+  name: string;
+  /** The backend's definition (its package's default export). When given, its shape is checked. */
+  definition?: BuildServiceDefinition;
+  /** Creates the service under test. Default: `definition.create(createOptions ?? {}, { env: process.env, cwd })`. */
+  create?: () => BuildService | Promise<BuildService>;
+  /** Options for `definition.create` when `create` is not given. */
+  createOptions?: Record<string, unknown>;
+  /** A base image the service can pull for `FROM` (pinned by digest is best). It needs no shell. */
+  baseImage: string;
+  /** A fresh tag the service can push to, e.g. `127.0.0.1:5000/conformance:<label>`. Called once per build. */
+  imageTag: (label: string) => string | Promise<string>;
+  /** Credentials for pushing to those tags, as the registry backend would hand them over. */
+  pushCredentials?: () => RegistryCredentials | undefined | Promise<RegistryCredentials | undefined>;
+  /** The Docker platform to build for. Default `linux/amd64`. */
+  platform?: string;
+  /**
+   * The digest the registry now has under a tag (or undefined). When given, the suite checks that
+   * a successful build really pushed the digest it returned.
+   */
+  pushedDigest?: (imageTag: string) => Promise<string | undefined>;
+  /**
+   * A Dockerfile instruction that keeps the build busy for ≥ 20 s, used to cancel a running build.
+   * Default `RUN sleep 600` (needs a shell in the base image); `false` skips that test.
+   */
+  slowInstruction?: string | false;
+  /** Milliseconds to let the slow build run before aborting it. Default 1500. */
+  cancelAfterMs?: number;
+  /** Per-test timeout for building tests, ms. Default 120000. */
+  timeoutMs?: number;
+  /** When set, the whole suite is skipped and this reason is shown (e.g. `no Docker daemon at /var/run/docker.sock`). */
+  skip?: string | false;
+}
+
+/**
+ * The build service contract, as vitest tests. Call it at the top level of a test file:
+ *
+ * ```ts
+ * import { runBuildServiceConformance } from '@prebuilt/core/conformance';
+ * runBuildServiceConformance({ name: 'acme', definition, baseImage, imageTag: (l) => `127.0.0.1:5000/t:${l}` });
+ * ```
+ */
+export function runBuildServiceConformance(options: BuildServiceConformanceOptions): void {
+  const title = `build service conformance: ${options.name}`;
+  if (options.skip) {
+    describe.skip(`${title} (skipped: ${options.skip})`, () => {
+      it('needs the component named above', () => undefined);
+    });
+    return;
+  }
+  const timeout = options.timeoutMs ?? 120_000;
+  const platform = options.platform ?? 'linux/amd64';
+
+  describe(title, () => {
+    let service: BuildService;
+    let contextDir: string;
+    let nonce: string;
+
+    const create = async (): Promise<BuildService> => {
+      if (options.create) return options.create();
+      if (!options.definition) throw new Error('runBuildServiceConformance needs `create` or `definition`.');
+      return options.definition.create(options.createOptions ?? {}, { env: process.env, cwd: process.cwd() });
+    };
+
+    const request = async (dockerfile: string, extra: Partial<BuildRequest> = {}): Promise<BuildRequest> => ({
+      dockerfile,
+      contextDir,
+      imageTag: await options.imageTag(randomLabel()),
+      pushCredentials: await options.pushCredentials?.(),
+      platform,
+      ...extra,
+    });
+
+    beforeAll(async () => {
+      contextDir = mkdtempSync(join(tmpdir(), 'prebuilt-conformance-'));
+      nonce = randomLabel();
+      writeFileSync(join(contextDir, 'conformance.txt'), `prebuilt conformance ${nonce}\n`);
+      service = await create();
+    });
+
+    afterAll(async () => {
+      await service?.close?.();
+      if (contextDir) rmSync(contextDir, { recursive: true, force: true });
+    });
+
+    it.skipIf(!options.definition)(
+      `definition: apiVersion 1, kind 'build-service', a name and a create function${options.definition ? '' : ' (skipped: no definition given)'}`,
+      () => {
+        const problems = definitionProblems(options.definition, 'build-service');
+        if (problems !== '') expect.unreachable(`the definition breaks the contract: ${problems}`);
+      },
+    );
+
+    it('create() gives a service with a name and buildAndPush()', () => {
+      expect(typeof service.name, 'service.name').toBe('string');
+      expect(service.name.length, 'service.name length').toBeGreaterThan(0);
+      expect(typeof service.buildAndPush, 'service.buildAndPush').toBe('function');
+    });
+
+    it('a good Dockerfile builds and pushes: { ok: true, digest: "sha256:…" }', { timeout }, async () => {
+      const lines: string[] = [];
+      const req = await request(
+        `FROM ${options.baseImage}\nCOPY conformance.txt /prebuilt-conformance/conformance.txt\n`,
+        { log: (line) => lines.push(line) },
+      );
+      const result: BuildResult = await service.buildAndPush(req);
+      expect(result, `result of the build: ${JSON.stringify(result)}`).toMatchObject({ ok: true });
+      const digest = (result as { digest?: unknown }).digest;
+      expect(digest, 'result.digest').toMatch(DIGEST_PATTERN);
+      expect(JSON.parse(JSON.stringify(result)), 'the result is plain JSON data').toEqual(result);
+      for (const line of lines) expect(typeof line, 'log lines are strings').toBe('string');
+      if (options.pushedDigest) {
+        expect(await options.pushedDigest(req.imageTag), `digest the registry has for ${req.imageTag}`).toBe(digest);
+      }
+      // Push credentials never reach the log or the result.
+      const secrets = Object.values(req.pushCredentials ?? {}).filter(isSecretLike).map((s) => s.reveal());
+      for (const secret of secrets) {
+        expect(lines.some((l) => l.includes(secret)), 'a push secret appeared in a log line').toBe(false);
+        expect(JSON.stringify(result).includes(secret), 'a push secret appeared in the result').toBe(false);
+      }
+    });
+
+    it('a failing Dockerfile is a result { ok: false, reason, logTail }, not an exception', { timeout }, async () => {
+      const req = await request(`FROM ${options.baseImage}\nCOPY missing-${nonce}.txt /missing.txt\n`);
+      let result: BuildResult | undefined;
+      let thrown: unknown;
+      try {
+        result = await service.buildAndPush(req);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown, `buildAndPush threw: ${describeError(thrown)}`).toBeUndefined();
+      expect(result?.ok, 'result.ok').toBe(false);
+      const failed = result as { reason?: unknown; logTail?: unknown };
+      expect(typeof failed.reason, 'result.reason').toBe('string');
+      expect((failed.reason as string).length, 'result.reason is not empty').toBeGreaterThan(0);
+      expect(Array.isArray(failed.logTail), 'result.logTail is an array').toBe(true);
+      for (const line of failed.logTail as unknown[]) expect(typeof line, 'logTail lines are strings').toBe('string');
+      if (options.pushedDigest) {
+        expect(await options.pushedDigest(req.imageTag), 'nothing is pushed for a failed build').toBeUndefined();
+      }
+    });
+
+    it('an already aborted signal rejects with CancelledError', { timeout }, async () => {
+      const controller = new AbortController();
+      controller.abort();
+      const req = await request(`FROM ${options.baseImage}\nCOPY conformance.txt /c.txt\n`, { signal: controller.signal });
+      const error = await rejectionOf(service.buildAndPush(req));
+      expect(isCancelledError(error), `expected CancelledError, got ${describeError(error)}`).toBe(true);
+    });
+
+    it.skipIf(options.slowInstruction === false)(
+      `aborting a running build rejects with CancelledError promptly${options.slowInstruction === false ? ' (skipped: slowInstruction is false)' : ''}`,
+      { timeout },
+      async () => {
+        const controller = new AbortController();
+        const slow = options.slowInstruction || 'RUN sleep 600';
+        const req = await request(`FROM ${options.baseImage}\n${slow}\n`, { signal: controller.signal });
+        const started = Date.now();
+        const timer = setTimeout(() => controller.abort(), options.cancelAfterMs ?? 1500);
+        try {
+          const error = await rejectionOf(service.buildAndPush(req));
+          expect(isCancelledError(error), `expected CancelledError, got ${describeError(error)}`).toBe(true);
+          expect(Date.now() - started, 'ms until the build stopped').toBeLessThan((options.cancelAfterMs ?? 1500) + 15_000);
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+    );
+  });
+}
