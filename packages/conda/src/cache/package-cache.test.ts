@@ -1,0 +1,164 @@
+import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CancelledError } from '@prebuilt/core';
+import { defaultCacheDir, PackageCache, type DownloadProgress } from './package-cache.js';
+import { PackageDownloadError, PackageIntegrityError } from './errors.js';
+
+const files = new Map<string, Buffer>();
+for (let i = 0; i < 8; i++) files.set(`/f${i}.tar.bz2`, Buffer.alloc(50_000 + i * 1000, i + 1));
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+let server: Server;
+let base: string;
+const requests: { path: string; range: string | undefined }[] = [];
+let active = 0;
+let maxActive = 0;
+/** Paths whose next full response is cut after half the body. */
+const cutOnce = new Set<string>();
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const path = req.url ?? '';
+    requests.push({ path, range: req.headers.range });
+    const body = files.get(path);
+    if (!body) {
+      res.writeHead(404).end();
+      return;
+    }
+    active += 1;
+    maxActive = Math.max(maxActive, active);
+    setTimeout(() => {
+      active -= 1;
+      const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      if (range) {
+        const start = Number(range[1]);
+        res.writeHead(206, { 'content-length': body.length - start, 'content-range': `bytes ${start}-${body.length - 1}/${body.length}` });
+        res.end(body.subarray(start));
+        return;
+      }
+      if (cutOnce.delete(path)) {
+        res.writeHead(200, { 'content-length': body.length });
+        res.write(body.subarray(0, body.length / 2), () => setTimeout(() => res.destroy(), 100));
+        return;
+      }
+      res.writeHead(200, { 'content-length': body.length }).end(body);
+    }, 20);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  await new Promise((resolve) => server.close(resolve));
+});
+
+function pkg(path: string, content = files.get(path)!) {
+  return { url: `${base}${path}`, sha256: sha(content), size: content.length, filename: path.slice(1) };
+}
+
+async function tempCache(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'prebuilt-cache-'));
+}
+
+describe('defaultCacheDir', () => {
+  it('prefers the option, then METAFLOW_PREBUILT_CACHE_DIR, then XDG_CACHE_HOME', () => {
+    expect(defaultCacheDir({ cacheDir: '/a', env: { METAFLOW_PREBUILT_CACHE_DIR: '/b' } })).toBe('/a');
+    expect(defaultCacheDir({ env: { METAFLOW_PREBUILT_CACHE_DIR: '/b', XDG_CACHE_HOME: '/x' } })).toBe('/b');
+    expect(defaultCacheDir({ env: { XDG_CACHE_HOME: '/x' } })).toBe('/x/prebuilt');
+    expect(defaultCacheDir({ env: {} })).toMatch(/\.cache\/prebuilt$/);
+    expect(() => defaultCacheDir({ env: { METAFLOW_PREBUILT_CACHE_DIR: 'rel' } })).toThrow(/not an absolute path/);
+  });
+});
+
+describe('PackageCache', () => {
+  it('downloads at most `concurrency` files at once, verifies them, and downloads nothing the second time', async () => {
+    const dir = await tempCache();
+    const cache = new PackageCache({ cacheDir: dir, concurrency: 3 });
+    const all = [...files.keys()].map((p) => pkg(p));
+    requests.length = 0;
+    maxActive = 0;
+    const events: DownloadProgress[] = [];
+    const first = await cache.ensure(all, { onProgress: (e) => events.push(e) });
+    expect(first.filesDownloaded).toBe(8);
+    expect(requests).toHaveLength(8);
+    expect(maxActive).toBeLessThanOrEqual(3);
+    expect(maxActive).toBeGreaterThan(1);
+    const last = events.at(-1)!;
+    expect(last.filesDone).toBe(8);
+    expect(last.bytesDone).toBe(last.bytesTotal);
+    for (const p of all) expect(sha(await readFile(first.paths.get(p.sha256)!))).toBe(p.sha256);
+    expect((await readdir(join(dir, 'pkgs'))).filter((f) => f.endsWith('.partial'))).toEqual([]);
+
+    requests.length = 0;
+    const second = await new PackageCache({ cacheDir: dir }).ensure(all);
+    expect(requests).toHaveLength(0);
+    expect(second.filesDownloaded).toBe(0);
+    expect(second.filesCached).toBe(8);
+    await rm(dir, { recursive: true });
+  });
+
+  it('resumes an interrupted download with a Range request', async () => {
+    const dir = await tempCache();
+    const p = pkg('/f1.tar.bz2');
+    cutOnce.add('/f1.tar.bz2');
+    requests.length = 0;
+    await new PackageCache({ cacheDir: dir }).ensure([p]);
+    expect(requests.map((r) => r.path)).toEqual(['/f1.tar.bz2', '/f1.tar.bz2']);
+    expect(requests[1]!.range).toMatch(/^bytes=\d+-$/);
+    expect(Number(/\d+/.exec(requests[1]!.range!)![0])).toBeGreaterThan(0);
+    expect(sha(await readFile(join(dir, 'pkgs', p.sha256)))).toBe(p.sha256);
+    await rm(dir, { recursive: true });
+  });
+
+  it('resumes from a partial file left by an earlier process', async () => {
+    const dir = await tempCache();
+    const p = pkg('/f2.tar.bz2');
+    await new PackageCache({ cacheDir: dir }).ensure([]);
+    await writeFile(join(dir, 'pkgs', `${p.sha256}.partial`), files.get('/f2.tar.bz2')!.subarray(0, 1234));
+    requests.length = 0;
+    await new PackageCache({ cacheDir: dir }).ensure([p]);
+    expect(requests).toEqual([{ path: '/f2.tar.bz2', range: 'bytes=1234-' }]);
+    expect(sha(await readFile(join(dir, 'pkgs', p.sha256)))).toBe(p.sha256);
+    await rm(dir, { recursive: true });
+  });
+
+  it('discards a file whose hash does not match and names the URL and both hashes', async () => {
+    const dir = await tempCache();
+    const wrong = Buffer.alloc(files.get('/f3.tar.bz2')!.length, 9);
+    const p = pkg('/f3.tar.bz2', wrong);
+    const error = await new PackageCache({ cacheDir: dir }).ensure([p]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PackageIntegrityError);
+    const message = (error as Error).message;
+    expect(message).toContain(p.url);
+    expect(message).toContain(p.sha256);
+    expect(message).toContain(sha(files.get('/f3.tar.bz2')!));
+    expect(await readdir(join(dir, 'pkgs'))).toEqual([]);
+    await rm(dir, { recursive: true });
+  });
+
+  it('fails on HTTP 404 naming the URL, without retrying', async () => {
+    const dir = await tempCache();
+    requests.length = 0;
+    const p = { url: `${base}/missing.conda`, sha256: 'a'.repeat(64), size: 3, filename: 'missing.conda' };
+    const error = await new PackageCache({ cacheDir: dir }).ensure([p]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PackageDownloadError);
+    expect((error as Error).message).toContain(`${base}/missing.conda`);
+    expect((error as Error).message).toContain('404');
+    expect(requests).toHaveLength(1);
+    await rm(dir, { recursive: true });
+  });
+
+  it('stops with CancelledError when the signal is aborted', async () => {
+    const dir = await tempCache();
+    const controller = new AbortController();
+    controller.abort();
+    const error = await new PackageCache({ cacheDir: dir }).ensure([pkg('/f4.tar.bz2')], { signal: controller.signal }).catch((e: unknown) => e);
+    expect(CancelledError.isInstance(error)).toBe(true);
+    expect(await new PackageCache({ cacheDir: dir }).has(pkg('/f4.tar.bz2').sha256)).toBe(false);
+    await rm(dir, { recursive: true });
+  });
+});

@@ -1,0 +1,326 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CancelledError, ConfigError, createLogger, errorMessage, type LockedPackage } from '@prebuilt/core';
+import { PackageDownloadError, PackageIntegrityError } from './errors.js';
+
+const log = createLogger('conda:cache');
+
+/** Environment variable naming the cache directory. */
+export const CACHE_DIR_ENV = 'METAFLOW_PREBUILT_CACHE_DIR';
+
+/**
+ * The cache directory: the explicit option, then `$METAFLOW_PREBUILT_CACHE_DIR`, then
+ * `$XDG_CACHE_HOME/prebuilt`, then `~/.cache/prebuilt`.
+ */
+export function defaultCacheDir(options: { cacheDir?: string; env?: Record<string, string | undefined> } = {}): string {
+  const env = options.env ?? process.env;
+  const chosen = options.cacheDir || env[CACHE_DIR_ENV];
+  if (chosen) {
+    if (!chosen.startsWith('/')) {
+      throw new ConfigError(`The package cache directory '${chosen}' is not an absolute path.`, {
+        setting: CACHE_DIR_ENV,
+        hint: `Set ${CACHE_DIR_ENV} (or the option 'cacheDir') to an absolute path.`,
+      });
+    }
+    return chosen;
+  }
+  const xdg = env.XDG_CACHE_HOME;
+  if (xdg && xdg.startsWith('/')) return join(xdg, 'prebuilt');
+  return join(homedir(), '.cache', 'prebuilt');
+}
+
+/** Download progress, reported after every chunk and every finished file. */
+export interface DownloadProgress {
+  /** Files present in the cache (already there or finished now). */
+  filesDone: number;
+  filesTotal: number;
+  /** Bytes present in the cache, of `bytesTotal`. */
+  bytesDone: number;
+  bytesTotal: number;
+  /** Bytes transferred over the network in this call. */
+  bytesDownloaded: number;
+  /** Files that were already cached when the call started. */
+  filesCached: number;
+  /** The file this event is about. */
+  filename: string;
+  event: 'cached' | 'started' | 'data' | 'finished';
+}
+
+export interface PackageCacheOptions {
+  /** Cache directory; see {@link defaultCacheDir}. */
+  cacheDir?: string;
+  env?: Record<string, string | undefined>;
+  /** Downloads running at once (default 6). */
+  concurrency?: number;
+  /** Attempts per file on network errors, each resuming where the last stopped (default 3). */
+  attempts?: number;
+  /** The fetch implementation (default: global fetch). */
+  fetch?: typeof fetch;
+}
+
+export interface EnsureOptions {
+  onProgress?: (progress: DownloadProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface EnsureResult {
+  /** sha256 → absolute path of the verified file in the cache. */
+  paths: Map<string, string>;
+  filesDownloaded: number;
+  bytesDownloaded: number;
+  filesCached: number;
+}
+
+type Downloadable = Pick<LockedPackage, 'url' | 'sha256' | 'size' | 'filename'>;
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/**
+ * A content-addressed cache of package files: `<cacheDir>/pkgs/<sha256>`.
+ *
+ * A file enters the cache only after its sha256 and size matched the lock, by a rename from
+ * `<sha256>.partial`, so a half-downloaded entry is never used. An interrupted download resumes
+ * from its partial file with an HTTP Range request. Two processes downloading the same file at
+ * the same moment may spoil each other's partial file; the hash check then discards it.
+ */
+export class PackageCache {
+  readonly dir: string;
+  readonly concurrency: number;
+  readonly attempts: number;
+  readonly #fetch: typeof fetch;
+  readonly #inflight = new Map<string, Promise<boolean>>();
+
+  constructor(options: PackageCacheOptions = {}) {
+    this.dir = defaultCacheDir(options);
+    this.concurrency = Math.max(1, options.concurrency ?? 6);
+    this.attempts = Math.max(1, options.attempts ?? 3);
+    this.#fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  /** Where the verified file with this sha256 lives (whether or not it is there yet). */
+  pathFor(sha256: string): string {
+    return join(this.dir, 'pkgs', sha256.toLowerCase());
+  }
+
+  /** Whether a verified file with this sha256 is in the cache. */
+  async has(sha256: string): Promise<boolean> {
+    try {
+      return (await stat(this.pathFor(sha256))).isFile();
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Makes every file present and verified in the cache, downloading at most `concurrency` at once.
+   * Rejects with PackageIntegrityError (hash mismatch), PackageDownloadError or CancelledError.
+   */
+  async ensure(packages: readonly Downloadable[], options: EnsureOptions = {}): Promise<EnsureResult> {
+    const { signal, onProgress } = options;
+    const unique = new Map<string, Downloadable>();
+    for (const pkg of packages) {
+      const sha = pkg.sha256.toLowerCase();
+      if (!SHA256.test(sha)) {
+        throw new ConfigError(`The lock entry for ${pkg.filename} has no valid sha256 ('${pkg.sha256}').`, {
+          hint: 'Re-create the lock with `prebuilt lock`.',
+        });
+      }
+      if (!unique.has(sha)) unique.set(sha, pkg);
+    }
+    await mkdir(join(this.dir, 'pkgs'), { recursive: true });
+
+    const state = {
+      filesDone: 0,
+      filesTotal: unique.size,
+      bytesDone: 0,
+      bytesTotal: [...unique.values()].reduce((sum, p) => sum + p.size, 0),
+      bytesDownloaded: 0,
+      filesCached: 0,
+    };
+    const emit = (filename: string, event: DownloadProgress['event']): void => {
+      onProgress?.({ ...state, filename, event });
+    };
+
+    const paths = new Map<string, string>();
+    const pending: [string, Downloadable][] = [];
+    for (const [sha, pkg] of unique) {
+      paths.set(sha, this.pathFor(sha));
+      if (await this.has(sha)) {
+        state.filesDone += 1;
+        state.filesCached += 1;
+        state.bytesDone += pkg.size;
+        emit(pkg.filename, 'cached');
+      } else {
+        pending.push([sha, pkg]);
+      }
+    }
+
+    let filesDownloaded = 0;
+    let next = 0;
+    let failed: unknown;
+    const worker = async (): Promise<void> => {
+      while (next < pending.length && failed === undefined) {
+        const [sha, pkg] = pending[next++]!;
+        try {
+          const downloaded = await this.#ensureOne(sha, pkg, signal, (bytes) => {
+            state.bytesDone += bytes;
+            state.bytesDownloaded += bytes;
+            emit(pkg.filename, 'data');
+          }, () => emit(pkg.filename, 'started'));
+          if (downloaded) filesDownloaded += 1;
+          state.filesDone += 1;
+          emit(pkg.filename, 'finished');
+        } catch (error) {
+          failed ??= error;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, pending.length) }, worker));
+    if (failed !== undefined) throw failed;
+    return { paths, filesDownloaded, bytesDownloaded: state.bytesDownloaded, filesCached: state.filesCached };
+  }
+
+  /** Downloads one file unless another call in this process already does; true when it downloaded. */
+  #ensureOne(
+    sha: string,
+    pkg: Downloadable,
+    signal: AbortSignal | undefined,
+    onBytes: (n: number) => void,
+    onStart: () => void,
+  ): Promise<boolean> {
+    const running = this.#inflight.get(sha);
+    if (running) return running.then(() => false);
+    const promise = this.#download(sha, pkg, signal, onBytes, onStart).finally(() => this.#inflight.delete(sha));
+    this.#inflight.set(sha, promise);
+    return promise;
+  }
+
+  async #download(
+    sha: string,
+    pkg: Downloadable,
+    signal: AbortSignal | undefined,
+    onBytes: (n: number) => void,
+    onStart: () => void,
+  ): Promise<boolean> {
+    const final = this.pathFor(sha);
+    const partial = `${final}.partial`;
+    onStart();
+    for (let attempt = 1; ; attempt += 1) {
+      throwIfAborted(signal, pkg.url);
+      try {
+        await this.#transfer(pkg, partial, signal, onBytes);
+        break;
+      } catch (error) {
+        if (error instanceof PackageDownloadError && error.status !== undefined && error.status < 500) throw error;
+        if (CancelledError.isInstance(error) || attempt >= this.attempts) {
+          if (CancelledError.isInstance(error)) throw error;
+          throw error instanceof PackageDownloadError
+            ? error
+            : new PackageDownloadError(`Downloading ${pkg.url} failed after ${attempt} attempts: ${errorMessage(error)}.`, { url: pkg.url }, {
+                cause: error,
+                hint: 'Check that the channel or index is reachable and run again; the download resumes where it stopped.',
+              });
+        }
+        log('attempt %d for %s failed: %s; resuming', attempt, pkg.url, errorMessage(error));
+      }
+    }
+    const actual = await sha256File(partial);
+    const size = (await stat(partial)).size;
+    if (actual !== sha || size !== pkg.size) {
+      await rm(partial, { force: true });
+      throw new PackageIntegrityError(
+        `${pkg.url} does not match the lock: expected sha256 ${sha} (${pkg.size} bytes), got sha256 ${actual} (${size} bytes). The downloaded file was discarded.`,
+        { url: pkg.url, expectedSha256: sha, actualSha256: actual },
+        { hint: 'The file on the server changed since the lock was made, or the download was corrupted. Re-create the lock with `prebuilt lock`, or try again.' },
+      );
+    }
+    await rename(partial, final);
+    log('cached %s as %s', pkg.url, sha);
+    return true;
+  }
+
+  /** Appends the rest of the file to `partial`, resuming with a Range request when it exists. */
+  async #transfer(pkg: Downloadable, partial: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<void> {
+    let have = 0;
+    try {
+      have = (await stat(partial)).size;
+    } catch {
+      have = 0;
+    }
+    if (have > pkg.size) {
+      await rm(partial, { force: true });
+      have = 0;
+    }
+    if (have === pkg.size && have > 0) return;
+
+    if (pkg.url.startsWith('file:')) {
+      await copyFrom(createReadStream(fileURLToPath(pkg.url), { start: have }), partial, true, signal, onBytes);
+      return;
+    }
+    const headers: Record<string, string> = {};
+    if (have > 0) headers.range = `bytes=${have}-`;
+    let response: Response;
+    try {
+      response = await this.#fetch(pkg.url, { headers, ...(signal ? { signal } : {}) });
+    } catch (error) {
+      throwIfAborted(signal, pkg.url);
+      throw error;
+    }
+    if (response.status === 416) {
+      // Range not satisfiable: the partial file is stale. Start over.
+      await response.body?.cancel();
+      await rm(partial, { force: true });
+      throw new Error('the server refused to resume (HTTP 416)');
+    }
+    if (response.status !== 200 && response.status !== 206) {
+      await response.body?.cancel();
+      throw new PackageDownloadError(`Downloading ${pkg.url} failed: HTTP ${response.status} ${response.statusText}.`, {
+        url: pkg.url,
+        status: response.status,
+      }, {
+        hint: response.status === 404
+          ? 'The file is gone from the channel or index. Re-create the lock with `prebuilt lock`.'
+          : 'Check the URL, credentials and proxy settings, and run again.',
+      });
+    }
+    if (!response.body) throw new Error('the response has no body');
+    const append = response.status === 206 && have > 0;
+    if (have > 0) log('%s %s at byte %d', append ? 'resuming' : 'restarting', pkg.url, have);
+    await copyFrom(response.body, partial, append, signal, onBytes);
+  }
+}
+
+async function copyFrom(
+  source: AsyncIterable<Uint8Array>,
+  target: string,
+  append: boolean,
+  signal: AbortSignal | undefined,
+  onBytes: (n: number) => void,
+): Promise<void> {
+  const handle = await open(target, append ? 'a' : 'w', 0o644);
+  try {
+    for await (const chunk of source) {
+      throwIfAborted(signal, target);
+      await handle.write(chunk);
+      onBytes(chunk.byteLength);
+    }
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw new CancelledError(`Downloading ${what} was cancelled.`, { cause: signal.reason });
+}
+
+/** Hex sha256 of a file. */
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}

@@ -1,0 +1,241 @@
+import { lstat, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { buildCondaPackage, type CondaArtifact, type CondaPackageSpec } from '@prebuilt/fixtures';
+import { installCondaPackage } from './conda-install.js';
+import { ArchiveError, InstallError } from './errors.js';
+import { PrefixWriter } from './prefix-writer.js';
+import { bzip2Sync, infoEntries, lockedPackage, rawTar, rawZip, zstdSync, type RawTarEntry } from './__fixtures__/helpers.js';
+
+const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
+
+let parent: string;
+let staging: string;
+beforeEach(async () => {
+  parent = await mkdtemp(join(tmpdir(), 'prebuilt-conda-install-'));
+  staging = join(parent, 'staging');
+});
+afterEach(async () => {
+  await rm(parent, { recursive: true, force: true });
+});
+
+async function install(artifact: { filename: string; bytes: Buffer; name: string; version: string; build: string; subdir?: string }) {
+  const writer = await PrefixWriter.open(staging);
+  const pkg = lockedPackage('conda', artifact.filename, artifact.bytes, artifact);
+  return installCondaPackage(artifact.bytes, pkg, { writer, prefix: PREFIX, pythonVersion: '3.11.2', requestedSpec: artifact.name });
+}
+
+const fromArtifact = (a: CondaArtifact) => ({ filename: a.filename, bytes: a.bytes, name: a.record.name, version: a.record.version, build: a.record.build, subdir: a.subdir });
+
+const TOOL: CondaPackageSpec = {
+  name: 'tooly',
+  version: '1.0.0',
+  subdir: 'linux-64',
+  files: [
+    { path: 'bin/tooly', content: '#!/bin/sh\necho "@PREFIX@"\n', mode: 0o755, prefix: 'text' },
+    { path: 'bin/ty', symlink: 'tooly' },
+    { path: 'share/tooly/data.bin', content: Buffer.from('HEAD\0@PREFIX@/lib:@PREFIX@/x\0\x01\x02@PREFIX@\0tail', 'latin1'), prefix: 'binary' },
+    { path: 'share/tooly/plain.txt', content: 'no placeholder here\n' },
+  ],
+  postLink: 'echo linked\n',
+};
+
+describe('installCondaPackage', () => {
+  for (const format of ['.tar.bz2', '.conda'] as const) {
+    it(`installs a ${format} package: placeholders replaced (text and binary), symlink and modes kept, conda-meta record`, async () => {
+      const artifact = (await buildCondaPackage({ ...TOOL, formats: [format] }))[0]!;
+      const { record, hasLinkScripts, clobbered } = await install(fromArtifact(artifact));
+
+      expect(await readFile(join(staging, 'bin/tooly'), 'utf8')).toBe(`#!/bin/sh\necho "${PREFIX}"\n`);
+      expect((await lstat(join(staging, 'bin/tooly'))).mode & 0o777).toBe(0o755);
+      expect((await lstat(join(staging, 'share/tooly/plain.txt'))).mode & 0o777).toBe(0o644);
+      expect(await readlink(join(staging, 'bin/ty'))).toBe('tooly');
+
+      const original = artifact.bytes; // the binary file in the package has the 255-byte placeholder
+      expect(original.length).toBeGreaterThan(0);
+      const binary = await readFile(join(staging, 'share/tooly/data.bin'));
+      const placeholderLength = 255;
+      const expectedLength = Buffer.byteLength('HEAD\0@PREFIX@/lib:@PREFIX@/x\0\x01\x02@PREFIX@\0tail', 'latin1') + 3 * (placeholderLength - '@PREFIX@'.length);
+      expect(binary.length).toBe(expectedLength);
+      const strings = binary.toString('latin1').split('\0').filter((s) => s !== '');
+      expect(strings).toEqual(['HEAD', `${PREFIX}/lib:${PREFIX}/x`, '\x01\x02' + PREFIX, 'tail']);
+      expect(binary.toString('latin1')).not.toContain('placehold');
+
+      expect(hasLinkScripts).toBe(true);
+      expect(clobbered).toEqual([]);
+      expect(record).toMatchObject({
+        name: 'tooly',
+        version: '1.0.0',
+        build: artifact.record.build,
+        subdir: 'linux-64',
+        fn: artifact.filename,
+        url: `https://example.invalid/channel/linux-64/${artifact.filename}`,
+        channel: 'https://example.invalid/channel',
+        md5: artifact.record.md5,
+        sha256: artifact.record.sha256,
+        size: artifact.bytes.length,
+        requested_spec: 'tooly',
+      });
+      expect(record.files).toEqual(['bin/.tooly-post-link.sh', 'bin/tooly', 'bin/ty', 'share/tooly/data.bin', 'share/tooly/plain.txt']);
+      const text = record.paths_data.paths.find((p) => p._path === 'bin/tooly')!;
+      expect(text).toMatchObject({ file_mode: 'text', path_type: 'hardlink' });
+      expect(String(text.prefix_placeholder)).toHaveLength(255);
+      expect(text.sha256_in_prefix).toMatch(/^[0-9a-f]{64}$/);
+      expect(record.paths_data.paths.find((p) => p._path === 'bin/ty')).toMatchObject({ path_type: 'softlink' });
+    });
+  }
+
+  it('remaps a noarch python package and writes its entry points on the env interpreter', async () => {
+    const artifact = (
+      await buildCondaPackage({
+        name: 'tinycli',
+        version: '0.1.0',
+        noarch: 'python',
+        files: [
+          { path: 'site-packages/tinycli/__init__.py', content: 'def main():\n    return 0\n' },
+          { path: 'python-scripts/tinycli-helper', content: '#!/usr/bin/env python\nprint(1)\n', mode: 0o755 },
+        ],
+        entryPoints: ['tinycli = tinycli:main', 'tinycli-sub = tinycli.sub:cmd.run'],
+        formats: ['.conda'],
+      })
+    )[0]!;
+    const { record, hasLinkScripts } = await install(fromArtifact(artifact));
+    expect(hasLinkScripts).toBe(false);
+    expect(await readFile(join(staging, 'lib/python3.11/site-packages/tinycli/__init__.py'), 'utf8')).toContain('def main');
+    expect((await lstat(join(staging, 'bin/tinycli-helper'))).mode & 0o777).toBe(0o755);
+    const script = await readFile(join(staging, 'bin/tinycli'), 'utf8');
+    expect(script.split('\n')[0]).toBe(`#!${PREFIX}/bin/python`);
+    expect(script).toContain('from tinycli import main');
+    expect(script).toContain('sys.exit(main())');
+    const sub = await readFile(join(staging, 'bin/tinycli-sub'), 'utf8');
+    expect(sub).toContain('from tinycli.sub import cmd');
+    expect(sub).toContain('sys.exit(cmd.run())');
+    expect((await lstat(join(staging, 'bin/tinycli'))).mode & 0o777).toBe(0o755);
+    expect(record.noarch).toBe('python');
+    expect(record.files).toEqual(['bin/tinycli', 'bin/tinycli-helper', 'bin/tinycli-sub', 'lib/python3.11/site-packages/tinycli/__init__.py']);
+    expect(record.paths_data.paths.find((p) => p._path === 'bin/tinycli')).toMatchObject({ path_type: 'unix_python_entry_point' });
+  });
+
+  it('fails clearly when the prefix is longer than a binary placeholder', async () => {
+    const artifact = (
+      await buildCondaPackage({
+        name: 'shortph',
+        version: '1.0',
+        subdir: 'linux-64',
+        placeholder: '/short/placeholder',
+        files: [{ path: 'lib/x.bin', content: Buffer.from('\0@PREFIX@/a\0'), prefix: 'binary' }],
+        formats: ['.tar.bz2'],
+      })
+    )[0]!;
+    const error = await install(fromArtifact(artifact)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InstallError);
+    expect((error as Error).message).toMatch(/prefix '\/opt\/prebuilt\/envs\/0123456789abcdef' \(35 bytes\) is longer than the 18-byte placeholder in the binary file 'lib\/x.bin'/);
+  });
+
+  it('reads info/files + info/has_prefix when there is no paths.json', async () => {
+    const tar = await rawTar([
+      { name: 'info/index.json', data: JSON.stringify({ name: 'old', version: '1.0', build: 'h0', depends: [] }) },
+      { name: 'info/files', data: 'bin/old\netc/old.conf\nshare/old.bin\n' },
+      { name: 'info/has_prefix', data: '/opt/anaconda1anaconda2anaconda3/with/a/long/enough/placeholder/path binary share/old.bin\netc/old.conf\n' },
+      { name: 'bin/old', data: '#!/bin/sh\n', mode: 0o755 },
+      { name: 'etc/old.conf', data: 'root=/opt/anaconda1anaconda2anaconda3\n' },
+      { name: 'share/old.bin', data: '\0/opt/anaconda1anaconda2anaconda3/with/a/long/enough/placeholder/path/lib\0' },
+      { name: 'share/not-listed', data: 'conda links only the listed paths\n' },
+    ]);
+    const bytes = bzip2Sync(tar);
+    const { record } = await install({ filename: 'old-1.0-h0.tar.bz2', bytes, name: 'old', version: '1.0', build: 'h0' });
+    expect(await readFile(join(staging, 'etc/old.conf'), 'utf8')).toBe(`root=${PREFIX}\n`);
+    const bin = await readFile(join(staging, 'share/old.bin'));
+    expect(bin.length).toBe(74);
+    expect(bin.toString('latin1').split('\0').filter(Boolean)).toEqual([`${PREFIX}/lib`]);
+    expect(record.files).toEqual(['bin/old', 'etc/old.conf', 'share/old.bin']);
+    await expect(lstat(join(staging, 'share/not-listed'))).rejects.toThrow();
+  });
+
+  it('refuses a package whose contents do not match the lock', async () => {
+    const artifact = (await buildCondaPackage({ ...TOOL, formats: ['.tar.bz2'] }))[0]!;
+    const error = await install({ ...fromArtifact(artifact), version: '2.0.0' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InstallError);
+    expect((error as Error).message).toContain('but the lock says tooly-2.0.0');
+  });
+});
+
+describe('installCondaPackage safety', () => {
+  async function expectRefused(entries: RawTarEntry[], pattern: RegExp, format: '.tar.bz2' | '.conda' = '.tar.bz2') {
+    const paths = entries.filter((e) => !e.name.startsWith('info/')).map((e) => ({ _path: e.name, path_type: e.type === 'symlink' ? 'softlink' : 'hardlink' }));
+    const all = [...infoEntries('evil', paths), ...entries];
+    const bytes =
+      format === '.tar.bz2'
+        ? bzip2Sync(await rawTar(all))
+        : rawZip([
+            { name: 'metadata.json', data: '{"conda_pkg_format_version": 2}' },
+            { name: 'info-evil-1.0-h0.tar.zst', data: zstdSync(await rawTar(all.filter((e) => e.name.startsWith('info/')))) },
+            { name: 'pkg-evil-1.0-h0.tar.zst', data: zstdSync(await rawTar(all.filter((e) => !e.name.startsWith('info/')))) },
+          ]);
+    const error = await install({ filename: `evil-1.0-h0${format}`, bytes, name: 'evil', version: '1.0', build: 'h0' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ArchiveError);
+    expect((error as ArchiveError).packageName).toBe(`evil-1.0-h0${format}`);
+    expect((error as Error).message).toMatch(pattern);
+    // Nothing was written beside the staging directory.
+    expect((await readdir(parent)).filter((n) => n !== 'staging')).toEqual([]);
+    return error as ArchiveError;
+  }
+
+  it('refuses an entry with ..', async () => {
+    await expectRefused([{ name: 'lib/../../escaped.txt', data: 'x' }], /climbs out of the prefix \('lib\/\.\.\/\.\.\/escaped\.txt'\)/);
+  });
+
+  it('refuses an entry with ..  inside a .conda package', async () => {
+    await expectRefused([{ name: '../escaped.txt', data: 'x' }], /climbs out of the prefix/, '.conda');
+  });
+
+  it('refuses an absolute path', async () => {
+    await expectRefused([{ name: '/tmp/escaped-absolute.txt', data: 'x' }], /absolute path/);
+    await expect(lstat('/tmp/escaped-absolute.txt')).rejects.toThrow();
+  });
+
+  it('refuses a symlink pointing outside the prefix (relative and absolute)', async () => {
+    await expectRefused([{ name: 'lib/link', type: 'symlink', linkname: '../../outside' }], /symlink 'lib\/link' pointing outside the prefix/);
+    await expectRefused([{ name: 'lib/link', type: 'symlink', linkname: '/etc/passwd' }], /symlink 'lib\/link' pointing outside the prefix/);
+  });
+
+  it('refuses writing through an in-prefix symlink chain that leads outside', async () => {
+    // `up -> .` is inside; `up2 -> up/..` looks inside lexically but really points at the parent.
+    await expectRefused(
+      [
+        { name: 'up', type: 'symlink', linkname: '.' },
+        { name: 'sub/up2', type: 'symlink', linkname: '../up/..' },
+        { name: 'sub/up2/escaped.txt', data: 'x' },
+      ],
+      /symlink leading outside the prefix/,
+    );
+  });
+
+  it('refuses a hardlink to a file outside the package', async () => {
+    await expectRefused([{ name: 'lib/hard', type: 'link', linkname: '../etc/passwd' }], /climbs out of the prefix \('\.\.\/etc\/passwd'\)/);
+    await expectRefused([{ name: 'lib/hard', type: 'link', linkname: 'etc/not-in-this-package' }], /hardlink 'lib\/hard' to 'etc\/not-in-this-package', which is not a file of this package/);
+    await expectRefused([{ name: 'lib/hard', type: 'link', linkname: '/etc/passwd' }], /absolute path/);
+  });
+
+  it('fails on a truncated .tar.bz2 naming the package', async () => {
+    const artifact = (await buildCondaPackage({ ...TOOL, formats: ['.tar.bz2'] }))[0]!;
+    const bytes = artifact.bytes.subarray(0, Math.floor(artifact.bytes.length / 2));
+    const error = await install({ ...fromArtifact(artifact), bytes }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ArchiveError);
+    expect((error as Error).message).toContain(`${artifact.filename} is corrupt or truncated`);
+  });
+
+  it('fails on a truncated or corrupt .conda naming the package', async () => {
+    const artifact = (await buildCondaPackage({ ...TOOL, formats: ['.conda'] }))[0]!;
+    const truncated = artifact.bytes.subarray(0, artifact.bytes.length - 40);
+    const e1 = await install({ ...fromArtifact(artifact), bytes: truncated }).catch((e: unknown) => e);
+    expect(e1).toBeInstanceOf(ArchiveError);
+    expect((e1 as Error).message).toContain(`${artifact.filename} is corrupt or truncated`);
+    const corrupt = Buffer.from(artifact.bytes);
+    corrupt[200] = corrupt[200]! ^ 0xff;
+    const e2 = await install({ ...fromArtifact(artifact), bytes: corrupt }).catch((e: unknown) => e);
+    expect(e2).toBeInstanceOf(ArchiveError);
+    expect((e2 as Error).message).toContain(`${artifact.filename} is corrupt or truncated`);
+  });
+});

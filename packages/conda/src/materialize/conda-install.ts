@@ -1,0 +1,285 @@
+import { createHash } from 'node:crypto';
+import type { LockedPackage } from '@prebuilt/core';
+import { decompressBzip2, decompressZstd, readTar, readZip, type ArchiveEntry } from './archive.js';
+import { ArchiveError, InstallError } from './errors.js';
+import { LEGACY_PLACEHOLDER, replaceBinary, replaceText } from './prefix-replace.js';
+import { safeRelativePath, type PrefixWriter } from './prefix-writer.js';
+import { entryPointScript, parseEntryPoint } from './scripts.js';
+
+/** A conda package read into memory: its `info/` files and the rest of its entries. */
+export interface CondaPackageContents {
+  info: Map<string, Buffer>;
+  entries: ArchiveEntry[];
+}
+
+/** Reads a `.tar.bz2` or `.conda` package file. Corrupt or truncated files fail naming the package. */
+export async function readCondaPackage(data: Buffer, filename: string): Promise<CondaPackageContents> {
+  let all: ArchiveEntry[];
+  if (filename.endsWith('.tar.bz2')) {
+    all = await readTar(decompressBzip2(data, filename), filename);
+  } else if (filename.endsWith('.conda')) {
+    const members = readZip(data, filename);
+    const infoTar = members.find((m) => m.type === 'file' && /^info-.*\.tar\.zst$/.test(m.path));
+    const pkgTar = members.find((m) => m.type === 'file' && /^pkg-.*\.tar\.zst$/.test(m.path));
+    if (!infoTar || !pkgTar) {
+      throw new ArchiveError(`${filename} is not a valid .conda package: it lacks its info-*.tar.zst or pkg-*.tar.zst member.`, filename);
+    }
+    all = [
+      ...(await readTar(decompressZstd(infoTar.data, filename), filename)),
+      ...(await readTar(decompressZstd(pkgTar.data, filename), filename)),
+    ];
+  } else {
+    throw new ArchiveError(`${filename} is neither a .tar.bz2 nor a .conda package.`, filename);
+  }
+  const info = new Map<string, Buffer>();
+  const entries: ArchiveEntry[] = [];
+  for (const entry of all) {
+    const rel = safeRelativePath(entry.path, filename);
+    if (rel === 'info' || rel.startsWith('info/')) {
+      if (entry.type === 'file') info.set(rel, entry.data);
+    } else if (rel !== '') {
+      entries.push({ ...entry, path: rel });
+    }
+  }
+  if (!info.has('info/index.json')) throw new ArchiveError(`${filename} is not a valid conda package: it has no info/index.json.`, filename);
+  return { info, entries };
+}
+
+/** One path of `info/paths.json`. */
+export interface PathEntry {
+  _path: string;
+  path_type: 'hardlink' | 'softlink' | 'directory';
+  file_mode?: 'text' | 'binary';
+  prefix_placeholder?: string;
+  sha256?: string;
+  size_in_bytes?: number;
+  no_link?: boolean;
+}
+
+function parseJson<T>(data: Buffer | undefined, what: string, label: string): T | undefined {
+  if (!data) return undefined;
+  try {
+    return JSON.parse(data.toString('utf8')) as T;
+  } catch (error) {
+    throw new ArchiveError(`${label} has an unreadable ${what}: ${(error as Error).message}.`, label, { cause: error });
+  }
+}
+
+/** `info/paths.json`, or the older `info/files` + `info/has_prefix`. */
+export function packagePaths(info: Map<string, Buffer>, label: string): PathEntry[] {
+  const paths = parseJson<{ paths?: PathEntry[] }>(info.get('info/paths.json'), 'info/paths.json', label);
+  if (paths?.paths) return paths.paths;
+  const prefixed = new Map<string, { placeholder: string; mode: 'text' | 'binary' }>();
+  for (const line of (info.get('info/has_prefix')?.toString('utf8') ?? '').split('\n')) {
+    if (line.trim() === '') continue;
+    const fields = splitQuoted(line.trim());
+    if (fields.length >= 3) prefixed.set(fields.slice(2).join(' '), { placeholder: fields[0]!, mode: fields[1] === 'binary' ? 'binary' : 'text' });
+    else prefixed.set(fields.join(' '), { placeholder: LEGACY_PLACEHOLDER, mode: 'text' });
+  }
+  const files = (info.get('info/files')?.toString('utf8') ?? '').split('\n').filter((l) => l.trim() !== '');
+  return files.map((file) => {
+    const has = prefixed.get(file);
+    return { _path: file, path_type: 'hardlink', ...(has ? { prefix_placeholder: has.placeholder, file_mode: has.mode } : {}) };
+  });
+}
+
+function splitQuoted(line: string): string[] {
+  const out: string[] = [];
+  for (const match of line.matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)) out.push(match[1] ?? match[2] ?? match[3] ?? '');
+  return out;
+}
+
+/** The fields of `info/index.json` prebuilt uses. */
+export interface IndexJson {
+  name: string;
+  version: string;
+  build: string;
+  build_number?: number;
+  depends?: string[];
+  constrains?: string[];
+  license?: string;
+  noarch?: string | { type?: string };
+  subdir?: string;
+  timestamp?: number;
+  track_features?: string;
+}
+
+/** What conda and micromamba read from `conda-meta/<name>-<version>-<build>.json`. */
+export interface CondaMetaRecord extends Record<string, unknown> {
+  name: string;
+  version: string;
+  build: string;
+  build_number: number;
+  channel: string;
+  subdir: string;
+  fn: string;
+  url: string;
+  md5: string;
+  sha256: string;
+  size: number;
+  depends: string[];
+  constrains: string[];
+  files: string[];
+  paths_data: { paths: Record<string, unknown>[]; paths_version: 1 };
+  requested_spec: string;
+}
+
+export interface CondaInstallOptions {
+  writer: PrefixWriter;
+  /** The absolute prefix the env will have in the image. */
+  prefix: string;
+  /** Python version of the env (`3.11` or `3.11.9`), for noarch python packages. */
+  pythonVersion: string;
+  /** The spec the user asked for this package with, or '' when it came in as a dependency. */
+  requestedSpec?: string;
+}
+
+export interface CondaInstallResult {
+  record: CondaMetaRecord;
+  /** Whether the package carries a pre-link or post-link script (not run by prebuilt). */
+  hasLinkScripts: boolean;
+  /** Paths this package replaced that an earlier package had installed. */
+  clobbered: string[];
+}
+
+const LINK_SCRIPT = /^bin\/\.[^/]+-(post-link|pre-link|pre-unlink)\.sh$/;
+
+/** The `site-packages` directory of a python version: `lib/python3.11/site-packages`. */
+export function sitePackagesDir(pythonVersion: string): string {
+  const [major, minor] = pythonVersion.split('.');
+  return `lib/python${major}.${minor}/site-packages`;
+}
+
+/**
+ * Installs one conda package into the staging directory of `prefix`, as conda would link it:
+ * placeholders replaced, noarch python remapped, entry points written. Returns its conda-meta record.
+ */
+export async function installCondaPackage(
+  data: Buffer,
+  pkg: LockedPackage,
+  options: CondaInstallOptions,
+): Promise<CondaInstallResult> {
+  const label = pkg.filename;
+  const { writer, prefix } = options;
+  const { info, entries } = await readCondaPackage(data, label);
+  const index = parseJson<IndexJson>(info.get('info/index.json'), 'info/index.json', label)!;
+  if (index.name !== pkg.name || index.version !== pkg.version || (pkg.build && index.build !== pkg.build)) {
+    throw new InstallError(
+      `${label} contains ${index.name}-${index.version}-${index.build}, but the lock says ${pkg.name}-${pkg.version}-${pkg.build}.`,
+      label,
+      { hint: 'Re-create the lock with `prebuilt lock`.' },
+    );
+  }
+  const link = parseJson<{ noarch?: { type?: string; entry_points?: string[] } }>(info.get('info/link.json'), 'info/link.json', label);
+  const noarchType = typeof index.noarch === 'string' ? index.noarch : index.noarch?.type ?? link?.noarch?.type;
+  const noarchPython = noarchType === 'python';
+  const sitePackages = sitePackagesDir(options.pythonVersion);
+  const remap = (rel: string): string => {
+    if (!noarchPython) return rel;
+    if (rel === 'site-packages' || rel.startsWith('site-packages/')) return sitePackages + rel.slice('site-packages'.length);
+    if (rel === 'python-scripts' || rel.startsWith('python-scripts/')) return `bin${rel.slice('python-scripts'.length)}`;
+    return rel;
+  };
+
+  const declared = packagePaths(info, label);
+  const byPath = new Map<string, PathEntry>();
+  for (const entry of declared) byPath.set(safeRelativePath(entry._path, label), entry);
+  const hasPathsList = info.has('info/paths.json') || info.has('info/files');
+
+  const pathsData: Record<string, unknown>[] = [];
+  const clobbered: string[] = [];
+  let hasLinkScripts = false;
+  const written = new Set<string>();
+
+  for (const entry of entries) {
+    const meta = byPath.get(entry.path);
+    if (entry.type === 'directory') {
+      await writer.mkdir(remap(entry.path), label);
+      if (meta?.path_type === 'directory') pathsData.push({ _path: remap(entry.path), path_type: 'directory' });
+      continue;
+    }
+    if (hasPathsList && !meta) continue; // conda links only the declared paths
+    const target = remap(entry.path);
+    if (LINK_SCRIPT.test(target)) hasLinkScripts = true;
+    let replaced = false;
+    if (entry.type === 'symlink') {
+      replaced = await writer.symlink(target, entry.linkTarget ?? '', label);
+      pathsData.push({ _path: target, path_type: 'softlink', ...(meta?.sha256 ? { sha256: meta.sha256 } : {}), size_in_bytes: meta?.size_in_bytes ?? 0 });
+    } else {
+      let content = entry.data;
+      let mode = entry.mode & 0o111 ? 0o755 : 0o644;
+      if (entry.type === 'hardlink') {
+        const source = remap(safeRelativePath(entry.linkTarget ?? '', label));
+        if (!written.has(source)) {
+          throw new ArchiveError(`${label} has a hardlink '${entry.path}' to '${entry.linkTarget}', which is not a file of this package; refusing to install it.`, label);
+        }
+        content = await writer.read(source, label);
+        mode = entry.mode & 0o111 ? 0o755 : 0o644;
+      }
+      const originalSha = createHash('sha256').update(content).digest('hex');
+      const originalSize = content.length;
+      if (meta?.prefix_placeholder) {
+        content = meta.file_mode === 'binary'
+          ? replaceBinary(content, meta.prefix_placeholder, prefix, label, entry.path)
+          : replaceText(content, meta.prefix_placeholder, prefix);
+      }
+      replaced = await writer.writeFile(target, content, mode, label);
+      written.add(target);
+      const record: Record<string, unknown> = { _path: target, path_type: 'hardlink', sha256: meta?.sha256 ?? originalSha, size_in_bytes: meta?.size_in_bytes ?? originalSize };
+      if (meta?.prefix_placeholder) {
+        record.prefix_placeholder = meta.prefix_placeholder;
+        record.file_mode = meta.file_mode ?? 'text';
+        record.sha256_in_prefix = createHash('sha256').update(content).digest('hex');
+      }
+      if (meta?.no_link) record.no_link = true;
+      pathsData.push(record);
+    }
+    if (replaced) clobbered.push(target);
+  }
+
+  if (noarchPython) {
+    for (const text of link?.noarch?.entry_points ?? []) {
+      const entryPoint = parseEntryPoint(text);
+      if (!entryPoint) throw new InstallError(`${label} declares an unreadable entry point in info/link.json: '${text}'.`, label);
+      const target = `bin/${safeRelativePath(entryPoint.name, label)}`;
+      const script = entryPointScript(entryPoint, `${prefix}/bin/python`);
+      if (await writer.writeFile(target, script, 0o755, label)) clobbered.push(target);
+      pathsData.push({ _path: target, path_type: 'unix_python_entry_point', sha256: createHash('sha256').update(script).digest('hex'), size_in_bytes: Buffer.byteLength(script) });
+    }
+  }
+
+  pathsData.sort((a, b) => compare(String(a._path), String(b._path)));
+  const suffix = `/${pkg.subdir ?? index.subdir ?? ''}/${pkg.filename}`;
+  const channel = pkg.url.endsWith(suffix) ? pkg.url.slice(0, -suffix.length) : pkg.url.slice(0, pkg.url.lastIndexOf('/'));
+  const record: CondaMetaRecord = {
+    name: index.name,
+    version: index.version,
+    build: index.build,
+    build_number: index.build_number ?? 0,
+    channel,
+    subdir: index.subdir ?? pkg.subdir ?? '',
+    fn: pkg.filename,
+    url: pkg.url,
+    md5: createHash('md5').update(data).digest('hex'),
+    sha256: pkg.sha256,
+    size: data.length,
+    depends: index.depends ?? [],
+    constrains: index.constrains ?? [],
+    ...(index.license ? { license: index.license } : {}),
+    ...(noarchType ? { noarch: noarchType } : {}),
+    ...(index.timestamp ? { timestamp: index.timestamp } : {}),
+    ...(index.track_features ? { track_features: index.track_features } : {}),
+    files: pathsData.filter((p) => p.path_type !== 'directory').map((p) => String(p._path)),
+    paths_data: { paths: pathsData, paths_version: 1 },
+    requested_spec: options.requestedSpec ?? '',
+    link: { source: '', type: 1 },
+    extracted_package_dir: '',
+    package_tarball_full_path: '',
+  };
+  return { record, hasLinkScripts, clobbered };
+}
+
+/** Byte-order comparison of strings (locale-independent, deterministic). */
+export function compare(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}

@@ -1,0 +1,142 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { CancelledError, ConfigError, createLogger, type LockedEnv } from '@prebuilt/core';
+import { PackageCache, type DownloadProgress } from '../cache/package-cache.js';
+import { installCondaPackage } from './conda-install.js';
+import { normaliseTree, sourceDateEpoch } from './deterministic-tar.js';
+import { PrefixWriter } from './prefix-writer.js';
+import { installWheel } from './wheel-install.js';
+
+const log = createLogger('conda:materialize');
+
+export type MaterializeProgress =
+  | { phase: 'download'; download: DownloadProgress }
+  | { phase: 'install'; filename: string; done: number; total: number };
+
+export interface MaterializeOptions {
+  lock: LockedEnv;
+  /** The absolute path the env will have in the image, e.g. `/opt/prebuilt/envs/<envId>`. */
+  prefix: string;
+  /**
+   * The directory to fill with the prefix's content (the staging directory standing for `prefix`).
+   * It is built beside itself and renamed into place when complete; an existing one is replaced.
+   */
+  outDir: string;
+  /** The package cache (default: a PackageCache on the default cache directory). */
+  cache?: PackageCache;
+  /** Seconds since 1970 for every mtime (default: SOURCE_DATE_EPOCH, else 0). */
+  mtime?: number;
+  onProgress?: (progress: MaterializeProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface MaterializeResult {
+  outDir: string;
+  prefix: string;
+  pythonVersion: string;
+  /** Packages installed: conda packages and wheels. */
+  packages: number;
+  filesDownloaded: number;
+  bytesDownloaded: number;
+  /** Conda packages with pre-link/post-link scripts, which prebuilt does not run. */
+  linkScriptPackages: string[];
+  /** Human-readable warnings (link scripts, files replaced by a later package). */
+  warnings: string[];
+}
+
+const normaliseName = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-');
+
+/**
+ * Lays out a locked env as a prefix tree: downloads and verifies every file through the cache,
+ * installs the conda packages (in lock order) and then the wheels, writes `conda-meta/`, and
+ * normalises modes and mtimes. Nothing runs inside the env: no link scripts, no byte-compiling.
+ */
+export async function materializeEnv(options: MaterializeOptions): Promise<MaterializeResult> {
+  const { lock, prefix, outDir, signal, onProgress } = options;
+  if (!prefix.startsWith('/') || prefix.endsWith('/') || prefix.includes('\0') || /\/\.\.?(\/|$)/.test(prefix)) {
+    throw new ConfigError(`The env prefix '${prefix}' is not a normalised absolute path.`, { hint: 'Use a path like /opt/prebuilt/envs/<envId>.' });
+  }
+  const mtime = options.mtime ?? sourceDateEpoch();
+  const cache = options.cache ?? new PackageCache();
+  const pythonVersion = lock.pythonVersion;
+
+  const download = await cache.ensure(lock.packages, {
+    ...(signal ? { signal } : {}),
+    ...(onProgress ? { onProgress: (d: DownloadProgress) => onProgress({ phase: 'download', download: d }) } : {}),
+  });
+
+  const temp = `${outDir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const warnings: string[] = [];
+  const linkScriptPackages: string[] = [];
+  try {
+    const writer = await PrefixWriter.open(temp);
+    await writer.mkdir('conda-meta', 'conda-meta');
+    const requestedConda = new Map<string, string>();
+    for (const [key, spec] of Object.entries(lock.request.conda)) {
+      const name = key.includes('::') ? key.slice(key.lastIndexOf('::') + 2) : key;
+      requestedConda.set(name, spec ? `${name} ${spec}` : name);
+    }
+    requestedConda.set('python', `python ${lock.request.python}.*`);
+    const requestedPypi = new Set(Object.keys(lock.request.pypi).map(normaliseName));
+    const history: string[] = [];
+
+    let done = 0;
+    for (const pkg of lock.packages) {
+      if (signal?.aborted) throw new CancelledError('Materializing the env was cancelled.', { cause: signal.reason });
+      const data = await readFile(download.paths.get(pkg.sha256.toLowerCase())!);
+      if (pkg.kind === 'conda') {
+        const result = await installCondaPackage(data, pkg, {
+          writer,
+          prefix,
+          pythonVersion,
+          requestedSpec: requestedConda.get(pkg.name) ?? '',
+        });
+        const { record } = result;
+        await writer.writeFile(
+          `conda-meta/${record.name}-${record.version}-${record.build}.json`,
+          `${JSON.stringify(record, null, 2)}\n`,
+          0o644,
+          pkg.filename,
+        );
+        history.push(`+${record.channel}::${record.name}-${record.version}-${record.build}`);
+        if (result.hasLinkScripts) {
+          linkScriptPackages.push(pkg.name);
+          warnings.push(
+            `${pkg.name} has a pre-link or post-link script, which prebuilt does not run; if the package needs it, use the micromamba recipe (METAFLOW_PREBUILT_RECIPE=micromamba).`,
+          );
+        }
+        for (const path of result.clobbered) warnings.push(`${pkg.filename} replaced '${path}' installed by an earlier package.`);
+      } else {
+        const result = await installWheel(data, pkg, { writer, prefix, pythonVersion, requested: requestedPypi.has(normaliseName(pkg.name)) });
+        for (const path of result.clobbered) warnings.push(`${pkg.filename} replaced '${path}' installed by an earlier package.`);
+      }
+      done += 1;
+      onProgress?.({ phase: 'install', filename: pkg.filename, done, total: lock.packages.length });
+    }
+
+    const when = new Date(mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
+    await writer.writeFile(
+      'conda-meta/history',
+      history.length > 0 ? `==> ${when} <==\n# cmd: prebuilt materialize (lock ${lock.specHash})\n${history.join('\n')}\n` : '',
+      0o644,
+      'conda-meta/history',
+    );
+    await normaliseTree(temp, mtime);
+    if (await stat(outDir).catch(() => undefined)) await rm(outDir, { recursive: true, force: true });
+    await rename(temp, outDir);
+  } catch (error) {
+    await rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+  log('materialized %d packages into %s (for %s)', lock.packages.length, outDir, prefix);
+  return {
+    outDir,
+    prefix,
+    pythonVersion,
+    packages: lock.packages.length,
+    filesDownloaded: download.filesDownloaded,
+    bytesDownloaded: download.bytesDownloaded,
+    linkScriptPackages,
+    warnings,
+  };
+}
