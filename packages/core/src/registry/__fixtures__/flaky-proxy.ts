@@ -1,0 +1,67 @@
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+/** What the proxy does with one request; requests past the script are forwarded to the registry. */
+export type Fault =
+  | { status: number; retryAfter?: string | (() => string) }
+  | 'reset' // destroy the connection without answering
+  | 'hang'; // never answer
+
+export interface FlakyProxy {
+  /** `127.0.0.1:<port>`: use it as the registry host. */
+  host: string;
+  /** Every request seen, in order (`METHOD path`). */
+  requests: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * A reverse proxy on 127.0.0.1 in front of a real registry that answers the first requests with
+ * the given faults (503, 429 with Retry-After, a connection reset, silence) and forwards the rest.
+ */
+export async function startFlakyProxy(target: string, faults: Fault[], port = 0): Promise<FlakyProxy> {
+  const queue = [...faults];
+  const requests: string[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    requests.push(`${req.method} ${req.url}`);
+    const fault = queue.shift();
+    if (fault === 'reset') {
+      req.socket.destroy();
+      return;
+    }
+    if (fault === 'hang') return;
+    if (fault) {
+      res.writeHead(fault.status, {
+        'content-type': 'application/json',
+        ...(fault.retryAfter === undefined ? {} : { 'retry-after': typeof fault.retryAfter === 'function' ? fault.retryAfter() : fault.retryAfter }),
+      });
+      res.end(JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: `injected ${fault.status}` }] }));
+      return;
+    }
+    const upstream = httpRequest(
+      { host: target.split(':')[0], port: Number(target.split(':')[1]), method: req.method, path: req.url, headers: { ...req.headers, host: target } },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const address = server.address() as AddressInfo;
+  return {
+    host: `127.0.0.1:${address.port}`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,374 @@
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { RegistryCredentials } from '../contracts.js';
+import { AuthError, CancelledError, InputError, RegistryError } from '../errors.js';
+import { Secret } from '../secret.js';
+import { startFlakyProxy, type FlakyProxy } from './__fixtures__/flaky-proxy.js';
+import { pushImage, pushIndex, sha256, uniqueRepo, type PushedImage } from './__fixtures__/push-image.js';
+import { registriesMissing, testServices } from './__fixtures__/test-services.js';
+import { MediaType } from './media-types.js';
+import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
+
+const run = promisify(execFile);
+const services = testServices();
+const missing = registriesMissing(services);
+const registries = services?.registries ?? null;
+const suite = (title: string): string => (missing ? `${title} — skipped: ${missing}` : title);
+
+/** Fast retries for tests; no Docker config unless a test asks for it. */
+const FAST: RegistryClientOptions = { dockerConfig: false, retry: { attempts: 3, baseDelayMs: 20, maxDelayMs: 2000 }, timeoutMs: 5000 };
+
+function creds(registry: string, username: string, password: string, source = 'test credentials'): RegistryCredentials {
+  return { registry, username, password: new Secret(password), source };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe.skipIf(missing !== undefined)(suite('RegistryClient against the plain registry'), () => {
+  const host = registries?.plain.host ?? '';
+  let image: PushedImage;
+
+  beforeAll(async () => {
+    image = await pushImage({ host }, uniqueRepo('plain'), 'v1');
+  });
+
+  it('HEADs a present manifest by tag and by digest, with the digest the registry stored', async () => {
+    const client = new RegistryClient(FAST);
+    const byTag = await client.headManifest(`${host}/${image.repository}:v1`);
+    expect(byTag).toEqual({ exists: true, digest: image.digest, mediaType: MediaType.ociManifest, size: image.manifest.length });
+    expect(image.digest).toBe(sha256(image.manifest));
+    const byDigest = await client.headManifest(`${host}/${image.repository}@${image.digest}`);
+    expect(byDigest.exists && byDigest.digest).toBe(image.digest);
+  });
+
+  it('reports a missing tag and a missing repository as absent', async () => {
+    const client = new RegistryClient(FAST);
+    expect(await client.headManifest(`${host}/${image.repository}:nope`)).toEqual({ exists: false });
+    expect(await client.headManifest(`${host}/${uniqueRepo('never-pushed')}:v1`)).toEqual({ exists: false });
+    expect(await client.headManifest(`${host}/${image.repository}@sha256:${'0'.repeat(64)}`)).toEqual({ exists: false });
+  });
+
+  it('GETs a manifest, verifies its digest and parses it', async () => {
+    const client = new RegistryClient(FAST);
+    const result = await client.getManifest(`${host}/${image.repository}:v1`);
+    expect(result.digest).toBe(image.digest);
+    expect(Buffer.from(result.bytes).equals(Buffer.from(image.manifest))).toBe(true);
+    expect(result.mediaType).toBe(MediaType.ociManifest);
+    expect('layers' in result.manifest && result.manifest.layers[0]?.digest).toBe(image.layerDigest);
+    expect(result.indexDigest).toBeUndefined();
+    const error = await rejection(client.getManifest(`${host}/${image.repository}:nope`));
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).status).toBe(404);
+    expect((error as RegistryError).message).toContain(`${host}/${image.repository}:nope was not found`);
+  });
+
+  it('resolves an OCI index to the platform manifest and keeps the index digest', async () => {
+    const repo = uniqueRepo('index');
+    const pushed = await pushIndex({ host }, repo, 'multi');
+    const client = new RegistryClient(FAST);
+    const head = await client.headManifest(`${host}/${repo}:multi`);
+    expect(head.exists && head.digest).toBe(pushed.digest);
+    expect(head.exists && head.mediaType).toBe(MediaType.ociIndex);
+
+    const arm = await client.getManifest(`${host}/${repo}:multi`, { platform: 'linux/arm64' });
+    expect(arm.digest).toBe(pushed.arm64.digest);
+    expect(arm.indexDigest).toBe(pushed.digest);
+    const amd = await client.getManifest(`${host}/${repo}:multi`, { platform: 'linux/amd64' });
+    expect(amd.digest).toBe(pushed.amd64.digest);
+    const whole = await client.getManifest(`${host}/${repo}:multi`);
+    expect(whole.digest).toBe(pushed.digest);
+    expect('manifests' in whole.manifest && whole.manifest.manifests).toHaveLength(2);
+
+    const error = await rejection(client.getManifest(`${host}/${repo}:multi`, { platform: 'linux/ppc64le' }));
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).message).toContain('offers linux/amd64, linux/arm64/v8');
+  });
+
+  it('HEADs blobs', async () => {
+    const client = new RegistryClient(FAST);
+    expect(await client.headBlob(`${host}/${image.repository}`, image.layerDigest)).toEqual({ exists: true, size: image.layerSize });
+    expect(await client.headBlob(`${host}/${image.repository}`, `sha256:${'1'.repeat(64)}`)).toEqual({ exists: false });
+  });
+
+  it('returns the digest skopeo reports for an image it pushed', async ({ skip }) => {
+    const skopeo = await run('skopeo', ['--version']).catch(() => undefined);
+    if (!skopeo) skip('skopeo is not installed (apt-get install -y skopeo)');
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-oci-'));
+    try {
+      // A one-layer OCI layout on disk; skopeo copies it to the registry and writes the digest it pushed.
+      const layer = Buffer.from('not really a tar, but a blob is a blob\n');
+      const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+      const manifest = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: MediaType.ociManifest,
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+          layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
+        }),
+      );
+      await mkdir(join(dir, 'layout', 'blobs', 'sha256'), { recursive: true });
+      for (const blob of [layer, config, manifest]) await writeFile(join(dir, 'layout', 'blobs', 'sha256', sha256(blob).slice(7)), blob);
+      await writeFile(join(dir, 'layout', 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+      await writeFile(
+        join(dir, 'layout', 'index.json'),
+        JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: MediaType.ociManifest, digest: sha256(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'v1' } }] }),
+      );
+      const repo = uniqueRepo('skopeo');
+      await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', '--digestfile', join(dir, 'digest'), `oci:${join(dir, 'layout')}:v1`, `docker://${host}/${repo}:v1`]);
+      const reported = (await readFile(join(dir, 'digest'), 'utf8')).trim();
+      const head = await new RegistryClient(FAST).headManifest(`${host}/${repo}:v1`);
+      expect(reported).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(head.exists && head.digest).toBe(reported);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('returns the digest docker push reported for the base image', ({ skip }) => {
+    if (!services?.baseImage) skip(`no base image pushed by docker (${services?.missing.join('; ') || 'test services did not build it'})`);
+    return new RegistryClient(FAST).headManifest(services!.baseImage!.ref).then((head) => {
+      expect(head.exists && head.digest).toBe(services!.baseImage!.digest);
+    });
+  });
+});
+
+describe.skipIf(missing !== undefined)(suite('RegistryClient with Basic auth (htpasswd registry)'), () => {
+  const reg = registries?.basic ?? { host: '', username: '', password: '' };
+  let image: PushedImage;
+  let configDir: string;
+
+  beforeAll(async () => {
+    image = await pushImage(reg, uniqueRepo('basic'), 'v1');
+    configDir = await mkdtemp(join(tmpdir(), 'prebuilt-docker-config-'));
+  });
+  afterAll(async () => {
+    await rm(configDir, { recursive: true, force: true });
+  });
+
+  it('finds present and missing manifests with good credentials', async () => {
+    const client = new RegistryClient({ ...FAST, credentials: creds(reg.host, reg.username, reg.password) });
+    expect(await client.headManifest(`${reg.host}/${image.repository}:v1`)).toMatchObject({ exists: true, digest: image.digest });
+    expect(await client.headManifest(`${reg.host}/${image.repository}:nope`)).toEqual({ exists: false });
+    expect(await client.headBlob(`${reg.host}/${image.repository}`, image.layerDigest)).toMatchObject({ exists: true });
+  });
+
+  it('rejects bad credentials with an AuthError naming the registry and source, never the password', async () => {
+    const client = new RegistryClient({ ...FAST, credentials: creds(reg.host, reg.username, 'wrong-password-123', 'env TEST_REGISTRY_PASSWORD') });
+    const error = await rejection(client.headManifest(`${reg.host}/${image.repository}:v1`));
+    expect(error).toBeInstanceOf(AuthError);
+    const auth = error as AuthError;
+    expect(auth.registry).toBe(reg.host);
+    expect(auth.source).toBe('env TEST_REGISTRY_PASSWORD');
+    expect(auth.message).toContain(`registry ${reg.host} rejected the credentials of user '${reg.username}'`);
+    expect(`${auth.message} ${auth.hint} ${JSON.stringify(auth)}`).not.toContain('wrong-password-123');
+  });
+
+  it('asks for credentials when there are none', async () => {
+    const client = new RegistryClient({ ...FAST, dockerConfig: { env: { DOCKER_CONFIG: join(configDir, 'empty') } } });
+    const error = await rejection(client.headManifest(`${reg.host}/${image.repository}:v1`));
+    expect(error).toBeInstanceOf(AuthError);
+    expect((error as AuthError).message).toContain('requires a user name and password');
+    expect((error as AuthError).source).toContain(join(configDir, 'empty', 'config.json'));
+    expect((error as AuthError).hint).toContain(`docker login ${reg.host}`);
+  });
+
+  it('reads credentials from the Docker config auths', async () => {
+    const dir = join(configDir, 'auths');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ auths: { [`http://${reg.host}/v2/`]: { auth: Buffer.from(`${reg.username}:${reg.password}`).toString('base64') } } }));
+    const client = new RegistryClient({ ...FAST, dockerConfig: { env: { DOCKER_CONFIG: dir } } });
+    expect(await client.headManifest(`${reg.host}/${image.repository}:v1`)).toMatchObject({ exists: true, digest: image.digest });
+    expect((await client.credentialsFor(reg.host))?.source).toContain('auths');
+  });
+
+  it('reads credentials through a credential helper (credHelpers) found on PATH', async () => {
+    const dir = join(configDir, 'helper');
+    await mkdir(dir, { recursive: true });
+    const helper = join(dir, 'docker-credential-prebuilttest');
+    await writeFile(
+      helper,
+      `#!/bin/sh\nread -r server || true\n[ "$server" = "${reg.host}" ] || { echo "credentials not found in native keychain"; exit 1; }\nprintf '{"ServerURL":"%s","Username":"%s","Secret":"%s"}' "$server" "${reg.username}" "${reg.password}"\n`,
+    );
+    await chmod(helper, 0o755);
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ credHelpers: { [reg.host]: 'prebuilttest' }, credsStore: 'absent-store' }));
+    const client = new RegistryClient({ ...FAST, dockerConfig: { env: { DOCKER_CONFIG: dir, PATH: `${dir}:${process.env['PATH'] ?? ''}` } } });
+    expect(await client.headManifest(`${reg.host}/${image.repository}:v1`)).toMatchObject({ exists: true, digest: image.digest });
+    expect((await client.credentialsFor(reg.host))?.source).toContain('docker-credential-prebuilttest');
+  });
+});
+
+describe.skipIf(missing !== undefined)(suite('RegistryClient with Bearer token auth (token server)'), () => {
+  const reg = registries?.token ?? { host: '', username: '', password: '', realm: '', service: '' };
+  let image: PushedImage;
+  let other: PushedImage;
+
+  beforeAll(async () => {
+    const target = { ...reg, token: { realm: reg.realm, service: reg.service } };
+    image = await pushImage(target, uniqueRepo('token'), 'v1');
+    other = await pushImage(target, uniqueRepo('token-other'), 'v1');
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it('answers the Bearer challenge with the user\'s credentials and caches the token per scope', async () => {
+    const spy = vi.spyOn(globalThis, 'fetch');
+    const tokenRequests = (): number => spy.mock.calls.filter(([url]) => String(url).startsWith(reg.realm)).length;
+    const client = new RegistryClient({ ...FAST, credentials: creds(reg.host, reg.username, reg.password) });
+    expect(await client.headManifest(`${reg.host}/${image.repository}:v1`)).toMatchObject({ exists: true, digest: image.digest });
+    expect(tokenRequests()).toBe(1);
+    expect(await client.headManifest(`${reg.host}/${image.repository}:nope`)).toEqual({ exists: false });
+    expect(await client.getManifest(`${reg.host}/${image.repository}:v1`)).toMatchObject({ digest: image.digest });
+    expect(await client.headBlob(`${reg.host}/${image.repository}`, image.layerDigest)).toMatchObject({ exists: true });
+    expect(tokenRequests()).toBe(1); // same scope: cached
+    expect(await client.headManifest(`${reg.host}/${other.repository}:v1`)).toMatchObject({ exists: true, digest: other.digest });
+    expect(tokenRequests()).toBe(2); // another repository: another scope, fetched up front
+    const withAuth = spy.mock.calls.filter(([url, init]) => String(url).includes(other.repository) && JSON.stringify(init?.headers ?? {}).includes('Bearer'));
+    expect(withAuth.length).toBe(1); // the known Bearer registry got its token before any challenge
+  });
+
+  it('reports bad credentials as an AuthError naming the registry and source', async () => {
+    const client = new RegistryClient({ ...FAST, credentials: creds(reg.host, reg.username, 'not-the-password', '/home/u/.docker/config.json (auths)') });
+    const error = await rejection(client.headManifest(`${reg.host}/${image.repository}:v1`));
+    expect(error).toBeInstanceOf(AuthError);
+    const auth = error as AuthError;
+    expect(auth.registry).toBe(reg.host);
+    expect(auth.source).toBe('/home/u/.docker/config.json (auths)');
+    expect(auth.message).toContain(`for registry ${reg.host} refused user '${reg.username}'`);
+    expect(`${auth.message} ${auth.hint}`).not.toContain('not-the-password');
+  });
+
+  it('reports anonymous access to a private repository as an AuthError', async () => {
+    const client = new RegistryClient(FAST);
+    const error = await rejection(client.headManifest(`${reg.host}/${image.repository}:v1`));
+    expect(error).toBeInstanceOf(AuthError);
+    expect((error as AuthError).message).toContain(`registry ${reg.host} denied anonymous access to repository:${image.repository}:pull`);
+    expect((error as AuthError).source).toBe('no credentials');
+  });
+});
+
+describe.skipIf(missing !== undefined)(suite('RegistryClient retries and timeouts (a flaky proxy on 127.0.0.1 in front of the plain registry)'), () => {
+  const host = registries?.plain.host ?? '';
+  let image: PushedImage;
+  const proxies: FlakyProxy[] = [];
+  const proxy = async (...args: Parameters<typeof startFlakyProxy>): Promise<FlakyProxy> => {
+    const started = await startFlakyProxy(...args);
+    proxies.push(started);
+    return started;
+  };
+
+  beforeAll(async () => {
+    image = await pushImage({ host }, uniqueRepo('retry'), 'v1');
+  });
+  afterEach(async () => {
+    await Promise.all(proxies.splice(0).map((p) => p.close()));
+  });
+
+  it('retries 503s and succeeds', async () => {
+    const flaky = await proxy(host, [{ status: 503 }, { status: 502 }]);
+    const head = await new RegistryClient(FAST).headManifest(`${flaky.host}/${image.repository}:v1`);
+    expect(head).toMatchObject({ exists: true, digest: image.digest });
+    expect(flaky.requests).toHaveLength(3);
+  });
+
+  it('honours Retry-After on 429 (seconds and HTTP date)', async () => {
+    const flaky = await proxy(host, [{ status: 429, retryAfter: '1' }, { status: 429, retryAfter: () => new Date(Date.now() + 1500).toUTCString() }]);
+    const started = Date.now();
+    const result = await new RegistryClient(FAST).getManifest(`${flaky.host}/${image.repository}:v1`);
+    const elapsed = Date.now() - started;
+    expect(result.digest).toBe(image.digest);
+    expect(flaky.requests).toHaveLength(3);
+    // 1 s, then until the date (whole seconds, so 0.5–1.5 s); backoff alone would take ~60 ms.
+    expect(elapsed).toBeGreaterThanOrEqual(1400);
+  });
+
+  it('retries connection resets', async () => {
+    const flaky = await proxy(host, ['reset', 'reset']);
+    const head = await new RegistryClient(FAST).headBlob(`${flaky.host}/${image.repository}`, image.layerDigest);
+    expect(head).toEqual({ exists: true, size: image.layerSize });
+    expect(flaky.requests).toHaveLength(3);
+  });
+
+  it('gives up after the configured attempts with a RegistryError naming the registry and the last error', async () => {
+    const flaky = await proxy(host, [{ status: 503 }, { status: 503 }, { status: 503 }, { status: 503 }]);
+    const error = await rejection(new RegistryClient(FAST).headManifest(`${flaky.host}/${image.repository}:v1`));
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).registry).toBe(flaky.host);
+    expect((error as RegistryError).status).toBe(503);
+    expect((error as RegistryError).message).toMatch(new RegExp(`^registry ${flaky.host}: HEAD http://${flaky.host}/v2/.* failed after 3 attempts: 503 Service Unavailable`));
+    expect(flaky.requests).toHaveLength(3);
+  });
+
+  it('times out a request that gets no answer, and retries it', async () => {
+    const flaky = await proxy(host, ['hang', 'hang']);
+    const client = new RegistryClient({ ...FAST, timeoutMs: 300, retry: { attempts: 2, baseDelayMs: 10 } });
+    const started = Date.now();
+    const error = await rejection(client.headManifest(`${flaky.host}/${image.repository}:v1`));
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toContain('failed after 2 attempts: no answer within 300 ms');
+    expect(flaky.requests).toHaveLength(2);
+    expect(Date.now() - started).toBeLessThan(3000);
+    // With a third attempt allowed, the same proxy answers.
+    const again = await new RegistryClient({ ...FAST, timeoutMs: 300 }).headManifest(`${flaky.host}/${image.repository}:v1`);
+    expect(again).toMatchObject({ exists: true, digest: image.digest });
+  });
+
+  it("stops at once with CancelledError when the caller aborts, without retrying", async () => {
+    const flaky = await proxy(host, ['hang', 'hang', 'hang']);
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    const started = Date.now();
+    const error = await rejection(new RegistryClient(FAST).headManifest(`${flaky.host}/${image.repository}:v1`, { signal: controller.signal }));
+    expect(error).toBeInstanceOf(CancelledError);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(flaky.requests).toHaveLength(1);
+  });
+
+  it('fails fast on a refused connection to a registry that never answered', async () => {
+    const closed = await proxy(host, []);
+    await closed.close();
+    const client = new RegistryClient({ ...FAST, retry: { attempts: 3, baseDelayMs: 2000 } });
+    const started = Date.now();
+    const error = await rejection(client.headManifest(`${closed.host}/${image.repository}:v1`));
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toBe(`registry ${closed.host}: HEAD http://${closed.host}/v2/${image.repository}/manifests/v1 failed: connection refused`);
+    expect((error as RegistryError).hint).toContain('is running');
+    expect(Date.now() - started).toBeLessThan(1500);
+  });
+
+  it('retries a refused connection once the registry has answered (a restarting registry)', async () => {
+    const first = await proxy(host, []);
+    const port = Number(first.host.split(':')[1]);
+    const client = new RegistryClient({ ...FAST, retry: { attempts: 6, baseDelayMs: 100, maxDelayMs: 400 } });
+    expect(await client.headManifest(`${first.host}/${image.repository}:v1`)).toMatchObject({ exists: true });
+    await first.close();
+    const restart = new Promise<FlakyProxy>((resolve) => setTimeout(() => resolve(proxy(host, [], port)), 250));
+    const head = await client.headManifest(`${first.host}/${image.repository}:v1`);
+    expect(head).toMatchObject({ exists: true, digest: image.digest });
+    expect((await restart).requests.length).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('RegistryClient scheme', () => {
+  it('uses plain HTTP for loopback and listed insecure registries, HTTPS otherwise', () => {
+    const client = new RegistryClient({ insecureRegistries: ['http://registry.internal:5000/'], secureRegistries: ['localhost:8443'] });
+    expect(client.scheme('127.0.0.1:5000')).toBe('http');
+    expect(client.scheme('localhost')).toBe('http');
+    expect(client.scheme('[::1]:5000')).toBe('http');
+    expect(client.scheme('registry.internal:5000')).toBe('http');
+    expect(client.scheme('localhost:8443')).toBe('https');
+    expect(client.scheme('docker.io')).toBe('https');
+    expect(client.scheme('ghcr.io')).toBe('https');
+  });
+});
