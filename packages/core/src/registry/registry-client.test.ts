@@ -372,3 +372,89 @@ describe('RegistryClient scheme', () => {
     expect(client.scheme('ghcr.io')).toBe('https');
   });
 });
+
+describe('RegistryClient against a fake registry (in-process, for wire details the real one does not exercise)', () => {
+  const MANIFEST = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.dockerManifest, config: { mediaType: 'x', digest: `sha256:${'2'.repeat(64)}`, size: 2 }, layers: [] }));
+  let server: import('node:http').Server;
+  let host: string;
+  const seen: { method: string; url: string; authorization: string | undefined; body: string }[] = [];
+
+  beforeAll(async () => {
+    const { createServer } = await import('node:http');
+    server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        seen.push({ method: req.method ?? '', url: req.url ?? '', authorization: req.headers.authorization, body });
+        if (req.url === '/token' && req.method === 'POST') {
+          const form = new URLSearchParams(body);
+          const ok = form.get('grant_type') === 'refresh_token' && form.get('refresh_token') === 'identity-token-value' && form.get('service') === 'fake' && form.get('scope') === 'repository:app:pull';
+          res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' });
+          res.end(ok ? JSON.stringify({ access_token: 'exchanged-token', expires_in: 300 }) : '{"error":"invalid_grant"}');
+          return;
+        }
+        const auth = req.headers.authorization;
+        if (auth !== 'Bearer exchanged-token' && auth !== 'Bearer given-registry-token') {
+          res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${host}/token",service="fake",scope="repository:app:pull"` });
+          res.end();
+          return;
+        }
+        // No Docker-Content-Digest on HEAD, as some registries do: the client must GET and hash.
+        res.writeHead(200, { 'content-type': MediaType.dockerManifest, 'content-length': MANIFEST.length });
+        res.end(req.method === 'HEAD' ? undefined : MANIFEST);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    host = `127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+  afterEach(() => {
+    seen.length = 0;
+    vi.restoreAllMocks();
+  });
+
+  it('exchanges an identity token with the OAuth2 refresh-token grant, and hashes the manifest when HEAD gives no digest', async () => {
+    const client = new RegistryClient({ ...FAST, credentials: { registry: host, identityToken: new Secret('identity-token-value'), source: 'test' } });
+    const head = await client.headManifest(`${host}/app:v1`);
+    expect(head).toEqual({ exists: true, digest: sha256(MANIFEST), mediaType: MediaType.dockerManifest, size: MANIFEST.length });
+    expect(seen.filter((r) => r.url === '/token')).toHaveLength(1);
+    expect(seen.filter((r) => r.url === '/token')[0]?.authorization).toBeUndefined();
+  });
+
+  it('sends a registry token as is', async () => {
+    const client = new RegistryClient({ ...FAST, credentials: { registry: host, registryToken: new Secret('given-registry-token'), source: 'test' } });
+    expect((await client.getManifest(`${host}/app:v1`)).digest).toBe(sha256(MANIFEST));
+    expect(seen.some((r) => r.url === '/token')).toBe(false);
+  });
+
+  it('never logs secrets', async () => {
+    const createDebug = (await import('debug')).default;
+    const lines: string[] = [];
+    const previousLog = createDebug.log;
+    const previous = createDebug.disable();
+    createDebug.enable('prebuilt:*');
+    createDebug.log = (...args: unknown[]) => lines.push(args.map(String).join(' '));
+    try {
+      await new RegistryClient({ ...FAST, credentials: { registry: host, identityToken: new Secret('identity-token-value'), source: 'test' } }).getManifest(`${host}/app:v1`);
+    } finally {
+      createDebug.log = previousLog;
+      createDebug.disable();
+      if (previous) createDebug.enable(previous);
+    }
+    expect(lines.join('\n')).toContain('/token');
+    expect(lines.join('\n')).not.toMatch(/identity-token-value|exchanged-token/);
+  });
+
+  it('talks to index.docker.io over HTTPS for Docker Hub references (fetch mocked: no internet here)', async () => {
+    const spy = vi.spyOn(globalThis, 'fetch').mockResolvedValue(new Response(null, { status: 404 }));
+    expect(await new RegistryClient(FAST).headManifest('python:3.11-slim')).toEqual({ exists: false });
+    const [url, init] = spy.mock.calls[0]!;
+    expect(String(url)).toBe('https://index.docker.io/v2/library/python/manifests/3.11-slim');
+    expect(init?.method).toBe('HEAD');
+    expect((init?.headers as Record<string, string>)['accept']).toBe(
+      'application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json',
+    );
+  });
+});
