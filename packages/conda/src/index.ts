@@ -1,1 +1,23 @@
-export {};
+export {
+  PackageCache,
+  defaultCacheDir,
+  sha256File,
+  CACHE_DIR_ENV,
+  type PackageCacheOptions,
+  type DownloadProgress,
+  type EnsureOptions,
+  type EnsureResult,
+} from './cache/package-cache.js';
+export { PackageDownloadError, PackageIntegrityError } from './cache/errors.js';
+export { materializeEnv, type MaterializeOptions, type MaterializeProgress, type MaterializeResult } from './materialize/materialize.js';
+export {
+  writeDeterministicTar,
+  normaliseTree,
+  sourceDateEpoch,
+  type DeterministicTarOptions,
+  type DeterministicTarResult,
+} from './materialize/deterministic-tar.js';
+export { installCondaPackage, readCondaPackage, sitePackagesDir, type CondaMetaRecord, type CondaInstallOptions, type CondaInstallResult } from './materialize/conda-install.js';
+export { installWheel, type WheelInstallOptions, type WheelInstallResult } from './materialize/wheel-install.js';
+export { PrefixWriter } from './materialize/prefix-writer.js';
+export { ArchiveError, InstallError } from './materialize/errors.js';

@@ -70,7 +70,7 @@ describe('defaultCacheDir', () => {
     expect(defaultCacheDir({ env: { METAFLOW_PREBUILT_CACHE_DIR: '/b', XDG_CACHE_HOME: '/x' } })).toBe('/b');
     expect(defaultCacheDir({ env: { XDG_CACHE_HOME: '/x' } })).toBe('/x/prebuilt');
     expect(defaultCacheDir({ env: {} })).toMatch(/\.cache\/prebuilt$/);
-    expect(() => defaultCacheDir({ env: { METAFLOW_PREBUILT_CACHE_DIR: 'rel' } })).toThrow(/not an absolute path/);
+    expect(defaultCacheDir({ env: { METAFLOW_PREBUILT_CACHE_DIR: 'rel' } })).toBe(join(process.cwd(), 'rel'));
   });
 });
 

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CancelledError, ConfigError, createLogger, errorMessage, type LockedPackage } from '@prebuilt/core';
+import { prebuiltCacheDir } from '../resolve/cache-dir.js';
 import { PackageDownloadError, PackageIntegrityError } from './errors.js';
 
 const log = createLogger('conda:cache');
@@ -14,23 +14,11 @@ export const CACHE_DIR_ENV = 'METAFLOW_PREBUILT_CACHE_DIR';
 
 /**
  * The cache directory: the explicit option, then `$METAFLOW_PREBUILT_CACHE_DIR`, then
- * `$XDG_CACHE_HOME/prebuilt`, then `~/.cache/prebuilt`.
+ * `$XDG_CACHE_HOME/prebuilt`, then `~/.cache/prebuilt` (the same directory the resolver caches
+ * repodata in). Package files live in its `pkgs/` subdirectory.
  */
 export function defaultCacheDir(options: { cacheDir?: string; env?: Record<string, string | undefined> } = {}): string {
-  const env = options.env ?? process.env;
-  const chosen = options.cacheDir || env[CACHE_DIR_ENV];
-  if (chosen) {
-    if (!chosen.startsWith('/')) {
-      throw new ConfigError(`The package cache directory '${chosen}' is not an absolute path.`, {
-        setting: CACHE_DIR_ENV,
-        hint: `Set ${CACHE_DIR_ENV} (or the option 'cacheDir') to an absolute path.`,
-      });
-    }
-    return chosen;
-  }
-  const xdg = env.XDG_CACHE_HOME;
-  if (xdg && xdg.startsWith('/')) return join(xdg, 'prebuilt');
-  return join(homedir(), '.cache', 'prebuilt');
+  return options.cacheDir ? resolve(options.cacheDir) : prebuiltCacheDir(options.env ?? process.env);
 }
 
 /** Download progress, reported after every chunk and every finished file. */

@@ -1,0 +1,171 @@
+import { lstat, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { extract } from 'tar-stream';
+import { generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import type { LockedEnv } from '@prebuilt/core';
+import { PackageCache } from '../cache/package-cache.js';
+import { PackageIntegrityError } from '../cache/errors.js';
+import { materializeEnv } from './materialize.js';
+import { writeDeterministicTar, sourceDateEpoch } from './deterministic-tar.js';
+import { fixtureLock } from './__fixtures__/fixture-lock.js';
+
+const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
+
+let work: string;
+let fixtures: GeneratedFixtures;
+let server: FixtureServer;
+let lock: LockedEnv;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'prebuilt-materialize-'));
+  fixtures = await generateExampleFixtures(join(work, 'fixtures'), { python: false });
+  server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
+  const conda = fixtures.channel.artifacts;
+  const file = (name: string, format: string, subdir?: string) =>
+    conda.find((a) => a.record.name === name && a.format === format && (!subdir || a.subdir === subdir))!.filename;
+  lock = fixtureLock(
+    fixtures,
+    server,
+    {
+      conda: [
+        conda.find((a) => a.record.name === 'tinynum' && a.record.version === '1.4.0')!.filename,
+        file('tinyframe', '.tar.bz2'),
+        file('tinycli', '.conda'),
+        file('tinytool', '.conda', 'linux-64'),
+        file('tinypost', '.tar.bz2'),
+      ],
+      wheels: fixtures.index.wheels.filter((w) => ['tinyhttp', 'tinyplot'].includes(w.project) || w.filename.startsWith('tinyurl-1.1.0')).map((w) => w.filename),
+    },
+    { pypiRequested: ['tinyhttp', 'tinyplot'], condaRequested: ['tinycli', 'tinytool'] },
+  );
+});
+afterAll(async () => {
+  await server?.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+async function tarEntries(file: string): Promise<{ name: string; mode: number; uid: number; gid: number; mtime: number; type: string }[]> {
+  const out: { name: string; mode: number; uid: number; gid: number; mtime: number; type: string }[] = [];
+  const reader = extract();
+  const done = (async () => {
+    for await (const entry of reader) {
+      const h = entry.header;
+      out.push({ name: h.name, mode: h.mode ?? 0, uid: h.uid ?? -1, gid: h.gid ?? -1, mtime: (h.mtime?.getTime() ?? -1) / 1000, type: h.type ?? '' });
+      entry.resume();
+    }
+  })();
+  reader.end(await readFile(file));
+  await done;
+  return out;
+}
+
+describe('materializeEnv', () => {
+  it('lays out conda packages and wheels with conda-meta, and a second run downloads nothing', async () => {
+    const cacheDir = join(work, 'cache-a');
+    const out = join(work, 'env-a');
+    server.clearRequests();
+    const progress: string[] = [];
+    const result = await materializeEnv({
+      lock,
+      prefix: PREFIX,
+      outDir: out,
+      cache: new PackageCache({ cacheDir }),
+      onProgress: (p) => progress.push(p.phase),
+    });
+    const packageRequests = server.requests.filter((r) => /\.(conda|tar\.bz2|whl)$/.test(r.path));
+    expect(packageRequests).toHaveLength(lock.packages.length);
+    expect(result.filesDownloaded).toBe(lock.packages.length);
+    expect(progress).toContain('download');
+    expect(progress.filter((p) => p === 'install')).toHaveLength(lock.packages.length);
+    expect(result.linkScriptPackages).toEqual(['tinypost']);
+    expect(result.warnings.join('\n')).toMatch(/tinypost has a pre-link or post-link script.*micromamba recipe/);
+
+    // conda packages
+    const sp = join(out, 'lib/python3.11/site-packages');
+    expect(await readFile(join(sp, 'tinyframe/__init__.py'), 'utf8')).toContain('class Frame');
+    expect(await readFile(join(out, 'bin/tinycli'), 'utf8')).toMatch(new RegExp(`^#!${PREFIX}/bin/python\n`));
+    expect(await readFile(join(out, 'bin/tinytool'), 'utf8')).toContain(`prefix="${PREFIX}"`);
+    expect(await readlink(join(out, 'bin/tt'))).toBe('tinytool');
+    const meta = (await readdir(join(out, 'conda-meta'))).sort();
+    expect(meta).toEqual(['history', ...lock.packages.filter((p) => p.kind === 'conda').map((p) => `${p.name}-${p.version}-${p.build}.json`)].sort());
+    const tinytoolMeta = JSON.parse(await readFile(join(out, 'conda-meta', meta.find((m) => m.startsWith('tinytool'))!), 'utf8'));
+    expect(tinytoolMeta.requested_spec).toBe('tinytool');
+    expect(tinytoolMeta.url).toBe(lock.packages.find((p) => p.name === 'tinytool')!.url);
+    expect(tinytoolMeta.channel).toBe(server.channelUrls.main);
+    const history = await readFile(join(out, 'conda-meta/history'), 'utf8');
+    expect(history).toMatch(/^==> 1970-01-01 00:00:00 <==\n# cmd: prebuilt materialize/);
+    expect(history).toContain(`+${server.channelUrls.main}::tinytool-1.0.0-`);
+
+    // wheels
+    expect(await readFile(join(out, 'bin/tinyhttp'), 'utf8')).toContain('from tinyhttp.cli import main');
+    expect(await readFile(join(out, 'bin/tinyplot-gui'), 'utf8')).toContain('from tinyplot import gui');
+    expect(await readFile(join(out, 'bin/tinyhttp-env'), 'utf8')).toMatch(new RegExp(`^#!${PREFIX}/bin/python\n`));
+    expect(await readdir(join(sp, 'tinyhttp-0.3.0.dist-info'))).toContain('REQUESTED');
+    expect(await readdir(join(sp, 'tinyurl-1.1.0.dist-info'))).not.toContain('REQUESTED');
+
+    // normalised metadata on disk
+    const info = await lstat(join(out, 'bin/tinytool'));
+    expect(info.mode & 0o777).toBe(0o755);
+    expect(info.mtimeMs).toBe(sourceDateEpoch() * 1000);
+
+    // the second materialize of the same lock downloads nothing
+    server.clearRequests();
+    const again = await materializeEnv({ lock, prefix: PREFIX, outDir: join(work, 'env-a2'), cache: new PackageCache({ cacheDir }) });
+    expect(server.requests).toHaveLength(0);
+    expect(again.filesDownloaded).toBe(0);
+    expect((await readdir(work)).filter((n) => n.includes('.partial-'))).toEqual([]);
+  });
+
+  it('gives byte-identical tars from two cache directories, with sorted entries, uid/gid 0, fixed mtimes and normalised modes', async () => {
+    const results = [];
+    for (const name of ['b', 'c']) {
+      const out = join(work, `env-${name}`);
+      await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(work, `cache-${name}`) }), mtime: 1_700_000_000 });
+      results.push(await writeDeterministicTar(out, join(work, `env-${name}.tar`), { root: 'prefix', mtime: 1_700_000_000, extraFiles: [{ path: 'Dockerfile', content: 'FROM scratch\n' }] }));
+    }
+    expect(results[0]!.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(results[1]!.sha256).toBe(results[0]!.sha256);
+    expect((await readFile(join(work, 'env-b.tar'))).equals(await readFile(join(work, 'env-c.tar')))).toBe(true);
+
+    const entries = await tarEntries(join(work, 'env-b.tar'));
+    const names = entries.map((e) => e.name);
+    expect(names).toEqual([...names].sort((a, b) => Buffer.compare(Buffer.from(a.replace(/\/$/, '')), Buffer.from(b.replace(/\/$/, '')))));
+    expect(names[0]).toBe('Dockerfile');
+    expect(names).toContain('prefix/');
+    expect(names).toContain('prefix/bin/tinytool');
+    for (const e of entries) {
+      expect(e.uid).toBe(0);
+      expect(e.gid).toBe(0);
+      expect(e.mtime).toBe(1_700_000_000);
+      if (e.type === 'directory') expect(e.mode).toBe(0o755);
+      if (e.type === 'file') expect([0o644, 0o755]).toContain(e.mode);
+    }
+    expect(entries.find((e) => e.name === 'prefix/bin/tinytool')!.mode).toBe(0o755);
+    expect(entries.find((e) => e.name === 'prefix/etc/tinytool.conf')!.mode).toBe(0o644);
+    expect(entries.find((e) => e.name === 'prefix/bin/tt')!.type).toBe('symlink');
+  });
+
+  it('fails with the URL and both hashes when the server serves a corrupted file, leaving no env behind', async () => {
+    const target = lock.packages.find((p) => p.name === 'tinyframe')!;
+    const remove = server.fault(new URL(target.url).pathname, { type: 'corrupt' });
+    const out = join(work, 'env-corrupt');
+    try {
+      const error = await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(work, 'cache-corrupt') }) }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(PackageIntegrityError);
+      expect((error as Error).message).toContain(target.url);
+      expect((error as Error).message).toContain(`expected sha256 ${target.sha256}`);
+      expect((error as PackageIntegrityError).actualSha256).not.toBe(target.sha256);
+      await expect(lstat(out)).rejects.toThrow();
+    } finally {
+      remove();
+    }
+  });
+
+  it('refuses a relative prefix', async () => {
+    await expect(materializeEnv({ lock, prefix: 'opt/env', outDir: join(work, 'x'), cache: new PackageCache({ cacheDir: join(work, 'cache-a') }) })).rejects.toThrow(
+      /not a normalised absolute path/,
+    );
+  });
+});

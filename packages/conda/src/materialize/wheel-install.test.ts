@@ -1,0 +1,124 @@
+import { createHash } from 'node:crypto';
+import { lstat, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { buildWheel, type WheelSpec } from '@prebuilt/fixtures';
+import { readZip } from './archive.js';
+import { ArchiveError, InstallError } from './errors.js';
+import { PrefixWriter } from './prefix-writer.js';
+import { installWheel, parseRecord } from './wheel-install.js';
+import { lockedPackage, rawZip } from './__fixtures__/helpers.js';
+
+const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
+const SP = 'lib/python3.11/site-packages';
+
+let parent: string;
+let staging: string;
+beforeEach(async () => {
+  parent = await mkdtemp(join(tmpdir(), 'prebuilt-wheel-install-'));
+  staging = join(parent, 'staging');
+});
+afterEach(async () => {
+  await rm(parent, { recursive: true, force: true });
+});
+
+async function install(filename: string, bytes: Buffer, requested = true) {
+  const writer = await PrefixWriter.open(staging);
+  const [name = '', version = ''] = filename.split('-');
+  return installWheel(bytes, lockedPackage('pypi', filename, bytes, { name, version }), { writer, prefix: PREFIX, pythonVersion: '3.11.2', requested });
+}
+
+const TINYHTTP: WheelSpec = {
+  name: 'tinyhttp',
+  version: '0.3.0',
+  files: [
+    { path: 'tinyhttp/__init__.py', content: '__version__ = "0.3.0"\n' },
+    { path: 'tinyhttp/cli.py', content: 'def main():\n    return 0\n' },
+  ],
+  consoleScripts: { tinyhttp: 'tinyhttp.cli:main' },
+  guiScripts: { 'tinyhttp-gui': 'tinyhttp.cli:main' },
+  scripts: [{ path: 'tinyhttp-env', content: '#!python\nimport sys\nprint(sys.executable)\n' }],
+  data: [{ path: 'share/tinyhttp/NOTICE', content: 'notice\n' }],
+};
+
+describe('installWheel', () => {
+  it('installs purelib files, .data scripts and data, entry points, INSTALLER, REQUESTED and a rewritten RECORD', async () => {
+    const wheel = buildWheel(TINYHTTP);
+    const result = await install(wheel.filename, wheel.bytes);
+    const distInfo = `${SP}/tinyhttp-0.3.0.dist-info`;
+    expect(result.distInfo).toBe(distInfo);
+
+    expect(await readFile(join(staging, SP, 'tinyhttp/__init__.py'), 'utf8')).toBe('__version__ = "0.3.0"\n');
+    const envScript = await readFile(join(staging, 'bin/tinyhttp-env'), 'utf8');
+    expect(envScript).toBe(`#!${PREFIX}/bin/python\nimport sys\nprint(sys.executable)\n`);
+    expect((await lstat(join(staging, 'bin/tinyhttp-env'))).mode & 0o777).toBe(0o755);
+    expect(await readFile(join(staging, 'share/tinyhttp/NOTICE'), 'utf8')).toBe('notice\n');
+
+    for (const script of ['tinyhttp', 'tinyhttp-gui']) {
+      const text = await readFile(join(staging, 'bin', script), 'utf8');
+      expect(text.split('\n')[0]).toBe(`#!${PREFIX}/bin/python`);
+      expect(text).toContain('from tinyhttp.cli import main');
+      expect((await lstat(join(staging, 'bin', script))).mode & 0o777).toBe(0o755);
+    }
+    expect(await readFile(join(staging, distInfo, 'INSTALLER'), 'utf8')).toBe('prebuilt\n');
+    expect(await readFile(join(staging, distInfo, 'REQUESTED'), 'utf8')).toBe('');
+
+    const rows = parseRecord(await readFile(join(staging, distInfo, 'RECORD'), 'utf8'));
+    const paths = rows.map((r) => r.path);
+    expect(paths).toContain('../../../bin/tinyhttp');
+    expect(paths).toContain('../../../bin/tinyhttp-env');
+    expect(paths).toContain('../../../share/tinyhttp/NOTICE');
+    expect(paths).toContain('tinyhttp-0.3.0.dist-info/INSTALLER');
+    expect(paths).toContain('tinyhttp-0.3.0.dist-info/REQUESTED');
+    expect(rows.at(-1)).toEqual({ path: 'tinyhttp-0.3.0.dist-info/RECORD', hash: '', size: '' });
+    for (const row of rows.slice(0, -1)) {
+      const content = await readFile(join(staging, SP, row.path));
+      expect(row.hash).toBe(`sha256=${createHash('sha256').update(content).digest('base64url')}`);
+      expect(Number(row.size)).toBe(content.length);
+    }
+    // Every installed file is in RECORD, and nothing else was installed.
+    expect(result.files.map((f) => f)).toEqual(
+      rows.map((r) => join(SP, r.path)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))),
+    );
+  });
+
+  it('leaves REQUESTED out for a dependency', async () => {
+    const wheel = buildWheel({ name: 'dep', version: '1.0', files: [{ path: 'dep.py', content: 'x = 1\n' }] });
+    await install(wheel.filename, wheel.bytes, false);
+    expect(await readdir(join(staging, SP, 'dep-1.0.dist-info'))).not.toContain('REQUESTED');
+  });
+
+  it('fails naming the wheel and the file when a file does not match its RECORD hash', async () => {
+    const wheel = buildWheel(TINYHTTP);
+    const entries = readZip(wheel.bytes, wheel.filename)
+      .filter((e) => e.type === 'file')
+      .map((e) => ({ name: e.path, data: e.path === 'tinyhttp/cli.py' ? Buffer.from('import os; os.system("evil")\n') : e.data, mode: e.mode }));
+    const error = await install(wheel.filename, rawZip(entries)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InstallError);
+    expect((error as Error).message).toContain(`Wheel ${wheel.filename}: the file 'tinyhttp/cli.py' does not match its RECORD hash`);
+    expect((await readdir(parent)).sort()).toEqual(['staging']);
+    expect(await readdir(staging)).toEqual([]);
+  });
+
+  it('refuses entries that climb out of the prefix or are absolute', async () => {
+    const base = [
+      { name: 'ok-1.0.dist-info/WHEEL', data: 'Wheel-Version: 1.0\nRoot-Is-Purelib: true\n' },
+      { name: 'ok-1.0.dist-info/RECORD', data: '' },
+    ];
+    const e1 = await install('ok-1.0-py3-none-any.whl', rawZip([...base, { name: '../../../../../escaped.py', data: 'x' }])).catch((e: unknown) => e);
+    expect(e1).toBeInstanceOf(ArchiveError);
+    expect((e1 as Error).message).toMatch(/ok-1\.0-py3-none-any\.whl has an entry that climbs out of the prefix/);
+    const e2 = await install('ok-1.0-py3-none-any.whl', rawZip([...base, { name: '/tmp/escaped-wheel.py', data: 'x' }])).catch((e: unknown) => e);
+    expect((e2 as Error).message).toMatch(/absolute path/);
+    await expect(lstat('/tmp/escaped-wheel.py')).rejects.toThrow();
+    expect((await readdir(parent)).sort()).toEqual(['staging']);
+  });
+
+  it('fails on a truncated wheel naming it', async () => {
+    const wheel = buildWheel(TINYHTTP);
+    const error = await install(wheel.filename, wheel.bytes.subarray(0, wheel.bytes.length - 100)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ArchiveError);
+    expect((error as Error).message).toContain(`${wheel.filename} is corrupt or truncated`);
+  });
+});
