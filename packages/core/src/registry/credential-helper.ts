@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { AuthError, ConfigError } from '../errors.js';
+import { AuthError, CancelledError, ConfigError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { Secret } from '../secret.js';
 
@@ -66,7 +66,7 @@ export function runCredentialHelper(name: string, serverUrl: string, options: Cr
     }, timeoutMs);
     const onAbort = (): void => {
       child.kill('SIGKILL');
-      finish(() => reject(options.signal?.reason));
+      finish(() => reject(new CancelledError(`credential helper ${program} cancelled`, { cause: options.signal?.reason })));
     };
     if (options.signal?.aborted) onAbort();
     options.signal?.addEventListener('abort', onAbort, { once: true });

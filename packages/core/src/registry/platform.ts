@@ -50,16 +50,19 @@ function variantOf(p: OciPlatform): string | undefined {
   return p.variant ?? DEFAULT_VARIANT[p.architecture];
 }
 
+/** True when `actual` (from an index entry or an image config) is the platform `wanted` names. */
+export function platformMatches(actual: OciPlatform, wanted: string): boolean {
+  const w = parsePlatform(wanted);
+  return actual.os === w.os && actual.architecture === w.architecture && variantOf(actual) === variantOf(w);
+}
+
 /**
  * The entry of a manifest list / image index that matches `platform` (os, architecture and variant,
  * where `arm64` means `arm64/v8`). Throws InputError listing the platforms the index offers.
  */
 export function selectPlatformManifest(index: ImageIndex, platform: string, imageName: string): OciDescriptor {
-  const wanted = parsePlatform(platform);
-  const match = index.manifests.find((entry) => {
-    const p = entry.platform;
-    return p !== undefined && p.os === wanted.os && p.architecture === wanted.architecture && variantOf(p) === variantOf(wanted);
-  });
+  parsePlatform(platform);
+  const match = index.manifests.find((entry) => entry.platform !== undefined && platformMatches(entry.platform, platform));
   if (match) return match;
   const offered = index.manifests
     .map((entry) => entry.platform)

@@ -95,6 +95,24 @@ describe.skipIf(missing !== undefined)(suite('RegistryClient against the plain r
     expect((error as InputError).message).toContain('offers linux/amd64, linux/arm64/v8');
   });
 
+  it('checks a single-platform image against the platform, and gives base image identities', async () => {
+    const repo = uniqueRepo('single');
+    const arm = await pushImage({ host }, repo, 'arm-only', 'arm64');
+    const client = new RegistryClient(FAST);
+    expect((await client.getManifest(`${host}/${repo}:arm-only`, { platform: 'linux/arm64' })).digest).toBe(arm.digest);
+    const error = await rejection(client.getManifest(`${host}/${repo}:arm-only`, { platform: 'linux/amd64' }));
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).message).toBe(`image ${host}/${repo}:arm-only is built for linux/arm64, not for platform linux/amd64`);
+
+    expect(await client.baseImageIdentity(`${host}/${repo}:arm-only`, 'linux/arm64')).toEqual({
+      ref: `${host}/${repo}:arm-only`,
+      digest: arm.digest,
+      pinned: `${host}/${repo}@${arm.digest}`,
+    });
+    const multi = await pushIndex({ host }, repo, 'multi');
+    expect(await client.baseImageIdentity(`${host}/${repo}:multi`, 'linux/amd64')).toMatchObject({ digest: multi.amd64.digest, pinned: `${host}/${repo}@${multi.amd64.digest}` });
+  });
+
   it('HEADs blobs', async () => {
     const client = new RegistryClient(FAST);
     expect(await client.headBlob(`${host}/${image.repository}`, image.layerDigest)).toEqual({ exists: true, size: image.layerSize });
@@ -236,6 +254,15 @@ describe.skipIf(missing !== undefined)(suite('RegistryClient with Bearer token a
     expect(tokenRequests()).toBe(2); // another repository: another scope, fetched up front
     const withAuth = spy.mock.calls.filter(([url, init]) => String(url).includes(other.repository) && JSON.stringify(init?.headers ?? {}).includes('Bearer'));
     expect(withAuth.length).toBe(1); // the known Bearer registry got its token before any challenge
+  });
+
+  it('shares one token fetch between concurrent requests for one scope', async () => {
+    const client = new RegistryClient({ ...FAST, credentials: creds(reg.host, reg.username, reg.password) });
+    await client.headManifest(`${reg.host}/${image.repository}:v1`); // learns that the registry wants Bearer tokens
+    const spy = vi.spyOn(globalThis, 'fetch');
+    const heads = await Promise.all(['v1', 'v1', 'nope'].map((tag) => client.headManifest(`${reg.host}/${other.repository}:${tag}`)));
+    expect(heads.map((h) => h.exists)).toEqual([true, true, false]);
+    expect(spy.mock.calls.filter(([url]) => String(url).startsWith(reg.realm))).toHaveLength(1);
   });
 
   it('reports bad credentials as an AuthError naming the registry and source', async () => {

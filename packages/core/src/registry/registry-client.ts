@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import type { RegistryCredentials } from '../contracts.js';
-import { AuthError, CancelledError, RegistryError } from '../errors.js';
+import type { BaseImageIdentity, RegistryCredentials } from '../contracts.js';
+import { AuthError, CancelledError, InputError, RegistryError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
 import { formatImageRef, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
 import { isIndexMediaType, MANIFEST_ACCEPT } from './media-types.js';
-import { selectPlatformManifest, type ImageIndex, type ImageManifest } from './platform.js';
+import { platformMatches, selectPlatformManifest, type ImageIndex, type ImageManifest, type OciPlatform } from './platform.js';
 import {
   backoffDelay,
   DEFAULT_RETRY_POLICY,
@@ -133,6 +133,7 @@ export class RegistryClient {
   readonly #timeoutMs: number;
   readonly #credentials = new Map<string, Promise<RegistryCredentials | undefined>>();
   readonly #tokens = new Map<string, CachedToken>();
+  readonly #tokenFetches = new Map<string, Promise<string>>();
   readonly #authModes = new Map<string, AuthMode>();
   /** Registries that have answered at least once: a refused connection to them is worth a retry. */
   readonly #answered = new Set<string>();
@@ -202,13 +203,15 @@ export class RegistryClient {
 
   /**
    * Fetches the manifest `ref` names and verifies its digest. With `platform` (e.g. `linux/amd64`),
-   * a manifest list / image index is resolved to that platform's manifest, and `indexDigest` keeps
-   * the index's digest.
+   * a manifest list / image index is resolved to that platform's manifest (`indexDigest` keeps the
+   * index's digest), and a single-platform image is checked against its config's os/architecture;
+   * a platform the image lacks is an InputError.
    */
   async getManifest(ref: string | ImageRef, options: RequestOptions & { platform?: string } = {}): Promise<ManifestResult> {
     const image = toRef(ref);
     const result = await this.#getManifest(image, image.reference, options.signal);
-    if (options.platform && isIndexMediaType(result.mediaType)) {
+    if (!options.platform) return result;
+    if (isIndexMediaType(result.mediaType)) {
       const entry = selectPlatformManifest(result.manifest as ImageIndex, options.platform, formatImageRef(image));
       const child = await this.#getManifest(image, entry.digest, options.signal);
       if (isIndexMediaType(child.mediaType)) {
@@ -216,7 +219,38 @@ export class RegistryClient {
       }
       return { ...child, indexDigest: result.digest };
     }
+    const config = await this.#getJsonBlob(image, (result.manifest as ImageManifest).config.digest, options.signal);
+    const actual = config as Partial<OciPlatform>;
+    if (typeof actual.os === 'string' && typeof actual.architecture === 'string' && !platformMatches(actual as OciPlatform, options.platform)) {
+      const offered = [actual.os, actual.architecture, actual.variant].filter(Boolean).join('/');
+      throw new InputError(`image ${formatImageRef(image)} is built for ${offered}, not for platform ${options.platform}`, {
+        hint: 'Choose a base image built for that platform (or a multi-platform one), or build for the platform it has.',
+      });
+    }
     return result;
+  }
+
+  /**
+   * The identity of a base image for `platform`: the digest of the platform's manifest the
+   * reference resolves to now, and the reference pinned by it.
+   */
+  async baseImageIdentity(ref: string, platform: string, options: RequestOptions = {}): Promise<BaseImageIdentity> {
+    const result = await this.getManifest(ref, { ...options, platform });
+    return { ref, digest: result.digest, pinned: `${result.ref.registry}/${result.ref.repository}@${result.digest}` };
+  }
+
+  async #getJsonBlob(image: ImageRef, digest: string, signal: AbortSignal | undefined): Promise<unknown> {
+    const path = `/v2/${image.repository}/blobs/${digest}`;
+    const res = await this.#request(image.registry, image.repository, 'GET', path, {}, signal);
+    this.#expectOk(res, image.registry, 'GET', path);
+    if (digest.startsWith('sha256:') && sha256Digest(res.body) !== digest) {
+      throw new RegistryError(`blob ${digest} of ${formatImageRef(image)} does not match its digest`, { registry: image.registry });
+    }
+    try {
+      return JSON.parse(Buffer.from(res.body).toString('utf8')) as unknown;
+    } catch (error) {
+      throw new RegistryError(`blob ${digest} of ${formatImageRef(image)} is not JSON`, { registry: image.registry }, { cause: error });
+    }
   }
 
   async #getManifest(image: ImageRef, reference: string, signal: AbortSignal | undefined): Promise<ManifestResult> {
@@ -346,8 +380,19 @@ export class RegistryClient {
     return `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password.reveal()}`).toString('base64')}`;
   }
 
+  /** A Bearer Authorization header for `scope`; concurrent requests for one scope share one token fetch. */
+  #bearerAuthorization(registry: string, params: Record<string, string>, scope: string, signal: AbortSignal | undefined): Promise<string> {
+    const cacheKey = `${normalizeDockerConfigKey(registry)} ${scope}`;
+    let pending = this.#tokenFetches.get(cacheKey);
+    if (!pending) {
+      pending = this.#fetchToken(registry, params, scope, signal).finally(() => this.#tokenFetches.delete(cacheKey));
+      this.#tokenFetches.set(cacheKey, pending);
+    }
+    return pending;
+  }
+
   /** Gets a token from the challenge's realm (with the user's credentials, or anonymously) and caches it per scope. */
-  async #bearerAuthorization(registry: string, params: Record<string, string>, scope: string, signal: AbortSignal | undefined): Promise<string> {
+  async #fetchToken(registry: string, params: Record<string, string>, scope: string, signal: AbortSignal | undefined): Promise<string> {
     const key = normalizeDockerConfigKey(registry);
     const creds = await this.credentialsFor(registry, signal ? { signal } : {});
     if (creds?.registryToken) return `Bearer ${creds.registryToken.reveal()}`;
