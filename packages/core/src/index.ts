@@ -115,6 +115,7 @@ export { MediaType, MANIFEST_ACCEPT, isIndexMediaType } from './registry/media-t
 export {
   parsePlatform,
   selectPlatformManifest,
+  platformMatches,
   type OciDescriptor,
   type OciPlatform,
   type ImageManifest,
