@@ -1,36 +1,70 @@
-import { Command, CommanderError } from 'commander';
-import { PrebuiltError, ExitCode, errorMessage } from '@prebuilt/core';
+import { Command } from 'commander';
+import { ExitCode } from '@prebuilt/core';
 import { readFileSync } from 'node:fs';
+import { createCliContext, type CliContext } from './cli-context.js';
+import { reportError } from './error-handler.js';
+import { watchInterrupts } from './signals.js';
+import { debugEnabled, enableVerbose } from './verbose.js';
+import { registerBackendsCommand } from './commands/backends.js';
 import { registerEnvsCommand } from './commands/envs.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
-export function createProgram(): Command {
+const PROGRAM_HELP = `
+Environment:
+  METAFLOW_PREBUILT_BUILD_SERVICE   build service to use (default: docker)
+  METAFLOW_PREBUILT_IMAGE_REGISTRY  image registry to use (default: dockerhub)
+  DEBUG=prebuilt:*                  debug logs and stack traces (same as --verbose)
+
+Exit codes: 0 ok, 1 a build or push failed, 2 bad input or configuration,
+130/143 interrupted (SIGINT/SIGTERM).
+
+Run \`prebuilt <command> --help\` for a command's options.`;
+
+/**
+ * The command tree. Each command lives in commands/<name>.ts and exports
+ * `register<Name>Command(program, context)`; add one line below for a new command.
+ */
+export function createProgram(context: CliContext = createCliContext(new AbortController().signal)): Command {
   const program = new Command('prebuilt')
     .description('Bake the conda and PyPI environments of Metaflow steps into container images at deploy time.')
-    .version(pkg.version, '-V, --version')
-    .option('--verbose', 'show debug logs and stack traces')
-    .showHelpAfterError()
+    .version(pkg.version, '-V, --version', 'print the version')
+    .option('--verbose', 'show debug logs (prebuilt:*) and stack traces')
+    .helpOption('-h, --help', 'show help')
+    .addHelpText('after', PROGRAM_HELP)
+    .configureOutput({
+      writeOut: (text) => context.stdout.write(text),
+      writeErr: (text) => context.stderr.write(text),
+    })
+    .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  program.hook('preAction', () => {
+    if (program.opts<{ verbose?: boolean }>().verbose) enableVerbose(context.env);
+  });
   registerEnvsCommand(program);
+  registerBackendsCommand(program, context);
   return program;
 }
 
-/** Runs the CLI and returns the exit code. The one place errors become exit codes. */
-export async function main(argv: string[]): Promise<number> {
-  const program = createProgram();
+/** Runs the CLI and returns the exit code. The one place errors become exit codes (error-handler.ts). */
+export async function main(argv: string[], overrides: Parameters<typeof createCliContext>[1] = {}): Promise<number> {
+  // A closed pipe (`prebuilt backends | head`) ends the output, not the process with a stack trace.
+  // The listener stays: the pipe error arrives asynchronously, possibly after main() returned.
+  const onPipeError = (error: NodeJS.ErrnoException): void => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? ExitCode.ok);
+  };
+  if (overrides.stdout === undefined) process.stdout.on('error', onPipeError);
+  const interrupts = watchInterrupts();
+  const context = createCliContext(interrupts.signal, overrides);
+  const program = createProgram(context);
   try {
     await program.parseAsync(argv, { from: 'user' });
+    if (interrupts.received) return reportError(interrupts.signal.reason, context, { showStack: false, interrupted: interrupts.received });
     return ExitCode.ok;
   } catch (error) {
-    if (error instanceof CommanderError) {
-      return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
-    }
-    if (PrebuiltError.isInstance(error)) {
-      process.stderr.write(`error: ${error.message}\n${error.hint ? `hint: ${error.hint}\n` : ''}`);
-      return error.exitCode;
-    }
-    process.stderr.write(`error: ${errorMessage(error)}\n`);
-    return ExitCode.failure;
+    const showStack = program.opts<{ verbose?: boolean }>().verbose === true || debugEnabled();
+    return reportError(error, context, { showStack, interrupted: interrupts.received });
+  } finally {
+    interrupts.dispose();
   }
 }

@@ -1,0 +1,47 @@
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** Where a command writes. Commands never touch process.stdout/stderr directly. */
+export interface Writer {
+  write(text: string): void;
+}
+
+/**
+ * What every command gets: where it runs, what it reads, where it writes, and the signal that
+ * aborts on Ctrl-C / SIGTERM. Created once per run by main().
+ */
+export interface CliContext {
+  /** The user's project directory (backends are resolved from here first). */
+  cwd: string;
+  /** The CLI package's install directory (backends are resolved from here second). */
+  cliDir: string;
+  env: Record<string, string | undefined>;
+  stdout: Writer & { isTTY?: boolean };
+  stderr: Writer & { isTTY?: boolean };
+  /** Aborted when the user interrupts (SIGINT) or the process is terminated (SIGTERM). */
+  signal: AbortSignal;
+  /** Set by a command that was asked for `--json`: the top-level handler then keeps stdout to one JSON object. */
+  json: { requested: boolean; written: boolean };
+}
+
+/** The CLI package directory (the one holding package.json), real path. */
+export function cliPackageDir(): string {
+  const dir = fileURLToPath(new URL('..', import.meta.url));
+  try {
+    return realpathSync(dir);
+  } catch {
+    return dir;
+  }
+}
+
+export function createCliContext(signal: AbortSignal, overrides: Partial<Omit<CliContext, 'signal' | 'json'>> = {}): CliContext {
+  return {
+    cwd: overrides.cwd ?? process.cwd(),
+    cliDir: overrides.cliDir ?? cliPackageDir(),
+    env: overrides.env ?? process.env,
+    stdout: overrides.stdout ?? process.stdout,
+    stderr: overrides.stderr ?? process.stderr,
+    signal,
+    json: { requested: false, written: false },
+  };
+}

@@ -1,0 +1,248 @@
+/**
+ * `prebuilt backends` through the real CLI (node bin/prebuilt.js, after `pnpm build`), run in
+ * temporary projects with real node_modules layouts.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const BIN = fileURLToPath(new URL('../../bin/prebuilt.js', import.meta.url));
+const DIST = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value === undefined || key.startsWith('METAFLOW_') || key === 'DEBUG') continue;
+    env[key] = value;
+  }
+  return { ...env, ...extra };
+}
+
+/** Runs the CLI; `onStderr` sees stderr as it arrives (to send signals at the right moment). */
+function prebuilt(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string>; onStderr?: (text: string, child: ReturnType<typeof spawn>) => void },
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env: cleanEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      options.onStderr?.(stderr, child);
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+function definitionModule(kind: string, name: string, preamble = ''): string {
+  return `${preamble}
+export default {
+  apiVersion: 1,
+  kind: ${JSON.stringify(kind)},
+  name: ${JSON.stringify(name)},
+  create() { return { name: ${JSON.stringify(name)} }; },
+};
+`;
+}
+
+let project: string;
+
+beforeAll(() => {
+  if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run \`pnpm build\` before these tests.`);
+  project = mkdtempSync(join(tmpdir(), 'prebuilt-cli-backends-'));
+  writeFileSync(
+    join(project, 'package.json'),
+    JSON.stringify({ name: 'cli-fixture', private: true, dependencies: { 'prebuilt-backend-acme': '1.2.3', 'left-pad': '1.0.0' } }),
+  );
+  const acme = join(project, 'node_modules/prebuilt-backend-acme');
+  mkdirSync(acme, { recursive: true });
+  writeFileSync(
+    join(acme, 'package.json'),
+    JSON.stringify({ name: 'prebuilt-backend-acme', version: '1.2.3', type: 'module', main: 'index.js', prebuilt: { kind: 'build-service', name: 'acme' } }),
+  );
+  writeFileSync(join(acme, 'index.js'), definitionModule('build-service', 'acme'));
+  const leftPad = join(project, 'node_modules/left-pad');
+  mkdirSync(leftPad, { recursive: true });
+  writeFileSync(join(leftPad, 'package.json'), JSON.stringify({ name: 'left-pad', version: '1.0.0' }));
+  mkdirSync(join(project, 'backends'));
+  writeFileSync(join(project, 'backends/test-registry.mjs'), definitionModule('image-registry', 'test-registry'));
+  writeFileSync(join(project, 'backends/future.mjs'), definitionModule('image-registry', 'future').replace('apiVersion: 1', 'apiVersion: 7'));
+  // Announces itself on stderr, then takes its time to load: a window to send signals in.
+  writeFileSync(
+    join(project, 'backends/slow.mjs'),
+    definitionModule('image-registry', 'slow', 'process.stderr.write("slow backend loading\\n");\nawait new Promise((r) => setTimeout(r, Number(process.env.SLOW_MS)));'),
+  );
+});
+
+afterAll(() => {
+  if (project) rmSync(project, { recursive: true, force: true });
+});
+
+const STACK_LINE = /\n\s+at .+\(.+:\d+:\d+\)/;
+
+describe('prebuilt (CLI basics)', () => {
+  it('--version prints the package version', async () => {
+    const r = await prebuilt(['--version'], { cwd: project });
+    expect(r).toMatchObject({ code: 0, stdout: `${VERSION}\n`, stderr: '' });
+  });
+
+  it('--help lists the commands, the selection variables and the exit codes', async () => {
+    const r = await prebuilt(['--help'], { cwd: project });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('Usage: prebuilt [options] [command]');
+    expect(r.stdout).toMatch(/backends \[options\]\s+list the build services and image registries/);
+    expect(r.stdout).toContain('METAFLOW_PREBUILT_BUILD_SERVICE   build service to use (default: docker)');
+    expect(r.stdout).toContain('Exit codes: 0 ok, 1 a build or push failed, 2 bad input or configuration');
+    const sub = await prebuilt(['backends', '--help'], { cwd: project });
+    expect(sub.code).toBe(0);
+    expect(sub.stdout).toContain('--check');
+    expect(sub.stdout).toContain('acme → prebuilt-backend-acme');
+  });
+
+  it('usage errors exit 2 with commander\'s message and no stack trace', async () => {
+    const unknownOption = await prebuilt(['backends', '--bogus'], { cwd: project });
+    expect(unknownOption.code).toBe(2);
+    expect(unknownOption.stderr).toContain("error: unknown option '--bogus'");
+    expect(unknownOption.stderr).not.toMatch(STACK_LINE);
+    const unknownCommand = await prebuilt(['frobnicate'], { cwd: project });
+    expect(unknownCommand.code).toBe(2);
+    expect(unknownCommand.stderr).toContain("unknown command 'frobnicate'");
+  });
+});
+
+describe('prebuilt backends', () => {
+  it('shows a table of every built-in and installed third-party backend, marking the selected ones', async () => {
+    const r = await prebuilt(['backends'], { cwd: project, env: { METAFLOW_PREBUILT_BUILD_SERVICE: 'acme' } });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toMatch(/^\s+NAME\s+KIND\s+PACKAGE\s+VERSION\s+INSTALLED$/);
+    for (const name of ['docker', 'buildx', 'kaniko', 'codebuild', 'oci', 'local', 'dockerhub', 'ecr', 'gcr']) {
+      expect(lines.some((l) => new RegExp(`^[ *]\\s+${name}\\s+(build service|image registry)\\s+@prebuilt/${name}\\s`).test(l)), name).toBe(true);
+    }
+    expect(lines).toContainEqual(expect.stringMatching(/^\*\s+acme\s+build service\s+prebuilt-backend-acme\s+1\.2\.3\s+yes$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^\*\s+dockerhub\s+image registry\s+@prebuilt\/dockerhub\s+-\s+no$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^\s+docker\s+build service/));
+    expect(r.stdout).not.toContain('left-pad');
+    expect(r.stdout).toContain('* selected: build service acme (from METAFLOW_PREBUILT_BUILD_SERVICE), image registry dockerhub (default;');
+    expect(r.stdout).toContain("the selected image registry 'dockerhub' is not installed: npm i @prebuilt/dockerhub");
+  });
+
+  it('--json prints one JSON object with every backend and the selection', async () => {
+    const r = await prebuilt(['backends', '--json'], { cwd: project, env: { METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local' } });
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      selected: Record<string, { name: string; from: string }>;
+      backends: { name: string; kind: string; packageName: string; version: string | null; installed: boolean; selected: boolean; source: string }[];
+    };
+    expect(out.selected.buildService).toMatchObject({ name: 'docker', from: 'default' });
+    expect(out.selected.imageRegistry).toMatchObject({ name: 'local', from: 'env' });
+    expect(out.backends).toHaveLength(10);
+    expect(out.backends.find((b) => b.name === 'acme')).toMatchObject({
+      kind: 'build-service',
+      source: 'third-party',
+      packageName: 'prebuilt-backend-acme',
+      version: '1.2.3',
+      installed: true,
+      selected: false,
+    });
+    expect(out.backends.find((b) => b.name === 'local')).toMatchObject({ selected: true, installed: false, kind: 'image-registry' });
+    expect(out.backends.filter((b) => b.selected).map((b) => b.name).sort()).toEqual(['docker', 'local']);
+  });
+
+  it('--check exits 2 with the resolver\'s message when a selected backend is missing', async () => {
+    const r = await prebuilt(['backends', '--check'], { cwd: project, env: { METAFLOW_PREBUILT_BUILD_SERVICE: 'acme' } });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/build service\s+acme\s+ok\s+prebuilt-backend-acme 1\.2\.3/);
+    expect(r.stdout).toMatch(/image registry\s+dockerhub\s+FAILED/);
+    expect(r.stderr).toContain("error: Cannot find the image registry 'dockerhub' (selected by METAFLOW_PREBUILT_IMAGE_REGISTRY)");
+    expect(r.stderr).toContain(`@prebuilt/dockerhub from ${project}: not installed`);
+    expect(r.stderr).toContain('hint: Install it in your project: npm i @prebuilt/dockerhub');
+    expect(r.stderr).not.toMatch(STACK_LINE);
+  });
+
+  it('--check exits 0 when both selected backends load (a test backend selected by path)', async () => {
+    const r = await prebuilt(['backends', '--check'], {
+      cwd: project,
+      env: { METAFLOW_PREBUILT_BUILD_SERVICE: 'acme', METAFLOW_PREBUILT_IMAGE_REGISTRY: './backends/test-registry.mjs' },
+    });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/build service\s+acme\s+ok/);
+    expect(r.stdout).toMatch(/image registry\s+\.\/backends\/test-registry\.mjs\s+ok\s+.*backends\/test-registry\.mjs/);
+  });
+
+  it('--check --json prints one object with each result and exits 2 on a missing backend', async () => {
+    const r = await prebuilt(['backends', '--check', '--json'], { cwd: project, env: { METAFLOW_PREBUILT_IMAGE_REGISTRY: './backends/test-registry.mjs' } });
+    expect(r.code).toBe(2);
+    const out = JSON.parse(r.stdout) as Record<string, { ok: boolean; error?: { code: string; hint: string } }> & { ok: boolean };
+    expect(out.ok).toBe(false);
+    expect(out.imageRegistry).toMatchObject({ ok: true, source: 'path' });
+    expect(out.buildService).toMatchObject({ ok: false, name: 'docker', error: { code: 'backend-not-found' } });
+    expect(out.buildService!.error!.hint).toContain('npm i @prebuilt/docker');
+  });
+
+  it('--check reports an invalid backend (wrong apiVersion) with exit 2; stack traces only with --verbose or DEBUG', async () => {
+    const env = { METAFLOW_PREBUILT_BUILD_SERVICE: 'acme', METAFLOW_PREBUILT_IMAGE_REGISTRY: './backends/future.mjs' };
+    const quiet = await prebuilt(['backends', '--check'], { cwd: project, env });
+    expect(quiet.code).toBe(2);
+    expect(quiet.stderr).toContain("'apiVersion' is 7, this prebuilt supports apiVersion 1");
+    expect(quiet.stderr).not.toMatch(STACK_LINE);
+    expect(quiet.stderr).not.toContain('prebuilt:core');
+
+    const verbose = await prebuilt(['backends', '--check', '--verbose'], { cwd: project, env });
+    expect(verbose.code).toBe(2);
+    expect(verbose.stderr).toMatch(/prebuilt:core:backends build-service acme: loaded prebuilt-backend-acme/);
+    expect(verbose.stderr).toMatch(STACK_LINE);
+    expect(verbose.stderr).toContain('BackendInvalidError');
+
+    const debug = await prebuilt(['backends', '--check'], { cwd: project, env: { ...env, DEBUG: 'prebuilt:*' } });
+    expect(debug.code).toBe(2);
+    expect(debug.stderr).toMatch(STACK_LINE);
+  });
+});
+
+describe('interrupts', () => {
+  const slowEnv = (ms: number): Record<string, string> => ({
+    METAFLOW_PREBUILT_BUILD_SERVICE: 'acme',
+    METAFLOW_PREBUILT_IMAGE_REGISTRY: './backends/slow.mjs',
+    SLOW_MS: String(ms),
+  });
+  const sendOnce = (signal: NodeJS.Signals, times = 1) => {
+    let sent = false;
+    return (text: string, child: ReturnType<typeof spawn>): void => {
+      if (sent || !text.includes('slow backend loading')) return;
+      sent = true;
+      for (let i = 0; i < times; i++) setTimeout(() => child.kill(signal), 50 + i * 100);
+    };
+  };
+
+  it('SIGINT exits 130 and SIGTERM exits 143 once the running work stops', { timeout: 30_000 }, async () => {
+    const int = await prebuilt(['backends', '--check'], { cwd: project, env: slowEnv(1500), onStderr: sendOnce('SIGINT') });
+    expect(int.code).toBe(130);
+    expect(int.stderr).toContain('interrupted (SIGINT)');
+    const term = await prebuilt(['backends', '--check'], { cwd: project, env: slowEnv(1500), onStderr: sendOnce('SIGTERM') });
+    expect(term.code).toBe(143);
+  });
+
+  it('a second SIGINT exits 130 at once', { timeout: 30_000 }, async () => {
+    const started = Date.now();
+    const r = await prebuilt(['backends', '--check'], { cwd: project, env: slowEnv(20_000), onStderr: sendOnce('SIGINT', 2) });
+    expect(r.code).toBe(130);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});

@@ -1,0 +1,64 @@
+import { CommanderError } from 'commander';
+import { BuildFailedError, CancelledError, ConfigError } from '@prebuilt/core';
+import { describe, expect, it } from 'vitest';
+import { createCliContext, type CliContext } from './cli-context.js';
+import { reportError } from './error-handler.js';
+
+function capture(): { context: CliContext; out: () => string; err: () => string } {
+  let out = '';
+  let err = '';
+  const context = createCliContext(new AbortController().signal, {
+    stdout: { write: (t: string) => void (out += t) },
+    stderr: { write: (t: string) => void (err += t) },
+    env: {},
+  });
+  return { context, out: () => out, err: () => err };
+}
+
+describe('reportError (the one top-level handler)', () => {
+  it('maps typed errors to their exit codes and prints message and hint without a stack', () => {
+    const c = capture();
+    expect(reportError(new ConfigError('The registry host is not set.', { hint: 'Set X.' }), c.context, { showStack: false })).toBe(2);
+    expect(c.err()).toBe('error: The registry host is not set.\nhint: Set X.\n');
+    expect(reportError(new BuildFailedError('1 image failed to build.', []), capture().context, { showStack: false })).toBe(1);
+  });
+
+  it('maps commander exits: help/version 0, usage errors 2', () => {
+    const c = capture();
+    expect(reportError(new CommanderError(0, 'commander.helpDisplayed', ''), c.context, { showStack: false })).toBe(0);
+    expect(reportError(new CommanderError(1, 'commander.unknownOption', "error: unknown option '--x'"), c.context, { showStack: false })).toBe(2);
+    expect(c.err()).toBe('');
+  });
+
+  it('treats anything else as unexpected: exit 1, a hint to use --verbose, no stack', () => {
+    const c = capture();
+    expect(reportError(new TypeError('x is not a function'), c.context, { showStack: false })).toBe(1);
+    expect(c.err()).toBe('error: x is not a function\nhint: this is unexpected; run again with --verbose for the stack trace and report it.\n');
+  });
+
+  it('shows the stack and the cause chain when asked', () => {
+    const c = capture();
+    const error = new ConfigError('outer', { cause: new Error('inner cause') });
+    reportError(error, c.context, { showStack: true });
+    expect(c.err()).toMatch(/^error: outer\nConfigError: outer\n\s+at /);
+    expect(c.err()).toContain('caused by: Error: inner cause');
+  });
+
+  it('keeps stdout to one JSON object in --json mode', () => {
+    const c = capture();
+    c.context.json.requested = true;
+    reportError(new ConfigError('bad', { hint: 'fix it' }), c.context, { showStack: false });
+    expect(JSON.parse(c.out())).toEqual({ ok: false, error: { name: 'ConfigError', code: 'config', message: 'bad', hint: 'fix it' } });
+    const written = capture();
+    written.context.json = { requested: true, written: true };
+    reportError(new ConfigError('bad'), written.context, { showStack: false });
+    expect(written.out()).toBe('');
+  });
+
+  it('reports interrupts as 130 (SIGINT) and 143 (SIGTERM)', () => {
+    const c = capture();
+    expect(reportError(new CancelledError('Interrupted by SIGINT.', { signal: 'SIGINT' }), c.context, { showStack: false, interrupted: 'SIGINT' })).toBe(130);
+    expect(reportError(new Error('aborted'), c.context, { showStack: false, interrupted: 'SIGTERM' })).toBe(143);
+    expect(c.err()).toBe('interrupted (SIGINT)\ninterrupted (SIGTERM)\n');
+  });
+});

@@ -1,0 +1,56 @@
+import { CommanderError } from 'commander';
+import { ExitCode, PrebuiltError, errorMessage } from '@prebuilt/core';
+import type { CliContext } from './cli-context.js';
+import { writeJson } from './output.js';
+
+export interface ReportOptions {
+  /** Show stack traces (`--verbose` or DEBUG=prebuilt:*). */
+  showStack: boolean;
+  /** The signal that interrupted the run, if any. */
+  interrupted?: 'SIGINT' | 'SIGTERM' | undefined;
+}
+
+function stackOf(error: unknown): string {
+  const lines: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; current !== undefined && current !== null && depth < 5; depth++) {
+    const text = current instanceof Error ? (current.stack ?? `${current.name}: ${current.message}`) : String(current);
+    lines.push(depth === 0 ? text : `caused by: ${text}`);
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The one place an error becomes an exit code and a message: 0 ok, 1 a build/push (or remote
+ * service) failed or an unexpected error, 2 bad input or configuration (commander usage errors
+ * included), 130/143 interrupted by SIGINT/SIGTERM. Stack traces only when `showStack`.
+ */
+export function reportError(error: unknown, context: CliContext, options: ReportOptions): number {
+  if (error instanceof CommanderError) {
+    // commander has already printed its message (or the help / version).
+    return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+  }
+  if (options.interrupted && (!PrebuiltError.isInstance(error) || error.code === 'cancelled')) {
+    context.stderr.write(`interrupted (${options.interrupted})\n`);
+    return options.interrupted === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;
+  }
+  const known = PrebuiltError.isInstance(error);
+  const exitCode = known ? error.exitCode : ExitCode.failure;
+  if (context.json.requested && !context.json.written) {
+    writeJson(context, {
+      ok: false,
+      error: known ? error.toJSON() : { name: 'Error', code: 'unexpected', message: errorMessage(error) },
+    });
+  }
+  if (known) {
+    context.stderr.write(`error: ${error.message}\n${error.hint ? `hint: ${error.hint}\n` : ''}`);
+  } else {
+    context.stderr.write(
+      `error: ${errorMessage(error)}\n` +
+        (options.showStack ? '' : 'hint: this is unexpected; run again with --verbose for the stack trace and report it.\n'),
+    );
+  }
+  if (options.showStack) context.stderr.write(stackOf(error));
+  return exitCode;
+}
