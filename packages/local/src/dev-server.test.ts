@@ -1,0 +1,166 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, EnvironmentError } from '@prebuilt/core';
+import { defaultStateDir, localRegistryServerStatus, startLocalRegistryServer, stopLocalRegistryServer } from './index.js';
+import { testServices } from './__fixtures__/services.js';
+
+const run = promisify(execFile);
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('development registry server: settings', () => {
+  it('keeps its state under $XDG_STATE_HOME/prebuilt, else ~/.local/state/prebuilt', () => {
+    expect(defaultStateDir({ XDG_STATE_HOME: '/x/state', HOME: '/home/u' })).toBe('/x/state/prebuilt/local-registry');
+    expect(defaultStateDir({ HOME: '/home/u' })).toBe('/home/u/.local/state/prebuilt/local-registry');
+  });
+
+  it('rejects a port that is not a TCP port', async () => {
+    await expect(startLocalRegistryServer({ port: 70000, stateDir: join(tmpdir(), 'unused') })).rejects.toBeInstanceOf(ConfigError);
+  });
+});
+
+const haveBinary = existsSync('/usr/bin/docker-registry');
+
+describe.skipIf(!haveBinary)(`development registry server: Debian's docker-registry${haveBinary ? '' : ' (skipped: /usr/bin/docker-registry is not installed; apt-get install docker-registry)'}`, () => {
+  let stateDir: string;
+  beforeAll(async () => {
+    stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-'));
+  });
+  afterAll(async () => {
+    await stopLocalRegistryServer({ stateDir });
+    await rm(stateDir, { recursive: true, force: true });
+  });
+
+  it('start → status → start again (idempotent) → stop → stop again', async () => {
+    const port = await freePort();
+    const options = { port, stateDir };
+    expect(await localRegistryServerStatus(options)).toMatchObject({ running: false, healthy: false, address: null });
+
+    const started = await startLocalRegistryServer(options);
+    expect(started).toMatchObject({ running: true, healthy: true, address: `127.0.0.1:${port}`, mode: 'binary', alreadyRunning: false });
+    expect(started.pid).toBeGreaterThan(0);
+    expect((await fetch(`http://127.0.0.1:${port}/v2/`)).status).toBe(200);
+    expect(Number((await readFile(join(stateDir, 'registry.pid'), 'utf8')).trim())).toBe(started.pid);
+    expect(await readFile(join(stateDir, 'config.yml'), 'utf8')).toContain(`addr: 127.0.0.1:${port}`);
+
+    const again = await startLocalRegistryServer(options);
+    expect(again).toMatchObject({ alreadyRunning: true, pid: started.pid });
+    await expect(startLocalRegistryServer({ ...options, port: port + 1 })).rejects.toThrow(/already runs at/);
+
+    expect(await localRegistryServerStatus({ stateDir })).toMatchObject({ running: true, healthy: true, pid: started.pid, port });
+
+    const stopped = await stopLocalRegistryServer({ stateDir });
+    expect(stopped.stopped).toBe(true);
+    expect(stopped.status.running).toBe(false);
+    await expect(fetch(`http://127.0.0.1:${port}/v2/`)).rejects.toThrow();
+    expect(existsSync(join(stateDir, 'registry.pid'))).toBe(false);
+    expect((await stopLocalRegistryServer({ stateDir })).stopped).toBe(false);
+  });
+
+  it('a stale state (the process is gone) reads as not running, and start replaces it', async () => {
+    const port = await freePort();
+    const started = await startLocalRegistryServer({ port, stateDir });
+    process.kill(started.pid!, 'SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await localRegistryServerStatus({ stateDir })).running).toBe(false);
+    const restarted = await startLocalRegistryServer({ port, stateDir });
+    expect(restarted).toMatchObject({ running: true, healthy: true, alreadyRunning: false });
+    expect(restarted.pid).not.toBe(started.pid);
+    await stopLocalRegistryServer({ stateDir });
+  });
+
+  it('a port already taken by another program is an EnvironmentError suggesting another port', async () => {
+    const blocker: Server = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const error = await startLocalRegistryServer({ port, stateDir }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EnvironmentError);
+      expect((error as EnvironmentError).hint).toContain('--port');
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+
+  it('a registry program that exits at once is reported with its log', async () => {
+    const script = join(stateDir, 'broken-registry.sh');
+    await writeFile(script, '#!/bin/sh\necho "config is broken on purpose" >&2\nexit 3\n', { mode: 0o755 });
+    const error = await startLocalRegistryServer({ port: await freePort(), stateDir, registryBinary: script }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect((error as Error).message).toMatch(/exited right after starting[\s\S]*broken on purpose/);
+    expect((await localRegistryServerStatus({ stateDir })).running).toBe(false);
+  });
+});
+
+const services = testServices();
+const containerSkip = !services.dockerHost
+  ? 'no Docker daemon (run scripts/test-services.sh up)'
+  : !haveBinary
+    ? 'no docker-registry binary to build the stand-in registry image from'
+    : false;
+
+describe.skipIf(containerSkip !== false)(
+  `development registry server: container fallback (stand-in for registry:2 built from Debian's registry)${containerSkip ? ` (skipped: ${containerSkip})` : ''}`,
+  () => {
+    const env = { ...process.env, DOCKER_HOST: services.dockerHost ?? '' };
+    const image = `prebuilt-test/registry-standin:${randomBytes(4).toString('hex')}`;
+    let stateDir: string;
+
+    beforeAll(async () => {
+      stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-ctr-'));
+      // A registry:2 look-alike: the same program, entrypoint and config path, REGISTRY_* overrides.
+      const rootfs = join(stateDir, 'rootfs');
+      const files = ['/usr/bin/docker-registry'];
+      const { stdout } = await run('ldd', ['/usr/bin/docker-registry']);
+      for (const match of stdout.matchAll(/(\/\S+)/g)) files.push(match[1]!);
+      for (const file of files) {
+        await mkdir(join(rootfs, dirname(file)), { recursive: true });
+        await copyFile(file, join(rootfs, file));
+      }
+      await mkdir(join(rootfs, 'etc/docker/registry'), { recursive: true });
+      await writeFile(
+        join(rootfs, 'etc/docker/registry/config.yml'),
+        'version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: /var/lib/registry}}\nhttp: {addr: ":5000"}\n',
+      );
+      await mkdir(join(rootfs, 'var/lib/registry'), { recursive: true });
+      await run('sh', [
+        '-c',
+        `tar -C '${rootfs}' -c . | docker import --change 'ENTRYPOINT ["/usr/bin/docker-registry", "serve"]' --change 'CMD ["/etc/docker/registry/config.yml"]' - ${image}`,
+      ], { env });
+    });
+    afterAll(async () => {
+      await stopLocalRegistryServer({ stateDir, env });
+      await run('docker', ['rmi', '-f', image], { env }).catch(() => undefined);
+      await rm(stateDir, { recursive: true, force: true });
+    });
+
+    it('without the registry program, runs the image with --network=host; status and stop work', async () => {
+      const port = await freePort();
+      const options = { port, stateDir, env, registryBinary: join(stateDir, 'not-installed'), containerImage: image };
+      const started = await startLocalRegistryServer(options);
+      expect(started).toMatchObject({ running: true, healthy: true, mode: 'container', container: `prebuilt-local-registry-${port}`, pid: null });
+      const { stdout } = await run('docker', ['inspect', '--format', '{{.HostConfig.NetworkMode}}', started.container!], { env });
+      expect(stdout.trim()).toBe('host');
+      expect((await startLocalRegistryServer(options)).alreadyRunning).toBe(true);
+      expect(await localRegistryServerStatus(options)).toMatchObject({ running: true, healthy: true, address: `127.0.0.1:${port}` });
+      expect((await stopLocalRegistryServer(options)).stopped).toBe(true);
+      expect((await localRegistryServerStatus(options)).running).toBe(false);
+      const inspect = await run('docker', ['inspect', started.container!], { env }).then(() => 'exists', () => 'gone');
+      expect(inspect).toBe('gone');
+    });
+  },
+);

@@ -1,0 +1,356 @@
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, openSync, closeSync } from 'node:fs';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import { homedir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { ConfigError, EnvironmentError, createLogger, errorMessage } from '@prebuilt/core';
+
+const debug = createLogger('local:server');
+
+export const DEFAULT_REGISTRY_PORT = 5000;
+export const DEFAULT_REGISTRY_BINARY = '/usr/bin/docker-registry';
+export const DEFAULT_REGISTRY_IMAGE = 'registry:2';
+
+export interface LocalRegistryServerOptions {
+  /** Port on 127.0.0.1. Default 5000. */
+  port?: number;
+  /** Where config, data, pid, log and state go. Default `$XDG_STATE_HOME/prebuilt/local-registry` (`~/.local/state/…`). */
+  stateDir?: string;
+  /** The registry program. Default `/usr/bin/docker-registry` (Debian's `docker-registry` package); when absent, a container runs. */
+  registryBinary?: string;
+  /** Image for the container fallback. Default `registry:2`. */
+  containerImage?: string;
+  /** The docker CLI for the container fallback. Default `docker` on PATH (it honours DOCKER_HOST). */
+  dockerCommand?: string;
+  /** How long to wait for a started registry to answer, ms. Default 15000. */
+  startTimeoutMs?: number;
+  env?: Record<string, string | undefined>;
+}
+
+export type LocalRegistryServerMode = 'binary' | 'container';
+
+/** What `status` reports; plain JSON data. */
+export interface LocalRegistryServerStatus {
+  running: boolean;
+  /** `GET /v2/` answers. */
+  healthy: boolean;
+  /** `127.0.0.1:<port>` when running. */
+  address: string | null;
+  port: number | null;
+  mode: LocalRegistryServerMode | null;
+  /** Process id of the registry program (binary mode). */
+  pid: number | null;
+  /** Container name (container mode). */
+  container: string | null;
+  stateDir: string;
+  dataDir: string;
+  logFile: string | null;
+  startedAt: string | null;
+}
+
+interface ServerState {
+  mode: LocalRegistryServerMode;
+  port: number;
+  pid: number | null;
+  container: string | null;
+  configFile: string | null;
+  logFile: string | null;
+  startedAt: string;
+}
+
+interface Paths {
+  stateDir: string;
+  stateFile: string;
+  pidFile: string;
+  configFile: string;
+  logFile: string;
+  dataDir: string;
+}
+
+/** `$XDG_STATE_HOME/prebuilt/local-registry`, else `~/.local/state/prebuilt/local-registry`. */
+export function defaultStateDir(env: Record<string, string | undefined> = process.env): string {
+  const base = env['XDG_STATE_HOME'] || join(env['HOME'] || homedir(), '.local', 'state');
+  return join(base, 'prebuilt', 'local-registry');
+}
+
+function paths(options: LocalRegistryServerOptions): Paths {
+  const stateDir = options.stateDir ?? defaultStateDir(options.env ?? process.env);
+  return {
+    stateDir,
+    stateFile: join(stateDir, 'state.json'),
+    pidFile: join(stateDir, 'registry.pid'),
+    configFile: join(stateDir, 'config.yml'),
+    logFile: join(stateDir, 'registry.log'),
+    dataDir: join(stateDir, 'data'),
+  };
+}
+
+function checkPort(port: number): number {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ConfigError(`The port ${String(port)} is not a TCP port.`, { hint: 'Pass --port with a number from 1 to 65535, e.g. --port 5000.' });
+  }
+  return port;
+}
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const handle = await open(temp, 'w', 0o644);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, path);
+}
+
+async function readState(p: Paths): Promise<ServerState | undefined> {
+  try {
+    return JSON.parse(await readFile(p.stateFile, 'utf8')) as ServerState;
+  } catch {
+    return undefined;
+  }
+}
+
+async function clearState(p: Paths): Promise<void> {
+  await rm(p.stateFile, { force: true });
+  await rm(p.pidFile, { force: true });
+}
+
+/** True when the process exists and is the registry started with our config (not a reused pid). */
+async function isOurProcess(pid: number, configFile: string | null): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    return configFile === null || cmdline.includes(configFile);
+  } catch {
+    // No /proc (macOS): the signal check above is all there is.
+    return true;
+  }
+}
+
+async function healthy(port: number): Promise<boolean> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(2000) });
+    await response.arrayBuffer();
+    return response.status === 200 || response.status === 401;
+  } catch {
+    return false;
+  }
+}
+
+function portInUse(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+function runDocker(command: string, args: string[], env: Record<string, string | undefined>): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { env: env as NodeJS.ProcessEnv, timeout: 120_000 }, (error, stdout, stderr) => {
+      if (error && (error as NodeJS.ErrnoException).code === 'ENOENT') {
+        reject(
+          new EnvironmentError(`Neither ${DEFAULT_REGISTRY_BINARY} nor the docker CLI ('${command}') is installed, so no registry can be started.`, {
+            cause: error,
+            hint: 'Install Debian\'s registry (`sudo apt-get install docker-registry`) or Docker, or run any registry yourself and set METAFLOW_PREBUILT_LOCAL_REGISTRY.',
+          }),
+        );
+        return;
+      }
+      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code) : 1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+async function containerRunning(options: LocalRegistryServerOptions, name: string): Promise<boolean> {
+  const result = await runDocker(options.dockerCommand ?? 'docker', ['inspect', '--format', '{{.State.Running}}', name], options.env ?? process.env);
+  return result.code === 0 && result.stdout.trim() === 'true';
+}
+
+async function logTail(file: string): Promise<string> {
+  try {
+    return (await readFile(file, 'utf8')).trim().split('\n').slice(-5).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+async function containerLogTail(options: LocalRegistryServerOptions, name: string): Promise<string> {
+  const result = await runDocker(options.dockerCommand ?? 'docker', ['logs', '--tail', '5', name], options.env ?? process.env);
+  return `${result.stdout}${result.stderr}`.trim();
+}
+
+function statusFrom(p: Paths, state: ServerState | undefined, running: boolean, isHealthy: boolean): LocalRegistryServerStatus {
+  return {
+    running,
+    healthy: running && isHealthy,
+    address: running && state ? `127.0.0.1:${state.port}` : null,
+    port: running && state ? state.port : null,
+    mode: running && state ? state.mode : null,
+    pid: running && state ? state.pid : null,
+    container: running && state ? state.container : null,
+    stateDir: p.stateDir,
+    dataDir: p.dataDir,
+    logFile: state?.logFile ?? (existsSync(p.logFile) ? p.logFile : null),
+    startedAt: running && state ? state.startedAt : null,
+  };
+}
+
+/** Whether the development registry started by `startLocalRegistryServer` runs, where, and whether it answers. */
+export async function localRegistryServerStatus(options: LocalRegistryServerOptions = {}): Promise<LocalRegistryServerStatus> {
+  const p = paths(options);
+  const state = await readState(p);
+  if (!state) return statusFrom(p, undefined, false, false);
+  const running =
+    state.mode === 'binary'
+      ? state.pid !== null && (await isOurProcess(state.pid, state.configFile))
+      : state.container !== null && (await containerRunning(options, state.container));
+  return statusFrom(p, state, running, running && (await healthy(state.port)));
+}
+
+/**
+ * Starts a registry on 127.0.0.1 for development: Debian's `docker-registry` program when installed
+ * (config, data, pid file and log in the state directory), else a `registry:2` container with host
+ * networking. Idempotent: a running one is reported, not started twice.
+ */
+export async function startLocalRegistryServer(
+  options: LocalRegistryServerOptions = {},
+): Promise<LocalRegistryServerStatus & { alreadyRunning: boolean }> {
+  const p = paths(options);
+  const port = checkPort(options.port ?? DEFAULT_REGISTRY_PORT);
+  const current = await localRegistryServerStatus(options);
+  if (current.running) {
+    if (options.port !== undefined && current.port !== port) {
+      throw new ConfigError(`The development registry already runs at ${current.address}, not on port ${port}.`, {
+        hint: 'Run `prebuilt local-registry stop` first, or use the running one.',
+      });
+    }
+    return { ...current, alreadyRunning: true };
+  }
+  await clearState(p);
+  if (await portInUse(port)) {
+    throw new EnvironmentError(`Port ${port} on 127.0.0.1 is already in use by another program.`, {
+      hint: `Pick another port (\`prebuilt local-registry start --port ${port + 1}\`), or use the registry already listening there.`,
+    });
+  }
+  await mkdir(p.dataDir, { recursive: true });
+  const binary = options.registryBinary ?? DEFAULT_REGISTRY_BINARY;
+  const state = existsSync(binary) ? await startBinary(p, port, binary, options) : await startContainer(p, port, options);
+  await writeAtomic(p.stateFile, `${JSON.stringify(state, null, 2)}\n`);
+  if (state.pid !== null) await writeAtomic(p.pidFile, `${state.pid}\n`);
+
+  const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
+  while (!(await healthy(port))) {
+    const alive =
+      state.mode === 'binary' ? await isOurProcess(state.pid!, state.configFile) : await containerRunning(options, state.container!);
+    if (!alive || Date.now() > deadline) {
+      const tail = state.logFile ? await logTail(state.logFile) : await containerLogTail(options, state.container!);
+      await stopLocalRegistryServer(options);
+      throw new EnvironmentError(
+        `The registry on 127.0.0.1:${port} ${alive ? 'did not answer in time' : 'exited right after starting'}${tail ? `:\n${tail}` : '.'}`,
+        { hint: state.logFile ? `See ${state.logFile}.` : 'See `docker logs` of the container.' },
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  debug('registry started: %o', state);
+  return { ...statusFrom(p, state, true, true), alreadyRunning: false };
+}
+
+async function startBinary(p: Paths, port: number, binary: string, options: LocalRegistryServerOptions): Promise<ServerState> {
+  const config = [
+    'version: 0.1',
+    'log:',
+    '  level: warn',
+    '  accesslog: {disabled: true}',
+    'storage:',
+    `  filesystem: {rootdirectory: ${JSON.stringify(p.dataDir)}}`,
+    '  delete: {enabled: true}',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    '',
+  ].join('\n');
+  await writeAtomic(p.configFile, config);
+  const log = openSync(p.logFile, 'a');
+  try {
+    const child = spawn(binary, ['serve', p.configFile], {
+      detached: true,
+      stdio: ['ignore', log, log],
+      env: options.env as NodeJS.ProcessEnv | undefined,
+    });
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.once('error', (error) =>
+        reject(new EnvironmentError(`The registry program ${binary} could not be started: ${errorMessage(error)}.`, { cause: error })),
+      );
+      child.once('spawn', () => resolve(child.pid!));
+    });
+    child.unref();
+    return { mode: 'binary', port, pid, container: null, configFile: p.configFile, logFile: p.logFile, startedAt: new Date().toISOString() };
+  } finally {
+    closeSync(log);
+  }
+}
+
+async function startContainer(p: Paths, port: number, options: LocalRegistryServerOptions): Promise<ServerState> {
+  const name = `prebuilt-local-registry-${port}`;
+  const env = options.env ?? process.env;
+  const docker = options.dockerCommand ?? 'docker';
+  await runDocker(docker, ['rm', '-f', name], env);
+  const result = await runDocker(
+    docker,
+    [
+      'run', '-d', '--name', name, '--network=host',
+      '-e', `REGISTRY_HTTP_ADDR=127.0.0.1:${port}`,
+      '-e', 'REGISTRY_STORAGE_DELETE_ENABLED=true',
+      '-v', `${p.dataDir}:/var/lib/registry`,
+      options.containerImage ?? DEFAULT_REGISTRY_IMAGE,
+    ],
+    env,
+  );
+  if (result.code !== 0) {
+    throw new EnvironmentError(`The registry container could not be started: ${result.stderr.trim() || `docker exited with ${result.code}`}.`, {
+      hint: `Install Debian's registry (\`sudo apt-get install docker-registry\`), or make the image ${options.containerImage ?? DEFAULT_REGISTRY_IMAGE} available to Docker.`,
+    });
+  }
+  return { mode: 'container', port, pid: null, container: name, configFile: null, logFile: null, startedAt: new Date().toISOString() };
+}
+
+/** Stops the development registry. Idempotent: `stopped` is false when none was running. Data is kept. */
+export async function stopLocalRegistryServer(
+  options: LocalRegistryServerOptions = {},
+): Promise<{ stopped: boolean; status: LocalRegistryServerStatus }> {
+  const p = paths(options);
+  const state = await readState(p);
+  let stopped = false;
+  if (state?.mode === 'binary' && state.pid !== null && (await isOurProcess(state.pid, state.configFile))) {
+    process.kill(state.pid, 'SIGTERM');
+    const deadline = Date.now() + 5000;
+    while (await isOurProcess(state.pid, state.configFile)) {
+      if (Date.now() > deadline) {
+        process.kill(state.pid, 'SIGKILL');
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    stopped = true;
+  } else if (state?.mode === 'container' && state.container !== null) {
+    const result = await runDocker(options.dockerCommand ?? 'docker', ['rm', '-f', state.container], options.env ?? process.env);
+    stopped = result.code === 0;
+  }
+  await clearState(p);
+  debug('registry stop: %s', stopped ? 'stopped' : 'was not running');
+  return { stopped, status: await localRegistryServerStatus(options) };
+}

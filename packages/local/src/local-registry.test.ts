@@ -1,0 +1,184 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { AuthError, ConfigError, PrebuiltError, Secret } from '@prebuilt/core';
+import { runImageRegistryConformance } from '@prebuilt/core/conformance';
+import localDefinition, { createLocalRegistry } from './index.js';
+import { testServices } from './__fixtures__/services.js';
+import { pushTinyImage } from './__fixtures__/oci-push.js';
+
+const ENV_ID = '0123456789abcdef';
+
+describe('local registry settings and tags', () => {
+  it('is an image-registry definition named local', async () => {
+    expect(localDefinition).toMatchObject({ kind: 'image-registry', name: 'local', apiVersion: 1 });
+    const registry = await localDefinition.create({}, { env: { METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:5000' }, cwd: process.cwd() });
+    expect(registry.name).toBe('local');
+  });
+
+  it('without a registry address, throws a ConfigError naming the option and the env var', () => {
+    let error: unknown;
+    try {
+      createLocalRegistry({ env: {} });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const text = `${(error as ConfigError).message} ${(error as ConfigError).hint}`;
+    expect(text).toContain('METAFLOW_PREBUILT_LOCAL_REGISTRY');
+    expect(text).toContain("'registry'");
+    expect((error as ConfigError).exitCode).toBe(2);
+  });
+
+  it('rejects a URL, a bad host and a bad namespace', () => {
+    expect(() => createLocalRegistry({ env: { METAFLOW_PREBUILT_LOCAL_REGISTRY: 'http://127.0.0.1:5000' } })).toThrow(/not a URL/);
+    expect(() => createLocalRegistry({ registry: 'bad host:5000' })).toThrow(ConfigError);
+    expect(() => createLocalRegistry({ registry: '127.0.0.1:5000', namespace: 'Has Spaces' })).toThrow(/namespace/);
+  });
+
+  it('tags images <host>/<namespace>:env-<envId>-<arch>, the option winning over the env var', () => {
+    const env = { METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:5999' };
+    const registry = createLocalRegistry({ registry: '127.0.0.1:5000', env });
+    expect(registry.imageTag({ envId: ENV_ID, platform: 'linux-64' })).toBe(`127.0.0.1:5000/metaflow-prebuilt:env-${ENV_ID}-amd64`);
+    expect(registry.imageTag({ envId: ENV_ID, platform: 'linux-aarch64' })).toBe(`127.0.0.1:5000/metaflow-prebuilt:env-${ENV_ID}-arm64`);
+    const fromEnv = createLocalRegistry({ env: { ...env, METAFLOW_PREBUILT_IMAGE_NAMESPACE: 'team/envs' } });
+    expect(fromEnv.imageTag({ envId: ENV_ID, platform: 'linux-64' })).toBe(`127.0.0.1:5999/team/envs:env-${ENV_ID}-amd64`);
+    const withPath = createLocalRegistry({ registry: 'localhost:5000/proj', env: {} });
+    expect(withPath.imageTag({ envId: ENV_ID, platform: 'linux-64' })).toBe(`localhost:5000/proj/metaflow-prebuilt:env-${ENV_ID}-amd64`);
+    expect(() => registry.imageTag({ envId: 'not a tag!', platform: 'linux-64' })).toThrow(ConfigError);
+  });
+
+  it('pullTag rewrites the host to the pull host, and is the push tag without one', () => {
+    const registry = createLocalRegistry({ env: { METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:5000', METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST: 'registry.cluster.local:5000' } });
+    const tag = registry.imageTag({ envId: ENV_ID, platform: 'linux-64' });
+    expect(registry.pullTag!(tag)).toBe(`registry.cluster.local:5000/metaflow-prebuilt:env-${ENV_ID}-amd64`);
+    expect(registry.pullTag!('elsewhere:5000/x:y')).toBe('elsewhere:5000/x:y');
+    const same = createLocalRegistry({ registry: '127.0.0.1:5000', env: {} });
+    expect(same.pullTag!(tag)).toBe(tag);
+  });
+
+  it('pullConfig is empty', async () => {
+    expect(await createLocalRegistry({ registry: '127.0.0.1:5000', env: {} }).pullConfig('127.0.0.1:5000/x:y')).toEqual({});
+  });
+
+  it('credentials from env vars: a Secret, the source names the env vars; half a pair is a ConfigError', async () => {
+    const registry = createLocalRegistry({
+      env: {
+        METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:5000',
+        METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME: 'alice',
+        METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD: 'pa55-word-x',
+      },
+      dockerConfig: false,
+    });
+    const credentials = await registry.pushCredentials();
+    expect(credentials).toMatchObject({ registry: '127.0.0.1:5000', username: 'alice' });
+    expect(credentials!.password).toBeInstanceOf(Secret);
+    expect(credentials!.password!.reveal()).toBe('pa55-word-x');
+    expect(credentials!.source).toContain('METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME');
+    expect(JSON.stringify(credentials) + inspect(credentials)).not.toContain('pa55-word-x');
+    expect(() => createLocalRegistry({ registry: '127.0.0.1:5000', username: 'alice', env: {} })).toThrow(/password/);
+  });
+
+  it("credentials from the user's Docker config, with its path as the source", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-local-dockercfg-'));
+    try {
+      const auth = Buffer.from('bob:hunter2-secret').toString('base64');
+      await writeFile(join(dir, 'config.json'), JSON.stringify({ auths: { '127.0.0.1:5000': { auth } } }));
+      const registry = createLocalRegistry({ registry: '127.0.0.1:5000', env: { DOCKER_CONFIG: dir } });
+      const credentials = await registry.pushCredentials();
+      expect(credentials).toMatchObject({ registry: '127.0.0.1:5000', username: 'bob' });
+      expect(credentials!.password!.reveal()).toBe('hunter2-secret');
+      expect(credentials!.source).toContain(join(dir, 'config.json'));
+      const none = createLocalRegistry({ registry: '127.0.0.1:5001', env: { DOCKER_CONFIG: dir } });
+      expect(await none.pushCredentials()).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+const services = testServices();
+const registries = services.registries;
+const base = services.baseImage;
+const skipRegistry = registries ? false : `missing test registries (${services.missing.join(', ') || 'run scripts/test-services.sh up'})`;
+const fastClient = { retry: { attempts: 1 }, timeoutMs: 10_000 };
+
+describe.skipIf(!registries)(`local registry against real registries${registries ? '' : ` (skipped: ${skipRegistry})`}`, () => {
+  const run = randomBytes(4).toString('hex');
+
+  it('imageExists is false for a tag never pushed, true with the digest after a push', async () => {
+    const registry = createLocalRegistry({ registry: registries!.plain.host, namespace: `prebuilt-test/local-${run}`, env: {}, client: fastClient });
+    const tag = registry.imageTag({ envId: ENV_ID, platform: 'linux-64' });
+    expect(await registry.imageExists(tag)).toEqual({ exists: false });
+    const { digest } = await pushTinyImage(tag);
+    expect(await registry.imageExists(tag)).toEqual({ exists: true, digest });
+  });
+
+  it.skipIf(!base)(`baseImageIdentity resolves the test base image to its digest${base ? '' : ' (skipped: no test base image)'}`, async () => {
+    const registry = createLocalRegistry({ registry: registries!.plain.host, env: {}, client: fastClient });
+    const identity = await registry.baseImageIdentity(base!.ref, 'linux/amd64');
+    expect(identity.ref).toBe(base!.ref);
+    expect(identity.digest).toBe(base!.digest);
+    expect(identity.pinned).toMatch(new RegExp(`@${base!.digest}$`));
+    expect(identity.pinned).not.toContain(':' + base!.ref.split(':').at(-1) + '@');
+  });
+
+  it('baseImageIdentity of a missing image is a RegistryError naming it', async () => {
+    const registry = createLocalRegistry({ registry: registries!.plain.host, env: {}, client: fastClient });
+    const ref = `${registries!.plain.host}/prebuilt-test/no-such-base:${run}`;
+    const error = await registry.baseImageIdentity(ref, 'linux/amd64').catch((e: unknown) => e);
+    expect(PrebuiltError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toContain(ref);
+  });
+
+  it('uses the configured credentials on the Basic-auth registry, and names their source when they are wrong', async () => {
+    const { host, username, password } = registries!.basic;
+    const good = createLocalRegistry({ registry: host, username, password, namespace: `prebuilt-test/local-${run}`, env: {}, dockerConfig: false, client: fastClient });
+    const tag = good.imageTag({ envId: ENV_ID, platform: 'linux-64' });
+    expect(await good.imageExists(tag)).toEqual({ exists: false });
+    const { digest } = await pushTinyImage(tag, { username, password });
+    expect(await good.imageExists(tag)).toEqual({ exists: true, digest });
+
+    const badPassword = `wrong-${run}-pw`;
+    const bad = createLocalRegistry({
+      registry: host,
+      namespace: `prebuilt-test/local-${run}`,
+      env: { METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME: username, METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD: badPassword },
+      dockerConfig: false,
+      client: fastClient,
+    });
+    const error = await bad.imageExists(tag).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AuthError);
+    expect((error as AuthError).source).toContain('METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME');
+    expect(`${(error as Error).message} ${(error as AuthError).hint}`).not.toContain(badPassword);
+  });
+});
+
+runImageRegistryConformance({
+  name: 'local (no-auth registry)',
+  definition: localDefinition,
+  skip: skipRegistry,
+  create: () => createLocalRegistry({ registry: registries?.plain.host ?? '127.0.0.1:1', namespace: 'prebuilt-conformance/local', env: {}, client: fastClient }),
+  push: (tag) => pushTinyImage(tag),
+});
+
+runImageRegistryConformance({
+  name: 'local (Basic-auth registry, credentials from env)',
+  skip: skipRegistry,
+  create: () =>
+    createLocalRegistry({
+      registry: registries?.basic.host ?? '127.0.0.1:1',
+      namespace: 'prebuilt-conformance/local',
+      env: {
+        METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME: registries?.basic.username,
+        METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD: registries?.basic.password,
+      },
+      dockerConfig: false,
+      client: fastClient,
+    }),
+  push: (tag) => pushTinyImage(tag, registries!.basic),
+  secrets: registries ? [registries.basic.password] : [],
+});
