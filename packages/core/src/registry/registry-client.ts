@@ -278,9 +278,10 @@ export class RegistryClient {
     if (typeof manifest !== 'object' || manifest === null) throw new RegistryError(`manifest ${name} is not a JSON object`, { registry: image.registry });
     const headerType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
     const mediaType = manifest.mediaType ?? (MANIFEST_ACCEPT.includes(headerType) ? headerType : 'manifests' in manifest ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
-    if (isIndexMediaType(mediaType) ? !Array.isArray((manifest as ImageIndex).manifests) : !Array.isArray((manifest as ImageManifest).layers)) {
-      throw new RegistryError(`manifest ${name} (${mediaType}) lacks its ${isIndexMediaType(mediaType) ? 'manifests' : 'layers'} list`, { registry: image.registry });
-    }
+    const lacks = isIndexMediaType(mediaType)
+      ? !Array.isArray((manifest as ImageIndex).manifests) && 'manifests list'
+      : (!Array.isArray((manifest as ImageManifest).layers) && 'layers list') || (typeof (manifest as ImageManifest).config?.digest !== 'string' && 'config descriptor');
+    if (lacks) throw new RegistryError(`manifest ${name} (${mediaType}) lacks its ${lacks}`, { registry: image.registry });
     return { ref: image, digest, mediaType, size: res.body.length, bytes: res.body, manifest };
   }
 
