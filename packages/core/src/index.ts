@@ -163,3 +163,33 @@ export {
   type LockForFlowOptions,
   type LockForFlowResult,
 } from './lock-file.js';
+export {
+  RECIPE_NAMES,
+  RECIPE_ENV,
+  LABEL_PREFIX,
+  selectRecipeName,
+  lockHash,
+  prebuiltVersion,
+  type RecipeName,
+  type RecipeInput,
+  type Recipe,
+  type ContextFile,
+} from './recipes/recipe.js';
+export { materializedRecipe, MATERIALIZED_RECIPE_VERSION, PREFIX_CONTEXT_DIR } from './recipes/materialized.js';
+export {
+  micromambaRecipe,
+  explicitLockFile,
+  pipRequirementsFile,
+  MICROMAMBA_RECIPE_VERSION,
+  MICROMAMBA_IMAGE_ENV,
+  DEFAULT_MICROMAMBA_IMAGE,
+  type MicromambaRecipeOptions,
+} from './recipes/micromamba.js';
+export {
+  renderRecipe,
+  recipeVersion,
+  writeContextFiles,
+  createMicromambaRecipeRunner,
+  type PreparedRecipeBuild,
+  type RecipeRunnerLike,
+} from './recipes/select.js';
