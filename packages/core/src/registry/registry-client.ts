@@ -331,7 +331,7 @@ export class RegistryClient {
     const message =
       mode?.kind === 'basic'
         ? `registry ${registry} rejected the credentials of ${who(creds)}`
-        : `registry ${registry} denied ${who(creds)} to ${scope}`;
+        : `registry ${registry} denied ${creds ? `${who(creds)} access` : 'anonymous access'} to ${scope}`;
     return new AuthError(`${message} (${describeStatus(res.status)}${detail ? `: ${detail}` : ''})`, { registry, source }, {
       hint: creds ? `Check the credentials in ${creds.source}, or log in again with 'docker login ${registry}'.` : `Log in with 'docker login ${registry}' or pass credentials for it.`,
     });
