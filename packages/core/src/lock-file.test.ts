@@ -13,10 +13,11 @@ import {
   serializeLockFile,
   type EnvResolver,
   type EnvToResolve,
-  type ResolvedWith,
+  type EnvPins,
+  type StepToLock,
 } from './lock-file.js';
 
-const request = (conda: Record<string, string>, pypi: Record<string, string> = {}): EnvRequest => ({
+const req = (conda: Record<string, string>, pypi: Record<string, string> = {}): EnvRequest => ({
   python: '3.11',
   conda,
   pypi,
@@ -51,7 +52,9 @@ function fakeResolver(): EnvResolver & { calls: EnvToResolve[][] } {
   return Object.assign(resolver, { calls });
 }
 
-const resolvedWith: ResolvedWith = { pins: { requests: '>=2.21.0' }, glibc: '2.28' };
+const condaPins: EnvPins = { conda: { requests: '>=2.21.0' }, pypi: {} };
+const request = (conda: Record<string, string>, pins: EnvPins = condaPins): StepToLock => ({ request: req(conda), pins });
+const glibc = '2.28';
 let dir: string;
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'prebuilt-lock-'));
@@ -73,7 +76,7 @@ describe('lockForFlow', () => {
   it('resolves each unique env once, writes a sorted 2-space lock, and reuses it next time', async () => {
     const flowFile = join(dir, 'flow.py');
     const resolve = fakeResolver();
-    const first = await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve });
+    const first = await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
     expect(resolve.calls).toHaveLength(1);
     expect(resolve.calls[0]!.map((e) => e.steps)).toEqual([['end'], ['start', 'train']]);
     expect(first.written).toBe(true);
@@ -82,19 +85,18 @@ describe('lockForFlow', () => {
     expect(text.endsWith('}\n')).toBe(true);
     const parsed = JSON.parse(text) as { lockVersion: number; steps: Record<string, string | null> };
     expect(parsed.lockVersion).toBe(LOCK_FILE_VERSION);
-    expect(parsed.steps).toEqual({
-      end: specHash(request({})),
-      off: null,
-      start: specHash(request({ numpy: '1.26' })),
-      train: specHash(request({ numpy: '1.26' })),
-    });
+    const endKey = parsed.steps.end!;
+    const numpyKey = parsed.steps.start!;
+    expect(parsed.steps).toEqual({ end: endKey, off: null, start: numpyKey, train: numpyKey });
+    expect(first.lock.envs[endKey]!.specHash).toBe(specHash(req({})));
+    expect(first.lock.envs[numpyKey]!.specHash).toBe(specHash(req({ numpy: '1.26' })));
     // Packages are sorted by name within a kind, whatever order the resolver returned.
-    const entry = first.lock.envs[specHash(request({ numpy: '1.26' }))]!;
+    const entry = first.lock.envs[numpyKey]!;
     expect(entry.packages.map((p) => p.name)).toEqual(['numpy', 'python']);
     const onDisk = JSON.parse(text) as { envs: Record<string, { packages: { name: string }[] }> };
-    expect(onDisk.envs[specHash(request({ numpy: '1.26' }))]!.packages.map((p) => p.name)).toEqual(['numpy', 'python']);
+    expect(onDisk.envs[numpyKey]!.packages.map((p) => p.name)).toEqual(['numpy', 'python']);
 
-    const second = await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve });
+    const second = await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
     expect(resolve.calls).toHaveLength(1);
     expect(second.written).toBe(false);
     expect(second.reused.sort()).toEqual(Object.keys(first.lock.envs).sort());
@@ -105,28 +107,38 @@ describe('lockForFlow', () => {
   it('re-resolves only the changed env; --update re-resolves all; other pins are not reused', async () => {
     const flowFile = join(dir, 'flow.py');
     const resolve = fakeResolver();
-    await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve });
-    await lockForFlow({ flowFile, steps: { ...steps(), end: request({ pandas: '' }) }, resolvedWith, resolve });
+    await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
+    await lockForFlow({ flowFile, steps: { ...steps(), end: request({ pandas: '' }) }, glibc, resolve });
     expect(resolve.calls[1]!.map((e) => e.steps)).toEqual([['end']]);
-    await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve, update: true });
+    await lockForFlow({ flowFile, steps: steps(), glibc, resolve, update: true });
     expect(resolve.calls[2]).toHaveLength(2);
-    await lockForFlow({ flowFile, steps: steps(), resolvedWith: { ...resolvedWith, pins: {} }, resolve });
+    await lockForFlow({ flowFile, steps: steps(), glibc: '2.34', resolve });
     expect(resolve.calls[3]).toHaveLength(2);
+  });
+
+  it('keeps a @conda and a @pypi step with equal requests apart (their pins differ)', async () => {
+    const flowFile = join(dir, 'flow.py');
+    const resolve = fakeResolver();
+    const pypiPins: EnvPins = { conda: {}, pypi: { requests: '>=2.21.0' } };
+    const result = await lockForFlow({ flowFile, steps: { a: request({}), b: request({}, pypiPins) }, glibc, resolve });
+    expect(resolve.calls[0]!.map((e) => e.resolvedWith.pins)).toEqual(expect.arrayContaining([condaPins, pypiPins]));
+    expect(result.lock.steps.a).not.toBe(result.lock.steps.b);
+    expect(result.steps.a!.specHash).toBe(result.steps.b!.specHash);
   });
 
   it('--frozen: fails (InputError, exit 2) listing unlocked steps; succeeds without writing when all are locked', async () => {
     const flowFile = join(dir, 'flow.py');
     const resolve = fakeResolver();
-    await expect(lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve, frozen: true })).rejects.toThrow(
+    await expect(lockForFlow({ flowFile, steps: steps(), glibc, resolve, frozen: true })).rejects.toThrow(
       /no lock file .*flow\.prebuilt\.lock/,
     );
-    await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve });
+    await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
     const changed = { ...steps(), train: request({ numpy: '2.0' }), extra: request({ numpy: '2.0' }) };
-    const error = await lockForFlow({ flowFile, steps: changed, resolvedWith, resolve, frozen: true }).catch((e: unknown) => e);
+    const error = await lockForFlow({ flowFile, steps: changed, glibc, resolve, frozen: true }).catch((e: unknown) => e);
     expect(InputError.isInstance(error)).toBe(true);
     expect((error as InputError).exitCode).toBe(2);
     expect((error as InputError).message).toMatch(/not locked: steps extra, train\./);
-    const ok = await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve, frozen: true });
+    const ok = await lockForFlow({ flowFile, steps: steps(), glibc, resolve, frozen: true });
     expect(ok.written).toBe(false);
     expect(resolve.calls).toHaveLength(1);
   });
@@ -136,17 +148,17 @@ describe('lockForFlow', () => {
     const lockFile = join(dir, 'flow.prebuilt.lock');
     await writeFile(lockFile, '{"lockVersion": 1, "envs": ');
     const resolve = fakeResolver();
-    await expect(lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve, frozen: true })).rejects.toThrow(
+    await expect(lockForFlow({ flowFile, steps: steps(), glibc, resolve, frozen: true })).rejects.toThrow(
       new RegExp(`Lock file ${lockFile} is not valid JSON`),
     );
-    const result = await lockForFlow({ flowFile, steps: steps(), resolvedWith, resolve });
+    const result = await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
     expect(result.written).toBe(true);
     expect(await readLockFile(lockFile)).toEqual(result.lock);
   });
 
   it('rejects --frozen with --update', async () => {
     await expect(
-      lockForFlow({ flowFile: join(dir, 'f.py'), steps: {}, resolvedWith, resolve: fakeResolver(), frozen: true, update: true }),
+      lockForFlow({ flowFile: join(dir, 'f.py'), steps: {}, glibc, resolve: fakeResolver(), frozen: true, update: true }),
     ).rejects.toThrow(/cannot be used together/);
   });
 });
@@ -160,10 +172,10 @@ describe('readLockFile validation', () => {
     ['another format version', (l: Record<string, unknown>) => ({ ...l, lockVersion: 99 }), /lockVersion is 99/],
     ['a bad sha256', (l: Record<string, unknown>) => JSON.parse(JSON.stringify(l).replace('"0000', '"zz00')) as unknown, /sha256 is not a hex sha256/],
     ['a step naming a missing env', (l: Record<string, unknown>) => ({ ...l, steps: { start: 'abc' } }), /steps\.start names no env/],
-    ['an entry under the wrong key', (l: Record<string, unknown>) => ({ ...l, envs: { wrong: Object.values(l.envs as object)[0] } }), /envs\.wrong\.specHash/],
+    ['an entry under the wrong key', (l: Record<string, unknown>) => ({ ...l, envs: { wrong: Object.values(l.envs as object)[0] } }), /envs\.wrong does not match/],
   ])('rejects %s with an InputError naming the file', async (_what, mutate, message) => {
     const flowFile = join(dir, 'flow.py');
-    const { lock, lockFile } = await lockForFlow({ flowFile, steps: { start: request({}) }, resolvedWith, resolve: fakeResolver() });
+    const { lock, lockFile } = await lockForFlow({ flowFile, steps: { start: request({}) }, glibc, resolve: fakeResolver() });
     await writeFile(lockFile, JSON.stringify(mutate(JSON.parse(serializeLockFile(lock)) as Record<string, unknown>)));
     const error = await readLockFile(lockFile).catch((e: unknown) => e);
     expect(InputError.isInstance(error)).toBe(true);

@@ -10,18 +10,23 @@ import { basename, dirname, extname, join } from 'node:path';
 import { writeFileAtomic } from './atomic-write.js';
 import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage } from './env-model.js';
 import { ConfigError, InputError, errorMessage } from './errors.js';
-import { canonicalJson, specHash } from './identity.js';
+import { canonicalJson, sha256Hex, specHash } from './identity.js';
 
 /** Format version of the lock file; a file with another version is stale. */
 export const LOCK_FILE_VERSION = 1;
 
+/** Packages Metaflow adds to an env at resolution (`requests`, `boto3`, …), name → spec, per part. */
+export interface EnvPins {
+  conda: Record<string, string>;
+  pypi: Record<string, string>;
+}
+
 /**
  * What the resolver used besides the request, recorded so that a lock made with other inputs is
- * not reused: Metaflow's pins (`requests`, `boto3`, …) and the virtual packages' glibc version.
+ * not reused: Metaflow's pins and the glibc version assumed for the target.
  */
 export interface ResolvedWith {
-  /** Package name → spec added by Metaflow to every env. */
-  pins: Record<string, string>;
+  pins: EnvPins;
   /** glibc version the target is assumed to have (`__glibc`, manylinux tags). */
   glibc: string;
 }
@@ -35,10 +40,19 @@ export interface LockFile {
   lockVersion: typeof LOCK_FILE_VERSION;
   /** The flow file's base name. */
   flow: string;
-  /** specHash → locked env. */
+  /** lockKey (see {@link lockKey}) → locked env. */
   envs: Record<string, LockEntry>;
-  /** step name → specHash, or null for a step whose env is disabled. */
+  /** step name → lockKey, or null for a step whose env is disabled. */
   steps: Record<string, string | null>;
+}
+
+/**
+ * The key of a locked env in the lock file: 16 hex of a sha256 over its specHash and what it was
+ * resolved with. Usually one per specHash; a @conda and a @pypi step with equal requests get
+ * different pins (conda vs PyPI `requests`), hence different keys.
+ */
+export function lockKey(specHashValue: string, resolvedWith: ResolvedWith): string {
+  return sha256Hex(canonicalJson({ specHash: specHashValue, resolvedWith })).slice(0, 16);
 }
 
 /** `<dir>/<stem>.prebuilt.lock` for `<dir>/<stem>.py`. */
@@ -158,6 +172,7 @@ function validateEntry(value: unknown, where: string): LockEntry {
   const packages = e.packages;
   if (!Array.isArray(packages)) throw new Invalid(`${where}.packages is not a list`);
   const resolvedWith = expectObject(e.resolvedWith, `${where}.resolvedWith`);
+  const pins = expectObject(resolvedWith.pins, `${where}.resolvedWith.pins`);
   return {
     specHash: expectString(e.specHash, `${where}.specHash`),
     request: validateRequest(e.request, `${where}.request`),
@@ -165,7 +180,10 @@ function validateEntry(value: unknown, where: string): LockEntry {
     pythonVersion: expectString(e.pythonVersion, `${where}.pythonVersion`),
     packages: packages.map((p, i) => validatePackage(p, `${where}.packages[${i}]`)),
     resolvedWith: {
-      pins: expectStringMap(resolvedWith.pins, `${where}.resolvedWith.pins`),
+      pins: {
+        conda: expectStringMap(pins.conda, `${where}.resolvedWith.pins.conda`),
+        pypi: expectStringMap(pins.pypi, `${where}.resolvedWith.pins.pypi`),
+      },
       glibc: expectString(resolvedWith.glibc, `${where}.resolvedWith.glibc`),
     },
   };
@@ -179,10 +197,12 @@ export function validateLockFile(value: unknown, file: string): LockFile {
       throw new Invalid(`lockVersion is ${JSON.stringify(root.lockVersion)}, this prebuilt reads version ${LOCK_FILE_VERSION}`);
     }
     const envs: Record<string, LockEntry> = {};
-    for (const [hash, entry] of Object.entries(expectObject(root.envs, 'envs'))) {
-      const e = validateEntry(entry, `envs.${hash}`);
-      if (e.specHash !== hash) throw new Invalid(`envs.${hash}.specHash is ${e.specHash}`);
-      envs[hash] = e;
+    for (const [key, entry] of Object.entries(expectObject(root.envs, 'envs'))) {
+      const e = validateEntry(entry, `envs.${key}`);
+      if (lockKey(e.specHash, e.resolvedWith) !== key) {
+        throw new Invalid(`envs.${key} does not match its specHash and resolvedWith (edited by hand?)`);
+      }
+      envs[key] = e;
     }
     const steps: Record<string, string | null> = {};
     for (const [step, hash] of Object.entries(expectObject(root.steps, 'steps'))) {
@@ -231,22 +251,30 @@ export async function writeLockFile(file: string, lock: LockFile): Promise<void>
 // ---------------------------------------------------------------------------------------------
 // Locking a flow
 
-/** An env to resolve: its request, its specHash and the steps that use it. */
+/** An env to resolve: its request and specHash, what to resolve it with, the steps that use it. */
 export interface EnvToResolve {
   specHash: string;
   request: EnvRequest;
+  resolvedWith: ResolvedWith;
   steps: string[];
 }
 
-/** Resolves unique envs to exact files (e.g. `@prebuilt/conda`'s `createResolver`). */
-export type EnvResolver = (envs: readonly EnvToResolve[], resolvedWith: ResolvedWith) => Promise<LockedEnv[]>;
+/**
+ * Resolves envs to exact files, one LockedEnv per input in the same order
+ * (e.g. `@prebuilt/conda`'s `createResolver().resolve`).
+ */
+export type EnvResolver = (envs: readonly EnvToResolve[]) => Promise<LockedEnv[]>;
+
+/** A step's effective request and Metaflow's pins for it; null when its env is disabled. */
+export type StepToLock = { request: EnvRequest; pins: EnvPins } | null;
 
 export interface LockForFlowOptions {
   /** Path of the flow file; the lock file is found beside it. */
   flowFile: string;
-  /** step → its effective request, or null when the step's env is disabled. */
-  steps: Record<string, EnvRequest | null>;
-  resolvedWith: ResolvedWith;
+  /** step → its effective request and pins, or null when the step's env is disabled. */
+  steps: Record<string, StepToLock>;
+  /** glibc version assumed for the target (the resolver's). */
+  glibc: string;
   resolve: EnvResolver;
   /** Use the lock as it is; an unlocked step, a stale or corrupt lock → InputError (exit 2). */
   frozen?: boolean;
@@ -261,19 +289,23 @@ export interface LockForFlowResult {
   lock: LockFile;
   /** step → its locked env (null when disabled). */
   steps: Record<string, LockEntry | null>;
-  /** specHashes that were resolved now, and those taken from the existing lock. */
+  /** lockKeys of the envs resolved now, and of those taken from the existing lock. */
   resolved: string[];
   reused: string[];
   /** Whether the file on disk was (re)written. */
   written: boolean;
 }
 
-function entryMatches(entry: LockEntry, hash: string, resolvedWith: ResolvedWith): boolean {
+function entryMatches(entry: LockEntry, env: EnvToResolve): boolean {
   return (
-    entry.specHash === hash &&
-    specHash(entry.request) === hash &&
-    canonicalJson(entry.resolvedWith) === canonicalJson(resolvedWith)
+    entry.specHash === env.specHash &&
+    specHash(entry.request) === env.specHash &&
+    canonicalJson(entry.resolvedWith) === canonicalJson(env.resolvedWith)
   );
+}
+
+function sortedEnvs(envs: Record<string, LockEntry>): Record<string, LockEntry> {
+  return Object.fromEntries(Object.keys(envs).sort().map((k) => [k, envs[k]!]));
 }
 
 /**
@@ -298,30 +330,32 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
   }
 
   const unique = new Map<string, EnvToResolve>();
-  const stepHashes: Record<string, string | null> = {};
+  const stepKeys: Record<string, string | null> = {};
   for (const step of Object.keys(options.steps).sort()) {
-    const request = options.steps[step];
-    if (request === null || request === undefined) {
-      stepHashes[step] = null;
+    const input = options.steps[step];
+    if (input === null || input === undefined) {
+      stepKeys[step] = null;
       continue;
     }
-    const hash = specHash(request);
-    stepHashes[step] = hash;
-    const env = unique.get(hash) ?? { specHash: hash, request, steps: [] };
+    const hash = specHash(input.request);
+    const resolvedWith: ResolvedWith = { pins: { conda: { ...input.pins.conda }, pypi: { ...input.pins.pypi } }, glibc: options.glibc };
+    const key = lockKey(hash, resolvedWith);
+    stepKeys[step] = key;
+    const env = unique.get(key) ?? { specHash: hash, request: input.request, resolvedWith, steps: [] };
     env.steps.push(step);
-    unique.set(hash, env);
+    unique.set(key, env);
   }
 
   const envs: Record<string, LockEntry> = {};
-  const toResolve: EnvToResolve[] = [];
-  for (const [hash, env] of unique) {
-    const entry = update ? undefined : existing?.envs[hash];
-    if (entry && entryMatches(entry, hash, options.resolvedWith)) envs[hash] = entry;
-    else toResolve.push(env);
+  const toResolve: { key: string; env: EnvToResolve }[] = [];
+  for (const [key, env] of unique) {
+    const entry = update ? undefined : existing?.envs[key];
+    if (entry && entryMatches(entry, env)) envs[key] = entry;
+    else toResolve.push({ key, env });
   }
 
   if (frozen && (existing === undefined || toResolve.length > 0)) {
-    const steps = existing === undefined ? Object.keys(stepHashes).filter((s) => stepHashes[s] !== null) : toResolve.flatMap((e) => e.steps);
+    const steps = existing === undefined ? Object.keys(stepKeys).filter((s) => stepKeys[s] !== null) : toResolve.flatMap((e) => e.env.steps);
     throw new InputError(
       existing === undefined
         ? `--frozen: there is no lock file ${file}.`
@@ -330,15 +364,21 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
     );
   }
 
-  const resolved = toResolve.length > 0 ? await options.resolve(toResolve, options.resolvedWith) : [];
-  for (const env of resolved) {
-    envs[env.specHash] = { ...env, packages: env.packages.map(packageRecord).sort(comparePackages), resolvedWith: options.resolvedWith };
-  }
-  for (const env of toResolve) {
-    if (!envs[env.specHash]) throw new Error(`resolver returned no lock for env ${env.specHash}`);
-  }
+  const resolved = toResolve.length > 0 ? await options.resolve(toResolve.map((t) => t.env)) : [];
+  toResolve.forEach(({ key, env }, i) => {
+    const locked = resolved[i];
+    if (!locked || locked.specHash !== env.specHash) throw new Error(`the resolver returned no lock for env ${env.specHash} (steps ${env.steps.join(', ')})`);
+    envs[key] = {
+      specHash: env.specHash,
+      request: env.request,
+      platform: locked.platform,
+      pythonVersion: locked.pythonVersion,
+      packages: locked.packages.map(packageRecord).sort(comparePackages),
+      resolvedWith: env.resolvedWith,
+    };
+  });
 
-  const lock: LockFile = { lockVersion: LOCK_FILE_VERSION, flow: basename(options.flowFile), envs, steps: stepHashes };
+  const lock: LockFile = { lockVersion: LOCK_FILE_VERSION, flow: basename(options.flowFile), envs: sortedEnvs(envs), steps: stepKeys };
   const write = options.write ?? !frozen;
   let written = false;
   if (write && (existing === undefined || serializeLockFile(existing) !== serializeLockFile(lock))) {
@@ -346,13 +386,14 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
     written = true;
   }
   const steps: Record<string, LockEntry | null> = {};
-  for (const [step, hash] of Object.entries(stepHashes)) steps[step] = hash === null ? null : envs[hash]!;
+  for (const [step, key] of Object.entries(stepKeys)) steps[step] = key === null ? null : envs[key]!;
+  const resolvedKeys = toResolve.map((t) => t.key);
   return {
     lockFile: file,
     lock,
     steps,
-    resolved: toResolve.map((e) => e.specHash),
-    reused: Object.keys(envs).filter((h) => !toResolve.some((e) => e.specHash === h)),
+    resolved: resolvedKeys,
+    reused: Object.keys(envs).filter((k) => !resolvedKeys.includes(k)),
     written,
   };
 }

@@ -1,0 +1,135 @@
+/**
+ * The conda part of an env, solved with rattler against the request's channels.
+ */
+import { ResolutionError, channelUrl, createLogger, errorMessage, type EnvRequest, type LockedPackage } from '@prebuilt/core';
+import { VIRTUAL_PREFIX, type ChannelServer, type VirtualPackages } from './channel-server.js';
+import { condaSpec, pythonSpec, type CondaSpec } from './match-spec.js';
+import type { Rattler } from './rattler.js';
+import { remoteDigest } from './remote-file.js';
+
+const log = createLogger('conda:solve');
+
+export interface CondaSolveInput {
+  request: EnvRequest;
+  /** Extra conda packages added at resolution (Metaflow's pins), name → spec. */
+  pins: Record<string, string>;
+  /** Steps that use this env, for error messages. */
+  steps: readonly string[];
+}
+
+export interface CondaSolveContext {
+  rattler: Rattler;
+  server: ChannelServer;
+  virtual: VirtualPackages;
+  fetch?: typeof fetch;
+}
+
+export interface CondaSolveResult {
+  packages: LockedPackage[];
+  /** Version of the solved `python` package. */
+  pythonVersion: string;
+}
+
+function stepsText(steps: readonly string[]): string {
+  return steps.length === 0 ? 'the env' : `step${steps.length === 1 ? '' : 's'} ${steps.join(', ')}`;
+}
+
+/** The match specs of a request: python, the user's conda packages, then the pins not already named. */
+export function requestSpecs(rattler: Rattler, input: CondaSolveInput): CondaSpec[] {
+  const specs = [pythonSpec(rattler, input.request.python, input.steps)];
+  const named = new Set<string>(['python']);
+  for (const [name, value] of Object.entries(input.request.conda).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const spec = condaSpec(rattler, name, value, input.steps);
+    specs.push(spec);
+    named.add(spec.name);
+  }
+  for (const [name, value] of Object.entries(input.pins).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (!named.has(name.toLowerCase())) specs.push(condaSpec(rattler, name, value, input.steps));
+  }
+  return specs;
+}
+
+export async function solveConda(input: CondaSolveInput, ctx: CondaSolveContext): Promise<CondaSolveResult> {
+  const { request, steps } = input;
+  const specs = requestSpecs(ctx.rattler, input);
+
+  // Channels in priority order, then the ones only named by `channel::pkg`.
+  const channels = request.channels.map((c) => channelUrl(c, 'channels'));
+  for (const spec of specs) if (spec.channel !== null && !channels.includes(spec.channel)) channels.push(spec.channel);
+  if (channels.length === 0) {
+    throw new ResolutionError(`No conda channel is configured for ${stepsText(steps)}.`, {
+      steps,
+      hint: 'Set METAFLOW_PREBUILT_CONDA_CHANNELS to channel URLs or names, e.g. conda-forge.',
+    });
+  }
+  const subdirs = [request.platform, 'noarch'];
+  const views = await Promise.all(
+    channels.map(async (channel) => {
+      // A package pinned to a channel is hidden in every other channel.
+      const exclude = new Set(specs.filter((s) => s.channel !== null && s.channel !== channel).map((s) => s.name));
+      const view = ctx.server.channelView(channel, request.platform, exclude);
+      const found = await ctx.server.prepare(view, subdirs);
+      if (found.length === 0) {
+        throw new ResolutionError(
+          `Conda channel ${channel} has no repodata for ${subdirs.join(' or ')} (${channel}/noarch/repodata.json: 404).`,
+          { steps, hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS, or channel::package in a decorator).' },
+        );
+      }
+      return view;
+    }),
+  );
+  const virtualView = ctx.server.virtualView(request.platform, ctx.virtual);
+  await ctx.server.prepare(virtualView, subdirs);
+
+  const matchSpecs = specs.map((s) => s.spec);
+  log('solving %s for %s on %o', matchSpecs.join(', '), request.platform, channels);
+  let solved: Awaited<ReturnType<Rattler['simpleSolve']>>;
+  try {
+    solved = await ctx.rattler.simpleSolve(matchSpecs, [...views, virtualView], subdirs as never, undefined);
+  } catch (error) {
+    const text = (typeof error === 'string' ? error : errorMessage(error)).trim();
+    const explanation = text.replace(/^Cannot solve the request because of:\s*/, '');
+    throw new ResolutionError(`Cannot resolve the conda env of ${stepsText(steps)}: ${explanation}`, {
+      steps,
+      cause: error,
+      hint: `Requested: ${matchSpecs.join(', ')} on ${request.platform} from ${channels.join(', ')}. Check the package names and versions, or loosen the version specs.`,
+    });
+  }
+
+  const packages: LockedPackage[] = [];
+  let pythonVersion: string | undefined;
+  for (const p of solved) {
+    try {
+      if (p.packageName.startsWith(VIRTUAL_PREFIX)) continue;
+      const url = ctx.server.upstreamUrl(p.url);
+      if (url === undefined) continue;
+      let sha256 = p.sha256;
+      let size = p.size === undefined ? undefined : Number(p.size);
+      if (sha256 === undefined || size === undefined) {
+        log('repodata has no sha256/size for %s; hashing the file', url);
+        const digest = await remoteDigest(url, ctx.fetch);
+        sha256 ??= digest.sha256;
+        size ??= digest.size;
+      }
+      if (p.packageName === 'python') pythonVersion = p.version;
+      packages.push({
+        kind: 'conda',
+        name: p.packageName,
+        version: p.version,
+        build: p.build,
+        url,
+        sha256,
+        size,
+        filename: p.filename,
+        ...(p.subdir !== undefined ? { subdir: p.subdir } : {}),
+      });
+    } finally {
+      p.free();
+    }
+  }
+  if (pythonVersion === undefined) {
+    throw new ResolutionError(`The conda solve of ${stepsText(steps)} has no python package.`, { steps });
+  }
+  packages.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { packages, pythonVersion };
+}

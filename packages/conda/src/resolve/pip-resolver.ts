@@ -1,0 +1,220 @@
+/**
+ * The PyPI part of an env, resolved with the host's pip:
+ * `pip install --dry-run --report` for the target's platform tags, python version and ABI,
+ * wheels only, nothing installed. The python version comes from the conda solve.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  EnvironmentError,
+  ResolutionError,
+  createLogger,
+  errorMessage,
+  normalizePypiName,
+  type CondaPlatform,
+  type LockedPackage,
+} from '@prebuilt/core';
+import { remoteDigest, remoteSize } from './remote-file.js';
+
+const log = createLogger('conda:pip');
+
+export interface PipOptions {
+  /** Host interpreter that runs pip (default `python3`). */
+  python?: string;
+  /**
+   * Ignore the user's pip configuration: `--isolated`, `PIP_CONFIG_FILE=/dev/null` and no
+   * inherited `PIP_*` variables. Off by default (users expect their pip.conf to count); tests
+   * turn it on so no other index or find-links directory leaks in.
+   */
+  isolated?: boolean;
+  /** Environment of the pip process (default process.env). */
+  env?: Record<string, string | undefined>;
+  fetch?: typeof fetch;
+  signal?: AbortSignal;
+}
+
+export interface PipResolveInput {
+  /** PyPI package name → spec (`""` any, `1.2` exact, `>=1.2` as written). */
+  packages: Record<string, string>;
+  /** Full python version of the env, from the conda solve (e.g. `3.11.9`). */
+  pythonVersion: string;
+  platform: CondaPlatform;
+  /** glibc version of the target; manylinux tags up to it are accepted. */
+  glibc: string;
+  indexUrl: string | null;
+  steps: readonly string[];
+}
+
+const NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:\[[A-Za-z0-9._,\s-]*\])?$/;
+
+function stepsText(steps: readonly string[]): string {
+  return steps.length === 0 ? 'the env' : `step${steps.length === 1 ? '' : 's'} ${steps.join(', ')}`;
+}
+
+/** `name` + spec as a pip requirement: `""` → name, a bare version → `name==version`. */
+export function pipRequirement(name: string, spec: string, steps: readonly string[] = []): string {
+  const n = name.trim();
+  if (!NAME.test(n)) {
+    throw new ResolutionError(`Invalid PyPI package name '${name}' (${stepsText(steps)}).`, {
+      steps,
+      hint: 'PyPI names contain letters, digits, ., _ and -, optionally with [extras].',
+    });
+  }
+  const s = spec.trim();
+  if (s === '') return n;
+  if (/^[<>=!~]/.test(s)) return `${n}${s}`;
+  if (/^[A-Za-z0-9][A-Za-z0-9.+!*-]*$/.test(s)) return `${n}==${s}`;
+  throw new ResolutionError(`Invalid PyPI version spec '${spec}' for package '${n}' (${stepsText(steps)}).`, {
+    steps,
+    hint: "Use a PEP 440 specifier such as '2.31.0', '>=2.31,<3' or '~=2.31'.",
+  });
+}
+
+/** manylinux platform tags a target with this glibc accepts, newest first. */
+export function manylinuxTags(platform: CondaPlatform, glibc: string): string[] {
+  const match = /^2\.(\d+)/.exec(glibc.trim());
+  if (!match) {
+    throw new ResolutionError(`glibc version '${glibc}' is not like 2.28.`, { hint: 'Set METAFLOW_PREBUILT_GLIBC_VERSION to e.g. 2.28.' });
+  }
+  const minor = Number(match[1]);
+  const arch = platform === 'linux-aarch64' ? 'aarch64' : 'x86_64';
+  const lowest = arch === 'x86_64' ? 5 : 17;
+  const aliases: Record<number, string> = { 17: 'manylinux2014', 12: 'manylinux2010', 5: 'manylinux1' };
+  const tags: string[] = [];
+  for (let m = minor; m >= lowest; m--) {
+    tags.push(`manylinux_2_${m}_${arch}`);
+    const alias = aliases[m];
+    if (alias) tags.push(`${alias}_${arch}`);
+  }
+  return tags;
+}
+
+interface PipReport {
+  install?: {
+    download_info?: { url?: string; archive_info?: { hash?: string; hashes?: Record<string, string> } };
+    metadata?: { name?: string; version?: string };
+  }[];
+}
+
+function run(command: string, args: string[], env: Record<string, string | undefined>, signal?: AbortSignal): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
+    let stderr = '';
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr, stdout }));
+  });
+}
+
+function pipEnv(options: PipOptions): Record<string, string | undefined> {
+  const env = { ...(options.env ?? process.env) };
+  if (options.isolated) {
+    for (const key of Object.keys(env)) if (key.startsWith('PIP_')) delete env[key];
+    env.PIP_CONFIG_FILE = '/dev/null';
+  }
+  return env;
+}
+
+async function probeIndex(indexUrl: string, firstPackage: string, options: PipOptions, steps: readonly string[]): Promise<void> {
+  if (!/^https?:/.test(indexUrl)) return;
+  const url = `${indexUrl.replace(/\/+$/, '')}/${normalizePypiName(firstPackage).replace(/\[.*$/, '')}/`;
+  try {
+    const response = await (options.fetch ?? fetch)(url, { method: 'GET', signal: options.signal ?? null });
+    await response.body?.cancel();
+  } catch (error) {
+    const cause = (error as { cause?: unknown }).cause ?? error;
+    throw new ResolutionError(`Cannot reach PyPI index ${indexUrl}: GET ${url} failed: ${errorMessage(cause)}.`, {
+      steps,
+      cause: error,
+      hint: 'Check METAFLOW_PREBUILT_PYPI_INDEX_URL / PIP_INDEX_URL and your network or proxy settings.',
+    });
+  }
+}
+
+/** The wheels pip picks for the requested packages on the target, with url, sha256 and size. */
+export async function resolvePypi(input: PipResolveInput, options: PipOptions = {}): Promise<LockedPackage[]> {
+  const requirements = Object.entries(input.packages)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, spec]) => pipRequirement(name, spec, input.steps));
+  if (requirements.length === 0) return [];
+  if (input.indexUrl !== null) await probeIndex(input.indexUrl, Object.keys(input.packages).sort()[0]!, options, input.steps);
+
+  const [major, minor] = input.pythonVersion.split('.');
+  const work = await mkdtemp(join(tmpdir(), 'prebuilt-pip-'));
+  const python = options.python ?? 'python3';
+  try {
+    const reportPath = join(work, 'report.json');
+    const args = [
+      '-m', 'pip', 'install',
+      '--dry-run', '--quiet', '--no-input', '--disable-pip-version-check', '--progress-bar', 'off',
+      '--report', reportPath,
+      '--ignore-installed', '--only-binary=:all:', '--target', join(work, 'target'),
+      '--python-version', input.pythonVersion,
+      '--implementation', 'cp',
+      '--abi', `cp${major}${minor}`,
+      ...manylinuxTags(input.platform, input.glibc).flatMap((tag) => ['--platform', tag]),
+      ...(options.isolated ? ['--isolated'] : []),
+      ...(input.indexUrl !== null ? ['--index-url', input.indexUrl] : []),
+      ...requirements,
+    ];
+    log('%s %s', python, args.join(' '));
+    let result: Awaited<ReturnType<typeof run>>;
+    try {
+      result = await run(python, args, pipEnv(options), options.signal);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new EnvironmentError(`Cannot resolve PyPI packages: '${python}' was not found on this machine.`, {
+          cause: error,
+          hint: 'Install Python 3 with pip (e.g. apt-get install python3 python3-pip).',
+        });
+      }
+      throw error;
+    }
+    if (result.code !== 0) {
+      if (/No module named pip/.test(result.stderr)) {
+        throw new EnvironmentError(`Cannot resolve PyPI packages: pip is not installed for '${python}'.`, {
+          hint: 'Install pip for the host python (e.g. apt-get install python3-pip, or python3 -m ensurepip).',
+        });
+      }
+      const errors = result.stderr
+        .split('\n')
+        .filter((line) => /^ERROR:|ResolutionImpossible|conflict|requires/i.test(line))
+        .map((line) => line.replace(/^ERROR:\s*/, '').trim())
+        .filter((line) => line !== '');
+      const explanation = errors.length > 0 ? errors.join('\n') : result.stderr.trim().split('\n').slice(-5).join('\n');
+      throw new ResolutionError(`Cannot resolve the PyPI packages of ${stepsText(input.steps)}: ${explanation}`, {
+        steps: input.steps,
+        hint: `Requested: ${requirements.join(' ')} for Python ${input.pythonVersion} on ${input.platform}${input.indexUrl ? ` from ${input.indexUrl}` : ''}. Only wheels are used; check that the packages publish wheels for this platform.`,
+      });
+    }
+    const report = JSON.parse(await readFile(reportPath, 'utf8')) as PipReport;
+    const packages = await Promise.all(
+      (report.install ?? []).map(async (item): Promise<LockedPackage> => {
+        const rawUrl = item.download_info?.url;
+        const name = item.metadata?.name;
+        const version = item.metadata?.version;
+        if (!rawUrl || !name || !version) throw new ResolutionError(`pip's report has an entry without url, name or version.`);
+        const url = rawUrl.replace(/#.*$/, '');
+        const archive = item.download_info?.archive_info;
+        let sha256 = archive?.hashes?.sha256 ?? (archive?.hash?.startsWith('sha256=') ? archive.hash.slice(7) : undefined);
+        let size: number;
+        if (sha256 === undefined) {
+          const digest = await remoteDigest(url, options.fetch);
+          sha256 = digest.sha256;
+          size = digest.size;
+        } else {
+          size = await remoteSize(url, options.fetch);
+        }
+        const filename = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? '');
+        return { kind: 'pypi', name: normalizePypiName(name), version, build: '', url, sha256, size, filename };
+      }),
+    );
+    return packages.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

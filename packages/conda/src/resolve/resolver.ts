@@ -1,0 +1,192 @@
+/**
+ * Resolving env requests to exact files: conda with rattler, then PyPI with the host's pip on
+ * top (python always comes from conda). Identical envs are solved once; solve results are
+ * cached on disk by specHash (+ pins and glibc), repodata by URL.
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  canonicalJson,
+  createLogger,
+  normalizeCondaName,
+  normalizePypiName,
+  sha256Hex,
+  specHash,
+  type EnvPins,
+  type EnvRequest,
+  type EnvToResolve,
+  type LockedEnv,
+  type LockedPackage,
+  type ResolvedWith,
+} from '@prebuilt/core';
+import { prebuiltCacheDir } from './cache-dir.js';
+import { ChannelServer } from './channel-server.js';
+import { solveConda } from './conda-solver.js';
+import { resolvePypi, type PipOptions } from './pip-resolver.js';
+import { loadRattler } from './rattler.js';
+import { RepodataCache } from './repodata-cache.js';
+import { writeFileAtomic } from './write-atomic.js';
+
+const log = createLogger('conda:resolve');
+
+/** Version of the cached solve format and of the resolution rules; bump to invalidate caches. */
+export const RESOLVER_VERSION = 1;
+
+/** glibc assumed for the target when METAFLOW_PREBUILT_GLIBC_VERSION is not set. */
+export const DEFAULT_GLIBC = '2.28';
+/** Kernel version reported to the solver as `__linux`. */
+export const DEFAULT_LINUX = '4.18';
+
+export interface ResolverOptions {
+  /** Cache directory (default: {@link prebuiltCacheDir}); `false` caches nothing on disk. */
+  cacheDir?: string | false;
+  /** glibc of the target (default METAFLOW_PREBUILT_GLIBC_VERSION, else 2.28). */
+  glibc?: string;
+  /** Re-solve every env and revalidate all repodata (what `--update` does). */
+  refresh?: boolean;
+  /** Unique envs solved at the same time (default 2). */
+  concurrency?: number;
+  pip?: PipOptions;
+  env?: Record<string, string | undefined>;
+  fetch?: typeof fetch;
+}
+
+export interface Resolver {
+  /** glibc used when a call does not say otherwise. */
+  readonly glibc: string;
+  /**
+   * Resolves envs, one LockedEnv per input in the same order; identical envs (same specHash and
+   * resolvedWith) are solved once. Fits core's `EnvResolver`.
+   */
+  resolve(envs: readonly EnvToResolve[]): Promise<LockedEnv[]>;
+  /** Resolves one request with these pins (default none) and the resolver's glibc. */
+  resolveEnv(request: EnvRequest, options?: { pins?: EnvPins; steps?: readonly string[] }): Promise<LockedEnv>;
+  close(): Promise<void>;
+}
+
+/** The pins the user did not name themselves (the user's own spec of a package wins over a pin). */
+export function effectivePins(request: EnvRequest, pins: EnvPins): EnvPins {
+  const named = new Set([
+    ...Object.keys(request.conda).map((n) => normalizeCondaName(n).replace(/^.*::/, '')),
+    ...Object.keys(request.pypi).map((n) => normalizePypiName(n).replace(/\[.*$/, '')),
+  ]);
+  const keep = (group: Record<string, string>) =>
+    Object.fromEntries(Object.entries(group).filter(([name]) => !named.has(normalizePypiName(name)) && !named.has(name.toLowerCase())));
+  return { conda: keep(pins.conda), pypi: keep(pins.pypi) };
+}
+
+async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+function validCachedEnv(value: unknown, hash: string): value is LockedEnv {
+  if (value === null || typeof value !== 'object') return false;
+  const env = value as Partial<LockedEnv>;
+  return env.specHash === hash && typeof env.pythonVersion === 'string' && Array.isArray(env.packages) &&
+    env.packages.every((p: Partial<LockedPackage>) => typeof p.url === 'string' && typeof p.sha256 === 'string' && typeof p.size === 'number');
+}
+
+export function createResolver(options: ResolverOptions = {}): Resolver {
+  const env = options.env ?? process.env;
+  const glibc = options.glibc ?? (env.METAFLOW_PREBUILT_GLIBC_VERSION?.trim() || DEFAULT_GLIBC);
+  const cacheDir = options.cacheDir === false ? undefined : (options.cacheDir ?? prebuiltCacheDir(env));
+  const repodata = new RepodataCache({
+    ...(cacheDir ? { dir: join(cacheDir, 'repodata') } : {}),
+    ...(options.refresh ? { refresh: true } : {}),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+  let server: Promise<ChannelServer> | undefined;
+  const inFlight = new Map<string, Promise<LockedEnv>>();
+
+  async function solve(request: EnvRequest, hash: string, resolvedWith: ResolvedWith, steps: readonly string[]): Promise<LockedEnv> {
+    const { pins, glibc: targetGlibc } = resolvedWith;
+    const key = sha256Hex(canonicalJson({ resolverVersion: RESOLVER_VERSION, specHash: hash, resolvedWith }));
+    const cacheFile = cacheDir ? join(cacheDir, 'solves', `${key.slice(0, 32)}.json`) : undefined;
+    if (cacheFile && !options.refresh) {
+      try {
+        const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as unknown;
+        if (validCachedEnv(cached, hash)) {
+          log('solve cache hit for %s (%s)', hash.slice(0, 12), steps.join(', '));
+          return { ...cached, request };
+        }
+      } catch {
+        // not cached (or unreadable): solve
+      }
+    }
+    const started = Date.now();
+    const rattler = await loadRattler();
+    server ??= ChannelServer.start(repodata);
+    const placed = effectivePins(request, pins);
+    const conda = await solveConda(
+      { request, pins: placed.conda, steps },
+      { rattler, server: await server, virtual: { glibc: targetGlibc, linux: DEFAULT_LINUX }, ...(options.fetch ? { fetch: options.fetch } : {}) },
+    );
+    const pypiPackages = { ...placed.pypi, ...request.pypi };
+    const wheels = Object.keys(pypiPackages).length > 0
+      ? await resolvePypi(
+          { packages: pypiPackages, pythonVersion: conda.pythonVersion, platform: request.platform, glibc: targetGlibc, indexUrl: request.indexUrl, steps },
+          { ...options.pip, ...(options.fetch && !options.pip?.fetch ? { fetch: options.fetch } : {}) },
+        )
+      : [];
+    const locked: LockedEnv = {
+      specHash: hash,
+      request,
+      platform: request.platform,
+      pythonVersion: conda.pythonVersion,
+      packages: [...conda.packages, ...wheels],
+    };
+    log('solved %s (%s) in %d ms: %d files', hash.slice(0, 12), steps.join(', '), Date.now() - started, locked.packages.length);
+    if (cacheFile) {
+      await mkdir(join(cacheDir!, 'solves'), { recursive: true });
+      await writeFileAtomic(cacheFile, JSON.stringify(locked));
+    }
+    return locked;
+  }
+
+  function resolveOne(request: EnvRequest, resolvedWith: ResolvedWith, steps: readonly string[]): Promise<LockedEnv> {
+    const hash = specHash(request);
+    const flightKey = canonicalJson({ hash, resolvedWith });
+    let pending = inFlight.get(flightKey);
+    if (!pending) {
+      pending = solve(request, hash, resolvedWith, steps);
+      inFlight.set(flightKey, pending);
+      pending.catch(() => undefined).finally(() => inFlight.delete(flightKey));
+    }
+    return pending;
+  }
+
+  return {
+    glibc,
+    async resolve(envs) {
+      // Steps of identical envs are named together in errors; each unique env is solved once.
+      const unique = new Map<string, { env: EnvToResolve; steps: Set<string> }>();
+      const keys = envs.map((e) => {
+        const key = canonicalJson({ hash: specHash(e.request), resolvedWith: e.resolvedWith });
+        const seen = unique.get(key) ?? { env: e, steps: new Set<string>() };
+        for (const step of e.steps) seen.steps.add(step);
+        unique.set(key, seen);
+        return key;
+      });
+      const entries = [...unique.entries()];
+      const solved = await pool(entries, options.concurrency ?? 2, ([, u]) => resolveOne(u.env.request, u.env.resolvedWith, [...u.steps].sort()));
+      const byKey = new Map(entries.map(([key], i) => [key, solved[i]!]));
+      return keys.map((key) => byKey.get(key)!);
+    },
+    resolveEnv(request, { pins = { conda: {}, pypi: {} }, steps = [] } = {}) {
+      return resolveOne(request, { pins, glibc }, steps);
+    },
+    async close() {
+      if (server) await (await server).close();
+      server = undefined;
+    },
+  };
+}
