@@ -42,13 +42,21 @@ export async function runPythonScript(
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...env, PYTHONDONTWRITEBYTECODE: '1', PYTHONIOENCODING: 'utf-8' },
       signal: options.signal,
-      timeout: options.timeoutMs ?? 60_000,
     });
+    // Not spawn's own `timeout`: its timer outlives a child that never started (ENOENT).
+    const timeoutMs = options.timeoutMs ?? 60_000;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    timer.unref();
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
     child.on('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
       if (error.name === 'AbortError') {
         reject(new CancelledError('reading the flow was cancelled', { cause: error }));
       } else if (error.code === 'ENOENT' || error.code === 'EACCES') {
@@ -64,6 +72,7 @@ export async function runPythonScript(
       }
     });
     child.on('close', (code, signal) => {
+      clearTimeout(timer);
       const stderr = Buffer.concat(err).toString('utf8').trim();
       if (code === 0) {
         resolve(Buffer.concat(out).toString('utf8'));
@@ -71,6 +80,10 @@ export async function runPythonScript(
       }
       if (options.signal?.aborted) {
         reject(new CancelledError('reading the flow was cancelled'));
+        return;
+      }
+      if (timedOut) {
+        reject(new EnvironmentError(`'${command}' (from ${source}) did not finish ${script.split('/').pop() ?? script} within ${timeoutMs} ms.`, { hint: INSTALL_HINT }));
         return;
       }
       const tail = stderr.split('\n').slice(-5).join('\n');

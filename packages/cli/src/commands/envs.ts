@@ -20,7 +20,9 @@ export function registerEnvsCommand(program: Command): void {
 
 function packagesText(step: StepEnvWithRequest): string {
   const list = (kind: string, packages: Record<string, string>): string | undefined => {
-    const names = Object.entries(packages).map(([name, spec]) => (spec ? `${name} ${spec}` : name));
+    const names = Object.entries(packages)
+      .sort(([a], [b]) => a.toLowerCase().localeCompare(b.toLowerCase(), 'en'))
+      .map(([name, spec]) => (spec ? `${name} ${spec}` : name));
     return names.length > 0 ? `${kind}: ${names.join(', ')}` : undefined;
   };
   const parts = [list('conda', step.conda), list('pypi', step.pypi)].filter((p): p is string => p !== undefined);
@@ -32,36 +34,36 @@ function remoteText(step: StepEnvWithRequest): string {
   return step.gpu ? `${step.remote} (gpu)` : step.remote;
 }
 
-/** A plain table, one row per distinct env (steps with the same env and remote grouped). */
+/**
+ * A plain table: steps grouped by env (first-seen order); the env's columns are printed on the
+ * first step of each group only.
+ */
 export function renderEnvs(envs: FlowEnvs): string {
-  const groups = new Map<string, { steps: string[]; row: string[] }>();
+  const groups = new Map<string, StepEnvWithRequest[]>();
   for (const step of envs.steps) {
-    const envKey = step.specHash ?? 'disabled';
-    const key = `${envKey}|${remoteText(step)}`;
-    const group = groups.get(key);
-    if (group) {
-      group.steps.push(step.step);
-      continue;
-    }
-    groups.set(key, {
-      steps: [step.step],
-      row: [
-        step.specHash ? step.specHash.slice(0, 12) : '-',
-        step.disabled ? '(image python)' : (step.python ?? '-'),
-        step.disabled ? 'disabled: runs with the image python' : packagesText(step),
-        remoteText(step),
-      ],
+    const key = step.specHash ?? 'disabled';
+    groups.set(key, [...(groups.get(key) ?? []), step]);
+  }
+  const header = ['ENV', 'PYTHON', 'PACKAGES', 'STEP', 'REMOTE'];
+  const rows: string[][] = [];
+  for (const steps of groups.values()) {
+    steps.forEach((step, i) => {
+      const envCells =
+        i > 0
+          ? ['', '', '']
+          : step.disabled
+            ? ['-', '-', 'disabled: runs with the image python']
+            : [step.specHash?.slice(0, 12) ?? '-', step.python ?? '-', packagesText(step)];
+      rows.push([...envCells, step.step, remoteText(step)]);
     });
   }
-  const header = ['ENV', 'PYTHON', 'PACKAGES', 'REMOTE', 'STEPS'];
-  const rows = [...groups.values()].map((g) => [...g.row, g.steps.join(', ')]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string =>
     cells
-      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
       .join('  ')
       .trimEnd();
-  const distinct = new Set(envs.steps.map((s) => s.specHash).filter((h) => h !== null)).size;
+  const distinct = [...groups.keys()].filter((key) => key !== 'disabled').length;
   const stepCount = envs.steps.length;
   return [
     `${envs.flow} (${envs.file}): ${stepCount} step${stepCount === 1 ? '' : 's'}, ${distinct} distinct env${distinct === 1 ? '' : 's'}`,

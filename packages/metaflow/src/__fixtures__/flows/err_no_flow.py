@@ -1,0 +1,7 @@
+from metaflow import step
+
+
+class NotAFlow:
+    @step
+    def start(self):
+        pass
