@@ -1,0 +1,167 @@
+/**
+ * End to end against real components: a fixture conda channel (python assembled from Debian's
+ * python3.11, noarch packages with entry points, a package with text and binary placeholders in
+ * both archive formats) and a fixture PyPI index (wheels with console scripts), materialized on the
+ * host, built into an image with the materialized recipe on the debootstrap base image by the real
+ * Docker daemon, then run: the env's own bin/python imports every package, every entry point runs,
+ * and the replaced files show the real prefix.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { computeEnvId, type LockedEnv } from '@prebuilt/core';
+import { generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import { PackageCache } from '../cache/package-cache.js';
+import { readCondaPackage } from './conda-install.js';
+import { createMaterializedRecipeRunner } from './recipe-runner.js';
+import { fixtureLock } from './__fixtures__/fixture-lock.js';
+
+const exec = promisify(execFile);
+
+interface Services {
+  dockerHost: string;
+  registries: { plain?: { host: string } };
+  baseImage?: { ref: string; digest: string };
+  missing: string[];
+}
+
+/** The test services from globalSetup (`inject('services')`), else the file `scripts/test-services.sh up` writes. */
+function services(): Services | undefined {
+  let injected: Services | undefined;
+  try {
+    injected = (inject as unknown as (key: string) => Services | undefined)('services');
+  } catch {
+    injected = undefined;
+  }
+  if (injected) return injected;
+  const file = join(process.env.PREBUILT_TEST_SERVICES_DIR ?? '/var/tmp/prebuilt-test-services', 'services.json');
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(readFileSync(file, 'utf8')) as Services;
+}
+
+const svc = services();
+const skipReason = !svc
+  ? 'no test services: run `bash scripts/test-services.sh up` (Docker daemon, registry, debootstrap base image)'
+  : !svc.baseImage
+    ? `no base image in the test services (missing: ${svc.missing.join('; ') || 'baseImage'})`
+    : !(await exec('docker', ['version'], { env: { ...process.env, DOCKER_HOST: svc.dockerHost } }).then(() => true, () => false))
+      ? `no Docker daemon answering at ${svc.dockerHost}`
+      : undefined;
+
+const docker = (args: string[], timeout = 300_000) =>
+  exec('docker', args, { env: { ...process.env, DOCKER_HOST: svc!.dockerHost }, maxBuffer: 64 << 20, timeout });
+
+describe.skipIf(skipReason !== undefined)(`materialized env in a real image${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+  let work: string;
+  let fixtures: GeneratedFixtures;
+  let server: FixtureServer;
+  const images: string[] = [];
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'prebuilt-e2e-materialize-'));
+    fixtures = await generateExampleFixtures(join(work, 'fixtures'));
+    server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
+  });
+  afterAll(async () => {
+    await server?.close();
+    for (const image of images) await docker(['rmi', '-f', image]).catch(() => undefined);
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  function lockWith(tinytoolFormat: '.conda' | '.tar.bz2'): LockedEnv {
+    const artifacts = fixtures.channel.artifacts;
+    const pick = (name: string, format: string, version?: string) => {
+      const found = artifacts.find(
+        (a) => a.record.name === name && a.format === format && (a.subdir === 'noarch' || a.subdir === 'linux-64') && (!version || a.record.version === version),
+      );
+      if (!found) throw new Error(`fixture ${name} ${format} is missing`);
+      return found.filename;
+    };
+    const pythonArtifact = fixtures.python.find((a) => a.subdir === 'linux-64' && a.format === '.tar.bz2') ?? fixtures.python[0]!;
+    return fixtureLock(
+      fixtures,
+      server,
+      {
+        conda: [
+          pythonArtifact.filename,
+          pick('tinynum', '.tar.bz2', '1.4.0'),
+          pick('tinyframe', '.conda'),
+          pick('tinycli', '.conda'),
+          pick('tinytool', tinytoolFormat),
+          pick('requests', '.tar.bz2'),
+          pick('boto3', '.conda'),
+        ],
+        wheels: fixtures.index.wheels
+          .filter((w) => ['tinyhttp', 'tinyplot'].includes(w.project) || (w.project === 'tinyurl' && w.version === '1.1.0'))
+          .map((w) => w.filename),
+      },
+      { pythonVersion: pythonArtifact.record.version, pypiRequested: ['tinyhttp', 'tinyplot'], condaRequested: ['tinycli', 'tinytool'] },
+    );
+  }
+
+  for (const format of ['.conda', '.tar.bz2'] as const) {
+    it(`builds and runs the env (tinytool as ${format})`, async () => {
+      const lock = lockWith(format);
+      const base = { ref: svc!.baseImage!.ref, digest: svc!.baseImage!.digest, pinned: `${svc!.baseImage!.ref.replace(/:[^/:]+$/, '')}@${svc!.baseImage!.digest}` };
+      const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(work, 'cache') }) });
+      const envId = computeEnvId({ lock, baseDigest: base.digest, recipe: runner });
+      const prefix = `/opt/prebuilt/envs/${envId}`;
+      const prepared = await runner.prepare({ lock, envId, prefix, base });
+      const tag = `prebuilt-e2e/materialized:${envId}`;
+      try {
+        await writeFile(join(prepared.contextDir, 'Dockerfile'), prepared.dockerfile);
+        await docker(['build', '--network=host', '-q', '-t', tag, prepared.contextDir]);
+        images.push(tag);
+      } finally {
+        await prepared.dispose();
+      }
+
+      const script = [
+        'set -e',
+        'echo "== python"; command -v python',
+        `echo "== imports"; ${prefix}/bin/python -c 'import sys, tinynum, tinyframe, tinycli, tinyhttp, tinyplot, tinyurl, requests, boto3; print(sys.executable); print(tinyframe.Frame([1, 2, 3]).mean(), tinyurl.__version__, requests.FIXTURE, boto3.FIXTURE)'`,
+        'for s in tinycli tinycli-hello tinycli-sh tinyhttp tinyhttp-env tinyplot tinyplot-gui; do echo "== $s"; "$s"; done',
+        'echo "== tinytool prefix"; tinytool prefix',
+        'echo "== tt config"; tt config',
+        'echo "== tinytool binary-prefix"; tinytool binary-prefix',
+        `echo "== data.bin size"; stat -c %s ${prefix}/share/tinytool/data.bin`,
+        'echo "== skip"; echo "$METAFLOW_SKIP_INSTALL_DEPENDENCIES"',
+      ].join('\n');
+      const { stdout } = await docker(['run', '--rm', '--network=host', tag, 'sh', '-c', script], 120_000);
+      const sections = Object.fromEntries(
+        stdout
+          .split(/^== /m)
+          .filter(Boolean)
+          .map((part) => {
+            const [head = '', ...rest] = part.split('\n');
+            return [head.trim(), rest.join('\n').trim()];
+          }),
+      );
+      expect(sections.python).toBe(`${prefix}/bin/python`);
+      expect(sections.imports).toBe(`${prefix}/bin/python\n2.0 1.1.0 True True`);
+      expect(sections.tinycli).toBe('tinycli 2.0.0 mean=2.0');
+      expect(sections['tinycli-hello']).toBe('hello from tinycli on python 3.11');
+      expect(sections['tinycli-sh']).toContain('tinycli-sh');
+      expect(sections.tinyhttp).toBe('tinyhttp 0.3.0');
+      expect(sections['tinyhttp-env']).toBe(`tinyhttp-env: ${prefix}/bin/python`);
+      expect(sections.tinyplot).toBe('#\n###\n##');
+      expect(sections['tinyplot-gui']).toBe('tinyplot gui (headless)');
+      expect(sections['tinytool prefix']).toBe(prefix);
+      expect(sections['tt config']).toBe(`data_dir = ${prefix}/share/tinytool`);
+      expect(sections['tinytool binary-prefix']).toBe(`${prefix}/share/tinytool`);
+      // The binary file keeps its length in the package.
+      const artifact = fixtures.channel.artifacts.find((a) => a.filename === lock.packages.find((p) => p.name === 'tinytool')!.filename)!;
+      const original = (await readCondaPackage(artifact.bytes, artifact.filename)).entries.find((e) => e.path === 'share/tinytool/data.bin')!;
+      expect(Number(sections['data.bin size'])).toBe(original.data.length);
+      expect(sections.skip).toBe('1');
+
+      const labels = JSON.parse((await docker(['image', 'inspect', '--format', '{{json .Config.Labels}}', tag])).stdout) as Record<string, string>;
+      expect(labels['dev.prebuilt.env-id']).toBe(envId);
+      expect(labels['dev.prebuilt.recipe']).toBe('materialized/1');
+    }, 600_000);
+  }
+});

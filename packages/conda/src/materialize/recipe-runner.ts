@@ -1,0 +1,56 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { materializedRecipe, MATERIALIZED_RECIPE_VERSION, writeContextFiles, type PreparedRecipeBuild, type RecipeRunnerLike } from '@prebuilt/core';
+import { PackageCache, type PackageCacheOptions } from '../cache/package-cache.js';
+import { materializeEnv, type MaterializeResult } from './materialize.js';
+
+export interface MaterializedRecipeRunnerOptions extends PackageCacheOptions {
+  /** A cache to share (default: a PackageCache from the cache options). */
+  cache?: PackageCache;
+  /** Where build contexts are created (default: the OS temp directory). */
+  tempDir?: string;
+  /** Seconds since 1970 for every mtime in the prefix (default: SOURCE_DATE_EPOCH, else 0). */
+  mtime?: number;
+  /** Receives each materialized env's result, e.g. to show its warnings (link scripts). */
+  onMaterialized?: (envId: string, result: MaterializeResult) => void;
+}
+
+/**
+ * The RecipeRunner of the default recipe: materializes the locked env into `prefix/` of a fresh
+ * build context and renders the materialized Dockerfile (COPY, ENV, LABEL only).
+ */
+export function createMaterializedRecipeRunner(options: MaterializedRecipeRunnerOptions = {}): RecipeRunnerLike {
+  const cache = options.cache ?? new PackageCache(options);
+  return {
+    name: 'materialized',
+    version: MATERIALIZED_RECIPE_VERSION,
+    async prepare(input): Promise<PreparedRecipeBuild> {
+      const recipe = materializedRecipe({ lock: input.lock, envId: input.envId, prefix: input.prefix, base: input.base });
+      const contextDir = await mkdtemp(join(options.tempDir ?? tmpdir(), `prebuilt-context-${input.envId}-`));
+      try {
+        const result = await materializeEnv({
+          lock: input.lock,
+          prefix: input.prefix,
+          outDir: join(contextDir, recipe.prefixContextDir ?? 'prefix'),
+          cache,
+          ...(options.mtime !== undefined ? { mtime: options.mtime } : {}),
+          ...(input.signal ? { signal: input.signal } : {}),
+          onProgress: (progress) => {
+            if (progress.phase === 'download') {
+              input.onProgress?.({ phase: 'downloading', done: progress.download.filesDone, total: progress.download.filesTotal });
+            } else {
+              input.onProgress?.({ phase: 'materializing', done: progress.done, total: progress.total });
+            }
+          },
+        });
+        await writeContextFiles(contextDir, recipe.contextFiles);
+        options.onMaterialized?.(input.envId, result);
+      } catch (error) {
+        await rm(contextDir, { recursive: true, force: true });
+        throw error;
+      }
+      return { dockerfile: recipe.dockerfile, contextDir, dispose: () => rm(contextDir, { recursive: true, force: true }) };
+    },
+  };
+}
