@@ -196,3 +196,17 @@ export {
   type PreparedRecipeBuild,
   type RecipeRunnerLike,
 } from './recipes/select.js';
+export { writeFileAtomic } from './atomic-write.js';
+export {
+  deploy,
+  type DeployOptions,
+  type DeployResult,
+  type DeployImage,
+  type DeployStep,
+  type DeployEvent,
+  type ImagePhase,
+  type PreparedBuild,
+  type RecipeRunner,
+} from './deploy/orchestrator.js';
+export { ENV_ROOT, envPrefix, envPython, type ImageMap, type ImageMapImage, type ImageMapStep } from './deploy/image-map.js';
+export { mapPool } from './deploy/pool.js';

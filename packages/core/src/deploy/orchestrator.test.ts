@@ -1,0 +1,278 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { BuildRequest, BuildService, ImageRegistry } from '../contracts.js';
+import type { EnvRequest, LockedEnv } from '../env-model.js';
+import { CancelledError } from '../errors.js';
+import { specHash } from '../identity.js';
+import { deploy, type DeployEvent, type DeployOptions, type DeployStep, type RecipeRunner } from './orchestrator.js';
+
+/** A step with the request its fake lock is made from (null: disabled). */
+type TestStep = DeployStep & { request: EnvRequest | null };
+
+const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+function request(conda: Record<string, string>, python = '3.11'): EnvRequest {
+  return { python, conda, pypi: {}, channels: ['http://127.0.0.1:1/fake'], indexUrl: null, platform: 'linux-64' };
+}
+
+function fakeLock(req: EnvRequest, specHash: string): LockedEnv {
+  const names = ['python', ...Object.keys(req.conda)].sort();
+  return {
+    specHash,
+    request: req,
+    platform: req.platform,
+    pythonVersion: '3.11.2',
+    packages: names.map((name) => ({
+      kind: 'conda' as const,
+      name,
+      version: req.conda[name] || '1.0',
+      build: '0',
+      url: `http://127.0.0.1:1/fake/noarch/${name}-1.0-0.conda`,
+      sha256: sha(name + (req.conda[name] ?? '')),
+      size: 1,
+      filename: `${name}-1.0-0.conda`,
+      subdir: 'noarch',
+    })),
+  };
+}
+
+/** An in-memory fake registry: tags map to digests. */
+function fakeRegistry(): ImageRegistry & { images: Map<string, string>; heads: string[] } {
+  const images = new Map<string, string>();
+  const heads: string[] = [];
+  return {
+    name: 'fake-memory',
+    images,
+    heads,
+    imageTag: ({ envId, platform }) => `fake.registry.test/ns:env-${envId}-${platform}`,
+    pullTag: (tag) => tag.replace('fake.registry.test', 'pull.registry.test'),
+    pushCredentials: async () => undefined,
+    pullConfig: async () => ({ kubernetes: { imagePullSecrets: ['regcred'] } }),
+    imageExists: async (tag) => {
+      heads.push(tag);
+      const digest = images.get(tag);
+      return digest ? { exists: true, digest } : { exists: false };
+    },
+    baseImageIdentity: async (ref) => ({ ref, digest: `sha256:${sha(ref)}`, pinned: `${ref}@sha256:${sha(ref)}` }),
+  };
+}
+
+/** A fake build service that "pushes" into the fake registry; a Dockerfile containing FAIL fails. */
+function fakeBuildService(registry: ReturnType<typeof fakeRegistry>, delayMs = 5): BuildService & { builds: BuildRequest[]; maxInFlight: number } {
+  let inFlight = 0;
+  const service = {
+    name: 'fake-build',
+    builds: [] as BuildRequest[],
+    maxInFlight: 0,
+    async buildAndPush(req: BuildRequest) {
+      service.builds.push(req);
+      inFlight++;
+      service.maxInFlight = Math.max(service.maxInFlight, inFlight);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(resolve, delayMs);
+          req.signal?.addEventListener('abort', () => {
+            clearTimeout(timer);
+            reject(new CancelledError('build cancelled'));
+          });
+        });
+        req.log?.('step 1/2');
+        if (req.dockerfile.includes('FAIL')) return { ok: false as const, reason: 'RUN failed', logTail: ['boom'] };
+        req.onPhase?.('pushing');
+        const digest = `sha256:${sha(req.dockerfile)}`;
+        registry.images.set(req.imageTag, digest);
+        return { ok: true as const, digest };
+      } finally {
+        inFlight--;
+      }
+    },
+  };
+  return service;
+}
+
+function fakeRecipe(dir: string): RecipeRunner & { prepared: string[] } {
+  const prepared: string[] = [];
+  return {
+    name: 'fake',
+    version: '1',
+    prepared,
+    async prepare({ lock, envId, base }) {
+      prepared.push(envId);
+      const failing = lock.packages.some((pkg) => pkg.name === 'broken');
+      return {
+        dockerfile: `FROM ${base.pinned}\n${failing ? 'RUN FAIL' : ''}\nCOPY env /opt/prebuilt/envs/${envId}\n`,
+        contextDir: dir,
+        dispose: async () => {},
+      };
+    },
+  };
+}
+
+function lockSteps(steps: TestStep[]): Record<string, LockedEnv | null> {
+  return Object.fromEntries(steps.map((step) => [step.name, step.request ? fakeLock(step.request, specHash(step.request)) : null]));
+}
+
+async function setup(steps: TestStep[], extra: Partial<DeployOptions> = {}) {
+  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-deploy-'));
+  const registry = fakeRegistry();
+  const buildService = fakeBuildService(registry);
+  const recipe = fakeRecipe(dir);
+  let lockCalls = 0;
+  const events: DeployEvent[] = [];
+  const options: DeployOptions = {
+    flow: 'TestFlow',
+    steps,
+    registry,
+    buildService,
+    recipe,
+    baseImage: 'base.test/python:3.11',
+    gpuBaseImage: 'base.test/cuda:12',
+    lock: async () => {
+      lockCalls++;
+      return lockSteps(steps);
+    },
+    onEvent: (event) => events.push(event),
+    ...extra,
+  };
+  return { dir, registry, buildService, recipe, lockCalls: () => lockCalls, events, options, [Symbol.asyncDispose]: () => rm(dir, { recursive: true, force: true }) };
+}
+
+const fourSteps = (): TestStep[] => [
+  { name: 'start', request: request({ tinynum: '1.0' }), gpu: false },
+  { name: 'a', request: request({ tinynum: '1.0' }), gpu: false },
+  { name: 'b', request: request({ tinyframe: '' }), gpu: false },
+  { name: 'end', request: request({ tinyframe: '' }), gpu: false },
+];
+
+describe('deploy orchestrator (fake registry and fake build service)', () => {
+  it('builds each distinct env once and maps every step to its image', async () => {
+    await using ctx = await setup(fourSteps());
+    const result = await deploy(ctx.options);
+    expect(ctx.lockCalls()).toBe(1);
+    expect(ctx.buildService.builds).toHaveLength(2);
+    expect(Object.keys(result.imageMap.images)).toHaveLength(2);
+    const start = result.imageMap.steps.start!;
+    expect(result.imageMap.steps.a!.envId).toBe(start.envId);
+    expect(result.imageMap.steps.b!.envId).not.toBe(start.envId);
+    expect(start.image).toMatch(/^pull\.registry\.test\/ns:env-/);
+    expect(start.python).toBe(`/opt/prebuilt/envs/${start.envId}/bin/python`);
+    const image = result.imageMap.images[start.envId!]!;
+    expect(image.status).toBe('built');
+    expect(image.steps).toEqual(['start', 'a']);
+    expect(image.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(image.pullConfig).toEqual({ kubernetes: { imagePullSecrets: ['regcred'] } });
+    expect(result.failures).toEqual([]);
+  });
+
+  it('builds nothing on a second deploy and reports every image present', async () => {
+    await using ctx = await setup(fourSteps());
+    const first = await deploy(ctx.options);
+    const second = await deploy(ctx.options);
+    expect(ctx.buildService.builds).toHaveLength(2);
+    expect(second.images.map((image) => image.status)).toEqual(['present', 'present']);
+    expect(second.imageMap.steps).toEqual(first.imageMap.steps);
+  });
+
+  it('rebuilds with force, and without the registry cache', async () => {
+    await using ctx = await setup(fourSteps());
+    await deploy(ctx.options);
+    await deploy({ ...ctx.options, force: true });
+    expect(ctx.buildService.builds).toHaveLength(4);
+    const heads = ctx.registry.heads.length;
+    await deploy({ ...ctx.options, registryCache: false });
+    expect(ctx.buildService.builds).toHaveLength(6);
+    // Only the post-push verification HEADs, no existence checks before building.
+    expect(ctx.registry.heads.length - heads).toBe(2);
+  });
+
+  it('rebuilds exactly the env whose package changed', async () => {
+    await using ctx = await setup(fourSteps());
+    const first = await deploy(ctx.options);
+    const steps = fourSteps();
+    steps[2] = { name: 'b', request: request({ tinyframe: '2.0' }), gpu: false };
+    steps[3] = { name: 'end', request: request({ tinyframe: '2.0' }), gpu: false };
+    const second = await deploy({ ...ctx.options, steps, lock: async () => lockSteps(steps) });
+    expect(ctx.buildService.builds).toHaveLength(3);
+    expect(second.imageMap.steps.start!.envId).toBe(first.imageMap.steps.start!.envId);
+    expect(second.imageMap.steps.b!.envId).not.toBe(first.imageMap.steps.b!.envId);
+  });
+
+  it('uses the GPU base image for GPU steps, giving them their own envId', async () => {
+    const steps: TestStep[] = [
+      { name: 'start', request: request({ tinynum: '' }), gpu: false },
+      { name: 'train', request: request({ tinynum: '' }), gpu: true },
+    ];
+    await using ctx = await setup(steps);
+    const result = await deploy(ctx.options);
+    expect(result.imageMap.steps.start!.envId).not.toBe(result.imageMap.steps.train!.envId);
+    const trainBuild = ctx.buildService.builds.find((build) => build.imageTag.includes(result.imageMap.steps.train!.envId!));
+    expect(trainBuild?.dockerfile).toContain('base.test/cuda:12@sha256:');
+  });
+
+  it('maps a disabled step to the base image and plain python', async () => {
+    const steps: TestStep[] = [
+      { name: 'start', request: null, gpu: false },
+      { name: 'end', request: request({ tinynum: '' }), gpu: false },
+    ];
+    await using ctx = await setup(steps);
+    const result = await deploy(ctx.options);
+    expect(result.imageMap.steps.start).toEqual({ envId: null, image: 'base.test/python:3.11', python: 'python' });
+    expect(ctx.buildService.builds).toHaveLength(1);
+  });
+
+  it('reports a failing env, still builds the healthy one, and leaves the failing one out of the map', async () => {
+    const steps: TestStep[] = [
+      { name: 'start', request: request({ tinynum: '' }), gpu: false },
+      { name: 'end', request: request({ broken: '' }), gpu: false },
+    ];
+    await using ctx = await setup(steps);
+    const result = await deploy(ctx.options);
+    expect(result.failures).toHaveLength(1);
+    expect(result.failures[0]!.reason).toBe('RUN failed');
+    expect(result.failures[0]!.logTail).toEqual(['boom']);
+    expect(result.failures[0]!.steps).toEqual(['end']);
+    expect(result.imageMap.steps.end).toBeUndefined();
+    expect(result.imageMap.steps.start!.envId).toBeTruthy();
+    expect([...ctx.registry.images.keys()]).toHaveLength(1);
+  });
+
+  it('never builds in a plan, and says which images are missing', async () => {
+    await using ctx = await setup(fourSteps());
+    const plan = await deploy({ ...ctx.options, plan: true });
+    expect(ctx.buildService.builds).toHaveLength(0);
+    expect(plan.images.map((image) => image.status)).toEqual(['missing', 'missing']);
+    await deploy(ctx.options);
+    const again = await deploy({ ...ctx.options, plan: true });
+    expect(again.images.map((image) => image.status)).toEqual(['present', 'present']);
+  });
+
+  it('bounds parallel builds by the worker count', async () => {
+    const steps: TestStep[] = ['a', 'b', 'c', 'd', 'e'].map((name) => ({ name, request: request({ [`pkg${name}`]: '' }), gpu: false }));
+    await using ctx = await setup(steps);
+    await deploy({ ...ctx.options, workers: 2 });
+    expect(ctx.buildService.builds).toHaveLength(5);
+    expect(ctx.buildService.maxInFlight).toBe(2);
+  });
+
+  it('rejects with CancelledError when aborted mid-build and maps nothing', async () => {
+    const controller = new AbortController();
+    const steps = fourSteps();
+    await using ctx = await setup(steps);
+    const registry = ctx.registry;
+    const slow = fakeBuildService(registry, 10_000);
+    const running = deploy({ ...ctx.options, buildService: slow, signal: controller.signal });
+    setTimeout(() => controller.abort(), 50);
+    await expect(running).rejects.toBeInstanceOf(CancelledError);
+    expect(registry.images.size).toBe(0);
+  });
+
+  it('emits phase events in order for a built image', async () => {
+    await using ctx = await setup(fourSteps().slice(0, 1));
+    await deploy(ctx.options);
+    const phases = ctx.events.filter((event) => event.type === 'image').map((event) => (event as { phase: string }).phase);
+    expect(phases).toEqual(['checking', 'materializing', 'building', 'pushing', 'verifying', 'built']);
+  });
+});

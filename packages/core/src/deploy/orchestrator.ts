@@ -1,0 +1,329 @@
+import type { BaseImageIdentity, BuildService, ImageRegistry } from '../contracts.js';
+import { dockerPlatform, type CondaPlatform, type LockedEnv } from '../env-model.js';
+import { CancelledError, PrebuiltError, errorMessage } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { computeEnvId } from '../env-id.js';
+import { envPrefix, envPython, type ImageMap } from './image-map.js';
+import { mapPool } from './pool.js';
+
+const log = createLogger('deploy');
+
+/** One step of a flow, as the deploy sees it. */
+export interface DeployStep {
+  name: string;
+  /** The step's remote decorator asks for a GPU: it is built on the GPU base image. */
+  gpu: boolean;
+}
+
+/** The build inputs a recipe prepared for one env. */
+export interface PreparedBuild {
+  dockerfile: string;
+  contextDir: string;
+  /** Removes the context directory. */
+  dispose(): Promise<void>;
+}
+
+export interface RecipeRunner {
+  /** Recipe name and version; they feed the envId. */
+  name: string;
+  version: string;
+  prepare(input: {
+    lock: LockedEnv;
+    envId: string;
+    prefix: string;
+    base: BaseImageIdentity;
+    signal?: AbortSignal;
+    onProgress?: (progress: { phase: 'downloading' | 'materializing'; done: number; total: number }) => void;
+  }): Promise<PreparedBuild>;
+}
+
+export type ImagePhase =
+  | 'checking'
+  | 'missing'
+  | 'materializing'
+  | 'building'
+  | 'pushing'
+  | 'verifying'
+  | 'present'
+  | 'built'
+  | 'failed';
+
+export type DeployEvent =
+  | { type: 'resolving'; steps: number }
+  | { type: 'resolved'; images: number }
+  | { type: 'image'; envId: string; tag: string; steps: string[]; phase: ImagePhase; detail?: string }
+  | { type: 'progress'; envId: string; phase: 'downloading' | 'materializing'; done: number; total: number }
+  | { type: 'log'; envId: string; line: string };
+
+export interface DeployOptions {
+  flow: string;
+  steps: DeployStep[];
+  registry: ImageRegistry;
+  /** Needed unless `plan` is true. */
+  buildService?: BuildService;
+  recipe: RecipeRunner;
+  baseImage: string;
+  /** Base image for GPU steps (METAFLOW_PREBUILT_GPU_BASE_IMAGE); defaults to `baseImage`. */
+  gpuBaseImage?: string;
+  /**
+   * The locked env of every step (null for a disabled step, which runs on the base image's python),
+   * e.g. from the lock file or a fresh resolution. Called once.
+   */
+  lock(options: { signal?: AbortSignal }): Promise<Record<string, LockedEnv | null>>;
+  /** Check the registry for each tag before building (METAFLOW_PREBUILT_REGISTRY_CACHE). Default true. */
+  registryCache?: boolean;
+  /** Rebuild even when the tag exists. */
+  force?: boolean;
+  /** Parallel builds (METAFLOW_PREBUILT_BUILD_WORKERS). Default min(images, 8). */
+  workers?: number;
+  /** Plan only: resolve, identify and check, never build. */
+  plan?: boolean;
+  signal?: AbortSignal;
+  onEvent?: (event: DeployEvent) => void;
+}
+
+export interface DeployImage {
+  envId: string;
+  /** The tag pushed to. */
+  tag: string;
+  /** The tag the runner pulls. */
+  pullTag: string;
+  platform: CondaPlatform;
+  base: BaseImageIdentity;
+  steps: string[];
+  /** `missing` only in a plan: the image is not in the registry and would be built. */
+  status: 'present' | 'built' | 'failed' | 'missing' | 'unchecked';
+  digest?: string;
+  python: string;
+  packages: number;
+  reason?: string;
+  logTail?: string[];
+  elapsedMs: number;
+}
+
+export interface DeployResult {
+  imageMap: ImageMap;
+  images: DeployImage[];
+  failures: DeployImage[];
+}
+
+interface PlannedImage {
+  envId: string;
+  tag: string;
+  pullTag: string;
+  lock: LockedEnv;
+  base: BaseImageIdentity;
+  steps: string[];
+}
+
+/**
+ * The deploy: envs → locks → envIds → tags → existence check → build the missing images in
+ * parallel (identical envs once) → verify each push by HEAD → image map.
+ * A failed build is reported in `failures`; the other images are still built.
+ */
+export async function deploy(options: DeployOptions): Promise<DeployResult> {
+  const emit = options.onEvent ?? (() => {});
+  const signal = options.signal;
+  const throwIfAborted = (): void => {
+    if (signal?.aborted) throw new CancelledError('The deploy was cancelled.', { cause: signal.reason });
+  };
+
+  // 1. The locked env of every step.
+  emit({ type: 'resolving', steps: options.steps.length });
+  const locks = await options.lock({ ...(signal ? { signal } : {}) });
+  throwIfAborted();
+  const lockOf = (step: DeployStep): LockedEnv | null => {
+    const lock = locks[step.name];
+    if (lock === undefined) throw new PrebuiltError('internal', `No lock was given for step ${step.name}.`, 1);
+    return lock;
+  };
+
+  // 2. Base image identities (a mutable tag resolves to a digest), once per base and platform.
+  const baseCache = new Map<string, Promise<BaseImageIdentity>>();
+  const baseIdentity = (ref: string, platform: CondaPlatform): Promise<BaseImageIdentity> => {
+    const key = `${ref}\0${platform}`;
+    let found = baseCache.get(key);
+    if (!found) {
+      found = options.registry.baseImageIdentity(ref, dockerPlatform(platform), { signal });
+      baseCache.set(key, found);
+    }
+    return found;
+  };
+
+  // 3. envIds and tags; steps with equal envIds share one image.
+  const planned = new Map<string, PlannedImage>();
+  for (const step of options.steps) {
+    const lock = lockOf(step);
+    if (lock === null) continue;
+    const baseRef = step.gpu && options.gpuBaseImage ? options.gpuBaseImage : options.baseImage;
+    const base = await baseIdentity(baseRef, lock.platform);
+    const envId = computeEnvId({
+      lock,
+      baseDigest: base.digest,
+      recipe: { name: options.recipe.name, version: options.recipe.version },
+    });
+    const existing = planned.get(envId);
+    if (existing) {
+      existing.steps.push(step.name);
+      continue;
+    }
+    const tag = options.registry.imageTag({ envId, platform: lock.platform });
+    const pullTag = options.registry.pullTag ? options.registry.pullTag(tag) : tag;
+    planned.set(envId, { envId, tag, pullTag, lock, base, steps: [step.name] });
+  }
+  emit({ type: 'resolved', images: planned.size });
+  throwIfAborted();
+
+  // 4. Check, then build what is missing.
+  const images = [...planned.values()];
+  const workers = options.workers ?? Math.min(Math.max(images.length, 1), 8);
+  const settled = await mapPool(images, workers, (image) => processImage(image, options, emit));
+  const results: DeployImage[] = [];
+  let cancelled: unknown;
+  settled.forEach((outcome, index) => {
+    if (outcome.status === 'fulfilled') {
+      results.push(outcome.value);
+      return;
+    }
+    if (outcome.reason instanceof CancelledError || signal?.aborted) {
+      cancelled ??= outcome.reason;
+      return;
+    }
+    const image = images[index] as PlannedImage;
+    results.push(failedImage(image, errorMessage(outcome.reason), [], 0));
+    emit({ type: 'image', envId: image.envId, tag: image.tag, steps: image.steps, phase: 'failed', detail: errorMessage(outcome.reason) });
+  });
+  if (cancelled !== undefined) {
+    throw cancelled instanceof CancelledError ? cancelled : new CancelledError('The deploy was cancelled.', { cause: cancelled });
+  }
+
+  // 5. The image map.
+  const imageMap: ImageMap = { flow: options.flow, images: {}, steps: {} };
+  const byEnvId = new Map(results.map((image) => [image.envId, image]));
+  for (const image of results) {
+    if (image.status !== 'present' && image.status !== 'built') continue;
+    imageMap.images[image.envId] = {
+      image: image.pullTag,
+      digest: image.digest as string,
+      python: image.python,
+      status: image.status,
+      steps: image.steps,
+      pullConfig: await options.registry.pullConfig(image.pullTag),
+    };
+  }
+  for (const step of options.steps) {
+    if (lockOf(step) === null) {
+      const baseRef = step.gpu && options.gpuBaseImage ? options.gpuBaseImage : options.baseImage;
+      imageMap.steps[step.name] = { envId: null, image: baseRef, python: 'python' };
+      continue;
+    }
+    const image = results.find((candidate) => candidate.steps.includes(step.name));
+    if (image && byEnvId.get(image.envId) && (image.status === 'present' || image.status === 'built')) {
+      imageMap.steps[step.name] = { envId: image.envId, image: image.pullTag, python: image.python };
+    }
+  }
+  return { imageMap, images: results, failures: results.filter((image) => image.status === 'failed') };
+}
+
+async function processImage(
+  image: PlannedImage,
+  options: DeployOptions,
+  emit: (event: DeployEvent) => void,
+): Promise<DeployImage> {
+  const started = Date.now();
+  const signal = options.signal;
+  const phase = (value: ImagePhase, detail?: string): void =>
+    emit({ type: 'image', envId: image.envId, tag: image.tag, steps: image.steps, phase: value, ...(detail ? { detail } : {}) });
+  const done = (status: DeployImage['status'], digest?: string): DeployImage => ({
+    envId: image.envId,
+    tag: image.tag,
+    pullTag: image.pullTag,
+    platform: image.lock.platform,
+    base: image.base,
+    steps: image.steps,
+    status,
+    ...(digest ? { digest } : {}),
+    python: envPython(image.envId),
+    packages: image.lock.packages.length,
+    elapsedMs: Date.now() - started,
+  });
+
+  const useCache = options.registryCache !== false;
+  if (useCache && (!options.force || options.plan)) {
+    phase('checking');
+    const existence = await options.registry.imageExists(image.tag, { signal });
+    if (existence.exists) {
+      phase('present');
+      return done('present', existence.digest);
+    }
+  }
+  if (options.plan) {
+    phase('missing');
+    return done(useCache ? 'missing' : 'unchecked');
+  }
+  const buildService = options.buildService;
+  if (!buildService) throw new PrebuiltError('internal', 'A build service is needed to build images.', 2);
+
+  phase('materializing');
+  const prepared = await options.recipe.prepare({
+    lock: image.lock,
+    envId: image.envId,
+    prefix: envPrefix(image.envId),
+    base: image.base,
+    ...(signal ? { signal } : {}),
+    onProgress: (progress) => emit({ type: 'progress', envId: image.envId, ...progress }),
+  });
+  try {
+    phase('building');
+    const logTail: string[] = [];
+    const result = await buildService.buildAndPush({
+      dockerfile: prepared.dockerfile,
+      contextDir: prepared.contextDir,
+      imageTag: image.tag,
+      pushCredentials: await options.registry.pushCredentials({ ...(signal ? { signal } : {}) }),
+      platform: dockerPlatform(image.lock.platform),
+      log: (line) => {
+        logTail.push(line);
+        if (logTail.length > 50) logTail.shift();
+        emit({ type: 'log', envId: image.envId, line });
+      },
+      onPhase: (value) => phase(value),
+      ...(signal ? { signal } : {}),
+    });
+    if (!result.ok) {
+      phase('failed', result.reason);
+      return failedImage(image, result.reason, result.logTail, Date.now() - started);
+    }
+    phase('verifying');
+    const existence = await options.registry.imageExists(image.tag, { signal });
+    if (!existence.exists) {
+      const reason = `The build service reported a push of ${image.tag}, but the registry does not have it.`;
+      phase('failed', reason);
+      return failedImage(image, reason, logTail.slice(-30), Date.now() - started);
+    }
+    if (existence.digest && existence.digest !== result.digest) {
+      log('digest from the build service (%s) differs from the registry (%s) for %s', result.digest, existence.digest, image.tag);
+    }
+    phase('built');
+    return done('built', existence.digest ?? result.digest);
+  } finally {
+    await prepared.dispose();
+  }
+}
+
+function failedImage(image: PlannedImage, reason: string, logTail: string[], elapsedMs: number): DeployImage {
+  return {
+    envId: image.envId,
+    tag: image.tag,
+    pullTag: image.pullTag,
+    platform: image.lock.platform,
+    base: image.base,
+    steps: image.steps,
+    status: 'failed',
+    python: envPython(image.envId),
+    packages: image.lock.packages.length,
+    reason,
+    logTail,
+    elapsedMs,
+  };
+}
