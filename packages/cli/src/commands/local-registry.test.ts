@@ -1,0 +1,119 @@
+/**
+ * `prebuilt local-registry start|status|stop` through the real CLI (node bin/prebuilt.js, after
+ * `pnpm build`), on a free port, with its state in a temporary $XDG_STATE_HOME.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const BIN = fileURLToPath(new URL('../../bin/prebuilt.js', import.meta.url));
+const DIST = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
+const HAVE_REGISTRY = existsSync('/usr/bin/docker-registry');
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function prebuilt(args: string[], env: Record<string, string>): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } as NodeJS.ProcessEnv }, (error, stdout, stderr) => {
+      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+const skip = !existsSync(DIST)
+  ? 'the CLI is not built (run pnpm build)'
+  : !HAVE_REGISTRY
+    ? '/usr/bin/docker-registry is not installed (apt-get install docker-registry)'
+    : false;
+
+describe.skipIf(skip !== false)(`prebuilt local-registry${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  let state: string;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    state = await mkdtemp(join(tmpdir(), 'prebuilt-cli-localreg-'));
+    env = { XDG_STATE_HOME: state, METAFLOW_PREBUILT_LOCAL_REGISTRY: '' };
+  });
+  afterAll(async () => {
+    await prebuilt(['local-registry', 'stop'], env);
+    await rm(state, { recursive: true, force: true });
+  });
+
+  it('start → status → start (idempotent) → stop → status → stop (idempotent)', async () => {
+    const port = await freePort();
+    const before = await prebuilt(['local-registry', 'status'], env);
+    expect(before).toMatchObject({ code: 0 });
+    expect(before.stdout).toContain('not running');
+
+    const start = await prebuilt(['local-registry', 'start', '--port', String(port)], env);
+    expect(start.stderr).toBe('');
+    expect(start.code).toBe(0);
+    expect(start.stdout).toContain(`running at 127.0.0.1:${port}`);
+    expect(start.stdout).toContain(`METAFLOW_PREBUILT_LOCAL_REGISTRY=127.0.0.1:${port}`);
+    expect((await fetch(`http://127.0.0.1:${port}/v2/`)).status).toBe(200);
+
+    const status = await prebuilt(['local-registry', 'status', '--json'], env);
+    expect(status.code).toBe(0);
+    const json = JSON.parse(status.stdout) as Record<string, unknown>;
+    expect(json).toMatchObject({ ok: true, running: true, healthy: true, address: `127.0.0.1:${port}`, port, mode: 'binary' });
+    expect(json['pid']).toEqual(expect.any(Number));
+    expect(json['stateDir']).toBe(join(state, 'prebuilt', 'local-registry'));
+
+    const again = await prebuilt(['local-registry', 'start', '--json'], env);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ alreadyRunning: true, pid: json['pid'], port });
+
+    const stop = await prebuilt(['local-registry', 'stop'], env);
+    expect(stop).toMatchObject({ code: 0, stdout: 'local registry stopped\n' });
+    await expect(fetch(`http://127.0.0.1:${port}/v2/`)).rejects.toThrow();
+    const after = JSON.parse((await prebuilt(['local-registry', 'status', '--json'], env)).stdout) as Record<string, unknown>;
+    expect(after).toMatchObject({ running: false, healthy: false, address: null });
+    const stopAgain = await prebuilt(['local-registry', 'stop', '--json'], env);
+    expect(JSON.parse(stopAgain.stdout)).toMatchObject({ ok: true, stopped: false });
+  });
+
+  it('takes the port from METAFLOW_PREBUILT_LOCAL_REGISTRY when it names this machine', async () => {
+    const port = await freePort();
+    const start = await prebuilt(['local-registry', 'start', '--json'], { ...env, METAFLOW_PREBUILT_LOCAL_REGISTRY: `127.0.0.1:${port}` });
+    expect(start.code).toBe(0);
+    expect(JSON.parse(start.stdout)).toMatchObject({ running: true, port });
+    expect((await prebuilt(['local-registry', 'stop'], env)).code).toBe(0);
+  });
+
+  it('a bad --port exits 2 with a message; a busy port exits 2 saying to pick another', async () => {
+    const bad = await prebuilt(['local-registry', 'start', '--port', 'abc'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--port abc is not a TCP port');
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const busy = await prebuilt(['local-registry', 'start', '--port', String(port), '--json'], env);
+      expect(busy.code).toBe(2);
+      expect(JSON.parse(busy.stdout)).toMatchObject({ ok: false, error: { code: 'environment' } });
+      expect(busy.stderr).toContain(`Port ${port}`);
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+});

@@ -1,0 +1,110 @@
+import type { Command } from 'commander';
+import { ConfigError } from '@prebuilt/core';
+import {
+  DEFAULT_REGISTRY_PORT,
+  LOCAL_ENV,
+  localRegistryServerStatus,
+  startLocalRegistryServer,
+  stopLocalRegistryServer,
+  type LocalRegistryServerStatus,
+} from '@prebuilt/local';
+import type { CliContext } from '../cli-context.js';
+import { writeJson } from '../output.js';
+
+const HELP = `
+A registry on 127.0.0.1 for development and the demo: Debian's /usr/bin/docker-registry when
+installed (apt-get install docker-registry), else a registry:2 container with --network=host.
+Config, data, pid file and log live in $XDG_STATE_HOME/prebuilt/local-registry
+(default ~/.local/state/prebuilt/local-registry). start and stop are idempotent.
+
+The port is --port, else the port of METAFLOW_PREBUILT_LOCAL_REGISTRY when it names 127.0.0.1
+or localhost, else ${DEFAULT_REGISTRY_PORT}.
+
+Examples:
+  $ prebuilt local-registry start
+  $ prebuilt local-registry start --port 5001 --json
+  $ prebuilt local-registry status
+  $ prebuilt local-registry stop`;
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port < 1 || port > 65535) {
+    throw new ConfigError(`--port ${value} is not a TCP port.`, { hint: 'Pass a number from 1 to 65535, e.g. --port 5000.' });
+  }
+  return port;
+}
+
+/** The port METAFLOW_PREBUILT_LOCAL_REGISTRY names, when it points at this machine. */
+function portFromEnv(env: Record<string, string | undefined>): number | undefined {
+  const match = /^(?:127\.0\.0\.1|localhost):(\d{1,5})(?:\/.*)?$/.exec(env[LOCAL_ENV.registry] ?? '');
+  return match ? Number(match[1]) : undefined;
+}
+
+function describe(status: LocalRegistryServerStatus): string {
+  if (!status.running) return 'not running';
+  const how = status.mode === 'binary' ? `docker-registry, pid ${status.pid}` : `container ${status.container}`;
+  return `running at ${status.address} (${how}), ${status.healthy ? 'healthy' : 'NOT answering'}`;
+}
+
+function details(status: LocalRegistryServerStatus): string {
+  const lines = [`  data: ${status.dataDir}`];
+  if (status.logFile) lines.push(`  log:  ${status.logFile}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** `prebuilt local-registry start|stop|status [--port N] [--json]`. */
+export function registerLocalRegistryCommand(program: Command, context: CliContext): void {
+  const command = program
+    .command('local-registry')
+    .description('start, stop or show a registry on 127.0.0.1 for development (the `local` image registry)')
+    .addHelpText('after', HELP);
+
+  command
+    .command('start')
+    .description('start the development registry (or report the running one)')
+    .option('--port <port>', `port on 127.0.0.1 (default: from ${LOCAL_ENV.registry}, else ${DEFAULT_REGISTRY_PORT})`, parsePort)
+    .option('--json', 'print one JSON object for machines')
+    .action(async (options: { port?: number; json?: boolean }) => {
+      context.json.requested = options.json === true;
+      const port = options.port ?? portFromEnv(context.env);
+      const status = await startLocalRegistryServer({ env: context.env, ...(port === undefined ? {} : { port }) });
+      if (options.json) {
+        writeJson(context, { ok: true, ...status });
+        return;
+      }
+      context.stdout.write(
+        `local registry ${status.alreadyRunning ? 'already ' : ''}${describe(status)}\n${details(status)}` +
+          `use it with:\n  export METAFLOW_PREBUILT_IMAGE_REGISTRY=local ${LOCAL_ENV.registry}=${status.address}\n`,
+      );
+    });
+
+  command
+    .command('status')
+    .description('show whether the development registry runs, its address, pid and health')
+    .option('--json', 'print one JSON object for machines')
+    .action(async (options: { json?: boolean }) => {
+      context.json.requested = options.json === true;
+      const status = await localRegistryServerStatus({ env: context.env });
+      if (options.json) {
+        writeJson(context, { ok: true, ...status });
+        return;
+      }
+      context.stdout.write(
+        `local registry ${describe(status)}\n${status.running ? details(status) : '  start it with: prebuilt local-registry start\n'}`,
+      );
+    });
+
+  command
+    .command('stop')
+    .description('stop the development registry (its data is kept)')
+    .option('--json', 'print one JSON object for machines')
+    .action(async (options: { json?: boolean }) => {
+      context.json.requested = options.json === true;
+      const { stopped, status } = await stopLocalRegistryServer({ env: context.env });
+      if (options.json) {
+        writeJson(context, { ok: true, stopped, ...status });
+        return;
+      }
+      context.stdout.write(stopped ? 'local registry stopped\n' : 'local registry was not running\n');
+    });
+}
