@@ -114,7 +114,11 @@ class Scope:
             earlier = [entry for entry in entries if entry[0] < before_line]
             if earlier:
                 return ("value", earlier[-1][1], self)
-            return ("unknown", None)
+            if self.parent is not None:
+                outer = self.parent.lookup(name, before_line)
+                if outer[0] != "missing":
+                    return outer
+            return ("later", entries[0][0])
         if self.parent is not None:
             return self.parent.lookup(name, before_line)
         return ("missing", None)
@@ -139,10 +143,12 @@ class Evaluator:
         found = scope.lookup(node.id, line)
         if found[0] == "missing":
             raise Dynamic(node, "'%s' is not defined in this file" % node.id)
+        if found[0] == "later":
+            raise Dynamic(node, "'%s' is only assigned later (line %d)" % (node.id, found[1]))
         if found[0] == "unknown":
             raise Dynamic(node, "'%s' is not a constant (it is imported, computed or reassigned)" % node.id)
         value_node, owner = found[1], found[2]
-        key = (id(owner), node.id)
+        key = (id(owner), node.id, value_node.lineno)
         if key in self.active:
             raise Dynamic(node, "'%s' refers to itself" % node.id)
         self.active.add(key)

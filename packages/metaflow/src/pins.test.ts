@@ -1,0 +1,48 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '@prebuilt/core';
+import { metaflowDatastore, metaflowPins } from './pins.js';
+
+const home = mkdtempSync(join(tmpdir(), 'prebuilt-mfhome-'));
+afterAll(() => rmSync(home, { recursive: true, force: true }));
+const noConfig = { METAFLOW_HOME: join(home, 'absent') };
+
+describe('metaflowPins', () => {
+  it('adds requests under conda for a local datastore', () => {
+    expect(metaflowPins({ usesPypi: false, disabled: false }, { env: noConfig })).toEqual({ conda: { requests: '>=2.21.0' }, pypi: {} });
+  });
+  it('adds boto3 for S3, under PyPI when the step uses @pypi', () => {
+    const env = { ...noConfig, METAFLOW_DEFAULT_DATASTORE: 's3' };
+    expect(metaflowPins({ usesPypi: true, disabled: false }, { env })).toEqual({
+      conda: {},
+      pypi: { requests: '>=2.21.0', boto3: '>=1.14.0' },
+    });
+  });
+  it('adds the Artifact Registry keyring under conda for @pypi steps with Google credentials', () => {
+    const env = { ...noConfig, GOOGLE_APPLICATION_CREDENTIALS: '/x.json' };
+    expect(metaflowPins({ usesPypi: true, disabled: false }, { env, datastore: 'gs' }).conda).toEqual({
+      'keyrings.google-artifactregistry-auth': '>=1.1.1',
+    });
+    expect(Object.keys(metaflowPins({ usesPypi: true, disabled: false }, { env, datastore: 'gs' }).pypi)).toContain('google-cloud-storage');
+  });
+  it('adds nothing to a disabled step', () => {
+    expect(metaflowPins({ usesPypi: false, disabled: true }, { env: noConfig })).toEqual({ conda: {}, pypi: {} });
+  });
+});
+
+describe('metaflowDatastore', () => {
+  it('reads the Metaflow config file, per profile', () => {
+    writeFileSync(join(home, 'config.json'), JSON.stringify({ METAFLOW_DEFAULT_DATASTORE: 'azure' }));
+    writeFileSync(join(home, 'config_prod.json'), JSON.stringify({ METAFLOW_DEFAULT_DATASTORE: 's3' }));
+    expect(metaflowDatastore({ env: { METAFLOW_HOME: home } })).toBe('azure');
+    expect(metaflowDatastore({ env: { METAFLOW_HOME: home, METAFLOW_PROFILE: 'prod' } })).toBe('s3');
+    expect(metaflowDatastore({ env: { METAFLOW_HOME: home, METAFLOW_DEFAULT_DATASTORE: 'local' } })).toBe('local');
+  });
+  it('defaults to local, and refuses unknown datastores and missing profiles', () => {
+    expect(metaflowDatastore({ env: noConfig })).toBe('local');
+    expect(() => metaflowDatastore({ env: { ...noConfig, METAFLOW_DEFAULT_DATASTORE: 'ftp' } })).toThrow(ConfigError);
+    expect(() => metaflowDatastore({ env: { METAFLOW_HOME: home, METAFLOW_PROFILE: 'nope' } })).toThrow(/profile 'nope'/);
+  });
+});

@@ -1,0 +1,157 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EnvironmentError, ExitCode, InputError } from '@prebuilt/core';
+import { readFlow } from './read-flow.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'prebuilt-readflow-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+// The real interpreter behind `python3` (version-manager shims are slow to start).
+const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
+
+let counter = 0;
+async function read(source: string) {
+  const file = `flow${++counter}.py`;
+  writeFileSync(join(dir, file), source);
+  return await readFlow(file, { cwd: dir, python });
+}
+async function readError(source: string): Promise<InputError> {
+  try {
+    await read(source);
+  } catch (error) {
+    expect(error).toBeInstanceOf(InputError);
+    return error as InputError;
+  }
+  throw new Error('expected an InputError');
+}
+
+describe.concurrent('readFlow', () => {
+  it('reads star imports, dotted imports, f-string conversions and format specs, ** in decorator calls', async () => {
+    const flow = await read(
+      [
+        'import metaflow.cards',
+        'from metaflow import *',
+        'V = 3.0',
+        'ARGS = {"packages": {"a": f"{V:.1f}", "b": f"=={V!r}"}, "python": "3.11"}',
+        '',
+        '@metaflow.conda_base(**ARGS)',
+        'class F(FlowSpec):',
+        '    @conda(packages={"c": "1"})',
+        '    @step',
+        '    def start(self):',
+        '        pass',
+      ].join('\n'),
+    );
+    expect(flow.flow).toBe('F');
+    expect(flow.condaBase).toMatchObject({ name: 'conda_base', line: 6, packages: { a: '3.0', b: '==3.0' }, python: '3.11' });
+    expect(flow.steps).toEqual([
+      { name: 'start', line: 10, conda: { name: 'conda', line: 8, packages: { c: '1' }, argLines: { packages: 8 } } },
+    ]);
+    expect(flow.hostPython).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it('reads the image of a remote decorator, static or computed', async () => {
+    const flow = await read(
+      [
+        'import os',
+        'from metaflow import FlowSpec, step, kubernetes, batch',
+        'class F(FlowSpec):',
+        '    @kubernetes(image="reg/img:1", cpu=os.cpu_count())',
+        '    @step',
+        '    def start(self):',
+        '        self.next(self.end)',
+        '    @batch(image=os.environ["IMG"], gpu="2")',
+        '    @step',
+        '    def end(self):',
+        '        pass',
+      ].join('\n'),
+    );
+    expect(flow.steps[0]?.remote).toEqual({ name: 'kubernetes', line: 4, gpu: null, image: { kind: 'static', value: 'reg/img:1' } });
+    expect(flow.steps[1]?.remote).toEqual({ name: 'batch', line: 8, gpu: 2, image: { kind: 'dynamic', line: 8 } });
+  });
+
+  it('uses class-level constants defined before the step, and module ones otherwise', async () => {
+    const flow = await read(
+      [
+        'from metaflow import FlowSpec, step, conda',
+        'P = {"m": "1"}',
+        'class F(FlowSpec):',
+        '    C = {"c": "1"}',
+        '    @conda(packages={**C, **P})',
+        '    @step',
+        '    def start(self):',
+        '        pass',
+        '    P = {"late": "1"}',
+      ].join('\n'),
+    );
+    expect(flow.steps[0]?.conda?.packages).toEqual({ c: '1', m: '1' });
+  });
+
+  it('names a constant assigned only after its use', async () => {
+    const error = await readError(
+      ['from metaflow import FlowSpec, step, conda', 'class F(FlowSpec):', '    @conda(packages=LATE)', '    @step', '    def start(self):', '        pass', 'LATE = {}'].join('\n'),
+    );
+    expect(error.message).toMatch(/^flow\d+\.py:3: the 'packages' argument of @conda on step 'start' .*'LATE' is only assigned later \(line 7\)/);
+    expect(error.line).toBe(3);
+    expect(error.exitCode).toBe(ExitCode.usage);
+  });
+
+  it('follows reassignments in order, as Python does', async () => {
+    const flow = await read(
+      [
+        'from metaflow import FlowSpec, step, conda',
+        'A = {"x": "1"}',
+        'A = {**A, "y": "2"}',
+        'class F(FlowSpec):',
+        '    @conda(packages=A)',
+        '    @step',
+        '    def start(self):',
+        '        pass',
+        'A = {"z": "3"}',
+      ].join('\n'),
+    );
+    expect(flow.steps[0]?.conda?.packages).toEqual({ x: '1', y: '2' });
+  });
+
+  it('refuses a run class whose FlowSpec base lives in another module', async () => {
+    const error = await readError(
+      ['from mybase import BaseFlow', 'class F(BaseFlow):', '    pass', 'if __name__ == "__main__":', '    F()'].join('\n'),
+    );
+    expect(error.message).toMatch(/:5: class F, run under .* is not a subclass of metaflow's FlowSpec/);
+  });
+
+  it('refuses a file that runs two flows', async () => {
+    const error = await readError(
+      [
+        'from metaflow import FlowSpec, step',
+        'class A(FlowSpec):',
+        '    @step',
+        '    def start(self): pass',
+        'class B(FlowSpec):',
+        '    @step',
+        '    def start(self): pass',
+        'if __name__ == "__main__":',
+        '    A()',
+        '    B()',
+      ].join('\n'),
+    );
+    expect(error.message).toMatch(/runs more than one FlowSpec class.*A \(line 9\), B \(line 10\)/);
+  });
+
+  it('refuses a flow with both @kubernetes and @batch on one step', async () => {
+    const error = await readError(
+      ['from metaflow import FlowSpec, step, kubernetes, batch', 'class F(FlowSpec):', '    @kubernetes', '    @batch', '    @step', '    def start(self): pass'].join('\n'),
+    );
+    expect(error.message).toMatch(/:4: step 'start' has both @kubernetes and @batch/);
+  });
+
+  it('reports a missing interpreter as an EnvironmentError saying what to install', async () => {
+    writeFileSync(join(dir, 'ok.py'), 'pass\n');
+    const error = await readFlow('ok.py', { cwd: dir, env: { METAFLOW_PREBUILT_PYTHON: join(dir, 'no-python') } }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect((error as EnvironmentError).message).toMatch(/no-python' \(from METAFLOW_PREBUILT_PYTHON\) was not found/);
+    expect((error as EnvironmentError).hint).toMatch(/Install Python 3\.8 or newer/);
+  });
+});
