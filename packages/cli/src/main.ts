@@ -42,7 +42,7 @@ export function createProgram(context: CliContext = createCliContext(new AbortCo
   program.hook('preAction', () => {
     if (program.opts<{ verbose?: boolean }>().verbose) enableVerbose(context.env);
   });
-  registerEnvsCommand(program);
+  registerEnvsCommand(program, context);
   registerBackendsCommand(program, context);
   registerLocalRegistryCommand(program, context);
   return program;

@@ -289,7 +289,8 @@ describe.concurrent('prebuilt envs: bad input exits 2 with file:line and no stac
   it.each(cases)('%s', async (file, message, hasLine) => {
     const result = await prebuilt(['envs', file, '--json']);
     expect(result.code).toBe(2);
-    expect(result.stdout).toBe('');
+    // --json keeps stdout to one JSON object: the error.
+    expect(JSON.parse(result.stdout)).toMatchObject({ ok: false, error: { code: 'input', message: expect.stringMatching(message) } });
     const prefix = hasLine ? `error: ${file}:${markedLine(file)}: ` : `error: ${file}: `;
     expect(result.stderr.startsWith(prefix)).toBe(true);
     expect(result.stderr).toMatch(message);

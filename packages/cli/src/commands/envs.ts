@@ -1,20 +1,41 @@
 import type { Command } from 'commander';
 import { flowEnvs, flowEnvsJson, type FlowEnvs, type StepEnvWithRequest } from '@prebuilt/metaflow';
+import type { CliContext } from '../cli-context.js';
+import { renderTable, writeJson } from '../output.js';
 
 interface EnvsOptions {
   json?: boolean;
 }
 
+const ENVS_HELP = `
+Reads the flow file statically (host python3, no Metaflow needed) and merges each step's
+@conda/@pypi with @conda_base/@pypi_base exactly as Metaflow does. No network. Metaflow's own
+pins (requests, the datastore's client) are added at resolution and not shown here.
+
+Environment:
+  METAFLOW_PREBUILT_DEFAULT_PYTHON   python for steps that name none (default: the host python3's version)
+  METAFLOW_PREBUILT_PYTHON           the interpreter that reads the flow (default: python3 on PATH)
+  METAFLOW_PREBUILT_CONDA_CHANNELS   conda channel URLs or names, comma-separated (default conda-forge)
+  METAFLOW_PREBUILT_PYPI_INDEX_URL   PyPI simple index (else PIP_INDEX_URL)
+  METAFLOW_PREBUILT_PLATFORM         linux-64 (default) or linux-aarch64
+
+Examples:
+  $ prebuilt envs flow.py
+  $ prebuilt envs flow.py --json`;
+
 /** `prebuilt envs <flow.py> [--json]`: each step's merged env request. Reads and merges only; no network. */
-export function registerEnvsCommand(program: Command): void {
+export function registerEnvsCommand(program: Command, context: CliContext): void {
   program
     .command('envs')
     .description("show each step's merged environment (python, conda and PyPI packages, remote, specHash); no network")
     .argument('<flow>', 'the flow file, e.g. flow.py')
     .option('--json', 'print one JSON object for machines')
+    .addHelpText('after', ENVS_HELP)
     .action(async (file: string, options: EnvsOptions) => {
-      const envs = await flowEnvs(file);
-      process.stdout.write(options.json ? `${JSON.stringify(flowEnvsJson(envs), null, 2)}\n` : renderEnvs(envs));
+      context.json.requested = options.json === true;
+      const envs = await flowEnvs(file, { env: context.env, cwd: context.cwd, signal: context.signal });
+      if (options.json) writeJson(context, flowEnvsJson(envs));
+      else context.stdout.write(renderEnvs(envs));
     });
 }
 
@@ -34,6 +55,14 @@ function remoteText(step: StepEnvWithRequest): string {
   return step.gpu ? `${step.remote} (gpu)` : step.remote;
 }
 
+interface Row {
+  env: string;
+  python: string;
+  packages: string;
+  step: string;
+  remote: string;
+}
+
 /**
  * A plain table: steps grouped by env (first-seen order); the env's columns are printed on the
  * first step of each group only.
@@ -44,32 +73,29 @@ export function renderEnvs(envs: FlowEnvs): string {
     const key = step.specHash ?? 'disabled';
     groups.set(key, [...(groups.get(key) ?? []), step]);
   }
-  const header = ['ENV', 'PYTHON', 'PACKAGES', 'STEP', 'REMOTE'];
-  const rows: string[][] = [];
+  const rows: Row[] = [];
   for (const steps of groups.values()) {
     steps.forEach((step, i) => {
-      const envCells =
+      const env =
         i > 0
-          ? ['', '', '']
+          ? { env: '', python: '', packages: '' }
           : step.disabled
-            ? ['-', '-', 'disabled: runs with the image python']
-            : [step.specHash?.slice(0, 12) ?? '-', step.python ?? '-', packagesText(step)];
-      rows.push([...envCells, step.step, remoteText(step)]);
+            ? { env: '-', python: '-', packages: 'disabled: runs with the image python' }
+            : { env: step.specHash?.slice(0, 12) ?? '-', python: step.python ?? '-', packages: packagesText(step) };
+      rows.push({ ...env, step: step.step, remote: remoteText(step) });
     });
   }
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string =>
-    cells
-      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
+  const table = renderTable(rows, [
+    { header: 'ENV', value: (r) => r.env },
+    { header: 'PYTHON', value: (r) => r.python },
+    { header: 'PACKAGES', value: (r) => r.packages },
+    { header: 'STEP', value: (r) => r.step },
+    { header: 'REMOTE', value: (r) => r.remote },
+  ]);
   const distinct = [...groups.keys()].filter((key) => key !== 'disabled').length;
   const stepCount = envs.steps.length;
-  return [
-    `${envs.flow} (${envs.file}): ${stepCount} step${stepCount === 1 ? '' : 's'}, ${distinct} distinct env${distinct === 1 ? '' : 's'}`,
-    '',
-    line(header),
-    ...rows.map(line),
-    '',
-  ].join('\n');
+  return (
+    `${envs.flow} (${envs.file}): ${stepCount} step${stepCount === 1 ? '' : 's'}, ` +
+    `${distinct} distinct env${distinct === 1 ? '' : 's'}\n\n${table}`
+  );
 }
