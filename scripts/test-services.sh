@@ -1,0 +1,682 @@
+#!/usr/bin/env bash
+# Test services for prebuilt: a Docker daemon, the reference registry in three flavours and a
+# debootstrap base image, all on 127.0.0.1.
+#
+#   bash scripts/test-services.sh up      install what is missing (apt), start what is not running,
+#                                         write services.json and print it on stdout
+#   bash scripts/test-services.sh status  probe every service, print one line each and the JSON path
+#   bash scripts/test-services.sh down    stop what this script started (by recorded process id)
+#
+# `up` is idempotent: it reuses a running Docker daemon, running registries and a base image that
+# is already in the registry; it is meant to run as root on a Debian 12 machine. What it cannot
+# provide (not root, no apt, a port taken by something else) is listed under "missing" in the JSON
+# and tests that need it skip saying so.
+#
+# Network rule: everything listens on 127.0.0.1; dockerd runs without a bridge, without iptables
+# and without masquerading, so every container must use host networking.
+#
+# Settings (environment):
+#   PREBUILT_TEST_SERVICES_DIR         state directory       (default /var/tmp/prebuilt-test-services)
+#   PREBUILT_TEST_REGISTRY_PORT        no-auth registry      (default 5100)
+#   PREBUILT_TEST_BASIC_REGISTRY_PORT  htpasswd registry     (default 5101)
+#   PREBUILT_TEST_TOKEN_REGISTRY_PORT  Bearer-token registry (default 5102)
+#   PREBUILT_TEST_TOKEN_SERVER_PORT    its token server      (default 5103)
+#   PREBUILT_TEST_DOCKER_DATA_ROOT     dockerd --data-root   (default /var/lib/docker)
+#   DOCKER_HOST                        an existing daemon to use instead of /var/run/docker.sock
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+STATE_DIR="${PREBUILT_TEST_SERVICES_DIR:-/var/tmp/prebuilt-test-services}"
+PLAIN_PORT="${PREBUILT_TEST_REGISTRY_PORT:-5100}"
+BASIC_PORT="${PREBUILT_TEST_BASIC_REGISTRY_PORT:-5101}"
+TOKEN_PORT="${PREBUILT_TEST_TOKEN_REGISTRY_PORT:-5102}"
+TOKEN_SERVER_PORT="${PREBUILT_TEST_TOKEN_SERVER_PORT:-5103}"
+DOCKER_DATA_ROOT="${PREBUILT_TEST_DOCKER_DATA_ROOT:-/var/lib/docker}"
+DEFAULT_DOCKER_SOCK=/var/run/docker.sock
+
+REGISTRY_USER=prebuilt-test
+TOKEN_SERVICE=prebuilt-test-registry
+TOKEN_ISSUER=prebuilt-test-token-server
+BASE_SUITE=bookworm
+BASE_VARIANT=minbase
+BASE_INCLUDE=python3-minimal,ca-certificates
+BASE_REPO=prebuilt-test/base
+BASE_TAG=bookworm
+# Bump when the way the base image is made changes, so cached tarballs and images are rebuilt.
+BASE_RECIPE=1
+
+JSON_FILE="$STATE_DIR/services.json"
+MISSING=()
+APT_UPDATED=0
+DOCKER_HOST_URL=""
+REGISTRIES_OK=1
+BASE_REF=""
+BASE_DIGEST=""
+
+log() { printf '[test-services] %s\n' "$*" >&2; }
+missing() {
+  MISSING+=("$*")
+  log "MISSING: $*"
+}
+is_root() { [ "$(id -u)" = 0 ]; }
+have() { command -v "$1" >/dev/null 2>&1; }
+pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+read_pid() { [ -f "$1" ] && tr -dc '0-9' <"$1" || true; }
+
+usage() {
+  sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+}
+
+# ---------------------------------------------------------------------------------------------
+# Packages
+
+# command → Debian package that provides it
+PACKAGES=(
+  curl:curl
+  ip:iproute2
+  openssl:openssl
+  dockerd:docker.io
+  docker:docker.io
+  docker-registry:docker-registry
+  htpasswd:apache2-utils
+  debootstrap:debootstrap
+  skopeo:skopeo
+)
+
+ensure_packages() {
+  local want=() entry cmd pkg
+  for entry in "${PACKAGES[@]}"; do
+    cmd="${entry%%:*}" pkg="${entry#*:}"
+    if ! have "$cmd" && [[ " ${want[*]-} " != *" $pkg "* ]]; then want+=("$pkg"); fi
+  done
+  [ "${#want[@]}" -eq 0 ] && return 0
+  if ! is_root || ! have apt-get; then
+    missing "packages ${want[*]} are not installed: run as root on Debian (apt-get install -y ${want[*]}) or install them yourself"
+    return 0
+  fi
+  log "installing with apt: ${want[*]}"
+  # Keep the packages' init scripts from starting a docker daemon with a bridge, or a registry on
+  # :5000, while they install: a policy-rc.d that forbids starting services (only if none exists).
+  local policy=/usr/sbin/policy-rc.d own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+  fi
+  local rc=0
+  {
+    if [ "$APT_UPDATED" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 && APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${want[@]}" >&2
+  } || rc=$?
+  [ "$own_policy" = 1 ] && rm -f "$policy"
+  if [ "$rc" != 0 ]; then
+    missing "apt-get install ${want[*]} failed (exit $rc): see the output above"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Docker daemon
+
+docker_answers() { DOCKER_HOST="$1" docker version >/dev/null 2>&1; }
+
+ensure_docker() {
+  if ! have docker; then
+    missing "docker CLI not found: install docker.io (apt-get install -y docker.io)"
+    return 0
+  fi
+  if [ -n "${DOCKER_HOST:-}" ] && docker_answers "$DOCKER_HOST"; then
+    DOCKER_HOST_URL="$DOCKER_HOST"
+    log "docker: using the daemon at DOCKER_HOST=$DOCKER_HOST"
+    return 0
+  fi
+  local url="unix://$DEFAULT_DOCKER_SOCK"
+  if docker_answers "$url"; then
+    DOCKER_HOST_URL="$url"
+    log "docker: reusing the running daemon at $url"
+    return 0
+  fi
+  if ! have dockerd; then
+    missing "Docker daemon not running and dockerd not installed: apt-get install -y docker.io, then run this script as root"
+    return 0
+  fi
+  if ! is_root; then
+    missing "Docker daemon not running at $url and starting it needs root: run 'sudo bash scripts/test-services.sh up'"
+    return 0
+  fi
+  # A docker0 bridge left by a daemon started without --bridge=none must go.
+  if have ip && ip link show docker0 >/dev/null 2>&1; then
+    log "docker: deleting stale docker0 bridge"
+    ip link delete docker0 || true
+  fi
+  local old
+  old="$(read_pid /var/run/docker.pid)"
+  if pid_alive "$old"; then
+    missing "a dockerd (pid $old) is running but does not answer at $url: stop it or set DOCKER_HOST"
+    return 0
+  fi
+  mkdir -p "$DOCKER_DATA_ROOT"
+  log "docker: starting dockerd (no bridge, no iptables), log in $STATE_DIR/dockerd.log"
+  setsid dockerd --bridge=none --iptables=false --ip-masq=false \
+    --host="$url" --data-root="$DOCKER_DATA_ROOT" \
+    </dev/null >>"$STATE_DIR/dockerd.log" 2>&1 9>&- &
+  local pid=$! i
+  for i in $(seq 1 120); do
+    if docker_answers "$url"; then
+      local daemon_pid
+      daemon_pid="$(read_pid /var/run/docker.pid)"
+      echo "${daemon_pid:-$pid}" >"$STATE_DIR/dockerd.pid"
+      DOCKER_HOST_URL="$url"
+      log "docker: daemon ready after ${i}x0.5s"
+      return 0
+    fi
+    if ! pid_alive "$pid"; then break; fi
+    sleep 0.5
+  done
+  tail -n 20 "$STATE_DIR/dockerd.log" >&2 || true
+  missing "dockerd did not start (see $STATE_DIR/dockerd.log)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Secrets that must stay stable across runs (registry passwords, registry HTTP secrets)
+
+load_secrets() {
+  local file="$STATE_DIR/secrets.env"
+  if [ ! -s "$file" ]; then
+    local tmp="$file.tmp.$$"
+    (
+      umask 077
+      {
+        echo "BASIC_PASSWORD=$(openssl rand -hex 16)"
+        echo "TOKEN_PASSWORD=$(openssl rand -hex 16)"
+        echo "HTTP_SECRET=$(openssl rand -hex 24)"
+      } >"$tmp"
+    )
+    mv "$tmp" "$file"
+  fi
+  # shellcheck disable=SC1090
+  . "$file"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Registries and the token server
+
+# Prints the HTTP status and the WWW-Authenticate scheme of GET /v2/, e.g. "200 " or "401 Bearer".
+probe_v2() {
+  local port="$1" out code scheme
+  out="$(curl -s -m 3 -o /dev/null -D - "http://127.0.0.1:$port/v2/" 2>/dev/null || true)"
+  code="$(printf '%s' "$out" | awk 'toupper($1) ~ /^HTTP\// {c=$2} END {print c}')"
+  scheme="$(printf '%s' "$out" | tr -d '\r' | awk 'tolower($1)=="www-authenticate:" {print $2}' | head -n 1)"
+  printf '%s %s' "${code:-000}" "$scheme"
+}
+
+registry_expected() {
+  case "$1" in
+    plain) echo "200 " ;;
+    basic) echo "401 Basic" ;;
+    token) echo "401 Bearer" ;;
+  esac
+}
+
+registry_port() {
+  case "$1" in
+    plain) echo "$PLAIN_PORT" ;;
+    basic) echo "$BASIC_PORT" ;;
+    token) echo "$TOKEN_PORT" ;;
+  esac
+}
+
+# Writes $2 to $1 atomically; returns 0 when the content changed.
+write_if_changed() {
+  local file="$1" content="$2"
+  if [ -f "$file" ] && [ "$(cat "$file")" = "$content" ]; then return 1; fi
+  local tmp="$file.tmp.$$"
+  (umask 077 && printf '%s\n' "$content" >"$tmp")
+  mv "$tmp" "$file"
+  return 0
+}
+
+stop_pidfile() {
+  local file="$1" pid i
+  pid="$(read_pid "$file")"
+  if pid_alive "$pid"; then
+    kill "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do pid_alive "$pid" || break; sleep 0.1; done
+    pid_alive "$pid" && kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
+registry_config() {
+  local flavour="$1" dir="$2" port="$3"
+  cat <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$port
+  secret: $HTTP_SECRET
+EOF
+  case "$flavour" in
+    basic)
+      cat <<EOF
+auth:
+  htpasswd:
+    realm: prebuilt-test
+    path: $dir/htpasswd
+EOF
+      ;;
+    token)
+      cat <<EOF
+auth:
+  token:
+    realm: http://127.0.0.1:$TOKEN_SERVER_PORT/token
+    service: $TOKEN_SERVICE
+    issuer: $TOKEN_ISSUER
+    rootcertbundle: $STATE_DIR/token-server/cert.pem
+EOF
+      ;;
+  esac
+}
+
+ensure_htpasswd() {
+  local file="$1" stamp="$1.for"
+  have htpasswd || return 1
+  local want
+  want="$(printf '%s:%s' "$REGISTRY_USER" "$BASIC_PASSWORD" | sha256sum | cut -c1-64)"
+  if [ -s "$file" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 1; fi
+  (umask 077 && printf '%s' "$BASIC_PASSWORD" | htpasswd -B -i -c "$file.tmp" "$REGISTRY_USER" 2>/dev/null)
+  mv "$file.tmp" "$file"
+  echo "$want" >"$stamp"
+  return 0
+}
+
+ensure_token_keys() {
+  local dir="$STATE_DIR/token-server"
+  mkdir -p "$dir"
+  if [ -s "$dir/key.pem" ] && [ -s "$dir/cert.pem" ]; then return 0; fi
+  log "token server: generating a signing key and its self-signed certificate"
+  (
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+      -subj "/CN=$TOKEN_ISSUER" \
+      -keyout "$dir/key.pem.tmp" -out "$dir/cert.pem.tmp" 2>/dev/null
+  )
+  mv "$dir/key.pem.tmp" "$dir/key.pem"
+  mv "$dir/cert.pem.tmp" "$dir/cert.pem"
+}
+
+ensure_token_server() {
+  local dir="$STATE_DIR/token-server" changed=0
+  if ! have node; then
+    missing "node not found: the token server needs Node 20"
+    return 1
+  fi
+  ensure_token_keys
+  local hash config
+  hash="$(printf '%s' "$TOKEN_PASSWORD" | sha256sum | cut -c1-64)"
+  config="$(
+    cat <<EOF
+{
+  "host": "127.0.0.1",
+  "port": $TOKEN_SERVER_PORT,
+  "issuer": "$TOKEN_ISSUER",
+  "service": "$TOKEN_SERVICE",
+  "keyFile": "$dir/key.pem",
+  "certFile": "$dir/cert.pem",
+  "users": { "$REGISTRY_USER": "$hash" },
+  "expiresIn": 300
+}
+EOF
+  )"
+  write_if_changed "$dir/config.json" "$config" && changed=1
+  if [ "$changed" = 0 ] && curl -sf -m 3 "http://127.0.0.1:$TOKEN_SERVER_PORT/healthz" 2>/dev/null | grep -q "\"$TOKEN_SERVICE\""; then
+    log "token server: reusing 127.0.0.1:$TOKEN_SERVER_PORT"
+    return 0
+  fi
+  stop_pidfile "$dir/pid"
+  log "token server: starting on 127.0.0.1:$TOKEN_SERVER_PORT"
+  setsid node "$SCRIPT_DIR/token-server.mjs" "$dir/config.json" \
+    </dev/null >>"$dir/log" 2>&1 9>&- &
+  echo $! >"$dir/pid"
+  local i
+  for i in $(seq 1 50); do
+    if curl -sf -m 2 "http://127.0.0.1:$TOKEN_SERVER_PORT/healthz" 2>/dev/null | grep -q "\"$TOKEN_SERVICE\""; then
+      return 0
+    fi
+    pid_alive "$(read_pid "$dir/pid")" || break
+    sleep 0.2
+  done
+  tail -n 5 "$dir/log" >&2 || true
+  missing "token server did not answer on 127.0.0.1:$TOKEN_SERVER_PORT (port taken? see $dir/log)"
+  return 1
+}
+
+ensure_registry() {
+  local flavour="$1" port dir changed=0
+  port="$(registry_port "$flavour")"
+  dir="$STATE_DIR/registry-$flavour"
+  mkdir -p "$dir/data"
+  if [ "$flavour" = basic ]; then
+    if ! have htpasswd; then
+      missing "htpasswd not installed (Basic-auth registry): apt-get install -y apache2-utils"
+      return 1
+    fi
+    ensure_htpasswd "$dir/htpasswd" && changed=1
+  fi
+  write_if_changed "$dir/config.yml" "$(registry_config "$flavour" "$dir" "$port")" && changed=1
+  local expected
+  expected="$(registry_expected "$flavour")"
+  if [ "$changed" = 0 ] && [ "$(probe_v2 "$port")" = "$expected" ]; then
+    log "registry $flavour: reusing 127.0.0.1:$port"
+    return 0
+  fi
+  if ! have docker-registry; then
+    missing "docker-registry not installed: apt-get install -y docker-registry"
+    return 1
+  fi
+  stop_pidfile "$dir/pid"
+  log "registry $flavour: starting on 127.0.0.1:$port"
+  setsid docker-registry serve "$dir/config.yml" </dev/null >>"$dir/log" 2>&1 9>&- &
+  echo $! >"$dir/pid"
+  local i got=""
+  for i in $(seq 1 50); do
+    got="$(probe_v2 "$port")"
+    [ "$got" = "$expected" ] && return 0
+    pid_alive "$(read_pid "$dir/pid")" || break
+    sleep 0.2
+  done
+  tail -n 5 "$dir/log" >&2 || true
+  missing "registry $flavour did not answer as expected on 127.0.0.1:$port (got '$got', want '$expected'; port taken? see $dir/log)"
+  return 1
+}
+
+ensure_registries() {
+  load_secrets
+  ensure_token_server || REGISTRIES_OK=0
+  local flavour
+  for flavour in plain basic token; do
+    ensure_registry "$flavour" || REGISTRIES_OK=0
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Base image
+
+# The first Debian mirror in /etc/apt that serves the suite (deb822 .sources or one-line .list).
+apt_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk -v suite="$BASE_SUITE" '
+      function flush() { if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && uri != "" && enabled != "no") { print uri; found=1; exit } types=""; suites=""; uri=""; enabled="" }
+      /^[ \t]*$/ { flush(); next }
+      /^[ \t]*#/ { next }
+      tolower($1)=="types:" { $1=""; types=$0 }
+      tolower($1)=="uris:" { uri=$2 }
+      tolower($1)=="suites:" { $1=""; suites=$0 }
+      tolower($1)=="enabled:" { enabled=tolower($2) }
+      END { if (!found) flush() }
+    ' "$f"
+  done | head -n 1 | grep . && return 0
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+    awk -v suite="$BASE_SUITE" '$1=="deb" { i=2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ } if ($(i+1)==suite) { print $i; exit } }' |
+    head -n 1 | grep . && return 0
+  echo "http://deb.debian.org/debian"
+}
+
+# Digest of a tag in the no-auth registry, or nothing.
+registry_digest() {
+  local repo="$1" tag="$2"
+  curl -s -m 10 -o /dev/null -D - -I \
+    -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    -H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
+    -H 'Accept: application/vnd.oci.image.index.v1+json' \
+    "http://127.0.0.1:$PLAIN_PORT/v2/$repo/manifests/$tag" 2>/dev/null |
+    tr -d '\r' | awk 'tolower($1)=="docker-content-digest:" {print $2}'
+}
+
+build_rootfs() {
+  local tarball="$1" mirror="$2" arch="$3"
+  local build="$STATE_DIR/rootfs/build.$$"
+  if ! is_root; then
+    missing "base image: debootstrap needs root: run 'sudo bash scripts/test-services.sh up'"
+    return 1
+  fi
+  if ! have debootstrap; then
+    missing "base image: debootstrap not installed: apt-get install -y debootstrap"
+    return 1
+  fi
+  rm -rf --one-file-system "$build"
+  mkdir -p "$build"
+  log "base image: debootstrap $BASE_VARIANT $BASE_SUITE from $mirror (a few minutes, log in $STATE_DIR/debootstrap.log)"
+  local rc=0
+  debootstrap --variant="$BASE_VARIANT" --include="$BASE_INCLUDE" --arch="$arch" \
+    "$BASE_SUITE" "$build" "$mirror" >"$STATE_DIR/debootstrap.log" 2>&1 || rc=$?
+  # Whatever debootstrap mounted inside must be gone before anything there is removed.
+  awk -v d="$build/" 'index($2, d)==1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
+  if [ "$rc" != 0 ]; then
+    tail -n 20 "$STATE_DIR/debootstrap.log" >&2 || true
+    rm -rf --one-file-system "$build"
+    missing "base image: debootstrap failed (exit $rc, see $STATE_DIR/debootstrap.log)"
+    return 1
+  fi
+  rm -rf "$build/var/lib/apt/lists/"* "$build/var/cache/apt/"*.bin "$build/var/cache/apt/archives/"*.deb
+  tar --numeric-owner -C "$build" -cf "$tarball.tmp" .
+  mv "$tarball.tmp" "$tarball"
+  rm -rf --one-file-system "$build"
+  log "base image: cached rootfs in $tarball"
+}
+
+ensure_base_image() {
+  if [ "$REGISTRIES_OK" != 1 ]; then
+    missing "base image: needs the no-auth registry, which is not running"
+    return 0
+  fi
+  local mirror arch key tarball record repo_ref
+  mirror="$(apt_mirror)"
+  arch="$(dpkg --print-architecture 2>/dev/null || echo amd64)"
+  key="$(printf '%s\n' "$BASE_RECIPE" "$BASE_SUITE" "$BASE_VARIANT" "$BASE_INCLUDE" "$mirror" "$arch" | sha256sum | cut -c1-16)"
+  BASE_REF="127.0.0.1:$PLAIN_PORT/$BASE_REPO:$BASE_TAG"
+  record="$STATE_DIR/base-image.txt"
+  local digest
+  digest="$(registry_digest "$BASE_REPO" "$BASE_TAG")"
+  if [ -n "$digest" ] && [ -f "$record" ] && [ "$(cat "$record")" = "$key $BASE_REF $digest" ]; then
+    BASE_DIGEST="$digest"
+    log "base image: reusing $BASE_REF@$digest"
+    return 0
+  fi
+  if [ -z "$DOCKER_HOST_URL" ]; then
+    missing "base image: needs the Docker daemon (docker import + push), which is not running"
+    BASE_REF=""
+    return 0
+  fi
+  mkdir -p "$STATE_DIR/rootfs"
+  tarball="$STATE_DIR/rootfs/$BASE_SUITE-$BASE_VARIANT-$key.tar"
+  if [ ! -s "$tarball" ]; then
+    build_rootfs "$tarball" "$mirror" "$arch" || {
+      BASE_REF=""
+      return 0
+    }
+  else
+    log "base image: using cached rootfs $tarball"
+  fi
+  log "base image: docker import + push $BASE_REF"
+  if ! DOCKER_HOST="$DOCKER_HOST_URL" docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["/bin/bash"]' \
+    --change "LABEL org.prebuilt.test-base-key=$key" \
+    - "$BASE_REF" <"$tarball" >/dev/null; then
+    missing "base image: docker import of $tarball failed (delete it to rebuild)"
+    BASE_REF=""
+    return 0
+  fi
+  if ! DOCKER_HOST="$DOCKER_HOST_URL" docker push "$BASE_REF" >"$STATE_DIR/push.log" 2>&1; then
+    tail -n 10 "$STATE_DIR/push.log" >&2 || true
+    missing "base image: docker push $BASE_REF failed (see $STATE_DIR/push.log)"
+    BASE_REF=""
+    return 0
+  fi
+  digest="$(registry_digest "$BASE_REPO" "$BASE_TAG")"
+  if [ -z "$digest" ]; then
+    missing "base image: pushed $BASE_REF but the registry does not list it"
+    BASE_REF=""
+    return 0
+  fi
+  echo "$key $BASE_REF $digest" >"$record"
+  BASE_DIGEST="$digest"
+  log "base image: $BASE_REF@$digest"
+}
+
+# ---------------------------------------------------------------------------------------------
+# services.json
+
+write_json() {
+  local missing_lines=""
+  if [ "${#MISSING[@]}" -gt 0 ]; then missing_lines="$(printf '%s\n' "${MISSING[@]}")"; fi
+  local tmp="$JSON_FILE.tmp.$$"
+  (
+    umask 077
+    S_DOCKER="$DOCKER_HOST_URL" S_REG_OK="$REGISTRIES_OK" \
+      S_PLAIN="127.0.0.1:$PLAIN_PORT" S_BASIC="127.0.0.1:$BASIC_PORT" S_TOKEN="127.0.0.1:$TOKEN_PORT" \
+      S_USER="$REGISTRY_USER" S_BASIC_PW="${BASIC_PASSWORD:-}" S_TOKEN_PW="${TOKEN_PASSWORD:-}" \
+      S_REALM="http://127.0.0.1:$TOKEN_SERVER_PORT/token" S_SERVICE="$TOKEN_SERVICE" S_ISSUER="$TOKEN_ISSUER" \
+      S_BASE_REF="$BASE_REF" S_BASE_DIGEST="$BASE_DIGEST" S_MISSING="$missing_lines" S_STATE="$STATE_DIR" \
+      node -e '
+        const e = process.env;
+        const json = {
+          dockerHost: e.S_DOCKER || null,
+          registries: e.S_REG_OK === "1" ? {
+            plain: { host: e.S_PLAIN },
+            basic: { host: e.S_BASIC, username: e.S_USER, password: e.S_BASIC_PW },
+            token: { host: e.S_TOKEN, username: e.S_USER, password: e.S_TOKEN_PW,
+                     realm: e.S_REALM, service: e.S_SERVICE, issuer: e.S_ISSUER },
+          } : null,
+          baseImage: e.S_BASE_REF && e.S_BASE_DIGEST ? { ref: e.S_BASE_REF, digest: e.S_BASE_DIGEST } : null,
+          missing: e.S_MISSING.split("\n").filter(Boolean),
+          stateDir: e.S_STATE,
+          writtenAt: new Date().toISOString(),
+        };
+        process.stdout.write(JSON.stringify(json, null, 2) + "\n");
+      ' >"$tmp"
+  )
+  mv "$tmp" "$JSON_FILE"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+cmd_up() {
+  local started=$SECONDS
+  ensure_packages
+  if ! have node; then
+    log "node not found: this script needs Node 20 (it writes services.json with it)"
+    exit 1
+  fi
+  ensure_docker
+  ensure_registries
+  ensure_base_image
+  write_json
+  log "up in $((SECONDS - started))s; wrote $JSON_FILE${MISSING[0]:+ (${#MISSING[@]} missing)}"
+  cat "$JSON_FILE"
+}
+
+status_line() { printf '%-16s %-6s %s\n' "$1" "$2" "$3"; }
+
+cmd_status() {
+  local bad=0 url="${DOCKER_HOST:-unix://$DEFAULT_DOCKER_SOCK}"
+  if have docker && docker_answers "$url"; then status_line docker up "$url"; else
+    status_line docker down "$url"
+    bad=1
+  fi
+  local flavour port got
+  for flavour in plain basic token; do
+    port="$(registry_port "$flavour")"
+    got="$(probe_v2 "$port")"
+    if [ "$got" = "$(registry_expected "$flavour")" ]; then status_line "registry-$flavour" up "127.0.0.1:$port"; else
+      status_line "registry-$flavour" down "127.0.0.1:$port (GET /v2/ → ${got% })"
+      bad=1
+    fi
+  done
+  if curl -sf -m 3 "http://127.0.0.1:$TOKEN_SERVER_PORT/healthz" >/dev/null 2>&1; then
+    status_line token-server up "127.0.0.1:$TOKEN_SERVER_PORT"
+  else
+    status_line token-server down "127.0.0.1:$TOKEN_SERVER_PORT"
+    bad=1
+  fi
+  local digest
+  digest="$(registry_digest "$BASE_REPO" "$BASE_TAG")"
+  if [ -n "$digest" ]; then status_line base-image up "127.0.0.1:$PLAIN_PORT/$BASE_REPO:$BASE_TAG@$digest"; else
+    status_line base-image down "127.0.0.1:$PLAIN_PORT/$BASE_REPO:$BASE_TAG"
+    bad=1
+  fi
+  status_line json "$([ -f "$JSON_FILE" ] && echo ok || echo none)" "$JSON_FILE"
+  return "$bad"
+}
+
+cmd_down() {
+  local flavour
+  for flavour in plain basic token; do
+    if [ -f "$STATE_DIR/registry-$flavour/pid" ]; then
+      log "stopping registry $flavour"
+      stop_pidfile "$STATE_DIR/registry-$flavour/pid"
+    fi
+  done
+  if [ -f "$STATE_DIR/token-server/pid" ]; then
+    log "stopping token server"
+    stop_pidfile "$STATE_DIR/token-server/pid"
+  fi
+  if [ -f "$STATE_DIR/dockerd.pid" ]; then
+    local pid i
+    pid="$(read_pid "$STATE_DIR/dockerd.pid")"
+    if pid_alive "$pid"; then
+      log "stopping dockerd (pid $pid)"
+      kill "$pid" 2>/dev/null || true
+      for i in $(seq 1 150); do pid_alive "$pid" || break; sleep 0.2; done
+    fi
+    rm -f "$STATE_DIR/dockerd.pid"
+  fi
+  rm -f "$JSON_FILE"
+  log "down (images, registry data and the cached rootfs stay in $STATE_DIR)"
+}
+
+main() {
+  local command="${1:-}"
+  case "$command" in
+    up | down | status) ;;
+    -h | --help | help)
+      usage
+      exit 0
+      ;;
+    *)
+      usage
+      echo "test-services.sh: unknown command '${command}' (want up, down or status)" >&2
+      exit 2
+      ;;
+  esac
+  mkdir -p "$STATE_DIR"
+  if [ "$command" = status ]; then
+    cmd_status
+    return
+  fi
+  # One `up` or `down` at a time (several test runs may start together). fd 9 holds the lock and
+  # is closed in every background service so they do not keep it.
+  exec 9>"$STATE_DIR/lock"
+  if ! flock -w 1200 9; then
+    echo "test-services.sh: another up/down still holds $STATE_DIR/lock after 20 minutes" >&2
+    exit 1
+  fi
+  "cmd_$command"
+}
+
+main "$@"
