@@ -64,7 +64,8 @@ export async function normaliseTree(dir: string, mtime: number = sourceDateEpoch
   // Deepest first, so setting a directory's mtime is not undone by changes inside it.
   for (const entry of entries.reverse()) {
     const path = join(dir, entry.rel);
-    if (entry.kind !== 'symlink') await chmod(path, normalisedMode(entry.kind, entry.mode));
+    const mode = normalisedMode(entry.kind, entry.mode);
+    if (entry.kind !== 'symlink' && (entry.mode & 0o7777) !== mode) await chmod(path, mode);
     await lutimes(path, time, time);
   }
   await chmod(dir, 0o755);

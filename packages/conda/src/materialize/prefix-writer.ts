@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, readFile, realpath, symlink, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, realpath, symlink, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { ArchiveError, InstallError } from './errors.js';
 
@@ -38,6 +38,9 @@ export class PrefixWriter {
   readonly root: string;
   #realRoot = '';
   readonly #dirs = new Set<string>(['']);
+  /** Whether the root was empty when opened: then only paths in #paths can exist. */
+  #fresh = false;
+  readonly #paths = new Set<string>();
 
   private constructor(root: string) {
     this.root = root;
@@ -47,6 +50,7 @@ export class PrefixWriter {
     await mkdir(root, { recursive: true });
     const writer = new PrefixWriter(root);
     writer.#realRoot = await realpath(root);
+    writer.#fresh = (await readdir(root)).length === 0;
     return writer;
   }
 
@@ -63,7 +67,8 @@ export class PrefixWriter {
       current = current === '' ? part : `${current}/${part}`;
       if (this.#dirs.has(current)) continue;
       const full = this.full(current);
-      const info = await lstat(full).catch(() => undefined);
+      const info = this.#fresh && !this.#paths.has(current) ? undefined : await lstat(full).catch(() => undefined);
+      this.#paths.add(current);
       if (!info) {
         await mkdir(full, { mode: 0o755 });
       } else if (info.isSymbolicLink()) {
@@ -82,6 +87,11 @@ export class PrefixWriter {
 
   /** Removes whatever is at `rel` (not a directory); true when something was replaced. */
   async #clear(rel: string, label: string): Promise<boolean> {
+    if (this.#fresh && !this.#paths.has(rel)) {
+      this.#paths.add(rel);
+      return false;
+    }
+    this.#paths.add(rel);
     const info = await lstat(this.full(rel)).catch(() => undefined);
     if (!info) return false;
     if (info.isDirectory()) throw new InstallError(`${label} installs '${rel}', but another package made it a directory.`, label);
@@ -94,7 +104,7 @@ export class PrefixWriter {
     await this.mkdir(posix.dirname(rel) === '.' ? '' : posix.dirname(rel), label);
     const replaced = await this.#clear(rel, label);
     await writeFile(this.full(rel), data, { flag: 'wx', mode });
-    await chmod(this.full(rel), mode);
+    // The umask may have narrowed `mode`; normaliseTree sets the final modes of the whole tree.
     return replaced;
   }
 
