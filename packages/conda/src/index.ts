@@ -1,4 +1,20 @@
 export {
+  createResolver,
+  effectivePins,
+  RESOLVER_VERSION,
+  DEFAULT_GLIBC,
+  DEFAULT_LINUX,
+  type Resolver,
+  type ResolverOptions,
+} from './resolve/resolver.js';
+export { solveConda, requestSpecs, type CondaSolveInput, type CondaSolveContext, type CondaSolveResult } from './resolve/conda-solver.js';
+export { resolvePypi, pipRequirement, manylinuxTags, type PipOptions, type PipResolveInput } from './resolve/pip-resolver.js';
+export { condaSpec, pythonSpec, type CondaSpec } from './resolve/match-spec.js';
+export { ChannelServer, virtualRepodata, VIRTUAL_PREFIX, type VirtualPackages } from './resolve/channel-server.js';
+export { RepodataCache, type RepodataCacheOptions } from './resolve/repodata-cache.js';
+export { prebuiltCacheDir } from './resolve/cache-dir.js';
+export { loadRattler } from './resolve/rattler.js';
+export {
   PackageCache,
   defaultCacheDir,
   sha256File,
