@@ -188,6 +188,25 @@ describe.skipIf(missing.length > 0)(title, () => {
     expect(await headDigest(req.imageTag, { username, password })).toBe((result as { digest: string }).digest);
   });
 
+  it('pulls a base image from the authenticated push registry with the push credentials (legacy and BuildKit)', async () => {
+    const { host, username, password } = registries.basic;
+    const credentials = { registry: host, username, password: new Secret(password), source: 'test fixture' };
+    const privateBase = tagIn(host, 'private-base');
+    const seeded = await createDockerBuildService({ dockerHost }).buildAndPush(request({ imageTag: privateBase, pushCredentials: credentials }));
+    expect(seeded.ok).toBe(true);
+    expect(await localImageExists(privateBase)).toBe(false); // so the next builds must pull it
+    for (const builder of ['legacy', 'buildkit'] as const) {
+      const service = createDockerBuildService({ dockerHost, builder });
+      const dockerfile = `FROM ${privateBase}\nRUN cat /hello.txt\n`;
+      const withCreds = await service.buildAndPush(request({ imageTag: tagIn(host, `from-private-${builder}`), dockerfile, pushCredentials: credentials }));
+      expect(withCreds, `${builder} with credentials`).toMatchObject({ ok: true });
+      await docker.getImage(privateBase).remove().catch(() => undefined);
+      const without = await service.buildAndPush(request({ imageTag: tagIn(registries.plain.host, `from-private-nocreds-${builder}`), dockerfile }));
+      expect(without.ok, `${builder} without credentials`).toBe(false);
+      expect((without as { reason: string }).reason).toContain(`base image ${privateBase}`);
+    }
+  });
+
   it('a push denied for bad credentials is ok:false naming the registry and the source, never the password', async () => {
     const { host, username } = registries.basic;
     const badPassword = `wrong-${run}-secret`;

@@ -14,7 +14,7 @@ import {
 } from '@prebuilt/core';
 import { createBuildContext } from './build-context.js';
 import { DEFAULT_DOCKER_HOST, dockerConnection } from './docker-host.js';
-import { firstBaseImage, parseTaggedReference } from './image-reference.js';
+import { baseImageReferences, firstBaseImage, parseTaggedReference, pullParts, registryHost } from './image-reference.js';
 import { ProgressTracker, readEvents } from './progress.js';
 
 const debug = createLogger('docker');
@@ -229,9 +229,19 @@ export function createDockerBuildService(options: DockerBuildServiceOptions = {}
     if (settings.builder === 'buildkit') buildOptions['version'] = '2';
     if (signal) buildOptions['abortSignal'] = signal;
     const pullAuth = authConfig(request.pushCredentials);
-    if (pullAuth && 'username' in pullAuth) {
-      // Lets the builder pull a base image that lives in the same (private) registry.
-      buildOptions['registryconfig'] = { [request.pushCredentials!.registry]: { username: pullAuth['username'], password: pullAuth['password'] } };
+    if (pullAuth && 'username' in pullAuth && settings.builder === 'legacy') {
+      // Lets the builder pull a base image that lives in the same (private) registry; the legacy
+      // builder takes credentials per registry host, so no other registry sees them.
+      buildOptions['registryconfig'] = {
+        [request.pushCredentials!.registry]: { username: pullAuth['username'], password: pullAuth['password'] },
+      };
+    }
+    if (pullAuth && settings.builder === 'buildkit') {
+      // BuildKit asks for registry credentials through a client session that dockerode cannot serve
+      // against this daemon; it prefers local images, so base images in the push registry are
+      // pulled first, with the push credentials, through the Engine API.
+      const pulled = await prePullBaseImages(request, tracker, target.registry);
+      if (pulled !== undefined) return failure(pulled);
     }
 
     let buildStream: Readable;
@@ -311,6 +321,30 @@ export function createDockerBuildService(options: DockerBuildServiceOptions = {}
     }
     debug('pushed %s@%s', request.imageTag, pushTracker.digest);
     return { ok: true, digest: pushTracker.digest };
+  }
+
+  /** Pulls the base images that live in the push registry with the push credentials. A failure reason, or undefined. */
+  async function prePullBaseImages(request: BuildRequest, tracker: ProgressTracker, pushRegistry: string): Promise<string | undefined> {
+    const { signal } = request;
+    for (const image of baseImageReferences(request.dockerfile)) {
+      const { fromImage, tag } = pullParts(image);
+      if (registryHost(fromImage) !== pushRegistry) continue;
+      debug('pulling base image %s with %s', image, request.pushCredentials?.source);
+      const pullTracker = new ProgressTracker((line) => tracker.handle({ stream: `${line}\n` }), settings.logTailLines);
+      const pullOptions: Record<string, unknown> = { fromImage, tag, platform: request.platform };
+      if (signal) pullOptions['abortSignal'] = signal;
+      try {
+        const stream = (await docker.createImage(authConfig(request.pushCredentials) as Docker.AuthConfig, pullOptions)) as Readable;
+        await readEvents(stream, (event) => pullTracker.handle(event));
+      } catch (error) {
+        if (signal?.aborted) throw cancelled(signal);
+        pullTracker.fail((error as DockerApiError).statusCode === undefined ? errorMessage(error) : daemonMessage(error));
+      }
+      if (pullTracker.error !== undefined) {
+        return `The base image ${image} is missing or cannot be pulled with the credentials from ${request.pushCredentials?.source}: ${pullTracker.error}`;
+      }
+    }
+    return undefined;
   }
 
   async function cancelBuild(signal: AbortSignal, tag: string): Promise<never> {

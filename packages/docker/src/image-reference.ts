@@ -36,3 +36,30 @@ export function firstBaseImage(dockerfile: string): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * The images the Dockerfile's `FROM` lines pull: not `scratch`, not earlier stages, not references
+ * built from `ARG`s (those cannot be known before the build).
+ */
+export function baseImageReferences(dockerfile: string): string[] {
+  const stages = new Set<string>();
+  const images: string[] = [];
+  for (const line of dockerfile.split('\n')) {
+    const match = /^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?/i.exec(line);
+    if (!match) continue;
+    const image = match[1]!;
+    const lower = image.toLowerCase();
+    if (lower !== 'scratch' && !stages.has(lower) && !image.includes('$') && !images.includes(image)) images.push(image);
+    if (match[2]) stages.add(match[2].toLowerCase());
+  }
+  return images;
+}
+
+/** Splits `repo[:tag][@digest]` for a pull: `fromImage` and `tag` (a tag or a digest). */
+export function pullParts(reference: string): { fromImage: string; tag: string } {
+  const at = reference.indexOf('@');
+  if (at >= 0) return { fromImage: reference.slice(0, at).replace(/:[^:/]+$/, ''), tag: reference.slice(at + 1) };
+  const slash = reference.lastIndexOf('/');
+  const colon = reference.lastIndexOf(':');
+  return colon > slash ? { fromImage: reference.slice(0, colon), tag: reference.slice(colon + 1) } : { fromImage: reference, tag: 'latest' };
+}

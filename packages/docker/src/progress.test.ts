@@ -1,0 +1,83 @@
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { decodeStatusResponse } from './buildkit-trace.js';
+import { ProgressTracker, readEvents, type DockerStreamEvent } from './progress.js';
+
+// Real `moby.buildkit.trace` payloads captured from Docker 20.10 building
+// `FROM 127.0.0.1:5710/pbtest/base:1` / `RUN echo hello && false`.
+const TRACE_RUN_VERTEX =
+  'Cr8BCkdzaGEyNTY6ZjhhYzk3MmZkMmY5MTk5MDc5NzkxMDM1NWU2MThhYTIwZWJlYzc4YzdkOWUxY2JhODdiNmFjYjBlNTk2YThhYRJHc2hhMjU2Ojc2NmQ4NDU2YjBkYjRmZThmMDZhNTAxZTQ4ZDg2MTBkYjJkZjNlZjhiZmYwZDU5M2E0M2NjMmZjYmYzYjA0ZDkaHVsyLzJdIFJVTiBlY2hvIGhlbGxvICYmIGZhbHNlKgwIg6Kl2AYQzuCOgAM=';
+const TRACE_RUN_LOG =
+  'GmEKR3NoYTI1NjpmOGFjOTcyZmQyZjkxOTkwNzk3OTEwMzU1ZTYxOGFhMjBlYmVjNzhjN2Q5ZTFjYmE4N2I2YWNiMGU1OTZhOGFhEgwIg6Kl2AYQhp7VvgMYASIGaGVsbG8K';
+const RUN_DIGEST = 'sha256:f8ac972fd2f91990797910355e618aa20ebec78c7d9e1cba87b6acb0e596a8aa';
+
+describe('BuildKit trace decoding', () => {
+  it('reads vertex names and log messages from real trace payloads', () => {
+    const vertex = decodeStatusResponse(TRACE_RUN_VERTEX);
+    expect(vertex.vertexes).toEqual([
+      { digest: RUN_DIGEST, name: '[2/2] RUN echo hello && false', cached: false, started: true, completed: false, error: '' },
+    ]);
+    const log = decodeStatusResponse(TRACE_RUN_LOG);
+    expect(log.logs).toHaveLength(1);
+    expect(log.logs[0]!.vertex).toBe(RUN_DIGEST);
+    expect(log.logs[0]!.msg.toString()).toBe('hello\n');
+  });
+
+  it('throws on a truncated payload instead of inventing data', () => {
+    expect(() => decodeStatusResponse(Buffer.from(TRACE_RUN_VERTEX, 'base64').subarray(0, 20).toString('base64'))).toThrow();
+  });
+});
+
+describe('progress tracker', () => {
+  it('legacy builder: joins partial lines, keeps a bounded tail, flags an error in a FROM step', () => {
+    const lines: string[] = [];
+    const tracker = new ProgressTracker((line) => lines.push(line), 3);
+    const events: DockerStreamEvent[] = [
+      { stream: 'Step 1/2 : FROM x' },
+      { stream: '\n' },
+      { status: 'Pulling from x', id: '1' },
+      { status: 'Downloading', id: 'abc', progressDetail: { current: 1, total: 2 } },
+      { errorDetail: { message: 'manifest unknown' }, error: 'manifest unknown' },
+    ];
+    for (const event of events) tracker.handle(event);
+    tracker.flush();
+    expect(lines).toEqual(['Step 1/2 : FROM x', '1: Pulling from x', 'ERROR: manifest unknown']);
+    expect(tracker.error).toBe('manifest unknown');
+    expect(tracker.errorInFrom).toBe(true);
+
+    const run = new ProgressTracker(undefined, 2);
+    for (const event of [{ stream: 'Step 2/2 : RUN false\n' }, { stream: 'a\nb\nc\n' }, { error: 'returned a non-zero code: 1' }]) run.handle(event);
+    expect(run.tail).toEqual(['c', 'ERROR: returned a non-zero code: 1']);
+    expect(run.errorInFrom).toBe(false);
+  });
+
+  it('BuildKit: announces vertices once and splits their logs into lines', () => {
+    const lines: string[] = [];
+    const tracker = new ProgressTracker((line) => lines.push(line), 30);
+    tracker.handle({ id: 'moby.buildkit.trace', aux: TRACE_RUN_VERTEX });
+    tracker.handle({ id: 'moby.buildkit.trace', aux: TRACE_RUN_VERTEX });
+    tracker.handle({ id: 'moby.buildkit.trace', aux: TRACE_RUN_LOG });
+    tracker.handle({ id: 'moby.image.id', aux: { ID: 'sha256:1234' } });
+    tracker.flush();
+    expect(lines).toEqual(['=> [2/2] RUN echo hello && false', 'hello']);
+    expect(tracker.imageId).toBe('sha256:1234');
+  });
+
+  it('push: takes the digest from aux, skips progress noise', () => {
+    const lines: string[] = [];
+    const tracker = new ProgressTracker((line) => lines.push(line), 30);
+    tracker.handle({ status: 'The push refers to repository [r/x]' });
+    tracker.handle({ status: 'Pushing', id: 'abc', progressDetail: { current: 5, total: 10 }, progress: '[=>  ]' });
+    tracker.handle({ status: 'Pushed', id: 'abc', progressDetail: {} });
+    tracker.handle({ aux: { Tag: 't', Digest: 'sha256:' + 'e'.repeat(64), Size: 527 } });
+    expect(tracker.digest).toBe('sha256:' + 'e'.repeat(64));
+    expect(lines).toEqual(['The push refers to repository [r/x]', 'abc: Pushed']);
+    expect(tracker.error).toBeUndefined();
+  });
+
+  it('reads newline-delimited JSON split across chunks, keeping non-JSON lines as text', async () => {
+    const events: DockerStreamEvent[] = [];
+    await readEvents(Readable.from(['{"stream":"a\\n"}\r\n{"str', 'eam":"b"}\nplain text\n', '{"aux":{"ID":"x"}}']), (e) => events.push(e));
+    expect(events).toEqual([{ stream: 'a\n' }, { stream: 'b' }, { stream: 'plain text\n' }, { aux: { ID: 'x' } }]);
+  });
+});
