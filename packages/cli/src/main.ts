@@ -7,6 +7,7 @@ import { watchInterrupts } from './signals.js';
 import { debugEnabled, enableVerbose } from './verbose.js';
 import { registerBackendsCommand } from './commands/backends.js';
 import { registerEnvsCommand } from './commands/envs.js';
+import { registerLockCommand } from './commands/lock.js';
 import { registerLocalRegistryCommand } from './commands/local-registry.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -43,6 +44,7 @@ export function createProgram(context: CliContext = createCliContext(new AbortCo
     if (program.opts<{ verbose?: boolean }>().verbose) enableVerbose(context.env);
   });
   registerEnvsCommand(program, context);
+  registerLockCommand(program, context);
   registerBackendsCommand(program, context);
   registerLocalRegistryCommand(program, context);
   return program;

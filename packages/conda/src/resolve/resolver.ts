@@ -46,9 +46,15 @@ export interface ResolverOptions {
   refresh?: boolean;
   /** Unique envs solved at the same time (default 2). */
   concurrency?: number;
+  /**
+   * How pip runs. Defaults: `python` = METAFLOW_PREBUILT_PYTHON, else `python3`; `isolated` =
+   * METAFLOW_PREBUILT_PIP_ISOLATED (`1`/`true`), else off (the user's pip configuration counts).
+   */
   pip?: PipOptions;
   env?: Record<string, string | undefined>;
   fetch?: typeof fetch;
+  /** Aborts fetches and pip. */
+  signal?: AbortSignal;
 }
 
 export interface Resolver {
@@ -99,7 +105,16 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
   const env = options.env ?? process.env;
   const glibc = options.glibc ?? (env.METAFLOW_PREBUILT_GLIBC_VERSION?.trim() || DEFAULT_GLIBC);
   const cacheDir = options.cacheDir === false ? undefined : (options.cacheDir ?? prebuiltCacheDir(env));
+  const pipOptions: PipOptions = {
+    env,
+    ...(env.METAFLOW_PREBUILT_PYTHON?.trim() ? { python: env.METAFLOW_PREBUILT_PYTHON.trim() } : {}),
+    isolated: /^(1|true|yes)$/i.test(env.METAFLOW_PREBUILT_PIP_ISOLATED?.trim() ?? ''),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...options.pip,
+  };
   const repodata = new RepodataCache({
+    ...(options.signal ? { signal: options.signal } : {}),
     ...(cacheDir ? { dir: join(cacheDir, 'repodata') } : {}),
     ...(options.refresh ? { refresh: true } : {}),
     ...(options.fetch ? { fetch: options.fetch } : {}),
@@ -134,7 +149,7 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
     const wheels = Object.keys(pypiPackages).length > 0
       ? await resolvePypi(
           { packages: pypiPackages, pythonVersion: conda.pythonVersion, platform: request.platform, glibc: targetGlibc, indexUrl: request.indexUrl, steps },
-          { ...options.pip, ...(options.fetch && !options.pip?.fetch ? { fetch: options.fetch } : {}) },
+          pipOptions,
         )
       : [];
     const locked: LockedEnv = {

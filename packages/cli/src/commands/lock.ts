@@ -1,0 +1,148 @@
+import type { Command } from 'commander';
+import { relative, resolve } from 'node:path';
+import { lockForFlow, type LockEntry, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
+import { createResolver } from '@prebuilt/conda';
+import { flowEnvs, metaflowPins, type FlowEnvs } from '@prebuilt/metaflow';
+import type { CliContext } from '../cli-context.js';
+import { renderTable, writeJson } from '../output.js';
+
+interface LockOptions {
+  json?: boolean;
+  update?: boolean;
+  frozen?: boolean;
+}
+
+export interface LockFlowOptions {
+  /** Require the lock to be complete and current; never resolve or write (exit 2 otherwise). */
+  frozen?: boolean;
+  /** Re-resolve every env (and revalidate cached repodata). */
+  update?: boolean;
+  /** Write the lock file when it changed (default: true unless frozen). */
+  write?: boolean;
+}
+
+export interface LockFlowResult extends LockForFlowResult {
+  envs: FlowEnvs;
+}
+
+/**
+ * A flow's lock, as `plan`, `build` and `lock` use it: reads the flow, adds Metaflow's pins,
+ * reuses the entries of `<flow>.prebuilt.lock` whose request matches and resolves the rest
+ * (each unique env once). `frozen`: an unlocked step or a corrupt/stale lock is an InputError (exit 2).
+ */
+export async function lockFlow(file: string, context: CliContext, options: LockFlowOptions = {}): Promise<LockFlowResult> {
+  const envs = await flowEnvs(file, { env: context.env, cwd: context.cwd, signal: context.signal });
+  const steps: Record<string, StepToLock> = {};
+  for (const step of envs.steps) {
+    steps[step.step] = step.request === null ? null : { request: step.request, pins: metaflowPins(step, { env: context.env }) };
+  }
+  const resolver = createResolver({ env: context.env, signal: context.signal, ...(options.update ? { refresh: true } : {}) });
+  try {
+    const result = await lockForFlow({
+      flowFile: resolve(context.cwd, file),
+      steps,
+      glibc: resolver.glibc,
+      resolve: (toResolve) => resolver.resolve(toResolve),
+      ...(options.frozen ? { frozen: true } : {}),
+      ...(options.update ? { update: true } : {}),
+      ...(options.write !== undefined ? { write: options.write } : {}),
+    });
+    return { ...result, envs };
+  } finally {
+    await resolver.close();
+  }
+}
+
+const LOCK_HELP = `
+The lock file <flow stem>.prebuilt.lock is written beside the flow: for each distinct env its
+request, platform, python version and exact files (url, sha256, size). Commit it; plan and build
+reuse every env whose request still matches.
+
+Environment:
+  METAFLOW_PREBUILT_CONDA_CHANNELS   conda channel URLs or names, comma-separated (default conda-forge)
+  METAFLOW_PREBUILT_PYPI_INDEX_URL   PyPI simple index (else PIP_INDEX_URL, else your pip configuration)
+  METAFLOW_PREBUILT_PLATFORM         linux-64 (default) or linux-aarch64
+  METAFLOW_PREBUILT_GLIBC_VERSION    glibc of the target images (default 2.28)
+  METAFLOW_PREBUILT_PIP_ISOLATED     1: ignore your pip configuration (pip --isolated)
+  METAFLOW_PREBUILT_CACHE_DIR        cache for repodata and solves (default $XDG_CACHE_HOME/prebuilt)
+
+Examples:
+  $ prebuilt lock flow.py
+  $ prebuilt lock flow.py --update
+  $ prebuilt lock flow.py --frozen      # CI: fail (exit 2) when the lock is not up to date`;
+
+interface EnvRow {
+  key: string;
+  entry: LockEntry;
+  steps: string[];
+  status: 'resolved' | 'locked';
+}
+
+function envRows(result: LockForFlowResult): EnvRow[] {
+  const rows = new Map<string, EnvRow>();
+  for (const [step, key] of Object.entries(result.lock.steps)) {
+    if (key === null) continue;
+    const row = rows.get(key) ?? { key, entry: result.lock.envs[key]!, steps: [], status: result.resolved.includes(key) ? 'resolved' : 'locked' };
+    row.steps.push(step);
+    rows.set(key, row);
+  }
+  return [...rows.values()];
+}
+
+/** `prebuilt lock <flow.py> [--update] [--frozen] [--json]`. */
+export function registerLockCommand(program: Command, context: CliContext): void {
+  program
+    .command('lock')
+    .description('resolve every step environment to exact files and write <flow>.prebuilt.lock beside the flow')
+    .argument('<flow>', 'the flow file, e.g. flow.py')
+    .option('--update', 're-resolve every env, even those the lock already has')
+    .option('--frozen', 'check only: exit 2 when a step is not locked or the lock is corrupt or stale')
+    .option('--json', 'print one JSON object for machines')
+    .addHelpText('after', LOCK_HELP)
+    .action(async (file: string, options: LockOptions) => {
+      context.json.requested = options.json === true;
+      const result = await lockFlow(file, context, { ...(options.update ? { update: true } : {}), ...(options.frozen ? { frozen: true } : {}) });
+      const rows = envRows(result);
+      const disabled = Object.entries(result.lock.steps).filter(([, key]) => key === null).map(([step]) => step);
+      if (options.json) {
+        writeJson(context, {
+          ok: true,
+          flow: result.envs.flow,
+          file,
+          lockFile: result.lockFile,
+          written: result.written,
+          envs: rows.map((r) => ({
+            key: r.key,
+            specHash: r.entry.specHash,
+            status: r.status,
+            steps: r.steps,
+            platform: r.entry.platform,
+            python: r.entry.pythonVersion,
+            conda: r.entry.packages.filter((p) => p.kind === 'conda').length,
+            pypi: r.entry.packages.filter((p) => p.kind === 'pypi').length,
+            bytes: r.entry.packages.reduce((sum, p) => sum + p.size, 0),
+          })),
+          disabledSteps: disabled,
+        });
+        return;
+      }
+      const shown = relative(context.cwd, result.lockFile) || result.lockFile;
+      const table = renderTable(rows, [
+        { header: 'ENV', value: (r) => r.key },
+        { header: 'PYTHON', value: (r) => r.entry.pythonVersion },
+        { header: 'FILES', value: (r) => `${r.entry.packages.filter((p) => p.kind === 'conda').length} conda, ${r.entry.packages.filter((p) => p.kind === 'pypi').length} pypi` },
+        { header: 'MB', value: (r) => (r.entry.packages.reduce((sum, p) => sum + p.size, 0) / 1e6).toFixed(1) },
+        { header: 'STATUS', value: (r) => r.status },
+        { header: 'STEPS', value: (r) => r.steps.join(', ') },
+      ]);
+      const summary = options.frozen
+        ? `${shown} is up to date.`
+        : result.written
+          ? `wrote ${shown}`
+          : `${shown} is up to date.`;
+      context.stdout.write(
+        `${result.envs.flow}: ${rows.length} env${rows.length === 1 ? '' : 's'} for ${Object.keys(result.lock.steps).length} steps` +
+          `${disabled.length > 0 ? ` (disabled: ${disabled.join(', ')})` : ''}\n\n${rows.length > 0 ? table : ''}\n${summary}\n`,
+      );
+    });
+}
