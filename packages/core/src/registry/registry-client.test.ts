@@ -9,14 +9,14 @@ import { AuthError, CancelledError, InputError, RegistryError } from '../errors.
 import { Secret } from '../secret.js';
 import { startFlakyProxy, type FlakyProxy } from './__fixtures__/flaky-proxy.js';
 import { pushImage, pushIndex, sha256, uniqueRepo, type PushedImage } from './__fixtures__/push-image.js';
-import { registriesMissing, testServices } from './__fixtures__/test-services.js';
+import { registriesMissing, testServices, type TestServices } from './__fixtures__/test-services.js';
 import { MediaType } from './media-types.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 
 const run = promisify(execFile);
-const services = testServices();
+const services: TestServices = testServices();
 const missing = registriesMissing(services);
-const registries = services?.registries ?? null;
+const registries = services.registries;
 const suite = (title: string): string => (missing ? `${title} — skipped: ${missing}` : title);
 
 /** Fast retries for tests; no Docker config unless a test asks for it. */
@@ -154,9 +154,13 @@ describe.skipIf(missing !== undefined)(suite('RegistryClient against the plain r
   });
 
   it('returns the digest docker push reported for the base image', ({ skip }) => {
-    if (!services?.baseImage) skip(`no base image pushed by docker (${services?.missing.join('; ') || 'test services did not build it'})`);
-    return new RegistryClient(FAST).headManifest(services!.baseImage!.ref).then((head) => {
-      expect(head.exists && head.digest).toBe(services!.baseImage!.digest);
+    const base = services.baseImage;
+    if (!base) {
+      skip(`no base image pushed by docker (${services.missing.join('; ') || 'test services did not build it'}): run \`bash scripts/test-services.sh up\``);
+      return;
+    }
+    return new RegistryClient(FAST).headManifest(base.ref).then((head) => {
+      expect(head.exists && head.digest).toBe(base.digest);
     });
   });
 });
