@@ -9,6 +9,8 @@ import { registerBackendsCommand } from './commands/backends.js';
 import { registerEnvsCommand } from './commands/envs.js';
 import { registerLockCommand } from './commands/lock.js';
 import { registerLocalRegistryCommand } from './commands/local-registry.js';
+import { registerPlanCommand } from './commands/plan.js';
+import { registerBuildCommand } from './commands/build.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -45,6 +47,8 @@ export function createProgram(context: CliContext = createCliContext(new AbortCo
   });
   registerEnvsCommand(program, context);
   registerLockCommand(program, context);
+  registerPlanCommand(program, context);
+  registerBuildCommand(program, context);
   registerBackendsCommand(program, context);
   registerLocalRegistryCommand(program, context);
   return program;

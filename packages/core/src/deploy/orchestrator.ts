@@ -59,8 +59,11 @@ export interface DeployOptions {
   flow: string;
   steps: DeployStep[];
   registry: ImageRegistry;
-  /** Needed unless `plan` is true. */
-  buildService?: BuildService;
+  /**
+   * Needed unless `plan` is true. A function is called (once) only when an image must be built,
+   * so a deploy with nothing to build never loads or connects to the build service.
+   */
+  buildService?: BuildService | (() => Promise<BuildService>);
   recipe: RecipeRunner;
   baseImage: string;
   /** Base image for GPU steps (METAFLOW_PREBUILT_GPU_BASE_IMAGE); defaults to `baseImage`. */
@@ -176,8 +179,9 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
 
   // 4. Check, then build what is missing.
   const images = [...planned.values()];
+  const buildService = once(options.buildService);
   const workers = options.workers ?? Math.min(Math.max(images.length, 1), 8);
-  const settled = await mapPool(images, workers, (image) => processImage(image, options, emit));
+  const settled = await mapPool(images, workers, (image) => processImage(image, options, buildService, emit));
   const results: DeployImage[] = [];
   let cancelled: unknown;
   settled.forEach((outcome, index) => {
@@ -225,9 +229,20 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
   return { imageMap, images: results, failures: results.filter((image) => image.status === 'failed') };
 }
 
+/** The build service, created on first use. */
+function once(source: DeployOptions['buildService']): () => Promise<BuildService> {
+  let created: Promise<BuildService> | undefined;
+  return () => {
+    if (!source) return Promise.reject(new PrebuiltError('internal', 'A build service is needed to build images.', 2));
+    created ??= typeof source === 'function' ? source() : Promise.resolve(source);
+    return created;
+  };
+}
+
 async function processImage(
   image: PlannedImage,
   options: DeployOptions,
+  getBuildService: () => Promise<BuildService>,
   emit: (event: DeployEvent) => void,
 ): Promise<DeployImage> {
   const started = Date.now();
@@ -261,8 +276,7 @@ async function processImage(
     phase('missing');
     return done(useCache ? 'missing' : 'unchecked');
   }
-  const buildService = options.buildService;
-  if (!buildService) throw new PrebuiltError('internal', 'A build service is needed to build images.', 2);
+  const buildService = await getBuildService();
 
   phase('materializing');
   const prepared = await options.recipe.prepare({

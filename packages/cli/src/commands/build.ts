@@ -1,0 +1,135 @@
+import type { Command } from 'commander';
+import { relative } from 'node:path';
+import { BuildFailedError, type DeployImage } from '@prebuilt/core';
+import type { CliContext } from '../cli-context.js';
+import { deployFlow, stateFilePath, writeImageMap, type DeployFlowResult } from '../deploy-flow.js';
+import { createDeployView, formatSeconds } from '../deploy-view.js';
+import { renderTable, writeJson } from '../output.js';
+
+export interface BuildCommandOptions {
+  json?: boolean;
+  force?: boolean;
+  frozen?: boolean;
+  update?: boolean;
+  workers?: string;
+}
+
+const BUILD_HELP = `
+Builds one image per distinct step environment and pushes it, skipping every image the registry
+already has (tags are content-addressed). Then writes the image map (step → image, interpreter,
+pull config) to the state file.
+
+Environment:
+  METAFLOW_PREBUILT_BUILD_SERVICE     build service (default docker)
+  METAFLOW_PREBUILT_IMAGE_REGISTRY    image registry (default dockerhub)
+  METAFLOW_PREBUILT_BASE_IMAGE        base image (default python:3.11-slim-bookworm)
+  METAFLOW_PREBUILT_GPU_BASE_IMAGE    base image of steps whose remote decorator asks for a GPU
+  METAFLOW_PREBUILT_REGISTRY_CACHE    0: build even when the registry has the image (default 1)
+  METAFLOW_PREBUILT_BUILD_WORKERS     images built at once (default min(images, 8))
+  METAFLOW_PREBUILT_RECIPE            materialized (default) or micromamba
+  METAFLOW_PREBUILT_STATE_FILE        image map path (default .prebuilt/<Flow>/images.json beside the flow)
+
+Exit codes: 0 every image is present or built, 1 a build or push failed (the others are still
+built), 2 bad input or configuration, 130/143 interrupted.
+
+Examples:
+  $ prebuilt build flow.py
+  $ prebuilt build flow.py --json > images.json
+  $ prebuilt build flow.py --frozen     # CI: use the committed lock file as it is`;
+
+/** What `build --json` prints: the image map, plus where it was written and what failed. */
+export function buildJson(result: DeployFlowResult, stateFile: string | null): Record<string, unknown> {
+  return {
+    ...result.imageMap,
+    stateFile,
+    ...(result.failures.length > 0
+      ? {
+          failures: result.failures.map((image) => ({
+            envId: image.envId,
+            image: image.pullTag,
+            steps: image.steps,
+            reason: image.reason,
+            logTail: image.logTail ?? [],
+          })),
+        }
+      : {}),
+  };
+}
+
+export function summaryTable(images: readonly DeployImage[]): string {
+  return renderTable(images, [
+    { header: 'ENV', value: (image) => image.envId },
+    { header: 'STATUS', value: (image) => image.status },
+    { header: 'TIME', value: (image) => formatSeconds(image.elapsedMs) },
+    { header: 'DIGEST', value: (image) => (image.digest ? image.digest.slice(0, 19) : '-') },
+    { header: 'IMAGE', value: (image) => image.pullTag },
+    { header: 'STEPS', value: (image) => image.steps.join(', ') },
+  ]);
+}
+
+/** Builds what is missing and writes the state file; throws BuildFailedError (exit 1) when an image failed. */
+export async function runBuild(file: string, context: CliContext, options: BuildCommandOptions): Promise<{ result: DeployFlowResult; stateFile: string | null }> {
+  const view = options.json ? undefined : createDeployView(context.stderr);
+  const warnings: string[] = [];
+  let result: DeployFlowResult;
+  try {
+    result = await deployFlow(file, context, {
+      ...(options.force ? { force: true } : {}),
+      ...(options.frozen ? { frozen: true } : {}),
+      ...(options.update ? { update: true } : {}),
+      ...(options.workers !== undefined ? { workers: options.workers } : {}),
+      ...(view ? { onEvent: (event) => view.onEvent(event) } : {}),
+      onMaterialized: (envId, materialized) => {
+        for (const warning of materialized.warnings) warnings.push(`env ${envId}: ${warning}`);
+      },
+    });
+  } finally {
+    view?.stop();
+  }
+  let stateFile: string | null = null;
+  if (result.failures.length === 0) {
+    stateFile = stateFilePath(file, result.imageMap.flow, context.env, context.cwd);
+    await writeImageMap(stateFile, result.imageMap);
+  }
+  if (options.json) {
+    writeJson(context, buildJson(result, stateFile));
+  } else {
+    const out = context.stdout;
+    out.write(`\n${result.imageMap.flow}: ${result.images.length} image${result.images.length === 1 ? '' : 's'} (build service ${result.buildService}, registry ${result.registry})\n\n`);
+    if (result.images.length > 0) out.write(summaryTable(result.images));
+    for (const warning of warnings) context.stderr.write(`warning: ${warning}\n`);
+    for (const failure of result.failures) {
+      context.stderr.write(`\nenv ${failure.envId} failed (steps ${failure.steps.join(', ')}): ${failure.reason}\n`);
+      if (failure.logTail && failure.logTail.length > 0) {
+        context.stderr.write(`last lines of its build log:\n${failure.logTail.map((line) => `  | ${line}`).join('\n')}\n`);
+      }
+    }
+    if (stateFile) out.write(`\nimage map written to ${relative(context.cwd, stateFile) || stateFile}\n`);
+  }
+  if (result.failures.length > 0) {
+    throw new BuildFailedError(
+      `${result.failures.length} of ${result.images.length} image${result.images.length === 1 ? '' : 's'} failed to build; the image map was not written.`,
+      result.failures.map((image) => ({ imageTag: image.tag, reason: image.reason ?? 'failed', logTail: image.logTail ?? [] })),
+      { hint: 'Read the build log above, fix the env or the base image, and run prebuilt build again: the images that were built are reused.' },
+    );
+  }
+  return { result, stateFile };
+}
+
+/** `prebuilt build <flow.py> [--json] [--force] [--frozen] [--update] [--workers N]`. */
+export function registerBuildCommand(program: Command, context: CliContext): void {
+  program
+    .command('build')
+    .description("build and push the images of a flow's step environments that the registry does not have yet")
+    .argument('<flow>', 'the flow file, e.g. flow.py')
+    .option('--json', 'print one JSON object (the image map) for machines')
+    .option('--force', 'rebuild every image, even those the registry has')
+    .option('--frozen', 'use the lock file as it is: exit 2 when a step is not locked')
+    .option('--update', 're-resolve every env instead of reusing the lock file')
+    .option('--workers <n>', 'images to build at once (default: METAFLOW_PREBUILT_BUILD_WORKERS, else min(images, 8))')
+    .addHelpText('after', BUILD_HELP)
+    .action(async (file: string, options: BuildCommandOptions) => {
+      context.json.requested = options.json === true;
+      await runBuild(file, context, options);
+    });
+}

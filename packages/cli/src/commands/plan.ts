@@ -1,0 +1,91 @@
+import type { Command } from 'commander';
+import type { CliContext } from '../cli-context.js';
+import { deployFlow } from '../deploy-flow.js';
+import { createDeployView } from '../deploy-view.js';
+import { renderTable, writeJson } from '../output.js';
+
+interface PlanOptions {
+  json?: boolean;
+  frozen?: boolean;
+  update?: boolean;
+}
+
+const PLAN_HELP = `
+Shows what a build would do, without building: each distinct env, its envId and image tag, the
+steps that use it, and whether the registry already has the image (one HEAD request each).
+Resolves and writes the lock file like \`prebuilt lock\` (unless --frozen).
+
+Examples:
+  $ prebuilt plan flow.py
+  $ prebuilt plan flow.py --json | jq '.images[] | select(.status == "missing")'`;
+
+/** `prebuilt plan <flow.py> [--json] [--frozen] [--update]`. */
+export function registerPlanCommand(program: Command, context: CliContext): void {
+  program
+    .command('plan')
+    .description('show the images a build would make and which the registry already has; never builds')
+    .argument('<flow>', 'the flow file, e.g. flow.py')
+    .option('--json', 'print one JSON object for machines')
+    .option('--frozen', 'use the lock file as it is: exit 2 when a step is not locked')
+    .option('--update', 're-resolve every env instead of reusing the lock file')
+    .addHelpText('after', PLAN_HELP)
+    .action(async (file: string, options: PlanOptions) => {
+      context.json.requested = options.json === true;
+      const view = options.json ? undefined : createDeployView({ write: () => {} });
+      const result = await deployFlow(file, context, {
+        plan: true,
+        ...(options.frozen ? { frozen: true } : {}),
+        ...(options.update ? { update: true } : {}),
+        ...(view ? { onEvent: (event) => view.onEvent(event) } : {}),
+      });
+      const steps: Record<string, { envId: string | null; image: string; python: string }> = {};
+      for (const step of result.lock.envs.steps) {
+        const image = result.images.find((candidate) => candidate.steps.includes(step.step));
+        steps[step.step] = image
+          ? { envId: image.envId, image: image.pullTag, python: image.python }
+          : { envId: null, image: step.gpu ? result.settings.gpuBaseImage : result.settings.baseImage, python: 'python' };
+      }
+      if (options.json) {
+        writeJson(context, {
+          flow: result.lock.envs.flow,
+          lockFile: result.lock.lockFile,
+          images: Object.fromEntries(
+            result.images.map((image) => [
+              image.envId,
+              {
+                image: image.pullTag,
+                status: image.status,
+                ...(image.digest ? { digest: image.digest } : {}),
+                python: image.python,
+                platform: image.platform,
+                base: { ref: image.base.ref, digest: image.base.digest },
+                packages: image.packages,
+                steps: image.steps,
+              },
+            ]),
+          ),
+          steps,
+        });
+        return;
+      }
+      const missing = result.images.filter((image) => image.status !== 'present').length;
+      context.stdout.write(
+        `${result.lock.envs.flow}: ${result.images.length} image${result.images.length === 1 ? '' : 's'} for ${result.lock.envs.steps.length} steps` +
+          ` (registry ${result.registry}, base ${result.settings.baseImage})\n\n`,
+      );
+      if (result.images.length > 0) {
+        context.stdout.write(
+          renderTable(result.images, [
+            { header: 'ENV', value: (image) => image.envId },
+            { header: 'STATUS', value: (image) => (image.status === 'missing' ? 'will build' : image.status === 'unchecked' ? 'will build (cache off)' : image.status) },
+            { header: 'PACKAGES', value: (image) => String(image.packages) },
+            { header: 'IMAGE', value: (image) => image.pullTag },
+            { header: 'STEPS', value: (image) => image.steps.join(', ') },
+          ]),
+        );
+      }
+      const disabled = Object.entries(steps).filter(([, step]) => step.envId === null).map(([name]) => name);
+      if (disabled.length > 0) context.stdout.write(`\nsteps on the base image's python (env disabled): ${disabled.join(', ')}\n`);
+      context.stdout.write(`\n${missing === 0 ? 'Nothing to build.' : `${missing} image${missing === 1 ? '' : 's'} to build: run prebuilt build ${file}`}\n`);
+    });
+}

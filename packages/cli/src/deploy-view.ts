@@ -1,0 +1,101 @@
+/**
+ * The live view of a deploy, for people: one line per image (checking → materializing → building →
+ * pushing → done/failed), with elapsed time and the steps that use it. On a TTY the block is redrawn
+ * in place; otherwise each phase change is one plain line.
+ */
+import type { DeployEvent, ImagePhase } from '@prebuilt/core';
+import type { Writer } from './cli-context.js';
+
+interface ImageLine {
+  envId: string;
+  steps: string[];
+  phase: ImagePhase;
+  started: number;
+  ended?: number;
+  progress?: string;
+}
+
+const FINAL: ReadonlySet<ImagePhase> = new Set(['present', 'built', 'failed', 'missing']);
+const LABEL: Record<ImagePhase, string> = {
+  checking: 'checking registry',
+  missing: 'not in registry',
+  materializing: 'materializing',
+  building: 'building',
+  pushing: 'pushing',
+  verifying: 'verifying push',
+  present: 'present',
+  built: 'built',
+  failed: 'failed',
+};
+const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+export function formatSeconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)}s`;
+}
+
+export interface DeployView {
+  onEvent(event: DeployEvent): void;
+  /** Stops redrawing and leaves the final state on screen. */
+  stop(): void;
+}
+
+export function createDeployView(out: Writer & { isTTY?: boolean }, options: { now?: () => number } = {}): DeployView {
+  const now = options.now ?? Date.now;
+  const started = now();
+  const lines = new Map<string, ImageLine>();
+  const tty = out.isTTY === true;
+  let drawn = 0;
+  let frame = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let resolvingShown = false;
+
+  const render = (line: ImageLine): string => {
+    const elapsed = formatSeconds((line.ended ?? now()) - line.started);
+    const mark = line.phase === 'failed' ? '✗' : FINAL.has(line.phase) ? '✓' : SPINNER[frame % SPINNER.length];
+    const progress = line.progress && !FINAL.has(line.phase) ? ` ${line.progress}` : '';
+    return `${tty ? `${mark} ` : ''}env ${line.envId}  ${LABEL[line.phase]}${progress}  ${elapsed}  (${line.steps.join(', ')})`;
+  };
+  const redraw = (): void => {
+    frame++;
+    const text = [...lines.values()].map(render);
+    out.write(`${drawn > 0 ? `\x1b[${drawn}A\x1b[0J` : ''}${text.join('\n')}${text.length > 0 ? '\n' : ''}`);
+    drawn = text.length;
+  };
+
+  return {
+    onEvent(event) {
+      switch (event.type) {
+        case 'resolving':
+          if (!resolvingShown) out.write('reading the flow and locking its envs…\n');
+          resolvingShown = true;
+          return;
+        case 'resolved':
+          out.write(`${event.images} image${event.images === 1 ? '' : 's'} (locked in ${formatSeconds(now() - started)})\n`);
+          if (tty && !timer) timer = setInterval(redraw, 120).unref();
+          return;
+        case 'progress': {
+          const line = lines.get(event.envId);
+          if (line) line.progress = `${event.phase} ${event.done}/${event.total}`;
+          return;
+        }
+        case 'log':
+          return;
+        case 'image': {
+          const line = lines.get(event.envId) ?? { envId: event.envId, steps: event.steps, phase: event.phase, started: now() };
+          const changed = line.phase !== event.phase || !lines.has(event.envId);
+          if (line.phase !== event.phase) delete line.progress;
+          line.phase = event.phase;
+          if (FINAL.has(event.phase)) line.ended = now();
+          lines.set(event.envId, line);
+          if (!tty && changed) out.write(`${render(line)}${event.phase === 'failed' && event.detail ? `: ${event.detail}` : ''}\n`);
+          return;
+        }
+      }
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      if (tty) redraw();
+    },
+  };
+}
