@@ -126,7 +126,8 @@ describe('prebuilt (CLI basics)', () => {
 
 describe('prebuilt backends', () => {
   it('shows a table of every built-in and installed third-party backend, marking the selected ones', async () => {
-    const r = await prebuilt(['backends'], { cwd: project, env: { METAFLOW_PREBUILT_BUILD_SERVICE: 'acme' } });
+    // ecr/gcr/kaniko are never dependencies of the CLI package, so they are missing here for sure.
+    const r = await prebuilt(['backends'], { cwd: project, env: { METAFLOW_PREBUILT_BUILD_SERVICE: 'acme', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'ecr' } });
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');
     const lines = r.stdout.split('\n');
@@ -135,22 +136,24 @@ describe('prebuilt backends', () => {
       expect(lines.some((l) => new RegExp(`^[ *]\\s+${name}\\s+(build service|image registry)\\s+@prebuilt/${name}\\s`).test(l)), name).toBe(true);
     }
     expect(lines).toContainEqual(expect.stringMatching(/^\*\s+acme\s+build service\s+prebuilt-backend-acme\s+1\.2\.3\s+yes$/));
-    expect(lines).toContainEqual(expect.stringMatching(/^\*\s+dockerhub\s+image registry\s+@prebuilt\/dockerhub\s+-\s+no$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^\*\s+ecr\s+image registry\s+@prebuilt\/ecr\s+-\s+no$/));
     expect(lines).toContainEqual(expect.stringMatching(/^\s+docker\s+build service/));
     expect(r.stdout).not.toContain('left-pad');
-    expect(r.stdout).toContain('* selected: build service acme (from METAFLOW_PREBUILT_BUILD_SERVICE), image registry dockerhub (default;');
-    expect(r.stdout).toContain("the selected image registry 'dockerhub' is not installed: npm i @prebuilt/dockerhub");
+    expect(r.stdout).toContain('* selected: build service acme (from METAFLOW_PREBUILT_BUILD_SERVICE), image registry ecr (from METAFLOW_PREBUILT_IMAGE_REGISTRY)');
+    expect(r.stdout).toContain("the selected image registry 'ecr' is not installed: npm i @prebuilt/ecr");
+    const defaults = await prebuilt(['backends'], { cwd: project });
+    expect(defaults.stdout).toContain('* selected: build service docker (default; set METAFLOW_PREBUILT_BUILD_SERVICE to change), image registry dockerhub (default;');
   });
 
   it('--json prints one JSON object with every backend and the selection', async () => {
-    const r = await prebuilt(['backends', '--json'], { cwd: project, env: { METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local' } });
+    const r = await prebuilt(['backends', '--json'], { cwd: project, env: { METAFLOW_PREBUILT_IMAGE_REGISTRY: 'gcr' } });
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout) as {
       selected: Record<string, { name: string; from: string }>;
       backends: { name: string; kind: string; packageName: string; version: string | null; installed: boolean; selected: boolean; source: string }[];
     };
     expect(out.selected.buildService).toMatchObject({ name: 'docker', from: 'default' });
-    expect(out.selected.imageRegistry).toMatchObject({ name: 'local', from: 'env' });
+    expect(out.selected.imageRegistry).toMatchObject({ name: 'gcr', from: 'env' });
     expect(out.backends).toHaveLength(10);
     expect(out.backends.find((b) => b.name === 'acme')).toMatchObject({
       kind: 'build-service',
@@ -160,18 +163,42 @@ describe('prebuilt backends', () => {
       installed: true,
       selected: false,
     });
-    expect(out.backends.find((b) => b.name === 'local')).toMatchObject({ selected: true, installed: false, kind: 'image-registry' });
-    expect(out.backends.filter((b) => b.selected).map((b) => b.name).sort()).toEqual(['docker', 'local']);
+    expect(out.backends.find((b) => b.name === 'gcr')).toMatchObject({ selected: true, installed: false, version: null, kind: 'image-registry' });
+    expect(out.backends.filter((b) => b.selected).map((b) => b.name).sort()).toEqual(['docker', 'gcr']);
   });
 
+  const cliDeps = Object.keys(
+    (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {},
+  );
+  const builtinDeps = ['docker', 'buildx', 'kaniko', 'codebuild', 'oci', 'local', 'dockerhub', 'ecr', 'gcr'].filter((n) => cliDeps.includes(`@prebuilt/${n}`));
+  it.skipIf(builtinDeps.length === 0)(
+    `lists and loads the built-ins the CLI package itself depends on, from the CLI's directory${builtinDeps.length === 0 ? ' (skipped: the CLI depends on no built-in backend)' : ''}`,
+    async () => {
+      const r = await prebuilt(['backends', '--json'], { cwd: project });
+      const out = JSON.parse(r.stdout) as { backends: { name: string; installed: boolean; version: string | null }[] };
+      for (const name of builtinDeps) {
+        expect(out.backends.find((b) => b.name === name), name).toMatchObject({ installed: true, version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
+      }
+      const name = builtinDeps[0]!;
+      const kind = ['local', 'dockerhub', 'ecr', 'gcr'].includes(name) ? 'IMAGE_REGISTRY' : 'BUILD_SERVICE';
+      const other = kind === 'IMAGE_REGISTRY' ? { METAFLOW_PREBUILT_BUILD_SERVICE: 'acme' } : { METAFLOW_PREBUILT_IMAGE_REGISTRY: './backends/test-registry.mjs' };
+      const check = await prebuilt(['backends', '--check', '--json'], { cwd: project, env: { [`METAFLOW_PREBUILT_${kind}`]: name, ...other } });
+      expect(check.code, check.stderr).toBe(0);
+      const entry = (JSON.parse(check.stdout) as Record<string, { resolvedFrom?: string; packageName?: string }>)[kind === 'IMAGE_REGISTRY' ? 'imageRegistry' : 'buildService'];
+      expect(entry).toMatchObject({ packageName: `@prebuilt/${name}` });
+      expect(entry!.resolvedFrom).toMatch(/packages\/cli$/);
+    },
+  );
+
   it('--check exits 2 with the resolver\'s message when a selected backend is missing', async () => {
-    const r = await prebuilt(['backends', '--check'], { cwd: project, env: { METAFLOW_PREBUILT_BUILD_SERVICE: 'acme' } });
+    const r = await prebuilt(['backends', '--check'], { cwd: project, env: { METAFLOW_PREBUILT_BUILD_SERVICE: 'acme', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'gcr' } });
     expect(r.code).toBe(2);
     expect(r.stdout).toMatch(/build service\s+acme\s+ok\s+prebuilt-backend-acme 1\.2\.3/);
-    expect(r.stdout).toMatch(/image registry\s+dockerhub\s+FAILED/);
-    expect(r.stderr).toContain("error: Cannot find the image registry 'dockerhub' (selected by METAFLOW_PREBUILT_IMAGE_REGISTRY)");
-    expect(r.stderr).toContain(`@prebuilt/dockerhub from ${project}: not installed`);
-    expect(r.stderr).toContain('hint: Install it in your project: npm i @prebuilt/dockerhub');
+    expect(r.stdout).toMatch(/image registry\s+gcr\s+FAILED/);
+    expect(r.stderr).toContain("error: Cannot find the image registry 'gcr' (selected by METAFLOW_PREBUILT_IMAGE_REGISTRY)");
+    expect(r.stderr).toContain(`@prebuilt/gcr from ${project}: not installed`);
+    expect(r.stderr).toMatch(/@prebuilt\/gcr from \/.*packages\/cli: not installed/);
+    expect(r.stderr).toContain('hint: Install it in your project: npm i @prebuilt/gcr');
     expect(r.stderr).not.toMatch(STACK_LINE);
   });
 
@@ -187,13 +214,16 @@ describe('prebuilt backends', () => {
   });
 
   it('--check --json prints one object with each result and exits 2 on a missing backend', async () => {
-    const r = await prebuilt(['backends', '--check', '--json'], { cwd: project, env: { METAFLOW_PREBUILT_IMAGE_REGISTRY: './backends/test-registry.mjs' } });
+    const r = await prebuilt(['backends', '--check', '--json'], {
+      cwd: project,
+      env: { METAFLOW_PREBUILT_BUILD_SERVICE: 'kaniko', METAFLOW_PREBUILT_IMAGE_REGISTRY: './backends/test-registry.mjs' },
+    });
     expect(r.code).toBe(2);
     const out = JSON.parse(r.stdout) as Record<string, { ok: boolean; error?: { code: string; hint: string } }> & { ok: boolean };
     expect(out.ok).toBe(false);
     expect(out.imageRegistry).toMatchObject({ ok: true, source: 'path' });
-    expect(out.buildService).toMatchObject({ ok: false, name: 'docker', error: { code: 'backend-not-found' } });
-    expect(out.buildService!.error!.hint).toContain('npm i @prebuilt/docker');
+    expect(out.buildService).toMatchObject({ ok: false, name: 'kaniko', error: { code: 'backend-not-found' } });
+    expect(out.buildService!.error!.hint).toContain('npm i @prebuilt/kaniko');
   });
 
   it('--check reports an invalid backend (wrong apiVersion) with exit 2; stack traces only with --verbose or DEBUG', async () => {
