@@ -58,7 +58,7 @@ export function envId(input: EnvIdInput): string {
 
 /** {@link envId} of a locked env: its files and platform, plus the base image digest and recipe. */
 export function computeEnvId(input: {
-  lock: Pick<LockedEnv, 'packages' | 'platform'>;
+  lock: Pick<LockedEnv, 'platform'> & { packages: readonly Pick<LockedPackage, 'url' | 'sha256'>[] };
   baseDigest: string;
   recipe: { name: string; version: string | number };
 }): string {
