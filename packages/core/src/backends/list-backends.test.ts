@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defineBuildService } from '../contracts.js';
@@ -53,6 +54,15 @@ describe('listBackends', () => {
       ['acme-tools', 'build-service', 'acme-tools', '1.0.0'],
       ['@acme/foo', 'image-registry', '@acme/prebuilt-backend-foo', '1.0.0'],
     ]);
+  });
+
+  it('reads the project\'s package.json from a subdirectory of the project', () => {
+    const project = newDir('list');
+    writeProject(project, { 'prebuilt-backend-acme': '1.0.0' });
+    installNpm(project, { packageName: 'prebuilt-backend-acme' });
+    const flows = join(project, 'flows', 'nightly');
+    mkdirSync(flows, { recursive: true });
+    expect(listBackends({ cwd: flows }).filter((l) => l.source === 'third-party').map((l) => l.name)).toEqual(['acme']);
   });
 
   it('ignores a malformed "prebuilt" field', () => {

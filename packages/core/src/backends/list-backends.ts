@@ -1,4 +1,4 @@
-import { join, resolve as resolvePath } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import type { BackendKind } from '../contracts.js';
 import { registeredBackends } from './backend-registry.js';
 import { BUILTIN_BACKENDS, builtinPackageName } from './builtin-backends.js';
@@ -50,6 +50,17 @@ function selectionName(declared: string, packageName: string): string {
   return reaching ?? packageName;
 }
 
+/** The nearest directory at or above `dir` with a package.json (the project root for a subdirectory). */
+function nearestPackageDir(dir: string): string {
+  let current = dir;
+  for (;;) {
+    if (readPackageJson(join(current, 'package.json'))) return current;
+    const parent = dirname(current);
+    if (parent === current) return dir;
+    current = parent;
+  }
+}
+
 function directDependencies(dir: string): string[] {
   const json = readPackageJson(join(dir, 'package.json'));
   if (!json) return [];
@@ -63,8 +74,8 @@ function directDependencies(dir: string): string[] {
 /**
  * What `prebuilt backends` shows: every built-in name (installed or not) and every installed
  * third-party backend. Third-party backends are found by reading the `"prebuilt"` field of the
- * package.json of each direct dependency of the project (`cwd`) and of the CLI package
- * (`cliDir`) — node_modules is never crawled. Nothing is imported.
+ * package.json of each direct dependency of the project (the nearest package.json at or above
+ * `cwd`) and of the CLI package (`cliDir`) — node_modules is never crawled. Nothing is imported.
  */
 export function listBackends(options: ListBackendsOptions = {}): BackendListing[] {
   const cwd = resolvePath(options.cwd ?? process.cwd());
@@ -96,7 +107,7 @@ export function listBackends(options: ListBackendsOptions = {}): BackendListing[
   }
 
   const seen = new Set(listings.map((l) => l.packageName));
-  for (const dir of dirs) {
+  for (const dir of dirs.map(nearestPackageDir)) {
     for (const dependency of directDependencies(dir)) {
       if (seen.has(dependency)) continue;
       const found = findInstalledPackage(dependency, dir);
