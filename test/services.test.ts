@@ -1,0 +1,362 @@
+// Proves the test services of scripts/test-services.sh work as other tests expect: the three
+// registries, the token server, the base image, and the Docker daemon (host networking only).
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { basicAuthorization, describeWith, dockerEnv, getServices, type TestServices } from './services.js';
+
+const services: TestServices = getServices();
+const MANIFEST_TYPES = [
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.oci.image.manifest.v1+json',
+].join(', ');
+
+interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+function decodeJwt(token: string): { header: Record<string, unknown>; claims: Record<string, unknown> } {
+  const [header, claims] = token.split('.');
+  return {
+    header: JSON.parse(Buffer.from(header ?? '', 'base64url').toString('utf8')) as Record<string, unknown>,
+    claims: JSON.parse(Buffer.from(claims ?? '', 'base64url').toString('utf8')) as Record<string, unknown>,
+  };
+}
+
+/** Parses `Bearer realm="...",service="...",scope="..."`. */
+function parseChallenge(header: string | null): Record<string, string> {
+  const params: Record<string, string> = {};
+  const body = (header ?? '').replace(/^\s*\w+\s+/, '');
+  for (const m of body.matchAll(/(\w+)="([^"]*)"/g)) params[m[1] ?? ''] = m[2] ?? '';
+  return params;
+}
+
+function splitRef(ref: string): { host: string; repo: string; tag: string } {
+  const slash = ref.indexOf('/');
+  const colon = ref.lastIndexOf(':');
+  return { host: ref.slice(0, slash), repo: ref.slice(slash + 1, colon), tag: ref.slice(colon + 1) };
+}
+
+function sha256(data: Uint8Array | string): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+describeWith(['registries'], 'test registries (scripts/test-services.sh)', () => {
+  const registries = services.registries!;
+
+  async function token(params: Record<string, string | string[]>, authorization?: string): Promise<Response> {
+    const url = new URL(registries.token.realm);
+    for (const [key, value] of Object.entries(params)) {
+      for (const one of Array.isArray(value) ? value : [value]) url.searchParams.append(key, one);
+    }
+    return fetch(url, { headers: authorization ? { authorization } : {} });
+  }
+
+  it('the no-auth registry answers GET /v2/ with 200', async () => {
+    const response = await fetch(`http://${registries.plain.host}/v2/`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('docker-distribution-api-version')).toBe('registry/2.0');
+  });
+
+  it('the htpasswd registry challenges with Basic, accepts its user and refuses a wrong password', async () => {
+    const url = `http://${registries.basic.host}/v2/`;
+    const anonymous = await fetch(url);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('www-authenticate')).toMatch(/^Basic realm=/);
+    const good = await fetch(url, { headers: { authorization: basicAuthorization(registries.basic.username, registries.basic.password) } });
+    expect(good.status).toBe(200);
+    const bad = await fetch(url, { headers: { authorization: basicAuthorization(registries.basic.username, 'wrong-password') } });
+    expect(bad.status).toBe(401);
+  });
+
+  it('the token registry challenges with Bearer, naming the token server realm and service', async () => {
+    const response = await fetch(`http://${registries.token.host}/v2/`);
+    expect(response.status).toBe(401);
+    const header = response.headers.get('www-authenticate');
+    expect(header).toMatch(/^Bearer /);
+    expect(parseChallenge(header)).toMatchObject({ realm: registries.token.realm, service: registries.token.service });
+    const scoped = await fetch(`http://${registries.token.host}/v2/prebuilt-test/base/manifests/bookworm`);
+    expect(parseChallenge(scoped.headers.get('www-authenticate'))['scope']).toBe('repository:prebuilt-test/base:pull');
+  });
+
+  it('the token server refuses a wrong password with 401', async () => {
+    const response = await token(
+      { service: registries.token.service, scope: 'repository:prebuilt-test/base:pull' },
+      basicAuthorization(registries.token.username, 'wrong-password'),
+    );
+    expect(response.status).toBe(401);
+  });
+
+  it('the token server grants its user the requested scopes, as docker login asks (account, offline_token, client_id)', async () => {
+    const response = await token(
+      {
+        account: registries.token.username,
+        client_id: 'docker',
+        offline_token: 'true',
+        service: registries.token.service,
+        scope: ['repository:prebuilt-test/base:pull,push', 'registry:catalog:*'],
+      },
+      basicAuthorization(registries.token.username, registries.token.password),
+    );
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { token: string; access_token: string; expires_in: number };
+    expect(body.access_token).toBe(body.token);
+    expect(body.expires_in).toBeGreaterThan(0);
+    const { header, claims } = decodeJwt(body.token);
+    expect(header['alg']).toBe('RS256');
+    const chain = header['x5c'] as string[];
+    const cert = await readFile(join(services.stateDir ?? '/var/tmp/prebuilt-test-services', 'token-server', 'cert.pem'), 'utf8');
+    expect(chain[0]).toBe(new X509Certificate(cert).raw.toString('base64'));
+    expect(claims).toMatchObject({
+      iss: registries.token.issuer,
+      sub: registries.token.username,
+      aud: registries.token.service,
+      access: [
+        { type: 'repository', name: 'prebuilt-test/base', actions: ['pull', 'push'] },
+        { type: 'registry', name: 'catalog', actions: ['*'] },
+      ],
+    });
+    const catalog = await fetch(`http://${registries.token.host}/v2/_catalog`, { headers: { authorization: `Bearer ${body.token}` } });
+    expect(catalog.status).toBe(200);
+    expect(await catalog.json()).toHaveProperty('repositories');
+  });
+
+  it('the token server gives an anonymous caller a token that grants nothing, which the registry refuses', async () => {
+    const response = await token({ service: registries.token.service, scope: 'registry:catalog:*' });
+    expect(response.status).toBe(200);
+    const { token: anonymous } = (await response.json()) as { token: string };
+    expect(decodeJwt(anonymous).claims['access']).toEqual([]);
+    const catalog = await fetch(`http://${registries.token.host}/v2/_catalog`, { headers: { authorization: `Bearer ${anonymous}` } });
+    expect(catalog.status).toBe(401);
+    expect(catalog.headers.get('www-authenticate')).toMatch(/error="insufficient_scope"/);
+  });
+
+  it('the token server accepts an OAuth2 password grant (POST form)', async () => {
+    const form = new URLSearchParams({
+      grant_type: 'password',
+      username: registries.token.username,
+      password: registries.token.password,
+      service: registries.token.service,
+      scope: 'registry:catalog:*',
+      client_id: 'prebuilt-test',
+    });
+    const response = await fetch(registries.token.realm, { method: 'POST', body: form });
+    expect(response.status).toBe(200);
+    const { access_token: accessToken } = (await response.json()) as { access_token: string };
+    const catalog = await fetch(`http://${registries.token.host}/v2/_catalog`, { headers: { authorization: `Bearer ${accessToken}` } });
+    expect(catalog.status).toBe(200);
+    form.set('password', 'wrong-password');
+    expect((await fetch(registries.token.realm, { method: 'POST', body: form })).status).toBe(401);
+  });
+});
+
+describeWith(['registries', 'baseImage'], 'base image (debootstrap bookworm minbase)', () => {
+  const registries = services.registries!;
+  const base = services.baseImage!;
+  // Bodies of skipped suites still run at collection: dereference only inside tests and hooks.
+  const ref = (): { host: string; repo: string; tag: string } => splitRef(base.ref);
+
+  it('is in the no-auth registry with the recorded digest', async () => {
+    const { host, repo, tag } = ref();
+    expect(host).toBe(registries.plain.host);
+    const head = await fetch(`http://${host}/v2/${repo}/manifests/${tag}`, { method: 'HEAD', headers: { accept: MANIFEST_TYPES } });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('docker-content-digest')).toBe(base.digest);
+    const body = new Uint8Array(await (await fetch(`http://${host}/v2/${repo}/manifests/${base.digest}`, { headers: { accept: MANIFEST_TYPES } })).arrayBuffer());
+    expect(sha256(body)).toBe(base.digest);
+    const manifest = JSON.parse(Buffer.from(body).toString('utf8')) as { config: { digest: string }; layers: unknown[] };
+    expect(manifest.layers).toHaveLength(1);
+    const config = (await (await fetch(`http://${host}/v2/${repo}/blobs/${manifest.config.digest}`)).json()) as {
+      os: string;
+      config: { Env?: string[] };
+    };
+    expect(config.os).toBe('linux');
+    expect(config.config.Env).toContain('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+  });
+
+  describe('copied to the token registry over HTTP with a push token, then pulled with a pull token', () => {
+    // A fixed name: blobs already there from an earlier run are not sent again (the manifest is
+    // deleted after the test, the blob links stay), which keeps the test fast on a warm machine.
+    const target = 'prebuilt-test/services-check';
+    let pushToken = '';
+
+    async function grant(scope: string): Promise<string> {
+      const url = new URL(registries.token.realm);
+      url.searchParams.set('service', registries.token.service);
+      url.searchParams.set('scope', scope);
+      const response = await fetch(url, { headers: { authorization: basicAuthorization(registries.token.username, registries.token.password) } });
+      expect(response.status).toBe(200);
+      return ((await response.json()) as { token: string }).token;
+    }
+
+    beforeAll(async () => {
+      pushToken = await grant(`repository:${target}:pull,push,delete`);
+    });
+
+    afterAll(async () => {
+      const response = await fetch(`http://${registries.token.host}/v2/${target}/manifests/${base.digest}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${pushToken}` },
+      });
+      expect([202, 404]).toContain(response.status);
+    });
+
+    it('the registry accepts the token for a push and a pull of the base image; the digest is unchanged', async () => {
+      const { host, repo } = ref();
+      const token = registries.token.host;
+      const manifestBody = new Uint8Array(
+        await (await fetch(`http://${host}/v2/${repo}/manifests/${base.digest}`, { headers: { accept: MANIFEST_TYPES } })).arrayBuffer(),
+      );
+      const manifest = JSON.parse(Buffer.from(manifestBody).toString('utf8')) as {
+        mediaType: string;
+        config: { digest: string };
+        layers: Array<{ digest: string }>;
+      };
+      const auth = { authorization: `Bearer ${pushToken}` };
+      // An upload session opens with the push token (and is cancelled).
+      const session = await fetch(`http://${token}/v2/${target}/blobs/uploads/`, { method: 'POST', headers: auth });
+      expect(session.status).toBe(202);
+      const sessionUrl = new URL(session.headers.get('location') ?? '', `http://${token}`);
+      expect((await fetch(sessionUrl, { method: 'DELETE', headers: auth })).status).toBe(204);
+
+      for (const digest of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
+        const present = await fetch(`http://${token}/v2/${target}/blobs/${digest}`, { method: 'HEAD', headers: auth });
+        if (present.status === 200) continue;
+        expect(present.status).toBe(404);
+        const blob = new Uint8Array(await (await fetch(`http://${host}/v2/${repo}/blobs/${digest}`)).arrayBuffer());
+        const start = await fetch(`http://${token}/v2/${target}/blobs/uploads/`, { method: 'POST', headers: auth });
+        expect(start.status).toBe(202);
+        const location = new URL(start.headers.get('location') ?? '', `http://${token}`);
+        location.searchParams.set('digest', digest);
+        const put = await fetch(location, {
+          method: 'PUT',
+          headers: { ...auth, 'content-type': 'application/octet-stream' },
+          body: blob,
+        });
+        expect(put.status).toBe(201);
+      }
+      const putManifest = await fetch(`http://${token}/v2/${target}/manifests/bookworm`, {
+        method: 'PUT',
+        headers: { ...auth, 'content-type': manifest.mediaType },
+        body: manifestBody,
+      });
+      expect(putManifest.status).toBe(201);
+      expect(putManifest.headers.get('docker-content-digest')).toBe(base.digest);
+
+      const pullToken = await grant(`repository:${target}:pull`);
+      const pulled = await fetch(`http://${token}/v2/${target}/manifests/bookworm`, {
+        headers: { authorization: `Bearer ${pullToken}`, accept: MANIFEST_TYPES },
+      });
+      expect(pulled.status).toBe(200);
+      expect(sha256(new Uint8Array(await pulled.arrayBuffer()))).toBe(base.digest);
+      // A pull-only token does not allow a push.
+      const denied = await fetch(`http://${token}/v2/${target}/blobs/uploads/`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${pullToken}` },
+      });
+      expect(denied.status).toBe(401);
+      expect(denied.headers.get('www-authenticate')).toMatch(/error="insufficient_scope"/);
+    });
+  });
+});
+
+describeWith(['docker', 'registries', 'baseImage'], 'Docker daemon (host networking only)', () => {
+  const registries = services.registries!;
+  const base = services.baseImage!;
+  let dockerConfig = '';
+  const pushed: Array<{ ref: string; host: string; repo: string; authorization: () => Promise<string> }> = [];
+
+  beforeAll(async () => {
+    dockerConfig = await mkdtemp(join(tmpdir(), 'prebuilt-docker-config-'));
+  });
+
+  afterAll(async () => {
+    for (const image of pushed) {
+      const digest = await fetch(`http://${image.host}/v2/${image.repo}/manifests/run`, {
+        method: 'HEAD',
+        headers: { accept: MANIFEST_TYPES, authorization: await image.authorization() },
+      });
+      const found = digest.headers.get('docker-content-digest');
+      if (found) {
+        const deleted = await fetch(`http://${image.host}/v2/${image.repo}/manifests/${found}`, {
+          method: 'DELETE',
+          headers: { authorization: await image.authorization() },
+        });
+        expect(deleted.status).toBe(202);
+      }
+      await run('docker', ['rmi', image.ref], { env: dockerEnv(services) });
+    }
+    await rm(dockerConfig, { recursive: true, force: true });
+  });
+
+  it('has no bridge network (started with --bridge=none)', async () => {
+    const result = await run('docker', ['network', 'ls', '--format', '{{.Name}} {{.Driver}}'], { env: dockerEnv(services) });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).not.toMatch(/\bbridge\b/);
+    expect(result.stdout).toMatch(/^host host$/m);
+  });
+
+  it('runs python3 in the base image with --network=host', async () => {
+    const result = await run('docker', ['run', '--network=host', '--rm', base.ref, 'python3', '-c', 'print(1)'], { env: dockerEnv(services) });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.trim()).toBe('1');
+  });
+
+  for (const flavour of ['basic', 'token'] as const) {
+    it(`docker login + docker push work against the ${flavour === 'basic' ? 'htpasswd (Basic)' : 'token (Bearer)'} registry`, async () => {
+      const endpoint = registries[flavour];
+      const env = dockerEnv(services, dockerConfig);
+      const repo = `prebuilt-test/login-check-${randomBytes(4).toString('hex')}`;
+      const ref = `${endpoint.host}/${repo}:run`;
+
+      const wrong = await run('docker', ['login', '-u', endpoint.username, '--password-stdin', endpoint.host], { env, input: 'wrong-password' });
+      expect(wrong.code).not.toBe(0);
+      expect(wrong.stderr).toMatch(/unauthorized|incorrect/i);
+
+      const login = await run('docker', ['login', '-u', endpoint.username, '--password-stdin', endpoint.host], { env, input: endpoint.password });
+      expect(login.code, login.stderr).toBe(0);
+      expect((await run('docker', ['tag', base.ref, ref], { env })).code).toBe(0);
+      pushed.push({
+        ref,
+        host: endpoint.host,
+        repo,
+        authorization: async () => {
+          if (flavour === 'basic') return basicAuthorization(endpoint.username, endpoint.password);
+          const url = new URL(registries.token.realm);
+          url.searchParams.set('service', registries.token.service);
+          url.searchParams.set('scope', `repository:${repo}:pull,delete`);
+          const response = await fetch(url, { headers: { authorization: basicAuthorization(endpoint.username, endpoint.password) } });
+          return `Bearer ${((await response.json()) as { token: string }).token}`;
+        },
+      });
+      const push = await run('docker', ['push', ref], { env });
+      expect(push.code, push.stderr).toBe(0);
+      const printed = /digest: (sha256:[0-9a-f]{64})/.exec(push.stdout)?.[1];
+      expect(printed, push.stdout).toBeDefined();
+      const head = await fetch(`http://${endpoint.host}/v2/${repo}/manifests/run`, {
+        method: 'HEAD',
+        headers: { accept: MANIFEST_TYPES, authorization: await pushed[pushed.length - 1]!.authorization() },
+      });
+      expect(head.status).toBe(200);
+      expect(head.headers.get('docker-content-digest')).toBe(printed);
+    });
+  }
+});

@@ -1,0 +1,113 @@
+// Helpers for tests that use the test services (scripts/test-services.sh, provided by
+// test/global-setup.ts). Tests that need a component the machine lacks skip with a title that
+// says what is missing and how to provide it; they never pass silently.
+import { describe, inject, it } from 'vitest';
+
+export interface RegistryEndpoint {
+  /** host:port on 127.0.0.1, no scheme (plain HTTP). */
+  host: string;
+}
+export interface BasicRegistryEndpoint extends RegistryEndpoint {
+  username: string;
+  password: string;
+}
+export interface TokenRegistryEndpoint extends BasicRegistryEndpoint {
+  /** The token server's URL, as in the registry's `WWW-Authenticate: Bearer realm=...`. */
+  realm: string;
+  service: string;
+  issuer: string;
+}
+
+/** What `scripts/test-services.sh up` writes to services.json; tests get it with `inject('services')`. */
+export interface TestServices {
+  /** DOCKER_HOST of a running daemon (no bridge: use host networking), or null. */
+  dockerHost: string | null;
+  /** The reference registry in three flavours (no auth, htpasswd Basic, Bearer token), or null. */
+  registries: {
+    plain: RegistryEndpoint;
+    basic: BasicRegistryEndpoint;
+    token: TokenRegistryEndpoint;
+  } | null;
+  /** A debootstrap bookworm minbase image (python3-minimal, ca-certificates) in the plain registry. */
+  baseImage: { ref: string; digest: string } | null;
+  /** What could not be provided, and how to provide it. */
+  missing: string[];
+  stateDir?: string;
+  writtenAt?: string;
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    services: TestServices;
+  }
+}
+
+export const NO_SERVICES: TestServices = {
+  dockerHost: null,
+  registries: null,
+  baseImage: null,
+  missing: ['test services were not provided: run the tests from the repo root (vitest.config.ts runs test/global-setup.ts)'],
+};
+
+/** The test services provided by test/global-setup.ts. */
+export function getServices(): TestServices {
+  try {
+    return inject('services') ?? NO_SERVICES;
+  } catch {
+    return NO_SERVICES;
+  }
+}
+
+export type Need = 'docker' | 'registries' | 'baseImage';
+
+const HOW = 'run `bash scripts/test-services.sh up` as root (or let test/global-setup.ts do it)';
+
+/** Why a test needing `needs` cannot run here, or undefined when everything is there. */
+export function missingFor(needs: readonly Need[], services: TestServices = getServices()): string | undefined {
+  const absent: string[] = [];
+  if (needs.includes('docker') && !services.dockerHost) absent.push('Docker daemon');
+  if (needs.includes('registries') && !services.registries) absent.push('test registries');
+  if (needs.includes('baseImage') && !services.baseImage) absent.push('base image');
+  if (absent.length === 0) return undefined;
+  const why = services.missing.length > 0 ? services.missing.join('; ') : HOW;
+  return `needs ${absent.join(', ')}: ${why}`;
+}
+
+function title(name: string, reason: string | undefined): string {
+  return reason ? `${name} [skipped: ${reason}]` : name;
+}
+
+/** `describe` that skips, saying what is missing, when the machine lacks one of `needs`. */
+export function describeWith(needs: readonly Need[], name: string, body: () => void): void {
+  const reason = missingFor(needs);
+  (reason ? describe.skip : describe)(title(name, reason), body);
+}
+
+/** `it` that skips, saying what is missing, when the machine lacks one of `needs`. */
+export function itWith(needs: readonly Need[], name: string, body: () => Promise<void> | void, timeout?: number): void {
+  const reason = missingFor(needs);
+  (reason ? it.skip : it)(title(name, reason), body, timeout);
+}
+
+/** A suite that needs the Docker daemon. */
+export function describeWithDocker(name: string, body: () => void): void {
+  describeWith(['docker'], name, body);
+}
+
+/** A suite that needs the three test registries. */
+export function describeWithRegistries(name: string, body: () => void): void {
+  describeWith(['registries'], name, body);
+}
+
+/** Environment for a child `docker` CLI talking to the test daemon (and a private config dir, if given). */
+export function dockerEnv(services: TestServices = getServices(), dockerConfig?: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (services.dockerHost) env['DOCKER_HOST'] = services.dockerHost;
+  if (dockerConfig) env['DOCKER_CONFIG'] = dockerConfig;
+  return env;
+}
+
+/** `Authorization: Basic ...` for a user and password. */
+export function basicAuthorization(username: string, password: string): string {
+  return `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`;
+}
