@@ -26,6 +26,7 @@ for (const builder of ['legacy', 'buildkit'] as const) {
 
 runBuildServiceConformance({
   name: 'docker (Basic-auth registry)',
+  definition: dockerDefinition,
   skip,
   create: () => dockerDefinition.create({ dockerHost: services.dockerHost ?? undefined }, { env: process.env, cwd: process.cwd() }),
   baseImage,
@@ -37,5 +38,4 @@ runBuildServiceConformance({
     source: 'test services',
   }),
   pushedDigest: (tag) => headDigest(tag, services.registries!.basic),
-  slowInstruction: false,
 });

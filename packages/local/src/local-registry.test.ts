@@ -167,6 +167,7 @@ runImageRegistryConformance({
 
 runImageRegistryConformance({
   name: 'local (Basic-auth registry, credentials from env)',
+  definition: localDefinition,
   skip: skipRegistry,
   create: () =>
     createLocalRegistry({
