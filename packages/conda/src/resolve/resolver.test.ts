@@ -7,6 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { EnvironmentError, ResolutionError, type EnvPins, type EnvRequest, type LockedEnv } from '@prebuilt/core';
 import { generateFixtures, exampleFixtureSet, startFixtureServer, type FixtureServer, type CondaPackageSpec } from '@prebuilt/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -41,6 +42,7 @@ let server: FixtureServer;
 let main: string;
 let other: string;
 let index: string;
+let mainDir: string;
 const resolvers: Resolver[] = [];
 
 function resolver(options: ResolverOptions = {}): Resolver {
@@ -80,6 +82,7 @@ beforeAll(async () => {
   const set = exampleFixtureSet();
   const fx = await generateFixtures(join(dir, 'main'), { conda: [...set.conda, ...mainExtra], wheels: set.wheels }, { python: false });
   const fxOther = await generateFixtures(join(dir, 'other'), { conda: otherSet, wheels: [] }, { python: false });
+  mainDir = fx.channelDir;
   server = await startFixtureServer({ channels: { main: fx.channelDir, other: fxOther.channelDir }, indexes: { pypi: fx.indexDir } });
   main = server.channelUrls.main!;
   other = server.channelUrls.other!;
@@ -132,6 +135,13 @@ describe('conda resolution (rattler)', () => {
     expect(names(unlisted, 'conda')).toContain('tinynum=9.0.0');
     const plain = await r.resolveEnv(request({ channels: [main, other], conda: { tinynum: '' } }));
     expect(names(plain, 'conda')).toContain('tinynum=1.4.0');
+  });
+
+  it('a file:// channel works too (the solver itself only speaks HTTP)', async () => {
+    const channel = pathToFileURL(mainDir).href;
+    const env = await resolver({ cacheDir: false }).resolveEnv(request({ channels: [channel], conda: { tinynum: '' } }));
+    expect(names(env, 'conda')).toEqual(['python=3.11.9', 'tinynum=1.4.0']);
+    expect(env.packages.every((p) => p.url.startsWith(`${channel}/`))).toBe(true);
   });
 
   it('an unsatisfiable request: ResolutionError (exit 2) with the solver explanation and the step names', async () => {

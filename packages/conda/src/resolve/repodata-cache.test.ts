@@ -1,0 +1,87 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ResolutionError } from '@prebuilt/core';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { RepodataCache } from './repodata-cache.js';
+
+/** A tiny channel server on 127.0.0.1 with ETags, max-age and failure modes, recording requests. */
+let server: Server;
+let base: string;
+let dir: string;
+let requests: { url: string; ifNoneMatch: string | undefined }[] = [];
+let body = '{"packages":{}}';
+let maxAge = 0;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'prebuilt-repodata-'));
+  server = createServer((req: IncomingMessage, res) => {
+    requests.push({ url: req.url ?? '', ifNoneMatch: req.headers['if-none-match'] });
+    if (req.url === '/broken/linux-64/repodata.json') return void res.writeHead(500, 'Boom').end();
+    if (!req.url?.startsWith('/ch/') || req.url.includes('linux-aarch64')) return void res.writeHead(404).end();
+    const etag = `"${body.length}"`;
+    if (req.headers['if-none-match'] === etag) return void res.writeHead(304).end();
+    res.writeHead(200, { etag, 'cache-control': maxAge ? `max-age=${maxAge}` : 'no-cache', 'content-type': 'application/json' }).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+});
+afterAll(async () => {
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await rm(dir, { recursive: true, force: true });
+});
+beforeEach(() => {
+  requests = [];
+  maxAge = 0;
+});
+
+describe('RepodataCache', () => {
+  it('fetches once per process, revalidates with If-None-Match in the next one (304 reuses the copy)', async () => {
+    const cacheDir = join(dir, 'etag');
+    const first = new RepodataCache({ dir: cacheDir });
+    expect((await first.get(`${base}/ch`, 'noarch'))?.toString()).toBe(body);
+    await first.get(`${base}/ch`, 'noarch');
+    expect(requests).toHaveLength(1);
+    const second = new RepodataCache({ dir: cacheDir });
+    expect((await second.get(`${base}/ch/`, 'noarch'))?.toString()).toBe(body);
+    expect(requests).toEqual([
+      { url: '/ch/noarch/repodata.json', ifNoneMatch: undefined },
+      { url: '/ch/noarch/repodata.json', ifNoneMatch: `"${body.length}"` },
+    ]);
+  });
+
+  it('uses a copy without asking while max-age says it is fresh; refresh asks anyway', async () => {
+    const cacheDir = join(dir, 'fresh');
+    maxAge = 600;
+    await new RepodataCache({ dir: cacheDir }).get(`${base}/ch`, 'linux-64');
+    await new RepodataCache({ dir: cacheDir }).get(`${base}/ch`, 'linux-64');
+    expect(requests).toHaveLength(1);
+    await new RepodataCache({ dir: cacheDir, refresh: true }).get(`${base}/ch`, 'linux-64');
+    expect(requests).toHaveLength(2);
+  });
+
+  it('a missing subdir (404) is null; a server error and an unreachable channel are ResolutionErrors with the URL', async () => {
+    const cache = new RepodataCache();
+    expect(await cache.get(`${base}/ch`, 'linux-aarch64')).toBeNull();
+    await expect(cache.get(`${base}/broken`, 'linux-64')).rejects.toThrow(`500 Boom for ${base}/broken/linux-64/repodata.json`);
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const closed = `http://127.0.0.1:${(probe.address() as { port: number }).port}/nothing`;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const error = await cache.get(closed, 'noarch').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ResolutionError);
+    expect((error as Error).message).toContain(`GET ${closed}/noarch/repodata.json failed: `);
+    expect((error as Error).message).toMatch(/ECONNREFUSED/);
+  });
+
+  it('reads file:// channels from disk (missing subdir → null)', async () => {
+    const channel = join(dir, 'file-channel');
+    await mkdir(join(channel, 'noarch'), { recursive: true });
+    await writeFile(join(channel, 'noarch', 'repodata.json'), '{"packages":{"a":1}}');
+    const cache = new RepodataCache();
+    expect((await cache.get(pathToFileURL(channel).href, 'noarch'))?.toString()).toBe('{"packages":{"a":1}}');
+    expect(await cache.get(pathToFileURL(channel).href, 'linux-64')).toBeNull();
+  });
+});
