@@ -86,7 +86,10 @@ class Scope:
                     self._bind_targets(target, line)
         elif isinstance(stmt, ast.AnnAssign):
             if isinstance(stmt.target, ast.Name):
-                self._bind(stmt.target.id, line, stmt.value)
+                if stmt.value is not None:  # a bare annotation binds nothing
+                    self._bind(stmt.target.id, line, stmt.value)
+            else:
+                self._bind_targets(stmt.target, line)
         elif isinstance(stmt, ast.AugAssign):
             self._bind_targets(stmt.target, line)
         elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -94,10 +97,10 @@ class Scope:
         elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
             for alias in stmt.names:
                 self._bind((alias.asname or alias.name).split(".")[0], line, None)
-        elif isinstance(stmt, (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.If, ast.While, ast.Try)):
-            # Names bound inside compound statements are not constants we can know.
+        else:
+            # Names bound any other way (for, with, if, try, match, del, :=) are not constants we can know.
             for sub in ast.walk(stmt):
-                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del)):
                     self._bind(sub.id, sub.lineno, None)
                 elif isinstance(sub, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
                     self._bind(sub.name, sub.lineno, None)

@@ -115,6 +115,25 @@ describe.concurrent('readFlow', () => {
     expect(flow.steps[0]?.conda?.packages).toEqual({ x: '1', y: '2' });
   });
 
+  it('treats annotated constants as constants and names bound by compound statements as unknown', async () => {
+    const lines = [
+      'from metaflow import FlowSpec, step, conda',
+      'X: dict',
+      'X = {"a": "1"}',
+      'Y: dict = {"b": "2"}',
+      'with open(__file__) as handle:',
+      '    Z = {"z": handle.name}',
+      'class F(FlowSpec):',
+      '    @conda(packages={**X, **Y})',
+      '    @step',
+      '    def start(self):',
+      '        pass',
+    ];
+    expect((await read(lines.join('\n'))).steps[0]?.conda?.packages).toEqual({ a: '1', b: '2' });
+    const error = await readError([...lines.slice(0, 7), '    @conda(packages=Z)', ...lines.slice(8)].join('\n'));
+    expect(error.message).toMatch(/:8: .*'Z' is not a constant/);
+  });
+
   it('refuses a run class whose FlowSpec base lives in another module', async () => {
     const error = await readError(
       ['from mybase import BaseFlow', 'class F(BaseFlow):', '    pass', 'if __name__ == "__main__":', '    F()'].join('\n'),
