@@ -62,9 +62,16 @@ is_root() { [ "$(id -u)" = 0 ]; }
 have() { command -v "$1" >/dev/null 2>&1; }
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 read_pid() { [ -f "$1" ] && tr -dc '0-9' <"$1" || true; }
+# The process recorded in pid file $1 is alive and its command line contains $2 (a pid file that
+# survived a reboot may name an unrelated process, which must never be stopped).
+owns() {
+  local pid
+  pid="$(read_pid "$1")"
+  pid_alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
 
 usage() {
-  sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -236,9 +243,9 @@ write_if_changed() {
 }
 
 stop_pidfile() {
-  local file="$1" pid i
+  local file="$1" pattern="$2" pid i
   pid="$(read_pid "$file")"
-  if pid_alive "$pid"; then
+  if owns "$file" "$pattern"; then
     kill "$pid" 2>/dev/null || true
     for i in $(seq 1 50); do pid_alive "$pid" || break; sleep 0.1; done
     pid_alive "$pid" && kill -9 "$pid" 2>/dev/null || true
@@ -339,11 +346,17 @@ ensure_token_server() {
 EOF
   )"
   write_if_changed "$dir/config.json" "$config" && changed=1
-  if [ "$changed" = 0 ] && curl -sf -m 3 "http://127.0.0.1:$TOKEN_SERVER_PORT/healthz" 2>/dev/null | grep -q "\"$TOKEN_SERVICE\""; then
+  local healthy=0
+  curl -sf -m 3 "http://127.0.0.1:$TOKEN_SERVER_PORT/healthz" 2>/dev/null | grep -q "\"$TOKEN_SERVICE\"" && healthy=1
+  if [ "$healthy" = 1 ] && ! owns "$dir/pid" "$dir/config.json"; then
+    missing "127.0.0.1:$TOKEN_SERVER_PORT answers like a token server that this script did not start (state dir $STATE_DIR): stop it or set PREBUILT_TEST_TOKEN_SERVER_PORT"
+    return 1
+  fi
+  if [ "$changed" = 0 ] && [ "$healthy" = 1 ]; then
     log "token server: reusing 127.0.0.1:$TOKEN_SERVER_PORT"
     return 0
   fi
-  stop_pidfile "$dir/pid"
+  stop_pidfile "$dir/pid" "$dir/config.json"
   log "token server: starting on 127.0.0.1:$TOKEN_SERVER_PORT"
   setsid node "$SCRIPT_DIR/token-server.mjs" "$dir/config.json" \
     </dev/null >>"$dir/log" 2>&1 9>&- &
@@ -376,7 +389,13 @@ ensure_registry() {
   write_if_changed "$dir/config.yml" "$(registry_config "$flavour" "$dir" "$port")" && changed=1
   local expected
   expected="$(registry_expected "$flavour")"
-  if [ "$changed" = 0 ] && [ "$(probe_v2 "$port")" = "$expected" ]; then
+  local answer
+  answer="$(probe_v2 "$port")"
+  if [ "$answer" != "000 " ] && ! owns "$dir/pid" "$dir/config.yml"; then
+    missing "127.0.0.1:$port is taken by a server this script did not start (GET /v2/ → ${answer% }): stop it or choose another port (see scripts/test-services.sh --help)"
+    return 1
+  fi
+  if [ "$changed" = 0 ] && [ "$answer" = "$expected" ]; then
     log "registry $flavour: reusing 127.0.0.1:$port"
     return 0
   fi
@@ -384,7 +403,7 @@ ensure_registry() {
     missing "docker-registry not installed: apt-get install -y docker-registry"
     return 1
   fi
-  stop_pidfile "$dir/pid"
+  stop_pidfile "$dir/pid" "$dir/config.yml"
   log "registry $flavour: starting on 127.0.0.1:$port"
   setsid docker-registry serve "$dir/config.yml" </dev/null >>"$dir/log" 2>&1 9>&- &
   echo $! >"$dir/pid"
@@ -443,7 +462,7 @@ registry_digest() {
     -H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
     -H 'Accept: application/vnd.oci.image.index.v1+json' \
     "http://127.0.0.1:$PLAIN_PORT/v2/$repo/manifests/$tag" 2>/dev/null |
-    tr -d '\r' | awk 'tolower($1)=="docker-content-digest:" {print $2}'
+    tr -d '\r' | awk 'tolower($1)=="docker-content-digest:" {print $2}' || true
 }
 
 build_rootfs() {
@@ -629,17 +648,17 @@ cmd_down() {
   for flavour in plain basic token; do
     if [ -f "$STATE_DIR/registry-$flavour/pid" ]; then
       log "stopping registry $flavour"
-      stop_pidfile "$STATE_DIR/registry-$flavour/pid"
+      stop_pidfile "$STATE_DIR/registry-$flavour/pid" "$STATE_DIR/registry-$flavour/config.yml"
     fi
   done
   if [ -f "$STATE_DIR/token-server/pid" ]; then
     log "stopping token server"
-    stop_pidfile "$STATE_DIR/token-server/pid"
+    stop_pidfile "$STATE_DIR/token-server/pid" "$STATE_DIR/token-server/config.json"
   fi
   if [ -f "$STATE_DIR/dockerd.pid" ]; then
     local pid i
     pid="$(read_pid "$STATE_DIR/dockerd.pid")"
-    if pid_alive "$pid"; then
+    if owns "$STATE_DIR/dockerd.pid" dockerd; then
       log "stopping dockerd (pid $pid)"
       kill "$pid" 2>/dev/null || true
       for i in $(seq 1 150); do pid_alive "$pid" || break; sleep 0.2; done
