@@ -57,6 +57,21 @@ describe('docker build service settings', () => {
     }
   });
 
+  it('refuses credentials meant for another registry than the tag\'s (no secret goes to the wrong host)', async () => {
+    const service = createDockerBuildService({ env: { DOCKER_HOST: 'unix:///nonexistent' } });
+    const request = {
+      dockerfile: 'FROM scratch\n',
+      contextDir: '/',
+      imageTag: '127.0.0.1:5000/x:y',
+      platform: 'linux/amd64',
+      pushCredentials: { registry: 'registry.example.com', username: 'u', password: new Secret('p4ss-word'), source: 'the test' },
+    };
+    const error = await service.buildAndPush(request).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toContain('registry.example.com');
+    expect((error as Error).message).not.toContain('p4ss-word');
+  });
+
   it('rejects an already-aborted request with CancelledError before touching the daemon', async () => {
     const service = createDockerBuildService({ env: { DOCKER_HOST: 'unix:///nonexistent' } });
     const controller = new AbortController();
@@ -168,12 +183,14 @@ describe.skipIf(missing.length > 0)(title, () => {
     });
   }
 
-  it('keeps the local image when keepImages is set', async () => {
-    const service = createDockerBuildService({ dockerHost, keepImages: true });
+  it('keeps the local image, with the configured labels, when keepImages is set', async () => {
+    const service = createDockerBuildService({ dockerHost, keepImages: true, labels: { 'org.example.run': run } });
     const req = request({ imageTag: tagIn(registries.plain.host, 'kept') });
     const result = await service.buildAndPush(req);
     expect(result.ok).toBe(true);
     expect(await localImageExists(req.imageTag)).toBe(true);
+    const info = await docker.getImage(req.imageTag).inspect();
+    expect(info.Config.Labels).toMatchObject({ 'org.example.run': run });
     await docker.getImage(req.imageTag).remove();
   });
 

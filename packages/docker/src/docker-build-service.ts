@@ -7,6 +7,7 @@ import {
   createLogger,
   errorMessage,
   loadOptionalSetting,
+  normalizeDockerConfigKey,
   type BuildRequest,
   type BuildResult,
   type BuildService,
@@ -203,6 +204,13 @@ export function createDockerBuildService(options: DockerBuildServiceOptions = {}
     const { signal } = request;
     if (signal?.aborted) throw cancelled(signal);
     const target = parseTaggedReference(request.imageTag);
+    if (request.pushCredentials && normalizeDockerConfigKey(request.pushCredentials.registry) !== normalizeDockerConfigKey(target.registry)) {
+      // Sending them would hand one registry's secret to another.
+      throw new ConfigError(
+        `The push credentials are for ${request.pushCredentials.registry} (${request.pushCredentials.source}), but ${request.imageTag} goes to ${target.registry}.`,
+        { hint: 'The image registry backend must give credentials for the registry of its own tags; check its configuration.' },
+      );
+    }
     const scrub = scrubber(request.pushCredentials);
     const tracker = new ProgressTracker(request.log ? (line) => request.log!(scrub(line)) : undefined, settings.logTailLines);
     const failure = (reason: string): BuildResult => {
