@@ -4,7 +4,11 @@
 //   PREBUILT_TEST_SERVICES=off   do not run the script; use the services.json of an earlier `up`
 //                                if there is one, else provide "everything missing" (tests skip)
 //   PREBUILT_TEST_SERVICES_DIR   the script's state directory (default /var/tmp/prebuilt-test-services)
+//
+// When the services.json of an earlier `up` describes services that all still answer (a quick
+// probe of each, well under a second), the script is not run again.
 import { spawn } from 'node:child_process';
+import { request } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -62,6 +66,59 @@ function runUp(): Promise<TestServices> {
   });
 }
 
+/** GET /_ping on a unix-socket Docker daemon: true when it answers OK. */
+function dockerPing(dockerHost: string): Promise<boolean> {
+  if (!dockerHost.startsWith('unix://')) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const req = request({ socketPath: dockerHost.slice('unix://'.length), path: '/_ping', timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+async function answers(url: string, init: RequestInit, check: (response: Response) => boolean): Promise<boolean> {
+  try {
+    const response = await fetch(url, { ...init, signal: AbortSignal.timeout(2000) });
+    await response.arrayBuffer();
+    return check(response);
+  } catch {
+    return false;
+  }
+}
+
+/** The services of an earlier `up`, when every one of them still answers as described. */
+async function stillRunning(): Promise<TestServices | undefined> {
+  let services: unknown;
+  try {
+    services = JSON.parse(await readFile(join(STATE_DIR, 'services.json'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!isTestServices(services) || services.missing.length > 0) return undefined;
+  const { registries, baseImage, dockerHost } = services;
+  if (!registries || !baseImage || !dockerHost) return undefined;
+  const slash = baseImage.ref.indexOf('/');
+  const colon = baseImage.ref.lastIndexOf(':');
+  const manifest = `http://${baseImage.ref.slice(0, slash)}/v2/${baseImage.ref.slice(slash + 1, colon)}/manifests/${baseImage.ref.slice(colon + 1)}`;
+  const checks = await Promise.all([
+    dockerPing(dockerHost),
+    answers(`http://${registries.plain.host}/v2/`, {}, (r) => r.status === 200),
+    answers(`http://${registries.basic.host}/v2/`, {}, (r) => r.status === 401 && /^Basic /.test(r.headers.get('www-authenticate') ?? '')),
+    answers(`http://${registries.token.host}/v2/`, {}, (r) => r.status === 401 && /^Bearer /.test(r.headers.get('www-authenticate') ?? '')),
+    answers(new URL('/healthz', registries.token.realm).href, {}, (r) => r.status === 200),
+    answers(
+      manifest,
+      { method: 'HEAD', headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' } },
+      (r) => r.headers.get('docker-content-digest') === baseImage.digest,
+    ),
+  ]);
+  return checks.every(Boolean) ? services : undefined;
+}
+
 async function readExisting(): Promise<TestServices> {
   const file = join(STATE_DIR, 'services.json');
   try {
@@ -78,7 +135,7 @@ async function readExisting(): Promise<TestServices> {
 
 export default async function setup(project: TestProject): Promise<void> {
   const off = process.env['PREBUILT_TEST_SERVICES'] === 'off';
-  const services = off ? await readExisting() : await runUp();
+  const services = off ? await readExisting() : ((await stillRunning()) ?? (await runUp()));
   if (services.missing.length > 0) {
     process.stderr.write(`[test-services] missing (tests that need these skip):\n  ${services.missing.join('\n  ')}\n`);
   }
