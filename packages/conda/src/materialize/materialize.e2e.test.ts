@@ -7,45 +7,24 @@
  * and the replaced files show the real prefix.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeEnvId, type LockedEnv } from '@prebuilt/core';
 import { generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
 import { PackageCache } from '../cache/package-cache.js';
 import { readCondaPackage } from './conda-install.js';
 import { createMaterializedRecipeRunner } from './recipe-runner.js';
 import { fixtureLock } from './__fixtures__/fixture-lock.js';
+import { getServices } from '../../../../test/services.js';
 
 const exec = promisify(execFile);
 
-interface Services {
-  dockerHost: string;
-  registries: { plain?: { host: string } };
-  baseImage?: { ref: string; digest: string };
-  missing: string[];
-}
-
-/** The test services from globalSetup (`inject('services')`), else the file `scripts/test-services.sh up` writes. */
-function services(): Services | undefined {
-  let injected: Services | undefined;
-  try {
-    injected = (inject as unknown as (key: string) => Services | undefined)('services');
-  } catch {
-    injected = undefined;
-  }
-  if (injected) return injected;
-  const file = join(process.env.PREBUILT_TEST_SERVICES_DIR ?? '/var/tmp/prebuilt-test-services', 'services.json');
-  if (!existsSync(file)) return undefined;
-  return JSON.parse(readFileSync(file, 'utf8')) as Services;
-}
-
-const svc = services();
-const skipReason = !svc
-  ? 'no test services: run `bash scripts/test-services.sh up` (Docker daemon, registry, debootstrap base image)'
+const svc = getServices();
+const skipReason = !svc.dockerHost
+  ? `no Docker daemon (missing: ${svc.missing.join('; ') || 'dockerHost'}); run \`bash scripts/test-services.sh up\``
   : !svc.baseImage
     ? `no base image in the test services (missing: ${svc.missing.join('; ') || 'baseImage'})`
     : !(await exec('docker', ['version'], { env: { ...process.env, DOCKER_HOST: svc.dockerHost } }).then(() => true, () => false))
@@ -53,7 +32,7 @@ const skipReason = !svc
       : undefined;
 
 const docker = (args: string[], timeout = 300_000) =>
-  exec('docker', args, { env: { ...process.env, DOCKER_HOST: svc!.dockerHost }, maxBuffer: 64 << 20, timeout });
+  exec('docker', args, { env: { ...process.env, DOCKER_HOST: svc.dockerHost! }, maxBuffer: 64 << 20, timeout });
 
 describe.skipIf(skipReason !== undefined)(`materialized env in a real image${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   let work: string;
@@ -106,7 +85,7 @@ describe.skipIf(skipReason !== undefined)(`materialized env in a real image${ski
   for (const format of ['.conda', '.tar.bz2'] as const) {
     it(`builds and runs the env (tinytool as ${format})`, async () => {
       const lock = lockWith(format);
-      const base = { ref: svc!.baseImage!.ref, digest: svc!.baseImage!.digest, pinned: `${svc!.baseImage!.ref.replace(/:[^/:]+$/, '')}@${svc!.baseImage!.digest}` };
+      const base = { ref: svc.baseImage!.ref, digest: svc.baseImage!.digest, pinned: `${svc.baseImage!.ref.replace(/:[^/:]+$/, '')}@${svc.baseImage!.digest}` };
       const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(work, 'cache') }) });
       const envId = computeEnvId({ lock, baseDigest: base.digest, recipe: runner });
       const prefix = `/opt/prebuilt/envs/${envId}`;
