@@ -243,6 +243,21 @@ describe.skipIf(missing.length > 0)(title, () => {
     expect(await localImageExists(req.imageTag)).toBe(false);
   });
 
+  it('cancellation when the push starts rejects with CancelledError; nothing is pushed and no local tag is left', async () => {
+    const service = createDockerBuildService({ dockerHost });
+    const controller = new AbortController();
+    const req = request({
+      imageTag: tagIn(registries.plain.host, 'cancel-push'),
+      signal: controller.signal,
+      onPhase: (phase) => {
+        if (phase === 'pushing') controller.abort();
+      },
+    });
+    await expect(service.buildAndPush(req)).rejects.toBeInstanceOf(CancelledError);
+    expect(await localImageExists(req.imageTag)).toBe(false);
+    expect(await headDigest(req.imageTag)).toBeUndefined();
+  });
+
   it('cancellation mid-build rejects with CancelledError and leaves no tag', async () => {
     const service = createDockerBuildService({ dockerHost });
     const controller = new AbortController();

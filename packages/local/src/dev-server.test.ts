@@ -28,6 +28,22 @@ describe('development registry server: settings', () => {
     expect(defaultStateDir({ HOME: '/home/u' })).toBe('/home/u/.local/state/prebuilt/local-registry');
   });
 
+  it('without the registry program and without docker, says what to install', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-none-'));
+    try {
+      const error = await startLocalRegistryServer({
+        port: await freePort(),
+        stateDir,
+        registryBinary: join(stateDir, 'no-registry'),
+        dockerCommand: join(stateDir, 'no-docker'),
+      }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EnvironmentError);
+      expect((error as EnvironmentError).hint).toContain('apt-get install docker-registry');
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
   it('rejects a port that is not a TCP port', async () => {
     await expect(startLocalRegistryServer({ port: 70000, stateDir: join(tmpdir(), 'unused') })).rejects.toBeInstanceOf(ConfigError);
   });
