@@ -32,7 +32,9 @@ export function replaceBinary(data: Buffer, placeholder: string, prefix: string,
     throw new InstallError(
       `${label}: the env prefix '${prefix}' (${replacement.length} bytes) is longer than the ${needle.length}-byte placeholder in the binary file '${path}', so it cannot be patched in.`,
       label,
-      { hint: 'Use a shorter env prefix, or the micromamba recipe (METAFLOW_PREBUILT_RECIPE=micromamba), which installs with the same limit but reports it in the build.' },
+      {
+        hint: 'The package was built with an unusually short prefix placeholder (conda-build uses 255 characters). Rebuild it with the standard placeholder, or install the env at a shorter prefix.',
+      },
     );
   }
   const out = Buffer.from(data);
