@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs and starts everything prebuilt needs on a fresh machine of this kind (Debian 12, root,
+# Node 20): pnpm, the workspace's dependencies and build, then the Docker daemon (no bridge, host
+# networking only), the local registries and the debootstrap base image (scripts/test-services.sh).
+# Idempotent: what is already installed or running is reused.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PNPM_VERSION=10.34.9
+if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$PNPM_VERSION" ]; then
+  echo "[setup] installing pnpm $PNPM_VERSION" >&2
+  npm install --global --no-fund --no-audit "pnpm@$PNPM_VERSION" >&2
+fi
+echo "[setup] installing the workspace's dependencies" >&2
+pnpm install --frozen-lockfile >&2
+echo "[setup] building" >&2
+pnpm build >&2
+echo "[setup] starting the Docker daemon, the registries and the base image" >&2
+bash scripts/test-services.sh up >/dev/null
