@@ -115,6 +115,26 @@ describe('installWheel', () => {
     expect((await readdir(parent)).sort()).toEqual(['staging']);
   });
 
+  it('maps .data/headers, purelib and platlib, and refuses an unknown .data directory', async () => {
+    const files = [
+      { name: 'x-1.0.data/headers/x.h', data: '#define X 1\n' },
+      { name: 'x-1.0.data/platlib/x/_c.so', data: Buffer.from([0x7f, 0x45, 0x4c, 0x46]), mode: 0o755 },
+      { name: 'x-1.0.data/purelib/x/__init__.py', data: 'from x._c import *\n' },
+      { name: 'x-1.0.dist-info/WHEEL', data: 'Wheel-Version: 1.0\nRoot-Is-Purelib: false\n' },
+    ];
+    const record = files.map((f) => `${f.name},sha256=${createHash('sha256').update(f.data).digest('base64url')},${Buffer.from(f.data).length}`);
+    const wheel = rawZip([...files, { name: 'x-1.0.dist-info/RECORD', data: `${record.join('\n')}\nx-1.0.dist-info/RECORD,,\n` }]);
+    const result = await install('x-1.0-cp311-cp311-linux_x86_64.whl', wheel);
+    expect(await readFile(join(staging, 'include/python3.11/x/x.h'), 'utf8')).toBe('#define X 1\n');
+    expect((await lstat(join(staging, SP, 'x/_c.so'))).mode & 0o777).toBe(0o755);
+    expect(await readFile(join(staging, SP, 'x/__init__.py'), 'utf8')).toBe('from x._c import *\n');
+    expect(result.files).toContain('include/python3.11/x/x.h');
+
+    await rm(staging, { recursive: true });
+    const weird = rawZip([...files.slice(3), { name: 'x-1.0.data/weird/y', data: 'y' }, { name: 'x-1.0.dist-info/RECORD', data: '' }]);
+    await expect(install('x-1.0-py3-none-any.whl', weird)).rejects.toThrow(/unknown \.data directory 'weird'/);
+  });
+
   it('fails on a truncated wheel naming it', async () => {
     const wheel = buildWheel(TINYHTTP);
     const error = await install(wheel.filename, wheel.bytes.subarray(0, wheel.bytes.length - 100)).catch((e: unknown) => e);
