@@ -22,9 +22,11 @@ export interface RawTarEntry {
 /** A tar with exactly these entries, names unchecked. */
 export async function rawTar(entries: readonly RawTarEntry[]): Promise<Buffer> {
   const tar = pack();
-  const chunks: Buffer[] = [];
-  tar.on('data', (chunk: Buffer) => chunks.push(chunk));
-  const ended = new Promise((resolve) => tar.on('end', resolve));
+  const collected = (async () => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of tar) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  })();
   for (const entry of entries) {
     const data = entry.data === undefined ? undefined : Buffer.from(entry.data);
     await new Promise<void>((resolve, reject) => {
@@ -42,8 +44,7 @@ export async function rawTar(entries: readonly RawTarEntry[]): Promise<Buffer> {
     });
   }
   tar.finalize();
-  await ended;
-  return Buffer.concat(chunks);
+  return collected;
 }
 
 export function bzip2Sync(data: Buffer): Buffer {
