@@ -144,6 +144,10 @@ export {
   type ManifestHead,
   type BlobHead,
   type ManifestResult,
+  type BlobUploadStatus,
+  type UploadBlobOptions,
+  type UploadBlobResult,
+  type TransferStats,
 } from './registry/registry-client.js';
 export { envId, computeEnvId, canonicalEnvIdInput, ENV_ID_VERSION, ENV_ID_LENGTH, type EnvIdInput } from './env-id.js';
 export {

@@ -73,6 +73,35 @@ export interface ManifestResult {
   indexDigest?: string;
 }
 
+/** How a blob got into the target repository. */
+export type BlobUploadStatus = 'exists' | 'mounted' | 'uploaded';
+
+export interface UploadBlobOptions extends RequestOptions {
+  /**
+   * Repositories of the same registry (`team/base`, no host) that may already hold the blob:
+   * each is offered to the registry as a cross-repository mount source before uploading.
+   */
+  mountFrom?: readonly string[];
+  /** Blobs larger than this go up in PATCH chunks of this size; smaller ones in one PUT. Default 8 MiB. */
+  chunkSize?: number;
+  /** Called after each chunk with the bytes of this blob sent so far. */
+  onProgress?: (sent: number, total: number) => void;
+}
+
+export interface UploadBlobResult {
+  status: BlobUploadStatus;
+  /** Body bytes sent for this blob (0 when it existed or was mounted). */
+  bytesSent: number;
+}
+
+/** What a client has sent to registries: request body bytes, and blobs by how they got there. */
+export interface TransferStats {
+  bytesSent: number;
+  blobsUploaded: number;
+  blobsMounted: number;
+  blobsExisting: number;
+}
+
 interface HttpResult {
   status: number;
   headers: Headers;
@@ -137,6 +166,7 @@ export class RegistryClient {
   readonly #authModes = new Map<string, AuthMode>();
   /** Registries that have answered at least once: a refused connection to them is worth a retry. */
   readonly #answered = new Set<string>();
+  readonly #stats: TransferStats = { bytesSent: 0, blobsUploaded: 0, blobsMounted: 0, blobsExisting: 0 };
 
   constructor(options: RegistryClientOptions = {}) {
     this.#options = options;
@@ -240,14 +270,9 @@ export class RegistryClient {
   }
 
   async #getJsonBlob(image: ImageRef, digest: string, signal: AbortSignal | undefined): Promise<unknown> {
-    const path = `/v2/${image.repository}/blobs/${digest}`;
-    const res = await this.#request(image.registry, image.repository, 'GET', path, {}, signal);
-    this.#expectOk(res, image.registry, 'GET', path);
-    if (digest.startsWith('sha256:') && sha256Digest(res.body) !== digest) {
-      throw new RegistryError(`blob ${digest} of ${formatImageRef(image)} does not match its digest`, { registry: image.registry });
-    }
+    const body = await this.getBlob(image, digest, signal ? { signal } : {});
     try {
-      return JSON.parse(Buffer.from(res.body).toString('utf8')) as unknown;
+      return JSON.parse(Buffer.from(body).toString('utf8')) as unknown;
     } catch (error) {
       throw new RegistryError(`blob ${digest} of ${formatImageRef(image)} is not JSON`, { registry: image.registry }, { cause: error });
     }
@@ -296,6 +321,128 @@ export class RegistryClient {
     return { exists: true, size: length === null ? undefined : Number(length) };
   }
 
+  /** Fetches a blob (e.g. an image config) and verifies it against its sha256 digest. */
+  async getBlob(repository: string | ImageRef, digest: string, options: RequestOptions = {}): Promise<Uint8Array> {
+    const image = toRef(repository);
+    const path = `/v2/${image.repository}/blobs/${digest}`;
+    const res = await this.#request(image.registry, image.repository, 'GET', path, {}, options.signal);
+    if (res.status === 404) {
+      throw new RegistryError(`blob ${digest} was not found in ${image.registry}/${image.repository}`, { registry: image.registry, status: 404 });
+    }
+    this.#expectOk(res, image.registry, 'GET', path);
+    if (digest.startsWith('sha256:') && sha256Digest(res.body) !== digest) {
+      throw new RegistryError(`blob ${digest} of ${formatImageRef(image)} does not match its digest`, { registry: image.registry });
+    }
+    return res.body;
+  }
+
+  /** Bytes and blobs this client has sent so far (for measuring what a push cost). */
+  get stats(): Readonly<TransferStats> {
+    return { ...this.#stats };
+  }
+
+  /**
+   * Puts a blob into a repository unless it is there: HEAD first; then a cross-repository mount
+   * from each of `mountFrom` (same registry); then an upload — one PUT for small blobs, PATCH
+   * chunks and a closing PUT for large ones. Needs push access (`pull,push` scope).
+   */
+  async uploadBlob(repository: string | ImageRef, digest: string, data: Uint8Array, options: UploadBlobOptions = {}): Promise<UploadBlobResult> {
+    const image = toRef(repository);
+    const { signal } = options;
+    const pushScopes = [`repository:${image.repository}:pull,push`];
+    if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new InputError(`'${digest}' is not a sha256 digest`);
+    if (sha256Digest(data) !== digest) throw new InputError(`the blob to upload to ${image.registry}/${image.repository} does not match its digest ${digest}`);
+    const head = await this.#request(image.registry, image.repository, 'HEAD', `/v2/${image.repository}/blobs/${digest}`, {}, signal, { scopes: pushScopes });
+    if (head.status >= 200 && head.status < 300) {
+      this.#stats.blobsExisting += 1;
+      return { status: 'exists', bytesSent: 0 };
+    }
+    if (head.status !== 404) this.#expectOk(head, image.registry, 'HEAD', `/v2/${image.repository}/blobs/${digest}`);
+
+    const uploadsPath = `/v2/${image.repository}/blobs/uploads/`;
+    let location: string | undefined;
+    for (const from of options.mountFrom ?? []) {
+      if (from === image.repository) continue;
+      const query = `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`;
+      const scopes = [...pushScopes, `repository:${from}:pull`];
+      const res = await this.#request(image.registry, image.repository, 'POST', `${uploadsPath}${query}`, {}, signal, { scopes, body: new Uint8Array() });
+      if (res.status === 201) {
+        log('mounted %s into %s from %s', digest, image.repository, from);
+        this.#stats.blobsMounted += 1;
+        return { status: 'mounted', bytesSent: 0 };
+      }
+      this.#expectOk(res, image.registry, 'POST', uploadsPath);
+      // 202: the registry did not mount, and opened an upload session instead.
+      location = this.#location(res, image.registry, uploadsPath);
+      break;
+    }
+    if (!location) {
+      const res = await this.#request(image.registry, image.repository, 'POST', uploadsPath, {}, signal, { scopes: pushScopes, body: new Uint8Array() });
+      this.#expectOk(res, image.registry, 'POST', uploadsPath);
+      location = this.#location(res, image.registry, uploadsPath);
+    }
+
+    const chunkSize = Math.max(1, options.chunkSize ?? 8 * 1024 * 1024);
+    let sent = 0;
+    if (data.length > chunkSize) {
+      while (sent < data.length) {
+        const chunk = data.subarray(sent, Math.min(sent + chunkSize, data.length));
+        const headers = { 'content-type': 'application/octet-stream', 'content-range': `${sent}-${sent + chunk.length - 1}` };
+        const res = await this.#request(image.registry, image.repository, 'PATCH', location, headers, signal, { scopes: pushScopes, body: chunk });
+        this.#expectOk(res, image.registry, 'PATCH', uploadsPath);
+        location = this.#location(res, image.registry, uploadsPath);
+        sent += chunk.length;
+        this.#stats.bytesSent += chunk.length;
+        options.onProgress?.(sent, data.length);
+      }
+    }
+    const rest = data.subarray(sent);
+    const put = this.#withQuery(location, `digest=${encodeURIComponent(digest)}`);
+    const res = await this.#request(image.registry, image.repository, 'PUT', put, { 'content-type': 'application/octet-stream' }, signal, { scopes: pushScopes, body: rest });
+    this.#expectOk(res, image.registry, 'PUT', uploadsPath);
+    this.#stats.bytesSent += rest.length;
+    if (rest.length > 0) options.onProgress?.(data.length, data.length);
+    const stored = res.headers.get('docker-content-digest');
+    if (stored && stored !== digest) {
+      throw new RegistryError(`registry ${image.registry} stored the blob ${digest} as ${stored}`, { registry: image.registry });
+    }
+    this.#stats.blobsUploaded += 1;
+    log('uploaded %s to %s (%d bytes)', digest, image.repository, data.length);
+    return { status: 'uploaded', bytesSent: data.length };
+  }
+
+  /**
+   * Puts a manifest (or index) under `ref`'s tag or digest and returns its digest, checked against
+   * the one the registry announces. Every blob it names must already be in the repository.
+   */
+  async putManifest(ref: string | ImageRef, bytes: Uint8Array, mediaType: string, options: RequestOptions = {}): Promise<string> {
+    const image = toRef(ref);
+    const digest = sha256Digest(bytes);
+    const path = `/v2/${image.repository}/manifests/${image.reference}`;
+    const res = await this.#request(image.registry, image.repository, 'PUT', path, { 'content-type': mediaType }, options.signal, {
+      scopes: [`repository:${image.repository}:pull,push`],
+      body: bytes,
+    });
+    this.#expectOk(res, image.registry, 'PUT', path);
+    this.#stats.bytesSent += bytes.length;
+    const announced = res.headers.get('docker-content-digest');
+    if (announced && announced !== digest) {
+      throw new RegistryError(`registry ${image.registry} stored the manifest for ${formatImageRef(image)} as ${announced}, but its bytes hash to ${digest}`, { registry: image.registry });
+    }
+    return digest;
+  }
+
+  /** The upload URL a registry answered with (Location, relative or absolute). */
+  #location(res: HttpResult, registry: string, path: string): string {
+    const location = res.headers.get('location');
+    if (!location) throw new RegistryError(`registry ${registry} answered ${res.status} to ${path} without a Location for the upload`, { registry, status: res.status });
+    return location;
+  }
+
+  #withQuery(location: string, query: string): string {
+    return `${location}${location.includes('?') ? '&' : '?'}${query}`;
+  }
+
   #expectOk(res: HttpResult, registry: string, method: string, path: string): void {
     if (res.status >= 200 && res.status < 300) return;
     const detail = registryErrorDetail(res.body);
@@ -303,20 +450,30 @@ export class RegistryClient {
   }
 
   #url(registry: string, path: string): string {
+    if (/^https?:\/\//i.test(path)) return path;
     return `${this.scheme(registry)}://${registryApiHost(registry)}${path}`;
   }
 
   /** One registry request with auth: known auth sent up front, a 401 challenge answered once. */
-  async #request(registry: string, repository: string, method: string, path: string, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<HttpResult> {
-    const scope = `repository:${repository}:pull`;
+  async #request(
+    registry: string,
+    repository: string,
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+    extra: { scopes?: readonly string[]; body?: Uint8Array } = {},
+  ): Promise<HttpResult> {
+    const scope = extra.scopes?.join(' ') ?? `repository:${repository}:pull`;
     const url = this.#url(registry, path);
-    const what = `${method} ${url}`;
+    const what = `${method} ${url.replace(/\?.*$/, '')}`;
+    const body = extra.body === undefined ? {} : { body: extra.body };
     const before = await this.#knownAuthorization(registry, scope, signal);
-    let res = await this.#fetch(registry, url, { method, headers: { ...headers, ...(before ? { authorization: before } : {}) } }, what, signal);
+    let res = await this.#fetch(registry, url, { method, headers: { ...headers, ...(before ? { authorization: before } : {}) }, ...body }, what, signal);
     if (res.status === 401) {
       const challenges = parseWwwAuthenticate(res.headers.get('www-authenticate'));
       const authorization = await this.#answerChallenge(registry, challenges, scope, signal);
-      res = await this.#fetch(registry, url, { method, headers: { ...headers, authorization } }, what, signal);
+      res = await this.#fetch(registry, url, { method, headers: { ...headers, authorization }, ...body }, what, signal);
       if (res.status === 401) throw await this.#rejected(registry, scope, res);
     }
     if (res.status === 403) throw await this.#rejected(registry, scope, res);
@@ -414,7 +571,7 @@ export class RegistryClient {
       init = { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() };
     } else {
       if (service) url.searchParams.set('service', service);
-      url.searchParams.set('scope', scope);
+      for (const one of scope.split(' ')) url.searchParams.append('scope', one);
       if (creds?.password !== undefined) {
         headers['authorization'] = `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password.reveal()}`).toString('base64')}`;
       }
@@ -453,7 +610,7 @@ export class RegistryClient {
    * retried with exponential backoff and jitter; every attempt has a timeout; the caller's abort
    * rejects with CancelledError at once. The body is read within the attempt.
    */
-  async #fetch(registry: string, url: string, init: { method: string; headers: Record<string, string>; body?: string }, what: string, signal: AbortSignal | undefined): Promise<HttpResult> {
+  async #fetch(registry: string, url: string, init: { method: string; headers: Record<string, string>; body?: string | Uint8Array }, what: string, signal: AbortSignal | undefined): Promise<HttpResult> {
     const { attempts } = this.#retry;
     const headers = { 'user-agent': this.#options.userAgent ?? 'prebuilt', ...init.headers };
     const cancelled = (cause: unknown): CancelledError => new CancelledError(`registry request cancelled: ${what}`, { cause });
