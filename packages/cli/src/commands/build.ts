@@ -49,6 +49,7 @@ export function buildJson(result: DeployFlowResult, stateFile: string | null): R
             image: image.pullTag,
             steps: image.steps,
             reason: image.reason,
+            ...(image.hint ? { hint: image.hint } : {}),
             logTail: image.logTail ?? [],
           })),
         }
@@ -100,6 +101,7 @@ export async function runBuild(file: string, context: CliContext, options: Build
     for (const warning of warnings) context.stderr.write(`warning: ${warning}\n`);
     for (const failure of result.failures) {
       context.stderr.write(`\nenv ${failure.envId} failed (steps ${failure.steps.join(', ')}): ${failure.reason}\n`);
+      if (failure.hint) context.stderr.write(`hint: ${failure.hint}\n`);
       if (failure.logTail && failure.logTail.length > 0) {
         context.stderr.write(`last lines of its build log:\n${failure.logTail.map((line) => `  | ${line}`).join('\n')}\n`);
       }

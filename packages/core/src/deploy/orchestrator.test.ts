@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { BuildRequest, BuildService, ImageRegistry } from '../contracts.js';
 import type { EnvRequest, LockedEnv } from '../env-model.js';
-import { CancelledError } from '../errors.js';
+import { AuthError, CancelledError, EnvironmentError } from '../errors.js';
 import { specHash } from '../identity.js';
 import { deploy, type DeployEvent, type DeployOptions, type DeployStep, type RecipeRunner } from './orchestrator.js';
 
@@ -267,6 +267,56 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
     setTimeout(() => controller.abort(), 50);
     await expect(running).rejects.toBeInstanceOf(CancelledError);
     expect(registry.images.size).toBe(0);
+  });
+
+  it('rethrows a build service error (daemon unreachable) with its hint, cancelling the other builds', async () => {
+    const steps = fourSteps();
+    await using ctx = await setup(steps);
+    const slow = fakeBuildService(ctx.registry, 10_000);
+    let calls = 0;
+    const broken: BuildService = {
+      name: 'fake-broken',
+      async buildAndPush(req) {
+        if (calls++ === 0) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          throw new EnvironmentError('The Docker daemon at unix:///fake.sock cannot be reached.', { hint: 'Start the Docker daemon.' });
+        }
+        return slow.buildAndPush(req);
+      },
+    };
+    const started = Date.now();
+    const error = await deploy({ ...ctx.options, buildService: broken }).then(
+      () => undefined,
+      (thrown: unknown) => thrown,
+    );
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect((error as EnvironmentError).hint).toBe('Start the Docker daemon.');
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(ctx.registry.images.size).toBe(0);
+  });
+
+  it('rethrows a registry error from the existence check (credentials refused) instead of failing each image', async () => {
+    await using ctx = await setup(fourSteps());
+    const refused = new AuthError('registry fake.registry.test rejected the credentials', { registry: 'fake.registry.test', source: 'env FAKE_USER/FAKE_PASSWORD' });
+    const registry = { ...ctx.registry, imageExists: async () => Promise.reject(refused) };
+    await expect(deploy({ ...ctx.options, registry })).rejects.toBe(refused);
+    expect(ctx.buildService.builds).toHaveLength(0);
+  });
+
+  it('reports an env whose recipe cannot be prepared as failed, with the error hint, and builds the others', async () => {
+    await using ctx = await setup(fourSteps());
+    const recipe: RecipeRunner = {
+      ...ctx.recipe,
+      async prepare(input) {
+        if (input.lock.packages.some((pkg) => pkg.name === 'tinyframe')) {
+          throw new EnvironmentError('tinyframe cannot be materialized', { hint: 'rebuild the package' });
+        }
+        return ctx.recipe.prepare(input);
+      },
+    };
+    const result = await deploy({ ...ctx.options, recipe });
+    expect(result.failures.map((image) => [image.steps, image.reason, image.hint])).toEqual([[['b', 'end'], 'tinyframe cannot be materialized', 'rebuild the package']]);
+    expect(result.images.filter((image) => image.status === 'built').map((image) => image.steps)).toEqual([['start', 'a']]);
   });
 
   it('emits phase events in order for a built image', async () => {

@@ -100,6 +100,8 @@ export interface DeployImage {
   python: string;
   packages: number;
   reason?: string;
+  /** What to do about the failure, when the error that caused it says. */
+  hint?: string;
   logTail?: string[];
   elapsedMs: number;
 }
@@ -120,9 +122,29 @@ interface PlannedImage {
 }
 
 /**
+ * An error of the registry or the build service themselves (unreachable, misconfigured, refusing
+ * the credentials), as opposed to one env failing: it would fail every image, so the deploy
+ * stops, cancels the builds in flight and rethrows it (with its own exit code and hint).
+ */
+class ServiceFailure {
+  constructor(readonly error: unknown) {}
+}
+
+async function service<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw new ServiceFailure(error);
+  }
+}
+
+/**
  * The deploy: envs → locks → envIds → tags → existence check → build the missing images in
  * parallel (identical envs once) → verify each push by HEAD → image map.
- * A failed build is reported in `failures`; the other images are still built.
+ * A failed build (the build service's `ok: false`, or an env that cannot be materialized) is
+ * reported in `failures`; the other images are still built. An error of the registry or the
+ * build service (thrown: unreachable, misconfigured, credentials refused) cancels the other
+ * builds and is rethrown.
  */
 export async function deploy(options: DeployOptions): Promise<DeployResult> {
   const emit = options.onEvent ?? (() => {});
@@ -181,7 +203,23 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
   const images = [...planned.values()];
   const buildService = once(options.buildService);
   const workers = options.workers ?? Math.min(Math.max(images.length, 1), 8);
-  const settled = await mapPool(images, workers, (image) => processImage(image, options, buildService, emit));
+  // A service failure aborts `stop`, which cancels the builds in flight; the caller's signal does too.
+  const stop = new AbortController();
+  const inner = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  let fatal: { error: unknown } | undefined;
+  const settled = await mapPool(images, workers, async (image) => {
+    if (inner.aborted) throw new CancelledError('The deploy was cancelled.', { cause: inner.reason });
+    try {
+      return await processImage(image, { ...options, signal: inner }, buildService, emit);
+    } catch (error) {
+      if (!(error instanceof ServiceFailure)) throw error;
+      if (!inner.aborted) {
+        fatal = { error: error.error };
+        stop.abort(error.error);
+      }
+      throw error.error;
+    }
+  });
   const results: DeployImage[] = [];
   let cancelled: unknown;
   settled.forEach((outcome, index) => {
@@ -189,14 +227,21 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
       results.push(outcome.value);
       return;
     }
-    if (outcome.reason instanceof CancelledError || signal?.aborted) {
+    if (outcome.reason instanceof CancelledError || inner.aborted) {
       cancelled ??= outcome.reason;
       return;
     }
     const image = images[index] as PlannedImage;
-    results.push(failedImage(image, errorMessage(outcome.reason), [], 0));
-    emit({ type: 'image', envId: image.envId, tag: image.tag, steps: image.steps, phase: 'failed', detail: errorMessage(outcome.reason) });
+    // A PrebuiltError's message is complete (errorMessage would append its code like an errno).
+    const known = PrebuiltError.isInstance(outcome.reason);
+    const reason = known ? (outcome.reason as PrebuiltError).message : errorMessage(outcome.reason);
+    results.push(failedImage(image, reason, [], 0, known ? (outcome.reason as PrebuiltError).hint : undefined));
+    emit({ type: 'image', envId: image.envId, tag: image.tag, steps: image.steps, phase: 'failed', detail: reason });
   });
+  if (signal?.aborted) {
+    throw cancelled instanceof CancelledError ? cancelled : new CancelledError('The deploy was cancelled.', { cause: signal.reason });
+  }
+  if (fatal !== undefined) throw fatal.error;
   if (cancelled !== undefined) {
     throw cancelled instanceof CancelledError ? cancelled : new CancelledError('The deploy was cancelled.', { cause: cancelled });
   }
@@ -266,7 +311,7 @@ async function processImage(
   const useCache = options.registryCache !== false;
   if (useCache && (!options.force || options.plan)) {
     phase('checking');
-    const existence = await options.registry.imageExists(image.tag, { signal });
+    const existence = await service(() => options.registry.imageExists(image.tag, { signal }));
     if (existence.exists) {
       phase('present');
       return done('present', existence.digest);
@@ -276,7 +321,7 @@ async function processImage(
     phase('missing');
     return done(useCache ? 'missing' : 'unchecked');
   }
-  const buildService = await getBuildService();
+  const buildService = await service(getBuildService);
 
   phase('materializing');
   const prepared = await options.recipe.prepare({
@@ -290,11 +335,12 @@ async function processImage(
   try {
     phase('building');
     const logTail: string[] = [];
-    const result = await buildService.buildAndPush({
+    const pushCredentials = await service(() => options.registry.pushCredentials({ ...(signal ? { signal } : {}) }));
+    const result = await service(() => buildService.buildAndPush({
       dockerfile: prepared.dockerfile,
       contextDir: prepared.contextDir,
       imageTag: image.tag,
-      pushCredentials: await options.registry.pushCredentials({ ...(signal ? { signal } : {}) }),
+      pushCredentials,
       platform: dockerPlatform(image.lock.platform),
       log: (line) => {
         logTail.push(line);
@@ -303,13 +349,13 @@ async function processImage(
       },
       onPhase: (value) => phase(value),
       ...(signal ? { signal } : {}),
-    });
+    }));
     if (!result.ok) {
       phase('failed', result.reason);
       return failedImage(image, result.reason, result.logTail, Date.now() - started);
     }
     phase('verifying');
-    const existence = await options.registry.imageExists(image.tag, { signal });
+    const existence = await service(() => options.registry.imageExists(image.tag, { signal }));
     if (!existence.exists) {
       const reason = `The build service reported a push of ${image.tag}, but the registry does not have it.`;
       phase('failed', reason);
@@ -325,7 +371,7 @@ async function processImage(
   }
 }
 
-function failedImage(image: PlannedImage, reason: string, logTail: string[], elapsedMs: number): DeployImage {
+function failedImage(image: PlannedImage, reason: string, logTail: string[], elapsedMs: number, hint?: string): DeployImage {
   return {
     envId: image.envId,
     tag: image.tag,
@@ -337,6 +383,7 @@ function failedImage(image: PlannedImage, reason: string, logTail: string[], ela
     python: envPython(image.envId),
     packages: image.lock.packages.length,
     reason,
+    ...(hint ? { hint } : {}),
     logTail,
     elapsedMs,
   };
