@@ -5,6 +5,7 @@
 import { dirname, join, resolve } from 'node:path';
 import {
   ConfigError,
+  InputError,
   createMicromambaRecipeRunner,
   deploy,
   loadOptionalSetting,
@@ -90,6 +91,8 @@ export interface DeployFlowOptions {
   frozen?: boolean;
   update?: boolean;
   workers?: string;
+  /** Build only these steps' images (e.g. the steps that run remotely); default every step. */
+  steps?: readonly string[];
   onEvent?: (event: DeployEvent) => void;
   onLocked?: (lock: LockFlowResult) => void;
   onMaterialized?: (envId: string, result: MaterializeResult) => void;
@@ -126,9 +129,17 @@ export async function deployFlow(file: string, context: CliContext, options: Dep
       ...(options.update ? { update: true } : {}),
     });
     options.onLocked?.(lock);
+    const only = options.steps ? new Set(options.steps) : undefined;
+    const unknown = [...(only ?? [])].filter((name) => !lock.envs.steps.some((step) => step.step === name));
+    if (unknown.length > 0) {
+      throw new InputError(`${file} has no step ${unknown.join(', ')} (its steps: ${lock.envs.steps.map((step) => step.step).join(', ')}).`, {
+        file,
+        hint: 'Name steps of the flow, or build every step with prebuilt build.',
+      });
+    }
     const result = await deploy({
       flow: lock.envs.flow,
-      steps: lock.envs.steps.map((step) => ({ name: step.step, gpu: step.gpu })),
+      steps: lock.envs.steps.filter((step) => !only || only.has(step.step)).map((step) => ({ name: step.step, gpu: step.gpu })),
       lock: async () => lock.steps,
       registry,
       ...(options.plan ? {} : { buildService: getBuildService }),

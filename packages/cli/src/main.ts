@@ -11,6 +11,8 @@ import { registerLockCommand } from './commands/lock.js';
 import { registerLocalRegistryCommand } from './commands/local-registry.js';
 import { registerPlanCommand } from './commands/plan.js';
 import { registerBuildCommand } from './commands/build.js';
+import { registerRunCommand } from './commands/run.js';
+import { registerMetaflowCommand } from './commands/metaflow.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -49,6 +51,8 @@ export function createProgram(context: CliContext = createCliContext(new AbortCo
   registerLockCommand(program, context);
   registerPlanCommand(program, context);
   registerBuildCommand(program, context);
+  registerRunCommand(program, context);
+  registerMetaflowCommand(program, context);
   registerBackendsCommand(program, context);
   registerLocalRegistryCommand(program, context);
   return program;

@@ -10,6 +10,8 @@ export interface HostPythonOptions {
   signal?: AbortSignal;
   /** Milliseconds before the script is killed. Default 60 s. */
   timeoutMs?: number;
+  /** Run with `-I` (no PYTHONPATH, no user site). Default true. */
+  isolated?: boolean;
 }
 
 /** The host interpreter prebuilt runs its Python scripts with, and where that choice came from. */
@@ -38,7 +40,7 @@ export async function runPythonScript(
   log('running %s (from %s) %s %o', command, source, script, args);
   options.signal?.throwIfAborted();
   return await new Promise<string>((resolve, reject) => {
-    const child = spawn(command, ['-I', script, ...args], {
+    const child = spawn(command, [...(options.isolated === false ? [] : ['-I']), script, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...env, PYTHONDONTWRITEBYTECODE: '1', PYTHONIOENCODING: 'utf-8' },
       signal: options.signal,

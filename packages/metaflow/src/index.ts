@@ -27,3 +27,27 @@ export {
   type MetaflowPinsOptions,
   type MetaflowDatastore,
 } from './pins.js';
+export {
+  remoteSteps,
+  withDecospecs,
+  metaflowCommand,
+  givenEnvironment,
+  metaflowArgs,
+  SCHEDULERS,
+  type RemoteSelection,
+  type RemoteReason,
+} from './run-steps.js';
+export { runFlow, type RunFlowOptions, type RunFlowResult } from './run-flow.js';
+export { EXTENSION_PYTHONPATH, EXTENSION_DIR, IMAGE_MAP_ENV, extensionFiles, extensionEnv } from './extension-files.js';
+export {
+  installExtension,
+  uninstallExtension,
+  extensionStatus,
+  pythonSite,
+  MANIFEST_NAME,
+  type InstallManifest,
+  type InstallResult,
+  type ExtensionStatus,
+  type ExtensionOptions,
+  type PythonSite,
+} from './extension-install.js';

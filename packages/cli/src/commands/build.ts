@@ -12,6 +12,8 @@ export interface BuildCommandOptions {
   frozen?: boolean;
   update?: boolean;
   workers?: string;
+  /** Only these steps' images (`prebuilt run`, the Metaflow extension); default every step. */
+  steps?: readonly string[];
 }
 
 const BUILD_HELP = `
@@ -79,6 +81,7 @@ export async function runBuild(file: string, context: CliContext, options: Build
       ...(options.frozen ? { frozen: true } : {}),
       ...(options.update ? { update: true } : {}),
       ...(options.workers !== undefined ? { workers: options.workers } : {}),
+      ...(options.steps ? { steps: options.steps } : {}),
       ...(view ? { onEvent: (event) => view.onEvent(event) } : {}),
       onMaterialized: (envId, materialized) => {
         for (const warning of materialized.warnings) warnings.push(`env ${envId}: ${warning}`);

@@ -1,0 +1,109 @@
+import type { Command } from 'commander';
+import { join } from 'node:path';
+import { ExitCode, PrebuiltError, type ExitCode as ExitCodeType } from '@prebuilt/core';
+import { flowEnvs, givenEnvironment, remoteSteps, runFlow, type RemoteSelection } from '@prebuilt/metaflow';
+import type { CliContext } from '../cli-context.js';
+import { runBuild } from './build.js';
+
+const RUN_HELP = `
+Builds the images the run needs (as \`prebuilt build\`, skipping every image the registry has),
+then runs \`python3 <flow> --environment=prebuilt <metaflow args…>\` with the prebuilt Metaflow
+extension on PYTHONPATH and METAFLOW_PREBUILT_IMAGE_MAP pointing at the image map. Every step that
+runs remotely starts on its image with the env's interpreter: no conda/pypi bootstrap, no pip
+install at task start. Local and disabled steps run exactly as with Metaflow's conda environment.
+
+Everything after <flow> goes to Metaflow untouched; prebuilt's own settings are environment
+variables (see \`prebuilt build --help\`). Images are built for the steps that run remotely: steps
+with @kubernetes/@batch, or every step with \`--with kubernetes|batch\` (in the arguments or
+METAFLOW_DEFAULT_DECOSPECS) or with argo-workflows, step-functions or airflow.
+
+Environment:
+  METAFLOW_PREBUILT_PYTHON   the interpreter that runs the flow (default python3)
+
+Exit code: Metaflow's (2 for bad input or configuration before the flow starts, 1 when an image
+failed to build). SIGINT and SIGTERM are passed on to Metaflow.
+
+Examples:
+  $ prebuilt run flow.py run --with kubernetes
+  $ prebuilt run flow.py argo-workflows create
+  $ prebuilt run flow.py step-functions create --only-json > state-machine.json`;
+
+/** Metaflow exited with a non-zero code: the CLI exits with that code. */
+export class FlowExitError extends PrebuiltError {
+  constructor(code: number, command: readonly string[]) {
+    super('flow-exit', `${command.slice(0, 3).join(' ')} … exited with code ${code}.`, code as ExitCodeType);
+    this.name = 'FlowExitError';
+  }
+}
+
+/** `PREBUILT_CLI` for the child: this CLI, so the extension can build what the reader could not see. */
+function cliCommand(context: CliContext): string {
+  const quote = (arg: string): string => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
+  return [process.execPath, join(context.cliDir, 'bin', 'prebuilt.js')].map(quote).join(' ');
+}
+
+export interface RunCommandResult {
+  selection: RemoteSelection;
+  stateFile: string | null;
+  code: number;
+}
+
+/** Builds what the run needs, then runs the flow; returns Metaflow's exit code. */
+export async function runCommand(file: string, args: readonly string[], context: CliContext): Promise<RunCommandResult> {
+  const envs = await flowEnvs(file, { env: context.env, cwd: context.cwd, signal: context.signal });
+  const selection = remoteSteps(envs, args, context.env);
+  const chosen = givenEnvironment(args);
+  if (chosen !== undefined && chosen !== 'prebuilt') {
+    context.stderr.write(`warning: --environment=${chosen} given: Metaflow will not use the prebuilt images.\n`);
+  }
+  let stateFile: string | null = null;
+  if (selection.steps.length > 0) {
+    // Metaflow's output owns stdout (`--only-json` prints the spec there): the build reports on stderr.
+    const built = await runBuild(file, { ...context, stdout: context.stderr }, { steps: selection.steps });
+    stateFile = built.stateFile;
+  } else {
+    context.stderr.write(`${envs.flow}: no step runs remotely; nothing to build.\n`);
+  }
+  const result = await runFlow({
+    flowFile: file,
+    args,
+    ...(stateFile ? { imageMap: stateFile } : {}),
+    env: { ...context.env, PREBUILT_CLI: context.env.PREBUILT_CLI ?? cliCommand(context) },
+    cwd: context.cwd,
+    stdout: context.stdout === process.stdout ? 'inherit' : context.stdout,
+    stderr: context.stderr === process.stderr ? 'inherit' : context.stderr,
+    signal: context.signal,
+  });
+  return { selection, stateFile, code: result.code };
+}
+
+/** `prebuilt run <flow.py> [metaflow args…]`. */
+export function registerRunCommand(program: Command, context: CliContext): void {
+  const command = program
+    .command('run')
+    .description('build the images a Metaflow command needs, then run it with every remote step on its image')
+    .argument('[flow]', 'the flow file, e.g. flow.py')
+    .argument('[args...]', "Metaflow's arguments, passed through untouched (run, argo-workflows create, …)")
+    // Everything after the flow is Metaflow's, including --help: prebuilt reads no option here.
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .addHelpText('after', RUN_HELP);
+  command.action(async (file: string | undefined, args: string[]) => {
+    if (file === undefined || file === '--help' || file === '-h') {
+      context.stdout.write(command.helpInformation());
+      context.stdout.write(`${RUN_HELP.slice(1)}\n`);
+      if (file === undefined) throw new FlowArgumentMissing();
+      return;
+    }
+    const result = await runCommand(file, args, context);
+    if (result.code !== ExitCode.ok) throw new FlowExitError(result.code, ['python3', file, ...args]);
+  });
+}
+
+class FlowArgumentMissing extends PrebuiltError {
+  constructor() {
+    super('usage', 'prebuilt run needs the flow file: prebuilt run <flow.py> [metaflow args…].', ExitCode.usage);
+    this.name = 'UsageError';
+  }
+}

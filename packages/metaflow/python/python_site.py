@@ -1,0 +1,19 @@
+"""Prints where this interpreter installs and finds packages (for `prebuilt metaflow install`)."""
+import json
+import site
+import sys
+import sysconfig
+
+user_site = None
+if site.ENABLE_USER_SITE:
+    user_site = site.getusersitepackages()
+print(
+    json.dumps(
+        {
+            "executable": sys.executable,
+            "version": "%d.%d.%d" % sys.version_info[:3],
+            "purelib": sysconfig.get_paths()["purelib"],
+            "usersite": user_site,
+        }
+    )
+)

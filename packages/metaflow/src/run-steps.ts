@@ -1,0 +1,94 @@
+/**
+ * Which steps of a flow run remotely for a given Metaflow command line, decided as Metaflow
+ * decides it, and the command line `prebuilt run` hands to Metaflow.
+ */
+import type { FlowEnvs } from './flow-envs.js';
+
+export type RemoteReason = 'static' | 'with' | 'default-decospecs' | 'scheduler';
+
+export interface RemoteSelection {
+  /** Steps that run remotely and have an environment (so need an image), in flow order. */
+  steps: string[];
+  /** Why every step runs remotely; 'static' when only the steps' own decorators decide. */
+  reason: RemoteReason;
+  /** The remote decorator named by `--with`/METAFLOW_DEFAULT_DECOSPECS/the scheduler, if any. */
+  decorator: 'kubernetes' | 'batch' | null;
+}
+
+const REMOTE = new Set(['kubernetes', 'batch']);
+
+/** Schedulers that attach a remote decorator to every step when they compile a flow. */
+export const SCHEDULERS: Readonly<Record<string, 'kubernetes' | 'batch'>> = {
+  'argo-workflows': 'kubernetes',
+  airflow: 'kubernetes',
+  'step-functions': 'batch',
+};
+
+/** The decorator name of a decospec (`kubernetes:image=x,cpu=2` → `kubernetes`). */
+function decospecName(spec: string): string {
+  return spec.split(':', 1)[0]!.trim();
+}
+
+/** Every `--with X` / `--with=X` in a Metaflow command line (top level and `run`/`resume` level). */
+export function withDecospecs(args: readonly string[]): string[] {
+  const specs: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') break;
+    if (arg === '--with' && i + 1 < args.length) specs.push(args[++i]!);
+    else if (arg.startsWith('--with=')) specs.push(arg.slice('--with='.length));
+  }
+  return specs;
+}
+
+/** The first word of the command line that is not an option or an option's value: Metaflow's command. */
+export function metaflowCommand(args: readonly string[]): string | undefined {
+  // Top-level options that take a value (Metaflow 2.19 `flow.py --help`).
+  const withValue = new Set([
+    '--with', '--metadata', '--environment', '--datastore', '--datastore-root', '--event-logger',
+    '--monitor', '--package-suffixes', '--config', '--config-value', '--local-config-file', '--mode',
+  ]);
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg.startsWith('-')) {
+      if (withValue.has(arg)) i += arg === '--config' || arg === '--config-value' ? 2 : 1;
+      continue;
+    }
+    return arg;
+  }
+  return undefined;
+}
+
+/**
+ * The steps that need an image: steps with a static `@kubernetes`/`@batch`, or every step when the
+ * command line or METAFLOW_DEFAULT_DECOSPECS has `--with kubernetes|batch`, or when the command
+ * is a scheduler that makes every step remote (`argo-workflows`, `step-functions`, `airflow`).
+ * Disabled steps never need one (they run on the base image's python).
+ */
+export function remoteSteps(envs: FlowEnvs, args: readonly string[], env: Record<string, string | undefined> = process.env): RemoteSelection {
+  const enabled = envs.steps.filter((s) => s.request !== null);
+  const fromArgs = withDecospecs(args).map(decospecName).find((name) => REMOTE.has(name));
+  if (fromArgs) return { steps: enabled.map((s) => s.step), reason: 'with', decorator: fromArgs as 'kubernetes' | 'batch' };
+  const defaults = (env.METAFLOW_DEFAULT_DECOSPECS ?? '').split(/\s+/).filter(Boolean).map(decospecName).find((name) => REMOTE.has(name));
+  if (defaults) return { steps: enabled.map((s) => s.step), reason: 'default-decospecs', decorator: defaults as 'kubernetes' | 'batch' };
+  const command = metaflowCommand(args);
+  const scheduler = command !== undefined ? SCHEDULERS[command] : undefined;
+  if (scheduler) return { steps: enabled.map((s) => s.step), reason: 'scheduler', decorator: scheduler };
+  return { steps: enabled.filter((s) => s.remote !== null).map((s) => s.step), reason: 'static', decorator: null };
+}
+
+/** The `--environment` the user gave, if any. */
+export function givenEnvironment(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') break;
+    if (arg === '--environment') return args[i + 1];
+    if (arg.startsWith('--environment=')) return arg.slice('--environment='.length);
+  }
+  return undefined;
+}
+
+/** The user's arguments, with `--environment=prebuilt` in front unless they chose an environment. */
+export function metaflowArgs(args: readonly string[]): string[] {
+  return givenEnvironment(args) === undefined ? ['--environment=prebuilt', ...args] : [...args];
+}
