@@ -1,0 +1,254 @@
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CancelledError, ConfigError, EnvironmentError, InputError, Secret, type BuildRequest, type BuildResult } from '@prebuilt/core';
+import buildxDefinition, { createBuildxBuildService } from './index.js';
+import { createFakeDocker, type FakeDocker } from './__testing__/fake-docker.js';
+
+const TAG = '127.0.0.1:5999/prebuilt-test/app:env-1';
+const CREDENTIALS = { registry: '127.0.0.1:5999', username: 'builder', password: new Secret('s3cr3t-pa55word'), source: 'the test' };
+
+let fake: FakeDocker;
+let contextDir: string;
+let home: string;
+
+/** Temp dirs this package creates; none may be left behind. */
+async function leftovers(): Promise<string[]> {
+  return (await readdir(tmpdir())).filter((name) => name.startsWith('prebuilt-buildx-'));
+}
+
+function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+beforeAll(async () => {
+  fake = await createFakeDocker();
+  contextDir = await mkdtemp(join(tmpdir(), 'prebuilt-buildx-test-context-'));
+  await writeFile(join(contextDir, 'env.txt'), 'an env\n');
+  home = await mkdtemp(join(tmpdir(), 'prebuilt-buildx-test-home-'));
+});
+
+afterAll(async () => {
+  await fake.remove();
+  await rm(contextDir, { recursive: true, force: true });
+  await rm(home, { recursive: true, force: true });
+});
+
+const ownDirs = () => [contextDir, home].map((d) => d.slice(tmpdir().length + 1));
+
+afterEach(async () => {
+  const left = (await leftovers()).filter((name) => !ownDirs().includes(name));
+  expect(left, 'temporary docker configs and metadata dirs are removed').toEqual([]);
+});
+
+function request(dockerfile: string, extra: Partial<BuildRequest> = {}): BuildRequest {
+  return { dockerfile, contextDir, imageTag: TAG, platform: 'linux/amd64', ...extra };
+}
+
+describe('buildx build service (against a FAKE scripted docker on PATH)', () => {
+  it('is a build-service definition named buildx', async () => {
+    expect(buildxDefinition).toMatchObject({ apiVersion: 1, kind: 'build-service', name: 'buildx' });
+    const service = await buildxDefinition.create({}, { env: fake.env(), cwd: process.cwd() });
+    expect(service.name).toBe('buildx');
+  });
+
+  it('runs docker buildx build --push with tag, platform, builder, metadata file, host network and the Dockerfile on stdin', async () => {
+    const before = (await fake.records()).length;
+    const lines: string[] = [];
+    const service = createBuildxBuildService({ env: fake.env({ METAFLOW_PREBUILT_BUILDX_BUILDER: 'remote-builder', HOME: home }) });
+    const dockerfile = 'FROM 127.0.0.1:5999/base:1\nCOPY env.txt /opt/env.txt\n';
+    const result = await service.buildAndPush(request(dockerfile, { log: (line) => lines.push(line) }));
+    expect(result).toMatchObject({ ok: true });
+    expect((result as { digest: string }).digest).toMatch(/^sha256:[a-f0-9]{64}$/);
+    const record = (await fake.records())[before]!;
+    const argv = record.argv;
+    expect(argv.slice(0, 3)).toEqual(['buildx', 'build', '--push']);
+    expect(argv[argv.indexOf('--tag') + 1]).toBe(TAG);
+    expect(argv[argv.indexOf('--platform') + 1]).toBe('linux/amd64');
+    expect(argv[argv.indexOf('--builder') + 1]).toBe('remote-builder');
+    expect(argv[argv.indexOf('--network') + 1]).toBe('host');
+    expect(argv[argv.indexOf('--metadata-file') + 1]).toMatch(/metadata\.json$/);
+    expect(argv.slice(-3)).toEqual(['-f', '-', contextDir]);
+    expect(record.dockerfile).toBe(dockerfile);
+    expect(record.env.DOCKER_CONFIG, 'no credentials: the user\'s own docker config is used').toBeUndefined();
+    expect(lines).toContain('#2 [2/2] COPY env.txt /opt/env.txt');
+    expect(lines.some((l) => l.includes('pushing manifest'))).toBe(true);
+  });
+
+  it('builds several platforms in one build when asked (comma-separated)', async () => {
+    const service = createBuildxBuildService({ env: fake.env() });
+    const result = await service.buildAndPush(request('FROM base\n', { platform: 'linux/amd64, linux/arm64' }));
+    expect(result.ok).toBe(true);
+    const argv = (await fake.records()).at(-1)!.argv;
+    expect(argv[argv.indexOf('--platform') + 1]).toBe('linux/amd64,linux/arm64');
+    expect(argv).not.toContain('--builder');
+  });
+
+  it('passes push credentials in a temporary 0600 DOCKER_CONFIG (never on the command line), keeps the user\'s other settings, removes it after', async () => {
+    const userDir = join(home, '.docker');
+    await mkdir(join(userDir, 'buildx'), { recursive: true });
+    await writeFile(
+      join(userDir, 'config.json'),
+      JSON.stringify({
+        credsStore: 'desktop',
+        credHelpers: { '127.0.0.1:5999': 'pass', 'gcr.io': 'gcloud' },
+        auths: { 'other.example.com': { auth: 'b3RoZXI6eA==' }, 'http://127.0.0.1:5999/': { auth: 'b2xkOm9sZA==' } },
+        currentContext: 'default',
+      }),
+    );
+    const lines: string[] = [];
+    const service = createBuildxBuildService({ env: fake.env({ HOME: home }) });
+    const result = await service.buildAndPush(request('FROM base\nCOPY env.txt /x\n', { pushCredentials: CREDENTIALS, log: (l) => lines.push(l) }));
+    expect(result.ok).toBe(true);
+    const record = (await fake.records()).at(-1)!;
+    expect(record.argv.join(' ')).not.toContain('s3cr3t-pa55word');
+    expect(record.env.DOCKER_CONFIG).toBeDefined();
+    expect(record.configMode).toBe('600');
+    expect(record.dirMode).toBe('700');
+    expect(record.config).toEqual({
+      currentContext: 'default',
+      credHelpers: { 'gcr.io': 'gcloud' },
+      auths: {
+        'other.example.com': { auth: 'b3RoZXI6eA==' },
+        '127.0.0.1:5999': { auth: Buffer.from('builder:s3cr3t-pa55word').toString('base64') },
+      },
+    });
+    expect(existsSync(record.env.DOCKER_CONFIG!), 'the temporary DOCKER_CONFIG is removed').toBe(false);
+    expect(JSON.stringify({ result, lines })).not.toContain('s3cr3t-pa55word');
+  });
+
+  it('sends an identity token or a registry token the way Docker stores them', async () => {
+    const service = createBuildxBuildService({ env: fake.env({ HOME: home }) });
+    await service.buildAndPush(
+      request('FROM base\n', { pushCredentials: { registry: '127.0.0.1:5999', username: 'u', identityToken: new Secret('refresh-token-1'), source: 't' } }),
+    );
+    expect((await fake.records()).at(-1)!.config!.auths!['127.0.0.1:5999']).toEqual({
+      auth: Buffer.from('u:').toString('base64'),
+      identitytoken: 'refresh-token-1',
+    });
+    await service.buildAndPush(request('FROM base\n', { pushCredentials: { registry: '127.0.0.1:5999', registryToken: new Secret('bearer-2'), source: 't' } }));
+    expect((await fake.records()).at(-1)!.config!.auths!['127.0.0.1:5999']).toEqual({ registrytoken: 'bearer-2' });
+  });
+
+  it('a failing build is { ok: false } with the buildx error as reason and the log tail; nothing left behind', async () => {
+    const service = createBuildxBuildService({ env: fake.env({ HOME: home }), logTailLines: 3 });
+    const result = await service.buildAndPush(request('FROM base\nCOPY missing.txt /m\n', { pushCredentials: CREDENTIALS }));
+    expect(result.ok).toBe(false);
+    const failed = result as Extract<BuildResult, { ok: false }>;
+    expect(failed.reason).toContain('"/missing.txt": not found');
+    expect(failed.reason).toContain(TAG);
+    expect(failed.logTail).toHaveLength(3);
+    expect(failed.logTail.at(-1)).toMatch(/^ERROR: failed to solve/);
+    expect(existsSync((await fake.records()).at(-1)!.env.DOCKER_CONFIG!)).toBe(false);
+  });
+
+  it('a failing RUN gives its exit code in the reason', async () => {
+    const service = createBuildxBuildService({ env: fake.env() });
+    const result = await service.buildAndPush(request('FROM base\nRUN exit 3\n'));
+    expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('exit code: 3') });
+  });
+
+  it('exit 0 without a digest in the metadata file is a failure, not a made-up digest', async () => {
+    const service = createBuildxBuildService({ env: fake.env({ FAKE_DOCKER_NO_METADATA: '1' }) });
+    const result = await service.buildAndPush(request('FROM base\n'));
+    expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('containerimage.digest') });
+  });
+
+  it('stops a build that outlives the timeout: { ok: false } naming the timeout, the process group is gone', async () => {
+    const service = createBuildxBuildService({ env: fake.env({ HOME: home }), timeoutSeconds: 4 });
+    const started = Date.now();
+    const result = await service.buildAndPush(request('FROM base\nRUN sleep 60\n', { pushCredentials: CREDENTIALS }));
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('timeout of 4 s') });
+    expect((result as { logTail: string[] }).logTail.some((l) => l.includes('sleeping 60'))).toBe(true);
+    const record = (await fake.records()).at(-1)!;
+    expect(processGone(record.pid), 'the fake docker process was stopped').toBe(true);
+    expect(existsSync(record.env.DOCKER_CONFIG!)).toBe(false);
+  });
+
+  it('cancelling a running build rejects with CancelledError, stops docker and removes the temporary config', async () => {
+    const service = createBuildxBuildService({ env: fake.env({ HOME: home }) });
+    const controller = new AbortController();
+    const lines: string[] = [];
+    const promise = service.buildAndPush(
+      request('FROM base\nRUN sleep 60\n', {
+        pushCredentials: CREDENTIALS,
+        signal: controller.signal,
+        log: (line) => {
+          lines.push(line);
+          if (line.includes('sleeping')) controller.abort('SIGINT');
+        },
+      }),
+    );
+    const error = await promise.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CancelledError);
+    expect((error as CancelledError).exitCode).toBe(130);
+    const record = (await fake.records()).at(-1)!;
+    expect(processGone(record.pid)).toBe(true);
+    expect(existsSync(record.env.DOCKER_CONFIG!)).toBe(false);
+  });
+
+  it('a build that ignores SIGINT is killed after the grace period', async () => {
+    const service = createBuildxBuildService({ env: fake.env({ FAKE_DOCKER_IGNORE_SIGINT: '1' }), killGraceSeconds: 0.5 });
+    const controller = new AbortController();
+    const promise = service.buildAndPush(
+      request('FROM base\nRUN sleep 60\n', { signal: controller.signal, log: (l) => l.includes('sleeping') && controller.abort() }),
+    );
+    await expect(promise).rejects.toBeInstanceOf(CancelledError);
+    expect(processGone((await fake.records()).at(-1)!.pid)).toBe(true);
+  });
+
+  it('an already aborted signal rejects before docker runs', async () => {
+    const before = (await fake.records()).length;
+    const controller = new AbortController();
+    controller.abort();
+    const service = createBuildxBuildService({ env: fake.env() });
+    await expect(service.buildAndPush(request('FROM base\n', { signal: controller.signal }))).rejects.toBeInstanceOf(CancelledError);
+    expect((await fake.records()).length).toBe(before);
+  });
+});
+
+describe('buildx build service: missing tools and bad settings', () => {
+  it('docker missing: EnvironmentError naming the command and how to install it', async () => {
+    const service = createBuildxBuildService({ env: { PATH: '/nonexistent' } });
+    const error = await service.buildAndPush(request('FROM base\n')).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect((error as EnvironmentError).message).toBe("The docker command 'docker' was not found on PATH.");
+    expect((error as EnvironmentError).hint).toMatch(/docker-buildx.*METAFLOW_PREBUILT_BUILDX_DOCKER/);
+  });
+
+  it('buildx plugin missing (FAKE docker without the plugin): EnvironmentError saying how to install it', async () => {
+    const service = createBuildxBuildService({ env: fake.env({ FAKE_DOCKER_NO_BUILDX: '1' }) });
+    const error = await service.buildAndPush(request('FROM base\n')).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect((error as EnvironmentError).message).toContain("'buildx' is not a docker command");
+    expect((error as EnvironmentError).hint).toContain('cli-plugins/docker-buildx');
+  });
+
+  it('rejects a bad timeout naming the env var and the option', () => {
+    expect(() => createBuildxBuildService({ env: { METAFLOW_PREBUILT_BUILDX_TIMEOUT: 'soon' } })).toThrow(ConfigError);
+    try {
+      createBuildxBuildService({ env: { METAFLOW_PREBUILT_BUILDX_TIMEOUT: '-1' } });
+    } catch (error) {
+      expect((error as ConfigError).hint).toMatch(/METAFLOW_PREBUILT_BUILDX_TIMEOUT.*'timeoutSeconds'/);
+    }
+  });
+
+  it('refuses credentials for another registry, a bad platform and a missing context', async () => {
+    const service = createBuildxBuildService({ env: fake.env() });
+    const wrong = await service
+      .buildAndPush(request('FROM base\n', { pushCredentials: { ...CREDENTIALS, registry: 'registry.example.com' } }))
+      .catch((e: unknown) => e);
+    expect(wrong).toBeInstanceOf(ConfigError);
+    expect((wrong as Error).message).not.toContain('s3cr3t');
+    await expect(service.buildAndPush(request('FROM base\n', { platform: 'amd64' }))).rejects.toBeInstanceOf(InputError);
+    await expect(service.buildAndPush(request('FROM base\n', { contextDir: '/nonexistent-context' }))).rejects.toBeInstanceOf(InputError);
+  });
+});
