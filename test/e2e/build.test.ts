@@ -1,0 +1,198 @@
+// End to end: `prebuilt plan` and `prebuilt build` through the real CLI, the test Docker daemon and
+// the plain test registry, on a 4-step flow with 2 distinct envs built from the example channel
+// and index. The tests of this file run in order and share one flow directory and one image
+// namespace: plan (nothing built) → build (2 images) → build again (both present) → plan (both
+// present) → human output → one step's package changes (exactly that image is rebuilt).
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { describeWith, getServices, itWith } from '../services.js';
+import {
+  cliEnv,
+  headManifest,
+  importsInImage,
+  parseJson,
+  runCli,
+  startFixtures,
+  uniqueNamespace,
+  writeFlow,
+  type BuildJson,
+  type Fixtures,
+} from './harness.js';
+
+const services = getServices();
+const NEEDS = ['docker', 'registries', 'baseImage'] as const;
+
+const flowSource = (fetchPackages: string): string => `from metaflow import FlowSpec, conda, conda_base, pypi, step
+
+
+@conda_base(python="3.11")
+class TwoEnvFlow(FlowSpec):
+    @conda(packages={"tinyframe": ""})
+    @step
+    def start(self):
+        self.next(self.fetch)
+
+    @pypi(packages=${fetchPackages})
+    @step
+    def fetch(self):
+        self.next(self.report)
+
+    @conda(packages={"tinyframe": ""})
+    @step
+    def report(self):
+        self.next(self.end)
+
+    @pypi(packages=${fetchPackages})
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    TwoEnvFlow()
+`;
+
+describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain registry; 4 steps, 2 envs)', () => {
+  let fixtures: Fixtures;
+  let flowDir: string;
+  let flow: string;
+  let env: NodeJS.ProcessEnv;
+  let first: BuildJson;
+
+  beforeAll(async () => {
+    fixtures = await startFixtures();
+    flowDir = join(fixtures.dir, 'flow');
+    flow = await writeFlow(flowDir, 'two_env_flow.py', flowSource('{"tinyhttp": ""}'));
+    env = cliEnv(fixtures, services, uniqueNamespace('build'));
+  });
+  afterAll(async () => {
+    await fixtures?.server.close();
+    if (fixtures) await rm(fixtures.dir, { recursive: true, force: true });
+  });
+
+  const cli = (...args: string[]) => runCli(args, { env, cwd: flowDir });
+
+  itWith(NEEDS, 'plan --json says both images are missing and builds nothing (the registry has neither tag)', async () => {
+    const planned = await cli('plan', 'two_env_flow.py', '--json');
+    expect(planned.code, planned.stderr).toBe(0);
+    const plan = parseJson<{ images: Record<string, { image: string; status: string; steps: string[] }> }>(planned);
+    const images = Object.values(plan.images);
+    expect(images.map((image) => image.status)).toEqual(['missing', 'missing']);
+    expect(images.map((image) => image.steps)).toEqual([
+      ['start', 'report'],
+      ['fetch', 'end'],
+    ]);
+    for (const image of images) expect((await headManifest(image.image)).status).toBe(404);
+  }, 180_000);
+
+  itWith(NEEDS, 'build --json builds exactly 2 images, pushed with the digests the registry reports, and maps every step', async () => {
+    const built = await cli('build', 'two_env_flow.py', '--json');
+    expect(built.code, built.stderr).toBe(0);
+    first = parseJson<BuildJson>(built);
+    expect(first.flow).toBe('TwoEnvFlow');
+    const ids = Object.keys(first.images);
+    expect(ids).toHaveLength(2);
+    for (const [envId, image] of Object.entries(first.images)) {
+      expect(envId).toMatch(/^[0-9a-f]{16}$/);
+      expect(image.status).toBe('built');
+      expect(image.image).toBe(`${env['METAFLOW_PREBUILT_LOCAL_REGISTRY']}/${env['METAFLOW_PREBUILT_IMAGE_NAMESPACE']}:env-${envId}-amd64`);
+      expect(image.python).toBe(`/opt/prebuilt/envs/${envId}/bin/python`);
+      expect(image.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(await headManifest(image.image)).toEqual({ status: 200, digest: image.digest });
+      expect(image.pullConfig).toEqual({});
+    }
+    expect(Object.values(first.images).map((image) => image.steps)).toEqual([
+      ['start', 'report'],
+      ['fetch', 'end'],
+    ]);
+    for (const [step, mapped] of Object.entries(first.steps)) {
+      const image = first.images[mapped.envId ?? ''];
+      expect(image, step).toBeDefined();
+      expect(image!.steps).toContain(step);
+      expect(mapped).toEqual({ envId: mapped.envId, image: image!.image, python: image!.python });
+    }
+    expect(Object.keys(first.steps)).toEqual(['start', 'fetch', 'report', 'end']);
+    expect(first.stateFile).toBe(join(flowDir, '.prebuilt', 'TwoEnvFlow', 'images.json'));
+  }, 240_000);
+
+  itWith(NEEDS, "each step's interpreter imports its own env's packages inside its image, and not the other env's", async () => {
+    expect(first, 'the build test ran').toBeDefined();
+    const conda = first.steps['start']!;
+    const pypi = first.steps['fetch']!;
+    const inConda = await importsInImage(services, conda.image, conda.python, ['tinyframe', 'tinynum', 'tinyhttp', 'tinyurl']);
+    expect(inConda['tinyframe']).toBe('0.9.1');
+    expect(inConda['tinynum']).toBe('1.4.0');
+    expect(inConda['tinyhttp']).toMatch(/^ImportError: No module named 'tinyhttp'/);
+    expect(inConda['tinyurl']).toMatch(/^ImportError/);
+    const inPypi = await importsInImage(services, pypi.image, pypi.python, ['tinyhttp', 'tinyurl', 'tinyframe', 'tinynum']);
+    expect(inPypi['tinyhttp']).toBe('0.3.0');
+    expect(inPypi['tinyurl']).toBe('1.1.0');
+    expect(inPypi['tinyframe']).toMatch(/^ImportError: No module named 'tinyframe'/);
+    expect(inPypi['tinynum']).toMatch(/^ImportError/);
+  }, 180_000);
+
+  itWith(NEEDS, 'build again builds nothing: every image is present, same digests, and the state file equals the image map', async () => {
+    expect(first, 'the build test ran').toBeDefined();
+    const again = await cli('build', 'two_env_flow.py', '--json');
+    expect(again.code, again.stderr).toBe(0);
+    const map = parseJson<BuildJson>(again);
+    expect(Object.keys(map.images)).toEqual(Object.keys(first.images));
+    for (const [envId, image] of Object.entries(map.images)) {
+      expect(image).toEqual({ ...first.images[envId], status: 'present' });
+    }
+    expect(map.steps).toEqual(first.steps);
+    const { stateFile, ...imageMap } = map;
+    expect(JSON.parse(await readFile(stateFile!, 'utf8'))).toEqual(imageMap);
+    // Nothing was built: no phase past the registry check.
+    expect(again.stderr).toBe('');
+  }, 180_000);
+
+  itWith(NEEDS, 'plan --json after the build says both images are present, with their digests', async () => {
+    expect(first, 'the build test ran').toBeDefined();
+    const planned = await cli('plan', 'two_env_flow.py', '--json');
+    expect(planned.code, planned.stderr).toBe(0);
+    const plan = parseJson<{ images: Record<string, { status: string; digest?: string }> }>(planned);
+    expect(Object.keys(plan.images)).toEqual(Object.keys(first.images));
+    for (const [envId, image] of Object.entries(plan.images)) {
+      expect(image.status).toBe('present');
+      expect(image.digest).toBe(first.images[envId]!.digest);
+    }
+  }, 180_000);
+
+  itWith(NEEDS, 'human output (not a TTY): a plain line per image phase and a summary table with each envId and status', async () => {
+    expect(first, 'the build test ran').toBeDefined();
+    const human = await cli('build', 'two_env_flow.py');
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stderr).not.toMatch(/\x1b\[/); // no cursor movement when not a TTY
+    expect(human.stderr).toContain('2 images (locked in ');
+    for (const [envId, image] of Object.entries(first.images)) {
+      expect(human.stderr).toContain(`env ${envId}  checking registry`);
+      expect(human.stderr).toMatch(new RegExp(`env ${envId}  present  \\d+\\.\\ds  \\(${image.steps.join(', ')}\\)`));
+      expect(human.stdout).toMatch(new RegExp(`^${envId}\\s+present\\s+\\d+\\.\\ds\\s+${image.digest.slice(0, 19)}\\s+${image.image.replace(/[.]/g, '\\.')}\\s+${image.steps.join(', ')}$`, 'm'));
+    }
+    expect(human.stdout).toMatch(/^ENV\s+STATUS\s+TIME\s+DIGEST\s+IMAGE\s+STEPS$/m);
+    expect(human.stdout).toContain('TwoEnvFlow: 2 images (build service docker, registry local)');
+    expect(human.stdout).toContain(`image map written to ${join('.prebuilt', 'TwoEnvFlow', 'images.json')}`);
+  }, 180_000);
+
+  itWith(NEEDS, "changing one step's package rebuilds exactly that env's image (one built, one present)", async () => {
+    expect(first, 'the build test ran').toBeDefined();
+    await writeFlow(flowDir, 'two_env_flow.py', flowSource('{"tinyhttp": "", "tinyurl": "1.0.0"}'));
+    const changed = await cli('build', 'two_env_flow.py', '--json');
+    expect(changed.code, changed.stderr).toBe(0);
+    const map = parseJson<BuildJson>(changed);
+    const condaId = first.steps['start']!.envId!;
+    const oldPypiId = first.steps['fetch']!.envId!;
+    const newPypiId = map.steps['fetch']!.envId!;
+    expect(Object.keys(map.images).sort()).toEqual([condaId, newPypiId].sort());
+    expect(newPypiId).not.toBe(oldPypiId);
+    expect(map.images[condaId]).toEqual({ ...first.images[condaId], status: 'present' });
+    expect(map.images[newPypiId]).toMatchObject({ status: 'built', steps: ['fetch', 'end'] });
+    expect(await headManifest(map.images[newPypiId]!.image)).toEqual({ status: 200, digest: map.images[newPypiId]!.digest });
+    expect(map.steps['end']!.envId).toBe(newPypiId);
+    expect(map.steps['report']!.envId).toBe(condaId);
+    const inImage = await importsInImage(services, map.images[newPypiId]!.image, map.images[newPypiId]!.python, ['tinyurl', 'tinyhttp']);
+    expect(inImage).toEqual({ tinyurl: '1.0.0', tinyhttp: '0.3.0' });
+  }, 240_000);
+});
