@@ -184,6 +184,14 @@ export {
 } from './recipes/recipe.js';
 export { materializedRecipe, MATERIALIZED_RECIPE_VERSION, PREFIX_CONTEXT_DIR } from './recipes/materialized.js';
 export {
+  PREFIX_LAYERS_FILE,
+  PREFIX_LAYERS_VERSION,
+  serializePrefixLayers,
+  parsePrefixLayers,
+  type PrefixLayers,
+  type PrefixLayersPackage,
+} from './recipes/prefix-layers.js';
+export {
   micromambaRecipe,
   explicitLockFile,
   pipRequirementsFile,

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rename, rm, stat } from 'node:fs/promises';
 import { CancelledError, ConfigError, createLogger, type LockedEnv } from '@prebuilt/core';
 import { PackageCache, type DownloadProgress } from '../cache/package-cache.js';
-import { installCondaPackage } from './conda-install.js';
+import { compare, installCondaPackage } from './conda-install.js';
 import { normaliseTree, sourceDateEpoch } from './deterministic-tar.js';
 import { PrefixWriter } from './prefix-writer.js';
 import { installWheel } from './wheel-install.js';
@@ -42,6 +42,27 @@ export interface MaterializeResult {
   linkScriptPackages: string[];
   /** Human-readable warnings (link scripts, files replaced by a later package). */
   warnings: string[];
+  /**
+   * The prefix's entries each package put there, in lock order: what a build service needs to
+   * give every package its own image layer. Entries whose content depends on the env rather than
+   * the package alone (`conda-meta/`, a wheel's REQUESTED and RECORD) are in no package's list.
+   */
+  packageFiles: PackageFiles[];
+}
+
+/** The entries (relative to the prefix, sorted) one locked package installed. */
+export interface PackageFiles {
+  kind: 'conda' | 'pypi';
+  name: string;
+  version: string;
+  filename: string;
+  sha256: string;
+  files: string[];
+}
+
+/** True for an entry whose content depends on the env (the request), not only on its package. */
+export function isEnvSpecificEntry(rel: string): boolean {
+  return rel === 'conda-meta' || rel.startsWith('conda-meta/') || /\.dist-info\/(REQUESTED|RECORD)$/.test(rel);
 }
 
 const normaliseName = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-');
@@ -68,6 +89,7 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
   const temp = `${outDir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
   const warnings: string[] = [];
   const linkScriptPackages: string[] = [];
+  const packageFiles: PackageFiles[] = [];
   try {
     const writer = await PrefixWriter.open(temp);
     await writer.mkdir('conda-meta', 'conda-meta');
@@ -121,6 +143,17 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
       0o644,
       'conda-meta/history',
     );
+    const byLabel = new Map<string, string[]>();
+    for (const [rel, label] of writer.owners()) {
+      if (isEnvSpecificEntry(rel)) continue;
+      const list = byLabel.get(label);
+      if (list) list.push(rel);
+      else byLabel.set(label, [rel]);
+    }
+    for (const pkg of lock.packages) {
+      const files = (byLabel.get(pkg.filename) ?? []).sort(compare);
+      packageFiles.push({ kind: pkg.kind, name: pkg.name, version: pkg.version, filename: pkg.filename, sha256: pkg.sha256.toLowerCase(), files });
+    }
     await normaliseTree(temp, mtime);
     if (await stat(outDir).catch(() => undefined)) await rm(outDir, { recursive: true, force: true });
     await rename(temp, outDir);
@@ -138,5 +171,6 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
     bytesDownloaded: download.bytesDownloaded,
     linkScriptPackages,
     warnings,
+    packageFiles,
   };
 }

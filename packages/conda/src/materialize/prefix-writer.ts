@@ -41,6 +41,8 @@ export class PrefixWriter {
   /** Whether the root was empty when opened: then only paths in #paths can exist. */
   #fresh = false;
   readonly #paths = new Set<string>();
+  /** Who wrote each entry (the `label` of the write): the last writer of a file, the first creator of a directory. */
+  readonly #owners = new Map<string, string>();
 
   private constructor(root: string) {
     this.root = root;
@@ -52,6 +54,11 @@ export class PrefixWriter {
     writer.#realRoot = await realpath(root);
     writer.#fresh = (await readdir(root)).length === 0;
     return writer;
+  }
+
+  /** Every entry written, with the label of the write that put it there (for splitting the prefix into layers). */
+  owners(): ReadonlyMap<string, string> {
+    return this.#owners;
   }
 
   full(rel: string): string {
@@ -69,6 +76,7 @@ export class PrefixWriter {
       const full = this.full(current);
       const info = this.#fresh && !this.#paths.has(current) ? undefined : await lstat(full).catch(() => undefined);
       this.#paths.add(current);
+      if (!this.#owners.has(current)) this.#owners.set(current, label);
       if (!info) {
         await mkdir(full, { mode: 0o755 });
       } else if (info.isSymbolicLink()) {
@@ -104,6 +112,7 @@ export class PrefixWriter {
     await this.mkdir(posix.dirname(rel) === '.' ? '' : posix.dirname(rel), label);
     const replaced = await this.#clear(rel, label);
     await writeFile(this.full(rel), data, { flag: 'wx', mode });
+    this.#owners.set(rel, label);
     // The umask may have narrowed `mode`; normaliseTree sets the final modes of the whole tree.
     return replaced;
   }
@@ -114,6 +123,7 @@ export class PrefixWriter {
     await this.mkdir(posix.dirname(rel) === '.' ? '' : posix.dirname(rel), label);
     const replaced = await this.#clear(rel, label);
     await symlink(target, this.full(rel));
+    this.#owners.set(rel, label);
     return replaced;
   }
 

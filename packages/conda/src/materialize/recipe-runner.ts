@@ -1,7 +1,17 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { materializedRecipe, MATERIALIZED_RECIPE_VERSION, writeContextFiles, type PreparedRecipeBuild, type RecipeRunnerLike } from '@prebuilt/core';
+import {
+  materializedRecipe,
+  MATERIALIZED_RECIPE_VERSION,
+  PREFIX_LAYERS_FILE,
+  PREFIX_LAYERS_VERSION,
+  serializePrefixLayers,
+  writeContextFiles,
+  writeFileAtomic,
+  type PreparedRecipeBuild,
+  type RecipeRunnerLike,
+} from '@prebuilt/core';
 import { PackageCache, type PackageCacheOptions } from '../cache/package-cache.js';
 import { materializeEnv, type MaterializeResult } from './materialize.js';
 
@@ -45,6 +55,13 @@ export function createMaterializedRecipeRunner(options: MaterializedRecipeRunner
           },
         });
         await writeContextFiles(contextDir, recipe.contextFiles);
+        // Which prefix entries each package installed: lets a layer-assembling build service (oci)
+        // give every package its own layer. The Dockerfile never copies it.
+        const prefixDir = recipe.prefixContextDir ?? 'prefix';
+        await writeFileAtomic(
+          join(contextDir, PREFIX_LAYERS_FILE),
+          serializePrefixLayers({ version: PREFIX_LAYERS_VERSION, prefixDir, packages: result.packageFiles }),
+        );
         options.onMaterialized?.(input.envId, result);
       } catch (error) {
         await rm(contextDir, { recursive: true, force: true });

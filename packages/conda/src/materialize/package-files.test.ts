@@ -1,0 +1,84 @@
+import { lstat, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import { parsePrefixLayers, PREFIX_LAYERS_FILE, type LockedEnv } from '@prebuilt/core';
+import { PackageCache } from '../cache/package-cache.js';
+import { isEnvSpecificEntry, materializeEnv } from './materialize.js';
+import { createMaterializedRecipeRunner } from './recipe-runner.js';
+import { fixtureLock } from './__fixtures__/fixture-lock.js';
+
+const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
+
+let work: string;
+let fixtures: GeneratedFixtures;
+let server: FixtureServer;
+let lock: LockedEnv;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'prebuilt-package-files-'));
+  fixtures = await generateExampleFixtures(join(work, 'fixtures'), { python: false });
+  server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
+  const conda = fixtures.channel.artifacts;
+  const file = (name: string, format: string, subdir?: string) =>
+    conda.find((a) => a.record.name === name && a.format === format && (!subdir || a.subdir === subdir))!.filename;
+  lock = fixtureLock(
+    fixtures,
+    server,
+    {
+      conda: [file('tinyframe', '.tar.bz2'), file('tinycli', '.conda'), file('tinytool', '.conda', 'linux-64')],
+      wheels: fixtures.index.wheels.filter((w) => ['tinyhttp'].includes(w.project)).map((w) => w.filename),
+    },
+    { pypiRequested: ['tinyhttp'], condaRequested: ['tinycli'] },
+  );
+});
+afterAll(async () => {
+  await server?.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('materializeEnv packageFiles (per-package layers)', () => {
+  it('lists, per package in lock order, the entries it installed; env-specific entries in none', async () => {
+    const out = join(work, 'env');
+    const result = await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(work, 'cache') }) });
+    expect(result.packageFiles.map((p) => p.filename)).toEqual(lock.packages.map((p) => p.filename));
+    const all = result.packageFiles.flatMap((p) => p.files);
+    expect(new Set(all).size).toBe(all.length);
+    for (const rel of all) {
+      expect(isEnvSpecificEntry(rel)).toBe(false);
+      await expect(lstat(join(out, rel))).resolves.toBeTruthy();
+    }
+    const files = (name: string): string[] => result.packageFiles.find((p) => p.name === name)!.files;
+    expect(files('tinyframe')).toContain('lib/python3.11/site-packages/tinyframe/__init__.py');
+    expect(files('tinycli')).toContain('bin/tinycli');
+    expect(files('tinytool')).toContain('bin/tt');
+    expect(files('tinyhttp').some((f) => f.endsWith('.dist-info/METADATA'))).toBe(true);
+    expect(files('tinyhttp').some((f) => f.endsWith('.dist-info/REQUESTED') || f.endsWith('.dist-info/RECORD'))).toBe(false);
+    expect(all.some((f) => f.startsWith('conda-meta'))).toBe(false);
+    for (const p of result.packageFiles) expect([...p.files].sort()).toEqual(p.files);
+  });
+
+  it('isEnvSpecificEntry names conda-meta and a wheel REQUESTED/RECORD', () => {
+    expect(isEnvSpecificEntry('conda-meta/history')).toBe(true);
+    expect(isEnvSpecificEntry('conda-meta')).toBe(true);
+    expect(isEnvSpecificEntry('lib/python3.11/site-packages/a-1.0.dist-info/RECORD')).toBe(true);
+    expect(isEnvSpecificEntry('lib/python3.11/site-packages/a-1.0.dist-info/METADATA')).toBe(false);
+    expect(isEnvSpecificEntry('bin/python')).toBe(false);
+  });
+
+  it('the recipe runner writes prefix-layers.json beside the prefix (not inside it)', async () => {
+    const runner = createMaterializedRecipeRunner({ cacheDir: join(work, 'cache'), tempDir: work });
+    const base = { ref: 'x', digest: `sha256:${'a'.repeat(64)}`, pinned: `127.0.0.1:5000/base@sha256:${'a'.repeat(64)}` };
+    const prepared = await runner.prepare({ lock, envId: '0123456789abcdef', prefix: PREFIX, base });
+    try {
+      const file = join(prepared.contextDir, PREFIX_LAYERS_FILE);
+      const layers = parsePrefixLayers(await readFile(file, 'utf8'), file);
+      expect(layers.prefixDir).toBe('prefix');
+      expect(layers.packages.map((p) => p.name)).toEqual(lock.packages.map((p) => p.name));
+      await expect(lstat(join(prepared.contextDir, 'prefix', PREFIX_LAYERS_FILE))).rejects.toThrow();
+    } finally {
+      await prepared.dispose();
+    }
+  });
+});
