@@ -1,0 +1,160 @@
+"""Unit tests of the extension's image map and CLI lookup (pure Python: no Metaflow needed).
+
+Run: PYTHONPATH=packages/metaflow/python python3 -m unittest discover -s packages/metaflow/python_tests
+"""
+
+import json
+import os
+import stat
+import tempfile
+import unittest
+
+from metaflow_extensions.prebuilt.plugins.prebuilt_image_map import (
+    ImageMapError,
+    batch_repository_credentials,
+    check_flow,
+    find_cli,
+    load_image_map,
+    pull_secrets,
+    step_image,
+)
+
+ENV = "0123456789abcdef"
+MAP = {
+    "flow": "HelloFlow",
+    "images": {
+        ENV: {
+            "image": "127.0.0.1:5000/metaflow-prebuilt:v1-%s" % ENV,
+            "digest": "sha256:" + "0" * 64,
+            "python": "/opt/prebuilt/envs/%s/bin/python" % ENV,
+            "status": "built",
+            "steps": ["start"],
+            "pullConfig": {"kubernetes": {"imagePullSecrets": ["regcred"]}},
+        }
+    },
+    "steps": {
+        "start": {
+            "envId": ENV,
+            "image": "127.0.0.1:5000/metaflow-prebuilt:v1-%s" % ENV,
+            "python": "/opt/prebuilt/envs/%s/bin/python" % ENV,
+        },
+        "end": {"envId": None, "image": "python:3.11-slim", "python": "python"},
+    },
+}
+
+
+class ImageMapTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+
+    def write(self, data, name="images.json"):
+        path = os.path.join(self.dir.name, name)
+        with open(path, "w") as f:
+            f.write(data if isinstance(data, str) else json.dumps(data))
+        return path
+
+    def test_loads_a_map_prebuilt_wrote(self):
+        path = self.write(MAP)
+        self.assertEqual(load_image_map(path), MAP)
+
+    def test_missing_file_says_how_to_make_it(self):
+        with self.assertRaises(ImageMapError) as caught:
+            load_image_map(os.path.join(self.dir.name, "nope.json"))
+        self.assertIn("does not exist", str(caught.exception))
+        self.assertIn("prebuilt build", str(caught.exception))
+
+    def test_rejects_invalid_json_and_wrong_shapes(self):
+        cases = {
+            "{not json": "not valid JSON",
+            "[]": "not a JSON object",
+            json.dumps({"images": {}, "steps": {}}): "'flow' is missing",
+            json.dumps({"flow": "F", "steps": {}}): "'images' or 'steps' is missing",
+            json.dumps({"flow": "F", "images": {}, "steps": {"a": {"image": "x"}}}): "step 'a' lacks",
+            json.dumps(
+                {"flow": "F", "images": {}, "steps": {"a": {"envId": "e1", "image": "x", "python": "p"}}}
+            ): "names env e1, which is not in 'images'",
+        }
+        for text, message in cases.items():
+            with self.subTest(text=text):
+                with self.assertRaises(ImageMapError) as caught:
+                    load_image_map(self.write(text))
+                self.assertIn(message, str(caught.exception))
+
+    def test_flow_name_must_match(self):
+        check_flow(MAP, "m.json", "HelloFlow", "flow.py")
+        with self.assertRaises(ImageMapError) as caught:
+            check_flow(MAP, "m.json", "OtherFlow", "flow.py")
+        self.assertIn("is for flow HelloFlow, not OtherFlow", str(caught.exception))
+
+    def test_step_image_gives_image_python_and_pull_config(self):
+        image = step_image(MAP, "m.json", "start", "flow.py")
+        self.assertEqual(image["image"], MAP["steps"]["start"]["image"])
+        self.assertEqual(image["python"], "/opt/prebuilt/envs/%s/bin/python" % ENV)
+        self.assertEqual(pull_secrets(image["pullConfig"]), ["regcred"])
+
+    def test_a_remote_step_missing_from_the_map_names_the_step_and_the_fix(self):
+        with self.assertRaises(ImageMapError) as caught:
+            step_image(MAP, "m.json", "train", "flow.py")
+        text = str(caught.exception)
+        self.assertIn("Step 'train'", text)
+        self.assertIn("is not in the image map m.json", text)
+        self.assertIn("prebuilt build flow.py", text)
+        with self.assertRaises(ImageMapError) as caught:
+            step_image(MAP, "m.json", "end", "flow.py")
+        self.assertIn("was disabled when the map was built", str(caught.exception))
+
+    def test_pull_config_readers(self):
+        self.assertEqual(pull_secrets({}), [])
+        self.assertEqual(pull_secrets({"kubernetes": {"imagePullSecrets": ["a", "", 3, "b"]}}), ["a", "b"])
+        self.assertIsNone(batch_repository_credentials({}))
+        self.assertEqual(
+            batch_repository_credentials(
+                {"batch": {"repositoryCredentials": {"credentialsParameter": "arn:aws:secretsmanager:x"}}}
+            ),
+            "arn:aws:secretsmanager:x",
+        )
+
+
+class FindCliTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        self.record = os.path.join(self.dir.name, "prebuilt_install.json")
+
+    def executable(self, name):
+        path = os.path.join(self.dir.name, name)
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
+        return path
+
+    def test_prebuilt_cli_env_wins_and_is_split_like_a_shell(self):
+        cli, source = find_cli({"PREBUILT_CLI": "node '/a b/prebuilt.js'", "PATH": ""}, self.record)
+        self.assertEqual(cli, ["node", "/a b/prebuilt.js"])
+        self.assertEqual(source, "PREBUILT_CLI")
+
+    def test_then_the_cli_recorded_at_install(self):
+        script = self.executable("prebuilt.js")
+        with open(self.record, "w") as f:
+            json.dump({"cli": ["node", script]}, f)
+        cli, source = find_cli({"PATH": ""}, self.record)
+        self.assertEqual(cli, ["node", script])
+        self.assertIn("prebuilt metaflow install", source)
+
+    def test_a_recorded_cli_that_moved_is_skipped_for_path(self):
+        with open(self.record, "w") as f:
+            json.dump({"cli": ["node", os.path.join(self.dir.name, "gone.js")]}, f)
+        self.executable("prebuilt")
+        cli, source = find_cli({"PATH": self.dir.name}, self.record)
+        self.assertEqual(cli, [os.path.join(self.dir.name, "prebuilt")])
+        self.assertEqual(source, "PATH")
+
+    def test_none_found_says_why(self):
+        cli, reason = find_cli({"PATH": ""}, self.record)
+        self.assertIsNone(cli)
+        self.assertIn("PREBUILT_CLI is not set", reason)
+
+
+if __name__ == "__main__":
+    unittest.main()
