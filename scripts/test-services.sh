@@ -3,7 +3,7 @@
 # debootstrap base image, all on 127.0.0.1.
 #
 #   bash scripts/test-services.sh up      install what is missing (apt), start what is not running,
-#                                         write services.json and print it on stdout
+#                                         write services.json and print it (without passwords)
 #   bash scripts/test-services.sh status  probe every service, print one line each and the JSON path
 #   bash scripts/test-services.sh down    stop what this script started (by recorded process id)
 #
@@ -607,7 +607,12 @@ cmd_up() {
   ensure_base_image
   write_json
   log "up in $((SECONDS - started))s; wrote $JSON_FILE${MISSING[0]:+ (${#MISSING[@]} missing)}"
-  cat "$JSON_FILE"
+  # The same JSON on stdout, without the registry passwords (they stay in the file, mode 600).
+  node -e '
+    const json = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"));
+    for (const r of Object.values(json.registries ?? {})) if ("password" in r) r.password = "(in " + process.argv[1] + ")";
+    process.stdout.write(JSON.stringify(json, null, 2) + "\n");
+  ' "$JSON_FILE"
 }
 
 status_line() { printf '%-16s %-6s %s\n' "$1" "$2" "$3"; }

@@ -17,6 +17,7 @@ import type { TestServices } from './services.js';
 
 const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'test-services.sh');
 const STATE_DIR = process.env['PREBUILT_TEST_SERVICES_DIR'] ?? '/var/tmp/prebuilt-test-services';
+const SERVICES_JSON = join(STATE_DIR, 'services.json');
 
 const NO_SERVICES: TestServices = { dockerHost: null, registries: null, baseImage: null, missing: [] };
 
@@ -33,11 +34,10 @@ function worthShowing(line: string): boolean {
 
 function runUp(): Promise<TestServices> {
   return new Promise((resolve) => {
-    const child = spawn('bash', [SCRIPT, 'up'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
+    // stdout (the JSON without passwords) is not needed: the file has everything.
+    const child = spawn('bash', [SCRIPT, 'up'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let pending = '';
     const shown: string[] = [];
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       pending += chunk;
       const lines = pending.split('\n');
@@ -55,13 +55,19 @@ function runUp(): Promise<TestServices> {
     child.on('close', (code) => {
       if (pending && worthShowing(pending)) process.stderr.write(`${pending}\n`);
       if (code !== 0) return fail(`exit code ${code}`);
-      try {
-        const parsed: unknown = JSON.parse(stdout);
-        if (!isTestServices(parsed)) return fail('its JSON output has an unexpected shape');
-        resolve(parsed);
-      } catch {
-        fail('its output is not JSON');
-      }
+      readFile(SERVICES_JSON, 'utf8').then(
+        (text) => {
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            return fail(`${SERVICES_JSON} is not JSON`);
+          }
+          if (!isTestServices(parsed)) return fail(`${SERVICES_JSON} has an unexpected shape`);
+          resolve(parsed);
+        },
+        (error: Error) => fail(`cannot read ${SERVICES_JSON}: ${error.message}`),
+      );
     });
   });
 }
@@ -94,7 +100,7 @@ async function answers(url: string, init: RequestInit, check: (response: Respons
 async function stillRunning(): Promise<TestServices | undefined> {
   let services: unknown;
   try {
-    services = JSON.parse(await readFile(join(STATE_DIR, 'services.json'), 'utf8'));
+    services = JSON.parse(await readFile(SERVICES_JSON, 'utf8'));
   } catch {
     return undefined;
   }
@@ -120,7 +126,7 @@ async function stillRunning(): Promise<TestServices | undefined> {
 }
 
 async function readExisting(): Promise<TestServices> {
-  const file = join(STATE_DIR, 'services.json');
+  const file = SERVICES_JSON;
   try {
     const parsed: unknown = JSON.parse(await readFile(file, 'utf8'));
     if (isTestServices(parsed)) return parsed;
