@@ -1,0 +1,199 @@
+/**
+ * Shared helpers of the benchmarks: statistics, alternating A/B runs, the machine description,
+ * the test services, the fixture channel and index, and running the CLI without blocking the
+ * event loop (the fixture server runs in the benchmark's own process and must keep answering
+ * while the CLI runs).
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const BIN = join(ROOT, 'packages/cli/bin/prebuilt.js');
+export const SERVICES_FILE = process.env.PREBUILT_TEST_SERVICES_JSON ?? '/var/tmp/prebuilt-test-services/services.json';
+
+/** Parses the common options (--runs, --json) plus the script's own. */
+export function benchArgs(defaults = {}, extra = {}) {
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string', default: String(defaults.runs ?? 3) },
+      json: { type: 'boolean', default: false },
+      ...extra,
+    },
+  });
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) fail(`--runs must be a positive integer (got ${values.runs})`);
+  return { ...values, runs };
+}
+
+/** Prints a one-line reason and exits 2 (bad input or missing setup): benchmarks print no stack traces. */
+export function fail(message) {
+  process.stderr.write(`bench: ${message}\n`);
+  process.exit(2);
+}
+
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Median, min, max and the samples (ms, rounded). */
+export function stats(xs) {
+  return { median: Math.round(median(xs)), min: Math.round(Math.min(...xs)), max: Math.round(Math.max(...xs)), samples: xs.map(Math.round) };
+}
+
+/** a / b as a number with two decimals. */
+export const ratio = (a, b) => Math.round((a / b) * 100) / 100;
+
+/**
+ * Runs `a` and `b` `runs` times each, alternating, and swapping which goes first every round
+ * (AB, BA, AB, …) so a drift of the machine's load weighs on both alike. Returns the samples.
+ */
+export async function alternate(runs, a, b) {
+  const as = [];
+  const bs = [];
+  for (let i = 0; i < runs; i++) {
+    if (i % 2 === 0) {
+      as.push(await a(i));
+      bs.push(await b(i));
+    } else {
+      bs.push(await b(i));
+      as.push(await a(i));
+    }
+  }
+  return { a: as, b: bs };
+}
+
+/** What the figures came from. */
+export function machine() {
+  const [one, five, fifteen] = os.loadavg();
+  return {
+    date: new Date().toISOString(),
+    nproc: os.availableParallelism?.() ?? os.cpus().length,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    loadAverage: [one, five, fifteen].map((x) => Math.round(x * 100) / 100),
+    node: process.version,
+  };
+}
+
+export const fmtMs = (ms) => (ms >= 10000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`);
+export const fmtStats = (s) => `median ${fmtMs(s.median)}  (min ${fmtMs(s.min)}, max ${fmtMs(s.max)}; ${s.samples.length} runs)`;
+export const fmtMachine = (m) =>
+  `${m.date}, ${m.nproc} cpus (${m.cpu}), ${m.memoryGiB} GiB, load average ${m.loadAverage.join(' ')}, node ${m.node}`;
+
+/** Prints the result: JSON with --json, else the given lines plus the machine line. */
+export function output(args, result, lines) {
+  if (args.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  else process.stdout.write(`${lines.join('\n')}\n  machine: ${fmtMachine(result.machine)}\n`);
+}
+
+/** The test services written by `bash scripts/test-services.sh up`, with the parts the benchmarks need. */
+export function loadServices({ needDocker = true } = {}) {
+  let services;
+  try {
+    services = JSON.parse(readFileSync(SERVICES_FILE, 'utf8'));
+  } catch (error) {
+    fail(`cannot read the test services file ${SERVICES_FILE} (${error.code ?? error.message}); run \`bash scripts/test-services.sh up\` first.`);
+  }
+  if (needDocker && (!services.dockerHost || !services.registries?.plain || !services.baseImage)) {
+    fail(`the Docker daemon, the local registry and the base image are needed; missing:\n  ${(services.missing ?? []).join('\n  ')}\nRun \`bash scripts/test-services.sh up\`.`);
+  }
+  return services;
+}
+
+export async function loadFixtures() {
+  return import(new URL('../packages/fixtures/dist/index.js', import.meta.url).href).catch((error) =>
+    fail(`@prebuilt/fixtures is not built (${error.message}); run \`pnpm build\` first.`),
+  );
+}
+
+/**
+ * Generates the example set (+ the conda python built from Debian's python3.11, + extra sets)
+ * into `dir` and serves it on 127.0.0.1:`port`. A fixed port keeps the locked URLs, hence the
+ * envIds and image tags, equal from one benchmark run to the next.
+ */
+export async function startFixtures(dir, { port, extra = [] }) {
+  const fixtures = await loadFixtures();
+  const generated = await fixtures.generateFixtures(dir, fixtures.exampleFixtureSet(), { python: {}, extra });
+  const server = await fixtures.startFixtureServer({ channels: { bench: generated.channelDir }, indexes: { bench: generated.indexDir }, port });
+  return { generated, server, fixtures };
+}
+
+/**
+ * The CLI's environment: the fixture channel and index, pip isolated from this machine's pip
+ * configuration (no PIP_* variables), the local registry and base image, the Docker build service.
+ */
+export function cliEnv({ server, generated, services, cacheDir, extra = {} }) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PIP_') && !k.startsWith('METAFLOW_PREBUILT_') && v !== undefined) env[k] = v;
+  Object.assign(env, {
+    METAFLOW_PREBUILT_CONDA_CHANNELS: server.channelUrl,
+    METAFLOW_PREBUILT_PYPI_INDEX_URL: server.indexUrl,
+    METAFLOW_PREBUILT_PIP_ISOLATED: '1',
+    METAFLOW_PREBUILT_DEFAULT_PYTHON: generated.python[0].record.version,
+    METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local',
+    METAFLOW_PREBUILT_BUILD_SERVICE: 'docker',
+  });
+  if (services?.registries?.plain) env.METAFLOW_PREBUILT_LOCAL_REGISTRY = services.registries.plain.host;
+  if (services?.baseImage) env.METAFLOW_PREBUILT_BASE_IMAGE = services.baseImage.ref;
+  if (cacheDir) env.METAFLOW_PREBUILT_CACHE_DIR = cacheDir;
+  return Object.assign(env, extra);
+}
+
+/**
+ * Runs a program asynchronously and resolves to its wall time (ms), exit code and output;
+ * rejects with its stderr when it exits non-zero (unless `allowFailure`).
+ */
+export function timed(command, args, { cwd, env, allowFailure = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (code !== 0 && !allowFailure) {
+        reject(new Error(`${[command, ...args].join(' ')} exited with ${code}:\n${stderr.trim().split('\n').slice(-20).join('\n')}`));
+      } else resolve({ ms, code, stdout, stderr });
+    });
+  });
+}
+
+/** `prebuilt <args>` (this checkout's CLI) with {@link timed}. */
+export const prebuilt = (args, options) => timed(process.execPath, [BIN, ...args], options);
+
+/**
+ * A flow file: `steps` is a list of `{ decorator: 'conda' | 'pypi', packages }`; step names are
+ * start, step01, …, end, chained linearly, under `@conda_base(python="3.11")`.
+ */
+export function flowSource(className, steps) {
+  const n = steps.length;
+  const names = steps.map((_, i) => (i === 0 ? 'start' : i === n - 1 ? 'end' : `step${String(i).padStart(2, '0')}`));
+  const body = steps.map((s, i) => {
+    const next = i === n - 1 ? 'pass' : `self.next(self.${names[i + 1]})`;
+    const code = s.code ? `        ${s.code}\n` : '';
+    return `    @${s.decorator}(packages=${JSON.stringify(s.packages)})\n    @step\n    def ${names[i]}(self):\n${code}        ${next}\n`;
+  });
+  return `from metaflow import FlowSpec, step, conda, conda_base, pypi\n\n\n@conda_base(python="3.11")\nclass ${className}(FlowSpec):\n${body.join('\n')}\n\nif __name__ == "__main__":\n    ${className}()\n`;
+}
+
+/** Runs `fn` and, whatever happens, the cleanups in reverse order; an error prints one line and exits 1. */
+export async function main(fn) {
+  const cleanups = [];
+  try {
+    await fn((cleanup) => cleanups.push(cleanup));
+  } catch (error) {
+    process.stderr.write(`bench: ${error.message}\n`);
+    process.exitCode = 1;
+  } finally {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+  }
+}
