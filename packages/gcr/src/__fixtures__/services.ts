@@ -1,0 +1,8 @@
+import { getServices, type TestServices } from '../../../../test/services.js';
+
+export type { TestServices };
+
+/** The test services provided by test/global-setup.ts (everything missing when none were). */
+export function testServices(): TestServices {
+  return getServices();
+}
