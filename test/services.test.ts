@@ -360,3 +360,34 @@ describeWith(['docker', 'registries', 'baseImage'], 'Docker daemon (host network
     });
   }
 });
+
+describeWith(['docker', 'registries', 'baseImage'], 'scripts/test-services.sh on a machine where everything runs', () => {
+  const script = join(import.meta.dirname, '..', 'scripts', 'test-services.sh');
+
+  it('status finds every service up', async () => {
+    const result = await run('bash', [script, 'status']);
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    for (const name of ['docker', 'registry-plain', 'registry-basic', 'registry-token', 'token-server', 'base-image']) {
+      expect(result.stdout).toMatch(new RegExp(`^${name}\\s+up\\s`, 'm'));
+    }
+  });
+
+  it('up again reuses everything and describes the same services, printing no password', async () => {
+    const result = await run('bash', [script, 'up']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).not.toMatch(/starting|debootstrap|import/);
+    const printed = JSON.parse(result.stdout) as TestServices;
+    expect(printed.dockerHost).toBe(services.dockerHost);
+    expect(printed.baseImage).toEqual(services.baseImage);
+    expect(printed.missing).toEqual([]);
+    expect(printed.registries?.token.realm).toBe(services.registries?.token.realm);
+    expect(result.stdout).not.toContain(services.registries?.basic.password ?? '-');
+    expect(result.stdout).not.toContain(services.registries?.token.password ?? '-');
+  });
+
+  it('refuses an unknown command with exit 2', async () => {
+    const result = await run('bash', [script, 'restart']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("unknown command 'restart'");
+  });
+});
