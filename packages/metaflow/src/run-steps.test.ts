@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import type { FlowEnvs, StepEnvWithRequest } from './flow-envs.js';
+import { givenEnvironment, metaflowArgs, metaflowCommand, remoteSteps, withDecospecs } from './run-steps.js';
+
+function step(name: string, remote: 'kubernetes' | 'batch' | null, disabled = false): StepEnvWithRequest {
+  return {
+    step: name,
+    python: disabled ? null : '3.11',
+    conda: {},
+    pypi: {},
+    disabled,
+    usesPypi: false,
+    remote,
+    gpu: false,
+    request: disabled ? null : { python: '3.11', conda: {}, pypi: {}, channels: [], platform: 'linux-64' } as never,
+    specHash: disabled ? null : `hash-${name}`,
+  };
+}
+
+const envs = {
+  flow: 'HelloFlow',
+  file: 'flow.py',
+  steps: [step('start', null), step('train', 'kubernetes'), step('skip', 'kubernetes', true), step('end', null, true)],
+} as unknown as FlowEnvs;
+
+describe('remoteSteps', () => {
+  it('takes the static @kubernetes/@batch steps for a plain run, never disabled ones', () => {
+    expect(remoteSteps(envs, ['run'], {})).toEqual({ steps: ['train'], reason: 'static', decorator: null });
+    expect(remoteSteps(envs, [], {})).toEqual({ steps: ['train'], reason: 'static', decorator: null });
+  });
+
+  it('takes every enabled step with --with kubernetes|batch, in either spelling and position', () => {
+    for (const args of [
+      ['run', '--with', 'kubernetes'],
+      ['run', '--with=kubernetes:cpu=2'],
+      ['--with', 'batch', 'run'],
+      ['run', '--with', 'retry', '--with', 'kubernetes:image=x'],
+    ]) {
+      const selection = remoteSteps(envs, args, {});
+      expect(selection.steps, args.join(' ')).toEqual(['start', 'train']);
+      expect(selection.reason).toBe('with');
+    }
+    expect(remoteSteps(envs, ['run', '--with', 'retry'], {}).reason).toBe('static');
+  });
+
+  it('takes every enabled step when METAFLOW_DEFAULT_DECOSPECS names a remote decorator', () => {
+    expect(remoteSteps(envs, ['run'], { METAFLOW_DEFAULT_DECOSPECS: 'retry kubernetes:cpu=1' })).toEqual({
+      steps: ['start', 'train'],
+      reason: 'default-decospecs',
+      decorator: 'kubernetes',
+    });
+    expect(remoteSteps(envs, ['run'], { METAFLOW_DEFAULT_DECOSPECS: 'retry' }).reason).toBe('static');
+  });
+
+  it('takes every enabled step for the schedulers that make every step remote', () => {
+    expect(remoteSteps(envs, ['argo-workflows', 'create', '--only-json'], {})).toEqual({ steps: ['start', 'train'], reason: 'scheduler', decorator: 'kubernetes' });
+    expect(remoteSteps(envs, ['--no-pylint', '--datastore', 's3', 'step-functions', 'create'], {}).decorator).toBe('batch');
+    expect(remoteSteps(envs, ['airflow', 'create', 'out.py'], {}).steps).toEqual(['start', 'train']);
+  });
+});
+
+describe('command line helpers', () => {
+  it('finds the Metaflow command after top-level options and their values', () => {
+    expect(metaflowCommand(['--no-pylint', '--with', 'kubernetes', '--datastore=s3', '--metadata', 'local', 'run', '--max-workers', '2'])).toBe('run');
+    expect(metaflowCommand(['--config', 'cfg', 'cfg.json', 'argo-workflows', 'create'])).toBe('argo-workflows');
+    expect(metaflowCommand(['--quiet'])).toBeUndefined();
+  });
+
+  it('collects --with decospecs', () => {
+    expect(withDecospecs(['--with', 'a', 'run', '--with=b:x=1', '--', '--with', 'c'])).toEqual(['a', 'b:x=1']);
+  });
+
+  it('adds --environment=prebuilt in front unless the user chose an environment', () => {
+    expect(metaflowArgs(['run', '--with', 'kubernetes'])).toEqual(['--environment=prebuilt', 'run', '--with', 'kubernetes']);
+    expect(metaflowArgs(['--environment', 'conda', 'run'])).toEqual(['--environment', 'conda', 'run']);
+    expect(metaflowArgs(['--environment=prebuilt', 'run'])).toEqual(['--environment=prebuilt', 'run']);
+    expect(givenEnvironment(['--environment', 'pypi', 'run'])).toBe('pypi');
+    expect(givenEnvironment(['run'])).toBeUndefined();
+  });
+});
