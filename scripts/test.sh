@@ -1,6 +1,19 @@
 #!/usr/bin/env bash
-# The README's test command: sets everything up (scripts/setup.sh), then runs every test.
+# The README's test command: sets everything up (scripts/setup.sh), then runs every test and ends
+# with one plain summary line ("N passed, N failed, N skipped").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-exec pnpm test
+mkdir -p .test-results
+rm -f .test-results/vitest.json
+status=0
+pnpm test --reporter=default --reporter=json --outputFile.json=.test-results/vitest.json || status=$?
+node -e '
+  const fs = require("node:fs");
+  const file = ".test-results/vitest.json";
+  if (!fs.existsSync(file)) { console.log("tests: no report was written"); process.exit(0); }
+  const r = JSON.parse(fs.readFileSync(file, "utf8"));
+  const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+  console.log(`\n${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
+'
+exit "$status"
