@@ -50,22 +50,18 @@ export function stats(xs) {
 export const ratio = (a, b) => Math.round((a / b) * 100) / 100;
 
 /**
- * Runs `a` and `b` `runs` times each, alternating, and swapping which goes first every round
- * (AB, BA, AB, …) so a drift of the machine's load weighs on both alike. Returns the samples.
+ * Runs each of `fns` `runs` times, interleaved, rotating which goes first every round (AB, BA, AB,
+ * … for two) so a drift of the machine's load weighs on all alike. Returns one sample array per fn.
  */
-export async function alternate(runs, a, b) {
-  const as = [];
-  const bs = [];
+export async function alternate(runs, ...fns) {
+  const samples = fns.map(() => []);
   for (let i = 0; i < runs; i++) {
-    if (i % 2 === 0) {
-      as.push(await a(i));
-      bs.push(await b(i));
-    } else {
-      bs.push(await b(i));
-      as.push(await a(i));
+    for (let j = 0; j < fns.length; j++) {
+      const k = (i + j) % fns.length;
+      samples[k].push(await fns[k](i));
     }
   }
-  return { a: as, b: bs };
+  return samples;
 }
 
 /** What the figures came from. */
