@@ -11,6 +11,7 @@ import { registerLockCommand } from './commands/lock.js';
 import { registerLocalRegistryCommand } from './commands/local-registry.js';
 import { registerPlanCommand } from './commands/plan.js';
 import { registerBuildCommand } from './commands/build.js';
+import { registerPullSecretCommand } from './commands/pull-secret.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerMetaflowCommand } from './commands/metaflow.js';
 
@@ -55,6 +56,7 @@ export function createProgram(context: CliContext = createCliContext(new AbortCo
   registerMetaflowCommand(program, context);
   registerBackendsCommand(program, context);
   registerLocalRegistryCommand(program, context);
+  registerPullSecretCommand(program, context);
   return program;
 }
 

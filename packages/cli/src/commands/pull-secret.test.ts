@@ -1,0 +1,299 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { KubeConfig } from '@kubernetes/client-node';
+import { AuthError, ConfigError, Secret, defineImageRegistry, registerBackend, type RegistryCredentials } from '@prebuilt/core';
+import { createCliContext } from '../cli-context.js';
+import { createProgram, main } from '../main.js';
+import { applyPullSecret, dockerConfigJson, parseInterval, PULL_SECRET_TYPE } from './pull-secret.js';
+
+// ---------------------------------------------------------------------------------------------
+// A fake Kubernetes API server on 127.0.0.1: just enough of /api/v1 secrets (get, create,
+// replace with resourceVersion checks), Status objects for errors, and Bearer-token auth.
+
+interface StoredSecret {
+  apiVersion: 'v1';
+  kind: 'Secret';
+  type?: string;
+  metadata: { name: string; namespace: string; resourceVersion: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  data?: Record<string, string>;
+}
+
+interface FakeKubernetes {
+  server: string;
+  token: string;
+  namespaces: Set<string>;
+  secrets: Map<string, StoredSecret>;
+  requests: string[];
+  close(): Promise<void>;
+}
+
+async function startFakeKubernetes(token: string): Promise<FakeKubernetes> {
+  const fake = { namespaces: new Set(['metaflow', 'default']), secrets: new Map<string, StoredSecret>(), requests: [] as string[] };
+  let version = 100;
+  const status = (res: ServerResponse, code: number, reason: string, message: string): void => {
+    res.writeHead(code, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', message, reason, code }));
+  };
+  const handle = (req: IncomingMessage, res: ServerResponse, body: string): void => {
+    fake.requests.push(`${req.method} ${req.url}`);
+    const auth = req.headers.authorization;
+    if (auth === 'Bearer forbidden-token') return status(res, 403, 'Forbidden', 'secrets is forbidden: User "ci" cannot create resource "secrets"');
+    if (auth !== `Bearer ${token}`) return status(res, 401, 'Unauthorized', 'Unauthorized');
+    const match = /^\/api\/v1\/namespaces\/([^/]+)\/secrets(?:\/([^/?]+))?(?:\?.*)?$/.exec(req.url ?? '');
+    if (!match) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
+    const [, namespace, name] = match as unknown as [string, string, string | undefined];
+    if (!fake.namespaces.has(namespace)) return status(res, 404, 'NotFound', `namespaces "${namespace}" not found`);
+    const key = `${namespace}/${name ?? ''}`;
+    const send = (code: number, secret: StoredSecret): void => {
+      res.writeHead(code, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(secret));
+    };
+    if (req.method === 'GET' && name) {
+      const secret = fake.secrets.get(key);
+      return secret ? send(200, secret) : status(res, 404, 'NotFound', `secrets "${name}" not found`);
+    }
+    const incoming = JSON.parse(body) as StoredSecret;
+    if (req.method === 'POST' && !name) {
+      const created = `${namespace}/${incoming.metadata.name}`;
+      if (fake.secrets.has(created)) return status(res, 409, 'AlreadyExists', `secrets "${incoming.metadata.name}" already exists`);
+      const secret = { ...incoming, metadata: { ...incoming.metadata, namespace, resourceVersion: String(++version) } };
+      fake.secrets.set(created, secret);
+      return send(201, secret);
+    }
+    if (req.method === 'PUT' && name) {
+      const current = fake.secrets.get(key);
+      if (!current) return status(res, 404, 'NotFound', `secrets "${name}" not found`);
+      if (incoming.metadata.resourceVersion !== current.metadata.resourceVersion) {
+        return status(res, 409, 'Conflict', 'the object has been modified; please apply your changes to the latest version and try again');
+      }
+      const secret = { ...incoming, metadata: { ...incoming.metadata, namespace, resourceVersion: String(++version) } };
+      fake.secrets.set(key, secret);
+      return send(200, secret);
+    }
+    status(res, 405, 'MethodNotAllowed', 'method not allowed');
+  };
+  const server: Server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => handle(req, res, body));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return { ...fake, server: `http://127.0.0.1:${port}`, token, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+function kubeConfigFor(server: string, token: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'fake', server, skipTLSVerify: true }],
+    users: [{ name: 'ci', token }],
+    contexts: [{ name: 'fake', cluster: 'fake', user: 'ci' }],
+    currentContext: 'fake',
+  });
+  return kc;
+}
+
+function decodeConfig(secret: StoredSecret | undefined): { auths: Record<string, { username: string; password: string; auth: string }> } {
+  return JSON.parse(Buffer.from(secret!.data!['.dockerconfigjson']!, 'base64').toString('utf8'));
+}
+
+const credentials = (password: string, source = 'env TEST'): RegistryCredentials => ({ registry: '127.0.0.1:5000', username: 'robot', password: new Secret(password), source });
+
+describe('pull secret content', () => {
+  it('dockerConfigJson holds one auths entry (Docker Hub under its config key) with user, password and auth', () => {
+    const config = JSON.parse(dockerConfigJson(credentials('pw-1')));
+    expect(config).toEqual({ auths: { '127.0.0.1:5000': { username: 'robot', password: 'pw-1', auth: Buffer.from('robot:pw-1').toString('base64') } } });
+    const hub = JSON.parse(dockerConfigJson({ ...credentials('pw-2'), registry: 'docker.io' }));
+    expect(Object.keys(hub.auths)).toEqual(['https://index.docker.io/v1/']);
+    expect(() => dockerConfigJson({ registry: 'x', identityToken: new Secret('t'), source: 'config' })).toThrow(ConfigError);
+  });
+
+  it('parseInterval takes 30s / 4m / 1h and refuses anything else', () => {
+    expect([parseInterval('30s'), parseInterval('4m'), parseInterval('1h')]).toEqual([30_000, 240_000, 3_600_000]);
+    expect(() => parseInterval('0s')).toThrow(ConfigError);
+    expect(() => parseInterval('5 minutes')).toThrow(/30s, 4m or 1h/);
+  });
+});
+
+describe('applyPullSecret against a fake Kubernetes API server (real @kubernetes/client-node)', () => {
+  let fake: FakeKubernetes;
+  beforeAll(async () => {
+    fake = await startFakeKubernetes('good-token');
+  });
+  afterAll(async () => {
+    await fake.close();
+  });
+  beforeEach(() => {
+    fake.secrets.clear();
+  });
+
+  it('creates the secret, leaves it alone when unchanged, and updates it with new credentials', async () => {
+    const kubeConfig = kubeConfigFor(fake.server, 'good-token');
+    const created = await applyPullSecret({ kubeConfig, namespace: 'metaflow', name: 'prebuilt-pull', credentials: credentials('first-pw') });
+    expect(created).toEqual({ namespace: 'metaflow', name: 'prebuilt-pull', action: 'created', registry: '127.0.0.1:5000', source: 'env TEST' });
+    const stored = fake.secrets.get('metaflow/prebuilt-pull');
+    expect(stored?.type).toBe(PULL_SECRET_TYPE);
+    expect(stored?.metadata.labels).toEqual({ 'app.kubernetes.io/managed-by': 'prebuilt' });
+    expect(decodeConfig(stored).auths['127.0.0.1:5000']).toMatchObject({ username: 'robot', password: 'first-pw' });
+    expect(JSON.stringify(stored?.metadata)).not.toContain('first-pw');
+
+    expect((await applyPullSecret({ kubeConfig, namespace: 'metaflow', name: 'prebuilt-pull', credentials: credentials('first-pw') })).action).toBe('unchanged');
+    const updated = await applyPullSecret({ kubeConfig, namespace: 'metaflow', name: 'prebuilt-pull', credentials: credentials('second-pw') });
+    expect(updated.action).toBe('updated');
+    expect(decodeConfig(fake.secrets.get('metaflow/prebuilt-pull')).auths['127.0.0.1:5000']!.password).toBe('second-pw');
+  });
+
+  it('refuses to overwrite a secret of another type', async () => {
+    fake.secrets.set('metaflow/taken', { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name: 'taken', namespace: 'metaflow', resourceVersion: '1' }, data: {} });
+    const error = await applyPullSecret({ kubeConfig: kubeConfigFor(fake.server, 'good-token'), namespace: 'metaflow', name: 'taken', credentials: credentials('pw') }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toContain('Opaque');
+    expect(fake.secrets.get('metaflow/taken')?.type).toBe('Opaque');
+  });
+
+  it('a missing namespace is a ConfigError; a forbidden user is an AuthError saying which permission is needed', async () => {
+    const missing = await applyPullSecret({ kubeConfig: kubeConfigFor(fake.server, 'good-token'), namespace: 'nope', name: 's', credentials: credentials('pw') }).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(ConfigError);
+    expect((missing as Error).message).toContain('namespace nope does not exist');
+
+    const forbidden = await applyPullSecret({ kubeConfig: kubeConfigFor(fake.server, 'forbidden-token'), namespace: 'metaflow', name: 's', credentials: credentials('secret-pw') }).catch((e: unknown) => e);
+    expect(forbidden).toBeInstanceOf(AuthError);
+    expect((forbidden as AuthError).hint).toContain('kubectl auth can-i update secrets -n metaflow');
+    expect(`${(forbidden as Error).message} ${(forbidden as AuthError).hint}`).not.toContain('secret-pw');
+  });
+
+  it('bad names are ConfigErrors before anything is sent', async () => {
+    const before = fake.requests.length;
+    await expect(applyPullSecret({ kubeConfig: kubeConfigFor(fake.server, 'good-token'), namespace: 'Meta Flow', name: 's', credentials: credentials('pw') })).rejects.toThrow(ConfigError);
+    await expect(applyPullSecret({ kubeConfig: kubeConfigFor(fake.server, 'good-token'), namespace: 'metaflow', name: 'Bad_Name', credentials: credentials('pw') })).rejects.toThrow(ConfigError);
+    expect(fake.requests.length).toBe(before);
+  });
+});
+
+describe('prebuilt pull-secret against a fake Kubernetes API server', () => {
+  let fake: FakeKubernetes;
+  let dir: string;
+  let kubeconfigFile: string;
+  let dockerConfig: string;
+  let unregister: () => void;
+  let tokenCounter = 0;
+
+  const capture = () => {
+    const out = { stdout: '', stderr: '' };
+    return { out, stdout: { write: (t: string) => void (out.stdout += t) }, stderr: { write: (t: string) => void (out.stderr += t) } };
+  };
+
+  beforeAll(async () => {
+    fake = await startFakeKubernetes('cli-token');
+    dir = await mkdtemp(join(tmpdir(), 'prebuilt-pull-secret-'));
+    kubeconfigFile = join(dir, 'kubeconfig');
+    dockerConfig = join(dir, 'docker');
+    await writeFile(
+      kubeconfigFile,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters:',
+        `- name: fake\n  cluster:\n    server: ${fake.server}\n    insecure-skip-tls-verify: true`,
+        'users:',
+        '- name: ci\n  user:\n    token: cli-token',
+        'contexts:',
+        '- name: fake\n  context:\n    cluster: fake\n    user: ci',
+        'current-context: fake',
+        '',
+      ].join('\n'),
+    );
+    // A registry whose token changes on every call, like a short-lived cloud token.
+    unregister = registerBackend(
+      defineImageRegistry({
+        name: 'rotating-test-registry',
+        create: () => ({
+          name: 'rotating-test-registry',
+          imageTag: ({ envId }) => `127.0.0.1:5999/x:env-${envId}`,
+          pushCredentials: async () => ({ registry: '127.0.0.1:5999', username: 'AWS', password: new Secret(`rotating-${++tokenCounter}`), source: 'test rotation' }),
+          pullConfig: async () => ({}),
+          imageExists: async () => ({ exists: false }),
+          baseImageIdentity: async (ref) => ({ ref, digest: 'sha256:' + '0'.repeat(64), pinned: `${ref}@sha256:${'0'.repeat(64)}` }),
+        }),
+      }),
+    );
+  });
+  afterAll(async () => {
+    unregister?.();
+    await fake.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates the secret from the default dockerhub registry\'s credentials (KUBECONFIG), printing no secret', async () => {
+    const io = capture();
+    const env = {
+      KUBECONFIG: kubeconfigFile,
+      DOCKER_CONFIG: dockerConfig,
+      METAFLOW_PREBUILT_DOCKERHUB_USERNAME: 'acme-bot',
+      METAFLOW_PREBUILT_DOCKERHUB_PASSWORD: 'dckr_pat_cli-secret',
+    };
+    const code = await main(['pull-secret', '--namespace', 'metaflow', '--name', 'hub-pull'], { env, stdout: io.stdout, stderr: io.stderr });
+    expect(io.out.stderr).toBe('');
+    expect(code).toBe(0);
+    expect(io.out.stdout).toContain('created secret metaflow/hub-pull');
+    expect(io.out.stdout).toContain('METAFLOW_PREBUILT_DOCKERHUB_USERNAME');
+    expect(io.out.stdout).not.toContain('dckr_pat_cli-secret');
+    expect(decodeConfig(fake.secrets.get('metaflow/hub-pull')).auths['https://index.docker.io/v1/']).toMatchObject({ username: 'acme-bot', password: 'dckr_pat_cli-secret' });
+
+    const json = capture();
+    expect(await main(['pull-secret', '-n', 'metaflow', '--name', 'hub-pull', '--json'], { env, stdout: json.stdout, stderr: json.stderr })).toBe(0);
+    const parsed = JSON.parse(json.out.stdout) as Record<string, unknown>;
+    expect(parsed).toMatchObject({ ok: true, action: 'unchanged', namespace: 'metaflow', name: 'hub-pull', registry: 'docker.io', imageRegistry: 'dockerhub' });
+    expect(json.out.stdout).not.toContain('dckr_pat_cli-secret');
+  });
+
+  it('--watch refreshes the secret every --interval until interrupted', async () => {
+    const io = capture();
+    const controller = new AbortController();
+    const context = createCliContext(controller.signal, {
+      env: { KUBECONFIG: kubeconfigFile, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'rotating-test-registry' },
+      stdout: io.stdout,
+      stderr: io.stderr,
+    });
+    const running = createProgram(context).parseAsync(['pull-secret', '-n', 'metaflow', '--name', 'rotating', '--watch', '--interval', '1s'], { from: 'user' }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    const deadline = Date.now() + 15_000;
+    while ((io.out.stdout.match(/updated secret/g) ?? []).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    controller.abort();
+    expect(await running).toBeUndefined();
+    expect(io.out.stdout).toMatch(/^created secret metaflow\/rotating/);
+    expect((io.out.stdout.match(/updated secret metaflow\/rotating/g) ?? []).length).toBeGreaterThanOrEqual(2);
+    const password = decodeConfig(fake.secrets.get('metaflow/rotating')).auths['127.0.0.1:5999']!.password;
+    expect(password).toBe(`rotating-${tokenCounter}`);
+    expect(io.out.stdout + io.out.stderr).not.toContain('rotating-1');
+  });
+
+  it('without a Kubernetes configuration, exits 2 with a ConfigError naming KUBECONFIG', async () => {
+    const io = capture();
+    const code = await main(['pull-secret', '-n', 'metaflow', '--name', 'x'], {
+      env: { HOME: join(dir, 'empty-home'), METAFLOW_PREBUILT_IMAGE_REGISTRY: 'rotating-test-registry' },
+      stdout: io.stdout,
+      stderr: io.stderr,
+    });
+    expect(code).toBe(2);
+    expect(io.out.stderr).toContain('No Kubernetes configuration found');
+    expect(io.out.stderr).toContain('KUBECONFIG');
+  });
+
+  it('a registry without credentials is a ConfigError (pods pull from it without a secret)', async () => {
+    const io = capture();
+    const code = await main(['pull-secret', '-n', 'metaflow', '--name', 'x'], {
+      env: { KUBECONFIG: kubeconfigFile, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:5999', DOCKER_CONFIG: dockerConfig },
+      stdout: io.stdout,
+      stderr: io.stderr,
+    });
+    expect(code).toBe(2);
+    expect(io.out.stderr).toContain("image registry 'local' has no credentials");
+  });
+});

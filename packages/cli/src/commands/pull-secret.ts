@@ -1,0 +1,324 @@
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import type { Command } from 'commander';
+import type { CoreV1Api, KubeConfig, V1Secret } from '@kubernetes/client-node';
+import {
+  AuthError,
+  CancelledError,
+  ConfigError,
+  DOCKER_HUB,
+  DOCKER_HUB_CONFIG_KEY,
+  EnvironmentError,
+  PrebuiltError,
+  RegistryError,
+  errorMessage,
+  normalizeDockerConfigKey,
+  resolveBackend,
+  selectedBackendNames,
+  type RegistryCredentials,
+} from '@prebuilt/core';
+import type { CliContext } from '../cli-context.js';
+import { writeJson } from '../output.js';
+
+type K8s = typeof import('@kubernetes/client-node');
+
+export const PULL_SECRET_TYPE = 'kubernetes.io/dockerconfigjson';
+/** Default --interval of --watch: shorter than the refresh margins of ECR (15 min) and Google (5 min) tokens. */
+export const DEFAULT_WATCH_INTERVAL_MS = 4 * 60_000;
+
+/** @kubernetes/client-node, imported only by this command (it is large). */
+export async function loadKubernetesClient(): Promise<K8s> {
+  try {
+    return await import('@kubernetes/client-node');
+  } catch (error) {
+    throw new EnvironmentError(`prebuilt pull-secret needs @kubernetes/client-node, which could not be loaded: ${errorMessage(error)}`, {
+      cause: error,
+      hint: 'Install it beside prebuilt: npm i @kubernetes/client-node@~1.4',
+    });
+  }
+}
+
+/** The `.dockerconfigjson` of a pull secret: one `auths` entry for the registry. Holds the secret: never log it. */
+export function dockerConfigJson(credentials: RegistryCredentials): string {
+  if (credentials.password === undefined) {
+    throw new ConfigError(`The credentials for ${credentials.registry} (${credentials.source}) have no password, so they cannot go into a pull secret.`, {
+      hint: 'Kubernetes needs a user name and password (or token) for the registry; log in with a password or access token instead of an identity token.',
+    });
+  }
+  const username = credentials.username ?? '';
+  const password = credentials.password.reveal();
+  const key = normalizeDockerConfigKey(credentials.registry) === DOCKER_HUB ? DOCKER_HUB_CONFIG_KEY : credentials.registry;
+  return JSON.stringify({ auths: { [key]: { username, password, auth: Buffer.from(`${username}:${password}`).toString('base64') } } });
+}
+
+/**
+ * The Kubernetes client configuration: the files in KUBECONFIG (merged, like kubectl), else the
+ * in-cluster service account (KUBERNETES_SERVICE_HOST), else ~/.kube/config.
+ */
+export function loadKubeConfig(k8s: K8s, env: Record<string, string | undefined>): { kubeConfig: KubeConfig; source: string } {
+  const kubeConfig = new k8s.KubeConfig();
+  const files = (env['KUBECONFIG'] ?? '').split(delimiter).filter(Boolean);
+  const fail = (what: string, error: unknown): never => {
+    throw new ConfigError(`Reading the Kubernetes configuration ${what} failed: ${errorMessage(error)}`, {
+      setting: 'KUBECONFIG',
+      hint: 'Point KUBECONFIG at a valid kubeconfig file (kubectl config view checks it), or run inside the cluster.',
+    });
+  };
+  if (files.length > 0) {
+    files.forEach((file, i) => {
+      try {
+        if (i === 0) kubeConfig.loadFromFile(file);
+        else {
+          const more = new k8s.KubeConfig();
+          more.loadFromFile(file);
+          kubeConfig.mergeConfig(more);
+        }
+      } catch (error) {
+        fail(`from ${file} (KUBECONFIG)`, error);
+      }
+    });
+    return { kubeConfig, source: `KUBECONFIG=${files.join(delimiter)}` };
+  }
+  if (env['KUBERNETES_SERVICE_HOST']) {
+    try {
+      kubeConfig.loadFromCluster();
+    } catch (error) {
+      fail('of this pod (in-cluster service account)', error);
+    }
+    return { kubeConfig, source: 'the in-cluster service account' };
+  }
+  const file = join(env['HOME'] || homedir(), '.kube', 'config');
+  if (!existsSync(file)) {
+    throw new ConfigError(`No Kubernetes configuration found: KUBECONFIG is not set, this is not a pod, and ${file} does not exist.`, {
+      setting: 'KUBECONFIG',
+      hint: 'Set KUBECONFIG to your cluster\'s kubeconfig (or run `aws eks update-kubeconfig` / `gcloud container clusters get-credentials`).',
+    });
+  }
+  try {
+    kubeConfig.loadFromFile(file);
+  } catch (error) {
+    fail(`from ${file}`, error);
+  }
+  return { kubeConfig, source: file };
+}
+
+export interface ApplyPullSecretOptions {
+  kubeConfig: KubeConfig;
+  namespace: string;
+  name: string;
+  credentials: RegistryCredentials;
+  /** The loaded @kubernetes/client-node module (default: imported on demand). */
+  k8s?: K8s;
+}
+
+export interface AppliedPullSecret {
+  namespace: string;
+  name: string;
+  /** `unchanged` when the secret already held these credentials. */
+  action: 'created' | 'updated' | 'unchanged';
+  registry: string;
+  /** Where the credentials came from (never the secret). */
+  source: string;
+}
+
+const NAME = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/;
+const NAMESPACE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+function statusOf(error: unknown): number | undefined {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+/** The API server's own reason (`Status.message`), if the answer carried one. */
+function apiReason(error: unknown): string {
+  const body = (error as { body?: unknown })?.body;
+  try {
+    const status = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: unknown } | undefined;
+    if (status && typeof status.message === 'string') return status.message;
+  } catch {
+    // not JSON
+  }
+  return errorMessage(error).split('\n')[0]!.slice(0, 200);
+}
+
+function kubernetesError(error: unknown, what: string, server: string, namespace: string): PrebuiltError {
+  const status = statusOf(error);
+  const reason = apiReason(error);
+  if (status === 401 || status === 403) {
+    return new AuthError(`${what} was refused by the Kubernetes API at ${server} (${status}: ${reason}).`, { registry: server, source: 'the Kubernetes configuration' }, {
+      hint: `The Kubernetes user needs get, create and update on secrets in the namespace ${namespace} (kubectl auth can-i update secrets -n ${namespace}).`,
+    });
+  }
+  if (status === undefined) {
+    return new EnvironmentError(`${what} failed: the Kubernetes API at ${server} could not be reached (${reason}).`, {
+      hint: 'Check that the cluster is up and that the kubeconfig names the right server.',
+    });
+  }
+  return new RegistryError(`${what} failed: the Kubernetes API at ${server} answered ${status}: ${reason}`, { registry: server, status });
+}
+
+/** Creates the `kubernetes.io/dockerconfigjson` secret, or updates it when it exists and holds other credentials. */
+export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<AppliedPullSecret> {
+  const { namespace, name, credentials } = options;
+  if (!NAMESPACE.test(namespace)) throw new ConfigError(`'${namespace}' is not a Kubernetes namespace name.`, { hint: 'Pass --namespace with a DNS label, e.g. metaflow.' });
+  if (!NAME.test(name)) throw new ConfigError(`'${name}' is not a Kubernetes secret name.`, { hint: 'Pass --name with lowercase letters, digits, - and ., e.g. prebuilt-pull.' });
+  const k8s = options.k8s ?? (await loadKubernetesClient());
+  const api: CoreV1Api = options.kubeConfig.makeApiClient(k8s.CoreV1Api);
+  const server = options.kubeConfig.getCurrentCluster()?.server ?? '(no server)';
+  const data = { '.dockerconfigjson': Buffer.from(dockerConfigJson(credentials)).toString('base64') };
+  const result = (action: AppliedPullSecret['action']): AppliedPullSecret => ({ namespace, name, action, registry: credentials.registry, source: credentials.source });
+  const body = (resourceVersion?: string): V1Secret => ({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: PULL_SECRET_TYPE,
+    metadata: {
+      name,
+      namespace,
+      ...(resourceVersion ? { resourceVersion } : {}),
+      labels: { 'app.kubernetes.io/managed-by': 'prebuilt' },
+      annotations: { 'prebuilt.dev/registry': credentials.registry, 'prebuilt.dev/credentials-source': credentials.source },
+    },
+    data,
+  });
+
+  for (let attempt = 1; ; attempt++) {
+    let existing: V1Secret | undefined;
+    try {
+      existing = await api.readNamespacedSecret({ name, namespace });
+    } catch (error) {
+      if (statusOf(error) !== 404) throw kubernetesError(error, `Reading the secret ${namespace}/${name}`, server, namespace);
+    }
+    try {
+      if (!existing) {
+        await api.createNamespacedSecret({ namespace, body: body() });
+        return result('created');
+      }
+      if (existing.type !== PULL_SECRET_TYPE) {
+        throw new ConfigError(`The secret ${namespace}/${name} exists with type ${existing.type ?? '(none)'}, not ${PULL_SECRET_TYPE}; prebuilt will not overwrite it.`, {
+          hint: 'Choose another --name, or delete that secret first.',
+        });
+      }
+      if (existing.data?.['.dockerconfigjson'] === data['.dockerconfigjson'] && existing.metadata?.annotations?.['prebuilt.dev/credentials-source'] === credentials.source) {
+        return result('unchanged');
+      }
+      await api.replaceNamespacedSecret({ name, namespace, body: body(existing.metadata?.resourceVersion) });
+      return result('updated');
+    } catch (error) {
+      if (PrebuiltError.isInstance(error)) throw error;
+      // Someone else created or changed it in between: read again (once more).
+      if (statusOf(error) === 409 && attempt < 3) continue;
+      if (statusOf(error) === 404 && !existing) {
+        throw new ConfigError(`The namespace ${namespace} does not exist in the cluster at ${server}.`, { hint: `Create it (kubectl create namespace ${namespace}) or pass the namespace your runs use.` });
+      }
+      throw kubernetesError(error, `${existing ? 'Updating' : 'Creating'} the secret ${namespace}/${name}`, server, namespace);
+    }
+  }
+}
+
+/** `30s`, `4m`, `6h` → milliseconds. */
+export function parseInterval(value: string): number {
+  const match = /^(\d+)(s|m|h)$/.exec(value.trim());
+  const ms = match ? Number(match[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 's' | 'm' | 'h'] : NaN;
+  if (!(ms >= 1000)) throw new ConfigError(`--interval ${value} is not a duration of at least 1s (write e.g. 30s, 4m or 1h).`, { hint: 'Write it as a whole number and a unit: s, m or h.' });
+  return ms;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+interface PullSecretOptions {
+  namespace: string;
+  name: string;
+  watch?: boolean;
+  interval: number;
+  json?: boolean;
+}
+
+const HELP = `
+Creates or updates a Kubernetes secret of type ${PULL_SECRET_TYPE} holding the selected image
+registry's credentials (METAFLOW_PREBUILT_IMAGE_REGISTRY, default dockerhub), so pods can pull
+the env images. Tokens expire (ECR after 12 hours, Google access tokens after 1 hour): re-run
+the command, or keep it running with --watch, which refreshes the secret every --interval.
+Name the secret in METAFLOW_PREBUILT_PULL_SECRET so the image map's pull config lists it.
+
+The cluster comes from KUBECONFIG, else the in-cluster service account, else ~/.kube/config.
+The Kubernetes user needs get, create and update on secrets in the namespace.
+
+Examples:
+  $ prebuilt pull-secret --namespace metaflow --name prebuilt-pull
+  $ METAFLOW_PREBUILT_IMAGE_REGISTRY=ecr prebuilt pull-secret -n metaflow --name ecr-pull --watch
+  $ prebuilt pull-secret --namespace metaflow --name prebuilt-pull --json`;
+
+/** `prebuilt pull-secret --namespace N --name S [--watch [--interval 4m]] [--json]`. */
+export function registerPullSecretCommand(program: Command, context: CliContext): void {
+  program
+    .command('pull-secret')
+    .description('create or update a Kubernetes image pull secret from the selected registry\'s credentials')
+    .requiredOption('-n, --namespace <namespace>', 'Kubernetes namespace of the secret')
+    .requiredOption('--name <name>', 'name of the secret, e.g. prebuilt-pull')
+    .option('--watch', 'keep running and refresh the secret every --interval (Ctrl-C stops)')
+    .option('--interval <duration>', 'refresh period of --watch, e.g. 30s, 4m, 1h', parseInterval, DEFAULT_WATCH_INTERVAL_MS)
+    .option('--json', 'print one JSON object for machines (one per refresh with --watch)')
+    .addHelpText('after', HELP)
+    .action(async (options: PullSecretOptions) => {
+      context.json.requested = options.json === true;
+      await runPullSecret(context, options);
+    });
+}
+
+async function runPullSecret(context: CliContext, options: PullSecretOptions): Promise<void> {
+  const selection = selectedBackendNames(context.env).imageRegistry;
+  const resolved = await resolveBackend({ kind: 'image-registry', name: selection.name, cwd: context.cwd, cliDir: context.cliDir, setting: selection.envVar });
+  const registry = await resolved.definition.create({}, { env: context.env, cwd: context.cwd });
+  const k8s = await loadKubernetesClient();
+  const { kubeConfig, source: kubeSource } = loadKubeConfig(k8s, context.env);
+  const report = (applied: AppliedPullSecret): void => {
+    if (options.json) {
+      if (options.watch) context.stdout.write(`${JSON.stringify({ ok: true, ...applied, imageRegistry: registry.name, at: new Date().toISOString() })}\n`);
+      else writeJson(context, { ok: true, ...applied, imageRegistry: registry.name, kubeconfig: kubeSource });
+      context.json.written = true;
+      return;
+    }
+    context.stdout.write(`${applied.action} secret ${applied.namespace}/${applied.name} (${PULL_SECRET_TYPE}) for ${applied.registry}; credentials: ${applied.source}\n`);
+  };
+  const once = async (): Promise<AppliedPullSecret> => {
+    if (context.signal.aborted) throw new CancelledError('prebuilt pull-secret was interrupted.');
+    const credentials = await registry.pushCredentials({ signal: context.signal });
+    if (!credentials) {
+      throw new ConfigError(`The image registry '${registry.name}' has no credentials to put in a pull secret (it pulls anonymously).`, {
+        hint: 'Pods can pull from it without a secret; configure registry credentials (e.g. docker login) if it needs them.',
+      });
+    }
+    return applyPullSecret({ kubeConfig, namespace: options.namespace, name: options.name, credentials, k8s });
+  };
+  try {
+    report(await once());
+    if (!options.watch) return;
+    if (!options.json) context.stderr.write(`watching: refreshing every ${Math.round(options.interval / 1000)}s (Ctrl-C stops)\n`);
+    while (await sleep(options.interval, context.signal)) {
+      try {
+        report(await once());
+      } catch (error) {
+        if (context.signal.aborted) return;
+        // Keep watching: a refresh may fail while the network or the cluster is briefly away.
+        const message = PrebuiltError.isInstance(error) ? error.message : errorMessage(error);
+        context.stderr.write(`error: refreshing ${options.namespace}/${options.name} failed: ${message}; retrying in ${Math.round(options.interval / 1000)}s\n`);
+      }
+    }
+  } finally {
+    await registry.close?.();
+  }
+}
