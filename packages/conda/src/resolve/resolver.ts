@@ -7,6 +7,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   canonicalJson,
+  ConfigError,
   createLogger,
   normalizeCondaName,
   normalizePypiName,
@@ -104,6 +105,12 @@ function validCachedEnv(value: unknown, hash: string): value is LockedEnv {
 export function createResolver(options: ResolverOptions = {}): Resolver {
   const env = options.env ?? process.env;
   const glibc = options.glibc ?? (env.METAFLOW_PREBUILT_GLIBC_VERSION?.trim() || DEFAULT_GLIBC);
+  if (!/^\d+\.\d+(\.\d+)?$/.test(glibc)) {
+    throw new ConfigError(`METAFLOW_PREBUILT_GLIBC_VERSION is '${glibc}', not a glibc version like 2.28.`, {
+      setting: 'METAFLOW_PREBUILT_GLIBC_VERSION',
+      hint: 'Set METAFLOW_PREBUILT_GLIBC_VERSION to the glibc of the target images, e.g. 2.28, or unset it.',
+    });
+  }
   const cacheDir = options.cacheDir === false ? undefined : (options.cacheDir ?? prebuiltCacheDir(env));
   const pipOptions: PipOptions = {
     env,
