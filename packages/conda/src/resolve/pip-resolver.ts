@@ -122,8 +122,9 @@ function pipEnv(options: PipOptions): Record<string, string | undefined> {
 async function probeIndex(indexUrl: string, firstPackage: string, options: PipOptions, steps: readonly string[]): Promise<void> {
   if (!/^https?:/.test(indexUrl)) return;
   const url = `${indexUrl.replace(/\/+$/, '')}/${normalizePypiName(firstPackage).replace(/\[.*$/, '')}/`;
+  let response: Response;
   try {
-    const response = await (options.fetch ?? fetch)(url, { method: 'GET', signal: options.signal ?? null });
+    response = await (options.fetch ?? fetch)(url, { method: 'GET', signal: options.signal ?? null });
     await response.body?.cancel();
   } catch (error) {
     const cause = (error as { cause?: unknown }).cause ?? error;
@@ -131,6 +132,16 @@ async function probeIndex(indexUrl: string, firstPackage: string, options: PipOp
       steps,
       cause: error,
       hint: 'Check METAFLOW_PREBUILT_PYPI_INDEX_URL / PIP_INDEX_URL and your network or proxy settings.',
+    });
+  }
+  // pip reports a failing index only as "no matching distribution"; say what the index answered.
+  if (response.status >= 500 || response.status === 401 || response.status === 403) {
+    throw new ResolutionError(`PyPI index ${indexUrl} answered ${response.status} ${response.statusText} to GET ${url}.`, {
+      steps,
+      hint:
+        response.status >= 500
+          ? 'The index is failing; try again later, or set METAFLOW_PREBUILT_PYPI_INDEX_URL to a working mirror.'
+          : 'The index wants credentials; put them in the index URL or your pip configuration.',
     });
   }
 }
