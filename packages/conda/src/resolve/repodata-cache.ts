@@ -128,6 +128,16 @@ export class RepodataCache {
     } catch (error) {
       throw new ResolutionError(`Reading repodata from ${url} failed: ${errorMessage(error)}.`, { cause: error });
     }
+    // A proxy's HTML error page or a cut-off answer is not repodata: say so, and do not cache it.
+    // (A cheap check of the first and last bytes; a full parse of a large repodata.json is costly.)
+    const text = body.toString('utf8', 0, Math.min(body.length, 64)).trimStart();
+    const tail = body.toString('utf8', Math.max(0, body.length - 64)).trimEnd();
+    if (!text.startsWith('{') || !tail.endsWith('}')) {
+      const looksLike = /^<(!doctype|html)/i.test(text) ? 'an HTML page' : text === '' ? 'an empty body' : 'something that is not JSON (or is cut off)';
+      throw new ResolutionError(`Conda channel answered ${looksLike} instead of repodata JSON for ${url} (status ${response.status}, content-type ${response.headers.get('content-type') ?? 'none'}).`, {
+        hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS): a proxy or login page may be answering instead of the channel.',
+      });
+    }
     if (dir && bodyPath && metaPath) {
       await mkdir(dir, { recursive: true });
       await writeFileAtomic(bodyPath, body);
