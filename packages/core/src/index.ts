@@ -209,6 +209,7 @@ export {
   type RecipeRunnerLike,
 } from './recipes/select.js';
 export { writeFileAtomic } from './atomic-write.js';
+export { acquireFileLock, type AcquireOptions, type FileLock, type LockOwner } from './file-lock.js';
 export {
   deploy,
   type DeployOptions,
