@@ -344,14 +344,19 @@ export class RegistryClient {
   /**
    * Puts a blob into a repository unless it is there: HEAD first; then a cross-repository mount
    * from each of `mountFrom` (same registry); then an upload — one PUT for small blobs, PATCH
-   * chunks and a closing PUT for large ones. Needs push access (`pull,push` scope).
+   * chunks and a closing PUT for large ones. Needs push access (`pull,push` scope). `data` may be a
+   * function, called only when the blob must really be uploaded (e.g. to fetch it from elsewhere).
    */
-  async uploadBlob(repository: string | ImageRef, digest: string, data: Uint8Array, options: UploadBlobOptions = {}): Promise<UploadBlobResult> {
+  async uploadBlob(repository: string | ImageRef, digest: string, source: Uint8Array | (() => Promise<Uint8Array>), options: UploadBlobOptions = {}): Promise<UploadBlobResult> {
     const image = toRef(repository);
     const { signal } = options;
     const pushScopes = [`repository:${image.repository}:pull,push`];
     if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new InputError(`'${digest}' is not a sha256 digest`);
-    if (sha256Digest(data) !== digest) throw new InputError(`the blob to upload to ${image.registry}/${image.repository} does not match its digest ${digest}`);
+    const check = (data: Uint8Array): Uint8Array => {
+      if (sha256Digest(data) !== digest) throw new InputError(`the blob to upload to ${image.registry}/${image.repository} does not match its digest ${digest}`);
+      return data;
+    };
+    if (typeof source !== 'function') check(source);
     const head = await this.#request(image.registry, image.repository, 'HEAD', `/v2/${image.repository}/blobs/${digest}`, {}, signal, { scopes: pushScopes });
     if (head.status >= 200 && head.status < 300) {
       this.#stats.blobsExisting += 1;
@@ -382,6 +387,7 @@ export class RegistryClient {
       location = this.#location(res, image.registry, uploadsPath);
     }
 
+    const data = typeof source === 'function' ? check(await source()) : source;
     const chunkSize = Math.max(1, options.chunkSize ?? 8 * 1024 * 1024);
     let sent = 0;
     if (data.length > chunkSize) {

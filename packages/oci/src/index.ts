@@ -1,0 +1,26 @@
+import { defineBuildService } from '@prebuilt/core';
+import { createOciBuildService, type OciBuildServiceOptions } from './oci-build-service.js';
+
+export {
+  createOciBuildService,
+  ociSettings,
+  OCI_ENV,
+  DEFAULT_CHUNK_SIZE,
+  type OciBuildServiceOptions,
+  type OciSettings,
+  type PushSummary,
+} from './oci-build-service.js';
+export { pushImageIndex, type ImageIndexEntry, type PushImageIndexOptions, type PushedIndex } from './image-index.js';
+export { parseDockerfile, SUPPORTED_INSTRUCTIONS, type Instruction, type ParseResult } from './dockerfile.js';
+export { buildLayer, deterministicGzip, type BuiltLayer, type LayerEntry } from './layer.js';
+
+/** The `oci` build service: assembles images without a daemon and pushes them over the registry API. */
+const oci = defineBuildService({
+  name: 'oci',
+  description: 'Assembles the image itself (one layer per package) and pushes it over the registry API; no Docker daemon needed.',
+  create(options, context) {
+    return createOciBuildService({ env: context.env, ...(options as OciBuildServiceOptions) });
+  },
+});
+
+export default oci;

@@ -1,0 +1,92 @@
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { extract } from 'tar-stream';
+import { CancelledError } from '@prebuilt/core';
+import { buildLayer, completeEntries, deterministicGzip, layerMode, listTree, type LayerEntry } from './layer.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'prebuilt-oci-layer-'));
+  await mkdir(join(dir, 'bin'));
+  await writeFile(join(dir, 'bin/tool'), '#!/bin/sh\necho hi\n');
+  await chmod(join(dir, 'bin/tool'), 0o700);
+  await writeFile(join(dir, 'data.txt'), 'data\n');
+  await chmod(join(dir, 'data.txt'), 0o600);
+  await symlink('tool', join(dir, 'bin/t'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+async function entriesOf(blob: Uint8Array): Promise<{ name: string; mode: number; uid: number; gid: number; mtime: number; type: string; linkname: string | null }[]> {
+  const out: { name: string; mode: number; uid: number; gid: number; mtime: number; type: string; linkname: string | null }[] = [];
+  const reader = extract();
+  const done = (async () => {
+    for await (const entry of reader) {
+      const h = entry.header;
+      out.push({ name: h.name, mode: h.mode ?? 0, uid: h.uid ?? -1, gid: h.gid ?? -1, mtime: h.mtime?.getTime() ?? -1, type: h.type ?? '', linkname: h.linkname ?? null });
+      entry.resume();
+    }
+  })();
+  reader.end(gunzipSync(blob));
+  await done;
+  return out;
+}
+
+async function treeEntries(dest: string): Promise<LayerEntry[]> {
+  return (await listTree(dir)).map((e) => ({ path: `${dest}/${e.rel}`, kind: e.kind, mode: e.mode, ...(e.kind === 'directory' ? {} : { source: join(dir, e.rel) }) }));
+}
+
+describe('deterministicGzip', () => {
+  it('writes a fixed header (mtime 0) and round-trips', async () => {
+    const data = Buffer.from('x'.repeat(3 << 20));
+    const gz = await deterministicGzip(data);
+    expect([...gz.subarray(0, 4)]).toEqual([0x1f, 0x8b, 8, 0]);
+    expect(gz.readUInt32LE(4)).toBe(0);
+    expect(gunzipSync(gz).equals(data)).toBe(true);
+    expect(Buffer.from(await deterministicGzip(data)).equals(Buffer.from(gz))).toBe(true);
+    expect(gunzipSync(await deterministicGzip(new Uint8Array())).length).toBe(0);
+  });
+
+  it('stops with CancelledError on an aborted signal', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    await expect(deterministicGzip(Buffer.alloc(10), controller.signal)).rejects.toBeInstanceOf(CancelledError);
+  });
+});
+
+describe('buildLayer', () => {
+  it('tars entries sorted, with their parents, uid/gid 0, one mtime and normalised modes; diffId is the tar sha256', async () => {
+    const layer = await buildLayer(await treeEntries('opt/env'), { mtime: 1_700_000_000 });
+    const tar = gunzipSync(layer.blob);
+    expect(layer.diffId).toBe(`sha256:${createHash('sha256').update(tar).digest('hex')}`);
+    expect(layer.digest).toBe(`sha256:${createHash('sha256').update(layer.blob).digest('hex')}`);
+    expect(layer.tarSize).toBe(tar.length);
+    const entries = await entriesOf(layer.blob);
+    expect(entries.map((e) => e.name)).toEqual(['opt/', 'opt/env/', 'opt/env/bin/', 'opt/env/bin/t', 'opt/env/bin/tool', 'opt/env/data.txt']);
+    expect(entries.every((e) => e.uid === 0 && e.gid === 0 && e.mtime === 1_700_000_000_000)).toBe(true);
+    const byName = Object.fromEntries(entries.map((e) => [e.name, e]));
+    expect(byName['opt/env/bin/tool']).toMatchObject({ mode: 0o755, type: 'file' });
+    expect(byName['opt/env/data.txt']).toMatchObject({ mode: 0o644 });
+    expect(byName['opt/env/bin/t']).toMatchObject({ type: 'symlink', linkname: 'tool' });
+    expect(byName['opt/']).toMatchObject({ mode: 0o755, type: 'directory' });
+  });
+
+  it('gives the same bytes for the same entries in any order', async () => {
+    const entries = await treeEntries('opt/env');
+    const a = await buildLayer(entries);
+    const b = await buildLayer([...entries].reverse());
+    expect(b.digest).toBe(a.digest);
+    expect(Buffer.from(b.blob).equals(Buffer.from(a.blob))).toBe(true);
+  });
+
+  it('completeEntries adds parents once and sorts bytewise; layerMode normalises', () => {
+    const done = completeEntries([{ path: 'a/b/c', kind: 'file', source: '/x' }, { path: 'a/B', kind: 'file', source: '/y' }]);
+    expect(done.map((e) => e.path)).toEqual(['a', 'a/B', 'a/b', 'a/b/c']);
+    expect(layerMode('file', 0o100700)).toBe(0o755);
+    expect(layerMode('file', 0o100600)).toBe(0o644);
+    expect(layerMode('directory', 0o700)).toBe(0o755);
+  });
+});

@@ -1,0 +1,224 @@
+import { createHash } from 'node:crypto';
+import {
+  CancelledError,
+  ConfigError,
+  createLogger,
+  loadOptionalSetting,
+  normalizeDockerConfigKey,
+  parseImageRef,
+  PrebuiltError,
+  RegistryClient,
+  type BuildRequest,
+  type BuildResult,
+  type BuildService,
+  type OciDescriptor,
+  type RegistryClientOptions,
+  type RetryPolicy,
+  type UploadBlobResult,
+} from '@prebuilt/core';
+import { BuildInputProblem, dockerfileInstructions, fetchBase, fromRef, imageConfig, imageManifest, planImage } from './image-assembly.js';
+import { buildLayer } from './layer.js';
+
+const log = createLogger('oci');
+
+/** Environment variables the oci build service reads. */
+export const OCI_ENV = {
+  /** Blobs larger than this many bytes are uploaded in chunks of this size. */
+  chunkSize: 'METAFLOW_PREBUILT_OCI_CHUNK_SIZE',
+  /** Comma-separated registries (host:port) reached over plain HTTP besides loopback ones. */
+  insecureRegistries: 'METAFLOW_PREBUILT_OCI_INSECURE_REGISTRIES',
+  /** Comma-separated repositories of the target registry to offer as cross-repository mount sources. */
+  mountFrom: 'METAFLOW_PREBUILT_OCI_MOUNT_FROM',
+} as const;
+
+export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+
+/** What one push cost, for measuring and logs. */
+export interface PushSummary {
+  imageTag: string;
+  digest: string;
+  /** Request body bytes sent to the registry (blobs, config, manifest). */
+  bytesSent: number;
+  layers: { name: string; digest: string; size: number; status: UploadBlobResult['status'] }[];
+  baseLayers: { digest: string; status: UploadBlobResult['status'] }[];
+}
+
+export interface OciBuildServiceOptions {
+  /** Environment to read settings from. Default `process.env`. */
+  env?: Record<string, string | undefined>;
+  /** Blobs larger than this go up in PATCH chunks of this size (bytes). Env METAFLOW_PREBUILT_OCI_CHUNK_SIZE; default 8 MiB. */
+  chunkSize?: number;
+  /** Registries reached over plain HTTP (loopback ones always are). Env METAFLOW_PREBUILT_OCI_INSECURE_REGISTRIES. */
+  insecureRegistries?: string[];
+  /** Repositories of the target registry that may hold blobs already (mount sources), besides the base image's. Env METAFLOW_PREBUILT_OCI_MOUNT_FROM. */
+  mountFrom?: string[];
+  /** Seconds since 1970 for layer mtimes and `created` (default: SOURCE_DATE_EPOCH, else 0). */
+  sourceDateEpoch?: number;
+  /** Read the user's Docker config for credentials of registries the push credentials do not cover (the base image's). Default true. */
+  dockerConfig?: boolean;
+  /** Retries of registry requests. */
+  retry?: Partial<RetryPolicy>;
+  /** Time one registry request may take, ms. Default 120 s. */
+  timeoutMs?: number;
+  /** Receives what each successful push cost. */
+  onPushed?: (summary: PushSummary) => void;
+}
+
+function sha256(bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+function list(value: string[] | undefined, envVar: string, option: string, env: Record<string, string | undefined>): string[] {
+  if (value) return value;
+  const raw = loadOptionalSetting({ value: undefined, envVar, option, description: option, env });
+  return raw ? raw.split(',').map((s) => s.trim()).filter(Boolean) : [];
+}
+
+function epochSetting(value: number | undefined, env: Record<string, string | undefined>): number {
+  if (value !== undefined) {
+    if (!Number.isInteger(value) || value < 0) throw new ConfigError(`The oci option sourceDateEpoch is ${value}, not a whole number of seconds ≥ 0.`);
+    return value;
+  }
+  const raw = env['SOURCE_DATE_EPOCH'];
+  if (raw === undefined || raw === '') return 0;
+  if (!/^\d+$/.test(raw)) {
+    throw new ConfigError(`SOURCE_DATE_EPOCH is '${raw}', not a whole number of seconds.`, { setting: 'SOURCE_DATE_EPOCH', hint: 'Set it to a Unix timestamp, or unset it.' });
+  }
+  return Number(raw);
+}
+
+/** Resolved settings of the service. */
+export interface OciSettings {
+  chunkSize: number;
+  insecureRegistries: string[];
+  mountFrom: string[];
+  sourceDateEpoch: number;
+}
+
+export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
+  const env = options.env ?? process.env;
+  const rawChunk = options.chunkSize ?? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.chunkSize, option: 'chunkSize', description: 'upload chunk size', env });
+  const chunkSize = rawChunk === undefined ? DEFAULT_CHUNK_SIZE : Number(rawChunk);
+  if (!Number.isInteger(chunkSize) || chunkSize < 1024) {
+    throw new ConfigError(`The upload chunk size '${rawChunk}' is not a whole number of bytes ≥ 1024.`, {
+      setting: OCI_ENV.chunkSize,
+      hint: `Set ${OCI_ENV.chunkSize} (or the option 'chunkSize') to a number of bytes, e.g. 8388608.`,
+    });
+  }
+  return {
+    chunkSize,
+    insecureRegistries: list(options.insecureRegistries, OCI_ENV.insecureRegistries, 'insecureRegistries', env),
+    mountFrom: list(options.mountFrom, OCI_ENV.mountFrom, 'mountFrom', env),
+    sourceDateEpoch: epochSetting(options.sourceDateEpoch, env),
+  };
+}
+
+/**
+ * The `oci` build service: no Docker daemon, no builder. It reads the Dockerfile (FROM, COPY, ENV,
+ * LABEL, WORKDIR, USER, CMD, ENTRYPOINT), fetches the base image's manifest and config for the
+ * platform, builds the new layers itself — one per package of a materialized env, from
+ * `prefix-layers.json` — and pushes only the blobs the registry lacks, then the config and manifest.
+ * The same context and base digest give the same manifest digest on any machine.
+ */
+export function createOciBuildService(options: OciBuildServiceOptions = {}): BuildService {
+  const settings = ociSettings(options);
+  return {
+    name: 'oci',
+    async buildAndPush(request: BuildRequest): Promise<BuildResult> {
+      return buildAndPushOci(request, settings, options);
+    },
+  };
+}
+
+async function buildAndPushOci(request: BuildRequest, settings: OciSettings, options: OciBuildServiceOptions): Promise<BuildResult> {
+  const { signal } = request;
+  const lines: string[] = [];
+  const say = (line: string): void => {
+    lines.push(line);
+    if (lines.length > 200) lines.splice(0, lines.length - 200);
+    log('%s', line);
+    request.log?.(line);
+  };
+  const cancelled = (): CancelledError => new CancelledError(`Building ${request.imageTag} was cancelled.`, { cause: signal?.reason });
+  if (signal?.aborted) throw cancelled();
+
+  const clientOptions: RegistryClientOptions = {
+    dockerConfig: options.dockerConfig ?? true,
+    insecureRegistries: settings.insecureRegistries,
+    timeoutMs: options.timeoutMs ?? 120_000,
+    ...(options.retry ? { retry: options.retry } : {}),
+    ...(request.pushCredentials ? { credentials: [request.pushCredentials] } : {}),
+  };
+  const client = new RegistryClient(clientOptions);
+  const signalOpt = signal ? { signal } : {};
+
+  try {
+    const target = parseImageRef(request.imageTag);
+    if (request.pushCredentials && normalizeDockerConfigKey(request.pushCredentials.registry) !== normalizeDockerConfigKey(target.registry)) {
+      throw new ConfigError(
+        `The push credentials are for registry ${request.pushCredentials.registry}, but the image tag ${request.imageTag} is in ${target.registry}.`,
+        { hint: 'Use the push credentials the image registry backend gives for its own tags.' },
+      );
+    }
+    const instructions = dockerfileInstructions(request.dockerfile);
+    request.onPhase?.('building');
+    const from = fromRef(instructions);
+    say(`FROM ${from} (${request.platform})`);
+    const base = await fetchBase(client, from, request.platform, signal);
+    const plan = await planImage(instructions, base, request.contextDir, signal);
+    say(`base: ${base.layers.length} layer(s); new: ${plan.layers.length} layer(s)`);
+
+    const mountFrom = [...settings.mountFrom];
+    if (base.registry && base.repository && normalizeDockerConfigKey(base.registry) === normalizeDockerConfigKey(target.registry)) mountFrom.unshift(base.repository);
+    const repo = { ...target, reference: 'latest' };
+    const upload = { ...signalOpt, chunkSize: settings.chunkSize, mountFrom };
+
+    request.onPhase?.('pushing');
+    const baseLayers: PushSummary['baseLayers'] = [];
+    for (const layer of base.layers) {
+      const baseRef = parseImageRef(`${base.registry}/${base.repository}`);
+      const result = await client.uploadBlob(repo, layer.digest, () => client.getBlob(baseRef, layer.digest, signalOpt), upload);
+      baseLayers.push({ digest: layer.digest, status: result.status });
+      say(`base layer ${layer.digest.slice(7, 19)}: ${result.status}`);
+    }
+
+    const created = new Date(settings.sourceDateEpoch * 1000).toISOString().replace(/\.000Z$/, 'Z');
+    const diffIds: string[] = [];
+    const descriptors: OciDescriptor[] = [];
+    const layers: PushSummary['layers'] = [];
+    for (const [i, planned] of plan.layers.entries()) {
+      if (signal?.aborted) throw cancelled();
+      const built = await buildLayer(planned.entries, { mtime: settings.sourceDateEpoch, ...signalOpt });
+      const result = await client.uploadBlob(repo, built.digest, built.blob, upload);
+      diffIds.push(built.diffId);
+      descriptors.push({ mediaType: base.format.layer, digest: built.digest, size: built.blob.length });
+      layers.push({ name: planned.name, digest: built.digest, size: built.blob.length, status: result.status });
+      say(`layer ${i + 1}/${plan.layers.length} ${planned.name}: ${built.entries} entries, ${built.blob.length} bytes, ${result.status}`);
+    }
+
+    const configBytes = Buffer.from(JSON.stringify(imageConfig(plan, diffIds, created)));
+    const configDigest = sha256(configBytes);
+    await client.uploadBlob(repo, configDigest, configBytes, upload);
+    const manifest = imageManifest(base.format, { mediaType: base.format.config, digest: configDigest, size: configBytes.length }, [...base.layers, ...descriptors]);
+    const manifestBytes = Buffer.from(JSON.stringify(manifest));
+    const digest = await client.putManifest(target, manifestBytes, base.format.manifest, signalOpt);
+    const bytesSent = client.stats.bytesSent;
+    say(`pushed ${request.imageTag}@${digest} (${bytesSent} bytes sent)`);
+    options.onPushed?.({ imageTag: request.imageTag, digest, bytesSent, layers, baseLayers });
+    return { ok: true, digest };
+  } catch (error) {
+    const isCancel = PrebuiltError.isInstance(error) && error.code === 'cancelled';
+    if (isCancel) throw error;
+    if (signal?.aborted) throw cancelled();
+    if (PrebuiltError.isInstance(error) && error.code === 'config') throw error;
+    const reason =
+      error instanceof BuildInputProblem
+        ? error.message
+        : PrebuiltError.isInstance(error)
+          ? error.message
+          : `building the image failed: ${error instanceof Error ? error.message : String(error)}`;
+    say(`error: ${reason}`);
+    if (PrebuiltError.isInstance(error) && error.hint) say(`hint: ${error.hint}`);
+    return { ok: false, reason, logTail: lines.slice(-20) };
+  }
+}
