@@ -1,0 +1,145 @@
+#!/usr/bin/env node
+/**
+ * B2 — cold start: time from `docker run` to the first line the step's code prints.
+ *
+ *   prebuilt   — the env's image built by `prebuilt build`: `docker run <image> <env python> -c <step>`.
+ *   bootstrap  — the same locked env created at container start, as Metaflow's bootstrap does, on the
+ *                same base image: bench/cold-start-bootstrap.py downloads the locked files from the
+ *                local channel and index (urllib over host networking), unpacks the conda packages,
+ *                pip-installs the wheels with the base image's python3, then runs the step code.
+ *   floor      — container start + interpreter start alone: `docker run <base> python3 -c 'print(1)'`.
+ *
+ * The env: a @pypi step (tinyhttp, tinyplot and 10 synthetic wheels, with requests) on the conda
+ * python built from Debian's python3.11. Base image: bench/base-image.sh (Debian bookworm minbase +
+ * python3, pip, zstd; the bootstrap needs them), pushed to the local registry. Both images are
+ * pulled before anything is timed, so no pull time is counted; every container uses host networking.
+ *
+ *   pnpm build && bash scripts/test-services.sh up
+ *   node bench/cold-start.mjs [--runs 3] [--port 5182] [--json]
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  alternate,
+  benchArgs,
+  cliEnv,
+  flowSource,
+  fmtStats,
+  loadFixtures,
+  loadServices,
+  machine,
+  main,
+  output,
+  prebuilt,
+  ratio,
+  ROOT,
+  startFixtures,
+  stats,
+  timed,
+} from './lib.mjs';
+
+const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5182' } });
+const NAMESPACE = 'prebuilt-bench/coldstart';
+const CODE = 'import tinyhttp, tinyplot, requests; print("step: tinyhttp " + tinyhttp.__version__ + ", tinyplot " + tinyplot.__version__, flush=True)';
+
+/**
+ * `docker run --rm --network=host <args>`: ms from the spawn to the first line on stdout; checks
+ * that the container exits 0 and that the line is `expect`.
+ */
+function firstLine(dockerArgs, expect) {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn('docker', ['run', '--rm', '--network=host', ...dockerArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let first;
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk) => {
+      stdout += chunk;
+      if (first === undefined && stdout.includes('\n')) first = Number(process.hrtime.bigint() - started) / 1e6;
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const line = stdout.split('\n')[0];
+      if (code !== 0 || first === undefined) reject(new Error(`docker run ${dockerArgs[0]} exited with ${code}:\n${stderr.trim().split('\n').slice(-15).join('\n')}`));
+      else if (!line.startsWith(expect)) reject(new Error(`docker run ${dockerArgs[0]}: first line '${line}', expected '${expect}…'`));
+      else resolve(first);
+    });
+  });
+}
+
+await main(async (defer) => {
+  const services = loadServices();
+  const base = (await timed('bash', [join(ROOT, 'bench/base-image.sh'), services.registries.plain.host])).stdout.trim();
+  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-bench-coldstart-'));
+  defer(() => rm(dir, { recursive: true, force: true }));
+  const fixtures = await loadFixtures();
+  const synthetic = fixtures.syntheticFixtureSet({ count: 0, wheelCount: 10, prefix: 'coldstart' });
+  const { generated, server } = await startFixtures(join(dir, 'fixtures'), { port: Number(args.port), extra: [synthetic] });
+  defer(() => server.close());
+
+  const packages = Object.fromEntries(['tinyhttp', 'tinyplot', ...synthetic.wheelNames].map((n) => [n, '']));
+  const project = join(dir, 'project');
+  await mkdir(project, { recursive: true });
+  await writeFile(join(project, 'flow.py'), flowSource('ColdStartFlow', [{ decorator: 'pypi', packages }, { decorator: 'pypi', packages }]));
+  const env = cliEnv({
+    server,
+    generated,
+    services,
+    cacheDir: join(dir, 'cache'),
+    extra: { METAFLOW_PREBUILT_BASE_IMAGE: base, METAFLOW_PREBUILT_IMAGE_NAMESPACE: NAMESPACE },
+  });
+  const map = JSON.parse((await prebuilt(['build', 'flow.py', '--json'], { cwd: project, env })).stdout);
+  const step = map.steps.start;
+  const lockFile = JSON.parse(await readFile(join(project, 'flow.prebuilt.lock'), 'utf8'));
+  const lock = lockFile.envs[lockFile.steps.start];
+  const manifest = {
+    // The same absolute prefix as in the image, so prefix replacement does the same work.
+    prefix: step.python.replace(/\/bin\/python$/, ''),
+    pythonVersion: lock.pythonVersion.split('.').slice(0, 2).join('.'),
+    packages: lock.packages.map((p) => ({ kind: p.kind, url: p.url, filename: p.filename, sha256: p.sha256 })),
+    code: CODE,
+  };
+  const bootstrap = await readFile(join(ROOT, 'bench/cold-start-bootstrap.py'), 'utf8');
+
+  // Both images are local before anything is timed (prebuilt's build removes its local copy after the push).
+  await timed('docker', ['pull', '-q', step.image]);
+  await timed('docker', ['pull', '-q', base]);
+  defer(() => timed('docker', ['rmi', step.image], { allowFailure: true }));
+
+  const runPrebuilt = () => firstLine([step.image, step.python, '-u', '-c', CODE], 'step: ');
+  const runBootstrap = () => firstLine([base, 'python3', '-c', bootstrap, JSON.stringify(manifest)], 'step: ');
+  const runFloor = () => firstLine([base, 'python3', '-c', 'print(1)'], '1');
+  // Untimed: one of each (checks the setup, warms the page cache).
+  await runPrebuilt();
+  await runBootstrap();
+  await runFloor();
+  const [prebuiltMs, bootstrapMs, floorMs] = await alternate(args.runs, runPrebuilt, runBootstrap, runFloor);
+
+  const bytes = lock.packages.reduce((sum, p) => sum + (p.size ?? 0), 0);
+  const result = {
+    benchmark: 'B2 cold start',
+    env: {
+      conda: lock.packages.filter((p) => p.kind === 'conda').length,
+      wheels: lock.packages.filter((p) => p.kind !== 'conda').length,
+      downloadMiB: Math.round((bytes / 2 ** 20) * 100) / 100,
+    },
+    baseImage: base,
+    image: step.image,
+    runs: args.runs,
+    prebuiltMs: stats(prebuiltMs),
+    bootstrapMs: stats(bootstrapMs),
+    floorMs: stats(floorMs),
+    ratio: ratio(stats(bootstrapMs).median, stats(prebuiltMs).median),
+    machine: machine(),
+  };
+  output(args, result, [
+    `B2 cold start: docker run → first line of the step (env: ${result.env.conda} conda + ${result.env.wheels} wheels, ${result.env.downloadMiB} MiB; images pulled beforehand; ${args.runs} interleaved runs)`,
+    `  prebuilt image:                         ${fmtStats(result.prebuiltMs)}`,
+    `  bootstrap at start (download + create):  ${fmtStats(result.bootstrapMs)}`,
+    `  floor (docker run base python3 print):   ${fmtStats(result.floorMs)}`,
+    `  bootstrap / prebuilt: ${result.ratio}x`,
+  ]);
+});
