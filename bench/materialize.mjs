@@ -16,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { materializeEnv, PackageCache, writeDeterministicTar } from '../packages/conda/dist/index.js';
 import { generateFixtures, startFixtureServer, syntheticFixtureSet } from '../packages/fixtures/dist/index.js';
+import { stats } from './lib.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -28,13 +29,6 @@ const { values } = parseArgs({
 const runs = Number(values.runs);
 const total = Number(values.packages);
 const withPython = !values['no-python'];
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-const stats = (xs) => ({ median: Math.round(median(xs)), min: Math.round(Math.min(...xs)), max: Math.round(Math.max(...xs)) });
 
 const work = await mkdtemp(join(tmpdir(), 'prebuilt-bench-materialize-'));
 let server;
