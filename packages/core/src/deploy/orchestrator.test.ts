@@ -304,7 +304,8 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
   });
 
   it('reports an env whose recipe cannot be prepared as failed, with the error hint, and builds the others', async () => {
-    await using ctx = await setup(fourSteps());
+    const [start, a, b, end] = fourSteps() as [TestStep, TestStep, TestStep, TestStep];
+    await using ctx = await setup([b, start, a, end]);
     const recipe: RecipeRunner = {
       ...ctx.recipe,
       async prepare(input) {
@@ -314,8 +315,11 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
         return ctx.recipe.prepare(input);
       },
     };
-    const result = await deploy({ ...ctx.options, recipe });
+    const result = await deploy({ ...ctx.options, recipe, workers: 1 });
     expect(result.failures.map((image) => [image.steps, image.reason, image.hint])).toEqual([[['b', 'end'], 'tinyframe cannot be materialized', 'rebuild the package']]);
+    // The failure is shown when it happens, not after the other images are done.
+    const order = ctx.events.flatMap((event) => (event.type === 'image' ? [`${event.steps[0]} ${event.phase}`] : []));
+    expect(order.slice(0, 3)).toEqual(['b checking', 'b materializing', 'b failed']);
     expect(result.images.filter((image) => image.status === 'built').map((image) => image.steps)).toEqual([['start', 'a']]);
   });
 

@@ -232,11 +232,9 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
       return;
     }
     const image = images[index] as PlannedImage;
-    // A PrebuiltError's message is complete (errorMessage would append its code like an errno).
-    const known = PrebuiltError.isInstance(outcome.reason);
-    const reason = known ? (outcome.reason as PrebuiltError).message : errorMessage(outcome.reason);
-    results.push(failedImage(image, reason, [], 0, known ? (outcome.reason as PrebuiltError).hint : undefined));
-    emit({ type: 'image', envId: image.envId, tag: image.tag, steps: image.steps, phase: 'failed', detail: reason });
+    const failed = describeFailure(outcome.reason);
+    results.push(failedImage(image, failed.reason, [], 0, failed.hint));
+    emit({ type: 'image', envId: image.envId, tag: image.tag, steps: image.steps, phase: 'failed', detail: failed.reason });
   });
   if (signal?.aborted) {
     throw cancelled instanceof CancelledError ? cancelled : new CancelledError('The deploy was cancelled.', { cause: signal.reason });
@@ -324,14 +322,24 @@ async function processImage(
   const buildService = await service(getBuildService);
 
   phase('materializing');
-  const prepared = await options.recipe.prepare({
-    lock: image.lock,
-    envId: image.envId,
-    prefix: envPrefix(image.envId),
-    base: image.base,
-    ...(signal ? { signal } : {}),
-    onProgress: (progress) => emit({ type: 'progress', envId: image.envId, ...progress }),
-  });
+  let prepared: PreparedBuild;
+  try {
+    prepared = await options.recipe.prepare({
+      lock: image.lock,
+      envId: image.envId,
+      prefix: envPrefix(image.envId),
+      base: image.base,
+      ...(signal ? { signal } : {}),
+      onProgress: (progress) => emit({ type: 'progress', envId: image.envId, ...progress }),
+    });
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    // This env cannot be materialized (a package that cannot be relocated, a corrupt download):
+    // it fails now, visibly, while the other images go on.
+    const failed = describeFailure(error);
+    phase('failed', failed.reason);
+    return failedImage(image, failed.reason, [], Date.now() - started, failed.hint);
+  }
   try {
     phase('building');
     const logTail: string[] = [];
@@ -369,6 +377,12 @@ async function processImage(
   } finally {
     await prepared.dispose();
   }
+}
+
+/** Reason and hint of an error that failed one image. A PrebuiltError's message is complete (errorMessage would append its code like an errno). */
+function describeFailure(error: unknown): { reason: string; hint?: string } {
+  if (!PrebuiltError.isInstance(error)) return { reason: errorMessage(error) };
+  return { reason: error.message, ...(error.hint ? { hint: error.hint } : {}) };
 }
 
 function failedImage(image: PlannedImage, reason: string, logTail: string[], elapsedMs: number, hint?: string): DeployImage {
