@@ -151,6 +151,18 @@ describe.skipIf(Boolean(skipReason))(`dockerhub against the local Bearer-token r
     expect(identity).toEqual({ ref: tag, digest, pinned: `${host}/${username}/dockerhub-${run}@${digest}` });
   });
 
+  it('a base tag that moves resolves to the new digest (so the env id changes and FROM is pinned anew)', async () => {
+    const { host, username } = registries!.token;
+    const registry = await createDockerHubRegistry({ registry: host, repository: `dockerhub-${run}`, env: { DOCKER_CONFIG: configDir }, client: fastClient });
+    const baseTag = `${host}/${username}/dockerhub-${run}:moving-base`;
+    const first = await skopeoPush(baseTag, await registry.pushCredentials());
+    expect((await registry.baseImageIdentity(baseTag, 'linux/amd64')).digest).toBe(first.digest);
+    const second = await skopeoPush(baseTag, await registry.pushCredentials());
+    expect(second.digest).not.toBe(first.digest);
+    const moved = await registry.baseImageIdentity(baseTag, 'linux/amd64');
+    expect(moved).toEqual({ ref: baseTag, digest: second.digest, pinned: `${host}/${username}/dockerhub-${run}@${second.digest}` });
+  });
+
   it('a wrong password is an AuthError naming the env vars it came from, never the password', async () => {
     const { host, username } = registries!.token;
     const badPassword = `wrong-${run}-password`;
