@@ -1,0 +1,45 @@
+import { CodeBuildClient } from '@aws-sdk/client-codebuild';
+import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, expect, it } from 'vitest';
+import { runBuildServiceConformance } from '@prebuilt/core/conformance';
+import { Secret } from '@prebuilt/core';
+import codebuildDefinition from './index.js';
+import { fakeCodeBuild } from './__testing__/fake-codebuild.js';
+import { startFakeS3 } from './__testing__/s3rver.js';
+
+// The FAKE CodeBuild "builds" by checking COPY sources and sleeping for RUN sleep; it pushes
+// nothing, so the suite cannot compare the returned digest with a registry (no pushedDigest).
+const ECR = '123456789012.dkr.ecr.us-east-1.amazonaws.com';
+const aws = { region: 'us-east-1', credentials: { accessKeyId: 'AKIAFAKE', secretAccessKey: 'fake' } };
+const s3 = await startFakeS3('conformance');
+const s3Client = new S3Client(s3.clientConfig);
+const codebuild = new CodeBuildClient(aws);
+const logs = new CloudWatchLogsClient(aws);
+const fake = fakeCodeBuild({ codebuild, logs, s3: s3Client });
+
+afterAll(async () => {
+  fake.restore();
+  await s3.stop();
+  s3Client.destroy();
+});
+
+runBuildServiceConformance({
+  name: 'codebuild (FAKE CodeBuild + CloudWatch Logs via aws-sdk-client-mock, s3rver FAKE S3)',
+  definition: codebuildDefinition,
+  create: () =>
+    codebuildDefinition.create(
+      { clients: { codebuild, logs, s3: s3Client }, pollInitialMs: 50, pollMaxMs: 200 },
+      { env: { METAFLOW_PREBUILT_CODEBUILD_PROJECT: 'conformance', METAFLOW_PREBUILT_CODEBUILD_BUCKET: 's3://conformance/ctx' }, cwd: process.cwd() },
+    ),
+  baseImage: `${ECR}/prebuilt-conformance/base@sha256:${'0'.repeat(64)}`,
+  imageTag: (label) => `${ECR}/prebuilt-conformance/codebuild:${label}`,
+  pushCredentials: () => ({ registry: ECR, username: 'AWS', password: new Secret('conformance-ecr-token'), source: 'the test' }),
+  timeoutMs: 30_000,
+});
+
+it('after the conformance suite: no context zip is left in the bucket and no build is left running', async () => {
+  const keys = ((await s3Client.send(new ListObjectsV2Command({ Bucket: 'conformance' }))).Contents ?? []).map((o) => o.Key);
+  expect(keys).toEqual([]);
+  expect([...fake.builds.values()].filter((b) => b.status === 'IN_PROGRESS')).toEqual([]);
+});

@@ -1,0 +1,16 @@
+import { defineBuildService } from '@prebuilt/core';
+import { createCodeBuildBuildService, type CodeBuildBuildServiceOptions } from './codebuild-build-service.js';
+
+export { createCodeBuildBuildService, CODEBUILD_ENV, type CodeBuildBuildServiceOptions } from './codebuild-build-service.js';
+export { buildspec, DIGEST_VARIABLE, type RegistryLogin } from './buildspec.js';
+
+/** The `codebuild` build service: AWS CodeBuild builds and pushes, the context goes through S3. */
+const codebuild = defineBuildService({
+  name: 'codebuild',
+  description: 'Builds and pushes images on AWS CodeBuild (METAFLOW_PREBUILT_CODEBUILD_PROJECT, context zip on S3).',
+  create(options, context) {
+    return createCodeBuildBuildService({ env: context.env, ...(options as CodeBuildBuildServiceOptions) });
+  },
+});
+
+export default codebuild;
