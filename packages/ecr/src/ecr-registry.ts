@@ -247,7 +247,6 @@ export async function createEcrRegistry(options: EcrRegistryOptions = {}): Promi
           repositoryName: repository,
           imageTagMutability: tagImmutability ? 'IMMUTABLE' : 'MUTABLE',
           imageScanningConfiguration: { scanOnPush },
-          tags: [{ Key: 'created-by', Value: 'prebuilt' }],
         }),
         send,
       );
