@@ -1,0 +1,324 @@
+/**
+ * The oci build service against the real test registries (distribution 2.8: plain, htpasswd Basic,
+ * Bearer token) with the debootstrap base image; the Docker daemon only verifies that the pushed
+ * image runs. Envs come from the fixture channel/index, materialized by @prebuilt/conda's runner.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CancelledError, computeEnvId, envPrefix, PREFIX_LAYERS_FILE, parsePrefixLayers, RegistryClient, type BaseImageIdentity, type LockedEnv } from '@prebuilt/core';
+import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
+import { generateExampleFixtures, generateFixtures, startFixtureServer, syntheticFixtureSet, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import { pushImageIndex } from './image-index.js';
+import { createOciBuildService, type PushSummary } from './oci-build-service.js';
+import { fixtureLock } from './__fixtures__/fixture-lock.js';
+import { credentialsFor, headDigest, missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
+
+const exec = promisify(execFile);
+const missing = missingFor(['registries', 'baseImage']);
+const title = (name: string, reason: string | undefined = missing): string => (reason ? `${name} [skipped: ${reason}]` : name);
+const dockerMissing = missingFor(['registries', 'baseImage', 'docker']);
+
+function baseIdentity(): BaseImageIdentity {
+  const pinned = pinnedBase()!;
+  return { ref: services.baseImage!.ref, digest: services.baseImage!.digest, pinned };
+}
+
+async function skopeoDigest(tag: string): Promise<string> {
+  const { stdout } = await exec('skopeo', ['inspect', '--tls-verify=false', '--no-creds', `docker://${tag}`], { timeout: 60_000 });
+  return (JSON.parse(stdout) as { Digest: string }).Digest;
+}
+
+describe.skipIf(missing !== undefined)(title('oci build service: a materialized env pushed as per-package layers'), () => {
+  let work: string;
+  let fixtures: GeneratedFixtures;
+  let server: FixtureServer;
+  let lock: LockedEnv;
+  let envId: string;
+  let tag: string;
+  let digest: string;
+  const images: string[] = [];
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'prebuilt-oci-e2e-'));
+    fixtures = await generateExampleFixtures(join(work, 'fixtures'));
+    server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
+    const artifacts = fixtures.channel.artifacts;
+    const pick = (name: string, format: string, version?: string): string =>
+      artifacts.find((a) => a.record.name === name && a.format === format && (a.subdir === 'noarch' || a.subdir === 'linux-64') && (!version || a.record.version === version))!.filename;
+    const python = fixtures.python.find((a) => a.subdir === 'linux-64') ?? fixtures.python[0]!;
+    lock = fixtureLock(
+      fixtures,
+      server,
+      {
+        conda: [python.filename, pick('tinynum', '.tar.bz2', '1.4.0'), pick('tinyframe', '.conda'), pick('tinycli', '.conda'), pick('tinytool', '.conda'), pick('requests', '.tar.bz2'), pick('boto3', '.conda')],
+        wheels: fixtures.index.wheels.filter((w) => ['tinyhttp', 'tinyplot'].includes(w.project) || (w.project === 'tinyurl' && w.version === '1.1.0')).map((w) => w.filename),
+      },
+      { pythonVersion: python.record.version, pypiRequested: ['tinyhttp', 'tinyplot'], condaRequested: ['tinycli', 'tinytool'] },
+    );
+  }, 600_000);
+  afterAll(async () => {
+    await server?.close();
+    if (services.dockerHost) for (const image of images) await exec('docker', ['rmi', '-f', image], { env: { ...process.env, DOCKER_HOST: services.dockerHost } }).catch(() => undefined);
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  async function build(cacheName: string, imageTag: string): Promise<{ digest: string; summary: PushSummary; log: string[]; layerNames: string[] }> {
+    const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(work, cacheName) }), tempDir: work });
+    envId = computeEnvId({ lock, baseDigest: services.baseImage!.digest, recipe: runner });
+    const prepared = await runner.prepare({ lock, envId, prefix: envPrefix(envId), base: baseIdentity() });
+    let summary: PushSummary | undefined;
+    const log: string[] = [];
+    try {
+      const layerFile = join(prepared.contextDir, PREFIX_LAYERS_FILE);
+      const layerNames = parsePrefixLayers(await readFile(layerFile, 'utf8'), layerFile).packages.map((p) => p.filename);
+      const service = createOciBuildService({ env: {}, onPushed: (s) => (summary = s) });
+      const phases: string[] = [];
+      const result = await service.buildAndPush({
+        dockerfile: prepared.dockerfile,
+        contextDir: prepared.contextDir,
+        imageTag,
+        platform: 'linux/amd64',
+        log: (line) => log.push(line),
+        onPhase: (phase) => phases.push(phase),
+      });
+      if (!result.ok) throw new Error(`build failed: ${result.reason}\n${result.logTail.join('\n')}`);
+      expect(phases).toEqual(['building', 'pushing']);
+      return { digest: result.digest, summary: summary!, log, layerNames };
+    } finally {
+      await prepared.dispose();
+    }
+  }
+
+  it('pushes one layer per package plus the env layer; skopeo agrees on the digest', async () => {
+    const repo = `${services.registries!.plain.host}/${uniqueRepo('env')}`;
+    tag = `${repo}:${'e'.repeat(4)}`;
+    const first = await build('cache-a', tag);
+    digest = first.digest;
+    expect(first.summary.layers.map((l) => l.name)).toEqual([...first.layerNames, 'env']);
+    expect(first.summary.layers).toHaveLength(lock.packages.length + 1);
+    // Base layers come from the base image's repository on the same registry: mounted, not sent.
+    expect(first.summary.baseLayers.every((l) => l.status === 'mounted')).toBe(true);
+    expect(await skopeoDigest(tag)).toBe(digest);
+    expect(await headDigest(tag)).toBe(digest);
+    expect(first.log.at(-1)).toContain(`@${digest}`);
+
+    // The config: diff_ids for base + new layers, env, labels, one history entry per layer.
+    const client = new RegistryClient({ dockerConfig: false });
+    const manifest = await client.getManifest(tag);
+    const layers = (manifest.manifest as { layers: { digest: string }[] }).layers;
+    const config = JSON.parse(Buffer.from(await client.getBlob(tag, (manifest.manifest as { config: { digest: string } }).config.digest)).toString()) as {
+      rootfs: { diff_ids: string[] };
+      config: { Env: string[]; Labels: Record<string, string> };
+      history: { empty_layer?: boolean }[];
+      architecture: string;
+    };
+    expect(config.rootfs.diff_ids).toHaveLength(layers.length);
+    expect(config.history.filter((h) => !h.empty_layer)).toHaveLength(layers.length);
+    expect(config.config.Env).toContain('METAFLOW_SKIP_INSTALL_DEPENDENCIES=1');
+    expect(config.config.Env.find((e) => e.startsWith('PATH='))).toMatch(new RegExp(`^PATH=${envPrefix(envId)}/bin:/`));
+    expect(config.config.Labels['dev.prebuilt.env-id']).toBe(envId);
+    expect(config.architecture).toBe('amd64');
+  }, 600_000);
+
+  it('a build from a separate cache directory into another repository gives the same manifest digest', async () => {
+    const other = `${services.registries!.plain.host}/${uniqueRepo('again')}:x`;
+    const second = await build('cache-b', other);
+    expect(second.digest).toBe(digest);
+    expect(await skopeoDigest(other)).toBe(digest);
+  }, 600_000);
+
+  it.skipIf(dockerMissing !== undefined)(title('the pushed image runs under Docker and the env python imports every package', dockerMissing), async () => {
+    const env = { ...process.env, DOCKER_HOST: services.dockerHost! };
+    const prefix = envPrefix(envId);
+    await exec('docker', ['pull', tag], { env, timeout: 300_000 });
+    images.push(tag);
+    const script = [
+      'set -e',
+      'echo "== python"; command -v python',
+      `echo "== imports"; ${prefix}/bin/python -c 'import sys, tinynum, tinyframe, tinycli, tinyhttp, tinyplot, tinyurl, requests, boto3; print(sys.executable); print(tinyframe.Frame([1, 2, 3]).mean(), tinyurl.__version__, requests.FIXTURE, boto3.FIXTURE)'`,
+      'echo "== tinycli"; tinycli',
+      'echo "== tinytool prefix"; tinytool prefix',
+      'echo "== digest"; echo ok',
+    ].join('\n');
+    const { stdout } = await exec('docker', ['run', '--rm', '--network=host', tag, 'sh', '-c', script], { env, timeout: 120_000 });
+    const sections = Object.fromEntries(
+      stdout
+        .split(/^== /m)
+        .filter(Boolean)
+        .map((part) => {
+          const [head = '', ...rest] = part.split('\n');
+          return [head.trim(), rest.join('\n').trim()];
+        }),
+    );
+    expect(sections['python']).toBe(`${prefix}/bin/python`);
+    expect(sections['imports']).toBe(`${prefix}/bin/python\n2.0 1.1.0 True True`);
+    expect(sections['tinycli']).toBe('tinycli 2.0.0 mean=2.0');
+    expect(sections['tinytool prefix']).toBe(prefix);
+    const { stdout: repoDigests } = await exec('docker', ['image', 'inspect', '--format', '{{json .RepoDigests}}', tag], { env });
+    expect(repoDigests).toContain(digest);
+  }, 600_000);
+});
+
+describe.skipIf(missing !== undefined)(title('oci build service: two envs sharing 29 of 30 packages'), () => {
+  let work: string;
+  let server: FixtureServer;
+  let fixtures: GeneratedFixtures;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'prebuilt-oci-share-'));
+    const set = syntheticFixtureSet({ count: 30, wheelCount: 0, filesPerPackage: 4, fileSize: 4096 });
+    const changed = structuredClone(set.conda[7]!);
+    changed.version = '1.1.7';
+    changed.files = changed.files.map((f) => ({ ...f, content: `${f.content}\n# changed in 1.1.7\n` }));
+    fixtures = await generateFixtures(join(work, 'fixtures'), set, { python: false, extra: [{ conda: [changed], wheels: [] }] });
+    server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
+  }, 300_000);
+  afterAll(async () => {
+    await server?.close();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  function synthLock(changedVersion: boolean): LockedEnv {
+    const names = Array.from({ length: 30 }, (_, i) => `synth-c${String(i).padStart(3, '0')}`);
+    const files = names.map((name, i) => {
+      const version = i === 7 && changedVersion ? '1.1.7' : `1.0.${i}`;
+      return fixtures.channel.artifacts.find((a) => a.record.name === name && a.record.version === version)!.filename;
+    });
+    return fixtureLock(fixtures, server, { conda: files, wheels: [] }, { condaRequested: names });
+  }
+
+  async function push(lock: LockedEnv, imageTag: string, cacheDir: string): Promise<PushSummary> {
+    const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir }), tempDir: work });
+    // One prefix for both envs: a package's layer is the same bytes only where its files land at the same paths.
+    const prefix = '/opt/prebuilt/envs/shared';
+    const prepared = await runner.prepare({ lock, envId: 'shared', prefix, base: baseIdentity() });
+    let summary: PushSummary | undefined;
+    try {
+      const result = await createOciBuildService({ env: {}, onPushed: (s) => (summary = s) }).buildAndPush({
+        dockerfile: prepared.dockerfile,
+        contextDir: prepared.contextDir,
+        imageTag,
+        platform: 'linux/amd64',
+      });
+      if (!result.ok) throw new Error(result.reason);
+      return summary!;
+    } finally {
+      await prepared.dispose();
+    }
+  }
+
+  it('the second push uploads one package layer plus the env layer, config and manifest — counted in bytes sent', async () => {
+    const repo = `${services.registries!.plain.host}/${uniqueRepo('share')}`;
+    const first = await push(synthLock(false), `${repo}:a`, join(work, 'cache'));
+    expect(first.layers).toHaveLength(31);
+    expect(first.layers.every((l) => l.status === 'uploaded')).toBe(true);
+
+    const second = await push(synthLock(true), `${repo}:b`, join(work, 'cache'));
+    const uploaded = second.layers.filter((l) => l.status === 'uploaded');
+    expect(uploaded.map((l) => l.name)).toEqual([expect.stringMatching(/^synth-c007-1\.1\.7-/), 'env']);
+    expect(second.layers.filter((l) => l.status === 'exists')).toHaveLength(29);
+    const client = new RegistryClient({ dockerConfig: false });
+    const manifest = await client.getManifest(`${repo}:b`);
+    const configSize = (manifest.manifest as { config: { size: number } }).config.size;
+    // Exactly: the two layers, the config and the manifest; nothing of the 29 shared layers or the base.
+    expect(second.bytesSent).toBe(uploaded.reduce((sum, l) => sum + l.size, 0) + configSize + manifest.size);
+    const firstSent = first.bytesSent;
+    expect(second.bytesSent).toBeLessThan(firstSent / 5);
+  }, 600_000);
+});
+
+describe.skipIf(missing !== undefined)(title('oci build service: failures, cancellation, auth, multi-platform'), () => {
+  let context: string;
+  beforeAll(async () => {
+    context = await mkdtemp(join(tmpdir(), 'prebuilt-oci-ctx-'));
+    await writeFile(join(context, 'hello.txt'), 'hello\n');
+    await writeFile(join(context, 'big.bin'), randomBytes(24 << 20));
+  });
+  afterAll(() => rm(context, { recursive: true, force: true }));
+
+  it('a RUN instruction is a failed build naming RUN and suggesting the docker build service; nothing is pushed', async () => {
+    const tag = `${services.registries!.plain.host}/${uniqueRepo('run')}:x`;
+    const result = await createOciBuildService({ env: {} }).buildAndPush({ dockerfile: `FROM ${pinnedBase()}\nRUN echo hi\n`, contextDir: context, imageTag: tag, platform: 'linux/amd64' });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.reason).toMatch(/line 2: RUN cannot be executed by the oci build service/);
+    expect(result.reason).toMatch(/docker build service/);
+    expect(result.logTail.join('\n')).toContain('RUN');
+    expect(await headDigest(tag)).toBeUndefined();
+  });
+
+  it('a base image without the requested platform is a failed build naming the platform', async () => {
+    const result = await createOciBuildService({ env: {} }).buildAndPush({
+      dockerfile: `FROM ${pinnedBase()}\nCOPY hello.txt /hello.txt\n`,
+      contextDir: context,
+      imageTag: `${services.registries!.plain.host}/${uniqueRepo('platform')}:x`,
+      platform: 'linux/arm64',
+    });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.reason).toMatch(/built for linux\/amd64, not for platform linux\/arm64/);
+  });
+
+  it('aborting during the push rejects with CancelledError and pushes no manifest', async () => {
+    const tag = `${services.registries!.token.host}/${uniqueRepo('cancel')}:x`;
+    const controller = new AbortController();
+    const service = createOciBuildService({ env: {}, chunkSize: 1 << 20, dockerConfig: false });
+    const started = Date.now();
+    const pending = service.buildAndPush({
+      dockerfile: 'FROM scratch\nCOPY big.bin /big.bin\n',
+      contextDir: context,
+      imageTag: tag,
+      pushCredentials: credentialsFor('token'),
+      platform: 'linux/amd64',
+      signal: controller.signal,
+      onPhase: (phase) => {
+        if (phase === 'pushing') setTimeout(() => controller.abort(), 100);
+      },
+    });
+    await expect(pending).rejects.toBeInstanceOf(CancelledError);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(await headDigest(tag, credentialsFor('token'))).toBeUndefined();
+  }, 60_000);
+
+  it('pushes with the Basic-auth registry push credentials, and refuses credentials for another registry', async () => {
+    const tag = `${services.registries!.basic.host}/${uniqueRepo('basic')}:x`;
+    const service = createOciBuildService({ env: {}, dockerConfig: false });
+    const request = { dockerfile: 'FROM scratch\nCOPY hello.txt /srv/hello.txt\nENV GREETING=hello\nWORKDIR /srv\n', contextDir: context, imageTag: tag, platform: 'linux/amd64' };
+    const result = await service.buildAndPush({ ...request, pushCredentials: credentialsFor('basic') });
+    expect(result).toMatchObject({ ok: true });
+    expect(await headDigest(tag, credentialsFor('basic'))).toBe((result as { digest: string }).digest);
+    await expect(service.buildAndPush({ ...request, pushCredentials: credentialsFor('token') })).rejects.toThrow(/push credentials are for registry/);
+    const denied = await service.buildAndPush(request);
+    expect(denied.ok).toBe(false);
+    if (!denied.ok) expect(denied.reason).toMatch(/requires a user name and password|rejected|denied/);
+  });
+
+  it('publishes an image index over per-platform images (pushImageIndex), deterministic and resolvable per platform', async () => {
+    const repo = `${services.registries!.plain.host}/${uniqueRepo('index')}`;
+    const service = createOciBuildService({ env: {} });
+    const images: { digest: string; platform: string }[] = [];
+    for (const [platform, suffix] of [['linux/amd64', 'amd64'], ['linux/arm64', 'arm64']] as const) {
+      await writeFile(join(context, `arch-${suffix}.txt`), `${suffix}\n`);
+      const result = await service.buildAndPush({ dockerfile: `FROM scratch\nCOPY arch-${suffix}.txt /arch.txt\n`, contextDir: context, imageTag: `${repo}:env-${suffix}`, platform });
+      if (!result.ok) throw new Error(result.reason);
+      images.push({ digest: result.digest, platform });
+    }
+    const pushed = await pushImageIndex({ imageTag: `${repo}:env`, images });
+    const again = await pushImageIndex({ imageTag: `${repo}:env2`, images: [...images].reverse() });
+    expect(again.digest).toBe(pushed.digest);
+    expect(await skopeoDigest(`${repo}:env`).catch(() => undefined)).toBeDefined();
+    const { stdout } = await exec('skopeo', ['inspect', '--tls-verify=false', '--no-creds', '--raw', `docker://${repo}:env`]);
+    const index = JSON.parse(stdout) as { mediaType: string; manifests: { digest: string; platform: { architecture: string } }[] };
+    expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
+    expect(index.manifests.map((m) => m.platform.architecture)).toEqual(['amd64', 'arm64']);
+    const client = new RegistryClient({ dockerConfig: false });
+    const arm = await client.getManifest(`${repo}:env`, { platform: 'linux/arm64' });
+    expect(arm.digest).toBe(images[1]!.digest);
+    expect(arm.indexDigest).toBe(pushed.digest);
+    await expect(pushImageIndex({ imageTag: `${repo}:bad`, images: [{ digest: `sha256:${'0'.repeat(64)}`, platform: 'linux/amd64' }] })).rejects.toThrow(/push it there before its index/);
+  }, 120_000);
+});
