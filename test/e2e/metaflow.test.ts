@@ -1,0 +1,338 @@
+// End to end with real Metaflow: `prebuilt run` and the installed extension against a Metaflow
+// source checkout (PREBUILT_TEST_METAFLOW_SOURCE), the example channel, the test Docker daemon and
+// plain registry, an S3 fake (s3rver) as Metaflow's datastore, and a fake of the two AWS APIs
+// `step-functions create` calls (Step Functions ListStateMachines; Batch job queues, compute
+// environments, job definitions). All on 127.0.0.1.
+//
+// Stock Metaflow's local conda steps need micromamba, which cannot be fetched here, so the local
+// run uses a flow whose steps need no environment (@conda_base(disabled=True)).
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getServices, missingFor } from '../services.js';
+import { ROOT, cliEnv, parseJson, run, runCli, startFixtures, uniqueNamespace, writeFlow, type Fixtures } from './harness.js';
+
+const source = process.env.PREBUILT_TEST_METAFLOW_SOURCE;
+const metaflowMissing =
+  source !== undefined && existsSync(join(source, 'metaflow', '__init__.py'))
+    ? undefined
+    : 'needs a Metaflow source checkout: set PREBUILT_TEST_METAFLOW_SOURCE (CI has none)';
+const services = getServices();
+const servicesMissing = missingFor(['docker', 'registries', 'baseImage'], services);
+const deployMissing = metaflowMissing ?? servicesMissing;
+const skipTitle = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
+// Debian's boto3, requests and kubernetes (python3-boto3 …) for an interpreter that lacks them.
+const DIST_PACKAGES = '/usr/lib/python3/dist-packages';
+
+const LOCAL_FLOW = `from metaflow import FlowSpec, conda_base, step
+
+
+@conda_base(disabled=True)
+class LocalFlow(FlowSpec):
+    @step
+    def start(self):
+        print("local-start-ran")
+        self.x = 41
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print("local-end-ran", self.x + 1)
+        if self.x != 41:
+            raise ValueError("bad artifact")
+
+
+if __name__ == "__main__":
+    LocalFlow()
+`;
+
+// Stock CondaEnvironment asks micromamba for the platform even when no step has an env; this
+// stand-in answers that one question (and refuses anything else), for the stock and prebuilt runs alike.
+const MICROMAMBA_STUB = `#!/bin/sh
+if [ "$1 $2 $3" = "config list -a" ]; then echo '{"platform": "linux-64"}'; exit 0; fi
+echo "micromamba stub: $* is not available offline" >&2
+exit 1
+`;
+
+const FAILING_FLOW = LOCAL_FLOW.replace('class LocalFlow', 'class FailingFlow').replace('LocalFlow()', 'FailingFlow()').replace('self.x = 41', 'self.x = 40');
+
+// No static remote decorator: Argo Workflows / Step Functions make every step remote.
+const DEPLOY_FLOW = `from metaflow import FlowSpec, conda, conda_base, step
+
+
+@conda_base(python="3.11", packages={"tinynum": "1.4.0"})
+class DeployFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.train)
+
+    @conda(packages={"tinyframe": ""})
+    @step
+    def train(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    DeployFlow()
+`;
+
+function metaflowEnv(extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return {
+    PYTHONPATH: [source!, DIST_PACKAGES].join(delimiter),
+    USERNAME: 'prebuilt-test',
+    METAFLOW_DEFAULT_METADATA: 'local',
+    PYTHONDONTWRITEBYTECODE: '1',
+    ...extra,
+  };
+}
+
+describe.skipIf(metaflowMissing !== undefined)(skipTitle('prebuilt run, a flow whose steps all run locally (real Metaflow)', metaflowMissing), () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = join(tmpdir(), `prebuilt-mf-local-${process.pid}-${Date.now()}`);
+    await writeFlow(dir, 'local_flow.py', LOCAL_FLOW);
+    await writeFlow(dir, 'failing_flow.py', FAILING_FLOW);
+    await writeFile(join(dir, 'micromamba'), MICROMAMBA_STUB, { mode: 0o755 });
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  // Neither the registry nor the build service is touched: nothing runs remotely.
+  const env = (): NodeJS.ProcessEnv => {
+    const base: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...metaflowEnv({ METAFLOW_DATASTORE_SYSROOT_LOCAL: join(dir, '.metaflow'), METAFLOW_PATH_TO_MICROMAMBA: join(dir, 'micromamba') }),
+    };
+    for (const key of Object.keys(base)) if (/^METAFLOW_PREBUILT_/.test(key) || key === 'DEBUG') delete base[key];
+    base.METAFLOW_PREBUILT_IMAGE_REGISTRY = 'no-such-registry-backend';
+    return base;
+  };
+
+  it('behaves as stock Metaflow: same steps, same artifacts, exit 0; nothing is built', async () => {
+    const stock = await run('python3', [join(dir, 'local_flow.py'), '--no-pylint', '--environment=conda', 'run'], env());
+    expect(stock.code, stock.stderr).toBe(0);
+    const prebuilt = await runCli(['run', 'local_flow.py', '--no-pylint', 'run'], { env: { ...env(), DEBUG: 'prebuilt:metaflow' }, cwd: dir, timeoutMs: 300_000 });
+    expect(prebuilt.code, prebuilt.stderr).toBe(0);
+    for (const result of [stock, prebuilt]) {
+      const output = result.stdout + result.stderr;
+      expect(output).toContain('local-start-ran');
+      expect(output).toContain('local-end-ran 42');
+      expect(output).toContain('Done!');
+    }
+    expect(prebuilt.stderr).toContain('LocalFlow: no step runs remotely; nothing to build.');
+    // It ran as --environment=prebuilt, with the extension first on PYTHONPATH (the CLI's debug log).
+    expect(prebuilt.stderr).toMatch(/running python3 \[ 'local_flow\.py', '--environment=prebuilt', '--no-pylint', 'run' \] \(PYTHONPATH=\S+packages\/metaflow\/python:/);
+  }, 600_000);
+
+  it("passes Metaflow's exit code back when a step fails", async () => {
+    const stock = await run('python3', [join(dir, 'failing_flow.py'), '--no-pylint', '--environment=conda', 'run'], env());
+    const prebuilt = await runCli(['run', 'failing_flow.py', '--no-pylint', 'run'], { env: env(), cwd: dir, timeoutMs: 300_000 });
+    expect(stock.code).not.toBe(0);
+    expect(stock.stdout + stock.stderr).toContain('bad artifact');
+    expect(prebuilt.code).toBe(stock.code);
+    expect(prebuilt.stdout + prebuilt.stderr).toContain('bad artifact');
+    expect(prebuilt.stderr).toContain(`exited with code ${stock.code}`);
+  }, 600_000);
+});
+
+/** s3rver with one bucket, on a free port of 127.0.0.1. */
+async function startS3(dir: string, bucket: string): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const require = createRequire(join(ROOT, 'packages', 'metaflow', 'package.json'));
+  const S3rver = require('s3rver') as new (options: Record<string, unknown>) => { run(): Promise<{ port: number }>; close(): Promise<void> };
+  const server = new S3rver({ address: '127.0.0.1', port: 0, directory: dir, silent: true, configureBuckets: [{ name: bucket }] });
+  const { port } = await server.run();
+  return { endpoint: `http://127.0.0.1:${port}`, close: () => server.close() };
+}
+
+interface AwsFake {
+  endpoint: string;
+  jobDefinitions: Array<{ jobDefinitionName: string; containerProperties: { image: string; command: string[] } }>;
+  close(): Promise<void>;
+}
+
+async function body(request: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
+  return text ? (JSON.parse(text) as Record<string, unknown>) : {};
+}
+
+/** The AWS calls `step-functions create --only-json` makes: Step Functions and Batch (job definitions recorded). */
+async function startAwsFake(): Promise<AwsFake> {
+  const jobDefinitions: AwsFake['jobDefinitions'] = [];
+  const server: Server = createServer((request, response) => {
+    void body(request).then((payload) => {
+      const reply = (value: unknown): void => {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify(value));
+      };
+      const target = String(request.headers['x-amz-target'] ?? '');
+      if (target.endsWith('.ListStateMachines')) return reply({ stateMachines: [] });
+      switch (request.url) {
+        case '/v1/describejobqueues':
+          return reply({
+            jobQueues: [{ jobQueueName: 'q', jobQueueArn: 'arn:aws:batch:us-east-1:123456789012:job-queue/q', state: 'ENABLED', status: 'VALID', priority: 1, computeEnvironmentOrder: [{ order: 1, computeEnvironment: 'arn:aws:batch:us-east-1:123456789012:compute-environment/ce' }] }],
+          });
+        case '/v1/describecomputeenvironments':
+          return reply({ computeEnvironments: [{ computeEnvironmentName: 'ce', computeEnvironmentArn: 'arn:aws:batch:us-east-1:123456789012:compute-environment/ce', computeResources: { type: 'EC2' } }] });
+        case '/v1/describejobdefinitions':
+          return reply({ jobDefinitions: [] });
+        case '/v1/registerjobdefinition': {
+          const definition = payload as unknown as AwsFake['jobDefinitions'][number];
+          jobDefinitions.push(definition);
+          return reply({ jobDefinitionName: definition.jobDefinitionName, jobDefinitionArn: `arn:aws:batch:us-east-1:123456789012:job-definition/${definition.jobDefinitionName}:${jobDefinitions.length}`, revision: jobDefinitions.length });
+        }
+        default:
+          response.writeHead(400, { 'content-type': 'application/json' });
+          response.end(JSON.stringify({ __type: 'UnknownOperation', message: `the fake does not serve ${request.url} ${target}` }));
+      }
+    });
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const address = server.address() as { port: number };
+  return { endpoint: `http://127.0.0.1:${address.port}`, jobDefinitions, close: () => new Promise((done) => server.close(() => done())) };
+}
+
+// boto3 1.26 (Debian) has no per-service endpoint setting: this sitecustomize points the two
+// clients Step Functions deploys use at the fake. It changes nothing Metaflow compiles.
+const SITECUSTOMIZE = `import os
+_endpoint = os.environ.get("PREBUILT_TEST_AWS_ENDPOINT")
+if _endpoint:
+    import boto3.session
+    _client = boto3.session.Session.client
+    def client(self, service_name, *args, **kwargs):
+        if service_name in ("stepfunctions", "batch"):
+            kwargs.setdefault("endpoint_url", _endpoint)
+        return _client(self, service_name, *args, **kwargs)
+    boto3.session.Session.client = client
+`;
+
+interface ImageMapJson {
+  flow: string;
+  steps: Record<string, { envId: string | null; image: string; python: string }>;
+}
+
+const NO_BOOTSTRAP = /metaflow\.plugins\.pypi\.bootstrap|micromamba|MF_ARCH/;
+
+describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environment=prebuilt compile remote specs with the prebuilt images (real Metaflow, S3 fake)', deployMissing), () => {
+  let fixtures: Fixtures;
+  let flowDir: string;
+  let s3: Awaited<ReturnType<typeof startS3>>;
+  let aws: AwsFake;
+  let env: NodeJS.ProcessEnv;
+  let map: ImageMapJson | undefined;
+  const stateFile = (): string => join(flowDir, '.prebuilt', 'DeployFlow', 'images.json');
+
+  beforeAll(async () => {
+    fixtures = await startFixtures();
+    flowDir = join(fixtures.dir, 'flow');
+    await writeFlow(flowDir, 'deploy_flow.py', DEPLOY_FLOW);
+    await mkdir(join(fixtures.dir, 's3'));
+    s3 = await startS3(join(fixtures.dir, 's3'), 'prebuilt-test');
+    aws = await startAwsFake();
+    const site = join(fixtures.dir, 'site');
+    await mkdir(site);
+    await writeFile(join(site, 'sitecustomize.py'), SITECUSTOMIZE);
+    env = cliEnv(fixtures, services, uniqueNamespace('metaflow'), {
+      ...metaflowEnv({ PYTHONPATH: [site, source!, DIST_PACKAGES].join(delimiter) }),
+      METAFLOW_DEFAULT_DATASTORE: 's3',
+      METAFLOW_DATASTORE_SYSROOT_S3: 's3://prebuilt-test/metaflow',
+      METAFLOW_S3_ENDPOINT_URL: s3.endpoint,
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_DEFAULT_REGION: 'us-east-1',
+      METAFLOW_KUBERNETES_NAMESPACE: 'default',
+      METAFLOW_SFN_IAM_ROLE: 'arn:aws:iam::123456789012:role/sfn',
+      METAFLOW_ECS_S3_ACCESS_IAM_ROLE: 'arn:aws:iam::123456789012:role/ecs',
+      METAFLOW_BATCH_JOB_QUEUE: 'q',
+      PREBUILT_TEST_AWS_ENDPOINT: aws.endpoint,
+    });
+    for (const key of ['METAFLOW_PREBUILT_IMAGE_MAP', 'PREBUILT_CLI', 'METAFLOW_DEFAULT_DECOSPECS']) delete env[key];
+  }, 600_000);
+  afterAll(async () => {
+    await s3?.close();
+    await aws?.close();
+    await fixtures?.server.close();
+    if (fixtures) await rm(fixtures.dir, { recursive: true, force: true });
+  });
+
+  /** The image map the last build wrote. */
+  async function imageMap(): Promise<ImageMapJson> {
+    return JSON.parse(await readFile(stateFile(), 'utf8')) as ImageMapJson;
+  }
+
+  function checkArgo(workflow: { spec: { templates: Array<{ name: string; container?: { image: string; command?: string[]; args?: string[] } }> } }, images: ImageMapJson): void {
+    for (const [step, entry] of Object.entries(images.steps)) {
+      expect(entry.envId, step).not.toBeNull();
+      const template = workflow.spec.templates.find((t) => t.name === step);
+      expect(template?.container, `template of step ${step}`).toBeDefined();
+      expect(template!.container!.image).toBe(entry.image);
+      const command = [...(template!.container!.command ?? []), ...(template!.container!.args ?? [])].join(' ');
+      expect(command).toContain(`${entry.python} deploy_flow.py`);
+      expect(command).toContain('--environment=prebuilt');
+      expect(command).toContain('export METAFLOW_SKIP_INSTALL_DEPENDENCIES=1');
+      expect(command).not.toMatch(NO_BOOTSTRAP);
+    }
+  }
+
+  it('prebuilt run … argo-workflows create --only-json: each step on its image, started with its env python, no bootstrap', async () => {
+    const result = await runCli(['run', 'deploy_flow.py', '--no-pylint', 'argo-workflows', 'create', '--only-json'], { env, cwd: flowDir, timeoutMs: 900_000 });
+    expect(result.code, result.stderr).toBe(0);
+    map = await imageMap();
+    expect(Object.keys(map.steps).sort()).toEqual(['end', 'start', 'train']);
+    expect(new Set(Object.values(map.steps).map((s) => s.image)).size).toBe(2); // start/end share one env
+    checkArgo(parseJson(result), map);
+  }, 900_000);
+
+  it('prebuilt run … step-functions create --only-json: the Batch job definitions use the images, the commands the env pythons', async () => {
+    const result = await runCli(['run', 'deploy_flow.py', '--no-pylint', 'step-functions', 'create', '--only-json'], { env, cwd: flowDir, timeoutMs: 900_000 });
+    expect(result.code, result.stderr).toBe(0);
+    const images = await imageMap();
+    const machine = parseJson<{ States: Record<string, { Parameters?: { JobDefinition?: string; ContainerOverrides?: { Command?: string[] } } }> }>(result);
+    for (const [step, entry] of Object.entries(images.steps)) {
+      const state = machine.States[step];
+      expect(state?.Parameters, `state of step ${step}`).toBeDefined();
+      const arn = state!.Parameters!.JobDefinition!;
+      const definition = aws.jobDefinitions.find((d, i) => arn.endsWith(`/${d.jobDefinitionName}:${i + 1}`));
+      expect(definition, `job definition ${arn}`).toBeDefined();
+      expect(definition!.containerProperties.image).toBe(entry.image);
+      const command = (state!.Parameters!.ContainerOverrides?.Command ?? []).join(' ');
+      expect(command).toContain(`${entry.python} deploy_flow.py`);
+      expect(command).toContain('export METAFLOW_SKIP_INSTALL_DEPENDENCIES=1');
+      expect(command).not.toMatch(NO_BOOTSTRAP);
+    }
+  }, 900_000);
+
+  it('python flow.py --environment=prebuilt argo-workflows create --only-json after prebuilt metaflow install (the extension calls the CLI)', async () => {
+    const venv = join(fixtures.dir, 'venv');
+    const made = await run('python3', ['-m', 'venv', '--without-pip', venv]);
+    expect(made.code, made.stderr).toBe(0);
+    const python = join(venv, 'bin', 'python');
+    const installed = await runCli(['metaflow', 'install', '--python', python, '--json'], { env, cwd: flowDir });
+    expect(installed.code, installed.stderr).toBe(0);
+    try {
+      const status = await runCli(['metaflow', 'status', '--python', python, '--json'], { env, cwd: flowDir });
+      expect(parseJson<{ environmentLoaded: boolean }>(status).environmentLoaded).toBe(true);
+      await rm(stateFile(), { force: true });
+      // No prebuilt on PYTHONPATH, no image map, no PREBUILT_CLI: the install is all it has.
+      const deployed = await run(python, [join(flowDir, 'deploy_flow.py'), '--no-pylint', '--environment=prebuilt', 'argo-workflows', 'create', '--only-json'], { ...env, PWD: flowDir });
+      expect(deployed.code, deployed.stderr).toBe(0);
+      expect(deployed.stderr).toMatch(/Building the prebuilt images of steps start, train, end \(prebuilt metaflow install/);
+      const images = await imageMap();
+      if (map) expect(images.steps).toEqual(map.steps); // the same images prebuilt run used
+      checkArgo(JSON.parse(deployed.stdout) as Parameters<typeof checkArgo>[0], images);
+    } finally {
+      const removed = await runCli(['metaflow', 'uninstall', '--python', python], { env, cwd: flowDir });
+      expect(removed.code, removed.stderr).toBe(0);
+    }
+  }, 900_000);
+});
