@@ -1,10 +1,12 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuthError, ConfigError, PrebuiltError, RegistryError, Secret } from '@prebuilt/core';
+import { AuthError, ConfigError, PrebuiltError, RegistryError, Secret, resolveBackend } from '@prebuilt/core';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import dockerhubDefinition, { createDockerHubRegistry } from './index.js';
 import { testServices } from './__fixtures__/services.js';
@@ -27,6 +29,18 @@ async function dockerConfigDir(auths: Record<string, { username: string; passwor
   await writeFile(join(dir, 'config.json'), JSON.stringify({ auths: entries }));
   return dir;
 }
+
+
+describe('dockerhub as a backend package', () => {
+  it(`the prebuilt resolver loads it by the built-in name 'dockerhub' (package.json "prebuilt" field and default export)`, async () => {
+    const dir = fileURLToPath(new URL('..', import.meta.url));
+    const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { prebuilt?: unknown };
+    expect(manifest.prebuilt).toEqual({ kind: 'image-registry', name: 'dockerhub' });
+    const resolved = await resolveBackend({ kind: 'image-registry', name: 'dockerhub', cwd: dir });
+    expect(resolved).toMatchObject({ source: 'builtin', packageName: '@prebuilt/dockerhub' });
+    expect(resolved.definition.name).toBe(dockerhubDefinition.name);
+  });
+});
 
 describe('dockerhub registry settings and tags', () => {
   let emptyConfig: string;

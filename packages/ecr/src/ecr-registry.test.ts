@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -10,7 +12,7 @@ import {
   RepositoryNotFoundException,
 } from '@aws-sdk/client-ecr';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import { AuthError, ConfigError, RegistryError, Secret } from '@prebuilt/core';
+import { AuthError, ConfigError, RegistryError, Secret, resolveBackend } from '@prebuilt/core';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import ecrDefinition, { createEcrRegistry } from './index.js';
 import { htpasswdRegistryMissing, startHtpasswdRegistry, type HtpasswdRegistry } from './__fixtures__/htpasswd-registry.js';
@@ -43,6 +45,18 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
     (error: unknown) => error,
   );
 }
+
+
+describe('ecr as a backend package', () => {
+  it(`the prebuilt resolver loads it by the built-in name 'ecr' (package.json "prebuilt" field and default export)`, async () => {
+    const dir = fileURLToPath(new URL('..', import.meta.url));
+    const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { prebuilt?: unknown };
+    expect(manifest.prebuilt).toEqual({ kind: 'image-registry', name: 'ecr' });
+    const resolved = await resolveBackend({ kind: 'image-registry', name: 'ecr', cwd: dir });
+    expect(resolved).toMatchObject({ source: 'builtin', packageName: '@prebuilt/ecr' });
+    expect(resolved.definition.name).toBe(ecrDefinition.name);
+  });
+});
 
 describe('ecr registry settings, repository and token (ECR API through aws-sdk-client-mock)', () => {
   beforeEach(() => {

@@ -1,10 +1,12 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AuthError, ConfigError, RegistryError, Secret } from '@prebuilt/core';
+import { AuthError, ConfigError, RegistryError, Secret, resolveBackend } from '@prebuilt/core';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import gcrDefinition, { createGcrRegistry, isGoogleRegistryHost } from './index.js';
 import { startFakeOAuthServer, type FakeOAuthServer } from './__fixtures__/fake-oauth-server.js';
@@ -24,6 +26,18 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
     (error: unknown) => error,
   );
 }
+
+
+describe('gcr as a backend package', () => {
+  it(`the prebuilt resolver loads it by the built-in name 'gcr' (package.json "prebuilt" field and default export)`, async () => {
+    const dir = fileURLToPath(new URL('..', import.meta.url));
+    const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { prebuilt?: unknown };
+    expect(manifest.prebuilt).toEqual({ kind: 'image-registry', name: 'gcr' });
+    const resolved = await resolveBackend({ kind: 'image-registry', name: 'gcr', cwd: dir });
+    expect(resolved).toMatchObject({ source: 'builtin', packageName: '@prebuilt/gcr' });
+    expect(resolved.definition.name).toBe(gcrDefinition.name);
+  });
+});
 
 describe('gcr registry settings and tags', () => {
   it('is an image-registry definition named gcr', async () => {
