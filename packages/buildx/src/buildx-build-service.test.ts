@@ -1,3 +1,4 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,6 +7,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CancelledError, ConfigError, EnvironmentError, InputError, Secret, type BuildRequest, type BuildResult } from '@prebuilt/core';
 import buildxDefinition, { createBuildxBuildService } from './index.js';
 import { createFakeDocker, type FakeDocker } from './__testing__/fake-docker.js';
+
+// A private temp directory for this file (its own process), so the check that nothing is left
+// behind does not see the temp files of test files running beside it.
+const privateTmp = mkdtempSync(join(tmpdir(), 'prebuilt-buildx-tests-'));
+process.env['TMPDIR'] = privateTmp;
+afterAll(() => rmSync(privateTmp, { recursive: true, force: true }));
+
 
 const TAG = '127.0.0.1:5999/prebuilt-test/app:env-1';
 const CREDENTIALS = { registry: '127.0.0.1:5999', username: 'builder', password: new Secret('s3cr3t-pa55word'), source: 'the test' };
@@ -64,7 +72,9 @@ describe('buildx build service (against a FAKE scripted docker on PATH)', () => 
     const lines: string[] = [];
     const service = createBuildxBuildService({ env: fake.env({ METAFLOW_PREBUILT_BUILDX_BUILDER: 'remote-builder', HOME: home }) });
     const dockerfile = 'FROM 127.0.0.1:5999/base:1\nCOPY env.txt /opt/env.txt\n';
-    const result = await service.buildAndPush(request(dockerfile, { log: (line) => lines.push(line) }));
+    const phases: string[] = [];
+    const result = await service.buildAndPush(request(dockerfile, { log: (line) => lines.push(line), onPhase: (p) => phases.push(p) }));
+    expect(phases).toEqual(['building', 'pushing']);
     expect(result).toMatchObject({ ok: true });
     expect((result as { digest: string }).digest).toMatch(/^sha256:[a-f0-9]{64}$/);
     const record = (await fake.records())[before]!;

@@ -15,7 +15,7 @@ import {
   type BuildResult,
   type BuildService,
 } from '@prebuilt/core';
-import { BuildLog, cancelledError, scrubber } from './build-log.js';
+import { BuildLog, cancelledError, scrubber, withPushPhase } from './build-log.js';
 import { createTemporaryDockerConfig, type TemporaryDockerConfig } from './docker-config-dir.js';
 
 const debug = createLogger('buildx');
@@ -178,7 +178,7 @@ export function createBuildxBuildService(options: BuildxBuildServiceOptions = {}
     await checkBuildx(signal);
     if (signal?.aborted) throw cancelledError(signal, 'The buildx build');
 
-    const log = new BuildLog(request.log, scrubber(request.pushCredentials), settings.logTailLines);
+    const log = new BuildLog(withPushPhase(request, /^#\d+ pushing (?:layers|manifest)\b/), scrubber(request.pushCredentials), settings.logTailLines);
     const work = await mkdtemp(join(tmpdir(), 'prebuilt-buildx-'));
     let dockerConfig: TemporaryDockerConfig | undefined;
     try {

@@ -1,3 +1,4 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,13 @@ import { CancelledError, ConfigError, InputError, Secret, type BuildRequest, typ
 import codebuildDefinition, { buildspec, createCodeBuildBuildService, type CodeBuildBuildServiceOptions } from './index.js';
 import { fakeCodeBuild } from './__testing__/fake-codebuild.js';
 import { startFakeS3, type FakeS3 } from './__testing__/s3rver.js';
+
+// A private temp directory for this file (its own process), so the check that nothing is left
+// behind does not see the temp files of test files running beside it.
+const privateTmp = mkdtempSync(join(tmpdir(), 'prebuilt-codebuild-tests-'));
+process.env['TMPDIR'] = privateTmp;
+afterAll(() => rmSync(privateTmp, { recursive: true, force: true }));
+
 
 const ECR = '123456789012.dkr.ecr.eu-west-1.amazonaws.com';
 const TAG = `${ECR}/metaflow-prebuilt:env-abc`;
@@ -158,7 +166,11 @@ describe('codebuild build service (aws-sdk-client-mock FAKE CodeBuild + CloudWat
     const plainLogs = new CloudWatchLogsClient(fakeAws);
     const other = fakeCodeBuild({ codebuild: plainCodebuild, logs: plainLogs, s3: s3Client }, { exportDigest: false });
     try {
-      const result = await service({ clients: { codebuild: plainCodebuild, logs: plainLogs, s3: s3Client } }).buildAndPush(request('FROM base\n'));
+      const phases: string[] = [];
+      const result = await service({ clients: { codebuild: plainCodebuild, logs: plainLogs, s3: s3Client } }).buildAndPush(
+        request('FROM base\n', { onPhase: (p) => phases.push(p) }),
+      );
+      expect(phases).toEqual(['building', 'pushing']);
       expect(result).toMatchObject({ ok: true });
       const digestLine = [...other.builds.values()][0]!.lines.find((l) => l.startsWith('PREBUILT_DIGEST='))!;
       expect((result as { digest: string }).digest).toBe(digestLine.slice('PREBUILT_DIGEST='.length));

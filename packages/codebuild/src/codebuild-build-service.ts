@@ -18,7 +18,7 @@ import {
   type BuildService,
   type RegistryCredentials,
 } from '@prebuilt/core';
-import { BuildLog, cancelledError, scrubber } from './build-log.js';
+import { BuildLog, cancelledError, scrubber, withPushPhase } from './build-log.js';
 import { DIGEST_LINE, DIGEST_VARIABLE, buildspec, ecrRegion, type RegistryLogin } from './buildspec.js';
 import { createContextZip } from './context-zip.js';
 
@@ -273,7 +273,7 @@ export function createCodeBuildBuildService(options: CodeBuildBuildServiceOption
     const { sdk, codebuild, logs, s3 } = await getClients();
 
     const buildKey = `${settings.prefix ? `${settings.prefix}/` : ''}prebuilt-codebuild-${randomBytes(5).toString('hex')}.zip`;
-    const log = new BuildLog(request.log, scrubber(request.pushCredentials), settings.logTailLines);
+    const log = new BuildLog(withPushPhase(request, /^\[Container\] .*Running command .*docker push /), scrubber(request.pushCredentials), settings.logTailLines);
     const failure = (reason: string): BuildResult => {
       log.flush();
       return { ok: false, reason: log.scrub(reason), logTail: log.tail };

@@ -1,3 +1,6 @@
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { CodeBuildClient } from '@aws-sdk/client-codebuild';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
@@ -7,6 +10,13 @@ import { Secret } from '@prebuilt/core';
 import codebuildDefinition from './index.js';
 import { fakeCodeBuild } from './__testing__/fake-codebuild.js';
 import { startFakeS3 } from './__testing__/s3rver.js';
+
+// A private temp directory for this file (its own process), so the check that nothing is left
+// behind does not see the temp files of test files running beside it.
+const privateTmp = mkdtempSync(join(tmpdir(), 'prebuilt-codebuild-tests-'));
+process.env['TMPDIR'] = privateTmp;
+afterAll(() => rmSync(privateTmp, { recursive: true, force: true }));
+
 
 // The FAKE CodeBuild "builds" by checking COPY sources and sleeping for RUN sleep; it pushes
 // nothing, so the suite cannot compare the returned digest with a registry (no pushedDigest).

@@ -1,4 +1,4 @@
-import { CancelledError, type RegistryCredentials } from '@prebuilt/core';
+import { CancelledError, type BuildRequest, type RegistryCredentials } from '@prebuilt/core';
 
 /**
  * The log of one build: splits output chunks into lines, removes secrets, hands each line to the
@@ -68,4 +68,16 @@ export function cancelledError(signal: AbortSignal, what: string): CancelledErro
     cause: reason,
     ...(reason === 'SIGINT' || reason === 'SIGTERM' ? { signal: reason } : {}),
   });
+}
+
+/** The request's log callback, reporting the `pushing` phase once a line matches `pushLine`. */
+export function withPushPhase(request: BuildRequest, pushLine: RegExp): (line: string) => void {
+  let pushing = false;
+  return (line) => {
+    if (!pushing && pushLine.test(line)) {
+      pushing = true;
+      request.onPhase?.('pushing');
+    }
+    request.log?.(line);
+  };
 }

@@ -1,3 +1,4 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,13 @@ import { FakeKubernetes, type FakeExecution } from './__testing__/fake-kubernete
 import { fakeKanikoExecutor } from './__testing__/fake-kaniko-executor.js';
 import { FakeGcs } from './__testing__/fake-gcs.js';
 import { startFakeS3, type FakeS3 } from './__testing__/s3rver.js';
+
+// A private temp directory for this file (its own process), so the check that nothing is left
+// behind does not see the temp files of test files running beside it.
+const privateTmp = mkdtempSync(join(tmpdir(), 'prebuilt-kaniko-tests-'));
+process.env['TMPDIR'] = privateTmp;
+afterAll(() => rmSync(privateTmp, { recursive: true, force: true }));
+
 
 const TAG = 'registry.example.com/team/metaflow-prebuilt:env-abc';
 const CREDENTIALS = { registry: 'registry.example.com', username: 'pusher', password: new Secret('k4niko-pa55word'), source: 'the test' };
@@ -173,8 +181,10 @@ describe('kaniko build service (FAKE Kubernetes API + s3rver FAKE S3 + FAKE GCS)
     expect(lines.join('\n')).not.toContain('k4niko-pa55word');
   });
 
-  it('GCS context (FAKE GCS JSON API): uploads to gs://, builds, removes the object', async () => {
-    const result = await service({ contextBucket: 'gs://ctx-bucket' }).buildAndPush(request('FROM base\nCOPY env.txt /e\n'));
+  it('GCS context (FAKE GCS JSON API): uploads to gs://, builds, removes the object; reports building then pushing', async () => {
+    const phases: string[] = [];
+    const result = await service({ contextBucket: 'gs://ctx-bucket' }).buildAndPush(request('FROM base\nCOPY env.txt /e\n', { onPhase: (p) => phases.push(p) }));
+    expect(phases).toEqual(['building', 'pushing']);
     expect(result.ok).toBe(true);
     expect(executions.at(-1)!.args['context']).toMatch(/^gs:\/\/ctx-bucket\/prebuilt-kaniko-[a-f0-9]+\.tar\.gz$/);
     expect(gcs.requests.some((r) => r.method === 'POST' && r.path === '/upload/storage/v1/b/ctx-bucket/o')).toBe(true);

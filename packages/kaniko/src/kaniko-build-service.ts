@@ -15,7 +15,7 @@ import {
   type BuildResult,
   type BuildService,
 } from '@prebuilt/core';
-import { BuildLog, cancelledError, scrubber } from './build-log.js';
+import { BuildLog, cancelledError, scrubber, withPushPhase } from './build-log.js';
 import { createContextArchive } from './context-archive.js';
 import { createContextStore, parseBucketLocation, type ContextStore } from './context-store.js';
 import { BUILD_LABEL, CONTAINER_NAME, dockerConfigSecret, kanikoJob } from './kaniko-manifests.js';
@@ -259,7 +259,7 @@ export function createKanikoBuildService(options: KanikoBuildServiceOptions = {}
     const jobName = `prebuilt-kaniko-${buildId}`;
     const secretName = request.pushCredentials ? `${jobName}-docker-config` : undefined;
     const key = `${settings.bucket.prefix ? `${settings.bucket.prefix}/` : ''}prebuilt-kaniko-${buildId}.tar.gz`;
-    const log = new BuildLog(request.log, scrubber(request.pushCredentials), settings.logTailLines);
+    const log = new BuildLog(withPushPhase(request, /Pushing image to /), scrubber(request.pushCredentials), settings.logTailLines);
     const failure = (reason: string): BuildResult => {
       log.flush();
       return { ok: false, reason: log.scrub(reason), logTail: log.tail };

@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -9,6 +11,13 @@ import kanikoDefinition from './index.js';
 import { FakeKubernetes } from './__testing__/fake-kubernetes.js';
 import { fakeKanikoExecutor } from './__testing__/fake-kaniko-executor.js';
 import { startFakeS3 } from './__testing__/s3rver.js';
+
+// A private temp directory for this file (its own process), so the check that nothing is left
+// behind does not see the temp files of test files running beside it.
+const privateTmp = mkdtempSync(join(tmpdir(), 'prebuilt-kaniko-tests-'));
+process.env['TMPDIR'] = privateTmp;
+afterAll(() => rmSync(privateTmp, { recursive: true, force: true }));
+
 
 // The FAKE executor "builds" by checking COPY sources and sleeping for RUN sleep; it pushes nothing,
 // so the suite cannot compare the returned digest with a registry (no pushedDigest).
