@@ -2,8 +2,10 @@
  * The CLI side of a deploy: reads settings, resolves the backends, locks the flow and calls
  * core's `deploy()`. Shared by `plan`, `build` and `run`.
  */
+import { createHash } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import {
+  acquireFileLock,
   ConfigError,
   InputError,
   createMicromambaRecipeRunner,
@@ -14,6 +16,7 @@ import {
   selectRecipeName,
   writeFileAtomic,
   type BackendKind,
+  type BuildLockHandle,
   type BuildService,
   type DeployEvent,
   type DeployResult,
@@ -21,7 +24,7 @@ import {
   type ImageRegistry,
   type RecipeRunner,
 } from '@prebuilt/core';
-import { createMaterializedRecipeRunner, type MaterializeResult } from '@prebuilt/conda';
+import { createMaterializedRecipeRunner, prebuiltCacheDir, type MaterializeResult } from '@prebuilt/conda';
 import type { CliContext } from './cli-context.js';
 import { lockFlow, type LockFlowResult } from './commands/lock.js';
 
@@ -76,6 +79,24 @@ export function stateFilePath(flowFile: string, flowName: string, env: Record<st
 
 export async function writeImageMap(path: string, map: ImageMap): Promise<void> {
   await writeFileAtomic(path, `${JSON.stringify(map, null, 2)}\n`);
+}
+
+/**
+ * The inter-process build lock of one image tag: `<cache dir>/locks/build-<hash of tag>.lock`.
+ * Two `prebuilt build` runs on this machine never build the same image at once; the second waits,
+ * then finds the image in the registry.
+ */
+export function buildLockFor(env: Record<string, string | undefined>) {
+  const dir = join(prebuiltCacheDir(env), 'locks');
+  return async (image: { envId: string; tag: string }, options: { signal?: AbortSignal; onWait: () => void }): Promise<BuildLockHandle> => {
+    const name = createHash('sha256').update(image.tag).digest('hex').slice(0, 32);
+    const lock = await acquireFileLock(join(dir, `build-${name}.lock`), {
+      purpose: `build ${image.tag}`,
+      onWait: options.onWait,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    return { waited: lock.waitedFor !== undefined, release: () => lock.release() };
+  };
 }
 
 async function createBackend<K extends BackendKind>(kind: K, context: CliContext): Promise<K extends 'build-service' ? BuildService : ImageRegistry> {
@@ -142,7 +163,7 @@ export async function deployFlow(file: string, context: CliContext, options: Dep
       steps: lock.envs.steps.filter((step) => !only || only.has(step.step)).map((step) => ({ name: step.step, gpu: step.gpu })),
       lock: async () => lock.steps,
       registry,
-      ...(options.plan ? {} : { buildService: getBuildService }),
+      ...(options.plan ? {} : { buildService: getBuildService, buildLock: buildLockFor(context.env) }),
       recipe,
       baseImage: settings.baseImage,
       gpuBaseImage: settings.gpuBaseImage,

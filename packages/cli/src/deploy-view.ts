@@ -18,6 +18,7 @@ interface ImageLine {
 const FINAL: ReadonlySet<ImagePhase> = new Set(['present', 'built', 'failed', 'missing']);
 const LABEL: Record<ImagePhase, string> = {
   checking: 'checking registry',
+  waiting: 'waiting for another prebuilt process building it',
   missing: 'not in registry',
   materializing: 'materializing',
   building: 'building',

@@ -214,6 +214,7 @@ export {
   deploy,
   type DeployOptions,
   type DeployResult,
+  type BuildLockHandle,
   type DeployImage,
   type DeployStep,
   type DeployEvent,

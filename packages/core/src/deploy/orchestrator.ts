@@ -39,6 +39,7 @@ export interface RecipeRunner {
 
 export type ImagePhase =
   | 'checking'
+  | 'waiting'
   | 'missing'
   | 'materializing'
   | 'building'
@@ -83,6 +84,19 @@ export interface DeployOptions {
   plan?: boolean;
   signal?: AbortSignal;
   onEvent?: (event: DeployEvent) => void;
+  /**
+   * Serializes the builds of one image across processes of this machine (e.g. an inter-process
+   * lock file per tag). Taken before materializing; when it had to wait, the registry is checked
+   * again, so an image another process just pushed is reused instead of built twice.
+   */
+  buildLock?: (image: { envId: string; tag: string }, options: { signal?: AbortSignal; onWait: () => void }) => Promise<BuildLockHandle>;
+}
+
+/** A held build lock. */
+export interface BuildLockHandle {
+  /** True when another process held the lock and this one waited for it. */
+  waited: boolean;
+  release(): Promise<void>;
 }
 
 export interface DeployImage {
@@ -319,6 +333,37 @@ async function processImage(
     phase('missing');
     return done(useCache ? 'missing' : 'unchecked');
   }
+  if (!options.buildLock) return buildImage(image, options, getBuildService, phase, done, emit, started);
+  const held = await options.buildLock(
+    { envId: image.envId, tag: image.tag },
+    { ...(signal ? { signal } : {}), onWait: () => phase('waiting', 'another prebuilt process is building this image') },
+  );
+  try {
+    if (held.waited && useCache && !options.force) {
+      phase('checking');
+      const existence = await service(() => options.registry.imageExists(image.tag, { signal }));
+      if (existence.exists) {
+        phase('present');
+        return done('present', existence.digest);
+      }
+    }
+    return await buildImage(image, options, getBuildService, phase, done, emit, started);
+  } finally {
+    await held.release();
+  }
+}
+
+/** Materializes, builds, pushes and verifies one image. */
+async function buildImage(
+  image: PlannedImage,
+  options: DeployOptions,
+  getBuildService: () => Promise<BuildService>,
+  phase: (value: ImagePhase, detail?: string) => void,
+  done: (status: DeployImage['status'], digest?: string) => DeployImage,
+  emit: (event: DeployEvent) => void,
+  started: number,
+): Promise<DeployImage> {
+  const signal = options.signal;
   const buildService = await service(getBuildService);
 
   phase('materializing');
