@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CancelledError, ConfigError, createLogger, errorMessage, type LockedPackage } from '@prebuilt/core';
+import { acquireFileLock, CancelledError, ConfigError, createLogger, errorMessage, type LockedPackage } from '@prebuilt/core';
 import { prebuiltCacheDir } from '../resolve/cache-dir.js';
 import { PackageDownloadError, PackageIntegrityError } from './errors.js';
 
@@ -72,8 +72,8 @@ const SHA256 = /^[0-9a-f]{64}$/;
  *
  * A file enters the cache only after its sha256 and size matched the lock, by a rename from
  * `<sha256>.partial`, so a half-downloaded entry is never used. An interrupted download resumes
- * from its partial file with an HTTP Range request. Two processes downloading the same file at
- * the same moment may spoil each other's partial file; the hash check then discards it.
+ * from its partial file with an HTTP Range request. Processes on this machine download one file
+ * one at a time (a lock file `<sha256>.lock` beside it); a process that waited finds it cached.
  */
 export class PackageCache {
   readonly dir: string;
@@ -197,6 +197,27 @@ export class PackageCache {
     const final = this.pathFor(sha);
     const partial = `${final}.partial`;
     onStart();
+    const lock = await acquireFileLock(`${final}.lock`, { purpose: `download ${pkg.url}`, ...(signal ? { signal } : {}) });
+    try {
+      if (lock.waitedFor !== undefined && (await this.has(sha))) return false;
+      return await this.#downloadLocked(sha, pkg, final, partial, signal, onBytes);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  async #downloadLocked(
+    sha: string,
+    pkg: Downloadable,
+    final: string,
+    partial: string,
+    signal: AbortSignal | undefined,
+    onBytes: (n: number) => void,
+    fresh = false,
+  ): Promise<boolean> {
+    // A partial file left by an earlier (killed) process is resumed; if the result is wrong, that
+    // partial was spoiled: it is discarded and the file downloaded once more from the start.
+    const resumed = !fresh && (await stat(partial).then(() => true, () => false));
     for (let attempt = 1; ; attempt += 1) {
       throwIfAborted(signal, pkg.url);
       try {
@@ -220,6 +241,10 @@ export class PackageCache {
     const size = (await stat(partial)).size;
     if (actual !== sha || size !== pkg.size) {
       await rm(partial, { force: true });
+      if (resumed) {
+        log('%s resumed from an earlier partial file does not match; downloading it again', pkg.url);
+        return this.#downloadLocked(sha, pkg, final, partial, signal, onBytes, true);
+      }
       throw new PackageIntegrityError(
         `${pkg.url} does not match the lock: expected sha256 ${sha} (${pkg.size} bytes), got sha256 ${actual} (${size} bytes). The downloaded file was discarded.`,
         { url: pkg.url, expectedSha256: sha, actualSha256: actual },
