@@ -8,7 +8,8 @@ function isMissingModule(error: unknown, name: string): boolean {
   return (e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'MODULE_NOT_FOUND') && String(e.message).includes(name);
 }
 
-async function load<T>(name: string, importer: () => Promise<T>): Promise<T> {
+/** Imports an AWS SDK package; a missing one is an EnvironmentError with the `npm i` line. */
+export async function importAwsSdk<T>(name: string, importer: () => Promise<T>): Promise<T> {
   try {
     return await importer();
   } catch (error) {
@@ -24,12 +25,12 @@ async function load<T>(name: string, importer: () => Promise<T>): Promise<T> {
 
 /** The AWS SDK's ECR client, imported on first use (it is large). */
 export function loadEcrSdk(): Promise<EcrSdk> {
-  return load('@aws-sdk/client-ecr', () => import('@aws-sdk/client-ecr'));
+  return importAwsSdk('@aws-sdk/client-ecr', () => import('@aws-sdk/client-ecr'));
 }
 
 /** The AWS SDK's STS client, imported only when the account must be looked up. */
 export function loadStsSdk(): Promise<StsSdk> {
-  return load('@aws-sdk/client-sts', () => import('@aws-sdk/client-sts'));
+  return importAwsSdk('@aws-sdk/client-sts', () => import('@aws-sdk/client-sts'));
 }
 
 /** Where the AWS SDK takes its credentials from, in words (never a secret). */

@@ -6,9 +6,14 @@ export const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platf
 type GoogleAuthSdk = typeof import('google-auth-library');
 
 /** google-auth-library, imported on first use (it is large). */
-export async function loadGoogleAuth(): Promise<GoogleAuthSdk> {
+export function loadGoogleAuth(): Promise<GoogleAuthSdk> {
+  return importGoogleAuth(() => import('google-auth-library'));
+}
+
+/** Runs the import of google-auth-library; a missing library is an EnvironmentError with the `npm i` line. */
+export async function importGoogleAuth<T>(importer: () => Promise<T>): Promise<T> {
   try {
-    return await import('google-auth-library');
+    return await importer();
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     const missing = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && errorMessage(error).includes('google-auth-library');
