@@ -101,6 +101,12 @@ describe('buildx build service (against a FAKE scripted docker on PATH)', () => 
     expect(argv).not.toContain('--builder');
   });
 
+  it("network 'default' leaves --network out (for builders without the network.host entitlement)", async () => {
+    const service = createBuildxBuildService({ env: fake.env({ METAFLOW_PREBUILT_BUILDX_NETWORK: 'default' }) });
+    expect((await service.buildAndPush(request('FROM base\n'))).ok).toBe(true);
+    expect((await fake.records()).at(-1)!.argv).not.toContain('--network');
+  });
+
   it('passes push credentials in a temporary 0600 DOCKER_CONFIG (never on the command line), keeps the user\'s other settings, removes it after', async () => {
     const userDir = join(home, '.docker');
     await mkdir(join(userDir, 'buildx'), { recursive: true });

@@ -25,7 +25,10 @@ export interface BuildxBuildServiceOptions {
   docker?: string;
   /** The buildx builder instance (`--builder`). Env `METAFLOW_PREBUILT_BUILDX_BUILDER`; default: the current builder. */
   builder?: string;
-  /** Network mode of RUN instructions (`--network`). Env `METAFLOW_PREBUILT_BUILDX_NETWORK`; default `host`. */
+  /**
+   * Network mode of RUN instructions (`--network`). Env `METAFLOW_PREBUILT_BUILDX_NETWORK`; default `host`.
+   * `default` leaves the flag out (a remote builder may not grant the `network.host` entitlement).
+   */
   network?: string;
   /** Seconds a build may take before it is stopped. Env `METAFLOW_PREBUILT_BUILDX_TIMEOUT`; default 3600. */
   timeoutSeconds?: number;
@@ -195,8 +198,7 @@ export function createBuildxBuildService(options: BuildxBuildServiceOptions = {}
         ...(settings.builder ? ['--builder', settings.builder] : []),
         '--metadata-file',
         metadataFile,
-        '--network',
-        settings.network,
+        ...(settings.network === 'default' ? [] : ['--network', settings.network]),
         '--progress',
         'plain',
         ...settings.extraArgs,

@@ -226,6 +226,26 @@ describe('codebuild build service (aws-sdk-client-mock FAKE CodeBuild + CloudWat
     expect(build.status).toBe('STOPPED');
   });
 
+  it('a CodeBuild API that keeps failing ends the wait with { ok: false } (StopBuild tried, zip removed)', async () => {
+    const flakyCodebuild = new CodeBuildClient(fakeAws);
+    const flakyLogs = new CloudWatchLogsClient(fakeAws);
+    const other = fakeCodeBuild({ codebuild: flakyCodebuild, logs: flakyLogs, s3: s3Client });
+    const send = flakyCodebuild.send.bind(flakyCodebuild);
+    // Every BatchGetBuilds fails as with expired credentials; the other calls go to the fake.
+    flakyCodebuild.send = ((command: { constructor: { name: string } }, ...rest: unknown[]) =>
+      command.constructor.name === 'BatchGetBuildsCommand'
+        ? Promise.reject(Object.assign(new Error('The security token included in the request is expired'), { name: 'ExpiredTokenException' }))
+        : (send as (...args: unknown[]) => Promise<unknown>)(command, ...rest)) as typeof flakyCodebuild.send;
+    try {
+      const result = await service({ clients: { codebuild: flakyCodebuild, logs: flakyLogs, s3: s3Client } }).buildAndPush(request('FROM base\nRUN sleep 600\n'));
+      expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('BatchGetBuilds failed 5 times in a row: The security token included in the request is expired') });
+      expect(other.calls.stop()).toHaveLength(1);
+      expect([...other.builds.values()][0]!.status).toBe('STOPPED');
+    } finally {
+      other.restore();
+    }
+  });
+
   it('cancelling before the build starts removes the uploaded zip and starts nothing', async () => {
     const before = fake.calls.start().length;
     const controller = new AbortController();

@@ -64,6 +64,8 @@ export const CODEBUILD_ENV = {
 
 const PLATFORM = /^[a-z0-9]+\/[a-z0-9_]+(?:\/[a-z0-9]+)?$/;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
+/** BatchGetBuilds failures in a row after which the build is given up. */
+const MAX_POLL_ERRORS = 5;
 const FINAL = new Set(['SUCCEEDED', 'FAILED', 'FAULT', 'STOPPED', 'TIMED_OUT']);
 
 interface Settings {
@@ -342,7 +344,7 @@ export function createCodeBuildBuildService(options: CodeBuildBuildServiceOption
       debug('build %s started for %s', buildId, request.imageTag);
 
       const outcome = await follow(buildId, log, signal, deadline);
-      if (outcome.kind === 'cancelled' || outcome.kind === 'timeout') {
+      if (outcome.kind === 'cancelled' || outcome.kind === 'timeout' || outcome.kind === 'unreachable') {
         try {
           await codebuild.send(new sdk.codebuild.StopBuildCommand({ id: buildId }));
           debug('stopped build %s (%s)', buildId, outcome.kind);
@@ -350,6 +352,7 @@ export function createCodeBuildBuildService(options: CodeBuildBuildServiceOption
           debug('could not stop build %s: %s', buildId, errorMessage(error));
         }
         if (outcome.kind === 'cancelled') throw cancelledError(signal!, what);
+        if (outcome.kind === 'unreachable') return failure(`${what} was given up (build ${buildId}, stopped if it could be): ${outcome.reason}`);
         return failure(`${what} was stopped after the timeout of ${settings.timeoutSeconds} s (${CODEBUILD_ENV.timeout}); build ${buildId}.`);
       }
       if (outcome.kind === 'failed') return failure(`${what} failed (build ${buildId}): ${outcome.reason}`);
@@ -367,7 +370,12 @@ export function createCodeBuildBuildService(options: CodeBuildBuildServiceOption
     }
   }
 
-  type Outcome = { kind: 'succeeded'; digest: string } | { kind: 'failed'; reason: string } | { kind: 'timeout' } | { kind: 'cancelled' };
+  type Outcome =
+    | { kind: 'succeeded'; digest: string }
+    | { kind: 'failed'; reason: string }
+    | { kind: 'unreachable'; reason: string }
+    | { kind: 'timeout' }
+    | { kind: 'cancelled' };
 
   /** Polls the build with backoff, streaming its CloudWatch log, until it ends, times out or is cancelled. */
   async function follow(buildId: string, log: BuildLog, signal: AbortSignal | undefined, deadline: number): Promise<Outcome> {
@@ -375,6 +383,7 @@ export function createCodeBuildBuildService(options: CodeBuildBuildServiceOption
     let delay = settings.pollInitialMs;
     let token: string | undefined;
     let logDigest: string | undefined;
+    let pollErrors = 0;
 
     const drainLog = async (build: BuildInfo): Promise<void> => {
       const group = build.logs?.groupName;
@@ -413,8 +422,11 @@ export function createCodeBuildBuildService(options: CodeBuildBuildServiceOption
       let build: BuildInfo | undefined;
       try {
         build = (await codebuild.send(new sdk.codebuild.BatchGetBuildsCommand({ ids: [buildId] }))).builds?.[0];
+        pollErrors = 0;
       } catch (error) {
         debug('BatchGetBuilds %s: %s', buildId, errorMessage(error));
+        // A hiccup is retried; a lasting error (expired credentials, revoked rights) ends the wait.
+        if (++pollErrors >= MAX_POLL_ERRORS) return { kind: 'unreachable', reason: `BatchGetBuilds failed ${pollErrors} times in a row: ${errorMessage(error)}` };
       }
       if (build) {
         await drainLog(build);

@@ -93,6 +93,8 @@ async function expectNothingLeft(): Promise<void> {
 
 afterEach(async () => {
   kube.failImagePull = false;
+  kube.closeWatchesAfterMs = undefined;
+  kube.unschedulableMs = undefined;
   await expectNothingLeft();
 });
 
@@ -189,6 +191,31 @@ describe('kaniko build service (FAKE Kubernetes API + s3rver FAKE S3 + FAKE GCS)
     expect(executions.at(-1)!.args['context']).toMatch(/^gs:\/\/ctx-bucket\/prebuilt-kaniko-[a-f0-9]+\.tar\.gz$/);
     expect(gcs.requests.some((r) => r.method === 'POST' && r.path === '/upload/storage/v1/b/ctx-bucket/o')).toBe(true);
     expect(gcs.requests.some((r) => r.method === 'DELETE')).toBe(true);
+  });
+
+  it('watches closed by the (FAKE) API server are opened again, and an unschedulable pod is reported in the log', async () => {
+    kube.closeWatchesAfterMs = 150;
+    kube.unschedulableMs = 400;
+    const lines: string[] = [];
+    const watchesBefore = kube.requests.filter((r) => r.query['watch'] === 'true').length;
+    const result = await service().buildAndPush(request('FROM base\nRUN sleep 2\n', { log: (l) => lines.push(l) }));
+    expect(result.ok).toBe(true);
+    const watches = kube.requests.filter((r) => r.query['watch'] === 'true').length - watchesBefore;
+    expect(watches, 'pod and job watches were re-established').toBeGreaterThan(2);
+    expect(lines.filter((l) => l.includes('is not scheduled yet: Unschedulable: 0/3 nodes are available'))).toHaveLength(1);
+  });
+
+  it('passes AWS_REGION to the executor for an s3:// context, and keys a Docker Hub login the way kaniko looks it up', async () => {
+    await service().buildAndPush(
+      request('FROM base\n', {
+        imageTag: 'docker.io/team/metaflow-prebuilt:env-abc',
+        pushCredentials: { registry: 'docker.io', username: 'team', password: new Secret('hub-t0ken'), source: 'the test' },
+      }),
+    );
+    const { execution } = executions.at(-1)!;
+    expect(execution.container['env']).toEqual([{ name: 'AWS_REGION', value: 'us-east-1' }]);
+    const config = JSON.parse(Object.values(execution.secrets)[0]!['.dockerconfigjson']!) as { auths: Record<string, unknown> };
+    expect(Object.keys(config.auths)).toEqual(['https://index.docker.io/v1/']);
   });
 
   it('without push credentials there is no secret and no /kaniko/.docker mount (ambient registry auth)', async () => {

@@ -179,6 +179,7 @@ interface PodObject {
     phase?: string;
     reason?: string;
     message?: string;
+    conditions?: { type?: string; status?: string; reason?: string; message?: string }[];
     containerStatuses?: {
       name?: string;
       state?: {
@@ -202,6 +203,16 @@ export function createKanikoBuildService(options: KanikoBuildServiceOptions = {}
   let store: ContextStore | undefined;
   let kube: { k8s: K8s; kc: KubeConfig; namespace: string } | undefined;
   debug('kaniko build service: image %s, contexts in %s://%s/%s', settings.image, settings.bucket.scheme, settings.bucket.bucket, settings.bucket.prefix);
+
+  /** The executor's env: kaniko needs AWS_REGION to read an s3:// context; it is passed on when known. */
+  function executorEnvironment(): Record<string, string> {
+    const executorEnv = { ...settings.executorEnv };
+    if (settings.bucket.scheme === 's3' && executorEnv['AWS_REGION'] === undefined) {
+      const region = (options.s3?.['region'] as string | undefined) ?? env['AWS_REGION'] ?? env['AWS_DEFAULT_REGION'];
+      if (typeof region === 'string' && region !== '') executorEnv['AWS_REGION'] = region;
+    }
+    return executorEnv;
+  }
 
   async function cluster(): Promise<{ k8s: K8s; kc: KubeConfig; namespace: string }> {
     if (kube) return kube;
@@ -314,7 +325,7 @@ export function createKanikoBuildService(options: KanikoBuildServiceOptions = {}
         resources: { cpu: settings.cpu, memory: settings.memory },
         activeDeadlineSeconds: settings.timeoutSeconds + 60,
         extraArgs: settings.extraArgs,
-        executorEnv: settings.executorEnv,
+        executorEnv: executorEnvironment(),
       });
       await kubernetesCall(`creating the kaniko job ${namespace}/${jobName}`, () => batch.createNamespacedJob({ namespace, body: job as never }));
       log.line(`prebuilt: kaniko job ${namespace}/${jobName} created (image ${settings.image})`);
@@ -389,6 +400,7 @@ function waitForJob(input: WaitInput): Promise<Outcome> {
   let logStream: { pod: string; ended: Promise<void> } | undefined;
   let settled = false;
   let terminating = false;
+  let lastNote: string | undefined;
 
   return new Promise<Outcome>((resolve) => {
     const finish = (outcome: Outcome) => {
@@ -443,6 +455,11 @@ function waitForJob(input: WaitInput): Promise<Outcome> {
     const onPod = (pod: PodObject) => {
       if (settled || terminating) return;
       const name = pod.metadata?.name ?? '(unnamed pod)';
+      const unscheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status === 'False');
+      if (unscheduled) {
+        const note = `prebuilt: pod ${name} is not scheduled yet: ${[unscheduled.reason, unscheduled.message].filter(Boolean).join(': ')}`;
+        if (note !== lastNote) log.line((lastNote = note));
+      }
       const container = pod.status?.containerStatuses?.find((status) => status.name === CONTAINER_NAME);
       const state = container?.state;
       if (state?.running || state?.terminated) startLog(name);

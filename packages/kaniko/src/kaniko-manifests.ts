@@ -1,4 +1,4 @@
-import type { RegistryCredentials } from '@prebuilt/core';
+import { dockerConfigKey, type RegistryCredentials } from '@prebuilt/core';
 
 /** The executor container's name in every kaniko Job. */
 export const CONTAINER_NAME = 'kaniko';
@@ -34,7 +34,8 @@ export function dockerConfigSecret(name: string, namespace: string, buildId: str
     entry['auth'] = Buffer.from(`${user}:${secret}`).toString('base64');
     if (credentials.identityToken) entry['identitytoken'] = credentials.identityToken.reveal();
   }
-  const config = { auths: { [credentials.registry]: entry } };
+  // Docker Hub's entry goes under its legacy key, which kaniko (like docker) looks up.
+  const config = { auths: { [dockerConfigKey(credentials.registry)]: entry } };
   return {
     apiVersion: 'v1',
     kind: 'Secret',

@@ -67,6 +67,10 @@ export class FakeKubernetes {
   readonly requests: FakeRequest[] = [];
   executor: FakeExecutor;
   failImagePull: boolean;
+  /** When set, every watch is closed by the server after this many ms (as API servers do after their timeout). */
+  closeWatchesAfterMs: number | undefined;
+  /** When set, pods stay unschedulable (PodScheduled=False) this many ms before they start. */
+  unschedulableMs: number | undefined;
   readonly #server: Server;
   readonly #jobs = new Map<string, Json>();
   readonly #pods = new Map<string, Json>();
@@ -81,6 +85,8 @@ export class FakeKubernetes {
   private constructor(options: FakeKubernetesOptions) {
     this.executor = options.executor;
     this.failImagePull = options.failImagePull ?? false;
+    this.closeWatchesAfterMs = undefined;
+    this.unschedulableMs = undefined;
     this.#server = createServer((req, res) => {
       void this.#handle(req, res).catch((error: unknown) => {
         if (!res.headersSent) this.#status(res, 500, 'InternalError', String(error));
@@ -233,6 +239,10 @@ export class FakeKubernetes {
     res.flushHeaders();
     this.#watchers.add(watcher);
     res.on('close', () => this.#watchers.delete(watcher));
+    if (this.closeWatchesAfterMs !== undefined) {
+      const timer = setTimeout(() => res.end(), this.closeWatchesAfterMs);
+      res.on('close', () => clearTimeout(timer));
+    }
   }
 
   #notify(resource: 'pods' | 'jobs', type: string, object: Json): void {
@@ -305,6 +315,14 @@ export class FakeKubernetes {
     const secretNames = ((pod['spec']['volumes'] ?? []) as Json[]).map((v) => v['secret']?.['secretName']).filter(Boolean) as string[];
     while (!signal.aborted && secretNames.some((s) => !this.#secrets.has(`${ns}/${s}`))) await sleep(20);
     if (signal.aborted) return;
+    if (this.unschedulableMs !== undefined) {
+      this.#setPodStatus(podKey, {
+        phase: 'Pending',
+        conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/3 nodes are available: 3 Insufficient memory.' }],
+      });
+      await sleep(this.unschedulableMs);
+      if (signal.aborted) return;
+    }
     if (this.failImagePull) {
       const image = container['image'];
       this.#setPodStatus(podKey, {
