@@ -84,7 +84,7 @@ export class FakeGcs {
       const bucket = decodeURIComponent(m[1]!);
       const type = url.searchParams.get('uploadType');
       let name = url.searchParams.get('name') ?? undefined;
-      let data = body;
+      let data: Buffer = body;
       if (type === 'multipart') {
         const boundary = /boundary="?([^";]+)"?/.exec(req.headers['content-type'] ?? '')?.[1];
         if (!boundary) return this.#json(res, 400, { error: { code: 400, message: 'multipart upload without a boundary' } });
