@@ -8,7 +8,7 @@
 // run uses a flow whose steps need no environment (@conda_base(disabled=True)).
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -216,6 +216,16 @@ if _endpoint:
     boto3.session.Session.client = client
 `;
 
+async function findFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await findFiles(path)));
+    else if (entry.name.endsWith('._S3rver_object')) out.push(path);
+  }
+  return out;
+}
+
 interface ImageMapJson {
   flow: string;
   steps: Record<string, { envId: string | null; image: string; python: string }>;
@@ -301,6 +311,10 @@ describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environ
     expect(Object.keys(map.steps).sort()).toEqual(['end', 'start', 'train']);
     expect(new Set(Object.values(map.steps).map((s) => s.image)).size).toBe(2); // start/end share one env
     checkArgo(specJson(result.stdout), map);
+    // The tasks load --environment=prebuilt from the code package Metaflow uploaded to the S3 fake.
+    const packages = await findFiles(join(fixtures.dir, 's3', 'prebuilt-test', 'metaflow', 'DeployFlow', 'data'));
+    const listings = await Promise.all(packages.map((file) => run('tar', ['-tzf', file]).then((r) => r.stdout)));
+    expect(listings.some((listing) => listing.includes('.mf_code/metaflow_extensions/prebuilt/plugins/prebuilt_environment.py'))).toBe(true);
   }, 900_000);
 
   it('prebuilt run … step-functions create --only-json: the Batch job definitions use the images, the commands the env pythons', async () => {

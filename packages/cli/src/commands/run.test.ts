@@ -1,0 +1,147 @@
+/**
+ * `prebuilt run` and `prebuilt metaflow …` through main(), without Metaflow: argument handling,
+ * exit codes, what is (not) built, the extension install into a virtualenv. The runs against real
+ * Metaflow are in test/e2e/metaflow.test.ts.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../main.js';
+
+const run = promisify(execFile);
+
+function capture(): { write(text: string): void; text: string } {
+  return {
+    text: '',
+    write(text: string) {
+      this.text += text;
+    },
+  };
+}
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'prebuilt-run-cli-'));
+  writeFileSync(
+    join(dir, 'local_flow.py'),
+    `from metaflow import FlowSpec, step
+
+
+class LocalFlow(FlowSpec):
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    LocalFlow()
+`,
+  );
+  // Prints what it was started with instead of running Metaflow (the flow reader is the host python3).
+  writeFileSync(
+    join(dir, 'sitecustomize.py'),
+    `import os, sys
+if os.environ.get("PREBUILT_TEST_ECHO_ARGV"):
+    print("argv:" + " ".join(sys.argv[1:]))
+    print("map:" + os.environ.get("METAFLOW_PREBUILT_IMAGE_MAP", "-"))
+    print("cli:" + os.environ.get("PREBUILT_CLI", "-"))
+    sys.stdout.flush()
+    os._exit(int(os.environ.get("PREBUILT_TEST_ECHO_EXIT", "0")))
+`,
+  );
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function env(extra: Record<string, string> = {}): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [key, value] of Object.entries(process.env)) if (!/^(METAFLOW_|PREBUILT_|DEBUG$|PYTHONPATH$)/.test(key)) out[key] = value;
+  // Nothing may be built for a flow without remote steps: a registry that cannot load proves it.
+  return { ...out, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'no-such-registry-backend', METAFLOW_PREBUILT_DEFAULT_PYTHON: '3.11.9', ...extra };
+}
+
+async function cli(args: string[], extra: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = capture();
+  const stderr = capture();
+  const code = await main(args, { cwd: dir, env: env(extra), stdout, stderr });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
+describe('prebuilt run', () => {
+  it('without a flow: usage, exit 2', async () => {
+    const result = await cli(['run']);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toContain('Usage: prebuilt run [flow] [args...]');
+    expect(result.stderr).toContain('prebuilt run needs the flow file');
+  });
+
+  it('passes every argument after the flow to Metaflow, --help included, and builds nothing for local steps', async () => {
+    const result = await cli(['run', 'local_flow.py', '--no-pylint', 'run', '--with', 'retry', '--help', '--tag', 'a b'], {
+      PYTHONPATH: dir,
+      PREBUILT_TEST_ECHO_ARGV: '1',
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('argv:--environment=prebuilt --no-pylint run --with retry --help --tag a b');
+    expect(result.stdout).toContain('map:-'); // nothing built, no map
+    expect(result.stdout).toMatch(/cli:\S+node\S* \S+bin\/prebuilt\.js/); // the extension can still call this CLI
+    expect(result.stderr).toContain('LocalFlow: no step runs remotely; nothing to build.');
+  });
+
+  it("exits with the flow's exit code", async () => {
+    const result = await cli(['run', 'local_flow.py', 'run'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1', PREBUILT_TEST_ECHO_EXIT: '7' });
+    expect(result.code).toBe(7);
+    expect(result.stderr).toContain('exited with code 7');
+  });
+
+  it('keeps an --environment the user chose, with a warning', async () => {
+    const result = await cli(['run', 'local_flow.py', '--environment=conda', 'run'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1' });
+    expect(result.stdout).toContain('argv:--environment=conda run');
+    expect(result.stderr).toContain('warning: --environment=conda given');
+  });
+
+  it('a remote step needs a registry: its misconfiguration is exit 2 before Metaflow starts', async () => {
+    const result = await cli(['run', 'local_flow.py', 'run', '--with', 'kubernetes'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1' });
+    expect(result.code).toBe(2);
+    expect(result.stdout).not.toContain('argv:');
+    expect(result.stderr).toContain('no-such-registry-backend');
+  });
+});
+
+describe('prebuilt metaflow install | status | uninstall', () => {
+  let python: string;
+  beforeAll(async () => {
+    await run('python3', ['-m', 'venv', '--without-pip', join(dir, 'venv')]);
+    python = join(dir, 'venv', 'bin', 'python');
+  }, 120_000);
+
+  it('installs for the given interpreter, reports it, and removes it', async () => {
+    const installed = await cli(['metaflow', 'install', '--python', python, '--json']);
+    expect(installed.code, installed.stderr).toBe(0);
+    const manifest = JSON.parse(installed.stdout) as { target: string; cli: string[]; replaced: boolean };
+    expect(manifest.target).toMatch(/venv\/lib\/python3\.\d+\/site-packages\/metaflow_extensions\/prebuilt$/);
+    expect(manifest.cli[1]).toMatch(/bin\/prebuilt\.js$/);
+    expect(manifest.replaced).toBe(false);
+
+    const status = await cli(['metaflow', 'status', '--python', python]);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain(`installed: ${manifest.target}`);
+    expect(status.stdout).toContain('metaflow:  not importable');
+
+    const removed = await cli(['metaflow', 'uninstall', '--python', python]);
+    expect(removed.code).toBe(0);
+    expect(removed.stdout).toContain(`removed ${manifest.target}`);
+    expect((await cli(['metaflow', 'uninstall', '--python', python])).stdout).toContain('not installed');
+  });
+
+  it('an interpreter that does not exist is exit 2', async () => {
+    const result = await cli(['metaflow', 'install', '--python', join(dir, 'nope', 'python')]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('was not found');
+  });
+});
