@@ -75,6 +75,22 @@ for (const flavour of flavours) {
       expect(await c.headBlob(`${host}/${to}`, digest)).toMatchObject({ exists: true });
     });
 
+    it('calls a lazy data source only when the blob must really be uploaded', async () => {
+      const host = flavour.host();
+      const repo = `${host}/${uniqueRepo('lazy')}`;
+      const data = randomBytes(2000);
+      const digest = digestOf(data);
+      const c = client();
+      let calls = 0;
+      const source = async (): Promise<Uint8Array> => {
+        calls += 1;
+        return data;
+      };
+      expect(await c.uploadBlob(repo, digest, source)).toEqual({ status: 'uploaded', bytesSent: 2000 });
+      expect(await c.uploadBlob(repo, digest, source)).toEqual({ status: 'exists', bytesSent: 0 });
+      expect(calls).toBe(1);
+    });
+
     it('uploads when the mount source lacks the blob (the registry opens an upload instead)', async () => {
       const host = flavour.host();
       const data = randomBytes(3000);

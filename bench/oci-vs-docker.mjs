@@ -1,0 +1,194 @@
+#!/usr/bin/env node
+/**
+ * B3 — incremental rebuild, per build service: a 20-package env (synthetic noarch python conda
+ * packages from the fixture channel), then the same env with one package changed (a new version
+ * with changed files). For each build service, on a fresh repository of the local registry:
+ *
+ *   first   — build and push env A (the repository is empty: every blob goes up, the base too);
+ *   rebuild — build and push env B into the same repository.
+ *
+ * Services: `oci` (@prebuilt/oci: one layer per package, only missing blobs uploaded) and
+ * `docker` (@prebuilt/docker: the Docker daemon builds the materialized recipe — one COPY layer of
+ * the whole prefix — and pushes). Both get the same prepared build contexts (materialized once,
+ * untimed; FROM the base image in the same registry) and push through a byte-counting TCP proxy
+ * on 127.0.0.1 in front of the registry, so
+ * "bytes pushed" is the same measure for both: every byte sent to the registry (HTTP headers too).
+ * Time: buildAndPush from the prepared context. Runs alternate between the services (AB, BA, …);
+ * figures are medians.
+ *
+ * The env prefix is the same for A and B (`--prefix stable`, default): a package's layer has the
+ * same bytes only where its files land at the same paths. `--prefix env-id` gives each env its own
+ * prefix, as `/opt/prebuilt/envs/<envId>` does today, to show what that costs.
+ *
+ *   pnpm build && bash scripts/test-services.sh up
+ *   node bench/oci-vs-docker.mjs [--runs 3] [--packages 20] [--prefix stable|env-id] [--json]
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { alternate, benchArgs, fail, fmtMs, loadFixtures, loadServices, machine, main, median, output, ratio } from './lib.mjs';
+
+const args = benchArgs({ runs: 3 }, { packages: { type: 'string', default: '20' }, prefix: { type: 'string', default: 'stable' } });
+const COUNT = Number(args.packages);
+if (!Number.isInteger(COUNT) || COUNT < 2 || COUNT > 200) fail(`--packages must be an integer from 2 to 200 (got ${args.packages})`);
+if (!['stable', 'env-id'].includes(args.prefix)) fail(`--prefix must be stable or env-id (got ${args.prefix})`);
+const CHANGED = Math.floor(COUNT / 2);
+
+async function load(path, what) {
+  return import(new URL(path, import.meta.url).href).catch((error) => fail(`${what} is not built (${error.message}); run \`pnpm build\` first.`));
+}
+
+/** A TCP proxy that counts the bytes clients send to `target` (host:port). */
+function countingProxy(target) {
+  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  const state = { sent: 0 };
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, host);
+    sockets.add(client);
+    sockets.add(upstream);
+    client.on('data', (chunk) => (state.sent += chunk.length));
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', close);
+    upstream.on('error', close);
+    client.on('close', close);
+    upstream.on('close', close);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      resolve({
+        host: `127.0.0.1:${server.address().port}`,
+        state,
+        close: () =>
+          new Promise((done) => {
+            for (const s of sockets) s.destroy();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
+const fmtBytes = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(2)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
+
+await main(async (defer) => {
+  const services = loadServices();
+  const core = await load('../packages/core/dist/index.js', '@prebuilt/core');
+  const conda = await load('../packages/conda/dist/index.js', '@prebuilt/conda');
+  const oci = await load('../packages/oci/dist/index.js', '@prebuilt/oci');
+  const docker = await load('../packages/docker/dist/index.js', '@prebuilt/docker');
+  const fixtures = await loadFixtures();
+
+  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-bench-b3-'));
+  defer(() => rm(dir, { recursive: true, force: true }));
+  const set = fixtures.syntheticFixtureSet({ count: COUNT, wheelCount: 0, prefix: 'bthree' });
+  const changed = structuredClone(set.conda[CHANGED]);
+  changed.version = `${changed.version}.1`;
+  changed.files = changed.files.map((f) => ({ ...f, content: `${f.content}\n# changed\n` }));
+  const generated = await fixtures.generateFixtures(join(dir, 'fixtures'), set, { python: false, extra: [{ conda: [changed], wheels: [] }] });
+  const server = await fixtures.startFixtureServer({ channels: { main: generated.channelDir }, indexes: { main: generated.indexDir } });
+  defer(() => server.close());
+
+  const lockFor = (withChange) => {
+    const packages = set.conda.map((spec, i) => {
+      const version = withChange && i === CHANGED ? changed.version : spec.version;
+      const a = generated.channel.artifacts.find((x) => x.record.name === spec.name && x.record.version === version);
+      return { kind: 'conda', name: a.record.name, version: a.record.version, build: a.record.build, url: `${server.channelUrls.main}/${a.subdir}/${a.filename}`, sha256: a.record.sha256, size: a.record.size, filename: a.filename, subdir: a.subdir };
+    });
+    packages.sort((x, y) => (x.name < y.name ? -1 : 1));
+    return {
+      specHash: withChange ? 'b3-b' : 'b3-a',
+      request: { python: '3.11', conda: Object.fromEntries(set.condaNames.map((n) => [n, ''])), pypi: {}, channels: [server.channelUrls.main], indexUrl: null, platform: 'linux-64' },
+      platform: 'linux-64',
+      pythonVersion: '3.11.2',
+      packages,
+    };
+  };
+
+  const proxy = await countingProxy(services.registries.plain.host);
+  defer(() => proxy.close());
+  // The base image as seen through the proxy: the same registry as the pushes, as when a team keeps
+  // its base images beside its env images (both services may then mount the base layers).
+  const baseRepo = services.baseImage.ref.replace(/:[^:/]+$/, '').replace(services.registries.plain.host, proxy.host);
+  const base = { ref: `${baseRepo}@${services.baseImage.digest}`, digest: services.baseImage.digest, pinned: `${baseRepo}@${services.baseImage.digest}` };
+  const runner = conda.createMaterializedRecipeRunner({ cache: new conda.PackageCache({ cacheDir: join(dir, 'cache') }), tempDir: dir });
+  const prepare = async (withChange) => {
+    const envId = args.prefix === 'stable' ? 'b3' : withChange ? 'b3-rebuild' : 'b3-first';
+    const started = performance.now();
+    const prepared = await runner.prepare({ lock: lockFor(withChange), envId, prefix: `${core.ENV_ROOT}/${envId}`, base });
+    return { prepared, materializeMs: performance.now() - started };
+  };
+  const envA = await prepare(false);
+  const envB = await prepare(true);
+  defer(() => envA.prepared.dispose());
+  defer(() => envB.prepared.dispose());
+
+  const ociService = oci.createOciBuildService({ env: {} });
+  const dockerService = docker.createDockerBuildService({ env: { DOCKER_HOST: services.dockerHost } });
+  defer(() => dockerService.close?.() ?? Promise.resolve());
+
+  const build = async (service, env, tag) => {
+    proxy.state.sent = 0;
+    const started = performance.now();
+    const result = await service.buildAndPush({ dockerfile: env.prepared.dockerfile, contextDir: env.prepared.contextDir, imageTag: tag, platform: 'linux/amd64' });
+    const ms = performance.now() - started;
+    if (!result.ok) throw new Error(`${service.name} build of ${tag} failed: ${result.reason}\n${result.logTail.join('\n')}`);
+    return { ms, bytes: proxy.state.sent, digest: result.digest };
+  };
+  const measure = (service) => async () => {
+    const repo = `${proxy.host}/prebuilt-bench/b3-${service.name}-${randomBytes(4).toString('hex')}`;
+    const first = await build(service, envA, `${repo}:first`);
+    const rebuild = await build(service, envB, `${repo}:rebuild`);
+    return { first, rebuild };
+  };
+
+  const [ociRuns, dockerRuns] = await alternate(args.runs, measure(ociService), measure(dockerService));
+  const summarize = (runs) => {
+    const pick = (f) => median(runs.map(f));
+    const s = {
+      firstMs: Math.round(pick((r) => r.first.ms)),
+      rebuildMs: Math.round(pick((r) => r.rebuild.ms)),
+      firstBytes: pick((r) => r.first.bytes),
+      rebuildBytes: pick((r) => r.rebuild.bytes),
+      samples: runs.map((r) => ({ firstMs: Math.round(r.first.ms), rebuildMs: Math.round(r.rebuild.ms), firstBytes: r.first.bytes, rebuildBytes: r.rebuild.bytes })),
+    };
+    return { ...s, rebuildVsFirstTime: ratio(s.rebuildMs, s.firstMs), rebuildVsFirstBytes: ratio(s.rebuildBytes, s.firstBytes) };
+  };
+  const ociFigures = summarize(ociRuns);
+  const dockerFigures = summarize(dockerRuns);
+  const result = {
+    benchmark: 'B3 incremental rebuild: oci vs docker build service',
+    packages: COUNT,
+    prefix: args.prefix,
+    runs: args.runs,
+    materializeMs: { first: Math.round(envA.materializeMs), rebuild: Math.round(envB.materializeMs) },
+    oci: ociFigures,
+    docker: dockerFigures,
+    ociVsDocker: {
+      rebuildTime: ratio(ociFigures.rebuildMs, dockerFigures.rebuildMs),
+      rebuildBytes: ratio(ociFigures.rebuildBytes, dockerFigures.rebuildBytes),
+      firstTime: ratio(ociFigures.firstMs, dockerFigures.firstMs),
+      firstBytes: ratio(ociFigures.firstBytes, dockerFigures.firstBytes),
+    },
+    machine: machine(),
+  };
+  const row = (name, f) =>
+    `  ${name.padEnd(7)} first ${fmtMs(f.firstMs).padStart(8)} ${fmtBytes(f.firstBytes).padStart(11)}   rebuild ${fmtMs(f.rebuildMs).padStart(8)} ${fmtBytes(f.rebuildBytes).padStart(11)}   rebuild/first: time ${f.rebuildVsFirstTime}, bytes ${f.rebuildVsFirstBytes}`;
+  output(args, result, [
+    `B3 incremental rebuild — ${COUNT}-package env, then package ${CHANGED} changed; prefix ${args.prefix}; medians of ${args.runs} alternating runs (bytes: sent to the registry through a counting proxy)`,
+    row('oci', ociFigures),
+    row('docker', dockerFigures),
+    `  oci/docker: rebuild time ${result.ociVsDocker.rebuildTime}, rebuild bytes ${result.ociVsDocker.rebuildBytes}; first build time ${result.ociVsDocker.firstTime}, first build bytes ${result.ociVsDocker.firstBytes}`,
+    `  materialize (same for both, untimed above): ${fmtMs(result.materializeMs.first)} / ${fmtMs(result.materializeMs.rebuild)}`,
+  ]);
+});
