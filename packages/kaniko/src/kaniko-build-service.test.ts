@@ -95,6 +95,7 @@ afterEach(async () => {
   kube.failImagePull = false;
   kube.closeWatchesAfterMs = undefined;
   kube.unschedulableMs = undefined;
+  kube.closeLogsAfterMs = undefined;
   await expectNothingLeft();
 });
 
@@ -203,6 +204,31 @@ describe('kaniko build service (FAKE Kubernetes API + s3rver FAKE S3 + FAKE GCS)
     const watches = kube.requests.filter((r) => r.query['watch'] === 'true').length - watchesBefore;
     expect(watches, 'pod and job watches were re-established').toBeGreaterThan(2);
     expect(lines.filter((l) => l.includes('is not scheduled yet: Unschedulable: 0/3 nodes are available'))).toHaveLength(1);
+  });
+
+  it('a log follow the (FAKE) kubelet closes early is followed again from the last timestamp: every line once, in order', async () => {
+    kube.closeLogsAfterMs = 120;
+    const base = kube.executor;
+    kube.executor = async (execution) => {
+      for (let i = 1; i <= 12; i++) {
+        execution.log(`fake line ${i}`);
+        await new Promise((r) => setTimeout(r, 40));
+      }
+      return base(execution);
+    };
+    const lines: string[] = [];
+    try {
+      const result = await service().buildAndPush(request('FROM base\n', { log: (l) => lines.push(l) }));
+      expect(result.ok).toBe(true);
+    } finally {
+      kube.executor = base;
+    }
+    const numbered = lines.filter((l) => l.startsWith('fake line '));
+    expect(numbered).toEqual(Array.from({ length: 12 }, (_, i) => `fake line ${i + 1}`));
+    expect(lines.filter((l) => l.includes('Pushing image to'))).toHaveLength(1);
+    const logRequests = kube.requests.filter((r) => r.path.endsWith('/log'));
+    expect(logRequests.length, 'the log was opened again').toBeGreaterThan(2);
+    expect(logRequests.at(-1)!.query['sinceTime']).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
   });
 
   it('passes AWS_REGION to the executor for an s3:// context, and keys a Docker Hub login the way kaniko looks it up', async () => {

@@ -75,6 +75,8 @@ const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const PLATFORM = /^[a-z0-9]+\/[a-z0-9_]+(?:\/[a-z0-9]+)?$/;
 /** Waiting reasons that will not fix themselves: the build fails instead of waiting for the timeout. */
 const STUCK = new Set(['ImagePullBackOff', 'ErrImageNeverPull', 'InvalidImageName', 'CreateContainerConfigError', 'CreateContainerError']);
+/** How often a log follow that ends early is opened again. */
+const MAX_LOG_REOPENS = 100;
 /** How long to wait for the rest of the log once the container has terminated, ms. */
 const LOG_DRAIN_MS = 5000;
 
@@ -161,6 +163,19 @@ function apiMessage(error: unknown): string {
   }
   if (typeof body === 'object' && body !== null && typeof (body as { message?: unknown }).message === 'string') return (body as { message: string }).message;
   return errorMessage(error);
+}
+
+/** An RFC 3339 timestamp as [whole seconds, nanoseconds], comparable whatever its fraction's length. */
+type StampKey = [number, number];
+
+function stampKey(text: string): StampKey {
+  const m = /^(.{19})(?:\.(\d+))?Z$/.exec(text);
+  const seconds = Math.floor(Date.parse(`${m?.[1] ?? text}Z`) / 1000);
+  return [seconds, Number((m?.[2] ?? '').padEnd(9, '0').slice(0, 9))];
+}
+
+function compareStamps(a: StampKey, b: StampKey): number {
+  return a[0] - b[0] || a[1] - b[1];
 }
 
 type Outcome =
@@ -401,6 +416,7 @@ function waitForJob(input: WaitInput): Promise<Outcome> {
   let settled = false;
   let terminating = false;
   let lastNote: string | undefined;
+  let containerTerminated = false;
 
   return new Promise<Outcome>((resolve) => {
     const finish = (outcome: Outcome) => {
@@ -416,32 +432,65 @@ function waitForJob(input: WaitInput): Promise<Outcome> {
     signal?.addEventListener('abort', onAbort, { once: true });
     if (signal?.aborted) return onAbort();
 
+    /**
+     * Follows the executor's log. A follow stream can end before the container does (the kubelet
+     * closes it, e.g. on log rotation); it is then opened again from the last line's timestamp,
+     * and lines already seen are skipped.
+     */
     const startLog = (podName: string) => {
       if (logStream) return;
       let endLog: () => void = () => undefined;
       const ended = new Promise<void>((done) => (endLog = done));
       logStream = { pod: podName, ended };
-      const sink = new Writable({
-        write(chunk: Buffer, _encoding, callback) {
-          log.write(chunk.toString('utf8'));
-          callback();
-        },
-        final(callback) {
-          log.flush();
-          endLog();
-          callback();
-        },
-      });
-      new k8s.Log(kc)
-        .log(namespace, podName, CONTAINER_NAME, sink, { follow: true })
-        .then((controller) => {
-          if (settled) controller.abort();
-          else controllers.push(controller);
-        })
-        .catch((error: unknown) => {
-          debug('log of pod %s: %s', podName, errorMessage(error));
-          endLog();
+      let lastStamp: StampKey | undefined;
+      let lastStampText: string | undefined;
+      let reopened = 0;
+
+      const open = () => {
+        let pending = '';
+        let fresh = 0;
+        const take = (raw: string) => {
+          const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) ?(.*)$/.exec(raw);
+          if (!m) return log.line(raw);
+          const key = stampKey(m[1]!);
+          if (lastStamp && compareStamps(key, lastStamp) <= 0) return;
+          lastStamp = key;
+          lastStampText = m[1]!;
+          fresh++;
+          log.line(m[2]!);
+        };
+        const sink = new Writable({
+          write(chunk: Buffer, _encoding, callback) {
+            const parts = (pending + chunk.toString('utf8')).split(/\r?\n/);
+            pending = parts.pop() ?? '';
+            for (const part of parts) take(part);
+            callback();
+          },
+          final(callback) {
+            if (pending !== '') take(pending);
+            callback();
+            if (settled || containerTerminated || reopened >= MAX_LOG_REOPENS) return endLog();
+            reopened++;
+            debug('log of pod %s ended early; following it again', podName);
+            setTimeout(open, fresh > 0 ? 0 : 1000);
+          },
         });
+        new k8s.Log(kc)
+          .log(namespace, podName, CONTAINER_NAME, sink, {
+            follow: true,
+            timestamps: true,
+            ...(lastStampText ? { sinceTime: `${lastStampText.slice(0, 19)}Z` } : {}),
+          })
+          .then((controller) => {
+            if (settled) controller.abort();
+            else controllers.push(controller);
+          })
+          .catch((error: unknown) => {
+            debug('log of pod %s: %s', podName, errorMessage(error));
+            endLog();
+          });
+      };
+      open();
     };
 
     /** Waits (briefly) for the rest of the log, then finishes. */
@@ -462,6 +511,7 @@ function waitForJob(input: WaitInput): Promise<Outcome> {
       }
       const container = pod.status?.containerStatuses?.find((status) => status.name === CONTAINER_NAME);
       const state = container?.state;
+      if (state?.terminated) containerTerminated = true;
       if (state?.running || state?.terminated) startLog(name);
       if (state?.waiting?.reason && STUCK.has(state.waiting.reason)) {
         const message = state.waiting.message ? `: ${state.waiting.message}` : '';

@@ -51,8 +51,9 @@ interface Watcher {
 }
 
 interface PodRuntime {
-  log: string[];
-  followers: Set<ServerResponse>;
+  /** Lines with the RFC 3339 (nanosecond) time they were written. */
+  log: { stamp: string; line: string }[];
+  followers: Set<{ res: ServerResponse; format: (entry: { stamp: string; line: string }) => string }>;
   ended: boolean;
   abort: AbortController;
 }
@@ -71,6 +72,9 @@ export class FakeKubernetes {
   closeWatchesAfterMs: number | undefined;
   /** When set, pods stay unschedulable (PodScheduled=False) this many ms before they start. */
   unschedulableMs: number | undefined;
+  /** When set, log follow streams are closed by the server after this many ms, container running or not. */
+  closeLogsAfterMs: number | undefined;
+  #stampCounter = 0;
   readonly #server: Server;
   readonly #jobs = new Map<string, Json>();
   readonly #pods = new Map<string, Json>();
@@ -87,6 +91,7 @@ export class FakeKubernetes {
     this.failImagePull = options.failImagePull ?? false;
     this.closeWatchesAfterMs = undefined;
     this.unschedulableMs = undefined;
+    this.closeLogsAfterMs = undefined;
     this.#server = createServer((req, res) => {
       void this.#handle(req, res).catch((error: unknown) => {
         if (!res.headersSent) this.#status(res, 500, 'InternalError', String(error));
@@ -122,7 +127,7 @@ export class FakeKubernetes {
   async stop(): Promise<void> {
     for (const runtime of this.#runtimes.values()) runtime.abort.abort();
     for (const watcher of this.#watchers) watcher.response.end();
-    for (const runtime of this.#runtimes.values()) for (const follower of runtime.followers) follower.end();
+    for (const runtime of this.#runtimes.values()) for (const follower of runtime.followers) follower.res.end();
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
@@ -256,17 +261,31 @@ export class FakeKubernetes {
   #podLog(res: ServerResponse, ns: string, name: string, query: Record<string, string>): void {
     const runtime = this.#runtimes.get(`${ns}/${name}`);
     if (!runtime) return this.#status(res, 404, 'NotFound', `pods "${name}" not found`);
+    const timestamps = query['timestamps'] === 'true';
+    const since = query['sinceTime'] ? Date.parse(query['sinceTime']) : undefined;
+    const format = (entry: { stamp: string; line: string }) => (timestamps ? `${entry.stamp} ${entry.line}\n` : `${entry.line}\n`);
     res.writeHead(200, { 'content-type': 'text/plain', 'transfer-encoding': 'chunked' });
-    for (const line of runtime.log) res.write(`${line}\n`);
+    for (const entry of runtime.log) {
+      if (since === undefined || Date.parse(entry.stamp.slice(0, 19) + 'Z') >= since) res.write(format(entry));
+    }
     if (query['follow'] !== 'true' || runtime.ended) return void res.end();
-    runtime.followers.add(res);
-    res.on('close', () => runtime.followers.delete(res));
+    const follower = { res, format };
+    runtime.followers.add(follower);
+    res.on('close', () => runtime.followers.delete(follower));
+    if (this.closeLogsAfterMs !== undefined) setTimeout(() => res.end(), this.closeLogsAfterMs);
   }
 
   #endLog(runtime: PodRuntime): void {
     runtime.ended = true;
-    for (const follower of runtime.followers) follower.end();
+    for (const follower of runtime.followers) follower.res.end();
     runtime.followers.clear();
+  }
+
+  /** An RFC 3339 time with nanoseconds, strictly increasing, as the kubelet writes with timestamps=true. */
+  #stamp(): string {
+    const iso = new Date().toISOString();
+    this.#stampCounter = (this.#stampCounter + 1) % 1_000_000;
+    return `${iso.slice(0, 23)}${String(this.#stampCounter).padStart(6, '0')}Z`;
   }
 
   #setPodStatus(podKey: string, status: Json): void {
@@ -352,19 +371,20 @@ export class FakeKubernetes {
         signal,
         log: (line) => {
           if (runtime.ended) return;
-          runtime.log.push(line);
-          for (const follower of runtime.followers) follower.write(`${line}\n`);
+          const entry = { stamp: this.#stamp(), line };
+          runtime.log.push(entry);
+          for (const follower of runtime.followers) follower.res.write(follower.format(entry));
         },
       });
     } catch (error) {
       if (signal.aborted) return;
-      runtime.log.push(`fake executor crashed: ${String(error)}`);
+      runtime.log.push({ stamp: this.#stamp(), line: `fake executor crashed: ${String(error)}` });
       result = { exitCode: 1 };
     }
     if (signal.aborted) return;
     let message = result.terminationMessage ?? '';
     if (result.exitCode !== 0 && message === '' && container['terminationMessagePolicy'] === 'FallbackToLogsOnError') {
-      message = runtime.log.slice(-80).join('\n').slice(-2048);
+      message = runtime.log.slice(-80).map((e) => e.line).join('\n').slice(-2048);
     }
     this.#endLog(runtime);
     const succeeded = result.exitCode === 0;
