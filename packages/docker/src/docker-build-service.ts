@@ -37,6 +37,8 @@ export interface DockerBuildServiceOptions {
   apiVersion?: string;
   /** How many log lines a failed result carries. Default 30. */
   logTailLines?: number;
+  /** Push attempts when a push fails transiently (5xx, 429, dropped connection). Default 3. */
+  pushAttempts?: number;
   /** Environment to read settings from. Default `process.env`. */
   env?: Record<string, string | undefined>;
 }
@@ -57,6 +59,7 @@ interface ResolvedSettings {
   apiVersion: string | undefined;
   labels: Record<string, string>;
   logTailLines: number;
+  pushAttempts: number;
 }
 
 function resolveSettings(options: DockerBuildServiceOptions): ResolvedSettings {
@@ -96,7 +99,8 @@ function resolveSettings(options: DockerBuildServiceOptions): ResolvedSettings {
     apiVersion = `v${match[1]}`;
   }
   const logTailLines = options.logTailLines ?? 30;
-  return { dockerHost, network, builder, keepImages, apiVersion, labels: { ...options.labels }, logTailLines };
+  const pushAttempts = Math.max(1, Math.floor(options.pushAttempts ?? 3));
+  return { dockerHost, network, builder, keepImages, apiVersion, labels: { ...options.labels }, logTailLines, pushAttempts };
 }
 
 function parseFlag(raw: string | undefined, envVar: string): boolean {
@@ -141,6 +145,24 @@ function scrubber(credentials: RegistryCredentials | undefined): (text: string) 
     .filter((value): value is string => value !== undefined && value.length >= 4);
   if (secrets.length === 0) return (text) => text;
   return (text) => secrets.reduce((out, secret) => out.split(secret).join('<redacted>'), text);
+}
+
+/** Push failures worth another attempt: server errors, rate limits, dropped or timed-out connections. */
+const TRANSIENT = /\b(5\d\d|429)\b|too many requests|service unavailable|internal server error|bad gateway|gateway time-?out|connection reset|broken pipe|\bEOF\b|i\/o timeout|timeout exceeded|connection refused/i;
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 const DENIED = /denied|unauthori[sz]ed|authentication required|no basic auth credentials|forbidden|\b401\b|\b403\b/i;
@@ -288,30 +310,54 @@ export function createDockerBuildService(options: DockerBuildServiceOptions = {}
     // ---- push
     request.onPhase?.('pushing');
     debug('pushing %s (credentials: %s)', request.imageTag, request.pushCredentials?.source ?? 'none');
-    const pushTracker = new ProgressTracker((line) => {
-      tracker.tail.push(line);
-      if (tracker.tail.length > settings.logTailLines) tracker.tail.shift();
-      request.log?.(scrub(line));
-    }, settings.logTailLines);
     const pushOptions: Record<string, unknown> = { tag: target.tag };
     if (signal) pushOptions['abortSignal'] = signal;
     const credentialsText = request.pushCredentials ? `the credentials from ${request.pushCredentials.source}` : 'no credentials';
-    try {
-      const auth = authConfig(request.pushCredentials);
-      if (auth) pushOptions['authconfig'] = auth;
-      const pushStream = (await docker.getImage(target.repository).push(pushOptions)) as Readable;
-      await readEvents(pushStream, (event) => pushTracker.handle(event));
-    } catch (error) {
-      if (signal?.aborted) return cancelBuild(signal, request.imageTag);
-      if (!settings.keepImages) await removeImage(request.imageTag, 'failed push');
-      if ((error as DockerApiError).statusCode === undefined) {
-        pushTracker.fail(errorMessage(error));
-        return failure(`The connection to the Docker daemon broke while pushing ${request.imageTag}: ${errorMessage(error)}`);
+    const auth = authConfig(request.pushCredentials);
+    if (auth) pushOptions['authconfig'] = auth;
+    // The daemon retries a failed layer upload itself, not a failed manifest PUT or a dropped
+    // connection: a push whose failure looks transient (5xx, 429, reset, timeout) is run again,
+    // a bounded number of times; layers already in the registry are skipped by the daemon.
+    let pushTracker: ProgressTracker;
+    for (let attempt = 1; ; attempt++) {
+      pushTracker = new ProgressTracker((line) => {
+        tracker.tail.push(line);
+        if (tracker.tail.length > settings.logTailLines) tracker.tail.shift();
+        request.log?.(scrub(line));
+      }, settings.logTailLines);
+      let apiError: unknown;
+      try {
+        const pushStream = (await docker.getImage(target.repository).push(pushOptions)) as Readable;
+        await readEvents(pushStream, (event) => pushTracker.handle(event));
+      } catch (error) {
+        apiError = error;
       }
-      pushTracker.fail(daemonMessage(error));
-      return failure(`The push of ${request.imageTag} to ${target.registry} was rejected: ${daemonMessage(error)} (pushed with ${credentialsText})`);
+      if (signal?.aborted) return cancelBuild(signal, request.imageTag);
+      const problem =
+        apiError === undefined ? pushTracker.error : (apiError as DockerApiError).statusCode === undefined ? errorMessage(apiError) : daemonMessage(apiError);
+      if (problem !== undefined && attempt < settings.pushAttempts && TRANSIENT.test(problem) && !DENIED.test(problem)) {
+        const delayMs = 1000 * 2 ** (attempt - 1);
+        const note = `push of ${request.imageTag} failed (${problem}); retrying in ${delayMs / 1000}s (attempt ${attempt + 1} of ${settings.pushAttempts})`;
+        debug('%s', scrub(note));
+        request.log?.(scrub(note));
+        try {
+          await sleep(delayMs, signal);
+        } catch {
+          return cancelBuild(signal!, request.imageTag);
+        }
+        continue;
+      }
+      if (apiError !== undefined) {
+        if (!settings.keepImages) await removeImage(request.imageTag, 'failed push');
+        if ((apiError as DockerApiError).statusCode === undefined) {
+          pushTracker.fail(errorMessage(apiError));
+          return failure(`The connection to the Docker daemon broke while pushing ${request.imageTag}: ${errorMessage(apiError)}`);
+        }
+        pushTracker.fail(daemonMessage(apiError));
+        return failure(`The push of ${request.imageTag} to ${target.registry} was rejected: ${daemonMessage(apiError)} (pushed with ${credentialsText})`);
+      }
+      break;
     }
-    if (signal?.aborted) return cancelBuild(signal, request.imageTag);
     if (!settings.keepImages) await removeImage(request.imageTag, 'pushed');
     if (pushTracker.error !== undefined) {
       if (DENIED.test(pushTracker.error)) {
