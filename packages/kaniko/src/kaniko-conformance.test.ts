@@ -11,6 +11,8 @@ import kanikoDefinition from './index.js';
 import { FakeKubernetes } from './__testing__/fake-kubernetes.js';
 import { fakeKanikoExecutor } from './__testing__/fake-kaniko-executor.js';
 import { startFakeS3 } from './__testing__/s3rver.js';
+import { getServices } from '../../../test/services.js';
+import { pushImage } from '../../core/src/registry/__fixtures__/push-image.js';
 
 // A private temp directory for this file (its own process), so the check that nothing is left
 // behind does not see the temp files of test files running beside it.
@@ -55,9 +57,65 @@ runBuildServiceConformance({
   timeoutMs: 30_000,
 });
 
+// The same FAKE cluster, but the FAKE executor pushes a (tiny) image for real to the Basic-auth test
+// registry with the credentials it finds in the mounted registry Secret, and returns the digest
+// the registry reports: the suite then checks the returned digest against the registry.
+const services = getServices();
+const registry = services.registries?.basic;
+const pushingKube = await FakeKubernetes.start({
+  executor: fakeKanikoExecutor({
+    fetchContext: async (url) => {
+      const object = await s3Client.send(new GetObjectCommand({ Bucket: 'conformance', Key: url.replace('s3://conformance/', '') }));
+      return Buffer.from(await object.Body!.transformToByteArray());
+    },
+    push: async (destination, dockerConfig) => {
+      const host = destination.slice(0, destination.indexOf('/'));
+      const auths = (dockerConfig ? JSON.parse(dockerConfig) : { auths: {} }) as { auths: Record<string, { auth?: string }> };
+      const [username, password] = Buffer.from(auths.auths[host]?.auth ?? '', 'base64').toString('utf8').split(':');
+      const colon = destination.lastIndexOf(':');
+      const pushed = await pushImage({ host, ...(username ? { username, password } : {}) }, destination.slice(host.length + 1, colon), destination.slice(colon + 1));
+      return pushed.digest;
+    },
+  }),
+});
+afterAll(() => pushingKube.stop());
+
+async function registryDigest(reference: string): Promise<string | undefined> {
+  const slash = reference.indexOf('/');
+  const colon = reference.lastIndexOf(':');
+  const response = await fetch(`http://${reference.slice(0, slash)}/v2/${reference.slice(slash + 1, colon)}/manifests/${reference.slice(colon + 1)}`, {
+    method: 'HEAD',
+    headers: {
+      accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json',
+      authorization: `Basic ${Buffer.from(`${registry!.username}:${registry!.password}`).toString('base64')}`,
+    },
+  });
+  if (response.status === 404) return undefined;
+  if (!response.ok) throw new Error(`HEAD ${reference}: ${response.status}`);
+  return response.headers.get('docker-content-digest') ?? undefined;
+}
+
+runBuildServiceConformance({
+  name: 'kaniko (FAKE Kubernetes API, FAKE executor pushing to the real Basic-auth test registry, s3rver FAKE S3)',
+  definition: kanikoDefinition,
+  skip: registry ? false : 'missing the test registries (scripts/test-services.sh up)',
+  create: () => {
+    const kc = new KubeConfig();
+    kc.loadFromOptions(pushingKube.kubeConfigOptions('conformance'));
+    return kanikoDefinition.create({ kubeConfig: kc, s3: s3.clientConfig }, { env: { METAFLOW_PREBUILT_KANIKO_CONTEXT_BUCKET: 's3://conformance/ctx' }, cwd: scratch });
+  },
+  baseImage: 'registry.example.com/prebuilt-conformance/base@sha256:' + '0'.repeat(64),
+  imageTag: (label) => `${registry!.host}/prebuilt-conformance/kaniko:${label}`,
+  pushCredentials: () => ({ registry: registry!.host, username: registry!.username, password: new Secret(registry!.password), source: 'test services' }),
+  pushedDigest: registryDigest,
+  timeoutMs: 30_000,
+});
+
 it('after the conformance suite: no job, pod or secret is left in the FAKE cluster', async () => {
   await new Promise((r) => setTimeout(r, 200));
-  const { jobs, pods, secrets } = kube.objects();
-  expect({ jobs: jobs.length, pods: pods.length, secrets: secrets.length }).toEqual({ jobs: 0, pods: 0, secrets: 0 });
+  for (const fake of [kube, pushingKube]) {
+    const { jobs, pods, secrets } = fake.objects();
+    expect({ jobs: jobs.length, pods: pods.length, secrets: secrets.length }).toEqual({ jobs: 0, pods: 0, secrets: 0 });
+  }
   expect((await readdir(tmpdir())).filter((n) => n.startsWith('prebuilt-kaniko-context-'))).toEqual([]);
 });

@@ -34,6 +34,12 @@ export interface FakeKanikoOptions {
   fetchContext(url: string): Promise<Buffer>;
   /** Called with every execution, before the build starts (for assertions on args, secrets, …). */
   onExecution?: (execution: FakeExecution, args: Record<string, string>) => void;
+  /**
+   * Pushes for real: gets the destination and the docker config.json mounted at /kaniko/.docker
+   * (undefined when none is), returns the pushed digest. Default: nothing is pushed and the digest
+   * is a hash of the inputs.
+   */
+  push?: (destination: string, dockerConfig: string | undefined) => Promise<string>;
 }
 
 export function fakeKanikoExecutor(options: FakeKanikoOptions): FakeExecutor {
@@ -80,8 +86,18 @@ export function fakeKanikoExecutor(options: FakeKanikoOptions): FakeExecutor {
         return { exitCode: 1 };
       }
     }
-    const digest = `sha256:${hash.digest('hex')}`;
     log(`INFO[0003] Pushing image to ${args['destination']}`);
+    let digest = `sha256:${hash.digest('hex')}`;
+    if (options.push) {
+      // The config.json kaniko would read: the mounted secret's `.dockerconfigjson`.
+      const mounted = Object.values(execution.secrets)[0]?.['.dockerconfigjson'];
+      try {
+        digest = await options.push(args['destination']!, mounted);
+      } catch (error) {
+        log(`error pushing image: ${String(error)}`);
+        return { exitCode: 1 };
+      }
+    }
     log(`INFO[0004] Pushed ${args['destination']!.replace(/:[^:/]+$/, '')}@${digest}`);
     return { exitCode: 0, terminationMessage: digest };
   };
