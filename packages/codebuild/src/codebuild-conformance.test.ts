@@ -10,6 +10,8 @@ import { Secret } from '@prebuilt/core';
 import codebuildDefinition from './index.js';
 import { fakeCodeBuild } from './__testing__/fake-codebuild.js';
 import { startFakeS3 } from './__testing__/s3rver.js';
+import { getServices } from '../../../test/services.js';
+import { pushImage } from '../../core/src/registry/__fixtures__/push-image.js';
 
 // A private temp directory for this file (its own process), so the check that nothing is left
 // behind does not see the temp files of test files running beside it.
@@ -48,8 +50,68 @@ runBuildServiceConformance({
   timeoutMs: 30_000,
 });
 
+// FAKE CodeBuild again, now pushing a (tiny) image for real to the Basic-auth test registry with
+// the password the build gets from a (fake) Parameter Store reference — never from prebuilt —
+// so the suite checks the returned digest against the registry.
+const services = getServices();
+const registry = services.registries?.basic;
+const pushingCodebuild = new CodeBuildClient(aws);
+const pushingLogs = new CloudWatchLogsClient(aws);
+const pushingFake = fakeCodeBuild(
+  { codebuild: pushingCodebuild, logs: pushingLogs, s3: s3Client },
+  {
+    storedSecrets: registry ? { '/prebuilt/test-registry-password': registry.password } : {},
+    push: async (tag, login) => {
+      const slash = tag.indexOf('/');
+      const colon = tag.lastIndexOf(':');
+      return (await pushImage({ host: tag.slice(0, slash), ...(login ?? {}) }, tag.slice(slash + 1, colon), tag.slice(colon + 1))).digest;
+    },
+  },
+);
+afterAll(() => pushingFake.restore());
+
+async function registryDigest(reference: string): Promise<string | undefined> {
+  const slash = reference.indexOf('/');
+  const colon = reference.lastIndexOf(':');
+  const response = await fetch(`http://${reference.slice(0, slash)}/v2/${reference.slice(slash + 1, colon)}/manifests/${reference.slice(colon + 1)}`, {
+    method: 'HEAD',
+    headers: {
+      accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json',
+      authorization: `Basic ${Buffer.from(`${registry!.username}:${registry!.password}`).toString('base64')}`,
+    },
+  });
+  if (response.status === 404) return undefined;
+  if (!response.ok) throw new Error(`HEAD ${reference}: ${response.status}`);
+  return response.headers.get('docker-content-digest') ?? undefined;
+}
+
+runBuildServiceConformance({
+  name: 'codebuild (FAKE CodeBuild pushing to the real Basic-auth test registry with a Parameter Store reference, s3rver FAKE S3)',
+  definition: codebuildDefinition,
+  skip: registry ? false : 'missing the test registries (scripts/test-services.sh up)',
+  create: () =>
+    codebuildDefinition.create(
+      { clients: { codebuild: pushingCodebuild, logs: pushingLogs, s3: s3Client }, pollInitialMs: 50, pollMaxMs: 200 },
+      {
+        env: {
+          METAFLOW_PREBUILT_CODEBUILD_PROJECT: 'conformance',
+          METAFLOW_PREBUILT_CODEBUILD_BUCKET: 's3://conformance/ctx',
+          METAFLOW_PREBUILT_CODEBUILD_REGISTRY_PARAMETER: '/prebuilt/test-registry-password',
+        },
+        cwd: process.cwd(),
+      },
+    ),
+  baseImage: `${registry?.host ?? 'unused'}/prebuilt-conformance/base@sha256:${'0'.repeat(64)}`,
+  imageTag: (label) => `${registry!.host}/prebuilt-conformance/codebuild:${label}`,
+  pushCredentials: () => ({ registry: registry!.host, username: registry!.username, password: new Secret(registry!.password), source: 'test services' }),
+  pushedDigest: registryDigest,
+  timeoutMs: 30_000,
+});
+
 it('after the conformance suite: no context zip is left in the bucket and no build is left running', async () => {
   const keys = ((await s3Client.send(new ListObjectsV2Command({ Bucket: 'conformance' }))).Contents ?? []).map((o) => o.Key);
   expect(keys).toEqual([]);
-  expect([...fake.builds.values()].filter((b) => b.status === 'IN_PROGRESS')).toEqual([]);
+  for (const f of [fake, pushingFake]) expect([...f.builds.values()].filter((b) => b.status === 'IN_PROGRESS')).toEqual([]);
+  const variables = [...pushingFake.builds.values()].flatMap((b) => b.input.environmentVariablesOverride ?? []);
+  expect(JSON.stringify(variables), 'the registry password never went to CodeBuild').not.toContain(registry?.password ?? '\u0000');
 });

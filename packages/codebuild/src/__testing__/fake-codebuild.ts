@@ -39,6 +39,14 @@ export interface FakeBuild {
 export interface FakeCodeBuildOptions {
   /** Export PREBUILT_DIGEST as a variable (default true); false leaves only the log line. */
   exportDigest?: boolean;
+  /** A fake Parameter Store / Secrets Manager: what PARAMETER_STORE and SECRETS_MANAGER variables resolve to. */
+  storedSecrets?: Record<string, string>;
+  /**
+   * Pushes for real: gets the image tag and the login the build has (user and password resolved
+   * from the stored secrets, or undefined), returns the pushed digest. Default: nothing is pushed
+   * and the digest is a hash of the inputs.
+   */
+  push?: (imageTag: string, login: { username: string; password: string } | undefined) => Promise<string>;
 }
 
 async function untarGz(archive: Uint8Array): Promise<Map<string, Buffer>> {
@@ -88,7 +96,14 @@ export function fakeCodeBuild(clients: { codebuild: CodeBuildClient; logs: Cloud
     } catch (error) {
       return fail('DOWNLOAD_SOURCE', `CLIENT_ERROR: no matching artifact paths found for ${location}: ${String(error)}`);
     }
-    const env = Object.fromEntries((build.input.environmentVariablesOverride ?? []).map((v) => [v.name, v.value]));
+    const env: Record<string, string | undefined> = {};
+    for (const variable of build.input.environmentVariablesOverride ?? []) {
+      if (variable.type === 'PARAMETER_STORE' || variable.type === 'SECRETS_MANAGER') {
+        const value = options.storedSecrets?.[variable.value ?? ''];
+        if (value === undefined) return fail('DOWNLOAD_SOURCE', `CLIENT_ERROR: ${variable.type} reference ${variable.value} not found`);
+        env[variable.name!] = value;
+      } else env[variable.name!] = variable.value;
+    }
     say('[Container] Entering phase BUILD');
     const dockerfile = files.get(env['PREBUILT_DOCKERFILE'] ?? '');
     if (!dockerfile) return fail('BUILD', 'Error while executing command: docker build. Reason: exit status 1 (Dockerfile not found)');
@@ -121,8 +136,18 @@ export function fakeCodeBuild(clients: { codebuild: CodeBuildClient; logs: Cloud
         return fail('BUILD', `Error while executing command: docker build .... Reason: exit status ${rest[1]}`);
       }
     }
-    const digest = `sha256:${hash.digest('hex')}`;
+    let digest = `sha256:${hash.digest('hex')}`;
     const tag = env['PREBUILT_IMAGE_TAG'] ?? '';
+    if (options.push) {
+      const password = env['PREBUILT_REGISTRY_PASSWORD'];
+      const login = password === undefined ? undefined : { username: env['PREBUILT_REGISTRY_USERNAME'] ?? '', password };
+      try {
+        digest = await options.push(tag, login);
+      } catch (error) {
+        say(`denied: ${String(error)}`);
+        return fail('BUILD', 'Error while executing command: set -o pipefail && docker push "$PREBUILT_IMAGE_TAG" | tee prebuilt-push.log. Reason: exit status 1');
+      }
+    }
     say('[Container] Running command set -o pipefail && docker push "$PREBUILT_IMAGE_TAG" | tee prebuilt-push.log');
     say(`${tag.slice(tag.lastIndexOf(':') + 1)}: digest: ${digest} size: 1234`);
     say(`[Container] Running command PREBUILT_DIGEST=$(grep -oE 'digest: sha256:[a-f0-9]{64}' prebuilt-push.log | tail -n 1 | cut -d ' ' -f 2) && test -n "$PREBUILT_DIGEST" && echo "PREBUILT_DIGEST=$PREBUILT_DIGEST"`);
