@@ -2,7 +2,7 @@
 // daemon and the test registries — a failing env beside a healthy one, the daemon or the registry
 // unreachable, a push denied, a missing base image, Ctrl-C during a build. Every test uses its own
 // image namespace; the fixture channel/index and the package cache are shared by the file.
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { describeWith, getServices, itWith } from '../services.js';
@@ -197,6 +197,25 @@ describeWith(NEEDS, 'prebuilt build faults end to end (real CLI, Docker daemon, 
       expect(output).toContain('env METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME/METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD');
       expect(output).not.toContain(password);
     }
+  }, 180_000);
+
+  itWith(NEEDS, 'credentials from the Docker config refused: exit 1, naming that config file, never printing the password', async () => {
+    const basic = services.registries!.basic;
+    const password = `wrong-${Date.now()}-config-password`;
+    const dockerConfig = await mkdtemp(join(fixtures.dir, 'docker-config-'));
+    const auth = Buffer.from(`${basic.username}:${password}`).toString('base64');
+    await writeFile(join(dockerConfig, 'config.json'), JSON.stringify({ auths: { [basic.host]: { auth } } }));
+    const env = cliEnv(fixtures, services, uniqueNamespace('config-refused'), {
+      METAFLOW_PREBUILT_LOCAL_REGISTRY: basic.host,
+      DOCKER_CONFIG: dockerConfig,
+    });
+    const built = await runCli(['build', 'one_env_flow.py'], { env, cwd: oneEnvDir });
+    expect(built.code, built.stderr).toBe(1);
+    const output = built.stdout + built.stderr;
+    expect(output).toContain(`registry ${basic.host} rejected the credentials of user '${basic.username}'`);
+    expect(output).toContain(join(dockerConfig, 'config.json'));
+    expect(output).not.toContain(password);
+    expect(output).not.toContain(auth);
   }, 180_000);
 
   itWith(NEEDS, 'push denied (registry cache off, so the push itself is refused): exit 1, the reason names the credentials source, never the password; nothing tagged', async () => {
