@@ -12,8 +12,9 @@ extension on PYTHONPATH and METAFLOW_PREBUILT_IMAGE_MAP pointing at the image ma
 runs remotely starts on its image with the env's interpreter: no conda/pypi bootstrap, no pip
 install at task start. Local and disabled steps run exactly as with Metaflow's conda environment.
 
-Everything after <flow> goes to Metaflow untouched; prebuilt's own settings are environment
-variables (see \`prebuilt build --help\`). Images are built for the steps that run remotely: steps
+Everything after <flow> goes to Metaflow untouched, except prebuilt's global --verbose and
+--version (Metaflow has neither); prebuilt's own settings are environment variables (see
+\`prebuilt build --help\`). Images are built for the steps that run remotely: steps
 with @kubernetes/@batch, or every step with \`--with kubernetes|batch\` (in the arguments or
 METAFLOW_DEFAULT_DECOSPECS) or with argo-workflows, step-functions or airflow.
 
