@@ -149,6 +149,7 @@ export {
   type UploadBlobResult,
   type TransferStats,
 } from './registry/registry-client.js';
+export { pushImageIndex, type ImageIndexEntry, type PushImageIndexOptions, type PushedIndex } from './registry/image-index.js';
 export { envId, computeEnvId, canonicalEnvIdInput, ENV_ID_VERSION, ENV_ID_LENGTH, type EnvIdInput } from './env-id.js';
 export {
   LOCK_FILE_VERSION,
