@@ -37,7 +37,10 @@ beforeAll(async () => {
   s3Client = new S3Client(s3.clientConfig);
   codebuildClient = new CodeBuildClient(fakeAws);
   logsClient = new CloudWatchLogsClient(fakeAws);
-  fake = fakeCodeBuild({ codebuild: codebuildClient, logs: logsClient, s3: s3Client });
+  fake = fakeCodeBuild(
+    { codebuild: codebuildClient, logs: logsClient, s3: s3Client },
+    { storedSecrets: { '/prebuilt/registry-password': 'c0debuild-pa55word', 'prebuilt/registry:password': 'c0debuild-pa55word' } },
+  );
   contextDir = await mkdtemp(join(tmpdir(), 'prebuilt-codebuild-test-'));
   await writeFile(join(contextDir, 'env.txt'), 'an env\n');
 });
@@ -191,12 +194,20 @@ describe('codebuild build service (aws-sdk-client-mock FAKE CodeBuild + CloudWat
   });
 
   it('a Secrets Manager reference works the same way', async () => {
-    await service({ registryPasswordSecret: 'prebuilt/registry:password', registryUsername: 'robot' }).buildAndPush(
+    const result = await service({ registryPasswordSecret: 'prebuilt/registry:password', registryUsername: 'robot' }).buildAndPush(
       request('FROM base\n', { imageTag: OTHER_TAG, pushCredentials: OTHER_CREDENTIALS }),
     );
+    expect(result.ok).toBe(true);
     const variables = [...fake.builds.values()].at(-1)!.input.environmentVariablesOverride;
     expect(variables).toContainEqual({ name: 'PREBUILT_REGISTRY_PASSWORD', value: 'prebuilt/registry:password', type: 'SECRETS_MANAGER' });
     expect(variables).toContainEqual({ name: 'PREBUILT_REGISTRY_USERNAME', value: 'robot', type: 'PLAINTEXT' });
+  });
+
+  it('a reference the (FAKE) Parameter Store does not have fails the build, with the reason', async () => {
+    const result = await service({ registryPasswordParameter: '/prebuilt/missing' }).buildAndPush(
+      request('FROM base\n', { imageTag: OTHER_TAG, pushCredentials: OTHER_CREDENTIALS }),
+    );
+    expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('PARAMETER_STORE reference /prebuilt/missing not found') });
   });
 
   it('a failing build is { ok: false } with the failed phase as reason and the log tail; the zip is removed', async () => {
