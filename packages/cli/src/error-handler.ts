@@ -31,7 +31,9 @@ export function reportError(error: unknown, context: CliContext, options: Report
     // commander has already printed its message (or the help / version).
     return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
   }
-  if (options.interrupted && (!PrebuiltError.isInstance(error) || error.code === 'cancelled')) {
+  // After SIGINT/SIGTERM, whatever failed (a request wrapped as a resolution or registry error,
+  // say) failed because of the interruption: the user asked to stop, the exit code says so.
+  if (options.interrupted) {
     context.stderr.write(`interrupted (${options.interrupted})\n`);
     return options.interrupted === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;
   }
