@@ -8,7 +8,7 @@
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { ResolutionError, createLogger, errorMessage, sha256Hex } from '@prebuilt/core';
+import { CancelledError, ResolutionError, createLogger, errorMessage, sha256Hex } from '@prebuilt/core';
 import { writeFileAtomic } from './write-atomic.js';
 
 const log = createLogger('conda:repodata');
@@ -96,6 +96,7 @@ export class RepodataCache {
     try {
       response = await (this.#options.fetch ?? fetch)(url, { headers, signal: this.#options.signal ?? null });
     } catch (error) {
+      if (this.#options.signal?.aborted) throw new CancelledError(`Reading ${url} was cancelled.`, { cause: this.#options.signal.reason });
       const cause = (error as { cause?: unknown }).cause ?? error;
       throw new ResolutionError(`Cannot reach conda channel: GET ${url} failed: ${errorMessage(cause)}.`, {
         cause: error,
