@@ -31,6 +31,8 @@ export interface ContextStore {
   upload(file: string, size: number, key: string, signal?: AbortSignal): Promise<void>;
   /** Removes the object; a missing object is fine. */
   remove(key: string): Promise<void>;
+  /** Releases the client's connections. */
+  close(): void;
 }
 
 async function importSdk<T>(load: () => Promise<T>, packageName: string, scheme: string): Promise<T> {
@@ -66,6 +68,7 @@ export async function createContextStore(
         await client.send(new sdk.DeleteObjectCommand({ Bucket: location.bucket, Key: key }));
         debug('removed %s', url(key));
       },
+      close: () => client.destroy(),
     };
   }
   const sdk = await importSdk(() => import('@google-cloud/storage'), '@google-cloud/storage', 'gs');
@@ -84,5 +87,7 @@ export async function createContextStore(
       await bucket.file(key).delete({ ignoreNotFound: true });
       debug('removed %s', url(key));
     },
+    // The GCS client holds no pool of its own to release.
+    close: () => undefined,
   };
 }

@@ -371,7 +371,14 @@ export function createKanikoBuildService(options: KanikoBuildServiceOptions = {}
     }
   }
 
-  return { name: 'kaniko', buildAndPush };
+  return {
+    name: 'kaniko',
+    buildAndPush,
+    async close() {
+      store?.close();
+      store = undefined;
+    },
+  };
 }
 
 async function kubernetesCall<T>(what: string, call: () => Promise<T>): Promise<T> {
