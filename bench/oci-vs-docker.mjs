@@ -21,7 +21,10 @@
  * prefix, as `/opt/prebuilt/envs/<envId>` does today, to show what that costs.
  *
  *   pnpm build && bash scripts/test-services.sh up
- *   node bench/oci-vs-docker.mjs [--runs 3] [--packages 20] [--prefix stable|env-id] [--json]
+ *   node bench/oci-vs-docker.mjs [--runs 3] [--packages 20] [--file-size 2048] [--prefix stable|env-id] [--json]
+ *
+ * --file-size: bytes of each of a package's 6 modules (poorly compressible text); raise it to see
+ * packages of realistic size.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -31,11 +34,13 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { alternate, benchArgs, fail, fmtMs, loadFixtures, loadServices, machine, main, median, output, ratio } from './lib.mjs';
 
-const args = benchArgs({ runs: 3 }, { packages: { type: 'string', default: '20' }, prefix: { type: 'string', default: 'stable' } });
+const args = benchArgs({ runs: 3 }, { packages: { type: 'string', default: '20' }, prefix: { type: 'string', default: 'stable' }, 'file-size': { type: 'string', default: '2048' } });
 const COUNT = Number(args.packages);
 if (!Number.isInteger(COUNT) || COUNT < 2 || COUNT > 200) fail(`--packages must be an integer from 2 to 200 (got ${args.packages})`);
 if (!['stable', 'env-id'].includes(args.prefix)) fail(`--prefix must be stable or env-id (got ${args.prefix})`);
 const CHANGED = Math.floor(COUNT / 2);
+const FILE_SIZE = Number(args['file-size']);
+if (!Number.isInteger(FILE_SIZE) || FILE_SIZE < 64 || FILE_SIZE > 16 << 20) fail(`--file-size must be an integer from 64 to 16777216 (got ${args['file-size']})`);
 
 async function load(path, what) {
   return import(new URL(path, import.meta.url).href).catch((error) => fail(`${what} is not built (${error.message}); run \`pnpm build\` first.`));
@@ -91,7 +96,7 @@ await main(async (defer) => {
 
   const dir = await mkdtemp(join(tmpdir(), 'prebuilt-bench-b3-'));
   defer(() => rm(dir, { recursive: true, force: true }));
-  const set = fixtures.syntheticFixtureSet({ count: COUNT, wheelCount: 0, prefix: 'bthree' });
+  const set = fixtures.syntheticFixtureSet({ count: COUNT, wheelCount: 0, prefix: 'bthree', fileSize: FILE_SIZE });
   const changed = structuredClone(set.conda[CHANGED]);
   changed.version = `${changed.version}.1`;
   changed.files = changed.files.map((f) => ({ ...f, content: `${f.content}\n# changed\n` }));
@@ -169,6 +174,7 @@ await main(async (defer) => {
   const result = {
     benchmark: 'B3 incremental rebuild: oci vs docker build service',
     packages: COUNT,
+    fileSize: FILE_SIZE,
     prefix: args.prefix,
     runs: args.runs,
     materializeMs: { first: Math.round(envA.materializeMs), rebuild: Math.round(envB.materializeMs) },
@@ -185,7 +191,7 @@ await main(async (defer) => {
   const row = (name, f) =>
     `  ${name.padEnd(7)} first ${fmtMs(f.firstMs).padStart(8)} ${fmtBytes(f.firstBytes).padStart(11)}   rebuild ${fmtMs(f.rebuildMs).padStart(8)} ${fmtBytes(f.rebuildBytes).padStart(11)}   rebuild/first: time ${f.rebuildVsFirstTime}, bytes ${f.rebuildVsFirstBytes}`;
   output(args, result, [
-    `B3 incremental rebuild — ${COUNT}-package env, then package ${CHANGED} changed; prefix ${args.prefix}; medians of ${args.runs} alternating runs (bytes: sent to the registry through a counting proxy)`,
+    `B3 incremental rebuild — ${COUNT}-package env (6 modules of ${FILE_SIZE} bytes each), then package ${CHANGED} changed; prefix ${args.prefix}; medians of ${args.runs} alternating runs (bytes: sent to the registry through a counting proxy)`,
     row('oci', ociFigures),
     row('docker', dockerFigures),
     `  oci/docker: rebuild time ${result.ociVsDocker.rebuildTime}, rebuild bytes ${result.ociVsDocker.rebuildBytes}; first build time ${result.ociVsDocker.firstTime}, first build bytes ${result.ociVsDocker.firstBytes}`,

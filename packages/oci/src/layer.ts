@@ -109,6 +109,13 @@ function sha256(bytes: Uint8Array): string {
  * no names, normalised modes), then its deterministic gzip. The same entries give the same bytes.
  */
 export async function buildLayer(entries: readonly LayerEntry[], options: { mtime?: number; signal?: AbortSignal } = {}): Promise<BuiltLayer> {
+  const tar = await tarLayer(entries, options);
+  const blob = await deterministicGzip(tar.tar, options.signal);
+  return { digest: sha256(blob), diffId: tar.diffId, blob, tarSize: tar.tar.length, entries: tar.entries };
+}
+
+/** The uncompressed tar of a layer and its diff_id (see {@link buildLayer}). */
+export async function tarLayer(entries: readonly LayerEntry[], options: { mtime?: number; signal?: AbortSignal } = {}): Promise<{ tar: Buffer; diffId: string; entries: number }> {
   const { signal } = options;
   const mtime = new Date((options.mtime ?? 0) * 1000);
   const items = completeEntries(entries);
@@ -145,8 +152,7 @@ export async function buildLayer(entries: readonly LayerEntry[], options: { mtim
   tar.finalize();
   await finished;
   const tarBytes = Buffer.concat(parts);
-  const blob = await deterministicGzip(tarBytes, signal);
-  return { digest: sha256(blob), diffId: sha256(tarBytes), blob, tarSize: tarBytes.length, entries: items.length };
+  return { tar: tarBytes, diffId: sha256(tarBytes), entries: items.length };
 }
 
 function addEntry(tar: ReturnType<typeof pack>, header: Partial<TarHeaders> & { name: string }, content?: Buffer): Promise<void> {

@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -76,7 +76,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: a materialized 
     try {
       const layerFile = join(prepared.contextDir, PREFIX_LAYERS_FILE);
       const layerNames = parsePrefixLayers(await readFile(layerFile, 'utf8'), layerFile).packages.map((p) => p.filename);
-      const service = createOciBuildService({ env: {}, onPushed: (s) => (summary = s) });
+      const service = createOciBuildService({ env: {}, layerCacheDir: join(work, cacheName, 'oci-layers'), onPushed: (s) => (summary = s) });
       const phases: string[] = [];
       const result = await service.buildAndPush({
         dockerfile: prepared.dockerfile,
@@ -192,14 +192,14 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
     return fixtureLock(fixtures, server, { conda: files, wheels: [] }, { condaRequested: names });
   }
 
-  async function push(lock: LockedEnv, imageTag: string, cacheDir: string): Promise<PushSummary> {
+  async function push(lock: LockedEnv, imageTag: string, cacheDir: string, layerCacheDir: string | false = join(cacheDir, 'oci-layers')): Promise<PushSummary> {
     const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir }), tempDir: work });
     // One prefix for both envs: a package's layer is the same bytes only where its files land at the same paths.
     const prefix = '/opt/prebuilt/envs/shared';
     const prepared = await runner.prepare({ lock, envId: 'shared', prefix, base: baseIdentity() });
     let summary: PushSummary | undefined;
     try {
-      const result = await createOciBuildService({ env: {}, onPushed: (s) => (summary = s) }).buildAndPush({
+      const result = await createOciBuildService({ env: {}, layerCacheDir, onPushed: (s) => (summary = s) }).buildAndPush({
         dockerfile: prepared.dockerfile,
         contextDir: prepared.contextDir,
         imageTag,
@@ -229,6 +229,16 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
     expect(second.bytesSent).toBe(uploaded.reduce((sum, l) => sum + l.size, 0) + configSize + manifest.size);
     const firstSent = first.bytesSent;
     expect(second.bytesSent).toBeLessThan(firstSent / 5);
+
+    // The layer cache (diff_id → compressed digest) lets an unchanged push skip compression; without
+    // it the same layers are compressed again: the same digest either way.
+    const entries = await readdir(join(work, 'cache', 'oci-layers'));
+    expect(entries.length).toBe(31 + 2); // env A's 30 package layers + env layer, then B's changed package and env layers
+    const cached = await push(synthLock(true), `${repo}:c`, join(work, 'cache'));
+    const uncached = await push(synthLock(true), `${repo}:d`, join(work, 'cache'), false);
+    expect(cached.digest).toBe(uncached.digest);
+    expect(cached.layers.every((l) => l.status === 'exists')).toBe(true);
+    expect(uncached.layers.every((l) => l.status === 'exists')).toBe(true);
   }, 600_000);
 });
 
@@ -243,7 +253,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: failures, cance
 
   it('a RUN instruction is a failed build naming RUN and suggesting the docker build service; nothing is pushed', async () => {
     const tag = `${services.registries!.plain.host}/${uniqueRepo('run')}:x`;
-    const result = await createOciBuildService({ env: {} }).buildAndPush({ dockerfile: `FROM ${pinnedBase()}\nRUN echo hi\n`, contextDir: context, imageTag: tag, platform: 'linux/amd64' });
+    const result = await createOciBuildService({ env: {}, layerCacheDir: false }).buildAndPush({ dockerfile: `FROM ${pinnedBase()}\nRUN echo hi\n`, contextDir: context, imageTag: tag, platform: 'linux/amd64' });
     expect(result.ok).toBe(false);
     if (result.ok) return;
     expect(result.reason).toMatch(/line 2: RUN cannot be executed by the oci build service/);
@@ -253,7 +263,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: failures, cance
   });
 
   it('a base image without the requested platform is a failed build naming the platform', async () => {
-    const result = await createOciBuildService({ env: {} }).buildAndPush({
+    const result = await createOciBuildService({ env: {}, layerCacheDir: false }).buildAndPush({
       dockerfile: `FROM ${pinnedBase()}\nCOPY hello.txt /hello.txt\n`,
       contextDir: context,
       imageTag: `${services.registries!.plain.host}/${uniqueRepo('platform')}:x`,
@@ -266,7 +276,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: failures, cance
   it('aborting during the push rejects with CancelledError and pushes no manifest', async () => {
     const tag = `${services.registries!.token.host}/${uniqueRepo('cancel')}:x`;
     const controller = new AbortController();
-    const service = createOciBuildService({ env: {}, chunkSize: 1 << 20, dockerConfig: false });
+    const service = createOciBuildService({ env: {}, chunkSize: 1 << 20, dockerConfig: false, layerCacheDir: false });
     const started = Date.now();
     const pending = service.buildAndPush({
       dockerfile: 'FROM scratch\nCOPY big.bin /big.bin\n',
@@ -286,7 +296,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: failures, cance
 
   it('pushes with the Basic-auth registry push credentials, and refuses credentials for another registry', async () => {
     const tag = `${services.registries!.basic.host}/${uniqueRepo('basic')}:x`;
-    const service = createOciBuildService({ env: {}, dockerConfig: false });
+    const service = createOciBuildService({ env: {}, dockerConfig: false, layerCacheDir: false });
     const request = { dockerfile: 'FROM scratch\nCOPY hello.txt /srv/hello.txt\nENV GREETING=hello\nWORKDIR /srv\n', contextDir: context, imageTag: tag, platform: 'linux/amd64' };
     const result = await service.buildAndPush({ ...request, pushCredentials: credentialsFor('basic') });
     expect(result).toMatchObject({ ok: true });
@@ -299,7 +309,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: failures, cance
 
   it('publishes an image index over per-platform images (pushImageIndex), deterministic and resolvable per platform', async () => {
     const repo = `${services.registries!.plain.host}/${uniqueRepo('index')}`;
-    const service = createOciBuildService({ env: {} });
+    const service = createOciBuildService({ env: {}, layerCacheDir: false });
     const images: { digest: string; platform: string }[] = [];
     for (const [platform, suffix] of [['linux/amd64', 'amd64'], ['linux/arm64', 'arm64']] as const) {
       await writeFile(join(context, `arch-${suffix}.txt`), `${suffix}\n`);

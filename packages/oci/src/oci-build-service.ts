@@ -17,7 +17,8 @@ import {
   type UploadBlobResult,
 } from '@prebuilt/core';
 import { BuildInputProblem, dockerfileInstructions, fetchBase, fromRef, imageConfig, imageManifest, planImage } from './image-assembly.js';
-import { buildLayer } from './layer.js';
+import { LayerCache, defaultLayerCacheDir } from './layer-cache.js';
+import { deterministicGzip, tarLayer } from './layer.js';
 
 const log = createLogger('oci');
 
@@ -60,6 +61,12 @@ export interface OciBuildServiceOptions {
   retry?: Partial<RetryPolicy>;
   /** Time one registry request may take, ms. Default 120 s. */
   timeoutMs?: number;
+  /**
+   * Where to remember what each layer compresses to (by diff_id), so a rebuild can find a layer in
+   * the registry without compressing it again; `false` keeps it in memory only. Default
+   * `<prebuilt cache>/oci-layers` (METAFLOW_PREBUILT_CACHE_DIR, else ~/.cache/prebuilt).
+   */
+  layerCacheDir?: string | false;
   /** Receives what each successful push cost. */
   onPushed?: (summary: PushSummary) => void;
 }
@@ -122,15 +129,16 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
  */
 export function createOciBuildService(options: OciBuildServiceOptions = {}): BuildService {
   const settings = ociSettings(options);
+  const cache = new LayerCache(options.layerCacheDir === false ? undefined : (options.layerCacheDir ?? defaultLayerCacheDir(options.env ?? process.env)));
   return {
     name: 'oci',
     async buildAndPush(request: BuildRequest): Promise<BuildResult> {
-      return buildAndPushOci(request, settings, options);
+      return buildAndPushOci(request, settings, options, cache);
     },
   };
 }
 
-async function buildAndPushOci(request: BuildRequest, settings: OciSettings, options: OciBuildServiceOptions): Promise<BuildResult> {
+async function buildAndPushOci(request: BuildRequest, settings: OciSettings, options: OciBuildServiceOptions, cache: LayerCache): Promise<BuildResult> {
   const { signal } = request;
   const lines: string[] = [];
   const say = (line: string): void => {
@@ -188,12 +196,21 @@ async function buildAndPushOci(request: BuildRequest, settings: OciSettings, opt
     const layers: PushSummary['layers'] = [];
     for (const [i, planned] of plan.layers.entries()) {
       if (signal?.aborted) throw cancelled();
-      const built = await buildLayer(planned.entries, { mtime: settings.sourceDateEpoch, ...signalOpt });
-      const result = await client.uploadBlob(repo, built.digest, built.blob, upload);
-      diffIds.push(built.diffId);
-      descriptors.push({ mediaType: base.format.layer, digest: built.digest, size: built.blob.length });
-      layers.push({ name: planned.name, digest: built.digest, size: built.blob.length, status: result.status });
-      say(`layer ${i + 1}/${plan.layers.length} ${planned.name}: ${built.entries} entries, ${built.blob.length} bytes, ${result.status}`);
+      const tar = await tarLayer(planned.entries, { mtime: settings.sourceDateEpoch, ...signalOpt });
+      // A layer compressed before (same diff_id) that the registry has needs no compression.
+      let compressed = await cache.get(tar.diffId);
+      let status: UploadBlobResult['status'] | undefined;
+      if (compressed && (await client.headBlob(repo, compressed.digest, signalOpt)).exists) status = 'exists';
+      if (!status) {
+        const blob = await deterministicGzip(tar.tar, signal);
+        compressed = { digest: sha256(blob), size: blob.length };
+        await cache.set(tar.diffId, compressed);
+        status = (await client.uploadBlob(repo, compressed.digest, blob, upload)).status;
+      }
+      diffIds.push(tar.diffId);
+      descriptors.push({ mediaType: base.format.layer, digest: compressed!.digest, size: compressed!.size });
+      layers.push({ name: planned.name, digest: compressed!.digest, size: compressed!.size, status });
+      say(`layer ${i + 1}/${plan.layers.length} ${planned.name}: ${tar.entries} entries, ${compressed!.size} bytes, ${status}`);
     }
 
     const configBytes = Buffer.from(JSON.stringify(imageConfig(plan, diffIds, created)));

@@ -1,0 +1,38 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultLayerCacheDir, LayerCache } from './layer-cache.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'prebuilt-oci-layer-cache-'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+const diffId = `sha256:${'a'.repeat(64)}`;
+const entry = { digest: `sha256:${'b'.repeat(64)}`, size: 1234 };
+
+describe('LayerCache', () => {
+  it('remembers a compressed layer by diff_id on disk, across instances', async () => {
+    await new LayerCache(dir).set(diffId, entry);
+    expect(await readFile(join(dir, 'a'.repeat(64)), 'utf8')).toBe(`${entry.digest} 1234\n`);
+    expect(await new LayerCache(dir).get(diffId)).toEqual(entry);
+    expect(await new LayerCache(dir).get(`sha256:${'c'.repeat(64)}`)).toBeUndefined();
+  });
+
+  it('ignores an unreadable entry, and keeps entries in memory without a directory', async () => {
+    const other = `sha256:${'d'.repeat(64)}`;
+    await writeFile(join(dir, 'd'.repeat(64)), 'garbage');
+    expect(await new LayerCache(dir).get(other)).toBeUndefined();
+    const memory = new LayerCache(undefined);
+    await memory.set(diffId, entry);
+    expect(await memory.get(diffId)).toEqual(entry);
+  });
+
+  it('lives under the prebuilt cache directory', () => {
+    expect(defaultLayerCacheDir({ METAFLOW_PREBUILT_CACHE_DIR: '/x/cache' })).toBe('/x/cache/oci-layers');
+    expect(defaultLayerCacheDir({ XDG_CACHE_HOME: '/xdg' })).toBe('/xdg/prebuilt/oci-layers');
+    expect(defaultLayerCacheDir({ XDG_CACHE_HOME: 'relative' })).toBe(join(homedir(), '.cache', 'prebuilt', 'oci-layers'));
+  });
+});

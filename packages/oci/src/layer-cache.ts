@@ -1,0 +1,59 @@
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { writeFileAtomic } from '@prebuilt/core';
+
+/** What a layer's tar compresses to: the blob digest and size. */
+export interface CompressedLayer {
+  digest: string;
+  size: number;
+}
+
+/**
+ * Remembers, by diff_id (sha256 of the uncompressed tar), the digest and size of the layer's
+ * deterministic gzip. Compression is a pure function of the tar, so an entry never goes stale; it
+ * lets a rebuild ask the registry for a layer without compressing it again. On disk under
+ * `<dir>/<diff_id hex>` (written atomically); also kept in memory.
+ */
+export class LayerCache {
+  readonly dir: string | undefined;
+  readonly #memory = new Map<string, CompressedLayer>();
+
+  constructor(dir: string | undefined) {
+    this.dir = dir;
+  }
+
+  #file(diffId: string): string | undefined {
+    const hex = /^sha256:([0-9a-f]{64})$/.exec(diffId)?.[1];
+    return this.dir && hex ? join(this.dir, hex) : undefined;
+  }
+
+  async get(diffId: string): Promise<CompressedLayer | undefined> {
+    const known = this.#memory.get(diffId);
+    if (known) return known;
+    const file = this.#file(diffId);
+    if (!file) return undefined;
+    const text = await readFile(file, 'utf8').catch(() => undefined);
+    const match = text === undefined ? null : /^(sha256:[0-9a-f]{64}) (\d+)\n?$/.exec(text);
+    if (!match) return undefined;
+    const entry = { digest: match[1]!, size: Number(match[2]) };
+    this.#memory.set(diffId, entry);
+    return entry;
+  }
+
+  async set(diffId: string, entry: CompressedLayer): Promise<void> {
+    this.#memory.set(diffId, entry);
+    const file = this.#file(diffId);
+    // A cache that cannot be written only costs a recompression next time.
+    if (file) await writeFileAtomic(file, `${entry.digest} ${entry.size}\n`).catch(() => undefined);
+  }
+}
+
+/** The oci layer cache directory: `<prebuilt cache>/oci-layers` (METAFLOW_PREBUILT_CACHE_DIR, else $XDG_CACHE_HOME/prebuilt, else ~/.cache/prebuilt). */
+export function defaultLayerCacheDir(env: Record<string, string | undefined>): string {
+  const explicit = env['METAFLOW_PREBUILT_CACHE_DIR']?.trim();
+  if (explicit) return join(resolve(explicit), 'oci-layers');
+  const xdg = env['XDG_CACHE_HOME']?.trim();
+  if (xdg && xdg.startsWith('/')) return join(xdg, 'prebuilt', 'oci-layers');
+  return join(homedir(), '.cache', 'prebuilt', 'oci-layers');
+}
