@@ -257,7 +257,7 @@ export interface BuildJson {
   failures?: { envId: string; image: string; steps: string[]; reason: string; hint?: string; logTail: string[] }[];
 }
 
-/** What each module import gives inside the image: its version, or the ImportError. */
+/** What each module import gives inside the image (pulled, run, then removed from the daemon): its version, or the ImportError. */
 export async function importsInImage(services: TestServices, image: string, python: string, modules: readonly string[]): Promise<Record<string, string>> {
   const code =
     'import importlib, json, sys\n' +
@@ -270,6 +270,7 @@ export async function importsInImage(services: TestServices, image: string, pyth
     'print(json.dumps(out))\n';
   const env = { ...process.env, DOCKER_HOST: services.dockerHost ?? '' };
   const result = await run('docker', ['run', '--rm', '--network=host', '--pull=always', image, python, '-c', code], env);
+  await run('docker', ['image', 'rm', image], env); // leave the daemon as it was
   if (result.code !== 0) throw new Error(`docker run ${image} ${python} exited ${result.code}: ${result.stderr}`);
   return JSON.parse(result.stdout.trim().split('\n').pop() ?? '{}') as Record<string, string>;
 }
