@@ -61,6 +61,12 @@ export type BuildResult =
 export interface BuildService {
   readonly name: string;
   buildAndPush(request: BuildRequest): Promise<BuildResult>;
+  /**
+   * Checks that the service can build at all (daemon reachable, CLI installed, …) and throws a typed
+   * error saying what to do when it cannot. The orchestrator calls it once, before it materializes
+   * the first env, so a missing daemon is reported at once rather than after minutes of work.
+   */
+  check?(options?: { signal?: AbortSignal }): Promise<void>;
   /** Releases connections and other resources. */
   close?(): Promise<void>;
 }

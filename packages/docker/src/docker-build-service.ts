@@ -410,6 +410,7 @@ export function createDockerBuildService(options: DockerBuildServiceOptions = {}
   return {
     name: 'docker',
     buildAndPush,
+    check: (options = {}) => checkDaemon(options.signal),
     async close() {
       const agent = (docker.modem as { agent?: { destroy?: () => void } }).agent;
       agent?.destroy?.();

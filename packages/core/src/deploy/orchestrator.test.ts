@@ -295,6 +295,30 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
     expect(ctx.registry.images.size).toBe(0);
   });
 
+  it("checks the build service before materializing anything, so a missing daemon is reported at once", async () => {
+    await using ctx = await setup(fourSteps());
+    let checks = 0;
+    const service = {
+      ...fakeBuildService(ctx.registry),
+      check: async () => {
+        checks++;
+        throw new EnvironmentError('The Docker daemon at unix:///fake.sock cannot be reached.', { hint: 'Start the Docker daemon.' });
+      },
+    };
+    const error = await deploy({ ...ctx.options, buildService: async () => service }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect(checks).toBe(1);
+    expect(ctx.recipe.prepared).toEqual([]);
+  });
+
+  it('never checks or creates the build service when every image is present', async () => {
+    await using ctx = await setup(fourSteps());
+    await deploy(ctx.options);
+    let created = 0;
+    await deploy({ ...ctx.options, buildService: async () => { created++; return ctx.buildService; } });
+    expect(created).toBe(0);
+  });
+
   it('rethrows a registry error from the existence check (credentials refused) instead of failing each image', async () => {
     await using ctx = await setup(fourSteps());
     const refused = new AuthError('registry fake.registry.test rejected the credentials', { registry: 'fake.registry.test', source: 'env FAKE_USER/FAKE_PASSWORD' });

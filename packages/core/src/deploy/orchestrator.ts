@@ -215,7 +215,7 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
 
   // 4. Check, then build what is missing.
   const images = [...planned.values()];
-  const buildService = once(options.buildService);
+  const buildService = once(options.buildService, signal);
   const workers = options.workers ?? Math.min(Math.max(images.length, 1), 8);
   // A service failure aborts `stop`, which cancels the builds in flight; the caller's signal does too.
   const stop = new AbortController();
@@ -287,11 +287,14 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
 }
 
 /** The build service, created on first use. */
-function once(source: DeployOptions['buildService']): () => Promise<BuildService> {
+function once(source: DeployOptions['buildService'], signal: AbortSignal | undefined): () => Promise<BuildService> {
   let created: Promise<BuildService> | undefined;
   return () => {
     if (!source) return Promise.reject(new PrebuiltError('internal', 'A build service is needed to build images.', 2));
-    created ??= typeof source === 'function' ? source() : Promise.resolve(source);
+    created ??= (typeof source === 'function' ? source() : Promise.resolve(source)).then(async (service) => {
+      await service.check?.({ ...(signal ? { signal } : {}) });
+      return service;
+    });
     return created;
   };
 }
