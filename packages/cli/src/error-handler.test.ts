@@ -61,4 +61,11 @@ describe('reportError (the one top-level handler)', () => {
     expect(reportError(new Error('aborted'), c.context, { showStack: false, interrupted: 'SIGTERM' })).toBe(143);
     expect(c.err()).toBe('interrupted (SIGINT)\ninterrupted (SIGTERM)\n');
   });
+
+  it('still prints one JSON object in --json mode when interrupted', () => {
+    const c = capture();
+    c.context.json.requested = true;
+    expect(reportError(new Error('aborted'), c.context, { showStack: false, interrupted: 'SIGINT' })).toBe(130);
+    expect(JSON.parse(c.out())).toEqual({ ok: false, error: { name: 'CancelledError', code: 'cancelled', message: 'Interrupted by SIGINT.' } });
+  });
 });

@@ -34,6 +34,12 @@ export function reportError(error: unknown, context: CliContext, options: Report
   // After SIGINT/SIGTERM, whatever failed (a request wrapped as a resolution or registry error,
   // say) failed because of the interruption: the user asked to stop, the exit code says so.
   if (options.interrupted) {
+    if (context.json.requested && !context.json.written) {
+      writeJson(context, {
+        ok: false,
+        error: { name: 'CancelledError', code: 'cancelled', message: `Interrupted by ${options.interrupted}.` },
+      });
+    }
     context.stderr.write(`interrupted (${options.interrupted})\n`);
     return options.interrupted === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;
   }
