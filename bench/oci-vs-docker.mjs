@@ -138,7 +138,7 @@ await main(async (defer) => {
   defer(() => envA.prepared.dispose());
   defer(() => envB.prepared.dispose());
 
-  const ociService = oci.createOciBuildService({ env: {} });
+  const ociService = oci.createOciBuildService({ env: {}, layerCacheDir: join(dir, 'oci-layers') });
   const dockerService = docker.createDockerBuildService({ env: { DOCKER_HOST: services.dockerHost } });
   defer(() => dockerService.close?.() ?? Promise.resolve());
 
