@@ -3,19 +3,22 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  BuildLog,
   ConfigError,
   EnvironmentError,
   InputError,
+  cancelledError,
   createLogger,
   errorMessage,
   loadOptionalSetting,
   normalizeDockerConfigKey,
   parseImageRef,
+  scrubber,
+  withPushPhase,
   type BuildRequest,
   type BuildResult,
   type BuildService,
 } from '@prebuilt/core';
-import { BuildLog, cancelledError, scrubber, withPushPhase } from './build-log.js';
 import { createTemporaryDockerConfig, type TemporaryDockerConfig } from './docker-config-dir.js';
 
 const debug = createLogger('buildx');

@@ -4,21 +4,24 @@ import type { CodeBuildClient } from '@aws-sdk/client-codebuild';
 import type { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import type { S3Client } from '@aws-sdk/client-s3';
 import {
+  BuildLog,
   ConfigError,
   EnvironmentError,
   InputError,
+  cancelledError,
   createLogger,
   errorMessage,
   loadOptionalSetting,
   loadSetting,
   normalizeDockerConfigKey,
   parseImageRef,
+  scrubber,
+  withPushPhase,
   type BuildRequest,
   type BuildResult,
   type BuildService,
   type RegistryCredentials,
 } from '@prebuilt/core';
-import { BuildLog, cancelledError, scrubber, withPushPhase } from './build-log.js';
 import { DIGEST_LINE, DIGEST_VARIABLE, buildspec, ecrRegion, type RegistryLogin } from './buildspec.js';
 import { createContextZip } from './context-zip.js';
 

@@ -2,7 +2,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Zip, ZipPassThrough } from 'fflate';
-import { createContextArchive } from './context-archive.js';
+import { createContextArchive } from '@prebuilt/core';
 
 /** The tarball's name inside the zip; the buildspec unpacks it. */
 export const CONTEXT_TARBALL = 'prebuilt-context.tar.gz';
@@ -21,7 +21,7 @@ export interface ContextZip {
  * bits, owners) — an env prefix is full of both.
  */
 export async function createContextZip(contextDir: string, dockerfile: string): Promise<ContextZip> {
-  const archive = await createContextArchive(contextDir, dockerfile);
+  const archive = await createContextArchive(contextDir, dockerfile, { tempPrefix: 'prebuilt-codebuild-context-' });
   const file = join(archive.file, '..', 'context.zip');
   try {
     await new Promise<void>((resolve, reject) => {

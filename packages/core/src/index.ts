@@ -225,3 +225,16 @@ export {
 } from './deploy/orchestrator.js';
 export { ENV_ROOT, envPrefix, envPython, type ImageMap, type ImageMapImage, type ImageMapStep } from './deploy/image-map.js';
 export { mapPool } from './deploy/pool.js';
+export {
+  PULL_ENV,
+  DEFAULT_REPOSITORY,
+  COMPONENT,
+  envTag,
+  parseHost,
+  checkRepository,
+  pullConfigFromSettings,
+  type PullSettings,
+} from './backend-kit/settings.js';
+export { checkSignal, resolveBaseImage, type ResolveBaseImageOptions } from './backend-kit/base-image.js';
+export { BuildLog, scrubber, cancelledError, withPushPhase } from './backend-kit/build-log.js';
+export { createContextArchive, type ContextArchive, type ContextArchiveOptions } from './backend-kit/context-archive.js';

@@ -1,22 +1,29 @@
 import {
   AuthError,
   ConfigError,
+  DEFAULT_REPOSITORY,
   DOCKER_HUB,
+  PULL_ENV,
   RegistryClient,
   Secret,
+  checkRepository,
+  checkSignal,
   createLogger,
   dockerConfigCredentials,
   dockerConfigPath,
+  envTag,
   loadOptionalSetting,
   normalizeDockerConfigKey,
+  parseHost,
+  pullConfigFromSettings,
+  resolveBaseImage,
   type ImageExistence,
   type ImageRegistry,
   type PullConfig,
+  type PullSettings,
   type RegistryClientOptions,
   type RegistryCredentials,
 } from '@prebuilt/core';
-import { checkSignal, resolveBaseImage } from './base-image.js';
-import { DEFAULT_REPOSITORY, PULL_ENV, checkRepository, envTag, parseHost, pullConfigFromSettings, type PullSettings } from './settings.js';
 
 const debug = createLogger('dockerhub');
 

@@ -2,7 +2,7 @@ import { defineImageRegistry } from '@prebuilt/core';
 import { createDockerHubRegistry, type DockerHubRegistryOptions } from './dockerhub-registry.js';
 
 export { createDockerHubRegistry, DOCKERHUB_ENV, type DockerHubRegistryOptions } from './dockerhub-registry.js';
-export { DEFAULT_REPOSITORY, PULL_ENV, type PullSettings } from './settings.js';
+export { DEFAULT_REPOSITORY, PULL_ENV, type PullSettings } from '@prebuilt/core';
 
 /** The `dockerhub` image registry (the default): `docker.io/<namespace>/<repository>:env-<envId>-<arch>`. */
 const dockerhub = defineImageRegistry({

@@ -2,15 +2,23 @@ import type { ECRClient, ECRClientConfig } from '@aws-sdk/client-ecr';
 import {
   AuthError,
   ConfigError,
+  DEFAULT_REPOSITORY,
+  PULL_ENV,
   RegistryClient,
   RegistryError,
   Secret,
+  checkRepository,
+  checkSignal,
   createLogger,
   dockerConfigCredentials,
+  envTag,
   errorMessage,
   loadOptionalSetting,
   normalizeDockerConfigKey,
+  parseHost,
   parseImageRef,
+  pullConfigFromSettings,
+  resolveBaseImage,
   type ImageExistence,
   type ImageRegistry,
   type PullConfig,
@@ -18,8 +26,6 @@ import {
   type RegistryCredentials,
 } from '@prebuilt/core';
 import { awsError, describeAwsCredentialSource, loadEcrSdk, loadStsSdk } from './aws.js';
-import { checkSignal, resolveBaseImage } from './base-image.js';
-import { DEFAULT_REPOSITORY, PULL_ENV, checkRepository, parseHost, pullConfigFromSettings, envTag } from './settings.js';
 
 const debug = createLogger('ecr');
 

@@ -1,21 +1,29 @@
 import type { GoogleAuthOptions } from 'google-auth-library';
 import {
+  COMPONENT,
   ConfigError,
+  DEFAULT_REPOSITORY,
+  PULL_ENV,
   RegistryClient,
   Secret,
+  checkRepository,
+  checkSignal,
   createLogger,
   dockerConfigCredentials,
+  envTag,
   loadOptionalSetting,
   normalizeDockerConfigKey,
+  parseHost,
+  pullConfigFromSettings,
+  resolveBaseImage,
   type ImageExistence,
   type ImageRegistry,
   type PullConfig,
+  type PullSettings,
   type RegistryClientOptions,
   type RegistryCredentials,
 } from '@prebuilt/core';
-import { checkSignal, resolveBaseImage } from './base-image.js';
 import { googleTokenSource, type GoogleTokenSource } from './google-token.js';
-import { COMPONENT, DEFAULT_REPOSITORY, PULL_ENV, checkRepository, envTag, parseHost, pullConfigFromSettings, type PullSettings } from './settings.js';
 
 const debug = createLogger('gcr');
 

@@ -2,21 +2,24 @@ import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { KubeConfig } from '@kubernetes/client-node';
 import {
+  BuildLog,
   ConfigError,
   EnvironmentError,
   InputError,
+  cancelledError,
+  createContextArchive,
   createLogger,
   errorMessage,
   loadOptionalSetting,
   loadSetting,
   normalizeDockerConfigKey,
   parseImageRef,
+  scrubber,
+  withPushPhase,
   type BuildRequest,
   type BuildResult,
   type BuildService,
 } from '@prebuilt/core';
-import { BuildLog, cancelledError, scrubber, withPushPhase } from './build-log.js';
-import { createContextArchive } from './context-archive.js';
 import { createContextStore, parseBucketLocation, type ContextStore } from './context-store.js';
 import { BUILD_LABEL, CONTAINER_NAME, dockerConfigSecret, kanikoJob } from './kaniko-manifests.js';
 
@@ -296,7 +299,7 @@ export function createKanikoBuildService(options: KanikoBuildServiceOptions = {}
 
     try {
       request.onPhase?.('building');
-      const archive = await createContextArchive(request.contextDir, request.dockerfile);
+      const archive = await createContextArchive(request.contextDir, request.dockerfile, { tempPrefix: 'prebuilt-kaniko-context-' });
       try {
         if (signal?.aborted) throw cancelledError(signal, what);
         cleanups.push({ what: `context ${contextStore.url(key)}`, run: () => contextStore.remove(key) });

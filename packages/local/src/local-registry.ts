@@ -1,14 +1,13 @@
 import {
-  CancelledError,
+  COMPONENT,
   ConfigError,
-  RegistryError,
   RegistryClient,
   Secret,
+  checkSignal,
   createLogger,
-  formatImageRef,
-  isIndexMediaType,
+  envTag,
   loadOptionalSetting,
-  parseImageRef,
+  resolveBaseImage,
   type BaseImageIdentity,
   type ImageExistence,
   type ImageRegistry,
@@ -53,7 +52,6 @@ export interface LocalRegistryOptions {
 }
 
 const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::\d{1,5})?$/;
-const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 
 /** Splits `host[:port][/path]`; a path becomes a prefix of the repository. */
 function parseRegistrySetting(value: string, envVar: string, option: string): { host: string; prefix: string } {
@@ -75,8 +73,6 @@ function parseFlag(raw: string | boolean | undefined, envVar: string): boolean {
   if (/^(0|false|no|off)$/i.test(raw)) return false;
   throw new ConfigError(`${envVar}='${raw}' is not a yes/no value.`, { setting: envVar, hint: `Set ${envVar} to 1 or 0.` });
 }
-
-const ARCH: Record<ImageTagInput['platform'], string> = { 'linux-64': 'amd64', 'linux-aarch64': 'arm64' };
 
 /**
  * The `local` image registry: a registry on this machine or network, e.g. `127.0.0.1:5000`.
@@ -142,22 +138,11 @@ export function createLocalRegistry(options: LocalRegistryOptions = {}): ImageRe
   const client = new RegistryClient(clientOptions);
   debug('local registry: push %s/%s, pull host %s', push.host, repository, pull?.host ?? '(same)');
 
-  const checkSignal = (signal: AbortSignal | undefined): void => {
-    if (signal?.aborted) throw new CancelledError('The registry request was cancelled.', { cause: signal.reason });
-  };
-
   return {
     name: 'local',
 
-    imageTag({ envId, platform }: ImageTagInput): string {
-      if (!/^[a-z0-9][a-z0-9_.-]{0,100}$/i.test(envId)) {
-        throw new ConfigError(`The env id '${envId}' cannot be part of an image tag.`, { hint: 'Env ids are lowercase hex; this is a bug in the caller.' });
-      }
-      const arch = ARCH[platform];
-      if (arch === undefined) {
-        throw new ConfigError(`The platform '${String(platform)}' is not one prebuilt builds for.`, { hint: 'Use linux-64 or linux-aarch64.' });
-      }
-      return `${push.host}/${repository}:env-${envId}-${arch}`;
+    imageTag(input: ImageTagInput): string {
+      return envTag(`${push.host}/${repository}`, input);
     },
 
     pullTag(pushTag: string): string {
@@ -183,23 +168,9 @@ export function createLocalRegistry(options: LocalRegistryOptions = {}): ImageRe
     },
 
     async baseImageIdentity(ref: string, platform: string, requestOptions = {}): Promise<BaseImageIdentity> {
-      checkSignal(requestOptions.signal);
-      const signalOption = requestOptions.signal ? { signal: requestOptions.signal } : {};
-      const image = parseImageRef(ref);
-      const head = await client.headManifest(image, signalOption);
-      if (!head.exists) {
-        throw new RegistryError(`The base image ${ref} does not exist in the registry ${image.registry}.`, {
-          registry: image.registry,
-          status: 404,
-        }, { hint: 'Push the base image there, or set the base image to one that exists.' });
-      }
-      const pinned = formatImageRef({ registry: image.registry, repository: image.repository, tag: undefined, digest: head.digest });
-      if (image.digest !== undefined && image.digest !== head.digest) {
-        throw new RegistryError(`The registry ${image.registry} answered ${head.digest} for ${ref}.`, { registry: image.registry });
-      }
-      // A multi-platform base must offer the target platform; fetching that entry checks it.
-      if (isIndexMediaType(head.mediaType)) await client.getManifest(pinned, { ...signalOption, platform });
-      return { ref, digest: head.digest, pinned };
+      return resolveBaseImage(client, ref, platform, requestOptions.signal, {
+        missingHint: 'Push the base image there, or set the base image to one that exists.',
+      });
     },
   };
 }

@@ -1,0 +1,100 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { lstat, mkdtemp, readdir, readlink, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import tar from 'tar-stream';
+import { InputError, errorMessage } from '../errors.js';
+
+export interface ContextArchive {
+  /** The `.tar.gz` file. */
+  file: string;
+  /** Its size in bytes. */
+  size: number;
+  /** The Dockerfile's name inside the archive (pass it as `--dockerfile`). */
+  dockerfileName: string;
+  /** Removes the archive and its temp directory. */
+  remove(): Promise<void>;
+}
+
+/**
+ * Packs `contextDir` and the Dockerfile into a `.tar.gz` in a temp directory. The Dockerfile goes
+ * in at the top level under a random name that no file of the context has; entries are sorted and
+ * owned by root.
+ */
+export interface ContextArchiveOptions {
+  /** Prefix of the temp directory the archive is written in (names the build service). Default `prebuilt-context-`. */
+  tempPrefix?: string;
+}
+
+export async function createContextArchive(contextDir: string, dockerfile: string, options: ContextArchiveOptions = {}): Promise<ContextArchive> {
+  const rootStat = await lstat(contextDir).catch((error: unknown) => {
+    throw new InputError(`The build context directory ${contextDir} cannot be read: ${errorMessage(error)}.`, {
+      cause: error,
+      hint: "Pass an existing directory as the build request's contextDir.",
+    });
+  });
+  if (!rootStat.isDirectory()) {
+    throw new InputError(`The build context ${contextDir} is not a directory.`, { hint: "Pass a directory as the build request's contextDir." });
+  }
+  const topLevel = new Set(await readdir(contextDir));
+  let dockerfileName: string;
+  do {
+    dockerfileName = `.prebuilt-${randomBytes(6).toString('hex')}.Dockerfile`;
+  } while (topLevel.has(dockerfileName));
+
+  const dir = await mkdtemp(join(tmpdir(), options.tempPrefix ?? 'prebuilt-context-'));
+  const remove = () => rm(dir, { recursive: true, force: true });
+  const file = join(dir, 'context.tar.gz');
+  try {
+    const pack = tar.pack();
+    const written = pipeline(pack, createGzip(), createWriteStream(file));
+    try {
+      await addDirectory(pack, contextDir, '');
+      const text = Buffer.from(dockerfile, 'utf8');
+      await addEntry(pack, { name: dockerfileName, type: 'file', mode: 0o644, size: text.length, mtime: new Date(0), uid: 0, gid: 0 }, text);
+      pack.finalize();
+    } catch (error) {
+      pack.destroy(error as Error);
+      await written.catch(() => undefined);
+      throw error;
+    }
+    await written;
+    return { file, size: (await stat(file)).size, dockerfileName, remove };
+  } catch (error) {
+    await remove();
+    throw error;
+  }
+}
+
+async function addDirectory(pack: tar.Pack, root: string, prefix: string): Promise<void> {
+  const names = (await readdir(join(root, prefix))).sort();
+  for (const name of names) {
+    const relative = prefix === '' ? name : `${prefix}/${name}`;
+    const absolute = join(root, relative);
+    const entryStat = await lstat(absolute);
+    const common = { name: relative, mode: entryStat.mode & 0o7777, mtime: entryStat.mtime, uid: 0, gid: 0 };
+    if (entryStat.isDirectory()) {
+      await addEntry(pack, { ...common, type: 'directory' });
+      await addDirectory(pack, root, relative);
+    } else if (entryStat.isSymbolicLink()) {
+      await addEntry(pack, { ...common, type: 'symlink', linkname: await readlink(absolute) });
+    } else if (entryStat.isFile()) {
+      await new Promise<void>((resolve, reject) => {
+        const entry = pack.entry({ ...common, type: 'file', size: entryStat.size }, (error) => (error ? reject(error) : resolve()));
+        pipeline(createReadStream(absolute), entry).catch(reject);
+      });
+    }
+    // Sockets, FIFOs and devices have no place in a build context; they are left out.
+  }
+}
+
+function addEntry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0], content?: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const callback = (error?: Error | null) => (error ? reject(error) : resolve());
+    if (content === undefined) pack.entry(header, callback);
+    else pack.entry(header, content, callback);
+  });
+}

@@ -1,0 +1,96 @@
+import type { ImageTagInput, PullConfig } from '../contracts.js';
+import { ConfigError } from '../errors.js';
+
+/** Settings every hosted registry (dockerhub, ecr, gcr) reads for the runner's pull configuration. */
+export const PULL_ENV = {
+  pullSecret: 'METAFLOW_PREBUILT_PULL_SECRET',
+  batchRepositoryCredentials: 'METAFLOW_PREBUILT_BATCH_REPOSITORY_CREDENTIALS',
+} as const;
+
+export const DEFAULT_REPOSITORY = 'metaflow-prebuilt';
+
+/** One path component of a repository name (OCI distribution grammar). */
+export const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::\d{1,5})?$/;
+const SECRET_NAME = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/;
+const SECRETS_MANAGER_ARN = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/;
+
+const ARCH: Record<ImageTagInput['platform'], string> = { 'linux-64': 'amd64', 'linux-aarch64': 'arm64' };
+
+/** `<repository>:env-<envId>-<arch>`: the content-addressed tag every prebuilt registry uses. */
+export function envTag(repository: string, { envId, platform }: ImageTagInput): string {
+  if (!/^[a-z0-9][a-z0-9_.-]{0,100}$/i.test(envId)) {
+    throw new ConfigError(`The env id '${envId}' cannot be part of an image tag.`, { hint: 'Env ids are lowercase hex; this is a bug in the caller.' });
+  }
+  const arch = ARCH[platform];
+  if (arch === undefined) {
+    throw new ConfigError(`The platform '${String(platform)}' is not one prebuilt builds for.`, { hint: 'Use linux-64 or linux-aarch64.' });
+  }
+  return `${repository}:env-${envId}-${arch}`;
+}
+
+/** A registry host (`host[:port]`, no scheme, no path). */
+export function parseHost(value: string, envVar: string, option: string): string {
+  const hint = `Set ${envVar} (or the option '${option}') to a registry host such as docker.io or 127.0.0.1:5000, without https://.`;
+  if (/^[a-z]+:\/\//i.test(value)) throw new ConfigError(`${envVar}='${value}' must be a registry host, not a URL.`, { setting: envVar, hint });
+  if (!HOST.test(value)) throw new ConfigError(`${envVar}='${value}' is not a registry host of the form host[:port].`, { setting: envVar, hint });
+  return value;
+}
+
+/** A repository path (`a/b/c`), each part valid. */
+export function checkRepository(value: string, envVar: string, option: string, maxParts = Infinity): string {
+  const parts = value.split('/');
+  if (parts.length > maxParts || !parts.every((part) => COMPONENT.test(part))) {
+    throw new ConfigError(`The ${option} '${value}' (option '${option}' or ${envVar}) is not a valid repository name${maxParts === 1 ? ' part' : ''}.`, {
+      setting: envVar,
+      hint:
+        `Use lowercase letters, digits, '.', '_' and '-'${maxParts === 1 ? ' (no /)' : " and '/'"} in ${envVar} (or the option '${option}'), ` +
+        `e.g. ${DEFAULT_REPOSITORY}.`,
+    });
+  }
+  return value;
+}
+
+export interface PullSettings {
+  /** Kubernetes secret (type kubernetes.io/dockerconfigjson) the runner's pods name in imagePullSecrets. */
+  pullSecret?: string;
+  /** AWS Batch: the Secrets Manager ARN holding the registry credentials (repositoryCredentials). */
+  batchRepositoryCredentials?: string;
+}
+
+function pick(value: string | undefined, env: Record<string, string | undefined>, envVar: string): string | undefined {
+  if (value !== undefined && value !== '') return value;
+  const fromEnv = env[envVar];
+  return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
+}
+
+/**
+ * The pull configuration from `pullSecret` (METAFLOW_PREBUILT_PULL_SECRET) and
+ * `batchRepositoryCredentials` (METAFLOW_PREBUILT_BATCH_REPOSITORY_CREDENTIALS); empty when neither is set.
+ */
+export function pullConfigFromSettings(options: PullSettings, env: Record<string, string | undefined>): PullConfig {
+  const config: PullConfig = {};
+  const secret = pick(options.pullSecret, env, PULL_ENV.pullSecret);
+  if (secret !== undefined) {
+    if (!SECRET_NAME.test(secret)) {
+      throw new ConfigError(`The pull secret name '${secret}' is not a valid Kubernetes object name.`, {
+        setting: PULL_ENV.pullSecret,
+        hint: `Set ${PULL_ENV.pullSecret} (or the option 'pullSecret') to the secret \`prebuilt pull-secret --name\` created, e.g. prebuilt-pull.`,
+      });
+    }
+    config.kubernetes = { imagePullSecrets: [secret] };
+  }
+  const arn = pick(options.batchRepositoryCredentials, env, PULL_ENV.batchRepositoryCredentials);
+  if (arn !== undefined) {
+    if (!SECRETS_MANAGER_ARN.test(arn)) {
+      throw new ConfigError(`${PULL_ENV.batchRepositoryCredentials}='${arn}' is not a Secrets Manager secret ARN.`, {
+        setting: PULL_ENV.batchRepositoryCredentials,
+        hint:
+          `Set ${PULL_ENV.batchRepositoryCredentials} (or the option 'batchRepositoryCredentials') to the ARN of a secret holding ` +
+          '{"username": …, "password": …}, e.g. arn:aws:secretsmanager:us-east-1:123456789012:secret:dockerhub-AbCdEf.',
+      });
+    }
+    config.batch = { repositoryCredentials: { credentialsParameter: arn } };
+  }
+  return config;
+}
