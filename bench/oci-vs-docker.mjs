@@ -18,7 +18,7 @@
  *
  * The env prefix is the same for A and B (`--prefix stable`, default): a package's layer has the
  * same bytes only where its files land at the same paths. `--prefix env-id` gives each env its own
- * prefix, as `/opt/prebuilt/envs/<envId>` does today, to show what that costs.
+ * prefix (as an envId in the path would), to show what a per-env path would cost.
  *
  *   pnpm build && bash scripts/test-services.sh up
  *   node bench/oci-vs-docker.mjs [--runs 3] [--packages 20] [--file-size 2048] [--prefix stable|env-id] [--json]

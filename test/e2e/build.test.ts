@@ -97,7 +97,7 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
       expect(envId).toMatch(/^[0-9a-f]{16}$/);
       expect(image.status).toBe('built');
       expect(image.image).toBe(`${env['METAFLOW_PREBUILT_LOCAL_REGISTRY']}/${env['METAFLOW_PREBUILT_IMAGE_NAMESPACE']}:env-${envId}-amd64`);
-      expect(image.python).toBe(`/opt/prebuilt/envs/${envId}/bin/python`);
+      expect(image.python).toBe('/opt/prebuilt/env/bin/python');
       expect(image.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
       expect(await headManifest(image.image)).toEqual({ status: 200, digest: image.digest });
       expect(image.pullConfig).toEqual({});

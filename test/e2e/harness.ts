@@ -32,7 +32,7 @@ const MANIFEST_TYPES = [
 
 /**
  * A conda package built with a short prefix placeholder (`/opt/short`) in a binary file: the env
- * prefix (`/opt/prebuilt/envs/<envId>`) is longer, so a binary file cannot be relocated and the
+ * prefix (`/opt/prebuilt/env`) is longer, so a binary file cannot be relocated and the
  * env cannot be materialized — a real way for one env's build to fail.
  */
 export const SHORT_PREFIX_PACKAGE: CondaPackageSpec = {

@@ -15,7 +15,7 @@ export type MaterializeProgress =
 
 export interface MaterializeOptions {
   lock: LockedEnv;
-  /** The absolute path the env will have in the image, e.g. `/opt/prebuilt/envs/<envId>`. */
+  /** The absolute path the env will have in the image, e.g. `/opt/prebuilt/env`. */
   prefix: string;
   /**
    * The directory to fill with the prefix's content (the staging directory standing for `prefix`).
@@ -75,7 +75,7 @@ const normaliseName = (name: string): string => name.toLowerCase().replace(/[-_.
 export async function materializeEnv(options: MaterializeOptions): Promise<MaterializeResult> {
   const { lock, prefix, outDir, signal, onProgress } = options;
   if (!prefix.startsWith('/') || prefix.endsWith('/') || prefix.includes('\0') || /\/\.\.?(\/|$)/.test(prefix)) {
-    throw new ConfigError(`The env prefix '${prefix}' is not a normalised absolute path.`, { hint: 'Use a path like /opt/prebuilt/envs/<envId>.' });
+    throw new ConfigError(`The env prefix '${prefix}' is not a normalised absolute path.`, { hint: 'Use a path like /opt/prebuilt/env.' });
   }
   const mtime = options.mtime ?? sourceDateEpoch();
   const cache = options.cache ?? new PackageCache();

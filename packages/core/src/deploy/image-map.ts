@@ -30,13 +30,20 @@ export interface ImageMap {
   steps: Record<string, ImageMapStep>;
 }
 
-/** Where an env lives inside its image. Never under the task's working directory. */
-export const ENV_ROOT = '/opt/prebuilt/envs';
+/**
+ * Where the env lives inside its image: one env per image, at the same path in every image, so a
+ * package's files are the same bytes in every env that has it (prefix replacement writes the same
+ * path) and a daemonless build reuses its layer across envs. Never under the task's working
+ * directory (Metaflow's task command does `mkdir metaflow` there).
+ */
+export const ENV_PREFIX = '/opt/prebuilt/env';
 
-export function envPrefix(envId: string): string {
-  return `${ENV_ROOT}/${envId}`;
+/** The env prefix of an image (the same for every env; the envId names the image, not the path). */
+export function envPrefix(_envId?: string): string {
+  return ENV_PREFIX;
 }
 
-export function envPython(envId: string): string {
+/** The interpreter of an image's env. */
+export function envPython(envId?: string): string {
   return `${envPrefix(envId)}/bin/python`;
 }

@@ -158,7 +158,7 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
     expect(result.imageMap.steps.a!.envId).toBe(start.envId);
     expect(result.imageMap.steps.b!.envId).not.toBe(start.envId);
     expect(start.image).toMatch(/^pull\.registry\.test\/ns:env-/);
-    expect(start.python).toBe(`/opt/prebuilt/envs/${start.envId}/bin/python`);
+    expect(start.python).toBe('/opt/prebuilt/env/bin/python');
     const image = result.imageMap.images[start.envId!]!;
     expect(image.status).toBe('built');
     expect(image.steps).toEqual(['start', 'a']);

@@ -17,7 +17,7 @@ export const RECIPE_ENV = 'METAFLOW_PREBUILT_RECIPE';
 export interface RecipeInput {
   lock: LockedEnv;
   envId: string;
-  /** Absolute path of the env in the image, e.g. `/opt/prebuilt/envs/<envId>`. */
+  /** Absolute path of the env in the image, e.g. `/opt/prebuilt/env`. */
   prefix: string;
   /** The base image, resolved to a digest: the Dockerfile uses `base.pinned`. */
   base: BaseImageIdentity;
