@@ -106,6 +106,23 @@ describeWith(['docker', 'registries', 'baseImage'], 'registry faults during preb
     }
   }, 600_000);
 
+  it('the oci build service (pushes through the registry client) retries transient faults on blob and manifest uploads', async () => {
+    const ns = namespace();
+    proxy.clearRequests();
+    const manifests = new RegExp(`^/v2/${ns}/manifests/env-`);
+    proxy.fault({ method: 'HEAD', path: new RegExp(`^/v2/${ns}/blobs/`), fault: { type: 'reset' }, times: 1 });
+    proxy.fault({ method: 'POST', path: new RegExp(`^/v2/${ns}/blobs/uploads/$`), fault: { type: 'status', status: 503 }, times: 1 });
+    proxy.fault({ method: 'PUT', path: new RegExp(`^/v2/${ns}/blobs/uploads/`), fault: { type: 'status', status: 502 }, times: 1 });
+    proxy.fault({ method: 'PUT', path: manifests, fault: { type: 'status', status: 429, retryAfter: 1 }, times: 1 });
+    const result = await build(ns, { METAFLOW_PREBUILT_BUILD_SERVICE: 'oci' });
+    expect(result.code, result.output).toBe(0);
+    expect(stackLines(result.output)).toEqual([]);
+    expect(proxy.faulted().map((r) => `${r.method} ${r.fault}`).sort()).toEqual(['HEAD reset', 'POST status', 'PUT status', 'PUT status']);
+    const puts = proxy.requests.filter((r) => r.method === 'PUT' && manifests.test(r.path));
+    expect(puts.map((r) => r.status)).toEqual([429, 201]);
+    expect((await tags(ns)).filter((t) => t.startsWith('env-'))).toHaveLength(1);
+  }, 600_000);
+
   it('a registry that keeps answering 503 ends the build with exit 1 naming the registry and the last error', async () => {
     const ns = namespace();
     const remove = proxy.fault({ method: 'HEAD', path: new RegExp(`^/v2/${ns}/manifests/`), fault: { type: 'status', status: 503 } });
