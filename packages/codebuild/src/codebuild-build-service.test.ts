@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CancelledError, ConfigError, InputError, Secret, type BuildRequest, type BuildResult } from '@prebuilt/core';
 import codebuildDefinition, { buildspec, createCodeBuildBuildService, type CodeBuildBuildServiceOptions } from './index.js';
 import { fakeCodeBuild } from './__testing__/fake-codebuild.js';
-import { startFakeS3, type FakeS3 } from './__testing__/s3rver.js';
+import { startFakeS3, type FakeS3 } from '@prebuilt/fixtures';
 
 // A private temp directory for this file (its own process), so the check that nothing is left
 // behind does not see the temp files of test files running beside it.

@@ -9,7 +9,7 @@ import { runBuildServiceConformance } from '@prebuilt/core/conformance';
 import { Secret } from '@prebuilt/core';
 import codebuildDefinition from './index.js';
 import { fakeCodeBuild } from './__testing__/fake-codebuild.js';
-import { startFakeS3 } from './__testing__/s3rver.js';
+import { startFakeS3 } from '@prebuilt/fixtures';
 import { getServices } from '../../../test/services.js';
 import { pushImage } from '../../core/src/registry/__fixtures__/push-image.js';
 

@@ -10,7 +10,7 @@ import { AuthError, ConfigError, PrebuiltError, RegistryError, Secret, resolveBa
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import dockerhubDefinition, { createDockerHubRegistry } from './index.js';
 import { testServices } from './__fixtures__/services.js';
-import { skopeoMissing, skopeoPush } from './__fixtures__/skopeo-push.js';
+import { skopeoMissing, skopeoPush } from '@prebuilt/fixtures';
 
 const ENV_ID = '0123456789abcdef';
 const fastClient = { retry: { attempts: 1 }, timeoutMs: 10_000 };

@@ -6,8 +6,7 @@ import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthError } from '@prebuilt/core';
 import { createEcrRegistry } from './index.js';
-import { htpasswdRegistryMissing, startHtpasswdRegistry, type HtpasswdRegistry } from './__fixtures__/htpasswd-registry.js';
-import { skopeoMissing, skopeoPush } from './__fixtures__/skopeo-push.js';
+import { htpasswdRegistryMissing, skopeoMissing, skopeoPush, startHtpasswdRegistry, type HtpasswdRegistry } from '@prebuilt/fixtures';
 
 const ACCOUNT = '123456789012';
 const TOKEN = `ecr-endpoint-token-${randomBytes(12).toString('hex')}`;

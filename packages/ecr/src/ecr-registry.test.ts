@@ -15,8 +15,7 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { AuthError, ConfigError, RegistryError, Secret, resolveBackend } from '@prebuilt/core';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import ecrDefinition, { createEcrRegistry } from './index.js';
-import { htpasswdRegistryMissing, startHtpasswdRegistry, type HtpasswdRegistry } from './__fixtures__/htpasswd-registry.js';
-import { skopeoMissing, skopeoPush } from './__fixtures__/skopeo-push.js';
+import { htpasswdRegistryMissing, skopeoMissing, skopeoPush, startHtpasswdRegistry, type HtpasswdRegistry } from '@prebuilt/fixtures';
 import { testServices } from './__fixtures__/services.js';
 
 const ENV_ID = '0123456789abcdef';

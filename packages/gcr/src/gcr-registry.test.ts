@@ -10,8 +10,7 @@ import { AuthError, ConfigError, RegistryError, Secret, resolveBackend } from '@
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import gcrDefinition, { createGcrRegistry, isGoogleRegistryHost } from './index.js';
 import { startFakeOAuthServer, type FakeOAuthServer } from './__fixtures__/fake-oauth-server.js';
-import { htpasswdRegistryMissing, startHtpasswdRegistry, type HtpasswdRegistry } from './__fixtures__/htpasswd-registry.js';
-import { skopeoMissing, skopeoPush } from './__fixtures__/skopeo-push.js';
+import { htpasswdRegistryMissing, skopeoMissing, skopeoPush, startHtpasswdRegistry, type HtpasswdRegistry } from '@prebuilt/fixtures';
 import { testServices } from './__fixtures__/services.js';
 
 const ENV_ID = '0123456789abcdef';

@@ -10,7 +10,7 @@ import kanikoDefinition, { createKanikoBuildService, DEFAULT_KANIKO_IMAGE, type 
 import { FakeKubernetes, type FakeExecution } from './__testing__/fake-kubernetes.js';
 import { fakeKanikoExecutor } from './__testing__/fake-kaniko-executor.js';
 import { FakeGcs } from './__testing__/fake-gcs.js';
-import { startFakeS3, type FakeS3 } from './__testing__/s3rver.js';
+import { startFakeS3, type FakeS3 } from '@prebuilt/fixtures';
 
 // A private temp directory for this file (its own process), so the check that nothing is left
 // behind does not see the temp files of test files running beside it.

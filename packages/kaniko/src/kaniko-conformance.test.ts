@@ -10,7 +10,7 @@ import { Secret } from '@prebuilt/core';
 import kanikoDefinition from './index.js';
 import { FakeKubernetes } from './__testing__/fake-kubernetes.js';
 import { fakeKanikoExecutor } from './__testing__/fake-kaniko-executor.js';
-import { startFakeS3 } from './__testing__/s3rver.js';
+import { startFakeS3 } from '@prebuilt/fixtures';
 import { getServices } from '../../../test/services.js';
 import { pushImage } from '../../core/src/registry/__fixtures__/push-image.js';
 
