@@ -8,10 +8,10 @@ import {
   EnvironmentError,
   InputError,
   cancelledError,
+  checkPushCredentials,
   createLogger,
   errorMessage,
   loadOptionalSetting,
-  normalizeDockerConfigKey,
   parseImageRef,
   scrubber,
   withPushPhase,
@@ -168,12 +168,7 @@ export function createBuildxBuildService(options: BuildxBuildServiceOptions = {}
         });
       }
     }
-    if (request.pushCredentials && normalizeDockerConfigKey(request.pushCredentials.registry) !== normalizeDockerConfigKey(target.registry)) {
-      throw new ConfigError(
-        `The push credentials are for ${request.pushCredentials.registry} (${request.pushCredentials.source}), but ${request.imageTag} goes to ${target.registry}.`,
-        { hint: 'The image registry backend must give credentials for the registry of its own tags; check its configuration.' },
-      );
-    }
+    checkPushCredentials(request, target.registry);
     const contextStat = await stat(request.contextDir).catch(() => undefined);
     if (!contextStat?.isDirectory()) {
       throw new InputError(`The build context ${request.contextDir} is not a readable directory.`, {

@@ -9,11 +9,11 @@ import {
   EnvironmentError,
   InputError,
   cancelledError,
+  checkPushCredentials,
   createLogger,
   errorMessage,
   loadOptionalSetting,
   loadSetting,
-  normalizeDockerConfigKey,
   parseImageRef,
   scrubber,
   withPushPhase,
@@ -268,12 +268,7 @@ export function createCodeBuildBuildService(options: CodeBuildBuildServiceOption
         hint: 'Build each platform separately (an ARM project for linux/arm64), or use the buildx build service for multi-platform images.',
       });
     }
-    if (request.pushCredentials && normalizeDockerConfigKey(request.pushCredentials.registry) !== normalizeDockerConfigKey(target.registry)) {
-      throw new ConfigError(
-        `The push credentials are for ${request.pushCredentials.registry} (${request.pushCredentials.source}), but ${request.imageTag} goes to ${target.registry}.`,
-        { hint: 'The image registry backend must give credentials for the registry of its own tags; check its configuration.' },
-      );
-    }
+    checkPushCredentials(request, target.registry);
     const { login, variables } = registryLogin(request, target.registry);
     const { sdk, codebuild, logs, s3 } = await getClients();
 

@@ -237,4 +237,11 @@ export {
 } from './backend-kit/settings.js';
 export { checkSignal, resolveBaseImage, type ResolveBaseImageOptions } from './backend-kit/base-image.js';
 export { BuildLog, scrubber, cancelledError, withPushPhase } from './backend-kit/build-log.js';
-export { createContextArchive, type ContextArchive, type ContextArchiveOptions } from './backend-kit/context-archive.js';
+export {
+  createContextArchive,
+  packBuildContext,
+  type ContextArchive,
+  type ContextArchiveOptions,
+  type PackedBuildContext,
+} from './backend-kit/context-archive.js';
+export { checkPushCredentials } from './backend-kit/push-credentials.js';

@@ -4,10 +4,10 @@ import {
   CancelledError,
   ConfigError,
   EnvironmentError,
+  checkPushCredentials,
   createLogger,
   errorMessage,
   loadOptionalSetting,
-  normalizeDockerConfigKey,
   type BuildRequest,
   type BuildResult,
   type BuildService,
@@ -226,13 +226,7 @@ export function createDockerBuildService(options: DockerBuildServiceOptions = {}
     const { signal } = request;
     if (signal?.aborted) throw cancelled(signal);
     const target = parseTaggedReference(request.imageTag);
-    if (request.pushCredentials && normalizeDockerConfigKey(request.pushCredentials.registry) !== normalizeDockerConfigKey(target.registry)) {
-      // Sending them would hand one registry's secret to another.
-      throw new ConfigError(
-        `The push credentials are for ${request.pushCredentials.registry} (${request.pushCredentials.source}), but ${request.imageTag} goes to ${target.registry}.`,
-        { hint: 'The image registry backend must give credentials for the registry of its own tags; check its configuration.' },
-      );
-    }
+    checkPushCredentials(request, target.registry);
     const scrub = scrubber(request.pushCredentials);
     const tracker = new ProgressTracker(request.log ? (line) => request.log!(scrub(line)) : undefined, settings.logTailLines);
     const failure = (reason: string): BuildResult => {

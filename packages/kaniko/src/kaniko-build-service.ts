@@ -7,12 +7,12 @@ import {
   EnvironmentError,
   InputError,
   cancelledError,
+  checkPushCredentials,
   createContextArchive,
   createLogger,
   errorMessage,
   loadOptionalSetting,
   loadSetting,
-  normalizeDockerConfigKey,
   parseImageRef,
   scrubber,
   withPushPhase,
@@ -272,12 +272,7 @@ export function createKanikoBuildService(options: KanikoBuildServiceOptions = {}
         hint: 'Build each platform separately, or use the buildx build service for multi-platform images.',
       });
     }
-    if (request.pushCredentials && normalizeDockerConfigKey(request.pushCredentials.registry) !== normalizeDockerConfigKey(target.registry)) {
-      throw new ConfigError(
-        `The push credentials are for ${request.pushCredentials.registry} (${request.pushCredentials.source}), but ${request.imageTag} goes to ${target.registry}.`,
-        { hint: 'The image registry backend must give credentials for the registry of its own tags; check its configuration.' },
-      );
-    }
+    checkPushCredentials(request, target.registry);
     const { k8s, kc, namespace } = await cluster();
     store ??= await createContextStore(settings.bucket, { ...(options.s3 ? { s3: options.s3 } : {}), ...(options.gcs ? { gcs: options.gcs } : {}) });
     const contextStore = store;

@@ -19,17 +19,29 @@ export interface ContextArchive {
   remove(): Promise<void>;
 }
 
-/**
- * Packs `contextDir` and the Dockerfile into a `.tar.gz` in a temp directory. The Dockerfile goes
- * in at the top level under a random name that no file of the context has; entries are sorted and
- * owned by root.
- */
 export interface ContextArchiveOptions {
   /** Prefix of the temp directory the archive is written in (names the build service). Default `prebuilt-context-`. */
   tempPrefix?: string;
 }
 
-export async function createContextArchive(contextDir: string, dockerfile: string, options: ContextArchiveOptions = {}): Promise<ContextArchive> {
+export interface PackedBuildContext<T> {
+  /** What `consume` made of the tar. */
+  result: T;
+  /** The Dockerfile's name inside the tar (pass it as the build's `dockerfile`). */
+  dockerfileName: string;
+}
+
+/**
+ * Checks that `contextDir` is a readable directory and packs it and the Dockerfile text into one
+ * tar, handed as a stream to `consume` (which must read it to the end). The Dockerfile goes in at
+ * the top level under a random name that no file of the context has, so it never replaces one;
+ * entries are sorted and owned by root, so equal directories give equal tars.
+ */
+export async function packBuildContext<T>(
+  contextDir: string,
+  dockerfile: string,
+  consume: (tar: AsyncIterable<Buffer>) => Promise<T>,
+): Promise<PackedBuildContext<T>> {
   const rootStat = await lstat(contextDir).catch((error: unknown) => {
     throw new InputError(`The build context directory ${contextDir} cannot be read: ${errorMessage(error)}.`, {
       cause: error,
@@ -45,23 +57,29 @@ export async function createContextArchive(contextDir: string, dockerfile: strin
     dockerfileName = `.prebuilt-${randomBytes(6).toString('hex')}.Dockerfile`;
   } while (topLevel.has(dockerfileName));
 
+  const pack = tar.pack();
+  // tar-stream's types leave the chunk type open; they are Buffers.
+  const consumed = consume(pack as AsyncIterable<Buffer>);
+  try {
+    await addDirectory(pack, contextDir, '');
+    const text = Buffer.from(dockerfile, 'utf8');
+    await addEntry(pack, { name: dockerfileName, type: 'file', mode: 0o644, size: text.length, mtime: new Date(0), uid: 0, gid: 0 }, text);
+    pack.finalize();
+  } catch (error) {
+    pack.destroy(error as Error);
+    await consumed.catch(() => undefined);
+    throw error;
+  }
+  return { result: await consumed, dockerfileName };
+}
+
+/** Packs `contextDir` and the Dockerfile (see {@link packBuildContext}) into a `.tar.gz` in a temp directory. */
+export async function createContextArchive(contextDir: string, dockerfile: string, options: ContextArchiveOptions = {}): Promise<ContextArchive> {
   const dir = await mkdtemp(join(tmpdir(), options.tempPrefix ?? 'prebuilt-context-'));
   const remove = () => rm(dir, { recursive: true, force: true });
   const file = join(dir, 'context.tar.gz');
   try {
-    const pack = tar.pack();
-    const written = pipeline(pack, createGzip(), createWriteStream(file));
-    try {
-      await addDirectory(pack, contextDir, '');
-      const text = Buffer.from(dockerfile, 'utf8');
-      await addEntry(pack, { name: dockerfileName, type: 'file', mode: 0o644, size: text.length, mtime: new Date(0), uid: 0, gid: 0 }, text);
-      pack.finalize();
-    } catch (error) {
-      pack.destroy(error as Error);
-      await written.catch(() => undefined);
-      throw error;
-    }
-    await written;
+    const { dockerfileName } = await packBuildContext(contextDir, dockerfile, (context) => pipeline(context, createGzip(), createWriteStream(file)));
     return { file, size: (await stat(file)).size, dockerfileName, remove };
   } catch (error) {
     await remove();
