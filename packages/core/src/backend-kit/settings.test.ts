@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../errors.js';
+import { PULL_ENV, checkRepository, envTag, parseHost, pullConfigFromSettings } from './settings.js';
+
+describe('envTag', () => {
+  it('is <repository>:env-<envId>-<arch> for both platforms', () => {
+    expect(envTag('docker.io/me/metaflow-prebuilt', { envId: 'abc123', platform: 'linux-64' })).toBe('docker.io/me/metaflow-prebuilt:env-abc123-amd64');
+    expect(envTag('r', { envId: 'abc123', platform: 'linux-aarch64' })).toBe('r:env-abc123-arm64');
+  });
+
+  it('refuses an env id that cannot be part of a tag, and an unknown platform', () => {
+    expect(() => envTag('r', { envId: 'a/b', platform: 'linux-64' })).toThrow(ConfigError);
+    expect(() => envTag('r', { envId: 'abc', platform: 'osx-64' as never })).toThrow(/not one prebuilt builds for/);
+  });
+});
+
+describe('parseHost', () => {
+  it('accepts host, host:port and an IPv6 literal', () => {
+    for (const host of ['docker.io', '127.0.0.1:5000', '[::1]:5000']) expect(parseHost(host, 'ENV', 'registry')).toBe(host);
+  });
+
+  it('refuses a URL and a path, naming the env var and the option', () => {
+    const error = (() => {
+      try {
+        parseHost('https://docker.io', 'ENV', 'registry');
+      } catch (caught) {
+        return caught;
+      }
+      throw new Error('no error');
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toMatch(/not a URL/);
+    expect((error as ConfigError).setting).toBe('ENV');
+    expect((error as ConfigError).hint).toMatch(/option 'registry'/);
+    expect(() => parseHost('docker.io/x', 'ENV', 'registry')).toThrow(/host\[:port\]/);
+  });
+});
+
+describe('checkRepository', () => {
+  it('accepts valid paths and refuses bad parts, or a path where one part is allowed', () => {
+    expect(checkRepository('a/b-c/d_e', 'ENV', 'repository')).toBe('a/b-c/d_e');
+    expect(() => checkRepository('Upper', 'ENV', 'repository')).toThrow(ConfigError);
+    expect(() => checkRepository('a/b', 'ENV', 'repository', 1)).toThrow(/repository name part/);
+  });
+});
+
+describe('pullConfigFromSettings', () => {
+  const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:hub-AbCdEf';
+
+  it('is empty when nothing is set (empty strings count as unset)', () => {
+    expect(pullConfigFromSettings({}, {})).toEqual({});
+    expect(pullConfigFromSettings({ pullSecret: '' }, { [PULL_ENV.pullSecret]: '' })).toEqual({});
+  });
+
+  it('takes the option before the env var', () => {
+    const env = { [PULL_ENV.pullSecret]: 'from-env', [PULL_ENV.batchRepositoryCredentials]: arn };
+    expect(pullConfigFromSettings({ pullSecret: 'from-option' }, env)).toEqual({
+      kubernetes: { imagePullSecrets: ['from-option'] },
+      batch: { repositoryCredentials: { credentialsParameter: arn } },
+    });
+    expect(pullConfigFromSettings({}, env).kubernetes).toEqual({ imagePullSecrets: ['from-env'] });
+  });
+
+  it('refuses a bad secret name and a non-ARN, naming the setting', () => {
+    expect(() => pullConfigFromSettings({ pullSecret: 'Bad_Name' }, {})).toThrow(expect.objectContaining({ setting: PULL_ENV.pullSecret }));
+    expect(() => pullConfigFromSettings({ batchRepositoryCredentials: 'hub-secret' }, {})).toThrow(
+      expect.objectContaining({ setting: PULL_ENV.batchRepositoryCredentials }),
+    );
+  });
+});
