@@ -7,9 +7,6 @@
  * fails. Log lines appear in CloudWatch as they are produced, three per page.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import {
   BatchGetBuildsCommand,
   StartBuildCommand,
@@ -21,7 +18,7 @@ import { GetLogEventsCommand, ResourceNotFoundException, type CloudWatchLogsClie
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { unzipSync } from 'fflate';
-import tar from 'tar-stream';
+import { untarGz } from '@prebuilt/fixtures';
 
 export interface FakeBuild {
   id: string;
@@ -47,21 +44,6 @@ export interface FakeCodeBuildOptions {
    * and the digest is a hash of the inputs.
    */
   push?: (imageTag: string, login: { username: string; password: string } | undefined) => Promise<string>;
-}
-
-async function untarGz(archive: Uint8Array): Promise<Map<string, Buffer>> {
-  const files = new Map<string, Buffer>();
-  const extract = tar.extract();
-  extract.on('entry', (header, stream, next) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (c: unknown) => chunks.push(c as Buffer));
-    stream.on('end', () => {
-      if (header.type === 'file') files.set(header.name, Buffer.concat(chunks));
-      next();
-    });
-  });
-  await pipeline(Readable.from([Buffer.from(archive)]), createGunzip(), extract);
-  return files;
 }
 
 export function fakeCodeBuild(clients: { codebuild: CodeBuildClient; logs: CloudWatchLogsClient; s3: S3Client }, options: FakeCodeBuildOptions = {}) {

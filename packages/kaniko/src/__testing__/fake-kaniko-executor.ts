@@ -6,28 +6,8 @@
  * Dockerfile, destination and copied files to the termination log, as `--digest-file` does.
  */
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
-import tar from 'tar-stream';
+import { untarGz } from '@prebuilt/fixtures';
 import type { FakeExecution, FakeExecutor } from './fake-kubernetes.js';
-
-/** Reads an archive's files into memory. */
-export async function untarGz(archive: Buffer): Promise<Map<string, Buffer>> {
-  const files = new Map<string, Buffer>();
-  const extract = tar.extract();
-  extract.on('entry', (header, stream, next) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (c: unknown) => chunks.push(c as Buffer));
-    stream.on('end', () => {
-      if (header.type === 'file') files.set(header.name, Buffer.concat(chunks));
-      next();
-    });
-    stream.resume();
-  });
-  await pipeline(Readable.from([archive]), createGunzip(), extract);
-  return files;
-}
 
 export interface FakeKanikoOptions {
   /** Fetches a `gs://` or `s3://` context URL. */
