@@ -9,7 +9,7 @@ import { runBuildServiceConformance } from '@prebuilt/core/conformance';
 import { Secret } from '@prebuilt/core';
 import codebuildDefinition from './index.js';
 import { fakeCodeBuild } from './__testing__/fake-codebuild.js';
-import { startFakeS3 } from '@prebuilt/fixtures';
+import { headDigest, startFakeS3 } from '@prebuilt/fixtures';
 import { getServices } from '../../../test/services.js';
 import { pushImage } from '../../core/src/registry/__fixtures__/push-image.js';
 
@@ -70,21 +70,6 @@ const pushingFake = fakeCodeBuild(
 );
 afterAll(() => pushingFake.restore());
 
-async function registryDigest(reference: string): Promise<string | undefined> {
-  const slash = reference.indexOf('/');
-  const colon = reference.lastIndexOf(':');
-  const response = await fetch(`http://${reference.slice(0, slash)}/v2/${reference.slice(slash + 1, colon)}/manifests/${reference.slice(colon + 1)}`, {
-    method: 'HEAD',
-    headers: {
-      accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json',
-      authorization: `Basic ${Buffer.from(`${registry!.username}:${registry!.password}`).toString('base64')}`,
-    },
-  });
-  if (response.status === 404) return undefined;
-  if (!response.ok) throw new Error(`HEAD ${reference}: ${response.status}`);
-  return response.headers.get('docker-content-digest') ?? undefined;
-}
-
 runBuildServiceConformance({
   name: 'codebuild (FAKE CodeBuild pushing to the real Basic-auth test registry with a Parameter Store reference, s3rver FAKE S3)',
   definition: codebuildDefinition,
@@ -104,7 +89,7 @@ runBuildServiceConformance({
   baseImage: `${registry?.host ?? 'unused'}/prebuilt-conformance/base@sha256:${'0'.repeat(64)}`,
   imageTag: (label) => `${registry!.host}/prebuilt-conformance/codebuild:${label}`,
   pushCredentials: () => ({ registry: registry!.host, username: registry!.username, password: new Secret(registry!.password), source: 'test services' }),
-  pushedDigest: registryDigest,
+  pushedDigest: (tag) => headDigest(tag, { username: registry!.username, password: registry!.password }),
   timeoutMs: 30_000,
 });
 

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CancelledError, ConfigError, EnvironmentError, Secret, type BuildRequest, type BuildResult } from '@prebuilt/core';
 import dockerDefinition, { createDockerBuildService } from './index.js';
 import { dockerConnection } from './docker-host.js';
-import { headDigest, testServices } from './__fixtures__/services.js';
+import { headDigest } from '@prebuilt/fixtures';
+import { testServices } from './__fixtures__/services.js';
 
 describe('docker build service settings', () => {
   it('is a build-service definition named docker', async () => {

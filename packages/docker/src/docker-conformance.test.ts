@@ -1,7 +1,8 @@
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
 import { Secret } from '@prebuilt/core';
 import dockerDefinition from './index.js';
-import { headDigest, testServices } from './__fixtures__/services.js';
+import { headDigest } from '@prebuilt/fixtures';
+import { testServices } from './__fixtures__/services.js';
 
 const services = testServices();
 const missing = [

@@ -10,7 +10,7 @@ import { Secret } from '@prebuilt/core';
 import kanikoDefinition from './index.js';
 import { FakeKubernetes } from './__testing__/fake-kubernetes.js';
 import { fakeKanikoExecutor } from './__testing__/fake-kaniko-executor.js';
-import { startFakeS3 } from '@prebuilt/fixtures';
+import { headDigest, startFakeS3 } from '@prebuilt/fixtures';
 import { getServices } from '../../../test/services.js';
 import { pushImage } from '../../core/src/registry/__fixtures__/push-image.js';
 
@@ -80,21 +80,6 @@ const pushingKube = await FakeKubernetes.start({
 });
 afterAll(() => pushingKube.stop());
 
-async function registryDigest(reference: string): Promise<string | undefined> {
-  const slash = reference.indexOf('/');
-  const colon = reference.lastIndexOf(':');
-  const response = await fetch(`http://${reference.slice(0, slash)}/v2/${reference.slice(slash + 1, colon)}/manifests/${reference.slice(colon + 1)}`, {
-    method: 'HEAD',
-    headers: {
-      accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json',
-      authorization: `Basic ${Buffer.from(`${registry!.username}:${registry!.password}`).toString('base64')}`,
-    },
-  });
-  if (response.status === 404) return undefined;
-  if (!response.ok) throw new Error(`HEAD ${reference}: ${response.status}`);
-  return response.headers.get('docker-content-digest') ?? undefined;
-}
-
 runBuildServiceConformance({
   name: 'kaniko (FAKE Kubernetes API, FAKE executor pushing to the real Basic-auth test registry, s3rver FAKE S3)',
   definition: kanikoDefinition,
@@ -107,7 +92,7 @@ runBuildServiceConformance({
   baseImage: 'registry.example.com/prebuilt-conformance/base@sha256:' + '0'.repeat(64),
   imageTag: (label) => `${registry!.host}/prebuilt-conformance/kaniko:${label}`,
   pushCredentials: () => ({ registry: registry!.host, username: registry!.username, password: new Secret(registry!.password), source: 'test services' }),
-  pushedDigest: registryDigest,
+  pushedDigest: (tag) => headDigest(tag, { username: registry!.username, password: registry!.password }),
   timeoutMs: 30_000,
 });
 
