@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { computeEnvId, type LockedEnv } from '@prebuilt/core';
+import { computeEnvId, MATERIALIZED_RECIPE_VERSION, type LockedEnv } from '@prebuilt/core';
 import { generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
 import { PackageCache } from '../cache/package-cache.js';
 import { readCondaPackage } from './conda-install.js';
@@ -140,7 +140,7 @@ describe.skipIf(skipReason !== undefined)(`materialized env in a real image${ski
 
       const labels = JSON.parse((await docker(['image', 'inspect', '--format', '{{json .Config.Labels}}', tag])).stdout) as Record<string, string>;
       expect(labels['dev.prebuilt.env-id']).toBe(envId);
-      expect(labels['dev.prebuilt.recipe']).toBe('materialized/1');
+      expect(labels['dev.prebuilt.recipe']).toBe(`materialized/${MATERIALIZED_RECIPE_VERSION}`);
     }, 600_000);
   }
 });

@@ -1,7 +1,8 @@
 import { checkRecipeInput, envLines, labelLines, recipeLabels, type Recipe, type RecipeInput } from './recipe.js';
 
 /** Bump when the Dockerfile or the prefix layout this recipe expects changes: it feeds the envId. */
-export const MATERIALIZED_RECIPE_VERSION = '1';
+// 2: the env moved from /opt/prebuilt/envs/<envId> to /opt/prebuilt/env.
+export const MATERIALIZED_RECIPE_VERSION = '2';
 
 /** The directory of the build context holding the materialized prefix. */
 export const PREFIX_CONTEXT_DIR = 'prefix';

@@ -4,7 +4,8 @@ import type { LockedEnv } from '../env-model.js';
 import { checkRecipeInput, envLines, labelLines, recipeLabels, type Recipe, type RecipeInput } from './recipe.js';
 
 /** Bump when the Dockerfile or the files this recipe writes change: it feeds the envId. */
-export const MICROMAMBA_RECIPE_VERSION = '1';
+// 2: the env moved from /opt/prebuilt/envs/<envId> to /opt/prebuilt/env.
+export const MICROMAMBA_RECIPE_VERSION = '2';
 
 /** Environment variable naming the image the micromamba binary is copied from. */
 export const MICROMAMBA_IMAGE_ENV = 'METAFLOW_PREBUILT_MICROMAMBA_IMAGE';

@@ -69,7 +69,7 @@ describe('materializedRecipe', () => {
     expect(recipe).toMatchObject({ name: 'materialized', version: recipeVersion('materialized'), contextFiles: [], prefixContextDir: 'prefix' });
     expect(recipe.dockerfile).toBe(
       [
-        '# prebuilt materialized recipe v1: env 0123456789abcdef',
+        '# prebuilt materialized recipe v2: env 0123456789abcdef',
         `FROM 127.0.0.1:5000/base@sha256:${sha('d')}`,
         'COPY prefix/ /opt/prebuilt/envs/0123456789abcdef/',
         'ENV PATH=/opt/prebuilt/envs/0123456789abcdef/bin:${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin} \\',
@@ -77,7 +77,7 @@ describe('materializedRecipe', () => {
         'LABEL dev.prebuilt.env-id="0123456789abcdef" \\',
         `      dev.prebuilt.lock-hash="${lockHash(lock)}" \\`,
         '      dev.prebuilt.version="9.9.9" \\',
-        '      dev.prebuilt.recipe="materialized/1" \\',
+        '      dev.prebuilt.recipe="materialized/2" \\',
         '      dev.prebuilt.prefix="/opt/prebuilt/envs/0123456789abcdef" \\',
         '      dev.prebuilt.python="/opt/prebuilt/envs/0123456789abcdef/bin/python" \\',
         '      dev.prebuilt.platform="linux-64" \\',
@@ -112,7 +112,7 @@ describe('micromambaRecipe (text only: no micromamba binary can be fetched in th
     expect(recipe.version).toBe(recipeVersion('micromamba'));
     const lines = recipe.dockerfile.split('\n');
     expect(lines.slice(0, 9)).toEqual([
-      '# prebuilt micromamba recipe v1: env 0123456789abcdef',
+      '# prebuilt micromamba recipe v2: env 0123456789abcdef',
       'FROM mambaorg/micromamba:1.5.10 AS micromamba',
       `FROM 127.0.0.1:5000/base@sha256:${sha('d')}`,
       'COPY --from=micromamba /bin/micromamba /usr/local/bin/micromamba',
@@ -122,7 +122,7 @@ describe('micromambaRecipe (text only: no micromamba binary can be fetched in th
       '  && rm -rf /tmp/prebuilt /usr/local/bin/micromamba /root/.cache',
       'ENV PATH=/opt/prebuilt/envs/0123456789abcdef/bin:${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin} \\',
     ]);
-    expect(recipe.dockerfile).toContain('dev.prebuilt.recipe="micromamba/1"');
+    expect(recipe.dockerfile).toContain('dev.prebuilt.recipe="micromamba/2"');
     expect(recipe.contextFiles.map((f) => f.path)).toEqual(['prebuilt/conda-explicit.txt', 'prebuilt/pypi-requirements.txt']);
     expect(recipe.contextFiles[0]!.content).toBe(explicitLockFile(lock));
     expect(explicitLockFile(lock).split('\n').slice(2)).toEqual([
@@ -151,7 +151,7 @@ describe('micromambaRecipe (text only: no micromamba binary can be fetched in th
 
   it('runner writes the context files and removes them on dispose', async () => {
     const runner = createMicromambaRecipeRunner({ env: {} });
-    expect(runner).toMatchObject({ name: 'micromamba', version: '1' });
+    expect(runner).toMatchObject({ name: 'micromamba', version: '2' });
     const prepared = await runner.prepare({ lock, envId: input.envId, prefix: input.prefix, base: input.base });
     expect(prepared.dockerfile).toBe(renderRecipe('micromamba', { ...input, prebuiltVersion: prebuiltVersion() }, { env: {} }).dockerfile);
     expect((await readdir(join(prepared.contextDir, 'prebuilt'))).sort()).toEqual(['conda-explicit.txt', 'pypi-requirements.txt']);
