@@ -15,7 +15,7 @@ import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
 import { generateExampleFixtures, generateFixtures, startFixtureServer, syntheticFixtureSet, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
 import { pushImageIndex } from './image-index.js';
 import { createOciBuildService, type PushSummary } from './oci-build-service.js';
-import { fixtureLock } from './__fixtures__/fixture-lock.js';
+import { fixtureLock } from '@prebuilt/fixtures';
 import { credentialsFor, headDigest, missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);

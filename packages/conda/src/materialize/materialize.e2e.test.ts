@@ -17,7 +17,7 @@ import { generateExampleFixtures, startFixtureServer, type FixtureServer, type G
 import { PackageCache } from '../cache/package-cache.js';
 import { readCondaPackage } from './conda-install.js';
 import { createMaterializedRecipeRunner } from './recipe-runner.js';
-import { fixtureLock } from './__fixtures__/fixture-lock.js';
+import { fixtureLock } from '@prebuilt/fixtures';
 import { getServices } from '../../../../test/services.js';
 
 const exec = promisify(execFile);

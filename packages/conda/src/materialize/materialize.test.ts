@@ -9,7 +9,7 @@ import { PackageCache } from '../cache/package-cache.js';
 import { PackageIntegrityError } from '../cache/errors.js';
 import { materializeEnv } from './materialize.js';
 import { writeDeterministicTar, sourceDateEpoch } from './deterministic-tar.js';
-import { fixtureLock } from './__fixtures__/fixture-lock.js';
+import { fixtureLock } from '@prebuilt/fixtures';
 
 const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
 

@@ -7,7 +7,7 @@ import { parsePrefixLayers, PREFIX_LAYERS_FILE, type LockedEnv } from '@prebuilt
 import { PackageCache } from '../cache/package-cache.js';
 import { isEnvSpecificEntry, materializeEnv } from './materialize.js';
 import { createMaterializedRecipeRunner } from './recipe-runner.js';
-import { fixtureLock } from './__fixtures__/fixture-lock.js';
+import { fixtureLock } from '@prebuilt/fixtures';
 
 const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
 
