@@ -12,7 +12,8 @@ import {
   createLogger,
   errorMessage,
   loadOptionalSetting,
-  parseImageRef,
+  pushTarget,
+  DOCKER_PLATFORM,
   scrubber,
   withPushPhase,
   type BuildRequest,
@@ -53,7 +54,6 @@ export const BUILDX_ENV = {
 } as const;
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
-const PLATFORM = /^[a-z0-9]+\/[a-z0-9_]+(?:\/[a-z0-9]+)?$/;
 
 interface Settings {
   docker: string;
@@ -154,15 +154,10 @@ export function createBuildxBuildService(options: BuildxBuildServiceOptions = {}
   async function buildAndPush(request: BuildRequest): Promise<BuildResult> {
     const { signal } = request;
     if (signal?.aborted) throw cancelledError(signal, 'The buildx build');
-    const target = parseImageRef(request.imageTag);
-    if (target.tag === undefined || target.digest !== undefined) {
-      throw new InputError(`The image tag '${request.imageTag}' must be a tagged reference without a digest.`, {
-        hint: 'Pass a reference such as 127.0.0.1:5000/metaflow-prebuilt:env-…',
-      });
-    }
+    const target = pushTarget(request, '127.0.0.1:5000/metaflow-prebuilt:env-…');
     const platforms = request.platform.split(',').map((p) => p.trim());
     for (const platform of platforms) {
-      if (!PLATFORM.test(platform)) {
+      if (!DOCKER_PLATFORM.test(platform)) {
         throw new InputError(`The platform '${platform}' is not a Docker platform such as linux/amd64.`, {
           hint: 'Give one platform (linux/amd64) or several separated by commas (linux/amd64,linux/arm64).',
         });

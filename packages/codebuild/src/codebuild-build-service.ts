@@ -14,7 +14,8 @@ import {
   errorMessage,
   loadOptionalSetting,
   loadSetting,
-  parseImageRef,
+  pushTarget,
+  DOCKER_PLATFORM,
   scrubber,
   withPushPhase,
   type BuildRequest,
@@ -65,7 +66,6 @@ export const CODEBUILD_ENV = {
   registryUsername: 'METAFLOW_PREBUILT_CODEBUILD_REGISTRY_USERNAME',
 } as const;
 
-const PLATFORM = /^[a-z0-9]+\/[a-z0-9_]+(?:\/[a-z0-9]+)?$/;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 /** BatchGetBuilds failures in a row after which the build is given up. */
 const MAX_POLL_ERRORS = 5;
@@ -257,13 +257,8 @@ export function createCodeBuildBuildService(options: CodeBuildBuildServiceOption
     const { signal } = request;
     const what = `The CodeBuild build of ${request.imageTag}`;
     if (signal?.aborted) throw cancelledError(signal, what);
-    const target = parseImageRef(request.imageTag);
-    if (target.tag === undefined || target.digest !== undefined) {
-      throw new InputError(`The image tag '${request.imageTag}' must be a tagged reference without a digest.`, {
-        hint: 'Pass a reference such as 123456789012.dkr.ecr.us-east-1.amazonaws.com/metaflow-prebuilt:env-…',
-      });
-    }
-    if (!PLATFORM.test(request.platform)) {
+    const target = pushTarget(request, '123456789012.dkr.ecr.us-east-1.amazonaws.com/metaflow-prebuilt:env-…');
+    if (!DOCKER_PLATFORM.test(request.platform)) {
       throw new InputError(`CodeBuild builds one platform per image; '${request.platform}' is not a single Docker platform such as linux/amd64.`, {
         hint: 'Build each platform separately (an ARM project for linux/arm64), or use the buildx build service for multi-platform images.',
       });

@@ -245,3 +245,4 @@ export {
   type PackedBuildContext,
 } from './backend-kit/context-archive.js';
 export { checkPushCredentials } from './backend-kit/push-credentials.js';
+export { DOCKER_PLATFORM, pushTarget } from './backend-kit/build-request.js';

@@ -13,7 +13,8 @@ import {
   errorMessage,
   loadOptionalSetting,
   loadSetting,
-  parseImageRef,
+  pushTarget,
+  DOCKER_PLATFORM,
   scrubber,
   withPushPhase,
   type BuildRequest,
@@ -75,7 +76,6 @@ export const KANIKO_ENV = {
 } as const;
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
-const PLATFORM = /^[a-z0-9]+\/[a-z0-9_]+(?:\/[a-z0-9]+)?$/;
 /** Waiting reasons that will not fix themselves: the build fails instead of waiting for the timeout. */
 const STUCK = new Set(['ImagePullBackOff', 'ErrImageNeverPull', 'InvalidImageName', 'CreateContainerConfigError', 'CreateContainerError']);
 /** How often a log follow that ends early is opened again. */
@@ -261,13 +261,8 @@ export function createKanikoBuildService(options: KanikoBuildServiceOptions = {}
     const { signal } = request;
     const what = `The kaniko build of ${request.imageTag}`;
     if (signal?.aborted) throw cancelledError(signal, what);
-    const target = parseImageRef(request.imageTag);
-    if (target.tag === undefined || target.digest !== undefined) {
-      throw new InputError(`The image tag '${request.imageTag}' must be a tagged reference without a digest.`, {
-        hint: 'Pass a reference such as registry.example.com/metaflow-prebuilt:env-…',
-      });
-    }
-    if (!PLATFORM.test(request.platform)) {
+    const target = pushTarget(request, 'registry.example.com/metaflow-prebuilt:env-…');
+    if (!DOCKER_PLATFORM.test(request.platform)) {
       throw new InputError(`kaniko builds one platform per image; '${request.platform}' is not a single Docker platform such as linux/amd64.`, {
         hint: 'Build each platform separately, or use the buildx build service for multi-platform images.',
       });
