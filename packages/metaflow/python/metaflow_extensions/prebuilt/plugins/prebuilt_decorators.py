@@ -31,59 +31,33 @@ def accepted_as_conda(environment):
         del environment.TYPE
 
 
-class PrebuiltCondaStepDecorator(CondaStepDecorator):
+class _AcceptsPrebuiltStep:
+    """Runs the decorator's step_init with a prebuilt environment presented as conda."""
+
+    def step_init(self, flow, graph, step, decos, environment, *rest):
+        with accepted_as_conda(environment):
+            super().step_init(flow, graph, step, decos, environment, *rest)
+
+
+class _AcceptsPrebuiltFlow:
+    """Runs the decorator's flow_init with a prebuilt environment presented as conda."""
+
+    def flow_init(self, flow, graph, environment, *rest):
+        with accepted_as_conda(environment):
+            super().flow_init(flow, graph, environment, *rest)
+
+
+class PrebuiltCondaStepDecorator(_AcceptsPrebuiltStep, CondaStepDecorator):
     __doc__ = CondaStepDecorator.__doc__
 
-    def step_init(self, flow, graph, step, decos, environment, flow_datastore, logger):
-        with accepted_as_conda(environment):
-            super().step_init(
-                flow, graph, step, decos, environment, flow_datastore, logger
-            )
 
-
-class PrebuiltPyPIStepDecorator(PyPIStepDecorator):
+class PrebuiltPyPIStepDecorator(_AcceptsPrebuiltStep, PyPIStepDecorator):
     __doc__ = PyPIStepDecorator.__doc__
 
-    def step_init(self, flow, graph, step, decos, environment, flow_datastore, logger):
-        with accepted_as_conda(environment):
-            super().step_init(
-                flow, graph, step, decos, environment, flow_datastore, logger
-            )
 
-
-class PrebuiltCondaFlowDecorator(CondaFlowDecorator):
+class PrebuiltCondaFlowDecorator(_AcceptsPrebuiltFlow, CondaFlowDecorator):
     __doc__ = CondaFlowDecorator.__doc__
 
-    def flow_init(
-        self, flow, graph, environment, flow_datastore, metadata, logger, echo, options
-    ):
-        with accepted_as_conda(environment):
-            super().flow_init(
-                flow,
-                graph,
-                environment,
-                flow_datastore,
-                metadata,
-                logger,
-                echo,
-                options,
-            )
 
-
-class PrebuiltPyPIFlowDecorator(PyPIFlowDecorator):
+class PrebuiltPyPIFlowDecorator(_AcceptsPrebuiltFlow, PyPIFlowDecorator):
     __doc__ = PyPIFlowDecorator.__doc__
-
-    def flow_init(
-        self, flow, graph, environment, flow_datastore, metadata, logger, echo, options
-    ):
-        with accepted_as_conda(environment):
-            super().flow_init(
-                flow,
-                graph,
-                environment,
-                flow_datastore,
-                metadata,
-                logger,
-                echo,
-                options,
-            )
