@@ -80,7 +80,7 @@ await main(async (defer) => {
   const builds = [];
   for (const envId of envIds) {
     const step = Object.entries(map.steps).find(([, s]) => s.envId === envId)[0];
-    const lock = lockFile.envs[lockFile.steps[step]];
+    const lock = lockFile.envs[lockFile.steps[step]['linux-64']];
     const base = await registry.baseImageIdentity(env.METAFLOW_PREBUILT_BASE_IMAGE, core.dockerPlatform(lock.platform));
     const computed = core.computeEnvId({ lock, baseDigest: base.digest, recipe: { name: runner.name, version: runner.version } });
     if (computed !== envId) throw new Error(`the baseline context for ${envId} would be another env (${computed})`);

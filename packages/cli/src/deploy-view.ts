@@ -8,6 +8,7 @@ import type { Writer } from './cli-context.js';
 
 interface ImageLine {
   envId: string;
+  platform?: string;
   steps: string[];
   phase: ImagePhase;
   started: number;
@@ -49,12 +50,15 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
   let frame = 0;
   let timer: NodeJS.Timeout | undefined;
   let resolvingShown = false;
+  let multiPlatform = false;
 
   const render = (line: ImageLine): string => {
     const elapsed = formatSeconds((line.ended ?? now()) - line.started);
     const mark = line.phase === 'failed' ? '✗' : FINAL.has(line.phase) ? '✓' : SPINNER[frame % SPINNER.length];
     const progress = line.progress && !FINAL.has(line.phase) ? ` ${line.progress}` : '';
-    return `${tty ? `${mark} ` : ''}env ${line.envId}  ${LABEL[line.phase]}${progress}  ${elapsed}  (${line.steps.join(', ')})`;
+    // The platform shows once the deploy builds for more than linux-64 (an index line is `index`).
+    const platform = multiPlatform && line.platform ? `${line.platform.includes('+') ? 'index' : line.platform}  ` : '';
+    return `${tty ? `${mark} ` : ''}env ${line.envId}  ${platform}${LABEL[line.phase]}${progress}  ${elapsed}  (${line.steps.join(', ')})`;
   };
   const redraw = (): void => {
     frame++;
@@ -82,7 +86,8 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
         case 'log':
           return;
         case 'image': {
-          const line = lines.get(event.envId) ?? { envId: event.envId, steps: event.steps, phase: event.phase, started: now() };
+          const line = lines.get(event.envId) ?? { envId: event.envId, steps: event.steps, phase: event.phase, started: now(), ...(event.platform ? { platform: event.platform } : {}) };
+          if (event.platform && event.platform !== 'linux-64') multiPlatform = true;
           const changed = line.phase !== event.phase || !lines.has(event.envId);
           if (line.phase !== event.phase) delete line.progress;
           line.phase = event.phase;

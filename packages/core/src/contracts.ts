@@ -75,8 +75,15 @@ export interface BuildService {
 // Image registry
 
 export interface ImageTagInput {
+  /** The envId of a platform's image, or the id of a multi-platform image index. */
   envId: string;
+  /** The image's platform; for an image index, the first of `platforms`. */
   platform: CondaPlatform;
+  /**
+   * Set for a multi-platform image index (METAFLOW_PREBUILT_PLATFORM=linux-64,linux-aarch64): every
+   * platform it names. prebuilt's registries tag an index `env-<id>`, without an arch suffix.
+   */
+  platforms?: readonly CondaPlatform[];
 }
 
 /** What a runner needs to pull an image. Empty for ambient credentials (IAM roles, workload identity). */

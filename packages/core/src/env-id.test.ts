@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ENV_ID_LENGTH, computeEnvId, envId, type EnvIdInput } from './env-id.js';
+import { ENV_ID_LENGTH, computeEnvId, envId, indexId, type EnvIdInput } from './env-id.js';
 
 const sha = (c: string) => c.repeat(64);
 const base: EnvIdInput = {
@@ -51,5 +51,27 @@ describe('envId', () => {
   it('computeEnvId takes a locked env and gives the same id', () => {
     const lock = { platform: 'linux-64' as const, packages: base.packages.map((p) => ({ ...p })) };
     expect(computeEnvId({ lock, baseDigest: base.baseImageDigest, recipe: base.recipe })).toBe(envId(base));
+  });
+});
+
+describe('indexId', () => {
+  const amd = { platform: 'linux-64' as const, envId: '0123456789abcdef' };
+  const arm = { platform: 'linux-aarch64' as const, envId: 'fedcba9876543210' };
+
+  it('is the same for the same per-platform images in any order, and differs from each member', () => {
+    const id = indexId([amd, arm]);
+    expect(id).toMatch(new RegExp(`^[0-9a-f]{${ENV_ID_LENGTH}}$`));
+    expect(indexId([arm, amd])).toBe(id);
+    expect(id).not.toBe(amd.envId);
+    expect(id).not.toBe(arm.envId);
+  });
+
+  it('changes when one platform image changes', () => {
+    expect(indexId([amd, { ...arm, envId: 'fedcba9876543211' }])).not.toBe(indexId([amd, arm]));
+  });
+
+  it('needs two distinct platforms', () => {
+    expect(() => indexId([amd])).toThrow(/at least two/);
+    expect(() => indexId([amd, { ...amd, envId: 'ffffffffffffffff' }])).toThrow(/named twice/);
   });
 });

@@ -69,3 +69,21 @@ export function computeEnvId(input: {
     recipe: input.recipe,
   });
 }
+
+/** One platform's image of a multi-platform image. */
+export interface IndexMemberId {
+  platform: CondaPlatform;
+  envId: string;
+}
+
+/**
+ * The id of a multi-platform image (an image index over one env's per-platform images): the first
+ * {@link ENV_ID_LENGTH} hex of a sha256 over its (platform, envId) pairs, sorted by platform. The
+ * same per-platform images give the same id in any order; any of them changing gives a new one.
+ */
+export function indexId(members: readonly IndexMemberId[]): string {
+  if (members.length < 2) throw new TypeError('indexId: an image index names at least two platforms');
+  const pairs = members.map((m) => `${m.platform} ${m.envId}`).sort();
+  if (new Set(members.map((m) => m.platform)).size !== members.length) throw new TypeError(`indexId: a platform is named twice (${pairs.join(', ')})`);
+  return sha256Hex(canonicalJson({ envIdVersion: ENV_ID_VERSION, index: pairs })).slice(0, ENV_ID_LENGTH);
+}

@@ -55,6 +55,7 @@ export {
 } from './identity.js';
 export {
   requestDefaults,
+  targetPlatforms,
   channelUrl,
   CONDA_PLATFORMS,
   ANACONDA_CHANNEL_BASE,
@@ -150,7 +151,7 @@ export {
   type TransferStats,
 } from './registry/registry-client.js';
 export { pushImageIndex, type ImageIndexEntry, type PushImageIndexOptions, type PushedIndex } from './registry/image-index.js';
-export { envId, computeEnvId, canonicalEnvIdInput, ENV_ID_VERSION, ENV_ID_LENGTH, type EnvIdInput } from './env-id.js';
+export { envId, computeEnvId, indexId, canonicalEnvIdInput, ENV_ID_VERSION, ENV_ID_LENGTH, type EnvIdInput, type IndexMemberId } from './env-id.js';
 export {
   LOCK_FILE_VERSION,
   lockFilePath,
@@ -166,6 +167,7 @@ export {
   type ResolvedWith,
   type EnvPins,
   type StepToLock,
+  type StepLocks,
   type EnvToResolve,
   type EnvResolver,
   type LockForFlowOptions,
@@ -217,6 +219,7 @@ export {
   type DeployResult,
   type BuildLockHandle,
   type DeployImage,
+  type DeployIndexMember,
   type DeployStep,
   type DeployEvent,
   type ImagePhase,

@@ -83,11 +83,11 @@ describe('lockForFlow', () => {
     const text = await readFile(join(dir, 'flow.prebuilt.lock'), 'utf8');
     expect(text.startsWith('{\n  "envs": {')).toBe(true);
     expect(text.endsWith('}\n')).toBe(true);
-    const parsed = JSON.parse(text) as { lockVersion: number; steps: Record<string, string | null> };
+    const parsed = JSON.parse(text) as { lockVersion: number; steps: Record<string, Record<string, string> | null> };
     expect(parsed.lockVersion).toBe(LOCK_FILE_VERSION);
-    const endKey = parsed.steps.end!;
-    const numpyKey = parsed.steps.start!;
-    expect(parsed.steps).toEqual({ end: endKey, off: null, start: numpyKey, train: numpyKey });
+    const endKey = parsed.steps.end!['linux-64']!;
+    const numpyKey = parsed.steps.start!['linux-64']!;
+    expect(parsed.steps).toEqual({ end: { 'linux-64': endKey }, off: null, start: { 'linux-64': numpyKey }, train: { 'linux-64': numpyKey } });
     expect(first.lock.envs[endKey]!.specHash).toBe(specHash(req({})));
     expect(first.lock.envs[numpyKey]!.specHash).toBe(specHash(req({ numpy: '1.26' })));
     // Packages are sorted by name within a kind, whatever order the resolver returned.
@@ -122,8 +122,48 @@ describe('lockForFlow', () => {
     const pypiPins: EnvPins = { conda: {}, pypi: { requests: '>=2.21.0' } };
     const result = await lockForFlow({ flowFile, steps: { a: request({}), b: request({}, pypiPins) }, glibc, resolve });
     expect(resolve.calls[0]!.map((e) => e.resolvedWith.pins)).toEqual(expect.arrayContaining([condaPins, pypiPins]));
-    expect(result.lock.steps.a).not.toBe(result.lock.steps.b);
-    expect(result.steps.a!.specHash).toBe(result.steps.b!.specHash);
+    expect(result.lock.steps.a).not.toEqual(result.lock.steps.b);
+    expect(result.steps.a![0]!.specHash).toBe(result.steps.b![0]!.specHash);
+  });
+
+  it('locks every step once per target platform; a second platform reuses the first one\'s entries', async () => {
+    const flowFile = join(dir, 'flow.py');
+    const resolve = fakeResolver();
+    await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
+    const both = await lockForFlow({ flowFile, steps: steps(), glibc, resolve, platforms: ['linux-64', 'linux-aarch64'] });
+    // Only the aarch64 envs are new: one per distinct request (numpy, empty).
+    expect(resolve.calls[1]!.map((e) => [e.request.platform, e.steps])).toEqual([
+      ['linux-aarch64', ['end']],
+      ['linux-aarch64', ['start', 'train']],
+    ]);
+    expect(both.reused).toHaveLength(2);
+    expect(both.steps.start!.map((e) => e.platform)).toEqual(['linux-64', 'linux-aarch64']);
+    expect(both.steps.start![1]!.specHash).toBe(specHash({ ...req({ numpy: '1.26' }), platform: 'linux-aarch64' }));
+    expect(both.steps.off).toBeNull();
+    const onDisk = await readLockFile(join(dir, 'flow.prebuilt.lock'));
+    expect(Object.keys(onDisk!.steps.train!)).toEqual(['linux-64', 'linux-aarch64']);
+    expect(onDisk!.steps.train).toEqual(onDisk!.steps.start);
+    // --frozen for both platforms holds; for the platforms of a lock made for one it does not.
+    await expect(lockForFlow({ flowFile, steps: steps(), glibc, resolve, platforms: ['linux-aarch64', 'linux-64'], frozen: true })).resolves.toMatchObject({ written: false });
+    await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
+    await expect(lockForFlow({ flowFile, steps: steps(), glibc, resolve, platforms: ['linux-aarch64'], frozen: true })).rejects.toThrow(/not locked: steps end, start, train\./);
+  });
+
+  it('reads a version-1 lock file (step → env) and rewrites it as version 2 on the next write', async () => {
+    const flowFile = join(dir, 'flow.py');
+    const lockFile = join(dir, 'flow.prebuilt.lock');
+    const resolve = fakeResolver();
+    const first = await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
+    const v2 = JSON.parse(await readFile(lockFile, 'utf8')) as { steps: Record<string, Record<string, string> | null> };
+    const v1Steps = Object.fromEntries(Object.entries(v2.steps).map(([step, locks]) => [step, locks === null ? null : locks['linux-64']]));
+    await writeFile(lockFile, JSON.stringify({ ...v2, lockVersion: 1, steps: v1Steps }));
+    expect(await readLockFile(lockFile)).toEqual(first.lock);
+    const frozen = await lockForFlow({ flowFile, steps: steps(), glibc, resolve, frozen: true });
+    expect(frozen.written).toBe(false);
+    const again = await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
+    expect(resolve.calls).toHaveLength(1);
+    expect(again.written).toBe(true);
+    expect(await readFile(lockFile, 'utf8')).toBe(serializeLockFile(first.lock));
   });
 
   it('--frozen: fails (InputError, exit 2) listing unlocked steps; succeeds without writing when all are locked', async () => {
@@ -171,7 +211,10 @@ describe('readLockFile validation', () => {
   it.each([
     ['another format version', (l: Record<string, unknown>) => ({ ...l, lockVersion: 99 }), /lockVersion is 99/],
     ['a bad sha256', (l: Record<string, unknown>) => JSON.parse(JSON.stringify(l).replace('"0000', '"zz00')) as unknown, /sha256 is not a hex sha256/],
-    ['a step naming a missing env', (l: Record<string, unknown>) => ({ ...l, steps: { start: 'abc' } }), /steps\.start names no env/],
+    ['a step naming a missing env', (l: Record<string, unknown>) => ({ ...l, steps: { start: { 'linux-64': 'abc' } } }), /steps\.start\.linux-64 names no env/],
+    ['a version-2 step written as version 1', (l: Record<string, unknown>) => ({ ...l, steps: { start: Object.keys(l.envs as object)[0] } }), /steps\.start is not an object/],
+    ['a step naming an env of another platform', (l: Record<string, unknown>) => ({ ...l, steps: { start: { 'linux-aarch64': Object.keys(l.envs as object)[0] } } }), /locked for linux-64/],
+    ['a step with no platform', (l: Record<string, unknown>) => ({ ...l, steps: { start: {} } }), /names no platform/],
     ['an entry under the wrong key', (l: Record<string, unknown>) => ({ ...l, envs: { wrong: Object.values(l.envs as object)[0] } }), /envs\.wrong does not match/],
   ])('rejects %s with an InputError naming the file', async (_what, mutate, message) => {
     const flowFile = join(dir, 'flow.py');

@@ -3,7 +3,9 @@
  *
  * JSON, 2-space indent, object keys sorted, packages in a fixed order, a trailing newline — so the
  * same inputs give byte-identical files and a change shows as a small diff. One entry per unique
- * env (keyed by its specHash) plus the step → env map. Written atomically (temp file + rename).
+ * env and platform (keyed by its specHash and what it was resolved with) plus the step → platform →
+ * env map. Written atomically (temp file + rename). A version-1 file (one platform, step → env) is
+ * read as version 2 and rewritten as such on the next write.
  */
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
@@ -12,8 +14,11 @@ import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage } from './env-
 import { ConfigError, InputError, errorMessage } from './errors.js';
 import { canonicalJson, sha256Hex, specHash } from './identity.js';
 
-/** Format version of the lock file; a file with another version is stale. */
-export const LOCK_FILE_VERSION = 1;
+/** Format version of the lock file (version 1 is still read); a file with another version is stale. */
+export const LOCK_FILE_VERSION = 2;
+
+/** A step's locked envs: platform → lockKey, one per target platform. */
+export type StepLocks = Partial<Record<CondaPlatform, string>>;
 
 /** Packages Metaflow adds to an env at resolution (`requests`, `boto3`, …), name → spec, per part. */
 export interface EnvPins {
@@ -40,10 +45,10 @@ export interface LockFile {
   lockVersion: typeof LOCK_FILE_VERSION;
   /** The flow file's base name. */
   flow: string;
-  /** lockKey (see {@link lockKey}) → locked env. */
+  /** lockKey (see {@link lockKey}) → locked env (one platform's). */
   envs: Record<string, LockEntry>;
-  /** step name → lockKey, or null for a step whose env is disabled. */
-  steps: Record<string, string | null>;
+  /** step name → platform → lockKey, or null for a step whose env is disabled. */
+  steps: Record<string, StepLocks | null>;
 }
 
 /**
@@ -193,8 +198,8 @@ function validateEntry(value: unknown, where: string): LockEntry {
 export function validateLockFile(value: unknown, file: string): LockFile {
   try {
     const root = expectObject(value, 'the file');
-    if (root.lockVersion !== LOCK_FILE_VERSION) {
-      throw new Invalid(`lockVersion is ${JSON.stringify(root.lockVersion)}, this prebuilt reads version ${LOCK_FILE_VERSION}`);
+    if (root.lockVersion !== LOCK_FILE_VERSION && root.lockVersion !== 1) {
+      throw new Invalid(`lockVersion is ${JSON.stringify(root.lockVersion)}, this prebuilt reads versions 1 and ${LOCK_FILE_VERSION}`);
     }
     const envs: Record<string, LockEntry> = {};
     for (const [key, entry] of Object.entries(expectObject(root.envs, 'envs'))) {
@@ -204,12 +209,23 @@ export function validateLockFile(value: unknown, file: string): LockFile {
       }
       envs[key] = e;
     }
-    const steps: Record<string, string | null> = {};
-    for (const [step, hash] of Object.entries(expectObject(root.steps, 'steps'))) {
-      if (hash !== null && (typeof hash !== 'string' || !(hash in envs))) {
-        throw new Invalid(`steps.${step} names no env of this file`);
+    const steps: Record<string, StepLocks | null> = {};
+    for (const [step, value] of Object.entries(expectObject(root.steps, 'steps'))) {
+      if (value === null) {
+        steps[step] = null;
+        continue;
       }
-      steps[step] = hash;
+      // Version 1: step → lockKey of its one platform's env.
+      const byPlatform = root.lockVersion === 1 && typeof value === 'string' && value in envs ? { [envs[value]!.platform]: value } : value;
+      if (root.lockVersion === 1 && byPlatform === value) throw new Invalid(`steps.${step} names no env of this file`);
+      const locks = expectObject(byPlatform, `steps.${step}`);
+      if (Object.keys(locks).length === 0) throw new Invalid(`steps.${step} names no platform`);
+      for (const [platform, key] of Object.entries(locks)) {
+        expectPlatform(platform, `a platform of steps.${step}`);
+        if (typeof key !== 'string' || !(key in envs)) throw new Invalid(`steps.${step}.${platform} names no env of this file`);
+        if (envs[key]!.platform !== platform) throw new Invalid(`steps.${step}.${platform} names an env locked for ${envs[key]!.platform}`);
+      }
+      steps[step] = locks as StepLocks;
     }
     return { lockVersion: LOCK_FILE_VERSION, flow: expectString(root.flow, 'flow'), envs, steps };
   } catch (error) {
@@ -223,6 +239,11 @@ export function validateLockFile(value: unknown, file: string): LockFile {
 
 /** Reads and validates a lock file; undefined when it does not exist. Corrupt → InputError naming the file. */
 export async function readLockFile(file: string): Promise<LockFile | undefined> {
+  return (await readLockFileText(file))?.lock;
+}
+
+/** The lock file and its text as on disk (a version-1 file's text differs from its version-2 form). */
+async function readLockFileText(file: string): Promise<{ lock: LockFile; text: string } | undefined> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -240,7 +261,7 @@ export async function readLockFile(file: string): Promise<LockFile | undefined> 
       hint: `Delete it and run 'prebuilt lock' again, or restore it from version control.`,
     });
   }
-  return validateLockFile(parsed, file);
+  return { lock: validateLockFile(parsed, file), text };
 }
 
 /** Writes a lock file atomically. */
@@ -271,6 +292,11 @@ export type StepToLock = { request: EnvRequest; pins: EnvPins } | null;
 export interface LockForFlowOptions {
   /** Path of the flow file; the lock file is found beside it. */
   flowFile: string;
+  /**
+   * Platforms to lock every step for (each gets its own entry, the request's platform replaced);
+   * default: each step's request platform.
+   */
+  platforms?: readonly CondaPlatform[];
   /** step → its effective request and pins, or null when the step's env is disabled. */
   steps: Record<string, StepToLock>;
   /** glibc version assumed for the target (the resolver's). */
@@ -287,8 +313,8 @@ export interface LockForFlowOptions {
 export interface LockForFlowResult {
   lockFile: string;
   lock: LockFile;
-  /** step → its locked env (null when disabled). */
-  steps: Record<string, LockEntry | null>;
+  /** step → its locked env per platform, in platform order (null when disabled). */
+  steps: Record<string, LockEntry[] | null>;
   /** lockKeys of the envs resolved now, and of those taken from the existing lock. */
   resolved: string[];
   reused: string[];
@@ -321,8 +347,11 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
   }
   const file = lockFilePath(options.flowFile);
   let existing: LockFile | undefined;
+  let existingText: string | undefined;
   try {
-    existing = await readLockFile(file);
+    const read = await readLockFileText(file);
+    existing = read?.lock;
+    existingText = read?.text;
   } catch (error) {
     // Without --frozen a corrupt lock is replaced; under --frozen it is an error.
     if (frozen || !InputError.isInstance(error) || (error as InputError).file !== file) throw error;
@@ -330,20 +359,25 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
   }
 
   const unique = new Map<string, EnvToResolve>();
-  const stepKeys: Record<string, string | null> = {};
+  const stepKeys: Record<string, StepLocks | null> = {};
   for (const step of Object.keys(options.steps).sort()) {
     const input = options.steps[step];
     if (input === null || input === undefined) {
       stepKeys[step] = null;
       continue;
     }
-    const hash = specHash(input.request);
-    const resolvedWith: ResolvedWith = { pins: { conda: { ...input.pins.conda }, pypi: { ...input.pins.pypi } }, glibc: options.glibc };
-    const key = lockKey(hash, resolvedWith);
-    stepKeys[step] = key;
-    const env = unique.get(key) ?? { specHash: hash, request: input.request, resolvedWith, steps: [] };
-    env.steps.push(step);
-    unique.set(key, env);
+    const locks: StepLocks = {};
+    for (const platform of options.platforms ?? [input.request.platform]) {
+      const request: EnvRequest = { ...input.request, platform };
+      const hash = specHash(request);
+      const resolvedWith: ResolvedWith = { pins: { conda: { ...input.pins.conda }, pypi: { ...input.pins.pypi } }, glibc: options.glibc };
+      const key = lockKey(hash, resolvedWith);
+      locks[platform] = key;
+      const env = unique.get(key) ?? { specHash: hash, request, resolvedWith, steps: [] };
+      env.steps.push(step);
+      unique.set(key, env);
+    }
+    stepKeys[step] = locks;
   }
 
   const envs: Record<string, LockEntry> = {};
@@ -355,7 +389,7 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
   }
 
   if (frozen && (existing === undefined || toResolve.length > 0)) {
-    const steps = existing === undefined ? Object.keys(stepKeys).filter((s) => stepKeys[s] !== null) : toResolve.flatMap((e) => e.env.steps);
+    const steps = existing === undefined ? Object.keys(stepKeys).filter((s) => stepKeys[s] !== null) : [...new Set(toResolve.flatMap((e) => e.env.steps))];
     throw new InputError(
       existing === undefined
         ? `--frozen: there is no lock file ${file}.`
@@ -368,6 +402,7 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
   toResolve.forEach(({ key, env }, i) => {
     const locked = resolved[i];
     if (!locked || locked.specHash !== env.specHash) throw new Error(`the resolver returned no lock for env ${env.specHash} (steps ${env.steps.join(', ')})`);
+    if (locked.platform !== env.request.platform) throw new Error(`the resolver locked env ${env.specHash} for ${locked.platform}, not ${env.request.platform}`);
     envs[key] = {
       specHash: env.specHash,
       request: env.request,
@@ -381,12 +416,12 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
   const lock: LockFile = { lockVersion: LOCK_FILE_VERSION, flow: basename(options.flowFile), envs: sortedEnvs(envs), steps: stepKeys };
   const write = options.write ?? !frozen;
   let written = false;
-  if (write && (existing === undefined || serializeLockFile(existing) !== serializeLockFile(lock))) {
+  if (write && existingText !== serializeLockFile(lock)) {
     await writeLockFile(file, lock);
     written = true;
   }
-  const steps: Record<string, LockEntry | null> = {};
-  for (const [step, key] of Object.entries(stepKeys)) steps[step] = key === null ? null : envs[key]!;
+  const steps: Record<string, LockEntry[] | null> = {};
+  for (const [step, locks] of Object.entries(stepKeys)) steps[step] = locks === null ? null : Object.values(locks).map((key) => envs[key]!);
   const resolvedKeys = toResolve.map((t) => t.key);
   return {
     lockFile: file,

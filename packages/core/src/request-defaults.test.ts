@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.js';
-import { channelUrl, requestDefaults } from './request-defaults.js';
+import { channelUrl, requestDefaults, targetPlatforms } from './request-defaults.js';
 
 describe('requestDefaults', () => {
   it('defaults to conda-forge, no index, linux-64', () => {
@@ -50,6 +50,16 @@ describe('requestDefaults', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).setting).toBe('METAFLOW_PREBUILT_PLATFORM');
     expect((error as ConfigError).hint).toMatch(/linux-64, linux-aarch64/);
+  });
+
+  it('reads a comma-separated list of target platforms; the request carries the first', () => {
+    const env = { METAFLOW_PREBUILT_PLATFORM: ' linux-aarch64 , linux-64,linux-aarch64 ' };
+    expect(targetPlatforms({ env })).toEqual(['linux-aarch64', 'linux-64']);
+    expect(requestDefaults({ env }).platform).toBe('linux-aarch64');
+    expect(targetPlatforms({ env: {} })).toEqual(['linux-64']);
+    expect(targetPlatforms({ env, platform: 'linux-64' })).toEqual(['linux-64']);
+    expect(() => targetPlatforms({ env: { METAFLOW_PREBUILT_PLATFORM: 'linux-64,osx-arm64' } })).toThrow(/'osx-arm64' is not supported/);
+    expect(() => targetPlatforms({ env: { METAFLOW_PREBUILT_PLATFORM: ' , ' } })).toThrow(ConfigError);
   });
 
   it('rejects malformed channels and index URLs', () => {

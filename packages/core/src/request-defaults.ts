@@ -18,7 +18,10 @@ export interface RequestDefaultsOptions {
   channels?: readonly string[];
   /** PyPI simple index URL. Env: METAFLOW_PREBUILT_PYPI_INDEX_URL, then PIP_INDEX_URL. */
   indexUrl?: string;
-  /** Target conda platform. Env: METAFLOW_PREBUILT_PLATFORM (default linux-64). */
+  /**
+   * Target conda platform(s), comma-separated. Env: METAFLOW_PREBUILT_PLATFORM (default linux-64).
+   * The request carries the first; {@link targetPlatforms} gives them all.
+   */
   platform?: string;
   env?: Record<string, string | undefined>;
 }
@@ -99,6 +102,17 @@ export function requestDefaults(options: RequestDefaultsOptions = {}): RequestDe
     indexUrl = trimmed.replace(/\/+$/, '');
   }
 
+  const platform = targetPlatforms(options)[0]!;
+  return { channels, indexUrl, platform };
+}
+
+/**
+ * The platforms every env is built for, in the order given: `linux-64` (default), `linux-aarch64`,
+ * or both (`linux-64,linux-aarch64`: one image per platform under one multi-platform image index).
+ * Option → METAFLOW_PREBUILT_PLATFORM → `linux-64`. Duplicates are dropped.
+ */
+export function targetPlatforms(options: Pick<RequestDefaultsOptions, 'platform' | 'env'> = {}): CondaPlatform[] {
+  const env = options.env ?? process.env;
   const rawPlatform = loadOptionalSetting({
     value: options.platform,
     envVar: 'METAFLOW_PREBUILT_PLATFORM',
@@ -106,12 +120,21 @@ export function requestDefaults(options: RequestDefaultsOptions = {}): RequestDe
     description: 'The target platform',
     env,
   });
-  const platform = (rawPlatform ?? 'linux-64').trim();
-  if (!(CONDA_PLATFORMS as readonly string[]).includes(platform)) {
-    throw new ConfigError(`Target platform '${platform}' is not supported.`, {
-      setting: options.platform ? 'platform' : 'METAFLOW_PREBUILT_PLATFORM',
-      hint: `Set METAFLOW_PREBUILT_PLATFORM to one of: ${CONDA_PLATFORMS.join(', ')}.`,
+  const setting = options.platform ? 'platform' : 'METAFLOW_PREBUILT_PLATFORM';
+  const names = (rawPlatform ?? 'linux-64').split(',').map((p) => p.trim()).filter((p) => p !== '');
+  if (names.length === 0) {
+    throw new ConfigError(`No target platform is given in '${rawPlatform ?? ''}'.`, {
+      setting,
+      hint: `Set METAFLOW_PREBUILT_PLATFORM to one or more of ${CONDA_PLATFORMS.join(', ')}, comma-separated, or unset it for linux-64.`,
     });
   }
-  return { channels, indexUrl, platform: platform as CondaPlatform };
+  for (const platform of names) {
+    if (!(CONDA_PLATFORMS as readonly string[]).includes(platform)) {
+      throw new ConfigError(`Target platform '${platform}' is not supported.`, {
+        setting,
+        hint: `Set METAFLOW_PREBUILT_PLATFORM to one or more of: ${CONDA_PLATFORMS.join(', ')} (comma-separated for a multi-platform image).`,
+      });
+    }
+  }
+  return [...new Set(names)] as CondaPlatform[];
 }

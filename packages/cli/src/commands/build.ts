@@ -27,6 +27,8 @@ Environment:
   METAFLOW_PREBUILT_BASE_IMAGE        base image (default python:3.11-slim-bookworm)
   METAFLOW_PREBUILT_GPU_BASE_IMAGE    base image of steps whose remote decorator asks for a GPU
   METAFLOW_PREBUILT_REGISTRY_CACHE    0: build even when the registry has the image (default 1)
+  METAFLOW_PREBUILT_PLATFORM         linux-64 (default), linux-aarch64, or linux-64,linux-aarch64:
+                                     one image per platform and a multi-platform image index
   METAFLOW_PREBUILT_BUILD_WORKERS     images built at once (default min(images, 8))
   METAFLOW_PREBUILT_RECIPE            materialized (default) or micromamba
   METAFLOW_PREBUILT_STATE_FILE        image map path (default .prebuilt/<Flow>/images.json beside the flow)
@@ -62,6 +64,9 @@ export function buildJson(result: DeployFlowResult, stateFile: string | null): R
 export function summaryTable(images: readonly DeployImage[]): string {
   return renderTable(images, [
     { header: 'ENV', value: (image) => image.envId },
+    ...(images.some((image) => image.platform !== 'linux-64')
+      ? [{ header: 'PLATFORM', value: (image: DeployImage) => (image.platforms ? image.platforms.map((m) => m.platform).join('+') : image.platform) }]
+      : []),
     { header: 'STATUS', value: (image) => image.status },
     { header: 'TIME', value: (image) => formatSeconds(image.elapsedMs) },
     { header: 'DIGEST', value: (image) => (image.digest ? image.digest.slice(0, 19) : '-') },

@@ -17,7 +17,8 @@ Environment:
   METAFLOW_PREBUILT_PYTHON           the interpreter that reads the flow (default: python3 on PATH)
   METAFLOW_PREBUILT_CONDA_CHANNELS   conda channel URLs or names, comma-separated (default conda-forge)
   METAFLOW_PREBUILT_PYPI_INDEX_URL   PyPI simple index (else PIP_INDEX_URL)
-  METAFLOW_PREBUILT_PLATFORM         linux-64 (default) or linux-aarch64
+  METAFLOW_PREBUILT_PLATFORM         linux-64 (default), linux-aarch64, or both comma-separated
+                                     (the specHash shown is the first platform's)
 
 Examples:
   $ prebuilt envs flow.py

@@ -17,10 +17,10 @@ const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/prebuilt.js', import.meta.url));
 const DIST = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 
-const python = (version: string): CondaPackageSpec => ({
+const python = (version: string, subdir: 'linux-64' | 'linux-aarch64' = 'linux-64'): CondaPackageSpec => ({
   name: 'python',
   version,
-  subdir: 'linux-64',
+  subdir,
   depends: ['__glibc >=2.17'],
   files: [{ path: 'bin/python-fixture', content: `#!/bin/sh\necho ${version}\n`, mode: 0o755 }],
   formats: ['.conda'],
@@ -120,7 +120,7 @@ interface LockJson {
   ok: boolean;
   lockFile: string;
   written: boolean;
-  envs: { key: string; specHash: string; status: string; steps: string[]; python: string; conda: number; pypi: number }[];
+  envs: { key: string; specHash: string; status: string; steps: string[]; platform: string; python: string; conda: number; pypi: number }[];
   disabledSteps: string[];
 }
 
@@ -128,7 +128,7 @@ beforeAll(async () => {
   if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run \`pnpm build\` before these tests.`);
   dir = await mkdtemp(join(tmpdir(), 'prebuilt-lock-cli-'));
   const set = exampleFixtureSet();
-  const fx = await generateFixtures(join(dir, 'fixtures'), { conda: [...set.conda, python('3.11.9')], wheels: set.wheels }, { python: false });
+  const fx = await generateFixtures(join(dir, 'fixtures'), { conda: [...set.conda, python('3.11.9'), python('3.11.9', 'linux-aarch64')], wheels: set.wheels }, { python: false });
   server = await startFixtureServer({ channels: { main: fx.channelDir }, indexes: { pypi: fx.indexDir } });
   try {
     const { stdout } = await run('python3', ['-c', 'import sys; print(sys.executable)']);
@@ -162,10 +162,11 @@ describe('prebuilt lock', () => {
     const lock = JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')) as {
       lockVersion: number;
       envs: Record<string, { request: { conda: Record<string, string> }; packages: { kind: string; name: string; url: string; sha256: string; size: number }[] }>;
-      steps: Record<string, string | null>;
+      steps: Record<string, Record<string, string> | null>;
     };
-    expect(lock.lockVersion).toBe(1);
-    const train = lock.envs[lock.steps.train!]!;
+    expect(lock.lockVersion).toBe(2);
+    expect(Object.keys(lock.steps.train!)).toEqual(['linux-64']);
+    const train = lock.envs[lock.steps.train!['linux-64']!]!;
     expect(train.request.conda).toEqual({ tinycli: '' }); // user request only; pins recorded apart
     expect(train.packages.map((p) => p.name)).toEqual(['boto3', 'python', 'requests', 'tinycli', 'tinyframe', 'tinynum']);
     for (const p of train.packages) {
@@ -227,6 +228,36 @@ describe('prebuilt lock', () => {
     expect(json.envs.find((e) => e.steps.includes('start'))!.status).toBe('locked');
   });
 
+  it('METAFLOW_PREBUILT_PLATFORM=linux-64,linux-aarch64 locks every env for both; the linux-64 entries are reused', async () => {
+    const cwd = await project('{"tinytool": ""}');
+    const one = await prebuilt(['lock', 'flow.py', '--json'], cwd);
+    expect(one.code).toBe(0);
+    const both = await prebuilt(['lock', 'flow.py', '--json'], cwd, { METAFLOW_PREBUILT_PLATFORM: 'linux-64,linux-aarch64' });
+    expect(both.code).toBe(0);
+    const json = JSON.parse(both.stdout) as LockJson;
+    const byPlatform = (platform: string) => json.envs.filter((e) => e.platform === platform);
+    expect(byPlatform('linux-64').map((e) => e.status)).toEqual(['locked', 'locked', 'locked']);
+    expect(byPlatform('linux-aarch64').map((e) => e.status)).toEqual(['resolved', 'resolved', 'resolved']);
+    const lock = JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')) as {
+      envs: Record<string, { platform: string; packages: { name: string; url: string; subdir?: string }[] }>;
+      steps: Record<string, Record<string, string> | null>;
+    };
+    expect(Object.keys(lock.steps.train!)).toEqual(['linux-64', 'linux-aarch64']);
+    expect(lock.steps.end).toBeNull();
+    const tool = (platform: string) => lock.envs[lock.steps.train![platform]!]!.packages.find((p) => p.name === 'tinytool')!;
+    expect(tool('linux-64').url).toContain('/linux-64/');
+    expect(tool('linux-aarch64').url).toContain('/linux-aarch64/');
+    expect(lock.envs[lock.steps.train!['linux-aarch64']!]!.platform).toBe('linux-aarch64');
+    // --frozen holds for both platforms, and fails for a platform the lock does not have.
+    expect((await prebuilt(['lock', 'flow.py', '--frozen'], cwd, { METAFLOW_PREBUILT_PLATFORM: 'linux-aarch64,linux-64' })).code).toBe(0);
+    const table = await prebuilt(['lock', 'flow.py'], cwd, { METAFLOW_PREBUILT_PLATFORM: 'linux-64,linux-aarch64' });
+    expect(table.stdout).toMatch(/PLATFORM/);
+    expect(table.stdout).toMatch(/linux-aarch64/);
+    const bad = await prebuilt(['lock', 'flow.py'], cwd, { METAFLOW_PREBUILT_PLATFORM: 'linux-64,osx-arm64' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/Target platform 'osx-arm64' is not supported/);
+  });
+
   it('a corrupt lock: exit 2 naming the file under --frozen; rewritten without it', async () => {
     const cwd = await project();
     await writeFile(join(cwd, 'flow.prebuilt.lock'), '{"lockVersion": 1, "envs": {');
@@ -236,7 +267,7 @@ describe('prebuilt lock', () => {
     expect((JSON.parse(frozen.stdout) as { ok: boolean }).ok).toBe(false);
     const fixed = await prebuilt(['lock', 'flow.py'], cwd);
     expect(fixed.code).toBe(0);
-    expect(JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8'))).toHaveProperty('lockVersion', 1);
+    expect(JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8'))).toHaveProperty('lockVersion', 2);
   });
 
   it('resolution errors exit 2 with the solver explanation, the package and the steps', async () => {

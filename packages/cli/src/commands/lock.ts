@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { relative, resolve } from 'node:path';
-import { lockForFlow, type LockEntry, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
+import { lockForFlow, targetPlatforms, type CondaPlatform, type LockEntry, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
 import { createResolver } from '@prebuilt/conda';
 import { flowEnvs, metaflowPins, type FlowEnvs } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
@@ -23,6 +23,8 @@ export interface LockFlowOptions {
 
 export interface LockFlowResult extends LockForFlowResult {
   envs: FlowEnvs;
+  /** The target platforms every env was locked for (METAFLOW_PREBUILT_PLATFORM). */
+  platforms: CondaPlatform[];
 }
 
 /**
@@ -32,6 +34,7 @@ export interface LockFlowResult extends LockForFlowResult {
  */
 export async function lockFlow(file: string, context: CliContext, options: LockFlowOptions = {}): Promise<LockFlowResult> {
   const envs = await flowEnvs(file, { env: context.env, cwd: context.cwd, signal: context.signal });
+  const platforms = targetPlatforms({ env: context.env });
   const steps: Record<string, StepToLock> = {};
   for (const step of envs.steps) {
     steps[step.step] = step.request === null ? null : { request: step.request, pins: metaflowPins(step, { env: context.env }) };
@@ -41,13 +44,14 @@ export async function lockFlow(file: string, context: CliContext, options: LockF
     const result = await lockForFlow({
       flowFile: resolve(context.cwd, file),
       steps,
+      platforms,
       glibc: resolver.glibc,
       resolve: (toResolve) => resolver.resolve(toResolve),
       ...(options.frozen ? { frozen: true } : {}),
       ...(options.update ? { update: true } : {}),
       ...(options.write !== undefined ? { write: options.write } : {}),
     });
-    return { ...result, envs };
+    return { ...result, envs, platforms };
   } finally {
     await resolver.close();
   }
@@ -55,13 +59,14 @@ export async function lockFlow(file: string, context: CliContext, options: LockF
 
 const LOCK_HELP = `
 The lock file <flow stem>.prebuilt.lock is written beside the flow: for each distinct env its
-request, platform, python version and exact files (url, sha256, size). Commit it; plan and build
-reuse every env whose request still matches.
+request, platform, python version and exact files (url, sha256, size), once per target platform.
+Commit it; plan and build reuse every env whose request still matches.
 
 Environment:
   METAFLOW_PREBUILT_CONDA_CHANNELS   conda channel URLs or names, comma-separated (default conda-forge)
   METAFLOW_PREBUILT_PYPI_INDEX_URL   PyPI simple index (else PIP_INDEX_URL, else your pip configuration)
-  METAFLOW_PREBUILT_PLATFORM         linux-64 (default) or linux-aarch64
+  METAFLOW_PREBUILT_PLATFORM         linux-64 (default), linux-aarch64, or both comma-separated
+                                     (each env is locked for every platform)
   METAFLOW_PREBUILT_GLIBC_VERSION    glibc of the target images (default 2.28)
   METAFLOW_PREBUILT_PIP_ISOLATED     1: ignore your pip configuration (pip --isolated)
   METAFLOW_PREBUILT_CACHE_DIR        cache for repodata and solves (default $XDG_CACHE_HOME/prebuilt)
@@ -80,11 +85,12 @@ interface EnvRow {
 
 function envRows(result: LockForFlowResult): EnvRow[] {
   const rows = new Map<string, EnvRow>();
-  for (const [step, key] of Object.entries(result.lock.steps)) {
-    if (key === null) continue;
-    const row = rows.get(key) ?? { key, entry: result.lock.envs[key]!, steps: [], status: result.resolved.includes(key) ? 'resolved' : 'locked' };
-    row.steps.push(step);
-    rows.set(key, row);
+  for (const [step, locks] of Object.entries(result.lock.steps)) {
+    for (const key of Object.values(locks ?? {})) {
+      const row = rows.get(key) ?? { key, entry: result.lock.envs[key]!, steps: [], status: result.resolved.includes(key) ? 'resolved' : 'locked' };
+      row.steps.push(step);
+      rows.set(key, row);
+    }
   }
   return [...rows.values()];
 }
@@ -111,6 +117,7 @@ export function registerLockCommand(program: Command, context: CliContext): void
           file,
           lockFile: result.lockFile,
           written: result.written,
+          platforms: result.platforms,
           envs: rows.map((r) => ({
             key: r.key,
             specHash: r.entry.specHash,
@@ -129,6 +136,7 @@ export function registerLockCommand(program: Command, context: CliContext): void
       const shown = relative(context.cwd, result.lockFile) || result.lockFile;
       const table = renderTable(rows, [
         { header: 'ENV', value: (r) => r.key },
+        { header: 'PLATFORM', value: (r) => r.entry.platform },
         { header: 'PYTHON', value: (r) => r.entry.pythonVersion },
         { header: 'FILES', value: (r) => `${r.entry.packages.filter((p) => p.kind === 'conda').length} conda, ${r.entry.packages.filter((p) => p.kind === 'pypi').length} pypi` },
         { header: 'MB', value: (r) => (r.entry.packages.reduce((sum, p) => sum + p.size, 0) / 1e6).toFixed(1) },
@@ -142,6 +150,7 @@ export function registerLockCommand(program: Command, context: CliContext): void
           : `${shown} is up to date.`;
       context.stdout.write(
         `${result.envs.flow}: ${rows.length} env${rows.length === 1 ? '' : 's'} for ${Object.keys(result.lock.steps).length} steps` +
+          `${result.platforms.length > 1 ? ` on ${result.platforms.join(' and ')}` : ''}` +
           `${disabled.length > 0 ? ` (disabled: ${disabled.join(', ')})` : ''}\n\n${rows.length > 0 ? table : ''}\n${summary}\n`,
       );
     });

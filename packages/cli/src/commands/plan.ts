@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { DeployImage } from '@prebuilt/core';
 import type { CliContext } from '../cli-context.js';
 import { deployFlow } from '../deploy-flow.js';
 import { createDeployView } from '../deploy-view.js';
@@ -11,7 +12,8 @@ interface PlanOptions {
 }
 
 const PLAN_HELP = `
-Shows what a build would do, without building: each distinct env, its envId and image tag, the
+Shows what a build would do, without building: each distinct env (one per platform, plus an image
+index over them when METAFLOW_PREBUILT_PLATFORM names two), its envId and image tag, the
 steps that use it, and whether the registry already has the image (one HEAD request each).
 Resolves and writes the lock file like \`prebuilt lock\` (unless --frozen).
 
@@ -40,7 +42,10 @@ export function registerPlanCommand(program: Command, context: CliContext): void
       });
       const steps: Record<string, { envId: string | null; image: string; python: string }> = {};
       for (const step of result.lock.envs.steps) {
-        const image = result.images.find((candidate) => candidate.steps.includes(step.step));
+        // A multi-platform step pulls its image index; any other step its one image.
+        const image =
+          result.images.find((candidate) => candidate.platforms && candidate.steps.includes(step.step)) ??
+          result.images.find((candidate) => !candidate.platforms && candidate.steps.includes(step.step));
         steps[step.step] = image
           ? { envId: image.envId, image: image.pullTag, python: image.python }
           : { envId: null, image: step.gpu ? result.settings.gpuBaseImage : result.settings.baseImage, python: 'python' };
@@ -58,6 +63,8 @@ export function registerPlanCommand(program: Command, context: CliContext): void
                 ...(image.digest ? { digest: image.digest } : {}),
                 python: image.python,
                 platform: image.platform,
+                ...(image.platforms ? { platforms: image.platforms.map((m) => ({ platform: m.platform, envId: m.envId, image: m.image })) } : {}),
+                ...(image.memberOf ? { memberOf: image.memberOf } : {}),
                 base: { ref: image.base.ref, digest: image.base.digest },
                 packages: image.packages,
                 steps: image.steps,
@@ -77,6 +84,9 @@ export function registerPlanCommand(program: Command, context: CliContext): void
         context.stdout.write(
           renderTable(result.images, [
             { header: 'ENV', value: (image) => image.envId },
+            ...(result.images.some((image) => image.platform !== 'linux-64')
+              ? [{ header: 'PLATFORM', value: (image: DeployImage) => (image.platforms ? image.platforms.map((m) => m.platform).join('+') : image.platform) }]
+              : []),
             { header: 'STATUS', value: (image) => (image.status === 'missing' ? 'will build' : image.status === 'unchecked' ? 'will build (cache off)' : image.status) },
             { header: 'PACKAGES', value: (image) => String(image.packages) },
             { header: 'IMAGE', value: (image) => image.pullTag },

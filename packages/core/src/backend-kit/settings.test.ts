@@ -8,6 +8,12 @@ describe('envTag', () => {
     expect(envTag('r', { envId: 'abc123', platform: 'linux-aarch64' })).toBe('r:env-abc123-arm64');
   });
 
+  it('is <repository>:env-<id> for a multi-platform image index, and -<arch> for one platform', () => {
+    expect(envTag('r', { envId: 'abc123', platform: 'linux-64', platforms: ['linux-64', 'linux-aarch64'] })).toBe('r:env-abc123');
+    expect(envTag('r', { envId: 'abc123', platform: 'linux-64', platforms: ['linux-64'] })).toBe('r:env-abc123-amd64');
+    expect(() => envTag('r', { envId: 'abc', platform: 'linux-64', platforms: ['linux-64', 'osx-64' as never] })).toThrow(/'osx-64'/);
+  });
+
   it('refuses an env id that cannot be part of a tag, and an unknown platform', () => {
     expect(() => envTag('r', { envId: 'a/b', platform: 'linux-64' })).toThrow(ConfigError);
     expect(() => envTag('r', { envId: 'abc', platform: 'osx-64' as never })).toThrow(/not one prebuilt builds for/);

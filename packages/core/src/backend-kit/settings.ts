@@ -17,14 +17,24 @@ const SECRETS_MANAGER_ARN = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:se
 
 const ARCH: Record<ImageTagInput['platform'], string> = { 'linux-64': 'amd64', 'linux-aarch64': 'arm64' };
 
-/** `<repository>:env-<envId>-<arch>`: the content-addressed tag every prebuilt registry uses. */
-export function envTag(repository: string, { envId, platform }: ImageTagInput): string {
+/**
+ * `<repository>:env-<envId>-<arch>`: the content-addressed tag every prebuilt registry uses; a
+ * multi-platform image index (more than one of `platforms`) is `<repository>:env-<indexId>`.
+ */
+export function envTag(repository: string, { envId, platform, platforms }: ImageTagInput): string {
   if (!/^[a-z0-9][a-z0-9_.-]{0,100}$/i.test(envId)) {
     throw new ConfigError(`The env id '${envId}' cannot be part of an image tag.`, { hint: 'Env ids are lowercase hex; this is a bug in the caller.' });
   }
   const arch = ARCH[platform];
   if (arch === undefined) {
     throw new ConfigError(`The platform '${String(platform)}' is not one prebuilt builds for.`, { hint: 'Use linux-64 or linux-aarch64.' });
+  }
+  if (platforms !== undefined && platforms.length > 1) {
+    const unknown = platforms.find((p) => ARCH[p] === undefined);
+    if (unknown !== undefined) {
+      throw new ConfigError(`The platform '${String(unknown)}' is not one prebuilt builds for.`, { hint: 'Use linux-64 or linux-aarch64.' });
+    }
+    return `${repository}:env-${envId}`;
   }
   return `${repository}:env-${envId}-${arch}`;
 }

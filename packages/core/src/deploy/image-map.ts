@@ -1,4 +1,5 @@
 import type { PullConfig } from '../contracts.js';
+import type { CondaPlatform } from '../env-model.js';
 
 /**
  * The image map: which image and interpreter each step uses. It is what `prebuilt build --json`
@@ -15,6 +16,11 @@ export interface ImageMapImage {
   /** Steps that use this image, in flow order. */
   steps: string[];
   pullConfig: PullConfig;
+  /**
+   * Set when `image` is a multi-platform image index: each platform's own image (its envId, pull
+   * tag and manifest digest). The runner pulls `image`; its container runtime picks the platform.
+   */
+  platforms?: Partial<Record<CondaPlatform, { envId: string; image: string; digest: string }>>;
 }
 
 export interface ImageMapStep {

@@ -7,6 +7,7 @@ import type { BuildRequest, BuildService, ImageRegistry } from '../contracts.js'
 import type { EnvRequest, LockedEnv } from '../env-model.js';
 import { AuthError, CancelledError, EnvironmentError } from '../errors.js';
 import { specHash } from '../identity.js';
+import type { PushImageIndexOptions } from '../registry/image-index.js';
 import { deploy, type DeployEvent, type DeployOptions, type DeployStep, type RecipeRunner } from './orchestrator.js';
 
 /** A step with the request its fake lock is made from (null: disabled). */
@@ -47,7 +48,7 @@ function fakeRegistry(): ImageRegistry & { images: Map<string, string>; heads: s
     name: 'fake-memory',
     images,
     heads,
-    imageTag: ({ envId, platform }) => `fake.registry.test/ns:env-${envId}-${platform}`,
+    imageTag: ({ envId, platform, platforms }) => `fake.registry.test/ns:env-${envId}${platforms && platforms.length > 1 ? '' : `-${platform}`}`,
     pullTag: (tag) => tag.replace('fake.registry.test', 'pull.registry.test'),
     pushCredentials: async () => undefined,
     pullConfig: async () => ({ kubernetes: { imagePullSecrets: ['regcred'] } }),
@@ -352,5 +353,124 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
     await deploy(ctx.options);
     const phases = ctx.events.filter((event) => event.type === 'image').map((event) => (event as { phase: string }).phase);
     expect(phases).toEqual(['checking', 'materializing', 'building', 'pushing', 'verifying', 'built']);
+  });
+});
+
+describe('deploy orchestrator: multi-platform (fake registry, fake build service, fake index push)', () => {
+  const platforms = ['linux-64', 'linux-aarch64'] as const;
+  /** Every step locked for both platforms; `broken` in a request fails that platform's build. */
+  const multiLock = (steps: TestStep[], failOn?: (typeof platforms)[number]) =>
+    Object.fromEntries(
+      steps.map((step) => [
+        step.name,
+        step.request
+          ? platforms.map((platform) => {
+              const req = { ...step.request!, platform, conda: { ...step.request!.conda, ...(platform === failOn ? { broken: '' } : {}) } };
+              return fakeLock(req, specHash(req));
+            })
+          : null,
+      ]),
+    );
+  const fakeIndexPush = (registry: ReturnType<typeof fakeRegistry>) => {
+    const pushes: PushImageIndexOptions[] = [];
+    return Object.assign(
+      async (options: PushImageIndexOptions) => {
+        pushes.push(options);
+        const digest = `sha256:${sha(JSON.stringify(options.images))}`;
+        registry.images.set(options.imageTag, digest);
+        return { digest, mediaType: 'application/vnd.oci.image.index.v1+json' };
+      },
+      { pushes },
+    );
+  };
+
+  it('builds one image per platform per env and points each step at an image index over them', async () => {
+    const steps = fourSteps();
+    await using ctx = await setup(steps);
+    const pushIndex = fakeIndexPush(ctx.registry);
+    const result = await deploy({ ...ctx.options, lock: async () => multiLock(steps), pushIndex });
+    expect(ctx.buildService.builds.map((b) => b.platform).sort()).toEqual(['linux/amd64', 'linux/amd64', 'linux/arm64', 'linux/arm64']);
+    expect(pushIndex.pushes).toHaveLength(2);
+    const start = result.imageMap.steps.start!;
+    expect(start.image).toMatch(/^pull\.registry\.test\/ns:env-[0-9a-f]{16}$/);
+    expect(result.imageMap.steps.a).toEqual(start);
+    const entry = result.imageMap.images[start.envId!]!;
+    expect(entry.status).toBe('built');
+    expect(entry.steps).toEqual(['start', 'a']);
+    expect(Object.keys(entry.platforms!)).toEqual(['linux-64', 'linux-aarch64']);
+    // The index names each platform's pushed image by digest.
+    const push = pushIndex.pushes.find((p) => p.imageTag === start.image.replace('pull.', 'fake.'))!;
+    expect(push.images).toEqual([
+      { platform: 'linux/amd64', digest: entry.platforms!['linux-64']!.digest },
+      { platform: 'linux/arm64', digest: entry.platforms!['linux-aarch64']!.digest },
+    ]);
+    expect(entry.platforms!['linux-aarch64']!.image).toMatch(/-linux-aarch64$/);
+    // Only what the steps pull is in the map: the two indexes, not the four platform images.
+    expect(Object.keys(result.imageMap.images)).toHaveLength(2);
+    expect(result.images.filter((i) => i.platforms)).toHaveLength(2);
+    expect(result.images.filter((i) => i.memberOf)).toHaveLength(4);
+    expect(result.failures).toEqual([]);
+
+    // A second deploy finds every platform image and both indexes; nothing is pushed.
+    const again = await deploy({ ...ctx.options, lock: async () => multiLock(steps), pushIndex });
+    expect(again.images.map((i) => i.status)).toEqual(['present', 'present', 'present', 'present', 'present', 'present']);
+    expect(ctx.buildService.builds).toHaveLength(4);
+    expect(pushIndex.pushes).toHaveLength(2);
+    expect(again.imageMap.steps).toEqual(result.imageMap.steps);
+  });
+
+  it('plans an index as missing without pushing it, and as present once it is pushed', async () => {
+    const steps = fourSteps().slice(0, 1);
+    await using ctx = await setup(steps);
+    const pushIndex = fakeIndexPush(ctx.registry);
+    const plan = await deploy({ ...ctx.options, lock: async () => multiLock(steps), pushIndex, plan: true });
+    expect(plan.images.map((i) => [i.platforms ? 'index' : i.platform, i.status])).toEqual([
+      ['linux-64', 'missing'],
+      ['linux-aarch64', 'missing'],
+      ['index', 'missing'],
+    ]);
+    expect(pushIndex.pushes).toHaveLength(0);
+    await deploy({ ...ctx.options, lock: async () => multiLock(steps), pushIndex });
+    const after = await deploy({ ...ctx.options, lock: async () => multiLock(steps), pushIndex, plan: true });
+    expect(after.images.map((i) => i.status)).toEqual(['present', 'present', 'present']);
+  });
+
+  it('fails the index (and leaves its steps out of the map) when one platform fails; the other platform is still pushed', async () => {
+    const steps = fourSteps().slice(0, 1);
+    await using ctx = await setup(steps);
+    const pushIndex = fakeIndexPush(ctx.registry);
+    const result = await deploy({ ...ctx.options, lock: async () => multiLock(steps, 'linux-aarch64'), pushIndex });
+    expect(pushIndex.pushes).toHaveLength(0);
+    expect(result.failures.map((f) => (f.platforms ? 'index' : f.platform))).toEqual(['linux-aarch64', 'index']);
+    expect(result.failures[1]!.reason).toMatch(/Its linux-aarch64 image \(env [0-9a-f]{16}\) failed to build\./);
+    expect(result.images.find((i) => i.platform === 'linux-64' && !i.platforms)!.status).toBe('built');
+    expect(result.imageMap.steps.start).toBeUndefined();
+  });
+
+  it('reports an index push the registry refuses as a failure naming the error', async () => {
+    const steps = fourSteps().slice(0, 1);
+    await using ctx = await setup(steps);
+    const result = await deploy({
+      ...ctx.options,
+      lock: async () => multiLock(steps),
+      pushIndex: async () => {
+        throw new AuthError('push of the index refused', { registry: 'fake.registry.test' }, { hint: 'log in' });
+      },
+    });
+    expect(result.failures.map((f) => [f.reason, f.hint])).toEqual([[expect.stringMatching(/push of the index refused/), 'log in']]);
+  });
+
+  it('a step locked for one platform keeps its per-platform image beside multi-platform steps', async () => {
+    const steps = fourSteps().slice(0, 2);
+    await using ctx = await setup(steps);
+    const pushIndex = fakeIndexPush(ctx.registry);
+    const locks = multiLock(steps);
+    locks.a = [(locks.a as LockedEnv[])[0]!];
+    const result = await deploy({ ...ctx.options, lock: async () => locks, pushIndex });
+    // start's linux-64 image is the same image as a's: built once, pulled directly by a.
+    expect(ctx.buildService.builds).toHaveLength(2);
+    expect(result.imageMap.steps.a!.image).toMatch(/-linux-64$/);
+    expect(result.imageMap.steps.start!.image).toMatch(/env-[0-9a-f]{16}$/);
+    expect(Object.keys(result.imageMap.images)).toHaveLength(2);
   });
 });

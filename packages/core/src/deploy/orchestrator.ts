@@ -2,8 +2,9 @@ import type { BaseImageIdentity, BuildService, ImageRegistry } from '../contract
 import { dockerPlatform, type CondaPlatform, type LockedEnv } from '../env-model.js';
 import { CancelledError, PrebuiltError, errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
-import { computeEnvId } from '../env-id.js';
-import { envPrefix, envPython, type ImageMap } from './image-map.js';
+import { computeEnvId, indexId } from '../env-id.js';
+import { pushImageIndex, type PushImageIndexOptions, type PushedIndex } from '../registry/image-index.js';
+import { envPrefix, envPython, type ImageMap, type ImageMapImage } from './image-map.js';
 import { mapPool } from './pool.js';
 
 const log = createLogger('deploy');
@@ -52,7 +53,16 @@ export type ImagePhase =
 export type DeployEvent =
   | { type: 'resolving'; steps: number }
   | { type: 'resolved'; images: number }
-  | { type: 'image'; envId: string; tag: string; steps: string[]; phase: ImagePhase; detail?: string }
+  | {
+      type: 'image';
+      envId: string;
+      tag: string;
+      steps: string[];
+      phase: ImagePhase;
+      detail?: string;
+      /** The image's conda platform; for a multi-platform image index, its platforms joined by `+`. */
+      platform?: string;
+    }
   | { type: 'progress'; envId: string; phase: 'downloading' | 'materializing'; done: number; total: number }
   | { type: 'log'; envId: string; line: string };
 
@@ -71,9 +81,13 @@ export interface DeployOptions {
   gpuBaseImage?: string;
   /**
    * The locked env of every step (null for a disabled step, which runs on the base image's python),
-   * e.g. from the lock file or a fresh resolution. Called once.
+   * e.g. from the lock file or a fresh resolution. Called once. A list of locks, one per platform,
+   * builds one image per platform and publishes them as one multi-platform image index, which the
+   * step pulls.
    */
-  lock(options: { signal?: AbortSignal }): Promise<Record<string, LockedEnv | null>>;
+  lock(options: { signal?: AbortSignal }): Promise<Record<string, LockedEnv | readonly LockedEnv[] | null>>;
+  /** Publishes a multi-platform image index (default: core's `pushImageIndex` over the registry API). */
+  pushIndex?: (options: PushImageIndexOptions) => Promise<PushedIndex>;
   /** Check the registry for each tag before building (METAFLOW_PREBUILT_REGISTRY_CACHE). Default true. */
   registryCache?: boolean;
   /** Rebuild even when the tag exists. */
@@ -99,7 +113,17 @@ export interface BuildLockHandle {
   release(): Promise<void>;
 }
 
+/** One platform's image of a multi-platform image index. */
+export interface DeployIndexMember {
+  platform: CondaPlatform;
+  envId: string;
+  /** Its pull tag. */
+  image: string;
+  digest?: string;
+}
+
 export interface DeployImage {
+  /** The envId of a platform's image, or the id of a multi-platform image index. */
   envId: string;
   /** The tag pushed to. */
   tag: string;
@@ -110,6 +134,10 @@ export interface DeployImage {
   steps: string[];
   /** `missing` only in a plan: the image is not in the registry and would be built. */
   status: 'present' | 'built' | 'failed' | 'missing' | 'unchecked';
+  /** Set on a multi-platform image index: its platforms' images (then `platform` is the first). */
+  platforms?: DeployIndexMember[];
+  /** Set on a platform's image that is part of an image index: the index's id. */
+  memberOf?: string[];
   digest?: string;
   python: string;
   packages: number;
@@ -132,6 +160,15 @@ interface PlannedImage {
   pullTag: string;
   lock: LockedEnv;
   base: BaseImageIdentity;
+  steps: string[];
+}
+
+/** A multi-platform image index over one env's per-platform images. */
+interface PlannedIndex {
+  id: string;
+  tag: string;
+  pullTag: string;
+  members: { platform: CondaPlatform; envId: string }[];
   steps: string[];
 }
 
@@ -171,10 +208,13 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
   emit({ type: 'resolving', steps: options.steps.length });
   const locks = await options.lock({ ...(signal ? { signal } : {}) });
   throwIfAborted();
-  const lockOf = (step: DeployStep): LockedEnv | null => {
+  const lockOf = (step: DeployStep): readonly LockedEnv[] | null => {
     const lock = locks[step.name];
     if (lock === undefined) throw new PrebuiltError('internal', `No lock was given for step ${step.name}.`, 1);
-    return lock;
+    if (lock === null) return null;
+    const list = Array.isArray(lock) ? (lock as readonly LockedEnv[]) : [lock as LockedEnv];
+    if (list.length === 0) throw new PrebuiltError('internal', `No lock was given for step ${step.name}.`, 1);
+    return list;
   };
 
   // 2. Base image identities (a mutable tag resolves to a digest), once per base and platform.
@@ -189,28 +229,49 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
     return found;
   };
 
-  // 3. envIds and tags; steps with equal envIds share one image.
+  // 3. envIds and tags; steps with equal envIds share one image. A step locked for several
+  //    platforms gets one image per platform and an image index over them (equal indexes shared).
   const planned = new Map<string, PlannedImage>();
+  const indexes = new Map<string, PlannedIndex>();
+  const pullTagOf = (tag: string): string => (options.registry.pullTag ? options.registry.pullTag(tag) : tag);
   for (const step of options.steps) {
-    const lock = lockOf(step);
-    if (lock === null) continue;
+    const stepLocks = lockOf(step);
+    if (stepLocks === null) continue;
     const baseRef = step.gpu && options.gpuBaseImage ? options.gpuBaseImage : options.baseImage;
-    const base = await baseIdentity(baseRef, lock.platform);
-    const envId = computeEnvId({
-      lock,
-      baseDigest: base.digest,
-      recipe: { name: options.recipe.name, version: options.recipe.version },
-    });
-    const existing = planned.get(envId);
-    if (existing) {
-      existing.steps.push(step.name);
+    const members: { platform: CondaPlatform; envId: string }[] = [];
+    for (const lock of stepLocks) {
+      const base = await baseIdentity(baseRef, lock.platform);
+      const envId = computeEnvId({
+        lock,
+        baseDigest: base.digest,
+        recipe: { name: options.recipe.name, version: options.recipe.version },
+      });
+      members.push({ platform: lock.platform, envId });
+      const existing = planned.get(envId);
+      if (existing) {
+        existing.steps.push(step.name);
+        continue;
+      }
+      const tag = options.registry.imageTag({ envId, platform: lock.platform });
+      planned.set(envId, { envId, tag, pullTag: pullTagOf(tag), lock, base, steps: [step.name] });
+    }
+    if (members.length < 2) continue;
+    let id: string;
+    try {
+      id = indexId(members);
+    } catch (error) {
+      throw new PrebuiltError('internal', `The locks of step ${step.name}: ${errorMessage(error)}.`, 1, { cause: error });
+    }
+    const existingIndex = indexes.get(id);
+    if (existingIndex) {
+      existingIndex.steps.push(step.name);
       continue;
     }
-    const tag = options.registry.imageTag({ envId, platform: lock.platform });
-    const pullTag = options.registry.pullTag ? options.registry.pullTag(tag) : tag;
-    planned.set(envId, { envId, tag, pullTag, lock, base, steps: [step.name] });
+    const platforms = members.map((m) => m.platform);
+    const tag = options.registry.imageTag({ envId: id, platform: platforms[0]!, platforms });
+    indexes.set(id, { id, tag, pullTag: pullTagOf(tag), members, steps: [step.name] });
   }
-  emit({ type: 'resolved', images: planned.size });
+  emit({ type: 'resolved', images: planned.size + indexes.size });
   throwIfAborted();
 
   // 4. Check, then build what is missing.
@@ -248,7 +309,7 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
     const image = images[index] as PlannedImage;
     const failed = describeFailure(outcome.reason);
     results.push(failedImage(image, failed.reason, [], 0, failed.hint));
-    emit({ type: 'image', envId: image.envId, tag: image.tag, steps: image.steps, phase: 'failed', detail: failed.reason });
+    emit({ type: 'image', envId: image.envId, tag: image.tag, steps: image.steps, phase: 'failed', detail: failed.reason, platform: image.lock.platform });
   });
   if (signal?.aborted) {
     throw cancelled instanceof CancelledError ? cancelled : new CancelledError('The deploy was cancelled.', { cause: signal.reason });
@@ -258,19 +319,37 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
     throw cancelled instanceof CancelledError ? cancelled : new CancelledError('The deploy was cancelled.', { cause: cancelled });
   }
 
-  // 5. The image map.
-  const imageMap: ImageMap = { flow: options.flow, images: {}, steps: {} };
+  // 5. Image indexes over the platforms' images, once those are in the registry.
   const byEnvId = new Map(results.map((image) => [image.envId, image]));
+  for (const index of indexes.values()) {
+    const members = index.members.map((m) => byEnvId.get(m.envId) as DeployImage);
+    for (const member of members) member.memberOf = [...(member.memberOf ?? []), index.id];
+    results.push(await processIndex(index, members, options, emit));
+    throwIfAborted();
+  }
+
+  // 6. The image map: what each step pulls (a platform's image, or the index over its platforms).
+  const imageMap: ImageMap = { flow: options.flow, images: {}, steps: {} };
+  // A step of an index pulls the index; any other step pulls its one image (which may also be a
+  // platform of another step's index).
+  const pulled = new Map<string, DeployImage>();
+  for (const image of results) for (const step of image.platforms ? image.steps : []) pulled.set(step, image);
+  for (const image of results) for (const step of image.platforms ? [] : image.steps) if (!pulled.has(step)) pulled.set(step, image);
   for (const image of results) {
-    if (image.status !== 'present' && image.status !== 'built') continue;
-    imageMap.images[image.envId] = {
+    const steps = image.steps.filter((step) => pulled.get(step) === image);
+    if ((image.status !== 'present' && image.status !== 'built') || steps.length === 0) continue;
+    const entry: ImageMapImage = {
       image: image.pullTag,
       digest: image.digest as string,
       python: image.python,
       status: image.status,
-      steps: image.steps,
+      steps,
       pullConfig: await options.registry.pullConfig(image.pullTag),
     };
+    if (image.platforms) {
+      entry.platforms = Object.fromEntries(image.platforms.map((m) => [m.platform, { envId: m.envId, image: m.image, digest: m.digest as string }]));
+    }
+    imageMap.images[image.envId] = entry;
   }
   for (const step of options.steps) {
     if (lockOf(step) === null) {
@@ -278,12 +357,97 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
       imageMap.steps[step.name] = { envId: null, image: baseRef, python: 'python' };
       continue;
     }
-    const image = results.find((candidate) => candidate.steps.includes(step.name));
-    if (image && byEnvId.get(image.envId) && (image.status === 'present' || image.status === 'built')) {
+    const image = pulled.get(step.name);
+    if (image && (image.status === 'present' || image.status === 'built')) {
       imageMap.steps[step.name] = { envId: image.envId, image: image.pullTag, python: image.python };
     }
   }
   return { imageMap, images: results, failures: results.filter((image) => image.status === 'failed') };
+}
+
+/**
+ * Publishes (or finds) the image index of a multi-platform env. Its platforms' images must all be
+ * in the registry; one that failed fails the index. Pushing an index moves only a small manifest.
+ */
+async function processIndex(
+  index: PlannedIndex,
+  members: DeployImage[],
+  options: DeployOptions,
+  emit: (event: DeployEvent) => void,
+): Promise<DeployImage> {
+  const started = Date.now();
+  const signal = options.signal;
+  const first = members[0] as DeployImage;
+  const phase = (value: ImagePhase, detail?: string): void =>
+    emit({
+      type: 'image',
+      envId: index.id,
+      tag: index.tag,
+      steps: index.steps,
+      phase: value,
+      ...(detail ? { detail } : {}),
+      platform: index.members.map((m) => m.platform).join('+'),
+    });
+  const done = (status: DeployImage['status'], extra: { digest?: string; reason?: string; hint?: string } = {}): DeployImage => ({
+    envId: index.id,
+    tag: index.tag,
+    pullTag: index.pullTag,
+    platform: first.platform,
+    platforms: members.map((m) => ({ platform: m.platform, envId: m.envId, image: m.pullTag, ...(m.digest ? { digest: m.digest } : {}) })),
+    base: first.base,
+    steps: index.steps,
+    status,
+    ...(extra.digest ? { digest: extra.digest } : {}),
+    python: envPython(index.id),
+    packages: Math.max(...members.map((m) => m.packages)),
+    ...(extra.reason ? { reason: extra.reason, logTail: [] } : {}),
+    ...(extra.hint ? { hint: extra.hint } : {}),
+    elapsedMs: Date.now() - started,
+  });
+
+  const failed = members.filter((m) => m.status === 'failed');
+  if (failed.length > 0) {
+    const reason = `Its ${failed.map((m) => `${m.platform} image (env ${m.envId})`).join(' and ')} failed to build.`;
+    phase('failed', reason);
+    return done('failed', { reason });
+  }
+  const useCache = options.registryCache !== false;
+  try {
+    if (useCache && (!options.force || options.plan)) {
+      phase('checking');
+      const existence = await options.registry.imageExists(index.tag, { signal });
+      if (existence.exists) {
+        phase('present');
+        return done('present', existence.digest ? { digest: existence.digest } : {});
+      }
+    }
+    if (options.plan) {
+      phase('missing');
+      return done(useCache ? 'missing' : 'unchecked');
+    }
+    phase('pushing', `image index of ${members.map((m) => m.platform).join(', ')}`);
+    const pushCredentials = await options.registry.pushCredentials({ ...(signal ? { signal } : {}) });
+    const pushed = await (options.pushIndex ?? pushImageIndex)({
+      imageTag: index.tag,
+      images: members.map((m) => ({ digest: m.digest as string, platform: dockerPlatform(m.platform) })),
+      ...(pushCredentials ? { pushCredentials } : {}),
+      ...(signal ? { signal } : {}),
+    });
+    phase('verifying');
+    const existence = await options.registry.imageExists(index.tag, { signal });
+    if (!existence.exists) {
+      const reason = `The image index ${index.tag} was pushed, but the registry does not have it.`;
+      phase('failed', reason);
+      return done('failed', { reason });
+    }
+    phase('built');
+    return done('built', { digest: existence.digest ?? pushed.digest });
+  } catch (error) {
+    if (signal?.aborted || error instanceof CancelledError) throw error;
+    const failure = describeFailure(error);
+    phase('failed', failure.reason);
+    return done('failed', failure);
+  }
 }
 
 /** The build service, created on first use. */
@@ -308,7 +472,7 @@ async function processImage(
   const started = Date.now();
   const signal = options.signal;
   const phase = (value: ImagePhase, detail?: string): void =>
-    emit({ type: 'image', envId: image.envId, tag: image.tag, steps: image.steps, phase: value, ...(detail ? { detail } : {}) });
+    emit({ type: 'image', envId: image.envId, tag: image.tag, steps: image.steps, phase: value, ...(detail ? { detail } : {}), platform: image.lock.platform });
   const done = (status: DeployImage['status'], digest?: string): DeployImage => ({
     envId: image.envId,
     tag: image.tag,
