@@ -53,11 +53,14 @@ export interface Fixtures {
   pythonVersion: string;
 }
 
-/** Generates the example channel and index (plus {@link SHORT_PREFIX_PACKAGE}) and serves them. */
-export async function startFixtures(): Promise<Fixtures> {
+/**
+ * Generates the example channel and index (plus {@link SHORT_PREFIX_PACKAGE} and `extra` conda
+ * packages) and serves them.
+ */
+export async function startFixtures(extra: readonly CondaPackageSpec[] = []): Promise<Fixtures> {
   const dir = await mkdtemp(join(tmpdir(), 'prebuilt-e2e-'));
   const set = exampleFixtureSet();
-  const generated = await generateFixtures(join(dir, 'fixtures'), { conda: [...set.conda, SHORT_PREFIX_PACKAGE], wheels: set.wheels }, { python: {} });
+  const generated = await generateFixtures(join(dir, 'fixtures'), { conda: [...set.conda, SHORT_PREFIX_PACKAGE, ...extra], wheels: set.wheels }, { python: {} });
   const server = await startFixtureServer({ channels: { example: generated.channelDir }, indexes: { example: generated.indexDir } });
   const python = generated.python[0];
   if (!python) throw new Error('the fixture python package was not built');
@@ -232,6 +235,66 @@ export async function pushImageWithLostLayer(host: string, repository: string, t
   return `${host}/${repository}:${tag}`;
 }
 
+/**
+ * A stand-in linux-aarch64 conda `python` of `version` (this machine cannot run arm64 code): a shell
+ * script that says what it is, under the same paths as the real package. Only a solver and the
+ * image layout see it.
+ */
+export function aarch64PythonStandIn(version: string): CondaPackageSpec {
+  const minor = version.split('.').slice(0, 2).join('.');
+  return {
+    name: 'python',
+    version,
+    subdir: 'linux-aarch64',
+    summary: 'Stand-in linux-aarch64 python (a shell script; arm64 code cannot run on this machine)',
+    files: [
+      { path: `bin/python${minor}`, content: '#!/bin/sh\necho "stand-in linux-aarch64 python"\n', mode: 0o755 },
+      { path: 'bin/python3', symlink: `python${minor}` },
+      { path: 'bin/python', symlink: `python${minor}` },
+      { path: `lib/python${minor}/os.py`, content: '# stand-in\n' },
+    ],
+  };
+}
+
+/**
+ * A multi-platform base image: an image index over the test base image (linux/amd64) and a
+ * linux/arm64 stand-in — the same layers under a config that says arm64 (nothing runs it: this
+ * machine cannot run arm64 code). Pushed once beside the base as `<repository>:<tag>-multi`.
+ */
+export async function pushMultiPlatformBase(baseRef: string): Promise<string> {
+  const { host, repository, tag } = splitTag(baseRef);
+  const get = async (path: string, accept: string): Promise<Buffer> => {
+    const response = await fetch(`http://${host}/v2/${repository}/${path}`, { headers: { accept } });
+    if (response.status !== 200) throw new Error(`GET ${host}/${repository}/${path}: ${response.status}`);
+    return Buffer.from(await response.arrayBuffer());
+  };
+  const put = async (reference: string, mediaType: string, body: Buffer): Promise<string> => {
+    const response = await fetch(`http://${host}/v2/${repository}/manifests/${reference}`, { method: 'PUT', headers: { 'content-type': mediaType }, body });
+    if (response.status !== 201) throw new Error(`manifest put ${reference}: ${response.status} ${await response.text()}`);
+    return sha256(body);
+  };
+  const amdBytes = await get(`manifests/${tag}`, MANIFEST_TYPES);
+  const amd = JSON.parse(amdBytes.toString('utf8')) as { mediaType: string; config: { digest: string; mediaType: string }; layers: unknown[] };
+  if (!/manifest\.v2\+json|image\.manifest/.test(amd.mediaType)) throw new Error(`${baseRef} is not a single-platform image (${amd.mediaType})`);
+  const config = JSON.parse((await get(`blobs/${amd.config.digest}`, '*/*')).toString('utf8')) as Record<string, unknown>;
+  const armConfig = Buffer.from(JSON.stringify({ ...config, architecture: 'arm64', variant: 'v8' }));
+  const armConfigDigest = await uploadBlob(host, repository, armConfig);
+  const armBytes = Buffer.from(JSON.stringify({ ...amd, config: { ...amd.config, size: armConfig.length, digest: armConfigDigest } }));
+  const armDigest = await put(sha256(armBytes), amd.mediaType, armBytes);
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json',
+      manifests: [
+        { mediaType: amd.mediaType, size: amdBytes.length, digest: sha256(amdBytes), platform: { architecture: 'amd64', os: 'linux' } },
+        { mediaType: amd.mediaType, size: armBytes.length, digest: armDigest, platform: { architecture: 'arm64', os: 'linux', variant: 'v8' } },
+      ],
+    }),
+  );
+  await put(`${tag}-multi`, 'application/vnd.docker.distribution.manifest.list.v2+json', index);
+  return `${host}/${repository}:${tag}-multi`;
+}
+
 /** Parses `build --json` / `plan --json` output, with the raw text in the error when it is not JSON. */
 export function parseJson<T = Record<string, unknown>>(run: CliRun): T {
   try {
@@ -248,6 +311,7 @@ export interface ImageEntry {
   status: string;
   steps: string[];
   pullConfig: Record<string, unknown>;
+  platforms?: Record<string, { envId: string; image: string; digest: string }>;
 }
 export interface BuildJson {
   flow: string;

@@ -103,7 +103,10 @@ export interface BaseImageIdentity {
   ref: string;
   /** Manifest (or index) digest the reference resolves to now. */
   digest: string;
-  /** `ref` pinned by digest, e.g. `docker.io/library/python@sha256:…`. */
+  /**
+   * `ref` pinned by digest, e.g. `docker.io/library/python@sha256:…` — for a multi-platform base,
+   * by the digest of the requested platform's manifest, which is what FROM names.
+   */
   pinned: string;
 }
 

@@ -19,7 +19,8 @@ const MISSING_HINT = 'Check the base image name and tag (and that it was pushed)
 /**
  * Resolves a (mutable) base image reference to the digest it names now, with a manifest HEAD (free
  * of Docker Hub's pull-rate cost), and pins it: `<registry>/<repository>@sha256:…`. A multi-platform
- * base must offer `platform`; a base image that does not exist is a RegistryError naming it.
+ * base must offer `platform`, and is pinned by that platform's manifest (its digest, the identity,
+ * stays the index's); a base image that does not exist is a RegistryError naming it.
  */
 export async function resolveBaseImage(
   client: RegistryClient,
@@ -40,7 +41,12 @@ export async function resolveBaseImage(
   if (image.digest !== undefined && image.digest !== head.digest) {
     throw new RegistryError(`The registry ${image.registry} answered ${head.digest} for ${ref}.`, { registry: image.registry });
   }
-  const pinned = formatImageRef({ registry: image.registry, repository: image.repository, tag: undefined, digest: head.digest });
-  if (isIndexMediaType(head.mediaType)) await client.getManifest(pinned, { ...signalOption, platform });
+  let pinned = formatImageRef({ registry: image.registry, repository: image.repository, tag: undefined, digest: head.digest });
+  if (isIndexMediaType(head.mediaType)) {
+    // The identity stays the index digest; FROM names the platform's own manifest, so a builder that
+    // keeps one image per name (Docker's classic store) cannot take another platform's image for it.
+    const own = await client.getManifest(pinned, { ...signalOption, platform });
+    pinned = formatImageRef({ registry: image.registry, repository: image.repository, tag: undefined, digest: own.digest });
+  }
   return { ref, digest: head.digest, pinned };
 }

@@ -12,6 +12,7 @@ import { pushImage, pushIndex, sha256, uniqueRepo, type PushedImage } from './__
 import { registriesMissing, testServices, type TestServices } from './__fixtures__/test-services.js';
 import { MediaType } from './media-types.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
+import { resolveBaseImage } from '../backend-kit/base-image.js';
 
 const run = promisify(execFile);
 const services: TestServices = testServices();
@@ -111,6 +112,16 @@ describe.skipIf(missing !== undefined)(suite('RegistryClient against the plain r
     });
     const multi = await pushIndex({ host }, repo, 'multi');
     expect(await client.baseImageIdentity(`${host}/${repo}:multi`, 'linux/amd64')).toMatchObject({ digest: multi.amd64.digest, pinned: `${host}/${repo}@${multi.amd64.digest}` });
+    // The registries' resolveBaseImage: a multi-platform base keeps the index digest as its identity
+    // (one per base, whatever the platform) and is pinned by the platform's own manifest for FROM.
+    for (const [platform, own] of [['linux/amd64', multi.amd64.digest], ['linux/arm64', multi.arm64.digest]] as const) {
+      expect(await resolveBaseImage(client, `${host}/${repo}:multi`, platform, undefined)).toEqual({
+        ref: `${host}/${repo}:multi`,
+        digest: multi.digest,
+        pinned: `${host}/${repo}@${own}`,
+      });
+    }
+    expect((await resolveBaseImage(client, `${host}/${repo}:arm-only`, 'linux/arm64', undefined)).pinned).toBe(`${host}/${repo}@${arm.digest}`);
   });
 
   it('HEADs blobs', async () => {
