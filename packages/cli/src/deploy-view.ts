@@ -57,7 +57,7 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
     const mark = line.phase === 'failed' ? '✗' : FINAL.has(line.phase) ? '✓' : SPINNER[frame % SPINNER.length];
     const progress = line.progress && !FINAL.has(line.phase) ? ` ${line.progress}` : '';
     // The platform shows once the deploy builds for more than linux-64 (an index line is `index`).
-    const platform = multiPlatform && line.platform ? `${line.platform.includes('+') ? 'index' : line.platform}  ` : '';
+    const platform = multiPlatform && line.platform ? `${line.platform.includes('+') ? 'image index' : line.platform}  ` : '';
     return `${tty ? `${mark} ` : ''}env ${line.envId}  ${platform}${LABEL[line.phase]}${progress}  ${elapsed}  (${line.steps.join(', ')})`;
   };
   const redraw = (): void => {
@@ -75,7 +75,12 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
           resolvingShown = true;
           return;
         case 'resolved':
-          out.write(`${event.images} image${event.images === 1 ? '' : 's'} (locked in ${formatSeconds(now() - started)})\n`);
+          multiPlatform = event.platforms.some((platform) => platform !== 'linux-64');
+          out.write(
+            `${event.images} image${event.images === 1 ? '' : 's'}` +
+              `${event.indexes > 0 ? ` and ${event.indexes} image index${event.indexes === 1 ? '' : 'es'} (${event.platforms.join(', ')})` : ''}` +
+              ` (locked in ${formatSeconds(now() - started)})\n`,
+          );
           if (tty && !timer) timer = setInterval(redraw, 120).unref();
           return;
         case 'progress': {
@@ -87,7 +92,6 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
           return;
         case 'image': {
           const line = lines.get(event.envId) ?? { envId: event.envId, steps: event.steps, phase: event.phase, started: now(), ...(event.platform ? { platform: event.platform } : {}) };
-          if (event.platform && event.platform !== 'linux-64') multiPlatform = true;
           const changed = line.phase !== event.phase || !lines.has(event.envId);
           if (line.phase !== event.phase) delete line.progress;
           line.phase = event.phase;

@@ -75,6 +75,13 @@ export function summaryTable(images: readonly DeployImage[]): string {
   ]);
 }
 
+/** `3 images`, or `4 images and 2 image indexes` for a multi-platform deploy. */
+export function countImages(images: readonly DeployImage[]): string {
+  const indexes = images.filter((image) => image.platforms).length;
+  const single = images.length - indexes;
+  return `${single} image${single === 1 ? '' : 's'}${indexes > 0 ? ` and ${indexes} image index${indexes === 1 ? '' : 'es'}` : ''}`;
+}
+
 /** Builds what is missing and writes the state file; throws BuildFailedError (exit 1) when an image failed. */
 export async function runBuild(file: string, context: CliContext, options: BuildCommandOptions): Promise<{ result: DeployFlowResult; stateFile: string | null }> {
   const view = options.json ? undefined : createDeployView(context.stderr);
@@ -104,7 +111,7 @@ export async function runBuild(file: string, context: CliContext, options: Build
     writeJson(context, buildJson(result, stateFile));
   } else {
     const out = context.stdout;
-    out.write(`\n${result.imageMap.flow}: ${result.images.length} image${result.images.length === 1 ? '' : 's'} (build service ${result.buildService}, registry ${result.registry})\n\n`);
+    out.write(`\n${result.imageMap.flow}: ${countImages(result.images)} (build service ${result.buildService}, registry ${result.registry})\n\n`);
     if (result.images.length > 0) out.write(summaryTable(result.images));
     for (const warning of warnings) context.stderr.write(`warning: ${warning}\n`);
     for (const failure of result.failures) {

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { DeployImage } from '@prebuilt/core';
 import type { CliContext } from '../cli-context.js';
 import { deployFlow } from '../deploy-flow.js';
+import { countImages } from './build.js';
 import { createDeployView } from '../deploy-view.js';
 import { renderTable, writeJson } from '../output.js';
 
@@ -77,7 +78,7 @@ export function registerPlanCommand(program: Command, context: CliContext): void
       }
       const missing = result.images.filter((image) => image.status !== 'present').length;
       context.stdout.write(
-        `${result.lock.envs.flow}: ${result.images.length} image${result.images.length === 1 ? '' : 's'} for ${result.lock.envs.steps.length} steps` +
+        `${result.lock.envs.flow}: ${countImages(result.images)} for ${result.lock.envs.steps.length} steps` +
           ` (registry ${result.registry}, base ${result.settings.baseImage})\n\n`,
       );
       if (result.images.length > 0) {
@@ -96,6 +97,7 @@ export function registerPlanCommand(program: Command, context: CliContext): void
       }
       const disabled = Object.entries(steps).filter(([, step]) => step.envId === null).map(([name]) => name);
       if (disabled.length > 0) context.stdout.write(`\nsteps on the base image's python (env disabled): ${disabled.join(', ')}\n`);
-      context.stdout.write(`\n${missing === 0 ? 'Nothing to build.' : `${missing} image${missing === 1 ? '' : 's'} to build: run prebuilt build ${file}`}\n`);
+      const toPush = result.images.filter((image) => image.status !== 'present');
+      context.stdout.write(`\n${missing === 0 ? 'Nothing to build.' : `${countImages(toPush)} to build: run prebuilt build ${file}`}\n`);
     });
 }

@@ -52,7 +52,15 @@ export type ImagePhase =
 
 export type DeployEvent =
   | { type: 'resolving'; steps: number }
-  | { type: 'resolved'; images: number }
+  | {
+      type: 'resolved';
+      /** Platform images (one per distinct env and platform). */
+      images: number;
+      /** Multi-platform image indexes over them (0 when every step targets one platform). */
+      indexes: number;
+      /** The platforms the images are for, in first-seen order. */
+      platforms: CondaPlatform[];
+    }
   | {
       type: 'image';
       envId: string;
@@ -271,7 +279,7 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
     const tag = options.registry.imageTag({ envId: id, platform: platforms[0]!, platforms });
     indexes.set(id, { id, tag, pullTag: pullTagOf(tag), members, steps: [step.name] });
   }
-  emit({ type: 'resolved', images: planned.size + indexes.size });
+  emit({ type: 'resolved', images: planned.size, indexes: indexes.size, platforms: [...new Set([...planned.values()].map((image) => image.lock.platform))] });
   throwIfAborted();
 
   // 4. Check, then build what is missing.

@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { createDeployView } from './deploy-view.js';
+
+function capture(): { write: (text: string) => void; text: () => string } {
+  let out = '';
+  return { write: (text) => void (out += text), text: () => out };
+}
+
+describe('deploy view (plain output)', () => {
+  it('shows one line per phase change, without platforms when every image is linux-64', () => {
+    const out = capture();
+    const view = createDeployView(out, { now: () => 0 });
+    view.onEvent({ type: 'resolving', steps: 2 });
+    view.onEvent({ type: 'resolved', images: 1, indexes: 0, platforms: ['linux-64'] });
+    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'checking', platform: 'linux-64' });
+    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'built', platform: 'linux-64' });
+    view.stop();
+    expect(out.text()).toBe(
+      'reading the flow and locking its envs…\n1 image (locked in 0.0s)\nenv aaaa  checking registry  0.0s  (start)\nenv aaaa  built  0.0s  (start)\n',
+    );
+  });
+
+  it('names each line\'s platform, and the image index, for a multi-platform deploy', () => {
+    const out = capture();
+    const view = createDeployView(out, { now: () => 0 });
+    view.onEvent({ type: 'resolved', images: 2, indexes: 1, platforms: ['linux-64', 'linux-aarch64'] });
+    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'checking', platform: 'linux-64' });
+    view.onEvent({ type: 'image', envId: 'bbbb', tag: 't', steps: ['start'], phase: 'failed', detail: 'boom', platform: 'linux-aarch64' });
+    view.onEvent({ type: 'image', envId: 'cccc', tag: 't', steps: ['start'], phase: 'pushing', platform: 'linux-64+linux-aarch64' });
+    view.stop();
+    expect(out.text().split('\n')).toEqual([
+      '2 images and 1 image index (linux-64, linux-aarch64) (locked in 0.0s)',
+      'env aaaa  linux-64  checking registry  0.0s  (start)',
+      'env bbbb  linux-aarch64  failed  0.0s  (start): boom',
+      'env cccc  image index  pushing  0.0s  (start)',
+      '',
+    ]);
+  });
+});
