@@ -264,7 +264,7 @@ export function createKanikoBuildService(options: KanikoBuildServiceOptions = {}
     const target = pushTarget(request, 'registry.example.com/metaflow-prebuilt:env-…');
     if (!DOCKER_PLATFORM.test(request.platform)) {
       throw new InputError(`kaniko builds one platform per image; '${request.platform}' is not a single Docker platform such as linux/amd64.`, {
-        hint: 'Build each platform separately, or use the buildx build service for multi-platform images.',
+        hint: 'prebuilt builds one image per platform (METAFLOW_PREBUILT_PLATFORM=linux-64,linux-aarch64) and publishes an image index over them.',
       });
     }
     checkPushCredentials(request, target.registry);
