@@ -239,13 +239,13 @@ describeWith(NEEDS, 'prebuilt build faults end to end (real CLI, Docker daemon, 
     expect((await headManifest(failure!.image, { username: basic.username, password: basic.password })).status).toBe(404);
   }, 240_000);
 
-  itWith(NEEDS, 'base image missing: exit 1 with a message naming the base image and its registry', async () => {
+  itWith(NEEDS, 'base image missing: exit 2 (a setting to fix) with a message naming the base image, its registry and the setting', async () => {
     const plain = services.registries!.plain.host;
     const missing = `${plain}/${uniqueNamespace('nobase')}:bookworm`;
     const env = cliEnv(fixtures, services, uniqueNamespace('nobase'), { METAFLOW_PREBUILT_BASE_IMAGE: missing });
     const built = await runCli(['build', 'one_env_flow.py'], { env, cwd: oneEnvDir });
-    expect(built.code, built.stderr).toBe(1);
-    expect(built.stderr).toContain(`error: The base image ${missing} does not exist in the registry ${plain}.`);
+    expect(built.code, built.stderr).toBe(2);
+    expect(built.stderr).toContain(`error: The base image ${missing} does not exist in the registry ${plain} (METAFLOW_PREBUILT_BASE_IMAGE).`);
     expect(built.stderr).toMatch(/^hint: /m);
   }, 180_000);
 

@@ -189,7 +189,7 @@ const CASES: Case[] = [
     names: () => [services.registries?.token.host ?? 'token', /token server|refused|denied/],
   },
   { name: 'registry: unreachable', args: ['plan'], env: () => ({ METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1', METAFLOW_PREBUILT_BASE_IMAGE: '127.0.0.1:1/base:latest' }), code: 1, names: () => ['127.0.0.1:1'] },
-  { name: 'registry: base image missing', args: ['plan'], env: registryEnv('plain', { METAFLOW_PREBUILT_BASE_IMAGE: `${services.registries?.plain.host ?? '127.0.0.1:1'}/reliability/no-such-base:latest` }), needs: REGISTRY, code: 1, names: () => ['reliability/no-such-base:latest'] },
+  { name: 'registry: base image missing', args: ['plan'], env: registryEnv('plain', { METAFLOW_PREBUILT_BASE_IMAGE: `${services.registries?.plain.host ?? '127.0.0.1:1'}/reliability/no-such-base:latest` }), needs: REGISTRY, code: 2, names: () => ['reliability/no-such-base:latest', 'METAFLOW_PREBUILT_BASE_IMAGE'] },
 ];
 
 /** Rows that fault the fixture server: run one at a time, each with a fresh cache. */

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { BuildRequest, BuildService, ImageRegistry } from '../contracts.js';
 import type { EnvRequest, LockedEnv } from '../env-model.js';
-import { AuthError, CancelledError, EnvironmentError } from '../errors.js';
+import { AuthError, CancelledError, ConfigError, EnvironmentError, RegistryError } from '../errors.js';
 import { specHash } from '../identity.js';
 import type { PushImageIndexOptions } from '../registry/image-index.js';
 import { deploy, type DeployEvent, type DeployOptions, type DeployStep, type RecipeRunner } from './orchestrator.js';
@@ -346,6 +346,25 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
     const order = ctx.events.flatMap((event) => (event.type === 'image' ? [`${event.steps[0]} ${event.phase}`] : []));
     expect(order.slice(0, 3)).toEqual(['b checking', 'b materializing', 'b failed']);
     expect(result.images.filter((image) => image.status === 'built').map((image) => image.steps)).toEqual([['start', 'a']]);
+  });
+
+  it('a base image the registry does not have is a ConfigError (exit 2) naming the setting, the GPU one for a GPU step', async () => {
+    const steps: TestStep[] = [{ name: 'train', request: request({ tinynum: '1.0' }), gpu: true }];
+    await using ctx = await setup(steps);
+    const registry = {
+      ...ctx.registry,
+      baseImageIdentity: async (ref: string) => {
+        throw new RegistryError(`The base image ${ref} does not exist in the registry base.test.`, { registry: 'base.test', status: 404 }, { hint: 'check it' });
+      },
+    };
+    const error = await deploy({ ...ctx.options, registry }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).exitCode).toBe(2);
+    expect((error as ConfigError).message).toBe('The base image base.test/cuda:12 does not exist in the registry base.test (METAFLOW_PREBUILT_GPU_BASE_IMAGE).');
+    expect((error as ConfigError).hint).toBe('check it');
+    // Any other registry error stays what it was.
+    const down = { ...ctx.registry, baseImageIdentity: async () => { throw new RegistryError('registry down', { registry: 'base.test', status: 503 }); } };
+    await expect(deploy({ ...ctx.options, registry: down })).rejects.toBeInstanceOf(RegistryError);
   });
 
   it('emits phase events in order for a built image', async () => {

@@ -1,6 +1,6 @@
 import type { BaseImageIdentity, BuildService, ImageRegistry } from '../contracts.js';
 import { dockerPlatform, type CondaPlatform, type LockedEnv } from '../env-model.js';
-import { CancelledError, PrebuiltError, errorMessage } from '../errors.js';
+import { CancelledError, ConfigError, PrebuiltError, errorMessage, type RegistryError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { computeEnvId, indexId } from '../env-id.js';
 import { pushImageIndex, type PushImageIndexOptions, type PushedIndex } from '../registry/image-index.js';
@@ -231,7 +231,12 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
     const key = `${ref}\0${platform}`;
     let found = baseCache.get(key);
     if (!found) {
-      found = options.registry.baseImageIdentity(ref, dockerPlatform(platform), { signal });
+      found = options.registry.baseImageIdentity(ref, dockerPlatform(platform), { signal }).catch((error: unknown) => {
+        // A base image the registry does not have is a setting to fix (exit 2), not a registry fault.
+        if (!PrebuiltError.isInstance(error) || error.code !== 'registry' || (error as RegistryError).status !== 404) throw error;
+        const setting = ref === options.gpuBaseImage && ref !== options.baseImage ? 'METAFLOW_PREBUILT_GPU_BASE_IMAGE' : 'METAFLOW_PREBUILT_BASE_IMAGE';
+        throw new ConfigError(`${error.message.replace(/\.$/, '')} (${setting}).`, { setting, cause: error, ...(error.hint ? { hint: error.hint } : {}) });
+      });
       baseCache.set(key, found);
     }
     return found;
