@@ -404,6 +404,16 @@ def check_types(kind, args, step):
                 arg["line"],
                 step,
             )
+        elif isinstance(value, float) and str(value) in ("3.1", "3.2", "3.3"):
+            # Written 3.10 (or 3.20, 3.30): a float literal loses the trailing zero, and Metaflow
+            # would ask the solver for python 3.1.
+            raise ReadError(
+                "invalid-value",
+                "'python' of @%s on %s is the number %s (Python reads 3.10 as 3.1); quote the version: python=\"%s0\""
+                % (kind, where, value, value),
+                arg["line"],
+                step,
+            )
         else:
             arg["value"] = str(value)
     arg = args.get("disabled")

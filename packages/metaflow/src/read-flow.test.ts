@@ -166,6 +166,16 @@ describe.concurrent('readFlow', () => {
     expect(error.message).toMatch(/:4: step 'start' has both @kubernetes and @batch/);
   });
 
+  it('refuses python=3.10 written as a number (Python reads it as 3.1), and reads python=3.11 as "3.11"', async () => {
+    const flow = (python: string) =>
+      ['from metaflow import FlowSpec, step, conda', 'class F(FlowSpec):', `    @conda(python=${python})`, '    @step', '    def start(self): pass'].join('\n');
+    const error = await readError(flow('3.10'));
+    expect(error.message).toMatch(/:3: 'python' of @conda on step 'start' is the number 3\.1 \(Python reads 3\.10 as 3\.1\); quote the version: python="3\.10"/);
+    expect(error.exitCode).toBe(ExitCode.usage);
+    expect((await read(flow('3.11'))).steps[0]!.conda!.python).toBe('3.11');
+    expect((await read(flow('"3.10"'))).steps[0]!.conda!.python).toBe('3.10');
+  });
+
   it('reports a missing interpreter as an EnvironmentError saying what to install', async () => {
     writeFileSync(join(dir, 'ok.py'), 'pass\n');
     const error = await readFlow('ok.py', { cwd: dir, env: { METAFLOW_PREBUILT_PYTHON: join(dir, 'no-python') } }).catch((e: unknown) => e);
