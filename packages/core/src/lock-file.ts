@@ -390,10 +390,13 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
 
   if (frozen && (existing === undefined || toResolve.length > 0)) {
     const steps = existing === undefined ? Object.keys(stepKeys).filter((s) => stepKeys[s] !== null) : [...new Set(toResolve.flatMap((e) => e.env.steps))];
+    // Name the platforms when the lock is for several, or not for the default one.
+    const missing = [...new Set(toResolve.map((e) => e.env.request.platform))];
+    const missingOn = options.platforms && (options.platforms.length > 1 || options.platforms[0] !== 'linux-64') ? ` on ${missing.join(', ')}` : '';
     throw new InputError(
       existing === undefined
         ? `--frozen: there is no lock file ${file}.`
-        : `--frozen: the lock file ${file} does not match the flow; not locked: step${steps.length === 1 ? '' : 's'} ${steps.sort().join(', ')}.`,
+        : `--frozen: the lock file ${file} does not match the flow; not locked: step${steps.length === 1 ? '' : 's'} ${steps.sort().join(', ')}${missingOn}.`,
       { file, hint: `Run 'prebuilt lock ${options.flowFile}' and commit ${basename(file)}.` },
     );
   }
