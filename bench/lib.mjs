@@ -1,11 +1,12 @@
 /**
  * Shared helpers of the benchmarks: statistics, alternating A/B runs, the machine description,
- * the test services, the fixture channel and index, and running the CLI without blocking the
+ * the test services, the fixture channel and index, running the CLI without blocking the
  * event loop (the fixture server runs in the benchmark's own process and must keep answering
- * while the CLI runs).
+ * while the CLI runs), and a TCP proxy that counts the bytes pushed to a registry.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -81,6 +82,8 @@ export const fmtMs = (ms) => (ms >= 10000 ? `${(ms / 1000).toFixed(1)} s` : ms >
 export const fmtStats = (s) => `median ${fmtMs(s.median)}  (min ${fmtMs(s.min)}, max ${fmtMs(s.max)}; ${s.samples.length} runs)`;
 export const fmtMachine = (m) =>
   `${m.date}, ${m.nproc} cpus (${m.cpu}), ${m.memoryGiB} GiB, load average ${m.loadAverage.join(' ')}, node ${m.node}`;
+
+export const fmtBytes = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(2)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
 
 /** Prints the result: JSON with --json, else the given lines plus the machine line. */
 export function output(args, result, lines) {
@@ -179,6 +182,48 @@ export function flowSource(className, steps) {
     return `    @${s.decorator}(packages=${JSON.stringify(s.packages)})\n    @step\n    def ${names[i]}(self):\n${code}        ${next}\n`;
   });
   return `from metaflow import FlowSpec, step, conda, conda_base, pypi\n\n\n@conda_base(python="3.11")\nclass ${className}(FlowSpec):\n${body.join('\n')}\n\nif __name__ == "__main__":\n    ${className}()\n`;
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 (an ephemeral port) that counts the bytes clients send to `target`
+ * (host:port) — everything, HTTP headers included: `state.sent`, which the caller may reset.
+ * Point a build service, the CLI or the Docker daemon at `host` instead of the registry.
+ */
+export function countingProxy(target) {
+  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  const state = { sent: 0 };
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, host);
+    sockets.add(client);
+    sockets.add(upstream);
+    client.on('data', (chunk) => (state.sent += chunk.length));
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', close);
+    upstream.on('error', close);
+    client.on('close', close);
+    upstream.on('close', close);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      resolve({
+        host: `127.0.0.1:${server.address().port}`,
+        state,
+        close: () =>
+          new Promise((done) => {
+            for (const s of sockets) s.destroy();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
 }
 
 /** Runs `fn` and, whatever happens, the cleanups in reverse order; an error prints one line and exits 1. */

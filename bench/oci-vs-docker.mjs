@@ -28,11 +28,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { alternate, benchArgs, fail, fmtMs, loadFixtures, loadServices, machine, main, median, output, ratio } from './lib.mjs';
+import { alternate, benchArgs, countingProxy, fail, fmtBytes, fmtMs, loadFixtures, loadServices, machine, main, median, output, ratio } from './lib.mjs';
 
 const args = benchArgs({ runs: 3 }, { packages: { type: 'string', default: '20' }, prefix: { type: 'string', default: 'stable' }, 'file-size': { type: 'string', default: '2048' } });
 const COUNT = Number(args.packages);
@@ -46,45 +45,6 @@ async function load(path, what) {
   return import(new URL(path, import.meta.url).href).catch((error) => fail(`${what} is not built (${error.message}); run \`pnpm build\` first.`));
 }
 
-/** A TCP proxy that counts the bytes clients send to `target` (host:port). */
-function countingProxy(target) {
-  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
-  const state = { sent: 0 };
-  const sockets = new Set();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, host);
-    sockets.add(client);
-    sockets.add(upstream);
-    client.on('data', (chunk) => (state.sent += chunk.length));
-    client.pipe(upstream);
-    upstream.pipe(client);
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', close);
-    upstream.on('error', close);
-    client.on('close', close);
-    upstream.on('close', close);
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => {
-      resolve({
-        host: `127.0.0.1:${server.address().port}`,
-        state,
-        close: () =>
-          new Promise((done) => {
-            for (const s of sockets) s.destroy();
-            server.close(() => done());
-          }),
-      });
-    });
-  });
-}
-
-const fmtBytes = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(2)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
 
 await main(async (defer) => {
   const services = loadServices();
