@@ -202,6 +202,29 @@ describeWith(needs, `prebuilt build for linux-64 and linux-aarch64 (${buildServi
     expect(imports['requests']).toBe('2.32.3');
   }, 180_000);
 
+  if (buildService === 'oci') {
+    itWith(needs, 'to a registry that needs a login (htpasswd), through the push credentials: the index is pushed and needs them too', async () => {
+      const basic = services.registries!.basic;
+      const namespace = uniqueNamespace('multiarch-basic');
+      const authEnv = {
+        ...env,
+        METAFLOW_PREBUILT_LOCAL_REGISTRY: basic.host,
+        METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME: basic.username,
+        METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD: basic.password,
+        METAFLOW_PREBUILT_IMAGE_NAMESPACE: namespace,
+      };
+      const built = await runCli(['build', 'multi_arch_flow.py', '--json'], { env: authEnv, cwd: flowDir });
+      expect(built.code, built.stderr).toBe(0);
+      expect(built.stdout).not.toContain(basic.password);
+      const map = parseJson<BuildJson>(built);
+      const start = map.steps['start']!;
+      expect(start.image).toBe(`${basic.host}/${namespace}:env-${start.envId}`);
+      const entry = map.images[start.envId!]!;
+      expect(await headManifest(start.image, { username: basic.username, password: basic.password })).toEqual({ status: 200, digest: entry.digest });
+      expect((await headManifest(start.image)).status).toBe(401);
+    }, 300_000);
+  }
+
   itWith(needs, 'build again pushes nothing: every platform image and index is present', async () => {
     expect(first, 'the build test ran').toBeDefined();
     const again = await cli('build', 'multi_arch_flow.py', '--json');
