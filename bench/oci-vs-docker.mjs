@@ -90,7 +90,7 @@ await main(async (defer) => {
   const prepare = async (withChange) => {
     const envId = args.prefix === 'stable' ? 'b3' : withChange ? 'b3-rebuild' : 'b3-first';
     const started = performance.now();
-    const prepared = await runner.prepare({ lock: lockFor(withChange), envId, prefix: `${core.ENV_ROOT}/${envId}`, base });
+    const prepared = await runner.prepare({ lock: lockFor(withChange), envId, prefix: args.prefix === 'stable' ? core.ENV_PREFIX : `/opt/prebuilt/envs/${envId}`, base });
     return { prepared, materializeMs: performance.now() - started };
   };
   const envA = await prepare(false);
