@@ -94,7 +94,7 @@ await main(async (defer) => {
   const map = JSON.parse((await prebuilt(['build', 'flow.py', '--json'], { cwd: project, env })).stdout);
   const step = map.steps.start;
   const lockFile = JSON.parse(await readFile(join(project, 'flow.prebuilt.lock'), 'utf8'));
-  const lock = lockFile.envs[lockFile.steps.start];
+  const lock = lockFile.envs[lockFile.steps.start['linux-64']];
   const manifest = {
     // The same absolute prefix as in the image, so prefix replacement does the same work.
     prefix: step.python.replace(/\/bin\/python$/, ''),
