@@ -3,7 +3,7 @@
 // and index. The tests of this file run in order and share one flow directory and one image
 // namespace: plan (nothing built) → build (2 images) → build again (both present) → plan (both
 // present) → human output → one step's package changes (exactly that image is rebuilt).
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { describeWith, getServices, itWith } from '../services.js';
@@ -14,6 +14,7 @@ import {
   parseJson,
   runCli,
   startFixtures,
+  stopFixtures,
   uniqueNamespace,
   writeFlow,
   type BuildJson,
@@ -67,8 +68,7 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
     env = cliEnv(fixtures, services, uniqueNamespace('build'));
   });
   afterAll(async () => {
-    await fixtures?.server.close();
-    if (fixtures) await rm(fixtures.dir, { recursive: true, force: true });
+    await stopFixtures(fixtures);
   });
 
   const cli = (...args: string[]) => runCli(args, { env, cwd: flowDir });

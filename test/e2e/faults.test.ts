@@ -2,7 +2,7 @@
 // daemon and the test registries — a failing env beside a healthy one, the daemon or the registry
 // unreachable, a push denied, a missing base image, Ctrl-C during a build. Every test uses its own
 // image namespace; the fixture channel/index and the package cache are shared by the file.
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { describeWith, getServices, itWith } from '../services.js';
@@ -15,6 +15,7 @@ import {
   run,
   runCli,
   startFixtures,
+  stopFixtures,
   uniqueNamespace,
   writeFlow,
   type BuildJson,
@@ -89,8 +90,7 @@ describeWith(NEEDS, 'prebuilt build faults end to end (real CLI, Docker daemon, 
     if (locked.code !== 0) throw new Error(`prebuilt lock failed: ${locked.stderr}`);
   });
   afterAll(async () => {
-    await fixtures?.server.close();
-    if (fixtures) await rm(fixtures.dir, { recursive: true, force: true });
+    await stopFixtures(fixtures);
   });
 
   /** The tag `build` would push for the one-env flow in `namespace` (from `plan --json`, which never builds). */

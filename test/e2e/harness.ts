@@ -3,13 +3,14 @@
 // channel and index), the test services' Docker daemon and registries, and the example fixtures.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import {
+  buildDebianPythonPackage,
   createTar,
   exampleFixtureSet,
   generateFixtures,
@@ -54,19 +55,28 @@ export interface Fixtures {
 }
 
 /**
- * Generates the example channel and index (plus {@link SHORT_PREFIX_PACKAGE} and `extra` conda
- * packages) and serves them.
+ * Generates the example channel and index (plus {@link SHORT_PREFIX_PACKAGE} and the conda packages
+ * `extra` gives for the fixture python's version) and serves them.
  */
-export async function startFixtures(extra: readonly CondaPackageSpec[] = []): Promise<Fixtures> {
+export async function startFixtures(extra?: (pythonVersion: string) => CondaPackageSpec[]): Promise<Fixtures> {
   const dir = await mkdtemp(join(tmpdir(), 'prebuilt-e2e-'));
   const set = exampleFixtureSet();
-  const generated = await generateFixtures(join(dir, 'fixtures'), { conda: [...set.conda, SHORT_PREFIX_PACKAGE, ...extra], wheels: set.wheels }, { python: {} });
+  // The python package is built once and cached; generateFixtures below takes it from the cache.
+  const more = extra ? extra((await buildDebianPythonPackage({}))[0]!.record.version) : [];
+  const generated = await generateFixtures(join(dir, 'fixtures'), { conda: [...set.conda, SHORT_PREFIX_PACKAGE, ...more], wheels: set.wheels }, { python: {} });
   const server = await startFixtureServer({ channels: { example: generated.channelDir }, indexes: { example: generated.indexDir } });
   const python = generated.python[0];
   if (!python) throw new Error('the fixture python package was not built');
   const cacheDir = join(dir, 'cache');
   await mkdir(cacheDir);
   return { dir, generated, server, cacheDir, pythonVersion: python.record.version };
+}
+
+/** Stops serving the fixtures and removes their directory (for afterAll; a no-op when they never started). */
+export async function stopFixtures(fixtures: Fixtures | undefined): Promise<void> {
+  if (!fixtures) return;
+  await fixtures.server.close();
+  await rm(fixtures.dir, { recursive: true, force: true });
 }
 
 /** The environment of a CLI run against the fixtures, the test daemon and the plain registry. */

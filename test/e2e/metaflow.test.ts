@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getServices, missingFor } from '../services.js';
-import { ROOT, cliEnv, parseJson, run, runCli, startFixtures, uniqueNamespace, writeFlow, type Fixtures } from './harness.js';
+import { ROOT, cliEnv, parseJson, run, runCli, startFixtures, stopFixtures, uniqueNamespace, writeFlow, type Fixtures } from './harness.js';
 
 const source = process.env.PREBUILT_TEST_METAFLOW_SOURCE;
 const metaflowMissing =
@@ -281,8 +281,7 @@ describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environ
   afterAll(async () => {
     await s3?.close();
     await aws?.close();
-    await fixtures?.server.close();
-    if (fixtures) await rm(fixtures.dir, { recursive: true, force: true });
+    await stopFixtures(fixtures);
   });
 
   /** The image map the last build wrote. */

@@ -5,7 +5,7 @@
 // machine cannot run arm64 code): the amd64 side is run under Docker, the arm64 side is checked by
 // its manifest, config and layers. Tests run in order and share one flow and one namespace.
 import { execFile } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect } from 'vitest';
@@ -20,6 +20,7 @@ import {
   runCli,
   splitTag,
   startFixtures,
+  stopFixtures,
   uniqueNamespace,
   writeFlow,
   type BuildJson,
@@ -83,11 +84,7 @@ describeWith(needs, `prebuilt build for linux-64 and linux-aarch64 (${buildServi
   beforeAll(async () => {
     const base = await pushMultiPlatformBase(services.baseImage!.ref);
     // The stand-in aarch64 python has the version of the fixture (Debian) python of linux-64.
-    const probe = await startFixtures();
-    const version = probe.pythonVersion;
-    await probe.server.close();
-    await rm(probe.dir, { recursive: true, force: true });
-    fixtures = await startFixtures([aarch64PythonStandIn(version)]);
+    fixtures = await startFixtures((version) => [aarch64PythonStandIn(version)]);
     flowDir = join(fixtures.dir, 'flow');
     await writeFlow(flowDir, 'multi_arch_flow.py', FLOW);
     env = cliEnv(fixtures, services, uniqueNamespace(`multiarch-${buildService}`), {
@@ -97,8 +94,7 @@ describeWith(needs, `prebuilt build for linux-64 and linux-aarch64 (${buildServi
     });
   }, 240_000);
   afterAll(async () => {
-    await fixtures?.server.close();
-    if (fixtures) await rm(fixtures.dir, { recursive: true, force: true });
+    await stopFixtures(fixtures);
   });
 
   const cli = (...args: string[]) => runCli(args, { env, cwd: flowDir });
