@@ -199,6 +199,22 @@ describeWith(needs, `prebuilt build for linux-64 and linux-aarch64 (${buildServi
   }, 180_000);
 
   if (buildService === 'oci') {
+    itWith(needs, 'reproducible: a build from an empty cache into another repository gives the same image and index digests', async () => {
+      expect(first, 'the build test ran').toBeDefined();
+      const fresh = await runCli(['build', 'multi_arch_flow.py', '--json'], {
+        env: { ...env, METAFLOW_PREBUILT_IMAGE_NAMESPACE: uniqueNamespace('multiarch-again'), METAFLOW_PREBUILT_CACHE_DIR: join(fixtures.dir, 'fresh-cache') },
+        cwd: flowDir,
+      });
+      expect(fresh.code, fresh.stderr).toBe(0);
+      const map = parseJson<BuildJson>(fresh);
+      expect(Object.keys(map.images)).toEqual(Object.keys(first.images));
+      for (const [id, image] of Object.entries(map.images)) {
+        expect(image.status).toBe('built');
+        expect(image.digest).toBe(first.images[id]!.digest);
+        expect(Object.values(image.platforms!).map((m) => m.digest)).toEqual(Object.values(first.images[id]!.platforms!).map((m) => m.digest));
+      }
+    }, 300_000);
+
     itWith(needs, 'to a registry that needs a login (htpasswd), through the push credentials: the index is pushed and needs them too', async () => {
       const basic = services.registries!.basic;
       const namespace = uniqueNamespace('multiarch-basic');
