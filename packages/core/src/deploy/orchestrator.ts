@@ -334,12 +334,15 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
 
   // 5. Image indexes over the platforms' images, once those are in the registry.
   const byEnvId = new Map(results.map((image) => [image.envId, image]));
-  for (const index of indexes.values()) {
-    const members = index.members.map((m) => byEnvId.get(m.envId) as DeployImage);
-    for (const member of members) member.memberOf = [...(member.memberOf ?? []), index.id];
-    results.push(await processIndex(index, members, options, emit));
-    throwIfAborted();
-  }
+  const published = await Promise.all(
+    [...indexes.values()].map((index) => {
+      const members = index.members.map((m) => byEnvId.get(m.envId) as DeployImage);
+      for (const member of members) member.memberOf = [...(member.memberOf ?? []), index.id];
+      return processIndex(index, members, options, emit);
+    }),
+  );
+  throwIfAborted();
+  results.push(...published);
 
   // 6. The image map: what each step pulls (a platform's image, or the index over its platforms).
   const imageMap: ImageMap = { flow: options.flow, images: {}, steps: {} };
