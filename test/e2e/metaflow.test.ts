@@ -14,7 +14,20 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getServices, missingFor } from '../services.js';
-import { ROOT, cliEnv, parseJson, run, runCli, startFixtures, stopFixtures, uniqueNamespace, writeFlow, type Fixtures } from './harness.js';
+import {
+  ROOT,
+  aarch64PythonStandIn,
+  cliEnv,
+  parseJson,
+  pushMultiPlatformBase,
+  run,
+  runCli,
+  startFixtures,
+  stopFixtures,
+  uniqueNamespace,
+  writeFlow,
+  type Fixtures,
+} from './harness.js';
 
 const source = process.env.PREBUILT_TEST_METAFLOW_SOURCE;
 const metaflowMissing =
@@ -253,7 +266,8 @@ describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environ
   const stateFile = (): string => join(flowDir, '.prebuilt', 'DeployFlow', 'images.json');
 
   beforeAll(async () => {
-    fixtures = await startFixtures();
+    // With a linux-aarch64 python (a stand-in) so the flow can also be deployed for both platforms.
+    fixtures = await startFixtures((version) => [aarch64PythonStandIn(version)]);
     flowDir = join(fixtures.dir, 'flow');
     await writeFlow(flowDir, 'deploy_flow.py', DEPLOY_FLOW);
     await mkdir(join(fixtures.dir, 's3'));
@@ -333,6 +347,27 @@ describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environ
       expect(command).toContain('export METAFLOW_SKIP_INSTALL_DEPENDENCIES=1');
       expect(command).not.toMatch(NO_BOOTSTRAP);
     }
+  }, 900_000);
+
+  it('for linux-64 and linux-aarch64 (oci): argo-workflows create --only-json puts each step on its multi-platform image index', async () => {
+    const base = await pushMultiPlatformBase(services.baseImage!.ref);
+    const multiEnv = {
+      ...env,
+      METAFLOW_PREBUILT_PLATFORM: 'linux-64,linux-aarch64',
+      METAFLOW_PREBUILT_BUILD_SERVICE: 'oci',
+      METAFLOW_PREBUILT_BASE_IMAGE: base,
+      METAFLOW_PREBUILT_STATE_FILE: join(fixtures.dir, 'multi-platform-images.json'),
+    };
+    const result = await runCli(['run', 'deploy_flow.py', '--no-pylint', 'argo-workflows', 'create', '--only-json'], { env: multiEnv, cwd: flowDir, timeoutMs: 900_000 });
+    expect(result.code, result.stderr).toBe(0);
+    const images = JSON.parse(await readFile(join(fixtures.dir, 'multi-platform-images.json'), 'utf8')) as ImageMapJson & {
+      images: Record<string, { platforms?: Record<string, { image: string }> }>;
+    };
+    for (const [step, entry] of Object.entries(images.steps)) {
+      expect(entry.image, step).toMatch(/:env-[0-9a-f]{16}$/); // the index, not one platform's image
+      expect(Object.keys(images.images[entry.envId!]!.platforms!), step).toEqual(['linux-64', 'linux-aarch64']);
+    }
+    checkArgo(specJson(result.stdout), images);
   }, 900_000);
 
   it('python flow.py --environment=prebuilt argo-workflows create --only-json after prebuilt metaflow install (the extension calls the CLI)', async () => {
