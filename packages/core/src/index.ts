@@ -154,6 +154,8 @@ export { pushImageIndex, type ImageIndexEntry, type PushImageIndexOptions, type 
 export { envId, computeEnvId, indexId, canonicalEnvIdInput, ENV_ID_VERSION, ENV_ID_LENGTH, type EnvIdInput, type IndexMemberId } from './env-id.js';
 export {
   LOCK_FILE_VERSION,
+  lockFileVersion,
+  lockPlatforms,
   lockFilePath,
   lockForFlow,
   lockKey,
@@ -168,6 +170,7 @@ export {
   type EnvPins,
   type StepToLock,
   type StepLocks,
+  type LockFileVersion,
   type EnvToResolve,
   type EnvResolver,
   type LockForFlowOptions,

@@ -83,11 +83,13 @@ describe('lockForFlow', () => {
     const text = await readFile(join(dir, 'flow.prebuilt.lock'), 'utf8');
     expect(text.startsWith('{\n  "envs": {')).toBe(true);
     expect(text.endsWith('}\n')).toBe(true);
-    const parsed = JSON.parse(text) as { lockVersion: number; steps: Record<string, Record<string, string> | null> };
-    expect(parsed.lockVersion).toBe(LOCK_FILE_VERSION);
-    const endKey = parsed.steps.end!['linux-64']!;
-    const numpyKey = parsed.steps.start!['linux-64']!;
-    expect(parsed.steps).toEqual({ end: { 'linux-64': endKey }, off: null, start: { 'linux-64': numpyKey }, train: { 'linux-64': numpyKey } });
+    // One platform: version 1 (step → entry), the format prebuilt versions before multi-platform read.
+    const parsed = JSON.parse(text) as { lockVersion: number; steps: Record<string, string | null> };
+    expect(parsed.lockVersion).toBe(1);
+    const endKey = parsed.steps.end!;
+    const numpyKey = parsed.steps.start!;
+    expect(parsed.steps).toEqual({ end: endKey, off: null, start: numpyKey, train: numpyKey });
+    expect(first.lock.steps.start).toEqual({ 'linux-64': numpyKey });
     expect(first.lock.envs[endKey]!.specHash).toBe(specHash(req({})));
     expect(first.lock.envs[numpyKey]!.specHash).toBe(specHash(req({ numpy: '1.26' })));
     // Packages are sorted by name within a kind, whatever order the resolver returned.
@@ -140,30 +142,38 @@ describe('lockForFlow', () => {
     expect(both.steps.start!.map((e) => e.platform)).toEqual(['linux-64', 'linux-aarch64']);
     expect(both.steps.start![1]!.specHash).toBe(specHash({ ...req({ numpy: '1.26' }), platform: 'linux-aarch64' }));
     expect(both.steps.off).toBeNull();
+    const text = await readFile(join(dir, 'flow.prebuilt.lock'), 'utf8');
+    expect(JSON.parse(text)).toMatchObject({ lockVersion: LOCK_FILE_VERSION });
     const onDisk = await readLockFile(join(dir, 'flow.prebuilt.lock'));
     expect(Object.keys(onDisk!.steps.train!)).toEqual(['linux-64', 'linux-aarch64']);
     expect(onDisk!.steps.train).toEqual(onDisk!.steps.start);
-    // --frozen for both platforms holds; for the platforms of a lock made for one it does not.
+    // --frozen for both platforms holds; without platforms the lock keeps the two it was made for.
     await expect(lockForFlow({ flowFile, steps: steps(), glibc, resolve, platforms: ['linux-aarch64', 'linux-64'], frozen: true })).resolves.toMatchObject({ written: false });
-    await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
+    const kept = await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
+    expect(kept.written).toBe(false);
+    expect(kept.steps.start!.map((e) => e.platform)).toEqual(['linux-64', 'linux-aarch64']);
+    // Back to one platform: written as version 1 again; --frozen then fails for the other platform.
+    const one = await lockForFlow({ flowFile, steps: steps(), glibc, resolve, platforms: ['linux-64'] });
+    expect(one.written).toBe(true);
+    expect(JSON.parse(await readFile(join(dir, 'flow.prebuilt.lock'), 'utf8'))).toMatchObject({ lockVersion: 1 });
     await expect(lockForFlow({ flowFile, steps: steps(), glibc, resolve, platforms: ['linux-aarch64'], frozen: true })).rejects.toThrow(/not locked: steps end, start, train on linux-aarch64\./);
+    expect(resolve.calls).toHaveLength(2);
   });
 
-  it('reads a version-1 lock file (step → env) and rewrites it as version 2 on the next write', async () => {
+  it('reads a lock written by a prebuilt before multi-platform (version 1) as it is, and leaves its bytes alone', async () => {
     const flowFile = join(dir, 'flow.py');
     const lockFile = join(dir, 'flow.prebuilt.lock');
     const resolve = fakeResolver();
-    const first = await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
-    const v2 = JSON.parse(await readFile(lockFile, 'utf8')) as { steps: Record<string, Record<string, string> | null> };
-    const v1Steps = Object.fromEntries(Object.entries(v2.steps).map(([step, locks]) => [step, locks === null ? null : locks['linux-64']]));
-    await writeFile(lockFile, JSON.stringify({ ...v2, lockVersion: 1, steps: v1Steps }));
-    expect(await readLockFile(lockFile)).toEqual(first.lock);
-    const frozen = await lockForFlow({ flowFile, steps: steps(), glibc, resolve, frozen: true });
-    expect(frozen.written).toBe(false);
-    const again = await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
+    await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
+    // The old writer: the same JSON, not sorted the same way and on one line.
+    const old = JSON.parse(await readFile(lockFile, 'utf8')) as Record<string, unknown>;
+    await writeFile(lockFile, JSON.stringify({ steps: old.steps, lockVersion: 1, flow: old.flow, envs: old.envs }));
+    const before = await readFile(lockFile, 'utf8');
+    expect((await readLockFile(lockFile))!.steps.start).toEqual({ 'linux-64': (old.steps as Record<string, string>).start });
+    expect((await lockForFlow({ flowFile, steps: steps(), glibc, resolve, frozen: true })).written).toBe(false);
+    expect((await lockForFlow({ flowFile, steps: steps(), glibc, resolve })).written).toBe(false);
+    expect(await readFile(lockFile, 'utf8')).toBe(before);
     expect(resolve.calls).toHaveLength(1);
-    expect(again.written).toBe(true);
-    expect(await readFile(lockFile, 'utf8')).toBe(serializeLockFile(first.lock));
   });
 
   it('--frozen: fails (InputError, exit 2) listing unlocked steps; succeeds without writing when all are locked', async () => {
@@ -211,10 +221,11 @@ describe('readLockFile validation', () => {
   it.each([
     ['another format version', (l: Record<string, unknown>) => ({ ...l, lockVersion: 99 }), /lockVersion is 99/],
     ['a bad sha256', (l: Record<string, unknown>) => JSON.parse(JSON.stringify(l).replace('"0000', '"zz00')) as unknown, /sha256 is not a hex sha256/],
-    ['a step naming a missing env', (l: Record<string, unknown>) => ({ ...l, steps: { start: { 'linux-64': 'abc' } } }), /steps\.start\.linux-64 names no env/],
-    ['a version-2 step written as version 1', (l: Record<string, unknown>) => ({ ...l, steps: { start: Object.keys(l.envs as object)[0] } }), /steps\.start is not an object/],
-    ['a step naming an env of another platform', (l: Record<string, unknown>) => ({ ...l, steps: { start: { 'linux-aarch64': Object.keys(l.envs as object)[0] } } }), /locked for linux-64/],
-    ['a step with no platform', (l: Record<string, unknown>) => ({ ...l, steps: { start: {} } }), /names no platform/],
+    ['a step naming a missing env', (l: Record<string, unknown>) => ({ ...l, steps: { start: 'abc' } }), /steps\.start names no env/],
+    ['a version-2 step naming a missing env', (l: Record<string, unknown>) => ({ ...l, lockVersion: 2, steps: { start: { 'linux-64': 'abc' } } }), /steps\.start\.linux-64 names no env/],
+    ['a version-1 step in a version-2 file', (l: Record<string, unknown>) => ({ ...l, lockVersion: 2 }), /steps\.start is not an object/],
+    ['a step naming an env of another platform', (l: Record<string, unknown>) => ({ ...l, lockVersion: 2, steps: { start: { 'linux-aarch64': Object.keys(l.envs as object)[0] } } }), /locked for linux-64/],
+    ['a step with no platform', (l: Record<string, unknown>) => ({ ...l, lockVersion: 2, steps: { start: {} } }), /names no platform/],
     ['an entry under the wrong key', (l: Record<string, unknown>) => ({ ...l, envs: { wrong: Object.values(l.envs as object)[0] } }), /envs\.wrong does not match/],
   ])('rejects %s with an InputError naming the file', async (_what, mutate, message) => {
     const flowFile = join(dir, 'flow.py');

@@ -3,9 +3,11 @@
  *
  * JSON, 2-space indent, object keys sorted, packages in a fixed order, a trailing newline — so the
  * same inputs give byte-identical files and a change shows as a small diff. One entry per unique
- * env and platform (keyed by its specHash and what it was resolved with) plus the step → platform →
- * env map. Written atomically (temp file + rename). A version-1 file (one platform, step → env) is
- * read as version 2 and rewritten as such on the next write.
+ * env and platform (keyed by its specHash and what it was resolved with) plus the step → env map.
+ * Written atomically (temp file + rename). Two formats, chosen by content so a single-platform lock
+ * stays readable by prebuilt versions that know only version 1: version 1 (every step on one
+ * platform: `steps.<step>` → entry) and version 2 (a multi-platform lock: `steps.<step>.<platform>`
+ * → entry). In memory every step maps platform → entry.
  */
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
@@ -14,8 +16,10 @@ import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage } from './env-
 import { ConfigError, InputError, errorMessage } from './errors.js';
 import { canonicalJson, sha256Hex, specHash } from './identity.js';
 
-/** Format version of the lock file (version 1 is still read); a file with another version is stale. */
+/** The newest format version of the lock file (see the module comment); a file with another is stale. */
 export const LOCK_FILE_VERSION = 2;
+
+export type LockFileVersion = 1 | typeof LOCK_FILE_VERSION;
 
 /** A step's locked envs: platform → lockKey, one per target platform. */
 export type StepLocks = Partial<Record<CondaPlatform, string>>;
@@ -42,7 +46,8 @@ export interface LockEntry extends LockedEnv {
 }
 
 export interface LockFile {
-  lockVersion: typeof LOCK_FILE_VERSION;
+  /** 1 when every step has one platform, else 2 (see {@link lockFileVersion}). */
+  lockVersion: LockFileVersion;
   /** The flow file's base name. */
   flow: string;
   /** lockKey (see {@link lockKey}) → locked env (one platform's). */
@@ -101,13 +106,29 @@ function packageRecord(p: LockedPackage): LockedPackage {
   };
 }
 
-/** The exact text of a lock file (deterministic for equal content). */
+/** The format a lock is written in: 1 when every step has (at most) one platform, else 2. */
+export function lockFileVersion(steps: LockFile['steps']): LockFileVersion {
+  return Object.values(steps).some((locks) => locks !== null && Object.keys(locks).length > 1) ? LOCK_FILE_VERSION : 1;
+}
+
+/** The platforms a lock was made for, in {@link CONDA_PLATFORMS} order; empty when no step has an env. */
+export function lockPlatforms(lock: LockFile): CondaPlatform[] {
+  const found = new Set(Object.values(lock.steps).flatMap((locks) => Object.keys(locks ?? {})));
+  return PLATFORMS.filter((p) => found.has(p)) as CondaPlatform[];
+}
+
+/** The exact text of a lock file (deterministic for equal content; its format by {@link lockFileVersion}). */
 export function serializeLockFile(lock: LockFile): string {
   const envs: Record<string, LockEntry> = {};
   for (const [hash, entry] of Object.entries(lock.envs)) {
     envs[hash] = { ...entry, packages: entry.packages.map(packageRecord).sort(comparePackages) };
   }
-  return `${JSON.stringify(sortKeys({ ...lock, envs }), null, 2)}\n`;
+  const lockVersion = lockFileVersion(lock.steps);
+  const steps =
+    lockVersion === 1
+      ? Object.fromEntries(Object.entries(lock.steps).map(([step, locks]) => [step, locks === null ? null : (Object.values(locks)[0] ?? null)]))
+      : lock.steps;
+  return `${JSON.stringify(sortKeys({ ...lock, lockVersion, envs, steps }), null, 2)}\n`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,7 +248,7 @@ export function validateLockFile(value: unknown, file: string): LockFile {
       }
       steps[step] = locks as StepLocks;
     }
-    return { lockVersion: LOCK_FILE_VERSION, flow: expectString(root.flow, 'flow'), envs, steps };
+    return { lockVersion: lockFileVersion(steps), flow: expectString(root.flow, 'flow'), envs, steps };
   } catch (error) {
     if (!(error instanceof Invalid)) throw error;
     throw new InputError(`Lock file ${file} is invalid: ${error.message}.`, {
@@ -239,11 +260,6 @@ export function validateLockFile(value: unknown, file: string): LockFile {
 
 /** Reads and validates a lock file; undefined when it does not exist. Corrupt → InputError naming the file. */
 export async function readLockFile(file: string): Promise<LockFile | undefined> {
-  return (await readLockFileText(file))?.lock;
-}
-
-/** The lock file and its text as on disk (a version-1 file's text differs from its version-2 form). */
-async function readLockFileText(file: string): Promise<{ lock: LockFile; text: string } | undefined> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -261,7 +277,7 @@ async function readLockFileText(file: string): Promise<{ lock: LockFile; text: s
       hint: `Delete it and run 'prebuilt lock' again, or restore it from version control.`,
     });
   }
-  return { lock: validateLockFile(parsed, file), text };
+  return validateLockFile(parsed, file);
 }
 
 /** Writes a lock file atomically. */
@@ -293,8 +309,9 @@ export interface LockForFlowOptions {
   /** Path of the flow file; the lock file is found beside it. */
   flowFile: string;
   /**
-   * Platforms to lock every step for (each gets its own entry, the request's platform replaced);
-   * default: each step's request platform.
+   * Platforms to lock every step for (each gets its own entry, the request's platform replaced).
+   * Default: the platforms of the existing lock file (a lock made for two platforms stays so), else
+   * each step's request platform.
    */
   platforms?: readonly CondaPlatform[];
   /** step → its effective request and pins, or null when the step's env is disabled. */
@@ -347,17 +364,15 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
   }
   const file = lockFilePath(options.flowFile);
   let existing: LockFile | undefined;
-  let existingText: string | undefined;
   try {
-    const read = await readLockFileText(file);
-    existing = read?.lock;
-    existingText = read?.text;
+    existing = await readLockFile(file);
   } catch (error) {
     // Without --frozen a corrupt lock is replaced; under --frozen it is an error.
     if (frozen || !InputError.isInstance(error) || (error as InputError).file !== file) throw error;
     existing = undefined;
   }
 
+  const platforms = options.platforms ?? (existing && lockPlatforms(existing).length > 0 ? lockPlatforms(existing) : undefined);
   const unique = new Map<string, EnvToResolve>();
   const stepKeys: Record<string, StepLocks | null> = {};
   for (const step of Object.keys(options.steps).sort()) {
@@ -367,7 +382,7 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
       continue;
     }
     const locks: StepLocks = {};
-    for (const platform of options.platforms ?? [input.request.platform]) {
+    for (const platform of platforms ?? [input.request.platform]) {
       const request: EnvRequest = { ...input.request, platform };
       const hash = specHash(request);
       const resolvedWith: ResolvedWith = { pins: { conda: { ...input.pins.conda }, pypi: { ...input.pins.pypi } }, glibc: options.glibc };
@@ -392,7 +407,7 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
     const steps = existing === undefined ? Object.keys(stepKeys).filter((s) => stepKeys[s] !== null) : [...new Set(toResolve.flatMap((e) => e.env.steps))];
     // Name the platforms when the lock is for several, or not for the default one.
     const missing = [...new Set(toResolve.map((e) => e.env.request.platform))];
-    const missingOn = options.platforms && (options.platforms.length > 1 || options.platforms[0] !== 'linux-64') ? ` on ${missing.join(', ')}` : '';
+    const missingOn = platforms && (platforms.length > 1 || platforms[0] !== 'linux-64') ? ` on ${missing.join(', ')}` : '';
     throw new InputError(
       existing === undefined
         ? `--frozen: there is no lock file ${file}.`
@@ -416,10 +431,10 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
     };
   });
 
-  const lock: LockFile = { lockVersion: LOCK_FILE_VERSION, flow: basename(options.flowFile), envs: sortedEnvs(envs), steps: stepKeys };
+  const lock: LockFile = { lockVersion: lockFileVersion(stepKeys), flow: basename(options.flowFile), envs: sortedEnvs(envs), steps: stepKeys };
   const write = options.write ?? !frozen;
   let written = false;
-  if (write && existingText !== serializeLockFile(lock)) {
+  if (write && (existing === undefined || serializeLockFile(existing) !== serializeLockFile(lock))) {
     await writeLockFile(file, lock);
     written = true;
   }

@@ -162,11 +162,10 @@ describe('prebuilt lock', () => {
     const lock = JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')) as {
       lockVersion: number;
       envs: Record<string, { request: { conda: Record<string, string> }; packages: { kind: string; name: string; url: string; sha256: string; size: number }[] }>;
-      steps: Record<string, Record<string, string> | null>;
+      steps: Record<string, string | null>;
     };
-    expect(lock.lockVersion).toBe(2);
-    expect(Object.keys(lock.steps.train!)).toEqual(['linux-64']);
-    const train = lock.envs[lock.steps.train!['linux-64']!]!;
+    expect(lock.lockVersion).toBe(1); // one platform: the format every prebuilt reads
+    const train = lock.envs[lock.steps.train!]!;
     expect(train.request.conda).toEqual({ tinycli: '' }); // user request only; pins recorded apart
     expect(train.packages.map((p) => p.name)).toEqual(['boto3', 'python', 'requests', 'tinycli', 'tinyframe', 'tinynum']);
     for (const p of train.packages) {
@@ -239,20 +238,31 @@ describe('prebuilt lock', () => {
     expect(byPlatform('linux-64').map((e) => e.status)).toEqual(['locked', 'locked', 'locked']);
     expect(byPlatform('linux-aarch64').map((e) => e.status)).toEqual(['resolved', 'resolved', 'resolved']);
     const lock = JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')) as {
+      lockVersion: number;
       envs: Record<string, { platform: string; packages: { name: string; url: string; subdir?: string }[] }>;
       steps: Record<string, Record<string, string> | null>;
     };
+    expect(lock.lockVersion).toBe(2);
     expect(Object.keys(lock.steps.train!)).toEqual(['linux-64', 'linux-aarch64']);
     expect(lock.steps.end).toBeNull();
     const tool = (platform: string) => lock.envs[lock.steps.train![platform]!]!.packages.find((p) => p.name === 'tinytool')!;
     expect(tool('linux-64').url).toContain('/linux-64/');
     expect(tool('linux-aarch64').url).toContain('/linux-aarch64/');
     expect(lock.envs[lock.steps.train!['linux-aarch64']!]!.platform).toBe('linux-aarch64');
-    // --frozen holds for both platforms, and fails for a platform the lock does not have.
+    // --frozen holds for both platforms; without METAFLOW_PREBUILT_PLATFORM the lock keeps both.
     expect((await prebuilt(['lock', 'flow.py', '--frozen'], cwd, { METAFLOW_PREBUILT_PLATFORM: 'linux-aarch64,linux-64' })).code).toBe(0);
-    const table = await prebuilt(['lock', 'flow.py'], cwd, { METAFLOW_PREBUILT_PLATFORM: 'linux-64,linux-aarch64' });
+    const table = await prebuilt(['lock', 'flow.py'], cwd);
+    expect(table.code, table.stderr).toBe(0);
     expect(table.stdout).toMatch(/PLATFORM/);
-    expect(table.stdout).toMatch(/linux-aarch64/);
+    expect(table.stdout).toMatch(/6 envs for 5 steps on linux-64 and linux-aarch64/);
+    expect(table.stdout).toMatch(/is up to date\./);
+    // Set to one platform, the lock is rewritten for it (version 1), and --frozen for both then fails.
+    const single = await prebuilt(['lock', 'flow.py', '--json'], cwd, { METAFLOW_PREBUILT_PLATFORM: 'linux-64' });
+    expect((JSON.parse(single.stdout) as LockJson).envs.map((e) => e.platform)).toEqual(['linux-64', 'linux-64', 'linux-64']);
+    expect(JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8'))).toHaveProperty('lockVersion', 1);
+    const frozen = await prebuilt(['lock', 'flow.py', '--frozen'], cwd, { METAFLOW_PREBUILT_PLATFORM: 'linux-64,linux-aarch64' });
+    expect(frozen.code).toBe(2);
+    expect(frozen.stderr).toMatch(/not locked: steps again, fetch, start, train on linux-aarch64\./);
     const bad = await prebuilt(['lock', 'flow.py'], cwd, { METAFLOW_PREBUILT_PLATFORM: 'linux-64,osx-arm64' });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/Target platform 'osx-arm64' is not supported/);
@@ -267,7 +277,7 @@ describe('prebuilt lock', () => {
     expect((JSON.parse(frozen.stdout) as { ok: boolean }).ok).toBe(false);
     const fixed = await prebuilt(['lock', 'flow.py'], cwd);
     expect(fixed.code).toBe(0);
-    expect(JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8'))).toHaveProperty('lockVersion', 2);
+    expect(JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8'))).toHaveProperty('lockVersion', 1);
   });
 
   it('resolution errors exit 2 with the solver explanation, the package and the steps', async () => {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { relative, resolve } from 'node:path';
-import { lockForFlow, targetPlatforms, type CondaPlatform, type LockEntry, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
+import { lockForFlow, lockPlatforms, targetPlatforms, type CondaPlatform, type LockEntry, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
 import { createResolver } from '@prebuilt/conda';
 import { flowEnvs, metaflowPins, type FlowEnvs } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
@@ -34,7 +34,8 @@ export interface LockFlowResult extends LockForFlowResult {
  */
 export async function lockFlow(file: string, context: CliContext, options: LockFlowOptions = {}): Promise<LockFlowResult> {
   const envs = await flowEnvs(file, { env: context.env, cwd: context.cwd, signal: context.signal });
-  const platforms = targetPlatforms({ env: context.env });
+  // METAFLOW_PREBUILT_PLATFORM when set; otherwise the lock keeps the platforms it was made for.
+  const platforms = context.env.METAFLOW_PREBUILT_PLATFORM?.trim() ? targetPlatforms({ env: context.env }) : undefined;
   const steps: Record<string, StepToLock> = {};
   for (const step of envs.steps) {
     steps[step.step] = step.request === null ? null : { request: step.request, pins: metaflowPins(step, { env: context.env }) };
@@ -44,14 +45,15 @@ export async function lockFlow(file: string, context: CliContext, options: LockF
     const result = await lockForFlow({
       flowFile: resolve(context.cwd, file),
       steps,
-      platforms,
+      ...(platforms ? { platforms } : {}),
       glibc: resolver.glibc,
       resolve: (toResolve) => resolver.resolve(toResolve),
       ...(options.frozen ? { frozen: true } : {}),
       ...(options.update ? { update: true } : {}),
       ...(options.write !== undefined ? { write: options.write } : {}),
     });
-    return { ...result, envs, platforms };
+    const locked = lockPlatforms(result.lock);
+    return { ...result, envs, platforms: locked.length > 0 ? locked : (platforms ?? targetPlatforms({ env: context.env })) };
   } finally {
     await resolver.close();
   }
@@ -65,8 +67,9 @@ Commit it; plan and build reuse every env whose request still matches.
 Environment:
   METAFLOW_PREBUILT_CONDA_CHANNELS   conda channel URLs or names, comma-separated (default conda-forge)
   METAFLOW_PREBUILT_PYPI_INDEX_URL   PyPI simple index (else PIP_INDEX_URL, else your pip configuration)
-  METAFLOW_PREBUILT_PLATFORM         linux-64 (default), linux-aarch64, or both comma-separated
-                                     (each env is locked for every platform)
+  METAFLOW_PREBUILT_PLATFORM         linux-64, linux-aarch64, or both comma-separated (each env is
+                                     locked for every platform); default: the lock file's platforms,
+                                     else linux-64
   METAFLOW_PREBUILT_GLIBC_VERSION    glibc of the target images (default 2.28)
   METAFLOW_PREBUILT_PIP_ISOLATED     1: ignore your pip configuration (pip --isolated)
   METAFLOW_PREBUILT_CACHE_DIR        cache for repodata and solves (default $XDG_CACHE_HOME/prebuilt)
