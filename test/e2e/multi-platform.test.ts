@@ -102,13 +102,13 @@ describeWith(needs, `prebuilt build for linux-64 and linux-aarch64 (${buildServi
   itWith(needs, 'plan: two images and one index per env, all missing', async () => {
     const planned = await cli('plan', 'multi_arch_flow.py', '--json');
     expect(planned.code, planned.stderr).toBe(0);
-    const plan = parseJson<{ images: Record<string, { status: string; platform: string; platforms?: { platform: string }[]; memberOf?: string[] }>; steps: Record<string, { envId: string }> }>(planned);
+    const plan = parseJson<{ images: Record<string, { status: string; platform: string; platforms?: Record<string, { envId: string; image: string }>; memberOf?: string[] }>; steps: Record<string, { envId: string }> }>(planned);
     const images = Object.entries(plan.images);
     expect(images).toHaveLength(6);
     const indexes = images.filter(([, image]) => image.platforms);
     expect(indexes).toHaveLength(2);
     expect(images.every(([, image]) => image.status === 'missing')).toBe(true);
-    expect(indexes.map(([, image]) => image.platforms!.map((m) => m.platform))).toEqual([
+    expect(indexes.map(([, image]) => Object.keys(image.platforms!))).toEqual([
       ['linux-64', 'linux-aarch64'],
       ['linux-64', 'linux-aarch64'],
     ]);

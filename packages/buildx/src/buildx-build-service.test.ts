@@ -85,6 +85,7 @@ describe('buildx build service (against a FAKE scripted docker on PATH)', () => 
     expect(argv[argv.indexOf('--builder') + 1]).toBe('remote-builder');
     expect(argv[argv.indexOf('--network') + 1]).toBe('host');
     expect(argv[argv.indexOf('--metadata-file') + 1]).toMatch(/metadata\.json$/);
+    expect(argv).toContain('--provenance=false'); // one platform's image is a manifest, not an index
     expect(argv.slice(-3)).toEqual(['-f', '-', contextDir]);
     expect(record.dockerfile).toBe(dockerfile);
     expect(record.env.DOCKER_CONFIG, 'no credentials: the user\'s own docker config is used').toBeUndefined();

@@ -188,6 +188,9 @@ export function createBuildxBuildService(options: BuildxBuildServiceOptions = {}
         request.imageTag,
         '--platform',
         platforms.join(','),
+        // No attestation manifests: with them buildx pushes an index even for one platform, which an
+        // image index over the platforms (METAFLOW_PREBUILT_PLATFORM with two) cannot name.
+        '--provenance=false',
         ...(settings.builder ? ['--builder', settings.builder] : []),
         '--metadata-file',
         metadataFile,

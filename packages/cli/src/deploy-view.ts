@@ -56,7 +56,7 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
     const elapsed = formatSeconds((line.ended ?? now()) - line.started);
     const mark = line.phase === 'failed' ? '✗' : FINAL.has(line.phase) ? '✓' : SPINNER[frame % SPINNER.length];
     const progress = line.progress && !FINAL.has(line.phase) ? ` ${line.progress}` : '';
-    // The platform shows once the deploy builds for more than linux-64 (an index line is `index`).
+    // The platform shows once the deploy builds for more than linux-64 (an index line says `image index`).
     const platform = multiPlatform && line.platform ? `${line.platform.includes('+') ? 'image index' : line.platform}  ` : '';
     return `${tty ? `${mark} ` : ''}env ${line.envId}  ${platform}${LABEL[line.phase]}${progress}  ${elapsed}  (${line.steps.join(', ')})`;
   };

@@ -260,7 +260,7 @@ export function createCodeBuildBuildService(options: CodeBuildBuildServiceOption
     const target = pushTarget(request, '123456789012.dkr.ecr.us-east-1.amazonaws.com/metaflow-prebuilt:env-…');
     if (!DOCKER_PLATFORM.test(request.platform)) {
       throw new InputError(`CodeBuild builds one platform per image; '${request.platform}' is not a single Docker platform such as linux/amd64.`, {
-        hint: 'prebuilt builds one image per platform (METAFLOW_PREBUILT_PLATFORM=linux-64,linux-aarch64; an ARM project for linux/arm64) and publishes an image index over them.',
+        hint: 'prebuilt builds one image per platform (METAFLOW_PREBUILT_PLATFORM=linux-64,linux-aarch64) and publishes an image index over them.',
       });
     }
     checkPushCredentials(request, target.registry);

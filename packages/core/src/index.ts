@@ -150,7 +150,15 @@ export {
   type UploadBlobResult,
   type TransferStats,
 } from './registry/registry-client.js';
-export { pushImageIndex, type ImageIndexEntry, type PushImageIndexOptions, type PushedIndex } from './registry/image-index.js';
+export {
+  pushImageIndex,
+  readImageIndex,
+  type ImageIndexEntry,
+  type PushImageIndexOptions,
+  type PushedIndex,
+  type ReadImageIndexOptions,
+  type PublishedIndex,
+} from './registry/image-index.js';
 export { envId, computeEnvId, indexId, canonicalEnvIdInput, ENV_ID_VERSION, ENV_ID_LENGTH, type EnvIdInput, type IndexMemberId } from './env-id.js';
 export {
   LOCK_FILE_VERSION,

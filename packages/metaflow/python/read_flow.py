@@ -409,8 +409,8 @@ def check_types(kind, args, step):
             # would ask the solver for python 3.1.
             raise ReadError(
                 "invalid-value",
-                "'python' of @%s on %s is the number %s (Python reads 3.10 as 3.1); quote the version: python=\"%s0\""
-                % (kind, where, value, value),
+                "'python' of @%s on %s is the number %s: a float drops trailing zeros (3.10 reads as 3.1); "
+                "write the version as a string, e.g. python=\"%s0\"" % (kind, where, value, value),
                 arg["line"],
                 step,
             )

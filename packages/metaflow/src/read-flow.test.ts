@@ -170,7 +170,7 @@ describe.concurrent('readFlow', () => {
     const flow = (python: string) =>
       ['from metaflow import FlowSpec, step, conda', 'class F(FlowSpec):', `    @conda(python=${python})`, '    @step', '    def start(self): pass'].join('\n');
     const error = await readError(flow('3.10'));
-    expect(error.message).toMatch(/:3: 'python' of @conda on step 'start' is the number 3\.1 \(Python reads 3\.10 as 3\.1\); quote the version: python="3\.10"/);
+    expect(error.message).toMatch(/:3: 'python' of @conda on step 'start' is the number 3\.1: a float drops trailing zeros \(3\.10 reads as 3\.1\); write the version as a string, e\.g\. python="3\.10"/);
     expect(error.exitCode).toBe(ExitCode.usage);
     expect((await read(flow('3.11'))).steps[0]!.conda!.python).toBe('3.11');
     expect((await read(flow('"3.10"'))).steps[0]!.conda!.python).toBe('3.10');

@@ -64,7 +64,10 @@ export function registerPlanCommand(program: Command, context: CliContext): void
                 ...(image.digest ? { digest: image.digest } : {}),
                 python: image.python,
                 platform: image.platform,
-                ...(image.platforms ? { platforms: image.platforms.map((m) => ({ platform: m.platform, envId: m.envId, image: m.image })) } : {}),
+                // The image map's shape: platform → that platform's image.
+                ...(image.platforms
+                  ? { platforms: Object.fromEntries(image.platforms.map((m) => [m.platform, { envId: m.envId, image: m.image, ...(m.digest ? { digest: m.digest } : {}) }])) }
+                  : {}),
                 ...(image.memberOf ? { memberOf: image.memberOf } : {}),
                 base: { ref: image.base.ref, digest: image.base.digest },
                 packages: image.packages,

@@ -45,6 +45,8 @@ export async function resolveBaseImage(
   if (isIndexMediaType(head.mediaType)) {
     // The identity stays the index digest; FROM names the platform's own manifest, so a builder that
     // keeps one image per name (Docker's classic store) cannot take another platform's image for it.
+    // The recipe versions were deliberately not bumped for this: the image content is the same, and
+    // an existing envId's tag is never rebuilt, so no envId needed to change.
     const own = await client.getManifest(pinned, { ...signalOption, platform });
     pinned = formatImageRef({ registry: image.registry, repository: image.repository, tag: undefined, digest: own.digest });
   }

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { BuildRequest, BuildService, ImageRegistry } from '../contracts.js';
 import type { EnvRequest, LockedEnv } from '../env-model.js';
-import { AuthError, CancelledError, ConfigError, EnvironmentError, RegistryError } from '../errors.js';
+import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, RegistryError } from '../errors.js';
 import { specHash } from '../identity.js';
 import type { PushImageIndexOptions } from '../registry/image-index.js';
 import { deploy, type DeployEvent, type DeployOptions, type DeployStep, type RecipeRunner } from './orchestrator.js';
@@ -390,24 +390,29 @@ describe('deploy orchestrator: multi-platform (fake registry, fake build service
           : null,
       ]),
     );
+  /** A fake index push and read over the fake registry: what each index tag names is kept in memory. */
   const fakeIndexPush = (registry: ReturnType<typeof fakeRegistry>) => {
     const pushes: PushImageIndexOptions[] = [];
-    return Object.assign(
-      async (options: PushImageIndexOptions) => {
-        pushes.push(options);
-        const digest = `sha256:${sha(JSON.stringify(options.images))}`;
-        registry.images.set(options.imageTag, digest);
-        return { digest, mediaType: 'application/vnd.oci.image.index.v1+json' };
-      },
-      { pushes },
-    );
+    const named = new Map<string, PushImageIndexOptions['images']>();
+    const push = async (options: PushImageIndexOptions) => {
+      pushes.push(options);
+      const digest = `sha256:${sha(JSON.stringify(options.images))}`;
+      registry.images.set(options.imageTag, digest);
+      named.set(options.imageTag, options.images);
+      return { digest, mediaType: 'application/vnd.oci.image.index.v1+json' };
+    };
+    const read = async ({ imageTag }: { imageTag: string }) => {
+      const images = named.get(imageTag);
+      return images ? { digest: registry.images.get(imageTag)!, images: [...images] } : undefined;
+    };
+    return Object.assign(push, { pushes, read, options: { pushIndex: push, readIndex: read } });
   };
 
   it('builds one image per platform per env and points each step at an image index over them', async () => {
     const steps = fourSteps();
     await using ctx = await setup(steps);
     const pushIndex = fakeIndexPush(ctx.registry);
-    const result = await deploy({ ...ctx.options, lock: async () => multiLock(steps), pushIndex });
+    const result = await deploy({ ...ctx.options, lock: async () => multiLock(steps), ...pushIndex.options });
     expect(ctx.buildService.builds.map((b) => b.platform).sort()).toEqual(['linux/amd64', 'linux/amd64', 'linux/arm64', 'linux/arm64']);
     expect(pushIndex.pushes).toHaveLength(2);
     const start = result.imageMap.steps.start!;
@@ -431,7 +436,7 @@ describe('deploy orchestrator: multi-platform (fake registry, fake build service
     expect(result.failures).toEqual([]);
 
     // A second deploy finds every platform image and both indexes; nothing is pushed.
-    const again = await deploy({ ...ctx.options, lock: async () => multiLock(steps), pushIndex });
+    const again = await deploy({ ...ctx.options, lock: async () => multiLock(steps), ...pushIndex.options });
     expect(again.images.map((i) => i.status)).toEqual(['present', 'present', 'present', 'present', 'present', 'present']);
     expect(ctx.buildService.builds).toHaveLength(4);
     expect(pushIndex.pushes).toHaveLength(2);
@@ -442,15 +447,15 @@ describe('deploy orchestrator: multi-platform (fake registry, fake build service
     const steps = fourSteps().slice(0, 1);
     await using ctx = await setup(steps);
     const pushIndex = fakeIndexPush(ctx.registry);
-    const plan = await deploy({ ...ctx.options, lock: async () => multiLock(steps), pushIndex, plan: true });
+    const plan = await deploy({ ...ctx.options, lock: async () => multiLock(steps), ...pushIndex.options, plan: true });
     expect(plan.images.map((i) => [i.platforms ? 'index' : i.platform, i.status])).toEqual([
       ['linux-64', 'missing'],
       ['linux-aarch64', 'missing'],
       ['index', 'missing'],
     ]);
     expect(pushIndex.pushes).toHaveLength(0);
-    await deploy({ ...ctx.options, lock: async () => multiLock(steps), pushIndex });
-    const after = await deploy({ ...ctx.options, lock: async () => multiLock(steps), pushIndex, plan: true });
+    await deploy({ ...ctx.options, lock: async () => multiLock(steps), ...pushIndex.options });
+    const after = await deploy({ ...ctx.options, lock: async () => multiLock(steps), ...pushIndex.options, plan: true });
     expect(after.images.map((i) => i.status)).toEqual(['present', 'present', 'present']);
   });
 
@@ -458,7 +463,7 @@ describe('deploy orchestrator: multi-platform (fake registry, fake build service
     const steps = fourSteps().slice(0, 1);
     await using ctx = await setup(steps);
     const pushIndex = fakeIndexPush(ctx.registry);
-    const result = await deploy({ ...ctx.options, lock: async () => multiLock(steps, 'linux-aarch64'), pushIndex });
+    const result = await deploy({ ...ctx.options, lock: async () => multiLock(steps, 'linux-aarch64'), ...pushIndex.options });
     expect(pushIndex.pushes).toHaveLength(0);
     expect(result.failures.map((f) => (f.platforms ? 'index' : f.platform))).toEqual(['linux-aarch64', 'index']);
     expect(result.failures[1]!.reason).toMatch(/Its linux-aarch64 image \(env [0-9a-f]{16}\) failed to build\./);
@@ -466,17 +471,61 @@ describe('deploy orchestrator: multi-platform (fake registry, fake build service
     expect(result.imageMap.steps.start).toBeUndefined();
   });
 
-  it('reports an index push the registry refuses as a failure naming the error', async () => {
+  it('an index push the registry refuses for this index is its failure; refused credentials stop the deploy', async () => {
     const steps = fourSteps().slice(0, 1);
     await using ctx = await setup(steps);
+    const { read } = fakeIndexPush(ctx.registry);
     const result = await deploy({
       ...ctx.options,
       lock: async () => multiLock(steps),
+      readIndex: read,
+      pushIndex: async () => {
+        throw new InputError('the image for linux/arm64 is itself an image index', { hint: 'build single-platform images' });
+      },
+    });
+    expect(result.failures.map((f) => [f.reason, f.hint])).toEqual([[expect.stringMatching(/is itself an image index/), 'build single-platform images']]);
+    const refused = deploy({
+      ...ctx.options,
+      lock: async () => multiLock(steps),
+      readIndex: read,
       pushIndex: async () => {
         throw new AuthError('push of the index refused', { registry: 'fake.registry.test' }, { hint: 'log in' });
       },
     });
-    expect(result.failures.map((f) => [f.reason, f.hint])).toEqual([[expect.stringMatching(/push of the index refused/), 'log in']]);
+    await expect(refused).rejects.toBeInstanceOf(AuthError);
+  });
+
+  it('pushes the index again when it names other images than the platforms\' current ones (one rebuilt since)', async () => {
+    const steps = fourSteps().slice(0, 1);
+    await using ctx = await setup(steps);
+    const index = fakeIndexPush(ctx.registry);
+    const first = await deploy({ ...ctx.options, lock: async () => multiLock(steps), ...index.options });
+    const entry = first.imageMap.images[first.imageMap.steps.start!.envId!]!;
+    // The linux-64 image is rebuilt elsewhere (e.g. --force on one platform): its tag moves.
+    const amdTag = [...ctx.registry.images.keys()].find((tag) => tag.endsWith('-linux-64'))!;
+    ctx.registry.images.set(amdTag, `sha256:${sha('rebuilt')}`);
+    const plan = await deploy({ ...ctx.options, lock: async () => multiLock(steps), ...index.options, plan: true });
+    expect(plan.images.map((i) => i.status)).toEqual(['present', 'present', 'missing']);
+    const again = await deploy({ ...ctx.options, lock: async () => multiLock(steps), ...index.options });
+    expect(index.pushes).toHaveLength(2);
+    expect(index.pushes[1]!.images).toContainEqual({ platform: 'linux/amd64', digest: `sha256:${sha('rebuilt')}` });
+    const updated = again.imageMap.images[again.imageMap.steps.start!.envId!]!;
+    expect(updated.status).toBe('built');
+    expect(updated.digest).not.toBe(entry.digest);
+    expect(updated.platforms!['linux-64']!.digest).toBe(`sha256:${sha('rebuilt')}`);
+    // Once pushed, it is reused.
+    await deploy({ ...ctx.options, lock: async () => multiLock(steps), ...index.options });
+    expect(index.pushes).toHaveLength(2);
+  });
+
+  it('fails the index, naming the registry, when a platform image exists without a digest', async () => {
+    const steps = fourSteps().slice(0, 1);
+    await using ctx = await setup(steps);
+    const index = fakeIndexPush(ctx.registry);
+    await deploy({ ...ctx.options, lock: async () => multiLock(steps), ...index.options });
+    const registry = { ...ctx.registry, imageExists: async (tag: string) => (ctx.registry.images.has(tag) ? { exists: true } : { exists: false }) };
+    const result = await deploy({ ...ctx.options, registry, lock: async () => multiLock(steps), ...index.options });
+    expect(result.failures.map((f) => f.reason)).toEqual([expect.stringMatching(/^The registry fake-memory gave no digest for fake\.registry\.test\/ns:env-[0-9a-f]{16}-linux-64/)]);
   });
 
   it('a step locked for one platform keeps its per-platform image beside multi-platform steps', async () => {
@@ -485,7 +534,7 @@ describe('deploy orchestrator: multi-platform (fake registry, fake build service
     const pushIndex = fakeIndexPush(ctx.registry);
     const locks = multiLock(steps);
     locks.a = [(locks.a as LockedEnv[])[0]!];
-    const result = await deploy({ ...ctx.options, lock: async () => locks, pushIndex });
+    const result = await deploy({ ...ctx.options, lock: async () => locks, ...pushIndex.options });
     // start's linux-64 image is the same image as a's: built once, pulled directly by a.
     expect(ctx.buildService.builds).toHaveLength(2);
     expect(result.imageMap.steps.a!.image).toMatch(/-linux-64$/);

@@ -1,9 +1,17 @@
-import type { BaseImageIdentity, BuildService, ImageRegistry } from '../contracts.js';
+import type { BaseImageIdentity, BuildService, ImageRegistry, RegistryCredentials } from '../contracts.js';
 import { dockerPlatform, type CondaPlatform, type LockedEnv } from '../env-model.js';
 import { CancelledError, ConfigError, PrebuiltError, errorMessage, type RegistryError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { computeEnvId, indexId } from '../env-id.js';
-import { pushImageIndex, type PushImageIndexOptions, type PushedIndex } from '../registry/image-index.js';
+import {
+  pushImageIndex,
+  readImageIndex,
+  type PublishedIndex,
+  type PushImageIndexOptions,
+  type PushedIndex,
+  type ReadImageIndexOptions,
+} from '../registry/image-index.js';
+import { parsePlatform, platformMatches } from '../registry/platform.js';
 import { envPrefix, envPython, type ImageMap, type ImageMapImage } from './image-map.js';
 import { mapPool } from './pool.js';
 
@@ -96,6 +104,8 @@ export interface DeployOptions {
   lock(options: { signal?: AbortSignal }): Promise<Record<string, LockedEnv | readonly LockedEnv[] | null>>;
   /** Publishes a multi-platform image index (default: core's `pushImageIndex` over the registry API). */
   pushIndex?: (options: PushImageIndexOptions) => Promise<PushedIndex>;
+  /** Reads the image index a tag names now (default: core's `readImageIndex`). */
+  readIndex?: (options: ReadImageIndexOptions) => Promise<PublishedIndex | undefined>;
   /** Check the registry for each tag before building (METAFLOW_PREBUILT_REGISTRY_CACHE). Default true. */
   registryCache?: boolean;
   /** Rebuild even when the tag exists. */
@@ -334,15 +344,21 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
 
   // 5. Image indexes over the platforms' images, once those are in the registry.
   const byEnvId = new Map(results.map((image) => [image.envId, image]));
-  const published = await Promise.all(
+  let credentials: Promise<RegistryCredentials | undefined> | undefined;
+  const pushCredentials = (): Promise<RegistryCredentials | undefined> =>
+    (credentials ??= options.registry.pushCredentials({ ...(signal ? { signal } : {}) }));
+  const published = await Promise.allSettled(
     [...indexes.values()].map((index) => {
       const members = index.members.map((m) => byEnvId.get(m.envId) as DeployImage);
       for (const member of members) member.memberOf = [...(member.memberOf ?? []), index.id];
-      return processIndex(index, members, options, emit);
+      return processIndex(index, members, options, pushCredentials, emit);
     }),
   );
   throwIfAborted();
-  results.push(...published);
+  // Credentials refused or the registry unreachable fail every index alike: that error, not N failures.
+  const thrown = published.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (thrown) throw thrown.reason;
+  results.push(...published.map((outcome) => (outcome as PromiseFulfilledResult<DeployImage>).value));
 
   // 6. The image map: what each step pulls (a platform's image, or the index over its platforms).
   const imageMap: ImageMap = { flow: options.flow, images: {}, steps: {} };
@@ -383,12 +399,15 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
 
 /**
  * Publishes (or finds) the image index of a multi-platform env. Its platforms' images must all be
- * in the registry; one that failed fails the index. Pushing an index moves only a small manifest.
+ * in the registry; one that failed fails the index. An index already under the tag is reused only
+ * when it names exactly the platforms' current images (a platform image rebuilt since, e.g. with
+ * --force by a single-platform deploy, gets a new index). Pushing an index moves one small manifest.
  */
 async function processIndex(
   index: PlannedIndex,
   members: DeployImage[],
   options: DeployOptions,
+  pushCredentials: () => Promise<RegistryCredentials | undefined>,
   emit: (event: DeployEvent) => void,
 ): Promise<DeployImage> {
   const started = Date.now();
@@ -420,49 +439,65 @@ async function processIndex(
     ...(extra.hint ? { hint: extra.hint } : {}),
     elapsedMs: Date.now() - started,
   });
+  const fail = (reason: string, hint?: string): DeployImage => {
+    phase('failed', reason);
+    return done('failed', { reason, ...(hint ? { hint } : {}) });
+  };
 
   const failed = members.filter((m) => m.status === 'failed');
-  if (failed.length > 0) {
-    const reason = `Its ${failed.map((m) => `${m.platform} image (env ${m.envId})`).join(' and ')} failed to build.`;
-    phase('failed', reason);
-    return done('failed', { reason });
+  if (failed.length > 0) return fail(`Its ${failed.map((m) => `${m.platform} image (env ${m.envId})`).join(' and ')} failed to build.`);
+  if (members.some((m) => m.status === 'missing' || m.status === 'unchecked')) {
+    // A plan: a platform image would be built, so its index would be pushed.
+    phase('missing');
+    return done(members.some((m) => m.status === 'missing') ? 'missing' : 'unchecked');
   }
+  const undigested = members.find((m) => m.digest === undefined);
+  if (undigested) {
+    return fail(`The registry ${options.registry.name} gave no digest for ${undigested.tag}, so the image index cannot name it.`, 'The registry backend must report the manifest digest of an image that exists.');
+  }
+  const images = members.map((m) => ({ digest: m.digest as string, platform: dockerPlatform(m.platform) }));
   const useCache = options.registryCache !== false;
   try {
-    if (useCache && (!options.force || options.plan)) {
+    // A platform image built now has a new digest: its index must be pushed anew, without asking.
+    if (useCache && (!options.force || options.plan) && !members.some((m) => m.status === 'built')) {
       phase('checking');
-      const existence = await options.registry.imageExists(index.tag, { signal });
-      if (existence.exists) {
+      const credentials = await pushCredentials();
+      const current = await (options.readIndex ?? readImageIndex)({ imageTag: index.tag, ...(credentials ? { pushCredentials: credentials } : {}), ...(signal ? { signal } : {}) });
+      const same =
+        current !== undefined &&
+        current.images.length === images.length &&
+        images.every((image) => current.images.some((c) => c.digest === image.digest && platformMatches(parsePlatform(c.platform), image.platform)));
+      if (same) {
         phase('present');
-        return done('present', existence.digest ? { digest: existence.digest } : {});
+        return done('present', { digest: current.digest });
       }
-    }
-    if (options.plan) {
+      if (options.plan) {
+        phase('missing', current ? 'the index names other images than the platforms\' current ones' : undefined);
+        return done('missing');
+      }
+    } else if (options.plan) {
       phase('missing');
       return done(useCache ? 'missing' : 'unchecked');
     }
     phase('pushing', `image index of ${members.map((m) => m.platform).join(', ')}`);
-    const pushCredentials = await options.registry.pushCredentials({ ...(signal ? { signal } : {}) });
+    const credentials = await pushCredentials();
     const pushed = await (options.pushIndex ?? pushImageIndex)({
       imageTag: index.tag,
-      images: members.map((m) => ({ digest: m.digest as string, platform: dockerPlatform(m.platform) })),
-      ...(pushCredentials ? { pushCredentials } : {}),
+      images,
+      ...(credentials ? { pushCredentials: credentials } : {}),
       ...(signal ? { signal } : {}),
     });
     phase('verifying');
     const existence = await options.registry.imageExists(index.tag, { signal });
-    if (!existence.exists) {
-      const reason = `The image index ${index.tag} was pushed, but the registry does not have it.`;
-      phase('failed', reason);
-      return done('failed', { reason });
-    }
+    if (!existence.exists) return fail(`The image index ${index.tag} was pushed, but the registry does not have it.`);
     phase('built');
     return done('built', { digest: existence.digest ?? pushed.digest });
   } catch (error) {
     if (signal?.aborted || error instanceof CancelledError) throw error;
+    // Credentials refused, or the registry unreachable: not this index's failure (see deploy()).
+    if (PrebuiltError.isInstance(error) && (error.code === 'auth' || (error.code === 'registry' && (error as RegistryError).status === undefined))) throw error;
     const failure = describeFailure(error);
-    phase('failed', failure.reason);
-    return done('failed', failure);
+    return fail(failure.reason, failure.hint);
   }
 }
 

@@ -3,7 +3,7 @@ import { Secret } from '../secret.js';
 import { InputError, RegistryError } from '../errors.js';
 import { pushImage, uniqueRepo } from './__fixtures__/push-image.js';
 import { registriesMissing, testServices } from './__fixtures__/test-services.js';
-import { pushImageIndex } from './image-index.js';
+import { pushImageIndex, readImageIndex } from './image-index.js';
 import { MediaType } from './media-types.js';
 import { RegistryClient } from './registry-client.js';
 
@@ -55,5 +55,39 @@ describe.skipIf(missing !== undefined)(suite('pushImageIndex against the real re
     await expect(pushImageIndex({ imageTag: `${host}/${repository}:x`, images: [], client })).rejects.toThrow(InputError);
     const d = `sha256:${'1'.repeat(64)}`;
     await expect(pushImageIndex({ imageTag: `${host}/${repository}:x`, images: [{ digest: d, platform: 'linux/arm64' }, { digest: d, platform: 'linux/arm64/v8' }], client })).rejects.toThrow(/twice/);
+  });
+
+  it('readImageIndex: the platform images an index names, [] for a single image, undefined for no tag', async () => {
+    const host = services.registries!.plain.host;
+    const repository = uniqueRepo('index-read');
+    const amd64 = await pushImage({ host }, repository, 'env-amd64', 'amd64');
+    const arm64 = await pushImage({ host }, repository, 'env-arm64', 'arm64');
+    const client = new RegistryClient({ dockerConfig: false });
+    const pushed = await pushImageIndex({
+      imageTag: `${host}/${repository}:env`,
+      images: [{ digest: amd64.digest, platform: 'linux/amd64' }, { digest: arm64.digest, platform: 'linux/arm64' }],
+      client,
+    });
+    expect(await readImageIndex({ imageTag: `${host}/${repository}:env`, client })).toEqual({
+      digest: pushed.digest,
+      images: [
+        { digest: amd64.digest, platform: 'linux/amd64' },
+        { digest: arm64.digest, platform: 'linux/arm64' },
+      ],
+    });
+    expect(await readImageIndex({ imageTag: `${host}/${repository}:env-amd64`, client })).toEqual({ digest: amd64.digest, images: [] });
+    expect(await readImageIndex({ imageTag: `${host}/${repository}:no-such-tag`, client })).toBeUndefined();
+  });
+
+  it('refuses to name an image that is itself an index (e.g. buildx with provenance attestations)', async () => {
+    const host = services.registries!.plain.host;
+    const repository = uniqueRepo('index-nested');
+    const amd64 = await pushImage({ host }, repository, 'env-amd64', 'amd64');
+    const client = new RegistryClient({ dockerConfig: false });
+    const inner = await pushImageIndex({ imageTag: `${host}/${repository}:inner`, images: [{ digest: amd64.digest, platform: 'linux/amd64' }], client });
+    const error = await pushImageIndex({ imageTag: `${host}/${repository}:outer`, images: [{ digest: inner.digest, platform: 'linux/amd64' }], client }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).message).toMatch(/is itself an image index/);
+    expect((error as InputError).hint).toMatch(/--provenance=false/);
   });
 });

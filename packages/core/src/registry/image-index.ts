@@ -1,8 +1,8 @@
 import type { RegistryCredentials } from '../contracts.js';
 import { InputError, RegistryError } from '../errors.js';
 import { parseImageRef } from './image-ref.js';
-import { MediaType } from './media-types.js';
-import { parsePlatform, platformMatches, type OciDescriptor } from './platform.js';
+import { MediaType, isIndexMediaType } from './media-types.js';
+import { formatPlatform, parsePlatform, platformMatches, type OciDescriptor } from './platform.js';
 import { RegistryClient } from './registry-client.js';
 
 const compareBytes = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -30,6 +30,41 @@ export interface PushedIndex {
   mediaType: string;
 }
 
+export interface ReadImageIndexOptions {
+  imageTag: string;
+  client?: RegistryClient;
+  pushCredentials?: RegistryCredentials;
+  signal?: AbortSignal;
+}
+
+export interface PublishedIndex {
+  digest: string;
+  /** The platform images it names (empty when the tag is a single image, not an index). */
+  images: ImageIndexEntry[];
+}
+
+/**
+ * The image index a tag names now, with the platform images it lists; undefined when the registry
+ * has no such tag. Lets a deploy tell an index that names other images than the platforms' current
+ * ones (a platform image rebuilt since) from one it can reuse.
+ */
+export async function readImageIndex(options: ReadImageIndexOptions): Promise<PublishedIndex | undefined> {
+  const client = options.client ?? new RegistryClient(options.pushCredentials ? { credentials: [options.pushCredentials] } : {});
+  let result: Awaited<ReturnType<RegistryClient['getManifest']>>;
+  try {
+    result = await client.getManifest(options.imageTag, options.signal ? { signal: options.signal } : {});
+  } catch (error) {
+    if (error instanceof RegistryError && error.status === 404) return undefined;
+    throw error;
+  }
+  if (!isIndexMediaType(result.mediaType)) return { digest: result.digest, images: [] };
+  const manifests = (result.manifest as { manifests?: OciDescriptor[] }).manifests ?? [];
+  return {
+    digest: result.digest,
+    images: manifests.flatMap((m) => (m.platform ? [{ digest: m.digest, platform: formatPlatform(m.platform) }] : [])),
+  };
+}
+
 /**
  * Publishes a multi-platform image: an image index (OCI) — or a Docker manifest list when every
  * image is a Docker v2 manifest — naming each platform's manifest, pushed under `imageTag`. Each
@@ -52,6 +87,11 @@ export async function pushImageIndex(options: PushImageIndexOptions): Promise<Pu
     const head = await client.headManifest({ ...target, reference: image.digest }, signalOpt);
     if (!head.exists) {
       throw new RegistryError(`the image ${image.digest} for ${image.platform} is not in ${target.registry}/${target.repository}; push it there before its index`, { registry: target.registry });
+    }
+    if (isIndexMediaType(head.mediaType)) {
+      throw new InputError(`the image ${image.digest} for ${image.platform} is itself an image index, which an image index cannot name`, {
+        hint: 'Build single-platform images (a builder that adds attestations makes an index of each: with buildx, --provenance=false).',
+      });
     }
     const size = head.size ?? (await client.getManifest({ ...target, reference: image.digest }, signalOpt)).size;
     descriptors.push({ mediaType: head.mediaType, digest: image.digest, size, platform: parsePlatform(image.platform) });

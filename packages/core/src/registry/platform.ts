@@ -46,6 +46,11 @@ export function parsePlatform(platform: string): OciPlatform {
   return variant ? { os, architecture, variant } : { os, architecture };
 }
 
+/** `os/architecture[/variant]`, as Docker writes a platform. */
+export function formatPlatform(p: OciPlatform): string {
+  return [p.os, p.architecture, p.variant].filter(Boolean).join('/');
+}
+
 function variantOf(p: OciPlatform): string | undefined {
   return p.variant ?? DEFAULT_VARIANT[p.architecture];
 }
@@ -67,7 +72,7 @@ export function selectPlatformManifest(index: ImageIndex, platform: string, imag
   const offered = index.manifests
     .map((entry) => entry.platform)
     .filter((p): p is OciPlatform => p !== undefined && p.os !== 'unknown')
-    .map((p) => [p.os, p.architecture, p.variant].filter(Boolean).join('/'));
+    .map(formatPlatform);
   throw new InputError(`image ${imageName} has no manifest for platform ${platform}; it offers ${offered.length ? offered.join(', ') : 'no platforms'}`, {
     hint: 'Choose a base image built for that platform, or build for one of the platforms it offers.',
   });
