@@ -351,6 +351,10 @@ describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environ
 
   it('for linux-64 and linux-aarch64 (oci): argo-workflows create --only-json puts each step on its multi-platform image index', async () => {
     const base = await pushMultiPlatformBase(services.baseImage!.ref);
+    // Its own copy of the flow: the lock it writes (for two platforms, which later runs without the
+    // setting would keep) must not be the one the other tests share.
+    const multiDir = join(fixtures.dir, 'flow-multi');
+    await writeFlow(multiDir, 'deploy_flow.py', DEPLOY_FLOW);
     const multiEnv = {
       ...env,
       METAFLOW_PREBUILT_PLATFORM: 'linux-64,linux-aarch64',
@@ -358,7 +362,7 @@ describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environ
       METAFLOW_PREBUILT_BASE_IMAGE: base,
       METAFLOW_PREBUILT_STATE_FILE: join(fixtures.dir, 'multi-platform-images.json'),
     };
-    const result = await runCli(['run', 'deploy_flow.py', '--no-pylint', 'argo-workflows', 'create', '--only-json'], { env: multiEnv, cwd: flowDir, timeoutMs: 900_000 });
+    const result = await runCli(['run', 'deploy_flow.py', '--no-pylint', 'argo-workflows', 'create', '--only-json'], { env: multiEnv, cwd: multiDir, timeoutMs: 900_000 });
     expect(result.code, result.stderr).toBe(0);
     const images = JSON.parse(await readFile(join(fixtures.dir, 'multi-platform-images.json'), 'utf8')) as ImageMapJson & {
       images: Record<string, { platforms?: Record<string, { image: string }> }>;
