@@ -93,7 +93,9 @@ await main(async (defer) => {
   });
   const map = JSON.parse((await prebuilt(['build', 'flow.py', '--json'], { cwd: project, env })).stdout);
   const step = map.steps.start;
-  const lockFile = JSON.parse(await readFile(join(project, 'flow.prebuilt.lock'), 'utf8'));
+  // core reads either lock format (version 1 for one platform, 2 for several) as step → platform → entry.
+  const { readLockFile } = await import(join(ROOT, 'packages/core/dist/index.js'));
+  const lockFile = await readLockFile(join(project, 'flow.prebuilt.lock'));
   const lock = lockFile.envs[lockFile.steps.start['linux-64']];
   const manifest = {
     // The same absolute prefix as in the image, so prefix replacement does the same work.

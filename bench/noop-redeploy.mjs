@@ -18,7 +18,7 @@
  *   pnpm build && bash scripts/test-services.sh up
  *   node bench/noop-redeploy.mjs [--runs 3] [--port 5181] [--json]
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -75,7 +75,8 @@ await main(async (defer) => {
   const conda = await import(join(ROOT, 'packages/conda/dist/index.js'));
   const localRegistry = (await import(join(ROOT, 'packages/local/dist/index.js'))).default;
   const registry = await localRegistry.create({}, { env, cwd: project });
-  const lockFile = JSON.parse(await readFile(join(project, 'flow.prebuilt.lock'), 'utf8'));
+  // core reads either lock format (version 1 for one platform, 2 for several) as step → platform → entry.
+  const lockFile = await core.readLockFile(join(project, 'flow.prebuilt.lock'));
   const runner = conda.createMaterializedRecipeRunner({ cacheDir, tempDir: dir });
   const builds = [];
   for (const envId of envIds) {
