@@ -19,6 +19,7 @@ import {
   type BuildRequest,
   type BuildResult,
   type BuildService,
+  secondsSetting,
 } from '@prebuilt/core';
 import { createTemporaryDockerConfig, type TemporaryDockerConfig } from './docker-config-dir.js';
 
@@ -65,26 +66,6 @@ interface Settings {
   logTailLines: number;
 }
 
-/** A positive number of seconds from an option or an env var. */
-export function parseSeconds(value: number | undefined, env: Record<string, string | undefined>, envVar: string, option: string, fallback: number): number {
-  if (value !== undefined) {
-    if (!Number.isFinite(value) || value <= 0) {
-      throw new ConfigError(`The option '${option}' must be a positive number of seconds, not ${value}.`, { setting: envVar });
-    }
-    return value;
-  }
-  const raw = env[envVar];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const parsed = Number(raw);
-  if (!Number.isFinite(parsed) || parsed <= 0) {
-    throw new ConfigError(`${envVar}='${raw}' is not a positive number of seconds.`, {
-      setting: envVar,
-      hint: `Set ${envVar} (or the option '${option}') to e.g. 3600.`,
-    });
-  }
-  return parsed;
-}
-
 function resolveSettings(options: BuildxBuildServiceOptions, env: Record<string, string | undefined>): Settings {
   const setting = (value: string | undefined, envVar: string, option: string, description: string) =>
     loadOptionalSetting({ value, envVar, option, description, env });
@@ -92,7 +73,7 @@ function resolveSettings(options: BuildxBuildServiceOptions, env: Record<string,
     docker: setting(options.docker, BUILDX_ENV.docker, 'docker', 'docker command') ?? 'docker',
     builder: setting(options.builder, BUILDX_ENV.builder, 'builder', 'buildx builder'),
     network: setting(options.network, BUILDX_ENV.network, 'network', 'buildx network') ?? 'host',
-    timeoutSeconds: parseSeconds(options.timeoutSeconds, env, BUILDX_ENV.timeout, 'timeoutSeconds', 3600),
+    timeoutSeconds: secondsSetting({ value: options.timeoutSeconds, envVar: BUILDX_ENV.timeout, option: 'timeoutSeconds', fallback: 3600, env }),
     extraArgs: [...(options.extraArgs ?? [])],
     killGraceMs: (options.killGraceSeconds ?? 10) * 1000,
     logTailLines: options.logTailLines ?? 30,

@@ -22,6 +22,7 @@ import {
   type BuildResult,
   type BuildService,
   type RegistryCredentials,
+  secondsSetting,
 } from '@prebuilt/core';
 import { DIGEST_LINE, DIGEST_VARIABLE, buildspec, ecrRegion, type RegistryLogin } from './buildspec.js';
 import { createContextZip } from './context-zip.js';
@@ -102,14 +103,7 @@ function resolveSettings(options: CodeBuildBuildServiceOptions, env: Record<stri
       hint: `Set ${CODEBUILD_ENV.bucket} (or the option 'bucket') to e.g. s3://my-bucket/prebuilt.`,
     });
   }
-  const rawTimeout = options.timeoutSeconds ?? env[CODEBUILD_ENV.timeout];
-  const timeoutSeconds = rawTimeout === undefined || rawTimeout === '' ? 3600 : Number(rawTimeout);
-  if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) {
-    throw new ConfigError(`The CodeBuild timeout '${rawTimeout}' is not a positive number of seconds.`, {
-      setting: CODEBUILD_ENV.timeout,
-      hint: `Set ${CODEBUILD_ENV.timeout} (or the option 'timeoutSeconds') to e.g. 3600.`,
-    });
-  }
+  const timeoutSeconds = secondsSetting({ value: options.timeoutSeconds, envVar: CODEBUILD_ENV.timeout, option: 'timeoutSeconds', fallback: 3600, env });
   const parameter = optional(options.registryPasswordParameter, CODEBUILD_ENV.registryParameter, 'registryPasswordParameter', 'registry password parameter');
   const secret = optional(options.registryPasswordSecret, CODEBUILD_ENV.registrySecret, 'registryPasswordSecret', 'registry password secret');
   if (parameter && secret) {

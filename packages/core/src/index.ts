@@ -247,6 +247,7 @@ export {
   parseHost,
   checkRepository,
   pullConfigFromSettings,
+  secondsSetting,
   type PullSettings,
 } from './backend-kit/settings.js';
 export { checkSignal, resolveBaseImage, type ResolveBaseImageOptions } from './backend-kit/base-image.js';

@@ -20,6 +20,7 @@ import {
   type BuildRequest,
   type BuildResult,
   type BuildService,
+  secondsSetting,
 } from '@prebuilt/core';
 import { createContextStore, parseBucketLocation, type ContextStore } from './context-store.js';
 import { BUILD_LABEL, CONTAINER_NAME, dockerConfigSecret, kanikoJob } from './kaniko-manifests.js';
@@ -96,19 +97,6 @@ interface Settings {
   logTailLines: number;
 }
 
-function parseSeconds(value: number | undefined, env: Record<string, string | undefined>): number {
-  const raw = value ?? env[KANIKO_ENV.timeout];
-  if (raw === undefined || raw === '') return 3600;
-  const parsed = typeof raw === 'number' ? raw : Number(raw);
-  if (!Number.isFinite(parsed) || parsed <= 0) {
-    throw new ConfigError(`The kaniko timeout '${raw}' is not a positive number of seconds.`, {
-      setting: KANIKO_ENV.timeout,
-      hint: `Set ${KANIKO_ENV.timeout} (or the option 'timeoutSeconds') to e.g. 3600.`,
-    });
-  }
-  return parsed;
-}
-
 function resolveSettings(options: KanikoBuildServiceOptions, env: Record<string, string | undefined>): Settings {
   const optional = (value: string | undefined, envVar: string, option: string, description: string) =>
     loadOptionalSetting({ value, envVar, option, description, env });
@@ -127,7 +115,7 @@ function resolveSettings(options: KanikoBuildServiceOptions, env: Record<string,
     image: optional(options.image, KANIKO_ENV.image, 'image', 'kaniko executor image') ?? DEFAULT_KANIKO_IMAGE,
     cpu: optional(options.cpu, KANIKO_ENV.cpu, 'cpu', 'executor CPU'),
     memory: optional(options.memory, KANIKO_ENV.memory, 'memory', 'executor memory'),
-    timeoutSeconds: parseSeconds(options.timeoutSeconds, env),
+    timeoutSeconds: secondsSetting({ value: options.timeoutSeconds, envVar: KANIKO_ENV.timeout, option: 'timeoutSeconds', fallback: 3600, env }),
     extraArgs: options.extraArgs ?? (extraText ? extraText.split(/\s+/).filter(Boolean) : []),
     executorEnv: { ...options.executorEnv },
     logTailLines: options.logTailLines ?? 30,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../errors.js';
-import { PULL_ENV, checkRepository, envTag, parseHost, pullConfigFromSettings } from './settings.js';
+import { PULL_ENV, checkRepository, envTag, parseHost, pullConfigFromSettings, secondsSetting } from './settings.js';
 
 describe('envTag', () => {
   it('is <repository>:env-<envId>-<arch> for both platforms', () => {
@@ -72,5 +72,31 @@ describe('pullConfigFromSettings', () => {
     expect(() => pullConfigFromSettings({ batchRepositoryCredentials: 'hub-secret' }, {})).toThrow(
       expect.objectContaining({ setting: PULL_ENV.batchRepositoryCredentials }),
     );
+  });
+});
+
+describe('secondsSetting', () => {
+  const input = { envVar: 'X_TIMEOUT', option: 'timeoutSeconds', fallback: 3600 };
+  it('takes the option, else the env var, else the fallback', () => {
+    expect(secondsSetting({ ...input, value: 5, env: { X_TIMEOUT: '9' } })).toBe(5);
+    expect(secondsSetting({ ...input, value: undefined, env: { X_TIMEOUT: '9.5' } })).toBe(9.5);
+    expect(secondsSetting({ ...input, value: undefined, env: { X_TIMEOUT: ' ' } })).toBe(3600);
+    expect(secondsSetting({ ...input, value: undefined, env: {} })).toBe(3600);
+  });
+
+  it('refuses what is not a positive number, naming the setting', () => {
+    expect(() => secondsSetting({ ...input, value: 0, env: {} })).toThrow(/The option 'timeoutSeconds' must be a positive number of seconds, not 0\./);
+    const error = (() => {
+      try {
+        secondsSetting({ ...input, value: undefined, env: { X_TIMEOUT: 'soon' } });
+      } catch (e) {
+        return e as ConfigError;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.message).toBe("X_TIMEOUT='soon' is not a positive number of seconds.");
+    expect(error!.setting).toBe('X_TIMEOUT');
+    expect(error!.hint).toBe("Set X_TIMEOUT (or the option 'timeoutSeconds') to e.g. 3600.");
   });
 });

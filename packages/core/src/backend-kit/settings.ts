@@ -39,6 +39,36 @@ export function envTag(repository: string, { envId, platform, platforms }: Image
   return `${repository}:env-${envId}-${arch}`;
 }
 
+/**
+ * A positive number of seconds (a build service's timeout): the option when given, else the env
+ * var, else `fallback`. A value that is not a positive number is a ConfigError naming the setting.
+ */
+export function secondsSetting(input: {
+  value: number | undefined;
+  envVar: string;
+  option: string;
+  fallback: number;
+  env: Record<string, string | undefined>;
+}): number {
+  const { value, envVar, option, fallback, env } = input;
+  if (value !== undefined) {
+    if (!Number.isFinite(value) || value <= 0) {
+      throw new ConfigError(`The option '${option}' must be a positive number of seconds, not ${value}.`, { setting: envVar });
+    }
+    return value;
+  }
+  const raw = env[envVar];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const parsed = Number(raw);
+  if (!Number.isFinite(parsed) || parsed <= 0) {
+    throw new ConfigError(`${envVar}='${raw}' is not a positive number of seconds.`, {
+      setting: envVar,
+      hint: `Set ${envVar} (or the option '${option}') to e.g. ${fallback}.`,
+    });
+  }
+  return parsed;
+}
+
 /** A registry host (`host[:port]`, no scheme, no path). */
 export function parseHost(value: string, envVar: string, option: string): string {
   const hint = `Set ${envVar} (or the option '${option}') to a registry host such as docker.io or 127.0.0.1:5000, without https://.`;
