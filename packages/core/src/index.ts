@@ -223,6 +223,7 @@ export {
   type RecipeRunnerLike,
 } from './recipes/select.js';
 export { writeFileAtomic } from './atomic-write.js';
+export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntry, type TreeEntryKind } from './file-tree.js';
 export { acquireFileLock, type AcquireOptions, type FileLock, type LockOwner } from './file-lock.js';
 export {
   deploy,

@@ -5,6 +5,7 @@ import {
   InputError,
   MediaType,
   PREFIX_LAYERS_FILE,
+  listTree,
   parsePrefixLayers,
   type ImageManifest,
   type OciDescriptor,
@@ -12,7 +13,7 @@ import {
   type RegistryClient,
 } from '@prebuilt/core';
 import { expand, parseDockerfile, renderWord, type Instruction } from './dockerfile.js';
-import { imagePath, listTree, type LayerEntry } from './layer.js';
+import { imagePath, type LayerEntry } from './layer.js';
 
 /** Media types of an image in the Docker v2 or the OCI format. */
 export interface ImageFormat {
@@ -234,7 +235,7 @@ async function planCopy(
       if (instruction.sources.length === 1 && prefixLayers && rel === prefixLayers.prefixDir) {
         return splitPrefix(full, dest, prefixLayers, instruction.text);
       }
-      for (const entry of await listTree(full)) {
+      for (const entry of await listTree(full, 'an image layer')) {
         entries.push({ path: imagePath(dest, entry.rel), kind: entry.kind, mode: entry.mode, ...(entry.kind === 'directory' ? {} : { source: join(full, entry.rel) }) });
       }
       entries.push({ path: imagePath(dest, ''), kind: 'directory' });
@@ -251,7 +252,7 @@ async function planCopy(
 
 /** One layer per package (its own entries), then one layer with every entry no package owns. */
 async function splitPrefix(dir: string, dest: string, layers: PrefixLayers, text: string): Promise<PlannedLayer[]> {
-  const tree = await listTree(dir);
+  const tree = await listTree(dir, 'an image layer');
   const byRel = new Map(tree.map((e) => [e.rel, e]));
   const owned = new Set<string>();
   const out: PlannedLayer[] = [];

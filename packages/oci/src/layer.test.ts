@@ -6,7 +6,8 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { extract } from 'tar-stream';
 import { CancelledError } from '@prebuilt/core';
-import { buildLayer, completeEntries, deterministicGzip, layerMode, listTree, type LayerEntry } from './layer.js';
+import { normalisedMode, listTree } from '@prebuilt/core';
+import { buildLayer, completeEntries, deterministicGzip, type LayerEntry } from './layer.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -36,7 +37,7 @@ async function entriesOf(blob: Uint8Array): Promise<{ name: string; mode: number
 }
 
 async function treeEntries(dest: string): Promise<LayerEntry[]> {
-  return (await listTree(dir)).map((e) => ({ path: `${dest}/${e.rel}`, kind: e.kind, mode: e.mode, ...(e.kind === 'directory' ? {} : { source: join(dir, e.rel) }) }));
+  return (await listTree(dir, 'an image layer')).map((e) => ({ path: `${dest}/${e.rel}`, kind: e.kind, mode: e.mode, ...(e.kind === 'directory' ? {} : { source: join(dir, e.rel) }) }));
 }
 
 describe('deterministicGzip', () => {
@@ -82,11 +83,11 @@ describe('buildLayer', () => {
     expect(Buffer.from(b.blob).equals(Buffer.from(a.blob))).toBe(true);
   });
 
-  it('completeEntries adds parents once and sorts bytewise; layerMode normalises', () => {
+  it('completeEntries adds parents once and sorts bytewise; normalisedMode normalises', () => {
     const done = completeEntries([{ path: 'a/b/c', kind: 'file', source: '/x' }, { path: 'a/B', kind: 'file', source: '/y' }]);
     expect(done.map((e) => e.path)).toEqual(['a', 'a/B', 'a/b', 'a/b/c']);
-    expect(layerMode('file', 0o100700)).toBe(0o755);
-    expect(layerMode('file', 0o100600)).toBe(0o644);
-    expect(layerMode('directory', 0o700)).toBe(0o755);
+    expect(normalisedMode('file', 0o100700)).toBe(0o755);
+    expect(normalisedMode('file', 0o100600)).toBe(0o644);
+    expect(normalisedMode('directory', 0o700)).toBe(0o755);
   });
 });

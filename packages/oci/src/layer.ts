@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { readFile, readlink } from 'node:fs/promises';
+import { posix } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Gzip } from 'fflate';
 import { pack, type Header as TarHeaders } from 'tar-stream';
-import { CancelledError, InputError } from '@prebuilt/core';
+import { CancelledError, compareBytes, normalisedMode } from '@prebuilt/core';
 
 /** One entry of a layer: where it goes in the image and where its content comes from. */
 export interface LayerEntry {
@@ -29,42 +29,11 @@ export interface BuiltLayer {
   entries: number;
 }
 
-/** Byte-order comparison of strings (as UTF-8), independent of locale. */
-export function compareBytes(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
-/** The mode an entry gets in a layer: 0755 for directories and executables, 0644 for other files, 0777 for symlinks. */
-export function layerMode(kind: LayerEntry['kind'], mode: number | undefined): number {
-  if (kind === 'directory') return 0o755;
-  if (kind === 'symlink') return 0o777;
-  return (mode ?? 0) & 0o111 ? 0o755 : 0o644;
-}
-
 /** `a/b/c` → [`a`, `a/b`]: the directories leading to a path. */
 export function parentDirs(path: string): string[] {
   const parts = path.split('/');
   const out: string[] = [];
   for (let i = 1; i < parts.length; i++) out.push(parts.slice(0, i).join('/'));
-  return out;
-}
-
-/** Every entry under `dir` (relative paths), sorted bytewise; devices, sockets and FIFOs are refused. */
-export async function listTree(dir: string): Promise<{ rel: string; kind: LayerEntry['kind']; mode: number }[]> {
-  const out: { rel: string; kind: LayerEntry['kind']; mode: number }[] = [];
-  const walk = async (rel: string): Promise<void> => {
-    for (const name of (await readdir(rel === '' ? dir : join(dir, rel))).sort(compareBytes)) {
-      const child = rel === '' ? name : `${rel}/${name}`;
-      const info = await lstat(join(dir, child));
-      if (info.isDirectory()) {
-        out.push({ rel: child, kind: 'directory', mode: info.mode });
-        await walk(child);
-      } else if (info.isSymbolicLink()) out.push({ rel: child, kind: 'symlink', mode: info.mode });
-      else if (info.isFile()) out.push({ rel: child, kind: 'file', mode: info.mode });
-      else throw new InputError(`'${join(dir, child)}' is neither a file, a directory nor a symlink; it cannot go into an image layer.`);
-    }
-  };
-  await walk('');
   return out;
 }
 
@@ -135,7 +104,7 @@ export async function tarLayer(entries: readonly LayerEntry[], options: { mtime?
     }
     const header: Partial<TarHeaders> & { name: string } = {
       name: item.kind === 'directory' ? `${item.path}/` : item.path,
-      mode: layerMode(item.kind, item.mode),
+      mode: normalisedMode(item.kind, item.mode),
       uid: 0,
       gid: 0,
       uname: '',

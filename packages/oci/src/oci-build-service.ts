@@ -15,6 +15,7 @@ import {
   type RegistryClientOptions,
   type RetryPolicy,
   type UploadBlobResult,
+  sourceDateEpoch,
 } from '@prebuilt/core';
 import { BuildInputProblem, dockerfileInstructions, fetchBase, fromRef, imageConfig, imageManifest, planImage } from './image-assembly.js';
 import { LayerCache, defaultLayerCacheDir } from './layer-cache.js';
@@ -86,12 +87,7 @@ function epochSetting(value: number | undefined, env: Record<string, string | un
     if (!Number.isInteger(value) || value < 0) throw new ConfigError(`The oci option sourceDateEpoch is ${value}, not a whole number of seconds ≥ 0.`);
     return value;
   }
-  const raw = env['SOURCE_DATE_EPOCH'];
-  if (raw === undefined || raw === '') return 0;
-  if (!/^\d+$/.test(raw)) {
-    throw new ConfigError(`SOURCE_DATE_EPOCH is '${raw}', not a whole number of seconds.`, { setting: 'SOURCE_DATE_EPOCH', hint: 'Set it to a Unix timestamp, or unset it.' });
-  }
-  return Number(raw);
+  return sourceDateEpoch(env);
 }
 
 /** Resolved settings of the service. */

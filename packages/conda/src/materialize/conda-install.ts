@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { LockedPackage } from '@prebuilt/core';
+import { compareBytes, type LockedPackage } from '@prebuilt/core';
 import { decompressBzip2, decompressZstd, readTar, readZip, type ArchiveEntry } from './archive.js';
 import { ArchiveError, InstallError } from './errors.js';
 import { LEGACY_PLACEHOLDER, replaceBinary, replaceText } from './prefix-replace.js';
@@ -248,7 +248,7 @@ export async function installCondaPackage(
     }
   }
 
-  pathsData.sort((a, b) => compare(String(a._path), String(b._path)));
+  pathsData.sort((a, b) => compareBytes(String(a._path), String(b._path)));
   const suffix = `/${pkg.subdir ?? index.subdir ?? ''}/${pkg.filename}`;
   const channel = pkg.url.endsWith(suffix) ? pkg.url.slice(0, -suffix.length) : pkg.url.slice(0, pkg.url.lastIndexOf('/'));
   const record: CondaMetaRecord = {
@@ -279,7 +279,3 @@ export async function installCondaPackage(
   return { record, hasLinkScripts, clobbered };
 }
 
-/** Byte-order comparison of strings (locale-independent, deterministic). */
-export function compare(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}

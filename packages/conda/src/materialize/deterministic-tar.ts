@@ -1,65 +1,21 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { chmod, lstat, lutimes, readdir, readFile, readlink, rename, rm } from 'node:fs/promises';
+import { chmod, lutimes, readFile, readlink, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
-import { ConfigError } from '@prebuilt/core';
-import { compare } from './conda-install.js';
+import { compareBytes, listTree, normalisedMode, sourceDateEpoch } from '@prebuilt/core';
 
-/** `SOURCE_DATE_EPOCH` when set (seconds since 1970), else 0. */
-export function sourceDateEpoch(env: Record<string, string | undefined> = process.env): number {
-  const raw = env.SOURCE_DATE_EPOCH;
-  if (raw === undefined || raw === '') return 0;
-  if (!/^\d+$/.test(raw)) {
-    throw new ConfigError(`SOURCE_DATE_EPOCH is '${raw}', not a whole number of seconds.`, {
-      setting: 'SOURCE_DATE_EPOCH',
-      hint: 'Set SOURCE_DATE_EPOCH to a Unix timestamp, e.g. `git log -1 --format=%ct`, or unset it.',
-    });
-  }
-  return Number(raw);
-}
-
-/** The mode every entry gets: 0755 for directories and executables, 0644 for other files. */
-export function normalisedMode(kind: 'file' | 'directory' | 'symlink', mode: number): number {
-  if (kind === 'directory') return 0o755;
-  if (kind === 'symlink') return 0o777;
-  return mode & 0o111 ? 0o755 : 0o644;
-}
-
-interface TreeEntry {
-  rel: string;
-  kind: 'file' | 'directory' | 'symlink';
-  mode: number;
-}
-
-/** Every entry under `dir`, relative, sorted bytewise; devices, sockets and FIFOs are refused. */
-async function listTree(dir: string): Promise<TreeEntry[]> {
-  const out: TreeEntry[] = [];
-  const walk = async (rel: string): Promise<void> => {
-    const names = (await readdir(rel === '' ? dir : join(dir, rel))).sort(compare);
-    for (const name of names) {
-      const child = rel === '' ? name : `${rel}/${name}`;
-      const info = await lstat(join(dir, child));
-      if (info.isDirectory()) {
-        out.push({ rel: child, kind: 'directory', mode: info.mode });
-        await walk(child);
-      } else if (info.isSymbolicLink()) out.push({ rel: child, kind: 'symlink', mode: info.mode });
-      else if (info.isFile()) out.push({ rel: child, kind: 'file', mode: info.mode });
-      else throw new ConfigError(`'${join(dir, child)}' is neither a file, a directory nor a symlink; it cannot go into an image context.`);
-    }
-  };
-  await walk('');
-  return out.sort((a, b) => compare(a.rel, b.rel));
-}
+// Where this package's callers and tests import it from.
+export { sourceDateEpoch };
 
 /**
  * Sets every entry under `dir` to its normalised mode and the given mtime, so that any tool that
  * tars the directory (a build service's own context upload) sees the same metadata.
  */
 export async function normaliseTree(dir: string, mtime: number = sourceDateEpoch()): Promise<void> {
-  const entries = await listTree(dir);
+  const entries = await listTree(dir, 'an image context');
   const time = new Date(mtime * 1000);
   // Deepest first, so setting a directory's mtime is not undone by changes inside it.
   for (const entry of entries.reverse()) {
@@ -105,13 +61,13 @@ export async function writeDeterministicTar(
     const parts = root.split('/');
     for (let i = 1; i <= parts.length; i++) items.push({ name: parts.slice(0, i).join('/'), kind: 'directory', mode: 0o755 });
   }
-  for (const entry of await listTree(dir)) {
+  for (const entry of await listTree(dir, 'an image context')) {
     items.push({ name: root === '' ? entry.rel : `${root}/${entry.rel}`, kind: entry.kind, mode: entry.mode, source: join(dir, entry.rel) });
   }
   for (const extra of options.extraFiles ?? []) {
     items.push({ name: posix.normalize(extra.path), kind: 'file', mode: extra.mode ?? 0o644, content: extra.content });
   }
-  items.sort((a, b) => compare(a.name, b.name));
+  items.sort((a, b) => compareBytes(a.name, b.name));
 
   const tar = pack();
   const hash = createHash('sha256');

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, rm, stat } from 'node:fs/promises';
-import { CancelledError, ConfigError, createLogger, type LockedEnv } from '@prebuilt/core';
+import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv } from '@prebuilt/core';
 import { PackageCache, type DownloadProgress } from '../cache/package-cache.js';
-import { compare, installCondaPackage } from './conda-install.js';
+import { installCondaPackage } from './conda-install.js';
 import { normaliseTree, sourceDateEpoch } from './deterministic-tar.js';
 import { PrefixWriter } from './prefix-writer.js';
 import { installWheel } from './wheel-install.js';
@@ -151,7 +151,7 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
       else byLabel.set(label, [rel]);
     }
     for (const pkg of lock.packages) {
-      const files = (byLabel.get(pkg.filename) ?? []).sort(compare);
+      const files = (byLabel.get(pkg.filename) ?? []).sort(compareBytes);
       packageFiles.push({ kind: pkg.kind, name: pkg.name, version: pkg.version, filename: pkg.filename, sha256: pkg.sha256.toLowerCase(), files });
     }
     await normaliseTree(temp, mtime);

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import type { LockedPackage } from '@prebuilt/core';
+import { compareBytes, type LockedPackage } from '@prebuilt/core';
 import { readZip } from './archive.js';
 import { ArchiveError, InstallError } from './errors.js';
 import { safeRelativePath, type PrefixWriter } from './prefix-writer.js';
 import { entryPointScript, parseEntryPointsIni, shebang } from './scripts.js';
-import { compare, sitePackagesDir } from './conda-install.js';
+import { sitePackagesDir } from './conda-install.js';
 
 export interface WheelInstallOptions {
   writer: PrefixWriter;
@@ -174,11 +174,11 @@ export async function installWheel(data: Buffer, pkg: LockedPackage, options: Wh
 
   const recordPath = `${sitePackages}/${distInfo}/RECORD`;
   const rows = [...installed.entries()]
-    .sort(([a], [b]) => compare(a, b))
+    .sort(([a], [b]) => compareBytes(a, b))
     .map(([path, { hash, size }]) => [posix.relative(sitePackages, path), hash, hash ? String(size) : ''].map(csvField).join(','));
   rows.push(`${posix.relative(sitePackages, recordPath)},,`);
   await writer.writeFile(recordPath, `${rows.join('\n')}\n`, 0o644, label);
 
-  const files = [...installed.keys(), recordPath].sort(compare);
+  const files = [...installed.keys(), recordPath].sort(compareBytes);
   return { distInfo: `${sitePackages}/${distInfo}`, files, clobbered };
 }

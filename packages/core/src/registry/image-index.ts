@@ -1,11 +1,11 @@
 import type { RegistryCredentials } from '../contracts.js';
 import { InputError, RegistryError } from '../errors.js';
+import { compareBytes } from '../file-tree.js';
 import { parseImageRef } from './image-ref.js';
 import { MediaType, isIndexMediaType } from './media-types.js';
 import { formatPlatform, parsePlatform, platformMatches, type OciDescriptor } from './platform.js';
 import { RegistryClient } from './registry-client.js';
 
-const compareBytes = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
 /** One platform's image, already pushed to the repository of the index tag. */
 export interface ImageIndexEntry {

@@ -1,0 +1,66 @@
+/**
+ * What makes a directory tree give the same bytes on every machine, shared by the materializer's
+ * deterministic tar (`@prebuilt/conda`) and the daemonless image layers (`@prebuilt/oci`): bytewise
+ * path order, normalised modes, the SOURCE_DATE_EPOCH mtime, and a listing that refuses what
+ * cannot go into an image.
+ */
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ConfigError, InputError } from './errors.js';
+
+/** Byte-order comparison of strings (as UTF-8), independent of locale. */
+export function compareBytes(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+export type TreeEntryKind = 'file' | 'directory' | 'symlink';
+
+/** The mode every entry gets: 0755 for directories and executables, 0644 for other files, 0777 for symlinks. */
+export function normalisedMode(kind: TreeEntryKind, mode: number | undefined): number {
+  if (kind === 'directory') return 0o755;
+  if (kind === 'symlink') return 0o777;
+  return (mode ?? 0) & 0o111 ? 0o755 : 0o644;
+}
+
+export interface TreeEntry {
+  /** Path relative to the listed directory, `/`-separated. */
+  rel: string;
+  kind: TreeEntryKind;
+  /** Mode as on disk (lstat). */
+  mode: number;
+}
+
+/**
+ * Every entry under `dir`, relative, sorted bytewise by path. Devices, sockets and FIFOs are an
+ * InputError saying they cannot go into `destination` (e.g. `an image layer`).
+ */
+export async function listTree(dir: string, destination: string): Promise<TreeEntry[]> {
+  const out: TreeEntry[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(rel === '' ? dir : join(dir, rel))).sort(compareBytes)) {
+      const child = rel === '' ? name : `${rel}/${name}`;
+      const info = await lstat(join(dir, child));
+      if (info.isDirectory()) {
+        out.push({ rel: child, kind: 'directory', mode: info.mode });
+        await walk(child);
+      } else if (info.isSymbolicLink()) out.push({ rel: child, kind: 'symlink', mode: info.mode });
+      else if (info.isFile()) out.push({ rel: child, kind: 'file', mode: info.mode });
+      else throw new InputError(`'${join(dir, child)}' is neither a file, a directory nor a symlink; it cannot go into ${destination}.`);
+    }
+  };
+  await walk('');
+  return out.sort((a, b) => compareBytes(a.rel, b.rel));
+}
+
+/** `SOURCE_DATE_EPOCH` when set (seconds since 1970), else 0. */
+export function sourceDateEpoch(env: Record<string, string | undefined> = process.env): number {
+  const raw = env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === '') return 0;
+  if (!/^\d+$/.test(raw)) {
+    throw new ConfigError(`SOURCE_DATE_EPOCH is '${raw}', not a whole number of seconds.`, {
+      setting: 'SOURCE_DATE_EPOCH',
+      hint: 'Set SOURCE_DATE_EPOCH to a Unix timestamp, e.g. `git log -1 --format=%ct`, or unset it.',
+    });
+  }
+  return Number(raw);
+}
