@@ -8,6 +8,27 @@ import { createHash } from 'node:crypto';
 import type { EnvRequest } from './env-model.js';
 
 /**
+ * Readable JSON with object keys sorted at every level and `undefined` members left out (as a lock
+ * file or conda metadata is written): equal content gives equal text. No trailing newline.
+ */
+export function stableJson(value: unknown, indent = 2): string {
+  return JSON.stringify(sortKeys(value), null, indent);
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) {
+      const v = (value as Record<string, unknown>)[key];
+      if (v !== undefined) out[key] = sortKeys(v);
+    }
+    return out;
+  }
+  return value;
+}
+
+/**
  * JSON with object keys sorted (by UTF-16 code unit, recursively) and no whitespace.
  * Array order is kept. Throws a TypeError for values JSON cannot represent faithfully
  * (undefined, functions, symbols, bigint, non-finite numbers), so two different values

@@ -46,6 +46,7 @@ export {
 } from './env-model.js';
 export {
   canonicalJson,
+  stableJson,
   canonicalRequest,
   normalizeCondaName,
   normalizePypiName,

@@ -14,7 +14,7 @@ import { basename, dirname, extname, join } from 'node:path';
 import { writeFileAtomic } from './atomic-write.js';
 import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage } from './env-model.js';
 import { ConfigError, InputError, errorMessage } from './errors.js';
-import { canonicalJson, sha256Hex, specHash } from './identity.js';
+import { canonicalJson, sha256Hex, specHash, stableJson } from './identity.js';
 
 /** The newest format version of the lock file (see the module comment); a file with another is stale. */
 export const LOCK_FILE_VERSION = 2;
@@ -72,19 +72,6 @@ export function lockFilePath(flowFile: string): string {
   return join(dirname(flowFile), `${ext ? name.slice(0, -ext.length) : name}.prebuilt.lock`);
 }
 
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value).sort()) {
-      const v = (value as Record<string, unknown>)[key];
-      if (v !== undefined) out[key] = sortKeys(v);
-    }
-    return out;
-  }
-  return value;
-}
-
 /** Conda packages first, then wheels; each group by name, then url. */
 export function comparePackages(a: LockedPackage, b: LockedPackage): number {
   if (a.kind !== b.kind) return a.kind === 'conda' ? -1 : 1;
@@ -128,7 +115,7 @@ export function serializeLockFile(lock: LockFile): string {
     lockVersion === 1
       ? Object.fromEntries(Object.entries(lock.steps).map(([step, locks]) => [step, locks === null ? null : (Object.values(locks)[0] ?? null)]))
       : lock.steps;
-  return `${JSON.stringify(sortKeys({ ...lock, lockVersion, envs, steps }), null, 2)}\n`;
+  return `${stableJson({ ...lock, lockVersion, envs, steps })}\n`;
 }
 
 // ---------------------------------------------------------------------------------------------
