@@ -220,8 +220,6 @@ export {
   recipeVersion,
   writeContextFiles,
   createMicromambaRecipeRunner,
-  type PreparedRecipeBuild,
-  type RecipeRunnerLike,
 } from './recipes/select.js';
 export { writeFileAtomic } from './atomic-write.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntry, type TreeEntryKind } from './file-tree.js';

@@ -9,8 +9,8 @@ import {
   serializePrefixLayers,
   writeContextFiles,
   writeFileAtomic,
-  type PreparedRecipeBuild,
-  type RecipeRunnerLike,
+  type PreparedBuild,
+  type RecipeRunner,
 } from '@prebuilt/core';
 import { PackageCache, type PackageCacheOptions } from '../cache/package-cache.js';
 import { materializeEnv, type MaterializeResult } from './materialize.js';
@@ -30,12 +30,12 @@ export interface MaterializedRecipeRunnerOptions extends PackageCacheOptions {
  * The RecipeRunner of the default recipe: materializes the locked env into `prefix/` of a fresh
  * build context and renders the materialized Dockerfile (COPY, ENV, LABEL only).
  */
-export function createMaterializedRecipeRunner(options: MaterializedRecipeRunnerOptions = {}): RecipeRunnerLike {
+export function createMaterializedRecipeRunner(options: MaterializedRecipeRunnerOptions = {}): RecipeRunner {
   const cache = options.cache ?? new PackageCache(options);
   return {
     name: 'materialized',
     version: MATERIALIZED_RECIPE_VERSION,
-    async prepare(input): Promise<PreparedRecipeBuild> {
+    async prepare(input): Promise<PreparedBuild> {
       const recipe = materializedRecipe({ lock: input.lock, envId: input.envId, prefix: input.prefix, base: input.base });
       const contextDir = await mkdtemp(join(options.tempDir ?? tmpdir(), `prebuilt-context-${input.envId}-`));
       try {

@@ -1,33 +1,10 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { BaseImageIdentity } from '../contracts.js';
-import type { LockedEnv } from '../env-model.js';
+import type { PreparedBuild, RecipeRunner } from '../deploy/orchestrator.js';
 import { materializedRecipe, MATERIALIZED_RECIPE_VERSION } from './materialized.js';
 import { micromambaRecipe, MICROMAMBA_RECIPE_VERSION, type MicromambaRecipeOptions } from './micromamba.js';
 import type { ContextFile, Recipe, RecipeInput, RecipeName } from './recipe.js';
-
-/** A prepared build context (the shape the deploy orchestrator's RecipeRunner returns). */
-export interface PreparedRecipeBuild {
-  dockerfile: string;
-  contextDir: string;
-  /** Removes the context directory. */
-  dispose(): Promise<void>;
-}
-
-/** What the deploy orchestrator calls to prepare a build (structurally its RecipeRunner). */
-export interface RecipeRunnerLike {
-  name: string;
-  version: string;
-  prepare(input: {
-    lock: LockedEnv;
-    envId: string;
-    prefix: string;
-    base: BaseImageIdentity;
-    signal?: AbortSignal;
-    onProgress?: (progress: { phase: 'downloading' | 'materializing'; done: number; total: number }) => void;
-  }): Promise<PreparedRecipeBuild>;
-}
 
 /** The version of a recipe (it feeds the envId). */
 export function recipeVersion(name: RecipeName): string {
@@ -53,11 +30,11 @@ export async function writeContextFiles(dir: string, files: readonly ContextFile
  * the pip requirements. (The materialized recipe's runner is in @prebuilt/conda, which lays out
  * the prefix.)
  */
-export function createMicromambaRecipeRunner(options: MicromambaRecipeOptions & { tempDir?: string } = {}): RecipeRunnerLike {
+export function createMicromambaRecipeRunner(options: MicromambaRecipeOptions & { tempDir?: string } = {}): RecipeRunner {
   return {
     name: 'micromamba',
     version: MICROMAMBA_RECIPE_VERSION,
-    async prepare(input): Promise<PreparedRecipeBuild> {
+    async prepare(input): Promise<PreparedBuild> {
       const recipe = micromambaRecipe({ lock: input.lock, envId: input.envId, prefix: input.prefix, base: input.base }, options);
       const contextDir = await mkdtemp(join(options.tempDir ?? tmpdir(), `prebuilt-context-${input.envId}-`));
       try {
