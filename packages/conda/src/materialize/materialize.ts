@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, rm, stat } from 'node:fs/promises';
-import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv } from '@prebuilt/core';
+import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type PrefixLayersPackage } from '@prebuilt/core';
 import { PackageCache, type DownloadProgress } from '../cache/package-cache.js';
 import { installCondaPackage } from './conda-install.js';
 import { normaliseTree, sourceDateEpoch } from './deterministic-tar.js';
@@ -50,15 +50,8 @@ export interface MaterializeResult {
   packageFiles: PackageFiles[];
 }
 
-/** The entries (relative to the prefix, sorted) one locked package installed. */
-export interface PackageFiles {
-  kind: 'conda' | 'pypi';
-  name: string;
-  version: string;
-  filename: string;
-  sha256: string;
-  files: string[];
-}
+/** The entries (relative to the prefix, sorted) one locked package installed: what `prefix-layers.json` lists per package. */
+export type PackageFiles = PrefixLayersPackage;
 
 /** True for an entry whose content depends on the env (the request), not only on its package. */
 export function isEnvSpecificEntry(rel: string): boolean {
