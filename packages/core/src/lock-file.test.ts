@@ -193,15 +193,25 @@ describe('lockForFlow', () => {
     expect(resolve.calls).toHaveLength(1);
   });
 
-  it('a corrupt lock is an InputError naming the file under --frozen, and is replaced otherwise', async () => {
+  it.each([
+    ['truncated', '{"lockVersion": 1, "envs": ', /is not valid JSON \(truncated or edited\?\)/],
+    ['empty', '', /is empty \(truncated\?\)/],
+    ['newer', JSON.stringify({ lockVersion: LOCK_FILE_VERSION + 1, flow: 'flow.py', envs: {}, steps: {} }), /lockVersion 3, written by a newer prebuilt/],
+  ])('a %s lock is an InputError naming the file and the fix, never replaced; --update replaces it', async (_what, text, message) => {
     const flowFile = join(dir, 'flow.py');
     const lockFile = join(dir, 'flow.prebuilt.lock');
-    await writeFile(lockFile, '{"lockVersion": 1, "envs": ');
+    await writeFile(lockFile, text);
     const resolve = fakeResolver();
-    await expect(lockForFlow({ flowFile, steps: steps(), glibc, resolve, frozen: true })).rejects.toThrow(
-      new RegExp(`Lock file ${lockFile} is not valid JSON`),
-    );
-    const result = await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
+    for (const options of [{ frozen: true }, {}]) {
+      const error = await lockForFlow({ flowFile, steps: steps(), glibc, resolve, ...options }).catch((e: unknown) => e);
+      expect(InputError.isInstance(error)).toBe(true);
+      expect((error as InputError).message).toContain(lockFile);
+      expect((error as InputError).message).toMatch(message);
+      expect((error as InputError).hint).toContain('prebuilt lock --update flow.py');
+      expect(await readFile(lockFile, 'utf8')).toBe(text);
+    }
+    expect(resolve.calls).toHaveLength(0);
+    const result = await lockForFlow({ flowFile, steps: steps(), glibc, resolve, update: true });
     expect(result.written).toBe(true);
     expect(await readLockFile(lockFile)).toEqual(result.lock);
   });

@@ -202,10 +202,26 @@ function validateEntry(value: unknown, where: string): LockEntry {
   };
 }
 
+/** The flow file a lock file belongs to, for the hints. */
+function flowOf(lockFile: string): string {
+  return basename(lockFile).replace(/\.prebuilt\.lock$/, '.py');
+}
+
+/** How to get past a lock file this prebuilt cannot use; it is never replaced without being asked. */
+function corruptLockHint(file: string): string {
+  return `Restore it from version control, or re-create it with 'prebuilt lock --update ${flowOf(file)}' (it replaces the file; lock, plan, build and run never overwrite it on their own).`;
+}
+
 /** Checks the shape of parsed lock-file JSON. Throws InputError naming `file` when it is invalid. */
 export function validateLockFile(value: unknown, file: string): LockFile {
   try {
     const root = expectObject(value, 'the file');
+    if (typeof root.lockVersion === 'number' && Number.isInteger(root.lockVersion) && root.lockVersion > LOCK_FILE_VERSION) {
+      throw new InputError(
+        `Lock file ${file} has lockVersion ${root.lockVersion}, written by a newer prebuilt; this prebuilt reads versions 1 and ${LOCK_FILE_VERSION}.`,
+        { file, hint: `Upgrade prebuilt, or re-create the lock with this version: 'prebuilt lock --update ${flowOf(file)}' (it replaces the file).` },
+      );
+    }
     if (root.lockVersion !== LOCK_FILE_VERSION && root.lockVersion !== 1) {
       throw new Invalid(`lockVersion is ${JSON.stringify(root.lockVersion)}, this prebuilt reads versions 1 and ${LOCK_FILE_VERSION}`);
     }
@@ -238,10 +254,7 @@ export function validateLockFile(value: unknown, file: string): LockFile {
     return { lockVersion: lockFileVersion(steps), flow: expectString(root.flow, 'flow'), envs, steps };
   } catch (error) {
     if (!(error instanceof Invalid)) throw error;
-    throw new InputError(`Lock file ${file} is invalid: ${error.message}.`, {
-      file,
-      hint: `Delete it and run 'prebuilt lock' again, or restore it from version control.`,
-    });
+    throw new InputError(`Lock file ${file} is invalid: ${error.message}.`, { file, hint: corruptLockHint(file) });
   }
 }
 
@@ -254,14 +267,17 @@ export async function readLockFile(file: string): Promise<LockFile | undefined> 
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new InputError(`Cannot read lock file ${file}: ${errorMessage(error)}.`, { file, cause: error });
   }
+  if (text.trim() === '') {
+    throw new InputError(`Lock file ${file} is empty (truncated?).`, { file, hint: corruptLockHint(file) });
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new InputError(`Lock file ${file} is not valid JSON: ${errorMessage(error)}.`, {
+    throw new InputError(`Lock file ${file} is not valid JSON (truncated or edited?): ${errorMessage(error)}.`, {
       file,
       cause: error,
-      hint: `Delete it and run 'prebuilt lock' again, or restore it from version control.`,
+      hint: corruptLockHint(file),
     });
   }
   return validateLockFile(parsed, file);
@@ -354,8 +370,9 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
   try {
     existing = await readLockFile(file);
   } catch (error) {
-    // Without --frozen a corrupt lock is replaced; under --frozen it is an error.
-    if (frozen || !InputError.isInstance(error) || (error as InputError).file !== file) throw error;
+    // A corrupt, truncated or newer-version lock is never silently replaced (exit 2 naming the
+    // fix); only --update, which re-resolves every env anyway, writes a new one over it.
+    if (!update || !InputError.isInstance(error) || (error as InputError).file !== file) throw error;
     existing = undefined;
   }
 

@@ -268,14 +268,19 @@ describe('prebuilt lock', () => {
     expect(bad.stderr).toMatch(/Target platform 'osx-arm64' is not supported/);
   });
 
-  it('a corrupt lock: exit 2 naming the file under --frozen; rewritten without it', async () => {
+  it('a corrupt lock: exit 2 naming the file and the fix, with or without --frozen, the file unchanged; --update rewrites it', async () => {
     const cwd = await project();
-    await writeFile(join(cwd, 'flow.prebuilt.lock'), '{"lockVersion": 1, "envs": {');
+    const corrupt = '{"lockVersion": 1, "envs": {';
+    await writeFile(join(cwd, 'flow.prebuilt.lock'), corrupt);
     const frozen = await prebuilt(['lock', 'flow.py', '--frozen', '--json'], cwd);
     expect(frozen.code).toBe(2);
     expect(frozen.stderr).toContain(`Lock file ${join(cwd, 'flow.prebuilt.lock')} is not valid JSON`);
     expect((JSON.parse(frozen.stdout) as { ok: boolean }).ok).toBe(false);
-    const fixed = await prebuilt(['lock', 'flow.py'], cwd);
+    const plain = await prebuilt(['lock', 'flow.py'], cwd);
+    expect(plain.code).toBe(2);
+    expect(plain.stderr).toContain('prebuilt lock --update flow.py');
+    expect(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')).toBe(corrupt);
+    const fixed = await prebuilt(['lock', 'flow.py', '--update'], cwd);
     expect(fixed.code).toBe(0);
     expect(JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8'))).toHaveProperty('lockVersion', 1);
   });

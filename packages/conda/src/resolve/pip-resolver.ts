@@ -53,6 +53,32 @@ function stepsText(steps: readonly string[]): string {
   return steps.length === 0 ? 'the env' : `step${steps.length === 1 ? '' : 's'} ${steps.join(', ')}`;
 }
 
+/** A PEP 440 version as a specifier clause may name it (`1.2`, `2!1.0rc1.post2+local`, `1.*`). */
+const VERSION = /^[A-Za-z0-9](?:[A-Za-z0-9._+!-]*[A-Za-z0-9*])?$/;
+/** One clause of a PEP 440 specifier: an operator, then a version. */
+const CLAUSE = /^(~=|===|==|!=|<=|>=|<|>)\s*([A-Za-z0-9]\S*)$/;
+
+/**
+ * Why a spec is not a PEP 440 specifier, naming the first thing wrong; undefined when it is one.
+ * What a shell or pip would read as more than a version (`;` markers, `&&`, `|`, `$`, quotes,
+ * spaces, options, URLs) never reaches pip.
+ */
+function specifierProblem(spec: string, bare: boolean): string | undefined {
+  const odd = /[^A-Za-z0-9.+!*_,~=<>\s-]/.exec(spec);
+  if (odd) {
+    const what = odd[0] === ';' ? "';' (an environment marker or a shell command separator)" : `'${odd[0]}'`;
+    return `it contains ${what} at position ${odd.index + 1}, which is not part of a version specifier`;
+  }
+  if (bare) return VERSION.test(spec) && !spec.includes('*') ? undefined : `'${spec}' is not a version (nor an operator followed by one)`;
+  for (const raw of spec.split(',')) {
+    const clause = raw.trim();
+    const match = CLAUSE.exec(clause);
+    if (!match) return clause === '' ? 'it has an empty clause between commas' : `'${clause}' is not an operator followed by a version`;
+    if (!VERSION.test(match[2]!)) return `'${match[2]}' in '${clause}' is not a version`;
+  }
+  return undefined;
+}
+
 /** `name` + spec as a pip requirement: `""` → name, a bare version → `name==version`. */
 export function pipRequirement(name: string, spec: string, steps: readonly string[] = []): string {
   const n = name.trim();
@@ -64,12 +90,15 @@ export function pipRequirement(name: string, spec: string, steps: readonly strin
   }
   const s = spec.trim();
   if (s === '') return n;
-  if (/^[<>=!~]/.test(s)) return `${n}${s}`;
-  if (/^[A-Za-z0-9][A-Za-z0-9.+!*-]*$/.test(s)) return `${n}==${s}`;
-  throw new ResolutionError(`Invalid PyPI version spec '${spec}' for package '${n}' (${stepsText(steps)}).`, {
-    steps,
-    hint: "Use a PEP 440 specifier such as '2.31.0', '>=2.31,<3' or '~=2.31'.",
-  });
+  const bare = !/^[<>=!~]/.test(s);
+  const problem = specifierProblem(s, bare);
+  if (problem !== undefined) {
+    throw new ResolutionError(
+      `Invalid PyPI version spec '${spec}' for package '${n}' in the @pypi packages of ${stepsText(steps)}: ${problem}.`,
+      { steps, hint: "Use a PEP 440 specifier such as '2.31.0', '>=2.31,<3' or '~=2.31'; environment markers, URLs and anything after ';' are not supported." },
+    );
+  }
+  return bare ? `${n}==${s}` : `${n}${s}`;
 }
 
 /** manylinux platform tags a target with this glibc accepts, newest first. */
