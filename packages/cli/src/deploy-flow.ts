@@ -88,11 +88,11 @@ export async function writeImageMap(path: string, map: ImageMap): Promise<void> 
  */
 export function buildLockFor(env: Record<string, string | undefined>) {
   const dir = join(prebuiltCacheDir(env), 'locks');
-  return async (image: { envId: string; tag: string }, options: { signal?: AbortSignal; onWait: () => void }): Promise<BuildLockHandle> => {
+  return async (image: { envId: string; tag: string }, options: { signal?: AbortSignal; onWait: (holder?: string) => void }): Promise<BuildLockHandle> => {
     const name = createHash('sha256').update(image.tag).digest('hex').slice(0, 32);
     const lock = await acquireFileLock(join(dir, `build-${name}.lock`), {
       purpose: `build ${image.tag}`,
-      onWait: options.onWait,
+      onWait: (_owner, holder) => options.onWait(holder),
       ...(options.signal ? { signal: options.signal } : {}),
     });
     return { waited: lock.waitedFor !== undefined, release: () => lock.release() };
@@ -141,6 +141,8 @@ export async function deployFlow(file: string, context: CliContext, options: Dep
       ? createMicromambaRecipeRunner()
       : createMaterializedRecipeRunner({
           env: context.env,
+          // A cached package that did not match the lock (removed, downloaded again), a wait for another download: shown as notes.
+          onNote: (note) => options.onEvent?.({ type: 'note', message: note.message }),
           ...(options.onMaterialized ? { onMaterialized: options.onMaterialized } : {}),
         });
   try {

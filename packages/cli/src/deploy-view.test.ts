@@ -36,4 +36,38 @@ describe('deploy view (plain output)', () => {
       '',
     ]);
   });
+
+  it('says what a waiting image waits for and since when, and prints notes as their own lines', () => {
+    const out = capture();
+    const view = createDeployView(out, { now: () => 0 });
+    view.onEvent({ type: 'resolved', images: 1, indexes: 0, platforms: ['linux-64'] });
+    view.onEvent({ type: 'note', message: 'The cached package /c/pkgs/ab (x.conda) does not match the lock: truncated. It was removed and is downloaded again.' });
+    const detail = 'another prebuilt process is building this image: pid 7 on host ci-2 (build t), holding it since 20:31:02 UTC, lease renewed 1s ago; waiting since 20:31:05 UTC';
+    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'waiting', detail, platform: 'linux-64' });
+    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'present', platform: 'linux-64' });
+    view.stop();
+    expect(out.text().split('\n')).toEqual([
+      '1 image (locked in 0.0s)',
+      'note: The cached package /c/pkgs/ab (x.conda) does not match the lock: truncated. It was removed and is downloaded again.',
+      `env aaaa  waiting: ${detail}  0.0s  (start)`,
+      'env aaaa  present  0.0s  (start)',
+      '',
+    ]);
+  });
+
+  it('on a TTY, a note clears the live block, prints above it and redraws it', () => {
+    const out = capture();
+    const view = createDeployView({ ...out, isTTY: true }, { now: () => 0 });
+    view.onEvent({ type: 'resolved', images: 1, indexes: 0, platforms: ['linux-64'] });
+    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'materializing', platform: 'linux-64' });
+    view.onEvent({ type: 'note', message: 'first' });
+    view.onEvent({ type: 'note', message: 'second' });
+    view.stop();
+    const text = out.text();
+    expect(text).toContain('note: first\n');
+    expect(text.indexOf('note: second')).toBeGreaterThan(text.indexOf('note: first'));
+    // The second note first moves up over the one-line block the first note redrew.
+    expect(text).toContain('\x1b[1A\x1b[0Jnote: second\n');
+    view.stop();
+  });
 });

@@ -14,6 +14,8 @@ interface ImageLine {
   started: number;
   ended?: number;
   progress?: string;
+  /** What a waiting image waits for (who holds its build lock, since when). */
+  detail?: string;
 }
 
 const FINAL: ReadonlySet<ImagePhase> = new Set(['present', 'built', 'failed', 'missing']);
@@ -58,7 +60,8 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
     const progress = line.progress && !FINAL.has(line.phase) ? ` ${line.progress}` : '';
     // The platform shows once the deploy builds for more than linux-64 (an index line says `image index`).
     const platform = multiPlatform && line.platform ? `${line.platform.includes('+') ? 'image index' : line.platform}  ` : '';
-    return `${tty ? `${mark} ` : ''}env ${line.envId}  ${platform}${LABEL[line.phase]}${progress}  ${elapsed}  (${line.steps.join(', ')})`;
+    const label = line.phase === 'waiting' && line.detail ? `waiting: ${line.detail}` : LABEL[line.phase];
+    return `${tty ? `${mark} ` : ''}env ${line.envId}  ${platform}${label}${progress}  ${elapsed}  (${line.steps.join(', ')})`;
   };
   const redraw = (): void => {
     frame++;
@@ -90,11 +93,19 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
         }
         case 'log':
           return;
+        case 'note':
+          // Above the live block: clear it, print the note, draw the block again below.
+          out.write(`${tty && drawn > 0 ? `\x1b[${drawn}A\x1b[0J` : ''}note: ${event.message}\n`);
+          drawn = 0;
+          if (tty) redraw();
+          return;
         case 'image': {
           const line = lines.get(event.envId) ?? { envId: event.envId, steps: event.steps, phase: event.phase, started: now(), ...(event.platform ? { platform: event.platform } : {}) };
           const changed = line.phase !== event.phase || !lines.has(event.envId);
           if (line.phase !== event.phase) delete line.progress;
           line.phase = event.phase;
+          if (event.phase === 'waiting' && event.detail) line.detail = event.detail;
+          else delete line.detail;
           if (FINAL.has(event.phase)) line.ended = now();
           lines.set(event.envId, line);
           if (!tty && changed) out.write(`${render(line)}${event.phase === 'failed' && event.detail ? `: ${event.detail}` : ''}\n`);

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CancelledError } from './errors.js';
-import { acquireFileLock } from './file-lock.js';
+import { acquireFileLock, describeLockOwner, LEASE_BEATS } from './file-lock.js';
 
 async function deadPid(): Promise<number> {
   const child = spawn(process.execPath, ['-e', '']);
@@ -60,5 +60,77 @@ describe('acquireFileLock', () => {
     } finally {
       holder.kill();
     }
+  });
+
+  it('takes over a lock another host wrote whose lease ran out, at once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-lock-'));
+    const path = join(dir, 'd.lock');
+    // A CI container that was killed: another hostname, a live-looking pid, a lease renewed a minute ago.
+    await writeFile(path, JSON.stringify({ pid: process.pid, host: 'ci-runner-gone-7f3a', since: new Date(Date.now() - 120_000).toISOString(), heartbeatMs: 5_000 }));
+    const old = new Date(Date.now() - 60_000);
+    await utimes(path, old, old);
+    const waits: string[] = [];
+    const started = Date.now();
+    const lock = await acquireFileLock(path, { pollMs: 20, onWait: (_owner, text) => waits.push(text) });
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(waits).toEqual([]);
+    expect(JSON.parse(await readFile(path, 'utf8'))).toMatchObject({ pid: process.pid, host: hostname() });
+    await lock.release();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('a lock another host wrote without a lease (an older prebuilt) expires after the default lease', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-lock-'));
+    const path = join(dir, 'e.lock');
+    await writeFile(path, JSON.stringify({ pid: 1, host: 'old-prebuilt-host', since: new Date(0).toISOString() }));
+    const old = new Date(Date.now() - 3_600_000);
+    await utimes(path, old, old);
+    const lock = await acquireFileLock(path, { pollMs: 20 });
+    expect(lock.waitedFor).toBeUndefined();
+    await lock.release();
+  });
+
+  it('waits for a live holder on another host while it renews its lease, naming it, then takes the lock when it stops', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-lock-'));
+    const path = join(dir, 'f.lock');
+    const heartbeatMs = 50;
+    await writeFile(path, JSON.stringify({ pid: 4242, host: 'ci-runner-other', since: new Date().toISOString(), purpose: 'build reg/x:env-1', heartbeatMs }));
+    // The holder "on the other host": renews the lease (mtime) every heartbeat for a while, then stops.
+    const renew = setInterval(() => {
+      const now = new Date();
+      void utimes(path, now, now).catch(() => undefined);
+    }, heartbeatMs);
+    const renewFor = heartbeatMs * LEASE_BEATS * 3;
+    setTimeout(() => clearInterval(renew), renewFor);
+    const waits: string[] = [];
+    const started = Date.now();
+    const lock = await acquireFileLock(path, { pollMs: 10, onWait: (_owner, text) => waits.push(text) });
+    const waited = Date.now() - started;
+    clearInterval(renew);
+    expect(waits).toHaveLength(1);
+    expect(waits[0]).toMatch(/^pid 4242 on host ci-runner-other \(build reg\/x:env-1\), holding it since \d\d:\d\d:\d\d UTC, lease renewed \d+s ago$/);
+    expect(lock.waitedFor).toMatchObject({ pid: 4242, host: 'ci-runner-other' });
+    // Held while renewed, taken within a lease (plus polling) after the renewals stopped.
+    expect(waited).toBeGreaterThanOrEqual(renewFor - 20);
+    expect(waited).toBeLessThan(renewFor + heartbeatMs * LEASE_BEATS + 1_000);
+    await lock.release();
+  });
+
+  it('a holder renews its lease (the lock file mtime) every heartbeat while it holds the lock, and removes the file at release', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-lock-'));
+    const path = join(dir, 'g.lock');
+    const lock = await acquireFileLock(path, { heartbeatMs: 30 });
+    const first = (await stat(path)).mtimeMs;
+    await new Promise((resolve) => setTimeout(resolve, 30 * LEASE_BEATS * 2));
+    expect((await stat(path)).mtimeMs).toBeGreaterThan(first);
+    expect(JSON.parse(await readFile(path, 'utf8'))).toMatchObject({ pid: process.pid, heartbeatMs: 30 });
+    await lock.release();
+    const renewedAfterRelease = await stat(path).then(() => true, () => false);
+    expect(renewedAfterRelease).toBe(false);
+  });
+
+  it('describes a holder for the waiting message', () => {
+    const text = describeLockOwner({ pid: 7, host: 'h', since: '2026-12-04T20:31:02.000Z', purpose: 'download x' }, Date.parse('2026-12-04T20:31:10Z'), Date.parse('2026-12-04T20:31:13Z'));
+    expect(text).toBe('pid 7 on host h (download x), holding it since 20:31:02 UTC, lease renewed 3s ago');
   });
 });

@@ -229,7 +229,8 @@ describe('readLockFile validation', () => {
   });
 
   it.each([
-    ['another format version', (l: Record<string, unknown>) => ({ ...l, lockVersion: 99 }), /lockVersion is 99/],
+    ['a newer format version', (l: Record<string, unknown>) => ({ ...l, lockVersion: 99 }), /lockVersion 99, written by a newer prebuilt/],
+    ['an unknown format version', (l: Record<string, unknown>) => ({ ...l, lockVersion: 'x' }), /lockVersion is "x"/],
     ['a bad sha256', (l: Record<string, unknown>) => JSON.parse(JSON.stringify(l).replace('"0000', '"zz00')) as unknown, /sha256 is not a hex sha256/],
     ['a step naming a missing env', (l: Record<string, unknown>) => ({ ...l, steps: { start: 'abc' } }), /steps\.start names no env/],
     ['a version-2 step naming a missing env', (l: Record<string, unknown>) => ({ ...l, lockVersion: 2, steps: { start: { 'linux-64': 'abc' } } }), /steps\.start\.linux-64 names no env/],

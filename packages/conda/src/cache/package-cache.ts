@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -6,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { acquireFileLock, CancelledError, ConfigError, createLogger, errorMessage, type LockedPackage } from '@prebuilt/core';
 import { prebuiltCacheDir } from '../resolve/cache-dir.js';
 import { PackageDownloadError, PackageIntegrityError } from './errors.js';
+import { sha256File } from './sha256-file.js';
+import { checkEntry, forgetEntry, recordVerified } from './verified-entry.js';
 
 const log = createLogger('conda:cache');
 
@@ -31,11 +32,23 @@ export interface DownloadProgress {
   bytesTotal: number;
   /** Bytes transferred over the network in this call. */
   bytesDownloaded: number;
-  /** Files that were already cached when the call started. */
+  /** Files that were already cached (and still matched the lock) when the call started. */
   filesCached: number;
   /** The file this event is about. */
   filename: string;
   event: 'cached' | 'started' | 'data' | 'finished';
+}
+
+/**
+ * Something the user should know that is not an error: a cached entry that did not match the lock
+ * (removed and downloaded again), or a wait for another process's download of the same file.
+ */
+export interface CacheNote {
+  kind: 'entry-mismatch' | 'waiting';
+  /** The cache entry (or its lock file) concerned. */
+  path: string;
+  filename: string;
+  message: string;
 }
 
 export interface PackageCacheOptions {
@@ -48,6 +61,8 @@ export interface PackageCacheOptions {
   attempts?: number;
   /** The fetch implementation (default: global fetch). */
   fetch?: typeof fetch;
+  /** Receives notes (see {@link CacheNote}); the CLI renders them. */
+  onNote?: (note: CacheNote) => void;
 }
 
 export interface EnsureOptions {
@@ -80,6 +95,7 @@ export class PackageCache {
   readonly concurrency: number;
   readonly attempts: number;
   readonly #fetch: typeof fetch;
+  readonly #onNote: ((note: CacheNote) => void) | undefined;
   readonly #inflight = new Map<string, Promise<boolean>>();
 
   constructor(options: PackageCacheOptions = {}) {
@@ -87,6 +103,7 @@ export class PackageCache {
     this.concurrency = Math.max(1, options.concurrency ?? 6);
     this.attempts = Math.max(1, options.attempts ?? 3);
     this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#onNote = options.onNote;
   }
 
   /** Where the verified file with this sha256 lives (whether or not it is there yet). */
@@ -137,7 +154,7 @@ export class PackageCache {
     const pending: [string, Downloadable][] = [];
     for (const [sha, pkg] of unique) {
       paths.set(sha, this.pathFor(sha));
-      if (await this.has(sha)) {
+      if (await this.#stillMatches(sha, pkg)) {
         state.filesDone += 1;
         state.filesCached += 1;
         state.bytesDone += pkg.size;
@@ -159,7 +176,10 @@ export class PackageCache {
             state.bytesDownloaded += bytes;
             emit(pkg.filename, 'data');
           }, () => emit(pkg.filename, 'started'));
-          if (downloaded) filesDownloaded += 1;
+          if (downloaded) {
+            filesDownloaded += 1;
+            await recordVerified(this.pathFor(sha), sha);
+          }
           state.filesDone += 1;
           emit(pkg.filename, 'finished');
         } catch (error) {
@@ -170,6 +190,28 @@ export class PackageCache {
     await Promise.all(Array.from({ length: Math.min(this.concurrency, pending.length) }, worker));
     if (failed !== undefined) throw failed;
     return { paths, filesDownloaded, bytesDownloaded: state.bytesDownloaded, filesCached: state.filesCached };
+  }
+
+  /**
+   * Whether the cached entry of `sha` is the locked file: checked against the record kept beside
+   * it when it was verified (size, inode, mtime, ctime), and hashed again when they differ (see
+   * verified-entry.ts). An entry that does not match — tampered with, truncated, corrupt — is
+   * removed with a note naming it, and downloaded again like a missing one.
+   */
+  async #stillMatches(sha: string, pkg: Downloadable): Promise<boolean> {
+    const entry = this.pathFor(sha);
+    const check = await checkEntry(entry, { sha256: sha, size: pkg.size });
+    if (check.state === 'ok') {
+      if (check.hashed) log('verified %s by hashing it (its metadata changed since it was last verified)', entry);
+      return true;
+    }
+    if (check.state === 'mismatch') {
+      const message = `The cached package ${entry} (${pkg.filename}) does not match the lock: ${check.problem}. It was removed and is downloaded again.`;
+      log('%s', message);
+      this.#onNote?.({ kind: 'entry-mismatch', path: entry, filename: pkg.filename, message });
+      await forgetEntry(entry);
+    }
+    return false;
   }
 
   /** Downloads one file unless another call in this process already does; true when it downloaded. */
@@ -197,7 +239,12 @@ export class PackageCache {
     const final = this.pathFor(sha);
     const partial = `${final}.partial`;
     onStart();
-    const lock = await acquireFileLock(`${final}.lock`, { purpose: `download ${pkg.url}`, ...(signal ? { signal } : {}) });
+    const lock = await acquireFileLock(`${final}.lock`, {
+      purpose: `download ${pkg.url}`,
+      onWait: (_owner, holder) =>
+        this.#onNote?.({ kind: 'waiting', path: `${final}.lock`, filename: pkg.filename, message: `Waiting for ${pkg.filename}, which another prebuilt process downloads: ${holder}.` }),
+      ...(signal ? { signal } : {}),
+    });
     try {
       if (lock.waitedFor !== undefined && (await this.has(sha))) return false;
       return await this.#downloadLocked(sha, pkg, final, partial, signal, onBytes);
@@ -331,9 +378,4 @@ function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw new CancelledError(`Downloading ${what} was cancelled.`, { cause: signal.reason });
 }
 
-/** Hex sha256 of a file. */
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
+export { sha256File };

@@ -80,7 +80,9 @@ export type DeployEvent =
       platform?: string;
     }
   | { type: 'progress'; envId: string; phase: 'downloading' | 'materializing'; done: number; total: number }
-  | { type: 'log'; envId: string; line: string };
+  | { type: 'log'; envId: string; line: string }
+  /** Something the user should know that is no failure (a cached package that was tampered with and fetched again, a wait for another process's download). */
+  | { type: 'note'; message: string };
 
 export interface DeployOptions {
   flow: string;
@@ -121,7 +123,11 @@ export interface DeployOptions {
    * lock file per tag). Taken before materializing; when it had to wait, the registry is checked
    * again, so an image another process just pushed is reused instead of built twice.
    */
-  buildLock?: (image: { envId: string; tag: string }, options: { signal?: AbortSignal; onWait: () => void }) => Promise<BuildLockHandle>;
+  buildLock?: (
+    image: { envId: string; tag: string },
+    /** `onWait(holder)`: called when the lock is held elsewhere; `holder` describes who holds it and since when. */
+    options: { signal?: AbortSignal; onWait: (holder?: string) => void },
+  ) => Promise<BuildLockHandle>;
 }
 
 /** A held build lock. */
@@ -554,7 +560,11 @@ async function processImage(
   if (!options.buildLock) return buildImage(image, options, getBuildService, phase, done, emit, started);
   const held = await options.buildLock(
     { envId: image.envId, tag: image.tag },
-    { ...(signal ? { signal } : {}), onWait: () => phase('waiting', 'another prebuilt process is building this image') },
+    {
+      ...(signal ? { signal } : {}),
+      onWait: (holder) =>
+        phase('waiting', `another prebuilt process is building this image${holder ? `: ${holder}` : ''}; waiting since ${new Date().toISOString().slice(11, 19)} UTC`),
+    },
   );
   try {
     if (held.waited && useCache && !options.force) {

@@ -1,0 +1,104 @@
+/**
+ * Whether a package-cache entry still holds the bytes the lock names, checked cheaply.
+ *
+ * When an entry's sha256 was verified, a small record is kept beside it (`<sha256>.verified`):
+ * the hash, and the file's size, inode, mtime and ctime (nanoseconds) at that moment. A later
+ * check compares them with `lstat` of the file; only when one differs is the file hashed again
+ * (and the record renewed when it still matches the lock).
+ *
+ * What the cheap check catches: any change to the file's bytes in place (a write moves mtime and
+ * ctime; restoring the mtime with `touch -d`/utimes moves ctime, which no unprivileged process
+ * can set), a truncation, and a replacement by another file (rename, copy: a new inode and ctime).
+ * A cache restored by copying (CI caches, `cp -a`) gets new inodes, so its entries are hashed once
+ * again. What it cannot catch: someone who changes the file and then rewrites the record to the
+ * new inode and ctime — that needs write access to the cache directory itself, the same access
+ * that could replace prebuilt's own cached solves; keep the cache directory private to its user.
+ */
+import type { BigIntStats } from 'node:fs';
+import { lstat, readFile, rm } from 'node:fs/promises';
+import { createLogger, errorMessage, writeFileAtomic } from '@prebuilt/core';
+import { sha256File } from './sha256-file.js';
+
+const log = createLogger('conda:cache');
+
+/** The record kept beside a verified entry. */
+export interface VerifiedRecord {
+  sha256: string;
+  size: number;
+  ino: string;
+  mtimeNs: string;
+  ctimeNs: string;
+}
+
+export type EntryCheck =
+  | { state: 'missing' }
+  /** `hashed`: the record did not match the file's metadata, so the file was hashed (and matched). */
+  | { state: 'ok'; hashed: boolean }
+  /** Not the locked bytes (or not a regular file); `problem` says what is wrong, for a note. */
+  | { state: 'mismatch'; problem: string };
+
+/** Where the record of an entry lives. */
+export function verifiedRecordPath(entry: string): string {
+  return `${entry}.verified`;
+}
+
+function recordOf(sha256: string, stats: BigIntStats): VerifiedRecord {
+  return { sha256, size: Number(stats.size), ino: String(stats.ino), mtimeNs: String(stats.mtimeNs), ctimeNs: String(stats.ctimeNs) };
+}
+
+async function readRecord(entry: string): Promise<VerifiedRecord | undefined> {
+  try {
+    const value = JSON.parse(await readFile(verifiedRecordPath(entry), 'utf8')) as Partial<VerifiedRecord>;
+    return typeof value.sha256 === 'string' && typeof value.size === 'number' ? (value as VerifiedRecord) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sameRecord(a: VerifiedRecord, b: VerifiedRecord): boolean {
+  return a.sha256 === b.sha256 && a.size === b.size && a.ino === b.ino && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+}
+
+/**
+ * Records that `entry` (just verified, or just renamed into place after its hash matched) holds
+ * `sha256`. Best effort: without a record (a read-only or full cache) the entry is hashed again
+ * next time.
+ */
+export async function recordVerified(entry: string, sha256: string): Promise<void> {
+  try {
+    const stats = await lstat(entry, { bigint: true });
+    await writeFileAtomic(verifiedRecordPath(entry), `${JSON.stringify(recordOf(sha256, stats))}\n`);
+  } catch (error) {
+    log('cannot record %s as verified: %s', entry, errorMessage(error));
+  }
+}
+
+/**
+ * Checks that `entry` holds the locked file (`sha256`, `size`): cheaply by its record when the
+ * file's metadata is unchanged since it was verified, else by hashing it.
+ */
+export async function checkEntry(entry: string, expected: { sha256: string; size: number }): Promise<EntryCheck> {
+  let stats: BigIntStats;
+  try {
+    stats = await lstat(entry, { bigint: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'missing' };
+    throw error;
+  }
+  if (!stats.isFile()) return { state: 'mismatch', problem: 'it is not a regular file' };
+  if (Number(stats.size) !== expected.size) {
+    return { state: 'mismatch', problem: `it has ${stats.size} bytes, the lock says ${expected.size} (truncated or replaced)` };
+  }
+  const record = await readRecord(entry);
+  if (record && sameRecord(record, recordOf(expected.sha256, stats))) return { state: 'ok', hashed: false };
+  const actual = await sha256File(entry);
+  if (actual !== expected.sha256) return { state: 'mismatch', problem: `its sha256 is ${actual}, the lock says ${expected.sha256}` };
+  await recordVerified(entry, expected.sha256);
+  return { state: 'ok', hashed: true };
+}
+
+/** Removes an entry and its record (a tampered or corrupt entry, before it is downloaded again). */
+export async function forgetEntry(entry: string): Promise<void> {
+  await rm(verifiedRecordPath(entry), { force: true });
+  await rm(entry, { force: true });
+}
