@@ -1,12 +1,13 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CancelledError } from '@prebuilt/core';
-import { defaultCacheDir, PackageCache, type DownloadProgress } from './package-cache.js';
+import { defaultCacheDir, PackageCache, type CacheNote, type DownloadProgress } from './package-cache.js';
 import { PackageDownloadError, PackageIntegrityError } from './errors.js';
 
 const files = new Map<string, Buffer>();
@@ -162,3 +163,59 @@ describe('PackageCache', () => {
     await rm(dir, { recursive: true });
   });
 });
+
+describe('PackageCache: a cached entry is what was locked', () => {
+  const tampers: [string, (entry: string) => Promise<void>][] = [
+    ['replaced by other content of the same size, mtime restored', async (entry) => {
+      execFileSync('touch', ['-r', entry, `${entry}.ref`]);
+      await writeFile(entry, Buffer.alloc((await stat(entry)).size, 0x41));
+      execFileSync('touch', ['-r', `${entry}.ref`, entry]);
+      await rm(`${entry}.ref`);
+    }],
+    ['truncated', (entry) => truncate(entry, 100)],
+    ['garbage', (entry) => writeFile(entry, 'not a package')],
+  ];
+
+  it.each(tampers)('an entry %s is removed with a note naming it and downloaded again', async (_what, tamper) => {
+    const dir = await tempCache();
+    const notes: CacheNote[] = [];
+    const cache = new PackageCache({ cacheDir: dir, onNote: (note) => notes.push(note) });
+    const file = pkg('/f6.tar.bz2');
+    await cache.ensure([file]);
+    const entry = cache.pathFor(file.sha256);
+    await tamper(entry);
+    requests.length = 0;
+    const result = await cache.ensure([file]);
+    expect(result.filesDownloaded).toBe(1);
+    expect(result.filesCached).toBe(0);
+    expect(requests.map((r) => r.path)).toEqual(['/f6.tar.bz2']);
+    expect(await readFile(entry)).toEqual(files.get('/f6.tar.bz2'));
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toMatchObject({ kind: 'entry-mismatch', path: entry, filename: 'f6.tar.bz2' });
+    expect(notes[0]!.message).toContain(entry);
+    expect(notes[0]!.message).toMatch(/does not match the lock: .*It was removed and is downloaded again\./);
+    // Healed: the next call uses the entry without a note or a download.
+    requests.length = 0;
+    expect((await cache.ensure([file])).filesCached).toBe(1);
+    expect(requests).toEqual([]);
+    expect(notes).toHaveLength(1);
+  });
+
+  it('an unchanged entry is used on its record without hashing; a changed mtime makes it hashed once, then recorded again', async () => {
+    const dir = await tempCache();
+    const cache = new PackageCache({ cacheDir: dir });
+    const file = pkg('/f7.tar.bz2');
+    await cache.ensure([file]);
+    const entry = cache.pathFor(file.sha256);
+    const record = JSON.parse(await readFile(`${entry}.verified`, 'utf8')) as Record<string, unknown>;
+    expect(record).toMatchObject({ sha256: file.sha256, size: file.size });
+    await utimes(entry, new Date(1_000_000), new Date(1_000_000));
+    const { checkEntry } = await import('./verified-entry.js');
+    expect(await checkEntry(entry, file)).toEqual({ state: 'ok', hashed: true });
+    expect(await checkEntry(entry, file)).toEqual({ state: 'ok', hashed: false });
+    requests.length = 0;
+    expect((await cache.ensure([file])).filesCached).toBe(1);
+    expect(requests).toEqual([]);
+  });
+});
+
