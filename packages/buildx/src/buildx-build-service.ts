@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  createRunTempDir,
   BuildLog,
   ConfigError,
   EnvironmentError,
@@ -156,7 +156,7 @@ export function createBuildxBuildService(options: BuildxBuildServiceOptions = {}
     if (signal?.aborted) throw cancelledError(signal, 'The buildx build');
 
     const log = new BuildLog(withPushPhase(request, /^#\d+ pushing (?:layers|manifest)\b/), scrubber(request.pushCredentials), settings.logTailLines);
-    const work = await mkdtemp(join(tmpdir(), 'prebuilt-buildx-'));
+    const work = await createRunTempDir('prebuilt-buildx-');
     let dockerConfig: TemporaryDockerConfig | undefined;
     try {
       if (request.pushCredentials) dockerConfig = await createTemporaryDockerConfig(request.pushCredentials, env);

@@ -1,7 +1,7 @@
-import { lstat, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { lstat, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { dockerConfigKey, normalizeDockerConfigKey, type RegistryCredentials } from '@prebuilt/core';
+import { createRunTempDir, dockerConfigKey, normalizeDockerConfigKey, type RegistryCredentials } from '@prebuilt/core';
 
 /** Entries of the user's Docker config directory that buildx needs besides config.json. */
 const SHARED_ENTRIES = ['buildx', 'contexts', 'cli-plugins'];
@@ -56,7 +56,7 @@ export async function createTemporaryDockerConfig(
     ...(credHelpers === undefined ? {} : { credHelpers: otherEntries<string>(credHelpers) }),
   };
 
-  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-buildx-config-'));
+  const dir = await createRunTempDir('prebuilt-buildx-config-');
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
     await writeFile(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600, flag: 'wx' });

@@ -14,6 +14,7 @@ import {
   resolveBackend,
   selectedBackendNames,
   selectRecipeName,
+  sweepStaleRunTempDirs,
   writeFileAtomic,
   type BackendKind,
   type BuildLockHandle,
@@ -145,6 +146,8 @@ export async function deployFlow(file: string, context: CliContext, options: Dep
           onNote: (note) => options.onEvent?.({ type: 'note', message: note.message }),
           ...(options.onMaterialized ? { onMaterialized: options.onMaterialized } : {}),
         });
+  // Build contexts and private Docker configs a killed run (SIGKILL skips every cleanup) left in the temp directory.
+  await sweepStaleRunTempDirs();
   try {
     options.onEvent?.({ type: 'resolving', steps: 0 });
     const lock = await lockFlow(file, context, {

@@ -223,6 +223,7 @@ export {
 } from './recipes/select.js';
 export { writeFileAtomic } from './atomic-write.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntry, type TreeEntryKind } from './file-tree.js';
+export { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';
 export { acquireFileLock, describeLockOwner, LEASE_BEATS, LOCK_HEARTBEAT_MS, type AcquireOptions, type FileLock, type LockOwner } from './file-lock.js';
 export {
   deploy,

@@ -1,7 +1,7 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  createRunTempDir,
   materializedRecipe,
   MATERIALIZED_RECIPE_VERSION,
   PREFIX_LAYERS_FILE,
@@ -37,7 +37,7 @@ export function createMaterializedRecipeRunner(options: MaterializedRecipeRunner
     version: MATERIALIZED_RECIPE_VERSION,
     async prepare(input): Promise<PreparedBuild> {
       const recipe = materializedRecipe({ lock: input.lock, envId: input.envId, prefix: input.prefix, base: input.base });
-      const contextDir = await mkdtemp(join(options.tempDir ?? tmpdir(), `prebuilt-context-${input.envId}-`));
+      const contextDir = await createRunTempDir(`prebuilt-context-${input.envId}-`, options.tempDir ? { tempDir: options.tempDir } : {});
       try {
         const result = await materializeEnv({
           lock: input.lock,

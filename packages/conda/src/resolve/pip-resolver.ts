@@ -4,10 +4,10 @@
  * wheels only, nothing installed. The python version comes from the conda solve.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  createRunTempDir,
   EnvironmentError,
   ResolutionError,
   createLogger,
@@ -184,7 +184,7 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
   if (input.indexUrl !== null) await probeIndex(input.indexUrl, Object.keys(input.packages).sort()[0]!, options, input.steps);
 
   const [major, minor] = input.pythonVersion.split('.');
-  const work = await mkdtemp(join(tmpdir(), 'prebuilt-pip-'));
+  const work = await createRunTempDir('prebuilt-pip-');
   const python = options.python ?? 'python3';
   try {
     const reportPath = join(work, 'report.json');

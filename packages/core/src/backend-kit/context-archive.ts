@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdtemp, readdir, readlink, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, readdir, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { InputError, errorMessage } from '../errors.js';
+import { createRunTempDir } from '../run-temp-dir.js';
 
 export interface ContextArchive {
   /** The `.tar.gz` file. */
@@ -75,7 +75,7 @@ export async function packBuildContext<T>(
 
 /** Packs `contextDir` and the Dockerfile (see {@link packBuildContext}) into a `.tar.gz` in a temp directory. */
 export async function createContextArchive(contextDir: string, dockerfile: string, options: ContextArchiveOptions = {}): Promise<ContextArchive> {
-  const dir = await mkdtemp(join(tmpdir(), options.tempPrefix ?? 'prebuilt-context-'));
+  const dir = await createRunTempDir(options.tempPrefix ?? 'prebuilt-context-');
   const remove = () => rm(dir, { recursive: true, force: true });
   const file = join(dir, 'context.tar.gz');
   try {

@@ -1,7 +1,7 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { PreparedBuild, RecipeRunner } from '../deploy/orchestrator.js';
+import { createRunTempDir } from '../run-temp-dir.js';
 import { materializedRecipe, MATERIALIZED_RECIPE_VERSION } from './materialized.js';
 import { micromambaRecipe, MICROMAMBA_RECIPE_VERSION, type MicromambaRecipeOptions } from './micromamba.js';
 import type { ContextFile, Recipe, RecipeInput, RecipeName } from './recipe.js';
@@ -36,7 +36,7 @@ export function createMicromambaRecipeRunner(options: MicromambaRecipeOptions & 
     version: MICROMAMBA_RECIPE_VERSION,
     async prepare(input): Promise<PreparedBuild> {
       const recipe = micromambaRecipe({ lock: input.lock, envId: input.envId, prefix: input.prefix, base: input.base }, options);
-      const contextDir = await mkdtemp(join(options.tempDir ?? tmpdir(), `prebuilt-context-${input.envId}-`));
+      const contextDir = await createRunTempDir(`prebuilt-context-${input.envId}-`, options.tempDir ? { tempDir: options.tempDir } : {});
       try {
         await writeContextFiles(contextDir, recipe.contextFiles);
       } catch (error) {

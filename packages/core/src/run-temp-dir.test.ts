@@ -1,0 +1,63 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';
+
+const moduleUrl = new URL('./run-temp-dir.ts', import.meta.url);
+
+/** A child process that makes a run temp dir in `dir` (through this module), prints it, then waits. */
+function child(dir: string): Promise<{ pid: number; path: string; kill: (signal: NodeJS.Signals) => Promise<void> }> {
+  const script = `const { createRunTempDir } = await import(${JSON.stringify(fileURLToPath(moduleUrl).replace(/\/src\/run-temp-dir\.ts$/, '/dist/run-temp-dir.js'))});
+const path = await createRunTempDir('prebuilt-context-abc-', { tempDir: ${JSON.stringify(dir)} });
+process.stdout.write(path + '\\n');
+setInterval(() => {}, 1000);`;
+  const proc = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.endsWith('\n')) {
+        resolve({
+          pid: proc.pid!,
+          path: out.trim(),
+          kill: (signal) => new Promise((done) => {
+            proc.on('close', () => done());
+            proc.kill(signal);
+          }),
+        });
+      }
+    });
+    proc.on('error', reject);
+  });
+}
+
+describe('run temp dirs', () => {
+  it('removes the dirs of a SIGKILLed run, keeps those of live runs, other hosts and everything not named so', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-sweep-'));
+    const killed = await child(dir);
+    await writeFile(join(killed.path, 'big-prefix-file'), 'x'.repeat(1000));
+    await killed.kill('SIGKILL');
+    const live = await child(dir);
+    const mine = await createRunTempDir('prebuilt-buildx-', { tempDir: dir });
+    const tag = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+    // Our own pid, but another start time: a run before this one that had the same pid (containers).
+    const reused = join(dir, `prebuilt-context-def-r.${tag}.${process.pid}.${(Date.now() - 3_600_000).toString(36)}.AbC123`);
+    const otherHost = join(dir, `prebuilt-context-def-r.0badc0de.${killed.pid}.${Date.now().toString(36)}.AbC123`);
+    const unrelated = join(dir, 'prebuilt-context-old-style-XyZ789');
+    for (const path of [reused, otherHost, unrelated]) await mkdir(path);
+    try {
+      const removed = await sweepStaleRunTempDirs({ tempDir: dir });
+      expect(removed.sort()).toEqual([killed.path, reused].sort());
+      expect((await readdir(dir)).sort()).toEqual([live.path, mine, otherHost, unrelated].map((p) => p.slice(dir.length + 1)).sort());
+      expect(killed.path.slice(dir.length + 1)).toMatch(/^prebuilt-context-abc-r\.[0-9a-f]{8}\.\d+\.[0-9a-z]+\.[A-Za-z0-9]{6}$/);
+    } finally {
+      await live.kill('SIGTERM');
+    }
+    // Once the live run is gone, its dir goes too.
+    expect(await sweepStaleRunTempDirs({ tempDir: dir })).toEqual([live.path]);
+  });
+});

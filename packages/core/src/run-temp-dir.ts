@@ -1,0 +1,95 @@
+/**
+ * Temp directories that say whose they are, so a later run can remove those a killed run left.
+ *
+ * `createRunTempDir(prefix)` makes `<tmp>/<prefix>r.<host>.<pid>.<start>.XXXXXX`: a hash of this
+ * machine's hostname, this process's pid and its start time (ms since 1970, base 36). A SIGKILL
+ * (OOM killer, a CI job cancelled hard) skips every `finally`, so build contexts — a materialized
+ * env can be gigabytes — and private Docker configs would stay forever.
+ * `sweepStaleRunTempDirs()` removes the directories of this machine whose process is gone: its pid
+ * does not run, or runs but started at another time (the pid was reused, e.g. by the next run in a
+ * container where the CLI always gets the same pid). Directories of other hosts (a shared TMPDIR)
+ * and of live processes are left alone, as is everything not named this way.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { errorMessage } from './errors.js';
+import { createLogger } from './logger.js';
+
+const log = createLogger('temp');
+
+const NAME = /^prebuilt-.*r\.([0-9a-f]{8})\.(\d+)\.([0-9a-z]+)\.[A-Za-z0-9]{6}$/;
+/** Two start times closer than this are the same process (the /proc value has clock-tick precision). */
+const SAME_START_MS = 2_000;
+
+function hostTag(): string {
+  return createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+}
+
+const processStart = Math.round(Date.now() - process.uptime() * 1000);
+
+/** A fresh private temp directory named for this process (see the module comment). */
+export async function createRunTempDir(prefix: string, options: { tempDir?: string } = {}): Promise<string> {
+  return mkdtemp(join(options.tempDir ?? tmpdir(), `${prefix}r.${hostTag()}.${process.pid}.${processStart.toString(36)}.`));
+}
+
+/** When a process of this machine started (ms since 1970), from /proc; undefined when unknown. */
+function startOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime, in clock ticks since boot) counted after the ')' that ends the command name.
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const boot = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+    if (!Number.isFinite(ticks) || !Number.isFinite(boot)) return undefined;
+    return boot * 1000 + ticks * 10; // USER_HZ is 100 on Linux
+  } catch {
+    return undefined;
+  }
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Whether the process that made a directory of this machine (pid, start time) still runs. */
+function ownerRuns(pid: number, started: number): boolean {
+  if (pid === process.pid) return Math.abs(started - processStart) < SAME_START_MS;
+  if (!running(pid)) return false;
+  const actual = startOf(pid);
+  return actual === undefined || Math.abs(actual - started) < SAME_START_MS;
+}
+
+/** Removes the temp directories of this machine's dead runs in `tempDir` (default the OS temp dir); returns their paths. */
+export async function sweepStaleRunTempDirs(options: { tempDir?: string } = {}): Promise<string[]> {
+  const dir = options.tempDir ?? tmpdir();
+  const mine = hostTag();
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    log('cannot list %s: %s', dir, errorMessage(error));
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const match = NAME.exec(name);
+    if (!match || match[1] !== mine) continue;
+    if (ownerRuns(Number(match[2]), parseInt(match[3]!, 36))) continue;
+    const path = join(dir, name);
+    try {
+      await rm(path, { recursive: true, force: true });
+      removed.push(path);
+      log('removed %s, left by a run that is gone (pid %s)', path, match[2]);
+    } catch (error) {
+      log('cannot remove %s: %s', path, errorMessage(error));
+    }
+  }
+  return removed;
+}
