@@ -10,6 +10,7 @@ import {
   InputError,
   createMicromambaRecipeRunner,
   deploy,
+  diskFullError,
   loadOptionalSetting,
   resolveBackend,
   selectedBackendNames,
@@ -79,7 +80,7 @@ export function stateFilePath(flowFile: string, flowName: string, env: Record<st
 }
 
 export async function writeImageMap(path: string, map: ImageMap): Promise<void> {
-  await writeFileAtomic(path, `${JSON.stringify(map, null, 2)}\n`);
+  await writeFileAtomic(path, `${JSON.stringify(map, null, 2)}\n`, { setting: 'METAFLOW_PREBUILT_STATE_FILE' });
 }
 
 /**
@@ -95,6 +96,8 @@ export function buildLockFor(env: Record<string, string | undefined>) {
       purpose: `build ${image.tag}`,
       onWait: (_owner, holder) => options.onWait(holder),
       ...(options.signal ? { signal: options.signal } : {}),
+    }).catch((error: unknown) => {
+      throw diskFullError(error, { dir, doing: `taking the build lock of ${image.tag}`, setting: 'METAFLOW_PREBUILT_CACHE_DIR' }) ?? error;
     });
     return { waited: lock.waitedFor !== undefined, release: () => lock.release() };
   };

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { diskFullError } from './disk-full.js';
 
 /**
  * Writes a file atomically: the data goes to a temp file beside the target, is flushed to disk,
@@ -9,12 +10,19 @@ import { basename, dirname, join } from 'node:path';
 export async function writeFileAtomic(
   path: string,
   data: string | Uint8Array,
-  options: { mode?: number } = {},
+  /** `setting`: the setting that moves this file elsewhere, named when its disk is full. */
+  options: { mode?: number; setting?: string } = {},
 ): Promise<void> {
   const dir = dirname(path);
-  await mkdir(dir, { recursive: true });
+  const full = (error: unknown): unknown =>
+    diskFullError(error, { dir, doing: `writing ${path}`, ...(options.setting ? { setting: options.setting } : {}) }) ?? error;
+  await mkdir(dir, { recursive: true }).catch((error: unknown) => {
+    throw full(error);
+  });
   const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await open(temp, 'w', options.mode ?? 0o644);
+  const handle = await open(temp, 'w', options.mode ?? 0o644).catch((error: unknown) => {
+    throw full(error);
+  });
   try {
     try {
       await handle.writeFile(data);
@@ -25,6 +33,6 @@ export async function writeFileAtomic(
     await rename(temp, path);
   } catch (error) {
     await rm(temp, { force: true });
-    throw error;
+    throw full(error);
   }
 }

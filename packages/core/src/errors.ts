@@ -164,6 +164,21 @@ export class EnvironmentError extends PrebuiltError {
   }
 }
 
+/**
+ * A disk filled up (ENOSPC, or a quota: EDQUOT) while prebuilt wrote into `dir`. Exit 2: the
+ * machine needs room, or the setting named in the hint pointed at a disk with room.
+ */
+export class DiskFullError extends PrebuiltError {
+  readonly dir: string;
+  readonly setting: string | undefined;
+  constructor(message: string, fields: { dir: string; setting?: string }, options: PrebuiltErrorOptions = {}) {
+    super('disk-full', message, ExitCode.usage, options);
+    this.name = 'DiskFullError';
+    this.dir = fields.dir;
+    this.setting = fields.setting;
+  }
+}
+
 /** The work was cancelled (Ctrl-C, SIGTERM, an AbortSignal). */
 export class CancelledError extends PrebuiltError {
   constructor(message = 'cancelled', options: PrebuiltErrorOptions & { signal?: 'SIGINT' | 'SIGTERM' } = {}) {

@@ -10,6 +10,7 @@ export {
   BuildFailedError,
   EnvironmentError,
   CancelledError,
+  DiskFullError,
   ExitCode,
   errorMessage,
   type PrebuiltErrorOptions,
@@ -223,6 +224,7 @@ export {
 } from './recipes/select.js';
 export { writeFileAtomic } from './atomic-write.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntry, type TreeEntryKind } from './file-tree.js';
+export { diskFullError, isDiskFull } from './disk-full.js';
 export { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';
 export { acquireFileLock, describeLockOwner, LEASE_BEATS, LOCK_HEARTBEAT_MS, type AcquireOptions, type FileLock, type LockOwner } from './file-lock.js';
 export {

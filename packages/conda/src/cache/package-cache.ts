@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { acquireFileLock, CancelledError, ConfigError, createLogger, errorMessage, type LockedPackage } from '@prebuilt/core';
+import { acquireFileLock, CancelledError, ConfigError, createLogger, diskFullError, errorMessage, type LockedPackage } from '@prebuilt/core';
 import { prebuiltCacheDir } from '../resolve/cache-dir.js';
 import { PackageDownloadError, PackageIntegrityError } from './errors.js';
 import { sha256File } from './sha256-file.js';
@@ -136,7 +136,9 @@ export class PackageCache {
       }
       if (!unique.has(sha)) unique.set(sha, pkg);
     }
-    await mkdir(join(this.dir, 'pkgs'), { recursive: true });
+    await mkdir(join(this.dir, 'pkgs'), { recursive: true }).catch((error: unknown) => {
+      throw diskFullError(error, { dir: this.dir, doing: 'creating the package cache', setting: CACHE_DIR_ENV }) ?? error;
+    });
 
     const state = {
       filesDone: 0,
@@ -183,7 +185,8 @@ export class PackageCache {
           state.filesDone += 1;
           emit(pkg.filename, 'finished');
         } catch (error) {
-          failed ??= error;
+          // A full disk is no download failure: name the cache directory and the setting that moves it.
+          failed ??= diskFullError(error, { dir: join(this.dir, 'pkgs'), doing: `downloading ${pkg.filename}`, setting: CACHE_DIR_ENV }) ?? error;
         }
       }
     };

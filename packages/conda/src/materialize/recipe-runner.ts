@@ -1,7 +1,8 @@
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   createRunTempDir,
+  diskFullError,
   materializedRecipe,
   MATERIALIZED_RECIPE_VERSION,
   PREFIX_LAYERS_FILE,
@@ -65,7 +66,8 @@ export function createMaterializedRecipeRunner(options: MaterializedRecipeRunner
         options.onMaterialized?.(input.envId, result);
       } catch (error) {
         await rm(contextDir, { recursive: true, force: true });
-        throw error;
+        // A full disk names the build context's directory and TMPDIR (the package cache's own names METAFLOW_PREBUILT_CACHE_DIR).
+        throw diskFullError(error, { dir: dirname(contextDir), doing: `materializing env ${input.envId} into ${contextDir}`, setting: 'TMPDIR' }) ?? error;
       }
       return { dockerfile: recipe.dockerfile, contextDir, dispose: () => rm(contextDir, { recursive: true, force: true }) };
     },

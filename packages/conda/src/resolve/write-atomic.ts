@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { diskFullError } from '@prebuilt/core';
 
 /** Writes a cache file atomically (temp file beside it + rename), so readers never see half a file. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
@@ -12,6 +13,6 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
     await rename(temp, path);
   } catch (error) {
     await rm(temp, { force: true });
-    throw error;
+    throw diskFullError(error, { dir, doing: `writing ${path}`, setting: 'METAFLOW_PREBUILT_CACHE_DIR' }) ?? error;
   }
 }
