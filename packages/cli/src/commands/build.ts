@@ -94,7 +94,11 @@ export async function runBuild(file: string, context: CliContext, options: Build
       ...(options.update ? { update: true } : {}),
       ...(options.workers !== undefined ? { workers: options.workers } : {}),
       ...(options.steps ? { steps: options.steps } : {}),
-      ...(view ? { onEvent: (event) => view.onEvent(event) } : {}),
+      // With --json (stdout is for machines) notes still reach the people reading stderr.
+      onEvent: (event) => {
+        if (view) view.onEvent(event);
+        else if (event.type === 'note') context.stderr.write(`note: ${event.message}\n`);
+      },
       onMaterialized: (envId, materialized) => {
         for (const warning of materialized.warnings) warnings.push(`env ${envId}: ${warning}`);
       },
