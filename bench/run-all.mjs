@@ -2,7 +2,7 @@
 /**
  * Runs the benchmarks one after the other (never two at once) and prints their figures: `pnpm bench`.
  *
- *   node bench/run-all.mjs [--runs 3] [--only b1,b2,b3,b4,b5,b6] [--json]
+ *   node bench/run-all.mjs [--runs 3] [--only b1,b2,b3,b4,b5,b6,b7] [--json]
  *
  * Each benchmark is its own script (see bench/README.md); its report is printed as it comes, or,
  * with --json, collected into one JSON document. A benchmark that fails is reported with its reason
@@ -21,6 +21,7 @@ const BENCHMARKS = [
   { id: 'b4', title: 'B4 parallel builds', script: 'parallel-builds.mjs' },
   { id: 'b5', title: 'B5 resolution', script: 'plan-resolution.mjs' },
   { id: 'b6', title: 'B6 second platform', script: 'second-platform.mjs' },
+  { id: 'b7', title: 'B7 package cache check', script: 'cache-verify.mjs' },
 ];
 
 const args = benchArgs({ runs: 3 }, { only: { type: 'string' } });

@@ -131,7 +131,7 @@ export async function runBuild(file: string, context: CliContext, options: Build
     throw new BuildFailedError(
       `${result.failures.length} of ${result.images.length} image${result.images.length === 1 ? '' : 's'} failed to build; the image map was not written.`,
       result.failures.map((image) => ({ imageTag: image.tag, reason: image.reason ?? 'failed', logTail: image.logTail ?? [] })),
-      { hint: 'Read the build log above, fix the env or the base image, and run prebuilt build again: the images that were built are reused.' },
+      { hint: 'Read the reasons above (and the build log), fix what they name, and run prebuilt build again: the images that were built are reused.' },
     );
   }
   return { result, stateFile };

@@ -81,6 +81,8 @@ export interface EnsureResult {
 type Downloadable = Pick<LockedPackage, 'url' | 'sha256' | 'size' | 'filename'>;
 
 const SHA256 = /^[0-9a-f]{64}$/;
+/** Cache entries checked at once (each an lstat and a small read; libuv's pool runs 4 at a time by default). */
+const CHECK_CONCURRENCY = 16;
 
 /**
  * A content-addressed cache of package files: `<cacheDir>/pkgs/<sha256>`.
@@ -154,9 +156,17 @@ export class PackageCache {
 
     const paths = new Map<string, string>();
     const pending: [string, Downloadable][] = [];
-    for (const [sha, pkg] of unique) {
+    // The entries are checked concurrently (a few syscalls each; a hash only when one changed), then taken in lock order.
+    const entries = [...unique];
+    const matches: boolean[] = new Array<boolean>(entries.length);
+    let checked = 0;
+    const checker = async (): Promise<void> => {
+      for (let i = checked++; i < entries.length; i = checked++) matches[i] = await this.#stillMatches(entries[i]![0], entries[i]![1]);
+    };
+    await Promise.all(Array.from({ length: Math.min(CHECK_CONCURRENCY, entries.length) }, checker));
+    for (const [i, [sha, pkg]] of entries.entries()) {
       paths.set(sha, this.pathFor(sha));
-      if (await this.#stillMatches(sha, pkg)) {
+      if (matches[i]) {
         state.filesDone += 1;
         state.filesCached += 1;
         state.bytesDone += pkg.size;
