@@ -26,17 +26,11 @@ import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { benchArgs, cliEnv, flowSource, fmtBytes, fmtStats, loadServices, machine, main, output, prebuilt, ROOT, startFixtures, stats } from './lib.mjs';
+import { benchArgs, cliEnv, flowSource, fmtBytes, fmtStats, loadServices, machine, main, NOOP_STEPS, output, prebuilt, ROOT, startFixtures, stats } from './lib.mjs';
 
 const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5187' }, mb: { type: 'string', default: '500' } });
 const NAMESPACE = 'prebuilt-bench/cache-verify';
-const ENVS = [
-  { decorator: 'conda', packages: { tinyframe: '' } },
-  { decorator: 'conda', packages: { tinycli: '' } },
-  { decorator: 'pypi', packages: { tinyhttp: '' } },
-  { decorator: 'pypi', packages: { tinyplot: '' } },
-];
-const STEPS = Array.from({ length: 10 }, (_, i) => ENVS[i % ENVS.length]);
+const STEPS = NOOP_STEPS;
 
 /** Entry sizes like a large env's: 300 small (16–200 KB), 60 medium (0.5–3 MB), the rest in ~20 MB files. */
 function sizes(totalBytes) {

@@ -169,6 +169,15 @@ export function timed(command, args, { cwd, env, allowFailure = false } = {}) {
 /** `prebuilt <args>` (this checkout's CLI) with {@link timed}. */
 export const prebuilt = (args, options) => timed(process.execPath, [BIN, ...args], options);
 
+/** B1's flow (also B7's no-op redeploy): 4 distinct envs (two `@conda`, two `@pypi`) over 10 steps. */
+export const NOOP_ENVS = [
+  { decorator: 'conda', packages: { tinyframe: '' } },
+  { decorator: 'conda', packages: { tinycli: '' } },
+  { decorator: 'pypi', packages: { tinyhttp: '' } },
+  { decorator: 'pypi', packages: { tinyplot: '' } },
+];
+export const NOOP_STEPS = Array.from({ length: 10 }, (_, i) => NOOP_ENVS[i % NOOP_ENVS.length]);
+
 /**
  * A flow file: `steps` is a list of `{ decorator: 'conda' | 'pypi', packages }`; step names are
  * start, step01, …, end, chained linearly, under `@conda_base(python="3.11")`.

@@ -35,6 +35,8 @@ import {
   ratio,
   ROOT,
   loadServices,
+  NOOP_ENVS,
+  NOOP_STEPS,
   startFixtures,
   stats,
   timed,
@@ -43,14 +45,8 @@ import {
 const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5181' } });
 const NAMESPACE = 'prebuilt-bench/noop';
 
-/** 4 distinct envs over 10 steps. */
-const ENVS = [
-  { decorator: 'conda', packages: { tinyframe: '' } },
-  { decorator: 'conda', packages: { tinycli: '' } },
-  { decorator: 'pypi', packages: { tinyhttp: '' } },
-  { decorator: 'pypi', packages: { tinyplot: '' } },
-];
-const STEPS = Array.from({ length: 10 }, (_, i) => ENVS[i % ENVS.length]);
+const ENVS = NOOP_ENVS;
+const STEPS = NOOP_STEPS;
 
 await main(async (defer) => {
   const services = loadServices();

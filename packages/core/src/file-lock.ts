@@ -48,12 +48,12 @@ export interface AcquireOptions {
   heartbeatMs?: number;
 }
 
-function alive(pid: number): boolean {
+/** Whether a process of this machine runs (EPERM: it exists but belongs to someone else). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (error) {
-    // EPERM: the process exists but belongs to someone else.
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
@@ -93,7 +93,7 @@ function leaseMs(owner: LockOwner): number | undefined {
  */
 function staleNow(held: Held, now = Date.now()): boolean {
   const { owner } = held;
-  if (owner.host === hostname() && owner.pid !== process.pid && !alive(owner.pid)) return true;
+  if (owner.host === hostname() && owner.pid !== process.pid && !processAlive(owner.pid)) return true;
   const lease = leaseMs(owner);
   return lease !== undefined && now - held.renewedMs > lease;
 }
@@ -200,7 +200,7 @@ async function takeOver(path: string, stale: Held | undefined): Promise<void> {
       // A live owner took the lock in between: put its file back unless the place is taken again.
       await link(aside, path).catch(() => undefined);
     } else {
-      const why = !stale ? 'unreadable' : stale.owner.host === hostname() && !alive(stale.owner.pid) ? `dead process ${stale.owner.pid}` : 'lease expired';
+      const why = !stale ? 'unreadable' : stale.owner.host === hostname() && !processAlive(stale.owner.pid) ? `dead process ${stale.owner.pid}` : 'lease expired';
       log('took over the stale lock %s (%s; was %s)', path, why, stale ? describeLockOwner(stale.owner, stale.renewedMs) : 'corrupt');
     }
   } catch {

@@ -16,6 +16,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errorMessage } from './errors.js';
+import { processAlive } from './file-lock.js';
 import { createLogger } from './logger.js';
 
 const log = createLogger('temp');
@@ -49,19 +50,10 @@ function startOf(pid: number): number | undefined {
   }
 }
 
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Whether the process that made a directory of this machine (pid, start time) still runs. */
 function ownerRuns(pid: number, started: number): boolean {
   if (pid === process.pid) return Math.abs(started - processStart) < SAME_START_MS;
-  if (!running(pid)) return false;
+  if (!processAlive(pid)) return false;
   const actual = startOf(pid);
   return actual === undefined || Math.abs(actual - started) < SAME_START_MS;
 }
