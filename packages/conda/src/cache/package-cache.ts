@@ -91,6 +91,8 @@ const CHECK_CONCURRENCY = 16;
  * `<sha256>.partial`, so a half-downloaded entry is never used. An interrupted download resumes
  * from its partial file with an HTTP Range request. Processes on this machine download one file
  * one at a time (a lock file `<sha256>.lock` beside it); a process that waited finds it cached.
+ * Every call checks the entries it returns against the lock (`<sha256>.verified` beside each, see
+ * verified-entry.ts): one that no longer matches is removed, noted (`onNote`) and downloaded again.
  */
 export class PackageCache {
   readonly dir: string;

@@ -13,6 +13,8 @@
  * again. What it cannot catch: someone who changes the file and then rewrites the record to the
  * new inode and ctime — that needs write access to the cache directory itself, the same access
  * that could replace prebuilt's own cached solves; keep the cache directory private to its user.
+ * The check runs when a build asks for its packages, right before materializing; a change in the
+ * moments between the two is not caught.
  */
 import { lstatSync, readFileSync, type BigIntStats } from 'node:fs';
 import { lstat, rm } from 'node:fs/promises';
