@@ -6,7 +6,7 @@ import { mkdtemp, readdir, readFile, rm, stat, truncate, utimes, writeFile } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CancelledError } from '@prebuilt/core';
+import { acquireFileLock, CancelledError } from '@prebuilt/core';
 import { defaultCacheDir, PackageCache, type CacheNote, type DownloadProgress } from './package-cache.js';
 import { PackageDownloadError, PackageIntegrityError } from './errors.js';
 
@@ -216,6 +216,20 @@ describe('PackageCache: a cached entry is what was locked', () => {
     requests.length = 0;
     expect((await cache.ensure([file])).filesCached).toBe(1);
     expect(requests).toEqual([]);
+  });
+
+  it('a download another process holds is waited for with a note naming the holder', async () => {
+    const dir = await tempCache();
+    const notes: CacheNote[] = [];
+    const cache = new PackageCache({ cacheDir: dir, onNote: (note) => notes.push(note) });
+    const file = pkg('/f5.tar.bz2');
+    const held = await acquireFileLock(`${cache.pathFor(file.sha256)}.lock`, { purpose: 'download elsewhere' });
+    setTimeout(() => void held.release(), 300);
+    const result = await cache.ensure([file]);
+    expect(result.filesDownloaded + result.filesCached).toBe(1);
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toMatchObject({ kind: 'waiting', filename: 'f5.tar.bz2' });
+    expect(notes[0]!.message).toMatch(new RegExp(`^Waiting for f5\\.tar\\.bz2, which another prebuilt process downloads: pid ${process.pid} on host .+ \\(download elsewhere\\), holding it since`));
   });
 });
 
