@@ -254,6 +254,8 @@ describe('the lock file is never silently replaced', () => {
 describe('a PyPI spec with a shell suffix', () => {
   it.each([
     ['{"tinyhttp": "1.0; rm -rf /"}', /Invalid PyPI version spec '1\.0; rm -rf \/' for package 'tinyhttp' in the @pypi packages of step start: it contains ';' \(an environment marker or a shell command separator\)/],
+    // Before: pip saw `tinyhttp>=0.1; rm -rf /` and the CLI said only "Cannot resolve the PyPI packages of step start: Exception:".
+    ['{"tinyhttp": ">=0.1; rm -rf /"}', /Invalid PyPI version spec '>=0\.1; rm -rf \/' for package 'tinyhttp' in the @pypi packages of step start: it contains ';' .* at position 6/],
     ['{"tinyhttp": ">=0.1 && echo pwned"}', /Invalid PyPI version spec '>=0\.1 && echo pwned' for package 'tinyhttp' in the @pypi packages of step start: it contains '&'/],
   ])('%s is exit 2 naming the field and the problem, before pip runs', async (packages, message) => {
     const flow = `from metaflow import FlowSpec, pypi, step\n\n\nclass ShellFlow(FlowSpec):\n    @pypi(python="3.11", packages=${packages})\n    @step\n    def start(self):\n        self.next(self.end)\n\n    @step\n    def end(self):\n        pass\n`;
