@@ -10,7 +10,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -269,7 +271,22 @@ describe('a PyPI spec with a shell suffix', () => {
   }, 120_000);
 });
 
-describeWith(['registries', 'baseImage'], 'a full disk (a real tmpfs)', () => {
+/** Why this machine cannot mount a tmpfs (needs root and CAP_SYS_ADMIN), or undefined when it can. */
+function tmpfsMissing(): string | undefined {
+  const probe = mkdtempSync(join(tmpdir(), 'prebuilt-tmpfs-probe-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', probe], { stdio: 'pipe' });
+    execFileSync('umount', [probe], { stdio: 'pipe' });
+    return undefined;
+  } catch (error) {
+    return `cannot mount a tmpfs (needs root and CAP_SYS_ADMIN): ${String((error as { stderr?: Buffer }).stderr ?? (error as Error).message).trim()}`;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}
+
+const noTmpfs = tmpfsMissing();
+(noTmpfs ? describe.skip : describe)(`a full disk (a real tmpfs)${noTmpfs ? ` — skipped: ${noTmpfs}` : ''}`, () => describeWith(['registries', 'baseImage'], 'under the cache, the state file and TMPDIR', () => {
   const mounts: string[] = [];
   let mountable = true;
 
@@ -302,6 +319,26 @@ describeWith(['registries', 'baseImage'], 'a full disk (a real tmpfs)', () => {
     expect(await readFile(join(flowDir, 'small.prebuilt.lock'), 'utf8')).toBe(lockText);
   }, 300_000);
 
+  it('under the state file: exit 2, names its directory and METAFLOW_PREBUILT_STATE_FILE, no stack', async () => {
+    expect(mountable).toBe(true);
+    const state = await tmpfs('full-state', '64k');
+    // Fill the disk to the last block.
+    await writeFile(join(state, 'filler'), Buffer.alloc(64 * 1024)).catch(() => undefined);
+    for (let i = 0; ; i++) {
+      const written = await writeFile(join(state, `f${i}`), Buffer.alloc(512)).then(() => true, () => false);
+      if (!written) break;
+    }
+    const result = await runCli(['build', 'small.py'], {
+      cwd: flowDir,
+      env: buildEnv({ METAFLOW_PREBUILT_STATE_FILE: join(state, 'images.json'), METAFLOW_PREBUILT_IMAGE_NAMESPACE: ns('enospc-state') }),
+    });
+    expect(result.code, result.output).toBe(2);
+    expect(result.stderr).toContain(`No space left on the device of ${state} while writing ${join(state, 'images.json')}`);
+    expect(result.stderr).toContain('set METAFLOW_PREBUILT_STATE_FILE to a directory on a disk with room');
+    expect(stackLines(result.output)).toEqual([]);
+    expect((await readdir(state)).filter((name) => !/^(filler|f\d+)$/.test(name))).toEqual([]);
+  }, 300_000);
+
   it('under TMPDIR while materializing: exit 1 (the image failed), names the directory and TMPDIR, no stack, nothing left there', async () => {
     expect(mountable).toBe(true);
     const tmp = await tmpfs('full-tmp', '64k');
@@ -312,4 +349,4 @@ describeWith(['registries', 'baseImage'], 'a full disk (a real tmpfs)', () => {
     expect(stackLines(result.output)).toEqual([]);
     expect(await readdir(tmp)).toEqual([]);
   }, 300_000);
-});
+}));
