@@ -104,7 +104,7 @@ export function registerLockCommand(program: Command, context: CliContext): void
     .command('lock')
     .description('resolve every step environment to exact files and write <flow>.prebuilt.lock beside the flow')
     .argument('<flow>', 'the flow file, e.g. flow.py')
-    .option('--update', 're-resolve every env, even those the lock already has')
+    .option('--update', 're-resolve every env, even those the lock already has (also replaces a corrupt or newer-version lock file)')
     .option('--frozen', 'check only: exit 2 when a step is not locked or the lock is corrupt or stale')
     .option('--json', 'print one JSON object for machines')
     .addHelpText('after', LOCK_HELP)
