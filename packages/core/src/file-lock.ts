@@ -114,8 +114,8 @@ export function describeLockOwner(owner: LockOwner, renewedMs?: number, now = Da
  * (LEASE_BEATS heartbeats; any host: a killed CI container on a shared cache volume never comes
  * back), or when this process saw its mtime unchanged for the lease's length (a holder whose clock
  * runs ahead). Release stops the heartbeat and removes the file. The lock only saves duplicate
- * work: a lost race (two processes both taking over one stale lock) costs a duplicate build, never
- * a wrong result.
+ * work: a lost race (two processes both taking over one stale lock), or a holder whose clock is
+ * behind the waiter's by more than the lease, costs a duplicate build, never a wrong result.
  */
 export async function acquireFileLock(path: string, options: AcquireOptions = {}): Promise<FileLock> {
   const { signal } = options;
