@@ -1,3 +1,4 @@
+import { withNetworkWaits } from '../net/network-wait.js';
 import type { BaseImageIdentity, BuildService, ImageRegistry, RegistryCredentials } from '../contracts.js';
 import { dockerPlatform, type CondaPlatform, type LockedEnv } from '../env-model.js';
 import { CancelledError, ConfigError, PrebuiltError, errorMessage, type RegistryError } from '../errors.js';
@@ -80,7 +81,12 @@ export type DeployEvent =
       platform?: string;
     }
   | { type: 'progress'; envId: string; phase: 'downloading' | 'materializing'; done: number; total: number }
-  | { type: 'log'; envId: string; line: string };
+  | { type: 'log'; envId: string; line: string }
+  /**
+   * A network read has had no byte for `seconds` (reported every few seconds while it lasts; 0 when
+   * the wait is over): what the deploy is waiting on, e.g. `127.0.0.1:5100` for a `blob upload`.
+   */
+  | { type: 'waiting'; target: string; what: string; seconds: number };
 
 export interface DeployOptions {
   flow: string;
@@ -215,7 +221,14 @@ async function service<T>(call: () => Promise<T>): Promise<T> {
  * build service (thrown: unreachable, misconfigured, credentials refused) cancels the other
  * builds and is rethrown.
  */
-export async function deploy(options: DeployOptions): Promise<DeployResult> {
+export function deploy(options: DeployOptions): Promise<DeployResult> {
+  const onEvent = options.onEvent;
+  if (!onEvent) return deployImages(options);
+  // Every network read of the deploy (registry, channels, downloads) says when it stalls.
+  return withNetworkWaits((wait) => onEvent({ type: 'waiting', ...wait }), () => deployImages(options));
+}
+
+async function deployImages(options: DeployOptions): Promise<DeployResult> {
   const emit = options.onEvent ?? (() => {});
   const signal = options.signal;
   const throwIfAborted = (): void => {

@@ -34,7 +34,7 @@ export interface NetRequest {
   maxRedirects?: number;
   /** The transport (default: global fetch). */
   fetch?: typeof fetch;
-  /** A stalled read reports every this many ms (default 5000). */
+  /** A stalled read reports every this many ms (default 5 s, or a third of a shorter idle timeout). */
   reportEveryMs?: number;
 }
 
@@ -71,7 +71,7 @@ export async function netFetch(url: string, request: NetRequest): Promise<NetRes
   const timeouts = request.timeouts ?? networkTimeouts();
   const transport = request.fetch ?? globalThis.fetch;
   const listener = currentNetworkWaitListener();
-  const reportEvery = request.reportEveryMs ?? 5000;
+  const reportEvery = request.reportEveryMs ?? Math.min(5000, Math.max(500, timeouts.idleMs / 3));
   const { what } = request;
   const controller = new AbortController();
   const signal = request.signal ? AbortSignal.any([request.signal, controller.signal]) : controller.signal;

@@ -520,6 +520,14 @@ export class RegistryClient {
     const host = registryApiHost(registry);
     const before = await this.#knownAuthorization(registry, scope, signal);
     let res = await this.#fetch(registry, url, init, what, signal, { ...plan, ...(before ? { authorization: { value: before, host } } : {}) });
+    const foreign = new URL(url).host !== host;
+    if (res.status === 401 && foreign) {
+      throw new RegistryError(
+        `registry ${registry} sent the ${extra.what} to ${new URL(url).host}, which asks for credentials; prebuilt sends the credentials of ${registry} to its own host only`,
+        { registry, status: 401 },
+        { hint: `Configure the registry to answer with upload locations on ${host}, or to let that host accept the upload without credentials (e.g. a pre-signed URL).` },
+      );
+    }
     if (res.status === 401) {
       const challenges = parseWwwAuthenticate(res.headers.get('www-authenticate'));
       const authorization = await this.#answerChallenge(registry, challenges, scope, signal);
