@@ -111,9 +111,11 @@ interface PipReport {
   }[];
 }
 
-function run(command: string, args: string[], env: Record<string, string | undefined>, signal?: AbortSignal): Promise<{ code: number | null; stderr: string; stdout: string }> {
+function run(command: string, args: string[], env: Record<string, string | undefined>, cwd: string, signal?: AbortSignal): Promise<{ code: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
+    // In a directory of its own: `python -m pip` imports from its working directory first, where a
+    // flow file named pip.py would stand in for pip.
+    const child = spawn(command, args, { cwd, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
     let stderr = '';
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -208,7 +210,7 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
     log('%s %s', python, redactUrls(args.join(' ')));
     let result: Awaited<ReturnType<typeof run>>;
     try {
-      result = await run(python, args, pipEnv(options), options.signal);
+      result = await run(python, args, pipEnv(options), work, options.signal);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new EnvironmentError(`Cannot resolve PyPI packages: '${python}' was not found on this machine.`, {
