@@ -12,6 +12,7 @@ import {
   errorMessage,
   netFetch,
   networkTimeouts,
+  PrebuiltError,
   urlCredentialsFromEnv,
   type LockedPackage,
   type NetResponse,
@@ -253,11 +254,13 @@ export class PackageCache {
           throw error;
         }
         if (error instanceof PackageDownloadError && error.status !== undefined && error.status < 500) throw error;
-        if (CancelledError.isInstance(error) || attempt >= this.attempts) {
-          if (CancelledError.isInstance(error)) throw error;
+        // (isInstance is PrebuiltError's: true for every PrebuiltError, a stalled read too; the code tells.)
+        const cancelled = PrebuiltError.isInstance(error) && error.code === 'cancelled';
+        if (cancelled || attempt >= this.attempts) {
+          if (cancelled) throw error;
           throw error instanceof PackageDownloadError
             ? error
-            : new PackageDownloadError(`Downloading ${pkg.url} failed after ${attempt} attempts: ${errorMessage(error)}.`, { url: pkg.url }, {
+            : new PackageDownloadError(`Downloading ${pkg.url} failed after ${attempt} attempts: ${PrebuiltError.isInstance(error) ? error.message : errorMessage(error)}.`, { url: pkg.url }, {
                 cause: error,
                 hint: 'Check that the channel or index is reachable and run again; the download resumes where it stopped.',
               });
