@@ -12,11 +12,11 @@
  * - digests: a manifest whose Docker-Content-Digest is not the hash of its bytes is refused (oci
  *   and docker build services).
  */
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SMALL_FLOW, createWorld, runCli, runCliMeasured, stackLines, type CliResult, type World } from '../support/cli.js';
+import { SMALL_FLOW, createWorld, filesUnder, runCli, runCliMeasured, stackLines, type CliResult, type World } from '../support/cli.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { basicAuthorization, describeWith, getServices } from '../services.js';
 
@@ -43,16 +43,6 @@ class PipFlow(FlowSpec):
 if __name__ == "__main__":
     PipFlow()
 `;
-
-async function walk(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...(await walk(path)));
-    else if (entry.isFile()) out.push(path);
-  }
-  return out;
-}
 
 function upstreamOf(url: string): string {
   return new URL(url).host;
@@ -130,7 +120,7 @@ describe('hostile channels and indexes (fault proxy in front of the fixture serv
       const secrets = [token, Buffer.from(`ci:${token}`).toString('base64')];
       for (const secret of secrets) expect(result.output).not.toContain(secret);
       expect(result.stderr).toContain('(another origin: no credentials)');
-      for (const file of [...(await walk(cache)), ...(await walk(flowDir))]) {
+      for (const file of [...(await filesUnder(cache)), ...(await filesUnder(flowDir))]) {
         const text = (await readFile(file)).toString('latin1');
         for (const secret of secrets) expect(text.includes(secret), file).toBe(false);
       }
@@ -288,7 +278,7 @@ describeWith(['registries', 'baseImage'], 'hostile registries and channels durin
     expect(result.code, result.output).toBe(1);
     expect(result.stderr).toMatch(/\S+\.(conda|tar\.bz2) \(http:\/\/[^)]+\) is larger than its locked size of \d+ bytes; the download was stopped and discarded/);
     expect(result.peakRssMiB).toBeLessThan(RSS_BOUND_MIB);
-    const cached = (await walk(join(cache, 'pkgs'))).filter((f) => !/\.(lock|partial)$/.test(f));
+    const cached = (await filesUnder(join(cache, 'pkgs'))).filter((f) => !/\.(lock|partial)$/.test(f));
     expect(cached).toEqual([]);
     console.log(`endless package download: peak RSS ${result.peakRssMiB.toFixed(0)} MiB`);
   }, 600_000);
@@ -328,7 +318,7 @@ describeWith(['registries', 'baseImage'], 'hostile registries and channels durin
       for (const { name, result } of runs) expect(leaks(result.output), name).toEqual([]);
       const lockText = await readFile(join(dir, 'pip.prebuilt.lock'), 'utf8');
       expect(lockText).toContain(`http://${guarded.host}/`);
-      const files = [...(await walk(cache)), ...(await walk(join(dir, '.prebuilt'))), join(dir, 'pip.prebuilt.lock')];
+      const files = [...(await filesUnder(cache)), ...(await filesUnder(join(dir, '.prebuilt'))), join(dir, 'pip.prebuilt.lock')];
       expect(files.some((f) => f.includes('solves'))).toBe(true);
       for (const file of files) expect(leaks(await readFile(file)), file).toEqual([]);
 

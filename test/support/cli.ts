@@ -205,3 +205,15 @@ export async function runCliMeasured(args: readonly string[], options: { cwd: st
   await sampling;
   return { ...result, peakRssMiB: peak };
 }
+
+/** Every file under `dir` (recursively); none when it does not exist. */
+export async function filesUnder(dir: string): Promise<string[]> {
+  const { readdir } = await import('node:fs/promises');
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await filesUnder(path)));
+    else if (entry.isFile()) out.push(path);
+  }
+  return out;
+}
