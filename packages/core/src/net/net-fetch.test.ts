@@ -86,6 +86,14 @@ describe('netFetch (servers on 127.0.0.1)', () => {
     expect(server.seen.map((s) => `${s.method} ${s.url} ${s.bytes}`)).toEqual(['PUT /put 1000', 'PUT /put-here 1000', 'POST /post 1000', 'GET /result 0']);
   });
 
+  it('refuses to carry a secret body to another origin on a 307 when told so', async () => {
+    const foreign = await serve((_req, res) => res.end('{}'));
+    const realm = await serve((_req, res) => res.writeHead(307, { location: `${foreign.origin}/token` }).end());
+    const error = await netFetch(`${realm.origin}/token`, { method: 'POST', body: 'refresh_token=secret', what: 'token', timeouts: FAST, bodyToOtherOrigins: false }).catch((e: unknown) => e);
+    expect((error as NetworkError).message).toBe(`token from ${realm.host}: a redirect would send the request's body to ${foreign.host}; refused`);
+    expect(foreign.seen).toEqual([]);
+  });
+
   it('bounds a body: an endless one fails as soon as it passes the bound, a prefix reads only what it needs', async () => {
     const server = await serve((_req, res) => endless(res));
     const response = await netFetch(server.origin, { what: 'manifest', timeouts: FAST });

@@ -32,6 +32,11 @@ export interface NetRequest {
   authorize?: (url: URL) => string | undefined;
   /** Redirects to follow; 0 gives the 3xx answer to the caller. Default 10. */
   maxRedirects?: number;
+  /**
+   * Whether a 307/308 may carry the body to another origin (default true: a blob upload may go to
+   * storage elsewhere). False for a body that is itself a secret (a token request's refresh token).
+   */
+  bodyToOtherOrigins?: boolean;
   /** The transport (default: global fetch). */
   fetch?: typeof fetch;
   /** A stalled read reports every this many ms (default 5 s, or a third of a shorter idle timeout). */
@@ -163,6 +168,10 @@ export async function netFetch(url: string, request: NetRequest): Promise<NetRes
     if (current.protocol !== 'http:' && current.protocol !== 'https:') {
       finish();
       throw new NetworkError(`${what} from ${from.host}: a redirect to ${current.protocol} is not followed`, { target: from.host, what, reason: 'redirect' });
+    }
+    if (body !== undefined && request.bodyToOtherOrigins === false && current.origin !== from.origin && (response.status === 307 || response.status === 308)) {
+      finish();
+      throw new NetworkError(`${what} from ${from.host}: a redirect would send the request's body to ${current.host}; refused`, { target: from.host, what, reason: 'redirect' });
     }
     if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === 'POST')) {
       method = method === 'HEAD' ? 'HEAD' : 'GET';

@@ -642,6 +642,8 @@ export class RegistryClient {
     const res = await this.#fetch(registry, tokenUrl, init, `${init.method} ${url.origin}${url.pathname}`, signal, {
       what: 'token',
       limit: BODY_LIMITS.json,
+      // A refresh token in the body stays with the realm's host.
+      bodyToOtherOrigins: false,
       ...(authorization ? { authorization: { value: authorization, host: url.host } } : {}),
     });
     if (res.status === 401 || res.status === 403) {
@@ -682,7 +684,7 @@ export class RegistryClient {
     init: { method: string; headers: Record<string, string>; body?: string | Uint8Array },
     what: string,
     signal: AbortSignal | undefined,
-    plan: ReadPlan & { authorization?: { value: string; host: string } },
+    plan: ReadPlan & { authorization?: { value: string; host: string }; bodyToOtherOrigins?: boolean },
   ): Promise<HttpResult> {
     const { attempts } = this.#retry;
     const headers = { 'user-agent': this.#options.userAgent ?? 'prebuilt', ...init.headers };
@@ -698,6 +700,7 @@ export class RegistryClient {
           ...(init.body === undefined ? {} : { body: init.body }),
           what: plan.what,
           timeouts: this.#timeouts,
+          ...(plan.bodyToOtherOrigins === false ? { bodyToOtherOrigins: false } : {}),
           ...(signal ? { signal } : {}),
           ...(authorize ? { authorize } : {}),
         });
