@@ -215,7 +215,7 @@ async function service<T>(call: () => Promise<T>): Promise<T> {
 
 /**
  * The deploy: envs → locks → envIds → tags → existence check → build the missing images in
- * parallel (identical envs once) → verify each push by HEAD → image map.
+ * parallel (identical envs once) → verify each push (the manifest read back and hashed) → image map.
  * A failed build (the build service's `ok: false`, or an env that cannot be materialized) is
  * reported in `failures`; the other images are still built. An error of the registry or the
  * build service (thrown: unreachable, misconfigured, credentials refused) cancels the other
