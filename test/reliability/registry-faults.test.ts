@@ -72,10 +72,10 @@ describeWith(['docker', 'registries', 'baseImage'], 'registry faults during preb
     proxy.fault({ method: 'HEAD', path: base, fault: { type: 'status', status: 503 }, times: 1 });
     proxy.fault({ method: 'HEAD', path: base, fault: { type: 'status', status: 429, retryAfter: 1 }, times: 1 });
     proxy.fault({ method: 'HEAD', path: base, fault: { type: 'stall', ms: 2000 }, times: 1 });
-    // Existence check of the env image: a reset, then a 500.
+    // Existence check of the env image (a GET: its digest is hashed from the bytes): a reset, then a 500.
     const manifests = new RegExp(`^/v2/${ns}/manifests/env-`);
-    proxy.fault({ method: 'HEAD', path: manifests, fault: { type: 'reset' }, times: 1 });
-    proxy.fault({ method: 'HEAD', path: manifests, fault: { type: 'status', status: 500 }, times: 1 });
+    proxy.fault({ method: 'GET', path: manifests, fault: { type: 'reset' }, times: 1 });
+    proxy.fault({ method: 'GET', path: manifests, fault: { type: 'status', status: 500 }, times: 1 });
     // The daemon's push: a 500 on the first blob upload start and on the first manifest PUT.
     proxy.fault({ method: 'POST', path: new RegExp(`^/v2/${ns}/blobs/uploads/$`), fault: { type: 'status', status: 500 }, times: 1 });
     proxy.fault({ method: 'PUT', path: manifests, fault: { type: 'status', status: 500 }, times: 1 });
@@ -87,7 +87,7 @@ describeWith(['docker', 'registries', 'baseImage'], 'registry faults during preb
     // Every fault was hit, and each faulted request was followed by a successful one.
     const hit = proxy.faulted();
     expect(hit.map((r) => `${r.method} ${r.fault}`).sort()).toEqual(
-      ['HEAD status', 'HEAD status', 'HEAD stall', 'HEAD reset', 'HEAD status', 'POST status', 'PUT status'].sort(),
+      ['HEAD status', 'HEAD status', 'HEAD stall', 'GET reset', 'GET status', 'POST status', 'PUT status'].sort(),
     );
     // Retry-After was honoured (≥ 1 s) and the stall waited for (2 s).
     expect(Date.now() - started).toBeGreaterThan(3000);
@@ -125,7 +125,7 @@ describeWith(['docker', 'registries', 'baseImage'], 'registry faults during preb
 
   it('a registry that keeps answering 503 ends the build with exit 1 naming the registry and the last error', async () => {
     const ns = namespace();
-    const remove = proxy.fault({ method: 'HEAD', path: new RegExp(`^/v2/${ns}/manifests/`), fault: { type: 'status', status: 503 } });
+    const remove = proxy.fault({ method: 'GET', path: new RegExp(`^/v2/${ns}/manifests/`), fault: { type: 'status', status: 503 } });
     try {
       const result = await build(ns);
       expect(result.code, result.output).toBe(1);

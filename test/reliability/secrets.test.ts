@@ -6,11 +6,11 @@
  * every file of the cache, the temp directory of the runs, and every blob of the pushed image
  * (config and each layer, decompressed). None may contain any of them, in plain or base64 form.
  */
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { SMALL_FLOW, createWorld, runCli, stackLines, type CliResult, type World } from '../support/cli.js';
+import { SMALL_FLOW, createWorld, filesUnder, runCli, stackLines, type CliResult, type World } from '../support/cli.js';
 import { basicAuthorization, describeWith, getServices } from '../services.js';
 
 const services = getServices();
@@ -19,16 +19,6 @@ const MANIFEST_ACCEPT = 'application/vnd.docker.distribution.manifest.v2+json, a
 /** Every form a secret could leak in: as is, base64 of itself and of user:secret. */
 function forms(user: string, secret: string): string[] {
   return [secret, Buffer.from(secret).toString('base64'), Buffer.from(`${user}:${secret}`).toString('base64')];
-}
-
-async function walk(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...(await walk(path)));
-    else if (entry.isFile()) out.push(path);
-  }
-  return out;
 }
 
 describeWith(['docker', 'registries', 'baseImage'], 'secrets never leak (planted values searched in every output, file and image blob)', () => {
@@ -126,16 +116,16 @@ describeWith(['docker', 'registries', 'baseImage'], 'secrets never leak (planted
 
   it('no secret in the state file, the lock file or any file of the cache', async () => {
     const files = [
-      ...(await walk(join(flowDir, '.prebuilt'))),
+      ...(await filesUnder(join(flowDir, '.prebuilt'))),
       join(flowDir, 'small.prebuilt.lock'),
-      ...(await walk(join(world.dir, 'cache'))),
+      ...(await filesUnder(join(world.dir, 'cache'))),
     ];
     expect(files.some((f) => f.endsWith('images.json'))).toBe(true);
     for (const file of files) expect(leaks(await readFile(file)), file).toEqual([]);
   });
 
   it('no file holding a credential is left in the temp directory of the runs', async () => {
-    const left = await walk(tmp);
+    const left = await filesUnder(tmp);
     for (const file of left) {
       expect(leaks(await readFile(file)), file).toEqual([]);
       // Anything left there is private to the user.

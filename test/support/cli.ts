@@ -174,3 +174,46 @@ class SmallFlow(FlowSpec):
 if __name__ == "__main__":
     SmallFlow()
 `;
+
+/** The peak resident memory (VmHWM) of a process so far, in MiB; undefined once it is gone. */
+async function peakRssMiB(pid: number): Promise<number | undefined> {
+  const { readFile } = await import('node:fs/promises');
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const match = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
+    return match ? Number(match[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs the CLI to its end, sampling its peak resident memory (Linux /proc) every 50 ms. */
+export async function runCliMeasured(args: readonly string[], options: { cwd: string; env: Record<string, string> }): Promise<CliResult & { peakRssMiB: number }> {
+  const run = startCli(args, options);
+  let peak = 0;
+  let done = false;
+  const sample = async (): Promise<void> => {
+    while (!done) {
+      const now = run.child.pid === undefined ? undefined : await peakRssMiB(run.child.pid);
+      if (now !== undefined) peak = Math.max(peak, now);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+  const sampling = sample();
+  const result = await run.result;
+  done = true;
+  await sampling;
+  return { ...result, peakRssMiB: peak };
+}
+
+/** Every file under `dir` (recursively); none when it does not exist. */
+export async function filesUnder(dir: string): Promise<string[]> {
+  const { readdir } = await import('node:fs/promises');
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await filesUnder(path)));
+    else if (entry.isFile()) out.push(path);
+  }
+  return out;
+}

@@ -14,7 +14,17 @@ export type ProxyFault =
   /** Forward, send the answer's status and half its body, then drop the connection. */
   | { type: 'cut' }
   /** Hold the request `ms` before forwarding it (a stall; the client may time out first). */
-  | { type: 'stall'; ms: number };
+  | { type: 'stall'; ms: number }
+  /** Answer with a redirect to `to` (an origin such as another proxy's url, or '' for this one) + the request's path and query. */
+  | { type: 'redirect'; status: 301 | 302 | 303 | 307 | 308; to: string }
+  /** Answer `status` (default 200) with a body that never ends (as fast as the client reads). */
+  | { type: 'endless'; status?: number }
+  /** Forward, and set a header of the answer (a registry's lying Docker-Content-Digest). */
+  | { type: 'header'; name: string; value: string }
+  /** Forward, and point the answer's Location at another origin `to` (path and query kept). */
+  | { type: 'location'; to: string }
+  /** Forward the answer's headers and first chunk, then send nothing more (a stalled body). */
+  | { type: 'stall-body' };
 
 export interface ProxyRule {
   /** HTTP method to match (any when absent). */
@@ -33,6 +43,13 @@ export interface ProxyLogEntry {
   status: number;
   /** The fault applied, if any. */
   fault?: ProxyFault['type'];
+  /** The Authorization header the request came with. */
+  authorization?: string;
+}
+
+export interface FaultProxyOptions {
+  /** Answer 401 (Basic challenge) to every request without these credentials, and strip them before forwarding. */
+  requireBasic?: { username: string; password: string };
 }
 
 export interface FaultProxy {
@@ -54,7 +71,7 @@ interface ActiveRule extends ProxyRule {
 }
 
 /** Starts a proxy to `upstream` (`host:port`, plain HTTP). */
-export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
+export async function startFaultProxy(upstream: string, options: FaultProxyOptions = {}): Promise<FaultProxy> {
   const [upHost = '127.0.0.1', upPort = '80'] = upstream.split(':');
   const rules: ActiveRule[] = [];
   const log: ProxyLogEntry[] = [];
@@ -71,12 +88,27 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     return rule.fault;
   }
 
-  function forward(req: IncomingMessage, res: ServerResponse, entry: ProxyLogEntry, cut: boolean): void {
+  function forward(req: IncomingMessage, res: ServerResponse, entry: ProxyLogEntry, cut: boolean, fault?: ProxyFault): void {
+    const headers = { ...req.headers };
+    if (options.requireBasic) delete headers.authorization;
     const upstreamReq = httpRequest(
-      { host: upHost, port: Number(upPort), method: req.method, path: req.url, headers: req.headers },
+      { host: upHost, port: Number(upPort), method: req.method, path: req.url, headers },
       (upstreamRes) => {
         entry.status = upstreamRes.statusCode ?? 0;
-        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+        const answer = { ...upstreamRes.headers };
+        if (fault?.type === 'header') answer[fault.name.toLowerCase()] = fault.value;
+        if (fault?.type === 'location' && typeof answer.location === 'string') {
+          const old = new URL(answer.location, 'http://proxy');
+          answer.location = `${fault.to}${old.pathname}${old.search}`;
+        }
+        res.writeHead(upstreamRes.statusCode ?? 502, answer);
+        if (fault?.type === 'stall-body') {
+          upstreamRes.once('data', (chunk: Buffer) => {
+            res.write(chunk.subarray(0, Math.max(1, Math.floor(chunk.length / 2))));
+            upstreamRes.pause();
+          });
+          return;
+        }
         if (!cut) {
           upstreamRes.pipe(res);
           return;
@@ -110,8 +142,41 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     const method = req.method ?? 'GET';
     const path = new URL(req.url ?? '/', 'http://proxy').pathname;
     const fault = take(method, path);
-    const entry: ProxyLogEntry = { method, path, status: 0, ...(fault ? { fault: fault.type } : {}) };
+    const entry: ProxyLogEntry = {
+      method,
+      path,
+      status: 0,
+      ...(fault ? { fault: fault.type } : {}),
+      ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
+    };
     log.push(entry);
+    const basic = options.requireBasic;
+    if (basic && req.headers.authorization !== `Basic ${Buffer.from(`${basic.username}:${basic.password}`).toString('base64')}`) {
+      entry.status = 401;
+      req.resume();
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="hostile"', 'content-length': 0 }).end();
+      return;
+    }
+    if (fault?.type === 'redirect') {
+      entry.status = fault.status;
+      req.resume();
+      res.writeHead(fault.status, { location: `${fault.to}${req.url ?? '/'}`, 'content-length': 0 }).end();
+      return;
+    }
+    if (fault?.type === 'endless') {
+      entry.status = fault.status ?? 200;
+      req.resume();
+      res.writeHead(fault.status ?? 200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      chunk[0] = 0x7b;
+      const pump = (): void => {
+        while (!res.destroyed && res.write(chunk));
+      };
+      res.on('drain', pump);
+      res.on('close', () => res.off('drain', pump));
+      pump();
+      return;
+    }
     if (fault?.type === 'reset') {
       req.socket.destroy();
       return;
@@ -136,7 +201,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       req.socket.once('close', () => clearTimeout(timer));
       return;
     }
-    forward(req, res, entry, fault?.type === 'cut');
+    forward(req, res, entry, fault?.type === 'cut', fault);
   });
   server.keepAliveTimeout = 5000;
   server.on('connection', (socket) => {

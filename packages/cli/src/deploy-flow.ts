@@ -25,6 +25,7 @@ import {
   type ImageMap,
   type ImageRegistry,
   type RecipeRunner,
+  withNetworkWaits,
 } from '@prebuilt/core';
 import { createMaterializedRecipeRunner, prebuiltCacheDir, type MaterializeResult } from '@prebuilt/conda';
 import type { CliContext } from './cli-context.js';
@@ -153,10 +154,13 @@ export async function deployFlow(file: string, context: CliContext, options: Dep
   await sweepStaleRunTempDirs();
   try {
     options.onEvent?.({ type: 'resolving', steps: 0 });
-    const lock = await lockFlow(file, context, {
-      ...(options.frozen ? { frozen: true } : {}),
-      ...(options.update ? { update: true } : {}),
-    });
+    const onEvent = options.onEvent;
+    const locking = (): ReturnType<typeof lockFlow> =>
+      lockFlow(file, context, {
+        ...(options.frozen ? { frozen: true } : {}),
+        ...(options.update ? { update: true } : {}),
+      });
+    const lock = await (onEvent ? withNetworkWaits((wait) => onEvent({ type: 'waiting', ...wait }), locking) : locking());
     options.onLocked?.(lock);
     const only = options.steps ? new Set(options.steps) : undefined;
     const unknown = [...(only ?? [])].filter((name) => !lock.envs.steps.some((step) => step.step === name));

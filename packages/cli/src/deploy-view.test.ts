@@ -71,3 +71,31 @@ describe('deploy view (plain output)', () => {
     view.stop();
   });
 });
+
+describe('deploy view: what a stalled network read waits on', () => {
+  it('prints a line per report on a plain stream, and nothing once the wait is over', () => {
+    const out = capture();
+    const view = createDeployView(out, { now: () => 20_000 });
+    view.onEvent({ type: 'waiting', target: '127.0.0.1:5100', what: 'blob upload', seconds: 12 });
+    view.onEvent({ type: 'waiting', target: '127.0.0.1:5100', what: 'blob upload', seconds: 0 });
+    view.stop();
+    expect(out.text()).toBe('waiting for 127.0.0.1:5100 (blob upload) — 12 s\n');
+  });
+
+  it('shows the wait live under the images on a TTY, counting from when it began, until it is over', () => {
+    let text = '';
+    let clock = 10_000;
+    const out = { isTTY: true, write: (chunk: string) => void (text += chunk) };
+    const view = createDeployView(out, { now: () => clock });
+    view.onEvent({ type: 'resolved', images: 1, indexes: 0, platforms: ['linux-64'] });
+    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'pushing' });
+    view.onEvent({ type: 'waiting', target: '127.0.0.1:5100', what: 'blob upload', seconds: 5 });
+    clock += 7000;
+    view.stop();
+    expect(text).toContain('  waiting for 127.0.0.1:5100 (blob upload) — 12 s\n');
+    text = '';
+    view.onEvent({ type: 'waiting', target: '127.0.0.1:5100', what: 'blob upload', seconds: 0 });
+    view.stop();
+    expect(text).not.toContain('waiting for');
+  });
+});

@@ -52,6 +52,10 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
   let frame = 0;
   let timer: NodeJS.Timeout | undefined;
   let resolvingShown = false;
+  /** Network reads that stall now: `target what` → since when. */
+  const waits = new Map<string, { target: string; what: string; since: number }>();
+  const waitLine = (wait: { target: string; what: string; since: number }): string =>
+    `${tty ? '  ' : ''}waiting for ${wait.target} (${wait.what}) — ${Math.round((now() - wait.since) / 1000)} s`;
   let multiPlatform = false;
 
   const render = (line: ImageLine): string => {
@@ -65,7 +69,7 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
   };
   const redraw = (): void => {
     frame++;
-    const text = [...lines.values()].map(render);
+    const text = [...[...lines.values()].map(render), ...[...waits.values()].map(waitLine)];
     out.write(`${drawn > 0 ? `\x1b[${drawn}A\x1b[0J` : ''}${text.join('\n')}${text.length > 0 ? '\n' : ''}`);
     drawn = text.length;
   };
@@ -99,6 +103,18 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
           drawn = 0;
           if (tty) redraw();
           return;
+        case 'waiting': {
+          const key = `${event.target} ${event.what}`;
+          if (event.seconds <= 0) {
+            waits.delete(key);
+            return;
+          }
+          const wait = { target: event.target, what: event.what, since: now() - event.seconds * 1000 };
+          waits.set(key, wait);
+          // On a TTY the redraw shows it live; elsewhere (and before the block is drawn) one line per report.
+          if (!tty || !timer) out.write(`${waitLine(wait)}\n`);
+          return;
+        }
         case 'image': {
           const line = lines.get(event.envId) ?? { envId: event.envId, steps: event.steps, phase: event.phase, started: now(), ...(event.platform ? { platform: event.platform } : {}) };
           const changed = line.phase !== event.phase || !lines.has(event.envId);

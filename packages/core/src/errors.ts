@@ -142,6 +142,26 @@ export class AuthError extends PrebuiltError {
   }
 }
 
+/**
+ * A network read failed in a way no retry of the same request fixes by itself being patient: the
+ * peer sent nothing for the idle timeout, the overall deadline passed, an answer was larger than
+ * its bound, or a redirect could not be followed. Names the peer (`host:port`) and what was read. Exit 1.
+ */
+export class NetworkError extends PrebuiltError {
+  /** `host:port` the read waited on. */
+  readonly target: string;
+  /** What was being read, in the user's words (`blob upload`, `repodata`, `package download`). */
+  readonly what: string;
+  readonly reason: 'idle' | 'deadline' | 'too-large' | 'redirect';
+  constructor(message: string, fields: { target: string; what: string; reason: NetworkError['reason'] }, options: PrebuiltErrorOptions = {}) {
+    super('network', message, ExitCode.failure, options);
+    this.name = 'NetworkError';
+    this.target = fields.target;
+    this.what = fields.what;
+    this.reason = fields.reason;
+  }
+}
+
 /** One or more images failed to build or push. Exit 1. */
 export class BuildFailedError extends PrebuiltError {
   readonly failures: readonly { imageTag: string; reason: string; logTail: readonly string[] }[];

@@ -11,6 +11,7 @@ export {
   EnvironmentError,
   CancelledError,
   DiskFullError,
+  NetworkError,
   ExitCode,
   errorMessage,
   type PrebuiltErrorOptions,
@@ -251,6 +252,7 @@ export {
   checkRepository,
   pullConfigFromSettings,
   secondsSetting,
+  positiveSetting,
   type PullSettings,
 } from './backend-kit/settings.js';
 export { checkSignal, resolveBaseImage, type ResolveBaseImageOptions } from './backend-kit/base-image.js';
@@ -264,3 +266,23 @@ export {
 } from './backend-kit/context-archive.js';
 export { checkPushCredentials } from './backend-kit/push-credentials.js';
 export { DOCKER_PLATFORM, pushTarget } from './backend-kit/build-request.js';
+export { netFetch, formatBytes, type NetRequest, type NetResponse } from './net/net-fetch.js';
+export {
+  NETWORK_ENV,
+  BODY_LIMITS,
+  DEFAULT_IDLE_TIMEOUT_SECONDS,
+  DEFAULT_DEADLINE_SECONDS,
+  networkTimeouts,
+  type NetworkTimeouts,
+  type NetworkTimeoutOptions,
+} from './net/network-settings.js';
+export { withNetworkWaits, currentNetworkWaitListener, describeNetworkWait, type NetworkWait, type NetworkWaitListener } from './net/network-wait.js';
+export {
+  redactUrl,
+  redactUrls,
+  hasUrlCredentials,
+  stripUrlCredentials,
+  UrlCredentials,
+  URL_CREDENTIAL_SETTINGS,
+  urlCredentialsFromEnv,
+} from './net/url-credentials.js';

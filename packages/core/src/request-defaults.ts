@@ -5,6 +5,7 @@
 import type { CondaPlatform, EnvRequest } from './env-model.js';
 import { ConfigError } from './errors.js';
 import { loadOptionalSetting } from './load-setting.js';
+import { redactUrl, stripUrlCredentials } from './net/url-credentials.js';
 
 export const CONDA_PLATFORMS: readonly CondaPlatform[] = ['linux-64', 'linux-aarch64'];
 
@@ -30,15 +31,19 @@ export type RequestDefaults = Pick<EnvRequest, 'channels' | 'indexUrl' | 'platfo
 
 const CHANNEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9._-]+)*$/;
 
-/** A channel URL as given (without trailing slash), or a channel name expanded to its anaconda.org URL. */
+/**
+ * A channel URL as given (without trailing slash and without `user:token@`: credentials in a
+ * channel URL are used from the setting at request time, see `UrlCredentials`, and never kept), or a
+ * channel name expanded to its anaconda.org URL.
+ */
 export function channelUrl(channel: string, setting = 'METAFLOW_PREBUILT_CONDA_CHANNELS'): string {
-  const trimmed = channel.trim();
+  const trimmed = stripUrlCredentials(channel.trim());
   if (trimmed.includes('://')) {
     let url: URL;
     try {
       url = new URL(trimmed);
     } catch (cause) {
-      throw new ConfigError(`Conda channel '${trimmed}' is not a valid URL.`, {
+      throw new ConfigError(`Conda channel '${redactUrl(channel.trim())}' is not a valid URL.`, {
         setting,
         cause,
         hint: 'Give channel URLs like https://conda.anaconda.org/conda-forge, or channel names like conda-forge.',
@@ -86,7 +91,7 @@ export function requestDefaults(options: RequestDefaultsOptions = {}): RequestDe
   const rawIndex = indexSetting ?? (env.PIP_INDEX_URL || undefined);
   let indexUrl: string | null = null;
   if (rawIndex !== undefined) {
-    const trimmed = rawIndex.trim();
+    const trimmed = stripUrlCredentials(rawIndex.trim());
     let url: URL | undefined;
     try {
       url = new URL(trimmed);
@@ -94,7 +99,7 @@ export function requestDefaults(options: RequestDefaultsOptions = {}): RequestDe
       url = undefined;
     }
     if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:' && url.protocol !== 'file:')) {
-      throw new ConfigError(`The PyPI index URL '${trimmed}' (from ${indexFrom}) is not an http(s) or file URL.`, {
+      throw new ConfigError(`The PyPI index URL '${redactUrl(rawIndex.trim())}' (from ${indexFrom}) is not an http(s) or file URL.`, {
         setting: indexFrom,
         hint: `Set ${indexFrom} to a PEP 503 simple index, e.g. https://pypi.org/simple.`,
       });

@@ -181,7 +181,7 @@ async function buildAndPushOci(request: BuildRequest, settings: OciSettings, opt
     const baseLayers: PushSummary['baseLayers'] = [];
     for (const layer of base.layers) {
       const baseRef = parseImageRef(`${base.registry}/${base.repository}`);
-      const result = await client.uploadBlob(repo, layer.digest, () => client.getBlob(baseRef, layer.digest, signalOpt), upload);
+      const result = await client.uploadBlob(repo, layer.digest, () => client.getBlob(baseRef, layer.digest, { ...signalOpt, size: layer.size }), upload);
       baseLayers.push({ digest: layer.digest, status: result.status });
       say(`base layer ${layer.digest.slice(7, 19)}: ${result.status}`);
     }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { relative, resolve } from 'node:path';
-import { lockForFlow, lockPlatforms, targetPlatforms, type CondaPlatform, type LockEntry, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
+import { describeNetworkWait, lockForFlow, lockPlatforms, targetPlatforms, withNetworkWaits, type CondaPlatform, type LockEntry, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
 import { createResolver } from '@prebuilt/conda';
 import { flowEnvs, metaflowPins, type FlowEnvs } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
@@ -110,7 +110,13 @@ export function registerLockCommand(program: Command, context: CliContext): void
     .addHelpText('after', LOCK_HELP)
     .action(async (file: string, options: LockOptions) => {
       context.json.requested = options.json === true;
-      const result = await lockFlow(file, context, { ...(options.update ? { update: true } : {}), ...(options.frozen ? { frozen: true } : {}) });
+      // A stalled channel or index says so on stderr (stdout stays the answer, also with --json).
+      const result = await withNetworkWaits(
+        (wait) => {
+          if (wait.seconds > 0) context.stderr.write(`${describeNetworkWait(wait)}\n`);
+        },
+        () => lockFlow(file, context, { ...(options.update ? { update: true } : {}), ...(options.frozen ? { frozen: true } : {}) }),
+      );
       const rows = envRows(result);
       const disabled = Object.entries(result.lock.steps).filter(([, key]) => key === null).map(([step]) => step);
       if (options.json) {

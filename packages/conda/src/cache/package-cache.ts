@@ -2,7 +2,23 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { acquireFileLock, CancelledError, ConfigError, createLogger, diskFullError, errorMessage, type LockedPackage } from '@prebuilt/core';
+import {
+  acquireFileLock,
+  BODY_LIMITS,
+  CancelledError,
+  ConfigError,
+  createLogger,
+  diskFullError,
+  errorMessage,
+  netFetch,
+  networkTimeouts,
+  PrebuiltError,
+  urlCredentialsFromEnv,
+  type LockedPackage,
+  type NetResponse,
+  type NetworkTimeouts,
+  type UrlCredentials,
+} from '@prebuilt/core';
 import { prebuiltCacheDir } from '../resolve/cache-dir.js';
 import { PackageDownloadError, PackageIntegrityError } from './errors.js';
 import { sha256File } from './sha256-file.js';
@@ -63,6 +79,11 @@ export interface PackageCacheOptions {
   fetch?: typeof fetch;
   /** Receives notes (see {@link CacheNote}); the CLI renders them. */
   onNote?: (note: CacheNote) => void;
+  /**
+   * Credentials for package URLs, by origin (default: those in the channel and index URLs of `env`,
+   * see `urlCredentialsFromEnv`): a locked URL never carries them, the download gets them back.
+   */
+  credentials?: UrlCredentials;
 }
 
 export interface EnsureOptions {
@@ -100,6 +121,8 @@ export class PackageCache {
   readonly attempts: number;
   readonly #fetch: typeof fetch;
   readonly #onNote: ((note: CacheNote) => void) | undefined;
+  readonly #credentials: UrlCredentials;
+  readonly #timeouts: NetworkTimeouts;
   readonly #inflight = new Map<string, Promise<boolean>>();
 
   constructor(options: PackageCacheOptions = {}) {
@@ -108,6 +131,8 @@ export class PackageCache {
     this.attempts = Math.max(1, options.attempts ?? 3);
     this.#fetch = options.fetch ?? globalThis.fetch;
     this.#onNote = options.onNote;
+    this.#credentials = options.credentials ?? urlCredentialsFromEnv(options.env ?? process.env);
+    this.#timeouts = networkTimeouts({ env: options.env ?? process.env });
   }
 
   /** Where the verified file with this sha256 lives (whether or not it is there yet). */
@@ -280,18 +305,25 @@ export class PackageCache {
     // A partial file left by an earlier (killed) process is resumed; if the result is wrong, that
     // partial was spoiled: it is discarded and the file downloaded once more from the start.
     const resumed = !fresh && (await stat(partial).then(() => true, () => false));
+    let got: { sha256: string; size: number };
     for (let attempt = 1; ; attempt += 1) {
       throwIfAborted(signal, pkg.url);
       try {
-        await this.#transfer(pkg, partial, signal, onBytes);
+        got = await this.#transfer(pkg, partial, signal, onBytes);
         break;
       } catch (error) {
+        if (error instanceof PackageIntegrityError) {
+          await rm(partial, { force: true });
+          throw error;
+        }
         if (error instanceof PackageDownloadError && error.status !== undefined && error.status < 500) throw error;
-        if (CancelledError.isInstance(error) || attempt >= this.attempts) {
-          if (CancelledError.isInstance(error)) throw error;
+        // (isInstance is PrebuiltError's: true for every PrebuiltError, a stalled read too; the code tells.)
+        const cancelled = PrebuiltError.isInstance(error) && error.code === 'cancelled';
+        if (cancelled || attempt >= this.attempts) {
+          if (cancelled) throw error;
           throw error instanceof PackageDownloadError
             ? error
-            : new PackageDownloadError(`Downloading ${pkg.url} failed after ${attempt} attempts: ${errorMessage(error)}.`, { url: pkg.url }, {
+            : new PackageDownloadError(`Downloading ${pkg.url} failed after ${attempt} attempts: ${PrebuiltError.isInstance(error) ? error.message : errorMessage(error)}.`, { url: pkg.url }, {
                 cause: error,
                 hint: 'Check that the channel or index is reachable and run again; the download resumes where it stopped.',
               });
@@ -299,8 +331,8 @@ export class PackageCache {
         log('attempt %d for %s failed: %s; resuming', attempt, pkg.url, errorMessage(error));
       }
     }
-    const actual = await sha256File(partial);
-    const size = (await stat(partial)).size;
+    // Hashed as it streamed in (the bytes of an earlier partial file first): no second pass.
+    const { sha256: actual, size } = got;
     if (actual !== sha || size !== pkg.size) {
       await rm(partial, { force: true });
       if (resumed) {
@@ -318,8 +350,12 @@ export class PackageCache {
     return true;
   }
 
-  /** Appends the rest of the file to `partial`, resuming with a Range request when it exists. */
-  async #transfer(pkg: Downloadable, partial: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<void> {
+  /**
+   * Appends the rest of the file to `partial` (resuming with a Range request when it exists),
+   * hashing every byte on the way; a server that sends more than the locked size is stopped at
+   * once. Returns the sha256 and size of the whole partial file.
+   */
+  async #transfer(pkg: Downloadable, partial: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<{ sha256: string; size: number }> {
     let have = 0;
     try {
       have = (await stat(partial)).size;
@@ -330,29 +366,46 @@ export class PackageCache {
       await rm(partial, { force: true });
       have = 0;
     }
-    if (have === pkg.size && have > 0) return;
+    const hash = createHash('sha256');
+    const hashed = async (): Promise<void> => {
+      for await (const chunk of createReadStream(partial, { end: have - 1 })) hash.update(chunk as Buffer);
+    };
+    if (have === pkg.size && have > 0) {
+      await hashed();
+      return { sha256: hash.digest('hex'), size: have };
+    }
 
     if (pkg.url.startsWith('file:')) {
-      await copyFrom(createReadStream(fileURLToPath(pkg.url), { start: have }), partial, true, signal, onBytes);
-      return;
+      if (have > 0) await hashed();
+      const size = await copyFrom(createReadStream(fileURLToPath(pkg.url), { start: have }), partial, true, have, pkg, hash, signal, onBytes);
+      return { sha256: hash.digest('hex'), size };
     }
     const headers: Record<string, string> = {};
     if (have > 0) headers.range = `bytes=${have}-`;
-    let response: Response;
+    let response: NetResponse;
+    const credentials = this.#credentials;
     try {
-      response = await this.#fetch(pkg.url, { headers, ...(signal ? { signal } : {}) });
+      response = await netFetch(pkg.url, {
+        headers,
+        what: `download of ${pkg.filename}`,
+        fetch: this.#fetch,
+        timeouts: this.#timeouts,
+        // Credentials of a configured channel or index, to its own origin only (a redirect elsewhere gets none).
+        authorize: (hop) => credentials.authorizationFor(hop),
+        ...(signal ? { signal } : {}),
+      });
     } catch (error) {
       throwIfAborted(signal, pkg.url);
       throw error;
     }
     if (response.status === 416) {
       // Range not satisfiable: the partial file is stale. Start over.
-      await response.body?.cancel();
+      await response.cancel();
       await rm(partial, { force: true });
       throw new Error('the server refused to resume (HTTP 416)');
     }
     if (response.status !== 200 && response.status !== 206) {
-      await response.body?.cancel();
+      await response.prefix(BODY_LIMITS.error);
       throw new PackageDownloadError(`Downloading ${pkg.url} failed: HTTP ${response.status} ${response.statusText}.`, {
         url: pkg.url,
         status: response.status,
@@ -362,24 +415,39 @@ export class PackageCache {
           : 'Check the URL, credentials and proxy settings, and run again.',
       });
     }
-    if (!response.body) throw new Error('the response has no body');
     const append = response.status === 206 && have > 0;
     if (have > 0) log('%s %s at byte %d', append ? 'resuming' : 'restarting', pkg.url, have);
-    await copyFrom(response.body, partial, append, signal, onBytes);
+    if (append) await hashed();
+    const size = await copyFrom(response.chunks(), partial, append, append ? have : 0, pkg, hash, signal, onBytes);
+    return { sha256: hash.digest('hex'), size };
   }
 }
 
+/** Writes `source` to `target` (after `start` bytes already there), hashing it; more than the locked size fails at once. */
 async function copyFrom(
   source: AsyncIterable<Uint8Array>,
   target: string,
   append: boolean,
+  start: number,
+  pkg: Downloadable,
+  hash: ReturnType<typeof createHash>,
   signal: AbortSignal | undefined,
   onBytes: (n: number) => void,
-): Promise<void> {
+): Promise<number> {
   const handle = await open(target, append ? 'a' : 'w', 0o644);
+  let size = start;
   try {
     for await (const chunk of source) {
       throwIfAborted(signal, target);
+      size += chunk.byteLength;
+      if (size > pkg.size) {
+        throw new PackageIntegrityError(
+          `${pkg.filename} (${pkg.url}) is larger than its locked size of ${pkg.size} bytes; the download was stopped and discarded.`,
+          { url: pkg.url, expectedSha256: pkg.sha256, actualSha256: 'unknown (stopped at the locked size)' },
+          { hint: 'The file on the server is not the one that was locked. Re-create the lock with `prebuilt lock --update` if the change is expected.' },
+        );
+      }
+      hash.update(chunk);
       await handle.write(chunk);
       onBytes(chunk.byteLength);
     }
@@ -387,6 +455,7 @@ async function copyFrom(
   } finally {
     await handle.close();
   }
+  return size;
 }
 
 function throwIfAborted(signal: AbortSignal | undefined, what: string): void {

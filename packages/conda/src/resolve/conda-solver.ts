@@ -5,7 +5,7 @@ import { ResolutionError, channelUrl, createLogger, errorMessage, type EnvReques
 import { VIRTUAL_PREFIX, type ChannelServer, type VirtualPackages } from './channel-server.js';
 import { condaSpec, pythonSpec, type CondaSpec } from './match-spec.js';
 import type { Rattler } from './rattler.js';
-import { remoteDigest } from './remote-file.js';
+import { remoteDigest, type RemoteFileOptions } from './remote-file.js';
 
 const log = createLogger('conda:solve');
 
@@ -21,7 +21,8 @@ export interface CondaSolveContext {
   rattler: Rattler;
   server: ChannelServer;
   virtual: VirtualPackages;
-  fetch?: typeof fetch;
+  /** How package files are reached when the repodata lacks their hash or size. */
+  remote?: RemoteFileOptions;
 }
 
 export interface CondaSolveResult {
@@ -107,7 +108,7 @@ export async function solveConda(input: CondaSolveInput, ctx: CondaSolveContext)
       let size = p.size === undefined ? undefined : Number(p.size);
       if (sha256 === undefined || size === undefined) {
         log('repodata has no sha256/size for %s; hashing the file', url);
-        const digest = await remoteDigest(url, ctx.fetch);
+        const digest = await remoteDigest(url, ctx.remote);
         sha256 ??= digest.sha256;
         size ??= digest.size;
       }

@@ -25,6 +25,18 @@ describe('conda match specs', () => {
     expect(condaSpec(rattler, 'bioconda::samtools', '1.19').channel).toBe('https://conda.anaconda.org/bioconda');
   });
 
+  it('refuses a channel::pkg whose channel URL carries credentials (the request goes into the lock file), without printing them', () => {
+    let error: unknown;
+    try {
+      condaSpec(rattler, 'https://ci:s3cret@private.example/ch::tinynum', '', ['start']);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ResolutionError);
+    expect((error as ResolutionError).message).toContain("'https://ci:***@private.example/ch::tinynum' carries credentials");
+    expect(JSON.stringify({ message: (error as Error).message, hint: (error as ResolutionError).hint })).not.toContain('s3cret');
+  });
+
   it('python: X.Y is any X.Y.z, X.Y.Z is exact', () => {
     expect(pythonSpec(rattler, '3.11').spec).toBe('python 3.11.*');
     expect(pythonSpec(rattler, '3.11.9').spec).toBe('python ==3.11.9');

@@ -7,7 +7,7 @@
  * `channel::name` asks for the package from that channel only. Every spec is checked here, before
  * the solver sees it: the WASM solver aborts the process on some malformed specs.
  */
-import { ResolutionError, channelUrl, errorMessage, normalizeCondaName } from '@prebuilt/core';
+import { ResolutionError, channelUrl, errorMessage, hasUrlCredentials, normalizeCondaName, redactUrl } from '@prebuilt/core';
 import type { Rattler } from './rattler.js';
 
 export interface CondaSpec {
@@ -49,10 +49,18 @@ export function condaSpec(rattler: Rattler, rawName: string, rawValue: string, s
   let channel: string | null = null;
   if (sep !== -1) {
     const rawChannel = normalized.slice(0, sep);
+    if (hasUrlCredentials(rawChannel)) {
+      // The request is written to the lock file as is: a secret in it would be committed.
+      throw invalid(
+        `The channel of conda package '${redactUrl(rawName)}' carries credentials, which would be written to the lock file`,
+        steps,
+        'Write the channel without user:token@ in the decorator, and put its URL with the credentials in METAFLOW_PREBUILT_CONDA_CHANNELS: they are used for every URL of that host.',
+      );
+    }
     try {
       channel = channelUrl(rawChannel, `conda package '${rawName}'`);
     } catch (error) {
-      throw invalid(`Invalid channel '${rawChannel}' in conda package '${rawName}': ${errorMessage(error)}`, steps, 'Write it as channel::package, with a channel name or URL.');
+      throw invalid(`Invalid channel '${redactUrl(rawChannel)}' in conda package '${redactUrl(rawName)}': ${errorMessage(error)}`, steps, 'Write it as channel::package, with a channel name or URL.');
     }
   }
   if (!NAME.test(name)) {

@@ -1,6 +1,11 @@
-import { ResolutionError } from '@prebuilt/core';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ResolutionError, urlCredentialsFromEnv } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
-import { manylinuxTags, pipRequirement } from './pip-resolver.js';
+import { manylinuxTags, pipRequirement, resolvePypi } from './pip-resolver.js';
 
 describe('pip requirements', () => {
   it.each([
@@ -56,5 +61,47 @@ describe('manylinux tags', () => {
     const arm = manylinuxTags('linux-aarch64', '2.17');
     expect(arm).toEqual(['manylinux_2_17_aarch64', 'manylinux2014_aarch64']);
     expect(() => manylinuxTags('linux-64', 'musl')).toThrow(/glibc version 'musl'/);
+  });
+});
+
+describe('pip with an index URL that carries credentials (a fake pip: a script standing in for python -m pip)', () => {
+  it('gives pip the URL with its credentials, and redacts them in the error made of its output', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-fake-pip-'));
+    try {
+      const argsFile = join(dir, 'args');
+      const fakePython = join(dir, 'fake-python');
+      // Prints what a failing pip prints about its index (pip masks only sometimes), and records its arguments.
+      await writeFile(fakePython, `#!/bin/sh\necho "$@" > '${argsFile}'\necho "ERROR: Could not fetch URL http://ci:t0ken@127.0.0.1:9/simple/tinyhttp/: 503" >&2\nexit 1\n`);
+      await chmod(fakePython, 0o755);
+      const credentials = urlCredentialsFromEnv({ PIP_INDEX_URL: 'file://unused', METAFLOW_PREBUILT_PYPI_INDEX_URL: 'http://ci:t0ken@127.0.0.1:9/simple' });
+      const error = await resolvePypi(
+        { packages: { tinyhttp: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: 'file:///nonexistent-index', steps: ['end'] },
+        { python: fakePython, credentials, env: {} },
+      ).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ResolutionError);
+      expect((error as Error).message).toContain('http://ci:***@127.0.0.1:9/simple/tinyhttp/: 503');
+      expect(`${(error as Error).message} ${(error as ResolutionError).hint}`).not.toContain('t0ken');
+
+      // An index of a configured origin gets its credentials back, for pip only (our probe of it sends them as Basic auth).
+      const seen: (string | undefined)[] = [];
+      const index = createServer((req, res) => {
+        seen.push(req.headers.authorization);
+        res.writeHead(404).end();
+      });
+      await new Promise<void>((resolve) => index.listen(0, '127.0.0.1', resolve));
+      const host = `127.0.0.1:${(index.address() as AddressInfo).port}`;
+      try {
+        await resolvePypi(
+          { packages: { tinyhttp: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: `http://${host}/simple`, steps: ['end'] },
+          { python: fakePython, credentials: urlCredentialsFromEnv({ PIP_INDEX_URL: `http://ci:t0ken@${host}/simple` }), env: {} },
+        ).catch((e: unknown) => e);
+      } finally {
+        index.close();
+      }
+      expect(await readFile(argsFile, 'utf8')).toContain(`--index-url http://ci:t0ken@${host}/simple tinyhttp`);
+      expect(seen).toEqual([`Basic ${Buffer.from('ci:t0ken').toString('base64')}`]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -9,14 +9,20 @@ import { join } from 'node:path';
 import {
   createRunTempDir,
   EnvironmentError,
+  NetworkError,
   ResolutionError,
   createLogger,
   errorMessage,
+  netFetch,
   normalizePypiName,
+  redactUrls,
+  stripUrlCredentials,
   type CondaPlatform,
   type LockedPackage,
+  type NetworkTimeouts,
+  type UrlCredentials,
 } from '@prebuilt/core';
-import { remoteDigest, remoteSize } from './remote-file.js';
+import { remoteDigest, remoteSize, type RemoteFileOptions } from './remote-file.js';
 
 const log = createLogger('conda:pip');
 
@@ -33,6 +39,13 @@ export interface PipOptions {
   env?: Record<string, string | undefined>;
   fetch?: typeof fetch;
   signal?: AbortSignal;
+  /**
+   * Credentials of the configured index URLs (taken out of METAFLOW_PREBUILT_PYPI_INDEX_URL /
+   * PIP_INDEX_URL): written back into the index URL pip gets, sent as Basic auth to the same origin
+   * by our own requests, and never printed (pip's output and errors are redacted).
+   */
+  credentials?: UrlCredentials;
+  timeouts?: NetworkTimeouts;
 }
 
 export interface PipResolveInput {
@@ -127,9 +140,11 @@ interface PipReport {
   }[];
 }
 
-function run(command: string, args: string[], env: Record<string, string | undefined>, signal?: AbortSignal): Promise<{ code: number | null; stderr: string; stdout: string }> {
+function run(command: string, args: string[], env: Record<string, string | undefined>, cwd: string, signal?: AbortSignal): Promise<{ code: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
+    // In a directory of its own: `python -m pip` imports from its working directory first, where a
+    // flow file named pip.py would stand in for pip.
+    const child = spawn(command, args, { cwd, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
     let stderr = '';
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -148,14 +163,31 @@ function pipEnv(options: PipOptions): Record<string, string | undefined> {
   return env;
 }
 
+function remoteOptions(options: PipOptions): RemoteFileOptions {
+  return {
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(options.credentials ? { credentials: options.credentials } : {}),
+    ...(options.timeouts ? { timeouts: options.timeouts } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
+}
+
 async function probeIndex(indexUrl: string, firstPackage: string, options: PipOptions, steps: readonly string[]): Promise<void> {
   if (!/^https?:/.test(indexUrl)) return;
   const url = `${indexUrl.replace(/\/+$/, '')}/${normalizePypiName(firstPackage).replace(/\[.*$/, '')}/`;
-  let response: Response;
+  const { credentials } = options;
+  let response: Awaited<ReturnType<typeof netFetch>>;
   try {
-    response = await (options.fetch ?? fetch)(url, { method: 'GET', signal: options.signal ?? null });
-    await response.body?.cancel();
+    response = await netFetch(url, {
+      what: 'PyPI index',
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+      ...(options.timeouts ? { timeouts: options.timeouts } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(credentials ? { authorize: (hop: URL) => credentials.authorizationFor(hop) } : {}),
+    });
+    await response.cancel();
   } catch (error) {
+    if (error instanceof NetworkError) throw error;
     const cause = (error as { cause?: unknown }).cause ?? error;
     throw new ResolutionError(`Cannot reach PyPI index ${indexUrl}: GET ${url} failed: ${errorMessage(cause)}.`, {
       steps,
@@ -201,10 +233,13 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
       ...(input.indexUrl !== null ? ['--index-url', input.indexUrl] : []),
       ...requirements,
     ];
-    log('%s %s', python, args.join(' '));
+    // pip only takes an index's credentials inside its URL: put them back for pip, and only there.
+    const indexAt = input.indexUrl === null ? -1 : args.indexOf(input.indexUrl);
+    if (indexAt !== -1 && options.credentials) args[indexAt] = options.credentials.withCredentials(input.indexUrl!);
+    log('%s %s', python, redactUrls(args.join(' ')));
     let result: Awaited<ReturnType<typeof run>>;
     try {
-      result = await run(python, args, pipEnv(options), options.signal);
+      result = await run(python, args, pipEnv(options), work, options.signal);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new EnvironmentError(`Cannot resolve PyPI packages: '${python}' was not found on this machine.`, {
@@ -214,6 +249,9 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
       }
       throw error;
     }
+    // pip's output names the index URL (and may name it with its credentials): never pass them on.
+    result.stderr = redactUrls(result.stderr);
+    result.stdout = redactUrls(result.stdout);
     if (result.code !== 0) {
       if (/No module named pip/.test(result.stderr)) {
         throw new EnvironmentError(`Cannot resolve PyPI packages: pip is not installed for '${python}'.`, {
@@ -238,16 +276,16 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
         const name = item.metadata?.name;
         const version = item.metadata?.version;
         if (!rawUrl || !name || !version) throw new ResolutionError(`pip's report has an entry without url, name or version.`);
-        const url = rawUrl.replace(/#.*$/, '');
+        const url = stripUrlCredentials(rawUrl.replace(/#.*$/, ''));
         const archive = item.download_info?.archive_info;
         let sha256 = archive?.hashes?.sha256 ?? (archive?.hash?.startsWith('sha256=') ? archive.hash.slice(7) : undefined);
         let size: number;
         if (sha256 === undefined) {
-          const digest = await remoteDigest(url, options.fetch);
+          const digest = await remoteDigest(url, remoteOptions(options));
           sha256 = digest.sha256;
           size = digest.size;
         } else {
-          size = await remoteSize(url, options.fetch);
+          size = await remoteSize(url, remoteOptions(options));
         }
         const filename = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? '');
         return { kind: 'pypi', name: normalizePypiName(name), version, build: '', url, sha256, size, filename };

@@ -6,29 +6,50 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { ResolutionError, errorMessage } from '@prebuilt/core';
+import { BODY_LIMITS, NetworkError, ResolutionError, errorMessage, netFetch, type NetResponse, type NetworkTimeouts, type UrlCredentials } from '@prebuilt/core';
 
-function unreachable(url: string, error: unknown): ResolutionError {
+/** How remote files are reached: the transport, the configured credentials, the timeouts. */
+export interface RemoteFileOptions {
+  fetch?: typeof fetch;
+  credentials?: UrlCredentials;
+  timeouts?: NetworkTimeouts;
+  signal?: AbortSignal;
+}
+
+function unreachable(url: string, error: unknown): unknown {
+  if (error instanceof NetworkError) return error;
   const cause = (error as { cause?: unknown }).cause ?? error;
   return new ResolutionError(`Cannot fetch ${url}: ${errorMessage(cause)}.`, { cause: error });
 }
 
-/** Byte size of a file, from a HEAD request's content-length (or by reading it when the server gives none). */
-export async function remoteSize(url: string, fetchImpl: typeof fetch = fetch): Promise<number> {
-  if (url.startsWith('file:')) return (await stat(fileURLToPath(url))).size;
-  let response: Response;
+async function request(url: string, method: string, options: RemoteFileOptions): Promise<NetResponse> {
+  const { credentials } = options;
   try {
-    response = await fetchImpl(url, { method: 'HEAD' });
+    return await netFetch(url, {
+      method,
+      what: 'package file',
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+      ...(options.timeouts ? { timeouts: options.timeouts } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(credentials ? { authorize: (hop: URL) => credentials.authorizationFor(hop) } : {}),
+    });
   } catch (error) {
     throw unreachable(url, error);
   }
+}
+
+/** Byte size of a file, from a HEAD request's content-length (or by reading it when the server gives none). */
+export async function remoteSize(url: string, options: RemoteFileOptions = {}): Promise<number> {
+  if (url.startsWith('file:')) return (await stat(fileURLToPath(url))).size;
+  const response = await request(url, 'HEAD', options);
+  await response.cancel();
   const length = response.headers.get('content-length');
-  if (response.ok && length !== null && /^\d+$/.test(length)) return Number(length);
-  return (await remoteDigest(url, fetchImpl)).size;
+  if (response.status >= 200 && response.status < 300 && length !== null && /^\d+$/.test(length)) return Number(length);
+  return (await remoteDigest(url, options)).size;
 }
 
 /** sha256 (hex) and size of a file, streamed. */
-export async function remoteDigest(url: string, fetchImpl: typeof fetch = fetch): Promise<{ sha256: string; size: number }> {
+export async function remoteDigest(url: string, options: RemoteFileOptions = {}): Promise<{ sha256: string; size: number }> {
   const hash = createHash('sha256');
   let size = 0;
   if (url.startsWith('file:')) {
@@ -38,19 +59,18 @@ export async function remoteDigest(url: string, fetchImpl: typeof fetch = fetch)
     }
     return { sha256: hash.digest('hex'), size };
   }
-  let response: Response;
-  try {
-    response = await fetchImpl(url);
-  } catch (error) {
-    throw unreachable(url, error);
-  }
-  if (!response.ok || !response.body) {
-    await response.body?.cancel();
+  const response = await request(url, 'GET', options);
+  if (response.status < 200 || response.status >= 300) {
+    await response.prefix(BODY_LIMITS.error);
     throw new ResolutionError(`GET ${url} answered ${response.status} ${response.statusText}.`);
   }
-  for await (const chunk of response.body) {
-    hash.update(chunk);
-    size += chunk.length;
+  try {
+    for await (const chunk of response.chunks()) {
+      hash.update(chunk);
+      size += chunk.length;
+    }
+  } catch (error) {
+    throw unreachable(url, error);
   }
   return { sha256: hash.digest('hex'), size };
 }

@@ -3,7 +3,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ResolutionError } from '@prebuilt/core';
+import { NetworkError, ResolutionError, UrlCredentials } from '@prebuilt/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RepodataCache } from './repodata-cache.js';
 
@@ -11,14 +11,15 @@ import { RepodataCache } from './repodata-cache.js';
 let server: Server;
 let base: string;
 let dir: string;
-let requests: { url: string; ifNoneMatch: string | undefined }[] = [];
+let requests: { url: string; ifNoneMatch: string | undefined; authorization?: string | undefined }[] = [];
 let body = '{"packages":{}}';
 let maxAge = 0;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'prebuilt-repodata-'));
   server = createServer((req: IncomingMessage, res) => {
-    requests.push({ url: req.url ?? '', ifNoneMatch: req.headers['if-none-match'] });
+    requests.push({ url: req.url ?? '', ifNoneMatch: req.headers['if-none-match'], authorization: req.headers.authorization });
+    if (req.url === '/big/linux-64/repodata.json') return void res.writeHead(200, { 'content-type': 'application/json' }).end(`{"x":"${'a'.repeat(3 * 1024 * 1024)}"}`);
     if (req.url === '/broken/linux-64/repodata.json') return void res.writeHead(500, 'Boom').end();
     if (!req.url?.startsWith('/ch/') || req.url.includes('linux-aarch64')) return void res.writeHead(404).end();
     const etag = `"${body.length}"`;
@@ -83,5 +84,26 @@ describe('RepodataCache', () => {
     const cache = new RepodataCache();
     expect((await cache.get(pathToFileURL(channel).href, 'noarch'))?.toString()).toBe('{"packages":{"a":1}}');
     expect(await cache.get(pathToFileURL(channel).href, 'linux-64')).toBeNull();
+  });
+});
+
+describe('RepodataCache: bounds and credentials', () => {
+  it('refuses a repodata.json over its bound, naming the channel and the setting', async () => {
+    const cache = new RepodataCache({ maxBytes: 2 * 1024 * 1024 });
+    const error = await cache.get(`${base}/big`, 'linux-64').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NetworkError);
+    expect((error as NetworkError).message).toBe(`Conda channel: GET ${base}/big/linux-64/repodata.json failed: repodata from ${base.slice(7)} is larger than 2 MiB; refused.`);
+    expect((error as NetworkError).hint).toContain('METAFLOW_PREBUILT_REPODATA_MAX_SIZE');
+    expect((error as NetworkError).exitCode).toBe(1);
+  });
+
+  it("sends a channel's credentials as Basic auth, and caches under the URL without them", async () => {
+    const credentials = new UrlCredentials();
+    const channel = credentials.add(`http://ci:tok@${base.slice(7)}/ch`);
+    const cacheDir = join(dir, 'with-credentials');
+    await new RepodataCache({ dir: cacheDir, credentials }).get(channel, 'noarch');
+    expect(requests.at(-1)).toMatchObject({ url: '/ch/noarch/repodata.json', authorization: `Basic ${Buffer.from('ci:tok').toString('base64')}` });
+    const { readdir, readFile } = await import('node:fs/promises');
+    for (const file of await readdir(cacheDir)) expect(await readFile(join(cacheDir, file), 'utf8')).not.toContain('tok');
   });
 });

@@ -8,7 +8,20 @@
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { CancelledError, ResolutionError, createLogger, errorMessage, sha256Hex } from '@prebuilt/core';
+import {
+  BODY_LIMITS,
+  CancelledError,
+  NetworkError,
+  ResolutionError,
+  createLogger,
+  errorMessage,
+  netFetch,
+  positiveSetting,
+  sha256Hex,
+  type NetResponse,
+  type NetworkTimeouts,
+  type UrlCredentials,
+} from '@prebuilt/core';
 import { writeFileAtomic } from './write-atomic.js';
 
 const log = createLogger('conda:repodata');
@@ -21,6 +34,16 @@ interface CacheMeta {
   freshUntil: number;
 }
 
+/** Bound of one repodata.json read into memory, in MiB (conda-forge's largest is a few hundred). */
+export const REPODATA_MAX_SIZE_ENV = 'METAFLOW_PREBUILT_REPODATA_MAX_SIZE';
+export const DEFAULT_REPODATA_MAX_MIB = 1024;
+
+/** The repodata bound in bytes: option → METAFLOW_PREBUILT_REPODATA_MAX_SIZE (MiB) → 1024 MiB. */
+export function repodataMaxBytes(env: Record<string, string | undefined> = process.env, value?: number): number {
+  const mib = positiveSetting({ value, envVar: REPODATA_MAX_SIZE_ENV, option: 'repodataMaxMiB', fallback: DEFAULT_REPODATA_MAX_MIB, unit: 'MiB', env });
+  return Math.round(mib * 1024 * 1024);
+}
+
 /** Repodata text of one channel subdir, or null when the channel has no such subdir (404). */
 export type RepodataText = Buffer | null;
 
@@ -31,6 +54,12 @@ export interface RepodataCacheOptions {
   refresh?: boolean;
   fetch?: typeof fetch;
   signal?: AbortSignal;
+  /** Credentials of the configured channels, sent as Basic auth to their own origin only. */
+  credentials?: UrlCredentials;
+  /** Idle timeout and deadline (default from the environment). */
+  timeouts?: NetworkTimeouts;
+  /** Bound of one repodata.json, in bytes (default {@link repodataMaxBytes}). */
+  maxBytes?: number;
 }
 
 function maxAgeMs(cacheControl: string | null): number {
@@ -92,11 +121,20 @@ export class RepodataCache {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (meta?.etag) headers['if-none-match'] = meta.etag;
     if (meta?.lastModified) headers['if-modified-since'] = meta.lastModified;
-    let response: Response;
+    let response: NetResponse;
+    const credentials = this.#options.credentials;
     try {
-      response = await (this.#options.fetch ?? fetch)(url, { headers, signal: this.#options.signal ?? null });
+      response = await netFetch(url, {
+        headers,
+        what: 'repodata',
+        ...(this.#options.signal ? { signal: this.#options.signal } : {}),
+        ...(this.#options.fetch ? { fetch: this.#options.fetch } : {}),
+        ...(this.#options.timeouts ? { timeouts: this.#options.timeouts } : {}),
+        ...(credentials ? { authorize: (hop: URL) => credentials.authorizationFor(hop) } : {}),
+      });
     } catch (error) {
       if (this.#options.signal?.aborted) throw new CancelledError(`Reading ${url} was cancelled.`, { cause: this.#options.signal.reason });
+      if (error instanceof NetworkError) throw this.#networkError(url, error);
       const cause = (error as { cause?: unknown }).cause ?? error;
       throw new ResolutionError(`Cannot reach conda channel: GET ${url} failed: ${errorMessage(cause)}.`, {
         cause: error,
@@ -113,20 +151,22 @@ export class RepodataCache {
       }
     }
     if (response.status === 404) {
-      await response.body?.cancel();
+      await response.cancel();
       log('no such subdir (404): %s', url);
       return null;
     }
-    if (!response.ok) {
-      await response.body?.cancel();
+    if (response.status < 200 || response.status >= 300) {
+      await response.prefix(BODY_LIMITS.error);
       throw new ResolutionError(`Conda channel answered ${response.status} ${response.statusText} for ${url}.`, {
         hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS) and any credentials it needs.',
       });
     }
     let body: Buffer;
     try {
-      body = Buffer.from(await response.arrayBuffer());
+      body = Buffer.from(await response.bytes(this.#options.maxBytes ?? repodataMaxBytes()));
     } catch (error) {
+      if (this.#options.signal?.aborted) throw new CancelledError(`Reading ${url} was cancelled.`, { cause: this.#options.signal.reason });
+      if (error instanceof NetworkError) throw this.#networkError(url, error);
       throw new ResolutionError(`Reading repodata from ${url} failed: ${errorMessage(error)}.`, { cause: error });
     }
     // A proxy's HTML error page or a cut-off answer is not repodata: say so, and do not cache it.
@@ -151,6 +191,15 @@ export class RepodataCache {
     }
     log('fetched %s (%d bytes)', url, body.length);
     return body;
+  }
+
+  /** A stalled, endless or oversize channel answer: a failure of the channel (exit 1), naming it. */
+  #networkError(url: string, error: NetworkError): NetworkError {
+    const hint =
+      error.reason === 'too-large'
+        ? `A repodata.json is bounded at ${REPODATA_MAX_SIZE_ENV} MiB (default ${DEFAULT_REPODATA_MAX_MIB}); check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS), or raise the bound.`
+        : error.hint;
+    return new NetworkError(`Conda channel: GET ${url} failed: ${error.message}.`, error, { cause: error, ...(hint ? { hint } : {}) });
   }
 
   async #loadFile(url: string): Promise<RepodataText> {

@@ -19,13 +19,16 @@ import {
   type LockedEnv,
   type LockedPackage,
   type ResolvedWith,
+  networkTimeouts,
+  urlCredentialsFromEnv,
+  type UrlCredentials,
 } from '@prebuilt/core';
 import { prebuiltCacheDir } from './cache-dir.js';
 import { ChannelServer } from './channel-server.js';
 import { solveConda } from './conda-solver.js';
 import { resolvePypi, type PipOptions } from './pip-resolver.js';
 import { loadRattler } from './rattler.js';
-import { RepodataCache } from './repodata-cache.js';
+import { RepodataCache, repodataMaxBytes } from './repodata-cache.js';
 import { writeFileAtomic } from './write-atomic.js';
 
 const log = createLogger('conda:resolve');
@@ -54,6 +57,11 @@ export interface ResolverOptions {
   pip?: PipOptions;
   env?: Record<string, string | undefined>;
   fetch?: typeof fetch;
+  /**
+   * Credentials of channel and index URLs (default: those in METAFLOW_PREBUILT_CONDA_CHANNELS,
+   * METAFLOW_PREBUILT_PYPI_INDEX_URL and PIP_INDEX_URL). Locked URLs never carry them.
+   */
+  credentials?: UrlCredentials;
   /** Aborts fetches and pip. */
   signal?: AbortSignal;
 }
@@ -112,7 +120,12 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
     });
   }
   const cacheDir = options.cacheDir === false ? undefined : (options.cacheDir ?? prebuiltCacheDir(env));
+  const credentials = options.credentials ?? urlCredentialsFromEnv(env);
+  const timeouts = networkTimeouts({ env });
+  const remote = { credentials, timeouts, ...(options.fetch ? { fetch: options.fetch } : {}), ...(options.signal ? { signal: options.signal } : {}) };
   const pipOptions: PipOptions = {
+    credentials,
+    timeouts,
     env,
     ...(env.METAFLOW_PREBUILT_PYTHON?.trim() ? { python: env.METAFLOW_PREBUILT_PYTHON.trim() } : {}),
     isolated: /^(1|true|yes)$/i.test(env.METAFLOW_PREBUILT_PIP_ISOLATED?.trim() ?? ''),
@@ -121,6 +134,9 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
     ...options.pip,
   };
   const repodata = new RepodataCache({
+    credentials,
+    timeouts,
+    maxBytes: repodataMaxBytes(env),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(cacheDir ? { dir: join(cacheDir, 'repodata') } : {}),
     ...(options.refresh ? { refresh: true } : {}),
@@ -150,7 +166,7 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
     const placed = effectivePins(request, pins);
     const conda = await solveConda(
       { request, pins: placed.conda, steps },
-      { rattler, server: await server, virtual: { glibc: targetGlibc, linux: DEFAULT_LINUX }, ...(options.fetch ? { fetch: options.fetch } : {}) },
+      { rattler, server: await server, virtual: { glibc: targetGlibc, linux: DEFAULT_LINUX }, remote },
     );
     const pypiPackages = { ...placed.pypi, ...request.pypi };
     const wheels = Object.keys(pypiPackages).length > 0

@@ -32,7 +32,9 @@ export async function resolveBaseImage(
   checkSignal(signal);
   const signalOption = signal ? { signal } : {};
   const image = parseImageRef(ref);
-  const head = await client.headManifest(image, signalOption);
+  // A HEAD (no pull-rate cost): the digest is only claimed here, and checked where it is used —
+  // the build pulls the base by this digest, which verifies the bytes against it.
+  const head = await client.headManifest(image, { ...signalOption, verify: false });
   if (!head.exists) {
     throw new RegistryError(`The base image ${ref} does not exist in the registry ${image.registry}.`, { registry: image.registry, status: 404 }, {
       hint: options.missingHint ?? MISSING_HINT,

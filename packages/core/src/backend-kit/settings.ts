@@ -50,10 +50,22 @@ export function secondsSetting(input: {
   fallback: number;
   env: Record<string, string | undefined>;
 }): number {
-  const { value, envVar, option, fallback, env } = input;
+  return positiveSetting({ ...input, unit: 'seconds' });
+}
+
+/** Like {@link secondsSetting}, for any positive quantity in `unit` (`seconds`, `MiB`). */
+export function positiveSetting(input: {
+  value: number | undefined;
+  envVar: string;
+  option: string;
+  fallback: number;
+  unit: string;
+  env: Record<string, string | undefined>;
+}): number {
+  const { value, envVar, option, fallback, unit, env } = input;
   if (value !== undefined) {
     if (!Number.isFinite(value) || value <= 0) {
-      throw new ConfigError(`The option '${option}' must be a positive number of seconds, not ${value}.`, { setting: envVar });
+      throw new ConfigError(`The option '${option}' must be a positive number of ${unit}, not ${value}.`, { setting: envVar });
     }
     return value;
   }
@@ -61,7 +73,7 @@ export function secondsSetting(input: {
   if (raw === undefined || raw.trim() === '') return fallback;
   const parsed = Number(raw);
   if (!Number.isFinite(parsed) || parsed <= 0) {
-    throw new ConfigError(`${envVar}='${raw}' is not a positive number of seconds.`, {
+    throw new ConfigError(`${envVar}='${raw}' is not a positive number of ${unit}.`, {
       setting: envVar,
       hint: `Set ${envVar} (or the option '${option}') to e.g. ${fallback}.`,
     });

@@ -1,3 +1,4 @@
+import { withNetworkWaits } from '../net/network-wait.js';
 import type { BaseImageIdentity, BuildService, ImageRegistry, RegistryCredentials } from '../contracts.js';
 import { dockerPlatform, type CondaPlatform, type LockedEnv } from '../env-model.js';
 import { CancelledError, ConfigError, PrebuiltError, errorMessage, type RegistryError } from '../errors.js';
@@ -82,7 +83,12 @@ export type DeployEvent =
   | { type: 'progress'; envId: string; phase: 'downloading' | 'materializing'; done: number; total: number }
   | { type: 'log'; envId: string; line: string }
   /** Something the user should know that is no failure (a cached package that was tampered with and fetched again, a wait for another process's download). */
-  | { type: 'note'; message: string };
+  | { type: 'note'; message: string }
+  /**
+   * A network read has had no byte for `seconds` (reported every few seconds while it lasts; 0 when
+   * the wait is over): what the deploy is waiting on, e.g. `127.0.0.1:5100` for a `blob upload`.
+   */
+  | { type: 'waiting'; target: string; what: string; seconds: number };
 
 export interface DeployOptions {
   flow: string;
@@ -215,13 +221,20 @@ async function service<T>(call: () => Promise<T>): Promise<T> {
 
 /**
  * The deploy: envs → locks → envIds → tags → existence check → build the missing images in
- * parallel (identical envs once) → verify each push by HEAD → image map.
+ * parallel (identical envs once) → verify each push (the manifest read back and hashed) → image map.
  * A failed build (the build service's `ok: false`, or an env that cannot be materialized) is
  * reported in `failures`; the other images are still built. An error of the registry or the
  * build service (thrown: unreachable, misconfigured, credentials refused) cancels the other
  * builds and is rethrown.
  */
-export async function deploy(options: DeployOptions): Promise<DeployResult> {
+export function deploy(options: DeployOptions): Promise<DeployResult> {
+  const onEvent = options.onEvent;
+  if (!onEvent) return deployImages(options);
+  // Every network read of the deploy (registry, channels, downloads) says when it stalls.
+  return withNetworkWaits((wait) => onEvent({ type: 'waiting', ...wait }), () => deployImages(options));
+}
+
+async function deployImages(options: DeployOptions): Promise<DeployResult> {
   const emit = options.onEvent ?? (() => {});
   const signal = options.signal;
   const throwIfAborted = (): void => {

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { BaseImageIdentity, RegistryCredentials } from '../contracts.js';
-import { AuthError, CancelledError, InputError, RegistryError } from '../errors.js';
+import { AuthError, CancelledError, InputError, NetworkError, RegistryError } from '../errors.js';
 import { createLogger } from '../logger.js';
+import { netFetch, type NetResponse } from '../net/net-fetch.js';
+import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
 import { formatImageRef, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
 import { isIndexMediaType, MANIFEST_ACCEPT } from './media-types.js';
@@ -38,8 +40,13 @@ export interface RegistryClientOptions {
   secureRegistries?: readonly string[];
   /** Attempts and backoff for 429, 5xx and dropped connections. */
   retry?: Partial<RetryPolicy>;
-  /** Time one HTTP request may take (headers and body), in ms. Default 30 s. */
+  /**
+   * Time one HTTP request may go without a byte (headers or body), in ms. Default
+   * METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT (60 s); the overall deadline is METAFLOW_PREBUILT_NETWORK_DEADLINE.
+   */
   timeoutMs?: number;
+  /** Idle timeout and deadline of every request (default from the environment; `timeoutMs` overrides the idle part). */
+  timeouts?: NetworkTimeouts;
   userAgent?: string;
 }
 
@@ -108,6 +115,14 @@ interface HttpResult {
   body: Uint8Array;
 }
 
+/** How much of an answer's body to read: a 2xx body up to `limit` (more is an error); an error body only its first 64 KiB. */
+interface ReadPlan {
+  /** Bound of a successful body; undefined reads only a prefix of it (answers whose body is not used). */
+  limit?: number;
+  /** What the request is, for the wait report and the timeout message. */
+  what: string;
+}
+
 interface CachedToken {
   value: string;
   expiresAt: number;
@@ -159,7 +174,7 @@ function who(creds: RegistryCredentials | undefined): string {
 export class RegistryClient {
   readonly #options: RegistryClientOptions;
   readonly #retry: RetryPolicy;
-  readonly #timeoutMs: number;
+  readonly #timeouts: NetworkTimeouts;
   readonly #credentials = new Map<string, Promise<RegistryCredentials | undefined>>();
   readonly #tokens = new Map<string, CachedToken>();
   readonly #tokenFetches = new Map<string, Promise<string>>();
@@ -172,7 +187,8 @@ export class RegistryClient {
     this.#options = options;
     this.#retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     if (!(this.#retry.attempts >= 1)) this.#retry.attempts = 1;
-    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    const timeouts = options.timeouts ?? networkTimeouts();
+    this.#timeouts = options.timeoutMs === undefined ? timeouts : { ...timeouts, idleMs: options.timeoutMs };
   }
 
   /** `http` for loopback and insecure registries, `https` otherwise. */
@@ -213,11 +229,27 @@ export class RegistryClient {
     return creds;
   }
 
-  /** Whether `ref` exists, and the digest and media type of the manifest it names (a HEAD request). */
-  async headManifest(ref: string | ImageRef, options: RequestOptions = {}): Promise<ManifestHead> {
+  /**
+   * Whether `ref` exists, and the digest and media type of the manifest it names. The digest is the
+   * sha256 of the manifest bytes read here (a GET, bounded at 4 MiB; a registry whose
+   * Docker-Content-Digest disagrees is a RegistryError), so it may go into an image map. With
+   * `verify: false` it is a HEAD and the digest is what the registry claims: only for a digest that
+   * is checked later anyway (a base image pulled by that digest).
+   */
+  async headManifest(ref: string | ImageRef, options: RequestOptions & { verify?: boolean } = {}): Promise<ManifestHead> {
     const image = toRef(ref);
     const path = `/v2/${image.repository}/manifests/${image.reference}`;
-    const res = await this.#request(image.registry, image.repository, 'HEAD', path, { accept: MANIFEST_ACCEPT.join(', ') }, options.signal);
+    const signal = options.signal ? { signal: options.signal } : {};
+    if (options.verify !== false) {
+      try {
+        const full = await this.getManifest(image, signal);
+        return { exists: true, digest: full.digest, mediaType: full.mediaType, size: full.size };
+      } catch (error) {
+        if (error instanceof RegistryError && error.status === 404) return { exists: false };
+        throw error;
+      }
+    }
+    const res = await this.#request(image.registry, image.repository, 'HEAD', path, { accept: MANIFEST_ACCEPT.join(', ') }, options.signal, { what: 'manifest check' });
     if (res.status === 404) return { exists: false };
     this.#expectOk(res, image.registry, 'HEAD', path);
     const digest = res.headers.get('docker-content-digest');
@@ -225,7 +257,7 @@ export class RegistryClient {
     const length = res.headers.get('content-length');
     if (!digest) {
       // Some registries omit the digest on HEAD; the manifest's own bytes give it.
-      const full = await this.getManifest(image, options);
+      const full = await this.getManifest(image, signal);
       return { exists: true, digest: full.digest, mediaType: full.mediaType, size: full.size };
     }
     return { exists: true, digest, mediaType, size: length === null ? undefined : Number(length) };
@@ -281,7 +313,7 @@ export class RegistryClient {
   async #getManifest(image: ImageRef, reference: string, signal: AbortSignal | undefined): Promise<ManifestResult> {
     const path = `/v2/${image.repository}/manifests/${reference}`;
     const name = `${image.registry}/${image.repository}${reference.includes(':') ? '@' : ':'}${reference}`;
-    const res = await this.#request(image.registry, image.repository, 'GET', path, { accept: MANIFEST_ACCEPT.join(', ') }, signal);
+    const res = await this.#request(image.registry, image.repository, 'GET', path, { accept: MANIFEST_ACCEPT.join(', ') }, signal, { what: 'manifest', limit: BODY_LIMITS.manifest });
     if (res.status === 404) {
       throw new RegistryError(`manifest ${name} was not found`, { registry: image.registry, status: 404 }, { hint: 'Check the repository and tag, and that the image was pushed.' });
     }
@@ -289,7 +321,9 @@ export class RegistryClient {
     const digest = sha256Digest(res.body);
     const announced = res.headers.get('docker-content-digest');
     if (announced && announced.startsWith('sha256:') && announced !== digest) {
-      throw new RegistryError(`manifest ${name} does not match its digest: the registry announced ${announced}, the bytes hash to ${digest}`, { registry: image.registry });
+      throw new RegistryError(`registry ${image.registry} sent manifest ${name} with the digest header ${announced}, but its bytes hash to ${digest}; refusing a digest the registry merely claims`, { registry: image.registry }, {
+        hint: 'The registry (or a proxy in front of it) is broken or tampering with manifests; check it before pushing or deploying again.',
+      });
     }
     if (reference.startsWith('sha256:') && reference !== digest) {
       throw new RegistryError(`manifest ${name} does not match the requested digest: the bytes hash to ${digest}`, { registry: image.registry });
@@ -314,18 +348,21 @@ export class RegistryClient {
   async headBlob(repository: string | ImageRef, digest: string, options: RequestOptions = {}): Promise<BlobHead> {
     const image = toRef(repository);
     const path = `/v2/${image.repository}/blobs/${digest}`;
-    const res = await this.#request(image.registry, image.repository, 'HEAD', path, {}, options.signal);
+    const res = await this.#request(image.registry, image.repository, 'HEAD', path, {}, options.signal, { what: 'blob check' });
     if (res.status === 404) return { exists: false };
     this.#expectOk(res, image.registry, 'HEAD', path);
     const length = res.headers.get('content-length');
     return { exists: true, size: length === null ? undefined : Number(length) };
   }
 
-  /** Fetches a blob (e.g. an image config) and verifies it against its sha256 digest. */
-  async getBlob(repository: string | ImageRef, digest: string, options: RequestOptions = {}): Promise<Uint8Array> {
+  /**
+   * Fetches a blob (e.g. an image config) and verifies it against its sha256 digest. It is read into
+   * memory: at most `size` bytes when given (a layer's descriptor size), else 4 MiB.
+   */
+  async getBlob(repository: string | ImageRef, digest: string, options: RequestOptions & { size?: number } = {}): Promise<Uint8Array> {
     const image = toRef(repository);
     const path = `/v2/${image.repository}/blobs/${digest}`;
-    const res = await this.#request(image.registry, image.repository, 'GET', path, {}, options.signal);
+    const res = await this.#request(image.registry, image.repository, 'GET', path, {}, options.signal, { what: 'blob', limit: options.size ?? BODY_LIMITS.json });
     if (res.status === 404) {
       throw new RegistryError(`blob ${digest} was not found in ${image.registry}/${image.repository}`, { registry: image.registry, status: 404 });
     }
@@ -357,7 +394,7 @@ export class RegistryClient {
       return data;
     };
     if (typeof source !== 'function') check(source);
-    const head = await this.#request(image.registry, image.repository, 'HEAD', `/v2/${image.repository}/blobs/${digest}`, {}, signal, { scopes: pushScopes });
+    const head = await this.#request(image.registry, image.repository, 'HEAD', `/v2/${image.repository}/blobs/${digest}`, {}, signal, { scopes: pushScopes, what: 'blob check' });
     if (head.status >= 200 && head.status < 300) {
       this.#stats.blobsExisting += 1;
       return { status: 'exists', bytesSent: 0 };
@@ -370,7 +407,7 @@ export class RegistryClient {
       if (from === image.repository) continue;
       const query = `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`;
       const scopes = [...pushScopes, `repository:${from}:pull`];
-      const res = await this.#request(image.registry, image.repository, 'POST', `${uploadsPath}${query}`, {}, signal, { scopes, body: new Uint8Array() });
+      const res = await this.#request(image.registry, image.repository, 'POST', `${uploadsPath}${query}`, {}, signal, { scopes, body: new Uint8Array(), what: 'blob mount' });
       if (res.status === 201) {
         log('mounted %s into %s from %s', digest, image.repository, from);
         this.#stats.blobsMounted += 1;
@@ -382,7 +419,7 @@ export class RegistryClient {
       break;
     }
     if (!location) {
-      const res = await this.#request(image.registry, image.repository, 'POST', uploadsPath, {}, signal, { scopes: pushScopes, body: new Uint8Array() });
+      const res = await this.#request(image.registry, image.repository, 'POST', uploadsPath, {}, signal, { scopes: pushScopes, body: new Uint8Array(), what: 'blob upload' });
       this.#expectOk(res, image.registry, 'POST', uploadsPath);
       location = this.#location(res, image.registry, uploadsPath);
     }
@@ -394,7 +431,7 @@ export class RegistryClient {
       while (sent < data.length) {
         const chunk = data.subarray(sent, Math.min(sent + chunkSize, data.length));
         const headers = { 'content-type': 'application/octet-stream', 'content-range': `${sent}-${sent + chunk.length - 1}` };
-        const res = await this.#request(image.registry, image.repository, 'PATCH', location, headers, signal, { scopes: pushScopes, body: chunk });
+        const res = await this.#request(image.registry, image.repository, 'PATCH', location, headers, signal, { scopes: pushScopes, body: chunk, what: 'blob upload' });
         this.#expectOk(res, image.registry, 'PATCH', uploadsPath);
         location = this.#location(res, image.registry, uploadsPath);
         sent += chunk.length;
@@ -404,7 +441,7 @@ export class RegistryClient {
     }
     const rest = data.subarray(sent);
     const put = this.#withQuery(location, `digest=${encodeURIComponent(digest)}`);
-    const res = await this.#request(image.registry, image.repository, 'PUT', put, { 'content-type': 'application/octet-stream' }, signal, { scopes: pushScopes, body: rest });
+    const res = await this.#request(image.registry, image.repository, 'PUT', put, { 'content-type': 'application/octet-stream' }, signal, { scopes: pushScopes, body: rest, what: 'blob upload' });
     this.#expectOk(res, image.registry, 'PUT', uploadsPath);
     this.#stats.bytesSent += rest.length;
     if (rest.length > 0) options.onProgress?.(data.length, data.length);
@@ -428,6 +465,7 @@ export class RegistryClient {
     const res = await this.#request(image.registry, image.repository, 'PUT', path, { 'content-type': mediaType }, options.signal, {
       scopes: [`repository:${image.repository}:pull,push`],
       body: bytes,
+      what: 'manifest upload',
     });
     this.#expectOk(res, image.registry, 'PUT', path);
     this.#stats.bytesSent += bytes.length;
@@ -460,7 +498,11 @@ export class RegistryClient {
     return `${this.scheme(registry)}://${registryApiHost(registry)}${path}`;
   }
 
-  /** One registry request with auth: known auth sent up front, a 401 challenge answered once. */
+  /**
+   * One registry request with auth: known auth sent up front, a 401 challenge answered once. The
+   * Authorization header goes only to the registry's own host: an upload Location or a redirect on
+   * another host gets none (as Docker does).
+   */
   async #request(
     registry: string,
     repository: string,
@@ -468,18 +510,28 @@ export class RegistryClient {
     path: string,
     headers: Record<string, string>,
     signal: AbortSignal | undefined,
-    extra: { scopes?: readonly string[]; body?: Uint8Array } = {},
+    extra: { scopes?: readonly string[]; body?: Uint8Array } & ReadPlan,
   ): Promise<HttpResult> {
     const scope = extra.scopes?.join(' ') ?? `repository:${repository}:pull`;
     const url = this.#url(registry, path);
     const what = `${method} ${url.replace(/\?.*$/, '')}`;
-    const body = extra.body === undefined ? {} : { body: extra.body };
+    const init = { method, headers, ...(extra.body === undefined ? {} : { body: extra.body }) };
+    const plan: ReadPlan = { what: extra.what, ...(extra.limit === undefined ? {} : { limit: extra.limit }) };
+    const host = registryApiHost(registry);
     const before = await this.#knownAuthorization(registry, scope, signal);
-    let res = await this.#fetch(registry, url, { method, headers: { ...headers, ...(before ? { authorization: before } : {}) }, ...body }, what, signal);
+    let res = await this.#fetch(registry, url, init, what, signal, { ...plan, ...(before ? { authorization: { value: before, host } } : {}) });
+    const foreign = new URL(url).host !== host;
+    if (res.status === 401 && foreign) {
+      throw new RegistryError(
+        `registry ${registry} sent the ${extra.what} to ${new URL(url).host}, which asks for credentials; prebuilt sends the credentials of ${registry} to its own host only`,
+        { registry, status: 401 },
+        { hint: `Configure the registry to answer with upload locations on ${host}, or to let that host accept the upload without credentials (e.g. a pre-signed URL).` },
+      );
+    }
     if (res.status === 401) {
       const challenges = parseWwwAuthenticate(res.headers.get('www-authenticate'));
       const authorization = await this.#answerChallenge(registry, challenges, scope, signal);
-      res = await this.#fetch(registry, url, { method, headers: { ...headers, authorization }, ...body }, what, signal);
+      res = await this.#fetch(registry, url, init, what, signal, { ...plan, authorization: { value: authorization, host } });
       if (res.status === 401) throw await this.#rejected(registry, scope, res);
     }
     if (res.status === 403) throw await this.#rejected(registry, scope, res);
@@ -570,6 +622,7 @@ export class RegistryClient {
     const service = params['service'];
     const headers: Record<string, string> = { accept: 'application/json' };
     let init: { method: string; headers: Record<string, string>; body?: string };
+    let authorization: string | undefined;
     if (creds?.identityToken) {
       // OAuth2 refresh-token grant, as Docker does with an identity token.
       const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken.reveal(), client_id: 'prebuilt', scope });
@@ -579,13 +632,20 @@ export class RegistryClient {
       if (service) url.searchParams.set('service', service);
       for (const one of scope.split(' ')) url.searchParams.append('scope', one);
       if (creds?.password !== undefined) {
-        headers['authorization'] = `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password.reveal()}`).toString('base64')}`;
+        authorization = `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password.reveal()}`).toString('base64')}`;
       }
       init = { method: 'GET', headers };
     }
     const tokenUrl = url.toString();
     log('token for %s scope %s from %s (%s)', registry, scope, url.origin + url.pathname, who(creds));
-    const res = await this.#fetch(registry, tokenUrl, init, `${init.method} ${url.origin}${url.pathname}`, signal);
+    // The realm is where the token protocol sends the credentials: to its host only, never on to a redirect elsewhere.
+    const res = await this.#fetch(registry, tokenUrl, init, `${init.method} ${url.origin}${url.pathname}`, signal, {
+      what: 'token',
+      limit: BODY_LIMITS.json,
+      // A refresh token in the body stays with the realm's host.
+      bodyToOtherOrigins: false,
+      ...(authorization ? { authorization: { value: authorization, host: url.host } } : {}),
+    });
     if (res.status === 401 || res.status === 403) {
       const detail = registryErrorDetail(res.body);
       throw new AuthError(
@@ -612,22 +672,41 @@ export class RegistryClient {
   }
 
   /**
-   * One HTTP exchange with retries: 429 (honouring Retry-After), 5xx and dropped connections are
-   * retried with exponential backoff and jitter; every attempt has a timeout; the caller's abort
-   * rejects with CancelledError at once. The body is read within the attempt.
+   * One HTTP exchange with retries: 429 (honouring Retry-After), 5xx, dropped connections and
+   * stalls are retried with exponential backoff and jitter; every attempt has an idle timeout and a
+   * deadline; the caller's abort rejects with CancelledError at once. The body is read within the
+   * attempt, bounded (`plan.limit` for a 2xx answer, 64 KiB of an error). `authorization` goes only
+   * to `host`; redirects are followed by hand.
    */
-  async #fetch(registry: string, url: string, init: { method: string; headers: Record<string, string>; body?: string | Uint8Array }, what: string, signal: AbortSignal | undefined): Promise<HttpResult> {
+  async #fetch(
+    registry: string,
+    url: string,
+    init: { method: string; headers: Record<string, string>; body?: string | Uint8Array },
+    what: string,
+    signal: AbortSignal | undefined,
+    plan: ReadPlan & { authorization?: { value: string; host: string }; bodyToOtherOrigins?: boolean },
+  ): Promise<HttpResult> {
     const { attempts } = this.#retry;
     const headers = { 'user-agent': this.#options.userAgent ?? 'prebuilt', ...init.headers };
     const cancelled = (cause: unknown): CancelledError => new CancelledError(`registry request cancelled: ${what}`, { cause });
+    const authorize = plan.authorization ? (hop: URL) => (hop.host === plan.authorization!.host ? plan.authorization!.value : undefined) : undefined;
     for (let attempt = 1; ; attempt++) {
       if (signal?.aborted) throw cancelled(signal.reason);
-      const timeout = AbortSignal.timeout(this.#timeoutMs);
-      const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
       let failure: { reason: string; retryable: boolean; cause?: unknown; retryAfter?: number; status?: number };
       try {
-        const response = await fetch(url, { ...init, headers, signal: combined, redirect: 'follow' });
-        const body = init.method === 'HEAD' ? new Uint8Array() : new Uint8Array(await response.arrayBuffer());
+        const response: NetResponse = await netFetch(url, {
+          method: init.method,
+          headers,
+          ...(init.body === undefined ? {} : { body: init.body }),
+          what: plan.what,
+          timeouts: this.#timeouts,
+          ...(plan.bodyToOtherOrigins === false ? { bodyToOtherOrigins: false } : {}),
+          ...(signal ? { signal } : {}),
+          ...(authorize ? { authorize } : {}),
+        });
+        const ok = response.status >= 200 && response.status < 300;
+        const body =
+          init.method === 'HEAD' ? (await response.cancel(), new Uint8Array()) : ok && plan.limit !== undefined ? await response.bytes(plan.limit) : await response.prefix(BODY_LIMITS.error);
         this.#answered.add(registry);
         log('%s → %d (attempt %d)', what, response.status, attempt);
         if (!isRetryableStatus(response.status)) return { status: response.status, headers: response.headers, body };
@@ -636,8 +715,11 @@ export class RegistryClient {
         failure = { reason: `${describeStatus(response.status)}${detail ? ` (${detail})` : ''}`, retryable: true, status: response.status, ...(retryAfter === undefined ? {} : { retryAfter }) };
       } catch (error) {
         if (signal?.aborted) throw cancelled(signal.reason);
-        if (timeout.aborted) {
-          failure = { reason: `no answer within ${this.#timeoutMs} ms`, retryable: true, cause: error };
+        if (error instanceof NetworkError) {
+          if (error.reason === 'too-large' || error.reason === 'redirect') {
+            throw new RegistryError(`registry ${registry}: ${what} failed: ${error.message}`, { registry }, { cause: error, ...(error.hint ? { hint: error.hint } : {}) });
+          }
+          failure = { reason: error.message, retryable: true, cause: error };
         } else if (isConnectionRefused(error)) {
           failure = { reason: 'connection refused', retryable: this.#answered.has(registry), cause: error };
         } else {
@@ -647,12 +729,15 @@ export class RegistryClient {
       }
       if (!failure.retryable || attempt >= attempts) {
         const tries = attempt > 1 ? ` after ${attempt} attempts` : '';
+        const stalled = failure.cause instanceof NetworkError;
         throw new RegistryError(`registry ${registry}: ${what} failed${tries}: ${failure.reason}`, { registry, ...(failure.status === undefined ? {} : { status: failure.status }) }, {
           ...(failure.cause === undefined ? {} : { cause: failure.cause }),
           hint:
             failure.reason === 'connection refused'
               ? `Check that the registry ${registry} is running and reachable (${this.scheme(registry)}).`
-              : 'The registry or the network may be overloaded or down; try again later.',
+              : stalled
+                ? (failure.cause as NetworkError).hint ?? 'The registry stalled; try again later.'
+                : 'The registry or the network may be overloaded or down; try again later.',
         });
       }
       const delay = failure.retryAfter !== undefined ? Math.min(failure.retryAfter, this.#retry.maxDelayMs) : backoffDelay(attempt, this.#retry);

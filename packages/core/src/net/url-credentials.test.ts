@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { redactUrl, redactUrls, stripUrlCredentials, UrlCredentials, urlCredentialsFromEnv } from './url-credentials.js';
+
+describe('redactUrl / redactUrls', () => {
+  it('keeps the user and hides the password; a lone user name (often a token) is hidden whole', () => {
+    expect(redactUrl('https://alice:s3cr%40t@pypi.example.com/simple')).toBe('https://alice:***@pypi.example.com/simple');
+    expect(redactUrl('https://ghp_token123@host/channel')).toBe('https://***@host/channel');
+    expect(redactUrl('https://host/plain')).toBe('https://host/plain');
+  });
+
+  it('redacts every URL in a text, such as pip output', () => {
+    const text = "Looking in indexes: http://u:tok@127.0.0.1:9/simple\nERROR: Could not fetch URL https://x:y@h/p/: 401 (from 'http://u:tok@127.0.0.1:9/simple')";
+    expect(redactUrls(text)).toBe("Looking in indexes: http://u:***@127.0.0.1:9/simple\nERROR: Could not fetch URL https://x:***@h/p/: 401 (from 'http://u:***@127.0.0.1:9/simple')");
+  });
+
+  it('strips credentials, leaving the rest of the URL as written', () => {
+    expect(stripUrlCredentials('https://u:p@host:8443/a/b/')).toBe('https://host:8443/a/b/');
+    expect(stripUrlCredentials('file:///tmp/channel')).toBe('file:///tmp/channel');
+  });
+});
+
+describe('UrlCredentials', () => {
+  it('gives Basic auth to the same origin only, the longest configured path winning', () => {
+    const credentials = new UrlCredentials();
+    expect(credentials.add('https://alice:pw1@host/simple')).toBe('https://host/simple');
+    credentials.add('https://bob:pw2@host/conda/private');
+    const basic = (user: string, pw: string): string => `Basic ${Buffer.from(`${user}:${pw}`).toString('base64')}`;
+    expect(credentials.authorizationFor('https://host/simple/pkg/')).toBe(basic('alice', 'pw1'));
+    expect(credentials.authorizationFor('https://host/conda/private/noarch/repodata.json')).toBe(basic('bob', 'pw2'));
+    // Same origin, another path (a PyPI index's files): the origin's credentials still apply.
+    expect(credentials.authorizationFor('https://host/packages/a.whl')).toBeDefined();
+    // Another host, another port, another scheme: nothing.
+    expect(credentials.authorizationFor('https://files.example.org/simple/x')).toBeUndefined();
+    expect(credentials.authorizationFor('https://host:444/simple')).toBeUndefined();
+    expect(credentials.authorizationFor('http://host/simple')).toBeUndefined();
+  });
+
+  it('writes the credentials back for pip, and never shows them when inspected', () => {
+    const credentials = urlCredentialsFromEnv({ PIP_INDEX_URL: 'http://u:t%2Fk@127.0.0.1:9/simple', METAFLOW_PREBUILT_CONDA_CHANNELS: 'conda-forge,https://c:d@ch/x' });
+    expect(credentials.size).toBe(2);
+    expect(credentials.withCredentials('http://127.0.0.1:9/simple')).toBe('http://u:t%2Fk@127.0.0.1:9/simple');
+    expect(credentials.withCredentials('http://127.0.0.1:10/simple')).toBe('http://127.0.0.1:10/simple');
+    expect(credentials.authorizationFor('http://127.0.0.1:9/simple/a/')).toBe(`Basic ${Buffer.from('u:t/k').toString('base64')}`);
+    expect(JSON.stringify(credentials)).not.toContain('t/k');
+  });
+});

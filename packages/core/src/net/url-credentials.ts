@@ -1,0 +1,128 @@
+/**
+ * Credentials written into channel and index URLs (`https://user:token@host/simple`): a common way
+ * to reach a private index (`PIP_INDEX_URL`). They are taken out of the URL once, where the setting
+ * is read; what is kept, logged, locked or cached is the URL without them. A request to the same
+ * origin (scheme, host and port) gets them back as HTTP Basic auth, and nothing else ever does.
+ * Every place that renders a URL that may still carry them goes through {@link redactUrl} /
+ * {@link redactUrls}: `https://user:***@host/...`.
+ */
+import { Secret } from '../secret.js';
+
+/** `scheme://` + userinfo + `@`, anywhere in a text. Userinfo cannot hold `/`, `@` or whitespace unencoded. */
+const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/@:'"<>]*)(?::([^\s/@'"<>]*))?@/gi;
+
+/** A text (a message, pip's output, a log line) with the secret part of every URL's userinfo replaced by `***`. */
+export function redactUrls(text: string): string {
+  return text.replace(USERINFO, (_all, scheme: string, user: string, password: string | undefined) =>
+    password === undefined ? `${scheme}***@` : `${scheme}${user}:***@`,
+  );
+}
+
+/** A URL fit to print: `https://user:***@host/path` (a lone user name, often a token, becomes `***`). */
+export function redactUrl(url: string): string {
+  return redactUrls(url);
+}
+
+/** Whether a URL carries a user name or password. */
+export function hasUrlCredentials(url: string): boolean {
+  USERINFO.lastIndex = 0;
+  const found = USERINFO.test(url);
+  USERINFO.lastIndex = 0;
+  return found;
+}
+
+/** The URL without its userinfo (unchanged when it has none or is not a URL). */
+export function stripUrlCredentials(url: string): string {
+  if (!hasUrlCredentials(url)) return url;
+  return url.replace(USERINFO, (_all, scheme: string) => scheme);
+}
+
+interface Entry {
+  origin: string;
+  path: string;
+  username: string;
+  password: Secret;
+}
+
+function parse(url: string | URL): URL | undefined {
+  if (url instanceof URL) return url;
+  try {
+    return new URL(url);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The credentials of configured URLs, by origin. {@link add} takes them out of a URL;
+ * {@link authorizationFor} gives the Basic Authorization header for a URL of the same origin
+ * (the entry with the longest matching path wins), and nothing for any other origin.
+ */
+export class UrlCredentials {
+  readonly #entries: Entry[] = [];
+
+  /** Remembers the credentials of `url`, if any; returns the URL without them. */
+  add(url: string): string {
+    const stripped = stripUrlCredentials(url);
+    if (stripped === url) return url;
+    const parsed = parse(url);
+    if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) return stripped;
+    const entry: Entry = {
+      origin: parsed.origin,
+      path: parsed.pathname.replace(/\/+$/, ''),
+      username: decodeURIComponent(parsed.username),
+      password: new Secret(decodeURIComponent(parsed.password)),
+    };
+    const same = this.#entries.findIndex((e) => e.origin === entry.origin && e.path === entry.path);
+    if (same === -1) this.#entries.push(entry);
+    else this.#entries[same] = entry;
+    return stripped;
+  }
+
+  get size(): number {
+    return this.#entries.length;
+  }
+
+  #entryFor(url: string | URL): Entry | undefined {
+    const parsed = parse(url);
+    if (!parsed) return undefined;
+    const candidates = this.#entries.filter((e) => e.origin === parsed.origin);
+    if (candidates.length === 0) return undefined;
+    const path = parsed.pathname;
+    const matching = candidates.filter((e) => path === e.path || path.startsWith(`${e.path}/`));
+    const pool = matching.length > 0 ? matching : candidates;
+    return pool.reduce((best, e) => (e.path.length > best.path.length ? e : best));
+  }
+
+  /** `Basic …` for a URL of a configured origin; undefined for every other URL. */
+  authorizationFor(url: string | URL): string | undefined {
+    const entry = this.#entryFor(url);
+    if (!entry) return undefined;
+    return `Basic ${Buffer.from(`${entry.username}:${entry.password.reveal()}`).toString('base64')}`;
+  }
+
+  /**
+   * The URL with the credentials of its origin written back in (for a tool such as pip that only
+   * takes them that way). Never log the result; log {@link redactUrl} of it.
+   */
+  withCredentials(url: string): string {
+    const entry = this.#entryFor(url);
+    const parsed = parse(url);
+    if (!entry || !parsed || parsed.username !== '') return url;
+    const userinfo = `${encodeURIComponent(entry.username)}:${encodeURIComponent(entry.password.reveal())}@`;
+    return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)/i, (scheme: string) => `${scheme}${userinfo}`);
+  }
+}
+
+/** Settings whose URLs may carry credentials: conda channels, and the PyPI index (pip's own variables too). */
+export const URL_CREDENTIAL_SETTINGS = ['METAFLOW_PREBUILT_CONDA_CHANNELS', 'METAFLOW_PREBUILT_PYPI_INDEX_URL', 'PIP_INDEX_URL', 'PIP_EXTRA_INDEX_URL'] as const;
+
+/** The credentials in the channel and index URLs of an environment (see {@link URL_CREDENTIAL_SETTINGS}). */
+export function urlCredentialsFromEnv(env: Record<string, string | undefined> = process.env, extra: readonly string[] = []): UrlCredentials {
+  const credentials = new UrlCredentials();
+  for (const name of URL_CREDENTIAL_SETTINGS) {
+    for (const one of (env[name] ?? '').split(/[\s,]+/)) if (one.includes('://')) credentials.add(one.trim());
+  }
+  for (const one of extra) credentials.add(one);
+  return credentials;
+}

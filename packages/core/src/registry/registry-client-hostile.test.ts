@@ -1,0 +1,180 @@
+/**
+ * The registry client against hostile registries (in-process HTTP servers on 127.0.0.1 that lie,
+ * redirect, stall or never stop talking): credentials stay on the registry's host, bodies are
+ * bounded, a digest is what the bytes hash to.
+ */
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { RegistryError } from '../errors.js';
+import { Secret } from '../secret.js';
+import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
+
+interface Seen {
+  method: string;
+  url: string;
+  authorization: string | undefined;
+  bytes: number;
+}
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+const USER = 'ci';
+const PASSWORD = 'hostile-test-password';
+const BASIC = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`;
+
+async function serve(handler: Handler, options: { basic?: boolean } = {}): Promise<{ host: string; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  const server = createServer((req, res) => {
+    let bytes = 0;
+    req.on('data', (c: Buffer) => (bytes += c.length));
+    req.on('end', () => {
+      seen.push({ method: req.method!, url: req.url!, authorization: req.headers.authorization, bytes });
+      if (options.basic && req.headers.authorization !== BASIC) {
+        res.writeHead(401, { 'www-authenticate': 'Basic realm="r"', 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+        return;
+      }
+      handler(req, res);
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { host: `127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+}
+
+function endless(res: ServerResponse, status = 200): void {
+  const chunk = Buffer.alloc(64 * 1024, 0x20);
+  res.writeHead(status, { 'content-type': 'application/json' });
+  const pump = (): void => {
+    while (!res.destroyed && res.write(chunk));
+  };
+  res.on('drain', pump);
+  pump();
+}
+
+const digestOf = (bytes: Uint8Array): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+const MANIFEST = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { digest: 'sha256:' + 'a'.repeat(64), size: 2 }, layers: [] }));
+
+function client(host: string, extra: Partial<RegistryClientOptions> = {}): RegistryClient {
+  return new RegistryClient({
+    dockerConfig: false,
+    retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 50 },
+    timeouts: { idleMs: 2000, deadlineMs: 10_000 },
+    credentials: { registry: host, username: USER, password: new Secret(PASSWORD), source: 'test' },
+    ...extra,
+  });
+}
+
+describe('RegistryClient against hostile registries (in-process servers on 127.0.0.1)', () => {
+  it('sends no Authorization to an upload Location on another host, and says why the upload fails there', async () => {
+    const foreign = await serve(() => undefined, { basic: true });
+    const registry = await serve((req, res) => {
+      if (req.method === 'HEAD') res.writeHead(404).end();
+      else if (req.method === 'POST') res.writeHead(202, { location: `http://${foreign.host}/upload/1` }).end();
+      else res.writeHead(500).end();
+    }, { basic: true });
+    const data = Buffer.from('blob bytes');
+    const error = await client(registry.host).uploadBlob(`${registry.host}/team/app`, digestOf(data), data).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toBe(
+      `registry ${registry.host} sent the blob upload to ${foreign.host}, which asks for credentials; prebuilt sends the credentials of ${registry.host} to its own host only`,
+    );
+    expect(foreign.seen.length).toBeGreaterThan(0);
+    expect(foreign.seen.every((s) => s.authorization === undefined)).toBe(true);
+    // The registry itself got them (after its challenge).
+    expect(registry.seen.some((s) => s.authorization === BASIC)).toBe(true);
+  });
+
+  it('uploads to a Location on another host that needs no credentials, sending it none', async () => {
+    const foreign = await serve((req, res) => {
+      const digest = new URL(req.url!, 'http://x').searchParams.get('digest')!;
+      res.writeHead(201, { 'docker-content-digest': digest }).end();
+    });
+    const registry = await serve((req, res) => {
+      if (req.method === 'HEAD') res.writeHead(404).end();
+      else res.writeHead(202, { location: `http://${foreign.host}/presigned?token=abc` }).end();
+    }, { basic: true });
+    const data = Buffer.from('blob bytes');
+    expect(await client(registry.host).uploadBlob(`${registry.host}/team/app`, digestOf(data), data)).toEqual({ status: 'uploaded', bytesSent: data.length });
+    expect(foreign.seen).toEqual([{ method: 'PUT', url: `/presigned?token=abc&digest=${encodeURIComponent(digestOf(data))}`, authorization: undefined, bytes: data.length }]);
+  });
+
+  it('follows a 307 on an upload PUT by re-sending the body, and a redirect to another host gets no Authorization', async () => {
+    const foreign = await serve((req, res) => {
+      const digest = new URL(req.url!, 'http://x').searchParams.get('digest')!;
+      res.writeHead(201, { 'docker-content-digest': digest }).end();
+    });
+    const registry = await serve((req, res) => {
+      if (req.method === 'HEAD') res.writeHead(404).end();
+      else if (req.method === 'POST') res.writeHead(202, { location: '/upload/1' }).end();
+      else if (req.url!.startsWith('/upload/1')) res.writeHead(307, { location: `/upload/2${req.url!.slice('/upload/1'.length)}` }).end();
+      else res.writeHead(307, { location: `http://${foreign.host}/store${req.url!.slice('/upload/2'.length)}` }).end();
+    }, { basic: true });
+    const data = Buffer.from('x'.repeat(5000));
+    expect(await client(registry.host).uploadBlob(`${registry.host}/team/app`, digestOf(data), data)).toEqual({ status: 'uploaded', bytesSent: 5000 });
+    const puts = registry.seen.filter((s) => s.method === 'PUT' && s.authorization === BASIC);
+    expect(puts.map((s) => [s.url.replace(/\?.*/, ''), s.bytes])).toEqual([
+      ['/upload/1', 5000],
+      ['/upload/2', 5000],
+    ]);
+    expect(foreign.seen.map((s) => [s.method, s.authorization, s.bytes])).toEqual([['PUT', undefined, 5000]]);
+  });
+
+  it('refuses a manifest whose Docker-Content-Digest header is not the hash of its bytes, also for an existence check', async () => {
+    const registry = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': 'sha256:' + 'b'.repeat(64) }).end(MANIFEST);
+    });
+    const c = client(registry.host);
+    const error = await c.headManifest(`${registry.host}/team/app:v1`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toBe(
+      `registry ${registry.host} sent manifest ${registry.host}/team/app:v1 with the digest header sha256:${'b'.repeat(64)}, but its bytes hash to ${digestOf(MANIFEST)}; refusing a digest the registry merely claims`,
+    );
+    expect((error as RegistryError).exitCode).toBe(1);
+  });
+
+  it('gives the digest of the bytes it read, never a header alone', async () => {
+    const registry = await serve((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': digestOf(MANIFEST) }).end(req.method === 'HEAD' ? undefined : MANIFEST);
+    });
+    expect(await client(registry.host).headManifest(`${registry.host}/team/app:v1`)).toEqual({
+      exists: true,
+      digest: digestOf(MANIFEST),
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      size: MANIFEST.length,
+    });
+    expect(registry.seen.map((s) => s.method)).toEqual(['GET']);
+  });
+
+  it('stops reading an endless manifest at 4 MiB, and an endless error body after what the message needs', async () => {
+    const manifest = await serve((_req, res) => endless(res));
+    const started = Date.now();
+    const error = await client(manifest.host).getManifest(`${manifest.host}/team/app:v1`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toMatch(/manifest from 127\.0\.0\.1:\d+ is larger than 4 MiB; refused$/);
+    expect(manifest.seen).toHaveLength(1); // not retried
+    const failing = await serve((_req, res) => endless(res, 500));
+    const error500 = await client(failing.host).getManifest(`${failing.host}/team/app:v1`).catch((e: unknown) => e);
+    expect((error500 as RegistryError).message).toMatch(/failed after 2 attempts: 500 Internal Server Error/);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('fails a registry that stalls in the middle of a body with the idle timeout, naming it', async () => {
+    const registry = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"schemaVersion":');
+    });
+    const error = await client(registry.host, { timeouts: { idleMs: 300, deadlineMs: 10_000 } }).getManifest(`${registry.host}/team/app:v1`).catch((e: unknown) => e);
+    expect((error as RegistryError).message).toBe(
+      `registry ${registry.host}: GET http://${registry.host}/v2/team/app/manifests/v1 failed after 2 attempts: manifest from ${registry.host}: no data for 0.3 s (METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT)`,
+    );
+  });
+});
