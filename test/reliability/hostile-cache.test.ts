@@ -107,7 +107,7 @@ function buildEnv(extra: Record<string, string | undefined> = {}): Record<string
   });
 }
 
-describeWith(['registries', 'baseImage'], 'what is cached is what was locked (oci build service)', () => {
+describeWith(['docker', 'registries', 'baseImage'], 'what is cached is what was locked (oci and docker build services)', () => {
   const tampers: [string, (entry: string) => Promise<void>][] = [
     ['a valid archive with other content, size and mtime restored', async (entry) => {
       const forged = await forgedTinycli((await stat(entry)).size);
@@ -144,6 +144,19 @@ describeWith(['registries', 'baseImage'], 'what is cached is what was locked (oc
     expect(layers.includes(TROJAN)).toBe(false);
     expect(await listing(home)).toEqual([]);
     expect((await listing(temp)).filter((name) => !name.includes('/'))).toEqual([]);
+  }, 300_000);
+
+  it('with the docker build service too: a valid archive with other content in the cache is downloaded again, and the image the Docker daemon pushed has the genuine content', async () => {
+    const entry = join(world.dir, 'cache', 'pkgs', tinycli.sha256);
+    await tampers[0]![1](entry);
+    const build = await runCli(['build', 'small.py', '--json'], { cwd: flowDir, env: buildEnv({ METAFLOW_PREBUILT_IMAGE_NAMESPACE: ns('docker'), METAFLOW_PREBUILT_BUILD_SERVICE: 'docker' }) });
+    expect(build.code, build.output).toBe(0);
+    expect(build.stderr).toContain(`note: The cached package ${entry} (${tinycli.filename}) does not match the lock`);
+    expect(sha256(await readFile(entry))).toBe(tinycli.sha256);
+    const map = JSON.parse(build.stdout) as { images: Record<string, { image: string }> };
+    const layers = await imageLayers(services.registries!.plain.host, Object.values(map.images)[0]!.image);
+    expect(layers.includes(GENUINE)).toBe(true);
+    expect(layers.includes(TROJAN)).toBe(false);
   }, 300_000);
 
   it('an untouched cache is used without a note (checked on the record beside each entry, not hashed)', async () => {
