@@ -1,4 +1,4 @@
-import { lstat, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -12,18 +12,23 @@ const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
 
 let parent: string;
 let staging: string;
+let packages: string;
 beforeEach(async () => {
   parent = await mkdtemp(join(tmpdir(), 'prebuilt-conda-install-'));
+  packages = await mkdtemp(join(tmpdir(), 'prebuilt-conda-install-pkgs-'));
   staging = join(parent, 'staging');
 });
 afterEach(async () => {
   await rm(parent, { recursive: true, force: true });
+  await rm(packages, { recursive: true, force: true });
 });
 
 async function install(artifact: { filename: string; bytes: Buffer; name: string; version: string; build: string; subdir?: string }) {
   const writer = await PrefixWriter.open(staging);
   const pkg = lockedPackage('conda', artifact.filename, artifact.bytes, artifact);
-  return installCondaPackage(artifact.bytes, pkg, { writer, prefix: PREFIX, pythonVersion: '3.11.2', requestedSpec: artifact.name });
+  const file = join(packages, artifact.filename);
+  await writeFile(file, artifact.bytes);
+  return installCondaPackage(file, pkg, { writer, prefix: PREFIX, pythonVersion: '3.11.2', requestedSpec: artifact.name });
 }
 
 const fromArtifact = (a: CondaArtifact) => ({ filename: a.filename, bytes: a.bytes, name: a.record.name, version: a.record.version, build: a.record.build, subdir: a.subdir });
@@ -208,7 +213,7 @@ describe('installCondaPackage safety', () => {
         { name: 'sub/up2', type: 'symlink', linkname: '../up/..' },
         { name: 'sub/up2/escaped.txt', data: 'x' },
       ],
-      /symlink leading outside the prefix/,
+      /leads outside the env prefix/,
     );
   });
 

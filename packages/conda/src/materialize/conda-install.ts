@@ -1,48 +1,21 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
 import { compareBytes, type LockedPackage } from '@prebuilt/core';
-import { decompressBzip2, decompressZstd, readTar, readZip, type ArchiveEntry } from './archive.js';
+import { extractCondaPackage, hashFile, removeScratch, type ExtractedCondaPackage } from './conda-extract.js';
 import { ArchiveError, InstallError } from './errors.js';
 import { LEGACY_PLACEHOLDER, replaceBinary, replaceText } from './prefix-replace.js';
 import { safeRelativePath, type PrefixWriter } from './prefix-writer.js';
 import { entryPointScript, parseEntryPoint } from './scripts.js';
 
-/** A conda package read into memory: its `info/` files and the rest of its entries. */
-export interface CondaPackageContents {
-  info: Map<string, Buffer>;
-  entries: ArchiveEntry[];
-}
+/** A conda package extracted to scratch: its `info/` files and the rest of its entries. */
+export type CondaPackageContents = ExtractedCondaPackage;
 
-/** Reads a `.tar.bz2` or `.conda` package file. Corrupt or truncated files fail naming the package. */
-export async function readCondaPackage(data: Buffer, filename: string): Promise<CondaPackageContents> {
-  let all: ArchiveEntry[];
-  if (filename.endsWith('.tar.bz2')) {
-    all = await readTar(decompressBzip2(data, filename), filename);
-  } else if (filename.endsWith('.conda')) {
-    const members = readZip(data, filename);
-    const infoTar = members.find((m) => m.type === 'file' && /^info-.*\.tar\.zst$/.test(m.path));
-    const pkgTar = members.find((m) => m.type === 'file' && /^pkg-.*\.tar\.zst$/.test(m.path));
-    if (!infoTar || !pkgTar) {
-      throw new ArchiveError(`${filename} is not a valid .conda package: it lacks its info-*.tar.zst or pkg-*.tar.zst member.`, filename);
-    }
-    all = [
-      ...(await readTar(decompressZstd(infoTar.data, filename), filename)),
-      ...(await readTar(decompressZstd(pkgTar.data, filename), filename)),
-    ];
-  } else {
-    throw new ArchiveError(`${filename} is neither a .tar.bz2 nor a .conda package.`, filename);
-  }
-  const info = new Map<string, Buffer>();
-  const entries: ArchiveEntry[] = [];
-  for (const entry of all) {
-    const rel = safeRelativePath(entry.path, filename);
-    if (rel === 'info' || rel.startsWith('info/')) {
-      if (entry.type === 'file') info.set(rel, entry.data);
-    } else if (rel !== '') {
-      entries.push({ ...entry, path: rel });
-    }
-  }
-  if (!info.has('info/index.json')) throw new ArchiveError(`${filename} is not a valid conda package: it has no info/index.json.`, filename);
-  return { info, entries };
+/**
+ * Reads a `.tar.bz2` or `.conda` package file, streaming its content into `scratch` (see
+ * extractCondaPackage). Corrupt, truncated or over-expanding files fail naming the package.
+ */
+export function readCondaPackage(file: string, filename: string, scratch: string): Promise<CondaPackageContents> {
+  return extractCondaPackage(file, filename, scratch);
 }
 
 /** One path of `info/paths.json`. */
@@ -132,6 +105,8 @@ export interface CondaInstallOptions {
   pythonVersion: string;
   /** The spec the user asked for this package with, or '' when it came in as a dependency. */
   requestedSpec?: string;
+  /** Directory to extract the package into before it is linked (default: beside the writer's root; removed after). */
+  scratch?: string;
 }
 
 export interface CondaInstallResult {
@@ -154,14 +129,19 @@ export function sitePackagesDir(pythonVersion: string): string {
  * Installs one conda package into the staging directory of `prefix`, as conda would link it:
  * placeholders replaced, noarch python remapped, entry points written. Returns its conda-meta record.
  */
-export async function installCondaPackage(
-  data: Buffer,
-  pkg: LockedPackage,
-  options: CondaInstallOptions,
-): Promise<CondaInstallResult> {
+export async function installCondaPackage(file: string, pkg: LockedPackage, options: CondaInstallOptions): Promise<CondaInstallResult> {
+  const scratch = options.scratch ?? `${options.writer.root}.extract-${randomBytes(4).toString('hex')}`;
+  try {
+    return await linkCondaPackage(file, await extractCondaPackage(file, pkg.filename, scratch), pkg, options);
+  } finally {
+    await removeScratch(scratch);
+  }
+}
+
+async function linkCondaPackage(file: string, contents: ExtractedCondaPackage, pkg: LockedPackage, options: CondaInstallOptions): Promise<CondaInstallResult> {
   const label = pkg.filename;
   const { writer, prefix } = options;
-  const { info, entries } = await readCondaPackage(data, label);
+  const { info, entries } = contents;
   const index = parseJson<IndexJson>(info.get('info/index.json'), 'info/index.json', label)!;
   if (index.name !== pkg.name || index.version !== pkg.version || (pkg.build && index.build !== pkg.build)) {
     throw new InstallError(
@@ -193,8 +173,9 @@ export async function installCondaPackage(
 
   for (const entry of entries) {
     const meta = byPath.get(entry.path);
+    const member = entry.path;
     if (entry.type === 'directory') {
-      await writer.mkdir(remap(entry.path), label);
+      await writer.mkdir(remap(entry.path), label, member);
       if (meta?.path_type === 'directory') pathsData.push({ _path: remap(entry.path), path_type: 'directory' });
       continue;
     }
@@ -203,30 +184,33 @@ export async function installCondaPackage(
     if (LINK_SCRIPT.test(target)) hasLinkScripts = true;
     let replaced = false;
     if (entry.type === 'symlink') {
-      replaced = await writer.symlink(target, entry.linkTarget ?? '', label);
+      replaced = await writer.symlink(target, entry.linkTarget, label, { member });
       pathsData.push({ _path: target, path_type: 'softlink', ...(meta?.sha256 ? { sha256: meta.sha256 } : {}), size_in_bytes: meta?.size_in_bytes ?? 0 });
     } else {
-      let content = entry.data;
-      let mode = entry.mode & 0o111 ? 0o755 : 0o644;
+      const mode = entry.mode & 0o111 ? 0o755 : 0o644;
+      let content: Buffer | undefined;
       if (entry.type === 'hardlink') {
-        const source = remap(safeRelativePath(entry.linkTarget ?? '', label));
+        const source = remap(safeRelativePath(entry.linkTarget, label));
         if (!written.has(source)) {
           throw new ArchiveError(`${label} has a hardlink '${entry.path}' to '${entry.linkTarget}', which is not a file of this package; refusing to install it.`, label);
         }
-        content = await writer.read(source, label);
-        mode = entry.mode & 0o111 ? 0o755 : 0o644;
+        // Read back through the jail: a hardlink reached through a symlink cannot read outside.
+        content = await writer.read(source, label, member);
+      } else if (meta?.prefix_placeholder || !meta?.sha256 || meta.size_in_bytes === undefined) {
+        content = await readFile(entry.file);
       }
-      const originalSha = createHash('sha256').update(content).digest('hex');
-      const originalSize = content.length;
-      if (meta?.prefix_placeholder) {
+      const originalSha = content ? createHash('sha256').update(content).digest('hex') : meta!.sha256!;
+      const originalSize = content ? content.length : entry.type === 'file' ? entry.size : 0;
+      if (content && meta?.prefix_placeholder) {
         content = meta.file_mode === 'binary'
           ? replaceBinary(content, meta.prefix_placeholder, prefix, label, entry.path)
           : replaceText(content, meta.prefix_placeholder, prefix);
       }
-      replaced = await writer.writeFile(target, content, mode, label);
+      if (content) replaced = await writer.writeFile(target, content, mode, label, { member });
+      else if (entry.type === 'file') replaced = await writer.moveIn(target, entry.file, label, { member });
       written.add(target);
       const record: Record<string, unknown> = { _path: target, path_type: 'hardlink', sha256: meta?.sha256 ?? originalSha, size_in_bytes: meta?.size_in_bytes ?? originalSize };
-      if (meta?.prefix_placeholder) {
+      if (meta?.prefix_placeholder && content) {
         record.prefix_placeholder = meta.prefix_placeholder;
         record.file_mode = meta.file_mode ?? 'text';
         record.sha256_in_prefix = createHash('sha256').update(content).digest('hex');
@@ -243,7 +227,7 @@ export async function installCondaPackage(
       if (!entryPoint) throw new InstallError(`${label} declares an unreadable entry point in info/link.json: '${text}'.`, label);
       const target = `bin/${safeRelativePath(entryPoint.name, label)}`;
       const script = entryPointScript(entryPoint, `${prefix}/bin/python`);
-      if (await writer.writeFile(target, script, 0o755, label)) clobbered.push(target);
+      if (await writer.writeFile(target, script, 0o755, label, { member: `info/link.json entry point '${entryPoint.name}'` })) clobbered.push(target);
       pathsData.push({ _path: target, path_type: 'unix_python_entry_point', sha256: createHash('sha256').update(script).digest('hex'), size_in_bytes: Buffer.byteLength(script) });
     }
   }
@@ -260,9 +244,9 @@ export async function installCondaPackage(
     subdir: index.subdir ?? pkg.subdir ?? '',
     fn: pkg.filename,
     url: pkg.url,
-    md5: createHash('md5').update(data).digest('hex'),
+    md5: await hashFile(file, 'md5'),
     sha256: pkg.sha256,
-    size: data.length,
+    size: (await stat(file)).size,
     depends: index.depends ?? [],
     constrains: index.constrains ?? [],
     ...(index.license ? { license: index.license } : {}),

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type PrefixLayersPackage } from '@prebuilt/core';
 import { PackageCache, type DownloadProgress } from '../cache/package-cache.js';
 import { installCondaPackage } from './conda-install.js';
@@ -86,6 +86,9 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
   try {
     const writer = await PrefixWriter.open(temp);
     await writer.mkdir('conda-meta', 'conda-meta');
+    // Only the materializer writes conda-meta: a package that puts files there (directly or
+    // through a link) could forge the env's records.
+    writer.reserve('conda-meta');
     const requestedConda = new Map<string, string>();
     for (const [key, spec] of Object.entries(lock.request.conda)) {
       const name = key.includes('::') ? key.slice(key.lastIndexOf('::') + 2) : key;
@@ -98,9 +101,9 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
     let done = 0;
     for (const pkg of lock.packages) {
       if (signal?.aborted) throw new CancelledError('Materializing the env was cancelled.', { cause: signal.reason });
-      const data = await readFile(download.paths.get(pkg.sha256.toLowerCase())!);
+      const file = download.paths.get(pkg.sha256.toLowerCase())!;
       if (pkg.kind === 'conda') {
-        const result = await installCondaPackage(data, pkg, {
+        const result = await installCondaPackage(file, pkg, {
           writer,
           prefix,
           pythonVersion,
@@ -112,6 +115,7 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
           `${JSON.stringify(record, null, 2)}\n`,
           0o644,
           pkg.filename,
+          { reserved: true },
         );
         history.push(`+${record.channel}::${record.name}-${record.version}-${record.build}`);
         if (result.hasLinkScripts) {
@@ -122,7 +126,7 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
         }
         for (const path of result.clobbered) warnings.push(`${pkg.filename} replaced '${path}' installed by an earlier package.`);
       } else {
-        const result = await installWheel(data, pkg, { writer, prefix, pythonVersion, requested: requestedPypi.has(normaliseName(pkg.name)) });
+        const result = await installWheel(file, pkg, { writer, prefix, pythonVersion, requested: requestedPypi.has(normaliseName(pkg.name)) });
         for (const path of result.clobbered) warnings.push(`${pkg.filename} replaced '${path}' installed by an earlier package.`);
       }
       done += 1;
@@ -135,7 +139,10 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
       history.length > 0 ? `==> ${when} <==\n# cmd: prebuilt materialize (lock ${lock.specHash})\n${history.join('\n')}\n` : '',
       0o644,
       'conda-meta/history',
+      { reserved: true },
     );
+    // Every link, now that all packages are in, must still lead inside the prefix.
+    await writer.verifyLinks();
     const byLabel = new Map<string, string[]>();
     for (const [rel, label] of writer.owners()) {
       if (isEnvSpecificEntry(rel)) continue;

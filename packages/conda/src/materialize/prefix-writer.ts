@@ -1,11 +1,12 @@
-import { lstat, mkdir, readdir, readFile, realpath, symlink, unlink, writeFile } from 'node:fs/promises';
+import { open, lstat, mkdir, readdir, readFile, readlink, realpath, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
+import { errorMessage } from '@prebuilt/core';
 import { ArchiveError, InstallError } from './errors.js';
 
 /**
  * Checks a path taken from an archive and returns it normalised, relative to the prefix root.
  * Refuses absolute paths, `..` components and empty names: nothing an archive names can land
- * outside the prefix.
+ * outside the prefix lexically (symlinks are the writer's business, see {@link PrefixWriter}).
  */
 export function safeRelativePath(path: string, label: string): string {
   if (path.startsWith('/')) throw new ArchiveError(`${label} has an entry with an absolute path ('${path}'); refusing to install it.`, label);
@@ -15,9 +16,9 @@ export function safeRelativePath(path: string, label: string): string {
   return parts.join('/');
 }
 
-/** Checks that a symlink at `linkPath` (relative) pointing to `target` stays inside the prefix. */
+/** Checks lexically that a link at `linkPath` (relative) pointing to `target` stays inside the prefix. */
 export function checkLinkTarget(linkPath: string, target: string, label: string, kind: 'symlink' | 'hardlink'): string {
-  if (target === '' || target.startsWith('/')) {
+  if (target === '' || target.startsWith('/') || target.includes('\0')) {
     throw new ArchiveError(`${label} has a ${kind} '${linkPath}' pointing outside the prefix ('${target}'); refusing to install it.`, label);
   }
   const base = kind === 'symlink' ? posix.dirname(linkPath) : '.';
@@ -28,21 +29,52 @@ export function checkLinkTarget(linkPath: string, target: string, label: string,
   return resolved;
 }
 
+/** The kernel's limit on symlinks followed while resolving one path (Linux MAXSYMLINKS). */
+const MAX_SYMLINK_HOPS = 40;
+
+type Walk = 'create-parents' | 'follow' | 'check-link';
+
 /**
- * Writes files into a staging directory that stands for the env prefix. Every write goes through
- * a directory whose real path was checked to be inside the root, and an existing entry at the
- * destination is removed first (never followed), so even a chain of in-prefix symlinks cannot
- * lead a write outside.
+ * Writes files into a staging directory that stands for the env prefix. The staging directory is
+ * a jail: no byte is written, replaced or read outside it, whatever the archives hold and in
+ * whatever order their entries come.
+ *
+ * The mechanism: every path is resolved by walking it one component at a time from the root, as
+ * the kernel would, but in this code: a component that is a symlink is read (readlink) and its
+ * target spliced into the rest of the walk, an absolute target or a `..` above the root is
+ * refused, and so are more than 40 hops (loops). The result is a path made only of real
+ * directories, and every file system call is made on that resolved path, never on the archive's
+ * spelling of it; the final component is never followed when it is replaced (unlink, then create
+ * with O_EXCL, which itself refuses a symlink). So a chain of links that each look inside
+ * (`a -> .`, `a/b -> ..`), a link that replaces one the archive already wrote through, or a file
+ * written "through" a symlinked parent cannot reach outside.
+ *
+ * What is cached is only "this resolved path is a real directory": the writer never removes or
+ * replaces a directory (replacing one is an InstallError), so that fact cannot be invalidated by a
+ * later entry. Symlinks are never cached: they are read again on every walk. The walk is sound
+ * because this writer is the only thing changing the staging directory and its operations run one
+ * at a time (an internal queue serialises them, so callers may extract in parallel later).
+ *
+ * Symlinks are also checked when made (their target, resolved from the link's real directory
+ * through the tree as it is, must stay inside) and once more by {@link verifyLinks} after every
+ * package is in: a link's meaning can change when later entries add the links it passes through,
+ * and the finished prefix must hold no link that leads out.
  */
 export class PrefixWriter {
   readonly root: string;
   #realRoot = '';
+  /** Resolved paths known to be real directories (never invalidated: directories are never removed). */
   readonly #dirs = new Set<string>(['']);
   /** Whether the root was empty when opened: then only paths in #paths can exist. */
   #fresh = false;
   readonly #paths = new Set<string>();
   /** Who wrote each entry (the `label` of the write): the last writer of a file, the first creator of a directory. */
   readonly #owners = new Map<string, string>();
+  /** Every symlink made (resolved path → the package and member that made it), for verifyLinks. */
+  readonly #links = new Map<string, { label: string; member: string }>();
+  /** Top-level directories only the materializer itself may write (conda-meta). */
+  readonly #reserved = new Set<string>();
+  #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(root: string) {
     this.root = root;
@@ -61,76 +93,248 @@ export class PrefixWriter {
     return this.#owners;
   }
 
+  /** Makes `dir` (a top-level directory, e.g. `conda-meta`) writable only with `{ reserved: true }`. */
+  reserve(dir: string): void {
+    this.#reserved.add(dir);
+  }
+
   full(rel: string): string {
-    return rel === '' ? this.root : posix.join(this.root, rel);
+    return rel === '' ? this.#realRoot : `${this.#realRoot}/${rel}`;
   }
 
-  /** Creates `rel` and its parents as directories, checking each existing one stays inside the root. */
-  async mkdir(rel: string, label: string): Promise<void> {
-    if (this.#dirs.has(rel)) return;
-    const parts = rel.split('/');
-    let current = '';
-    for (const part of parts) {
-      current = current === '' ? part : `${current}/${part}`;
-      if (this.#dirs.has(current)) continue;
-      const full = this.full(current);
-      const info = this.#fresh && !this.#paths.has(current) ? undefined : await lstat(full).catch(() => undefined);
-      this.#paths.add(current);
-      if (!this.#owners.has(current)) this.#owners.set(current, label);
-      if (!info) {
-        await mkdir(full, { mode: 0o755 });
-      } else if (info.isSymbolicLink()) {
-        const real = await realpath(full).catch(() => '');
-        if (real !== this.#realRoot && !real.startsWith(`${this.#realRoot}/`)) {
-          throw new ArchiveError(`${label} writes through '${current}', a symlink leading outside the prefix; refusing to install it.`, label);
-        }
-        const target = await lstat(real);
-        if (!target.isDirectory()) throw new InstallError(`${label} needs '${current}' to be a directory, but it is a symlink to a file.`, label);
-      } else if (!info.isDirectory()) {
-        throw new InstallError(`${label} needs '${current}' to be a directory, but another package installed a file there.`, label);
-      }
-      this.#dirs.add(current);
-    }
+  /** Runs one operation after the previous ones finished: the walks assume nothing changes under them. */
+  #serial<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(op, op);
+    this.#queue = run.catch(() => undefined);
+    return run;
   }
 
-  /** Removes whatever is at `rel` (not a directory); true when something was replaced. */
-  async #clear(rel: string, label: string): Promise<boolean> {
-    if (this.#fresh && !this.#paths.has(rel)) {
-      this.#paths.add(rel);
-      return false;
-    }
-    this.#paths.add(rel);
-    const info = await lstat(this.full(rel)).catch(() => undefined);
-    if (!info) return false;
-    if (info.isDirectory()) throw new InstallError(`${label} installs '${rel}', but another package made it a directory.`, label);
-    await unlink(this.full(rel));
-    return true;
+  /** Creates `rel` and its parents as directories (through in-prefix symlinks, never out). */
+  mkdir(rel: string, label: string, member: string = rel): Promise<void> {
+    return this.#serial(async () => {
+      const real = await this.#walk(rel, label, member, 'create-parents', true);
+      this.#checkReserved(real, label, member, false);
+    });
   }
 
   /** Writes a regular file; true when it replaced an existing one. */
-  async writeFile(rel: string, data: Uint8Array | string, mode: number, label: string): Promise<boolean> {
-    await this.mkdir(posix.dirname(rel) === '.' ? '' : posix.dirname(rel), label);
-    const replaced = await this.#clear(rel, label);
-    await writeFile(this.full(rel), data, { flag: 'wx', mode });
-    this.#owners.set(rel, label);
-    // The umask may have narrowed `mode`; normaliseTree sets the final modes of the whole tree.
-    return replaced;
+  writeFile(rel: string, data: Uint8Array | string, mode: number, label: string, options: WriteOptions = {}): Promise<boolean> {
+    return this.#serial(() =>
+      this.#replace(rel, label, options, async (full) => {
+        await writeFile(full, data, { flag: 'wx', mode });
+        // The umask may have narrowed `mode`; normaliseTree sets the final modes of the whole tree.
+      }),
+    );
+  }
+
+  /** Writes a regular file from a stream of chunks; true when it replaced an existing one. */
+  writeStream(rel: string, chunks: AsyncIterable<Uint8Array>, mode: number, label: string, options: WriteOptions = {}): Promise<boolean> {
+    return this.#serial(() =>
+      this.#replace(rel, label, options, async (full) => {
+        const handle = await open(full, 'wx', mode);
+        try {
+          for await (const chunk of chunks) await handle.write(chunk);
+        } finally {
+          await handle.close();
+        }
+      }),
+    );
+  }
+
+  /** Moves a file from outside the tree (an extraction scratch file) to `rel`; true when it replaced one. */
+  moveIn(rel: string, source: string, label: string, options: WriteOptions = {}): Promise<boolean> {
+    return this.#serial(() =>
+      this.#replace(rel, label, options, async (full) => {
+        // rename() replaces the final component itself (never follows it); #replace cleared it.
+        await rename(source, full);
+      }),
+    );
   }
 
   /** Creates a symlink after checking its target stays inside the prefix. */
-  async symlink(rel: string, target: string, label: string): Promise<boolean> {
+  symlink(rel: string, target: string, label: string, options: WriteOptions = {}): Promise<boolean> {
     checkLinkTarget(rel, target, label, 'symlink');
-    await this.mkdir(posix.dirname(rel) === '.' ? '' : posix.dirname(rel), label);
-    const replaced = await this.#clear(rel, label);
-    await symlink(target, this.full(rel));
-    this.#owners.set(rel, label);
+    return this.#serial(async () => {
+      const member = options.member ?? rel;
+      return this.#replace(rel, label, options, async (full, real) => {
+        // Where the link leads from where it really is, through the tree as it is now.
+        const dir = posix.dirname(real) === '.' ? '' : posix.dirname(real);
+        await this.#walk(dir === '' ? target : `${dir}/${target}`, label, member, 'check-link', true);
+        await symlink(target, full);
+        this.#links.set(real, { label, member });
+      });
+    });
+  }
+
+  /**
+   * Reads a file already written (for hardlinks: the copy gets the content, never a link). The
+   * path is walked like a write, so a symlinked parent or a symlink at the end cannot lead out.
+   */
+  read(rel: string, label: string, member: string = rel): Promise<Buffer> {
+    return this.#serial(async () => {
+      const real = await this.#walk(rel, label, member, 'follow', true);
+      const info = await lstat(this.full(real)).catch(() => undefined);
+      if (!info?.isFile()) throw new ArchiveError(`${label} has a hardlink '${member}' to '${rel}', which is not a file in the package.`, label);
+      return readFile(this.full(real));
+    });
+  }
+
+  /**
+   * Checks every symlink made, now that all entries are in: each must still resolve inside the
+   * prefix (a later link it passes through may have changed where it leads). Fails naming the
+   * package and member that made the first one that does not.
+   */
+  verifyLinks(): Promise<void> {
+    return this.#serial(async () => {
+      for (const [real, { label, member }] of [...this.#links].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+        const info = await lstat(this.full(real)).catch(() => undefined);
+        if (!info?.isSymbolicLink()) continue; // replaced by a later file
+        await this.#walk(real, label, member, 'check-link', true);
+      }
+    });
+  }
+
+  /** Resolves the parent of `rel`, clears its final component and lets `make` create it. */
+  async #replace(rel: string, label: string, options: WriteOptions, make: (full: string, real: string) => Promise<void>): Promise<boolean> {
+    const member = options.member ?? rel;
+    const parent = posix.dirname(rel) === '.' ? '' : posix.dirname(rel);
+    const name = posix.basename(rel);
+    if (name === '' || name === '.' || name === '..') throw new ArchiveError(`${label} has an entry '${member}' without a file name; refusing to install it.`, label);
+    const realParent = await this.#walk(parent, label, member, 'create-parents', true);
+    const real = realParent === '' ? name : `${realParent}/${name}`;
+    this.#checkReserved(real, label, member, options.reserved === true);
+    const replaced = await this.#clear(real, label, member);
+    this.#links.delete(real);
+    try {
+      await make(this.full(real), real);
+    } catch (error) {
+      throw this.#fsError(error, label, member);
+    }
+    this.#paths.add(real);
+    this.#owners.set(real, label);
     return replaced;
   }
 
-  /** Reads a file already written (for hardlinks: the copy gets the content, never a link outside). */
-  async read(rel: string, label: string): Promise<Buffer> {
-    const info = await lstat(this.full(rel)).catch(() => undefined);
-    if (!info?.isFile()) throw new ArchiveError(`${label} has a hardlink to '${rel}', which is not a file in the package.`, label);
-    return readFile(this.full(rel));
+  #checkReserved(real: string, label: string, member: string, allowed: boolean): void {
+    if (allowed) return;
+    const top = real.split('/')[0]!;
+    if (this.#reserved.has(top) && real !== top) {
+      throw new ArchiveError(`${label} writes '${member}' into ${top}/, which holds the env's own records; refusing to install it.`, label);
+    }
   }
+
+  /** Removes whatever is at the resolved path `real` (never a directory); true when something was replaced. */
+  async #clear(real: string, label: string, member: string): Promise<boolean> {
+    if (this.#fresh && !this.#paths.has(real)) return false;
+    const info = await lstat(this.full(real)).catch(() => undefined);
+    if (!info) return false;
+    if (info.isDirectory()) throw new InstallError(`${label} installs '${member}', but another package made it a directory.`, label);
+    await unlink(this.full(real));
+    return true;
+  }
+
+  /**
+   * Walks `rel` from the root one component at a time (see the class comment) and returns the
+   * resolved path, relative to the root. `create-parents` makes missing directories (the final
+   * component is left unresolved: it is what the caller replaces, so pass the parent);
+   * `follow` resolves every component and requires it to exist; `check-link` resolves what
+   * exists and continues lexically past the first missing component.
+   */
+  async #walk(rel: string, label: string, member: string, walk: Walk, resolveLast: boolean): Promise<string> {
+    const queue = rel.split('/').filter((part) => part !== '' && part !== '.');
+    const stack: string[] = [];
+    let hops = 0;
+    let missing = false;
+    const out = (through: string, target: string): never => {
+      throw new ArchiveError(
+        `${label}: '${member}' leads outside the env prefix (through '${through}', a symlink to '${target}'); refusing to install it.`,
+        label,
+      );
+    };
+    while (queue.length > 0) {
+      const name = queue.shift()!;
+      if (name === '..') {
+        if (stack.length === 0) {
+          throw new ArchiveError(`${label}: '${member}' leads outside the env prefix (a '..' above its root); refusing to install it.`, label);
+        }
+        stack.pop();
+        continue;
+      }
+      const current = stack.length === 0 ? name : `${stack.join('/')}/${name}`;
+      if (missing || (!resolveLast && queue.length === 0)) {
+        stack.push(name);
+        continue;
+      }
+      if (this.#dirs.has(current)) {
+        stack.push(name);
+        continue;
+      }
+      const info = this.#fresh && !this.#paths.has(current) ? undefined : await lstat(this.full(current)).catch((error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw this.#fsError(error, label, member);
+      });
+      if (!info) {
+        if (walk === 'follow') throw new ArchiveError(`${label} refers to '${member}', which is not in the prefix.`, label);
+        if (walk === 'check-link') {
+          missing = true;
+          stack.push(name);
+          continue;
+        }
+        try {
+          await mkdir(this.full(current), { mode: 0o755 });
+        } catch (error) {
+          throw this.#fsError(error, label, member);
+        }
+        this.#paths.add(current);
+        this.#dirs.add(current);
+        if (!this.#owners.has(current)) this.#owners.set(current, label);
+        stack.push(name);
+      } else if (info.isDirectory()) {
+        this.#dirs.add(current);
+        if (!this.#owners.has(current)) this.#owners.set(current, label);
+        stack.push(name);
+      } else if (info.isSymbolicLink()) {
+        hops += 1;
+        if (hops > MAX_SYMLINK_HOPS) throw new ArchiveError(`${label}: '${member}' passes through a symlink loop at '${current}'; refusing to install it.`, label);
+        const target = await readlink(this.full(current));
+        if (target.startsWith('/')) out(current, target);
+        const parts = target.split('/').filter((part) => part !== '' && part !== '.');
+        // `..` in the target climbs from the link's directory: check it against what is left of the stack.
+        let depth = stack.length;
+        for (const part of parts) {
+          depth += part === '..' ? -1 : 1;
+          if (depth < 0) out(current, target);
+        }
+        queue.unshift(...parts);
+      } else if (queue.length > 0) {
+        throw new InstallError(`${label} needs '${current}' to be a directory for '${member}', but it is a file.`, label);
+      } else {
+        stack.push(name);
+      }
+    }
+    return stack.join('/');
+  }
+
+  /** A file system error as a plain error naming the package and member (over-long names above all). */
+  #fsError(error: unknown, label: string, member: string): unknown {
+    const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ENAMETOOLONG') {
+      return new ArchiveError(
+        `${label} has a member whose name is too long for the file system: '${member.length > 120 ? `${member.slice(0, 60)}…${member.slice(-40)}` : member}' (${Buffer.byteLength(member)} bytes); refusing to install it.`,
+        label,
+        { cause: error },
+      );
+    }
+    if (code === 'ENOTDIR' || code === 'EEXIST' || code === 'ELOOP') {
+      return new InstallError(`${label} cannot install '${member}': ${errorMessage(error)}.`, label, { cause: error });
+    }
+    return error;
+  }
+}
+
+export interface WriteOptions {
+  /** The member's name in the package, for messages (default: the path written). */
+  member?: string;
+  /** Allows writing into a reserved directory (the materializer's own conda-meta records). */
+  reserved?: boolean;
 }

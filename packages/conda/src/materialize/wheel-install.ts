@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { compareBytes, type LockedPackage } from '@prebuilt/core';
-import { readZip } from './archive.js';
+import { stat } from 'node:fs/promises';
+import { ExpansionBudget } from './expansion-budget.js';
+import { readZipDirectory, readZipMember, zipMemberChunks, type ZipMember } from './zip-file.js';
 import { ArchiveError, InstallError } from './errors.js';
 import { safeRelativePath, type PrefixWriter } from './prefix-writer.js';
 import { entryPointScript, parseEntryPointsIni, shebang } from './scripts.js';
@@ -61,61 +63,60 @@ function recordHash(data: Uint8Array | string): string {
   return `sha256=${createHash('sha256').update(data).digest('base64url')}`;
 }
 
+/** No wheel metadata file that is read into memory (RECORD, WHEEL, entry points, a symlink's target) may be larger. */
+const MAX_METADATA = 64 * 1024 * 1024;
+/** No script whose shebang is rewritten (read into memory) may be larger. */
+const MAX_SCRIPT = 64 * 1024 * 1024;
+
 /**
  * Installs a wheel into the env's site-packages as pip would: purelib/platlib, the `.data/`
  * directories, console and GUI scripts on the env's interpreter, INSTALLER, REQUESTED and a
- * rewritten RECORD. Every file is checked against the wheel's RECORD first.
+ * rewritten RECORD. Members are streamed from the file into the prefix (through the writer's
+ * jail), each bounded by its central-directory size and its RECORD size and hash-checked against
+ * RECORD as it is written; a mismatch fails the install (the staging prefix is then discarded).
  */
-export async function installWheel(data: Buffer, pkg: LockedPackage, options: WheelInstallOptions): Promise<WheelInstallResult> {
+export async function installWheel(file: string, pkg: LockedPackage, options: WheelInstallOptions): Promise<WheelInstallResult> {
   const label = pkg.filename;
   const { writer, prefix } = options;
   const sitePackages = sitePackagesDir(options.pythonVersion);
   const [major, minor] = options.pythonVersion.split('.');
   const interpreter = `${prefix}/bin/python`;
 
-  const entries = readZip(data, label).map((entry) => ({ ...entry, path: safeRelativePath(entry.path, label) }));
-  const wheelFile = entries.find((e) => e.type === 'file' && /^[^/]+\.dist-info\/WHEEL$/.test(e.path));
+  const members = await readZipDirectory(file, label);
+  const declaredTotal = members.reduce((sum, m) => sum + m.size, 0);
+  const budget = new ExpansionBudget(label, (await stat(file)).size);
+  // Each member is bounded by its own declared size; RECORD and entry_points.txt are read twice
+  // (as metadata and as installed files), hence twice the declared total for the whole wheel.
+  budget.declare(2 * declaredTotal);
+  const entries = members.map((member) => ({ member, path: safeRelativePath(member.name, label) }));
+  const wheelFile = entries.find((e) => e.member.type === 'file' && /^[^/]+\.dist-info\/WHEEL$/.test(e.path));
   if (!wheelFile) throw new ArchiveError(`${label} is not a valid wheel: it has no *.dist-info/WHEEL.`, label);
   const distInfo = wheelFile.path.slice(0, -'/WHEEL'.length);
   const dataDir = `${distInfo.slice(0, -'.dist-info'.length)}.data`;
   const distName = distInfo.slice(0, -'.dist-info'.length).split('-')[0] ?? pkg.name;
   const recordEntry = entries.find((e) => e.path === `${distInfo}/RECORD`);
   if (!recordEntry) throw new ArchiveError(`${label} is not a valid wheel: it has no ${distInfo}/RECORD.`, label);
-  const recorded = new Map(parseRecord(recordEntry.data.toString('utf8')).map((row) => [row.path, row]));
+  const recordText = (await readZipMember(file, recordEntry.member, label, budget, MAX_METADATA)).toString('utf8');
+  const recorded = new Map(parseRecord(recordText).map((row) => [row.path, row]));
 
-  // Verify everything before writing anything.
-  for (const entry of entries) {
-    if (entry.type !== 'file') continue;
-    const row = recorded.get(entry.path);
-    if (!row?.hash) continue;
-    const [algorithm, expected] = row.hash.split('=', 2);
-    if (!algorithm || !expected || !['sha256', 'sha384', 'sha512'].includes(algorithm)) {
-      throw new InstallError(`Wheel ${label}: RECORD gives '${entry.path}' an unsupported hash '${row.hash}'.`, label);
-    }
-    const actual = createHash(algorithm).update(entry.data).digest('base64url');
-    if (actual !== expected.replace(/=+$/, '')) {
-      throw new InstallError(
-        `Wheel ${label}: the file '${entry.path}' does not match its RECORD hash (RECORD says ${algorithm}=${expected}, the file has ${algorithm}=${actual}).`,
-        label,
-        { hint: 'The wheel is corrupt or was tampered with; rebuild or re-download it and re-create the lock.' },
-      );
-    }
-  }
+  /** The member's content, bounded by its RECORD size too, hash-checked against RECORD at its end. */
+  const content = (entry: (typeof entries)[number]): AsyncGenerator<Buffer> => checkedContent(file, entry.member, entry.path, recorded.get(entry.path), label, budget);
 
   // Root-Is-Purelib does not matter here: purelib and platlib are the same directory in a conda env.
   const installed = new Map<string, { hash: string; size: number }>();
   const clobbered: string[] = [];
-  const put = async (target: string, content: Buffer | string, mode: number): Promise<void> => {
-    if (await writer.writeFile(target, content, mode, label)) clobbered.push(target);
-    installed.set(target, { hash: recordHash(content), size: Buffer.byteLength(content) });
+  const put = async (target: string, data: Buffer | string, mode: number, member: string): Promise<void> => {
+    if (await writer.writeFile(target, data, mode, label, { member })) clobbered.push(target);
+    installed.set(target, { hash: recordHash(data), size: Buffer.byteLength(data) });
   };
 
   for (const entry of entries) {
-    if (entry.type === 'directory') continue;
+    const { member } = entry;
+    if (member.type === 'directory') continue;
     if (entry.path === `${distInfo}/RECORD` || entry.path === `${distInfo}/INSTALLER` || entry.path === `${distInfo}/REQUESTED`) continue;
     let target: string;
-    let content: Buffer = entry.data;
-    let mode = entry.mode & 0o111 ? 0o755 : 0o644;
+    let mode = member.mode & 0o111 ? 0o755 : 0o644;
+    let script = false;
     if (entry.path.startsWith(`${dataDir}/`)) {
       const rest = entry.path.slice(dataDir.length + 1);
       const slash = rest.indexOf('/');
@@ -127,16 +128,11 @@ export async function installWheel(data: Buffer, pkg: LockedPackage, options: Wh
         case 'platlib':
           target = `${sitePackages}/${inner}`;
           break;
-        case 'scripts': {
+        case 'scripts':
           target = `bin/${inner}`;
           mode = 0o755;
-          const firstLineEnd = content.indexOf(0x0a);
-          const firstLine = content.subarray(0, firstLineEnd < 0 ? content.length : firstLineEnd).toString('latin1');
-          if (/^#!pythonw?\s*$/.test(firstLine.replace(/\r$/, ''))) {
-            content = Buffer.concat([Buffer.from(shebang(interpreter)), firstLineEnd < 0 ? Buffer.alloc(0) : content.subarray(firstLineEnd + 1)]);
-          }
+          script = true;
           break;
-        }
         case 'data':
           target = inner;
           break;
@@ -149,36 +145,105 @@ export async function installWheel(data: Buffer, pkg: LockedPackage, options: Wh
     } else {
       target = `${sitePackages}/${entry.path}`;
     }
-    if (entry.type === 'symlink') {
-      if (await writer.symlink(target, entry.linkTarget ?? '', label)) clobbered.push(target);
+    if (member.type === 'symlink') {
+      const linkTarget = (await readZipMember(file, member, label, budget, 4096)).toString('utf8');
+      if (await writer.symlink(target, linkTarget, label, { member: entry.path })) clobbered.push(target);
       installed.set(target, { hash: '', size: 0 });
+    } else if (script) {
+      if (member.size > MAX_SCRIPT) throw new ArchiveError(`Wheel ${label} has a script '${entry.path}' of ${member.size} bytes, more than ${MAX_SCRIPT}; refusing to install it.`, label);
+      const chunks: Buffer[] = [];
+      for await (const chunk of content(entry)) chunks.push(chunk);
+      let data = Buffer.concat(chunks);
+      const firstLineEnd = data.indexOf(0x0a);
+      const firstLine = data.subarray(0, firstLineEnd < 0 ? data.length : firstLineEnd).toString('latin1');
+      if (/^#!pythonw?\s*$/.test(firstLine.replace(/\r$/, ''))) {
+        data = Buffer.concat([Buffer.from(shebang(interpreter)), firstLineEnd < 0 ? Buffer.alloc(0) : data.subarray(firstLineEnd + 1)]);
+      }
+      await put(target, data, mode, entry.path);
     } else {
-      await put(target, content, mode);
+      const hash = createHash('sha256');
+      let size = 0;
+      const counted = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+        for await (const chunk of source) {
+          hash.update(chunk);
+          size += chunk.length;
+          yield chunk;
+        }
+      };
+      if (await writer.writeStream(target, counted(content(entry)), mode, label, { member: entry.path })) clobbered.push(target);
+      installed.set(target, { hash: `sha256=${hash.digest('base64url')}`, size });
     }
   }
 
   const entryPoints = entries.find((e) => e.path === `${distInfo}/entry_points.txt`);
   if (entryPoints) {
-    const sections = parseEntryPointsIni(entryPoints.data.toString('utf8'));
+    const sections = parseEntryPointsIni((await readZipMember(file, entryPoints.member, label, budget, MAX_METADATA)).toString('utf8'));
     for (const section of ['console_scripts', 'gui_scripts']) {
       for (const entryPoint of sections.get(section) ?? []) {
         const name = safeRelativePath(entryPoint.name, label);
         if (name.includes('/')) throw new ArchiveError(`Wheel ${label} declares a script name with a slash: '${entryPoint.name}'.`, label);
-        await put(`bin/${name}`, entryPointScript(entryPoint, interpreter), 0o755);
+        await put(`bin/${name}`, entryPointScript(entryPoint, interpreter), 0o755, `entry_points.txt script '${entryPoint.name}'`);
       }
     }
   }
 
-  await put(`${sitePackages}/${distInfo}/INSTALLER`, 'prebuilt\n', 0o644);
-  if (options.requested) await put(`${sitePackages}/${distInfo}/REQUESTED`, '', 0o644);
+  await put(`${sitePackages}/${distInfo}/INSTALLER`, 'prebuilt\n', 0o644, `${distInfo}/INSTALLER`);
+  if (options.requested) await put(`${sitePackages}/${distInfo}/REQUESTED`, '', 0o644, `${distInfo}/REQUESTED`);
 
   const recordPath = `${sitePackages}/${distInfo}/RECORD`;
   const rows = [...installed.entries()]
     .sort(([a], [b]) => compareBytes(a, b))
     .map(([path, { hash, size }]) => [posix.relative(sitePackages, path), hash, hash ? String(size) : ''].map(csvField).join(','));
   rows.push(`${posix.relative(sitePackages, recordPath)},,`);
-  await writer.writeFile(recordPath, `${rows.join('\n')}\n`, 0o644, label);
+  await writer.writeFile(recordPath, `${rows.join('\n')}\n`, 0o644, label, { member: `${distInfo}/RECORD` });
 
   const files = [...installed.keys(), recordPath].sort(compareBytes);
   return { distInfo: `${sitePackages}/${distInfo}`, files, clobbered };
+}
+
+/**
+ * A member's content as RECORD vouches for it: no longer than RECORD's size (when given) nor the
+ * central directory's, and, at its end, the hash RECORD gives (when given).
+ */
+async function* checkedContent(
+  file: string,
+  member: ZipMember,
+  path: string,
+  row: { hash: string; size: string } | undefined,
+  label: string,
+  budget: ExpansionBudget,
+): AsyncGenerator<Buffer> {
+  const limit = member.size;
+  if (row?.size && /^\d+$/.test(row.size)) {
+    const recordSize = Number(row.size);
+    if (recordSize !== member.size) {
+      throw new InstallError(`Wheel ${label}: the file '${path}' does not match its RECORD size (RECORD says ${recordSize} bytes, the zip holds ${member.size}).`, label, {
+        hint: 'The wheel is corrupt or was tampered with; rebuild or re-download it and re-create the lock.',
+      });
+    }
+  }
+  let hash: ReturnType<typeof createHash> | undefined;
+  let algorithm = '';
+  let expected = '';
+  if (row?.hash) {
+    [algorithm = '', expected = ''] = row.hash.split('=', 2);
+    if (!algorithm || !expected || !['sha256', 'sha384', 'sha512'].includes(algorithm)) {
+      throw new InstallError(`Wheel ${label}: RECORD gives '${path}' an unsupported hash '${row.hash}'.`, label);
+    }
+    hash = createHash(algorithm);
+  }
+  for await (const chunk of zipMemberChunks(file, member, label, budget, limit)) {
+    hash?.update(chunk);
+    yield chunk;
+  }
+  if (hash) {
+    const actual = hash.digest('base64url');
+    if (actual !== expected.replace(/=+$/, '')) {
+      throw new InstallError(
+        `Wheel ${label}: the file '${path}' does not match its RECORD hash (RECORD says ${algorithm}=${expected}, the file has ${algorithm}=${actual}).`,
+        label,
+        { hint: 'The wheel is corrupt or was tampered with; rebuild or re-download it and re-create the lock.' },
+      );
+    }
+  }
 }

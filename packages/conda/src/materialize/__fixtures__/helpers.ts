@@ -3,6 +3,7 @@
  * write) and locks over fixture artifacts.
  */
 import { execFileSync } from 'node:child_process';
+import { inflateRawSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -158,4 +159,27 @@ export async function fileLock(
     pythonVersion,
     packages,
   };
+}
+
+/** Every member of an in-memory zip (test-side reader: names, unix modes, inflated data). */
+export function readZipEntries(zip: Buffer): { name: string; data: Buffer; mode: number }[] {
+  let eocd = zip.length - 22;
+  while (eocd >= 0 && zip.readUInt32LE(eocd) !== 0x06054b50) eocd--;
+  const count = zip.readUInt16LE(eocd + 10);
+  let p = zip.readUInt32LE(eocd + 16);
+  const out: { name: string; data: Buffer; mode: number }[] = [];
+  for (let n = 0; n < count; n++) {
+    const method = zip.readUInt16LE(p + 10);
+    const compressed = zip.readUInt32LE(p + 20);
+    const nameLength = zip.readUInt16LE(p + 28);
+    const skip = nameLength + zip.readUInt16LE(p + 30) + zip.readUInt16LE(p + 32);
+    const mode = (zip.readUInt32LE(p + 38) >>> 16) & 0o7777;
+    const local = zip.readUInt32LE(p + 42);
+    const name = zip.toString('utf8', p + 46, p + 46 + nameLength);
+    const start = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28);
+    const raw = zip.subarray(start, start + compressed);
+    out.push({ name, data: method === 8 ? inflateRawSync(raw) : Buffer.from(raw), mode });
+    p += 46 + skip;
+  }
+  return out;
 }

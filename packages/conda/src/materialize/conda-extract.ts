@@ -1,0 +1,166 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readTarStream, type TarEntryHeader } from './archive.js';
+import { bzip2Chunks } from './bzip2-stream.js';
+import { ArchiveError } from './errors.js';
+import { ExpansionBudget, expansionError, TAR_ENTRY_OVERHEAD } from './expansion-budget.js';
+import { safeRelativePath } from './prefix-writer.js';
+import { readZipDirectory, zipMemberChunks } from './zip-file.js';
+import { zstdChunks } from './zstd-stream.js';
+
+/** One entry of a conda package's body (everything but `info/`), extracted to scratch. */
+export type ExtractedEntry =
+  | { path: string; type: 'file'; mode: number; size: number; /** Scratch file holding the content. */ file: string }
+  | { path: string; type: 'directory'; mode: number }
+  | { path: string; type: 'symlink'; mode: number; linkTarget: string }
+  | { path: string; type: 'hardlink'; mode: number; linkTarget: string };
+
+export interface ExtractedCondaPackage {
+  /** The `info/` files prebuilt reads (index.json, paths.json, link.json, files, has_prefix). */
+  info: Map<string, Buffer>;
+  /** The body's entries in archive order (a path given twice appears twice; the later wins). */
+  entries: ExtractedEntry[];
+}
+
+/** The `info/` files the installer reads; the others (recipes, tests, licenses) are skipped. */
+const INFO_KEPT = new Set(['info/index.json', 'info/paths.json', 'info/link.json', 'info/files', 'info/has_prefix']);
+/** No kept `info/` file may be larger (paths.json of the largest packages is a few MiB). */
+export const MAX_INFO_FILE = 64 * 1024 * 1024;
+
+interface DeclaredPaths {
+  sizes: Map<string, number>;
+  /** Whether paths.json lists the package's files (then unlisted ones are not extracted). */
+  complete: boolean;
+}
+
+/** The file sizes `info/paths.json` declares, and the tar bytes they allow. */
+function declaredPaths(raw: Buffer, label: string): { declared: DeclaredPaths; tarBytes: number } {
+  let parsed: { paths?: { _path?: unknown; path_type?: unknown; size_in_bytes?: unknown }[] };
+  try {
+    parsed = JSON.parse(raw.toString('utf8')) as typeof parsed;
+  } catch (error) {
+    throw new ArchiveError(`${label} has an unreadable info/paths.json: ${(error as Error).message}.`, label, { cause: error });
+  }
+  const sizes = new Map<string, number>();
+  let tarBytes = 0;
+  let unknownSizes = false;
+  for (const entry of parsed.paths ?? []) {
+    if (typeof entry._path !== 'string') continue;
+    const known = typeof entry.size_in_bytes === 'number' && entry.size_in_bytes >= 0;
+    const size = known ? (entry.size_in_bytes as number) : 0;
+    const path = safeRelativePath(entry._path, label);
+    if (entry.path_type !== 'softlink' && entry.path_type !== 'directory') sizes.set(path, known ? size : Number.POSITIVE_INFINITY);
+    if (!known) unknownSizes = true;
+    tarBytes += Math.ceil(size / 512) * 512 + TAR_ENTRY_OVERHEAD;
+  }
+  // Without a size for every file, paths.json bounds nothing: the undeclared bound stays.
+  return { declared: { sizes, complete: Array.isArray(parsed.paths) }, tarBytes: unknownSizes ? Number.POSITIVE_INFINITY : tarBytes };
+}
+
+/**
+ * Extracts a `.tar.bz2` or `.conda` package, streaming: `info/` files are kept in memory (only
+ * those the installer reads, each bounded), body files are written to numbered files in `scratch`
+ * (names this code makes, so no archive path is interpreted on disk before the installer links it
+ * into the prefix through the jail), links are only recorded. Every byte is counted against the
+ * package's bound (see expansion-budget.ts) and each file against its declared size.
+ */
+export async function extractCondaPackage(file: string, label: string, scratch: string): Promise<ExtractedCondaPackage> {
+  await mkdir(scratch, { recursive: true });
+  const fileSize = (await stat(file)).size;
+  const info = new Map<string, Buffer>();
+  const entries: ExtractedEntry[] = [];
+  let declared: DeclaredPaths | undefined;
+  let declaredTarBytes = 0;
+  let serial = 0;
+
+  const onEntry = (budget: ExpansionBudget) => async (header: TarEntryHeader, content: AsyncIterable<Buffer>): Promise<void> => {
+    const rel = safeRelativePath(header.path, label);
+    budget.member = rel;
+    if (rel === 'info' || rel.startsWith('info/')) {
+      if (header.type !== 'file' || !INFO_KEPT.has(rel)) return;
+      if (header.size > MAX_INFO_FILE) throw new ArchiveError(`${label} has '${rel}' of ${header.size} bytes, more than ${MAX_INFO_FILE}; refusing to read it.`, label);
+      const chunks: Buffer[] = [];
+      for await (const chunk of content) chunks.push(chunk);
+      const data = Buffer.concat(chunks);
+      info.set(rel, data);
+      if (rel === 'info/paths.json') {
+        const { declared: paths, tarBytes } = declaredPaths(data, label);
+        declared = paths;
+        declaredTarBytes = tarBytes;
+        // A .tar.bz2 may have put files before info/: check what is already out.
+        for (const entry of entries) {
+          if (entry.type !== 'file') continue;
+          const limit = paths.sizes.get(entry.path);
+          if (limit !== undefined && entry.size > limit) throw expansionError(label, entry.path, `'${entry.path}' has ${entry.size} bytes, paths.json declares ${limit}`);
+        }
+        budget.declare(budget.used + tarBytes + 1024 * 1024);
+      }
+      return;
+    }
+    if (rel === '') return;
+    if (header.type !== 'file') {
+      const linkTarget = header.linkTarget ?? '';
+      if (header.type === 'directory') entries.push({ path: rel, type: 'directory', mode: header.mode });
+      else if (header.type === 'symlink') entries.push({ path: rel, type: 'symlink', mode: header.mode, linkTarget });
+      else entries.push({ path: rel, type: 'hardlink', mode: header.mode, linkTarget });
+      return;
+    }
+    const limit = declared?.sizes.get(rel);
+    if (declared?.complete && limit === undefined) return; // conda links only the declared paths: skipped unread
+    if (limit !== undefined && header.size > limit) throw expansionError(label, rel, `the tar announces ${header.size} bytes, paths.json declares ${limit}`);
+    budget.reserve(header.size, rel);
+    serial += 1;
+    const scratchFile = join(scratch, String(serial));
+    const handle = await open(scratchFile, 'wx', header.mode & 0o111 ? 0o755 : 0o644);
+    let size = 0;
+    try {
+      for await (const chunk of content) {
+        size += chunk.length;
+        if (limit !== undefined && size > limit) throw expansionError(label, rel, `paths.json declares ${limit} bytes`);
+        await handle.write(chunk);
+      }
+    } finally {
+      await handle.close();
+    }
+    entries.push({ path: rel, type: 'file', mode: header.mode, size, file: scratchFile });
+  };
+
+  if (label.endsWith('.tar.bz2')) {
+    const budget = new ExpansionBudget(label, fileSize);
+    await readTarStream(bzip2Chunks(file, label, budget), label, onEntry(budget));
+  } else if (label.endsWith('.conda')) {
+    const members = await readZipDirectory(file, label);
+    const infoTar = members.find((m) => m.type === 'file' && /^info-.*\.tar\.zst$/.test(m.name));
+    const pkgTar = members.find((m) => m.type === 'file' && /^pkg-.*\.tar\.zst$/.test(m.name));
+    if (!infoTar || !pkgTar) {
+      throw new ArchiveError(`${label} is not a valid .conda package: it lacks its info-*.tar.zst or pkg-*.tar.zst member.`, label);
+    }
+    // info first, whatever the zip's order: then paths.json bounds the body before it is read.
+    // The zip members themselves are bounded by their declared sizes; the tars inside by the budgets.
+    const infoBudget = new ExpansionBudget(label, infoTar.compressedSize);
+    const infoRaw = zipMemberChunks(file, infoTar, label, new ExpansionBudget(label, infoTar.size));
+    await readTarStream(zstdChunks(infoRaw, label, infoBudget), label, onEntry(infoBudget));
+    const budget = new ExpansionBudget(label, pkgTar.compressedSize);
+    if (declared) budget.declare(declaredTarBytes + 1024 * 1024);
+    const pkgRaw = zipMemberChunks(file, pkgTar, label, new ExpansionBudget(label, pkgTar.size));
+    await readTarStream(zstdChunks(pkgRaw, label, budget), label, onEntry(budget));
+  } else {
+    throw new ArchiveError(`${label} is neither a .tar.bz2 nor a .conda package.`, label);
+  }
+  if (!info.has('info/index.json')) throw new ArchiveError(`${label} is not a valid conda package: it has no info/index.json.`, label);
+  return { info, entries };
+}
+
+/** Removes a package's scratch directory. */
+export function removeScratch(scratch: string): Promise<void> {
+  return rm(scratch, { recursive: true, force: true });
+}
+
+/** Hex digest of a file, read as a stream. */
+export async function hashFile(file: string, algorithm: 'md5' | 'sha256'): Promise<string> {
+  const hash = createHash(algorithm);
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
