@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -89,5 +89,27 @@ describe('buildLayer', () => {
     expect(normalisedMode('file', 0o100700)).toBe(0o755);
     expect(normalisedMode('file', 0o100600)).toBe(0o644);
     expect(normalisedMode('directory', 0o700)).toBe(0o755);
+  });
+});
+
+describe('layers and links that lead out of the tree', () => {
+  it('a symlink to a host file or directory goes in as a symlink, never followed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-layer-links-'));
+    try {
+      await mkdir(join(dir, 'lib'));
+      await symlink('/etc/passwd', join(dir, 'passwd'));
+      await symlink('/etc', join(dir, 'etc'));
+      await symlink('../../..', join(dir, 'lib/up'));
+      const entries: LayerEntry[] = (await listTree(dir, 'an image layer')).map((e) => ({ path: `opt/env/${e.rel}`, kind: e.kind, mode: e.mode, ...(e.kind === 'directory' ? {} : { source: join(dir, e.rel) }) }));
+      const layer = await buildLayer(entries);
+      const byName = Object.fromEntries((await entriesOf(layer.blob)).map((e) => [e.name, e]));
+      expect(byName['opt/env/passwd']).toMatchObject({ type: 'symlink', linkname: '/etc/passwd' });
+      expect(byName['opt/env/etc']).toMatchObject({ type: 'symlink', linkname: '/etc' });
+      expect(byName['opt/env/lib/up']).toMatchObject({ type: 'symlink', linkname: '../../..' });
+      expect(Object.keys(byName).filter((n) => n.startsWith('opt/env/etc/'))).toEqual([]);
+      expect(Buffer.from(gunzipSync(layer.blob)).includes(await readFile('/etc/passwd'))).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

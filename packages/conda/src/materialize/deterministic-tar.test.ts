@@ -57,3 +57,33 @@ describe('sourceDateEpoch', () => {
     expect(() => sourceDateEpoch({ SOURCE_DATE_EPOCH: 'yesterday' })).toThrow(ConfigError);
   });
 });
+
+describe('writeDeterministicTar and links that lead out of the tree', () => {
+  it('archives them as symlinks, never following them: no host file gets into the tar', async () => {
+    const dir = join(work, 'prefix');
+    await mkdir(join(dir, 'lib'), { recursive: true });
+    await writeFile(join(dir, 'lib/ok.txt'), 'ok\n');
+    await symlink('/etc/passwd', join(dir, 'passwd'));
+    await symlink('/etc', join(dir, 'etc'));
+    await symlink('../../..', join(dir, 'lib/up'));
+    const out = join(work, 'prefix.tar');
+    await writeDeterministicTar(dir, out);
+    const tar = await readFile(out);
+    expect(tar.includes(await readFile('/etc/passwd'))).toBe(false);
+    const { extract } = await import('tar-stream');
+    const seen = new Map<string, { type: string; linkname: string | null | undefined; size: number | undefined }>();
+    const reader = extract();
+    const done = (async () => {
+      for await (const entry of reader) {
+        seen.set(entry.header.name, { type: entry.header.type ?? '', linkname: entry.header.linkname, size: entry.header.size });
+        entry.resume();
+      }
+    })();
+    reader.end(tar);
+    await done;
+    expect(seen.get('passwd')).toEqual({ type: 'symlink', linkname: '/etc/passwd', size: 0 });
+    expect(seen.get('etc')).toEqual({ type: 'symlink', linkname: '/etc', size: 0 });
+    expect(seen.get('lib/up')).toEqual({ type: 'symlink', linkname: '../../..', size: 0 });
+    expect([...seen.keys()].filter((name) => name.startsWith('etc/'))).toEqual([]);
+  });
+});
