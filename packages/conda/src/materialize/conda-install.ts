@@ -117,6 +117,9 @@ export interface CondaInstallResult {
   clobbered: string[];
 }
 
+/** Largest file whose prefix placeholder is replaced (in memory). */
+const MAX_PATCHED_FILE = 2 * 1024 ** 3;
+
 const LINK_SCRIPT = /^bin\/\.[^/]+-(post-link|pre-link|pre-unlink)\.sh$/;
 
 /** The `site-packages` directory of a python version: `lib/python3.11/site-packages`. */
@@ -196,10 +199,14 @@ async function linkCondaPackage(file: string, contents: ExtractedCondaPackage, p
         }
         // Read back through the jail: a hardlink reached through a symlink cannot read outside.
         content = await writer.read(source, label, member);
-      } else if (meta?.prefix_placeholder || !meta?.sha256 || meta.size_in_bytes === undefined) {
+      } else if (meta?.prefix_placeholder) {
+        // Patched in memory: bounded by the file's declared size (checked while extracting) and this cap.
+        if (entry.size > MAX_PATCHED_FILE) {
+          throw new InstallError(`${label} has '${entry.path}' (${entry.size} bytes) with a prefix placeholder, larger than the ${MAX_PATCHED_FILE} bytes prebuilt patches.`, label);
+        }
         content = await readFile(entry.file);
       }
-      const originalSha = content ? createHash('sha256').update(content).digest('hex') : meta!.sha256!;
+      const originalSha = content ? createHash('sha256').update(content).digest('hex') : meta?.sha256 ?? (entry.type === 'file' ? await hashFile(entry.file, 'sha256') : '');
       const originalSize = content ? content.length : entry.type === 'file' ? entry.size : 0;
       if (content && meta?.prefix_placeholder) {
         content = meta.file_mode === 'binary'
