@@ -57,6 +57,26 @@ describe('packBuildContext', () => {
     expect(listed.find((entry) => entry.name === dockerfileName)?.body).toBe('FROM scratch\n');
   });
 
+  it('packs links to host files and directories as links, never following them', async () => {
+    const context = join(dir, 'context');
+    await mkdir(join(context, 'prefix'), { recursive: true });
+    await symlink('/etc/passwd', join(context, 'prefix', 'passwd'));
+    await symlink('/etc', join(context, 'prefix', 'etc'));
+    await symlink('../../..', join(context, 'prefix', 'up'));
+    const { result } = await packBuildContext(context, 'FROM scratch\n', async (stream) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of stream) chunks.push(chunk);
+      return Buffer.concat(chunks);
+    });
+    const listed = await entries(result);
+    expect(listed.filter((entry) => entry.name.startsWith('prefix/')).map((entry) => [entry.name, entry.type])).toEqual([
+      ['prefix/etc', 'symlink'],
+      ['prefix/passwd', 'symlink'],
+      ['prefix/up', 'symlink'],
+    ]);
+    expect(result.includes(await readFile('/etc/passwd'))).toBe(false);
+  });
+
   it('refuses a missing context and a file as InputError, before calling the consumer', async () => {
     await writeFile(join(dir, 'file'), 'x');
     let called = false;
