@@ -153,8 +153,8 @@ export class PrefixWriter {
 
   /** Creates a symlink after checking its target stays inside the prefix. */
   symlink(rel: string, target: string, label: string, options: WriteOptions = {}): Promise<boolean> {
-    checkLinkTarget(rel, target, label, 'symlink');
     return this.#serial(async () => {
+      checkLinkTarget(rel, target, label, 'symlink');
       const member = options.member ?? rel;
       return this.#replace(rel, label, options, async (full, real) => {
         // Where the link leads from where it really is, through the tree as it is now.
