@@ -124,7 +124,7 @@ describeWith(['docker', 'registries', 'baseImage'], 'hostile archives: prebuilt 
   describe('each case, with both build services', () => {
     // The corpus is built in beforeAll; the case list is fixed here by id so tests can be named.
     const ids = [
-      'jail-chain.tar.bz2', 'jail-chain.conda', 'jail-replace.tar.bz2', 'jail-replace.conda', 'jail-hardlink.tar.bz2', 'jail-hardlink.conda',
+      'jail-chain.tar.bz2', 'jail-chain.conda', 'jail-replace.tar.bz2', 'jail-replace.conda', 'jail-dir-replaced.tar.bz2', 'jail-dir-replaced.conda', 'jail-hardlink.tar.bz2', 'jail-hardlink.conda',
       'jail-late-link.tar.bz2', 'jail-late-link.conda', 'jail-conda-meta.tar.bz2', 'jail-conda-meta.conda',
       'bomb-declared.tar.bz2', 'bomb-declared.conda', 'bomb-undeclared.tar.bz2', 'bomb-undeclared.conda', 'long-name.tar.bz2', 'long-name.conda',
       'wheel_jail_chain.whl', 'wheel_jail_data.whl', 'wheel_bomb.whl', 'wheel_long_name.whl',

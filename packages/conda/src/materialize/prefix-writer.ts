@@ -228,7 +228,9 @@ export class PrefixWriter {
     if (this.#fresh && !this.#paths.has(real)) return false;
     const info = await lstat(this.full(real)).catch(() => undefined);
     if (!info) return false;
-    if (info.isDirectory()) throw new InstallError(`${label} installs '${member}', but another package made it a directory.`, label);
+    if (info.isDirectory()) {
+      throw new InstallError(`${label} installs '${member}', but the prefix already has a directory there (from this or an earlier package); a directory is never replaced.`, label);
+    }
     await unlink(this.full(real));
     return true;
   }
