@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readTarStream, type TarEntryHeader } from './archive.js';
@@ -156,11 +154,4 @@ export async function extractCondaPackage(file: string, label: string, scratch: 
 /** Removes a package's scratch directory. */
 export function removeScratch(scratch: string): Promise<void> {
   return rm(scratch, { recursive: true, force: true });
-}
-
-/** Hex digest of a file, read as a stream. */
-export async function hashFile(file: string, algorithm: 'md5' | 'sha256'): Promise<string> {
-  const hash = createHash(algorithm);
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }

@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { compareBytes, type LockedPackage } from '@prebuilt/core';
-import { extractCondaPackage, hashFile, removeScratch, type ExtractedCondaPackage } from './conda-extract.js';
+import { hashFile } from '../cache/sha256-file.js';
+import { extractCondaPackage, removeScratch, type ExtractedCondaPackage } from './conda-extract.js';
 import { ArchiveError, InstallError } from './errors.js';
 import { LEGACY_PLACEHOLDER, replaceBinary, replaceText } from './prefix-replace.js';
 import { safeRelativePath, type PrefixWriter } from './prefix-writer.js';
