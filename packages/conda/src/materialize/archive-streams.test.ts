@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { readTarStream } from './archive.js';
 import { bzip2Chunks } from './bzip2-stream.js';
 import { ArchiveError } from './errors.js';
 import { ExpansionBudget } from './expansion-budget.js';
 import { readZipDirectory, zipMemberChunks } from './zip-file.js';
 import { zstdChunks } from './zstd-stream.js';
-import { bzip2Sync, rawZip, zstdSync } from './__fixtures__/helpers.js';
+import { bzip2Sync, rawTar, rawZip, zstdSync } from './__fixtures__/helpers.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -114,5 +115,21 @@ describe('readZipDirectory and zipMemberChunks', () => {
     const budget = new ExpansionBudget('b.whl', zip.length);
     await expect(collect(zipMemberChunks(join(dir, 'b.whl'), member!, 'b.whl', budget))).rejects.toThrow(/package b\.whl expands beyond its declared size at member 'big\.bin'/);
     expect(budget.used).toBeLessThanOrEqual(1000);
+  });
+});
+
+describe('readTarStream', () => {
+  it('passes a file system error of an entry (a full disk) through unchanged, with no unhandled rejection', async () => {
+    const tar = await rawTar([
+      { name: 'a.txt', data: 'a' },
+      { name: 'b.txt', data: 'b' },
+    ]);
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+    const error = await readTarStream(once(tar, 100), 'x.tar.bz2', async () => {
+      throw full;
+    }).catch((e: unknown) => e);
+    expect(error).toBe(full);
+    // Let any stray rejection surface before the test ends (vitest fails on unhandled ones).
+    await new Promise((resolve) => setTimeout(resolve, 50));
   });
 });

@@ -53,7 +53,11 @@ export async function readTarStream(
   onEntry: (header: TarEntryHeader, content: AsyncIterable<Buffer>) => Promise<void>,
 ): Promise<number> {
   const reader = extract();
-  const feeding = pipeline(Readable.from(chunks, { objectMode: false }), reader);
+  // Settled at once (never an unhandled rejection): its error is looked at after the entries.
+  const feeding = pipeline(Readable.from(chunks, { objectMode: false }), reader).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
   let count = 0;
   let failure: unknown;
   try {
@@ -78,11 +82,12 @@ export async function readTarStream(
     failure = error;
     reader.destroy();
   }
-  const fed = await feeding.then(() => undefined, (error: unknown) => error);
+  const fed = await feeding;
   // The source's own error (a bound passed) is the cause of everything else: report it first.
   const first = fed instanceof ArchiveError ? fed : failure ?? fed;
   if (first !== undefined) {
-    if (PrebuiltError.isInstance(first)) throw first;
+    // Typed errors, and the file system's own (a full disk while writing an entry), pass unchanged.
+    if (PrebuiltError.isInstance(first) || (first as NodeJS.ErrnoException | undefined)?.syscall !== undefined) throw first;
     throw new ArchiveError(`${label} is corrupt or truncated: reading its tar failed (${errorMessage(first)}).`, label, { cause: first });
   }
   return count;

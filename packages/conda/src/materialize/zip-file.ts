@@ -112,7 +112,10 @@ export async function* zipMemberChunks(file: string, member: ZipMember, label: s
     return;
   }
   const raw = createReadStream(file, { start: member.start, end: member.start + member.compressedSize - 1, highWaterMark: 16 * 1024 });
-  const source = member.method === 8 ? raw.pipe(createInflateRaw({ chunkSize: 16 * 1024 })) : raw;
+  const inflate = member.method === 8 ? createInflateRaw({ chunkSize: 16 * 1024 }) : undefined;
+  // pipe() does not forward errors: a read error ends the inflater with it (never an unhandled 'error').
+  if (inflate) raw.on('error', (error) => inflate.destroy(error));
+  const source = inflate ? raw.pipe(inflate) : raw;
   let total = 0;
   let crc = 0;
   try {
