@@ -34,6 +34,26 @@ export const OCI_FORMAT: ImageFormat = {
   layer: 'application/vnd.oci.image.layer.v1.tar+gzip',
 };
 
+/** OCI media types of the Docker v2 layer types (same bytes). */
+const OCI_LAYER_OF_DOCKER: Record<string, string> = {
+  'application/vnd.docker.image.rootfs.diff.tar.gzip': 'application/vnd.oci.image.layer.v1.tar+gzip',
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip': 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+};
+
+/**
+ * The base restated in the OCI format (an OCI base is returned as is): the same config and layer
+ * blobs, with the OCI media types. Needed to add layers only OCI can describe (tar+zstd).
+ */
+export function ociFormatOf(base: BaseImage): BaseImage {
+  if (base.format === OCI_FORMAT) return base;
+  const layers = base.layers.map((layer) => {
+    const mediaType = OCI_LAYER_OF_DOCKER[layer.mediaType];
+    if (!mediaType) throw new BuildInputProblem(`the base image ${base.ref ?? 'scratch'} has a layer of type ${layer.mediaType}, which has no OCI equivalent; use gzip layers with this base.`);
+    return { ...layer, mediaType };
+  });
+  return { ...base, format: OCI_FORMAT, layers };
+}
+
 /** A layer to build: its entries, and what the history says made it. */
 export interface PlannedLayer {
   /** Short name for logs, e.g. `python-3.11.2-h1_0.tar.bz2` or `env`. */

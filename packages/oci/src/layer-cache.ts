@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '@prebuilt/core';
@@ -11,7 +11,8 @@ export interface CompressedLayer {
 
 /**
  * Remembers, by diff_id (sha256 of the uncompressed tar), the digest and size of the layer's
- * deterministic gzip. Compression is a pure function of the tar, so an entry never goes stale; it
+ * deterministic compression in one format (one cache per format: the service gives each its own
+ * directory). Compression is a pure function of the tar, so an entry never goes stale; it
  * lets a rebuild ask the registry for a layer without compressing it again. On disk under
  * `<dir>/<diff_id hex>` (written atomically); also kept in memory.
  */
@@ -27,6 +28,19 @@ export class LayerCache {
     const hex = /^sha256:([0-9a-f]{64})$/.exec(diffId)?.[1];
     return this.dir && hex ? join(this.dir, hex) : undefined;
   }
+
+  /**
+   * Whether the cache may know any layer. False for an empty cache: then a build compresses every
+   * layer in one pass instead of hashing the tar first to look it up.
+   */
+  async mayHaveAny(): Promise<boolean> {
+    if (this.#memory.size > 0) return true;
+    if (!this.dir) return false;
+    this.#listed ??= readdir(this.dir).then((names) => names.some((n) => /^[0-9a-f]{64}$/.test(n)), () => false);
+    return this.#listed;
+  }
+
+  #listed: Promise<boolean> | undefined;
 
   async get(diffId: string): Promise<CompressedLayer | undefined> {
     const known = this.#memory.get(diffId);

@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { readFile, readlink } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { Gzip } from 'fflate';
+import { Readable, Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { pack, type Header as TarHeaders } from 'tar-stream';
 import { CancelledError, compareBytes, normalisedMode } from '@prebuilt/core';
+import { deterministicGzipStream, layerCompressor, type LayerCompression } from './layer-codec.js';
 
 /** One entry of a layer: where it goes in the image and where its content comes from. */
 export interface LayerEntry {
@@ -47,26 +49,28 @@ export function completeEntries(entries: readonly LayerEntry[]): LayerEntry[] {
   return [...byPath.values()].sort((a, b) => compareBytes(a.path, b.path));
 }
 
-const GZIP_CHUNK = 1 << 20;
-
 /**
- * Deterministic gzip: a fixed header (mtime 0, no file name) and level 6 of a pure-JS deflate, fed
- * in fixed 1 MiB chunks — the same tar gives the same bytes on every machine and Node version
- * that uses the same fflate version. Yields to the event loop between chunks.
+ * Deterministic gzip of a buffer with Node's native zlib (see {@link deterministicGzipStream}): the
+ * same bytes give the same gzip. For whole layers use {@link writeLayer}, which streams.
  */
 export async function deterministicGzip(data: Uint8Array, signal?: AbortSignal): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const gzip = new Gzip({ level: 6, mtime: 0 }, (chunk) => {
-    chunks.push(chunk);
+  if (signal?.aborted) throw new CancelledError('Building the image layers was cancelled.', { cause: signal.reason });
+  const chunks: Buffer[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(chunk);
+      callback();
+    },
   });
-  if (data.length === 0) gzip.push(new Uint8Array(), true);
-  for (let offset = 0; offset < data.length; offset += GZIP_CHUNK) {
-    if (signal?.aborted) throw new CancelledError('Building the image layers was cancelled.', { cause: signal.reason });
-    const end = Math.min(offset + GZIP_CHUNK, data.length);
-    gzip.push(data.subarray(offset, end), end === data.length);
-    if (end < data.length) await yieldToLoop();
-  }
+  const streams: unknown[] = [Readable.from([Buffer.from(data.buffer, data.byteOffset, data.byteLength)]), ...deterministicGzipStream(), sink];
+  await pipeline(streams as NodeJS.ReadWriteStream[], signal ? { signal } : {}).catch((error: unknown) => {
+    throw cancelledOr(error, signal);
+  });
   return Buffer.concat(chunks);
+}
+
+function cancelledOr(error: unknown, signal: AbortSignal | undefined): unknown {
+  return signal?.aborted ? new CancelledError('Building the image layers was cancelled.', { cause: signal.reason }) : error;
 }
 
 function sha256(bytes: Uint8Array): string {
@@ -83,45 +87,126 @@ export async function buildLayer(entries: readonly LayerEntry[], options: { mtim
   return { digest: sha256(blob), diffId: tar.diffId, blob, tarSize: tar.tar.length, entries: tar.entries };
 }
 
-/** The uncompressed tar of a layer and its diff_id (see {@link buildLayer}). */
+/** The uncompressed tar of a layer and its diff_id (see {@link buildLayer}), in memory. */
 export async function tarLayer(entries: readonly LayerEntry[], options: { mtime?: number; signal?: AbortSignal } = {}): Promise<{ tar: Buffer; diffId: string; entries: number }> {
+  const parts: Buffer[] = [];
+  const hash = createHash('sha256');
+  const tap = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      parts.push(chunk);
+      hash.update(chunk);
+      callback();
+    },
+  });
+  const { entries: count } = await streamTar(entries, [tap], options);
+  return { tar: Buffer.concat(parts), diffId: `sha256:${hash.digest('hex')}`, entries: count };
+}
+
+/** sha256 of the uncompressed tar only (reads the files, compresses nothing): a layer's diff_id. */
+export async function layerDiffId(entries: readonly LayerEntry[], options: { mtime?: number; signal?: AbortSignal } = {}): Promise<{ diffId: string; tarSize: number; entries: number }> {
+  const tap = hashTap();
+  const { entries: count } = await streamTar(entries, [tap.stream, discard()], options);
+  return { diffId: tap.digest(), tarSize: tap.size(), entries: count };
+}
+
+/** A layer compressed to a file: digests, sizes and where the blob is. */
+export interface WrittenLayer {
+  /** sha256 of the compressed blob. */
+  digest: string;
+  /** Size of the compressed blob. */
+  size: number;
+  /** sha256 of the uncompressed tar: the diff_id. */
+  diffId: string;
+  tarSize: number;
+  entries: number;
+  /** The compressed blob on disk. */
+  file: string;
+}
+
+/**
+ * Builds one layer in a single streaming pass: tar → sha256 (diff_id) → compressor → sha256
+ * (digest) → `file`. Memory stays bounded (one file's content and the compressor's buffers); the
+ * compressors run natively on the libuv thread pool.
+ */
+export async function writeLayer(
+  entries: readonly LayerEntry[],
+  file: string,
+  options: { compression: LayerCompression; mtime?: number; signal?: AbortSignal },
+): Promise<WrittenLayer> {
+  const tar = hashTap();
+  const blob = hashTap();
+  const { entries: count } = await streamTar(entries, [tar.stream, ...layerCompressor(options.compression), blob.stream, createWriteStream(file)], options);
+  return { digest: blob.digest(), size: blob.size(), diffId: tar.digest(), tarSize: tar.size(), entries: count, file };
+}
+
+/** A pass-through stage that hashes and counts what flows through it. */
+function hashTap(): { stream: Transform; digest: () => string; size: () => number } {
+  const hash = createHash('sha256');
+  let size = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      size += chunk.length;
+      callback(null, chunk);
+    },
+  });
+  return { stream, digest: () => `sha256:${hash.digest('hex')}`, size: () => size };
+}
+
+function discard(): Writable {
+  return new Writable({
+    write(_chunk, _encoding, callback) {
+      callback();
+    },
+  });
+}
+
+/**
+ * Streams the tar of `entries` (parents added, sorted bytewise, one mtime, uid/gid 0 with no
+ * names, normalised modes) through `stages`; the tar producer waits for the stages (backpressure).
+ */
+async function streamTar(
+  entries: readonly LayerEntry[],
+  stages: (Transform | Writable)[],
+  options: { mtime?: number; signal?: AbortSignal },
+): Promise<{ entries: number }> {
   const { signal } = options;
   const mtime = new Date((options.mtime ?? 0) * 1000);
   const items = completeEntries(entries);
   const tar = pack();
-  const parts: Buffer[] = [];
-  tar.on('data', (chunk: unknown) => {
-    parts.push(chunk as Buffer);
-  });
-  const finished = new Promise<void>((resolve, reject) => {
-    tar.on('end', resolve);
-    tar.on('error', reject);
-  });
-  for (const item of items) {
-    if (signal?.aborted) {
-      tar.destroy();
-      throw new CancelledError('Building the image layers was cancelled.', { cause: signal.reason });
+  const produce = async (): Promise<void> => {
+    for (const item of items) {
+      if (signal?.aborted) throw new CancelledError('Building the image layers was cancelled.', { cause: signal.reason });
+      const header: Partial<TarHeaders> & { name: string } = {
+        name: item.kind === 'directory' ? `${item.path}/` : item.path,
+        mode: normalisedMode(item.kind, item.mode),
+        uid: 0,
+        gid: 0,
+        uname: '',
+        gname: '',
+        mtime,
+      };
+      if (item.kind === 'directory') await addEntry(tar, { ...header, type: 'directory' });
+      else if (item.kind === 'symlink') await addEntry(tar, { ...header, type: 'symlink', linkname: await readlink(item.source!) });
+      else {
+        const content = await readFile(item.source!);
+        await addEntry(tar, { ...header, type: 'file', size: content.length }, content);
+      }
     }
-    const header: Partial<TarHeaders> & { name: string } = {
-      name: item.kind === 'directory' ? `${item.path}/` : item.path,
-      mode: normalisedMode(item.kind, item.mode),
-      uid: 0,
-      gid: 0,
-      uname: '',
-      gname: '',
-      mtime,
-    };
-    if (item.kind === 'directory') await addEntry(tar, { ...header, type: 'directory' });
-    else if (item.kind === 'symlink') await addEntry(tar, { ...header, type: 'symlink', linkname: await readlink(item.source!) });
-    else {
-      const content = await readFile(item.source!);
-      await addEntry(tar, { ...header, type: 'file', size: content.length }, content);
-    }
-  }
-  tar.finalize();
-  await finished;
-  const tarBytes = Buffer.concat(parts);
-  return { tar: tarBytes, diffId: sha256(tarBytes), entries: items.length };
+    tar.finalize();
+  };
+  const producing = produce().catch((error: unknown) => {
+    tar.destroy(error as Error);
+    throw error;
+  });
+  const [, piped] = await Promise.allSettled([
+    producing,
+    pipeline([tar, ...stages] as unknown as NodeJS.ReadWriteStream[], signal ? { signal } : {}),
+  ]);
+  const produced = await producing.then(() => undefined, (error: unknown) => error);
+  if (produced !== undefined) throw cancelledOr(produced, signal);
+  if (piped.status === 'rejected') throw cancelledOr(piped.reason, signal);
+  return { entries: items.length };
 }
 
 function addEntry(tar: ReturnType<typeof pack>, header: Partial<TarHeaders> & { name: string }, content?: Buffer): Promise<void> {

@@ -232,7 +232,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
 
     // The layer cache (diff_id → compressed digest) lets an unchanged push skip compression; without
     // it the same layers are compressed again: the same digest either way.
-    const entries = await readdir(join(work, 'cache', 'oci-layers'));
+    const entries = await readdir(join(work, 'cache', 'oci-layers', 'gzip-zlib6'));
     expect(entries.length).toBe(31 + 2); // env A's 30 package layers + env layer, then B's changed package and env layers
     const cached = await push(synthLock(true), `${repo}:c`, join(work, 'cache'));
     const uncached = await push(synthLock(true), `${repo}:d`, join(work, 'cache'), false);

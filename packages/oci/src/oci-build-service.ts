@@ -4,6 +4,7 @@ import {
   ConfigError,
   createLogger,
   loadOptionalSetting,
+  mapPool,
   normalizeDockerConfigKey,
   parseImageRef,
   PrebuiltError,
@@ -17,9 +18,13 @@ import {
   type UploadBlobResult,
   sourceDateEpoch,
 } from '@prebuilt/core';
-import { BuildInputProblem, dockerfileInstructions, fetchBase, fromRef, imageConfig, imageManifest, planImage } from './image-assembly.js';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BuildInputProblem, dockerfileInstructions, fetchBase, fromRef, imageConfig, imageManifest, ociFormatOf, planImage } from './image-assembly.js';
+import { LAYER_COMPRESSIONS, LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, type LayerCompression } from './layer-codec.js';
 import { LayerCache, defaultLayerCacheDir } from './layer-cache.js';
-import { deterministicGzip, tarLayer } from './layer.js';
+import { layerDiffId, writeLayer } from './layer.js';
 
 const log = createLogger('oci');
 
@@ -31,6 +36,8 @@ export const OCI_ENV = {
   insecureRegistries: 'METAFLOW_PREBUILT_OCI_INSECURE_REGISTRIES',
   /** Comma-separated repositories of the target registry to offer as cross-repository mount sources. */
   mountFrom: 'METAFLOW_PREBUILT_OCI_MOUNT_FROM',
+  /** `gzip` (default) or `zstd`: how the new layers are compressed. */
+  layerCompression: 'METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION',
 } as const;
 
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
@@ -68,6 +75,14 @@ export interface OciBuildServiceOptions {
    * `<prebuilt cache>/oci-layers` (METAFLOW_PREBUILT_CACHE_DIR, else ~/.cache/prebuilt).
    */
   layerCacheDir?: string | false;
+  /**
+   * How the new layers are compressed: `gzip` (default; every runtime pulls it) or `zstd` (an OCI
+   * image with `tar+zstd` layers; needs Docker Engine ≥ 23.0 or containerd ≥ 1.5 on every node).
+   * Env METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.
+   */
+  layerCompression?: LayerCompression;
+  /** Layers compressed at once (each on the libuv thread pool). Default: the number of cores. */
+  parallelLayers?: number;
   /** Receives what each successful push cost. */
   onPushed?: (summary: PushSummary) => void;
 }
@@ -96,6 +111,18 @@ export interface OciSettings {
   insecureRegistries: string[];
   mountFrom: string[];
   sourceDateEpoch: number;
+  layerCompression: LayerCompression;
+}
+
+function compressionSetting(value: string | undefined, env: Record<string, string | undefined>): LayerCompression {
+  const raw = value ?? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.layerCompression, option: 'layerCompression', description: 'layer compression', env });
+  if (raw === undefined) return 'gzip';
+  const name = raw.trim().toLowerCase();
+  if ((LAYER_COMPRESSIONS as readonly string[]).includes(name)) return name as LayerCompression;
+  throw new ConfigError(`The layer compression '${raw}' is not one the oci build service knows.`, {
+    setting: OCI_ENV.layerCompression,
+    hint: `Set ${OCI_ENV.layerCompression} (or the option 'layerCompression') to gzip or zstd.`,
+  });
 }
 
 export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
@@ -113,6 +140,7 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
     insecureRegistries: list(options.insecureRegistries, OCI_ENV.insecureRegistries, 'insecureRegistries', env),
     mountFrom: list(options.mountFrom, OCI_ENV.mountFrom, 'mountFrom', env),
     sourceDateEpoch: epochSetting(options.sourceDateEpoch, env),
+    layerCompression: compressionSetting(options.layerCompression, env),
   };
 }
 
@@ -125,7 +153,9 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
  */
 export function createOciBuildService(options: OciBuildServiceOptions = {}): BuildService {
   const settings = ociSettings(options);
-  const cache = new LayerCache(options.layerCacheDir === false ? undefined : (options.layerCacheDir ?? defaultLayerCacheDir(options.env ?? process.env)));
+  const cacheRoot = options.layerCacheDir === false ? undefined : (options.layerCacheDir ?? defaultLayerCacheDir(options.env ?? process.env));
+  // One cache per byte format: a layer's gzip digest never stands in for its zstd one, nor an older codec's.
+  const cache = new LayerCache(cacheRoot === undefined ? undefined : join(cacheRoot, LAYER_FORMAT_ID[settings.layerCompression]));
   return {
     name: 'oci',
     async buildAndPush(request: BuildRequest): Promise<BuildResult> {
@@ -168,7 +198,10 @@ async function buildAndPushOci(request: BuildRequest, settings: OciSettings, opt
     request.onPhase?.('building');
     const from = fromRef(instructions);
     say(`FROM ${from} (${request.platform})`);
-    const base = await fetchBase(client, from, request.platform, signal);
+    const fetched = await fetchBase(client, from, request.platform, signal);
+    // zstd layers exist only in the OCI format: a Docker v2 base is restated as OCI (same blobs).
+    const base = settings.layerCompression === 'zstd' ? ociFormatOf(fetched) : fetched;
+    const layerMediaType = settings.layerCompression === 'zstd' ? OCI_LAYER_MEDIA_TYPE.zstd : base.format.layer;
     const plan = await planImage(instructions, base, request.contextDir, signal);
     say(`base: ${base.layers.length} layer(s); new: ${plan.layers.length} layer(s)`);
 
@@ -187,27 +220,49 @@ async function buildAndPushOci(request: BuildRequest, settings: OciSettings, opt
     }
 
     const created = new Date(settings.sourceDateEpoch * 1000).toISOString().replace(/\.000Z$/, 'Z');
-    const diffIds: string[] = [];
-    const descriptors: OciDescriptor[] = [];
-    const layers: PushSummary['layers'] = [];
-    for (const [i, planned] of plan.layers.entries()) {
-      if (signal?.aborted) throw cancelled();
-      const tar = await tarLayer(planned.entries, { mtime: settings.sourceDateEpoch, ...signalOpt });
-      // A layer compressed before (same diff_id) that the registry has needs no compression.
-      let compressed = await cache.get(tar.diffId);
-      let status: UploadBlobResult['status'] | undefined;
-      if (compressed && (await client.headBlob(repo, compressed.digest, signalOpt)).exists) status = 'exists';
-      if (!status) {
-        const blob = await deterministicGzip(tar.tar, signal);
-        compressed = { digest: sha256(blob), size: blob.length };
-        await cache.set(tar.diffId, compressed);
-        status = (await client.uploadBlob(repo, compressed.digest, blob, upload)).status;
-      }
-      diffIds.push(tar.diffId);
-      descriptors.push({ mediaType: base.format.layer, digest: compressed!.digest, size: compressed!.size });
-      layers.push({ name: planned.name, digest: compressed!.digest, size: compressed!.size, status });
-      say(`layer ${i + 1}/${plan.layers.length} ${planned.name}: ${tar.entries} entries, ${compressed!.size} bytes, ${status}`);
+    // Layers are built (tar, hashes and compression in one streaming pass to a temp file) and
+    // pushed in parallel; the compressors run natively on the libuv thread pool.
+    const tmp = await mkdtemp(join(tmpdir(), 'prebuilt-oci-layers-'));
+    const stopLayers = new AbortController();
+    const layerSignal = signal ? AbortSignal.any([signal, stopLayers.signal]) : stopLayers.signal;
+    const lookUpFirst = await cache.mayHaveAny();
+    type Done = { diffId: string; digest: string; size: number; status: UploadBlobResult['status'] };
+    let settled: PromiseSettledResult<Done>[];
+    try {
+      settled = await mapPool(plan.layers, options.parallelLayers ?? availableParallelism(), async (planned, i): Promise<Done> => {
+        try {
+          const tarOptions = { mtime: settings.sourceDateEpoch, signal: layerSignal };
+          // A layer compressed before (same diff_id) that the registry has needs no compression.
+          if (lookUpFirst) {
+            const tar = await layerDiffId(planned.entries, tarOptions);
+            const known = await cache.get(tar.diffId);
+            if (known && (await client.headBlob(repo, known.digest, { signal: layerSignal })).exists) {
+              say(`layer ${i + 1}/${plan.layers.length} ${planned.name}: ${tar.entries} entries, ${known.size} bytes, exists`);
+              return { diffId: tar.diffId, ...known, status: 'exists' };
+            }
+          }
+          const file = join(tmp, `${i}.blob`);
+          const written = await writeLayer(planned.entries, file, { ...tarOptions, compression: settings.layerCompression });
+          await cache.set(written.diffId, { digest: written.digest, size: written.size });
+          const { status } = await client.uploadBlob(repo, written.digest, () => readFile(file), { ...upload, signal: layerSignal });
+          await rm(file, { force: true });
+          say(`layer ${i + 1}/${plan.layers.length} ${planned.name}: ${written.entries} entries, ${written.size} bytes, ${status}`);
+          return { diffId: written.diffId, digest: written.digest, size: written.size, status };
+        } catch (error) {
+          stopLayers.abort(error);
+          throw error;
+        }
+      });
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
     }
+    if (signal?.aborted) throw cancelled();
+    // The first layer that failed stopped the others; its error is the build's.
+    if (stopLayers.signal.aborted) throw stopLayers.signal.reason;
+    const done = settled.map((r) => (r as PromiseFulfilledResult<Done>).value);
+    const diffIds = done.map((d) => d.diffId);
+    const descriptors: OciDescriptor[] = done.map((d) => ({ mediaType: layerMediaType, digest: d.digest, size: d.size }));
+    const layers: PushSummary['layers'] = done.map((d, i) => ({ name: plan.layers[i]!.name, digest: d.digest, size: d.size, status: d.status }));
 
     const configBytes = Buffer.from(JSON.stringify(imageConfig(plan, diffIds, created)));
     const configDigest = sha256(configBytes);

@@ -1,0 +1,105 @@
+import { availableParallelism } from 'node:os';
+import { Transform, type TransformCallback } from 'node:stream';
+import { constants as zlibConstants, createGzip } from 'node:zlib';
+import { compress as zstdCompress } from '@mongodb-js/zstd';
+
+/** How the oci service compresses the layers it builds. */
+export type LayerCompression = 'gzip' | 'zstd';
+
+export const LAYER_COMPRESSIONS: readonly LayerCompression[] = ['gzip', 'zstd'];
+
+/** The OCI layer media type of each compression (zstd exists only in the OCI format, not Docker v2). */
+export const OCI_LAYER_MEDIA_TYPE: Record<LayerCompression, string> = {
+  gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+};
+
+/** Fixed parameters of the gzip layers: zlib level 6, 32 KiB window, memLevel 8, default strategy. */
+export const GZIP_LEVEL = 6;
+/** zstd level of the zstd layers (the `zstd` CLI's default). */
+export const ZSTD_LEVEL = 3;
+/** The tar is cut into blocks of this size, each compressed to one zstd frame (frames concatenate). */
+export const ZSTD_BLOCK = 4 << 20;
+
+/**
+ * Names the exact byte format of each compression, so what is remembered about a compressed layer
+ * (see LayerCache) is never taken for another format's: a change of codec, level or framing must
+ * change this id.
+ */
+export const LAYER_FORMAT_ID: Record<LayerCompression, string> = {
+  gzip: `gzip-zlib${GZIP_LEVEL}`,
+  zstd: `zstd${ZSTD_LEVEL}-frames${ZSTD_BLOCK >> 20}m`,
+};
+
+/** gzip's OS byte (offset 9), fixed to 3 (Unix) whatever zlib was built for. */
+const GZIP_OS_UNIX = 3;
+
+/**
+ * Node's zlib (native, on the libuv thread pool) with fixed parameters. zlib writes a header with
+ * mtime 0, no name and an extra-flags byte fixed by the level; only the OS byte depends on the
+ * platform zlib was built for, so the second stage sets it to Unix. Pipe both stages in order.
+ */
+export function deterministicGzipStream(): Transform[] {
+  const gzip = createGzip({ level: GZIP_LEVEL, windowBits: 15, memLevel: 8, strategy: zlibConstants.Z_DEFAULT_STRATEGY });
+  let position = 0;
+  const fixHeader = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      const at = 9 - position;
+      position += chunk.length;
+      if (at < 0 || at >= chunk.length) {
+        callback(null, chunk);
+        return;
+      }
+      const copy = Buffer.from(chunk);
+      copy[at] = GZIP_OS_UNIX;
+      callback(null, copy);
+    },
+  });
+  return [gzip, fixHeader];
+}
+
+/**
+ * zstd (level {@link ZSTD_LEVEL}, single-threaded per frame, so deterministic) of fixed
+ * {@link ZSTD_BLOCK}-byte blocks of the input, each one frame; frames are compressed in parallel on
+ * the libuv thread pool (up to the number of cores at once) and written in order. Any zstd decoder
+ * reads concatenated frames as one stream.
+ */
+export function deterministicZstdStream(parallel = availableParallelism()): Transform {
+  let block: Buffer[] = [];
+  let blockSize = 0;
+  const pending: Promise<Buffer>[] = [];
+  const startBlock = (): void => {
+    const data = Buffer.concat(block, blockSize);
+    block = [];
+    blockSize = 0;
+    pending.push(zstdCompress(data, ZSTD_LEVEL));
+  };
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      void (async () => {
+        let offset = 0;
+        while (offset < chunk.length) {
+          const take = Math.min(ZSTD_BLOCK - blockSize, chunk.length - offset);
+          block.push(chunk.subarray(offset, offset + take));
+          blockSize += take;
+          offset += take;
+          if (blockSize === ZSTD_BLOCK) {
+            startBlock();
+            while (pending.length >= parallel) this.push(await pending.shift()!);
+          }
+        }
+      })().then(() => callback(), (error: unknown) => callback(error as Error));
+    },
+    flush(callback: TransformCallback) {
+      void (async () => {
+        if (blockSize > 0 || pending.length === 0) startBlock();
+        while (pending.length > 0) this.push(await pending.shift()!);
+      })().then(() => callback(), (error: unknown) => callback(error as Error));
+    },
+  });
+}
+
+/** The compressing stages (to pipe in order) of a compression. */
+export function layerCompressor(compression: LayerCompression): Transform[] {
+  return compression === 'zstd' ? [deterministicZstdStream()] : deterministicGzipStream();
+}
