@@ -1,0 +1,218 @@
+/**
+ * zstd layers end to end: a materialized env pushed by the oci build service with
+ * METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=zstd to the plain test registry, compared with the gzip
+ * build of the same context, then pulled and run by the runtimes of this machine — the Docker
+ * daemon (zstd needs Docker Engine ≥ 23.0) and containerd (≥ 1.5: a private containerd on its own
+ * socket and state directory, started for this file and stopped after it).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { envPrefix, RegistryClient, type BaseImageIdentity, type LockedEnv } from '@prebuilt/core';
+import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
+import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import { createOciBuildService } from './oci-build-service.js';
+import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
+
+const exec = promisify(execFile);
+const missing = missingFor(['registries', 'baseImage']);
+const dockerMissing = missingFor(['registries', 'baseImage', 'docker']);
+const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
+
+async function have(command: string, args: string[]): Promise<string | undefined> {
+  return exec(command, args, { timeout: 10_000 }).then(
+    ({ stdout }) => stdout.trim(),
+    () => undefined,
+  );
+}
+
+const dockerVersion = dockerMissing ? undefined : await have('docker', ['version', '--format', '{{.Server.Version}}']);
+const dockerMajor = dockerVersion ? Number(/^(\d+)/.exec(dockerVersion)?.[1]) : undefined;
+const containerdReason =
+  process.getuid?.() !== 0
+    ? 'containerd needs root to run containers'
+    : !(await have('containerd', ['--version']))
+      ? 'containerd is not installed (Debian package containerd, a dependency of docker.io)'
+      : !(await have('ctr', ['--version']))
+        ? 'ctr is not installed'
+        : !(await have('runc', ['--version']))
+          ? 'runc is not installed'
+          : undefined;
+
+type Manifest = { mediaType: string; config: { digest: string }; layers: { mediaType: string; digest: string; size: number }[] };
+
+describe.skipIf(missing !== undefined)(title('oci build service: zstd layers', missing), () => {
+  let work: string;
+  let fixtures: GeneratedFixtures;
+  let server: FixtureServer;
+  let lock: LockedEnv;
+  let prefix: string;
+  let zstdTag: string;
+  let zstdDigest: string;
+  const client = new RegistryClient({ dockerConfig: false });
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'prebuilt-oci-zstd-'));
+    fixtures = await generateExampleFixtures(join(work, 'fixtures'));
+    server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
+    const python = fixtures.python.find((a) => a.subdir === 'linux-64') ?? fixtures.python[0]!;
+    const pick = (name: string, format: string, version?: string): string =>
+      fixtures.channel.artifacts.find((a) => a.record.name === name && a.format === format && (a.subdir === 'noarch' || a.subdir === 'linux-64') && (!version || a.record.version === version))!.filename;
+    lock = fixtureLock(fixtures, server, { conda: [python.filename, pick('tinynum', '.tar.bz2', '1.4.0'), pick('tinyframe', '.conda'), pick('tinycli', '.conda')], wheels: [] }, { pythonVersion: python.record.version, condaRequested: ['tinycli'] });
+  }, 600_000);
+  afterAll(async () => {
+    await server?.close();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  async function build(env: Record<string, string>, cacheName: string, imageTag: string): Promise<string> {
+    const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(work, cacheName) }), tempDir: work });
+    const base: BaseImageIdentity = { ref: services.baseImage!.ref, digest: services.baseImage!.digest, pinned: pinnedBase()! };
+    prefix = envPrefix('zstdtest');
+    const prepared = await runner.prepare({ lock, envId: 'zstdtest', prefix, base });
+    try {
+      const service = createOciBuildService({ env, layerCacheDir: join(work, cacheName, 'oci-layers') });
+      const result = await service.buildAndPush({ dockerfile: prepared.dockerfile, contextDir: prepared.contextDir, imageTag, platform: 'linux/amd64' });
+      if (!result.ok) throw new Error(`build failed: ${result.reason}\n${result.logTail.join('\n')}`);
+      return result.digest;
+    } finally {
+      await prepared.dispose();
+    }
+  }
+
+  async function manifestOf(tag: string): Promise<{ manifest: Manifest; diffIds: string[] }> {
+    const manifest = (await client.getManifest(tag)).manifest as Manifest;
+    const config = JSON.parse(Buffer.from(await client.getBlob(tag, manifest.config.digest)).toString()) as { rootfs: { diff_ids: string[] } };
+    return { manifest, diffIds: config.rootfs.diff_ids };
+  }
+
+  it('an OCI image with tar+zstd layers (base layers stay gzip), the same diff_ids as the gzip build, the same digest from two cache dirs', async () => {
+    const repo = `${services.registries!.plain.host}/${uniqueRepo('zstd')}`;
+    zstdTag = `${repo}:zstd`;
+    zstdDigest = await build({ METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd' }, 'cache-a', zstdTag);
+    const again = await build({ METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd' }, 'cache-b', `${repo}:zstd-again`);
+    expect(again).toBe(zstdDigest);
+    await build({ METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'gzip' }, 'cache-a', `${repo}:gzip`);
+
+    const zstd = await manifestOf(zstdTag);
+    const gzip = await manifestOf(`${repo}:gzip`);
+    expect(zstd.manifest.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    const baseCount = gzip.manifest.layers.length - lock.packages.length - 1;
+    expect(baseCount).toBeGreaterThan(0);
+    const [zBase, zNew] = [zstd.manifest.layers.slice(0, baseCount), zstd.manifest.layers.slice(baseCount)];
+    expect(zBase.map((l) => l.digest)).toEqual(gzip.manifest.layers.slice(0, baseCount).map((l) => l.digest));
+    expect(new Set(zBase.map((l) => l.mediaType))).toEqual(new Set(['application/vnd.oci.image.layer.v1.tar+gzip']));
+    expect(zNew).toHaveLength(lock.packages.length + 1);
+    expect(new Set(zNew.map((l) => l.mediaType))).toEqual(new Set(['application/vnd.oci.image.layer.v1.tar+zstd']));
+    expect(new Set(gzip.manifest.layers.slice(baseCount).map((l) => l.mediaType)).size).toBe(1);
+    expect(gzip.manifest.layers.slice(baseCount)[0]!.mediaType).toMatch(/tar\.gzip$|tar\+gzip$/);
+    // Same files, other codec: diff_ids equal, blob digests not.
+    expect(zstd.diffIds).toEqual(gzip.diffIds);
+    zNew.forEach((layer, i) => expect(layer.digest).not.toBe(gzip.manifest.layers[baseCount + i]!.digest));
+
+    // Each pushed zstd blob: the system zstd decompresses it to the tar whose sha256 is its diff_id.
+    for (const [i, layer] of zNew.entries()) {
+      const blob = Buffer.from(await client.getBlob(zstdTag, layer.digest, { size: layer.size }));
+      expect(blob.length).toBe(layer.size);
+      const tar = await new Promise<Buffer>((resolve, reject) => {
+        const child = execFile('zstd', ['-d', '-q', '-c'], { encoding: 'buffer', maxBuffer: 1 << 30 }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+        child.stdin!.end(blob);
+      });
+      expect(`sha256:${createHash('sha256').update(tar).digest('hex')}`).toBe(zstd.diffIds[baseCount + i]);
+    }
+  }, 600_000);
+
+  const dockerCannot = dockerMajor !== undefined && dockerMajor < 23;
+  it.skipIf(dockerMissing !== undefined || !dockerCannot)(
+    title(`Docker Engine ${dockerVersion ?? '?'} (< 23.0) cannot pull zstd layers: docker pull fails at the zstd layer`, dockerMissing ?? (dockerCannot ? undefined : `this Docker (${dockerVersion}) is ≥ 23.0`)),
+    async () => {
+      const env = { ...process.env, DOCKER_HOST: services.dockerHost! };
+      const pulled = await exec('docker', ['pull', zstdTag], { env, timeout: 300_000 }).then(
+        () => undefined,
+        (error: { stderr?: string }) => error.stderr ?? String(error),
+      );
+      await exec('docker', ['rmi', '-f', zstdTag], { env }).catch(() => undefined);
+      expect(pulled).toMatch(/failed to register layer|unsupported|zstd|media type/i);
+    },
+    600_000,
+  );
+
+  it.skipIf(dockerMissing !== undefined || dockerCannot)(
+    title('the zstd image runs under Docker Engine ≥ 23.0', dockerMissing ?? (dockerCannot ? `this Docker (${dockerVersion}) is < 23.0 and cannot pull zstd` : undefined)),
+    async () => {
+      const env = { ...process.env, DOCKER_HOST: services.dockerHost! };
+      await exec('docker', ['pull', zstdTag], { env, timeout: 300_000 });
+      try {
+        const { stdout } = await exec('docker', ['run', '--rm', '--network=host', zstdTag, `${prefix}/bin/python`, '-c', 'import tinyframe; print(tinyframe.Frame([1, 2, 3]).mean())'], { env, timeout: 120_000 });
+        expect(stdout.trim()).toBe('2.0');
+      } finally {
+        await exec('docker', ['rmi', '-f', zstdTag], { env }).catch(() => undefined);
+      }
+    },
+    600_000,
+  );
+
+  describe.skipIf(containerdReason !== undefined)(title('containerd (a private instance on its own socket)', containerdReason), () => {
+    let dir: string;
+    let daemon: ChildProcess | undefined;
+    let socket: string;
+
+    beforeAll(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'prebuilt-containerd-'));
+      socket = join(dir, 'containerd.sock');
+      await mkdir(join(dir, 'root'));
+      await writeFile(
+        join(dir, 'config.toml'),
+        [
+          'version = 2',
+          `root = "${join(dir, 'root')}"`,
+          `state = "${join(dir, 'state')}"`,
+          'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+          '[grpc]',
+          `  address = "${socket}"`,
+          '[ttrpc]',
+          `  address = "${socket}.ttrpc"`,
+          '[debug]',
+          '  address = ""',
+          '[metrics]',
+          '  address = ""',
+        ].join('\n') + '\n',
+      );
+      daemon = spawn('containerd', ['-c', join(dir, 'config.toml')], { stdio: 'ignore' });
+      for (let i = 0; i < 100; i++) {
+        if (await have('ctr', ['-a', socket, 'version'])) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`containerd did not answer on ${socket} within 10 s`);
+    }, 60_000);
+    afterAll(async () => {
+      if (daemon?.pid) {
+        await have('ctr', ['-a', socket, 'images', 'rm', zstdTag]);
+        daemon.kill('SIGTERM');
+        await new Promise((r) => (daemon!.exitCode !== null ? r(undefined) : daemon!.once('exit', r)));
+      }
+      // Snapshots may still be mounted under the root; unmount before removing.
+      await exec('sh', ['-c', `grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
+      if (dir) await rm(dir, { recursive: true, force: true });
+    }, 60_000);
+
+    it('containerd pulls the zstd image (ctr image pull --plain-http) and runs it (ctr run --net-host): the env python imports its packages', async () => {
+      await exec('ctr', ['-a', socket, 'images', 'pull', '--plain-http', zstdTag], { timeout: 300_000 });
+      const { stdout: images } = await exec('ctr', ['-a', socket, 'images', 'ls', '-q']);
+      expect(images).toContain(zstdTag);
+      const id = `prebuilt-zstd-${process.pid}`;
+      const { stdout } = await exec(
+        'ctr',
+        ['-a', socket, 'run', '--rm', '--net-host', zstdTag, id, `${prefix}/bin/python`, '-c', 'import tinyframe; print(tinyframe.Frame([1, 2, 3]).mean())'],
+        { timeout: 120_000 },
+      );
+      expect(stdout.trim()).toBe('2.0');
+      const { stdout: resolved } = await exec('ctr', ['-a', socket, 'images', 'ls']);
+      expect(resolved).toContain(zstdDigest);
+    }, 600_000);
+  });
+});
