@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * B7 — the `oci` build service's first build of a big env, by layer compression, against the floor.
+ * B8 — the `oci` build service's first build of a big env, by layer compression, against the floor.
  *
  * The env: every `.conda` of a conda channel directory (default: the realistic Debian scientific
  * corpus cached under /var/tmp/prebuilt-bench/corpus, if present; `--channel DIR` to name one),
@@ -154,7 +154,7 @@ async function main_() {
       floor: { tarX: Math.round(tarX), zstdT0: Math.round(zstdT0), total: Math.round(floor), gzipCli: Math.round(gzipCli) },
     };
     const lines = [
-      `B7 oci first build, ${archives} packages, ${fmtBytes(envBytes)} env (${fmtBytes(tarBytes)} tar), fresh repository each, no layer cache`,
+      `B8 oci first build, ${archives} packages, ${fmtBytes(envBytes)} env (${fmtBytes(tarBytes)} tar), fresh repository each, no layer cache`,
       ...Object.entries(builds).map(([name, s]) => `  ${name.padEnd(30)} ${fmtStats(s)}  (${(s.median / floor).toFixed(2)}× the floor)`),
       `  codecs on one tar of the env (MB/s of tar bytes, compressed/tar):`,
       ...Object.entries(throughput).map(([name, t]) => `    ${name.padEnd(54)} ${String(t.mbps).padStart(5)} MB/s  ratio ${t.ratio}`),

@@ -12,7 +12,8 @@ export {
 } from './oci-build-service.js';
 export { pushImageIndex, type ImageIndexEntry, type PushImageIndexOptions, type PushedIndex } from './image-index.js';
 export { parseDockerfile, SUPPORTED_INSTRUCTIONS, type Instruction, type ParseResult } from './dockerfile.js';
-export { buildLayer, tarLayer, deterministicGzip, type BuiltLayer, type LayerEntry } from './layer.js';
+export { buildLayer, tarLayer, layerDiffId, writeLayer, deterministicGzip, type BuiltLayer, type LayerEntry, type WrittenLayer } from './layer.js';
+export { LAYER_COMPRESSIONS, LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, layerCompressor, type LayerCompression } from './layer-codec.js';
 export { LayerCache, defaultLayerCacheDir, type CompressedLayer } from './layer-cache.js';
 
 /** The `oci` build service: assembles images without a daemon and pushes them over the registry API. */

@@ -30,6 +30,17 @@ describe('LayerCache', () => {
     expect(await memory.get(diffId)).toEqual(entry);
   });
 
+  it('mayHaveAny: false for a missing or empty directory and without a directory, true once it holds an entry', async () => {
+    const fresh = join(dir, 'fresh');
+    expect(await new LayerCache(join(dir, 'missing')).mayHaveAny()).toBe(false);
+    expect(await new LayerCache(undefined).mayHaveAny()).toBe(false);
+    await new LayerCache(fresh).set(diffId, entry);
+    expect(await new LayerCache(fresh).mayHaveAny()).toBe(true);
+    const memory = new LayerCache(undefined);
+    await memory.set(diffId, entry);
+    expect(await memory.mayHaveAny()).toBe(true);
+  });
+
   it('lives under the prebuilt cache directory', () => {
     expect(defaultLayerCacheDir({ METAFLOW_PREBUILT_CACHE_DIR: '/x/cache' })).toBe('/x/cache/oci-layers');
     expect(defaultLayerCacheDir({ XDG_CACHE_HOME: '/xdg' })).toBe('/xdg/prebuilt/oci-layers');

@@ -24,10 +24,11 @@ export const ZSTD_BLOCK = 4 << 20;
 /**
  * Names the exact byte format of each compression, so what is remembered about a compressed layer
  * (see LayerCache) is never taken for another format's: a change of codec, level or framing must
- * change this id.
+ * change this id. gzip bytes are those of the zlib bundled with Node, so its version is part of
+ * the id; the zstd binding is pinned in the lockfile (bump the id with it).
  */
 export const LAYER_FORMAT_ID: Record<LayerCompression, string> = {
-  gzip: `gzip-zlib${GZIP_LEVEL}`,
+  gzip: `gzip-zlib${GZIP_LEVEL}-${process.versions.zlib ?? 'unknown'}`,
   zstd: `zstd${ZSTD_LEVEL}-frames${ZSTD_BLOCK >> 20}m`,
 };
 

@@ -10,11 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CancelledError, computeEnvId, envPrefix, PREFIX_LAYERS_FILE, parsePrefixLayers, RegistryClient, type BaseImageIdentity, type LockedEnv } from '@prebuilt/core';
+import { CancelledError, ConfigError, computeEnvId, envPrefix, PREFIX_LAYERS_FILE, parsePrefixLayers, RegistryClient, type BaseImageIdentity, type LockedEnv } from '@prebuilt/core';
 import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
 import { generateExampleFixtures, generateFixtures, startFixtureServer, syntheticFixtureSet, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
 import { pushImageIndex } from './image-index.js';
-import { createOciBuildService, type PushSummary } from './oci-build-service.js';
+import { LAYER_FORMAT_ID } from './layer-codec.js';
+import { createOciBuildService, ociSettings, type PushSummary } from './oci-build-service.js';
 import { fixtureLock } from '@prebuilt/fixtures';
 import { credentialsFor, headDigest, missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
 
@@ -232,7 +233,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
 
     // The layer cache (diff_id → compressed digest) lets an unchanged push skip compression; without
     // it the same layers are compressed again: the same digest either way.
-    const entries = await readdir(join(work, 'cache', 'oci-layers', 'gzip-zlib6'));
+    const entries = await readdir(join(work, 'cache', 'oci-layers', LAYER_FORMAT_ID.gzip));
     expect(entries.length).toBe(31 + 2); // env A's 30 package layers + env layer, then B's changed package and env layers
     const cached = await push(synthLock(true), `${repo}:c`, join(work, 'cache'));
     const uncached = await push(synthLock(true), `${repo}:d`, join(work, 'cache'), false);
@@ -331,4 +332,26 @@ describe.skipIf(missing !== undefined)(title('oci build service: failures, cance
     expect(arm.indexDigest).toBe(pushed.digest);
     await expect(pushImageIndex({ imageTag: `${repo}:bad`, images: [{ digest: `sha256:${'0'.repeat(64)}`, platform: 'linux/amd64' }] })).rejects.toThrow(/push it there before its index/);
   }, 120_000);
+});
+
+describe('oci settings: layer compression', () => {
+  it('gzip by default; METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=zstd (any case) selects zstd; the option wins over the env var', () => {
+    expect(ociSettings({ env: {} }).layerCompression).toBe('gzip');
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: ' ZSTD ' } }).layerCompression).toBe('zstd');
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd' }, layerCompression: 'gzip' }).layerCompression).toBe('gzip');
+  });
+
+  it('an unknown codec is a ConfigError naming the setting and the choices', () => {
+    const error = (() => {
+      try {
+        ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'brotli' } });
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain("'brotli'");
+    expect((error as ConfigError).hint).toMatch(/METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.*gzip or zstd/);
+  });
 });
