@@ -225,6 +225,8 @@ export {
 } from './recipes/select.js';
 export { writeFileAtomic } from './atomic-write.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntry, type TreeEntryKind } from './file-tree.js';
+export { addTarTreeEntry, type TarTreeEntry } from './tar-tree-entry.js';
+export { sha256Tap, type Sha256Tap } from './sha256-tap.js';
 export { diskFullError, isDiskFull } from './disk-full.js';
 export { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';
 export { acquireFileLock, describeLockOwner, LEASE_BEATS, LOCK_HEARTBEAT_MS, type AcquireOptions, type FileLock, type LockOwner } from './file-lock.js';

@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { readFile, readlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { pack, type Header as TarHeaders } from 'tar-stream';
-import { CancelledError, compareBytes, normalisedMode } from '@prebuilt/core';
+import { pack } from 'tar-stream';
+import { addTarTreeEntry, CancelledError, compareBytes, sha256Tap } from '@prebuilt/core';
 import { deterministicGzipStream, layerCompressor, type LayerCompression } from './layer-codec.js';
 
 /** One entry of a layer: where it goes in the image and where its content comes from. */
@@ -139,18 +138,10 @@ export async function writeLayer(
   return { digest: blob.digest(), size: blob.size(), diffId: tar.digest(), tarSize: tar.size(), entries: count, file };
 }
 
-/** A pass-through stage that hashes and counts what flows through it. */
+/** A pass-through stage that hashes and counts what flows through it; digest as `sha256:<hex>`. */
 function hashTap(): { stream: Transform; digest: () => string; size: () => number } {
-  const hash = createHash('sha256');
-  let size = 0;
-  const stream = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk);
-      size += chunk.length;
-      callback(null, chunk);
-    },
-  });
-  return { stream, digest: () => `sha256:${hash.digest('hex')}`, size: () => size };
+  const tap = sha256Tap();
+  return { stream: tap.stream, digest: () => `sha256:${tap.hex()}`, size: tap.size };
 }
 
 function discard(): Writable {
@@ -177,21 +168,7 @@ async function streamTar(
   const produce = async (): Promise<void> => {
     for (const item of items) {
       if (signal?.aborted) throw new CancelledError('Building the image layers was cancelled.', { cause: signal.reason });
-      const header: Partial<TarHeaders> & { name: string } = {
-        name: item.kind === 'directory' ? `${item.path}/` : item.path,
-        mode: normalisedMode(item.kind, item.mode),
-        uid: 0,
-        gid: 0,
-        uname: '',
-        gname: '',
-        mtime,
-      };
-      if (item.kind === 'directory') await addEntry(tar, { ...header, type: 'directory' });
-      else if (item.kind === 'symlink') await addEntry(tar, { ...header, type: 'symlink', linkname: await readlink(item.source!) });
-      else {
-        const content = await readFile(item.source!);
-        await addEntry(tar, { ...header, type: 'file', size: content.length }, content);
-      }
+      await addTarTreeEntry(tar, { name: item.path, kind: item.kind, mode: item.mode, source: item.source }, mtime);
     }
     tar.finalize();
   };
@@ -207,14 +184,6 @@ async function streamTar(
   if (produced !== undefined) throw cancelledOr(produced, signal);
   if (piped.status === 'rejected') throw cancelledOr(piped.reason, signal);
   return { entries: items.length };
-}
-
-function addEntry(tar: ReturnType<typeof pack>, header: Partial<TarHeaders> & { name: string }, content?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const callback = (error?: Error | null): void => (error ? reject(error) : resolve());
-    if (content) tar.entry(header, content, callback);
-    else tar.entry(header, callback);
-  });
 }
 
 /** Joins an image directory (absolute) and a relative path into a layer path (no leading slash). */

@@ -1,11 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { chmod, lutimes, readFile, readlink, rename, rm } from 'node:fs/promises';
+import { chmod, lutimes, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
-import { compareBytes, listTree, normalisedMode, sourceDateEpoch } from '@prebuilt/core';
+import { addTarTreeEntry, compareBytes, listTree, normalisedMode, sha256Tap, sourceDateEpoch } from '@prebuilt/core';
 
 // Where this package's callers and tests import it from.
 export { sourceDateEpoch };
@@ -70,35 +69,11 @@ export async function writeDeterministicTar(
   items.sort((a, b) => compareBytes(a.name, b.name));
 
   const tar = pack();
-  const hash = createHash('sha256');
-  let size = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk);
-      size += chunk.length;
-      callback(null, chunk);
-    },
-  });
+  const counter = sha256Tap();
   const temp = join(dirname(outFile), `.${basename(outFile)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const written = pipeline(tar, counter, createWriteStream(temp));
+  const written = pipeline(tar, counter.stream, createWriteStream(temp));
   try {
-    for (const item of items) {
-      const header = {
-        name: item.kind === 'directory' ? `${item.name}/` : item.name,
-        mode: normalisedMode(item.kind, item.mode),
-        uid: 0,
-        gid: 0,
-        uname: '',
-        gname: '',
-        mtime,
-      };
-      if (item.kind === 'directory') await addEntry(tar, { ...header, type: 'directory' });
-      else if (item.kind === 'symlink') await addEntry(tar, { ...header, type: 'symlink', linkname: await readlink(item.source!) });
-      else {
-        const content = item.content !== undefined ? Buffer.from(item.content) : await readFile(item.source!);
-        await addEntry(tar, { ...header, type: 'file', size: content.length }, content);
-      }
-    }
+    for (const item of items) await addTarTreeEntry(tar, item, mtime);
     tar.finalize();
     await written;
     await rename(temp, outFile);
@@ -108,13 +83,5 @@ export async function writeDeterministicTar(
     await rm(temp, { force: true });
     throw error;
   }
-  return { sha256: hash.digest('hex'), size, entries: items.length };
-}
-
-function addEntry(tar: ReturnType<typeof pack>, header: Parameters<ReturnType<typeof pack>['entry']>[0], content?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const callback = (error?: Error | null): void => (error ? reject(error) : resolve());
-    if (content) tar.entry(header, content, callback);
-    else tar.entry(header, callback);
-  });
+  return { sha256: counter.hex(), size: counter.size(), entries: items.length };
 }

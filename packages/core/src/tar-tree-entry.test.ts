@@ -1,0 +1,49 @@
+import { chmod, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { extract, pack } from 'tar-stream';
+import { addTarTreeEntry } from './tar-tree-entry.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'prebuilt-tar-entry-'));
+  await writeFile(join(dir, 'tool'), '#!/bin/sh\n');
+  await chmod(join(dir, 'tool'), 0o700);
+  await symlink('tool', join(dir, 'link'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+describe('addTarTreeEntry', () => {
+  it('writes uid/gid 0, no user names, normalised modes and the one mtime; content from the source or given', async () => {
+    const tar = pack();
+    const mtime = new Date(1_700_000_000_000);
+    const headers: { name: string; mode?: number; uid?: number; gid?: number; uname?: string; gname?: string; mtime?: Date; linkname?: string | null; body: string }[] = [];
+    const reader = extract();
+    const read = (async () => {
+      for await (const entry of reader) {
+        const chunks: Buffer[] = [];
+        for await (const c of entry) chunks.push(c as Buffer);
+        const h = entry.header;
+        headers.push({ name: h.name, mode: h.mode, uid: h.uid, gid: h.gid, uname: h.uname, gname: h.gname, mtime: h.mtime, linkname: h.linkname ?? null, body: Buffer.concat(chunks).toString() });
+      }
+    })();
+    tar.pipe(reader);
+    await addTarTreeEntry(tar, { name: 'bin', kind: 'directory', mode: 0o700 }, mtime);
+    await addTarTreeEntry(tar, { name: 'bin/tool', kind: 'file', mode: 0o700, source: join(dir, 'tool') }, mtime);
+    await addTarTreeEntry(tar, { name: 'bin/t', kind: 'symlink', source: join(dir, 'link') }, mtime);
+    await addTarTreeEntry(tar, { name: 'etc/x.txt', kind: 'file', mode: 0o600, content: 'given\n' }, mtime);
+    tar.finalize();
+    await read;
+    expect(headers.map((h) => [h.name, h.mode, h.linkname, h.body])).toEqual([
+      ['bin/', 0o755, null, ''],
+      ['bin/tool', 0o755, null, '#!/bin/sh\n'],
+      ['bin/t', 0o777, 'tool', ''],
+      ['etc/x.txt', 0o644, null, 'given\n'],
+    ]);
+    for (const h of headers) {
+      expect([h.uid, h.gid, h.uname, h.gname]).toEqual([0, 0, '', '']);
+      expect(h.mtime?.getTime()).toBe(mtime.getTime());
+    }
+  });
+});

@@ -1,0 +1,49 @@
+/**
+ * One entry of a deterministic tar (tar-stream's `pack`): the header every machine writes alike —
+ * uid/gid 0 with no user names, the normalised mode, one mtime — and the entry's content, read from
+ * its source file (or given). Shared by the materializer's deterministic tar (`@prebuilt/conda`)
+ * and the daemonless image layers (`@prebuilt/oci`). Resolves once tar-stream has taken the entry,
+ * so a producer that awaits it follows the reader's pace.
+ */
+import { readFile, readlink } from 'node:fs/promises';
+import type { pack } from 'tar-stream';
+import { normalisedMode, type TreeEntryKind } from './file-tree.js';
+
+export interface TarTreeEntry {
+  /** Path in the tar, without a trailing slash. */
+  name: string;
+  kind: TreeEntryKind;
+  /** Mode on disk; normalised to 0755/0644 (directories 0755, symlinks 0777). */
+  mode?: number | undefined;
+  /** Host path of a file's content or a symlink. */
+  source?: string | undefined;
+  /** A file's content, instead of `source`. */
+  content?: Uint8Array | string | undefined;
+}
+
+type Pack = ReturnType<typeof pack>;
+type Header = Parameters<Pack['entry']>[0];
+
+export async function addTarTreeEntry(tar: Pack, item: TarTreeEntry, mtime: Date): Promise<void> {
+  const header = {
+    name: item.kind === 'directory' ? `${item.name}/` : item.name,
+    mode: normalisedMode(item.kind, item.mode),
+    uid: 0,
+    gid: 0,
+    uname: '',
+    gname: '',
+    mtime,
+  };
+  if (item.kind === 'directory') return addEntry(tar, { ...header, type: 'directory' });
+  if (item.kind === 'symlink') return addEntry(tar, { ...header, type: 'symlink', linkname: await readlink(item.source!) });
+  const content = item.content !== undefined ? Buffer.from(item.content) : await readFile(item.source!);
+  return addEntry(tar, { ...header, type: 'file', size: content.length }, content);
+}
+
+function addEntry(tar: Pack, header: Header, content?: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const callback = (error?: Error | null): void => (error ? reject(error) : resolve());
+    if (content) tar.entry(header, content, callback);
+    else tar.entry(header, callback);
+  });
+}
