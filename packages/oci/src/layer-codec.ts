@@ -73,7 +73,10 @@ export function deterministicZstdStream(parallel = availableParallelism()): Tran
     const data = Buffer.concat(block, blockSize);
     block = [];
     blockSize = 0;
-    pending.push(zstdCompress(data, ZSTD_LEVEL));
+    const frame = zstdCompress(data, ZSTD_LEVEL);
+    // Awaited in order below; a stream destroyed before that must not leave an unhandled rejection.
+    frame.catch(() => undefined);
+    pending.push(frame);
   };
   return new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
