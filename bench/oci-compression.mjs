@@ -8,12 +8,13 @@
  * materialized recipe writes it) and kept in /var/tmp/prebuilt-bench/oci-compression-<hash>.
  *
  * Measured, each a first build (no layer cache, a fresh repository, so every layer is compressed
- * and uploaded to the local registry): the `oci` service of --baseline (default: /work/main, the
- * JS gzip), this tree's with gzip (Node zlib) and with zstd. Then the codecs alone on one tar of
+ * and uploaded to the local registry): the `oci` service of --baseline (a checkout of an earlier
+ * prebuilt, built, e.g. a `git worktree` of the commit before the native codecs; left out when not
+ * given), this tree's with gzip (Node zlib) and with zstd. Then the codecs alone on one tar of
  * the env (MB/s of tar bytes, one stream), and the floor: `tar -x` of that tar plus `zstd -T0 -3`
  * of it.
  *
- *   node bench/oci-compression.mjs [--runs 1] [--channel DIR] [--baseline /work/main] [--json]
+ *   node bench/oci-compression.mjs [--runs 1] [--channel DIR] [--baseline DIR] [--json]
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -78,7 +79,7 @@ async function duBytes(dir) {
 }
 
 async function main_() {
-  const args = benchArgs({ runs: 1 }, { channel: { type: 'string', multiple: true }, baseline: { type: 'string', default: '/work/main' } });
+  const args = benchArgs({ runs: 1 }, { channel: { type: 'string', multiple: true }, baseline: { type: 'string' } });
   const services = loadServices();
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
   const channels = args.channel ?? (await defaultChannels());
@@ -87,8 +88,8 @@ async function main_() {
   const dockerfile = `FROM ${base}\nCOPY prefix /opt/prebuilt/envs/bench\n`;
 
   const ours = await import(new URL('../packages/oci/dist/index.js', import.meta.url).href);
-  const baselinePath = join(args.baseline, 'packages/oci/dist/index.js');
-  const baseline = existsSync(baselinePath) ? await import(baselinePath) : undefined;
+  const baselinePath = args.baseline ? join(args.baseline, 'packages/oci/dist/index.js') : '';
+  const baseline = baselinePath && existsSync(baselinePath) ? await import(baselinePath) : undefined;
   const host = services.registries.plain.host;
   const build = (mod, env) => async () => {
     const tag = `${host}/prebuilt-bench/oci-compression-${randomBytes(4).toString('hex')}:x`;
