@@ -64,7 +64,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (problems.length > 0) {
     process.stderr.write(
       `error: ${name} cannot be packed: ${problems.join('; ')}\n` +
-        'hint: build it first (pnpm build from the repository root; pnpm release builds, then publishes)\n',
+        'hint: build it first: pnpm build from the repository root (pnpm build --force when turbo replayed an older build); pnpm release builds, then publishes\n',
     );
     process.exit(2);
   }
