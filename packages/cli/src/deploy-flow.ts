@@ -26,6 +26,7 @@ import {
   type ImageRegistry,
   type RecipeRunner,
   withNetworkWaits,
+  createResolvedBackend,
 } from '@prebuilt/core';
 import { createMaterializedRecipeRunner, prebuiltCacheDir, type MaterializeResult } from '@prebuilt/conda';
 import type { CliContext } from './cli-context.js';
@@ -108,7 +109,7 @@ async function createBackend<K extends BackendKind>(kind: K, context: CliContext
   const names = selectedBackendNames(context.env);
   const selection = kind === 'build-service' ? names.buildService : names.imageRegistry;
   const resolved = await resolveBackend({ kind, name: selection.name, setting: selection.envVar, cwd: context.cwd, cliDir: context.cliDir });
-  return (await resolved.definition.create({}, { env: context.env, cwd: context.cwd })) as K extends 'build-service' ? BuildService : ImageRegistry;
+  return createResolvedBackend(resolved, {}, { env: context.env, cwd: context.cwd }, kind === 'build-service' ? 'buildAndPush' : 'imageTag');
 }
 
 export interface DeployFlowOptions {
@@ -138,8 +139,9 @@ export async function deployFlow(file: string, context: CliContext, options: Dep
   const recipeName = selectRecipeName({ env: context.env });
   const registry = await createBackend('image-registry', context);
   let buildService: BuildService | undefined;
-  // The build service is loaded and connected only when an image must be built: a deploy whose
-  // images are all present never touches it.
+  // Configuration is checked before any work: the selected build service is resolved, created and
+  // checked (daemon reachable, settings complete) before the flow is locked, even when every image
+  // turns out to be present, so an unknown or misconfigured build service never passes unnoticed.
   const getBuildService = async (): Promise<BuildService> => (buildService ??= await createBackend('build-service', context));
   const recipe: RecipeRunner =
     recipeName === 'micromamba'
@@ -153,6 +155,7 @@ export async function deployFlow(file: string, context: CliContext, options: Dep
   // Build contexts and private Docker configs a killed run (SIGKILL skips every cleanup) left in the temp directory.
   await sweepStaleRunTempDirs();
   try {
+    if (!options.plan) await (await getBuildService()).check?.({ signal: context.signal });
     options.onEvent?.({ type: 'resolving', steps: 0 });
     const onEvent = options.onEvent;
     const locking = (): ReturnType<typeof lockFlow> =>

@@ -5,15 +5,7 @@ import { createCliContext, type CliContext } from './cli-context.js';
 import { reportError } from './error-handler.js';
 import { watchInterrupts } from './signals.js';
 import { debugEnabled, enableVerbose } from './verbose.js';
-import { registerBackendsCommand } from './commands/backends.js';
-import { registerEnvsCommand } from './commands/envs.js';
-import { registerLockCommand } from './commands/lock.js';
-import { registerLocalRegistryCommand } from './commands/local-registry.js';
-import { registerPlanCommand } from './commands/plan.js';
-import { registerBuildCommand } from './commands/build.js';
-import { registerPullSecretCommand } from './commands/pull-secret.js';
-import { registerRunCommand } from './commands/run.js';
-import { registerMetaflowCommand } from './commands/metaflow.js';
+import { COMMANDS, commandsFor } from './command-table.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -29,10 +21,11 @@ Exit codes: 0 ok, 1 a build or push failed, 2 bad input or configuration,
 Run \`prebuilt <command> --help\` for a command's options.`;
 
 /**
- * The command tree. Each command lives in commands/<name>.ts and exports
- * `register<Name>Command(program, context)`; add one line below for a new command.
+ * The command tree for `argv` (default: every command). Each command lives in
+ * commands/<name>.ts, exports `register<Name>Command(program, context)` and is named in
+ * command-table.ts; only the commands `argv` needs are imported (see `commandsFor`).
  */
-export function createProgram(context: CliContext = createCliContext(new AbortController().signal)): Command {
+export async function createProgram(context: CliContext = createCliContext(new AbortController().signal), argv?: readonly string[]): Promise<Command> {
   const program = new Command('prebuilt')
     .description('Bake the conda and PyPI environments of Metaflow steps into container images at deploy time.')
     .version(pkg.version, '-V, --version', 'print the version')
@@ -48,15 +41,9 @@ export function createProgram(context: CliContext = createCliContext(new AbortCo
   program.hook('preAction', () => {
     if (program.opts<{ verbose?: boolean }>().verbose) enableVerbose(context.env);
   });
-  registerEnvsCommand(program, context);
-  registerLockCommand(program, context);
-  registerPlanCommand(program, context);
-  registerBuildCommand(program, context);
-  registerRunCommand(program, context);
-  registerMetaflowCommand(program, context);
-  registerBackendsCommand(program, context);
-  registerLocalRegistryCommand(program, context);
-  registerPullSecretCommand(program, context);
+  const names = argv === undefined ? Object.keys(COMMANDS) : commandsFor(argv);
+  const registers = await Promise.all(names.map((name) => COMMANDS[name]!()));
+  for (const register of registers) register(program, context);
   return program;
 }
 
@@ -70,13 +57,14 @@ export async function main(argv: string[], overrides: Parameters<typeof createCl
   if (overrides.stdout === undefined) process.stdout.on('error', onPipeError);
   const interrupts = watchInterrupts();
   const context = createCliContext(interrupts.signal, overrides);
-  const program = createProgram(context);
+  let program: Command | undefined;
   try {
+    program = await createProgram(context, argv);
     await program.parseAsync(argv, { from: 'user' });
     if (interrupts.received) return reportError(interrupts.signal.reason, context, { showStack: false, interrupted: interrupts.received });
     return ExitCode.ok;
   } catch (error) {
-    const showStack = program.opts<{ verbose?: boolean }>().verbose === true || debugEnabled();
+    const showStack = program?.opts<{ verbose?: boolean }>().verbose === true || argv.includes('--verbose') || debugEnabled();
     return reportError(error, context, { showStack, interrupted: interrupts.received });
   } finally {
     interrupts.dispose();

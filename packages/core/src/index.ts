@@ -99,6 +99,7 @@ export {
   selectedBackendNames,
   resolveSelectedBackends,
   createBackends,
+  createResolvedBackend,
   type BackendSelection,
   type SelectedBackendNames,
   type SelectBackendsOptions,

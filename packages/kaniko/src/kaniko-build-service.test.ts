@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CancelledError, ConfigError, InputError, Secret, type BuildRequest, type BuildResult } from '@prebuilt/core';
+import { CancelledError, ConfigError, EnvironmentError, InputError, Secret, type BuildRequest, type BuildResult } from '@prebuilt/core';
 import kanikoDefinition, { createKanikoBuildService, DEFAULT_KANIKO_IMAGE, type KanikoBuildServiceOptions } from './index.js';
 import { FakeKubernetes, type FakeExecution } from './__testing__/fake-kubernetes.js';
 import { fakeKanikoExecutor } from './__testing__/fake-kaniko-executor.js';
@@ -119,6 +119,23 @@ describe('kaniko build service settings', () => {
     expect(() => createKanikoBuildService({ env: { METAFLOW_PREBUILT_KANIKO_CONTEXT_BUCKET: 's3://b', METAFLOW_PREBUILT_KANIKO_TIMEOUT: 'x' } })).toThrow(
       ConfigError,
     );
+  });
+
+  it('check() before any work: refuses a kubeconfig without a current cluster; passes once the cluster is set and the storage SDK loads', async () => {
+    const empty = createKanikoBuildService({ env: { METAFLOW_PREBUILT_KANIKO_CONTEXT_BUCKET: 's3://bkt' }, kubeConfig: new KubeConfig() });
+    const error = await empty.check!().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect((error as Error).message).toContain('the kubeconfig has no current cluster');
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'c', server: 'http://127.0.0.1:1' }],
+      users: [{ name: 'u' }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
+    const configured = createKanikoBuildService({ env: { METAFLOW_PREBUILT_KANIKO_CONTEXT_BUCKET: 's3://bkt' }, kubeConfig: kc });
+    await expect(configured.check!()).resolves.toBeUndefined();
+    await configured.close!();
   });
 
   it('refuses several platforms in one image and credentials for another registry', async () => {

@@ -355,6 +355,11 @@ export function createKanikoBuildService(options: KanikoBuildServiceOptions = {}
   return {
     name: 'kaniko',
     buildAndPush,
+    /** Before any work: the Kubernetes client and cluster configuration, and the context bucket's storage SDK, load. */
+    async check() {
+      await cluster();
+      store ??= await createContextStore(settings.bucket, { ...(options.s3 ? { s3: options.s3 } : {}), ...(options.gcs ? { gcs: options.gcs } : {}) });
+    },
     async close() {
       store?.close();
       store = undefined;

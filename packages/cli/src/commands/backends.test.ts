@@ -54,7 +54,11 @@ export default {
   apiVersion: 1,
   kind: ${JSON.stringify(kind)},
   name: ${JSON.stringify(name)},
-  create() { return { name: ${JSON.stringify(name)} }; },
+  create() {
+    return ${JSON.stringify(kind)} === 'build-service'
+      ? { name: ${JSON.stringify(name)}, async buildAndPush() { return { ok: false, reason: 'a test backend builds nothing' }; }, async check() {} }
+      : { name: ${JSON.stringify(name)}, imageTag: () => 'registry.test/x:tag', async imageExists() { return { exists: false }; } };
+  },
 };
 `;
 }
@@ -211,6 +215,27 @@ describe('prebuilt backends', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/build service\s+acme\s+ok/);
     expect(r.stdout).toMatch(/image registry\s+\.\/backends\/test-registry\.mjs\s+ok\s+.*backends\/test-registry\.mjs/);
+  });
+
+  it('--check creates the backends as a build would: Docker Hub without a namespace is "FAILED" (exit 2), with the setting to fix', async () => {
+    const home = join(project, 'empty-home');
+    mkdirSync(home, { recursive: true });
+    const env = { METAFLOW_PREBUILT_BUILD_SERVICE: 'acme', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'dockerhub', HOME: home, DOCKER_CONFIG: join(home, '.docker') };
+    const r = await prebuilt(['backends', '--check'], { cwd: project, env });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/image registry\s+dockerhub\s+FAILED\s+config/);
+    expect(r.stderr).toContain('The Docker Hub namespace is not set');
+    expect(r.stderr).toContain('hint: Set METAFLOW_PREBUILT_DOCKERHUB_NAMESPACE');
+    const fixed = await prebuilt(['backends', '--check'], { cwd: project, env: { ...env, METAFLOW_PREBUILT_DOCKERHUB_NAMESPACE: 'someone' } });
+    expect(fixed.stderr).toBe('');
+    expect(fixed.code).toBe(0);
+  });
+
+  it('--check of a typo of a built-in (dokcer) says "did you mean docker?" and no npm i hint', async () => {
+    const r = await prebuilt(['backends', '--check'], { cwd: project, env: { METAFLOW_PREBUILT_BUILD_SERVICE: 'dokcer', METAFLOW_PREBUILT_IMAGE_REGISTRY: './backends/test-registry.mjs' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('hint: Did you mean docker? Set METAFLOW_PREBUILT_BUILD_SERVICE=docker');
+    expect(r.stderr).not.toContain('npm i');
   });
 
   it('--check --json prints one object with each result and exits 2 on a missing backend', async () => {

@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import {
   PrebuiltError,
+  type BuildService,
+  type ImageRegistry,
+  createResolvedBackend,
   kindLabel,
   listBackends,
   resolveBackend,
@@ -38,7 +41,7 @@ export function registerBackendsCommand(program: Command, context: CliContext): 
     .command('backends')
     .description('list the build services and image registries prebuilt can use, and which are selected')
     .option('--json', 'print one JSON object for machines')
-    .option('--check', 'load the selected build service and image registry; exit 2 when one is missing or invalid')
+    .option('--check', 'load, create and check the selected build service and image registry as a build would; exit 2 when one is missing or misconfigured')
     .addHelpText('after', SELECTION_HELP)
     .action(async (options: BackendsOptions) => {
       context.json.requested = options.json === true;
@@ -116,6 +119,14 @@ async function check(context: CliContext, json: boolean): Promise<void> {
     const selection = selected[key];
     try {
       const resolved = await resolveBackend({ kind, name: selection.name, cwd: context.cwd, cliDir: context.cliDir, setting: selection.envVar });
+      // Created and checked as a build creates and checks it, so "ok" means a build would get past
+      // its configuration (settings complete, SDKs installed, the build service reachable).
+      const instance = await createResolvedBackend<BuildService | ImageRegistry>(resolved, {}, { env: context.env, cwd: context.cwd }, kind === 'build-service' ? 'buildAndPush' : 'imageTag');
+      try {
+        if (kind === 'build-service') await (instance as BuildService).check?.({ signal: context.signal });
+      } finally {
+        await instance.close?.();
+      }
       entries[key] = {
         ...selection,
         ok: true,

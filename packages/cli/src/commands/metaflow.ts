@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { InputError } from '@prebuilt/core';
+import { EnvironmentError, InputError } from '@prebuilt/core';
 import { extensionStatus, installExtension, uninstallExtension } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
 import { writeJson } from '../output.js';
@@ -47,6 +47,13 @@ export function registerMetaflowCommand(program: Command, context: CliContext): 
     .action(async (options: PythonOption) => {
       context.json.requested = options.json === true;
       const cli = [process.execPath, join(context.cliDir, 'bin', 'prebuilt.js')];
+      // An extension in a Python without Metaflow would never load: refuse before copying anything.
+      const before = await extensionStatus(pythonOptions(options, context));
+      if (!before.metaflow) {
+        throw new InputError(`${before.python} cannot import Metaflow (${before.metaflowError ?? 'not importable'}), so the extension would never load there.`, {
+          hint: `Install Metaflow into that Python (${before.python} -m pip install metaflow), or pass --python the interpreter you run flows with.`,
+        });
+      }
       const result = await installExtension({ ...pythonOptions(options, context), cli, prebuiltVersion: version(context) });
       if (options.json) {
         writeJson(context, { ok: true, replaced: result.replaced, ...result.manifest });
@@ -89,8 +96,14 @@ export function registerMetaflowCommand(program: Command, context: CliContext): 
     .action(async (options: PythonOption) => {
       context.json.requested = options.json === true;
       const status = await extensionStatus(pythonOptions(options, context));
+      // Without an importable Metaflow nothing works with this Python: say so by the exit code (2) too.
+      const unusable = (): EnvironmentError =>
+        new EnvironmentError(`Metaflow is not importable with ${status.python}: ${status.metaflowError ?? 'unknown'}.`, {
+          hint: `Install Metaflow into that Python (${status.python} -m pip install metaflow), or pass --python the interpreter you run flows with.`,
+        });
       if (options.json) {
-        writeJson(context, status);
+        writeJson(context, { ok: status.metaflow !== null, ...status });
+        if (!status.metaflow) throw unusable();
         return;
       }
       const lines = [`python:    ${status.python} (${status.pythonVersion})`];
@@ -103,6 +116,7 @@ export function registerMetaflowCommand(program: Command, context: CliContext): 
       lines.push(status.metaflow ? `metaflow:  ${status.metaflow}` : `metaflow:  not importable (${status.metaflowError ?? 'unknown'})`);
       if (status.metaflow) lines.push(`--environment=prebuilt: ${status.environmentLoaded ? 'available' : 'not available'}`);
       context.stdout.write(`${lines.join('\n')}\n`);
+      if (!status.metaflow) throw unusable();
     });
 
   metaflow

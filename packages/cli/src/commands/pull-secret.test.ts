@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KubeConfig } from '@kubernetes/client-node';
-import { AuthError, ConfigError, Secret, defineImageRegistry, registerBackend, type RegistryCredentials } from '@prebuilt/core';
+import { AuthError, ConfigError, EnvironmentError, ExitCode, Secret, defineImageRegistry, registerBackend, type RegistryCredentials } from '@prebuilt/core';
 import { createCliContext } from '../cli-context.js';
 import { createProgram, main } from '../main.js';
-import { applyPullSecret, dockerConfigJson, parseInterval, PULL_SECRET_TYPE } from './pull-secret.js';
+import { applyPullSecret, dockerConfigJson, loadKubernetesClient, parseInterval, PULL_SECRET_TYPE } from './pull-secret.js';
 
 // ---------------------------------------------------------------------------------------------
 // A fake Kubernetes API server on 127.0.0.1: just enough of /api/v1 secrets (get, create,
@@ -116,6 +116,20 @@ describe('pull secret content', () => {
     expect([parseInterval('30s'), parseInterval('4m'), parseInterval('1h')]).toEqual([30_000, 240_000, 3_600_000]);
     expect(() => parseInterval('0s')).toThrow(ConfigError);
     expect(() => parseInterval('5 minutes')).toThrow(/30s, 4m or 1h/);
+  });
+});
+
+describe('the Kubernetes client, an optional peer dependency of the CLI', () => {
+  it('loads the installed @kubernetes/client-node on use', async () => {
+    expect(typeof (await loadKubernetesClient()).KubeConfig).toBe('function');
+  });
+
+  it('when it is not installed, an EnvironmentError (exit 2) says to install it beside prebuilt', async () => {
+    const error = await loadKubernetesClient('@prebuilt-absent/kubernetes-client').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect((error as EnvironmentError).exitCode).toBe(ExitCode.usage);
+    expect((error as EnvironmentError).message).toContain('@prebuilt-absent/kubernetes-client, which is not installed');
+    expect((error as EnvironmentError).hint).toContain('npm i -g @prebuilt-absent/kubernetes-client@~1.4');
   });
 });
 
@@ -259,7 +273,7 @@ describe('prebuilt pull-secret against a fake Kubernetes API server', () => {
       stdout: io.stdout,
       stderr: io.stderr,
     });
-    const running = createProgram(context).parseAsync(['pull-secret', '-n', 'metaflow', '--name', 'rotating', '--watch', '--interval', '1s'], { from: 'user' }).then(
+    const running = (await createProgram(context)).parseAsync(['pull-secret', '-n', 'metaflow', '--name', 'rotating', '--watch', '--interval', '1s'], { from: 'user' }).then(
       () => undefined,
       (error: unknown) => error,
     );

@@ -27,15 +27,25 @@ export const PULL_SECRET_TYPE = 'kubernetes.io/dockerconfigjson';
 /** Default --interval of --watch: shorter than the refresh margins of ECR (15 min) and Google (5 min) tokens. */
 export const DEFAULT_WATCH_INTERVAL_MS = 4 * 60_000;
 
-/** @kubernetes/client-node, imported only by this command (it is large). */
-export async function loadKubernetesClient(): Promise<K8s> {
+/**
+ * @kubernetes/client-node, imported only by this command: it is large, so the CLI declares it as an
+ * optional peer dependency that users of `pull-secret` install beside it. `specifier` is for tests.
+ * @throws EnvironmentError (exit 2) naming the install command when it is not installed.
+ */
+export async function loadKubernetesClient(specifier = '@kubernetes/client-node'): Promise<K8s> {
   try {
-    return await import('@kubernetes/client-node');
+    return (await import(specifier)) as K8s;
   } catch (error) {
-    throw new EnvironmentError(`prebuilt pull-secret needs @kubernetes/client-node, which could not be loaded: ${errorMessage(error)}`, {
-      cause: error,
-      hint: 'Install it beside prebuilt: npm i @kubernetes/client-node@~1.4',
-    });
+    const missing = (error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND';
+    throw new EnvironmentError(
+      missing
+        ? `prebuilt pull-secret needs ${specifier}, which is not installed (it is an optional dependency of metaflow-prebuilt).`
+        : `prebuilt pull-secret needs ${specifier}, which could not be loaded: ${errorMessage(error)}`,
+      {
+        cause: error,
+        hint: `Install it beside prebuilt: npm i -g ${specifier}@~1.4 (for a global prebuilt), or npm i -D ${specifier}@~1.4 in the project that has metaflow-prebuilt.`,
+      },
+    );
   }
 }
 

@@ -4,7 +4,7 @@
  * Metaflow are in test/e2e/metaflow.test.ts.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -113,30 +113,56 @@ describe('prebuilt run', () => {
   });
 });
 
-describe('prebuilt metaflow install | status | uninstall', () => {
+describe('prebuilt metaflow install | status | uninstall (a FAKE metaflow package on PYTHONPATH stands in for Metaflow)', () => {
   let python: string;
+  let fakeMetaflow: string;
   beforeAll(async () => {
     await run('python3', ['-m', 'venv', '--without-pip', join(dir, 'venv')]);
     python = join(dir, 'venv', 'bin', 'python');
+    // FAKE Metaflow: just what the status probe imports (its version and its environments).
+    fakeMetaflow = join(dir, 'fake-metaflow');
+    mkdirSync(join(fakeMetaflow, 'metaflow'), { recursive: true });
+    writeFileSync(join(fakeMetaflow, 'metaflow', '__init__.py'), '');
+    writeFileSync(join(fakeMetaflow, 'metaflow', 'metaflow_version.py'), 'def get_version():\n    return "2.99.0-fake"\n');
+    writeFileSync(join(fakeMetaflow, 'metaflow', 'plugins.py'), 'ENVIRONMENTS = []\n');
   }, 120_000);
 
   it('installs for the given interpreter, reports it, and removes it', async () => {
-    const installed = await cli(['metaflow', 'install', '--python', python, '--json']);
+    const withMetaflow = { PYTHONPATH: fakeMetaflow };
+    const installed = await cli(['metaflow', 'install', '--python', python, '--json'], withMetaflow);
     expect(installed.code, installed.stderr).toBe(0);
     const manifest = JSON.parse(installed.stdout) as { target: string; cli: string[]; replaced: boolean };
     expect(manifest.target).toMatch(/venv\/lib\/python3\.\d+\/site-packages\/metaflow_extensions\/prebuilt$/);
     expect(manifest.cli[1]).toMatch(/bin\/prebuilt\.js$/);
     expect(manifest.replaced).toBe(false);
 
-    const status = await cli(['metaflow', 'status', '--python', python]);
+    const status = await cli(['metaflow', 'status', '--python', python], withMetaflow);
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toContain(`installed: ${manifest.target}`);
-    expect(status.stdout).toContain('metaflow:  not importable');
+    expect(status.stdout).toContain('metaflow:  2.99.0-fake');
 
     const removed = await cli(['metaflow', 'uninstall', '--python', python]);
     expect(removed.code).toBe(0);
     expect(removed.stdout).toContain(`removed ${manifest.target}`);
     expect((await cli(['metaflow', 'uninstall', '--python', python])).stdout).toContain('not installed');
+  });
+
+  it('install refuses (exit 2, with the fix) a Python without Metaflow, and installs nothing', async () => {
+    const refused = await cli(['metaflow', 'install', '--python', python]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('cannot import Metaflow');
+    expect(refused.stderr).toContain('-m pip install metaflow');
+    expect((await cli(['metaflow', 'uninstall', '--python', python])).stdout).toContain('not installed');
+  });
+
+  it('status exits 2 when Metaflow is not importable (the status is still printed; --json has ok: false)', async () => {
+    const status = await cli(['metaflow', 'status', '--python', python]);
+    expect(status.code).toBe(2);
+    expect(status.stdout).toContain('metaflow:  not importable');
+    expect(status.stderr).toContain('Metaflow is not importable');
+    const json = await cli(['metaflow', 'status', '--python', python, '--json']);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, metaflow: null });
   });
 
   it('an interpreter that does not exist is exit 2', async () => {

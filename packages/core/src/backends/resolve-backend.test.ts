@@ -138,6 +138,15 @@ describe('resolveBackend in an npm project (real node_modules layout)', () => {
     expect(notFound.hint).toContain('npm i -g prebuilt-backend-nope');
   });
 
+  it('a typo of a built-in name (dokcer) says "did you mean docker?" and suggests no npm i of a look-alike package', async () => {
+    const error = await rejection(resolveBackend({ kind: 'build-service', name: 'dokcer', cwd: project, setting: 'METAFLOW_PREBUILT_BUILD_SERVICE' }));
+    expect(error).toBeInstanceOf(BackendNotFoundError);
+    expect(error.exitCode).toBe(2);
+    expect(error.message).toContain('Did you mean docker?');
+    expect(error.hint).toBe('Did you mean docker? Set METAFLOW_PREBUILT_BUILD_SERVICE=docker (a built-in build service).');
+    expect(`${error.message}\n${error.hint}`).not.toMatch(/npm i/);
+  });
+
   it('suggests the @prebuilt package for a missing built-in', async () => {
     const error = await rejection(resolveBackend({ kind: 'build-service', name: 'kaniko', cwd: project }));
     expect(error).toBeInstanceOf(BackendNotFoundError);

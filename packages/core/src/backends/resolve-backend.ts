@@ -18,6 +18,7 @@ import {
   withArticle,
   type BuiltinBackendName,
 } from './builtin-backends.js';
+import { closestName } from './closest-name.js';
 import { isDirectory, isFile, packageOfFile, resolveModuleFrom } from './package-lookup.js';
 import { validateBackendDefinition } from './validate-definition.js';
 
@@ -248,11 +249,16 @@ function notFoundError(
   if (otherKind !== undefined && otherKind !== kind) {
     lines.push(`'${name}' is a built-in ${kindLabel(otherKind)}, not ${withArticle(label)}.`);
   }
+  // A typo of a built-in name: suggest the built-in, never `npm i` of a look-alike package name.
+  const meant = otherKind === undefined && !isPathSelection(name) ? closestName(name, BUILTIN_BACKENDS[kind]) : undefined;
+  if (meant !== undefined) lines.push(`Did you mean ${meant}?`);
   lines.push(describeBuiltins());
 
   let hint: string;
   const firstPackage = tried.find((t) => !isPathSelection(t.candidate) && !isAbsolute(t.candidate));
-  if (otherKind !== undefined && otherKind !== kind) {
+  if (meant !== undefined) {
+    hint = `Did you mean ${meant}? ${setting ? `Set ${setting}=${meant}` : `Select ${meant}`} (a built-in ${label}).`;
+  } else if (otherKind !== undefined && otherKind !== kind) {
     hint = `${setting ? `Set ${setting} to` : 'Select'} ${withArticle(label)}, e.g. ${BUILTIN_BACKENDS[kind].join(', ')}.`;
   } else if (isPathSelection(name)) {
     hint = `Check the path (relative paths are resolved from ${cwd}), or select a backend by name.`;

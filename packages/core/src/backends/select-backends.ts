@@ -87,11 +87,15 @@ export interface CreatedBackends {
   resolved: ResolvedSelection;
 }
 
-async function instantiate<T>(
+/**
+ * Calls the factory of a resolved backend and checks that it returned an instance with `method`.
+ * @throws the backend's own PrebuiltError (a missing setting) as is; BackendInvalidError otherwise.
+ */
+export async function createResolvedBackend<T>(
   resolved: ResolvedBackend,
   options: Record<string, unknown>,
   context: BackendContext,
-  method: string,
+  method: 'buildAndPush' | 'imageTag',
 ): Promise<T> {
   let instance: unknown;
   try {
@@ -122,7 +126,7 @@ async function instantiate<T>(
 export async function createBackends(options: CreateBackendsOptions = {}): Promise<CreatedBackends> {
   const resolved = await resolveSelectedBackends(options);
   const context: BackendContext = { env: options.env ?? process.env, cwd: options.cwd ?? process.cwd() };
-  const buildService = await instantiate<BuildService>(resolved.buildService, options.buildServiceOptions ?? {}, context, 'buildAndPush');
-  const imageRegistry = await instantiate<ImageRegistry>(resolved.imageRegistry, options.imageRegistryOptions ?? {}, context, 'imageTag');
+  const buildService = await createResolvedBackend<BuildService>(resolved.buildService, options.buildServiceOptions ?? {}, context, 'buildAndPush');
+  const imageRegistry = await createResolvedBackend<ImageRegistry>(resolved.imageRegistry, options.imageRegistryOptions ?? {}, context, 'imageTag');
   return { buildService, imageRegistry, resolved };
 }

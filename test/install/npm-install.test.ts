@@ -1,0 +1,191 @@
+// Installs prebuilt as users do: every public package is published by the release script
+// (`pnpm release`: build, then `changeset publish`) to a verdaccio on 127.0.0.1 started here (its
+// storage in a temp dir; packages that are not ours are proxied from the npm registry, which npm uses
+// anyway), then, in fresh directories outside the workspace, the README's Install section:
+// `npm i -g metaflow-prebuilt` and a backend beside it, `prebuilt backends --check` and
+// `prebuilt build` of the example flow against the test registry and the fixture channel/index.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { cliEnv, ROOT, startFixtures, stopFixtures, uniqueNamespace, type Fixtures } from '../e2e/harness.js';
+import { describeWith, getServices } from '../services.js';
+
+const MAX_INSTALL_MB = 40;
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function exec(command: string, args: readonly string[], options: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<Ran> {
+  return new Promise((done, fail) => {
+    const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      fail(new Error(`${command} ${args.join(' ')} did not finish in time; stderr:\n${stderr}`));
+    }, options.timeoutMs ?? 240_000);
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      fail(error);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr });
+    });
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.on('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => done(port));
+    });
+  });
+}
+
+/** The environment npm and pnpm run with: only our registry config, none inherited from an outer pnpm. */
+function npmEnv(base: NodeJS.ProcessEnv, userconfig: string, registry: string, cache: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(base)) if (!/^npm_|^pnpm_/i.test(key)) env[key] = value;
+  return {
+    ...env,
+    NPM_CONFIG_USERCONFIG: userconfig,
+    npm_config_registry: registry,
+    npm_config_cache: cache,
+    npm_config_update_notifier: 'false',
+    npm_config_fund: 'false',
+    npm_config_audit: 'false',
+  };
+}
+
+describeWith(['registries', 'baseImage'], 'install from an npm registry as users do (verdaccio on 127.0.0.1, pnpm release, npm i -g)', () => {
+  let work: string;
+  let verdaccio: ChildProcess | undefined;
+  let registry: string;
+  let env: NodeJS.ProcessEnv;
+  let fixtures: Fixtures | undefined;
+  let prefix: string;
+  let prebuilt: string;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'prebuilt-install-'));
+    const port = await freePort();
+    registry = `http://127.0.0.1:${port}/`;
+    const config = join(work, 'verdaccio.yaml');
+    const ours = { access: '$all', publish: '$authenticated' };
+    await writeFile(
+      config,
+      [
+        `storage: ${join(work, 'storage')}`,
+        `auth: { htpasswd: { file: ${join(work, 'htpasswd')}, max_users: 10 } }`,
+        'uplinks: { npmjs: { url: "https://registry.npmjs.org/" } }',
+        'packages:',
+        // Ours are served only from here (never proxied): what the release script published.
+        ...['"@prebuilt/*"', 'metaflow-prebuilt'].map((name) => `  ${name}: { access: ${ours.access}, publish: ${ours.publish} }`),
+        '  "**": { access: $all, proxy: npmjs }',
+        'max_body_size: 200mb',
+        `listen: 127.0.0.1:${port}`,
+        'log: { type: stdout, format: pretty, level: error }',
+      ].join('\n') + '\n',
+    );
+    verdaccio = spawn(process.execPath, [join(ROOT, 'node_modules', 'verdaccio', 'bin', 'verdaccio'), '-c', config], { stdio: 'ignore', env: { ...process.env, NODE_ENV: 'production' } });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const ping = await fetch(`${registry}-/ping`).catch(() => undefined);
+      if (ping?.ok) break;
+      if (Date.now() > deadline) throw new Error(`verdaccio did not answer on ${registry} within 30 s`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    // A throwaway user; its token publishes.
+    const user = await fetch(`${registry}-/user/org.couchdb.user:release-test`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'release-test', password: `pw-${Date.now()}` }),
+    });
+    const { token } = (await user.json()) as { token?: string };
+    if (!token) throw new Error(`verdaccio created no user (HTTP ${user.status})`);
+    const userconfig = join(work, 'npmrc');
+    await writeFile(userconfig, `registry=${registry}\n//127.0.0.1:${port}/:_authToken=${token}\n`);
+    env = npmEnv(process.env, userconfig, registry, join(work, 'npm-cache'));
+
+    const release = await exec('pnpm', ['release', '--no-git-tag'], { cwd: ROOT, env, timeoutMs: 300_000 });
+    if (release.code !== 0) throw new Error(`pnpm release failed (${release.code}):\n${release.stdout}\n${release.stderr}`);
+
+    fixtures = await startFixtures();
+    prefix = join(work, 'global');
+    prebuilt = join(prefix, 'bin', 'prebuilt');
+  }, 600_000);
+
+  afterAll(async () => {
+    verdaccio?.kill('SIGTERM');
+    await stopFixtures(fixtures);
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('npm i -g metaflow-prebuilt installs the prebuilt command, at most 40 MB, without the Kubernetes client', async () => {
+    const install = await exec('npm', ['i', '-g', '--prefix', prefix, 'metaflow-prebuilt'], { cwd: work, env });
+    expect(install.code, install.stderr).toBe(0);
+    const du = await exec('du', ['-sk', join(prefix, 'lib', 'node_modules', 'metaflow-prebuilt')], { cwd: work, env });
+    const mb = Number(du.stdout.split('\t')[0]) / 1024;
+    process.stdout.write(`install size of metaflow-prebuilt (du): ${mb.toFixed(1)} MB\n`);
+    expect(mb).toBeGreaterThan(1);
+    expect(mb).toBeLessThanOrEqual(MAX_INSTALL_MB);
+    const version = await exec(prebuilt, ['--version'], { cwd: work, env });
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+    const ls = await exec('npm', ['ls', '-g', '--prefix', prefix, '--all', '--parseable', '@kubernetes/client-node'], { cwd: work, env });
+    expect(ls.stdout.trim()).toBe('');
+  }, 300_000);
+
+  it('a backend installed globally beside it is listed and selected (npm i -g @prebuilt/ecr)', async () => {
+    const install = await exec('npm', ['i', '-g', '--prefix', prefix, '@prebuilt/ecr'], { cwd: work, env });
+    expect(install.code, install.stderr).toBe(0);
+    const listed = await exec(prebuilt, ['backends', '--json'], { cwd: work, env: { ...env, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'ecr' } });
+    expect(listed.code, listed.stderr).toBe(0);
+    const out = JSON.parse(listed.stdout) as { backends: { name: string; installed: boolean; selected: boolean; version: string | null }[] };
+    expect(out.backends.find((b) => b.name === 'ecr')).toMatchObject({ installed: true, selected: true, version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
+  }, 300_000);
+
+  it('prebuilt backends --check, then prebuilt build of the example flow, against the test registry and fixtures', async () => {
+    const services = getServices();
+    const project = join(work, 'project');
+    await mkdir(project);
+    await copyFile(join(ROOT, 'examples', 'hello_flow.py'), join(project, 'hello_flow.py'));
+    const buildEnv = { ...cliEnv(fixtures!, services, uniqueNamespace('install'), { METAFLOW_PREBUILT_BUILD_SERVICE: 'oci' }), ...env };
+    const check = await exec(prebuilt, ['backends', '--check'], { cwd: project, env: buildEnv });
+    expect(check.code, check.stderr).toBe(0);
+    expect(check.stdout).toMatch(/build service\s+oci\s+ok\s+@prebuilt\/oci \d+\.\d+\.\d+ \(resolved from .*metaflow-prebuilt\)/);
+    const build = await exec(prebuilt, ['build', 'hello_flow.py', '--json'], { cwd: project, env: buildEnv, timeoutMs: 300_000 });
+    expect(build.code, build.stderr).toBe(0);
+    const result = JSON.parse(build.stdout) as { failures?: unknown[]; steps: Record<string, { envId: string | null; image: string }> };
+    expect(result.failures).toBeUndefined();
+    expect(Object.keys(result.steps).sort()).toEqual(['end', 'fetch', 'report', 'start']);
+    expect(result.steps['start']).toMatchObject({ envId: expect.stringMatching(/^[0-9a-f]+$/), image: expect.stringContaining(services.registries!.plain.host) });
+  }, 400_000);
+
+  it('as devDependencies of a project (npm i -D metaflow-prebuilt @prebuilt/ecr): exactly one @prebuilt/core', async () => {
+    const project = join(work, 'dev-project');
+    await mkdir(project);
+    await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'install-test-project', private: true }));
+    const install = await exec('npm', ['i', '-D', 'metaflow-prebuilt', '@prebuilt/ecr'], { cwd: project, env });
+    expect(install.code, install.stderr).toBe(0);
+    const ls = await exec('npm', ['ls', '--all', '--parseable', '@prebuilt/core'], { cwd: project, env });
+    const copies = ls.stdout.split('\n').filter((line) => line.trim() !== '');
+    expect(copies).toEqual([join(project, 'node_modules', '@prebuilt', 'core')]);
+    const version = await exec(join(project, 'node_modules', '.bin', 'prebuilt'), ['backends', '--check'], {
+      cwd: project,
+      env: { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: 'oci', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'ecr', METAFLOW_PREBUILT_ECR_ACCOUNT: '123456789012', METAFLOW_PREBUILT_ECR_REGION: 'us-east-1' },
+    });
+    expect(version.stdout).toMatch(/image registry\s+ecr\s+ok\s+@prebuilt\/ecr/);
+  }, 300_000);
+});
