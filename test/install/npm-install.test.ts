@@ -4,7 +4,7 @@
 // anyway), then, in fresh directories outside the workspace, the README's Install section:
 // `npm i -g metaflow-prebuilt` and a backend beside it, `prebuilt backends --check` and
 // `prebuilt build` of the example flow against the test registry and the fixture channel/index.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -84,12 +84,14 @@ describeWith(['registries', 'baseImage'], 'install from an npm registry as users
     registry = `http://127.0.0.1:${port}/`;
     const config = join(work, 'verdaccio.yaml');
     const ours = { access: '$all', publish: '$authenticated' };
+    // Packages that are not ours come through the npm registry this machine's npm is set up for.
+    const upstream = execFileSync('npm', ['config', 'get', 'registry'], { cwd: work, encoding: 'utf8' }).trim() || 'https://registry.npmjs.org/';
     await writeFile(
       config,
       [
         `storage: ${join(work, 'storage')}`,
         `auth: { htpasswd: { file: ${join(work, 'htpasswd')}, max_users: 10 } }`,
-        'uplinks: { npmjs: { url: "https://registry.npmjs.org/" } }',
+        `uplinks: { npmjs: { url: ${JSON.stringify(upstream)} } }`,
         'packages:',
         // Ours are served only from here (never proxied): what the release script published.
         ...['"@prebuilt/*"', 'metaflow-prebuilt'].map((name) => `  ${name}: { access: ${ours.access}, publish: ${ours.publish} }`),
