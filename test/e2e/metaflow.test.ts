@@ -33,7 +33,7 @@ const source = process.env.PREBUILT_TEST_METAFLOW_SOURCE;
 const metaflowMissing =
   source !== undefined && existsSync(join(source, 'metaflow', '__init__.py'))
     ? undefined
-    : 'needs a Metaflow source checkout: set PREBUILT_TEST_METAFLOW_SOURCE (CI has none)';
+    : 'needs a Metaflow source checkout: set PREBUILT_TEST_METAFLOW_SOURCE (scripts/test.sh unpacks the vendored one)';
 const services = getServices();
 const servicesMissing = missingFor(['docker', 'registries', 'baseImage'], services);
 const deployMissing = metaflowMissing ?? servicesMissing;
