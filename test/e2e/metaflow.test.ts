@@ -241,7 +241,8 @@ async function findFiles(dir: string): Promise<string[]> {
 
 interface ImageMapJson {
   flow: string;
-  steps: Record<string, { envId: string | null; image: string; python: string }>;
+  images: Record<string, { digest: string }>;
+  steps: Record<string, { envId: string | null; image: string; pinnedImage?: string; python: string }>;
 }
 
 /**
@@ -308,7 +309,9 @@ describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environ
       expect(entry.envId, step).not.toBeNull();
       const template = workflow.spec.templates.find((t) => t.name === step);
       expect(template?.container, `template of step ${step}`).toBeDefined();
-      expect(template!.container!.image).toBe(entry.image);
+      // Pinned by digest: the tag for people, the digest for the runtime.
+      expect(entry.pinnedImage).toBe(`${entry.image}@${images.images[entry.envId!]!.digest}`);
+      expect(template!.container!.image).toBe(entry.pinnedImage);
       const command = [...(template!.container!.command ?? []), ...(template!.container!.args ?? [])].join(' ');
       expect(command).toContain(`${entry.python} deploy_flow.py`);
       expect(command).toContain('--environment=prebuilt');
@@ -341,7 +344,8 @@ describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environ
       const arn = state!.Parameters!.JobDefinition!;
       const definition = aws.jobDefinitions.find((d, i) => arn.endsWith(`/${d.jobDefinitionName}:${i + 1}`));
       expect(definition, `job definition ${arn}`).toBeDefined();
-      expect(definition!.containerProperties.image).toBe(entry.image);
+      expect(definition!.containerProperties.image).toBe(entry.pinnedImage);
+      expect(entry.pinnedImage).toMatch(/@sha256:[0-9a-f]{64}$/);
       const command = (state!.Parameters!.ContainerOverrides?.Command ?? []).join(' ');
       expect(command).toContain(`${entry.python} deploy_flow.py`);
       expect(command).toContain('export METAFLOW_SKIP_INSTALL_DEPENDENCIES=1');
@@ -365,7 +369,7 @@ describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environ
     const result = await runCli(['run', 'deploy_flow.py', '--no-pylint', 'argo-workflows', 'create', '--only-json'], { env: multiEnv, cwd: multiDir, timeoutMs: 900_000 });
     expect(result.code, result.stderr).toBe(0);
     const images = JSON.parse(await readFile(join(fixtures.dir, 'multi-platform-images.json'), 'utf8')) as ImageMapJson & {
-      images: Record<string, { platforms?: Record<string, { image: string }> }>;
+      images: Record<string, { digest: string; platforms?: Record<string, { image: string }> }>;
     };
     for (const [step, entry] of Object.entries(images.steps)) {
       expect(entry.image, step).toMatch(/:env-[0-9a-f]{16}$/); // the index, not one platform's image
