@@ -12,6 +12,7 @@ import { gzipSync } from 'node:zlib';
 import {
   buildDebianPythonPackage,
   createTar,
+  debianBoto3FixtureSet,
   exampleFixtureSet,
   generateFixtures,
   startFixtureServer,
@@ -54,13 +55,26 @@ export interface Fixtures {
   pythonVersion: string;
 }
 
+export interface StartFixturesOptions {
+  /**
+   * Serve real boto3, requests and their dependencies (Debian bookworm's, repackaged) instead of the
+   * example set's stand-ins: what a Metaflow task needs to download its code package.
+   */
+  realBoto3?: boolean;
+}
+
 /**
  * Generates the example channel and index (plus {@link SHORT_PREFIX_PACKAGE} and the conda packages
  * `extra` gives for the fixture python's version) and serves them.
  */
-export async function startFixtures(extra?: (pythonVersion: string) => CondaPackageSpec[]): Promise<Fixtures> {
+export async function startFixtures(extra?: (pythonVersion: string) => CondaPackageSpec[], options: StartFixturesOptions = {}): Promise<Fixtures> {
   const dir = await mkdtemp(join(tmpdir(), 'prebuilt-e2e-'));
-  const set = exampleFixtureSet();
+  let set = exampleFixtureSet();
+  if (options.realBoto3) {
+    const real = await debianBoto3FixtureSet();
+    const replaced = new Set(real.conda.map((c) => c.name));
+    set = { conda: [...set.conda.filter((c) => !replaced.has(c.name)), ...real.conda], wheels: [...set.wheels.filter((w) => !replaced.has(w.name)), ...real.wheels] };
+  }
   // The python package is built once and cached; generateFixtures below takes it from the cache.
   const more = extra ? extra((await buildDebianPythonPackage({}))[0]!.record.version) : [];
   const generated = await generateFixtures(join(dir, 'fixtures'), { conda: [...set.conda, SHORT_PREFIX_PACKAGE, ...more], wheels: set.wheels }, { python: {} });

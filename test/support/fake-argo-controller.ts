@@ -83,6 +83,11 @@ export interface ArgoRunOptions {
   creationTimestamp?: Date;
   /** `{{workflow.parameters.*}}` beside the template's defaults. */
   parameters?: Record<string, string>;
+  /**
+   * Environment every pod gets from the cluster rather than from the template (what IRSA or a
+   * mutating webhook would inject: cloud credentials); the template's own env wins.
+   */
+  podEnv?: Readonly<Record<string, string>>;
 }
 
 export interface ArgoRunResult {
@@ -284,7 +289,7 @@ class Run {
       'status.hostIP': '127.0.0.1',
       'status.podIP': '127.0.0.1',
     };
-    const env: Record<string, string> = {};
+    const env: Record<string, string> = { ...this.options.podEnv };
     for (const variable of container.env ?? []) {
       const from = variable.valueFrom;
       if (from) {
