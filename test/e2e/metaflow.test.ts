@@ -155,6 +155,39 @@ describe.skipIf(metaflowMissing !== undefined)(skipTitle('prebuilt run, a flow w
     expect(prebuilt.stdout + prebuilt.stderr).toContain('bad artifact');
     expect(prebuilt.stderr).toContain(`exited with code ${stock.code}`);
   }, 600_000);
+  it('with the extension also installed in that Python (prebuilt metaflow install): runs with the installed copy; refuses another version with the fix; names the interpreter on exit', async () => {
+    const venv = join(dir, 'venv');
+    const made = await run('python3', ['-m', 'venv', '--without-pip', venv]);
+    expect(made.code, made.stderr).toBe(0);
+    const python = join(venv, 'bin', 'python');
+    const runEnv = { ...env(), METAFLOW_PREBUILT_PYTHON: python };
+    const installed = await runCli(['metaflow', 'install', '--python', python, '--json'], { env: runEnv, cwd: dir });
+    expect(installed.code, installed.stderr).toBe(0);
+    const target = parseJson<{ target: string }>(installed).target;
+    try {
+      // Before the fix Metaflow stopped here: "Conflicts in 'metaflow_extensions' files".
+      const ok = await runCli(['run', 'local_flow.py', '--no-pylint', 'run'], { env: { ...runEnv, DEBUG: 'prebuilt:metaflow' }, cwd: dir, timeoutMs: 300_000 });
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stdout + ok.stderr).toContain('local-end-ran 42');
+      expect(ok.stderr).not.toContain('Conflicts in');
+      expect(ok.stderr).toContain(`extension installed in ${target}`);
+      const failing = await runCli(['run', 'failing_flow.py', '--no-pylint', 'run'], { env: runEnv, cwd: dir, timeoutMs: 300_000 });
+      expect(failing.code).not.toBe(0);
+      // The interpreter that really ran (the venv's, as sys.executable says), not "python3".
+      expect(failing.stderr).toContain(`${python} failing_flow.py --environment=prebuilt … exited with code ${failing.code}.`);
+      expect(failing.stderr).not.toContain('python3 failing_flow.py');
+      // An installed copy from another prebuilt: refused, with the fix.
+      await writeFile(join(target, 'plugins', 'prebuilt_environment.py'), '# an older prebuilt\n', { flag: 'a' });
+      const refused = await runCli(['run', 'local_flow.py', '--no-pylint', 'run'], { env: runEnv, cwd: dir, timeoutMs: 300_000 });
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('has another version of the prebuilt Metaflow extension installed');
+      expect(refused.stderr).toContain(`prebuilt metaflow install --python ${python}`);
+      expect(refused.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    } finally {
+      const removed = await runCli(['metaflow', 'uninstall', '--python', python], { env: runEnv, cwd: dir });
+      expect(removed.code, removed.stderr).toBe(0);
+    }
+  }, 600_000);
 });
 
 /** s3rver with one bucket, on a free port of 127.0.0.1. */
