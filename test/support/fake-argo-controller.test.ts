@@ -49,6 +49,7 @@ function foreachWorkflow(bodyExit = 0): WorkflowTemplate {
     metadata: { name: 'fanflow' },
     spec: {
       entrypoint: 'main',
+      arguments: { parameters: [{ name: 'who', value: '{"a": 1}' }] },
       onExit: 'exit-hook',
       templates: [
         {
@@ -75,7 +76,7 @@ function foreachWorkflow(bodyExit = 0): WorkflowTemplate {
           container: {
             image: 'img/start@sha256:aa',
             command: ['bash', '-c'],
-            args: ['echo {{workflow.name}} {{workflow.creationTimestamp}}', 'out:task_id=t-start', 'out:splits=[0, 1, 2]'],
+            args: ["echo {{workflow.name}} {{workflow.creationTimestamp}} {{=toBase64(workflow.parameters['who'])}}", 'out:task_id=t-start', 'out:splits=[0, 1, 2]'],
             env: [
               { name: 'RUN', value: 'argo-{{workflow.name}}' },
               { name: 'POD', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
@@ -137,7 +138,7 @@ describe('fake Argo controller: placeholders and DAG logic (recording runner)', 
     expect(result.tasks.at(-1)!.name).toBe('join');
     expect(argoTimestamp(created)).toBe('2026-03-04T05:06:07Z');
     const start = seen[0]!;
-    expect(start.args![0]).toBe('echo fanflow-abcde 2026-03-04T05:06:07Z');
+    expect(start.args![0]).toBe(`echo fanflow-abcde 2026-03-04T05:06:07Z ${Buffer.from('{"a": 1}').toString('base64')}`);
     expect(start.env).toMatchObject({ RUN: 'argo-fanflow-abcde', NS: 'ns1' });
     expect(start.env['POD']).toMatch(/^fanflow-abcde-start-\d+$/);
     expect(start.image).toBe('img/start@sha256:aa');

@@ -109,7 +109,11 @@ const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
 /** Replaces every `{{…}}` with its value in `scope`; an unknown one throws. */
 export function substitute(text: string, scope: Readonly<Record<string, string>>, where: string): string {
   return text.replace(PLACEHOLDER, (whole, key: string) => {
-    const value = scope[key];
+    // The one expression Metaflow emits for flow parameters: {{=toBase64(workflow.parameters['x'])}}.
+    const base64 = /^=\s*toBase64\(\s*([A-Za-z0-9_.-]+)(?:\[\s*'([^']+)'\s*\])?\s*\)$/.exec(key);
+    const lookup = base64 ? (base64[2] !== undefined ? `${base64[1]}.${base64[2]}` : base64[1]!) : key;
+    const found = scope[lookup];
+    const value = base64 && found !== undefined ? Buffer.from(found, 'utf8').toString('base64') : found;
     if (value === undefined) {
       throw new FakeControllerError(`the fake Argo controller does not know the placeholder ${whole} (in ${where}); known here: ${Object.keys(scope).sort().join(', ')}`);
     }
