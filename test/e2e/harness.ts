@@ -3,6 +3,7 @@
 // channel and index), the test services' Docker daemon and registries, and the example fixtures.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -361,4 +362,24 @@ export async function importsInImage(services: TestServices, image: string, pyth
   await run('docker', ['image', 'rm', image], env); // leave the daemon as it was
   if (result.code !== 0) throw new Error(`docker run ${image} ${python} exited ${result.code}: ${result.stderr}`);
   return JSON.parse(result.stdout.trim().split('\n').pop() ?? '{}') as Record<string, string>;
+}
+
+/** The Metaflow source checkout the tests run (PREBUILT_TEST_METAFLOW_SOURCE) and, when absent, why they skip. */
+export function metaflowSource(): { source: string | undefined; missing: string | undefined } {
+  const source = process.env['PREBUILT_TEST_METAFLOW_SOURCE'];
+  const found = source !== undefined && existsSync(join(source, 'metaflow', '__init__.py'));
+  return {
+    source: found ? source : undefined,
+    missing: found ? undefined : 'needs a Metaflow source checkout: set PREBUILT_TEST_METAFLOW_SOURCE (scripts/test.sh unpacks the vendored one)',
+  };
+}
+
+/**
+ * The JSON document Metaflow printed. Stock Metaflow's @conda step_init may print "Creating local
+ * datastore in current directory" on stdout first (it does so under --environment=conda as well).
+ */
+export function specJson<T>(stdout: string): T {
+  const start = stdout.search(/^[{[]/m);
+  if (start < 0) throw new Error(`no JSON document on stdout:\n${stdout}`);
+  return JSON.parse(stdout.slice(start)) as T;
 }

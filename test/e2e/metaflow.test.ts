@@ -7,7 +7,6 @@
 // Stock Metaflow's local conda steps need micromamba, which cannot be fetched here, so the local
 // run uses a flow whose steps need no environment (@conda_base(disabled=True)).
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -26,14 +25,12 @@ import {
   stopFixtures,
   uniqueNamespace,
   writeFlow,
+  metaflowSource,
+  specJson,
   type Fixtures,
 } from './harness.js';
 
-const source = process.env.PREBUILT_TEST_METAFLOW_SOURCE;
-const metaflowMissing =
-  source !== undefined && existsSync(join(source, 'metaflow', '__init__.py'))
-    ? undefined
-    : 'needs a Metaflow source checkout: set PREBUILT_TEST_METAFLOW_SOURCE (scripts/test.sh unpacks the vendored one)';
+const { source, missing: metaflowMissing } = metaflowSource();
 const services = getServices();
 const servicesMissing = missingFor(['docker', 'registries', 'baseImage'], services);
 const deployMissing = metaflowMissing ?? servicesMissing;
@@ -278,15 +275,6 @@ interface ImageMapJson {
   steps: Record<string, { envId: string | null; image: string; pinnedImage?: string; python: string }>;
 }
 
-/**
- * The JSON document Metaflow printed. Stock Metaflow's @conda step_init may print "Creating local
- * datastore in current directory" on stdout first (it does so under --environment=conda as well).
- */
-function specJson<T>(stdout: string): T {
-  const start = stdout.search(/^[{[]/m);
-  if (start < 0) throw new Error(`no JSON document on stdout:\n${stdout}`);
-  return JSON.parse(stdout.slice(start)) as T;
-}
 
 const NO_BOOTSTRAP = /metaflow\.plugins\.pypi\.bootstrap|micromamba|MF_ARCH/;
 

@@ -5,7 +5,6 @@
 // `docker run --network host` per task, against the S3 fake (s3rver) as Metaflow's datastore. Real
 // Metaflow (the vendored source), real boto3 in the images (Debian's, repackaged by the fixtures).
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,13 +12,9 @@ import { startFakeS3, type FakeS3 } from '../../packages/fixtures/dist/index.js'
 import { getServices, missingFor } from '../services.js';
 import { runArgoWorkflow, type ArgoRunResult, type TaskRecord, type WorkflowTemplate } from '../support/fake-argo-controller.js';
 import { dockerTaskRunner, type TaskRunner } from '../support/task-containers.js';
-import { cliEnv, run, runCli, startFixtures, stopFixtures, uniqueNamespace, writeFlow, type Fixtures } from './harness.js';
+import { cliEnv, metaflowSource, run, runCli, specJson, startFixtures, stopFixtures, uniqueNamespace, writeFlow, type Fixtures } from './harness.js';
 
-const source = process.env.PREBUILT_TEST_METAFLOW_SOURCE;
-const metaflowMissing =
-  source !== undefined && existsSync(join(source, 'metaflow', '__init__.py'))
-    ? undefined
-    : 'needs a Metaflow source checkout: set PREBUILT_TEST_METAFLOW_SOURCE (scripts/test.sh unpacks the vendored one)';
+const { source, missing: metaflowMissing } = metaflowSource();
 const services = getServices();
 const missing = metaflowMissing ?? missingFor(['docker', 'registries', 'baseImage'], services);
 const DIST_PACKAGES = '/usr/lib/python3/dist-packages';
@@ -175,11 +170,6 @@ function reports(task: TaskRecord): StepReport[] {
     .map((line) => JSON.parse(line.slice(line.indexOf('PREBUILT-TASK ') + 'PREBUILT-TASK '.length)) as StepReport);
 }
 
-function specJson<T>(stdout: string): T {
-  const start = stdout.search(/^[{[]/m);
-  if (start < 0) throw new Error(`no JSON document on stdout:\n${stdout}`);
-  return JSON.parse(stdout.slice(start)) as T;
-}
 
 describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo controller, Docker, S3 fake, real Metaflow${missing ? ` [skipped: ${missing}]` : ''}`, () => {
   let fixtures: Fixtures;
