@@ -203,6 +203,9 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
     for (const key of ['METAFLOW_PREBUILT_IMAGE_MAP', 'PREBUILT_CLI', 'METAFLOW_DEFAULT_DECOSPECS']) delete env[key];
   }, 900_000);
   afterAll(async () => {
+    // The images the tasks pulled into the daemon (unique namespaces: only this file's).
+    const pulled = Object.values(compiled).flatMap((c) => Object.values(c.map.images).map((image) => `${image.image.slice(0, image.image.lastIndexOf(':'))}@${image.digest}`));
+    if (pulled.length > 0) await run('docker', ['rmi', '--force', ...new Set(pulled)], { ...process.env, ...(services.dockerHost ? { DOCKER_HOST: services.dockerHost } : {}) });
     await s3?.stop();
     await stopFixtures(fixtures);
     if (workDir) await rm(workDir, { recursive: true, force: true });
