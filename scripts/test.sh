@@ -4,6 +4,15 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
+# Real Metaflow for the tests that run it: the vendored source, unpacked once (scripts/metaflow-source.sh).
+if [ -z "${PREBUILT_TEST_METAFLOW_SOURCE:-}" ]; then
+  if PREBUILT_TEST_METAFLOW_SOURCE=$(bash scripts/metaflow-source.sh); then
+    export PREBUILT_TEST_METAFLOW_SOURCE
+  else
+    unset PREBUILT_TEST_METAFLOW_SOURCE
+    echo "[test] no Metaflow source: the tests that run real Metaflow will skip" >&2
+  fi
+fi
 mkdir -p .test-results
 rm -f .test-results/vitest.json
 status=0

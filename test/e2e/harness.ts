@@ -3,6 +3,7 @@
 // channel and index), the test services' Docker daemon and registries, and the example fixtures.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import { gzipSync } from 'node:zlib';
 import {
   buildDebianPythonPackage,
   createTar,
+  debianBoto3FixtureSet,
   exampleFixtureSet,
   generateFixtures,
   startFixtureServer,
@@ -54,13 +56,26 @@ export interface Fixtures {
   pythonVersion: string;
 }
 
+export interface StartFixturesOptions {
+  /**
+   * Serve real boto3, requests and their dependencies (Debian bookworm's, repackaged) instead of the
+   * example set's stand-ins: what a Metaflow task needs to download its code package.
+   */
+  realBoto3?: boolean;
+}
+
 /**
  * Generates the example channel and index (plus {@link SHORT_PREFIX_PACKAGE} and the conda packages
  * `extra` gives for the fixture python's version) and serves them.
  */
-export async function startFixtures(extra?: (pythonVersion: string) => CondaPackageSpec[]): Promise<Fixtures> {
+export async function startFixtures(extra?: (pythonVersion: string) => CondaPackageSpec[], options: StartFixturesOptions = {}): Promise<Fixtures> {
   const dir = await mkdtemp(join(tmpdir(), 'prebuilt-e2e-'));
-  const set = exampleFixtureSet();
+  let set = exampleFixtureSet();
+  if (options.realBoto3) {
+    const real = await debianBoto3FixtureSet();
+    const replaced = new Set(real.conda.map((c) => c.name));
+    set = { conda: [...set.conda.filter((c) => !replaced.has(c.name)), ...real.conda], wheels: [...set.wheels.filter((w) => !replaced.has(w.name)), ...real.wheels] };
+  }
   // The python package is built once and cached; generateFixtures below takes it from the cache.
   const more = extra ? extra((await buildDebianPythonPackage({}))[0]!.record.version) : [];
   const generated = await generateFixtures(join(dir, 'fixtures'), { conda: [...set.conda, SHORT_PREFIX_PACKAGE, ...more], wheels: set.wheels }, { python: {} });
@@ -347,4 +362,24 @@ export async function importsInImage(services: TestServices, image: string, pyth
   await run('docker', ['image', 'rm', image], env); // leave the daemon as it was
   if (result.code !== 0) throw new Error(`docker run ${image} ${python} exited ${result.code}: ${result.stderr}`);
   return JSON.parse(result.stdout.trim().split('\n').pop() ?? '{}') as Record<string, string>;
+}
+
+/** The Metaflow source checkout the tests run (PREBUILT_TEST_METAFLOW_SOURCE) and, when absent, why they skip. */
+export function metaflowSource(): { source: string | undefined; missing: string | undefined } {
+  const source = process.env['PREBUILT_TEST_METAFLOW_SOURCE'];
+  const found = source !== undefined && existsSync(join(source, 'metaflow', '__init__.py'));
+  return {
+    source: found ? source : undefined,
+    missing: found ? undefined : 'needs a Metaflow source checkout: set PREBUILT_TEST_METAFLOW_SOURCE (scripts/test.sh unpacks the vendored one)',
+  };
+}
+
+/**
+ * The JSON document Metaflow printed. Stock Metaflow's @conda step_init may print "Creating local
+ * datastore in current directory" on stdout first (it does so under --environment=conda as well).
+ */
+export function specJson<T>(stdout: string): T {
+  const start = stdout.search(/^[{[]/m);
+  if (start < 0) throw new Error(`no JSON document on stdout:\n${stdout}`);
+  return JSON.parse(stdout.slice(start)) as T;
 }

@@ -7,7 +7,6 @@
 // Stock Metaflow's local conda steps need micromamba, which cannot be fetched here, so the local
 // run uses a flow whose steps need no environment (@conda_base(disabled=True)).
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -26,14 +25,12 @@ import {
   stopFixtures,
   uniqueNamespace,
   writeFlow,
+  metaflowSource,
+  specJson,
   type Fixtures,
 } from './harness.js';
 
-const source = process.env.PREBUILT_TEST_METAFLOW_SOURCE;
-const metaflowMissing =
-  source !== undefined && existsSync(join(source, 'metaflow', '__init__.py'))
-    ? undefined
-    : 'needs a Metaflow source checkout: set PREBUILT_TEST_METAFLOW_SOURCE (CI has none)';
+const { source, missing: metaflowMissing } = metaflowSource();
 const services = getServices();
 const servicesMissing = missingFor(['docker', 'registries', 'baseImage'], services);
 const deployMissing = metaflowMissing ?? servicesMissing;
@@ -155,6 +152,39 @@ describe.skipIf(metaflowMissing !== undefined)(skipTitle('prebuilt run, a flow w
     expect(prebuilt.stdout + prebuilt.stderr).toContain('bad artifact');
     expect(prebuilt.stderr).toContain(`exited with code ${stock.code}`);
   }, 600_000);
+  it('with the extension also installed in that Python (prebuilt metaflow install): runs with the installed copy; refuses another version with the fix; names the interpreter on exit', async () => {
+    const venv = join(dir, 'venv');
+    const made = await run('python3', ['-m', 'venv', '--without-pip', venv]);
+    expect(made.code, made.stderr).toBe(0);
+    const python = join(venv, 'bin', 'python');
+    const runEnv = { ...env(), METAFLOW_PREBUILT_PYTHON: python };
+    const installed = await runCli(['metaflow', 'install', '--python', python, '--json'], { env: runEnv, cwd: dir });
+    expect(installed.code, installed.stderr).toBe(0);
+    const target = parseJson<{ target: string }>(installed).target;
+    try {
+      // Before the fix Metaflow stopped here: "Conflicts in 'metaflow_extensions' files".
+      const ok = await runCli(['run', 'local_flow.py', '--no-pylint', 'run'], { env: { ...runEnv, DEBUG: 'prebuilt:metaflow' }, cwd: dir, timeoutMs: 300_000 });
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stdout + ok.stderr).toContain('local-end-ran 42');
+      expect(ok.stderr).not.toContain('Conflicts in');
+      expect(ok.stderr).toContain(`extension installed in ${target}`);
+      const failing = await runCli(['run', 'failing_flow.py', '--no-pylint', 'run'], { env: runEnv, cwd: dir, timeoutMs: 300_000 });
+      expect(failing.code).not.toBe(0);
+      // The interpreter that really ran (the venv's, as sys.executable says), not "python3".
+      expect(failing.stderr).toContain(`${python} failing_flow.py --environment=prebuilt … exited with code ${failing.code}.`);
+      expect(failing.stderr).not.toContain('python3 failing_flow.py');
+      // An installed copy from another prebuilt: refused, with the fix.
+      await writeFile(join(target, 'plugins', 'prebuilt_environment.py'), '# an older prebuilt\n', { flag: 'a' });
+      const refused = await runCli(['run', 'local_flow.py', '--no-pylint', 'run'], { env: runEnv, cwd: dir, timeoutMs: 300_000 });
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('has another version of the prebuilt Metaflow extension installed');
+      expect(refused.stderr).toContain(`prebuilt metaflow install --python ${python}`);
+      expect(refused.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    } finally {
+      const removed = await runCli(['metaflow', 'uninstall', '--python', python], { env: runEnv, cwd: dir });
+      expect(removed.code, removed.stderr).toBe(0);
+    }
+  }, 600_000);
 });
 
 /** s3rver with one bucket, on a free port of 127.0.0.1. */
@@ -241,18 +271,10 @@ async function findFiles(dir: string): Promise<string[]> {
 
 interface ImageMapJson {
   flow: string;
-  steps: Record<string, { envId: string | null; image: string; python: string }>;
+  images: Record<string, { digest: string }>;
+  steps: Record<string, { envId: string | null; image: string; pinnedImage?: string; python: string }>;
 }
 
-/**
- * The JSON document Metaflow printed. Stock Metaflow's @conda step_init may print "Creating local
- * datastore in current directory" on stdout first (it does so under --environment=conda as well).
- */
-function specJson<T>(stdout: string): T {
-  const start = stdout.search(/^[{[]/m);
-  if (start < 0) throw new Error(`no JSON document on stdout:\n${stdout}`);
-  return JSON.parse(stdout.slice(start)) as T;
-}
 
 const NO_BOOTSTRAP = /metaflow\.plugins\.pypi\.bootstrap|micromamba|MF_ARCH/;
 
@@ -308,7 +330,9 @@ describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environ
       expect(entry.envId, step).not.toBeNull();
       const template = workflow.spec.templates.find((t) => t.name === step);
       expect(template?.container, `template of step ${step}`).toBeDefined();
-      expect(template!.container!.image).toBe(entry.image);
+      // Pinned by digest: the tag for people, the digest for the runtime.
+      expect(entry.pinnedImage).toBe(`${entry.image}@${images.images[entry.envId!]!.digest}`);
+      expect(template!.container!.image).toBe(entry.pinnedImage);
       const command = [...(template!.container!.command ?? []), ...(template!.container!.args ?? [])].join(' ');
       expect(command).toContain(`${entry.python} deploy_flow.py`);
       expect(command).toContain('--environment=prebuilt');
@@ -341,7 +365,8 @@ describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environ
       const arn = state!.Parameters!.JobDefinition!;
       const definition = aws.jobDefinitions.find((d, i) => arn.endsWith(`/${d.jobDefinitionName}:${i + 1}`));
       expect(definition, `job definition ${arn}`).toBeDefined();
-      expect(definition!.containerProperties.image).toBe(entry.image);
+      expect(definition!.containerProperties.image).toBe(entry.pinnedImage);
+      expect(entry.pinnedImage).toMatch(/@sha256:[0-9a-f]{64}$/);
       const command = (state!.Parameters!.ContainerOverrides?.Command ?? []).join(' ');
       expect(command).toContain(`${entry.python} deploy_flow.py`);
       expect(command).toContain('export METAFLOW_SKIP_INSTALL_DEPENDENCIES=1');
@@ -365,7 +390,7 @@ describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environ
     const result = await runCli(['run', 'deploy_flow.py', '--no-pylint', 'argo-workflows', 'create', '--only-json'], { env: multiEnv, cwd: multiDir, timeoutMs: 900_000 });
     expect(result.code, result.stderr).toBe(0);
     const images = JSON.parse(await readFile(join(fixtures.dir, 'multi-platform-images.json'), 'utf8')) as ImageMapJson & {
-      images: Record<string, { platforms?: Record<string, { image: string }> }>;
+      images: Record<string, { digest: string; platforms?: Record<string, { image: string }> }>;
     };
     for (const [step, entry] of Object.entries(images.steps)) {
       expect(entry.image, step).toMatch(/:env-[0-9a-f]{16}$/); // the index, not one platform's image

@@ -244,7 +244,7 @@ export {
   type PreparedBuild,
   type RecipeRunner,
 } from './deploy/orchestrator.js';
-export { ENV_PREFIX, envPrefix, envPython, type ImageMap, type ImageMapImage, type ImageMapStep } from './deploy/image-map.js';
+export { ENV_PREFIX, envPrefix, envPython, pinnedImageRef, type ImageMap, type ImageMapImage, type ImageMapStep } from './deploy/image-map.js';
 export { mapPool } from './deploy/pool.js';
 export {
   PULL_ENV,

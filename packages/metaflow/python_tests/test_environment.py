@@ -31,6 +31,7 @@ needs_metaflow = unittest.skipIf(MISSING is not None, MISSING or "")
 ENV = "0123456789abcdef"
 PY = "/opt/prebuilt/envs/%s/bin/python" % ENV
 IMAGE = "127.0.0.1:5000/metaflow-prebuilt:v1-%s" % ENV
+PINNED = IMAGE + "@sha256:" + "0" * 64
 
 
 class Deco(object):
@@ -218,7 +219,7 @@ class WithImageMapTest(unittest.TestCase):
             env.init_environment(self.echo)
         # Only the local step goes through Metaflow's conda environment.
         stock_init.assert_called_once_with(self.echo, only_steps=["start"])
-        self.assertEqual(self.k8s.attributes["image"], IMAGE)
+        self.assertEqual(self.k8s.attributes["image"], PINNED)
         self.assertEqual(self.k8s.attributes["image_pull_secrets"], ["existing", "regcred"])
         self.assertEqual(env.executable("train"), PY)
         self.assertEqual(env.bootstrap_commands("train", "s3"), [])
@@ -276,7 +277,7 @@ class WithImageMapTest(unittest.TestCase):
         env = self.env(self.flow(remote="batch"))
         with mock.patch.object(CondaEnvironment, "init_environment"):
             env.init_environment(self.echo)
-        self.assertEqual(self.k8s.attributes["image"], IMAGE)
+        self.assertEqual(self.k8s.attributes["image"], PINNED)
         self.assertEqual(self.k8s.attributes["image_pull_secrets"], ["existing"])  # not a batch setting
         self.assertTrue(any("arn:aws:secretsmanager:x" in m for m in self.messages))
         self.assertEqual(env.executable("train"), PY)
@@ -326,7 +327,7 @@ class BuildThroughCliTest(unittest.TestCase):
             args = json.load(f)
         self.assertEqual(args, ["metaflow", "build", "/flows/hello.py", "--steps", "train", "--json"])
         self.assertEqual(os.environ["METAFLOW_PREBUILT_IMAGE_MAP"], self.map_path)
-        self.assertEqual(self.k8s.attributes["image"], IMAGE)
+        self.assertEqual(self.k8s.attributes["image"], PINNED)
         self.assertEqual(self.k8s.attributes["image_pull_secrets"], ["regcred"])
 
     def test_a_failed_build_stops_the_deploy(self):

@@ -89,9 +89,22 @@ class ImageMapTest(unittest.TestCase):
 
     def test_step_image_gives_image_python_and_pull_config(self):
         image = step_image(MAP, "m.json", "start", "flow.py")
-        self.assertEqual(image["image"], MAP["steps"]["start"]["image"])
+        self.assertEqual(image["tag"], MAP["steps"]["start"]["image"])
+        # Pinned by the image's digest, for maps without pinnedImage too.
+        self.assertEqual(image["image"], MAP["steps"]["start"]["image"] + "@sha256:" + "0" * 64)
         self.assertEqual(image["python"], "/opt/prebuilt/envs/%s/bin/python" % ENV)
         self.assertEqual(pull_secrets(image["pullConfig"]), ["regcred"])
+
+    def test_step_image_prefers_pinned_image_and_never_pins_twice(self):
+        pinned = json.loads(json.dumps(MAP))
+        pinned["steps"]["start"]["pinnedImage"] = "r/x:t@sha256:" + "1" * 64
+        self.assertEqual(step_image(pinned, "m.json", "start", "flow.py")["image"], "r/x:t@sha256:" + "1" * 64)
+        no_digest = json.loads(json.dumps(MAP))
+        no_digest["images"][ENV]["digest"] = ""
+        self.assertEqual(step_image(no_digest, "m.json", "start", "flow.py")["image"], MAP["steps"]["start"]["image"])
+        by_digest = json.loads(json.dumps(MAP))
+        by_digest["steps"]["start"]["image"] = "r/x@sha256:" + "2" * 64
+        self.assertEqual(step_image(by_digest, "m.json", "start", "flow.py")["image"], "r/x@sha256:" + "2" * 64)
 
     def test_a_remote_step_missing_from_the_map_names_the_step_and_the_fix(self):
         with self.assertRaises(ImageMapError) as caught:

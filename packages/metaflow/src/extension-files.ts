@@ -36,12 +36,17 @@ export function extensionFiles(dir: string = EXTENSION_DIR): string[] {
   return files.filter((file) => file !== INSTALL_RECORD);
 }
 
-/** `env` with the extension first on PYTHONPATH and, when given, the image map set. */
-export function extensionEnv(env: Record<string, string | undefined>, imageMap?: string): Record<string, string | undefined> {
+/**
+ * `env` with the extension first on PYTHONPATH and, when given, the image map set. With
+ * `onPythonPath: false` (the interpreter has the extension installed) it is only kept off PYTHONPATH.
+ */
+export function extensionEnv(env: Record<string, string | undefined>, imageMap?: string, onPythonPath = true): Record<string, string | undefined> {
   const rest = env.PYTHONPATH?.split(delimiter).filter((p) => p !== '' && p !== EXTENSION_PYTHONPATH) ?? [];
+  const path = onPythonPath ? [EXTENSION_PYTHONPATH, ...rest] : rest;
+  const { PYTHONPATH: _dropped, ...others } = env;
   return {
-    ...env,
-    PYTHONPATH: [EXTENSION_PYTHONPATH, ...rest].join(delimiter),
+    ...others,
+    ...(path.length > 0 ? { PYTHONPATH: path.join(delimiter) } : {}),
     ...(imageMap !== undefined ? { [IMAGE_MAP_ENV]: imageMap } : {}),
   };
 }

@@ -271,3 +271,34 @@ export async function extensionStatus(options: ExtensionOptions = {}): Promise<E
     environmentLoaded: probe.environments.includes('prebuilt'),
   };
 }
+
+export interface InstalledExtension {
+  /** The interpreter's own executable (`sys.executable`). */
+  python: string;
+  manifest: InstallManifest;
+  /** The installed files are this prebuilt's (same names, same bytes). */
+  current: boolean;
+}
+
+/**
+ * The extension `prebuilt metaflow install` put into this interpreter's site directories, or null.
+ * Metaflow refuses two copies of one extension (one installed, one on PYTHONPATH), so a flow run
+ * must use the installed copy when there is one.
+ */
+export async function installedExtension(options: ExtensionOptions = {}): Promise<InstalledExtension | null> {
+  const site = await pythonSite(options);
+  for (const dir of sites(site)) {
+    const manifest = await readManifest(dir);
+    if (!manifest) continue;
+    let current = true;
+    for (const file of extensionFiles()) {
+      const [ours, theirs] = await Promise.all([readFile(join(EXTENSION_DIR, file)), readFile(join(manifest.target, file)).catch(() => null)]);
+      if (theirs === null || !ours.equals(theirs)) {
+        current = false;
+        break;
+      }
+    }
+    return { python: site.executable, manifest, current };
+  }
+  return null;
+}

@@ -43,6 +43,8 @@ export {
   installExtension,
   uninstallExtension,
   extensionStatus,
+  installedExtension,
+  type InstalledExtension,
   pythonSite,
   MANIFEST_NAME,
   type InstallManifest,

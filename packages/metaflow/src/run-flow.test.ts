@@ -7,13 +7,16 @@ import { EXTENSION_PYTHONPATH, IMAGE_MAP_ENV } from './extension-files.js';
 import { runFlow } from './run-flow.js';
 
 // A stand-in interpreter: prints its arguments and environment, exits with the code in EXIT_CODE,
-// or waits for a signal and reports which one arrived.
+// or waits for a signal and reports which one arrived. Asked for its site directories (whether the
+// extension is installed in it) it fails, as a python without that answer: the extension then goes
+// on PYTHONPATH.
 const dir = mkdtempSync(join(tmpdir(), 'prebuilt-run-flow-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const fakePython = join(dir, 'python');
 writeFileSync(
   fakePython,
   `#!/bin/sh
+case "$*" in *python_site.py*) echo "no site here" >&2; exit 1 ;; esac
 echo "args:$*"
 echo "pythonpath:$PYTHONPATH"
 echo "map:$${IMAGE_MAP_ENV}"

@@ -5,8 +5,9 @@
  * aborts `signal` is forwarded to the child.
  */
 import { spawn } from 'node:child_process';
-import { CancelledError, EnvironmentError, createLogger, errorMessage } from '@prebuilt/core';
+import { CancelledError, ConfigError, EnvironmentError, createLogger, errorMessage } from '@prebuilt/core';
 import { extensionEnv } from './extension-files.js';
+import { installedExtension, type InstalledExtension } from './extension-install.js';
 import { hostPython } from './host-python.js';
 import { metaflowArgs } from './run-steps.js';
 
@@ -36,6 +37,10 @@ export interface RunFlowResult {
   killedBy: NodeJS.Signals | null;
   /** The full command line that ran. */
   command: string[];
+  /** The interpreter's own executable (`sys.executable`) when it could be asked; else the command. */
+  executable: string;
+  /** Where the extension came from: prebuilt's copy on PYTHONPATH, or the one installed in that Python. */
+  extension: 'pythonpath' | 'installed';
 }
 
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
@@ -48,8 +53,25 @@ export async function runFlow(options: RunFlowOptions): Promise<RunFlowResult> {
   const env = options.env ?? process.env;
   const { command: python, source } = hostPython({ ...(options.python ? { python: options.python } : {}), env });
   const args = [options.flowFile, ...metaflowArgs(options.args)];
-  const childEnv = extensionEnv(env, options.imageMap);
-  log('running %s %o (PYTHONPATH=%s)', python, args, childEnv.PYTHONPATH);
+  // Metaflow refuses two copies of the extension ("Conflicts in 'metaflow_extensions' files"): when
+  // `prebuilt metaflow install` put one into this Python, that copy is used, if it is this prebuilt's.
+  let installed: InstalledExtension | null = null;
+  try {
+    installed = await installedExtension({ python, env, ...(options.signal ? { signal: options.signal } : {}) });
+  } catch (error) {
+    options.signal?.throwIfAborted();
+    log('cannot ask %s for its site directories (%s); the extension goes on PYTHONPATH', python, errorMessage(error));
+  }
+  if (installed && !installed.current) {
+    throw new ConfigError(
+      `${installed.python} has another version of the prebuilt Metaflow extension installed (${installed.manifest.target}, by prebuilt ${installed.manifest.prebuilt}), and Metaflow refuses two copies of one extension.`,
+      { hint: `Run \`prebuilt metaflow install --python ${installed.python}\` to update it to this prebuilt's, or \`prebuilt metaflow uninstall --python ${installed.python}\`.` },
+    );
+  }
+  const childEnv = extensionEnv(env, options.imageMap, installed === null);
+  const extension = installed ? 'installed' : 'pythonpath';
+  const executable = installed?.python ?? python;
+  log('running %s %o (PYTHONPATH=%s; extension %s)', python, args, childEnv.PYTHONPATH, installed ? `installed in ${installed.manifest.target}` : 'on PYTHONPATH');
   options.signal?.throwIfAborted();
   const pipeOut = options.stdout !== undefined && options.stdout !== 'inherit';
   const pipeErr = options.stderr !== undefined && options.stderr !== 'inherit';
@@ -78,7 +100,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunFlowResult> {
     });
     child.on('close', (code, killedBy) => {
       options.signal?.removeEventListener('abort', onAbort);
-      resolve({ code: code ?? 128 + (SIGNAL_NUMBERS[killedBy ?? 'SIGKILL'] ?? 9), killedBy, command: [python, ...args] });
+      resolve({ code: code ?? 128 + (SIGNAL_NUMBERS[killedBy ?? 'SIGKILL'] ?? 9), killedBy, command: [python, ...args], executable, extension });
     });
   });
 }

@@ -31,8 +31,10 @@ Examples:
 
 /** Metaflow exited with a non-zero code: the CLI exits with that code. */
 export class FlowExitError extends PrebuiltError {
-  constructor(code: number, command: readonly string[]) {
-    super('flow-exit', `${command.slice(0, 3).join(' ')} … exited with code ${code}.`, code as ExitCodeType);
+  /** `command`: what ran (the interpreter as it was started first); `executable`: that interpreter's own path. */
+  constructor(code: number, command: readonly string[], executable?: string) {
+    const python = executable && executable !== command[0] ? `${command[0]} (${executable})` : command[0];
+    super('flow-exit', `${[python, ...command.slice(1, 3)].join(' ')} … exited with code ${code}.`, code as ExitCodeType);
     this.name = 'FlowExitError';
   }
 }
@@ -47,6 +49,10 @@ export interface RunCommandResult {
   selection: RemoteSelection;
   stateFile: string | null;
   code: number;
+  /** The command line that ran (the interpreter first). */
+  command: string[];
+  /** The interpreter's own executable. */
+  executable: string;
 }
 
 /** Builds what the run needs, then runs the flow; returns Metaflow's exit code. */
@@ -75,7 +81,7 @@ export async function runCommand(file: string, args: readonly string[], context:
     stderr: context.stderr === process.stderr ? 'inherit' : context.stderr,
     signal: context.signal,
   });
-  return { selection, stateFile, code: result.code };
+  return { selection, stateFile, code: result.code, command: result.command, executable: result.executable };
 }
 
 /** `prebuilt run <flow.py> [metaflow args…]`. */
@@ -98,7 +104,7 @@ export function registerRunCommand(program: Command, context: CliContext): void 
       return;
     }
     const result = await runCommand(file, args, context);
-    if (result.code !== ExitCode.ok) throw new FlowExitError(result.code, ['python3', file, ...args]);
+    if (result.code !== ExitCode.ok) throw new FlowExitError(result.code, result.command, result.executable);
   });
 }
 

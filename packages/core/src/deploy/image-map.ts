@@ -10,6 +10,11 @@ export interface ImageMapImage {
   image: string;
   /** Manifest digest of the pushed image, verified by HEAD after the push. */
   digest: string;
+  /**
+   * `image@digest` (`repo:tag@sha256:…`): what deployed specs name, so a moved, overwritten or
+   * re-pushed tag never changes what a scheduled workflow runs.
+   */
+  pinnedImage: string;
   /** Absolute interpreter path inside the image. */
   python: string;
   status: 'built' | 'present';
@@ -27,6 +32,8 @@ export interface ImageMapStep {
   /** null for a disabled step, which runs on the base image's own python. */
   envId: string | null;
   image: string;
+  /** The step's image pinned by its digest (`repo:tag@sha256:…`); absent for a disabled step. */
+  pinnedImage?: string;
   python: string;
 }
 
@@ -52,4 +59,9 @@ export function envPrefix(_envId?: string): string {
 /** The interpreter of an image's env. */
 export function envPython(envId?: string): string {
   return `${envPrefix(envId)}/bin/python`;
+}
+
+/** `repo:tag@sha256:…`: a pull reference that names the tag for people and the digest for the runtime. */
+export function pinnedImageRef(image: string, digest: string): string {
+  return image.includes('@') ? image : `${image}@${digest}`;
 }

@@ -13,7 +13,7 @@ import {
   type ReadImageIndexOptions,
 } from '../registry/image-index.js';
 import { parsePlatform, platformMatches } from '../registry/platform.js';
-import { envPrefix, envPython, type ImageMap, type ImageMapImage } from './image-map.js';
+import { envPrefix, envPython, pinnedImageRef, type ImageMap, type ImageMapImage } from './image-map.js';
 import { mapPool } from './pool.js';
 
 const log = createLogger('deploy');
@@ -392,6 +392,7 @@ async function deployImages(options: DeployOptions): Promise<DeployResult> {
     const entry: ImageMapImage = {
       image: image.pullTag,
       digest: image.digest as string,
+      pinnedImage: pinnedImageRef(image.pullTag, image.digest as string),
       python: image.python,
       status: image.status,
       steps,
@@ -410,7 +411,7 @@ async function deployImages(options: DeployOptions): Promise<DeployResult> {
     }
     const image = pulled.get(step.name);
     if (image && (image.status === 'present' || image.status === 'built')) {
-      imageMap.steps[step.name] = { envId: image.envId, image: image.pullTag, python: image.python };
+      imageMap.steps[step.name] = { envId: image.envId, image: image.pullTag, pinnedImage: pinnedImageRef(image.pullTag, image.digest as string), python: image.python };
     }
   }
   return { imageMap, images: results, failures: results.filter((image) => image.status === 'failed') };

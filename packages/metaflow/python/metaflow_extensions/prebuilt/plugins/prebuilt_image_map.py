@@ -6,6 +6,7 @@ a message saying what is wrong, and a hint saying what to do.
 
 import json
 import os
+import re
 import shlex
 import shutil
 
@@ -14,6 +15,7 @@ CLI_ENV = "PREBUILT_CLI"
 # Written by `prebuilt metaflow install` beside this file: the CLI that installed the extension.
 INSTALL_RECORD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prebuilt_install.json")
 REMOTE_DECORATORS = ("kubernetes", "batch")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class ImageMapError(Exception):
@@ -100,11 +102,26 @@ def step_image(image_map, path, step_name, flow_file):
     image = image_map["images"][entry["envId"]]
     pull = image.get("pullConfig")
     return {
-        "image": entry["image"],
+        "image": pinned_image(entry, image),
+        "tag": entry["image"],
         "python": entry["python"],
         "envId": entry["envId"],
         "pullConfig": pull if isinstance(pull, dict) else {},
     }
+
+
+def pinned_image(step_entry, image_entry):
+    """The step's image by digest (`repo:tag@sha256:...`), so a moved or re-pushed tag never changes
+    what a deployed workflow runs. Maps written before `pinnedImage` existed are pinned with the
+    image's digest; the tag alone only when the map has no digest."""
+    pinned = step_entry.get("pinnedImage")
+    if isinstance(pinned, str) and "@sha256:" in pinned:
+        return pinned
+    tag = step_entry["image"]
+    digest = image_entry.get("digest")
+    if "@" in tag or not isinstance(digest, str) or not DIGEST.match(digest):
+        return tag
+    return "%s@%s" % (tag, digest)
 
 
 def find_cli(environ=None, record_path=INSTALL_RECORD):

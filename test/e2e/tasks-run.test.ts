@@ -1,0 +1,321 @@
+// The project's proof that tasks run: a flow start → foreach (3) → join → end, every step
+// @kubernetes with its own env (@conda and @pypi), built by `prebuilt run … argo-workflows create
+// --only-json` with the `docker` and the `oci` build services, then EXECUTED: the FAKE Argo
+// controller (test/support/fake-argo-controller.ts) runs the compiled WorkflowTemplate with one
+// `docker run --network host` per task, against the S3 fake (s3rver) as Metaflow's datastore. Real
+// Metaflow (the vendored source), real boto3 in the images (Debian's, repackaged by the fixtures).
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeS3, type FakeS3 } from '../../packages/fixtures/dist/index.js';
+import { getServices, missingFor } from '../services.js';
+import { runArgoWorkflow, type ArgoRunResult, type TaskRecord, type WorkflowTemplate } from '../support/fake-argo-controller.js';
+import { dockerTaskRunner, type TaskRunner } from '../support/task-containers.js';
+import { cliEnv, metaflowSource, run, runCli, specJson, startFixtures, stopFixtures, uniqueNamespace, writeFlow, type Fixtures } from './harness.js';
+
+const { source, missing: metaflowMissing } = metaflowSource();
+const services = getServices();
+const missing = metaflowMissing ?? missingFor(['docker', 'registries', 'baseImage'], services);
+const DIST_PACKAGES = '/usr/lib/python3/dist-packages';
+const BUCKET = 'prebuilt-tasks';
+
+// Each step reports what it sees as one line; the test parses the lines from the containers' output.
+const FLOW = `import importlib.util
+import json
+import os
+import shutil
+import sys
+
+from metaflow import FlowSpec, Parameter, conda, kubernetes, pypi, step
+
+PROBED = ["tinynum", "tinyframe", "tinyurl", "tinyhttp", "boto3", "requests", "pip"]
+
+
+def report(name, **extra):
+    import boto3
+    import requests
+
+    line = {
+        "step": name,
+        "executable": sys.executable,
+        "seen": sorted(m for m in PROBED if importlib.util.find_spec(m) is not None),
+        "boto3": [boto3.__version__, boto3.__file__],
+        "requests": requests.__version__,
+        "micromamba": shutil.which("micromamba"),
+        "skip_install": os.environ.get("METAFLOW_SKIP_INSTALL_DEPENDENCIES"),
+    }
+    line.update(extra)
+    print("PREBUILT-TASK " + json.dumps(line), flush=True)
+
+
+class TasksFlow(FlowSpec):
+    fail_at = Parameter("fail_at", default=-1, type=int)
+
+    @kubernetes
+    @conda(packages={"tinynum": "1.4.0"})
+    @step
+    def start(self):
+        import tinynum
+
+        self.items = [1, 2, 3]
+        report("start", sum=tinynum.add(1, 2))
+        self.next(self.body, foreach="items")
+
+    @kubernetes
+    @pypi(packages={"tinyurl": "1.1.0"})
+    @step
+    def body(self):
+        import tinyurl
+
+        if self.input == self.fail_at:
+            report("body", failing=self.input)
+            os._exit(17)
+        self.square = self.input * self.input
+        self.url = tinyurl.join("item", str(self.input))
+        report("body", square=self.square)
+        self.next(self.join)
+
+    @kubernetes
+    @conda(packages={"tinyframe": "0.9.1"})
+    @step
+    def join(self, inputs):
+        import tinyframe
+
+        self.squares = sorted(i.square for i in inputs)
+        self.urls = sorted(i.url for i in inputs)
+        self.mean = tinyframe.Frame(self.squares).mean()
+        report("join", squares=self.squares)
+        self.next(self.end)
+
+    @kubernetes
+    @pypi(packages={"tinyhttp": "0.3.0"})
+    @step
+    def end(self):
+        import tinyhttp
+
+        report("end", mean=self.mean, tinyhttp=tinyhttp.__version__)
+
+
+if __name__ == "__main__":
+    TasksFlow()
+`;
+
+/** What each step's env has (its packages and their dependencies), besides boto3 and requests. */
+const OWN_PACKAGES: Record<string, string[]> = {
+  start: ['tinynum'],
+  body: ['tinyurl'],
+  join: ['tinyframe', 'tinynum'],
+  end: ['tinyhttp', 'tinyurl'],
+};
+
+// Reads the run back with Metaflow's client: the tasks ran with --metadata=local, so (as Metaflow's
+// own CLI does after a remote task) their metadata is synced from the S3 datastore first.
+const READ_RUN = `
+import json, os, sys
+import boto3
+from metaflow import Run, namespace
+from metaflow.datastore import FlowDataStore
+from metaflow.metadata_provider.util import sync_local_metadata_from_datastore
+from metaflow.plugins.datastores.s3_storage import S3Storage
+from metaflow.metaflow_config import DATASTORE_LOCAL_DIR
+
+flow, run_id, bucket = sys.argv[1], sys.argv[2], sys.argv[3]
+s3 = boto3.client("s3", endpoint_url=os.environ["METAFLOW_S3_ENDPOINT_URL"])
+prefix = "metaflow/%s/%s/" % (flow, run_id)
+tasks = set()
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for item in page.get("Contents", []):
+        parts = item["Key"][len(prefix):].split("/")
+        if len(parts) >= 3 and not parts[0].startswith("_"):
+            tasks.add((parts[0], parts[1]))
+store = FlowDataStore(flow, None, storage_impl=S3Storage, ds_root="s3://%s/metaflow" % bucket)
+for step_name, task_id in sorted(tasks):
+    sync_local_metadata_from_datastore(DATASTORE_LOCAL_DIR, store.get_task_datastore(run_id, step_name, task_id))
+namespace(None)
+run = Run("%s/%s" % (flow, run_id))
+out = {
+    "successful": run.successful,
+    "steps": sorted(s.id for s in run),
+    "body_tasks": len(list(run["body"])),
+    "squares": run["join"].task.data.squares,
+    "urls": run["join"].task.data.urls,
+    "mean": run["end"].task.data.mean,
+    "items": run["start"].task.data.items,
+}
+print(json.dumps(out))
+`;
+
+interface StepReport {
+  step: string;
+  executable: string;
+  seen: string[];
+  boto3: [string, string];
+  requests: string;
+  micromamba: string | null;
+  skip_install: string | null;
+  [key: string]: unknown;
+}
+
+interface ImageMapJson {
+  flow: string;
+  images: Record<string, { image: string; digest: string; pinnedImage: string; python: string }>;
+  steps: Record<string, { envId: string | null; image: string; pinnedImage?: string; python: string }>;
+}
+
+function reports(task: TaskRecord): StepReport[] {
+  return (task.stdout + task.stderr)
+    .split('\n')
+    .filter((line) => line.includes('PREBUILT-TASK '))
+    .map((line) => JSON.parse(line.slice(line.indexOf('PREBUILT-TASK ') + 'PREBUILT-TASK '.length)) as StepReport);
+}
+
+
+describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo controller, Docker, S3 fake, real Metaflow${missing ? ` [skipped: ${missing}]` : ''}`, () => {
+  let fixtures: Fixtures;
+  let s3: FakeS3;
+  let flowDir: string;
+  let workDir: string;
+  let env: NodeJS.ProcessEnv;
+  const runner: TaskRunner = dockerTaskRunner({ dockerHost: services.dockerHost ?? undefined });
+  // What a cluster gives every pod (IRSA / a secret in real life): credentials for the S3 fake.
+  const podEnv = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_DEFAULT_REGION: 'us-east-1' };
+  const compiled: Record<string, { workflow: WorkflowTemplate; map: ImageMapJson }> = {};
+
+  beforeAll(async () => {
+    fixtures = await startFixtures(undefined, { realBoto3: true });
+    s3 = await startFakeS3(BUCKET);
+    flowDir = join(fixtures.dir, 'flow');
+    workDir = await mkdtemp(join(tmpdir(), 'prebuilt-tasks-run-'));
+    await writeFlow(flowDir, 'tasks_flow.py', FLOW);
+    env = cliEnv(fixtures, services, uniqueNamespace('tasks'), {
+      PYTHONPATH: [source!, DIST_PACKAGES].join(delimiter),
+      USERNAME: 'prebuilt-test',
+      PYTHONDONTWRITEBYTECODE: '1',
+      METAFLOW_DEFAULT_METADATA: 'local',
+      METAFLOW_DATASTORE_SYSROOT_LOCAL: join(fixtures.dir, 'local'),
+      METAFLOW_DEFAULT_DATASTORE: 's3',
+      METAFLOW_DATASTORE_SYSROOT_S3: `s3://${BUCKET}/metaflow`,
+      METAFLOW_S3_ENDPOINT_URL: s3.endpoint,
+      METAFLOW_KUBERNETES_NAMESPACE: 'default',
+      ...podEnv,
+    });
+    for (const key of ['METAFLOW_PREBUILT_IMAGE_MAP', 'PREBUILT_CLI', 'METAFLOW_DEFAULT_DECOSPECS']) delete env[key];
+  }, 900_000);
+  afterAll(async () => {
+    // The images the tasks pulled into the daemon (unique namespaces: only this file's).
+    const pulled = Object.values(compiled).flatMap((c) => Object.values(c.map.images).map((image) => `${image.image.slice(0, image.image.lastIndexOf(':'))}@${image.digest}`));
+    if (pulled.length > 0) await run('docker', ['rmi', '--force', ...new Set(pulled)], { ...process.env, ...(services.dockerHost ? { DOCKER_HOST: services.dockerHost } : {}) });
+    await s3?.stop();
+    await stopFixtures(fixtures);
+    if (workDir) await rm(workDir, { recursive: true, force: true });
+  });
+
+  /** `prebuilt run tasks_flow.py argo-workflows create --only-json` with a build service; the spec and the image map. */
+  async function compile(service: 'docker' | 'oci'): Promise<{ workflow: WorkflowTemplate; map: ImageMapJson }> {
+    if (compiled[service]) return compiled[service]!;
+    const stateFile = join(fixtures.dir, `images-${service}.json`);
+    const result = await runCli(['run', 'tasks_flow.py', '--no-pylint', 'argo-workflows', 'create', '--only-json'], {
+      env: { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: service, METAFLOW_PREBUILT_STATE_FILE: stateFile, METAFLOW_PREBUILT_IMAGE_NAMESPACE: `${env['METAFLOW_PREBUILT_IMAGE_NAMESPACE']}-${service}` },
+      cwd: flowDir,
+      timeoutMs: 900_000,
+    });
+    expect(result.code, result.stderr).toBe(0);
+    const map = JSON.parse(await readFile(stateFile, 'utf8')) as ImageMapJson;
+    compiled[service] = { workflow: specJson<WorkflowTemplate>(result.stdout), map };
+    return compiled[service]!;
+  }
+
+  async function execute(workflow: WorkflowTemplate, label: string, parameters?: Record<string, string>): Promise<ArgoRunResult> {
+    const dir = join(workDir, label);
+    await mkdir(dir, { recursive: true });
+    return runArgoWorkflow(workflow, { runner, workDir: dir, podEnv, ...(parameters ? { parameters } : {}) });
+  }
+
+  async function readRun(runId: string): Promise<Record<string, unknown>> {
+    const script = join(workDir, 'read_run.py');
+    await writeFile(script, READ_RUN);
+    const result = await run('python3', [script, 'TasksFlow', runId, BUCKET], {
+      ...env,
+      METAFLOW_DATASTORE_SYSROOT_LOCAL: join(workDir, `client-${runId}`),
+    });
+    expect(result.code, result.stderr).toBe(0);
+    return JSON.parse(result.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+  }
+
+  function checkRun(result: ArgoRunResult, map: ImageMapJson): void {
+    const failed = result.tasks.filter((t) => t.exitCode !== 0);
+    expect(failed.map((t) => `${t.name}: exit ${t.exitCode}\n${t.stderr.slice(-3000)}`)).toEqual([]);
+    expect(result.status).toBe('Succeeded');
+    const byStep = new Map<string, StepReport[]>();
+    for (const task of result.tasks) {
+      const step = task.template;
+      const entry = map.steps[step]!;
+      // Its own image, pinned by digest, and the digest Docker pulled is the image map's.
+      expect(task.image, step).toBe(entry.pinnedImage);
+      const digest = map.images[entry.envId!]!.digest;
+      expect(task.repoDigests, step).toContain(`${entry.image.slice(0, entry.image.lastIndexOf(':'))}@${digest}`);
+      const seen = reports(task);
+      expect(seen, `${task.name} printed one report:\n${task.stdout}\n${task.stderr}`).toHaveLength(1);
+      byStep.set(step, [...(byStep.get(step) ?? []), ...seen]);
+      // Nothing was installed at task start: no pip, no micromamba, the bootstrap was skipped.
+      const log = (task.stdout + task.stderr).split('\n').filter((line) => !line.includes('PREBUILT-TASK '));
+      expect(log.filter((line) => /pip install|micromamba|Bootstrapping|Installing/i.test(line))).toEqual([]);
+    }
+    expect([...byStep.keys()].sort()).toEqual(['body', 'end', 'join', 'start']);
+    expect(byStep.get('body')).toHaveLength(3);
+    expect(new Set(Object.values(map.steps).map((s) => s.image)).size).toBe(4);
+    for (const [step, list] of byStep) {
+      for (const report of list) {
+        expect(report.executable, step).toBe(map.steps[step]!.python);
+        expect(report.seen, step).toEqual([...OWN_PACKAGES[step]!, 'boto3', 'requests'].sort());
+        expect(report.boto3[1], step).toMatch(/^\/opt\/prebuilt\/env\/lib\/python3\.\d+\/site-packages\/boto3\//);
+        expect(report.micromamba, step).toBeNull();
+        expect(report.skip_install, step).toBe('1');
+      }
+    }
+    expect(byStep.get('join')![0]!['squares']).toEqual([1, 4, 9]);
+    expect(byStep.get('end')![0]!['mean']).toBeCloseTo(14 / 3);
+  }
+
+  it('docker build service: every task of start → foreach(3) → join → end exits 0 in its own image; artifacts read back from S3 with Metaflow’s client', async () => {
+    const { workflow, map } = await compile('docker');
+    const result = await execute(workflow, 'docker');
+    checkRun(result, map);
+    expect(result.exitHandler).toEqual([]);
+    const data = await readRun(`argo-${result.name}`);
+    expect(data).toEqual({
+      successful: true,
+      steps: ['body', 'end', 'join', 'start'],
+      body_tasks: 3,
+      squares: [1, 4, 9],
+      urls: ['item/1', 'item/2', 'item/3'],
+      mean: 14 / 3,
+      items: [1, 2, 3],
+    });
+  }, 900_000);
+
+  it('oci build service: the same flow runs from the images the daemonless service built', async () => {
+    const { workflow, map } = await compile('oci');
+    const docker = await compile('docker');
+    // The same envs, built by another service into another namespace.
+    expect(Object.keys(map.images).sort()).toEqual(Object.keys(docker.map.images).sort());
+    const result = await execute(workflow, 'oci');
+    checkRun(result, map);
+  }, 900_000);
+
+  it("a failing step: the workflow fails with the task's exit code and the exit handler runs", async () => {
+    const { workflow } = await compile('docker');
+    const result = await execute(workflow, 'failing', { fail_at: '2' });
+    expect(result.status).toBe('Failed');
+    const failed = result.tasks.filter((t) => t.phase === 'Failed');
+    expect(failed.map((t) => [t.template, t.exitCode])).toEqual([['body', 17]]);
+    expect(reports(failed[0]!)[0]!['failing']).toBe(2);
+    expect(result.tasks.some((t) => t.template === 'join' || t.template === 'end')).toBe(false);
+    expect(result.exitHandler.length).toBe(1);
+    const hook = result.exitHandler[0]!;
+    expect(hook.exitCode, hook.stderr).toBe(0);
+    // Metaflow's error-capture hook found the failed task in the failures the controller passed.
+    expect(hook.stdout).toContain('Error (exit code 17)');
+  }, 900_000);
+});
