@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages the fixtures and tests use beside those scripts/test-services.sh installs:
 # bzip2/zstd make conda packages, unzip and python3.11 (with pip) check them.
-APT_PACKAGES=(bzip2 zstd unzip python3.11 python3-pip)
+APT_PACKAGES=(bzip2 zstd unzip python3.11 python3-pip patchelf)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
