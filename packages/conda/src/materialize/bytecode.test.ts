@@ -65,7 +65,7 @@ describe('validateBytecode', () => {
     await writer.writeFile('bin/script.py', 'print(1)\n', 0o755, 'c.whl');
 
     const result = await validateBytecode({ writer, prefix: PREFIX, pythonVersion: PY, mtime: MTIME, compiler });
-    expect(result).toEqual({ rewritten: 1, compiled: 3, uncompiled: 1, warnings: [] });
+    expect(result).toEqual({ rewritten: 1, compiled: 3, cached: 0, uncompiled: 1, warnings: [] });
     await normalise(root);
     const trace = await importTrace(root, ['shipped', 'fresh.inner', 'clobbered']);
     for (const [dir, name] of [['', 'shipped'], ['fresh', '__init__'], ['fresh', 'inner'], ['', 'clobbered']] as const) {
@@ -93,6 +93,27 @@ describe('validateBytecode', () => {
       return readFile(join(work, name, SITE, '__pycache__/sets.cpython-311.pyc'));
     };
     expect((await build('det1')).equals(await build('det2'))).toBe(true);
+  });
+
+  it('keeps compiled modules per package in a cache: a rebuild compiles only the package whose sources changed', async (ctx) => {
+    if (!compiler) ctx.skip(`no python3.11 on this host to compile with (needs Debian's python3.11)`);
+    const cacheDir = join(work, 'pyc-cache');
+    const build = async (name: string, bSource: string) => {
+      const writer = await PrefixWriter.open(join(work, name));
+      await writer.writeFile(`${SITE}/a/__init__.py`, 'A = 1\n', 0o644, 'a.conda');
+      await writer.writeFile(`${SITE}/a/bad.py`, 'print "no"\n', 0o644, 'a.conda');
+      await writer.writeFile(`${SITE}/b/__init__.py`, bSource, 0o644, 'b.conda');
+      const result = await validateBytecode({ writer, prefix: PREFIX, pythonVersion: PY, mtime: MTIME, compiler, cacheDir });
+      return { result, a: await readFile(join(work, name, SITE, 'a/__pycache__/__init__.cpython-311.pyc')), b: await readFile(join(work, name, SITE, 'b/__pycache__/__init__.cpython-311.pyc')) };
+    };
+    const first = await build('c1', 'B = 1\n');
+    expect(first.result).toMatchObject({ compiled: 2, cached: 0, uncompiled: 1 });
+    const again = await build('c2', 'B = 1\n');
+    expect(again.result).toMatchObject({ compiled: 2, cached: 2, uncompiled: 1 });
+    expect(again.a.equals(first.a) && again.b.equals(first.b)).toBe(true);
+    const changed = await build('c3', 'B = 2\n');
+    expect(changed.result).toMatchObject({ compiled: 2, cached: 1, uncompiled: 1 });
+    expect(changed.b.equals(first.b)).toBe(false);
   });
 
   it('leaves hash-based pycs as they are, and without a compiler says how many modules stay uncompiled', async () => {

@@ -1,11 +1,14 @@
 import { execFile, spawn } from 'node:child_process';
-import { open, stat } from 'node:fs/promises';
-import { posix } from 'node:path';
+import { createHash } from 'node:crypto';
+import { open, readFile, stat } from 'node:fs/promises';
+import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
-import { compareBytes, createLogger, errorMessage } from '@prebuilt/core';
+import { compareBytes, createLogger, errorMessage, writeFileAtomic } from '@prebuilt/core';
 import type { PrefixWriter } from './prefix-writer.js';
 
 const log = createLogger('conda:bytecode');
+/** Part of the cache key: bump when what is compiled changes. */
+const BYTECODE_CACHE_VERSION = 1;
 const execFileAsync = promisify(execFile);
 
 /**
@@ -46,14 +49,21 @@ export interface ValidateBytecodeOptions {
   mtime: number;
   /** The host python to compile with; `null`: none (compile nothing); default {@link findBytecodeCompiler}. */
   compiler?: BytecodeCompiler | null;
+  /**
+   * Where compiled modules are kept, per package, keyed by the compiler, the prefix, the mtime and
+   * the sources' content: a rebuild compiles only the packages that changed. Default: no cache.
+   */
+  cacheDir?: string;
   signal?: AbortSignal;
 }
 
 export interface ValidateBytecodeResult {
   /** Shipped timestamp pycs whose header now matches their source. */
   rewritten: number;
-  /** Modules compiled on the host. */
+  /** Modules compiled on the host (or taken from the cache). */
   compiled: number;
+  /** Of those, taken from the cache. */
+  cached: number;
   /** Modules left without valid bytecode (no compiler, or a syntax error for this python). */
   uncompiled: number;
   warnings: string[];
@@ -170,6 +180,48 @@ function compileWith(compiler: BytecodeCompiler, jobs: readonly [string, string]
   });
 }
 
+/** What makes a compiler's output differ: its version and build (`sys.version`) and magic number. */
+async function compilerIdentity(compiler: BytecodeCompiler): Promise<string> {
+  const { stdout } = await execFileAsync(compiler.path, ['-I', '-S', '-c', 'import sys, importlib.util; print(sys.version); print(importlib.util.MAGIC_NUMBER.hex())']);
+  return stdout;
+}
+
+/** The cache file of one package's modules: a hash of what the pycs depend on. */
+async function cacheKey(writer: PrefixWriter, rels: readonly string[], input: { compilerId: string; prefix: string; mtime: number }): Promise<string> {
+  const hash = createHash('sha256').update(JSON.stringify({ v: BYTECODE_CACHE_VERSION, ...input }));
+  for (const rel of rels) hash.update(`\0${rel}\0`).update(createHash('sha256').update(await readFile(writer.full(rel))).digest());
+  return hash.digest('hex');
+}
+
+/** Cache files: for each module, a 4-byte little-endian length (0: it did not compile) and the pyc. */
+async function readCached(file: string, count: number): Promise<(Buffer | undefined)[] | undefined> {
+  const data = await readFile(file).catch(() => undefined);
+  if (!data) return undefined;
+  const out: (Buffer | undefined)[] = [];
+  let at = 0;
+  while (at + 4 <= data.length) {
+    const length = data.readUInt32LE(at);
+    at += 4;
+    out.push(length === 0 ? undefined : data.subarray(at, at + length));
+    at += length;
+  }
+  return out.length === count && at === data.length ? out : undefined;
+}
+
+async function writeCached(file: string, compiled: readonly (Buffer | undefined)[]): Promise<void> {
+  const parts: Buffer[] = [];
+  for (const pyc of compiled) {
+    const length = Buffer.alloc(4);
+    length.writeUInt32LE(pyc?.length ?? 0);
+    parts.push(length, ...(pyc ? [pyc] : []));
+  }
+  try {
+    await writeFileAtomic(file, Buffer.concat(parts));
+  } catch (error) {
+    log('cannot cache bytecode in %s: %s', file, errorMessage(error));
+  }
+}
+
 /** Makes every module of the prefix have bytecode Python accepts as it is (see the file header). */
 export async function validateBytecode(options: ValidateBytecodeOptions): Promise<ValidateBytecodeResult> {
   const { writer, prefix, pythonVersion, mtime, signal } = options;
@@ -177,7 +229,7 @@ export async function validateBytecode(options: ValidateBytecodeOptions): Promis
   const [major, minor] = pythonVersion.split('.');
   const libDir = `lib/python${major}.${minor}/`;
   const owners = writer.owners();
-  const result: ValidateBytecodeResult = { rewritten: 0, compiled: 0, uncompiled: 0, warnings: [] };
+  const result: ValidateBytecodeResult = { rewritten: 0, compiled: 0, cached: 0, uncompiled: 0, warnings: [] };
   /** Modules to compile, by the package that installed them. */
   const toCompile = new Map<string, string[]>();
   const sources = [...owners.keys()].filter((rel) => rel.startsWith(libDir) && rel.endsWith('.py')).sort(compareBytes);
@@ -205,15 +257,15 @@ export async function validateBytecode(options: ValidateBytecodeOptions): Promis
     );
     return result;
   }
+  const compilerId = options.cacheDir ? await compilerIdentity(compiler) : '';
   for (const [label, rels] of [...toCompile].sort((a, b) => compareBytes(a[0], b[0]))) {
     let compiled: (Buffer | undefined)[];
+    const cacheFile = options.cacheDir ? join(options.cacheDir, await cacheKey(writer, rels, { compilerId, prefix, mtime })) : undefined;
+    const hit = cacheFile ? await readCached(cacheFile, rels.length) : undefined;
     try {
-      compiled = await compileWith(
-        compiler,
-        rels.map((rel) => [writer.full(rel), `${prefix}/${rel}`]),
-        mtime,
-        signal,
-      );
+      compiled = hit ?? (await compileWith(compiler, rels.map((rel) => [writer.full(rel), `${prefix}/${rel}`]), mtime, signal));
+      if (hit) result.cached += rels.filter((_, i) => hit[i]).length;
+      else if (cacheFile) await writeCached(cacheFile, compiled);
     } catch (error) {
       if (signal?.aborted) throw error;
       result.uncompiled += rels.length;
@@ -230,6 +282,6 @@ export async function validateBytecode(options: ValidateBytecodeOptions): Promis
       result.compiled += 1;
     }
   }
-  log('bytecode: %d headers rewritten, %d modules compiled with %s, %d uncompiled', result.rewritten, result.compiled, compiler.path, result.uncompiled);
+  log('bytecode: %d headers rewritten, %d modules compiled with %s (%d from the cache), %d uncompiled', result.rewritten, result.compiled, compiler.path, result.cached, result.uncompiled);
   return result;
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type PrefixLayersPackage } from '@prebuilt/core';
 import { PackageCache, type DownloadProgress } from '../cache/package-cache.js';
 import { validateBytecode } from './bytecode.js';
@@ -137,7 +138,7 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
     }
 
     // Every module gets bytecode valid under the normalised mtime (bytecode.ts).
-    warnings.push(...(await validateBytecode({ writer, prefix, pythonVersion, mtime, ...(signal ? { signal } : {}) })).warnings);
+    warnings.push(...(await validateBytecode({ writer, prefix, pythonVersion, mtime, cacheDir: join(cache.dir, 'bytecode'), ...(signal ? { signal } : {}) })).warnings);
 
     const when = new Date(mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
     await writer.writeFile(
