@@ -20,37 +20,13 @@
  * Then, per prebuilt image: the first and the second `import pandas, sklearn` in one container
  * (two processes), and how many `.pyc` files the first task wrote (`docker diff`).
  */
-import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { alternate, cliEnv, flowSource, fmtMs, machine, median, output, ROOT, stats, timed } from './lib.mjs';
+import { alternate, cliEnv, firstLine, flowSource, fmtMs, machine, median, output, ROOT, stats, timed } from './lib.mjs';
 import { REALISTIC_PACKAGES, startRealisticCorpus } from './realistic.mjs';
 
 const CODE = 'import pandas, sklearn; print("step: pandas " + pandas.__version__ + ", sklearn " + sklearn.__version__, flush=True)';
 const IMPORT_TIMER = 'import time; t = time.perf_counter(); import pandas, sklearn; print("%.3f" % (time.perf_counter() - t), flush=True)';
-
-/** `docker run --rm --network=host <args>`: ms to the first stdout line; checks exit 0 and the line's start. */
-function firstLine(dockerArgs, expect) {
-  return new Promise((resolve, reject) => {
-    const started = process.hrtime.bigint();
-    const child = spawn('docker', ['run', '--rm', '--network=host', ...dockerArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let first;
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk) => {
-      stdout += chunk;
-      if (first === undefined && stdout.includes('\n')) first = Number(process.hrtime.bigint() - started) / 1e6;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = stdout.split('\n')[0];
-      if (code !== 0 || first === undefined) reject(new Error(`docker run ${dockerArgs[0]} exited with ${code}:\n${stderr.trim().split('\n').slice(-15).join('\n')}`));
-      else if (!line.startsWith(expect)) reject(new Error(`docker run ${dockerArgs[0]}: first line '${line}', expected '${expect}…'`));
-      else resolve(first);
-    });
-  });
-}
 
 const rmi = (refs) => (refs.length ? timed('docker', ['rmi', '-f', ...refs], { allowFailure: true }) : Promise.resolve());
 const present = async (ref) => (await timed('docker', ['image', 'inspect', ref], { allowFailure: true })).code === 0;

@@ -21,7 +21,6 @@
  *   pnpm build && bash scripts/test-services.sh up
  *   node bench/cold-start.mjs [--runs 3] [--port 5182] [--env small|realistic] [--before /path/to/checkout] [--json]
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -31,6 +30,7 @@ import {
   benchArgs,
   cliEnv,
   fail,
+  firstLine,
   flowSource,
   fmtStats,
   loadFixtures,
@@ -53,32 +53,6 @@ if (args.before && args.env !== 'realistic') fail('--before is for --env realist
 if (args.before && !existsSync(join(args.before, 'packages/cli/dist/main.js'))) fail(`--before ${args.before}: no built checkout there (packages/cli/dist/main.js)`);
 const NAMESPACE = 'prebuilt-bench/coldstart';
 const CODE = 'import tinyhttp, tinyplot, requests; print("step: tinyhttp " + tinyhttp.__version__ + ", tinyplot " + tinyplot.__version__, flush=True)';
-
-/**
- * `docker run --rm --network=host <args>`: ms from the spawn to the first line on stdout; checks
- * that the container exits 0 and that the line is `expect`.
- */
-function firstLine(dockerArgs, expect) {
-  return new Promise((resolve, reject) => {
-    const started = process.hrtime.bigint();
-    const child = spawn('docker', ['run', '--rm', '--network=host', ...dockerArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let first;
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk) => {
-      stdout += chunk;
-      if (first === undefined && stdout.includes('\n')) first = Number(process.hrtime.bigint() - started) / 1e6;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = stdout.split('\n')[0];
-      if (code !== 0 || first === undefined) reject(new Error(`docker run ${dockerArgs[0]} exited with ${code}:\n${stderr.trim().split('\n').slice(-15).join('\n')}`));
-      else if (!line.startsWith(expect)) reject(new Error(`docker run ${dockerArgs[0]}: first line '${line}', expected '${expect}…'`));
-      else resolve(first);
-    });
-  });
-}
 
 await main(async (defer) => {
   const services = loadServices();

@@ -121,6 +121,23 @@ async function retimestamp(file: string, mtime: number, size: number): Promise<'
 }
 
 /**
+ * The pycs of a stream of frames (a 4-byte little-endian length, 0 for a module that does not
+ * compile, then the pyc), as the compile script writes them and the cache keeps them; undefined
+ * unless there are exactly `count` complete frames.
+ */
+function splitFrames(data: Buffer, count: number): (Buffer | undefined)[] | undefined {
+  const out: (Buffer | undefined)[] = [];
+  let at = 0;
+  while (at + 4 <= data.length) {
+    const length = data.readUInt32LE(at);
+    at += 4;
+    out.push(length === 0 ? undefined : data.subarray(at, at + length));
+    at += length;
+  }
+  return out.length === count && at === data.length ? out : undefined;
+}
+
+/**
  * Compiles the modules of one package with the host python: a JSON list of [source, image path]
  * on stdin; for each, the pyc bytes on stdout after a 4-byte little-endian length (0: it does not
  * compile for this python).
@@ -161,16 +178,8 @@ function compileWith(compiler: BytecodeCompiler, jobs: readonly [string, string]
         reject(new Error(`${compiler.path} exited with ${code}: ${Buffer.concat(err).toString().trim().split('\n').slice(-3).join(' ')}`));
         return;
       }
-      const out = Buffer.concat(chunks);
-      const results: (Buffer | undefined)[] = [];
-      let at = 0;
-      while (at + 4 <= out.length) {
-        const length = out.readUInt32LE(at);
-        at += 4;
-        results.push(length === 0 ? undefined : out.subarray(at, at + length));
-        at += length;
-      }
-      if (results.length !== jobs.length || at !== out.length) reject(new Error(`${compiler.path} returned ${results.length} results for ${jobs.length} modules.`));
+      const results = splitFrames(Buffer.concat(chunks), jobs.length);
+      if (!results) reject(new Error(`${compiler.path} did not return one result for each of ${jobs.length} modules.`));
       else resolve(results);
     });
     child.stdin.on('error', () => {
@@ -193,19 +202,10 @@ async function cacheKey(writer: PrefixWriter, rels: readonly string[], input: { 
   return hash.digest('hex');
 }
 
-/** Cache files: for each module, a 4-byte little-endian length (0: it did not compile) and the pyc. */
+/** A cache file holds a package's pycs as frames ({@link splitFrames}). */
 async function readCached(file: string, count: number): Promise<(Buffer | undefined)[] | undefined> {
   const data = await readFile(file).catch(() => undefined);
-  if (!data) return undefined;
-  const out: (Buffer | undefined)[] = [];
-  let at = 0;
-  while (at + 4 <= data.length) {
-    const length = data.readUInt32LE(at);
-    at += 4;
-    out.push(length === 0 ? undefined : data.subarray(at, at + length));
-    at += length;
-  }
-  return out.length === count && at === data.length ? out : undefined;
+  return data ? splitFrames(data, count) : undefined;
 }
 
 async function writeCached(file: string, compiled: readonly (Buffer | undefined)[]): Promise<void> {
