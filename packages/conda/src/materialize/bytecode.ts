@@ -1,6 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { open, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { compareBytes, createLogger, errorMessage, writeFileAtomic } from '@prebuilt/core';
@@ -103,7 +104,8 @@ export async function findBytecodeCompiler(pythonVersion: string): Promise<Bytec
 
 /** Rewrites a timestamp pyc's header in place; false when it is not a timestamp pyc of this python. */
 async function retimestamp(file: string, mtime: number, size: number): Promise<'rewritten' | 'hash' | 'foreign'> {
-  const handle = await open(file, 'r+');
+  // Never through a link: only the package's own regular file is re-stamped.
+  const handle = await open(file, constants.O_RDWR | constants.O_NOFOLLOW);
   try {
     const header = Buffer.alloc(16);
     const { bytesRead } = await handle.read(header, 0, 16, 0);
@@ -235,7 +237,7 @@ export async function validateBytecode(options: ValidateBytecodeOptions): Promis
   const sources = [...owners.keys()].filter((rel) => rel.startsWith(libDir) && rel.endsWith('.py')).sort(compareBytes);
   for (const rel of sources) {
     const label = owners.get(rel)!;
-    const info = await stat(writer.full(rel)).catch(() => undefined);
+    const info = await lstat(writer.full(rel)).catch(() => undefined);
     if (!info?.isFile()) continue;
     const pyc = pycPathOf(rel, cacheTag);
     const pycOwner = owners.get(pyc);
