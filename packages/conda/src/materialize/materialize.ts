@@ -137,9 +137,6 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
       onProgress?.({ phase: 'install', filename: pkg.filename, done, total: lock.packages.length });
     }
 
-    // Every module gets bytecode valid under the normalised mtime (bytecode.ts).
-    warnings.push(...(await validateBytecode({ writer, prefix, pythonVersion, mtime, cacheDir: join(cache.dir, 'bytecode'), ...(signal ? { signal } : {}) })).warnings);
-
     const when = new Date(mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
     await writer.writeFile(
       'conda-meta/history',
@@ -150,6 +147,9 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
     );
     // Every link, now that all packages are in, must still lead inside the prefix.
     await writer.verifyLinks();
+    // Every module gets bytecode valid under the normalised mtime (bytecode.ts); after the links are
+    // verified, as it reads and re-stamps files by their paths.
+    warnings.push(...(await validateBytecode({ writer, prefix, pythonVersion, mtime, cacheDir: join(cache.dir, 'bytecode'), ...(signal ? { signal } : {}) })).warnings);
     const byLabel = new Map<string, string[]>();
     for (const [rel, label] of writer.owners()) {
       if (isEnvSpecificEntry(rel)) continue;
