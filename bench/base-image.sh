@@ -38,9 +38,12 @@ key="$(printf '%s\n' "$RECIPE" "$SUITE" "$INCLUDE" "$src" "$arch" | sha256sum | 
 mkdir -p "$STATE_DIR"
 record="$STATE_DIR/base-image.$key"
 
-if [ -f "$record" ] && [ "$(cat "$record")" = "$REF" ] && docker image inspect "$REF" >/dev/null 2>&1 &&
+if [ -f "$record" ] && [ "$(cat "$record")" = "$REF" ] &&
   curl -sf -o /dev/null -I -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
     "http://$REGISTRY/v2/prebuilt-bench/base/manifests/$SUITE-pip"; then
+  # B2's empty-node runs remove the local copy: pull it back (a new import would get a new digest,
+  # hence new env ids and images to rebuild).
+  docker image inspect "$REF" >/dev/null 2>&1 || docker pull -q "$REF" >/dev/null
   echo "$REF"
   exit 0
 fi

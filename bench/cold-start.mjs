@@ -14,10 +14,14 @@
  * python3, pip, zstd; the bootstrap needs them), pushed to the local registry. Both images are
  * pulled before anything is timed, so no pull time is counted; every container uses host networking.
  *
+ * `--env realistic`: the realistic env (Debian's scientific stack as conda packages), images built
+ * by both build services, measured from a cached base, an empty node and local images, with
+ * `--before <checkout>` adding the images another checkout's CLI builds: see cold-start-realistic.mjs.
+ *
  *   pnpm build && bash scripts/test-services.sh up
- *   node bench/cold-start.mjs [--runs 3] [--port 5182] [--json]
+ *   node bench/cold-start.mjs [--runs 3] [--port 5182] [--env small|realistic] [--before /path/to/checkout] [--json]
  */
-import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +29,8 @@ import {
   alternate,
   benchArgs,
   cliEnv,
+  fail,
+  firstLine,
   flowSource,
   fmtStats,
   loadFixtures,
@@ -39,42 +45,24 @@ import {
   stats,
   timed,
 } from './lib.mjs';
+import { coldStartRealistic } from './cold-start-realistic.mjs';
 
-const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5182' } });
+const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5182' }, env: { type: 'string', default: 'small' }, before: { type: 'string' } });
+if (!['small', 'realistic'].includes(args.env)) fail(`--env must be small or realistic (got ${args.env})`);
+if (args.before && args.env !== 'realistic') fail('--before is for --env realistic');
+if (args.before && !existsSync(join(args.before, 'packages/cli/dist/main.js'))) fail(`--before ${args.before}: no built checkout there (packages/cli/dist/main.js)`);
 const NAMESPACE = 'prebuilt-bench/coldstart';
 const CODE = 'import tinyhttp, tinyplot, requests; print("step: tinyhttp " + tinyhttp.__version__ + ", tinyplot " + tinyplot.__version__, flush=True)';
-
-/**
- * `docker run --rm --network=host <args>`: ms from the spawn to the first line on stdout; checks
- * that the container exits 0 and that the line is `expect`.
- */
-function firstLine(dockerArgs, expect) {
-  return new Promise((resolve, reject) => {
-    const started = process.hrtime.bigint();
-    const child = spawn('docker', ['run', '--rm', '--network=host', ...dockerArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let first;
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk) => {
-      stdout += chunk;
-      if (first === undefined && stdout.includes('\n')) first = Number(process.hrtime.bigint() - started) / 1e6;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = stdout.split('\n')[0];
-      if (code !== 0 || first === undefined) reject(new Error(`docker run ${dockerArgs[0]} exited with ${code}:\n${stderr.trim().split('\n').slice(-15).join('\n')}`));
-      else if (!line.startsWith(expect)) reject(new Error(`docker run ${dockerArgs[0]}: first line '${line}', expected '${expect}…'`));
-      else resolve(first);
-    });
-  });
-}
 
 await main(async (defer) => {
   const services = loadServices();
   const base = (await timed('bash', [join(ROOT, 'bench/base-image.sh'), services.registries.plain.host])).stdout.trim();
   const dir = await mkdtemp(join(tmpdir(), 'prebuilt-bench-coldstart-'));
   defer(() => rm(dir, { recursive: true, force: true }));
+  if (args.env === 'realistic') {
+    await coldStartRealistic(args, defer, { services, base, dir });
+    return;
+  }
   const fixtures = await loadFixtures();
   const synthetic = fixtures.syntheticFixtureSet({ count: 0, wheelCount: 10, prefix: 'coldstart' });
   const { generated, server } = await startFixtures(join(dir, 'fixtures'), { port: Number(args.port), extra: [synthetic] });

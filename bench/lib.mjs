@@ -247,3 +247,29 @@ export async function main(fn) {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
   }
 }
+
+/**
+ * `docker run --rm --network=host <args>`: ms from the spawn to the first line on stdout; checks
+ * that the container exits 0 and that the line is `expect`.
+ */
+export function firstLine(dockerArgs, expect) {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn('docker', ['run', '--rm', '--network=host', ...dockerArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let first;
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk) => {
+      stdout += chunk;
+      if (first === undefined && stdout.includes('\n')) first = Number(process.hrtime.bigint() - started) / 1e6;
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const line = stdout.split('\n')[0];
+      if (code !== 0 || first === undefined) reject(new Error(`docker run ${dockerArgs[0]} exited with ${code}:\n${stderr.trim().split('\n').slice(-15).join('\n')}`));
+      else if (!line.startsWith(expect)) reject(new Error(`docker run ${dockerArgs[0]}: first line '${line}', expected '${expect}…'`));
+      else resolve(first);
+    });
+  });
+}

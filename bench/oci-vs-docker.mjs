@@ -21,7 +21,10 @@
  * prefix (as an envId in the path would), to show what a per-env path would cost.
  *
  *   pnpm build && bash scripts/test-services.sh up
- *   node bench/oci-vs-docker.mjs [--runs 3] [--packages 20] [--file-size 2048] [--prefix stable|env-id] [--json]
+ *   node bench/oci-vs-docker.mjs [--runs 3] [--packages 20] [--file-size 2048] [--prefix stable|env-id] [--env small|realistic] [--json]
+ *
+ * --env realistic: the env is the realistic corpus (bench/realistic.mjs: Debian's scientific stack
+ * as 82 conda packages) plus one small synthetic package, and the rebuild changes that package.
  *
  * --file-size: bytes of each of a package's 6 modules (poorly compressible text); raise it to see
  * packages of realistic size.
@@ -31,11 +34,18 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { REALISTIC_PACKAGES, startRealisticCorpus } from './realistic.mjs';
 import { alternate, benchArgs, countingProxy, fail, fmtBytes, fmtMs, loadFixtures, loadServices, machine, main, median, output, ratio } from './lib.mjs';
 
-const args = benchArgs({ runs: 3 }, { packages: { type: 'string', default: '20' }, prefix: { type: 'string', default: 'stable' }, 'file-size': { type: 'string', default: '2048' } });
-const COUNT = Number(args.packages);
-if (!Number.isInteger(COUNT) || COUNT < 2 || COUNT > 200) fail(`--packages must be an integer from 2 to 200 (got ${args.packages})`);
+const args = benchArgs(
+  { runs: 3 },
+  { packages: { type: 'string', default: '20' }, prefix: { type: 'string', default: 'stable' }, 'file-size': { type: 'string', default: '2048' }, env: { type: 'string', default: 'small' }, port: { type: 'string', default: '5183' } },
+);
+if (!['small', 'realistic'].includes(args.env)) fail(`--env must be small or realistic (got ${args.env})`);
+const REALISTIC = args.env === 'realistic';
+// Realistic: the corpus plus one small synthetic package, the one that changes.
+const COUNT = REALISTIC ? 1 : Number(args.packages);
+if (!REALISTIC && (!Number.isInteger(COUNT) || COUNT < 2 || COUNT > 200)) fail(`--packages must be an integer from 2 to 200 (got ${args.packages})`);
 if (!['stable', 'env-id'].includes(args.prefix)) fail(`--prefix must be stable or env-id (got ${args.prefix})`);
 const CHANGED = Math.floor(COUNT / 2);
 const FILE_SIZE = Number(args['file-size']);
@@ -63,6 +73,11 @@ await main(async (defer) => {
   const generated = await fixtures.generateFixtures(join(dir, 'fixtures'), set, { python: false, extra: [{ conda: [changed], wheels: [] }] });
   const server = await fixtures.startFixtureServer({ channels: { main: generated.channelDir }, indexes: { main: generated.indexDir } });
   defer(() => server.close());
+  const realistic = REALISTIC ? await startRealisticCorpus({ port: Number(args.port), services }) : undefined;
+  if (realistic) defer(() => realistic.close());
+  const corpusPackages = (realistic?.corpus.channel.artifacts ?? []).map((a) => ({
+    kind: 'conda', name: a.record.name, version: a.record.version, build: a.record.build, url: `${realistic.channelUrl}/${a.subdir}/${a.filename}`, sha256: a.record.sha256, size: a.record.size, filename: a.filename, subdir: a.subdir,
+  }));
 
   const lockFor = (withChange) => {
     const packages = set.conda.map((spec, i) => {
@@ -70,12 +85,14 @@ await main(async (defer) => {
       const a = generated.channel.artifacts.find((x) => x.record.name === spec.name && x.record.version === version);
       return { kind: 'conda', name: a.record.name, version: a.record.version, build: a.record.build, url: `${server.channelUrls.main}/${a.subdir}/${a.filename}`, sha256: a.record.sha256, size: a.record.size, filename: a.filename, subdir: a.subdir };
     });
+    packages.push(...corpusPackages);
     packages.sort((x, y) => (x.name < y.name ? -1 : 1));
+    const names = [...set.condaNames, ...(realistic ? Object.keys(REALISTIC_PACKAGES) : [])];
     return {
       specHash: withChange ? 'b3-b' : 'b3-a',
-      request: { python: '3.11', conda: Object.fromEntries(set.condaNames.map((n) => [n, ''])), pypi: {}, channels: [server.channelUrls.main], indexUrl: null, platform: 'linux-64' },
+      request: { python: '3.11', conda: Object.fromEntries(names.map((n) => [n, ''])), pypi: {}, channels: [server.channelUrls.main, ...(realistic ? [realistic.channelUrl] : [])], indexUrl: null, platform: 'linux-64' },
       platform: 'linux-64',
-      pythonVersion: '3.11.2',
+      pythonVersion: realistic?.summary.python ?? '3.11.2',
       packages,
     };
   };
@@ -133,7 +150,8 @@ await main(async (defer) => {
   const dockerFigures = summarize(dockerRuns);
   const result = {
     benchmark: 'B3 incremental rebuild: oci vs docker build service',
-    packages: COUNT,
+    env: args.env,
+    packages: COUNT + corpusPackages.length,
     fileSize: FILE_SIZE,
     prefix: args.prefix,
     runs: args.runs,
@@ -151,7 +169,7 @@ await main(async (defer) => {
   const row = (name, f) =>
     `  ${name.padEnd(7)} first ${fmtMs(f.firstMs).padStart(8)} ${fmtBytes(f.firstBytes).padStart(11)}   rebuild ${fmtMs(f.rebuildMs).padStart(8)} ${fmtBytes(f.rebuildBytes).padStart(11)}   rebuild/first: time ${f.rebuildVsFirstTime}, bytes ${f.rebuildVsFirstBytes}`;
   output(args, result, [
-    `B3 incremental rebuild — ${COUNT}-package env (6 modules of ${FILE_SIZE} bytes each), then package ${CHANGED} changed; prefix ${args.prefix}; medians of ${args.runs} alternating runs (bytes: sent to the registry through a counting proxy)`,
+    `B3 incremental rebuild — ${REALISTIC ? `realistic env (${corpusPackages.length} corpus packages, ${realistic.summary.archiveMiB} MiB of archives) + 1 synthetic package (6 modules of ${FILE_SIZE} bytes), then that package changed` : `${COUNT}-package env (6 modules of ${FILE_SIZE} bytes each), then package ${CHANGED} changed`}; prefix ${args.prefix}; medians of ${args.runs} alternating runs (bytes: sent to the registry through a counting proxy)`,
     row('oci', ociFigures),
     row('docker', dockerFigures),
     `  oci/docker: rebuild time ${result.ociVsDocker.rebuildTime}, rebuild bytes ${result.ociVsDocker.rebuildBytes}; first build time ${result.ociVsDocker.firstTime}, first build bytes ${result.ociVsDocker.firstBytes}`,

@@ -2,7 +2,10 @@
 /**
  * Runs the benchmarks one after the other (never two at once) and prints their figures: `pnpm bench`.
  *
- *   node bench/run-all.mjs [--runs 3] [--only b1,b2,b3,b4,b5,b6,b7] [--json]
+ *   node bench/run-all.mjs [--runs 3] [--only b1,b2,b3,b4,b5,b6,b7] [--env small|realistic|both] [--json]
+ *
+ * --env: the env of B2 and B3 — the small fixture envs (default), the realistic corpus
+ * (bench/realistic.mjs; generated once, minutes, then cached), or both one after the other.
  *
  * Each benchmark is its own script (see bench/README.md); its report is printed as it comes, or,
  * with --json, collected into one JSON document. A benchmark that fails is reported with its reason
@@ -16,15 +19,17 @@ import { benchArgs, fail, fmtMachine, machine, ROOT, timed } from './lib.mjs';
 
 const BENCHMARKS = [
   { id: 'b1', title: 'B1 no-op redeploy', script: 'noop-redeploy.mjs' },
-  { id: 'b2', title: 'B2 cold start', script: 'cold-start.mjs' },
-  { id: 'b3', title: 'B3 incremental rebuild', script: 'oci-vs-docker.mjs', optional: true },
+  { id: 'b2', title: 'B2 cold start', script: 'cold-start.mjs', envs: true },
+  { id: 'b3', title: 'B3 incremental rebuild', script: 'oci-vs-docker.mjs', optional: true, envs: true },
   { id: 'b4', title: 'B4 parallel builds', script: 'parallel-builds.mjs' },
   { id: 'b5', title: 'B5 resolution', script: 'plan-resolution.mjs' },
   { id: 'b6', title: 'B6 second platform', script: 'second-platform.mjs' },
   { id: 'b7', title: 'B7 package cache check', script: 'cache-verify.mjs' },
 ];
 
-const args = benchArgs({ runs: 3 }, { only: { type: 'string' } });
+const args = benchArgs({ runs: 3 }, { only: { type: 'string' }, env: { type: 'string', default: 'small' } });
+if (!['small', 'realistic', 'both'].includes(args.env)) fail(`--env must be small, realistic or both (got ${args.env})`);
+const envs = args.env === 'both' ? ['small', 'realistic'] : [args.env];
 const only = args.only ? new Set(args.only.toLowerCase().split(',').map((s) => s.trim())) : undefined;
 for (const id of only ?? []) if (!BENCHMARKS.some((b) => b.id === id)) fail(`--only: unknown benchmark '${id}' (known: ${BENCHMARKS.map((b) => b.id).join(', ')})`);
 if (!existsSync(join(ROOT, 'packages/cli/dist/main.js'))) fail('the packages are not built; run `pnpm build` first.');
@@ -32,7 +37,9 @@ if (!existsSync(join(ROOT, 'packages/cli/dist/main.js'))) fail('the packages are
 const started = machine();
 const results = [];
 const failed = [];
-for (const bench of BENCHMARKS) {
+// B2 and B3 run once per --env; the others have one env.
+const plan = BENCHMARKS.flatMap((b) => (b.envs ? envs.map((env) => ({ ...b, env, title: env === 'small' ? b.title : `${b.title} (${env} env)` })) : [{ ...b, env: undefined }]));
+for (const bench of plan) {
   if (only && !only.has(bench.id)) continue;
   const script = join(ROOT, 'bench', bench.script);
   if (!existsSync(script)) {
@@ -46,14 +53,14 @@ for (const bench of BENCHMARKS) {
     // People: the script's own report, streamed as it comes.
     process.stdout.write(`\n== ${bench.title} (bench/${bench.script})\n`);
     const code = await new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [script, '--runs', String(args.runs)], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+      const child = spawn(process.execPath, [script, '--runs', String(args.runs), ...(bench.env ? ['--env', bench.env] : [])], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
       child.on('error', reject);
       child.on('close', resolve);
     });
     if (code !== 0) failed.push(bench.title);
     continue;
   }
-  const r = await timed(process.execPath, [script, '--runs', String(args.runs), '--json'], { cwd: ROOT, allowFailure: true });
+  const r = await timed(process.execPath, [script, '--runs', String(args.runs), ...(bench.env ? ['--env', bench.env] : []), '--json'], { cwd: ROOT, allowFailure: true });
   if (r.code !== 0) {
     failed.push(bench.title);
     results.push({ id: bench.id, title: bench.title, error: (r.stderr.trim() || `exit ${r.code}`).split('\n').slice(-10).join('\n') });

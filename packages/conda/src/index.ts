@@ -36,5 +36,6 @@ export {
 export { installCondaPackage, readCondaPackage, sitePackagesDir, type CondaMetaRecord, type CondaInstallOptions, type CondaInstallResult } from './materialize/conda-install.js';
 export { installWheel, type WheelInstallOptions, type WheelInstallResult } from './materialize/wheel-install.js';
 export { PrefixWriter } from './materialize/prefix-writer.js';
+export { validateBytecode, findBytecodeCompiler, pycPathOf, cacheTagOf, type BytecodeCompiler, type ValidateBytecodeOptions, type ValidateBytecodeResult } from './materialize/bytecode.js';
 export { ArchiveError, InstallError } from './materialize/errors.js';
 export { createMaterializedRecipeRunner, type MaterializedRecipeRunnerOptions } from './materialize/recipe-runner.js';

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type PrefixLayersPackage } from '@prebuilt/core';
 import { PackageCache, type DownloadProgress } from '../cache/package-cache.js';
+import { validateBytecode } from './bytecode.js';
 import { installCondaPackage } from './conda-install.js';
 import { normaliseTree, sourceDateEpoch } from './deterministic-tar.js';
 import { PrefixWriter } from './prefix-writer.js';
@@ -63,7 +65,9 @@ const normaliseName = (name: string): string => name.toLowerCase().replace(/[-_.
 /**
  * Lays out a locked env as a prefix tree: downloads and verifies every file through the cache,
  * installs the conda packages (in lock order) and then the wheels, writes `conda-meta/`, and
- * normalises modes and mtimes. Nothing runs inside the env: no link scripts, no byte-compiling.
+ * gives every module valid bytecode (bytecode.ts: shipped pycs re-stamped, the others compiled by
+ * a host python of the env's version), and normalises modes and mtimes. Nothing of the env runs:
+ * no link scripts.
  */
 export async function materializeEnv(options: MaterializeOptions): Promise<MaterializeResult> {
   const { lock, prefix, outDir, signal, onProgress } = options;
@@ -143,6 +147,9 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
     );
     // Every link, now that all packages are in, must still lead inside the prefix.
     await writer.verifyLinks();
+    // Every module gets bytecode valid under the normalised mtime (bytecode.ts); after the links are
+    // verified, as it reads and re-stamps files by their paths.
+    warnings.push(...(await validateBytecode({ writer, prefix, pythonVersion, mtime, cacheDir: join(cache.dir, 'bytecode'), ...(signal ? { signal } : {}) })).warnings);
     const byLabel = new Map<string, string[]>();
     for (const [rel, label] of writer.owners()) {
       if (isEnvSpecificEntry(rel)) continue;

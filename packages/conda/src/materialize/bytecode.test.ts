@@ -1,0 +1,139 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm, utimes } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cacheTagOf, findBytecodeCompiler, pycPathOf, validateBytecode, type BytecodeCompiler } from './bytecode.js';
+import { PrefixWriter } from './prefix-writer.js';
+
+const execFileAsync = promisify(execFile);
+const PY = '3.11.2';
+const SITE = 'lib/python3.11/site-packages';
+const MTIME = 1_700_000_000;
+const PREFIX = '/opt/prebuilt/env';
+
+let work: string;
+let compiler: BytecodeCompiler | undefined;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'prebuilt-bytecode-'));
+  compiler = await findBytecodeCompiler(PY);
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+/** Sets every file's mtime as normaliseTree does. */
+async function normalise(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    const path = join(entry.parentPath, entry.name);
+    await utimes(path, MTIME, MTIME);
+  }
+}
+
+/** Imports `modules` with the host python from the prefix's site-packages; its `-v` trace (what it did with each pyc). */
+async function importTrace(root: string, modules: string[]): Promise<string> {
+  const { stderr } = await execFileAsync(compiler!.path, ['-I', '-S', '-B', '-v', '-c', `import sys; sys.path.insert(0, ${JSON.stringify(join(root, SITE))}); import ${modules.join(', ')}`]);
+  return stderr;
+}
+
+/** A timestamp pyc of `source` compiled by the host python, with another mtime in its header (as shipped by a conda package). */
+async function shippedPyc(source: string): Promise<Buffer> {
+  const script = `import importlib.util, marshal, struct, sys\nsrc = sys.stdin.buffer.read()\nsys.stdout.buffer.write(importlib.util.MAGIC_NUMBER + struct.pack("<III", 0, 1234, len(src)) + marshal.dumps(compile(src, "old.py", "exec")))`;
+  return new Promise((resolve, reject) => {
+    const child = execFile(compiler!.path, ['-c', script], { encoding: 'buffer' }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+    child.stdin!.end(source);
+  });
+}
+
+describe('validateBytecode', () => {
+  it('gives Python a pyc it accepts for every module: shipped ones re-stamped, missing ones compiled, a clobbered one recompiled', async (ctx) => {
+    if (!compiler) ctx.skip(`no python3.11 on this host to compile with (needs Debian's python3.11)`);
+    const root = join(work, 'all');
+    const writer = await PrefixWriter.open(root);
+    const shipped = 'VALUE = "shipped"\n';
+    await writer.writeFile(`${SITE}/shipped.py`, shipped, 0o644, 'a.conda');
+    await writer.writeFile(pycPathOf(`${SITE}/shipped.py`, 'cpython-311'), await shippedPyc(shipped), 0o644, 'a.conda');
+    await writer.writeFile(`${SITE}/fresh/__init__.py`, 'from . import inner\n', 0o644, 'b.conda');
+    await writer.writeFile(`${SITE}/fresh/inner.py`, 'def f():\n    raise ValueError("x")\n', 0o644, 'b.conda');
+    // c's module replaced a's: a's pyc no longer belongs to the source beside it.
+    await writer.writeFile(`${SITE}/clobbered.py`, 'VALUE = "old"\n', 0o644, 'a.conda');
+    await writer.writeFile(pycPathOf(`${SITE}/clobbered.py`, 'cpython-311'), await shippedPyc('VALUE = "old"\n'), 0o644, 'a.conda');
+    await writer.writeFile(`${SITE}/clobbered.py`, 'VALUE = "new"\n', 0o644, 'c.whl');
+    await writer.writeFile(`${SITE}/broken.py`, 'print "python 2"\n', 0o644, 'c.whl');
+    await writer.writeFile('bin/script.py', 'print(1)\n', 0o755, 'c.whl');
+
+    const result = await validateBytecode({ writer, prefix: PREFIX, pythonVersion: PY, mtime: MTIME, compiler });
+    expect(result).toEqual({ rewritten: 1, compiled: 3, cached: 0, uncompiled: 1, warnings: [] });
+    await normalise(root);
+    const trace = await importTrace(root, ['shipped', 'fresh.inner', 'clobbered']);
+    for (const [dir, name] of [['', 'shipped'], ['fresh', '__init__'], ['fresh', 'inner'], ['', 'clobbered']] as const) {
+      expect(trace).toContain(`${join(root, SITE, dir, '__pycache__', `${name}.cpython-311.pyc`)} matches ${join(root, SITE, dir, `${name}.py`)}`);
+    }
+    expect(trace).not.toMatch(/bytecode is stale|could not|code object from '?[^']*\.py'?$/m);
+    // Each new pyc belongs to the package of its source (its image layer).
+    expect(writer.owners().get(`${SITE}/fresh/__pycache__/inner.cpython-311.pyc`)).toBe('b.conda');
+    expect(writer.owners().get(`${SITE}/__pycache__/clobbered.cpython-311.pyc`)).toBe('c.whl');
+    expect(writer.owners().has(`${SITE}/__pycache__/broken.cpython-311.pyc`)).toBe(false);
+    expect(writer.owners().has('bin/__pycache__/script.cpython-311.pyc')).toBe(false);
+    // Compiled for the module's path in the image, not the staging directory.
+    const inner = await readFile(join(root, SITE, 'fresh/__pycache__/inner.cpython-311.pyc'));
+    expect(inner.includes(Buffer.from(`${PREFIX}/${SITE}/fresh/inner.py`))).toBe(true);
+    expect(inner.includes(Buffer.from(root))).toBe(false);
+    expect(inner.readUInt32LE(8)).toBe(MTIME);
+  });
+
+  it('compiles the same bytes every time (one process per package, fixed hash seed)', async (ctx) => {
+    if (!compiler) ctx.skip(`no python3.11 on this host to compile with (needs Debian's python3.11)`);
+    const build = async (name: string) => {
+      const writer = await PrefixWriter.open(join(work, name));
+      await writer.writeFile(`${SITE}/sets.py`, 'A = {"x", "y", "z", "w"}\nB = frozenset(["a", "b", "c"])\ndef f(v):\n    return v in {"p", "q", "r"}\n', 0o644, 'p.conda');
+      await validateBytecode({ writer, prefix: PREFIX, pythonVersion: PY, mtime: MTIME, compiler });
+      return readFile(join(work, name, SITE, '__pycache__/sets.cpython-311.pyc'));
+    };
+    expect((await build('det1')).equals(await build('det2'))).toBe(true);
+  });
+
+  it('keeps compiled modules per package in a cache: a rebuild compiles only the package whose sources changed', async (ctx) => {
+    if (!compiler) ctx.skip(`no python3.11 on this host to compile with (needs Debian's python3.11)`);
+    const cacheDir = join(work, 'pyc-cache');
+    const build = async (name: string, bSource: string) => {
+      const writer = await PrefixWriter.open(join(work, name));
+      await writer.writeFile(`${SITE}/a/__init__.py`, 'A = 1\n', 0o644, 'a.conda');
+      await writer.writeFile(`${SITE}/a/bad.py`, 'print "no"\n', 0o644, 'a.conda');
+      await writer.writeFile(`${SITE}/b/__init__.py`, bSource, 0o644, 'b.conda');
+      const result = await validateBytecode({ writer, prefix: PREFIX, pythonVersion: PY, mtime: MTIME, compiler, cacheDir });
+      return { result, a: await readFile(join(work, name, SITE, 'a/__pycache__/__init__.cpython-311.pyc')), b: await readFile(join(work, name, SITE, 'b/__pycache__/__init__.cpython-311.pyc')) };
+    };
+    const first = await build('c1', 'B = 1\n');
+    expect(first.result).toMatchObject({ compiled: 2, cached: 0, uncompiled: 1 });
+    const again = await build('c2', 'B = 1\n');
+    expect(again.result).toMatchObject({ compiled: 2, cached: 2, uncompiled: 1 });
+    expect(again.a.equals(first.a) && again.b.equals(first.b)).toBe(true);
+    const changed = await build('c3', 'B = 2\n');
+    expect(changed.result).toMatchObject({ compiled: 2, cached: 1, uncompiled: 1 });
+    expect(changed.b.equals(first.b)).toBe(false);
+  });
+
+  it('leaves hash-based pycs as they are, and without a compiler says how many modules stay uncompiled', async () => {
+    const root = join(work, 'nocompiler');
+    const writer = await PrefixWriter.open(root);
+    const hashPyc = Buffer.concat([Buffer.from([0xa7, 0x0d, 0x0d, 0x0a, 0x03, 0, 0, 0]), Buffer.alloc(8, 7), Buffer.from('code')]);
+    await writer.writeFile(`${SITE}/hashed.py`, 'X = 1\n', 0o644, 'a.conda');
+    await writer.writeFile(pycPathOf(`${SITE}/hashed.py`, cacheTagOf(PY)), hashPyc, 0o644, 'a.conda');
+    await writer.writeFile(`${SITE}/plain.py`, 'Y = 2\n', 0o644, 'a.conda');
+    await writer.writeFile(`${SITE}/other.py`, 'Z = 3\n', 0o644, 'b.conda');
+    const result = await validateBytecode({ writer, prefix: PREFIX, pythonVersion: PY, mtime: MTIME, compiler: null });
+    expect(result.rewritten).toBe(0);
+    expect(result.compiled).toBe(0);
+    expect(result.uncompiled).toBe(2);
+    expect(result.warnings).toEqual([expect.stringMatching(/^2 python modules of the env have no bytecode: no python3\.11 on this host.*install python3\.11/)]);
+    expect((await readFile(join(root, SITE, '__pycache__/hashed.cpython-311.pyc'))).equals(hashPyc)).toBe(true);
+  });
+
+  it('names pycs as CPython does', () => {
+    expect(pycPathOf('lib/python3.11/site-packages/a/b.py', 'cpython-311')).toBe('lib/python3.11/site-packages/a/__pycache__/b.cpython-311.pyc');
+    expect(cacheTagOf('3.12.1')).toBe('cpython-312');
+  });
+});
