@@ -111,6 +111,23 @@ describe('published packages (npm pack --dry-run of the built workspace)', () =>
   });
 });
 
+describe('pending changesets', () => {
+  it('every changeset names workspace packages only (a renamed package left in one breaks `changeset version`)', () => {
+    const names = new Set(readdirSync(join(ROOT, 'packages')).map((dir) => readJson<PackageJson>(join(ROOT, 'packages', dir, 'package.json')).name));
+    const files = readdirSync(join(ROOT, '.changeset')).filter((f) => f.endsWith('.md') && f !== 'README.md');
+    expect(files.length).toBeGreaterThan(0);
+    const unknown: string[] = [];
+    for (const file of files) {
+      const front = /^---\n([\s\S]*?)\n---/.exec(readFileSync(join(ROOT, '.changeset', file), 'utf8'))?.[1] ?? '';
+      for (const line of front.split('\n').filter((l) => l.trim() !== '')) {
+        const name = /^["']?([^"':]+)["']?\s*:/.exec(line)?.[1];
+        if (!name || !names.has(name)) unknown.push(`${file}: ${line}`);
+      }
+    }
+    expect(unknown).toEqual([]);
+  });
+});
+
 describe('prepack guard (scripts/prepack-guard.mjs)', () => {
   const temp = mkdtempSync(join(tmpdir(), 'prebuilt-prepack-'));
   afterAll(() => rmSync(temp, { recursive: true, force: true }));
