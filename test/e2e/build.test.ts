@@ -110,7 +110,8 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
       const image = first.images[mapped.envId ?? ''];
       expect(image, step).toBeDefined();
       expect(image!.steps).toContain(step);
-      expect(mapped).toEqual({ envId: mapped.envId, image: image!.image, python: image!.python });
+      // Deployed specs name the image by digest (`repo:tag@sha256:…`), so a moved tag never changes what runs.
+      expect(mapped).toEqual({ envId: mapped.envId, image: image!.image, pinnedImage: `${image!.image}@${image!.digest}`, python: image!.python });
     }
     expect(Object.keys(first.steps)).toEqual(['start', 'fetch', 'report', 'end']);
     expect(first.stateFile).toBe(join(flowDir, '.prebuilt', 'TwoEnvFlow', 'images.json'));
