@@ -113,7 +113,7 @@ export interface SfnRunOptions {
 class ExecutionFailed extends Error {
   constructor(
     readonly error: string,
-    readonly cause: string,
+    override readonly cause: string,
   ) {
     super(`${error}: ${cause}`);
   }
