@@ -6,13 +6,13 @@
 //
 // Stock Metaflow's local conda steps need micromamba, which cannot be fetched here, so the local
 // run uses a flow whose steps need no environment (@conda_base(disabled=True)).
-import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getServices, missingFor } from '../services.js';
+import { SITECUSTOMIZE, startAwsFake, type AwsFake } from '../support/fake-aws-deploy.js';
 import {
   ROOT,
   aarch64PythonStandIn,
@@ -195,69 +195,6 @@ async function startS3(dir: string, bucket: string): Promise<{ endpoint: string;
   const { port } = await server.run();
   return { endpoint: `http://127.0.0.1:${port}`, close: () => server.close() };
 }
-
-interface AwsFake {
-  endpoint: string;
-  jobDefinitions: Array<{ jobDefinitionName: string; containerProperties: { image: string; command: string[] } }>;
-  close(): Promise<void>;
-}
-
-async function body(request: IncomingMessage): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
-  return text ? (JSON.parse(text) as Record<string, unknown>) : {};
-}
-
-/** The AWS calls `step-functions create --only-json` makes: Step Functions and Batch (job definitions recorded). */
-async function startAwsFake(): Promise<AwsFake> {
-  const jobDefinitions: AwsFake['jobDefinitions'] = [];
-  const server: Server = createServer((request, response) => {
-    void body(request).then((payload) => {
-      const reply = (value: unknown): void => {
-        response.writeHead(200, { 'content-type': 'application/json' });
-        response.end(JSON.stringify(value));
-      };
-      const target = String(request.headers['x-amz-target'] ?? '');
-      if (target.endsWith('.ListStateMachines')) return reply({ stateMachines: [] });
-      switch (request.url) {
-        case '/v1/describejobqueues':
-          return reply({
-            jobQueues: [{ jobQueueName: 'q', jobQueueArn: 'arn:aws:batch:us-east-1:123456789012:job-queue/q', state: 'ENABLED', status: 'VALID', priority: 1, computeEnvironmentOrder: [{ order: 1, computeEnvironment: 'arn:aws:batch:us-east-1:123456789012:compute-environment/ce' }] }],
-          });
-        case '/v1/describecomputeenvironments':
-          return reply({ computeEnvironments: [{ computeEnvironmentName: 'ce', computeEnvironmentArn: 'arn:aws:batch:us-east-1:123456789012:compute-environment/ce', computeResources: { type: 'EC2' } }] });
-        case '/v1/describejobdefinitions':
-          return reply({ jobDefinitions: [] });
-        case '/v1/registerjobdefinition': {
-          const definition = payload as unknown as AwsFake['jobDefinitions'][number];
-          jobDefinitions.push(definition);
-          return reply({ jobDefinitionName: definition.jobDefinitionName, jobDefinitionArn: `arn:aws:batch:us-east-1:123456789012:job-definition/${definition.jobDefinitionName}:${jobDefinitions.length}`, revision: jobDefinitions.length });
-        }
-        default:
-          response.writeHead(400, { 'content-type': 'application/json' });
-          response.end(JSON.stringify({ __type: 'UnknownOperation', message: `the fake does not serve ${request.url} ${target}` }));
-      }
-    });
-  });
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const address = server.address() as { port: number };
-  return { endpoint: `http://127.0.0.1:${address.port}`, jobDefinitions, close: () => new Promise((done) => server.close(() => done())) };
-}
-
-// boto3 1.26 (Debian) has no per-service endpoint setting: this sitecustomize points the two
-// clients Step Functions deploys use at the fake. It changes nothing Metaflow compiles.
-const SITECUSTOMIZE = `import os
-_endpoint = os.environ.get("PREBUILT_TEST_AWS_ENDPOINT")
-if _endpoint:
-    import boto3.session
-    _client = boto3.session.Session.client
-    def client(self, service_name, *args, **kwargs):
-        if service_name in ("stepfunctions", "batch"):
-            kwargs.setdefault("endpoint_url", _endpoint)
-        return _client(self, service_name, *args, **kwargs)
-    boto3.session.Session.client = client
-`;
 
 async function findFiles(dir: string): Promise<string[]> {
   const out: string[] = [];

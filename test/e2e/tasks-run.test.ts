@@ -4,6 +4,9 @@
 // controller (test/support/fake-argo-controller.ts) runs the compiled WorkflowTemplate with one
 // `docker run --network host` per task, against the S3 fake (s3rver) as Metaflow's datastore. Real
 // Metaflow (the vendored source), real boto3 in the images (Debian's, repackaged by the fixtures).
+// The same flow (without @kubernetes) through `step-functions create --only-json`, run by the FAKE
+// Step Functions / Batch executor (test/support/fake-step-functions.ts), the foreach's state in the
+// FAKE DynamoDB (test/support/fake-dynamodb.ts); it reuses the images the docker case built.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -11,6 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeS3, type FakeS3 } from '../../packages/fixtures/dist/index.js';
 import { getServices, missingFor } from '../services.js';
 import { runArgoWorkflow, type ArgoRunResult, type TaskRecord, type WorkflowTemplate } from '../support/fake-argo-controller.js';
+import { SITECUSTOMIZE, startAwsFake, type AwsFake } from '../support/fake-aws-deploy.js';
+import { startFakeDynamoDb, type FakeDynamoDb } from '../support/fake-dynamodb.js';
+import { runStateMachine, type StateMachine } from '../support/fake-step-functions.js';
 import { dockerTaskRunner, type TaskRunner } from '../support/task-containers.js';
 import { cliEnv, metaflowSource, run, runCli, specJson, startFixtures, stopFixtures, uniqueNamespace, writeFlow, type Fixtures } from './harness.js';
 
@@ -163,7 +169,7 @@ interface ImageMapJson {
   steps: Record<string, { envId: string | null; image: string; pinnedImage?: string; python: string }>;
 }
 
-function reports(task: TaskRecord): StepReport[] {
+function reports(task: Pick<TaskRecord, 'stdout' | 'stderr'>): StepReport[] {
   return (task.stdout + task.stderr)
     .split('\n')
     .filter((line) => line.includes('PREBUILT-TASK '))
@@ -181,6 +187,9 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
   // What a cluster gives every pod (IRSA / a secret in real life): credentials for the S3 fake.
   const podEnv = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_DEFAULT_REGION: 'us-east-1' };
   const compiled: Record<string, { workflow: WorkflowTemplate; map: ImageMapJson }> = {};
+  let aws: AwsFake | undefined;
+  let dynamo: FakeDynamoDb | undefined;
+  let sfnMap: ImageMapJson | undefined;
 
   beforeAll(async () => {
     fixtures = await startFixtures(undefined, { realBoto3: true });
@@ -204,9 +213,11 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
   }, 900_000);
   afterAll(async () => {
     // The images the tasks pulled into the daemon (unique namespaces: only this file's).
-    const pulled = Object.values(compiled).flatMap((c) => Object.values(c.map.images).map((image) => `${image.image.slice(0, image.image.lastIndexOf(':'))}@${image.digest}`));
+    const pulled = [...Object.values(compiled).map((c) => c.map), ...(sfnMap ? [sfnMap] : [])].flatMap((images) => Object.values(images.images).map((image) => `${image.image.slice(0, image.image.lastIndexOf(':'))}@${image.digest}`));
     if (pulled.length > 0) await run('docker', ['rmi', '--force', ...new Set(pulled)], { ...process.env, ...(services.dockerHost ? { DOCKER_HOST: services.dockerHost } : {}) });
     await s3?.stop();
+    await aws?.close();
+    await dynamo?.stop();
     await stopFixtures(fixtures);
     if (workDir) await rm(workDir, { recursive: true, force: true });
   });
@@ -247,9 +258,14 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
     const failed = result.tasks.filter((t) => t.exitCode !== 0);
     expect(failed.map((t) => `${t.name}: exit ${t.exitCode}\n${t.stderr.slice(-3000)}`)).toEqual([]);
     expect(result.status).toBe('Succeeded');
+    checkTasks(result.tasks.map((task) => ({ ...task, step: task.template })), map);
+  }
+
+  /** Every task ran in its step's image (pinned, the pulled digest the map's), saw only its env, installed nothing. */
+  function checkTasks(tasks: Array<Pick<TaskRecord, 'name' | 'image' | 'repoDigests' | 'stdout' | 'stderr'> & { step: string }>, map: ImageMapJson): void {
     const byStep = new Map<string, StepReport[]>();
-    for (const task of result.tasks) {
-      const step = task.template;
+    for (const task of tasks) {
+      const step = task.step;
       const entry = map.steps[step]!;
       // Its own image, pinned by digest, and the digest Docker pulled is the image map's.
       expect(task.image, step).toBe(entry.pinnedImage);
@@ -317,5 +333,67 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
     expect(hook.exitCode, hook.stderr).toBe(0);
     // Metaflow's error-capture hook found the failed task in the failures the controller passed.
     expect(hook.stdout).toContain('Error (exit code 17)');
+  }, 900_000);
+
+  it('step-functions create --only-json, run by the FAKE Step Functions / Batch executor and FAKE DynamoDB: every task of start → foreach(3) → join → end exits 0 in its own image; artifacts read back with Metaflow’s client', async () => {
+    const started = Date.now();
+    // @batch is what step-functions adds to every step; the flow keeps its envs (so its images).
+    const sfnDir = join(fixtures.dir, 'flow-sfn');
+    await writeFlow(sfnDir, 'tasks_flow.py', FLOW.replaceAll('    @kubernetes\n', ''));
+    const site = join(workDir, 'site');
+    await mkdir(site, { recursive: true });
+    await writeFile(join(site, 'sitecustomize.py'), SITECUSTOMIZE);
+    aws = await startAwsFake();
+    dynamo = await startFakeDynamoDb('prebuilt-sfn-foreach');
+    const stateFile = join(fixtures.dir, 'images-sfn.json');
+    const compiledSfn = await runCli(['run', 'tasks_flow.py', '--no-pylint', 'step-functions', 'create', '--only-json'], {
+      env: {
+        ...env,
+        PYTHONPATH: [site, source!, DIST_PACKAGES].join(delimiter),
+        METAFLOW_PREBUILT_BUILD_SERVICE: 'docker',
+        METAFLOW_PREBUILT_STATE_FILE: stateFile,
+        // The docker case's namespace: the same envs, so its images (present, not rebuilt).
+        METAFLOW_PREBUILT_IMAGE_NAMESPACE: `${env['METAFLOW_PREBUILT_IMAGE_NAMESPACE']}-docker`,
+        PREBUILT_TEST_AWS_ENDPOINT: aws.endpoint,
+        METAFLOW_SFN_IAM_ROLE: 'arn:aws:iam::123456789012:role/sfn',
+        METAFLOW_ECS_S3_ACCESS_IAM_ROLE: 'arn:aws:iam::123456789012:role/ecs',
+        METAFLOW_BATCH_JOB_QUEUE: 'q',
+        METAFLOW_SFN_DYNAMO_DB_TABLE: dynamo.table,
+      },
+      cwd: sfnDir,
+      timeoutMs: 900_000,
+    });
+    expect(compiledSfn.code, compiledSfn.stderr).toBe(0);
+    sfnMap = JSON.parse(await readFile(stateFile, 'utf8')) as ImageMapJson;
+    const machine = specJson<StateMachine>(compiledSfn.stdout);
+    expect(Object.keys(machine.States).sort()).toEqual(['#body', '*body', 'end', 'join', 'start']);
+    const compiledAt = Date.now();
+    const result = await runStateMachine(machine, {
+      // The site folder carries the sitecustomize that points the tasks' boto3 at the fake DynamoDB.
+      runner: (task) => runner({ ...task, mounts: [{ host: site, container: '/prebuilt-test-site' }] }),
+      jobDefinitions: aws.jobDefinitionsByArn,
+      dynamoDb: dynamo,
+      // What `step-functions trigger` passes: the flow's parameters as a JSON string.
+      input: { Parameters: '{}' },
+      jobEnv: { ...podEnv, PYTHONPATH: '/prebuilt-test-site', PREBUILT_TEST_DYNAMODB_ENDPOINT: dynamo.endpoint },
+    });
+    const failed = result.jobs.filter((job) => job.exitCode !== 0);
+    expect(failed.map((job) => `${job.name}: exit ${job.exitCode}\n${job.stderr.slice(-3000)}`)).toEqual([]);
+    expect(result.status, JSON.stringify(result.error)).toBe('SUCCEEDED');
+    expect(result.jobs.map((job) => job.state)).toEqual(['start', 'body', 'body', 'body', 'join', 'end']);
+    // The foreach's state went through the fake DynamoDB over the wire: cardinality, the three bodies, the join's read.
+    expect(dynamo.calls).toEqual(['PutItem', 'UpdateItem', 'UpdateItem', 'UpdateItem', 'GetItem']);
+    checkTasks(result.jobs.map((job) => ({ ...job, step: job.state })), sfnMap);
+    const data = await readRun(`sfn-${result.executionName}`);
+    expect(data).toEqual({
+      successful: true,
+      steps: ['body', 'end', 'join', 'start'],
+      body_tasks: 3,
+      squares: [1, 4, 9],
+      urls: ['item/1', 'item/2', 'item/3'],
+      mean: 14 / 3,
+      items: [1, 2, 3],
+    });
+    console.log(`[tasks-run] step-functions case: compile ${((compiledAt - started) / 1000).toFixed(1)} s, execution ${((Date.now() - compiledAt) / 1000).toFixed(1)} s`);
   }, 900_000);
 });

@@ -4,7 +4,8 @@
 // uses (metaflow/plugins/aws/step_functions/dynamo_db_client.py): PutItem, UpdateItem with one
 // `ADD <attribute> :value` of a set, GetItem with a ProjectionExpression. Anything else answers
 // an error naming the operation, so an unexpected call fails the task loudly.
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import { readJsonBody } from './fake-aws-deploy.js';
 
 /** An item in DynamoDB's JSON form: `{ pathspec: { S: 'x' }, ids: { SS: ['a'] } }`. */
 export type DynamoItem = Record<string, Record<string, unknown>>;
@@ -72,13 +73,6 @@ export function dynamoTable(table: string, keyName: string) {
   };
 }
 
-async function body(request: IncomingMessage): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
-  return text ? (JSON.parse(text) as Record<string, unknown>) : {};
-}
-
 /** Starts the fake on a free port of 127.0.0.1 with one table whose partition key is `keyName` (a string). */
 export async function startFakeDynamoDb(table: string, keyName = 'pathspec'): Promise<FakeDynamoDb> {
   const store = dynamoTable(table, keyName);
@@ -88,7 +82,7 @@ export async function startFakeDynamoDb(table: string, keyName = 'pathspec'): Pr
       response.writeHead(status, { 'content-type': 'application/x-amz-json-1.0' });
       response.end(JSON.stringify(value));
     };
-    void body(request)
+    void readJsonBody(request)
       .then((payload) => {
         const target = String(request.headers['x-amz-target'] ?? '');
         const operation = target.startsWith('DynamoDB_20120810.') ? target.slice('DynamoDB_20120810.'.length) : '';
