@@ -63,15 +63,27 @@ export async function startAwsFake(): Promise<AwsFake> {
 // boto3 1.26 / botocore 1.29 (Debian bookworm) know no AWS_ENDPOINT_URL_<SERVICE>: this
 // sitecustomize points the clients at the fakes — Step Functions and Batch for `step-functions
 // create` (PREBUILT_TEST_AWS_ENDPOINT), DynamoDB for the tasks of a foreach
-// (PREBUILT_TEST_DYNAMODB_ENDPOINT). It changes nothing Metaflow compiles or runs otherwise.
+// (PREBUILT_TEST_DYNAMODB_ENDPOINT). It changes nothing Metaflow compiles or runs otherwise, and
+// first runs the sitecustomize it shadows (the fixture env's adds its site-packages).
 export const SITECUSTOMIZE = `import os
+import sys
+_here = os.path.dirname(os.path.abspath(__file__))
+for _dir in sys.path[1:]:
+    _shadowed = os.path.join(_dir, "sitecustomize.py")
+    if _dir and os.path.abspath(_dir) != _here and os.path.isfile(_shadowed):
+        with open(_shadowed) as _file:
+            exec(compile(_file.read(), _shadowed, "exec"), {"__name__": "sitecustomize", "__file__": _shadowed})
+        break
 _endpoints = {}
 if os.environ.get("PREBUILT_TEST_AWS_ENDPOINT"):
     _endpoints["stepfunctions"] = _endpoints["batch"] = os.environ["PREBUILT_TEST_AWS_ENDPOINT"]
 if os.environ.get("PREBUILT_TEST_DYNAMODB_ENDPOINT"):
     _endpoints["dynamodb"] = os.environ["PREBUILT_TEST_DYNAMODB_ENDPOINT"]
-if _endpoints:
+try:
     import boto3.session
+except ImportError:  # a python without boto3 (the image's system python) makes no AWS calls
+    _endpoints = {}
+if _endpoints:
     _client = boto3.session.Session.client
     def client(self, service_name, *args, **kwargs):
         if service_name in _endpoints:
