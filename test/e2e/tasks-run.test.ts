@@ -152,6 +152,17 @@ out = {
 print(json.dumps(out))
 `;
 
+/** The run as Metaflow's client reads it back. */
+const EXPECTED_RUN = {
+  successful: true,
+  steps: ['body', 'end', 'join', 'start'],
+  body_tasks: 3,
+  squares: [1, 4, 9],
+  urls: ['item/1', 'item/2', 'item/3'],
+  mean: 14 / 3,
+  items: [1, 2, 3],
+};
+
 interface StepReport {
   step: string;
   executable: string;
@@ -300,15 +311,7 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
     checkRun(result, map);
     expect(result.exitHandler).toEqual([]);
     const data = await readRun(`argo-${result.name}`);
-    expect(data).toEqual({
-      successful: true,
-      steps: ['body', 'end', 'join', 'start'],
-      body_tasks: 3,
-      squares: [1, 4, 9],
-      urls: ['item/1', 'item/2', 'item/3'],
-      mean: 14 / 3,
-      items: [1, 2, 3],
-    });
+    expect(data).toEqual(EXPECTED_RUN);
   }, 900_000);
 
   it('oci build service: the same flow runs from the images the daemonless service built', async () => {
@@ -385,15 +388,7 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
     expect(dynamo.calls).toEqual(['PutItem', 'UpdateItem', 'UpdateItem', 'UpdateItem', 'GetItem']);
     checkTasks(result.jobs.map((job) => ({ ...job, step: job.state })), sfnMap);
     const data = await readRun(`sfn-${result.executionName}`);
-    expect(data).toEqual({
-      successful: true,
-      steps: ['body', 'end', 'join', 'start'],
-      body_tasks: 3,
-      squares: [1, 4, 9],
-      urls: ['item/1', 'item/2', 'item/3'],
-      mean: 14 / 3,
-      items: [1, 2, 3],
-    });
+    expect(data).toEqual(EXPECTED_RUN);
     console.log(`[tasks-run] step-functions case: compile ${((compiledAt - started) / 1000).toFixed(1)} s, execution ${((Date.now() - compiledAt) / 1000).toFixed(1)} s`);
   }, 900_000);
 });
