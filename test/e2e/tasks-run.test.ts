@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeS3, type FakeS3 } from '../../packages/fixtures/dist/index.js';
 import { getServices, missingFor } from '../services.js';
 import { runArgoWorkflow, type ArgoRunResult, type TaskRecord, type WorkflowTemplate } from '../support/fake-argo-controller.js';
-import { SITECUSTOMIZE, startAwsFake, type AwsFake } from '../support/fake-aws-deploy.js';
+import { SITECUSTOMIZE, startAwsFake, startRefusingProxy, type AwsFake } from '../support/fake-aws-deploy.js';
 import { startFakeDynamoDb, type FakeDynamoDb } from '../support/fake-dynamodb.js';
 import { runStateMachine, type StateMachine } from '../support/fake-step-functions.js';
 import { dockerTaskRunner, type TaskRunner } from '../support/task-containers.js';
@@ -201,6 +201,7 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
   let aws: AwsFake | undefined;
   let dynamo: FakeDynamoDb | undefined;
   let sfnMap: ImageMapJson | undefined;
+  let proxy: Awaited<ReturnType<typeof startRefusingProxy>> | undefined;
 
   beforeAll(async () => {
     fixtures = await startFixtures(undefined, { realBoto3: true });
@@ -229,6 +230,7 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
     await s3?.stop();
     await aws?.close();
     await dynamo?.stop();
+    await proxy?.close();
     await stopFixtures(fixtures);
     if (workDir) await rm(workDir, { recursive: true, force: true });
   });
@@ -348,6 +350,7 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
     await writeFile(join(site, 'sitecustomize.py'), SITECUSTOMIZE);
     aws = await startAwsFake();
     dynamo = await startFakeDynamoDb('prebuilt-sfn-foreach');
+    proxy = await startRefusingProxy();
     const stateFile = join(fixtures.dir, 'images-sfn.json');
     const compiledSfn = await runCli(['run', 'tasks_flow.py', '--no-pylint', 'step-functions', 'create', '--only-json'], {
       env: {
@@ -378,7 +381,16 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
       dynamoDb: dynamo,
       // What `step-functions trigger` passes: the flow's parameters as a JSON string.
       input: { Parameters: '{}' },
-      jobEnv: { ...podEnv, PYTHONPATH: '/prebuilt-test-site', PREBUILT_TEST_DYNAMODB_ENDPOINT: dynamo.endpoint },
+      jobEnv: {
+        ...podEnv,
+        PYTHONPATH: '/prebuilt-test-site',
+        PREBUILT_TEST_DYNAMODB_ENDPOINT: dynamo.endpoint,
+        // @batch asks the EC2 instance metadata service (best effort): kept on loopback, refused.
+        HTTP_PROXY: proxy.url,
+        http_proxy: proxy.url,
+        NO_PROXY: '127.0.0.1,localhost',
+        no_proxy: '127.0.0.1,localhost',
+      },
     });
     const failed = result.jobs.filter((job) => job.exitCode !== 0);
     expect(failed.map((job) => `${job.name}: exit ${job.exitCode}\n${JSON.stringify(job.command)}\n${JSON.stringify(job.env)}\n${job.stdout.slice(-2000)}\n${job.stderr.slice(-3000)}`)).toEqual([]);
@@ -387,6 +399,8 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
     // The foreach's state went through the fake DynamoDB over the wire: cardinality, the three bodies, the join's read.
     expect(dynamo.calls).toEqual(['PutItem', 'UpdateItem', 'UpdateItem', 'UpdateItem', 'GetItem']);
     checkTasks(result.jobs.map((job) => ({ ...job, step: job.state })), sfnMap);
+    // Nothing but the instance metadata service was asked through the proxy (the fakes are direct).
+    expect(proxy.refused.filter((request) => !request.includes('169.254.169.254'))).toEqual([]);
     const data = await readRun(`sfn-${result.executionName}`);
     expect(data).toEqual(EXPECTED_RUN);
     console.log(`[tasks-run] step-functions case: compile ${((compiledAt - started) / 1000).toFixed(1)} s, execution ${((Date.now() - compiledAt) / 1000).toFixed(1)} s`);

@@ -60,6 +60,28 @@ export async function startAwsFake(): Promise<AwsFake> {
   return { endpoint: `http://127.0.0.1:${address.port}`, jobDefinitions, jobDefinitionsByArn, close: () => new Promise((done) => server.close(() => done())) };
 }
 
+/**
+ * An HTTP proxy on 127.0.0.1 that refuses every request (403) and records its URL: a task's
+ * `HTTP_PROXY` so what Metaflow's @batch asks of the EC2 instance metadata service (169.254.169.254,
+ * best effort) never leaves loopback; `NO_PROXY=127.0.0.1,localhost` keeps the fakes direct.
+ */
+export async function startRefusingProxy(): Promise<{ url: string; refused: string[]; close(): Promise<void> }> {
+  const refused: string[] = [];
+  const server: Server = createServer((request, response) => {
+    refused.push(`${request.method} ${request.url}`);
+    request.resume();
+    response.writeHead(403, { 'content-type': 'text/plain' });
+    response.end('the test proxy refuses every request off loopback');
+  });
+  server.on('connect', (request, socket) => {
+    refused.push(`CONNECT ${request.url}`);
+    socket.end('HTTP/1.1 403 Forbidden\r\n\r\n');
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}`, refused, close: () => new Promise((done) => server.close(() => done())) };
+}
+
 // boto3 1.26 / botocore 1.29 (Debian bookworm) know no AWS_ENDPOINT_URL_<SERVICE>: this
 // sitecustomize points the clients at the fakes — Step Functions and Batch for `step-functions
 // create` (PREBUILT_TEST_AWS_ENDPOINT), DynamoDB for the tasks of a foreach

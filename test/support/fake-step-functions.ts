@@ -326,7 +326,8 @@ async function submitJob(state: string, parameters: JsonObject, options: SfnRunO
       name: `${state} (job ${jobId}, attempt ${attempt})`,
       image: definition.containerProperties.image,
       command,
-      env: { ...env, AWS_BATCH_JOB_ID: jobId, AWS_BATCH_JOB_ATTEMPT: String(attempt), AWS_BATCH_JQ_NAME: String(parameters['JobQueue'] ?? '') },
+      // What Batch and ECS set in every job's container.
+      env: { ...env, AWS_BATCH_JOB_ID: jobId, AWS_BATCH_JOB_ATTEMPT: String(attempt), AWS_BATCH_JQ_NAME: String(parameters['JobQueue'] ?? ''), AWS_BATCH_CE_NAME: 'fake-compute-environment', AWS_EXECUTION_ENV: 'AWS_ECS_EC2' },
     };
     const ran = await options.runner(task);
     last = { ...task, ...ran, state, jobId, attempt };
