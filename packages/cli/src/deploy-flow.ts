@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import {
   acquireFileLock,
+  checkBuildService,
   ConfigError,
   InputError,
   createMicromambaRecipeRunner,
@@ -155,7 +156,7 @@ export async function deployFlow(file: string, context: CliContext, options: Dep
   // Build contexts and private Docker configs a killed run (SIGKILL skips every cleanup) left in the temp directory.
   await sweepStaleRunTempDirs();
   try {
-    if (!options.plan) await (await getBuildService()).check?.({ signal: context.signal });
+    if (!options.plan) await checkBuildService(await getBuildService(), context.signal);
     options.onEvent?.({ type: 'resolving', steps: 0 });
     const onEvent = options.onEvent;
     const locking = (): ReturnType<typeof lockFlow> =>

@@ -232,6 +232,7 @@ export { diskFullError, isDiskFull } from './disk-full.js';
 export { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';
 export { acquireFileLock, describeLockOwner, LEASE_BEATS, LOCK_HEARTBEAT_MS, type AcquireOptions, type FileLock, type LockOwner } from './file-lock.js';
 export {
+  checkBuildService,
   deploy,
   type DeployOptions,
   type DeployResult,

@@ -8,7 +8,7 @@ import type { EnvRequest, LockedEnv } from '../env-model.js';
 import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, RegistryError } from '../errors.js';
 import { specHash } from '../identity.js';
 import type { PushImageIndexOptions } from '../registry/image-index.js';
-import { deploy, type DeployEvent, type DeployOptions, type DeployStep, type RecipeRunner } from './orchestrator.js';
+import { checkBuildService, deploy, type DeployEvent, type DeployOptions, type DeployStep, type RecipeRunner } from './orchestrator.js';
 
 /** A step with the request its fake lock is made from (null: disabled). */
 type TestStep = DeployStep & { request: EnvRequest | null };
@@ -310,6 +310,26 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
     expect(error).toBeInstanceOf(EnvironmentError);
     expect(checks).toBe(1);
     expect(ctx.recipe.prepared).toEqual([]);
+  });
+
+  it('a service the caller already checked (the CLI, before locking) is not checked again by the deploy; a failed check is tried again', async () => {
+    await using ctx = await setup(fourSteps());
+    let checks = 0;
+    let healthy = false;
+    const service = {
+      ...fakeBuildService(ctx.registry),
+      check: async () => {
+        checks++;
+        if (!healthy) throw new EnvironmentError('The Docker daemon at unix:///fake.sock cannot be reached.');
+      },
+    };
+    await expect(checkBuildService(service)).rejects.toBeInstanceOf(EnvironmentError);
+    healthy = true;
+    await checkBuildService(service);
+    expect(checks).toBe(2);
+    await deploy({ ...ctx.options, buildService: async () => service });
+    expect(checks).toBe(2);
+    expect(ctx.registry.images.size).toBeGreaterThan(0);
   });
 
   it('never checks or creates the build service when every image is present', async () => {
