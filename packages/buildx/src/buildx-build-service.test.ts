@@ -4,7 +4,15 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CancelledError, ConfigError, EnvironmentError, InputError, Secret, type BuildRequest, type BuildResult } from '@prebuilt/core';
+import {
+  CancelledError,
+  ConfigError,
+  EnvironmentError,
+  InputError,
+  Secret,
+  type BuildRequest,
+  type BuildResult,
+} from '@prebuilt/core/backend';
 import buildxDefinition, { createBuildxBuildService } from './index.js';
 import { createFakeDocker, type FakeDocker } from './__testing__/fake-docker.js';
 

@@ -20,7 +20,7 @@ import {
   type BuildResult,
   type BuildService,
   secondsSetting,
-} from '@prebuilt/core';
+} from '@prebuilt/core/backend';
 import { createTemporaryDockerConfig, type TemporaryDockerConfig } from './docker-config-dir.js';
 
 const debug = createLogger('buildx');

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { afterAll } from 'vitest';
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
-import { Secret } from '@prebuilt/core';
+import { Secret } from '@prebuilt/core/backend';
 import buildxDefinition from './index.js';
 import { createFakeDocker } from './__testing__/fake-docker.js';
 

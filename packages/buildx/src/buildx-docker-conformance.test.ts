@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
-import { Secret } from '@prebuilt/core';
+import { Secret } from '@prebuilt/core/backend';
 import { headDigest } from '@prebuilt/fixtures';
 import buildxDefinition from './index.js';
 import { getServices } from '../../../test/services.js';

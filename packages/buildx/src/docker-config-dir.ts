@@ -1,7 +1,12 @@
 import { lstat, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { createRunTempDir, dockerConfigKey, normalizeDockerConfigKey, type RegistryCredentials } from '@prebuilt/core';
+import {
+  createRunTempDir,
+  dockerConfigKey,
+  normalizeDockerConfigKey,
+  type RegistryCredentials,
+} from '@prebuilt/core/backend';
 
 /** Entries of the user's Docker config directory that buildx needs besides config.json. */
 const SHARED_ENTRIES = ['buildx', 'contexts', 'cli-plugins'];

@@ -1,4 +1,4 @@
-import { defineBuildService } from '@prebuilt/core';
+import { defineBuildService } from '@prebuilt/core/backend';
 import { createBuildxBuildService, type BuildxBuildServiceOptions } from './buildx-build-service.js';
 
 export { createBuildxBuildService, BUILDX_ENV, type BuildxBuildServiceOptions } from './buildx-build-service.js';

@@ -23,7 +23,7 @@ import {
   type BuildService,
   type RegistryCredentials,
   secondsSetting,
-} from '@prebuilt/core';
+} from '@prebuilt/core/backend';
 import { DIGEST_LINE, DIGEST_VARIABLE, buildspec, ecrRegion, type RegistryLogin } from './buildspec.js';
 import { createContextZip } from './context-zip.js';
 

@@ -6,7 +6,7 @@ import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, expect, it } from 'vitest';
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
-import { Secret } from '@prebuilt/core';
+import { Secret } from '@prebuilt/core/backend';
 import codebuildDefinition from './index.js';
 import { fakeCodeBuild } from './__testing__/fake-codebuild.js';
 import { headDigest, startFakeS3 } from '@prebuilt/fixtures';

@@ -2,7 +2,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Zip, ZipPassThrough } from 'fflate';
-import { createContextArchive } from '@prebuilt/core';
+import { createContextArchive } from '@prebuilt/core/backend';
 
 /** The tarball's name inside the zip; the buildspec unpacks it. */
 export const CONTEXT_TARBALL = 'prebuilt-context.tar.gz';

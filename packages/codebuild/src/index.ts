@@ -1,4 +1,4 @@
-import { defineBuildService } from '@prebuilt/core';
+import { defineBuildService } from '@prebuilt/core/backend';
 import { createCodeBuildBuildService, type CodeBuildBuildServiceOptions } from './codebuild-build-service.js';
 
 export { createCodeBuildBuildService, CODEBUILD_ENV, type CodeBuildBuildServiceOptions } from './codebuild-build-service.js';

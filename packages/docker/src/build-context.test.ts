@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InputError } from '@prebuilt/core';
+import { InputError } from '@prebuilt/core/backend';
 import { createBuildContext } from './build-context.js';
 
 async function entries(buffer: Buffer): Promise<Map<string, { type: string; mode: number; content: string; linkname?: string | null }>> {

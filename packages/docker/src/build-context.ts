@@ -1,4 +1,4 @@
-import { packBuildContext } from '@prebuilt/core';
+import { packBuildContext } from '@prebuilt/core/backend';
 
 export interface BuildContext {
   /** The whole context as an uncompressed tar, buffered in memory. */

@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CancelledError, ConfigError, EnvironmentError, Secret, type BuildRequest, type BuildResult } from '@prebuilt/core';
+import {
+  CancelledError,
+  ConfigError,
+  EnvironmentError,
+  Secret,
+  type BuildRequest,
+  type BuildResult,
+} from '@prebuilt/core/backend';
 import dockerDefinition, { createDockerBuildService } from './index.js';
 import { dockerConnection } from './docker-host.js';
 import { headDigest } from '@prebuilt/fixtures';

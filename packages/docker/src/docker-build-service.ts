@@ -12,7 +12,7 @@ import {
   type BuildResult,
   type BuildService,
   type RegistryCredentials,
-} from '@prebuilt/core';
+} from '@prebuilt/core/backend';
 import { createBuildContext } from './build-context.js';
 import { DEFAULT_DOCKER_HOST, dockerConnection } from './docker-host.js';
 import { baseImageReferences, firstBaseImage, parseTaggedReference, pullParts, registryHost } from './image-reference.js';

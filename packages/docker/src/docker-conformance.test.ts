@@ -1,5 +1,5 @@
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
-import { Secret } from '@prebuilt/core';
+import { Secret } from '@prebuilt/core/backend';
 import dockerDefinition from './index.js';
 import { headDigest } from '@prebuilt/fixtures';
 import { testServices } from './__fixtures__/services.js';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { DockerOptions } from 'dockerode';
-import { ConfigError, errorMessage } from '@prebuilt/core';
+import { ConfigError, errorMessage } from '@prebuilt/core/backend';
 
 export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InputError } from '@prebuilt/core';
+import { InputError } from '@prebuilt/core/backend';
 import { baseImageReferences, firstBaseImage, parseTaggedReference, pullParts, registryHost } from './image-reference.js';
 
 describe('image references', () => {

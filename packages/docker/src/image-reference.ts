@@ -1,4 +1,4 @@
-import { InputError } from '@prebuilt/core';
+import { InputError } from '@prebuilt/core/backend';
 
 export interface TaggedReference {
   /** Everything before the tag, e.g. `127.0.0.1:5000/metaflow-prebuilt`. */

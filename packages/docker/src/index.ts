@@ -1,4 +1,4 @@
-import { defineBuildService } from '@prebuilt/core';
+import { defineBuildService } from '@prebuilt/core/backend';
 import { createDockerBuildService, type DockerBuildServiceOptions } from './docker-build-service.js';
 
 export {

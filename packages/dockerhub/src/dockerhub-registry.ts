@@ -23,7 +23,7 @@ import {
   type PullSettings,
   type RegistryClientOptions,
   type RegistryCredentials,
-} from '@prebuilt/core';
+} from '@prebuilt/core/backend';
 
 const debug = createLogger('dockerhub');
 

@@ -1,8 +1,8 @@
-import { defineImageRegistry } from '@prebuilt/core';
+import { defineImageRegistry } from '@prebuilt/core/backend';
 import { createDockerHubRegistry, type DockerHubRegistryOptions } from './dockerhub-registry.js';
 
 export { createDockerHubRegistry, DOCKERHUB_ENV, type DockerHubRegistryOptions } from './dockerhub-registry.js';
-export { DEFAULT_REPOSITORY, PULL_ENV, type PullSettings } from '@prebuilt/core';
+export { DEFAULT_REPOSITORY, PULL_ENV, type PullSettings } from '@prebuilt/core/backend';
 
 /** The `dockerhub` image registry (the default): `docker.io/<namespace>/<repository>:env-<envId>-<arch>`. */
 const dockerhub = defineImageRegistry({

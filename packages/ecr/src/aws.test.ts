@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EnvironmentError } from '@prebuilt/core';
+import { EnvironmentError } from '@prebuilt/core/backend';
 import { awsError, describeAwsCredentialSource, importAwsSdk } from './aws.js';
 
 describe('AWS SDK loading and errors', () => {

@@ -1,4 +1,11 @@
-import { AuthError, ConfigError, EnvironmentError, RegistryError, errorMessage, type PrebuiltError } from '@prebuilt/core';
+import {
+  AuthError,
+  ConfigError,
+  EnvironmentError,
+  RegistryError,
+  errorMessage,
+  type PrebuiltError,
+} from '@prebuilt/core/backend';
 
 type EcrSdk = typeof import('@aws-sdk/client-ecr');
 type StsSdk = typeof import('@aws-sdk/client-sts');

@@ -12,7 +12,8 @@ import {
   RepositoryNotFoundException,
 } from '@aws-sdk/client-ecr';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import { AuthError, ConfigError, RegistryError, Secret, resolveBackend } from '@prebuilt/core';
+import { AuthError, ConfigError, RegistryError, Secret } from '@prebuilt/core/backend';
+import { resolveBackend } from '@prebuilt/core';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import ecrDefinition, { createEcrRegistry } from './index.js';
 import { htpasswdRegistryMissing, skopeoMissing, skopeoPush, startHtpasswdRegistry, type HtpasswdRegistry } from '@prebuilt/fixtures';

@@ -24,7 +24,7 @@ import {
   type PullConfig,
   type RegistryClientOptions,
   type RegistryCredentials,
-} from '@prebuilt/core';
+} from '@prebuilt/core/backend';
 import { awsError, describeAwsCredentialSource, loadEcrSdk, loadStsSdk } from './aws.js';
 
 const debug = createLogger('ecr');

@@ -1,4 +1,4 @@
-import { defineImageRegistry } from '@prebuilt/core';
+import { defineImageRegistry } from '@prebuilt/core/backend';
 import { createEcrRegistry, type EcrRegistryOptions } from './ecr-registry.js';
 
 export { createEcrRegistry, ECR_ENV, DEFAULT_TOKEN_REFRESH_MARGIN_MS, type EcrRegistryOptions } from './ecr-registry.js';

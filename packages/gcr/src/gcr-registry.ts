@@ -22,7 +22,7 @@ import {
   type PullSettings,
   type RegistryClientOptions,
   type RegistryCredentials,
-} from '@prebuilt/core';
+} from '@prebuilt/core/backend';
 import { googleTokenSource, type GoogleTokenSource } from './google-token.js';
 
 const debug = createLogger('gcr');

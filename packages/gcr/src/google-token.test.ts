@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AuthError, EnvironmentError } from '@prebuilt/core';
+import { AuthError, EnvironmentError } from '@prebuilt/core/backend';
 import { googleTokenSource, importGoogleAuth } from './google-token.js';
 
 describe('google-auth-library loading and token errors', () => {

@@ -1,5 +1,5 @@
 import type { GoogleAuthOptions } from 'google-auth-library';
-import { AuthError, EnvironmentError, errorMessage } from '@prebuilt/core';
+import { AuthError, EnvironmentError, errorMessage } from '@prebuilt/core/backend';
 
 export const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
 

@@ -1,4 +1,4 @@
-import { defineImageRegistry } from '@prebuilt/core';
+import { defineImageRegistry } from '@prebuilt/core/backend';
 import { createGcrRegistry, type GcrRegistryOptions } from './gcr-registry.js';
 
 export { createGcrRegistry, isGoogleRegistryHost, GCR_ENV, DEFAULT_GCR_HOST, OAUTH_USER, type GcrRegistryOptions } from './gcr-registry.js';

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { ConfigError, EnvironmentError, createLogger, errorMessage } from '@prebuilt/core';
+import { ConfigError, EnvironmentError, createLogger, errorMessage } from '@prebuilt/core/backend';
 
 const debug = createLogger('kaniko');
 

@@ -1,4 +1,4 @@
-import { defineBuildService } from '@prebuilt/core';
+import { defineBuildService } from '@prebuilt/core/backend';
 import { createKanikoBuildService, type KanikoBuildServiceOptions } from './kaniko-build-service.js';
 
 export { createKanikoBuildService, DEFAULT_KANIKO_IMAGE, KANIKO_ENV, type KanikoBuildServiceOptions } from './kaniko-build-service.js';

@@ -21,7 +21,7 @@ import {
   type BuildResult,
   type BuildService,
   secondsSetting,
-} from '@prebuilt/core';
+} from '@prebuilt/core/backend';
 import { createContextStore, parseBucketLocation, type ContextStore } from './context-store.js';
 import { BUILD_LABEL, CONTAINER_NAME, dockerConfigSecret, kanikoJob } from './kaniko-manifests.js';
 

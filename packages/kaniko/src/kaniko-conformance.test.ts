@@ -6,7 +6,7 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, expect, it } from 'vitest';
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
-import { Secret } from '@prebuilt/core';
+import { Secret } from '@prebuilt/core/backend';
 import kanikoDefinition from './index.js';
 import { FakeKubernetes } from './__testing__/fake-kubernetes.js';
 import { fakeKanikoExecutor } from './__testing__/fake-kaniko-executor.js';

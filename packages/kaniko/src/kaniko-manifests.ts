@@ -1,4 +1,4 @@
-import { dockerConfigKey, type RegistryCredentials } from '@prebuilt/core';
+import { dockerConfigKey, type RegistryCredentials } from '@prebuilt/core/backend';
 
 /** The executor container's name in every kaniko Job. */
 export const CONTAINER_NAME = 'kaniko';

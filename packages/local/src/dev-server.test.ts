@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, EnvironmentError } from '@prebuilt/core';
+import { ConfigError, EnvironmentError } from '@prebuilt/core/backend';
 import { defaultStateDir, localRegistryServerStatus, startLocalRegistryServer, stopLocalRegistryServer } from './index.js';
 import { testServices } from './__fixtures__/services.js';
 

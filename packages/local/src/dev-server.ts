@@ -5,7 +5,7 @@ import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { ConfigError, EnvironmentError, createLogger, errorMessage } from '@prebuilt/core';
+import { ConfigError, EnvironmentError, createLogger, errorMessage } from '@prebuilt/core/backend';
 
 const debug = createLogger('local:server');
 

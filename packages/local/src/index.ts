@@ -1,4 +1,4 @@
-import { defineImageRegistry } from '@prebuilt/core';
+import { defineImageRegistry } from '@prebuilt/core/backend';
 import { createLocalRegistry, type LocalRegistryOptions } from './local-registry.js';
 
 export { createLocalRegistry, LOCAL_ENV, DEFAULT_NAMESPACE, type LocalRegistryOptions } from './local-registry.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AuthError, ConfigError, PrebuiltError, Secret } from '@prebuilt/core';
+import { AuthError, ConfigError, PrebuiltError, Secret } from '@prebuilt/core/backend';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import localDefinition, { createLocalRegistry } from './index.js';
 import { testServices } from './__fixtures__/services.js';

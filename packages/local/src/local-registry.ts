@@ -15,7 +15,7 @@ import {
   type PullConfig,
   type RegistryClientOptions,
   type RegistryCredentials,
-} from '@prebuilt/core';
+} from '@prebuilt/core/backend';
 
 const debug = createLogger('local');
 

@@ -11,7 +11,7 @@ import {
   type OciDescriptor,
   type PrefixLayers,
   type RegistryClient,
-} from '@prebuilt/core';
+} from '@prebuilt/core/backend';
 import { expand, parseDockerfile, renderWord, type Instruction } from './dockerfile.js';
 import { imagePath, type LayerEntry } from './layer.js';
 

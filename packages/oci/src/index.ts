@@ -1,4 +1,4 @@
-import { defineBuildService } from '@prebuilt/core';
+import { defineBuildService } from '@prebuilt/core/backend';
 import { createOciBuildService, type OciBuildServiceOptions } from './oci-build-service.js';
 
 export {

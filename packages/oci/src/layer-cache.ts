@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '@prebuilt/core';
+import { writeFileAtomic } from '@prebuilt/core/backend';
 
 /** What a layer's tar compresses to: the blob digest and size. */
 export interface CompressedLayer {

@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CancelledError } from '@prebuilt/core';
+import { CancelledError } from '@prebuilt/core/backend';
 import { LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, ZSTD_BLOCK, layerCompressor, type LayerCompression } from './layer-codec.js';
 import { layerDiffId, tarLayer, writeLayer, type LayerEntry } from './layer.js';
 

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { extract } from 'tar-stream';
-import { CancelledError } from '@prebuilt/core';
-import { normalisedMode, listTree } from '@prebuilt/core';
+import { CancelledError } from '@prebuilt/core/backend';
+import { listTree } from '@prebuilt/core/backend';
+import { normalisedMode } from '@prebuilt/core';
 import { buildLayer, completeEntries, deterministicGzip, type LayerEntry } from './layer.js';
 
 let dir: string;

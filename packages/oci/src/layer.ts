@@ -4,7 +4,7 @@ import { posix } from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
-import { addTarTreeEntry, CancelledError, compareBytes, sha256Tap } from '@prebuilt/core';
+import { addTarTreeEntry, CancelledError, compareBytes, sha256Tap } from '@prebuilt/core/backend';
 import { deterministicGzipStream, layerCompressor, type LayerCompression } from './layer-codec.js';
 
 /** One entry of a layer: where it goes in the image and where its content comes from. */

@@ -10,7 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CancelledError, ConfigError, computeEnvId, envPrefix, PREFIX_LAYERS_FILE, parsePrefixLayers, RegistryClient, type BaseImageIdentity, type LockedEnv } from '@prebuilt/core';
+import {
+  CancelledError,
+  ConfigError,
+  PREFIX_LAYERS_FILE,
+  parsePrefixLayers,
+  RegistryClient,
+  type BaseImageIdentity,
+} from '@prebuilt/core/backend';
+import { computeEnvId, envPrefix, type LockedEnv } from '@prebuilt/core';
 import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
 import { generateExampleFixtures, generateFixtures, startFixtureServer, syntheticFixtureSet, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
 import { pushImageIndex } from './image-index.js';

@@ -17,7 +17,7 @@ import {
   type RetryPolicy,
   type UploadBlobResult,
   sourceDateEpoch,
-} from '@prebuilt/core';
+} from '@prebuilt/core/backend';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,6 +1,6 @@
 // The shared test services (scripts/test-services.sh, provided by test/global-setup.ts).
 import { randomBytes } from 'node:crypto';
-import { RegistryClient, Secret, type RegistryCredentials } from '@prebuilt/core';
+import { RegistryClient, Secret, type RegistryCredentials } from '@prebuilt/core/backend';
 import { getServices, missingFor, type TestServices } from '../../../../test/services.js';
 
 export { getServices, missingFor, type TestServices };

@@ -1,0 +1,85 @@
+/**
+ * The backend authors' face of @prebuilt/core (`@prebuilt/core/backend`): the contracts a build service
+ * or image registry implements, the errors it throws, `Secret`, the backend kit (settings, build logs,
+ * build contexts, base images, push credentials) and the registry client. A backend imports only from
+ * here (and `@prebuilt/core/conformance` in its tests).
+ */
+export {
+  PrebuiltError,
+  ConfigError,
+  InputError,
+  RegistryError,
+  AuthError,
+  BuildFailedError,
+  EnvironmentError,
+  CancelledError,
+  DiskFullError,
+  NetworkError,
+  ExitCode,
+  errorMessage,
+  type PrebuiltErrorOptions,
+} from './errors.js';
+export { createLogger, type Logger } from './logger.js';
+export { Secret } from './secret.js';
+export { loadSetting, loadOptionalSetting, type LoadSettingOptions } from './load-setting.js';
+export {
+  BACKEND_API_VERSION,
+  defineBuildService,
+  defineImageRegistry,
+  type BackendContext,
+  type BackendDefinition,
+  type BackendDefinitionInput,
+  type BuildServiceDefinition,
+  type ImageRegistryDefinition,
+  type BuildService,
+  type BuildRequest,
+  type BuildResult,
+  type ImageRegistry,
+  type ImageTagInput,
+  type ImageExistence,
+  type BaseImageIdentity,
+  type PullConfig,
+  type RegistryCredentials,
+} from './contracts.js';
+export { type CondaPlatform, type LockedPackage } from './env-model.js';
+export { parseImageRef, DOCKER_HUB, type ImageRef } from './registry/image-ref.js';
+export { MediaType } from './registry/media-types.js';
+export { type OciDescriptor, type ImageManifest } from './registry/platform.js';
+export { type RetryPolicy } from './registry/retry.js';
+export {
+  dockerConfigCredentials,
+  dockerConfigPath,
+  dockerConfigKey,
+  normalizeDockerConfigKey,
+} from './registry/docker-config.js';
+export { RegistryClient, type RegistryClientOptions, type UploadBlobResult } from './registry/registry-client.js';
+export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayers } from './recipes/prefix-layers.js';
+export { writeFileAtomic } from './atomic-write.js';
+export { compareBytes, listTree, sourceDateEpoch } from './file-tree.js';
+export { addTarTreeEntry } from './tar-tree-entry.js';
+export { sha256Tap } from './sha256-tap.js';
+export { createRunTempDir } from './run-temp-dir.js';
+export { mapPool } from './deploy/pool.js';
+export {
+  PULL_ENV,
+  DEFAULT_REPOSITORY,
+  COMPONENT,
+  envTag,
+  parseHost,
+  checkRepository,
+  pullConfigFromSettings,
+  secondsSetting,
+  type PullSettings,
+} from './backend-kit/settings.js';
+export { checkSignal, resolveBaseImage } from './backend-kit/base-image.js';
+export { BuildLog, scrubber, cancelledError, withPushPhase } from './backend-kit/build-log.js';
+export { createContextArchive, packBuildContext } from './backend-kit/context-archive.js';
+export { checkPushCredentials } from './backend-kit/push-credentials.js';
+export { DOCKER_PLATFORM, pushTarget } from './backend-kit/build-request.js';
+export { netFetch, type NetRequest, type NetResponse } from './net/net-fetch.js';
+export {
+  pushImageIndex,
+  type ImageIndexEntry,
+  type PushImageIndexOptions,
+  type PushedIndex,
+} from './registry/image-index.js';
