@@ -1,4 +1,7 @@
-import type { CondaPlatform } from './env-model.js';
+import type { CondaPlatform, EnvToResolve, LockedEnv } from './env-model.js';
+import type { ImageMap } from './deploy/image-map.js';
+import type { PrefixLayersPackage } from './recipes/prefix-layers.js';
+import type { PublishedIndex, PushImageIndexOptions, PushedIndex, ReadImageIndexOptions } from './registry/image-index.js';
 import type { Secret } from './secret.js';
 
 /** The contract version every backend definition declares. The resolver checks it. */
@@ -147,4 +150,222 @@ export function defineBuildService(definition: BackendDefinitionInput<BuildServi
 
 export function defineImageRegistry(definition: BackendDefinitionInput<ImageRegistryDefinition>): ImageRegistryDefinition {
   return { ...definition, apiVersion: BACKEND_API_VERSION, kind: 'image-registry' };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Env toolchain: what resolves an env to files and lays its prefix out (`@prebuilt/conda`
+// implements both; core calls them and keeps what they return — nothing is handed back).
+
+/**
+ * Resolves envs to exact files (`@prebuilt/conda`'s `createResolver()`). `lockForFlow` records
+ * `glibc` in each entry's `resolvedWith` and asks for the envs the lock file does not have.
+ */
+export interface EnvResolver {
+  /** glibc version the resolver assumes for the target (`__glibc`, manylinux tags). */
+  readonly glibc: string;
+  /** One LockedEnv per input, in the same order. */
+  resolve(envs: readonly EnvToResolve[]): Promise<LockedEnv[]>;
+}
+
+/** Progress of preparing one env's build context. */
+export interface EnvProgress {
+  phase: 'downloading' | 'materializing';
+  done: number;
+  total: number;
+}
+
+/** What a materializer lays out: one env's prefix, in a directory core chose. */
+export interface MaterializeRequest {
+  lock: LockedEnv;
+  envId: string;
+  /** Absolute path of the env in the image; the prefix is laid out as if installed there. */
+  prefix: string;
+  /** The directory to lay the prefix out in (it does not exist yet). */
+  outDir: string;
+  signal?: AbortSignal;
+  onProgress?: (progress: EnvProgress) => void;
+}
+
+export interface MaterializedPrefix {
+  /** Which prefix entries each package installed, in install order (for `prefix-layers.json`). */
+  packages: PrefixLayersPackage[];
+}
+
+/**
+ * Lays out a locked env's prefix on this machine (`@prebuilt/conda`'s `createEnvMaterializer()`).
+ * Core's materialized recipe runner renders the Dockerfile, owns the build context and writes
+ * `prefix-layers.json` from the result.
+ */
+export interface EnvMaterializer {
+  materialize(request: MaterializeRequest): Promise<MaterializedPrefix>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deploy: what `deploy()` takes, reports and returns (its events and result are the CLI's --json)
+
+/** One step of a flow, as the deploy sees it. */
+export interface DeployStep {
+  name: string;
+  /** The step's remote decorator asks for a GPU: it is built on the GPU base image. */
+  gpu: boolean;
+}
+
+/** The build inputs a recipe prepared for one env. */
+export interface PreparedBuild {
+  dockerfile: string;
+  contextDir: string;
+  /** Removes the context directory. */
+  dispose(): Promise<void>;
+}
+
+/** Prepares the build context of one env (core's `createMaterializedRecipeRunner`, `createMicromambaRecipeRunner`). */
+export interface RecipeRunner {
+  /** Recipe name and version; they feed the envId. */
+  name: string;
+  version: string;
+  prepare(input: {
+    lock: LockedEnv;
+    envId: string;
+    prefix: string;
+    base: BaseImageIdentity;
+    signal?: AbortSignal;
+    onProgress?: (progress: EnvProgress) => void;
+  }): Promise<PreparedBuild>;
+}
+
+export type ImagePhase =
+  | 'checking'
+  | 'waiting'
+  | 'missing'
+  | 'materializing'
+  | 'building'
+  | 'pushing'
+  | 'verifying'
+  | 'present'
+  | 'built'
+  | 'failed';
+
+export type DeployEvent =
+  | { type: 'resolving'; steps: number }
+  | {
+      type: 'resolved';
+      /** Platform images (one per distinct env and platform). */
+      images: number;
+      /** Multi-platform image indexes over them (0 when every step targets one platform). */
+      indexes: number;
+      /** The platforms the images are for, in first-seen order. */
+      platforms: CondaPlatform[];
+    }
+  | {
+      type: 'image';
+      envId: string;
+      tag: string;
+      steps: string[];
+      phase: ImagePhase;
+      detail?: string;
+      /** The image's conda platform; for a multi-platform image index, its platforms joined by `+`. */
+      platform?: string;
+    }
+  | { type: 'progress'; envId: string; phase: 'downloading' | 'materializing'; done: number; total: number }
+  | { type: 'log'; envId: string; line: string }
+  /** Something the user should know that is no failure (a cached package that was tampered with and fetched again, a wait for another process's download). */
+  | { type: 'note'; message: string }
+  /**
+   * A network read has had no byte for `seconds` (reported every few seconds while it lasts; 0 when
+   * the wait is over): what the deploy is waiting on, e.g. `127.0.0.1:5100` for a `blob upload`.
+   */
+  | { type: 'waiting'; target: string; what: string; seconds: number };
+
+/** A held build lock. */
+export interface BuildLockHandle {
+  /** True when another process held the lock and this one waited for it. */
+  waited: boolean;
+  release(): Promise<void>;
+}
+
+export interface DeployOptions {
+  flow: string;
+  steps: DeployStep[];
+  registry: ImageRegistry;
+  /**
+   * Needed unless `plan` is true. A function is called (once) only when an image must be built,
+   * so a deploy with nothing to build never loads or connects to the build service.
+   */
+  buildService?: BuildService | (() => Promise<BuildService>);
+  recipe: RecipeRunner;
+  baseImage: string;
+  /** Base image for GPU steps (METAFLOW_PREBUILT_GPU_BASE_IMAGE); defaults to `baseImage`. */
+  gpuBaseImage?: string;
+  /**
+   * The locked env of every step (null for a disabled step, which runs on the base image's python),
+   * e.g. from the lock file or a fresh resolution. Called once. A list of locks, one per platform,
+   * builds one image per platform and publishes them as one multi-platform image index, which the
+   * step pulls.
+   */
+  lock(options: { signal?: AbortSignal }): Promise<Record<string, LockedEnv | readonly LockedEnv[] | null>>;
+  /** Publishes a multi-platform image index (default: core's `pushImageIndex` over the registry API). */
+  pushIndex?: (options: PushImageIndexOptions) => Promise<PushedIndex>;
+  /** Reads the image index a tag names now (default: core's `readImageIndex`). */
+  readIndex?: (options: ReadImageIndexOptions) => Promise<PublishedIndex | undefined>;
+  /** Check the registry for each tag before building (METAFLOW_PREBUILT_REGISTRY_CACHE). Default true. */
+  registryCache?: boolean;
+  /** Rebuild even when the tag exists. */
+  force?: boolean;
+  /** Parallel builds (METAFLOW_PREBUILT_BUILD_WORKERS). Default min(images, 8). */
+  workers?: number;
+  /** Plan only: resolve, identify and check, never build. */
+  plan?: boolean;
+  signal?: AbortSignal;
+  onEvent?: (event: DeployEvent) => void;
+  /**
+   * Serializes the builds of one image across processes of this machine (e.g. an inter-process
+   * lock file per tag). Taken before materializing; when it had to wait, the registry is checked
+   * again, so an image another process just pushed is reused instead of built twice.
+   */
+  buildLock?: (
+    image: { envId: string; tag: string },
+    /** `onWait(holder)`: called when the lock is held elsewhere; `holder` describes who holds it and since when. */
+    options: { signal?: AbortSignal; onWait: (holder?: string) => void },
+  ) => Promise<BuildLockHandle>;
+}
+
+/** One platform's image of a multi-platform image index. */
+export interface DeployIndexMember {
+  platform: CondaPlatform;
+  envId: string;
+  /** Its pull tag. */
+  image: string;
+  digest?: string;
+}
+
+export interface DeployImage {
+  /** The envId of a platform's image, or the id of a multi-platform image index. */
+  envId: string;
+  /** The tag pushed to. */
+  tag: string;
+  /** The tag the runner pulls. */
+  pullTag: string;
+  platform: CondaPlatform;
+  base: BaseImageIdentity;
+  steps: string[];
+  /** `missing` only in a plan: the image is not in the registry and would be built. */
+  status: 'present' | 'built' | 'failed' | 'missing' | 'unchecked';
+  /** Set on a multi-platform image index: its platforms' images (then `platform` is the first). */
+  platforms?: DeployIndexMember[];
+  /** Set on a platform's image that is part of an image index: the index's id. */
+  memberOf?: string[];
+  digest?: string;
+  python: string;
+  packages: number;
+  reason?: string;
+  /** What to do about the failure, when the error that caused it says. */
+  hint?: string;
+  logTail?: string[];
+  elapsedMs: number;
+}
+
+export interface DeployResult {
+  imageMap: ImageMap;
+  images: DeployImage[];
+  failures: DeployImage[];
 }

@@ -49,6 +49,30 @@ export interface LockedEnv {
   packages: LockedPackage[];
 }
 
+/** Packages Metaflow adds to an env at resolution (`requests`, `boto3`, …), name → spec, per part. */
+export interface EnvPins {
+  conda: Record<string, string>;
+  pypi: Record<string, string>;
+}
+
+/**
+ * What the resolver used besides the request, recorded so that a lock made with other inputs is
+ * not reused: Metaflow's pins and the glibc version assumed for the target.
+ */
+export interface ResolvedWith {
+  pins: EnvPins;
+  /** glibc version the target is assumed to have (`__glibc`, manylinux tags). */
+  glibc: string;
+}
+
+/** An env to resolve: its request and specHash, what to resolve it with, the steps that use it. */
+export interface EnvToResolve {
+  specHash: string;
+  request: EnvRequest;
+  resolvedWith: ResolvedWith;
+  steps: string[];
+}
+
 /** Docker's name for a conda platform. */
 export function dockerPlatform(platform: CondaPlatform): string {
   return platform === 'linux-aarch64' ? 'linux/arm64' : 'linux/amd64';

@@ -41,7 +41,15 @@ export {
   type PullConfig,
   type RegistryCredentials,
 } from './contracts.js';
-export { type CondaPlatform, type EnvRequest, type LockedEnv, type LockedPackage } from './env-model.js';
+export {
+  type CondaPlatform,
+  type EnvRequest,
+  type LockedEnv,
+  type LockedPackage,
+  type EnvPins,
+  type ResolvedWith,
+  type EnvToResolve,
+} from './env-model.js';
 export { canonicalJson, stableJson, normalizeCondaName, normalizePypiName, sha256Hex, specHash } from './identity.js';
 export { requestDefaults, targetPlatforms, channelUrl, type RequestDefaultsOptions } from './request-defaults.js';
 export { kindLabel } from './backends/builtin-backends.js';
@@ -52,17 +60,8 @@ export { selectedBackendNames, createResolvedBackend, type BackendSelection } fr
 export { DOCKER_HUB } from './registry/image-ref.js';
 export { normalizeDockerConfigKey, DOCKER_HUB_CONFIG_KEY } from './registry/docker-config.js';
 export { computeEnvId } from './env-id.js';
-export {
-  lockPlatforms,
-  lockForFlow,
-  type LockFile,
-  type LockEntry,
-  type ResolvedWith,
-  type EnvPins,
-  type StepToLock,
-  type EnvToResolve,
-  type LockForFlowResult,
-} from './lock-file.js';
+export { lockPlatforms, type LockFile, type LockEntry } from './lock-file.js';
+export { lockForFlow, type StepToLock, type LockForFlowOptions, type LockForFlowResult } from './lock-for-flow.js';
 export { selectRecipeName } from './recipes/recipe.js';
 export { materializedRecipe, MATERIALIZED_RECIPE_VERSION } from './recipes/materialized.js';
 export {
@@ -80,9 +79,9 @@ export { sha256Tap } from './sha256-tap.js';
 export { diskFullError } from './disk-full.js';
 export { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';
 export { acquireFileLock } from './file-lock.js';
+export { deploy } from './deploy/orchestrator.js';
+export { checkBuildService } from './deploy/build-service.js';
 export {
-  checkBuildService,
-  deploy,
   type DeployOptions,
   type DeployResult,
   type BuildLockHandle,
@@ -93,7 +92,7 @@ export {
   type ImagePhase,
   type PreparedBuild,
   type RecipeRunner,
-} from './deploy/orchestrator.js';
+} from './contracts.js';
 export { type ImageMap, type ImageMapImage, type ImageMapStep } from './deploy/image-map.js';
 export { positiveSetting } from './backend-kit/settings.js';
 export { netFetch, type NetResponse } from './net/net-fetch.js';

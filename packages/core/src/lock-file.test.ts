@@ -5,17 +5,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EnvRequest, LockedEnv } from './env-model.js';
 import { InputError } from './errors.js';
 import { specHash } from './identity.js';
-import {
-  LOCK_FILE_VERSION,
-  lockFilePath,
-  lockForFlow,
-  readLockFile,
-  serializeLockFile,
-  type EnvResolver,
-  type EnvToResolve,
-  type EnvPins,
-  type StepToLock,
-} from './lock-file.js';
+import type { EnvPins, EnvToResolve } from './env-model.js';
+import { LOCK_FILE_VERSION, lockFilePath, readLockFile, serializeLockFile } from './lock-file.js';
+import { lockForFlow, type ResolveEnvs, type StepToLock } from './lock-for-flow.js';
 
 const req = (conda: Record<string, string>, pypi: Record<string, string> = {}): EnvRequest => ({
   python: '3.11',
@@ -27,7 +19,7 @@ const req = (conda: Record<string, string>, pypi: Record<string, string> = {}): 
 });
 
 /** A resolver that records its calls and locks each env to one fake file per package. */
-function fakeResolver(): EnvResolver & { calls: EnvToResolve[][] } {
+function fakeResolver(): ResolveEnvs & { calls: EnvToResolve[][] } {
   const calls: EnvToResolve[][] = [];
   const resolver = async (envs: readonly EnvToResolve[]): Promise<LockedEnv[]> => {
     calls.push([...envs]);

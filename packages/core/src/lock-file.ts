@@ -12,9 +12,11 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { writeFileAtomic } from './atomic-write.js';
-import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage } from './env-model.js';
-import { ConfigError, InputError, errorMessage } from './errors.js';
-import { canonicalJson, sha256Hex, specHash, stableJson } from './identity.js';
+import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage, ResolvedWith } from './env-model.js';
+import { InputError, errorMessage } from './errors.js';
+import { canonicalJson, sha256Hex, stableJson } from './identity.js';
+
+export type { EnvPins, ResolvedWith } from './env-model.js';
 
 /** The newest format version of the lock file (see the module comment); a file with another is stale. */
 export const LOCK_FILE_VERSION = 2;
@@ -23,22 +25,6 @@ export type LockFileVersion = 1 | typeof LOCK_FILE_VERSION;
 
 /** A step's locked envs: platform → lockKey, one per target platform. */
 export type StepLocks = Partial<Record<CondaPlatform, string>>;
-
-/** Packages Metaflow adds to an env at resolution (`requests`, `boto3`, …), name → spec, per part. */
-export interface EnvPins {
-  conda: Record<string, string>;
-  pypi: Record<string, string>;
-}
-
-/**
- * What the resolver used besides the request, recorded so that a lock made with other inputs is
- * not reused: Metaflow's pins and the glibc version assumed for the target.
- */
-export interface ResolvedWith {
-  pins: EnvPins;
-  /** glibc version the target is assumed to have (`__glibc`, manylinux tags). */
-  glibc: string;
-}
 
 /** One locked env in the lock file. */
 export interface LockEntry extends LockedEnv {
@@ -79,7 +65,8 @@ export function comparePackages(a: LockedPackage, b: LockedPackage): number {
   return a.url < b.url ? -1 : a.url > b.url ? 1 : 0;
 }
 
-function packageRecord(p: LockedPackage): LockedPackage {
+/** A package as the lock file records it (only the known fields). */
+export function packageRecord(p: LockedPackage): LockedPackage {
   return {
     kind: p.kind,
     name: p.name,
@@ -286,171 +273,4 @@ export async function readLockFile(file: string): Promise<LockFile | undefined> 
 /** Writes a lock file atomically. */
 export async function writeLockFile(file: string, lock: LockFile): Promise<void> {
   await writeFileAtomic(file, serializeLockFile(lock));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Locking a flow
-
-/** An env to resolve: its request and specHash, what to resolve it with, the steps that use it. */
-export interface EnvToResolve {
-  specHash: string;
-  request: EnvRequest;
-  resolvedWith: ResolvedWith;
-  steps: string[];
-}
-
-/**
- * Resolves envs to exact files, one LockedEnv per input in the same order
- * (e.g. `@prebuilt/conda`'s `createResolver().resolve`).
- */
-export type EnvResolver = (envs: readonly EnvToResolve[]) => Promise<LockedEnv[]>;
-
-/** A step's effective request and Metaflow's pins for it; null when its env is disabled. */
-export type StepToLock = { request: EnvRequest; pins: EnvPins } | null;
-
-export interface LockForFlowOptions {
-  /** Path of the flow file; the lock file is found beside it. */
-  flowFile: string;
-  /**
-   * Platforms to lock every step for (each gets its own entry, the request's platform replaced).
-   * Default: the platforms of the existing lock file (a lock made for two platforms stays so), else
-   * each step's request platform.
-   */
-  platforms?: readonly CondaPlatform[];
-  /** step → its effective request and pins, or null when the step's env is disabled. */
-  steps: Record<string, StepToLock>;
-  /** glibc version assumed for the target (the resolver's). */
-  glibc: string;
-  resolve: EnvResolver;
-  /** Use the lock as it is; an unlocked step, a stale or corrupt lock → InputError (exit 2). */
-  frozen?: boolean;
-  /** Re-resolve every env even when the lock has it. */
-  update?: boolean;
-  /** Write the lock file when its content changed (default: true unless frozen). */
-  write?: boolean;
-}
-
-export interface LockForFlowResult {
-  lockFile: string;
-  lock: LockFile;
-  /** step → its locked env per platform, in platform order (null when disabled). */
-  steps: Record<string, LockEntry[] | null>;
-  /** lockKeys of the envs resolved now, and of those taken from the existing lock. */
-  resolved: string[];
-  reused: string[];
-  /** Whether the file on disk was (re)written. */
-  written: boolean;
-}
-
-function entryMatches(entry: LockEntry, env: EnvToResolve): boolean {
-  return (
-    entry.specHash === env.specHash &&
-    specHash(entry.request) === env.specHash &&
-    canonicalJson(entry.resolvedWith) === canonicalJson(env.resolvedWith)
-  );
-}
-
-function sortedEnvs(envs: Record<string, LockEntry>): Record<string, LockEntry> {
-  return Object.fromEntries(Object.keys(envs).sort().map((k) => [k, envs[k]!]));
-}
-
-/**
- * The lock of a flow: reuses the entries of the existing lock whose request (and pins, glibc)
- * match, resolves the others (each unique env once), and writes the file when it changed.
- */
-export async function lockForFlow(options: LockForFlowOptions): Promise<LockForFlowResult> {
-  const { frozen = false, update = false } = options;
-  if (frozen && update) {
-    throw new ConfigError('--frozen and --update cannot be used together.', {
-      hint: 'Use --update to re-resolve the lock, or --frozen to require it to be up to date.',
-    });
-  }
-  const file = lockFilePath(options.flowFile);
-  let existing: LockFile | undefined;
-  try {
-    existing = await readLockFile(file);
-  } catch (error) {
-    // A corrupt, truncated or newer-version lock is never silently replaced (exit 2 naming the
-    // fix); only --update, which re-resolves every env anyway, writes a new one over it.
-    if (!update || !InputError.isInstance(error) || (error as InputError).file !== file) throw error;
-    existing = undefined;
-  }
-
-  const platforms = options.platforms ?? (existing && lockPlatforms(existing).length > 0 ? lockPlatforms(existing) : undefined);
-  const unique = new Map<string, EnvToResolve>();
-  const stepKeys: Record<string, StepLocks | null> = {};
-  for (const step of Object.keys(options.steps).sort()) {
-    const input = options.steps[step];
-    if (input === null || input === undefined) {
-      stepKeys[step] = null;
-      continue;
-    }
-    const locks: StepLocks = {};
-    for (const platform of platforms ?? [input.request.platform]) {
-      const request: EnvRequest = { ...input.request, platform };
-      const hash = specHash(request);
-      const resolvedWith: ResolvedWith = { pins: { conda: { ...input.pins.conda }, pypi: { ...input.pins.pypi } }, glibc: options.glibc };
-      const key = lockKey(hash, resolvedWith);
-      locks[platform] = key;
-      const env = unique.get(key) ?? { specHash: hash, request, resolvedWith, steps: [] };
-      env.steps.push(step);
-      unique.set(key, env);
-    }
-    stepKeys[step] = locks;
-  }
-
-  const envs: Record<string, LockEntry> = {};
-  const toResolve: { key: string; env: EnvToResolve }[] = [];
-  for (const [key, env] of unique) {
-    const entry = update ? undefined : existing?.envs[key];
-    if (entry && entryMatches(entry, env)) envs[key] = entry;
-    else toResolve.push({ key, env });
-  }
-
-  if (frozen && (existing === undefined || toResolve.length > 0)) {
-    const steps = existing === undefined ? Object.keys(stepKeys).filter((s) => stepKeys[s] !== null) : [...new Set(toResolve.flatMap((e) => e.env.steps))];
-    // Name the platforms when the lock is for several, or not for the default one.
-    const missing = [...new Set(toResolve.map((e) => e.env.request.platform))];
-    const missingOn = platforms && (platforms.length > 1 || platforms[0] !== 'linux-64') ? ` on ${missing.join(', ')}` : '';
-    throw new InputError(
-      existing === undefined
-        ? `--frozen: there is no lock file ${file}.`
-        : `--frozen: the lock file ${file} does not match the flow; not locked: step${steps.length === 1 ? '' : 's'} ${steps.sort().join(', ')}${missingOn}.`,
-      { file, hint: `Run 'prebuilt lock ${options.flowFile}' and commit ${basename(file)}.` },
-    );
-  }
-
-  const resolved = toResolve.length > 0 ? await options.resolve(toResolve.map((t) => t.env)) : [];
-  toResolve.forEach(({ key, env }, i) => {
-    const locked = resolved[i];
-    if (!locked || locked.specHash !== env.specHash) throw new Error(`the resolver returned no lock for env ${env.specHash} (steps ${env.steps.join(', ')})`);
-    if (locked.platform !== env.request.platform) throw new Error(`the resolver locked env ${env.specHash} for ${locked.platform}, not ${env.request.platform}`);
-    envs[key] = {
-      specHash: env.specHash,
-      request: env.request,
-      platform: locked.platform,
-      pythonVersion: locked.pythonVersion,
-      packages: locked.packages.map(packageRecord).sort(comparePackages),
-      resolvedWith: env.resolvedWith,
-    };
-  });
-
-  const lock: LockFile = { lockVersion: lockFileVersion(stepKeys), flow: basename(options.flowFile), envs: sortedEnvs(envs), steps: stepKeys };
-  const write = options.write ?? !frozen;
-  let written = false;
-  if (write && (existing === undefined || serializeLockFile(existing) !== serializeLockFile(lock))) {
-    await writeLockFile(file, lock);
-    written = true;
-  }
-  const steps: Record<string, LockEntry[] | null> = {};
-  for (const [step, locks] of Object.entries(stepKeys)) steps[step] = locks === null ? null : Object.values(locks).map((key) => envs[key]!);
-  const resolvedKeys = toResolve.map((t) => t.key);
-  return {
-    lockFile: file,
-    lock,
-    steps,
-    resolved: resolvedKeys,
-    reused: Object.keys(envs).filter((k) => !resolvedKeys.includes(k)),
-    written,
-  };
 }

@@ -5,10 +5,10 @@ import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { BuildRequest, ImageRegistry } from '../contracts.js';
+import type { BuildRequest, DeployEvent, DeployOptions, ImageRegistry } from '../contracts.js';
 import type { LockedEnv } from '../env-model.js';
 import { acquireFileLock } from '../file-lock.js';
-import { deploy, type DeployEvent, type DeployOptions } from './orchestrator.js';
+import { deploy } from './orchestrator.js';
 
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
 

@@ -3,12 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { BuildRequest, BuildService, ImageRegistry } from '../contracts.js';
+import type { BuildRequest, BuildService, DeployEvent, DeployOptions, DeployStep, ImageRegistry, RecipeRunner } from '../contracts.js';
 import type { EnvRequest, LockedEnv } from '../env-model.js';
 import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, RegistryError } from '../errors.js';
 import { specHash } from '../identity.js';
 import type { PushImageIndexOptions } from '../registry/image-index.js';
-import { checkBuildService, deploy, type DeployEvent, type DeployOptions, type DeployStep, type RecipeRunner } from './orchestrator.js';
+import { checkBuildService } from './build-service.js';
+import { deploy } from './orchestrator.js';
 
 /** A step with the request its fake lock is made from (null: disabled). */
 type TestStep = DeployStep & { request: EnvRequest | null };

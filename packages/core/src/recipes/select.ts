@@ -1,6 +1,6 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { PreparedBuild, RecipeRunner } from '../deploy/orchestrator.js';
+import type { PreparedBuild, RecipeRunner } from '../contracts.js';
 import { createRunTempDir } from '../run-temp-dir.js';
 import { materializedRecipe, MATERIALIZED_RECIPE_VERSION } from './materialized.js';
 import { micromambaRecipe, MICROMAMBA_RECIPE_VERSION, type MicromambaRecipeOptions } from './micromamba.js';
