@@ -38,4 +38,5 @@ export { installWheel, type WheelInstallOptions, type WheelInstallResult } from 
 export { PrefixWriter } from './materialize/prefix-writer.js';
 export { validateBytecode, findBytecodeCompiler, pycPathOf, cacheTagOf, type BytecodeCompiler, type ValidateBytecodeOptions, type ValidateBytecodeResult } from './materialize/bytecode.js';
 export { ArchiveError, InstallError } from './materialize/errors.js';
+export { createEnvMaterializer, type EnvMaterializerOptions } from './materialize/env-materializer.js';
 export { createMaterializedRecipeRunner, type MaterializedRecipeRunnerOptions } from './materialize/recipe-runner.js';

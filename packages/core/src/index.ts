@@ -64,14 +64,9 @@ export { lockPlatforms, type LockFile, type LockEntry } from './lock-file.js';
 export { lockForFlow, type StepToLock, type LockForFlowOptions, type LockForFlowResult } from './lock-for-flow.js';
 export { selectRecipeName } from './recipes/recipe.js';
 export { materializedRecipe, MATERIALIZED_RECIPE_VERSION } from './recipes/materialized.js';
-export {
-  PREFIX_LAYERS_FILE,
-  PREFIX_LAYERS_VERSION,
-  serializePrefixLayers,
-  parsePrefixLayers,
-  type PrefixLayersPackage,
-} from './recipes/prefix-layers.js';
-export { writeContextFiles, createMicromambaRecipeRunner } from './recipes/select.js';
+export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayersPackage } from './recipes/prefix-layers.js';
+export { createRecipeRunner, createMicromambaRecipeRunner, type RecipeRunnerOptions } from './recipes/select.js';
+export { createMaterializedRecipeRunner } from './recipes/materialized-runner.js';
 export { writeFileAtomic } from './atomic-write.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch } from './file-tree.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';
@@ -92,6 +87,11 @@ export {
   type ImagePhase,
   type PreparedBuild,
   type RecipeRunner,
+  type EnvResolver,
+  type EnvMaterializer,
+  type MaterializeRequest,
+  type MaterializedPrefix,
+  type EnvProgress,
 } from './contracts.js';
 export { type ImageMap, type ImageMapImage, type ImageMapStep } from './deploy/image-map.js';
 export { positiveSetting } from './backend-kit/settings.js';

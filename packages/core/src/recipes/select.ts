@@ -1,10 +1,11 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import type { PreparedBuild, RecipeRunner } from '../contracts.js';
-import { createRunTempDir } from '../run-temp-dir.js';
+import type { EnvMaterializer, RecipeRunner } from '../contracts.js';
+import { PrebuiltError } from '../errors.js';
+import { prepareBuildContext } from './build-context.js';
+import { writeContextFiles } from './context-files.js';
 import { materializedRecipe, MATERIALIZED_RECIPE_VERSION } from './materialized.js';
+import { createMaterializedRecipeRunner } from './materialized-runner.js';
 import { micromambaRecipe, MICROMAMBA_RECIPE_VERSION, type MicromambaRecipeOptions } from './micromamba.js';
-import type { ContextFile, Recipe, RecipeInput, RecipeName } from './recipe.js';
+import type { Recipe, RecipeInput, RecipeName } from './recipe.js';
 
 /** The version of a recipe (it feeds the envId). */
 export function recipeVersion(name: RecipeName): string {
@@ -16,34 +17,39 @@ export function renderRecipe(name: RecipeName, input: RecipeInput, options: Micr
   return name === 'materialized' ? materializedRecipe(input) : micromambaRecipe(input, options);
 }
 
-/** Writes context files below `dir`, creating directories. */
-export async function writeContextFiles(dir: string, files: readonly ContextFile[]): Promise<void> {
-  for (const file of files) {
-    const path = join(dir, file.path);
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, file.content, { mode: file.mode ?? 0o644 });
-  }
-}
-
 /**
  * The RecipeRunner of the micromamba recipe: a temporary context holding the explicit lock and
- * the pip requirements. (The materialized recipe's runner is in @prebuilt/conda, which lays out
- * the prefix.)
+ * the pip requirements.
  */
 export function createMicromambaRecipeRunner(options: MicromambaRecipeOptions & { tempDir?: string } = {}): RecipeRunner {
   return {
     name: 'micromamba',
     version: MICROMAMBA_RECIPE_VERSION,
-    async prepare(input): Promise<PreparedBuild> {
+    prepare(input) {
       const recipe = micromambaRecipe({ lock: input.lock, envId: input.envId, prefix: input.prefix, base: input.base }, options);
-      const contextDir = await createRunTempDir(`prebuilt-context-${input.envId}-`, options.tempDir ? { tempDir: options.tempDir } : {});
-      try {
-        await writeContextFiles(contextDir, recipe.contextFiles);
-      } catch (error) {
-        await rm(contextDir, { recursive: true, force: true });
-        throw error;
-      }
-      return { dockerfile: recipe.dockerfile, contextDir, dispose: () => rm(contextDir, { recursive: true, force: true }) };
+      return prepareBuildContext({
+        envId: input.envId,
+        dockerfile: recipe.dockerfile,
+        ...(options.tempDir ? { tempDir: options.tempDir } : {}),
+        fill: (contextDir) => writeContextFiles(contextDir, recipe.contextFiles),
+      });
     },
   };
+}
+
+export interface RecipeRunnerOptions {
+  /** Lays out the env's prefix for the materialized recipe (`@prebuilt/conda`'s `createEnvMaterializer()`). */
+  materializer?: EnvMaterializer;
+  /** Where build contexts are created (default: the OS temp directory). */
+  tempDir?: string;
+  /** The micromamba recipe's options (its image). */
+  micromamba?: MicromambaRecipeOptions;
+}
+
+/** The runner of the named recipe (see `selectRecipeName`); the materialized recipe needs a materializer. */
+export function createRecipeRunner(name: RecipeName, options: RecipeRunnerOptions = {}): RecipeRunner {
+  const tempDir = options.tempDir ? { tempDir: options.tempDir } : {};
+  if (name === 'micromamba') return createMicromambaRecipeRunner({ ...options.micromamba, ...tempDir });
+  if (!options.materializer) throw new PrebuiltError('internal', 'The materialized recipe needs an env materializer (@prebuilt/conda\'s createEnvMaterializer()).', 2);
+  return createMaterializedRecipeRunner(options.materializer, tempDir);
 }

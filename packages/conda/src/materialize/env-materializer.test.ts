@@ -1,0 +1,43 @@
+import { lstat, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import type { EnvProgress, LockedEnv } from '@prebuilt/core';
+import { createEnvMaterializer } from './env-materializer.js';
+import type { MaterializeResult } from './materialize.js';
+
+let work: string;
+let fixtures: GeneratedFixtures;
+let server: FixtureServer;
+let lock: LockedEnv;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'prebuilt-env-materializer-'));
+  fixtures = await generateExampleFixtures(join(work, 'fixtures'), { python: false });
+  server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
+  const tinycli = fixtures.channel.artifacts.find((a) => a.record.name === 'tinycli' && a.format === '.conda')!.filename;
+  const tinyhttp = fixtures.index.wheels.filter((w) => w.project === 'tinyhttp').map((w) => w.filename);
+  lock = fixtureLock(fixtures, server, { conda: [tinycli], wheels: tinyhttp }, { pypiRequested: ['tinyhttp'], condaRequested: ['tinycli'] });
+});
+afterAll(async () => {
+  await server?.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('createEnvMaterializer (core\'s EnvMaterializer contract)', () => {
+  it('lays the prefix out where core says, reports downloads then installs, and returns the per-package entries', async () => {
+    const materialized: [string, MaterializeResult][] = [];
+    const materializer = createEnvMaterializer({ cacheDir: join(work, 'cache'), onMaterialized: (envId, result) => materialized.push([envId, result]) });
+    const progress: EnvProgress[] = [];
+    const outDir = join(work, 'context', 'prefix');
+    const result = await materializer.materialize({ lock, envId: 'abc', prefix: '/opt/prebuilt/env', outDir, onProgress: (p) => progress.push(p) });
+    expect(result.packages.map((p) => p.filename)).toEqual(lock.packages.map((p) => p.filename));
+    await expect(lstat(join(outDir, 'bin', 'tinycli'))).resolves.toBeTruthy();
+    expect(materialized.map(([envId, r]) => [envId, r.outDir, r.packageFiles])).toEqual([['abc', outDir, result.packages]]);
+    const phases = progress.map((p) => p.phase);
+    expect(phases[0]).toBe('downloading');
+    expect(phases.lastIndexOf('downloading')).toBeLessThan(phases.indexOf('materializing'));
+    expect(progress.at(-1)).toEqual({ phase: 'materializing', done: lock.packages.length, total: lock.packages.length });
+  });
+});

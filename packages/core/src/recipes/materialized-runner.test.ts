@@ -1,0 +1,88 @@
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { EnvMaterializer, EnvProgress, MaterializeRequest } from '../contracts.js';
+import type { LockedEnv } from '../env-model.js';
+import { PrebuiltError } from '../errors.js';
+import { materializedRecipe } from './materialized.js';
+import { createMaterializedRecipeRunner } from './materialized-runner.js';
+import { PREFIX_LAYERS_FILE, parsePrefixLayers } from './prefix-layers.js';
+import { createRecipeRunner } from './select.js';
+
+const sha = (c: string): string => c.repeat(64);
+const lock: LockedEnv = {
+  specHash: 'abc',
+  request: { python: '3.11', conda: {}, pypi: {}, channels: [], indexUrl: null, platform: 'linux-64' },
+  platform: 'linux-64',
+  pythonVersion: '3.11.9',
+  packages: [{ kind: 'conda', name: 'python', version: '3.11.9', build: 'h0', url: 'https://conda.example/python.conda', sha256: sha('b'), size: 10, filename: 'python.conda', subdir: 'linux-64' }],
+};
+const base = { ref: 'base:1', digest: `sha256:${sha('d')}`, pinned: `127.0.0.1:5000/base@sha256:${sha('d')}` };
+const input = { lock, envId: '0123456789abcdef', prefix: '/opt/prebuilt/env', base };
+
+/** A FAKE materializer: writes one file into the prefix directory and reports what it was asked. */
+function fakeMaterializer(fail?: Error): EnvMaterializer & { requests: MaterializeRequest[] } {
+  const requests: MaterializeRequest[] = [];
+  return {
+    requests,
+    async materialize(request) {
+      requests.push(request);
+      await mkdir(join(request.outDir, 'bin'), { recursive: true });
+      await writeFile(join(request.outDir, 'bin/python'), '#!fake\n');
+      request.onProgress?.({ phase: 'downloading', done: 1, total: 1 });
+      if (fail) throw fail;
+      return { packages: [{ kind: 'conda', name: 'python', version: '3.11.9', filename: 'python.conda', sha256: sha('b'), files: ['bin/python'] }] };
+    },
+  };
+}
+
+let work: string;
+beforeEach(async () => {
+  work = await mkdtemp(join(tmpdir(), 'prebuilt-materialized-runner-'));
+});
+afterEach(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('createMaterializedRecipeRunner (over a FAKE materializer)', () => {
+  it('renders the Dockerfile, has the materializer lay out prefix/ and writes prefix-layers.json from its result', async () => {
+    const materializer = fakeMaterializer();
+    const runner = createMaterializedRecipeRunner(materializer, { tempDir: work });
+    expect(runner).toMatchObject({ name: 'materialized', version: '2' });
+    const progress: EnvProgress[] = [];
+    const prepared = await runner.prepare({ ...input, onProgress: (p) => progress.push(p) });
+    expect(prepared.dockerfile).toBe(materializedRecipe(input).dockerfile);
+    expect(materializer.requests.map((r) => [r.envId, r.prefix, r.outDir])).toEqual([[input.envId, input.prefix, join(prepared.contextDir, 'prefix')]]);
+    expect(progress).toEqual([{ phase: 'downloading', done: 1, total: 1 }]);
+    expect((await readdir(prepared.contextDir)).sort()).toEqual(['prefix', PREFIX_LAYERS_FILE]);
+    const layersFile = join(prepared.contextDir, PREFIX_LAYERS_FILE);
+    expect(parsePrefixLayers(await readFile(layersFile, 'utf8'), layersFile)).toEqual({
+      version: 1,
+      prefixDir: 'prefix',
+      packages: [{ kind: 'conda', name: 'python', version: '3.11.9', filename: 'python.conda', sha256: sha('b'), files: ['bin/python'] }],
+    });
+    await prepared.dispose();
+    expect(await readdir(work)).toEqual([]);
+  });
+
+  it('removes the context when the materializer fails; a full disk names TMPDIR and the context', async () => {
+    const broken = new Error('corrupt download');
+    await expect(createMaterializedRecipeRunner(fakeMaterializer(broken), { tempDir: work }).prepare(input)).rejects.toBe(broken);
+    expect(await readdir(work)).toEqual([]);
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    const error = await createMaterializedRecipeRunner(fakeMaterializer(full), { tempDir: work }).prepare(input).catch((e: unknown) => e);
+    expect(PrebuiltError.isInstance(error) && error.code).toBe('disk-full');
+    expect((error as PrebuiltError).message).toMatch(new RegExp(`^No space left on the device of ${work} while materializing env ${input.envId} into ${work}/prebuilt-context-`));
+    expect((error as PrebuiltError).hint).toContain('TMPDIR');
+    expect(await readdir(work)).toEqual([]);
+  });
+});
+
+describe('createRecipeRunner', () => {
+  it('gives the runner of the named recipe; the materialized one only with a materializer', () => {
+    expect(createRecipeRunner('micromamba', { micromamba: { env: {} } })).toMatchObject({ name: 'micromamba' });
+    expect(createRecipeRunner('materialized', { materializer: fakeMaterializer() })).toMatchObject({ name: 'materialized' });
+    expect(() => createRecipeRunner('materialized')).toThrow(/needs an env materializer/);
+  });
+});
