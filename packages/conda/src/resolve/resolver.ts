@@ -15,6 +15,7 @@ import {
   specHash,
   type EnvPins,
   type EnvRequest,
+  type EnvResolver,
   type EnvToResolve,
   type LockedEnv,
   type LockedPackage,
@@ -66,12 +67,13 @@ export interface ResolverOptions {
   signal?: AbortSignal;
 }
 
-export interface Resolver {
+/** Core's `EnvResolver` (what `lockForFlow({ resolver })` asks), plus single-request resolution. */
+export interface Resolver extends EnvResolver {
   /** glibc used when a call does not say otherwise. */
   readonly glibc: string;
   /**
    * Resolves envs, one LockedEnv per input in the same order; identical envs (same specHash and
-   * resolvedWith) are solved once. Fits core's `EnvResolver`.
+   * resolvedWith) are solved once.
    */
   resolve(envs: readonly EnvToResolve[]): Promise<LockedEnv[]>;
   /** Resolves one request with these pins (default none) and the resolver's glibc. */
