@@ -1,7 +1,7 @@
 import type { DeployImage } from '../contracts.js';
 import { CancelledError } from '../errors.js';
 import { processImage } from './build-image.js';
-import { ImageJob, failedImage, type PlannedImage } from './deploy-job.js';
+import { ImageJob, imageResult, type PlannedImage } from './deploy-job.js';
 import type { DeployRun } from './deploy-run.js';
 import { mapPool } from './pool.js';
 import { ServiceFailure, describeFailure } from './service-failure.js';
@@ -53,7 +53,7 @@ function settle(
     }
     const image = images[index] as PlannedImage;
     const failed = describeFailure(outcome.reason);
-    results.push(failedImage(image, { reason: failed.reason, logTail: [], elapsedMs: 0, ...(failed.hint ? { hint: failed.hint } : {}) }));
+    results.push(imageResult(image, 'failed', { reason: failed.reason, ...(failed.hint ? { hint: failed.hint } : {}), logTail: [], elapsedMs: 0 }));
     new ImageJob(image, state.run).phase('failed', failed.reason);
   });
   const signal = state.run.signal;

@@ -3,26 +3,38 @@ import type { CondaPlatform, LockedEnv } from '../env-model.js';
 import type { DeployRun } from './deploy-run.js';
 import { envPython } from './image-map.js';
 
-/** What a job reports its phases as: an image, or a multi-platform image index. */
+/** What a job's events name: an image, or a multi-platform image index (platforms joined by `+`). */
+interface JobTarget {
+  envId: string;
+  tag: string;
+  steps: string[];
+  platform: string;
+}
+
+/** A job of the deploy: reports its phases as `image` events and times itself. */
 abstract class DeployJob {
   /** When the job started (its result's `elapsedMs` counts from here). */
   readonly started = Date.now();
 
-  constructor(readonly run: DeployRun) {}
+  constructor(
+    readonly run: DeployRun,
+    private readonly target: JobTarget,
+  ) {}
 
-  abstract readonly envId: string;
-  abstract readonly tag: string;
-  abstract readonly steps: string[];
-  /** The `platform` of its events. */
-  protected abstract readonly platformLabel: string;
-
+  get envId(): string {
+    return this.target.envId;
+  }
+  get tag(): string {
+    return this.target.tag;
+  }
   get signal(): AbortSignal | undefined {
     return this.run.signal;
   }
 
   /** Reports a phase of this job as an `image` event. */
   phase(value: ImagePhase, detail?: string): void {
-    this.run.emit({ type: 'image', envId: this.envId, tag: this.tag, steps: this.steps, phase: value, ...(detail ? { detail } : {}), platform: this.platformLabel });
+    const { envId, tag, steps, platform } = this.target;
+    this.run.emit({ type: 'image', envId, tag, steps, phase: value, ...(detail ? { detail } : {}), platform });
   }
 }
 
@@ -47,53 +59,31 @@ export interface PlannedIndex {
 
 /** One image being checked, built, pushed and verified: the per-image job of the build pool. */
 export class ImageJob extends DeployJob {
-  protected readonly platformLabel: string;
-
   constructor(
     readonly image: PlannedImage,
     run: DeployRun,
   ) {
-    super(run);
-    this.platformLabel = image.lock.platform;
-  }
-
-  get envId(): string {
-    return this.image.envId;
-  }
-  get tag(): string {
-    return this.image.tag;
-  }
-  get steps(): string[] {
-    return this.image.steps;
+    super(run, { envId: image.envId, tag: image.tag, steps: image.steps, platform: image.lock.platform });
   }
 
   /** Its result with this status. */
   done(status: DeployImage['status'], digest?: string): DeployImage {
-    const image = this.image;
-    return {
-      envId: image.envId,
-      tag: image.tag,
-      pullTag: image.pullTag,
-      platform: image.lock.platform,
-      base: image.base,
-      steps: image.steps,
-      status,
-      ...(digest ? { digest } : {}),
-      python: envPython(image.envId),
-      packages: image.lock.packages.length,
-      elapsedMs: Date.now() - this.started,
-    };
+    return imageResult(this.image, status, { ...(digest ? { digest } : {}), elapsedMs: Date.now() - this.started });
   }
 
   /** Reports it failed and gives its failed result. */
   fail(reason: string, logTail: string[] = [], hint?: string): DeployImage {
     this.phase('failed', reason);
-    return failedImage(this.image, { reason, logTail, elapsedMs: Date.now() - this.started, ...(hint ? { hint } : {}) });
+    return imageResult(this.image, 'failed', { reason, ...(hint ? { hint } : {}), logTail, elapsedMs: Date.now() - this.started });
   }
 }
 
-/** The result of an image that failed. */
-export function failedImage(image: PlannedImage, failure: { reason: string; logTail: string[]; elapsedMs: number; hint?: string }): DeployImage {
+/** The result of a platform image (a failed one has a reason, maybe a hint, and its log tail). */
+export function imageResult(
+  image: PlannedImage,
+  status: DeployImage['status'],
+  extra: { digest?: string; reason?: string; hint?: string; logTail?: string[]; elapsedMs: number },
+): DeployImage {
   return {
     envId: image.envId,
     tag: image.tag,
@@ -101,38 +91,26 @@ export function failedImage(image: PlannedImage, failure: { reason: string; logT
     platform: image.lock.platform,
     base: image.base,
     steps: image.steps,
-    status: 'failed',
+    status,
+    ...(extra.digest ? { digest: extra.digest } : {}),
     python: envPython(image.envId),
     packages: image.lock.packages.length,
-    reason: failure.reason,
-    ...(failure.hint ? { hint: failure.hint } : {}),
-    logTail: failure.logTail,
-    elapsedMs: failure.elapsedMs,
+    ...(extra.reason !== undefined ? { reason: extra.reason } : {}),
+    ...(extra.hint ? { hint: extra.hint } : {}),
+    ...(extra.logTail ? { logTail: extra.logTail } : {}),
+    elapsedMs: extra.elapsedMs,
   };
 }
 
 /** One image index being checked or pushed, over its platforms' results. */
 export class IndexJob extends DeployJob {
-  protected readonly platformLabel: string;
-
   constructor(
     readonly index: PlannedIndex,
     /** Its platforms' images, in the index's platform order. */
     readonly members: DeployImage[],
     run: DeployRun,
   ) {
-    super(run);
-    this.platformLabel = index.members.map((m) => m.platform).join('+');
-  }
-
-  get envId(): string {
-    return this.index.id;
-  }
-  get tag(): string {
-    return this.index.tag;
-  }
-  get steps(): string[] {
-    return this.index.steps;
+    super(run, { envId: index.id, tag: index.tag, steps: index.steps, platform: index.members.map((m) => m.platform).join('+') });
   }
 
   /** Its result with this status. */
