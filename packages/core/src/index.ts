@@ -61,11 +61,11 @@ export { DOCKER_HUB } from './registry/image-ref.js';
 export { normalizeDockerConfigKey, DOCKER_HUB_CONFIG_KEY } from './registry/docker-config.js';
 export { computeEnvId } from './env-id.js';
 export { lockPlatforms, type LockFile, type LockEntry } from './lock-file.js';
-export { lockForFlow, type StepToLock, type LockForFlowOptions, type LockForFlowResult } from './lock-for-flow.js';
+export { lockForFlow, type StepToLock, type LockForFlowResult } from './lock-for-flow.js';
 export { selectRecipeName } from './recipes/recipe.js';
 export { materializedRecipe, MATERIALIZED_RECIPE_VERSION } from './recipes/materialized.js';
 export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayersPackage } from './recipes/prefix-layers.js';
-export { createRecipeRunner, createMicromambaRecipeRunner, type RecipeRunnerOptions } from './recipes/select.js';
+export { createRecipeRunner, createMicromambaRecipeRunner } from './recipes/select.js';
 export { createMaterializedRecipeRunner } from './recipes/materialized-runner.js';
 export { writeFileAtomic } from './atomic-write.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch } from './file-tree.js';
@@ -89,8 +89,6 @@ export {
   type RecipeRunner,
   type EnvResolver,
   type EnvMaterializer,
-  type MaterializeRequest,
-  type MaterializedPrefix,
   type EnvProgress,
 } from './contracts.js';
 export { type ImageMap, type ImageMapImage, type ImageMapStep } from './deploy/image-map.js';
