@@ -34,13 +34,18 @@ export async function addTarTreeEntry(tar: Pack, item: TarTreeEntry, mtime: Date
     gname: '',
     mtime,
   };
-  if (item.kind === 'directory') return addEntry(tar, { ...header, type: 'directory' });
-  if (item.kind === 'symlink') return addEntry(tar, { ...header, type: 'symlink', linkname: await readlink(item.source!) });
+  if (item.kind === 'directory') return writeTarEntry(tar, { ...header, type: 'directory' });
+  if (item.kind === 'symlink') return writeTarEntry(tar, { ...header, type: 'symlink', linkname: await readlink(item.source!) });
   const content = item.content !== undefined ? Buffer.from(item.content) : await readFile(item.source!);
-  return addEntry(tar, { ...header, type: 'file', size: content.length }, content);
+  return writeTarEntry(tar, { ...header, type: 'file', size: content.length }, content);
 }
 
-function addEntry(tar: Pack, header: Header, content?: Buffer): Promise<void> {
+/**
+ * Adds one entry with the header as given (and its content, for a file) to a tar-stream pack;
+ * resolves once the pack has taken it. The one tar entry writer of core: the deterministic tree
+ * entries above and the build context archives (`backend-kit/context-archive.ts`) both use it.
+ */
+export function writeTarEntry(tar: Pack, header: Header, content?: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const callback = (error?: Error | null): void => (error ? reject(error) : resolve());
     if (content) tar.entry(header, content, callback);

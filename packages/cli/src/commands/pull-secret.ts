@@ -16,6 +16,7 @@ import {
   normalizeDockerConfigKey,
   resolveBackend,
   selectedBackendNames,
+  sleep,
   type RegistryCredentials,
 } from '@prebuilt/core';
 import type { CliContext } from '../cli-context.js';
@@ -234,21 +235,6 @@ export function parseInterval(value: string): number {
   return ms;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 interface PullSecretOptions {
   namespace: string;
   name: string;
@@ -318,7 +304,8 @@ async function runPullSecret(context: CliContext, options: PullSecretOptions): P
     report(await once());
     if (!options.watch) return;
     if (!options.json) context.stderr.write(`watching: refreshing every ${Math.round(options.interval / 1000)}s (Ctrl-C stops)\n`);
-    while (await sleep(options.interval, context.signal)) {
+    // Until the run's signal aborts (core's sleep rejects then).
+    while (await sleep(options.interval, context.signal).then(() => true, () => false)) {
       try {
         report(await once());
       } catch (error) {

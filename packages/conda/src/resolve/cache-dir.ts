@@ -1,6 +1,9 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 
+/** The setting that moves the cache directory (named when its disk is full). */
+export const CACHE_DIR_SETTING = 'METAFLOW_PREBUILT_CACHE_DIR';
+
 /**
  * prebuilt's cache directory: METAFLOW_PREBUILT_CACHE_DIR, else `$XDG_CACHE_HOME/prebuilt`,
  * else `~/.cache/prebuilt`. Holds repodata and solve results; safe to delete at any time.

@@ -21,8 +21,9 @@ import {
   type NetResponse,
   type NetworkTimeouts,
   type UrlCredentials,
+  writeFileAtomic,
 } from '@prebuilt/core';
-import { writeFileAtomic } from './write-atomic.js';
+import { CACHE_DIR_SETTING } from './cache-dir.js';
 
 const log = createLogger('conda:repodata');
 
@@ -146,7 +147,7 @@ export class RepodataCache {
       const body = await cached();
       if (body !== undefined) {
         log('not modified: %s', url);
-        if (metaPath) await writeFileAtomic(metaPath, JSON.stringify({ ...meta, freshUntil }));
+        if (metaPath) await writeFileAtomic(metaPath, JSON.stringify({ ...meta, freshUntil }), { setting: CACHE_DIR_SETTING });
         return body;
       }
     }
@@ -181,13 +182,13 @@ export class RepodataCache {
     }
     if (dir && bodyPath && metaPath) {
       await mkdir(dir, { recursive: true });
-      await writeFileAtomic(bodyPath, body);
+      await writeFileAtomic(bodyPath, body, { setting: CACHE_DIR_SETTING });
       const next: CacheMeta = { url, freshUntil };
       const etag = response.headers.get('etag');
       const lastModified = response.headers.get('last-modified');
       if (etag) next.etag = etag;
       if (lastModified) next.lastModified = lastModified;
-      await writeFileAtomic(metaPath, JSON.stringify(next));
+      await writeFileAtomic(metaPath, JSON.stringify(next), { setting: CACHE_DIR_SETTING });
     }
     log('fetched %s (%d bytes)', url, body.length);
     return body;

@@ -23,14 +23,14 @@ import {
   networkTimeouts,
   urlCredentialsFromEnv,
   type UrlCredentials,
+  writeFileAtomic,
 } from '@prebuilt/core';
-import { prebuiltCacheDir } from './cache-dir.js';
+import { CACHE_DIR_SETTING, prebuiltCacheDir } from './cache-dir.js';
 import { ChannelServer } from './channel-server.js';
 import { solveConda } from './conda-solver.js';
 import { resolvePypi, type PipOptions } from './pip-resolver.js';
 import { loadRattler } from './rattler.js';
 import { RepodataCache, repodataMaxBytes } from './repodata-cache.js';
-import { writeFileAtomic } from './write-atomic.js';
 
 const log = createLogger('conda:resolve');
 
@@ -187,7 +187,7 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
     log('solved %s (%s) in %d ms: %d files', hash.slice(0, 12), steps.join(', '), Date.now() - started, locked.packages.length);
     if (cacheFile) {
       await mkdir(join(cacheDir!, 'solves'), { recursive: true });
-      await writeFileAtomic(cacheFile, JSON.stringify(locked));
+      await writeFileAtomic(cacheFile, JSON.stringify(locked), { setting: CACHE_DIR_SETTING });
     }
     return locked;
   }

@@ -67,3 +67,20 @@ describe('withPushPhase', () => {
     expect(lines).toEqual(['build', 'push a', 'push b']);
   });
 });
+
+describe('BuildLog.forRequest and failure', () => {
+  it('sends scrubbed lines to the request, reports pushing once, and makes a failed result with the tail', () => {
+    const phases: string[] = [];
+    const lines: string[] = [];
+    const request = {
+      onPhase: (phase: string) => phases.push(phase),
+      log: (line: string) => lines.push(line),
+      pushCredentials: { registry: 'r', source: 'test', password: new Secret('s3cret!') },
+    } as unknown as BuildRequest;
+    const log = BuildLog.forRequest(request, /^push /, 2);
+    log.write('step s3cret!\npush a\npartial');
+    expect(phases).toEqual(['pushing']);
+    expect(lines).toEqual(['step <redacted>', 'push a']);
+    expect(log.failure('failed with s3cret!')).toEqual({ ok: false, reason: 'failed with <redacted>', logTail: ['push a', 'partial'] });
+  });
+});

@@ -1,4 +1,4 @@
-import type { BuildRequest, RegistryCredentials } from '../contracts.js';
+import type { BuildRequest, BuildResult, RegistryCredentials } from '../contracts.js';
 import { CancelledError } from '../errors.js';
 
 /**
@@ -16,6 +16,14 @@ export class BuildLog {
     this.#sink = sink;
     this.#scrub = scrub;
     this.#tailLines = tailLines;
+  }
+
+  /**
+   * The log of a build request: lines go to its `log` callback (the `pushing` phase reported at the
+   * first line matching `pushLine`), its push credentials are scrubbed from every line.
+   */
+  static forRequest(request: BuildRequest, pushLine: RegExp, tailLines: number): BuildLog {
+    return new BuildLog(withPushPhase(request, pushLine), scrubber(request.pushCredentials), tailLines);
   }
 
   /** A chunk of output; complete lines are emitted, a partial last line waits for the rest. */
@@ -41,6 +49,12 @@ export class BuildLog {
       this.#pending = '';
       this.line(last);
     }
+  }
+
+  /** A failed build's result: the reason (scrubbed) and the log's tail, after a partial last line. */
+  failure(reason: string): BuildResult {
+    this.flush();
+    return { ok: false, reason: this.scrub(reason), logTail: this.tail };
   }
 
   get tail(): string[] {

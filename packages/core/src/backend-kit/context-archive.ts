@@ -7,6 +7,7 @@ import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { InputError, errorMessage } from '../errors.js';
 import { createRunTempDir } from '../run-temp-dir.js';
+import { writeTarEntry } from '../tar-tree-entry.js';
 
 export interface ContextArchive {
   /** The `.tar.gz` file. */
@@ -63,7 +64,7 @@ export async function packBuildContext<T>(
   try {
     await addDirectory(pack, contextDir, '');
     const text = Buffer.from(dockerfile, 'utf8');
-    await addEntry(pack, { name: dockerfileName, type: 'file', mode: 0o644, size: text.length, mtime: new Date(0), uid: 0, gid: 0 }, text);
+    await writeTarEntry(pack, { name: dockerfileName, type: 'file', mode: 0o644, size: text.length, mtime: new Date(0), uid: 0, gid: 0 }, text);
     pack.finalize();
   } catch (error) {
     pack.destroy(error as Error);
@@ -95,10 +96,10 @@ async function addDirectory(pack: tar.Pack, root: string, prefix: string): Promi
     const entryStat = await lstat(absolute);
     const common = { name: relative, mode: entryStat.mode & 0o7777, mtime: entryStat.mtime, uid: 0, gid: 0 };
     if (entryStat.isDirectory()) {
-      await addEntry(pack, { ...common, type: 'directory' });
+      await writeTarEntry(pack, { ...common, type: 'directory' });
       await addDirectory(pack, root, relative);
     } else if (entryStat.isSymbolicLink()) {
-      await addEntry(pack, { ...common, type: 'symlink', linkname: await readlink(absolute) });
+      await writeTarEntry(pack, { ...common, type: 'symlink', linkname: await readlink(absolute) });
     } else if (entryStat.isFile()) {
       await new Promise<void>((resolve, reject) => {
         const entry = pack.entry({ ...common, type: 'file', size: entryStat.size }, (error) => (error ? reject(error) : resolve()));
@@ -107,12 +108,4 @@ async function addDirectory(pack: tar.Pack, root: string, prefix: string): Promi
     }
     // Sockets, FIFOs and devices have no place in a build context; they are left out.
   }
-}
-
-function addEntry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0], content?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const callback = (error?: Error | null) => (error ? reject(error) : resolve());
-    if (content === undefined) pack.entry(header, callback);
-    else pack.entry(header, content, callback);
-  });
 }

@@ -17,6 +17,7 @@ import {
   type ImageRegistryDefinition,
 } from '../../contracts.js';
 import { CancelledError, RegistryError } from '../../errors.js';
+import { sleep } from '../../registry/retry.js';
 import { Secret } from '../../secret.js';
 
 export const FAKE_HOST = 'fake-registry.test:5000';
@@ -46,14 +47,10 @@ function checkSignal(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new CancelledError('The fake operation was cancelled.');
 }
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    checkSignal(signal);
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(timer);
-      reject(new CancelledError('The fake build was cancelled.'));
-    }, { once: true });
+async function fakeWork(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  checkSignal(signal);
+  await sleep(ms, signal).catch(() => {
+    throw new CancelledError('The fake build was cancelled.');
   });
 }
 
@@ -143,7 +140,7 @@ export function fakeBuildService(store: FakeImageStore, behaviour: FakeBuildBeha
           }
         } else if (op === 'RUN' && args[0] === 'sleep') {
           if (behaviour.ignoreSignal) continue;
-          await sleep(Number(args[1]) * 1000, signal);
+          await fakeWork(Number(args[1]) * 1000, signal);
         } else if (op === 'RUN' && args[0] === 'exit') {
           if (args[1] !== '0') return fail(`RUN exit ${args[1]} returned a non-zero code: ${args[1]}`);
         } else {
