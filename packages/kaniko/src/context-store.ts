@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { ConfigError, EnvironmentError, createLogger, errorMessage } from '@prebuilt/core/backend';
+import { ConfigError, createLogger, importLazily } from '@prebuilt/core/backend';
 
 const debug = createLogger('kaniko');
 
@@ -35,15 +35,11 @@ export interface ContextStore {
   close(): void;
 }
 
-async function importSdk<T>(load: () => Promise<T>, packageName: string, scheme: string): Promise<T> {
-  try {
-    return await load();
-  } catch (error) {
-    throw new EnvironmentError(`The kaniko build service needs ${packageName} to put build contexts on ${scheme}://, and it cannot be loaded: ${errorMessage(error)}.`, {
-      cause: error,
-      hint: `Install it beside prebuilt: npm i ${packageName}`,
-    });
-  }
+function importSdk<T>(load: () => Promise<T>, packageName: string, scheme: string): Promise<T> {
+  return importLazily(load, {
+    message: `The kaniko build service needs ${packageName} to put build contexts on ${scheme}://, and it cannot be loaded`,
+    hint: `Install it beside prebuilt: npm i ${packageName}`,
+  });
 }
 
 export async function createContextStore(

@@ -1,7 +1,9 @@
 import { defineBuildService } from '@prebuilt/core/backend';
-import { createKanikoBuildService, type KanikoBuildServiceOptions } from './kaniko-build-service.js';
+import { createKanikoBuildService } from './kaniko-build-service.js';
+import type { KanikoBuildServiceOptions } from './kaniko-settings.js';
 
-export { createKanikoBuildService, DEFAULT_KANIKO_IMAGE, KANIKO_ENV, type KanikoBuildServiceOptions } from './kaniko-build-service.js';
+export { createKanikoBuildService } from './kaniko-build-service.js';
+export { DEFAULT_KANIKO_IMAGE, KANIKO_ENV, type KanikoBuildServiceOptions } from './kaniko-settings.js';
 
 /** The `kaniko` build service: the kaniko executor as a Kubernetes Job, build context on GCS or S3. */
 const kaniko = defineBuildService({

@@ -2,6 +2,6 @@
 export const IMAGE_DIGEST = /^sha256:[a-f0-9]{64}$/;
 
 /** True when `text` is a whole {@link IMAGE_DIGEST}. */
-export function isImageDigest(text: string | undefined): text is string {
+export function isImageDigest(text: string | undefined): boolean {
   return text !== undefined && IMAGE_DIGEST.test(text);
 }
