@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
   createRunTempDir,
+  dockerConfigAuth,
   dockerConfigKey,
   normalizeDockerConfigKey,
   type RegistryCredentials,
@@ -16,16 +17,6 @@ export interface TemporaryDockerConfig {
   dir: string;
   /** Removes the directory and the credentials in it. */
   remove(): Promise<void>;
-}
-
-/** The `auths` entry Docker reads for one registry. */
-export function authEntry(credentials: RegistryCredentials): Record<string, string> {
-  if (credentials.registryToken) return { registrytoken: credentials.registryToken.reveal() };
-  const user = credentials.username ?? '';
-  if (credentials.identityToken) {
-    return { auth: Buffer.from(`${user}:`).toString('base64'), identitytoken: credentials.identityToken.reveal() };
-  }
-  return { auth: Buffer.from(`${user}:${credentials.password?.reveal() ?? ''}`).toString('base64') };
 }
 
 /**
@@ -57,7 +48,7 @@ export async function createTemporaryDockerConfig(
   const { auths, credHelpers, credsStore: _credsStore, ...rest } = userConfig;
   const config = {
     ...rest,
-    auths: { ...otherEntries(auths), [dockerConfigKey(credentials.registry)]: authEntry(credentials) },
+    auths: { ...otherEntries(auths), [dockerConfigKey(credentials.registry)]: dockerConfigAuth(credentials) },
     ...(credHelpers === undefined ? {} : { credHelpers: otherEntries<string>(credHelpers) }),
   };
 

@@ -1,7 +1,9 @@
 import { defineBuildService } from '@prebuilt/core/backend';
-import { createBuildxBuildService, type BuildxBuildServiceOptions } from './buildx-build-service.js';
+import { createBuildxBuildService } from './buildx-build-service.js';
+import type { BuildxBuildServiceOptions } from './buildx-settings.js';
 
-export { createBuildxBuildService, BUILDX_ENV, type BuildxBuildServiceOptions } from './buildx-build-service.js';
+export { createBuildxBuildService } from './buildx-build-service.js';
+export { BUILDX_ENV, type BuildxBuildServiceOptions } from './buildx-settings.js';
 
 /** The `buildx` build service: `docker buildx build --push` with the user's buildx builder. */
 const buildx = defineBuildService({

@@ -1,4 +1,4 @@
-import { dockerConfigKey, type RegistryCredentials } from '@prebuilt/core/backend';
+import { dockerConfigAuth, dockerConfigKey, type RegistryCredentials } from '@prebuilt/core/backend';
 
 /** The executor container's name in every kaniko Job. */
 export const CONTAINER_NAME = 'kaniko';
@@ -26,16 +26,8 @@ export interface JobSpecInput {
 
 /** A `kubernetes.io/dockerconfigjson` Secret holding only the push registry's credentials. */
 export function dockerConfigSecret(name: string, namespace: string, buildId: string, credentials: RegistryCredentials): Record<string, unknown> {
-  const entry: Record<string, string> = {};
-  if (credentials.registryToken) entry['registrytoken'] = credentials.registryToken.reveal();
-  else {
-    const user = credentials.username ?? '';
-    const secret = credentials.identityToken ? '' : (credentials.password?.reveal() ?? '');
-    entry['auth'] = Buffer.from(`${user}:${secret}`).toString('base64');
-    if (credentials.identityToken) entry['identitytoken'] = credentials.identityToken.reveal();
-  }
   // Docker Hub's entry goes under its legacy key, which kaniko (like docker) looks up.
-  const config = { auths: { [dockerConfigKey(credentials.registry)]: entry } };
+  const config = { auths: { [dockerConfigKey(credentials.registry)]: dockerConfigAuth(credentials) } };
   return {
     apiVersion: 'v1',
     kind: 'Secret',

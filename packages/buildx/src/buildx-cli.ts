@@ -1,0 +1,50 @@
+import { spawn } from 'node:child_process';
+import { EnvironmentError, cancelledError, errorMessage } from '@prebuilt/core/backend';
+import { BUILDX_ENV } from './buildx-settings.js';
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/**
+ * `docker buildx version`: the docker command and its buildx plugin run; a missing command or
+ * plugin is an EnvironmentError saying how to install it. Resolves to the version text.
+ */
+export async function checkBuildx(docker: string, env: Record<string, string | undefined>, signal: AbortSignal | undefined): Promise<string> {
+  let output = '';
+  const exit = await new Promise<Exit>((resolve, reject) => {
+    const child = spawn(docker, ['buildx', 'version'], { env, stdio: ['ignore', 'pipe', 'pipe'], signal });
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.on('error', reject);
+    child.on('close', (code, sig) => resolve({ code, signal: sig }));
+  }).catch((error: unknown) => {
+    if (signal?.aborted) throw cancelledError(signal, 'The buildx build');
+    throw dockerMissing(docker, error);
+  });
+  if (exit.code !== 0) {
+    const first = output.trim().split('\n')[0] ?? '';
+    throw new EnvironmentError(`docker buildx is not available: '${docker} buildx version' failed${first ? `: ${first}` : ` (exit code ${exit.code})`}.`, {
+      hint:
+        'Install the buildx plugin (Debian: `apt-get install docker-buildx`; Docker CE: `docker-buildx-plugin`; ' +
+        'or put the buildx binary at ~/.docker/cli-plugins/docker-buildx), or pick another build service with METAFLOW_PREBUILT_BUILD_SERVICE.',
+    });
+  }
+  return output.trim();
+}
+
+function dockerMissing(docker: string, error: unknown): EnvironmentError {
+  const code = (error as NodeJS.ErrnoException).code;
+  return new EnvironmentError(
+    code === 'ENOENT'
+      ? `The docker command '${docker}' was not found${docker.includes('/') ? '' : ' on PATH'}.`
+      : `The docker command '${docker}' cannot be run: ${errorMessage(error)}.`,
+    {
+      cause: error,
+      hint:
+        `Install the Docker CLI with the buildx plugin (e.g. \`apt-get install docker.io docker-buildx\`), ` +
+        `or point ${BUILDX_ENV.docker} (option 'docker') at it, or pick another build service with METAFLOW_PREBUILT_BUILD_SERVICE.`,
+    },
+  );
+}
