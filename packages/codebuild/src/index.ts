@@ -1,7 +1,9 @@
 import { defineBuildService } from '@prebuilt/core/backend';
-import { createCodeBuildBuildService, type CodeBuildBuildServiceOptions } from './codebuild-build-service.js';
+import { createCodeBuildBuildService } from './codebuild-build-service.js';
+import type { CodeBuildBuildServiceOptions } from './codebuild-settings.js';
 
-export { createCodeBuildBuildService, CODEBUILD_ENV, type CodeBuildBuildServiceOptions } from './codebuild-build-service.js';
+export { createCodeBuildBuildService } from './codebuild-build-service.js';
+export { CODEBUILD_ENV, type CodeBuildBuildServiceOptions } from './codebuild-settings.js';
 export { buildspec, DIGEST_VARIABLE, type RegistryLogin } from './buildspec.js';
 
 /** The `codebuild` build service: AWS CodeBuild builds and pushes, the context goes through S3. */
