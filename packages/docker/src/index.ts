@@ -1,12 +1,9 @@
 import { defineBuildService } from '@prebuilt/core/backend';
-import { createDockerBuildService, type DockerBuildServiceOptions } from './docker-build-service.js';
+import { createDockerBuildService } from './docker-build-service.js';
+import type { DockerBuildServiceOptions } from './docker-settings.js';
 
-export {
-  createDockerBuildService,
-  DOCKER_ENV,
-  type DockerBuildServiceOptions,
-  type DockerBuilder,
-} from './docker-build-service.js';
+export { createDockerBuildService } from './docker-build-service.js';
+export { DOCKER_ENV, type DockerBuildServiceOptions, type DockerBuilder } from './docker-settings.js';
 
 /** The `docker` build service: builds and pushes through the Docker Engine API. */
 const docker = defineBuildService({

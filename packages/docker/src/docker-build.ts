@@ -1,0 +1,159 @@
+import type { Readable } from 'node:stream';
+import type Docker from 'dockerode';
+import {
+  EnvironmentError,
+  cancelledError,
+  checkPushCredentials,
+  createLogger,
+  errorMessage,
+  scrubber,
+  type BuildRequest,
+  type BuildResult,
+} from '@prebuilt/core/backend';
+import { createBuildContext, type BuildContext } from './build-context.js';
+import { daemonMessage, isConnectionError, requestProblem, type DockerDaemon } from './docker-daemon.js';
+import type { DockerSettings } from './docker-settings.js';
+import { pushImage } from './docker-push.js';
+import { baseImageReferences, firstBaseImage, parseTaggedReference, pullParts, registryHost, type TaggedReference } from './image-reference.js';
+import { ProgressTracker, readEvents } from './progress.js';
+import { authConfig } from './registry-auth.js';
+
+const debug = createLogger('docker');
+
+/** One build and push on the daemon: what its steps share (the target, the log, the failure result). */
+export class DockerBuild {
+  readonly target: TaggedReference;
+  /** Removes the push credentials' secrets from a text. */
+  readonly scrub: (text: string) => string;
+  /** The build's log: its tail goes into a failed result. */
+  readonly tracker: ProgressTracker;
+
+  constructor(
+    readonly daemon: DockerDaemon,
+    readonly settings: DockerSettings,
+    readonly request: BuildRequest,
+  ) {
+    if (request.signal?.aborted) throw cancelledError(request.signal, 'The Docker build');
+    this.target = parseTaggedReference(request.imageTag);
+    checkPushCredentials(request, this.target.registry);
+    const scrub = scrubber(request.pushCredentials);
+    this.scrub = scrub;
+    this.tracker = new ProgressTracker(request.log ? (line) => request.log!(scrub(line)) : undefined, settings.logTailLines);
+  }
+
+  /** Builds (pre-pulling private base images for BuildKit), then pushes; a failure is a result. */
+  async run(): Promise<BuildResult> {
+    const { request } = this;
+    await this.daemon.check(request.signal);
+    const context = await createBuildContext(request.contextDir, request.dockerfile);
+    if (request.signal?.aborted) throw cancelledError(request.signal, 'The Docker build');
+    request.onPhase?.('building');
+    debug('building %s (%d bytes of context)', request.imageTag, context.tar.length);
+    const options = this.#buildOptions(context);
+    if (authConfig(request.pushCredentials) && this.settings.builder === 'buildkit') {
+      // BuildKit asks for registry credentials through a client session that dockerode cannot serve
+      // against this daemon; it prefers local images, so base images in the push registry are
+      // pulled first, with the push credentials, through the Engine API.
+      const pulled = await this.#prePullBaseImages();
+      if (pulled !== undefined) return this.failure(pulled);
+    }
+    const failed = await this.#build(context, options);
+    return failed ?? pushImage(this);
+  }
+
+  failure(reason: string): BuildResult {
+    this.tracker.flush();
+    return { ok: false, reason: this.scrub(reason), logTail: this.tracker.tail.map(this.scrub) };
+  }
+
+  /** The aborted request makes the daemon stop the build; a tag that made it anyway is removed. */
+  async cancel(): Promise<never> {
+    await this.daemon.removeImage(this.request.imageTag, 'cancelled');
+    throw cancelledError(this.request.signal!, 'The Docker build');
+  }
+
+  #buildOptions(context: BuildContext): Record<string, unknown> {
+    const { request, settings } = this;
+    const options: Record<string, unknown> = {
+      t: request.imageTag,
+      dockerfile: context.dockerfileName,
+      networkmode: settings.network,
+      platform: request.platform,
+      rm: true,
+      forcerm: true,
+    };
+    if (Object.keys(settings.labels).length > 0) options['labels'] = settings.labels;
+    if (settings.builder === 'buildkit') options['version'] = '2';
+    if (request.signal) options['abortSignal'] = request.signal;
+    const pullAuth = authConfig(request.pushCredentials);
+    if (pullAuth && 'username' in pullAuth && settings.builder === 'legacy') {
+      // Lets the builder pull a base image that lives in the same (private) registry; the legacy
+      // builder takes credentials per registry host, so no other registry sees them.
+      options['registryconfig'] = {
+        [request.pushCredentials!.registry]: { username: pullAuth['username'], password: pullAuth['password'] },
+      };
+    }
+    return options;
+  }
+
+  /** Runs the build; a failed result, or undefined when the image was built. */
+  async #build(context: BuildContext, options: Record<string, unknown>): Promise<BuildResult | undefined> {
+    const { request, tracker, daemon } = this;
+    let buildStream: Readable;
+    try {
+      buildStream = (await daemon.docker.buildImage(context.tar as unknown as NodeJS.ReadableStream, options)) as Readable;
+    } catch (error) {
+      if (request.signal?.aborted) return this.cancel();
+      if (isConnectionError(error)) {
+        throw new EnvironmentError(`The Docker daemon at ${this.settings.dockerHost} dropped the build of ${request.imageTag}: ${errorMessage(error)}.`, {
+          cause: error,
+          hint: 'Check that the Docker daemon is running (`docker version`) and retry.',
+        });
+      }
+      tracker.fail(daemonMessage(error));
+      return this.failure(`The Docker build of ${request.imageTag} was rejected: ${daemonMessage(error)}`);
+    }
+    try {
+      await readEvents(buildStream, (event) => tracker.handle(event));
+    } catch (error) {
+      if (request.signal?.aborted) return this.cancel();
+      await daemon.removeImage(request.imageTag, 'broken build stream');
+      tracker.fail(errorMessage(error));
+      return this.failure(`The connection to the Docker daemon broke during the build of ${request.imageTag}: ${errorMessage(error)}`);
+    }
+    if (request.signal?.aborted) return this.cancel();
+    tracker.flush();
+    if (tracker.error === undefined) return undefined;
+    await daemon.removeImage(request.imageTag, 'failed build');
+    if (tracker.errorInFrom) {
+      const base = firstBaseImage(request.dockerfile) ?? 'of the Dockerfile';
+      return this.failure(`The base image ${base} is missing or cannot be pulled: ${tracker.error}`);
+    }
+    return this.failure(`The Docker build of ${request.imageTag} failed: ${tracker.error}`);
+  }
+
+  /** Pulls the base images that live in the push registry with the push credentials. A failure reason, or undefined. */
+  async #prePullBaseImages(): Promise<string | undefined> {
+    const { request } = this;
+    const { signal } = request;
+    for (const image of baseImageReferences(request.dockerfile)) {
+      const { fromImage, tag } = pullParts(image);
+      if (registryHost(fromImage) !== this.target.registry) continue;
+      debug('pulling base image %s with %s', image, request.pushCredentials?.source);
+      const pullTracker = new ProgressTracker((line) => this.tracker.handle({ stream: `${line}\n` }), this.settings.logTailLines);
+      const pullOptions: Record<string, unknown> = { fromImage, tag, platform: request.platform };
+      if (signal) pullOptions['abortSignal'] = signal;
+      try {
+        const stream = (await this.daemon.docker.createImage(authConfig(request.pushCredentials) as Docker.AuthConfig, pullOptions)) as Readable;
+        await readEvents(stream, (event) => pullTracker.handle(event));
+      } catch (error) {
+        if (signal?.aborted) throw cancelledError(signal, 'The Docker build');
+        pullTracker.fail(requestProblem(error));
+      }
+      if (pullTracker.error !== undefined) {
+        return `The base image ${image} is missing or cannot be pulled with the credentials from ${request.pushCredentials?.source}: ${pullTracker.error}`;
+      }
+    }
+    return undefined;
+  }
+}
