@@ -1,7 +1,7 @@
 import type { CodeBuildClient } from '@aws-sdk/client-codebuild';
 import type { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { ConfigError, DEFAULT_LOG_TAIL_LINES, settingsReader, type BuildServiceOptions } from '@prebuilt/core/backend';
+import { ConfigError, DEFAULT_LOG_TAIL_LINES, settingsReader, type BuildServiceOptions, type SettingsReader } from '@prebuilt/core/backend';
 
 export interface CodeBuildBuildServiceOptions extends BuildServiceOptions {
   /** The CodeBuild project (it must allow privileged mode, for docker). Env `METAFLOW_PREBUILT_CODEBUILD_PROJECT`; required. */
@@ -84,7 +84,7 @@ export function resolveCodeBuildSettings(options: CodeBuildBuildServiceOptions, 
   };
 }
 
-function passwordReference(options: CodeBuildBuildServiceOptions, read: ReturnType<typeof settingsReader>): PasswordReference | undefined {
+function passwordReference(options: CodeBuildBuildServiceOptions, read: SettingsReader): PasswordReference | undefined {
   const parameter = read.optional(options.registryPasswordParameter, CODEBUILD_ENV.registryParameter, 'registryPasswordParameter', 'registry password parameter');
   const secret = read.optional(options.registryPasswordSecret, CODEBUILD_ENV.registrySecret, 'registryPasswordSecret', 'registry password secret');
   if (parameter && secret) {

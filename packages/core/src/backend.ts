@@ -56,7 +56,7 @@ export { RegistryClient, type RegistryClientOptions, type UploadBlobResult } fro
 export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayers } from './recipes/prefix-layers.js';
 export { writeFileAtomic } from './atomic-write.js';
 export { compareBytes, listTree, sourceDateEpoch } from './file-tree.js';
-export { addTarTreeEntry, writeTarEntry } from './tar-tree-entry.js';
+export { addTarTreeEntry } from './tar-tree-entry.js';
 export { sha256Tap } from './sha256-tap.js';
 export { createRunTempDir } from './run-temp-dir.js';
 export { mapPool } from './deploy/pool.js';
@@ -75,21 +75,15 @@ export { checkSignal, resolveBaseImage } from './backend-kit/base-image.js';
 export { BuildLog, scrubber, cancelledError, withPushPhase } from './backend-kit/build-log.js';
 export { createContextArchive, packBuildContext } from './backend-kit/context-archive.js';
 export { checkPushCredentials } from './backend-kit/push-credentials.js';
-export {
-  DOCKER_PLATFORM,
-  pushTarget,
-  checkBuildRequest,
-  type BuildRequestRules,
-  type CheckedBuildRequest,
-} from './backend-kit/build-request.js';
+export { DOCKER_PLATFORM, pushTarget, checkBuildRequest } from './backend-kit/build-request.js';
 export {
   settingsReader,
   DEFAULT_LOG_TAIL_LINES,
   type BuildServiceOptions,
   type SettingsReader,
 } from './backend-kit/build-service-settings.js';
-export { IMAGE_DIGEST, isImageDigest } from './backend-kit/digest.js';
-export { importLazily, type LazyImportFailure } from './backend-kit/lazy-import.js';
+export { isImageDigest } from './backend-kit/digest.js';
+export { importLazily } from './backend-kit/lazy-import.js';
 export { dockerConfigAuth } from './backend-kit/docker-config-auth.js';
 /** Waits `ms`; rejects with the signal's reason when it aborts first (the registry client's retries use it too). */
 export { sleep } from './registry/retry.js';
