@@ -105,3 +105,7 @@ export {
   UrlCredentials,
   urlCredentialsFromEnv,
 } from './net/url-credentials.js';
+export { createSbom, packageUrl, licenseKey, SPDX_JSON_MEDIA_TYPE, type Sbom, type SbomInput } from './sbom/spdx-document.js';
+export { spdxLicense, canonicalSpdxExpression, type SpdxLicense } from './sbom/spdx-license.js';
+export { pushImageSbom, readImageSbom, findImageSboms, type ImageSbomRef } from './sbom/sbom-artifact.js';
+export { pushReferrer, listReferrers, referrersTag, EMPTY_CONFIG, type PushReferrerInput, type PushReferrerResult, type ReferrerDescriptor } from './registry/referrers.js';

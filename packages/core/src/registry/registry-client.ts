@@ -6,7 +6,7 @@ import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
 import { formatImageRef, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
-import { isIndexMediaType, MANIFEST_ACCEPT } from './media-types.js';
+import { isIndexMediaType, MANIFEST_ACCEPT, MediaType } from './media-types.js';
 import { platformMatches, selectPlatformManifest, type ImageIndex, type ImageManifest, type OciPlatform } from './platform.js';
 import {
   backoffDelay,
@@ -459,21 +459,7 @@ export class RegistryClient {
    * the one the registry announces. Every blob it names must already be in the repository.
    */
   async putManifest(ref: string | ImageRef, bytes: Uint8Array, mediaType: string, options: RequestOptions = {}): Promise<string> {
-    const image = toRef(ref);
-    const digest = sha256Digest(bytes);
-    const path = `/v2/${image.repository}/manifests/${image.reference}`;
-    const res = await this.#request(image.registry, image.repository, 'PUT', path, { 'content-type': mediaType }, options.signal, {
-      scopes: [`repository:${image.repository}:pull,push`],
-      body: bytes,
-      what: 'manifest upload',
-    });
-    this.#expectOk(res, image.registry, 'PUT', path);
-    this.#stats.bytesSent += bytes.length;
-    const announced = res.headers.get('docker-content-digest');
-    if (announced && announced !== digest) {
-      throw new RegistryError(`registry ${image.registry} stored the manifest for ${formatImageRef(image)} as ${announced}, but its bytes hash to ${digest}`, { registry: image.registry });
-    }
-    return digest;
+    return (await this.putManifestWithSubject(ref, bytes, mediaType, options)).digest;
   }
 
   /** The upload URL a registry answered with (Location, relative or absolute). */
@@ -748,5 +734,70 @@ export class RegistryClient {
         throw cancelled(error);
       }
     }
+  }
+
+  /**
+   * Like {@link putManifest}, and tells whether the registry processed the manifest's `subject`:
+   * a registry with the OCI referrers API answers the PUT with an `OCI-Subject` header; one without
+   * (Docker's distribution 2.8) does not, and the pusher must keep the referrers tag itself.
+   */
+  async putManifestWithSubject(ref: string | ImageRef, bytes: Uint8Array, mediaType: string, options: RequestOptions = {}): Promise<{ digest: string; subjectAccepted: boolean; subject?: string }> {
+    const image = toRef(ref);
+    const digest = sha256Digest(bytes);
+    const path = `/v2/${image.repository}/manifests/${image.reference}`;
+    const res = await this.#request(image.registry, image.repository, 'PUT', path, { 'content-type': mediaType }, options.signal, {
+      scopes: [`repository:${image.repository}:pull,push`],
+      body: bytes,
+      what: 'manifest upload',
+    });
+    this.#expectOk(res, image.registry, 'PUT', path);
+    this.#stats.bytesSent += bytes.length;
+    const announced = res.headers.get('docker-content-digest');
+    if (announced && announced !== digest) {
+      throw new RegistryError(`registry ${image.registry} stored the manifest for ${formatImageRef(image)} as ${announced}, but its bytes hash to ${digest}`, { registry: image.registry });
+    }
+    const subject = res.headers.get('oci-subject') ?? undefined;
+    return { digest, subjectAccepted: subject !== undefined, ...(subject ? { subject } : {}) };
+  }
+
+  /**
+   * The referrers of `digest` in `repository` through the OCI referrers API
+   * (`GET /v2/<name>/referrers/<digest>`), or `{ supported: false }` when the registry lacks the
+   * API (it answers 404 or 405 with something that is not an image index).
+   */
+  async getReferrers(repository: string | ImageRef, digest: string, options: RequestOptions & { artifactType?: string } = {}): Promise<{ supported: false } | { supported: true; index: ImageIndex }> {
+    const image = toRef(repository);
+    const query = options.artifactType ? `?artifactType=${encodeURIComponent(options.artifactType)}` : '';
+    const path = `/v2/${image.repository}/referrers/${digest}${query}`;
+    const res = await this.#request(image.registry, image.repository, 'GET', path, { accept: MediaType.ociIndex }, options.signal, { what: 'referrers', limit: BODY_LIMITS.manifest });
+    const type = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+    if ((res.status === 404 || res.status === 405) && type !== MediaType.ociIndex) return { supported: false };
+    this.#expectOk(res, image.registry, 'GET', path);
+    try {
+      const index = JSON.parse(Buffer.from(res.body).toString('utf8')) as ImageIndex;
+      if (!Array.isArray(index.manifests)) throw new Error('no manifests list');
+      return { supported: true, index };
+    } catch (error) {
+      throw new RegistryError(`registry ${image.registry} answered the referrers of ${digest} with something that is not an image index`, { registry: image.registry }, { cause: error });
+    }
+  }
+
+  /**
+   * Bytes `start`..`end` (inclusive) of a blob, by an HTTP Range request: for the figures a blob
+   * keeps at a known place (a gzip stream's size trailer) without reading the blob. A registry that
+   * ignores the range is a RegistryError, never a whole-layer read.
+   */
+  async getBlobRange(repository: string | ImageRef, digest: string, start: number, end: number, options: RequestOptions = {}): Promise<Uint8Array> {
+    const image = toRef(repository);
+    const path = `/v2/${image.repository}/blobs/${digest}`;
+    const length = end - start + 1;
+    if (!(start >= 0 && length > 0)) throw new InputError(`bad byte range ${start}-${end} of blob ${digest}`);
+    const res = await this.#request(image.registry, image.repository, 'GET', path, { range: `bytes=${start}-${end}` }, options.signal, { what: 'blob range', limit: length });
+    if (res.status === 404) throw new RegistryError(`blob ${digest} was not found in ${image.registry}/${image.repository}`, { registry: image.registry, status: 404 });
+    this.#expectOk(res, image.registry, 'GET', path);
+    if (res.status !== 206 || res.body.length !== length) {
+      throw new RegistryError(`registry ${image.registry} did not answer the byte range ${start}-${end} of blob ${digest} (status ${res.status}, ${res.body.length} bytes)`, { registry: image.registry, status: res.status });
+    }
+    return res.body;
   }
 }

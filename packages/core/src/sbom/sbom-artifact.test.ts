@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import type { LockedEnv } from '../env-model.js';
+import { InputError } from '../errors.js';
+import { pushImage, pushIndex, uniqueRepo } from '../registry/__fixtures__/push-image.js';
+import { registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
+import { MediaType } from '../registry/media-types.js';
+import { listReferrers, pushReferrer, referrersTag } from '../registry/referrers.js';
+import { RegistryClient } from '../registry/registry-client.js';
+import { findImageSboms, pushImageSbom, readImageSbom } from './sbom-artifact.js';
+import { createSbom, SPDX_JSON_MEDIA_TYPE } from './spdx-document.js';
+
+const services = testServices();
+const missing = registriesMissing(services);
+const title = (text: string): string => (missing ? `${text} — skipped: ${missing}` : text);
+
+const env: LockedEnv = {
+  specHash: 'b'.repeat(64),
+  request: { python: '3.11', conda: {}, pypi: {}, channels: [], indexUrl: null, platform: 'linux-64' },
+  platform: 'linux-64',
+  pythonVersion: '3.11.9',
+  packages: [{ kind: 'pypi', name: 'six', version: '1.16.0', build: '', url: 'http://127.0.0.1:9/six-1.16.0-py2.py3-none-any.whl', sha256: '4'.repeat(64), size: 1, filename: 'six-1.16.0-py2.py3-none-any.whl' }],
+};
+
+describe.skipIf(missing !== undefined)(title('SBOM artifacts on the real local registry (distribution 2.8: referrers tag scheme)'), () => {
+  const client = new RegistryClient({ dockerConfig: false });
+  const host = (): string => services.registries!.plain.host;
+
+  it('pushes an SBOM that refers to the image, through the sha256-<hex> tag, and reads the same bytes back', async () => {
+    const repo = uniqueRepo('sbom');
+    const image = await pushImage({ host: host() }, repo, 'v1');
+    const ref = `${host()}/${repo}:v1`;
+    const sbom = createSbom({ name: ref, envs: [env] });
+    const pushed = await pushImageSbom(client, ref, sbom);
+    expect(pushed.via).toBe('tag-scheme');
+    expect(pushed.document).toBe(sbom.digest);
+    const tag = await client.getManifest(`${host()}/${repo}:${referrersTag(image.digest)}`);
+    expect(tag.mediaType).toBe(MediaType.ociIndex);
+    const artifact = await client.getManifest(`${host()}/${repo}@${pushed.manifest}`);
+    expect(artifact.manifest).toMatchObject({ artifactType: SPDX_JSON_MEDIA_TYPE, subject: { digest: image.digest, mediaType: image.mediaType }, layers: [{ mediaType: SPDX_JSON_MEDIA_TYPE, digest: sbom.digest }] });
+    const read = await readImageSbom(client, ref);
+    expect(Buffer.from(read.bytes).equals(Buffer.from(sbom.bytes))).toBe(true);
+    expect(read.ref.manifest).toBe(pushed.manifest);
+  });
+
+  it('finds an SBOM already there instead of pushing it again, and the same lock gives the same artifact digest', async () => {
+    const repo = uniqueRepo('sbom-again');
+    await pushImage({ host: host() }, repo, 'v1');
+    const ref = `${host()}/${repo}:v1`;
+    const first = await pushImageSbom(client, ref, createSbom({ name: ref, envs: [env] }));
+    const again = await pushImageSbom(client, ref, createSbom({ name: ref, envs: [structuredClone(env)] }));
+    expect(again).toEqual({ manifest: first.manifest, document: first.document, via: 'present' });
+    expect(await findImageSboms(client, ref)).toHaveLength(1);
+  });
+
+  it('merges with the referrers already under the tag (another artifact type is kept)', async () => {
+    const repo = uniqueRepo('sbom-merge');
+    const image = await pushImage({ host: host() }, repo, 'v1');
+    const ref = `${host()}/${repo}:v1`;
+    const subject = { mediaType: image.mediaType, digest: image.digest, size: image.manifest.length };
+    const signature = await pushReferrer(client, { repository: ref, subject, artifactType: 'application/vnd.example.signature', blob: { bytes: Buffer.from('sig'), mediaType: 'application/octet-stream' } });
+    const pushed = await pushImageSbom(client, ref, createSbom({ name: ref, envs: [env] }));
+    const all = await listReferrers(client, ref, image.digest);
+    expect(all.map((d) => d.digest)).toEqual([signature.digest, pushed.manifest]);
+    expect((await findImageSboms(client, ref)).map((d) => d.digest)).toEqual([pushed.manifest]);
+  });
+
+  it('refers an SBOM to an image index', async () => {
+    const repo = uniqueRepo('sbom-index');
+    const index = await pushIndex({ host: host() }, repo, 'multi');
+    const ref = `${host()}/${repo}:multi`;
+    const pushed = await pushImageSbom(client, ref, createSbom({ name: ref, envs: [env, { ...env, platform: 'linux-aarch64' }] }));
+    const artifact = await client.getManifest(`${host()}/${repo}@${pushed.manifest}`);
+    expect(artifact.manifest).toMatchObject({ subject: { digest: index.digest, mediaType: MediaType.ociIndex } });
+    expect((await readImageSbom(client, ref)).ref.manifest).toBe(pushed.manifest);
+  });
+
+  it('an image without an SBOM is an InputError that says how to get one', async () => {
+    const repo = uniqueRepo('sbom-none');
+    await pushImage({ host: host() }, repo, 'v1');
+    const error = await readImageSbom(client, `${host()}/${repo}:v1`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).message).toContain('has no SBOM');
+    expect((error as InputError).hint).toContain('prebuilt build');
+  });
+});
