@@ -40,3 +40,4 @@ export { validateBytecode, findBytecodeCompiler, pycPathOf, cacheTagOf, type Byt
 export { ArchiveError, InstallError } from './materialize/errors.js';
 export { createEnvMaterializer, type EnvMaterializerOptions } from './materialize/env-materializer.js';
 export { createMaterializedRecipeRunner, type MaterializedRecipeRunnerOptions } from './materialize/recipe-runner.js';
+export { lockedLicenses, condaPackageLicense, wheelLicense, metadataHeader } from './sbom/package-license.js';
