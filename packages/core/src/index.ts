@@ -109,3 +109,4 @@ export { createSbom, packageUrl, licenseKey, SPDX_JSON_MEDIA_TYPE, type Sbom, ty
 export { spdxLicense, canonicalSpdxExpression, type SpdxLicense } from './sbom/spdx-license.js';
 export { pushImageSbom, readImageSbom, findImageSboms, type ImageSbomRef } from './sbom/sbom-artifact.js';
 export { pushReferrer, listReferrers, referrersTag, EMPTY_CONFIG, type PushReferrerInput, type PushReferrerResult, type ReferrerDescriptor } from './registry/referrers.js';
+export { pushDeploySboms, imageEnvs, type DeploySbomsInput } from './sbom/deploy-sboms.js';
