@@ -110,3 +110,6 @@ export { spdxLicense, canonicalSpdxExpression, type SpdxLicense } from './sbom/s
 export { pushImageSbom, readImageSbom, findImageSboms, type ImageSbomRef } from './sbom/sbom-artifact.js';
 export { pushReferrer, listReferrers, referrersTag, EMPTY_CONFIG, type PushReferrerInput, type PushReferrerResult, type ReferrerDescriptor } from './registry/referrers.js';
 export { pushDeploySboms, imageEnvs, type DeploySbomsInput } from './sbom/deploy-sboms.js';
+export { parseBandwidth, transferSeconds, type Bandwidth } from './report/bandwidth.js';
+export { layerFormat, gzipTrailerSize, annotatedUncompressedSize, type LayerFormat } from './report/layer-format.js';
+export { coldStartReport, type ColdStartReport, type StepReport, type PlatformReport, type LayerReport } from './report/cold-start.js';

@@ -1,0 +1,97 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import type { ImageMap } from '../deploy/image-map.js';
+import { uniqueRepo } from '../registry/__fixtures__/push-image.js';
+import { registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
+import { MediaType } from '../registry/media-types.js';
+import type { OciDescriptor } from '../registry/platform.js';
+import { RegistryClient } from '../registry/registry-client.js';
+import { parseBandwidth } from './bandwidth.js';
+import { coldStartReport } from './cold-start.js';
+import { gzipTrailerSize, layerFormat } from './layer-format.js';
+
+const services = testServices();
+const missing = registriesMissing(services);
+const title = (text: string): string => (missing ? `${text} — skipped: ${missing}` : text);
+const digestOf = (bytes: Uint8Array): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+describe('layer formats', () => {
+  it('tells gzip, eStargz, zstd and uncompressed layers apart by media type and annotations', () => {
+    expect(layerFormat({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' })).toBe('gzip');
+    expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', annotations: { 'containerd.io/snapshot/stargz/toc.digest': 'sha256:1' } })).toBe('estargz');
+    expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' })).toBe('zstd');
+    expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar' })).toBe('uncompressed');
+    expect(layerFormat({ mediaType: 'application/x-something' })).toBe('unknown');
+  });
+
+  it('trusts a gzip trailer only where it can be the real size', () => {
+    const tar = Buffer.alloc(100_000, 7);
+    const gz = gzipSync(tar);
+    expect(gzipTrailerSize(gz.subarray(-4), gz.length)).toBe(100_000);
+    expect(gzipTrailerSize(Buffer.from([1, 0, 0, 0]), 5000)).toBeUndefined();
+  });
+});
+
+interface Layer {
+  bytes: Uint8Array;
+  descriptor: OciDescriptor;
+}
+
+function gzLayer(content: Buffer, annotations?: Record<string, string>): Layer {
+  const bytes = gzipSync(content);
+  return { bytes, descriptor: { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(bytes), size: bytes.length, ...(annotations ? { annotations } : {}) } };
+}
+
+async function pushImageOf(client: RegistryClient, repo: string, tag: string, layers: Layer[], architecture = 'amd64'): Promise<{ digest: string; size: number }> {
+  const config = Buffer.from(JSON.stringify({ architecture, os: 'linux', rootfs: { type: 'layers', diff_ids: layers.map((l) => l.descriptor.digest) }, config: {} }));
+  await client.uploadBlob(repo, digestOf(config), config);
+  for (const layer of layers) await client.uploadBlob(repo, layer.descriptor.digest, layer.bytes);
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociManifest, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length }, layers: layers.map((l) => l.descriptor) }));
+  return { digest: await client.putManifest(`${repo}:${tag}`, manifest, MediaType.ociManifest), size: manifest.length };
+}
+
+describe.skipIf(missing !== undefined)(title('coldStartReport on the real local registry'), () => {
+  it('reports sizes, shared layers, formats and pull time per step and platform, from the manifests', async () => {
+    const client = new RegistryClient({ dockerConfig: false });
+    const repo = `${services.registries!.plain.host}/${uniqueRepo('report')}`;
+    const base = gzLayer(Buffer.alloc(200_000, 1));
+    const a = gzLayer(Buffer.concat([randomBytes(1000), Buffer.alloc(50_000, 2)]));
+    const star = gzLayer(Buffer.alloc(30_000, 3), { 'containerd.io/snapshot/stargz/toc.digest': 'sha256:' + 'f'.repeat(64), 'io.containers.estargz.uncompressed-size': '30720' });
+    const zstd: Layer = { bytes: Buffer.from('not really zstd'), descriptor: { mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd', digest: digestOf(Buffer.from('not really zstd')), size: 15 } };
+    const one = await pushImageOf(client, repo, 'one', [base, a]);
+    const two = await pushImageOf(client, repo, 'two', [base, star, zstd]);
+    const arm = await pushImageOf(client, repo, 'arm', [base], 'arm64');
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [
+      { mediaType: MediaType.ociManifest, digest: one.digest, size: one.size, platform: { os: 'linux', architecture: 'amd64' } },
+      { mediaType: MediaType.ociManifest, digest: arm.digest, size: arm.size, platform: { os: 'linux', architecture: 'arm64' } },
+    ] }));
+    const indexDigest = await client.putManifest(`${repo}:multi`, index, MediaType.ociIndex);
+    const map: ImageMap = {
+      flow: 'ReportFlow',
+      images: {},
+      steps: {
+        start: { envId: 'one', image: `${repo}:one`, pinnedImage: `${repo}:one@${one.digest}`, python: '/x' },
+        train: { envId: 'two', image: `${repo}:two`, pinnedImage: `${repo}:two@${two.digest}`, python: '/x' },
+        end: { envId: 'multi', image: `${repo}:multi`, pinnedImage: `${repo}:multi@${indexDigest}`, python: '/x' },
+        off: { envId: null, image: 'python:3.11', python: 'python' },
+      },
+    };
+    const report = await coldStartReport(map, client, { bandwidth: parseBandwidth('1MB/s') });
+    expect(report.steps.map((s) => s.step)).toEqual(['start', 'train', 'end']);
+    const [start, train, end] = report.steps;
+    expect(start).toMatchObject({ image: `${repo}:one`, digest: one.digest, index: false });
+    expect(start!.platforms[0]).toMatchObject({
+      platform: 'linux/amd64', compressedBytes: base.bytes.length + a.bytes.length, installedBytes: 200_000 + 51_000, layerCount: 2, formats: ['gzip'],
+      // start's base layer is in train's image; its own layer is in end's amd64 image (the same manifest as start's is not "another image").
+      sharedLayers: 1,
+    });
+    expect(start!.platforms[0]!.pullSeconds).toBeCloseTo((base.bytes.length + a.bytes.length) / 1e6, 6);
+    expect(train!.platforms[0]).toMatchObject({ installedBytes: null, layerCount: 3, sharedLayers: 1, formats: ['estargz', 'gzip', 'zstd'] });
+    expect(train!.platforms[0]!.layers.map((l) => [l.format, l.installedSize, l.installedFrom ?? null])).toEqual([['gzip', 200_000, 'gzip-trailer'], ['estargz', 30_720, 'annotation'], ['zstd', null, null]]);
+    expect(end).toMatchObject({ digest: indexDigest, index: true });
+    expect(end!.platforms.map((p) => [p.platform, p.digest, p.layerCount])).toEqual([['linux/amd64', one.digest, 2], ['linux/arm64', arm.digest, 1]]);
+    // arm64 shares nothing: no other arm64 image in the flow.
+    expect(end!.platforms[1]!.sharedLayers).toBe(0);
+  });
+});

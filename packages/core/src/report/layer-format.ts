@@ -1,0 +1,37 @@
+import type { OciDescriptor } from '../registry/platform.js';
+
+export type LayerFormat = 'gzip' | 'zstd' | 'estargz' | 'zstd:chunked' | 'uncompressed' | 'unknown';
+
+/** eStargz: the TOC digest containerd's stargz snapshotter reads, and the uncompressed size it records. */
+export const ESTARGZ_TOC_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
+export const ESTARGZ_UNCOMPRESSED_ANNOTATION = 'io.containers.estargz.uncompressed-size';
+const ZSTD_CHUNKED_ANNOTATION = 'io.github.containers.zstd-chunked.manifest-checksum';
+
+/** How a layer is compressed, from its media type and annotations. */
+export function layerFormat(layer: Pick<OciDescriptor, 'mediaType' | 'annotations'>): LayerFormat {
+  const type = layer.mediaType;
+  const annotations = layer.annotations ?? {};
+  if (/(\+|\.)gzip$/.test(type)) return annotations[ESTARGZ_TOC_ANNOTATION] || annotations[ESTARGZ_UNCOMPRESSED_ANNOTATION] ? 'estargz' : 'gzip';
+  if (/\+zstd$/.test(type)) return annotations[ZSTD_CHUNKED_ANNOTATION] ? 'zstd:chunked' : 'zstd';
+  if (/(\.tar|\.diff\.tar)$/.test(type) || type === 'application/vnd.oci.image.layer.v1.tar') return 'uncompressed';
+  return 'unknown';
+}
+
+/** An uncompressed size a layer's annotations state (eStargz writes one), or undefined. */
+export function annotatedUncompressedSize(layer: Pick<OciDescriptor, 'annotations'>): number | undefined {
+  const raw = layer.annotations?.[ESTARGZ_UNCOMPRESSED_ANNOTATION];
+  if (raw === undefined || !/^\d+$/.test(raw)) return undefined;
+  return Number(raw);
+}
+
+/**
+ * The uncompressed size a single-member gzip stream records in its last 4 bytes (ISIZE, the size
+ * modulo 2^32): trusted only when the compressed layer is under 4 GiB and ISIZE is not below it
+ * (a real layer's tar never shrinks below its gzip).
+ */
+export function gzipTrailerSize(trailer: Uint8Array, compressedSize: number): number | undefined {
+  if (trailer.length !== 4 || compressedSize >= 2 ** 32) return undefined;
+  const size = Buffer.from(trailer).readUInt32LE(0);
+  // Deflate adds at most ~0.03% (stored blocks) plus the header and trailer to what it cannot shrink.
+  return size >= compressedSize * 0.999 - 1024 ? size : undefined;
+}
