@@ -20,6 +20,8 @@ export const COMMANDS: Readonly<Record<string, () => Promise<RegisterCommand>>> 
   backends: async () => (await import('./commands/backends.js')).registerBackendsCommand,
   'local-registry': async () => (await import('./commands/local-registry.js')).registerLocalRegistryCommand,
   'pull-secret': async () => (await import('./commands/pull-secret.js')).registerPullSecretCommand,
+  sbom: async () => (await import('./commands/sbom.js')).registerSbomCommand,
+  report: async () => (await import('./commands/report.js')).registerReportCommand,
 };
 
 /** Options of the program itself that take no value (they may come before the command name). */

@@ -106,7 +106,7 @@ export function buildLockFor(env: Record<string, string | undefined>) {
   };
 }
 
-async function createBackend<K extends BackendKind>(kind: K, context: CliContext): Promise<K extends 'build-service' ? BuildService : ImageRegistry> {
+export async function createBackend<K extends BackendKind>(kind: K, context: CliContext): Promise<K extends 'build-service' ? BuildService : ImageRegistry> {
   const names = selectedBackendNames(context.env);
   const selection = kind === 'build-service' ? names.buildService : names.imageRegistry;
   const resolved = await resolveBackend({ kind, name: selection.name, setting: selection.envVar, cwd: context.cwd, cliDir: context.cliDir });

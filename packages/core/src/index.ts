@@ -113,3 +113,6 @@ export { pushDeploySboms, imageEnvs, type DeploySbomsInput } from './sbom/deploy
 export { parseBandwidth, transferSeconds, type Bandwidth } from './report/bandwidth.js';
 export { layerFormat, gzipTrailerSize, annotatedUncompressedSize, type LayerFormat } from './report/layer-format.js';
 export { coldStartReport, type ColdStartReport, type StepReport, type PlatformReport, type LayerReport } from './report/cold-start.js';
+export { registryClientFor } from './registry/registry-for.js';
+export { type RegistryClient } from './registry/registry-client.js';
+export { formatBytes } from './net/net-fetch.js';

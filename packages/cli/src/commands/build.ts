@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { relative } from 'node:path';
-import { BuildFailedError, type DeployImage } from '@prebuilt/core';
+import { BuildFailedError, type DeployImage, type ImageSbomRef } from '@prebuilt/core';
 import type { CliContext } from '../cli-context.js';
 import { deployFlow, stateFilePath, writeImageMap, type DeployFlowResult } from '../deploy-flow.js';
 import { createDeployView, formatSeconds } from '../deploy-view.js';
+import { pushBuildSboms, sbomJson } from '../lifecycle/build-sboms.js';
 import { renderTable, writeJson } from '../output.js';
 
 export interface BuildCommandOptions {
@@ -32,6 +33,8 @@ Environment:
   METAFLOW_PREBUILT_BUILD_WORKERS     images built at once (default min(images, 8))
   METAFLOW_PREBUILT_RECIPE            materialized (default) or micromamba
   METAFLOW_PREBUILT_STATE_FILE        image map path (default .prebuilt/<Flow>/images.json beside the flow)
+  METAFLOW_PREBUILT_SBOM              0: push no SBOM (default 1: an SPDX SBOM refers to every image;
+                                     --json names it as "sbom" of each image)
 
 Exit codes: 0 every image is present or built, 1 a build or push failed (the others are still
 built), 2 bad input or configuration, 130/143 interrupted.
@@ -41,10 +44,25 @@ Examples:
   $ prebuilt build flow.py --json > images.json
   $ prebuilt build flow.py --frozen     # CI: use the committed lock file as it is`;
 
-/** What `build --json` prints: the image map, plus where it was written and what failed. */
-export function buildJson(result: DeployFlowResult, stateFile: string | null): Record<string, unknown> {
+/** The image map's images, each with its SBOM (and each platform's of an index) when one was pushed or found. */
+export function imagesWithSboms(result: DeployFlowResult, sboms: ReadonlyMap<string, ImageSbomRef>): DeployFlowResult['imageMap']['images'] {
+  if (sboms.size === 0) return result.imageMap.images;
+  const images: DeployFlowResult['imageMap']['images'] = {};
+  for (const [key, image] of Object.entries(result.imageMap.images)) {
+    const sbom = sboms.get(key);
+    const platforms = image.platforms
+      ? Object.fromEntries(Object.entries(image.platforms).map(([platform, member]) => [platform, { ...member, ...(sboms.has(member.envId) ? { sbom: sbomJson(sboms.get(member.envId)!) } : {}) }]))
+      : undefined;
+    images[key] = { ...image, ...(platforms ? { platforms } : {}), ...(sbom ? { sbom: sbomJson(sbom) } : {}) };
+  }
+  return images;
+}
+
+/** What `build --json` prints: the image map (each image with its SBOM), plus where it was written and what failed. */
+export function buildJson(result: DeployFlowResult, stateFile: string | null, sboms: ReadonlyMap<string, ImageSbomRef> = new Map()): Record<string, unknown> {
   return {
     ...result.imageMap,
+    images: imagesWithSboms(result, sboms),
     stateFile,
     ...(result.failures.length > 0
       ? {
@@ -73,6 +91,13 @@ export function summaryTable(images: readonly DeployImage[]): string {
     { header: 'IMAGE', value: (image) => image.pullTag },
     { header: 'STEPS', value: (image) => image.steps.join(', ') },
   ]);
+}
+
+/** `SBOMs: 2 pushed, 1 already in the registry`. */
+export function sbomSummary(sboms: ReadonlyMap<string, ImageSbomRef>): string {
+  const kept = [...sboms.values()].filter((ref) => ref.via === 'present').length;
+  const pushed = sboms.size - kept;
+  return `SBOMs (SPDX, referring to each image): ${[pushed > 0 ? `${pushed} pushed` : '', kept > 0 ? `${kept} already in the registry` : ''].filter(Boolean).join(', ')}`;
 }
 
 /** `3 images`, or `4 images and 2 image indexes` for a multi-platform deploy. */
@@ -107,16 +132,20 @@ export async function runBuild(file: string, context: CliContext, options: Build
     view?.stop();
   }
   let stateFile: string | null = null;
+  let sboms = new Map<string, ImageSbomRef>();
   if (result.failures.length === 0) {
+    // After deploy() returns: the SBOM of every image (pushed, or kept when the registry has it).
+    sboms = await pushBuildSboms(result, context);
     stateFile = stateFilePath(file, result.imageMap.flow, context.env, context.cwd);
-    await writeImageMap(stateFile, result.imageMap);
+    await writeImageMap(stateFile, { ...result.imageMap, images: imagesWithSboms(result, sboms) });
   }
   if (options.json) {
-    writeJson(context, buildJson(result, stateFile));
+    writeJson(context, buildJson(result, stateFile, sboms));
   } else {
     const out = context.stdout;
     out.write(`\n${result.imageMap.flow}: ${countImages(result.images)} (build service ${result.buildService}, registry ${result.registry})\n\n`);
     if (result.images.length > 0) out.write(summaryTable(result.images));
+    if (sboms.size > 0) out.write(`\n${sbomSummary(sboms)}\n`);
     for (const warning of warnings) context.stderr.write(`warning: ${warning}\n`);
     for (const failure of result.failures) {
       context.stderr.write(`\nenv ${failure.envId} failed (steps ${failure.steps.join(', ')}): ${failure.reason}\n`);

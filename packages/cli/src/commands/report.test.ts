@@ -1,0 +1,75 @@
+/**
+ * `prebuilt report` through the real CLI (node bin/prebuilt.js, after `pnpm build`) on the real
+ * local registry: a flow's image map pointing at small pushed images and a 2-platform index.
+ */
+import { rm } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { flowWithImages, prebuilt, registryMissing, type FlowWithImages } from '../lifecycle/__fixtures__/flow-with-images.js';
+
+interface PlatformJson {
+  platform: string;
+  digest: string;
+  compressedBytes: number;
+  installedBytes: number | null;
+  layerCount: number;
+  sharedLayers: number;
+  formats: string[];
+  pullSeconds: number;
+  layers: { digest: string; size: number; installedSize: number | null; installedFrom?: string }[];
+}
+
+describe.skipIf(registryMissing !== undefined)(`prebuilt report (real CLI, real local registry)${registryMissing ? ` — skipped: ${registryMissing}` : ''}`, () => {
+  let flow: FlowWithImages;
+  beforeAll(async () => {
+    flow = await flowWithImages('cli-report');
+  });
+  afterAll(async () => {
+    await rm(flow.dir, { recursive: true, force: true });
+  });
+
+  it('--json: per step and platform, sizes from the manifests, gzip sizes from the trailers, pull time at the bandwidth', async () => {
+    const result = await prebuilt(['report', 'flow.py', '--json', '--bandwidth', '1kB/s'], flow.dir);
+    expect(result.code, result.stderr).toBe(0);
+    const out = JSON.parse(result.stdout) as { ok: boolean; flow: string; bandwidth: { text: string; bytesPerSecond: number }; steps: { step: string; image: string; digest: string; index: boolean; platforms: PlatformJson[] }[] };
+    expect(out.ok).toBe(true);
+    expect(out.bandwidth).toEqual({ text: '1kB/s', bytesPerSecond: 1000 });
+    expect(out.steps.map((s) => [s.step, s.index, s.platforms.map((p) => p.platform)])).toEqual([
+      ['start', false, ['linux/amd64']],
+      ['train', false, ['linux/amd64']],
+      ['end', true, ['linux/amd64', 'linux/arm64/v8']],
+    ]);
+    const start = out.steps[0]!;
+    expect(start.digest).toBe(flow.start.digest);
+    expect(start.platforms[0]).toMatchObject({ digest: flow.start.digest, compressedBytes: flow.start.layerSize, layerCount: 1, sharedLayers: 0, formats: ['gzip'] });
+    // The fixture layer is a gzip of a short text line and 1024 zero bytes.
+    expect(start.platforms[0]!.installedBytes).toBeGreaterThan(1024);
+    expect(start.platforms[0]!.layers[0]!.installedFrom).toBe('gzip-trailer');
+    expect(start.platforms[0]!.pullSeconds).toBeCloseTo(flow.start.layerSize / 1000, 6);
+    expect(out.steps[2]!.digest).toBe(flow.index.digest);
+  });
+
+  it('prints a table with the pull time at the default bandwidth', async () => {
+    const result = await prebuilt(['report', 'flow.py', '--step', 'end'], flow.dir);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('LifecycleFlow: cold start of 2 images');
+    expect(result.stdout).toMatch(/STEP\s+PLATFORM\s+DIGEST\s+COMPRESSED\s+INSTALLED\s+LAYERS\s+FORMAT\s+PULL @100MB\/s/);
+    expect(result.stdout, result.stdout).toMatch(/end\s+linux\/arm64\/v8\s+sha256:[0-9a-f]{12}\s+\d+ bytes\s+[\d.]+ (bytes|KiB)\s+1 \(0 shared\)\s+gzip\s+0\.0s/);
+    expect(result.stdout).toContain(`end: ${flow.imageMap.steps['end']!.pinnedImage} (image index)`);
+  });
+
+  it('a bad --bandwidth or an unknown step is exit 2 with what to give', async () => {
+    const bad = await prebuilt(['report', 'flow.py', '--bandwidth', 'fast'], flow.dir);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--bandwidth 'fast' is not a bandwidth");
+    expect(bad.stderr).toContain('1Gbit/s');
+    const unknown = await prebuilt(['report', 'flow.py', '--step', 'nope', '--json'], flow.dir);
+    expect(unknown.code).toBe(2);
+  });
+
+  it('--help names the figures and where they come from', async () => {
+    const help = await prebuilt(['report', '--help'], flow.dir);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--bandwidth <rate>');
+    expect(help.stdout).toContain("registry's manifests");
+  });
+});

@@ -1,0 +1,42 @@
+import { ConfigError, pushDeploySboms, registryClientFor, sourceDateEpoch, type DeployImage, type ImageSbomRef, type LockedPackage } from '@prebuilt/core';
+import { lockedLicenses, PackageCache } from '@prebuilt/conda';
+import type { CliContext } from '../cli-context.js';
+import { createBackend, type DeployFlowResult } from '../deploy-flow.js';
+
+const SETTING = 'METAFLOW_PREBUILT_SBOM';
+
+/** METAFLOW_PREBUILT_SBOM: on (default) pushes an SBOM with every image; 0 skips it. */
+export function sbomsEnabled(env: Record<string, string | undefined>): boolean {
+  const raw = (env[SETTING] ?? '').trim().toLowerCase();
+  if (raw === '' || ['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(`${SETTING} is '${env[SETTING]}', not on or off.`, { setting: SETTING, hint: `Set ${SETTING} to 1 (push an SBOM with every image, the default) or 0.` });
+}
+
+/**
+ * The SBOM step of `prebuilt build`, run after deploy() returns (beside the deploy, not inside it):
+ * every image and index the deploy pushed or found gets its SBOM unless it has one; licences come
+ * from the package files through the package cache. envId → its SBOM.
+ */
+export async function pushBuildSboms(result: DeployFlowResult, context: CliContext, onSbom?: (image: DeployImage, ref: ImageSbomRef) => void): Promise<Map<string, ImageSbomRef>> {
+  if (!sbomsEnabled(context.env)) return new Map();
+  const registry = await createBackend('image-registry', context);
+  const client = await registryClientFor(registry, { env: context.env, signal: context.signal });
+  const cache = new PackageCache({ env: context.env });
+  return pushDeploySboms(
+    {
+      images: result.images,
+      steps: result.lock.steps,
+      client,
+      licenses: (packages: readonly LockedPackage[]) => lockedLicenses(packages, cache, { signal: context.signal }),
+      createdEpoch: sourceDateEpoch(context.env),
+      ...(onSbom ? { onSbom } : {}),
+    },
+    { signal: context.signal },
+  );
+}
+
+/** What `build --json` says of an image's SBOM. */
+export function sbomJson(ref: ImageSbomRef): { digest: string; documentDigest: string } {
+  return { digest: ref.manifest, documentDigest: ref.document };
+}

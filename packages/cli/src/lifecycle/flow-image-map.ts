@@ -1,0 +1,54 @@
+import { readFile } from 'node:fs/promises';
+import { relative } from 'node:path';
+import { errorMessage, InputError, registryClientFor, type ImageMap, type RegistryClient } from '@prebuilt/core';
+import { readFlow } from '@prebuilt/metaflow';
+import type { CliContext } from '../cli-context.js';
+import { createBackend, stateFilePath } from '../deploy-flow.js';
+
+export interface FlowImageMap {
+  stateFile: string;
+  imageMap: ImageMap;
+}
+
+/** The image map `prebuilt build` wrote for a flow (its state file); none yet is an InputError naming the fix. */
+export async function loadFlowImageMap(file: string, context: CliContext): Promise<FlowImageMap> {
+  const flow = await readFlow(file, { env: context.env, cwd: context.cwd, signal: context.signal });
+  const stateFile = stateFilePath(file, flow.flow, context.env, context.cwd);
+  const shown = relative(context.cwd, stateFile) || stateFile;
+  let text: string;
+  try {
+    text = await readFile(stateFile, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    throw new InputError(`${flow.flow} has no image map at ${shown}: its images have not been built here.`, {
+      hint: `Run 'prebuilt build ${file}' first (or point METAFLOW_PREBUILT_STATE_FILE at the image map it wrote).`,
+    });
+  }
+  try {
+    const imageMap = JSON.parse(text) as ImageMap;
+    if (typeof imageMap.steps !== 'object' || imageMap.steps === null) throw new Error('it has no steps');
+    return { stateFile, imageMap };
+  } catch (error) {
+    throw new InputError(`The image map ${shown} is not valid: ${errorMessage(error)}.`, { hint: `Run 'prebuilt build ${file}' again to rewrite it.` });
+  }
+}
+
+/** The steps to look at: `--step` names (each must be a step of the map), else every step with an image. */
+export function selectSteps(imageMap: ImageMap, only: readonly string[] | undefined): string[] {
+  const all = Object.keys(imageMap.steps);
+  const unknown = (only ?? []).filter((step) => !all.includes(step));
+  if (unknown.length > 0) {
+    throw new InputError(`The image map of ${imageMap.flow} has no step ${unknown.join(', ')}.`, { hint: `Its steps: ${all.join(', ')}.` });
+  }
+  return (only && only.length > 0 ? all.filter((step) => only.includes(step)) : all).filter((step) => imageMap.steps[step]!.envId !== null && imageMap.steps[step]!.pinnedImage);
+}
+
+/** A registry client with the selected registry's credentials (and the Docker config's for others). */
+export async function selectedRegistryClient(context: CliContext): Promise<RegistryClient> {
+  return registryClientFor(await createBackend('image-registry', context), { env: context.env, signal: context.signal });
+}
+
+/** Collects a repeatable option's values. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
