@@ -161,6 +161,36 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
     }
   }, 180_000);
 
+  itWith(NEEDS, 'every image has an SBOM referring to it, named by build --json; prebuilt sbom reads it back and prebuilt report sizes the images', async () => {
+    expect(first, 'the build test ran').toBeDefined();
+    for (const image of Object.values(first.images)) expect(image.sbom).toEqual({ digest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/), documentDigest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) });
+    const sbom = await cli('sbom', 'two_env_flow.py', '--json');
+    expect(sbom.code, sbom.stderr).toBe(0);
+    const read = parseJson<{ images: { steps: string[]; sbom: { digest: string; documentDigest: string }; spdx: { packages: { name: string; licenseDeclared: string; checksums: unknown[] }[] } }[] }>(sbom);
+    expect(read.images.map((image) => image.steps)).toEqual([['start', 'report'], ['fetch', 'end']]);
+    for (const image of read.images) {
+      const envId = first.steps[image.steps[0]!]!.envId!;
+      expect(image.sbom).toEqual(first.images[envId]!.sbom);
+    }
+    // The fixture packages declare Apache-2.0 (info/index.json of the conda packages, METADATA of the wheels).
+    const tinyframe = read.images[0]!.spdx.packages.find((p) => p.name === 'tinyframe');
+    expect(tinyframe).toMatchObject({ licenseDeclared: 'Apache-2.0' });
+    expect(read.images[1]!.spdx.packages.find((p) => p.name === 'tinyhttp')).toMatchObject({ licenseDeclared: 'Apache-2.0' });
+    const report = await cli('report', 'two_env_flow.py', '--json');
+    expect(report.code, report.stderr).toBe(0);
+    const steps = parseJson<{ steps: { step: string; digest: string; platforms: { compressedBytes: number; installedBytes: number | null; layerCount: number; sharedLayers: number; formats: string[] }[] }[] }>(report).steps;
+    expect(steps.map((s) => s.step)).toEqual(['start', 'fetch', 'report', 'end']);
+    for (const step of steps) {
+      expect(step.digest).toBe(first.images[first.steps[step.step]!.envId!]!.digest);
+      const [platform] = step.platforms;
+      expect(platform!.compressedBytes).toBeGreaterThan(0);
+      expect(platform!.installedBytes).toBeGreaterThan(platform!.compressedBytes);
+      // The base image's layers are in both images.
+      expect(platform!.sharedLayers).toBeGreaterThan(0);
+      expect(platform!.sharedLayers).toBeLessThan(platform!.layerCount);
+    }
+  }, 180_000);
+
   itWith(NEEDS, 'human output (not a TTY): a plain line per image phase and a summary table with each envId and status', async () => {
     expect(first, 'the build test ran').toBeDefined();
     const human = await cli('build', 'two_env_flow.py');
@@ -174,6 +204,7 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
     }
     expect(human.stdout).toMatch(/^ENV\s+STATUS\s+TIME\s+DIGEST\s+IMAGE\s+STEPS$/m);
     expect(human.stdout).toContain('TwoEnvFlow: 2 images (build service docker, registry local)');
+    expect(human.stdout).toContain('SBOMs (SPDX, referring to each image): 2 already in the registry');
     expect(human.stdout).toContain(`image map written to ${join('.prebuilt', 'TwoEnvFlow', 'images.json')}`);
   }, 180_000);
 

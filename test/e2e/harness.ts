@@ -336,7 +336,9 @@ export interface ImageEntry {
   status: string;
   steps: string[];
   pullConfig: Record<string, unknown>;
-  platforms?: Record<string, { envId: string; image: string; digest: string }>;
+  platforms?: Record<string, { envId: string; image: string; digest: string; sbom?: { digest: string; documentDigest: string } }>;
+  /** The SPDX SBOM that refers to the image: its artifact manifest's digest and the document's. */
+  sbom?: { digest: string; documentDigest: string };
 }
 export interface BuildJson {
   flow: string;

@@ -143,6 +143,19 @@ describeWith(needs, `prebuilt build for linux-64 and linux-aarch64 (${buildServi
       ]);
     }
     expect(built.stderr).toBe('');
+    // Each index and each platform's image has its SBOM; the report sizes each platform from the index.
+    for (const image of Object.values(first.images)) {
+      expect(image.sbom?.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+      for (const member of Object.values(image.platforms!)) expect(member.sbom?.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    }
+    const report = await cli('report', 'multi_arch_flow.py', '--json', '--step', 'start');
+    expect(report.code, report.stderr).toBe(0);
+    const [step] = parseJson<{ steps: { index: boolean; digest: string; platforms: { platform: string; digest: string; compressedBytes: number }[] }[] }>(report).steps;
+    expect(step).toMatchObject({ index: true, digest: first.images[start.envId!]!.digest });
+    expect(step!.platforms.map((p) => [p.platform.split('/').slice(0, 2).join('/'), p.digest])).toEqual([
+      ['linux/amd64', first.images[start.envId!]!.platforms!['linux-64']!.digest],
+      ['linux/arm64', first.images[start.envId!]!.platforms!['linux-aarch64']!.digest],
+    ]);
   }, 300_000);
 
   itWith(needs, "the arm64 image is built for arm64 from the arm64 base, with the linux-aarch64 packages of the lock", async () => {

@@ -3,20 +3,11 @@
  * local registry: a flow's image map pointing at small pushed images and a 2-platform index.
  */
 import { rm } from 'node:fs/promises';
+import type { PlatformReport } from '@prebuilt/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flowWithImages, prebuilt, registryMissing, type FlowWithImages } from '../lifecycle/__fixtures__/flow-with-images.js';
 
-interface PlatformJson {
-  platform: string;
-  digest: string;
-  compressedBytes: number;
-  installedBytes: number | null;
-  layerCount: number;
-  sharedLayers: number;
-  formats: string[];
-  pullSeconds: number;
-  layers: { digest: string; size: number; installedSize: number | null; installedFrom?: string }[];
-}
+
 
 describe.skipIf(registryMissing !== undefined)(`prebuilt report (real CLI, real local registry)${registryMissing ? ` — skipped: ${registryMissing}` : ''}`, () => {
   let flow: FlowWithImages;
@@ -30,7 +21,7 @@ describe.skipIf(registryMissing !== undefined)(`prebuilt report (real CLI, real 
   it('--json: per step and platform, sizes from the manifests, gzip sizes from the trailers, pull time at the bandwidth', async () => {
     const result = await prebuilt(['report', 'flow.py', '--json', '--bandwidth', '1kB/s'], flow.dir);
     expect(result.code, result.stderr).toBe(0);
-    const out = JSON.parse(result.stdout) as { ok: boolean; flow: string; bandwidth: { text: string; bytesPerSecond: number }; steps: { step: string; image: string; digest: string; index: boolean; platforms: PlatformJson[] }[] };
+    const out = JSON.parse(result.stdout) as { ok: boolean; flow: string; bandwidth: { text: string; bytesPerSecond: number }; steps: { step: string; image: string; digest: string; index: boolean; platforms: PlatformReport[] }[] };
     expect(out.ok).toBe(true);
     expect(out.bandwidth).toEqual({ text: '1kB/s', bytesPerSecond: 1000 });
     expect(out.steps.map((s) => [s.step, s.index, s.platforms.map((p) => p.platform)])).toEqual([
