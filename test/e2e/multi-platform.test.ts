@@ -225,6 +225,9 @@ describeWith(needs, `prebuilt build for linux-64 and linux-aarch64 (${buildServi
         expect(image.status).toBe('built');
         expect(image.digest).toBe(first.images[id]!.digest);
         expect(Object.values(image.platforms!).map((m) => m.digest)).toEqual(Object.values(first.images[id]!.platforms!).map((m) => m.digest));
+        // The same lock gives the same SBOMs (licences read again from freshly downloaded packages): same documents, same artifacts.
+        expect(image.sbom).toEqual(first.images[id]!.sbom);
+        expect(Object.values(image.platforms!).map((m) => m.sbom)).toEqual(Object.values(first.images[id]!.platforms!).map((m) => m.sbom));
       }
     }, 300_000);
 
