@@ -54,7 +54,7 @@ export async function readImageSbom(client: RegistryClient, image: string, optio
   const sboms = await findImageSboms(client, image, options);
   const last = sboms.at(-1);
   if (!last) {
-    throw new InputError(`image ${image} has no SBOM in the registry (no SPDX referrer through the referrers API or the ${'sha256-<digest>'} tag)`, {
+    throw new InputError(`image ${image} has no SBOM in the registry (no SPDX referrer through the referrers API or the sha256-<digest> referrers tag)`, {
       hint: 'Run `prebuilt build` for the flow again: it pushes the SBOM of every image that lacks one.',
     });
   }
