@@ -32,22 +32,15 @@ export function prebuilt(args: string[], cwd: string, env: Record<string, string
   });
 }
 
-const FLOW = `from metaflow import FlowSpec, step
-
-
-class LifecycleFlow(FlowSpec):
-    @step
-    def start(self):
-        self.next(self.train)
-
-    @step
-    def train(self):
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
-`;
+/** LifecycleFlow: start → train → end, each step a plain `@step` (the images come from the map, not the flow). */
+const STEPS = ['start', 'train', 'end'];
+const FLOW = [
+  'from metaflow import FlowSpec, step',
+  '',
+  '',
+  'class LifecycleFlow(FlowSpec):',
+  ...STEPS.flatMap((name, i) => ['    @step', `    def ${name}(self):`, i + 1 < STEPS.length ? `        self.next(self.${STEPS[i + 1]})` : '        pass', '']),
+].join('\n');
 
 export interface FlowWithImages {
   dir: string;
