@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { DeployImage } from '../deploy/orchestrator.js';
+import type { DeployImage } from '../contracts.js';
 import type { LockEntry } from '../lock-file.js';
 import { pushImage, uniqueRepo } from '../registry/__fixtures__/push-image.js';
 import { registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';

@@ -1,4 +1,4 @@
-import type { DeployImage } from '../deploy/orchestrator.js';
+import type { DeployImage } from '../contracts.js';
 import type { LockedEnv, LockedPackage } from '../env-model.js';
 import type { LockEntry } from '../lock-file.js';
 import { createLogger } from '../logger.js';
