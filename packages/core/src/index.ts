@@ -116,3 +116,4 @@ export { coldStartReport, type ColdStartReport, type StepReport, type PlatformRe
 export { registryClientFor } from './registry/registry-for.js';
 export { type RegistryClient } from './registry/registry-client.js';
 export { formatBytes } from './net/net-fetch.js';
+export { type ImageMapSbom } from './deploy/image-map.js';

@@ -1,4 +1,4 @@
-import { ConfigError, pushDeploySboms, registryClientFor, sourceDateEpoch, type DeployImage, type ImageSbomRef, type LockedPackage } from '@prebuilt/core';
+import { ConfigError, pushDeploySboms, registryClientFor, sourceDateEpoch, type DeployImage, type ImageMapSbom, type ImageSbomRef, type LockedPackage } from '@prebuilt/core';
 import { lockedLicenses, PackageCache } from '@prebuilt/conda';
 import type { CliContext } from '../cli-context.js';
 import { createBackend, type DeployFlowResult } from '../deploy-flow.js';
@@ -37,6 +37,6 @@ export async function pushBuildSboms(result: DeployFlowResult, context: CliConte
 }
 
 /** What `build --json` says of an image's SBOM. */
-export function sbomJson(ref: ImageSbomRef): { digest: string; documentDigest: string } {
+export function sbomJson(ref: ImageSbomRef): ImageMapSbom {
   return { digest: ref.manifest, documentDigest: ref.document };
 }

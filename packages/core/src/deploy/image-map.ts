@@ -25,7 +25,15 @@ export interface ImageMapImage {
    * Set when `image` is a multi-platform image index: each platform's own image (its envId, pull
    * tag and manifest digest). The runner pulls `image`; its container runtime picks the platform.
    */
-  platforms?: Partial<Record<CondaPlatform, { envId: string; image: string; digest: string }>>;
+  platforms?: Partial<Record<CondaPlatform, { envId: string; image: string; digest: string; sbom?: ImageMapSbom }>>;
+  /** The SPDX SBOM that refers to the image (set by `prebuilt build` after the deploy). */
+  sbom?: ImageMapSbom;
+}
+
+/** An image's SBOM: the digest of the OCI artifact that refers to the image, and of its SPDX document. */
+export interface ImageMapSbom {
+  digest: string;
+  documentDigest: string;
 }
 
 export interface ImageMapStep {
