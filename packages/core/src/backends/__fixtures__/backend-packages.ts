@@ -111,3 +111,9 @@ export function installPnpm(
   symlinkSync(relative(dirname(link), real), link, 'dir');
   return real;
 }
+
+/** The first-party catalogue the CLI declares (packages/cli/package.json), as tests pass it to core. */
+export const FIRST_PARTY: readonly { name: string; kind: 'build-service' | 'image-registry'; packageName: string }[] = [
+  ...['docker', 'buildx', 'kaniko', 'codebuild', 'oci'].map((name) => ({ name, kind: 'build-service' as const, packageName: `@prebuilt/${name}` })),
+  ...['local', 'dockerhub', 'ecr', 'gcr'].map((name) => ({ name, kind: 'image-registry' as const, packageName: `@prebuilt/${name}` })),
+];
