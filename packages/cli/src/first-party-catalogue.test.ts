@@ -8,7 +8,8 @@ const packagesDir = fileURLToPath(new URL('../..', import.meta.url));
 interface Manifest {
   name?: string;
   private?: boolean;
-  prebuilt?: { kind?: string; name?: string; catalogue?: Record<string, Record<string, string>> };
+  prebuilt?: { kind?: string; name?: string };
+  prebuiltBackends?: Record<string, Record<string, string>>;
 }
 
 function manifest(dir: string): Manifest | undefined {
@@ -25,7 +26,7 @@ it('the CLI\'s catalogue of first-party backends is exactly the workspace packag
     .filter((m): m is Manifest => m?.name?.startsWith('@prebuilt/') === true && typeof m.prebuilt?.kind === 'string')
     .map((m) => `${m.prebuilt!.kind} ${m.prebuilt!.name} ${m.name}`)
     .sort();
-  const catalogue = manifest('cli')?.prebuilt?.catalogue ?? {};
+  const catalogue = manifest('cli')?.prebuiltBackends ?? {};
   const listed = Object.entries(catalogue)
     .flatMap(([kind, names]) => Object.entries(names).map(([name, packageName]) => `${kind} ${name} ${packageName}`))
     .sort();

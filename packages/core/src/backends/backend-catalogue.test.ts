@@ -22,7 +22,7 @@ afterEach(() => {
 function writeCli(dir: string): void {
   const catalogue: Record<string, Record<string, string>> = { 'build-service': {}, 'image-registry': {} };
   for (const entry of FIRST_PARTY) catalogue[entry.kind]![entry.name] = entry.packageName;
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'metaflow-prebuilt', version: '0.1.0', prebuilt: { catalogue } }));
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'metaflow-prebuilt', version: '0.1.0', prebuiltBackends: catalogue }));
 }
 
 describe('first-party backends without a list in core', () => {
@@ -52,10 +52,11 @@ describe('first-party backends without a list in core', () => {
   });
 
   it('reads only well-formed catalogue entries of the @prebuilt scope', () => {
-    expect(declaredCatalogue({ prebuilt: { catalogue: { 'build-service': { docker: '@prebuilt/docker', evil: 'prebuilt-backend-evil' }, compiler: { x: '@prebuilt/x' } } } })).toEqual([
+    expect(declaredCatalogue({ prebuiltBackends: { 'build-service': { docker: '@prebuilt/docker', evil: 'prebuilt-backend-evil' }, compiler: { x: '@prebuilt/x' } } })).toEqual([
       { name: 'docker', kind: 'build-service', packageName: '@prebuilt/docker' },
     ]);
     expect(declaredCatalogue({ prebuilt: { kind: 'build-service', name: 'x' } })).toEqual([]);
+    expect(declaredCatalogue({ prebuiltBackends: 'docker' })).toEqual([]);
     expect(declaredCatalogue(undefined)).toEqual([]);
   });
 

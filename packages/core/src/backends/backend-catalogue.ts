@@ -29,11 +29,10 @@ export function backendManifest(json: PackageJson): { kind: BackendKind; name: s
 
 /**
  * The catalogue a CLI package declares in its package.json:
- * `"prebuilt": { "catalogue": { "build-service": { "docker": "@prebuilt/docker" }, … } }`.
+ * `"prebuiltBackends": { "build-service": { "docker": "@prebuilt/docker" }, … }`.
  */
 export function declaredCatalogue(json: PackageJson | undefined): KnownBackend[] {
-  const field = json?.prebuilt;
-  const catalogue = typeof field === 'object' && field !== null ? (field as { catalogue?: unknown }).catalogue : undefined;
+  const catalogue = json?.prebuiltBackends;
   if (typeof catalogue !== 'object' || catalogue === null) return [];
   const known: KnownBackend[] = [];
   for (const kind of KINDS) {
