@@ -1,22 +1,13 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BackendNotFoundError, PrebuiltError } from '../errors.js';
 import { declaredCatalogue, installedFirstParty } from './backend-catalogue.js';
 import { listBackends } from './list-backends.js';
 import { resolveBackend } from './resolve-backend.js';
-import { FIRST_PARTY, installNpm, removeDir, tempDir, writeBackendPackage, writeProject } from './__fixtures__/backend-packages.js';
+import { FIRST_PARTY, installNpm, writeBackendPackage, writeProject, tempDirsPerTest } from './__fixtures__/backend-packages.js';
 
-let dirs: string[] = [];
-function newDir(label: string): string {
-  const dir = tempDir(label);
-  dirs.push(dir);
-  return dir;
-}
-afterEach(() => {
-  for (const dir of dirs) removeDir(dir);
-  dirs = [];
-});
+const newDir = tempDirsPerTest();
 
 /** A CLI package directory declaring the first-party catalogue, as packages/cli/package.json does. */
 function writeCli(dir: string): void {

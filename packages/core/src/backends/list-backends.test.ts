@@ -1,21 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { defineBuildService } from '../contracts.js';
 import { registerBackend } from './backend-registry.js';
 import { listBackends } from './list-backends.js';
-import { FIRST_PARTY, installNpm, installPnpm, removeDir, tempDir, writeBackendPackage, writeProject } from './__fixtures__/backend-packages.js';
+import { FIRST_PARTY, installNpm, installPnpm, writeBackendPackage, writeProject, tempDirsPerTest } from './__fixtures__/backend-packages.js';
 
-let dirs: string[] = [];
-function newDir(label: string): string {
-  const dir = tempDir(label);
-  dirs.push(dir);
-  return dir;
-}
-afterEach(() => {
-  for (const dir of dirs) removeDir(dir);
-  dirs = [];
-});
+const newDir = tempDirsPerTest();
 
 describe('listBackends', () => {
   it('lists every built-in name, installed or not, with package, version and kind', () => {

@@ -1,31 +1,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { BackendInvalidError, BackendNotFoundError, ConfigError, PrebuiltError } from '../errors.js';
 import { defineBuildService, defineImageRegistry, type BuildService } from '../contracts.js';
 import { registerBackend } from './backend-registry.js';
 import { backendCandidates, resolveBackend } from './resolve-backend.js';
-import {
-  definitionSource,
-  installNpm,
-  installPnpm,
-  removeDir,
-  tempDir,
-  writeBackendPackage,
-  writeProject,
-  FIRST_PARTY,
-} from './__fixtures__/backend-packages.js';
+import { definitionSource, installNpm, installPnpm, writeBackendPackage, writeProject, FIRST_PARTY, tempDirsPerTest } from './__fixtures__/backend-packages.js';
 
-let dirs: string[] = [];
-function newDir(label: string): string {
-  const dir = tempDir(label);
-  dirs.push(dir);
-  return dir;
-}
-afterEach(() => {
-  for (const dir of dirs) removeDir(dir);
-  dirs = [];
-});
+const newDir = tempDirsPerTest();
 
 function marker(resolved: { definition: unknown }): unknown {
   return (resolved.definition as { marker?: unknown }).marker;
