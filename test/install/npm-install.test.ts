@@ -4,8 +4,11 @@
 // anyway), then, in fresh directories outside the workspace, the README's Install section:
 // `npm i -g metaflow-prebuilt` and a backend beside it, `prebuilt backends --check` and
 // `prebuilt build` of the example flow against the test registry and the fixture channel/index.
+// The backend authors' example (examples/prebuilt-backend-example, private in the workspace) is
+// published to the same verdaccio as its author would publish it, then installed beside the CLI —
+// globally and in a project — listed, checked and used for a build.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,6 +72,29 @@ function npmEnv(base: NodeJS.ProcessEnv, userconfig: string, registry: string, c
   };
 }
 
+/**
+ * Publishes examples/prebuilt-backend-example as its author would outside this workspace: `pnpm pack`
+ * (which turns the workspace: ranges into the real ones, e.g. the peer `@prebuilt/core >=0.1.0 <1`),
+ * without the `private` flag that keeps our release from publishing it, then `npm publish`.
+ */
+async function publishExample(work: string, env: NodeJS.ProcessEnv): Promise<void> {
+  const out = join(work, 'example-pack');
+  await mkdir(out);
+  const pack = await exec('pnpm', ['pack', '--pack-destination', out], { cwd: join(ROOT, 'examples', 'prebuilt-backend-example'), env });
+  if (pack.code !== 0) throw new Error(`pnpm pack of the example failed:\n${pack.stderr}`);
+  const [tarball] = (await readdir(out)).filter((f) => f.endsWith('.tgz'));
+  const untar = await exec('tar', ['xzf', join(out, tarball!), '-C', out], { cwd: out, env });
+  if (untar.code !== 0) throw new Error(`untar of ${tarball}: ${untar.stderr}`);
+  const manifestPath = join(out, 'package', 'package.json');
+  const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as Record<string, unknown>;
+  expect(manifest['peerDependencies']).toEqual({ '@prebuilt/core': '>=0.1.0 <1' });
+  delete manifest['private'];
+  delete manifest['devDependencies'];
+  await writeFile(manifestPath, JSON.stringify(manifest, null, 2));
+  const publish = await exec('npm', ['publish', '--ignore-scripts'], { cwd: join(out, 'package'), env });
+  if (publish.code !== 0) throw new Error(`npm publish of the example failed:\n${publish.stderr}`);
+}
+
 describeWith(['registries', 'baseImage'], 'install from an npm registry as users do (verdaccio on 127.0.0.1, pnpm release, npm i -g)', () => {
   let work: string;
   let verdaccio: ChildProcess | undefined;
@@ -94,7 +120,7 @@ describeWith(['registries', 'baseImage'], 'install from an npm registry as users
         `uplinks: { npmjs: { url: ${JSON.stringify(upstream)} } }`,
         'packages:',
         // Ours are served only from here (never proxied): what the release script published.
-        ...['"@prebuilt/*"', 'metaflow-prebuilt'].map((name) => `  ${name}: { access: ${ours.access}, publish: ${ours.publish} }`),
+        ...['"@prebuilt/*"', 'metaflow-prebuilt', '"prebuilt-backend-*"'].map((name) => `  ${name}: { access: ${ours.access}, publish: ${ours.publish} }`),
         '  "**": { access: $all, proxy: npmjs }',
         'max_body_size: 200mb',
         `listen: 127.0.0.1:${port}`,
@@ -123,6 +149,8 @@ describeWith(['registries', 'baseImage'], 'install from an npm registry as users
 
     const release = await exec('pnpm', ['release', '--no-git-tag'], { cwd: ROOT, env, timeoutMs: 300_000 });
     if (release.code !== 0) throw new Error(`pnpm release failed (${release.code}):\n${release.stdout}\n${release.stderr}`);
+
+    await publishExample(work, env);
 
     fixtures = await startFixtures();
     prefix = join(work, 'global');
@@ -174,6 +202,46 @@ describeWith(['registries', 'baseImage'], 'install from an npm registry as users
     expect(Object.keys(result.steps).sort()).toEqual(['end', 'fetch', 'report', 'start']);
     expect(result.steps['start']).toMatchObject({ envId: expect.stringMatching(/^[0-9a-f]+$/), image: expect.stringContaining(services.registries!.plain.host) });
   }, 400_000);
+
+  it('a third-party backend installed globally beside it (npm i -g prebuilt-backend-example) is listed, checked and builds', async () => {
+    const install = await exec('npm', ['i', '-g', '--prefix', prefix, 'prebuilt-backend-example'], { cwd: work, env });
+    expect(install.code, install.stderr).toBe(0);
+    const services = getServices();
+    const project = join(work, 'example-project');
+    await mkdir(project);
+    await copyFile(join(ROOT, 'examples', 'hello_flow.py'), join(project, 'hello_flow.py'));
+    const exampleEnv = {
+      ...cliEnv(fixtures!, services, uniqueNamespace('install-example'), { METAFLOW_PREBUILT_BUILD_SERVICE: 'oci', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'example' }),
+      METAFLOW_PREBUILT_EXAMPLE_REGISTRY: services.registries!.plain.host,
+      ...env,
+    };
+    const listed = await exec(prebuilt, ['backends', '--json'], { cwd: project, env: exampleEnv });
+    expect(listed.code, listed.stderr).toBe(0);
+    const out = JSON.parse(listed.stdout) as { backends: { name: string; source: string; packageName: string; installed: boolean; selected: boolean }[] };
+    expect(out.backends.find((b) => b.name === 'example')).toMatchObject({ source: 'third-party', packageName: 'prebuilt-backend-example', installed: true, selected: true });
+    const check = await exec(prebuilt, ['backends', '--check'], { cwd: project, env: exampleEnv });
+    expect(check.code, `${check.stdout}\n${check.stderr}`).toBe(0);
+    expect(check.stdout).toMatch(/image registry\s+example\s+ok\s+prebuilt-backend-example \d+\.\d+\.\d+ \(resolved from .*metaflow-prebuilt\)/);
+    const build = await exec(prebuilt, ['build', 'hello_flow.py', '--json'], { cwd: project, env: exampleEnv, timeoutMs: 300_000 });
+    expect(build.code, build.stderr).toBe(0);
+    const result = JSON.parse(build.stdout) as { steps: Record<string, { image: string }> };
+    expect(result.steps['start']?.image).toContain(`${services.registries!.plain.host}/prebuilt-e2e/install-example-`);
+  }, 400_000);
+
+  it('as devDependencies of a project, a third-party backend (prebuilt-backend-example) is selected, with one @prebuilt/core', async () => {
+    const project = join(work, 'example-dev-project');
+    await mkdir(project);
+    await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'install-test-example-project', private: true }));
+    const install = await exec('npm', ['i', '-D', 'metaflow-prebuilt', 'prebuilt-backend-example'], { cwd: project, env });
+    expect(install.code, install.stderr).toBe(0);
+    const ls = await exec('npm', ['ls', '--all', '--parseable', '@prebuilt/core'], { cwd: project, env });
+    expect(ls.stdout.split('\n').filter((line) => line.trim() !== '')).toEqual([join(project, 'node_modules', '@prebuilt', 'core')]);
+    const check = await exec(join(project, 'node_modules', '.bin', 'prebuilt'), ['backends', '--check'], {
+      cwd: project,
+      env: { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: 'oci', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'example', METAFLOW_PREBUILT_EXAMPLE_REGISTRY: '127.0.0.1:5000' },
+    });
+    expect(check.stdout).toMatch(/image registry\s+example\s+ok\s+prebuilt-backend-example/);
+  }, 300_000);
 
   it('as devDependencies of a project (npm i -D metaflow-prebuilt @prebuilt/ecr): exactly one @prebuilt/core', async () => {
     const project = join(work, 'dev-project');

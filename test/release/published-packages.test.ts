@@ -111,6 +111,30 @@ describe('published packages (npm pack --dry-run of the built workspace)', () =>
   });
 });
 
+describe("the backend authors' example (examples/prebuilt-backend-example)", () => {
+  const dir = join(ROOT, 'examples', 'prebuilt-backend-example');
+  const pkg = readJson<PackageJson & { prebuilt?: { kind: string; name: string } }>(join(dir, 'package.json'));
+
+  it('is private: the release never publishes it (its name follows the third-party convention, not our scope)', () => {
+    expect(pkg.name).toBe('prebuilt-backend-example');
+    expect(pkg.private).toBe(true);
+    expect(readFileSync(join(ROOT, 'pnpm-workspace.yaml'), 'utf8')).toContain('"examples/*"');
+  });
+
+  it('declares itself as a third-party backend does: the "prebuilt" field, @prebuilt/core as a peer range only', () => {
+    expect(pkg.prebuilt).toEqual({ kind: 'image-registry', name: 'example' });
+    expect(pkg.dependencies?.['@prebuilt/core']).toBeUndefined();
+    expect(pkg.peerDependencies?.['@prebuilt/core']).toBe('workspace:>=0.1.0 <1');
+  });
+
+  it('imports only from @prebuilt/core/backend (the guide\'s promise) and is under 80 lines', () => {
+    const source = readFileSync(join(dir, 'src', 'index.ts'), 'utf8');
+    const imports = [...source.matchAll(/from '([^']+)'/g)].map((m) => m[1]);
+    expect(imports).toEqual(['@prebuilt/core/backend']);
+    expect(source.split('\n').length).toBeLessThan(80);
+  });
+});
+
 describe('pending changesets', () => {
   it('every changeset names workspace packages only (a renamed package left in one breaks `changeset version`)', () => {
     const names = new Set(readdirSync(join(ROOT, 'packages')).map((dir) => readJson<PackageJson>(join(ROOT, 'packages', dir, 'package.json')).name));

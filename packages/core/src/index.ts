@@ -56,6 +56,7 @@ export { kindLabel } from './backends/builtin-backends.js';
 export { registerBackend } from './backends/backend-registry.js';
 export { resolveBackend } from './backends/resolve-backend.js';
 export { listBackends, type BackendListing } from './backends/list-backends.js';
+export { type BackendCatalogue, type KnownBackend } from './backends/backend-catalogue.js';
 export { selectedBackendNames, createResolvedBackend, type BackendSelection } from './backends/select-backends.js';
 export { DOCKER_HUB } from './registry/image-ref.js';
 export { normalizeDockerConfigKey, DOCKER_HUB_CONFIG_KEY } from './registry/docker-config.js';

@@ -7,7 +7,7 @@ import {
   type PrebuiltError,
 } from '@prebuilt/core/backend';
 
-type EcrSdk = typeof import('@aws-sdk/client-ecr');
+export type EcrSdk = typeof import('@aws-sdk/client-ecr');
 type StsSdk = typeof import('@aws-sdk/client-sts');
 
 function isMissingModule(error: unknown, name: string): boolean {

@@ -1,28 +1,19 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { defineBuildService } from '../contracts.js';
 import { registerBackend } from './backend-registry.js';
 import { listBackends } from './list-backends.js';
-import { installNpm, installPnpm, removeDir, tempDir, writeBackendPackage, writeProject } from './__fixtures__/backend-packages.js';
+import { FIRST_PARTY, installNpm, installPnpm, writeBackendPackage, writeProject, tempDirsPerTest } from './__fixtures__/backend-packages.js';
 
-let dirs: string[] = [];
-function newDir(label: string): string {
-  const dir = tempDir(label);
-  dirs.push(dir);
-  return dir;
-}
-afterEach(() => {
-  for (const dir of dirs) removeDir(dir);
-  dirs = [];
-});
+const newDir = tempDirsPerTest();
 
 describe('listBackends', () => {
   it('lists every built-in name, installed or not, with package, version and kind', () => {
     const project = newDir('list');
     writeProject(project, { '@prebuilt/docker': '^0.2.0' });
     installNpm(project, { packageName: '@prebuilt/docker', version: '0.2.0', name: 'docker' });
-    const listings = listBackends({ cwd: project });
+    const listings = listBackends({ cwd: project, catalogue: FIRST_PARTY });
     const builtins = listings.filter((l) => l.source === 'builtin');
     expect(builtins.map((l) => l.name)).toEqual(['docker', 'buildx', 'kaniko', 'codebuild', 'oci', 'local', 'dockerhub', 'ecr', 'gcr']);
     expect(builtins.find((l) => l.name === 'docker')).toEqual({

@@ -1,7 +1,8 @@
-import { dirname, join, resolve as resolvePath } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 import type { BackendKind } from '../contracts.js';
 import { registeredBackends } from './backend-registry.js';
-import { BUILTIN_BACKENDS, builtinPackageName } from './builtin-backends.js';
+import { backendManifest, knownBackends, type BackendCatalogue, type KnownBackend } from './backend-catalogue.js';
 import { findInstalledPackage, readPackageJson, resolveModuleFrom, type PackageJson } from './package-lookup.js';
 import { backendCandidates, resolutionDirs } from './resolve-backend.js';
 
@@ -27,26 +28,21 @@ export interface ListBackendsOptions {
   cwd?: string;
   /** The CLI's install directory (its package directory). */
   cliDir?: string;
+  /** The first-party backends known by name; default: the CLI's catalogue plus the installed `@prebuilt` backends. */
+  catalogue?: BackendCatalogue;
 }
 
-/** The `"prebuilt"` field of a backend package's package.json, if well-formed. */
-export function backendManifest(json: PackageJson): { kind: BackendKind; name: string } | undefined {
-  const field = json.prebuilt;
-  if (typeof field !== 'object' || field === null) return undefined;
-  const { kind, name } = field as { kind?: unknown; name?: unknown };
-  if ((kind !== 'build-service' && kind !== 'image-registry') || typeof name !== 'string' || name === '') return undefined;
-  return { kind, name };
-}
+export { backendManifest };
 
 /**
  * The name that selects a third-party package: its declared name (scoped like the package) when
  * the lookup of that name reaches the package (`acme` → prebuilt-backend-acme, `foo` in @acme →
  * `@acme/foo`), otherwise the full package name.
  */
-function selectionName(declared: string, packageName: string): string {
+function selectionName(declared: string, packageName: string, known: BackendCatalogue): string {
   const scope = packageName.startsWith('@') ? packageName.split('/')[0] : undefined;
   const names = scope && !declared.startsWith('@') ? [`${scope}/${declared}`, declared] : [declared];
-  const reaching = names.find((n) => backendCandidates(n).some((c) => c.type === 'package' && c.packageName === packageName));
+  const reaching = names.find((n) => backendCandidates(n, undefined, known).some((c) => c.type === 'package' && c.packageName === packageName));
   return reaching ?? packageName;
 }
 
@@ -72,60 +68,43 @@ function directDependencies(dir: string): string[] {
 }
 
 /**
- * What `prebuilt backends` shows: every built-in name (installed or not) and every installed
- * third-party backend. Third-party backends are found by reading the `"prebuilt"` field of the
- * package.json of each direct dependency of the project (the nearest package.json at or above
- * `cwd`) and of the CLI package (`cliDir`) — node_modules is never crawled. Nothing is imported.
+ * What `prebuilt backends` shows: every first-party backend known (the CLI's catalogue, installed
+ * or not, and every installed `@prebuilt` package declaring a `"prebuilt"` field) and every
+ * installed third-party backend. Third-party backends are found by reading the `"prebuilt"` field
+ * of the package.json of each direct dependency of the project (the nearest package.json at or
+ * above `cwd`) and of the CLI package (`cliDir`), and of the `prebuilt-backend-*` packages beside
+ * a global CLI — node_modules is never crawled. Nothing is imported.
  */
 export function listBackends(options: ListBackendsOptions = {}): BackendListing[] {
   const cwd = resolvePath(options.cwd ?? process.cwd());
   const dirs = resolutionDirs(cwd, options.cliDir);
   const listings: BackendListing[] = [];
 
-  for (const kind of Object.keys(BUILTIN_BACKENDS) as BackendKind[]) {
-    for (const name of BUILTIN_BACKENDS[kind]) {
-      const packageName = builtinPackageName(name);
-      let found: { dir: string; json: PackageJson } | undefined;
-      for (const dir of dirs) {
-        // Installed = importable from there, exactly as the resolver would see it.
-        if (resolveModuleFrom(packageName, dir).found) {
-          found = findInstalledPackage(packageName, dir);
-          if (found) break;
-        }
-      }
-      listings.push({
-        name,
-        kind,
-        source: 'builtin',
-        packageName,
-        version: found?.json.version ?? null,
-        installed: found !== undefined,
-        packageDir: found?.dir ?? null,
-        description: found?.json.description ?? null,
-      });
-    }
-  }
+  const known = knownBackends({ dirs, cliDir: options.cliDir, catalogue: options.catalogue });
+  for (const entry of known) listings.push(firstPartyListing(entry, dirs));
 
   const seen = new Set(listings.map((l) => l.packageName));
-  for (const dir of dirs.map(nearestPackageDir)) {
-    for (const dependency of directDependencies(dir)) {
-      if (seen.has(dependency)) continue;
-      const found = findInstalledPackage(dependency, dir);
-      if (!found) continue;
-      const manifest = backendManifest(found.json);
-      if (!manifest) continue;
-      seen.add(dependency);
-      listings.push({
-        name: selectionName(manifest.name, dependency),
-        kind: manifest.kind,
-        source: 'third-party',
-        packageName: dependency,
-        version: found.json.version ?? null,
-        installed: true,
-        packageDir: found.dir,
-        description: found.json.description ?? null,
-      });
-    }
+  const candidates = [
+    ...dirs.map(nearestPackageDir).flatMap((dir) => directDependencies(dir).map((dependency) => ({ dependency, dir }))),
+    ...globalNeighbours(options.cliDir),
+  ];
+  for (const { dependency, dir } of candidates) {
+    if (seen.has(dependency)) continue;
+    const found = findInstalledPackage(dependency, dir);
+    if (!found) continue;
+    const manifest = backendManifest(found.json);
+    if (!manifest) continue;
+    seen.add(dependency);
+    listings.push({
+      name: selectionName(manifest.name, dependency, known),
+      kind: manifest.kind,
+      source: 'third-party',
+      packageName: dependency,
+      version: found.json.version ?? null,
+      installed: true,
+      packageDir: found.dir,
+      description: found.json.description ?? null,
+    });
   }
 
   for (const definition of registeredBackends()) {
@@ -141,4 +120,51 @@ export function listBackends(options: ListBackendsOptions = {}): BackendListing[
     });
   }
   return listings;
+}
+
+/** A first-party backend's row: installed when importable from one of `dirs`, as the resolver would see it. */
+function firstPartyListing(entry: KnownBackend, dirs: readonly string[]): BackendListing {
+  let found: { dir: string; json: PackageJson } | undefined;
+  for (const dir of dirs) {
+    if (resolveModuleFrom(entry.packageName, dir).found) {
+      found = findInstalledPackage(entry.packageName, dir);
+      if (found) break;
+    }
+  }
+  return {
+    name: entry.name,
+    kind: entry.kind,
+    source: 'builtin',
+    packageName: entry.packageName,
+    version: found?.json.version ?? null,
+    installed: found !== undefined,
+    packageDir: found?.dir ?? null,
+    description: found?.json.description ?? null,
+  };
+}
+
+/**
+ * Third-party backends installed next to a global CLI (`<prefix>/lib/node_modules/<cli>`): the
+ * packages named by the convention (`prebuilt-backend-*`, `@scope/prebuilt-backend-*`) in the
+ * CLI's own node_modules directory — one directory and its scopes, never the whole tree.
+ */
+function globalNeighbours(cliDir: string | undefined): { dependency: string; dir: string }[] {
+  if (cliDir === undefined) return [];
+  let modules = dirname(resolvePath(cliDir));
+  if (basename(modules).startsWith('@')) modules = dirname(modules);
+  if (basename(modules) !== 'node_modules') return [];
+  const names: string[] = [];
+  for (const entry of listDir(modules)) {
+    if (entry.startsWith('prebuilt-backend-')) names.push(entry);
+    else if (entry.startsWith('@')) for (const scoped of listDir(join(modules, entry))) if (scoped.startsWith('prebuilt-backend-')) names.push(`${entry}/${scoped}`);
+  }
+  return names.map((dependency) => ({ dependency, dir: dirname(modules) }));
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
 }

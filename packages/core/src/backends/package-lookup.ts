@@ -14,6 +14,8 @@ export interface PackageJson {
   optionalDependencies?: Record<string, string>;
   /** A backend package declares itself here: `{ "kind": "build-service", "name": "acme" }`. */
   prebuilt?: unknown;
+  /** A CLI package names the first-party backends it knows here: `{ "build-service": { "docker": "@prebuilt/docker" } }`. */
+  prebuiltBackends?: unknown;
 }
 
 export type ModuleResolution =

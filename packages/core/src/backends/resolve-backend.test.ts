@@ -1,30 +1,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { BackendInvalidError, BackendNotFoundError, ConfigError, PrebuiltError } from '../errors.js';
 import { defineBuildService, defineImageRegistry, type BuildService } from '../contracts.js';
 import { registerBackend } from './backend-registry.js';
 import { backendCandidates, resolveBackend } from './resolve-backend.js';
-import {
-  definitionSource,
-  installNpm,
-  installPnpm,
-  removeDir,
-  tempDir,
-  writeBackendPackage,
-  writeProject,
-} from './__fixtures__/backend-packages.js';
+import { definitionSource, installNpm, installPnpm, writeBackendPackage, writeProject, FIRST_PARTY, tempDirsPerTest } from './__fixtures__/backend-packages.js';
 
-let dirs: string[] = [];
-function newDir(label: string): string {
-  const dir = tempDir(label);
-  dirs.push(dir);
-  return dir;
-}
-afterEach(() => {
-  for (const dir of dirs) removeDir(dir);
-  dirs = [];
-});
+const newDir = tempDirsPerTest();
 
 function marker(resolved: { definition: unknown }): unknown {
   return (resolved.definition as { marker?: unknown }).marker;
@@ -42,8 +25,8 @@ async function rejection(promise: Promise<unknown>): Promise<PrebuiltError> {
 
 describe('backendCandidates', () => {
   it('maps built-in names, the third-party convention, full names and paths, in order', () => {
-    expect(backendCandidates('docker')).toEqual([{ type: 'package', packageName: '@prebuilt/docker', source: 'builtin' }]);
-    expect(backendCandidates('ecr')).toEqual([{ type: 'package', packageName: '@prebuilt/ecr', source: 'builtin' }]);
+    expect(backendCandidates('docker', undefined, FIRST_PARTY)).toEqual([{ type: 'package', packageName: '@prebuilt/docker', source: 'builtin' }]);
+    expect(backendCandidates('ecr', undefined, FIRST_PARTY)).toEqual([{ type: 'package', packageName: '@prebuilt/ecr', source: 'builtin' }]);
     expect(backendCandidates('acme').map((c) => c.type === 'package' && c.packageName)).toEqual(['prebuilt-backend-acme', 'acme']);
     expect(backendCandidates('@acme/foo').map((c) => c.type === 'package' && c.packageName)).toEqual(['@acme/prebuilt-backend-foo', '@acme/foo']);
     expect(backendCandidates('prebuilt-backend-acme').map((c) => c.type === 'package' && c.packageName)).toEqual(['prebuilt-backend-acme']);
@@ -117,7 +100,7 @@ describe('resolveBackend in an npm project (real node_modules layout)', () => {
   it('fails for a missing package, naming every candidate, directory and reason, the built-ins and npm i', async () => {
     const cliDir = newDir('cli');
     const error = await rejection(
-      resolveBackend({ kind: 'build-service', name: 'nope', cwd: project, cliDir, setting: 'METAFLOW_PREBUILT_BUILD_SERVICE' }),
+      resolveBackend({ kind: 'build-service', name: 'nope', cwd: project, cliDir, setting: 'METAFLOW_PREBUILT_BUILD_SERVICE', catalogue: FIRST_PARTY }),
     );
     expect(error).toBeInstanceOf(BackendNotFoundError);
     const notFound = error as BackendNotFoundError;
@@ -139,7 +122,7 @@ describe('resolveBackend in an npm project (real node_modules layout)', () => {
   });
 
   it('a typo of a built-in name (dokcer) says "did you mean docker?" and suggests no npm i of a look-alike package', async () => {
-    const error = await rejection(resolveBackend({ kind: 'build-service', name: 'dokcer', cwd: project, setting: 'METAFLOW_PREBUILT_BUILD_SERVICE' }));
+    const error = await rejection(resolveBackend({ kind: 'build-service', name: 'dokcer', cwd: project, setting: 'METAFLOW_PREBUILT_BUILD_SERVICE', catalogue: FIRST_PARTY }));
     expect(error).toBeInstanceOf(BackendNotFoundError);
     expect(error.exitCode).toBe(2);
     expect(error.message).toContain('Did you mean docker?');
@@ -148,14 +131,14 @@ describe('resolveBackend in an npm project (real node_modules layout)', () => {
   });
 
   it('suggests the @prebuilt package for a missing built-in', async () => {
-    const error = await rejection(resolveBackend({ kind: 'build-service', name: 'kaniko', cwd: project }));
+    const error = await rejection(resolveBackend({ kind: 'build-service', name: 'kaniko', cwd: project, catalogue: FIRST_PARTY }));
     expect(error).toBeInstanceOf(BackendNotFoundError);
     expect(error.message).toContain(`@prebuilt/kaniko from ${project}: not installed`);
     expect(error.hint).toBe('Install it in your project: npm i @prebuilt/kaniko');
   });
 
   it('says so when a built-in name of the other kind is selected', async () => {
-    const error = await rejection(resolveBackend({ kind: 'build-service', name: 'ecr', cwd: project, setting: 'METAFLOW_PREBUILT_BUILD_SERVICE' }));
+    const error = await rejection(resolveBackend({ kind: 'build-service', name: 'ecr', cwd: project, setting: 'METAFLOW_PREBUILT_BUILD_SERVICE', catalogue: FIRST_PARTY }));
     expect(error.message).toContain("'ecr' is a built-in image registry, not a build service");
     expect(error.hint).toContain('Set METAFLOW_PREBUILT_BUILD_SERVICE to a build service, e.g. docker');
   });

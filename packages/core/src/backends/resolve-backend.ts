@@ -9,15 +9,8 @@ import type {
 import { BackendInvalidError, BackendNotFoundError, ConfigError, errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { registeredBackend } from './backend-registry.js';
-import {
-  BUILTIN_BACKENDS,
-  builtinKind,
-  builtinPackageName,
-  describeBuiltins,
-  kindLabel,
-  withArticle,
-  type BuiltinBackendName,
-} from './builtin-backends.js';
+import { describeKnown, knownBackend, knownBackends, knownNames, type BackendCatalogue } from './backend-catalogue.js';
+import { kindLabel, withArticle } from './builtin-backends.js';
 import { closestName } from './closest-name.js';
 import { isDirectory, isFile, packageOfFile, resolveModuleFrom } from './package-lookup.js';
 import { validateBackendDefinition } from './validate-definition.js';
@@ -44,6 +37,11 @@ export interface ResolveBackendOptions<K extends BackendKind = BackendKind> {
   registered?: readonly BackendDefinition[];
   /** The setting the name came from, named in messages (e.g. `METAFLOW_PREBUILT_BUILD_SERVICE`). */
   setting?: string;
+  /**
+   * The first-party backends known by name (installed or not). Default: the catalogue the CLI
+   * package at `cliDir` declares in its package.json, plus the `@prebuilt` packages installed.
+   */
+  catalogue?: BackendCatalogue;
 }
 
 export interface ResolvedBackend<D extends BackendDefinition = BackendDefinition> {
@@ -78,16 +76,17 @@ const SCOPED_NAME = /^@([a-z0-9][\w.~-]*)\/([a-z0-9~][\w.~-]*)$/i;
 
 /**
  * The candidates for a selection, in lookup order (after the in-code registry):
- * a built-in name → `@prebuilt/<name>` only; `foo` → `prebuilt-backend-foo`, then `foo`;
+ * a known first-party name → its package only (`@prebuilt/<name>`); `foo` → `prebuilt-backend-foo`, then `foo`;
  * `@acme/foo` → `@acme/prebuilt-backend-foo`, then `@acme/foo`; anything else (a package
  * subpath, a full name) as given; a path → that file, relative to `cwd`.
  */
-export function backendCandidates(name: string, cwd: string = process.cwd()): BackendCandidate[] {
+export function backendCandidates(name: string, cwd: string = process.cwd(), known: BackendCatalogue = []): BackendCandidate[] {
   if (isPathSelection(name)) {
     return [{ type: 'path', path: name.startsWith('file:') ? fileURLToPath(name) : resolvePath(cwd, name) }];
   }
-  if (builtinKind(name) !== undefined) {
-    return [{ type: 'package', packageName: builtinPackageName(name as BuiltinBackendName), source: 'builtin' }];
+  const firstParty = knownBackend(known, name);
+  if (firstParty !== undefined) {
+    return [{ type: 'package', packageName: firstParty.packageName, source: 'builtin' }];
   }
   const candidates: BackendCandidate[] = [];
   const scoped = SCOPED_NAME.exec(name);
@@ -166,11 +165,13 @@ export async function resolveBackend<K extends BackendKind>(
   const name = options.name.trim();
   const cwd = resolvePath(options.cwd ?? process.cwd());
   type Result = ResolvedBackend<DefinitionOfKind<K>>;
+  const dirs = resolutionDirs(cwd, options.cliDir);
+  const known = knownBackends({ dirs, cliDir: options.cliDir, catalogue: options.catalogue });
 
   if (name === '') {
     throw new ConfigError(`The ${kindLabel(kind)} name is empty.`, {
       ...(setting ? { setting } : {}),
-      hint: `${setting ? `Set ${setting} to` : 'Use'} one of the names \`prebuilt backends\` lists. ${describeBuiltins()}`,
+      hint: `${setting ? `Set ${setting} to` : 'Use'} one of the names \`prebuilt backends\` lists. ${describeKnown(known)}`,
     });
   }
 
@@ -185,14 +186,13 @@ export async function resolveBackend<K extends BackendKind>(
   if (!isPathSelection(name) && !PACKAGE_SPECIFIER.test(name)) {
     throw new ConfigError(`'${name}' is not ${withArticle(kindLabel(kind))} name, a package name or a file path.`, {
       ...(setting ? { setting } : {}),
-      hint: `${describeBuiltins()} Third-party backends are named like \`acme\` (package prebuilt-backend-acme); paths start with ./, ../ or /.`,
+      hint: `${describeKnown(known)} Third-party backends are named like \`acme\` (package prebuilt-backend-acme); paths start with ./, ../ or /.`,
     });
   }
 
-  const dirs = resolutionDirs(cwd, options.cliDir);
   const tried: { candidate: string; from: string; reason: string }[] = [];
 
-  for (const candidate of backendCandidates(name, cwd)) {
+  for (const candidate of backendCandidates(name, cwd, known)) {
     if (candidate.type === 'path') {
       const { path } = candidate;
       let reason: string | undefined;
@@ -231,35 +231,38 @@ export async function resolveBackend<K extends BackendKind>(
     }
   }
 
-  throw notFoundError(name, kind, cwd, options.cliDir, setting, tried);
+  throw notFoundError({ name, kind, cwd, cliDir: options.cliDir, setting, known }, tried);
 }
 
-function notFoundError(
-  name: string,
-  kind: BackendKind,
-  cwd: string,
-  cliDir: string | undefined,
-  setting: string | undefined,
-  tried: { candidate: string; from: string; reason: string }[],
-): BackendNotFoundError {
+interface Selection {
+  name: string;
+  kind: BackendKind;
+  cwd: string;
+  cliDir: string | undefined;
+  setting: string | undefined;
+  known: BackendCatalogue;
+}
+
+function notFoundError(selection: Selection, tried: { candidate: string; from: string; reason: string }[]): BackendNotFoundError {
+  const { name, kind, cwd, cliDir, setting, known } = selection;
   const label = kindLabel(kind);
   const lines = [`Cannot find the ${label} '${name}'${setting ? ` (selected by ${setting})` : ''}. Tried:`];
   for (const t of tried) lines.push(`  - ${t.candidate} from ${t.from}: ${t.reason}`);
-  const otherKind = builtinKind(name);
+  const otherKind = knownBackend(known, name)?.kind;
   if (otherKind !== undefined && otherKind !== kind) {
     lines.push(`'${name}' is a built-in ${kindLabel(otherKind)}, not ${withArticle(label)}.`);
   }
   // A typo of a built-in name: suggest the built-in, never `npm i` of a look-alike package name.
-  const meant = otherKind === undefined && !isPathSelection(name) ? closestName(name, BUILTIN_BACKENDS[kind]) : undefined;
+  const meant = otherKind === undefined && !isPathSelection(name) ? closestName(name, knownNames(known, kind)) : undefined;
   if (meant !== undefined) lines.push(`Did you mean ${meant}?`);
-  lines.push(describeBuiltins());
+  lines.push(describeKnown(known));
 
   let hint: string;
   const firstPackage = tried.find((t) => !isPathSelection(t.candidate) && !isAbsolute(t.candidate));
   if (meant !== undefined) {
     hint = `Did you mean ${meant}? ${setting ? `Set ${setting}=${meant}` : `Select ${meant}`} (a built-in ${label}).`;
   } else if (otherKind !== undefined && otherKind !== kind) {
-    hint = `${setting ? `Set ${setting} to` : 'Select'} ${withArticle(label)}, e.g. ${BUILTIN_BACKENDS[kind].join(', ')}.`;
+    hint = `${setting ? `Set ${setting} to` : 'Select'} ${withArticle(label)}, e.g. ${knownNames(known, kind).join(', ')}.`;
   } else if (isPathSelection(name)) {
     hint = `Check the path (relative paths are resolved from ${cwd}), or select a backend by name.`;
   } else if (firstPackage !== undefined) {

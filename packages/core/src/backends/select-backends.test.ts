@@ -1,20 +1,11 @@
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BackendInvalidError, BackendNotFoundError, ConfigError } from '../errors.js';
 import { defineBuildService, defineImageRegistry } from '../contracts.js';
 import { createBackends, resolveSelectedBackends, selectedBackendNames } from './select-backends.js';
-import { installNpm, removeDir, tempDir, writeProject } from './__fixtures__/backend-packages.js';
+import { installNpm, writeProject, tempDirsPerTest } from './__fixtures__/backend-packages.js';
 
-let dirs: string[] = [];
-function newDir(label: string): string {
-  const dir = tempDir(label);
-  dirs.push(dir);
-  return dir;
-}
-afterEach(() => {
-  for (const dir of dirs) removeDir(dir);
-  dirs = [];
-});
+const newDir = tempDirsPerTest();
 
 describe('selectedBackendNames', () => {
   it('defaults to docker and dockerhub, and reads the two env vars (empty = unset)', () => {

@@ -3,6 +3,7 @@
  * temporary directories, the way npm, pnpm and a global install lay them out.
  */
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { afterEach } from 'vitest';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 
@@ -49,6 +50,20 @@ export function tempDir(label: string): string {
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** A `newDir(label)` for a test file: each directory it makes is removed after each test. */
+export function tempDirsPerTest(): (label: string) => string {
+  let dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs) removeDir(dir);
+    dirs = [];
+  });
+  return (label) => {
+    const dir = tempDir(label);
+    dirs.push(dir);
+    return dir;
+  };
 }
 
 function writeJson(path: string, value: unknown): void {
@@ -111,3 +126,9 @@ export function installPnpm(
   symlinkSync(relative(dirname(link), real), link, 'dir');
   return real;
 }
+
+/** The first-party catalogue the CLI declares (packages/cli/package.json), as tests pass it to core. */
+export const FIRST_PARTY: readonly { name: string; kind: 'build-service' | 'image-registry'; packageName: string }[] = [
+  ...['docker', 'buildx', 'kaniko', 'codebuild', 'oci'].map((name) => ({ name, kind: 'build-service' as const, packageName: `@prebuilt/${name}` })),
+  ...['local', 'dockerhub', 'ecr', 'gcr'].map((name) => ({ name, kind: 'image-registry' as const, packageName: `@prebuilt/${name}` })),
+];

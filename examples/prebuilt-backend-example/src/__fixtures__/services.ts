@@ -1,0 +1,3 @@
+// The shared test services of this repository (scripts/test-services.sh, provided by test/global-setup.ts).
+// An author outside this repository points the tests at a registry of their own instead.
+export { getServices, missingFor, type TestServices } from '../../../../test/services.js';

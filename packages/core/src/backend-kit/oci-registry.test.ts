@@ -1,0 +1,134 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { RegistryCredentials } from '../contracts.js';
+import { AuthError, ConfigError } from '../errors.js';
+import { registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
+import { Secret } from '../secret.js';
+import { createOciRegistry } from './oci-registry.js';
+import { explicitCredentials } from './registry-credentials.js';
+import { flagSetting } from './settings.js';
+
+const services = testServices();
+const missing = registriesMissing(services) ?? (services.baseImage ? undefined : 'no test base image (scripts/test-services.sh up)');
+const suite = (title: string): string => (missing ? `${title} — skipped: ${missing}` : title);
+const FAST = { retry: { attempts: 1 }, timeoutMs: 5000 };
+const ENV_ID = '0123456789abcdef';
+const repo = () => `oci-registry-test/${randomBytes(4).toString('hex')}`;
+
+describe('createOciRegistry: what the base supplies without a registry', () => {
+  it('tags <host>/<repository>:env-<envId>-<arch>, keeps the pull tag unless given one, and hands out a copy of the pull config', async () => {
+    const pullConfig = { kubernetes: { imagePullSecrets: ['pull'] } };
+    const registry = createOciRegistry({ name: 'x', host: 'registry.example:5000', repository: 'acme/images', pullConfig, dockerConfig: false });
+    expect(registry.name).toBe('x');
+    expect(registry.imageTag({ envId: ENV_ID, platform: 'linux-aarch64' })).toBe(`registry.example:5000/acme/images:env-${ENV_ID}-arm64`);
+    expect(registry.pullTag).toBeUndefined();
+    const config = await registry.pullConfig('t');
+    config.kubernetes!.imagePullSecrets.push('changed');
+    expect(await registry.pullConfig('t')).toEqual({ kubernetes: { imagePullSecrets: ['pull'] } });
+    const renamed = createOciRegistry({ name: 'x', host: 'a:1', repository: 'r', pullTag: (tag) => tag.replace('a:1', 'b:2') });
+    expect(renamed.pullTag!(renamed.imageTag({ envId: ENV_ID, platform: 'linux-64' }))).toBe(`b:2/r:env-${ENV_ID}-amd64`);
+  });
+
+  it('runs prepare once before push credentials, again after it failed, and throws noCredentials when there are none', async () => {
+    let calls = 0;
+    const registry = createOciRegistry({
+      name: 'x',
+      host: 'registry.example',
+      repository: 'r',
+      dockerConfig: false,
+      prepare: async () => {
+        calls += 1;
+        if (calls === 1) throw new Error('first prepare fails');
+      },
+      noCredentials: () => new AuthError('no login', { registry: 'registry.example', source: 'none' }),
+    });
+    await expect(registry.pushCredentials()).rejects.toThrow('first prepare fails');
+    await expect(registry.pushCredentials()).rejects.toThrow(AuthError);
+    await expect(registry.pushCredentials()).rejects.toThrow(AuthError);
+    expect(calls).toBe(2);
+  });
+});
+
+describe.skipIf(missing !== undefined)(suite('createOciRegistry against the local test registries'), () => {
+  const basic = services.registries?.basic ?? { host: '', username: '', password: '' };
+  const base = services.baseImage?.ref ?? '';
+
+  it('explicit credentials: push credentials are them, a missing image is absent, a base image resolves to its digest', async () => {
+    const credentials: RegistryCredentials = { registry: basic.host, username: basic.username, password: new Secret(basic.password), source: 'test' };
+    const registry = createOciRegistry({ name: 'x', host: basic.host, repository: repo(), credentials, dockerConfig: false, client: FAST });
+    expect(await registry.pushCredentials()).toBe(credentials);
+    expect(await registry.imageExists(registry.imageTag({ envId: ENV_ID, platform: 'linux-64' }))).toEqual({ exists: false });
+    const identity = await registry.baseImageIdentity(base, 'linux/amd64');
+    expect(identity.digest).toBe(services.baseImage?.digest);
+  });
+
+  it('a token source: the client is renewed with each new token, and a base image on another host never asks for one', async () => {
+    const tokens: RegistryCredentials[] = [];
+    let calls = 0;
+    const registry = createOciRegistry({
+      name: 'x',
+      host: basic.host,
+      repository: repo(),
+      dockerConfig: false,
+      client: FAST,
+      credentials: {
+        token: async () => {
+          calls += 1;
+          const next = { registry: basic.host, username: basic.username, password: new Secret(basic.password), source: `token ${calls}` };
+          tokens.push(next);
+          return next;
+        },
+      },
+    });
+    expect(await registry.baseImageIdentity(base, 'linux/amd64')).toMatchObject({ digest: services.baseImage?.digest });
+    expect(calls).toBe(0);
+    expect(await registry.imageExists(`${basic.host}/${repo()}:env-${ENV_ID}-amd64`)).toEqual({ exists: false });
+    expect((await registry.pushCredentials())?.source).toBe('token 2');
+    expect(calls).toBe(2);
+  });
+
+  it('a wrong token is an AuthError naming its source, never the password', async () => {
+    const password = `wrong-${randomBytes(8).toString('hex')}`;
+    const registry = createOciRegistry({
+      name: 'x',
+      host: basic.host,
+      repository: repo(),
+      client: FAST,
+      credentials: { token: async () => ({ registry: basic.host, username: basic.username, password: new Secret(password), source: 'the test token' }) },
+    });
+    const error = await registry.imageExists(`${basic.host}/${repo()}:env-${ENV_ID}-amd64`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AuthError);
+    expect(`${(error as Error).message} ${(error as AuthError).hint}`).toContain('the test token');
+    expect(`${(error as Error).message} ${(error as AuthError).hint}`).not.toContain(password);
+  });
+});
+
+describe('explicitCredentials and flagSetting', () => {
+  const envVars = { username: 'X_USER', password: 'X_PASSWORD' };
+  it('a pair from options or env is a Secret with its source; none is undefined; half a pair names the missing half', () => {
+    expect(explicitCredentials({ registry: 'r', label: 'X registry', username: undefined, password: undefined, envVars, env: {} })).toBeUndefined();
+    const fromEnv = explicitCredentials({ registry: 'r', label: 'X registry', username: undefined, password: undefined, envVars, env: { X_USER: 'u', X_PASSWORD: 'p' } });
+    expect(fromEnv).toMatchObject({ registry: 'r', username: 'u', source: 'env X_USER/X_PASSWORD' });
+    expect(fromEnv!.password).toBeInstanceOf(Secret);
+    const fromOptions = explicitCredentials({ registry: 'r', label: 'X registry', username: 'u', password: new Secret('p'), envVars, env: {} });
+    expect(fromOptions).toMatchObject({ source: "the options 'username'/'password'" });
+    expect(fromOptions!.password.reveal()).toBe('p');
+    expect(() => explicitCredentials({ registry: 'r', label: 'X registry', username: 'u', password: undefined, envVars, env: {} })).toThrow(/X registry username is set but its password is not.*X_PASSWORD/);
+  });
+
+  it('reads yes/no values, falls back when unset, and refuses anything else naming the env var and the option', () => {
+    expect(flagSetting({ value: undefined, envVar: 'F', option: 'f', fallback: true, env: {} })).toBe(true);
+    expect(flagSetting({ value: false, envVar: 'F', option: 'f', fallback: true, env: { F: '1' } })).toBe(false);
+    expect(flagSetting({ value: undefined, envVar: 'F', option: 'f', fallback: false, env: { F: 'Yes' } })).toBe(true);
+    expect(flagSetting({ value: undefined, envVar: 'F', option: 'f', fallback: true, env: { F: 'off' } })).toBe(false);
+    const error = (() => {
+      try {
+        flagSetting({ value: undefined, envVar: 'F', option: 'f', fallback: true, env: { F: 'maybe' } });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(`${(error as ConfigError).message} ${(error as ConfigError).hint}`).toMatch(/F='maybe'.*'f'/);
+  });
+});

@@ -1,0 +1,97 @@
+import type { ImageExistence, ImageRegistry, PullConfig, RegistryCredentials } from '../contracts.js';
+import type { RegistryClientOptions } from '../registry/registry-client.js';
+import { checkSignal, resolveBaseImage } from './base-image.js';
+import { registryAccess } from './registry-access.js';
+import type { RegistryTokenSource } from './registry-credentials.js';
+import { envTag } from './settings.js';
+
+/**
+ * What an OCI registry states about itself; `createOciRegistry` supplies the rest (tags, existence
+ * checks, base image digests, the registry client and its credentials plumbing).
+ */
+export interface OciRegistrySpec {
+  /** The backend's name, e.g. `ecr`. */
+  name: string;
+  /** The registry host images are pushed to (`host[:port]`, normalised). */
+  host: string;
+  /** The repository path under the host the env images go to, e.g. `acme/metaflow-prebuilt`. */
+  repository: string;
+  /**
+   * Credentials for the host: explicit ones (undefined: the Docker config, when on), or a token
+   * source for registries whose credentials come from a cloud and expire.
+   */
+  credentials?: RegistryCredentials | RegistryTokenSource | undefined;
+  /** Environment the Docker config location is read from. Default `process.env`. */
+  env?: Record<string, string | undefined>;
+  /** Read credentials from the user's Docker config. Default true. */
+  dockerConfig?: boolean;
+  /** Speak plain HTTP to the host (loopback always is). */
+  insecure?: boolean;
+  /** Retries and timeouts of registry requests (tests shorten them). */
+  client?: Pick<RegistryClientOptions, 'retry' | 'timeoutMs'>;
+  /** What the runner needs to pull (see `pullConfigFromSettings`). Default: nothing (ambient credentials). */
+  pullConfig?: PullConfig;
+  /** The tag the runner pulls, when it differs from the push tag. */
+  pullTag?(pushTag: string): string;
+  /** Runs once before the first push (e.g. create the repository); runs again after a failure. */
+  prepare?(signal: AbortSignal | undefined): Promise<void>;
+  /** The error to throw when there are no push credentials (default: push anonymously). */
+  noCredentials?(): Error;
+  /** The hint of the error for a base image that does not exist. */
+  missingBaseHint?: string;
+  /** Releases what the registry holds (SDK clients). */
+  close?(): Promise<void>;
+}
+
+/**
+ * An `ImageRegistry` over core's OCI distribution client: env images are tagged
+ * `<host>/<repository>:env-<envId>-<arch>`, their existence and base image digests come from
+ * manifest HEADs, push credentials from the spec's credentials (or the Docker config).
+ */
+export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
+  const access = registryAccess({
+    host: spec.host,
+    credentials: spec.credentials,
+    env: spec.env ?? process.env,
+    dockerConfig: spec.dockerConfig !== false,
+    insecure: spec.insecure === true,
+    client: spec.client,
+  });
+  const base = `${spec.host}/${spec.repository}`;
+  const pullConfig: PullConfig = spec.pullConfig ?? {};
+  let prepared: Promise<void> | undefined;
+  const prepare = (signal: AbortSignal | undefined): Promise<void> | undefined =>
+    spec.prepare &&
+    (prepared ??= spec.prepare(signal).catch((error: unknown) => {
+      prepared = undefined;
+      throw error;
+    }));
+
+  const registry: ImageRegistry = {
+    name: spec.name,
+    imageTag: (input) => envTag(base, input),
+    async pushCredentials(options = {}) {
+      checkSignal(options.signal);
+      await prepare(options.signal);
+      const credentials = await access.ownCredentials(options.signal);
+      if (!credentials && spec.noCredentials) throw spec.noCredentials();
+      return credentials;
+    },
+    async pullConfig() {
+      return structuredClone(pullConfig);
+    },
+    async imageExists(pushTag, options = {}): Promise<ImageExistence> {
+      checkSignal(options.signal);
+      const client = await access.ownClient(options.signal);
+      const head = await client.headManifest(pushTag, options.signal ? { signal: options.signal } : {});
+      return head.exists ? { exists: true, digest: head.digest } : { exists: false };
+    },
+    async baseImageIdentity(ref, platform, options = {}) {
+      const client = await access.clientFor(ref, options.signal);
+      return resolveBaseImage(client, ref, platform, options.signal, spec.missingBaseHint ? { missingHint: spec.missingBaseHint } : {});
+    },
+  };
+  if (spec.pullTag) registry.pullTag = spec.pullTag;
+  if (spec.close) registry.close = spec.close;
+  return registry;
+}

@@ -1,0 +1,86 @@
+import {
+  ConfigError,
+  DOCKER_HUB,
+  PULL_ENV,
+  checkRepository,
+  createLogger,
+  dockerConfigCredentials,
+  dockerConfigPath,
+  loadOptionalSetting,
+  normalizeDockerConfigKey,
+  parseHost,
+  type PullSettings,
+  type RegistryClientOptions,
+  type RegistryCredentials,
+  type Secret,
+} from '@prebuilt/core/backend';
+
+const debug = createLogger('dockerhub');
+
+export const DOCKERHUB_ENV = {
+  namespace: 'METAFLOW_PREBUILT_DOCKERHUB_NAMESPACE',
+  repository: 'METAFLOW_PREBUILT_IMAGE_NAMESPACE',
+  username: 'METAFLOW_PREBUILT_DOCKERHUB_USERNAME',
+  password: 'METAFLOW_PREBUILT_DOCKERHUB_PASSWORD',
+  registry: 'METAFLOW_PREBUILT_DOCKERHUB_REGISTRY',
+  ...PULL_ENV,
+} as const;
+
+export interface DockerHubRegistryOptions extends PullSettings {
+  /** User or organisation the images go under. Env `METAFLOW_PREBUILT_DOCKERHUB_NAMESPACE`; default: the logged-in user. */
+  namespace?: string;
+  /** Repository name under the namespace. Env `METAFLOW_PREBUILT_IMAGE_NAMESPACE`; default `metaflow-prebuilt`. */
+  repository?: string;
+  /** Docker Hub user. Env `METAFLOW_PREBUILT_DOCKERHUB_USERNAME`; default: the Docker config. */
+  username?: string;
+  /** Password or personal access token. Env `METAFLOW_PREBUILT_DOCKERHUB_PASSWORD`. */
+  password?: string | Secret;
+  /** Registry host. Env `METAFLOW_PREBUILT_DOCKERHUB_REGISTRY`; default `docker.io` (tests point it at a local token-auth registry). */
+  registry?: string;
+  /** Read credentials from the user's Docker config (`auths`, `credsStore`, `credHelpers`). Default true. */
+  dockerConfig?: boolean;
+  /** Retries and timeouts of registry requests (tests shorten them). */
+  client?: Pick<RegistryClientOptions, 'retry' | 'timeoutMs'>;
+  /** Environment to read settings from. Default `process.env`. */
+  env?: Record<string, string | undefined>;
+}
+
+type Env = Record<string, string | undefined>;
+
+function setting(value: string | undefined, envVar: string, option: string, env: Env): string | undefined {
+  return loadOptionalSetting({ value, envVar, option, description: option, env });
+}
+
+/** The registry host: the setting, else `docker.io`. */
+export function dockerHubHost(options: DockerHubRegistryOptions, env: Env): string {
+  const value = setting(options.registry, DOCKERHUB_ENV.registry, 'registry', env);
+  return value === undefined ? DOCKER_HUB : normalizeDockerConfigKey(parseHost(value, DOCKERHUB_ENV.registry, 'registry'));
+}
+
+/** The repository name under the namespace: the setting, else `metaflow-prebuilt`. */
+export function dockerHubRepository(options: DockerHubRegistryOptions, env: Env, fallback: string): string {
+  return checkRepository(setting(options.repository, DOCKERHUB_ENV.repository, 'repository', env) ?? fallback, DOCKERHUB_ENV.repository, 'repository', 1);
+}
+
+/**
+ * The namespace: the setting, else the user the registry's credentials (explicit ones, else the
+ * Docker config's) belong to; neither is a ConfigError saying where it looked.
+ */
+export async function dockerHubNamespace(input: { options: DockerHubRegistryOptions; env: Env; registry: string; explicit: RegistryCredentials | undefined }): Promise<string> {
+  const { options, env, registry, explicit } = input;
+  const given = setting(options.namespace, DOCKERHUB_ENV.namespace, 'namespace', env);
+  if (given !== undefined) return checkRepository(given, DOCKERHUB_ENV.namespace, 'namespace', 1);
+  const useDockerConfig = options.dockerConfig !== false;
+  const own = explicit ?? (useDockerConfig ? await dockerConfigCredentials(registry, { env }) : undefined);
+  debug('credentials for %s: %s', registry, own?.source ?? 'none');
+  const user = own?.username;
+  if (user === undefined || user === '' || user === '<token>') {
+    const looked = explicit ? explicit.source : useDockerConfig ? `${dockerConfigPath(env)} has ${own ? 'no user name' : `no login for ${registry}`}` : 'the Docker config is off';
+    throw new ConfigError(`The Docker Hub namespace is not set: neither the option 'namespace' nor ${DOCKERHUB_ENV.namespace} is set, and no logged-in user was found (${looked}).`, {
+      setting: DOCKERHUB_ENV.namespace,
+      hint: `Set ${DOCKERHUB_ENV.namespace} to your Docker Hub user or organisation (or pass the option 'namespace'), or run 'docker login'.`,
+    });
+  }
+  debug('namespace from the logged-in user (%s): %s', own!.source, user.toLowerCase());
+  return checkRepository(user.toLowerCase(), DOCKERHUB_ENV.namespace, 'namespace', 1);
+}
