@@ -102,6 +102,17 @@ export async function findBytecodeCompiler(pythonVersion: string): Promise<Bytec
   return undefined;
 }
 
+/** What a pyc's 16-byte header says: `rewritten` (now stamped with mtime and size: `patched` when that changed it), `hash` or `foreign`. */
+function stampHeader(header: Buffer, mtime: number, size: number): { state: 'rewritten' | 'hash' | 'foreign'; patched: boolean } {
+  if (header.length < 16 || header[2] !== 0x0d || header[3] !== 0x0a) return { state: 'foreign', patched: false };
+  const flags = header.readUInt32LE(4);
+  if (flags !== 0) return { state: flags & 1 ? 'hash' : 'foreign', patched: false };
+  if (header.readUInt32LE(8) === mtime >>> 0 && header.readUInt32LE(12) === size >>> 0) return { state: 'rewritten', patched: false };
+  header.writeUInt32LE(mtime >>> 0, 8);
+  header.writeUInt32LE(size >>> 0, 12);
+  return { state: 'rewritten', patched: true };
+}
+
 /** Rewrites a timestamp pyc's header in place; false when it is not a timestamp pyc of this python. */
 async function retimestamp(file: string, mtime: number, size: number): Promise<'rewritten' | 'hash' | 'foreign'> {
   // Never through a link: only the package's own regular file is re-stamped.
@@ -109,17 +120,23 @@ async function retimestamp(file: string, mtime: number, size: number): Promise<'
   try {
     const header = Buffer.alloc(16);
     const { bytesRead } = await handle.read(header, 0, 16, 0);
-    if (bytesRead < 16 || header[2] !== 0x0d || header[3] !== 0x0a) return 'foreign';
-    const flags = header.readUInt32LE(4);
-    if (flags !== 0) return flags & 1 ? 'hash' : 'foreign';
-    if (header.readUInt32LE(8) === mtime >>> 0 && header.readUInt32LE(12) === size >>> 0) return 'rewritten';
-    header.writeUInt32LE(mtime >>> 0, 8);
-    header.writeUInt32LE(size >>> 0, 12);
-    await handle.write(header, 8, 8, 8);
-    return 'rewritten';
+    const { state, patched } = stampHeader(header.subarray(0, bytesRead), mtime, size);
+    if (patched) await handle.write(header, 8, 8, 8);
+    return state;
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Re-stamps a pyc that is a hard link into the extraction cache: never in place (the inode is the
+ * cache's), but by replacing the file through the writer with the patched copy.
+ */
+async function retimestampLinked(writer: PrefixWriter, pyc: string, label: string, mtime: number, size: number): Promise<'rewritten' | 'hash' | 'foreign'> {
+  const data = await readFile(writer.full(pyc), { flag: constants.O_RDONLY | constants.O_NOFOLLOW });
+  const { state, patched } = stampHeader(data.subarray(0, 16), mtime, size);
+  if (patched) await writer.writeFile(pyc, data, 0o644, label);
+  return state;
 }
 
 /**
@@ -242,7 +259,10 @@ export async function validateBytecode(options: ValidateBytecodeOptions): Promis
     const pyc = pycPathOf(rel, cacheTag);
     const pycOwner = owners.get(pyc);
     let state: 'rewritten' | 'hash' | 'foreign' | undefined;
-    if (pycOwner === label) state = await retimestamp(writer.full(pyc), mtime, info.size).catch(() => undefined);
+    if (pycOwner === label) {
+      const stamped = writer.isLinked(pyc) ? retimestampLinked(writer, pyc, label, mtime, info.size) : retimestamp(writer.full(pyc), mtime, info.size);
+      state = await stamped.catch(() => undefined);
+    }
     if (state === 'rewritten') result.rewritten += 1;
     if (state === 'rewritten' || state === 'hash') continue;
     const list = toCompile.get(label);

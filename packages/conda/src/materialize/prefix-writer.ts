@@ -1,4 +1,5 @@
-import { open, lstat, mkdir, readdir, readFile, readlink, realpath, rename, symlink, unlink, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { copyFile, link, open, lstat, mkdir, readdir, readFile, readlink, realpath, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { errorMessage } from '@prebuilt/core';
 import { ArchiveError, InstallError } from './errors.js';
@@ -74,6 +75,8 @@ export class PrefixWriter {
   readonly #links = new Map<string, { label: string; member: string }>();
   /** Top-level directories only the materializer itself may write (conda-meta). */
   readonly #reserved = new Set<string>();
+  /** Files that are hard links to extraction-cache files (never written in place: see linkIn). */
+  readonly #linked = new Set<string>();
   #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(root: string) {
@@ -151,6 +154,37 @@ export class PrefixWriter {
     );
   }
 
+  /**
+   * Hard-links a file from outside the tree (an extraction-cache file, which this code named) to
+   * `rel`, or copies it where a link cannot be made (another file system); true when it replaced
+   * one. The linked inode is shared with the cache: callers never write such a file in place
+   * ({@link isLinked}) but replace it.
+   */
+  linkIn(rel: string, source: string, label: string, options: WriteOptions = {}): Promise<boolean> {
+    return this.#serial(() =>
+      this.#replace(rel, label, options, async (full, real) => {
+        try {
+          await link(source, full);
+          this.#linked.add(real);
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw error;
+          await copyFile(source, full, constants.COPYFILE_EXCL);
+        }
+      }),
+    );
+  }
+
+  /** Whether the file at `rel` (as resolved by the writer) is a hard link made by {@link linkIn}. */
+  isLinked(rel: string): boolean {
+    return this.#linked.has(rel);
+  }
+
+  /** Every file that is still a hard link made by {@link linkIn} (its mode and mtime are already normalised). */
+  linkedFiles(): ReadonlySet<string> {
+    return this.#linked;
+  }
+
   /** Creates a symlink after checking its target stays inside the prefix. */
   symlink(rel: string, target: string, label: string, options: WriteOptions = {}): Promise<boolean> {
     return this.#serial(async () => {
@@ -205,6 +239,7 @@ export class PrefixWriter {
     this.#checkReserved(real, label, member, options.reserved === true);
     const replaced = await this.#clear(real, label, member);
     this.#links.delete(real);
+    this.#linked.delete(real);
     try {
       await make(this.full(real), real);
     } catch (error) {
