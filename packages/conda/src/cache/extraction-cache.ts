@@ -13,10 +13,13 @@
  * prefix's normalisation leaves the shared inodes untouched).
  *
  * Verification, as for downloads (verified-entry.ts): the manifest records every file's size,
- * inode, mode, mtime and ctime; an entry is used only when each file's `lstat` still matches
- * (any write to a file — in the cache or through a hard link in a prefix — moves its ctime,
- * which no unprivileged process can set back). An entry that does not match is removed and the
- * package extracted again from its verified archive. An entry unused for {@link PRUNE_AFTER_DAYS}
+ * inode, mode and mtime (nanoseconds); an entry is used only when each file's `lstat` still
+ * matches: any write to a file — in the cache or through a hard link in a prefix — moves its
+ * mtime. Unlike verified-entry.ts the ctime is not compared: making and removing the hard links
+ * moves it on every build. So what is not caught is a change followed by a deliberate reset of
+ * the mtime (utimes) — which needs write access to the cache directory or to a prefix
+ * materialized from it; keep both private to the building user, as the package cache. An entry
+ * that does not match is removed and the package extracted again from its verified archive. An entry unused for {@link PRUNE_AFTER_DAYS}
  * days is removed by the next materialize that uses the cache.
  */
 import { lstatSync } from 'node:fs';
@@ -30,7 +33,7 @@ import { hashFile } from './sha256-file.js';
 const log = createLogger('conda:extraction-cache');
 
 /** Part of every entry's name: bump when what an entry holds changes. */
-const FORMAT = 'v1';
+const FORMAT = 'v2';
 /** Entries not used for this many days are removed. */
 export const PRUNE_AFTER_DAYS = 14;
 
@@ -40,7 +43,6 @@ interface FileStamp {
   ino: string;
   mode: number;
   mtimeNs: string;
-  ctimeNs: string;
 }
 
 type StoredEntry =
@@ -66,11 +68,11 @@ export interface CachedExtraction {
 function stampOf(path: string): FileStamp | undefined {
   const stats = lstatSync(path, { bigint: true, throwIfNoEntry: false });
   if (!stats?.isFile()) return undefined;
-  return { size: Number(stats.size), ino: String(stats.ino), mode: Number(stats.mode) & 0o7777, mtimeNs: String(stats.mtimeNs), ctimeNs: String(stats.ctimeNs) };
+  return { size: Number(stats.size), ino: String(stats.ino), mode: Number(stats.mode) & 0o7777, mtimeNs: String(stats.mtimeNs) };
 }
 
 const sameStamp = (a: FileStamp | undefined, b: FileStamp): boolean =>
-  a !== undefined && a.size === b.size && a.ino === b.ino && a.mode === b.mode && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+  a !== undefined && a.size === b.size && a.ino === b.ino && a.mode === b.mode && a.mtimeNs === b.mtimeNs;
 
 export class ExtractionCache {
   readonly dir: string;

@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, writeFileSync } from 'node:fs';
 import { copyFile, link, open, lstat, mkdir, readdir, readFile, readlink, realpath, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { errorMessage } from '@prebuilt/core';
@@ -29,6 +29,9 @@ export function checkLinkTarget(linkPath: string, target: string, label: string,
   }
   return resolved;
 }
+
+/** Files up to this size are written with one synchronous call (see writeFile). */
+const SYNC_WRITE_MAX = 256 * 1024;
 
 /** The kernel's limit on symlinks followed while resolving one path (Linux MAXSYMLINKS). */
 const MAX_SYMLINK_HOPS = 40;
@@ -75,8 +78,8 @@ export class PrefixWriter {
   readonly #links = new Map<string, { label: string; member: string }>();
   /** Top-level directories only the materializer itself may write (conda-meta). */
   readonly #reserved = new Set<string>();
-  /** Files that are hard links to extraction-cache files (never written in place: see linkIn). */
-  readonly #linked = new Set<string>();
+  /** Files that are hard links to extraction-cache files (never written in place: see linkIn), with the cache file. */
+  readonly #linked = new Map<string, string>();
   #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(root: string) {
@@ -124,7 +127,10 @@ export class PrefixWriter {
   writeFile(rel: string, data: Uint8Array | string, mode: number, label: string, options: WriteOptions = {}): Promise<boolean> {
     return this.#serial(() =>
       this.#replace(rel, label, options, async (full) => {
-        await writeFile(full, data, { flag: 'wx', mode });
+        // A small file (a pyc, a record, an entry point) is written synchronously: its open, write
+        // and close take microseconds, their promise versions three thread-pool round trips.
+        if (data.length <= SYNC_WRITE_MAX) writeFileSync(full, data, { flag: 'wx', mode });
+        else await writeFile(full, data, { flag: 'wx', mode });
         // The umask may have narrowed `mode`; normaliseTree sets the final modes of the whole tree.
       }),
     );
@@ -165,7 +171,7 @@ export class PrefixWriter {
       this.#replace(rel, label, options, async (full, real) => {
         try {
           await link(source, full);
-          this.#linked.add(real);
+          this.#linked.set(real, source);
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code;
           if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw error;
@@ -180,9 +186,14 @@ export class PrefixWriter {
     return this.#linked.has(rel);
   }
 
+  /** The extraction-cache file `rel` is a hard link to (undefined when it is not one). */
+  linkedSource(rel: string): string | undefined {
+    return this.#linked.get(rel);
+  }
+
   /** Every file that is still a hard link made by {@link linkIn} (its mode and mtime are already normalised). */
   linkedFiles(): ReadonlySet<string> {
-    return this.#linked;
+    return new Set(this.#linked.keys());
   }
 
   /** Creates a symlink after checking its target stays inside the prefix. */

@@ -12,8 +12,12 @@ const ZSTD_MAGIC = 0xfd2fb528;
 export const NATIVE_MAX_INPUT = 64 * 1024 * 1024;
 /** Largest output (bounded from the block headers before decompressing) decompressed natively in one call. */
 export const NATIVE_MAX_OUTPUT = 256 * 1024 * 1024;
-/** Size of the slices the natively decompressed output is handed on in. */
-const NATIVE_SLICE = 1024 * 1024;
+/**
+ * Size of the slices the natively decompressed output is handed on in, each counted against the
+ * budget as it is handed on: the block size of the streaming decoder, so a consumer that checks
+ * the budget as it reads (a tar member's announced size) sees the same counts either way.
+ */
+const NATIVE_SLICE = MAX_BLOCK;
 
 const corruptError = (label: string, why: string): ArchiveError => new ArchiveError(`${label} is corrupt or truncated: zstd decompression failed (${why}).`, label);
 
@@ -127,8 +131,11 @@ export async function* zstdChunks(source: AsyncIterable<Uint8Array>, label: stri
       } catch (error) {
         throw corruptError(label, errorMessage(error));
       }
-      budget.add(out.length);
-      for (let at = 0; at < out.length; at += NATIVE_SLICE) yield out.subarray(at, at + NATIVE_SLICE);
+      for (let at = 0; at < out.length; at += NATIVE_SLICE) {
+        const slice = out.subarray(at, at + NATIVE_SLICE);
+        budget.add(slice.length);
+        yield slice;
+      }
       return;
     }
     const rest = { [Symbol.asyncIterator]: () => ({ next: () => iterator.next() }) } as AsyncIterable<Uint8Array>;
