@@ -8,7 +8,9 @@
  *   rebuild  — materializeEnv with the extraction cache filled by an earlier build except for one
  *              package (as when one package of the lock changed);
  *   tar -x   — GNU tar extracting an uncompressed tar of the same materialized files (the floor:
- *              the same bytes written, without decompression, jail or bytecode).
+ *              the same bytes written, without decompression, jail or bytecode);
+ *   before   — with `--before DIR` (a built checkout of an earlier prebuilt), that checkout's
+ *              materializeEnv on the same lock and package cache.
  * Prints medians (min–max) and the ratios tar-x/full (the materializer's speed as a fraction of
  * `tar -x`) and rebuild/full.
  */
@@ -55,7 +57,7 @@ export async function realisticLock(dir) {
   return { lock, files: artifacts.map((a) => ({ file: join(dir, a.filename), sha256: a.record.sha256, size: a.record.size })) };
 }
 
-export async function runRealistic({ runs, work, json, changed = 'six' }) {
+export async function runRealistic({ runs, work, json, before, changed = 'six' }) {
   const dir = await corpusDir();
   const { lock, files } = await realisticLock(dir);
   const cacheDir = join(work, 'cache');
@@ -90,7 +92,10 @@ export async function runRealistic({ runs, work, json, changed = 'six' }) {
     await rm(out, { recursive: true, force: true });
     return ms;
   };
-  const [full, rebuild, tarX] = await alternate(
+  const earlier = before ? await import(join(before, 'packages/conda/dist/index.js')) : undefined;
+  // Untimed: the earlier checkout's bytecode cache (its keys differ) is warmed too.
+  if (earlier) await earlier.materializeEnv({ lock, prefix, outDir: join(work, 'env-before'), cache: new earlier.PackageCache({ cacheDir }) }).then(() => rm(join(work, 'env-before'), { recursive: true }));
+  const variants = [
     runs,
     () => rm(extractDir, { recursive: true, force: true }).then(() => timed((out) => materializeEnv({ lock, prefix, outDir: out, cache: cache() }))),
     () => evict().then(() => timed((out) => materializeEnv({ lock, prefix, outDir: out, cache: cache() }))),
@@ -98,7 +103,9 @@ export async function runRealistic({ runs, work, json, changed = 'six' }) {
       await mkdir(out);
       execFileSync('tar', ['-xf', tarFile, '-C', out]);
     }),
-  );
+    ...(earlier ? [() => timed((out) => earlier.materializeEnv({ lock, prefix, outDir: out, cache: new earlier.PackageCache({ cacheDir }) }))] : []),
+  ];
+  const [full, rebuild, tarX, beforeFull] = await alternate(runs, ...variants);
   const result = {
     env: 'realistic',
     corpus: dir,
@@ -111,6 +118,7 @@ export async function runRealistic({ runs, work, json, changed = 'six' }) {
     fullMs: stats(full),
     rebuildMs: stats(rebuild),
     tarXMs: stats(tarX),
+    ...(beforeFull ? { before, beforeMs: stats(beforeFull), beforeVsTarX: ratio(stats(tarX).median, stats(beforeFull).median) } : {}),
     materializerVsTarX: ratio(stats(tarX).median, stats(full).median),
     rebuildVsFull: ratio(stats(rebuild).median, stats(full).median),
     machine: machine(),
@@ -122,6 +130,7 @@ export async function runRealistic({ runs, work, json, changed = 'six' }) {
     console.log(`  full (empty extraction cache)       ${s(result.fullMs)}  = ${(installedBytes / 1e6 / (result.fullMs.median / 1000)).toFixed(0)} MB/s`);
     console.log(`  rebuild (${result.changed} changed)  ${s(result.rebuildMs)}  = ${result.rebuildVsFull}× full`);
     console.log(`  tar -x of the same files            ${s(result.tarXMs)}  → materializer = ${result.materializerVsTarX}× tar -x`);
+    if (beforeFull) console.log(`  before (${before})  ${s(result.beforeMs)}  → ${result.beforeVsTarX}× tar -x`);
     console.log(`  machine: ${JSON.stringify(result.machine)}`);
   }
 }

@@ -28,6 +28,7 @@ const { values } = parseArgs({
     'no-python': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     env: { type: 'string', default: 'synthetic' },
+    before: { type: 'string' },
   },
 });
 const runs = Number(values.runs);
@@ -40,7 +41,7 @@ try {
   if (values.env === 'realistic') {
     const { runRealistic } = await import('./materialize-realistic.mjs');
     try {
-      await runRealistic({ runs, work, json: values.json });
+      await runRealistic({ runs, work, json: values.json, before: values.before });
     } finally {
       await rm(work, { recursive: true, force: true });
     }
