@@ -29,6 +29,7 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
     env: { type: 'string', default: 'synthetic' },
     before: { type: 'string' },
+    'cache-dir': { type: 'string' },
   },
 });
 const runs = Number(values.runs);
@@ -41,7 +42,7 @@ try {
   if (values.env === 'realistic') {
     const { runRealistic } = await import('./materialize-realistic.mjs');
     try {
-      await runRealistic({ runs, work, json: values.json, before: values.before });
+      await runRealistic({ runs, work, json: values.json, before: values.before, cacheDir: values['cache-dir'] });
     } finally {
       await rm(work, { recursive: true, force: true });
     }
