@@ -22,8 +22,8 @@
  * that does not match is removed and the package extracted again from its verified archive. An entry unused for {@link PRUNE_AFTER_DAYS}
  * days is removed by the next materialize that uses the cache.
  */
-import { lstatSync } from 'node:fs';
-import { chmod, lutimes, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmodSync, lstatSync, utimesSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { createLogger, errorMessage, normalisedMode } from '@prebuilt/core';
@@ -131,8 +131,11 @@ export class ExtractionCache {
         entries.push(entry);
         continue;
       }
-      await chmod(entry.file, normalisedMode('file', entry.mode));
-      await lutimes(entry.file, time, time);
+      // Synchronous calls, as for the stamps: one short system call each, no thread-pool round trip.
+      // The file was created with its normalised mode unless the umask narrowed it.
+      const mode = normalisedMode('file', entry.mode);
+      if ((stampOf(entry.file)?.mode ?? -1) !== mode) chmodSync(entry.file, mode);
+      utimesSync(entry.file, time, time);
       const name = entry.file.slice(partial.length + 1);
       entries.push({ ...entry, file: name, stamp: stampOf(entry.file)! });
     }
