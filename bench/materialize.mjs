@@ -8,6 +8,9 @@
  * and the deterministic tar of the result. Prints medians (and min/max) over --runs runs.
  *
  *   pnpm build && node bench/materialize.mjs [--runs 5] [--packages 50] [--no-python] [--json]
+ *
+ * `--env realistic`: the Debian scientific corpus instead, full build vs one-package rebuild vs
+ * `tar -x` of the same files, side by side (materialize-realistic.mjs).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os, { tmpdir } from 'node:os';
@@ -24,6 +27,9 @@ const { values } = parseArgs({
     packages: { type: 'string', default: '50' },
     'no-python': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
+    env: { type: 'string', default: 'synthetic' },
+    before: { type: 'string' },
+    'cache-dir': { type: 'string' },
   },
 });
 const runs = Number(values.runs);
@@ -33,6 +39,15 @@ const withPython = !values['no-python'];
 const work = await mkdtemp(join(tmpdir(), 'prebuilt-bench-materialize-'));
 let server;
 try {
+  if (values.env === 'realistic') {
+    const { runRealistic } = await import('./materialize-realistic.mjs');
+    try {
+      await runRealistic({ runs, work, json: values.json, before: values.before, cacheDir: values['cache-dir'] });
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+    process.exit(0);
+  }
   const condaCount = Math.ceil(total / 2);
   const synthetic = syntheticFixtureSet({ count: condaCount, wheelCount: total - condaCount, prefix: 'bench' });
   const fixtures = await generateFixtures(join(work, 'fixtures'), { conda: [], wheels: [] }, { python: withPython, extra: [synthetic] });

@@ -9,7 +9,7 @@ import { bzip2Chunks } from './bzip2-stream.js';
 import { ArchiveError } from './errors.js';
 import { ExpansionBudget } from './expansion-budget.js';
 import { readZipDirectory, zipMemberChunks } from './zip-file.js';
-import { zstdChunks } from './zstd-stream.js';
+import { zstdChunks, zstdOutputBound, zstdStreamChunks } from './zstd-stream.js';
 import { bzip2Sync, rawTar, rawZip, zstdSync } from './__fixtures__/helpers.js';
 
 let dir: string;
@@ -85,6 +85,32 @@ describe('zstdChunks', () => {
     expect(budget.used).toBeLessThanOrEqual(1024 * 1024 + 128 * 1024);
     const whole = zstdSync(text(10_000));
     await expect(collect(zstdChunks(once(whole.subarray(0, whole.length - 10)), 't.conda', new ExpansionBudget('t.conda', 1e9)))).rejects.toThrow(/t\.conda is corrupt or truncated/);
+  });
+});
+
+describe('zstdChunks: native and streaming paths', () => {
+  it('bounds a stream from its headers alone: at least its output, and refuses a truncated one', () => {
+    const data = Buffer.concat([zstdSync(text(300_000)), zstdSync(Buffer.alloc(500_000))]);
+    const bound = zstdOutputBound(data, 'x.conda');
+    expect(bound).toBeGreaterThanOrEqual(800_000);
+    expect(() => zstdOutputBound(data.subarray(0, data.length - 3), 'x.conda')).toThrow(/x\.conda is corrupt or truncated/);
+  });
+
+  it('gives the same bytes natively (a stream within the budget) as the streaming decoder, counting them all', async () => {
+    const content = Buffer.concat([text(200_000), Buffer.alloc(300_000, 7)]);
+    const data = zstdSync(content);
+    const native = new ExpansionBudget('n.conda', 1e9);
+    const streamed = new ExpansionBudget('s.conda', 1e9);
+    expect((await collect(zstdChunks(once(data, 4096), 'n.conda', native))).equals(content)).toBe(true);
+    expect((await collect(zstdStreamChunks(once(data, 4096), 's.conda', streamed))).equals(content)).toBe(true);
+    expect(native.used).toBe(content.length);
+    expect(streamed.used).toBe(content.length);
+  });
+
+  it('fails a corrupt block natively naming the package', async () => {
+    const data = Buffer.from(zstdSync(text(100_000)));
+    data[data.length - 20] ^= 0xff;
+    await expect(collect(zstdChunks(once(data, 4096), 'c.conda', new ExpansionBudget('c.conda', 1e9)))).rejects.toThrow(/c\.conda is corrupt or truncated/);
   });
 });
 

@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { lstat, open, readFile } from 'node:fs/promises';
+import { closeSync, constants, lstatSync, openSync, readFileSync, readSync, writeSync, type Stats } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { compareBytes, createLogger, errorMessage, writeFileAtomic } from '@prebuilt/core';
@@ -102,24 +102,52 @@ export async function findBytecodeCompiler(pythonVersion: string): Promise<Bytec
   return undefined;
 }
 
-/** Rewrites a timestamp pyc's header in place; false when it is not a timestamp pyc of this python. */
-async function retimestamp(file: string, mtime: number, size: number): Promise<'rewritten' | 'hash' | 'foreign'> {
+/** What a pyc's 16-byte header says: `rewritten` (now stamped with mtime and size: `patched` when that changed it), `hash` or `foreign`. */
+function stampHeader(header: Buffer, mtime: number, size: number): { state: 'rewritten' | 'hash' | 'foreign'; patched: boolean } {
+  if (header.length < 16 || header[2] !== 0x0d || header[3] !== 0x0a) return { state: 'foreign', patched: false };
+  const flags = header.readUInt32LE(4);
+  if (flags !== 0) return { state: flags & 1 ? 'hash' : 'foreign', patched: false };
+  if (header.readUInt32LE(8) === mtime >>> 0 && header.readUInt32LE(12) === size >>> 0) return { state: 'rewritten', patched: false };
+  header.writeUInt32LE(mtime >>> 0, 8);
+  header.writeUInt32LE(size >>> 0, 12);
+  return { state: 'rewritten', patched: true };
+}
+
+/**
+ * Rewrites a timestamp pyc's header in place; false when it is not a timestamp pyc of this python.
+ * Synchronous, as the other small-file calls of this pass (see cacheKey): a 16-byte read and write
+ * on the main thread cost microseconds, their promise versions a thread-pool round trip each,
+ * which over thousands of modules on a loaded machine is most of the pass.
+ */
+function retimestamp(file: string, mtime: number, size: number): 'rewritten' | 'hash' | 'foreign' {
   // Never through a link: only the package's own regular file is re-stamped.
-  const handle = await open(file, constants.O_RDWR | constants.O_NOFOLLOW);
+  const fd = openSync(file, constants.O_RDWR | constants.O_NOFOLLOW);
   try {
     const header = Buffer.alloc(16);
-    const { bytesRead } = await handle.read(header, 0, 16, 0);
-    if (bytesRead < 16 || header[2] !== 0x0d || header[3] !== 0x0a) return 'foreign';
-    const flags = header.readUInt32LE(4);
-    if (flags !== 0) return flags & 1 ? 'hash' : 'foreign';
-    if (header.readUInt32LE(8) === mtime >>> 0 && header.readUInt32LE(12) === size >>> 0) return 'rewritten';
-    header.writeUInt32LE(mtime >>> 0, 8);
-    header.writeUInt32LE(size >>> 0, 12);
-    await handle.write(header, 8, 8, 8);
-    return 'rewritten';
+    const bytesRead = readSync(fd, header, 0, 16, 0);
+    const { state, patched } = stampHeader(header.subarray(0, bytesRead), mtime, size);
+    if (patched) writeSync(fd, header, 8, 8, 8);
+    return state;
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
+}
+
+/**
+ * Re-stamps a pyc that is a hard link into the extraction cache: never in place (the inode is the
+ * cache's), but by replacing the file through the writer with the patched copy.
+ */
+async function retimestampLinked(writer: PrefixWriter, pyc: string, label: string, mtime: number, size: number): Promise<'rewritten' | 'hash' | 'foreign'> {
+  const fd = openSync(writer.full(pyc), constants.O_RDONLY | constants.O_NOFOLLOW);
+  let data: Buffer;
+  try {
+    data = readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  const { state, patched } = stampHeader(data.subarray(0, 16), mtime, size);
+  if (patched) await writer.writeFile(pyc, data, 0o644, label);
+  return state;
 }
 
 /**
@@ -197,10 +225,21 @@ async function compilerIdentity(compiler: BytecodeCompiler): Promise<string> {
   return stdout;
 }
 
-/** The cache file of one package's modules: a hash of what the pycs depend on. */
-async function cacheKey(writer: PrefixWriter, rels: readonly string[], input: { compilerId: string; prefix: string; mtime: number }): Promise<string> {
+/**
+ * The cache file of one package's modules: a hash of what the pycs depend on. A source that is a
+ * hard link into the extraction cache is identified by that cache file (its name holds the
+ * package's sha256) and the inode, size and mtime checked when the entry was used — no read; any
+ * other source by its content.
+ */
+async function cacheKey(writer: PrefixWriter, rels: readonly string[], stats: ReadonlyMap<string, Stats>, input: { compilerId: string; prefix: string; mtime: number }): Promise<string> {
   const hash = createHash('sha256').update(JSON.stringify({ v: BYTECODE_CACHE_VERSION, ...input }));
-  for (const rel of rels) hash.update(`\0${rel}\0`).update(createHash('sha256').update(await readFile(writer.full(rel))).digest());
+  for (const rel of rels) {
+    const linked = writer.linkedSource(rel);
+    const info = stats.get(rel);
+    hash.update(`\0${rel}\0`);
+    if (linked && info) hash.update(`linked\0${linked}\0${info.ino}\0${info.size}\0${info.mtimeMs}`);
+    else hash.update(createHash('sha256').update(readFileSync(writer.full(rel))).digest());
+  }
   return hash.digest('hex');
 }
 
@@ -234,15 +273,23 @@ export async function validateBytecode(options: ValidateBytecodeOptions): Promis
   const result: ValidateBytecodeResult = { rewritten: 0, compiled: 0, cached: 0, uncompiled: 0, warnings: [] };
   /** Modules to compile, by the package that installed them. */
   const toCompile = new Map<string, string[]>();
+  const sourceStats = new Map<string, Stats>();
   const sources = [...owners.keys()].filter((rel) => rel.startsWith(libDir) && rel.endsWith('.py')).sort(compareBytes);
   for (const rel of sources) {
     const label = owners.get(rel)!;
-    const info = await lstat(writer.full(rel)).catch(() => undefined);
+    const info = lstatSync(writer.full(rel), { throwIfNoEntry: false });
     if (!info?.isFile()) continue;
+    sourceStats.set(rel, info);
     const pyc = pycPathOf(rel, cacheTag);
     const pycOwner = owners.get(pyc);
     let state: 'rewritten' | 'hash' | 'foreign' | undefined;
-    if (pycOwner === label) state = await retimestamp(writer.full(pyc), mtime, info.size).catch(() => undefined);
+    if (pycOwner === label) {
+      try {
+        state = writer.isLinked(pyc) ? await retimestampLinked(writer, pyc, label, mtime, info.size) : retimestamp(writer.full(pyc), mtime, info.size);
+      } catch {
+        state = undefined;
+      }
+    }
     if (state === 'rewritten') result.rewritten += 1;
     if (state === 'rewritten' || state === 'hash') continue;
     const list = toCompile.get(label);
@@ -262,7 +309,7 @@ export async function validateBytecode(options: ValidateBytecodeOptions): Promis
   const compilerId = options.cacheDir ? await compilerIdentity(compiler) : '';
   for (const [label, rels] of [...toCompile].sort((a, b) => compareBytes(a[0], b[0]))) {
     let compiled: (Buffer | undefined)[];
-    const cacheFile = options.cacheDir ? join(options.cacheDir, await cacheKey(writer, rels, { compilerId, prefix, mtime })) : undefined;
+    const cacheFile = options.cacheDir ? join(options.cacheDir, await cacheKey(writer, rels, sourceStats, { compilerId, prefix, mtime })) : undefined;
     const hit = cacheFile ? await readCached(cacheFile, rels.length) : undefined;
     try {
       compiled = hit ?? (await compileWith(compiler, rels.map((rel) => [writer.full(rel), `${prefix}/${rel}`]), mtime, signal));

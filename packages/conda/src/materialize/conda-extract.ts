@@ -129,26 +129,39 @@ export async function extractCondaPackage(file: string, label: string, scratch: 
     const budget = new ExpansionBudget(label, fileSize);
     await readTarStream(bzip2Chunks(file, label, budget), label, onEntry(budget));
   } else if (label.endsWith('.conda')) {
-    const members = await readZipDirectory(file, label);
-    const infoTar = members.find((m) => m.type === 'file' && /^info-.*\.tar\.zst$/.test(m.name));
-    const pkgTar = members.find((m) => m.type === 'file' && /^pkg-.*\.tar\.zst$/.test(m.name));
-    if (!infoTar || !pkgTar) {
-      throw new ArchiveError(`${label} is not a valid .conda package: it lacks its info-*.tar.zst or pkg-*.tar.zst member.`, label);
-    }
-    // info first, whatever the zip's order: then paths.json bounds the body before it is read.
-    // The zip members themselves are bounded by their declared sizes; the tars inside by the budgets.
-    const infoBudget = new ExpansionBudget(label, infoTar.compressedSize);
-    const infoRaw = zipMemberChunks(file, infoTar, label, new ExpansionBudget(label, infoTar.size));
-    await readTarStream(zstdChunks(infoRaw, label, infoBudget), label, onEntry(infoBudget));
-    const budget = new ExpansionBudget(label, pkgTar.compressedSize);
-    if (declared) budget.declare(declaredTarBytes + 1024 * 1024);
-    const pkgRaw = zipMemberChunks(file, pkgTar, label, new ExpansionBudget(label, pkgTar.size));
-    await readTarStream(zstdChunks(pkgRaw, label, budget), label, onEntry(budget));
+    await readCondaMembers(file, label, onEntry, () => (declared ? declaredTarBytes : undefined));
   } else {
     throw new ArchiveError(`${label} is neither a .tar.bz2 nor a .conda package.`, label);
   }
   if (!info.has('info/index.json')) throw new ArchiveError(`${label} is not a valid conda package: it has no info/index.json.`, label);
   return { info, entries };
+}
+
+/**
+ * Reads a `.conda` package's two tars, info first whatever the zip's order: then paths.json
+ * (`declaredTarBytes()` once read) bounds the body before it is read. The zip members themselves
+ * are bounded by their declared sizes; the tars inside by the budgets.
+ */
+async function readCondaMembers(
+  file: string,
+  label: string,
+  onEntry: (budget: ExpansionBudget) => (header: TarEntryHeader, content: AsyncIterable<Buffer>) => Promise<void>,
+  declaredTarBytes: () => number | undefined,
+): Promise<void> {
+  const members = await readZipDirectory(file, label);
+  const infoTar = members.find((m) => m.type === 'file' && /^info-.*\.tar\.zst$/.test(m.name));
+  const pkgTar = members.find((m) => m.type === 'file' && /^pkg-.*\.tar\.zst$/.test(m.name));
+  if (!infoTar || !pkgTar) {
+    throw new ArchiveError(`${label} is not a valid .conda package: it lacks its info-*.tar.zst or pkg-*.tar.zst member.`, label);
+  }
+  const infoBudget = new ExpansionBudget(label, infoTar.compressedSize);
+  const infoRaw = zipMemberChunks(file, infoTar, label, new ExpansionBudget(label, infoTar.size));
+  await readTarStream(zstdChunks(infoRaw, label, infoBudget), label, onEntry(infoBudget));
+  const budget = new ExpansionBudget(label, pkgTar.compressedSize);
+  const declared = declaredTarBytes();
+  if (declared !== undefined) budget.declare(declared + 1024 * 1024);
+  const pkgRaw = zipMemberChunks(file, pkgTar, label, new ExpansionBudget(label, pkgTar.size));
+  await readTarStream(zstdChunks(pkgRaw, label, budget), label, onEntry(budget));
 }
 
 /** Removes a package's scratch directory. */

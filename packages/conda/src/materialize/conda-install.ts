@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { compareBytes, type LockedPackage } from '@prebuilt/core';
 import { hashFile } from '../cache/sha256-file.js';
-import { extractCondaPackage, removeScratch, type ExtractedCondaPackage } from './conda-extract.js';
+import { extractCondaPackage, removeScratch, type ExtractedCondaPackage, type ExtractedEntry } from './conda-extract.js';
 import { ArchiveError, InstallError } from './errors.js';
 import { LEGACY_PLACEHOLDER, replaceBinary, replaceText } from './prefix-replace.js';
 import { safeRelativePath, type PrefixWriter } from './prefix-writer.js';
@@ -129,6 +129,20 @@ export function sitePackagesDir(pythonVersion: string): string {
   return `lib/python${major}.${minor}/site-packages`;
 }
 
+/** Where a package's files come from when it is linked into the prefix. */
+export interface LinkSource {
+  /** The package's archive (for the conda-meta record's md5 and size). */
+  file: string;
+  contents: ExtractedCondaPackage;
+  /**
+   * `move`: the files are scratch files of this install, moved into the prefix; `link`: they are
+   * extraction-cache files, hard-linked (or copied) into it and never modified.
+   */
+  files: 'move' | 'link';
+  /** The archive's md5, when already known (else it is computed). */
+  md5?: string;
+}
+
 /**
  * Installs one conda package into the staging directory of `prefix`, as conda would link it:
  * placeholders replaced, noarch python remapped, entry points written. Returns its conda-meta record.
@@ -136,16 +150,25 @@ export function sitePackagesDir(pythonVersion: string): string {
 export async function installCondaPackage(file: string, pkg: LockedPackage, options: CondaInstallOptions): Promise<CondaInstallResult> {
   const scratch = options.scratch ?? `${options.writer.root}.extract-${randomBytes(4).toString('hex')}`;
   try {
-    return await linkCondaPackage(file, await extractCondaPackage(file, pkg.filename, scratch), pkg, options);
+    return await linkCondaPackage({ file, contents: await extractCondaPackage(file, pkg.filename, scratch), files: 'move' }, pkg, options);
   } finally {
     await removeScratch(scratch);
   }
 }
 
-async function linkCondaPackage(file: string, contents: ExtractedCondaPackage, pkg: LockedPackage, options: CondaInstallOptions): Promise<CondaInstallResult> {
+/** What linking a package needs to know about it, from its `info/` files. */
+interface LinkPlan {
+  label: string;
+  index: IndexJson;
+  noarchType: string | undefined;
+  entryPoints: string[];
+  remap: (rel: string) => string;
+  byPath: Map<string, PathEntry>;
+  hasPathsList: boolean;
+}
+
+function linkPlan(info: Map<string, Buffer>, pkg: LockedPackage, pythonVersion: string): LinkPlan {
   const label = pkg.filename;
-  const { writer, prefix } = options;
-  const { info, entries } = contents;
   const index = parseJson<IndexJson>(info.get('info/index.json'), 'info/index.json', label)!;
   if (index.name !== pkg.name || index.version !== pkg.version || (pkg.build && index.build !== pkg.build)) {
     throw new InstallError(
@@ -157,93 +180,130 @@ async function linkCondaPackage(file: string, contents: ExtractedCondaPackage, p
   const link = parseJson<{ noarch?: { type?: string; entry_points?: string[] } }>(info.get('info/link.json'), 'info/link.json', label);
   const noarchType = typeof index.noarch === 'string' ? index.noarch : index.noarch?.type ?? link?.noarch?.type;
   const noarchPython = noarchType === 'python';
-  const sitePackages = sitePackagesDir(options.pythonVersion);
+  const sitePackages = sitePackagesDir(pythonVersion);
   const remap = (rel: string): string => {
     if (!noarchPython) return rel;
     if (rel === 'site-packages' || rel.startsWith('site-packages/')) return sitePackages + rel.slice('site-packages'.length);
     if (rel === 'python-scripts' || rel.startsWith('python-scripts/')) return `bin${rel.slice('python-scripts'.length)}`;
     return rel;
   };
-
-  const declared = packagePaths(info, label);
   const byPath = new Map<string, PathEntry>();
-  for (const entry of declared) byPath.set(safeRelativePath(entry._path, label), entry);
+  for (const entry of packagePaths(info, label)) byPath.set(safeRelativePath(entry._path, label), entry);
   const hasPathsList = info.has('info/paths.json') || info.has('info/files');
+  return { label, index, noarchType, entryPoints: noarchPython ? link?.noarch?.entry_points ?? [] : [], remap, byPath, hasPathsList };
+}
 
-  const pathsData: Record<string, unknown>[] = [];
-  const clobbered: string[] = [];
-  let hasLinkScripts = false;
-  const written = new Set<string>();
+/** What linking the entries gave: the conda-meta paths, the paths replaced, whether link scripts came along. */
+interface LinkState {
+  pathsData: Record<string, unknown>[];
+  clobbered: string[];
+  hasLinkScripts: boolean;
+  /** Files this package wrote (remapped), which its hardlinks may copy. */
+  written: Set<string>;
+}
 
-  for (const entry of entries) {
-    const meta = byPath.get(entry.path);
-    const member = entry.path;
-    if (entry.type === 'directory') {
-      await writer.mkdir(remap(entry.path), label, member);
-      if (meta?.path_type === 'directory') pathsData.push({ _path: remap(entry.path), path_type: 'directory' });
-      continue;
-    }
-    if (hasPathsList && !meta) continue; // conda links only the declared paths
-    const target = remap(entry.path);
-    if (LINK_SCRIPT.test(target)) hasLinkScripts = true;
-    let replaced = false;
-    if (entry.type === 'symlink') {
-      replaced = await writer.symlink(target, entry.linkTarget, label, { member });
-      pathsData.push({ _path: target, path_type: 'softlink', ...(meta?.sha256 ? { sha256: meta.sha256 } : {}), size_in_bytes: meta?.size_in_bytes ?? 0 });
-    } else {
-      const mode = entry.mode & 0o111 ? 0o755 : 0o644;
-      let content: Buffer | undefined;
-      if (entry.type === 'hardlink') {
-        const source = remap(safeRelativePath(entry.linkTarget, label));
-        if (!written.has(source)) {
-          throw new ArchiveError(`${label} has a hardlink '${entry.path}' to '${entry.linkTarget}', which is not a file of this package; refusing to install it.`, label);
-        }
-        // Read back through the jail: a hardlink reached through a symlink cannot read outside.
-        content = await writer.read(source, label, member);
-      } else if (meta?.prefix_placeholder) {
-        // Patched in memory: bounded by the file's declared size (checked while extracting) and this cap.
-        if (entry.size > MAX_PATCHED_FILE) {
-          throw new InstallError(`${label} has '${entry.path}' (${entry.size} bytes) with a prefix placeholder, larger than the ${MAX_PATCHED_FILE} bytes prebuilt patches.`, label);
-        }
-        content = await readFile(entry.file);
-      }
-      const originalSha = content ? createHash('sha256').update(content).digest('hex') : meta?.sha256 ?? (entry.type === 'file' ? await hashFile(entry.file, 'sha256') : '');
-      const originalSize = content ? content.length : entry.type === 'file' ? entry.size : 0;
-      if (content && meta?.prefix_placeholder) {
-        content = meta.file_mode === 'binary'
-          ? replaceBinary(content, meta.prefix_placeholder, prefix, label, entry.path)
-          : replaceText(content, meta.prefix_placeholder, prefix);
-      }
-      if (content) replaced = await writer.writeFile(target, content, mode, label, { member });
-      else if (entry.type === 'file') replaced = await writer.moveIn(target, entry.file, label, { member });
-      written.add(target);
-      const record: Record<string, unknown> = { _path: target, path_type: 'hardlink', sha256: meta?.sha256 ?? originalSha, size_in_bytes: meta?.size_in_bytes ?? originalSize };
-      if (meta?.prefix_placeholder && content) {
-        record.prefix_placeholder = meta.prefix_placeholder;
-        record.file_mode = meta.file_mode ?? 'text';
-        record.sha256_in_prefix = createHash('sha256').update(content).digest('hex');
-      }
-      if (meta?.no_link) record.no_link = true;
-      pathsData.push(record);
-    }
-    if (replaced) clobbered.push(target);
+/** Links a package's entries into the prefix; the conda-meta record describes the result. */
+export async function linkCondaPackage(source: LinkSource, pkg: LockedPackage, options: CondaInstallOptions): Promise<CondaInstallResult> {
+  const plan = linkPlan(source.contents.info, pkg, options.pythonVersion);
+  const state: LinkState = { pathsData: [], clobbered: [], hasLinkScripts: false, written: new Set() };
+  for (const entry of source.contents.entries) await linkEntry(entry, plan, state, source.files, options);
+  await writeEntryPoints(plan, state, options);
+  state.pathsData.sort((a, b) => compareBytes(String(a._path), String(b._path)));
+  const record = await condaMetaRecord(source, plan, state.pathsData, pkg, options.requestedSpec ?? '');
+  return { record, hasLinkScripts: state.hasLinkScripts, clobbered: state.clobbered };
+}
+
+async function linkEntry(entry: ExtractedEntry, plan: LinkPlan, state: LinkState, files: LinkSource['files'], options: CondaInstallOptions): Promise<void> {
+  const { writer } = options;
+  const { label } = plan;
+  const meta = plan.byPath.get(entry.path);
+  const member = entry.path;
+  if (entry.type === 'directory') {
+    await writer.mkdir(plan.remap(entry.path), label, member);
+    if (meta?.path_type === 'directory') state.pathsData.push({ _path: plan.remap(entry.path), path_type: 'directory' });
+    return;
   }
-
-  if (noarchPython) {
-    for (const text of link?.noarch?.entry_points ?? []) {
-      const entryPoint = parseEntryPoint(text);
-      if (!entryPoint) throw new InstallError(`${label} declares an unreadable entry point in info/link.json: '${text}'.`, label);
-      const target = `bin/${safeRelativePath(entryPoint.name, label)}`;
-      const script = entryPointScript(entryPoint, `${prefix}/bin/python`);
-      if (await writer.writeFile(target, script, 0o755, label, { member: `info/link.json entry point '${entryPoint.name}'` })) clobbered.push(target);
-      pathsData.push({ _path: target, path_type: 'unix_python_entry_point', sha256: createHash('sha256').update(script).digest('hex'), size_in_bytes: Buffer.byteLength(script) });
-    }
+  if (plan.hasPathsList && !meta) return; // conda links only the declared paths
+  const target = plan.remap(entry.path);
+  if (LINK_SCRIPT.test(target)) state.hasLinkScripts = true;
+  let replaced: boolean;
+  if (entry.type === 'symlink') {
+    replaced = await writer.symlink(target, entry.linkTarget, label, { member });
+    state.pathsData.push({ _path: target, path_type: 'softlink', ...(meta?.sha256 ? { sha256: meta.sha256 } : {}), size_in_bytes: meta?.size_in_bytes ?? 0 });
+  } else {
+    replaced = await linkFile(entry, target, meta, plan, state, files, options);
   }
+  if (replaced) state.clobbered.push(target);
+}
 
-  pathsData.sort((a, b) => compareBytes(String(a._path), String(b._path)));
+/** Installs a file or a (copied) hardlink entry: patched in memory when it has a placeholder, else moved or linked in. */
+async function linkFile(
+  entry: Extract<ExtractedEntry, { type: 'file' | 'hardlink' }>,
+  target: string,
+  meta: PathEntry | undefined,
+  plan: LinkPlan,
+  state: LinkState,
+  files: LinkSource['files'],
+  options: CondaInstallOptions,
+): Promise<boolean> {
+  const { writer, prefix } = options;
+  const { label } = plan;
+  const member = entry.path;
+  const mode = entry.mode & 0o111 ? 0o755 : 0o644;
+  let content: Buffer | undefined;
+  if (entry.type === 'hardlink') {
+    const source = plan.remap(safeRelativePath(entry.linkTarget, label));
+    if (!state.written.has(source)) {
+      throw new ArchiveError(`${label} has a hardlink '${entry.path}' to '${entry.linkTarget}', which is not a file of this package; refusing to install it.`, label);
+    }
+    // Read back through the jail: a hardlink reached through a symlink cannot read outside.
+    content = await writer.read(source, label, member);
+  } else if (meta?.prefix_placeholder) {
+    // Patched in memory: bounded by the file's declared size (checked while extracting) and this cap.
+    if (entry.size > MAX_PATCHED_FILE) {
+      throw new InstallError(`${label} has '${entry.path}' (${entry.size} bytes) with a prefix placeholder, larger than the ${MAX_PATCHED_FILE} bytes prebuilt patches.`, label);
+    }
+    content = await readFile(entry.file);
+  }
+  const originalSha = content ? createHash('sha256').update(content).digest('hex') : meta?.sha256 ?? (entry.type === 'file' ? await hashFile(entry.file, 'sha256') : '');
+  const originalSize = content ? content.length : entry.type === 'file' ? entry.size : 0;
+  if (content && meta?.prefix_placeholder) {
+    content = meta.file_mode === 'binary'
+      ? replaceBinary(content, meta.prefix_placeholder, prefix, label, entry.path)
+      : replaceText(content, meta.prefix_placeholder, prefix);
+  }
+  let replaced = false;
+  if (content) replaced = await writer.writeFile(target, content, mode, label, { member });
+  else if (entry.type === 'file') replaced = files === 'link' ? await writer.linkIn(target, entry.file, label, { member }) : await writer.moveIn(target, entry.file, label, { member });
+  state.written.add(target);
+  const record: Record<string, unknown> = { _path: target, path_type: 'hardlink', sha256: meta?.sha256 ?? originalSha, size_in_bytes: meta?.size_in_bytes ?? originalSize };
+  if (meta?.prefix_placeholder && content) {
+    record.prefix_placeholder = meta.prefix_placeholder;
+    record.file_mode = meta.file_mode ?? 'text';
+    record.sha256_in_prefix = createHash('sha256').update(content).digest('hex');
+  }
+  if (meta?.no_link) record.no_link = true;
+  state.pathsData.push(record);
+  return replaced;
+}
+
+async function writeEntryPoints(plan: LinkPlan, state: LinkState, options: CondaInstallOptions): Promise<void> {
+  const { label } = plan;
+  for (const text of plan.entryPoints) {
+    const entryPoint = parseEntryPoint(text);
+    if (!entryPoint) throw new InstallError(`${label} declares an unreadable entry point in info/link.json: '${text}'.`, label);
+    const target = `bin/${safeRelativePath(entryPoint.name, label)}`;
+    const script = entryPointScript(entryPoint, `${options.prefix}/bin/python`);
+    if (await options.writer.writeFile(target, script, 0o755, label, { member: `info/link.json entry point '${entryPoint.name}'` })) state.clobbered.push(target);
+    state.pathsData.push({ _path: target, path_type: 'unix_python_entry_point', sha256: createHash('sha256').update(script).digest('hex'), size_in_bytes: Buffer.byteLength(script) });
+  }
+}
+
+async function condaMetaRecord(source: LinkSource, plan: LinkPlan, pathsData: Record<string, unknown>[], pkg: LockedPackage, requestedSpec: string): Promise<CondaMetaRecord> {
+  const { index, noarchType } = plan;
   const suffix = `/${pkg.subdir ?? index.subdir ?? ''}/${pkg.filename}`;
   const channel = pkg.url.endsWith(suffix) ? pkg.url.slice(0, -suffix.length) : pkg.url.slice(0, pkg.url.lastIndexOf('/'));
-  const record: CondaMetaRecord = {
+  return {
     name: index.name,
     version: index.version,
     build: index.build,
@@ -252,9 +312,9 @@ async function linkCondaPackage(file: string, contents: ExtractedCondaPackage, p
     subdir: index.subdir ?? pkg.subdir ?? '',
     fn: pkg.filename,
     url: pkg.url,
-    md5: await hashFile(file, 'md5'),
+    md5: source.md5 ?? (await hashFile(source.file, 'md5')),
     sha256: pkg.sha256,
-    size: (await stat(file)).size,
+    size: (await stat(source.file)).size,
     depends: index.depends ?? [],
     constrains: index.constrains ?? [],
     ...(index.license ? { license: index.license } : {}),
@@ -263,11 +323,9 @@ async function linkCondaPackage(file: string, contents: ExtractedCondaPackage, p
     ...(index.track_features ? { track_features: index.track_features } : {}),
     files: pathsData.filter((p) => p.path_type !== 'directory').map((p) => String(p._path)),
     paths_data: { paths: pathsData, paths_version: 1 },
-    requested_spec: options.requestedSpec ?? '',
+    requested_spec: requestedSpec,
     link: { source: '', type: 1 },
     extracted_package_dir: '',
     package_tarball_full_path: '',
   };
-  return { record, hasLinkScripts, clobbered };
 }
-

@@ -11,13 +11,16 @@ export { sourceDateEpoch };
 
 /**
  * Sets every entry under `dir` to its normalised mode and the given mtime, so that any tool that
- * tars the directory (a build service's own context upload) sees the same metadata.
+ * tars the directory (a build service's own context upload) sees the same metadata. `done`: files
+ * (relative) that already have them — hard links to extraction-cache files, which must not be
+ * touched (their inode is shared with the cache).
  */
-export async function normaliseTree(dir: string, mtime: number = sourceDateEpoch()): Promise<void> {
+export async function normaliseTree(dir: string, mtime: number = sourceDateEpoch(), done: ReadonlySet<string> = new Set()): Promise<void> {
   const entries = await listTree(dir, 'an image context');
   const time = new Date(mtime * 1000);
   // Deepest first, so setting a directory's mtime is not undone by changes inside it.
   for (const entry of entries.reverse()) {
+    if (entry.kind === 'file' && done.has(entry.rel)) continue;
     const path = join(dir, entry.rel);
     const mode = normalisedMode(entry.kind, entry.mode);
     if (entry.kind !== 'symlink' && (entry.mode & 0o7777) !== mode) await chmod(path, mode);

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type PrefixLayersPackage } from '@prebuilt/core';
+import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type LockedPackage, type PrefixLayersPackage } from '@prebuilt/core';
+import { ExtractionCache } from '../cache/extraction-cache.js';
 import { PackageCache, type DownloadProgress } from '../cache/package-cache.js';
 import { validateBytecode } from './bytecode.js';
-import { installCondaPackage } from './conda-install.js';
+import { extractCondaPackage, removeScratch } from './conda-extract.js';
+import { linkCondaPackage, type CondaInstallOptions, type CondaInstallResult, type LinkSource } from './conda-install.js';
 import { normaliseTree, sourceDateEpoch } from './deterministic-tar.js';
 import { PrefixWriter } from './prefix-writer.js';
 import { installWheel } from './wheel-install.js';
@@ -26,6 +28,12 @@ export interface MaterializeOptions {
   outDir: string;
   /** The package cache (default: a PackageCache on the default cache directory). */
   cache?: PackageCache;
+  /**
+   * Keep each conda package extracted in the cache's `extracted/` directory and link its files
+   * from there (default true): a rebuild extracts only the packages that changed. `false`:
+   * extract into scratch beside the prefix and move the files in (nothing kept).
+   */
+  extractionCache?: boolean;
   /** Seconds since 1970 for every mtime (default: SOURCE_DATE_EPOCH, else 0). */
   mtime?: number;
   onProgress?: (progress: MaterializeProgress) => void;
@@ -62,12 +70,160 @@ export function isEnvSpecificEntry(rel: string): boolean {
 
 const normaliseName = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-');
 
+/** Conda packages extracted ahead of the one being linked (extraction overlaps linking and other extractions). */
+export const EXTRACT_AHEAD = 3;
+
+/** The conda-meta `requested_spec` of each requested conda package, and the requested PyPI names. */
+function requestedSpecs(lock: LockedEnv): { conda: Map<string, string>; pypi: Set<string> } {
+  const conda = new Map<string, string>();
+  for (const [key, spec] of Object.entries(lock.request.conda)) {
+    const name = key.includes('::') ? key.slice(key.lastIndexOf('::') + 2) : key;
+    conda.set(name, spec ? `${name} ${spec}` : name);
+  }
+  conda.set('python', `python ${lock.request.python}.*`);
+  return { conda, pypi: new Set(Object.keys(lock.request.pypi).map(normaliseName)) };
+}
+
+/** A conda package's extraction: from the extraction cache, or into scratch beside the prefix (removed after linking). */
+interface Extraction {
+  source: LinkSource;
+  /** Removes what the extraction left that the prefix does not keep. */
+  release: () => Promise<void>;
+}
+
+function extractOne(file: string, pkg: LockedPackage, root: string, cache: ExtractionCache | undefined, mtime: number): Promise<Extraction> {
+  if (cache) {
+    return cache.obtain(file, pkg.sha256, mtime, (scratch) => extractCondaPackage(file, pkg.filename, scratch)).then((got) => ({
+      source: { file, contents: got.contents, files: 'link', md5: got.md5 },
+      release: () => Promise.resolve(),
+    }));
+  }
+  const scratch = `${root}.extract-${randomBytes(4).toString('hex')}`;
+  const release = (): Promise<void> => removeScratch(scratch);
+  return extractCondaPackage(file, pkg.filename, scratch).then(
+    (contents) => ({ source: { file, contents, files: 'move' as const }, release }),
+    async (error: unknown) => {
+      await release();
+      throw error;
+    },
+  );
+}
+
+/**
+ * Extracts the conda packages of `packages` up to {@link EXTRACT_AHEAD} ahead of the consumer, in
+ * lock order: `take(i)` waits for package i's extraction and starts the next ones. `settle()`
+ * waits for every started extraction and releases those never taken (after a failure).
+ */
+function extractAhead(packages: readonly LockedPackage[], files: (pkg: LockedPackage) => string, extract: (file: string, pkg: LockedPackage) => Promise<Extraction>) {
+  const started = new Map<number, Promise<Extraction>>();
+  const taken = new Set<number>();
+  const startUpTo = (limit: number): void => {
+    let ahead = 0;
+    for (let i = 0; i < packages.length && ahead < limit; i++) {
+      if (packages[i]!.kind !== 'conda' || taken.has(i)) continue;
+      ahead += 1;
+      if (started.has(i)) continue;
+      const job = extract(files(packages[i]!), packages[i]!);
+      job.catch(() => undefined); // awaited by take() or settle()
+      started.set(i, job);
+    }
+  };
+  return {
+    take(i: number): Promise<Extraction> {
+      startUpTo(EXTRACT_AHEAD + 1);
+      const job = started.get(i)!;
+      taken.add(i);
+      startUpTo(EXTRACT_AHEAD + 1);
+      return job;
+    },
+    async settle(): Promise<void> {
+      for (const [i, job] of started) {
+        if (taken.has(i)) continue;
+        await job.then((extraction) => extraction.release(), () => undefined);
+      }
+    },
+  };
+}
+
+/** Everything the install loop collects for the result and conda-meta/history. */
+interface InstallLog {
+  warnings: string[];
+  linkScriptPackages: string[];
+  history: string[];
+}
+
+async function installConda(extraction: Extraction, pkg: LockedPackage, writer: PrefixWriter, options: CondaInstallOptions, out: InstallLog): Promise<void> {
+  let result: CondaInstallResult;
+  try {
+    result = await linkCondaPackage(extraction.source, pkg, options);
+  } finally {
+    await extraction.release();
+  }
+  const { record } = result;
+  await writer.writeFile(`conda-meta/${record.name}-${record.version}-${record.build}.json`, `${JSON.stringify(record, null, 2)}\n`, 0o644, pkg.filename, { reserved: true });
+  out.history.push(`+${record.channel}::${record.name}-${record.version}-${record.build}`);
+  if (result.hasLinkScripts) {
+    out.linkScriptPackages.push(pkg.name);
+    out.warnings.push(
+      `${pkg.name} has a pre-link or post-link script, which prebuilt does not run; if the package needs it, use the micromamba recipe (METAFLOW_PREBUILT_RECIPE=micromamba).`,
+    );
+  }
+  for (const path of result.clobbered) out.warnings.push(`${pkg.filename} replaced '${path}' installed by an earlier package.`);
+}
+
+/** Installs every locked package into `writer` in lock order (conda packages extracted ahead, see extractAhead). */
+async function installPackages(
+  options: MaterializeOptions,
+  writer: PrefixWriter,
+  paths: ReadonlyMap<string, string>,
+  extractionCache: ExtractionCache | undefined,
+  mtime: number,
+): Promise<InstallLog> {
+  const { lock, prefix, signal, onProgress } = options;
+  const pythonVersion = lock.pythonVersion;
+  const requested = requestedSpecs(lock);
+  const out: InstallLog = { warnings: [], linkScriptPackages: [], history: [] };
+  const fileOf = (pkg: LockedPackage): string => paths.get(pkg.sha256.toLowerCase())!;
+  const ahead = extractAhead(lock.packages, fileOf, (file, pkg) => extractOne(file, pkg, writer.root, extractionCache, mtime));
+  try {
+    for (const [i, pkg] of lock.packages.entries()) {
+      if (signal?.aborted) throw new CancelledError('Materializing the env was cancelled.', { cause: signal.reason });
+      if (pkg.kind === 'conda') {
+        await installConda(await ahead.take(i), pkg, writer, { writer, prefix, pythonVersion, requestedSpec: requested.conda.get(pkg.name) ?? '' }, out);
+      } else {
+        const result = await installWheel(fileOf(pkg), pkg, { writer, prefix, pythonVersion, requested: requested.pypi.has(normaliseName(pkg.name)) });
+        for (const path of result.clobbered) out.warnings.push(`${pkg.filename} replaced '${path}' installed by an earlier package.`);
+      }
+      onProgress?.({ phase: 'install', filename: pkg.filename, done: i + 1, total: lock.packages.length });
+    }
+  } finally {
+    await ahead.settle();
+  }
+  return out;
+}
+
+/** The entries each locked package put in the prefix (env-specific ones left out), sorted, in lock order. */
+function filesByPackage(lock: LockedEnv, writer: PrefixWriter): PackageFiles[] {
+  const byLabel = new Map<string, string[]>();
+  for (const [rel, label] of writer.owners()) {
+    if (isEnvSpecificEntry(rel)) continue;
+    const list = byLabel.get(label);
+    if (list) list.push(rel);
+    else byLabel.set(label, [rel]);
+  }
+  return lock.packages.map((pkg) => {
+    const files = (byLabel.get(pkg.filename) ?? []).sort(compareBytes);
+    return { kind: pkg.kind, name: pkg.name, version: pkg.version, filename: pkg.filename, sha256: pkg.sha256.toLowerCase(), files };
+  });
+}
+
 /**
  * Lays out a locked env as a prefix tree: downloads and verifies every file through the cache,
- * installs the conda packages (in lock order) and then the wheels, writes `conda-meta/`, and
- * gives every module valid bytecode (bytecode.ts: shipped pycs re-stamped, the others compiled by
- * a host python of the env's version), and normalises modes and mtimes. Nothing of the env runs:
- * no link scripts.
+ * installs the conda packages (in lock order; each extracted once into the extraction cache and
+ * linked from there, the next ones extracted while one is linked) and then the wheels, writes
+ * `conda-meta/`, and gives every module valid bytecode (bytecode.ts: shipped pycs re-stamped, the
+ * others compiled by a host python of the env's version), and normalises modes and mtimes.
+ * Nothing of the env runs: no link scripts.
  */
 export async function materializeEnv(options: MaterializeOptions): Promise<MaterializeResult> {
   const { lock, prefix, outDir, signal, onProgress } = options;
@@ -76,108 +232,51 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
   }
   const mtime = options.mtime ?? sourceDateEpoch();
   const cache = options.cache ?? new PackageCache();
-  const pythonVersion = lock.pythonVersion;
-
+  const extractionCache = options.extractionCache === false ? undefined : new ExtractionCache(join(cache.dir, 'extracted'));
   const download = await cache.ensure(lock.packages, {
     ...(signal ? { signal } : {}),
     ...(onProgress ? { onProgress: (d: DownloadProgress) => onProgress({ phase: 'download', download: d }) } : {}),
   });
 
   const temp = `${outDir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const warnings: string[] = [];
-  const linkScriptPackages: string[] = [];
-  const packageFiles: PackageFiles[] = [];
+  let installed: InstallLog;
+  let packageFiles: PackageFiles[];
   try {
     const writer = await PrefixWriter.open(temp);
     await writer.mkdir('conda-meta', 'conda-meta');
     // Only the materializer writes conda-meta: a package that puts files there (directly or
     // through a link) could forge the env's records.
     writer.reserve('conda-meta');
-    const requestedConda = new Map<string, string>();
-    for (const [key, spec] of Object.entries(lock.request.conda)) {
-      const name = key.includes('::') ? key.slice(key.lastIndexOf('::') + 2) : key;
-      requestedConda.set(name, spec ? `${name} ${spec}` : name);
-    }
-    requestedConda.set('python', `python ${lock.request.python}.*`);
-    const requestedPypi = new Set(Object.keys(lock.request.pypi).map(normaliseName));
-    const history: string[] = [];
-
-    let done = 0;
-    for (const pkg of lock.packages) {
-      if (signal?.aborted) throw new CancelledError('Materializing the env was cancelled.', { cause: signal.reason });
-      const file = download.paths.get(pkg.sha256.toLowerCase())!;
-      if (pkg.kind === 'conda') {
-        const result = await installCondaPackage(file, pkg, {
-          writer,
-          prefix,
-          pythonVersion,
-          requestedSpec: requestedConda.get(pkg.name) ?? '',
-        });
-        const { record } = result;
-        await writer.writeFile(
-          `conda-meta/${record.name}-${record.version}-${record.build}.json`,
-          `${JSON.stringify(record, null, 2)}\n`,
-          0o644,
-          pkg.filename,
-          { reserved: true },
-        );
-        history.push(`+${record.channel}::${record.name}-${record.version}-${record.build}`);
-        if (result.hasLinkScripts) {
-          linkScriptPackages.push(pkg.name);
-          warnings.push(
-            `${pkg.name} has a pre-link or post-link script, which prebuilt does not run; if the package needs it, use the micromamba recipe (METAFLOW_PREBUILT_RECIPE=micromamba).`,
-          );
-        }
-        for (const path of result.clobbered) warnings.push(`${pkg.filename} replaced '${path}' installed by an earlier package.`);
-      } else {
-        const result = await installWheel(file, pkg, { writer, prefix, pythonVersion, requested: requestedPypi.has(normaliseName(pkg.name)) });
-        for (const path of result.clobbered) warnings.push(`${pkg.filename} replaced '${path}' installed by an earlier package.`);
-      }
-      done += 1;
-      onProgress?.({ phase: 'install', filename: pkg.filename, done, total: lock.packages.length });
-    }
-
+    installed = await installPackages(options, writer, download.paths, extractionCache, mtime);
     const when = new Date(mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
-    await writer.writeFile(
-      'conda-meta/history',
-      history.length > 0 ? `==> ${when} <==\n# cmd: prebuilt materialize (lock ${lock.specHash})\n${history.join('\n')}\n` : '',
-      0o644,
-      'conda-meta/history',
-      { reserved: true },
-    );
+    const { history } = installed;
+    const historyText = history.length > 0 ? `==> ${when} <==\n# cmd: prebuilt materialize (lock ${lock.specHash})\n${history.join('\n')}\n` : '';
+    await writer.writeFile('conda-meta/history', historyText, 0o644, 'conda-meta/history', { reserved: true });
     // Every link, now that all packages are in, must still lead inside the prefix.
     await writer.verifyLinks();
     // Every module gets bytecode valid under the normalised mtime (bytecode.ts); after the links are
     // verified, as it reads and re-stamps files by their paths.
-    warnings.push(...(await validateBytecode({ writer, prefix, pythonVersion, mtime, cacheDir: join(cache.dir, 'bytecode'), ...(signal ? { signal } : {}) })).warnings);
-    const byLabel = new Map<string, string[]>();
-    for (const [rel, label] of writer.owners()) {
-      if (isEnvSpecificEntry(rel)) continue;
-      const list = byLabel.get(label);
-      if (list) list.push(rel);
-      else byLabel.set(label, [rel]);
-    }
-    for (const pkg of lock.packages) {
-      const files = (byLabel.get(pkg.filename) ?? []).sort(compareBytes);
-      packageFiles.push({ kind: pkg.kind, name: pkg.name, version: pkg.version, filename: pkg.filename, sha256: pkg.sha256.toLowerCase(), files });
-    }
-    await normaliseTree(temp, mtime);
+    const bytecode = await validateBytecode({ writer, prefix, pythonVersion: lock.pythonVersion, mtime, cacheDir: join(cache.dir, 'bytecode'), ...(signal ? { signal } : {}) });
+    installed.warnings.push(...bytecode.warnings);
+    packageFiles = filesByPackage(lock, writer);
+    await normaliseTree(temp, mtime, writer.linkedFiles());
     if (await stat(outDir).catch(() => undefined)) await rm(outDir, { recursive: true, force: true });
     await rename(temp, outDir);
   } catch (error) {
     await rm(temp, { recursive: true, force: true });
     throw error;
   }
+  await extractionCache?.prune();
   log('materialized %d packages into %s (for %s)', lock.packages.length, outDir, prefix);
   return {
     outDir,
     prefix,
-    pythonVersion,
+    pythonVersion: lock.pythonVersion,
     packages: lock.packages.length,
     filesDownloaded: download.filesDownloaded,
     bytesDownloaded: download.bytesDownloaded,
-    linkScriptPackages,
-    warnings,
+    linkScriptPackages: installed.linkScriptPackages,
+    warnings: installed.warnings,
     packageFiles,
   };
 }

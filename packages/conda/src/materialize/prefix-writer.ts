@@ -1,4 +1,5 @@
-import { open, lstat, mkdir, readdir, readFile, readlink, realpath, rename, symlink, unlink, writeFile } from 'node:fs/promises';
+import { constants, writeFileSync } from 'node:fs';
+import { copyFile, link, open, lstat, mkdir, readdir, readFile, readlink, realpath, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { errorMessage } from '@prebuilt/core';
 import { ArchiveError, InstallError } from './errors.js';
@@ -28,6 +29,9 @@ export function checkLinkTarget(linkPath: string, target: string, label: string,
   }
   return resolved;
 }
+
+/** Files up to this size are written with one synchronous call (see writeFile). */
+const SYNC_WRITE_MAX = 256 * 1024;
 
 /** The kernel's limit on symlinks followed while resolving one path (Linux MAXSYMLINKS). */
 const MAX_SYMLINK_HOPS = 40;
@@ -74,6 +78,8 @@ export class PrefixWriter {
   readonly #links = new Map<string, { label: string; member: string }>();
   /** Top-level directories only the materializer itself may write (conda-meta). */
   readonly #reserved = new Set<string>();
+  /** Files that are hard links to extraction-cache files (never written in place: see linkIn), with the cache file. */
+  readonly #linked = new Map<string, string>();
   #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(root: string) {
@@ -121,7 +127,10 @@ export class PrefixWriter {
   writeFile(rel: string, data: Uint8Array | string, mode: number, label: string, options: WriteOptions = {}): Promise<boolean> {
     return this.#serial(() =>
       this.#replace(rel, label, options, async (full) => {
-        await writeFile(full, data, { flag: 'wx', mode });
+        // A small file (a pyc, a record, an entry point) is written synchronously: its open, write
+        // and close take microseconds, their promise versions three thread-pool round trips.
+        if (data.length <= SYNC_WRITE_MAX) writeFileSync(full, data, { flag: 'wx', mode });
+        else await writeFile(full, data, { flag: 'wx', mode });
         // The umask may have narrowed `mode`; normaliseTree sets the final modes of the whole tree.
       }),
     );
@@ -149,6 +158,42 @@ export class PrefixWriter {
         await rename(source, full);
       }),
     );
+  }
+
+  /**
+   * Hard-links a file from outside the tree (an extraction-cache file, which this code named) to
+   * `rel`, or copies it where a link cannot be made (another file system); true when it replaced
+   * one. The linked inode is shared with the cache: callers never write such a file in place
+   * ({@link isLinked}) but replace it.
+   */
+  linkIn(rel: string, source: string, label: string, options: WriteOptions = {}): Promise<boolean> {
+    return this.#serial(() =>
+      this.#replace(rel, label, options, async (full, real) => {
+        try {
+          await link(source, full);
+          this.#linked.set(real, source);
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw error;
+          await copyFile(source, full, constants.COPYFILE_EXCL);
+        }
+      }),
+    );
+  }
+
+  /** Whether the file at `rel` (as resolved by the writer) is a hard link made by {@link linkIn}. */
+  isLinked(rel: string): boolean {
+    return this.#linked.has(rel);
+  }
+
+  /** The extraction-cache file `rel` is a hard link to (undefined when it is not one). */
+  linkedSource(rel: string): string | undefined {
+    return this.#linked.get(rel);
+  }
+
+  /** Every file that is still a hard link made by {@link linkIn} (its mode and mtime are already normalised). */
+  linkedFiles(): ReadonlySet<string> {
+    return new Set(this.#linked.keys());
   }
 
   /** Creates a symlink after checking its target stays inside the prefix. */
@@ -205,6 +250,7 @@ export class PrefixWriter {
     this.#checkReserved(real, label, member, options.reserved === true);
     const replaced = await this.#clear(real, label, member);
     this.#links.delete(real);
+    this.#linked.delete(real);
     try {
       await make(this.full(real), real);
     } catch (error) {

@@ -75,6 +75,116 @@ const MAX_SCRIPT = 64 * 1024 * 1024;
  * jail), each bounded by its central-directory size and its RECORD size and hash-checked against
  * RECORD as it is written; a mismatch fails the install (the staging prefix is then discarded).
  */
+/** Where a wheel member goes in the prefix: its target, whether it is a script (mode 0755, shebang rewritten); undefined: nowhere. */
+function wheelTarget(path: string, layout: WheelLayout, label: string): { target: string; script: boolean } | undefined {
+  if (!path.startsWith(`${layout.dataDir}/`)) return { target: `${layout.sitePackages}/${path}`, script: false };
+  const rest = path.slice(layout.dataDir.length + 1);
+  const slash = rest.indexOf('/');
+  const scheme = slash < 0 ? rest : rest.slice(0, slash);
+  const inner = slash < 0 ? '' : rest.slice(slash + 1);
+  if (inner === '') return undefined;
+  switch (scheme) {
+    case 'purelib':
+    case 'platlib':
+      return { target: `${layout.sitePackages}/${inner}`, script: false };
+    case 'scripts':
+      return { target: `bin/${inner}`, script: true };
+    case 'data':
+      return { target: inner, script: false };
+    case 'headers':
+      return { target: `include/python${layout.pythonMajorMinor}/${layout.distName}/${inner}`, script: false };
+    default:
+      throw new ArchiveError(`Wheel ${label} has '${path}' in an unknown .data directory '${scheme}'.`, label);
+  }
+}
+
+/** Where a wheel's parts are and go. */
+interface WheelLayout {
+  sitePackages: string;
+  distInfo: string;
+  dataDir: string;
+  distName: string;
+  /** `3.11` */
+  pythonMajorMinor: string;
+  /** The env's interpreter, for shebangs. */
+  interpreter: string;
+}
+
+type RecordRow = ReturnType<typeof parseRecord>[number];
+
+/** What installing a wheel's members shares: where they come from and what was installed. */
+interface WheelInstall {
+  file: string;
+  label: string;
+  writer: PrefixWriter;
+  budget: ExpansionBudget;
+  recorded: Map<string, RecordRow>;
+  installed: Map<string, { hash: string; size: number }>;
+  clobbered: string[];
+}
+
+async function putFile(state: WheelInstall, target: string, data: Buffer | string, mode: number, member: string): Promise<void> {
+  if (await state.writer.writeFile(target, data, mode, state.label, { member })) state.clobbered.push(target);
+  state.installed.set(target, { hash: recordHash(data), size: Buffer.byteLength(data) });
+}
+
+/** Installs one member at `target`: a symlink, a script (shebang rewritten) or a file streamed in, hash-checked against RECORD. */
+async function installMember(state: WheelInstall, entry: { member: ZipMember; path: string }, target: string, script: boolean, interpreter: string): Promise<void> {
+  const { file, label, writer, budget } = state;
+  const { member } = entry;
+  const content = (): AsyncGenerator<Buffer> => checkedContent(file, member, entry.path, state.recorded.get(entry.path), label, budget);
+  if (member.type === 'symlink') {
+    const linkTarget = (await readZipMember(file, member, label, budget, 4096)).toString('utf8');
+    if (await writer.symlink(target, linkTarget, label, { member: entry.path })) state.clobbered.push(target);
+    state.installed.set(target, { hash: '', size: 0 });
+  } else if (script) {
+    if (member.size > MAX_SCRIPT) throw new ArchiveError(`Wheel ${label} has a script '${entry.path}' of ${member.size} bytes, more than ${MAX_SCRIPT}; refusing to install it.`, label);
+    const chunks: Buffer[] = [];
+    for await (const chunk of content()) chunks.push(chunk);
+    let data = Buffer.concat(chunks);
+    const firstLineEnd = data.indexOf(0x0a);
+    const firstLine = data.subarray(0, firstLineEnd < 0 ? data.length : firstLineEnd).toString('latin1');
+    if (/^#!pythonw?\s*$/.test(firstLine.replace(/\r$/, ''))) {
+      data = Buffer.concat([Buffer.from(shebang(interpreter)), firstLineEnd < 0 ? Buffer.alloc(0) : data.subarray(firstLineEnd + 1)]);
+    }
+    await putFile(state, target, data, 0o755, entry.path);
+  } else {
+    const hash = createHash('sha256');
+    let size = 0;
+    const counted = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+      for await (const chunk of source) {
+        hash.update(chunk);
+        size += chunk.length;
+        yield chunk;
+      }
+    };
+    const mode = member.mode & 0o111 ? 0o755 : 0o644;
+    if (await writer.writeStream(target, counted(content()), mode, label, { member: entry.path })) state.clobbered.push(target);
+    state.installed.set(target, { hash: `sha256=${hash.digest('base64url')}`, size });
+  }
+}
+
+/** The wheel's console and GUI scripts (entry_points.txt) as scripts on the env's interpreter. */
+async function installEntryPoints(state: WheelInstall, member: ZipMember | undefined, interpreter: string): Promise<void> {
+  if (!member) return;
+  const { label } = state;
+  const sections = parseEntryPointsIni((await readZipMember(state.file, member, label, state.budget, MAX_METADATA)).toString('utf8'));
+  for (const section of ['console_scripts', 'gui_scripts']) {
+    for (const entryPoint of sections.get(section) ?? []) {
+      const name = safeRelativePath(entryPoint.name, label);
+      if (name.includes('/')) throw new ArchiveError(`Wheel ${label} declares a script name with a slash: '${entryPoint.name}'.`, label);
+      await putFile(state, `bin/${name}`, entryPointScript(entryPoint, interpreter), 0o755, `entry_points.txt script '${entryPoint.name}'`);
+    }
+  }
+}
+
+/**
+ * Installs a wheel into the env's site-packages as pip would: purelib/platlib, the `.data/`
+ * directories, console and GUI scripts on the env's interpreter, INSTALLER, REQUESTED and a
+ * rewritten RECORD. Members are streamed from the file into the prefix (through the writer's
+ * jail), each bounded by its central-directory size and its RECORD size and hash-checked against
+ * RECORD as it is written; a mismatch fails the install (the staging prefix is then discarded).
+ */
 export async function installWheel(file: string, pkg: LockedPackage, options: WheelInstallOptions): Promise<WheelInstallResult> {
   const label = pkg.filename;
   const { writer, prefix } = options;
@@ -94,111 +204,33 @@ export async function installWheel(file: string, pkg: LockedPackage, options: Wh
   const distInfo = wheelFile.path.slice(0, -'/WHEEL'.length);
   const dataDir = `${distInfo.slice(0, -'.dist-info'.length)}.data`;
   const distName = distInfo.slice(0, -'.dist-info'.length).split('-')[0] ?? pkg.name;
+  const layout: WheelLayout = { sitePackages, distInfo, dataDir, distName, pythonMajorMinor: `${major}.${minor}`, interpreter };
   const recordEntry = entries.find((e) => e.path === `${distInfo}/RECORD`);
   if (!recordEntry) throw new ArchiveError(`${label} is not a valid wheel: it has no ${distInfo}/RECORD.`, label);
   const recordText = (await readZipMember(file, recordEntry.member, label, budget, MAX_METADATA)).toString('utf8');
   const recorded = new Map(parseRecord(recordText).map((row) => [row.path, row]));
-
-  /** The member's content, bounded by its RECORD size too, hash-checked against RECORD at its end. */
-  const content = (entry: (typeof entries)[number]): AsyncGenerator<Buffer> => checkedContent(file, entry.member, entry.path, recorded.get(entry.path), label, budget);
-
   // Root-Is-Purelib does not matter here: purelib and platlib are the same directory in a conda env.
-  const installed = new Map<string, { hash: string; size: number }>();
-  const clobbered: string[] = [];
-  const put = async (target: string, data: Buffer | string, mode: number, member: string): Promise<void> => {
-    if (await writer.writeFile(target, data, mode, label, { member })) clobbered.push(target);
-    installed.set(target, { hash: recordHash(data), size: Buffer.byteLength(data) });
-  };
+  const state: WheelInstall = { file, label, writer, budget, recorded, installed: new Map(), clobbered: [] };
 
   for (const entry of entries) {
-    const { member } = entry;
-    if (member.type === 'directory') continue;
+    if (entry.member.type === 'directory') continue;
     if (entry.path === `${distInfo}/RECORD` || entry.path === `${distInfo}/INSTALLER` || entry.path === `${distInfo}/REQUESTED`) continue;
-    let target: string;
-    let mode = member.mode & 0o111 ? 0o755 : 0o644;
-    let script = false;
-    if (entry.path.startsWith(`${dataDir}/`)) {
-      const rest = entry.path.slice(dataDir.length + 1);
-      const slash = rest.indexOf('/');
-      const scheme = slash < 0 ? rest : rest.slice(0, slash);
-      const inner = slash < 0 ? '' : rest.slice(slash + 1);
-      if (inner === '') continue;
-      switch (scheme) {
-        case 'purelib':
-        case 'platlib':
-          target = `${sitePackages}/${inner}`;
-          break;
-        case 'scripts':
-          target = `bin/${inner}`;
-          mode = 0o755;
-          script = true;
-          break;
-        case 'data':
-          target = inner;
-          break;
-        case 'headers':
-          target = `include/python${major}.${minor}/${distName}/${inner}`;
-          break;
-        default:
-          throw new ArchiveError(`Wheel ${label} has '${entry.path}' in an unknown .data directory '${scheme}'.`, label);
-      }
-    } else {
-      target = `${sitePackages}/${entry.path}`;
-    }
-    if (member.type === 'symlink') {
-      const linkTarget = (await readZipMember(file, member, label, budget, 4096)).toString('utf8');
-      if (await writer.symlink(target, linkTarget, label, { member: entry.path })) clobbered.push(target);
-      installed.set(target, { hash: '', size: 0 });
-    } else if (script) {
-      if (member.size > MAX_SCRIPT) throw new ArchiveError(`Wheel ${label} has a script '${entry.path}' of ${member.size} bytes, more than ${MAX_SCRIPT}; refusing to install it.`, label);
-      const chunks: Buffer[] = [];
-      for await (const chunk of content(entry)) chunks.push(chunk);
-      let data = Buffer.concat(chunks);
-      const firstLineEnd = data.indexOf(0x0a);
-      const firstLine = data.subarray(0, firstLineEnd < 0 ? data.length : firstLineEnd).toString('latin1');
-      if (/^#!pythonw?\s*$/.test(firstLine.replace(/\r$/, ''))) {
-        data = Buffer.concat([Buffer.from(shebang(interpreter)), firstLineEnd < 0 ? Buffer.alloc(0) : data.subarray(firstLineEnd + 1)]);
-      }
-      await put(target, data, mode, entry.path);
-    } else {
-      const hash = createHash('sha256');
-      let size = 0;
-      const counted = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-        for await (const chunk of source) {
-          hash.update(chunk);
-          size += chunk.length;
-          yield chunk;
-        }
-      };
-      if (await writer.writeStream(target, counted(content(entry)), mode, label, { member: entry.path })) clobbered.push(target);
-      installed.set(target, { hash: `sha256=${hash.digest('base64url')}`, size });
-    }
+    const where = wheelTarget(entry.path, layout, label);
+    if (where) await installMember(state, entry, where.target, where.script, interpreter);
   }
-
-  const entryPoints = entries.find((e) => e.path === `${distInfo}/entry_points.txt`);
-  if (entryPoints) {
-    const sections = parseEntryPointsIni((await readZipMember(file, entryPoints.member, label, budget, MAX_METADATA)).toString('utf8'));
-    for (const section of ['console_scripts', 'gui_scripts']) {
-      for (const entryPoint of sections.get(section) ?? []) {
-        const name = safeRelativePath(entryPoint.name, label);
-        if (name.includes('/')) throw new ArchiveError(`Wheel ${label} declares a script name with a slash: '${entryPoint.name}'.`, label);
-        await put(`bin/${name}`, entryPointScript(entryPoint, interpreter), 0o755, `entry_points.txt script '${entryPoint.name}'`);
-      }
-    }
-  }
-
-  await put(`${sitePackages}/${distInfo}/INSTALLER`, 'prebuilt\n', 0o644, `${distInfo}/INSTALLER`);
-  if (options.requested) await put(`${sitePackages}/${distInfo}/REQUESTED`, '', 0o644, `${distInfo}/REQUESTED`);
+  await installEntryPoints(state, entries.find((e) => e.path === `${distInfo}/entry_points.txt`)?.member, interpreter);
+  await putFile(state, `${sitePackages}/${distInfo}/INSTALLER`, 'prebuilt\n', 0o644, `${distInfo}/INSTALLER`);
+  if (options.requested) await putFile(state, `${sitePackages}/${distInfo}/REQUESTED`, '', 0o644, `${distInfo}/REQUESTED`);
 
   const recordPath = `${sitePackages}/${distInfo}/RECORD`;
-  const rows = [...installed.entries()]
+  const rows = [...state.installed.entries()]
     .sort(([a], [b]) => compareBytes(a, b))
     .map(([path, { hash, size }]) => [posix.relative(sitePackages, path), hash, hash ? String(size) : ''].map(csvField).join(','));
   rows.push(`${posix.relative(sitePackages, recordPath)},,`);
   await writer.writeFile(recordPath, `${rows.join('\n')}\n`, 0o644, label, { member: `${distInfo}/RECORD` });
 
-  const files = [...installed.keys(), recordPath].sort(compareBytes);
-  return { distInfo: `${sitePackages}/${distInfo}`, files, clobbered };
+  const files = [...state.installed.keys(), recordPath].sort(compareBytes);
+  return { distInfo: `${sitePackages}/${distInfo}`, files, clobbered: state.clobbered };
 }
 
 /**

@@ -111,7 +111,9 @@ export async function* zipMemberChunks(file: string, member: ZipMember, label: s
     if (member.size !== 0) throw new ArchiveError(`${label} is corrupt or truncated: '${member.name}' has no data for its ${member.size} bytes.`, label);
     return;
   }
-  const raw = createReadStream(file, { start: member.start, end: member.start + member.compressedSize - 1, highWaterMark: 16 * 1024 });
+  // A stored member is read 1 MiB at a time (its size is its declared size); a deflated one 16 KiB
+  // at a time, so the inflater's output per read stays small.
+  const raw = createReadStream(file, { start: member.start, end: member.start + member.compressedSize - 1, highWaterMark: member.method === 8 ? 16 * 1024 : 1024 * 1024 });
   const inflate = member.method === 8 ? createInflateRaw({ chunkSize: 16 * 1024 }) : undefined;
   // pipe() does not forward errors: a read error ends the inflater with it (never an unhandled 'error').
   if (inflate) raw.on('error', (error) => inflate.destroy(error));

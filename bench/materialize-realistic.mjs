@@ -1,0 +1,136 @@
+/**
+ * The materializer on the realistic env (`node bench/materialize.mjs --env realistic`): the
+ * Debian scientific corpus (82 conda packages) read from its cache in
+ * $PREBUILT_BENCH_DIR/corpus (generate it once with `node bench/cold-start.mjs --env realistic`
+ * or `pnpm bench --only b2 --env realistic`), put into a fresh package cache (untimed), then,
+ * interleaved in one run:
+ *   full     — materializeEnv with an empty extraction cache (every package extracted and linked);
+ *   rebuild  — materializeEnv with the extraction cache filled by an earlier build except for one
+ *              package (as when one package of the lock changed);
+ *   tar -x   — GNU tar extracting an uncompressed tar of the same materialized files (the floor:
+ *              the same bytes written, without decompression, jail or bytecode);
+ *   before   — with `--before DIR` (a built checkout of an earlier prebuilt), that checkout's
+ *              materializeEnv on the same lock and package cache.
+ * Prints medians (min–max) and the ratios tar-x/full (the materializer's speed as a fraction of
+ * `tar -x`) and rebuild/full.
+ */
+import { execFileSync } from 'node:child_process';
+import { copyFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { materializeEnv, PackageCache } from '../packages/conda/dist/index.js';
+import { alternate, fail, fmtMs, machine, ratio, stats } from './lib.mjs';
+
+const STATE_DIR = process.env.PREBUILT_BENCH_DIR ?? '/var/tmp/prebuilt-bench';
+
+/** The newest cached corpus directory (one holding artifacts.json). */
+export async function corpusDir() {
+  const root = join(STATE_DIR, 'corpus');
+  const dirs = [];
+  for (const name of await readdir(root).catch(() => [])) {
+    if (!name.startsWith('debian-scientific-')) continue;
+    const info = await stat(join(root, name, 'artifacts.json')).catch(() => undefined);
+    if (info) dirs.push({ dir: join(root, name), mtime: info.mtimeMs });
+  }
+  if (dirs.length === 0) fail(`no realistic corpus in ${root}; generate it once with \`node bench/cold-start.mjs --env realistic --runs 1\`.`);
+  return dirs.sort((a, b) => b.mtime - a.mtime)[0].dir;
+}
+
+/** A lock over every artifact of the corpus (conda packages sorted by name, as locks are). */
+export async function realisticLock(dir) {
+  const artifacts = JSON.parse(await readFile(join(dir, 'artifacts.json'), 'utf8'));
+  const python = artifacts.find((a) => a.record.name === 'python');
+  const channel = 'http://127.0.0.1:5186/debian';
+  const packages = artifacts
+    .map((a) => ({
+      kind: 'conda', name: a.record.name, version: a.record.version, build: a.record.build,
+      url: `${channel}/${a.subdir}/${a.filename}`, sha256: a.record.sha256, size: a.record.size, filename: a.filename, subdir: a.subdir,
+    }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const lock = {
+    specHash: 'bench-realistic',
+    request: { python: '3.11', conda: {}, pypi: {}, channels: [channel], platform: 'linux-64' },
+    platform: 'linux-64',
+    pythonVersion: python.record.version,
+    packages,
+  };
+  return { lock, files: artifacts.map((a) => ({ file: join(dir, a.filename), sha256: a.record.sha256, size: a.record.size })) };
+}
+
+export async function runRealistic({ runs, work, json, before, cacheDir: keptCache, changed = 'six' }) {
+  const dir = await corpusDir();
+  const { lock, files } = await realisticLock(dir);
+  // --cache-dir: a package cache kept between runs (its bytecode cache spares the untimed compile).
+  const cacheDir = keptCache ?? join(work, 'cache');
+  await mkdir(join(cacheDir, 'pkgs'), { recursive: true });
+  for (const f of files) if (!(await stat(join(cacheDir, 'pkgs', f.sha256)).catch(() => undefined))) await copyFile(f.file, join(cacheDir, 'pkgs', f.sha256));
+  const cache = () => new PackageCache({ cacheDir });
+  const prefix = '/opt/prebuilt/envs/0123456789abcdef';
+  const archiveBytes = files.reduce((sum, f) => sum + f.size, 0);
+
+  // Untimed: verify the package cache, warm the bytecode cache, make the tar of the result.
+  const first = join(work, 'env-first');
+  await materializeEnv({ lock, prefix, outDir: first, cache: cache() });
+  const tarFile = join(work, 'env.tar');
+  execFileSync('tar', ['-cf', tarFile, '-C', first, '.']);
+  const installedBytes = Number(execFileSync('du', ['-sb', first], { encoding: 'utf8' }).split('\t')[0]);
+  const fileCount = Number(execFileSync('sh', ['-c', `find '${first}' -type f | wc -l`], { encoding: 'utf8' }).trim());
+  await rm(first, { recursive: true });
+
+  const extractDir = join(cacheDir, 'extracted');
+  const changedPkg = lock.packages.find((p) => p.name === changed) ?? lock.packages[0];
+  const evict = async () => {
+    for (const name of await readdir(extractDir).catch(() => [])) {
+      if (name.includes(changedPkg.sha256)) await rm(join(extractDir, name), { recursive: true, force: true });
+    }
+  };
+  const timed = async (fn) => {
+    const out = join(work, 'out');
+    await rm(out, { recursive: true, force: true });
+    const t = performance.now();
+    await fn(out);
+    const ms = performance.now() - t;
+    await rm(out, { recursive: true, force: true });
+    return ms;
+  };
+  const earlier = before ? await import(join(before, 'packages/conda/dist/index.js')) : undefined;
+  // Untimed: the earlier checkout's bytecode cache (its keys differ) is warmed too.
+  if (earlier) await earlier.materializeEnv({ lock, prefix, outDir: join(work, 'env-before'), cache: new earlier.PackageCache({ cacheDir }) }).then(() => rm(join(work, 'env-before'), { recursive: true }));
+  const variants = [
+    () => rm(extractDir, { recursive: true, force: true }).then(() => timed((out) => materializeEnv({ lock, prefix, outDir: out, cache: cache() }))),
+    () => evict().then(() => timed((out) => materializeEnv({ lock, prefix, outDir: out, cache: cache() }))),
+    () => timed(async (out) => {
+      await mkdir(out);
+      execFileSync('tar', ['-xf', tarFile, '-C', out]);
+    }),
+    ...(earlier ? [() => timed((out) => earlier.materializeEnv({ lock, prefix, outDir: out, cache: new earlier.PackageCache({ cacheDir }) }))] : []),
+  ];
+  const [full, rebuild, tarX, beforeFull] = await alternate(runs, ...variants);
+  const result = {
+    env: 'realistic',
+    corpus: dir,
+    packages: lock.packages.length,
+    archiveMiB: +(archiveBytes / 2 ** 20).toFixed(1),
+    installedMiB: +(installedBytes / 2 ** 20).toFixed(1),
+    files: fileCount,
+    changed: changedPkg.filename,
+    runs,
+    fullMs: stats(full),
+    rebuildMs: stats(rebuild),
+    tarXMs: stats(tarX),
+    ...(beforeFull ? { before, beforeMs: stats(beforeFull), beforeVsTarX: ratio(stats(tarX).median, stats(beforeFull).median) } : {}),
+    materializerVsTarX: ratio(stats(tarX).median, stats(full).median),
+    rebuildVsFull: ratio(stats(rebuild).median, stats(full).median),
+    machine: machine(),
+  };
+  if (json) console.log(JSON.stringify(result, null, 2));
+  else {
+    const s = (x) => `${fmtMs(x.median)} (${fmtMs(x.min)}–${fmtMs(x.max)})`;
+    console.log(`materialize, realistic env: ${result.packages} packages, ${result.archiveMiB} MiB of archives, ${result.installedMiB} MiB / ${result.files} files installed, ${runs} interleaved runs`);
+    console.log(`  full (empty extraction cache)       ${s(result.fullMs)}  = ${(installedBytes / 1e6 / (result.fullMs.median / 1000)).toFixed(0)} MB/s`);
+    console.log(`  rebuild (${result.changed} changed)  ${s(result.rebuildMs)}  = ${result.rebuildVsFull}× full`);
+    console.log(`  tar -x of the same files            ${s(result.tarXMs)}  → materializer = ${result.materializerVsTarX}× tar -x`);
+    if (beforeFull) console.log(`  before (${before})  ${s(result.beforeMs)}  → ${result.beforeVsTarX}× tar -x`);
+    console.log(`  machine: ${JSON.stringify(result.machine)}`);
+  }
+}

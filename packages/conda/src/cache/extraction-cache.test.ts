@@ -1,0 +1,95 @@
+import { lstat, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import type { LockedEnv } from '@prebuilt/core';
+import { materializeEnv } from '../materialize/materialize.js';
+import { writeDeterministicTar } from '../materialize/deterministic-tar.js';
+import { ExtractionCache, PRUNE_AFTER_DAYS } from './extraction-cache.js';
+import { PackageCache } from './package-cache.js';
+
+const PREFIX = '/opt/prebuilt/envs/fedcba9876543210';
+
+let work: string;
+let fixtures: GeneratedFixtures;
+let server: FixtureServer;
+let lock: LockedEnv;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'prebuilt-extraction-cache-'));
+  fixtures = await generateExampleFixtures(join(work, 'fixtures'), { python: false });
+  server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
+  const conda = fixtures.channel.artifacts;
+  const file = (name: string, format: string, subdir?: string) =>
+    conda.find((a) => a.record.name === name && a.format === format && (!subdir || a.subdir === subdir))!.filename;
+  lock = fixtureLock(fixtures, server, {
+    conda: [file('tinyframe', '.tar.bz2'), file('tinycli', '.conda'), file('tinytool', '.conda', 'linux-64')],
+    wheels: [],
+  });
+});
+afterAll(async () => {
+  await server?.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+const tarSha = async (dir: string, name: string): Promise<string> => (await writeDeterministicTar(dir, join(work, `${name}.tar`), { root: 'prefix', mtime: 0 })).sha256;
+
+/** A regular file of the prefix that is a hard link (nlink > 1), relative to it. */
+async function linkedFile(dir: string): Promise<string | undefined> {
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    if ((await lstat(path)).nlink > 1) return path.slice(dir.length + 1);
+  }
+  return undefined;
+}
+
+describe('the extraction cache (materializeEnv)', () => {
+  it('links a rebuild from the cache: the same bytes as without it, hard links to the cache, nothing extracted again', async () => {
+    const cacheDir = join(work, 'cache-a');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(work, 'plain'), cache: new PackageCache({ cacheDir }), extractionCache: false, mtime: 0 });
+    expect(await readdir(join(cacheDir, 'extracted')).catch(() => [])).toEqual([]);
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(work, 'first'), cache: new PackageCache({ cacheDir }), mtime: 0 });
+    const entries = (await readdir(join(cacheDir, 'extracted'))).sort();
+    expect(entries).toHaveLength(3);
+    const manifests = await Promise.all(entries.map((e) => lstat(join(cacheDir, 'extracted', e, 'manifest.json'))));
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(work, 'second'), cache: new PackageCache({ cacheDir }), mtime: 0 });
+    // The same entries, not extracted again (the same manifest inodes).
+    expect((await readdir(join(cacheDir, 'extracted'))).sort()).toEqual(entries);
+    const again = await Promise.all(entries.map((e) => lstat(join(cacheDir, 'extracted', e, 'manifest.json'))));
+    expect(again.map((s) => s.ino)).toEqual(manifests.map((s) => s.ino));
+    expect(await linkedFile(join(work, 'second'))).toBeDefined();
+    const plain = await tarSha(join(work, 'plain'), 'plain');
+    expect(await tarSha(join(work, 'first'), 'first')).toBe(plain);
+    expect(await tarSha(join(work, 'second'), 'second')).toBe(plain);
+  });
+
+  it('extracts a package again when a cached file was changed, also through a hard link in a prefix, and never serves the change', async () => {
+    const cacheDir = join(work, 'cache-b');
+    const first = join(work, 'b-first');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: first, cache: new PackageCache({ cacheDir }), mtime: 0 });
+    const expected = await tarSha(first, 'b-expected');
+    const rel = (await linkedFile(first))!;
+    const original = await readFile(join(first, rel));
+    // Written through the prefix's hard link (as a tool editing the built prefix in place would).
+    await writeFile(join(first, rel), 'tampered\n');
+    const second = join(work, 'b-second');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: second, cache: new PackageCache({ cacheDir }), mtime: 0 });
+    expect(await readFile(join(second, rel))).toEqual(original);
+    expect(await tarSha(second, 'b-second')).toBe(expected);
+    // The shared inode was replaced: the first prefix's tampered file is no longer the cache's.
+    expect((await lstat(join(first, rel))).ino).not.toBe((await lstat(join(second, rel))).ino);
+  });
+
+  it('removes entries unused for the prune period, keeps recent ones', async () => {
+    const dir = join(work, 'cache-c', 'extracted');
+    const cacheDir = join(work, 'cache-c');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(work, 'c-env'), cache: new PackageCache({ cacheDir }), mtime: 0 });
+    const [old, ...recent] = await readdir(dir);
+    const past = new Date(Date.now() - (PRUNE_AFTER_DAYS + 1) * 86_400_000);
+    await utimes(join(dir, old!, 'manifest.json'), past, past);
+    expect(await new ExtractionCache(dir).prune()).toBe(1);
+    expect((await readdir(dir)).sort()).toEqual(recent.sort());
+  });
+});

@@ -1,0 +1,197 @@
+/**
+ * The extraction cache: each conda package extracted once, kept beside the package cache
+ * (`<cache dir>/extracted/<sha256>-<mtime>/`), so a rebuild whose lock changed one package
+ * extracts only that one and links the others' files into the new prefix (hard links: no byte is
+ * copied; a copy where the cache and the prefix are on different file systems).
+ *
+ * What an entry holds is the archive's content, not the installed bytes: the kept `info/` files,
+ * the body's entries in archive order and each file's bytes under a name this code makes
+ * (`f/<n>`). Everything that depends on the env — prefix replacement, the noarch remap, entry
+ * points, bytecode — is done at link time by the installer through the prefix jail, as for a
+ * fresh extraction, so the key is the archive's sha256 (already verified by the package cache)
+ * and the mtime the files are given (they carry the build's normalised mode and mtime, so the
+ * prefix's normalisation leaves the shared inodes untouched).
+ *
+ * Verification, as for downloads (verified-entry.ts): the manifest records every file's size,
+ * inode, mode and mtime (nanoseconds); an entry is used only when each file's `lstat` still
+ * matches: any write to a file — in the cache or through a hard link in a prefix — moves its
+ * mtime. Unlike verified-entry.ts the ctime is not compared: making and removing the hard links
+ * moves it on every build. So what is not caught is a change followed by a deliberate reset of
+ * the mtime (utimes) — which needs write access to the cache directory or to a prefix
+ * materialized from it; keep both private to the building user, as the package cache. An entry
+ * that does not match is removed and the package extracted again from its verified archive. An entry unused for {@link PRUNE_AFTER_DAYS}
+ * days is removed by the next materialize that uses the cache.
+ */
+import { chmodSync, lstatSync, utimesSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { createLogger, errorMessage, normalisedMode } from '@prebuilt/core';
+import type { ExtractedCondaPackage, ExtractedEntry } from '../materialize/conda-extract.js';
+import { hashFile } from './sha256-file.js';
+
+const log = createLogger('conda:extraction-cache');
+
+/** Part of every entry's name: bump when what an entry holds changes. */
+const FORMAT = 'v2';
+/** Entries not used for this many days are removed. */
+export const PRUNE_AFTER_DAYS = 14;
+
+/** What the manifest records of a file, to tell it is still the one extracted. */
+interface FileStamp {
+  size: number;
+  ino: string;
+  mode: number;
+  mtimeNs: string;
+}
+
+type StoredEntry =
+  | (Omit<Extract<ExtractedEntry, { type: 'file' }>, 'file'> & { file: string; stamp: FileStamp })
+  | Exclude<ExtractedEntry, { type: 'file' }>;
+
+interface Manifest {
+  format: typeof FORMAT;
+  sha256: string;
+  md5: string;
+  info: Record<string, string>;
+  entries: StoredEntry[];
+}
+
+/** A package extracted into the cache: its contents (files inside the entry) and the archive's md5. */
+export interface CachedExtraction {
+  contents: ExtractedCondaPackage;
+  md5: string;
+  /** Whether the entry was already there (false: extracted now). */
+  hit: boolean;
+}
+
+function stampOf(path: string): FileStamp | undefined {
+  const stats = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+  if (!stats?.isFile()) return undefined;
+  return { size: Number(stats.size), ino: String(stats.ino), mode: Number(stats.mode) & 0o7777, mtimeNs: String(stats.mtimeNs) };
+}
+
+const sameStamp = (a: FileStamp | undefined, b: FileStamp): boolean =>
+  a !== undefined && a.size === b.size && a.ino === b.ino && a.mode === b.mode && a.mtimeNs === b.mtimeNs;
+
+export class ExtractionCache {
+  readonly dir: string;
+
+  /** `dir`: the cache's own directory (`<package cache dir>/extracted`). */
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  #entryDir(sha256: string, mtime: number): string {
+    return join(this.dir, `${sha256.toLowerCase()}-${mtime}-${FORMAT}`);
+  }
+
+  /**
+   * The package's extraction: from the cache when its entry is intact, else extracted now with
+   * `extract(scratch)` (into a directory beside the entry, renamed into place once complete).
+   */
+  async obtain(
+    archive: string,
+    sha256: string,
+    mtime: number,
+    extract: (scratch: string) => Promise<ExtractedCondaPackage>,
+  ): Promise<CachedExtraction> {
+    const dir = this.#entryDir(sha256, mtime);
+    const cached = await this.#read(dir, sha256);
+    if (cached) return { ...cached, hit: true };
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(this.dir, { recursive: true });
+    const partial = `${dir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
+    try {
+      const contents = await extract(join(partial, 'f'));
+      const manifest = await this.#seal(partial, sha256, await hashFile(archive, 'md5'), contents, mtime);
+      try {
+        await rename(partial, dir);
+      } catch (error) {
+        // Another process put the same entry in place first: use it.
+        log('entry %s already there (%s)', dir, errorMessage(error));
+        await rm(partial, { recursive: true, force: true });
+        const theirs = await this.#read(dir, sha256);
+        if (theirs) return { ...theirs, hit: true };
+        throw error;
+      }
+      return { contents: this.#contents(dir, manifest), md5: manifest.md5, hit: false };
+    } catch (error) {
+      await rm(partial, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** Gives every extracted file the normalised mode and `mtime`, records their stamps and writes the manifest. */
+  async #seal(partial: string, sha256: string, md5: string, contents: ExtractedCondaPackage, mtime: number): Promise<Manifest> {
+    const time = new Date(mtime * 1000);
+    const entries: StoredEntry[] = [];
+    for (const entry of contents.entries) {
+      if (entry.type !== 'file') {
+        entries.push(entry);
+        continue;
+      }
+      // Synchronous calls, as for the stamps: one short system call each, no thread-pool round trip.
+      // The file was created with its normalised mode unless the umask narrowed it.
+      const mode = normalisedMode('file', entry.mode);
+      if ((stampOf(entry.file)?.mode ?? -1) !== mode) chmodSync(entry.file, mode);
+      utimesSync(entry.file, time, time);
+      const name = entry.file.slice(partial.length + 1);
+      entries.push({ ...entry, file: name, stamp: stampOf(entry.file)! });
+    }
+    const info: Record<string, string> = {};
+    for (const [name, data] of contents.info) info[name] = data.toString('base64');
+    const manifest: Manifest = { format: FORMAT, sha256: sha256.toLowerCase(), md5, info, entries };
+    await writeFile(join(partial, 'manifest.json'), JSON.stringify(manifest));
+    return manifest;
+  }
+
+  /** The entry's manifest when the entry is intact (every file's stamp unchanged); undefined (and a note in the log) else. */
+  async #read(dir: string, sha256: string): Promise<{ contents: ExtractedCondaPackage; md5: string } | undefined> {
+    const raw = await readFile(join(dir, 'manifest.json'), 'utf8').catch(() => undefined);
+    if (raw === undefined) return undefined;
+    let manifest: Manifest;
+    try {
+      manifest = JSON.parse(raw) as Manifest;
+    } catch {
+      return undefined;
+    }
+    if (manifest.format !== FORMAT || manifest.sha256 !== sha256.toLowerCase()) return undefined;
+    for (const entry of manifest.entries) {
+      if (entry.type === 'file' && !sameStamp(stampOf(join(dir, entry.file)), entry.stamp)) {
+        log('entry %s: %s changed since it was extracted; extracting the package again', dir, entry.file);
+        return undefined;
+      }
+    }
+    const now = new Date();
+    await utimes(join(dir, 'manifest.json'), now, now).catch(() => undefined);
+    return { contents: this.#contents(dir, manifest), md5: manifest.md5 };
+  }
+
+  #contents(dir: string, manifest: Manifest): ExtractedCondaPackage {
+    const info = new Map<string, Buffer>();
+    for (const [name, data] of Object.entries(manifest.info)) info.set(name, Buffer.from(data, 'base64'));
+    const entries = manifest.entries.map((entry): ExtractedEntry => {
+      if (entry.type !== 'file') return entry;
+      const { stamp: _stamp, ...rest } = entry;
+      return { ...rest, file: join(dir, entry.file) };
+    });
+    return { info, entries };
+  }
+
+  /** Removes entries not used for {@link PRUNE_AFTER_DAYS} days and partial ones left by a crash over a day ago. Best effort. */
+  async prune(now: number = Date.now()): Promise<number> {
+    let removed = 0;
+    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
+      const path = join(this.dir, name);
+      const used = name.includes('.partial-')
+        ? (await stat(path).catch(() => undefined))?.mtimeMs
+        : (await stat(join(path, 'manifest.json')).catch(() => undefined))?.mtimeMs;
+      const limit = name.includes('.partial-') ? 86_400_000 : PRUNE_AFTER_DAYS * 86_400_000;
+      if (used !== undefined && now - used <= limit) continue;
+      await rm(path, { recursive: true, force: true }).catch((error: unknown) => log('cannot remove %s: %s', path, errorMessage(error)));
+      removed += 1;
+    }
+    return removed;
+  }
+}
