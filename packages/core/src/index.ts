@@ -92,7 +92,7 @@ export {
   type EnvMaterializer,
   type EnvProgress,
 } from './contracts.js';
-export { type ImageMap, type ImageMapImage, type ImageMapStep } from './deploy/image-map.js';
+export { ENV_PREFIX, envPrefix, type ImageMap, type ImageMapImage, type ImageMapStep } from './deploy/image-map.js';
 export { positiveSetting } from './backend-kit/settings.js';
 export { sleep } from './registry/retry.js';
 export { netFetch, type NetResponse } from './net/net-fetch.js';
