@@ -14,6 +14,7 @@ import {
 } from '@prebuilt/core/backend';
 import { expand, parseDockerfile, renderWord, type Instruction } from './dockerfile.js';
 import { imagePath, type LayerEntry } from './layer.js';
+import { GROUPING, layerGroups, type LayeringPolicy } from './layering.js';
 
 /** Media types of an image in the Docker v2 or the OCI format. */
 export interface ImageFormat {
@@ -156,14 +157,16 @@ function contextPath(contextDir: string, source: string): string {
 
 /**
  * Plans the layers and config changes of a Dockerfile against a base. A COPY of the materialized
- * prefix directory (named by `prefix-layers.json` in the context) becomes one layer per package
- * plus one layer for the entries no package owns; any other COPY becomes one layer.
+ * prefix directory (named by `prefix-layers.json` in the context) becomes the package layers of the
+ * layering policy plus one layer for the entries no package owns (`single`: one layer); any other
+ * COPY becomes one layer.
  */
 export async function planImage(
   instructions: Instruction[],
   base: BaseImage,
   contextDir: string,
   signal: AbortSignal | undefined,
+  layering: LayeringPolicy = 'grouped',
 ): Promise<ImagePlan> {
   const env = envMap(base.config);
   const labels = labelMap(base.config);
@@ -219,7 +222,7 @@ export async function planImage(
         plan.emptyHistory.push({ createdBy: instruction.text, afterLayers: plan.layers.length });
         break;
       case 'copy':
-        plan.layers.push(...(await planCopy(instruction, contextDir, env, plan.workdir, prefixLayers)));
+        plan.layers.push(...(await planCopy(instruction, contextDir, env, plan.workdir, layering === 'single' ? undefined : prefixLayers, layering)));
         break;
     }
   }
@@ -241,6 +244,7 @@ async function planCopy(
   env: Map<string, string>,
   workdir: string | undefined,
   prefixLayers: PrefixLayers | undefined,
+  layering: LayeringPolicy,
 ): Promise<PlannedLayer[]> {
   const rawDest = expand(instruction.dest, env);
   const dest = posix.resolve(workdir ?? '/', rawDest);
@@ -253,7 +257,7 @@ async function planCopy(
     if (info.isDirectory()) {
       const rel = relative(resolve(contextDir), full).split(sep).join('/');
       if (instruction.sources.length === 1 && prefixLayers && rel === prefixLayers.prefixDir) {
-        return splitPrefix(full, dest, prefixLayers, instruction.text);
+        return splitPrefix(full, dest, prefixLayers, instruction.text, layering);
       }
       for (const entry of await listTree(full, 'an image layer')) {
         entries.push({ path: imagePath(dest, entry.rel), kind: entry.kind, mode: entry.mode, ...(entry.kind === 'directory' ? {} : { source: join(full, entry.rel) }) });
@@ -270,29 +274,45 @@ async function planCopy(
   return [{ name: instruction.text.slice(5), entries, createdBy: instruction.text }];
 }
 
-/** One layer per package (its own entries), then one layer with every entry no package owns. */
-async function splitPrefix(dir: string, dest: string, layers: PrefixLayers, text: string): Promise<PlannedLayer[]> {
+/**
+ * The prefix cut into layers by the policy (see layering.ts): each package's own entries (a file two
+ * packages list belongs to the first), one layer per package or per group of packages, then one
+ * layer with every entry no package owns.
+ */
+async function splitPrefix(dir: string, dest: string, layers: PrefixLayers, text: string, layering: LayeringPolicy): Promise<PlannedLayer[]> {
   const tree = await listTree(dir, 'an image layer');
   const byRel = new Map(tree.map((e) => [e.rel, e]));
   const owned = new Set<string>();
-  const out: PlannedLayer[] = [];
   const entryOf = (rel: string): LayerEntry => {
     const e = byRel.get(rel);
     if (!e) throw new BuildInputProblem(`${PREFIX_LAYERS_FILE} lists '${rel}', which is not in the prefix directory ${dir}; prepare the build context again.`);
     return { path: imagePath(dest, rel), kind: e.kind, mode: e.mode, ...(e.kind === 'directory' ? {} : { source: join(dir, rel) }) };
   };
-  for (const pkg of layers.packages) {
-    const entries = pkg.files.filter((rel) => !owned.has(rel)).map((rel) => {
-      owned.add(rel);
-      return entryOf(rel);
-    });
-    entries.push({ path: imagePath(dest, ''), kind: 'directory' });
-    out.push({ name: pkg.filename, entries, createdBy: `${text} # ${pkg.kind} package ${pkg.filename} (sha256 ${pkg.sha256.slice(0, 12)})` });
-  }
+  const own = layers.packages.map((pkg) => pkg.files.filter((rel) => !owned.has(rel) && owned.add(rel)).map(entryOf));
+  const root: LayerEntry = { path: imagePath(dest, ''), kind: 'directory' };
+  const sized = await Promise.all(layers.packages.map(async (pkg, i) => ({ kind: pkg.kind, name: pkg.name, bytes: await fileBytes(own[i]!, layering, layers.packages.length) })));
+  const out: PlannedLayer[] = layerGroups(sized, layering).map((group) => {
+    const pkgs = group.map((i) => layers.packages[i]!);
+    const entries = [...group.flatMap((i) => own[i]!), root];
+    if (pkgs.length === 1) {
+      const pkg = pkgs[0]!;
+      return { name: pkg.filename, entries, createdBy: `${text} # ${pkg.kind} package ${pkg.filename} (sha256 ${pkg.sha256.slice(0, 12)})` };
+    }
+    const names = pkgs.map((p) => p.filename);
+    return { name: `group of ${pkgs.length} (${names[0]}, …)`, entries, createdBy: `${text} # ${pkgs.length} packages: ${names.join(' ')}` };
+  });
   const rest: LayerEntry[] = tree.filter((e) => !owned.has(e.rel)).map((e) => entryOf(e.rel));
-  rest.push({ path: imagePath(dest, ''), kind: 'directory' });
+  rest.push(root);
   out.push({ name: 'env', entries: rest, createdBy: `${text} # env files no package owns (conda-meta, metadata)` });
   return out;
+}
+
+/** Bytes of a package's files, when the policy needs sizes (grouped, more packages than layers); else 0. */
+async function fileBytes(entries: LayerEntry[], layering: LayeringPolicy, packages: number): Promise<number> {
+  if (layering !== 'grouped' || packages <= GROUPING.maxSolo + GROUPING.groups) return 0;
+  let bytes = 0;
+  for (const entry of entries) if (entry.kind === 'file' && entry.source) bytes += (await lstat(entry.source)).size;
+  return bytes;
 }
 
 /** The Dockerfile's instructions, or the problem that stops this service from building it. */
@@ -350,7 +370,7 @@ export function imageManifest(format: ImageFormat, config: OciDescriptor, layers
     schemaVersion: 2,
     mediaType: format.manifest,
     config: { mediaType: config.mediaType, digest: config.digest, size: config.size },
-    layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+    layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(l.annotations ? { annotations: l.annotations } : {}) })),
   };
 }
 

@@ -7,10 +7,14 @@ import { writeFileAtomic } from '@prebuilt/core/backend';
 export interface CompressedLayer {
   digest: string;
   size: number;
+  /** The layer's diff_id when it is not the plain tar's sha256 (eStargz adds the TOC to the tar). */
+  diffId?: string;
+  /** Annotations of the layer's descriptor (eStargz). */
+  annotations?: Record<string, string>;
 }
 
 /**
- * Remembers, by diff_id (sha256 of the uncompressed tar), the digest and size of the layer's
+ * Remembers, by the sha256 of the layer's plain tar (its diff_id, except for eStargz), the digest and size of the layer's
  * deterministic compression in one format (one cache per format: the service gives each its own
  * directory). Compression is a pure function of the tar, so an entry never goes stale; it
  * lets a rebuild ask the registry for a layer without compressing it again. On disk under
@@ -48,9 +52,14 @@ export class LayerCache {
     const file = this.#file(diffId);
     if (!file) return undefined;
     const text = await readFile(file, 'utf8').catch(() => undefined);
-    const match = text === undefined ? null : /^(sha256:[0-9a-f]{64}) (\d+)\n?$/.exec(text);
+    const match = text === undefined ? null : /^(sha256:[0-9a-f]{64}) (\d+)\n?(?:(sha256:[0-9a-f]{64})\n(\{.*\})\n)?$/.exec(text);
     if (!match) return undefined;
-    const entry = { digest: match[1]!, size: Number(match[2]) };
+    const entry: CompressedLayer = { digest: match[1]!, size: Number(match[2]) };
+    if (match[3]) {
+      const annotations = parseAnnotations(match[4]!);
+      if (!annotations) return undefined;
+      Object.assign(entry, { diffId: match[3], annotations });
+    }
     this.#memory.set(diffId, entry);
     return entry;
   }
@@ -59,7 +68,18 @@ export class LayerCache {
     this.#memory.set(diffId, entry);
     const file = this.#file(diffId);
     // A cache that cannot be written only costs a recompression next time.
-    if (file) await writeFileAtomic(file, `${entry.digest} ${entry.size}\n`).catch(() => undefined);
+    const extra = entry.diffId ? `${entry.diffId}\n${JSON.stringify(entry.annotations ?? {})}\n` : '';
+    if (file) await writeFileAtomic(file, `${entry.digest} ${entry.size}\n${extra}`).catch(() => undefined);
+  }
+}
+
+function parseAnnotations(text: string): Record<string, string> | undefined {
+  try {
+    const value = JSON.parse(text) as unknown;
+    if (typeof value !== 'object' || value === null || Object.values(value).some((v) => typeof v !== 'string')) return undefined;
+    return value as Record<string, string>;
+  } catch {
+    return undefined;
   }
 }
 

@@ -2,16 +2,21 @@ import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import { constants as zlibConstants, createGzip } from 'node:zlib';
 import { compress as zstdCompress } from '@mongodb-js/zstd';
+import { ESTARGZ_CHUNK, estargzStream } from './estargz.js';
 
-/** How the oci service compresses the layers it builds. */
-export type LayerCompression = 'gzip' | 'zstd';
+/**
+ * How the oci service compresses the layers it builds: `gzip`, `zstd`, or `estargz` (gzip in
+ * per-file members with a table of contents, for lazy pulling; see estargz.ts).
+ */
+export type LayerCompression = 'gzip' | 'zstd' | 'estargz';
 
-export const LAYER_COMPRESSIONS: readonly LayerCompression[] = ['gzip', 'zstd'];
+export const LAYER_COMPRESSIONS: readonly LayerCompression[] = ['gzip', 'zstd', 'estargz'];
 
-/** The OCI layer media type of each compression (zstd exists only in the OCI format, not Docker v2). */
+/** The OCI layer media type of each compression (zstd exists only in the OCI format, not Docker v2; eStargz is tar+gzip). */
 export const OCI_LAYER_MEDIA_TYPE: Record<LayerCompression, string> = {
   gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
   zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+  estargz: 'application/vnd.oci.image.layer.v1.tar+gzip',
 };
 
 /** Fixed parameters of the gzip layers: zlib level 6, 32 KiB window, memLevel 8, default strategy. */
@@ -30,6 +35,7 @@ export const ZSTD_BLOCK = 4 << 20;
 export const LAYER_FORMAT_ID: Record<LayerCompression, string> = {
   gzip: `gzip-zlib${GZIP_LEVEL}-${process.versions.zlib ?? 'unknown'}`,
   zstd: `zstd${ZSTD_LEVEL}-frames${ZSTD_BLOCK >> 20}m`,
+  estargz: `estargz-zlib${GZIP_LEVEL}-${process.versions.zlib ?? 'unknown'}-chunks${ESTARGZ_CHUNK >> 20}m`,
 };
 
 /** gzip's OS byte (offset 9), fixed to 3 (Unix) whatever zlib was built for. */
@@ -103,7 +109,11 @@ export function deterministicZstdStream(parallel = availableParallelism()): Tran
   });
 }
 
-/** The compressing stages (to pipe in order) of a compression. */
+/**
+ * The compressing stages (to pipe in order) of a compression. The eStargz stage's TOC digest and
+ * diff_id are only reported through `writeLayer`, which builds layers with it.
+ */
 export function layerCompressor(compression: LayerCompression): Transform[] {
+  if (compression === 'estargz') return [estargzStream().stream];
   return compression === 'zstd' ? [deterministicZstdStream()] : deterministicGzipStream();
 }

@@ -5,6 +5,8 @@ import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
 import { addTarTreeEntry, CancelledError, compareBytes, sha256Tap } from '@prebuilt/core/backend';
+import { availableParallelism } from 'node:os';
+import { estargzStream, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
 import { deterministicGzipStream, layerCompressor, type LayerCompression } from './layer-codec.js';
 
 /** One entry of a layer: where it goes in the image and where its content comes from. */
@@ -116,10 +118,14 @@ export interface WrittenLayer {
   size: number;
   /** sha256 of the uncompressed tar: the diff_id. */
   diffId: string;
+  /** sha256 of the plain tar of the entries (what the layer cache is keyed by): the diff_id, except for eStargz, whose tar adds the TOC. */
+  tarDigest: string;
   tarSize: number;
   entries: number;
   /** The compressed blob on disk. */
   file: string;
+  /** Annotations of the layer's descriptor (eStargz: the TOC digest and the uncompressed size). */
+  annotations?: Record<string, string>;
 }
 
 /**
@@ -134,8 +140,14 @@ export async function writeLayer(
 ): Promise<WrittenLayer> {
   const tar = hashTap();
   const blob = hashTap();
-  const { entries: count } = await streamTar(entries, [tar.stream, ...layerCompressor(options.compression), blob.stream, createWriteStream(file)], options);
-  return { digest: blob.digest(), size: blob.size(), diffId: tar.digest(), tarSize: tar.size(), entries: count, file };
+  const esgz = options.compression === 'estargz' ? estargzStream(availableParallelism()) : undefined;
+  const compressor = esgz ? [esgz.stream] : layerCompressor(options.compression);
+  const { entries: count } = await streamTar(entries, [tar.stream, ...compressor, blob.stream, createWriteStream(file)], options);
+  const tarDigest = tar.digest();
+  const written = { digest: blob.digest(), size: blob.size(), diffId: tarDigest, tarDigest, tarSize: tar.size(), entries: count, file };
+  if (!esgz) return written;
+  const { diffId, tocDigest, uncompressedSize } = esgz.result();
+  return { ...written, diffId, tarSize: uncompressedSize, annotations: { [TOC_DIGEST_ANNOTATION]: tocDigest, [UNCOMPRESSED_SIZE_ANNOTATION]: String(uncompressedSize) } };
 }
 
 /** A pass-through stage that hashes and counts what flows through it; digest as `sha256:<hex>`. */

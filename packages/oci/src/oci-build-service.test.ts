@@ -23,6 +23,7 @@ import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
 import { generateExampleFixtures, generateFixtures, startFixtureServer, syntheticFixtureSet, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
 import { pushImageIndex } from './image-index.js';
 import { LAYER_FORMAT_ID } from './layer-codec.js';
+import { GROUPING } from './layering.js';
 import { createOciBuildService, ociSettings, type PushSummary } from './oci-build-service.js';
 import { fixtureLock } from '@prebuilt/fixtures';
 import { credentialsFor, headDigest, missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
@@ -201,14 +202,20 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
     return fixtureLock(fixtures, server, { conda: files, wheels: [] }, { condaRequested: names });
   }
 
-  async function push(lock: LockedEnv, imageTag: string, cacheDir: string, layerCacheDir: string | false = join(cacheDir, 'oci-layers')): Promise<PushSummary> {
+  async function push(
+    lock: LockedEnv,
+    imageTag: string,
+    cacheDir: string,
+    layerCacheDir: string | false = join(cacheDir, 'oci-layers'),
+    env: Record<string, string> = { METAFLOW_PREBUILT_OCI_LAYERS: 'per-package' },
+  ): Promise<PushSummary> {
     const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir }), tempDir: work });
     // One prefix for both envs: a package's layer is the same bytes only where its files land at the same paths.
     const prefix = '/opt/prebuilt/envs/shared';
     const prepared = await runner.prepare({ lock, envId: 'shared', prefix, base: baseIdentity() });
     let summary: PushSummary | undefined;
     try {
-      const result = await createOciBuildService({ env: {}, layerCacheDir, onPushed: (s) => (summary = s) }).buildAndPush({
+      const result = await createOciBuildService({ env, layerCacheDir, onPushed: (s) => (summary = s) }).buildAndPush({
         dockerfile: prepared.dockerfile,
         contextDir: prepared.contextDir,
         imageTag,
@@ -221,7 +228,20 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
     }
   }
 
-  it('the second push uploads one package layer plus the env layer, config and manifest — counted in bytes sent', async () => {
+  it('grouped (the default): 30 packages in at most 18 layers; the second push uploads the changed package\'s group layer plus the env layer', async () => {
+    const repo = `${services.registries!.plain.host}/${uniqueRepo('group')}`;
+    const first = await push(synthLock(false), `${repo}:a`, join(work, 'cache-grouped'), undefined, {});
+    expect(first.layers.length).toBeLessThanOrEqual(GROUPING.maxSolo + GROUPING.groups + 1);
+    expect(first.layers.length).toBeGreaterThan(2);
+    const second = await push(synthLock(true), `${repo}:b`, join(work, 'cache-grouped'), undefined, {});
+    const uploaded = second.layers.filter((l) => l.status === 'uploaded');
+    expect(uploaded).toHaveLength(2);
+    expect(uploaded[1]!.name).toBe('env');
+    expect(second.layers.filter((l) => l.status === 'exists')).toHaveLength(first.layers.length - 2);
+    expect(second.bytesSent).toBeLessThan(first.bytesSent / 2);
+  }, 600_000);
+
+  it('per-package: the second push uploads one package layer plus the env layer, config and manifest — counted in bytes sent', async () => {
     const repo = `${services.registries!.plain.host}/${uniqueRepo('share')}`;
     const first = await push(synthLock(false), `${repo}:a`, join(work, 'cache'));
     expect(first.layers).toHaveLength(31);
@@ -360,6 +380,25 @@ describe('oci settings: layer compression', () => {
     })();
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).message).toContain("'brotli'");
-    expect((error as ConfigError).hint).toMatch(/METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.*gzip or zstd/);
+    expect((error as ConfigError).hint).toMatch(/METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.*gzip, zstd or estargz/);
+  });
+});
+
+describe('oci settings: layering policy', () => {
+  it('grouped by default; METAFLOW_PREBUILT_OCI_LAYERS=per-package|single (any case) selects them; the option wins over the env var', () => {
+    expect(ociSettings({ env: {} }).layers).toBe('grouped');
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYERS: ' Per-Package ' } }).layers).toBe('per-package');
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYERS: 'single' } }).layers).toBe('single');
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYERS: 'single' }, layers: 'grouped' }).layers).toBe('grouped');
+  });
+
+  it('an unknown policy is a ConfigError naming the setting and the choices', () => {
+    expect(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYERS: 'per-file' } })).toThrow(ConfigError);
+    try {
+      ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYERS: 'per-file' } });
+    } catch (e) {
+      expect((e as ConfigError).message).toContain("'per-file'");
+      expect((e as ConfigError).hint).toMatch(/METAFLOW_PREBUILT_OCI_LAYERS.*grouped, per-package, single/);
+    }
   });
 });

@@ -12,6 +12,7 @@ import {
   type BuildRequest,
   type BuildResult,
   type BuildService,
+  type ImageRef,
   type OciDescriptor,
   type RegistryClientOptions,
   type RetryPolicy,
@@ -21,9 +22,22 @@ import {
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BuildInputProblem, dockerfileInstructions, fetchBase, fromRef, imageConfig, imageManifest, ociFormatOf, planImage } from './image-assembly.js';
+import {
+  BuildInputProblem,
+  dockerfileInstructions,
+  fetchBase,
+  fromRef,
+  imageConfig,
+  imageManifest,
+  ociFormatOf,
+  planImage,
+  type BaseImage,
+  type ImagePlan,
+  type PlannedLayer,
+} from './image-assembly.js';
 import { LAYER_COMPRESSIONS, LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, type LayerCompression } from './layer-codec.js';
 import { LayerCache, defaultLayerCacheDir } from './layer-cache.js';
+import { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 import { layerDiffId, writeLayer } from './layer.js';
 
 const log = createLogger('oci');
@@ -36,8 +50,10 @@ export const OCI_ENV = {
   insecureRegistries: 'METAFLOW_PREBUILT_OCI_INSECURE_REGISTRIES',
   /** Comma-separated repositories of the target registry to offer as cross-repository mount sources. */
   mountFrom: 'METAFLOW_PREBUILT_OCI_MOUNT_FROM',
-  /** `gzip` (default) or `zstd`: how the new layers are compressed. */
+  /** `gzip` (default), `zstd` or `estargz`: how the new layers are compressed. */
   layerCompression: 'METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION',
+  /** `grouped` (default), `per-package` or `single`: how the env prefix is cut into layers. */
+  layers: 'METAFLOW_PREBUILT_OCI_LAYERS',
 } as const;
 
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
@@ -77,10 +93,17 @@ export interface OciBuildServiceOptions {
   layerCacheDir?: string | false;
   /**
    * How the new layers are compressed: `gzip` (default; every runtime pulls it) or `zstd` (an OCI
-   * image with `tar+zstd` layers; needs Docker Engine ≥ 23.0 or containerd ≥ 1.5 on every node).
-   * Env METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.
+   * image with `tar+zstd` layers; needs Docker Engine ≥ 23.0 or containerd ≥ 1.5 on every node) or
+   * `estargz` (gzip layers with a table of contents, lazily pulled by containerd with the stargz
+   * snapshotter, pulled as plain gzip by every other runtime). Env METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.
    */
   layerCompression?: LayerCompression;
+  /**
+   * How the env prefix is cut into layers: `grouped` (default: big packages alone, small ones in up
+   * to 8 groups — at most 18 package layers), `per-package` (one layer per package) or `single`
+   * (one layer). Env METAFLOW_PREBUILT_OCI_LAYERS.
+   */
+  layers?: LayeringPolicy;
   /** Layers compressed at once (each on the libuv thread pool). Default: the number of cores. */
   parallelLayers?: number;
   /** Receives what each successful push cost. */
@@ -112,6 +135,7 @@ export interface OciSettings {
   mountFrom: string[];
   sourceDateEpoch: number;
   layerCompression: LayerCompression;
+  layers: LayeringPolicy;
 }
 
 function compressionSetting(value: string | undefined, env: Record<string, string | undefined>): LayerCompression {
@@ -121,7 +145,18 @@ function compressionSetting(value: string | undefined, env: Record<string, strin
   if ((LAYER_COMPRESSIONS as readonly string[]).includes(name)) return name as LayerCompression;
   throw new ConfigError(`The layer compression '${raw}' is not one the oci build service knows.`, {
     setting: OCI_ENV.layerCompression,
-    hint: `Set ${OCI_ENV.layerCompression} (or the option 'layerCompression') to gzip or zstd.`,
+    hint: `Set ${OCI_ENV.layerCompression} (or the option 'layerCompression') to gzip, zstd or estargz.`,
+  });
+}
+
+function layeringSetting(value: string | undefined, env: Record<string, string | undefined>): LayeringPolicy {
+  const raw = value ?? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.layers, option: 'layers', description: 'layering policy', env });
+  if (raw === undefined) return 'grouped';
+  const name = raw.trim().toLowerCase();
+  if ((LAYERING_POLICIES as readonly string[]).includes(name)) return name as LayeringPolicy;
+  throw new ConfigError(`The layering policy '${raw}' is not one the oci build service knows.`, {
+    setting: OCI_ENV.layers,
+    hint: `Set ${OCI_ENV.layers} (or the option 'layers') to ${LAYERING_POLICIES.join(', ')}.`,
   });
 }
 
@@ -141,6 +176,7 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
     mountFrom: list(options.mountFrom, OCI_ENV.mountFrom, 'mountFrom', env),
     sourceDateEpoch: epochSetting(options.sourceDateEpoch, env),
     layerCompression: compressionSetting(options.layerCompression, env),
+    layers: layeringSetting(options.layers, env),
   };
 }
 
@@ -164,8 +200,46 @@ export function createOciBuildService(options: OciBuildServiceOptions = {}): Bui
   };
 }
 
+/** One build in progress: its request, settings, registry client and log. */
+interface BuildRun {
+  request: BuildRequest;
+  settings: OciSettings;
+  options: OciBuildServiceOptions;
+  cache: LayerCache;
+  client: RegistryClient;
+  /** The last 200 log lines, for a failed build's log tail. */
+  lines: string[];
+  say: (line: string) => void;
+  cancelled: () => CancelledError;
+}
+
+/** Where the new image goes: the target, its repository and the upload options. */
+interface PushTarget {
+  target: ImageRef;
+  repo: ImageRef;
+  upload: { signal?: AbortSignal; chunkSize: number; mountFrom: string[] };
+}
+
+/** A new layer, built (or found) and in the registry. */
+interface DoneLayer {
+  diffId: string;
+  digest: string;
+  size: number;
+  status: UploadBlobResult['status'];
+  annotations?: Record<string, string>;
+}
+
 async function buildAndPushOci(request: BuildRequest, settings: OciSettings, options: OciBuildServiceOptions, cache: LayerCache): Promise<BuildResult> {
-  const { signal } = request;
+  const run = startRun(request, settings, options, cache);
+  if (request.signal?.aborted) throw run.cancelled();
+  try {
+    return await assembleAndPush(run);
+  } catch (error) {
+    return failedBuild(run, error);
+  }
+}
+
+function startRun(request: BuildRequest, settings: OciSettings, options: OciBuildServiceOptions, cache: LayerCache): BuildRun {
   const lines: string[] = [];
   const say = (line: string): void => {
     lines.push(line);
@@ -173,9 +247,6 @@ async function buildAndPushOci(request: BuildRequest, settings: OciSettings, opt
     log('%s', line);
     request.log?.(line);
   };
-  const cancelled = (): CancelledError => new CancelledError(`Building ${request.imageTag} was cancelled.`, { cause: signal?.reason });
-  if (signal?.aborted) throw cancelled();
-
   const clientOptions: RegistryClientOptions = {
     dockerConfig: options.dockerConfig ?? true,
     insecureRegistries: settings.insecureRegistries,
@@ -183,110 +254,159 @@ async function buildAndPushOci(request: BuildRequest, settings: OciSettings, opt
     ...(options.retry ? { retry: options.retry } : {}),
     ...(request.pushCredentials ? { credentials: [request.pushCredentials] } : {}),
   };
-  const client = new RegistryClient(clientOptions);
-  const signalOpt = signal ? { signal } : {};
+  const cancelled = (): CancelledError => new CancelledError(`Building ${request.imageTag} was cancelled.`, { cause: request.signal?.reason });
+  return { request, settings, options, cache, client: new RegistryClient(clientOptions), lines, say, cancelled };
+}
 
-  try {
-    const target = parseImageRef(request.imageTag);
-    if (request.pushCredentials && normalizeDockerConfigKey(request.pushCredentials.registry) !== normalizeDockerConfigKey(target.registry)) {
-      throw new ConfigError(
-        `The push credentials are for registry ${request.pushCredentials.registry}, but the image tag ${request.imageTag} is in ${target.registry}.`,
-        { hint: 'Use the push credentials the image registry backend gives for its own tags.' },
-      );
-    }
-    const instructions = dockerfileInstructions(request.dockerfile);
-    request.onPhase?.('building');
-    const from = fromRef(instructions);
-    say(`FROM ${from} (${request.platform})`);
-    const fetched = await fetchBase(client, from, request.platform, signal);
-    // zstd layers exist only in the OCI format: a Docker v2 base is restated as OCI (same blobs).
-    const base = settings.layerCompression === 'zstd' ? ociFormatOf(fetched) : fetched;
-    const layerMediaType = settings.layerCompression === 'zstd' ? OCI_LAYER_MEDIA_TYPE.zstd : base.format.layer;
-    const plan = await planImage(instructions, base, request.contextDir, signal);
-    say(`base: ${base.layers.length} layer(s); new: ${plan.layers.length} layer(s)`);
-
-    const mountFrom = [...settings.mountFrom];
-    if (base.registry && base.repository && normalizeDockerConfigKey(base.registry) === normalizeDockerConfigKey(target.registry)) mountFrom.unshift(base.repository);
-    const repo = { ...target, reference: 'latest' };
-    const upload = { ...signalOpt, chunkSize: settings.chunkSize, mountFrom };
-
-    request.onPhase?.('pushing');
-    const baseLayers: PushSummary['baseLayers'] = [];
-    for (const layer of base.layers) {
-      const baseRef = parseImageRef(`${base.registry}/${base.repository}`);
-      const result = await client.uploadBlob(repo, layer.digest, () => client.getBlob(baseRef, layer.digest, { ...signalOpt, size: layer.size }), upload);
-      baseLayers.push({ digest: layer.digest, status: result.status });
-      say(`base layer ${layer.digest.slice(7, 19)}: ${result.status}`);
-    }
-
-    const created = new Date(settings.sourceDateEpoch * 1000).toISOString().replace(/\.000Z$/, 'Z');
-    // Layers are built (tar, hashes and compression in one streaming pass to a temp file) and
-    // pushed in parallel; the compressors run natively on the libuv thread pool.
-    const tmp = await mkdtemp(join(tmpdir(), 'prebuilt-oci-layers-'));
-    const stopLayers = new AbortController();
-    const layerSignal = signal ? AbortSignal.any([signal, stopLayers.signal]) : stopLayers.signal;
-    const lookUpFirst = await cache.mayHaveAny();
-    type Done = { diffId: string; digest: string; size: number; status: UploadBlobResult['status'] };
-    let settled: PromiseSettledResult<Done>[];
-    try {
-      settled = await mapPool(plan.layers, options.parallelLayers ?? availableParallelism(), async (planned, i): Promise<Done> => {
-        try {
-          const tarOptions = { mtime: settings.sourceDateEpoch, signal: layerSignal };
-          // A layer compressed before (same diff_id) that the registry has needs no compression.
-          if (lookUpFirst) {
-            const tar = await layerDiffId(planned.entries, tarOptions);
-            const known = await cache.get(tar.diffId);
-            if (known && (await client.headBlob(repo, known.digest, { signal: layerSignal })).exists) {
-              say(`layer ${i + 1}/${plan.layers.length} ${planned.name}: ${tar.entries} entries, ${known.size} bytes, exists`);
-              return { diffId: tar.diffId, ...known, status: 'exists' };
-            }
-          }
-          const file = join(tmp, `${i}.blob`);
-          const written = await writeLayer(planned.entries, file, { ...tarOptions, compression: settings.layerCompression });
-          await cache.set(written.diffId, { digest: written.digest, size: written.size });
-          const { status } = await client.uploadBlob(repo, written.digest, () => readFile(file), { ...upload, signal: layerSignal });
-          await rm(file, { force: true });
-          say(`layer ${i + 1}/${plan.layers.length} ${planned.name}: ${written.entries} entries, ${written.size} bytes, ${status}`);
-          return { diffId: written.diffId, digest: written.digest, size: written.size, status };
-        } catch (error) {
-          stopLayers.abort(error);
-          throw error;
-        }
-      });
-    } finally {
-      await rm(tmp, { recursive: true, force: true });
-    }
-    if (signal?.aborted) throw cancelled();
-    // The first layer that failed stopped the others; its error is the build's.
-    if (stopLayers.signal.aborted) throw stopLayers.signal.reason;
-    const done = settled.map((r) => (r as PromiseFulfilledResult<Done>).value);
-    const diffIds = done.map((d) => d.diffId);
-    const descriptors: OciDescriptor[] = done.map((d) => ({ mediaType: layerMediaType, digest: d.digest, size: d.size }));
-    const layers: PushSummary['layers'] = done.map((d, i) => ({ name: plan.layers[i]!.name, digest: d.digest, size: d.size, status: d.status }));
-
-    const configBytes = Buffer.from(JSON.stringify(imageConfig(plan, diffIds, created)));
-    const configDigest = sha256(configBytes);
-    await client.uploadBlob(repo, configDigest, configBytes, upload);
-    const manifest = imageManifest(base.format, { mediaType: base.format.config, digest: configDigest, size: configBytes.length }, [...base.layers, ...descriptors]);
-    const manifestBytes = Buffer.from(JSON.stringify(manifest));
-    const digest = await client.putManifest(target, manifestBytes, base.format.manifest, signalOpt);
-    const bytesSent = client.stats.bytesSent;
-    say(`pushed ${request.imageTag}@${digest} (${bytesSent} bytes sent)`);
-    options.onPushed?.({ imageTag: request.imageTag, digest, bytesSent, layers, baseLayers });
-    return { ok: true, digest };
-  } catch (error) {
-    const isCancel = PrebuiltError.isInstance(error) && error.code === 'cancelled';
-    if (isCancel) throw error;
-    if (signal?.aborted) throw cancelled();
-    if (PrebuiltError.isInstance(error) && error.code === 'config') throw error;
-    const reason =
-      error instanceof BuildInputProblem
-        ? error.message
-        : PrebuiltError.isInstance(error)
-          ? error.message
-          : `building the image failed: ${error instanceof Error ? error.message : String(error)}`;
-    say(`error: ${reason}`);
-    if (PrebuiltError.isInstance(error) && error.hint) say(`hint: ${error.hint}`);
-    return { ok: false, reason, logTail: lines.slice(-20) };
+/** The image tag parsed, after checking the push credentials are for its registry. */
+function checkedTarget(request: BuildRequest): ImageRef {
+  const target = parseImageRef(request.imageTag);
+  if (request.pushCredentials && normalizeDockerConfigKey(request.pushCredentials.registry) !== normalizeDockerConfigKey(target.registry)) {
+    throw new ConfigError(
+      `The push credentials are for registry ${request.pushCredentials.registry}, but the image tag ${request.imageTag} is in ${target.registry}.`,
+      { hint: 'Use the push credentials the image registry backend gives for its own tags.' },
+    );
   }
+  return target;
+}
+
+async function assembleAndPush(run: BuildRun): Promise<BuildResult> {
+  const { request, settings, client, say } = run;
+  const target = checkedTarget(request);
+  const instructions = dockerfileInstructions(request.dockerfile);
+  request.onPhase?.('building');
+  const from = fromRef(instructions);
+  say(`FROM ${from} (${request.platform})`);
+  const fetched = await fetchBase(client, from, request.platform, request.signal);
+  // zstd layers exist only in the OCI format, eStargz annotations too: a Docker v2 base is restated as OCI (same blobs).
+  const base = settings.layerCompression === 'gzip' ? fetched : ociFormatOf(fetched);
+  const plan = await planImage(instructions, base, request.contextDir, request.signal, settings.layers);
+  say(`base: ${base.layers.length} layer(s); new: ${plan.layers.length} layer(s)`);
+
+  const mountFrom = [...settings.mountFrom];
+  if (base.registry && base.repository && normalizeDockerConfigKey(base.registry) === normalizeDockerConfigKey(target.registry)) mountFrom.unshift(base.repository);
+  const push: PushTarget = { target, repo: { ...target, reference: 'latest' }, upload: { ...signalOf(request), chunkSize: settings.chunkSize, mountFrom } };
+
+  request.onPhase?.('pushing');
+  const baseLayers = await pushBaseLayers(run, push, base);
+  const done = await buildLayers(run, push, plan);
+  return pushImage(run, push, plan, done, baseLayers);
+}
+
+function signalOf(request: BuildRequest): { signal?: AbortSignal } {
+  return request.signal ? { signal: request.signal } : {};
+}
+
+/** Each base layer into the target repository: present, mounted, or copied from the base's registry. */
+async function pushBaseLayers(run: BuildRun, push: PushTarget, base: BaseImage): Promise<PushSummary['baseLayers']> {
+  const { client } = run;
+  const baseLayers: PushSummary['baseLayers'] = [];
+  for (const layer of base.layers) {
+    const baseRef = parseImageRef(`${base.registry}/${base.repository}`);
+    const result = await client.uploadBlob(push.repo, layer.digest, () => client.getBlob(baseRef, layer.digest, { ...signalOf(run.request), size: layer.size }), push.upload);
+    baseLayers.push({ digest: layer.digest, status: result.status });
+    run.say(`base layer ${layer.digest.slice(7, 19)}: ${result.status}`);
+  }
+  return baseLayers;
+}
+
+/**
+ * Builds (tar, hashes and compression in one streaming pass to a temp file) and pushes the new
+ * layers in parallel; the compressors run natively on the libuv thread pool. The first layer that
+ * fails stops the others; its error is the build's.
+ */
+async function buildLayers(run: BuildRun, push: PushTarget, plan: ImagePlan): Promise<DoneLayer[]> {
+  const { request, options } = run;
+  const tmp = await mkdtemp(join(tmpdir(), 'prebuilt-oci-layers-'));
+  const stopLayers = new AbortController();
+  const layerSignal = request.signal ? AbortSignal.any([request.signal, stopLayers.signal]) : stopLayers.signal;
+  const lookUpFirst = await run.cache.mayHaveAny();
+  let settled: PromiseSettledResult<DoneLayer>[];
+  try {
+    settled = await mapPool(plan.layers, options.parallelLayers ?? availableParallelism(), async (planned, i): Promise<DoneLayer> => {
+      try {
+        return await buildOneLayer(run, push, { planned, i, count: plan.layers.length, file: join(tmp, `${i}.blob`), lookUpFirst, signal: layerSignal });
+      } catch (error) {
+        stopLayers.abort(error);
+        throw error;
+      }
+    });
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  if (request.signal?.aborted) throw run.cancelled();
+  if (stopLayers.signal.aborted) throw stopLayers.signal.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<DoneLayer>).value);
+}
+
+interface LayerJob {
+  planned: PlannedLayer;
+  i: number;
+  count: number;
+  /** Temp file for the compressed blob. */
+  file: string;
+  /** Whether to hash the tar and ask the layer cache and the registry before compressing. */
+  lookUpFirst: boolean;
+  signal: AbortSignal;
+}
+
+/** One layer: found (same diff_id compressed before, and the registry has it), or written and uploaded. */
+async function buildOneLayer(run: BuildRun, push: PushTarget, job: LayerJob): Promise<DoneLayer> {
+  const { client, cache, settings } = run;
+  const { planned, signal } = job;
+  const label = `layer ${job.i + 1}/${job.count} ${planned.name}`;
+  const tarOptions = { mtime: settings.sourceDateEpoch, signal };
+  if (job.lookUpFirst) {
+    const tar = await layerDiffId(planned.entries, tarOptions);
+    const known = await cache.get(tar.diffId);
+    if (known && (await client.headBlob(push.repo, known.digest, { signal })).exists) {
+      run.say(`${label}: ${tar.entries} entries, ${known.size} bytes, exists`);
+      return { ...known, diffId: known.diffId ?? tar.diffId, status: 'exists' };
+    }
+  }
+  const written = await writeLayer(planned.entries, job.file, { ...tarOptions, compression: settings.layerCompression });
+  const extra = written.annotations ? { diffId: written.diffId, annotations: written.annotations } : {};
+  await cache.set(written.tarDigest, { digest: written.digest, size: written.size, ...extra });
+  const { status } = await client.uploadBlob(push.repo, written.digest, () => readFile(job.file), { ...push.upload, signal });
+  await rm(job.file, { force: true });
+  run.say(`${label}: ${written.entries} entries, ${written.size} bytes, ${status}`);
+  return { diffId: written.diffId, digest: written.digest, size: written.size, status, ...(written.annotations ? { annotations: written.annotations } : {}) };
+}
+
+/** The config and the manifest (base layers, then the new ones), pushed; the build's result. */
+async function pushImage(run: BuildRun, push: PushTarget, plan: ImagePlan, done: DoneLayer[], baseLayers: PushSummary['baseLayers']): Promise<BuildResult> {
+  const { client, request, settings } = run;
+  const base = plan.base;
+  const layerMediaType = settings.layerCompression === 'gzip' ? base.format.layer : OCI_LAYER_MEDIA_TYPE[settings.layerCompression];
+  const created = new Date(settings.sourceDateEpoch * 1000).toISOString().replace(/\.000Z$/, 'Z');
+  const descriptors: OciDescriptor[] = done.map((d) => ({ mediaType: layerMediaType, digest: d.digest, size: d.size, ...(d.annotations ? { annotations: d.annotations } : {}) }));
+  const layers: PushSummary['layers'] = done.map((d, i) => ({ name: plan.layers[i]!.name, digest: d.digest, size: d.size, status: d.status }));
+
+  const configBytes = Buffer.from(JSON.stringify(imageConfig(plan, done.map((d) => d.diffId), created)));
+  const configDigest = sha256(configBytes);
+  await client.uploadBlob(push.repo, configDigest, configBytes, push.upload);
+  const baseDescriptors = base.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size }));
+  const manifest = imageManifest(base.format, { mediaType: base.format.config, digest: configDigest, size: configBytes.length }, [...baseDescriptors, ...descriptors]);
+  const digest = await client.putManifest(push.target, Buffer.from(JSON.stringify(manifest)), base.format.manifest, signalOf(request));
+  const bytesSent = client.stats.bytesSent;
+  run.say(`pushed ${request.imageTag}@${digest} (${bytesSent} bytes sent)`);
+  run.options.onPushed?.({ imageTag: request.imageTag, digest, bytesSent, layers, baseLayers });
+  return { ok: true, digest };
+}
+
+/** A failure as the build's result (`ok: false` with the reason and log tail); cancellation and configuration errors are thrown. */
+function failedBuild(run: BuildRun, error: unknown): BuildResult {
+  const isCancel = PrebuiltError.isInstance(error) && error.code === 'cancelled';
+  if (isCancel) throw error;
+  if (run.request.signal?.aborted) throw run.cancelled();
+  if (PrebuiltError.isInstance(error) && error.code === 'config') throw error;
+  const reason =
+    error instanceof BuildInputProblem
+      ? error.message
+      : PrebuiltError.isInstance(error)
+        ? error.message
+        : `building the image failed: ${error instanceof Error ? error.message : String(error)}`;
+  run.say(`error: ${reason}`);
+  if (PrebuiltError.isInstance(error) && error.hint) run.say(`hint: ${error.hint}`);
+  return { ok: false, reason, logTail: run.lines.slice(-20) };
 }

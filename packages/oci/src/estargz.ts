@@ -1,0 +1,383 @@
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { gzip as zlibGzip, constants as zlibConstants, type ZlibOptions } from 'node:zlib';
+import { promisify } from 'node:util';
+
+/**
+ * eStargz (seekable tar.gz, https://github.com/containerd/stargz-snapshotter/blob/main/docs/stargz-estargz.md):
+ * a tar.gz whose gzip members start at the top of the archive, at the payload of every non-empty
+ * regular file (and every {@link ESTARGZ_CHUNK} bytes within a big one), at the TOC and at the
+ * footer. Still one valid gzip stream (members concatenate), so every runtime pulls it as an
+ * ordinary tar+gzip layer; a lazy-pulling runtime (containerd + the stargz snapshotter) reads the
+ * footer, then the TOC, and fetches each file's member with an HTTP range request when it is read.
+ */
+
+/** The last tar entry: the table of contents. */
+export const TOC_NAME = 'stargz.index.json';
+/** Layer annotation: sha256 of the TOC JSON (the stargz snapshotter verifies the TOC against it). */
+export const TOC_DIGEST_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
+/** Layer annotation: size of the uncompressed tar (the layer's diff_id is its sha256). */
+export const UNCOMPRESSED_SIZE_ANNOTATION = 'io.containers.estargz.uncompressed-size';
+/** Big files are cut into chunks of this many bytes, each its own gzip member and TOC entry. */
+export const ESTARGZ_CHUNK = 4 << 20;
+/** Size of the footer: an empty gzip member whose extra field holds the TOC's offset. */
+export const FOOTER_SIZE = 51;
+
+const gzipAsync = promisify(zlibGzip) as (data: Buffer, options: ZlibOptions) => Promise<Buffer>;
+/** Members use the parameters of the gzip layers (level 6, 32 KiB window, memLevel 8). */
+const GZIP_OPTIONS: ZlibOptions = { level: 6, windowBits: 15, memLevel: 8, strategy: zlibConstants.Z_DEFAULT_STRATEGY };
+
+/** What the writer made: the TOC digest and the uncompressed tar's sha256 (diff_id) and size. */
+export interface EstargzResult {
+  tocDigest: string;
+  diffId: string;
+  uncompressedSize: number;
+}
+
+/** One entry of the TOC (field names and order as the stargz snapshotter writes them). */
+interface TocEntry {
+  name: string;
+  type: 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'chunk';
+  size?: number;
+  linkName?: string;
+  mode?: number;
+  offset?: number;
+  digest?: string;
+  chunkOffset?: number;
+  chunkSize?: number;
+  chunkDigest?: string;
+  /** Index of the gzip member the entry's payload starts (resolved to `offset` at the end). */
+  member?: number;
+}
+
+/** A gzip member of fixed parameters, with the OS byte set to Unix (as the plain gzip layers). */
+async function gzipMember(data: Buffer): Promise<Buffer> {
+  const out = await gzipAsync(data, GZIP_OPTIONS);
+  out[9] = 3;
+  return out;
+}
+
+/** The 51-byte footer: an empty gzip member, extra field `SG` + `%016xSTARGZ` of the TOC offset. */
+export function estargzFooter(tocOffset: number): Buffer {
+  const subfield = Buffer.from(`${tocOffset.toString(16).padStart(16, '0')}STARGZ`, 'latin1');
+  const header = Buffer.from([0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 255]);
+  const xlen = Buffer.alloc(2);
+  xlen.writeUInt16LE(4 + subfield.length);
+  const sub = Buffer.from([0x53, 0x47, subfield.length & 0xff, subfield.length >> 8]);
+  // A final stored block of length 0, then CRC32 and ISIZE of nothing.
+  const body = Buffer.from([1, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]);
+  return Buffer.concat([header, xlen, sub, subfield, body]);
+}
+
+/** A ustar header of a regular file (mode 0644, uid/gid 0, mtime 0). */
+function tarFileHeader(name: string, size: number): Buffer {
+  const h = Buffer.alloc(512);
+  h.write(name, 0, 100, 'utf8');
+  h.write('0000644\0', 100, 'latin1');
+  h.write('0000000\0', 108, 'latin1');
+  h.write('0000000\0', 116, 'latin1');
+  h.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+  h.write('00000000000\0', 136, 'latin1');
+  h.write('0', 156, 'latin1');
+  h.write('ustar\x0000', 257, 'latin1');
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const byte of h) sum += byte;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return h;
+}
+
+function octal(field: Buffer): number {
+  // GNU base-256 for big numbers: high bit of the first byte set.
+  if (field[0]! & 0x80) {
+    let value = 0;
+    for (let i = 1; i < field.length; i++) value = value * 256 + field[i]!;
+    return value;
+  }
+  const text = field.toString('latin1').replace(/\0.*$/s, '').trim();
+  return text === '' ? 0 : parseInt(text, 8);
+}
+
+function cString(field: Buffer): string {
+  const end = field.indexOf(0);
+  return field.subarray(0, end < 0 ? field.length : end).toString('utf8');
+}
+
+/** `key=value` records of a pax extended header. */
+function paxRecords(data: Buffer): Map<string, string> {
+  const out = new Map<string, string>();
+  let at = 0;
+  while (at < data.length) {
+    const space = data.indexOf(0x20, at);
+    if (space < 0) break;
+    const length = Number(data.subarray(at, space).toString('latin1'));
+    if (!Number.isInteger(length) || length <= 0) break;
+    const record = data.subarray(space + 1, at + length - 1).toString('utf8');
+    const eq = record.indexOf('=');
+    if (eq > 0) out.set(record.slice(0, eq), record.slice(eq + 1));
+    at += length;
+  }
+  return out;
+}
+
+const TYPES: Record<string, TocEntry['type']> = { '0': 'reg', '\0': 'reg', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo' };
+const MODE_BITS: Record<string, number> = { dir: 0o40000, reg: 0o100000, symlink: 0o120000, hardlink: 0o100000, char: 0o20000, block: 0o60000, fifo: 0o10000 };
+
+/**
+ * Converts a tar stream (as `tar-stream` writes it, end-of-archive blocks included) into eStargz
+ * bytes. Members are compressed on the libuv thread pool, up to `parallel` at once, and written in
+ * order. `result()` is valid once the stream has finished. The same tar gives the same bytes.
+ */
+export function estargzStream(parallel = 4): { stream: Transform; result: () => EstargzResult } {
+  const writer = new EstargzWriter(parallel);
+  return { stream: writer.stream, result: () => writer.result() };
+}
+
+/** The regular file whose payload is streaming: hashes of the file and of its current chunk. */
+interface FileState {
+  entry: TocEntry;
+  size: number;
+  done: number;
+  fileHash: Hash;
+  chunkHash: Hash;
+  chunkStart: number;
+}
+
+class EstargzWriter {
+  readonly stream: Transform;
+  readonly #parallel: number;
+  readonly #toc: TocEntry[] = [];
+  readonly #diff: Hash = createHash('sha256');
+  #uncompressed = 0;
+  /** Compressed sizes of the members written so far, in order. */
+  readonly #sizes: number[] = [];
+  readonly #pending: Promise<Buffer>[] = [];
+  #member: Buffer[] = [];
+  #memberBytes = 0;
+  #members = 0;
+  // Tar parsing state.
+  #header = Buffer.alloc(0);
+  #state: 'header' | 'meta' | 'payload' | 'pad' | 'end' = 'header';
+  #remaining = 0;
+  #pad = 0;
+  #meta: Buffer[] = [];
+  #metaType = '';
+  #pax = new Map<string, string>();
+  #longName: string | undefined;
+  #longLink: string | undefined;
+  #file: FileState | undefined;
+  #result: EstargzResult | undefined;
+
+  constructor(parallel: number) {
+    this.#parallel = Math.max(1, parallel);
+    const self = this;
+    this.stream = new Transform({
+      transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+        self.#consume(chunk, this).then(() => callback(), (error: unknown) => callback(error as Error));
+      },
+      flush(callback: TransformCallback) {
+        self.#finish(this).then(() => callback(), (error: unknown) => callback(error as Error));
+      },
+    });
+  }
+
+  result(): EstargzResult {
+    if (!this.#result) throw new Error('the eStargz stream has not finished');
+    return this.#result;
+  }
+
+  #append(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    this.#member.push(bytes);
+    this.#memberBytes += bytes.length;
+    this.#diff.update(bytes);
+    this.#uncompressed += bytes.length;
+  }
+
+  /** Closes the open member (if it holds anything) and starts its compression; waits if too many are in flight. */
+  async #closeMember(out: Transform): Promise<void> {
+    if (this.#memberBytes === 0 && this.#members > 0) return;
+    const data = Buffer.concat(this.#member, this.#memberBytes);
+    this.#member = [];
+    this.#memberBytes = 0;
+    this.#members++;
+    const compressed = gzipMember(data);
+    compressed.catch(() => undefined);
+    this.#pending.push(compressed);
+    while (this.#pending.length >= this.#parallel) this.#emit(out, await this.#pending.shift()!);
+  }
+
+  #emit(out: Transform, bytes: Buffer): void {
+    this.#sizes.push(bytes.length);
+    out.push(bytes);
+  }
+
+  async #consume(chunk: Buffer, out: Transform): Promise<void> {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.#state === 'end') return;
+      if (this.#state === 'header') {
+        const take = Math.min(512 - this.#header.length, chunk.length - at);
+        this.#header = Buffer.concat([this.#header, chunk.subarray(at, at + take)]);
+        at += take;
+        if (this.#header.length === 512) await this.#onHeader(out);
+        continue;
+      }
+      const take = Math.min(this.#state === 'pad' ? this.#pad : this.#remaining, chunk.length - at);
+      const part = chunk.subarray(at, at + take);
+      at += take;
+      if (this.#state === 'pad') {
+        this.#append(part);
+        this.#pad -= take;
+        if (this.#pad === 0) this.#state = 'header';
+      } else if (this.#state === 'meta') {
+        this.#append(part);
+        this.#meta.push(part);
+        this.#remaining -= take;
+        if (this.#remaining === 0) this.#onMetaDone();
+      } else {
+        await this.#payload(part, out);
+      }
+    }
+  }
+
+  async #onHeader(out: Transform): Promise<void> {
+    const h = this.#header;
+    this.#header = Buffer.alloc(0);
+    if (h.every((b) => b === 0)) {
+      // End of archive: the TOC entry and a new end-of-archive are written by #finish.
+      this.#state = 'end';
+      return;
+    }
+    const type = String.fromCharCode(h[156]!);
+    const size = octal(h.subarray(124, 136));
+    this.#append(h);
+    if (type === 'x' || type === 'g' || type === 'L' || type === 'K') {
+      this.#metaType = type;
+      this.#meta = [];
+      this.#remaining = size;
+      this.#pad = (512 - (size % 512)) % 512;
+      this.#state = size > 0 ? 'meta' : 'header';
+      if (size === 0) this.#onMetaDone();
+      return;
+    }
+    const prefix = cString(h.subarray(345, 500));
+    const name = this.#pax.get('path') ?? this.#longName ?? (prefix ? `${prefix}/${cString(h.subarray(0, 100))}` : cString(h.subarray(0, 100)));
+    const linkName = this.#pax.get('linkpath') ?? this.#longLink ?? cString(h.subarray(157, 257));
+    const realSize = this.#pax.has('size') ? Number(this.#pax.get('size')) : size;
+    this.#pax = new Map();
+    this.#longName = undefined;
+    this.#longLink = undefined;
+    const tocType = TYPES[type] ?? 'reg';
+    const entry: TocEntry = { name, type: tocType };
+    if (tocType === 'reg') entry.size = realSize;
+    if (tocType === 'symlink' || tocType === 'hardlink') entry.linkName = linkName;
+    entry.mode = (octal(h.subarray(100, 108)) & 0o7777) | (MODE_BITS[tocType] ?? 0);
+    this.#toc.push(entry);
+    this.#pad = (512 - (realSize % 512)) % 512;
+    if (realSize === 0) {
+      this.#state = 'header';
+      return;
+    }
+    this.#remaining = realSize;
+    this.#state = 'payload';
+    if (tocType === 'reg') {
+      await this.#closeMember(out);
+      entry.member = this.#members;
+      this.#file = { entry, size: realSize, done: 0, fileHash: createHash('sha256'), chunkHash: createHash('sha256'), chunkStart: 0 };
+    }
+  }
+
+  #onMetaDone(): void {
+    const data = Buffer.concat(this.#meta);
+    if (this.#metaType === 'x') for (const [k, v] of paxRecords(data)) this.#pax.set(k, v);
+    if (this.#metaType === 'L') this.#longName = cString(data);
+    if (this.#metaType === 'K') this.#longLink = cString(data);
+    this.#state = this.#pad > 0 ? 'pad' : 'header';
+  }
+
+  /** Payload bytes: a regular file's are hashed and cut into chunks at {@link ESTARGZ_CHUNK}. */
+  async #payload(part: Buffer, out: Transform): Promise<void> {
+    const file = this.#file;
+    let at = 0;
+    while (at < part.length) {
+      let take = part.length - at;
+      if (file) take = Math.min(take, file.chunkStart + ESTARGZ_CHUNK - file.done);
+      const piece = part.subarray(at, at + take);
+      at += take;
+      this.#append(piece);
+      this.#remaining -= take;
+      if (file) {
+        file.fileHash.update(piece);
+        file.chunkHash.update(piece);
+        file.done += take;
+        if (file.done === file.size) this.#endFile(file);
+        else if (file.done === file.chunkStart + ESTARGZ_CHUNK) await this.#nextChunk(file, out);
+      }
+    }
+    if (this.#remaining === 0) {
+      this.#file = undefined;
+      this.#state = this.#pad > 0 ? 'pad' : 'header';
+    }
+  }
+
+  #current(file: FileState): TocEntry {
+    return file.chunkStart === 0 ? file.entry : this.#toc[this.#toc.length - 1]!;
+  }
+
+  async #nextChunk(file: FileState, out: Transform): Promise<void> {
+    const current = this.#current(file);
+    current.chunkSize = ESTARGZ_CHUNK;
+    current.chunkDigest = `sha256:${file.chunkHash.digest('hex')}`;
+    await this.#closeMember(out);
+    file.chunkStart = file.done;
+    file.chunkHash = createHash('sha256');
+    this.#toc.push({ name: file.entry.name, type: 'chunk', member: this.#members, chunkOffset: file.chunkStart });
+  }
+
+  #endFile(file: FileState): void {
+    const current = this.#current(file);
+    current.chunkDigest = `sha256:${file.chunkHash.digest('hex')}`;
+    file.entry.digest = `sha256:${file.fileHash.digest('hex')}`;
+  }
+
+  async #finish(out: Transform): Promise<void> {
+    if (this.#state !== 'end') throw new Error('the tar stream ended without its end-of-archive blocks');
+    await this.#closeMember(out);
+    while (this.#pending.length > 0) this.#emit(out, await this.#pending.shift()!);
+    // Member i starts where members 0 … i-1 end.
+    const starts = [0];
+    for (const size of this.#sizes) starts.push(starts[starts.length - 1]! + size);
+    const tocJson = Buffer.from(JSON.stringify({ version: 1, entries: this.#toc.map((e) => tocJsonEntry(e, starts)) }, null, '\t'));
+    const pad = (512 - (tocJson.length % 512)) % 512;
+    this.#append(Buffer.concat([tarFileHeader(TOC_NAME, tocJson.length), tocJson, Buffer.alloc(pad + 1024)]));
+    const tocOffset = starts[starts.length - 1]!;
+    out.push(await gzipMember(Buffer.concat(this.#member, this.#memberBytes)));
+    out.push(estargzFooter(tocOffset));
+    this.#result = {
+      tocDigest: `sha256:${createHash('sha256').update(tocJson).digest('hex')}`,
+      diffId: `sha256:${this.#diff.digest('hex')}`,
+      uncompressedSize: this.#uncompressed,
+    };
+  }
+}
+
+function tocJsonEntry(entry: TocEntry, starts: number[]): Record<string, unknown> {
+  const { member, ...rest } = entry;
+  const offset = member === undefined ? undefined : starts[member];
+  // Key order of the snapshotter's own writer; absent fields are left out.
+  const ordered: Record<string, unknown> = {
+    name: rest.name,
+    type: rest.type,
+    size: rest.size,
+    linkName: rest.linkName,
+    mode: rest.mode,
+    offset,
+    digest: rest.digest,
+    chunkOffset: rest.chunkOffset,
+    chunkSize: rest.chunkSize,
+    chunkDigest: rest.chunkDigest,
+  };
+  for (const key of Object.keys(ordered)) if (ordered[key] === undefined || ordered[key] === 0 && key !== 'mode') delete ordered[key];
+  return ordered;
+}
