@@ -5,9 +5,9 @@
  * daemon (zstd needs Docker Engine ≥ 23.0) and containerd (≥ 1.5: a private containerd on its own
  * socket and state directory, started for this file and stopped after it).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,6 +17,7 @@ import { envPrefix, type LockedEnv } from '@prebuilt/core';
 import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
 import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
 import { createOciBuildService } from './oci-build-service.js';
+import { containerdMissing, have, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
@@ -24,25 +25,9 @@ const missing = missingFor(['registries', 'baseImage']);
 const dockerMissing = missingFor(['registries', 'baseImage', 'docker']);
 const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
 
-async function have(command: string, args: string[]): Promise<string | undefined> {
-  return exec(command, args, { timeout: 10_000 }).then(
-    ({ stdout }) => stdout.trim(),
-    () => undefined,
-  );
-}
-
 const dockerVersion = dockerMissing ? undefined : await have('docker', ['version', '--format', '{{.Server.Version}}']);
 const dockerMajor = dockerVersion ? Number(/^(\d+)/.exec(dockerVersion)?.[1]) : undefined;
-const containerdReason =
-  process.getuid?.() !== 0
-    ? 'containerd needs root to run containers'
-    : !(await have('containerd', ['--version']))
-      ? 'containerd is not installed (Debian package containerd, a dependency of docker.io)'
-      : !(await have('ctr', ['--version']))
-        ? 'ctr is not installed'
-        : !(await have('runc', ['--version']))
-          ? 'runc is not installed'
-          : undefined;
+const containerdReason = await containerdMissing();
 
 type Manifest = { mediaType: string; config: { digest: string }; layers: { mediaType: string; digest: string; size: number }[] };
 
@@ -158,47 +143,16 @@ describe.skipIf(missing !== undefined)(title('oci build service: zstd layers', m
   );
 
   describe.skipIf(containerdReason !== undefined)(title('containerd (a private instance on its own socket)', containerdReason), () => {
-    let dir: string;
-    let daemon: ChildProcess | undefined;
+    let containerd: PrivateContainerd | undefined;
     let socket: string;
 
     beforeAll(async () => {
-      dir = await mkdtemp(join(tmpdir(), 'prebuilt-containerd-'));
-      socket = join(dir, 'containerd.sock');
-      await mkdir(join(dir, 'root'));
-      await writeFile(
-        join(dir, 'config.toml'),
-        [
-          'version = 2',
-          `root = "${join(dir, 'root')}"`,
-          `state = "${join(dir, 'state')}"`,
-          'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-          '[grpc]',
-          `  address = "${socket}"`,
-          '[ttrpc]',
-          `  address = "${socket}.ttrpc"`,
-          '[debug]',
-          '  address = ""',
-          '[metrics]',
-          '  address = ""',
-        ].join('\n') + '\n',
-      );
-      daemon = spawn('containerd', ['-c', join(dir, 'config.toml')], { stdio: 'ignore' });
-      for (let i = 0; i < 100; i++) {
-        if (await have('ctr', ['-a', socket, 'version'])) return;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`containerd did not answer on ${socket} within 10 s`);
+      containerd = await startContainerd();
+      socket = containerd.socket;
     }, 60_000);
     afterAll(async () => {
-      if (daemon?.pid) {
-        await have('ctr', ['-a', socket, 'images', 'rm', zstdTag]);
-        daemon.kill('SIGTERM');
-        await new Promise((r) => (daemon!.exitCode !== null ? r(undefined) : daemon!.once('exit', r)));
-      }
-      // Snapshots may still be mounted under the root; unmount before removing.
-      await exec('sh', ['-c', `grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
-      if (dir) await rm(dir, { recursive: true, force: true });
+      if (containerd) await have('ctr', ['-a', socket, 'images', 'rm', zstdTag]);
+      await containerd?.stop();
     }, 60_000);
 
     it('containerd pulls the zstd image (ctr image pull --plain-http) and runs it (ctr run --net-host): the env python imports its packages', async () => {

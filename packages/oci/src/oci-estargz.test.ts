@@ -1,0 +1,174 @@
+/**
+ * eStargz layers end to end: a materialized env (plus a 24 MiB data file no task reads) pushed by the
+ * oci build service with METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=estargz to the plain test registry,
+ * then pulled as ordinary gzip by the Docker daemon and by containerd, and lazily by containerd with
+ * the stargz snapshotter (`containerd-stargz-grpc` as a proxy snapshotter plugin, `ctr-remote image
+ * rpull`): the task runs after fetching only part of the layers' bytes, counted by an HTTP proxy in
+ * front of the registry. Every daemon is private to this file (own sockets and directories).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RegistryClient, type BaseImageIdentity } from '@prebuilt/core/backend';
+import { envPrefix, type LockedEnv } from '@prebuilt/core';
+import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
+import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import { FOOTER_SIZE, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
+import { createOciBuildService } from './oci-build-service.js';
+import { containerdMissing, have, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
+import { startCountingProxy, type CountingProxy } from './__fixtures__/counting-proxy.js';
+import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
+
+const exec = promisify(execFile);
+const missing = missingFor(['registries', 'baseImage']);
+const dockerMissing = missingFor(['registries', 'baseImage', 'docker']);
+const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
+const containerdReason = await containerdMissing();
+const stargzReason =
+  containerdReason ??
+  ((await have('sh', ['-c', 'command -v containerd-stargz-grpc'])) === undefined
+    ? 'containerd-stargz-grpc is not installed (Debian bookworm\'s stargz-snapshotter 0.12 ships only ctr-remote; install the snapshotter from its releases)'
+    : (await have('ctr-remote', ['--version'])) === undefined
+      ? 'ctr-remote is not installed (Debian package stargz-snapshotter)'
+      : undefined);
+
+type Layer = { mediaType: string; digest: string; size: number; annotations?: Record<string, string> };
+type Manifest = { mediaType: string; config: { digest: string }; layers: Layer[] };
+const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+const IMPORT = 'import tinyframe; print(tinyframe.Frame([1, 2, 3]).mean())';
+
+describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers', missing), () => {
+  let work: string;
+  let fixtures: GeneratedFixtures;
+  let server: FixtureServer;
+  let lock: LockedEnv;
+  let tag: string;
+  let repo: string;
+  let newLayers: Layer[];
+  const prefix = envPrefix('esgz');
+  const client = new RegistryClient({ dockerConfig: false });
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'prebuilt-oci-estargz-'));
+    fixtures = await generateExampleFixtures(join(work, 'fixtures'));
+    server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
+    const python = fixtures.python.find((a) => a.subdir === 'linux-64') ?? fixtures.python[0]!;
+    const pick = (name: string, format: string, version?: string): string =>
+      fixtures.channel.artifacts.find((a) => a.record.name === name && a.format === format && (a.subdir === 'noarch' || a.subdir === 'linux-64') && (!version || a.record.version === version))!.filename;
+    lock = fixtureLock(fixtures, server, { conda: [python.filename, pick('tinynum', '.tar.bz2', '1.4.0'), pick('tinyframe', '.conda')], wheels: [] }, { pythonVersion: python.record.version, condaRequested: ['tinyframe'] });
+    repo = uniqueRepo('esgz');
+    tag = `${services.registries!.plain.host}/${repo}:estargz`;
+    const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(work, 'cache') }), tempDir: work });
+    const base: BaseImageIdentity = { ref: services.baseImage!.ref, digest: services.baseImage!.digest, pinned: pinnedBase()! };
+    const prepared = await runner.prepare({ lock, envId: 'esgz', prefix, base });
+    try {
+      // A data file no task reads: a lazy pull must not fetch it.
+      await writeFile(join(prepared.contextDir, 'unread.bin'), randomBytes(24 << 20));
+      const service = createOciBuildService({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz' }, layerCacheDir: join(work, 'oci-layers') });
+      const dockerfile = `${prepared.dockerfile.trimEnd()}\nCOPY unread.bin /opt/data/unread.bin\n`;
+      const result = await service.buildAndPush({ dockerfile, contextDir: prepared.contextDir, imageTag: tag, platform: 'linux/amd64' });
+      if (!result.ok) throw new Error(`build failed: ${result.reason}\n${result.logTail.join('\n')}`);
+    } finally {
+      await prepared.dispose();
+    }
+  }, 600_000);
+  afterAll(async () => {
+    await server?.close();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('an OCI image whose new layers are tar+gzip with the TOC digest and uncompressed size annotations; each blob is valid gzip of the tar its diff_id names, its footer points at the TOC', async () => {
+    const manifest = (await client.getManifest(tag)).manifest as Manifest;
+    expect(manifest.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    const config = JSON.parse(Buffer.from(await client.getBlob(tag, manifest.config.digest)).toString()) as { rootfs: { diff_ids: string[] } };
+    newLayers = manifest.layers.filter((l) => l.annotations?.[TOC_DIGEST_ANNOTATION]);
+    const baseCount = manifest.layers.length - newLayers.length;
+    expect(newLayers.length).toBe(lock.packages.length + 2); // the packages, the env layer, the data file
+    expect(manifest.layers.slice(0, baseCount).every((l) => l.annotations === undefined)).toBe(true);
+    for (const [i, layer] of newLayers.entries()) {
+      expect(layer.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip');
+      const blob = Buffer.from(await client.getBlob(tag, layer.digest, { size: layer.size }));
+      const tar = gunzipSync(blob);
+      expect(sha(tar)).toBe(config.rootfs.diff_ids[baseCount + i]);
+      expect(layer.annotations![UNCOMPRESSED_SIZE_ANNOTATION]).toBe(String(tar.length));
+      const tocOffset = parseInt(blob.subarray(blob.length - FOOTER_SIZE + 16, blob.length - FOOTER_SIZE + 32).toString('latin1'), 16);
+      const tocTar = gunzipSync(blob.subarray(tocOffset, blob.length - FOOTER_SIZE));
+      const size = parseInt(tocTar.subarray(124, 136).toString('latin1'), 8);
+      expect(sha(tocTar.subarray(512, 512 + size))).toBe(layer.annotations![TOC_DIGEST_ANNOTATION]);
+    }
+  }, 120_000);
+
+  it.skipIf(dockerMissing !== undefined)(title('the Docker daemon pulls it as ordinary gzip and runs it', dockerMissing), async () => {
+    const env = { ...process.env, DOCKER_HOST: services.dockerHost! };
+    await exec('docker', ['pull', tag], { env, timeout: 300_000 });
+    try {
+      const { stdout } = await exec('docker', ['run', '--rm', '--network=host', tag, `${prefix}/bin/python`, '-c', IMPORT], { env, timeout: 120_000 });
+      expect(stdout.trim()).toBe('2.0');
+    } finally {
+      await exec('docker', ['rmi', '-f', tag], { env }).catch(() => undefined);
+    }
+  }, 600_000);
+
+  describe.skipIf(containerdReason !== undefined)(title('containerd, ordinary pull (overlayfs)', containerdReason), () => {
+    let containerd: PrivateContainerd | undefined;
+    beforeAll(async () => {
+      containerd = await startContainerd();
+    }, 60_000);
+    afterAll(() => containerd?.stop(), 60_000);
+
+    it('ctr image pull --plain-http, then ctr run: the env python imports its packages', async () => {
+      const socket = containerd!.socket;
+      await exec('ctr', ['-a', socket, 'images', 'pull', '--plain-http', tag], { timeout: 300_000 });
+      const { stdout } = await exec('ctr', ['-a', socket, 'run', '--rm', '--net-host', tag, `prebuilt-esgz-${process.pid}`, `${prefix}/bin/python`, '-c', IMPORT], { timeout: 120_000 });
+      expect(stdout.trim()).toBe('2.0');
+    }, 600_000);
+  });
+
+  describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter: lazy pull', stargzReason), () => {
+    let containerd: PrivateContainerd | undefined;
+    let snapshotter: ChildProcess | undefined;
+    let proxy: CountingProxy | undefined;
+    let proxied: string;
+
+    beforeAll(async () => {
+      proxy = await startCountingProxy(services.registries!.plain.host);
+      proxied = `${proxy.host}/${repo}:estargz`;
+      containerd = await startContainerd({ stargz: true });
+      const dir = containerd.dir;
+      await mkdir(join(dir, 'stargz-root'));
+      // No prefetch and no background fetch: only what the task reads is fetched. The registry is
+      // reached over plain HTTP (127.0.0.1 is localhost to the resolver).
+      await writeFile(join(dir, 'stargz.toml'), 'noprefetch = true\nno_background_fetch = true\nno_prometheus = true\n');
+      snapshotter = spawn('containerd-stargz-grpc', ['--address', join(dir, 'stargz.sock'), '--root', join(dir, 'stargz-root'), '--config', join(dir, 'stargz.toml'), '--log-level', 'info'], { stdio: 'ignore' });
+      for (let i = 0; i < 100 && (await have('ctr', ['-a', containerd.socket, 'plugins', 'ls', '-d', 'id==stargz'])) === undefined; i++) await new Promise((r) => setTimeout(r, 100));
+    }, 60_000);
+    afterAll(async () => {
+      if (containerd) await have('ctr-remote', ['-a', containerd.socket, 'images', 'rm', proxied]);
+      if (snapshotter?.pid && snapshotter.exitCode === null) {
+        snapshotter.kill('SIGTERM');
+        await new Promise((r) => (snapshotter!.exitCode !== null ? r(undefined) : snapshotter!.once('exit', r)));
+      }
+      await containerd?.stop();
+      await proxy?.close();
+    }, 60_000);
+
+    it('ctr-remote image rpull + run: the task runs after fetching only part of the eStargz layers (the unread 24 MiB file not at all)', async () => {
+      const socket = containerd!.socket;
+      proxy!.reset();
+      await exec('ctr-remote', ['-a', socket, 'images', 'rpull', '--plain-http', proxied], { timeout: 300_000 });
+      const { stdout } = await exec('ctr-remote', ['-a', socket, 'run', '--rm', '--snapshotter', 'stargz', '--net-host', proxied, `prebuilt-esgz-lazy-${process.pid}`, `${prefix}/bin/python`, '-c', IMPORT], { timeout: 120_000 });
+      expect(stdout.trim()).toBe('2.0');
+      const fetched = newLayers.reduce((sum, l) => sum + (proxy!.blobBytes.get(l.digest) ?? 0), 0);
+      const total = newLayers.reduce((sum, l) => sum + l.size, 0);
+      expect(proxy!.ranges.length).toBeGreaterThan(0);
+      expect(fetched).toBeLessThan(total * 0.5);
+      const data = newLayers.at(-1)!;
+      expect(proxy!.blobBytes.get(data.digest) ?? 0).toBeLessThan(data.size / 10);
+    }, 600_000);
+  });
+});
