@@ -30,5 +30,7 @@ echo "[setup] installing the workspace's dependencies" >&2
 pnpm install --frozen-lockfile >&2
 echo "[setup] building" >&2
 pnpm build >&2
+echo "[setup] containerd-stargz-grpc for the eStargz lazy-pull test (built from Debian's Go library)" >&2
+bash scripts/build-stargz-grpc.sh
 echo "[setup] starting the Docker daemon, the registries and the base image" >&2
 bash scripts/test-services.sh up >/dev/null
