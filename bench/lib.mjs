@@ -195,18 +195,20 @@ export function flowSource(className, steps) {
 
 /**
  * A TCP proxy on 127.0.0.1 (an ephemeral port) that counts the bytes clients send to `target`
- * (host:port) — everything, HTTP headers included: `state.sent`, which the caller may reset.
+ * (host:port) — everything, HTTP headers included: `state.sent`, and those it sends back:
+ * `state.received`; the caller may reset them.
  * Point a build service, the CLI or the Docker daemon at `host` instead of the registry.
  */
 export function countingProxy(target) {
   const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
-  const state = { sent: 0 };
+  const state = { sent: 0, received: 0 };
   const sockets = new Set();
   const server = net.createServer((client) => {
     const upstream = net.connect(port, host);
     sockets.add(client);
     sockets.add(upstream);
     client.on('data', (chunk) => (state.sent += chunk.length));
+    upstream.on('data', (chunk) => (state.received += chunk.length));
     client.pipe(upstream);
     upstream.pipe(client);
     const close = () => {
