@@ -14,8 +14,8 @@ export { pushImageIndex, type ImageIndexEntry, type PushImageIndexOptions, type 
 export { parseDockerfile, SUPPORTED_INSTRUCTIONS, type Instruction, type ParseResult } from './dockerfile.js';
 export { buildLayer, tarLayer, layerDiffId, writeLayer, deterministicGzip, type BuiltLayer, type LayerEntry, type WrittenLayer } from './layer.js';
 export { LAYER_COMPRESSIONS, LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, layerCompressor, type LayerCompression } from './layer-codec.js';
-export { estargzStream, estargzFooter, TOC_NAME, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, ESTARGZ_CHUNK, type EstargzResult } from './estargz.js';
-export { GROUPING, LAYERING_POLICIES, layerGroups, type LayeringPolicy, type SizedPackage } from './layering.js';
+export { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
+export { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 export { LayerCache, defaultLayerCacheDir, type CompressedLayer } from './layer-cache.js';
 
 /** The `oci` build service: assembles images without a daemon and pushes them over the registry API. */

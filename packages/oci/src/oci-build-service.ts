@@ -138,25 +138,16 @@ export interface OciSettings {
   layers: LayeringPolicy;
 }
 
-function compressionSetting(value: string | undefined, env: Record<string, string | undefined>): LayerCompression {
-  const raw = value ?? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.layerCompression, option: 'layerCompression', description: 'layer compression', env });
-  if (raw === undefined) return 'gzip';
+/** A setting with a fixed set of values (case and spaces ignored): the option, else the env var, else the default. */
+function choiceSetting<T extends string>(value: string | undefined, env: Record<string, string | undefined>, spec: { envVar: string; option: string; description: string; choices: readonly T[] }): T {
+  const raw = value ?? loadOptionalSetting({ value: undefined, envVar: spec.envVar, option: spec.option, description: spec.description, env });
+  if (raw === undefined) return spec.choices[0]!;
   const name = raw.trim().toLowerCase();
-  if ((LAYER_COMPRESSIONS as readonly string[]).includes(name)) return name as LayerCompression;
-  throw new ConfigError(`The layer compression '${raw}' is not one the oci build service knows.`, {
-    setting: OCI_ENV.layerCompression,
-    hint: `Set ${OCI_ENV.layerCompression} (or the option 'layerCompression') to gzip, zstd or estargz.`,
-  });
-}
-
-function layeringSetting(value: string | undefined, env: Record<string, string | undefined>): LayeringPolicy {
-  const raw = value ?? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.layers, option: 'layers', description: 'layering policy', env });
-  if (raw === undefined) return 'grouped';
-  const name = raw.trim().toLowerCase();
-  if ((LAYERING_POLICIES as readonly string[]).includes(name)) return name as LayeringPolicy;
-  throw new ConfigError(`The layering policy '${raw}' is not one the oci build service knows.`, {
-    setting: OCI_ENV.layers,
-    hint: `Set ${OCI_ENV.layers} (or the option 'layers') to ${LAYERING_POLICIES.join(', ')}.`,
+  if ((spec.choices as readonly string[]).includes(name)) return name as T;
+  const choices = `${spec.choices.slice(0, -1).join(', ')} or ${spec.choices.at(-1)}`;
+  throw new ConfigError(`The ${spec.description} '${raw}' is not one the oci build service knows.`, {
+    setting: spec.envVar,
+    hint: `Set ${spec.envVar} (or the option '${spec.option}') to ${choices}.`,
   });
 }
 
@@ -175,8 +166,8 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
     insecureRegistries: list(options.insecureRegistries, OCI_ENV.insecureRegistries, 'insecureRegistries', env),
     mountFrom: list(options.mountFrom, OCI_ENV.mountFrom, 'mountFrom', env),
     sourceDateEpoch: epochSetting(options.sourceDateEpoch, env),
-    layerCompression: compressionSetting(options.layerCompression, env),
-    layers: layeringSetting(options.layers, env),
+    layerCompression: choiceSetting(options.layerCompression, env, { envVar: OCI_ENV.layerCompression, option: 'layerCompression', description: 'layer compression', choices: LAYER_COMPRESSIONS }),
+    layers: choiceSetting(options.layers, env, { envVar: OCI_ENV.layers, option: 'layers', description: 'layering policy', choices: LAYERING_POLICIES }),
   };
 }
 
