@@ -21,6 +21,16 @@ describe('LayerCache', () => {
     expect(await new LayerCache(dir).get(`sha256:${'c'.repeat(64)}`)).toBeUndefined();
   });
 
+  it('eStargz: also remembers the layer diff_id (the tar with its TOC) and the annotations; a damaged annotations line is ignored', async () => {
+    const tar = `sha256:${'e'.repeat(64)}`;
+    const esgz = { ...entry, diffId: `sha256:${'f'.repeat(64)}`, annotations: { 'containerd.io/snapshot/stargz/toc.digest': `sha256:${'1'.repeat(64)}`, 'io.containers.estargz.uncompressed-size': '4096' } };
+    await new LayerCache(dir).set(tar, esgz);
+    expect(await new LayerCache(dir).get(tar)).toEqual(esgz);
+    const broken = `sha256:${'9'.repeat(64)}`;
+    await writeFile(join(dir, '9'.repeat(64)), `${entry.digest} 1234\n${esgz.diffId}\n{"a": 1}\n`);
+    expect(await new LayerCache(dir).get(broken)).toBeUndefined();
+  });
+
   it('ignores an unreadable entry, and keeps entries in memory without a directory', async () => {
     const other = `sha256:${'d'.repeat(64)}`;
     await writeFile(join(dir, 'd'.repeat(64)), 'garbage');

@@ -19,7 +19,7 @@ import { envPrefix, type LockedEnv } from '@prebuilt/core';
 import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
 import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
 import { FOOTER_SIZE, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
-import { createOciBuildService } from './oci-build-service.js';
+import { createOciBuildService, type PushSummary } from './oci-build-service.js';
 import { containerdMissing, have, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { startCountingProxy, type CountingProxy } from './__fixtures__/counting-proxy.js';
 import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
@@ -52,6 +52,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
   let newLayers: Layer[];
   const prefix = envPrefix('esgz');
   const client = new RegistryClient({ dockerConfig: false });
+  const pushes: PushSummary[] = [];
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'prebuilt-oci-estargz-'));
@@ -69,10 +70,13 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
     try {
       // A data file no task reads: a lazy pull must not fetch it.
       await writeFile(join(prepared.contextDir, 'unread.bin'), randomBytes(24 << 20));
-      const service = createOciBuildService({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz' }, layerCacheDir: join(work, 'oci-layers') });
+      const service = createOciBuildService({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz' }, layerCacheDir: join(work, 'oci-layers'), onPushed: (s) => pushes.push(s) });
       const dockerfile = `${prepared.dockerfile.trimEnd()}\nCOPY unread.bin /opt/data/unread.bin\n`;
-      const result = await service.buildAndPush({ dockerfile, contextDir: prepared.contextDir, imageTag: tag, platform: 'linux/amd64' });
-      if (!result.ok) throw new Error(`build failed: ${result.reason}\n${result.logTail.join('\n')}`);
+      // Twice: the second build finds every layer through the layer cache and the registry.
+      for (const imageTag of [tag, `${tag}-again`]) {
+        const result = await service.buildAndPush({ dockerfile, contextDir: prepared.contextDir, imageTag, platform: 'linux/amd64' });
+        if (!result.ok) throw new Error(`build failed: ${result.reason}\n${result.logTail.join('\n')}`);
+      }
     } finally {
       await prepared.dispose();
     }
@@ -102,6 +106,12 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
       expect(sha(tocTar.subarray(512, 512 + size))).toBe(layer.annotations![TOC_DIGEST_ANNOTATION]);
     }
   }, 120_000);
+
+  it('a rebuild compresses nothing: every layer found by the layer cache (which keeps the eStargz diff_id and annotations) exists; same digest', () => {
+    const [first, second] = pushes;
+    expect(second!.digest).toBe(first!.digest);
+    expect(second!.layers.every((l) => l.status === 'exists')).toBe(true);
+  });
 
   it.skipIf(dockerMissing !== undefined)(title('the Docker daemon pulls it as ordinary gzip and runs it', dockerMissing), async () => {
     const env = { ...process.env, DOCKER_HOST: services.dockerHost! };
