@@ -2,8 +2,7 @@ import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PREFIX_LAYERS_FILE } from '@prebuilt/core/backend';
-import { serializePrefixLayers, type PrefixLayersPackage } from '@prebuilt/core';
+import { PREFIX_LAYERS_FILE, type PrefixLayers } from '@prebuilt/core/backend';
 import { dockerfileInstructions, fetchBase, planImage } from './image-assembly.js';
 import { GROUPING, groupOf, layerGroups, type SizedPackage } from './layering.js';
 
@@ -60,7 +59,7 @@ describe('planImage with the layering policies (a 30-package prefix, scratch bas
 
   beforeAll(async () => {
     context = await mkdtemp(join(tmpdir(), 'prebuilt-oci-layering-'));
-    const packages: PrefixLayersPackage[] = [];
+    const packages: PrefixLayers['packages'] = [];
     await mkdir(join(context, 'prefix', 'conda-meta'), { recursive: true });
     await writeFile(join(context, 'prefix', 'conda-meta', 'history'), 'x\n');
     for (let i = 0; i < 30; i++) {
@@ -72,7 +71,8 @@ describe('planImage with the layering policies (a 30-package prefix, scratch bas
       if (i < 3) await truncate(file, 10 * MiB + i);
       packages.push({ kind: 'conda', name, version: '1.0', filename: `${name}-1.0-0.conda`, sha256: '0'.repeat(64), files: [`lib/${name}`, `lib/${name}/data.bin`] });
     }
-    await writeFile(join(context, PREFIX_LAYERS_FILE), serializePrefixLayers({ version: 1, prefixDir: 'prefix', packages }));
+    const layers: PrefixLayers = { version: 1, prefixDir: 'prefix', packages };
+    await writeFile(join(context, PREFIX_LAYERS_FILE), JSON.stringify(layers));
   });
   afterAll(async () => {
     if (context) await rm(context, { recursive: true, force: true });
