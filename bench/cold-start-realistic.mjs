@@ -3,7 +3,7 @@
  * `docker run` to the first line after `import pandas, sklearn`, with the Docker daemon, in three
  * node states, for:
  *
- *   prebuilt oci     — the env's image built by `prebuilt build` with the `oci` service (a layer per package);
+ *   prebuilt oci     — the env's image built by `prebuilt build` with the `oci` service (its default layering);
  *   prebuilt docker  — the same with the `docker` service (one COPY layer of the prefix);
  *   … before         — with --before <checkout>: the same two built by another checkout's CLI (e.g.
  *                      main's, whose materializer leaves the shipped pycs stale), side by side;

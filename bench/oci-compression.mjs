@@ -100,8 +100,8 @@ async function main_() {
   };
   const variants = [
     ...(baseline ? [['baseline (JS gzip)', build(baseline, {})]] : []),
-    ['gzip (Node zlib, parallel)', build(ours, { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'gzip' })],
-    ['zstd (-3, parallel)', build(ours, { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd' })],
+    ['gzip (Node zlib, parallel)', build(ours, { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'gzip', METAFLOW_PREBUILT_OCI_LAYERS: 'per-package' })],
+    ['zstd (-3, parallel)', build(ours, { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd', METAFLOW_PREBUILT_OCI_LAYERS: 'per-package' })],
   ];
   const samples = await alternate(args.runs, ...variants.map(([, fn]) => fn));
   const builds = Object.fromEntries(variants.map(([name], i) => [name, stats(samples[i])]));

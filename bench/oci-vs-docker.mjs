@@ -7,7 +7,7 @@
  *   first   — build and push env A (the repository is empty: every blob goes up, the base too);
  *   rebuild — build and push env B into the same repository.
  *
- * Services: `oci` (@prebuilt/oci: one layer per package, only missing blobs uploaded) and
+ * Services: `oci` (@prebuilt/oci: package layers — one per package up to 18 packages, grouped beyond —, only missing blobs uploaded) and
  * `docker` (@prebuilt/docker: the Docker daemon builds the materialized recipe — one COPY layer of
  * the whole prefix — and pushes). Both get the same prepared build contexts (materialized once,
  * untimed; FROM the base image in the same registry) and push through a byte-counting TCP proxy
