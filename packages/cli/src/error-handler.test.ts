@@ -66,6 +66,17 @@ describe('reportError (the one top-level handler)', () => {
     const c = capture();
     c.context.json.requested = true;
     expect(reportError(new Error('aborted'), c.context, { showStack: false, interrupted: 'SIGINT' })).toBe(130);
-    expect(JSON.parse(c.out())).toEqual({ ok: false, error: { name: 'CancelledError', code: 'cancelled', message: 'Interrupted by SIGINT.' } });
+    expect(JSON.parse(c.out())).toEqual({ ok: false, error: { name: 'CancelledError', code: 'cancelled', message: 'Interrupted by SIGINT.', hint: expect.stringContaining('Run the command again') } });
+  });
+
+  it('the envelope always has error.code, message and hint (null when the error has none), also for an unexpected error', () => {
+    const plain = capture();
+    plain.context.json.requested = true;
+    expect(reportError(new ConfigError('no hint here'), plain.context, { showStack: false })).toBe(2);
+    expect(JSON.parse(plain.out())).toEqual({ ok: false, error: { name: 'ConfigError', code: 'config', message: 'no hint here', hint: null } });
+    const unexpected = capture();
+    unexpected.context.json.requested = true;
+    expect(reportError(new TypeError('x is undefined'), unexpected.context, { showStack: false })).toBe(1);
+    expect(JSON.parse(unexpected.out())).toEqual({ ok: false, error: { name: 'Error', code: 'unexpected', message: 'x is undefined', hint: null } });
   });
 });

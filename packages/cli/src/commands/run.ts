@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { ExitCode, PrebuiltError, type ExitCode as ExitCodeType } from '@prebuilt/core';
 import { flowEnvs, givenEnvironment, remoteSteps, runFlow, type RemoteSelection } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
-import { runBuild } from './build.js';
+import { reportBuild } from '../build-report.js';
 
 const RUN_HELP = `
 Builds the images the run needs (as \`prebuilt build\`, skipping every image the registry has),
@@ -66,7 +66,8 @@ export async function runCommand(file: string, args: readonly string[], context:
   let stateFile: string | null = null;
   if (selection.steps.length > 0) {
     // Metaflow's output owns stdout (`--only-json` prints the spec there): the build reports on stderr.
-    const built = await runBuild(file, { ...context, stdout: context.stderr }, { steps: selection.steps });
+    const built = await reportBuild(file, { ...context, stdout: context.stderr }, { steps: selection.steps });
+    if (built.failure) throw built.failure;
     stateFile = built.stateFile;
   } else {
     context.stderr.write(`${envs.flow}: no step runs remotely; nothing to build.\n`);
