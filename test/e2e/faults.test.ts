@@ -169,16 +169,17 @@ describeWith(NEEDS, 'prebuilt build faults end to end (real CLI, Docker daemon, 
     expect((await headManifest(tag)).status).toBe(404);
   }, 180_000);
 
-  itWith(NEEDS, 'registry unreachable (a closed port): exit 1, naming the registry; --json prints the error', async () => {
+  // Unreachable is one kind of fault whichever service it hits: exit 2 and code `unreachable`, as for the daemon above.
+  itWith(NEEDS, 'registry unreachable (a closed port): exit 2, naming the registry; --json prints the error', async () => {
     const port = await closedPort();
     const env = cliEnv(fixtures, services, uniqueNamespace('noregistry'), { METAFLOW_PREBUILT_LOCAL_REGISTRY: `127.0.0.1:${port}` });
     const human = await runCli(['build', 'one_env_flow.py'], { env, cwd: oneEnvDir });
-    expect(human.code, human.stderr).toBe(1);
+    expect(human.code, human.stderr).toBe(2);
     expect(human.stderr).toMatch(new RegExp(`error: registry 127\\.0\\.0\\.1:${port}: .*connection refused`));
     expect(human.stderr).toContain(`hint: Check that the registry 127.0.0.1:${port} is running`);
     const json = await runCli(['build', 'one_env_flow.py', '--json'], { env, cwd: oneEnvDir });
-    expect(json.code).toBe(1);
-    expect(parseJson(json)).toMatchObject({ ok: false, error: { name: 'RegistryError', code: 'registry' } });
+    expect(json.code).toBe(2);
+    expect(parseJson(json)).toMatchObject({ ok: false, error: { name: 'UnreachableError', code: 'unreachable' } });
   }, 180_000);
 
   itWith(NEEDS, 'credentials refused by the Basic-auth registry: exit 1, naming where the credentials came from, never printing the password', async () => {

@@ -14,6 +14,7 @@ export {
   AuthError,
   BuildFailedError,
   EnvironmentError,
+  UnreachableError,
   CancelledError,
   DiskFullError,
   NetworkError,

@@ -10,6 +10,7 @@ import {
   DOCKER_HUB,
   DOCKER_HUB_CONFIG_KEY,
   EnvironmentError,
+  UnreachableError,
   PrebuiltError,
   RegistryError,
   errorMessage,
@@ -161,7 +162,8 @@ function kubernetesError(error: unknown, what: string, server: string, namespace
     });
   }
   if (status === undefined) {
-    return new EnvironmentError(`${what} failed: the Kubernetes API at ${server} could not be reached (${reason}).`, {
+    return new UnreachableError(`${what} failed: the Kubernetes API at ${server} could not be reached (${reason}).`, { service: `Kubernetes API ${server}` }, {
+      cause: error,
       hint: 'Check that the cluster is up and that the kubeconfig names the right server.',
     });
   }
