@@ -1,8 +1,12 @@
 import { CommanderError } from 'commander';
-import { BuildFailedError, CancelledError, ConfigError } from '@prebuilt/core';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BuildFailedError, CancelledError, ConfigError, EXIT_CODE_MEANINGS } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
 import { createCliContext, type CliContext } from './cli-context.js';
 import { reportError } from './error-handler.js';
+import { main } from './main.js';
 
 function capture(): { context: CliContext; out: () => string; err: () => string } {
   let out = '';
@@ -80,3 +84,20 @@ describe('reportError (the one top-level handler)', () => {
     expect(JSON.parse(unexpected.out())).toEqual({ ok: false, error: { name: 'Error', code: 'unexpected', message: 'x is undefined', hint: null } });
   });
 });
+
+describe('the exit-code table: ExitCode / EXIT_CODE_MEANINGS, --help and the READMEs say the same', () => {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  it.each(['README.md', 'packages/cli/README.md'])('%s has one row per exit code with its meaning', (readme) => {
+    const text = readFileSync(join(root, readme), 'utf8');
+    for (const [code, meaning] of Object.entries(EXIT_CODE_MEANINGS)) expect(text).toContain(`| ${code} | ${meaning} |`);
+    expect(text).toContain('"ok": false, "error": { "name", "code", "message", "hint" }');
+  });
+
+  it('prebuilt --help prints the table', async () => {
+    let out = '';
+    const code = await main(['--help'], { stdout: { write: (text: string) => ((out += text), true) }, stderr: { write: () => true } });
+    expect(code).toBe(0);
+    for (const [exit, meaning] of Object.entries(EXIT_CODE_MEANINGS)) expect(out).toContain(`  ${exit.padEnd(4)}${meaning}`);
+  });
+});
+

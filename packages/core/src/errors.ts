@@ -31,6 +31,15 @@ export const ExitCode = {
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
+/** What each exit code means, in the user's words: the CLI's --help and the README's table say this. */
+export const EXIT_CODE_MEANINGS: Readonly<Record<ExitCode, string>> = {
+  [ExitCode.ok]: 'ok',
+  [ExitCode.failure]: 'a build or push failed, or a service answered with an error, stalled or refused the credentials',
+  [ExitCode.usage]: 'bad input or configuration, or a service (Docker daemon, registry, Kubernetes API) not reachable at its address',
+  [ExitCode.interrupted]: 'interrupted (SIGINT)',
+  [ExitCode.terminated]: 'terminated (SIGTERM)',
+};
+
 export interface PrebuiltErrorOptions {
   cause?: unknown;
   /** What the user can do about it; rendered on its own line by the CLI. */

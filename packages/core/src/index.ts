@@ -19,6 +19,7 @@ export {
   DiskFullError,
   NetworkError,
   ExitCode,
+  EXIT_CODE_MEANINGS,
   errorMessage,
   type PrebuiltErrorOptions,
 } from './errors.js';

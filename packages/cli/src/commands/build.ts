@@ -22,7 +22,8 @@ Environment:
                                      --json names it as "sbom" of each image)
 
 Exit codes: 0 every image is present or built, 1 a build or push failed (the others are still
-built), 2 bad input or configuration, 130/143 interrupted.
+built), 2 bad input or configuration (the Docker daemon or the registry not reachable included),
+130/143 interrupted; \`prebuilt --help\` has the table.
 
 Examples:
   $ prebuilt build flow.py

@@ -18,6 +18,10 @@ Everything after <flow> goes to Metaflow untouched, except prebuilt's global --v
 with @kubernetes/@batch, or every step with \`--with kubernetes|batch\` (in the arguments or
 METAFLOW_DEFAULT_DECOSPECS) or with argo-workflows, step-functions or airflow.
 
+Options (prebuilt's own; every other argument goes to Metaflow):
+  --verbose    show debug logs (prebuilt:*) and stack traces (before or after <flow>)
+  -h, --help   this help, in place of <flow> (after <flow>, --help is Metaflow's)
+
 Environment:
   METAFLOW_PREBUILT_PYTHON   the interpreter that runs the flow (default python3)
 
