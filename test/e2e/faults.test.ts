@@ -125,6 +125,9 @@ describeWith(NEEDS, 'prebuilt build faults end to end (real CLI, Docker daemon, 
       expect(human.stdout).toMatch(new RegExp(`^${healthyId}\\s+built\\s`, 'm'));
       expect(Object.keys(map.steps).sort()).toEqual(['end', 'start']);
       expect(map.stateFile).toBeNull();
+      // The envelope: ok false, the error (exit 1's build-failed) beside what was done.
+      expect(map).toMatchObject({ ok: false, error: { name: 'BuildFailedError', code: 'build-failed', message: '2 of 3 images failed to build; the image map was not written.' } });
+      expect(map.error!.hint).toContain('run prebuilt build again');
 
       // Both failures are reported, with their reasons; nothing is tagged for them.
       const failures = map.failures ?? [];

@@ -341,6 +341,9 @@ export interface ImageEntry {
   sbom?: { digest: string; documentDigest: string };
 }
 export interface BuildJson {
+  /** The --json envelope: true when every image is there, false with `error` and `failures` otherwise. */
+  ok: boolean;
+  error?: { name: string; code: string; message: string; hint: string | null };
   flow: string;
   images: Record<string, ImageEntry>;
   steps: Record<string, { envId: string | null; image: string; python: string }>;
