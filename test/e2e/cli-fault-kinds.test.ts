@@ -4,29 +4,11 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { describeWith, getServices, itWith } from '../services.js';
-import { closedPort, cliEnv, parseJson, runCli, startFixtures, stopFixtures, uniqueNamespace, writeFlow, type CliRun, type Fixtures } from './harness.js';
+import { closedPort, cliEnv, ONE_ENV_FLOW, parseJson, runCli, startFixtures, stopFixtures, uniqueNamespace, writeFlow, type CliRun, type Fixtures } from './harness.js';
 
 const services = getServices();
 const NEEDS = ['docker', 'registries', 'baseImage'] as const;
 
-const FLOW = `from metaflow import FlowSpec, conda, conda_base, step
-
-
-@conda_base(python="3.11")
-class KindsFlow(FlowSpec):
-    @conda(packages={"tinynum": "1.4.0"})
-    @step
-    def start(self):
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
-
-
-if __name__ == "__main__":
-    KindsFlow()
-`;
 
 interface Envelope {
   ok: boolean;
@@ -40,8 +22,8 @@ describeWith(NEEDS, 'fault kinds: the same exit code and error code whichever co
   beforeAll(async () => {
     fixtures = await startFixtures();
     dir = join(fixtures.dir, 'kinds');
-    await writeFlow(dir, 'kinds_flow.py', FLOW);
-    const locked = await runCli(['lock', 'kinds_flow.py'], { env: cliEnv(fixtures, services, uniqueNamespace('kinds-lock')), cwd: dir });
+    await writeFlow(dir, 'one_env_flow.py', ONE_ENV_FLOW);
+    const locked = await runCli(['lock', 'one_env_flow.py'], { env: cliEnv(fixtures, services, uniqueNamespace('kinds-lock')), cwd: dir });
     if (locked.code !== 0) throw new Error(`prebuilt lock failed: ${locked.stderr}`);
   });
   afterAll(async () => {
@@ -67,8 +49,8 @@ describeWith(NEEDS, 'fault kinds: the same exit code and error code whichever co
   }
 
   itWith(NEEDS, 'unreachable: the Docker daemon and the image registry at a closed port are both `unreachable`, exit 2', async () => {
-    const daemon = await cli(['build', 'kinds_flow.py'], { DOCKER_HOST: `tcp://127.0.0.1:${await closedPort()}` });
-    const registry = await cli(['build', 'kinds_flow.py'], { METAFLOW_PREBUILT_LOCAL_REGISTRY: `127.0.0.1:${await closedPort()}` });
+    const daemon = await cli(['build', 'one_env_flow.py'], { DOCKER_HOST: `tcp://127.0.0.1:${await closedPort()}` });
+    const registry = await cli(['build', 'one_env_flow.py'], { METAFLOW_PREBUILT_LOCAL_REGISTRY: `127.0.0.1:${await closedPort()}` });
     expectSameKind(daemon, registry, 2, 'unreachable');
     expect(daemon.json.error!.message).toContain('Docker daemon');
     expect(registry.json.error!.message).toMatch(/registry 127\.0\.0\.1:\d+: .*connection refused/);
@@ -84,20 +66,20 @@ describeWith(NEEDS, 'fault kinds: the same exit code and error code whichever co
   }, 120_000);
 
   itWith(NEEDS, 'bad setting: a malformed DOCKER_HOST and a malformed local registry address are both `config`, exit 2', async () => {
-    const service = await cli(['build', 'kinds_flow.py'], { DOCKER_HOST: 'ftp://127.0.0.1:1' });
-    const registry = await cli(['build', 'kinds_flow.py'], { METAFLOW_PREBUILT_LOCAL_REGISTRY: 'not a registry!' });
+    const service = await cli(['build', 'one_env_flow.py'], { DOCKER_HOST: 'ftp://127.0.0.1:1' });
+    const registry = await cli(['build', 'one_env_flow.py'], { METAFLOW_PREBUILT_LOCAL_REGISTRY: 'not a registry!' });
     expectSameKind(service, registry, 2, 'config');
   }, 120_000);
 
   itWith(NEEDS, 'credentials refused: the Basic-auth registry and the token registry both say `auth`, exit 1', async () => {
     const basic = services.registries!.basic;
     const token = services.registries!.token;
-    const refusedBasic = await cli(['build', 'kinds_flow.py'], {
+    const refusedBasic = await cli(['build', 'one_env_flow.py'], {
       METAFLOW_PREBUILT_LOCAL_REGISTRY: basic.host,
       METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME: basic.username,
       METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD: `wrong-${Date.now()}`,
     });
-    const refusedToken = await cli(['build', 'kinds_flow.py'], {
+    const refusedToken = await cli(['build', 'one_env_flow.py'], {
       METAFLOW_PREBUILT_LOCAL_REGISTRY: token.host,
       METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME: token.username,
       METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD: `wrong-${Date.now()}`,

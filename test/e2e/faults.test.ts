@@ -18,6 +18,7 @@ import {
   stopFixtures,
   uniqueNamespace,
   writeFlow,
+  ONE_ENV_FLOW,
   type BuildJson,
   type Fixtures,
 } from './harness.js';
@@ -25,25 +26,6 @@ import {
 const services = getServices();
 const NEEDS = ['docker', 'registries', 'baseImage'] as const;
 
-const ONE_ENV_FLOW = `from metaflow import FlowSpec, conda, conda_base, step
-
-
-@conda_base(python="3.11")
-class OneEnvFlow(FlowSpec):
-    @conda(packages={"tinynum": "1.4.0"})
-    @step
-    def start(self):
-        self.next(self.end)
-
-    @conda(packages={"tinynum": "1.4.0"})
-    @step
-    def end(self):
-        pass
-
-
-if __name__ == "__main__":
-    OneEnvFlow()
-`;
 
 /** start: healthy; broken: a package that cannot be relocated; train: a GPU step on a base image whose layer is lost. */
 const FAILING_FLOW = `from metaflow import FlowSpec, conda, conda_base, kubernetes, step
