@@ -9,5 +9,6 @@ export { imagesWithSboms, pushBuildSboms, sbomJson, sbomsEnabled } from './build
 export { buildFlow, buildFailure, type BuildFlowOptions, type BuildFlowResult } from './build-flow.js';
 export { deployFlow, type DeployFlowOptions, type DeployFlowResult } from './deploy-flow.js';
 export { DEFAULT_BASE_IMAGE, deploySettings, type DeploySettings } from './deploy-settings.js';
+export { runWithImages, type RunWithImagesHooks, type RunWithImagesResult } from './run-flow.js';
 export { lockFlow, type LockFlowOptions, type LockFlowResult } from './lock-flow.js';
 export { stateFilePath, writeImageMap } from './state-file.js';
