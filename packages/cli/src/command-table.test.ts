@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { COMMANDS, commandsFor } from './command-table.js';
+import { main } from './main.js';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'prebuilt.js');
 
@@ -111,5 +112,22 @@ describe('commands are leaves: no command imports another', () => {
   it('the scan sees an import of a sibling command (it would fail on one)', () => {
     const text = "import { reportBuild } from './build.js';\nconst m = await import('../commands/lock.js');";
     expect(commandImports(`${text}\nimport { writeJson } from '../output.js';`)).toEqual(['./build.js', '../commands/lock.js']);
+  });
+});
+
+describe('internal commands are hidden from --help', () => {
+  it('metaflow build (the extension\'s entry) is not listed, yet runs and has its own --help', async () => {
+    const run = async (args: string[]): Promise<{ code: number; out: string }> => {
+      let out = '';
+      const code = await main(args, { stdout: { write: (text: string) => ((out += text), true) }, stderr: { write: () => true } });
+      return { code, out };
+    };
+    const listing = await run(['metaflow', '--help']);
+    expect(listing.code).toBe(0);
+    expect(listing.out).toMatch(/^ {2}install /m);
+    expect(listing.out).not.toMatch(/^ {2}build /m);
+    const own = await run(['metaflow', 'build', '--help']);
+    expect(own.code).toBe(0);
+    expect(own.out).toContain('Usage: prebuilt metaflow build [options] <flow>');
   });
 });
