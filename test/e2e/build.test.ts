@@ -143,7 +143,9 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
       expect(image).toEqual({ ...first.images[envId], status: 'present' });
     }
     expect(map.steps).toEqual(first.steps);
-    const { stateFile, ...imageMap } = map;
+    // The envelope's ok beside the image map and where it was written.
+    expect(map.ok).toBe(true);
+    const { stateFile, ok: _ok, ...imageMap } = map;
     expect(JSON.parse(await readFile(stateFile!, 'utf8'))).toEqual(imageMap);
     // Nothing was built: no phase past the registry check.
     expect(again.stderr).toBe('');

@@ -18,6 +18,7 @@ import {
   stopFixtures,
   uniqueNamespace,
   writeFlow,
+  ONE_ENV_FLOW,
   type BuildJson,
   type Fixtures,
 } from './harness.js';
@@ -25,25 +26,6 @@ import {
 const services = getServices();
 const NEEDS = ['docker', 'registries', 'baseImage'] as const;
 
-const ONE_ENV_FLOW = `from metaflow import FlowSpec, conda, conda_base, step
-
-
-@conda_base(python="3.11")
-class OneEnvFlow(FlowSpec):
-    @conda(packages={"tinynum": "1.4.0"})
-    @step
-    def start(self):
-        self.next(self.end)
-
-    @conda(packages={"tinynum": "1.4.0"})
-    @step
-    def end(self):
-        pass
-
-
-if __name__ == "__main__":
-    OneEnvFlow()
-`;
 
 /** start: healthy; broken: a package that cannot be relocated; train: a GPU step on a base image whose layer is lost. */
 const FAILING_FLOW = `from metaflow import FlowSpec, conda, conda_base, kubernetes, step
@@ -125,6 +107,9 @@ describeWith(NEEDS, 'prebuilt build faults end to end (real CLI, Docker daemon, 
       expect(human.stdout).toMatch(new RegExp(`^${healthyId}\\s+built\\s`, 'm'));
       expect(Object.keys(map.steps).sort()).toEqual(['end', 'start']);
       expect(map.stateFile).toBeNull();
+      // The envelope: ok false, the error (exit 1's build-failed) beside what was done.
+      expect(map).toMatchObject({ ok: false, error: { name: 'BuildFailedError', code: 'build-failed', message: '2 of 3 images failed to build; the image map was not written.' } });
+      expect(map.error!.hint).toContain('run prebuilt build again');
 
       // Both failures are reported, with their reasons; nothing is tagged for them.
       const failures = map.failures ?? [];
@@ -169,16 +154,17 @@ describeWith(NEEDS, 'prebuilt build faults end to end (real CLI, Docker daemon, 
     expect((await headManifest(tag)).status).toBe(404);
   }, 180_000);
 
-  itWith(NEEDS, 'registry unreachable (a closed port): exit 1, naming the registry; --json prints the error', async () => {
+  // Unreachable is one kind of fault whichever service it hits: exit 2 and code `unreachable`, as for the daemon above.
+  itWith(NEEDS, 'registry unreachable (a closed port): exit 2, naming the registry; --json prints the error', async () => {
     const port = await closedPort();
     const env = cliEnv(fixtures, services, uniqueNamespace('noregistry'), { METAFLOW_PREBUILT_LOCAL_REGISTRY: `127.0.0.1:${port}` });
     const human = await runCli(['build', 'one_env_flow.py'], { env, cwd: oneEnvDir });
-    expect(human.code, human.stderr).toBe(1);
+    expect(human.code, human.stderr).toBe(2);
     expect(human.stderr).toMatch(new RegExp(`error: registry 127\\.0\\.0\\.1:${port}: .*connection refused`));
     expect(human.stderr).toContain(`hint: Check that the registry 127.0.0.1:${port} is running`);
     const json = await runCli(['build', 'one_env_flow.py', '--json'], { env, cwd: oneEnvDir });
-    expect(json.code).toBe(1);
-    expect(parseJson(json)).toMatchObject({ ok: false, error: { name: 'RegistryError', code: 'registry' } });
+    expect(json.code).toBe(2);
+    expect(parseJson(json)).toMatchObject({ ok: false, error: { name: 'UnreachableError', code: 'unreachable' } });
   }, 180_000);
 
   itWith(NEEDS, 'credentials refused by the Basic-auth registry: exit 1, naming where the credentials came from, never printing the password', async () => {

@@ -341,6 +341,9 @@ export interface ImageEntry {
   sbom?: { digest: string; documentDigest: string };
 }
 export interface BuildJson {
+  /** The --json envelope: true when every image is there, false with `error` and `failures` otherwise. */
+  ok: boolean;
+  error?: { name: string; code: string; message: string; hint: string | null };
   flow: string;
   images: Record<string, ImageEntry>;
   steps: Record<string, { envId: string | null; image: string; python: string }>;
@@ -385,3 +388,24 @@ export function specJson<T>(stdout: string): T {
   if (start < 0) throw new Error(`no JSON document on stdout:\n${stdout}`);
   return JSON.parse(stdout.slice(start)) as T;
 }
+
+/** A flow whose two steps share one env (tinynum from the fixture channel): one image to build. */
+export const ONE_ENV_FLOW = `from metaflow import FlowSpec, conda, conda_base, step
+
+
+@conda_base(python="3.11")
+class OneEnvFlow(FlowSpec):
+    @conda(packages={"tinynum": "1.4.0"})
+    @step
+    def start(self):
+        self.next(self.end)
+
+    @conda(packages={"tinynum": "1.4.0"})
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    OneEnvFlow()
+`;

@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { COMMANDS, commandsFor } from './command-table.js';
+import { main } from './main.js';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'prebuilt.js');
 
@@ -59,11 +60,74 @@ export async function resolve(specifier, context, next) {
     expect(r.urls.filter((u) => heavy.test(u))).toEqual([]);
   });
 
+  // The backend packages (first-party ones; third-party ones are named prebuilt-backend-*).
+  const backend = /@prebuilt\/(docker|oci|buildx|kaniko|codebuild|local|dockerhub|ecr|gcr)\b|packages\/(docker|oci|buildx|kaniko|codebuild|local|dockerhub|ecr|gcr)\/|prebuilt-backend-/;
+
+  it('prebuilt --help lists every command and loads no backend package', () => {
+    const r = loaded(['--help']);
+    expect(r.status).toBe(0);
+    for (const name of Object.keys(COMMANDS)) expect(r.stdout).toContain(`  ${name}`);
+    expect(r.urls.filter((u) => u.includes('/commands/')).length).toBe(Object.keys(COMMANDS).length);
+    expect(r.urls.filter((u) => backend.test(u))).toEqual([]);
+  });
+
+  it('prebuilt envs <flow> reads the flow and loads no backend package', () => {
+    const flow = join(temp, 'flow.py');
+    writeFileSync(flow, "from metaflow import FlowSpec, step\n\nclass F(FlowSpec):\n    @step\n    def start(self):\n        self.next(self.end)\n\n    @step\n    def end(self):\n        pass\n");
+    const r = loaded(['envs', flow, '--json']);
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, flow: 'F' });
+    expect(r.urls.filter((u) => backend.test(u))).toEqual([]);
+  });
+
   it('prebuilt envs --help loads the envs command and not the others (nor the Kubernetes client)', () => {
     const r = loaded(['envs', '--help']);
     expect(r.status).toBe(0);
     const commands = r.urls.filter((u) => u.includes('/commands/')).map((u) => u.replace(/.*\/commands\//, ''));
     expect([...new Set(commands)]).toEqual(['envs.js']);
     expect(r.urls.filter((u) => /client-node|rattler|dockerode/.test(u))).toEqual([]);
+  });
+});
+
+/** The specifiers in `text` that name a command module (a sibling `./x.js` or a path through `commands/`). */
+function commandImports(text: string): string[] {
+  // Static imports, re-exports and dynamic imports alike.
+  const specifiers = [...text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"]([^'"]+)['"]/g)].map((match) => match[1]!);
+  return specifiers.filter((specifier) => specifier.startsWith('./') || /(^|\/)commands\//.test(specifier));
+}
+
+describe('commands are leaves: no command imports another', () => {
+  const dir = join(dirname(fileURLToPath(import.meta.url)), 'commands');
+  const sources = readdirSync(dir).filter((name) => name.endsWith('.ts') && !name.endsWith('.test.ts'));
+
+  it('every module in commands/ imports only from outside commands/ (shared code lives in app/ and the renderers)', () => {
+    expect(sources.length).toBe(Object.keys(COMMANDS).length);
+    const offending: string[] = [];
+    for (const name of sources) {
+      for (const specifier of commandImports(readFileSync(join(dir, name), 'utf8'))) offending.push(`${name} → ${specifier}`);
+    }
+    expect(offending).toEqual([]);
+  });
+
+  it('the scan sees an import of a sibling command (it would fail on one)', () => {
+    const text = "import { reportBuild } from './build.js';\nconst m = await import('../commands/lock.js');";
+    expect(commandImports(`${text}\nimport { writeJson } from '../output.js';`)).toEqual(['./build.js', '../commands/lock.js']);
+  });
+});
+
+describe('internal commands are hidden from --help', () => {
+  it('metaflow build (the extension\'s entry) is not listed, yet runs and has its own --help', async () => {
+    const run = async (args: string[]): Promise<{ code: number; out: string }> => {
+      let out = '';
+      const code = await main(args, { stdout: { write: (text: string) => ((out += text), true) }, stderr: { write: () => true } });
+      return { code, out };
+    };
+    const listing = await run(['metaflow', '--help']);
+    expect(listing.code).toBe(0);
+    expect(listing.out).toMatch(/^ {2}install /m);
+    expect(listing.out).not.toMatch(/^ {2}build /m);
+    const own = await run(['metaflow', 'build', '--help']);
+    expect(own.code).toBe(0);
+    expect(own.out).toContain('Usage: prebuilt metaflow build [options] <flow>');
   });
 });

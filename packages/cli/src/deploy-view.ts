@@ -43,32 +43,49 @@ export interface DeployView {
   stop(): void;
 }
 
+interface ViewState {
+  tty: boolean;
+  now: () => number;
+  frame: number;
+  /** The platform shows once the deploy builds for more than linux-64. */
+  multiPlatform: boolean;
+}
+
+function waitText(state: ViewState, wait: { target: string; what: string; since: number }): string {
+  return `${state.tty ? '  ' : ''}waiting for ${wait.target} (${wait.what}) — ${Math.round((state.now() - wait.since) / 1000)} s`;
+}
+
+function lineText(state: ViewState, line: ImageLine): string {
+  const elapsed = formatSeconds((line.ended ?? state.now()) - line.started);
+  const mark = line.phase === 'failed' ? '✗' : FINAL.has(line.phase) ? '✓' : SPINNER[state.frame % SPINNER.length];
+  const progress = line.progress && !FINAL.has(line.phase) ? ` ${line.progress}` : '';
+  // An index line says `image index`.
+  const platform = state.multiPlatform && line.platform ? `${line.platform.includes('+') ? 'image index' : line.platform}  ` : '';
+  const label = line.phase === 'waiting' && line.detail ? `waiting: ${line.detail}` : LABEL[line.phase];
+  return `${state.tty ? `${mark} ` : ''}env ${line.envId}  ${platform}${label}${progress}  ${elapsed}  (${line.steps.join(', ')})`;
+}
+
+/** `3 images`, `4 images and 2 image indexes (linux-64, linux-aarch64)`. */
+function resolvedText(event: Extract<DeployEvent, { type: 'resolved' }>): string {
+  const indexes = event.indexes > 0 ? ` and ${event.indexes} image index${event.indexes === 1 ? '' : 'es'} (${event.platforms.join(', ')})` : '';
+  return `${event.images} image${event.images === 1 ? '' : 's'}${indexes}`;
+}
+
 export function createDeployView(out: Writer & { isTTY?: boolean }, options: { now?: () => number } = {}): DeployView {
   const now = options.now ?? Date.now;
   const started = now();
   const lines = new Map<string, ImageLine>();
-  const tty = out.isTTY === true;
+  const state: ViewState = { tty: out.isTTY === true, now, frame: 0, multiPlatform: false };
+  const tty = state.tty;
   let drawn = 0;
-  let frame = 0;
   let timer: NodeJS.Timeout | undefined;
   let resolvingShown = false;
   /** Network reads that stall now: `target what` → since when. */
   const waits = new Map<string, { target: string; what: string; since: number }>();
-  const waitLine = (wait: { target: string; what: string; since: number }): string =>
-    `${tty ? '  ' : ''}waiting for ${wait.target} (${wait.what}) — ${Math.round((now() - wait.since) / 1000)} s`;
-  let multiPlatform = false;
-
-  const render = (line: ImageLine): string => {
-    const elapsed = formatSeconds((line.ended ?? now()) - line.started);
-    const mark = line.phase === 'failed' ? '✗' : FINAL.has(line.phase) ? '✓' : SPINNER[frame % SPINNER.length];
-    const progress = line.progress && !FINAL.has(line.phase) ? ` ${line.progress}` : '';
-    // The platform shows once the deploy builds for more than linux-64 (an index line says `image index`).
-    const platform = multiPlatform && line.platform ? `${line.platform.includes('+') ? 'image index' : line.platform}  ` : '';
-    const label = line.phase === 'waiting' && line.detail ? `waiting: ${line.detail}` : LABEL[line.phase];
-    return `${tty ? `${mark} ` : ''}env ${line.envId}  ${platform}${label}${progress}  ${elapsed}  (${line.steps.join(', ')})`;
-  };
+  const waitLine = (wait: { target: string; what: string; since: number }): string => waitText(state, wait);
+  const render = (line: ImageLine): string => lineText(state, line);
   const redraw = (): void => {
-    frame++;
+    state.frame++;
     const text = [...[...lines.values()].map(render), ...[...waits.values()].map(waitLine)];
     out.write(`${drawn > 0 ? `\x1b[${drawn}A\x1b[0J` : ''}${text.join('\n')}${text.length > 0 ? '\n' : ''}`);
     drawn = text.length;
@@ -82,12 +99,8 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
           resolvingShown = true;
           return;
         case 'resolved':
-          multiPlatform = event.platforms.some((platform) => platform !== 'linux-64');
-          out.write(
-            `${event.images} image${event.images === 1 ? '' : 's'}` +
-              `${event.indexes > 0 ? ` and ${event.indexes} image index${event.indexes === 1 ? '' : 'es'} (${event.platforms.join(', ')})` : ''}` +
-              ` (locked in ${formatSeconds(now() - started)})\n`,
-          );
+          state.multiPlatform = event.platforms.some((platform) => platform !== 'linux-64');
+          out.write(`${resolvedText(event)} (locked in ${formatSeconds(now() - started)})\n`);
           if (tty && !timer) timer = setInterval(redraw, 120).unref();
           return;
         case 'progress': {

@@ -1,8 +1,12 @@
 import { CommanderError } from 'commander';
-import { BuildFailedError, CancelledError, ConfigError } from '@prebuilt/core';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BuildFailedError, CancelledError, ConfigError, EXIT_CODE_MEANINGS } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
 import { createCliContext, type CliContext } from './cli-context.js';
 import { reportError } from './error-handler.js';
+import { main } from './main.js';
 
 function capture(): { context: CliContext; out: () => string; err: () => string } {
   let out = '';
@@ -66,6 +70,34 @@ describe('reportError (the one top-level handler)', () => {
     const c = capture();
     c.context.json.requested = true;
     expect(reportError(new Error('aborted'), c.context, { showStack: false, interrupted: 'SIGINT' })).toBe(130);
-    expect(JSON.parse(c.out())).toEqual({ ok: false, error: { name: 'CancelledError', code: 'cancelled', message: 'Interrupted by SIGINT.' } });
+    expect(JSON.parse(c.out())).toEqual({ ok: false, error: { name: 'CancelledError', code: 'cancelled', message: 'Interrupted by SIGINT.', hint: expect.stringContaining('Run the command again') } });
+  });
+
+  it('the envelope always has error.code, message and hint (null when the error has none), also for an unexpected error', () => {
+    const plain = capture();
+    plain.context.json.requested = true;
+    expect(reportError(new ConfigError('no hint here'), plain.context, { showStack: false })).toBe(2);
+    expect(JSON.parse(plain.out())).toEqual({ ok: false, error: { name: 'ConfigError', code: 'config', message: 'no hint here', hint: null } });
+    const unexpected = capture();
+    unexpected.context.json.requested = true;
+    expect(reportError(new TypeError('x is undefined'), unexpected.context, { showStack: false })).toBe(1);
+    expect(JSON.parse(unexpected.out())).toEqual({ ok: false, error: { name: 'Error', code: 'unexpected', message: 'x is undefined', hint: null } });
   });
 });
+
+describe('the exit-code table: ExitCode / EXIT_CODE_MEANINGS, --help and the READMEs say the same', () => {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  it.each(['README.md', 'packages/cli/README.md'])('%s has one row per exit code with its meaning', (readme) => {
+    const text = readFileSync(join(root, readme), 'utf8');
+    for (const [code, meaning] of Object.entries(EXIT_CODE_MEANINGS)) expect(text).toContain(`| ${code} | ${meaning} |`);
+    expect(text).toContain('"ok": false, "error": { "name", "code", "message", "hint" }');
+  });
+
+  it('prebuilt --help prints the table', async () => {
+    let out = '';
+    const code = await main(['--help'], { stdout: { write: (text: string) => ((out += text), true) }, stderr: { write: () => true } });
+    expect(code).toBe(0);
+    for (const [exit, meaning] of Object.entries(EXIT_CODE_MEANINGS)) expect(out).toContain(`  ${exit.padEnd(4)}${meaning}`);
+  });
+});
+

@@ -1,7 +1,9 @@
 import { CommanderError } from 'commander';
-import { ExitCode, PrebuiltError, errorMessage } from '@prebuilt/core';
+import { CancelledError, ExitCode, PrebuiltError, errorMessage } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
-import { writeJson } from './output.js';
+import { writeJsonResult } from './output.js';
+
+const INTERRUPTED_HINT = 'Run the command again: the images already pushed and the packages already downloaded are reused.';
 
 export interface ReportOptions {
   /** Show stack traces (`--verbose` or DEBUG=prebuilt:*). */
@@ -35,10 +37,7 @@ export function reportError(error: unknown, context: CliContext, options: Report
   // say) failed because of the interruption: the user asked to stop, the exit code says so.
   if (options.interrupted) {
     if (context.json.requested && !context.json.written) {
-      writeJson(context, {
-        ok: false,
-        error: { name: 'CancelledError', code: 'cancelled', message: `Interrupted by ${options.interrupted}.` },
-      });
+      writeJsonResult(context, {}, new CancelledError(`Interrupted by ${options.interrupted}.`, { signal: options.interrupted, hint: INTERRUPTED_HINT }));
     }
     context.stderr.write(`interrupted (${options.interrupted})\n`);
     return options.interrupted === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;
@@ -46,10 +45,7 @@ export function reportError(error: unknown, context: CliContext, options: Report
   const known = PrebuiltError.isInstance(error);
   const exitCode = known ? error.exitCode : ExitCode.failure;
   if (context.json.requested && !context.json.written) {
-    writeJson(context, {
-      ok: false,
-      error: known ? error.toJSON() : { name: 'Error', code: 'unexpected', message: errorMessage(error) },
-    });
+    writeJsonResult(context, {}, error);
   }
   if (known) {
     context.stderr.write(`error: ${error.message}\n${error.hint ? `hint: ${error.hint}\n` : ''}`);

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { ExitCode } from '@prebuilt/core';
+import { EXIT_CODE_MEANINGS, ExitCode } from '@prebuilt/core';
 import { readFileSync } from 'node:fs';
 import { createCliContext, type CliContext } from './cli-context.js';
 import { reportError } from './error-handler.js';
@@ -15,8 +15,8 @@ Environment:
   METAFLOW_PREBUILT_IMAGE_REGISTRY  image registry to use (default: dockerhub)
   DEBUG=prebuilt:*                  debug logs and stack traces (same as --verbose)
 
-Exit codes: 0 ok, 1 a build or push failed, 2 bad input or configuration,
-130/143 interrupted (SIGINT/SIGTERM).
+Exit codes:
+${Object.entries(EXIT_CODE_MEANINGS).map(([code, meaning]) => `  ${code.padEnd(4)}${meaning}`).join('\n')}
 
 Run \`prebuilt <command> --help\` for a command's options.`;
 

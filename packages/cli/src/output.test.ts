@@ -1,5 +1,38 @@
+import { ConfigError } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
-import { renderTable } from './output.js';
+import { createCliContext } from './cli-context.js';
+import { jsonError, renderTable, writeJsonResult } from './output.js';
+
+describe('the --json envelope', () => {
+  function context() {
+    let out = '';
+    const ctx = createCliContext(new AbortController().signal, { stdout: { write: (t: string) => void (out += t) }, stderr: { write: () => {} } });
+    return { ctx, out: () => out };
+  }
+
+  it('success: ok true first, then the fields as given', () => {
+    const c = context();
+    writeJsonResult(c.ctx, { flow: 'F', images: {} });
+    expect(c.out()).toBe(`${JSON.stringify({ ok: true, flow: 'F', images: {} }, null, 2)}\n`);
+    expect(c.ctx.json.written).toBe(true);
+  });
+
+  it('failure: ok false and the error (code, message, hint) beside what was done', () => {
+    const c = context();
+    writeJsonResult(c.ctx, { stateFile: null, failures: [{ envId: 'e' }] }, new ConfigError('bad', { hint: 'fix it', setting: 'X' }));
+    expect(JSON.parse(c.out())).toEqual({
+      ok: false,
+      error: { name: 'ConfigError', code: 'config', message: 'bad', hint: 'fix it' },
+      stateFile: null,
+      failures: [{ envId: 'e' }],
+    });
+  });
+
+  it('jsonError: hint null when absent; anything not a PrebuiltError is unexpected', () => {
+    expect(jsonError(new ConfigError('x'))).toEqual({ name: 'ConfigError', code: 'config', message: 'x', hint: null });
+    expect(jsonError('boom')).toEqual({ name: 'Error', code: 'unexpected', message: 'boom', hint: null });
+  });
+});
 
 describe('renderTable', () => {
   it('aligns columns by their widest cell, two spaces apart, without trailing spaces', () => {

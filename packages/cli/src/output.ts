@@ -1,9 +1,34 @@
+import { PrebuiltError, errorMessage } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
 
 /** Writes the one JSON object of a `--json` run to stdout. */
 export function writeJson(context: CliContext, value: unknown): void {
   context.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   context.json.written = true;
+}
+
+/** The `error` of a failed command's JSON: `{ name, code, message, hint }` (hint null when there is none). */
+export interface JsonError {
+  name: string;
+  code: string;
+  message: string;
+  hint: string | null;
+  [field: string]: unknown;
+}
+
+/** Any thrown value as the envelope's `error`; an error prebuilt did not expect has code `unexpected`. */
+export function jsonError(error: unknown): JsonError {
+  if (!PrebuiltError.isInstance(error)) return { name: 'Error', code: 'unexpected', message: errorMessage(error), hint: null };
+  const json = error.toJSON() as { name: string; code: string; message: string; hint?: string };
+  return { ...json, hint: json.hint ?? null };
+}
+
+/**
+ * The envelope every `--json` output has: `ok: true` and the command's fields, or `ok: false`,
+ * `error` and whatever the command did before it failed (a failed build: its images and failures).
+ */
+export function writeJsonResult(context: CliContext, fields: Record<string, unknown>, failure?: unknown): void {
+  writeJson(context, failure === undefined ? { ok: true, ...fields } : { ok: false, error: jsonError(failure), ...fields });
 }
 
 export interface Column<Row> {

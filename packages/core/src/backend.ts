@@ -12,6 +12,7 @@ export {
   AuthError,
   BuildFailedError,
   EnvironmentError,
+  UnreachableError,
   CancelledError,
   DiskFullError,
   NetworkError,

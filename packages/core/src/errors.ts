@@ -7,12 +7,22 @@
  */
 const MARKER = Symbol.for('prebuilt.error');
 
-/** Exit codes the CLI maps errors to. */
+/**
+ * Exit codes the CLI maps errors to — the one table (README "Exit codes" repeats it). A kind of
+ * fault has one code whichever component it hits:
+ *
+ * | code | fault kinds (error `code`) |
+ * |---|---|
+ * | 0 | — |
+ * | 1 | a build or push failed (`build-failed`); a service answered with an error or stalled (`registry`, `network`); credentials refused (`auth`); an unexpected error (`unexpected`) |
+ * | 2 | bad input (`input`, `resolution`, `usage`); bad configuration (`config`, `backend-not-found`, `backend-invalid`); a tool or service missing (`environment`) or not reachable at its address (`unreachable`); a full disk (`disk-full`) |
+ * | 130 / 143 | interrupted by SIGINT / SIGTERM (`cancelled`) |
+ */
 export const ExitCode = {
   ok: 0,
-  /** A build or push failed (or a remote service failed). */
+  /** A build or push failed, or a service answered with an error or stalled. */
   failure: 1,
-  /** Bad input or configuration. */
+  /** Bad input or configuration, or a service that cannot be reached at its configured address. */
   usage: 2,
   /** Interrupted by SIGINT. */
   interrupted: 130,
@@ -20,6 +30,15 @@ export const ExitCode = {
   terminated: 143,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** What each exit code means, in the user's words: the CLI's --help and the README's table say this. */
+export const EXIT_CODE_MEANINGS: Readonly<Record<ExitCode, string>> = {
+  [ExitCode.ok]: 'ok',
+  [ExitCode.failure]: 'a build or push failed, or a service answered with an error, stalled or refused the credentials',
+  [ExitCode.usage]: 'bad input or configuration, or a service (Docker daemon, registry, Kubernetes API) not reachable at its address',
+  [ExitCode.interrupted]: 'interrupted (SIGINT)',
+  [ExitCode.terminated]: 'terminated (SIGTERM)',
+};
 
 export interface PrebuiltErrorOptions {
   cause?: unknown;
@@ -181,6 +200,23 @@ export class EnvironmentError extends PrebuiltError {
   constructor(message: string, options: PrebuiltErrorOptions = {}) {
     super('environment', message, ExitCode.usage, options);
     this.name = 'EnvironmentError';
+  }
+}
+
+/**
+ * A service prebuilt needs could not be reached at all: nothing answers at its address (connection
+ * refused, unknown host) — a Docker daemon, a registry, a Kubernetes API. The same kind of fault
+ * whichever service it is, so the same code (`unreachable`) and exit code (2: start the service or
+ * point the setting at a running one). A service that answered and then failed is not this, but
+ * that service's own error (exit 1).
+ */
+export class UnreachableError extends PrebuiltError {
+  /** The service in the user's words, e.g. `registry 127.0.0.1:5000`, `Docker daemon unix:///var/run/docker.sock`. */
+  readonly service: string;
+  constructor(message: string, fields: { service: string }, options: PrebuiltErrorOptions = {}) {
+    super('unreachable', message, ExitCode.usage, options);
+    this.name = 'UnreachableError';
+    this.service = fields.service;
   }
 }
 

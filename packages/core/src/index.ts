@@ -14,10 +14,12 @@ export {
   AuthError,
   BuildFailedError,
   EnvironmentError,
+  UnreachableError,
   CancelledError,
   DiskFullError,
   NetworkError,
   ExitCode,
+  EXIT_CODE_MEANINGS,
   errorMessage,
   type PrebuiltErrorOptions,
 } from './errors.js';

@@ -8,6 +8,7 @@ import {
   CancelledError,
   ConfigError,
   EnvironmentError,
+  UnreachableError,
   Secret,
   type BuildRequest,
   type BuildResult,
@@ -50,16 +51,18 @@ describe('docker build service settings', () => {
     expect(() => dockerConnection('ftp://x', {})).toThrow(ConfigError);
   });
 
-  it('reports an unreachable daemon as an EnvironmentError saying what to run', async () => {
+  it('reports an unreachable daemon as an UnreachableError (code unreachable, exit 2, as an unreachable registry) saying what to run', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'prebuilt-docker-'));
     try {
       const service = createDockerBuildService({ env: { DOCKER_HOST: 'unix:///nonexistent' } });
       const error = await service
         .buildAndPush({ dockerfile: 'FROM scratch\n', contextDir: dir, imageTag: '127.0.0.1:1/x:y', platform: 'linux/amd64' })
         .catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(EnvironmentError);
-      expect((error as EnvironmentError).message).toContain('unix:///nonexistent');
-      expect((error as EnvironmentError).hint).toMatch(/dockerd|DOCKER_HOST/);
+      expect(error).toBeInstanceOf(UnreachableError);
+      expect((error as UnreachableError).code).toBe('unreachable');
+      expect((error as UnreachableError).exitCode).toBe(2);
+      expect((error as UnreachableError).message).toContain('unix:///nonexistent');
+      expect((error as UnreachableError).hint).toMatch(/dockerd|DOCKER_HOST/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

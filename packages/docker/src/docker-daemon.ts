@@ -1,5 +1,5 @@
 import Docker from 'dockerode';
-import { ConfigError, EnvironmentError, cancelledError, createLogger, errorMessage } from '@prebuilt/core/backend';
+import { ConfigError, UnreachableError, cancelledError, createLogger, errorMessage } from '@prebuilt/core/backend';
 import { dockerConnection } from './docker-host.js';
 import { DOCKER_ENV, type DockerSettings } from './docker-settings.js';
 
@@ -43,7 +43,7 @@ export class DockerDaemon {
     this.docker = new Docker(settings.apiVersion ? { ...connection, version: settings.apiVersion } : connection);
   }
 
-  /** The daemon answers (and speaks the configured API version); else an EnvironmentError or ConfigError saying how to fix it. */
+  /** The daemon answers (and speaks the configured API version); else an UnreachableError or ConfigError saying how to fix it. */
   async check(signal: AbortSignal | undefined): Promise<void> {
     const { dockerHost, apiVersion } = this.settings;
     try {
@@ -61,7 +61,8 @@ export class DockerDaemon {
           hint: `Unset ${DOCKER_ENV.apiVersion} (and the option 'apiVersion') to speak the daemon's own version, or set one it supports.`,
         });
       }
-      throw new EnvironmentError(`The Docker daemon at ${dockerHost} cannot be reached: ${errorMessage(error)}.`, {
+      // The same kind of fault as an unreachable registry: UnreachableError (code unreachable, exit 2).
+      throw new UnreachableError(`The Docker daemon at ${dockerHost} cannot be reached: ${errorMessage(error)}.`, { service: `Docker daemon ${dockerHost}` }, {
         cause: error,
         hint:
           'Start the Docker daemon (e.g. `sudo systemctl start docker`, or `dockerd` in the background), ' +

@@ -110,7 +110,8 @@ describe('prebuilt (CLI basics)', () => {
     expect(r.stdout).toContain('Usage: prebuilt [options] [command]');
     expect(r.stdout).toMatch(/backends \[options\]\s+list the build services and image registries/);
     expect(r.stdout).toContain('METAFLOW_PREBUILT_BUILD_SERVICE   build service to use (default: docker)');
-    expect(r.stdout).toContain('Exit codes: 0 ok, 1 a build or push failed, 2 bad input or configuration');
+    // The table of ExitCode / EXIT_CODE_MEANINGS, one code a line.
+    expect(r.stdout).toMatch(/Exit codes:\n {2}0 {3}ok\n {2}1 {3}a build or push failed.*\n {2}2 {3}bad input or configuration/);
     const sub = await prebuilt(['backends', '--help'], { cwd: project });
     expect(sub.code).toBe(0);
     expect(sub.stdout).toContain('--check');
@@ -158,6 +159,7 @@ describe('prebuilt backends', () => {
     };
     expect(out.selected.buildService).toMatchObject({ name: 'docker', from: 'default' });
     expect(out.selected.imageRegistry).toMatchObject({ name: 'gcr', from: 'env' });
+    expect((out as unknown as { ok: boolean }).ok).toBe(true);
     expect(out.backends).toHaveLength(10);
     expect(out.backends.find((b) => b.name === 'acme')).toMatchObject({
       kind: 'build-service',
@@ -249,6 +251,8 @@ describe('prebuilt backends', () => {
     expect(out.imageRegistry).toMatchObject({ ok: true, source: 'path' });
     expect(out.buildService).toMatchObject({ ok: false, name: 'kaniko', error: { code: 'backend-not-found' } });
     expect(out.buildService!.error!.hint).toContain('npm i @prebuilt/kaniko');
+    // The envelope's error is the failure's, beside both entries.
+    expect((out as unknown as { error: unknown }).error).toMatchObject({ name: 'BackendNotFoundError', code: 'backend-not-found', hint: expect.stringContaining('npm i @prebuilt/kaniko') });
   });
 
   it('--check reports an invalid backend (wrong apiVersion) with exit 2; stack traces only with --verbose or DEBUG', async () => {

@@ -2,18 +2,16 @@ import type { Command } from 'commander';
 import {
   PrebuiltError,
   type BuildService,
-  type ImageRegistry,
-  createResolvedBackend,
   kindLabel,
   listBackends,
-  resolveBackend,
   selectedBackendNames,
   type BackendKind,
   type BackendListing,
   type BackendSelection,
 } from '@prebuilt/core';
+import { createSelectedBackend } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
-import { renderTable, writeJson } from '../output.js';
+import { renderTable, writeJsonResult } from '../output.js';
 
 interface BackendsOptions {
   json?: boolean;
@@ -65,7 +63,7 @@ function list(context: CliContext, json: boolean): void {
   const selected = selectedBackendNames(context.env);
   const backends = listBackends({ cwd: context.cwd, cliDir: context.cliDir });
   if (json) {
-    writeJson(context, {
+    writeJsonResult(context, {
       selected,
       backends: backends.map((b) => ({ ...b, selected: isSelected(b, selected) })),
     });
@@ -118,10 +116,9 @@ async function check(context: CliContext, json: boolean): Promise<void> {
   ] as const) {
     const selection = selected[key];
     try {
-      const resolved = await resolveBackend({ kind, name: selection.name, cwd: context.cwd, cliDir: context.cliDir, setting: selection.envVar });
       // Created and checked as a build creates and checks it, so "ok" means a build would get past
       // its configuration (settings complete, SDKs installed, the build service reachable).
-      const instance = await createResolvedBackend<BuildService | ImageRegistry>(resolved, {}, { env: context.env, cwd: context.cwd }, kind === 'build-service' ? 'buildAndPush' : 'imageTag');
+      const { backend: instance, resolved } = await createSelectedBackend(kind, context);
       try {
         if (kind === 'build-service') await (instance as BuildService).check?.({ signal: context.signal });
       } finally {
@@ -144,7 +141,7 @@ async function check(context: CliContext, json: boolean): Promise<void> {
   }
 
   if (json) {
-    writeJson(context, { ok: failures.length === 0, ...entries });
+    writeJsonResult(context, { ...entries }, failures.at(-1));
   } else {
     const rows = (['buildService', 'imageRegistry'] as const).map((key) => ({ kind: key === 'buildService' ? 'build-service' : 'image-registry', entry: entries[key] }) as const);
     context.stdout.write(

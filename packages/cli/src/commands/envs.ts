@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { flowEnvs, flowEnvsJson, type FlowEnvs, type StepEnvWithRequest } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
-import { renderTable, writeJson } from '../output.js';
+import { renderTable, writeJsonResult } from '../output.js';
 
 interface EnvsOptions {
   json?: boolean;
@@ -35,7 +35,7 @@ export function registerEnvsCommand(program: Command, context: CliContext): void
     .action(async (file: string, options: EnvsOptions) => {
       context.json.requested = options.json === true;
       const envs = await flowEnvs(file, { env: context.env, cwd: context.cwd, signal: context.signal });
-      if (options.json) writeJson(context, flowEnvsJson(envs));
+      if (options.json) writeJsonResult(context, { ...flowEnvsJson(envs) });
       else context.stdout.write(renderEnvs(envs));
     });
 }

@@ -117,3 +117,12 @@ describe.skipIf(skip !== false)(`prebuilt local-registry${skip ? ` (skipped: ${s
     }
   });
 });
+
+describe('local-registry help constants', () => {
+  it('the setting and default port the help names are those of @prebuilt/local (which --help does not load)', async () => {
+    const { DEFAULT_LOCAL_REGISTRY_PORT, LOCAL_REGISTRY_ENV } = await import('./local-registry.js');
+    const local = await import('@prebuilt/local');
+    expect(LOCAL_REGISTRY_ENV).toBe(local.LOCAL_ENV.registry);
+    expect(DEFAULT_LOCAL_REGISTRY_PORT).toBe(local.DEFAULT_REGISTRY_PORT);
+  });
+});

@@ -1,15 +1,16 @@
 import type { Command } from 'commander';
 import { ConfigError } from '@prebuilt/core';
-import {
-  DEFAULT_REGISTRY_PORT,
-  LOCAL_ENV,
-  localRegistryServerStatus,
-  startLocalRegistryServer,
-  stopLocalRegistryServer,
-  type LocalRegistryServerStatus,
-} from '@prebuilt/local';
+import type { LocalRegistryServerStatus } from '@prebuilt/local';
 import type { CliContext } from '../cli-context.js';
-import { writeJson } from '../output.js';
+import { writeJsonResult } from '../output.js';
+
+/**
+ * @prebuilt/local is a backend package: imported when an action runs, never by `prebuilt --help`.
+ * Its setting and default port are written out here for the help text (a test keeps them equal).
+ */
+const localPackage = () => import('@prebuilt/local');
+export const LOCAL_REGISTRY_ENV = 'METAFLOW_PREBUILT_LOCAL_REGISTRY';
+export const DEFAULT_LOCAL_REGISTRY_PORT = 5000;
 
 const HELP = `
 A registry on 127.0.0.1 for development and the demo: Debian's /usr/bin/docker-registry when
@@ -18,7 +19,7 @@ Config, data, pid file and log live in $XDG_STATE_HOME/prebuilt/local-registry
 (default ~/.local/state/prebuilt/local-registry). start and stop are idempotent.
 
 The port is --port, else the port of METAFLOW_PREBUILT_LOCAL_REGISTRY when it names 127.0.0.1
-or localhost, else ${DEFAULT_REGISTRY_PORT}.
+or localhost, else ${DEFAULT_LOCAL_REGISTRY_PORT}.
 
 Examples:
   $ prebuilt local-registry start
@@ -36,7 +37,7 @@ function parsePort(value: string): number {
 
 /** The port METAFLOW_PREBUILT_LOCAL_REGISTRY names, when it points at this machine. */
 function portFromEnv(env: Record<string, string | undefined>): number | undefined {
-  const match = /^(?:127\.0\.0\.1|localhost):(\d{1,5})(?:\/.*)?$/.exec(env[LOCAL_ENV.registry] ?? '');
+  const match = /^(?:127\.0\.0\.1|localhost):(\d{1,5})(?:\/.*)?$/.exec(env[LOCAL_REGISTRY_ENV] ?? '');
   return match ? Number(match[1]) : undefined;
 }
 
@@ -62,19 +63,19 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
   command
     .command('start')
     .description('start the development registry (or report the running one)')
-    .option('--port <port>', `port on 127.0.0.1 (default: from ${LOCAL_ENV.registry}, else ${DEFAULT_REGISTRY_PORT})`, parsePort)
+    .option('--port <port>', `port on 127.0.0.1 (default: from ${LOCAL_REGISTRY_ENV}, else ${DEFAULT_LOCAL_REGISTRY_PORT})`, parsePort)
     .option('--json', 'print one JSON object for machines')
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
       const port = options.port ?? portFromEnv(context.env);
-      const status = await startLocalRegistryServer({ env: context.env, ...(port === undefined ? {} : { port }) });
+      const status = await (await localPackage()).startLocalRegistryServer({ env: context.env, ...(port === undefined ? {} : { port }) });
       if (options.json) {
-        writeJson(context, { ok: true, ...status });
+        writeJsonResult(context, { ...status });
         return;
       }
       context.stdout.write(
         `local registry ${status.alreadyRunning ? 'already ' : ''}${describe(status)}\n${details(status)}` +
-          `use it with:\n  export METAFLOW_PREBUILT_IMAGE_REGISTRY=local ${LOCAL_ENV.registry}=${status.address}\n`,
+          `use it with:\n  export METAFLOW_PREBUILT_IMAGE_REGISTRY=local ${LOCAL_REGISTRY_ENV}=${status.address}\n`,
       );
     });
 
@@ -84,9 +85,9 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .option('--json', 'print one JSON object for machines')
     .action(async (options: { json?: boolean }) => {
       context.json.requested = options.json === true;
-      const status = await localRegistryServerStatus({ env: context.env });
+      const status = await (await localPackage()).localRegistryServerStatus({ env: context.env });
       if (options.json) {
-        writeJson(context, { ok: true, ...status });
+        writeJsonResult(context, { ...status });
         return;
       }
       context.stdout.write(
@@ -100,9 +101,9 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .option('--json', 'print one JSON object for machines')
     .action(async (options: { json?: boolean }) => {
       context.json.requested = options.json === true;
-      const { stopped, status } = await stopLocalRegistryServer({ env: context.env });
+      const { stopped, status } = await (await localPackage()).stopLocalRegistryServer({ env: context.env });
       if (options.json) {
-        writeJson(context, { ok: true, stopped, ...status });
+        writeJsonResult(context, { stopped, ...status });
         return;
       }
       context.stdout.write(stopped ? 'local registry stopped\n' : 'local registry was not running\n');

@@ -1,62 +1,14 @@
 import type { Command } from 'commander';
-import { relative, resolve } from 'node:path';
-import { describeNetworkWait, lockForFlow, lockPlatforms, targetPlatforms, withNetworkWaits, type CondaPlatform, type LockEntry, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
-import { createResolver } from '@prebuilt/conda';
-import { flowEnvs, metaflowPins, type FlowEnvs } from '@prebuilt/metaflow';
+import { relative } from 'node:path';
+import { describeNetworkWait, withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
+import { lockFlow } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
-import { renderTable, writeJson } from '../output.js';
+import { renderTable, writeJsonResult } from '../output.js';
 
 interface LockOptions {
   json?: boolean;
   update?: boolean;
   frozen?: boolean;
-}
-
-export interface LockFlowOptions {
-  /** Require the lock to be complete and current; never resolve or write (exit 2 otherwise). */
-  frozen?: boolean;
-  /** Re-resolve every env (and revalidate cached repodata). */
-  update?: boolean;
-  /** Write the lock file when it changed (default: true unless frozen). */
-  write?: boolean;
-}
-
-export interface LockFlowResult extends LockForFlowResult {
-  envs: FlowEnvs;
-  /** The target platforms every env was locked for (METAFLOW_PREBUILT_PLATFORM). */
-  platforms: CondaPlatform[];
-}
-
-/**
- * A flow's lock, as `plan`, `build` and `lock` use it: reads the flow, adds Metaflow's pins,
- * reuses the entries of `<flow>.prebuilt.lock` whose request matches and resolves the rest
- * (each unique env once). `frozen`: an unlocked step or a corrupt/stale lock is an InputError (exit 2).
- */
-export async function lockFlow(file: string, context: CliContext, options: LockFlowOptions = {}): Promise<LockFlowResult> {
-  const envs = await flowEnvs(file, { env: context.env, cwd: context.cwd, signal: context.signal });
-  // METAFLOW_PREBUILT_PLATFORM when set; otherwise the lock keeps the platforms it was made for.
-  const platforms = context.env.METAFLOW_PREBUILT_PLATFORM?.trim() ? targetPlatforms({ env: context.env }) : undefined;
-  const steps: Record<string, StepToLock> = {};
-  for (const step of envs.steps) {
-    steps[step.step] = step.request === null ? null : { request: step.request, pins: metaflowPins(step, { env: context.env }) };
-  }
-  const resolver = createResolver({ env: context.env, signal: context.signal, ...(options.update ? { refresh: true } : {}) });
-  try {
-    const result = await lockForFlow({
-      flowFile: resolve(context.cwd, file),
-      steps,
-      ...(platforms ? { platforms } : {}),
-      glibc: resolver.glibc,
-      resolve: (toResolve) => resolver.resolve(toResolve),
-      ...(options.frozen ? { frozen: true } : {}),
-      ...(options.update ? { update: true } : {}),
-      ...(options.write !== undefined ? { write: options.write } : {}),
-    });
-    const locked = lockPlatforms(result.lock);
-    return { ...result, envs, platforms: locked.length > 0 ? locked : (platforms ?? targetPlatforms({ env: context.env })) };
-  } finally {
-    await resolver.close();
-  }
 }
 
 const LOCK_HELP = `
@@ -120,8 +72,7 @@ export function registerLockCommand(program: Command, context: CliContext): void
       const rows = envRows(result);
       const disabled = Object.entries(result.lock.steps).filter(([, key]) => key === null).map(([step]) => step);
       if (options.json) {
-        writeJson(context, {
-          ok: true,
+        writeJsonResult(context, {
           flow: result.envs.flow,
           file,
           lockFile: result.lockFile,

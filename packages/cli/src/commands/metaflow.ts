@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { EnvironmentError, InputError } from '@prebuilt/core';
 import { extensionStatus, installExtension, uninstallExtension } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
-import { writeJson } from '../output.js';
-import { runBuild } from './build.js';
+import { buildJson, reportBuild } from '../build-report.js';
+import { writeJsonResult } from '../output.js';
 
 interface PythonOption {
   python?: string;
@@ -32,13 +32,19 @@ function pythonOptions(options: PythonOption, context: CliContext): { python?: s
   return { ...(options.python ? { python: options.python } : {}), env: context.env, signal: context.signal };
 }
 
-/** `prebuilt metaflow install|uninstall|status|build`. */
+/** `prebuilt metaflow install|uninstall|status` (and the extension's hidden `build`). */
 export function registerMetaflowCommand(program: Command, context: CliContext): void {
   const metaflow = program
     .command('metaflow')
     .description('install the Metaflow extension into a Python, so that --environment=prebuilt works without prebuilt run')
     .addHelpText('after', METAFLOW_HELP);
+  registerInstall(metaflow, context);
+  registerUninstall(metaflow, context);
+  registerStatus(metaflow, context);
+  registerBuild(metaflow, context);
+}
 
+function registerInstall(metaflow: Command, context: CliContext): void {
   metaflow
     .command('install')
     .description("copy the extension into the interpreter's site-packages and record this CLI for it")
@@ -55,10 +61,7 @@ export function registerMetaflowCommand(program: Command, context: CliContext): 
         });
       }
       const result = await installExtension({ ...pythonOptions(options, context), cli, prebuiltVersion: version(context) });
-      if (options.json) {
-        writeJson(context, { ok: true, replaced: result.replaced, ...result.manifest });
-        return;
-      }
+      if (options.json) return writeJsonResult(context, { replaced: result.replaced, ...result.manifest });
       context.stdout.write(
         `${result.replaced ? 'reinstalled' : 'installed'} the prebuilt Metaflow extension for ${result.manifest.python}\n` +
           `  into ${result.manifest.target} (${result.manifest.files.length} files)\n` +
@@ -66,7 +69,9 @@ export function registerMetaflowCommand(program: Command, context: CliContext): 
           `Run flows with: python flow.py --environment=prebuilt run|argo-workflows create|…\n`,
       );
     });
+}
 
+function registerUninstall(metaflow: Command, context: CliContext): void {
   metaflow
     .command('uninstall')
     .description('remove exactly what install added for the interpreter')
@@ -76,8 +81,7 @@ export function registerMetaflowCommand(program: Command, context: CliContext): 
       context.json.requested = options.json === true;
       const result = await uninstallExtension(pythonOptions(options, context));
       if (options.json) {
-        writeJson(context, { ok: true, python: result.python, removed: result.removed.map((m) => ({ target: m.target, files: m.files, dirs: m.dirs })) });
-        return;
+        return writeJsonResult(context, { python: result.python, removed: result.removed.map((m) => ({ target: m.target, files: m.files, dirs: m.dirs })) });
       }
       if (result.removed.length === 0) {
         context.stdout.write(`the prebuilt Metaflow extension is not installed for ${result.python}; nothing to remove\n`);
@@ -87,7 +91,24 @@ export function registerMetaflowCommand(program: Command, context: CliContext): 
         context.stdout.write(`removed ${manifest.target} (${manifest.files.length} files) from ${result.python}\n`);
       }
     });
+}
 
+type ExtensionStatus = Awaited<ReturnType<typeof extensionStatus>>;
+
+function statusLines(status: ExtensionStatus): string[] {
+  const lines = [`python:    ${status.python} (${status.pythonVersion})`];
+  lines.push(
+    status.installed
+      ? `installed: ${status.installed.target} (prebuilt ${status.installed.prebuilt}${status.intact ? '' : ', FILES MISSING: run prebuilt metaflow install again'})`
+      : 'installed: no (prebuilt run does not need it)',
+  );
+  if (status.installed) lines.push(`builds with: ${status.installed.cli.join(' ')}`);
+  lines.push(status.metaflow ? `metaflow:  ${status.metaflow}` : `metaflow:  not importable (${status.metaflowError ?? 'unknown'})`);
+  if (status.metaflow) lines.push(`--environment=prebuilt: ${status.environmentLoaded ? 'available' : 'not available'}`);
+  return lines;
+}
+
+function registerStatus(metaflow: Command, context: CliContext): void {
   metaflow
     .command('status')
     .description('show whether the extension is installed for the interpreter and whether its Metaflow loads it')
@@ -97,30 +118,21 @@ export function registerMetaflowCommand(program: Command, context: CliContext): 
       context.json.requested = options.json === true;
       const status = await extensionStatus(pythonOptions(options, context));
       // Without an importable Metaflow nothing works with this Python: say so by the exit code (2) too.
-      const unusable = (): EnvironmentError =>
-        new EnvironmentError(`Metaflow is not importable with ${status.python}: ${status.metaflowError ?? 'unknown'}.`, {
-          hint: `Install Metaflow into that Python (${status.python} -m pip install metaflow), or pass --python the interpreter you run flows with.`,
-        });
-      if (options.json) {
-        writeJson(context, { ok: status.metaflow !== null, ...status });
-        if (!status.metaflow) throw unusable();
-        return;
-      }
-      const lines = [`python:    ${status.python} (${status.pythonVersion})`];
-      lines.push(
-        status.installed
-          ? `installed: ${status.installed.target} (prebuilt ${status.installed.prebuilt}${status.intact ? '' : ', FILES MISSING: run prebuilt metaflow install again'})`
-          : 'installed: no (prebuilt run does not need it)',
-      );
-      if (status.installed) lines.push(`builds with: ${status.installed.cli.join(' ')}`);
-      lines.push(status.metaflow ? `metaflow:  ${status.metaflow}` : `metaflow:  not importable (${status.metaflowError ?? 'unknown'})`);
-      if (status.metaflow) lines.push(`--environment=prebuilt: ${status.environmentLoaded ? 'available' : 'not available'}`);
-      context.stdout.write(`${lines.join('\n')}\n`);
-      if (!status.metaflow) throw unusable();
+      const unusable = status.metaflow
+        ? undefined
+        : new EnvironmentError(`Metaflow is not importable with ${status.python}: ${status.metaflowError ?? 'unknown'}.`, {
+            hint: `Install Metaflow into that Python (${status.python} -m pip install metaflow), or pass --python the interpreter you run flows with.`,
+          });
+      if (options.json) writeJsonResult(context, { ...status }, unusable);
+      else context.stdout.write(`${statusLines(status).join('\n')}\n`);
+      if (unusable) throw unusable;
     });
+}
 
+/** The Metaflow extension's entry (`_build_with_cli`): builds the remote steps' images, prints where the map is. */
+function registerBuild(metaflow: Command, context: CliContext): void {
   metaflow
-    .command('build')
+    .command('build', { hidden: true })
     .description('build the images of some steps and print where the image map is (used by the extension)')
     .argument('<flow>', 'the flow file')
     .requiredOption('--steps <names>', 'comma-separated step names')
@@ -130,7 +142,9 @@ export function registerMetaflowCommand(program: Command, context: CliContext): 
       const steps = options.steps.split(',').map((s) => s.trim()).filter(Boolean);
       if (steps.length === 0) throw new InputError('--steps names no step.', { hint: 'Give step names: --steps start,train' });
       // Progress and the summary go to stderr (the user's terminal); stdout is one JSON object.
-      const { result, stateFile } = await runBuild(file, { ...context, stdout: context.stderr }, { steps });
-      writeJson(context, { ok: true, flow: result.imageMap.flow, stateFile, steps: Object.keys(result.imageMap.steps) });
+      const { result, stateFile, failure } = await reportBuild(file, { ...context, stdout: context.stderr }, { steps });
+      const { failures } = buildJson(result, stateFile);
+      writeJsonResult(context, { flow: result.imageMap.flow, stateFile, steps: Object.keys(result.imageMap.steps), ...(failures ? { failures } : {}) }, failure);
+      if (failure) throw failure;
     });
 }

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
 import type { DeployImage } from '@prebuilt/core';
+import { deployFlow, type DeployFlowResult } from '../app/index.js';
+import { countImages, imageTable } from '../build-report.js';
 import type { CliContext } from '../cli-context.js';
-import { deployFlow } from '../deploy-flow.js';
-import { countImages } from './build.js';
 import { createDeployView } from '../deploy-view.js';
-import { renderTable, writeJson } from '../output.js';
+import { writeJsonResult } from '../output.js';
 
 interface PlanOptions {
   json?: boolean;
@@ -21,6 +21,63 @@ Resolves and writes the lock file like \`prebuilt lock\` (unless --frozen).
 Examples:
   $ prebuilt plan flow.py
   $ prebuilt plan flow.py --json | jq '.images[] | select(.status == "missing")'`;
+
+type PlannedStep = { envId: string | null; image: string; python: string };
+
+/** Each step's image: a multi-platform step pulls its image index, any other its one image; a disabled env the base image. */
+function plannedSteps(result: DeployFlowResult): Record<string, PlannedStep> {
+  const steps: Record<string, PlannedStep> = {};
+  for (const step of result.lock.envs.steps) {
+    const image =
+      result.images.find((candidate) => candidate.platforms && candidate.steps.includes(step.step)) ??
+      result.images.find((candidate) => !candidate.platforms && candidate.steps.includes(step.step));
+    steps[step.step] = image
+      ? { envId: image.envId, image: image.pullTag, python: image.python }
+      : { envId: null, image: step.gpu ? result.settings.gpuBaseImage : result.settings.baseImage, python: 'python' };
+  }
+  return steps;
+}
+
+function planImageJson(image: DeployImage): Record<string, unknown> {
+  return {
+    image: image.pullTag,
+    status: image.status,
+    ...(image.digest ? { digest: image.digest } : {}),
+    python: image.python,
+    platform: image.platform,
+    // The image map's shape: platform → that platform's image.
+    ...(image.platforms
+      ? { platforms: Object.fromEntries(image.platforms.map((m) => [m.platform, { envId: m.envId, image: m.image, ...(m.digest ? { digest: m.digest } : {}) }])) }
+      : {}),
+    ...(image.memberOf ? { memberOf: image.memberOf } : {}),
+    base: { ref: image.base.ref, digest: image.base.digest },
+    packages: image.packages,
+    steps: image.steps,
+  };
+}
+
+function statusText(image: DeployImage): string {
+  return image.status === 'missing' ? 'will build' : image.status === 'unchecked' ? 'will build (cache off)' : image.status;
+}
+
+function renderPlan(context: CliContext, file: string, result: DeployFlowResult, steps: Record<string, PlannedStep>): void {
+  const out = context.stdout;
+  out.write(`${result.lock.envs.flow}: ${countImages(result.images)} for ${result.lock.envs.steps.length} steps (registry ${result.registry}, base ${result.settings.baseImage})\n\n`);
+  if (result.images.length > 0) {
+    out.write(
+      imageTable(result.images, [
+        { header: 'STATUS', value: statusText },
+        { header: 'PACKAGES', value: (image) => String(image.packages) },
+        { header: 'IMAGE', value: (image) => image.pullTag },
+        { header: 'STEPS', value: (image) => image.steps.join(', ') },
+      ]),
+    );
+  }
+  const disabled = Object.entries(steps).filter(([, step]) => step.envId === null).map(([name]) => name);
+  if (disabled.length > 0) out.write(`\nsteps on the base image's python (env disabled): ${disabled.join(', ')}\n`);
+  const toPush = result.images.filter((image) => image.status !== 'present');
+  out.write(`\n${toPush.length === 0 ? 'Nothing to build.' : `${countImages(toPush)} to build: run prebuilt build ${file}`}\n`);
+}
 
 /** `prebuilt plan <flow.py> [--json] [--frozen] [--update]`. */
 export function registerPlanCommand(program: Command, context: CliContext): void {
@@ -41,66 +98,13 @@ export function registerPlanCommand(program: Command, context: CliContext): void
         ...(options.update ? { update: true } : {}),
         ...(view ? { onEvent: (event) => view.onEvent(event) } : {}),
       });
-      const steps: Record<string, { envId: string | null; image: string; python: string }> = {};
-      for (const step of result.lock.envs.steps) {
-        // A multi-platform step pulls its image index; any other step its one image.
-        const image =
-          result.images.find((candidate) => candidate.platforms && candidate.steps.includes(step.step)) ??
-          result.images.find((candidate) => !candidate.platforms && candidate.steps.includes(step.step));
-        steps[step.step] = image
-          ? { envId: image.envId, image: image.pullTag, python: image.python }
-          : { envId: null, image: step.gpu ? result.settings.gpuBaseImage : result.settings.baseImage, python: 'python' };
-      }
-      if (options.json) {
-        writeJson(context, {
-          flow: result.lock.envs.flow,
-          lockFile: result.lock.lockFile,
-          images: Object.fromEntries(
-            result.images.map((image) => [
-              image.envId,
-              {
-                image: image.pullTag,
-                status: image.status,
-                ...(image.digest ? { digest: image.digest } : {}),
-                python: image.python,
-                platform: image.platform,
-                // The image map's shape: platform → that platform's image.
-                ...(image.platforms
-                  ? { platforms: Object.fromEntries(image.platforms.map((m) => [m.platform, { envId: m.envId, image: m.image, ...(m.digest ? { digest: m.digest } : {}) }])) }
-                  : {}),
-                ...(image.memberOf ? { memberOf: image.memberOf } : {}),
-                base: { ref: image.base.ref, digest: image.base.digest },
-                packages: image.packages,
-                steps: image.steps,
-              },
-            ]),
-          ),
-          steps,
-        });
-        return;
-      }
-      const missing = result.images.filter((image) => image.status !== 'present').length;
-      context.stdout.write(
-        `${result.lock.envs.flow}: ${countImages(result.images)} for ${result.lock.envs.steps.length} steps` +
-          ` (registry ${result.registry}, base ${result.settings.baseImage})\n\n`,
-      );
-      if (result.images.length > 0) {
-        context.stdout.write(
-          renderTable(result.images, [
-            { header: 'ENV', value: (image) => image.envId },
-            ...(result.images.some((image) => image.platform !== 'linux-64')
-              ? [{ header: 'PLATFORM', value: (image: DeployImage) => (image.platforms ? image.platforms.map((m) => m.platform).join('+') : image.platform) }]
-              : []),
-            { header: 'STATUS', value: (image) => (image.status === 'missing' ? 'will build' : image.status === 'unchecked' ? 'will build (cache off)' : image.status) },
-            { header: 'PACKAGES', value: (image) => String(image.packages) },
-            { header: 'IMAGE', value: (image) => image.pullTag },
-            { header: 'STEPS', value: (image) => image.steps.join(', ') },
-          ]),
-        );
-      }
-      const disabled = Object.entries(steps).filter(([, step]) => step.envId === null).map(([name]) => name);
-      if (disabled.length > 0) context.stdout.write(`\nsteps on the base image's python (env disabled): ${disabled.join(', ')}\n`);
-      const toPush = result.images.filter((image) => image.status !== 'present');
-      context.stdout.write(`\n${missing === 0 ? 'Nothing to build.' : `${countImages(toPush)} to build: run prebuilt build ${file}`}\n`);
+      const steps = plannedSteps(result);
+      if (!options.json) return renderPlan(context, file, result, steps);
+      writeJsonResult(context, {
+        flow: result.lock.envs.flow,
+        lockFile: result.lock.lockFile,
+        images: Object.fromEntries(result.images.map((image) => [image.envId, planImageJson(image)])),
+        steps,
+      });
     });
 }

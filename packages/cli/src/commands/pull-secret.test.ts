@@ -7,7 +7,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { AuthError, ConfigError, EnvironmentError, ExitCode, Secret, defineImageRegistry, registerBackend, type RegistryCredentials } from '@prebuilt/core';
 import { createCliContext } from '../cli-context.js';
 import { createProgram, main } from '../main.js';
-import { applyPullSecret, dockerConfigJson, loadKubernetesClient, parseInterval, PULL_SECRET_TYPE } from './pull-secret.js';
+import { applyPullSecret, DEFAULT_WATCH_INTERVAL_MS, dockerConfigJson, loadKubernetesClient, parseInterval, PULL_SECRET_TYPE } from './pull-secret.js';
 
 // ---------------------------------------------------------------------------------------------
 // A fake Kubernetes API server on 127.0.0.1: just enough of /api/v1 secrets (get, create,
@@ -116,6 +116,14 @@ describe('pull secret content', () => {
     expect([parseInterval('30s'), parseInterval('4m'), parseInterval('1h')]).toEqual([30_000, 240_000, 3_600_000]);
     expect(() => parseInterval('0s')).toThrow(ConfigError);
     expect(() => parseInterval('5 minutes')).toThrow(/30s, 4m or 1h/);
+  });
+
+  it('--help shows the --interval default as the user types it (4m), which parses to the default', async () => {
+    let out = '';
+    const code = await main(['pull-secret', '--help'], { stdout: { write: (text: string) => ((out += text), true) }, stderr: { write: () => true } });
+    expect(code).toBe(0);
+    expect(out.replace(/\s+/g, ' ')).toContain('--interval <duration> refresh period of --watch, e.g. 30s, 4m, 1h (default: 4m)');
+    expect(parseInterval('4m')).toBe(DEFAULT_WATCH_INTERVAL_MS);
   });
 });
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import type { CoreV1Api, KubeConfig, V1Secret } from '@kubernetes/client-node';
 import {
   AuthError,
@@ -10,17 +10,17 @@ import {
   DOCKER_HUB,
   DOCKER_HUB_CONFIG_KEY,
   EnvironmentError,
+  UnreachableError,
   PrebuiltError,
   RegistryError,
   errorMessage,
   normalizeDockerConfigKey,
-  resolveBackend,
-  selectedBackendNames,
   sleep,
   type RegistryCredentials,
 } from '@prebuilt/core';
+import { createSelectedBackend } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
-import { writeJson } from '../output.js';
+import { writeJsonResult } from '../output.js';
 
 type K8s = typeof import('@kubernetes/client-node');
 
@@ -162,7 +162,8 @@ function kubernetesError(error: unknown, what: string, server: string, namespace
     });
   }
   if (status === undefined) {
-    return new EnvironmentError(`${what} failed: the Kubernetes API at ${server} could not be reached (${reason}).`, {
+    return new UnreachableError(`${what} failed: the Kubernetes API at ${server} could not be reached (${reason}).`, { service: `Kubernetes API ${server}` }, {
+      cause: error,
       hint: 'Check that the cluster is up and that the kubeconfig names the right server.',
     });
   }
@@ -266,7 +267,8 @@ export function registerPullSecretCommand(program: Command, context: CliContext)
     .requiredOption('-n, --namespace <namespace>', 'Kubernetes namespace of the secret')
     .requiredOption('--name <name>', 'name of the secret, e.g. prebuilt-pull')
     .option('--watch', 'keep running and refresh the secret every --interval (Ctrl-C stops)')
-    .option('--interval <duration>', 'refresh period of --watch, e.g. 30s, 4m, 1h', parseInterval, DEFAULT_WATCH_INTERVAL_MS)
+    // The default is shown as the user types a duration (4m), not as the milliseconds it parses to.
+    .addOption(new Option('--interval <duration>', 'refresh period of --watch, e.g. 30s, 4m, 1h').argParser(parseInterval).default(DEFAULT_WATCH_INTERVAL_MS, '4m'))
     .option('--json', 'print one JSON object for machines (one per refresh with --watch)')
     .addHelpText('after', HELP)
     .action(async (options: PullSecretOptions) => {
@@ -276,15 +278,13 @@ export function registerPullSecretCommand(program: Command, context: CliContext)
 }
 
 async function runPullSecret(context: CliContext, options: PullSecretOptions): Promise<void> {
-  const selection = selectedBackendNames(context.env).imageRegistry;
-  const resolved = await resolveBackend({ kind: 'image-registry', name: selection.name, cwd: context.cwd, cliDir: context.cliDir, setting: selection.envVar });
-  const registry = await resolved.definition.create({}, { env: context.env, cwd: context.cwd });
+  const { backend: registry } = await createSelectedBackend('image-registry', context);
   const k8s = await loadKubernetesClient();
   const { kubeConfig, source: kubeSource } = loadKubeConfig(k8s, context.env);
   const report = (applied: AppliedPullSecret): void => {
     if (options.json) {
       if (options.watch) context.stdout.write(`${JSON.stringify({ ok: true, ...applied, imageRegistry: registry.name, at: new Date().toISOString() })}\n`);
-      else writeJson(context, { ok: true, ...applied, imageRegistry: registry.name, kubeconfig: kubeSource });
+      else writeJsonResult(context, { ...applied, imageRegistry: registry.name, kubeconfig: kubeSource });
       context.json.written = true;
       return;
     }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { coldStartReport, formatBytes, parseBandwidth, type ColdStartReport } from '@prebuilt/core';
 import type { CliContext } from '../cli-context.js';
 import { collect, loadFlowImageMap, selectSteps, selectedRegistryClient } from '../lifecycle/flow-image-map.js';
-import { renderTable, writeJson } from '../output.js';
+import { renderTable, writeJsonResult } from '../output.js';
 
 interface ReportOptions {
   step?: string[];
@@ -61,8 +61,7 @@ async function runReport(file: string, context: CliContext, options: ReportOptio
   const client = await selectedRegistryClient(context);
   const report = await coldStartReport(imageMap, client, { bandwidth, steps, signal: context.signal });
   if (options.json) {
-    writeJson(context, {
-      ok: true,
+    writeJsonResult(context, {
       flow: report.flow,
       bandwidth: report.bandwidth,
       steps: report.steps.map((s) => ({ step: s.step, image: s.image, digest: s.digest, index: s.index, platforms: s.platforms })),

@@ -74,6 +74,17 @@ async function cli(args: string[], extra: Record<string, string> = {}): Promise<
 }
 
 describe('prebuilt run', () => {
+  it('--help in place of the flow: the usage, its options (--verbose, --help), settings and exit codes; exit 0', async () => {
+    for (const flag of ['--help', '-h']) {
+      const result = await cli(['run', flag]);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain('Usage: prebuilt run [flow] [args...]');
+      expect(result.stdout).toMatch(/Options \(prebuilt's own[^)]*\):\n {2}--verbose .*\n {2}-h, --help /);
+      expect(result.stdout).toContain('METAFLOW_PREBUILT_PYTHON');
+      expect(result.stdout).toContain('Exit code:');
+    }
+  });
+
   it('without a flow: usage, exit 2', async () => {
     const result = await cli(['run']);
     expect(result.code).toBe(2);

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
-import { join } from 'node:path';
 import { ExitCode, PrebuiltError, type ExitCode as ExitCodeType } from '@prebuilt/core';
-import { flowEnvs, givenEnvironment, remoteSteps, runFlow, type RemoteSelection } from '@prebuilt/metaflow';
+import { runWithImages, type RunWithImagesResult } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
-import { runBuild } from './build.js';
+import { reportBuild } from '../build-report.js';
 
 const RUN_HELP = `
 Builds the images the run needs (as \`prebuilt build\`, skipping every image the registry has),
@@ -17,6 +16,10 @@ Everything after <flow> goes to Metaflow untouched, except prebuilt's global --v
 \`prebuilt build --help\`). Images are built for the steps that run remotely: steps
 with @kubernetes/@batch, or every step with \`--with kubernetes|batch\` (in the arguments or
 METAFLOW_DEFAULT_DECOSPECS) or with argo-workflows, step-functions or airflow.
+
+Options (prebuilt's own; every other argument goes to Metaflow):
+  --verbose    show debug logs (prebuilt:*) and stack traces (before or after <flow>)
+  -h, --help   this help, in place of <flow> (after <flow>, --help is Metaflow's)
 
 Environment:
   METAFLOW_PREBUILT_PYTHON   the interpreter that runs the flow (default python3)
@@ -39,49 +42,24 @@ export class FlowExitError extends PrebuiltError {
   }
 }
 
-/** `PREBUILT_CLI` for the child: this CLI, so the extension can build what the reader could not see. */
-function cliCommand(context: CliContext): string {
-  const quote = (arg: string): string => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
-  return [process.execPath, join(context.cliDir, 'bin', 'prebuilt.js')].map(quote).join(' ');
-}
-
-export interface RunCommandResult {
-  selection: RemoteSelection;
-  stateFile: string | null;
-  code: number;
-  /** The command line that ran (the interpreter first). */
-  command: string[];
-  /** The interpreter's own executable. */
-  executable: string;
-}
-
-/** Builds what the run needs, then runs the flow; returns Metaflow's exit code. */
-export async function runCommand(file: string, args: readonly string[], context: CliContext): Promise<RunCommandResult> {
-  const envs = await flowEnvs(file, { env: context.env, cwd: context.cwd, signal: context.signal });
-  const selection = remoteSteps(envs, args, context.env);
-  const chosen = givenEnvironment(args);
-  if (chosen !== undefined && chosen !== 'prebuilt') {
-    context.stderr.write(`warning: --environment=${chosen} given: Metaflow will not use the prebuilt images.\n`);
-  }
-  let stateFile: string | null = null;
-  if (selection.steps.length > 0) {
-    // Metaflow's output owns stdout (`--only-json` prints the spec there): the build reports on stderr.
-    const built = await runBuild(file, { ...context, stdout: context.stderr }, { steps: selection.steps });
-    stateFile = built.stateFile;
-  } else {
-    context.stderr.write(`${envs.flow}: no step runs remotely; nothing to build.\n`);
-  }
-  const result = await runFlow({
-    flowFile: file,
-    args,
-    ...(stateFile ? { imageMap: stateFile } : {}),
-    env: { ...context.env, PREBUILT_CLI: context.env.PREBUILT_CLI ?? cliCommand(context) },
-    cwd: context.cwd,
+/** Builds what the run needs (the build reported on stderr), then runs the flow; returns Metaflow's exit code. */
+export function runCommand(file: string, args: readonly string[], context: CliContext): Promise<RunWithImagesResult> {
+  return runWithImages(file, args, context, {
+    build: async (steps) => {
+      // Metaflow's output owns stdout (`--only-json` prints the spec there): the build reports on stderr.
+      const built = await reportBuild(file, { ...context, stdout: context.stderr }, { steps });
+      if (built.failure) throw built.failure;
+      return built.stateFile;
+    },
+    onNote: (note) =>
+      context.stderr.write(
+        note.kind === 'other-environment'
+          ? `warning: --environment=${note.environment} given: Metaflow will not use the prebuilt images.\n`
+          : `${note.flow}: no step runs remotely; nothing to build.\n`,
+      ),
     stdout: context.stdout === process.stdout ? 'inherit' : context.stdout,
     stderr: context.stderr === process.stderr ? 'inherit' : context.stderr,
-    signal: context.signal,
   });
-  return { selection, stateFile, code: result.code, command: result.command, executable: result.executable };
 }
 
 /** `prebuilt run <flow.py> [metaflow args…]`. */

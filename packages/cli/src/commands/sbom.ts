@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { InputError, readImageSbom, type ImageMap, type ImageSbomRef } from '@prebuilt/core';
 import type { CliContext } from '../cli-context.js';
-import { sbomJson } from '../lifecycle/build-sboms.js';
+import { sbomJson } from '../app/index.js';
 import { collect, loadFlowImageMap, selectSteps, selectedRegistryClient } from '../lifecycle/flow-image-map.js';
-import { renderTable, writeJson } from '../output.js';
+import { renderTable, writeJsonResult } from '../output.js';
 
 interface SbomOptions {
   step?: string[];
@@ -72,7 +72,7 @@ async function runSbom(file: string, context: CliContext, options: SbomOptions):
   if (options.spdx) {
     context.stdout.write(Buffer.from(found[0]!.bytes).toString('utf8'));
   } else if (options.json) {
-    writeJson(context, { ok: true, flow: imageMap.flow, images: found.map((f) => ({ steps: f.steps, image: f.image, sbom: sbomJson(f.sbom), spdx: f.document })) });
+    writeJsonResult(context, { flow: imageMap.flow, images: found.map((f) => ({ steps: f.steps, image: f.image, sbom: sbomJson(f.sbom), spdx: f.document })) });
   } else {
     context.stdout.write(found.map(renderSbom).join('\n'));
   }

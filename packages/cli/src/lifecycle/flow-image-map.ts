@@ -3,7 +3,7 @@ import { relative } from 'node:path';
 import { errorMessage, InputError, registryClientFor, type ImageMap, type RegistryClient } from '@prebuilt/core';
 import { readFlow } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
-import { createBackend, stateFilePath } from '../deploy-flow.js';
+import { createSelectedBackend, stateFilePath } from '../app/index.js';
 
 export interface FlowImageMap {
   stateFile: string;
@@ -45,7 +45,7 @@ export function selectSteps(imageMap: ImageMap, only: readonly string[] | undefi
 
 /** A registry client with the selected registry's credentials (and the Docker config's for others). */
 export async function selectedRegistryClient(context: CliContext): Promise<RegistryClient> {
-  return registryClientFor(await createBackend('image-registry', context), { env: context.env, signal: context.signal });
+  return registryClientFor((await createSelectedBackend('image-registry', context)).backend, { env: context.env, signal: context.signal });
 }
 
 /** Collects a repeatable option's values. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RegistryCredentials } from '../contracts.js';
-import { AuthError, CancelledError, InputError, RegistryError } from '../errors.js';
+import { AuthError, CancelledError, InputError, RegistryError, UnreachableError } from '../errors.js';
 import { Secret } from '../secret.js';
 import { startFlakyProxy, type FlakyProxy } from './__fixtures__/flaky-proxy.js';
 import { pushImage, pushIndex, sha256, uniqueRepo, type PushedImage } from './__fixtures__/push-image.js';
@@ -383,9 +383,12 @@ describe.skipIf(missing !== undefined)(suite('RegistryClient retries and timeout
     const client = new RegistryClient({ ...FAST, retry: { attempts: 3, baseDelayMs: 2000 } });
     const started = Date.now();
     const error = await rejection(client.headManifest(`${closed.host}/${image.repository}:v1`));
-    expect(error).toBeInstanceOf(RegistryError);
-    expect((error as RegistryError).message).toBe(`registry ${closed.host}: GET http://${closed.host}/v2/${image.repository}/manifests/v1 failed: connection refused`);
-    expect((error as RegistryError).hint).toContain('is running');
+    // Nothing there: the same kind of fault as an unreachable Docker daemon (code unreachable, exit 2).
+    expect(error).toBeInstanceOf(UnreachableError);
+    expect((error as UnreachableError).code).toBe('unreachable');
+    expect((error as UnreachableError).exitCode).toBe(2);
+    expect((error as UnreachableError).message).toBe(`registry ${closed.host}: GET http://${closed.host}/v2/${image.repository}/manifests/v1 failed: connection refused`);
+    expect((error as UnreachableError).hint).toContain('is running');
     expect(Date.now() - started).toBeLessThan(1500);
   });
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { BaseImageIdentity, RegistryCredentials } from '../contracts.js';
-import { AuthError, CancelledError, InputError, NetworkError, RegistryError } from '../errors.js';
+import { AuthError, CancelledError, InputError, NetworkError, RegistryError, UnreachableError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
@@ -12,6 +12,7 @@ import {
   backoffDelay,
   DEFAULT_RETRY_POLICY,
   isConnectionRefused,
+  isNothingThere,
   isRetryableNetworkError,
   isRetryableStatus,
   parseRetryAfter,
@@ -706,6 +707,14 @@ export class RegistryClient {
             throw new RegistryError(`registry ${registry}: ${what} failed: ${error.message}`, { registry }, { cause: error, ...(error.hint ? { hint: error.hint } : {}) });
           }
           failure = { reason: error.message, retryable: true, cause: error };
+        } else if (isNothingThere(error) && !this.#answered.has(registry)) {
+          // Never answered and nothing there: the registry is not running (or not at this address).
+          // The same kind of fault as an unreachable Docker daemon: UnreachableError, exit 2.
+          const reason = isConnectionRefused(error) ? 'connection refused' : rootMessage(error);
+          throw new UnreachableError(`registry ${registry}: ${what} failed: ${reason}`, { service: `registry ${registry}` }, {
+            cause: error,
+            hint: `Check that the registry ${registry} is running and reachable (${this.scheme(registry)}).`,
+          });
         } else if (isConnectionRefused(error)) {
           failure = { reason: 'connection refused', retryable: this.#answered.has(registry), cause: error };
         } else {

@@ -87,6 +87,11 @@ export function isConnectionRefused(error: unknown): boolean {
   return errorCodes(error).includes('ECONNREFUSED');
 }
 
+/** True when nothing is there to answer: the connection was refused or the host name does not exist. */
+export function isNothingThere(error: unknown): boolean {
+  return errorCodes(error).some((code) => code === 'ECONNREFUSED' || code === 'ENOTFOUND');
+}
+
 /** Waits `ms`, rejecting with the signal's reason when it aborts first. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

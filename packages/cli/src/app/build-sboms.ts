@@ -1,7 +1,8 @@
 import { ConfigError, pushDeploySboms, registryClientFor, sourceDateEpoch, type DeployImage, type ImageMapSbom, type ImageSbomRef, type LockedPackage } from '@prebuilt/core';
 import { lockedLicenses, PackageCache } from '@prebuilt/conda';
-import type { CliContext } from '../cli-context.js';
-import { createBackend, type DeployFlowResult } from '../deploy-flow.js';
+import type { AppScope } from './app-scope.js';
+import { createSelectedBackend } from './backends.js';
+import type { DeployFlowResult } from './deploy-flow.js';
 
 const SETTING = 'METAFLOW_PREBUILT_SBOM';
 
@@ -18,9 +19,9 @@ export function sbomsEnabled(env: Record<string, string | undefined>): boolean {
  * every image and index the deploy pushed or found gets its SBOM unless it has one; licences come
  * from the package files through the package cache. envId → its SBOM.
  */
-export async function pushBuildSboms(result: DeployFlowResult, context: CliContext, onSbom?: (image: DeployImage, ref: ImageSbomRef) => void): Promise<Map<string, ImageSbomRef>> {
+export async function pushBuildSboms(result: DeployFlowResult, context: AppScope, onSbom?: (image: DeployImage, ref: ImageSbomRef) => void): Promise<Map<string, ImageSbomRef>> {
   if (!sbomsEnabled(context.env)) return new Map();
-  const registry = await createBackend('image-registry', context);
+  const { backend: registry } = await createSelectedBackend('image-registry', context);
   const client = await registryClientFor(registry, { env: context.env, signal: context.signal });
   const cache = new PackageCache({ env: context.env });
   return pushDeploySboms(
@@ -39,4 +40,18 @@ export async function pushBuildSboms(result: DeployFlowResult, context: CliConte
 /** What `build --json` says of an image's SBOM. */
 export function sbomJson(ref: ImageSbomRef): ImageMapSbom {
   return { digest: ref.manifest, documentDigest: ref.document };
+}
+
+/** The image map's images, each with its SBOM (and each platform's of an index) when one was pushed or found. */
+export function imagesWithSboms(result: DeployFlowResult, sboms: ReadonlyMap<string, ImageSbomRef>): DeployFlowResult['imageMap']['images'] {
+  if (sboms.size === 0) return result.imageMap.images;
+  const images: DeployFlowResult['imageMap']['images'] = {};
+  for (const [key, image] of Object.entries(result.imageMap.images)) {
+    const sbom = sboms.get(key);
+    const platforms = image.platforms
+      ? Object.fromEntries(Object.entries(image.platforms).map(([platform, member]) => [platform, { ...member, ...(sboms.has(member.envId) ? { sbom: sbomJson(sboms.get(member.envId)!) } : {}) }]))
+      : undefined;
+    images[key] = { ...image, ...(platforms ? { platforms } : {}), ...(sbom ? { sbom: sbomJson(sbom) } : {}) };
+  }
+  return images;
 }

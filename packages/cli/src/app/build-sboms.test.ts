@@ -1,7 +1,7 @@
 import { ConfigError, type ImageSbomRef } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
-import { buildJson, sbomSummary } from '../commands/build.js';
-import type { DeployFlowResult } from '../deploy-flow.js';
+import { buildJson, sbomSummary } from '../build-report.js';
+import type { DeployFlowResult } from './deploy-flow.js';
 import { sbomJson, sbomsEnabled } from './build-sboms.js';
 
 const ref = (n: string, via: ImageSbomRef['via'] = 'tag-scheme'): ImageSbomRef => ({ manifest: `sha256:${n.repeat(64)}`, document: `sha256:${n.repeat(63)}f`, via });

@@ -1,0 +1,39 @@
+/** A build: deploy the flow's images, then write the image map when every image is there. */
+import { BuildFailedError, type ImageSbomRef } from '@prebuilt/core';
+import type { AppScope } from './app-scope.js';
+import { imagesWithSboms, pushBuildSboms } from './build-sboms.js';
+import { deployFlow, type DeployFlowOptions, type DeployFlowResult } from './deploy-flow.js';
+import { stateFilePath, writeImageMap } from './state-file.js';
+
+export type BuildFlowOptions = Omit<DeployFlowOptions, 'plan'>;
+
+export interface BuildFlowResult {
+  result: DeployFlowResult;
+  /** Where the image map was written; null when an image failed (the map is then not written). */
+  stateFile: string | null;
+  /** envId → the SBOM pushed (or found) for that image; empty when METAFLOW_PREBUILT_SBOM=0 or an image failed. */
+  sboms: Map<string, ImageSbomRef>;
+}
+
+/**
+ * Builds what is missing; when no image failed (see `buildFailure`), pushes each image's SBOM
+ * (after deploy() returns, beside it) and writes the state file, each image with its SBOM.
+ */
+export async function buildFlow(file: string, scope: AppScope, options: BuildFlowOptions = {}): Promise<BuildFlowResult> {
+  const result = await deployFlow(file, scope, options);
+  if (result.failures.length > 0) return { result, stateFile: null, sboms: new Map() };
+  const sboms = await pushBuildSboms(result, scope);
+  const stateFile = stateFilePath(file, result.imageMap.flow, scope.env, scope.cwd);
+  await writeImageMap(stateFile, { ...result.imageMap, images: imagesWithSboms(result, sboms) });
+  return { result, stateFile, sboms };
+}
+
+/** The error (exit 1) of a build in which an image failed; undefined when every image is there. */
+export function buildFailure(result: DeployFlowResult): BuildFailedError | undefined {
+  if (result.failures.length === 0) return undefined;
+  return new BuildFailedError(
+    `${result.failures.length} of ${result.images.length} image${result.images.length === 1 ? '' : 's'} failed to build; the image map was not written.`,
+    result.failures.map((image) => ({ imageTag: image.tag, reason: image.reason ?? 'failed', logTail: image.logTail ?? [] })),
+    { hint: 'Read the reasons above (and the build log), fix what they name, and run prebuilt build again: the images that were built are reused.' },
+  );
+}

@@ -1,0 +1,119 @@
+/**
+ * The application side of a deploy: reads settings, creates the backends (lazily, through
+ * backends.ts), locks the flow and calls core's `deploy()`. `plan` and every build use it.
+ */
+import {
+  checkBuildService,
+  createMicromambaRecipeRunner,
+  deploy,
+  InputError,
+  selectedBackendNames,
+  selectRecipeName,
+  sweepStaleRunTempDirs,
+  withNetworkWaits,
+  type BuildService,
+  type DeployEvent,
+  type DeployResult,
+  type RecipeRunner,
+} from '@prebuilt/core';
+import { createMaterializedRecipeRunner, type MaterializeResult } from '@prebuilt/conda';
+import type { AppScope } from './app-scope.js';
+import { createSelectedBackend } from './backends.js';
+import { buildLockFor } from './build-lock.js';
+import { deploySettings, type DeploySettings } from './deploy-settings.js';
+import { lockFlow, type LockFlowResult } from './lock-flow.js';
+
+export interface DeployFlowOptions {
+  plan?: boolean;
+  force?: boolean;
+  frozen?: boolean;
+  update?: boolean;
+  workers?: string;
+  /** Build only these steps' images (e.g. the steps that run remotely); default every step. */
+  steps?: readonly string[];
+  onEvent?: (event: DeployEvent) => void;
+  onLocked?: (lock: LockFlowResult) => void;
+  onMaterialized?: (envId: string, result: MaterializeResult) => void;
+}
+
+export interface DeployFlowResult extends DeployResult {
+  lock: LockFlowResult;
+  settings: DeploySettings;
+  recipe: string;
+  registry: string;
+  buildService: string | null;
+}
+
+function recipeRunner(name: string, scope: AppScope, options: DeployFlowOptions): RecipeRunner {
+  if (name === 'micromamba') return createMicromambaRecipeRunner();
+  return createMaterializedRecipeRunner({
+    env: scope.env,
+    // A cached package that did not match the lock (removed, downloaded again), a wait for another download: shown as notes.
+    onNote: (note) => options.onEvent?.({ type: 'note', message: note.message }),
+    ...(options.onMaterialized ? { onMaterialized: options.onMaterialized } : {}),
+  });
+}
+
+/** Locks the flow, reporting stalled network reads as `waiting` events. */
+function lockWithWaits(file: string, scope: AppScope, options: DeployFlowOptions): Promise<LockFlowResult> {
+  const locking = (): Promise<LockFlowResult> =>
+    lockFlow(file, scope, { ...(options.frozen ? { frozen: true } : {}), ...(options.update ? { update: true } : {}) });
+  const onEvent = options.onEvent;
+  return onEvent ? withNetworkWaits((wait) => onEvent({ type: 'waiting', ...wait }), locking) : locking();
+}
+
+/** The steps to deploy: `only` (each must be a step of the flow), else every step. */
+function stepsToDeploy(file: string, lock: LockFlowResult, only: readonly string[] | undefined): { name: string; gpu: boolean }[] {
+  const all = lock.envs.steps;
+  const unknown = (only ?? []).filter((name) => !all.some((step) => step.step === name));
+  if (unknown.length > 0) {
+    throw new InputError(`${file} has no step ${unknown.join(', ')} (its steps: ${all.map((step) => step.step).join(', ')}).`, {
+      file,
+      hint: 'Name steps of the flow, or build every step with prebuilt build.',
+    });
+  }
+  const chosen = only ? new Set(only) : undefined;
+  return all.filter((step) => !chosen || chosen.has(step.step)).map((step) => ({ name: step.step, gpu: step.gpu }));
+}
+
+/** Locks the flow and deploys (or plans) its images. */
+export async function deployFlow(file: string, scope: AppScope, options: DeployFlowOptions = {}): Promise<DeployFlowResult> {
+  const settings = deploySettings(scope.env, options.workers !== undefined ? { workers: options.workers } : {});
+  const recipeName = selectRecipeName({ env: scope.env });
+  const registry = (await createSelectedBackend('image-registry', scope)).backend;
+  let buildService: BuildService | undefined;
+  const getBuildService = async (): Promise<BuildService> => (buildService ??= (await createSelectedBackend('build-service', scope)).backend);
+  const recipe = recipeRunner(recipeName, scope, options);
+  // Build contexts and private Docker configs a killed run (SIGKILL skips every cleanup) left in the temp directory.
+  await sweepStaleRunTempDirs();
+  try {
+    // Configuration is checked before any work: the selected build service is resolved, created and
+    // checked (daemon reachable, settings complete) before the flow is locked, even when every image
+    // turns out to be present, so an unknown or misconfigured build service never passes unnoticed.
+    if (!options.plan) await checkBuildService(await getBuildService(), scope.signal);
+    options.onEvent?.({ type: 'resolving', steps: 0 });
+    const lock = await lockWithWaits(file, scope, options);
+    options.onLocked?.(lock);
+    const result = await deploy({
+      flow: lock.envs.flow,
+      steps: stepsToDeploy(file, lock, options.steps),
+      lock: async () => lock.steps,
+      registry,
+      ...(options.plan ? {} : { buildService: getBuildService, buildLock: buildLockFor(scope.env) }),
+      recipe,
+      baseImage: settings.baseImage,
+      gpuBaseImage: settings.gpuBaseImage,
+      registryCache: settings.registryCache,
+      ...(settings.workers !== undefined ? { workers: settings.workers } : {}),
+      ...(options.force ? { force: true } : {}),
+      ...(options.plan ? { plan: true } : {}),
+      signal: scope.signal,
+      ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+    });
+    const buildServiceName = options.plan ? null : (buildService?.name ?? selectedBackendNames(scope.env).buildService.name);
+    return { ...result, lock, settings, recipe: recipeName, registry: registry.name, buildService: buildServiceName };
+  } finally {
+    await buildService?.close?.();
+    await registry.close?.();
+  }
+}

@@ -1,0 +1,50 @@
+/** The settings of a deploy that the CLI reads from the environment (base images, registry cache, workers). */
+import { ConfigError, loadOptionalSetting } from '@prebuilt/core';
+
+export const DEFAULT_BASE_IMAGE = 'python:3.11-slim-bookworm';
+
+export interface DeploySettings {
+  baseImage: string;
+  gpuBaseImage: string;
+  registryCache: boolean;
+  workers: number | undefined;
+}
+
+const OFF = new Set(['0', 'false', 'no', 'off']);
+const ON = new Set(['1', 'true', 'yes', 'on']);
+
+function registryCache(env: Record<string, string | undefined>): boolean {
+  const raw = (env.METAFLOW_PREBUILT_REGISTRY_CACHE ?? '').trim().toLowerCase();
+  if (raw !== '' && !OFF.has(raw) && !ON.has(raw)) {
+    throw new ConfigError(`METAFLOW_PREBUILT_REGISTRY_CACHE is '${env.METAFLOW_PREBUILT_REGISTRY_CACHE}', not on or off.`, {
+      setting: 'METAFLOW_PREBUILT_REGISTRY_CACHE',
+      hint: 'Set it to 1 (check the registry before building, the default) or 0 (always build).',
+    });
+  }
+  return !OFF.has(raw);
+}
+
+function workers(env: Record<string, string | undefined>, override: string | undefined): number | undefined {
+  const raw = override ?? env.METAFLOW_PREBUILT_BUILD_WORKERS;
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > 64) {
+    const from = override !== undefined ? '--workers' : 'METAFLOW_PREBUILT_BUILD_WORKERS';
+    throw new ConfigError(`${from} is '${raw}', not a whole number from 1 to 64.`, {
+      setting: from,
+      hint: `Set ${from} to the number of images to build at once (default: min(images, 8)).`,
+    });
+  }
+  return value;
+}
+
+/** The deploy settings from the environment; a bad value is a ConfigError naming the variable. */
+export function deploySettings(env: Record<string, string | undefined>, overrides: { workers?: string } = {}): DeploySettings {
+  const baseImage =
+    loadOptionalSetting({ value: undefined, envVar: 'METAFLOW_PREBUILT_BASE_IMAGE', option: 'baseImage', description: 'The base image', env }) ??
+    DEFAULT_BASE_IMAGE;
+  const gpuBaseImage =
+    loadOptionalSetting({ value: undefined, envVar: 'METAFLOW_PREBUILT_GPU_BASE_IMAGE', option: 'gpuBaseImage', description: 'The GPU base image', env }) ??
+    baseImage;
+  return { baseImage, gpuBaseImage, registryCache: registryCache(env), workers: workers(env, overrides.workers) };
+}

@@ -1,0 +1,14 @@
+/**
+ * The CLI's application layer: what a command does, without rendering it. Commands (and the
+ * Metaflow extension's entry, `prebuilt metaflow build`) call these; they parse options before and
+ * render the result after. Nothing here prints.
+ */
+export type { AppScope } from './app-scope.js';
+export { createSelectedBackend, type SelectedBackend } from './backends.js';
+export { imagesWithSboms, pushBuildSboms, sbomJson, sbomsEnabled } from './build-sboms.js';
+export { buildFlow, buildFailure, type BuildFlowOptions, type BuildFlowResult } from './build-flow.js';
+export { deployFlow, type DeployFlowOptions, type DeployFlowResult } from './deploy-flow.js';
+export { DEFAULT_BASE_IMAGE, deploySettings, type DeploySettings } from './deploy-settings.js';
+export { runWithImages, type RunWithImagesHooks, type RunWithImagesResult } from './run-flow.js';
+export { lockFlow, type LockFlowOptions, type LockFlowResult } from './lock-flow.js';
+export { stateFilePath, writeImageMap } from './state-file.js';

@@ -1,0 +1,53 @@
+/** A flow's lock as the commands use it: read the flow, add Metaflow's pins, reuse or resolve each env. */
+import { resolve } from 'node:path';
+import { lockForFlow, lockPlatforms, targetPlatforms, type CondaPlatform, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
+import { createResolver } from '@prebuilt/conda';
+import { flowEnvs, metaflowPins, type FlowEnvs } from '@prebuilt/metaflow';
+import type { AppScope } from './app-scope.js';
+
+export interface LockFlowOptions {
+  /** Require the lock to be complete and current; never resolve or write (exit 2 otherwise). */
+  frozen?: boolean;
+  /** Re-resolve every env (and revalidate cached repodata). */
+  update?: boolean;
+  /** Write the lock file when it changed (default: true unless frozen). */
+  write?: boolean;
+}
+
+export interface LockFlowResult extends LockForFlowResult {
+  envs: FlowEnvs;
+  /** The target platforms every env was locked for (METAFLOW_PREBUILT_PLATFORM). */
+  platforms: CondaPlatform[];
+}
+
+/**
+ * A flow's lock, as `plan`, `build` and `lock` use it: reads the flow, adds Metaflow's pins,
+ * reuses the entries of `<flow>.prebuilt.lock` whose request matches and resolves the rest
+ * (each unique env once). `frozen`: an unlocked step or a corrupt/stale lock is an InputError (exit 2).
+ */
+export async function lockFlow(file: string, scope: Omit<AppScope, 'cliDir'>, options: LockFlowOptions = {}): Promise<LockFlowResult> {
+  const envs = await flowEnvs(file, { env: scope.env, cwd: scope.cwd, signal: scope.signal });
+  // METAFLOW_PREBUILT_PLATFORM when set; otherwise the lock keeps the platforms it was made for.
+  const platforms = scope.env.METAFLOW_PREBUILT_PLATFORM?.trim() ? targetPlatforms({ env: scope.env }) : undefined;
+  const steps: Record<string, StepToLock> = {};
+  for (const step of envs.steps) {
+    steps[step.step] = step.request === null ? null : { request: step.request, pins: metaflowPins(step, { env: scope.env }) };
+  }
+  const resolver = createResolver({ env: scope.env, signal: scope.signal, ...(options.update ? { refresh: true } : {}) });
+  try {
+    const result = await lockForFlow({
+      flowFile: resolve(scope.cwd, file),
+      steps,
+      ...(platforms ? { platforms } : {}),
+      glibc: resolver.glibc,
+      resolve: (toResolve) => resolver.resolve(toResolve),
+      ...(options.frozen ? { frozen: true } : {}),
+      ...(options.update ? { update: true } : {}),
+      ...(options.write !== undefined ? { write: options.write } : {}),
+    });
+    const locked = lockPlatforms(result.lock);
+    return { ...result, envs, platforms: locked.length > 0 ? locked : (platforms ?? targetPlatforms({ env: scope.env })) };
+  } finally {
+    await resolver.close();
+  }
+}

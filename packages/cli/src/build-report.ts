@@ -1,0 +1,122 @@
+/**
+ * A build as people and machines see it: the live view while it runs, then the summary table, the
+ * failures with their log tails, or the one JSON object. Used by `build`, `run` and `metaflow build`
+ * (commands never import each other; they share this and the application layer).
+ */
+import { relative } from 'node:path';
+import type { BuildFailedError, DeployImage, ImageSbomRef } from '@prebuilt/core';
+import { buildFailure, buildFlow, imagesWithSboms, type BuildFlowResult, type DeployFlowResult } from './app/index.js';
+import type { CliContext } from './cli-context.js';
+import { createDeployView, formatSeconds } from './deploy-view.js';
+import { renderTable, writeJsonResult } from './output.js';
+
+export interface BuildReportOptions {
+  json?: boolean;
+  force?: boolean;
+  frozen?: boolean;
+  update?: boolean;
+  workers?: string;
+  /** Only these steps' images (`prebuilt run`, the Metaflow extension); default every step. */
+  steps?: readonly string[];
+}
+
+/** What `build --json` prints (inside the envelope): the image map (each image with its SBOM), where it was written and what failed. */
+export function buildJson(result: DeployFlowResult, stateFile: string | null, sboms: ReadonlyMap<string, ImageSbomRef> = new Map()): Record<string, unknown> {
+  const failures = result.failures.map((image) => ({
+    envId: image.envId,
+    image: image.pullTag,
+    steps: image.steps,
+    reason: image.reason,
+    ...(image.hint ? { hint: image.hint } : {}),
+    logTail: image.logTail ?? [],
+  }));
+  return { ...result.imageMap, images: imagesWithSboms(result, sboms), stateFile, ...(failures.length > 0 ? { failures } : {}) };
+}
+
+function platformColumn(images: readonly DeployImage[]): { header: string; value: (image: DeployImage) => string }[] {
+  if (!images.some((image) => image.platform !== 'linux-64')) return [];
+  return [{ header: 'PLATFORM', value: (image) => (image.platforms ? image.platforms.map((m) => m.platform).join('+') : image.platform) }];
+}
+
+/** The images of a deploy as a table; `status` says how each image's state reads (build and plan differ). */
+export function imageTable(images: readonly DeployImage[], columns: { header: string; value: (image: DeployImage) => string }[]): string {
+  return renderTable(images, [{ header: 'ENV', value: (image) => image.envId }, ...platformColumn(images), ...columns]);
+}
+
+export function summaryTable(images: readonly DeployImage[]): string {
+  return imageTable(images, [
+    { header: 'STATUS', value: (image) => image.status },
+    { header: 'TIME', value: (image) => formatSeconds(image.elapsedMs) },
+    { header: 'DIGEST', value: (image) => (image.digest ? image.digest.slice(0, 19) : '-') },
+    { header: 'IMAGE', value: (image) => image.pullTag },
+    { header: 'STEPS', value: (image) => image.steps.join(', ') },
+  ]);
+}
+
+/** `SBOMs: 2 pushed, 1 already in the registry`. */
+export function sbomSummary(sboms: ReadonlyMap<string, ImageSbomRef>): string {
+  const kept = [...sboms.values()].filter((ref) => ref.via === 'present').length;
+  const pushed = sboms.size - kept;
+  return `SBOMs (SPDX, referring to each image): ${[pushed > 0 ? `${pushed} pushed` : '', kept > 0 ? `${kept} already in the registry` : ''].filter(Boolean).join(', ')}`;
+}
+
+/** `3 images`, or `4 images and 2 image indexes` for a multi-platform deploy. */
+export function countImages(images: readonly DeployImage[]): string {
+  const indexes = images.filter((image) => image.platforms).length;
+  const single = images.length - indexes;
+  return `${single} image${single === 1 ? '' : 's'}${indexes > 0 ? ` and ${indexes} image index${indexes === 1 ? '' : 'es'}` : ''}`;
+}
+
+function renderBuild(context: CliContext, { result, stateFile, sboms }: BuildFlowResult, warnings: readonly string[]): void {
+  const out = context.stdout;
+  out.write(`\n${result.imageMap.flow}: ${countImages(result.images)} (build service ${result.buildService}, registry ${result.registry})\n\n`);
+  if (result.images.length > 0) out.write(summaryTable(result.images));
+  if (sboms.size > 0) out.write(`\n${sbomSummary(sboms)}\n`);
+  for (const warning of warnings) context.stderr.write(`warning: ${warning}\n`);
+  for (const failure of result.failures) {
+    context.stderr.write(`\nenv ${failure.envId} failed (steps ${failure.steps.join(', ')}): ${failure.reason}\n`);
+    if (failure.hint) context.stderr.write(`hint: ${failure.hint}\n`);
+    if (failure.logTail && failure.logTail.length > 0) {
+      context.stderr.write(`last lines of its build log:\n${failure.logTail.map((line) => `  | ${line}`).join('\n')}\n`);
+    }
+  }
+  if (stateFile) out.write(`\nimage map written to ${relative(context.cwd, stateFile) || stateFile}\n`);
+}
+
+export interface BuildReport extends BuildFlowResult {
+  /** The error to exit with (BuildFailedError, exit 1) when an image failed; the caller throws it. */
+  failure: BuildFailedError | undefined;
+}
+
+/**
+ * Builds what is missing (buildFlow) with the live view on stderr, then renders the result (with
+ * --json the one JSON object, also when an image failed: `ok: false`, `error` and `failures`).
+ */
+export async function reportBuild(file: string, context: CliContext, options: BuildReportOptions): Promise<BuildReport> {
+  const view = options.json ? undefined : createDeployView(context.stderr);
+  const warnings: string[] = [];
+  let built: BuildFlowResult;
+  try {
+    built = await buildFlow(file, context, {
+      ...(options.force ? { force: true } : {}),
+      ...(options.frozen ? { frozen: true } : {}),
+      ...(options.update ? { update: true } : {}),
+      ...(options.workers !== undefined ? { workers: options.workers } : {}),
+      ...(options.steps ? { steps: options.steps } : {}),
+      // With --json (stdout is for machines) notes still reach the people reading stderr.
+      onEvent: (event) => {
+        if (view) view.onEvent(event);
+        else if (event.type === 'note') context.stderr.write(`note: ${event.message}\n`);
+      },
+      onMaterialized: (envId, materialized) => {
+        for (const warning of materialized.warnings) warnings.push(`env ${envId}: ${warning}`);
+      },
+    });
+  } finally {
+    view?.stop();
+  }
+  const failure = buildFailure(built.result);
+  if (options.json) writeJsonResult(context, buildJson(built.result, built.stateFile, built.sboms), failure);
+  else renderBuild(context, built, warnings);
+  return { ...built, failure };
+}
