@@ -10,10 +10,10 @@
  * - the body read within a bound ({@link NetResponse.bytes}), or only as far as a message needs
  *   ({@link NetResponse.prefix}), or streamed chunk by chunk.
  */
-import { CancelledError, NetworkError } from '../errors.js';
+import { NetworkError } from '../errors.js';
 import { createLogger } from '../logger.js';
-import { NETWORK_ENV, networkTimeouts, type NetworkTimeouts } from './network-settings.js';
-import { currentNetworkWaitListener } from './network-wait.js';
+import { networkTimeouts, type NetworkTimeouts } from './network-settings.js';
+import { RequestWatch } from './request-watch.js';
 import { redactUrl } from './url-credentials.js';
 
 const log = createLogger('net');
@@ -61,10 +61,6 @@ export interface NetResponse {
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-class Expired {
-  constructor(readonly reason: 'idle' | 'deadline') {}
-}
-
 export function formatBytes(n: number): string {
   if (n >= 1024 * 1024) return `${+(n / (1024 * 1024)).toFixed(1)} MiB`;
   if (n >= 1024) return `${+(n / 1024).toFixed(1)} KiB`;
@@ -74,179 +70,166 @@ export function formatBytes(n: number): string {
 /** Makes one request (following redirects); see the module comment. */
 export async function netFetch(url: string, request: NetRequest): Promise<NetResponse> {
   const timeouts = request.timeouts ?? networkTimeouts();
-  const transport = request.fetch ?? globalThis.fetch;
-  const listener = currentNetworkWaitListener();
-  const reportEvery = request.reportEveryMs ?? Math.min(5000, Math.max(500, timeouts.idleMs / 3));
-  const { what } = request;
-  const controller = new AbortController();
-  const signal = request.signal ? AbortSignal.any([request.signal, controller.signal]) : controller.signal;
-  const started = Date.now();
-  let current = new URL(url);
-  let last = started;
-  let nextReport = started + reportEvery;
-  let reported = false;
-  let finished = false;
+  const watch = new RequestWatch(new URL(url), request.what, timeouts, request.signal, request.reportEveryMs);
+  const { response, method } = await followRedirects(request, watch);
+  if (method === 'HEAD' || response.body === null) watch.finish();
+  return netResponse(response, watch);
+}
 
-  const target = (): string => current.host;
-  const activity = (): void => {
-    last = Date.now();
-    nextReport = last + reportEvery;
-    if (reported) {
-      reported = false;
-      listener?.({ target: target(), what, seconds: 0 });
-    }
-  };
-  const tick = (): void => {
-    const now = Date.now();
-    if (now - started >= timeouts.deadlineMs) controller.abort(new Expired('deadline'));
-    else if (now - last >= timeouts.idleMs) controller.abort(new Expired('idle'));
-    else if (now >= nextReport) {
-      nextReport += reportEvery;
-      reported = true;
-      listener?.({ target: target(), what, seconds: (now - last) / 1000 });
-    }
-  };
-  const timer = setInterval(tick, Math.max(20, Math.min(250, timeouts.idleMs / 4)));
-  timer.unref();
-  const finish = (): void => {
-    if (finished) return;
-    finished = true;
-    clearInterval(timer);
-    if (reported) listener?.({ target: target(), what, seconds: 0 });
-  };
+/** The method and body of one hop (a 303, or a 301/302 after a POST, turns them into a GET without body). */
+interface Hop {
+  method: string;
+  body: Uint8Array | string | undefined;
+}
 
-  /** What a failure of the transport or of reading means: our timeout, the caller's cancel, or itself. */
-  const translate = (error: unknown): unknown => {
-    finish();
-    const reason: unknown = controller.signal.reason;
-    if (controller.signal.aborted && reason instanceof Expired) {
-      const idle = reason.reason === 'idle';
-      const seconds = +((idle ? timeouts.idleMs : timeouts.deadlineMs) / 1000).toFixed(1);
-      const setting = idle ? NETWORK_ENV.idleTimeout : NETWORK_ENV.deadline;
-      return new NetworkError(
-        idle
-          ? `${what} from ${target()}: no data for ${seconds} s (${setting})`
-          : `${what} from ${target()}: not finished within ${seconds} s (${setting})`,
-        { target: target(), what, reason: reason.reason },
-        { cause: error, hint: `The server stalled or is very slow; try again, or raise ${setting} (seconds).` },
-      );
-    }
-    if (request.signal?.aborted) return new CancelledError(`${what} from ${target()} was cancelled`, { cause: request.signal.reason });
-    return error;
-  };
-
-  let method = request.method ?? 'GET';
-  let body = request.body;
-  let response: Response;
-  for (let hop = 0; ; hop++) {
-    const headers: Record<string, string> = { ...request.headers };
-    if (body === undefined) delete headers['content-type'];
-    const authorization = request.authorize?.(current);
-    if (authorization !== undefined) headers['authorization'] = authorization;
-    try {
-      // A fresh copy per attempt: the transport may take ownership of (detach) what it is given.
-      const payload = body === undefined ? {} : { body: typeof body === 'string' ? body : body.slice() };
-      response = await transport(current, { method, headers, ...payload, signal, redirect: 'manual' });
-    } catch (error) {
-      throw translate(error);
-    }
-    activity();
+/** Sends the request, and again to each redirect's target, until an answer that is not followed. */
+async function followRedirects(request: NetRequest, watch: RequestWatch): Promise<{ response: Response; method: string }> {
+  const maxRedirects = request.maxRedirects ?? 10;
+  let hop: Hop = { method: request.method ?? 'GET', body: request.body };
+  for (let count = 0; ; count++) {
+    const response = await send(request, watch, hop);
     const location = response.headers.get('location');
-    if (!REDIRECTS.has(response.status) || location === null || (request.maxRedirects ?? 10) === 0) break;
+    if (!REDIRECTS.has(response.status) || location === null || maxRedirects === 0) return { response, method: hop.method };
     await response.body?.cancel().catch(() => undefined);
-    if (hop >= (request.maxRedirects ?? 10)) {
-      finish();
-      throw new NetworkError(`${what} from ${target()}: more than ${request.maxRedirects ?? 10} redirects`, { target: target(), what, reason: 'redirect' });
+    if (count >= maxRedirects) {
+      throw watch.fail(new NetworkError(`${watch.what} from ${watch.target}: more than ${maxRedirects} redirects`, { target: watch.target, what: watch.what, reason: 'redirect' }));
     }
-    const from = current;
-    try {
-      current = new URL(location, current);
-    } catch (error) {
-      finish();
-      throw new NetworkError(`${what} from ${target()}: a redirect to an invalid URL`, { target: target(), what, reason: 'redirect' }, { cause: error });
-    }
-    if (current.protocol !== 'http:' && current.protocol !== 'https:') {
-      finish();
-      throw new NetworkError(`${what} from ${from.host}: a redirect to ${current.protocol} is not followed`, { target: from.host, what, reason: 'redirect' });
-    }
-    if (body !== undefined && request.bodyToOtherOrigins === false && current.origin !== from.origin && (response.status === 307 || response.status === 308)) {
-      finish();
-      throw new NetworkError(`${what} from ${from.host}: a redirect would send the request's body to ${current.host}; refused`, { target: from.host, what, reason: 'redirect' });
-    }
-    if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === 'POST')) {
-      method = method === 'HEAD' ? 'HEAD' : 'GET';
-      body = undefined;
-    }
-    log('%s %s: %d → %s%s', method, redactUrl(from.href), response.status, redactUrl(current.href), from.origin === current.origin ? '' : ' (another origin: no credentials)');
+    const from = watch.url;
+    watch.url = redirectTarget(watch, location);
+    checkRedirect(request, watch, from, response.status, hop);
+    hop = nextHop(response.status, hop);
+    log('%s %s: %d → %s%s', hop.method, redactUrl(from.href), response.status, redactUrl(watch.url.href), from.origin === watch.url.origin ? '' : ' (another origin: no credentials)');
   }
+}
 
-  const res = response;
-  if (method === 'HEAD' || res.body === null) finish();
-
-  async function* chunks(): AsyncGenerator<Uint8Array, void, undefined> {
-    if (res.body === null) {
-      finish();
-      return;
-    }
-    const reader = res.body.getReader();
-    try {
-      for (;;) {
-        let step: Awaited<ReturnType<typeof reader.read>>;
-        try {
-          step = await reader.read();
-        } catch (error) {
-          throw translate(error);
-        }
-        if (step.done) break;
-        activity();
-        yield step.value;
-      }
-    } finally {
-      finish();
-      await reader.cancel().catch(() => undefined);
-    }
+/** One hop: the headers with this URL's Authorization (none if `authorize` gives none), manual redirects. */
+async function send(request: NetRequest, watch: RequestWatch, hop: Hop): Promise<Response> {
+  const transport = request.fetch ?? globalThis.fetch;
+  const headers: Record<string, string> = { ...request.headers };
+  if (hop.body === undefined) delete headers['content-type'];
+  const authorization = request.authorize?.(watch.url);
+  if (authorization !== undefined) headers['authorization'] = authorization;
+  let response: Response;
+  try {
+    // A fresh copy per attempt: the transport may take ownership of (detach) what it is given.
+    const payload = hop.body === undefined ? {} : { body: typeof hop.body === 'string' ? hop.body : hop.body.slice() };
+    response = await transport(watch.url, { method: hop.method, headers, ...payload, signal: watch.signal, redirect: 'manual' });
+  } catch (error) {
+    throw watch.translate(error);
   }
+  watch.activity();
+  return response;
+}
 
-  const tooLarge = (limit: number): NetworkError =>
-    new NetworkError(`${what} from ${target()} is larger than ${formatBytes(limit)}; refused`, { target: target(), what, reason: 'too-large' }, {
-      hint: 'The server sent far more than such an answer can be; check that the URL points at the right server.',
-    });
+/** The URL a Location header points at, relative to the current hop. */
+function redirectTarget(watch: RequestWatch, location: string): URL {
+  try {
+    return new URL(location, watch.url);
+  } catch (error) {
+    throw watch.fail(
+      new NetworkError(`${watch.what} from ${watch.target}: a redirect to an invalid URL`, { target: watch.target, what: watch.what, reason: 'redirect' }, { cause: error }),
+    );
+  }
+}
 
+/** Refuses a redirect to a scheme other than http(s), or one that would carry a secret body to another origin. */
+function checkRedirect(request: NetRequest, watch: RequestWatch, from: URL, status: number, hop: Hop): void {
+  const { what } = watch;
+  const to = watch.url;
+  if (to.protocol !== 'http:' && to.protocol !== 'https:') {
+    throw watch.fail(new NetworkError(`${what} from ${from.host}: a redirect to ${to.protocol} is not followed`, { target: from.host, what, reason: 'redirect' }));
+  }
+  if (hop.body !== undefined && request.bodyToOtherOrigins === false && to.origin !== from.origin && (status === 307 || status === 308)) {
+    throw watch.fail(
+      new NetworkError(`${what} from ${from.host}: a redirect would send the request's body to ${to.host}; refused`, { target: from.host, what, reason: 'redirect' }),
+    );
+  }
+}
+
+/** The method and body after a redirect with `status`: a 307/308 keeps both. */
+function nextHop(status: number, hop: Hop): Hop {
+  if (status === 303 || ((status === 301 || status === 302) && hop.method === 'POST')) {
+    return { method: hop.method === 'HEAD' ? 'HEAD' : 'GET', body: undefined };
+  }
+  return hop;
+}
+
+/** The answer, its body readable once: whole within a bound, a prefix, or chunk by chunk. */
+function netResponse(res: Response, watch: RequestWatch): NetResponse {
+  const chunks = (): AsyncGenerator<Uint8Array, void, undefined> => readChunks(res, watch);
   const result: NetResponse = {
     status: res.status,
     statusText: res.statusText,
     headers: res.headers,
-    url: current.href,
+    url: watch.url.href,
     async bytes(limit) {
       const announced = Number(res.headers.get('content-length') ?? NaN);
       if (Number.isFinite(announced) && announced > limit) {
         await result.cancel();
-        throw tooLarge(limit);
+        throw tooLarge(watch, limit);
       }
-      const parts: Uint8Array[] = [];
-      let size = 0;
-      for await (const chunk of chunks()) {
-        size += chunk.byteLength;
-        if (size > limit) throw tooLarge(limit);
-        parts.push(chunk);
-      }
-      return Buffer.concat(parts, size);
+      return readBounded(chunks(), limit, watch);
     },
-    async prefix(limit) {
-      const parts: Uint8Array[] = [];
-      let size = 0;
-      for await (const chunk of chunks()) {
-        parts.push(chunk);
-        size += chunk.byteLength;
-        if (size >= limit) break;
-      }
-      return Buffer.concat(parts, size).subarray(0, limit);
-    },
+    prefix: (limit) => readPrefix(chunks(), limit),
     chunks,
     async cancel() {
-      finish();
+      watch.finish();
       await res.body?.cancel().catch(() => undefined);
     },
   };
   return result;
+}
+
+async function* readChunks(res: Response, watch: RequestWatch): AsyncGenerator<Uint8Array, void, undefined> {
+  if (res.body === null) {
+    watch.finish();
+    return;
+  }
+  const reader = res.body.getReader();
+  try {
+    for (;;) {
+      let step: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        step = await reader.read();
+      } catch (error) {
+        throw watch.translate(error);
+      }
+      if (step.done) break;
+      watch.activity();
+      yield step.value;
+    }
+  } finally {
+    watch.finish();
+    await reader.cancel().catch(() => undefined);
+  }
+}
+
+/** The whole body, failing as soon as it exceeds `limit` bytes. */
+async function readBounded(chunks: AsyncIterable<Uint8Array>, limit: number, watch: RequestWatch): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of chunks) {
+    size += chunk.byteLength;
+    if (size > limit) throw tooLarge(watch, limit);
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts, size);
+}
+
+/** At most the first `limit` bytes; reading stops there. */
+async function readPrefix(chunks: AsyncIterable<Uint8Array>, limit: number): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of chunks) {
+    parts.push(chunk);
+    size += chunk.byteLength;
+    if (size >= limit) break;
+  }
+  return Buffer.concat(parts, size).subarray(0, limit);
+}
+
+function tooLarge(watch: RequestWatch, limit: number): NetworkError {
+  return new NetworkError(`${watch.what} from ${watch.target} is larger than ${formatBytes(limit)}; refused`, { target: watch.target, what: watch.what, reason: 'too-large' }, {
+    hint: 'The server sent far more than such an answer can be; check that the URL points at the right server.',
+  });
 }
