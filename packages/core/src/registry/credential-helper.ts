@@ -30,8 +30,8 @@ const NOT_FOUND = /credentials not found|no credentials|not found in (native )?k
  * when it fails. The secret never appears in a message or log.
  */
 export function runCredentialHelper(name: string, serverUrl: string, options: CredentialHelperOptions = {}): Promise<HelperCredentials | undefined> {
-  const program = `docker-credential-${name}`;
-  const origin = options.origin ?? 'Docker config';
+  const run: HelperRun = { name, program: `docker-credential-${name}`, serverUrl, origin: options.origin ?? 'Docker config' };
+  const { program, origin } = run;
   if (!/^[\w.-]+$/.test(name)) {
     return Promise.reject(new ConfigError(`invalid credential helper name '${name}' in ${origin}`, { hint: 'A helper name is the part after docker-credential-, e.g. "pass" or "ecr-login".' }));
   }
@@ -56,13 +56,7 @@ export function runCredentialHelper(name: string, serverUrl: string, options: Cr
     child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      finish(() =>
-        reject(
-          new AuthError(`credential helper ${program} did not answer within ${Math.round(timeoutMs / 1000)} s for ${serverUrl}`, { registry: serverUrl, source: `${origin} (${program})` }, {
-            hint: `Run 'echo ${serverUrl} | ${program} get' by hand to see what it waits for.`,
-          }),
-        ),
-      );
+      finish(() => reject(helperTimedOut(run, timeoutMs)));
     }, timeoutMs);
     const onAbort = (): void => {
       child.kill('SIGKILL');
@@ -71,61 +65,72 @@ export function runCredentialHelper(name: string, serverUrl: string, options: Cr
     if (options.signal?.aborted) onAbort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
 
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      finish(() => {
-        if (error.code === 'ENOENT') {
-          reject(
-            new ConfigError(`credential helper ${program} (named in ${origin}) was not found on PATH`, {
-              cause: error,
-              hint: `Install ${program}, or remove '${name}' from credsStore/credHelpers in the Docker config.`,
-            }),
-          );
-        } else {
-          reject(new AuthError(`credential helper ${program} could not be started: ${error.message}`, { registry: serverUrl, source: `${origin} (${program})` }, { cause: error }));
-        }
-      });
-    });
+    child.on('error', (error: NodeJS.ErrnoException) => finish(() => reject(helperNotStarted(run, error))));
     child.stdin.on('error', () => {
       // The helper may exit without reading stdin; its exit status tells what happened.
     });
     child.stdin.end(serverUrl);
     child.on('close', (code) => {
       finish(() => {
-        const out = Buffer.concat(stdout).toString('utf8').trim();
-        const err = Buffer.concat(stderr).toString('utf8').trim();
-        if (code !== 0) {
-          if (NOT_FOUND.test(out) || NOT_FOUND.test(err)) {
-            log('%s has no credentials for %s', program, serverUrl);
-            resolve(undefined);
-            return;
-          }
-          // A helper prints its error message on stdout (Docker's protocol) or stderr; never the secret.
-          const detail = (err || out).split('\n')[0]?.slice(0, 300) ?? '';
-          reject(
-            new AuthError(`credential helper ${program} failed for ${serverUrl} (exit code ${code})${detail ? `: ${detail}` : ''}`, { registry: serverUrl, source: `${origin} (${program})` }, {
-              hint: `Run 'echo ${serverUrl} | ${program} get' by hand to see the problem, or log in again with 'docker login'.`,
-            }),
-          );
-          return;
-        }
-        let parsed: unknown;
         try {
-          parsed = JSON.parse(out);
-        } catch {
-          reject(new AuthError(`credential helper ${program} returned output that is not JSON for ${serverUrl}`, { registry: serverUrl, source: `${origin} (${program})` }));
-          return;
+          resolve(helperAnswer(run, code, Buffer.concat(stdout).toString('utf8').trim(), Buffer.concat(stderr).toString('utf8').trim()));
+        } catch (error) {
+          reject(error);
         }
-        const record = parsed as { Username?: unknown; Secret?: unknown };
-        if (typeof parsed !== 'object' || parsed === null || typeof record.Secret !== 'string' || (record.Username !== undefined && typeof record.Username !== 'string')) {
-          reject(new AuthError(`credential helper ${program} returned JSON without a string Secret for ${serverUrl}`, { registry: serverUrl, source: `${origin} (${program})` }));
-          return;
-        }
-        if (record.Secret === '') {
-          resolve(undefined);
-          return;
-        }
-        resolve({ username: (record.Username as string | undefined) ?? '', secret: new Secret(record.Secret) });
       });
     });
   });
+}
+
+/** One run of a helper, as its messages name it. */
+interface HelperRun {
+  name: string;
+  program: string;
+  serverUrl: string;
+  origin: string;
+}
+
+function helperTimedOut({ program, serverUrl, origin }: HelperRun, timeoutMs: number): AuthError {
+  return new AuthError(`credential helper ${program} did not answer within ${Math.round(timeoutMs / 1000)} s for ${serverUrl}`, { registry: serverUrl, source: `${origin} (${program})` }, {
+    hint: `Run 'echo ${serverUrl} | ${program} get' by hand to see what it waits for.`,
+  });
+}
+
+/** A helper that could not be spawned: not installed (ConfigError) or another failure (AuthError). */
+function helperNotStarted({ name, program, serverUrl, origin }: HelperRun, error: NodeJS.ErrnoException): Error {
+  if (error.code === 'ENOENT') {
+    return new ConfigError(`credential helper ${program} (named in ${origin}) was not found on PATH`, {
+      cause: error,
+      hint: `Install ${program}, or remove '${name}' from credsStore/credHelpers in the Docker config.`,
+    });
+  }
+  return new AuthError(`credential helper ${program} could not be started: ${error.message}`, { registry: serverUrl, source: `${origin} (${program})` }, { cause: error });
+}
+
+/** What a helper's exit code and output mean: credentials, none for the server, or an AuthError (thrown). */
+function helperAnswer(run: HelperRun, code: number | null, out: string, err: string): HelperCredentials | undefined {
+  const { program, serverUrl, origin } = run;
+  if (code !== 0) {
+    if (NOT_FOUND.test(out) || NOT_FOUND.test(err)) {
+      log('%s has no credentials for %s', program, serverUrl);
+      return undefined;
+    }
+    // A helper prints its error message on stdout (Docker's protocol) or stderr; never the secret.
+    const detail = (err || out).split('\n')[0]?.slice(0, 300) ?? '';
+    throw new AuthError(`credential helper ${program} failed for ${serverUrl} (exit code ${code})${detail ? `: ${detail}` : ''}`, { registry: serverUrl, source: `${origin} (${program})` }, {
+      hint: `Run 'echo ${serverUrl} | ${program} get' by hand to see the problem, or log in again with 'docker login'.`,
+    });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(out);
+  } catch {
+    throw new AuthError(`credential helper ${program} returned output that is not JSON for ${serverUrl}`, { registry: serverUrl, source: `${origin} (${program})` });
+  }
+  const record = parsed as { Username?: unknown; Secret?: unknown };
+  if (typeof parsed !== 'object' || parsed === null || typeof record.Secret !== 'string' || (record.Username !== undefined && typeof record.Username !== 'string')) {
+    throw new AuthError(`credential helper ${program} returned JSON without a string Secret for ${serverUrl}`, { registry: serverUrl, source: `${origin} (${program})` });
+  }
+  if (record.Secret === '') return undefined;
+  return { username: (record.Username as string | undefined) ?? '', secret: new Secret(record.Secret) };
 }
