@@ -114,27 +114,11 @@ function validCachedEnv(value: unknown, hash: string): value is LockedEnv {
 
 export function createResolver(options: ResolverOptions = {}): Resolver {
   const env = options.env ?? process.env;
-  const glibc = options.glibc ?? (env.METAFLOW_PREBUILT_GLIBC_VERSION?.trim() || DEFAULT_GLIBC);
-  if (!/^\d+\.\d+(\.\d+)?$/.test(glibc)) {
-    throw new ConfigError(`METAFLOW_PREBUILT_GLIBC_VERSION is '${glibc}', not a glibc version like 2.28.`, {
-      setting: 'METAFLOW_PREBUILT_GLIBC_VERSION',
-      hint: 'Set METAFLOW_PREBUILT_GLIBC_VERSION to the glibc of the target images, e.g. 2.28, or unset it.',
-    });
-  }
+  const glibc = targetGlibc(options, env);
   const cacheDir = options.cacheDir === false ? undefined : (options.cacheDir ?? prebuiltCacheDir(env));
   const credentials = options.credentials ?? urlCredentialsFromEnv(env);
   const timeouts = networkTimeouts({ env });
   const remote = { credentials, timeouts, ...(options.fetch ? { fetch: options.fetch } : {}), ...(options.signal ? { signal: options.signal } : {}) };
-  const pipOptions: PipOptions = {
-    credentials,
-    timeouts,
-    env,
-    ...(env.METAFLOW_PREBUILT_PYTHON?.trim() ? { python: env.METAFLOW_PREBUILT_PYTHON.trim() } : {}),
-    isolated: /^(1|true|yes)$/i.test(env.METAFLOW_PREBUILT_PIP_ISOLATED?.trim() ?? ''),
-    ...(options.fetch ? { fetch: options.fetch } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...options.pip,
-  };
   const repodata = new RepodataCache({
     credentials,
     timeouts,
@@ -145,59 +129,21 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
     ...(options.fetch ? { fetch: options.fetch } : {}),
   });
   let server: Promise<ChannelServer> | undefined;
+  const solver: Solver = {
+    cacheDir,
+    refresh: options.refresh === true,
+    remote,
+    pipOptions: pipOptionsFor(options, env, credentials, timeouts),
+    channelServer: () => (server ??= ChannelServer.start(repodata)),
+  };
   const inFlight = new Map<string, Promise<LockedEnv>>();
-
-  async function solve(request: EnvRequest, hash: string, resolvedWith: ResolvedWith, steps: readonly string[]): Promise<LockedEnv> {
-    const { pins, glibc: targetGlibc } = resolvedWith;
-    const key = sha256Hex(canonicalJson({ resolverVersion: RESOLVER_VERSION, specHash: hash, resolvedWith }));
-    const cacheFile = cacheDir ? join(cacheDir, 'solves', `${key.slice(0, 32)}.json`) : undefined;
-    if (cacheFile && !options.refresh) {
-      try {
-        const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as unknown;
-        if (validCachedEnv(cached, hash)) {
-          log('solve cache hit for %s (%s)', hash.slice(0, 12), steps.join(', '));
-          return { ...cached, request };
-        }
-      } catch {
-        // not cached (or unreadable): solve
-      }
-    }
-    const started = Date.now();
-    const rattler = await loadRattler();
-    server ??= ChannelServer.start(repodata);
-    const placed = effectivePins(request, pins);
-    const conda = await solveConda(
-      { request, pins: placed.conda, steps },
-      { rattler, server: await server, virtual: { glibc: targetGlibc, linux: DEFAULT_LINUX }, remote },
-    );
-    const pypiPackages = { ...placed.pypi, ...request.pypi };
-    const wheels = Object.keys(pypiPackages).length > 0
-      ? await resolvePypi(
-          { packages: pypiPackages, pythonVersion: conda.pythonVersion, platform: request.platform, glibc: targetGlibc, indexUrl: request.indexUrl, steps },
-          pipOptions,
-        )
-      : [];
-    const locked: LockedEnv = {
-      specHash: hash,
-      request,
-      platform: request.platform,
-      pythonVersion: conda.pythonVersion,
-      packages: [...conda.packages, ...wheels],
-    };
-    log('solved %s (%s) in %d ms: %d files', hash.slice(0, 12), steps.join(', '), Date.now() - started, locked.packages.length);
-    if (cacheFile) {
-      await mkdir(join(cacheDir!, 'solves'), { recursive: true });
-      await writeFileAtomic(cacheFile, JSON.stringify(locked), { setting: CACHE_DIR_SETTING });
-    }
-    return locked;
-  }
 
   function resolveOne(request: EnvRequest, resolvedWith: ResolvedWith, steps: readonly string[]): Promise<LockedEnv> {
     const hash = specHash(request);
     const flightKey = canonicalJson({ hash, resolvedWith });
     let pending = inFlight.get(flightKey);
     if (!pending) {
-      pending = solve(request, hash, resolvedWith, steps);
+      pending = solve(solver, request, hash, resolvedWith, steps);
       inFlight.set(flightKey, pending);
       pending.catch(() => undefined).finally(() => inFlight.delete(flightKey));
     }
@@ -207,16 +153,7 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
   return {
     glibc,
     async resolve(envs) {
-      // Steps of identical envs are named together in errors; each unique env is solved once.
-      const unique = new Map<string, { env: EnvToResolve; steps: Set<string> }>();
-      const keys = envs.map((e) => {
-        const key = canonicalJson({ hash: specHash(e.request), resolvedWith: e.resolvedWith });
-        const seen = unique.get(key) ?? { env: e, steps: new Set<string>() };
-        for (const step of e.steps) seen.steps.add(step);
-        unique.set(key, seen);
-        return key;
-      });
-      const entries = [...unique.entries()];
+      const { keys, entries } = uniqueEnvs(envs);
       const solved = await pool(entries, options.concurrency ?? 2, ([, u]) => resolveOne(u.env.request, u.env.resolvedWith, [...u.steps].sort()));
       const byKey = new Map(entries.map(([key], i) => [key, solved[i]!]));
       return keys.map((key) => byKey.get(key)!);
@@ -229,4 +166,105 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
       server = undefined;
     },
   };
+}
+
+/** The glibc of the target: the option, else METAFLOW_PREBUILT_GLIBC_VERSION, else {@link DEFAULT_GLIBC}. */
+function targetGlibc(options: ResolverOptions, env: Record<string, string | undefined>): string {
+  const glibc = options.glibc ?? (env.METAFLOW_PREBUILT_GLIBC_VERSION?.trim() || DEFAULT_GLIBC);
+  if (!/^\d+\.\d+(\.\d+)?$/.test(glibc)) {
+    throw new ConfigError(`METAFLOW_PREBUILT_GLIBC_VERSION is '${glibc}', not a glibc version like 2.28.`, {
+      setting: 'METAFLOW_PREBUILT_GLIBC_VERSION',
+      hint: 'Set METAFLOW_PREBUILT_GLIBC_VERSION to the glibc of the target images, e.g. 2.28, or unset it.',
+    });
+  }
+  return glibc;
+}
+
+function pipOptionsFor(options: ResolverOptions, env: Record<string, string | undefined>, credentials: UrlCredentials, timeouts: PipOptions['timeouts']): PipOptions {
+  return {
+    credentials,
+    timeouts,
+    env,
+    ...(env.METAFLOW_PREBUILT_PYTHON?.trim() ? { python: env.METAFLOW_PREBUILT_PYTHON.trim() } : {}),
+    isolated: /^(1|true|yes)$/i.test(env.METAFLOW_PREBUILT_PIP_ISOLATED?.trim() ?? ''),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...options.pip,
+  };
+}
+
+/** Identical envs (same specHash and resolvedWith) once, with the steps of all of them named together in errors. */
+function uniqueEnvs(envs: readonly EnvToResolve[]): { keys: string[]; entries: [string, { env: EnvToResolve; steps: Set<string> }][] } {
+  const unique = new Map<string, { env: EnvToResolve; steps: Set<string> }>();
+  const keys = envs.map((e) => {
+    const key = canonicalJson({ hash: specHash(e.request), resolvedWith: e.resolvedWith });
+    const seen = unique.get(key) ?? { env: e, steps: new Set<string>() };
+    for (const step of e.steps) seen.steps.add(step);
+    unique.set(key, seen);
+    return key;
+  });
+  return { keys, entries: [...unique.entries()] };
+}
+
+/** What solving one env needs from its resolver. */
+interface Solver {
+  cacheDir: string | undefined;
+  refresh: boolean;
+  remote: Parameters<typeof solveConda>[1]['remote'];
+  pipOptions: PipOptions;
+  /** The local channel server over the repodata cache, started on first use. */
+  channelServer(): Promise<ChannelServer>;
+}
+
+/** Solves one env: from the solve cache, else conda with rattler then PyPI with pip, and caches it. */
+async function solve(solver: Solver, request: EnvRequest, hash: string, resolvedWith: ResolvedWith, steps: readonly string[]): Promise<LockedEnv> {
+  const { pins, glibc: targetGlibc } = resolvedWith;
+  const key = sha256Hex(canonicalJson({ resolverVersion: RESOLVER_VERSION, specHash: hash, resolvedWith }));
+  const cacheFile = solver.cacheDir ? join(solver.cacheDir, 'solves', `${key.slice(0, 32)}.json`) : undefined;
+  if (cacheFile && !solver.refresh) {
+    const cached = await cachedSolve(cacheFile, hash);
+    if (cached) {
+      log('solve cache hit for %s (%s)', hash.slice(0, 12), steps.join(', '));
+      return { ...cached, request };
+    }
+  }
+  const started = Date.now();
+  const rattler = await loadRattler();
+  const server = solver.channelServer();
+  const placed = effectivePins(request, pins);
+  const conda = await solveConda(
+    { request, pins: placed.conda, steps },
+    { rattler, server: await server, virtual: { glibc: targetGlibc, linux: DEFAULT_LINUX }, remote: solver.remote },
+  );
+  const pypiPackages = { ...placed.pypi, ...request.pypi };
+  const wheels = Object.keys(pypiPackages).length > 0
+    ? await resolvePypi(
+        { packages: pypiPackages, pythonVersion: conda.pythonVersion, platform: request.platform, glibc: targetGlibc, indexUrl: request.indexUrl, steps },
+        solver.pipOptions,
+      )
+    : [];
+  const locked: LockedEnv = {
+    specHash: hash,
+    request,
+    platform: request.platform,
+    pythonVersion: conda.pythonVersion,
+    packages: [...conda.packages, ...wheels],
+  };
+  log('solved %s (%s) in %d ms: %d files', hash.slice(0, 12), steps.join(', '), Date.now() - started, locked.packages.length);
+  if (cacheFile) {
+    await mkdir(join(solver.cacheDir!, 'solves'), { recursive: true });
+    await writeFileAtomic(cacheFile, JSON.stringify(locked), { setting: CACHE_DIR_SETTING });
+  }
+  return locked;
+}
+
+/** A cached solve of this specHash, or undefined (none, unreadable, or not a valid LockedEnv). */
+async function cachedSolve(cacheFile: string, hash: string): Promise<LockedEnv | undefined> {
+  try {
+    const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as unknown;
+    if (validCachedEnv(cached, hash)) return cached;
+  } catch {
+    // not cached (or unreadable): solve
+  }
+  return undefined;
 }
