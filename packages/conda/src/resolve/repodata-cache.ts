@@ -95,22 +95,8 @@ export class RepodataCache {
     const key = sha256Hex(url).slice(0, 32);
     const bodyPath = dir ? join(dir, `${key}.json`) : undefined;
     const metaPath = dir ? join(dir, `${key}.meta.json`) : undefined;
-    let meta: CacheMeta | undefined;
-    if (metaPath) {
-      try {
-        meta = JSON.parse(await readFile(metaPath, 'utf8')) as CacheMeta;
-        if (meta.url !== url) meta = undefined;
-      } catch {
-        meta = undefined;
-      }
-    }
-    const cached = async (): Promise<Buffer | undefined> => {
-      try {
-        return bodyPath ? await readFile(bodyPath) : undefined;
-      } catch {
-        return undefined;
-      }
-    };
+    const meta = metaPath ? await readMeta(metaPath, url) : undefined;
+    const cached = (): Promise<Buffer | undefined> => readCached(bodyPath);
     if (meta && !this.#options.refresh && Date.now() < meta.freshUntil) {
       const body = await cached();
       if (body !== undefined) {
@@ -119,29 +105,7 @@ export class RepodataCache {
       }
     }
 
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (meta?.etag) headers['if-none-match'] = meta.etag;
-    if (meta?.lastModified) headers['if-modified-since'] = meta.lastModified;
-    let response: NetResponse;
-    const credentials = this.#options.credentials;
-    try {
-      response = await netFetch(url, {
-        headers,
-        what: 'repodata',
-        ...(this.#options.signal ? { signal: this.#options.signal } : {}),
-        ...(this.#options.fetch ? { fetch: this.#options.fetch } : {}),
-        ...(this.#options.timeouts ? { timeouts: this.#options.timeouts } : {}),
-        ...(credentials ? { authorize: (hop: URL) => credentials.authorizationFor(hop) } : {}),
-      });
-    } catch (error) {
-      if (this.#options.signal?.aborted) throw new CancelledError(`Reading ${url} was cancelled.`, { cause: this.#options.signal.reason });
-      if (error instanceof NetworkError) throw this.#networkError(url, error);
-      const cause = (error as { cause?: unknown }).cause ?? error;
-      throw new ResolutionError(`Cannot reach conda channel: GET ${url} failed: ${errorMessage(cause)}.`, {
-        cause: error,
-        hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS) and your network or proxy settings.',
-      });
-    }
+    const response = await this.#request(url, meta);
     const freshUntil = Date.now() + maxAgeMs(response.headers.get('cache-control'));
     if (response.status === 304 && meta) {
       const body = await cached();
@@ -162,36 +126,57 @@ export class RepodataCache {
         hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS) and any credentials it needs.',
       });
     }
-    let body: Buffer;
-    try {
-      body = Buffer.from(await response.bytes(this.#options.maxBytes ?? repodataMaxBytes()));
-    } catch (error) {
-      if (this.#options.signal?.aborted) throw new CancelledError(`Reading ${url} was cancelled.`, { cause: this.#options.signal.reason });
-      if (error instanceof NetworkError) throw this.#networkError(url, error);
-      throw new ResolutionError(`Reading repodata from ${url} failed: ${errorMessage(error)}.`, { cause: error });
-    }
-    // A proxy's HTML error page or a cut-off answer is not repodata: say so, and do not cache it.
-    // (A cheap check of the first and last bytes; a full parse of a large repodata.json is costly.)
-    const text = body.toString('utf8', 0, Math.min(body.length, 64)).trimStart();
-    const tail = body.toString('utf8', Math.max(0, body.length - 64)).trimEnd();
-    if (!text.startsWith('{') || !tail.endsWith('}')) {
-      const looksLike = /^<(!doctype|html)/i.test(text) ? 'an HTML page' : text === '' ? 'an empty body' : 'something that is not JSON (or is cut off)';
-      throw new ResolutionError(`Conda channel answered ${looksLike} instead of repodata JSON for ${url} (status ${response.status}, content-type ${response.headers.get('content-type') ?? 'none'}).`, {
-        hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS): a proxy or login page may be answering instead of the channel.',
-      });
-    }
+    const body = await this.#readBody(url, response);
+    checkRepodata(url, body, response);
     if (dir && bodyPath && metaPath) {
       await mkdir(dir, { recursive: true });
       await writeFileAtomic(bodyPath, body, { setting: CACHE_DIR_SETTING });
-      const next: CacheMeta = { url, freshUntil };
-      const etag = response.headers.get('etag');
-      const lastModified = response.headers.get('last-modified');
-      if (etag) next.etag = etag;
-      if (lastModified) next.lastModified = lastModified;
-      await writeFileAtomic(metaPath, JSON.stringify(next), { setting: CACHE_DIR_SETTING });
+      await writeFileAtomic(metaPath, JSON.stringify(nextMeta(url, freshUntil, response)), { setting: CACHE_DIR_SETTING });
     }
     log('fetched %s (%d bytes)', url, body.length);
     return body;
+  }
+
+  /** GET the repodata, conditional on the cached copy's validators. */
+  async #request(url: string, meta: CacheMeta | undefined): Promise<NetResponse> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (meta?.etag) headers['if-none-match'] = meta.etag;
+    if (meta?.lastModified) headers['if-modified-since'] = meta.lastModified;
+    const credentials = this.#options.credentials;
+    try {
+      return await netFetch(url, {
+        headers,
+        what: 'repodata',
+        ...(this.#options.signal ? { signal: this.#options.signal } : {}),
+        ...(this.#options.fetch ? { fetch: this.#options.fetch } : {}),
+        ...(this.#options.timeouts ? { timeouts: this.#options.timeouts } : {}),
+        ...(credentials ? { authorize: (hop: URL) => credentials.authorizationFor(hop) } : {}),
+      });
+    } catch (error) {
+      throw this.#failure(url, error, () => {
+        const cause = (error as { cause?: unknown }).cause ?? error;
+        return new ResolutionError(`Cannot reach conda channel: GET ${url} failed: ${errorMessage(cause)}.`, {
+          cause: error,
+          hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS) and your network or proxy settings.',
+        });
+      });
+    }
+  }
+
+  /** The whole body, within the repodata bound. */
+  async #readBody(url: string, response: NetResponse): Promise<Buffer> {
+    try {
+      return Buffer.from(await response.bytes(this.#options.maxBytes ?? repodataMaxBytes()));
+    } catch (error) {
+      throw this.#failure(url, error, () => new ResolutionError(`Reading repodata from ${url} failed: ${errorMessage(error)}.`, { cause: error }));
+    }
+  }
+
+  /** A failed read: cancelled by the caller, a NetworkError of the channel, or `other`. */
+  #failure(url: string, error: unknown, other: () => Error): Error {
+    if (this.#options.signal?.aborted) return new CancelledError(`Reading ${url} was cancelled.`, { cause: this.#options.signal.reason });
+    if (error instanceof NetworkError) return this.#networkError(url, error);
+    return other();
   }
 
   /** A stalled, endless or oversize channel answer: a failure of the channel (exit 1), naming it. */
@@ -213,4 +198,47 @@ export class RepodataCache {
     }
     return readFile(path);
   }
+}
+
+/** The cached copy's metadata, if it is for this URL and readable. */
+async function readMeta(metaPath: string, url: string): Promise<CacheMeta | undefined> {
+  try {
+    const meta = JSON.parse(await readFile(metaPath, 'utf8')) as CacheMeta;
+    return meta.url === url ? meta : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function readCached(bodyPath: string | undefined): Promise<Buffer | undefined> {
+  try {
+    return bodyPath ? await readFile(bodyPath) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A proxy's HTML error page or a cut-off answer is not repodata: say so, and do not cache it.
+ * (A cheap check of the first and last bytes; a full parse of a large repodata.json is costly.)
+ */
+function checkRepodata(url: string, body: Buffer, response: NetResponse): void {
+  const text = body.toString('utf8', 0, Math.min(body.length, 64)).trimStart();
+  const tail = body.toString('utf8', Math.max(0, body.length - 64)).trimEnd();
+  if (!text.startsWith('{') || !tail.endsWith('}')) {
+    const looksLike = /^<(!doctype|html)/i.test(text) ? 'an HTML page' : text === '' ? 'an empty body' : 'something that is not JSON (or is cut off)';
+    throw new ResolutionError(`Conda channel answered ${looksLike} instead of repodata JSON for ${url} (status ${response.status}, content-type ${response.headers.get('content-type') ?? 'none'}).`, {
+      hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS): a proxy or login page may be answering instead of the channel.',
+    });
+  }
+}
+
+/** The metadata stored with a fetched copy: its freshness and validators. */
+function nextMeta(url: string, freshUntil: number, response: NetResponse): CacheMeta {
+  const next: CacheMeta = { url, freshUntil };
+  const etag = response.headers.get('etag');
+  const lastModified = response.headers.get('last-modified');
+  if (etag) next.etag = etag;
+  if (lastModified) next.lastModified = lastModified;
+  return next;
 }
