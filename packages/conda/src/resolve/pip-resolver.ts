@@ -215,84 +215,100 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
   if (requirements.length === 0) return [];
   if (input.indexUrl !== null) await probeIndex(input.indexUrl, Object.keys(input.packages).sort()[0]!, options, input.steps);
 
-  const [major, minor] = input.pythonVersion.split('.');
   const work = await createRunTempDir('prebuilt-pip-');
   const python = options.python ?? 'python3';
   try {
     const reportPath = join(work, 'report.json');
-    const args = [
-      '-m', 'pip', 'install',
-      '--dry-run', '--quiet', '--no-input', '--disable-pip-version-check', '--progress-bar', 'off',
-      '--report', reportPath,
-      '--ignore-installed', '--only-binary=:all:', '--target', join(work, 'target'),
-      '--python-version', input.pythonVersion,
-      '--implementation', 'cp',
-      '--abi', `cp${major}${minor}`,
-      ...manylinuxTags(input.platform, input.glibc).flatMap((tag) => ['--platform', tag]),
-      ...(options.isolated ? ['--isolated'] : []),
-      ...(input.indexUrl !== null ? ['--index-url', input.indexUrl] : []),
-      ...requirements,
-    ];
-    // pip only takes an index's credentials inside its URL: put them back for pip, and only there.
-    const indexAt = input.indexUrl === null ? -1 : args.indexOf(input.indexUrl);
-    if (indexAt !== -1 && options.credentials) args[indexAt] = options.credentials.withCredentials(input.indexUrl!);
+    const args = pipArgs(input, requirements, work, options);
     log('%s %s', python, redactUrls(args.join(' ')));
-    let result: Awaited<ReturnType<typeof run>>;
-    try {
-      result = await run(python, args, pipEnv(options), work, options.signal);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new EnvironmentError(`Cannot resolve PyPI packages: '${python}' was not found on this machine.`, {
-          cause: error,
-          hint: 'Install Python 3 with pip (e.g. apt-get install python3 python3-pip).',
-        });
-      }
-      throw error;
-    }
-    // pip's output names the index URL (and may name it with its credentials): never pass them on.
-    result.stderr = redactUrls(result.stderr);
-    result.stdout = redactUrls(result.stdout);
-    if (result.code !== 0) {
-      if (/No module named pip/.test(result.stderr)) {
-        throw new EnvironmentError(`Cannot resolve PyPI packages: pip is not installed for '${python}'.`, {
-          hint: 'Install pip for the host python (e.g. apt-get install python3-pip, or python3 -m ensurepip).',
-        });
-      }
-      const errors = result.stderr
-        .split('\n')
-        .filter((line) => /^ERROR:|ResolutionImpossible|conflict|requires/i.test(line))
-        .map((line) => line.replace(/^ERROR:\s*/, '').trim())
-        .filter((line) => line !== '');
-      const explanation = errors.length > 0 ? errors.join('\n') : result.stderr.trim().split('\n').slice(-5).join('\n');
-      throw new ResolutionError(`Cannot resolve the PyPI packages of ${stepsText(input.steps)}: ${explanation}`, {
-        steps: input.steps,
-        hint: `Requested: ${requirements.join(' ')} for Python ${input.pythonVersion} on ${input.platform}${input.indexUrl ? ` from ${input.indexUrl}` : ''}. Only wheels are used; check that the packages publish wheels for this platform.`,
-      });
-    }
+    const result = await runPip(python, args, options, work);
+    if (result.code !== 0) throw pipFailure(result.stderr, python, input, requirements);
     const report = JSON.parse(await readFile(reportPath, 'utf8')) as PipReport;
-    const packages = await Promise.all(
-      (report.install ?? []).map(async (item): Promise<LockedPackage> => {
-        const rawUrl = item.download_info?.url;
-        const name = item.metadata?.name;
-        const version = item.metadata?.version;
-        if (!rawUrl || !name || !version) throw new ResolutionError(`pip's report has an entry without url, name or version.`);
-        const url = stripUrlCredentials(rawUrl.replace(/#.*$/, ''));
-        const archive = item.download_info?.archive_info;
-        let sha256 = archive?.hashes?.sha256 ?? (archive?.hash?.startsWith('sha256=') ? archive.hash.slice(7) : undefined);
-        let size: number;
-        if (sha256 === undefined) {
-          const digest = await remoteDigest(url, remoteOptions(options));
-          sha256 = digest.sha256;
-          size = digest.size;
-        } else {
-          size = await remoteSize(url, remoteOptions(options));
-        }
-        const filename = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? '');
-        return { kind: 'pypi', name: normalizePypiName(name), version, build: '', url, sha256, size, filename };
-      }),
-    );
+    const packages = await Promise.all((report.install ?? []).map((item) => lockedWheel(item, options)));
     return packages.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** `pip install --dry-run --report` for the target's Python and manylinux tags, wheels only. */
+function pipArgs(input: PipResolveInput, requirements: string[], work: string, options: PipOptions): string[] {
+  const [major, minor] = input.pythonVersion.split('.');
+  const args = [
+    '-m', 'pip', 'install',
+    '--dry-run', '--quiet', '--no-input', '--disable-pip-version-check', '--progress-bar', 'off',
+    '--report', join(work, 'report.json'),
+    '--ignore-installed', '--only-binary=:all:', '--target', join(work, 'target'),
+    '--python-version', input.pythonVersion,
+    '--implementation', 'cp',
+    '--abi', `cp${major}${minor}`,
+    ...manylinuxTags(input.platform, input.glibc).flatMap((tag) => ['--platform', tag]),
+    ...(options.isolated ? ['--isolated'] : []),
+    ...(input.indexUrl !== null ? ['--index-url', input.indexUrl] : []),
+    ...requirements,
+  ];
+  // pip only takes an index's credentials inside its URL: put them back for pip, and only there.
+  const indexAt = input.indexUrl === null ? -1 : args.indexOf(input.indexUrl);
+  if (indexAt !== -1 && options.credentials) args[indexAt] = options.credentials.withCredentials(input.indexUrl!);
+  return args;
+}
+
+/** Runs pip; its output with every URL's credentials redacted. A missing python is an EnvironmentError. */
+async function runPip(python: string, args: string[], options: PipOptions, work: string): Promise<Awaited<ReturnType<typeof run>>> {
+  let result: Awaited<ReturnType<typeof run>>;
+  try {
+    result = await run(python, args, pipEnv(options), work, options.signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new EnvironmentError(`Cannot resolve PyPI packages: '${python}' was not found on this machine.`, {
+        cause: error,
+        hint: 'Install Python 3 with pip (e.g. apt-get install python3 python3-pip).',
+      });
+    }
+    throw error;
+  }
+  // pip's output names the index URL (and may name it with its credentials): never pass them on.
+  result.stderr = redactUrls(result.stderr);
+  result.stdout = redactUrls(result.stdout);
+  return result;
+}
+
+/** What a failed pip run means: no pip for this python, or pip's own reasons (its ERROR lines). */
+function pipFailure(stderr: string, python: string, input: PipResolveInput, requirements: string[]): Error {
+  if (/No module named pip/.test(stderr)) {
+    return new EnvironmentError(`Cannot resolve PyPI packages: pip is not installed for '${python}'.`, {
+      hint: 'Install pip for the host python (e.g. apt-get install python3-pip, or python3 -m ensurepip).',
+    });
+  }
+  const errors = stderr
+    .split('\n')
+    .filter((line) => /^ERROR:|ResolutionImpossible|conflict|requires/i.test(line))
+    .map((line) => line.replace(/^ERROR:\s*/, '').trim())
+    .filter((line) => line !== '');
+  const explanation = errors.length > 0 ? errors.join('\n') : stderr.trim().split('\n').slice(-5).join('\n');
+  return new ResolutionError(`Cannot resolve the PyPI packages of ${stepsText(input.steps)}: ${explanation}`, {
+    steps: input.steps,
+    hint: `Requested: ${requirements.join(' ')} for Python ${input.pythonVersion} on ${input.platform}${input.indexUrl ? ` from ${input.indexUrl}` : ''}. Only wheels are used; check that the packages publish wheels for this platform.`,
+  });
+}
+
+/** One entry of pip's report as a locked wheel; its sha256 and size from the index when the report lacks them. */
+async function lockedWheel(item: NonNullable<PipReport['install']>[number], options: PipOptions): Promise<LockedPackage> {
+  const rawUrl = item.download_info?.url;
+  const name = item.metadata?.name;
+  const version = item.metadata?.version;
+  if (!rawUrl || !name || !version) throw new ResolutionError(`pip's report has an entry without url, name or version.`);
+  const url = stripUrlCredentials(rawUrl.replace(/#.*$/, ''));
+  const archive = item.download_info?.archive_info;
+  let sha256 = archive?.hashes?.sha256 ?? (archive?.hash?.startsWith('sha256=') ? archive.hash.slice(7) : undefined);
+  let size: number;
+  if (sha256 === undefined) {
+    const digest = await remoteDigest(url, remoteOptions(options));
+    sha256 = digest.sha256;
+    size = digest.size;
+  } else {
+    size = await remoteSize(url, remoteOptions(options));
+  }
+  const filename = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? '');
+  return { kind: 'pypi', name: normalizePypiName(name), version, build: '', url, sha256, size, filename };
 }
