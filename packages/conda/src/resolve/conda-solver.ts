@@ -53,32 +53,9 @@ export function requestSpecs(rattler: Rattler, input: CondaSolveInput): CondaSpe
 export async function solveConda(input: CondaSolveInput, ctx: CondaSolveContext): Promise<CondaSolveResult> {
   const { request, steps } = input;
   const specs = requestSpecs(ctx.rattler, input);
-
-  // Channels in priority order, then the ones only named by `channel::pkg`.
-  const channels = request.channels.map((c) => channelUrl(c, 'channels'));
-  for (const spec of specs) if (spec.channel !== null && !channels.includes(spec.channel)) channels.push(spec.channel);
-  if (channels.length === 0) {
-    throw new ResolutionError(`No conda channel is configured for ${stepsText(steps)}.`, {
-      steps,
-      hint: 'Set METAFLOW_PREBUILT_CONDA_CHANNELS to channel URLs or names, e.g. conda-forge.',
-    });
-  }
+  const channels = solveChannels(request, specs, steps);
   const subdirs = [request.platform, 'noarch'];
-  const views = await Promise.all(
-    channels.map(async (channel) => {
-      // A package pinned to a channel is hidden in every other channel.
-      const exclude = new Set(specs.filter((s) => s.channel !== null && s.channel !== channel).map((s) => s.name));
-      const view = ctx.server.channelView(channel, request.platform, exclude);
-      const found = await ctx.server.prepare(view, subdirs);
-      if (found.length === 0) {
-        throw new ResolutionError(
-          `Conda channel ${channel} has no repodata for ${subdirs.join(' or ')} (${channel}/noarch/repodata.json: 404).`,
-          { steps, hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS, or channel::package in a decorator).' },
-        );
-      }
-      return view;
-    }),
-  );
+  const views = await Promise.all(channels.map((channel) => channelView(ctx, channel, specs, subdirs, input)));
   const virtualView = ctx.server.virtualView(request.platform, ctx.virtual);
   await ctx.server.prepare(virtualView, subdirs);
 
@@ -98,39 +75,72 @@ export async function solveConda(input: CondaSolveInput, ctx: CondaSolveContext)
   }
 
   const packages: LockedPackage[] = [];
-  let pythonVersion: string | undefined;
   for (const p of solved) {
     try {
-      if (p.packageName.startsWith(VIRTUAL_PREFIX)) continue;
-      const url = ctx.server.upstreamUrl(p.url);
-      if (url === undefined) continue;
-      let sha256 = p.sha256;
-      let size = p.size === undefined ? undefined : Number(p.size);
-      if (sha256 === undefined || size === undefined) {
-        log('repodata has no sha256/size for %s; hashing the file', url);
-        const digest = await remoteDigest(url, ctx.remote);
-        sha256 ??= digest.sha256;
-        size ??= digest.size;
-      }
-      if (p.packageName === 'python') pythonVersion = p.version;
-      packages.push({
-        kind: 'conda',
-        name: p.packageName,
-        version: p.version,
-        build: p.build,
-        url,
-        sha256,
-        size,
-        filename: p.filename,
-        ...(p.subdir !== undefined ? { subdir: p.subdir } : {}),
-      });
+      const locked = await lockedCondaPackage(p, ctx);
+      if (locked) packages.push(locked);
     } finally {
       p.free();
     }
   }
+  const pythonVersion = packages.findLast((p) => p.name === 'python')?.version;
   if (pythonVersion === undefined) {
     throw new ResolutionError(`The conda solve of ${stepsText(steps)} has no python package.`, { steps });
   }
   packages.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { packages, pythonVersion };
+}
+
+/** Channels in priority order, then the ones only named by `channel::pkg`; none is a ResolutionError. */
+function solveChannels(request: EnvRequest, specs: readonly CondaSpec[], steps: readonly string[]): string[] {
+  const channels = request.channels.map((c) => channelUrl(c, 'channels'));
+  for (const spec of specs) if (spec.channel !== null && !channels.includes(spec.channel)) channels.push(spec.channel);
+  if (channels.length === 0) {
+    throw new ResolutionError(`No conda channel is configured for ${stepsText(steps)}.`, {
+      steps,
+      hint: 'Set METAFLOW_PREBUILT_CONDA_CHANNELS to channel URLs or names, e.g. conda-forge.',
+    });
+  }
+  return channels;
+}
+
+/** One channel as the solver sees it, its repodata ready; a channel with none for these subdirs is a ResolutionError. */
+async function channelView(ctx: CondaSolveContext, channel: string, specs: readonly CondaSpec[], subdirs: string[], { request, steps }: CondaSolveInput): Promise<string> {
+  // A package pinned to a channel is hidden in every other channel.
+  const exclude = new Set(specs.filter((s) => s.channel !== null && s.channel !== channel).map((s) => s.name));
+  const view = ctx.server.channelView(channel, request.platform, exclude);
+  const found = await ctx.server.prepare(view, subdirs);
+  if (found.length === 0) {
+    throw new ResolutionError(
+      `Conda channel ${channel} has no repodata for ${subdirs.join(' or ')} (${channel}/noarch/repodata.json: 404).`,
+      { steps, hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS, or channel::package in a decorator).' },
+    );
+  }
+  return view;
+}
+
+/** A solved record as a locked package (hashing the file when the repodata lacks sha256 or size); none for a virtual package. */
+async function lockedCondaPackage(p: Awaited<ReturnType<Rattler['simpleSolve']>>[number], ctx: CondaSolveContext): Promise<LockedPackage | undefined> {
+  if (p.packageName.startsWith(VIRTUAL_PREFIX)) return undefined;
+  const url = ctx.server.upstreamUrl(p.url);
+  if (url === undefined) return undefined;
+  let sha256 = p.sha256;
+  let size = p.size === undefined ? undefined : Number(p.size);
+  if (sha256 === undefined || size === undefined) {
+    log('repodata has no sha256/size for %s; hashing the file', url);
+    const digest = await remoteDigest(url, ctx.remote);
+    sha256 ??= digest.sha256;
+    size ??= digest.size;
+  }
+  return {
+    kind: 'conda',
+    name: p.packageName,
+    version: p.version,
+    build: p.build,
+    url,
+    sha256,
+    size,
+    filename: p.filename,
+    ...(p.subdir !== undefined ? { subdir: p.subdir } : {}),
+  };
 }
