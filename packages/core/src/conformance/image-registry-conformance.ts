@@ -55,139 +55,185 @@ export function runImageRegistryConformance(options: ImageRegistryConformanceOpt
     });
     return;
   }
-  const timeout = options.timeoutMs ?? 60_000;
-  const [platformA, platformB] = options.platforms ?? (['linux-64', 'linux-aarch64'] as const);
-
   describe(title, () => {
-    let registry: ImageRegistry;
-    /** A tag pushed by the suite, shared by the tests that need one. */
-    let pushed: Promise<{ tag: string; digest: string }> | undefined;
+    const suite = registrySuite(options);
+    beforeAll(async () => {
+      suite.registry = await createRegistry(options);
+    });
+    afterAll(async () => {
+      await suite.registry?.close?.();
+    });
+    shapeChecks(suite);
+    tagChecks(suite);
+    existenceChecks(suite);
+    secretChecks(suite);
+    cancelChecks(suite);
+  });
+}
 
-    const create = async (): Promise<ImageRegistry> => {
-      if (options.create) return options.create();
-      if (!options.definition) throw new Error('runImageRegistryConformance needs `create` or `definition`.');
-      return options.definition.create(options.createOptions ?? {}, { env: process.env, cwd: process.cwd() });
-    };
+/** What the checks of one suite share: the registry under test (set in beforeAll) and a tag pushed once. */
+interface RegistrySuite {
+  options: ImageRegistryConformanceOptions;
+  registry: ImageRegistry;
+  platformA: CondaPlatform;
+  platformB: CondaPlatform;
+  timeout: number;
+  /** A tag pushed by the suite, shared by the tests that need one. */
+  pushOnce(): Promise<{ tag: string; digest: string }>;
+  /** Everything secret: the configured values plus whatever pushCredentials reveals. */
+  knownSecrets(credentials: RegistryCredentials | undefined): string[];
+}
 
-    const pushOnce = (): Promise<{ tag: string; digest: string }> => {
+function registrySuite(options: ImageRegistryConformanceOptions): RegistrySuite {
+  const [platformA, platformB] = options.platforms ?? (['linux-64', 'linux-aarch64'] as const);
+  let pushed: Promise<{ tag: string; digest: string }> | undefined;
+  const suite: RegistrySuite = {
+    options,
+    registry: undefined as unknown as ImageRegistry,
+    platformA,
+    platformB,
+    timeout: options.timeoutMs ?? 60_000,
+    pushOnce() {
       pushed ??= (async () => {
-        const tag = registry.imageTag({ envId: randomEnvId(), platform: platformA });
-        const { digest } = await options.push(tag, registry);
+        const tag = suite.registry.imageTag({ envId: randomEnvId(), platform: platformA });
+        const { digest } = await options.push(tag, suite.registry);
         return { tag, digest };
       })();
       return pushed;
-    };
+    },
+    knownSecrets: (credentials) =>
+      [
+        ...(options.secrets ?? []),
+        ...Object.values(credentials ?? {})
+          .filter(isSecretLike)
+          .map((s) => s.reveal()),
+      ].filter((s) => s.length > 0),
+  };
+  return suite;
+}
 
-    /** Everything secret: the configured values plus whatever pushCredentials reveals. */
-    const knownSecrets = (credentials: RegistryCredentials | undefined): string[] => [
-      ...(options.secrets ?? []),
-      ...Object.values(credentials ?? {})
-        .filter(isSecretLike)
-        .map((s) => s.reveal()),
-    ].filter((s) => s.length > 0);
+async function createRegistry(options: ImageRegistryConformanceOptions): Promise<ImageRegistry> {
+  if (options.create) return options.create();
+  if (!options.definition) throw new Error('runImageRegistryConformance needs `create` or `definition`.');
+  return options.definition.create(options.createOptions ?? {}, { env: process.env, cwd: process.cwd() });
+}
 
-    beforeAll(async () => {
-      registry = await create();
-    });
+/** The definition's and the created registry's shape. */
+function shapeChecks(suite: RegistrySuite): void {
+  const { options } = suite;
+  it.skipIf(!options.definition)(
+    `definition: apiVersion 1, kind 'image-registry', a name and a create function${options.definition ? '' : ' (skipped: no definition given)'}`,
+    () => {
+      const problems = definitionProblems(options.definition, 'image-registry');
+      if (problems !== '') expect.unreachable(`the definition breaks the contract: ${problems}`);
+    },
+  );
 
-    afterAll(async () => {
-      await registry?.close?.();
-    });
+  it('create() gives a registry with a name and every method of the contract', () => {
+    const { registry } = suite;
+    expect(typeof registry.name, 'registry.name').toBe('string');
+    expect(registry.name.length, 'registry.name length').toBeGreaterThan(0);
+    for (const method of ['imageTag', 'pushCredentials', 'pullConfig', 'imageExists', 'baseImageIdentity'] as const) {
+      expect(typeof registry[method], `registry.${method}`).toBe('function');
+    }
+    if (registry.pullTag !== undefined) expect(typeof registry.pullTag, 'registry.pullTag').toBe('function');
+  });
+}
 
-    it.skipIf(!options.definition)(
-      `definition: apiVersion 1, kind 'image-registry', a name and a create function${options.definition ? '' : ' (skipped: no definition given)'}`,
-      () => {
-        const problems = definitionProblems(options.definition, 'image-registry');
-        if (problems !== '') expect.unreachable(`the definition breaks the contract: ${problems}`);
-      },
-    );
+/** imageTag and pullTag: valid, deterministic, distinct per env and platform. */
+function tagChecks(suite: RegistrySuite): void {
+  const { platformA, platformB } = suite;
+  it('imageTag is a tagged reference, the same for the same env and different for another env or platform', () => {
+    const { registry } = suite;
+    const envId = randomEnvId();
+    const tag = registry.imageTag({ envId, platform: platformA });
+    expect(tag, 'imageTag is a valid tagged image reference').toMatch(TAGGED_REFERENCE_PATTERN);
+    expect(registry.imageTag({ envId, platform: platformA }), 'same input, same tag').toBe(tag);
+    expect(registry.imageTag({ envId: randomEnvId(), platform: platformA }), 'another envId, another tag').not.toBe(tag);
+    expect(registry.imageTag({ envId, platform: platformB }), 'another platform, another tag').not.toBe(tag);
+  });
 
-    it('create() gives a registry with a name and every method of the contract', () => {
-      expect(typeof registry.name, 'registry.name').toBe('string');
-      expect(registry.name.length, 'registry.name length').toBeGreaterThan(0);
-      for (const method of ['imageTag', 'pushCredentials', 'pullConfig', 'imageExists', 'baseImageIdentity'] as const) {
-        expect(typeof registry[method], `registry.${method}`).toBe('function');
-      }
-      if (registry.pullTag !== undefined) expect(typeof registry.pullTag, 'registry.pullTag').toBe('function');
-    });
+  it('pullTag, when defined, is a deterministic tagged reference', () => {
+    const { registry } = suite;
+    const tag = registry.imageTag({ envId: randomEnvId(), platform: platformA });
+    const pull = registry.pullTag ? registry.pullTag(tag) : tag;
+    expect(pull, 'pull tag is a valid tagged image reference').toMatch(TAGGED_REFERENCE_PATTERN);
+    if (registry.pullTag) expect(registry.pullTag(tag), 'same push tag, same pull tag').toBe(pull);
+  });
+}
 
-    it('imageTag is a tagged reference, the same for the same env and different for another env or platform', () => {
-      const envId = randomEnvId();
-      const tag = registry.imageTag({ envId, platform: platformA });
-      expect(tag, 'imageTag is a valid tagged image reference').toMatch(TAGGED_REFERENCE_PATTERN);
-      expect(registry.imageTag({ envId, platform: platformA }), 'same input, same tag').toBe(tag);
-      expect(registry.imageTag({ envId: randomEnvId(), platform: platformA }), 'another envId, another tag').not.toBe(tag);
-      expect(registry.imageTag({ envId, platform: platformB }), 'another platform, another tag').not.toBe(tag);
-    });
+/** imageExists and baseImageIdentity before and after a push. */
+function existenceChecks(suite: RegistrySuite): void {
+  const { platformA, platformB, timeout } = suite;
+  it('imageExists is false (without a digest) for a tag never pushed', { timeout }, async () => {
+    const tag = suite.registry.imageTag({ envId: randomEnvId(), platform: platformB });
+    const existence = await suite.registry.imageExists(tag);
+    expect(existence.exists, `imageExists(${tag}).exists`).toBe(false);
+    expect(existence.digest, 'no digest for a missing image').toBeUndefined();
+  });
 
-    it('pullTag, when defined, is a deterministic tagged reference', () => {
-      const tag = registry.imageTag({ envId: randomEnvId(), platform: platformA });
-      const pull = registry.pullTag ? registry.pullTag(tag) : tag;
-      expect(pull, 'pull tag is a valid tagged image reference').toMatch(TAGGED_REFERENCE_PATTERN);
-      if (registry.pullTag) expect(registry.pullTag(tag), 'same push tag, same pull tag').toBe(pull);
-    });
+  it('imageExists is true, with the pushed digest, after a push', { timeout }, async () => {
+    const { tag, digest } = await suite.pushOnce();
+    expect(digest, 'the push hook returned a digest').toMatch(DIGEST_PATTERN);
+    const existence = await suite.registry.imageExists(tag);
+    expect(existence, `imageExists(${tag})`).toEqual({ exists: true, digest });
+  });
 
-    it('imageExists is false (without a digest) for a tag never pushed', { timeout }, async () => {
-      const tag = registry.imageTag({ envId: randomEnvId(), platform: platformB });
-      const existence = await registry.imageExists(tag);
-      expect(existence.exists, `imageExists(${tag}).exists`).toBe(false);
-      expect(existence.digest, 'no digest for a missing image').toBeUndefined();
-    });
+  it('baseImageIdentity resolves a pushed tag to its digest and pins it', { timeout }, async () => {
+    const { tag, digest } = await suite.pushOnce();
+    const identity = await suite.registry.baseImageIdentity(tag, 'linux/amd64');
+    expect(identity.ref, 'identity.ref is the reference as given').toBe(tag);
+    expect(identity.digest, 'identity.digest').toBe(digest);
+    expect(identity.pinned.endsWith(`@${digest}`), `identity.pinned (${identity.pinned}) ends with @<digest>`).toBe(true);
+    expect((await suite.registry.baseImageIdentity(tag, 'linux/amd64')).digest, 'same ref, same digest').toBe(digest);
+  });
 
-    it('imageExists is true, with the pushed digest, after a push', { timeout }, async () => {
-      const { tag, digest } = await pushOnce();
-      expect(digest, 'the push hook returned a digest').toMatch(DIGEST_PATTERN);
-      const existence = await registry.imageExists(tag);
-      expect(existence, `imageExists(${tag})`).toEqual({ exists: true, digest });
-    });
+  it('baseImageIdentity of a tag never pushed rejects with a typed prebuilt error', { timeout }, async () => {
+    const tag = suite.registry.imageTag({ envId: randomEnvId(), platform: platformB });
+    const error = await rejectionOf(suite.registry.baseImageIdentity(tag, 'linux/amd64'));
+    expect(PrebuiltError.isInstance(error), `expected a PrebuiltError, got ${describeError(error)}`).toBe(true);
+  });
+}
 
-    it('baseImageIdentity resolves a pushed tag to its digest and pins it', { timeout }, async () => {
-      const { tag, digest } = await pushOnce();
-      const identity = await registry.baseImageIdentity(tag, 'linux/amd64');
-      expect(identity.ref, 'identity.ref is the reference as given').toBe(tag);
-      expect(identity.digest, 'identity.digest').toBe(digest);
-      expect(identity.pinned.endsWith(`@${digest}`), `identity.pinned (${identity.pinned}) ends with @<digest>`).toBe(true);
-      expect((await registry.baseImageIdentity(tag, 'linux/amd64')).digest, 'same ref, same digest').toBe(digest);
-    });
+/** pushCredentials and pullConfig never show a secret. */
+function secretChecks(suite: RegistrySuite): void {
+  const { platformA, timeout } = suite;
+  it('pushCredentials are undefined or { registry, source } with every secret redacted in JSON, inspect and strings', { timeout }, async () => {
+    const credentials = await suite.registry.pushCredentials();
+    expect(credentials === undefined || (typeof credentials === 'object' && credentials !== null), 'pushCredentials result').toBe(true);
+    if (credentials === undefined) return;
+    expect(typeof credentials.registry, 'credentials.registry').toBe('string');
+    expect(credentials.registry.length, 'credentials.registry is not empty').toBeGreaterThan(0);
+    expect(typeof credentials.source, 'credentials.source').toBe('string');
+    for (const field of ['password', 'identityToken', 'registryToken'] as const) {
+      const value: unknown = credentials[field];
+      if (value !== undefined) expect(isSecretLike(value), `credentials.${field} is a Secret, not a plain string`).toBe(true);
+    }
+    const secrets = suite.knownSecrets(credentials);
+    for (const text of renderings(credentials)) {
+      for (const secret of secrets) expect(text.includes(secret), `a secret leaked into: ${text.replace(secret, '<the secret>')}`).toBe(false);
+    }
+  });
 
-    it('baseImageIdentity of a tag never pushed rejects with a typed prebuilt error', { timeout }, async () => {
-      const tag = registry.imageTag({ envId: randomEnvId(), platform: platformB });
-      const error = await rejectionOf(registry.baseImageIdentity(tag, 'linux/amd64'));
-      expect(PrebuiltError.isInstance(error), `expected a PrebuiltError, got ${describeError(error)}`).toBe(true);
-    });
+  it('pullConfig is plain JSON data without secrets', { timeout }, async () => {
+    const { registry } = suite;
+    const tag = registry.imageTag({ envId: randomEnvId(), platform: platformA });
+    const config = await registry.pullConfig(registry.pullTag ? registry.pullTag(tag) : tag);
+    expect(typeof config, 'pullConfig result').toBe('object');
+    expect(JSON.parse(JSON.stringify(config)), 'pullConfig round-trips through JSON').toEqual(config);
+    const secrets = suite.knownSecrets(await registry.pushCredentials());
+    for (const secret of secrets) expect(JSON.stringify(config).includes(secret), 'a secret leaked into pullConfig').toBe(false);
+  });
+}
 
-    it('pushCredentials are undefined or { registry, source } with every secret redacted in JSON, inspect and strings', { timeout }, async () => {
-      const credentials = await registry.pushCredentials();
-      expect(credentials === undefined || (typeof credentials === 'object' && credentials !== null), 'pushCredentials result').toBe(true);
-      if (credentials === undefined) return;
-      expect(typeof credentials.registry, 'credentials.registry').toBe('string');
-      expect(credentials.registry.length, 'credentials.registry is not empty').toBeGreaterThan(0);
-      expect(typeof credentials.source, 'credentials.source').toBe('string');
-      for (const field of ['password', 'identityToken', 'registryToken'] as const) {
-        const value: unknown = credentials[field];
-        if (value !== undefined) expect(isSecretLike(value), `credentials.${field} is a Secret, not a plain string`).toBe(true);
-      }
-      const secrets = knownSecrets(credentials);
-      for (const text of renderings(credentials)) {
-        for (const secret of secrets) expect(text.includes(secret), `a secret leaked into: ${text.replace(secret, '<the secret>')}`).toBe(false);
-      }
-    });
-
-    it('pullConfig is plain JSON data without secrets', { timeout }, async () => {
-      const tag = registry.imageTag({ envId: randomEnvId(), platform: platformA });
-      const config = await registry.pullConfig(registry.pullTag ? registry.pullTag(tag) : tag);
-      expect(typeof config, 'pullConfig result').toBe('object');
-      expect(JSON.parse(JSON.stringify(config)), 'pullConfig round-trips through JSON').toEqual(config);
-      const secrets = knownSecrets(await registry.pushCredentials());
-      for (const secret of secrets) expect(JSON.stringify(config).includes(secret), 'a secret leaked into pullConfig').toBe(false);
-    });
-
-    it('an already aborted signal makes imageExists reject with CancelledError', { timeout }, async () => {
-      const controller = new AbortController();
-      controller.abort();
-      const tag = registry.imageTag({ envId: randomEnvId(), platform: platformA });
-      const error = await rejectionOf(registry.imageExists(tag, { signal: controller.signal }));
-      expect(isCancelledError(error), `expected CancelledError, got ${describeError(error)}`).toBe(true);
-    });
+/** An operation given an aborted signal is cancelled. */
+function cancelChecks(suite: RegistrySuite): void {
+  const { platformA, timeout } = suite;
+  it('an already aborted signal makes imageExists reject with CancelledError', { timeout }, async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const tag = suite.registry.imageTag({ envId: randomEnvId(), platform: platformA });
+    const error = await rejectionOf(suite.registry.imageExists(tag, { signal: controller.signal }));
+    expect(isCancelledError(error), `expected CancelledError, got ${describeError(error)}`).toBe(true);
   });
 }
