@@ -64,124 +64,156 @@ export function runBuildServiceConformance(options: BuildServiceConformanceOptio
     });
     return;
   }
-  const timeout = options.timeoutMs ?? 120_000;
-  const platform = options.platform ?? 'linux/amd64';
-
   describe(title, () => {
-    let service: BuildService;
-    let contextDir: string;
-    let nonce: string;
+    const suite = buildSuite(options);
+    beforeAll(async () => {
+      suite.contextDir = mkdtempSync(join(tmpdir(), 'prebuilt-conformance-'));
+      suite.nonce = randomLabel();
+      writeFileSync(join(suite.contextDir, 'conformance.txt'), `prebuilt conformance ${suite.nonce}\n`);
+      suite.service = await createService(options);
+    });
+    afterAll(async () => {
+      await suite.service?.close?.();
+      if (suite.contextDir) rmSync(suite.contextDir, { recursive: true, force: true });
+    });
+    shapeChecks(suite);
+    buildChecks(suite);
+    cancelChecks(suite);
+  });
+}
 
-    const create = async (): Promise<BuildService> => {
-      if (options.create) return options.create();
-      if (!options.definition) throw new Error('runBuildServiceConformance needs `create` or `definition`.');
-      return options.definition.create(options.createOptions ?? {}, { env: process.env, cwd: process.cwd() });
-    };
+/** What the checks of one suite share: the service under test and its build context (set in beforeAll). */
+interface BuildSuite {
+  options: BuildServiceConformanceOptions;
+  service: BuildService;
+  contextDir: string;
+  /** A random label in the context's file, so no build is cached from another run. */
+  nonce: string;
+  timeout: number;
+  /** A build request for `dockerfile` to a fresh tag. */
+  request(dockerfile: string, extra?: Partial<BuildRequest>): Promise<BuildRequest>;
+}
 
-    const request = async (dockerfile: string, extra: Partial<BuildRequest> = {}): Promise<BuildRequest> => ({
+function buildSuite(options: BuildServiceConformanceOptions): BuildSuite {
+  const platform = options.platform ?? 'linux/amd64';
+  const suite: BuildSuite = {
+    options,
+    service: undefined as unknown as BuildService,
+    contextDir: '',
+    nonce: '',
+    timeout: options.timeoutMs ?? 120_000,
+    request: async (dockerfile, extra = {}) => ({
       dockerfile,
-      contextDir,
+      contextDir: suite.contextDir,
       imageTag: await options.imageTag(randomLabel()),
       pushCredentials: await options.pushCredentials?.(),
       platform,
       ...extra,
-    });
+    }),
+  };
+  return suite;
+}
 
-    beforeAll(async () => {
-      contextDir = mkdtempSync(join(tmpdir(), 'prebuilt-conformance-'));
-      nonce = randomLabel();
-      writeFileSync(join(contextDir, 'conformance.txt'), `prebuilt conformance ${nonce}\n`);
-      service = await create();
-    });
+async function createService(options: BuildServiceConformanceOptions): Promise<BuildService> {
+  if (options.create) return options.create();
+  if (!options.definition) throw new Error('runBuildServiceConformance needs `create` or `definition`.');
+  return options.definition.create(options.createOptions ?? {}, { env: process.env, cwd: process.cwd() });
+}
 
-    afterAll(async () => {
-      await service?.close?.();
-      if (contextDir) rmSync(contextDir, { recursive: true, force: true });
-    });
+/** The definition's and the created service's shape. */
+function shapeChecks(suite: BuildSuite): void {
+  const { options } = suite;
+  it.skipIf(!options.definition)(
+    `definition: apiVersion 1, kind 'build-service', a name and a create function${options.definition ? '' : ' (skipped: no definition given)'}`,
+    () => {
+      const problems = definitionProblems(options.definition, 'build-service');
+      if (problems !== '') expect.unreachable(`the definition breaks the contract: ${problems}`);
+    },
+  );
 
-    it.skipIf(!options.definition)(
-      `definition: apiVersion 1, kind 'build-service', a name and a create function${options.definition ? '' : ' (skipped: no definition given)'}`,
-      () => {
-        const problems = definitionProblems(options.definition, 'build-service');
-        if (problems !== '') expect.unreachable(`the definition breaks the contract: ${problems}`);
-      },
-    );
-
-    it('create() gives a service with a name and buildAndPush()', () => {
-      expect(typeof service.name, 'service.name').toBe('string');
-      expect(service.name.length, 'service.name length').toBeGreaterThan(0);
-      expect(typeof service.buildAndPush, 'service.buildAndPush').toBe('function');
-    });
-
-    it('a good Dockerfile builds and pushes: { ok: true, digest: "sha256:…" }', { timeout }, async () => {
-      const lines: string[] = [];
-      const req = await request(
-        `FROM ${options.baseImage}\nCOPY conformance.txt /prebuilt-conformance/conformance.txt\n`,
-        { log: (line) => lines.push(line) },
-      );
-      const result: BuildResult = await service.buildAndPush(req);
-      expect(result, `result of the build: ${JSON.stringify(result)}`).toMatchObject({ ok: true });
-      const digest = (result as { digest?: unknown }).digest;
-      expect(digest, 'result.digest').toMatch(DIGEST_PATTERN);
-      expect(JSON.parse(JSON.stringify(result)), 'the result is plain JSON data').toEqual(result);
-      for (const line of lines) expect(typeof line, 'log lines are strings').toBe('string');
-      if (options.pushedDigest) {
-        expect(await options.pushedDigest(req.imageTag), `digest the registry has for ${req.imageTag}`).toBe(digest);
-      }
-      // Push credentials never reach the log or the result.
-      const secrets = Object.values(req.pushCredentials ?? {}).filter(isSecretLike).map((s) => s.reveal());
-      for (const secret of secrets) {
-        expect(lines.some((l) => l.includes(secret)), 'a push secret appeared in a log line').toBe(false);
-        expect(JSON.stringify(result).includes(secret), 'a push secret appeared in the result').toBe(false);
-      }
-    });
-
-    it('a failing Dockerfile is a result { ok: false, reason, logTail }, not an exception', { timeout }, async () => {
-      const req = await request(`FROM ${options.baseImage}\nCOPY missing-${nonce}.txt /missing.txt\n`);
-      let result: BuildResult | undefined;
-      let thrown: unknown;
-      try {
-        result = await service.buildAndPush(req);
-      } catch (error) {
-        thrown = error;
-      }
-      expect(thrown, `buildAndPush threw: ${describeError(thrown)}`).toBeUndefined();
-      expect(result?.ok, 'result.ok').toBe(false);
-      const failed = result as { reason?: unknown; logTail?: unknown };
-      expect(typeof failed.reason, 'result.reason').toBe('string');
-      expect((failed.reason as string).length, 'result.reason is not empty').toBeGreaterThan(0);
-      expect(Array.isArray(failed.logTail), 'result.logTail is an array').toBe(true);
-      for (const line of failed.logTail as unknown[]) expect(typeof line, 'logTail lines are strings').toBe('string');
-      if (options.pushedDigest) {
-        expect(await options.pushedDigest(req.imageTag), 'nothing is pushed for a failed build').toBeUndefined();
-      }
-    });
-
-    it('an already aborted signal rejects with CancelledError', { timeout }, async () => {
-      const controller = new AbortController();
-      controller.abort();
-      const req = await request(`FROM ${options.baseImage}\nCOPY conformance.txt /c.txt\n`, { signal: controller.signal });
-      const error = await rejectionOf(service.buildAndPush(req));
-      expect(isCancelledError(error), `expected CancelledError, got ${describeError(error)}`).toBe(true);
-    });
-
-    it.skipIf(options.slowInstruction === false)(
-      `aborting a running build rejects with CancelledError promptly${options.slowInstruction === false ? ' (skipped: slowInstruction is false)' : ''}`,
-      { timeout },
-      async () => {
-        const controller = new AbortController();
-        const slow = options.slowInstruction || 'RUN sleep 600';
-        const req = await request(`FROM ${options.baseImage}\n${slow}\n`, { signal: controller.signal });
-        const started = Date.now();
-        const timer = setTimeout(() => controller.abort(), options.cancelAfterMs ?? 1500);
-        try {
-          const error = await rejectionOf(service.buildAndPush(req));
-          expect(isCancelledError(error), `expected CancelledError, got ${describeError(error)}`).toBe(true);
-          expect(Date.now() - started, 'ms until the build stopped').toBeLessThan((options.cancelAfterMs ?? 1500) + 15_000);
-        } finally {
-          clearTimeout(timer);
-        }
-      },
-    );
+  it('create() gives a service with a name and buildAndPush()', () => {
+    const { service } = suite;
+    expect(typeof service.name, 'service.name').toBe('string');
+    expect(service.name.length, 'service.name length').toBeGreaterThan(0);
+    expect(typeof service.buildAndPush, 'service.buildAndPush').toBe('function');
   });
+}
+
+/** A good build pushes and returns its digest without leaking push secrets; a failing one is a result. */
+function buildChecks(suite: BuildSuite): void {
+  const { options, timeout } = suite;
+  it('a good Dockerfile builds and pushes: { ok: true, digest: "sha256:…" }', { timeout }, async () => {
+    const lines: string[] = [];
+    const req = await suite.request(
+      `FROM ${options.baseImage}\nCOPY conformance.txt /prebuilt-conformance/conformance.txt\n`,
+      { log: (line) => lines.push(line) },
+    );
+    const result: BuildResult = await suite.service.buildAndPush(req);
+    expect(result, `result of the build: ${JSON.stringify(result)}`).toMatchObject({ ok: true });
+    const digest = (result as { digest?: unknown }).digest;
+    expect(digest, 'result.digest').toMatch(DIGEST_PATTERN);
+    expect(JSON.parse(JSON.stringify(result)), 'the result is plain JSON data').toEqual(result);
+    for (const line of lines) expect(typeof line, 'log lines are strings').toBe('string');
+    if (options.pushedDigest) {
+      expect(await options.pushedDigest(req.imageTag), `digest the registry has for ${req.imageTag}`).toBe(digest);
+    }
+    // Push credentials never reach the log or the result.
+    const secrets = Object.values(req.pushCredentials ?? {}).filter(isSecretLike).map((s) => s.reveal());
+    for (const secret of secrets) {
+      expect(lines.some((l) => l.includes(secret)), 'a push secret appeared in a log line').toBe(false);
+      expect(JSON.stringify(result).includes(secret), 'a push secret appeared in the result').toBe(false);
+    }
+  });
+
+  it('a failing Dockerfile is a result { ok: false, reason, logTail }, not an exception', { timeout }, async () => {
+    const req = await suite.request(`FROM ${options.baseImage}\nCOPY missing-${suite.nonce}.txt /missing.txt\n`);
+    let result: BuildResult | undefined;
+    let thrown: unknown;
+    try {
+      result = await suite.service.buildAndPush(req);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown, `buildAndPush threw: ${describeError(thrown)}`).toBeUndefined();
+    expect(result?.ok, 'result.ok').toBe(false);
+    const failed = result as { reason?: unknown; logTail?: unknown };
+    expect(typeof failed.reason, 'result.reason').toBe('string');
+    expect((failed.reason as string).length, 'result.reason is not empty').toBeGreaterThan(0);
+    expect(Array.isArray(failed.logTail), 'result.logTail is an array').toBe(true);
+    for (const line of failed.logTail as unknown[]) expect(typeof line, 'logTail lines are strings').toBe('string');
+    if (options.pushedDigest) {
+      expect(await options.pushedDigest(req.imageTag), 'nothing is pushed for a failed build').toBeUndefined();
+    }
+  });
+}
+
+/** An aborted signal, before or during a build, is a CancelledError. */
+function cancelChecks(suite: BuildSuite): void {
+  const { options, timeout } = suite;
+  it('an already aborted signal rejects with CancelledError', { timeout }, async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const req = await suite.request(`FROM ${options.baseImage}\nCOPY conformance.txt /c.txt\n`, { signal: controller.signal });
+    const error = await rejectionOf(suite.service.buildAndPush(req));
+    expect(isCancelledError(error), `expected CancelledError, got ${describeError(error)}`).toBe(true);
+  });
+
+  it.skipIf(options.slowInstruction === false)(
+    `aborting a running build rejects with CancelledError promptly${options.slowInstruction === false ? ' (skipped: slowInstruction is false)' : ''}`,
+    { timeout },
+    async () => {
+      const controller = new AbortController();
+      const slow = options.slowInstruction || 'RUN sleep 600';
+      const req = await suite.request(`FROM ${options.baseImage}\n${slow}\n`, { signal: controller.signal });
+      const started = Date.now();
+      const timer = setTimeout(() => controller.abort(), options.cancelAfterMs ?? 1500);
+      try {
+        const error = await rejectionOf(suite.service.buildAndPush(req));
+        expect(isCancelledError(error), `expected CancelledError, got ${describeError(error)}`).toBe(true);
+        expect(Date.now() - started, 'ms until the build stopped').toBeLessThan((options.cancelAfterMs ?? 1500) + 15_000);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  );
 }
