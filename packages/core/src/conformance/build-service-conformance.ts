@@ -5,13 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildRequest, BuildResult, BuildService, BuildServiceDefinition, RegistryCredentials } from '../contracts.js';
 import {
   DIGEST_PATTERN,
-  definitionProblems,
   describeError,
   isCancelledError,
   isSecretLike,
   randomLabel,
   rejectionOf,
 } from './conformance-checks.js';
+import { createUnderTest, definitionCheck, expectNamed } from './suite-setup.js';
 
 export interface BuildServiceConformanceOptions {
   /** Shown in the suite's title, e.g. `docker`. */
@@ -70,7 +70,7 @@ export function runBuildServiceConformance(options: BuildServiceConformanceOptio
       suite.contextDir = mkdtempSync(join(tmpdir(), 'prebuilt-conformance-'));
       suite.nonce = randomLabel();
       writeFileSync(join(suite.contextDir, 'conformance.txt'), `prebuilt conformance ${suite.nonce}\n`);
-      suite.service = await createService(options);
+      suite.service = await createUnderTest(options, 'runBuildServiceConformance');
     });
     afterAll(async () => {
       await suite.service?.close?.();
@@ -114,27 +114,13 @@ function buildSuite(options: BuildServiceConformanceOptions): BuildSuite {
   return suite;
 }
 
-async function createService(options: BuildServiceConformanceOptions): Promise<BuildService> {
-  if (options.create) return options.create();
-  if (!options.definition) throw new Error('runBuildServiceConformance needs `create` or `definition`.');
-  return options.definition.create(options.createOptions ?? {}, { env: process.env, cwd: process.cwd() });
-}
-
 /** The definition's and the created service's shape. */
 function shapeChecks(suite: BuildSuite): void {
-  const { options } = suite;
-  it.skipIf(!options.definition)(
-    `definition: apiVersion 1, kind 'build-service', a name and a create function${options.definition ? '' : ' (skipped: no definition given)'}`,
-    () => {
-      const problems = definitionProblems(options.definition, 'build-service');
-      if (problems !== '') expect.unreachable(`the definition breaks the contract: ${problems}`);
-    },
-  );
+  definitionCheck(suite.options.definition, 'build-service');
 
   it('create() gives a service with a name and buildAndPush()', () => {
     const { service } = suite;
-    expect(typeof service.name, 'service.name').toBe('string');
-    expect(service.name.length, 'service.name length').toBeGreaterThan(0);
+    expectNamed(service, 'service');
     expect(typeof service.buildAndPush, 'service.buildAndPush').toBe('function');
   });
 }

@@ -5,7 +5,6 @@ import { PrebuiltError } from '../errors.js';
 import {
   DIGEST_PATTERN,
   TAGGED_REFERENCE_PATTERN,
-  definitionProblems,
   describeError,
   isCancelledError,
   isSecretLike,
@@ -13,6 +12,7 @@ import {
   rejectionOf,
   renderings,
 } from './conformance-checks.js';
+import { createUnderTest, definitionCheck, expectNamed } from './suite-setup.js';
 
 export interface ImageRegistryConformanceOptions {
   /** Shown in the suite's title, e.g. `local`. */
@@ -58,7 +58,7 @@ export function runImageRegistryConformance(options: ImageRegistryConformanceOpt
   describe(title, () => {
     const suite = registrySuite(options);
     beforeAll(async () => {
-      suite.registry = await createRegistry(options);
+      suite.registry = await createUnderTest(options, 'runImageRegistryConformance');
     });
     afterAll(async () => {
       await suite.registry?.close?.();
@@ -112,27 +112,13 @@ function registrySuite(options: ImageRegistryConformanceOptions): RegistrySuite 
   return suite;
 }
 
-async function createRegistry(options: ImageRegistryConformanceOptions): Promise<ImageRegistry> {
-  if (options.create) return options.create();
-  if (!options.definition) throw new Error('runImageRegistryConformance needs `create` or `definition`.');
-  return options.definition.create(options.createOptions ?? {}, { env: process.env, cwd: process.cwd() });
-}
-
 /** The definition's and the created registry's shape. */
 function shapeChecks(suite: RegistrySuite): void {
-  const { options } = suite;
-  it.skipIf(!options.definition)(
-    `definition: apiVersion 1, kind 'image-registry', a name and a create function${options.definition ? '' : ' (skipped: no definition given)'}`,
-    () => {
-      const problems = definitionProblems(options.definition, 'image-registry');
-      if (problems !== '') expect.unreachable(`the definition breaks the contract: ${problems}`);
-    },
-  );
+  definitionCheck(suite.options.definition, 'image-registry');
 
   it('create() gives a registry with a name and every method of the contract', () => {
     const { registry } = suite;
-    expect(typeof registry.name, 'registry.name').toBe('string');
-    expect(registry.name.length, 'registry.name length').toBeGreaterThan(0);
+    expectNamed(registry, 'registry');
     for (const method of ['imageTag', 'pushCredentials', 'pullConfig', 'imageExists', 'baseImageIdentity'] as const) {
       expect(typeof registry[method], `registry.${method}`).toBe('function');
     }
