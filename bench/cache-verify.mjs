@@ -22,11 +22,10 @@
  *   node bench/cache-verify.mjs [--runs 3] [--mb 500] [--port 5187] [--json]
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { benchArgs, cliEnv, flowSource, fmtBytes, fmtStats, loadServices, machine, main, NOOP_STEPS, output, prebuilt, ROOT, startFixtures, stats } from './lib.mjs';
+import { benchArgs, benchDir, cliEnv, fmtBytes, fmtStats, loadServices, machine, main, NOOP_STEPS, output, prebuilt, ROOT, serveFixtures, stats, writeFlowProject } from './lib.mjs';
 
 const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5187' }, mb: { type: 'string', default: '500' } });
 const NAMESPACE = 'prebuilt-bench/cache-verify';
@@ -45,8 +44,7 @@ function sizes(totalBytes) {
 await main(async (defer) => {
   const services = loadServices({ needDocker: false });
   if (!services.registries?.plain || !services.baseImage) throw new Error('the local registry and the base image are needed: run `bash scripts/test-services.sh up`');
-  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-bench-cache-verify-'));
-  defer(() => rm(dir, { recursive: true, force: true }));
+  const dir = await benchDir(defer, 'cache-verify');
   const conda = await import(join(ROOT, 'packages/conda/dist/index.js'));
 
   // The synthetic cache: files named by their sha256, with file: URLs as a lock would name them.
@@ -70,11 +68,8 @@ await main(async (defer) => {
   await timedEnsure(); // untimed: writes the records (hashes every entry once)
 
   // The no-op redeploy (images built once, untimed).
-  const { generated, server } = await startFixtures(join(dir, 'fixtures'), { port: Number(args.port) });
-  defer(() => server.close());
-  const project = join(dir, 'project');
-  await mkdir(project, { recursive: true });
-  await writeFile(join(project, 'flow.py'), flowSource('CacheVerifyFlow', STEPS));
+  const { generated, server } = await serveFixtures(defer, dir, { port: Number(args.port) });
+  const project = await writeFlowProject(dir, 'CacheVerifyFlow', STEPS);
   const env = cliEnv({ server, generated, services, cacheDir: join(dir, 'cli-cache'), extra: { METAFLOW_PREBUILT_IMAGE_NAMESPACE: NAMESPACE, METAFLOW_PREBUILT_BUILD_SERVICE: 'oci' } });
   await prebuilt(['build', 'flow.py', '--json'], { cwd: project, env });
 

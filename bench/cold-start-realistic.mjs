@@ -20,9 +20,9 @@
  * Then, per prebuilt image: the first and the second `import pandas, sklearn` in one container
  * (two processes), and how many `.pyc` files the first task wrote (`docker diff`).
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { alternate, cliEnv, firstLine, flowSource, fmtMs, machine, median, output, ROOT, stats, timed } from './lib.mjs';
+import { alternate, cliEnv, firstLine, fmtMs, machine, median, output, ROOT, stats, timed, writeFlowProject } from './lib.mjs';
 import { REALISTIC_PACKAGES, startRealisticCorpus } from './realistic.mjs';
 
 const CODE = 'import pandas, sklearn; print("step: pandas " + pandas.__version__ + ", sklearn " + sklearn.__version__, flush=True)';
@@ -40,9 +40,7 @@ async function pull(ref, { emptyNode }) {
 export async function coldStartRealistic(args, defer, { services, base, dir }) {
   const corpus = await startRealisticCorpus({ port: Number(args.port), services });
   defer(() => corpus.close());
-  const project = join(dir, 'project');
-  await mkdir(project, { recursive: true });
-  await writeFile(join(project, 'flow.py'), flowSource('ColdStartRealisticFlow', [{ decorator: 'conda', packages: REALISTIC_PACKAGES }, { decorator: 'conda', packages: REALISTIC_PACKAGES }]));
+  const project = await writeFlowProject(dir, 'ColdStartRealisticFlow', [{ decorator: 'conda', packages: REALISTIC_PACKAGES }, { decorator: 'conda', packages: REALISTIC_PACKAGES }]);
 
   const checkouts = [{ label: '', root: ROOT }];
   if (args.before) checkouts.push({ label: ' before', root: args.before });

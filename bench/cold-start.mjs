@@ -22,29 +22,9 @@
  *   node bench/cold-start.mjs [--runs 3] [--port 5182] [--env small|realistic] [--before /path/to/checkout] [--json]
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  alternate,
-  benchArgs,
-  cliEnv,
-  fail,
-  firstLine,
-  flowSource,
-  fmtStats,
-  loadFixtures,
-  loadServices,
-  machine,
-  main,
-  output,
-  prebuilt,
-  ratio,
-  ROOT,
-  startFixtures,
-  stats,
-  timed,
-} from './lib.mjs';
+import { alternate, benchArgs, benchDir, cliEnv, fail, firstLine, fmtStats, loadFixtures, loadServices, machine, main, output, prebuilt, ratio, ROOT, serveFixtures, stats, timed, writeFlowProject } from './lib.mjs';
 import { coldStartRealistic } from './cold-start-realistic.mjs';
 
 const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5182' }, env: { type: 'string', default: 'small' }, before: { type: 'string' } });
@@ -57,21 +37,17 @@ const CODE = 'import tinyhttp, tinyplot, requests; print("step: tinyhttp " + tin
 await main(async (defer) => {
   const services = loadServices();
   const base = (await timed('bash', [join(ROOT, 'bench/base-image.sh'), services.registries.plain.host])).stdout.trim();
-  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-bench-coldstart-'));
-  defer(() => rm(dir, { recursive: true, force: true }));
+  const dir = await benchDir(defer, 'coldstart');
   if (args.env === 'realistic') {
     await coldStartRealistic(args, defer, { services, base, dir });
     return;
   }
   const fixtures = await loadFixtures();
   const synthetic = fixtures.syntheticFixtureSet({ count: 0, wheelCount: 10, prefix: 'coldstart' });
-  const { generated, server } = await startFixtures(join(dir, 'fixtures'), { port: Number(args.port), extra: [synthetic] });
-  defer(() => server.close());
+  const { generated, server } = await serveFixtures(defer, dir, { port: Number(args.port), extra: [synthetic] });
 
   const packages = Object.fromEntries(['tinyhttp', 'tinyplot', ...synthetic.wheelNames].map((n) => [n, '']));
-  const project = join(dir, 'project');
-  await mkdir(project, { recursive: true });
-  await writeFile(join(project, 'flow.py'), flowSource('ColdStartFlow', [{ decorator: 'pypi', packages }, { decorator: 'pypi', packages }]));
+  const project = await writeFlowProject(dir, 'ColdStartFlow', [{ decorator: 'pypi', packages }, { decorator: 'pypi', packages }]);
   const env = cliEnv({
     server,
     generated,

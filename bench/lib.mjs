@@ -6,8 +6,9 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
-import os from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -121,6 +122,28 @@ export async function startFixtures(dir, { port, extra = [] }) {
   const generated = await fixtures.generateFixtures(dir, fixtures.exampleFixtureSet(), { python: {}, extra });
   const server = await fixtures.startFixtureServer({ channels: { bench: generated.channelDir }, indexes: { bench: generated.indexDir }, port });
   return { generated, server, fixtures };
+}
+
+/** A new temporary directory `prebuilt-bench-<name>-…`, removed by the cleanup given to `defer` (see {@link main}). */
+export async function benchDir(defer, name) {
+  const dir = await mkdtemp(join(tmpdir(), `prebuilt-bench-${name}-`));
+  defer(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** {@link startFixtures} into `dir`/fixtures; the server is closed by the cleanup given to `defer`. */
+export async function serveFixtures(defer, dir, options) {
+  const started = await startFixtures(join(dir, 'fixtures'), options);
+  defer(() => started.server.close());
+  return started;
+}
+
+/** `dir`/project holding a flow.py written by {@link flowSource}; returns the project's path. */
+export async function writeFlowProject(dir, className, steps) {
+  const project = join(dir, 'project');
+  await mkdir(project, { recursive: true });
+  await writeFile(join(project, 'flow.py'), flowSource(className, steps));
+  return project;
 }
 
 /**

@@ -18,29 +18,9 @@
  *   pnpm build && bash scripts/test-services.sh up
  *   node bench/noop-redeploy.mjs [--runs 3] [--port 5181] [--json]
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  alternate,
-  benchArgs,
-  cliEnv,
-  flowSource,
-  fmtMs,
-  fmtStats,
-  machine,
-  main,
-  output,
-  prebuilt,
-  ratio,
-  ROOT,
-  loadServices,
-  NOOP_ENVS,
-  NOOP_STEPS,
-  startFixtures,
-  stats,
-  timed,
-} from './lib.mjs';
+import { alternate, benchArgs, benchDir, cliEnv, fmtMs, fmtStats, loadServices, machine, main, NOOP_ENVS, NOOP_STEPS, output, prebuilt, ratio, ROOT, serveFixtures, stats, timed, writeFlowProject } from './lib.mjs';
 
 const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5181' } });
 const NAMESPACE = 'prebuilt-bench/noop';
@@ -50,13 +30,9 @@ const STEPS = NOOP_STEPS;
 
 await main(async (defer) => {
   const services = loadServices();
-  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-bench-noop-'));
-  defer(() => rm(dir, { recursive: true, force: true }));
-  const { generated, server } = await startFixtures(join(dir, 'fixtures'), { port: Number(args.port) });
-  defer(() => server.close());
-  const project = join(dir, 'project');
-  await mkdir(project, { recursive: true });
-  await writeFile(join(project, 'flow.py'), flowSource('NoopFlow', STEPS));
+  const dir = await benchDir(defer, 'noop');
+  const { generated, server } = await serveFixtures(defer, dir, { port: Number(args.port) });
+  const project = await writeFlowProject(dir, 'NoopFlow', STEPS);
   const cacheDir = join(dir, 'cache');
   const env = cliEnv({ server, generated, services, cacheDir, extra: { METAFLOW_PREBUILT_IMAGE_NAMESPACE: NAMESPACE } });
 

@@ -30,12 +30,10 @@
  * packages of realistic size.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { REALISTIC_PACKAGES, startRealisticCorpus } from './realistic.mjs';
-import { alternate, benchArgs, countingProxy, fail, fmtBytes, fmtMs, loadFixtures, loadServices, machine, main, median, output, ratio } from './lib.mjs';
+import { alternate, benchArgs, benchDir, countingProxy, fail, fmtBytes, fmtMs, loadFixtures, loadServices, machine, main, median, output, ratio } from './lib.mjs';
 
 const args = benchArgs(
   { runs: 3 },
@@ -64,8 +62,7 @@ await main(async (defer) => {
   const docker = await load('../packages/docker/dist/index.js', '@prebuilt/docker');
   const fixtures = await loadFixtures();
 
-  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-bench-b3-'));
-  defer(() => rm(dir, { recursive: true, force: true }));
+  const dir = await benchDir(defer, 'b3');
   const set = fixtures.syntheticFixtureSet({ count: COUNT, wheelCount: 0, prefix: 'bthree', fileSize: FILE_SIZE });
   const changed = structuredClone(set.conda[CHANGED]);
   changed.version = `${changed.version}.1`;

@@ -16,25 +16,8 @@
  *   pnpm build && bash scripts/test-services.sh up
  *   node bench/parallel-builds.mjs [--runs 3] [--port 5184] [--json]
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  alternate,
-  benchArgs,
-  cliEnv,
-  flowSource,
-  fmtStats,
-  loadFixtures,
-  loadServices,
-  machine,
-  main,
-  output,
-  prebuilt,
-  ratio,
-  startFixtures,
-  stats,
-} from './lib.mjs';
+import { alternate, benchArgs, benchDir, cliEnv, fmtStats, loadFixtures, loadServices, machine, main, output, prebuilt, ratio, serveFixtures, stats, writeFlowProject } from './lib.mjs';
 
 const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5184' } });
 const NAMESPACE = 'prebuilt-bench/parallel';
@@ -42,17 +25,13 @@ const ENVS = 8;
 
 await main(async (defer) => {
   const services = loadServices();
-  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-bench-parallel-'));
-  defer(() => rm(dir, { recursive: true, force: true }));
+  const dir = await benchDir(defer, 'parallel');
   const fixtures = await loadFixtures();
   // A binary tree of 16 packages: the 8 leaves (8…15) each pull a distinct path to the root.
   const synthetic = fixtures.syntheticFixtureSet({ count: 16, wheelCount: 0, prefix: 'parallel' });
-  const { generated, server } = await startFixtures(join(dir, 'fixtures'), { port: Number(args.port), extra: [synthetic] });
-  defer(() => server.close());
-  const project = join(dir, 'project');
-  await mkdir(project, { recursive: true });
+  const { generated, server } = await serveFixtures(defer, dir, { port: Number(args.port), extra: [synthetic] });
   const steps = synthetic.condaNames.slice(8, 8 + ENVS).map((name) => ({ decorator: 'conda', packages: { [name]: '' } }));
-  await writeFile(join(project, 'flow.py'), flowSource('ParallelFlow', steps));
+  const project = await writeFlowProject(dir, 'ParallelFlow', steps);
   const env = cliEnv({
     server,
     generated,

@@ -16,26 +16,9 @@
  *
  * `--command lock` measures `prebuilt lock` instead (resolution only; needs no Docker or registry).
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  alternate,
-  benchArgs,
-  cliEnv,
-  fail,
-  flowSource,
-  fmtStats,
-  loadFixtures,
-  loadServices,
-  machine,
-  main,
-  output,
-  prebuilt,
-  ratio,
-  startFixtures,
-  stats,
-} from './lib.mjs';
+import { alternate, benchArgs, benchDir, cliEnv, fail, fmtStats, loadFixtures, loadServices, machine, main, output, prebuilt, ratio, serveFixtures, stats, writeFlowProject } from './lib.mjs';
 
 const args = benchArgs({ runs: 3 }, { command: { type: 'string', default: 'plan' }, port: { type: 'string', default: '5185' } });
 if (args.command !== 'plan' && args.command !== 'lock') fail(`--command must be plan or lock (got ${args.command})`);
@@ -55,13 +38,9 @@ await main(async (defer) => {
     { decorator: 'pypi', packages: leaves(synth.wheelNames, 10, 20) },
   ];
 
-  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-bench-plan-'));
-  defer(() => rm(dir, { recursive: true, force: true }));
-  const { generated, server } = await startFixtures(join(dir, 'fixtures'), { port: Number(args.port), extra: [synth] });
-  defer(() => server.close());
-  const project = join(dir, 'project');
-  await mkdir(project, { recursive: true });
-  await writeFile(join(project, 'flow.py'), flowSource('PlanFlow', Array.from({ length: STEPS }, (_, i) => ENVS[i % ENVS.length])));
+  const dir = await benchDir(defer, 'plan');
+  const { generated, server } = await serveFixtures(defer, dir, { port: Number(args.port), extra: [synth] });
+  const project = await writeFlowProject(dir, 'PlanFlow', Array.from({ length: STEPS }, (_, i) => ENVS[i % ENVS.length]));
   const env = cliEnv({ server, generated, services: args.command === 'plan' ? services : undefined, extra: { METAFLOW_PREBUILT_IMAGE_NAMESPACE: 'prebuilt-bench/plan' } });
 
   let n = 0;

@@ -51,30 +51,10 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, mkdir, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import {
-  alternate,
-  benchArgs,
-  cliEnv,
-  countingProxy,
-  fail,
-  flowSource,
-  fmtBytes,
-  fmtMs,
-  loadFixtures,
-  loadServices,
-  machine,
-  main,
-  output,
-  prebuilt,
-  ratio,
-  startFixtures,
-  stats,
-  timed,
-} from './lib.mjs';
+import { alternate, benchArgs, benchDir, cliEnv, countingProxy, fail, fmtBytes, fmtMs, loadFixtures, loadServices, machine, main, output, prebuilt, ratio, serveFixtures, stats, timed, writeFlowProject } from './lib.mjs';
 
 const exec = promisify(execFile);
 const args = benchArgs(
@@ -264,8 +244,7 @@ async function pushMultiPlatformBase(host, baseRef) {
 await main(async (defer) => {
   const services = loadServices();
   const registryHost = services.registries.plain.host;
-  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-bench-b6-'));
-  defer(() => rm(dir, { recursive: true, force: true }));
+  const dir = await benchDir(defer, 'b6');
   const fixtures = await loadFixtures();
 
   // The fixture set: the real linux-64 python (built once, cached by @prebuilt/fixtures), its
@@ -277,17 +256,14 @@ await main(async (defer) => {
   const standIn = await aarch64PythonStandIn(python64, join(dir, 'standin'));
   const noarch = fixtures.syntheticFixtureSet({ count: COUNT, wheelCount: 0, prefix: 'bsix', fileSize: FILE_SIZE });
   const arch = archPackages(minor);
-  const { generated, server } = await startFixtures(join(dir, 'fixtures'), {
+  const { generated, server } = await serveFixtures(defer, dir, {
     port: Number(args.port),
     extra: [noarch, { conda: [...arch, standIn], wheels: [] }],
   });
-  defer(() => server.close());
 
-  const project = join(dir, 'project');
-  await mkdir(project, { recursive: true });
   const packages = Object.fromEntries([...new Set(arch.map((p) => p.name)), ...noarch.condaNames].map((name) => [name, '']));
   // Two steps, one env.
-  await writeFile(join(project, 'flow.py'), flowSource('SecondPlatformFlow', [{ decorator: 'conda', packages }, { decorator: 'conda', packages }]));
+  const project = await writeFlowProject(dir, 'SecondPlatformFlow', [{ decorator: 'conda', packages }, { decorator: 'conda', packages }]);
   const baseLayers = await pushMultiPlatformBase(registryHost, services.baseImage.ref);
   const cacheDir = join(dir, 'cache');
   const envFor = (registry, namespace, platforms, service) =>
