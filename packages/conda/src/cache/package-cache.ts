@@ -102,6 +102,15 @@ export interface EnsureResult {
 
 type Downloadable = Pick<LockedPackage, 'url' | 'sha256' | 'size' | 'filename'>;
 
+/** One file to download: its sha256, what the lock says of it, and where its progress goes. */
+interface DownloadJob {
+  sha: string;
+  pkg: Downloadable;
+  signal: AbortSignal | undefined;
+  onBytes: (n: number) => void;
+  onStart: () => void;
+}
+
 const SHA256 = /^[0-9a-f]{64}$/;
 /** Cache entries checked at once (each an lstat and a small read; libuv's pool runs 4 at a time by default). */
 const CHECK_CONCURRENCY = 16;
@@ -211,11 +220,17 @@ export class PackageCache {
       while (next < pending.length && failed === undefined) {
         const [sha, pkg] = pending[next++]!;
         try {
-          const downloaded = await this.#ensureOne(sha, pkg, signal, (bytes) => {
-            state.bytesDone += bytes;
-            state.bytesDownloaded += bytes;
-            emit(pkg.filename, 'data');
-          }, () => emit(pkg.filename, 'started'));
+          const downloaded = await this.#ensureOne({
+            sha,
+            pkg,
+            signal,
+            onBytes: (bytes) => {
+              state.bytesDone += bytes;
+              state.bytesDownloaded += bytes;
+              emit(pkg.filename, 'data');
+            },
+            onStart: () => emit(pkg.filename, 'started'),
+          });
           if (downloaded) {
             filesDownloaded += 1;
             await recordVerified(this.pathFor(sha), sha);
@@ -256,27 +271,16 @@ export class PackageCache {
   }
 
   /** Downloads one file unless another call in this process already does; true when it downloaded. */
-  #ensureOne(
-    sha: string,
-    pkg: Downloadable,
-    signal: AbortSignal | undefined,
-    onBytes: (n: number) => void,
-    onStart: () => void,
-  ): Promise<boolean> {
+  #ensureOne(job: DownloadJob): Promise<boolean> {
+    const { sha } = job;
     const running = this.#inflight.get(sha);
     if (running) return running.then(() => false);
-    const promise = this.#download(sha, pkg, signal, onBytes, onStart).finally(() => this.#inflight.delete(sha));
+    const promise = this.#download(job).finally(() => this.#inflight.delete(sha));
     this.#inflight.set(sha, promise);
     return promise;
   }
 
-  async #download(
-    sha: string,
-    pkg: Downloadable,
-    signal: AbortSignal | undefined,
-    onBytes: (n: number) => void,
-    onStart: () => void,
-  ): Promise<boolean> {
+  async #download({ sha, pkg, signal, onBytes, onStart }: DownloadJob): Promise<boolean> {
     const final = this.pathFor(sha);
     const partial = `${final}.partial`;
     onStart();
