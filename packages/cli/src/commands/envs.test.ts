@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { specHash, type EnvRequest } from '@prebuilt/core';
+import type { FlowEnvsJson } from '@prebuilt/metaflow';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/prebuilt.js', import.meta.url));
@@ -49,26 +50,14 @@ async function prebuilt(args: string[], env = cleanEnv()): Promise<CliResult> {
   }
 }
 
-interface StepJson {
-  python: string | null;
-  conda: Record<string, string>;
-  pypi: Record<string, string>;
-  disabled: boolean;
-  remote: 'kubernetes' | 'batch' | null;
-  gpu: boolean;
-  specHash: string | null;
-}
-interface EnvsJson {
-  flow: string;
-  file: string;
-  steps: Record<string, StepJson>;
-}
+/** A step of the `--json` contract, as @prebuilt/metaflow declares it. */
+type StepJson = FlowEnvsJson['steps'][string];
 
-async function envsJson(file: string, env = cleanEnv()): Promise<EnvsJson> {
+async function envsJson(file: string, env = cleanEnv()): Promise<FlowEnvsJson> {
   const result = await prebuilt(['envs', file, '--json'], env);
   expect(result.stderr).toBe('');
   expect(result.code).toBe(0);
-  return JSON.parse(result.stdout) as EnvsJson;
+  return JSON.parse(result.stdout) as FlowEnvsJson;
 }
 
 /** The step as the JSON contract states it, with its specHash computed from the request. */
