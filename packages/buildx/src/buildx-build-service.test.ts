@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { usePrivateTmpdir } from '@prebuilt/fixtures';
 import {
   CancelledError,
   ConfigError,
@@ -16,11 +16,8 @@ import {
 import buildxDefinition, { createBuildxBuildService } from './index.js';
 import { createFakeDocker, type FakeDocker } from './__testing__/fake-docker.js';
 
-// A private temp directory for this file (its own process), so the check that nothing is left
-// behind does not see the temp files of test files running beside it.
-const privateTmp = mkdtempSync(join(tmpdir(), 'prebuilt-buildx-tests-'));
-process.env['TMPDIR'] = privateTmp;
-afterAll(() => rmSync(privateTmp, { recursive: true, force: true }));
+// A private temp directory for this file (its own process): see usePrivateTmpdir.
+afterAll(usePrivateTmpdir('prebuilt-buildx-tests-').remove);
 
 
 const TAG = '127.0.0.1:5999/prebuilt-test/app:env-1';

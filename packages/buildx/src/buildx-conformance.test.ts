@@ -1,17 +1,12 @@
-import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { afterAll } from 'vitest';
+import { usePrivateTmpdir } from '@prebuilt/fixtures';
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
 import { Secret } from '@prebuilt/core/backend';
 import buildxDefinition from './index.js';
 import { createFakeDocker } from './__testing__/fake-docker.js';
 
-// A private temp directory for this file (its own process), so the check that nothing is left
-// behind does not see the temp files of test files running beside it.
-const privateTmp = mkdtempSync(join(tmpdir(), 'prebuilt-buildx-tests-'));
-process.env['TMPDIR'] = privateTmp;
-afterAll(() => rmSync(privateTmp, { recursive: true, force: true }));
+// A private temp directory for this file (its own process): see usePrivateTmpdir.
+afterAll(usePrivateTmpdir('prebuilt-buildx-tests-').remove);
 
 
 // The stand-in "builds" by checking COPY sources against the context and sleeping for `RUN sleep`;

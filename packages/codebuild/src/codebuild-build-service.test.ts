@@ -1,4 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,13 +15,10 @@ import {
 } from '@prebuilt/core/backend';
 import codebuildDefinition, { buildspec, createCodeBuildBuildService, type CodeBuildBuildServiceOptions } from './index.js';
 import { fakeCodeBuild } from './__testing__/fake-codebuild.js';
-import { startFakeS3, type FakeS3 } from '@prebuilt/fixtures';
+import { startFakeS3, type FakeS3, usePrivateTmpdir } from '@prebuilt/fixtures';
 
-// A private temp directory for this file (its own process), so the check that nothing is left
-// behind does not see the temp files of test files running beside it.
-const privateTmp = mkdtempSync(join(tmpdir(), 'prebuilt-codebuild-tests-'));
-process.env['TMPDIR'] = privateTmp;
-afterAll(() => rmSync(privateTmp, { recursive: true, force: true }));
+// A private temp directory for this file (its own process): see usePrivateTmpdir.
+afterAll(usePrivateTmpdir('prebuilt-codebuild-tests-').remove);
 
 
 const ECR = '123456789012.dkr.ecr.eu-west-1.amazonaws.com';

@@ -1,6 +1,3 @@
-import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { CodeBuildClient } from '@aws-sdk/client-codebuild';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
@@ -9,15 +6,12 @@ import { runBuildServiceConformance } from '@prebuilt/core/conformance';
 import { Secret } from '@prebuilt/core/backend';
 import codebuildDefinition from './index.js';
 import { fakeCodeBuild } from './__testing__/fake-codebuild.js';
-import { headDigest, startFakeS3 } from '@prebuilt/fixtures';
+import { headDigest, startFakeS3, usePrivateTmpdir } from '@prebuilt/fixtures';
 import { getServices } from '../../../test/services.js';
 import { pushImage } from '../../core/src/registry/__fixtures__/push-image.js';
 
-// A private temp directory for this file (its own process), so the check that nothing is left
-// behind does not see the temp files of test files running beside it.
-const privateTmp = mkdtempSync(join(tmpdir(), 'prebuilt-codebuild-tests-'));
-process.env['TMPDIR'] = privateTmp;
-afterAll(() => rmSync(privateTmp, { recursive: true, force: true }));
+// A private temp directory for this file (its own process): see usePrivateTmpdir.
+afterAll(usePrivateTmpdir('prebuilt-codebuild-tests-').remove);
 
 
 // The FAKE CodeBuild "builds" by checking COPY sources and sleeping for RUN sleep; it pushes

@@ -1,4 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,13 +17,10 @@ import kanikoDefinition, { createKanikoBuildService, DEFAULT_KANIKO_IMAGE, type 
 import { FakeKubernetes, type FakeExecution } from './__testing__/fake-kubernetes.js';
 import { fakeKanikoExecutor } from './__testing__/fake-kaniko-executor.js';
 import { FakeGcs } from './__testing__/fake-gcs.js';
-import { startFakeS3, type FakeS3 } from '@prebuilt/fixtures';
+import { startFakeS3, type FakeS3, usePrivateTmpdir } from '@prebuilt/fixtures';
 
-// A private temp directory for this file (its own process), so the check that nothing is left
-// behind does not see the temp files of test files running beside it.
-const privateTmp = mkdtempSync(join(tmpdir(), 'prebuilt-kaniko-tests-'));
-process.env['TMPDIR'] = privateTmp;
-afterAll(() => rmSync(privateTmp, { recursive: true, force: true }));
+// A private temp directory for this file (its own process): see usePrivateTmpdir.
+afterAll(usePrivateTmpdir('prebuilt-kaniko-tests-').remove);
 
 
 const TAG = 'registry.example.com/team/metaflow-prebuilt:env-abc';

@@ -1,5 +1,3 @@
-import { join } from 'node:path';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -10,15 +8,12 @@ import { Secret } from '@prebuilt/core/backend';
 import kanikoDefinition from './index.js';
 import { FakeKubernetes } from './__testing__/fake-kubernetes.js';
 import { fakeKanikoExecutor } from './__testing__/fake-kaniko-executor.js';
-import { headDigest, startFakeS3 } from '@prebuilt/fixtures';
+import { headDigest, startFakeS3, usePrivateTmpdir } from '@prebuilt/fixtures';
 import { getServices } from '../../../test/services.js';
 import { pushImage } from '../../core/src/registry/__fixtures__/push-image.js';
 
-// A private temp directory for this file (its own process), so the check that nothing is left
-// behind does not see the temp files of test files running beside it.
-const privateTmp = mkdtempSync(join(tmpdir(), 'prebuilt-kaniko-tests-'));
-process.env['TMPDIR'] = privateTmp;
-afterAll(() => rmSync(privateTmp, { recursive: true, force: true }));
+// A private temp directory for this file (its own process): see usePrivateTmpdir.
+afterAll(usePrivateTmpdir('prebuilt-kaniko-tests-').remove);
 
 
 // The FAKE executor "builds" by checking COPY sources and sleeping for RUN sleep; it pushes nothing,
