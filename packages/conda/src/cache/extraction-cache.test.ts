@@ -1,8 +1,7 @@
-import { lstat, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import { fixtureCondaFile, fixtureLock, serveExampleFixtures, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
 import type { LockedEnv } from '@prebuilt/core';
 import { materializeEnv } from '../materialize/materialize.js';
 import { writeDeterministicTar } from '../materialize/deterministic-tar.js';
@@ -11,27 +10,22 @@ import { PackageCache } from './package-cache.js';
 
 const PREFIX = '/opt/prebuilt/envs/fedcba9876543210';
 
+let example: ServedExample | undefined;
 let work: string;
 let fixtures: GeneratedFixtures;
 let server: FixtureServer;
 let lock: LockedEnv;
 
 beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'prebuilt-extraction-cache-'));
-  fixtures = await generateExampleFixtures(join(work, 'fixtures'), { python: false });
-  server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
-  const conda = fixtures.channel.artifacts;
-  const file = (name: string, format: string, subdir?: string) =>
-    conda.find((a) => a.record.name === name && a.format === format && (!subdir || a.subdir === subdir))!.filename;
+  example = await serveExampleFixtures('prebuilt-extraction-cache-', { python: false });
+  ({ work, fixtures, server } = example);
+  const file = (name: string, format: string) => fixtureCondaFile(fixtures, name, format);
   lock = fixtureLock(fixtures, server, {
-    conda: [file('tinyframe', '.tar.bz2'), file('tinycli', '.conda'), file('tinytool', '.conda', 'linux-64')],
+    conda: [file('tinyframe', '.tar.bz2'), file('tinycli', '.conda'), file('tinytool', '.conda')],
     wheels: [],
   });
 });
-afterAll(async () => {
-  await server?.close();
-  await rm(work, { recursive: true, force: true });
-});
+afterAll(() => example?.close());
 
 const tarSha = async (dir: string, name: string): Promise<string> => (await writeDeterministicTar(dir, join(work, `${name}.tar`), { root: 'prefix', mtime: 0 })).sha256;
 

@@ -1,29 +1,25 @@
-import { lstat, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import { fixtureLock, serveExampleFixtures, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
 import type { EnvProgress, LockedEnv } from '@prebuilt/core';
 import { createEnvMaterializer } from './env-materializer.js';
 import type { MaterializeResult } from './materialize.js';
 
+let example: ServedExample | undefined;
 let work: string;
 let fixtures: GeneratedFixtures;
 let server: FixtureServer;
 let lock: LockedEnv;
 
 beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'prebuilt-env-materializer-'));
-  fixtures = await generateExampleFixtures(join(work, 'fixtures'), { python: false });
-  server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
+  example = await serveExampleFixtures('prebuilt-env-materializer-', { python: false });
+  ({ work, fixtures, server } = example);
   const tinycli = fixtures.channel.artifacts.find((a) => a.record.name === 'tinycli' && a.format === '.conda')!.filename;
   const tinyhttp = fixtures.index.wheels.filter((w) => w.project === 'tinyhttp').map((w) => w.filename);
   lock = fixtureLock(fixtures, server, { conda: [tinycli], wheels: tinyhttp }, { pypiRequested: ['tinyhttp'], condaRequested: ['tinycli'] });
 });
-afterAll(async () => {
-  await server?.close();
-  await rm(work, { recursive: true, force: true });
-});
+afterAll(() => example?.close());
 
 describe('createEnvMaterializer (core\'s EnvMaterializer contract)', () => {
   it('lays the prefix out where core says, reports downloads then installs, and returns the per-package entries', async () => {

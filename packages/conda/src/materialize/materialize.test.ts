@@ -1,39 +1,35 @@
-import { lstat, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { extract } from 'tar-stream';
-import { generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import { fixtureCondaFile, fixtureLock, serveExampleFixtures, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
 import type { LockedEnv } from '@prebuilt/core';
 import { PackageCache } from '../cache/package-cache.js';
 import { PackageIntegrityError } from '../cache/errors.js';
 import { materializeEnv } from './materialize.js';
 import { writeDeterministicTar, sourceDateEpoch } from './deterministic-tar.js';
-import { fixtureLock } from '@prebuilt/fixtures';
 
 const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
 
+let example: ServedExample | undefined;
 let work: string;
 let fixtures: GeneratedFixtures;
 let server: FixtureServer;
 let lock: LockedEnv;
 
 beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'prebuilt-materialize-'));
-  fixtures = await generateExampleFixtures(join(work, 'fixtures'), { python: false });
-  server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
-  const conda = fixtures.channel.artifacts;
-  const file = (name: string, format: string, subdir?: string) =>
-    conda.find((a) => a.record.name === name && a.format === format && (!subdir || a.subdir === subdir))!.filename;
+  example = await serveExampleFixtures('prebuilt-materialize-', { python: false });
+  ({ work, fixtures, server } = example);
+  const file = (name: string, format: string) => fixtureCondaFile(fixtures, name, format);
   lock = fixtureLock(
     fixtures,
     server,
     {
       conda: [
-        conda.find((a) => a.record.name === 'tinynum' && a.record.version === '1.4.0')!.filename,
+        fixtures.channel.artifacts.find((a) => a.record.name === 'tinynum' && a.record.version === '1.4.0')!.filename,
         file('tinyframe', '.tar.bz2'),
         file('tinycli', '.conda'),
-        file('tinytool', '.conda', 'linux-64'),
+        file('tinytool', '.conda'),
         file('tinypost', '.tar.bz2'),
       ],
       wheels: fixtures.index.wheels.filter((w) => ['tinyhttp', 'tinyplot'].includes(w.project) || w.filename.startsWith('tinyurl-1.1.0')).map((w) => w.filename),
@@ -41,10 +37,7 @@ beforeAll(async () => {
     { pypiRequested: ['tinyhttp', 'tinyplot'], condaRequested: ['tinycli', 'tinytool'] },
   );
 });
-afterAll(async () => {
-  await server?.close();
-  await rm(work, { recursive: true, force: true });
-});
+afterAll(() => example?.close());
 
 async function tarEntries(file: string): Promise<{ name: string; mode: number; uid: number; gid: number; mtime: number; type: string }[]> {
   const out: { name: string; mode: number; uid: number; gid: number; mtime: number; type: string }[] = [];

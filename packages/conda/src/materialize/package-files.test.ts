@@ -1,42 +1,35 @@
-import { lstat, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import { fixtureCondaFile, fixtureLock, serveExampleFixtures, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
 import { parsePrefixLayers, PREFIX_LAYERS_FILE, type LockedEnv } from '@prebuilt/core';
 import { PackageCache } from '../cache/package-cache.js';
 import { isEnvSpecificEntry, materializeEnv } from './materialize.js';
 import { createMaterializedRecipeRunner } from './recipe-runner.js';
-import { fixtureLock } from '@prebuilt/fixtures';
 
 const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
 
+let example: ServedExample | undefined;
 let work: string;
 let fixtures: GeneratedFixtures;
 let server: FixtureServer;
 let lock: LockedEnv;
 
 beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'prebuilt-package-files-'));
-  fixtures = await generateExampleFixtures(join(work, 'fixtures'), { python: false });
-  server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
-  const conda = fixtures.channel.artifacts;
-  const file = (name: string, format: string, subdir?: string) =>
-    conda.find((a) => a.record.name === name && a.format === format && (!subdir || a.subdir === subdir))!.filename;
+  example = await serveExampleFixtures('prebuilt-package-files-', { python: false });
+  ({ work, fixtures, server } = example);
+  const file = (name: string, format: string) => fixtureCondaFile(fixtures, name, format);
   lock = fixtureLock(
     fixtures,
     server,
     {
-      conda: [file('tinyframe', '.tar.bz2'), file('tinycli', '.conda'), file('tinytool', '.conda', 'linux-64')],
+      conda: [file('tinyframe', '.tar.bz2'), file('tinycli', '.conda'), file('tinytool', '.conda')],
       wheels: fixtures.index.wheels.filter((w) => ['tinyhttp'].includes(w.project)).map((w) => w.filename),
     },
     { pypiRequested: ['tinyhttp'], condaRequested: ['tinycli'] },
   );
 });
-afterAll(async () => {
-  await server?.close();
-  await rm(work, { recursive: true, force: true });
-});
+afterAll(() => example?.close());
 
 describe('materializeEnv packageFiles (per-package layers)', () => {
   it('lists, per package in lock order, the entries it installed; env-specific entries in none', async () => {
