@@ -20,12 +20,11 @@ import {
 } from '@prebuilt/core/backend';
 import { computeEnvId, envPrefix, type LockedEnv } from '@prebuilt/core';
 import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
-import { generateExampleFixtures, generateFixtures, startFixtureServer, syntheticFixtureSet, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import { exampleImageLock, fixtureLock, generateFixtures, serveExampleFixtures, startFixtureServer, syntheticFixtureSet, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
 import { pushImageIndex } from './image-index.js';
 import { LAYER_FORMAT_ID } from './layer-codec.js';
 import { GROUPING } from './layering.js';
 import { createOciBuildService, ociSettings, type PushSummary } from './oci-build-service.js';
-import { fixtureLock } from '@prebuilt/fixtures';
 import { credentialsFor, headDigest, missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
@@ -44,9 +43,8 @@ async function skopeoDigest(tag: string): Promise<string> {
 }
 
 describe.skipIf(missing !== undefined)(title('oci build service: a materialized env pushed as per-package layers'), () => {
+  let example: ServedExample | undefined;
   let work: string;
-  let fixtures: GeneratedFixtures;
-  let server: FixtureServer;
   let lock: LockedEnv;
   let envId: string;
   let tag: string;
@@ -54,27 +52,13 @@ describe.skipIf(missing !== undefined)(title('oci build service: a materialized 
   const images: string[] = [];
 
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'prebuilt-oci-e2e-'));
-    fixtures = await generateExampleFixtures(join(work, 'fixtures'));
-    server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
-    const artifacts = fixtures.channel.artifacts;
-    const pick = (name: string, format: string, version?: string): string =>
-      artifacts.find((a) => a.record.name === name && a.format === format && (a.subdir === 'noarch' || a.subdir === 'linux-64') && (!version || a.record.version === version))!.filename;
-    const python = fixtures.python.find((a) => a.subdir === 'linux-64') ?? fixtures.python[0]!;
-    lock = fixtureLock(
-      fixtures,
-      server,
-      {
-        conda: [python.filename, pick('tinynum', '.tar.bz2', '1.4.0'), pick('tinyframe', '.conda'), pick('tinycli', '.conda'), pick('tinytool', '.conda'), pick('requests', '.tar.bz2'), pick('boto3', '.conda')],
-        wheels: fixtures.index.wheels.filter((w) => ['tinyhttp', 'tinyplot'].includes(w.project) || (w.project === 'tinyurl' && w.version === '1.1.0')).map((w) => w.filename),
-      },
-      { pythonVersion: python.record.version, pypiRequested: ['tinyhttp', 'tinyplot'], condaRequested: ['tinycli', 'tinytool'] },
-    );
+    example = await serveExampleFixtures('prebuilt-oci-e2e-');
+    work = example.work;
+    lock = exampleImageLock(example.fixtures, example.server);
   }, 600_000);
   afterAll(async () => {
-    await server?.close();
     if (services.dockerHost) for (const image of images) await exec('docker', ['rmi', '-f', image], { env: { ...process.env, DOCKER_HOST: services.dockerHost } }).catch(() => undefined);
-    if (work) await rm(work, { recursive: true, force: true });
+    await example?.close();
   });
 
   async function build(cacheName: string, imageTag: string): Promise<{ digest: string; summary: PushSummary; log: string[]; layerNames: string[] }> {

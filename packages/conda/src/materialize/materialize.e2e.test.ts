@@ -13,11 +13,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeEnvId, MATERIALIZED_RECIPE_VERSION, type LockedEnv } from '@prebuilt/core';
-import { generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
+import { exampleImageLock, serveExampleFixtures, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
 import { PackageCache } from '../cache/package-cache.js';
 import { extractCondaPackage } from './conda-extract.js';
 import { createMaterializedRecipeRunner } from './recipe-runner.js';
-import { fixtureLock } from '@prebuilt/fixtures';
 import { getServices } from '../../../../test/services.js';
 
 const exec = promisify(execFile);
@@ -35,52 +34,22 @@ const docker = (args: string[], timeout = 300_000) =>
   exec('docker', args, { env: { ...process.env, DOCKER_HOST: svc.dockerHost! }, maxBuffer: 64 << 20, timeout });
 
 describe.skipIf(skipReason !== undefined)(`materialized env in a real image${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+  let example: ServedExample | undefined;
   let work: string;
   let fixtures: GeneratedFixtures;
   let server: FixtureServer;
   const images: string[] = [];
 
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'prebuilt-e2e-materialize-'));
-    fixtures = await generateExampleFixtures(join(work, 'fixtures'));
-    server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
+    example = await serveExampleFixtures('prebuilt-e2e-materialize-');
+    ({ work, fixtures, server } = example);
   });
   afterAll(async () => {
-    await server?.close();
     for (const image of images) await docker(['rmi', '-f', image]).catch(() => undefined);
-    if (work) await rm(work, { recursive: true, force: true });
+    await example?.close();
   });
 
-  function lockWith(tinytoolFormat: '.conda' | '.tar.bz2'): LockedEnv {
-    const artifacts = fixtures.channel.artifacts;
-    const pick = (name: string, format: string, version?: string) => {
-      const found = artifacts.find(
-        (a) => a.record.name === name && a.format === format && (a.subdir === 'noarch' || a.subdir === 'linux-64') && (!version || a.record.version === version),
-      );
-      if (!found) throw new Error(`fixture ${name} ${format} is missing`);
-      return found.filename;
-    };
-    const pythonArtifact = fixtures.python.find((a) => a.subdir === 'linux-64' && a.format === '.tar.bz2') ?? fixtures.python[0]!;
-    return fixtureLock(
-      fixtures,
-      server,
-      {
-        conda: [
-          pythonArtifact.filename,
-          pick('tinynum', '.tar.bz2', '1.4.0'),
-          pick('tinyframe', '.conda'),
-          pick('tinycli', '.conda'),
-          pick('tinytool', tinytoolFormat),
-          pick('requests', '.tar.bz2'),
-          pick('boto3', '.conda'),
-        ],
-        wheels: fixtures.index.wheels
-          .filter((w) => ['tinyhttp', 'tinyplot'].includes(w.project) || (w.project === 'tinyurl' && w.version === '1.1.0'))
-          .map((w) => w.filename),
-      },
-      { pythonVersion: pythonArtifact.record.version, pypiRequested: ['tinyhttp', 'tinyplot'], condaRequested: ['tinycli', 'tinytool'] },
-    );
-  }
+  const lockWith = (tinytoolFormat: '.conda' | '.tar.bz2'): LockedEnv => exampleImageLock(fixtures, server, tinytoolFormat);
 
   for (const format of ['.conda', '.tar.bz2'] as const) {
     it(`builds and runs the env (tinytool as ${format})`, async () => {
