@@ -26,6 +26,20 @@ async function files(dir: string): Promise<string[]> {
   return readdir(dir).catch(() => []);
 }
 
+/**
+ * Sends `signal` to the run; it must stop with `code` within `withinMs`, say it was interrupted
+ * and print no stack trace.
+ */
+async function interrupt(run: CliRun, signal: 'SIGINT' | 'SIGTERM', code: number, withinMs: number): Promise<void> {
+  const sent = Date.now();
+  run.child.kill(signal);
+  const result = await run.result;
+  expect(result.code, result.output).toBe(code);
+  expect(Date.now() - sent).toBeLessThan(withinMs);
+  expect(result.stderr).toMatch(new RegExp(`interrupted \\(${signal}\\)`));
+  expect(stackLines(result.output)).toEqual([]);
+}
+
 describe('interrupts', () => {
   let world: World;
   let flowDir: string;
@@ -46,6 +60,18 @@ describe('interrupts', () => {
     pythonSha = python.sha256;
   }, 300_000);
 
+  /** The env of a `prebuilt build` into its own namespace of the local registry on the test base image. */
+  const localBuildEnv = (cache: string, namespace: string, extra: Record<string, string> = {}) =>
+    world.env({
+      METAFLOW_PREBUILT_CACHE_DIR: cache,
+      METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local',
+      METAFLOW_PREBUILT_LOCAL_REGISTRY: services.registries!.plain.host,
+      METAFLOW_PREBUILT_BASE_IMAGE: services.baseImage!.ref,
+      METAFLOW_PREBUILT_IMAGE_NAMESPACE: namespace,
+      ...(services.dockerHost ? { DOCKER_HOST: services.dockerHost } : {}),
+      ...extra,
+    });
+
   afterAll(async () => {
     world?.server.clearFaults();
     await world?.close();
@@ -60,13 +86,7 @@ describe('interrupts', () => {
       await until(() => world.server.requests.some((r) => r.path.endsWith('/noarch/repodata.json')), 'the noarch repodata request', run);
       // The delayed answer has not come: the request is pending now.
       await new Promise((resolve) => setTimeout(resolve, 300));
-      const sent = Date.now();
-      run.child.kill('SIGINT');
-      const result = await run.result;
-      expect(result.code, result.output).toBe(130);
-      expect(Date.now() - sent).toBeLessThan(15_000);
-      expect(result.stderr).toMatch(/interrupted \(SIGINT\)/);
-      expect(stackLines(result.output)).toEqual([]);
+      await interrupt(run, 'SIGINT', 130, 15_000);
       expect(await files(flowDir)).toEqual(['small.py']);
     } finally {
       remove();
@@ -78,27 +98,11 @@ describe('interrupts', () => {
     world.server.clearRequests();
     const remove = world.server.fault(pythonPath, { type: 'delay', ms: 120_000 });
     try {
-      const run = startCli(['build', 'small.py'], {
-        cwd: lockedDir,
-        env: world.env({
-          METAFLOW_PREBUILT_CACHE_DIR: cache,
-          METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local',
-          METAFLOW_PREBUILT_LOCAL_REGISTRY: services.registries!.plain.host,
-          METAFLOW_PREBUILT_BASE_IMAGE: services.baseImage!.ref,
-          METAFLOW_PREBUILT_IMAGE_NAMESPACE: `reliability/interrupts-${process.pid}-${Date.now()}`,
-          ...(services.dockerHost ? { DOCKER_HOST: services.dockerHost } : {}),
-        }),
-      });
+      const run = startCli(['build', 'small.py'], { cwd: lockedDir, env: localBuildEnv(cache, `reliability/interrupts-${process.pid}-${Date.now()}`) });
       await run.waitFor(/materializing/);
       await until(() => world.server.requests.length > 0 && run.stderr.includes('materializing'), 'the download', run);
       await new Promise((resolve) => setTimeout(resolve, 1000));
-      const sent = Date.now();
-      run.child.kill('SIGINT');
-      const result = await run.result;
-      expect(result.code, result.output).toBe(130);
-      expect(Date.now() - sent).toBeLessThan(15_000);
-      expect(result.stderr).toMatch(/interrupted \(SIGINT\)/);
-      expect(stackLines(result.output)).toEqual([]);
+      await interrupt(run, 'SIGINT', 130, 15_000);
       const pkgs = await files(join(cache, 'pkgs'));
       expect(pkgs).not.toContain(pythonSha);
       expect(pkgs.filter((name) => name.endsWith('.lock'))).toEqual([]);
@@ -111,26 +115,9 @@ describe('interrupts', () => {
   itWith(['docker', 'registries', 'baseImage'], 'SIGTERM during the Docker build exits 143, pushes no tag and releases the build lock', async () => {
     const cache = join(world.dir, 'cache-build');
     const namespace = `reliability/interrupts-term-${process.pid}-${Date.now()}`;
-    const run = startCli(['build', 'small.py'], {
-      cwd: lockedDir,
-      env: world.env({
-        METAFLOW_PREBUILT_CACHE_DIR: cache,
-        METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local',
-        METAFLOW_PREBUILT_LOCAL_REGISTRY: services.registries!.plain.host,
-        METAFLOW_PREBUILT_BASE_IMAGE: services.baseImage!.ref,
-        METAFLOW_PREBUILT_IMAGE_NAMESPACE: namespace,
-        METAFLOW_PREBUILT_BUILD_SERVICE: 'docker',
-        DOCKER_HOST: services.dockerHost!,
-      }),
-    });
+    const run = startCli(['build', 'small.py'], { cwd: lockedDir, env: localBuildEnv(cache, namespace, { METAFLOW_PREBUILT_BUILD_SERVICE: 'docker' }) });
     await run.waitFor(/ building /, 300_000);
-    const sent = Date.now();
-    run.child.kill('SIGTERM');
-    const result = await run.result;
-    expect(result.code, result.output).toBe(143);
-    expect(Date.now() - sent).toBeLessThan(30_000);
-    expect(result.stderr).toMatch(/interrupted \(SIGTERM\)/);
-    expect(stackLines(result.output)).toEqual([]);
+    await interrupt(run, 'SIGTERM', 143, 30_000);
     const tags = await fetch(`http://${services.registries!.plain.host}/v2/${namespace}/tags/list`);
     expect(tags.status === 404 ? [] : (((await tags.json()) as { tags: string[] | null }).tags ?? [])).toEqual([]);
     expect(await files(join(cache, 'locks'))).toEqual([]);

@@ -4,15 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { usePrivateTmpdir } from '@prebuilt/fixtures';
-import {
-  CancelledError,
-  ConfigError,
-  EnvironmentError,
-  InputError,
-  Secret,
-  type BuildRequest,
-  type BuildResult,
-} from '@prebuilt/core/backend';
+import { CancelledError, ConfigError, EnvironmentError, InputError, Secret, type BuildRequest, type BuildResult } from '@prebuilt/core/backend';
 import buildxDefinition, { createBuildxBuildService } from './index.js';
 import { createFakeDocker, type FakeDocker } from './__testing__/fake-docker.js';
 

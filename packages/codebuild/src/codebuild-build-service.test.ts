@@ -5,14 +5,7 @@ import { CodeBuildClient } from '@aws-sdk/client-codebuild';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  CancelledError,
-  ConfigError,
-  InputError,
-  Secret,
-  type BuildRequest,
-  type BuildResult,
-} from '@prebuilt/core/backend';
+import { CancelledError, ConfigError, InputError, Secret, type BuildRequest, type BuildResult } from '@prebuilt/core/backend';
 import codebuildDefinition, { buildspec, createCodeBuildBuildService, type CodeBuildBuildServiceOptions } from './index.js';
 import { fakeCodeBuild } from './__testing__/fake-codebuild.js';
 import { startFakeS3, type FakeS3, usePrivateTmpdir } from '@prebuilt/fixtures';

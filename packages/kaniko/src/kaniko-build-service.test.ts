@@ -4,15 +4,7 @@ import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  CancelledError,
-  ConfigError,
-  EnvironmentError,
-  InputError,
-  Secret,
-  type BuildRequest,
-  type BuildResult,
-} from '@prebuilt/core/backend';
+import { CancelledError, ConfigError, EnvironmentError, InputError, Secret, type BuildRequest, type BuildResult } from '@prebuilt/core/backend';
 import kanikoDefinition, { createKanikoBuildService, DEFAULT_KANIKO_IMAGE, type KanikoBuildServiceOptions } from './index.js';
 import { FakeKubernetes, type FakeExecution } from './__testing__/fake-kubernetes.js';
 import { fakeKanikoExecutor } from './__testing__/fake-kaniko-executor.js';
