@@ -1,7 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
-import { Secret } from '@prebuilt/core/backend';
-import { headDigest } from '@prebuilt/fixtures';
+import { headDigest, pinnedImage, testRegistryCredentials } from '@prebuilt/fixtures';
 import buildxDefinition from './index.js';
 import { getServices } from '../../../test/services.js';
 
@@ -18,7 +17,7 @@ const missing = [
   ...(services.baseImage ? [] : ['test base image']),
 ];
 const skip = missing.length > 0 ? `missing ${missing.join(', ')}; test services: scripts/test-services.sh up` : false;
-const baseImage = services.baseImage ? `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}` : 'unused';
+const baseImage = services.baseImage ? pinnedImage(services.baseImage) : 'unused';
 
 runBuildServiceConformance({
   name: 'buildx (real docker buildx, Basic-auth test registry)',
@@ -27,11 +26,6 @@ runBuildServiceConformance({
   create: () => buildxDefinition.create({}, { env, cwd: process.cwd() }),
   baseImage,
   imageTag: (label) => `${services.registries!.basic.host}/prebuilt-conformance/buildx:${label}`,
-  pushCredentials: () => ({
-    registry: services.registries!.basic.host,
-    username: services.registries!.basic.username,
-    password: new Secret(services.registries!.basic.password),
-    source: 'test services',
-  }),
+  pushCredentials: () => testRegistryCredentials(services.registries!.basic),
   pushedDigest: (tag) => headDigest(tag, services.registries!.basic),
 });

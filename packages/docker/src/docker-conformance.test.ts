@@ -1,7 +1,6 @@
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
-import { Secret } from '@prebuilt/core/backend';
 import dockerDefinition from './index.js';
-import { headDigest } from '@prebuilt/fixtures';
+import { headDigest, pinnedImage, testRegistryCredentials } from '@prebuilt/fixtures';
 import { testServices } from './__fixtures__/services.js';
 
 const services = testServices();
@@ -11,7 +10,7 @@ const missing = [
   ...(services.baseImage ? [] : ['test base image']),
 ];
 const skip = missing.length > 0 ? `missing ${missing.join(', ')} (run scripts/test-services.sh up)` : false;
-const baseImage = services.baseImage ? `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}` : 'unused';
+const baseImage = services.baseImage ? pinnedImage(services.baseImage) : 'unused';
 
 for (const builder of ['legacy', 'buildkit'] as const) {
   runBuildServiceConformance({
@@ -32,11 +31,6 @@ runBuildServiceConformance({
   create: () => dockerDefinition.create({ dockerHost: services.dockerHost ?? undefined }, { env: process.env, cwd: process.cwd() }),
   baseImage,
   imageTag: (label) => `${services.registries!.basic.host}/prebuilt-conformance/docker:${label}`,
-  pushCredentials: () => ({
-    registry: services.registries!.basic.host,
-    username: services.registries!.basic.username,
-    password: new Secret(services.registries!.basic.password),
-    source: 'test services',
-  }),
+  pushCredentials: () => testRegistryCredentials(services.registries!.basic),
   pushedDigest: (tag) => headDigest(tag, services.registries!.basic),
 });

@@ -8,6 +8,7 @@ import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthError, ConfigError, PrebuiltError, RegistryError, Secret } from '@prebuilt/core/backend';
 import { resolveBackend } from '@prebuilt/core';
+import { pinnedImage } from '@prebuilt/fixtures';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import dockerhubDefinition, { createDockerHubRegistry } from './index.js';
 import { testServices } from './__fixtures__/services.js';
@@ -196,7 +197,7 @@ describe.skipIf(Boolean(skipReason))(`dockerhub against the local Bearer-token r
     const registry = await createDockerHubRegistry({ registry: registries!.token.host, env: { DOCKER_CONFIG: configDir }, client: fastClient });
     const identity = await registry.baseImageIdentity(services.baseImage!.ref, 'linux/amd64');
     expect(identity.digest).toBe(services.baseImage!.digest);
-    expect(identity.pinned).toBe(`${services.baseImage!.ref.replace(/:[^:/]+$/, '')}@${services.baseImage!.digest}`);
+    expect(identity.pinned).toBe(pinnedImage(services.baseImage!));
   });
 
   it('baseImageIdentity of a base image that does not exist is a RegistryError naming it', async () => {

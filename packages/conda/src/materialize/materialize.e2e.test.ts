@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeEnvId, MATERIALIZED_RECIPE_VERSION, type LockedEnv } from '@prebuilt/core';
-import { exampleImageLock, serveExampleFixtures, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
+import { exampleImageLock, pinnedImage, serveExampleFixtures, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
 import { PackageCache } from '../cache/package-cache.js';
 import { extractCondaPackage } from './conda-extract.js';
 import { createMaterializedRecipeRunner } from './recipe-runner.js';
@@ -54,7 +54,7 @@ describe.skipIf(skipReason !== undefined)(`materialized env in a real image${ski
   for (const format of ['.conda', '.tar.bz2'] as const) {
     it(`builds and runs the env (tinytool as ${format})`, async () => {
       const lock = lockWith(format);
-      const base = { ref: svc.baseImage!.ref, digest: svc.baseImage!.digest, pinned: `${svc.baseImage!.ref.replace(/:[^/:]+$/, '')}@${svc.baseImage!.digest}` };
+      const base = { ref: svc.baseImage!.ref, digest: svc.baseImage!.digest, pinned: pinnedImage(svc.baseImage!) };
       const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(work, 'cache') }) });
       const envId = computeEnvId({ lock, baseDigest: base.digest, recipe: runner });
       const prefix = `/opt/prebuilt/envs/${envId}`;

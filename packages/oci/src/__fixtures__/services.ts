@@ -1,6 +1,7 @@
 // The shared test services (scripts/test-services.sh, provided by test/global-setup.ts).
 import { randomBytes } from 'node:crypto';
-import { RegistryClient, Secret, type RegistryCredentials } from '@prebuilt/core/backend';
+import { RegistryClient, type RegistryCredentials } from '@prebuilt/core/backend';
+import { pinnedImage, testRegistryCredentials } from '@prebuilt/fixtures';
 import { getServices, missingFor, type TestServices } from '../../../../test/services.js';
 
 export { getServices, missingFor, type TestServices };
@@ -9,8 +10,7 @@ export const services: TestServices = getServices();
 
 /** The test base image pinned by digest, or undefined when the services lack it. */
 export function pinnedBase(): string | undefined {
-  const base = services.baseImage;
-  return base ? `${base.ref.replace(/:[^:/]+$/, '')}@${base.digest}` : undefined;
+  return services.baseImage ? pinnedImage(services.baseImage) : undefined;
 }
 
 export function uniqueRepo(prefix: string): string {
@@ -18,8 +18,7 @@ export function uniqueRepo(prefix: string): string {
 }
 
 export function credentialsFor(flavour: 'basic' | 'token'): RegistryCredentials {
-  const r = services.registries![flavour];
-  return { registry: r.host, username: r.username, password: new Secret(r.password), source: 'test services' };
+  return testRegistryCredentials(services.registries![flavour]);
 }
 
 /** The digest the registry has under a tag, or undefined. */
