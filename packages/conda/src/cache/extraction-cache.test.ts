@@ -1,7 +1,8 @@
 import { lstat, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixtureCondaFile, fixtureLock, serveExampleFixtures, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fixtureCondaFile, fixtureLock } from '@prebuilt/fixtures';
+import { useExampleChannel } from '../__fixtures__/example-channel.js';
 import type { LockedEnv } from '@prebuilt/core';
 import { materializeEnv } from '../materialize/materialize.js';
 import { writeDeterministicTar } from '../materialize/deterministic-tar.js';
@@ -10,24 +11,19 @@ import { PackageCache } from './package-cache.js';
 
 const PREFIX = '/opt/prebuilt/envs/fedcba9876543210';
 
-let example: ServedExample | undefined;
-let work: string;
-let fixtures: GeneratedFixtures;
-let server: FixtureServer;
+const example = useExampleChannel('prebuilt-extraction-cache-');
 let lock: LockedEnv;
 
-beforeAll(async () => {
-  example = await serveExampleFixtures('prebuilt-extraction-cache-', { python: false });
-  ({ work, fixtures, server } = example);
+beforeAll(() => {
+  const { fixtures, server } = example;
   const file = (name: string, format: string) => fixtureCondaFile(fixtures, name, format);
   lock = fixtureLock(fixtures, server, {
     conda: [file('tinyframe', '.tar.bz2'), file('tinycli', '.conda'), file('tinytool', '.conda')],
     wheels: [],
   });
 });
-afterAll(() => example?.close());
 
-const tarSha = async (dir: string, name: string): Promise<string> => (await writeDeterministicTar(dir, join(work, `${name}.tar`), { root: 'prefix', mtime: 0 })).sha256;
+const tarSha = async (dir: string, name: string): Promise<string> => (await writeDeterministicTar(dir, join(example.work, `${name}.tar`), { root: 'prefix', mtime: 0 })).sha256;
 
 /** A regular file of the prefix that is a hard link (nlink > 1), relative to it. */
 async function linkedFile(dir: string): Promise<string | undefined> {
@@ -41,34 +37,34 @@ async function linkedFile(dir: string): Promise<string | undefined> {
 
 describe('the extraction cache (materializeEnv)', () => {
   it('links a rebuild from the cache: the same bytes as without it, hard links to the cache, nothing extracted again', async () => {
-    const cacheDir = join(work, 'cache-a');
-    await materializeEnv({ lock, prefix: PREFIX, outDir: join(work, 'plain'), cache: new PackageCache({ cacheDir }), extractionCache: false, mtime: 0 });
+    const cacheDir = join(example.work, 'cache-a');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(example.work, 'plain'), cache: new PackageCache({ cacheDir }), extractionCache: false, mtime: 0 });
     expect(await readdir(join(cacheDir, 'extracted')).catch(() => [])).toEqual([]);
-    await materializeEnv({ lock, prefix: PREFIX, outDir: join(work, 'first'), cache: new PackageCache({ cacheDir }), mtime: 0 });
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(example.work, 'first'), cache: new PackageCache({ cacheDir }), mtime: 0 });
     const entries = (await readdir(join(cacheDir, 'extracted'))).sort();
     expect(entries).toHaveLength(3);
     const manifests = await Promise.all(entries.map((e) => lstat(join(cacheDir, 'extracted', e, 'manifest.json'))));
-    await materializeEnv({ lock, prefix: PREFIX, outDir: join(work, 'second'), cache: new PackageCache({ cacheDir }), mtime: 0 });
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(example.work, 'second'), cache: new PackageCache({ cacheDir }), mtime: 0 });
     // The same entries, not extracted again (the same manifest inodes).
     expect((await readdir(join(cacheDir, 'extracted'))).sort()).toEqual(entries);
     const again = await Promise.all(entries.map((e) => lstat(join(cacheDir, 'extracted', e, 'manifest.json'))));
     expect(again.map((s) => s.ino)).toEqual(manifests.map((s) => s.ino));
-    expect(await linkedFile(join(work, 'second'))).toBeDefined();
-    const plain = await tarSha(join(work, 'plain'), 'plain');
-    expect(await tarSha(join(work, 'first'), 'first')).toBe(plain);
-    expect(await tarSha(join(work, 'second'), 'second')).toBe(plain);
+    expect(await linkedFile(join(example.work, 'second'))).toBeDefined();
+    const plain = await tarSha(join(example.work, 'plain'), 'plain');
+    expect(await tarSha(join(example.work, 'first'), 'first')).toBe(plain);
+    expect(await tarSha(join(example.work, 'second'), 'second')).toBe(plain);
   });
 
   it('extracts a package again when a cached file was changed, also through a hard link in a prefix, and never serves the change', async () => {
-    const cacheDir = join(work, 'cache-b');
-    const first = join(work, 'b-first');
+    const cacheDir = join(example.work, 'cache-b');
+    const first = join(example.work, 'b-first');
     await materializeEnv({ lock, prefix: PREFIX, outDir: first, cache: new PackageCache({ cacheDir }), mtime: 0 });
     const expected = await tarSha(first, 'b-expected');
     const rel = (await linkedFile(first))!;
     const original = await readFile(join(first, rel));
     // Written through the prefix's hard link (as a tool editing the built prefix in place would).
     await writeFile(join(first, rel), 'tampered\n');
-    const second = join(work, 'b-second');
+    const second = join(example.work, 'b-second');
     await materializeEnv({ lock, prefix: PREFIX, outDir: second, cache: new PackageCache({ cacheDir }), mtime: 0 });
     expect(await readFile(join(second, rel))).toEqual(original);
     expect(await tarSha(second, 'b-second')).toBe(expected);
@@ -77,9 +73,9 @@ describe('the extraction cache (materializeEnv)', () => {
   });
 
   it('removes entries unused for the prune period, keeps recent ones', async () => {
-    const dir = join(work, 'cache-c', 'extracted');
-    const cacheDir = join(work, 'cache-c');
-    await materializeEnv({ lock, prefix: PREFIX, outDir: join(work, 'c-env'), cache: new PackageCache({ cacheDir }), mtime: 0 });
+    const dir = join(example.work, 'cache-c', 'extracted');
+    const cacheDir = join(example.work, 'cache-c');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(example.work, 'c-env'), cache: new PackageCache({ cacheDir }), mtime: 0 });
     const [old, ...recent] = await readdir(dir);
     const past = new Date(Date.now() - (PRUNE_AFTER_DAYS + 1) * 86_400_000);
     await utimes(join(dir, old!, 'manifest.json'), past, past);

@@ -1,32 +1,28 @@
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixtureLock, serveExampleFixtures, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fixtureLock } from '@prebuilt/fixtures';
+import { useExampleChannel } from '../__fixtures__/example-channel.js';
 import type { EnvProgress, LockedEnv } from '@prebuilt/core';
 import { createEnvMaterializer } from './env-materializer.js';
 import type { MaterializeResult } from './materialize.js';
 
-let example: ServedExample | undefined;
-let work: string;
-let fixtures: GeneratedFixtures;
-let server: FixtureServer;
+const example = useExampleChannel('prebuilt-env-materializer-');
 let lock: LockedEnv;
 
-beforeAll(async () => {
-  example = await serveExampleFixtures('prebuilt-env-materializer-', { python: false });
-  ({ work, fixtures, server } = example);
+beforeAll(() => {
+  const { fixtures, server } = example;
   const tinycli = fixtures.channel.artifacts.find((a) => a.record.name === 'tinycli' && a.format === '.conda')!.filename;
   const tinyhttp = fixtures.index.wheels.filter((w) => w.project === 'tinyhttp').map((w) => w.filename);
   lock = fixtureLock(fixtures, server, { conda: [tinycli], wheels: tinyhttp }, { pypiRequested: ['tinyhttp'], condaRequested: ['tinycli'] });
 });
-afterAll(() => example?.close());
 
 describe('createEnvMaterializer (core\'s EnvMaterializer contract)', () => {
   it('lays the prefix out where core says, reports downloads then installs, and returns the per-package entries', async () => {
     const materialized: [string, MaterializeResult][] = [];
-    const materializer = createEnvMaterializer({ cacheDir: join(work, 'cache'), onMaterialized: (envId, result) => materialized.push([envId, result]) });
+    const materializer = createEnvMaterializer({ cacheDir: join(example.work, 'cache'), onMaterialized: (envId, result) => materialized.push([envId, result]) });
     const progress: EnvProgress[] = [];
-    const outDir = join(work, 'context', 'prefix');
+    const outDir = join(example.work, 'context', 'prefix');
     const result = await materializer.materialize({ lock, envId: 'abc', prefix: '/opt/prebuilt/env', outDir, onProgress: (p) => progress.push(p) });
     expect(result.packages.map((p) => p.filename)).toEqual(lock.packages.map((p) => p.filename));
     await expect(lstat(join(outDir, 'bin', 'tinycli'))).resolves.toBeTruthy();

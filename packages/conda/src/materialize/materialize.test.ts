@@ -1,8 +1,9 @@
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { extract } from 'tar-stream';
-import { fixtureCondaFile, fixtureLock, serveExampleFixtures, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
+import { fixtureCondaFile, fixtureLock } from '@prebuilt/fixtures';
+import { useExampleChannel } from '../__fixtures__/example-channel.js';
 import type { LockedEnv } from '@prebuilt/core';
 import { PackageCache } from '../cache/package-cache.js';
 import { PackageIntegrityError } from '../cache/errors.js';
@@ -11,15 +12,11 @@ import { writeDeterministicTar, sourceDateEpoch } from './deterministic-tar.js';
 
 const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
 
-let example: ServedExample | undefined;
-let work: string;
-let fixtures: GeneratedFixtures;
-let server: FixtureServer;
+const example = useExampleChannel('prebuilt-materialize-');
 let lock: LockedEnv;
 
-beforeAll(async () => {
-  example = await serveExampleFixtures('prebuilt-materialize-', { python: false });
-  ({ work, fixtures, server } = example);
+beforeAll(() => {
+  const { fixtures, server } = example;
   const file = (name: string, format: string) => fixtureCondaFile(fixtures, name, format);
   lock = fixtureLock(
     fixtures,
@@ -37,7 +34,6 @@ beforeAll(async () => {
     { pypiRequested: ['tinyhttp', 'tinyplot'], condaRequested: ['tinycli', 'tinytool'] },
   );
 });
-afterAll(() => example?.close());
 
 async function tarEntries(file: string): Promise<{ name: string; mode: number; uid: number; gid: number; mtime: number; type: string }[]> {
   const out: { name: string; mode: number; uid: number; gid: number; mtime: number; type: string }[] = [];
@@ -56,9 +52,9 @@ async function tarEntries(file: string): Promise<{ name: string; mode: number; u
 
 describe('materializeEnv', () => {
   it('lays out conda packages and wheels with conda-meta, and a second run downloads nothing', async () => {
-    const cacheDir = join(work, 'cache-a');
-    const out = join(work, 'env-a');
-    server.clearRequests();
+    const cacheDir = join(example.work, 'cache-a');
+    const out = join(example.work, 'env-a');
+    example.server.clearRequests();
     const progress: string[] = [];
     const result = await materializeEnv({
       lock,
@@ -67,7 +63,7 @@ describe('materializeEnv', () => {
       cache: new PackageCache({ cacheDir }),
       onProgress: (p) => progress.push(p.phase),
     });
-    const packageRequests = server.requests.filter((r) => /\.(conda|tar\.bz2|whl)$/.test(r.path));
+    const packageRequests = example.server.requests.filter((r) => /\.(conda|tar\.bz2|whl)$/.test(r.path));
     expect(packageRequests).toHaveLength(lock.packages.length);
     expect(result.filesDownloaded).toBe(lock.packages.length);
     expect(progress).toContain('download');
@@ -86,10 +82,10 @@ describe('materializeEnv', () => {
     const tinytoolMeta = JSON.parse(await readFile(join(out, 'conda-meta', meta.find((m) => m.startsWith('tinytool'))!), 'utf8'));
     expect(tinytoolMeta.requested_spec).toBe('tinytool');
     expect(tinytoolMeta.url).toBe(lock.packages.find((p) => p.name === 'tinytool')!.url);
-    expect(tinytoolMeta.channel).toBe(server.channelUrls.main);
+    expect(tinytoolMeta.channel).toBe(example.server.channelUrls.main);
     const history = await readFile(join(out, 'conda-meta/history'), 'utf8');
     expect(history).toMatch(/^==> 1970-01-01 00:00:00 <==\n# cmd: prebuilt materialize/);
-    expect(history).toContain(`+${server.channelUrls.main}::tinytool-1.0.0-`);
+    expect(history).toContain(`+${example.server.channelUrls.main}::tinytool-1.0.0-`);
 
     // wheels
     expect(await readFile(join(out, 'bin/tinyhttp'), 'utf8')).toContain('from tinyhttp.cli import main');
@@ -104,25 +100,25 @@ describe('materializeEnv', () => {
     expect(info.mtimeMs).toBe(sourceDateEpoch() * 1000);
 
     // the second materialize of the same lock downloads nothing
-    server.clearRequests();
-    const again = await materializeEnv({ lock, prefix: PREFIX, outDir: join(work, 'env-a2'), cache: new PackageCache({ cacheDir }) });
-    expect(server.requests).toHaveLength(0);
+    example.server.clearRequests();
+    const again = await materializeEnv({ lock, prefix: PREFIX, outDir: join(example.work, 'env-a2'), cache: new PackageCache({ cacheDir }) });
+    expect(example.server.requests).toHaveLength(0);
     expect(again.filesDownloaded).toBe(0);
-    expect((await readdir(work)).filter((n) => n.includes('.partial-'))).toEqual([]);
+    expect((await readdir(example.work)).filter((n) => n.includes('.partial-'))).toEqual([]);
   });
 
   it('gives byte-identical tars from two cache directories, with sorted entries, uid/gid 0, fixed mtimes and normalised modes', async () => {
     const results = [];
     for (const name of ['b', 'c']) {
-      const out = join(work, `env-${name}`);
-      await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(work, `cache-${name}`) }), mtime: 1_700_000_000 });
-      results.push(await writeDeterministicTar(out, join(work, `env-${name}.tar`), { root: 'prefix', mtime: 1_700_000_000, extraFiles: [{ path: 'Dockerfile', content: 'FROM scratch\n' }] }));
+      const out = join(example.work, `env-${name}`);
+      await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(example.work, `cache-${name}`) }), mtime: 1_700_000_000 });
+      results.push(await writeDeterministicTar(out, join(example.work, `env-${name}.tar`), { root: 'prefix', mtime: 1_700_000_000, extraFiles: [{ path: 'Dockerfile', content: 'FROM scratch\n' }] }));
     }
     expect(results[0]!.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(results[1]!.sha256).toBe(results[0]!.sha256);
-    expect((await readFile(join(work, 'env-b.tar'))).equals(await readFile(join(work, 'env-c.tar')))).toBe(true);
+    expect((await readFile(join(example.work, 'env-b.tar'))).equals(await readFile(join(example.work, 'env-c.tar')))).toBe(true);
 
-    const entries = await tarEntries(join(work, 'env-b.tar'));
+    const entries = await tarEntries(join(example.work, 'env-b.tar'));
     const names = entries.map((e) => e.name);
     expect(names).toEqual([...names].sort((a, b) => Buffer.compare(Buffer.from(a.replace(/\/$/, '')), Buffer.from(b.replace(/\/$/, '')))));
     expect(names[0]).toBe('Dockerfile');
@@ -140,12 +136,12 @@ describe('materializeEnv', () => {
     expect(entries.find((e) => e.name === 'prefix/bin/tt')!.type).toBe('symlink');
   });
 
-  it('fails with the URL and both hashes when the server serves a corrupted file, leaving no env behind', async () => {
+  it('fails with the URL and both hashes when the example.server serves a corrupted file, leaving no env behind', async () => {
     const target = lock.packages.find((p) => p.name === 'tinyframe')!;
-    const remove = server.fault(new URL(target.url).pathname, { type: 'corrupt' });
-    const out = join(work, 'env-corrupt');
+    const remove = example.server.fault(new URL(target.url).pathname, { type: 'corrupt' });
+    const out = join(example.work, 'env-corrupt');
     try {
-      const error = await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(work, 'cache-corrupt') }) }).catch((e: unknown) => e);
+      const error = await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(example.work, 'cache-corrupt') }) }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(PackageIntegrityError);
       expect((error as Error).message).toContain(target.url);
       expect((error as Error).message).toContain(`expected sha256 ${target.sha256}`);
@@ -157,7 +153,7 @@ describe('materializeEnv', () => {
   });
 
   it('refuses a relative prefix', async () => {
-    await expect(materializeEnv({ lock, prefix: 'opt/env', outDir: join(work, 'x'), cache: new PackageCache({ cacheDir: join(work, 'cache-a') }) })).rejects.toThrow(
+    await expect(materializeEnv({ lock, prefix: 'opt/env', outDir: join(example.work, 'x'), cache: new PackageCache({ cacheDir: join(example.work, 'cache-a') }) })).rejects.toThrow(
       /not a normalised absolute path/,
     );
   });

@@ -1,7 +1,8 @@
 import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixtureCondaFile, fixtureLock, serveExampleFixtures, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fixtureCondaFile, fixtureLock } from '@prebuilt/fixtures';
+import { useExampleChannel } from '../__fixtures__/example-channel.js';
 import { parsePrefixLayers, PREFIX_LAYERS_FILE, type LockedEnv } from '@prebuilt/core';
 import { PackageCache } from '../cache/package-cache.js';
 import { isEnvSpecificEntry, materializeEnv } from './materialize.js';
@@ -9,15 +10,11 @@ import { createMaterializedRecipeRunner } from './recipe-runner.js';
 
 const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
 
-let example: ServedExample | undefined;
-let work: string;
-let fixtures: GeneratedFixtures;
-let server: FixtureServer;
+const example = useExampleChannel('prebuilt-package-files-');
 let lock: LockedEnv;
 
-beforeAll(async () => {
-  example = await serveExampleFixtures('prebuilt-package-files-', { python: false });
-  ({ work, fixtures, server } = example);
+beforeAll(() => {
+  const { fixtures, server } = example;
   const file = (name: string, format: string) => fixtureCondaFile(fixtures, name, format);
   lock = fixtureLock(
     fixtures,
@@ -29,12 +26,11 @@ beforeAll(async () => {
     { pypiRequested: ['tinyhttp'], condaRequested: ['tinycli'] },
   );
 });
-afterAll(() => example?.close());
 
 describe('materializeEnv packageFiles (per-package layers)', () => {
   it('lists, per package in lock order, the entries it installed; env-specific entries in none', async () => {
-    const out = join(work, 'env');
-    const result = await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(work, 'cache') }) });
+    const out = join(example.work, 'env');
+    const result = await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(example.work, 'cache') }) });
     expect(result.packageFiles.map((p) => p.filename)).toEqual(lock.packages.map((p) => p.filename));
     const all = result.packageFiles.flatMap((p) => p.files);
     expect(new Set(all).size).toBe(all.length);
@@ -61,7 +57,7 @@ describe('materializeEnv packageFiles (per-package layers)', () => {
   });
 
   it('the recipe runner writes prefix-layers.json beside the prefix (not inside it)', async () => {
-    const runner = createMaterializedRecipeRunner({ cacheDir: join(work, 'cache'), tempDir: work });
+    const runner = createMaterializedRecipeRunner({ cacheDir: join(example.work, 'cache'), tempDir: example.work });
     const base = { ref: 'x', digest: `sha256:${'a'.repeat(64)}`, pinned: `127.0.0.1:5000/base@sha256:${'a'.repeat(64)}` };
     const prepared = await runner.prepare({ lock, envId: '0123456789abcdef', prefix: PREFIX, base });
     try {
