@@ -10,21 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { exampleFixtureSet, generateFixtures, startFixtureServer, type CondaPackageSpec, type FixtureServer } from '@prebuilt/fixtures';
+import { exampleFixtureSet, generateFixtures, standInPython, startFixtureServer, type FixtureServer } from '@prebuilt/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/prebuilt.js', import.meta.url));
 const DIST = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 
-const python = (version: string, subdir: 'linux-64' | 'linux-aarch64' = 'linux-64'): CondaPackageSpec => ({
-  name: 'python',
-  version,
-  subdir,
-  depends: ['__glibc >=2.17'],
-  files: [{ path: 'bin/python-fixture', content: `#!/bin/sh\necho ${version}\n`, mode: 0o755 }],
-  formats: ['.conda'],
-});
+const python = standInPython;
 
 const FLOW = (train: string) => `from metaflow import FlowSpec, step, conda, conda_base, pypi
 

@@ -1,7 +1,6 @@
 import { lstat, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fixtureCondaFile, fixtureLock } from '@prebuilt/fixtures';
 import { useExampleChannel } from '../__fixtures__/example-channel.js';
 import type { LockedEnv } from '@prebuilt/core';
 import { materializeEnv } from '../materialize/materialize.js';
@@ -15,12 +14,8 @@ const example = useExampleChannel('prebuilt-extraction-cache-');
 let lock: LockedEnv;
 
 beforeAll(() => {
-  const { fixtures, server } = example;
-  const file = (name: string, format: string) => fixtureCondaFile(fixtures, name, format);
-  lock = fixtureLock(fixtures, server, {
-    conda: [file('tinyframe', '.tar.bz2'), file('tinycli', '.conda'), file('tinytool', '.conda')],
-    wheels: [],
-  });
+  const { condaFile } = example;
+  lock = example.lock({ conda: [condaFile('tinyframe', '.tar.bz2'), condaFile('tinycli', '.conda'), condaFile('tinytool', '.conda')], wheels: [] });
 });
 
 const tarSha = async (dir: string, name: string): Promise<string> => (await writeDeterministicTar(dir, join(example.work, `${name}.tar`), { root: 'prefix', mtime: 0 })).sha256;

@@ -1,7 +1,6 @@
 import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fixtureLock } from '@prebuilt/fixtures';
 import { useExampleChannel } from '../__fixtures__/example-channel.js';
 import type { EnvProgress, LockedEnv } from '@prebuilt/core';
 import { createEnvMaterializer } from './env-materializer.js';
@@ -11,10 +10,8 @@ const example = useExampleChannel('prebuilt-env-materializer-');
 let lock: LockedEnv;
 
 beforeAll(() => {
-  const { fixtures, server } = example;
-  const tinycli = fixtures.channel.artifacts.find((a) => a.record.name === 'tinycli' && a.format === '.conda')!.filename;
-  const tinyhttp = fixtures.index.wheels.filter((w) => w.project === 'tinyhttp').map((w) => w.filename);
-  lock = fixtureLock(fixtures, server, { conda: [tinycli], wheels: tinyhttp }, { pypiRequested: ['tinyhttp'], condaRequested: ['tinycli'] });
+  const tinyhttp = example.fixtures.index.wheels.filter((w) => w.project === 'tinyhttp').map((w) => w.filename);
+  lock = example.lock({ conda: [example.condaFile('tinycli', '.conda')], wheels: tinyhttp }, { pypiRequested: ['tinyhttp'], condaRequested: ['tinycli'] });
 });
 
 describe('createEnvMaterializer (core\'s EnvMaterializer contract)', () => {

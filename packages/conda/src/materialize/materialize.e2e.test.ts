@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeEnvId, MATERIALIZED_RECIPE_VERSION, type LockedEnv } from '@prebuilt/core';
-import { exampleImageLock, pinnedImage, serveExampleFixtures, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
+import { exampleImageLock, pinnedImage, serveExampleFixtures, type ServedExample } from '@prebuilt/fixtures';
 import { PackageCache } from '../cache/package-cache.js';
 import { extractCondaPackage } from './conda-extract.js';
 import { createMaterializedRecipeRunner } from './recipe-runner.js';
@@ -34,28 +34,24 @@ const docker = (args: string[], timeout = 300_000) =>
   exec('docker', args, { env: { ...process.env, DOCKER_HOST: svc.dockerHost! }, maxBuffer: 64 << 20, timeout });
 
 describe.skipIf(skipReason !== undefined)(`materialized env in a real image${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
-  let example: ServedExample | undefined;
-  let work: string;
-  let fixtures: GeneratedFixtures;
-  let server: FixtureServer;
+  let example: ServedExample;
   const images: string[] = [];
 
   beforeAll(async () => {
     example = await serveExampleFixtures('prebuilt-e2e-materialize-');
-    ({ work, fixtures, server } = example);
   });
   afterAll(async () => {
     for (const image of images) await docker(['rmi', '-f', image]).catch(() => undefined);
     await example?.close();
   });
 
-  const lockWith = (tinytoolFormat: '.conda' | '.tar.bz2'): LockedEnv => exampleImageLock(fixtures, server, tinytoolFormat);
+  const lockWith = (tinytoolFormat: '.conda' | '.tar.bz2'): LockedEnv => exampleImageLock(example.fixtures, example.server, tinytoolFormat);
 
   for (const format of ['.conda', '.tar.bz2'] as const) {
     it(`builds and runs the env (tinytool as ${format})`, async () => {
       const lock = lockWith(format);
       const base = { ref: svc.baseImage!.ref, digest: svc.baseImage!.digest, pinned: pinnedImage(svc.baseImage!) };
-      const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(work, 'cache') }) });
+      const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(example.work, 'cache') }) });
       const envId = computeEnvId({ lock, baseDigest: base.digest, recipe: runner });
       const prefix = `/opt/prebuilt/envs/${envId}`;
       const prepared = await runner.prepare({ lock, envId, prefix, base });
@@ -102,7 +98,7 @@ describe.skipIf(skipReason !== undefined)(`materialized env in a real image${ski
       expect(sections['tt config']).toBe(`data_dir = ${prefix}/share/tinytool`);
       expect(sections['tinytool binary-prefix']).toBe(`${prefix}/share/tinytool`);
       // The binary file keeps its length in the package.
-      const artifact = fixtures.channel.artifacts.find((a) => a.filename === lock.packages.find((p) => p.name === 'tinytool')!.filename)!;
+      const artifact = example.fixtures.channel.artifacts.find((a) => a.filename === lock.packages.find((p) => p.name === 'tinytool')!.filename)!;
       const original = await originalSize(artifact.bytes, artifact.filename, 'share/tinytool/data.bin');
       expect(Number(sections['data.bin size'])).toBe(original);
       expect(sections.skip).toBe('1');

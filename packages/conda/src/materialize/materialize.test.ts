@@ -2,7 +2,6 @@ import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { extract } from 'tar-stream';
-import { fixtureCondaFile, fixtureLock } from '@prebuilt/fixtures';
 import { useExampleChannel } from '../__fixtures__/example-channel.js';
 import type { LockedEnv } from '@prebuilt/core';
 import { PackageCache } from '../cache/package-cache.js';
@@ -16,23 +15,16 @@ const example = useExampleChannel('prebuilt-materialize-');
 let lock: LockedEnv;
 
 beforeAll(() => {
-  const { fixtures, server } = example;
-  const file = (name: string, format: string) => fixtureCondaFile(fixtures, name, format);
-  lock = fixtureLock(
-    fixtures,
-    server,
-    {
-      conda: [
-        fixtures.channel.artifacts.find((a) => a.record.name === 'tinynum' && a.record.version === '1.4.0')!.filename,
-        file('tinyframe', '.tar.bz2'),
-        file('tinycli', '.conda'),
-        file('tinytool', '.conda'),
-        file('tinypost', '.tar.bz2'),
-      ],
-      wheels: fixtures.index.wheels.filter((w) => ['tinyhttp', 'tinyplot'].includes(w.project) || w.filename.startsWith('tinyurl-1.1.0')).map((w) => w.filename),
-    },
-    { pypiRequested: ['tinyhttp', 'tinyplot'], condaRequested: ['tinycli', 'tinytool'] },
-  );
+  const { fixtures, condaFile } = example;
+  const conda = [
+    fixtures.channel.artifacts.find((a) => a.record.name === 'tinynum' && a.record.version === '1.4.0')!.filename,
+    condaFile('tinyframe', '.tar.bz2'),
+    condaFile('tinycli', '.conda'),
+    condaFile('tinytool', '.conda'),
+    condaFile('tinypost', '.tar.bz2'),
+  ];
+  const wheels = fixtures.index.wheels.filter((w) => ['tinyhttp', 'tinyplot'].includes(w.project) || w.filename.startsWith('tinyurl-1.1.0')).map((w) => w.filename);
+  lock = example.lock({ conda, wheels }, { pypiRequested: ['tinyhttp', 'tinyplot'], condaRequested: ['tinycli', 'tinytool'] });
 });
 
 async function tarEntries(file: string): Promise<{ name: string; mode: number; uid: number; gid: number; mtime: number; type: string }[]> {

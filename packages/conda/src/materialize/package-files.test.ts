@@ -1,7 +1,6 @@
 import { lstat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fixtureCondaFile, fixtureLock } from '@prebuilt/fixtures';
 import { useExampleChannel } from '../__fixtures__/example-channel.js';
 import { parsePrefixLayers, PREFIX_LAYERS_FILE, type LockedEnv } from '@prebuilt/core';
 import { PackageCache } from '../cache/package-cache.js';
@@ -14,17 +13,10 @@ const example = useExampleChannel('prebuilt-package-files-');
 let lock: LockedEnv;
 
 beforeAll(() => {
-  const { fixtures, server } = example;
-  const file = (name: string, format: string) => fixtureCondaFile(fixtures, name, format);
-  lock = fixtureLock(
-    fixtures,
-    server,
-    {
-      conda: [file('tinyframe', '.tar.bz2'), file('tinycli', '.conda'), file('tinytool', '.conda')],
-      wheels: fixtures.index.wheels.filter((w) => ['tinyhttp'].includes(w.project)).map((w) => w.filename),
-    },
-    { pypiRequested: ['tinyhttp'], condaRequested: ['tinycli'] },
-  );
+  const { fixtures, condaFile } = example;
+  const conda = [condaFile('tinyframe', '.tar.bz2'), condaFile('tinycli', '.conda'), condaFile('tinytool', '.conda')];
+  const wheels = fixtures.index.wheels.filter((w) => w.project === 'tinyhttp').map((w) => w.filename);
+  lock = example.lock({ conda, wheels }, { pypiRequested: ['tinyhttp'], condaRequested: ['tinycli'] });
 });
 
 describe('materializeEnv packageFiles (per-package layers)', () => {

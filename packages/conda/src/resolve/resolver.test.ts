@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { EnvironmentError, ResolutionError, type EnvPins, type EnvRequest, type LockedEnv } from '@prebuilt/core';
-import { generateFixtures, exampleFixtureSet, startFixtureServer, type FixtureServer, type CondaPackageSpec } from '@prebuilt/fixtures';
+import { generateFixtures, exampleFixtureSet, standInPython, startFixtureServer, type FixtureServer, type CondaPackageSpec } from '@prebuilt/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createResolver, type Resolver, type ResolverOptions } from './resolver.js';
 
@@ -17,14 +17,7 @@ const pins: EnvPins = { conda: { requests: '>=2.21.0' }, pypi: {} };
 const pypiPins: EnvPins = { conda: {}, pypi: { requests: '>=2.21.0', boto3: '>=1.14.0' } };
 
 /** A stand-in conda `python` (only its metadata matters to a solver). */
-const python = (version: string, subdir: 'linux-64' | 'linux-aarch64'): CondaPackageSpec => ({
-  name: 'python',
-  version,
-  subdir,
-  depends: ['__glibc >=2.17'],
-  files: [{ path: 'bin/python-fixture', content: `#!/bin/sh\necho ${version}\n`, mode: 0o755 }],
-  formats: ['.conda'],
-});
+const python = standInPython;
 
 const mainExtra: CondaPackageSpec[] = [
   python('3.11.9', 'linux-64'),
