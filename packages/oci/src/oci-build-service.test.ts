@@ -20,7 +20,7 @@ import {
 } from '@prebuilt/core/backend';
 import { computeEnvId, envPrefix, type LockedEnv } from '@prebuilt/core';
 import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
-import { exampleImageLock, fixtureLock, generateFixtures, serveExampleFixtures, startFixtureServer, syntheticFixtureSet, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
+import { exampleImageLock, fixtureLock, outputSections, generateFixtures, serveExampleFixtures, startFixtureServer, syntheticFixtureSet, type FixtureServer, type GeneratedFixtures, type ServedExample } from '@prebuilt/fixtures';
 import { pushImageIndex } from './image-index.js';
 import { LAYER_FORMAT_ID } from './layer-codec.js';
 import { GROUPING } from './layering.js';
@@ -140,15 +140,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: a materialized 
       'echo "== digest"; echo ok',
     ].join('\n');
     const { stdout } = await exec('docker', ['run', '--rm', '--network=host', tag, 'sh', '-c', script], { env, timeout: 120_000 });
-    const sections = Object.fromEntries(
-      stdout
-        .split(/^== /m)
-        .filter(Boolean)
-        .map((part) => {
-          const [head = '', ...rest] = part.split('\n');
-          return [head.trim(), rest.join('\n').trim()];
-        }),
-    );
+    const sections = outputSections(stdout);
     expect(sections['python']).toBe(`${prefix}/bin/python`);
     expect(sections['imports']).toBe(`${prefix}/bin/python\n2.0 1.1.0 True True`);
     expect(sections['tinycli']).toBe('tinycli 2.0.0 mean=2.0');

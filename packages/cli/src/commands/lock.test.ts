@@ -5,12 +5,11 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { exampleFixtureSet, generateFixtures, standInPython, startFixtureServer, type FixtureServer } from '@prebuilt/fixtures';
+import { closedPort, exampleFixtureSet, generateFixtures, standInPython, startFixtureServer, type FixtureServer } from '@prebuilt/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
@@ -101,13 +100,6 @@ async function project(train = '{"tinycli": ""}'): Promise<string> {
   return cwd;
 }
 
-async function closedPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 interface LockJson {
   ok: boolean;

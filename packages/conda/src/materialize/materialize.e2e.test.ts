@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeEnvId, MATERIALIZED_RECIPE_VERSION, type LockedEnv } from '@prebuilt/core';
-import { exampleImageLock, pinnedImage, serveExampleFixtures, type ServedExample } from '@prebuilt/fixtures';
+import { exampleImageLock, outputSections, pinnedImage, serveExampleFixtures, type ServedExample } from '@prebuilt/fixtures';
 import { PackageCache } from '../cache/package-cache.js';
 import { extractCondaPackage } from './conda-extract.js';
 import { createMaterializedRecipeRunner } from './recipe-runner.js';
@@ -76,15 +76,7 @@ describe.skipIf(skipReason !== undefined)(`materialized env in a real image${ski
         'echo "== skip"; echo "$METAFLOW_SKIP_INSTALL_DEPENDENCIES"',
       ].join('\n');
       const { stdout } = await docker(['run', '--rm', '--network=host', tag, 'sh', '-c', script], 120_000);
-      const sections = Object.fromEntries(
-        stdout
-          .split(/^== /m)
-          .filter(Boolean)
-          .map((part) => {
-            const [head = '', ...rest] = part.split('\n');
-            return [head.trim(), rest.join('\n').trim()];
-          }),
-      );
+      const sections = outputSections(stdout);
       expect(sections.python).toBe(`${prefix}/bin/python`);
       expect(sections.imports).toBe(`${prefix}/bin/python\n2.0 1.1.0 True True`);
       expect(sections.tinycli).toBe('tinycli 2.0.0 mean=2.0');

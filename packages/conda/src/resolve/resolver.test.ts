@@ -4,12 +4,11 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { EnvironmentError, ResolutionError, type EnvPins, type EnvRequest, type LockedEnv } from '@prebuilt/core';
-import { generateFixtures, exampleFixtureSet, standInPython, startFixtureServer, type FixtureServer, type CondaPackageSpec } from '@prebuilt/fixtures';
+import { closedPort, generateFixtures, exampleFixtureSet, standInPython, startFixtureServer, type FixtureServer, type CondaPackageSpec } from '@prebuilt/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createResolver, type Resolver, type ResolverOptions } from './resolver.js';
 
@@ -59,13 +58,6 @@ async function sha256Of(url: string): Promise<{ sha256: string; size: number }> 
   return { sha256: createHash('sha256').update(body).digest('hex'), size: body.length };
 }
 
-async function closedPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 const names = (env: LockedEnv, kind: 'conda' | 'pypi') =>
   env.packages.filter((p) => p.kind === kind).map((p) => `${p.name}=${p.version}`);
