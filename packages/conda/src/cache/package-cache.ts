@@ -165,16 +165,7 @@ export class PackageCache {
    */
   async ensure(packages: readonly Downloadable[], options: EnsureOptions = {}): Promise<EnsureResult> {
     const { signal, onProgress } = options;
-    const unique = new Map<string, Downloadable>();
-    for (const pkg of packages) {
-      const sha = pkg.sha256.toLowerCase();
-      if (!SHA256.test(sha)) {
-        throw new ConfigError(`The lock entry for ${pkg.filename} has no valid sha256 ('${pkg.sha256}').`, {
-          hint: 'Re-create the lock with `prebuilt lock`.',
-        });
-      }
-      if (!unique.has(sha)) unique.set(sha, pkg);
-    }
+    const unique = uniqueBySha256(packages);
     await mkdir(join(this.dir, 'pkgs'), { recursive: true }).catch((error: unknown) => {
       throw diskFullError(error, { dir: this.dir, doing: 'creating the package cache', setting: CACHE_DIR_ENV }) ?? error;
     });
@@ -191,18 +182,10 @@ export class PackageCache {
       onProgress?.({ ...state, filename, event });
     };
 
-    const paths = new Map<string, string>();
+    const paths = new Map([...unique.keys()].map((sha) => [sha, this.pathFor(sha)] as const));
+    const matches = await this.#checkEntries([...unique]);
     const pending: [string, Downloadable][] = [];
-    // The entries are checked concurrently (a few syscalls each; a hash only when one changed), then taken in lock order.
-    const entries = [...unique];
-    const matches: boolean[] = new Array<boolean>(entries.length);
-    let checked = 0;
-    const checker = async (): Promise<void> => {
-      for (let i = checked++; i < entries.length; i = checked++) matches[i] = await this.#stillMatches(entries[i]![0], entries[i]![1]);
-    };
-    await Promise.all(Array.from({ length: Math.min(CHECK_CONCURRENCY, entries.length) }, checker));
-    for (const [i, [sha, pkg]] of entries.entries()) {
-      paths.set(sha, this.pathFor(sha));
+    for (const [i, [sha, pkg]] of [...unique].entries()) {
       if (matches[i]) {
         state.filesDone += 1;
         state.filesCached += 1;
@@ -246,6 +229,17 @@ export class PackageCache {
     await Promise.all(Array.from({ length: Math.min(this.concurrency, pending.length) }, worker));
     if (failed !== undefined) throw failed;
     return { paths, filesDownloaded, bytesDownloaded: state.bytesDownloaded, filesCached: state.filesCached };
+  }
+
+  /** Whether each entry is in the cache and still the locked file, checked concurrently (a few syscalls each; a hash only when one changed), in the given order. */
+  async #checkEntries(entries: readonly [string, Downloadable][]): Promise<boolean[]> {
+    const matches = new Array<boolean>(entries.length);
+    let checked = 0;
+    const checker = async (): Promise<void> => {
+      for (let i = checked++; i < entries.length; i = checked++) matches[i] = await this.#stillMatches(entries[i]![0], entries[i]![1]);
+    };
+    await Promise.all(Array.from({ length: Math.min(CHECK_CONCURRENCY, entries.length) }, checker));
+    return matches;
   }
 
   /**
@@ -468,3 +462,18 @@ function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
 }
 
 export { sha256File };
+
+/** The packages by lowercase sha256, first of each kept; a lock entry without a valid sha256 is a ConfigError. */
+function uniqueBySha256(packages: readonly Downloadable[]): Map<string, Downloadable> {
+  const unique = new Map<string, Downloadable>();
+  for (const pkg of packages) {
+    const sha = pkg.sha256.toLowerCase();
+    if (!SHA256.test(sha)) {
+      throw new ConfigError(`The lock entry for ${pkg.filename} has no valid sha256 ('${pkg.sha256}').`, {
+        hint: 'Re-create the lock with `prebuilt lock`.',
+      });
+    }
+    if (!unique.has(sha)) unique.set(sha, pkg);
+  }
+  return unique;
+}
