@@ -10,7 +10,7 @@ import {
   normalizeDockerConfigKey,
   parseHost,
   type PullSettings,
-  type RegistryClientOptions,
+  type ImageRegistryOptions,
   type RegistryCredentials,
   type Secret,
 } from '@prebuilt/core/backend';
@@ -26,7 +26,7 @@ export const DOCKERHUB_ENV = {
   ...PULL_ENV,
 } as const;
 
-export interface DockerHubRegistryOptions extends PullSettings {
+export interface DockerHubRegistryOptions extends PullSettings, ImageRegistryOptions {
   /** User or organisation the images go under. Env `METAFLOW_PREBUILT_DOCKERHUB_NAMESPACE`; default: the logged-in user. */
   namespace?: string;
   /** Repository name under the namespace. Env `METAFLOW_PREBUILT_IMAGE_NAMESPACE`; default `metaflow-prebuilt`. */
@@ -39,10 +39,6 @@ export interface DockerHubRegistryOptions extends PullSettings {
   registry?: string;
   /** Read credentials from the user's Docker config (`auths`, `credsStore`, `credHelpers`). Default true. */
   dockerConfig?: boolean;
-  /** Retries and timeouts of registry requests (tests shorten them). */
-  client?: Pick<RegistryClientOptions, 'retry' | 'timeoutMs'>;
-  /** Environment to read settings from. Default `process.env`. */
-  env?: Record<string, string | undefined>;
 }
 
 type Env = Record<string, string | undefined>;

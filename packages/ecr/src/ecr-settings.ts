@@ -10,7 +10,7 @@ import {
   parseHost,
   pullConfigFromSettings,
   type PullConfig,
-  type RegistryClientOptions,
+  type ImageRegistryOptions,
 } from '@prebuilt/core/backend';
 
 export const ECR_ENV = {
@@ -25,7 +25,7 @@ export const ECR_ENV = {
   pullSecret: PULL_ENV.pullSecret,
 } as const;
 
-export interface EcrRegistryOptions {
+export interface EcrRegistryOptions extends ImageRegistryOptions {
   /** AWS account id (12 digits). Env `METAFLOW_PREBUILT_ECR_ACCOUNT`; default: STS GetCallerIdentity. */
   account?: string;
   /** AWS region. Env `METAFLOW_PREBUILT_ECR_REGION`, then AWS_REGION / AWS_DEFAULT_REGION, then the AWS SDK's config chain. */
@@ -50,10 +50,6 @@ export interface EcrRegistryOptions {
   profile?: string;
   /** Refresh the cached push token this long before it expires. Default 15 minutes. */
   tokenRefreshMarginMs?: number;
-  /** Retries and timeouts of registry requests (tests shorten them). */
-  client?: Pick<RegistryClientOptions, 'retry' | 'timeoutMs'>;
-  /** Environment to read settings from. Default `process.env`. */
-  env?: Record<string, string | undefined>;
 }
 
 /** The settings read without AWS calls. */

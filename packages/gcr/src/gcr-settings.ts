@@ -9,7 +9,7 @@ import {
   normalizeDockerConfigKey,
   parseHost,
   type PullSettings,
-  type RegistryClientOptions,
+  type ImageRegistryOptions,
 } from '@prebuilt/core/backend';
 
 export const GCR_ENV = {
@@ -23,7 +23,7 @@ export const GCR_ENV = {
 
 export const DEFAULT_GCR_HOST = 'gcr.io';
 
-export interface GcrRegistryOptions extends PullSettings {
+export interface GcrRegistryOptions extends PullSettings, ImageRegistryOptions {
   /** `gcr.io`, `us.gcr.io`, … or `<region>-docker.pkg.dev` (Artifact Registry). Env `METAFLOW_PREBUILT_GCR_HOST`; default `gcr.io`. */
   host?: string;
   /** Google Cloud project. Env `METAFLOW_PREBUILT_GCR_PROJECT`, then GOOGLE_CLOUD_PROJECT / GCLOUD_PROJECT; required. */
@@ -36,10 +36,6 @@ export interface GcrRegistryOptions extends PullSettings {
   keyFile?: string;
   /** Extra options for google-auth-library's GoogleAuth (e.g. `authClient`, or `clientOptions` in tests). */
   googleAuth?: GoogleAuthOptions;
-  /** Retries and timeouts of registry requests (tests shorten them). */
-  client?: Pick<RegistryClientOptions, 'retry' | 'timeoutMs'>;
-  /** Environment to read settings from. Default `process.env`. */
-  env?: Record<string, string | undefined>;
 }
 
 /** The host part of `host[:port]`. */

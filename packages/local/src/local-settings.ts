@@ -1,4 +1,4 @@
-import { COMPONENT, ConfigError, createLogger, loadOptionalSetting, type RegistryClientOptions, type Secret } from '@prebuilt/core/backend';
+import { COMPONENT, ConfigError, createLogger, loadOptionalSetting, type ImageRegistryOptions, type Secret } from '@prebuilt/core/backend';
 
 export const LOCAL_ENV = {
   registry: 'METAFLOW_PREBUILT_LOCAL_REGISTRY',
@@ -11,7 +11,7 @@ export const LOCAL_ENV = {
 
 export const DEFAULT_NAMESPACE = 'metaflow-prebuilt';
 
-export interface LocalRegistryOptions {
+export interface LocalRegistryOptions extends ImageRegistryOptions {
   /** Registry host the build service pushes to, e.g. `127.0.0.1:5000`. Env `METAFLOW_PREBUILT_LOCAL_REGISTRY`; required. */
   registry?: string;
   /** Host the runner pulls from, when it sees the registry under another name. Env `METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST`. */
@@ -26,10 +26,6 @@ export interface LocalRegistryOptions {
   insecure?: boolean;
   /** Read credentials from the user's Docker config (`~/.docker/config.json`). Default true. */
   dockerConfig?: boolean;
-  /** Retries and timeouts of registry requests (tests shorten them). */
-  client?: Pick<RegistryClientOptions, 'retry' | 'timeoutMs'>;
-  /** Environment to read settings from. Default `process.env`. */
-  env?: Record<string, string | undefined>;
 }
 
 /** A registry address: its host and the repository prefix its path gives. */

@@ -5,6 +5,14 @@ import { registryAccess } from './registry-access.js';
 import type { RegistryTokenSource } from './registry-credentials.js';
 import { envTag } from './settings.js';
 
+/** Options every image registry takes (as `BuildServiceOptions` for build services): extend it. */
+export interface ImageRegistryOptions {
+  /** Retries and timeouts of registry requests (tests shorten them). */
+  client?: Pick<RegistryClientOptions, 'retry' | 'timeoutMs'>;
+  /** Environment to read settings from. Default `process.env`. */
+  env?: Record<string, string | undefined>;
+}
+
 /**
  * What an OCI registry states about itself; `createOciRegistry` supplies the rest (tags, existence
  * checks, base image digests, the registry client and its credentials plumbing).
