@@ -1,11 +1,10 @@
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { homedir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { ConfigError, EnvironmentError, createLogger, errorMessage } from '@prebuilt/core/backend';
+import { join } from 'node:path';
+import { ConfigError, EnvironmentError, createLogger, errorMessage, writeFileAtomic } from '@prebuilt/core/backend';
 
 const debug = createLogger('local:server');
 
@@ -92,19 +91,6 @@ function checkPort(port: number): number {
     throw new ConfigError(`The port ${String(port)} is not a TCP port.`, { hint: 'Pass --port with a number from 1 to 65535, e.g. --port 5000.' });
   }
   return port;
-}
-
-async function writeAtomic(path: string, text: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await open(temp, 'w', 0o644);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, path);
 }
 
 async function readState(p: Paths): Promise<ServerState | undefined> {
@@ -249,8 +235,8 @@ export async function startLocalRegistryServer(
   await mkdir(p.dataDir, { recursive: true });
   const binary = options.registryBinary ?? DEFAULT_REGISTRY_BINARY;
   const state = existsSync(binary) ? await startBinary(p, port, binary, options) : await startContainer(p, port, options);
-  await writeAtomic(p.stateFile, `${JSON.stringify(state, null, 2)}\n`);
-  if (state.pid !== null) await writeAtomic(p.pidFile, `${state.pid}\n`);
+  await writeFileAtomic(p.stateFile, `${JSON.stringify(state, null, 2)}\n`);
+  if (state.pid !== null) await writeFileAtomic(p.pidFile, `${state.pid}\n`);
 
   const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
   while (!(await healthy(port))) {
@@ -283,7 +269,7 @@ async function startBinary(p: Paths, port: number, binary: string, options: Loca
     `  addr: 127.0.0.1:${port}`,
     '',
   ].join('\n');
-  await writeAtomic(p.configFile, config);
+  await writeFileAtomic(p.configFile, config);
   const log = openSync(p.logFile, 'a');
   try {
     const child = spawn(binary, ['serve', p.configFile], {
