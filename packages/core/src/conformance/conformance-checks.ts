@@ -9,7 +9,7 @@ import { PrebuiltError } from '../errors.js';
 import { backendDefinitionProblems } from '../backends/validate-definition.js';
 
 /** `sha256:` and 64 lowercase hex digits (the backend kit's IMAGE_DIGEST). */
-export { IMAGE_DIGEST as DIGEST_PATTERN } from '../backend-kit/digest.js';
+export { IMAGE_DIGEST as DIGEST_PATTERN } from '../registry/digest.js';
 
 const DOMAIN = '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?';
 const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';

@@ -1,4 +1,5 @@
 import { InputError } from '../errors.js';
+import { isImageDigest } from './digest.js';
 
 /** Docker Hub's canonical registry name, as image references spell it. */
 export const DOCKER_HUB = 'docker.io';
@@ -22,7 +23,6 @@ export interface ImageRef {
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
 const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
-const SHA256 = /^sha256:[a-f0-9]{64}$/;
 
 function invalid(input: string, why: string): InputError {
   return new InputError(`invalid image reference '${input}': ${why}`, {
@@ -57,7 +57,7 @@ export function parseImageRef(input: string): ImageRef {
   if (at !== -1) {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (digest.startsWith('sha256:') && !SHA256.test(digest)) throw invalid(input, `'${digest}' is not a sha256 digest (64 lowercase hex digits)`);
+    if (digest.startsWith('sha256:') && !isImageDigest(digest)) throw invalid(input, `'${digest}' is not a sha256 digest (64 lowercase hex digits)`);
     if (!DIGEST.test(digest)) throw invalid(input, `'${digest}' is not a digest (algorithm:hex)`);
   }
 
