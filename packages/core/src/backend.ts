@@ -38,6 +38,7 @@ export {
   type ImageRegistry,
   type ImageTagInput,
   type ImageExistence,
+  type StoredImage,
   type BaseImageIdentity,
   type PullConfig,
   type RegistryCredentials,

@@ -101,6 +101,20 @@ export interface ImageExistence {
   digest?: string;
 }
 
+/** An image stored in a registry's env repository, as `ImageRegistry.listImages` reports it (for `prebuilt gc`). */
+export interface StoredImage {
+  /** Digest of its manifest or image index. */
+  digest: string;
+  /** The tags that point at it (empty when untagged). */
+  tags: string[];
+  /** The manifest's media type, where the listing says. */
+  mediaType?: string;
+  /** When it was pushed, where the registry records it (ECR, Artifact Registry, Docker Hub); absent for a plain distribution registry. */
+  pushedAt?: Date;
+  /** Bytes of its manifest's blobs, where the listing says. */
+  size?: number;
+}
+
 export interface BaseImageIdentity {
   /** The reference as given, e.g. `python:3.11-slim`. */
   ref: string;
@@ -123,6 +137,13 @@ export interface ImageRegistry {
   pullConfig(pullTag: string): Promise<PullConfig>;
   imageExists(pushTag: string, options?: { signal?: AbortSignal }): Promise<ImageExistence>;
   baseImageIdentity(ref: string, platform: string, options?: { signal?: AbortSignal }): Promise<BaseImageIdentity>;
+  /**
+   * Every image in the env repository (`host/repository`, the one `imageTag` names), for `prebuilt gc`.
+   * Optional: gc says the selected registry cannot list when it is absent.
+   */
+  listImages?(options?: { signal?: AbortSignal }): Promise<StoredImage[]>;
+  /** Deletes one image of the env repository by digest (manifest or index, with its tags). Optional, as `listImages`. */
+  deleteImage?(digest: string, options?: { signal?: AbortSignal }): Promise<void>;
   close?(): Promise<void>;
 }
 

@@ -39,6 +39,7 @@ export {
   type ImageRegistry,
   type ImageTagInput,
   type ImageExistence,
+  type StoredImage,
   type BaseImageIdentity,
   type PullConfig,
   type RegistryCredentials,

@@ -12,3 +12,4 @@ export { DEFAULT_BASE_IMAGE, deploySettings, type DeploySettings } from './deplo
 export { runWithImages, type RunWithImagesHooks, type RunWithImagesResult } from './run-flow.js';
 export { lockFlow, type LockFlowOptions, type LockFlowResult } from './lock-flow.js';
 export { stateFilePath, writeImageMap } from './state-file.js';
+export { kubernetesError, kubernetesStatus, loadKubeConfig, loadKubernetesClient, type K8s } from './kubernetes.js';

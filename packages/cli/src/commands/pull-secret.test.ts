@@ -7,7 +7,8 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { AuthError, ConfigError, EnvironmentError, ExitCode, Secret, defineImageRegistry, registerBackend, type RegistryCredentials } from '@prebuilt/core';
 import { createCliContext } from '../cli-context.js';
 import { createProgram, main } from '../main.js';
-import { applyPullSecret, DEFAULT_WATCH_INTERVAL_MS, dockerConfigJson, loadKubernetesClient, parseInterval, PULL_SECRET_TYPE } from './pull-secret.js';
+import { loadKubernetesClient } from '../app/index.js';
+import { applyPullSecret, DEFAULT_WATCH_INTERVAL_MS, dockerConfigJson, parseInterval, PULL_SECRET_TYPE } from './pull-secret.js';
 
 // ---------------------------------------------------------------------------------------------
 // A fake Kubernetes API server on 127.0.0.1: just enough of /api/v1 secrets (get, create,
@@ -129,11 +130,11 @@ describe('pull secret content', () => {
 
 describe('the Kubernetes client, an optional peer dependency of the CLI', () => {
   it('loads the installed @kubernetes/client-node on use', async () => {
-    expect(typeof (await loadKubernetesClient()).KubeConfig).toBe('function');
+    expect(typeof (await loadKubernetesClient('pull-secret')).KubeConfig).toBe('function');
   });
 
   it('when it is not installed, an EnvironmentError (exit 2) says to install it beside prebuilt', async () => {
-    const error = await loadKubernetesClient('@prebuilt-absent/kubernetes-client').catch((e: unknown) => e);
+    const error = await loadKubernetesClient('pull-secret', '@prebuilt-absent/kubernetes-client').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(EnvironmentError);
     expect((error as EnvironmentError).exitCode).toBe(ExitCode.usage);
     expect((error as EnvironmentError).message).toContain('@prebuilt-absent/kubernetes-client, which is not installed');

@@ -1,54 +1,24 @@
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { Option, type Command } from 'commander';
 import type { CoreV1Api, KubeConfig, V1Secret } from '@kubernetes/client-node';
 import {
-  AuthError,
   CancelledError,
   ConfigError,
   DOCKER_HUB,
   DOCKER_HUB_CONFIG_KEY,
-  EnvironmentError,
-  UnreachableError,
   PrebuiltError,
-  RegistryError,
   errorMessage,
   normalizeDockerConfigKey,
   sleep,
   type RegistryCredentials,
 } from '@prebuilt/core';
-import { createSelectedBackend } from '../app/index.js';
+import { createSelectedBackend, kubernetesError, kubernetesStatus, loadKubeConfig, loadKubernetesClient, type K8s } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { writeJsonResult } from '../output.js';
 
-type K8s = typeof import('@kubernetes/client-node');
 
 export const PULL_SECRET_TYPE = 'kubernetes.io/dockerconfigjson';
 /** Default --interval of --watch: shorter than the refresh margins of ECR (15 min) and Google (5 min) tokens. */
 export const DEFAULT_WATCH_INTERVAL_MS = 4 * 60_000;
-
-/**
- * @kubernetes/client-node, imported only by this command: it is large, so the CLI declares it as an
- * optional peer dependency that users of `pull-secret` install beside it. `specifier` is for tests.
- * @throws EnvironmentError (exit 2) naming the install command when it is not installed.
- */
-export async function loadKubernetesClient(specifier = '@kubernetes/client-node'): Promise<K8s> {
-  try {
-    return (await import(specifier)) as K8s;
-  } catch (error) {
-    const missing = (error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND';
-    throw new EnvironmentError(
-      missing
-        ? `prebuilt pull-secret needs ${specifier}, which is not installed (it is an optional dependency of metaflow-prebuilt).`
-        : `prebuilt pull-secret needs ${specifier}, which could not be loaded: ${errorMessage(error)}`,
-      {
-        cause: error,
-        hint: `Install it beside prebuilt: npm i -g ${specifier}@~1.4 (for a global prebuilt), or npm i -D ${specifier}@~1.4 in the project that has metaflow-prebuilt.`,
-      },
-    );
-  }
-}
 
 /** The `.dockerconfigjson` of a pull secret: one `auths` entry for the registry. Holds the secret: never log it. */
 export function dockerConfigJson(credentials: RegistryCredentials): string {
@@ -61,57 +31,6 @@ export function dockerConfigJson(credentials: RegistryCredentials): string {
   const password = credentials.password.reveal();
   const key = normalizeDockerConfigKey(credentials.registry) === DOCKER_HUB ? DOCKER_HUB_CONFIG_KEY : credentials.registry;
   return JSON.stringify({ auths: { [key]: { username, password, auth: Buffer.from(`${username}:${password}`).toString('base64') } } });
-}
-
-/**
- * The Kubernetes client configuration: the files in KUBECONFIG (merged, like kubectl), else the
- * in-cluster service account (KUBERNETES_SERVICE_HOST), else ~/.kube/config.
- */
-export function loadKubeConfig(k8s: K8s, env: Record<string, string | undefined>): { kubeConfig: KubeConfig; source: string } {
-  const kubeConfig = new k8s.KubeConfig();
-  const files = (env['KUBECONFIG'] ?? '').split(delimiter).filter(Boolean);
-  const fail = (what: string, error: unknown): never => {
-    throw new ConfigError(`Reading the Kubernetes configuration ${what} failed: ${errorMessage(error)}`, {
-      setting: 'KUBECONFIG',
-      hint: 'Point KUBECONFIG at a valid kubeconfig file (kubectl config view checks it), or run inside the cluster.',
-    });
-  };
-  if (files.length > 0) {
-    files.forEach((file, i) => {
-      try {
-        if (i === 0) kubeConfig.loadFromFile(file);
-        else {
-          const more = new k8s.KubeConfig();
-          more.loadFromFile(file);
-          kubeConfig.mergeConfig(more);
-        }
-      } catch (error) {
-        fail(`from ${file} (KUBECONFIG)`, error);
-      }
-    });
-    return { kubeConfig, source: `KUBECONFIG=${files.join(delimiter)}` };
-  }
-  if (env['KUBERNETES_SERVICE_HOST']) {
-    try {
-      kubeConfig.loadFromCluster();
-    } catch (error) {
-      fail('of this pod (in-cluster service account)', error);
-    }
-    return { kubeConfig, source: 'the in-cluster service account' };
-  }
-  const file = join(env['HOME'] || homedir(), '.kube', 'config');
-  if (!existsSync(file)) {
-    throw new ConfigError(`No Kubernetes configuration found: KUBECONFIG is not set, this is not a pod, and ${file} does not exist.`, {
-      setting: 'KUBECONFIG',
-      hint: 'Set KUBECONFIG to your cluster\'s kubeconfig (or run `aws eks update-kubeconfig` / `gcloud container clusters get-credentials`).',
-    });
-  }
-  try {
-    kubeConfig.loadFromFile(file);
-  } catch (error) {
-    fail(`from ${file}`, error);
-  }
-  return { kubeConfig, source: file };
 }
 
 export interface ApplyPullSecretOptions {
@@ -136,38 +55,8 @@ export interface AppliedPullSecret {
 const NAME = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/;
 const NAMESPACE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
-function statusOf(error: unknown): number | undefined {
-  const code = (error as { code?: unknown })?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
-/** The API server's own reason (`Status.message`), if the answer carried one. */
-function apiReason(error: unknown): string {
-  const body = (error as { body?: unknown })?.body;
-  try {
-    const status = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: unknown } | undefined;
-    if (status && typeof status.message === 'string') return status.message;
-  } catch {
-    // not JSON
-  }
-  return errorMessage(error).split('\n')[0]!.slice(0, 200);
-}
-
-function kubernetesError(error: unknown, what: string, server: string, namespace: string): PrebuiltError {
-  const status = statusOf(error);
-  const reason = apiReason(error);
-  if (status === 401 || status === 403) {
-    return new AuthError(`${what} was refused by the Kubernetes API at ${server} (${status}: ${reason}).`, { registry: server, source: 'the Kubernetes configuration' }, {
-      hint: `The Kubernetes user needs get, create and update on secrets in the namespace ${namespace} (kubectl auth can-i update secrets -n ${namespace}).`,
-    });
-  }
-  if (status === undefined) {
-    return new UnreachableError(`${what} failed: the Kubernetes API at ${server} could not be reached (${reason}).`, { service: `Kubernetes API ${server}` }, {
-      cause: error,
-      hint: 'Check that the cluster is up and that the kubeconfig names the right server.',
-    });
-  }
-  return new RegistryError(`${what} failed: the Kubernetes API at ${server} answered ${status}: ${reason}`, { registry: server, status });
+function secretsPermission(namespace: string): string {
+  return `The Kubernetes user needs get, create and update on secrets in the namespace ${namespace} (kubectl auth can-i update secrets -n ${namespace}).`;
 }
 
 /** Creates the `kubernetes.io/dockerconfigjson` secret, or updates it when it exists and holds other credentials. */
@@ -175,7 +64,7 @@ export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<
   const { namespace, name, credentials } = options;
   if (!NAMESPACE.test(namespace)) throw new ConfigError(`'${namespace}' is not a Kubernetes namespace name.`, { hint: 'Pass --namespace with a DNS label, e.g. metaflow.' });
   if (!NAME.test(name)) throw new ConfigError(`'${name}' is not a Kubernetes secret name.`, { hint: 'Pass --name with lowercase letters, digits, - and ., e.g. prebuilt-pull.' });
-  const k8s = options.k8s ?? (await loadKubernetesClient());
+  const k8s = options.k8s ?? (await loadKubernetesClient('pull-secret'));
   const api: CoreV1Api = options.kubeConfig.makeApiClient(k8s.CoreV1Api);
   const server = options.kubeConfig.getCurrentCluster()?.server ?? '(no server)';
   const data = { '.dockerconfigjson': Buffer.from(dockerConfigJson(credentials)).toString('base64') };
@@ -199,7 +88,7 @@ export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<
     try {
       existing = await api.readNamespacedSecret({ name, namespace });
     } catch (error) {
-      if (statusOf(error) !== 404) throw kubernetesError(error, `Reading the secret ${namespace}/${name}`, server, namespace);
+      if (kubernetesStatus(error) !== 404) throw kubernetesError(error, `Reading the secret ${namespace}/${name}`, server, secretsPermission(namespace));
     }
     try {
       if (!existing) {
@@ -219,11 +108,11 @@ export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<
     } catch (error) {
       if (PrebuiltError.isInstance(error)) throw error;
       // Someone else created or changed it in between: read again (once more).
-      if (statusOf(error) === 409 && attempt < 3) continue;
-      if (statusOf(error) === 404 && !existing) {
+      if (kubernetesStatus(error) === 409 && attempt < 3) continue;
+      if (kubernetesStatus(error) === 404 && !existing) {
         throw new ConfigError(`The namespace ${namespace} does not exist in the cluster at ${server}.`, { hint: `Create it (kubectl create namespace ${namespace}) or pass the namespace your runs use.` });
       }
-      throw kubernetesError(error, `${existing ? 'Updating' : 'Creating'} the secret ${namespace}/${name}`, server, namespace);
+      throw kubernetesError(error, `${existing ? 'Updating' : 'Creating'} the secret ${namespace}/${name}`, server, secretsPermission(namespace));
     }
   }
 }
@@ -279,7 +168,7 @@ export function registerPullSecretCommand(program: Command, context: CliContext)
 
 async function runPullSecret(context: CliContext, options: PullSecretOptions): Promise<void> {
   const { backend: registry } = await createSelectedBackend('image-registry', context);
-  const k8s = await loadKubernetesClient();
+  const k8s = await loadKubernetesClient('pull-secret');
   const { kubeConfig, source: kubeSource } = loadKubeConfig(k8s, context.env);
   const report = (applied: AppliedPullSecret): void => {
     if (options.json) {

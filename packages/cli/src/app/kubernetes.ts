@@ -1,0 +1,122 @@
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { AuthError, ConfigError, EnvironmentError, PrebuiltError, RegistryError, UnreachableError, errorMessage } from '@prebuilt/core';
+
+/** The @kubernetes/client-node module. */
+export type K8s = typeof import('@kubernetes/client-node');
+
+/**
+ * @kubernetes/client-node, imported only by the commands that talk to a cluster (`pull-secret`,
+ * `gc --kube-namespace`, `prepull`): it is large, so the CLI declares it as an optional peer
+ * dependency that their users install beside it. `specifier` is for tests.
+ * @throws EnvironmentError (exit 2) naming the install command when it is not installed.
+ */
+export async function loadKubernetesClient(command: string, specifier = '@kubernetes/client-node'): Promise<K8s> {
+  try {
+    return (await import(specifier)) as K8s;
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND';
+    throw new EnvironmentError(
+      missing
+        ? `prebuilt ${command} needs ${specifier}, which is not installed (it is an optional dependency of metaflow-prebuilt).`
+        : `prebuilt ${command} needs ${specifier}, which could not be loaded: ${errorMessage(error)}`,
+      {
+        cause: error,
+        hint: `Install it beside prebuilt: npm i -g ${specifier}@~1.4 (for a global prebuilt), or npm i -D ${specifier}@~1.4 in the project that has metaflow-prebuilt.`,
+      },
+    );
+  }
+}
+
+/**
+ * The Kubernetes client configuration: the files in KUBECONFIG (merged, like kubectl), else the
+ * in-cluster service account (KUBERNETES_SERVICE_HOST), else ~/.kube/config.
+ */
+export function loadKubeConfig(k8s: K8s, env: Record<string, string | undefined>): { kubeConfig: KubeConfig; source: string } {
+  const kubeConfig = new k8s.KubeConfig();
+  const files = (env['KUBECONFIG'] ?? '').split(delimiter).filter(Boolean);
+  const fail = (what: string, error: unknown): never => {
+    throw new ConfigError(`Reading the Kubernetes configuration ${what} failed: ${errorMessage(error)}`, {
+      setting: 'KUBECONFIG',
+      hint: 'Point KUBECONFIG at a valid kubeconfig file (kubectl config view checks it), or run inside the cluster.',
+    });
+  };
+  if (files.length > 0) {
+    files.forEach((file, i) => {
+      try {
+        if (i === 0) kubeConfig.loadFromFile(file);
+        else {
+          const more = new k8s.KubeConfig();
+          more.loadFromFile(file);
+          kubeConfig.mergeConfig(more);
+        }
+      } catch (error) {
+        fail(`from ${file} (KUBECONFIG)`, error);
+      }
+    });
+    return { kubeConfig, source: `KUBECONFIG=${files.join(delimiter)}` };
+  }
+  if (env['KUBERNETES_SERVICE_HOST']) {
+    try {
+      kubeConfig.loadFromCluster();
+    } catch (error) {
+      fail('of this pod (in-cluster service account)', error);
+    }
+    return { kubeConfig, source: 'the in-cluster service account' };
+  }
+  const file = join(env['HOME'] || homedir(), '.kube', 'config');
+  if (!existsSync(file)) {
+    throw new ConfigError(`No Kubernetes configuration found: KUBECONFIG is not set, this is not a pod, and ${file} does not exist.`, {
+      setting: 'KUBECONFIG',
+      hint: 'Set KUBECONFIG to your cluster\'s kubeconfig (or run `aws eks update-kubeconfig` / `gcloud container clusters get-credentials`).',
+    });
+  }
+  try {
+    kubeConfig.loadFromFile(file);
+  } catch (error) {
+    fail(`from ${file}`, error);
+  }
+  return { kubeConfig, source: file };
+}
+
+/** The HTTP status of a failed Kubernetes API call (undefined: no answer). */
+export function kubernetesStatus(error: unknown): number | undefined {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+/** The API server's own reason (`Status.message`), if the answer carried one. */
+function apiReason(error: unknown): string {
+  const body = (error as { body?: unknown })?.body;
+  try {
+    const status = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: unknown } | undefined;
+    if (status && typeof status.message === 'string') return status.message;
+  } catch {
+    // not JSON
+  }
+  return errorMessage(error).split('\n')[0]!.slice(0, 200);
+}
+
+/**
+ * The typed error for a failed Kubernetes API call: refused (401/403) is an AuthError whose hint is
+ * `permissionHint` (what the user needs, e.g. `kubectl auth can-i …`), no answer is unreachable,
+ * anything else a RegistryError carrying the API server's own reason.
+ */
+export function kubernetesError(error: unknown, what: string, server: string, permissionHint: string): PrebuiltError {
+  const status = kubernetesStatus(error);
+  const reason = apiReason(error);
+  if (status === 401 || status === 403) {
+    return new AuthError(`${what} was refused by the Kubernetes API at ${server} (${status}: ${reason}).`, { registry: server, source: 'the Kubernetes configuration' }, {
+      hint: permissionHint,
+    });
+  }
+  if (status === undefined) {
+    return new UnreachableError(`${what} failed: the Kubernetes API at ${server} could not be reached (${reason}).`, { service: `Kubernetes API ${server}` }, {
+      cause: error,
+      hint: 'Check that the cluster is up and that the kubeconfig names the right server.',
+    });
+  }
+  return new RegistryError(`${what} failed: the Kubernetes API at ${server} answered ${status}: ${reason}`, { registry: server, status });
+}
