@@ -90,6 +90,12 @@ export class FakeKubernetesApi {
     return this.#save(collection, name, object);
   }
 
+  /** Forgets every object (and the request log). */
+  clear(): void {
+    this.#store.clear();
+    this.requests.length = 0;
+  }
+
   async stop(): Promise<void> {
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));

@@ -1,4 +1,3 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,83 +7,16 @@ import { AuthError, ConfigError, EnvironmentError, ExitCode, Secret, defineImage
 import { createCliContext } from '../cli-context.js';
 import { createProgram, main } from '../main.js';
 import { loadKubernetesClient } from '../app/index.js';
+import { FakeKubernetesApi, type KubeObject } from '../__fixtures__/fake-kubernetes-api.js';
 import { applyPullSecret, DEFAULT_WATCH_INTERVAL_MS, dockerConfigJson, parseInterval, PULL_SECRET_TYPE } from './pull-secret.js';
 
-// ---------------------------------------------------------------------------------------------
-// A fake Kubernetes API server on 127.0.0.1: just enough of /api/v1 secrets (get, create,
-// replace with resourceVersion checks), Status objects for errors, and Bearer-token auth.
+type StoredSecret = KubeObject & { type?: string; data?: Record<string, string> };
 
-interface StoredSecret {
-  apiVersion: 'v1';
-  kind: 'Secret';
-  type?: string;
-  metadata: { name: string; namespace: string; resourceVersion: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-  data?: Record<string, string>;
-}
+const SECRETS = (namespace: string): string => `/api/v1/namespaces/${namespace}/secrets`;
 
-interface FakeKubernetes {
-  server: string;
-  token: string;
-  namespaces: Set<string>;
-  secrets: Map<string, StoredSecret>;
-  requests: string[];
-  close(): Promise<void>;
-}
-
-async function startFakeKubernetes(token: string): Promise<FakeKubernetes> {
-  const fake = { namespaces: new Set(['metaflow', 'default']), secrets: new Map<string, StoredSecret>(), requests: [] as string[] };
-  let version = 100;
-  const status = (res: ServerResponse, code: number, reason: string, message: string): void => {
-    res.writeHead(code, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', message, reason, code }));
-  };
-  const handle = (req: IncomingMessage, res: ServerResponse, body: string): void => {
-    fake.requests.push(`${req.method} ${req.url}`);
-    const auth = req.headers.authorization;
-    if (auth === 'Bearer forbidden-token') return status(res, 403, 'Forbidden', 'secrets is forbidden: User "ci" cannot create resource "secrets"');
-    if (auth !== `Bearer ${token}`) return status(res, 401, 'Unauthorized', 'Unauthorized');
-    const match = /^\/api\/v1\/namespaces\/([^/]+)\/secrets(?:\/([^/?]+))?(?:\?.*)?$/.exec(req.url ?? '');
-    if (!match) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
-    const [, namespace, name] = match as unknown as [string, string, string | undefined];
-    if (!fake.namespaces.has(namespace)) return status(res, 404, 'NotFound', `namespaces "${namespace}" not found`);
-    const key = `${namespace}/${name ?? ''}`;
-    const send = (code: number, secret: StoredSecret): void => {
-      res.writeHead(code, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(secret));
-    };
-    if (req.method === 'GET' && name) {
-      const secret = fake.secrets.get(key);
-      return secret ? send(200, secret) : status(res, 404, 'NotFound', `secrets "${name}" not found`);
-    }
-    const incoming = JSON.parse(body) as StoredSecret;
-    if (req.method === 'POST' && !name) {
-      const created = `${namespace}/${incoming.metadata.name}`;
-      if (fake.secrets.has(created)) return status(res, 409, 'AlreadyExists', `secrets "${incoming.metadata.name}" already exists`);
-      const secret = { ...incoming, metadata: { ...incoming.metadata, namespace, resourceVersion: String(++version) } };
-      fake.secrets.set(created, secret);
-      return send(201, secret);
-    }
-    if (req.method === 'PUT' && name) {
-      const current = fake.secrets.get(key);
-      if (!current) return status(res, 404, 'NotFound', `secrets "${name}" not found`);
-      if (incoming.metadata.resourceVersion !== current.metadata.resourceVersion) {
-        return status(res, 409, 'Conflict', 'the object has been modified; please apply your changes to the latest version and try again');
-      }
-      const secret = { ...incoming, metadata: { ...incoming.metadata, namespace, resourceVersion: String(++version) } };
-      fake.secrets.set(key, secret);
-      return send(200, secret);
-    }
-    status(res, 405, 'MethodNotAllowed', 'method not allowed');
-  };
-  const server: Server = createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (chunk: string) => (body += chunk));
-    req.on('end', () => handle(req, res, body));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  return { ...fake, server: `http://127.0.0.1:${port}`, token, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+function secretOf(fake: FakeKubernetesApi, key: string): StoredSecret | undefined {
+  const [namespace, name] = key.split('/') as [string, string];
+  return fake.get(SECRETS(namespace), name) as StoredSecret | undefined;
 }
 
 function kubeConfigFor(server: string, token: string): KubeConfig {
@@ -143,22 +75,22 @@ describe('the Kubernetes client, an optional peer dependency of the CLI', () => 
 });
 
 describe('applyPullSecret against a fake Kubernetes API server (real @kubernetes/client-node)', () => {
-  let fake: FakeKubernetes;
+  let fake: FakeKubernetesApi;
   beforeAll(async () => {
-    fake = await startFakeKubernetes('good-token');
+    fake = await FakeKubernetesApi.start({ token: 'good-token', namespaces: ['metaflow', 'default'] });
   });
   afterAll(async () => {
-    await fake.close();
+    await fake.stop();
   });
   beforeEach(() => {
-    fake.secrets.clear();
+    fake.clear();
   });
 
   it('creates the secret, leaves it alone when unchanged, and updates it with new credentials', async () => {
-    const kubeConfig = kubeConfigFor(fake.server, 'good-token');
+    const kubeConfig = kubeConfigFor(fake.url, 'good-token');
     const created = await applyPullSecret({ kubeConfig, namespace: 'metaflow', name: 'prebuilt-pull', credentials: credentials('first-pw') });
     expect(created).toEqual({ namespace: 'metaflow', name: 'prebuilt-pull', action: 'created', registry: '127.0.0.1:5000', source: 'env TEST' });
-    const stored = fake.secrets.get('metaflow/prebuilt-pull');
+    const stored = secretOf(fake, 'metaflow/prebuilt-pull');
     expect(stored?.type).toBe(PULL_SECRET_TYPE);
     expect(stored?.metadata.labels).toEqual({ 'app.kubernetes.io/managed-by': 'prebuilt' });
     expect(decodeConfig(stored).auths['127.0.0.1:5000']).toMatchObject({ username: 'robot', password: 'first-pw' });
@@ -167,23 +99,23 @@ describe('applyPullSecret against a fake Kubernetes API server (real @kubernetes
     expect((await applyPullSecret({ kubeConfig, namespace: 'metaflow', name: 'prebuilt-pull', credentials: credentials('first-pw') })).action).toBe('unchanged');
     const updated = await applyPullSecret({ kubeConfig, namespace: 'metaflow', name: 'prebuilt-pull', credentials: credentials('second-pw') });
     expect(updated.action).toBe('updated');
-    expect(decodeConfig(fake.secrets.get('metaflow/prebuilt-pull')).auths['127.0.0.1:5000']!.password).toBe('second-pw');
+    expect(decodeConfig(secretOf(fake, 'metaflow/prebuilt-pull')).auths['127.0.0.1:5000']!.password).toBe('second-pw');
   });
 
   it('refuses to overwrite a secret of another type', async () => {
-    fake.secrets.set('metaflow/taken', { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name: 'taken', namespace: 'metaflow', resourceVersion: '1' }, data: {} });
-    const error = await applyPullSecret({ kubeConfig: kubeConfigFor(fake.server, 'good-token'), namespace: 'metaflow', name: 'taken', credentials: credentials('pw') }).catch((e: unknown) => e);
+    fake.put(SECRETS('metaflow'), { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name: 'taken', namespace: 'metaflow', resourceVersion: '1' }, data: {} });
+    const error = await applyPullSecret({ kubeConfig: kubeConfigFor(fake.url, 'good-token'), namespace: 'metaflow', name: 'taken', credentials: credentials('pw') }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as Error).message).toContain('Opaque');
-    expect(fake.secrets.get('metaflow/taken')?.type).toBe('Opaque');
+    expect(secretOf(fake, 'metaflow/taken')?.type).toBe('Opaque');
   });
 
   it('a missing namespace is a ConfigError; a forbidden user is an AuthError saying which permission is needed', async () => {
-    const missing = await applyPullSecret({ kubeConfig: kubeConfigFor(fake.server, 'good-token'), namespace: 'nope', name: 's', credentials: credentials('pw') }).catch((e: unknown) => e);
+    const missing = await applyPullSecret({ kubeConfig: kubeConfigFor(fake.url, 'good-token'), namespace: 'nope', name: 's', credentials: credentials('pw') }).catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(ConfigError);
     expect((missing as Error).message).toContain('namespace nope does not exist');
 
-    const forbidden = await applyPullSecret({ kubeConfig: kubeConfigFor(fake.server, 'forbidden-token'), namespace: 'metaflow', name: 's', credentials: credentials('secret-pw') }).catch((e: unknown) => e);
+    const forbidden = await applyPullSecret({ kubeConfig: kubeConfigFor(fake.url, 'forbidden-token'), namespace: 'metaflow', name: 's', credentials: credentials('secret-pw') }).catch((e: unknown) => e);
     expect(forbidden).toBeInstanceOf(AuthError);
     expect((forbidden as AuthError).hint).toContain('kubectl auth can-i update secrets -n metaflow');
     expect(`${(forbidden as Error).message} ${(forbidden as AuthError).hint}`).not.toContain('secret-pw');
@@ -191,14 +123,14 @@ describe('applyPullSecret against a fake Kubernetes API server (real @kubernetes
 
   it('bad names are ConfigErrors before anything is sent', async () => {
     const before = fake.requests.length;
-    await expect(applyPullSecret({ kubeConfig: kubeConfigFor(fake.server, 'good-token'), namespace: 'Meta Flow', name: 's', credentials: credentials('pw') })).rejects.toThrow(ConfigError);
-    await expect(applyPullSecret({ kubeConfig: kubeConfigFor(fake.server, 'good-token'), namespace: 'metaflow', name: 'Bad_Name', credentials: credentials('pw') })).rejects.toThrow(ConfigError);
+    await expect(applyPullSecret({ kubeConfig: kubeConfigFor(fake.url, 'good-token'), namespace: 'Meta Flow', name: 's', credentials: credentials('pw') })).rejects.toThrow(ConfigError);
+    await expect(applyPullSecret({ kubeConfig: kubeConfigFor(fake.url, 'good-token'), namespace: 'metaflow', name: 'Bad_Name', credentials: credentials('pw') })).rejects.toThrow(ConfigError);
     expect(fake.requests.length).toBe(before);
   });
 });
 
 describe('prebuilt pull-secret against a fake Kubernetes API server', () => {
-  let fake: FakeKubernetes;
+  let fake: FakeKubernetesApi;
   let dir: string;
   let kubeconfigFile: string;
   let dockerConfig: string;
@@ -211,7 +143,7 @@ describe('prebuilt pull-secret against a fake Kubernetes API server', () => {
   };
 
   beforeAll(async () => {
-    fake = await startFakeKubernetes('cli-token');
+    fake = await FakeKubernetesApi.start({ token: 'cli-token', namespaces: ['metaflow', 'default'] });
     dir = await mkdtemp(join(tmpdir(), 'prebuilt-pull-secret-'));
     kubeconfigFile = join(dir, 'kubeconfig');
     dockerConfig = join(dir, 'docker');
@@ -221,7 +153,7 @@ describe('prebuilt pull-secret against a fake Kubernetes API server', () => {
         'apiVersion: v1',
         'kind: Config',
         'clusters:',
-        `- name: fake\n  cluster:\n    server: ${fake.server}\n    insecure-skip-tls-verify: true`,
+        `- name: fake\n  cluster:\n    server: ${fake.url}\n    insecure-skip-tls-verify: true`,
         'users:',
         '- name: ci\n  user:\n    token: cli-token',
         'contexts:',
@@ -247,7 +179,7 @@ describe('prebuilt pull-secret against a fake Kubernetes API server', () => {
   });
   afterAll(async () => {
     unregister?.();
-    await fake.close();
+    await fake.stop();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -265,7 +197,7 @@ describe('prebuilt pull-secret against a fake Kubernetes API server', () => {
     expect(io.out.stdout).toContain('created secret metaflow/hub-pull');
     expect(io.out.stdout).toContain('METAFLOW_PREBUILT_DOCKERHUB_USERNAME');
     expect(io.out.stdout).not.toContain('dckr_pat_cli-secret');
-    expect(decodeConfig(fake.secrets.get('metaflow/hub-pull')).auths['https://index.docker.io/v1/']).toMatchObject({ username: 'acme-bot', password: 'dckr_pat_cli-secret' });
+    expect(decodeConfig(secretOf(fake, 'metaflow/hub-pull')).auths['https://index.docker.io/v1/']).toMatchObject({ username: 'acme-bot', password: 'dckr_pat_cli-secret' });
 
     const json = capture();
     expect(await main(['pull-secret', '-n', 'metaflow', '--name', 'hub-pull', '--json'], { env, stdout: json.stdout, stderr: json.stderr })).toBe(0);
@@ -292,7 +224,7 @@ describe('prebuilt pull-secret against a fake Kubernetes API server', () => {
     expect(await running).toBeUndefined();
     expect(io.out.stdout).toMatch(/^created secret metaflow\/rotating/);
     expect((io.out.stdout.match(/updated secret metaflow\/rotating/g) ?? []).length).toBeGreaterThanOrEqual(2);
-    const password = decodeConfig(fake.secrets.get('metaflow/rotating')).auths['127.0.0.1:5999']!.password;
+    const password = decodeConfig(secretOf(fake, 'metaflow/rotating')).auths['127.0.0.1:5999']!.password;
     expect(password).toBe(`rotating-${tokenCounter}`);
     expect(io.out.stdout + io.out.stderr).not.toContain('rotating-1');
   });
