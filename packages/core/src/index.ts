@@ -97,7 +97,7 @@ export {
 } from './contracts.js';
 export { ENV_PREFIX, envPrefix, type ImageMap, type ImageMapImage, type ImageMapStep } from './deploy/image-map.js';
 export { positiveSetting } from './backend-kit/settings.js';
-export { sleep } from './registry/retry.js';
+export { isNothingThere, sleep } from './registry/retry.js';
 export { netFetch, type NetResponse } from './net/net-fetch.js';
 export { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from './net/network-settings.js';
 export { withNetworkWaits, describeNetworkWait } from './net/network-wait.js';

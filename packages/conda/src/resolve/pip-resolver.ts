@@ -12,7 +12,6 @@ import {
   NetworkError,
   ResolutionError,
   createLogger,
-  errorMessage,
   netFetch,
   normalizePypiName,
   redactUrls,
@@ -23,6 +22,7 @@ import {
   type UrlCredentials,
 } from '@prebuilt/core';
 import { remoteDigest, remoteSize, type RemoteFileOptions } from './remote-file.js';
+import { sourceFetchError } from './unreachable-source.js';
 
 const log = createLogger('conda:pip');
 
@@ -188,10 +188,10 @@ async function probeIndex(indexUrl: string, firstPackage: string, options: PipOp
     await response.cancel();
   } catch (error) {
     if (error instanceof NetworkError) throw error;
-    const cause = (error as { cause?: unknown }).cause ?? error;
-    throw new ResolutionError(`Cannot reach PyPI index ${indexUrl}: GET ${url} failed: ${errorMessage(cause)}.`, {
+    throw sourceFetchError(error, {
+      service: `PyPI index ${indexUrl}`,
+      request: `GET ${url}`,
       steps,
-      cause: error,
       hint: 'Check METAFLOW_PREBUILT_PYPI_INDEX_URL / PIP_INDEX_URL and your network or proxy settings.',
     });
   }

@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { BODY_LIMITS, NetworkError, ResolutionError, errorMessage, netFetch, type NetResponse, type NetworkTimeouts, type UrlCredentials } from '@prebuilt/core';
+import { BODY_LIMITS, NetworkError, ResolutionError, netFetch, type NetResponse, type NetworkTimeouts, type UrlCredentials } from '@prebuilt/core';
+import { sourceFetchError } from './unreachable-source.js';
 
 /** How remote files are reached: the transport, the configured credentials, the timeouts. */
 export interface RemoteFileOptions {
@@ -16,10 +17,9 @@ export interface RemoteFileOptions {
   signal?: AbortSignal;
 }
 
-function unreachable(url: string, error: unknown): unknown {
+function unreachable(url: string, method: string, error: unknown): unknown {
   if (error instanceof NetworkError) return error;
-  const cause = (error as { cause?: unknown }).cause ?? error;
-  return new ResolutionError(`Cannot fetch ${url}: ${errorMessage(cause)}.`, { cause: error });
+  return sourceFetchError(error, { service: `package host ${new URL(url).origin}`, request: `${method} ${url}`, hint: 'Check that the package URL in the lock is reachable from this machine (network, proxy, channel mirror).' });
 }
 
 async function request(url: string, method: string, options: RemoteFileOptions): Promise<NetResponse> {
@@ -34,7 +34,7 @@ async function request(url: string, method: string, options: RemoteFileOptions):
       ...(credentials ? { authorize: (hop: URL) => credentials.authorizationFor(hop) } : {}),
     });
   } catch (error) {
-    throw unreachable(url, error);
+    throw unreachable(url, method, error);
   }
 }
 
@@ -70,7 +70,7 @@ export async function remoteDigest(url: string, options: RemoteFileOptions = {})
       size += chunk.length;
     }
   } catch (error) {
-    throw unreachable(url, error);
+    throw unreachable(url, 'GET', error);
   }
   return { sha256: hash.digest('hex'), size };
 }

@@ -3,7 +3,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { NetworkError, ResolutionError, UrlCredentials } from '@prebuilt/core';
+import { NetworkError, ResolutionError, UnreachableError, UrlCredentials } from '@prebuilt/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RepodataCache } from './repodata-cache.js';
 
@@ -63,7 +63,7 @@ describe('RepodataCache', () => {
     expect(requests).toHaveLength(2);
   });
 
-  it('a missing subdir (404) is null; a server error and an unreachable channel are ResolutionErrors with the URL', async () => {
+  it('a missing subdir (404) is null; a server error is a ResolutionError, an unreachable channel an UnreachableError, each with the URL', async () => {
     const cache = new RepodataCache();
     expect(await cache.get(`${base}/ch`, 'linux-aarch64')).toBeNull();
     await expect(cache.get(`${base}/broken`, 'linux-64')).rejects.toThrow(`500 Boom for ${base}/broken/linux-64/repodata.json`);
@@ -72,7 +72,8 @@ describe('RepodataCache', () => {
     const closed = `http://127.0.0.1:${(probe.address() as { port: number }).port}/nothing`;
     await new Promise<void>((resolve) => probe.close(() => resolve()));
     const error = await cache.get(closed, 'noarch').catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(ResolutionError);
+    expect(error).toBeInstanceOf(UnreachableError);
+    expect(error).toMatchObject({ code: 'unreachable', service: `conda channel ${new URL(closed).origin}` });
     expect((error as Error).message).toContain(`GET ${closed}/noarch/repodata.json failed: `);
     expect((error as Error).message).toMatch(/ECONNREFUSED/);
   });

@@ -24,6 +24,7 @@ import {
   writeFileAtomic,
 } from '@prebuilt/core';
 import { CACHE_DIR_SETTING } from './cache-dir.js';
+import { sourceFetchError } from './unreachable-source.js';
 
 const log = createLogger('conda:repodata');
 
@@ -153,13 +154,13 @@ export class RepodataCache {
         ...(credentials ? { authorize: (hop: URL) => credentials.authorizationFor(hop) } : {}),
       });
     } catch (error) {
-      throw this.#failure(url, error, () => {
-        const cause = (error as { cause?: unknown }).cause ?? error;
-        return new ResolutionError(`Cannot reach conda channel: GET ${url} failed: ${errorMessage(cause)}.`, {
-          cause: error,
+      throw this.#failure(url, error, () =>
+        sourceFetchError(error, {
+          service: `conda channel ${new URL(url).origin}`,
+          request: `GET ${url}`,
           hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS) and your network or proxy settings.',
-        });
-      });
+        }),
+      );
     }
   }
 

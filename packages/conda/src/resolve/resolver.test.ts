@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { EnvironmentError, ResolutionError, type EnvPins, type EnvRequest, type LockedEnv } from '@prebuilt/core';
+import { EnvironmentError, ResolutionError, UnreachableError, type EnvPins, type EnvRequest, type LockedEnv } from '@prebuilt/core';
 import { closedPort, generateFixtures, exampleFixtureSet, standInPython, startFixtureServer, type FixtureServer, type CondaPackageSpec } from '@prebuilt/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createResolver, type Resolver, type ResolverOptions } from './resolver.js';
@@ -148,10 +148,11 @@ describe('conda resolution (rattler)', () => {
     expect((error as Error).message).toMatch(/step start: .*No candidates were found for nosuchpkg/);
   });
 
-  it('an unreachable channel: ResolutionError with the URL and the cause', async () => {
+  it('an unreachable channel: UnreachableError (code unreachable, exit 2, as a registry) with the URL and the cause', async () => {
     const url = `http://127.0.0.1:${await closedPort()}/channels/gone`;
     const error = await resolver().resolveEnv(request({ channels: [url] })).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(ResolutionError);
+    expect(error).toBeInstanceOf(UnreachableError);
+    expect(error).toMatchObject({ code: 'unreachable', exitCode: 2 });
     expect((error as Error).message).toContain(`${url}/`);
     expect((error as Error).message).toMatch(/ECONNREFUSED/);
   });
@@ -201,13 +202,14 @@ describe('PyPI resolution (host pip) on top of conda', () => {
     expect((error as Error).message).toMatch(/step plot: .*tinyplot/);
   });
 
-  it('an unknown PyPI package and an unreachable index are ResolutionErrors with the name / URL', async () => {
+  it('an unknown PyPI package is a ResolutionError naming it; an unreachable index an UnreachableError with its URL', async () => {
     const unknown = await resolver().resolveEnv(request({ pypi: { 'no-such-wheel': '' } })).catch((e: unknown) => e);
     expect(unknown).toBeInstanceOf(ResolutionError);
     expect((unknown as Error).message).toMatch(/no-such-wheel/);
     const gone = `http://127.0.0.1:${await closedPort()}/simple`;
     const unreachable = await resolver().resolveEnv(request({ indexUrl: gone, pypi: { tinyurl: '' } })).catch((e: unknown) => e);
-    expect(unreachable).toBeInstanceOf(ResolutionError);
+    expect(unreachable).toBeInstanceOf(UnreachableError);
+    expect(unreachable).toMatchObject({ code: 'unreachable', exitCode: 2, service: `PyPI index ${gone}` });
     expect((unreachable as Error).message).toContain(gone);
   });
 
