@@ -35,7 +35,7 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 export const EXIT_CODE_MEANINGS: Readonly<Record<ExitCode, string>> = {
   [ExitCode.ok]: 'ok',
   [ExitCode.failure]: 'a build or push failed, or a service answered with an error, stalled or refused the credentials',
-  [ExitCode.usage]: 'bad input or configuration, or a service (Docker daemon, registry, Kubernetes API) not reachable at its address',
+  [ExitCode.usage]: 'bad input or configuration, or a service (Docker daemon, registry, Kubernetes API, conda channel, PyPI index) not reachable at its address',
   [ExitCode.interrupted]: 'interrupted (SIGINT)',
   [ExitCode.terminated]: 'terminated (SIGTERM)',
 };
@@ -205,9 +205,9 @@ export class EnvironmentError extends PrebuiltError {
 
 /**
  * A service prebuilt needs could not be reached at all: nothing answers at its address (connection
- * refused, unknown host) — a Docker daemon, a registry, a Kubernetes API. The same kind of fault
- * whichever service it is, so the same code (`unreachable`) and exit code (2: start the service or
- * point the setting at a running one). A service that answered and then failed is not this, but
+ * refused, unknown host) — a Docker daemon, a registry, a Kubernetes API, a conda channel, a PyPI
+ * index. The same kind of fault whichever service it is, so the same code (`unreachable`) and exit
+ * code (2: start the service or point the setting at a running one). A service that answered and then failed is not this, but
  * that service's own error (exit 1).
  */
 export class UnreachableError extends PrebuiltError {
