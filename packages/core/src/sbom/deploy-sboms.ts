@@ -30,31 +30,43 @@ export function imageEnvs(image: DeployImage, steps: DeploySbomsInput['steps']):
   return entries.filter((entry) => entry.platform === image.platform);
 }
 
+/** How many images' SBOMs are looked up (and pushed) at once. */
+const SBOM_CONCURRENCY = 4;
+
 /**
  * Gives every pushed image (and image index) of a deploy its SBOM, after the deploy: an image that
  * already has one (one referrers lookup) keeps it; the others get one made from the lock and pushed
  * as an artifact referring to the image. envId → the SBOM. The document is named after the envId,
  * not the registry, so the same lock (base, recipe) gives the same SBOM bytes wherever it is pushed.
+ * Up to SBOM_CONCURRENCY images at once, so a no-op redeploy pays one round of lookups, not one per image.
  */
 export async function pushDeploySboms(input: DeploySbomsInput, options: RequestOptions = {}): Promise<Map<string, ImageSbomRef>> {
-  const refs = new Map<string, ImageSbomRef>();
-  for (const image of input.images) {
-    if (!image.digest || (image.status !== 'built' && image.status !== 'present')) continue;
-    const ref = `${image.tag}@${image.digest}`;
-    const existing = (await findImageSboms(input.client, ref, { ...options, digest: image.digest })).at(-1);
-    let sbom: ImageSbomRef;
-    if (existing) {
-      const artifact = await input.client.getManifest({ ...parseImageRef(image.tag), reference: existing.digest }, options);
-      sbom = { manifest: existing.digest, document: 'layers' in artifact.manifest ? artifact.manifest.layers[0]?.digest ?? '' : '', via: 'present' };
-    } else {
-      const envs = imageEnvs(image, input.steps);
-      const licenses = input.licenses ? await input.licenses(envs.flatMap((env) => env.packages)) : undefined;
-      const document = createSbom({ name: `env-${image.envId}`, envs, ...(licenses ? { licenses } : {}), ...(input.createdEpoch === undefined ? {} : { createdEpoch: input.createdEpoch }) });
-      sbom = await pushImageSbom(input.client, ref, document, options);
+  const images = input.images.filter((image) => image.digest && (image.status === 'built' || image.status === 'present'));
+  const found: (ImageSbomRef | undefined)[] = new Array(images.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < images.length) {
+      const i = next++;
+      const image = images[i]!;
+      found[i] = await imageSbom(input, image, options);
+      log('SBOM of %s: %s (%s)', image.pullTag, found[i]!.manifest, found[i]!.via);
+      input.onSbom?.(image, found[i]!);
     }
-    log('SBOM of %s: %s (%s)', image.pullTag, sbom.manifest, sbom.via);
-    refs.set(image.envId, sbom);
-    input.onSbom?.(image, sbom);
+  };
+  await Promise.all(Array.from({ length: Math.min(SBOM_CONCURRENCY, images.length) }, worker));
+  return new Map(images.map((image, i) => [image.envId, found[i]!]));
+}
+
+/** The SBOM an image has, or the one made from the lock and pushed now. */
+async function imageSbom(input: DeploySbomsInput, image: DeployImage, options: RequestOptions): Promise<ImageSbomRef> {
+  const ref = `${image.tag}@${image.digest}`;
+  const existing = (await findImageSboms(input.client, ref, { ...options, digest: image.digest })).at(-1);
+  if (existing) {
+    const artifact = await input.client.getManifest({ ...parseImageRef(image.tag), reference: existing.digest }, options);
+    return { manifest: existing.digest, document: 'layers' in artifact.manifest ? artifact.manifest.layers[0]?.digest ?? '' : '', via: 'present' };
   }
-  return refs;
+  const envs = imageEnvs(image, input.steps);
+  const licenses = input.licenses ? await input.licenses(envs.flatMap((env) => env.packages)) : undefined;
+  const document = createSbom({ name: `env-${image.envId}`, envs, ...(licenses ? { licenses } : {}), ...(input.createdEpoch === undefined ? {} : { createdEpoch: input.createdEpoch }) });
+  return pushImageSbom(input.client, ref, document, options);
 }
