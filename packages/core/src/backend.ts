@@ -75,6 +75,7 @@ export {
   type PullSettings,
 } from './backend-kit/settings.js';
 export { createOciRegistry, type ImageRegistryOptions, type OciRegistrySpec } from './backend-kit/oci-registry.js';
+export { registryAccess, type RegistryAccess, type RegistryAccessInput } from './backend-kit/registry-access.js';
 export { explicitCredentials, type ExplicitCredentialsInput, type RegistryTokenSource } from './backend-kit/registry-credentials.js';
 export { checkSignal, resolveBaseImage } from './backend-kit/base-image.js';
 export { BuildLog, scrubber, cancelledError, withPushPhase } from './backend-kit/build-log.js';

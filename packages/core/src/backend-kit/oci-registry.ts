@@ -49,6 +49,10 @@ export interface OciRegistrySpec {
   missingBaseHint?: string;
   /** Releases what the registry holds (SDK clients). */
   close?(): Promise<void>;
+  /** Every image of the env repository, through the registry's own API (for `prebuilt gc`; see `ImageRegistry.listImages`). */
+  listImages?: ImageRegistry['listImages'];
+  /** Deletes one image of the env repository by digest, with its tags, through the registry's own API (see `ImageRegistry.deleteImage`). */
+  deleteImage?: ImageRegistry['deleteImage'];
 }
 
 /**
@@ -101,5 +105,7 @@ export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
   };
   if (spec.pullTag) registry.pullTag = spec.pullTag;
   if (spec.close) registry.close = spec.close;
+  if (spec.listImages) registry.listImages = spec.listImages;
+  if (spec.deleteImage) registry.deleteImage = spec.deleteImage;
   return registry;
 }

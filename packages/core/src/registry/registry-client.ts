@@ -792,6 +792,30 @@ export class RegistryClient {
   }
 
   /**
+   * One authenticated request to a registry API path (`/v2/…`) of `repository`, for what a registry
+   * offers beyond the calls above (e.g. Google's manifest map in `tags/list`): the answer whatever
+   * its status, with the registry's error text (`detail`), so the caller decides what a 404 means.
+   * A 2xx body is read up to `limit` (default 4 MiB), an error body's first 64 KiB; 401/403 after the
+   * auth exchange are AuthErrors, as for every request. `actions` are the token scope's (default `pull`).
+   */
+  async apiRequest(
+    repository: Pick<ImageRef, 'registry' | 'repository'>,
+    method: string,
+    path: string,
+    options: RequestOptions & { accept?: string; actions?: string; what?: string; limit?: number } = {},
+  ): Promise<{ status: number; headers: Headers; body: Uint8Array; detail: string }> {
+    const { registry, repository: name } = repository;
+    if (!path.startsWith('/v2/')) throw new InputError(`a registry API path starts with /v2/, not '${path}'`);
+    const headers: Record<string, string> = options.accept ? { accept: options.accept } : {};
+    const res = await this.#request(registry, name, method, path, headers, options.signal, {
+      scopes: [`repository:${name}:${options.actions ?? 'pull'}`],
+      what: options.what ?? `${method} ${path.replace(/\?.*$/, '')}`,
+      limit: options.limit ?? BODY_LIMITS.json,
+    });
+    return { ...res, detail: res.status >= 200 && res.status < 300 ? '' : registryErrorDetail(res.body) };
+  }
+
+  /**
    * Bytes `start`..`end` (inclusive) of a blob, by an HTTP Range request: for the figures a blob
    * keeps at a known place (a gzip stream's size trailer) without reading the blob. A registry that
    * ignores the range is a RegistryError, never a whole-layer read.
