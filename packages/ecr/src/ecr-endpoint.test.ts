@@ -1,73 +1,25 @@
-// The ECR API without mocks: the real AWS SDK client, pointed by the endpoint setting at a fake of
-// ECR's JSON protocol on 127.0.0.1, and the token it hands out accepted by a local htpasswd
-// registry — endpoint override, request signing, repository creation, token and push all real.
+// The ECR API without mocks: the real AWS SDK client, pointed by the endpoint setting at a FAKE of
+// ECR's JSON protocol on 127.0.0.1 (__fixtures__/fake-ecr-api.ts), and the token it hands out
+// accepted by a local htpasswd registry — endpoint override, request signing, repository
+// creation, token and push all real.
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthError } from '@prebuilt/core/backend';
 import { createEcrRegistry } from './index.js';
+import { FAKE_ECR_ACCOUNT, FAKE_ECR_CREDENTIALS, startFakeEcrApi, type FakeEcrApi } from './__fixtures__/fake-ecr-api.js';
 import { htpasswdRegistryMissing, skopeoMissing, skopeoPush, startHtpasswdRegistry, type HtpasswdRegistry } from '@prebuilt/fixtures';
 
-const ACCOUNT = '123456789012';
+const ACCOUNT = FAKE_ECR_ACCOUNT;
 const TOKEN = `ecr-endpoint-token-${randomBytes(12).toString('hex')}`;
-const CREDENTIALS = { accessKeyId: 'AKIAFAKEENDPOINTTEST', secretAccessKey: 'fake-secret-access-key-value' };
-
-interface FakeEcr {
-  endpoint: string;
-  calls: { target: string; body: Record<string, unknown>; signed: boolean }[];
-  repositories: Set<string>;
-  /** When set, every call fails with this AWS error type. */
-  failWith?: string;
-  close(): Promise<void>;
-}
-
-/** A fake of the ECR API (awsJson1_1: POST / with X-Amz-Target) on 127.0.0.1. */
-async function startFakeEcr(): Promise<FakeEcr> {
-  const fake: Omit<FakeEcr, 'endpoint' | 'close'> = { calls: [], repositories: new Set() };
-  const server: Server = createServer((req, res) => {
-    let text = '';
-    req.setEncoding('utf8');
-    req.on('data', (chunk: string) => (text += chunk));
-    req.on('end', () => {
-      const target = String(req.headers['x-amz-target'] ?? '').replace('AmazonEC2ContainerRegistry_V20150921.', '');
-      const body = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
-      const signed = /^AWS4-HMAC-SHA256 Credential=AKIAFAKEENDPOINTTEST\//.test(String(req.headers.authorization ?? ''));
-      fake.calls.push({ target, body, signed });
-      const reply = (status: number, data: unknown, type?: string): void => {
-        res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1', ...(type ? { 'x-amzn-errortype': type } : {}) });
-        res.end(JSON.stringify(type ? { __type: type, message: String(data) } : data));
-      };
-      if (fake.failWith) return reply(400, 'The security token included in the request is expired', fake.failWith);
-      const name = (body['repositoryNames'] as string[] | undefined)?.[0] ?? (body['repositoryName'] as string | undefined) ?? '';
-      switch (target) {
-        case 'DescribeRepositories':
-          return fake.repositories.has(name)
-            ? reply(200, { repositories: [{ repositoryName: name, registryId: ACCOUNT }] })
-            : reply(400, `The repository with name '${name}' does not exist in the registry with id '${ACCOUNT}'`, 'RepositoryNotFoundException');
-        case 'CreateRepository':
-          fake.repositories.add(name);
-          return reply(200, { repository: { repositoryName: name, registryId: ACCOUNT, imageTagMutability: body['imageTagMutability'] } });
-        case 'GetAuthorizationToken':
-          return reply(200, {
-            authorizationData: [{ authorizationToken: Buffer.from(`AWS:${TOKEN}`).toString('base64'), expiresAt: Date.now() / 1000 + 12 * 3600, proxyEndpoint: 'https://example' }],
-          });
-        default:
-          return reply(400, `unknown operation ${target}`, 'InvalidParameterException');
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  return Object.assign(fake, { endpoint: `http://127.0.0.1:${port}`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) });
-}
+const CREDENTIALS = FAKE_ECR_CREDENTIALS;
 
 const missing = (await htpasswdRegistryMissing()) ?? (await skopeoMissing());
 
 describe.skipIf(Boolean(missing))(`ecr with the endpoint setting: real AWS SDK against a fake ECR API, real push${missing ? ` (skipped: ${missing})` : ''}`, () => {
-  let ecr: FakeEcr;
+  let ecr: FakeEcrApi;
   let registryServer: HtpasswdRegistry;
   beforeAll(async () => {
-    ecr = await startFakeEcr();
+    ecr = await startFakeEcrApi(TOKEN);
     registryServer = await startHtpasswdRegistry('AWS', TOKEN);
   });
   afterAll(async () => {

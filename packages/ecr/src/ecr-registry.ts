@@ -1,6 +1,7 @@
 import { createLogger, createOciRegistry, type ImageRegistry } from '@prebuilt/core/backend';
 import { describeAwsCredentialSource, loadEcrSdk } from './aws.js';
 import { ecrAccount, ecrClientConfig, ecrRegion } from './ecr-location.js';
+import { deleteEcrImage, listEcrImages } from './ecr-images.js';
 import { ensureEcrRepository } from './ecr-repository.js';
 import { ecrHost, ecrSettings, type EcrRegistryOptions } from './ecr-settings.js';
 import { DEFAULT_TOKEN_REFRESH_MARGIN_MS, ecrTokenSource } from './ecr-token.js';
@@ -14,7 +15,8 @@ const debug = createLogger('ecr');
  * The `ecr` image registry: env images go to `<account>.dkr.ecr.<region>.amazonaws.com/<repository>`,
  * tagged `env-<envId>-<arch>`. The repository is created when missing (immutable tags and
  * scan-on-push configurable); push credentials come from GetAuthorizationToken and are cached
- * until shortly before they expire; the pull config is empty (IAM roles pull from ECR).
+ * until shortly before they expire; the pull config is empty (IAM roles pull from ECR). For
+ * `prebuilt gc`, images are listed with DescribeImages and deleted with BatchDeleteImage.
  */
 export async function createEcrRegistry(options: EcrRegistryOptions = {}): Promise<ImageRegistry> {
   const env = options.env ?? process.env;
@@ -29,6 +31,7 @@ export async function createEcrRegistry(options: EcrRegistryOptions = {}): Promi
   debug('ecr registry: %s/%s (region %s)', host, settings.repository, region);
 
   const marginMs = options.tokenRefreshMarginMs ?? DEFAULT_TOKEN_REFRESH_MARGIN_MS;
+  const images = { ecr, sdk, host, account, repository: settings.repository, credentialSource };
   return createOciRegistry({
     name: 'ecr',
     host,
@@ -38,6 +41,8 @@ export async function createEcrRegistry(options: EcrRegistryOptions = {}): Promi
     ...(options.client ? { client: options.client } : {}),
     pullConfig: settings.pullConfig,
     prepare: (signal) => ensureEcrRepository({ ecr, sdk, host, region, account, credentialSource, settings }, signal),
+    listImages: (listOptions = {}) => listEcrImages(images, listOptions.signal),
+    deleteImage: (digest, deleteOptions = {}) => deleteEcrImage(images, digest, deleteOptions.signal),
     close: async () => ecr.destroy(),
   });
 }
