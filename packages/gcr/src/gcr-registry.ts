@@ -1,4 +1,15 @@
-import { Secret, checkSignal, createLogger, createOciRegistry, pullConfigFromSettings, type ImageRegistry, type RegistryCredentials, type RegistryTokenSource } from '@prebuilt/core/backend';
+import {
+  Secret,
+  checkSignal,
+  createLogger,
+  createOciRegistry,
+  pullConfigFromSettings,
+  registryAccess,
+  type ImageRegistry,
+  type RegistryCredentials,
+  type RegistryTokenSource,
+} from '@prebuilt/core/backend';
+import { deleteGcrImage, listGcrImages } from './gcr-images.js';
 import { GCR_ENV, gcrLocation, isGoogleRegistryHost, type GcrRegistryOptions } from './gcr-settings.js';
 import { googleTokenSource, type GoogleTokenSource } from './google-token.js';
 
@@ -32,7 +43,9 @@ function oauthCredentials(tokens: GoogleTokenSource, host: string): RegistryToke
  * Registry (`<region>-docker.pkg.dev/<project>/<repository>/<image>`), tagged `env-<envId>-<arch>`.
  * Credentials are an OAuth access token from google-auth-library's application default
  * credentials, as user `oauth2accesstoken`; the pull config is empty (workload identity / node
- * service accounts pull) unless a pull secret or Batch credentials are configured.
+ * service accounts pull) unless a pull secret or Batch credentials are configured. For
+ * `prebuilt gc`, images are listed from Google's tags/list extension and deleted tag by tag, then
+ * by digest, through the registry API.
  */
 export async function createGcrRegistry(options: GcrRegistryOptions = {}): Promise<ImageRegistry> {
   const env = options.env ?? process.env;
@@ -46,13 +59,18 @@ export async function createGcrRegistry(options: GcrRegistryOptions = {}): Promi
     registry: host,
   });
   debug('gcr registry: %s/%s, credentials: %s', host, repository, tokens.source);
+  const credentials = oauthCredentials(tokens, host);
+  const client = options.client ? { client: options.client } : {};
+  const images = { host, repository, access: registryAccess({ host, credentials, env, dockerConfig: true, insecure: false, client: options.client }) };
   return createOciRegistry({
     name: 'gcr',
     host,
     repository,
-    credentials: oauthCredentials(tokens, host),
+    credentials,
     env,
-    ...(options.client ? { client: options.client } : {}),
+    ...client,
     pullConfig,
+    listImages: (listOptions = {}) => listGcrImages(images, listOptions.signal),
+    deleteImage: (digest, deleteOptions = {}) => deleteGcrImage(images, digest, deleteOptions.signal),
   });
 }
