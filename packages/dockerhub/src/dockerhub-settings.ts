@@ -23,6 +23,7 @@ export const DOCKERHUB_ENV = {
   username: 'METAFLOW_PREBUILT_DOCKERHUB_USERNAME',
   password: 'METAFLOW_PREBUILT_DOCKERHUB_PASSWORD',
   registry: 'METAFLOW_PREBUILT_DOCKERHUB_REGISTRY',
+  hubApi: 'METAFLOW_PREBUILT_DOCKERHUB_API',
   ...PULL_ENV,
 } as const;
 
@@ -39,7 +40,15 @@ export interface DockerHubRegistryOptions extends PullSettings, ImageRegistryOpt
   registry?: string;
   /** Read credentials from the user's Docker config (`auths`, `credsStore`, `credHelpers`). Default true. */
   dockerConfig?: boolean;
+  /**
+   * Base URL of Docker Hub's API (tag listing and deletion for `prebuilt gc`). Env
+   * `METAFLOW_PREBUILT_DOCKERHUB_API`; default `https://hub.docker.com` (tests point it at a local fake).
+   */
+  hubApi?: string;
 }
+
+/** Docker Hub's API, where tags are listed and deleted (the registry API cannot delete on Docker Hub). */
+export const DEFAULT_HUB_API = 'https://hub.docker.com';
 
 type Env = Record<string, string | undefined>;
 
@@ -51,6 +60,25 @@ function setting(value: string | undefined, envVar: string, option: string, env:
 export function dockerHubHost(options: DockerHubRegistryOptions, env: Env): string {
   const value = setting(options.registry, DOCKERHUB_ENV.registry, 'registry', env);
   return value === undefined ? DOCKER_HUB : normalizeDockerConfigKey(parseHost(value, DOCKERHUB_ENV.registry, 'registry'));
+}
+
+/** The Hub API base URL: the setting (an http(s) URL without credentials, query or fragment), else `https://hub.docker.com`. */
+export function dockerHubApi(options: DockerHubRegistryOptions, env: Env): string {
+  const value = setting(options.hubApi, DOCKERHUB_ENV.hubApi, 'hubApi', env);
+  if (value === undefined) return DEFAULT_HUB_API;
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !/^https?:$/.test(url.protocol) || url.username || url.password || url.search || url.hash) {
+    throw new ConfigError(`${DOCKERHUB_ENV.hubApi} (option 'hubApi') = '${url?.username || url?.password ? '<a URL with credentials>' : value}' is not an http(s) base URL.`, {
+      setting: DOCKERHUB_ENV.hubApi,
+      hint: `Give the base URL of Docker Hub's API without credentials, e.g. ${DEFAULT_HUB_API} (or unset it).`,
+    });
+  }
+  return url.href.replace(/\/+$/, '');
 }
 
 /** The repository name under the namespace: the setting, else `metaflow-prebuilt`. */

@@ -1,7 +1,7 @@
 import { defineImageRegistry } from '@prebuilt/core/backend';
 import { createDockerHubRegistry, type DockerHubRegistryOptions } from './dockerhub-registry.js';
 
-export { createDockerHubRegistry, DOCKERHUB_ENV, type DockerHubRegistryOptions } from './dockerhub-registry.js';
+export { createDockerHubRegistry, DEFAULT_HUB_API, DOCKERHUB_ENV, type DockerHubRegistryOptions } from './dockerhub-registry.js';
 export { DEFAULT_REPOSITORY, PULL_ENV, type PullSettings } from '@prebuilt/core/backend';
 
 /** The `dockerhub` image registry (the default): `docker.io/<namespace>/<repository>:env-<envId>-<arch>`. */
