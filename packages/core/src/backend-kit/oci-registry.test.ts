@@ -47,6 +47,22 @@ describe('createOciRegistry: what the base supplies without a registry', () => {
     await expect(registry.pushCredentials()).rejects.toThrow(AuthError);
     expect(calls).toBe(2);
   });
+
+  it("uses the spec's listImages and deleteImage (a registry's own API) as the registry's", async () => {
+    const calls: string[] = [];
+    const stored = [{ digest: `sha256:${'a'.repeat(64)}`, tags: ['t'], size: 1 }];
+    const registry = createOciRegistry({
+      name: 'x',
+      host: 'registry.example',
+      repository: 'r',
+      dockerConfig: false,
+      listImages: async () => (calls.push('list'), stored),
+      deleteImage: async (digest) => void calls.push(`delete ${digest}`),
+    });
+    expect(await registry.listImages!()).toBe(stored);
+    await registry.deleteImage!(stored[0]!.digest);
+    expect(calls).toEqual(['list', `delete ${stored[0]!.digest}`]);
+  });
 });
 
 describe.skipIf(missing !== undefined)(suite('createOciRegistry against the local test registries'), () => {
