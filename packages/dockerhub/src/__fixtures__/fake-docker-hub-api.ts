@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listenOnLoopback } from '@prebuilt/fixtures';
 
 /** A tag the fake holds, with the fields Docker Hub's API lists. */
 export interface FakeHubTag {
@@ -103,14 +104,8 @@ export async function startRecordingServer(
       setTimeout(() => answer(state, req, body, res), delay());
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  const close = () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    });
-  return { url: `http://127.0.0.1:${port}`, requests: state.requests, close };
+  const { url, close } = await listenOnLoopback(server);
+  return { url, requests: state.requests, close };
 }
 
 /**

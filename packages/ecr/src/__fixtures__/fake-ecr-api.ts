@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { listenOnLoopback } from '@prebuilt/fixtures';
 
 export const FAKE_ECR_ACCOUNT = '123456789012';
 export const FAKE_ECR_CREDENTIALS = { accessKeyId: 'AKIAFAKEENDPOINTTEST', secretAccessKey: 'fake-secret-access-key-value' };
@@ -122,12 +123,6 @@ export async function startFakeEcrApi(token: string): Promise<FakeEcrApi> {
       setTimeout(() => answer(fake, target, body, reply), fake.delayMs);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  const close = () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    });
-  return Object.assign(fake, { endpoint: `http://127.0.0.1:${port}`, close });
+  const { url, close } = await listenOnLoopback(server);
+  return Object.assign(fake, { endpoint: url, close });
 }

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listenOnLoopback } from '@prebuilt/fixtures';
 
 /** An image the fake holds, with the figures Google's tags/list reports. */
 export interface FakeGoogleImage {
@@ -117,14 +118,8 @@ export async function startFakeGoogleRegistry(credentials: { user: string; passw
     req.resume();
     req.on('end', () => setTimeout(() => route(state, req, res, base), state.delayMs));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  base = `http://127.0.0.1:${port}`;
-  const close = () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    });
+  const { port, url, close } = await listenOnLoopback(server);
+  base = url;
   return Object.assign(state, { host: `127.0.0.1:${port}`, close });
 }
 
