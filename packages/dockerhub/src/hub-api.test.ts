@@ -88,6 +88,16 @@ describe('dockerhub listImages/deleteImage through a FAKE Docker Hub API on 127.
     await expect(registry.deleteImage!('sha256:../../x')).rejects.toBeInstanceOf(InputError);
   });
 
+  it('a JWT that expired during the run is renewed by logging in again', async () => {
+    const d = digest();
+    hub.repositories.set(`acme/${repository}`, [tag('t', '2020-01-01T00:00:00Z', d)]);
+    expect(await registry.listImages!()).toHaveLength(1);
+    hub.jwts.length = 0; // the fake forgets every JWT: they expired
+    await registry.deleteImage!(d);
+    expect(hub.requests.filter((r) => r.path === '/v2/users/login')).toHaveLength(2);
+    expect(hub.repositories.get(`acme/${repository}`)).toEqual([]);
+  });
+
   it('a refused delete is an AuthError saying which token scope it needs; errors never contain the token or the JWT', async () => {
     const d = digest();
     hub.repositories.set(`acme/${repository}`, [tag('t', '2020-01-01T00:00:00Z', d)]);

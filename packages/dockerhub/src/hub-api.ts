@@ -144,6 +144,20 @@ export class HubApi {
     return { jwt, user: credentials.username, source: credentials.source, scrub: scrubber({ ...credentials, registryToken: jwt }) };
   }
 
+  /** A request with the session's JWT; a 401 (the JWT expired during a long run) logs in again once. */
+  async #authorized(method: string, url: URL, signal: AbortSignal | undefined): Promise<{ answer: HubAnswer; session: Session }> {
+    const login = this.#session(signal);
+    let session = await login;
+    let answer = await this.#call(method, url, { jwt: session.jwt, signal, scrub: session.scrub });
+    if (answer.status === 401) {
+      debug('the Docker Hub API answered 401 to %s %s: logging in again', method, url.pathname);
+      if (this.#login === login) this.#login = undefined;
+      session = await this.#session(signal);
+      answer = await this.#call(method, url, { jwt: session.jwt, signal, scrub: session.scrub });
+    }
+    return { answer, session };
+  }
+
   #url(path: string): URL {
     return new URL(`${this.#input.api}${path}`);
   }
@@ -168,10 +182,9 @@ export class HubApi {
 
   /** Every tag of the repository, page by page along `next`; none when the repository does not exist. */
   async #tags(signal: AbortSignal | undefined): Promise<HubTag[]> {
-    const session = await this.#session(signal);
     const tags: HubTag[] = [];
     for (let url: URL | undefined = this.#url(`${this.#tagsPath}?page_size=${PAGE_SIZE}`); url !== undefined; ) {
-      const answer = await this.#call('GET', url, { jwt: session.jwt, signal, scrub: session.scrub });
+      const { answer, session } = await this.#authorized('GET', url, signal);
       if (answer.status === 404) return [];
       if (answer.status < 200 || answer.status >= 300) throw this.#failure(answer, 'list the tags of', session, 'Check that the user may read the repository (a private one needs a token with at least the Read scope).');
       const results = answer.data['results'];
@@ -211,9 +224,8 @@ export class HubApi {
   async deleteImage(digest: string, signal: AbortSignal | undefined): Promise<void> {
     if (!isImageDigest(digest)) throw new InputError(`'${digest}' is not an image digest (sha256:<64 hex digits>)`);
     const names = (await this.#tags(signal)).filter((tag) => tag.digest === digest && typeof tag.name === 'string').map((tag) => tag.name!);
-    const session = await this.#session(signal);
     for (const name of names) {
-      const answer = await this.#call('DELETE', this.#url(`${this.#tagsPath}/${encodeURIComponent(name)}`), { jwt: session.jwt, signal, scrub: session.scrub });
+      const { answer, session } = await this.#authorized('DELETE', this.#url(`${this.#tagsPath}/${encodeURIComponent(name)}`), signal);
       if (answer.status === 404) debug('tag %s was already gone', name);
       else if (answer.status < 200 || answer.status >= 300) throw this.#failure(answer, `delete the tag ${name} of`, session, DELETE_HINT);
     }

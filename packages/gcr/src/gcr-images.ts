@@ -30,6 +30,8 @@ interface GoogleManifestEntry {
 const PERMISSIONS_HINT =
   'Listing needs roles/artifactregistry.reader on the repository; deleting needs roles/artifactregistry.repoAdmin (artifactregistry.tags.delete, artifactregistry.versions.delete). Grant them to the identity of your application default credentials.';
 
+const TROUBLE_HINT = 'The registry may be having trouble: try again later, or run with --verbose for details.';
+
 const figure = (value: string | number | undefined): number | undefined => {
   const n = Number(value);
   return value === undefined || value === '' || !Number.isFinite(n) ? undefined : n;
@@ -64,7 +66,7 @@ async function tagListPage(client: RegistryClient, input: GcrImagesInput, path: 
   const res = await client.apiRequest({ registry: host, repository }, 'GET', path, { accept: 'application/json', what: 'tag list', ...(signal ? { signal } : {}) });
   if (res.status === 404) return undefined;
   if (res.status < 200 || res.status >= 300) {
-    throw new RegistryError(`registry ${host} answered ${res.status} to the tag list of ${repository}${res.detail ? `: ${res.detail}` : ''}`, { registry: host, status: res.status }, { hint: PERMISSIONS_HINT });
+    throw new RegistryError(`registry ${host} answered ${res.status} to the tag list of ${repository}${res.detail ? `: ${res.detail}` : ''}`, { registry: host, status: res.status }, { hint: TROUBLE_HINT });
   }
   let data: { manifest?: Record<string, GoogleManifestEntry> };
   try {
@@ -123,7 +125,7 @@ async function deleteReference(client: RegistryClient, input: GcrImagesInput, re
   const res = await client.apiRequest({ registry: host, repository }, 'DELETE', path, { actions: 'pull,push', what: 'manifest delete', ...(signal ? { signal } : {}) });
   if (res.status === 404) return debug('%s of %s/%s was already gone', reference, host, repository);
   if (res.status < 200 || res.status >= 300) {
-    throw new RegistryError(`registry ${host} refused to delete ${repository}:${reference} (${res.status}${res.detail ? `: ${res.detail}` : ''})`, { registry: host, status: res.status }, { hint: PERMISSIONS_HINT });
+    throw new RegistryError(`registry ${host} refused to delete ${repository}:${reference} (${res.status}${res.detail ? `: ${res.detail}` : ''})`, { registry: host, status: res.status }, { hint: TROUBLE_HINT });
   }
 }
 
