@@ -34,6 +34,7 @@ describe('dockerhub listImages/deleteImage through a FAKE Docker Hub API on 127.
     hub.pageSize = 100;
     hub.denyDelete = false;
     hub.delayMs = 0;
+    hub.busy = 0;
     delete hub.redirect;
     delete hub.nextBase;
     repository = `gc-${randomBytes(3).toString('hex')}`;
@@ -96,6 +97,17 @@ describe('dockerhub listImages/deleteImage through a FAKE Docker Hub API on 127.
     await registry.deleteImage!(d);
     expect(hub.requests.filter((r) => r.path === '/v2/users/login')).toHaveLength(2);
     expect(hub.repositories.get(`acme/${repository}`)).toEqual([]);
+  });
+
+  it('a busy Docker Hub (429 with Retry-After) is asked again, up to four times in all', async () => {
+    hub.repositories.set(`acme/${repository}`, [tag('t', '2020-01-01T00:00:00Z', digest())]);
+    hub.busy = 3;
+    expect(await registry.listImages!()).toHaveLength(1);
+    expect(hub.requests).toHaveLength(5); // 3 × 429, the login, the listing
+    hub.busy = 4;
+    const error = await (await create()).listImages!().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toContain('429');
   });
 
   it('a refused delete is an AuthError saying which token scope it needs; errors never contain the token or the JWT', async () => {
@@ -171,7 +183,8 @@ describe('dockerhub Hub API credentials go to the configured API host only (FAKE
     expect(elsewhere.requests).toEqual([]);
     hub.redirect = { path: '/v2/users/login', status: 302, to: `${elsewhere.url}/steal` };
     const failed = await registry.listImages!().catch((e: unknown) => e);
-    expect(failed).toBeInstanceOf(AuthError);
+    expect(failed).toBeInstanceOf(RegistryError);
+    expect((failed as RegistryError).message).toContain('answered 404 to the login');
     expect(elsewhere.requests).toHaveLength(1);
     expect(elsewhere.requests[0]!.headers.authorization).toBeUndefined();
     expect(seen(elsewhere.requests)).not.toContain(TOKEN);

@@ -10,6 +10,7 @@ import {
   isImageDigest,
   netFetch,
   scrubber,
+  sleep,
   type RegistryCredentials,
   type StoredImage,
 } from '@prebuilt/core/backend';
@@ -47,9 +48,23 @@ interface Session {
 interface HubAnswer {
   status: number;
   data: Record<string, unknown>;
+  /** The wait a busy answer asked for (Retry-After in seconds). */
+  retryAfterMs?: number;
 }
 
+interface CallInit {
+  jwt?: Secret;
+  body?: string;
+  signal: AbortSignal | undefined;
+  scrub: (text: string) => string;
+}
+
+/** Answers that mean Docker Hub is busy: worth the same request again after a wait. */
+const BUSY = new Set([429, 503]);
+const ATTEMPTS = 4;
+
 const DELETE_HINT = 'Deleting tags needs a personal access token with the Read, Write, Delete scope (or the account password), of a user who may administer the repository.';
+const TROUBLE_HINT = 'Docker Hub may be having trouble: try again later, or run with --verbose for details.';
 const PAGE_SIZE = 100;
 const LIMIT = 4 * 1024 * 1024;
 
@@ -74,8 +89,26 @@ export class HubApi {
     return `/v2/namespaces/${encodeURIComponent(namespace)}/repositories/${encodeURIComponent(repository)}/tags`;
   }
 
-  /** One Hub API request: JSON in and out, the Authorization header only for the API's own host, the body never to another origin. */
-  async #call(method: string, url: URL, init: { jwt?: Secret; body?: string; signal: AbortSignal | undefined; scrub: (text: string) => string }): Promise<HubAnswer> {
+  /**
+   * One Hub API request, sent again after a wait when Docker Hub is busy (429 or 503: its
+   * Retry-After, at most 30 s, else 1, 2, 4 s), up to four times in all.
+   */
+  async #call(method: string, url: URL, init: CallInit): Promise<HubAnswer> {
+    for (let attempt = 1; ; attempt++) {
+      const answer = await this.#send(method, url, init);
+      if (!BUSY.has(answer.status) || attempt >= ATTEMPTS) return answer;
+      const waitMs = answer.retryAfterMs ?? 1000 * 2 ** (attempt - 1);
+      debug('the Docker Hub API answered %d to %s %s: trying again in %d ms', answer.status, method, url.pathname, waitMs);
+      try {
+        await sleep(waitMs, init.signal);
+      } catch (error) {
+        throw new CancelledError(`Docker Hub API ${method} ${url.pathname} was cancelled.`, { cause: error });
+      }
+    }
+  }
+
+  /** One HTTP exchange: JSON in and out, the Authorization header only for the API's own host, the body never to another origin. */
+  async #send(method: string, url: URL, init: CallInit): Promise<HubAnswer> {
     checkSignal(init.signal);
     const authorization = init.jwt ? `Bearer ${init.jwt.reveal()}` : undefined;
     try {
@@ -96,7 +129,8 @@ export class HubApi {
       } catch {
         if (ok) throw new RegistryError(`Docker Hub API ${this.#base.origin} answered ${method} ${url.pathname} with something that is not JSON`, { registry: this.#input.registry });
       }
-      return { status: res.status, data };
+      const retryAfter = Number(res.headers.get('retry-after') ?? NaN);
+      return { status: res.status, data, ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterMs: Math.min(retryAfter, 30) * 1000 } : {}) };
     } catch (error) {
       if (init.signal?.aborted) throw new CancelledError(`Docker Hub API ${method} ${url.pathname} was cancelled.`, { cause: init.signal.reason });
       if (error instanceof RegistryError || error instanceof CancelledError) throw error;
@@ -137,6 +171,7 @@ export class HubApi {
     if (answer.status < 200 || answer.status >= 300 || typeof token !== 'string' || !token) {
       const refused = answer.status === 401 || answer.status === 403;
       const message = `Docker Hub (${this.#base.origin}) ${refused ? 'refused the login of' : `answered ${answer.status} to the login of`} user '${credentials.username}'${this.#detail(answer, scrubPassword)}`;
+      if (!refused) throw new RegistryError(message, { registry, status: answer.status }, { hint: TROUBLE_HINT });
       throw new AuthError(message, { registry, source: credentials.source }, { hint: `Check the user name and the password or personal access token in ${credentials.source}.` });
     }
     const jwt = new Secret(token);
@@ -177,7 +212,7 @@ export class HubApi {
     const { registry, namespace, repository } = this.#input;
     const message = `Docker Hub (${this.#base.origin}) answered ${answer.status} when user '${session.user}' tried to ${what} ${namespace}/${repository}${this.#detail(answer, session.scrub)}`;
     if (answer.status === 401 || answer.status === 403) return new AuthError(message, { registry, source: session.source }, { hint });
-    return new RegistryError(message, { registry, status: answer.status }, { hint: 'Docker Hub may be having trouble; try again later, or run with --verbose for details.' });
+    return new RegistryError(message, { registry, status: answer.status }, { hint: TROUBLE_HINT });
   }
 
   /** Every tag of the repository, page by page along `next`; none when the repository does not exist. */

@@ -37,6 +37,8 @@ export interface FakeDockerHubApi {
   nextBase?: string;
   /** Every answer waits this long (to abort a request in flight). */
   delayMs: number;
+  /** The next this many requests are answered 429 with Retry-After: 0 (Docker Hub's rate limit). */
+  busy: number;
   close(): Promise<void>;
 }
 
@@ -69,6 +71,11 @@ function listTags(state: State, key: string, url: URL, res: ServerResponse): voi
 
 function route(state: State, req: IncomingMessage, body: string, res: ServerResponse): void {
   const url = new URL(req.url ?? '/', state.url);
+  if (state.busy > 0) {
+    state.busy--;
+    res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '0' });
+    return void res.end(JSON.stringify({ detail: 'too many requests' }));
+  }
   if (state.redirect && url.pathname.startsWith(state.redirect.path)) {
     res.writeHead(state.redirect.status, { location: state.redirect.to });
     return void res.end();
@@ -114,7 +121,7 @@ export async function startRecordingServer(
  * (`DELETE …/tags/<tag>`), with switches for a refused delete and a redirect.
  */
 export async function startFakeDockerHubApi(credentials: { username: string; password: string }): Promise<FakeDockerHubApi> {
-  const state = { repositories: new Map(), jwts: [], pageSize: 100, denyDelete: false, delayMs: 0, url: '', ...credentials } as unknown as State;
+  const state = { repositories: new Map(), jwts: [], pageSize: 100, denyDelete: false, delayMs: 0, busy: 0, url: '', ...credentials } as unknown as State;
   const server = await startRecordingServer(
     (_recorded, req, body, res) => route(state, req, body, res),
     () => state.delayMs,
