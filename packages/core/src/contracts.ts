@@ -113,6 +113,17 @@ export interface StoredImage {
   pushedAt?: Date;
   /** Bytes of its manifest's blobs, where the listing says. */
   size?: number;
+  /** For an image index: the digests of the manifests it lists (its platform images or referrers); absent when the listing does not say. */
+  children?: string[];
+  /** For an artifact that refers to an image (an SBOM): the digest of that image, its `subject`. */
+  subject?: string;
+  /** For an artifact: its `artifactType` (an SBOM's `application/spdx+json`). */
+  artifactType?: string;
+  /**
+   * The blobs the registry stores for it, with their sizes (the manifest itself, its config and
+   * layers), where the listing says: gc counts a blob another kept image shares as not reclaimed.
+   */
+  blobs?: { digest: string; size: number }[];
 }
 
 export interface BaseImageIdentity {

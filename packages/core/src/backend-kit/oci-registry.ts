@@ -1,5 +1,6 @@
 import type { ImageExistence, ImageRegistry, PullConfig, RegistryCredentials } from '../contracts.js';
 import type { RegistryClientOptions } from '../registry/registry-client.js';
+import { listRepositoryImages } from '../registry/repository-images.js';
 import { checkSignal, resolveBaseImage } from './base-image.js';
 import { registryAccess } from './registry-access.js';
 import type { RegistryTokenSource } from './registry-credentials.js';
@@ -102,10 +103,23 @@ export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
       const client = await access.clientFor(ref, options.signal);
       return resolveBaseImage(client, ref, platform, options.signal, spec.missingBaseHint ? { missingHint: spec.missingBaseHint } : {});
     },
+    // For prebuilt gc: the env repository over the distribution API, unless the registry has its own.
+    listImages:
+      spec.listImages ??
+      (async (options = {}) => {
+        checkSignal(options.signal);
+        const client = await access.ownClient(options.signal);
+        return listRepositoryImages(client, base, options.signal ? { signal: options.signal } : {});
+      }),
+    deleteImage:
+      spec.deleteImage ??
+      (async (digest, options = {}) => {
+        checkSignal(options.signal);
+        const client = await access.ownClient(options.signal);
+        await client.deleteManifest(base, digest, options.signal ? { signal: options.signal } : {});
+      }),
   };
   if (spec.pullTag) registry.pullTag = spec.pullTag;
   if (spec.close) registry.close = spec.close;
-  if (spec.listImages) registry.listImages = spec.listImages;
-  if (spec.deleteImage) registry.deleteImage = spec.deleteImage;
   return registry;
 }

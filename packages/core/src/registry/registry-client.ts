@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { BaseImageIdentity, RegistryCredentials } from '../contracts.js';
-import { AuthError, CancelledError, InputError, NetworkError, RegistryError, UnreachableError } from '../errors.js';
+import { AuthError, CancelledError, ConfigError, InputError, NetworkError, RegistryError, UnreachableError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
@@ -131,7 +131,7 @@ interface CachedToken {
 
 type AuthMode = { kind: 'basic' } | { kind: 'bearer'; params: Record<string, string> };
 
-const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
 function describeStatus(status: number): string {
   return STATUS_TEXT[status] ? `${status} ${STATUS_TEXT[status]}` : String(status);
@@ -151,6 +151,16 @@ function registryErrorDetail(body: Uint8Array): string {
     // not JSON
   }
   return Buffer.from(body.subarray(0, 200)).toString('utf8').replace(/\s+/g, ' ').trim();
+}
+
+/** The next page of a paginated listing: the `rel="next"` target of a `Link` header (RFC 8288), if any. */
+function nextLink(header: string | null): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(',')) {
+    const match = /^\s*<([^>]+)>\s*;(.*)$/.exec(part);
+    if (match && /\brel="?next"?/i.test(match[2]!)) return match[1];
+  }
+  return undefined;
 }
 
 function sha256Digest(bytes: Uint8Array): string {
@@ -767,6 +777,66 @@ export class RegistryClient {
     }
     const subject = res.headers.get('oci-subject') ?? undefined;
     return { digest, subjectAccepted: subject !== undefined, ...(subject ? { subject } : {}) };
+  }
+
+  /**
+   * Every tag of `repository` (`GET /v2/<name>/tags/list`), following the `Link: <…>; rel="next"`
+   * pages; a repository that does not exist has none. Bounded: each page at 4 MiB, at most
+   * `maxPages` pages (default 1000), a page that names itself again is an error.
+   */
+  async listTags(repository: string | ImageRef, options: RequestOptions & { pageSize?: number; maxPages?: number } = {}): Promise<string[]> {
+    const image = toRef(repository);
+    const maxPages = options.maxPages ?? 1000;
+    const tags = new Set<string>();
+    const seen = new Set<string>();
+    let path: string | undefined = `/v2/${image.repository}/tags/list?n=${options.pageSize ?? 1000}`;
+    while (path !== undefined) {
+      if (seen.has(path) || seen.size >= maxPages) {
+        throw new RegistryError(`registry ${image.registry} listed the tags of ${image.repository} in more than ${seen.size} pages (or in a loop); stopped`, { registry: image.registry });
+      }
+      seen.add(path);
+      const res = await this.#request(image.registry, image.repository, 'GET', path, { accept: 'application/json' }, options.signal, { what: 'tag list', limit: BODY_LIMITS.json });
+      if (res.status === 404) return [...tags];
+      this.#expectOk(res, image.registry, 'GET', path.replace(/\?.*$/, ''));
+      let page: { tags?: unknown };
+      try {
+        page = JSON.parse(Buffer.from(res.body).toString('utf8')) as { tags?: unknown };
+      } catch (error) {
+        throw new RegistryError(`registry ${image.registry} answered the tag list of ${image.repository} with something that is not JSON`, { registry: image.registry }, { cause: error });
+      }
+      if (page.tags !== null && page.tags !== undefined && !Array.isArray(page.tags)) {
+        throw new RegistryError(`registry ${image.registry} answered the tag list of ${image.repository} without a tags array`, { registry: image.registry });
+      }
+      for (const tag of (page.tags ?? []) as unknown[]) if (typeof tag === 'string') tags.add(tag);
+      path = nextLink(res.headers.get('link'));
+    }
+    return [...tags];
+  }
+
+  /**
+   * Deletes the manifest (or index) `digest` of `repository` and with it every tag that names it
+   * (`DELETE /v2/<name>/manifests/<digest>`). `deleted: false` when it was already gone (404).
+   * @throws ConfigError (exit 2) when the registry has deletes disabled (405 / `UNSUPPORTED`).
+   */
+  async deleteManifest(repository: string | ImageRef, digest: string, options: RequestOptions = {}): Promise<{ deleted: boolean }> {
+    const image = toRef(repository);
+    if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new InputError(`'${digest}' is not a sha256 digest: manifests are deleted by digest, never by tag`);
+    const path = `/v2/${image.repository}/manifests/${digest}`;
+    const res = await this.#request(image.registry, image.repository, 'DELETE', path, { accept: MANIFEST_ACCEPT.join(', ') }, options.signal, {
+      scopes: [`repository:${image.repository}:delete`],
+      what: 'manifest delete',
+    });
+    const detail = registryErrorDetail(res.body);
+    if (res.status === 405 || /\bUNSUPPORTED\b/.test(detail)) {
+      throw new ConfigError(`registry ${image.registry} does not allow deleting manifests (${describeStatus(res.status)}${detail ? `: ${detail}` : ''}): its deletes are disabled.`, {
+        setting: 'storage.delete.enabled',
+        hint: `Enable deletes in the registry's configuration (distribution: storage.delete.enabled: true, or REGISTRY_STORAGE_DELETE_ENABLED=true) and restart it; then run its garbage collector to free the blobs.`,
+      });
+    }
+    if (res.status === 404) return { deleted: false };
+    this.#expectOk(res, image.registry, 'DELETE', path);
+    log('deleted %s from %s/%s', digest, image.registry, image.repository);
+    return { deleted: true };
   }
 
   /**

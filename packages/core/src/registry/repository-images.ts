@@ -1,0 +1,113 @@
+/**
+ * Every image of one repository over the plain distribution API, for `prebuilt gc`: the tags
+ * (`tags/list`), each tag's manifest, and what is referenced only by digest where it can be found —
+ * an index's platform images, the referrers the referrers API lists (or the `sha256-<hex>`
+ * referrers index lists, which is itself tagged).
+ */
+import type { StoredImage } from '../contracts.js';
+import { RegistryError } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { parseImageRef, type ImageRef } from './image-ref.js';
+import { isIndexMediaType } from './media-types.js';
+import type { ImageIndex, ImageManifest } from './platform.js';
+import type { ManifestResult, RegistryClient, RequestOptions } from './registry-client.js';
+
+const log = createLogger('registry:list');
+
+/** Manifests read at once. */
+const READS_AT_ONCE = 6;
+
+type ArtifactManifest = ImageManifest & { artifactType?: string; subject?: { digest: string } };
+
+/** One manifest as gc sees it, before its tags are attached. */
+function storedImage(read: ManifestResult): StoredImage {
+  const manifest = read.manifest as ImageIndex | ArtifactManifest;
+  const own = { digest: read.digest, size: read.size };
+  const image: StoredImage = { digest: read.digest, tags: [], mediaType: read.mediaType };
+  if (isIndexMediaType(read.mediaType)) {
+    const index = manifest as ImageIndex;
+    image.children = index.manifests.map((entry) => entry.digest);
+    image.blobs = [own];
+  } else {
+    const one = manifest as ArtifactManifest;
+    image.blobs = [own, one.config, ...one.layers].map((blob) => ({ digest: blob.digest, size: blob.size }));
+    if (one.subject?.digest) image.subject = one.subject.digest;
+    const artifactType = one.artifactType ?? (one.subject ? one.config.mediaType : undefined);
+    if (artifactType) image.artifactType = artifactType;
+  }
+  image.size = image.blobs.reduce((sum, blob) => sum + (Number.isFinite(blob.size) ? blob.size : 0), 0);
+  return image;
+}
+
+/** Reads `references` (tags or digests) `READS_AT_ONCE` at a time; a digest that is gone (404) is skipped. */
+async function readManifests(client: RegistryClient, repo: ImageRef, references: readonly string[], options: RequestOptions): Promise<Map<string, ManifestResult>> {
+  const found = new Map<string, ManifestResult>();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < references.length) {
+      const reference = references[next++]!;
+      try {
+        found.set(reference, await client.getManifest({ ...repo, tag: undefined, digest: undefined, reference }, options));
+      } catch (error) {
+        // A tag deleted, or a child an index lists but the repository lacks, while we read.
+        if (error instanceof RegistryError && error.status === 404) log('%s of %s is gone', reference, repo.repository);
+        else throw error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READS_AT_ONCE, references.length) }, worker));
+  return found;
+}
+
+/**
+ * The referrers of `subjects` through the referrers API; `supported: false` as soon as the registry
+ * shows it lacks the API (distribution 2.8: there the `sha256-<hex>` tags list them).
+ */
+async function referrerDigests(client: RegistryClient, repo: ImageRef, subjects: readonly string[], options: RequestOptions): Promise<{ supported: boolean; digests: string[] }> {
+  const digests: string[] = [];
+  for (const subject of subjects) {
+    const answer = await client.getReferrers(repo, subject, options);
+    if (!answer.supported) return { supported: false, digests };
+    digests.push(...answer.index.manifests.map((entry) => entry.digest));
+  }
+  return { supported: true, digests };
+}
+
+/**
+ * The images of `repository` (`host/name`): one per digest, with the tags that name it, its media
+ * type, children (an index), subject and artifact type (an artifact), and blobs with sizes.
+ * Manifests named only by digest are found through the indexes and referrers that name them.
+ */
+export async function listRepositoryImages(client: RegistryClient, repository: string, options: RequestOptions = {}): Promise<StoredImage[]> {
+  const repo: ImageRef = { ...parseImageRef(repository), reference: 'latest' };
+  const images = new Map<string, StoredImage>();
+  const add = (reads: Map<string, ManifestResult>, tagged: boolean): StoredImage[] => {
+    const added: StoredImage[] = [];
+    for (const [reference, read] of reads) {
+      let image = images.get(read.digest);
+      if (!image) {
+        images.set(read.digest, (image = storedImage(read)));
+        added.push(image);
+      }
+      if (tagged) image.tags.push(reference);
+    }
+    return added;
+  };
+  const tags = await client.listTags(repo, options);
+  let fresh = add(await readManifests(client, repo, tags, options), true);
+  let referrersApi = true;
+  while (fresh.length > 0) {
+    const wanted = new Set(fresh.flatMap((image) => image.children ?? []));
+    if (referrersApi) {
+      const subjects = fresh.filter((image) => !image.subject).map((image) => image.digest);
+      const referrers = await referrerDigests(client, repo, subjects, options);
+      referrersApi = referrers.supported;
+      for (const digest of referrers.digests) wanted.add(digest);
+    }
+    const unread = [...wanted].filter((digest) => !images.has(digest));
+    fresh = add(await readManifests(client, repo, unread, options), false);
+  }
+  for (const image of images.values()) image.tags.sort();
+  log('%s: %d tags, %d manifests', repository, tags.length, images.size);
+  return [...images.values()];
+}
