@@ -61,7 +61,7 @@ export { resolveBackend } from './backends/resolve-backend.js';
 export { listBackends, type BackendListing } from './backends/list-backends.js';
 export { type BackendCatalogue, type KnownBackend } from './backends/backend-catalogue.js';
 export { selectedBackendNames, createResolvedBackend, type BackendSelection } from './backends/select-backends.js';
-export { DOCKER_HUB } from './registry/image-ref.js';
+export { DOCKER_HUB, parseImageRef } from './registry/image-ref.js';
 export { normalizeDockerConfigKey, DOCKER_HUB_CONFIG_KEY } from './registry/docker-config.js';
 export { computeEnvId } from './env-id.js';
 export { lockPlatforms, type LockFile, type LockEntry } from './lock-file.js';
@@ -118,6 +118,8 @@ export { parseBandwidth, transferSeconds, type Bandwidth } from './report/bandwi
 export { layerFormat, gzipTrailerSize, annotatedUncompressedSize, type LayerFormat } from './report/layer-format.js';
 export { coldStartReport, type ColdStartReport, type StepReport, type PlatformReport, type LayerReport } from './report/cold-start.js';
 export { registryClientFor } from './registry/registry-for.js';
+export { planGc, gcKind, shortDigest, type GcPlan, type GcItem, type GcKind, type GcKeepRef, type GcPlanInput } from './gc/gc-plan.js';
+export { collectImageRefs, imageRefTarget, IMAGE_KEYS, type ImageRefTarget } from './gc/image-refs.js';
 export { type RegistryClient } from './registry/registry-client.js';
 export { formatBytes } from './net/net-fetch.js';
 export { type ImageMapSbom } from './deploy/image-map.js';
