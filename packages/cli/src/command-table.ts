@@ -22,6 +22,7 @@ export const COMMANDS: Readonly<Record<string, () => Promise<RegisterCommand>>> 
   'pull-secret': async () => (await import('./commands/pull-secret.js')).registerPullSecretCommand,
   sbom: async () => (await import('./commands/sbom.js')).registerSbomCommand,
   report: async () => (await import('./commands/report.js')).registerReportCommand,
+  gc: async () => (await import('./commands/gc.js')).registerGcCommand,
 };
 
 /** Options of the program itself that take no value (they may come before the command name). */

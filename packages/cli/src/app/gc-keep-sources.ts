@@ -1,0 +1,63 @@
+/**
+ * `prebuilt gc`'s keep sources on this machine: image map files (`--keep-map`) and flows, whose
+ * current images are planned as `prebuilt plan` would (from their lock files, never resolved or
+ * built here) and whose state file names what was built last.
+ */
+import { readFile } from 'node:fs/promises';
+import { relative, resolve } from 'node:path';
+import { collectImageRefs, errorMessage, InputError, type GcKeepRef } from '@prebuilt/core';
+import type { AppScope } from './app-scope.js';
+import { deployFlow } from './deploy-flow.js';
+import { stateFilePath } from './state-file.js';
+
+/** Keys of a deploy plan's images that name an image (tags for people, digests for runtimes). */
+const PLAN_KEYS: ReadonlySet<string> = new Set(['pushTag', 'pullTag', 'image', 'pinnedImage', 'digest']);
+
+async function readJson(file: string, what: string, hint: string): Promise<unknown | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new InputError(`Reading ${what} ${file} failed: ${errorMessage(error)}.`, { file, hint });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new InputError(`${what} ${file} is not valid JSON: ${errorMessage(error)}.`, { file, hint });
+  }
+}
+
+/** The images each image map file names (`prebuilt build --json` output or a state file). A missing or broken file is exit 2. */
+export async function keepFromImageMaps(files: readonly string[], scope: Pick<AppScope, 'cwd'>): Promise<GcKeepRef[]> {
+  const keep: GcKeepRef[] = [];
+  for (const file of files) {
+    const path = resolve(scope.cwd, file);
+    const shown = relative(scope.cwd, path) || path;
+    const hint = 'Pass an image map prebuilt build wrote (.prebuilt/<Flow>/images.json) or printed (build --json).';
+    const map = await readJson(path, 'The image map', hint);
+    if (map === undefined) throw new InputError(`The image map ${shown} does not exist.`, { file: path, hint });
+    if (typeof map !== 'object' || map === null) throw new InputError(`The image map ${shown} is not a JSON object.`, { file: path, hint });
+    keep.push(...collectImageRefs(map).map((ref) => ({ ref, reason: `kept map ${shown}` })));
+  }
+  return keep;
+}
+
+/**
+ * The images each flow needs now (its lock file's envs on the current base image, tags as `build`
+ * computes them, digests where the registry has them) and those its state file names. The lock
+ * must exist (as `plan --frozen`): gc never resolves.
+ */
+export async function keepFromFlows(files: readonly string[], scope: AppScope): Promise<GcKeepRef[]> {
+  const keep: GcKeepRef[] = [];
+  for (const file of files) {
+    const planned = await deployFlow(file, scope, { plan: true, frozen: true });
+    const flow = planned.lock.envs.flow;
+    keep.push(...collectImageRefs(planned.images, PLAN_KEYS).map((ref) => ({ ref, reason: `flow ${flow} (${file})` })));
+    const stateFile = stateFilePath(file, flow, scope.env, scope.cwd);
+    const shown = relative(scope.cwd, stateFile) || stateFile;
+    const map = await readJson(stateFile, 'The image map', `Run 'prebuilt build ${file}' again to rewrite it.`);
+    if (map !== undefined) keep.push(...collectImageRefs(map).map((ref) => ({ ref, reason: `flow ${flow}'s image map ${shown}` })));
+  }
+  return keep;
+}

@@ -1,0 +1,234 @@
+/**
+ * `prebuilt gc` through the real CLI (node bin/prebuilt.js, after `pnpm build`) on the real local
+ * registry (deletes enabled) and a FAKE Kubernetes API server holding Argo objects: what each keep
+ * source keeps, what goes (an unreferenced image with its SBOM), the dry run, --yes, --keep-days,
+ * the base image, --json, and the errors.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pushReferrer } from '@prebuilt/core';
+import { RegistryClient } from '@prebuilt/core/backend';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pushImage, pushIndex, uniqueRepo, type PushedImage } from '../../../core/src/registry/__fixtures__/push-image.js';
+import { FakeKubernetesApi } from '../__fixtures__/fake-kubernetes-api.js';
+import { prebuilt, registryMissing, services } from '../lifecycle/__fixtures__/flow-with-images.js';
+
+interface GcJsonItem {
+  digest: string;
+  tags: string[];
+  kind: string;
+  size?: number;
+  reason: string;
+}
+interface GcJson {
+  ok: boolean;
+  registry: string;
+  repository: string;
+  dryRun: boolean;
+  deleted: GcJsonItem[];
+  kept: GcJsonItem[];
+  reclaimedBytes: number;
+  notes: string[];
+  error?: { code: string; message: string; hint?: string };
+}
+
+const NS = 'metaflow';
+const ARGO = `/apis/argoproj.io/v1alpha1/namespaces/${NS}`;
+
+/** A repository with: images a map, a WorkflowTemplate, a CronWorkflow name; an index a Workflow names; the base image; an orphan with its SBOM. */
+interface World {
+  dir: string;
+  repo: string;
+  host: string;
+  mapped: PushedImage;
+  template: PushedImage;
+  cron: PushedImage;
+  index: { digest: string; amd64: PushedImage; arm64: PushedImage };
+  base: PushedImage;
+  orphan: PushedImage;
+  sbom: string;
+  kube: FakeKubernetesApi;
+  env: Record<string, string>;
+}
+
+async function createWorld(prefix: string): Promise<World> {
+  const dir = await mkdtemp(join(tmpdir(), `prebuilt-${prefix}-`));
+  const host = services.registries!.plain.host;
+  const repo = uniqueRepo(prefix);
+  const target = { host };
+  const [mapped, template, cron, base, orphan] = [
+    await pushImage(target, repo, 'env-mapped-amd64'),
+    await pushImage(target, repo, 'env-template-amd64'),
+    await pushImage(target, repo, 'env-cron-amd64'),
+    await pushImage(target, repo, 'base'),
+    await pushImage(target, repo, 'env-orphan-amd64'),
+  ];
+  const index = await pushIndex(target, repo, 'env-multi');
+  const client = new RegistryClient({ dockerConfig: false });
+  const subject = { mediaType: orphan.mediaType, digest: orphan.digest, size: orphan.manifest.length };
+  const sbom = await pushReferrer(client, { repository: `${host}/${repo}`, subject, artifactType: 'application/spdx+json', blob: { bytes: Buffer.from('{"spdxVersion":"SPDX-2.3"}'), mediaType: 'application/spdx+json' } });
+  await writeFile(join(dir, 'keep.json'), JSON.stringify({ flow: 'F', images: {}, steps: { start: { envId: 'x', image: `${host}/${repo}:env-mapped-amd64`, pinnedImage: `${host}/${repo}:env-mapped-amd64@${mapped.digest}`, python: 'p' } } }));
+  const kube = await FakeKubernetesApi.start({ namespaces: [NS] });
+  // Images where Metaflow's compiled templates put them, and deeper: gc scans every `image` key.
+  kube.put(`${ARGO}/workflowtemplates`, { metadata: { name: 'trainflow' }, spec: { templates: [{ name: 'start', container: { image: `127.0.0.9:5000/${repo}:env-template-amd64@${template.digest}` } }] } });
+  kube.put(`${ARGO}/cronworkflows`, { metadata: { name: 'nightly' }, spec: { workflowSpec: { templates: [{ name: 'end', dag: {}, initContainers: [{ image: `${host}/${repo}:env-cron-amd64` }] }] } } });
+  kube.put(`${ARGO}/workflows`, { metadata: { name: 'trainflow-abc12' }, spec: { templates: [{ name: 'x', script: { image: `${host}/${repo}:env-multi` } }] } });
+  const kubeconfig = await kube.writeKubeConfig(join(dir, 'kubeconfig'), { namespace: NS });
+  const env = { METAFLOW_PREBUILT_IMAGE_NAMESPACE: repo, METAFLOW_PREBUILT_BASE_IMAGE: `${host}/${repo}:base`, KUBECONFIG: kubeconfig };
+  return { dir, repo, host, mapped, template, cron, index, base, orphan, sbom: sbom.digest, kube, env };
+}
+
+async function exists(world: World, digest: string): Promise<boolean> {
+  const res = await fetch(`http://${world.host}/v2/${world.repo}/manifests/${digest}`, { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' } });
+  return res.status === 200;
+}
+
+const title = (text: string): string => `${text}${registryMissing ? ` — skipped: ${registryMissing}` : ''}`;
+
+describe.skipIf(registryMissing !== undefined)(title('prebuilt gc (real CLI, real local registry, FAKE Kubernetes API)'), () => {
+  let world: World;
+  beforeAll(async () => {
+    world = await createWorld('cli-gc');
+  });
+  afterAll(async () => {
+    await world?.kube.stop();
+    if (world) await rm(world.dir, { recursive: true, force: true });
+  });
+  const gc = (args: string[], env: Record<string, string> = {}) => prebuilt(['gc', ...args], world.dir, { ...world.env, ...env });
+  const kept = (out: GcJson, digest: string): GcJsonItem | undefined => out.kept.find((item) => item.digest === digest);
+
+  it('dry run (--json): keeps what the map, the WorkflowTemplate, the CronWorkflow, the Workflow and the kept index name, and the base image; deletes nothing', async () => {
+    const result = await gc(['--keep-map', 'keep.json', '--kube-namespace', NS, '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const out = JSON.parse(result.stdout) as GcJson;
+    expect(out).toMatchObject({ ok: true, registry: 'local', repository: `${world.host}/${world.repo}`, dryRun: true });
+    // (a) the kept map
+    expect(kept(out, world.mapped.digest)?.reason).toBe('kept map keep.json');
+    // (b) each live Argo object, by digest under another pull host, and by tag
+    expect(kept(out, world.template.digest)?.reason).toBe(`WorkflowTemplate ${NS}/trainflow`);
+    expect(kept(out, world.cron.digest)?.reason).toBe(`CronWorkflow ${NS}/nightly`);
+    expect(kept(out, world.index.digest)?.reason).toBe(`Workflow ${NS}/trainflow-abc12`);
+    // (c) the kept index's platform images (tagged, named by nothing else)
+    expect(kept(out, world.index.amd64.digest)?.reason).toMatch(/^listed by kept index /);
+    expect(kept(out, world.index.arm64.digest)?.reason).toMatch(/^listed by kept index /);
+    expect(kept(out, world.base.digest)?.reason).toBe(`base image ${world.host}/${world.repo}:base`);
+    expect(out.deleted.map((item) => [item.kind, item.digest])).toEqual([
+      ['referrers', expect.stringMatching(/^sha256:/)],
+      ['sbom', world.sbom],
+      ['image', world.orphan.digest],
+    ]);
+    expect(out.deleted[0]!.tags).toEqual([world.orphan.digest.replace(':', '-')]);
+    expect(out.deleted[2]).toMatchObject({ tags: ['env-orphan-amd64'], reason: 'no keep source names it' });
+    expect(out.reclaimedBytes).toBeGreaterThan(world.orphan.layerSize);
+    for (const digest of [world.orphan.digest, world.sbom]) expect(await exists(world, digest)).toBe(true);
+    expect(world.kube.requests.filter((r) => r.startsWith('GET')).map((r) => r.split('?')[0])).toEqual(
+      expect.arrayContaining([`GET ${ARGO}/workflowtemplates`, `GET ${ARGO}/cronworkflows`, `GET ${ARGO}/workflows`]),
+    );
+  });
+
+  it('dry run (text): the table of what goes, the totals, and the dry-run line', async () => {
+    const result = await gc(['--keep-map', 'keep.json', '--kube-namespace', NS]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/TAGS\s+DIGEST\s+KIND\s+SIZE\s+WHY IT GOES/);
+    expect(result.stdout).toMatch(new RegExp(`env-orphan-amd64 +${world.orphan.digest.slice(7, 19)}  image +[0-9.]+ (bytes|KiB) +no keep source names it`));
+    expect(result.stdout).toMatch(/would delete 3, keep 7; .* reclaimed/);
+    expect(result.stdout).toContain('dry run: nothing deleted; pass --yes to delete');
+    expect(await exists(world, world.orphan.digest)).toBe(true);
+  });
+
+  it('--keep-days on a registry without push times keeps every image and says so', async () => {
+    const result = await gc(['--keep-days', '30', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const out = JSON.parse(result.stdout) as GcJson;
+    expect(out.deleted).toEqual([]);
+    expect(out.notes.join('\n')).toContain('does not record when an image was pushed');
+    expect(kept(out, world.orphan.digest)?.reason).toBe('push time unknown (--keep-days 30 keeps it)');
+  });
+
+  it('--yes deletes the unreferenced image, its SBOM and referrers tag (the registry then answers 404) and nothing it keeps', async () => {
+    const result = await gc(['--keep-map', 'keep.json', '--kube-namespace', NS, '--yes', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const out = JSON.parse(result.stdout) as GcJson;
+    expect(out.dryRun).toBe(false);
+    expect(result.stderr).toMatch(/gc: deleting 1\/3 referrers [0-9a-f]{12}[\s\S]*gc: deleting 3\/3 image/);
+    for (const item of out.deleted) expect(await exists(world, item.digest), item.kind).toBe(false);
+    for (const image of [world.mapped, world.template, world.cron, world.base, world.index.amd64, world.index.arm64]) expect(await exists(world, image.digest)).toBe(true);
+    expect(await exists(world, world.index.digest)).toBe(true);
+    const again = JSON.parse((await gc(['--keep-map', 'keep.json', '--kube-namespace', NS, '--json'])).stdout) as GcJson;
+    expect(again.deleted).toEqual([]);
+  });
+
+  it('without the Workflow the index goes with its platform images, indexes first; the base image survives every rule', async () => {
+    const result = await gc(['--keep-map', 'keep.json', '--yes', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const out = JSON.parse(result.stdout) as GcJson;
+    const order = out.deleted.map((item) => item.digest);
+    expect(order.indexOf(world.index.digest)).toBeLessThan(order.indexOf(world.index.amd64.digest));
+    expect(order).toEqual(expect.arrayContaining([world.template.digest, world.cron.digest, world.index.digest, world.index.amd64.digest, world.index.arm64.digest]));
+    expect(order).not.toContain(world.base.digest);
+    expect(await exists(world, world.base.digest)).toBe(true);
+    expect(await exists(world, world.mapped.digest)).toBe(true);
+    expect(await exists(world, world.index.arm64.digest)).toBe(false);
+  });
+});
+
+describe.skipIf(registryMissing !== undefined)(title('prebuilt gc errors (real CLI)'), () => {
+  let dir: string;
+  let kube: FakeKubernetesApi;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'prebuilt-cli-gc-errors-'));
+    kube = await FakeKubernetesApi.start({ namespaces: [NS] });
+  });
+  afterAll(async () => {
+    await kube.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const env = { METAFLOW_PREBUILT_IMAGE_NAMESPACE: uniqueRepo('cli-gc-errors') };
+
+  it('refuses to run with no keep source (exit 2)', async () => {
+    const result = await prebuilt(['gc', '--json'], dir, env);
+    expect(result.code).toBe(2);
+    const out = JSON.parse(result.stdout) as GcJson;
+    expect(out.ok).toBe(false);
+    expect(out.error?.message).toContain('needs at least one keep source');
+  });
+
+  it('a registry without listImages/deleteImage is a ConfigError (exit 2) naming it and the registries gc supports', async () => {
+    const backend = join(dir, 'nolist-registry.mjs');
+    await writeFile(
+      backend,
+      `export default { apiVersion: 1, kind: 'image-registry', name: 'nolist', create: () => ({ name: 'nolist', imageTag: () => 'r.example/x:env-a', pushCredentials: async () => undefined, pullConfig: async () => ({}), imageExists: async () => ({ exists: false }), baseImageIdentity: async () => { throw new Error('no'); } }) };\n`,
+    );
+    await writeFile(join(dir, 'keep.json'), '{}');
+    const result = await prebuilt(['gc', '--keep-map', 'keep.json'], dir, { ...env, METAFLOW_PREBUILT_IMAGE_REGISTRY: backend });
+    expect(result.code, result.stderr).toBe(2);
+    expect(result.stderr).toContain('The image registry nolist cannot list or delete images');
+    expect(result.stderr).toContain('local, dockerhub, ecr, gcr');
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+  });
+
+  it('a Kubernetes API that refuses the list (403) is an AuthError (exit 1) saying which permission to check', async () => {
+    const kubeconfig = await kube.writeKubeConfig(join(dir, 'forbidden'), { token: 'forbidden-token' });
+    const result = await prebuilt(['gc', '--kube-namespace', NS, '--json'], dir, { ...env, KUBECONFIG: kubeconfig });
+    expect(result.code, result.stderr).toBe(1);
+    const out = JSON.parse(result.stdout) as GcJson;
+    expect(out.error).toMatchObject({ code: 'auth' });
+    expect(out.error?.message).toContain('was refused by the Kubernetes API');
+    expect(out.error?.hint).toContain(`kubectl auth can-i list workflowtemplates.argoproj.io -n ${NS}`);
+  });
+
+  it('a namespace the cluster lacks is exit 2, never an empty keep set', async () => {
+    const kubeconfig = await kube.writeKubeConfig(join(dir, 'ok'));
+    const result = await prebuilt(['gc', '--kube-namespace', 'absent', '--json'], dir, { ...env, KUBECONFIG: kubeconfig });
+    expect(result.code, result.stderr).toBe(2);
+    expect((JSON.parse(result.stdout) as GcJson).error?.message).toContain('the namespace does not exist or Argo Workflows is not installed');
+  });
+
+  it('a keep map that does not exist, and a --keep-days that is not a number, are exit 2', async () => {
+    expect((await prebuilt(['gc', '--keep-map', 'missing.json'], dir, env)).stderr).toContain('missing.json does not exist');
+    const days = await prebuilt(['gc', '--keep-days', 'soon'], dir, env);
+    expect(days.code).toBe(2);
+    expect(days.stderr).toContain('--keep-days soon is not a whole number of days');
+  });
+});

@@ -1,0 +1,142 @@
+import type { Command } from 'commander';
+import { formatBytes, InputError, shortDigest, type GcItem } from '@prebuilt/core';
+import { garbageCollect, type GcProgress, type GcResult } from '../app/index.js';
+import type { CliContext } from '../cli-context.js';
+import { renderTable, writeJsonResult } from '../output.js';
+
+interface GcCommandOptions {
+  keepMap?: string[];
+  keepDays?: string;
+  kubeNamespace?: string;
+  yes?: boolean;
+  json?: boolean;
+}
+
+const GC_HELP = `
+Removes the images of the selected registry's env repository (the one prebuilt pushes to) that
+nothing needs. Kept are:
+  - the images of each FLOW given: what 'prebuilt plan' computes from its lock file (never
+    resolved or built here: the lock must exist) and what its image map (state file) names;
+  - every image an image map given with --keep-map names (a state file, or build --json output);
+  - with --keep-days N, images pushed within N days; a registry that does not record push times
+    (a plain distribution registry such as the local one) keeps every image under this rule;
+  - with --kube-namespace NS, every image a live Argo WorkflowTemplate, CronWorkflow or Workflow in
+    NS references (read with your kubeconfig; needs list on those resources);
+  - the base images (METAFLOW_PREBUILT_BASE_IMAGE, _GPU_BASE_IMAGE), always.
+A kept image index keeps all its platform images; a kept image keeps its SBOM artifact and its
+sha256-<digest> referrers tag. An index that goes takes its platform images unless something keeps
+them. With no keep source at all gc refuses to run (it would delete everything).
+
+Dry run by default: a table of what would go, why, and the bytes reclaimed. --yes deletes, SBOMs and
+indexes before the images they point at, so a failure midway leaves nothing pointing at nothing.
+The registry frees the blobs on its own garbage collection (distribution: 'registry
+garbage-collect'); blobs other repositories share stay.
+
+Supported registries: local, dockerhub, ecr, gcr (and any registry backend that implements
+listImages and deleteImage). A distribution registry must have deletes enabled
+(storage.delete.enabled: true).
+
+Exit codes: 0 done (or dry run), 1 the registry or the Kubernetes API failed or refused the
+credentials, 2 no keep source, a bad map, a registry without gc support or with deletes disabled,
+130/143 interrupted.
+
+Examples:
+  $ prebuilt gc flow.py other_flow.py
+  $ prebuilt gc --keep-map prod/images.json --keep-days 30
+  $ prebuilt gc flow.py --kube-namespace metaflow --yes
+  $ prebuilt gc --kube-namespace metaflow --json | jq '.deleted[].digest'`;
+
+function sizeText(item: GcItem): string {
+  return item.size === undefined ? '?' : formatBytes(item.size);
+}
+
+function tagsText(item: GcItem): string {
+  return item.tags.length === 0 ? '(untagged)' : item.tags.join(', ');
+}
+
+/** The text form: the deletions, then the totals and what was kept. */
+export function renderGc(result: GcResult): string {
+  const { plan } = result;
+  const lines: string[] = [`registry ${result.registry}: ${result.repository} holds ${plan.items.length} image${plan.items.length === 1 ? '' : 's'}`, ''];
+  if (plan.deletions.length > 0) {
+    lines.push(
+      renderTable(plan.deletions, [
+        { header: 'TAGS', value: tagsText },
+        { header: 'DIGEST', value: (item) => shortDigest(item.digest) },
+        { header: 'KIND', value: (item) => item.kind },
+        { header: 'SIZE', value: sizeText },
+        { header: 'WHY IT GOES', value: (item) => item.reason },
+      ]).trimEnd(),
+      '',
+    );
+  }
+  const reclaimed = `${plan.reclaimedPartial ? 'at least ' : ''}${formatBytes(plan.reclaimedBytes)}`;
+  lines.push(`${result.deleted ? 'deleted' : 'would delete'} ${plan.deletions.length}, keep ${plan.kept.length}; ${reclaimed} reclaimed (once the registry collects garbage)`);
+  for (const note of result.notes) lines.push(`note: ${note}`);
+  if (!result.deleted) lines.push('dry run: nothing deleted; pass --yes to delete');
+  return `${lines.join('\n')}\n`;
+}
+
+function itemJson(item: GcItem): Record<string, unknown> {
+  return { digest: item.digest, tags: item.tags, kind: item.kind, ...(item.size !== undefined ? { size: item.size } : {}), ...(item.pushedAt ? { pushedAt: item.pushedAt } : {}), reason: item.reason };
+}
+
+function progressLine(event: GcProgress): string {
+  switch (event.type) {
+    case 'keep-sources':
+      return 'gc: reading the keep sources';
+    case 'listing':
+      return `gc: listing ${event.repository}`;
+    case 'deleting':
+      return `gc: deleting ${event.index + 1}/${event.total} ${event.item.kind} ${shortDigest(event.item.digest)} (${tagsText(event.item)})`;
+    case 'deleted':
+      return `gc: deleted ${shortDigest(event.item.digest)}`;
+  }
+}
+
+function parseKeepDays(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value.trim())) throw new InputError(`--keep-days ${value} is not a whole number of days.`, { hint: 'Pass --keep-days 0 or more, e.g. --keep-days 30.' });
+  return Number(value);
+}
+
+async function runGc(flows: string[], context: CliContext, options: GcCommandOptions): Promise<void> {
+  const keepDays = parseKeepDays(options.keepDays);
+  const result = await garbageCollect(context, {
+    flows,
+    keepMaps: options.keepMap ?? [],
+    ...(keepDays !== undefined ? { keepDays } : {}),
+    ...(options.kubeNamespace !== undefined ? { kubeNamespace: options.kubeNamespace } : {}),
+    ...(options.yes ? { yes: true } : {}),
+    onProgress: (event) => context.stderr.write(`${progressLine(event)}\n`),
+  });
+  if (!options.json) return context.stdout.write(renderGc(result));
+  writeJsonResult(context, {
+    registry: result.registry,
+    repository: result.repository,
+    dryRun: !result.deleted,
+    deleted: result.plan.deletions.map(itemJson),
+    kept: result.plan.kept.map(itemJson),
+    reclaimedBytes: result.plan.reclaimedBytes,
+    reclaimedPartial: result.plan.reclaimedPartial,
+    notes: result.notes,
+  });
+}
+
+/** `prebuilt gc [FLOW…] [--keep-map F…] [--keep-days N] [--kube-namespace NS] [--yes] [--json]`. */
+export function registerGcCommand(program: Command, context: CliContext): void {
+  program
+    .command('gc')
+    .description("delete the env images nothing needs: not named by the flows, image maps or live Argo workflows given (dry run unless --yes)")
+    .argument('[flows...]', 'flow files whose current images stay, e.g. flow.py')
+    .option('--keep-map <file...>', 'image map files (state files or build --json output) whose images stay')
+    .option('--keep-days <n>', 'keep images pushed within the last N days')
+    .option('--kube-namespace <ns>', 'keep every image the Argo WorkflowTemplates, CronWorkflows and Workflows in this namespace reference')
+    .option('--yes', 'delete (default: a dry run that deletes nothing)')
+    .option('--json', 'print one JSON object for machines')
+    .addHelpText('after', GC_HELP)
+    .action(async (flows: string[], options: GcCommandOptions) => {
+      context.json.requested = options.json === true;
+      await runGc(flows, context, options);
+    });
+}
