@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { RegistryCredentials } from '../contracts.js';
 import { AuthError, ConfigError } from '../errors.js';
+import { pushImage } from '../registry/__fixtures__/push-image.js';
 import { registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
 import { Secret } from '../secret.js';
 import { createOciRegistry } from './oci-registry.js';
@@ -102,6 +103,23 @@ describe.skipIf(missing !== undefined)(suite('createOciRegistry against the loca
     expect((await registry.pushCredentials())?.source).toBe('token 2');
     expect(calls).toBe(2);
   });
+
+  for (const flavour of ['basic', 'token'] as const) {
+    it(`lists the env repository and deletes an image by digest over the distribution API (${flavour} registry)`, async () => {
+      const endpoint = services.registries![flavour];
+      const repository = repo();
+      const token = flavour === 'token' ? { token: { realm: services.registries!.token.realm, service: services.registries!.token.service } } : {};
+      const pushed = await pushImage({ host: endpoint.host, username: endpoint.username, password: endpoint.password, ...token }, repository, `env-${ENV_ID}-amd64`);
+      const credentials: RegistryCredentials = { registry: endpoint.host, username: endpoint.username, password: new Secret(endpoint.password), source: 'test' };
+      const registry = createOciRegistry({ name: 'x', host: endpoint.host, repository, credentials, dockerConfig: false, client: FAST });
+      expect(await registry.listImages!()).toMatchObject([{ digest: pushed.digest, tags: [`env-${ENV_ID}-amd64`], mediaType: pushed.mediaType }]);
+      await registry.deleteImage!(pushed.digest);
+      expect(await registry.imageExists(registry.imageTag({ envId: ENV_ID, platform: 'linux-64' }))).toEqual({ exists: false });
+      expect(await registry.listImages!()).toEqual([]);
+      // Already gone: nothing to do.
+      await registry.deleteImage!(pushed.digest);
+    });
+  }
 
   it('a wrong token is an AuthError naming its source, never the password', async () => {
     const password = `wrong-${randomBytes(8).toString('hex')}`;
