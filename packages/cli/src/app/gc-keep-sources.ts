@@ -35,6 +35,9 @@ export async function keepFromImageMaps(files: readonly string[], scope: Pick<Ap
     const path = resolve(scope.cwd, file);
     const shown = relative(scope.cwd, path) || path;
     const hint = 'Pass an image map prebuilt build wrote (.prebuilt/<Flow>/images.json) or printed (build --json).';
+    if (/\.py$/.test(file)) {
+      throw new InputError(`--keep-map ${shown} is a flow file, not an image map.`, { file: path, hint: 'Name flows before the options (prebuilt gc flow.py --keep-map images.json): --keep-map takes every file after it.' });
+    }
     const map = await readJson(path, 'The image map', hint);
     if (map === undefined) throw new InputError(`The image map ${shown} does not exist.`, { file: path, hint });
     if (typeof map !== 'object' || map === null) throw new InputError(`The image map ${shown} is not a JSON object.`, { file: path, hint });

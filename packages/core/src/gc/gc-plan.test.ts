@@ -91,13 +91,16 @@ describe('planGc', () => {
 
   it('keeps every untagged image when the listing does not say what an index lists; blobs unknown make the bytes a lower bound', () => {
     const images: StoredImage[] = [
-      { digest: d('1'), tags: ['env-i'], mediaType: INDEX },
+      { digest: d('1'), tags: ['env-i'], mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json' },
       { digest: d('a'), tags: [], mediaType: MANIFEST },
       { digest: d('2'), tags: ['old'], mediaType: MANIFEST },
     ];
     const plan = planGc({ images, repository: REPO, keep: [] });
     expect(action(plan, d('a'))).toBe('keep');
-    expect(plan.deletions.map((item) => item.digest)).toEqual([d('1'), d('2')]);
+    expect(plan.deletions.map((item) => [item.kind, item.digest])).toEqual([
+      ['index', d('1')],
+      ['image', d('2')],
+    ]);
     expect(plan.reclaimedPartial).toBe(true);
   });
 });

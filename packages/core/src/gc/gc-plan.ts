@@ -12,6 +12,7 @@
  * image is kept.
  */
 import type { StoredImage } from '../contracts.js';
+import { isIndexMediaType } from '../registry/media-types.js';
 import { imageRefTarget } from './image-refs.js';
 
 export type GcKind = 'image' | 'index' | 'sbom' | 'artifact' | 'referrers';
@@ -76,9 +77,10 @@ function referrersSubject(image: StoredImage): string | undefined {
 }
 
 export function gcKind(image: StoredImage): GcKind {
-  if (referrersSubject(image) && image.children) return 'referrers';
+  const index = image.children !== undefined || isIndexMediaType(image.mediaType);
+  if (index && referrersSubject(image)) return 'referrers';
   if (image.subject) return /spdx/i.test(image.artifactType ?? '') ? 'sbom' : 'artifact';
-  return image.children ? 'index' : 'image';
+  return index ? 'index' : 'image';
 }
 
 /** The images kept on their own account (not through another kept image), with the first reason found. */
@@ -99,7 +101,7 @@ function rootReasons(input: GcPlanInput): Map<string, string> {
       else if (now - image.pushedAt.getTime() <= input.keepDays * DAY_MS) keep(image.digest, `pushed within ${input.keepDays} days`);
     }
   }
-  if (input.images.some((image) => image.mediaType?.includes('index') && !image.children)) {
+  if (input.images.some((image) => isIndexMediaType(image.mediaType) && !image.children)) {
     for (const image of input.images) {
       if (image.tags.length === 0 && !image.subject) keep(image.digest, "untagged, and the registry's listing does not say which index lists it");
     }
