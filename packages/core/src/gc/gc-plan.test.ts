@@ -102,6 +102,9 @@ describe('planGc', () => {
       ['image', d('2')],
     ]);
     expect(plan.reclaimedPartial).toBe(true);
+    // Indexes known, but an untagged image whose manifest the listing did not read (no subject known): kept.
+    const unread = planGc({ images: [...repository(), { digest: d('5'), tags: [] }], repository: REPO, keep: [] });
+    expect(unread.kept.map((item) => [item.digest, item.reason])).toEqual([[d('5'), "untagged, and the registry's listing does not say what refers to it"]]);
   });
 });
 

@@ -8,8 +8,8 @@
  * protected (the base image). Keeping goes down, never up: a kept index keeps every image it lists,
  * a kept image keeps its referrers (SBOM artifacts, the `sha256-<hex>` referrers index). A kept
  * platform image does not keep its index, and an index that goes never takes an image a kept
- * index (or anything else) keeps. When the listing cannot say what an index lists, every untagged
- * image is kept.
+ * index (or anything else) keeps. An untagged image the listing cannot place (an index whose
+ * children it does not say, an image whose manifest it did not read) is kept.
  */
 import type { StoredImage } from '../contracts.js';
 import { isIndexMediaType } from '../registry/media-types.js';
@@ -101,10 +101,11 @@ function rootReasons(input: GcPlanInput): Map<string, string> {
       else if (now - image.pushedAt.getTime() <= input.keepDays * DAY_MS) keep(image.digest, `pushed within ${input.keepDays} days`);
     }
   }
-  if (input.images.some((image) => isIndexMediaType(image.mediaType) && !image.children)) {
-    for (const image of input.images) {
-      if (image.tags.length === 0 && !image.subject) keep(image.digest, "untagged, and the registry's listing does not say which index lists it");
-    }
+  // An untagged image may be a platform image or a referrer the listing cannot place: kept unless
+  // every index says what it lists and the image's own manifest was read (so it has no subject).
+  const indexesKnown = !input.images.some((image) => isIndexMediaType(image.mediaType) && !image.children);
+  for (const image of input.images) {
+    if (image.tags.length === 0 && !image.subject && (!indexesKnown || !image.blobs)) keep(image.digest, "untagged, and the registry's listing does not say what refers to it");
   }
   return roots;
 }
