@@ -33,7 +33,7 @@ describe('keepFromKubernetes (FAKE Kubernetes API)', () => {
       spec: { templates: [{ container: { image: 'r/a:1' } }, { containerSet: { containers: [{ image: 'r/b:1' }] } }, { podSpecPatch: 'x', sidecars: [{ image: 'r/c:1' }] }] },
     });
     fake.put(`${ARGO}/cronworkflows`, { metadata: { name: 'nightly' }, spec: { workflowSpec: { templates: [{ script: { image: 'r/d:1' } }] } } });
-    fake.put(`${ARGO}/workflows`, { metadata: { name: 'flow-x1' }, spec: { templates: [{ container: { image: 'r/a:1' } }] }, status: { nodes: { n: { image: 'ignored-key-is-image-too:1' } } } });
+    fake.put(`${ARGO}/workflows`, { metadata: { name: 'flow-x1' }, spec: { templates: [{ container: { image: 'r/a:1' } }] }, status: { nodes: { n: { image: 'r/in-status:1' } } } });
     fake.put('/apis/argoproj.io/v1alpha1/namespaces/other/workflows', { metadata: { name: 'elsewhere' }, spec: { templates: [{ container: { image: 'r/other:1' } }] } });
     const keep = await keepFromKubernetes('metaflow', { env: {} }, { k8s, kubeConfig: await kubeConfig('ok') });
     expect(new Set(keep.map((one) => `${one.reason} ${one.ref}`))).toEqual(
@@ -43,7 +43,7 @@ describe('keepFromKubernetes (FAKE Kubernetes API)', () => {
         'WorkflowTemplate metaflow/flow r/c:1',
         'CronWorkflow metaflow/nightly r/d:1',
         'Workflow metaflow/flow-x1 r/a:1',
-        'Workflow metaflow/flow-x1 ignored-key-is-image-too:1',
+        'Workflow metaflow/flow-x1 r/in-status:1',
       ]),
     );
   });
