@@ -100,7 +100,7 @@ async function runDeletions(registry: ImageRegistry, plan: GcPlan, scope: AppSco
   const protectedDigests = new Set(plan.kept.map((item) => item.digest));
   const total = plan.deletions.length;
   for (const [index, item] of plan.deletions.entries()) {
-    // The plan never deletes what it keeps; this guards the order of the calls as well.
+    // The plan never deletes what it keeps (the base image among it); checked once more before each DELETE.
     if (protectedDigests.has(item.digest)) throw new Error(`gc refused to delete ${item.digest}, which it keeps`);
     options.onProgress?.({ type: 'deleting', item, index, total });
     await deleteImage(item.digest, { signal: scope.signal });
