@@ -4,6 +4,7 @@
  * with `yes` — the deletions in the plan's order, each reported through `onProgress`.
  */
 import {
+  completeStoredImages,
   ConfigError,
   errorMessage,
   InputError,
@@ -14,6 +15,7 @@ import {
   type GcKeepRef,
   type GcPlan,
   type ImageRegistry,
+  type RegistryClient,
 } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 import { createSelectedBackend } from './backends.js';
@@ -67,9 +69,8 @@ function envRepository(registry: ImageRegistry): { host: string; path: string } 
 }
 
 /** The base images' digests (an index's platform images too): never deleted. A base outside the env repository that cannot be read only gets a note. */
-async function protectedBases(registry: ImageRegistry, repository: { host: string; path: string }, scope: AppScope, notes: string[]): Promise<GcKeepRef[]> {
+async function protectedBases(client: RegistryClient, repository: { host: string; path: string }, scope: AppScope, notes: string[]): Promise<GcKeepRef[]> {
   const settings = deploySettings(scope.env);
-  const client = await registryClientFor(registry, { env: scope.env, signal: scope.signal });
   const protect: GcKeepRef[] = [];
   for (const ref of new Set([settings.baseImage, settings.gpuBaseImage])) {
     const reason = `base image ${ref}`;
@@ -126,9 +127,14 @@ export async function garbageCollect(scope: AppScope, options: GcOptions): Promi
     const keep = await keepSet(scope, options);
     const repository = envRepository(registry);
     const notes: string[] = [];
-    const protect = await protectedBases(registry, repository, scope, notes);
+    const client = await registryClientFor(registry, { env: scope.env, signal: scope.signal });
+    const protect = await protectedBases(client, repository, scope, notes);
     options.onProgress?.({ type: 'listing', repository: `${repository.host}/${repository.path}` });
-    const images = await registry.listImages({ signal: scope.signal });
+    const listed = await registry.listImages({ signal: scope.signal });
+    // A registry's own listing (ECR, Google, Docker Hub) says no blobs or children: read them from the manifests.
+    const images = listed.some((image) => !image.blobs)
+      ? await completeStoredImages(client, `${repository.host}/${repository.path}`, listed, { signal: scope.signal })
+      : listed;
     const plan = planGc({ images, repository: repository.path, keep, protect, ...(options.keepDays !== undefined ? { keepDays: options.keepDays } : {}) });
     if (options.keepDays !== undefined && plan.pushTimeUnknown) {
       notes.push(`registry ${registry.name} does not record when an image was pushed: --keep-days keeps every image whose push time is unknown.`);

@@ -9,7 +9,7 @@ import { pushImage, pushIndex, uniqueRepo } from './__fixtures__/push-image.js';
 import { registriesMissing, testServices } from './__fixtures__/test-services.js';
 import { pushReferrer } from './referrers.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
-import { listRepositoryImages } from './repository-images.js';
+import { completeStoredImages, listRepositoryImages } from './repository-images.js';
 
 const services = testServices();
 const missing = registriesMissing(services);
@@ -56,6 +56,30 @@ describe.skipIf(missing !== undefined)(title('RegistryClient listTags / deleteMa
     const referrersTag = images.find((image) => image.tags.includes(index.digest.replace(':', '-')));
     expect(referrersTag?.children).toEqual([sbom.digest]);
     expect(images).toHaveLength(5);
+  });
+
+  it("completes a registry's own listing (Docker Hub style: tags only, no blobs) from the manifests, keeping its push time and size", async () => {
+    const repository = uniqueRepo('gc-complete');
+    const target = { host: host() };
+    const index = await pushIndex(target, repository, 'multi');
+    const client = new RegistryClient(FAST);
+    const subject = { mediaType: 'application/vnd.oci.image.index.v1+json', digest: index.digest, size: 100 };
+    const sbom = await pushReferrer(client, { repository: `${host()}/${repository}`, subject, artifactType: 'application/spdx+json', blob: { bytes: Buffer.from('{"spdx":2}'), mediaType: 'application/spdx+json' } });
+    const referrersTag = (await client.headManifest(`${host()}/${repository}:${index.digest.replace(':', '-')}`)) as { digest: string };
+    const pushedAt = new Date('2026-01-02T03:04:05Z');
+    const listed = [
+      { digest: index.digest, tags: ['multi'], pushedAt, size: 12345 },
+      { digest: referrersTag.digest, tags: [index.digest.replace(':', '-')] },
+      { digest: `sha256:${'0'.repeat(64)}`, tags: ['gone'] },
+    ];
+    const images = await completeStoredImages(client, `${host()}/${repository}`, listed);
+    const byDigest = new Map(images.map((image) => [image.digest, image]));
+    expect(byDigest.get(index.digest)).toMatchObject({ tags: ['multi'], pushedAt, size: 12345, children: [index.amd64.digest, index.arm64.digest] });
+    expect(byDigest.get(index.amd64.digest)!.blobs!.map((b) => b.digest)).toEqual([index.amd64.digest, index.amd64.configDigest, index.amd64.layerDigest]);
+    expect(byDigest.get(referrersTag.digest)?.children).toEqual([sbom.digest]);
+    expect(byDigest.get(sbom.digest)).toMatchObject({ tags: [], subject: index.digest, artifactType: 'application/spdx+json' });
+    expect(byDigest.get(`sha256:${'0'.repeat(64)}`)).toEqual(listed[2]);
+    expect(images).toHaveLength(6);
   });
 });
 

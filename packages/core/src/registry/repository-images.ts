@@ -111,3 +111,35 @@ export async function listRepositoryImages(client: RegistryClient, repository: s
   log('%s: %d tags, %d manifests', repository, tags.length, images.size);
   return [...images.values()];
 }
+
+/**
+ * A registry's own listing (ECR's DescribeImages, Google's tags/list, Docker Hub's API) completed
+ * from the manifests over the distribution API, for gc to place what it lists: an entry without
+ * blobs is read (its children, subject, artifact type and blobs added; the listing's tags, push time
+ * and size kept), and the manifests an index names that the listing lacks (Docker Hub lists tags
+ * only) are added. An entry whose manifest is gone stays as listed, and gc keeps what it cannot place.
+ */
+export async function completeStoredImages(client: RegistryClient, repository: string, listed: readonly StoredImage[], options: RequestOptions = {}): Promise<StoredImage[]> {
+  const repo: ImageRef = { ...parseImageRef(repository), reference: 'latest' };
+  const images = new Map(listed.map((image) => [image.digest, { ...image, tags: [...image.tags] }]));
+  const unread = listed.filter((image) => !image.blobs).map((image) => image.digest);
+  for (const [digest, read] of await readManifests(client, repo, unread, options)) {
+    const image = images.get(digest)!;
+    const described = storedImage(read);
+    images.set(digest, { ...described, ...image, ...manifestFacts(described), size: image.size ?? described.size });
+  }
+  let fresh = [...images.values()];
+  while (fresh.length > 0) {
+    const children = [...new Set(fresh.flatMap((image) => image.children ?? []))].filter((digest) => !images.has(digest));
+    fresh = [...(await readManifests(client, repo, children, options)).values()].map(storedImage);
+    for (const image of fresh) images.set(image.digest, image);
+  }
+  log('%s: %d listed, %d with their children', repository, listed.length, images.size);
+  return [...images.values()];
+}
+
+/** What only the manifest says of an image. */
+function manifestFacts(image: StoredImage): Partial<StoredImage> {
+  const { children, subject, artifactType, blobs } = image;
+  return { ...(children ? { children } : {}), ...(subject ? { subject } : {}), ...(artifactType ? { artifactType } : {}), ...(blobs ? { blobs } : {}) };
+}
