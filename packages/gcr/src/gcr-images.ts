@@ -5,6 +5,7 @@ import {
   checkSignal,
   createLogger,
   isImageDigest,
+  nextPagePath,
   type RegistryAccess,
   type RegistryClient,
   type StoredImage,
@@ -50,16 +51,6 @@ function storedImage(digest: string, entry: GoogleManifestEntry): StoredImage {
   };
 }
 
-/** The path of the next tags/list page a Link header names, on the registry's own host only. */
-function nextPage(link: string | null, host: string): string | undefined {
-  const target = link && /<([^>]+)>\s*;\s*rel="?next"?/i.exec(link)?.[1];
-  if (!target) return undefined;
-  const own = new URL(`https://${host}`);
-  const url = new URL(target, own);
-  if (url.host !== own.host) throw new RegistryError(`registry ${host} named the next tags/list page on another host (${url.host}); prebuilt sends the credentials of ${host} to its own host only`, { registry: host });
-  return url.pathname + url.search;
-}
-
 /** One tags/list page: its manifest map, and the path of the next page; undefined when the repository does not exist. */
 async function tagListPage(client: RegistryClient, input: GcrImagesInput, path: string, signal: AbortSignal | undefined) {
   const { host, repository } = input;
@@ -79,7 +70,7 @@ async function tagListPage(client: RegistryClient, input: GcrImagesInput, path: 
       hint: 'Point METAFLOW_PREBUILT_GCR_HOST at gcr.io (or a regional gcr.io) or <region>-docker.pkg.dev, or use the registry backend that fits your registry.',
     });
   }
-  return { manifest: data.manifest, next: nextPage(res.headers.get('link'), host) };
+  return { manifest: data.manifest, next: nextPagePath(res.headers.get('link'), host) };
 }
 
 /** AuthErrors (a 403 on list or delete) say which Google permissions the call needs. */

@@ -91,6 +91,7 @@ describe('RegistryClient listTags / deleteManifest against a FAKE registry', () 
     '/v2/team/app/tags/list?last=x&n=1000': { tags: ['y'] },
     '/v2/team/empty/tags/list?n=1000': { tags: null },
     '/v2/team/loop/tags/list?n=1000': { tags: ['z'], next: '</v2/team/loop/tags/list?n=1000>; rel="next"' },
+    '/v2/team/away/tags/list?n=1000': { tags: ['w'], next: '<http://127.0.0.2:1/v2/team/away/tags/list?last=w>; rel="next"' },
   };
   beforeAll(async () => {
     server = createServer((req, res) => {
@@ -117,6 +118,12 @@ describe('RegistryClient listTags / deleteManifest against a FAKE registry', () 
     expect(await client().listTags(`${host}/team/app`)).toEqual(['x', 'y']);
     expect(await client().listTags(`${host}/team/empty`)).toEqual([]);
     await expect(client().listTags(`${host}/team/loop`)).rejects.toThrow(/in a loop/);
+  });
+
+  it('a next page on another host is refused before any request goes there (credentials stay with their host)', async () => {
+    const error = await client().listTags(`${host}/team/away`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as Error).message).toContain('on another host (127.0.0.2:1)');
   });
 
   it('a registry with deletes disabled (405 UNSUPPORTED) is a ConfigError that says how to enable them', async () => {

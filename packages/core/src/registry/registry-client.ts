@@ -153,12 +153,22 @@ function registryErrorDetail(body: Uint8Array): string {
   return Buffer.from(body.subarray(0, 200)).toString('utf8').replace(/\s+/g, ' ').trim();
 }
 
-/** The next page of a paginated listing: the `rel="next"` target of a `Link` header (RFC 8288), if any. */
-function nextLink(header: string | null): string | undefined {
+/**
+ * The next page of a registry's paginated listing: the path (and query) of the `rel="next"` target
+ * of a `Link` header (RFC 8288), resolved against the registry. A next page on another host is a
+ * RegistryError: credentials go to their own host only.
+ */
+export function nextPagePath(header: string | null, registry: string): string | undefined {
   if (!header) return undefined;
   for (const part of header.split(',')) {
     const match = /^\s*<([^>]+)>\s*;(.*)$/.exec(part);
-    if (match && /\brel="?next"?/i.test(match[2]!)) return match[1];
+    if (!match || !/\brel="?next"?/i.test(match[2]!)) continue;
+    const own = new URL(`https://${registry}`);
+    const url = new URL(match[1]!, own);
+    if (url.host !== own.host) {
+      throw new RegistryError(`registry ${registry} named the next page of a listing on another host (${url.host}); prebuilt sends the credentials of ${registry} to its own host only`, { registry });
+    }
+    return url.pathname + url.search;
   }
   return undefined;
 }
@@ -808,7 +818,7 @@ export class RegistryClient {
         throw new RegistryError(`registry ${image.registry} answered the tag list of ${image.repository} without a tags array`, { registry: image.registry });
       }
       for (const tag of (page.tags ?? []) as unknown[]) if (typeof tag === 'string') tags.add(tag);
-      path = nextLink(res.headers.get('link'));
+      path = nextPagePath(res.headers.get('link'), image.registry);
     }
     return [...tags];
   }
