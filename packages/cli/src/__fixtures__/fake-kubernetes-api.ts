@@ -2,7 +2,7 @@
 // that @kubernetes/client-node speaks (JSON over HTTP, `Status` errors, resourceVersion checks).
 // It serves any namespaced resource path — core (`/api/v1/namespaces/NS/secrets/NAME`) and grouped
 // (`/apis/apps/v1/namespaces/NS/daemonsets`, `/apis/argoproj.io/v1alpha1/namespaces/NS/workflows`) —
-// with list (labelSelector `k=v[,k=v]`), get, create (409 when it exists), replace (409 on a stale
+// with list (labelSelector `k=v[,k=v]`, chunked by `limit`/`continue`), get, create (409 when it exists), replace (409 on a stale
 // resourceVersion), JSON merge patch, and delete. It runs no controller: a test that needs one (a
 // DaemonSet becoming ready) reacts to `onChange` and writes the status with `put`.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -128,8 +128,13 @@ export class FakeKubernetesApi {
 
     if (req.method === 'GET' && !name) {
       const selector = url.searchParams.get('labelSelector');
-      const items = [...(objects?.values() ?? [])].filter((object) => matchesSelector(object, selector));
-      return json(res, 200, { apiVersion: 'v1', kind: 'List', metadata: { resourceVersion: String(this.#version) }, items });
+      const all = [...(objects?.values() ?? [])].filter((object) => matchesSelector(object, selector));
+      // Chunked lists: `limit` items from the offset a `continue` token carries.
+      const limit = Number(url.searchParams.get('limit') ?? '0');
+      const from = Number(url.searchParams.get('continue') ?? '0');
+      const items = limit > 0 ? all.slice(from, from + limit) : all;
+      const more = limit > 0 && from + limit < all.length;
+      return json(res, 200, { apiVersion: 'v1', kind: 'List', metadata: { resourceVersion: String(this.#version), ...(more ? { continue: String(from + limit) } : {}) }, items });
     }
     if (req.method === 'GET') return current ? json(res, 200, current) : missing();
     if (req.method === 'DELETE' && name) {

@@ -48,6 +48,14 @@ describe('keepFromKubernetes (FAKE Kubernetes API)', () => {
     );
   });
 
+  it('reads every page of a chunked list (limit / continue)', async () => {
+    for (let i = 0; i < 5; i++) fake.put(`${ARGO}/workflows`, { metadata: { name: `paged-${i}` }, spec: { templates: [{ container: { image: `r/paged:${i}` } }] } });
+    fake.requests.length = 0;
+    const keep = await keepFromKubernetes('metaflow', { env: {} }, { k8s, kubeConfig: await kubeConfig('paged'), pageSize: 2 });
+    expect(keep.filter((one) => one.ref.startsWith('r/paged:')).map((one) => one.ref).sort()).toEqual(['r/paged:0', 'r/paged:1', 'r/paged:2', 'r/paged:3', 'r/paged:4']);
+    expect(fake.requests.filter((line) => line.includes('/workflows?')).length).toBeGreaterThanOrEqual(3);
+  });
+
   it('a name that is not a namespace is a ConfigError before any request', async () => {
     const before = fake.requests.length;
     await expect(keepFromKubernetes('Not_A_Namespace', { env: {} }, { k8s, kubeConfig: await kubeConfig('ok2') })).rejects.toBeInstanceOf(ConfigError);

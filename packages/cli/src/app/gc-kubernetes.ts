@@ -25,6 +25,8 @@ export interface KubernetesKeepOptions {
   /** The client module and configuration (tests); default: imported, and loaded from KUBECONFIG / in-cluster / ~/.kube/config. */
   k8s?: K8s;
   kubeConfig?: KubeConfig;
+  /** Objects asked for per list request (default 500; the API server answers the rest with `continue`). */
+  pageSize?: number;
 }
 
 function listPermission(namespace: string): string {
@@ -33,14 +35,14 @@ function listPermission(namespace: string): string {
 }
 
 /** Every object of one Argo resource in `namespace`, page by page. */
-async function listAll(k8s: K8s, kubeConfig: KubeConfig, namespace: string, plural: string, server: string): Promise<KubeObject[]> {
+async function listAll(k8s: K8s, kubeConfig: KubeConfig, namespace: string, plural: string, server: string, pageSize: number): Promise<KubeObject[]> {
   const api = kubeConfig.makeApiClient(k8s.CustomObjectsApi);
   const items: KubeObject[] = [];
   let next: string | undefined;
   do {
     let page: { items?: KubeObject[]; metadata?: { continue?: string } };
     try {
-      page = (await api.listNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace, plural, limit: 500, ...(next ? { _continue: next } : {}) })) as typeof page;
+      page = (await api.listNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace, plural, limit: pageSize, ...(next ? { _continue: next } : {}) })) as typeof page;
     } catch (error) {
       if (kubernetesStatus(error) === 404) {
         throw new ConfigError(`Listing ${plural}.argoproj.io in ${namespace} at ${server} found nothing there: the namespace does not exist or Argo Workflows is not installed.`, {
@@ -63,7 +65,7 @@ export async function keepFromKubernetes(namespace: string, scope: Pick<AppScope
   const server = kubeConfig.getCurrentCluster()?.server ?? '(no server)';
   const keep: GcKeepRef[] = [];
   for (const resource of ARGO_RESOURCES) {
-    for (const object of await listAll(k8s, kubeConfig, namespace, resource.plural, server)) {
+    for (const object of await listAll(k8s, kubeConfig, namespace, resource.plural, server, options.pageSize ?? 500)) {
       const reason = `${resource.kind} ${namespace}/${object.metadata?.name ?? '(unnamed)'}`;
       keep.push(...collectImageRefs(object, IMAGE_KEY).map((ref) => ({ ref, reason })));
     }
