@@ -1,6 +1,8 @@
 /** Checks of the Kubernetes names and labels a command takes from the user, before anything is sent. */
 import { ConfigError } from '@prebuilt/core';
 
+/** An object name (a DNS subdomain: secrets, DaemonSets). */
+const OBJECT_NAME = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/;
 const NAMESPACE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 /** A label name (or the name part of a prefixed key): ≤ 63 characters, alphanumerics at both ends. */
 const LABEL_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
@@ -10,6 +12,11 @@ const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9
 /** @throws ConfigError (exit 2) when `namespace` is not a namespace name (a DNS label). */
 export function checkNamespace(namespace: string): void {
   if (!NAMESPACE.test(namespace)) throw new ConfigError(`'${namespace}' is not a Kubernetes namespace name.`, { hint: 'Pass --namespace with a DNS label, e.g. metaflow.' });
+}
+
+/** Whether `name` is a Kubernetes object name (lowercase letters, digits, - and ., ≤ 253 characters). */
+export function isObjectName(name: string): boolean {
+  return OBJECT_NAME.test(name);
 }
 
 /** Whether `key` is a label key: `name` or `prefix/name`. */

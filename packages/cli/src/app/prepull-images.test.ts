@@ -43,5 +43,6 @@ describe('prepullImages / prepullPullSecrets', () => {
     const images = prepullImages(map, ['start', 'plain'], 'flow.py');
     expect(prepullPullSecrets(map, images, ['pull-b', 'pull-a'])).toEqual(['pull-a', 'pull-b']);
     expect(prepullPullSecrets({ ...map, images: {} }, images)).toEqual([]);
+    expect(() => prepullPullSecrets(map, images, ['Not A Name'])).toThrow(/--pull-secret Not A Name is not a Kubernetes secret name/);
   });
 });

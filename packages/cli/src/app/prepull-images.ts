@@ -1,5 +1,6 @@
 /** What `prebuilt prepull` pulls: each distinct image of a flow's steps, from the image map `prebuilt build` wrote. */
-import { InputError, type ImageMap } from '@prebuilt/core';
+import { ConfigError, InputError, type ImageMap } from '@prebuilt/core';
+import { isObjectName } from './kubernetes-names.js';
 
 export interface PrepullImage {
   /** The reference the nodes pull: the step's pinned image (`repo:tag@sha256:…`), or a disabled step's base image. */
@@ -55,6 +56,9 @@ export function prepullPullSecrets(imageMap: ImageMap, images: readonly PrepullI
     if (!image.steps?.some((step) => steps.has(step))) continue;
     for (const name of image.pullConfig?.kubernetes?.imagePullSecrets ?? []) names.add(name);
   }
-  for (const name of extra) names.add(name);
+  for (const name of extra) {
+    if (!isObjectName(name)) throw new ConfigError(`--pull-secret ${name} is not a Kubernetes secret name.`, { hint: 'Name the secret prebuilt pull-secret keeps, e.g. --pull-secret prebuilt-pull.' });
+    names.add(name);
+  }
   return [...names];
 }

@@ -11,7 +11,7 @@ import {
   sleep,
   type RegistryCredentials,
 } from '@prebuilt/core';
-import { checkNamespace, createSelectedBackend, kubernetesError, kubernetesStatus, loadKubeConfig, loadKubernetesClient, type K8s } from '../app/index.js';
+import { checkNamespace, createSelectedBackend, isObjectName, kubernetesError, kubernetesStatus, loadKubeConfig, loadKubernetesClient, type K8s } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { parseDuration } from '../duration.js';
 import { writeJsonResult } from '../output.js';
@@ -53,7 +53,6 @@ export interface AppliedPullSecret {
   source: string;
 }
 
-const NAME = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/;
 
 function secretsPermission(namespace: string): string {
   return `The Kubernetes user needs get, create and update on secrets in the namespace ${namespace} (kubectl auth can-i update secrets -n ${namespace}).`;
@@ -63,7 +62,7 @@ function secretsPermission(namespace: string): string {
 export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<AppliedPullSecret> {
   const { namespace, name, credentials } = options;
   checkNamespace(namespace);
-  if (!NAME.test(name)) throw new ConfigError(`'${name}' is not a Kubernetes secret name.`, { hint: 'Pass --name with lowercase letters, digits, - and ., e.g. prebuilt-pull.' });
+  if (!isObjectName(name)) throw new ConfigError(`'${name}' is not a Kubernetes secret name.`, { hint: 'Pass --name with lowercase letters, digits, - and ., e.g. prebuilt-pull.' });
   const k8s = options.k8s ?? (await loadKubernetesClient('pull-secret'));
   const api: CoreV1Api = options.kubeConfig.makeApiClient(k8s.CoreV1Api);
   const server = options.kubeConfig.getCurrentCluster()?.server ?? '(no server)';
