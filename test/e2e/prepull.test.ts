@@ -34,6 +34,8 @@ describeWith(NEEDS, 'prebuilt prepull (real CLI, a flow built on the real plain 
   let controller: FakeDaemonSetController;
   let built: BuildJson;
   const pulled: string[] = [];
+  /** While set, the FAKE kubelet's pulls wait (a rollout that takes its time). */
+  let hold = false;
 
   beforeAll(async () => {
     fixtures = await startFixtures();
@@ -48,6 +50,7 @@ describeWith(NEEDS, 'prebuilt prepull (real CLI, a flow built on the real plain 
     controller = startFakeDaemonSetController(fake, {
       nodes: ['node-a', 'node-b', 'node-c'],
       pull: async (image, node) => {
+        while (hold) await new Promise((resolve) => setTimeout(resolve, 50));
         pulled.push(`${node} ${image}`);
         return manifestExists(image);
       },
@@ -82,6 +85,26 @@ describeWith(NEEDS, 'prebuilt prepull (real CLI, a flow built on the real plain 
     expect(removed.stdout).toContain(`removed DaemonSet metaflow/${result.name}`);
     expect(fake.get('/apis/apps/v1/namespaces/metaflow/daemonsets', result.name)).toBeUndefined();
   }, 120_000);
+
+  itWith(NEEDS, 'SIGINT while waiting: exit 130, the DaemonSet stays and stderr says how to remove it', async () => {
+    hold = true;
+    try {
+      const run = await runCli(['prepull', 'one_env_flow.py', '-n', 'metaflow'], {
+        env,
+        cwd: dir,
+        timeoutMs: 60_000,
+        onStderr: (stderr, kill) => void (stderr.includes('ready 0/3 nodes') && kill('SIGINT')),
+      });
+      expect(run.code, run.stderr).toBe(130);
+      expect(run.stderr).toContain('it stays in the cluster and its pods keep pulling. Remove it with: prebuilt prepull one_env_flow.py --namespace metaflow --remove');
+      expect(run.stderr).toContain('interrupted (SIGINT)');
+      expect(fake.list('/apis/apps/v1/namespaces/metaflow/daemonsets')).toHaveLength(1);
+    } finally {
+      hold = false;
+    }
+    const removed = await runCli(['prepull', 'one_env_flow.py', '-n', 'metaflow', '--remove'], { env, cwd: dir, timeoutMs: 60_000 });
+    expect(removed.code, removed.stderr).toBe(0);
+  }, 60_000);
 
   itWith(NEEDS, 'a step added to the flow since the build: exit 2, run prebuilt build first (nothing is created)', async () => {
     const changed = ONE_ENV_FLOW.replace('self.next(self.end)', 'self.next(self.extra)').replace('    @conda(packages={"tinynum": "1.4.0"})\n    @step\n    def end', '    @step\n    def extra(self):\n        self.next(self.end)\n\n    @conda(packages={"tinynum": "1.4.0"})\n    @step\n    def end');

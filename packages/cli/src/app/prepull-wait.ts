@@ -39,6 +39,8 @@ export interface WaitOptions {
   onProgress?: (event: WaitProgress) => void;
   /** What the user runs to remove the DaemonSet (named when interrupted). */
   removeCommand: string;
+  /** The pull secrets the pods name (for the hint after failed pulls). */
+  pullSecrets: readonly string[];
   /** Poll delays: from `min`, doubling to `max` while nothing changes. */
   poll?: { min: number; max: number };
 }
@@ -101,11 +103,15 @@ async function timedOut(options: WaitOptions, state: RolloutState): Promise<Regi
   const counts = state.observed ? `${state.nodes.ready}/${state.nodes.desired} nodes ready, ${state.nodes.updated} updated` : 'the DaemonSet controller has not picked up the current spec';
   const lines = describeProblems(problems);
   const pulls = problems.filter((p) => p.pull);
+  const ns = target.namespace;
+  const secrets = options.pullSecrets.length > 0
+    ? `that the pull secret${options.pullSecrets.length === 1 ? '' : 's'} ${options.pullSecrets.join(', ')} in ${ns} hold${options.pullSecrets.length === 1 ? 's' : ''} valid credentials (prebuilt pull-secret --namespace ${ns} --name ${options.pullSecrets[0]} renews it)`
+    : `that the registry lets them pull without credentials: the pods name no pull secret (create one with prebuilt pull-secret --namespace ${ns} --name prebuilt-pull and pass --pull-secret prebuilt-pull, or build with METAFLOW_PREBUILT_PULL_SECRET set)`;
   const hint = pulls.length > 0
-    ? `The nodes could not pull ${[...new Set(pulls.map((p) => p.image))].join(', ')}: check that they reach the registry and that the pod's pull secrets exist in ${target.namespace} with valid credentials (prebuilt pull-secret --namespace ${target.namespace} --name <secret>; METAFLOW_PREBUILT_PULL_SECRET names it at build time, --pull-secret adds one).`
+    ? `The nodes could not pull ${[...new Set(pulls.map((p) => p.image))].join(', ')}: check that they reach the registry and ${secrets}.`
     : problems.length > 0
       ? `An image that does not start on a node (another CPU architecture?) needs a --node-selector (e.g. kubernetes.io/arch=amd64); unschedulable pods need room or a --toleration.`
-      : `Large images take a while on slow links: raise --timeout, or look at the pods (kubectl -n ${target.namespace} get pods -l ${options.labelSelector}).`;
+      : `Large images take a while on slow links: raise --timeout, or look at the pods (kubectl -n ${ns} get pods -l ${options.labelSelector}).`;
   return new RegistryError(
     `The DaemonSet ${target.namespace}/${name} was not ready after ${Math.round(options.timeoutMs / 1000)}s: ${counts}.${lines.length > 0 ? `\n  ${lines.join('\n  ')}` : ''}`,
     { registry: target.server },

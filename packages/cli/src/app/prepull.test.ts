@@ -71,11 +71,24 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
     expect(pod.tolerations).toEqual([{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }]);
     expect(JSON.parse(String((stored.metadata!['annotations'] as Record<string, string>)[IMAGES_ANNOTATION]))).toEqual([ref('env-a', 'a'), ref('env-b', 'b')]);
     // Progress: the DaemonSet, then the node counts as the fake controller rolled out node by node.
-    expect(run.events[0]).toMatchObject({ type: 'applied', action: 'created', images: 2 });
+    // Neither secret is in the namespace: each is a warning, before the DaemonSet.
+    expect(run.events.slice(0, 3)).toEqual([
+      { type: 'missing-secret', namespace: 'metaflow', secret: 'prebuilt-pull' },
+      { type: 'missing-secret', namespace: 'metaflow', secret: 'extra-pull' },
+      expect.objectContaining({ type: 'applied', action: 'created', images: 2 }),
+    ]);
     const ready = run.events.flatMap((e) => (e.type === 'nodes' ? [e.nodes.ready] : []));
     expect(ready[0]).toBe(0);
     expect(ready.at(-1)).toBe(3);
     expect(ready.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('a pull secret that exists is no warning', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a'] });
+    fake.put('/api/v1/namespaces/metaflow/secrets', { metadata: { name: 'prebuilt-pull' }, type: 'kubernetes.io/dockerconfigjson' });
+    const run = options('SecretFlow');
+    await prepullFlow(run);
+    expect(run.events.filter((e) => e.type === 'missing-secret')).toEqual([]);
   });
 
   it('is unchanged on a second run with the same images, and rolls out a new template when an image changes', async () => {
@@ -108,7 +121,7 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
     expect((error as RegistryError).message).toContain('was not ready after 2s: 1/2 nodes ready, 2 updated');
     expect((error as RegistryError).message).toContain(`image ${ref('env-b', 'b')} (container pull-2-train) on node-b: ImagePullBackOff`);
     expect((error as RegistryError).hint).toContain(`could not pull ${ref('env-b', 'b')}`);
-    expect((error as RegistryError).hint).toContain('prebuilt pull-secret --namespace metaflow');
+    expect((error as RegistryError).hint).toContain('the pull secret prebuilt-pull in metaflow holds valid credentials (prebuilt pull-secret --namespace metaflow --name prebuilt-pull renews it)');
   });
 
   it('an interrupt leaves the DaemonSet and says how to remove it', async () => {

@@ -9,9 +9,14 @@ import { checkNamespace } from './kubernetes-names.js';
 import { applyDaemonSet, deleteDaemonSet, type DaemonSetTarget, type PrepullAction } from './prepull-apply.js';
 import { prepullDaemonSet, prepullLabels, prepullName } from './prepull-daemonset.js';
 import { prepullImages, prepullPullSecrets, type PrepullImage } from './prepull-images.js';
+import { missingPullSecrets } from './prepull-secrets.js';
 import { waitForDaemonSet, type PrepullNodes, type WaitProgress } from './prepull-wait.js';
 
-export type PrepullProgress = { type: 'applied'; action: PrepullAction; namespace: string; name: string; images: number } | WaitProgress;
+export type PrepullProgress =
+  | { type: 'applied'; action: PrepullAction; namespace: string; name: string; images: number }
+  /** A pull secret the pods name is not in the namespace: the nodes pull without it. */
+  | { type: 'missing-secret'; namespace: string; secret: string }
+  | WaitProgress;
 
 interface ClusterOptions {
   namespace: string;
@@ -70,6 +75,7 @@ export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullR
   const flow = options.imageMap.flow;
   const { daemonSet, name } = prepullDaemonSet({ flow, namespace: options.namespace, images, pullSecrets, nodeSelector: options.nodeSelector, tolerations: options.tolerations, pauseImage: options.pauseImage });
   const { target, core, kubeconfig } = await connect('prepull', options);
+  for (const secret of await missingPullSecrets(core, options.namespace, pullSecrets)) options.onProgress?.({ type: 'missing-secret', namespace: options.namespace, secret });
   const action = await applyDaemonSet(target, daemonSet);
   options.onProgress?.({ type: 'applied', action, namespace: options.namespace, name, images: images.length });
   const result: PrepullResult = { flow, namespace: options.namespace, name, action, images, pullSecrets, nodeSelector: options.nodeSelector, nodes: null, kubeconfig };
@@ -84,6 +90,7 @@ export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullR
     signal: options.signal,
     onProgress: options.onProgress,
     removeCommand: `prebuilt prepull ${options.flowFile} --namespace ${options.namespace} --remove`,
+    pullSecrets,
     ...(options.poll ? { poll: options.poll } : {}),
   });
   return result;

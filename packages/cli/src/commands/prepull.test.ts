@@ -6,8 +6,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ImageMap } from '@prebuilt/core';
-import { main } from '../main.js';
+import { CancelledError, type ImageMap } from '@prebuilt/core';
+import { createCliContext } from '../cli-context.js';
+import { createProgram, main } from '../main.js';
 import { FakeKubernetesApi } from '../__fixtures__/fake-kubernetes-api.js';
 import { startFakeDaemonSetController, type FakeDaemonSetController } from '../__fixtures__/fake-daemonset-controller.js';
 
@@ -86,7 +87,24 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     expect(slow.code).toBe(1);
     expect(slow.stderr).toContain('was not ready after 1s: 0/1 nodes ready');
     expect(slow.stderr).toContain(`image 127.0.0.1:5000/envs:env-e1@${D} (container pull-1-start) on node-a: ImagePullBackOff`);
-    expect(slow.stderr).toMatch(/hint: The nodes could not pull .*prebuilt pull-secret/);
+    expect(slow.stderr).toMatch(/hint: The nodes could not pull .*the pods name no pull secret \(create one with prebuilt pull-secret --namespace metaflow --name prebuilt-pull and pass --pull-secret prebuilt-pull/);
+  });
+
+  it('Ctrl-C while waiting: the DaemonSet stays, and stderr says how to remove it', async () => {
+    await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove']);
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a'], pull: () => false });
+    const abort = new AbortController();
+    let stderr = '';
+    const context = createCliContext(abort.signal, {
+      cwd: dir,
+      env,
+      stdout: { write: () => undefined },
+      stderr: { write: (t: string) => void ((stderr += t), t.startsWith('ready 0/1') && abort.abort()) },
+    });
+    const error = await (await createProgram(context)).parseAsync(['prepull', 'flow.py', '-n', 'metaflow'], { from: 'user' }).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(CancelledError);
+    expect(stderr).toMatch(/Interrupted while waiting for the DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6}; it stays in the cluster and its pods keep pulling\. Remove it with: prebuilt prepull flow\.py --namespace metaflow --remove/);
+    expect(fake.list('/apis/apps/v1/namespaces/metaflow/daemonsets').map((d) => d.metadata?.['name'])).toEqual([expect.stringMatching(/^prebuilt-prepull-warm-flow-/)]);
   });
 
   it('--help explains the DaemonSet, the exit codes and shows examples', async () => {

@@ -66,6 +66,8 @@ function renderProgress(context: CliContext, event: PrepullProgress): void {
   if (event.type === 'applied') {
     const what = event.action === 'unchanged' ? 'is up to date' : `${event.action}: pulling ${event.images} image${event.images === 1 ? '' : 's'} on every matching node`;
     context.stderr.write(`DaemonSet ${event.namespace}/${event.name} ${what}\n`);
+  } else if (event.type === 'missing-secret') {
+    context.stderr.write(`warning: the pull secret ${event.secret} does not exist in the namespace ${event.namespace}: the nodes pull without it (create it: prebuilt pull-secret --namespace ${event.namespace} --name ${event.secret})\n`);
   } else if (event.type === 'nodes') {
     context.stderr.write(`ready ${event.nodes.ready}/${event.nodes.desired} nodes (${event.nodes.updated} updated)\n`);
   } else {
