@@ -67,7 +67,7 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
     expect(pod.initContainers[0]!.resources).toMatchObject({ limits: { memory: '128Mi' } });
     expect(pod.containers.map((c) => c.image)).toEqual(['registry.k8s.io/pause:3.9']);
     expect(pod.imagePullSecrets).toEqual([{ name: 'prebuilt-pull' }, { name: 'extra-pull' }]);
-    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/arch': 'amd64' });
+    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' });
     expect(pod.tolerations).toEqual([{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }]);
     expect(JSON.parse(String((stored.metadata!['annotations'] as Record<string, string>)[IMAGES_ANNOTATION]))).toEqual([ref('env-a', 'a'), ref('env-b', 'b')]);
     // Progress: the DaemonSet, then the node counts as the fake controller rolled out node by node.

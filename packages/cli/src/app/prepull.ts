@@ -52,6 +52,7 @@ export interface PrepullResult {
   action: PrepullAction;
   images: PrepullImage[];
   pullSecrets: string[];
+  /** The pods' node selector: `kubernetes.io/os=linux` and the given labels. */
   nodeSelector: Record<string, string>;
   /** The rollout when it was waited for (null with `wait: false`). */
   nodes: PrepullNodes | null;
@@ -73,12 +74,14 @@ export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullR
   const images = prepullImages(options.imageMap, options.flowSteps, options.flowFile);
   const pullSecrets = prepullPullSecrets(options.imageMap, images, options.pullSecrets);
   const flow = options.imageMap.flow;
-  const { daemonSet, name } = prepullDaemonSet({ flow, namespace: options.namespace, images, pullSecrets, nodeSelector: options.nodeSelector, tolerations: options.tolerations, pauseImage: options.pauseImage });
+  // The images are Linux images: never on a Windows node of a mixed cluster (unless the user says otherwise).
+  const nodeSelector = { 'kubernetes.io/os': 'linux', ...options.nodeSelector };
+  const { daemonSet, name } = prepullDaemonSet({ flow, namespace: options.namespace, images, pullSecrets, nodeSelector, tolerations: options.tolerations, pauseImage: options.pauseImage });
   const { target, core, kubeconfig } = await connect('prepull', options);
   for (const secret of await missingPullSecrets(core, options.namespace, pullSecrets)) options.onProgress?.({ type: 'missing-secret', namespace: options.namespace, secret });
   const action = await applyDaemonSet(target, daemonSet);
   options.onProgress?.({ type: 'applied', action, namespace: options.namespace, name, images: images.length });
-  const result: PrepullResult = { flow, namespace: options.namespace, name, action, images, pullSecrets, nodeSelector: options.nodeSelector, nodes: null, kubeconfig };
+  const result: PrepullResult = { flow, namespace: options.namespace, name, action, images, pullSecrets, nodeSelector, nodes: null, kubeconfig };
   if (options.wait === false) return result;
   const labelSelector = Object.entries(prepullLabels(name).selector).map(([k, v]) => `${k}=${v}`).join(',');
   result.nodes = await waitForDaemonSet({

@@ -64,6 +64,15 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     expect(nothing.stdout).toMatch(/^nothing to remove: no DaemonSet metaflow\/prebuilt-prepull-warm-flow-/);
   });
 
+  it('no node matching the node selector is not an error, but the output says nothing was pulled', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: [] });
+    const none = await run(['prepull', 'flow.py', '-n', 'metaflow', '--node-selector', 'pool=none']);
+    expect(none.code, none.stderr).toBe(0);
+    expect(none.stderr).toContain('ready 0/0 nodes');
+    expect(none.stdout).toMatch(/^WarmFlow: no node matches the node selector kubernetes\.io\/os=linux,pool=none: nothing was pulled \(DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6}, (created|updated)\)/);
+    await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove']);
+  });
+
   it('no image map is exit 2 with the build hint; so is a bad --node-selector', async () => {
     const empty = join(dir, 'unbuilt');
     await mkdir(empty, { recursive: true });

@@ -33,8 +33,9 @@ const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 
 const PREPULL_HELP = `
 Warms the nodes for a flow: creates or updates a DaemonSet (prebuilt-prepull-<flow>-<hash>) whose
-pods pull every step's image on each matching node — one init container per distinct image, each
-running the step's interpreter with nothing to do — then hold the node with a pause container.
+pods pull every step's image on each matching node (Linux nodes with the --node-selector labels)
+— one init container per distinct image, each running the step's interpreter with nothing to do —
+then hold the node with a pause container.
 It waits until every matching node has pulled the current images, printing progress on stderr;
 running it again with the same images changes nothing, changed images roll out to all nodes at
 once. --remove deletes the DaemonSet (the pulled images stay in the nodes' caches until the
@@ -82,7 +83,7 @@ function renderResult(result: PrepullResult): string {
   const head = result.nodes === null
     ? `${result.flow}: ${result.images.length} image${result.images.length === 1 ? '' : 's'} to pull (${where}; not waited for)`
     : result.nodes.desired === 0
-      ? `${result.flow}: no node matches${Object.keys(result.nodeSelector).length > 0 ? ` the node selector ${Object.entries(result.nodeSelector).map(([k, v]) => `${k}=${v}`).join(',')}` : ''}: nothing was pulled (${where})`
+      ? `${result.flow}: no node matches the node selector ${Object.entries(result.nodeSelector).map(([k, v]) => `${k}=${v}`).join(',')}: nothing was pulled (${where})`
       : `${result.flow}: ${result.images.length} image${result.images.length === 1 ? '' : 's'} pulled on ${result.nodes.ready}/${result.nodes.desired} nodes (${where})`;
   return `${head}\n${lines.join('\n')}\n`;
 }
