@@ -108,7 +108,8 @@ async function timedOut(options: WaitOptions, state: RolloutState): Promise<Regi
     ? `that the pull secret${options.pullSecrets.length === 1 ? '' : 's'} ${options.pullSecrets.join(', ')} in ${ns} hold${options.pullSecrets.length === 1 ? 's' : ''} valid credentials (prebuilt pull-secret --namespace ${ns} --name ${options.pullSecrets[0]} renews it)`
     : `that the registry lets them pull without credentials: the pods name no pull secret (create one with prebuilt pull-secret --namespace ${ns} --name prebuilt-pull and pass --pull-secret prebuilt-pull, or build with METAFLOW_PREBUILT_PULL_SECRET set)`;
   const hint = pulls.length > 0
-    ? `The nodes could not pull ${[...new Set(pulls.map((p) => p.image))].join(', ')}: check that they reach the registry and ${secrets}.`
+    ? `The nodes could not pull ${[...new Set(pulls.map((p) => p.image))].join(', ')}: check that they reach the registry and ${secrets}.` +
+      (pulls.some((p) => p.container === 'pause') ? ' For the pause image, mirror it where the nodes can pull and pass --pause-image (or METAFLOW_PREBUILT_PAUSE_IMAGE).' : '')
     : problems.length > 0
       ? `An image that does not start on a node (another CPU architecture?) needs a --node-selector (e.g. kubernetes.io/arch=amd64); unschedulable pods need room or a --toleration.`
       : `Large images take a while on slow links: raise --timeout, or look at the pods (kubectl -n ${ns} get pods -l ${options.labelSelector}).`;
