@@ -88,12 +88,17 @@ describeWith(NEEDS, 'prebuilt prepull (real CLI, a flow built on the real plain 
 
   itWith(NEEDS, 'SIGINT while waiting: exit 130, the DaemonSet stays and stderr says how to remove it', async () => {
     hold = true;
+    let sent = false;
     try {
       const run = await runCli(['prepull', 'one_env_flow.py', '-n', 'metaflow'], {
         env,
         cwd: dir,
         timeoutMs: 60_000,
-        onStderr: (stderr, kill) => void (stderr.includes('ready 0/3 nodes') && kill('SIGINT')),
+        // One SIGINT (a second one exits at once, by design).
+        onStderr: (stderr, kill) => {
+          if (!sent && stderr.includes('ready 0/3 nodes')) kill('SIGINT');
+          sent ||= stderr.includes('ready 0/3 nodes');
+        },
       });
       expect(run.code, run.stderr).toBe(130);
       expect(run.stderr).toContain('it stays in the cluster and its pods keep pulling. Remove it with: prebuilt prepull one_env_flow.py --namespace metaflow --remove');
@@ -101,9 +106,9 @@ describeWith(NEEDS, 'prebuilt prepull (real CLI, a flow built on the real plain 
       expect(fake.list('/apis/apps/v1/namespaces/metaflow/daemonsets')).toHaveLength(1);
     } finally {
       hold = false;
+      const removed = await runCli(['prepull', 'one_env_flow.py', '-n', 'metaflow', '--remove'], { env, cwd: dir, timeoutMs: 60_000 });
+      expect(removed.code, removed.stderr).toBe(0);
     }
-    const removed = await runCli(['prepull', 'one_env_flow.py', '-n', 'metaflow', '--remove'], { env, cwd: dir, timeoutMs: 60_000 });
-    expect(removed.code, removed.stderr).toBe(0);
   }, 60_000);
 
   itWith(NEEDS, 'a step added to the flow since the build: exit 2, run prebuilt build first (nothing is created)', async () => {
