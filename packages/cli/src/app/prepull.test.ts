@@ -52,7 +52,8 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
   };
 
   it('creates the DaemonSet (an init container per distinct image, pull secrets, node selector, pause container) and waits through the rollout', async () => {
-    controller = startFakeDaemonSetController(fake, { nodes: ['node-a', 'node-b', 'node-c'] });
+    // A node every 150 ms, polled every 10–40 ms: the wait sees the counts in between.
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a', 'node-b', 'node-c'], tickMs: 150 });
     const run = options('TrainFlow', { nodeSelector: { 'kubernetes.io/arch': 'amd64' }, tolerations: [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }], pullSecrets: ['extra-pull'] });
     const result = await prepullFlow(run);
     expect(result).toMatchObject({ action: 'created', namespace: 'metaflow', name: prepullName('TrainFlow'), nodes: { desired: 3, ready: 3, updated: 3 }, pullSecrets: ['prebuilt-pull', 'extra-pull'] });
@@ -81,6 +82,7 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
     expect(ready[0]).toBe(0);
     expect(ready.at(-1)).toBe(3);
     expect(ready.length).toBeGreaterThanOrEqual(3);
+    expect([...ready].sort()).toEqual(ready);
   });
 
   it('a pull secret that exists is no warning', async () => {
