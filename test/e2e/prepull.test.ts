@@ -15,13 +15,14 @@ const services = getServices();
 const NEEDS = ['registries', 'baseImage'] as const;
 const MANIFEST_TYPES = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json';
 
-/** The FAKE kubelet's pull: the pinned reference's manifest, read by digest from the registry it names. */
-async function manifestExists(ref: string): Promise<boolean> {
+/** The FAKE kubelet's pull: the pinned reference's manifest, read by digest from the registry it names; else containerd's message. */
+async function kubeletPull(ref: string): Promise<true | string> {
   const match = /^([^/]+)\/(.+):[^:@/]+@(sha256:[0-9a-f]{64})$/.exec(ref);
-  if (!match) return false;
+  if (!match) return `failed to pull and unpack image "${ref}": not a pinned reference`;
   const response = await fetch(`http://${match[1]}/v2/${match[2]}/manifests/${match[3]}`, { headers: { accept: MANIFEST_TYPES } });
   await response.arrayBuffer();
-  return response.status === 200;
+  if (response.status === 200) return true;
+  return response.status === 404 ? `failed to resolve reference "${ref}": ${ref}: not found` : `unexpected status from GET request: ${response.status}`;
 }
 
 type DaemonSetJson = KubeObject & { spec: { template: { spec: { initContainers: { name: string; image: string; command: string[] }[]; imagePullSecrets?: { name: string }[] } } } };
@@ -52,7 +53,7 @@ describeWith(NEEDS, 'prebuilt prepull (real CLI, a flow built on the real plain 
       pull: async (image, node) => {
         while (hold) await new Promise((resolve) => setTimeout(resolve, 50));
         pulled.push(`${node} ${image}`);
-        return manifestExists(image);
+        return kubeletPull(image);
       },
     });
   }, 240_000);
@@ -108,6 +109,24 @@ describeWith(NEEDS, 'prebuilt prepull (real CLI, a flow built on the real plain 
       hold = false;
       const removed = await runCli(['prepull', 'one_env_flow.py', '-n', 'metaflow', '--remove'], { env, cwd: dir, timeoutMs: 60_000 });
       expect(removed.code, removed.stderr).toBe(0);
+    }
+  }, 60_000);
+
+  itWith(NEEDS, 'an image map naming an image the registry no longer has: exit 1 at the timeout, the hint says to build again', async () => {
+    const gone = JSON.parse(JSON.stringify(built)) as BuildJson;
+    const start = gone.steps['start'] as { pinnedImage: string };
+    start.pinnedImage = start.pinnedImage.replace(/@sha256:[0-9a-f]{64}$/, `@sha256:${'0'.repeat(64)}`);
+    const stateFile = join(dir, 'gone-images.json');
+    await writeFile(stateFile, JSON.stringify({ flow: gone.flow, images: gone.images, steps: gone.steps }));
+    try {
+      const run = await runCli(['prepull', 'one_env_flow.py', '-n', 'metaflow', '--timeout', '2s', '--json'], { env: { ...env, METAFLOW_PREBUILT_STATE_FILE: stateFile }, cwd: dir, timeoutMs: 60_000 });
+      expect(run.code, run.stderr).toBe(1);
+      const json = parseJson<{ ok: boolean; error: { code: string; message: string; hint: string } }>(run);
+      expect(json.ok).toBe(false);
+      expect(json.error.message).toContain(`image ${start.pinnedImage} (container pull-1-start) on node-a, node-b, node-c: ImagePullBackOff`);
+      expect(json.error.hint).toContain(`The registry no longer has ${start.pinnedImage}`);
+    } finally {
+      await runCli(['prepull', 'one_env_flow.py', '-n', 'metaflow', '--remove'], { env, cwd: dir, timeoutMs: 60_000 });
     }
   }, 60_000);
 

@@ -9,8 +9,11 @@ export interface FakeDaemonSetControllerOptions {
   nodes: readonly string[];
   /** Milliseconds between two nodes' updates (default 40). */
   tickMs?: number;
-  /** Whether a node can pull `image` (default: every image). */
-  pull?: (image: string, node: string) => boolean | Promise<boolean>;
+  /**
+   * Whether a node can pull `image` (default: every image): true, or false (the kubelet's message is
+   * then an authentication failure), or the kubelet's message for the failed pull.
+   */
+  pull?: (image: string, node: string) => boolean | string | Promise<boolean | string>;
 }
 
 type Container = { name: string; image: string };
@@ -34,10 +37,12 @@ export function startFakeDaemonSetController(fake: FakeKubernetesApi, options: F
     const statuses = [];
     let ready = true;
     for (const container of daemonSet.spec?.template?.spec?.initContainers ?? []) {
-      const pulled = ready && (await (options.pull?.(container.image, node) ?? true));
+      const answer = ready ? await (options.pull?.(container.image, node) ?? true) : false;
+      const pulled = answer === true;
+      const failure = typeof answer === 'string' ? answer : 'unauthorized: authentication required';
       statuses.push(pulled
         ? { name: container.name, image: container.image, ready: true, state: { terminated: { exitCode: 0, reason: 'Completed' } } }
-        : { name: container.name, image: container.image, ready: false, state: { waiting: { reason: ready ? 'ImagePullBackOff' : 'PodInitializing', message: ready ? `Back-off pulling image "${container.image}": unauthorized: authentication required` : undefined } } });
+        : { name: container.name, image: container.image, ready: false, state: { waiting: { reason: ready ? 'ImagePullBackOff' : 'PodInitializing', message: ready ? `Back-off pulling image "${container.image}": ${failure}` : undefined } } });
       ready &&= pulled;
     }
     const pod = {

@@ -97,25 +97,36 @@ export async function waitForDaemonSet(options: WaitOptions): Promise<PrepullNod
   }
 }
 
+/** What to do about the pods' problems at the timeout. */
+function timeoutHint(problems: readonly PodProblem[], options: WaitOptions): string {
+  const ns = options.target.namespace;
+  const pulls = problems.filter((p) => p.pull);
+  if (pulls.length === 0) {
+    return problems.length > 0
+      ? 'An image that does not start on a node (another CPU architecture?) needs a --node-selector (e.g. kubernetes.io/arch=amd64); unschedulable pods need room or a --toleration.'
+      : `Large images take a while on slow links: raise --timeout, or look at the pods (kubectl -n ${ns} get pods -l ${options.labelSelector}).`;
+  }
+  const images = [...new Set(pulls.map((p) => p.image))].join(', ');
+  // containerd: "…: not found"; Docker: "manifest unknown".
+  if (pulls.every((p) => /manifest unknown|not found/i.test(p.message ?? ''))) {
+    return `The registry no longer has ${images} (deleted, by prebuilt gc say, since the build): run prebuilt build again, then prebuilt prepull.`;
+  }
+  const secrets = options.pullSecrets;
+  const credentials = secrets.length > 0
+    ? `that the pull secret${secrets.length === 1 ? '' : 's'} ${secrets.join(', ')} in ${ns} hold${secrets.length === 1 ? 's' : ''} valid credentials (prebuilt pull-secret --namespace ${ns} --name ${secrets[0]} renews it)`
+    : `that the registry lets them pull without credentials: the pods name no pull secret (create one with prebuilt pull-secret --namespace ${ns} --name prebuilt-pull and pass --pull-secret prebuilt-pull, or build with METAFLOW_PREBUILT_PULL_SECRET set)`;
+  const pause = pulls.some((p) => p.container === 'pause') ? ' For the pause image, mirror it where the nodes can pull and pass --pause-image (or METAFLOW_PREBUILT_PAUSE_IMAGE).' : '';
+  return `The nodes could not pull ${images}: check that they reach the registry and ${credentials}.${pause}`;
+}
+
 async function timedOut(options: WaitOptions, state: RolloutState): Promise<RegistryError> {
   const { target, name } = options;
   const problems = (await podProblems(options.core, target.namespace, options.labelSelector)) ?? [];
   const counts = state.observed ? `${state.nodes.ready}/${state.nodes.desired} nodes ready, ${state.nodes.updated} updated` : 'the DaemonSet controller has not picked up the current spec';
   const lines = describeProblems(problems);
-  const pulls = problems.filter((p) => p.pull);
-  const ns = target.namespace;
-  const secrets = options.pullSecrets.length > 0
-    ? `that the pull secret${options.pullSecrets.length === 1 ? '' : 's'} ${options.pullSecrets.join(', ')} in ${ns} hold${options.pullSecrets.length === 1 ? 's' : ''} valid credentials (prebuilt pull-secret --namespace ${ns} --name ${options.pullSecrets[0]} renews it)`
-    : `that the registry lets them pull without credentials: the pods name no pull secret (create one with prebuilt pull-secret --namespace ${ns} --name prebuilt-pull and pass --pull-secret prebuilt-pull, or build with METAFLOW_PREBUILT_PULL_SECRET set)`;
-  const hint = pulls.length > 0
-    ? `The nodes could not pull ${[...new Set(pulls.map((p) => p.image))].join(', ')}: check that they reach the registry and ${secrets}.` +
-      (pulls.some((p) => p.container === 'pause') ? ' For the pause image, mirror it where the nodes can pull and pass --pause-image (or METAFLOW_PREBUILT_PAUSE_IMAGE).' : '')
-    : problems.length > 0
-      ? `An image that does not start on a node (another CPU architecture?) needs a --node-selector (e.g. kubernetes.io/arch=amd64); unschedulable pods need room or a --toleration.`
-      : `Large images take a while on slow links: raise --timeout, or look at the pods (kubectl -n ${ns} get pods -l ${options.labelSelector}).`;
   return new RegistryError(
     `The DaemonSet ${target.namespace}/${name} was not ready after ${Math.round(options.timeoutMs / 1000)}s: ${counts}.${lines.length > 0 ? `\n  ${lines.join('\n  ')}` : ''}`,
     { registry: target.server },
-    { hint },
+    { hint: timeoutHint(problems, options) },
   );
 }

@@ -79,9 +79,10 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
       expect.objectContaining({ type: 'applied', action: 'created', images: 2 }),
     ]);
     const ready = run.events.flatMap((e) => (e.type === 'nodes' ? [e.nodes.ready] : []));
-    expect(ready[0]).toBe(0);
+    // At least one count before all three nodes are ready (0 unless this machine stalled for a tick), rising.
+    expect(ready[0]).toBeLessThan(3);
     expect(ready.at(-1)).toBe(3);
-    expect(ready.length).toBeGreaterThanOrEqual(3);
+    expect(ready.length).toBeGreaterThanOrEqual(2);
     expect([...ready].sort()).toEqual(ready);
   });
 
@@ -124,6 +125,13 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
     expect((error as RegistryError).message).toContain(`image ${ref('env-b', 'b')} (container pull-2-train) on node-b: ImagePullBackOff`);
     expect((error as RegistryError).hint).toContain(`could not pull ${ref('env-b', 'b')}`);
     expect((error as RegistryError).hint).toContain('the pull secret prebuilt-pull in metaflow holds valid credentials (prebuilt pull-secret --namespace metaflow --name prebuilt-pull renews it)');
+  });
+
+  it('an image the registry no longer has (removed by gc): the hint says to build again', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a'], pull: (image) => !image.includes('env-b') || `failed to resolve reference "${image}": not found` });
+    const error = await prepullFlow(options('GoneImageFlow', { timeoutMs: 1000 })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).hint).toBe(`The registry no longer has ${ref('env-b', 'b')} (deleted, by prebuilt gc say, since the build): run prebuilt build again, then prebuilt prepull.`);
   });
 
   it('an interrupt leaves the DaemonSet and says how to remove it', async () => {
