@@ -23,6 +23,7 @@ export const COMMANDS: Readonly<Record<string, () => Promise<RegisterCommand>>> 
   sbom: async () => (await import('./commands/sbom.js')).registerSbomCommand,
   report: async () => (await import('./commands/report.js')).registerReportCommand,
   gc: async () => (await import('./commands/gc.js')).registerGcCommand,
+  prepull: async () => (await import('./commands/prepull.js')).registerPrepullCommand,
 };
 
 /** Options of the program itself that take no value (they may come before the command name). */

@@ -16,3 +16,9 @@ export { kubernetesError, kubernetesStatus, loadKubeConfig, loadKubernetesClient
 export { garbageCollect, type GcOptions, type GcProgress, type GcResult } from './gc-run.js';
 export { keepFromFlows, keepFromImageMaps } from './gc-keep-sources.js';
 export { ARGO_RESOURCES, keepFromKubernetes, type KubernetesKeepOptions } from './gc-kubernetes.js';
+export { checkNamespace, isObjectName } from './kubernetes-names.js';
+export { prepullFlow, removePrepull, type PrepullFlowOptions, type PrepullProgress, type PrepullResult, type RemovePrepullResult } from './prepull.js';
+export { DEFAULT_PAUSE_IMAGE, PAUSE_IMAGE_SETTING, parseNodeSelector, parseToleration, pauseImage } from './prepull-options.js';
+export type { PrepullImage } from './prepull-images.js';
+export type { PodProblem } from './prepull-pods.js';
+export type { PrepullNodes } from './prepull-wait.js';

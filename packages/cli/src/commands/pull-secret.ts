@@ -11,8 +11,9 @@ import {
   sleep,
   type RegistryCredentials,
 } from '@prebuilt/core';
-import { createSelectedBackend, kubernetesError, kubernetesStatus, loadKubeConfig, loadKubernetesClient, type K8s } from '../app/index.js';
+import { checkNamespace, createSelectedBackend, isObjectName, kubernetesError, kubernetesStatus, loadKubeConfig, loadKubernetesClient, type K8s } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
+import { parseDuration } from '../duration.js';
 import { writeJsonResult } from '../output.js';
 
 
@@ -52,8 +53,6 @@ export interface AppliedPullSecret {
   source: string;
 }
 
-const NAME = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/;
-const NAMESPACE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 function secretsPermission(namespace: string): string {
   return `The Kubernetes user needs get, create and update on secrets in the namespace ${namespace} (kubectl auth can-i update secrets -n ${namespace}).`;
@@ -62,8 +61,8 @@ function secretsPermission(namespace: string): string {
 /** Creates the `kubernetes.io/dockerconfigjson` secret, or updates it when it exists and holds other credentials. */
 export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<AppliedPullSecret> {
   const { namespace, name, credentials } = options;
-  if (!NAMESPACE.test(namespace)) throw new ConfigError(`'${namespace}' is not a Kubernetes namespace name.`, { hint: 'Pass --namespace with a DNS label, e.g. metaflow.' });
-  if (!NAME.test(name)) throw new ConfigError(`'${name}' is not a Kubernetes secret name.`, { hint: 'Pass --name with lowercase letters, digits, - and ., e.g. prebuilt-pull.' });
+  checkNamespace(namespace);
+  if (!isObjectName(name)) throw new ConfigError(`'${name}' is not a Kubernetes secret name.`, { hint: 'Pass --name with lowercase letters, digits, - and ., e.g. prebuilt-pull.' });
   const k8s = options.k8s ?? (await loadKubernetesClient('pull-secret'));
   const api: CoreV1Api = options.kubeConfig.makeApiClient(k8s.CoreV1Api);
   const server = options.kubeConfig.getCurrentCluster()?.server ?? '(no server)';
@@ -117,12 +116,9 @@ export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<
   }
 }
 
-/** `30s`, `4m`, `6h` → milliseconds. */
+/** `30s`, `4m`, `6h` → milliseconds (the --interval of --watch). */
 export function parseInterval(value: string): number {
-  const match = /^(\d+)(s|m|h)$/.exec(value.trim());
-  const ms = match ? Number(match[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 's' | 'm' | 'h'] : NaN;
-  if (!(ms >= 1000)) throw new ConfigError(`--interval ${value} is not a duration of at least 1s (write e.g. 30s, 4m or 1h).`, { hint: 'Write it as a whole number and a unit: s, m or h.' });
-  return ms;
+  return parseDuration(value, '--interval');
 }
 
 interface PullSecretOptions {

@@ -8,6 +8,8 @@ import { createSelectedBackend, stateFilePath } from '../app/index.js';
 export interface FlowImageMap {
   stateFile: string;
   imageMap: ImageMap;
+  /** The flow file's steps, in source order (a step the map lacks was added since the build). */
+  flowSteps: string[];
 }
 
 /** The image map `prebuilt build` wrote for a flow (its state file); none yet is an InputError naming the fix. */
@@ -27,7 +29,7 @@ export async function loadFlowImageMap(file: string, context: CliContext): Promi
   try {
     const imageMap = JSON.parse(text) as ImageMap;
     if (typeof imageMap.steps !== 'object' || imageMap.steps === null) throw new Error('it has no steps');
-    return { stateFile, imageMap };
+    return { stateFile, imageMap, flowSteps: flow.steps.map((step) => step.name) };
   } catch (error) {
     throw new InputError(`The image map ${shown} is not valid: ${errorMessage(error)}.`, { hint: `Run 'prebuilt build ${file}' again to rewrite it.` });
   }

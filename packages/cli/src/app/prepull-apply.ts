@@ -1,0 +1,83 @@
+/** Creating, updating and removing the prepull DaemonSet through the Kubernetes API (apps/v1). */
+import type { AppsV1Api, V1DaemonSet } from '@kubernetes/client-node';
+import { ConfigError, PrebuiltError } from '@prebuilt/core';
+import { kubernetesError, kubernetesStatus } from './kubernetes.js';
+import { MANAGED_BY, SPEC_HASH_ANNOTATION } from './prepull-daemonset.js';
+
+export type PrepullAction = 'created' | 'updated' | 'unchanged';
+
+/** The API, the cluster's address (for messages) and the namespace to work in. */
+export interface DaemonSetTarget {
+  apps: AppsV1Api;
+  server: string;
+  namespace: string;
+}
+
+export function daemonSetsPermission(namespace: string): string {
+  return `The Kubernetes user needs get, create, update and delete on daemonsets (apps) and list on pods in the namespace ${namespace} (kubectl auth can-i create daemonsets.apps -n ${namespace}).`;
+}
+
+function notOurs(existing: V1DaemonSet, namespace: string, name: string): ConfigError | undefined {
+  if (existing.metadata?.labels?.['app.kubernetes.io/managed-by'] === MANAGED_BY['app.kubernetes.io/managed-by']) return undefined;
+  return new ConfigError(`The DaemonSet ${namespace}/${name} exists and is not managed by prebuilt (no label app.kubernetes.io/managed-by=prebuilt); prebuilt will not change it.`, {
+    hint: `Delete it (kubectl -n ${namespace} delete daemonset ${name}) if it is a leftover, or use another --namespace.`,
+  });
+}
+
+async function readDaemonSet(target: DaemonSetTarget, name: string): Promise<V1DaemonSet | undefined> {
+  try {
+    return await target.apps.readNamespacedDaemonSet({ name, namespace: target.namespace });
+  } catch (error) {
+    if (kubernetesStatus(error) === 404) return undefined;
+    throw kubernetesError(error, `Reading the DaemonSet ${target.namespace}/${name}`, target.server, daemonSetsPermission(target.namespace));
+  }
+}
+
+/**
+ * Creates the DaemonSet, or replaces it when the one in the cluster was made from other images or
+ * options (its spec-hash annotation differs): `unchanged` otherwise. A concurrent change (409) reads
+ * it again, twice at most.
+ */
+export async function applyDaemonSet(target: DaemonSetTarget, desired: V1DaemonSet): Promise<PrepullAction> {
+  const { apps, namespace } = target;
+  const name = desired.metadata!.name!;
+  for (let attempt = 1; ; attempt++) {
+    const existing = await readDaemonSet(target, name);
+    try {
+      if (!existing) {
+        await apps.createNamespacedDaemonSet({ namespace, body: desired });
+        return 'created';
+      }
+      const refusal = notOurs(existing, namespace, name);
+      if (refusal) throw refusal;
+      if (existing.metadata?.annotations?.[SPEC_HASH_ANNOTATION] === desired.metadata!.annotations![SPEC_HASH_ANNOTATION]) return 'unchanged';
+      const body: V1DaemonSet = { ...desired, metadata: { ...desired.metadata, resourceVersion: existing.metadata?.resourceVersion } };
+      await apps.replaceNamespacedDaemonSet({ name, namespace, body });
+      return 'updated';
+    } catch (error) {
+      if (PrebuiltError.isInstance(error)) throw error;
+      if (kubernetesStatus(error) === 409 && attempt < 3) continue;
+      if (kubernetesStatus(error) === 404 && !existing) {
+        throw new ConfigError(`The namespace ${namespace} does not exist in the cluster at ${target.server}.`, {
+          hint: `Create it (kubectl create namespace ${namespace}) or pass the namespace your runs use.`,
+        });
+      }
+      throw kubernetesError(error, `${existing ? 'Updating' : 'Creating'} the DaemonSet ${namespace}/${name}`, target.server, daemonSetsPermission(namespace));
+    }
+  }
+}
+
+/** Deletes the DaemonSet (its pods go with it): `absent` when there is none. */
+export async function deleteDaemonSet(target: DaemonSetTarget, name: string): Promise<'removed' | 'absent'> {
+  const existing = await readDaemonSet(target, name);
+  if (!existing) return 'absent';
+  const refusal = notOurs(existing, target.namespace, name);
+  if (refusal) throw refusal;
+  try {
+    await target.apps.deleteNamespacedDaemonSet({ name, namespace: target.namespace, propagationPolicy: 'Background' });
+    return 'removed';
+  } catch (error) {
+    if (kubernetesStatus(error) === 404) return 'absent';
+    throw kubernetesError(error, `Deleting the DaemonSet ${target.namespace}/${name}`, target.server, daemonSetsPermission(target.namespace));
+  }
+}

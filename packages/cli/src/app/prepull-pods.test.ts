@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import type { V1Pod } from '@kubernetes/client-node';
+import { describeProblems, problemsOf } from './prepull-pods.js';
+
+const pod = (name: string, node: string | undefined, status: V1Pod['status']): V1Pod => ({
+  metadata: { name },
+  spec: { ...(node ? { nodeName: node } : {}), initContainers: [{ name: 'pull-1-start', image: 'r/x:env-a@sha256:aa' }], containers: [{ name: 'pause', image: 'pause:3.9' }] },
+  status,
+});
+
+describe('problems of the prepull pods', () => {
+  it('names failed pulls, failed starts and unschedulable pods; ready and merely slow pods have none', () => {
+    const pods = [
+      pod('p1', 'node-a', { conditions: [{ type: 'Ready', status: 'True' }] }),
+      pod('p2', 'node-b', { initContainerStatuses: [{ name: 'pull-1-start', image: 'resolved', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ErrImagePull', message: 'unauthorized' } } }] }),
+      pod('p3', 'node-c', { initContainerStatuses: [{ name: 'pull-1-start', image: 'x', imageID: '', ready: false, restartCount: 3, state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 126, reason: 'Error' } } }] }),
+      pod('p4', undefined, { conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/3 nodes are available: 3 Insufficient memory.' }] }),
+      pod('p5', 'node-d', { initContainerStatuses: [{ name: 'pull-1-start', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'PodInitializing' } } }] }),
+      pod('p6', 'node-e', { initContainerStatuses: [{ name: 'pull-1-start', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff', message: 'unauthorized' } } }] }),
+    ];
+    const problems = problemsOf(pods);
+    expect(problems.map((p) => [p.pod, p.node, p.reason, p.pull])).toEqual([
+      ['p2', 'node-b', 'ErrImagePull', true],
+      ['p3', 'node-c', 'CrashLoopBackOff', false],
+      ['p4', '(not scheduled)', 'Unschedulable', false],
+      ['p6', 'node-e', 'ImagePullBackOff', true],
+    ]);
+    expect(problems[0]!.image).toBe('r/x:env-a@sha256:aa');
+    expect(problems[1]!.message).toBe('exit code 126 (Error)');
+    expect(describeProblems([...problems, { ...problems[0]!, pod: 'p7', node: 'node-f' }])).toEqual([
+      'image r/x:env-a@sha256:aa (container pull-1-start) on node-b, node-f: ErrImagePull (unauthorized)',
+      'image r/x:env-a@sha256:aa (container pull-1-start) on node-c: CrashLoopBackOff (exit code 126 (Error))',
+      'pod p4 on (not scheduled): Unschedulable (0/3 nodes are available: 3 Insufficient memory.)',
+      'image r/x:env-a@sha256:aa (container pull-1-start) on node-e: ImagePullBackOff (unauthorized)',
+    ]);
+  });
+});

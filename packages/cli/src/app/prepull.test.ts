@@ -1,0 +1,156 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import * as k8s from '@kubernetes/client-node';
+import { AuthError, CancelledError, ConfigError, ExitCode, RegistryError, type ImageMap } from '@prebuilt/core';
+import { FakeKubernetesApi, type KubeObject } from '../__fixtures__/fake-kubernetes-api.js';
+import { startFakeDaemonSetController, type FakeDaemonSetController } from '../__fixtures__/fake-daemonset-controller.js';
+import { prepullFlow, removePrepull, type PrepullFlowOptions, type PrepullProgress } from './prepull.js';
+import { IMAGES_ANNOTATION, prepullName } from './prepull-daemonset.js';
+
+const DS = '/apis/apps/v1/namespaces/metaflow/daemonsets';
+const digest = (c: string): string => `sha256:${c.repeat(64)}`;
+const ref = (tag: string, c: string): string => `127.0.0.1:5000/team/envs:${tag}@${digest(c)}`;
+
+function imageMapOf(flow: string, train = ref('env-b', 'b')): ImageMap {
+  const step = (pinned: string) => ({ envId: pinned.slice(-6), image: pinned.split('@')[0]!, pinnedImage: pinned, python: '/opt/prebuilt/env/bin/python' });
+  return {
+    flow,
+    images: {
+      a: { image: ref('env-a', 'a').split('@')[0]!, digest: digest('a'), pinnedImage: ref('env-a', 'a'), python: '/opt/prebuilt/env/bin/python', status: 'built', steps: ['start', 'end'], pullConfig: { kubernetes: { imagePullSecrets: ['prebuilt-pull'] } } },
+    },
+    steps: { start: step(ref('env-a', 'a')), train: step(train), end: step(ref('env-a', 'a')) },
+  };
+}
+
+type StoredDaemonSet = KubeObject & { spec: { template: { spec: { initContainers: { name: string; image: string; command: string[]; imagePullPolicy: string; resources: unknown }[]; containers: { image: string }[]; imagePullSecrets?: { name: string }[]; nodeSelector?: Record<string, string>; tolerations?: unknown[] } } } };
+
+describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE DaemonSet controller)', () => {
+  let fake: FakeKubernetesApi;
+  let dir: string;
+  let env: Record<string, string>;
+  let controller: FakeDaemonSetController | undefined;
+  beforeAll(async () => {
+    fake = await FakeKubernetesApi.start({ namespaces: ['metaflow'] });
+    dir = await mkdtemp(join(tmpdir(), 'prebuilt-prepull-'));
+    env = { KUBECONFIG: await fake.writeKubeConfig(join(dir, 'kubeconfig')) };
+  });
+  afterEach(() => controller?.stop());
+  afterAll(async () => {
+    await fake.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const options = (flow: string, more: Partial<PrepullFlowOptions> = {}): PrepullFlowOptions & { events: PrepullProgress[] } => {
+    const events: PrepullProgress[] = [];
+    return {
+      flowFile: 'flow.py', flowSteps: ['start', 'train', 'end'], imageMap: imageMapOf(flow), namespace: 'metaflow', env, nodeSelector: {}, tolerations: [],
+      pullSecrets: [], pauseImage: 'registry.k8s.io/pause:3.9', timeoutMs: 10_000, signal: new AbortController().signal, k8s,
+      poll: { min: 10, max: 40 }, onProgress: (event) => events.push(event), events, ...more,
+    };
+  };
+
+  it('creates the DaemonSet (an init container per distinct image, pull secrets, node selector, pause container) and waits through the rollout', async () => {
+    // A node every 150 ms, polled every 10–40 ms: the wait sees the counts in between.
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a', 'node-b', 'node-c'], tickMs: 150 });
+    const run = options('TrainFlow', { nodeSelector: { 'kubernetes.io/arch': 'amd64' }, tolerations: [{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }], pullSecrets: ['extra-pull'] });
+    const result = await prepullFlow(run);
+    expect(result).toMatchObject({ action: 'created', namespace: 'metaflow', name: prepullName('TrainFlow'), nodes: { desired: 3, ready: 3, updated: 3 }, pullSecrets: ['prebuilt-pull', 'extra-pull'] });
+    expect(result.images.map((i) => [i.image, i.steps])).toEqual([[ref('env-a', 'a'), ['start', 'end']], [ref('env-b', 'b'), ['train']]]);
+    const stored = fake.get(DS, result.name) as StoredDaemonSet;
+    const pod = stored.spec.template.spec;
+    expect(pod.initContainers.map((c) => [c.name, c.image, c.imagePullPolicy])).toEqual([
+      ['pull-1-start', ref('env-a', 'a'), 'IfNotPresent'],
+      ['pull-2-train', ref('env-b', 'b'), 'IfNotPresent'],
+    ]);
+    expect(pod.initContainers[0]!.command).toEqual(['/opt/prebuilt/env/bin/python', '-I', '-S', '-c', '']);
+    expect(pod.initContainers[0]!.resources).toMatchObject({ limits: { memory: '128Mi' } });
+    expect(pod.containers.map((c) => c.image)).toEqual(['registry.k8s.io/pause:3.9']);
+    expect(pod.imagePullSecrets).toEqual([{ name: 'prebuilt-pull' }, { name: 'extra-pull' }]);
+    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' });
+    expect(pod.tolerations).toEqual([{ key: 'gpu', operator: 'Exists', effect: 'NoSchedule' }]);
+    expect(JSON.parse(String((stored.metadata!['annotations'] as Record<string, string>)[IMAGES_ANNOTATION]))).toEqual([ref('env-a', 'a'), ref('env-b', 'b')]);
+    // Progress: the DaemonSet, then the node counts as the fake controller rolled out node by node.
+    // Neither secret is in the namespace: each is a warning, before the DaemonSet.
+    expect(run.events.slice(0, 3)).toEqual([
+      { type: 'missing-secret', namespace: 'metaflow', secret: 'prebuilt-pull' },
+      { type: 'missing-secret', namespace: 'metaflow', secret: 'extra-pull' },
+      expect.objectContaining({ type: 'applied', action: 'created', images: 2 }),
+    ]);
+    const ready = run.events.flatMap((e) => (e.type === 'nodes' ? [e.nodes.ready] : []));
+    // At least one count before all three nodes are ready (0 unless this machine stalled for a tick), rising.
+    expect(ready[0]).toBeLessThan(3);
+    expect(ready.at(-1)).toBe(3);
+    expect(ready.length).toBeGreaterThanOrEqual(2);
+    expect([...ready].sort()).toEqual(ready);
+  });
+
+  it('a pull secret that exists is no warning', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a'] });
+    fake.put('/api/v1/namespaces/metaflow/secrets', { metadata: { name: 'prebuilt-pull' }, type: 'kubernetes.io/dockerconfigjson' });
+    const run = options('SecretFlow');
+    await prepullFlow(run);
+    expect(run.events.filter((e) => e.type === 'missing-secret')).toEqual([]);
+  });
+
+  it('is unchanged on a second run with the same images, and rolls out a new template when an image changes', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a', 'node-b'] });
+    const first = await prepullFlow(options('SameFlow'));
+    expect(first.action).toBe('created');
+    const again = await prepullFlow(options('SameFlow'));
+    expect(again).toMatchObject({ action: 'unchanged', nodes: { desired: 2, ready: 2 } });
+    expect(controller.rollouts.get(first.name)).toBe(1);
+    const changed = await prepullFlow(options('SameFlow', { imageMap: imageMapOf('SameFlow', ref('env-c', 'c')) }));
+    expect(changed).toMatchObject({ action: 'updated', nodes: { desired: 2, ready: 2, updated: 2 } });
+    expect(controller.rollouts.get(first.name)).toBe(2);
+    const stored = fake.get(DS, first.name) as StoredDaemonSet;
+    expect(stored.spec.template.spec.initContainers.map((c) => c.image)).toEqual([ref('env-a', 'a'), ref('env-c', 'c')]);
+  });
+
+  it('--remove deletes the DaemonSet; absent is fine', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a'] });
+    await prepullFlow(options('GoneFlow', { wait: false }));
+    expect(await removePrepull({ flow: 'GoneFlow', namespace: 'metaflow', env, k8s })).toMatchObject({ action: 'removed', name: prepullName('GoneFlow') });
+    expect(fake.get(DS, prepullName('GoneFlow'))).toBeUndefined();
+    expect(await removePrepull({ flow: 'GoneFlow', namespace: 'metaflow', env, k8s })).toMatchObject({ action: 'absent' });
+  });
+
+  it('a timeout names the image that failed to pull, the nodes, and hints at the pull secret', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a', 'node-b'], pull: (image, node) => !(image.includes('env-b') && node === 'node-b') });
+    const error = await prepullFlow(options('FailFlow', { timeoutMs: 1500 })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).exitCode).toBe(ExitCode.failure);
+    expect((error as RegistryError).message).toContain('was not ready after 2s: 1/2 nodes ready, 2 updated');
+    expect((error as RegistryError).message).toContain(`image ${ref('env-b', 'b')} (container pull-2-train) on node-b: ImagePullBackOff`);
+    expect((error as RegistryError).hint).toContain(`could not pull ${ref('env-b', 'b')}`);
+    expect((error as RegistryError).hint).toContain('the pull secret prebuilt-pull in metaflow holds valid credentials (prebuilt pull-secret --namespace metaflow --name prebuilt-pull renews it)');
+  });
+
+  it('an image the registry no longer has (removed by gc): the hint says to build again', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a'], pull: (image) => !image.includes('env-b') || `failed to resolve reference "${image}": not found` });
+    const error = await prepullFlow(options('GoneImageFlow', { timeoutMs: 1000 })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).hint).toBe(`The registry no longer has ${ref('env-b', 'b')} (deleted, by prebuilt gc say, since the build): run prebuilt build again, then prebuilt prepull.`);
+  });
+
+  it('an interrupt leaves the DaemonSet and says how to remove it', async () => {
+    const abort = new AbortController();
+    const run = prepullFlow(options('StopFlow', { signal: abort.signal, onProgress: (e) => e.type === 'applied' && abort.abort() }));
+    const error = await run.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CancelledError);
+    expect((error as CancelledError).message).toContain('prebuilt prepull flow.py --namespace metaflow --remove');
+    expect(fake.get(DS, prepullName('StopFlow'))).toBeDefined();
+  });
+
+  it('403 is an AuthError naming the permission; a missing namespace or a foreign DaemonSet a ConfigError', async () => {
+    const forbidden = { KUBECONFIG: await fake.writeKubeConfig(join(dir, 'forbidden'), { token: 'forbidden-token' }) };
+    const refused = await prepullFlow(options('AnyFlow', { env: forbidden })).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(AuthError);
+    expect((refused as AuthError).hint).toContain('kubectl auth can-i create daemonsets.apps -n metaflow');
+    await expect(prepullFlow(options('AnyFlow', { namespace: 'nowhere' }))).rejects.toThrow(/namespace nowhere does not exist/);
+    fake.put(DS, { metadata: { name: prepullName('TheirFlow') }, spec: {} });
+    await expect(prepullFlow(options('TheirFlow'))).rejects.toThrow(ConfigError);
+    await expect(removePrepull({ flow: 'TheirFlow', namespace: 'metaflow', env, k8s })).rejects.toThrow(/not managed by prebuilt/);
+  });
+});

@@ -1,0 +1,126 @@
+/**
+ * `prebuilt prepull` through the CLI's main() against the FAKE Kubernetes API, with a FAKE
+ * DaemonSet controller playing the cluster; the flow's image map is written as `prebuilt build` would.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CancelledError, type ImageMap } from '@prebuilt/core';
+import { createCliContext } from '../cli-context.js';
+import { createProgram, main } from '../main.js';
+import { FakeKubernetesApi } from '../__fixtures__/fake-kubernetes-api.js';
+import { startFakeDaemonSetController, type FakeDaemonSetController } from '../__fixtures__/fake-daemonset-controller.js';
+
+const FLOW = ['from metaflow import FlowSpec, step', '', '', 'class WarmFlow(FlowSpec):', '    @step', '    def start(self):', '        self.next(self.end)', '', '    @step', '    def end(self):', '        pass', ''].join('\n');
+const D = `sha256:${'e'.repeat(64)}`;
+
+describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
+  let fake: FakeKubernetesApi;
+  let dir: string;
+  let env: Record<string, string>;
+  let controller: FakeDaemonSetController | undefined;
+
+  const run = async (args: string[], extraEnv: Record<string, string> = {}, cwd = dir) => {
+    const out = { stdout: '', stderr: '' };
+    const code = await main(args, { cwd, env: { ...env, ...extraEnv }, stdout: { write: (t: string) => void (out.stdout += t) }, stderr: { write: (t: string) => void (out.stderr += t) } });
+    return { code, ...out };
+  };
+
+  beforeAll(async () => {
+    fake = await FakeKubernetesApi.start({ namespaces: ['metaflow'] });
+    dir = await mkdtemp(join(tmpdir(), 'prebuilt-prepull-cli-'));
+    await writeFile(join(dir, 'flow.py'), FLOW);
+    const step = { envId: 'e1', image: '127.0.0.1:5000/envs:env-e1', pinnedImage: `127.0.0.1:5000/envs:env-e1@${D}`, python: '/opt/prebuilt/env/bin/python' };
+    const imageMap: ImageMap = { flow: 'WarmFlow', images: {}, steps: { start: step, end: step } };
+    await mkdir(join(dir, '.prebuilt', 'WarmFlow'), { recursive: true });
+    await writeFile(join(dir, '.prebuilt', 'WarmFlow', 'images.json'), JSON.stringify(imageMap));
+    env = { PATH: process.env['PATH'] ?? '', HOME: dir, KUBECONFIG: await fake.writeKubeConfig(join(dir, 'kubeconfig')) };
+  });
+  afterEach(() => controller?.stop());
+  afterAll(async () => {
+    await fake.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates the DaemonSet with progress on stderr, is unchanged the second time (--json), and --remove deletes it', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a', 'node-b', 'node-c'], tickMs: 150 });
+    const first = await run(['prepull', 'flow.py', '--namespace', 'metaflow']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/^DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6} created: pulling 1 image on every matching node\n/);
+    expect(first.stderr).toMatch(/\nready [0-2]\/3 nodes \([0-2] updated\)\n/);
+    expect(first.stderr).toContain('ready 3/3 nodes (3 updated)');
+    expect(first.stdout).toContain('WarmFlow: 1 image pulled on 3/3 nodes (DaemonSet metaflow/prebuilt-prepull-warm-flow-');
+    expect(first.stdout).toContain(`127.0.0.1:5000/envs:env-e1@${D}  (start, end)`);
+
+    const again = await run(['prepull', 'flow.py', '-n', 'metaflow', '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ ok: true, flow: 'WarmFlow', namespace: 'metaflow', action: 'unchanged', nodes: { ready: 3, desired: 3 }, images: [{ steps: ['start', 'end'] }] });
+
+    const removed = await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove', '--json']);
+    expect(JSON.parse(removed.stdout)).toMatchObject({ ok: true, action: 'removed' });
+    const nothing = await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove']);
+    expect(nothing.code).toBe(0);
+    expect(nothing.stdout).toMatch(/^nothing to remove: no DaemonSet metaflow\/prebuilt-prepull-warm-flow-/);
+  });
+
+  it('no node matching the node selector is not an error, but the output says nothing was pulled', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: [] });
+    const none = await run(['prepull', 'flow.py', '-n', 'metaflow', '--node-selector', 'pool=none']);
+    expect(none.code, none.stderr).toBe(0);
+    expect(none.stderr).toContain('ready 0/0 nodes');
+    expect(none.stdout).toMatch(/^WarmFlow: no node matches the node selector kubernetes\.io\/os=linux,pool=none: nothing was pulled \(DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6}, (created|updated)\)/);
+    await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove']);
+  });
+
+  it('no image map is exit 2 with the build hint; so is a bad --node-selector', async () => {
+    const empty = join(dir, 'unbuilt');
+    await mkdir(empty, { recursive: true });
+    await writeFile(join(empty, 'flow.py'), FLOW);
+    const none = await run(['prepull', 'flow.py', '-n', 'metaflow', '--json'], {}, empty);
+    expect(none.code).toBe(2);
+    expect(JSON.parse(none.stdout)).toMatchObject({ ok: false, error: { hint: expect.stringContaining("Run 'prebuilt build flow.py' first") } });
+    const bad = await run(['prepull', 'flow.py', '-n', 'metaflow', '--node-selector', 'gpu']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--node-selector gpu is not a node label of the form key=value');
+  });
+
+  it('a forbidden user is exit 1 (AuthError) naming the permission; a timeout is exit 1 naming the failed pull', async () => {
+    const forbidden = await run(['prepull', 'flow.py', '-n', 'metaflow'], { KUBECONFIG: await fake.writeKubeConfig(join(dir, 'forbidden'), { token: 'forbidden-token' }) });
+    expect(forbidden.code).toBe(1);
+    expect(forbidden.stderr).toContain('was refused by the Kubernetes API');
+    expect(forbidden.stderr).toContain('kubectl auth can-i create daemonsets.apps -n metaflow');
+
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a'], pull: () => false });
+    const slow = await run(['prepull', 'flow.py', '-n', 'metaflow', '--timeout', '1s']);
+    expect(slow.code).toBe(1);
+    expect(slow.stderr).toContain('was not ready after 1s: 0/1 nodes ready');
+    expect(slow.stderr).toContain(`image 127.0.0.1:5000/envs:env-e1@${D} (container pull-1-start) on node-a: ImagePullBackOff`);
+    expect(slow.stderr).toMatch(/hint: The nodes could not pull .*the pods name no pull secret \(create one with prebuilt pull-secret --namespace metaflow --name prebuilt-pull and pass --pull-secret prebuilt-pull/);
+  });
+
+  it('Ctrl-C while waiting: the DaemonSet stays, and stderr says how to remove it', async () => {
+    await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove']);
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a'], pull: () => false });
+    const abort = new AbortController();
+    let stderr = '';
+    const context = createCliContext(abort.signal, {
+      cwd: dir,
+      env,
+      stdout: { write: () => undefined },
+      stderr: { write: (t: string) => void ((stderr += t), t.startsWith('ready 0/1') && abort.abort()) },
+    });
+    const error = await (await createProgram(context)).parseAsync(['prepull', 'flow.py', '-n', 'metaflow'], { from: 'user' }).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(CancelledError);
+    expect(stderr).toMatch(/Interrupted while waiting for the DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6}; it stays in the cluster and its pods keep pulling\. Remove it with: prebuilt prepull flow\.py --namespace metaflow --remove/);
+    expect(fake.list('/apis/apps/v1/namespaces/metaflow/daemonsets').map((d) => d.metadata?.['name'])).toEqual([expect.stringMatching(/^prebuilt-prepull-warm-flow-/)]);
+  });
+
+  it('--help explains the DaemonSet, the exit codes and shows examples', async () => {
+    const help = await run(['prepull', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--node-selector <key=value>');
+    expect(help.stdout).toContain('Exit codes:');
+    expect(help.stdout).toContain('$ prebuilt prepull flow.py -n metaflow --remove');
+  });
+});
