@@ -7,6 +7,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { collectImageRefs, ConfigError, type GcKeepRef } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
+import { checkNamespace } from './kubernetes-names.js';
 import { kubernetesError, kubernetesStatus, loadKubeConfig, loadKubernetesClient, type K8s } from './kubernetes.js';
 
 /** The Argo resources whose images gc keeps, with the kind their objects carry. */
@@ -16,7 +17,6 @@ export const ARGO_RESOURCES = [
   { plural: 'workflows', kind: 'Workflow' },
 ] as const;
 
-const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const IMAGE_KEY: ReadonlySet<string> = new Set(['image']);
 
 type KubeObject = { metadata?: { name?: string; continue?: string } };
@@ -59,7 +59,7 @@ async function listAll(k8s: K8s, kubeConfig: KubeConfig, namespace: string, plur
 
 /** The images the live Argo objects of `namespace` reference, each with the object that keeps it. */
 export async function keepFromKubernetes(namespace: string, scope: Pick<AppScope, 'env'>, options: KubernetesKeepOptions = {}): Promise<GcKeepRef[]> {
-  if (!NAMESPACE.test(namespace)) throw new ConfigError(`'${namespace}' is not a Kubernetes namespace name.`, { hint: 'Pass --kube-namespace with a DNS label, e.g. metaflow.' });
+  checkNamespace(namespace, '--kube-namespace');
   const k8s = options.k8s ?? (await loadKubernetesClient('gc'));
   const kubeConfig = options.kubeConfig ?? loadKubeConfig(k8s, scope.env).kubeConfig;
   const server = kubeConfig.getCurrentCluster()?.server ?? '(no server)';

@@ -9,9 +9,9 @@ const LABEL_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
 /** A DNS subdomain: the optional prefix of a label key (`kubernetes.io/arch`). */
 const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$/;
 
-/** @throws ConfigError (exit 2) when `namespace` is not a namespace name (a DNS label). */
-export function checkNamespace(namespace: string): void {
-  if (!NAMESPACE.test(namespace)) throw new ConfigError(`'${namespace}' is not a Kubernetes namespace name.`, { hint: 'Pass --namespace with a DNS label, e.g. metaflow.' });
+/** @throws ConfigError (exit 2) when `namespace` (given with `option`) is not a namespace name (a DNS label). */
+export function checkNamespace(namespace: string, option = '--namespace'): void {
+  if (!NAMESPACE.test(namespace)) throw new ConfigError(`'${namespace}' is not a Kubernetes namespace name.`, { hint: `Pass ${option} with a DNS label, e.g. metaflow.` });
 }
 
 /** Whether `name` is a Kubernetes object name (lowercase letters, digits, - and ., ≤ 253 characters). */
