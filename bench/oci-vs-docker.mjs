@@ -21,7 +21,7 @@
  * prefix (as an envId in the path would), to show what a per-env path would cost.
  *
  *   pnpm build && bash scripts/test-services.sh up
- *   node bench/oci-vs-docker.mjs [--runs 3] [--packages 20] [--file-size 2048] [--prefix stable|env-id] [--env small|realistic] [--json]
+ *   node bench/oci-vs-docker.mjs [--runs 3] [--packages 20] [--file-size 2048] [--prefix stable|env-id] [--env small|realistic] [--services oci,docker] [--json]
  *
  * --env realistic: the env is the realistic corpus (bench/realistic.mjs: Debian's scientific stack
  * as 82 conda packages) plus one small synthetic package, and the rebuild changes that package.
@@ -37,7 +37,7 @@ import { alternate, benchArgs, benchDir, countingProxy, fail, fmtBytes, fmtMs, l
 
 const args = benchArgs(
   { runs: 3 },
-  { packages: { type: 'string', default: '20' }, prefix: { type: 'string', default: 'stable' }, 'file-size': { type: 'string', default: '2048' }, env: { type: 'string', default: 'small' }, port: { type: 'string', default: '5183' } },
+  { packages: { type: 'string', default: '20' }, prefix: { type: 'string', default: 'stable' }, 'file-size': { type: 'string', default: '2048' }, env: { type: 'string', default: 'small' }, port: { type: 'string', default: '5183' }, services: { type: 'string', default: 'oci,docker' } },
 );
 if (!['small', 'realistic'].includes(args.env)) fail(`--env must be small or realistic (got ${args.env})`);
 const REALISTIC = args.env === 'realistic';
@@ -46,6 +46,8 @@ const COUNT = REALISTIC ? 1 : Number(args.packages);
 if (!REALISTIC && (!Number.isInteger(COUNT) || COUNT < 2 || COUNT > 200)) fail(`--packages must be an integer from 2 to 200 (got ${args.packages})`);
 if (!['stable', 'env-id'].includes(args.prefix)) fail(`--prefix must be stable or env-id (got ${args.prefix})`);
 const CHANGED = Math.floor(COUNT / 2);
+const SERVICES = args.services.split(',').map((s) => s.trim());
+if (SERVICES.length === 0 || SERVICES.some((s) => !['oci', 'docker'].includes(s))) fail(`--services must list oci and/or docker (got ${args.services})`);
 const FILE_SIZE = Number(args['file-size']);
 if (!Number.isInteger(FILE_SIZE) || FILE_SIZE < 64 || FILE_SIZE > 16 << 20) fail(`--file-size must be an integer from 64 to 16777216 (got ${args['file-size']})`);
 
@@ -131,8 +133,11 @@ await main(async (defer) => {
     return { first, rebuild };
   };
 
-  const [ociRuns, dockerRuns] = await alternate(args.runs, measure(ociService), measure(dockerService));
+  const measured = await alternate(args.runs, ...SERVICES.map((name) => measure(name === 'oci' ? ociService : dockerService)));
+  const ociRuns = SERVICES.includes('oci') ? measured[SERVICES.indexOf('oci')] : undefined;
+  const dockerRuns = SERVICES.includes('docker') ? measured[SERVICES.indexOf('docker')] : undefined;
   const summarize = (runs) => {
+    if (!runs) return undefined;
     const pick = (f) => median(runs.map(f));
     const s = {
       firstMs: Math.round(pick((r) => r.first.ms)),
@@ -155,21 +160,21 @@ await main(async (defer) => {
     materializeMs: { first: Math.round(envA.materializeMs), rebuild: Math.round(envB.materializeMs) },
     oci: ociFigures,
     docker: dockerFigures,
-    ociVsDocker: {
+    ociVsDocker: ociFigures && dockerFigures ? {
       rebuildTime: ratio(ociFigures.rebuildMs, dockerFigures.rebuildMs),
       rebuildBytes: ratio(ociFigures.rebuildBytes, dockerFigures.rebuildBytes),
       firstTime: ratio(ociFigures.firstMs, dockerFigures.firstMs),
       firstBytes: ratio(ociFigures.firstBytes, dockerFigures.firstBytes),
-    },
+    } : undefined,
     machine: machine(),
   };
   const row = (name, f) =>
     `  ${name.padEnd(7)} first ${fmtMs(f.firstMs).padStart(8)} ${fmtBytes(f.firstBytes).padStart(11)}   rebuild ${fmtMs(f.rebuildMs).padStart(8)} ${fmtBytes(f.rebuildBytes).padStart(11)}   rebuild/first: time ${f.rebuildVsFirstTime}, bytes ${f.rebuildVsFirstBytes}`;
   output(args, result, [
     `B3 incremental rebuild — ${REALISTIC ? `realistic env (${corpusPackages.length} corpus packages, ${realistic.summary.archiveMiB} MiB of archives) + 1 synthetic package (6 modules of ${FILE_SIZE} bytes), then that package changed` : `${COUNT}-package env (6 modules of ${FILE_SIZE} bytes each), then package ${CHANGED} changed`}; prefix ${args.prefix}; medians of ${args.runs} alternating runs (bytes: sent to the registry through a counting proxy)`,
-    row('oci', ociFigures),
-    row('docker', dockerFigures),
-    `  oci/docker: rebuild time ${result.ociVsDocker.rebuildTime}, rebuild bytes ${result.ociVsDocker.rebuildBytes}; first build time ${result.ociVsDocker.firstTime}, first build bytes ${result.ociVsDocker.firstBytes}`,
+    ...(ociFigures ? [row('oci', ociFigures)] : []),
+    ...(dockerFigures ? [row('docker', dockerFigures)] : []),
+    ...(result.ociVsDocker ? [`  oci/docker: rebuild time ${result.ociVsDocker.rebuildTime}, rebuild bytes ${result.ociVsDocker.rebuildBytes}; first build time ${result.ociVsDocker.firstTime}, first build bytes ${result.ociVsDocker.firstBytes}`] : []),
     `  materialize (same for both, untimed above): ${fmtMs(result.materializeMs.first)} / ${fmtMs(result.materializeMs.rebuild)}`,
   ]);
 });

@@ -72,7 +72,7 @@ export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayersPackage } from 
 export { createRecipeRunner, createMicromambaRecipeRunner } from './recipes/select.js';
 export { createMaterializedRecipeRunner } from './recipes/materialized-runner.js';
 export { writeFileAtomic } from './atomic-write.js';
-export { compareBytes, normalisedMode, listTree, sourceDateEpoch } from './file-tree.js';
+export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntryKind } from './file-tree.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';
 export { sha256Tap } from './sha256-tap.js';
 export { diskFullError } from './disk-full.js';

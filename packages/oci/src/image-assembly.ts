@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { lstatSync } from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import { join, posix, relative, resolve, sep } from 'node:path';
 import {
@@ -61,6 +63,12 @@ export interface PlannedLayer {
   name: string;
   entries: LayerEntry[];
   createdBy: string;
+  /**
+   * For a layer of packages whose entries all have a content key (prefix-layers.json): a hash of
+   * the keys and of the entries the layer takes from each, which stands for the layer's content —
+   * the service may reuse an earlier build's blob of the same key without reading the files.
+   */
+  contentKey?: string;
 }
 
 export interface BaseImage {
@@ -290,16 +298,18 @@ async function splitPrefix(dir: string, dest: string, layers: PrefixLayers, text
   };
   const own = layers.packages.map((pkg) => pkg.files.filter((rel) => !owned.has(rel) && owned.add(rel)).map(entryOf));
   const root: LayerEntry = { path: imagePath(dest, ''), kind: 'directory' };
-  const sized = await Promise.all(layers.packages.map(async (pkg, i) => ({ kind: pkg.kind, name: pkg.name, bytes: await fileBytes(own[i]!, layering, layers.packages.length) })));
+  const sized = layers.packages.map((pkg, i) => ({ kind: pkg.kind, name: pkg.name, bytes: fileBytes(own[i]!, layering, layers.packages.length) }));
   const out: PlannedLayer[] = layerGroups(sized, layering).map((group) => {
     const pkgs = group.map((i) => layers.packages[i]!);
     const entries = [...group.flatMap((i) => own[i]!), root];
+    const key = groupContentKey(dest, group.map((i) => ({ contentKey: layers.packages[i]!.contentKey, entries: own[i]! })));
+    const keyed = key ? { contentKey: key } : {};
     if (pkgs.length === 1) {
       const pkg = pkgs[0]!;
-      return { name: pkg.filename, entries, createdBy: `${text} # ${pkg.kind} package ${pkg.filename} (sha256 ${pkg.sha256.slice(0, 12)})` };
+      return { name: pkg.filename, entries, createdBy: `${text} # ${pkg.kind} package ${pkg.filename} (sha256 ${pkg.sha256.slice(0, 12)})`, ...keyed };
     }
     const names = pkgs.map((p) => p.filename);
-    return { name: `group of ${pkgs.length} (${names[0]}, …)`, entries, createdBy: `${text} # ${pkgs.length} packages: ${names.join(' ')}` };
+    return { name: `group of ${pkgs.length} (${names[0]}, …)`, entries, createdBy: `${text} # ${pkgs.length} packages: ${names.join(' ')}`, ...keyed };
   });
   const rest: LayerEntry[] = tree.filter((e) => !owned.has(e.rel)).map((e) => entryOf(e.rel));
   rest.push(root);
@@ -307,11 +317,31 @@ async function splitPrefix(dir: string, dest: string, layers: PrefixLayers, text
   return out;
 }
 
+/** Part of every layer content key: bump when the same packages' entries could give another tar. */
+const LAYER_KEY_FORMAT = 'oci-layer-content-v1';
+
+/**
+ * The content key of a layer of packages (see {@link PlannedLayer.contentKey}): their content keys
+ * and the image paths the layer takes from each (a package's entries another package listed first
+ * are not in it), under `dest`; undefined when a package has no content key.
+ */
+function groupContentKey(dest: string, members: { contentKey: string | undefined; entries: LayerEntry[] }[]): string | undefined {
+  if (members.some((m) => m.contentKey === undefined)) return undefined;
+  const hash = createHash('sha256').update(`${LAYER_KEY_FORMAT}\n${dest}\n`);
+  for (const member of members) {
+    hash.update(`${member.contentKey}\n`);
+    for (const entry of member.entries) hash.update(`${entry.path}\0`);
+    hash.update('\n');
+  }
+  return `sha256:${hash.digest('hex')}`;
+}
+
 /** Bytes of a package's files, when the policy needs sizes (grouped, more packages than layers); else 0. */
-async function fileBytes(entries: LayerEntry[], layering: LayeringPolicy, packages: number): Promise<number> {
+function fileBytes(entries: LayerEntry[], layering: LayeringPolicy, packages: number): number {
   if (layering !== 'grouped' || packages <= GROUPING.maxSolo + GROUPING.groups) return 0;
   let bytes = 0;
-  for (const entry of entries) if (entry.kind === 'file' && entry.source) bytes += (await lstat(entry.source)).size;
+  // Synchronous: one short system call per file, where the promise version costs a thread-pool round trip.
+  for (const entry of entries) if (entry.kind === 'file' && entry.source) bytes += lstatSync(entry.source).size;
   return bytes;
 }
 

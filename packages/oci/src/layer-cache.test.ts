@@ -51,6 +51,21 @@ describe('LayerCache', () => {
     expect(await memory.mayHaveAny()).toBe(true);
   });
 
+  it('remembers a layer by content key (digest, size, diff_id, no empty annotations); a record that does not parse is a miss', async () => {
+    const contentKey = `sha256:${'d'.repeat(64)}`;
+    const layer = { ...entry, diffId };
+    expect(await new LayerCache(dir).getByContent(contentKey)).toBeUndefined();
+    await new LayerCache(dir).setByContent(contentKey, layer);
+    expect(await new LayerCache(dir).getByContent(contentKey)).toEqual(layer);
+    // Not mistaken for a diff_id record.
+    expect(await new LayerCache(dir).get(contentKey)).toBeUndefined();
+    for (const damaged of ['', `${entry.digest} 1234\n`, `${entry.digest} x\n${diffId}\n{}\n`, `${entry.digest} 1234\n${diffId}\n[1]\n`]) {
+      await writeFile(join(dir, 'content', 'd'.repeat(64)), damaged);
+      expect(await new LayerCache(dir).getByContent(contentKey)).toBeUndefined();
+    }
+    expect(await new LayerCache(undefined).getByContent(contentKey)).toBeUndefined();
+  });
+
   it('lives under the prebuilt cache directory', () => {
     expect(defaultLayerCacheDir({ METAFLOW_PREBUILT_CACHE_DIR: '/x/cache' })).toBe('/x/cache/oci-layers');
     expect(defaultLayerCacheDir({ XDG_CACHE_HOME: '/xdg' })).toBe('/xdg/prebuilt/oci-layers');

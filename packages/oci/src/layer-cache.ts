@@ -49,28 +49,56 @@ export class LayerCache {
   async get(diffId: string): Promise<CompressedLayer | undefined> {
     const known = this.#memory.get(diffId);
     if (known) return known;
-    const file = this.#file(diffId);
-    if (!file) return undefined;
-    const text = await readFile(file, 'utf8').catch(() => undefined);
-    const match = text === undefined ? null : /^(sha256:[0-9a-f]{64}) (\d+)\n?(?:(sha256:[0-9a-f]{64})\n(\{.*\})\n)?$/.exec(text);
-    if (!match) return undefined;
-    const entry: CompressedLayer = { digest: match[1]!, size: Number(match[2]) };
-    if (match[3]) {
-      const annotations = parseAnnotations(match[4]!);
-      if (!annotations) return undefined;
-      Object.assign(entry, { diffId: match[3], annotations });
-    }
-    this.#memory.set(diffId, entry);
+    const entry = await readEntry(this.#file(diffId));
+    if (entry) this.#memory.set(diffId, entry);
     return entry;
   }
 
   async set(diffId: string, entry: CompressedLayer): Promise<void> {
     this.#memory.set(diffId, entry);
-    const file = this.#file(diffId);
-    // A cache that cannot be written only costs a recompression next time.
-    const extra = entry.diffId ? `${entry.diffId}\n${JSON.stringify(entry.annotations ?? {})}\n` : '';
-    if (file) await writeFileAtomic(file, `${entry.digest} ${entry.size}\n${extra}`).catch(() => undefined);
+    await writeEntry(this.#file(diffId), entry);
   }
+
+  /**
+   * The layer built last time from content of this content key (see PlannedLayer.contentKey) —
+   * its digest, size and diff_id — without reading the files; undefined when unknown or when the
+   * record does not parse (then the layer is built and the record written again). Kept under
+   * `<dir>/content/<key hex>`; the caller still asks the registry for the blob.
+   */
+  async getByContent(contentKey: string): Promise<(CompressedLayer & { diffId: string }) | undefined> {
+    const entry = await readEntry(this.#contentFile(contentKey));
+    return entry?.diffId ? (entry as CompressedLayer & { diffId: string }) : undefined;
+  }
+
+  async setByContent(contentKey: string, entry: CompressedLayer & { diffId: string }): Promise<void> {
+    await writeEntry(this.#contentFile(contentKey), { annotations: {}, ...entry });
+  }
+
+  #contentFile(contentKey: string): string | undefined {
+    const hex = /^sha256:([0-9a-f]{64})$/.exec(contentKey)?.[1];
+    return this.dir && hex ? join(this.dir, 'content', hex) : undefined;
+  }
+}
+
+/** Reads a record (`<digest> <size>`, then optionally the diff_id and the annotations); undefined when absent or malformed. */
+async function readEntry(file: string | undefined): Promise<CompressedLayer | undefined> {
+  if (!file) return undefined;
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  const match = text === undefined ? null : /^(sha256:[0-9a-f]{64}) (\d+)\n?(?:(sha256:[0-9a-f]{64})\n(\{.*\})\n)?$/.exec(text);
+  if (!match) return undefined;
+  const entry: CompressedLayer = { digest: match[1]!, size: Number(match[2]) };
+  if (match[3]) {
+    const annotations = parseAnnotations(match[4]!);
+    if (!annotations) return undefined;
+    Object.assign(entry, { diffId: match[3] }, Object.keys(annotations).length > 0 ? { annotations } : {});
+  }
+  return entry;
+}
+
+async function writeEntry(file: string | undefined, entry: CompressedLayer): Promise<void> {
+  // A cache that cannot be written only costs a recompression next time.
+  const extra = entry.diffId ? `${entry.diffId}\n${JSON.stringify(entry.annotations ?? {})}\n` : '';
+  if (file) await writeFileAtomic(file, `${entry.digest} ${entry.size}\n${extra}`).catch(() => undefined);
 }
 
 function parseAnnotations(text: string): Record<string, string> | undefined {

@@ -237,13 +237,42 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
 
     // The layer cache (diff_id → compressed digest) lets an unchanged push skip compression; without
     // it the same layers are compressed again: the same digest either way.
-    const entries = await readdir(join(work, 'cache', 'oci-layers', LAYER_FORMAT_ID.gzip));
+    const entries = (await readdir(join(work, 'cache', 'oci-layers', LAYER_FORMAT_ID.gzip))).filter((name) => /^[0-9a-f]{64}$/.test(name));
     expect(entries.length).toBe(31 + 2); // env A's 30 package layers + env layer, then B's changed package and env layers
     const cached = await push(synthLock(true), `${repo}:c`, join(work, 'cache'));
     const uncached = await push(synthLock(true), `${repo}:d`, join(work, 'cache'), false);
     expect(cached.digest).toBe(uncached.digest);
     expect(cached.layers.every((l) => l.status === 'exists')).toBe(true);
     expect(uncached.layers.every((l) => l.status === 'exists')).toBe(true);
+  }, 600_000);
+
+  it('reuses a package layer by its packages\' content keys: the cached rebuild\'s digest is the clean build\'s; a corrupt record or a blob the registry lacks rebuilds the layer', async () => {
+    const host = services.registries!.plain.host;
+    const cacheDir = join(work, 'cache-content');
+    const layerCache = join(cacheDir, 'oci-layers');
+    const repo = `${host}/${uniqueRepo('content')}`;
+    const first = await push(synthLock(false), `${repo}:a`, cacheDir, layerCache, {});
+    const records = join(layerCache, LAYER_FORMAT_ID.gzip, 'content');
+    // One record per package layer (the env layer, conda-meta, depends on every package: never keyed).
+    expect(await readdir(records)).toHaveLength(first.layers.length - 1);
+    const cached = await push(synthLock(true), `${repo}:b`, cacheDir, layerCache, {});
+    expect(cached.layers.filter((l) => l.status === 'uploaded')).toHaveLength(2);
+    // A clean build: another package cache (nothing extracted or compiled before), no layer cache, an empty repository.
+    const clean = await push(synthLock(true), `${host}/${uniqueRepo('content-clean')}:b`, join(work, 'cache-content-clean'), false, {});
+    expect(clean.layers.every((l) => l.status === 'uploaded')).toBe(true);
+    expect(cached.digest).toBe(clean.digest);
+
+    // Records that do not parse are not trusted: the layers are looked up by their tar again, and the records rewritten.
+    for (const name of await readdir(records)) await writeFile(join(records, name), 'sha256:not-a-record\n');
+    const afterCorrupt = await push(synthLock(true), `${repo}:c`, cacheDir, layerCache, {});
+    expect(afterCorrupt.digest).toBe(clean.digest);
+    expect(afterCorrupt.layers.every((l) => l.status === 'exists')).toBe(true);
+    for (const name of await readdir(records)) expect(await readFile(join(records, name), 'utf8')).toMatch(/^sha256:[0-9a-f]{64} \d+\nsha256:[0-9a-f]{64}\n/);
+
+    // A repository without the blobs: every known layer is built and uploaded again, none assumed present.
+    const elsewhere = await push(synthLock(true), `${host}/${uniqueRepo('content-elsewhere')}:d`, cacheDir, layerCache, {});
+    expect(elsewhere.digest).toBe(clean.digest);
+    expect(elsewhere.layers.every((l) => l.status === 'uploaded')).toBe(true);
   }, 600_000);
 });
 

@@ -347,17 +347,30 @@ async function buildOneLayer(run: BuildRun, push: PushTarget, job: LayerJob): Pr
   const { planned, signal } = job;
   const label = `layer ${job.i + 1}/${job.count} ${planned.name}`;
   const tarOptions = { mtime: settings.sourceDateEpoch, signal };
+  // The layer's tar also depends on the mtime it gives its entries.
+  const contentKey = planned.contentKey ? `sha256:${createHash('sha256').update(`${planned.contentKey}\0${settings.sourceDateEpoch}`).digest('hex')}` : undefined;
+  if (contentKey) {
+    // Same packages' content as a layer built before: reused without reading a file, when the registry has its blob.
+    const known = await cache.getByContent(contentKey);
+    if (known && (await client.headBlob(push.repo, known.digest, { signal })).exists) {
+      run.say(`${label}: ${known.size} bytes, exists (same content as an earlier build)`);
+      return { ...known, status: 'exists' };
+    }
+  }
   if (job.lookUpFirst) {
     const tar = await layerDiffId(planned.entries, tarOptions);
     const known = await cache.get(tar.diffId);
     if (known && (await client.headBlob(push.repo, known.digest, { signal })).exists) {
       run.say(`${label}: ${tar.entries} entries, ${known.size} bytes, exists`);
-      return { ...known, diffId: known.diffId ?? tar.diffId, status: 'exists' };
+      const found = { ...known, diffId: known.diffId ?? tar.diffId };
+      if (contentKey) await cache.setByContent(contentKey, found);
+      return { ...found, status: 'exists' };
     }
   }
   const written = await writeLayer(planned.entries, job.file, { ...tarOptions, compression: settings.layerCompression });
   const extra = written.annotations ? { diffId: written.diffId, annotations: written.annotations } : {};
   await cache.set(written.tarDigest, { digest: written.digest, size: written.size, ...extra });
+  if (contentKey) await cache.setByContent(contentKey, { digest: written.digest, size: written.size, diffId: written.diffId, ...(written.annotations ? { annotations: written.annotations } : {}) });
   const { status } = await client.uploadBlob(push.repo, written.digest, () => readFile(job.file), { ...push.upload, signal });
   await rm(job.file, { force: true });
   run.say(`${label}: ${written.entries} entries, ${written.size} bytes, ${status}`);

@@ -30,6 +30,16 @@ async function linkedFile(dir: string): Promise<string | undefined> {
   return undefined;
 }
 
+/** The inodes of every file of the derived sets under the extraction cache `dir`. */
+async function derivedSets(dir: string): Promise<Set<number>> {
+  const inodes = new Set<number>();
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    const path = join(entry.parentPath, entry.name);
+    if (entry.isFile() && /\/derived\/[^/]+$/.test(entry.parentPath) && entry.name !== 'manifest.json') inodes.add((await lstat(path)).ino);
+  }
+  return inodes;
+}
+
 describe('the extraction cache (materializeEnv)', () => {
   it('links a rebuild from the cache: the same bytes as without it, hard links to the cache, nothing extracted again', async () => {
     const cacheDir = join(example.work, 'cache-a');
@@ -65,6 +75,29 @@ describe('the extraction cache (materializeEnv)', () => {
     expect(await tarSha(second, 'b-second')).toBe(expected);
     // The shared inode was replaced: the first prefix's tampered file is no longer the cache's.
     expect((await lstat(join(first, rel))).ino).not.toBe((await lstat(join(second, rel))).ino);
+  });
+
+  it('keeps each package\'s compiled pycs with its entry: a rebuild links them (no pyc written), the same bytes; a pyc changed through the prefix is derived again, never served', async (ctx) => {
+    const cacheDir = join(example.work, 'cache-pyc');
+    const plain = join(example.work, 'pyc-plain');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: plain, cache: new PackageCache({ cacheDir: join(example.work, 'cache-pyc-plain') }), extractionCache: false, mtime: 0 });
+    const pycs = (await readdir(plain, { recursive: true })).filter((rel) => rel.endsWith('.pyc'));
+    if (pycs.length === 0) ctx.skip('no python3.11 on this host to compile the example modules with (needs Debian\'s python3.11)');
+    const expected = await tarSha(plain, 'pyc-plain');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(example.work, 'pyc-first'), cache: new PackageCache({ cacheDir }), mtime: 0 });
+    const sets = await derivedSets(join(cacheDir, 'extracted'));
+    expect(sets.size).toBeGreaterThan(0);
+    const second = join(example.work, 'pyc-second');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: second, cache: new PackageCache({ cacheDir }), mtime: 0 });
+    expect(await tarSha(second, 'pyc-second')).toBe(expected);
+    // Every pyc of the rebuild is a hard link to a file of a derived set.
+    for (const rel of pycs) expect(sets.has((await lstat(join(second, rel))).ino), rel).toBe(true);
+    // Written through the prefix's hard link: the set no longer matches its manifest, so it is derived again.
+    await writeFile(join(second, pycs[0]!), 'tampered');
+    const third = join(example.work, 'pyc-third');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: third, cache: new PackageCache({ cacheDir }), mtime: 0 });
+    expect(await tarSha(third, 'pyc-third')).toBe(expected);
+    expect((await lstat(join(third, pycs[0]!))).ino).not.toBe((await lstat(join(second, pycs[0]!))).ino);
   });
 
   it('removes entries unused for the prune period, keeps recent ones', async () => {

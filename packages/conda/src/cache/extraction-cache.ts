@@ -38,7 +38,7 @@ const FORMAT = 'v2';
 export const PRUNE_AFTER_DAYS = 14;
 
 /** What the manifest records of a file, to tell it is still the one extracted. */
-interface FileStamp {
+export interface FileStamp {
   size: number;
   ino: string;
   mode: number;
@@ -63,15 +63,17 @@ export interface CachedExtraction {
   md5: string;
   /** Whether the entry was already there (false: extracted now). */
   hit: boolean;
+  /** The entry's directory (where files derived from it are kept: derived-files.ts). */
+  dir: string;
 }
 
-function stampOf(path: string): FileStamp | undefined {
+export function stampOf(path: string): FileStamp | undefined {
   const stats = lstatSync(path, { bigint: true, throwIfNoEntry: false });
   if (!stats?.isFile()) return undefined;
   return { size: Number(stats.size), ino: String(stats.ino), mode: Number(stats.mode) & 0o7777, mtimeNs: String(stats.mtimeNs) };
 }
 
-const sameStamp = (a: FileStamp | undefined, b: FileStamp): boolean =>
+export const sameStamp = (a: FileStamp | undefined, b: FileStamp): boolean =>
   a !== undefined && a.size === b.size && a.ino === b.ino && a.mode === b.mode && a.mtimeNs === b.mtimeNs;
 
 export class ExtractionCache {
@@ -98,7 +100,7 @@ export class ExtractionCache {
   ): Promise<CachedExtraction> {
     const dir = this.#entryDir(sha256, mtime);
     const cached = await this.#read(dir, sha256);
-    if (cached) return { ...cached, hit: true };
+    if (cached) return { ...cached, hit: true, dir };
     await rm(dir, { recursive: true, force: true });
     await mkdir(this.dir, { recursive: true });
     const partial = `${dir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -112,10 +114,10 @@ export class ExtractionCache {
         log('entry %s already there (%s)', dir, errorMessage(error));
         await rm(partial, { recursive: true, force: true });
         const theirs = await this.#read(dir, sha256);
-        if (theirs) return { ...theirs, hit: true };
+        if (theirs) return { ...theirs, hit: true, dir };
         throw error;
       }
-      return { contents: this.#contents(dir, manifest), md5: manifest.md5, hit: false };
+      return { contents: this.#contents(dir, manifest), md5: manifest.md5, hit: false, dir };
     } catch (error) {
       await rm(partial, { recursive: true, force: true });
       throw error;
@@ -179,19 +181,34 @@ export class ExtractionCache {
     return { info, entries };
   }
 
-  /** Removes entries not used for {@link PRUNE_AFTER_DAYS} days and partial ones left by a crash over a day ago. Best effort. */
+  /**
+   * Removes entries not used for {@link PRUNE_AFTER_DAYS} days and partial ones left by a crash over
+   * a day ago, and the same of the derived sets inside the entries kept (derived-files.ts). Best effort.
+   */
   async prune(now: number = Date.now()): Promise<number> {
     let removed = 0;
     for (const name of await readdir(this.dir).catch(() => [] as string[])) {
-      const path = join(this.dir, name);
-      const used = name.includes('.partial-')
-        ? (await stat(path).catch(() => undefined))?.mtimeMs
-        : (await stat(join(path, 'manifest.json')).catch(() => undefined))?.mtimeMs;
-      const limit = name.includes('.partial-') ? 86_400_000 : PRUNE_AFTER_DAYS * 86_400_000;
-      if (used !== undefined && now - used <= limit) continue;
-      await rm(path, { recursive: true, force: true }).catch((error: unknown) => log('cannot remove %s: %s', path, errorMessage(error)));
-      removed += 1;
+      if (await pruneOne(this.dir, name, now)) removed += 1;
+      else removed += await pruneDerived(join(this.dir, name, 'derived'), now);
     }
     return removed;
   }
+}
+
+/** Removes `<dir>/<name>` (an entry or a derived set, with its manifest.json) when unused too long; true when removed. */
+async function pruneOne(dir: string, name: string, now: number): Promise<boolean> {
+  const path = join(dir, name);
+  const used = name.includes('.partial-')
+    ? (await stat(path).catch(() => undefined))?.mtimeMs
+    : (await stat(join(path, 'manifest.json')).catch(() => undefined))?.mtimeMs;
+  const limit = name.includes('.partial-') ? 86_400_000 : PRUNE_AFTER_DAYS * 86_400_000;
+  if (used !== undefined && now - used <= limit) return false;
+  await rm(path, { recursive: true, force: true }).catch((error: unknown) => log('cannot remove %s: %s', path, errorMessage(error)));
+  return true;
+}
+
+async function pruneDerived(dir: string, now: number): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) if (await pruneOne(dir, name, now)) removed += 1;
+  return removed;
 }

@@ -5,11 +5,12 @@ import { readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { compareBytes, createLogger, errorMessage, writeFileAtomic } from '@prebuilt/core';
+import { derivedSetDir, readDerivedFiles, storeDerivedFiles } from '../cache/derived-files.js';
 import type { PrefixWriter } from './prefix-writer.js';
 
 const log = createLogger('conda:bytecode');
 /** Part of the cache key: bump when what is compiled changes. */
-const BYTECODE_CACHE_VERSION = 1;
+const BYTECODE_CACHE_VERSION = 2;
 const execFileAsync = promisify(execFile);
 
 /**
@@ -55,6 +56,12 @@ export interface ValidateBytecodeOptions {
    * the sources' content: a rebuild compiles only the packages that changed. Default: no cache.
    */
   cacheDir?: string;
+  /**
+   * The extraction-cache entry of the package labelled `label`, when its files came from one: its
+   * compiled and re-stamped pycs are kept there (derived-files.ts) and hard-linked into the prefix,
+   * so a rebuild writes no pyc of an unchanged package. Default: none.
+   */
+  derivedDir?: (label: string) => string | undefined;
   signal?: AbortSignal;
 }
 
@@ -134,20 +141,31 @@ function retimestamp(file: string, mtime: number, size: number): 'rewritten' | '
 }
 
 /**
- * Re-stamps a pyc that is a hard link into the extraction cache: never in place (the inode is the
- * cache's), but by replacing the file through the writer with the patched copy.
+ * What re-stamping a pyc that is a hard link into the extraction cache would do, from its header
+ * (never written in place: the inode is the cache's; a patched copy replaces it, see restampedCopy).
  */
-async function retimestampLinked(writer: PrefixWriter, pyc: string, label: string, mtime: number, size: number): Promise<'rewritten' | 'hash' | 'foreign'> {
-  const fd = openSync(writer.full(pyc), constants.O_RDONLY | constants.O_NOFOLLOW);
-  let data: Buffer;
+function linkedPycState(file: string, mtime: number, size: number): 'valid' | 'restamp' | 'hash' | 'foreign' {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
-    data = readFileSync(fd);
+    const header = Buffer.alloc(16);
+    const bytesRead = readSync(fd, header, 0, 16, 0);
+    const { state, patched } = stampHeader(header.subarray(0, bytesRead), mtime, size);
+    return state === 'rewritten' ? (patched ? 'restamp' : 'valid') : state;
   } finally {
     closeSync(fd);
   }
-  const { state, patched } = stampHeader(data.subarray(0, 16), mtime, size);
-  if (patched) await writer.writeFile(pyc, data, 0o644, label);
-  return state;
+}
+
+/** The bytes of a (linked) timestamp pyc with its header stamped with `mtime` and the source's `size`. */
+function restampedCopy(file: string, mtime: number, size: number): Buffer {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const data = readFileSync(fd);
+    stampHeader(data.subarray(0, 16), mtime, size);
+    return data;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -225,20 +243,33 @@ async function compilerIdentity(compiler: BytecodeCompiler): Promise<string> {
   return stdout;
 }
 
+/** What one package's modules need: shipped pycs (hard links into the extraction cache) to re-stamp, modules to compile. */
+interface PackageWork {
+  restamp: { pyc: string; size: number }[];
+  compile: string[];
+}
+
 /**
- * The cache file of one package's modules: a hash of what the pycs depend on. A source that is a
- * hard link into the extraction cache is identified by that cache file (its name holds the
- * package's sha256) and the inode, size and mtime checked when the entry was used — no read; any
- * other source by its content.
+ * The cache key of one package's pycs: a hash of what they depend on. A file that is a hard link
+ * into the extraction cache is identified by that cache file (its name holds the package's
+ * sha256) and the inode, size and mtime checked when the entry was used — no read; any other file
+ * by its content.
  */
-async function cacheKey(writer: PrefixWriter, rels: readonly string[], stats: ReadonlyMap<string, Stats>, input: { compilerId: string; prefix: string; mtime: number }): Promise<string> {
+function cacheKey(writer: PrefixWriter, work: PackageWork, stats: ReadonlyMap<string, Stats>, input: { compilerId: string; prefix: string; mtime: number }): string {
   const hash = createHash('sha256').update(JSON.stringify({ v: BYTECODE_CACHE_VERSION, ...input }));
-  for (const rel of rels) {
+  const identify = (rel: string): void => {
     const linked = writer.linkedSource(rel);
     const info = stats.get(rel);
-    hash.update(`\0${rel}\0`);
     if (linked && info) hash.update(`linked\0${linked}\0${info.ino}\0${info.size}\0${info.mtimeMs}`);
     else hash.update(createHash('sha256').update(readFileSync(writer.full(rel))).digest());
+  };
+  for (const { pyc, size } of work.restamp) {
+    hash.update(`\0restamp\0${pyc}\0${size}\0`);
+    identify(pyc);
+  }
+  for (const rel of work.compile) {
+    hash.update(`\0${rel}\0`);
+    identify(rel);
   }
   return hash.digest('hex');
 }
@@ -263,74 +294,141 @@ async function writeCached(file: string, compiled: readonly (Buffer | undefined)
   }
 }
 
-/** Makes every module of the prefix have bytecode Python accepts as it is (see the file header). */
-export async function validateBytecode(options: ValidateBytecodeOptions): Promise<ValidateBytecodeResult> {
-  const { writer, prefix, pythonVersion, mtime, signal } = options;
-  const cacheTag = cacheTagOf(pythonVersion);
-  const [major, minor] = pythonVersion.split('.');
-  const libDir = `lib/python${major}.${minor}/`;
+/** Adds a module to its package's work. */
+function workOf(work: Map<string, PackageWork>, label: string): PackageWork {
+  let entry = work.get(label);
+  if (!entry) work.set(label, (entry = { restamp: [], compile: [] }));
+  return entry;
+}
+
+/**
+ * Looks at every module of the prefix: a shipped pyc that is the package's own regular file is
+ * re-stamped in place now; what is left per package — linked pycs to re-stamp, modules to
+ * compile — is returned, with the `lstat` of the files the cache keys identify.
+ */
+function scanModules(writer: PrefixWriter, libDir: string, cacheTag: string, mtime: number, result: ValidateBytecodeResult) {
   const owners = writer.owners();
-  const result: ValidateBytecodeResult = { rewritten: 0, compiled: 0, cached: 0, uncompiled: 0, warnings: [] };
-  /** Modules to compile, by the package that installed them. */
-  const toCompile = new Map<string, string[]>();
-  const sourceStats = new Map<string, Stats>();
+  const work = new Map<string, PackageWork>();
+  const stats = new Map<string, Stats>();
   const sources = [...owners.keys()].filter((rel) => rel.startsWith(libDir) && rel.endsWith('.py')).sort(compareBytes);
   for (const rel of sources) {
     const label = owners.get(rel)!;
     const info = lstatSync(writer.full(rel), { throwIfNoEntry: false });
     if (!info?.isFile()) continue;
-    sourceStats.set(rel, info);
+    stats.set(rel, info);
     const pyc = pycPathOf(rel, cacheTag);
-    const pycOwner = owners.get(pyc);
-    let state: 'rewritten' | 'hash' | 'foreign' | undefined;
-    if (pycOwner === label) {
+    let state: 'valid' | 'restamp' | 'hash' | 'foreign' | undefined;
+    if (owners.get(pyc) === label) {
       try {
-        state = writer.isLinked(pyc) ? await retimestampLinked(writer, pyc, label, mtime, info.size) : retimestamp(writer.full(pyc), mtime, info.size);
+        if (writer.isLinked(pyc)) state = linkedPycState(writer.full(pyc), mtime, info.size);
+        else {
+          const done = retimestamp(writer.full(pyc), mtime, info.size);
+          state = done === 'rewritten' ? 'valid' : done;
+        }
       } catch {
         state = undefined;
       }
     }
-    if (state === 'rewritten') result.rewritten += 1;
-    if (state === 'rewritten' || state === 'hash') continue;
-    const list = toCompile.get(label);
-    if (list) list.push(rel);
-    else toCompile.set(label, [rel]);
+    if (state === 'valid') result.rewritten += 1;
+    if (state === 'valid' || state === 'hash') continue;
+    if (state === 'restamp') {
+      stats.set(pyc, lstatSync(writer.full(pyc)));
+      workOf(work, label).restamp.push({ pyc, size: info.size });
+    } else {
+      workOf(work, label).compile.push(rel);
+    }
   }
-  const pending = [...toCompile.values()].reduce((n, list) => n + list.length, 0);
-  if (pending === 0) return result;
-  const compiler = options.compiler === undefined ? await findBytecodeCompiler(pythonVersion) : options.compiler;
-  if (!compiler) {
-    result.uncompiled = pending;
+  return { work, stats };
+}
+
+/** What the per-package pass shares. */
+interface PassContext {
+  options: ValidateBytecodeOptions;
+  cacheTag: string;
+  compiler: BytecodeCompiler | undefined;
+  compilerId: string;
+  stats: ReadonlyMap<string, Stats>;
+  result: ValidateBytecodeResult;
+}
+
+/** The package's compiled modules (one slot per module; undefined: it does not compile), or undefined when compiling failed. */
+async function compiledModules(ctx: PassContext, label: string, rels: readonly string[], key: string | undefined): Promise<(Buffer | undefined)[] | undefined> {
+  const { options, compiler, result } = ctx;
+  if (rels.length === 0) return [];
+  if (!compiler) return rels.map(() => undefined);
+  const cacheFile = options.cacheDir && key ? join(options.cacheDir, key) : undefined;
+  const hit = cacheFile ? await readCached(cacheFile, rels.length) : undefined;
+  if (hit) {
+    result.cached += hit.filter(Boolean).length;
+    return hit;
+  }
+  try {
+    const compiled = await compileWith(compiler, rels.map((rel) => [options.writer.full(rel), `${options.prefix}/${rel}`]), options.mtime, options.signal);
+    // Kept as frames only for a package with no extraction-cache entry (else its derived set keeps them).
+    if (cacheFile && !options.derivedDir?.(label)) await writeCached(cacheFile, compiled);
+    return compiled;
+  } catch (error) {
+    if (options.signal?.aborted) throw error;
+    result.warnings.push(`The modules of ${label} were not byte-compiled (${errorMessage(error)}); Python compiles them at import.`);
+    return undefined;
+  }
+}
+
+/**
+ * One package's pycs: hard-linked from its derived set in the extraction cache when there is one
+ * for the key, else re-stamped and compiled (or read from the frames cache), kept as a derived set
+ * when the package has an entry, and linked (or written) into the prefix.
+ */
+async function settlePackage(ctx: PassContext, label: string, work: PackageWork): Promise<void> {
+  const { options, cacheTag, result } = ctx;
+  const { writer, mtime } = options;
+  const entry = options.derivedDir?.(label);
+  // Re-stamped pycs do not depend on the compiler: a package with nothing to compile keys without it.
+  const compilerId = work.compile.length > 0 ? ctx.compilerId : '';
+  const key = entry || options.cacheDir ? cacheKey(writer, work, ctx.stats, { compilerId, prefix: options.prefix, mtime }) : undefined;
+  const setDir = entry && key ? derivedSetDir(entry, key) : undefined;
+  const targets = [...work.restamp.map((r) => r.pyc), ...work.compile.map((rel) => pycPathOf(rel, cacheTag))];
+  let files = setDir ? await readDerivedFiles(setDir, targets.length) : undefined;
+  const fromSet = files !== undefined;
+  let data: (Buffer | undefined)[] = [];
+  if (!files) {
+    const compiled = await compiledModules(ctx, label, work.compile, key);
+    data = [...work.restamp.map((r) => restampedCopy(writer.full(r.pyc), mtime, r.size)), ...(compiled ?? work.compile.map(() => undefined))];
+    // Kept only when complete: a package whose modules could not be compiled is tried again next time.
+    if (setDir && compiled && (ctx.compiler || work.compile.length === 0)) files = await storeDerivedFiles(setDir, data, mtime);
+  }
+  for (const [i, target] of targets.entries()) {
+    const file = files?.[i];
+    if (file) await writer.linkIn(target, file, label);
+    else if (data[i]) await writer.writeFile(target, data[i]!, 0o644, label);
+    const done = file !== undefined || data[i] !== undefined;
+    if (i < work.restamp.length) result.rewritten += done ? 1 : 0;
+    else if (!done) result.uncompiled += 1;
+    else {
+      result.compiled += 1;
+      if (fromSet) result.cached += 1;
+    }
+  }
+}
+
+/** Makes every module of the prefix have bytecode Python accepts as it is (see the file header). */
+export async function validateBytecode(options: ValidateBytecodeOptions): Promise<ValidateBytecodeResult> {
+  const { pythonVersion } = options;
+  const cacheTag = cacheTagOf(pythonVersion);
+  const [major, minor] = pythonVersion.split('.');
+  const result: ValidateBytecodeResult = { rewritten: 0, compiled: 0, cached: 0, uncompiled: 0, warnings: [] };
+  const { work, stats } = scanModules(options.writer, `lib/python${major}.${minor}/`, cacheTag, options.mtime, result);
+  if (work.size === 0) return result;
+  const pending = [...work.values()].reduce((n, w) => n + w.compile.length, 0);
+  const compiler = pending === 0 ? undefined : options.compiler === undefined ? await findBytecodeCompiler(pythonVersion) : options.compiler ?? undefined;
+  if (pending > 0 && !compiler) {
     result.warnings.push(
       `${pending} python modules of the env have no bytecode: no python${major}.${minor} on this host to compile them with (nothing of the env is run at build time). Python compiles them at each task's first import; install python${major}.${minor} where prebuilt builds to ship them compiled.`,
     );
-    return result;
   }
-  const compilerId = options.cacheDir ? await compilerIdentity(compiler) : '';
-  for (const [label, rels] of [...toCompile].sort((a, b) => compareBytes(a[0], b[0]))) {
-    let compiled: (Buffer | undefined)[];
-    const cacheFile = options.cacheDir ? join(options.cacheDir, await cacheKey(writer, rels, sourceStats, { compilerId, prefix, mtime })) : undefined;
-    const hit = cacheFile ? await readCached(cacheFile, rels.length) : undefined;
-    try {
-      compiled = hit ?? (await compileWith(compiler, rels.map((rel) => [writer.full(rel), `${prefix}/${rel}`]), mtime, signal));
-      if (hit) result.cached += rels.filter((_, i) => hit[i]).length;
-      else if (cacheFile) await writeCached(cacheFile, compiled);
-    } catch (error) {
-      if (signal?.aborted) throw error;
-      result.uncompiled += rels.length;
-      result.warnings.push(`The modules of ${label} were not byte-compiled (${errorMessage(error)}); Python compiles them at import.`);
-      continue;
-    }
-    for (let i = 0; i < rels.length; i++) {
-      const data = compiled[i];
-      if (!data) {
-        result.uncompiled += 1;
-        continue;
-      }
-      await writer.writeFile(pycPathOf(rels[i]!, cacheTag), data, 0o644, label);
-      result.compiled += 1;
-    }
-  }
-  log('bytecode: %d headers rewritten, %d modules compiled with %s (%d from the cache), %d uncompiled', result.rewritten, result.compiled, compiler.path, result.cached, result.uncompiled);
+  const compilerId = compiler && (options.cacheDir || options.derivedDir) ? await compilerIdentity(compiler) : '';
+  const ctx: PassContext = { options, cacheTag, compiler, compilerId, stats, result };
+  for (const [label, packageWork] of [...work].sort((a, b) => compareBytes(a[0], b[0]))) await settlePackage(ctx, label, packageWork);
+  log('bytecode: %d headers rewritten, %d modules compiled with %s (%d from the cache), %d uncompiled', result.rewritten, result.compiled, compiler?.path ?? 'no compiler', result.cached, result.uncompiled);
   return result;
 }

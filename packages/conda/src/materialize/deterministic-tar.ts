@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { chmod, lutimes, rename, rm } from 'node:fs/promises';
+import { chmodSync, createWriteStream, lstatSync, lutimesSync, readdirSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
-import { addTarTreeEntry, compareBytes, listTree, normalisedMode, sha256Tap, sourceDateEpoch } from '@prebuilt/core';
+import { addTarTreeEntry, compareBytes, InputError, listTree, normalisedMode, sha256Tap, sourceDateEpoch, type TreeEntryKind } from '@prebuilt/core';
 
 // Where this package's callers and tests import it from.
 export { sourceDateEpoch };
@@ -13,21 +13,30 @@ export { sourceDateEpoch };
  * Sets every entry under `dir` to its normalised mode and the given mtime, so that any tool that
  * tars the directory (a build service's own context upload) sees the same metadata. `done`: files
  * (relative) that already have them — hard links to extraction-cache files, which must not be
- * touched (their inode is shared with the cache).
+ * touched (their inode is shared with the cache) and are not even looked at. Synchronous calls:
+ * one short system call per entry, where the promise versions cost a thread-pool round trip each.
  */
 export async function normaliseTree(dir: string, mtime: number = sourceDateEpoch(), done: ReadonlySet<string> = new Set()): Promise<void> {
-  const entries = await listTree(dir, 'an image context');
   const time = new Date(mtime * 1000);
-  // Deepest first, so setting a directory's mtime is not undone by changes inside it.
-  for (const entry of entries.reverse()) {
-    if (entry.kind === 'file' && done.has(entry.rel)) continue;
-    const path = join(dir, entry.rel);
-    const mode = normalisedMode(entry.kind, entry.mode);
-    if (entry.kind !== 'symlink' && (entry.mode & 0o7777) !== mode) await chmod(path, mode);
-    await lutimes(path, time, time);
-  }
-  await chmod(dir, 0o755);
-  await lutimes(dir, time, time);
+  const fix = (path: string, kind: TreeEntryKind, mode: number): void => {
+    const wanted = normalisedMode(kind, mode);
+    if (kind !== 'symlink' && (mode & 0o7777) !== wanted) chmodSync(path, wanted);
+    lutimesSync(path, time, time);
+  };
+  // Depth first, a directory after its content, so setting its mtime is not undone by changes inside it.
+  const walk = (rel: string): void => {
+    for (const entry of readdirSync(rel === '' ? dir : join(dir, rel), { withFileTypes: true })) {
+      const child = rel === '' ? entry.name : `${rel}/${entry.name}`;
+      if (entry.isFile() && done.has(child)) continue;
+      const path = join(dir, child);
+      if (entry.isDirectory()) walk(child);
+      const kind: TreeEntryKind | undefined = entry.isDirectory() ? 'directory' : entry.isSymbolicLink() ? 'symlink' : entry.isFile() ? 'file' : undefined;
+      if (!kind) throw new InputError(`'${path}' is neither a file, a directory nor a symlink; it cannot go into an image context.`);
+      fix(path, kind, kind === 'symlink' ? 0o777 : lstatSync(path).mode);
+    }
+  };
+  walk('');
+  fix(dir, 'directory', lstatSync(dir).mode);
 }
 
 export interface DeterministicTarOptions {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type LockedPackage, type PrefixLayersPackage } from '@prebuilt/core';
@@ -89,6 +89,8 @@ interface Extraction {
   source: LinkSource;
   /** Removes what the extraction left that the prefix does not keep. */
   release: () => Promise<void>;
+  /** The package's extraction-cache entry (where its pycs are kept), when it came from the cache. */
+  entryDir?: string;
 }
 
 function extractOne(file: string, pkg: LockedPackage, root: string, cache: ExtractionCache | undefined, mtime: number): Promise<Extraction> {
@@ -96,6 +98,7 @@ function extractOne(file: string, pkg: LockedPackage, root: string, cache: Extra
     return cache.obtain(file, pkg.sha256, mtime, (scratch) => extractCondaPackage(file, pkg.filename, scratch)).then((got) => ({
       source: { file, contents: got.contents, files: 'link', md5: got.md5 },
       release: () => Promise.resolve(),
+      entryDir: got.dir,
     }));
   }
   const scratch = `${root}.extract-${randomBytes(4).toString('hex')}`;
@@ -150,6 +153,8 @@ interface InstallLog {
   warnings: string[];
   linkScriptPackages: string[];
   history: string[];
+  /** The extraction-cache entry of each conda package linked from the cache, by its label (filename). */
+  entryDirs: Map<string, string>;
 }
 
 async function installConda(extraction: Extraction, pkg: LockedPackage, writer: PrefixWriter, options: CondaInstallOptions, out: InstallLog): Promise<void> {
@@ -159,6 +164,7 @@ async function installConda(extraction: Extraction, pkg: LockedPackage, writer: 
   } finally {
     await extraction.release();
   }
+  if (extraction.entryDir) out.entryDirs.set(pkg.filename, extraction.entryDir);
   const { record } = result;
   await writer.writeFile(`conda-meta/${record.name}-${record.version}-${record.build}.json`, `${JSON.stringify(record, null, 2)}\n`, 0o644, pkg.filename, { reserved: true });
   out.history.push(`+${record.channel}::${record.name}-${record.version}-${record.build}`);
@@ -182,7 +188,7 @@ async function installPackages(
   const { lock, prefix, signal, onProgress } = options;
   const pythonVersion = lock.pythonVersion;
   const requested = requestedSpecs(lock);
-  const out: InstallLog = { warnings: [], linkScriptPackages: [], history: [] };
+  const out: InstallLog = { warnings: [], linkScriptPackages: [], history: [], entryDirs: new Map() };
   const fileOf = (pkg: LockedPackage): string => paths.get(pkg.sha256.toLowerCase())!;
   const ahead = extractAhead(lock.packages, fileOf, (file, pkg) => extractOne(file, pkg, writer.root, extractionCache, mtime));
   try {
@@ -213,8 +219,28 @@ function filesByPackage(lock: LockedEnv, writer: PrefixWriter): PackageFiles[] {
   }
   return lock.packages.map((pkg) => {
     const files = (byLabel.get(pkg.filename) ?? []).sort(compareBytes);
-    return { kind: pkg.kind, name: pkg.name, version: pkg.version, filename: pkg.filename, sha256: pkg.sha256.toLowerCase(), files };
+    const contentKey = packageContentKey(writer, files);
+    return { kind: pkg.kind, name: pkg.name, version: pkg.version, filename: pkg.filename, sha256: pkg.sha256.toLowerCase(), files, ...(contentKey ? { contentKey } : {}) };
   });
+}
+
+/** Part of every content key: bump when the same identities could give other installed bytes. */
+const CONTENT_KEY_FORMAT = 'prefix-content-v1';
+
+/**
+ * A hash of what a package's entries are (the writer's identity of each: kind, mode, content or
+ * the extraction-cache file it is linked to), so a build service can reuse a layer of the same
+ * packages without reading their files; undefined when an entry has no identity (moved in from
+ * scratch, without the extraction cache).
+ */
+function packageContentKey(writer: PrefixWriter, files: readonly string[]): string | undefined {
+  const hash = createHash('sha256').update(`${CONTENT_KEY_FORMAT}\n`);
+  for (const rel of files) {
+    const identity = writer.identity(rel);
+    if (identity === undefined) return undefined;
+    hash.update(`${rel}\0${identity}\n`);
+  }
+  return `sha256:${hash.digest('hex')}`;
 }
 
 /**
@@ -256,7 +282,7 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
     await writer.verifyLinks();
     // Every module gets bytecode valid under the normalised mtime (bytecode.ts); after the links are
     // verified, as it reads and re-stamps files by their paths.
-    const bytecode = await validateBytecode({ writer, prefix, pythonVersion: lock.pythonVersion, mtime, cacheDir: join(cache.dir, 'bytecode'), ...(signal ? { signal } : {}) });
+    const bytecode = await validateBytecode({ writer, prefix, pythonVersion: lock.pythonVersion, mtime, cacheDir: join(cache.dir, 'bytecode'), derivedDir: (label) => installed.entryDirs.get(label), ...(signal ? { signal } : {}) });
     installed.warnings.push(...bytecode.warnings);
     packageFiles = filesByPackage(lock, writer);
     await normaliseTree(temp, mtime, writer.linkedFiles());

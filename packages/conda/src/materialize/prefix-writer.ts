@@ -1,7 +1,8 @@
-import { constants, writeFileSync } from 'node:fs';
-import { copyFile, link, open, lstat, mkdir, readdir, readFile, readlink, realpath, rename, symlink, unlink, writeFile } from 'node:fs/promises';
+import { constants, linkSync, type Stats, lstatSync, mkdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFile, open, mkdir, readdir, readFile, realpath, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { errorMessage } from '@prebuilt/core';
+import { createHash } from 'node:crypto';
+import { errorMessage, normalisedMode } from '@prebuilt/core';
 import { ArchiveError, InstallError } from './errors.js';
 
 /**
@@ -57,7 +58,10 @@ type Walk = 'create-parents' | 'follow' | 'check-link';
  * replaces a directory (replacing one is an InstallError), so that fact cannot be invalidated by a
  * later entry. Symlinks are never cached: they are read again on every walk. The walk is sound
  * because this writer is the only thing changing the staging directory and its operations run one
- * at a time (an internal queue serialises them, so callers may extract in parallel later).
+ * at a time (an internal queue serialises them, so callers may extract in parallel later). The
+ * metadata calls (lstat, mkdir, link, unlink, symlink, readlink) are synchronous: one short
+ * system call each, where the promise version costs a thread-pool round trip — over the tens of
+ * thousands of entries of a large env, most of the time of linking it from the extraction cache.
  *
  * Symlinks are also checked when made (their target, resolved from the link's real directory
  * through the tree as it is, must stay inside) and once more by {@link verifyLinks} after every
@@ -80,6 +84,8 @@ export class PrefixWriter {
   readonly #reserved = new Set<string>();
   /** Files that are hard links to extraction-cache files (never written in place: see linkIn), with the cache file. */
   readonly #linked = new Map<string, string>();
+  /** What each file or symlink is, for content keys (see {@link identity}); undefined for a file moved in. */
+  readonly #identities = new Map<string, string | undefined>();
   #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(root: string) {
@@ -132,6 +138,7 @@ export class PrefixWriter {
         if (data.length <= SYNC_WRITE_MAX) writeFileSync(full, data, { flag: 'wx', mode });
         else await writeFile(full, data, { flag: 'wx', mode });
         // The umask may have narrowed `mode`; normaliseTree sets the final modes of the whole tree.
+        return `file ${normalisedMode('file', mode).toString(8)} ${createHash('sha256').update(data).digest('hex')}`;
       }),
     );
   }
@@ -141,11 +148,16 @@ export class PrefixWriter {
     return this.#serial(() =>
       this.#replace(rel, label, options, async (full) => {
         const handle = await open(full, 'wx', mode);
+        const hash = createHash('sha256');
         try {
-          for await (const chunk of chunks) await handle.write(chunk);
+          for await (const chunk of chunks) {
+            hash.update(chunk);
+            await handle.write(chunk);
+          }
         } finally {
           await handle.close();
         }
+        return `file ${normalisedMode('file', mode).toString(8)} ${hash.digest('hex')}`;
       }),
     );
   }
@@ -155,7 +167,8 @@ export class PrefixWriter {
     return this.#serial(() =>
       this.#replace(rel, label, options, async (full) => {
         // rename() replaces the final component itself (never follows it); #replace cleared it.
-        await rename(source, full);
+        renameSync(source, full);
+        return undefined;
       }),
     );
   }
@@ -170,13 +183,15 @@ export class PrefixWriter {
     return this.#serial(() =>
       this.#replace(rel, label, options, async (full, real) => {
         try {
-          await link(source, full);
+          linkSync(source, full);
           this.#linked.set(real, source);
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code;
           if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw error;
           await copyFile(source, full, constants.COPYFILE_EXCL);
         }
+        // A cache file's content and mode are fixed by its path for as long as its entry is intact (checked when used).
+        return `cached ${source}`;
       }),
     );
   }
@@ -196,6 +211,17 @@ export class PrefixWriter {
     return new Set(this.#linked.keys());
   }
 
+  /**
+   * What the entry at `rel` (a resolved path) is, as one string that changes whenever its content
+   * or mode could: a directory, a symlink's target, a file's mode and sha256 as written, or the
+   * extraction-cache file it is linked to. Undefined for a file moved in from scratch (not hashed)
+   * or a path the writer did not make. Content keys of packages (materialize.ts) are built from it.
+   */
+  identity(rel: string): string | undefined {
+    if (this.#dirs.has(rel)) return 'directory';
+    return this.#identities.get(rel);
+  }
+
   /** Creates a symlink after checking its target stays inside the prefix. */
   symlink(rel: string, target: string, label: string, options: WriteOptions = {}): Promise<boolean> {
     return this.#serial(async () => {
@@ -205,8 +231,9 @@ export class PrefixWriter {
         // Where the link leads from where it really is, through the tree as it is now.
         const dir = posix.dirname(real) === '.' ? '' : posix.dirname(real);
         await this.#walk(dir === '' ? target : `${dir}/${target}`, label, member, 'check-link', true);
-        await symlink(target, full);
+        symlinkSync(target, full);
         this.#links.set(real, { label, member });
+        return `symlink ${target}`;
       });
     });
   }
@@ -218,7 +245,7 @@ export class PrefixWriter {
   read(rel: string, label: string, member: string = rel): Promise<Buffer> {
     return this.#serial(async () => {
       const real = await this.#walk(rel, label, member, 'follow', true);
-      const info = await lstat(this.full(real)).catch(() => undefined);
+      const info = lstatSync(this.full(real), { throwIfNoEntry: false });
       if (!info?.isFile()) throw new ArchiveError(`${label} has a hardlink '${member}' to '${rel}', which is not a file in the package.`, label);
       return readFile(this.full(real));
     });
@@ -232,7 +259,7 @@ export class PrefixWriter {
   verifyLinks(): Promise<void> {
     return this.#serial(async () => {
       for (const [real, { label, member }] of [...this.#links].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-        const info = await lstat(this.full(real)).catch(() => undefined);
+        const info = lstatSync(this.full(real), { throwIfNoEntry: false });
         if (!info?.isSymbolicLink()) continue; // replaced by a later file
         await this.#walk(real, label, member, 'check-link', true);
       }
@@ -240,7 +267,7 @@ export class PrefixWriter {
   }
 
   /** Resolves the parent of `rel`, clears its final component and lets `make` create it. */
-  async #replace(rel: string, label: string, options: WriteOptions, make: (full: string, real: string) => Promise<void>): Promise<boolean> {
+  async #replace(rel: string, label: string, options: WriteOptions, make: (full: string, real: string) => Promise<string | undefined>): Promise<boolean> {
     const member = options.member ?? rel;
     const parent = posix.dirname(rel) === '.' ? '' : posix.dirname(rel);
     const name = posix.basename(rel);
@@ -252,7 +279,7 @@ export class PrefixWriter {
     this.#links.delete(real);
     this.#linked.delete(real);
     try {
-      await make(this.full(real), real);
+      this.#identities.set(real, await make(this.full(real), real));
     } catch (error) {
       throw this.#fsError(error, label, member);
     }
@@ -272,12 +299,12 @@ export class PrefixWriter {
   /** Removes whatever is at the resolved path `real` (never a directory); true when something was replaced. */
   async #clear(real: string, label: string, member: string): Promise<boolean> {
     if (this.#fresh && !this.#paths.has(real)) return false;
-    const info = await lstat(this.full(real)).catch(() => undefined);
+    const info = lstatSync(this.full(real), { throwIfNoEntry: false });
     if (!info) return false;
     if (info.isDirectory()) {
       throw new InstallError(`${label} installs '${member}', but the prefix already has a directory there (from this or an earlier package); a directory is never replaced.`, label);
     }
-    await unlink(this.full(real));
+    unlinkSync(this.full(real));
     return true;
   }
 
@@ -317,10 +344,7 @@ export class PrefixWriter {
         stack.push(name);
         continue;
       }
-      const info = this.#fresh && !this.#paths.has(current) ? undefined : await lstat(this.full(current)).catch((error: unknown) => {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw this.#fsError(error, label, member);
-      });
+      const info = this.#fresh && !this.#paths.has(current) ? undefined : this.#lstat(current, label, member);
       if (!info) {
         if (walk === 'follow') throw new ArchiveError(`${label} refers to '${member}', which is not in the prefix.`, label);
         if (walk === 'check-link') {
@@ -329,7 +353,7 @@ export class PrefixWriter {
           continue;
         }
         try {
-          await mkdir(this.full(current), { mode: 0o755 });
+          mkdirSync(this.full(current), { mode: 0o755 });
         } catch (error) {
           throw this.#fsError(error, label, member);
         }
@@ -344,7 +368,7 @@ export class PrefixWriter {
       } else if (info.isSymbolicLink()) {
         hops += 1;
         if (hops > MAX_SYMLINK_HOPS) throw new ArchiveError(`${label}: '${member}' passes through a symlink loop at '${current}'; refusing to install it.`, label);
-        const target = await readlink(this.full(current));
+        const target = readlinkSync(this.full(current));
         if (target.startsWith('/')) out(current, target);
         const parts = target.split('/').filter((part) => part !== '' && part !== '.');
         // `..` in the target climbs from the link's directory: check it against what is left of the stack.
@@ -361,6 +385,15 @@ export class PrefixWriter {
       }
     }
     return stack.join('/');
+  }
+
+  /** The entry at a resolved path, undefined when there is none. */
+  #lstat(real: string, label: string, member: string): Stats | undefined {
+    try {
+      return lstatSync(this.full(real), { throwIfNoEntry: false });
+    } catch (error) {
+      throw this.#fsError(error, label, member);
+    }
   }
 
   /** A file system error as a plain error naming the package and member (over-long names above all). */

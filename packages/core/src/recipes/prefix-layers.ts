@@ -17,6 +17,12 @@ export interface PrefixLayersPackage {
   sha256: string;
   /** Entries relative to the prefix (files, symlinks, directories the package made), sorted. */
   files: string[];
+  /**
+   * `sha256:<hex>` of what those entries are (kind, mode, content), when the materializer knows it
+   * without reading them back: entries with equal keys are equal, so a build service may reuse a
+   * layer made of the same packages' keys. Absent: unknown.
+   */
+  contentKey?: string;
 }
 
 export interface PrefixLayers {
@@ -33,7 +39,7 @@ export function serializePrefixLayers(layers: PrefixLayers): string {
     {
       version: layers.version,
       prefixDir: layers.prefixDir,
-      packages: layers.packages.map((p) => ({ kind: p.kind, name: p.name, version: p.version, filename: p.filename, sha256: p.sha256, files: p.files })),
+      packages: layers.packages.map((p) => ({ kind: p.kind, name: p.name, version: p.version, filename: p.filename, sha256: p.sha256, files: p.files, ...(p.contentKey ? { contentKey: p.contentKey } : {}) })),
     },
     null,
     1,
@@ -63,7 +69,17 @@ export function parsePrefixLayers(text: string, source: string): PrefixLayers {
     if (!Array.isArray(files) || files.some((f) => typeof f !== 'string' || f === '' || f.startsWith('/') || f.split('/').includes('..'))) {
       throw bad(`packages[${i}].files is not a list of relative paths`);
     }
-    return { kind: p['kind'], name: p['name'] as string, version: p['version'] as string, filename: p['filename'] as string, sha256: p['sha256'] as string, files: files as string[] };
+    const contentKey = p['contentKey'];
+    if (contentKey !== undefined && (typeof contentKey !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(contentKey))) throw bad(`packages[${i}].contentKey is not a sha256 digest`);
+    return {
+      kind: p['kind'],
+      name: p['name'] as string,
+      version: p['version'] as string,
+      filename: p['filename'] as string,
+      sha256: p['sha256'] as string,
+      files: files as string[],
+      ...(contentKey ? { contentKey } : {}),
+    };
   });
   return { version: PREFIX_LAYERS_VERSION, prefixDir: d['prefixDir'].replace(/\/+$/, ''), packages };
 }

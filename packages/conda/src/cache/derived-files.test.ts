@@ -1,0 +1,56 @@
+import { lstat, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { derivedSetDir, readDerivedFiles, storeDerivedFiles } from './derived-files.js';
+
+let work: string;
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'prebuilt-derived-'));
+});
+afterAll(() => rm(work, { recursive: true, force: true }));
+
+const MTIME = 1_700_000_000;
+const files = [Buffer.from('first pyc'), undefined, Buffer.from('third pyc')];
+
+describe('derived files (an extraction-cache entry\'s compiled pycs)', () => {
+  it('stores a set with normalised mode and mtime, and reads it back (hit); a missing set or another slot count is a miss', async () => {
+    const dir = derivedSetDir(join(work, 'entry-a'), 'k1');
+    expect(await readDerivedFiles(dir, 3)).toBeUndefined();
+    const stored = await storeDerivedFiles(dir, files, MTIME);
+    expect(stored).toEqual([join(dir, '0'), undefined, join(dir, '2')]);
+    const info = await lstat(join(dir, '0'));
+    expect(info.mode & 0o7777).toBe(0o644);
+    expect(info.mtimeMs).toBe(MTIME * 1000);
+    expect(await readDerivedFiles(dir, 3)).toEqual(stored);
+    expect(readFileSync(stored![2]!, 'utf8')).toBe('third pyc');
+    expect(await readDerivedFiles(derivedSetDir(join(work, 'entry-a'), 'k2'), 3)).toBeUndefined();
+    // Nothing but the set is left beside it (no partial directory).
+    expect(await readdir(join(work, 'entry-a', 'derived'))).toEqual(['k1']);
+  });
+
+  it('a set whose file changed (also through a hard link), went missing, or whose manifest does not parse is removed, never served', async () => {
+    const cases: [string, (dir: string) => Promise<void>][] = [
+      ['changed', (dir) => writeFile(join(dir, '0'), 'tampered')],
+      ['missing', (dir) => rm(join(dir, '2'))],
+      ['manifest', (dir) => writeFile(join(dir, 'manifest.json'), '{not json')],
+    ];
+    for (const [name, damage] of cases) {
+      const dir = derivedSetDir(join(work, `entry-${name}`), 'k');
+      await storeDerivedFiles(dir, files, MTIME);
+      await damage(dir);
+      expect(await readDerivedFiles(dir, 3), name).toBeUndefined();
+      expect(await lstat(dir).catch(() => undefined), name).toBeUndefined();
+      // Derived again, it is served again.
+      await storeDerivedFiles(dir, files, MTIME);
+      expect(await readDerivedFiles(dir, 3), name).toHaveLength(3);
+    }
+  });
+
+  it('a set that cannot be written is no failure: undefined, nothing left behind', async () => {
+    const entry = join(work, 'entry-file');
+    await writeFile(entry, 'a file where the entry directory should be');
+    expect(await storeDerivedFiles(derivedSetDir(entry, 'k'), files, MTIME)).toBeUndefined();
+  });
+});

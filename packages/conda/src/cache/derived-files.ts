@@ -1,0 +1,98 @@
+/**
+ * Files derived from one package's extraction and kept with its extraction-cache entry
+ * (`<entry>/derived/<key>/`): a package's compiled and re-stamped pycs, which are a pure function
+ * of its files, the env's prefix, the python version and the mtime (the caller's `key` hashes
+ * them). A rebuild hard-links them into the prefix as it links the package's own files, instead
+ * of writing thousands of new files.
+ *
+ * A set holds numbered files (`0`, `1`, …; a slot may be empty) with the normalised mode 0644 and
+ * the env's mtime, and a manifest recording each file's size, inode, mode and mtime, checked as
+ * the entry's own files are (extraction-cache.ts): a set with a file changed, missing or replaced
+ * is removed and the caller derives the files again — it is never served.
+ */
+import { chmodSync, utimesSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { createLogger, errorMessage, normalisedMode } from '@prebuilt/core';
+import { sameStamp, stampOf, type FileStamp } from './extraction-cache.js';
+
+const log = createLogger('conda:derived-files');
+
+/** Part of the manifest: bump when what a set holds changes. */
+const FORMAT = 'derived-v1';
+
+interface DerivedManifest {
+  format: typeof FORMAT;
+  /** One slot per derived file, in the caller's order; null: nothing derived for that slot. */
+  files: (FileStamp | null)[];
+}
+
+/** The directory of one derived set of an entry. */
+export function derivedSetDir(entryDir: string, key: string): string {
+  return join(entryDir, 'derived', key);
+}
+
+/**
+ * The files of the set at `dir` (one path per slot, undefined for an empty slot) when the set is
+ * intact and has `count` slots; undefined when there is none — a damaged set is removed.
+ */
+export async function readDerivedFiles(dir: string, count: number): Promise<(string | undefined)[] | undefined> {
+  const raw = await readFile(join(dir, 'manifest.json'), 'utf8').catch(() => undefined);
+  if (raw === undefined) return undefined;
+  let manifest: DerivedManifest | undefined;
+  try {
+    manifest = JSON.parse(raw) as DerivedManifest;
+  } catch {
+    manifest = undefined;
+  }
+  const intact =
+    manifest?.format === FORMAT &&
+    Array.isArray(manifest.files) &&
+    manifest.files.length === count &&
+    manifest.files.every((stamp, i) => stamp === null || sameStamp(stampOf(join(dir, String(i))), stamp));
+  if (!intact) {
+    log('derived set %s does not match its manifest; removing it', dir);
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    return undefined;
+  }
+  const now = new Date();
+  await utimes(join(dir, 'manifest.json'), now, now).catch(() => undefined);
+  return manifest!.files.map((stamp, i) => (stamp === null ? undefined : join(dir, String(i))));
+}
+
+/**
+ * Keeps `files` as the set at `dir` (written beside it, renamed into place once complete) and
+ * returns their paths as {@link readDerivedFiles} does; undefined when the set cannot be written
+ * (the caller then writes the files into the prefix itself).
+ */
+export async function storeDerivedFiles(dir: string, files: readonly (Uint8Array | undefined)[], mtime: number): Promise<(string | undefined)[] | undefined> {
+  const partial = `${dir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const time = new Date(mtime * 1000);
+  const mode = normalisedMode('file', 0o644);
+  try {
+    await mkdir(partial, { recursive: true });
+    const stamps: (FileStamp | null)[] = [];
+    for (const [i, data] of files.entries()) {
+      if (!data) {
+        stamps.push(null);
+        continue;
+      }
+      const file = join(partial, String(i));
+      await writeFile(file, data, { flag: 'wx', mode });
+      // The umask may have narrowed the mode; the prefix's files carry the normalised one.
+      if ((stampOf(file)?.mode ?? -1) !== mode) chmodSync(file, mode);
+      utimesSync(file, time, time);
+      stamps.push(stampOf(file)!);
+    }
+    const manifest: DerivedManifest = { format: FORMAT, files: stamps };
+    await writeFile(join(partial, 'manifest.json'), JSON.stringify(manifest));
+    await rm(dir, { recursive: true, force: true });
+    await rename(partial, dir);
+    return files.map((data, i) => (data ? join(dir, String(i)) : undefined));
+  } catch (error) {
+    log('cannot keep derived files in %s: %s', dir, errorMessage(error));
+    await rm(partial, { recursive: true, force: true }).catch(() => undefined);
+    return undefined;
+  }
+}
