@@ -267,7 +267,9 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
     const afterCorrupt = await push(synthLock(true), `${repo}:c`, cacheDir, layerCache, {});
     expect(afterCorrupt.digest).toBe(clean.digest);
     expect(afterCorrupt.layers.every((l) => l.status === 'exists')).toBe(true);
-    for (const name of await readdir(records)) expect(await readFile(join(records, name), 'utf8')).toMatch(/^sha256:[0-9a-f]{64} \d+\nsha256:[0-9a-f]{64}\n/);
+    const rewritten = [];
+    for (const name of await readdir(records)) if (/^sha256:[0-9a-f]{64} \d+\nsha256:[0-9a-f]{64}\n/.test(await readFile(join(records, name), 'utf8'))) rewritten.push(name);
+    expect(rewritten).toHaveLength(afterCorrupt.layers.length - 1);
 
     // A repository without the blobs: every known layer is built and uploaded again, none assumed present.
     const elsewhere = await push(synthLock(true), `${host}/${uniqueRepo('content-elsewhere')}:d`, cacheDir, layerCache, {});
