@@ -251,16 +251,16 @@ interface PackageWork {
 
 /**
  * The cache key of one package's pycs: a hash of what they depend on. A file that is a hard link
- * into the extraction cache is identified by that cache file (its name holds the package's
- * sha256) and the inode, size and mtime checked when the entry was used — no read; any other file
- * by its content.
+ * into the extraction cache is identified by that cache file — its path names the package's
+ * sha256 and the member, and the entry was checked when used, so the path stands for the content
+ * even after the entry is extracted again — no read; any other file by its content.
  */
 function cacheKey(writer: PrefixWriter, work: PackageWork, stats: ReadonlyMap<string, Stats>, input: { compilerId: string; prefix: string; mtime: number }): string {
   const hash = createHash('sha256').update(JSON.stringify({ v: BYTECODE_CACHE_VERSION, ...input }));
   const identify = (rel: string): void => {
     const linked = writer.linkedSource(rel);
     const info = stats.get(rel);
-    if (linked && info) hash.update(`linked\0${linked}\0${info.ino}\0${info.size}\0${info.mtimeMs}`);
+    if (linked && info) hash.update(`linked\0${linked}\0${info.size}\0${info.mtimeMs}`);
     else hash.update(createHash('sha256').update(readFileSync(writer.full(rel))).digest());
   };
   for (const { pyc, size } of work.restamp) {
@@ -364,8 +364,8 @@ async function compiledModules(ctx: PassContext, label: string, rels: readonly s
   }
   try {
     const compiled = await compileWith(compiler, rels.map((rel) => [options.writer.full(rel), `${options.prefix}/${rel}`]), options.mtime, options.signal);
-    // Kept as frames only for a package with no extraction-cache entry (else its derived set keeps them).
-    if (cacheFile && !options.derivedDir?.(label)) await writeCached(cacheFile, compiled);
+    // Also kept as frames: they outlive the package's extraction-cache entry (its derived sets go with it).
+    if (cacheFile) await writeCached(cacheFile, compiled);
     return compiled;
   } catch (error) {
     if (options.signal?.aborted) throw error;

@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readTarStream, type TarEntryHeader } from './archive.js';
@@ -111,17 +112,9 @@ export async function extractCondaPackage(file: string, label: string, scratch: 
     budget.reserve(header.size, rel);
     serial += 1;
     const scratchFile = join(scratch, String(serial));
-    const handle = await open(scratchFile, 'wx', header.mode & 0o111 ? 0o755 : 0o644);
-    let size = 0;
-    try {
-      for await (const chunk of content) {
-        size += chunk.length;
-        if (limit !== undefined && size > limit) throw expansionError(label, rel, `paths.json declares ${limit} bytes`);
-        await handle.write(chunk);
-      }
-    } finally {
-      await handle.close();
-    }
+    const size = await writeScratchFile(scratchFile, header, content, (bytes) => {
+      if (limit !== undefined && bytes > limit) throw expansionError(label, rel, `paths.json declares ${limit} bytes`);
+    });
     entries.push({ path: rel, type: 'file', mode: header.mode, size, file: scratchFile });
   };
 
@@ -135,6 +128,41 @@ export async function extractCondaPackage(file: string, label: string, scratch: 
   }
   if (!info.has('info/index.json')) throw new ArchiveError(`${label} is not a valid conda package: it has no info/index.json.`, label);
   return { info, entries };
+}
+
+/** Files the tar announces up to this size are gathered in memory and written with one synchronous call. */
+const SYNC_FILE_MAX = 256 * 1024;
+
+/**
+ * Writes one tar member to a new scratch file; `check(bytes so far)` throws to stop. A small
+ * member (most of a package's files) is written with one synchronous call — open, write and close
+ * take microseconds, their promise versions three thread-pool round trips each.
+ */
+async function writeScratchFile(file: string, header: TarEntryHeader, content: AsyncIterable<Buffer>, check: (bytes: number) => void): Promise<number> {
+  const mode = header.mode & 0o111 ? 0o755 : 0o644;
+  let size = 0;
+  if (header.size <= SYNC_FILE_MAX) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of content) {
+      size += chunk.length;
+      check(size);
+      chunks.push(chunk); // the tar reader gives a member exactly the bytes its header announces
+
+    }
+    writeFileSync(file, Buffer.concat(chunks, size), { flag: 'wx', mode });
+    return size;
+  }
+  const handle = await open(file, 'wx', mode);
+  try {
+    for await (const chunk of content) {
+      size += chunk.length;
+      check(size);
+      await handle.write(chunk);
+    }
+  } finally {
+    await handle.close();
+  }
+  return size;
 }
 
 /**
