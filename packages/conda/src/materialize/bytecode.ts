@@ -11,6 +11,8 @@ import type { PrefixWriter } from './prefix-writer.js';
 const log = createLogger('conda:bytecode');
 /** Part of the cache key: bump when what is compiled changes. */
 const BYTECODE_CACHE_VERSION = 2;
+/** Prints what makes a compiler's output differ (with `sys` and `importlib.util` imported). */
+const IDENTITY_SCRIPT = 'print(sys.version); print(importlib.util.MAGIC_NUMBER.hex())';
 const execFileAsync = promisify(execFile);
 
 /**
@@ -39,6 +41,8 @@ const execFileAsync = promisify(execFile);
 export interface BytecodeCompiler {
   path: string;
   cacheTag: string;
+  /** What makes its output differ (`sys.version`, magic number), when found with it (saves a process per build). */
+  identity?: string;
 }
 
 export interface ValidateBytecodeOptions {
@@ -99,9 +103,9 @@ export async function findBytecodeCompiler(pythonVersion: string): Promise<Bytec
   const wanted = cacheTagOf(pythonVersion);
   for (const candidate of [`python${major}.${minor}`, `python${major}`]) {
     try {
-      const { stdout } = await execFileAsync(candidate, ['-I', '-S', '-c', 'import sys; print(sys.implementation.cache_tag); print(sys.executable)'], { timeout: 30_000 });
-      const [tag, path] = stdout.trim().split('\n');
-      if (tag === wanted && path) return { path, cacheTag: tag };
+      const { stdout } = await execFileAsync(candidate, ['-I', '-S', '-c', `import sys, importlib.util; print(sys.implementation.cache_tag); print(sys.executable); ${IDENTITY_SCRIPT}`], { timeout: 30_000 });
+      const [tag, path, ...identity] = stdout.split('\n');
+      if (tag === wanted && path) return { path, cacheTag: tag, identity: identity.join('\n') };
     } catch {
       // Not on PATH or not runnable: try the next.
     }
@@ -239,7 +243,8 @@ function compileWith(compiler: BytecodeCompiler, jobs: readonly [string, string]
 
 /** What makes a compiler's output differ: its version and build (`sys.version`) and magic number. */
 async function compilerIdentity(compiler: BytecodeCompiler): Promise<string> {
-  const { stdout } = await execFileAsync(compiler.path, ['-I', '-S', '-c', 'import sys, importlib.util; print(sys.version); print(importlib.util.MAGIC_NUMBER.hex())']);
+  if (compiler.identity !== undefined) return compiler.identity;
+  const { stdout } = await execFileAsync(compiler.path, ['-I', '-S', '-c', `import sys, importlib.util; ${IDENTITY_SCRIPT}`]);
   return stdout;
 }
 
