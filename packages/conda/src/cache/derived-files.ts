@@ -87,8 +87,16 @@ export async function storeDerivedFiles(dir: string, files: readonly (Uint8Array
     }
     const manifest: DerivedManifest = { format: FORMAT, files: stamps };
     await writeFile(join(partial, 'manifest.json'), JSON.stringify(manifest));
-    await rm(dir, { recursive: true, force: true });
-    await rename(partial, dir);
+    try {
+      // Never remove a set in place: another build may be linking from it.
+      await rename(partial, dir);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+      log('derived set %s already there: using it', dir);
+      await rm(partial, { recursive: true, force: true }).catch(() => undefined);
+      return readDerivedFiles(dir, files.length);
+    }
     return files.map((data, i) => (data ? join(dir, String(i)) : undefined));
   } catch (error) {
     log('cannot keep derived files in %s: %s', dir, errorMessage(error));

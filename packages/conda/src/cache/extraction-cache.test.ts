@@ -60,6 +60,16 @@ describe('the extraction cache (materializeEnv)', () => {
     expect(await tarSha(join(example.work, 'second'), 'second')).toBe(plain);
   });
 
+  it('builds running at once share the entries (one extraction each, none removed under another build): four envs from one fresh cache', async () => {
+    const cacheDir = join(example.work, 'cache-parallel');
+    const outs = ['p1', 'p2', 'p3', 'p4'].map((name) => join(example.work, name));
+    await Promise.all(outs.map((outDir) => materializeEnv({ lock, prefix: PREFIX, outDir, cache: new PackageCache({ cacheDir }), mtime: 0 })));
+    expect((await readdir(join(cacheDir, 'extracted'))).filter((name) => !name.includes('.'))).toHaveLength(3);
+    expect((await readdir(join(cacheDir, 'extracted'))).filter((name) => /\.(partial|stale)-/.test(name))).toEqual([]);
+    const shas = await Promise.all(outs.map((outDir, i) => tarSha(outDir, `p${i}`)));
+    expect(new Set(shas).size).toBe(1);
+  });
+
   it('extracts a package again when a cached file was changed, also through a hard link in a prefix, and never serves the change', async () => {
     const cacheDir = join(example.work, 'cache-b');
     const first = join(example.work, 'b-first');

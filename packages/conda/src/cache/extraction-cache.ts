@@ -22,7 +22,7 @@
  * that does not match is removed and the package extracted again from its verified archive. An entry unused for {@link PRUNE_AFTER_DAYS}
  * days is removed by the next materialize that uses the cache.
  */
-import { chmodSync, lstatSync, utimesSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, utimesSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -78,6 +78,8 @@ export const sameStamp = (a: FileStamp | undefined, b: FileStamp): boolean =>
 
 export class ExtractionCache {
   readonly dir: string;
+  /** Extractions running in this process, by entry directory. */
+  readonly #inflight = new Map<string, Promise<CachedExtraction>>();
 
   /** `dir`: the cache's own directory (`<package cache dir>/extracted`). */
   constructor(dir: string) {
@@ -91,17 +93,23 @@ export class ExtractionCache {
   /**
    * The package's extraction: from the cache when its entry is intact, else extracted now with
    * `extract(scratch)` (into a directory beside the entry, renamed into place once complete).
+   * Concurrent calls for one entry in this process share one extraction; an entry is only ever
+   * removed when it is there and damaged (moved aside first), never because it was absent when
+   * looked at — another build may have put it in place since and be linking from it.
    */
-  async obtain(
-    archive: string,
-    sha256: string,
-    mtime: number,
-    extract: (scratch: string) => Promise<ExtractedCondaPackage>,
-  ): Promise<CachedExtraction> {
+  obtain(archive: string, sha256: string, mtime: number, extract: (scratch: string) => Promise<ExtractedCondaPackage>): Promise<CachedExtraction> {
     const dir = this.#entryDir(sha256, mtime);
+    const running = this.#inflight.get(dir);
+    if (running) return running.then((got) => ({ ...got, hit: true }));
+    const obtained = this.#obtain(dir, archive, sha256, mtime, extract).finally(() => this.#inflight.delete(dir));
+    this.#inflight.set(dir, obtained);
+    return obtained;
+  }
+
+  async #obtain(dir: string, archive: string, sha256: string, mtime: number, extract: (scratch: string) => Promise<ExtractedCondaPackage>): Promise<CachedExtraction> {
     const cached = await this.#read(dir, sha256);
     if (cached) return { ...cached, hit: true, dir };
-    await rm(dir, { recursive: true, force: true });
+    if (cached === undefined) await this.#discardDamaged(dir);
     await mkdir(this.dir, { recursive: true });
     const partial = `${dir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
@@ -122,6 +130,19 @@ export class ExtractionCache {
       await rm(partial, { recursive: true, force: true });
       throw error;
     }
+  }
+
+  /** A damaged entry (there, but #read refused it) is renamed aside, then removed: its name is free for a fresh one at once. */
+  async #discardDamaged(dir: string): Promise<void> {
+    const aside = `${dir}.stale-${process.pid}-${randomBytes(4).toString('hex')}`;
+    try {
+      await rename(dir, aside);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    log('entry %s damaged: moved aside and removed', dir);
+    await rm(aside, { recursive: true, force: true });
   }
 
   /** Gives every extracted file the normalised mode and `mtime`, records their stamps and writes the manifest. */
@@ -148,10 +169,10 @@ export class ExtractionCache {
     return manifest;
   }
 
-  /** The entry's manifest when the entry is intact (every file's stamp unchanged); undefined (and a note in the log) else. */
-  async #read(dir: string, sha256: string): Promise<{ contents: ExtractedCondaPackage; md5: string } | undefined> {
+  /** The entry's manifest when the entry is intact (every file's stamp unchanged); null when there is none; undefined (and a note in the log) when it is damaged. */
+  async #read(dir: string, sha256: string): Promise<{ contents: ExtractedCondaPackage; md5: string } | null | undefined> {
     const raw = await readFile(join(dir, 'manifest.json'), 'utf8').catch(() => undefined);
-    if (raw === undefined) return undefined;
+    if (raw === undefined) return existsSync(dir) ? undefined : null;
     let manifest: Manifest;
     try {
       manifest = JSON.parse(raw) as Manifest;
@@ -198,10 +219,9 @@ export class ExtractionCache {
 /** Removes `<dir>/<name>` (an entry or a derived set, with its manifest.json) when unused too long; true when removed. */
 async function pruneOne(dir: string, name: string, now: number): Promise<boolean> {
   const path = join(dir, name);
-  const used = name.includes('.partial-')
-    ? (await stat(path).catch(() => undefined))?.mtimeMs
-    : (await stat(join(path, 'manifest.json')).catch(() => undefined))?.mtimeMs;
-  const limit = name.includes('.partial-') ? 86_400_000 : PRUNE_AFTER_DAYS * 86_400_000;
+  const leftover = /\.(partial|stale)-/.test(name);
+  const used = (await stat(leftover ? path : join(path, 'manifest.json')).catch(() => undefined))?.mtimeMs;
+  const limit = leftover ? 86_400_000 : PRUNE_AFTER_DAYS * 86_400_000;
   if (used !== undefined && now - used <= limit) return false;
   await rm(path, { recursive: true, force: true }).catch((error: unknown) => log('cannot remove %s: %s', path, errorMessage(error)));
   return true;
