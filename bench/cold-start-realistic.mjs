@@ -37,6 +37,22 @@ async function pull(ref, { emptyNode }) {
   return r.ms;
 }
 
+/**
+ * The env created at container start (bench/cold-start-bootstrap.py, run by the base image's
+ * python3): the command to run in the base image for an env at `prefix` of the locked `packages`
+ * (kind, url, filename, sha256), then `code` with the env's python. Shared with B9 (containerd).
+ */
+export async function bootstrapCommand({ prefix, pythonVersion, packages, code }) {
+  const manifest = {
+    prefix,
+    pythonVersion: pythonVersion.split('.').slice(0, 2).join('.'),
+    packages: packages.map((p) => ({ kind: p.kind, url: p.url, filename: p.filename, sha256: p.sha256 })),
+    code,
+  };
+  const bootstrap = await readFile(join(ROOT, 'bench/cold-start-bootstrap.py'), 'utf8');
+  return ['python3', '-c', bootstrap, JSON.stringify(manifest)];
+}
+
 export async function coldStartRealistic(args, defer, { services, base, dir }) {
   const corpus = await startRealisticCorpus({ port: Number(args.port), services });
   defer(() => corpus.close());
@@ -68,17 +84,16 @@ export async function coldStartRealistic(args, defer, { services, base, dir }) {
   const { readLockFile } = await import(join(ROOT, 'packages/core/dist/index.js'));
   const lockFile = await readLockFile(join(project, 'flow.prebuilt.lock'));
   const lock = lockFile.envs[lockFile.steps.start['linux-64']];
-  const manifest = {
+  const bootstrap = await bootstrapCommand({
     prefix: builds[0].python.replace(/\/bin\/python$/, ''),
-    pythonVersion: lock.pythonVersion.split('.').slice(0, 2).join('.'),
-    packages: lock.packages.map((p) => ({ kind: p.kind, url: p.url, filename: p.filename, sha256: p.sha256 })),
+    pythonVersion: lock.pythonVersion,
+    packages: lock.packages,
     code: CODE,
-  };
-  const bootstrap = await readFile(join(ROOT, 'bench/cold-start-bootstrap.py'), 'utf8');
+  });
 
   const variants = [
     ...builds.map((b) => ({ name: b.name, image: b.image, args: [b.image, b.python, '-u', '-c', CODE], expect: 'step: ' })),
-    { name: 'bootstrap (env created at start)', image: base, args: [base, 'python3', '-c', bootstrap, JSON.stringify(manifest)], expect: 'step: ' },
+    { name: 'bootstrap (env created at start)', image: base, args: [base, ...bootstrap], expect: 'step: ' },
     { name: 'floor (base, python3 -c pass)', image: base, args: [base, 'python3', '-c', 'print(1)'], expect: '1' },
   ];
   const prepare = {

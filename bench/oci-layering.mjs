@@ -15,10 +15,15 @@
  *   first line after `import pandas, sklearn`; containerd (a private instance) — `ctr images pull` +
  *   `ctr run`, same command. Runs interleaved.
  * - B2 lazy (when containerd-stargz-grpc is installed: scripts/build-stargz-grpc.sh): the grouped
- *   eStargz image, `ctr-remote images rpull` + `ctr-remote run --snapshotter stargz` against the same
- *   image pulled fully (`ctr images pull` + `ctr run`), with the bytes the registry sent (a TCP proxy).
+ *   image as eStargz in three prefetch orders (`off`; `static`, the default; `profile`, recorded by
+ *   running the `off` image once with the oci package's PREFETCH_RECORDER_PY), with containerd, base
+ *   cached and empty node: `ctr-remote images rpull` + `ctr-remote run --snapshotter stargz` without
+ *   prefetch (the `off` image) and with it (static, profile; the snapshotter's default config), the
+ *   `off` image pulled fully (`ctr images pull` + `ctr run`), and the env created at start on the
+ *   base (bench/cold-start-realistic.mjs's bootstrap, served by the realistic corpus), with the
+ *   bytes the registry sent (a TCP proxy) and the load average.
  *
- *   node bench/oci-layering.mjs [--runs 2] [--json]
+ *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--json]
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -26,7 +31,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT, alternate, benchArgs, countingProxy, fail, firstLine, fmtBytes, fmtStats, loadServices, machine, main, median, output, ratio, stats } from './lib.mjs';
+import { loadavg } from 'node:os';
+import { ROOT, alternate, benchArgs, countingProxy, fail, firstLine, fmtBytes, fmtMs, fmtStats, loadServices, machine, main, median, output, ratio, stats } from './lib.mjs';
+import { bootstrapCommand } from './cold-start-realistic.mjs';
+import { startRealisticCorpus } from './realistic.mjs';
 
 const exec = promisify(execFile);
 const PY = '/opt/prebuilt/envs/bench/bin/python';
@@ -101,7 +109,15 @@ function firstLineOf(cmd, args, expect) {
   });
 }
 
-async function startContainerd(dir, stargz) {
+/** Snapshotter configs (config.toml of containerd-stargz-grpc) of the lazy variants. */
+const STARGZ_CONFIGS = {
+  // Only what the task reads, file by file.
+  noprefetch: 'noprefetch = true\nno_background_fetch = true\nno_prometheus = true\n',
+  // The snapshotter's defaults (prefetch up to the landmark, then the rest in the background), with room for the prefetch on a loaded machine.
+  prefetch: 'prefetch_timeout_sec = 30\nno_prometheus = true\n',
+};
+
+async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.noprefetch) {
   await mkdir(join(dir, 'root'), { recursive: true });
   const sock = join(dir, 'containerd.sock');
   const conf = ['version = 2', `root = "${dir}/root"`, `state = "${dir}/state"`, 'disabled_plugins = ["io.containerd.grpc.v1.cri"]', '[grpc]', `  address = "${sock}"`, '[ttrpc]', `  address = "${sock}.ttrpc"`];
@@ -109,7 +125,7 @@ async function startContainerd(dir, stargz) {
   await writeFile(join(dir, 'config.toml'), `${conf.join('\n')}\n`);
   const procs = [spawn('containerd', ['-c', join(dir, 'config.toml')], { stdio: 'ignore' })];
   if (stargz) {
-    await writeFile(join(dir, 'stargz.toml'), 'noprefetch = true\nno_background_fetch = true\nno_prometheus = true\n');
+    await writeFile(join(dir, 'stargz.toml'), stargzConfig);
     procs.push(spawn('containerd-stargz-grpc', ['--address', `${dir}/stargz.sock`, '--root', `${dir}/sroot`, '--config', `${dir}/stargz.toml`], { stdio: 'ignore' }));
   }
   for (let i = 0; i < 100; i++) {
@@ -126,7 +142,7 @@ async function startContainerd(dir, stargz) {
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false } });
   const services = loadServices();
   const { ctx, changed } = await contexts();
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
@@ -142,8 +158,18 @@ async function main_(onCleanup) {
     if (!result.ok) throw new Error(`build failed: ${result.reason}`);
     return { ms: ms(t0), bytes: summary.bytesSent, layers: summary.layers.length, uploaded: summary.layers.filter((l) => l.status === 'uploaded').length };
   };
+  const setup = { args, services, ctx, changed, base, host, build, cacheRoot, oci, onCleanup };
+  const policies = args['lazy-only'] ? undefined : await policiesBench(setup);
+  const haveStargz = await exec('sh', ['-c', 'command -v containerd-stargz-grpc && command -v ctr-remote']).then(() => true, () => false);
+  const b2lazy = haveStargz ? await lazyBench(setup) : undefined;
+  const result = { bench: 'oci-layering', machine: machine(), loadAverage: loadavg(), ...(policies?.result ?? {}), b2lazy };
+  const lines = [`B9 layering policies and eStargz, realistic env (${ctx})`, ...(policies?.lines ?? []), ...(b2lazy ? lazyLines(b2lazy) : ['  B2 lazy: skipped (containerd-stargz-grpc or ctr-remote missing: bash scripts/build-stargz-grpc.sh)'])];
+  lines.push(`  load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  output(args, result, lines);
+}
 
-  // B3: first build and one-package rebuild per policy.
+/** B3 and B2 (Docker, containerd) of each layering policy. */
+async function policiesBench({ args, services, ctx, changed, base, host, build, onCleanup }) {
   const b3 = {};
   const tags = {};
   for (const policy of POLICIES) {
@@ -154,9 +180,6 @@ async function main_(onCleanup) {
     const rebuild = await build(env, changed, `${repo}:b`, policy);
     b3[policy] = { first, rebuild, bytesShare: rebuild.bytes / first.bytes };
   }
-  const esgzTag = `${host}/prebuilt-bench/oci-layering-estargz-${randomBytes(4).toString('hex')}:a`;
-  const esgz = await build({ METAFLOW_PREBUILT_OCI_LAYERS: 'grouped', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz' }, ctx, esgzTag, 'estargz');
-
   // B2, Docker: base cached, env image not.
   await exec('docker', ['pull', base]);
   const dockerRun = (tag) => async () => {
@@ -170,70 +193,157 @@ async function main_(onCleanup) {
   };
   const dockerSamples = await alternate(args.runs, ...POLICIES.map((p) => dockerRun(tags[p])));
   const b2docker = Object.fromEntries(POLICIES.map((p, i) => [p, summarize(dockerSamples[i])]));
-
   // B2, containerd (overlayfs): base pulled once, env image pulled and run per sample.
   const cd = await startContainerd(await mkdtemp('/tmp/prebuilt-bench-containerd-'), false);
   onCleanup(cd.stop);
   await exec('ctr', ['-a', cd.sock, 'images', 'pull', '--plain-http', base], { maxBuffer: 1 << 26 });
-  let n = 0;
-  const ctrRun = (tag, snapshotter = []) => async () => {
-    await exec('ctr', ['-a', cd.sock, 'images', 'rm', '--sync', tag]).catch(() => undefined);
-    const t0 = performance.now();
-    await exec('ctr', ['-a', cd.sock, 'images', 'pull', '--plain-http', tag], { maxBuffer: 1 << 26 });
-    const pull = ms(t0);
-    const run = await firstLineOf('ctr', ['-a', cd.sock, 'run', '--rm', '--net-host', ...snapshotter, tag, `b9-${process.pid}-${n++}`, PY, '-c', CODE], 'ok');
-    return { pull, run, total: pull + run };
-  };
-  const ctrSamples = await alternate(args.runs, ...POLICIES.map((p) => ctrRun(tags[p])));
+  const ctrSamples = await alternate(args.runs, ...POLICIES.map((p) => ctrPullRun(cd.sock, tags[p])));
   const b2containerd = Object.fromEntries(POLICIES.map((p, i) => [p, summarize(ctrSamples[i])]));
-
-  // B2, lazy: the grouped eStargz image through a counting proxy, rpull (stargz) vs full pull (overlayfs).
-  let b2lazy;
-  const haveStargz = await exec('sh', ['-c', 'command -v containerd-stargz-grpc && command -v ctr-remote']).then(() => true, () => false);
-  if (haveStargz) {
-    const proxy = await countingProxy(host);
-    onCleanup(proxy.close);
-    const proxied = esgzTag.replace(host, proxy.host);
-    // A fresh node per sample (the snapshotter caches what it fetched): base rpulled untimed.
-    const lazy = async () => {
-      const sz = await startContainerd(await mkdtemp('/tmp/prebuilt-bench-stargz-'), true);
-      try {
-        await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', base], { maxBuffer: 1 << 26 });
-        proxy.state.received = 0;
-        const t0 = performance.now();
-        await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', proxied], { maxBuffer: 1 << 26 });
-        const pull = ms(t0);
-        const run = await firstLineOf('ctr-remote', ['-a', sz.sock, 'run', '--rm', '--net-host', '--snapshotter', 'stargz', proxied, `b9l-${process.pid}-${n++}`, PY, '-c', CODE], 'ok');
-        return { pull, run, total: pull + run, fetched: proxy.state.received };
-      } finally {
-        await sz.stop();
-      }
-    };
-    const full = async () => {
-      await exec('ctr', ['-a', cd.sock, 'images', 'rm', '--sync', proxied]).catch(() => undefined);
-      proxy.state.received = 0;
-      const r = await ctrRun(proxied)();
-      return { ...r, fetched: proxy.state.received };
-    };
-    const [l, f] = await alternate(args.runs, lazy, full);
-    b2lazy = { lazy: summarize(l), full: summarize(f), estargzBytes: esgz.bytes };
-  }
-
-  const result = { bench: 'oci-layering', machine: machine(), b3, estargzFirstBuild: esgz, b2docker, b2containerd, b2lazy };
   const lines = [
-    `B9 layering policies, realistic env (${ctx})`,
     ...POLICIES.map((p) => `  B3 ${p.padEnd(12)} ${b3[p].first.layers} layers; first ${fmtBytes(b3[p].first.bytes)} in ${(b3[p].first.ms / 1000).toFixed(1)} s; one-package rebuild ${fmtBytes(b3[p].rebuild.bytes)} (${(b3[p].bytesShare * 100).toFixed(2)} %) in ${(b3[p].rebuild.ms / 1000).toFixed(1)} s`),
     ...POLICIES.map((p) => `  B2 docker ${p.padEnd(12)} total ${fmtStats(b2docker[p].total)}; pull ${fmtStats(b2docker[p].pull)}`),
     ...POLICIES.map((p) => `  B2 ctr    ${p.padEnd(12)} total ${fmtStats(b2containerd[p].total)}; pull ${fmtStats(b2containerd[p].pull)}`),
     `  ratios to per-package (docker / ctr): grouped ${ratio(b2docker.grouped.total.median, b2docker['per-package'].total.median)} / ${ratio(b2containerd.grouped.total.median, b2containerd['per-package'].total.median)}; single ${ratio(b2docker.single.total.median, b2docker['per-package'].total.median)} / ${ratio(b2containerd.single.total.median, b2containerd['per-package'].total.median)}`,
-    ...(b2lazy
-      ? [
-          `  B2 lazy (eStargz, grouped) rpull+run ${fmtStats(b2lazy.lazy.total)}, fetched ${fmtBytes(b2lazy.lazy.fetched.median)}`,
-          `  B2 full (same image) pull+run  ${fmtStats(b2lazy.full.total)}, fetched ${fmtBytes(b2lazy.full.fetched.median)}; lazy/full ${ratio(b2lazy.lazy.total.median, b2lazy.full.total.median)}`,
-        ]
-      : ['  B2 lazy: skipped (containerd-stargz-grpc or ctr-remote missing: bash scripts/build-stargz-grpc.sh)']),
   ];
-  output(args, result, lines);
+  return { result: { b3, b2docker, b2containerd }, lines };
+}
+
+let runCount = 0;
+const runName = () => `b9-${process.pid}-${runCount++}`;
+
+/** `ctr images pull` + `ctr run` of `tag` on the containerd at `sock` (the image removed first). */
+function ctrPullRun(sock, tag) {
+  return async () => {
+    await exec('ctr', ['-a', sock, 'images', 'rm', '--sync', tag]).catch(() => undefined);
+    const t0 = performance.now();
+    await exec('ctr', ['-a', sock, 'images', 'pull', '--plain-http', tag], { maxBuffer: 1 << 26 });
+    const pull = ms(t0);
+    const run = await firstLineOf('ctr', ['-a', sock, 'run', '--rm', '--net-host', tag, runName(), PY, '-c', CODE], 'ok');
+    return { pull, run, total: pull + run };
+  };
+}
+
+/**
+ * The grouped image as eStargz in three prefetch orders — `off` (no landmark), `static` (the
+ * default) and `profile` (recorded by running the `off` image once with PREFETCH_RECORDER_PY) —
+ * with the bytes of the task's files each puts before its landmark.
+ */
+async function estargzImages({ host, ctx, build, cacheRoot, oci }) {
+  const repo = `${host}/prebuilt-bench/oci-layering-estargz-${randomBytes(4).toString('hex')}`;
+  const env = (prefetch) => ({ METAFLOW_PREBUILT_OCI_LAYERS: 'grouped', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_PREFETCH: prefetch });
+  const off = await build(env('off'), ctx, `${repo}:off`, 'estargz-off');
+  await exec('docker', ['pull', `${repo}:off`], { maxBuffer: 1 << 24 });
+  const recorded = await exec('docker', ['run', '--rm', '--network=host', `${repo}:off`, PY, '-c', oci.PREFETCH_RECORDER_PY, CODE], { maxBuffer: 1 << 26 });
+  await exec('docker', ['rmi', '-f', `${repo}:off`]).catch(() => undefined);
+  const profile = join(cacheRoot, 'prefetch-profile.txt');
+  await writeFile(profile, recorded.stdout);
+  const statics = await build(env('static'), ctx, `${repo}:static`, 'estargz-static');
+  const profiled = await build(env(profile), ctx, `${repo}:profile`, 'estargz-profile');
+  const files = recorded.stdout.split('\n').filter((l) => l.startsWith('/opt/prebuilt/envs/bench/'));
+  const bytesOf = async (paths) => (await Promise.all(paths.map((p) => exec('stat', ['-c', '%s', join(ctx, 'prefix', p.slice('/opt/prebuilt/envs/bench/'.length))]).then((r) => Number(r.stdout), () => 0)))).reduce((a, b) => a + b, 0);
+  const readBytes = await bytesOf(files);
+  const staticFiles = (await exec('find', [join(ctx, 'prefix'), '-type', 'f', '-printf', '%P\t%s\n'], { maxBuffer: 1 << 26 })).stdout.split('\n').filter(Boolean).map((l) => l.split('\t'));
+  const staticBytes = staticFiles.filter(([p]) => oci.isStaticPrefetch(`opt/prebuilt/envs/bench/${p}`)).reduce((a, [, n]) => a + Number(n), 0);
+  const staticRead = await bytesOf(files.filter((f) => oci.isStaticPrefetch(f.slice(1))));
+  const envBytes = staticFiles.reduce((a, [, n]) => a + Number(n), 0);
+  return {
+    tags: { off: `${repo}:off`, static: `${repo}:static`, profile: `${repo}:profile` },
+    builds: { off, static: statics, profile: profiled },
+    selection: { envBytes, profileFiles: files.length, profileBytes: readBytes, staticBytes, staticCoversOfProfile: staticRead / readBytes },
+  };
+}
+/**
+ * The packages of the context's prefix-layers.json as the realistic corpus serves them (url,
+ * sha256), for the env created at start (bench/cold-start-realistic.mjs's bootstrap).
+ */
+async function bootstrapFor({ ctx, services, onCleanup }) {
+  const corpus = await startRealisticCorpus({ port: 0, services });
+  onCleanup(() => corpus.close());
+  const layers = JSON.parse(await readFile(join(ctx, 'prefix-layers.json'), 'utf8'));
+  const byName = new Map(corpus.corpus.channel.artifacts.map((a) => [a.filename, a]));
+  const packages = layers.packages.map((p) => {
+    const a = byName.get(p.filename) ?? fail(`the realistic corpus has no ${p.filename}: the cached context is of another corpus`);
+    return { kind: p.kind, filename: p.filename, sha256: p.sha256, url: `${corpus.channelUrl}/${a.subdir}/${p.filename}` };
+  });
+  return bootstrapCommand({ prefix: '/opt/prebuilt/envs/bench', pythonVersion: corpus.summary.python, packages, code: CODE });
+}
+
+/**
+ * B2 with containerd, base cached and empty node, side by side: the eStargz image pulled fully
+ * (`ctr images pull` + `run`, overlayfs), lazily without prefetch, lazily with prefetch (static and
+ * profile orders; the snapshotter's default config), and the env created at start on the base.
+ * Lazy samples each on a fresh containerd + snapshotter; bytes the registry sent counted by a proxy.
+ */
+async function lazyBench(setup) {
+  const { args, base, host, onCleanup } = setup;
+  const images = await estargzImages(setup);
+  const bootstrap = await bootstrapFor(setup);
+  const proxy = await countingProxy(host);
+  onCleanup(proxy.close);
+  const proxied = (tag) => tag.replace(host, proxy.host);
+  const cd = await startContainerd(await mkdtemp('/tmp/prebuilt-bench-containerd-'), false);
+  onCleanup(cd.stop);
+  const ctr = (...a) => exec('ctr', ['-a', cd.sock, ...a], { maxBuffer: 1 << 26 });
+  const baseOnNode = async (present) => (present ? ctr('images', 'pull', '--plain-http', base) : ctr('images', 'rm', '--sync', base).catch(() => undefined));
+  const lazy = (tag, config) => async (emptyNode) => {
+    const sz = await startContainerd(await mkdtemp('/tmp/prebuilt-bench-stargz-'), true, STARGZ_CONFIGS[config]);
+    try {
+      if (!emptyNode) await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', base], { maxBuffer: 1 << 26 });
+      proxy.state.received = 0;
+      const t0 = performance.now();
+      await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', proxied(tag)], { maxBuffer: 1 << 26 });
+      const pull = ms(t0);
+      const run = await firstLineOf('ctr-remote', ['-a', sz.sock, 'run', '--rm', '--net-host', '--snapshotter', 'stargz', proxied(tag), runName(), PY, '-c', CODE], 'ok');
+      return { pull, run, total: pull + run, fetched: proxy.state.received };
+    } finally {
+      await sz.stop();
+    }
+  };
+  const full = async (emptyNode) => {
+    await ctr('images', 'rm', '--sync', proxied(images.tags.off)).catch(() => undefined);
+    await baseOnNode(!emptyNode);
+    proxy.state.received = 0;
+    return { ...(await ctrPullRun(cd.sock, proxied(images.tags.off))()), fetched: proxy.state.received };
+  };
+  const atStart = async (emptyNode) => {
+    await baseOnNode(!emptyNode);
+    const t0 = performance.now();
+    if (emptyNode) await ctr('images', 'pull', '--plain-http', base);
+    const pull = ms(t0);
+    const run = await firstLineOf('ctr', ['-a', cd.sock, 'run', '--rm', '--net-host', base, runName(), ...bootstrap], 'ok');
+    return { pull, run, total: pull + run };
+  };
+  const variants = {
+    'env created at start': atStart,
+    'full pull (ctr, overlayfs)': full,
+    'lazy, no prefetch': lazy(images.tags.off, 'noprefetch'),
+    'lazy + prefetch (static)': lazy(images.tags.static, 'prefetch'),
+    'lazy + prefetch (profile)': lazy(images.tags.profile, 'prefetch'),
+  };
+  const scenarios = {};
+  for (const [scenario, emptyNode] of [['a base cached', false], ['b empty node', true]]) {
+    const samples = await alternate(args.runs, ...Object.values(variants).map((fn) => () => fn(emptyNode)));
+    scenarios[scenario] = Object.fromEntries(Object.keys(variants).map((name, i) => [name, summarize(samples[i])]));
+    process.stderr.write(`[b9] lazy scenario ${scenario} done (load ${loadavg()[0].toFixed(1)})\n`);
+  }
+  return { images: { builds: images.builds, selection: images.selection }, scenarios };
+}
+
+function lazyLines(b2lazy) {
+  const { selection: sel, builds } = b2lazy.images;
+  const lines = [
+    `  eStargz images (grouped): off ${fmtBytes(builds.off.bytes)}, static ${fmtBytes(builds.static.bytes)}, profile ${fmtBytes(builds.profile.bytes)}`,
+    `  prefetch selection: env ${fmtBytes(sel.envBytes)}; profile ${sel.profileFiles} files ${fmtBytes(sel.profileBytes)}; static ${fmtBytes(sel.staticBytes)}, covering ${(sel.staticCoversOfProfile * 100).toFixed(0)} % of the profile's bytes`,
+  ];
+  for (const [scenario, figures] of Object.entries(b2lazy.scenarios)) {
+    const atStart = figures['env created at start'].total.median;
+    lines.push(`  B2 containerd (${scenario})`);
+    for (const [name, f] of Object.entries(figures)) {
+      const fetched = f.fetched ? `, fetched ${fmtBytes(f.fetched.median)}` : '';
+      lines.push(`    ${name.padEnd(28)} total ${fmtStats(f.total)}; pull ${fmtMs(f.pull.median)}, run ${fmtMs(f.run.median)}${fetched}; ×${ratio(f.total.median, atStart)} of env at start`);
+    }
+  }
+  return lines;
 }
 
 function summarize(samples) {

@@ -12,9 +12,19 @@ export {
 } from './oci-build-service.js';
 export { pushImageIndex, type ImageIndexEntry, type PushImageIndexOptions, type PushedIndex } from './image-index.js';
 export { parseDockerfile, SUPPORTED_INSTRUCTIONS, type Instruction, type ParseResult } from './dockerfile.js';
-export { buildLayer, tarLayer, layerDiffId, writeLayer, deterministicGzip, type BuiltLayer, type LayerEntry, type WrittenLayer } from './layer.js';
+export { buildLayer, tarLayer, layerDiffId, writeLayer, deterministicGzip, type BuiltLayer, type LayerEntry, type TarOptions, type WrittenLayer } from './layer.js';
 export { LAYER_COMPRESSIONS, LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, layerCompressor, type LayerCompression } from './layer-codec.js';
 export { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
+export {
+  NO_PREFETCH_LANDMARK,
+  PREFETCH_ENV,
+  PREFETCH_LANDMARK,
+  PREFETCH_RECORDER_PY,
+  isStaticPrefetch,
+  parsePrefetchProfile,
+  prefetchOrder,
+  type EstargzPrefetch,
+} from './estargz-prefetch.js';
 export { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 export { LayerCache, defaultLayerCacheDir, type CompressedLayer } from './layer-cache.js';
 

@@ -7,6 +7,7 @@ import { pack } from 'tar-stream';
 import { addTarTreeEntry, CancelledError, compareBytes, sha256Tap } from '@prebuilt/core/backend';
 import { availableParallelism } from 'node:os';
 import { estargzStream, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
+import { prefetchOrder, type EstargzPrefetch } from './estargz-prefetch.js';
 import { deterministicGzipStream, layerCompressor, type LayerCompression } from './layer-codec.js';
 
 /** One entry of a layer: where it goes in the image and where its content comes from. */
@@ -18,6 +19,8 @@ export interface LayerEntry {
   source?: string;
   /** Permission bits on the host; normalised to 0755/0644 (directories 0755). */
   mode?: number;
+  /** A file's content, instead of `source` (the eStargz prefetch landmark). */
+  content?: Uint8Array;
 }
 
 export interface BuiltLayer {
@@ -48,6 +51,14 @@ export function completeEntries(entries: readonly LayerEntry[]): LayerEntry[] {
     byPath.set(entry.path, entry);
   }
   return [...byPath.values()].sort((a, b) => compareBytes(a.path, b.path));
+}
+
+/** How a layer's tar is written: the mtime of every entry, cancellation, and (eStargz layers) the prefetch order. */
+export interface TarOptions {
+  mtime?: number;
+  signal?: AbortSignal;
+  /** Entries in eStargz prefetch order (prioritized files, landmark, rest); default bytewise. */
+  prefetch?: EstargzPrefetch;
 }
 
 /**
@@ -89,7 +100,7 @@ export async function buildLayer(entries: readonly LayerEntry[], options: { mtim
 }
 
 /** The uncompressed tar of a layer and its diff_id (see {@link buildLayer}), in memory. */
-export async function tarLayer(entries: readonly LayerEntry[], options: { mtime?: number; signal?: AbortSignal } = {}): Promise<{ tar: Buffer; diffId: string; entries: number }> {
+export async function tarLayer(entries: readonly LayerEntry[], options: TarOptions = {}): Promise<{ tar: Buffer; diffId: string; entries: number }> {
   const parts: Buffer[] = [];
   const hash = createHash('sha256');
   const tap = new Writable({
@@ -104,7 +115,7 @@ export async function tarLayer(entries: readonly LayerEntry[], options: { mtime?
 }
 
 /** sha256 of the uncompressed tar only (reads the files, compresses nothing): a layer's diff_id. */
-export async function layerDiffId(entries: readonly LayerEntry[], options: { mtime?: number; signal?: AbortSignal } = {}): Promise<{ diffId: string; tarSize: number; entries: number }> {
+export async function layerDiffId(entries: readonly LayerEntry[], options: TarOptions = {}): Promise<{ diffId: string; tarSize: number; entries: number }> {
   const tap = hashTap();
   const { entries: count } = await streamTar(entries, [tap.stream, discard()], options);
   return { diffId: tap.digest(), tarSize: tap.size(), entries: count };
@@ -136,13 +147,16 @@ export interface WrittenLayer {
 export async function writeLayer(
   entries: readonly LayerEntry[],
   file: string,
-  options: { compression: LayerCompression; mtime?: number; signal?: AbortSignal },
+  options: TarOptions & { compression: LayerCompression },
 ): Promise<WrittenLayer> {
   const tar = hashTap();
   const blob = hashTap();
   const esgz = options.compression === 'estargz' ? estargzStream(availableParallelism()) : undefined;
   const compressor = esgz ? [esgz.stream] : layerCompressor(options.compression);
-  const { entries: count } = await streamTar(entries, [tar.stream, ...compressor, blob.stream, createWriteStream(file)], options);
+  // Only an eStargz layer has a prefetch order; any other keeps the plain one.
+  const { prefetch, ...plain } = options;
+  const tarOptions = esgz && prefetch ? { ...plain, prefetch } : plain;
+  const { entries: count } = await streamTar(entries, [tar.stream, ...compressor, blob.stream, createWriteStream(file)], tarOptions);
   const tarDigest = tar.digest();
   const written = { digest: blob.digest(), size: blob.size(), diffId: tarDigest, tarDigest, tarSize: tar.size(), entries: count, file };
   if (!esgz) return written;
@@ -171,16 +185,16 @@ function discard(): Writable {
 async function streamTar(
   entries: readonly LayerEntry[],
   stages: (Transform | Writable)[],
-  options: { mtime?: number; signal?: AbortSignal },
+  options: TarOptions,
 ): Promise<{ entries: number }> {
   const { signal } = options;
   const mtime = new Date((options.mtime ?? 0) * 1000);
-  const items = completeEntries(entries);
+  const items = options.prefetch ? prefetchOrder(entries, options.prefetch) : completeEntries(entries);
   const tar = pack();
   const produce = async (): Promise<void> => {
     for (const item of items) {
       if (signal?.aborted) throw new CancelledError('Building the image layers was cancelled.', { cause: signal.reason });
-      await addTarTreeEntry(tar, { name: item.path, kind: item.kind, mode: item.mode, source: item.source }, mtime);
+      await addTarTreeEntry(tar, { name: item.path, kind: item.kind, mode: item.mode, source: item.source, content: item.content }, mtime);
     }
     tar.finalize();
   };

@@ -39,6 +39,7 @@ import { LAYER_COMPRESSIONS, LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, type LayerCo
 import { LayerCache, defaultLayerCacheDir } from './layer-cache.js';
 import { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 import { layerDiffId, writeLayer } from './layer.js';
+import { PREFETCH_ENV, prefetchSetting, type EstargzPrefetch } from './estargz-prefetch.js';
 
 const log = createLogger('oci');
 
@@ -54,6 +55,8 @@ export const OCI_ENV = {
   layerCompression: 'METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION',
   /** `grouped` (default), `per-package` or `single`: how the env prefix is cut into layers. */
   layers: 'METAFLOW_PREBUILT_OCI_LAYERS',
+  /** eStargz layers only: `static` (default), `off`, or a recorded profile file: which files go first, for the snapshotter's prefetch. */
+  prefetch: PREFETCH_ENV,
 } as const;
 
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
@@ -104,6 +107,13 @@ export interface OciBuildServiceOptions {
    * (one layer). Env METAFLOW_PREBUILT_OCI_LAYERS.
    */
   layers?: LayeringPolicy;
+  /**
+   * eStargz layers only: which files go first in each layer, before the `.prefetch.landmark` the
+   * stargz snapshotter prefetches up to — `static` (default: the interpreter, packages' `__init__`
+   * files and every shared object), `off` (no reordering, no landmark), or the path of a profile
+   * recorded by running the task once (one image path per line). Env METAFLOW_PREBUILT_OCI_PREFETCH.
+   */
+  prefetch?: string;
   /** Layers compressed at once (each on the libuv thread pool). Default: the number of cores. */
   parallelLayers?: number;
   /** Receives what each successful push cost. */
@@ -136,6 +146,8 @@ export interface OciSettings {
   sourceDateEpoch: number;
   layerCompression: LayerCompression;
   layers: LayeringPolicy;
+  /** The prefetch order of eStargz layers (`off` for the other compressions). */
+  prefetch: EstargzPrefetch;
 }
 
 /** A setting with a fixed set of values (case and spaces ignored): the option, else the env var, else the default. */
@@ -161,12 +173,15 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
       hint: `Set ${OCI_ENV.chunkSize} (or the option 'chunkSize') to a number of bytes, e.g. 8388608.`,
     });
   }
+  const layerCompression = choiceSetting(options.layerCompression, env, { envVar: OCI_ENV.layerCompression, option: 'layerCompression', description: 'layer compression', choices: LAYER_COMPRESSIONS });
+  const rawPrefetch = options.prefetch ?? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.prefetch, option: 'prefetch', description: 'eStargz prefetch', env });
   return {
     chunkSize,
+    layerCompression,
+    prefetch: layerCompression === 'estargz' ? prefetchSetting(rawPrefetch) : { mode: 'off' },
     insecureRegistries: list(options.insecureRegistries, OCI_ENV.insecureRegistries, 'insecureRegistries', env),
     mountFrom: list(options.mountFrom, OCI_ENV.mountFrom, 'mountFrom', env),
     sourceDateEpoch: epochSetting(options.sourceDateEpoch, env),
-    layerCompression: choiceSetting(options.layerCompression, env, { envVar: OCI_ENV.layerCompression, option: 'layerCompression', description: 'layer compression', choices: LAYER_COMPRESSIONS }),
     layers: choiceSetting(options.layers, env, { envVar: OCI_ENV.layers, option: 'layers', description: 'layering policy', choices: LAYERING_POLICIES }),
   };
 }
@@ -341,14 +356,21 @@ interface LayerJob {
   signal: AbortSignal;
 }
 
+/** What of the prefetch choice a layer's content key adds: nothing without one (gzip, zstd, eStargz `off`). */
+function prefetchKey(prefetch: EstargzPrefetch): string {
+  if (prefetch.mode === 'off') return '';
+  return prefetch.mode === 'static' ? '\0prefetch:static' : `\0prefetch:${createHash('sha256').update(prefetch.paths.join('\n')).digest('hex')}`;
+}
+
 /** One layer: found (same diff_id compressed before, and the registry has it), or written and uploaded. */
 async function buildOneLayer(run: BuildRun, push: PushTarget, job: LayerJob): Promise<DoneLayer> {
   const { client, cache, settings } = run;
   const { planned, signal } = job;
   const label = `layer ${job.i + 1}/${job.count} ${planned.name}`;
-  const tarOptions = { mtime: settings.sourceDateEpoch, signal };
-  // The layer's tar also depends on the mtime it gives its entries.
-  const contentKey = planned.contentKey ? `sha256:${createHash('sha256').update(`${planned.contentKey}\0${settings.sourceDateEpoch}`).digest('hex')}` : undefined;
+  const tarOptions = { mtime: settings.sourceDateEpoch, signal, ...(settings.prefetch.mode === 'off' ? {} : { prefetch: settings.prefetch }) };
+  // The layer's tar also depends on the mtime it gives its entries, and an eStargz layer's on its prefetch order.
+  const keyed = `${planned.contentKey}\0${settings.sourceDateEpoch}${prefetchKey(settings.prefetch)}`;
+  const contentKey = planned.contentKey ? `sha256:${createHash('sha256').update(keyed).digest('hex')}` : undefined;
   if (contentKey) {
     // Same packages' content as a layer built before: reused without reading a file, when the registry has its blob.
     const known = await cache.getByContent(contentKey);

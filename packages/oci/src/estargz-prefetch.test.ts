@@ -1,0 +1,157 @@
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '@prebuilt/core/backend';
+import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, isStaticPrefetch, parsePrefetchProfile, prefetchOrder, prefetchSetting } from './estargz-prefetch.js';
+import { completeEntries, layerDiffId, writeLayer, type LayerEntry } from './layer.js';
+import { ociSettings } from './oci-build-service.js';
+import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
+
+const ENV = 'opt/prebuilt/envs/x';
+const SITE = `${ENV}/lib/python3.11/site-packages`;
+
+function listTar(tar: Buffer): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('tar', ['-t'], { encoding: 'utf8', maxBuffer: 1 << 24 }, (error, stdout) => (error ? reject(error) : resolve(stdout.trim().split('\n'))));
+    child.stdin!.end(tar);
+  });
+}
+
+describe('eStargz prefetch: which files and in which order', () => {
+  it('static: the interpreter, libpython, packages\' __init__ files and pycs, and shared objects — not other modules or data', () => {
+    for (const path of [`${ENV}/bin/python3`, `${ENV}/bin/python3.11`, `${ENV}/lib/libpython3.11.so.1.0`, `${SITE}/numpy/__init__.py`, `${SITE}/numpy/core/__pycache__/__init__.cpython-311.pyc`, `${SITE}/numpy/core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so`, `${ENV}/lib/libopenblas.so.0`]) {
+      expect(isStaticPrefetch(path), path).toBe(true);
+    }
+    for (const path of [`${SITE}/numpy/linalg.py`, `${SITE}/numpy/__pycache__/version.cpython-311.pyc`, `${ENV}/share/doc/README`, `${ENV}/bin/pip`, `${SITE}/pkg/so.txt`, `${SITE}/my__init__.py`]) {
+      expect(isStaticPrefetch(path), path).toBe(false);
+    }
+  });
+
+  it('prioritized files first, each after its missing parent directories, then .prefetch.landmark, then the rest bytewise', () => {
+    const entries: LayerEntry[] = [
+      { path: `${SITE}/b/data.txt`, kind: 'file', source: '/x' },
+      { path: `${SITE}/b/__init__.py`, kind: 'file', source: '/x' },
+      { path: `${SITE}/a/_ext.so`, kind: 'file', source: '/x' },
+      { path: `${SITE}/a/mod.py`, kind: 'file', source: '/x' },
+    ];
+    const order = prefetchOrder(entries, { mode: 'static' }).map((e) => e.path);
+    const dirs = ['opt', 'opt/prebuilt', 'opt/prebuilt/envs', ENV, `${ENV}/lib`, `${ENV}/lib/python3.11`, SITE];
+    expect(order).toEqual([...dirs, `${SITE}/a`, `${SITE}/a/_ext.so`, `${SITE}/b`, `${SITE}/b/__init__.py`, PREFETCH_LANDMARK, `${SITE}/a/mod.py`, `${SITE}/b/data.txt`]);
+    // Every entry once, nothing lost.
+    expect([...order].filter((p) => p !== PREFETCH_LANDMARK).sort()).toEqual(completeEntries(entries).map((e) => e.path).sort());
+  });
+
+  it('a profile keeps its order and skips paths the layer lacks; a layer none of whose files is prioritized gets .no.prefetch.landmark; off keeps the plain order', () => {
+    const entries: LayerEntry[] = [
+      { path: 'a/one.py', kind: 'file', source: '/x' },
+      { path: 'a/two.py', kind: 'file', source: '/x' },
+      { path: 'c/three.py', kind: 'file', source: '/x' },
+    ];
+    const profile = prefetchOrder(entries, { mode: 'profile', paths: ['c/three.py', 'usr/lib/libc.so.6', 'a/two.py'] }).map((e) => e.path);
+    expect(profile).toEqual(['c', 'c/three.py', 'a', 'a/two.py', PREFETCH_LANDMARK, 'a/one.py']);
+    const none = prefetchOrder(entries, { mode: 'static' });
+    expect(none[0]).toMatchObject({ path: NO_PREFETCH_LANDMARK, kind: 'file' });
+    expect(Buffer.from(none[0]!.content!)).toEqual(Buffer.of(0x0f));
+    expect(none.slice(1)).toEqual(completeEntries(entries));
+    expect(prefetchOrder(entries, { mode: 'off' })).toEqual(completeEntries(entries));
+    // A landmark among the entries is replaced, not doubled.
+    const again = prefetchOrder([...entries, { path: PREFETCH_LANDMARK, kind: 'file', source: '/x' }], { mode: 'profile', paths: ['a/one.py'] });
+    expect(again.filter((e) => e.path === PREFETCH_LANDMARK)).toHaveLength(1);
+  });
+
+  it('a profile file: absolute or relative paths, normalised, deduplicated, comments and blank lines ignored', () => {
+    expect(parsePrefetchProfile('# recorded\n/opt/env/bin/python3\n\nopt/env/lib/./x.so\n/opt/env/bin/python3\n  /a//b  \n')).toEqual(['opt/env/bin/python3', 'opt/env/lib/x.so', 'a/b']);
+  });
+});
+
+describe('eStargz prefetch: the setting', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'prebuilt-prefetch-setting-'));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('static by default, off, or a profile file; a missing or empty file is a configuration error naming the setting', async () => {
+    expect(prefetchSetting(undefined)).toEqual({ mode: 'static' });
+    expect(prefetchSetting(' OFF ')).toEqual({ mode: 'off' });
+    await writeFile(join(dir, 'profile.txt'), '/opt/env/bin/python3\n');
+    expect(prefetchSetting(join(dir, 'profile.txt'))).toEqual({ mode: 'profile', paths: ['opt/env/bin/python3'] });
+    expect(() => prefetchSetting(join(dir, 'missing.txt'))).toThrow(ConfigError);
+    await writeFile(join(dir, 'empty.txt'), '# nothing\n');
+    expect(() => prefetchSetting(join(dir, 'empty.txt'))).toThrow(/lists no path/);
+  });
+
+  it('the oci settings read METAFLOW_PREBUILT_OCI_PREFETCH for eStargz layers only', () => {
+    const missing = join(dir, 'nope.txt');
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz' } }).prefetch).toEqual({ mode: 'static' });
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'gzip', METAFLOW_PREBUILT_OCI_PREFETCH: missing } }).prefetch).toEqual({ mode: 'off' });
+    const error = (() => {
+      try {
+        ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_PREFETCH: missing } });
+      } catch (e) {
+        return e as ConfigError;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.setting).toBe('METAFLOW_PREBUILT_OCI_PREFETCH');
+    expect(error!.hint).toMatch(/static/);
+  });
+});
+
+describe('eStargz prefetch: the layer', () => {
+  let dir: string;
+  let entries: LayerEntry[];
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'prebuilt-prefetch-layer-'));
+    await mkdir(join(dir, 'src'));
+    const files: [string, string][] = [
+      [`${SITE}/pkg/__init__.py`, 'from . import _ext\n'],
+      [`${SITE}/pkg/_ext.cpython-311-x86_64-linux-gnu.so`, '\x7fELF fake'],
+      [`${SITE}/pkg/data.csv`, 'a,b\n1,2\n'.repeat(100)],
+      [`${SITE}/pkg/util.py`, 'X = 1\n'],
+    ];
+    entries = [];
+    for (const [i, [path, text]] of files.entries()) {
+      await writeFile(join(dir, 'src', String(i)), text);
+      entries.push({ path, kind: 'file', source: join(dir, 'src', String(i)) });
+    }
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('the TOC lists the prioritized files before the landmark (whose offset ends the prefetched range), the rest after; still valid gzip of a tar that lists them so', async () => {
+    const layer = await writeLayer(entries, join(dir, 'static'), { compression: 'estargz', mtime: 1_700_000_000, prefetch: { mode: 'static' } });
+    const blob = await readFile(layer.file);
+    const { entries: toc } = readToc(blob);
+    const landmark = landmarkOffset(toc)!;
+    expect(landmark).toBeGreaterThan(0);
+    const offset = (name: string) => toc.find((e) => e.name === name && e.type === 'reg')!.offset!;
+    expect(offset(`${SITE}/pkg/__init__.py`)).toBeLessThan(landmark);
+    expect(offset(`${SITE}/pkg/_ext.cpython-311-x86_64-linux-gnu.so`)).toBeLessThan(landmark);
+    expect(offset(`${SITE}/pkg/data.csv`)).toBeGreaterThan(landmark);
+    expect(offset(`${SITE}/pkg/util.py`)).toBeGreaterThan(landmark);
+    expect(toc.find((e) => e.name === PREFETCH_LANDMARK)).toMatchObject({ type: 'reg', size: 1 });
+    const listing = await listTar(gunzipSync(blob));
+    expect(listing.indexOf(PREFETCH_LANDMARK)).toBe(listing.indexOf(`${SITE}/pkg/_ext.cpython-311-x86_64-linux-gnu.so`) + 1);
+    expect(listing.at(-1)).toBe('stargz.index.json');
+  });
+
+  it('reproducible: the same entries and choice give the same digest, and the layer cache key (layerDiffId) is that layer\'s tar; another choice gives another digest; gzip layers ignore the choice', async () => {
+    const options = { compression: 'estargz' as const, mtime: 1_700_000_000, prefetch: { mode: 'static' as const } };
+    const a = await writeLayer(entries, join(dir, 'a'), options);
+    const b = await writeLayer([...entries].reverse(), join(dir, 'b'), options);
+    expect(b.digest).toBe(a.digest);
+    expect((await layerDiffId(entries, { mtime: 1_700_000_000, prefetch: { mode: 'static' } })).diffId).toBe(a.tarDigest);
+    const profile = await writeLayer(entries, join(dir, 'p'), { ...options, prefetch: { mode: 'profile', paths: [`/${SITE}/pkg/util.py`.slice(1)] } });
+    expect(profile.digest).not.toBe(a.digest);
+    const off = await writeLayer(entries, join(dir, 'o'), { ...options, prefetch: { mode: 'off' } });
+    const none = await writeLayer(entries, join(dir, 'n'), { compression: 'estargz', mtime: 1_700_000_000 });
+    expect(off.digest).toBe(none.digest);
+    const gzip = await writeLayer(entries, join(dir, 'g'), { ...options, compression: 'gzip' });
+    const plain = await writeLayer(entries, join(dir, 'g2'), { compression: 'gzip', mtime: 1_700_000_000 });
+    expect(gzip.digest).toBe(plain.digest);
+  });
+});

@@ -1,0 +1,149 @@
+import { readFileSync } from 'node:fs';
+import { posix } from 'node:path';
+import { ConfigError } from '@prebuilt/core/backend';
+import { completeEntries, parentDirs, type LayerEntry } from './layer.js';
+
+/**
+ * eStargz prefetch: the files a task reads first go at the top of each eStargz layer, then a
+ * landmark file, then the rest. The stargz snapshotter (with prefetch on, its default) fetches
+ * everything before `.prefetch.landmark` in one range request when it mounts the layer, and waits
+ * for it before the container starts; a layer with `.no.prefetch.landmark` is not prefetched. Same
+ * rules as the snapshotter's own eStargz builder: a moved file's parent directories move with it,
+ * the landmark is a 1-byte file (0x0f) at the layer's root.
+ */
+
+export const PREFETCH_LANDMARK = '.prefetch.landmark';
+export const NO_PREFETCH_LANDMARK = '.no.prefetch.landmark';
+const LANDMARK_CONTENT = Uint8Array.of(0x0f);
+
+/**
+ * Which files an eStargz layer puts first: `static` (the default: what an import is known to
+ * read — see {@link isStaticPrefetch}), `profile` (the paths a recorded run of the task opened, in
+ * the order it opened them; see {@link PREFETCH_RECORDER_PY}), or `off` (no reordering, no landmark:
+ * the node's `prefetch_size` applies).
+ */
+export type EstargzPrefetch = { mode: 'static' } | { mode: 'off' } | { mode: 'profile'; paths: readonly string[] };
+
+const INTERPRETER = /(^|\/)bin\/python3(\.\d+)?$/;
+const LIBPYTHON = /(^|\/)libpython3[^/]*\.so[^/]*$/;
+const PACKAGE_INIT = /(^|\/)(__init__\.py|__pycache__\/__init__\.cpython-[^/]+\.pyc)$/;
+const SHARED_OBJECT = /\.so(\.\d+)*$/;
+
+/**
+ * The static choice, from the path alone: the interpreter and libpython, every package's
+ * `__init__.py` and its compiled `__init__` pyc (the chain every import walks), and every ELF
+ * shared object (`*.so`, `*.so.N`: the extension modules and the libraries they link, which an
+ * import maps whole).
+ */
+export function isStaticPrefetch(path: string): boolean {
+  return INTERPRETER.test(path) || LIBPYTHON.test(path) || PACKAGE_INIT.test(path) || SHARED_OBJECT.test(path);
+}
+
+/** The paths an entry list puts first under a choice, in their prefetch order (profile order, else bytewise). */
+function prioritized(items: readonly LayerEntry[], prefetch: EstargzPrefetch): string[] {
+  if (prefetch.mode === 'profile') return [...prefetch.paths];
+  return items.filter((e) => e.kind !== 'directory' && isStaticPrefetch(e.path)).map((e) => e.path);
+}
+
+/**
+ * The entries of an eStargz layer in prefetch order: the prioritized files (each after its missing
+ * parent directories), the landmark (`.prefetch.landmark`, or `.no.prefetch.landmark` when none of
+ * the layer's files is prioritized), then every other entry bytewise. With `off`, the plain order
+ * of {@link completeEntries}. The same entries and choice give the same order.
+ */
+export function prefetchOrder(entries: readonly LayerEntry[], prefetch: EstargzPrefetch): LayerEntry[] {
+  const items = completeEntries(entries);
+  if (prefetch.mode === 'off') return items;
+  const rest = new Map(items.filter((e) => e.path !== PREFETCH_LANDMARK && e.path !== NO_PREFETCH_LANDMARK).map((e) => [e.path, e]));
+  const first: LayerEntry[] = [];
+  const move = (path: string): void => {
+    const entry = rest.get(path);
+    if (!entry) return;
+    rest.delete(path);
+    first.push(entry);
+  };
+  for (const path of prioritized(items, prefetch)) {
+    if (!rest.has(path)) continue;
+    for (const dir of parentDirs(path)) move(dir);
+    move(path);
+  }
+  const landmark = first.some((e) => e.kind !== 'directory') ? PREFETCH_LANDMARK : NO_PREFETCH_LANDMARK;
+  return [...first, { path: landmark, kind: 'file', content: LANDMARK_CONTENT }, ...rest.values()];
+}
+
+/**
+ * A recorded prefetch profile: one path in the image per line (absolute, or relative to `/`), in
+ * the order the task opened them; blank lines and `#` comments are ignored. Paths outside the
+ * layers (the base image's) are ignored when the layers are built.
+ */
+export function parsePrefetchProfile(text: string): string[] {
+  const seen = new Set<string>();
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const path = posix.normalize(`/${line}`).replace(/^\/+/, '');
+    if (path !== '' && path !== '.') seen.add(path);
+  }
+  return [...seen];
+}
+
+/** The env variable naming the prefetch choice: `static` (default), `off`, or a profile file. */
+export const PREFETCH_ENV = 'METAFLOW_PREBUILT_OCI_PREFETCH';
+
+/** Resolves the prefetch choice of a setting value (the option, else the env variable): `static`, `off`, or a profile file's path. */
+export function prefetchSetting(value: string | undefined): EstargzPrefetch {
+  const raw = value?.trim();
+  if (raw === undefined || raw === '' || raw.toLowerCase() === 'static') return { mode: 'static' };
+  if (raw.toLowerCase() === 'off') return { mode: 'off' };
+  let text: string;
+  try {
+    text = readFileSync(raw, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`The eStargz prefetch profile '${raw}' cannot be read: ${(error as Error).message}.`, {
+      setting: PREFETCH_ENV,
+      hint: `Set ${PREFETCH_ENV} (or the option 'prefetch') to 'static', 'off', or the path of a file listing one image path per line (record one with the recorder in the oci README).`,
+    });
+  }
+  const paths = parsePrefetchProfile(text);
+  if (paths.length === 0) {
+    throw new ConfigError(`The eStargz prefetch profile '${raw}' lists no path.`, {
+      setting: PREFETCH_ENV,
+      hint: 'Record the profile again (one image path per line), or set it to static or off.',
+    });
+  }
+  return { mode: 'profile', paths };
+}
+
+/**
+ * Python code that records a prefetch profile by running a task once in the image:
+ * `python -c "$PREFETCH_RECORDER_PY" 'import pandas'` runs the task code (its stdout goes to
+ * stderr) and prints to stdout, one per line in first-use order, the files it opened (an audit hook
+ * on `open`), the modules imported before the hook (their source and pyc), and the files mapped
+ * into the process at exit (`/proc/self/maps`: the interpreter, extension modules and the libraries
+ * they link, which no `open` event shows).
+ */
+export const PREFETCH_RECORDER_PY = [
+  'import sys, os, contextlib',
+  'seen = {}',
+  'def note(p):',
+  '    if isinstance(p, str) and p:',
+  '        seen.setdefault(os.path.abspath(p), None)',
+  'def hook(event, args):',
+  '    if event == "open" and args: note(args[0])',
+  'for m in list(sys.modules.values()):',
+  '    note(getattr(m, "__file__", None)); note(getattr(m, "__cached__", None))',
+  'sys.addaudithook(hook)',
+  'with contextlib.redirect_stdout(sys.stderr):',
+  '    exec(compile(sys.argv[1], "<task>", "exec"), {"__name__": "__main__"})',
+  'with open("/proc/self/maps") as maps:',
+  '    for line in maps:',
+  '        parts = line.split(None, 5)',
+  '        if len(parts) == 6 and parts[5].startswith("/"): note(parts[5].strip())',
+  'out = []',
+  'for p in list(seen):',
+  '    if os.path.isfile(p):',
+  '        out.append(p)',
+  '        r = os.path.realpath(p)',
+  '        if r != p: out.append(r)',
+  'print("\\n".join(dict.fromkeys(out)))',
+].join('\n');
