@@ -146,12 +146,12 @@ async function main_(onCleanup) {
   const services = loadServices();
   const { ctx, changed } = await contexts();
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
-  const dockerfile = `FROM ${base}\nCOPY prefix /opt/prebuilt/envs/bench\n`;
   const oci = await import(new URL('../packages/oci/dist/index.js', import.meta.url).href);
   const host = services.registries.plain.host;
   const cacheRoot = await mkdtemp('/var/tmp/prebuilt-bench/oci-layering-cache-');
   onCleanup(() => rm(cacheRoot, { recursive: true, force: true }));
-  const build = async (env, contextDir, imageTag, cacheName) => {
+  const build = async (env, contextDir, imageTag, cacheName, from = base) => {
+    const dockerfile = `FROM ${from}\nCOPY prefix /opt/prebuilt/envs/bench\n`;
     let summary;
     const t0 = performance.now();
     const result = await oci.createOciBuildService({ env, layerCacheDir: join(cacheRoot, cacheName), onPushed: (s) => (summary = s) }).buildAndPush({ dockerfile, contextDir, imageTag, platform: 'linux/amd64' });
@@ -161,7 +161,9 @@ async function main_(onCleanup) {
   const setup = { args, services, ctx, changed, base, host, build, cacheRoot, oci, onCleanup };
   const policies = args['lazy-only'] ? undefined : await policiesBench(setup);
   const haveStargz = await exec('sh', ['-c', 'command -v containerd-stargz-grpc && command -v ctr-remote']).then(() => true, () => false);
-  const b2lazy = haveStargz ? await lazyBench(setup) : undefined;
+  // The lazy part's images and the env created at start share bench/base-image.sh's base (python3 with the full stdlib, pip, zstd), as B2's.
+  const benchBase = haveStargz ? (await exec('bash', [join(ROOT, 'bench/base-image.sh'), host])).stdout.trim() : undefined;
+  const b2lazy = haveStargz ? await lazyBench({ ...setup, base: benchBase }) : undefined;
   const result = { bench: 'oci-layering', machine: machine(), loadAverage: loadavg(), ...(policies?.result ?? {}), b2lazy };
   const lines = [`B9 layering policies and eStargz, realistic env (${ctx})`, ...(policies?.lines ?? []), ...(b2lazy ? lazyLines(b2lazy) : ['  B2 lazy: skipped (containerd-stargz-grpc or ctr-remote missing: bash scripts/build-stargz-grpc.sh)'])];
   lines.push(`  load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
@@ -228,7 +230,8 @@ function ctrPullRun(sock, tag) {
  * default) and `profile` (recorded by running the `off` image once with PREFETCH_RECORDER_PY) —
  * with the bytes of the task's files each puts before its landmark.
  */
-async function estargzImages({ host, ctx, build, cacheRoot, oci }) {
+async function estargzImages({ host, ctx, build: buildFrom, base, cacheRoot, oci }) {
+  const build = (env, contextDir, imageTag, cacheName) => buildFrom(env, contextDir, imageTag, cacheName, base);
   const repo = `${host}/prebuilt-bench/oci-layering-estargz-${randomBytes(4).toString('hex')}`;
   const env = (prefetch) => ({ METAFLOW_PREBUILT_OCI_LAYERS: 'grouped', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_PREFETCH: prefetch });
   const off = await build(env('off'), ctx, `${repo}:off`, 'estargz-off');
@@ -277,6 +280,7 @@ async function bootstrapFor({ ctx, services, onCleanup }) {
 async function lazyBench(setup) {
   const { args, base, host, onCleanup } = setup;
   const images = await estargzImages(setup);
+  process.stderr.write(`[b9] eStargz images built: ${JSON.stringify(images.builds)}; prefetch selection ${JSON.stringify(images.selection)}\n`);
   const bootstrap = await bootstrapFor(setup);
   const proxy = await countingProxy(host);
   onCleanup(proxy.close);

@@ -4,7 +4,9 @@
  * then pulled as ordinary gzip by the Docker daemon and by containerd, and lazily by containerd with
  * the stargz snapshotter (`containerd-stargz-grpc` as a proxy snapshotter plugin, `ctr-remote image
  * rpull`): the task runs after fetching only part of the layers' bytes, counted by an HTTP proxy in
- * front of the registry. Every daemon is private to this file (own sockets and directories).
+ * front of the registry; with the snapshotter's prefetch on, each layer's prioritized files (the
+ * default static choice) arrive in one range request up to its `.prefetch.landmark`. Every daemon
+ * is private to this file (own sockets and directories).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -19,6 +21,7 @@ import { envPrefix, type LockedEnv } from '@prebuilt/core';
 import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
 import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
 import { FOOTER_SIZE, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
+import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
 import { createOciBuildService, type PushSummary } from './oci-build-service.js';
 import { containerdMissing, have, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { startCountingProxy, type CountingProxy } from './__fixtures__/counting-proxy.js';
@@ -139,21 +142,24 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
     }, 600_000);
   });
 
-  describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter: lazy pull', stargzReason), () => {
+  /**
+   * A node with containerd and the stargz snapshotter (config `stargzToml`), the base image on it
+   * (gzip layers, not lazily pullable; bases stay on the nodes. Were it not, containerd 1.6's
+   * unpacker would fetch every layer after the first one it unpacks), then the image rpulled
+   * through the counting proxy and the task run on the stargz snapshotter.
+   */
+  function lazyNode(stargzToml: string): { run: () => Promise<CountingProxy> } {
     let containerd: PrivateContainerd | undefined;
     let snapshotter: ChildProcess | undefined;
     let proxy: CountingProxy | undefined;
     let proxied: string;
-
     beforeAll(async () => {
       proxy = await startCountingProxy(services.registries!.plain.host);
       proxied = `${proxy.host}/${repo}:estargz`;
       containerd = await startContainerd({ stargz: true });
       const dir = containerd.dir;
       await mkdir(join(dir, 'stargz-root'));
-      // No prefetch and no background fetch: only what the task reads is fetched. The registry is
-      // reached over plain HTTP (127.0.0.1 is localhost to the resolver).
-      await writeFile(join(dir, 'stargz.toml'), 'noprefetch = true\nno_background_fetch = true\nno_prometheus = true\n');
+      await writeFile(join(dir, 'stargz.toml'), stargzToml);
       snapshotter = spawn('containerd-stargz-grpc', ['--address', join(dir, 'stargz.sock'), '--root', join(dir, 'stargz-root'), '--config', join(dir, 'stargz.toml')], { stdio: 'ignore' });
       for (let i = 0; i < 100 && (await have('ctr', ['-a', containerd.socket, 'plugins', 'ls', '-d', 'id==stargz'])) === undefined; i++) await new Promise((r) => setTimeout(r, 100));
     }, 60_000);
@@ -166,23 +172,53 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
       await containerd?.stop();
       await proxy?.close();
     }, 60_000);
-
-    it('ctr-remote image rpull + run, base image on the node: the task runs after fetching only part of the eStargz layers (the unread 24 MiB file not at all)', async () => {
+    const run = async (): Promise<CountingProxy> => {
       const socket = containerd!.socket;
-      // The base (gzip layers, not lazily pullable) is on the node, as bases stay on the nodes. Were
-      // it not, containerd would fetch every layer after the first one it unpacks (containerd 1.6's
-      // unpacker fetches the rest of the chain from there): bases must be present or eStargz too.
       await exec('ctr-remote', ['-a', socket, 'images', 'rpull', '--plain-http', pinnedBase()!], { timeout: 300_000 });
       proxy!.reset();
       await exec('ctr-remote', ['-a', socket, 'images', 'rpull', '--plain-http', proxied], { timeout: 300_000 });
       const { stdout } = await exec('ctr-remote', ['-a', socket, 'run', '--rm', '--snapshotter', 'stargz', '--net-host', proxied, `prebuilt-esgz-lazy-${process.pid}`, `${prefix}/bin/python`, '-c', IMPORT], { timeout: 120_000 });
       expect(stdout.trim()).toBe('2.0');
-      const fetched = newLayers.reduce((sum, l) => sum + (proxy!.blobBytes.get(l.digest) ?? 0), 0);
+      return proxy!;
+    };
+    return { run };
+  }
+
+  describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, no prefetch: lazy pull', stargzReason), () => {
+    // No prefetch and no background fetch: only what the task reads is fetched.
+    const node = lazyNode('noprefetch = true\nno_background_fetch = true\nno_prometheus = true\n');
+
+    it('ctr-remote image rpull + run, base image on the node: the task runs after fetching only part of the eStargz layers (the unread 24 MiB file not at all)', async () => {
+      const proxy = await node.run();
+      const fetched = newLayers.reduce((sum, l) => sum + (proxy.blobBytes.get(l.digest) ?? 0), 0);
       const total = newLayers.reduce((sum, l) => sum + l.size, 0);
-      expect(proxy!.ranges.length).toBeGreaterThan(0);
+      expect(proxy.ranges.length).toBeGreaterThan(0);
       expect(fetched).toBeLessThan(total * 0.5);
       const data = newLayers.at(-1)!;
-      expect(proxy!.blobBytes.get(data.digest) ?? 0).toBeLessThan(data.size / 10);
+      expect(proxy.blobBytes.get(data.digest) ?? 0).toBeLessThan(data.size / 10);
+    }, 600_000);
+  });
+
+  describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, prefetch on: lazy pull', stargzReason), () => {
+    // The snapshotter's default prefetch (up to each layer's .prefetch.landmark); no background fetch, so what is counted is prefetch + on-demand reads.
+    const node = lazyNode('no_background_fetch = true\nno_prometheus = true\n');
+
+    it('each layer with prioritized files is prefetched by one range request from 0 past its landmark, and no file before the landmark is fetched on its own; the data layer (.no.prefetch.landmark) is not prefetched', async () => {
+      const proxy = await node.run();
+      const tocs = await Promise.all(newLayers.map(async (l) => readToc(Buffer.from(await client.getBlob(tag, l.digest, { size: l.size })))));
+      const prefetched = newLayers.filter((_, i) => landmarkOffset(tocs[i]!.entries) !== undefined);
+      expect(prefetched.length).toBeGreaterThan(0);
+      for (const [i, layer] of newLayers.entries()) {
+        const landmark = landmarkOffset(tocs[i]!.entries);
+        // Range headers, multi-range ones included: [start, end] of each range.
+        const starts = (proxy.blobRanges.get(layer.digest) ?? []).flatMap((r) => [...r.matchAll(/(\d+)-(\d+)/g)].map((m) => [Number(m[1]), Number(m[2])] as const));
+        if (landmark === undefined) continue;
+        expect(starts.some(([start, end]) => start === 0 && end + 1 >= landmark), `layer ${i}: one range from 0 to its landmark at ${landmark}: ${JSON.stringify(starts)}`).toBe(true);
+        expect(starts.filter(([start]) => start > 0 && start < landmark), `layer ${i}: no per-file request before the landmark`).toEqual([]);
+      }
+      const data = newLayers.at(-1)!;
+      expect(tocs.at(-1)!.entries.some((e) => e.name === '.no.prefetch.landmark')).toBe(true);
+      expect(proxy.blobBytes.get(data.digest) ?? 0).toBeLessThan(data.size / 10);
     }, 600_000);
   });
 });

@@ -10,6 +10,8 @@ export interface CountingProxy {
   blobBytes: Map<string, number>;
   /** The Range headers of blob GETs since the last reset. */
   ranges: string[];
+  /** The same, per blob digest. */
+  blobRanges: Map<string, string[]>;
   reset: () => void;
   close: () => Promise<void>;
 }
@@ -18,6 +20,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
   const [targetHost, targetPort] = target.split(':');
   const blobBytes = new Map<string, number>();
   const ranges: string[] = [];
+  const blobRanges = new Map<string, string[]>();
   const server: Server = createServer((req, res) => {
     const blob = /\/blobs\/(sha256:[0-9a-f]{64})/.exec(req.url ?? '')?.[1];
     const upstream = httpRequest(
@@ -30,7 +33,10 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
         up.pipe(res);
       },
     );
-    if (blob && req.method === 'GET' && req.headers.range) ranges.push(req.headers.range);
+    if (blob && req.method === 'GET' && req.headers.range) {
+      ranges.push(req.headers.range);
+      blobRanges.set(blob, [...(blobRanges.get(blob) ?? []), req.headers.range]);
+    }
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
@@ -40,8 +46,10 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     host: `127.0.0.1:${port}`,
     blobBytes,
     ranges,
+    blobRanges,
     reset: () => {
       blobBytes.clear();
+      blobRanges.clear();
       ranges.length = 0;
     },
     close: () => new Promise((resolve) => server.close(() => resolve())),
