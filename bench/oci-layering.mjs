@@ -23,10 +23,11 @@
  *   base (bench/cold-start-realistic.mjs's bootstrap, served by the realistic corpus), with the
  *   bytes the registry sent (a TCP proxy) and the load average.
  *
- *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--json]
+ *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only] [--no-background-fetch]
+ *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single] [--json]
  */
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -115,6 +116,8 @@ const STARGZ_CONFIGS = {
   noprefetch: 'noprefetch = true\nno_background_fetch = true\nno_prometheus = true\n',
   // The snapshotter's defaults (prefetch up to the landmark, then the rest in the background), with room for the prefetch on a loaded machine.
   prefetch: 'prefetch_timeout_sec = 30\nno_prometheus = true\n',
+  // Prefetch only (--no-background-fetch): nothing else fetched or decompressed while the task runs.
+  'prefetch-only': 'prefetch_timeout_sec = 30\nno_background_fetch = true\nno_prometheus = true\n',
 };
 
 async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.noprefetch) {
@@ -142,7 +145,7 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' } });
   const services = loadServices();
   const { ctx, changed } = await contexts();
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
@@ -230,10 +233,10 @@ function ctrPullRun(sock, tag) {
  * default) and `profile` (recorded by running the `off` image once with PREFETCH_RECORDER_PY) —
  * with the bytes of the task's files each puts before its landmark.
  */
-async function estargzImages({ host, ctx, build: buildFrom, base, cacheRoot, oci }) {
+async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoot, oci }) {
   const build = (env, contextDir, imageTag, cacheName) => buildFrom(env, contextDir, imageTag, cacheName, base);
   const repo = `${host}/prebuilt-bench/oci-layering-estargz-${randomBytes(4).toString('hex')}`;
-  const env = (prefetch) => ({ METAFLOW_PREBUILT_OCI_LAYERS: 'grouped', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_PREFETCH: prefetch });
+  const env = (prefetch) => ({ METAFLOW_PREBUILT_OCI_LAYERS: args['lazy-layers'], METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_PREFETCH: prefetch });
   const off = await build(env('off'), ctx, `${repo}:off`, 'estargz-off');
   await exec('docker', ['pull', `${repo}:off`], { maxBuffer: 1 << 24 });
   const recorded = await exec('docker', ['run', '--rm', '--network=host', `${repo}:off`, PY, '-c', oci.PREFETCH_RECORDER_PY, CODE], { maxBuffer: 1 << 26 });
@@ -266,7 +269,8 @@ async function bootstrapFor({ ctx, services, onCleanup }) {
   const byName = new Map(corpus.corpus.channel.artifacts.map((a) => [a.filename, a]));
   const packages = layers.packages.map((p) => {
     const a = byName.get(p.filename) ?? fail(`the realistic corpus has no ${p.filename}: the cached context is of another corpus`);
-    return { kind: p.kind, filename: p.filename, sha256: p.sha256, url: `${corpus.channelUrl}/${a.subdir}/${p.filename}` };
+    // The corpus's current build of the same file (the cached context may be of an earlier build: same names and versions).
+    return { kind: p.kind, filename: p.filename, sha256: createHash('sha256').update(a.bytes).digest('hex'), url: `${corpus.channelUrl}/${a.subdir}/${p.filename}` };
   });
   return bootstrapCommand({ prefix: '/opt/prebuilt/envs/bench', pythonVersion: corpus.summary.python, packages, code: CODE });
 }
@@ -317,20 +321,24 @@ async function lazyBench(setup) {
     const run = await firstLineOf('ctr', ['-a', cd.sock, 'run', '--rm', '--net-host', base, runName(), ...bootstrap], 'ok');
     return { pull, run, total: pull + run };
   };
+  const prefetch = args['no-background-fetch'] ? 'prefetch-only' : 'prefetch';
+  // --fuse-timeout N: the kernel keeps lookups and attributes of the (immutable) layers N s instead of 1 s.
+  if (args['fuse-timeout']) for (const k of Object.keys(STARGZ_CONFIGS)) STARGZ_CONFIGS[k] += `[fuse]\nattr_timeout = ${Number(args['fuse-timeout'])}\nentry_timeout = ${Number(args['fuse-timeout'])}\n`;
   const variants = {
     'env created at start': atStart,
     'full pull (ctr, overlayfs)': full,
     'lazy, no prefetch': lazy(images.tags.off, 'noprefetch'),
-    'lazy + prefetch (static)': lazy(images.tags.static, 'prefetch'),
-    'lazy + prefetch (profile)': lazy(images.tags.profile, 'prefetch'),
+    'lazy + prefetch (static)': lazy(images.tags.static, prefetch),
+    'lazy + prefetch (profile)': lazy(images.tags.profile, prefetch),
   };
   const scenarios = {};
-  for (const [scenario, emptyNode] of [['a base cached', false], ['b empty node', true]]) {
+  const states = [['a base cached', false], ['b empty node', true]].slice(0, args['base-cached-only'] ? 1 : 2);
+  for (const [scenario, emptyNode] of states) {
     const samples = await alternate(args.runs, ...Object.values(variants).map((fn) => () => fn(emptyNode)));
     scenarios[scenario] = Object.fromEntries(Object.keys(variants).map((name, i) => [name, summarize(samples[i])]));
     process.stderr.write(`[b9] lazy scenario ${scenario} done (load ${loadavg()[0].toFixed(1)})\n`);
   }
-  return { images: { builds: images.builds, selection: images.selection }, scenarios };
+  return { images: { layers: args['lazy-layers'], builds: images.builds, selection: images.selection }, stargzConfig: STARGZ_CONFIGS[prefetch], scenarios };
 }
 
 function lazyLines(b2lazy) {
