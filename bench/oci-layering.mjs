@@ -135,6 +135,8 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
     if (await exec('ctr', ['-a', sock, 'version']).then(() => true, () => false)) break;
     await new Promise((r) => setTimeout(r, 100));
   }
+  // The snapshotter listens a little after it starts (a busy machine: seconds).
+  for (let i = 0; stargz && i < 300 && !existsSync(`${dir}/stargz.sock`); i++) await new Promise((r) => setTimeout(r, 100));
   const stop = async () => {
     for (const p of procs.reverse()) p.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 1000));

@@ -10,6 +10,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -161,7 +162,9 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
       await mkdir(join(dir, 'stargz-root'));
       await writeFile(join(dir, 'stargz.toml'), stargzToml);
       snapshotter = spawn('containerd-stargz-grpc', ['--address', join(dir, 'stargz.sock'), '--root', join(dir, 'stargz-root'), '--config', join(dir, 'stargz.toml')], { stdio: 'ignore' });
-      for (let i = 0; i < 100 && (await have('ctr', ['-a', containerd.socket, 'plugins', 'ls', '-d', 'id==stargz'])) === undefined; i++) await new Promise((r) => setTimeout(r, 100));
+      // The snapshotter listens a little after it starts (on a busy machine, seconds).
+      const listening = async (): Promise<boolean> => existsSync(join(dir, 'stargz.sock')) && (await have('ctr', ['-a', containerd!.socket, 'plugins', 'ls', '-d', 'id==stargz'])) !== undefined;
+      for (let i = 0; i < 300 && !(await listening()); i++) await new Promise((r) => setTimeout(r, 100));
     }, 60_000);
     afterAll(async () => {
       if (containerd) await have('ctr-remote', ['-a', containerd.socket, 'images', 'rm', proxied, pinnedBase()!]);
