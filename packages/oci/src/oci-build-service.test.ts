@@ -276,6 +276,20 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
     expect(elsewhere.digest).toBe(clean.digest);
     expect(elsewhere.layers.every((l) => l.status === 'uploaded')).toBe(true);
   }, 600_000);
+
+  it('eStargz: the prefetch order is part of a layer\'s content key — a rebuild with another order is not served the layers of the first', async () => {
+    const host = services.registries!.plain.host;
+    const cacheDir = join(work, 'cache-prefetch');
+    const layerCache = join(cacheDir, 'oci-layers');
+    const repo = `${host}/${uniqueRepo('prefetch')}`;
+    const esgz = (prefetch: string): Record<string, string> => ({ METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_PREFETCH: prefetch });
+    const statics = await push(synthLock(false), `${repo}:static`, cacheDir, layerCache, esgz('static'));
+    const off = await push(synthLock(false), `${repo}:off`, cacheDir, layerCache, esgz('off'));
+    const clean = await push(synthLock(false), `${host}/${uniqueRepo('prefetch-clean')}:off`, join(work, 'cache-prefetch-clean'), false, esgz('off'));
+    expect(off.digest).toBe(clean.digest);
+    expect(off.digest).not.toBe(statics.digest);
+    expect(off.layers.filter((l) => l.status === 'uploaded').length).toBeGreaterThan(0);
+  }, 600_000);
 });
 
 describe.skipIf(missing !== undefined)(title('oci build service: failures, cancellation, auth, multi-platform'), () => {
