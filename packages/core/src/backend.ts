@@ -47,7 +47,7 @@ export { type CondaPlatform, type LockedPackage } from './env-model.js';
 export { parseImageRef, DOCKER_HUB, type ImageRef } from './registry/image-ref.js';
 export { MediaType } from './registry/media-types.js';
 export { type OciDescriptor, type ImageManifest } from './registry/platform.js';
-export { type RetryPolicy } from './registry/retry.js';
+export { parseRetryAfter, type RetryPolicy } from './registry/retry.js';
 export {
   dockerConfigCredentials,
   dockerConfigPath,

@@ -9,6 +9,7 @@ import {
   errorMessage,
   isImageDigest,
   netFetch,
+  parseRetryAfter,
   scrubber,
   sleep,
   type RegistryCredentials,
@@ -62,6 +63,8 @@ interface CallInit {
 /** Answers that mean Docker Hub is busy: worth the same request again after a wait. */
 const BUSY = new Set([429, 503]);
 const ATTEMPTS = 4;
+/** The longest wait a Retry-After gets. */
+const MAX_RETRY_AFTER_MS = 30_000;
 
 const DELETE_HINT = 'Deleting tags needs a personal access token with the Read, Write, Delete scope (or the account password), of a user who may administer the repository.';
 const TROUBLE_HINT = 'Docker Hub may be having trouble: try again later, or run with --verbose for details.';
@@ -129,8 +132,8 @@ export class HubApi {
       } catch {
         if (ok) throw new RegistryError(`Docker Hub API ${this.#base.origin} answered ${method} ${url.pathname} with something that is not JSON`, { registry: this.#input.registry });
       }
-      const retryAfter = Number(res.headers.get('retry-after') ?? NaN);
-      return { status: res.status, data, ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfterMs: Math.min(retryAfter, 30) * 1000 } : {}) };
+      const retryAfter = parseRetryAfter(res.headers.get('retry-after'));
+      return { status: res.status, data, ...(retryAfter === undefined ? {} : { retryAfterMs: Math.min(retryAfter, MAX_RETRY_AFTER_MS) }) };
     } catch (error) {
       if (init.signal?.aborted) throw new CancelledError(`Docker Hub API ${method} ${url.pathname} was cancelled.`, { cause: init.signal.reason });
       if (error instanceof RegistryError || error instanceof CancelledError) throw error;
