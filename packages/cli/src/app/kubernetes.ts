@@ -120,3 +120,53 @@ export function kubernetesError(error: unknown, what: string, server: string, pe
   }
   return new RegistryError(`${what} failed: the Kubernetes API at ${server} answered ${status}: ${reason}`, { registry: server, status });
 }
+
+/** What `createOrReplace` needs of one namespaced object: the raw API calls and how to compare. */
+export interface ObjectToApply<T extends { metadata?: { resourceVersion?: string } }> {
+  /** The object in messages, e.g. `the secret metaflow/prebuilt-pull`. */
+  what: string;
+  namespace: string;
+  /** The API server's address, for messages. */
+  server: string;
+  /** What the user needs to be allowed, for a refusal's hint. */
+  permissionHint: string;
+  read(): Promise<T>;
+  create(): Promise<unknown>;
+  replace(resourceVersion: string | undefined): Promise<unknown>;
+  /** Whether the object in the cluster is already as wanted; throws a PrebuiltError to refuse touching it. */
+  compare(existing: T): 'unchanged' | 'replace';
+}
+
+/**
+ * Creates the object, or replaces it (with the resourceVersion read) when `compare` says so. A
+ * concurrent change (409) reads it again, twice at most; a namespace the cluster lacks is a
+ * ConfigError; other failures are typed by `kubernetesError`.
+ */
+export async function createOrReplace<T extends { metadata?: { resourceVersion?: string } }>(object: ObjectToApply<T>): Promise<'created' | 'updated' | 'unchanged'> {
+  const { what, namespace, server, permissionHint } = object;
+  for (let attempt = 1; ; attempt++) {
+    let existing: T | undefined;
+    try {
+      existing = await object.read();
+    } catch (error) {
+      if (kubernetesStatus(error) !== 404) throw kubernetesError(error, `Reading ${what}`, server, permissionHint);
+    }
+    try {
+      if (!existing) {
+        await object.create();
+        return 'created';
+      }
+      if (object.compare(existing) === 'unchanged') return 'unchanged';
+      await object.replace(existing.metadata?.resourceVersion);
+      return 'updated';
+    } catch (error) {
+      if (PrebuiltError.isInstance(error)) throw error;
+      // Someone else created or changed it in between: read again.
+      if (kubernetesStatus(error) === 409 && attempt < 3) continue;
+      if (kubernetesStatus(error) === 404 && !existing) {
+        throw new ConfigError(`The namespace ${namespace} does not exist in the cluster at ${server}.`, { hint: `Create it (kubectl create namespace ${namespace}) or pass the namespace your runs use.` });
+      }
+      throw kubernetesError(error, `${existing ? 'Updating' : 'Creating'} ${what}`, server, permissionHint);
+    }
+  }
+}

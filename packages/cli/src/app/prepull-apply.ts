@@ -1,7 +1,7 @@
 /** Creating, updating and removing the prepull DaemonSet through the Kubernetes API (apps/v1). */
 import type { AppsV1Api, V1DaemonSet } from '@kubernetes/client-node';
-import { ConfigError, PrebuiltError } from '@prebuilt/core';
-import { kubernetesError, kubernetesStatus } from './kubernetes.js';
+import { ConfigError } from '@prebuilt/core';
+import { createOrReplace, kubernetesError, kubernetesStatus } from './kubernetes.js';
 import { MANAGED_BY, SPEC_HASH_ANNOTATION } from './prepull-daemonset.js';
 
 export type PrepullAction = 'created' | 'updated' | 'unchanged';
@@ -38,33 +38,23 @@ async function readDaemonSet(target: DaemonSetTarget, name: string): Promise<V1D
  * options (its spec-hash annotation differs): `unchanged` otherwise. A concurrent change (409) reads
  * it again, twice at most.
  */
-export async function applyDaemonSet(target: DaemonSetTarget, desired: V1DaemonSet): Promise<PrepullAction> {
+export function applyDaemonSet(target: DaemonSetTarget, desired: V1DaemonSet): Promise<PrepullAction> {
   const { apps, namespace } = target;
   const name = desired.metadata!.name!;
-  for (let attempt = 1; ; attempt++) {
-    const existing = await readDaemonSet(target, name);
-    try {
-      if (!existing) {
-        await apps.createNamespacedDaemonSet({ namespace, body: desired });
-        return 'created';
-      }
+  return createOrReplace<V1DaemonSet>({
+    what: `the DaemonSet ${namespace}/${name}`,
+    namespace,
+    server: target.server,
+    permissionHint: daemonSetsPermission(namespace),
+    read: () => apps.readNamespacedDaemonSet({ name, namespace }),
+    create: () => apps.createNamespacedDaemonSet({ namespace, body: desired }),
+    replace: (resourceVersion) => apps.replaceNamespacedDaemonSet({ name, namespace, body: { ...desired, metadata: { ...desired.metadata, resourceVersion } } }),
+    compare: (existing) => {
       const refusal = notOurs(existing, namespace, name);
       if (refusal) throw refusal;
-      if (existing.metadata?.annotations?.[SPEC_HASH_ANNOTATION] === desired.metadata!.annotations![SPEC_HASH_ANNOTATION]) return 'unchanged';
-      const body: V1DaemonSet = { ...desired, metadata: { ...desired.metadata, resourceVersion: existing.metadata?.resourceVersion } };
-      await apps.replaceNamespacedDaemonSet({ name, namespace, body });
-      return 'updated';
-    } catch (error) {
-      if (PrebuiltError.isInstance(error)) throw error;
-      if (kubernetesStatus(error) === 409 && attempt < 3) continue;
-      if (kubernetesStatus(error) === 404 && !existing) {
-        throw new ConfigError(`The namespace ${namespace} does not exist in the cluster at ${target.server}.`, {
-          hint: `Create it (kubectl create namespace ${namespace}) or pass the namespace your runs use.`,
-        });
-      }
-      throw kubernetesError(error, `${existing ? 'Updating' : 'Creating'} the DaemonSet ${namespace}/${name}`, target.server, daemonSetsPermission(namespace));
-    }
-  }
+      return existing.metadata?.annotations?.[SPEC_HASH_ANNOTATION] === desired.metadata!.annotations![SPEC_HASH_ANNOTATION] ? 'unchanged' : 'replace';
+    },
+  });
 }
 
 /** Deletes the DaemonSet (its pods go with it): `absent` when there is none. */

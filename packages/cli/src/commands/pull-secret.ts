@@ -11,7 +11,7 @@ import {
   sleep,
   type RegistryCredentials,
 } from '@prebuilt/core';
-import { checkNamespace, createSelectedBackend, isObjectName, kubernetesError, kubernetesStatus, loadKubeConfig, loadKubernetesClient, type K8s } from '../app/index.js';
+import { checkNamespace, createOrReplace, createSelectedBackend, isObjectName, loadKubeConfig, loadKubernetesClient, type K8s } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { parseDuration } from '../duration.js';
 import { writeJsonResult } from '../output.js';
@@ -67,7 +67,6 @@ export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<
   const api: CoreV1Api = options.kubeConfig.makeApiClient(k8s.CoreV1Api);
   const server = options.kubeConfig.getCurrentCluster()?.server ?? '(no server)';
   const data = { '.dockerconfigjson': Buffer.from(dockerConfigJson(credentials)).toString('base64') };
-  const result = (action: AppliedPullSecret['action']): AppliedPullSecret => ({ namespace, name, action, registry: credentials.registry, source: credentials.source });
   const body = (resourceVersion?: string): V1Secret => ({
     apiVersion: 'v1',
     kind: 'Secret',
@@ -82,38 +81,25 @@ export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<
     data,
   });
 
-  for (let attempt = 1; ; attempt++) {
-    let existing: V1Secret | undefined;
-    try {
-      existing = await api.readNamespacedSecret({ name, namespace });
-    } catch (error) {
-      if (kubernetesStatus(error) !== 404) throw kubernetesError(error, `Reading the secret ${namespace}/${name}`, server, secretsPermission(namespace));
-    }
-    try {
-      if (!existing) {
-        await api.createNamespacedSecret({ namespace, body: body() });
-        return result('created');
-      }
+  const action = await createOrReplace<V1Secret>({
+    what: `the secret ${namespace}/${name}`,
+    namespace,
+    server,
+    permissionHint: secretsPermission(namespace),
+    read: () => api.readNamespacedSecret({ name, namespace }),
+    create: () => api.createNamespacedSecret({ namespace, body: body() }),
+    replace: (resourceVersion) => api.replaceNamespacedSecret({ name, namespace, body: body(resourceVersion) }),
+    compare: (existing) => {
       if (existing.type !== PULL_SECRET_TYPE) {
         throw new ConfigError(`The secret ${namespace}/${name} exists with type ${existing.type ?? '(none)'}, not ${PULL_SECRET_TYPE}; prebuilt will not overwrite it.`, {
           hint: 'Choose another --name, or delete that secret first.',
         });
       }
-      if (existing.data?.['.dockerconfigjson'] === data['.dockerconfigjson'] && existing.metadata?.annotations?.['prebuilt.dev/credentials-source'] === credentials.source) {
-        return result('unchanged');
-      }
-      await api.replaceNamespacedSecret({ name, namespace, body: body(existing.metadata?.resourceVersion) });
-      return result('updated');
-    } catch (error) {
-      if (PrebuiltError.isInstance(error)) throw error;
-      // Someone else created or changed it in between: read again (once more).
-      if (kubernetesStatus(error) === 409 && attempt < 3) continue;
-      if (kubernetesStatus(error) === 404 && !existing) {
-        throw new ConfigError(`The namespace ${namespace} does not exist in the cluster at ${server}.`, { hint: `Create it (kubectl create namespace ${namespace}) or pass the namespace your runs use.` });
-      }
-      throw kubernetesError(error, `${existing ? 'Updating' : 'Creating'} the secret ${namespace}/${name}`, server, secretsPermission(namespace));
-    }
-  }
+      const same = existing.data?.['.dockerconfigjson'] === data['.dockerconfigjson'] && existing.metadata?.annotations?.['prebuilt.dev/credentials-source'] === credentials.source;
+      return same ? 'unchanged' : 'replace';
+    },
+  });
+  return { namespace, name, action, registry: credentials.registry, source: credentials.source };
 }
 
 /** `30s`, `4m`, `6h` → milliseconds (the --interval of --watch). */
