@@ -149,7 +149,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
    * unpacker would fetch every layer after the first one it unpacks), then the image rpulled
    * through the counting proxy and the task run on the stargz snapshotter.
    */
-  function lazyNode(stargzToml: string): { run: () => Promise<CountingProxy> } {
+  function lazyNode(stargzToml: string): { run: (afterPull?: (proxy: CountingProxy) => Promise<void>) => Promise<CountingProxy> } {
     let containerd: PrivateContainerd | undefined;
     let snapshotter: ChildProcess | undefined;
     let proxy: CountingProxy | undefined;
@@ -175,11 +175,12 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
       await containerd?.stop();
       await proxy?.close();
     }, 60_000);
-    const run = async (): Promise<CountingProxy> => {
+    const run = async (afterPull?: (proxy: CountingProxy) => Promise<void>): Promise<CountingProxy> => {
       const socket = containerd!.socket;
       await exec('ctr-remote', ['-a', socket, 'images', 'rpull', '--plain-http', pinnedBase()!], { timeout: 300_000 });
       proxy!.reset();
       await exec('ctr-remote', ['-a', socket, 'images', 'rpull', '--plain-http', proxied], { timeout: 300_000 });
+      await afterPull?.(proxy!);
       const { stdout } = await exec('ctr-remote', ['-a', socket, 'run', '--rm', '--snapshotter', 'stargz', '--net-host', proxied, `prebuilt-esgz-lazy-${process.pid}`, `${prefix}/bin/python`, '-c', IMPORT], { timeout: 120_000 });
       expect(stdout.trim()).toBe('2.0');
       return proxy!;
@@ -206,15 +207,23 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
     // The snapshotter's default prefetch (up to each layer's .prefetch.landmark); no background fetch, so what is counted is prefetch + on-demand reads.
     const node = lazyNode('no_background_fetch = true\nno_prometheus = true\n');
 
-    it('each layer with prioritized files is prefetched by one range request from 0 past its landmark, and the files before the landmark are not fetched one by one; the data layer (.no.prefetch.landmark) is not prefetched', async () => {
-      const proxy = await node.run();
+    it('each layer with prioritized files is prefetched by one range request from 0 past its landmark, and the files before the landmark are then read from the prefetched data, not fetched one by one; the data layer (.no.prefetch.landmark) is not prefetched', async () => {
       const tocs = await Promise.all(newLayers.map(async (l) => readToc(Buffer.from(await client.getBlob(tag, l.digest, { size: l.size })))));
       const prefetched = newLayers.filter((_, i) => landmarkOffset(tocs[i]!.entries) !== undefined);
       expect(prefetched.length).toBeGreaterThan(0);
-      // Range requests starting inside a prefetched range: the prefetch serves those files, but a
-      // read that races the prefetch (the snapshotter waits for it when the container is created,
-      // not for every read before) may still go out on its own: allow two, against the dozens a
-      // node without prefetch makes.
+      // The snapshotter prefetches in the background after the pull and does not hold reads back
+      // until it is done: on a loaded machine the task's first reads can go out before the
+      // prefetch arrives (a race of the snapshotter's, seen in CI). Wait until every prefetch
+      // response has been sent in full, and a moment for the snapshotter to store it, then run.
+      const prefetchesDone = async (proxy: CountingProxy): Promise<void> => {
+        const done = (): boolean =>
+          prefetched.every((layer) => (proxy.completedRanges.get(layer.digest) ?? []).some((r) => /^bytes=0-/.test(r)));
+        for (let i = 0; i < 600 && !done(); i++) await new Promise((r) => setTimeout(r, 100));
+        expect(done(), 'every layer with prioritized files got its prefetch range request within 60 s of the pull').toBe(true);
+        await new Promise((r) => setTimeout(r, 1000));
+      };
+      const proxy = await node.run(prefetchesDone);
+      // Range requests starting inside a prefetched range: the prefetch has served those files.
       const inside: [number, number][] = [];
       for (const [i, layer] of newLayers.entries()) {
         const landmark = landmarkOffset(tocs[i]!.entries);
@@ -224,7 +233,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
         expect(starts.some(([start, end]) => start === 0 && end + 1 >= landmark), `layer ${i}: one range from 0 to its landmark at ${landmark}: ${JSON.stringify(starts)}`).toBe(true);
         inside.push(...starts.filter(([start]) => start > 0 && start < landmark));
       }
-      expect(inside.length, `per-file requests before a landmark: ${JSON.stringify(inside)}`).toBeLessThanOrEqual(2);
+      expect(inside, 'per-file requests before a landmark').toEqual([]);
       const data = newLayers.at(-1)!;
       expect(tocs.at(-1)!.entries.some((e) => e.name === '.no.prefetch.landmark')).toBe(true);
       expect(proxy.blobBytes.get(data.digest) ?? 0).toBeLessThan(data.size / 10);

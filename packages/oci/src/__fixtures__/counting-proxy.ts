@@ -12,6 +12,8 @@ export interface CountingProxy {
   ranges: string[];
   /** The same, per blob digest. */
   blobRanges: Map<string, string[]>;
+  /** Per blob digest, the Range headers whose responses have been sent in full. */
+  completedRanges: Map<string, string[]>;
   reset: () => void;
   close: () => Promise<void>;
 }
@@ -21,6 +23,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
   const blobBytes = new Map<string, number>();
   const ranges: string[] = [];
   const blobRanges = new Map<string, string[]>();
+  const completedRanges = new Map<string, string[]>();
   const server: Server = createServer((req, res) => {
     const blob = /\/blobs\/(sha256:[0-9a-f]{64})/.exec(req.url ?? '')?.[1];
     const upstream = httpRequest(
@@ -31,6 +34,8 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
           if (blob && req.method === 'GET') blobBytes.set(blob, (blobBytes.get(blob) ?? 0) + chunk.length);
         });
         up.pipe(res);
+        const range = req.headers.range;
+        if (blob && req.method === 'GET' && range) res.on('finish', () => completedRanges.set(blob, [...(completedRanges.get(blob) ?? []), range]));
       },
     );
     if (blob && req.method === 'GET' && req.headers.range) {
@@ -47,9 +52,11 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     blobBytes,
     ranges,
     blobRanges,
+    completedRanges,
     reset: () => {
       blobBytes.clear();
       blobRanges.clear();
+      completedRanges.clear();
       ranges.length = 0;
     },
     close: () => new Promise((resolve) => server.close(() => resolve())),
