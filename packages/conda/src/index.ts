@@ -25,7 +25,7 @@ export {
   type EnsureResult,
 } from './cache/package-cache.js';
 export { PackageDownloadError, PackageIntegrityError } from './cache/errors.js';
-export { materializeEnv, isEnvSpecificEntry, type MaterializeOptions, type MaterializeProgress, type MaterializeResult, type PackageFiles } from './materialize/materialize.js';
+export { materializeEnv, isEnvWideEntry, type MaterializeOptions, type MaterializeProgress, type MaterializeResult, type PackageFiles } from './materialize/materialize.js';
 export {
   writeDeterministicTar,
   normaliseTree,

@@ -117,6 +117,22 @@ describe.skipIf(missing !== undefined)(title('oci build service: a materialized 
     expect(config.config.Env.find((e) => e.startsWith('PATH='))).toMatch(new RegExp(`^PATH=${envPrefix(envId)}/bin:/`));
     expect(config.config.Labels['dev.prebuilt.env-id']).toBe(envId);
     expect(config.architecture).toBe('amd64');
+
+    // Each package's conda-meta record is in its own layer; the env layer holds only what lists
+    // every package (conda-meta/history): a record there would make every one-package change re-push
+    // the records of all packages.
+    const listing = async (i: number): Promise<string[]> => {
+      const file = join(work, `layer-${i}.tar.gz`);
+      await writeFile(file, await client.getBlob(tag, layers[i]!.digest));
+      return (await exec('tar', ['-tzf', file])).stdout.trim().split('\n');
+    };
+    const own = first.summary.layers.length;
+    const envFiles = (await listing(layers.length - 1)).filter((p) => !p.endsWith('/'));
+    expect(envFiles).toEqual([`${envPrefix(envId).slice(1)}/conda-meta/history`]);
+    const condaIndex = lock.packages.findIndex((p) => p.kind === 'conda');
+    const pkg = lock.packages[condaIndex]!;
+    const records = (await listing(layers.length - own + condaIndex)).filter((p) => p.includes('/conda-meta/') && !p.endsWith('/'));
+    expect(records).toEqual([expect.stringMatching(new RegExp(`/conda-meta/${pkg.name}-${pkg.version}-[^/]+\\.json$`))]);
   }, 600_000);
 
   it('a build from a separate cache directory into another repository gives the same manifest digest', async () => {
@@ -204,7 +220,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
     }
   }
 
-  it('grouped (the default): 30 packages in at most 18 layers; the second push uploads the changed package\'s group layer plus the env layer', async () => {
+  it('grouped (the default): 30 packages in at most 19 layers; the second push uploads the changed package\'s group layer plus the env layer', async () => {
     const repo = `${services.registries!.plain.host}/${uniqueRepo('group')}`;
     const first = await push(synthLock(false), `${repo}:a`, join(work, 'cache-grouped'), undefined, {});
     expect(first.layers.length).toBeLessThanOrEqual(GROUPING.maxSolo + GROUPING.groups + 1);
@@ -253,7 +269,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
     const repo = `${host}/${uniqueRepo('content')}`;
     const first = await push(synthLock(false), `${repo}:a`, cacheDir, layerCache, {});
     const records = join(layerCache, LAYER_FORMAT_ID.gzip, 'content');
-    // One record per package layer (the env layer, conda-meta, depends on every package: never keyed).
+    // One record per package layer (the env layer, conda-meta/history, depends on every package: never keyed).
     expect(await readdir(records)).toHaveLength(first.layers.length - 1);
     const cached = await push(synthLock(true), `${repo}:b`, cacheDir, layerCache, {});
     expect(cached.layers.filter((l) => l.status === 'uploaded')).toHaveLength(2);

@@ -54,8 +54,10 @@ export interface MaterializeResult {
   warnings: string[];
   /**
    * The prefix's entries each package put there, in lock order: what a build service needs to
-   * give every package its own image layer. Entries whose content depends on the env rather than
-   * the package alone (`conda-meta/`, a wheel's REQUESTED and RECORD) are in no package's list.
+   * give every package its own image layer. A package's list holds its conda-meta record (or a
+   * wheel's REQUESTED and RECORD) with its files, so a change of one package changes only its own
+   * layer; the entries of the env as a whole (`conda-meta/` itself, `conda-meta/history`) are in
+   * no package's list.
    */
   packageFiles: PackageFiles[];
 }
@@ -63,9 +65,13 @@ export interface MaterializeResult {
 /** The entries (relative to the prefix, sorted) one locked package installed: what `prefix-layers.json` lists per package. */
 export type PackageFiles = PrefixLayersPackage;
 
-/** True for an entry whose content depends on the env (the request), not only on its package. */
-export function isEnvSpecificEntry(rel: string): boolean {
-  return rel === 'conda-meta' || rel.startsWith('conda-meta/') || /\.dist-info\/(REQUESTED|RECORD)$/.test(rel);
+/**
+ * True for an entry of the env as a whole, which lists or depends on every package: `conda-meta`
+ * and the files in it that are not a package's record (`history`, `pinned`). A package's own record
+ * (`conda-meta/<name>-<version>-<build>.json`) is not: it goes into the package's layer.
+ */
+export function isEnvWideEntry(rel: string): boolean {
+  return rel === 'conda-meta' || (rel.startsWith('conda-meta/') && !/^conda-meta\/[^/]+\.json$/.test(rel));
 }
 
 const normaliseName = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-');
@@ -208,11 +214,11 @@ async function installPackages(
   return out;
 }
 
-/** The entries each locked package put in the prefix (env-specific ones left out), sorted, in lock order. */
+/** The entries each locked package put in the prefix (its conda-meta record included), sorted, in lock order. */
 function filesByPackage(lock: LockedEnv, writer: PrefixWriter): PackageFiles[] {
   const byLabel = new Map<string, string[]>();
   for (const [rel, label] of writer.owners()) {
-    if (isEnvSpecificEntry(rel)) continue;
+    if (isEnvWideEntry(rel)) continue;
     const list = byLabel.get(label);
     if (list) list.push(rel);
     else byLabel.set(label, [rel]);

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { useExampleChannel } from '../__fixtures__/example-channel.js';
 import { parsePrefixLayers, PREFIX_LAYERS_FILE, type LockedEnv } from '@prebuilt/core';
 import { PackageCache } from '../cache/package-cache.js';
-import { isEnvSpecificEntry, materializeEnv } from './materialize.js';
+import { isEnvWideEntry, materializeEnv } from './materialize.js';
 import { createMaterializedRecipeRunner } from './recipe-runner.js';
 
 const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
@@ -20,14 +20,14 @@ beforeAll(() => {
 });
 
 describe('materializeEnv packageFiles (per-package layers)', () => {
-  it('lists, per package in lock order, the entries it installed; env-specific entries in none', async () => {
+  it('lists, per package in lock order, the entries it installed with its own conda-meta record or wheel RECORD; env-wide entries in none', async () => {
     const out = join(example.work, 'env');
     const result = await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(example.work, 'cache') }) });
     expect(result.packageFiles.map((p) => p.filename)).toEqual(lock.packages.map((p) => p.filename));
     const all = result.packageFiles.flatMap((p) => p.files);
     expect(new Set(all).size).toBe(all.length);
     for (const rel of all) {
-      expect(isEnvSpecificEntry(rel)).toBe(false);
+      expect(isEnvWideEntry(rel)).toBe(false);
       await expect(lstat(join(out, rel))).resolves.toBeTruthy();
     }
     const files = (name: string): string[] => result.packageFiles.find((p) => p.name === name)!.files;
@@ -35,17 +35,29 @@ describe('materializeEnv packageFiles (per-package layers)', () => {
     expect(files('tinycli')).toContain('bin/tinycli');
     expect(files('tinytool')).toContain('bin/tt');
     expect(files('tinyhttp').some((f) => f.endsWith('.dist-info/METADATA'))).toBe(true);
-    expect(files('tinyhttp').some((f) => f.endsWith('.dist-info/REQUESTED') || f.endsWith('.dist-info/RECORD'))).toBe(false);
-    expect(all.some((f) => f.startsWith('conda-meta'))).toBe(false);
+    // A package's record goes into its own layer: were it in the env layer, every one-package change
+    // would re-push the records of all packages (issue 19: ≤ 2 % of the bytes for a rebuild).
+    expect(files('tinyhttp').some((f) => f.endsWith('.dist-info/REQUESTED'))).toBe(true);
+    expect(files('tinyhttp').some((f) => f.endsWith('.dist-info/RECORD'))).toBe(true);
+    for (const pkg of lock.packages.filter((p) => p.kind === 'conda')) {
+      const records = files(pkg.name).filter((f) => f.startsWith('conda-meta/'));
+      expect(records).toHaveLength(1);
+      const record = JSON.parse(await readFile(join(out, records[0]!), 'utf8')) as { name: string; fn: string };
+      expect(record.fn).toBe(pkg.filename);
+    }
+    expect(all).not.toContain('conda-meta');
+    expect(all).not.toContain('conda-meta/history');
+    await expect(lstat(join(out, 'conda-meta/history'))).resolves.toBeTruthy();
     for (const p of result.packageFiles) expect([...p.files].sort()).toEqual(p.files);
   });
 
-  it('isEnvSpecificEntry names conda-meta and a wheel REQUESTED/RECORD', () => {
-    expect(isEnvSpecificEntry('conda-meta/history')).toBe(true);
-    expect(isEnvSpecificEntry('conda-meta')).toBe(true);
-    expect(isEnvSpecificEntry('lib/python3.11/site-packages/a-1.0.dist-info/RECORD')).toBe(true);
-    expect(isEnvSpecificEntry('lib/python3.11/site-packages/a-1.0.dist-info/METADATA')).toBe(false);
-    expect(isEnvSpecificEntry('bin/python')).toBe(false);
+  it('isEnvWideEntry names conda-meta, its history and pinned files, not a package\'s record', () => {
+    expect(isEnvWideEntry('conda-meta/history')).toBe(true);
+    expect(isEnvWideEntry('conda-meta/pinned')).toBe(true);
+    expect(isEnvWideEntry('conda-meta')).toBe(true);
+    expect(isEnvWideEntry('conda-meta/six-1.16.0-pyh_0.json')).toBe(false);
+    expect(isEnvWideEntry('lib/python3.11/site-packages/a-1.0.dist-info/RECORD')).toBe(false);
+    expect(isEnvWideEntry('bin/python')).toBe(false);
   });
 
   it('the recipe runner writes prefix-layers.json beside the prefix (not inside it)', async () => {
