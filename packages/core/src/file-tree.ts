@@ -28,6 +28,8 @@ export interface TreeEntry {
   kind: TreeEntryKind;
   /** Mode as on disk (lstat). */
   mode: number;
+  /** Size as on disk (lstat): for a file, how it is best read (see addTarTreeEntry). */
+  size: number;
 }
 
 /**
@@ -43,10 +45,10 @@ export async function listTree(dir: string, destination: string): Promise<TreeEn
       const child = rel === '' ? name : `${rel}/${name}`;
       const info = lstatSync(join(dir, child));
       if (info.isDirectory()) {
-        out.push({ rel: child, kind: 'directory', mode: info.mode });
+        out.push({ rel: child, kind: 'directory', mode: info.mode, size: info.size });
         walk(child);
-      } else if (info.isSymbolicLink()) out.push({ rel: child, kind: 'symlink', mode: info.mode });
-      else if (info.isFile()) out.push({ rel: child, kind: 'file', mode: info.mode });
+      } else if (info.isSymbolicLink()) out.push({ rel: child, kind: 'symlink', mode: info.mode, size: info.size });
+      else if (info.isFile()) out.push({ rel: child, kind: 'file', mode: info.mode, size: info.size });
       else throw new InputError(`'${join(dir, child)}' is neither a file, a directory nor a symlink; it cannot go into ${destination}.`);
     }
   };

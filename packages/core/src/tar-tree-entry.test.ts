@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { extract, pack } from 'tar-stream';
-import { addTarTreeEntry } from './tar-tree-entry.js';
+import { addTarTreeEntry, SYNC_READ_MAX } from './tar-tree-entry.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -45,5 +45,35 @@ describe('addTarTreeEntry', () => {
       expect([h.uid, h.gid, h.uname, h.gname]).toEqual([0, 0, '', '']);
       expect(h.mtime?.getTime()).toBe(mtime.getTime());
     }
+  });
+
+  it('a size hint picks the read (small: one synchronous call, big or none: the thread pool), never the content: a stale hint still gives the file as it is', async () => {
+    const big = Buffer.alloc(SYNC_READ_MAX + 1, 7);
+    await writeFile(join(dir, 'big.bin'), big);
+    await writeFile(join(dir, 'grown.txt'), 'grown since it was listed\n');
+    const tar = pack();
+    const bodies: [string, number, Buffer][] = [];
+    const reader = extract();
+    const read = (async () => {
+      for await (const entry of reader) {
+        const chunks: Buffer[] = [];
+        for await (const c of entry) chunks.push(c as Buffer);
+        bodies.push([entry.header.name, entry.header.size ?? -1, Buffer.concat(chunks)]);
+      }
+    })();
+    tar.pipe(reader);
+    const mtime = new Date(0);
+    await addTarTreeEntry(tar, { name: 'big.bin', kind: 'file', source: join(dir, 'big.bin'), size: big.length }, mtime);
+    await addTarTreeEntry(tar, { name: 'grown.txt', kind: 'file', source: join(dir, 'grown.txt'), size: 3 }, mtime);
+    await addTarTreeEntry(tar, { name: 'tool', kind: 'file', source: join(dir, 'tool') }, mtime);
+    tar.finalize();
+    await read;
+    expect(bodies.map(([name, size, body]) => [name, size, body.length])).toEqual([
+      ['big.bin', big.length, big.length],
+      ['grown.txt', 26, 26],
+      ['tool', 10, 10],
+    ]);
+    expect(bodies[0]![2].equals(big)).toBe(true);
+    expect(bodies[1]![2].toString()).toBe('grown since it was listed\n');
   });
 });

@@ -5,6 +5,7 @@
  * and the daemonless image layers (`@prebuilt/oci`). Resolves once tar-stream has taken the entry,
  * so a producer that awaits it follows the reader's pace.
  */
+import { readFileSync } from 'node:fs';
 import { readFile, readlink } from 'node:fs/promises';
 import type { pack } from 'tar-stream';
 import { normalisedMode, type TreeEntryKind } from './file-tree.js';
@@ -19,7 +20,20 @@ export interface TarTreeEntry {
   source?: string | undefined;
   /** A file's content, instead of `source`. */
   content?: Uint8Array | string | undefined;
+  /**
+   * The file's size when listed, a hint: a file known to be small is read synchronously (see
+   * {@link SYNC_READ_MAX}); the header takes the size of what was read.
+   */
+  size?: number | undefined;
 }
+
+/**
+ * Files up to this size are read with one synchronous call: open, fstat, read and close are short
+ * system calls, where the promise version costs four thread-pool round trips — most of the CPU of
+ * tarring an env of many small files (the realistic env: 17,000 files, most under 64 KiB). Bigger
+ * files are read on the thread pool, so the event loop keeps feeding the compressors.
+ */
+export const SYNC_READ_MAX = 256 << 10;
 
 type Pack = ReturnType<typeof pack>;
 type Header = Parameters<Pack['entry']>[0];
@@ -36,7 +50,7 @@ export async function addTarTreeEntry(tar: Pack, item: TarTreeEntry, mtime: Date
   };
   if (item.kind === 'directory') return writeTarEntry(tar, { ...header, type: 'directory' });
   if (item.kind === 'symlink') return writeTarEntry(tar, { ...header, type: 'symlink', linkname: await readlink(item.source!) });
-  const content = item.content !== undefined ? Buffer.from(item.content) : await readFile(item.source!);
+  const content = item.content !== undefined ? Buffer.from(item.content) : item.size !== undefined && item.size <= SYNC_READ_MAX ? readFileSync(item.source!) : await readFile(item.source!);
   return writeTarEntry(tar, { ...header, type: 'file', size: content.length }, content);
 }
 

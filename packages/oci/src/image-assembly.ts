@@ -268,7 +268,7 @@ async function planCopy(
         return splitPrefix(full, dest, prefixLayers, instruction.text, layering);
       }
       for (const entry of await listTree(full, 'an image layer')) {
-        entries.push({ path: imagePath(dest, entry.rel), kind: entry.kind, mode: entry.mode, ...(entry.kind === 'directory' ? {} : { source: join(full, entry.rel) }) });
+        entries.push({ path: imagePath(dest, entry.rel), kind: entry.kind, mode: entry.mode, ...(entry.kind === 'directory' ? {} : { source: join(full, entry.rel) }), ...(entry.kind === 'file' ? { size: entry.size } : {}) });
       }
       entries.push({ path: imagePath(dest, ''), kind: 'directory' });
     } else if (info.isFile() || info.isSymbolicLink()) {
@@ -294,7 +294,7 @@ async function splitPrefix(dir: string, dest: string, layers: PrefixLayers, text
   const entryOf = (rel: string): LayerEntry => {
     const e = byRel.get(rel);
     if (!e) throw new BuildInputProblem(`${PREFIX_LAYERS_FILE} lists '${rel}', which is not in the prefix directory ${dir}; prepare the build context again.`);
-    return { path: imagePath(dest, rel), kind: e.kind, mode: e.mode, ...(e.kind === 'directory' ? {} : { source: join(dir, rel) }) };
+    return { path: imagePath(dest, rel), kind: e.kind, mode: e.mode, ...(e.kind === 'directory' ? {} : { source: join(dir, rel) }), ...(e.kind === 'file' ? { size: e.size } : {}) };
   };
   const own = layers.packages.map((pkg) => pkg.files.filter((rel) => !owned.has(rel) && owned.add(rel)).map(entryOf));
   const root: LayerEntry = { path: imagePath(dest, ''), kind: 'directory' };
@@ -340,8 +340,8 @@ function groupContentKey(dest: string, members: { contentKey: string | undefined
 function fileBytes(entries: LayerEntry[], layering: LayeringPolicy, packages: number): number {
   if (layering !== 'grouped' || packages <= GROUPING.maxSolo + GROUPING.groups) return 0;
   let bytes = 0;
-  // Synchronous: one short system call per file, where the promise version costs a thread-pool round trip.
-  for (const entry of entries) if (entry.kind === 'file' && entry.source) bytes += lstatSync(entry.source).size;
+  // The size listed with the entry; else one synchronous call, where the promise version costs a thread-pool round trip.
+  for (const entry of entries) if (entry.kind === 'file' && entry.source) bytes += entry.size ?? lstatSync(entry.source).size;
   return bytes;
 }
 

@@ -21,6 +21,8 @@ export interface LayerEntry {
   mode?: number;
   /** A file's content, instead of `source` (the eStargz prefetch landmark). */
   content?: Uint8Array;
+  /** A file's size when listed: a small file is read in one synchronous call (core's addTarTreeEntry). */
+  size?: number;
 }
 
 export interface BuiltLayer {
@@ -194,7 +196,7 @@ async function streamTar(
   const produce = async (): Promise<void> => {
     for (const item of items) {
       if (signal?.aborted) throw new CancelledError('Building the image layers was cancelled.', { cause: signal.reason });
-      await addTarTreeEntry(tar, { name: item.path, kind: item.kind, mode: item.mode, source: item.source, content: item.content }, mtime);
+      await addTarTreeEntry(tar, { name: item.path, kind: item.kind, mode: item.mode, source: item.source, content: item.content, size: item.size }, mtime);
     }
     tar.finalize();
   };

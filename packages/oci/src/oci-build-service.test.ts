@@ -278,7 +278,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
     expect(clean.layers.every((l) => l.status === 'uploaded')).toBe(true);
     expect(cached.digest).toBe(clean.digest);
 
-    // Records that do not parse are not trusted: the layers are looked up by their tar again, and the records rewritten.
+    // Records that do not parse are not trusted: the layers are built again in one pass (their blobs are in the registry: not sent), and the records rewritten.
     for (const name of await readdir(records)) await writeFile(join(records, name), 'sha256:not-a-record\n');
     const afterCorrupt = await push(synthLock(true), `${repo}:c`, cacheDir, layerCache, {});
     expect(afterCorrupt.digest).toBe(clean.digest);

@@ -351,7 +351,7 @@ interface LayerJob {
   count: number;
   /** Temp file for the compressed blob. */
   file: string;
-  /** Whether to hash the tar and ask the layer cache and the registry before compressing. */
+  /** Whether to hash the tar and ask the layer cache and the registry before compressing (a layer without a content key only). */
   lookUpFirst: boolean;
   signal: AbortSignal;
 }
@@ -379,7 +379,9 @@ async function buildOneLayer(run: BuildRun, push: PushTarget, job: LayerJob): Pr
       return { ...known, status: 'exists' };
     }
   }
-  if (job.lookUpFirst) {
+  // A layer with a content key that the cache does not know is new content: compressed in one pass,
+  // not tarred and hashed first to look its diff_id up (a second pass over every byte of it).
+  if (job.lookUpFirst && !contentKey) {
     const tar = await layerDiffId(planned.entries, tarOptions);
     const known = await cache.get(tar.diffId);
     if (known && (await client.headBlob(push.repo, known.digest, { signal })).exists) {

@@ -67,13 +67,13 @@ export async function writeDeterministicTar(
 ): Promise<DeterministicTarResult> {
   const mtime = new Date((options.mtime ?? sourceDateEpoch()) * 1000);
   const root = options.root ? posix.normalize(options.root).replace(/\/+$/, '') : '';
-  const items: { name: string; kind: 'file' | 'directory' | 'symlink'; mode: number; source?: string; content?: Uint8Array | string }[] = [];
+  const items: { name: string; kind: 'file' | 'directory' | 'symlink'; mode: number; source?: string; content?: Uint8Array | string; size?: number }[] = [];
   if (root !== '') {
     const parts = root.split('/');
     for (let i = 1; i <= parts.length; i++) items.push({ name: parts.slice(0, i).join('/'), kind: 'directory', mode: 0o755 });
   }
   for (const entry of await listTree(dir, 'an image context')) {
-    items.push({ name: root === '' ? entry.rel : `${root}/${entry.rel}`, kind: entry.kind, mode: entry.mode, source: join(dir, entry.rel) });
+    items.push({ name: root === '' ? entry.rel : `${root}/${entry.rel}`, kind: entry.kind, mode: entry.mode, source: join(dir, entry.rel), size: entry.size });
   }
   for (const extra of options.extraFiles ?? []) {
     items.push({ name: posix.normalize(extra.path), kind: 'file', mode: extra.mode ?? 0o644, content: extra.content });
