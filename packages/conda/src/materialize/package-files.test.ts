@@ -52,12 +52,9 @@ describe('materializeEnv packageFiles (per-package layers)', () => {
   });
 
   it('isEnvWideEntry names conda-meta, its history and pinned files, not a package\'s record', () => {
-    expect(isEnvWideEntry('conda-meta/history')).toBe(true);
-    expect(isEnvWideEntry('conda-meta/pinned')).toBe(true);
-    expect(isEnvWideEntry('conda-meta')).toBe(true);
-    expect(isEnvWideEntry('conda-meta/six-1.16.0-pyh_0.json')).toBe(false);
-    expect(isEnvWideEntry('lib/python3.11/site-packages/a-1.0.dist-info/RECORD')).toBe(false);
-    expect(isEnvWideEntry('bin/python')).toBe(false);
+    const wide = ['conda-meta', 'conda-meta/history', 'conda-meta/pinned'];
+    const own = ['conda-meta/six-1.16.0-pyh_0.json', 'lib/python3.11/site-packages/a-1.0.dist-info/RECORD', 'bin/python'];
+    expect([...wide, ...own].filter(isEnvWideEntry)).toEqual(wide);
   });
 
   it('the recipe runner writes prefix-layers.json beside the prefix (not inside it)', async () => {
