@@ -58,6 +58,8 @@ async function relocatedCopy(from, to) {
   const layers = JSON.parse(await readFile(join(from, 'prefix-layers.json'), 'utf8'));
   const move = (f) => (f === 'site-packages' ? SITE : f.startsWith('site-packages/') ? `${SITE}/${f.slice(14)}` : f === 'python-scripts' ? 'bin' : f.startsWith('python-scripts/') ? `bin/${f.slice(15)}` : f);
   for (const pkg of layers.packages) pkg.files = [...new Set(pkg.files.map(move))].sort();
+  // The copy's prefix-layers.json is a hard link to B8's: unlink it first, or the write changes B8's too.
+  await rm(join(`${to}.tmp`, 'prefix-layers.json'));
   await writeFile(join(`${to}.tmp`, 'prefix-layers.json'), `${JSON.stringify(layers, null, 1)}\n`);
   await exec('mv', [`${to}.tmp`, to]);
   return layers;
