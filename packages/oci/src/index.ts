@@ -26,6 +26,7 @@ export {
   type EstargzPrefetch,
 } from './estargz-prefetch.js';
 export { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
+export { RUNNERS_ENV, ZSTD_SINCE, compressionForRunners, parseRunners, pullsZstd, type Runner, type RunnerRuntime } from './runners.js';
 export { LayerCache, defaultLayerCacheDir, type CompressedLayer } from './layer-cache.js';
 
 /** The `oci` build service: assembles images without a daemon and pushes them over the registry API. */

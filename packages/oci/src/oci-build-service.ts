@@ -40,6 +40,7 @@ import { LayerCache, defaultLayerCacheDir } from './layer-cache.js';
 import { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 import { layerDiffId, writeLayer } from './layer.js';
 import { PREFETCH_ENV, prefetchSetting, type EstargzPrefetch } from './estargz-prefetch.js';
+import { RUNNERS_ENV, compressionForRunners, parseRunners } from './runners.js';
 
 const log = createLogger('oci');
 
@@ -51,8 +52,10 @@ export const OCI_ENV = {
   insecureRegistries: 'METAFLOW_PREBUILT_OCI_INSECURE_REGISTRIES',
   /** Comma-separated repositories of the target registry to offer as cross-repository mount sources. */
   mountFrom: 'METAFLOW_PREBUILT_OCI_MOUNT_FROM',
-  /** `gzip` (default), `zstd` or `estargz`: how the new layers are compressed. */
+  /** `gzip`, `zstd` or `estargz`: how the new layers are compressed (default zstd when every runner pulls it, else gzip). */
   layerCompression: 'METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION',
+  /** The runtimes that pull the images, `containerd@1.6,docker@20.10`: picks the default compression. */
+  runners: RUNNERS_ENV,
   /** `grouped` (default), `per-package` or `single`: how the env prefix is cut into layers. */
   layers: 'METAFLOW_PREBUILT_OCI_LAYERS',
   /** eStargz layers only: `static` (default), `off`, or a recorded profile file: which files go first, for the snapshotter's prefetch. */
@@ -95,8 +98,16 @@ export interface OciBuildServiceOptions {
    */
   layerCacheDir?: string | false;
   /**
-   * How the new layers are compressed: `gzip` (default; every runtime pulls it) or `zstd` (an OCI
-   * image with `tar+zstd` layers; needs Docker Engine ≥ 23.0 or containerd ≥ 1.5 on every node) or
+   * The container runtimes of every node that runs the images, each with its oldest version, e.g.
+   * `containerd@1.6,docker@20.10`. When every one pulls zstd (containerd ≥ 1.5, Docker Engine ≥
+   * 23.0) the layers are zstd by default; asking for zstd while one cannot is a ConfigError.
+   * Unset: gzip by default. Env METAFLOW_PREBUILT_OCI_RUNNERS.
+   */
+  runners?: string;
+  /**
+   * How the new layers are compressed: `gzip` (the default unless `runners` all pull zstd; every
+   * runtime pulls it) or `zstd` (an OCI image with `tar+zstd` layers; needs Docker Engine ≥ 23.0 or
+   * containerd ≥ 1.5 on every node) or
    * `estargz` (gzip layers with a table of contents, lazily pulled by containerd with the stargz
    * snapshotter, pulled as plain gzip by every other runtime). Env METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.
    */
@@ -150,10 +161,17 @@ export interface OciSettings {
   prefetch: EstargzPrefetch;
 }
 
-/** A setting with a fixed set of values (case and spaces ignored): the option, else the env var, else the default. */
-function choiceSetting<T extends string>(value: string | undefined, env: Record<string, string | undefined>, spec: { envVar: string; option: string; description: string; choices: readonly T[] }): T {
+type ChoiceSpec<T extends string> = { envVar: string; option: string; description: string; choices: readonly T[] };
+
+/** A setting with a fixed set of values (case and spaces ignored): the option, else the env var, else the default (the first choice). */
+function choiceSetting<T extends string>(value: string | undefined, env: Record<string, string | undefined>, spec: ChoiceSpec<T>): T {
+  return optionalChoice(value, env, spec) ?? spec.choices[0]!;
+}
+
+/** As choiceSetting, undefined when neither the option nor the env var is set. */
+function optionalChoice<T extends string>(value: string | undefined, env: Record<string, string | undefined>, spec: ChoiceSpec<T>): T | undefined {
   const raw = value ?? loadOptionalSetting({ value: undefined, envVar: spec.envVar, option: spec.option, description: spec.description, env });
-  if (raw === undefined) return spec.choices[0]!;
+  if (raw === undefined) return undefined;
   const name = raw.trim().toLowerCase();
   if ((spec.choices as readonly string[]).includes(name)) return name as T;
   const choices = `${spec.choices.slice(0, -1).join(', ')} or ${spec.choices.at(-1)}`;
@@ -173,7 +191,9 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
       hint: `Set ${OCI_ENV.chunkSize} (or the option 'chunkSize') to a number of bytes, e.g. 8388608.`,
     });
   }
-  const layerCompression = choiceSetting(options.layerCompression, env, { envVar: OCI_ENV.layerCompression, option: 'layerCompression', description: 'layer compression', choices: LAYER_COMPRESSIONS });
+  const askedCompression = optionalChoice(options.layerCompression, env, { envVar: OCI_ENV.layerCompression, option: 'layerCompression', description: 'layer compression', choices: LAYER_COMPRESSIONS });
+  const rawRunners = options.runners ?? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.runners, option: 'runners', description: 'runners', env });
+  const layerCompression = compressionForRunners(askedCompression, rawRunners === undefined ? undefined : parseRunners(rawRunners));
   const rawPrefetch = options.prefetch ?? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.prefetch, option: 'prefetch', description: 'eStargz prefetch', env });
   return {
     chunkSize,
