@@ -25,6 +25,12 @@
  *
  *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only] [--no-background-fetch]
  *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single] [--json]
+ *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--runs 2] [--json]
+ *
+ * --pull-only (B10, bench/oci-pull.mjs): non-lazy pulls of the image as gzip and as zstd, by the
+ * Docker daemon and by containerd, each with and without `unpigz` on the node, base cached and
+ * empty node, against the env created at start; and the floor: the same layer blobs decompressed
+ * and unpacked by `gzip`/`unpigz`/`zstd` + `tar -x`.
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -122,13 +128,13 @@ const STARGZ_CONFIGS = {
   'prefetch-only': 'prefetch_timeout_sec = 30\nno_background_fetch = true\nno_prometheus = true\n',
 };
 
-async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.noprefetch) {
+async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.noprefetch, daemonEnv = process.env) {
   await mkdir(join(dir, 'root'), { recursive: true });
   const sock = join(dir, 'containerd.sock');
   const conf = ['version = 2', `root = "${dir}/root"`, `state = "${dir}/state"`, 'disabled_plugins = ["io.containerd.grpc.v1.cri"]', '[grpc]', `  address = "${sock}"`, '[ttrpc]', `  address = "${sock}.ttrpc"`];
   if (stargz) conf.push('[proxy_plugins]', '  [proxy_plugins.stargz]', '    type = "snapshot"', `    address = "${dir}/stargz.sock"`);
   await writeFile(join(dir, 'config.toml'), `${conf.join('\n')}\n`);
-  const procs = [spawn('containerd', ['-c', join(dir, 'config.toml')], { stdio: 'ignore' })];
+  const procs = [spawn('containerd', ['-c', join(dir, 'config.toml')], { stdio: 'ignore', env: daemonEnv })];
   if (stargz) {
     await writeFile(join(dir, 'stargz.toml'), stargzConfig);
     procs.push(spawn('containerd-stargz-grpc', ['--address', `${dir}/stargz.sock`, '--root', `${dir}/sroot`, '--config', `${dir}/stargz.toml`], { stdio: 'ignore' }));
@@ -149,7 +155,7 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' } });
   const services = loadServices();
   const { ctx, changed } = await contexts();
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
@@ -163,9 +169,10 @@ async function main_(onCleanup) {
     const t0 = performance.now();
     const result = await oci.createOciBuildService({ env, layerCacheDir: join(cacheRoot, cacheName), onPushed: (s) => (summary = s) }).buildAndPush({ dockerfile, contextDir, imageTag, platform: 'linux/amd64' });
     if (!result.ok) throw new Error(`build failed: ${result.reason}`);
-    return { ms: ms(t0), bytes: summary.bytesSent, layers: summary.layers.length, uploaded: summary.layers.filter((l) => l.status === 'uploaded').length };
+    return { ms: ms(t0), bytes: summary.bytesSent, layers: summary.layers.length, uploaded: summary.layers.filter((l) => l.status === 'uploaded').length, digests: summary.layers.map((l) => l.digest) };
   };
   const setup = { args, services, ctx, changed, base, host, build, cacheRoot, oci, onCleanup };
+  if (args['pull-only']) return output(args, ...(await pullOnly(setup)));
   const policies = args['lazy-only'] ? undefined : await policiesBench(setup);
   const haveStargz = await exec('sh', ['-c', 'command -v containerd-stargz-grpc && command -v ctr-remote']).then(() => true, () => false);
   // The lazy part's images and the env created at start share bench/base-image.sh's base (python3 with the full stdlib, pip, zstd), as B2's.
@@ -365,6 +372,14 @@ function lazyLines(b2lazy) {
 function summarize(samples) {
   const pick = (k) => (samples[0][k] === undefined ? undefined : k === 'fetched' ? { median: median(samples.map((s) => s[k])) } : stats(samples.map((s) => s[k])));
   return { total: pick('total'), pull: pick('pull'), run: pick('run'), ...(samples[0].fetched !== undefined ? { fetched: pick('fetched') } : {}) };
+}
+
+async function pullOnly(setup) {
+  const { pullBench, pullLines } = await import('./oci-pull.mjs');
+  const benchBase = (await exec('bash', [join(ROOT, 'bench/base-image.sh'), setup.host])).stdout.trim();
+  const helpers = { startContainerd, firstLineOf, ctrPullRun, bootstrapFor, summarize, runName, CODE, PY };
+  const b10 = await pullBench({ ...setup, base: benchBase }, helpers);
+  return [{ bench: 'oci-pull', machine: machine(), loadAverage: loadavg(), b10 }, [`B10 non-lazy pulls, realistic env (${setup.ctx})`, ...pullLines(b10), `  load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`]];
 }
 
 await main(async (onCleanup) => {

@@ -11,8 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # kubernetes let the host python3 run real Metaflow (local runs, `create --only-json` against the S3
 # fake); patchelf makes the realistic benchmark corpus (bench/, not the tests); stargz-snapshotter
 # (ctr-remote), golang-go and the snapshotter's Go library build containerd-stargz-grpc for the oci
-# eStargz lazy-pull test (scripts/build-stargz-grpc.sh).
-APT_PACKAGES=(bzip2 zstd unzip python3.11 python3-pip python3-boto3 python3-requests python3-kubernetes patchelf stargz-snapshotter golang-go golang-github-containerd-stargz-snapshotter-dev)
+# eStargz lazy-pull test (scripts/build-stargz-grpc.sh); pigz gives bench B10 its `unpigz` node setting.
+APT_PACKAGES=(bzip2 zstd pigz unzip python3.11 python3-pip python3-boto3 python3-requests python3-kubernetes patchelf stargz-snapshotter golang-go golang-github-containerd-stargz-snapshotter-dev)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
