@@ -25,7 +25,7 @@
  *
  *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only] [--no-background-fetch]
  *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single] [--json]
- *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--runs 2] [--json]
+ *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--base-cached-only] [--runs 2] [--json]
  *
  * --pull-only (B10, bench/oci-pull.mjs): non-lazy pulls of the image as gzip and as zstd, by the
  * Docker daemon and by containerd, each with and without `unpigz` on the node, base cached and
@@ -155,7 +155,7 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' } });
   const services = loadServices();
   const { ctx, changed } = await contexts();
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;

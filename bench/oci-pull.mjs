@@ -179,19 +179,22 @@ export async function pullBench(setup, h) {
     onCleanup(c.stop);
     containerds.push(c);
   }
-  const variants = {};
+  const all = {};
   const label = (pigz) => (pigz ? 'unpigz' : 'no unpigz');
-  variants['docker: env created at start'] = atStart(dockerds[0], base, bootstrap, h);
-  variants['ctr: env created at start'] = atStart(containerds[0], base, bootstrap, h);
+  all['docker: env created at start'] = atStart(dockerds[0], base, bootstrap, h);
+  all['ctr: env created at start'] = atStart(containerds[0], base, bootstrap, h);
   for (const policy of policies) {
     for (const [i, pigz] of settings.entries()) {
-      variants[`docker: ${policy} gzip, ${label(pigz)}`] = dockerPullRun(dockerds[i], images[`${policy} gzip`].tag, base, h);
-      variants[`ctr: ${policy} gzip, ${label(pigz)}`] = ctrPullRun(containerds[i].sock, images[`${policy} gzip`].tag, base, h);
+      all[`docker: ${policy} gzip, ${label(pigz)}`] = dockerPullRun(dockerds[i], images[`${policy} gzip`].tag, base, h);
+      all[`ctr: ${policy} gzip, ${label(pigz)}`] = ctrPullRun(containerds[i].sock, images[`${policy} gzip`].tag, base, h);
     }
-    variants[`ctr: ${policy} zstd`] = ctrPullRun(containerds[0].sock, images[`${policy} zstd`].tag, base, h);
+    all[`ctr: ${policy} zstd`] = ctrPullRun(containerds[0].sock, images[`${policy} zstd`].tag, base, h);
   }
+  // --pull-runtimes docker|ctr and --base-cached-only narrow the run (e.g. containerd alone on a quiet machine).
+  const runtimes = args['pull-runtimes'].split(',').map((s) => s.trim());
+  const variants = Object.fromEntries(Object.entries(all).filter(([name]) => runtimes.includes(name.split(':')[0])));
   const scenarios = {};
-  for (const [scenario, emptyNode] of [['a base cached', false], ['b empty node', true]]) {
+  for (const [scenario, emptyNode] of [['a base cached', false], ['b empty node', true]].slice(0, args['base-cached-only'] ? 1 : 2)) {
     const samples = await alternate(args.runs, ...Object.values(variants).map((fn) => () => fn(emptyNode)));
     scenarios[scenario] = Object.fromEntries(Object.keys(variants).map((name, i) => [name, h.summarize(samples[i])]));
     process.stderr.write(`[b10] scenario ${scenario} done (load ${loadavg()[0].toFixed(1)})\n`);
