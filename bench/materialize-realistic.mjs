@@ -10,12 +10,17 @@
  *   tar -x   — GNU tar extracting an uncompressed tar of the same materialized files (the floor:
  *              the same bytes written, without decompression, jail or bytecode);
  *   before   — with `--before DIR` (a built checkout of an earlier prebuilt), that checkout's
- *              materializeEnv on the same lock and package cache.
+ *              materializeEnv on the same lock and package cache, its extraction cache empty too.
+ * What a variant leaves (its output, the extraction cache it empties) is moved aside, not deleted,
+ * until every run is done: ext4 without a journal (this machine's root file system) skips inodes
+ * freed in the last 60–360 s when it allocates new ones (fs/ext4/ialloc.c, recently_deleted), so
+ * deleting one variant's 17,000 files made the next variant's file creations in the same block
+ * groups several times slower — the cleanup, not the variant, was measured.
  * Prints medians (min–max) and the ratios tar-x/full (the materializer's speed as a fraction of
  * `tar -x`) and rebuild/full.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { materializeEnv, PackageCache } from '../packages/conda/dist/index.js';
@@ -68,6 +73,16 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
   const prefix = '/opt/prebuilt/envs/0123456789abcdef';
   const archiveBytes = files.reduce((sum, f) => sum + f.size, 0);
 
+  // Moved aside (see the header), removed with `work` when every run is done.
+  const trash = join(work, 'trash');
+  await mkdir(trash, { recursive: true });
+  let discarded = 0;
+  const discard = async (path) => {
+    if (!(await stat(path).catch(() => undefined))) return;
+    discarded += 1;
+    // Another file system (a --cache-dir elsewhere): removed at once.
+    await rename(path, join(trash, String(discarded))).catch(() => rm(path, { recursive: true, force: true }));
+  };
   // Untimed: verify the package cache, warm the bytecode cache, make the tar of the result.
   const first = join(work, 'env-first');
   await materializeEnv({ lock, prefix, outDir: first, cache: cache() });
@@ -75,35 +90,35 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
   execFileSync('tar', ['-cf', tarFile, '-C', first, '.']);
   const installedBytes = Number(execFileSync('du', ['-sb', first], { encoding: 'utf8' }).split('\t')[0]);
   const fileCount = Number(execFileSync('sh', ['-c', `find '${first}' -type f | wc -l`], { encoding: 'utf8' }).trim());
-  await rm(first, { recursive: true });
+  await discard(first);
 
   const extractDir = join(cacheDir, 'extracted');
   const changedPkg = lock.packages.find((p) => p.name === changed) ?? lock.packages[0];
   const evict = async () => {
     for (const name of await readdir(extractDir).catch(() => [])) {
-      if (name.includes(changedPkg.sha256)) await rm(join(extractDir, name), { recursive: true, force: true });
+      if (name.includes(changedPkg.sha256)) await discard(join(extractDir, name));
     }
   };
   const timed = async (fn) => {
     const out = join(work, 'out');
-    await rm(out, { recursive: true, force: true });
+    await discard(out);
     const t = performance.now();
     await fn(out);
     const ms = performance.now() - t;
-    await rm(out, { recursive: true, force: true });
+    await discard(out);
     return ms;
   };
   const earlier = before ? await import(join(before, 'packages/conda/dist/index.js')) : undefined;
   // Untimed: the earlier checkout's bytecode cache (its keys differ) is warmed too.
-  if (earlier) await earlier.materializeEnv({ lock, prefix, outDir: join(work, 'env-before'), cache: new earlier.PackageCache({ cacheDir }) }).then(() => rm(join(work, 'env-before'), { recursive: true }));
+  if (earlier) await earlier.materializeEnv({ lock, prefix, outDir: join(work, 'env-before'), cache: new earlier.PackageCache({ cacheDir }) }).then(() => discard(join(work, 'env-before')));
   const variants = [
-    () => rm(extractDir, { recursive: true, force: true }).then(() => timed((out) => materializeEnv({ lock, prefix, outDir: out, cache: cache() }))),
+    () => discard(extractDir).then(() => timed((out) => materializeEnv({ lock, prefix, outDir: out, cache: cache() }))),
     () => evict().then(() => timed((out) => materializeEnv({ lock, prefix, outDir: out, cache: cache() }))),
     () => timed(async (out) => {
       await mkdir(out);
       execFileSync('tar', ['-xf', tarFile, '-C', out]);
     }),
-    ...(earlier ? [() => timed((out) => earlier.materializeEnv({ lock, prefix, outDir: out, cache: new earlier.PackageCache({ cacheDir }) }))] : []),
+    ...(earlier ? [() => discard(extractDir).then(() => timed((out) => earlier.materializeEnv({ lock, prefix, outDir: out, cache: new earlier.PackageCache({ cacheDir }) })))] : []),
   ];
   const [full, rebuild, tarX, beforeFull] = await alternate(runs, ...variants);
   const result = {

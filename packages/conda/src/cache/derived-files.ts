@@ -10,12 +10,12 @@
  * the entry's own files are (extraction-cache.ts): a set with a file changed, missing or replaced
  * is removed and the caller derives the files again — it is never served.
  */
-import { chmodSync, utimesSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createLogger, errorMessage, normalisedMode } from '@prebuilt/core';
+import { createLogger, errorMessage } from '@prebuilt/core';
 import { sameStamp, stampOf, type FileStamp } from './extraction-cache.js';
+import { writeSealedFileSync } from './sealed-file.js';
 
 const log = createLogger('conda:derived-files');
 
@@ -68,8 +68,6 @@ export async function readDerivedFiles(dir: string, count: number): Promise<(str
  */
 export async function storeDerivedFiles(dir: string, files: readonly (Uint8Array | undefined)[], mtime: number): Promise<(string | undefined)[] | undefined> {
   const partial = `${dir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const time = new Date(mtime * 1000);
-  const mode = normalisedMode('file', 0o644);
   try {
     await mkdir(partial, { recursive: true });
     const stamps: (FileStamp | null)[] = [];
@@ -78,12 +76,8 @@ export async function storeDerivedFiles(dir: string, files: readonly (Uint8Array
         stamps.push(null);
         continue;
       }
-      const file = join(partial, String(i));
-      await writeFile(file, data, { flag: 'wx', mode });
-      // The umask may have narrowed the mode; the prefix's files carry the normalised one.
-      if ((stampOf(file)?.mode ?? -1) !== mode) chmodSync(file, mode);
-      utimesSync(file, time, time);
-      stamps.push(stampOf(file)!);
+      // Written and sealed (mode, mtime, stamp) through its descriptor: one synchronous call each.
+      stamps.push(writeSealedFileSync(join(partial, String(i)), data, { mode: 0o644, mtime }));
     }
     const manifest: DerivedManifest = { format: FORMAT, files: stamps };
     await writeFile(join(partial, 'manifest.json'), JSON.stringify(manifest));

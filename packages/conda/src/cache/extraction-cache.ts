@@ -73,6 +73,19 @@ export function stampOf(path: string): FileStamp | undefined {
   return { size: Number(stats.size), ino: String(stats.ino), mode: Number(stats.mode) & 0o7777, mtimeNs: String(stats.mtimeNs) };
 }
 
+/**
+ * Gives a file its normalised mode and `time` by path and returns its stamp (for an extraction
+ * not sealed as it was written). Synchronous calls: one short system call each, no thread-pool
+ * round trip.
+ */
+function sealByPath(file: string, mode: number, time: Date): FileStamp {
+  const wanted = normalisedMode('file', mode);
+  // The file was created with its normalised mode unless the umask narrowed it.
+  if ((stampOf(file)?.mode ?? -1) !== wanted) chmodSync(file, wanted);
+  utimesSync(file, time, time);
+  return stampOf(file)!;
+}
+
 export const sameStamp = (a: FileStamp | undefined, b: FileStamp): boolean =>
   a !== undefined && a.size === b.size && a.ino === b.ino && a.mode === b.mode && a.mtimeNs === b.mtimeNs;
 
@@ -154,13 +167,10 @@ export class ExtractionCache {
         entries.push(entry);
         continue;
       }
-      // Synchronous calls, as for the stamps: one short system call each, no thread-pool round trip.
-      // The file was created with its normalised mode unless the umask narrowed it.
-      const mode = normalisedMode('file', entry.mode);
-      if ((stampOf(entry.file)?.mode ?? -1) !== mode) chmodSync(entry.file, mode);
-      utimesSync(entry.file, time, time);
+      // Sealed as it was written (extractCondaPackage's `mtime`): nothing left to do.
+      const stamp = entry.stamp ?? sealByPath(entry.file, entry.mode, time);
       const name = entry.file.slice(partial.length + 1);
-      entries.push({ ...entry, file: name, stamp: stampOf(entry.file)! });
+      entries.push({ ...entry, file: name, stamp });
     }
     const info: Record<string, string> = {};
     for (const [name, data] of contents.info) info[name] = data.toString('base64');

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readTarStream } from './archive.js';
+import { crc32Update, crc32UpdateJs, readTarStream } from './archive.js';
 import { bzip2Chunks } from './bzip2-stream.js';
 import { ArchiveError } from './errors.js';
 import { ExpansionBudget } from './expansion-budget.js';
@@ -31,6 +31,21 @@ async function* once(data: Buffer, piece = 7): AsyncGenerator<Buffer> {
 }
 
 const text = (n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => `line ${i} of the test input\n`).join(''));
+
+describe('crc32Update (zip members)', () => {
+  it('gives the IEEE CRC-32, natively or in JS, continued across pieces', () => {
+    const check = Buffer.from('123456789');
+    expect(crc32Update(0, check)).toBe(0xcbf43926);
+    expect(crc32UpdateJs(0, check)).toBe(0xcbf43926);
+    const data = Buffer.alloc(100_003);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7919) & 0xff;
+    const whole = crc32UpdateJs(0, data);
+    let pieces = 0;
+    for (let at = 0; at < data.length; at += 16_384) pieces = crc32Update(pieces, data.subarray(at, at + 16_384));
+    expect(pieces).toBe(whole);
+    expect(crc32Update(0, new Uint8Array(0))).toBe(0);
+  });
+});
 
 describe('bzip2Chunks', () => {
   it('decodes concatenated streams (as pbzip2 writes them) block by block', async () => {

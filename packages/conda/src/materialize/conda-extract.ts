@@ -1,6 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { FileStamp } from '../cache/extraction-cache.js';
+import { openSealedFile, writeSealedFileSync } from '../cache/sealed-file.js';
 import { readTarStream, type TarEntryHeader } from './archive.js';
 import { bzip2Chunks } from './bzip2-stream.js';
 import { ArchiveError } from './errors.js';
@@ -11,7 +13,16 @@ import { zstdChunks } from './zstd-stream.js';
 
 /** One entry of a conda package's body (everything but `info/`), extracted to scratch. */
 export type ExtractedEntry =
-  | { path: string; type: 'file'; mode: number; size: number; /** Scratch file holding the content. */ file: string }
+  | {
+      path: string;
+      type: 'file';
+      mode: number;
+      size: number;
+      /** Scratch file holding the content. */
+      file: string;
+      /** With `options.mtime`: the file's stamp once given its normalised mode and that mtime. */
+      stamp?: FileStamp;
+    }
   | { path: string; type: 'directory'; mode: number }
   | { path: string; type: 'symlink'; mode: number; linkTarget: string }
   | { path: string; type: 'hardlink'; mode: number; linkTarget: string };
@@ -58,6 +69,14 @@ function declaredPaths(raw: Buffer, label: string): { declared: DeclaredPaths; t
   return { declared: { sizes, complete: Array.isArray(parsed.paths) }, tarBytes: unknownSizes ? Number.POSITIVE_INFINITY : tarBytes };
 }
 
+export interface ExtractOptions {
+  /**
+   * Seconds since 1970: each body file is given its normalised mode and this mtime as it is
+   * written, through its open descriptor, and its stamp recorded (what the extraction cache keeps).
+   */
+  mtime?: number;
+}
+
 /**
  * Extracts a `.tar.bz2` or `.conda` package, streaming: `info/` files are kept in memory (only
  * those the installer reads, each bounded), body files are written to numbered files in `scratch`
@@ -65,7 +84,7 @@ function declaredPaths(raw: Buffer, label: string): { declared: DeclaredPaths; t
  * into the prefix through the jail), links are only recorded. Every byte is counted against the
  * package's bound (see expansion-budget.ts) and each file against its declared size.
  */
-export async function extractCondaPackage(file: string, label: string, scratch: string): Promise<ExtractedCondaPackage> {
+export async function extractCondaPackage(file: string, label: string, scratch: string, options: ExtractOptions = {}): Promise<ExtractedCondaPackage> {
   await mkdir(scratch, { recursive: true });
   const fileSize = (await stat(file)).size;
   const info = new Map<string, Buffer>();
@@ -112,10 +131,10 @@ export async function extractCondaPackage(file: string, label: string, scratch: 
     budget.reserve(header.size, rel);
     serial += 1;
     const scratchFile = join(scratch, String(serial));
-    const size = await writeScratchFile(scratchFile, header, content, (bytes) => {
+    const { size, stamp } = await writeScratchFile(scratchFile, header, content, options.mtime, (bytes) => {
       if (limit !== undefined && bytes > limit) throw expansionError(label, rel, `paths.json declares ${limit} bytes`);
     });
-    entries.push({ path: rel, type: 'file', mode: header.mode, size, file: scratchFile });
+    entries.push({ path: rel, type: 'file', mode: header.mode, size, file: scratchFile, ...(stamp ? { stamp } : {}) });
   };
 
   if (label.endsWith('.tar.bz2')) {
@@ -136,9 +155,16 @@ const SYNC_FILE_MAX = 256 * 1024;
 /**
  * Writes one tar member to a new scratch file; `check(bytes so far)` throws to stop. A small
  * member (most of a package's files) is written with one synchronous call — open, write and close
- * take microseconds, their promise versions three thread-pool round trips each.
+ * take microseconds, their promise versions three thread-pool round trips each. With `mtime`, the
+ * file is sealed before it is closed (sealed-file.ts) and its stamp returned.
  */
-async function writeScratchFile(file: string, header: TarEntryHeader, content: AsyncIterable<Buffer>, check: (bytes: number) => void): Promise<number> {
+async function writeScratchFile(
+  file: string,
+  header: TarEntryHeader,
+  content: AsyncIterable<Buffer>,
+  mtime: number | undefined,
+  check: (bytes: number) => void,
+): Promise<{ size: number; stamp?: FileStamp }> {
   const mode = header.mode & 0o111 ? 0o755 : 0o644;
   let size = 0;
   if (header.size <= SYNC_FILE_MAX) {
@@ -147,22 +173,24 @@ async function writeScratchFile(file: string, header: TarEntryHeader, content: A
       size += chunk.length;
       check(size);
       chunks.push(chunk); // the tar reader gives a member exactly the bytes its header announces
-
     }
-    writeFileSync(file, Buffer.concat(chunks, size), { flag: 'wx', mode });
-    return size;
+    const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+    if (mtime !== undefined) return { size, stamp: writeSealedFileSync(file, data, { mode, mtime }) };
+    writeFileSync(file, data, { flag: 'wx', mode });
+    return { size };
   }
-  const handle = await open(file, 'wx', mode);
+  const sealed = mtime !== undefined ? await openSealedFile(file, { mode, mtime }) : undefined;
+  const handle = sealed?.handle ?? (await open(file, 'wx', mode));
   try {
     for await (const chunk of content) {
       size += chunk.length;
       check(size);
       await handle.write(chunk);
     }
+    return { size, ...(sealed ? { stamp: await sealed.seal() } : {}) };
   } finally {
     await handle.close();
   }
-  return size;
 }
 
 /**

@@ -101,7 +101,7 @@ interface Extraction {
 
 function extractOne(file: string, pkg: LockedPackage, root: string, cache: ExtractionCache | undefined, mtime: number): Promise<Extraction> {
   if (cache) {
-    return cache.obtain(file, pkg.sha256, mtime, (scratch) => extractCondaPackage(file, pkg.filename, scratch)).then((got) => ({
+    return cache.obtain(file, pkg.sha256, mtime, (scratch) => extractCondaPackage(file, pkg.filename, scratch, { mtime })).then((got) => ({
       source: { file, contents: got.contents, files: 'link', md5: got.md5 },
       release: () => Promise.resolve(),
       entryDir: got.dir,
