@@ -1,6 +1,8 @@
 import { lstat, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { buildCondaPackage } from '@prebuilt/fixtures';
+import { fileLock } from '../materialize/__fixtures__/helpers.js';
 import { useExampleChannel } from '../__fixtures__/example-channel.js';
 import type { LockedEnv } from '@prebuilt/core';
 import { materializeEnv } from '../materialize/materialize.js';
@@ -108,6 +110,54 @@ describe('the extraction cache (materializeEnv)', () => {
     await materializeEnv({ lock, prefix: PREFIX, outDir: third, cache: new PackageCache({ cacheDir }), mtime: 0 });
     expect(await tarSha(third, 'pyc-third')).toBe(expected);
     expect((await lstat(join(third, pycs[0]!))).ino).not.toBe((await lstat(join(second, pycs[0]!))).ino);
+  });
+
+  it('keeps shipped timestamp pycs already stamped: linked into the prefix as they are (no copy), the same bytes as without the cache; hash pycs untouched; a source the install changed still re-stamps', async () => {
+    const site = 'lib/python3.11/site-packages';
+    const pyc = (flags: number, payload: string): Buffer => {
+      const header = Buffer.alloc(16);
+      header.set([0xa7, 0x0d, 0x0d, 0x0a]);
+      header.writeUInt32LE(flags, 4);
+      header.writeUInt32LE(12_345, 8);
+      header.writeUInt32LE(99, 12);
+      return Buffer.concat([header, Buffer.from(payload)]);
+    };
+    const [artifact] = await buildCondaPackage({
+      name: 'shippy',
+      version: '1.0',
+      subdir: 'linux-64',
+      formats: ['.conda'],
+      files: [
+        { path: `${site}/shipmod.py`, content: 'X = 1\n' },
+        { path: `${site}/__pycache__/shipmod.cpython-311.pyc`, content: pyc(0, 'code') },
+        { path: `${site}/hashmod.py`, content: 'Y = 2\n' },
+        { path: `${site}/__pycache__/hashmod.cpython-311.pyc`, content: pyc(1, 'hashed') },
+        { path: `${site}/placed.py`, content: 'WHERE = "@PREFIX@"\n', prefix: 'text' },
+        { path: `${site}/__pycache__/placed.cpython-311.pyc`, content: pyc(0, 'placed') },
+      ],
+    });
+    const shippy = await fileLock(join(example.work, 'shippy-pkgs'), [
+      { kind: 'conda', filename: artifact!.filename, bytes: artifact!.bytes, name: 'shippy', version: '1.0', build: artifact!.record.build, subdir: 'linux-64' },
+    ]);
+    const plain = join(example.work, 'shippy-plain');
+    await materializeEnv({ lock: shippy, prefix: PREFIX, outDir: plain, cache: new PackageCache({ cacheDir: join(example.work, 'cache-shippy-plain') }), extractionCache: false, mtime: 0 });
+    const cacheDir = join(example.work, 'cache-shippy');
+    const cached = join(example.work, 'shippy-cached');
+    await materializeEnv({ lock: shippy, prefix: PREFIX, outDir: cached, cache: new PackageCache({ cacheDir }), mtime: 0 });
+    expect(await tarSha(cached, 'shippy-cached')).toBe(await tarSha(plain, 'shippy-plain'));
+    const header = async (rel: string): Promise<number[]> => {
+      const data = await readFile(join(cached, site, '__pycache__', rel));
+      return [data.readUInt32LE(4), data.readUInt32LE(8), data.readUInt32LE(12)];
+    };
+    expect(await header('shipmod.cpython-311.pyc')).toEqual([0, 0, 'X = 1\n'.length]);
+    expect(await header('hashmod.cpython-311.pyc')).toEqual([1, 12_345, 99]);
+    expect(await header('placed.cpython-311.pyc')).toEqual([0, 0, (await lstat(join(cached, site, 'placed.py'))).size]);
+    // The stamped pyc is the extraction-cache file itself (not a derived copy): its inode is under f/.
+    const entry = (await readdir(join(cacheDir, 'extracted')))[0]!;
+    const kept = new Set<number>();
+    for (const name of await readdir(join(cacheDir, 'extracted', entry, 'f'))) kept.add((await lstat(join(cacheDir, 'extracted', entry, 'f', name))).ino);
+    expect(kept.has((await lstat(join(cached, site, '__pycache__', 'shipmod.cpython-311.pyc'))).ino)).toBe(true);
+    expect(kept.has((await lstat(join(cached, site, '__pycache__', 'placed.cpython-311.pyc'))).ino)).toBe(false);
   });
 
   it('removes entries unused for the prune period, keeps recent ones', async () => {

@@ -6,9 +6,11 @@
  *
  * What an entry holds is the archive's content, not the installed bytes: the kept `info/` files,
  * the body's entries in archive order and each file's bytes under a name this code makes
- * (`f/<n>`). Everything that depends on the env — prefix replacement, the noarch remap, entry
- * points, bytecode — is done at link time by the installer through the prefix jail, as for a
- * fresh extraction, so the key is the archive's sha256 (already verified by the package cache)
+ * (`f/<n>`) — except that a shipped timestamp pyc is kept already stamped with the entry's mtime
+ * and its source's size from paths.json, as the bytecode pass would re-stamp it (it still checks
+ * every pyc's header in the prefix). Everything else that depends on the env — prefix
+ * replacement, the noarch remap, entry points, bytecode — is done at link time by the installer
+ * through the prefix jail, as for a fresh extraction, so the key is the archive's sha256 (already verified by the package cache)
  * and the mtime the files are given (they carry the build's normalised mode and mtime, so the
  * prefix's normalisation leaves the shared inodes untouched).
  *
@@ -33,7 +35,7 @@ import { hashFile } from './sha256-file.js';
 const log = createLogger('conda:extraction-cache');
 
 /** Part of every entry's name: bump when what an entry holds changes. */
-const FORMAT = 'v2';
+const FORMAT = 'v3';
 /** Entries not used for this many days are removed. */
 export const PRUNE_AFTER_DAYS = 14;
 

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { compareBytes, createLogger, errorMessage, writeFileAtomic } from '@prebuilt/core';
 import { derivedSetDir, readDerivedFiles, storeDerivedFiles } from '../cache/derived-files.js';
 import type { PrefixWriter } from './prefix-writer.js';
+import { stampPycHeader } from './pyc-header.js';
 
 const log = createLogger('conda:bytecode');
 /** Part of the cache key: bump when what is compiled changes. */
@@ -113,17 +114,6 @@ export async function findBytecodeCompiler(pythonVersion: string): Promise<Bytec
   return undefined;
 }
 
-/** What a pyc's 16-byte header says: `rewritten` (now stamped with mtime and size: `patched` when that changed it), `hash` or `foreign`. */
-function stampHeader(header: Buffer, mtime: number, size: number): { state: 'rewritten' | 'hash' | 'foreign'; patched: boolean } {
-  if (header.length < 16 || header[2] !== 0x0d || header[3] !== 0x0a) return { state: 'foreign', patched: false };
-  const flags = header.readUInt32LE(4);
-  if (flags !== 0) return { state: flags & 1 ? 'hash' : 'foreign', patched: false };
-  if (header.readUInt32LE(8) === mtime >>> 0 && header.readUInt32LE(12) === size >>> 0) return { state: 'rewritten', patched: false };
-  header.writeUInt32LE(mtime >>> 0, 8);
-  header.writeUInt32LE(size >>> 0, 12);
-  return { state: 'rewritten', patched: true };
-}
-
 /**
  * Rewrites a timestamp pyc's header in place; false when it is not a timestamp pyc of this python.
  * Synchronous, as the other small-file calls of this pass (see cacheKey): a 16-byte read and write
@@ -136,7 +126,7 @@ function retimestamp(file: string, mtime: number, size: number): 'rewritten' | '
   try {
     const header = Buffer.alloc(16);
     const bytesRead = readSync(fd, header, 0, 16, 0);
-    const { state, patched } = stampHeader(header.subarray(0, bytesRead), mtime, size);
+    const { state, patched } = stampPycHeader(header.subarray(0, bytesRead), mtime, size);
     if (patched) writeSync(fd, header, 8, 8, 8);
     return state;
   } finally {
@@ -153,7 +143,7 @@ function linkedPycState(file: string, mtime: number, size: number): 'valid' | 'r
   try {
     const header = Buffer.alloc(16);
     const bytesRead = readSync(fd, header, 0, 16, 0);
-    const { state, patched } = stampHeader(header.subarray(0, bytesRead), mtime, size);
+    const { state, patched } = stampPycHeader(header.subarray(0, bytesRead), mtime, size);
     return state === 'rewritten' ? (patched ? 'restamp' : 'valid') : state;
   } finally {
     closeSync(fd);
@@ -165,7 +155,7 @@ function restampedCopy(file: string, mtime: number, size: number): Buffer {
   const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const data = readFileSync(fd);
-    stampHeader(data.subarray(0, 16), mtime, size);
+    stampPycHeader(data.subarray(0, 16), mtime, size);
     return data;
   } finally {
     closeSync(fd);

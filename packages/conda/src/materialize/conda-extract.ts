@@ -8,6 +8,7 @@ import { bzip2Chunks } from './bzip2-stream.js';
 import { ArchiveError } from './errors.js';
 import { ExpansionBudget, expansionError, TAR_ENTRY_OVERHEAD } from './expansion-budget.js';
 import { safeRelativePath } from './prefix-writer.js';
+import { pycSourceOf, stampPycHeader } from './pyc-header.js';
 import { readZipDirectory, zipMemberChunks } from './zip-file.js';
 import { zstdChunks } from './zstd-stream.js';
 
@@ -73,6 +74,10 @@ export interface ExtractOptions {
   /**
    * Seconds since 1970: each body file is given its normalised mode and this mtime as it is
    * written, through its open descriptor, and its stamp recorded (what the extraction cache keeps).
+   * A shipped timestamp pyc (`__pycache__/<name>.cpython-XY.pyc`) whose source paths.json sizes
+   * is written already stamped with this mtime and that size, as the bytecode pass would re-stamp
+   * it (bytecode.ts checks every header in the prefix all the same): a copy the prefix would
+   * otherwise get is not made.
    */
   mtime?: number;
 }
@@ -131,7 +136,7 @@ export async function extractCondaPackage(file: string, label: string, scratch: 
     budget.reserve(header.size, rel);
     serial += 1;
     const scratchFile = join(scratch, String(serial));
-    const { size, stamp } = await writeScratchFile(scratchFile, header, content, options.mtime, (bytes) => {
+    const { size, stamp } = await writeScratchFile(scratchFile, header, content, options.mtime, pycStamp(rel, declared, options.mtime), (bytes) => {
       if (limit !== undefined && bytes > limit) throw expansionError(label, rel, `paths.json declares ${limit} bytes`);
     });
     entries.push({ path: rel, type: 'file', mode: header.mode, size, file: scratchFile, ...(stamp ? { stamp } : {}) });
@@ -149,6 +154,14 @@ export async function extractCondaPackage(file: string, label: string, scratch: 
   return { info, entries };
 }
 
+/** For a shipped pyc whose source paths.json sizes (when sealing at `mtime`): stamps its header in memory before it is written. */
+function pycStamp(rel: string, declared: DeclaredPaths | undefined, mtime: number | undefined): ((data: Buffer) => void) | undefined {
+  const source = mtime === undefined ? undefined : pycSourceOf(rel);
+  const size = source === undefined ? undefined : declared?.sizes.get(source);
+  if (size === undefined || !Number.isFinite(size)) return undefined;
+  return (data) => void stampPycHeader(data.subarray(0, 16), mtime!, size);
+}
+
 /** Files the tar announces up to this size are gathered in memory and written with one synchronous call. */
 const SYNC_FILE_MAX = 256 * 1024;
 
@@ -156,13 +169,15 @@ const SYNC_FILE_MAX = 256 * 1024;
  * Writes one tar member to a new scratch file; `check(bytes so far)` throws to stop. A small
  * member (most of a package's files) is written with one synchronous call — open, write and close
  * take microseconds, their promise versions three thread-pool round trips each. With `mtime`, the
- * file is sealed before it is closed (sealed-file.ts) and its stamp returned.
+ * file is sealed before it is closed (sealed-file.ts) and its stamp returned; `patch` changes a
+ * small member's bytes before they are written (a larger one is written as it comes).
  */
 async function writeScratchFile(
   file: string,
   header: TarEntryHeader,
   content: AsyncIterable<Buffer>,
   mtime: number | undefined,
+  patch: ((data: Buffer) => void) | undefined,
   check: (bytes: number) => void,
 ): Promise<{ size: number; stamp?: FileStamp }> {
   const mode = header.mode & 0o111 ? 0o755 : 0o644;
@@ -174,7 +189,9 @@ async function writeScratchFile(
       check(size);
       chunks.push(chunk); // the tar reader gives a member exactly the bytes its header announces
     }
-    const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+    // One chunk is written as it is (a view of the decompressed stream), unless patched: then a copy.
+    const data = chunks.length === 1 && !patch ? chunks[0]! : Buffer.concat(chunks, size);
+    patch?.(data);
     if (mtime !== undefined) return { size, stamp: writeSealedFileSync(file, data, { mode, mtime }) };
     writeFileSync(file, data, { flag: 'wx', mode });
     return { size };
