@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { createLogger, errorMessage, normalisedMode } from '@prebuilt/core';
 import type { ExtractedCondaPackage, ExtractedEntry } from '../materialize/conda-extract.js';
 import { hashFile } from './sha256-file.js';
+import { stampFromStats } from './sealed-file.js';
 
 const log = createLogger('conda:extraction-cache');
 
@@ -71,8 +72,7 @@ export interface CachedExtraction {
 
 export function stampOf(path: string): FileStamp | undefined {
   const stats = lstatSync(path, { bigint: true, throwIfNoEntry: false });
-  if (!stats?.isFile()) return undefined;
-  return { size: Number(stats.size), ino: String(stats.ino), mode: Number(stats.mode) & 0o7777, mtimeNs: String(stats.mtimeNs) };
+  return stats?.isFile() ? stampFromStats(stats) : undefined;
 }
 
 /**
