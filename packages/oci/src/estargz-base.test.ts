@@ -141,8 +141,11 @@ describe.skipIf(missing !== undefined)(title('oci build service: the base re-lay
     it('rpull + run with nothing on the node: the task runs after fetching part of the base layer, not all of it', async () => {
       const proxied = tag.replace(services.registries!.plain.host, proxy!.host);
       await exec('ctr-remote', ['-a', node!.socket, 'images', 'rpull', '--plain-http', proxied], { timeout: 300_000 });
-      const { stdout } = await exec('ctr-remote', ['-a', node!.socket, 'run', '--rm', '--snapshotter', 'stargz', '--net-host', proxied, `prebuilt-esgz-base-${process.pid}`, 'cat', '/opt/hello.txt'], { timeout: 120_000 });
-      expect(stdout).toBe('hello from the env layer\n');
+      const { stdout } = await exec('ctr-remote', ['-a', node!.socket, 'run', '--rm', '--snapshotter', 'stargz', '--net-host', proxied, `prebuilt-esgz-base-${process.pid}`, 'sh', '-c', 'cat /opt/hello.txt; stat -c "%U:%G %Y" /etc/shadow'], { timeout: 120_000 });
+      // The base's owners and times as the TOC states them (root:shadow, not root:root; not year 1).
+      const [hello, shadow] = stdout.trim().split('\n');
+      expect(hello).toBe('hello from the env layer');
+      expect(shadow).toMatch(/^root:shadow \d+$/);
       const base = ((await client.getManifest(tag)).manifest as Manifest).layers[0]!;
       expect(proxy!.ranges.length).toBeGreaterThan(0);
       expect(proxy!.blobBytes.get(base.digest) ?? 0).toBeLessThan(base.size / 2);

@@ -142,7 +142,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
    * unpacker would fetch every layer after the first one it unpacks), then the image rpulled
    * through the counting proxy and the task run on the stargz snapshotter.
    */
-  function lazyNode(stargzToml: string): { run: (afterPull?: (proxy: CountingProxy) => Promise<void>) => Promise<CountingProxy> } {
+  function lazyNode(stargzToml: string): { run: (afterPull?: (proxy: CountingProxy) => Promise<void>) => Promise<CountingProxy>; exec: (command: string[]) => Promise<{ stdout: string }> } {
     let containerd: PrivateContainerd | undefined;
     let proxy: CountingProxy | undefined;
     let proxied: string;
@@ -166,7 +166,9 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
       expect(stdout.trim()).toBe('2.0');
       return proxy!;
     };
-    return { run };
+    /** Runs a command in the (already pulled) image on the stargz snapshotter. */
+    const execIn = (command: string[]) => exec('ctr-remote', ['-a', containerd!.socket, 'run', '--rm', '--snapshotter', 'stargz', '--net-host', proxied, `prebuilt-esgz-exec-${process.pid}`, ...command], { timeout: 120_000 });
+    return { run, exec: execIn };
   }
 
   describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, no prefetch: lazy pull', stargzReason), () => {
@@ -182,6 +184,12 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
       const data = newLayers.at(-1)!;
       expect(proxy.blobBytes.get(data.digest) ?? 0).toBeLessThan(data.size / 10);
     }, 600_000);
+
+    it('the lazily mounted files keep their mtimes (the TOC states them): the env\'s pycs match their sources, so the import compiles nothing', async () => {
+      const check = 'import importlib.util, os, tinyframe; s = tinyframe.__file__; h = open(importlib.util.cache_from_source(s), "rb").read(16); print(int.from_bytes(h[8:12], "little") == int(os.stat(s).st_mtime) & 0xFFFFFFFF, os.stat(s).st_mtime >= 0)';
+      const { stdout } = await node.exec([`${prefix}/bin/python`, '-c', check]);
+      expect(stdout.trim()).toBe('True True');
+    }, 120_000);
   });
 
   describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, prefetch on: lazy pull', stargzReason), () => {
