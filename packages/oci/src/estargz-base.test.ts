@@ -126,6 +126,14 @@ describe.skipIf(missing !== undefined)(title('oci build service: the base re-lay
     expect(first!.baseLayers.map((l) => l.digest)).toEqual(manifest.layers.slice(0, first!.baseLayers.length).map((l) => l.digest));
   }, 120_000);
 
+  it('FROM scratch: nothing to re-layer, the image is its own layers', async () => {
+    const scratchTag = tag.replace(/:a$/, ':scratch');
+    const service = createOciBuildService({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' }, layerCacheDir: false });
+    const result = await service.buildAndPush({ dockerfile: 'FROM scratch\nCOPY hello.txt /opt/hello.txt\n', contextDir: work, imageTag: scratchTag, platform: 'linux/amd64' });
+    expect(result.ok).toBe(true);
+    expect(((await client.getManifest(scratchTag)).manifest as Manifest).layers).toHaveLength(1);
+  }, 60_000);
+
   describe.skipIf(stargzReason !== undefined)(title('an empty node: containerd with the stargz snapshotter', stargzReason), () => {
     let node: PrivateContainerd | undefined;
     let proxy: CountingProxy | undefined;

@@ -376,6 +376,7 @@ async function pushBaseLayers(run: BuildRun, push: PushTarget, base: BaseImage):
 async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Promise<{ base: BaseImage; baseLayers: PushSummary['baseLayers'] }> {
   const { client, cache } = run;
   const signal = run.request.signal;
+  if (base.layers.length === 0) return { base, baseLayers: [] };
   const baseRef = parseImageRef(`${base.registry}/${base.repository}`);
   const diffIds = [...((base.config['rootfs'] as { diff_ids?: string[] } | undefined)?.diff_ids ?? [])];
   const layers: OciDescriptor[] = [];
