@@ -23,7 +23,7 @@
  *   base (bench/cold-start-realistic.mjs's bootstrap, served by the realistic corpus), with the
  *   bytes the registry sent (a TCP proxy) and the load average.
  *
- *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only] [--no-background-fetch]
+ *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only | --empty-node-only] [--no-background-fetch]
  *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single]
  *                               [--estargz-base] [--stargz-extra 'TOML lines'] [--json]
  *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--base-cached-only] [--runs 2] [--json]
@@ -161,7 +161,7 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' } });
   const services = loadServices();
   const { ctx, changed } = await contexts();
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
@@ -365,7 +365,7 @@ async function lazyBench(setup) {
     variants['lazy + prefetch (profile) + extra'] = lazy(images.tags.profile, 'extra');
   }
   const scenarios = {};
-  const states = [['a base cached', false], ['b empty node', true]].slice(0, args['base-cached-only'] ? 1 : 2);
+  const states = [['a base cached', false], ['b empty node', true]].slice(args['empty-node-only'] ? 1 : 0, args['base-cached-only'] ? 1 : 2);
   for (const [scenario, emptyNode] of states) {
     const samples = await alternate(args.runs, ...Object.values(variants).map((fn) => () => fn(emptyNode)));
     scenarios[scenario] = Object.fromEntries(Object.keys(variants).map((name, i) => [name, summarize(samples[i])]));
