@@ -23,9 +23,15 @@
  *   base (bench/cold-start-realistic.mjs's bootstrap, served by the realistic corpus), with the
  *   bytes the registry sent (a TCP proxy) and the load average.
  *
- *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only] [--no-background-fetch]
- *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single] [--json]
+ *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only | --empty-node-only] [--no-background-fetch]
+ *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single]
+ *                               [--estargz-base] [--stargz-extra 'TOML lines'] [--json]
  *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--base-cached-only] [--runs 2] [--json]
+ *
+ *   --estargz-base: the eStargz images re-layer the base as eStargz too (the oci service's
+ *   METAFLOW_PREBUILT_OCI_ESTARGZ_BASE=1), and the node's base, where cached, is that converted base
+ *   (the full-pull row pulls the same image). --stargz-extra: one more variant, the profile image
+ *   with these lines added to the snapshotter's config (e.g. 'disable_verification = true').
  *
  * --pull-only (B10, bench/oci-pull.mjs): non-lazy pulls of the image as gzip and as zstd, by the
  * Docker daemon and by containerd, each with and without `unpigz` on the node, base cached and
@@ -155,7 +161,7 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' } });
   const services = loadServices();
   const { ctx, changed } = await contexts();
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
@@ -247,7 +253,16 @@ function ctrPullRun(sock, tag) {
 async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoot, oci }) {
   const build = (env, contextDir, imageTag, cacheName) => buildFrom(env, contextDir, imageTag, cacheName, base);
   const repo = `${host}/prebuilt-bench/oci-layering-estargz-${randomBytes(4).toString('hex')}`;
-  const env = (prefetch) => ({ METAFLOW_PREBUILT_OCI_LAYERS: args['lazy-layers'], METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_PREFETCH: prefetch });
+  const env = (prefetch) => ({ METAFLOW_PREBUILT_OCI_LAYERS: args['lazy-layers'], METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_PREFETCH: prefetch, ...(args['estargz-base'] ? { METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' } : {}) });
+  // The base as the images carry it: re-layered as eStargz (an image of the base alone), or the base itself.
+  let nodeBase = base;
+  if (args['estargz-base']) {
+    const { mkdtemp: tmp } = await import('node:fs/promises');
+    const empty = await tmp(join(cacheRoot, 'empty-context-'));
+    await mkdir(join(empty, 'prefix'));
+    await buildFrom(env('off'), empty, `${repo}:base`, 'estargz-off', base);
+    nodeBase = `${repo}:base`;
+  }
   const off = await build(env('off'), ctx, `${repo}:off`, 'estargz-off');
   await exec('docker', ['pull', `${repo}:off`], { maxBuffer: 1 << 24 });
   const recorded = await exec('docker', ['run', '--rm', '--network=host', `${repo}:off`, PY, '-c', oci.PREFETCH_RECORDER_PY, CODE], { maxBuffer: 1 << 26 });
@@ -260,11 +275,13 @@ async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoo
   const bytesOf = async (paths) => (await Promise.all(paths.map((p) => exec('stat', ['-c', '%s', join(ctx, 'prefix', p.slice('/opt/prebuilt/envs/bench/'.length))]).then((r) => Number(r.stdout), () => 0)))).reduce((a, b) => a + b, 0);
   const readBytes = await bytesOf(files);
   const staticFiles = (await exec('find', [join(ctx, 'prefix'), '-type', 'f', '-printf', '%P\t%s\n'], { maxBuffer: 1 << 26 })).stdout.split('\n').filter(Boolean).map((l) => l.split('\t'));
-  const staticBytes = staticFiles.filter(([p]) => oci.isStaticPrefetch(`opt/prebuilt/envs/bench/${p}`)).reduce((a, [, n]) => a + Number(n), 0);
-  const staticRead = await bytesOf(files.filter((f) => oci.isStaticPrefetch(f.slice(1))));
+  const layerPaths = new Set(staticFiles.map(([p]) => `opt/prebuilt/envs/bench/${p}`));
+  const staticBytes = staticFiles.filter(([p]) => oci.isStaticPrefetch(`opt/prebuilt/envs/bench/${p}`, layerPaths)).reduce((a, [, n]) => a + Number(n), 0);
+  const staticRead = await bytesOf(files.filter((f) => oci.isStaticPrefetch(f.slice(1), layerPaths)));
   const envBytes = staticFiles.reduce((a, [, n]) => a + Number(n), 0);
   return {
     tags: { off: `${repo}:off`, static: `${repo}:static`, profile: `${repo}:profile` },
+    nodeBase,
     builds: { off, static: statics, profile: profiled },
     selection: { envBytes, profileFiles: files.length, profileBytes: readBytes, staticBytes, staticCoversOfProfile: staticRead / readBytes },
   };
@@ -303,11 +320,11 @@ async function lazyBench(setup) {
   const cd = await startContainerd(await mkdtemp('/tmp/prebuilt-bench-containerd-'), false);
   onCleanup(cd.stop);
   const ctr = (...a) => exec('ctr', ['-a', cd.sock, ...a], { maxBuffer: 1 << 26 });
-  const baseOnNode = async (present) => (present ? ctr('images', 'pull', '--plain-http', base) : ctr('images', 'rm', '--sync', base).catch(() => undefined));
+  const baseOnNode = async (present, ref = base) => (present ? ctr('images', 'pull', '--plain-http', ref) : ctr('images', 'rm', '--sync', ref).catch(() => undefined));
   const lazy = (tag, config) => async (emptyNode) => {
     const sz = await startContainerd(await mkdtemp('/tmp/prebuilt-bench-stargz-'), true, STARGZ_CONFIGS[config]);
     try {
-      if (!emptyNode) await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', base], { maxBuffer: 1 << 26 });
+      if (!emptyNode) await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', images.nodeBase], { maxBuffer: 1 << 26 });
       proxy.state.received = 0;
       const t0 = performance.now();
       await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', proxied(tag)], { maxBuffer: 1 << 26 });
@@ -320,11 +337,12 @@ async function lazyBench(setup) {
   };
   const full = async (emptyNode) => {
     await ctr('images', 'rm', '--sync', proxied(images.tags.off)).catch(() => undefined);
-    await baseOnNode(!emptyNode);
+    await baseOnNode(!emptyNode, images.nodeBase);
     proxy.state.received = 0;
     return { ...(await ctrPullRun(cd.sock, proxied(images.tags.off))()), fetched: proxy.state.received };
   };
   const atStart = async (emptyNode) => {
+    if (images.nodeBase !== base) await baseOnNode(false, images.nodeBase);
     await baseOnNode(!emptyNode);
     const t0 = performance.now();
     if (emptyNode) await ctr('images', 'pull', '--plain-http', base);
@@ -342,14 +360,18 @@ async function lazyBench(setup) {
     'lazy + prefetch (static)': lazy(images.tags.static, prefetch),
     'lazy + prefetch (profile)': lazy(images.tags.profile, prefetch),
   };
+  if (args['stargz-extra']) {
+    STARGZ_CONFIGS.extra = `${args['stargz-extra'].replace(/\\n/g, '\n')}\n${STARGZ_CONFIGS[prefetch]}`;
+    variants['lazy + prefetch (profile) + extra'] = lazy(images.tags.profile, 'extra');
+  }
   const scenarios = {};
-  const states = [['a base cached', false], ['b empty node', true]].slice(0, args['base-cached-only'] ? 1 : 2);
+  const states = [['a base cached', false], ['b empty node', true]].slice(args['empty-node-only'] ? 1 : 0, args['base-cached-only'] ? 1 : 2);
   for (const [scenario, emptyNode] of states) {
     const samples = await alternate(args.runs, ...Object.values(variants).map((fn) => () => fn(emptyNode)));
     scenarios[scenario] = Object.fromEntries(Object.keys(variants).map((name, i) => [name, summarize(samples[i])]));
     process.stderr.write(`[b9] lazy scenario ${scenario} done (load ${loadavg()[0].toFixed(1)})\n`);
   }
-  return { images: { layers: args['lazy-layers'], builds: images.builds, selection: images.selection }, stargzConfig: STARGZ_CONFIGS[prefetch], scenarios };
+  return { images: { layers: args['lazy-layers'], estargzBase: args['estargz-base'], stargzExtra: args['stargz-extra'], builds: images.builds, selection: images.selection }, stargzConfig: STARGZ_CONFIGS[prefetch], scenarios };
 }
 
 function lazyLines(b2lazy) {

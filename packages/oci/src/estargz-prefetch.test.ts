@@ -21,13 +21,19 @@ function listTar(tar: Buffer): Promise<string[]> {
 }
 
 describe('eStargz prefetch: which files and in which order', () => {
-  it('static: the interpreter, libpython, packages\' __init__ files and pycs, and shared objects — not other modules or data', () => {
-    for (const path of [`${ENV}/bin/python3`, `${ENV}/bin/python3.11`, `${ENV}/lib/libpython3.11.so.1.0`, `${SITE}/numpy/__init__.py`, `${SITE}/numpy/core/__pycache__/__init__.cpython-311.pyc`, `${SITE}/numpy/core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so`, `${ENV}/lib/libopenblas.so.0`]) {
-      expect(isStaticPrefetch(path), path).toBe(true);
+  it('static: the interpreter, libpython, shared objects and every module\'s pyc (else its source) outside test directories — not data, -O pycs or tests', () => {
+    const layer = new Set([`${SITE}/numpy/linalg.py`, `${SITE}/numpy/__pycache__/linalg.cpython-311.pyc`, `${SITE}/numpy/version.py`]);
+    for (const path of [`${ENV}/bin/python3`, `${ENV}/bin/python3.11`, `${ENV}/lib/libpython3.11.so.1.0`, `${SITE}/numpy/__init__.py`, `${SITE}/numpy/core/__pycache__/__init__.cpython-311.pyc`, `${SITE}/numpy/__pycache__/linalg.cpython-311.pyc`, `${SITE}/numpy/core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so`, `${ENV}/lib/libopenblas.so.0`]) {
+      expect(isStaticPrefetch(path, layer), path).toBe(true);
     }
-    for (const path of [`${SITE}/numpy/linalg.py`, `${SITE}/numpy/__pycache__/version.cpython-311.pyc`, `${ENV}/share/doc/README`, `${ENV}/bin/pip`, `${SITE}/pkg/so.txt`, `${SITE}/my__init__.py`]) {
-      expect(isStaticPrefetch(path), path).toBe(false);
+    // A source without its pyc in the layer is read by the import: it goes first.
+    expect(isStaticPrefetch(`${SITE}/numpy/version.py`, layer)).toBe(true);
+    for (const path of [`${SITE}/numpy/linalg.py`, `${SITE}/numpy/__pycache__/linalg.cpython-311.opt-1.pyc`, `${SITE}/numpy/tests/test_a.py`, `${SITE}/numpy/tests/__pycache__/test_a.cpython-311.pyc`, `${ENV}/share/doc/README`, `${ENV}/bin/pip`, `${SITE}/pkg/so.txt`]) {
+      expect(isStaticPrefetch(path, layer), path).toBe(false);
     }
+    // Without the layer's paths, only packages' __init__ sources count.
+    expect(isStaticPrefetch(`${SITE}/numpy/version.py`)).toBe(false);
+    expect(isStaticPrefetch(`${SITE}/numpy/__init__.py`)).toBe(true);
   });
 
   it('prioritized files first, each after its missing parent directories, then .prefetch.landmark, then the rest bytewise', () => {
@@ -36,29 +42,30 @@ describe('eStargz prefetch: which files and in which order', () => {
       { path: `${SITE}/b/__init__.py`, kind: 'file', source: '/x' },
       { path: `${SITE}/a/_ext.so`, kind: 'file', source: '/x' },
       { path: `${SITE}/a/mod.py`, kind: 'file', source: '/x' },
+      { path: `${SITE}/a/__pycache__/mod.cpython-311.pyc`, kind: 'file', source: '/x' },
     ];
     const order = prefetchOrder(entries, { mode: 'static' }).map((e) => e.path);
     const dirs = ['opt', 'opt/prebuilt', 'opt/prebuilt/envs', ENV, `${ENV}/lib`, `${ENV}/lib/python3.11`, SITE];
-    expect(order).toEqual([...dirs, `${SITE}/a`, `${SITE}/a/_ext.so`, `${SITE}/b`, `${SITE}/b/__init__.py`, PREFETCH_LANDMARK, `${SITE}/a/mod.py`, `${SITE}/b/data.txt`]);
+    expect(order).toEqual([...dirs, `${SITE}/a`, `${SITE}/a/__pycache__`, `${SITE}/a/__pycache__/mod.cpython-311.pyc`, `${SITE}/a/_ext.so`, `${SITE}/b`, `${SITE}/b/__init__.py`, PREFETCH_LANDMARK, `${SITE}/a/mod.py`, `${SITE}/b/data.txt`]);
     // Every entry once, nothing lost.
     expect([...order].filter((p) => p !== PREFETCH_LANDMARK).sort()).toEqual(completeEntries(entries).map((e) => e.path).sort());
   });
 
   it('a profile keeps its order and skips paths the layer lacks; a layer none of whose files is prioritized gets .no.prefetch.landmark; off keeps the plain order', () => {
     const entries: LayerEntry[] = [
-      { path: 'a/one.py', kind: 'file', source: '/x' },
-      { path: 'a/two.py', kind: 'file', source: '/x' },
-      { path: 'c/three.py', kind: 'file', source: '/x' },
+      { path: 'a/one.txt', kind: 'file', source: '/x' },
+      { path: 'a/two.txt', kind: 'file', source: '/x' },
+      { path: 'c/three.txt', kind: 'file', source: '/x' },
     ];
-    const profile = prefetchOrder(entries, { mode: 'profile', paths: ['c/three.py', 'usr/lib/libc.so.6', 'a/two.py'] }).map((e) => e.path);
-    expect(profile).toEqual(['c', 'c/three.py', 'a', 'a/two.py', PREFETCH_LANDMARK, 'a/one.py']);
+    const profile = prefetchOrder(entries, { mode: 'profile', paths: ['c/three.txt', 'usr/lib/libc.so.6', 'a/two.txt'] }).map((e) => e.path);
+    expect(profile).toEqual(['c', 'c/three.txt', 'a', 'a/two.txt', PREFETCH_LANDMARK, 'a/one.txt']);
     const none = prefetchOrder(entries, { mode: 'static' });
     expect(none[0]).toMatchObject({ path: NO_PREFETCH_LANDMARK, kind: 'file' });
     expect(Buffer.from(none[0]!.content!)).toEqual(Buffer.of(0x0f));
     expect(none.slice(1)).toEqual(completeEntries(entries));
     expect(prefetchOrder(entries, { mode: 'off' })).toEqual(completeEntries(entries));
     // A landmark among the entries is replaced, not doubled.
-    const again = prefetchOrder([...entries, { path: PREFETCH_LANDMARK, kind: 'file', source: '/x' }], { mode: 'profile', paths: ['a/one.py'] });
+    const again = prefetchOrder([...entries, { path: PREFETCH_LANDMARK, kind: 'file', source: '/x' }], { mode: 'profile', paths: ['a/one.txt'] });
     expect(again.filter((e) => e.path === PREFETCH_LANDMARK)).toHaveLength(1);
   });
 
@@ -112,7 +119,7 @@ describe('eStargz prefetch: the layer', () => {
       [`${SITE}/pkg/__init__.py`, 'from . import _ext\n'],
       [`${SITE}/pkg/_ext.cpython-311-x86_64-linux-gnu.so`, '\x7fELF fake'],
       [`${SITE}/pkg/data.csv`, 'a,b\n1,2\n'.repeat(100)],
-      [`${SITE}/pkg/util.py`, 'X = 1\n'],
+      [`${SITE}/pkg/tests/test_util.py`, 'X = 1\n'],
     ];
     entries = [];
     for (const [i, [path, text]] of files.entries()) {
@@ -132,7 +139,7 @@ describe('eStargz prefetch: the layer', () => {
     expect(offset(`${SITE}/pkg/__init__.py`)).toBeLessThan(landmark);
     expect(offset(`${SITE}/pkg/_ext.cpython-311-x86_64-linux-gnu.so`)).toBeLessThan(landmark);
     expect(offset(`${SITE}/pkg/data.csv`)).toBeGreaterThan(landmark);
-    expect(offset(`${SITE}/pkg/util.py`)).toBeGreaterThan(landmark);
+    expect(offset(`${SITE}/pkg/tests/test_util.py`)).toBeGreaterThan(landmark);
     expect(toc.find((e) => e.name === PREFETCH_LANDMARK)).toMatchObject({ type: 'reg', size: 1 });
     const listing = await listTar(gunzipSync(blob));
     expect(listing.indexOf(PREFETCH_LANDMARK)).toBe(listing.indexOf(`${SITE}/pkg/_ext.cpython-311-x86_64-linux-gnu.so`) + 1);

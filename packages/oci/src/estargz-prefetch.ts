@@ -17,7 +17,7 @@ export const NO_PREFETCH_LANDMARK = '.no.prefetch.landmark';
 const LANDMARK_CONTENT = Uint8Array.of(0x0f);
 
 /**
- * Which files an eStargz layer puts first: `static` (the default: what an import is known to
+ * Which files an eStargz layer puts first: `static` (the default: what an import is likely to
  * read — see {@link isStaticPrefetch}), `profile` (the paths a recorded run of the task opened, in
  * the order it opened them; see {@link PREFETCH_RECORDER_PY}), or `off` (no reordering, no landmark:
  * the node's `prefetch_size` applies).
@@ -26,23 +26,40 @@ export type EstargzPrefetch = { mode: 'static' } | { mode: 'off' } | { mode: 'pr
 
 const INTERPRETER = /(^|\/)bin\/python3(\.\d+)?$/;
 const LIBPYTHON = /(^|\/)libpython3[^/]*\.so[^/]*$/;
-const PACKAGE_INIT = /(^|\/)(__init__\.py|__pycache__\/__init__\.cpython-[^/]+\.pyc)$/;
 const SHARED_OBJECT = /\.so(\.\d+)*$/;
+/** A module's source, and its compiled form (`__pycache__/<module>.cpython-XY.pyc`, not the `-O` ones): groups 1 and 2 name the module. */
+const SOURCE = /^(.*\/)?([^/]+)\.py$/;
+const PYC = /^(.*\/)?__pycache__\/([^/.]+)\.cpython-\d+\.pyc$/;
+/** Test suites shipped inside packages, which no task imports. */
+const TESTS = /(^|\/)(tests?|testing)\//;
 
 /**
- * The static choice, from the path alone: the interpreter and libpython, every package's
- * `__init__.py` and its compiled `__init__` pyc (the chain every import walks), and every ELF
- * shared object (`*.so`, `*.so.N`: the extension modules and the libraries they link, which an
- * import maps whole).
+ * The static choice, from the paths alone: the interpreter and libpython, every ELF shared object
+ * (`*.so`, `*.so.N`: the extension modules and the libraries they link, which an import maps
+ * whole), and every Python module's code outside test directories — its compiled pyc where the
+ * layer has one (Python then only stats the source), else its source. `paths` are the layer's
+ * paths (to tell whether a source has its pyc); without them a source counts only for `__init__`.
  */
-export function isStaticPrefetch(path: string): boolean {
-  return INTERPRETER.test(path) || LIBPYTHON.test(path) || PACKAGE_INIT.test(path) || SHARED_OBJECT.test(path);
+export function isStaticPrefetch(path: string, paths?: ReadonlySet<string>): boolean {
+  if (INTERPRETER.test(path) || LIBPYTHON.test(path) || SHARED_OBJECT.test(path)) return true;
+  if (TESTS.test(path)) return false;
+  if (PYC.test(path)) return true;
+  const source = SOURCE.exec(path);
+  if (!source) return false;
+  if (!paths) return source[2] === '__init__';
+  const dir = source[1] ?? '';
+  for (const tag of PYC_TAGS) if (paths.has(`${dir}__pycache__/${source[2]}.${tag}.pyc`)) return false;
+  return true;
 }
+
+/** The interpreters whose pycs a source may have beside it (CPython 3.7–3.14). */
+const PYC_TAGS = Array.from({ length: 8 }, (_, i) => `cpython-3${7 + i}`);
 
 /** The paths an entry list puts first under a choice, in their prefetch order (profile order, else bytewise). */
 function prioritized(items: readonly LayerEntry[], prefetch: EstargzPrefetch): string[] {
   if (prefetch.mode === 'profile') return [...prefetch.paths];
-  return items.filter((e) => e.kind !== 'directory' && isStaticPrefetch(e.path)).map((e) => e.path);
+  const paths = new Set(items.map((e) => e.path));
+  return items.filter((e) => e.kind !== 'directory' && isStaticPrefetch(e.path, paths)).map((e) => e.path);
 }
 
 /**

@@ -39,8 +39,18 @@ interface TocEntry {
   name: string;
   type: 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'chunk';
   size?: number;
+  /** RFC 3339, seconds: the snapshotter shows a file without one as of year 1 (not 1970), which no pyc header matches. */
+  modtime?: string;
   linkName?: string;
   mode?: number;
+  uid?: number;
+  gid?: number;
+  userName?: string;
+  groupName?: string;
+  devMajor?: number;
+  devMinor?: number;
+  /** Extended attributes (pax `SCHILY.xattr.*`), base64 as Go encodes bytes. */
+  xattrs?: Record<string, string>;
   offset?: number;
   digest?: string;
   chunkOffset?: number;
@@ -265,14 +275,14 @@ class EstargzWriter {
     const name = this.#pax.get('path') ?? this.#longName ?? (prefix ? `${prefix}/${cString(h.subarray(0, 100))}` : cString(h.subarray(0, 100)));
     const linkName = this.#pax.get('linkpath') ?? this.#longLink ?? cString(h.subarray(157, 257));
     const realSize = this.#pax.has('size') ? Number(this.#pax.get('size')) : size;
-    this.#pax = new Map();
     this.#longName = undefined;
     this.#longLink = undefined;
     const tocType = TYPES[type] ?? 'reg';
-    const entry: TocEntry = { name, type: tocType };
+    const entry: TocEntry = { name, type: tocType, ...this.#attributes(h) };
     if (tocType === 'reg') entry.size = realSize;
     if (tocType === 'symlink' || tocType === 'hardlink') entry.linkName = linkName;
     entry.mode = (octal(h.subarray(100, 108)) & 0o7777) | (MODE_BITS[tocType] ?? 0);
+    this.#pax = new Map();
     this.#toc.push(entry);
     this.#pad = (512 - (realSize % 512)) % 512;
     if (realSize === 0) {
@@ -286,6 +296,25 @@ class EstargzWriter {
       entry.member = this.#members;
       this.#file = { entry, size: realSize, done: 0, fileHash: createHash('sha256'), chunkHash: createHash('sha256'), chunkStart: 0 };
     }
+  }
+
+  /** Owner, times, device numbers and xattrs of a header (and its pax records), as the TOC states them. */
+  #attributes(h: Buffer): Partial<TocEntry> {
+    const pax = this.#pax;
+    const num = (key: string, field: Buffer): number => (pax.has(key) ? Math.floor(Number(pax.get(key))) : octal(field));
+    const mtime = num('mtime', h.subarray(136, 148));
+    const out: Partial<TocEntry> = {
+      modtime: new Date(mtime * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      uid: num('uid', h.subarray(108, 116)),
+      gid: num('gid', h.subarray(116, 124)),
+      userName: pax.get('uname') ?? cString(h.subarray(265, 297)),
+      groupName: pax.get('gname') ?? cString(h.subarray(297, 329)),
+      devMajor: octal(h.subarray(329, 337)),
+      devMinor: octal(h.subarray(337, 345)),
+    };
+    const xattrs = [...pax].filter(([k]) => k.startsWith('SCHILY.xattr.'));
+    if (xattrs.length > 0) out.xattrs = Object.fromEntries(xattrs.map(([k, v]) => [k.slice('SCHILY.xattr.'.length), Buffer.from(v, 'utf8').toString('base64')]));
+    return out;
   }
 
   #onMetaDone(): void {
@@ -370,9 +399,17 @@ function tocJsonEntry(entry: TocEntry, starts: number[]): Record<string, unknown
     name: rest.name,
     type: rest.type,
     size: rest.size,
+    modtime: rest.modtime,
     linkName: rest.linkName,
     mode: rest.mode,
+    uid: rest.uid,
+    gid: rest.gid,
+    userName: rest.userName || undefined,
+    groupName: rest.groupName || undefined,
     offset,
+    devMajor: rest.devMajor,
+    devMinor: rest.devMinor,
+    xattrs: rest.xattrs,
     digest: rest.digest,
     chunkOffset: rest.chunkOffset,
     chunkSize: rest.chunkSize,

@@ -35,7 +35,7 @@ export const ZSTD_BLOCK = 4 << 20;
 export const LAYER_FORMAT_ID: Record<LayerCompression, string> = {
   gzip: `gzip-zlib${GZIP_LEVEL}-${process.versions.zlib ?? 'unknown'}`,
   zstd: `zstd${ZSTD_LEVEL}-frames${ZSTD_BLOCK >> 20}m`,
-  estargz: `estargz-zlib${GZIP_LEVEL}-${process.versions.zlib ?? 'unknown'}-chunks${ESTARGZ_CHUNK >> 20}m`,
+  estargz: `estargz-zlib${GZIP_LEVEL}-${process.versions.zlib ?? 'unknown'}-chunks${ESTARGZ_CHUNK >> 20}m-toc2`,
 };
 
 /** gzip's OS byte (offset 9), fixed to 3 (Unix) whatever zlib was built for. */

@@ -167,7 +167,7 @@ export async function writeLayer(
 }
 
 /** A pass-through stage that hashes and counts what flows through it; digest as `sha256:<hex>`. */
-function hashTap(): { stream: Transform; digest: () => string; size: () => number } {
+export function hashTap(): { stream: Transform; digest: () => string; size: () => number } {
   const tap = sha256Tap();
   return { stream: tap.stream, digest: () => `sha256:${tap.hex()}`, size: tap.size };
 }

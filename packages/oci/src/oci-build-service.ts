@@ -41,6 +41,7 @@ import { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 import { layerDiffId, writeLayer } from './layer.js';
 import { PREFETCH_ENV, prefetchSetting, type EstargzPrefetch } from './estargz-prefetch.js';
 import { RUNNERS_ENV, compressionForRunners, parseRunners } from './runners.js';
+import { checkConvertibleBase, convertLayerToEstargz, isEstargzLayer } from './estargz-base.js';
 
 const log = createLogger('oci');
 
@@ -60,6 +61,8 @@ export const OCI_ENV = {
   layers: 'METAFLOW_PREBUILT_OCI_LAYERS',
   /** eStargz layers only: `static` (default), `off`, or a recorded profile file: which files go first, for the snapshotter's prefetch. */
   prefetch: PREFETCH_ENV,
+  /** eStargz layers only: `1` re-layers the base image as eStargz too (converted once per base layer, cached, pushed to the target repository). */
+  estargzBase: 'METAFLOW_PREBUILT_OCI_ESTARGZ_BASE',
 } as const;
 
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
@@ -125,6 +128,14 @@ export interface OciBuildServiceOptions {
    * recorded by running the task once (one image path per line). Env METAFLOW_PREBUILT_OCI_PREFETCH.
    */
   prefetch?: string;
+  /**
+   * eStargz layers only: re-layer the base image as eStargz too, so that an empty node pulls the
+   * whole image lazily (containerd fetches every layer after a plain gzip one whole). Each base
+   * layer is converted once (remembered in the layer cache by its digest) and pushed to the target
+   * repository; the image then no longer shares the base's layers with other images on the node.
+   * Default false. Env METAFLOW_PREBUILT_OCI_ESTARGZ_BASE (`1`/`true`, `0`/`false`).
+   */
+  estargzBase?: boolean;
   /** Layers compressed at once (each on the libuv thread pool). Default: the number of cores. */
   parallelLayers?: number;
   /** Receives what each successful push cost. */
@@ -159,6 +170,8 @@ export interface OciSettings {
   layers: LayeringPolicy;
   /** The prefetch order of eStargz layers (`off` for the other compressions). */
   prefetch: EstargzPrefetch;
+  /** Whether the base image's layers are re-layered as eStargz (eStargz only). */
+  estargzBase: boolean;
 }
 
 type ChoiceSpec<T extends string> = { envVar: string; option: string; description: string; choices: readonly T[] };
@@ -203,7 +216,25 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
     mountFrom: list(options.mountFrom, OCI_ENV.mountFrom, 'mountFrom', env),
     sourceDateEpoch: epochSetting(options.sourceDateEpoch, env),
     layers: choiceSetting(options.layers, env, { envVar: OCI_ENV.layers, option: 'layers', description: 'layering policy', choices: LAYERING_POLICIES }),
+    estargzBase: estargzBaseSetting(options.estargzBase, layerCompression, env),
   };
+}
+
+/** The eStargz-base switch: the option, else the env variable (`1`/`true`/`yes`, `0`/`false`/`no`); only with eStargz layers. */
+function estargzBaseSetting(value: boolean | undefined, compression: LayerCompression, env: Record<string, string | undefined>): boolean {
+  const raw = value === undefined ? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.estargzBase, option: 'estargzBase', description: 'eStargz base', env }) : String(value);
+  const name = raw?.trim().toLowerCase() ?? '';
+  const on = ['1', 'true', 'yes'].includes(name);
+  if (!on && !['', '0', 'false', 'no'].includes(name)) {
+    throw new ConfigError(`The eStargz base setting '${raw}' is neither on nor off.`, { setting: OCI_ENV.estargzBase, hint: `Set ${OCI_ENV.estargzBase} (or the option 'estargzBase') to 1 or 0.` });
+  }
+  if (on && compression !== 'estargz') {
+    throw new ConfigError(`Re-layering the base image as eStargz needs eStargz layers, but the layer compression is ${compression}.`, {
+      setting: OCI_ENV.estargzBase,
+      hint: `Set ${OCI_ENV.layerCompression}=estargz, or turn ${OCI_ENV.estargzBase} off.`,
+    });
+  }
+  return on;
 }
 
 /**
@@ -305,16 +336,17 @@ async function assembleAndPush(run: BuildRun): Promise<BuildResult> {
   say(`FROM ${from} (${request.platform})`);
   const fetched = await fetchBase(client, from, request.platform, request.signal);
   // zstd layers exist only in the OCI format, eStargz annotations too: a Docker v2 base is restated as OCI (same blobs).
-  const base = settings.layerCompression === 'gzip' ? fetched : ociFormatOf(fetched);
-  const plan = await planImage(instructions, base, request.contextDir, request.signal, settings.layers);
-  say(`base: ${base.layers.length} layer(s); new: ${plan.layers.length} layer(s)`);
+  const restated = settings.layerCompression === 'gzip' ? fetched : ociFormatOf(fetched);
+  if (settings.estargzBase) checkConvertibleBase(from, restated.layers);
 
   const mountFrom = [...settings.mountFrom];
-  if (base.registry && base.repository && normalizeDockerConfigKey(base.registry) === normalizeDockerConfigKey(target.registry)) mountFrom.unshift(base.repository);
+  if (restated.registry && restated.repository && normalizeDockerConfigKey(restated.registry) === normalizeDockerConfigKey(target.registry)) mountFrom.unshift(restated.repository);
   const push: PushTarget = { target, repo: { ...target, reference: 'latest' }, upload: { ...signalOf(request), chunkSize: settings.chunkSize, mountFrom } };
 
   request.onPhase?.('pushing');
-  const baseLayers = await pushBaseLayers(run, push, base);
+  const { base, baseLayers } = settings.estargzBase ? await estargzBase(run, push, restated) : { base: restated, baseLayers: await pushBaseLayers(run, push, restated) };
+  const plan = await planImage(instructions, base, request.contextDir, request.signal, settings.layers);
+  say(`base: ${base.layers.length} layer(s); new: ${plan.layers.length} layer(s)`);
   const done = await buildLayers(run, push, plan);
   return pushImage(run, push, plan, done, baseLayers);
 }
@@ -334,6 +366,51 @@ async function pushBaseLayers(run: BuildRun, push: PushTarget, base: BaseImage):
     run.say(`base layer ${layer.digest.slice(7, 19)}: ${result.status}`);
   }
   return baseLayers;
+}
+
+/**
+ * The base re-layered as eStargz, its layers in the target repository: each layer converted once
+ * (the layer cache remembers the result by the base layer's digest; the registry is asked for it),
+ * an eStargz layer kept as it is; the config's diff_ids follow the converted layers.
+ */
+async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Promise<{ base: BaseImage; baseLayers: PushSummary['baseLayers'] }> {
+  const { client, cache } = run;
+  const signal = run.request.signal;
+  if (base.layers.length === 0) return { base, baseLayers: [] };
+  const baseRef = parseImageRef(`${base.registry}/${base.repository}`);
+  const diffIds = [...((base.config['rootfs'] as { diff_ids?: string[] } | undefined)?.diff_ids ?? [])];
+  const layers: OciDescriptor[] = [];
+  const baseLayers: PushSummary['baseLayers'] = [];
+  const tmp = await mkdtemp(join(tmpdir(), 'prebuilt-oci-base-'));
+  try {
+    for (const [i, layer] of base.layers.entries()) {
+      if (isEstargzLayer(layer)) {
+        const { status } = await client.uploadBlob(push.repo, layer.digest, () => client.getBlob(baseRef, layer.digest, { ...signalOf(run.request), size: layer.size }), push.upload);
+        layers.push(layer);
+        baseLayers.push({ digest: layer.digest, status });
+        continue;
+      }
+      const key = `sha256:${createHash('sha256').update(`estargz-base\0${layer.digest}`).digest('hex')}`;
+      let converted = await cache.getByContent(key);
+      let status: UploadBlobResult['status'] = 'exists';
+      if (!converted || !(await client.headBlob(push.repo, converted.digest, signalOf(run.request))).exists) {
+        const file = join(tmp, `${i}.blob`);
+        const blob = await client.getBlob(baseRef, layer.digest, { ...signalOf(run.request), size: layer.size });
+        converted = await convertLayerToEstargz(blob, layer.mediaType, file, signal);
+        await cache.setByContent(key, converted);
+        status = (await client.uploadBlob(push.repo, converted.digest, () => readFile(file), push.upload)).status;
+        await rm(file, { force: true });
+      }
+      run.say(`base layer ${layer.digest.slice(7, 19)} as eStargz ${converted.digest.slice(7, 19)}: ${status}`);
+      layers.push({ mediaType: OCI_LAYER_MEDIA_TYPE.estargz, digest: converted.digest, size: converted.size, annotations: converted.annotations ?? {} });
+      baseLayers.push({ digest: converted.digest, status });
+      diffIds[i] = converted.diffId;
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  const rootfs = { ...((base.config['rootfs'] as Record<string, unknown> | undefined) ?? { type: 'layers' }), diff_ids: diffIds };
+  return { base: { ...base, layers, config: { ...base.config, rootfs } }, baseLayers };
 }
 
 /**
@@ -433,7 +510,7 @@ async function pushImage(run: BuildRun, push: PushTarget, plan: ImagePlan, done:
   const configBytes = Buffer.from(JSON.stringify(imageConfig(plan, done.map((d) => d.diffId), created)));
   const configDigest = sha256(configBytes);
   await client.uploadBlob(push.repo, configDigest, configBytes, push.upload);
-  const baseDescriptors = base.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size }));
+  const baseDescriptors = base.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(l.annotations && isEstargzLayer(l) ? { annotations: l.annotations } : {}) }));
   const manifest = imageManifest(base.format, { mediaType: base.format.config, digest: configDigest, size: configBytes.length }, [...baseDescriptors, ...descriptors]);
   const digest = await client.putManifest(push.target, Buffer.from(JSON.stringify(manifest)), base.format.manifest, signalOf(request));
   const bytesSent = client.stats.bytesSent;

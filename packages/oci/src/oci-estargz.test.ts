@@ -8,10 +8,9 @@
  * default static choice) arrive in one range request up to its `.prefetch.landmark`. Every daemon
  * is private to this file (own sockets and directories).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,7 +23,7 @@ import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureS
 import { FOOTER_SIZE, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
 import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
 import { createOciBuildService, type PushSummary } from './oci-build-service.js';
-import { containerdMissing, have, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
+import { containerdMissing, have, stargzMissing, startContainerd, startStargzNode, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { startCountingProxy, type CountingProxy } from './__fixtures__/counting-proxy.js';
 import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
 
@@ -33,13 +32,7 @@ const missing = missingFor(['registries', 'baseImage']);
 const dockerMissing = missingFor(['registries', 'baseImage', 'docker']);
 const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
 const containerdReason = await containerdMissing();
-const stargzReason =
-  containerdReason ??
-  ((await have('sh', ['-c', 'command -v containerd-stargz-grpc'])) === undefined
-    ? 'containerd-stargz-grpc is not installed (Debian bookworm\'s stargz-snapshotter 0.12 ships only ctr-remote; install the snapshotter from its releases)'
-    : (await have('ctr-remote', ['--version'])) === undefined
-      ? 'ctr-remote is not installed (Debian package stargz-snapshotter)'
-      : undefined);
+const stargzReason = await stargzMissing();
 
 type Layer = { mediaType: string; digest: string; size: number; annotations?: Record<string, string> };
 type Manifest = { mediaType: string; config: { digest: string }; layers: Layer[] };
@@ -149,29 +142,17 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
    * unpacker would fetch every layer after the first one it unpacks), then the image rpulled
    * through the counting proxy and the task run on the stargz snapshotter.
    */
-  function lazyNode(stargzToml: string): { run: (afterPull?: (proxy: CountingProxy) => Promise<void>) => Promise<CountingProxy> } {
+  function lazyNode(stargzToml: string): { run: (afterPull?: (proxy: CountingProxy) => Promise<void>) => Promise<CountingProxy>; exec: (command: string[]) => Promise<{ stdout: string }> } {
     let containerd: PrivateContainerd | undefined;
-    let snapshotter: ChildProcess | undefined;
     let proxy: CountingProxy | undefined;
     let proxied: string;
     beforeAll(async () => {
       proxy = await startCountingProxy(services.registries!.plain.host);
       proxied = `${proxy.host}/${repo}:estargz`;
-      containerd = await startContainerd({ stargz: true });
-      const dir = containerd.dir;
-      await mkdir(join(dir, 'stargz-root'));
-      await writeFile(join(dir, 'stargz.toml'), stargzToml);
-      snapshotter = spawn('containerd-stargz-grpc', ['--address', join(dir, 'stargz.sock'), '--root', join(dir, 'stargz-root'), '--config', join(dir, 'stargz.toml')], { stdio: 'ignore' });
-      // The snapshotter listens a little after it starts (on a busy machine, seconds).
-      const listening = async (): Promise<boolean> => existsSync(join(dir, 'stargz.sock')) && (await have('ctr', ['-a', containerd!.socket, 'plugins', 'ls', '-d', 'id==stargz'])) !== undefined;
-      for (let i = 0; i < 300 && !(await listening()); i++) await new Promise((r) => setTimeout(r, 100));
+      containerd = await startStargzNode(stargzToml);
     }, 60_000);
     afterAll(async () => {
       if (containerd) await have('ctr-remote', ['-a', containerd.socket, 'images', 'rm', proxied, pinnedBase()!]);
-      if (snapshotter?.pid && snapshotter.exitCode === null) {
-        snapshotter.kill('SIGTERM');
-        await new Promise((r) => (snapshotter!.exitCode !== null ? r(undefined) : snapshotter!.once('exit', r)));
-      }
       await containerd?.stop();
       await proxy?.close();
     }, 60_000);
@@ -185,7 +166,9 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
       expect(stdout.trim()).toBe('2.0');
       return proxy!;
     };
-    return { run };
+    /** Runs a command in the (already pulled) image on the stargz snapshotter. */
+    const execIn = (command: string[]) => exec('ctr-remote', ['-a', containerd!.socket, 'run', '--rm', '--snapshotter', 'stargz', '--net-host', proxied, `prebuilt-esgz-exec-${process.pid}`, ...command], { timeout: 120_000 });
+    return { run, exec: execIn };
   }
 
   describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, no prefetch: lazy pull', stargzReason), () => {
@@ -201,6 +184,12 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
       const data = newLayers.at(-1)!;
       expect(proxy.blobBytes.get(data.digest) ?? 0).toBeLessThan(data.size / 10);
     }, 600_000);
+
+    it('the lazily mounted files keep their mtimes (the TOC states them): the env\'s pycs match their sources, so the import compiles nothing', async () => {
+      const check = 'import importlib.util, os, tinyframe; s = tinyframe.__file__; h = open(importlib.util.cache_from_source(s), "rb").read(16); print(int.from_bytes(h[8:12], "little") == int(os.stat(s).st_mtime) & 0xFFFFFFFF, os.stat(s).st_mtime >= 0)';
+      const { stdout } = await node.exec([`${prefix}/bin/python`, '-c', check]);
+      expect(stdout.trim()).toBe('True True');
+    }, 120_000);
   });
 
   describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, prefetch on: lazy pull', stargzReason), () => {

@@ -1,6 +1,7 @@
 // A private containerd for tests: its own socket, root and state directory under a temp dir
 // (never the system instance), optionally with the stargz snapshotter as a proxy plugin.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,4 +85,40 @@ export async function startContainerd(options: { stargz?: boolean } = {}): Promi
     throw error;
   }
   return { dir, socket, stop };
+}
+
+/** Why the stargz snapshotter cannot run here (containerd's reasons, or its binaries missing), or undefined. */
+export async function stargzMissing(): Promise<string | undefined> {
+  const reason = await containerdMissing();
+  if (reason) return reason;
+  if ((await have('sh', ['-c', 'command -v containerd-stargz-grpc'])) === undefined) {
+    return 'containerd-stargz-grpc is not installed (Debian bookworm\'s stargz-snapshotter 0.12 ships only ctr-remote; bash scripts/build-stargz-grpc.sh builds it)';
+  }
+  if ((await have('ctr-remote', ['--version'])) === undefined) return 'ctr-remote is not installed (Debian package stargz-snapshotter)';
+  return undefined;
+}
+
+/**
+ * A private containerd with `containerd-stargz-grpc` as its `stargz` snapshotter, configured by
+ * `stargzToml` (the snapshotter's config.toml); `stop` stops both and removes their directory.
+ */
+export async function startStargzNode(stargzToml: string): Promise<PrivateContainerd> {
+  const containerd = await startContainerd({ stargz: true });
+  const dir = containerd.dir;
+  await mkdir(join(dir, 'stargz-root'));
+  await writeFile(join(dir, 'stargz.toml'), stargzToml);
+  const snapshotter = spawn('containerd-stargz-grpc', ['--address', join(dir, 'stargz.sock'), '--root', join(dir, 'stargz-root'), '--config', join(dir, 'stargz.toml')], { stdio: 'ignore' });
+  const stop = async (): Promise<void> => {
+    await stopDaemon(snapshotter);
+    await containerd.stop();
+  };
+  // The snapshotter listens a little after it starts (on a busy machine, seconds).
+  const listening = async (): Promise<boolean> => existsSync(join(dir, 'stargz.sock')) && (await have('ctr', ['-a', containerd.socket, 'plugins', 'ls', '-d', 'id==stargz'])) !== undefined;
+  try {
+    await waitFor(listening, `the stargz snapshotter on ${dir}/stargz.sock`, 30);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { ...containerd, stop };
 }

@@ -1,0 +1,163 @@
+/**
+ * The base image re-layered as eStargz (METAFLOW_PREBUILT_OCI_ESTARGZ_BASE): a layer converts to
+ * eStargz of the same files; the oci service pushes the converted base and names its diff_ids,
+ * converts once per base layer; and on an empty node (nothing cached) containerd with the stargz
+ * snapshotter pulls the whole image lazily — the base too.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, RegistryClient } from '@prebuilt/core/backend';
+import { checkConvertibleBase, convertLayerToEstargz } from './estargz-base.js';
+import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
+import { readToc } from './__fixtures__/estargz-toc.js';
+import { have, stargzMissing, startStargzNode, type PrivateContainerd } from './__fixtures__/containerd.js';
+import { startCountingProxy, type CountingProxy } from './__fixtures__/counting-proxy.js';
+import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
+import { createOciBuildService, ociSettings, type PushSummary } from './oci-build-service.js';
+
+const exec = promisify(execFile);
+const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
+const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
+
+async function listTar(tar: Buffer): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('tar', ['-tv'], { encoding: 'utf8', maxBuffer: 1 << 24 }, (error, stdout) => (error ? reject(error) : resolve(stdout.trim().split('\n'))));
+    child.stdin!.end(tar);
+  });
+}
+
+describe('eStargz base: converting a layer', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'prebuilt-estargz-base-'));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('a GNU tar.gz layer (long name, symlink, hard link, owners) becomes eStargz of the same entries: valid gzip, diff_id its tar, TOC and annotations', async () => {
+    const root = join(dir, 'root');
+    const long = `${'d'.repeat(80)}/${'f'.repeat(90)}.txt`;
+    await mkdir(join(root, 'd'.repeat(80)), { recursive: true });
+    await writeFile(join(root, long), 'long\n');
+    await writeFile(join(root, 'big.bin'), Buffer.alloc(5 << 20, 7));
+    await symlink('big.bin', join(root, 'link'));
+    await exec('ln', [join(root, 'big.bin'), join(root, 'hard.bin')]);
+    await exec('tar', ['-czf', join(dir, 'layer.tgz'), '--owner=1000', '--group=50', '-C', root, '.']);
+    const blob = await readFile(join(dir, 'layer.tgz'));
+    const converted = await convertLayerToEstargz(blob, GZIP, join(dir, 'out.blob'));
+    const out = await readFile(join(dir, 'out.blob'));
+    expect(converted.digest).toBe(sha(out));
+    expect(converted.size).toBe(out.length);
+    const tar = gunzipSync(out);
+    expect(converted.diffId).toBe(sha(tar));
+    expect(converted.annotations[UNCOMPRESSED_SIZE_ANNOTATION]).toBe(String(tar.length));
+    // The same entries (owners, links) in the same order, then the TOC.
+    const before = await listTar(gunzipSync(blob));
+    const after = await listTar(tar);
+    expect(after.slice(0, before.length)).toEqual(before);
+    expect(after.slice(before.length).map((l) => l.split(/\s+/).at(-1))).toEqual(['stargz.index.json']);
+    const { entries } = readToc(out);
+    // Owners and times in the TOC (the snapshotter shows files with them): GNU tar's `./` names, the snapshotter cleans them.
+    const entry = entries.find((e) => e.name === `./${long}`) as Record<string, unknown> | undefined;
+    expect(entry).toMatchObject({ type: 'reg', uid: 1000, gid: 50, size: 5 });
+    expect(entry!['modtime']).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    // The 5 MiB file (whichever name tar stored first; the other is its hard link): two chunks of at most 4 MiB.
+    const big = entries.find((e) => e.type === 'reg' && e.size === 5 << 20)!;
+    expect(entries.filter((e) => e.name === big.name && e.type === 'chunk')).toHaveLength(1);
+    expect(entries.some((e) => e.type === 'hardlink')).toBe(true);
+    expect(converted.annotations[TOC_DIGEST_ANNOTATION]).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // Reproducible.
+    expect((await convertLayerToEstargz(blob, GZIP, join(dir, 'again.blob'))).digest).toBe(converted.digest);
+  });
+
+  it('a zstd base layer cannot be converted (a clear ConfigError); eStargz, gzip and tar layers can; the setting needs eStargz layers', () => {
+    const layer = (mediaType: string, annotations?: Record<string, string>) => ({ mediaType, digest: `sha256:${'0'.repeat(64)}`, size: 1, ...(annotations ? { annotations } : {}) });
+    expect(() => checkConvertibleBase('base:1', [layer(GZIP), layer('application/vnd.oci.image.layer.v1.tar+zstd')])).toThrow(ConfigError);
+    expect(() => checkConvertibleBase('base:1', [layer('application/vnd.docker.image.rootfs.diff.tar.gzip'), layer('application/vnd.oci.image.layer.v1.tar'), layer('x', { [TOC_DIGEST_ANNOTATION]: 'sha256:1' })])).not.toThrow();
+    expect(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' } })).toThrow(/needs eStargz layers/);
+    expect(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: 'maybe' } })).toThrow(/neither on nor off/);
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: 'true' } }).estargzBase).toBe(true);
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz' } }).estargzBase).toBe(false);
+  });
+});
+
+const missing = missingFor(['registries', 'baseImage']);
+const stargzReason = missing ?? (await stargzMissing());
+type Manifest = { config: { digest: string }; layers: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[] };
+
+describe.skipIf(missing !== undefined)(title('oci build service: the base re-layered as eStargz', missing), () => {
+  let work: string;
+  let tag: string;
+  const client = new RegistryClient({ dockerConfig: false });
+  const pushes: PushSummary[] = [];
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'prebuilt-estargz-base-svc-'));
+    await writeFile(join(work, 'hello.txt'), 'hello from the env layer\n');
+    tag = `${services.registries!.plain.host}/${uniqueRepo('esgz-base')}:a`;
+    const service = createOciBuildService({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' }, layerCacheDir: join(work, 'cache'), onPushed: (s) => pushes.push(s) });
+    for (const imageTag of [tag, `${tag}-again`]) {
+      const result = await service.buildAndPush({ dockerfile: `FROM ${pinnedBase()!}\nCOPY hello.txt /opt/hello.txt\n`, contextDir: work, imageTag, platform: 'linux/amd64' });
+      if (!result.ok) throw new Error(`build failed: ${result.reason}\n${result.logTail.join('\n')}`);
+    }
+  }, 300_000);
+  afterAll(() => (work ? rm(work, { recursive: true, force: true }) : undefined));
+
+  it('every layer, the base\'s too, is eStargz (TOC annotations) and the config names each one\'s tar; a rebuild converts nothing (same digest, base layers exist)', async () => {
+    const manifest = (await client.getManifest(tag)).manifest as Manifest;
+    const config = JSON.parse(Buffer.from(await client.getBlob(tag, manifest.config.digest)).toString()) as { rootfs: { diff_ids: string[] } };
+    expect(manifest.layers.length).toBeGreaterThan(1);
+    expect(config.rootfs.diff_ids.length).toBe(manifest.layers.length);
+    for (const [i, layer] of manifest.layers.entries()) {
+      expect(layer.mediaType).toBe(GZIP);
+      expect(layer.annotations?.[TOC_DIGEST_ANNOTATION]).toMatch(/^sha256:/);
+      const blob = Buffer.from(await client.getBlob(tag, layer.digest, { size: layer.size }));
+      expect(sha(gunzipSync(blob))).toBe(config.rootfs.diff_ids[i]);
+    }
+    const [first, second] = pushes;
+    expect(second!.digest).toBe(first!.digest);
+    expect(second!.baseLayers.every((l) => l.status === 'exists')).toBe(true);
+    expect(first!.baseLayers.map((l) => l.digest)).toEqual(manifest.layers.slice(0, first!.baseLayers.length).map((l) => l.digest));
+  }, 120_000);
+
+  it('FROM scratch: nothing to re-layer, the image is its own layers', async () => {
+    const scratchTag = tag.replace(/:a$/, ':scratch');
+    const service = createOciBuildService({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' }, layerCacheDir: false });
+    const result = await service.buildAndPush({ dockerfile: 'FROM scratch\nCOPY hello.txt /opt/hello.txt\n', contextDir: work, imageTag: scratchTag, platform: 'linux/amd64' });
+    expect(result.ok).toBe(true);
+    expect(((await client.getManifest(scratchTag)).manifest as Manifest).layers).toHaveLength(1);
+  }, 60_000);
+
+  describe.skipIf(stargzReason !== undefined)(title('an empty node: containerd with the stargz snapshotter', stargzReason), () => {
+    let node: PrivateContainerd | undefined;
+    let proxy: CountingProxy | undefined;
+    beforeAll(async () => {
+      proxy = await startCountingProxy(services.registries!.plain.host);
+      node = await startStargzNode('noprefetch = true\nno_background_fetch = true\nno_prometheus = true\n');
+    }, 60_000);
+    afterAll(async () => {
+      await node?.stop();
+      await proxy?.close();
+    }, 60_000);
+
+    it('rpull + run with nothing on the node: the task runs after fetching part of the base layer, not all of it', async () => {
+      const proxied = tag.replace(services.registries!.plain.host, proxy!.host);
+      await exec('ctr-remote', ['-a', node!.socket, 'images', 'rpull', '--plain-http', proxied], { timeout: 300_000 });
+      const { stdout } = await exec('ctr-remote', ['-a', node!.socket, 'run', '--rm', '--snapshotter', 'stargz', '--net-host', proxied, `prebuilt-esgz-base-${process.pid}`, 'sh', '-c', 'cat /opt/hello.txt; stat -c "%U:%G %Y" /etc/shadow'], { timeout: 120_000 });
+      // The base's owners and times as the TOC states them (root:shadow, not root:root; not year 1).
+      const [hello, shadow] = stdout.trim().split('\n');
+      expect(hello).toBe('hello from the env layer');
+      expect(shadow).toMatch(/^root:shadow \d+$/);
+      const base = ((await client.getManifest(tag)).manifest as Manifest).layers[0]!;
+      expect(proxy!.ranges.length).toBeGreaterThan(0);
+      expect(proxy!.blobBytes.get(base.digest) ?? 0).toBeLessThan(base.size / 2);
+      await have('ctr-remote', ['-a', node!.socket, 'images', 'rm', proxied]);
+    }, 600_000);
+  });
+});

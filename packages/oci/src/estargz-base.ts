@@ -1,0 +1,62 @@
+import { createWriteStream } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { ConfigError, type OciDescriptor } from '@prebuilt/core/backend';
+import { estargzStream, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
+import { hashTap } from './layer.js';
+
+/**
+ * The base image re-layered as eStargz: on an empty node, containerd 1.6 unpacks the layers of an
+ * image in order, and from the first layer it must unpack (a plain gzip base) on, it fetches every
+ * layer after it whole — so the env's eStargz layers are lazily pulled only where the base is
+ * cached, or is eStargz too. Each base layer converts to an eStargz layer of the same files in the
+ * same order (no prefetch landmark: the node's `prefetch_size` applies), still one valid gzip
+ * stream; its diff_id changes (the tar gains the TOC), so the image's config names the new ones.
+ */
+
+const GZIP_LAYERS = new Set(['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.docker.image.rootfs.diff.tar.gzip']);
+const TAR_LAYERS = new Set(['application/vnd.oci.image.layer.v1.tar', 'application/vnd.docker.image.rootfs.diff.tar']);
+
+/** Whether a layer descriptor is eStargz already (it carries the TOC digest annotation). */
+export function isEstargzLayer(layer: OciDescriptor): boolean {
+  return typeof layer.annotations?.[TOC_DIGEST_ANNOTATION] === 'string';
+}
+
+/** A base layer converted: the eStargz blob's digest and size, its diff_id and its descriptor annotations. */
+export interface ConvertedLayer {
+  digest: string;
+  size: number;
+  diffId: string;
+  annotations: Record<string, string>;
+}
+
+/** Throws unless every layer of the base can be converted (gzip or plain tar, or eStargz already). */
+export function checkConvertibleBase(ref: string, layers: readonly OciDescriptor[]): void {
+  const bad = layers.find((l) => !isEstargzLayer(l) && !GZIP_LAYERS.has(l.mediaType) && !TAR_LAYERS.has(l.mediaType));
+  if (!bad) return;
+  throw new ConfigError(`The base image ${ref} has a layer of type ${bad.mediaType}, which cannot be re-layered as eStargz (gzip and plain tar layers can).`, {
+    setting: 'METAFLOW_PREBUILT_OCI_ESTARGZ_BASE',
+    hint: 'Use a base image with gzip layers, or turn the eStargz base off (METAFLOW_PREBUILT_OCI_ESTARGZ_BASE=0).',
+  });
+}
+
+/**
+ * Converts one base layer blob (gzip or plain tar) into an eStargz blob written to `file`, in one
+ * streaming pass (gunzip → eStargz writer → sha256 → file). The same blob gives the same bytes.
+ */
+export async function convertLayerToEstargz(blob: Uint8Array, mediaType: string, file: string, signal?: AbortSignal): Promise<ConvertedLayer> {
+  const esgz = estargzStream(availableParallelism());
+  const out = hashTap();
+  const unpack: Transform[] = GZIP_LAYERS.has(mediaType) ? [createGunzip()] : [];
+  const stages = [Readable.from([Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength)]), ...unpack, esgz.stream, out.stream, createWriteStream(file)];
+  await pipeline(stages as unknown as NodeJS.ReadWriteStream[], signal ? { signal } : {});
+  const { diffId, tocDigest, uncompressedSize } = esgz.result();
+  return {
+    digest: out.digest(),
+    size: out.size(),
+    diffId,
+    annotations: { [TOC_DIGEST_ANNOTATION]: tocDigest, [UNCOMPRESSED_SIZE_ANNOTATION]: String(uncompressedSize) },
+  };
+}
