@@ -4,10 +4,15 @@
  * (a layer per package), `grouped` (the default: big packages alone, small ones in 8 groups) and
  * `single` (one layer, as the `docker` service's COPY), and eStargz with lazy pulling.
  *
- * The env: B8's cached build context (/var/tmp/prebuilt-bench/oci-compression-*: the realistic
- * corpus unpacked with a prefix-layers.json; run `node bench/oci-compression.mjs` once to make it),
- * with noarch packages' files moved where the materializer puts them (hard links), and a copy of
- * that where one small package (`six`) has one file changed.
+ * The env (`--context`): `materialized` (the default), the realistic corpus materialized by
+ * prebuilt's materializer at /opt/prebuilt/envs/bench, as prebuilt ships it (pycs stamped to match
+ * their sources), built once and cached by bench/materialized-context.mjs; or `unpacked`, the
+ * context of the figures before round 24: B8's cached build context
+ * (/var/tmp/prebuilt-bench/oci-compression-*: the realistic corpus unpacked with a
+ * prefix-layers.json; run `node bench/oci-compression.mjs` once to make it) with noarch packages'
+ * files moved where the materializer puts them (hard links), whose pandas/scikit-learn pycs do not
+ * match their sources, so the task recompiles. Each with a copy where one small package (`six`) has
+ * one file changed.
  *
  * - B3 per policy: a first build into a fresh repository (bytes pushed, time), then the rebuild of
  *   the changed env into the same repository with the layer cache (bytes pushed, time).
@@ -25,8 +30,8 @@
  *
  *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only | --empty-node-only] [--no-background-fetch]
  *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single]
- *                               [--estargz-base] [--stargz-extra 'TOML lines'] [--json]
- *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--base-cached-only] [--runs 2] [--json]
+ *                               [--estargz-base] [--stargz-extra 'TOML lines'] [--context materialized|unpacked] [--json]
+ *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--base-cached-only] [--context materialized|unpacked] [--runs 2] [--json]
  *
  *   --estargz-base: the eStargz images re-layer the base as eStargz too (the oci service's
  *   METAFLOW_PREBUILT_OCI_ESTARGZ_BASE=1), and the node's base, where cached, is that converted base
@@ -48,9 +53,11 @@ import { loadavg } from 'node:os';
 import { ROOT, alternate, benchArgs, countingProxy, fail, firstLine, fmtBytes, fmtMs, fmtStats, loadServices, machine, main, median, output, ratio, stats } from './lib.mjs';
 import { bootstrapCommand } from './cold-start-realistic.mjs';
 import { startRealisticCorpus } from './realistic.mjs';
+import { materializedContexts, oneChangedCopy } from './materialized-context.mjs';
 
 const exec = promisify(execFile);
-const PY = '/opt/prebuilt/envs/bench/bin/python';
+const PREFIX = '/opt/prebuilt/envs/bench';
+const PY = `${PREFIX}/bin/python`;
 // Checks that the real packages load (a namespace package would import from nothing).
 const CODE = 'import pandas, sklearn, sklearn.linear_model; assert pandas.__file__ and sklearn.__file__; print("ok")';
 const POLICIES = ['per-package', 'grouped', 'single'];
@@ -78,29 +85,22 @@ async function relocatedCopy(from, to) {
 }
 
 /**
- * B8's cached context relocated (B8 unpacks the archives as they are, which leaves noarch packages
- * off sys.path), and a copy of that where one small package (`six`) has one file changed.
+ * The build context of B9 and B10 (`--context`): `materialized` (the default), the realistic corpus
+ * as prebuilt's materializer lays it out (bench/materialized-context.mjs: valid bytecode, noarch
+ * files in site-packages), or `unpacked`, B8's cached context relocated (B8 unpacks the archives as
+ * they are, which leaves noarch packages off sys.path; no valid pycs for pandas/scikit-learn), the
+ * context of the figures measured before; each with a copy where one small package (`six`) has one
+ * file changed.
  */
-async function contexts() {
+async function contexts(kind) {
+  if (kind === 'materialized') return materializedContexts({ prefix: PREFIX });
+  if (kind !== 'unpacked') fail(`--context ${kind}: expected materialized or unpacked.`);
   const dirs = (await readdir('/var/tmp/prebuilt-bench').catch(() => [])).filter((n) => /^oci-compression-[0-9a-f]{16}$/.test(n));
   const b8 = dirs.map((n) => join('/var/tmp/prebuilt-bench', n)).find((d) => existsSync(join(d, 'prefix-layers.json')));
   if (!b8) fail('no cached realistic build context; run `node bench/oci-compression.mjs` once to make it.');
   const ctx = `${b8}-relocated`;
   if (!existsSync(join(ctx, 'prefix-layers.json'))) await relocatedCopy(b8, ctx);
-  const changed = `${ctx}-six-changed`;
-  if (!existsSync(join(changed, 'prefix-layers.json'))) {
-    await rm(`${changed}.tmp`, { recursive: true, force: true });
-    await exec('cp', ['-al', ctx, `${changed}.tmp`]);
-    const layers = JSON.parse(await readFile(join(ctx, 'prefix-layers.json'), 'utf8'));
-    const six = layers.packages.find((p) => p.name === 'six') ?? fail('the context has no package six');
-    const file = six.files.find((f) => f.endsWith('.py')) ?? fail('six has no .py file');
-    const target = join(`${changed}.tmp`, 'prefix', file);
-    const text = await readFile(target);
-    await rm(target);
-    await writeFile(target, Buffer.concat([text, Buffer.from('\n# changed\n')]));
-    await exec('mv', [`${changed}.tmp`, changed]);
-  }
-  return { ctx, changed };
+  return { ctx, changed: await oneChangedCopy(ctx, `${ctx}-six-changed`, 'six') };
 }
 
 function ms(t0) {
@@ -161,16 +161,16 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' } });
   const services = loadServices();
-  const { ctx, changed } = await contexts();
+  const { ctx, changed } = await contexts(args.context);
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
   const oci = await import(new URL('../packages/oci/dist/index.js', import.meta.url).href);
   const host = services.registries.plain.host;
   const cacheRoot = await mkdtemp('/var/tmp/prebuilt-bench/oci-layering-cache-');
   onCleanup(() => rm(cacheRoot, { recursive: true, force: true }));
   const build = async (env, contextDir, imageTag, cacheName, from = base) => {
-    const dockerfile = `FROM ${from}\nCOPY prefix /opt/prebuilt/envs/bench\n`;
+    const dockerfile = `FROM ${from}\nCOPY prefix ${PREFIX}\n`;
     let summary;
     const t0 = performance.now();
     const result = await oci.createOciBuildService({ env, layerCacheDir: join(cacheRoot, cacheName), onPushed: (s) => (summary = s) }).buildAndPush({ dockerfile, contextDir, imageTag, platform: 'linux/amd64' });
@@ -271,8 +271,8 @@ async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoo
   await writeFile(profile, recorded.stdout);
   const statics = await build(env('static'), ctx, `${repo}:static`, 'estargz-static');
   const profiled = await build(env(profile), ctx, `${repo}:profile`, 'estargz-profile');
-  const files = recorded.stdout.split('\n').filter((l) => l.startsWith('/opt/prebuilt/envs/bench/'));
-  const bytesOf = async (paths) => (await Promise.all(paths.map((p) => exec('stat', ['-c', '%s', join(ctx, 'prefix', p.slice('/opt/prebuilt/envs/bench/'.length))]).then((r) => Number(r.stdout), () => 0)))).reduce((a, b) => a + b, 0);
+  const files = recorded.stdout.split('\n').filter((l) => l.startsWith(`${PREFIX}/`));
+  const bytesOf = async (paths) => (await Promise.all(paths.map((p) => exec('stat', ['-c', '%s', join(ctx, 'prefix', p.slice(PREFIX.length + 1))]).then((r) => Number(r.stdout), () => 0)))).reduce((a, b) => a + b, 0);
   const readBytes = await bytesOf(files);
   const staticFiles = (await exec('find', [join(ctx, 'prefix'), '-type', 'f', '-printf', '%P\t%s\n'], { maxBuffer: 1 << 26 })).stdout.split('\n').filter(Boolean).map((l) => l.split('\t'));
   const layerPaths = new Set(staticFiles.map(([p]) => `opt/prebuilt/envs/bench/${p}`));
@@ -300,7 +300,7 @@ async function bootstrapFor({ ctx, services, onCleanup }) {
     // The corpus's current build of the same file (the cached context may be of an earlier build: same names and versions).
     return { kind: p.kind, filename: p.filename, sha256: createHash('sha256').update(a.bytes).digest('hex'), url: `${corpus.channelUrl}/${a.subdir}/${p.filename}` };
   });
-  return bootstrapCommand({ prefix: '/opt/prebuilt/envs/bench', pythonVersion: corpus.summary.python, packages, code: CODE });
+  return bootstrapCommand({ prefix: PREFIX, pythonVersion: corpus.summary.python, packages, code: CODE });
 }
 
 /**
