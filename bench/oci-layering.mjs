@@ -377,7 +377,7 @@ async function lazyBench(setup) {
 function lazyLines(b2lazy) {
   const { selection: sel, builds } = b2lazy.images;
   const lines = [
-    `  eStargz images (grouped): off ${fmtBytes(builds.off.bytes)}, static ${fmtBytes(builds.static.bytes)}, profile ${fmtBytes(builds.profile.bytes)}`,
+    `  eStargz images (${b2lazy.images.layers}): off ${fmtBytes(builds.off.bytes)}, static ${fmtBytes(builds.static.bytes)}, profile ${fmtBytes(builds.profile.bytes)}`,
     `  prefetch selection: env ${fmtBytes(sel.envBytes)}; profile ${sel.profileFiles} files ${fmtBytes(sel.profileBytes)}; static ${fmtBytes(sel.staticBytes)}, covering ${(sel.staticCoversOfProfile * 100).toFixed(0)} % of the profile's bytes`,
   ];
   for (const [scenario, figures] of Object.entries(b2lazy.scenarios)) {
