@@ -184,7 +184,7 @@ async function main_(onCleanup) {
   // The lazy part's images and the env created at start share bench/base-image.sh's base (python3 with the full stdlib, pip, zstd), as B2's.
   const benchBase = haveStargz ? (await exec('bash', [join(ROOT, 'bench/base-image.sh'), host])).stdout.trim() : undefined;
   const b2lazy = haveStargz ? await lazyBench({ ...setup, base: benchBase }) : undefined;
-  const result = { bench: 'oci-layering', machine: machine(), loadAverage: loadavg(), ...(policies?.result ?? {}), b2lazy };
+  const result = { bench: 'oci-layering', context: ctx, machine: machine(), loadAverage: loadavg(), ...(policies?.result ?? {}), b2lazy };
   const lines = [`B9 layering policies and eStargz, realistic env (${ctx})`, ...(policies?.lines ?? []), ...(b2lazy ? lazyLines(b2lazy) : ['  B2 lazy: skipped (containerd-stargz-grpc or ctr-remote missing: bash scripts/build-stargz-grpc.sh)'])];
   lines.push(`  load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   output(args, result, lines);
@@ -401,7 +401,7 @@ async function pullOnly(setup) {
   const benchBase = (await exec('bash', [join(ROOT, 'bench/base-image.sh'), setup.host])).stdout.trim();
   const helpers = { startContainerd, firstLineOf, ctrPullRun, bootstrapFor, summarize, runName, CODE, PY };
   const b10 = await pullBench({ ...setup, base: benchBase }, helpers);
-  return [{ bench: 'oci-pull', machine: machine(), loadAverage: loadavg(), b10 }, [`B10 non-lazy pulls, realistic env (${setup.ctx})`, ...pullLines(b10), `  load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`]];
+  return [{ bench: 'oci-pull', context: setup.ctx, machine: machine(), loadAverage: loadavg(), b10 }, [`B10 non-lazy pulls, realistic env (${setup.ctx})`, ...pullLines(b10), `  load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`]];
 }
 
 await main(async (onCleanup) => {
