@@ -1,4 +1,4 @@
-import { lstat, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildCondaPackage } from '@prebuilt/fixtures';
@@ -70,6 +70,29 @@ describe('the extraction cache (materializeEnv)', () => {
     expect((await readdir(join(cacheDir, 'extracted'))).filter((name) => /\.(partial|stale)-/.test(name))).toEqual([]);
     const shas = await Promise.all(outs.map((outDir, i) => tarSha(outDir, `p${i}`)));
     expect(new Set(shas).size).toBe(1);
+  });
+
+  it('two caches of one process (each env\'s materialize makes its own) share one extraction of an entry, and both get its files', async () => {
+    const dir = join(example.work, 'cache-instances', 'extracted');
+    const archive = join(example.work, 'instances-archive');
+    await writeFile(archive, 'archive bytes');
+    let extractions = 0;
+    const extract = async (scratch: string) => {
+      extractions += 1;
+      await mkdir(scratch, { recursive: true });
+      await new Promise((r) => setTimeout(r, 50));
+      await writeFile(join(scratch, '1'), 'print(1)\n');
+      return { info: new Map<string, Buffer>(), entries: [{ path: 'lib/a.py', type: 'file' as const, mode: 0o644, size: 9, file: join(scratch, '1') }] };
+    };
+    const sha = 'a'.repeat(64);
+    const [one, two] = await Promise.all([new ExtractionCache(dir).obtain(archive, sha, 0, extract), new ExtractionCache(dir).obtain(archive, sha, 0, extract)]);
+    expect(extractions).toBe(1);
+    expect([one.hit, two.hit].sort()).toEqual([false, true]);
+    for (const got of [one, two]) {
+      const file = got.contents.entries[0]!;
+      expect(file.type === 'file' && (await readFile(file.file, 'utf8'))).toBe('print(1)\n');
+    }
+    expect((await readdir(dir)).filter((name) => /\.(partial|stale)-/.test(name))).toEqual([]);
   });
 
   it('extracts a package again when a cached file was changed, also through a hard link in a prefix, and never serves the change', async () => {

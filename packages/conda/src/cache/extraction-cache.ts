@@ -91,10 +91,14 @@ function sealByPath(file: string, mode: number, time: Date): FileStamp {
 export const sameStamp = (a: FileStamp | undefined, b: FileStamp): boolean =>
   a !== undefined && a.size === b.size && a.ino === b.ino && a.mode === b.mode && a.mtimeNs === b.mtimeNs;
 
+/**
+ * Extractions running in this process, by entry directory — shared by every ExtractionCache of the
+ * process: each env's materialize makes its own instance, and a build materializes its envs at once.
+ */
+const inflight = new Map<string, Promise<CachedExtraction>>();
+
 export class ExtractionCache {
   readonly dir: string;
-  /** Extractions running in this process, by entry directory. */
-  readonly #inflight = new Map<string, Promise<CachedExtraction>>();
 
   /** `dir`: the cache's own directory (`<package cache dir>/extracted`). */
   constructor(dir: string) {
@@ -114,10 +118,10 @@ export class ExtractionCache {
    */
   obtain(archive: string, sha256: string, mtime: number, extract: (scratch: string) => Promise<ExtractedCondaPackage>): Promise<CachedExtraction> {
     const dir = this.#entryDir(sha256, mtime);
-    const running = this.#inflight.get(dir);
+    const running = inflight.get(dir);
     if (running) return running.then((got) => ({ ...got, hit: true }));
-    const obtained = this.#obtain(dir, archive, sha256, mtime, extract).finally(() => this.#inflight.delete(dir));
-    this.#inflight.set(dir, obtained);
+    const obtained = this.#obtain(dir, archive, sha256, mtime, extract).finally(() => inflight.delete(dir));
+    inflight.set(dir, obtained);
     return obtained;
   }
 
@@ -183,8 +187,9 @@ export class ExtractionCache {
 
   /** The entry's manifest when the entry is intact (every file's stamp unchanged); null when there is none; undefined (and a note in the log) when it is damaged. */
   async #read(dir: string, sha256: string): Promise<{ contents: ExtractedCondaPackage; md5: string } | null | undefined> {
-    const raw = await readFile(join(dir, 'manifest.json'), 'utf8').catch(() => undefined);
-    if (raw === undefined) return existsSync(dir) ? undefined : null;
+    const raw = await readManifest(dir);
+    if (raw === null) return null;
+    if (raw === undefined) return undefined;
     let manifest: Manifest;
     try {
       manifest = JSON.parse(raw) as Manifest;
@@ -226,6 +231,29 @@ export class ExtractionCache {
     }
     return removed;
   }
+}
+
+/**
+ * The entry's manifest text; null when there is no entry; undefined when the directory is there
+ * without a manifest (damaged). An entry appears complete, manifest included (renamed into place),
+ * so a manifest missing while the directory is there is read once more: another build (another
+ * process) may have renamed its entry into place between the two looks, and must not have it
+ * taken for damaged and removed while it links from it. Out of descriptors is thrown; any other
+ * read error makes the entry damaged, as a manifest that does not parse does.
+ */
+async function readManifest(dir: string): Promise<string | null | undefined> {
+  for (let look = 0; look < 2; look++) {
+    try {
+      return await readFile(join(dir, 'manifest.json'), 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // Out of descriptors says nothing about the entry.
+      if (code === 'EMFILE' || code === 'ENFILE') throw error;
+      if (code !== 'ENOENT') return undefined;
+      if (!existsSync(dir)) return null;
+    }
+  }
+  return undefined;
 }
 
 /** Removes `<dir>/<name>` (an entry or a derived set, with its manifest.json) when unused too long; true when removed. */
