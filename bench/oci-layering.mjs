@@ -33,6 +33,9 @@
  *                               [--estargz-base] [--stargz-extra 'TOML lines'] [--context materialized|unpacked] [--json]
  *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--base-cached-only] [--context materialized|unpacked] [--runs 2] [--json]
  *
+ *   --node-disk journal|root: where the private daemons keep their data — a fresh ext4 with a journal
+ *   on a loop device (the default, as a node's disk) or this machine's root file system (ext4
+ *   without a journal; the figures before round 25). See bench/node-disk.mjs.
  *   --estargz-base: the eStargz images re-layer the base as eStargz too (the oci service's
  *   METAFLOW_PREBUILT_OCI_ESTARGZ_BASE=1), and the node's base, where cached, is that converted base
  *   (the full-pull row pulls the same image). --stargz-extra: one more variant, the profile image
@@ -54,6 +57,7 @@ import { ROOT, alternate, benchArgs, countingProxy, fail, firstLine, fmtBytes, f
 import { bootstrapCommand } from './cold-start-realistic.mjs';
 import { startRealisticCorpus } from './realistic.mjs';
 import { materializedContexts, oneChangedCopy } from './materialized-context.mjs';
+import { nodeDisk } from './node-disk.mjs';
 
 const exec = promisify(execFile);
 const PREFIX = '/opt/prebuilt/envs/bench';
@@ -161,7 +165,7 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' } });
   const services = loadServices();
   const { ctx, changed } = await contexts(args.context);
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
@@ -177,7 +181,10 @@ async function main_(onCleanup) {
     if (!result.ok) throw new Error(`build failed: ${result.reason}`);
     return { ms: ms(t0), bytes: summary.bytesSent, layers: summary.layers.length, uploaded: summary.layers.filter((l) => l.status === 'uploaded').length, digests: summary.layers.map((l) => l.digest) };
   };
-  const setup = { args, services, ctx, changed, base, host, build, cacheRoot, oci, onCleanup };
+  // The private daemons' data: a journaled ext4 on a loop device by default (bench/node-disk.mjs).
+  const disk = await nodeDisk(args['node-disk'], onCleanup);
+  process.stderr.write(`[bench] node disk: ${disk.kind} (${disk.root})\n`);
+  const setup = { args, services, ctx, changed, base, host, build, cacheRoot, oci, onCleanup, disk };
   if (args['pull-only']) return output(args, ...(await pullOnly(setup)));
   const policies = args['lazy-only'] ? undefined : await policiesBench(setup);
   const haveStargz = await exec('sh', ['-c', 'command -v containerd-stargz-grpc && command -v ctr-remote']).then(() => true, () => false);
@@ -191,7 +198,7 @@ async function main_(onCleanup) {
 }
 
 /** B3 and B2 (Docker, containerd) of each layering policy. */
-async function policiesBench({ args, services, ctx, changed, base, host, build, onCleanup }) {
+async function policiesBench({ args, services, ctx, changed, base, host, build, onCleanup, disk }) {
   const b3 = {};
   const tags = {};
   for (const policy of POLICIES) {
@@ -216,7 +223,7 @@ async function policiesBench({ args, services, ctx, changed, base, host, build, 
   const dockerSamples = await alternate(args.runs, ...POLICIES.map((p) => dockerRun(tags[p])));
   const b2docker = Object.fromEntries(POLICIES.map((p, i) => [p, summarize(dockerSamples[i])]));
   // B2, containerd (overlayfs): base pulled once, env image pulled and run per sample.
-  const cd = await startContainerd(await mkdtemp('/tmp/prebuilt-bench-containerd-'), false);
+  const cd = await startContainerd(await disk.dir('containerd'), false);
   onCleanup(cd.stop);
   await exec('ctr', ['-a', cd.sock, 'images', 'pull', '--plain-http', base], { maxBuffer: 1 << 26 });
   const ctrSamples = await alternate(args.runs, ...POLICIES.map((p) => ctrPullRun(cd.sock, tags[p])));
@@ -310,19 +317,19 @@ async function bootstrapFor({ ctx, services, onCleanup }) {
  * Lazy samples each on a fresh containerd + snapshotter; bytes the registry sent counted by a proxy.
  */
 async function lazyBench(setup) {
-  const { args, base, host, onCleanup } = setup;
+  const { args, base, host, onCleanup, disk } = setup;
   const images = await estargzImages(setup);
   process.stderr.write(`[b9] eStargz images built: ${JSON.stringify(images.builds)}; prefetch selection ${JSON.stringify(images.selection)}\n`);
   const bootstrap = await bootstrapFor(setup);
   const proxy = await countingProxy(host);
   onCleanup(proxy.close);
   const proxied = (tag) => tag.replace(host, proxy.host);
-  const cd = await startContainerd(await mkdtemp('/tmp/prebuilt-bench-containerd-'), false);
+  const cd = await startContainerd(await disk.dir('containerd'), false);
   onCleanup(cd.stop);
   const ctr = (...a) => exec('ctr', ['-a', cd.sock, ...a], { maxBuffer: 1 << 26 });
   const baseOnNode = async (present, ref = base) => (present ? ctr('images', 'pull', '--plain-http', ref) : ctr('images', 'rm', '--sync', ref).catch(() => undefined));
   const lazy = (tag, config) => async (emptyNode) => {
-    const sz = await startContainerd(await mkdtemp('/tmp/prebuilt-bench-stargz-'), true, STARGZ_CONFIGS[config]);
+    const sz = await startContainerd(await disk.dir('stargz'), true, STARGZ_CONFIGS[config]);
     try {
       if (!emptyNode) await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', images.nodeBase], { maxBuffer: 1 << 26 });
       proxy.state.received = 0;

@@ -167,7 +167,7 @@ export async function pullBench(setup, h) {
   process.stderr.write(`[b10] images built: ${JSON.stringify(Object.fromEntries(Object.entries(images).map(([k, v]) => [k, { layers: v.layers, bytes: v.bytes }])))}\n`);
   const bootstrap = await h.bootstrapFor(setup);
   const settings = haveUnpigz ? [false, true] : [false];
-  const scratch = await mkdtemp('/var/tmp/prebuilt-bench/oci-pull-');
+  const scratch = await setup.disk.dir('oci-pull');
   onCleanup(() => rm(scratch, { recursive: true, force: true }));
   const dockerds = [];
   const containerds = [];
@@ -175,7 +175,7 @@ export async function pullBench(setup, h) {
     const d = await startDockerd(join(scratch, `dockerd-${pigz ? 'pigz' : 'go'}`), daemonEnv(pigz));
     onCleanup(d.stop);
     dockerds.push(d);
-    const c = await h.startContainerd(await mkdtemp(`/tmp/prebuilt-bench-pull-${pigz ? 'pigz' : 'go'}-`), false, undefined, daemonEnv(pigz));
+    const c = await h.startContainerd(await setup.disk.dir(`containerd-${pigz ? 'pigz' : 'go'}`), false, undefined, daemonEnv(pigz));
     onCleanup(c.stop);
     containerds.push(c);
   }
