@@ -8,7 +8,7 @@ import {
   createOciRegistry,
   defineImageRegistry,
   explicitCredentials,
-  flagSetting,
+  loadBooleanSetting,
   loadOptionalSetting,
   parseHost,
   pullConfigFromSettings,
@@ -65,7 +65,7 @@ export function createExampleRegistry(options: ExampleRegistryOptions = {}): Ima
       env,
     }),
     env,
-    insecure: flagSetting({ value: options.insecure, envVar: EXAMPLE_ENV.insecure, option: 'insecure', fallback: false, env }),
+    insecure: loadBooleanSetting({ value: options.insecure, envVar: EXAMPLE_ENV.insecure, option: 'insecure', description: 'plain HTTP to the registry', default: false, env }),
     pullConfig: pullConfigFromSettings(options, env),
   });
 }

@@ -22,7 +22,7 @@ export {
 } from './errors.js';
 export { createLogger, type Logger } from './logger.js';
 export { Secret } from './secret.js';
-export { loadSetting, loadOptionalSetting, type LoadSettingOptions } from './load-setting.js';
+export { loadSetting, loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
 export {
   BACKEND_API_VERSION,
   defineBuildService,

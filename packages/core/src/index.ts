@@ -25,7 +25,7 @@ export {
 } from './errors.js';
 export { createLogger, type Logger } from './logger.js';
 export { Secret } from './secret.js';
-export { loadOptionalSetting, type LoadSettingOptions } from './load-setting.js';
+export { loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
 export {
   defineImageRegistry,
   type BackendKind,

@@ -30,3 +30,46 @@ export function loadOptionalSetting(options: LoadSettingOptions<string>): string
   const fromEnv = (options.env ?? process.env)[options.envVar];
   return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
 }
+
+/** The words an on/off setting accepts (any case, spaces around ignored). */
+export const SETTING_ON: readonly string[] = ['1', 'true', 'yes', 'on'];
+export const SETTING_OFF: readonly string[] = ['0', 'false', 'no', 'off'];
+
+export interface LoadBooleanSettingOptions {
+  /** The explicit option value, if given (a string is read as the env variable is). */
+  value?: boolean | string | undefined;
+  /** The environment variable to fall back to. */
+  envVar: string;
+  /** The option's name in code, when there is one, for the error's hint. */
+  option?: string;
+  /** What the setting switches, in the user's words, e.g. `the registry cache`. */
+  description?: string;
+  /** The value when neither the option nor the variable is set (an empty string counts as unset). */
+  default: boolean;
+  /** What on and off do, for the error's hint, e.g. `check the registry before building`. */
+  meaning?: { on: string; off: string };
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * An on/off setting: explicit option → environment variable → the default. On is `1`, `true`,
+ * `yes` or `on`, off is `0`, `false`, `no` or `off` (any case); anything else is a ConfigError
+ * (exit 2) naming where the value came from, the value and the words the setting takes.
+ */
+export function loadBooleanSetting(options: LoadBooleanSettingOptions): boolean {
+  const { value, envVar, option } = options;
+  if (typeof value === 'boolean') return value;
+  const raw = loadOptionalSetting({ value, envVar, option: option ?? envVar, description: options.description ?? envVar, ...(options.env ? { env: options.env } : {}) });
+  const word = raw?.trim().toLowerCase() ?? '';
+  if (word === '') return options.default;
+  if (SETTING_ON.includes(word)) return true;
+  if (SETTING_OFF.includes(word)) return false;
+  const from = value !== undefined && value !== '' ? `The option '${option ?? envVar}' = '${raw}'` : `${envVar}='${raw}'`;
+  const [on, off] = options.meaning ? [` (${options.meaning.on})`, ` (${options.meaning.off})`] : ['', ''];
+  throw new ConfigError(`${from}${options.description ? ` (${options.description})` : ''} is neither on nor off.`, {
+    setting: envVar,
+    hint:
+      `Set ${envVar}${option ? ` (or the option '${option}')` : ''} to ${SETTING_ON.join(', ')}${on} or ${SETTING_OFF.join(', ')}${off}, ` +
+      `in any case; unset, it is ${options.default ? 'on' : 'off'}.`,
+  });
+}

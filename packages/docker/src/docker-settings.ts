@@ -1,4 +1,4 @@
-import { ConfigError, DEFAULT_LOG_TAIL_LINES, settingsReader, type BuildServiceOptions } from '@prebuilt/core/backend';
+import { ConfigError, DEFAULT_LOG_TAIL_LINES, loadBooleanSetting, settingsReader, type BuildServiceOptions } from '@prebuilt/core/backend';
 import { DEFAULT_DOCKER_HOST } from './docker-host.js';
 
 export type DockerBuilder = 'legacy' | 'buildkit';
@@ -51,8 +51,7 @@ export function resolveDockerSettings(options: DockerBuildServiceOptions, env: R
       hint: `Use 'legacy' or 'buildkit' in ${DOCKER_ENV.builder} or the option 'builder'.`,
     });
   }
-  const keepRaw = options.keepImages ?? env[DOCKER_ENV.keepImages];
-  const keepImages = typeof keepRaw === 'boolean' ? keepRaw : parseFlag(keepRaw, DOCKER_ENV.keepImages);
+  const keepImages = loadBooleanSetting({ value: options.keepImages, envVar: DOCKER_ENV.keepImages, option: 'keepImages', description: 'keeping built images in the daemon', default: false, env });
   const apiVersion = parseApiVersion(read.optional(options.apiVersion, DOCKER_ENV.apiVersion, 'apiVersion', 'Docker API version'));
   const logTailLines = options.logTailLines ?? DEFAULT_LOG_TAIL_LINES;
   const pushAttempts = Math.max(1, Math.floor(options.pushAttempts ?? 3));
@@ -69,11 +68,4 @@ function parseApiVersion(apiVersion: string | undefined): string | undefined {
     });
   }
   return `v${match[1]}`;
-}
-
-function parseFlag(raw: string | undefined, envVar: string): boolean {
-  if (raw === undefined || raw === '') return false;
-  if (/^(1|true|yes|on)$/i.test(raw)) return true;
-  if (/^(0|false|no|off)$/i.test(raw)) return false;
-  throw new ConfigError(`${envVar}='${raw}' is not a yes/no value.`, { setting: envVar, hint: `Set ${envVar} to 1 or 0.` });
 }

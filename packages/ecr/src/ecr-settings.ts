@@ -4,7 +4,7 @@ import {
   DEFAULT_REPOSITORY,
   PULL_ENV,
   checkRepository,
-  flagSetting,
+  loadBooleanSetting,
   loadOptionalSetting,
   normalizeDockerConfigKey,
   parseHost,
@@ -74,7 +74,7 @@ export function ecrSetting(value: string | undefined, envVar: string, option: st
 
 /** Reads and checks every setting that needs no AWS call. */
 export function ecrSettings(options: EcrRegistryOptions, env: Env): EcrSettings {
-  const flag = (value: boolean | undefined, envVar: string, option: string, fallback: boolean) => flagSetting({ value, envVar, option, fallback, env });
+  const flag = (value: boolean | undefined, envVar: string, option: string, fallback: boolean) => loadBooleanSetting({ value, envVar, option, default: fallback, env });
   const repository = checkRepository(ecrSetting(options.repository, ECR_ENV.repository, 'repository', env) ?? DEFAULT_REPOSITORY, ECR_ENV.repository, 'repository');
   const createRepository = flag(options.createRepository, ECR_ENV.createRepository, 'createRepository', true);
   const tagImmutability = flag(options.tagImmutability, ECR_ENV.tagImmutability, 'tagImmutability', true);

@@ -83,6 +83,9 @@ describe('eStargz base: converting a layer', () => {
     expect(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' } })).toThrow(/needs eStargz layers/);
     expect(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: 'maybe' } })).toThrow(/neither on nor off/);
     expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: 'true' } }).estargzBase).toBe(true);
+    // The same on/off words as every other setting (core's loadBooleanSetting): `on` too, any case.
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: 'On' } }).estargzBase).toBe(true);
+    expect(ociSettings({ layerCompression: 'estargz', estargzBase: false, env: { METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' } }).estargzBase).toBe(false);
     expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz' } }).estargzBase).toBe(false);
   });
 });

@@ -3,6 +3,7 @@ import {
   CancelledError,
   ConfigError,
   createLogger,
+  loadBooleanSetting,
   loadOptionalSetting,
   mapPool,
   normalizeDockerConfigKey,
@@ -220,14 +221,9 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
   };
 }
 
-/** The eStargz-base switch: the option, else the env variable (`1`/`true`/`yes`, `0`/`false`/`no`); only with eStargz layers. */
+/** The eStargz-base switch: the option, else the env variable (core's on/off words); only with eStargz layers. */
 function estargzBaseSetting(value: boolean | undefined, compression: LayerCompression, env: Record<string, string | undefined>): boolean {
-  const raw = value === undefined ? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.estargzBase, option: 'estargzBase', description: 'eStargz base', env }) : String(value);
-  const name = raw?.trim().toLowerCase() ?? '';
-  const on = ['1', 'true', 'yes'].includes(name);
-  if (!on && !['', '0', 'false', 'no'].includes(name)) {
-    throw new ConfigError(`The eStargz base setting '${raw}' is neither on nor off.`, { setting: OCI_ENV.estargzBase, hint: `Set ${OCI_ENV.estargzBase} (or the option 'estargzBase') to 1 or 0.` });
-  }
+  const on = loadBooleanSetting({ value, envVar: OCI_ENV.estargzBase, option: 'estargzBase', description: 'the base image re-layered as eStargz', default: false, env });
   if (on && compression !== 'estargz') {
     throw new ConfigError(`Re-layering the base image as eStargz needs eStargz layers, but the layer compression is ${compression}.`, {
       setting: OCI_ENV.estargzBase,

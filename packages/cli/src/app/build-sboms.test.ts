@@ -11,7 +11,9 @@ describe('the SBOM step of build', () => {
     expect(sbomsEnabled({})).toBe(true);
     expect(sbomsEnabled({ METAFLOW_PREBUILT_SBOM: '1' })).toBe(true);
     expect(sbomsEnabled({ METAFLOW_PREBUILT_SBOM: 'off' })).toBe(false);
+    expect(sbomsEnabled({ METAFLOW_PREBUILT_SBOM: 'No' })).toBe(false);
     expect(() => sbomsEnabled({ METAFLOW_PREBUILT_SBOM: 'maybe' })).toThrow(ConfigError);
+    expect(() => sbomsEnabled({ METAFLOW_PREBUILT_SBOM: 'maybe' })).toThrow(/METAFLOW_PREBUILT_SBOM='maybe' \(the SBOM step of build\) is neither on nor off/);
   });
 
   it('build --json names the SBOM of each image and of each platform of an index, renaming nothing', () => {

@@ -1,4 +1,4 @@
-import { ConfigError, pushDeploySboms, registryClientFor, sourceDateEpoch, type DeployImage, type ImageMapSbom, type ImageSbomRef, type LockedPackage } from '@prebuilt/core';
+import { loadBooleanSetting, pushDeploySboms, registryClientFor, sourceDateEpoch, type DeployImage, type ImageMapSbom, type ImageSbomRef, type LockedPackage } from '@prebuilt/core';
 import { lockedLicenses, PackageCache } from '@prebuilt/conda';
 import type { AppScope } from './app-scope.js';
 import { createSelectedBackend } from './backends.js';
@@ -6,12 +6,9 @@ import type { DeployFlowResult } from './deploy-flow.js';
 
 const SETTING = 'METAFLOW_PREBUILT_SBOM';
 
-/** METAFLOW_PREBUILT_SBOM: on (default) pushes an SBOM with every image; 0 skips it. */
+/** METAFLOW_PREBUILT_SBOM: on (default) pushes an SBOM with every image; off skips it. */
 export function sbomsEnabled(env: Record<string, string | undefined>): boolean {
-  const raw = (env[SETTING] ?? '').trim().toLowerCase();
-  if (raw === '' || ['1', 'true', 'yes', 'on'].includes(raw)) return true;
-  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
-  throw new ConfigError(`${SETTING} is '${env[SETTING]}', not on or off.`, { setting: SETTING, hint: `Set ${SETTING} to 1 (push an SBOM with every image, the default) or 0.` });
+  return loadBooleanSetting({ envVar: SETTING, description: 'the SBOM step of build', default: true, meaning: { on: 'push an SBOM with every image, the default', off: 'push none' }, env });
 }
 
 /**

@@ -1,5 +1,5 @@
 /** The settings of a deploy that the CLI reads from the environment (base images, registry cache, workers). */
-import { ConfigError, loadOptionalSetting } from '@prebuilt/core';
+import { ConfigError, loadBooleanSetting, loadOptionalSetting } from '@prebuilt/core';
 
 export const DEFAULT_BASE_IMAGE = 'python:3.11-slim-bookworm';
 
@@ -10,18 +10,14 @@ export interface DeploySettings {
   workers: number | undefined;
 }
 
-const OFF = new Set(['0', 'false', 'no', 'off']);
-const ON = new Set(['1', 'true', 'yes', 'on']);
-
 function registryCache(env: Record<string, string | undefined>): boolean {
-  const raw = (env.METAFLOW_PREBUILT_REGISTRY_CACHE ?? '').trim().toLowerCase();
-  if (raw !== '' && !OFF.has(raw) && !ON.has(raw)) {
-    throw new ConfigError(`METAFLOW_PREBUILT_REGISTRY_CACHE is '${env.METAFLOW_PREBUILT_REGISTRY_CACHE}', not on or off.`, {
-      setting: 'METAFLOW_PREBUILT_REGISTRY_CACHE',
-      hint: 'Set it to 1 (check the registry before building, the default) or 0 (always build).',
-    });
-  }
-  return !OFF.has(raw);
+  return loadBooleanSetting({
+    envVar: 'METAFLOW_PREBUILT_REGISTRY_CACHE',
+    description: 'the registry cache',
+    default: true,
+    meaning: { on: 'check the registry before building, the default', off: 'always build' },
+    env,
+  });
 }
 
 function workers(env: Record<string, string | undefined>, override: string | undefined): number | undefined {

@@ -150,7 +150,7 @@ describe('explicitCredentials and flagSetting', () => {
     expect(() => explicitCredentials({ registry: 'r', label: 'X registry', username: 'u', password: undefined, envVars, env: {} })).toThrow(/X registry username is set but its password is not.*X_PASSWORD/);
   });
 
-  it('reads yes/no values, falls back when unset, and refuses anything else naming the env var and the option', () => {
+  it('flagSetting (loadBooleanSetting\'s older name) reads yes/no values, falls back when unset, and refuses anything else naming the env var and the option', () => {
     expect(flagSetting({ value: undefined, envVar: 'F', option: 'f', fallback: true, env: {} })).toBe(true);
     expect(flagSetting({ value: false, envVar: 'F', option: 'f', fallback: true, env: { F: '1' } })).toBe(false);
     expect(flagSetting({ value: undefined, envVar: 'F', option: 'f', fallback: false, env: { F: 'Yes' } })).toBe(true);

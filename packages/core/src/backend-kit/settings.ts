@@ -1,5 +1,6 @@
 import type { ImageTagInput, PullConfig } from '../contracts.js';
 import { ConfigError } from '../errors.js';
+import { loadBooleanSetting } from '../load-setting.js';
 
 /** Settings every hosted registry (dockerhub, ecr, gcr) reads for the runner's pull configuration. */
 export const PULL_ENV = {
@@ -148,21 +149,10 @@ export function pullConfigFromSettings(options: PullSettings, env: Record<string
 }
 
 /**
- * A yes/no setting: the option when given, else the env var (`1/true/yes/on`, `0/false/no/off`),
- * else `fallback`. Any other value is a ConfigError naming the setting.
+ * A yes/no setting: the option when given, else the env var, else `fallback` — the older name of
+ * {@link loadBooleanSetting}, which it calls (same words, same ConfigError).
+ * @deprecated Use loadBooleanSetting.
  */
-export function flagSetting(input: {
-  value: boolean | undefined;
-  envVar: string;
-  option: string;
-  fallback: boolean;
-  env: Record<string, string | undefined>;
-}): boolean {
-  const { value, envVar, option, fallback, env } = input;
-  if (value !== undefined) return value;
-  const raw = env[envVar];
-  if (raw === undefined || raw === '') return fallback;
-  if (/^(1|true|yes|on)$/i.test(raw)) return true;
-  if (/^(0|false|no|off)$/i.test(raw)) return false;
-  throw new ConfigError(`${envVar}='${raw}' is not a yes/no value.`, { setting: envVar, hint: `Set ${envVar} to 1 or 0 (or pass the option '${option}').` });
+export function flagSetting(input: { value: boolean | undefined; envVar: string; option: string; fallback: boolean; env: Record<string, string | undefined> }): boolean {
+  return loadBooleanSetting({ value: input.value, envVar: input.envVar, option: input.option, default: input.fallback, env: input.env });
 }
