@@ -3,30 +3,14 @@
  * current images are planned as `prebuilt plan` would (from their lock files, never resolved or
  * built here) and whose state file names what was built last.
  */
-import { readFile } from 'node:fs/promises';
 import { relative, resolve } from 'node:path';
-import { collectImageRefs, errorMessage, InputError, type GcKeepRef } from '@prebuilt/core';
+import { collectImageRefs, InputError, type GcKeepRef } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 import { deployFlow } from './deploy-flow.js';
-import { stateFilePath } from './state-file.js';
+import { readImageMap, stateFilePath } from './state-file.js';
 
 /** Keys of a deploy plan's images that name an image (tags for people, digests for runtimes). */
 const PLAN_KEYS: ReadonlySet<string> = new Set(['pushTag', 'pullTag', 'image', 'pinnedImage', 'digest']);
-
-async function readJson(file: string, what: string, hint: string): Promise<unknown | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new InputError(`Reading ${what} ${file} failed: ${errorMessage(error)}.`, { file, hint });
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (error) {
-    throw new InputError(`${what} ${file} is not valid JSON: ${errorMessage(error)}.`, { file, hint });
-  }
-}
 
 /** The images each image map file names (`prebuilt build --json` output or a state file). A missing or broken file is exit 2. */
 export async function keepFromImageMaps(files: readonly string[], scope: Pick<AppScope, 'cwd'>): Promise<GcKeepRef[]> {
@@ -38,9 +22,8 @@ export async function keepFromImageMaps(files: readonly string[], scope: Pick<Ap
     if (/\.py$/.test(file)) {
       throw new InputError(`--keep-map ${shown} is a flow file, not an image map.`, { file: path, hint: 'Name flows before the options (prebuilt gc flow.py --keep-map images.json): --keep-map takes every file after it.' });
     }
-    const map = await readJson(path, 'The image map', hint);
+    const map = await readImageMap(path, { shown, hint });
     if (map === undefined) throw new InputError(`The image map ${shown} does not exist.`, { file: path, hint });
-    if (typeof map !== 'object' || map === null) throw new InputError(`The image map ${shown} is not a JSON object.`, { file: path, hint });
     keep.push(...collectImageRefs(map).map((ref) => ({ ref, reason: `kept map ${shown}` })));
   }
   return keep;
@@ -59,7 +42,7 @@ export async function keepFromFlows(files: readonly string[], scope: AppScope): 
     keep.push(...collectImageRefs(planned.images, PLAN_KEYS).map((ref) => ({ ref, reason: `flow ${flow} (${file})` })));
     const stateFile = stateFilePath(file, flow, scope.env, scope.cwd);
     const shown = relative(scope.cwd, stateFile) || stateFile;
-    const map = await readJson(stateFile, 'The image map', `Run 'prebuilt build ${file}' again to rewrite it.`);
+    const map = await readImageMap(stateFile, { shown, hint: `Run 'prebuilt build ${file}' again to rewrite it.` });
     if (map !== undefined) keep.push(...collectImageRefs(map).map((ref) => ({ ref, reason: `flow ${flow}'s image map ${shown}` })));
   }
   return keep;

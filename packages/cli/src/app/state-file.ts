@@ -1,6 +1,7 @@
-/** Where the image map of a flow is written (the state file the Metaflow extension reads), and the atomic write. */
+/** Where the image map of a flow is written (the state file the Metaflow extension reads), the atomic write and the reader. */
+import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { writeFileAtomic, type ImageMap } from '@prebuilt/core';
+import { errorMessage, InputError, writeFileAtomic, type ImageMap } from '@prebuilt/core';
 
 /** The state file: METAFLOW_PREBUILT_STATE_FILE, else `.prebuilt/<Flow>/images.json` beside the flow. */
 export function stateFilePath(flowFile: string, flowName: string, env: Record<string, string | undefined>, cwd: string): string {
@@ -11,4 +12,28 @@ export function stateFilePath(flowFile: string, flowName: string, env: Record<st
 
 export async function writeImageMap(path: string, map: ImageMap): Promise<void> {
   await writeFileAtomic(path, `${JSON.stringify(map, null, 2)}\n`, { setting: 'METAFLOW_PREBUILT_STATE_FILE' });
+}
+
+/**
+ * The image map at `path` (a state file, or `build --json` output); undefined when there is none.
+ * A file that cannot be read, is not JSON or has no `steps` object is an InputError (exit 2)
+ * naming it (as `shown`) with `hint`.
+ */
+export async function readImageMap(path: string, options: { shown: string; hint: string }): Promise<ImageMap | undefined> {
+  const { shown, hint } = options;
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new InputError(`Reading the image map ${shown} failed: ${errorMessage(error)}.`, { file: path, hint });
+  }
+  try {
+    const imageMap = JSON.parse(text) as ImageMap | null;
+    if (typeof imageMap !== 'object' || imageMap === null || Array.isArray(imageMap)) throw new Error('it is not a JSON object');
+    if (typeof imageMap.steps !== 'object' || imageMap.steps === null) throw new Error('it has no steps');
+    return imageMap;
+  } catch (error) {
+    throw new InputError(`The image map ${shown} is not valid: ${errorMessage(error)}.`, { file: path, hint });
+  }
 }

@@ -225,8 +225,13 @@ describe.skipIf(registryMissing !== undefined)(title('prebuilt gc errors (real C
     expect((JSON.parse(result.stdout) as GcJson).error?.message).toContain('the namespace does not exist or Argo Workflows is not installed');
   });
 
-  it('a keep map that does not exist, a flow after --keep-map, and a --keep-days that is not a number, are exit 2', async () => {
+  it('a keep map that does not exist or is not an image map, a flow after --keep-map, and a --keep-days that is not a number, are exit 2', async () => {
     expect((await prebuilt(['gc', '--keep-map', 'missing.json'], dir, env)).stderr).toContain('missing.json does not exist');
+    await writeFile(join(dir, 'broken.json'), '{"flow": "F", "steps": ');
+    const broken = await prebuilt(['gc', '--keep-map', 'broken.json'], dir, env);
+    expect(broken.code).toBe(2);
+    expect(broken.stderr).toContain('The image map broken.json is not valid');
+    expect(broken.stderr).not.toMatch(/^\s+at /m);
     const swallowed = await prebuilt(['gc', '--keep-map', 'keep.json', 'flow.py'], dir, env);
     expect(swallowed.code).toBe(2);
     expect(swallowed.stderr).toContain('--keep-map flow.py is a flow file, not an image map');

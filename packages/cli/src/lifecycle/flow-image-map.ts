@@ -1,9 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { relative } from 'node:path';
-import { errorMessage, InputError, registryClientFor, type ImageMap, type RegistryClient } from '@prebuilt/core';
+import { InputError, registryClientFor, type ImageMap, type RegistryClient } from '@prebuilt/core';
 import { readFlow } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
-import { createSelectedBackend, stateFilePath } from '../app/index.js';
+import { createSelectedBackend, readImageMap, stateFilePath } from '../app/index.js';
 
 export interface FlowImageMap {
   stateFile: string;
@@ -17,22 +16,14 @@ export async function loadFlowImageMap(file: string, context: CliContext): Promi
   const flow = await readFlow(file, { env: context.env, cwd: context.cwd, signal: context.signal });
   const stateFile = stateFilePath(file, flow.flow, context.env, context.cwd);
   const shown = relative(context.cwd, stateFile) || stateFile;
-  let text: string;
-  try {
-    text = await readFile(stateFile, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  const hint = `Run 'prebuilt build ${file}' again to rewrite it.`;
+  const imageMap = await readImageMap(stateFile, { shown, hint });
+  if (imageMap === undefined) {
     throw new InputError(`${flow.flow} has no image map at ${shown}: its images have not been built here.`, {
       hint: `Run 'prebuilt build ${file}' first (or point METAFLOW_PREBUILT_STATE_FILE at the image map it wrote).`,
     });
   }
-  try {
-    const imageMap = JSON.parse(text) as ImageMap;
-    if (typeof imageMap.steps !== 'object' || imageMap.steps === null) throw new Error('it has no steps');
-    return { stateFile, imageMap, flowSteps: flow.steps.map((step) => step.name) };
-  } catch (error) {
-    throw new InputError(`The image map ${shown} is not valid: ${errorMessage(error)}.`, { hint: `Run 'prebuilt build ${file}' again to rewrite it.` });
-  }
+  return { stateFile, imageMap, flowSteps: flow.steps.map((step) => step.name) };
 }
 
 /** The steps to look at: `--step` names (each must be a step of the map), else every step with an image. */

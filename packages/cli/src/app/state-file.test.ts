@@ -1,0 +1,56 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExitCode, InputError, type ImageMap } from '@prebuilt/core';
+import { readImageMap, stateFilePath, writeImageMap } from './state-file.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'prebuilt-state-file-'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+const map: ImageMap = { flow: 'F', images: {}, steps: { start: { envId: 'e1', image: 'r/x:env-e1-amd64', pinnedImage: `r/x:env-e1-amd64@sha256:${'a'.repeat(64)}`, python: '/opt/prebuilt/env/bin/python' } } };
+const hint = 'Run prebuilt build again.';
+
+describe('the state file (a flow\'s image map)', () => {
+  it('lives beside the flow unless METAFLOW_PREBUILT_STATE_FILE names it', () => {
+    expect(stateFilePath('flows/f.py', 'F', {}, '/w')).toBe('/w/flows/.prebuilt/F/images.json');
+    expect(stateFilePath('f.py', 'F', { METAFLOW_PREBUILT_STATE_FILE: ' s.json ' }, '/w')).toBe('/w/s.json');
+  });
+
+  it('reads back what writeImageMap wrote; a missing one is undefined', async () => {
+    const path = join(dir, 'ok', 'images.json');
+    await mkdir(join(dir, 'ok'));
+    expect(await readImageMap(path, { shown: 'images.json', hint })).toBeUndefined();
+    await writeImageMap(path, map);
+    expect(await readImageMap(path, { shown: 'images.json', hint })).toEqual(map);
+  });
+
+  it('a file that is not JSON, not an object or has no steps is an InputError (exit 2) naming it, with the hint', async () => {
+    for (const [name, text, why] of [
+      ['truncated', '{"flow": "F", "steps": ', 'JSON'],
+      ['array', '[]', 'it is not a JSON object'],
+      ['nosteps', '{"flow": "F", "images": {}}', 'it has no steps'],
+    ] as const) {
+      const path = join(dir, `${name}.json`);
+      await writeFile(path, text);
+      const error = await readImageMap(path, { shown: `${name}.json`, hint }).catch((e: unknown) => e);
+      expect(error, name).toBeInstanceOf(InputError);
+      expect((error as InputError).exitCode).toBe(ExitCode.usage);
+      expect((error as InputError).message, name).toContain(`The image map ${name}.json is not valid: `);
+      expect((error as InputError).message, name).toContain(why);
+      expect((error as InputError).file).toBe(path);
+      expect((error as InputError).hint).toBe(hint);
+    }
+  });
+
+  it('a file that cannot be read (a directory) is an InputError too, not a raw fs error', async () => {
+    const path = join(dir, 'a-directory.json');
+    await mkdir(path);
+    const error = await readImageMap(path, { shown: 'a-directory.json', hint }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).message).toMatch(/^Reading the image map a-directory\.json failed: .*EISDIR/);
+  });
+});
