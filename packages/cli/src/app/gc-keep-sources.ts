@@ -14,14 +14,19 @@ const PLAN_KEYS: ReadonlySet<string> = new Set(['pushTag', 'pullTag', 'image', '
 
 /** The images each image map file names (`prebuilt build --json` output or a state file). A missing or broken file is exit 2. */
 export async function keepFromImageMaps(files: readonly string[], scope: Pick<AppScope, 'cwd'>): Promise<GcKeepRef[]> {
+  const shownPath = (file: string) => relative(scope.cwd, resolve(scope.cwd, file)) || resolve(scope.cwd, file);
+  // A flow swallowed by --keep-map (which takes every file after it) is said first, before any map is read.
+  const flow = files.find((file) => /\.py$/.test(file));
+  if (flow !== undefined) {
+    throw new InputError(`--keep-map ${shownPath(flow)} is a flow file, not an image map.`, {
+      file: resolve(scope.cwd, flow),
+      hint: 'Name flows before the options (prebuilt gc flow.py --keep-map images.json): --keep-map takes every file after it.',
+    });
+  }
   const keep: GcKeepRef[] = [];
   for (const file of files) {
-    const path = resolve(scope.cwd, file);
-    const shown = relative(scope.cwd, path) || path;
+    const [path, shown] = [resolve(scope.cwd, file), shownPath(file)];
     const hint = 'Pass an image map prebuilt build wrote (.prebuilt/<Flow>/images.json) or printed (build --json).';
-    if (/\.py$/.test(file)) {
-      throw new InputError(`--keep-map ${shown} is a flow file, not an image map.`, { file: path, hint: 'Name flows before the options (prebuilt gc flow.py --keep-map images.json): --keep-map takes every file after it.' });
-    }
     const map = await readImageMap(path, { shown, hint });
     if (map === undefined) throw new InputError(`The image map ${shown} does not exist.`, { file: path, hint });
     keep.push(...collectImageRefs(map).map((ref) => ({ ref, reason: `kept map ${shown}` })));
