@@ -153,8 +153,13 @@ export interface ImageRegistry {
    * Optional: gc says the selected registry cannot list when it is absent.
    */
   listImages?(options?: { signal?: AbortSignal }): Promise<StoredImage[]>;
-  /** Deletes one image of the env repository by digest (manifest or index, with its tags). Optional, as `listImages`. */
-  deleteImage?(digest: string, options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * Deletes one image of the env repository by digest (manifest or index, with its tags). Optional, as `listImages`.
+   * `tags`: the image's tags as the caller's `listImages` gave them (gc passes them), so a registry
+   * that deletes tag by tag need not list the repository again for each image; it still deletes
+   * only those that point at `digest` when it deletes them.
+   */
+  deleteImage?(digest: string, options?: { signal?: AbortSignal; tags?: readonly string[] }): Promise<void>;
   close?(): Promise<void>;
 }
 

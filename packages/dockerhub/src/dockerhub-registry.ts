@@ -54,7 +54,7 @@ export async function createDockerHubRegistry(options: DockerHubRegistryOptions 
     ...(options.client ? { client: options.client } : {}),
     pullConfig: pullConfigFromSettings(options, env),
     listImages: (listOptions = {}) => hub.listImages(listOptions.signal),
-    deleteImage: (digest, deleteOptions = {}) => hub.deleteImage(digest, deleteOptions.signal),
+    deleteImage: (digest, deleteOptions = {}) => hub.deleteImage(digest, deleteOptions.signal, deleteOptions.tags),
     noCredentials: () =>
       new AuthError(`No credentials for ${registry}: pushing to ${base} needs a login.`, {
         registry,

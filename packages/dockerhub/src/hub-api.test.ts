@@ -89,6 +89,31 @@ describe('dockerhub listImages/deleteImage through a FAKE Docker Hub API on 127.
     await expect(registry.deleteImage!('sha256:../../x')).rejects.toBeInstanceOf(InputError);
   });
 
+  it('a batch deleted with the tags its listing gave lists the tags once (the listing), not once per image; a tag moved since is left alone', async () => {
+    const batch = [digest(), digest(), digest(), digest()];
+    const kept = digest();
+    hub.repositories.set(`acme/${repository}`, [...batch.map((d, n) => tag(`env-${n}-amd64`, '2020-01-01T00:00:00Z', d)), tag('keep', '2024-01-01T00:00:00Z', kept)]);
+    hub.pageSize = 2;
+    const isList = (r: ReceivedRequest) => r.method === 'GET' && /\/tags(\?|$)/.test(r.path);
+    const listed = await registry.listImages!();
+    const listPages = hub.requests.filter(isList).length;
+    expect(listPages).toBe(3);
+    // Rebuilt since the listing: env-3-amd64 now names the kept image.
+    const tags = hub.repositories.get(`acme/${repository}`)!;
+    tags.find((one) => one.name === 'env-3-amd64')!.digest = kept;
+    for (const d of batch) await registry.deleteImage!(d, { tags: listed.find((one) => one.digest === d)!.tags });
+    // No listing per image: the list calls are the listing's pages, one GET of each tag, one DELETE of each tag still on its image.
+    expect(hub.requests.filter(isList)).toHaveLength(listPages);
+    expect(hub.requests.filter((r) => r.method === 'GET' && /\/tags\/env-/.test(r.path))).toHaveLength(4);
+    expect(hub.requests.filter((r) => r.method === 'DELETE').map((r) => r.path.split('/').at(-1))).toEqual(['env-0-amd64', 'env-1-amd64', 'env-2-amd64']);
+    expect(hub.repositories.get(`acme/${repository}`)!.map((one) => [one.name, one.digest])).toEqual([['env-3-amd64', kept], ['keep', kept]]);
+    // Without the listed tags, each delete lists the repository itself.
+    hub.requests.length = 0;
+    await registry.deleteImage!(kept);
+    expect(hub.requests.filter(isList)).toHaveLength(1);
+    expect(hub.repositories.get(`acme/${repository}`)).toEqual([]);
+  });
+
   it('a JWT that expired during the run is renewed by logging in again', async () => {
     const d = digest();
     hub.repositories.set(`acme/${repository}`, [tag('t', '2020-01-01T00:00:00Z', d)]);

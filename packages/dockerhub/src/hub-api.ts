@@ -74,7 +74,8 @@ const LIMIT = 4 * 1024 * 1024;
 /**
  * Docker Hub's API for `prebuilt gc` (the registry API cannot delete on Docker Hub): a login
  * (`POST /v2/users/login`, the password or personal access token for a JWT), the repository's
- * tags (`GET …/tags`, paged by `next`) and tag deletion (`DELETE …/tags/<tag>`). The JWT and the
+ * tags (`GET …/tags`, paged by `next`), one tag (`GET …/tags/<tag>`) and tag deletion
+ * (`DELETE …/tags/<tag>`). The JWT and the
  * password go only to the configured API host: never in a redirect to another host, a log or an error.
  */
 export class HubApi {
@@ -254,14 +255,30 @@ export class HubApi {
     return [...images.values()];
   }
 
+  /** The digest the tag points at now (`GET …/tags/<tag>`); undefined when the tag is gone. */
+  async #tagDigest(name: string, signal: AbortSignal | undefined): Promise<string | undefined> {
+    const { answer, session } = await this.#authorized('GET', this.#url(`${this.#tagsPath}/${encodeURIComponent(name)}`), signal);
+    if (answer.status === 404) return undefined;
+    if (answer.status < 200 || answer.status >= 300) throw this.#failure(answer, `read the tag ${name} of`, session, 'Check that the user may read the repository (a private one needs a token with at least the Read scope).');
+    const digest = answer.data['digest'];
+    return typeof digest === 'string' ? digest : undefined;
+  }
+
   /**
    * Deletes one image by deleting every tag that points at it (`DELETE …/tags/<tag>`): Docker Hub
-   * removes the manifest once no tag points at it. The tags are read anew, so a tag moved since the
-   * listing is not touched; an image (or tag) already gone is no error.
+   * removes the manifest once no tag points at it. `listedTags` are its tags as the caller's
+   * listing gave them (gc passes them: no listing per image), each read again (`GET …/tags/<tag>`)
+   * and deleted only while it still points at the digest; without them the tags are listed. Either
+   * way a tag moved since the listing is not touched; an image (or tag) already gone is no error.
    */
-  async deleteImage(digest: string, signal: AbortSignal | undefined): Promise<void> {
+  async deleteImage(digest: string, signal: AbortSignal | undefined, listedTags?: readonly string[]): Promise<void> {
     if (!isImageDigest(digest)) throw new InputError(`'${digest}' is not an image digest (sha256:<64 hex digits>)`);
-    const names = (await this.#tags(signal)).filter((tag) => tag.digest === digest && typeof tag.name === 'string').map((tag) => tag.name!);
+    const names: string[] = [];
+    if (listedTags) {
+      for (const name of listedTags) if ((await this.#tagDigest(name, signal)) === digest) names.push(name);
+    } else {
+      names.push(...(await this.#tags(signal)).filter((tag) => tag.digest === digest && typeof tag.name === 'string').map((tag) => tag.name!));
+    }
     for (const name of names) {
       const { answer, session } = await this.#authorized('DELETE', this.#url(`${this.#tagsPath}/${encodeURIComponent(name)}`), signal);
       if (answer.status === 404) debug('tag %s was already gone', name);

@@ -97,6 +97,33 @@ describe('gcr listImages/deleteImage: core registry client against a FAKE Google
     expect(fake.requests.filter((r) => r.method === 'DELETE')).toEqual([]);
   });
 
+  it('a batch deleted with the tags its listing gave makes no tags/list per image (a HEAD per tag); a tag moved since the listing is left alone', async () => {
+    const batch = [1, 2, 3, 4].map((n) => fakeDigest(`${repository}-batch-${n}`));
+    const kept = fakeDigest(`${repository}-batch-kept`);
+    fake.repositories.set(repository, new Map([...batch.map((d, n) => [d, image([`env-${n}-amd64`], n + 1, 1)] as const), [kept, image(['keep'], 9, 1)]]));
+    fake.pageSize = 2;
+    const isList = (r: { path: string; scope: string }) => r.path.includes('/tags/list') && r.scope !== '-';
+    const listed = await registry.listImages!();
+    const listPages = fake.requests.filter(isList).length;
+    expect(listPages).toBe(3);
+    // Rebuilt since the listing: env-3-amd64 now names the kept image.
+    fake.repositories.get(repository)!.get(batch[3]!)!.tags.delete('env-3-amd64');
+    fake.repositories.get(repository)!.get(kept)!.tags.add('env-3-amd64');
+    for (const d of batch) await registry.deleteImage!(d, { tags: listed.find((one) => one.digest === d)!.tags });
+    expect(fake.requests.filter(isList)).toHaveLength(listPages);
+    expect(fake.requests.filter((r) => r.method === 'HEAD' && r.scope !== '-')).toHaveLength(4);
+    const deleted = fake.requests.filter((r) => r.method === 'DELETE' && r.scope !== '-').map((r) => decodeURIComponent(r.path.split('/').at(-1)!));
+    expect(deleted).toEqual(['env-0-amd64', batch[0], 'env-1-amd64', batch[1], 'env-2-amd64', batch[2], batch[3]]);
+    expect([...fake.repositories.get(repository)!.keys()]).toEqual([kept]);
+    expect(fake.repositories.get(repository)!.get(kept)!.tags).toEqual(new Set(['keep', 'env-3-amd64']));
+    // Without the listed tags, each delete reads tags/list itself.
+    fake.requests.length = 0;
+    fake.repositories.get(repository)!.set(batch[0]!, image(['again'], 1, 1));
+    await registry.deleteImage!(batch[0]!);
+    expect(fake.requests.filter(isList)).toHaveLength(1);
+    expect([...fake.repositories.get(repository)!.keys()]).toEqual([kept]);
+  });
+
   it('a refused delete is an AuthError saying which Google roles it needs, never the access token; a bad digest is an InputError', async () => {
     const digest = fakeDigest(`${repository}-denied`);
     fake.repositories.set(repository, new Map([[digest, image(['t'], 1, 1)]]));

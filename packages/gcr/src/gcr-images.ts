@@ -120,19 +120,33 @@ async function deleteReference(client: RegistryClient, input: GcrImagesInput, re
   }
 }
 
+/** Those of `tags` that still point at `digest` (a HEAD of each, no listing): a tag moved since the caller's listing is left alone. */
+async function tagsStillOn(client: RegistryClient, input: GcrImagesInput, digest: string, tags: readonly string[], signal: AbortSignal | undefined): Promise<string[]> {
+  const still: string[] = [];
+  for (const tag of tags) {
+    const head = await client.headManifest({ registry: input.host, repository: input.repository, tag, digest: undefined, reference: tag }, { verify: false, ...(signal ? { signal } : {}) });
+    if (head.exists && head.digest === digest) still.push(tag);
+    else debug('tag %s of %s/%s no longer points at %s: left alone', tag, input.host, input.repository, digest);
+  }
+  return still;
+}
+
 /**
  * Deletes one image by digest: each of its tags first (Google refuses to delete a manifest a tag
- * still points at), then the manifest. The tags are read anew from tags/list, so a tag moved since
- * the listing is not touched; an image already gone is no error.
+ * still points at), then the manifest. `listedTags` are its tags as the caller's listing gave them
+ * (gc passes them: no listing per image); each is checked to still point at the digest before it
+ * is deleted, so a tag moved since the listing is not touched. Without them the tags are read
+ * from tags/list. An image already gone is no error.
  */
-export function deleteGcrImage(input: GcrImagesInput, digest: string, signal: AbortSignal | undefined): Promise<void> {
+export function deleteGcrImage(input: GcrImagesInput, digest: string, signal: AbortSignal | undefined, listedTags?: readonly string[]): Promise<void> {
   if (!isImageDigest(digest)) return Promise.reject(new InputError(`'${digest}' is not an image digest (sha256:<64 hex digits>)`));
   return withPermissionsHint(async () => {
-    const image = (await readImages(input, signal)).find((one) => one.digest === digest);
-    if (!image) return debug('%s was already gone from %s/%s', digest, input.host, input.repository);
+    checkSignal(signal);
     const client = await input.access.ownClient(signal);
-    for (const tag of image.tags) await deleteReference(client, input, tag, signal);
+    const tags = listedTags ? await tagsStillOn(client, input, digest, listedTags, signal) : (await readImages(input, signal)).find((one) => one.digest === digest)?.tags;
+    if (!tags) return debug('%s was already gone from %s/%s', digest, input.host, input.repository);
+    for (const tag of tags) await deleteReference(client, input, tag, signal);
     await deleteReference(client, input, digest, signal);
-    debug('deleted %s (tags %s) from %s/%s', digest, image.tags.join(', ') || 'none', input.host, input.repository);
+    debug('deleted %s (tags %s) from %s/%s', digest, tags.join(', ') || 'none', input.host, input.repository);
   });
 }

@@ -45,7 +45,8 @@ function oauthCredentials(tokens: GoogleTokenSource, host: string): RegistryToke
  * credentials, as user `oauth2accesstoken`; the pull config is empty (workload identity / node
  * service accounts pull) unless a pull secret or Batch credentials are configured. For
  * `prebuilt gc`, images are listed from Google's tags/list extension and deleted tag by tag, then
- * by digest, through the registry API.
+ * by digest, through the registry API (the tags gc listed, each checked before its DELETE: no
+ * listing per image).
  */
 export async function createGcrRegistry(options: GcrRegistryOptions = {}): Promise<ImageRegistry> {
   const env = options.env ?? process.env;
@@ -71,6 +72,6 @@ export async function createGcrRegistry(options: GcrRegistryOptions = {}): Promi
     ...client,
     pullConfig,
     listImages: (listOptions = {}) => listGcrImages(images, listOptions.signal),
-    deleteImage: (digest, deleteOptions = {}) => deleteGcrImage(images, digest, deleteOptions.signal),
+    deleteImage: (digest, deleteOptions = {}) => deleteGcrImage(images, digest, deleteOptions.signal, deleteOptions.tags),
   });
 }

@@ -104,7 +104,8 @@ async function runDeletions(registry: ImageRegistry, plan: GcPlan, scope: AppSco
     // The plan never deletes what it keeps (the base image among it); checked once more before each DELETE.
     if (protectedDigests.has(item.digest)) throw new Error(`gc refused to delete ${item.digest}, which it keeps`);
     options.onProgress?.({ type: 'deleting', item, index, total });
-    await deleteImage(item.digest, { signal: scope.signal });
+    // The tags the listing gave: a registry that deletes tag by tag lists nothing more per image.
+    await deleteImage(item.digest, { signal: scope.signal, tags: item.tags });
     options.onProgress?.({ type: 'deleted', item, index, total });
   }
 }

@@ -87,6 +87,10 @@ function route(state: State, req: IncomingMessage, body: string, res: ServerResp
   if (!match) return send(res, 404, { message: 'page not found' });
   const key = `${decodeURIComponent(match[1]!)}/${decodeURIComponent(match[2]!)}`;
   if (req.method === 'GET' && match[3] === undefined) return listTags(state, key, url, res);
+  if (req.method === 'GET') {
+    const tag = state.repositories.get(key)?.find((one) => one.name === decodeURIComponent(match[3]!));
+    return tag ? send(res, 200, { ...tag, tag_status: 'active' }) : send(res, 404, { message: 'object not found', errinfo: {} });
+  }
   if (req.method !== 'DELETE' || match[3] === undefined) return send(res, 405, { detail: 'method not allowed' });
   if (state.denyDelete) return send(res, 403, { detail: 'access to the resource is forbidden with personal access token' });
   const tags = state.repositories.get(key) ?? [];
@@ -117,8 +121,9 @@ export async function startRecordingServer(
 
 /**
  * A FAKE of Docker Hub's API (hub.docker.com) on 127.0.0.1: `POST /v2/users/login` (user name and
- * password for a JWT), a repository's tags (`GET …/tags`, paged by `next`) and tag deletion
- * (`DELETE …/tags/<tag>`), with switches for a refused delete and a redirect.
+ * password for a JWT), a repository's tags (`GET …/tags`, paged by `next`), one tag
+ * (`GET …/tags/<tag>`) and tag deletion (`DELETE …/tags/<tag>`), with switches for a refused
+ * delete and a redirect.
  */
 export async function startFakeDockerHubApi(credentials: { username: string; password: string }): Promise<FakeDockerHubApi> {
   const state = { repositories: new Map(), jwts: [], pageSize: 100, denyDelete: false, delayMs: 0, busy: 0, url: '', ...credentials } as unknown as State;

@@ -86,6 +86,15 @@ function deleteManifest(state: State, name: string, reference: string, res: Serv
   send(res, 202, {});
 }
 
+/** HEAD of a manifest by tag or digest: its digest and media type in the headers, as a registry answers. */
+function headManifest(state: State, name: string, reference: string, res: ServerResponse): void {
+  const images = state.repositories.get(name);
+  const found = reference.startsWith('sha256:') ? (images?.has(reference) ? reference : undefined) : [...(images ?? [])].find(([, image]) => image.tags.has(reference))?.[0];
+  if (found === undefined) return fail(res, 404, 'MANIFEST_UNKNOWN', `manifest ${reference} not found`);
+  res.writeHead(200, { 'content-type': images!.get(found)!.mediaType, 'docker-content-digest': found, 'content-length': '0' });
+  res.end();
+}
+
 function route(state: State, req: IncomingMessage, res: ServerResponse, base: string): void {
   const url = new URL(req.url ?? '/', base);
   if (url.pathname === '/v2/token') return issueToken(state, req, url, res);
@@ -102,14 +111,15 @@ function route(state: State, req: IncomingMessage, res: ServerResponse, base: st
   }
   if (tags && req.method === 'GET') return tagsList(state, name, url, res);
   if (manifest && req.method === 'DELETE') return deleteManifest(state, name, decodeURIComponent(manifest[2]!), res);
+  if (manifest && req.method === 'HEAD') return headManifest(state, name, decodeURIComponent(manifest[2]!), res);
   fail(res, 405, 'UNSUPPORTED', `the fake does not serve ${req.method} ${url.pathname}`);
 }
 
 /**
  * A FAKE of Google's registry API (Container Registry / Artifact Registry) on 127.0.0.1: the
  * Bearer token exchange (the OAuth access token as the password of `oauth2accesstoken`), tags/list
- * with Google's `manifest` map (paged with a Link header), and manifest DELETE by tag and by
- * digest, refusing a digest a tag still points at.
+ * with Google's `manifest` map (paged with a Link header), manifest HEAD, and manifest DELETE by
+ * tag and by digest, refusing a digest a tag still points at.
  */
 export async function startFakeGoogleRegistry(credentials: { user: string; password: string }): Promise<FakeGoogleRegistry> {
   const state: State = { repositories: new Map(), requests: [], pageSize: 1000, denyDelete: false, delayMs: 0, googleExtension: true, tokens: new Map(), ...credentials };
