@@ -2,8 +2,21 @@ import { lstat, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { derivedSetDir, readDerivedFiles, storeDerivedFiles } from './derived-files.js';
+
+// A pass-through rm that can run one hook first: another build at work while a set is being removed.
+const hooks = vi.hoisted(() => ({ beforeRm: undefined as ((path: string) => Promise<void>) | undefined }));
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('node:fs/promises')>();
+  const rm: typeof actual.rm = async (path, options) => {
+    const hook = hooks.beforeRm;
+    hooks.beforeRm = undefined;
+    if (hook) await hook(String(path));
+    return actual.rm(path, options);
+  };
+  return { ...actual, rm, default: { ...actual, rm } };
+});
 
 let work: string;
 beforeAll(async () => {
@@ -46,6 +59,27 @@ describe('derived files (an extraction-cache entry\'s compiled pycs)', () => {
       await storeDerivedFiles(dir, files, MTIME);
       expect(await readDerivedFiles(dir, 3), name).toHaveLength(3);
     }
+  });
+
+  it('a damaged set is moved aside before it is removed: a fresh set another build renames into its name meanwhile is served whole', async () => {
+    const entry = join(work, 'entry-race');
+    const dir = derivedSetDir(entry, 'k');
+    await storeDerivedFiles(dir, files, MTIME);
+    await writeFile(join(dir, '0'), 'tampered');
+    let fresh: (string | undefined)[] | undefined;
+    let removing = '';
+    hooks.beforeRm = async (path) => {
+      removing = path;
+      // While the damaged set is being removed, another build derives the set again and renames it into place.
+      fresh = await storeDerivedFiles(dir, files, MTIME);
+    };
+    expect(await readDerivedFiles(dir, 3)).toBeUndefined();
+    expect(removing).toMatch(/[/]k\.stale-\d+-[0-9a-f]{8}$/);
+    expect(fresh).toEqual([join(dir, '0'), undefined, join(dir, '2')]);
+    expect(await readDerivedFiles(dir, 3)).toEqual(fresh);
+    expect(readFileSync(join(dir, '0'), 'utf8')).toBe('first pyc');
+    // The damaged set is gone, aside name included.
+    expect(await readdir(join(entry, 'derived'))).toEqual(['k']);
   });
 
   it('a set that cannot be written is no failure: undefined, nothing left behind', async () => {

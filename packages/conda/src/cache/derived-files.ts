@@ -8,12 +8,14 @@
  * A set holds numbered files (`0`, `1`, …; a slot may be empty) with the normalised mode 0644 and
  * the env's mtime, and a manifest recording each file's size, inode, mode and mtime, checked as
  * the entry's own files are (extraction-cache.ts): a set with a file changed, missing or replaced
- * is removed and the caller derives the files again — it is never served.
+ * is moved aside and removed (discard-aside.ts, as a damaged entry is) and the caller derives the
+ * files again — it is never served, and never seen half removed.
  */
 import { mkdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { createLogger, errorMessage } from '@prebuilt/core';
+import { discardAside } from './discard-aside.js';
 import { sameStamp, stampOf, type FileStamp } from './extraction-cache.js';
 import { writeSealedFileSync } from './sealed-file.js';
 
@@ -35,7 +37,7 @@ export function derivedSetDir(entryDir: string, key: string): string {
 
 /**
  * The files of the set at `dir` (one path per slot, undefined for an empty slot) when the set is
- * intact and has `count` slots; undefined when there is none — a damaged set is removed.
+ * intact and has `count` slots; undefined when there is none — a damaged set is moved aside and removed.
  */
 export async function readDerivedFiles(dir: string, count: number): Promise<(string | undefined)[] | undefined> {
   const raw = await readFile(join(dir, 'manifest.json'), 'utf8').catch(() => undefined);
@@ -52,8 +54,10 @@ export async function readDerivedFiles(dir: string, count: number): Promise<(str
     manifest.files.length === count &&
     manifest.files.every((stamp, i) => stamp === null || sameStamp(stampOf(join(dir, String(i))), stamp));
   if (!intact) {
-    log('derived set %s does not match its manifest; removing it', dir);
-    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    // Moved aside, then removed: never removed in place, where a build that has just renamed a fresh
+    // set into its name, or is linking from it, would see half a set.
+    log('derived set %s does not match its manifest; moving it aside and removing it', dir);
+    await discardAside(dir).catch((error: unknown) => log('cannot remove derived set %s: %s', dir, errorMessage(error)));
     return undefined;
   }
   const now = new Date();

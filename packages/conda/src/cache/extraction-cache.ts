@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { createLogger, errorMessage, normalisedMode } from '@prebuilt/core';
 import type { ExtractedCondaPackage, ExtractedEntry } from '../materialize/conda-extract.js';
 import { hashFile } from './sha256-file.js';
+import { discardAside } from './discard-aside.js';
 import { stampFromStats } from './sealed-file.js';
 
 const log = createLogger('conda:extraction-cache');
@@ -153,15 +154,7 @@ export class ExtractionCache {
 
   /** A damaged entry (there, but #read refused it) is renamed aside, then removed: its name is free for a fresh one at once. */
   async #discardDamaged(dir: string): Promise<void> {
-    const aside = `${dir}.stale-${process.pid}-${randomBytes(4).toString('hex')}`;
-    try {
-      await rename(dir, aside);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw error;
-    }
-    log('entry %s damaged: moved aside and removed', dir);
-    await rm(aside, { recursive: true, force: true });
+    if (await discardAside(dir)) log('entry %s damaged: moved aside and removed', dir);
   }
 
   /** Gives every extracted file the normalised mode and `mtime`, records their stamps and writes the manifest. */
