@@ -116,7 +116,7 @@ describe('ecr registry settings, repository and token (ECR API through aws-sdk-c
     await expect(createEcrRegistry({ env: { ...ENV, METAFLOW_PREBUILT_ECR_ACCOUNT: '12345' } })).rejects.toThrow(/12 digits/);
     await expect(createEcrRegistry({ env: { ...ENV, METAFLOW_PREBUILT_ECR_REGION: 'Europe' } })).rejects.toThrow(/not an AWS region/);
     await expect(createEcrRegistry({ env: { ...ENV, METAFLOW_PREBUILT_ECR_ENDPOINT: 'api.ecr' } })).rejects.toThrow(/http\(s\) URL/);
-    await expect(createEcrRegistry({ env: { ...ENV, METAFLOW_PREBUILT_ECR_SCAN_ON_PUSH: 'maybe' } })).rejects.toThrow(/yes\/no/);
+    await expect(createEcrRegistry({ env: { ...ENV, METAFLOW_PREBUILT_ECR_SCAN_ON_PUSH: 'maybe' } })).rejects.toThrow(/METAFLOW_PREBUILT_ECR_SCAN_ON_PUSH='maybe' is neither on nor off/);
     await expect(
       createEcrRegistry({ env: { ...ENV, METAFLOW_PREBUILT_BATCH_REPOSITORY_CREDENTIALS: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:x' } }),
     ).rejects.toThrow(/execution role/);
