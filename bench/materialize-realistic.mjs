@@ -11,7 +11,9 @@
  *              the same bytes written, without decompression, jail or bytecode);
  *   before   — with `--before DIR` (a built checkout of an earlier prebuilt), that checkout's
  *              materializeEnv on the same lock and package cache, its extraction cache empty too.
- * What a variant leaves (its output, the extraction cache it empties) is moved aside, not deleted,
+ * Everything a variant writes (its output, the package cache with the extraction cache, the tar and
+ * `tar -x`'s output) is in `work`: on the node disk of `--node-disk` (materialize.mjs; a fresh
+ * journaled ext4 by default). What a variant leaves (its output, the extraction cache it empties) is moved aside, not deleted,
  * until every run is done: ext4 without a journal (this machine's root file system) skips inodes
  * freed in the last 60–360 s when it allocates new ones (fs/ext4/ialloc.c, recently_deleted), so
  * deleting one variant's 17,000 files made the next variant's file creations in the same block
@@ -62,12 +64,19 @@ export async function realisticLock(dir) {
   return { lock, files: artifacts.map((a) => ({ file: join(dir, a.filename), sha256: a.record.sha256, size: a.record.size })) };
 }
 
-export async function runRealistic({ runs, work, json, before, cacheDir: keptCache, changed = 'six' }) {
+export async function runRealistic({ runs, work, json, before, cacheDir: keptCache, nodeDisk = 'root', changed = 'six' }) {
   const dir = await corpusDir();
   const { lock, files } = await realisticLock(dir);
-  // --cache-dir: a package cache kept between runs (its bytecode cache spares the untimed compile).
-  const cacheDir = keptCache ?? join(work, 'cache');
+  // The package cache (archives, extraction cache, bytecode cache) is in `work`, on the node disk
+  // with the outputs (the extraction cache hard-links into them). --cache-dir: a package cache kept
+  // between runs, elsewhere: its archives and bytecode cache are copied in (untimed; the bytecode
+  // cache spares the untimed first build's compile) and the bytecode cache copied back at the end.
+  const cacheDir = join(work, 'cache');
   await mkdir(join(cacheDir, 'pkgs'), { recursive: true });
+  const copyTree = (from, to) => execFileSync('sh', ['-c', `mkdir -p "$2" && cp -a "$1/." "$2/"`, 'sh', from, to]);
+  if (keptCache) {
+    for (const name of ['pkgs', 'bytecode']) if (await stat(join(keptCache, name)).catch(() => undefined)) copyTree(join(keptCache, name), join(cacheDir, name));
+  }
   for (const f of files) if (!(await stat(join(cacheDir, 'pkgs', f.sha256)).catch(() => undefined))) await copyFile(f.file, join(cacheDir, 'pkgs', f.sha256));
   const cache = () => new PackageCache({ cacheDir });
   const prefix = '/opt/prebuilt/envs/0123456789abcdef';
@@ -121,6 +130,10 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     ...(earlier ? [() => discard(extractDir).then(() => timed((out) => earlier.materializeEnv({ lock, prefix, outDir: out, cache: new earlier.PackageCache({ cacheDir }) })))] : []),
   ];
   const [full, rebuild, tarX, beforeFull] = await alternate(runs, ...variants);
+  if (keptCache) {
+    copyTree(join(cacheDir, 'pkgs'), join(keptCache, 'pkgs'));
+    copyTree(join(cacheDir, 'bytecode'), join(keptCache, 'bytecode'));
+  }
   const result = {
     env: 'realistic',
     corpus: dir,
@@ -129,6 +142,7 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     installedMiB: +(installedBytes / 2 ** 20).toFixed(1),
     files: fileCount,
     changed: changedPkg.filename,
+    nodeDisk,
     runs,
     fullMs: stats(full),
     rebuildMs: stats(rebuild),
@@ -141,7 +155,7 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
   if (json) console.log(JSON.stringify(result, null, 2));
   else {
     const s = (x) => `${fmtMs(x.median)} (${fmtMs(x.min)}–${fmtMs(x.max)})`;
-    console.log(`materialize, realistic env: ${result.packages} packages, ${result.archiveMiB} MiB of archives, ${result.installedMiB} MiB / ${result.files} files installed, ${runs} interleaved runs`);
+    console.log(`materialize, realistic env: ${result.packages} packages, ${result.archiveMiB} MiB of archives, ${result.installedMiB} MiB / ${result.files} files installed, ${runs} interleaved runs, node disk: ${nodeDisk}`);
     console.log(`  full (empty extraction cache)       ${s(result.fullMs)}  = ${(installedBytes / 1e6 / (result.fullMs.median / 1000)).toFixed(0)} MB/s`);
     console.log(`  rebuild (${result.changed} changed)  ${s(result.rebuildMs)}  = ${result.rebuildVsFull}× full`);
     console.log(`  tar -x of the same files            ${s(result.tarXMs)}  → materializer = ${result.materializerVsTarX}× tar -x`);

@@ -11,15 +11,23 @@
  *
  * `--env realistic`: the Debian scientific corpus instead, full build vs one-package rebuild vs
  * `tar -x` of the same files, side by side (materialize-realistic.mjs).
+ *
+ * `--node-disk journal|root`: where every variant writes — its output, the package cache (the
+ * extraction cache, the bytecode cache, the copied archives) and, realistic env, the tar `tar -x`
+ * extracts and its output: a fresh ext4 with a journal on a loop device (the default, as a build
+ * machine's or CI runner's disk) or a temporary directory on this machine's root file system (ext4
+ * without a journal, where file creation after a large delete is 3–10× slower; the figures before
+ * round 25). See bench/node-disk.mjs.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import os, { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { materializeEnv, PackageCache, writeDeterministicTar } from '../packages/conda/dist/index.js';
 import { generateFixtures, startFixtureServer, syntheticFixtureSet } from '../packages/fixtures/dist/index.js';
 import { stats } from './lib.mjs';
+import { nodeDisk } from './node-disk.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -30,21 +38,30 @@ const { values } = parseArgs({
     env: { type: 'string', default: 'synthetic' },
     before: { type: 'string' },
     'cache-dir': { type: 'string' },
+    'node-disk': { type: 'string', default: 'journal' },
   },
 });
 const runs = Number(values.runs);
 const total = Number(values.packages);
 const withPython = !values['no-python'];
 
-const work = await mkdtemp(join(tmpdir(), 'prebuilt-bench-materialize-'));
+const cleanups = [];
+const cleanup = async () => {
+  for (const fn of cleanups.reverse()) await fn().catch((error) => console.error(`cleanup: ${error.message}`));
+};
+const disk = await nodeDisk(values['node-disk'], (fn) => cleanups.push(fn)).catch(async (error) => {
+  await cleanup();
+  throw error;
+});
+const work = await disk.dir('materialize');
 let server;
 try {
   if (values.env === 'realistic') {
     const { runRealistic } = await import('./materialize-realistic.mjs');
     try {
-      await runRealistic({ runs, work, json: values.json, before: values.before, cacheDir: values['cache-dir'] });
+      await runRealistic({ runs, work, json: values.json, before: values.before, cacheDir: values['cache-dir'], nodeDisk: disk.kind });
     } finally {
-      await rm(work, { recursive: true, force: true });
+      await cleanup();
     }
     process.exit(0);
   }
@@ -124,6 +141,7 @@ try {
     conda: condaArtifacts.length,
     wheels: wheels.length,
     python: withPython,
+    nodeDisk: disk.kind,
     downloadMiB: +(bytes / 1048576).toFixed(2),
     runs,
     coldMs: stats(cold),
@@ -137,7 +155,7 @@ try {
   };
   if (values.json) console.log(JSON.stringify(report, null, 2));
   else {
-    console.log(`materialize: ${report.packages} packages (${report.conda} conda${withPython ? ' incl. python' : ''}, ${report.wheels} wheels), ${report.downloadMiB} MiB, ${runs} runs, node ${process.version}`);
+    console.log(`materialize: ${report.packages} packages (${report.conda} conda${withPython ? ' incl. python' : ''}, ${report.wheels} wheels), ${report.downloadMiB} MiB, ${runs} runs, node disk: ${disk.kind}, node ${process.version}`);
     console.log(`  cold (download + install)  median ${report.coldMs.median} ms wall, ${report.coldCpuMs.median} ms cpu  (wall min ${report.coldMs.min}, max ${report.coldMs.max})`);
     console.log(`  warm (install from cache)  median ${report.warmMs.median} ms wall, ${report.warmCpuMs.median} ms cpu  (wall min ${report.warmMs.min}, max ${report.warmMs.max})  requests to the server: ${warmRequests}`);
     console.log(`  deterministic tar          median ${report.tarMs.median} ms  (min ${report.tarMs.min}, max ${report.tarMs.max})  identical across runs: ${report.identicalTars}`);
@@ -145,5 +163,5 @@ try {
   }
 } finally {
   await server?.close();
-  await rm(work, { recursive: true, force: true });
+  await cleanup();
 }
