@@ -112,12 +112,13 @@ export class ExtractionCache {
 
   /**
    * The package's extraction: from the cache when its entry is intact, else extracted now with
-   * `extract(scratch)` (into a directory beside the entry, renamed into place once complete).
+   * `extract(scratch)` (into a directory beside the entry, renamed into place once complete; it may
+   * return the archive's md5 with the contents, else the archive is hashed here).
    * Concurrent calls for one entry in this process share one extraction; an entry is only ever
    * removed when it is there and damaged (moved aside first), never because it was absent when
    * looked at — another build may have put it in place since and be linking from it.
    */
-  obtain(archive: string, sha256: string, mtime: number, extract: (scratch: string) => Promise<ExtractedCondaPackage>): Promise<CachedExtraction> {
+  obtain(archive: string, sha256: string, mtime: number, extract: (scratch: string) => Promise<ExtractedCondaPackage & { md5?: string }>): Promise<CachedExtraction> {
     const dir = this.#entryDir(sha256, mtime);
     const running = inflight.get(dir);
     if (running) return running.then((got) => ({ ...got, hit: true }));
@@ -126,15 +127,16 @@ export class ExtractionCache {
     return obtained;
   }
 
-  async #obtain(dir: string, archive: string, sha256: string, mtime: number, extract: (scratch: string) => Promise<ExtractedCondaPackage>): Promise<CachedExtraction> {
+  async #obtain(dir: string, archive: string, sha256: string, mtime: number, extract: (scratch: string) => Promise<ExtractedCondaPackage & { md5?: string }>): Promise<CachedExtraction> {
     const cached = await this.#read(dir, sha256);
     if (cached) return { ...cached, hit: true, dir };
     if (cached === undefined) await this.#discardDamaged(dir);
     await mkdir(this.dir, { recursive: true });
     const partial = `${dir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
+      // The extraction may bring the archive's md5 (hashed by the extraction worker as it extracted).
       const contents = await extract(join(partial, 'f'));
-      const manifest = await this.#seal(partial, sha256, await hashFile(archive, 'md5'), contents, mtime);
+      const manifest = await this.#seal(partial, sha256, contents.md5 ?? (await hashFile(archive, 'md5')), contents, mtime);
       try {
         await rename(partial, dir);
       } catch (error) {

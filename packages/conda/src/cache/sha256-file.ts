@@ -4,7 +4,8 @@ import { createReadStream } from 'node:fs';
 /** Hex digest of a file, read as a stream. */
 export async function hashFile(path: string, algorithm: 'sha256' | 'md5'): Promise<string> {
   const hash = createHash(algorithm);
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  // 1 MiB reads: a package archive is hashed in a tenth of the reads of the default 64 KiB.
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 

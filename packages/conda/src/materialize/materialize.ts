@@ -5,7 +5,8 @@ import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv
 import { ExtractionCache } from '../cache/extraction-cache.js';
 import { PackageCache, type DownloadProgress } from '../cache/package-cache.js';
 import { validateBytecode } from './bytecode.js';
-import { extractCondaPackage, removeScratch } from './conda-extract.js';
+import { removeScratch } from './conda-extract.js';
+import { ExtractPool } from './extract-pool.js';
 import { linkCondaPackage, type CondaInstallOptions, type CondaInstallResult, type LinkSource } from './conda-install.js';
 import { normaliseTree, sourceDateEpoch } from './deterministic-tar.js';
 import { PrefixWriter } from './prefix-writer.js';
@@ -99,9 +100,9 @@ interface Extraction {
   entryDir?: string;
 }
 
-function extractOne(file: string, pkg: LockedPackage, root: string, cache: ExtractionCache | undefined, mtime: number): Promise<Extraction> {
+function extractOne(file: string, pkg: LockedPackage, root: string, cache: ExtractionCache | undefined, mtime: number, pool: ExtractPool): Promise<Extraction> {
   if (cache) {
-    return cache.obtain(file, pkg.sha256, mtime, (scratch) => extractCondaPackage(file, pkg.filename, scratch, { mtime })).then((got) => ({
+    return cache.obtain(file, pkg.sha256, mtime, (scratch) => pool.extract(file, pkg.filename, scratch, { mtime, md5: true })).then((got) => ({
       source: { file, contents: got.contents, files: 'link', md5: got.md5 },
       release: () => Promise.resolve(),
       entryDir: got.dir,
@@ -109,7 +110,7 @@ function extractOne(file: string, pkg: LockedPackage, root: string, cache: Extra
   }
   const scratch = `${root}.extract-${randomBytes(4).toString('hex')}`;
   const release = (): Promise<void> => removeScratch(scratch);
-  return extractCondaPackage(file, pkg.filename, scratch).then(
+  return pool.extract(file, pkg.filename, scratch).then(
     (contents) => ({ source: { file, contents, files: 'move' as const }, release }),
     async (error: unknown) => {
       await release();
@@ -196,7 +197,9 @@ async function installPackages(
   const requested = requestedSpecs(lock);
   const out: InstallLog = { warnings: [], linkScriptPackages: [], history: [], entryDirs: new Map() };
   const fileOf = (pkg: LockedPackage): string => paths.get(pkg.sha256.toLowerCase())!;
-  const ahead = extractAhead(lock.packages, fileOf, (file, pkg) => extractOne(file, pkg, writer.root, extractionCache, mtime));
+  // Extraction in worker threads (extract-pool.ts), started at the first package not in the cache.
+  const pool = new ExtractPool();
+  const ahead = extractAhead(lock.packages, fileOf, (file, pkg) => extractOne(file, pkg, writer.root, extractionCache, mtime, pool));
   try {
     for (const [i, pkg] of lock.packages.entries()) {
       if (signal?.aborted) throw new CancelledError('Materializing the env was cancelled.', { cause: signal.reason });
@@ -210,6 +213,7 @@ async function installPackages(
     }
   } finally {
     await ahead.settle();
+    await pool.close();
   }
   return out;
 }
