@@ -35,6 +35,25 @@ describe('sealed cache files', () => {
     }
   });
 
+  it('seals a streamed file whose mode the umask narrowed: 0755, the stamp lstat gives', async () => {
+    const previous = process.umask(0o077);
+    try {
+      const path = join(dir, 'streamed-tool');
+      const { handle, seal } = await openSealedFile(path, { mode: 0o700, mtime: MTIME });
+      let stamp;
+      try {
+        await handle.write(Buffer.alloc(70_000, 1));
+        stamp = await seal();
+      } finally {
+        await handle.close();
+      }
+      expect(stamp.mode).toBe(0o755);
+      expect(stamp).toEqual(stampOf(path));
+    } finally {
+      process.umask(previous);
+    }
+  });
+
   it('seals a streamed file before it is closed, with the same stamp as lstat', async () => {
     const path = join(dir, 'big');
     const { handle, seal } = await openSealedFile(path, { mode: 0o644, mtime: MTIME });

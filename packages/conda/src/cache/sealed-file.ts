@@ -1,14 +1,14 @@
 /**
  * Writing a cache file and sealing it in one go: created with O_EXCL, written, given the
  * normalised mode and the build's mtime and stamped (extraction-cache.ts's FileStamp) through the
- * open descriptor — `fchmod`, `futimens` and `fstat` instead of `chmod`, `utimes` and two `lstat`
- * by path afterwards, which each walk the path again. The extraction cache and its derived sets
+ * open descriptor — `futimens`, one `fstat` (and `fchmod` where the umask narrowed the mode)
+ * instead of `chmod`, `utimes` and two `lstat` by path afterwards, which each walk the path again. The extraction cache and its derived sets
  * keep tens of thousands of files per env; the per-file calls are most of what they cost beyond
  * creating the files.
  */
 import { closeSync, fchmodSync, fstatSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import type { Stats, BigIntStats } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
 import { normalisedMode } from '@prebuilt/core';
 import type { FileStamp } from './extraction-cache.js';
 
@@ -39,10 +39,13 @@ export function writeSealedFileSync(path: string, data: Uint8Array, seal: Seal):
 }
 
 function sealFd(fd: number, mode: number, mtime: number): FileStamp {
-  // The umask may have narrowed the mode the file was created with.
-  if ((Number(fstatSync(fd).mode) & 0o7777) !== mode) fchmodSync(fd, mode);
   futimesSync(fd, mtime, mtime);
-  return stampFromStats(fstatSync(fd, { bigint: true }));
+  // One fstat gives the stamp; fchmod (where the umask narrowed the mode the file was created
+  // with) changes neither the size, the inode nor the mtime, so the stamp only takes the new mode.
+  const stamp = stampFromStats(fstatSync(fd, { bigint: true }));
+  if (stamp.mode === mode) return stamp;
+  fchmodSync(fd, mode);
+  return { ...stamp, mode };
 }
 
 /** Opens a new file `path` (O_EXCL) for a streamed write; `seal()` then seals it as {@link writeSealedFileSync} does, before it is closed. */
@@ -52,10 +55,11 @@ export async function openSealedFile(path: string, seal: Seal): Promise<{ handle
   return {
     handle,
     seal: async () => {
-      const stats: Stats = await handle.stat();
-      if ((stats.mode & 0o7777) !== mode) await handle.chmod(mode);
       await handle.utimes(seal.mtime, seal.mtime);
-      return stampFromStats(await handle.stat({ bigint: true }));
+      const stamp = stampFromStats(await handle.stat({ bigint: true }));
+      if (stamp.mode === mode) return stamp;
+      await handle.chmod(mode);
+      return { ...stamp, mode };
     },
   };
 }
