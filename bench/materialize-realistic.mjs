@@ -19,9 +19,11 @@
  * deleting one variant's 17,000 files made the next variant's file creations in the same block
  * groups several times slower — the cleanup, not the variant, was measured.
  * Prints medians (min–max) and the ratios tar-x/full (the materializer's speed as a fraction of
- * `tar -x`) and rebuild/full.
+ * `tar -x`) and rebuild/full, and each variant's CPU time (this process's threads and its
+ * children's: on a loaded machine the wall times depend on the other load, the CPU far less).
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -29,6 +31,8 @@ import { materializeEnv, PackageCache } from '../packages/conda/dist/index.js';
 import { alternate, fail, fmtMs, machine, ratio, stats } from './lib.mjs';
 
 const STATE_DIR = process.env.PREBUILT_BENCH_DIR ?? '/var/tmp/prebuilt-bench';
+/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS = 100;
 
 /** The newest cached corpus directory (one holding artifacts.json). */
 export async function corpusDir() {
@@ -108,12 +112,23 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
       if (name.includes(changedPkg.sha256)) await discard(join(extractDir, name));
     }
   };
-  const timed = async (fn) => {
+  // CPU of a variant: this process's (every thread: the extraction workers too) and its children's
+  // (tar, the bytecode compiler), from /proc/self/stat once they are waited for.
+  const cpuNow = () => {
+    const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+    const { user, system } = process.cpuUsage();
+    return (user + system) / 1000 + ((Number(fields[13]) + Number(fields[14])) * 1000) / CLOCK_TICKS;
+  };
+  const cpu = new Map();
+  const timed = async (fn, name) => {
     const out = join(work, 'out');
     await discard(out);
+    const c = cpuNow();
     const t = performance.now();
     await fn(out);
     const ms = performance.now() - t;
+    if (!cpu.has(name)) cpu.set(name, []);
+    cpu.get(name).push(cpuNow() - c);
     await discard(out);
     return ms;
   };
@@ -121,13 +136,13 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
   // Untimed: the earlier checkout's bytecode cache (its keys differ) is warmed too.
   if (earlier) await earlier.materializeEnv({ lock, prefix, outDir: join(work, 'env-before'), cache: new earlier.PackageCache({ cacheDir }) }).then(() => discard(join(work, 'env-before')));
   const variants = [
-    () => discard(extractDir).then(() => timed((out) => materializeEnv({ lock, prefix, outDir: out, cache: cache() }))),
-    () => evict().then(() => timed((out) => materializeEnv({ lock, prefix, outDir: out, cache: cache() }))),
+    () => discard(extractDir).then(() => timed((out) => materializeEnv({ lock, prefix, outDir: out, cache: cache() }), 'full')),
+    () => evict().then(() => timed((out) => materializeEnv({ lock, prefix, outDir: out, cache: cache() }), 'rebuild')),
     () => timed(async (out) => {
       await mkdir(out);
       execFileSync('tar', ['-xf', tarFile, '-C', out]);
-    }),
-    ...(earlier ? [() => discard(extractDir).then(() => timed((out) => earlier.materializeEnv({ lock, prefix, outDir: out, cache: new earlier.PackageCache({ cacheDir }) })))] : []),
+    }, 'tarX'),
+    ...(earlier ? [() => discard(extractDir).then(() => timed((out) => earlier.materializeEnv({ lock, prefix, outDir: out, cache: new earlier.PackageCache({ cacheDir }) }), 'before'))] : []),
   ];
   const [full, rebuild, tarX, beforeFull] = await alternate(runs, ...variants);
   if (keptCache) {
@@ -148,7 +163,9 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     rebuildMs: stats(rebuild),
     tarXMs: stats(tarX),
     ...(beforeFull ? { before, beforeMs: stats(beforeFull), beforeVsTarX: ratio(stats(tarX).median, stats(beforeFull).median) } : {}),
+    cpuMs: Object.fromEntries([...cpu].map(([name, list]) => [name, stats(list)])),
     materializerVsTarX: ratio(stats(tarX).median, stats(full).median),
+    materializerVsTarXCpu: ratio(stats(cpu.get('tarX')).median, stats(cpu.get('full')).median),
     rebuildVsFull: ratio(stats(rebuild).median, stats(full).median),
     machine: machine(),
   };
@@ -160,6 +177,8 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     console.log(`  rebuild (${result.changed} changed)  ${s(result.rebuildMs)}  = ${result.rebuildVsFull}× full`);
     console.log(`  tar -x of the same files            ${s(result.tarXMs)}  → materializer = ${result.materializerVsTarX}× tar -x`);
     if (beforeFull) console.log(`  before (${before})  ${s(result.beforeMs)}  → ${result.beforeVsTarX}× tar -x`);
+    const c = result.cpuMs;
+    console.log(`  cpu (process, all threads, and children): full ${s(c.full)}, rebuild ${s(c.rebuild)}, tar -x ${s(c.tarX)}${c.before ? `, before ${s(c.before)}` : ''}  → materializer = ${result.materializerVsTarXCpu}× tar -x in cpu`);
     console.log(`  machine: ${JSON.stringify(result.machine)}`);
   }
 }
