@@ -27,7 +27,12 @@ export interface TarEntryHeader {
 }
 
 function entryType(header: Header, label: string): TarEntryType {
-  switch (header.type) {
+  return tarEntryType(header.type ?? 'unknown', header.name, label);
+}
+
+/** The kind of an entry from its type's name (tar-stream's names); any other kind a package may not contain fails. */
+export function tarEntryType(type: string, name: string, label: string): TarEntryType {
+  switch (type) {
     case 'file':
     case 'contiguous-file':
       return 'file';
@@ -38,7 +43,7 @@ function entryType(header: Header, label: string): TarEntryType {
     case 'link':
       return 'hardlink';
     default:
-      throw new ArchiveError(`${label} contains '${header.name}' of type ${header.type ?? 'unknown'}, which a package may not contain.`, label);
+      throw new ArchiveError(`${label} contains '${name}' of type ${type}, which a package may not contain.`, label);
   }
 }
 

@@ -10,7 +10,8 @@ import { ExpansionBudget, expansionError, TAR_ENTRY_OVERHEAD } from './expansion
 import { safeRelativePath } from './prefix-writer.js';
 import { pycSourceOf, stampPycHeader } from './pyc-header.js';
 import { readZipDirectory, zipMemberChunks } from './zip-file.js';
-import { zstdChunks } from './zstd-stream.js';
+import { readTarBuffer } from './tar-buffer.js';
+import { zstdDecoded } from './zstd-stream.js';
 
 /** One entry of a conda package's body (everything but `info/`), extracted to scratch. */
 export type ExtractedEntry =
@@ -34,6 +35,9 @@ export interface ExtractedCondaPackage {
   /** The body's entries in archive order (a path given twice appears twice; the later wins). */
   entries: ExtractedEntry[];
 }
+
+/** What reads a tar entry: its header and its content (chunks of a stream, or one view of a tar held in memory). */
+type EntryHandler = (header: TarEntryHeader, content: AsyncIterable<Buffer> | Iterable<Buffer>) => Promise<void>;
 
 /** The `info/` files the installer reads; the others (recipes, tests, licenses) are skipped. */
 const INFO_KEPT = new Set(['info/index.json', 'info/paths.json', 'info/link.json', 'info/files', 'info/has_prefix']);
@@ -98,7 +102,7 @@ export async function extractCondaPackage(file: string, label: string, scratch: 
   let declaredTarBytes = 0;
   let serial = 0;
 
-  const onEntry = (budget: ExpansionBudget) => async (header: TarEntryHeader, content: AsyncIterable<Buffer>): Promise<void> => {
+  const onEntry = (budget: ExpansionBudget): EntryHandler => async (header, content) => {
     const rel = safeRelativePath(header.path, label);
     budget.member = rel;
     if (rel === 'info' || rel.startsWith('info/')) {
@@ -175,7 +179,7 @@ const SYNC_FILE_MAX = 256 * 1024;
 async function writeScratchFile(
   file: string,
   header: TarEntryHeader,
-  content: AsyncIterable<Buffer>,
+  content: AsyncIterable<Buffer> | Iterable<Buffer>,
   mtime: number | undefined,
   patch: ((data: Buffer) => void) | undefined,
   check: (bytes: number) => void,
@@ -218,7 +222,7 @@ async function writeScratchFile(
 async function readCondaMembers(
   file: string,
   label: string,
-  onEntry: (budget: ExpansionBudget) => (header: TarEntryHeader, content: AsyncIterable<Buffer>) => Promise<void>,
+  onEntry: (budget: ExpansionBudget) => EntryHandler,
   declaredTarBytes: () => number | undefined,
 ): Promise<void> {
   const members = await readZipDirectory(file, label);
@@ -229,12 +233,20 @@ async function readCondaMembers(
   }
   const infoBudget = new ExpansionBudget(label, infoTar.compressedSize);
   const infoRaw = zipMemberChunks(file, infoTar, label, new ExpansionBudget(label, infoTar.size));
-  await readTarStream(zstdChunks(infoRaw, label, infoBudget), label, onEntry(infoBudget));
+  await readZstdTar(infoRaw, label, infoBudget, onEntry(infoBudget));
   const budget = new ExpansionBudget(label, pkgTar.compressedSize);
   const declared = declaredTarBytes();
   if (declared !== undefined) budget.declare(declared + 1024 * 1024);
   const pkgRaw = zipMemberChunks(file, pkgTar, label, new ExpansionBudget(label, pkgTar.size));
-  await readTarStream(zstdChunks(pkgRaw, label, budget), label, onEntry(budget));
+  await readZstdTar(pkgRaw, label, budget, onEntry(budget));
+}
+
+/** A zstd-compressed tar: parsed in memory when decompressed natively in one call (tar-buffer.ts), else as a stream. */
+async function readZstdTar(raw: AsyncIterable<Buffer>, label: string, budget: ExpansionBudget, onEntry: EntryHandler): Promise<void> {
+  // Counted against the budget as the tar is read, as the streamed chunks are (its whole output fit the bound).
+  const decoded = await zstdDecoded(raw, label, budget);
+  if (Buffer.isBuffer(decoded)) await readTarBuffer(decoded, label, onEntry, (bytes) => budget.add(bytes));
+  else await readTarStream(decoded, label, onEntry);
 }
 
 /** Removes a package's scratch directory. */

@@ -109,7 +109,27 @@ export function zstdOutputBound(data: Buffer, label: string): number {
  * ({@link zstdStreamChunks}). Either way no byte beyond the budget is ever produced.
  */
 export async function* zstdChunks(source: AsyncIterable<Uint8Array>, label: string, budget: ExpansionBudget): AsyncGenerator<Buffer> {
+  const decoded = await zstdDecoded(source, label, budget);
+  if (!Buffer.isBuffer(decoded)) {
+    yield* decoded;
+    return;
+  }
+  for (let at = 0; at < decoded.length; at += NATIVE_SLICE) {
+    const slice = decoded.subarray(at, at + NATIVE_SLICE);
+    budget.add(slice.length);
+    yield slice;
+  }
+}
+
+/**
+ * The same decompression, whole where it is native: the output in one buffer — which fits what is
+ * left of `budget` (checked before decompressing) and which the caller counts against it as it reads
+ * it — else the bounded streaming decoder's chunks (counted as they come). For a reader that parses
+ * a tar held in memory (tar-buffer.ts) instead of a stream.
+ */
+export async function zstdDecoded(source: AsyncIterable<Uint8Array>, label: string, budget: ExpansionBudget): Promise<Buffer | AsyncIterable<Buffer>> {
   const iterator = source[Symbol.asyncIterator]();
+  let handedOn = false;
   try {
     const head: Buffer[] = [];
     let size = 0;
@@ -131,18 +151,23 @@ export async function* zstdChunks(source: AsyncIterable<Uint8Array>, label: stri
       } catch (error) {
         throw corruptError(label, errorMessage(error));
       }
-      for (let at = 0; at < out.length; at += NATIVE_SLICE) {
-        const slice = out.subarray(at, at + NATIVE_SLICE);
-        budget.add(slice.length);
-        yield slice;
-      }
-      return;
+      return out;
     }
     const rest = { [Symbol.asyncIterator]: () => ({ next: () => iterator.next() }) } as AsyncIterable<Uint8Array>;
-    yield* zstdStreamChunks(prepend(data, rest), label, budget);
+    handedOn = true;
+    return streamed(zstdStreamChunks(prepend(data, rest), label, budget), iterator);
   } finally {
-    // Stop reading the source when the consumer stops (an error, a bound passed).
-    await iterator.return?.();
+    // Stop reading the source on an error here (a bound passed, a corrupt stream); once the
+    // streamed chunks are handed on, when their consumer stops.
+    if (!handedOn) await iterator.return?.();
+  }
+}
+
+async function* streamed(chunks: AsyncIterable<Buffer>, source: AsyncIterator<Uint8Array>): AsyncGenerator<Buffer> {
+  try {
+    yield* chunks;
+  } finally {
+    await source.return?.();
   }
 }
 
