@@ -1,4 +1,5 @@
 /** Extraction in worker threads: the same result as on the calling thread, errors rebuilt as their classes, bounded concurrency. */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildCondaPackage, type CondaPackageSpec } from '@prebuilt/fixtures';
 import { hashFile } from '../cache/sha256-file.js';
 import { extractCondaPackage, type ExtractedEntry } from './conda-extract.js';
-import { defaultWorkerCount, ExtractPool, rebuildError, serialiseError, workerScript } from './extract-pool.js';
+import { defaultWorkerCount, ExtractPool, rebuildError, serialiseError, WORKER_START_MIN, workerScript } from './extract-pool.js';
 import { ArchiveError } from './errors.js';
 import { expansionError } from './expansion-budget.js';
 
@@ -57,9 +58,10 @@ describe('ExtractPool (worker threads)', () => {
   it('extracts as the calling thread does: the same entries, info files, file bytes and stamps, and the archive md5', async () => {
     const file = await packageFile('pooly');
     const label = file.slice(dir.length + 1);
-    const pool = new ExtractPool({ workers: 1 });
+    const pool = new ExtractPool({ workers: 1, startMin: 0 });
     try {
       const threaded = await pool.extract(file, label, join(dir, 'worker'), { mtime: 1_700_000_000, md5: true });
+      expect(pool.workers).toBe(1);
       const local = await extractCondaPackage(file, label, join(dir, 'local'), { mtime: 1_700_000_000 });
       expect(threaded.md5).toBe(await hashFile(file, 'md5'));
       expect(threaded.entries.map(comparable)).toEqual(local.entries.map(comparable));
@@ -82,7 +84,7 @@ describe('ExtractPool (worker threads)', () => {
 
   it('runs several extractions at once on one worker, and refuses work once closed', async () => {
     const files = await Promise.all(['one', 'two', 'three', 'four'].map(packageFile));
-    const pool = new ExtractPool({ workers: 1 });
+    const pool = new ExtractPool({ workers: 1, startMin: 0 });
     const results = await Promise.all(files.map((file, i) => pool.extract(file, file.slice(dir.length + 1), join(dir, `s${i}`))));
     expect(results.map((r) => r.entries.find((e) => e.type === 'symlink')?.path)).toEqual(['bin/one-link', 'bin/two-link', 'bin/three-link', 'bin/four-link']);
     expect(results.every((r) => r.md5 === undefined)).toBe(true);
@@ -93,7 +95,7 @@ describe('ExtractPool (worker threads)', () => {
   it("rebuilds a worker's ArchiveError as an ArchiveError (package, message and hint kept)", async () => {
     const file = join(dir, 'broken-1.0-0.conda');
     await writeFile(file, Buffer.from('not a zip at all, just text pretending to be a package'));
-    const pool = new ExtractPool({ workers: 1 });
+    const pool = new ExtractPool({ workers: 1, startMin: 0 });
     try {
       const error = await pool.extract(file, 'broken-1.0-0.conda', join(dir, 'broken')).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ArchiveError);
@@ -115,6 +117,26 @@ describe('ExtractPool (worker threads)', () => {
     const back = rebuildError(serialiseError(enospc)) as NodeJS.ErrnoException;
     expect(back).toMatchObject({ code: 'ENOSPC', errno: -28, syscall: 'write', path: '/x', message: enospc.message });
     expect(rebuildError(serialiseError('plain')).message).toBe('plain');
+  });
+
+  it('starts no worker for a small archive while none runs; a large one starts it, and then small ones go to it too', async () => {
+    const small = await packageFile('small');
+    const big = join(dir, 'big-1.0.0-0.conda');
+    // A real package padded past the threshold with an unread zip member (the zip directory keeps its members' places).
+    const artifact = (await buildCondaPackage({ ...spec('big'), files: [...spec('big').files, { path: 'share/big/noise.bin', content: randomBytes(WORKER_START_MIN) }], formats: ['.conda'] }))[0]!;
+    await writeFile(big, artifact.bytes);
+    const pool = new ExtractPool({ workers: 1, startMin: WORKER_START_MIN });
+    try {
+      await pool.extract(small, 'small-1.0.0-0.conda', join(dir, 'a'));
+      expect(pool.workers).toBe(0);
+      await pool.extract(big, 'big-1.0.0-0.conda', join(dir, 'b'));
+      expect(pool.workers).toBe(1);
+      const again = await pool.extract(small, 'small-1.0.0-0.conda', join(dir, 'c'));
+      expect(pool.workers).toBe(1);
+      expect(again.entries.length).toBeGreaterThan(0);
+    } finally {
+      await pool.close();
+    }
   });
 
   it('extracts on the calling thread where the worker script is absent', async () => {

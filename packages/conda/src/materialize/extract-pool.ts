@@ -8,11 +8,12 @@
  * The workers run the same extraction code as the main thread (conda-extract.ts): the same
  * budgets, bounds and names, and what they return (the kept `info/` files, the entries with their
  * stamps) is checked by the main thread as before — a worker only ever writes under the scratch
- * directory it is given. Workers start at the first extraction (a rebuild that extracts nothing
- * starts none) and stop when the pool is closed. Where the worker's compiled script is absent (the
+ * directory it is given. A worker starts at the first archive of {@link WORKER_START_MIN} bytes or
+ * more (a rebuild that extracts nothing or one small package starts none; smaller archives are
+ * extracted on the calling thread until one runs) and stops when the pool is closed. Where the worker's compiled script is absent (the
  * sources run untranspiled, without a build), extraction runs on the calling thread.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -89,6 +90,12 @@ export function workerScript(moduleUrl: string = import.meta.url): string | unde
   return existsSync(path) ? path : undefined;
 }
 
+/** The smallest archive that starts a worker when none runs (smaller ones are extracted on the calling thread then). */
+export const WORKER_START_MIN = 2 * 1024 * 1024;
+
+/** The file's size (0 when it cannot be read: the extraction then reports the error). */
+const fileSize = (file: string): number => statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+
 /** Worker threads for a machine: one per core beyond the main thread's, at least one, at most two (each extracts several packages at once). */
 export function defaultWorkerCount(cores: number = availableParallelism()): number {
   return Math.min(2, Math.max(1, cores - 1));
@@ -111,21 +118,32 @@ export class ExtractPool {
   #next = 0;
   #closed = false;
 
-  constructor(options: { workers?: number; script?: string | undefined } = {}) {
+  readonly #startMin: number;
+
+  /** `startMin`: the smallest archive that starts a worker when none runs (default {@link WORKER_START_MIN}). */
+  constructor(options: { workers?: number; script?: string | undefined; startMin?: number } = {}) {
     this.#size = Math.max(1, options.workers ?? defaultWorkerCount());
     this.#script = 'script' in options ? options.script : workerScript();
+    this.#startMin = options.startMin ?? WORKER_START_MIN;
   }
 
-  /** Whether extractions run in worker threads (false: on the calling thread). */
+  /** Whether extractions can run in worker threads (false: always on the calling thread). */
   get threaded(): boolean {
     return this.#script !== undefined;
+  }
+
+  /** How many workers run now. */
+  get workers(): number {
+    return this.#slots.length;
   }
 
   /** Extracts `file` into `scratch` as extractCondaPackage does, with the archive's md5 when `md5`. */
   extract(file: string, label: string, scratch: string, options: { mtime?: number; md5?: boolean } = {}): Promise<PooledExtraction> {
     if (this.#closed) return Promise.reject(new Error('The extraction pool is closed.'));
     const md5 = options.md5 === true;
-    if (!this.#script) return inThread(file, label, scratch, options.mtime, md5);
+    // Starting a worker costs ~0.15 s of CPU (its module graph): a small archive while none runs
+    // (a rebuild's one changed package) is extracted here.
+    if (!this.#script || (this.#slots.length === 0 && fileSize(file) < this.#startMin)) return inThread(file, label, scratch, options.mtime, md5);
     const slot = this.#slot();
     const id = (this.#next += 1);
     const request: ExtractRequest = { id, file, label, scratch, md5, ...(options.mtime === undefined ? {} : { mtime: options.mtime }) };
