@@ -31,7 +31,8 @@
  *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only | --empty-node-only] [--no-background-fetch]
  *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single]
  *                               [--estargz-base] [--stargz-extra 'TOML lines'] [--context materialized|unpacked] [--json]
- *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--base-cached-only] [--context materialized|unpacked] [--runs 2] [--json]
+ *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--pull-match REGEXP] [--settle sync|none]
+ *                               [--base-cached-only] [--context materialized|unpacked] [--runs 2] [--json]
  *
  *   --node-disk journal|root: where the private daemons keep their data — a fresh ext4 with a journal
  *   on a loop device (the default, as a node's disk) or this machine's root file system (ext4
@@ -44,7 +45,8 @@
  * --pull-only (B10, bench/oci-pull.mjs): non-lazy pulls of the image as gzip and as zstd, by the
  * Docker daemon and by containerd, each with and without `unpigz` on the node, base cached and
  * empty node, against the env created at start; and the floor: the same layer blobs decompressed
- * and unpacked by `gzip`/`unpigz`/`zstd` + `tar -x`.
+ * and unpacked by `gzip`/`unpigz`/`zstd` + `tar -x`; containerd also pulling as the CRI plugin does
+ * (bench/cri-pull); every sample after `sync` (`--settle`); the first and second import after a pull.
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -165,7 +167,8 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'pull-match': { type: 'string', default: '' } });
+  if (!['sync', 'none'].includes(args.settle)) fail(`--settle ${args.settle}: expected sync or none.`);
   const services = loadServices();
   const { ctx, changed } = await contexts(args.context);
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
@@ -406,7 +409,7 @@ function summarize(samples) {
 async function pullOnly(setup) {
   const { pullBench, pullLines } = await import('./oci-pull.mjs');
   const benchBase = (await exec('bash', [join(ROOT, 'bench/base-image.sh'), setup.host])).stdout.trim();
-  const helpers = { startContainerd, firstLineOf, ctrPullRun, bootstrapFor, summarize, runName, CODE, PY };
+  const helpers = { startContainerd, firstLineOf, bootstrapFor, runName, CODE, PY };
   const b10 = await pullBench({ ...setup, base: benchBase }, helpers);
   return [{ bench: 'oci-pull', context: setup.ctx, machine: machine(), loadAverage: loadavg(), b10 }, [`B10 non-lazy pulls, realistic env (${setup.ctx})`, ...pullLines(b10), `  load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`]];
 }

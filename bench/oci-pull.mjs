@@ -13,16 +13,36 @@
  *   unpacked by `tar -x` on the same disk, one layer after the other, and `tar -x` of the
  *   uncompressed tars with and without a final `sync`.
  *
+ * - containerd pulling as the CRI plugin (a Kubernetes node) does: bench/cri-pull/main.go, the
+ *   containerd client's Pull with unpack, which unpacks each layer as soon as it is fetched while the
+ *   next ones download (3 at a time), where `ctr images pull` (1.6) fetches every layer first; built
+ *   with Debian's Go and containerd library (left out, and said so, where they are missing).
+ *
+ * Every sample starts from a settled disk: after the node's images are reset (untimed), `sync`
+ * (`--settle sync`, the default; `--settle none` skips it) — a pull or an env created at start
+ * leaves ~0.8 GB written back over the next seconds, which would otherwise slow the next sample
+ * (measured: 0.1–1.0 GB dirty at a sample's start without it). Each sample records the bytes still
+ * dirty or under writeback at its start and the CPU time the daemon (with its waited-for children,
+ * Docker's untar processes) spent in the pull; `ctr images pull` samples split fetch and unpack
+ * (its `done:` line).
+ *
+ * Then the first and the second import of the task in one container, right after a pull of the
+ * zstd image by containerd (and of the gzip image by Docker where it runs), with the pycs the first
+ * wrote (issue 19: first ≤ 1.1× the second).
+ *
+ *   --pull-match REGEXP keeps the variants whose name matches (the env created at start stays).
+ *
  * The `unpigz` variants need `unpigz` on the PATH of the bench (Debian's `pigz`); without it they
  * are left out and said so.
  */
 import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { promisify } from 'node:util';
-import { alternate, fmtBytes, fmtMs, fmtStats, ratio } from './lib.mjs';
+import { ROOT, alternate, fmtBytes, fmtMs, fmtStats, median, ratio, stats } from './lib.mjs';
 
 const exec = promisify(execFile);
 const SH = (script) => exec('sh', ['-c', script], { maxBuffer: 1 << 26 });
@@ -50,60 +70,123 @@ async function startDockerd(dir, env) {
     await SH(`grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   };
-  return { sock, docker, stop };
+  return { sock, docker, stop, pid: proc.pid };
 }
 
-/** `docker pull` + `docker run` to the first line, the image (and on an empty node every image) removed first. */
-function dockerPullRun(d, tag, base, h) {
+/** A private containerd (bench/oci-layering.mjs's) on the node disk, with its process id. */
+async function startContainerd(setup, h, name, env) {
+  const dir = await setup.disk.dir(name);
+  const c = await h.startContainerd(dir, false, undefined, env);
+  setup.onCleanup(c.stop);
+  const pid = Number((await exec('pgrep', ['-o', '-f', `^containerd -c ${dir}/config.toml$`])).stdout.trim());
+  return { ...c, pid };
+}
+
+/**
+ * The node's page cache settled (`sync` with --settle sync) and the bytes still dirty or under
+ * writeback: a sample that starts while the previous one's files are written back shares the disk.
+ */
+async function settle(mode) {
+  if (mode === 'sync') await SH('sync');
+  const meminfo = await readFile('/proc/meminfo', 'utf8');
+  const kB = (key) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(meminfo)?.[1] ?? 0);
+  return (kB('Dirty') + kB('Writeback')) * 1024;
+}
+
+const CLK_TCK = 100;
+/** CPU ms (user + system, with waited-for children) of process `pid` so far. */
+async function cpuMs(pid) {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /, '').split(' ');
+  // After the comm field: utime, stime, cutime, cstime are fields 12–15 (0-based 11–14).
+  return ((Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 1000) / CLK_TCK;
+}
+
+/**
+ * One timed sample: `reset` (untimed), the disk settled, `pull` timed with the daemon's CPU, then
+ * `run` (ms to the task's first line). `pull` may return `{ unpack }` (ms).
+ */
+function sample({ reset, pull, run, pid }, settleMode) {
   return async (emptyNode) => {
-    await resetDocker(d, base, emptyNode);
+    await reset(emptyNode);
+    const dirty = await settle(settleMode);
+    const cpu0 = await cpuMs(pid);
     const t0 = performance.now();
-    await d.docker('pull', tag);
-    const pull = performance.now() - t0;
-    const run = await h.firstLineOf('docker', ['-H', `unix://${d.sock}`, 'run', '--rm', '--network=host', tag, h.PY, '-c', h.CODE], 'ok');
-    return { pull, run, total: pull + run };
+    const pulled = await pull(emptyNode);
+    const pullMs = performance.now() - t0;
+    const daemonCpu = (await cpuMs(pid)) - cpu0;
+    const runMs = await run();
+    return { pull: pullMs, run: runMs, total: pullMs + runMs, dirty, daemonCpu, ...(pulled?.unpack !== undefined ? { unpack: pulled.unpack, fetch: pullMs - pulled.unpack } : {}) };
   };
 }
 
 async function resetDocker(d, base, emptyNode) {
-  const ids = (await d.docker('images', '-aq')).stdout.split('\n').filter(Boolean);
+  const keep = emptyNode ? '' : (await d.docker('image', 'inspect', '-f', '{{.Id}}', base).catch(() => ({ stdout: '' }))).stdout.trim();
+  const ids = (await d.docker('images', '-aq', '--no-trunc')).stdout.split('\n').filter((id) => id && id !== keep);
   if (ids.length) await d.docker('rmi', '-f', ...new Set(ids)).catch(() => undefined);
-  if (!emptyNode) await d.docker('pull', base);
+  if (!emptyNode && !keep) await d.docker('pull', base);
 }
 
 async function resetCtr(sock, base, emptyNode) {
   const ctr = (...a) => exec('ctr', ['-a', sock, ...a], { maxBuffer: 1 << 26 });
   const refs = (await ctr('images', 'ls', '-q')).stdout.split('\n').filter(Boolean);
-  for (const ref of refs) await ctr('images', 'rm', '--sync', ref).catch(() => undefined);
-  // Content and snapshots go with the images (garbage collected on rm --sync).
+  // Content and snapshots go with the images (garbage collected on rm --sync); the base stays where cached.
+  for (const ref of refs) if (emptyNode || ref !== base) await ctr('images', 'rm', '--sync', ref).catch(() => undefined);
   if (!emptyNode) await ctr('images', 'pull', '--plain-http', base);
 }
 
-function ctrPullRun(sock, tag, base, h) {
-  return async (emptyNode) => {
-    await resetCtr(sock, base, emptyNode);
-    const t0 = performance.now();
-    await exec('ctr', ['-a', sock, 'images', 'pull', '--plain-http', tag], { maxBuffer: 1 << 26 });
-    const pull = performance.now() - t0;
-    const run = await h.firstLineOf('ctr', ['-a', sock, 'run', '--rm', '--net-host', tag, h.runName(), h.PY, '-c', h.CODE], 'ok');
-    return { pull, run, total: pull + run };
-  };
+/** Go's duration as `ctr` prints it (`6.9188s`, `912.3ms`) in ms. */
+function goDurationMs(text) {
+  const m = /done: ([\d.]+)(µs|ms|s)\b/.exec(text);
+  if (!m) return undefined;
+  return Number(m[1]) * { µs: 0.001, ms: 1, s: 1000 }[m[2]];
 }
 
-/** The env created at start on the base, by Docker (`d`) or containerd (`sock`). */
-function atStart(runtime, base, bootstrap, h) {
-  return async (emptyNode) => {
-    if (runtime.docker) await resetDocker(runtime, base, true);
-    else await resetCtr(runtime.sock, base, true);
-    const t0 = performance.now();
-    if (runtime.docker) await runtime.docker('pull', base);
-    else await exec('ctr', ['-a', runtime.sock, 'images', 'pull', '--plain-http', base], { maxBuffer: 1 << 26 });
-    const pull = emptyNode ? performance.now() - t0 : 0;
-    const run = runtime.docker
-      ? await h.firstLineOf('docker', ['-H', `unix://${runtime.sock}`, 'run', '--rm', '--network=host', base, ...bootstrap], 'ok')
-      : await h.firstLineOf('ctr', ['-a', runtime.sock, 'run', '--rm', '--net-host', base, h.runName(), ...bootstrap], 'ok');
-    return { pull, run, total: pull + run };
-  };
+/** The runtimes' pulls and runs of `tag` (Docker `d`, or containerd `c` by `ctr` or the CRI-style puller). */
+const runtimes = {
+  docker: (d, tag, base, h) => ({
+    pid: d.pid,
+    reset: (emptyNode) => resetDocker(d, base, emptyNode),
+    pull: () => d.docker('pull', tag),
+    run: () => h.firstLineOf('docker', ['-H', `unix://${d.sock}`, 'run', '--rm', '--network=host', tag, h.PY, '-c', h.CODE], 'ok'),
+  }),
+  ctr: (c, tag, base, h) => ({
+    pid: c.pid,
+    reset: (emptyNode) => resetCtr(c.sock, base, emptyNode),
+    pull: async () => ({ unpack: goDurationMs((await exec('ctr', ['-a', c.sock, 'images', 'pull', '--plain-http', tag], { maxBuffer: 1 << 26 })).stdout) }),
+    run: () => h.firstLineOf('ctr', ['-a', c.sock, 'run', '--rm', '--net-host', tag, h.runName(), h.PY, '-c', h.CODE], 'ok'),
+  }),
+  cri: (c, tag, base, h, criPull) => ({
+    ...runtimes.ctr(c, tag, base, h),
+    pull: () => exec(criPull, ['-address', c.sock, tag]),
+  }),
+};
+
+/** The env created at start on the base, by Docker (`d`) or containerd (`c`): the base pulled on an empty node only. */
+function atStart(kind, daemon, base, bootstrap, h) {
+  const r = runtimes[kind](daemon, base, base, h);
+  const pullBase = kind === 'docker' ? () => daemon.docker('pull', base) : () => exec('ctr', ['-a', daemon.sock, 'images', 'pull', '--plain-http', base], { maxBuffer: 1 << 26 });
+  const run = kind === 'docker'
+    ? () => h.firstLineOf('docker', ['-H', `unix://${daemon.sock}`, 'run', '--rm', '--network=host', base, ...bootstrap], 'ok')
+    : () => h.firstLineOf('ctr', ['-a', daemon.sock, 'run', '--rm', '--net-host', base, h.runName(), ...bootstrap], 'ok');
+  return { ...r, pull: (emptyNode) => (emptyNode ? pullBase() : undefined), run };
+}
+
+/**
+ * bench/cri-pull/main.go built with Debian's Go and containerd library (GOPATH mode, offline), cached
+ * by its source's hash under /var/tmp/prebuilt-bench; `{ reason }` where it cannot be built.
+ */
+async function criPullBinary() {
+  const src = join(ROOT, 'bench/cri-pull/main.go');
+  if (!existsSync('/usr/share/gocode/src/github.com/containerd/containerd/client.go')) return { reason: 'no containerd Go library (apt-get install golang-github-containerd-containerd-dev)' };
+  if (!(await SH('command -v go').then(() => true, () => false))) return { reason: 'no Go (apt-get install golang-go)' };
+  const hash = createHash('sha256').update(await readFile(src)).digest('hex').slice(0, 16);
+  const bin = `/var/tmp/prebuilt-bench/cri-pull-${hash}`;
+  if (existsSync(bin)) return { bin };
+  const env = { ...process.env, GOPATH: '/usr/share/gocode', GO111MODULE: 'off', GOFLAGS: '', GOCACHE: '/var/tmp/prebuilt-bench/go-cache' };
+  process.stderr.write('[b10] building bench/cri-pull (once, ~1 min)\n');
+  await exec('go', ['build', '-o', `${bin}.tmp`, src], { env, maxBuffer: 1 << 26 });
+  await rename(`${bin}.tmp`, bin);
+  return { bin };
 }
 
 /** The env's layer blobs of `tag` (the build's `digests`) in `dir`, fetched from the registry. */
@@ -122,17 +205,19 @@ async function fetchBlobs(host, tag, digests, dir) {
 }
 
 /** The floor: decompress, and decompress + `tar -x`, one layer after the other, into a fresh dir. */
-async function floorVariants(blobs, scratch, haveUnpigz) {
+async function floorVariants(blobs, scratch, haveUnpigz, settleMode) {
   const tars = join(scratch, 'tars');
   await mkdir(tars, { recursive: true });
   await SH(blobs.gzip.map((b, i) => `gzip -dc ${b} > ${tars}/${i}.tar`).join(' && '));
   const extract = (pipe) => async () => {
     const out = await mkdtemp(join(scratch, 'x-'));
+    await settle(settleMode);
     const t0 = performance.now();
-    await SH(pipe(out));
+    // `times`: the CPU the commands used (user and system), as the daemons' CPU of a pull.
+    const cpu = (await SH(`${pipe(out)} && times`)).stdout.trim().split('\n').at(-1).match(/(\d+)m([\d.]+)s/g).map((t) => Number(t.split('m')[0]) * 60000 + Number(t.split('m')[1].slice(0, -1)) * 1000);
     const took = performance.now() - t0;
     await rm(out, { recursive: true, force: true });
-    return { total: took };
+    return { total: took, cpu: cpu[0] + cpu[1] };
   };
   const each = (files, cmd) => (out) => files.map((f) => `${cmd(f)} | tar -x -C ${out}`).join(' && ');
   const tarFiles = blobs.gzip.map((_, i) => `${tars}/${i}.tar`);
@@ -151,10 +236,8 @@ async function floorVariants(blobs, scratch, haveUnpigz) {
   return v;
 }
 
-/** Builds the images, starts the private daemons and measures every variant, base cached then empty node. */
-export async function pullBench(setup, h) {
-  const { args, ctx, host, build, cacheRoot, onCleanup, base } = setup;
-  const haveUnpigz = await SH('command -v unpigz').then(() => true, () => false);
+/** The images of each policy as gzip and zstd, built and pushed. */
+async function buildImages({ args, ctx, host, build, base }) {
   const policies = args['pull-layers'].split(',').map((s) => s.trim()).filter(Boolean);
   const images = {};
   for (const policy of policies) {
@@ -165,7 +248,38 @@ export async function pullBench(setup, h) {
     }
   }
   process.stderr.write(`[b10] images built: ${JSON.stringify(Object.fromEntries(Object.entries(images).map(([k, v]) => [k, { layers: v.layers, bytes: v.bytes }])))}\n`);
+  return { policies, images };
+}
+
+/** Every variant (name → { reset, pull, run, pid }) on the private daemons, narrowed by --pull-runtimes and --pull-match. */
+function variantsOf({ args, base }, h, { policies, images, dockerds, containerds, settings, bootstrap, criPull }) {
+  const all = {};
+  const label = (pigz) => (pigz ? 'unpigz' : 'no unpigz');
+  all['docker: env created at start'] = atStart('docker', dockerds[0], base, bootstrap, h);
+  all['ctr: env created at start'] = atStart('ctr', containerds[0], base, bootstrap, h);
+  for (const policy of policies) {
+    const gzip = images[`${policy} gzip`].tag;
+    const zstd = images[`${policy} zstd`].tag;
+    for (const [i, pigz] of settings.entries()) {
+      all[`docker: ${policy} gzip, ${label(pigz)}`] = runtimes.docker(dockerds[i], gzip, base, h);
+      all[`ctr: ${policy} gzip, ${label(pigz)}`] = runtimes.ctr(containerds[i], gzip, base, h);
+    }
+    all[`ctr: ${policy} zstd`] = runtimes.ctr(containerds[0], zstd, base, h);
+    if (criPull.bin) all[`ctr: ${policy} zstd, CRI-style pull`] = runtimes.cri(containerds[0], zstd, base, h, criPull.bin);
+  }
+  const kinds = args['pull-runtimes'].split(',').map((s) => s.trim());
+  const match = new RegExp(args['pull-match'] || '.');
+  return Object.fromEntries(Object.entries(all).filter(([name]) => kinds.includes(name.split(':')[0]) && (name.endsWith('env created at start') || match.test(name))));
+}
+
+/** Builds the images, starts the private daemons and measures every variant, base cached then empty node. */
+export async function pullBench(setup, h) {
+  const { args, host, onCleanup } = setup;
+  const haveUnpigz = await SH('command -v unpigz').then(() => true, () => false);
+  const { policies, images } = await buildImages(setup);
   const bootstrap = await h.bootstrapFor(setup);
+  const criPull = await criPullBinary();
+  if (criPull.reason) process.stderr.write(`[b10] the CRI-style pull is left out: ${criPull.reason}\n`);
   const settings = haveUnpigz ? [false, true] : [false];
   const scratch = await setup.disk.dir('oci-pull');
   onCleanup(() => rm(scratch, { recursive: true, force: true }));
@@ -175,52 +289,84 @@ export async function pullBench(setup, h) {
     const d = await startDockerd(join(scratch, `dockerd-${pigz ? 'pigz' : 'go'}`), daemonEnv(pigz));
     onCleanup(d.stop);
     dockerds.push(d);
-    const c = await h.startContainerd(await setup.disk.dir(`containerd-${pigz ? 'pigz' : 'go'}`), false, undefined, daemonEnv(pigz));
-    onCleanup(c.stop);
-    containerds.push(c);
+    containerds.push(await startContainerd(setup, h, `containerd-${pigz ? 'pigz' : 'go'}`, daemonEnv(pigz)));
   }
-  const all = {};
-  const label = (pigz) => (pigz ? 'unpigz' : 'no unpigz');
-  all['docker: env created at start'] = atStart(dockerds[0], base, bootstrap, h);
-  all['ctr: env created at start'] = atStart(containerds[0], base, bootstrap, h);
-  for (const policy of policies) {
-    for (const [i, pigz] of settings.entries()) {
-      all[`docker: ${policy} gzip, ${label(pigz)}`] = dockerPullRun(dockerds[i], images[`${policy} gzip`].tag, base, h);
-      all[`ctr: ${policy} gzip, ${label(pigz)}`] = ctrPullRun(containerds[i].sock, images[`${policy} gzip`].tag, base, h);
-    }
-    all[`ctr: ${policy} zstd`] = ctrPullRun(containerds[0].sock, images[`${policy} zstd`].tag, base, h);
-  }
-  // --pull-runtimes docker|ctr and --base-cached-only narrow the run (e.g. containerd alone on a quiet machine).
-  const runtimes = args['pull-runtimes'].split(',').map((s) => s.trim());
-  const variants = Object.fromEntries(Object.entries(all).filter(([name]) => runtimes.includes(name.split(':')[0])));
+  const variants = variantsOf(setup, h, { policies, images, dockerds, containerds, settings, bootstrap, criPull });
   const scenarios = {};
   for (const [scenario, emptyNode] of [['a base cached', false], ['b empty node', true]].slice(0, args['base-cached-only'] ? 1 : 2)) {
-    const samples = await alternate(args.runs, ...Object.values(variants).map((fn) => () => fn(emptyNode)));
-    scenarios[scenario] = Object.fromEntries(Object.keys(variants).map((name, i) => [name, h.summarize(samples[i])]));
+    const samples = await alternate(args.runs, ...Object.values(variants).map((v) => () => sample(v, args.settle)(emptyNode)));
+    scenarios[scenario] = Object.fromEntries(Object.keys(variants).map((name, i) => [name, summarize(samples[i])]));
     process.stderr.write(`[b10] scenario ${scenario} done (load ${loadavg()[0].toFixed(1)})\n`);
   }
+  const imports = await importTwice(setup, h, { policy: policies[0], images, dockerds, containerds });
   const first = policies[0];
   const blobs = {
     gzip: await fetchBlobs(host, images[`${first} gzip`].tag, images[`${first} gzip`].digests, join(scratch, 'blobs-gzip')),
     zstd: await fetchBlobs(host, images[`${first} zstd`].tag, images[`${first} zstd`].digests, join(scratch, 'blobs-zstd')),
   };
-  const floors = await floorVariants(blobs, scratch, haveUnpigz);
+  const floors = await floorVariants(blobs, scratch, haveUnpigz, args.settle);
   const floorSamples = await alternate(args.runs, ...Object.values(floors));
-  const floor = Object.fromEntries(Object.keys(floors).map((name, i) => [name, h.summarize(floorSamples[i]).total]));
+  const floor = Object.fromEntries(Object.keys(floors).map((name, i) => [name, summarize(floorSamples[i])]));
   const built = Object.fromEntries(Object.entries(images).map(([k, v]) => [k, { layers: v.layers, bytes: v.bytes }]));
-  return { unpigz: haveUnpigz, images: built, scenarios, floor: { policy: first, ...floor } };
+  return { unpigz: haveUnpigz, settle: args.settle, criPull: criPull.reason ?? 'built', images: built, scenarios, imports, floor: { policy: first, ...floor } };
 }
+
+/** Medians (min–max) of each figure the samples have. */
+function summarize(samples) {
+  return Object.fromEntries(Object.keys(samples[0]).filter((k) => samples[0][k] !== undefined).map((k) => [k, stats(samples.map((s) => s[k]))]));
+}
+
+const IMPORT_TWICE = (py, code, prefix) => {
+  const timer = `import time; t = time.perf_counter(); exec(${JSON.stringify(code.replace(/; print\(.*$/, ''))}); print("%.3f" % (time.perf_counter() - t), flush=True)`;
+  return ['sh', '-c', `${py} -c '${timer}' && ${py} -c '${timer}' && find ${prefix} -name '*.pyc' -newer ${py} | wc -l`];
+};
+
+/**
+ * The task's imports twice in one container (two processes), right after a pull of the zstd image
+ * by containerd and of the gzip image by Docker (base cached, the disk settled): first and second
+ * import (ms) and the pycs the first wrote. Issue 19: first ≤ 1.1× the second.
+ */
+async function importTwice({ args, base }, h, { policy, images, dockerds, containerds }) {
+  const kinds = args['pull-runtimes'].split(',').map((s) => s.trim());
+  const prefix = h.PY.replace(/\/bin\/python$/, '');
+  const cmd = IMPORT_TWICE(h.PY, h.CODE, prefix);
+  const cases = {
+    docker: { tag: images[`${policy} gzip`].tag, r: (tag) => runtimes.docker(dockerds[0], tag, base, h), run: (tag) => dockerds[0].docker('run', '--rm', '--network=host', tag, ...cmd) },
+    ctr: { tag: images[`${policy} zstd`].tag, r: (tag) => runtimes.ctr(containerds[0], tag, base, h), run: (tag) => exec('ctr', ['-a', containerds[0].sock, 'run', '--rm', '--net-host', tag, h.runName(), ...cmd]) },
+  };
+  const out = {};
+  for (const kind of kinds) {
+    const { tag, r, run } = cases[kind];
+    const samples = [];
+    for (let i = 0; i < args.runs; i++) {
+      const v = r(tag);
+      await v.reset(false);
+      await settle(args.settle);
+      await v.pull();
+      const [first, second, written] = (await run(tag)).stdout.trim().split('\n').map(Number);
+      samples.push({ first: first * 1000, second: second * 1000, written });
+    }
+    out[`${kind}: ${policy} ${kind === 'docker' ? 'gzip' : 'zstd'}`] = { ...summarize(samples), firstOverSecond: ratio(median(samples.map((s) => s.first)), median(samples.map((s) => s.second))) };
+  }
+  return out;
+}
+
+const fmtPart = (f, k, label) => (f[k] ? `, ${label} ${fmtMs(f[k].median)}` : '');
 
 export function pullLines(b10) {
   const lines = [`  images: ${Object.entries(b10.images).map(([k, v]) => `${k} ${v.layers} layers ${fmtBytes(v.bytes)}`).join('; ')}${b10.unpigz ? '' : ' (no unpigz on PATH: the unpigz variants are left out)'}`];
+  lines.push(`  each sample after \`${b10.settle === 'sync' ? 'sync' : 'no sync'}\`; CRI-style pull: ${b10.criPull}`);
   for (const [scenario, figures] of Object.entries(b10.scenarios)) {
     lines.push(`  B2 (${scenario})`);
     for (const [name, f] of Object.entries(figures)) {
       const atStart = figures[`${name.split(':')[0]}: env created at start`].total.median;
-      lines.push(`    ${name.padEnd(34)} total ${fmtStats(f.total)}; pull ${fmtMs(f.pull.median)}, run ${fmtMs(f.run.median)}; ×${ratio(f.total.median, atStart)} of env at start`);
+      const parts = `pull ${fmtMs(f.pull.median)}${fmtPart(f, 'fetch', 'fetch')}${fmtPart(f, 'unpack', 'unpack')}, run ${fmtMs(f.run.median)}; daemon CPU ${fmtMs(f.daemonCpu.median)}; dirty at start ${fmtBytes(f.dirty.median)}`;
+      lines.push(`    ${name.padEnd(36)} total ${fmtStats(f.total)}; ${parts}; ×${ratio(f.total.median, atStart)} of env at start`);
     }
   }
+  lines.push('  first and second import in one container right after the pull (base cached); pycs the first wrote:');
+  for (const [name, f] of Object.entries(b10.imports)) lines.push(`    ${name.padEnd(36)} first ${fmtStats(f.first)}; second ${fmtStats(f.second)}; first/second ${f.firstOverSecond}; pycs written ${f.written.median}`);
   lines.push(`  floor, the ${b10.floor.policy} image's env layers one after the other:`);
-  for (const [name, s] of Object.entries(b10.floor)) if (name !== 'policy') lines.push(`    ${name.padEnd(30)} ${fmtStats(s)}`);
+  for (const [name, s] of Object.entries(b10.floor)) if (name !== 'policy') lines.push(`    ${name.padEnd(30)} ${fmtStats(s.total)}; CPU ${fmtMs(s.cpu.median)}`);
   return lines;
 }
