@@ -52,23 +52,33 @@ function daemonEnv(pigz) {
   return pigz ? { ...process.env } : { ...process.env, MOBY_DISABLE_PIGZ: '1', CONTAINERD_DISABLE_PIGZ: '1' };
 }
 
-/** A private Docker daemon in `dir` (its own data root and managed containerd; no bridge, no iptables). */
+/**
+ * A private Docker daemon with its data root in `dir` (its own managed containerd; no bridge, no
+ * iptables). Its sockets and runtime state go in a short directory under /run, as a node's
+ * /var/run/docker: under the node disk's long path, the managed containerd's debug socket would be
+ * over the 104-byte limit of a unix socket's path and the daemon would not start.
+ */
 async function startDockerd(dir, env) {
   await mkdir(dir, { recursive: true });
-  const sock = join(dir, 'docker.sock');
-  const args = ['-H', `unix://${sock}`, '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', join(dir, 'pid'), '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--userland-proxy=false'];
+  const run = await mkdtemp('/run/b10-');
+  const sock = join(run, 'docker.sock');
+  const args = ['-H', `unix://${sock}`, '--data-root', join(dir, 'data'), '--exec-root', join(run, 'exec'), '--pidfile', join(run, 'pid'), '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--userland-proxy=false'];
   const proc = spawn('dockerd', args, { stdio: 'ignore', env });
   const docker = (...a) => exec('docker', ['-H', `unix://${sock}`, ...a], { maxBuffer: 1 << 26 });
-  for (let i = 0; i < 300; i++) {
-    if (await docker('version').then(() => true, () => false)) break;
-    await new Promise((r) => setTimeout(r, 100));
+  let up = false;
+  for (let i = 0; i < 300 && !up; i++) {
+    up = await docker('version').then(() => true, () => false);
+    if (!up) await new Promise((r) => setTimeout(r, 100));
   }
+  if (!up) throw new Error(`the private dockerd (${dir}) did not answer within 30 s`);
   const stop = async () => {
     const exited = new Promise((r) => proc.once('exit', r));
     proc.kill('SIGTERM');
     await Promise.race([exited, new Promise((r) => setTimeout(r, 15000))]);
-    await SH(`grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`).catch(() => undefined);
-    await rm(dir, { recursive: true, force: true });
+    for (const d of [run, dir]) {
+      await SH(`grep -o " ${d}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`).catch(() => undefined);
+      await rm(d, { recursive: true, force: true });
+    }
   };
   return { sock, docker, stop, pid: proc.pid };
 }
