@@ -266,10 +266,9 @@ async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoo
   const env = (prefetch) => ({ METAFLOW_PREBUILT_OCI_LAYERS: args['lazy-layers'], METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_PREFETCH: prefetch, ...(args['estargz-base'] ? { METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' } : {}) });
   // The base as the images carry it: re-layered as eStargz (an image of the base alone), or the base itself.
   let nodeBase = base;
+  const empty = join(cacheRoot, 'empty-context');
   if (args['estargz-base']) {
-    const { mkdtemp: tmp } = await import('node:fs/promises');
-    const empty = await tmp(join(cacheRoot, 'empty-context-'));
-    await mkdir(join(empty, 'prefix'));
+    await mkdir(join(empty, 'prefix'), { recursive: true });
     await buildFrom(env('off'), empty, `${repo}:base`, 'estargz-off', base);
     nodeBase = `${repo}:base`;
   }
@@ -281,6 +280,9 @@ async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoo
   await writeFile(profile, recorded.stdout);
   const statics = await build(env('static'), ctx, `${repo}:static`, 'estargz-static');
   const profiled = await build(env(profile), ctx, `${repo}:profile`, 'estargz-profile');
+  // With an eStargz base, the profile also orders the base's layers (its files the task read first, then the landmark).
+  const baseProfiled = args['estargz-base'] ? await build(env(profile), ctx, `${repo}:profile-base`, 'estargz-profile') : undefined;
+  if (baseProfiled) await buildFrom(env(profile), empty, `${repo}:base-profile`, 'estargz-profile', base);
   const files = recorded.stdout.split('\n').filter((l) => l.startsWith(`${PREFIX}/`));
   const bytesOf = async (paths) => (await Promise.all(paths.map((p) => exec('stat', ['-c', '%s', join(ctx, 'prefix', p.slice(PREFIX.length + 1))]).then((r) => Number(r.stdout), () => 0)))).reduce((a, b) => a + b, 0);
   const readBytes = await bytesOf(files);
@@ -290,9 +292,10 @@ async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoo
   const staticRead = await bytesOf(files.filter((f) => oci.isStaticPrefetch(f.slice(1), layerPaths)));
   const envBytes = staticFiles.reduce((a, [, n]) => a + Number(n), 0);
   return {
-    tags: { off: `${repo}:off`, static: `${repo}:static`, profile: `${repo}:profile` },
+    tags: { off: `${repo}:off`, static: `${repo}:static`, profile: `${repo}:profile`, ...(baseProfiled ? { profileBase: `${repo}:profile-base` } : {}) },
     nodeBase,
-    builds: { off, static: statics, profile: profiled },
+    nodeBaseProfiled: `${repo}:base-profile`,
+    builds: { off, static: statics, profile: profiled, ...(baseProfiled ? { profileBase: baseProfiled } : {}) },
     selection: { envBytes, profileFiles: files.length, profileBytes: readBytes, staticBytes, staticCoversOfProfile: staticRead / readBytes },
   };
 }
@@ -331,10 +334,10 @@ async function lazyBench(setup) {
   onCleanup(cd.stop);
   const ctr = (...a) => exec('ctr', ['-a', cd.sock, ...a], { maxBuffer: 1 << 26 });
   const baseOnNode = async (present, ref = base) => (present ? ctr('images', 'pull', '--plain-http', ref) : ctr('images', 'rm', '--sync', ref).catch(() => undefined));
-  const lazy = (tag, config) => async (emptyNode) => {
+  const lazy = (tag, config, nodeBase = images.nodeBase) => async (emptyNode) => {
     const sz = await startContainerd(await disk.dir('stargz'), true, STARGZ_CONFIGS[config]);
     try {
-      if (!emptyNode) await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', images.nodeBase], { maxBuffer: 1 << 26 });
+      if (!emptyNode) await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', nodeBase], { maxBuffer: 1 << 26 });
       proxy.state.received = 0;
       const t0 = performance.now();
       await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', proxied(tag)], { maxBuffer: 1 << 26 });
@@ -369,6 +372,7 @@ async function lazyBench(setup) {
     'lazy, no prefetch': lazy(images.tags.off, 'noprefetch'),
     'lazy + prefetch (static)': lazy(images.tags.static, prefetch),
     'lazy + prefetch (profile)': lazy(images.tags.profile, prefetch),
+    ...(images.tags.profileBase ? { 'lazy + prefetch (profile, base too)': lazy(images.tags.profileBase, prefetch, images.nodeBaseProfiled) } : {}),
   };
   if (args['stargz-extra']) {
     STARGZ_CONFIGS.extra = `${args['stargz-extra'].replace(/\\n/g, '\n')}\n${STARGZ_CONFIGS[prefetch]}`;

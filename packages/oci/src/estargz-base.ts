@@ -2,18 +2,24 @@ import { createWriteStream } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import { createGunzip, gunzip } from 'node:zlib';
 import { ConfigError, type OciDescriptor } from '@prebuilt/core/backend';
 import { estargzStream, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
 import { hashTap } from './layer.js';
+import { prefetchTarOrder } from './tar-prefetch-order.js';
+
+const gunzipAsync = promisify(gunzip);
 
 /**
  * The base image re-layered as eStargz: on an empty node, containerd 1.6 unpacks the layers of an
  * image in order, and from the first layer it must unpack (a plain gzip base) on, it fetches every
  * layer after it whole — so the env's eStargz layers are lazily pulled only where the base is
  * cached, or is eStargz too. Each base layer converts to an eStargz layer of the same files in the
- * same order (no prefetch landmark: the node's `prefetch_size` applies), still one valid gzip
- * stream; its diff_id changes (the tar gains the TOC), so the image's config names the new ones.
+ * same order (no prefetch landmark: the node's `prefetch_size` applies) — or, with a recorded
+ * prefetch profile, the base files the task read first, then the landmark (tar-prefetch-order.ts) —
+ * still one valid gzip stream; its diff_id changes (the tar gains the TOC), so the image's config
+ * names the new ones.
  */
 
 const GZIP_LAYERS = new Set(['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.docker.image.rootfs.diff.tar.gzip']);
@@ -44,13 +50,22 @@ export function checkConvertibleBase(ref: string, layers: readonly OciDescriptor
 
 /**
  * Converts one base layer blob (gzip or plain tar) into an eStargz blob written to `file`, in one
- * streaming pass (gunzip → eStargz writer → sha256 → file). The same blob gives the same bytes.
+ * streaming pass (gunzip → eStargz writer → sha256 → file). With `prefetch` (a recorded profile's
+ * image paths), the tar is unpacked in memory first and put in prefetch order. The same blob (and
+ * paths) give the same bytes.
  */
-export async function convertLayerToEstargz(blob: Uint8Array, mediaType: string, file: string, signal?: AbortSignal): Promise<ConvertedLayer> {
+export async function convertLayerToEstargz(blob: Uint8Array, mediaType: string, file: string, signal?: AbortSignal, prefetch?: readonly string[]): Promise<ConvertedLayer> {
   const esgz = estargzStream(availableParallelism());
   const out = hashTap();
-  const unpack: Transform[] = GZIP_LAYERS.has(mediaType) ? [createGunzip()] : [];
-  const stages = [Readable.from([Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength)]), ...unpack, esgz.stream, out.stream, createWriteStream(file)];
+  const bytes = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
+  const gzipped = GZIP_LAYERS.has(mediaType);
+  let source: Buffer[] = [bytes];
+  let unpack: Transform[] = gzipped ? [createGunzip()] : [];
+  if (prefetch && prefetch.length > 0) {
+    source = prefetchTarOrder(gzipped ? await gunzipAsync(bytes) : bytes, prefetch);
+    unpack = [];
+  }
+  const stages = [Readable.from(source), ...unpack, esgz.stream, out.stream, createWriteStream(file)];
   await pipeline(stages as unknown as NodeJS.ReadWriteStream[], signal ? { signal } : {});
   const { diffId, tocDigest, uncompressedSize } = esgz.result();
   return {

@@ -80,7 +80,7 @@ export function estargzFooter(tocOffset: number): Buffer {
 }
 
 /** A ustar header of a regular file (mode 0644, uid/gid 0, mtime 0). */
-function tarFileHeader(name: string, size: number): Buffer {
+export function tarFileHeader(name: string, size: number): Buffer {
   const h = Buffer.alloc(512);
   h.write(name, 0, 100, 'utf8');
   h.write('0000644\0', 100, 'latin1');
@@ -97,7 +97,8 @@ function tarFileHeader(name: string, size: number): Buffer {
   return h;
 }
 
-function octal(field: Buffer): number {
+/** A numeric tar header field: octal text, or GNU base-256. */
+export function octal(field: Buffer): number {
   // GNU base-256 for big numbers: high bit of the first byte set.
   if (field[0]! & 0x80) {
     let value = 0;
@@ -108,13 +109,14 @@ function octal(field: Buffer): number {
   return text === '' ? 0 : parseInt(text, 8);
 }
 
-function cString(field: Buffer): string {
+/** A NUL-terminated tar header field. */
+export function cString(field: Buffer): string {
   const end = field.indexOf(0);
   return field.subarray(0, end < 0 ? field.length : end).toString('utf8');
 }
 
 /** `key=value` records of a pax extended header. */
-function paxRecords(data: Buffer): Map<string, string> {
+export function paxRecords(data: Buffer): Map<string, string> {
   const out = new Map<string, string>();
   let at = 0;
   while (at < data.length) {

@@ -366,8 +366,9 @@ async function pushBaseLayers(run: BuildRun, push: PushTarget, base: BaseImage):
 
 /**
  * The base re-layered as eStargz, its layers in the target repository: each layer converted once
- * (the layer cache remembers the result by the base layer's digest; the registry is asked for it),
- * an eStargz layer kept as it is; the config's diff_ids follow the converted layers.
+ * (the layer cache remembers the result by the base layer's digest and the prefetch profile; the
+ * registry is asked for it), in the profile's prefetch order when there is one; an eStargz layer
+ * kept as it is; the config's diff_ids follow the converted layers.
  */
 async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Promise<{ base: BaseImage; baseLayers: PushSummary['baseLayers'] }> {
   const { client, cache } = run;
@@ -377,6 +378,8 @@ async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Pr
   const diffIds = [...((base.config['rootfs'] as { diff_ids?: string[] } | undefined)?.diff_ids ?? [])];
   const layers: OciDescriptor[] = [];
   const baseLayers: PushSummary['baseLayers'] = [];
+  // A recorded profile puts the base files the task read first too (the static order is for the env's files).
+  const profile = run.settings.prefetch.mode === 'profile' ? run.settings.prefetch.paths : undefined;
   const tmp = await mkdtemp(join(tmpdir(), 'prebuilt-oci-base-'));
   try {
     for (const [i, layer] of base.layers.entries()) {
@@ -386,13 +389,13 @@ async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Pr
         baseLayers.push({ digest: layer.digest, status });
         continue;
       }
-      const key = `sha256:${createHash('sha256').update(`estargz-base\0${layer.digest}`).digest('hex')}`;
+      const key = `sha256:${createHash('sha256').update(`estargz-base\0${layer.digest}${profile ? prefetchKey(run.settings.prefetch) : ''}`).digest('hex')}`;
       let converted = await cache.getByContent(key);
       let status: UploadBlobResult['status'] = 'exists';
       if (!converted || !(await client.headBlob(push.repo, converted.digest, signalOf(run.request))).exists) {
         const file = join(tmp, `${i}.blob`);
         const blob = await client.getBlob(baseRef, layer.digest, { ...signalOf(run.request), size: layer.size });
-        converted = await convertLayerToEstargz(blob, layer.mediaType, file, signal);
+        converted = await convertLayerToEstargz(blob, layer.mediaType, file, signal, profile);
         await cache.setByContent(key, converted);
         status = (await client.uploadBlob(push.repo, converted.digest, () => readFile(file), push.upload)).status;
         await rm(file, { force: true });

@@ -1,0 +1,90 @@
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { convertLayerToEstargz } from './estargz-base.js';
+import { readToc, landmarkOffset } from './__fixtures__/estargz-toc.js';
+import { prefetchTarOrder, tarRecords } from './tar-prefetch-order.js';
+
+const exec = promisify(execFile);
+const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
+const LONG = `usr/share/${'d'.repeat(90)}/${'f'.repeat(80)}.txt`;
+
+function tarList(tar: Buffer, ...args: string[]): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('tar', ['-t', ...args], { encoding: 'utf8', maxBuffer: 1 << 24 }, (error, stdout) => (error ? reject(error) : resolve(stdout.trim().split('\n'))));
+    child.stdin!.end(tar);
+  });
+}
+
+describe('a base layer\'s tar in prefetch order', () => {
+  let dir: string;
+  let tar: Buffer;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'prebuilt-tar-prefetch-'));
+    const root = join(dir, 'root');
+    await mkdir(join(root, 'usr/lib/x'), { recursive: true });
+    await mkdir(join(root, 'usr/share', 'd'.repeat(90)), { recursive: true });
+    await mkdir(join(root, 'etc'));
+    await writeFile(join(root, 'etc/a.conf'), 'a\n');
+    await writeFile(join(root, 'usr/lib/x/libz.so.1'), Buffer.alloc(3000, 1));
+    await writeFile(join(root, 'usr/lib/x/other'), 'other\n');
+    await writeFile(join(root, LONG), 'long\n');
+    await exec('ln', [join(root, 'usr/lib/x/libz.so.1'), join(root, 'usr/lib/x/libz-hard.so.1')]);
+    await symlink('x/libz.so.1', join(root, 'usr/lib/libz.so'));
+    await exec('tar', ['-cf', join(dir, 'layer.tar'), '--sort=name', '--owner=0', '--group=0', '-C', root, '.']);
+    tar = await readFile(join(dir, 'layer.tar'));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('reads every entry of a GNU tar (long names included) with its path cleaned and its bytes whole', () => {
+    const records = tarRecords(tar);
+    const paths = records.map((r) => r.path);
+    expect(paths).toContain(LONG);
+    expect(paths).toContain('usr/lib/x/libz.so.1');
+    expect(records.reduce((n, r) => n + r.bytes.length, 0)).toBeLessThanOrEqual(tar.length);
+    // The hard link (whichever name tar stored second) names its target.
+    const hard = records.find((r) => r.type === '1')!;
+    expect(paths).toContain(hard.linkPath);
+    expect(records.find((r) => r.path === 'usr/lib/libz.so')).toMatchObject({ type: '2', linkPath: 'x/libz.so.1' });
+  });
+
+  it('puts the named entries first (parents first, a hard link after its target), then the landmark, then the rest in their order; the tar stays valid and extracts to the same files', async () => {
+    const hard = tarRecords(tar).find((r) => r.type === '1')!;
+    const ordered = Buffer.concat(prefetchTarOrder(tar, [`/${LONG}`, `/${hard.path}`, '/not/in/this/layer']));
+    const names = (await tarList(ordered)).map((n) => n.replace(/^\.\//, '').replace(/\/$/, ''));
+    const landmark = names.indexOf('.prefetch.landmark');
+    expect(names.slice(0, landmark)).toEqual(['usr', 'usr/share', `usr/share/${'d'.repeat(90)}`, LONG, 'usr/lib', 'usr/lib/x', hard.linkPath, hard.path]);
+    const before = (await tarList(tar)).map((n) => n.replace(/^\.\//, '').replace(/\/$/, ''));
+    expect(names.slice(landmark + 1)).toEqual(before.filter((n) => !names.slice(0, landmark).includes(n)));
+    const out = join(dir, 'out');
+    await mkdir(out);
+    await new Promise<void>((resolve, reject) => execFile('tar', ['-x', '-C', out], (e) => (e ? reject(e) : resolve())).stdin!.end(ordered));
+    expect(await readFile(join(out, LONG), 'utf8')).toBe('long\n');
+    expect((await exec('stat', ['-c', '%h', join(out, 'usr/lib/x/libz.so.1')])).stdout.trim()).toBe('2');
+    expect((await readFile(join(out, '.prefetch.landmark')))[0]).toBe(0x0f);
+    // Deterministic; none of the paths in the layer: the no-prefetch landmark.
+    expect(Buffer.concat(prefetchTarOrder(tar, [`/${LONG}`, `/${hard.path}`])).equals(ordered)).toBe(true);
+    expect(await tarList(Buffer.concat(prefetchTarOrder(tar, ['/elsewhere'])))).toContain('.no.prefetch.landmark');
+  });
+
+  it('a converted base layer with a profile: the profile\'s files before the TOC\'s landmark, the rest after; reproducible; without a profile, no landmark', async () => {
+    await exec('gzip', ['-kf', join(dir, 'layer.tar')]);
+    const blob = await readFile(join(dir, 'layer.tar.gz'));
+    const converted = await convertLayerToEstargz(blob, GZIP, join(dir, 'p.blob'), undefined, ['/etc/a.conf']);
+    const out = await readFile(join(dir, 'p.blob'));
+    const { entries } = readToc(out);
+    const landmark = landmarkOffset(entries)!;
+    const conf = entries.find((e) => e.name.replace(/^\.\//, '') === 'etc/a.conf')!;
+    const other = entries.find((e) => e.name.replace(/^\.\//, '') === 'usr/lib/x/other')!;
+    expect(conf.offset!).toBeLessThan(landmark);
+    expect(other.offset!).toBeGreaterThan(landmark);
+    expect(gunzipSync(out).length).toBe(Number(converted.annotations['io.containers.estargz.uncompressed-size']));
+    expect((await convertLayerToEstargz(blob, GZIP, join(dir, 'p2.blob'), undefined, ['/etc/a.conf'])).digest).toBe(converted.digest);
+    await convertLayerToEstargz(blob, GZIP, join(dir, 'plain.blob'));
+    expect(landmarkOffset(readToc(await readFile(join(dir, 'plain.blob'))).entries)).toBeUndefined();
+  });
+});

@@ -1,0 +1,98 @@
+import { cString, octal, paxRecords, tarFileHeader } from './estargz.js';
+import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from './estargz-prefetch.js';
+import { parentDirs } from './layer.js';
+
+/**
+ * An existing layer's tar (a base image's) put in eStargz prefetch order: the entries a recorded
+ * profile names first (each after its parent directories, a hard link after its target), then the
+ * prefetch landmark, then every other entry in its original order. Entries move whole, with their
+ * pax and GNU long-name headers, so each keeps its bytes; the tar stays a valid layer of the same
+ * files. The eStargz writer then compresses it (estargz-base.ts).
+ */
+
+/** One entry of a tar as it lies in the archive: its meta headers, header, payload and padding. */
+export interface TarRecord {
+  /** The entry's path, without a leading `./` or `/` or a trailing `/`. */
+  path: string;
+  /** The ustar type flag (`0` file, `1` hard link, `5` directory, `g` a pax global header …). */
+  type: string;
+  /** A link's target, cleaned like `path`. */
+  linkPath: string;
+  bytes: Buffer;
+}
+
+const clean = (name: string): string => name.replace(/^(\.?\/)+/, '').replace(/\/+$/, '');
+const padded = (size: number): number => Math.ceil(size / 512) * 512;
+
+/** The records of an uncompressed tar, up to its end-of-archive blocks (or its end). */
+export function tarRecords(tar: Buffer): TarRecord[] {
+  const records: TarRecord[] = [];
+  let at = 0;
+  let start = 0;
+  let pax = new Map<string, string>();
+  let longName: string | undefined;
+  let longLink: string | undefined;
+  while (at + 512 <= tar.length) {
+    const h = tar.subarray(at, at + 512);
+    if (h.every((b) => b === 0)) break;
+    const type = String.fromCharCode(h[156]!);
+    const size = octal(h.subarray(124, 136));
+    const data = tar.subarray(at + 512, at + 512 + size);
+    if (type === 'x' || type === 'L' || type === 'K') {
+      if (type === 'x') for (const [k, v] of paxRecords(data)) pax.set(k, v);
+      if (type === 'L') longName = cString(data);
+      if (type === 'K') longLink = cString(data);
+      at += 512 + padded(size);
+      continue;
+    }
+    const prefix = cString(h.subarray(345, 500));
+    const name = pax.get('path') ?? longName ?? (prefix ? `${prefix}/${cString(h.subarray(0, 100))}` : cString(h.subarray(0, 100)));
+    const link = pax.get('linkpath') ?? longLink ?? cString(h.subarray(157, 257));
+    const realSize = type === 'g' || !pax.has('size') ? size : Number(pax.get('size'));
+    at += 512 + padded(realSize);
+    records.push({ path: clean(name), type, linkPath: clean(link), bytes: tar.subarray(start, at) });
+    start = at;
+    pax = new Map();
+    longName = undefined;
+    longLink = undefined;
+  }
+  return records;
+}
+
+/** The 1-byte landmark file's record (mode 0644, owner root, mtime 0). */
+function landmarkRecord(name: string): Buffer {
+  const payload = Buffer.alloc(512);
+  payload[0] = 0x0f;
+  return Buffer.concat([tarFileHeader(name, 1), payload]);
+}
+
+/**
+ * The tar's bytes in prefetch order for the profile's `paths` (image paths, with or without the
+ * leading `/`; paths the tar lacks are ignored): pax global headers, the named entries, the
+ * landmark (`.no.prefetch.landmark` when the tar has none of them), the rest, the end-of-archive
+ * blocks. The same tar and paths give the same bytes.
+ */
+export function prefetchTarOrder(tar: Buffer, paths: readonly string[]): Buffer[] {
+  const records = tarRecords(tar);
+  const byPath = new Map<string, number>();
+  records.forEach((r, i) => byPath.set(r.path, i));
+  const moved = new Set<number>();
+  const first: number[] = [];
+  const move = (i: number | undefined): void => {
+    if (i === undefined || moved.has(i)) return;
+    const record = records[i]!;
+    if (record.type === 'g') return;
+    moved.add(i);
+    for (const dir of parentDirs(record.path)) {
+      const d = byPath.get(dir);
+      if (d !== undefined && records[d]!.type === '5') move(d);
+    }
+    if (record.type === '1') move(byPath.get(record.linkPath));
+    first.push(i);
+  };
+  for (const path of paths) move(byPath.get(clean(path)));
+  const landmark = first.some((i) => records[i]!.type !== '5') ? PREFETCH_LANDMARK : NO_PREFETCH_LANDMARK;
+  const globals = records.filter((r) => r.type === 'g').map((r) => r.bytes);
+  const rest = records.filter((r, i) => r.type !== 'g' && !moved.has(i)).map((r) => r.bytes);
+  return [...globals, ...first.map((i) => records[i]!.bytes), landmarkRecord(landmark), ...rest, Buffer.alloc(1024)];
+}
