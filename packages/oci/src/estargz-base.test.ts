@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, RegistryClient } from '@prebuilt/core/backend';
 import { checkConvertibleBase, convertLayerToEstargz } from './estargz-base.js';
 import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
-import { readToc } from './__fixtures__/estargz-toc.js';
+import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
 import { have, stargzMissing, startStargzNode, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { startCountingProxy, type CountingProxy } from './__fixtures__/counting-proxy.js';
 import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
@@ -162,5 +162,58 @@ describe.skipIf(missing !== undefined)(title('oci build service: the base re-lay
       expect(proxy!.blobBytes.get(base.digest) ?? 0).toBeLessThan(base.size / 2);
       await have('ctr-remote', ['-a', node!.socket, 'images', 'rm', proxied]);
     }, 600_000);
+  });
+
+  describe('with a recorded prefetch profile', () => {
+    let profiled: string;
+    let baseLayer: Manifest['layers'][number];
+    let toc: ReturnType<typeof readToc>['entries'];
+    beforeAll(async () => {
+      await writeFile(join(work, 'profile.txt'), '# recorded\n/opt/hello.txt\n/usr/lib/os-release\n/etc/shadow\n');
+      profiled = tag.replace(/:a$/, ':profiled');
+      const env = { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1', METAFLOW_PREBUILT_OCI_PREFETCH: join(work, 'profile.txt') };
+      const result = await createOciBuildService({ env, layerCacheDir: join(work, 'cache') }).buildAndPush({ dockerfile: `FROM ${pinnedBase()!}\nCOPY hello.txt /opt/hello.txt\n`, contextDir: work, imageTag: profiled, platform: 'linux/amd64' });
+      if (!result.ok) throw new Error(`build failed: ${result.reason}`);
+      baseLayer = ((await client.getManifest(profiled)).manifest as Manifest).layers[0]!;
+      toc = readToc(Buffer.from(await client.getBlob(profiled, baseLayer.digest, { size: baseLayer.size }))).entries;
+    }, 300_000);
+
+    it('the base layer is converted again, in prefetch order: the profile\'s base files before its landmark, the others after', async () => {
+      const plain = ((await client.getManifest(tag)).manifest as Manifest).layers[0]!;
+      expect(baseLayer.digest).not.toBe(plain.digest);
+      const offset = (name: string): number => toc.find((e) => e.name.replace(/^\.?\//, '') === name && e.type === 'reg')!.offset!;
+      const landmark = landmarkOffset(toc)!;
+      expect(offset('usr/lib/os-release')).toBeLessThan(landmark);
+      expect(offset('etc/shadow')).toBeLessThan(landmark);
+      expect(offset('etc/passwd')).toBeGreaterThan(landmark);
+    });
+
+    describe.skipIf(stargzReason !== undefined)(title('an empty node with prefetch on', stargzReason), () => {
+      let node: PrivateContainerd | undefined;
+      let proxy: CountingProxy | undefined;
+      beforeAll(async () => {
+        proxy = await startCountingProxy(services.registries!.plain.host);
+        node = await startStargzNode('prefetch_timeout_sec = 30\nno_background_fetch = true\nno_prometheus = true\n');
+      }, 60_000);
+      afterAll(async () => {
+        await node?.stop();
+        await proxy?.close();
+      }, 60_000);
+
+      it('rpull + run: the base layer is prefetched by one range request from 0 past its landmark, and the profile\'s base file is not fetched on its own', async () => {
+        const proxied = profiled.replace(services.registries!.plain.host, proxy!.host);
+        await exec('ctr-remote', ['-a', node!.socket, 'images', 'rpull', '--plain-http', proxied], { timeout: 300_000 });
+        // The prefetch runs after the mount; wait for its response before the task reads (see oci-estargz.test.ts).
+        for (let i = 0; i < 600 && !(proxy!.completedRanges.get(baseLayer.digest) ?? []).some((r) => /^bytes=0-/.test(r)); i++) await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, 1000));
+        const { stdout } = await exec('ctr-remote', ['-a', node!.socket, 'run', '--rm', '--snapshotter', 'stargz', '--net-host', proxied, `prebuilt-esgz-base-pf-${process.pid}`, 'sh', '-c', 'cat /opt/hello.txt; grep -c . /usr/lib/os-release'], { timeout: 120_000 });
+        expect(stdout.trim().split('\n')[0]).toBe('hello from the env layer');
+        const landmark = landmarkOffset(toc)!;
+        const ranges = (proxy!.blobRanges.get(baseLayer.digest) ?? []).flatMap((r) => [...r.matchAll(/(\d+)-(\d+)/g)].map((m) => [Number(m[1]), Number(m[2])] as const));
+        expect(ranges.some(([start, end]) => start === 0 && end + 1 >= landmark), JSON.stringify(ranges)).toBe(true);
+        expect(ranges.filter(([start]) => start > 0 && start < landmark), 'per-file requests before the landmark').toEqual([]);
+        await have('ctr-remote', ['-a', node!.socket, 'images', 'rm', proxied]);
+      }, 600_000);
+    });
   });
 });
