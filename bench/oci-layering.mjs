@@ -39,8 +39,11 @@
  *   without a journal; the figures before round 25). See bench/node-disk.mjs.
  *   --estargz-base: the eStargz images re-layer the base as eStargz too (the oci service's
  *   METAFLOW_PREBUILT_OCI_ESTARGZ_BASE=1), and the node's base, where cached, is that converted base
- *   (the full-pull row pulls the same image). --stargz-extra: one more variant, the profile image
- *   with these lines added to the snapshotter's config (e.g. 'disable_verification = true').
+ *   (the full-pull row pulls the same image), plus one more variant: the profile image on the base
+ *   re-layered with the same profile (its files the task read first, then the landmark), the node's
+ *   cached base then being that one. --stargz-extra: one more variant, the best profile image (base
+ *   too with --estargz-base) with these lines added to the snapshotter's config (e.g.
+ *   'disable_verification = true', '[blob]\nchunk_size = 1048576').
  *
  * --pull-only (B10, bench/oci-pull.mjs): non-lazy pulls of the image as gzip and as zstd, by the
  * Docker daemon and by containerd, each with and without `unpigz` on the node, base cached and
@@ -375,8 +378,12 @@ async function lazyBench(setup) {
     ...(images.tags.profileBase ? { 'lazy + prefetch (profile, base too)': lazy(images.tags.profileBase, prefetch, images.nodeBaseProfiled) } : {}),
   };
   if (args['stargz-extra']) {
-    STARGZ_CONFIGS.extra = `${args['stargz-extra'].replace(/\\n/g, '\n')}\n${STARGZ_CONFIGS[prefetch]}`;
-    variants['lazy + prefetch (profile) + extra'] = lazy(images.tags.profile, 'extra');
+    // Top-level keys before the variant's config, tables (`[blob]` …) after it: TOML puts every key after a table header in that table.
+    const extra = args['stargz-extra'].replace(/\\n/g, '\n');
+    const table = extra.search(/^\s*\[/m);
+    STARGZ_CONFIGS.extra = table < 0 ? `${extra}\n${STARGZ_CONFIGS[prefetch]}` : `${extra.slice(0, table)}\n${STARGZ_CONFIGS[prefetch]}${extra.slice(table)}\n`;
+    const best = images.tags.profileBase ? lazy(images.tags.profileBase, 'extra', images.nodeBaseProfiled) : lazy(images.tags.profile, 'extra');
+    variants[`lazy + prefetch (profile${images.tags.profileBase ? ', base too' : ''}) + extra`] = best;
   }
   const scenarios = {};
   const states = [['a base cached', false], ['b empty node', true]].slice(args['empty-node-only'] ? 1 : 0, args['base-cached-only'] ? 1 : 2);
@@ -399,7 +406,7 @@ function lazyLines(b2lazy) {
     lines.push(`  B2 containerd (${scenario})`);
     for (const [name, f] of Object.entries(figures)) {
       const fetched = f.fetched ? `, fetched ${fmtBytes(f.fetched.median)}` : '';
-      lines.push(`    ${name.padEnd(28)} total ${fmtStats(f.total)}; pull ${fmtMs(f.pull.median)}, run ${fmtMs(f.run.median)}${fetched}; ×${ratio(f.total.median, atStart)} of env at start`);
+      lines.push(`    ${name.padEnd(36)} total ${fmtStats(f.total)}; pull ${fmtMs(f.pull.median)}, run ${fmtMs(f.run.median)}${fetched}; ×${ratio(f.total.median, atStart)} of env at start`);
     }
   }
   return lines;
