@@ -179,8 +179,8 @@ async function main_(onCleanup) {
   const host = services.registries.plain.host;
   const cacheRoot = await mkdtemp('/var/tmp/prebuilt-bench/oci-layering-cache-');
   onCleanup(() => rm(cacheRoot, { recursive: true, force: true }));
-  const build = async (env, contextDir, imageTag, cacheName, from = base) => {
-    const dockerfile = `FROM ${from}\nCOPY prefix ${PREFIX}\n`;
+  const build = async (env, contextDir, imageTag, cacheName, from = base, instructions = `COPY prefix ${PREFIX}\n`) => {
+    const dockerfile = `FROM ${from}\n${instructions}`;
     let summary;
     const t0 = performance.now();
     const result = await oci.createOciBuildService({ env, layerCacheDir: join(cacheRoot, cacheName), onPushed: (s) => (summary = s) }).buildAndPush({ dockerfile, contextDir, imageTag, platform: 'linux/amd64' });
@@ -267,14 +267,10 @@ async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoo
   const build = (env, contextDir, imageTag, cacheName) => buildFrom(env, contextDir, imageTag, cacheName, base);
   const repo = `${host}/prebuilt-bench/oci-layering-estargz-${randomBytes(4).toString('hex')}`;
   const env = (prefetch) => ({ METAFLOW_PREBUILT_OCI_LAYERS: args['lazy-layers'], METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_PREFETCH: prefetch, ...(args['estargz-base'] ? { METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' } : {}) });
-  // The base as the images carry it: re-layered as eStargz (an image of the base alone), or the base itself.
-  let nodeBase = base;
-  const empty = join(cacheRoot, 'empty-context');
-  if (args['estargz-base']) {
-    await mkdir(join(empty, 'prefix'), { recursive: true });
-    await buildFrom(env('off'), empty, `${repo}:base`, 'estargz-off', base);
-    nodeBase = `${repo}:base`;
-  }
+  // The base as the images carry it: re-layered as eStargz (an image of the base alone, no layer of its own), or the base itself.
+  const baseOnly = (prefetch, tag) => buildFrom(env(prefetch), cacheRoot, tag, `estargz-${prefetch === 'off' ? 'off' : 'profile'}`, base, 'LABEL prebuilt.bench=base\n');
+  const nodeBase = args['estargz-base'] ? `${repo}:base` : base;
+  if (args['estargz-base']) await baseOnly('off', nodeBase);
   const off = await build(env('off'), ctx, `${repo}:off`, 'estargz-off');
   await exec('docker', ['pull', `${repo}:off`], { maxBuffer: 1 << 24 });
   const recorded = await exec('docker', ['run', '--rm', '--network=host', `${repo}:off`, PY, '-c', oci.PREFETCH_RECORDER_PY, CODE], { maxBuffer: 1 << 26 });
@@ -282,10 +278,11 @@ async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoo
   const profile = join(cacheRoot, 'prefetch-profile.txt');
   await writeFile(profile, recorded.stdout);
   const statics = await build(env('static'), ctx, `${repo}:static`, 'estargz-static');
-  const profiled = await build(env(profile), ctx, `${repo}:profile`, 'estargz-profile');
-  // With an eStargz base, the profile also orders the base's layers (its files the task read first, then the landmark).
+  // `profile`: the env's layers in profile order on the base as the node has it (eStargz layers are kept as they are: the base's plain order).
+  const profiled = await buildFrom(env(profile), ctx, `${repo}:profile`, 'estargz-profile', nodeBase);
+  // With an eStargz base, `profileBase`: the base re-layered with the same profile (its files the task read first, then the landmark).
   const baseProfiled = args['estargz-base'] ? await build(env(profile), ctx, `${repo}:profile-base`, 'estargz-profile') : undefined;
-  if (baseProfiled) await buildFrom(env(profile), empty, `${repo}:base-profile`, 'estargz-profile', base);
+  if (baseProfiled) await baseOnly(profile, `${repo}:base-profile`);
   const files = recorded.stdout.split('\n').filter((l) => l.startsWith(`${PREFIX}/`));
   const bytesOf = async (paths) => (await Promise.all(paths.map((p) => exec('stat', ['-c', '%s', join(ctx, 'prefix', p.slice(PREFIX.length + 1))]).then((r) => Number(r.stdout), () => 0)))).reduce((a, b) => a + b, 0);
   const readBytes = await bytesOf(files);
