@@ -71,6 +71,20 @@ describe('a base layer\'s tar in prefetch order', () => {
     expect(await tarList(Buffer.concat(prefetchTarOrder(tar, ['/elsewhere'])))).toContain('.no.prefetch.landmark');
   });
 
+  it('a path the tar holds twice moves with both occurrences in order, so the last one still wins', async () => {
+    await writeFile(join(dir, 'second.conf'), 'second\n');
+    // The first tar's entries (without its end-of-archive blocks and padding), then a second etc/a.conf.
+    const end = tarRecords(tar).reduce((n, r) => n + r.bytes.length, 0);
+    const twice = Buffer.concat([tar.subarray(0, end), (await exec('tar', ['-cf', '-', '--transform', 's,second.conf,etc/a.conf,', '-C', dir, 'second.conf'], { encoding: 'buffer' })).stdout]);
+    const ordered = Buffer.concat(prefetchTarOrder(twice, ['/etc/a.conf']));
+    const names = (await tarList(ordered)).map((n) => n.replace(/^\.\//, '').replace(/\/$/, ''));
+    expect(names.slice(0, names.indexOf('.prefetch.landmark'))).toEqual(['etc', 'etc/a.conf', 'etc/a.conf']);
+    const out = join(dir, 'twice');
+    await mkdir(out);
+    await new Promise<void>((resolve, reject) => execFile('tar', ['-x', '-C', out], (e) => (e ? reject(e) : resolve())).stdin!.end(ordered));
+    expect(await readFile(join(out, 'etc/a.conf'), 'utf8')).toBe('second\n');
+  });
+
   it('a converted base layer with a profile: the profile\'s files before the TOC\'s landmark, the rest after; reproducible; without a profile, no landmark', async () => {
     await exec('gzip', ['-kf', join(dir, 'layer.tar')]);
     const blob = await readFile(join(dir, 'layer.tar.gz'));

@@ -74,23 +74,20 @@ function landmarkRecord(name: string): Buffer {
  */
 export function prefetchTarOrder(tar: Buffer, paths: readonly string[]): Buffer[] {
   const records = tarRecords(tar);
-  const byPath = new Map<string, number>();
-  records.forEach((r, i) => byPath.set(r.path, i));
+  // A path the tar holds more than once moves with every occurrence, in order (the last one wins on extraction).
+  const byPath = new Map<string, number[]>();
+  records.forEach((r, i) => byPath.set(r.path, [...(byPath.get(r.path) ?? []), i]));
   const moved = new Set<number>();
   const first: number[] = [];
-  const move = (i: number | undefined): void => {
-    if (i === undefined || moved.has(i)) return;
+  const move = (i: number): void => {
+    if (moved.has(i) || records[i]!.type === 'g') return;
     const record = records[i]!;
-    if (record.type === 'g') return;
     moved.add(i);
-    for (const dir of parentDirs(record.path)) {
-      const d = byPath.get(dir);
-      if (d !== undefined && records[d]!.type === '5') move(d);
-    }
-    if (record.type === '1') move(byPath.get(record.linkPath));
+    for (const dir of parentDirs(record.path)) for (const d of byPath.get(dir) ?? []) if (records[d]!.type === '5') move(d);
+    if (record.type === '1') for (const t of byPath.get(record.linkPath) ?? []) if (t < i) move(t);
     first.push(i);
   };
-  for (const path of paths) move(byPath.get(clean(path)));
+  for (const path of paths) for (const i of byPath.get(clean(path)) ?? []) move(i);
   const landmark = first.some((i) => records[i]!.type !== '5') ? PREFETCH_LANDMARK : NO_PREFETCH_LANDMARK;
   const globals = records.filter((r) => r.type === 'g').map((r) => r.bytes);
   const rest = records.filter((r, i) => r.type !== 'g' && !moved.has(i)).map((r) => r.bytes);
