@@ -25,6 +25,25 @@ const gunzipAsync = promisify(gunzip);
 const GZIP_LAYERS = new Set(['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.docker.image.rootfs.diff.tar.gzip']);
 const TAR_LAYERS = new Set(['application/vnd.oci.image.layer.v1.tar', 'application/vnd.docker.image.rootfs.diff.tar']);
 
+/**
+ * A base layer whose tar is bigger than this (2 GiB; a CUDA base can hold one) keeps its own order
+ * under a prefetch profile: reordering holds the whole tar in memory. Its files are then fetched
+ * as the node's `prefetch_size` and the task's reads ask, as without a profile.
+ */
+export const MAX_REORDERED_TAR = 2 * 1024 ** 3;
+
+/** The tar of a base layer in prefetch order, or undefined when it is over `max` bytes unpacked. */
+async function prefetchOrderedTar(bytes: Buffer, gzipped: boolean, prefetch: readonly string[], max: number): Promise<Buffer[] | undefined> {
+  let tar: Buffer;
+  try {
+    tar = gzipped ? await gunzipAsync(bytes, { maxOutputLength: max }) : bytes;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
+    throw error;
+  }
+  return tar.length > max ? undefined : prefetchTarOrder(tar, prefetch);
+}
+
 /** Whether a layer descriptor is eStargz already (it carries the TOC digest annotation). */
 export function isEstargzLayer(layer: OciDescriptor): boolean {
   return typeof layer.annotations?.[TOC_DIGEST_ANNOTATION] === 'string';
@@ -51,18 +70,20 @@ export function checkConvertibleBase(ref: string, layers: readonly OciDescriptor
 /**
  * Converts one base layer blob (gzip or plain tar) into an eStargz blob written to `file`, in one
  * streaming pass (gunzip → eStargz writer → sha256 → file). With `prefetch` (a recorded profile's
- * image paths), the tar is unpacked in memory first and put in prefetch order. The same blob (and
- * paths) give the same bytes.
+ * image paths), the tar is unpacked in memory first and put in prefetch order — unless it is over
+ * `maxReordered` bytes (MAX_REORDERED_TAR), then it keeps its own order. The same blob (and paths)
+ * give the same bytes.
  */
-export async function convertLayerToEstargz(blob: Uint8Array, mediaType: string, file: string, signal?: AbortSignal, prefetch?: readonly string[]): Promise<ConvertedLayer> {
+export async function convertLayerToEstargz(blob: Uint8Array, mediaType: string, file: string, signal?: AbortSignal, prefetch?: readonly string[], maxReordered = MAX_REORDERED_TAR): Promise<ConvertedLayer> {
   const esgz = estargzStream(availableParallelism());
   const out = hashTap();
   const bytes = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   const gzipped = GZIP_LAYERS.has(mediaType);
   let source: Buffer[] = [bytes];
   let unpack: Transform[] = gzipped ? [createGunzip()] : [];
-  if (prefetch && prefetch.length > 0) {
-    source = prefetchTarOrder(gzipped ? await gunzipAsync(bytes) : bytes, prefetch);
+  const ordered = prefetch && prefetch.length > 0 ? await prefetchOrderedTar(bytes, gzipped, prefetch, maxReordered) : undefined;
+  if (ordered) {
+    source = ordered;
     unpack = [];
   }
   const stages = [Readable.from(source), ...unpack, esgz.stream, out.stream, createWriteStream(file)];

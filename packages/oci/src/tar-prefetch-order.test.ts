@@ -101,4 +101,17 @@ describe('a base layer\'s tar in prefetch order', () => {
     await convertLayerToEstargz(blob, GZIP, join(dir, 'plain.blob'));
     expect(landmarkOffset(readToc(await readFile(join(dir, 'plain.blob'))).entries)).toBeUndefined();
   });
+
+  it('a base layer over the reordering limit keeps its own order (no landmark) instead of failing the build', async () => {
+    await exec('gzip', ['-kf', join(dir, 'layer.tar')]);
+    const blob = await readFile(join(dir, 'layer.tar.gz'));
+    const small = tar.length - 1;
+    const big = await convertLayerToEstargz(blob, GZIP, join(dir, 'big.blob'), undefined, ['/etc/a.conf'], small);
+    const plain = await convertLayerToEstargz(blob, GZIP, join(dir, 'plain2.blob'));
+    expect(landmarkOffset(readToc(await readFile(join(dir, 'big.blob'))).entries)).toBeUndefined();
+    expect(big.digest).toBe(plain.digest);
+    const tarBig = await convertLayerToEstargz(tar, 'application/vnd.oci.image.layer.v1.tar', join(dir, 'big-tar.blob'), undefined, ['/etc/a.conf'], small);
+    expect(landmarkOffset(readToc(await readFile(join(dir, 'big-tar.blob'))).entries)).toBeUndefined();
+    expect(tarBig.digest).toBe(plain.digest);
+  });
 });
