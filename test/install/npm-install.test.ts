@@ -196,7 +196,8 @@ describeWith(['registries', 'baseImage'], 'install from an npm registry as users
     expect(check.code, check.stderr).toBe(0);
     expect(check.stdout).toMatch(/build service\s+oci\s+ok\s+@prebuilt\/oci \d+\.\d+\.\d+ \(resolved from .*metaflow-prebuilt\)/);
     const build = await exec(prebuilt, ['build', 'hello_flow.py', '--json'], { cwd: project, env: buildEnv, timeoutMs: 300_000 });
-    expect(build.code, build.stderr).toBe(0);
+    // With --json the failed images' reasons are in stdout's `failures`, not in stderr.
+    expect(build.code, `${build.stderr}\n${build.stdout}`).toBe(0);
     const result = JSON.parse(build.stdout) as { failures?: unknown[]; steps: Record<string, { envId: string | null; image: string }> };
     expect(result.failures).toBeUndefined();
     expect(Object.keys(result.steps).sort()).toEqual(['end', 'fetch', 'report', 'start']);
@@ -223,7 +224,7 @@ describeWith(['registries', 'baseImage'], 'install from an npm registry as users
     expect(check.code, `${check.stdout}\n${check.stderr}`).toBe(0);
     expect(check.stdout).toMatch(/image registry\s+example\s+ok\s+prebuilt-backend-example \d+\.\d+\.\d+ \(resolved from .*metaflow-prebuilt\)/);
     const build = await exec(prebuilt, ['build', 'hello_flow.py', '--json'], { cwd: project, env: exampleEnv, timeoutMs: 300_000 });
-    expect(build.code, build.stderr).toBe(0);
+    expect(build.code, `${build.stderr}\n${build.stdout}`).toBe(0);
     const result = JSON.parse(build.stdout) as { steps: Record<string, { image: string }> };
     expect(result.steps['start']?.image).toContain(`${services.registries!.plain.host}/prebuilt-e2e/install-example-`);
   }, 400_000);
