@@ -1,4 +1,4 @@
-import { createOciRegistry, explicitCredentials, flagSetting, type ImageRegistry } from '@prebuilt/core/backend';
+import { createOciRegistry, explicitCredentials, loadBooleanSetting, type ImageRegistry } from '@prebuilt/core/backend';
 import { LOCAL_ENV, localAddresses, pullTagOf, type LocalRegistryOptions } from './local-settings.js';
 
 export { LOCAL_ENV, DEFAULT_NAMESPACE, type LocalRegistryOptions } from './local-settings.js';
@@ -26,7 +26,7 @@ export function createLocalRegistry(options: LocalRegistryOptions = {}): ImageRe
     credentials,
     env,
     dockerConfig: options.dockerConfig !== false,
-    insecure: flagSetting({ value: options.insecure, envVar: LOCAL_ENV.insecure, option: 'insecure', fallback: false, env }),
+    insecure: loadBooleanSetting({ value: options.insecure, envVar: LOCAL_ENV.insecure, option: 'insecure', default: false, env }),
     ...(options.client ? { client: options.client } : {}),
     pullTag: (pushTag) => pullTagOf(push, pull, pushTag),
     missingBaseHint: 'Push the base image there, or set the base image to one that exists.',
