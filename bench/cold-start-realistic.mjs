@@ -22,8 +22,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { alternate, cliEnv, firstLine, fmtMs, machine, median, output, ROOT, stats, timed, writeFlowProject } from './lib.mjs';
-import { REALISTIC_PACKAGES, startRealisticCorpus } from './realistic.mjs';
+import { alternate, firstLine, fmtMs, machine, median, output, readProjectLock, ROOT, stats, timed, writeFlowProject } from './lib.mjs';
+import { REALISTIC_PACKAGES, realisticCliEnv, startRealisticCorpus } from './realistic.mjs';
 
 const CODE = 'import pandas, sklearn; print("step: pandas " + pandas.__version__ + ", sklearn " + sklearn.__version__, flush=True)';
 const IMPORT_TIMER = 'import time; t = time.perf_counter(); import pandas, sklearn; print("%.3f" % (time.perf_counter() - t), flush=True)';
@@ -64,14 +64,11 @@ export async function coldStartRealistic(args, defer, { services, base, dir }) {
   for (const checkout of checkouts) {
     for (const service of ['oci', 'docker']) {
       const suffix = `${service}${checkout.label ? '-before' : ''}`;
-      const env = cliEnv({
-        server: { channelUrl: corpus.channelUrl, indexUrl: '' },
-        generated: { python: [{ record: { version: corpus.summary.python } }] },
+      const env = realisticCliEnv(corpus, {
         services,
         cacheDir: join(dir, 'cache'),
         extra: { METAFLOW_PREBUILT_BASE_IMAGE: base, METAFLOW_PREBUILT_IMAGE_NAMESPACE: `prebuilt-bench/coldstart-real-${suffix}`, METAFLOW_PREBUILT_BUILD_SERVICE: service },
       });
-      delete env.METAFLOW_PREBUILT_PYPI_INDEX_URL;
       const r = await timed(process.execPath, [join(checkout.root, 'packages/cli/bin/prebuilt.js'), 'build', 'flow.py', '--json'], { cwd: project, env });
       const step = JSON.parse(r.stdout).steps.start;
       process.stderr.write(`[b2] built ${step.image} (${service}${checkout.label}) in ${fmtMs(r.ms)}\n`);
@@ -81,8 +78,7 @@ export async function coldStartRealistic(args, defer, { services, base, dir }) {
   const images = builds.map((b) => b.image);
   defer(() => rmi(images));
 
-  const { readLockFile } = await import(join(ROOT, 'packages/core/dist/index.js'));
-  const lockFile = await readLockFile(join(project, 'flow.prebuilt.lock'));
+  const lockFile = await readProjectLock(project);
   const lock = lockFile.envs[lockFile.steps.start['linux-64']];
   const bootstrap = await bootstrapCommand({
     prefix: builds[0].python.replace(/\/bin\/python$/, ''),

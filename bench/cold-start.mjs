@@ -24,7 +24,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { alternate, benchArgs, benchDir, cliEnv, fail, firstLine, fmtStats, loadFixtures, loadServices, machine, main, output, prebuilt, ratio, ROOT, serveFixtures, stats, timed, writeFlowProject } from './lib.mjs';
+import { alternate, benchArgs, benchDir, cliEnv, fail, firstLine, fmtStats, loadFixtures, loadServices, machine, main, output, prebuilt, ratio, readProjectLock, ROOT, serveFixtures, stats, timed, writeFlowProject } from './lib.mjs';
 import { coldStartRealistic } from './cold-start-realistic.mjs';
 
 const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5182' }, env: { type: 'string', default: 'small' }, before: { type: 'string' } });
@@ -58,8 +58,7 @@ await main(async (defer) => {
   const map = JSON.parse((await prebuilt(['build', 'flow.py', '--json'], { cwd: project, env })).stdout);
   const step = map.steps.start;
   // core reads either lock format (version 1 for one platform, 2 for several) as step → platform → entry.
-  const { readLockFile } = await import(join(ROOT, 'packages/core/dist/index.js'));
-  const lockFile = await readLockFile(join(project, 'flow.prebuilt.lock'));
+  const lockFile = await readProjectLock(project);
   const lock = lockFile.envs[lockFile.steps.start['linux-64']];
   const manifest = {
     // The same absolute prefix as in the image, so prefix replacement does the same work.

@@ -168,12 +168,31 @@ export function cliEnv({ server, generated, services, cacheDir, extra = {} }) {
 }
 
 /**
- * Runs a program asynchronously and resolves to its wall time (ms), exit code and output;
+ * CPU time (ms, user + system) of this process's children that have exited and been waited for
+ * (`cutime` + `cstime` of /proc/self/stat, descendants they waited for included); null where there
+ * is no /proc. The difference around one {@link timed} run is that run's CPU when nothing else
+ * ran a child meanwhile.
+ */
+export function childCpuMs() {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After the command name: state is field 3 of stat(5), cutime 16 and cstime 17.
+    return ((Number(fields[13]) + Number(fields[14])) * 1000) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs a program asynchronously and resolves to its wall time (ms), its CPU time (`cpuMs`, see
+ * {@link childCpuMs}; at the kernel's clock-tick resolution, 10 ms), exit code and output;
  * rejects with its stderr when it exits non-zero (unless `allowFailure`).
  */
 export function timed(command, args, { cwd, env, allowFailure = false } = {}) {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
+    const cpuBefore = childCpuMs();
     const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
@@ -182,15 +201,27 @@ export function timed(command, args, { cwd, env, allowFailure = false } = {}) {
     child.on('error', reject);
     child.on('close', (code) => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const cpuAfter = childCpuMs();
+      const cpuMs = cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore;
       if (code !== 0 && !allowFailure) {
         reject(new Error(`${[command, ...args].join(' ')} exited with ${code}:\n${stderr.trim().split('\n').slice(-20).join('\n')}`));
-      } else resolve({ ms, code, stdout, stderr });
+      } else resolve({ ms, cpuMs, code, stdout, stderr });
     });
   });
 }
 
 /** `prebuilt <args>` (this checkout's CLI) with {@link timed}. */
 export const prebuilt = (args, options) => timed(process.execPath, [BIN, ...args], options);
+
+/**
+ * The lock file beside a bench project's flow.py, as core reads it (either format — version 1 for
+ * one platform, 2 for several — as step → platform → entry). Core's reader is internal (not in its
+ * public API), hence the module itself.
+ */
+export async function readProjectLock(project) {
+  const { readLockFile } = await import(join(ROOT, 'packages/core/dist/lock-file.js'));
+  return readLockFile(join(project, 'flow.prebuilt.lock'));
+}
 
 /** B1's flow (also B7's no-op redeploy): 4 distinct envs (two `@conda`, two `@pypi`) over 10 steps. */
 export const NOOP_ENVS = [

@@ -1,110 +1,171 @@
 #!/usr/bin/env node
 /**
- * B1 — no-op redeploy: a 10-step flow with 4 distinct envs whose images are all in the registry.
+ * B1 — no-op redeploy: a flow whose images are all in the registry and whose lock is present.
  *
- *   prebuilt  — `prebuilt build flow.py --json`, wall time of the CLI process: reads the lock,
- *               resolves the base image digest, HEADs the 4 tags, finds them all, writes the
- *               image map. Nothing is built or pushed.
+ *   prebuilt  — `prebuilt build flow.py --json`, wall (and CPU) time of the CLI process: reads the
+ *               flow (a python3 subprocess), reuses the lock, resolves the base image digest, HEADs
+ *               the tags, finds them all, finds their SBOMs, writes the image map. Nothing is built
+ *               or pushed. Once per build service of `--services` (the no-op path checks the
+ *               selected service before anything else: the Docker daemon is pinged, `oci` has
+ *               nothing to reach), and with `--before <checkout>` the same by that checkout's CLI.
  *   baseline  — what a user scripts without prebuilt's registry check (and what the Python
  *               reference does, since its cache never hits): for each env, one after the other,
  *               `docker build --network=host` with a warm layer cache (every step CACHED) plus
  *               `docker push` (every layer already in the registry). It uses the very Dockerfiles
  *               and materialized contexts prebuilt builds from (made beforehand by @prebuilt/conda's
- *               recipe runner and not timed, which favours the baseline).
+ *               recipe runner and not timed, which favours the baseline), and pushes to a repository
+ *               of its own (`<namespace>-baseline`, one untimed push first).
  *
- * Also measured: `prebuilt --version`, the CLI's start-up alone, as a reference line.
- * The images go to their own namespace (prebuilt-bench/noop) of the local registry.
+ * Envs (`--env`):
+ *   small      — 10 steps over 4 distinct envs (two `@conda`, two `@pypi`) of the fixture channel
+ *                and index; images built by the `docker` service (untimed).
+ *   realistic  — 10 steps over 2 distinct `@conda` envs of the realistic corpus (bench/realistic.mjs:
+ *                Debian's scientific stack as 82 conda packages): the corpus's roots (numpy, scipy,
+ *                pandas, sklearn, matplotlib, …) and a pandas + requests + boto3 env; images built
+ *                by the `oci` service (untimed; the first run takes minutes). Tags do not depend on
+ *                the build service, so every service's no-op finds the same images.
+ *
+ * Also measured: `prebuilt --version` (and the before checkout's), the CLI's start-up alone.
+ * Figures: median, min and max of the runs, wall and CPU (user + system of the process and the
+ * python3 it runs; the baseline's CPU is mostly the Docker daemon's and is not counted).
  *
  *   pnpm build && bash scripts/test-services.sh up
- *   node bench/noop-redeploy.mjs [--runs 3] [--port 5181] [--json]
+ *   node bench/noop-redeploy.mjs [--runs 3] [--env small|realistic] [--services docker,oci] [--before /path/to/checkout] [--port 5181] [--json]
  */
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { alternate, benchArgs, benchDir, cliEnv, fmtMs, fmtStats, loadServices, machine, main, NOOP_ENVS, NOOP_STEPS, output, prebuilt, ratio, ROOT, serveFixtures, stats, timed, writeFlowProject } from './lib.mjs';
+import { alternate, benchArgs, benchDir, BIN, cliEnv, fail, fmtMs, fmtStats, loadServices, machine, main, NOOP_ENVS, NOOP_STEPS, output, prebuilt, ratio, readProjectLock, ROOT, serveFixtures, stats, timed, writeFlowProject } from './lib.mjs';
+import { REALISTIC_PACKAGES, realisticCliEnv, startRealisticCorpus } from './realistic.mjs';
 
-const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5181' } });
-const NAMESPACE = 'prebuilt-bench/noop';
+const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5181' }, env: { type: 'string', default: 'small' }, services: { type: 'string' }, before: { type: 'string' } });
+if (!['small', 'realistic'].includes(args.env)) fail(`--env must be small or realistic (got ${args.env})`);
+const REALISTIC = args.env === 'realistic';
+const SERVICES = (args.services ?? (REALISTIC ? 'oci,docker' : 'docker')).split(',').map((s) => s.trim());
+for (const s of SERVICES) if (!['oci', 'docker'].includes(s)) fail(`--services: oci and/or docker (got ${s})`);
+if (args.before && !existsSync(join(args.before, 'packages/cli/dist/main.js'))) fail(`--before ${args.before}: no built checkout there (packages/cli/dist/main.js)`);
+const NAMESPACE = REALISTIC ? 'prebuilt-bench/noop-realistic' : 'prebuilt-bench/noop';
 
-const ENVS = NOOP_ENVS;
-const STEPS = NOOP_STEPS;
+const REALISTIC_ENVS = [
+  { decorator: 'conda', packages: REALISTIC_PACKAGES },
+  { decorator: 'conda', packages: { pandas: '', requests: '', boto3: '' } },
+];
+const ENVS = REALISTIC ? REALISTIC_ENVS : NOOP_ENVS;
+const STEPS = REALISTIC ? Array.from({ length: NOOP_STEPS.length }, (_, i) => REALISTIC_ENVS[i % REALISTIC_ENVS.length]) : NOOP_STEPS;
 
-await main(async (defer) => {
-  const services = loadServices();
-  const dir = await benchDir(defer, 'noop');
-  const { generated, server } = await serveFixtures(defer, dir, { port: Number(args.port) });
-  const project = await writeFlowProject(dir, 'NoopFlow', STEPS);
+/** The project, its CLI environment and the cache directory, for the chosen env. */
+async function setUp(defer, dir, services) {
   const cacheDir = join(dir, 'cache');
-  const env = cliEnv({ server, generated, services, cacheDir, extra: { METAFLOW_PREBUILT_IMAGE_NAMESPACE: NAMESPACE } });
+  const extra = { METAFLOW_PREBUILT_IMAGE_NAMESPACE: NAMESPACE };
+  if (!REALISTIC) {
+    const { generated, server } = await serveFixtures(defer, dir, { port: Number(args.port) });
+    return { project: await writeFlowProject(dir, 'NoopFlow', STEPS), env: cliEnv({ server, generated, services, cacheDir, extra }), cacheDir };
+  }
+  const corpus = await startRealisticCorpus({ port: Number(args.port), services });
+  defer(() => corpus.close());
+  const env = realisticCliEnv(corpus, { services, cacheDir, extra: { ...extra, METAFLOW_PREBUILT_BUILD_SERVICE: 'oci' } });
+  return { project: await writeFlowProject(dir, 'NoopRealisticFlow', STEPS), env, cacheDir, corpus: corpus.summary };
+}
 
-  // Untimed: lock, build and push whatever the registry lacks (nothing when an earlier run pushed them).
-  const first = await prebuilt(['build', 'flow.py', '--json'], { cwd: project, env });
-  const map = JSON.parse(first.stdout);
-  const envIds = Object.keys(map.images);
-  if (envIds.length !== ENVS.length) throw new Error(`expected ${ENVS.length} images, the build made ${envIds.length}`);
-
-  // The baseline's inputs: prebuilt's own Dockerfile and materialized context for every env.
+/** The baseline's inputs: prebuilt's own Dockerfile and materialized context for every env of `map`. */
+async function baselineBuilds(defer, { dir, project, env, cacheDir, map }) {
   const core = await import(join(ROOT, 'packages/core/dist/index.js'));
   const conda = await import(join(ROOT, 'packages/conda/dist/index.js'));
   const localRegistry = (await import(join(ROOT, 'packages/local/dist/index.js'))).default;
   const registry = await localRegistry.create({}, { env, cwd: project });
-  // core reads either lock format (version 1 for one platform, 2 for several) as step → platform → entry.
-  const lockFile = await core.readLockFile(join(project, 'flow.prebuilt.lock'));
+  const lockFile = await readProjectLock(project);
+  const { dockerPlatform } = await import(join(ROOT, 'packages/core/dist/env-model.js'));
   const runner = conda.createMaterializedRecipeRunner({ cacheDir, tempDir: dir });
   const builds = [];
-  for (const envId of envIds) {
+  for (const envId of Object.keys(map.images)) {
     const step = Object.entries(map.steps).find(([, s]) => s.envId === envId)[0];
     const lock = lockFile.envs[lockFile.steps[step]['linux-64']];
-    const base = await registry.baseImageIdentity(env.METAFLOW_PREBUILT_BASE_IMAGE, core.dockerPlatform(lock.platform));
+    const base = await registry.baseImageIdentity(env.METAFLOW_PREBUILT_BASE_IMAGE, dockerPlatform(lock.platform));
     const computed = core.computeEnvId({ lock, baseDigest: base.digest, recipe: { name: runner.name, version: runner.version } });
     if (computed !== envId) throw new Error(`the baseline context for ${envId} would be another env (${computed})`);
     const prepared = await runner.prepare({ lock, envId, prefix: core.envPrefix(envId), base });
     defer(() => prepared.dispose());
     const dockerfile = join(dir, `${envId}.Dockerfile`);
     await writeFile(dockerfile, prepared.dockerfile);
-    builds.push({ envId, tag: map.images[envId].image, dockerfile, context: prepared.contextDir });
+    // Its own repository: the baseline's image never replaces the one prebuilt found.
+    const tag = map.images[envId].image.replace(`/${NAMESPACE}:`, `/${NAMESPACE}-baseline:`);
+    builds.push({ envId, tag, dockerfile, context: prepared.contextDir });
   }
+  return builds;
+}
+
+/** A no-op `prebuilt build --json` by the CLI at `bin`; checks that every image was found. */
+async function noopBuild(bin, project, env) {
+  const r = await timed(process.execPath, [bin, 'build', 'flow.py', '--json'], { cwd: project, env });
+  const statuses = Object.values(JSON.parse(r.stdout).images).map((i) => i.status);
+  if (statuses.some((s) => s !== 'present')) throw new Error(`the no-op build (${bin}) built something: ${statuses.join(', ')}`);
+  return r;
+}
+
+await main(async (defer) => {
+  const services = loadServices();
+  const dir = await benchDir(defer, 'noop');
+  const { project, env, cacheDir, corpus } = await setUp(defer, dir, services);
+
+  // Untimed: lock, build and push whatever the registry lacks (nothing when an earlier run pushed them).
+  const first = await prebuilt(['build', 'flow.py', '--json'], { cwd: project, env });
+  const map = JSON.parse(first.stdout);
+  if (Object.keys(map.images).length !== ENVS.length) throw new Error(`expected ${ENVS.length} images, the build made ${Object.keys(map.images).length}`);
+  process.stderr.write(`[b1] images ready (${Object.values(map.images).map((i) => i.status).join(', ')}) in ${fmtMs(first.ms)}\n`);
+
+  const builds = await baselineBuilds(defer, { dir, project, env, cacheDir, map });
   const dockerBuild = (b) => timed('docker', ['build', '--network=host', '-q', '-f', b.dockerfile, '-t', b.tag, b.context]);
-  // Untimed: fills the layer cache (the timed builds then hit it on every step).
-  for (const b of builds) await dockerBuild(b);
+  // Untimed: fills the layer cache (the timed builds then hit it on every step) and the baseline's repository.
+  for (const b of builds) {
+    await dockerBuild(b);
+    await timed('docker', ['push', '-q', b.tag]);
+  }
   defer(async () => {
     for (const b of builds) await timed('docker', ['rmi', b.tag], { allowFailure: true });
   });
+  process.stderr.write('[b1] baseline contexts and layer cache ready\n');
 
-  const [prebuiltMs, baselineMs] = await alternate(
-    args.runs,
-    async () => {
-      const r = await prebuilt(['build', 'flow.py', '--json'], { cwd: project, env });
-      const statuses = Object.values(JSON.parse(r.stdout).images).map((i) => i.status);
-      if (statuses.some((s) => s !== 'present')) throw new Error(`the no-op build built something: ${statuses.join(', ')}`);
-      return r.ms;
-    },
-    async () => {
+  const checkouts = [{ label: 'prebuilt', bin: BIN }, ...(args.before ? [{ label: 'before', bin: join(args.before, 'packages/cli/bin/prebuilt.js') }] : [])];
+  const variants = checkouts.flatMap((c) => SERVICES.map((service) => ({ name: `${c.label} build, ${service}`, checkout: c.label, service, run: () => noopBuild(c.bin, project, { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: service }) })));
+  variants.push({
+    name: 'docker build + push',
+    run: async () => {
       const started = process.hrtime.bigint();
       for (const b of builds) {
         await dockerBuild(b);
         await timed('docker', ['push', '-q', b.tag]);
       }
-      return Number(process.hrtime.bigint() - started) / 1e6;
+      return { ms: Number(process.hrtime.bigint() - started) / 1e6, cpuMs: null };
     },
-  );
-  const version = [];
-  for (let i = 0; i < args.runs; i++) version.push((await prebuilt(['--version'], { cwd: project, env })).ms);
+  });
+  for (const c of checkouts) variants.push({ name: `${c.label} --version`, checkout: c.label, version: true, run: () => timed(process.execPath, [c.bin, '--version'], { cwd: project, env }) });
 
+  const samples = await alternate(args.runs, ...variants.map((v) => v.run));
+  const figures = variants.map((v, i) => ({
+    name: v.name,
+    ...(v.service ? { service: v.service } : {}),
+    ...(v.checkout ? { checkout: v.checkout } : {}),
+    wallMs: stats(samples[i].map((s) => s.ms)),
+    cpuMs: samples[i][0].cpuMs === null ? null : stats(samples[i].map((s) => s.cpuMs)),
+  }));
+  const byName = Object.fromEntries(figures.map((f) => [f.name, f]));
+  const baseline = byName['docker build + push'].wallMs.median;
   const result = {
-    benchmark: 'B1 no-op redeploy',
-    flow: { steps: STEPS.length, distinctEnvs: ENVS.length },
+    benchmark: `B1 no-op redeploy (${args.env} env)`,
+    env: args.env,
+    flow: { steps: STEPS.length, distinctEnvs: ENVS.length, ...(corpus ? { corpus } : {}) },
     runs: args.runs,
-    prebuiltBuildMs: stats(prebuiltMs),
-    dockerBuildPushMs: stats(baselineMs),
-    ratio: ratio(stats(baselineMs).median, stats(prebuiltMs).median),
-    cliStartupMs: stats(version),
+    ...(args.before ? { before: args.before } : {}),
+    variants: figures,
+    baselineOverPrebuilt: Object.fromEntries(figures.filter((f) => f.service).map((f) => [f.name, ratio(baseline, f.wallMs.median)])),
+    ...(args.before ? { afterOverBefore: Object.fromEntries(SERVICES.map((s) => [s, ratio(byName[`prebuilt build, ${s}`].wallMs.median, byName[`before build, ${s}`].wallMs.median)])) } : {}),
     machine: machine(),
   };
+  const line = (f) => `  ${f.name.padEnd(28)} ${fmtStats(f.wallMs)}${f.cpuMs ? `; CPU ${fmtMs(f.cpuMs.median)} (${fmtMs(f.cpuMs.min)}–${fmtMs(f.cpuMs.max)})` : ''}`;
   output(args, result, [
-    `B1 no-op redeploy: ${STEPS.length}-step flow, ${ENVS.length} distinct envs, every image already pushed (${args.runs} alternating runs)`,
-    `  prebuilt build (registry HEAD, nothing built):      ${fmtStats(result.prebuiltBuildMs)}`,
-    `  docker build (warm cache) + docker push, per env:   ${fmtStats(result.dockerBuildPushMs)}`,
-    `  baseline / prebuilt: ${result.ratio}x`,
-    `  reference: prebuilt --version (CLI start-up):       ${fmtStats(result.cliStartupMs)}  (${fmtMs(result.prebuiltBuildMs.median - result.cliStartupMs.median)} of the no-op build is past start-up)`,
+    `B1 no-op redeploy, ${args.env} env: ${STEPS.length}-step flow, ${ENVS.length} distinct envs, every image already pushed, lock present (${args.runs} interleaved runs)`,
+    ...figures.map(line),
+    ...Object.entries(result.baselineOverPrebuilt).map(([name, r]) => `  baseline / ${name}: ${r}x`),
+    ...Object.entries(result.afterOverBefore ?? {}).map(([s, r]) => `  after / before (${s}): ${r}x`),
   ]);
 });

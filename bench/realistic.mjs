@@ -10,7 +10,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadFixtures } from './lib.mjs';
+import { cliEnv, loadFixtures } from './lib.mjs';
 
 const STATE_DIR = process.env.PREBUILT_BENCH_DIR ?? '/var/tmp/prebuilt-bench';
 
@@ -49,4 +49,14 @@ export async function startRealisticCorpus({ port, services, log = (m) => proces
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The CLI's environment for a flow of the realistic corpus ({@link startRealisticCorpus}): {@link cliEnv}
+ * with the corpus as the only conda channel, its python as the default, and no PyPI index.
+ */
+export function realisticCliEnv(corpus, { services, cacheDir, extra = {} }) {
+  const env = cliEnv({ server: { channelUrl: corpus.channelUrl, indexUrl: '' }, generated: { python: [{ record: { version: corpus.summary.python } }] }, services, cacheDir, extra });
+  delete env.METAFLOW_PREBUILT_PYPI_INDEX_URL;
+  return env;
 }

@@ -4,7 +4,7 @@
  *
  *   node bench/run-all.mjs [--runs 3] [--only b1,b2,b3,b4,b5,b6,b7] [--env small|realistic|both] [--json]
  *
- * --env: the env of B2 and B3 — the small fixture envs (default), the realistic corpus
+ * --env: the env of B1, B2 and B3 — the small fixture envs (default), the realistic corpus
  * (bench/realistic.mjs; generated once, minutes, then cached), or both one after the other.
  *
  * Each benchmark is its own script (see bench/README.md); its report is printed as it comes, or,
@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { benchArgs, fail, fmtMachine, machine, ROOT, timed } from './lib.mjs';
 
 const BENCHMARKS = [
-  { id: 'b1', title: 'B1 no-op redeploy', script: 'noop-redeploy.mjs' },
+  { id: 'b1', title: 'B1 no-op redeploy', script: 'noop-redeploy.mjs', envs: true },
   { id: 'b2', title: 'B2 cold start', script: 'cold-start.mjs', envs: true },
   { id: 'b3', title: 'B3 incremental rebuild', script: 'oci-vs-docker.mjs', optional: true, envs: true },
   { id: 'b4', title: 'B4 parallel builds', script: 'parallel-builds.mjs' },
@@ -37,7 +37,7 @@ if (!existsSync(join(ROOT, 'packages/cli/dist/main.js'))) fail('the packages are
 const started = machine();
 const results = [];
 const failed = [];
-// B2 and B3 run once per --env; the others have one env.
+// B1, B2 and B3 run once per --env; the others have one env.
 const plan = BENCHMARKS.flatMap((b) => (b.envs ? envs.map((env) => ({ ...b, env, title: env === 'small' ? b.title : `${b.title} (${env} env)` })) : [{ ...b, env: undefined }]));
 for (const bench of plan) {
   if (only && !only.has(bench.id)) continue;

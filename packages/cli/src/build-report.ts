@@ -5,7 +5,10 @@
  */
 import { relative } from 'node:path';
 import type { BuildFailedError, DeployImage, ImageSbomRef } from '@prebuilt/core';
-import { buildFailure, buildFlow, imagesWithSboms, type BuildFlowResult, type DeployFlowResult } from './app/index.js';
+// The modules themselves, not the app barrel: a build loads none of run, gc or prepull (Kubernetes).
+import { buildFailure, buildFlow, type BuildFlowResult } from './app/build-flow.js';
+import { imagesWithSboms } from './app/build-sboms.js';
+import type { DeployFlowResult } from './app/deploy-flow.js';
 import type { CliContext } from './cli-context.js';
 import { createDeployView, formatSeconds } from './deploy-view.js';
 import { renderTable, writeJsonResult } from './output.js';

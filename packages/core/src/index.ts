@@ -55,6 +55,8 @@ export {
 } from './env-model.js';
 export { canonicalJson, stableJson, normalizeCondaName, normalizePypiName, sha256Hex, specHash } from './identity.js';
 export { requestDefaults, targetPlatforms, channelUrl, type RequestDefaultsOptions } from './request-defaults.js';
+export { DEFAULT_GLIBC, targetGlibc } from './target-glibc.js';
+export { CACHE_DIR_SETTING, prebuiltCacheDir } from './cache-dir.js';
 export { kindLabel } from './backends/builtin-backends.js';
 export { registerBackend } from './backends/backend-registry.js';
 export { resolveBackend } from './backends/resolve-backend.js';

@@ -101,7 +101,7 @@ export class DockerBuild {
     const { request, tracker, daemon } = this;
     let buildStream: Readable;
     try {
-      buildStream = (await daemon.docker.buildImage(context.tar as unknown as NodeJS.ReadableStream, options)) as Readable;
+      buildStream = (await (await daemon.client()).buildImage(context.tar as unknown as NodeJS.ReadableStream, options)) as Readable;
     } catch (error) {
       if (request.signal?.aborted) return this.cancel();
       if (isConnectionError(error)) {
@@ -144,7 +144,7 @@ export class DockerBuild {
       const pullOptions: Record<string, unknown> = { fromImage, tag, platform: request.platform };
       if (signal) pullOptions['abortSignal'] = signal;
       try {
-        const stream = (await this.daemon.docker.createImage(authConfig(request.pushCredentials) as Docker.AuthConfig, pullOptions)) as Readable;
+        const stream = (await (await this.daemon.client()).createImage(authConfig(request.pushCredentials) as Docker.AuthConfig, pullOptions)) as Readable;
         await readEvents(stream, (event) => pullTracker.handle(event));
       } catch (error) {
         if (signal?.aborted) throw cancelledError(signal, 'The Docker build');

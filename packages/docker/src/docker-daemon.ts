@@ -1,6 +1,8 @@
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
+import type { DockerOptions } from 'dockerode';
 import { ConfigError, UnreachableError, cancelledError, createLogger, errorMessage } from '@prebuilt/core/backend';
 import { dockerConnection } from './docker-host.js';
+import { engineVersion } from './engine-version.js';
 import { DOCKER_ENV, type DockerSettings } from './docker-settings.js';
 
 const debug = createLogger('docker');
@@ -31,26 +33,44 @@ export function requestProblem(error: unknown): string {
   return isConnectionError(error) ? errorMessage(error) : daemonMessage(error);
 }
 
-/** The Docker daemon a build service talks to (dockerode over DOCKER_HOST). */
+/**
+ * The Docker daemon a build service talks to (dockerode over DOCKER_HOST). dockerode (and what it
+ * loads: ssh2, gRPC, protobuf) is imported on the first build, pull or push: checking the daemon,
+ * all a deploy whose images are present does, asks for its version over HTTP without it.
+ */
 export class DockerDaemon {
-  readonly docker: Docker;
+  readonly #connection: DockerOptions;
+  #client: Promise<Docker> | undefined;
+  #docker: Docker | undefined;
 
   constructor(
     private readonly settings: Pick<DockerSettings, 'dockerHost' | 'apiVersion'>,
     env: Record<string, string | undefined>,
   ) {
     const connection = dockerConnection(settings.dockerHost, env);
-    this.docker = new Docker(settings.apiVersion ? { ...connection, version: settings.apiVersion } : connection);
+    this.#connection = settings.apiVersion ? { ...connection, version: settings.apiVersion } : connection;
+  }
+
+  /** The dockerode client, created on first use. */
+  client(): Promise<Docker> {
+    this.#client ??= import('dockerode').then(({ default: DockerClient }) => (this.#docker = new DockerClient(this.#connection)));
+    return this.#client;
+  }
+
+  /** The daemon's version (`GET /version`): plain HTTP for a socket or TCP daemon, dockerode for ssh://. */
+  async #version(signal: AbortSignal | undefined): Promise<{ Version?: string; ApiVersion?: string }> {
+    if (this.#connection.protocol === 'ssh') {
+      const docker = await this.client();
+      return (await (docker.version as (options: object) => Promise<unknown>).call(docker, signal ? { abortSignal: signal } : {})) as { Version?: string; ApiVersion?: string };
+    }
+    return engineVersion(this.#connection, signal);
   }
 
   /** The daemon answers (and speaks the configured API version); else an UnreachableError or ConfigError saying how to fix it. */
   async check(signal: AbortSignal | undefined): Promise<void> {
     const { dockerHost, apiVersion } = this.settings;
     try {
-      const version = (await (this.docker.version as (options: object) => Promise<unknown>).call(this.docker, signal ? { abortSignal: signal } : {})) as {
-        Version?: string;
-        ApiVersion?: string;
-      };
+      const version = await this.#version(signal);
       debug('Docker daemon %s (API %s)', version.Version, version.ApiVersion);
     } catch (error) {
       if (signal?.aborted) throw cancelledError(signal, 'The Docker build');
@@ -74,7 +94,7 @@ export class DockerDaemon {
   /** Removes a local image; one that is not there is fine, other failures are only logged. */
   async removeImage(tag: string, why: string): Promise<void> {
     try {
-      await this.docker.getImage(tag).remove({});
+      await (await this.client()).getImage(tag).remove({});
       debug('removed local image %s (%s)', tag, why);
     } catch (error) {
       const status = (error as DockerApiError).statusCode;
@@ -82,9 +102,9 @@ export class DockerDaemon {
     }
   }
 
-  /** Closes the daemon connections' keep-alive agent. */
+  /** Closes the daemon connections' keep-alive agent (when dockerode was used). */
   close(): void {
-    const agent = (this.docker.modem as { agent?: { destroy?: () => void } }).agent;
+    const agent = (this.#docker?.modem as { agent?: { destroy?: () => void } } | undefined)?.agent;
     agent?.destroy?.();
   }
 }

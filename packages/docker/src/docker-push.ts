@@ -60,7 +60,7 @@ async function pushOnce(build: DockerBuild, pushOptions: Record<string, unknown>
     request.log?.(build.scrub(line));
   }, settings.logTailLines);
   try {
-    const pushStream = (await build.daemon.docker.getImage(build.target.repository).push(pushOptions)) as Readable;
+    const pushStream = (await (await build.daemon.client()).getImage(build.target.repository).push(pushOptions)) as Readable;
     await readEvents(pushStream, (event) => pushTracker.handle(event));
     return { tracker: pushTracker, apiError: undefined };
   } catch (error) {

@@ -12,6 +12,11 @@ export interface HostPythonOptions {
   timeoutMs?: number;
   /** Run with `-I` (no PYTHONPATH, no user site). Default true. */
   isolated?: boolean;
+  /**
+   * Import `site` (default true). false runs with `-S`: no site-packages on the path and none of
+   * their `.pth` files run at start-up — for scripts that need only the standard library.
+   */
+  site?: boolean;
 }
 
 /** The host interpreter prebuilt runs its Python scripts with, and where that choice came from. */
@@ -40,7 +45,8 @@ export async function runPythonScript(
   log('running %s (from %s) %s %o', command, source, script, args);
   options.signal?.throwIfAborted();
   return await new Promise<string>((resolve, reject) => {
-    const child = spawn(command, [...(options.isolated === false ? [] : ['-I']), script, ...args], {
+    const flags = [...(options.isolated === false ? [] : ['-I']), ...(options.site === false ? ['-S'] : [])];
+    const child = spawn(command, [...flags, script, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...env, PYTHONDONTWRITEBYTECODE: '1', PYTHONIOENCODING: 'utf-8' },
       signal: options.signal,

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -174,6 +174,16 @@ describe.concurrent('readFlow', () => {
     expect(error.exitCode).toBe(ExitCode.usage);
     expect((await read(flow('3.11'))).steps[0]!.conda!.python).toBe('3.11');
     expect((await read(flow('"3.10"'))).steps[0]!.conda!.python).toBe('3.10');
+  });
+
+  it('runs the reader isolated and without site (-I -S: the standard library only, no .pth file runs)', async () => {
+    const argsFile = join(dir, 'python-args.txt');
+    const recorder = join(dir, 'recording-python');
+    writeFileSync(recorder, `#!/bin/sh\nprintf '%s\\n' "$@" > '${argsFile}'\nexec '${python}' "$@"\n`);
+    chmodSync(recorder, 0o755);
+    writeFileSync(join(dir, 'recorded.py'), 'from metaflow import FlowSpec, step\nclass F(FlowSpec):\n    @step\n    def start(self): pass\n');
+    expect((await readFlow('recorded.py', { cwd: dir, python: recorder })).flow).toBe('F');
+    expect(readFileSync(argsFile, 'utf8').split('\n').slice(0, 2)).toEqual(['-I', '-S']);
   });
 
   it('reports a missing interpreter as an EnvironmentError saying what to install', async () => {

@@ -130,7 +130,9 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
     });
   }
 
-  const stdout = await runPythonScript(READ_FLOW_SCRIPT, [path], options);
+  // The reader needs the standard library only (ast, json): without `site`, the interpreter's
+  // site-packages and their .pth files are not read at start-up.
+  const stdout = await runPythonScript(READ_FLOW_SCRIPT, [path], { ...options, site: false });
   let raw: RawResult;
   try {
     raw = JSON.parse(stdout) as RawResult;

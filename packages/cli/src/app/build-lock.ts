@@ -1,8 +1,7 @@
 /** The inter-process build lock of one image tag, under the cache directory. */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { acquireFileLock, diskFullError, type BuildLockHandle } from '@prebuilt/core';
-import { prebuiltCacheDir } from '@prebuilt/conda';
+import { acquireFileLock, diskFullError, prebuiltCacheDir, type BuildLockHandle } from '@prebuilt/core';
 
 /**
  * The inter-process build lock of one image tag: `<cache dir>/locks/build-<hash of tag>.lock`.

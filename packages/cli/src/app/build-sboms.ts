@@ -1,5 +1,4 @@
 import { loadBooleanSetting, pushDeploySboms, registryClientFor, sourceDateEpoch, type DeployImage, type ImageMapSbom, type ImageSbomRef, type LockedPackage } from '@prebuilt/core';
-import { lockedLicenses, PackageCache } from '@prebuilt/conda';
 import type { AppScope } from './app-scope.js';
 import { createSelectedBackend } from './backends.js';
 import type { DeployFlowResult } from './deploy-flow.js';
@@ -20,13 +19,23 @@ export async function pushBuildSboms(result: DeployFlowResult, context: AppScope
   if (!sbomsEnabled(context.env)) return new Map();
   const { backend: registry } = await createSelectedBackend('image-registry', context);
   const client = await registryClientFor(registry, { env: context.env, signal: context.signal });
-  const cache = new PackageCache({ env: context.env });
+  // The licences are read from the package files only for an SBOM to push: @prebuilt/conda (and
+  // its package cache) is loaded then, never when every image already has its SBOM.
+  type Licenses = (packages: readonly LockedPackage[]) => Promise<ReadonlyMap<string, string | undefined>>;
+  let licensesFrom: Promise<Licenses> | undefined;
+  const licenses: Licenses = async (packages) => {
+    licensesFrom ??= import('@prebuilt/conda').then(({ lockedLicenses, PackageCache }) => {
+      const cache = new PackageCache({ env: context.env });
+      return (locked) => lockedLicenses(locked, cache, { signal: context.signal });
+    });
+    return (await licensesFrom)(packages);
+  };
   return pushDeploySboms(
     {
       images: result.images,
       steps: result.lock.steps,
       client,
-      licenses: (packages: readonly LockedPackage[]) => lockedLicenses(packages, cache, { signal: context.signal }),
+      licenses,
       createdEpoch: sourceDateEpoch(context.env),
       ...(onSbom ? { onSbom } : {}),
     },

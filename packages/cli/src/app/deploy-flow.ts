@@ -4,6 +4,7 @@
  */
 import {
   checkBuildService,
+  createMaterializedRecipeRunner,
   createMicromambaRecipeRunner,
   deploy,
   InputError,
@@ -14,14 +15,16 @@ import {
   type BuildService,
   type DeployEvent,
   type DeployResult,
+  type EnvMaterializer,
   type RecipeRunner,
 } from '@prebuilt/core';
-import { createMaterializedRecipeRunner, type MaterializeResult } from '@prebuilt/conda';
+import type { EnvMaterializerOptions, MaterializeResult } from '@prebuilt/conda';
+import type { FlowEnvs } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
 import { createSelectedBackend } from './backends.js';
 import { buildLockFor } from './build-lock.js';
 import { deploySettings, type DeploySettings } from './deploy-settings.js';
-import { lockFlow, type LockFlowResult } from './lock-flow.js';
+import { lockFlow, readFlowEnvs, type LockFlowResult } from './lock-flow.js';
 
 export interface DeployFlowOptions {
   plan?: boolean;
@@ -46,18 +49,35 @@ export interface DeployFlowResult extends DeployResult {
 
 function recipeRunner(name: string, scope: AppScope, options: DeployFlowOptions): RecipeRunner {
   if (name === 'micromamba') return createMicromambaRecipeRunner();
-  return createMaterializedRecipeRunner({
-    env: scope.env,
-    // A cached package that did not match the lock (removed, downloaded again), a wait for another download: shown as notes.
-    onNote: (note) => options.onEvent?.({ type: 'note', message: note.message }),
-    ...(options.onMaterialized ? { onMaterialized: options.onMaterialized } : {}),
-  });
+  return createMaterializedRecipeRunner(
+    lazyMaterializer({
+      env: scope.env,
+      // A cached package that did not match the lock (removed, downloaded again), a wait for another download: shown as notes.
+      onNote: (note) => options.onEvent?.({ type: 'note', message: note.message }),
+      ...(options.onMaterialized ? { onMaterialized: options.onMaterialized } : {}),
+    }),
+  );
 }
 
-/** Locks the flow, reporting stalled network reads as `waiting` events. */
-function lockWithWaits(file: string, scope: AppScope, options: DeployFlowOptions): Promise<LockFlowResult> {
+/**
+ * `@prebuilt/conda`'s env materializer (what its `createMaterializedRecipeRunner` gives core's
+ * runner), created on the first env to materialize: a deploy that builds nothing never loads the
+ * materializer and its codecs. One materializer (one package cache) serves every env.
+ */
+function lazyMaterializer(options: EnvMaterializerOptions): EnvMaterializer {
+  let materializer: Promise<EnvMaterializer> | undefined;
+  return {
+    async materialize(request) {
+      materializer ??= import('@prebuilt/conda').then(({ createEnvMaterializer }) => createEnvMaterializer(options));
+      return (await materializer).materialize(request);
+    },
+  };
+}
+
+/** Locks the flow (its envs being read by `envs`), reporting stalled network reads as `waiting` events. */
+function lockWithWaits(file: string, scope: AppScope, options: DeployFlowOptions, envs: Promise<FlowEnvs>): Promise<LockFlowResult> {
   const locking = (): Promise<LockFlowResult> =>
-    lockFlow(file, scope, { ...(options.frozen ? { frozen: true } : {}), ...(options.update ? { update: true } : {}) });
+    lockFlow(file, scope, { envs, ...(options.frozen ? { frozen: true } : {}), ...(options.update ? { update: true } : {}) });
   const onEvent = options.onEvent;
   return onEvent ? withNetworkWaits((wait) => onEvent({ type: 'waiting', ...wait }), locking) : locking();
 }
@@ -80,6 +100,9 @@ function stepsToDeploy(file: string, lock: LockFlowResult, only: readonly string
 export async function deployFlow(file: string, scope: AppScope, options: DeployFlowOptions = {}): Promise<DeployFlowResult> {
   const settings = deploySettings(scope.env, options.workers !== undefined ? { workers: options.workers } : {});
   const recipeName = selectRecipeName({ env: scope.env });
+  // The flow is read by a python3 subprocess: started now, it runs while the backends are created
+  // and checked. Its errors still come after theirs (it is awaited where it was before).
+  const envs = readFlowEnvs(file, scope);
   const registry = (await createSelectedBackend('image-registry', scope)).backend;
   let buildService: BuildService | undefined;
   const getBuildService = async (): Promise<BuildService> => (buildService ??= (await createSelectedBackend('build-service', scope)).backend);
@@ -92,7 +115,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
     // turns out to be present, so an unknown or misconfigured build service never passes unnoticed.
     if (!options.plan) await checkBuildService(await getBuildService(), scope.signal);
     options.onEvent?.({ type: 'resolving', steps: 0 });
-    const lock = await lockWithWaits(file, scope, options);
+    const lock = await lockWithWaits(file, scope, options, envs);
     options.onLocked?.(lock);
     const result = await deploy({
       flow: lock.envs.flow,

@@ -1,7 +1,7 @@
 /** A flow's lock as the commands use it: read the flow, add Metaflow's pins, reuse or resolve each env. */
 import { resolve } from 'node:path';
-import { lockForFlow, lockPlatforms, targetPlatforms, type CondaPlatform, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
-import { createResolver } from '@prebuilt/conda';
+import { lockForFlow, lockPlatforms, targetGlibc, targetPlatforms, type CondaPlatform, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
+import type { Resolver } from '@prebuilt/conda';
 import { flowEnvs, metaflowPins, type FlowEnvs } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
 
@@ -12,6 +12,8 @@ export interface LockFlowOptions {
   update?: boolean;
   /** Write the lock file when it changed (default: true unless frozen). */
   write?: boolean;
+  /** The flow's envs when the caller started reading them already (see {@link readFlowEnvs}); default: read now. */
+  envs?: Promise<FlowEnvs>;
 }
 
 export interface LockFlowResult extends LockForFlowResult {
@@ -26,21 +28,25 @@ export interface LockFlowResult extends LockForFlowResult {
  * (each unique env once). `frozen`: an unlocked step or a corrupt/stale lock is an InputError (exit 2).
  */
 export async function lockFlow(file: string, scope: Omit<AppScope, 'cliDir'>, options: LockFlowOptions = {}): Promise<LockFlowResult> {
-  const envs = await flowEnvs(file, { env: scope.env, cwd: scope.cwd, signal: scope.signal });
+  const envs = await (options.envs ?? readFlowEnvs(file, scope));
   // METAFLOW_PREBUILT_PLATFORM when set; otherwise the lock keeps the platforms it was made for.
   const platforms = scope.env.METAFLOW_PREBUILT_PLATFORM?.trim() ? targetPlatforms({ env: scope.env }) : undefined;
   const steps: Record<string, StepToLock> = {};
   for (const step of envs.steps) {
     steps[step.step] = step.request === null ? null : { request: step.request, pins: metaflowPins(step, { env: scope.env }) };
   }
-  const resolver = createResolver({ env: scope.env, signal: scope.signal, ...(options.update ? { refresh: true } : {}) });
+  // The resolver (and @prebuilt/conda with it) is loaded only when the lock lacks an env: a
+  // redeploy whose every env is locked never loads it.
+  let resolver: Promise<Resolver> | undefined;
+  const resolverFor = (): Promise<Resolver> =>
+    (resolver ??= import('@prebuilt/conda').then(({ createResolver }) => createResolver({ env: scope.env, signal: scope.signal, ...(options.update ? { refresh: true } : {}) })));
   try {
     const result = await lockForFlow({
       flowFile: resolve(scope.cwd, file),
       steps,
       ...(platforms ? { platforms } : {}),
-      glibc: resolver.glibc,
-      resolve: (toResolve) => resolver.resolve(toResolve),
+      glibc: targetGlibc(scope.env),
+      resolve: async (toResolve) => (await resolverFor()).resolve(toResolve),
       ...(options.frozen ? { frozen: true } : {}),
       ...(options.update ? { update: true } : {}),
       ...(options.write !== undefined ? { write: options.write } : {}),
@@ -48,6 +54,18 @@ export async function lockFlow(file: string, scope: Omit<AppScope, 'cliDir'>, op
     const locked = lockPlatforms(result.lock);
     return { ...result, envs, platforms: locked.length > 0 ? locked : (platforms ?? targetPlatforms({ env: scope.env })) };
   } finally {
-    await resolver.close();
+    await (await resolver?.catch(() => undefined))?.close();
   }
+}
+
+/**
+ * Starts reading the flow's envs (the flow file, read by a python3 subprocess): a caller that has
+ * other work before locking (creating backends, checking the build service) starts it first and
+ * hands the promise to {@link lockFlow}, so the subprocess runs meanwhile. A rejection is held
+ * until lockFlow awaits it.
+ */
+export function readFlowEnvs(file: string, scope: Omit<AppScope, 'cliDir'>): Promise<FlowEnvs> {
+  const reading = flowEnvs(file, { env: scope.env, cwd: scope.cwd, signal: scope.signal });
+  reading.catch(() => {});
+  return reading;
 }

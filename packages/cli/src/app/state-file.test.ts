@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +26,21 @@ describe('the state file (a flow\'s image map)', () => {
     expect(await readImageMap(path, { shown: 'images.json', hint })).toBeUndefined();
     await writeImageMap(path, map);
     expect(await readImageMap(path, { shown: 'images.json', hint })).toEqual(map);
+  });
+
+  it('a redeploy that changed nothing leaves the file as it is (no write); a changed map replaces it', async () => {
+    const path = join(dir, 'same', 'images.json');
+    await writeImageMap(path, map);
+    const old = new Date('2020-01-01T00:00:00Z');
+    await utimes(path, old, old);
+    const before = await stat(path);
+    await writeImageMap(path, { ...map });
+    const after = await stat(path);
+    expect([after.ino, after.mtimeMs]).toEqual([before.ino, old.getTime()]);
+    const changed: ImageMap = { ...map, flow: 'G' };
+    await writeImageMap(path, changed);
+    expect((await stat(path)).ino).not.toBe(before.ino);
+    expect(JSON.parse(await readFile(path, 'utf8'))).toEqual(changed);
   });
 
   it('a file that is not JSON, not an object or has no steps is an InputError (exit 2) naming it, with the hint', async () => {

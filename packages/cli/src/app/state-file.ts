@@ -10,8 +10,15 @@ export function stateFilePath(flowFile: string, flowName: string, env: Record<st
   return join(dirname(resolve(cwd, flowFile)), '.prebuilt', flowName, 'images.json');
 }
 
+/**
+ * Writes the image map atomically; a file that already holds these very bytes (a redeploy that
+ * changed nothing) is left as it is, without a write and its flush to disk.
+ */
 export async function writeImageMap(path: string, map: ImageMap): Promise<void> {
-  await writeFileAtomic(path, `${JSON.stringify(map, null, 2)}\n`, { setting: 'METAFLOW_PREBUILT_STATE_FILE' });
+  const text = `${JSON.stringify(map, null, 2)}\n`;
+  const current = await readFile(path, 'utf8').catch(() => undefined);
+  if (current === text) return;
+  await writeFileAtomic(path, text, { setting: 'METAFLOW_PREBUILT_STATE_FILE' });
 }
 
 /**

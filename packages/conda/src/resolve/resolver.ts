@@ -7,13 +7,13 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   canonicalJson,
-  ConfigError,
   createLogger,
   loadBooleanSetting,
   normalizeCondaName,
   normalizePypiName,
   sha256Hex,
   specHash,
+  targetGlibc,
   type EnvPins,
   type EnvRequest,
   type EnvResolver,
@@ -38,8 +38,8 @@ const log = createLogger('conda:resolve');
 /** Version of the cached solve format and of the resolution rules; bump to invalidate caches. */
 export const RESOLVER_VERSION = 1;
 
-/** glibc assumed for the target when METAFLOW_PREBUILT_GLIBC_VERSION is not set. */
-export const DEFAULT_GLIBC = '2.28';
+/** glibc assumed for the target when METAFLOW_PREBUILT_GLIBC_VERSION is not set (core's, as the lock needs it). */
+export { DEFAULT_GLIBC } from '@prebuilt/core';
 /** Kernel version reported to the solver as `__linux`. */
 export const DEFAULT_LINUX = '4.18';
 
@@ -115,7 +115,7 @@ function validCachedEnv(value: unknown, hash: string): value is LockedEnv {
 
 export function createResolver(options: ResolverOptions = {}): Resolver {
   const env = options.env ?? process.env;
-  const glibc = targetGlibc(options, env);
+  const glibc = targetGlibc(env, options.glibc);
   const cacheDir = options.cacheDir === false ? undefined : (options.cacheDir ?? prebuiltCacheDir(env));
   const credentials = options.credentials ?? urlCredentialsFromEnv(env);
   const timeouts = networkTimeouts({ env });
@@ -167,18 +167,6 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
       server = undefined;
     },
   };
-}
-
-/** The glibc of the target: the option, else METAFLOW_PREBUILT_GLIBC_VERSION, else {@link DEFAULT_GLIBC}. */
-function targetGlibc(options: ResolverOptions, env: Record<string, string | undefined>): string {
-  const glibc = options.glibc ?? (env.METAFLOW_PREBUILT_GLIBC_VERSION?.trim() || DEFAULT_GLIBC);
-  if (!/^\d+\.\d+(\.\d+)?$/.test(glibc)) {
-    throw new ConfigError(`METAFLOW_PREBUILT_GLIBC_VERSION is '${glibc}', not a glibc version like 2.28.`, {
-      setting: 'METAFLOW_PREBUILT_GLIBC_VERSION',
-      hint: 'Set METAFLOW_PREBUILT_GLIBC_VERSION to the glibc of the target images, e.g. 2.28, or unset it.',
-    });
-  }
-  return glibc;
 }
 
 function pipOptionsFor(options: ResolverOptions, env: Record<string, string | undefined>, credentials: UrlCredentials, timeouts: PipOptions['timeouts']): PipOptions {

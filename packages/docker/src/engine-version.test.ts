@@ -1,0 +1,73 @@
+import { createServer, type Server } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, UnreachableError } from '@prebuilt/core/backend';
+import { DockerDaemon } from './docker-daemon.js';
+import { dockerConnection } from './docker-host.js';
+import { engineVersion, type EngineRequestError } from './engine-version.js';
+import { testServices } from './__fixtures__/services.js';
+
+// A FAKE Docker daemon on a unix socket: answers GET /version, refuses API versions above 1.41 as dockerd does.
+let dir: string;
+let socketPath: string;
+let fake: Server;
+const seen: string[] = [];
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'prebuilt-engine-version-'));
+  socketPath = join(dir, 'fake-docker.sock');
+  fake = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    const version = /^\/v(\d+\.\d+)\/version$/.exec(req.url ?? '')?.[1];
+    if (version !== undefined && Number(version) > 1.41) {
+      res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ message: `client version ${version} is too new. Maximum supported API version is 1.41` }));
+    } else if (req.url === '/version' || version !== undefined) {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ Version: '20.10.24-fake', ApiVersion: '1.41' }));
+    } else res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ message: 'page not found' }));
+  });
+  await new Promise<void>((resolve) => fake.listen(socketPath, resolve));
+});
+afterAll(async () => {
+  await new Promise((resolve) => fake.close(resolve));
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('engineVersion (fake daemon on a unix socket)', () => {
+  it('asks GET /version, or /v1.41/version with an API version', async () => {
+    expect(await engineVersion({ socketPath })).toEqual({ Version: '20.10.24-fake', ApiVersion: '1.41' });
+    expect(await engineVersion({ socketPath, version: 'v1.41' })).toMatchObject({ Version: '20.10.24-fake' });
+    expect(seen.slice(-2)).toEqual(['GET /version', 'GET /v1.41/version']);
+  });
+
+  it('a refused request carries the status and the daemon\'s JSON, as dockerode\'s errors do; a dead socket has no status', async () => {
+    const refused = (await engineVersion({ socketPath, version: 'v1.99' }).catch((e: unknown) => e)) as EngineRequestError;
+    expect(refused.statusCode).toBe(400);
+    expect(refused.message).toMatch(/^\(HTTP code 400\) Bad Request - client version 1\.99 is too new/);
+    const dead = (await engineVersion({ socketPath: join(dir, 'none.sock') }).catch((e: unknown) => e)) as EngineRequestError;
+    expect(dead).toBeInstanceOf(Error);
+    expect(dead.statusCode).toBeUndefined();
+  });
+
+  it('the daemon check turns them into ConfigError (API version refused) and UnreachableError (nothing answers)', async () => {
+    await new DockerDaemon({ dockerHost: `unix://${socketPath}`, apiVersion: undefined }, {}).check(undefined);
+    const tooNew = await new DockerDaemon({ dockerHost: `unix://${socketPath}`, apiVersion: 'v1.99' }, {}).check(undefined).catch((e: unknown) => e);
+    expect(tooNew).toBeInstanceOf(ConfigError);
+    expect((tooNew as ConfigError).message).toContain('refused API version 1.99: client version 1.99 is too new');
+    const none = await new DockerDaemon({ dockerHost: `unix://${join(dir, 'none.sock')}`, apiVersion: undefined }, {}).check(undefined).catch((e: unknown) => e);
+    expect(none).toBeInstanceOf(UnreachableError);
+    expect((none as UnreachableError).message).toContain(`The Docker daemon at unix://${join(dir, 'none.sock')} cannot be reached`);
+  });
+});
+
+const services = testServices();
+describe.skipIf(!services.dockerHost)(services.dockerHost ? 'engineVersion against the real daemon' : 'engineVersion against the real daemon (skipped: no Docker daemon; run scripts/test-services.sh up)', () => {
+  it('answers what dockerode reads from the same daemon', async () => {
+    const connection = dockerConnection(services.dockerHost!, {});
+    const ours = await engineVersion(connection);
+    const theirs = (await new Docker(connection).version()) as { Version?: string; ApiVersion?: string };
+    expect(ours.Version).toBe(theirs.Version);
+    expect(ours.ApiVersion).toBe(theirs.ApiVersion);
+  });
+});
