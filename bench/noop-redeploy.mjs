@@ -25,7 +25,9 @@
  *                by the `oci` service (untimed; the first run takes minutes). Tags do not depend on
  *                the build service, so every service's no-op finds the same images.
  *
- * Also measured: `prebuilt --version` (and the before checkout's), the CLI's start-up alone.
+ * Also measured: `prebuilt --version` (and the before checkout's), the CLI's start-up alone; and,
+ * when `python3` on PATH is a version manager's shim (a script, e.g. pyenv's), the build with
+ * METAFLOW_PREBUILT_PYTHON set to the interpreter behind it ("direct python"), for reference.
  * Figures: median, min and max of the runs, wall and CPU (user + system of the process and the
  * python3 it runs; the baseline's CPU is mostly the Docker daemon's and is not counted).
  *
@@ -33,7 +35,7 @@
  *   node bench/noop-redeploy.mjs [--runs 3] [--env small|realistic] [--services docker,oci] [--before /path/to/checkout] [--port 5181] [--json]
  */
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { alternate, benchArgs, benchDir, BIN, cliEnv, fail, fmtMs, fmtStats, loadServices, machine, main, NOOP_ENVS, NOOP_STEPS, output, prebuilt, ratio, readProjectLock, ROOT, serveFixtures, stats, timed, writeFlowProject } from './lib.mjs';
 import { REALISTIC_PACKAGES, realisticCliEnv, startRealisticCorpus } from './realistic.mjs';
@@ -102,6 +104,16 @@ async function noopBuild(bin, project, env) {
   return r;
 }
 
+/** The interpreter `python3` on PATH runs, when `python3` is a script (a version manager's shim); else undefined. */
+async function pythonBehindShim() {
+  const which = await timed('sh', ['-c', 'command -v python3'], { allowFailure: true });
+  if (which.code !== 0) return undefined;
+  const onPath = which.stdout.trim();
+  const head = await readFile(onPath).then((b) => b.subarray(0, 2).toString('latin1'), () => '');
+  if (head !== '#!') return undefined;
+  return (await timed('python3', ['-c', 'import sys; print(sys.executable)'])).stdout.trim();
+}
+
 await main(async (defer) => {
   const services = loadServices();
   const dir = await benchDir(defer, 'noop');
@@ -127,6 +139,10 @@ await main(async (defer) => {
 
   const checkouts = [{ label: 'prebuilt', bin: BIN }, ...(args.before ? [{ label: 'before', bin: join(args.before, 'packages/cli/bin/prebuilt.js') }] : [])];
   const variants = checkouts.flatMap((c) => SERVICES.map((service) => ({ name: `${c.label} build, ${service}`, checkout: c.label, service, run: () => noopBuild(c.bin, project, { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: service }) })));
+  // Reference: when `python3` on PATH is a version manager's shim (pyenv, asdf: a script that picks
+  // the interpreter, itself several processes), the same build with the interpreter it runs.
+  const direct = await pythonBehindShim();
+  if (direct) variants.push({ name: `prebuilt build, ${SERVICES[0]}, direct python`, checkout: 'prebuilt', service: SERVICES[0], run: () => noopBuild(BIN, project, { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: SERVICES[0], METAFLOW_PREBUILT_PYTHON: direct }) });
   variants.push({
     name: 'docker build + push',
     run: async () => {
@@ -156,6 +172,7 @@ await main(async (defer) => {
     flow: { steps: STEPS.length, distinctEnvs: ENVS.length, ...(corpus ? { corpus } : {}) },
     runs: args.runs,
     ...(args.before ? { before: args.before } : {}),
+    ...(direct ? { pythonBehindShim: direct } : {}),
     variants: figures,
     baselineOverPrebuilt: Object.fromEntries(figures.filter((f) => f.service).map((f) => [f.name, ratio(baseline, f.wallMs.median)])),
     ...(args.before ? { afterOverBefore: Object.fromEntries(SERVICES.map((s) => [s, ratio(byName[`prebuilt build, ${s}`].wallMs.median, byName[`before build, ${s}`].wallMs.median)])) } : {}),
@@ -167,5 +184,6 @@ await main(async (defer) => {
     ...figures.map(line),
     ...Object.entries(result.baselineOverPrebuilt).map(([name, r]) => `  baseline / ${name}: ${r}x`),
     ...Object.entries(result.afterOverBefore ?? {}).map(([s, r]) => `  after / before (${s}): ${r}x`),
+    ...(direct ? [`  (python3 on PATH is a shim; "direct python" runs ${direct} instead)`] : []),
   ]);
 });
