@@ -53,6 +53,7 @@ export {
   type ResolvedWith,
   type EnvToResolve,
 } from './env-model.js';
+export { dockerPlatform } from './env-model.js';
 export { canonicalJson, stableJson, normalizeCondaName, normalizePypiName, sha256Hex, specHash } from './identity.js';
 export { requestDefaults, targetPlatforms, channelUrl, type RequestDefaultsOptions } from './request-defaults.js';
 export { DEFAULT_GLIBC, targetGlibc } from './target-glibc.js';

@@ -7,21 +7,25 @@ import {
   createMaterializedRecipeRunner,
   createMicromambaRecipeRunner,
   deploy,
+  dockerPlatform,
   InputError,
   selectedBackendNames,
   selectRecipeName,
   sweepStaleRunTempDirs,
+  targetPlatforms,
   withNetworkWaits,
   type BuildService,
   type DeployEvent,
   type DeployResult,
   type EnvMaterializer,
+  type ImageRegistry,
   type RecipeRunner,
 } from '@prebuilt/core';
 import type { EnvMaterializerOptions, MaterializeResult } from '@prebuilt/conda';
 import type { FlowEnvs } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
 import { createSelectedBackend } from './backends.js';
+import { askBaseImageAhead, type BaseImageAhead } from './base-image-ahead.js';
 import { buildLockFor } from './build-lock.js';
 import { deploySettings, type DeploySettings } from './deploy-settings.js';
 import { lockFlow, readFlowEnvs, type LockFlowResult } from './lock-flow.js';
@@ -104,6 +108,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
   // and checked. Its errors still come after theirs (it is awaited where it was before).
   const envs = readFlowEnvs(file, scope);
   const registry = (await createSelectedBackend('image-registry', scope)).backend;
+  let ahead: BaseImageAhead | undefined;
   let buildService: BuildService | undefined;
   const getBuildService = async (): Promise<BuildService> => (buildService ??= (await createSelectedBackend('build-service', scope)).backend);
   const recipe = recipeRunner(recipeName, scope, options);
@@ -114,6 +119,8 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
     // checked (daemon reachable, settings complete) before the flow is locked, even when every image
     // turns out to be present, so an unknown or misconfigured build service never passes unnoticed.
     if (!options.plan) await checkBuildService(await getBuildService(), scope.signal);
+    // Nothing reaches the registry before the build service is checked; then, while the flow is still read, its base image.
+    ahead = baseImageAhead(registry, settings.baseImage, scope);
     options.onEvent?.({ type: 'resolving', steps: 0 });
     const lock = await lockWithWaits(file, scope, options, envs);
     options.onLocked?.(lock);
@@ -121,7 +128,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
       flow: lock.envs.flow,
       steps: stepsToDeploy(file, lock, options.steps),
       lock: async () => lock.steps,
-      registry,
+      registry: ahead?.registry ?? registry,
       ...(options.plan ? {} : { buildService: getBuildService, buildLock: buildLockFor(scope.env) }),
       recipe,
       baseImage: settings.baseImage,
@@ -136,7 +143,23 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
     const buildServiceName = options.plan ? null : (buildService?.name ?? selectedBackendNames(scope.env).buildService.name);
     return { ...result, lock, settings, recipe: recipeName, registry: registry.name, buildService: buildServiceName };
   } finally {
+    ahead?.stop();
     await buildService?.close?.();
     await registry.close?.();
   }
+}
+
+/**
+ * The base image's digest asked for while the flow is read (base-image-ahead.ts), on the first
+ * target platform (METAFLOW_PREBUILT_PLATFORM, else linux-64: most locks have that one); none when
+ * that setting is invalid — locking reports it, as before.
+ */
+function baseImageAhead(registry: ImageRegistry, baseImage: string, scope: AppScope): BaseImageAhead | undefined {
+  let platform: string;
+  try {
+    platform = dockerPlatform(targetPlatforms({ env: scope.env })[0]!);
+  } catch {
+    return undefined;
+  }
+  return askBaseImageAhead(registry, baseImage, platform, scope.signal);
 }
