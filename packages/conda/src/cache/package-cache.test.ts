@@ -211,11 +211,37 @@ describe('PackageCache: a cached entry is what was locked', () => {
     expect(record).toMatchObject({ sha256: file.sha256, size: file.size });
     await utimes(entry, new Date(1_000_000), new Date(1_000_000));
     const { checkEntry } = await import('./verified-entry.js');
-    expect(await checkEntry(entry, file)).toEqual({ state: 'ok', hashed: true });
-    expect(await checkEntry(entry, file)).toEqual({ state: 'ok', hashed: false });
+    const md5 = createHash('md5').update(files.get('/f7.tar.bz2')!).digest('hex');
+    expect(await checkEntry(entry, file)).toEqual({ state: 'ok', hashed: true, md5 });
+    expect(await checkEntry(entry, file)).toEqual({ state: 'ok', hashed: false, md5 });
     requests.length = 0;
     expect((await cache.ensure([file])).filesCached).toBe(1);
     expect(requests).toEqual([]);
+  });
+
+  it("gives each file's md5, hashed with its sha256 at download and kept in its record (a changed file is hashed again)", async () => {
+    const dir = await tempCache();
+    const cache = new PackageCache({ cacheDir: dir });
+    const file = pkg('/f6.tar.bz2');
+    const md5 = createHash('md5').update(files.get('/f6.tar.bz2')!).digest('hex');
+    const downloaded = await cache.ensure([file]);
+    expect([downloaded.filesDownloaded, downloaded.md5.get(file.sha256)]).toEqual([1, md5]);
+    const entry = cache.pathFor(file.sha256);
+    expect(JSON.parse(await readFile(`${entry}.verified`, 'utf8'))).toMatchObject({ sha256: file.sha256, md5 });
+    // Trusted from the record while the file's metadata is unchanged: a record naming another md5
+    // (written by hand here, to see where the value comes from) is what ensure gives.
+    const record = JSON.parse(await readFile(`${entry}.verified`, 'utf8')) as Record<string, unknown>;
+    await writeFile(`${entry}.verified`, JSON.stringify({ ...record, md5: '0'.repeat(32) }));
+    expect((await cache.ensure([file])).md5.get(file.sha256)).toBe('0'.repeat(32));
+    // The file's metadata changed (its mtime here): hashed again, the real md5 back in the record.
+    await utimes(entry, new Date(2_000_000), new Date(2_000_000));
+    expect((await cache.ensure([file])).md5.get(file.sha256)).toBe(md5);
+    expect(JSON.parse(await readFile(`${entry}.verified`, 'utf8'))).toMatchObject({ md5 });
+    // A record from before md5s were kept: the entry is hashed once more and the md5 recorded.
+    const { md5: _dropped, ...old } = JSON.parse(await readFile(`${entry}.verified`, 'utf8')) as Record<string, unknown>;
+    await writeFile(`${entry}.verified`, JSON.stringify(old));
+    expect((await cache.ensure([file])).md5.get(file.sha256)).toBe(md5);
+    expect(JSON.parse(await readFile(`${entry}.verified`, 'utf8'))).toMatchObject({ md5 });
   });
 
   it('a download another process holds is waited for with a note naming the holder', async () => {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -22,7 +21,7 @@ import {
 } from '@prebuilt/core';
 import { prebuiltCacheDir } from '../resolve/cache-dir.js';
 import { PackageDownloadError, PackageIntegrityError } from './errors.js';
-import { sha256File } from './sha256-file.js';
+import { archiveHasher, sha256File, type ArchiveDigests } from './sha256-file.js';
 import { checkEntry, forgetEntry, recordVerified } from './verified-entry.js';
 
 const log = createLogger('conda:cache');
@@ -95,6 +94,12 @@ export interface EnsureOptions {
 export interface EnsureResult {
   /** sha256 → absolute path of the verified file in the cache. */
   paths: Map<string, string>;
+  /**
+   * sha256 → the file's md5, hashed with its sha256 when it was downloaded or last verified (kept
+   * in its verified record, trusted while its metadata is unchanged: see verified-entry.ts). A
+   * file another process downloaded while this one waited has none here.
+   */
+  md5: Map<string, string>;
   filesDownloaded: number;
   bytesDownloaded: number;
   filesCached: number;
@@ -133,7 +138,7 @@ export class PackageCache {
   readonly #onNote: ((note: CacheNote) => void) | undefined;
   readonly #credentials: UrlCredentials;
   readonly #timeouts: NetworkTimeouts;
-  readonly #inflight = new Map<string, Promise<boolean>>();
+  readonly #inflight = new Map<string, Promise<ArchiveDigests | undefined>>();
 
   constructor(options: PackageCacheOptions = {}) {
     this.dir = defaultCacheDir(options);
@@ -183,10 +188,13 @@ export class PackageCache {
     };
 
     const paths = new Map([...unique.keys()].map((sha) => [sha, this.pathFor(sha)] as const));
+    const md5 = new Map<string, string>();
     const matches = await this.#checkEntries([...unique]);
     const pending: [string, Downloadable][] = [];
     for (const [i, [sha, pkg]] of [...unique].entries()) {
-      if (matches[i]) {
+      const known = matches[i];
+      if (known !== undefined) {
+        md5.set(sha, known);
         state.filesDone += 1;
         state.filesCached += 1;
         state.bytesDone += pkg.size;
@@ -216,7 +224,7 @@ export class PackageCache {
           });
           if (downloaded) {
             filesDownloaded += 1;
-            await recordVerified(this.pathFor(sha), sha);
+            md5.set(sha, downloaded.md5);
           }
           state.filesDone += 1;
           emit(pkg.filename, 'finished');
@@ -228,12 +236,12 @@ export class PackageCache {
     };
     await Promise.all(Array.from({ length: Math.min(this.concurrency, pending.length) }, worker));
     if (failed !== undefined) throw failed;
-    return { paths, filesDownloaded, bytesDownloaded: state.bytesDownloaded, filesCached: state.filesCached };
+    return { paths, md5, filesDownloaded, bytesDownloaded: state.bytesDownloaded, filesCached: state.filesCached };
   }
 
-  /** Whether each entry is in the cache and still the locked file, checked concurrently (a few syscalls each; a hash only when one changed), in the given order. */
-  async #checkEntries(entries: readonly [string, Downloadable][]): Promise<boolean[]> {
-    const matches = new Array<boolean>(entries.length);
+  /** Each entry's md5 when it is in the cache and still the locked file (else undefined), checked concurrently (a few syscalls each; a hash only when one changed), in the given order. */
+  async #checkEntries(entries: readonly [string, Downloadable][]): Promise<(string | undefined)[]> {
+    const matches = new Array<string | undefined>(entries.length);
     let checked = 0;
     const checker = async (): Promise<void> => {
       for (let i = checked++; i < entries.length; i = checked++) matches[i] = await this.#stillMatches(entries[i]![0], entries[i]![1]);
@@ -246,14 +254,15 @@ export class PackageCache {
    * Whether the cached entry of `sha` is the locked file: checked against the record kept beside
    * it when it was verified (size, inode, mtime, ctime), and hashed again when they differ (see
    * verified-entry.ts). An entry that does not match — tampered with, truncated, corrupt — is
-   * removed with a note naming it, and downloaded again like a missing one.
+   * removed with a note naming it, and downloaded again like a missing one. Returns the entry's
+   * md5 when it matches.
    */
-  async #stillMatches(sha: string, pkg: Downloadable): Promise<boolean> {
+  async #stillMatches(sha: string, pkg: Downloadable): Promise<string | undefined> {
     const entry = this.pathFor(sha);
     const check = await checkEntry(entry, { sha256: sha, size: pkg.size });
     if (check.state === 'ok') {
       if (check.hashed) log('verified %s by hashing it (its metadata changed since it was last verified)', entry);
-      return true;
+      return check.md5;
     }
     if (check.state === 'mismatch') {
       const message = `The cached package ${entry} (${pkg.filename}) does not match the lock: ${check.problem}. It was removed and is downloaded again.`;
@@ -261,20 +270,20 @@ export class PackageCache {
       this.#onNote?.({ kind: 'entry-mismatch', path: entry, filename: pkg.filename, message });
       await forgetEntry(entry);
     }
-    return false;
+    return undefined;
   }
 
-  /** Downloads one file unless another call in this process already does; true when it downloaded. */
-  #ensureOne(job: DownloadJob): Promise<boolean> {
+  /** Downloads one file unless another call in this process already does; its digests when it downloaded. */
+  #ensureOne(job: DownloadJob): Promise<ArchiveDigests | undefined> {
     const { sha } = job;
     const running = this.#inflight.get(sha);
-    if (running) return running.then(() => false);
+    if (running) return running.then(() => undefined);
     const promise = this.#download(job).finally(() => this.#inflight.delete(sha));
     this.#inflight.set(sha, promise);
     return promise;
   }
 
-  async #download({ sha, pkg, signal, onBytes, onStart }: DownloadJob): Promise<boolean> {
+  async #download({ sha, pkg, signal, onBytes, onStart }: DownloadJob): Promise<ArchiveDigests | undefined> {
     const final = this.pathFor(sha);
     const partial = `${final}.partial`;
     onStart();
@@ -285,7 +294,7 @@ export class PackageCache {
       ...(signal ? { signal } : {}),
     });
     try {
-      if (lock.waitedFor !== undefined && (await this.has(sha))) return false;
+      if (lock.waitedFor !== undefined && (await this.has(sha))) return undefined;
       return await this.#downloadLocked(sha, pkg, final, partial, signal, onBytes);
     } finally {
       await lock.release();
@@ -300,11 +309,11 @@ export class PackageCache {
     signal: AbortSignal | undefined,
     onBytes: (n: number) => void,
     fresh = false,
-  ): Promise<boolean> {
+  ): Promise<ArchiveDigests> {
     // A partial file left by an earlier (killed) process is resumed; if the result is wrong, that
     // partial was spoiled: it is discarded and the file downloaded once more from the start.
     const resumed = !fresh && (await stat(partial).then(() => true, () => false));
-    let got: { sha256: string; size: number };
+    let got: ArchiveDigests & { size: number };
     for (let attempt = 1; ; attempt += 1) {
       throwIfAborted(signal, pkg.url);
       try {
@@ -331,7 +340,7 @@ export class PackageCache {
       }
     }
     // Hashed as it streamed in (the bytes of an earlier partial file first): no second pass.
-    const { sha256: actual, size } = got;
+    const { sha256: actual, md5, size } = got;
     if (actual !== sha || size !== pkg.size) {
       await rm(partial, { force: true });
       if (resumed) {
@@ -345,8 +354,10 @@ export class PackageCache {
       );
     }
     await rename(partial, final);
+    // Recorded after the rename (which moves the ctime), still under the download's lock.
+    await recordVerified(final, sha, md5);
     log('cached %s as %s', pkg.url, sha);
-    return true;
+    return { sha256: actual, md5 };
   }
 
   /**
@@ -354,7 +365,7 @@ export class PackageCache {
    * hashing every byte on the way; a server that sends more than the locked size is stopped at
    * once. Returns the sha256 and size of the whole partial file.
    */
-  async #transfer(pkg: Downloadable, partial: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<{ sha256: string; size: number }> {
+  async #transfer(pkg: Downloadable, partial: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<ArchiveDigests & { size: number }> {
     let have = 0;
     try {
       have = (await stat(partial)).size;
@@ -365,19 +376,20 @@ export class PackageCache {
       await rm(partial, { force: true });
       have = 0;
     }
-    const hash = createHash('sha256');
+    // The sha256 checked against the lock and the md5 of the conda-meta record, from the same bytes.
+    const hash = archiveHasher();
     const hashed = async (): Promise<void> => {
       for await (const chunk of createReadStream(partial, { end: have - 1 })) hash.update(chunk as Buffer);
     };
     if (have === pkg.size && have > 0) {
       await hashed();
-      return { sha256: hash.digest('hex'), size: have };
+      return { ...hash.digest(), size: have };
     }
 
     if (pkg.url.startsWith('file:')) {
       if (have > 0) await hashed();
       const size = await copyFrom(createReadStream(fileURLToPath(pkg.url), { start: have }), partial, true, have, pkg, hash, signal, onBytes);
-      return { sha256: hash.digest('hex'), size };
+      return { ...hash.digest(), size };
     }
     const headers: Record<string, string> = {};
     if (have > 0) headers.range = `bytes=${have}-`;
@@ -418,7 +430,7 @@ export class PackageCache {
     if (have > 0) log('%s %s at byte %d', append ? 'resuming' : 'restarting', pkg.url, have);
     if (append) await hashed();
     const size = await copyFrom(response.chunks(), partial, append, append ? have : 0, pkg, hash, signal, onBytes);
-    return { sha256: hash.digest('hex'), size };
+    return { ...hash.digest(), size };
   }
 }
 
@@ -429,7 +441,7 @@ async function copyFrom(
   append: boolean,
   start: number,
   pkg: Downloadable,
-  hash: ReturnType<typeof createHash>,
+  hash: { update: (chunk: Uint8Array) => void },
   signal: AbortSignal | undefined,
   onBytes: (n: number) => void,
 ): Promise<number> {

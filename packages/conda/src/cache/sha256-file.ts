@@ -1,15 +1,43 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 
+/** 1 MiB reads: a package archive is hashed in a tenth of the reads of the default 64 KiB. */
+const READ_CHUNK = 1024 * 1024;
+
 /** Hex digest of a file, read as a stream. */
 export async function hashFile(path: string, algorithm: 'sha256' | 'md5'): Promise<string> {
   const hash = createHash(algorithm);
-  // 1 MiB reads: a package archive is hashed in a tenth of the reads of the default 64 KiB.
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(path, { highWaterMark: READ_CHUNK })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
 /** Hex sha256 of a file. */
 export function sha256File(path: string): Promise<string> {
   return hashFile(path, 'sha256');
+}
+
+/** A package archive's two digests: the sha256 the lock pins and the md5 its conda-meta record names. */
+export interface ArchiveDigests {
+  sha256: string;
+  md5: string;
+}
+
+/** Both digests of a package archive, fed the same bytes (one pass over them). */
+export function archiveHasher(): { update: (chunk: Uint8Array) => void; digest: () => ArchiveDigests } {
+  const sha256 = createHash('sha256');
+  const md5 = createHash('md5');
+  return {
+    update: (chunk) => {
+      sha256.update(chunk);
+      md5.update(chunk);
+    },
+    digest: () => ({ sha256: sha256.digest('hex'), md5: md5.digest('hex') }),
+  };
+}
+
+/** Both digests of a file, read once. */
+export async function archiveDigests(path: string): Promise<ArchiveDigests> {
+  const hasher = archiveHasher();
+  for await (const chunk of createReadStream(path, { highWaterMark: READ_CHUNK })) hasher.update(chunk as Buffer);
+  return hasher.digest();
 }

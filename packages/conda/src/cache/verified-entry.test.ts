@@ -8,6 +8,7 @@ import { checkEntry, forgetEntry, recordVerified, verifiedRecordPath } from './v
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 const GOOD = Buffer.from('the locked package bytes');
+const GOOD_MD5 = createHash('md5').update(GOOD).digest('hex');
 const locked = { sha256: sha(GOOD), size: GOOD.length };
 
 async function entry(): Promise<string> {
@@ -20,13 +21,28 @@ describe('checkEntry', () => {
   it('is missing when there is no file, and hashes a file without a record once', async () => {
     const path = await entry();
     expect(await checkEntry(`${path}-none`, locked)).toEqual({ state: 'missing' });
-    expect(await checkEntry(path, locked)).toEqual({ state: 'ok', hashed: true });
-    expect(await checkEntry(path, locked)).toEqual({ state: 'ok', hashed: false });
+    expect(await checkEntry(path, locked)).toEqual({ state: 'ok', hashed: true, md5: GOOD_MD5 });
+    expect(await checkEntry(path, locked)).toEqual({ state: 'ok', hashed: false, md5: GOOD_MD5 });
+  });
+
+  it('trusts a recorded md5 only while the metadata is unchanged, and never one of a file that changed', async () => {
+    const path = await entry();
+    const forged = 'f'.repeat(32);
+    await recordVerified(path, locked.sha256, forged);
+    // Same metadata: the record is the answer (no hash).
+    expect(await checkEntry(path, locked)).toEqual({ state: 'ok', hashed: false, md5: forged });
+    // The same bytes written again (mtime and ctime move): hashed, the real md5 recorded.
+    await writeFile(path, GOOD);
+    expect(await checkEntry(path, locked)).toEqual({ state: 'ok', hashed: true, md5: GOOD_MD5 });
+    expect(JSON.parse(await readFile(verifiedRecordPath(path), 'utf8'))).toMatchObject({ md5: GOOD_MD5 });
+    // A malformed md5 in the record is no md5: hashed.
+    await recordVerified(path, locked.sha256, 'not-an-md5');
+    expect(await checkEntry(path, locked)).toEqual({ state: 'ok', hashed: true, md5: GOOD_MD5 });
   });
 
   it('catches other bytes of the same size even with size and mtime restored (the ctime moved)', async () => {
     const path = await entry();
-    await recordVerified(path, locked.sha256);
+    await recordVerified(path, locked.sha256, GOOD_MD5);
     // The attacker keeps the exact (nanosecond) mtime on a reference file and restores it after writing.
     const before = await stat(path, { bigint: true });
     execFileSync('touch', ['-r', path, `${path}.ref`]);
@@ -42,7 +58,7 @@ describe('checkEntry', () => {
 
   it('catches a replacement by rename (new inode) and a truncation, and refuses a symlink', async () => {
     const path = await entry();
-    await recordVerified(path, locked.sha256);
+    await recordVerified(path, locked.sha256, GOOD_MD5);
     const other = `${path}.other`;
     await writeFile(other, Buffer.alloc(GOOD.length, 0x42));
     await rename(other, path);

@@ -6,6 +6,11 @@
  * check compares them with `lstat` of the file; only when one differs is the file hashed again
  * (and the record renewed when it still matches the lock).
  *
+ * The record also keeps the archive's md5 (its conda-meta record names it), hashed in the same pass
+ * as the sha256 — at download or when the entry is hashed again — and trusted under the same rule:
+ * only while the file's metadata is the one recorded, so an extraction never hashes the archive
+ * again. A record without an md5 (written before it was kept) has the entry hashed once more.
+ *
  * What the cheap check catches: any change to the file's bytes in place (a write moves mtime and
  * ctime; restoring the mtime with `touch -d`/utimes moves ctime, which no unprivileged process
  * can set), a truncation, and a replacement by another file (rename, copy: a new inode and ctime).
@@ -19,7 +24,7 @@
 import { lstatSync, readFileSync, type BigIntStats } from 'node:fs';
 import { lstat, rm } from 'node:fs/promises';
 import { createLogger, errorMessage, writeFileAtomic } from '@prebuilt/core';
-import { sha256File } from './sha256-file.js';
+import { archiveDigests } from './sha256-file.js';
 
 const log = createLogger('conda:cache');
 
@@ -30,12 +35,17 @@ export interface VerifiedRecord {
   ino: string;
   mtimeNs: string;
   ctimeNs: string;
+  /** The file's md5, hashed with its sha256 (absent in records written before it was kept). */
+  md5?: string;
 }
 
 export type EntryCheck =
   | { state: 'missing' }
-  /** `hashed`: the record did not match the file's metadata, so the file was hashed (and matched). */
-  | { state: 'ok'; hashed: boolean }
+  /**
+   * `hashed`: the record did not match the file's metadata (or had no md5), so the file was hashed
+   * (and matched); `md5`: the file's md5, from the record or that hash.
+   */
+  | { state: 'ok'; hashed: boolean; md5: string }
   /** Not the locked bytes (or not a regular file); `problem` says what is wrong, for a note. */
   | { state: 'mismatch'; problem: string };
 
@@ -44,9 +54,11 @@ export function verifiedRecordPath(entry: string): string {
   return `${entry}.verified`;
 }
 
-function recordOf(sha256: string, stats: BigIntStats): VerifiedRecord {
-  return { sha256, size: Number(stats.size), ino: String(stats.ino), mtimeNs: String(stats.mtimeNs), ctimeNs: String(stats.ctimeNs) };
+function recordOf(sha256: string, stats: BigIntStats, md5?: string): VerifiedRecord {
+  return { sha256, size: Number(stats.size), ino: String(stats.ino), mtimeNs: String(stats.mtimeNs), ctimeNs: String(stats.ctimeNs), ...(md5 ? { md5 } : {}) };
 }
+
+const MD5 = /^[0-9a-f]{32}$/;
 
 // The cheap path uses synchronous calls on purpose: an lstat and a read of a 150-byte file take
 // microseconds, while their promise versions go through the thread pool (open, stat, read, close)
@@ -66,13 +78,15 @@ function sameRecord(a: VerifiedRecord, b: VerifiedRecord): boolean {
 
 /**
  * Records that `entry` (just verified, or just renamed into place after its hash matched) holds
- * `sha256`. Best effort: without a record (a read-only or full cache) the entry is hashed again
- * next time.
+ * `sha256` and has `md5` (hashed from the same bytes). Best effort: without a record (a read-only
+ * or full cache) the entry is hashed again next time.
  */
-export async function recordVerified(entry: string, sha256: string): Promise<void> {
+export async function recordVerified(entry: string, sha256: string, md5: string, statsBeforeHashing?: BigIntStats): Promise<void> {
   try {
-    const stats = await lstat(entry, { bigint: true });
-    await writeFileAtomic(verifiedRecordPath(entry), `${JSON.stringify(recordOf(sha256, stats))}\n`);
+    // Stats from before the hash: a change while it was read moves the ctime past them, and the
+    // next check hashes the file again.
+    const stats = statsBeforeHashing ?? (await lstat(entry, { bigint: true }));
+    await writeFileAtomic(verifiedRecordPath(entry), `${JSON.stringify(recordOf(sha256, stats, md5))}\n`);
   } catch (error) {
     log('cannot record %s as verified: %s', entry, errorMessage(error));
   }
@@ -90,11 +104,11 @@ export async function checkEntry(entry: string, expected: { sha256: string; size
     return { state: 'mismatch', problem: `it has ${stats.size} bytes, the lock says ${expected.size} (truncated or replaced)` };
   }
   const record = readRecord(entry);
-  if (record && sameRecord(record, recordOf(expected.sha256, stats))) return { state: 'ok', hashed: false };
-  const actual = await sha256File(entry);
-  if (actual !== expected.sha256) return { state: 'mismatch', problem: `its sha256 is ${actual}, the lock says ${expected.sha256}` };
-  await recordVerified(entry, expected.sha256);
-  return { state: 'ok', hashed: true };
+  if (record && sameRecord(record, recordOf(expected.sha256, stats)) && MD5.test(record.md5 ?? '')) return { state: 'ok', hashed: false, md5: record.md5! };
+  const actual = await archiveDigests(entry);
+  if (actual.sha256 !== expected.sha256) return { state: 'mismatch', problem: `its sha256 is ${actual.sha256}, the lock says ${expected.sha256}` };
+  await recordVerified(entry, expected.sha256, actual.md5, stats);
+  return { state: 'ok', hashed: true, md5: actual.md5 };
 }
 
 /** Removes an entry and its record (a tampered or corrupt entry, before it is downloaded again). */

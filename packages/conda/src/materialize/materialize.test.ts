@@ -1,4 +1,4 @@
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { extract } from 'tar-stream';
@@ -142,6 +142,33 @@ describe('materializeEnv', () => {
     } finally {
       remove();
     }
+  });
+
+  it("writes each archive's md5 from the package cache's record (not hashed again by the extraction), hashed anew once the archive's metadata changed", async () => {
+    const cacheDir = join(example.work, 'cache-md5');
+    const cache = new PackageCache({ cacheDir });
+    const pkg = lock.packages.find((p) => p.name === 'tinyframe')!;
+    const artifact = example.fixtures.channel.artifacts.find((a) => a.filename === pkg.filename)!;
+    const recordMd5 = async (out: string): Promise<string> =>
+      (JSON.parse(await readFile(join(out, 'conda-meta', `${pkg.name}-${pkg.version}-${pkg.build}.json`), 'utf8')) as { md5: string }).md5;
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(example.work, 'env-md5-a'), cache });
+    expect(await recordMd5(join(example.work, 'env-md5-a'))).toBe(artifact.record.md5);
+    // The verified record names another md5 (as if it had been hashed so): with the extraction
+    // cache emptied, the package is extracted again and its record takes that md5 — no second hash.
+    const entry = cache.pathFor(pkg.sha256);
+    const verified = JSON.parse(await readFile(`${entry}.verified`, 'utf8')) as Record<string, unknown>;
+    await writeFile(`${entry}.verified`, JSON.stringify({ ...verified, md5: 'e'.repeat(32) }));
+    await rm(join(cacheDir, 'extracted'), { recursive: true });
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(example.work, 'env-md5-b'), cache });
+    expect(await recordMd5(join(example.work, 'env-md5-b'))).toBe('e'.repeat(32));
+    // The archive's metadata changed (same bytes rewritten): never trusted, hashed again.
+    await writeFile(entry, await readFile(entry));
+    await rm(join(cacheDir, 'extracted'), { recursive: true });
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(example.work, 'env-md5-c'), cache });
+    expect(await recordMd5(join(example.work, 'env-md5-c'))).toBe(artifact.record.md5);
+    // Without the extraction cache (scratch extraction, files moved in) the same md5 is used.
+    await materializeEnv({ lock, prefix: PREFIX, outDir: join(example.work, 'env-md5-d'), cache, extractionCache: false });
+    expect(await recordMd5(join(example.work, 'env-md5-d'))).toBe(artifact.record.md5);
   });
 
   it('refuses a relative prefix', async () => {

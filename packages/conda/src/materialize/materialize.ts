@@ -3,7 +3,7 @@ import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type LockedPackage, type PrefixLayersPackage } from '@prebuilt/core';
 import { ExtractionCache } from '../cache/extraction-cache.js';
-import { PackageCache, type DownloadProgress } from '../cache/package-cache.js';
+import { PackageCache, type DownloadProgress, type EnsureResult } from '../cache/package-cache.js';
 import { validateBytecode } from './bytecode.js';
 import { removeScratch } from './conda-extract.js';
 import { ExtractPool } from './extract-pool.js';
@@ -100,9 +100,18 @@ interface Extraction {
   entryDir?: string;
 }
 
-function extractOne(file: string, pkg: LockedPackage, root: string, cache: ExtractionCache | undefined, mtime: number, pool: ExtractPool): Promise<Extraction> {
+/** A package archive in the package cache, with its md5 when the cache knows it (hashed when it was verified). */
+interface Archive {
+  file: string;
+  md5: string | undefined;
+}
+
+function extractOne({ file, md5 }: Archive, pkg: LockedPackage, root: string, cache: ExtractionCache | undefined, mtime: number, pool: ExtractPool): Promise<Extraction> {
   if (cache) {
-    return cache.obtain(file, pkg.sha256, mtime, (scratch) => pool.extract(file, pkg.filename, scratch, { mtime, md5: true })).then((got) => ({
+    // The archive is hashed for its md5 only when the package cache does not know it.
+    const extract = (scratch: string) =>
+      md5 === undefined ? pool.extract(file, pkg.filename, scratch, { mtime, md5: true }) : pool.extract(file, pkg.filename, scratch, { mtime }).then((contents) => ({ ...contents, md5 }));
+    return cache.obtain(file, pkg.sha256, mtime, extract).then((got) => ({
       source: { file, contents: got.contents, files: 'link', md5: got.md5 },
       release: () => Promise.resolve(),
       entryDir: got.dir,
@@ -111,7 +120,7 @@ function extractOne(file: string, pkg: LockedPackage, root: string, cache: Extra
   const scratch = `${root}.extract-${randomBytes(4).toString('hex')}`;
   const release = (): Promise<void> => removeScratch(scratch);
   return pool.extract(file, pkg.filename, scratch).then(
-    (contents) => ({ source: { file, contents, files: 'move' as const }, release }),
+    (contents) => ({ source: { file, contents, files: 'move' as const, ...(md5 === undefined ? {} : { md5 }) }, release }),
     async (error: unknown) => {
       await release();
       throw error;
@@ -124,7 +133,7 @@ function extractOne(file: string, pkg: LockedPackage, root: string, cache: Extra
  * lock order: `take(i)` waits for package i's extraction and starts the next ones. `settle()`
  * waits for every started extraction and releases those never taken (after a failure).
  */
-function extractAhead(packages: readonly LockedPackage[], files: (pkg: LockedPackage) => string, extract: (file: string, pkg: LockedPackage) => Promise<Extraction>) {
+function extractAhead(packages: readonly LockedPackage[], files: (pkg: LockedPackage) => Archive, extract: (archive: Archive, pkg: LockedPackage) => Promise<Extraction>) {
   const started = new Map<number, Promise<Extraction>>();
   const taken = new Set<number>();
   const startUpTo = (limit: number): void => {
@@ -188,7 +197,7 @@ async function installConda(extraction: Extraction, pkg: LockedPackage, writer: 
 async function installPackages(
   options: MaterializeOptions,
   writer: PrefixWriter,
-  paths: ReadonlyMap<string, string>,
+  download: Pick<EnsureResult, 'paths' | 'md5'>,
   extractionCache: ExtractionCache | undefined,
   mtime: number,
 ): Promise<InstallLog> {
@@ -196,10 +205,11 @@ async function installPackages(
   const pythonVersion = lock.pythonVersion;
   const requested = requestedSpecs(lock);
   const out: InstallLog = { warnings: [], linkScriptPackages: [], history: [], entryDirs: new Map() };
-  const fileOf = (pkg: LockedPackage): string => paths.get(pkg.sha256.toLowerCase())!;
+  const fileOf = (pkg: LockedPackage): string => download.paths.get(pkg.sha256.toLowerCase())!;
+  const archiveOf = (pkg: LockedPackage): Archive => ({ file: fileOf(pkg), md5: download.md5.get(pkg.sha256.toLowerCase()) });
   // Extraction in worker threads (extract-pool.ts), started at the first package not in the cache.
   const pool = new ExtractPool();
-  const ahead = extractAhead(lock.packages, fileOf, (file, pkg) => extractOne(file, pkg, writer.root, extractionCache, mtime, pool));
+  const ahead = extractAhead(lock.packages, archiveOf, (archive, pkg) => extractOne(archive, pkg, writer.root, extractionCache, mtime, pool));
   try {
     for (const [i, pkg] of lock.packages.entries()) {
       if (signal?.aborted) throw new CancelledError('Materializing the env was cancelled.', { cause: signal.reason });
@@ -283,7 +293,7 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
     // Only the materializer writes conda-meta: a package that puts files there (directly or
     // through a link) could forge the env's records.
     writer.reserve('conda-meta');
-    installed = await installPackages(options, writer, download.paths, extractionCache, mtime);
+    installed = await installPackages(options, writer, download, extractionCache, mtime);
     const when = new Date(mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
     const { history } = installed;
     const historyText = history.length > 0 ? `==> ${when} <==\n# cmd: prebuilt materialize (lock ${lock.specHash})\n${history.join('\n')}\n` : '';
