@@ -209,7 +209,8 @@ export class ExtractionCache {
     const entries = manifest.entries.map((entry): ExtractedEntry => {
       if (entry.type !== 'file') return entry;
       const { stamp: _stamp, ...rest } = entry;
-      return { ...rest, file: join(dir, entry.file) };
+      // `entry.file` is a name this code made (`f/<n>`): no normalisation needed.
+      return { ...rest, file: `${dir}/${entry.file}` };
     });
     return { info, entries };
   }

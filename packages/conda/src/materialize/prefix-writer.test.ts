@@ -15,7 +15,9 @@ type Op =
   | { op: 'symlink'; path: string; target: string }
   | { op: 'write'; path: string; content: string }
   | { op: 'mkdir'; path: string }
-  | { op: 'read'; path: string };
+  | { op: 'read'; path: string }
+  /** A hard link to a file outside the prefix (as the extraction cache's files are linked in). */
+  | { op: 'link'; path: string };
 
 const LABEL = 'evil-1.0-h0.tar.bz2';
 
@@ -57,6 +59,7 @@ async function run(ops: readonly Op[], n: number): Promise<{ errors: Error[]; re
   await writeFile(join(base, 'canary-dir', 'secret.txt'), 'host secret\n');
   await mkdir(join(base, 'context'));
   await writeFile(join(base, 'context', 'beside.txt'), 'beside\n');
+  await writeFile(join(base, 'cache-file'), 'cached\n');
   const before = await snapshot(base, 'context/prefix');
   const writer = await PrefixWriter.open(join(base, 'context', 'prefix'));
   const errors: Error[] = [];
@@ -66,6 +69,7 @@ async function run(ops: readonly Op[], n: number): Promise<{ errors: Error[]; re
       if (op.op === 'symlink') await writer.symlink(op.path, op.target, LABEL);
       else if (op.op === 'write') await writer.writeFile(op.path, op.content, 0o644, LABEL);
       else if (op.op === 'mkdir') await writer.mkdir(op.path, LABEL);
+      else if (op.op === 'link') await writer.linkIn(op.path, join(base, 'cache-file'), LABEL);
       else reads.push((await writer.read(op.path, LABEL)).toString('utf8'));
     } catch (error) {
       errors.push(error as Error);
@@ -128,6 +132,26 @@ describe('PrefixWriter: the prefix is a jail, in every order of entries', () => 
       if (firstLinkAt < climbAt && firstWriteAt < climbAt && firstLinkAt < firstWriteAt && climbAt < writeAt) {
         expect(errors.map((e) => e.message).join('\n')).toMatch(/'s(\/canary-dir\/canary\.txt)?' leads outside the env prefix|pointing outside|a directory is never replaced/);
       }
+    });
+  });
+
+  it('files linked in under a directory the jail already resolved stay inside: that directory is never replaced by a link that climbs out (120 orders)', async () => {
+    // `u1 -> .` and `u2 -> .`: `d -> u1/u2/../..` is lexically the root and really two levels above it.
+    const ops: Op[] = [
+      { op: 'symlink', path: 'u1', target: '.' },
+      { op: 'symlink', path: 'u2', target: '.' },
+      { op: 'link', path: 'd/f1' },
+      { op: 'symlink', path: 'd', target: 'u1/u2/../..' },
+      { op: 'link', path: 'd/canary-dir/canary.txt' },
+    ];
+    await everyOrder(ops, ({ errors }, order) => {
+      const text = errors.map((e) => e.message).join('\n');
+      const dirFirst = order.findIndex((o) => o.op === 'link') < order.findIndex((o) => o.op === 'symlink' && o.path === 'd');
+      // Once the jail made `d` a directory (and resolves it without a walk), a link there is refused.
+      if (dirFirst) expect(text).toMatch(/installs 'd', but the prefix already has a directory there/);
+      // Else a write through `d` climbing out is refused (when made or at the end), or `d` led to
+      // directories the jail made in place of `u1`/`u2`; the snapshot shows nothing outside changed.
+      if (!dirFirst) expect(text).toMatch(/'d(\/canary-dir\/canary\.txt|\/f1)?' leads outside the env prefix|installs 'u[12]', but the prefix already has a directory there/);
     });
   });
 

@@ -124,7 +124,7 @@ export class PrefixWriter {
   /** Creates `rel` and its parents as directories (through in-prefix symlinks, never out). */
   mkdir(rel: string, label: string, member: string = rel): Promise<void> {
     return this.#serial(async () => {
-      const real = await this.#walk(rel, label, member, 'create-parents', true);
+      const real = this.#walk(rel, label, member, 'create-parents', true);
       this.#checkReserved(real, label, member, false);
     });
   }
@@ -132,13 +132,14 @@ export class PrefixWriter {
   /** Writes a regular file; true when it replaced an existing one. */
   writeFile(rel: string, data: Uint8Array | string, mode: number, label: string, options: WriteOptions = {}): Promise<boolean> {
     return this.#serial(() =>
-      this.#replace(rel, label, options, async (full) => {
+      this.#replace(rel, label, options, (full) => {
+        // The umask may have narrowed `mode`; normaliseTree sets the final modes of the whole tree.
+        const identity = (): string => `file ${normalisedMode('file', mode).toString(8)} ${createHash('sha256').update(data).digest('hex')}`;
         // A small file (a pyc, a record, an entry point) is written synchronously: its open, write
         // and close take microseconds, their promise versions three thread-pool round trips.
-        if (data.length <= SYNC_WRITE_MAX) writeFileSync(full, data, { flag: 'wx', mode });
-        else await writeFile(full, data, { flag: 'wx', mode });
-        // The umask may have narrowed `mode`; normaliseTree sets the final modes of the whole tree.
-        return `file ${normalisedMode('file', mode).toString(8)} ${createHash('sha256').update(data).digest('hex')}`;
+        if (data.length > SYNC_WRITE_MAX) return writeFile(full, data, { flag: 'wx', mode }).then(identity);
+        writeFileSync(full, data, { flag: 'wx', mode });
+        return identity();
       }),
     );
   }
@@ -165,7 +166,7 @@ export class PrefixWriter {
   /** Moves a file from outside the tree (an extraction scratch file) to `rel`; true when it replaced one. */
   moveIn(rel: string, source: string, label: string, options: WriteOptions = {}): Promise<boolean> {
     return this.#serial(() =>
-      this.#replace(rel, label, options, async (full) => {
+      this.#replace(rel, label, options, (full) => {
         // rename() replaces the final component itself (never follows it); #replace cleared it.
         renameSync(source, full);
         return undefined;
@@ -181,17 +182,18 @@ export class PrefixWriter {
    */
   linkIn(rel: string, source: string, label: string, options: WriteOptions = {}): Promise<boolean> {
     return this.#serial(() =>
-      this.#replace(rel, label, options, async (full, real) => {
+      this.#replace(rel, label, options, (full, real) => {
+        // A cache file's content and mode are fixed by its path for as long as its entry is intact (checked when used).
+        const identity = `cached ${source}`;
         try {
           linkSync(source, full);
           this.#linked.set(real, source);
+          return identity;
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code;
           if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw error;
-          await copyFile(source, full, constants.COPYFILE_EXCL);
+          return copyFile(source, full, constants.COPYFILE_EXCL).then(() => identity);
         }
-        // A cache file's content and mode are fixed by its path for as long as its entry is intact (checked when used).
-        return `cached ${source}`;
       }),
     );
   }
@@ -230,7 +232,7 @@ export class PrefixWriter {
       return this.#replace(rel, label, options, async (full, real) => {
         // Where the link leads from where it really is, through the tree as it is now.
         const dir = posix.dirname(real) === '.' ? '' : posix.dirname(real);
-        await this.#walk(dir === '' ? target : `${dir}/${target}`, label, member, 'check-link', true);
+        this.#walk(dir === '' ? target : `${dir}/${target}`, label, member, 'check-link', true);
         symlinkSync(target, full);
         this.#links.set(real, { label, member });
         return `symlink ${target}`;
@@ -244,7 +246,7 @@ export class PrefixWriter {
    */
   read(rel: string, label: string, member: string = rel): Promise<Buffer> {
     return this.#serial(async () => {
-      const real = await this.#walk(rel, label, member, 'follow', true);
+      const real = this.#walk(rel, label, member, 'follow', true);
       const info = lstatSync(this.full(real), { throwIfNoEntry: false });
       if (!info?.isFile()) throw new ArchiveError(`${label} has a hardlink '${member}' to '${rel}', which is not a file in the package.`, label);
       return readFile(this.full(real));
@@ -261,25 +263,30 @@ export class PrefixWriter {
       for (const [real, { label, member }] of [...this.#links].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
         const info = lstatSync(this.full(real), { throwIfNoEntry: false });
         if (!info?.isSymbolicLink()) continue; // replaced by a later file
-        await this.#walk(real, label, member, 'check-link', true);
+        this.#walk(real, label, member, 'check-link', true);
       }
     });
   }
 
   /** Resolves the parent of `rel`, clears its final component and lets `make` create it. */
-  async #replace(rel: string, label: string, options: WriteOptions, make: (full: string, real: string) => Promise<string | undefined>): Promise<boolean> {
+  async #replace(rel: string, label: string, options: WriteOptions, make: (full: string, real: string) => string | undefined | Promise<string | undefined>): Promise<boolean> {
     const member = options.member ?? rel;
-    const parent = posix.dirname(rel) === '.' ? '' : posix.dirname(rel);
-    const name = posix.basename(rel);
+    const slash = rel.lastIndexOf('/');
+    const parent = slash < 0 ? '' : rel.slice(0, slash);
+    const name = slash < 0 ? rel : rel.slice(slash + 1);
     if (name === '' || name === '.' || name === '..') throw new ArchiveError(`${label} has an entry '${member}' without a file name; refusing to install it.`, label);
-    const realParent = await this.#walk(parent, label, member, 'create-parents', true);
+    const realParent = this.#walk(parent, label, member, 'create-parents', true);
     const real = realParent === '' ? name : `${realParent}/${name}`;
     this.#checkReserved(real, label, member, options.reserved === true);
-    const replaced = await this.#clear(real, label, member);
-    this.#links.delete(real);
-    this.#linked.delete(real);
+    const replaced = this.#clear(real, label, member);
+    if (replaced) {
+      this.#links.delete(real);
+      this.#linked.delete(real);
+    }
     try {
-      this.#identities.set(real, await make(this.full(real), real));
+      // Most makes are synchronous (a link, a small write): no promise to wait for then.
+      const made = make(this.full(real), real);
+      this.#identities.set(real, made instanceof Promise ? await made : made);
     } catch (error) {
       throw this.#fsError(error, label, member);
     }
@@ -290,14 +297,15 @@ export class PrefixWriter {
 
   #checkReserved(real: string, label: string, member: string, allowed: boolean): void {
     if (allowed) return;
-    const top = real.split('/')[0]!;
+    const slash = real.indexOf('/');
+    const top = slash < 0 ? real : real.slice(0, slash);
     if (this.#reserved.has(top) && real !== top) {
       throw new ArchiveError(`${label} writes '${member}' into ${top}/, which holds the env's own records; refusing to install it.`, label);
     }
   }
 
   /** Removes whatever is at the resolved path `real` (never a directory); true when something was replaced. */
-  async #clear(real: string, label: string, member: string): Promise<boolean> {
+  #clear(real: string, label: string, member: string): boolean {
     if (this.#fresh && !this.#paths.has(real)) return false;
     const info = lstatSync(this.full(real), { throwIfNoEntry: false });
     if (!info) return false;
@@ -315,7 +323,13 @@ export class PrefixWriter {
    * `follow` resolves every component and requires it to exist; `check-link` resolves what
    * exists and continues lexically past the first missing component.
    */
-  async #walk(rel: string, label: string, member: string, walk: Walk, resolveLast: boolean): Promise<string> {
+  #walk(rel: string, label: string, member: string, walk: Walk, resolveLast: boolean): string {
+    // A path this writer already resolved to a real directory (the parent of most files, after the
+    // first of its directory): every component of it is a real directory — a key of #dirs is made
+    // only of components the walk found or made as directories, never of symlinks, '.', '..' or
+    // empty names — and directories are never removed or replaced, so the walk would return it
+    // unchanged, one lookup per component later.
+    if (this.#dirs.has(rel)) return rel;
     const queue = rel.split('/').filter((part) => part !== '' && part !== '.');
     const stack: string[] = [];
     let hops = 0;
