@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildCondaPackage, type CondaPackageSpec } from '@prebuilt/fixtures';
 import { hashFile } from '../cache/sha256-file.js';
 import { extractCondaPackage, type ExtractedEntry } from './conda-extract.js';
-import { defaultWorkerCount, ExtractPool, rebuildError, serialiseError, WORKER_START_MIN, workerScript } from './extract-pool.js';
+import { defaultWorkerCount, ExtractPool, processExtractPool, PROCESS_POOL_IDLE_MS, rebuildError, serialiseError, WORKER_START_MIN, workerScript } from './extract-pool.js';
 import { ArchiveError } from './errors.js';
 import { expansionError } from './expansion-budget.js';
 
@@ -137,6 +137,31 @@ describe('ExtractPool (worker threads)', () => {
     } finally {
       await pool.close();
     }
+  });
+
+  it('stays within its size however many callers extract at once (three envs), stops idle workers after idleMs and starts them again on demand', async () => {
+    const files = await Promise.all(['e1a', 'e1b', 'e2a', 'e2b', 'e3a', 'e3b'].map(packageFile));
+    const pool = new ExtractPool({ workers: 2, startMin: 0, idleMs: 150 });
+    try {
+      // Three "envs" asking at once, each with its extractions ahead (as materialize's extractAhead does).
+      const envs = [0, 1, 2].map((env) => Promise.all(files.slice(env * 2, env * 2 + 2).map((file, i) => pool.extract(file, file.slice(dir.length + 1), join(dir, `env${env}-${i}`)))));
+      const results = (await Promise.all(envs)).flat();
+      expect(results.map((r) => r.entries.find((e) => e.type === 'symlink')?.path)).toEqual(['e1a', 'e1b', 'e2a', 'e2b', 'e3a', 'e3b'].map((n) => `bin/${n}-link`));
+      expect(pool.peakWorkers).toBe(2);
+      expect(pool.workers).toBe(2);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(pool.workers).toBe(0);
+      const again = await pool.extract(files[0]!, 'again.conda', join(dir, 'again'));
+      expect(again.entries.length).toBeGreaterThan(0);
+      expect(pool.workers).toBe(1);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('one pool serves the whole process, stopping its workers when idle', () => {
+    expect(processExtractPool()).toBe(processExtractPool());
+    expect(PROCESS_POOL_IDLE_MS).toBeGreaterThan(0);
   });
 
   it('extracts on the calling thread where the worker script is absent', async () => {

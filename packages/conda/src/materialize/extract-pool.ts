@@ -10,8 +10,14 @@
  * stamps) is checked by the main thread as before — a worker only ever writes under the scratch
  * directory it is given. A worker starts at the first archive of {@link WORKER_START_MIN} bytes or
  * more (a rebuild that extracts nothing or one small package starts none; smaller archives are
- * extracted on the calling thread until one runs) and stops when the pool is closed. Where the worker's compiled script is absent (the
- * sources run untranspiled, without a build), extraction runs on the calling thread.
+ * extracted on the calling thread until one runs) and stops when the pool is closed, or after
+ * `idleMs` without work. Where the worker's compiled script is absent (the sources run
+ * untranspiled, without a build), extraction runs on the calling thread.
+ *
+ * One pool serves the whole process ({@link processExtractPool}): a build materializes its envs at
+ * once, and they share its {@link defaultWorkerCount} workers instead of starting a pool each. Its
+ * workers stop after {@link PROCESS_POOL_IDLE_MS} without work, and an idle worker never keeps
+ * the process alive (unref'd), so the CLI exits when its work is done.
  */
 import { existsSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -111,20 +117,38 @@ interface Slot {
   pending: Map<number, Pending>;
 }
 
+export interface ExtractPoolOptions {
+  /** The most workers at once (default {@link defaultWorkerCount}). */
+  workers?: number;
+  /** The worker script (default {@link workerScript}; undefined: extract on the calling thread). */
+  script?: string | undefined;
+  /** The smallest archive that starts a worker when none runs (default {@link WORKER_START_MIN}). */
+  startMin?: number;
+  /** Stop the workers after this long without work (default: never; they stop when the pool is closed). */
+  idleMs?: number;
+}
+
 export class ExtractPool {
   readonly #size: number;
   readonly #script: string | undefined;
   readonly #slots: Slot[] = [];
   #next = 0;
   #closed = false;
-
+  #peak = 0;
   readonly #startMin: number;
+  readonly #idleMs: number | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
 
-  /** `startMin`: the smallest archive that starts a worker when none runs (default {@link WORKER_START_MIN}). */
-  constructor(options: { workers?: number; script?: string | undefined; startMin?: number } = {}) {
+  constructor(options: ExtractPoolOptions = {}) {
     this.#size = Math.max(1, options.workers ?? defaultWorkerCount());
     this.#script = 'script' in options ? options.script : workerScript();
     this.#startMin = options.startMin ?? WORKER_START_MIN;
+    this.#idleMs = options.idleMs;
+  }
+
+  /** The most workers this pool ever ran at once (never more than its size). */
+  get peakWorkers(): number {
+    return this.#peak;
   }
 
   /** Whether extractions can run in worker threads (false: always on the calling thread). */
@@ -144,6 +168,7 @@ export class ExtractPool {
     // Starting a worker costs ~0.15 s of CPU (its module graph): a small archive while none runs
     // (a rebuild's one changed package) is extracted here.
     if (!this.#script || (this.#slots.length === 0 && fileSize(file) < this.#startMin)) return inThread(file, label, scratch, options.mtime, md5);
+    clearTimeout(this.#idleTimer);
     const slot = this.#slot();
     const id = (this.#next += 1);
     const request: ExtractRequest = { id, file, label, scratch, md5, ...(options.mtime === undefined ? {} : { mtime: options.mtime }) };
@@ -158,8 +183,26 @@ export class ExtractPool {
   /** Stops the workers; extractions still running fail. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#idleTimer);
+    await this.#stopWorkers();
+  }
+
+  async #stopWorkers(): Promise<void> {
     const slots = this.#slots.splice(0);
     await Promise.all(slots.map((slot) => slot.worker.terminate()));
+  }
+
+  /** After the last extraction: the workers stop once `idleMs` pass without new work (the timer never keeps the process alive). */
+  #whenIdle(): void {
+    if (this.#idleMs === undefined || this.#slots.some((slot) => slot.pending.size > 0)) return;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      if (this.#slots.every((slot) => slot.pending.size === 0)) {
+        log('stopping %d idle extraction workers', this.#slots.length);
+        void this.#stopWorkers();
+      }
+    }, this.#idleMs);
+    this.#idleTimer.unref();
   }
 
   /** The worker with the fewest extractions running (a new one while fewer than the pool's size run). */
@@ -183,7 +226,10 @@ export class ExtractPool {
       const pending = slot.pending.get(reply.id);
       if (!pending) return;
       slot.pending.delete(reply.id);
-      if (slot.pending.size === 0) worker.unref();
+      if (slot.pending.size === 0) {
+        worker.unref();
+        this.#whenIdle();
+      }
       if ('error' in reply) pending.reject(rebuildError(reply.error));
       else pending.resolve(fromReply(reply));
     });
@@ -193,8 +239,24 @@ export class ExtractPool {
     });
     worker.on('exit', (code) => failAll(new Error(`An extraction worker thread stopped (exit code ${code}) before it finished.`)));
     this.#slots.push(slot);
+    this.#peak = Math.max(this.#peak, this.#slots.length);
     return slot;
   }
+}
+
+/** How long the process's pool keeps idle workers (a build's next env reuses them; a finished CLI does not wait for them). */
+export const PROCESS_POOL_IDLE_MS = 2000;
+
+let processPool: ExtractPool | undefined;
+
+/**
+ * The extraction pool every materialize of this process shares: at most {@link defaultWorkerCount}
+ * workers however many envs are materialized at once; they stop after {@link PROCESS_POOL_IDLE_MS}
+ * without work and start again on demand. Never closed: nothing of it keeps the process alive.
+ */
+export function processExtractPool(): ExtractPool {
+  processPool ??= new ExtractPool({ idleMs: PROCESS_POOL_IDLE_MS });
+  return processPool;
 }
 
 function fromReply(reply: Extract<ExtractReply, { info: unknown }>): PooledExtraction {

@@ -6,7 +6,7 @@ import { ExtractionCache } from '../cache/extraction-cache.js';
 import { PackageCache, type DownloadProgress, type EnsureResult } from '../cache/package-cache.js';
 import { validateBytecode } from './bytecode.js';
 import { removeScratch } from './conda-extract.js';
-import { ExtractPool } from './extract-pool.js';
+import { processExtractPool, type ExtractPool } from './extract-pool.js';
 import { linkCondaPackage, type CondaInstallOptions, type CondaInstallResult, type LinkSource } from './conda-install.js';
 import { normaliseTree, sourceDateEpoch } from './deterministic-tar.js';
 import { PrefixWriter } from './prefix-writer.js';
@@ -39,6 +39,8 @@ export interface MaterializeOptions {
   mtime?: number;
   onProgress?: (progress: MaterializeProgress) => void;
   signal?: AbortSignal;
+  /** The extraction pool (default: the process's, shared by every materialize: {@link processExtractPool}). */
+  extractPool?: ExtractPool;
 }
 
 export interface MaterializeResult {
@@ -207,8 +209,9 @@ async function installPackages(
   const out: InstallLog = { warnings: [], linkScriptPackages: [], history: [], entryDirs: new Map() };
   const fileOf = (pkg: LockedPackage): string => download.paths.get(pkg.sha256.toLowerCase())!;
   const archiveOf = (pkg: LockedPackage): Archive => ({ file: fileOf(pkg), md5: download.md5.get(pkg.sha256.toLowerCase()) });
-  // Extraction in worker threads (extract-pool.ts), started at the first package not in the cache.
-  const pool = new ExtractPool();
+  // Extraction in worker threads (extract-pool.ts), started at the first package not in the cache;
+  // one pool for the process, shared by the envs a build materializes at once.
+  const pool = options.extractPool ?? processExtractPool();
   const ahead = extractAhead(lock.packages, archiveOf, (archive, pkg) => extractOne(archive, pkg, writer.root, extractionCache, mtime, pool));
   try {
     for (const [i, pkg] of lock.packages.entries()) {
@@ -223,7 +226,6 @@ async function installPackages(
     }
   } finally {
     await ahead.settle();
-    await pool.close();
   }
   return out;
 }
