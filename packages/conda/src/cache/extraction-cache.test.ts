@@ -5,6 +5,7 @@ import { buildCondaPackage } from '@prebuilt/fixtures';
 import { fileLock } from '../materialize/__fixtures__/helpers.js';
 import { useExampleChannel } from '../__fixtures__/example-channel.js';
 import type { LockedEnv } from '@prebuilt/core';
+import { ExtractPool } from '../materialize/extract-pool.js';
 import { materializeEnv } from '../materialize/materialize.js';
 import { writeDeterministicTar } from '../materialize/deterministic-tar.js';
 import { ExtractionCache, PRUNE_AFTER_DAYS } from './extraction-cache.js';
@@ -62,10 +63,17 @@ describe('the extraction cache (materializeEnv)', () => {
     expect(await tarSha(join(example.work, 'second'), 'second')).toBe(plain);
   });
 
-  it('builds running at once share the entries (one extraction each, none removed under another build): four envs from one fresh cache', async () => {
+  it('builds running at once share the entries (one extraction each, none removed under another build) and one bounded worker pool: four envs from one fresh cache', async () => {
     const cacheDir = join(example.work, 'cache-parallel');
     const outs = ['p1', 'p2', 'p3', 'p4'].map((name) => join(example.work, name));
-    await Promise.all(outs.map((outDir) => materializeEnv({ lock, prefix: PREFIX, outDir, cache: new PackageCache({ cacheDir }), mtime: 0 })));
+    // Every archive through the worker threads (no small-archive shortcut), at most one worker.
+    const extractPool = new ExtractPool({ workers: 1, startMin: 0 });
+    try {
+      await Promise.all(outs.map((outDir) => materializeEnv({ lock, prefix: PREFIX, outDir, cache: new PackageCache({ cacheDir }), mtime: 0, extractPool })));
+    } finally {
+      await extractPool.close();
+    }
+    expect(extractPool.peakWorkers).toBe(1);
     expect((await readdir(join(cacheDir, 'extracted'))).filter((name) => !name.includes('.'))).toHaveLength(3);
     expect((await readdir(join(cacheDir, 'extracted'))).filter((name) => /\.(partial|stale)-/.test(name))).toEqual([]);
     const shas = await Promise.all(outs.map((outDir, i) => tarSha(outDir, `p${i}`)));
