@@ -164,7 +164,8 @@ describeWith(['docker', 'registries', 'baseImage'], 'what is cached is what was 
     expect(third.code, third.output).toBe(0);
     expect(third.stderr).not.toContain('note:');
     const record = JSON.parse(await readFile(join(world.dir, 'cache', 'pkgs', `${tinycli.sha256}.verified`), 'utf8')) as Record<string, unknown>;
-    expect(record).toMatchObject({ sha256: tinycli.sha256, size: tinycli.size });
+    // The archive's md5 (for its conda-meta record) is kept with the record, hashed with the sha256.
+    expect(record).toMatchObject({ sha256: tinycli.sha256, size: tinycli.size, md5: expect.stringMatching(/^[0-9a-f]{32}$/) });
   }, 300_000);
 });
 
