@@ -5,8 +5,9 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { createGunzip, gunzip } from 'node:zlib';
 import { ConfigError, type OciDescriptor } from '@prebuilt/core/backend';
-import { estargzStream, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
+import { estargzStream, TOC_DIGEST_ANNOTATION } from './estargz.js';
 import { hashTap } from './layer.js';
+import { LAZY_FORMATS, type LazyCompression } from './layer-codec.js';
 import { prefetchTarOrder } from './tar-prefetch-order.js';
 
 const gunzipAsync = promisify(gunzip);
@@ -44,7 +45,7 @@ async function prefetchOrderedTar(bytes: Buffer, gzipped: boolean, prefetch: rea
   return tar.length > max ? undefined : prefetchTarOrder(tar, prefetch);
 }
 
-/** Whether a layer descriptor is eStargz already (it carries the TOC digest annotation). */
+/** Whether a layer descriptor is eStargz or zstd:chunked already (it carries the TOC digest annotation the snapshotter verifies). */
 export function isEstargzLayer(layer: OciDescriptor): boolean {
   return typeof layer.annotations?.[TOC_DIGEST_ANNOTATION] === 'string';
 }
@@ -68,14 +69,22 @@ export function checkConvertibleBase(ref: string, layers: readonly OciDescriptor
 }
 
 /**
- * Converts one base layer blob (gzip or plain tar) into an eStargz blob written to `file`, in one
- * streaming pass (gunzip → eStargz writer → sha256 → file). With `prefetch` (a recorded profile's
- * image paths), the tar is unpacked in memory first and put in prefetch order — unless it is over
- * `maxReordered` bytes (MAX_REORDERED_TAR), then it keeps its own order. The same blob (and paths)
- * give the same bytes.
+ * Converts one base layer blob (gzip or plain tar) into an eStargz blob (or, `format`
+ * `zstd:chunked`, a zstd:chunked one) written to `file`, in one streaming pass (gunzip → seekable
+ * writer → sha256 → file). With `prefetch` (a recorded profile's image paths), the tar is unpacked
+ * in memory first and put in prefetch order — unless it is over `maxReordered` bytes
+ * (MAX_REORDERED_TAR), then it keeps its own order. The same blob (and paths) give the same bytes.
  */
-export async function convertLayerToEstargz(blob: Uint8Array, mediaType: string, file: string, signal?: AbortSignal, prefetch?: readonly string[], maxReordered = MAX_REORDERED_TAR): Promise<ConvertedLayer> {
-  const esgz = estargzStream(availableParallelism());
+export async function convertLayerToEstargz(
+  blob: Uint8Array,
+  mediaType: string,
+  file: string,
+  signal?: AbortSignal,
+  prefetch?: readonly string[],
+  maxReordered = MAX_REORDERED_TAR,
+  format: LazyCompression = 'estargz',
+): Promise<ConvertedLayer> {
+  const esgz = estargzStream(availableParallelism(), LAZY_FORMATS[format]);
   const out = hashTap();
   const bytes = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   const gzipped = GZIP_LAYERS.has(mediaType);
@@ -88,11 +97,6 @@ export async function convertLayerToEstargz(blob: Uint8Array, mediaType: string,
   }
   const stages = [Readable.from(source), ...unpack, esgz.stream, out.stream, createWriteStream(file)];
   await pipeline(stages as unknown as NodeJS.ReadWriteStream[], signal ? { signal } : {});
-  const { diffId, tocDigest, uncompressedSize } = esgz.result();
-  return {
-    digest: out.digest(),
-    size: out.size(),
-    diffId,
-    annotations: { [TOC_DIGEST_ANNOTATION]: tocDigest, [UNCOMPRESSED_SIZE_ANNOTATION]: String(uncompressedSize) },
-  };
+  const { diffId, annotations } = esgz.result();
+  return { digest: out.digest(), size: out.size(), diffId, annotations };
 }

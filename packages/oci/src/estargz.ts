@@ -27,11 +27,28 @@ const gzipAsync = promisify(zlibGzip) as (data: Buffer, options: ZlibOptions) =>
 /** Members use the parameters of the gzip layers (level 6, 32 KiB window, memLevel 8). */
 const GZIP_OPTIONS: ZlibOptions = { level: 6, windowBits: 15, memLevel: 8, strategy: zlibConstants.Z_DEFAULT_STRATEGY };
 
-/** What the writer made: the TOC digest and the uncompressed tar's sha256 (diff_id) and size. */
+/** What the writer made: the TOC digest, the uncompressed tar's sha256 (diff_id) and size, and the layer descriptor's annotations. */
 export interface EstargzResult {
   tocDigest: string;
   diffId: string;
   uncompressedSize: number;
+  /** The TOC digest, the uncompressed size, and what the format adds (zstd:chunked: the TOC's position and checksum). */
+  annotations: Record<string, string>;
+}
+
+/**
+ * What differs between the seekable formats the writer makes: eStargz (gzip members, the TOC as the
+ * tar's last entry, a gzip footer) and zstd:chunked (zstd frames, the tar ending as it came, the TOC
+ * and the footer in zstd skippable frames; zstd-chunked.ts). Both put every non-empty file's payload
+ * (and each chunk of a big one) at the start of its own member, described by the same TOC.
+ */
+export interface ChunkedFormat {
+  /** Compresses one member (deterministically). */
+  compress(data: Buffer): Promise<Buffer>;
+  /** true: the TOC is the tar's last entry, before a new end-of-archive (eStargz); false: the tar keeps its own end. */
+  tocInTar: boolean;
+  /** What follows the last member (the footer, and the TOC unless it is in the tar), and the annotations it adds; `end` is the compressed size so far. */
+  trailer(tocJson: Buffer, end: number): Promise<{ bytes: Buffer; annotations: Record<string, string> }>;
 }
 
 /** One entry of the TOC (field names and order as the stargz snapshotter writes them). */
@@ -66,6 +83,13 @@ async function gzipMember(data: Buffer): Promise<Buffer> {
   out[9] = 3;
   return out;
 }
+
+/** eStargz: gzip members, the TOC in the tar's last member (at `end`), then the 51-byte footer pointing at it. */
+export const ESTARGZ_FORMAT: ChunkedFormat = {
+  compress: gzipMember,
+  tocInTar: true,
+  trailer: async (_tocJson, end) => ({ bytes: estargzFooter(end), annotations: {} }),
+};
 
 /** The 51-byte footer: an empty gzip member, extra field `SG` + `%016xSTARGZ` of the TOC offset. */
 export function estargzFooter(tocOffset: number): Buffer {
@@ -137,11 +161,12 @@ const MODE_BITS: Record<string, number> = { dir: 0o40000, reg: 0o100000, symlink
 
 /**
  * Converts a tar stream (as `tar-stream` writes it, end-of-archive blocks included) into eStargz
- * bytes. Members are compressed on the libuv thread pool, up to `parallel` at once, and written in
- * order. `result()` is valid once the stream has finished. The same tar gives the same bytes.
+ * bytes, or those of another seekable `format` (zstd:chunked). Members are compressed on the libuv
+ * thread pool, up to `parallel` at once, and written in order. `result()` is valid once the stream
+ * has finished. The same tar gives the same bytes.
  */
-export function estargzStream(parallel = 4): { stream: Transform; result: () => EstargzResult } {
-  const writer = new EstargzWriter(parallel);
+export function estargzStream(parallel = 4, format: ChunkedFormat = ESTARGZ_FORMAT): { stream: Transform; result: () => EstargzResult } {
+  const writer = new EstargzWriter(parallel, format);
   return { stream: writer.stream, result: () => writer.result() };
 }
 
@@ -158,6 +183,7 @@ interface FileState {
 class EstargzWriter {
   readonly stream: Transform;
   readonly #parallel: number;
+  readonly #format: ChunkedFormat;
   readonly #toc: TocEntry[] = [];
   readonly #diff: Hash = createHash('sha256');
   #uncompressed = 0;
@@ -180,8 +206,9 @@ class EstargzWriter {
   #file: FileState | undefined;
   #result: EstargzResult | undefined;
 
-  constructor(parallel: number) {
+  constructor(parallel: number, format: ChunkedFormat) {
     this.#parallel = Math.max(1, parallel);
+    this.#format = format;
     const self = this;
     this.stream = new Transform({
       transform(chunk: Buffer, _encoding, callback: TransformCallback) {
@@ -213,7 +240,7 @@ class EstargzWriter {
     this.#member = [];
     this.#memberBytes = 0;
     this.#members++;
-    const compressed = gzipMember(data);
+    const compressed = this.#format.compress(data);
     compressed.catch(() => undefined);
     this.#pending.push(compressed);
     while (this.#pending.length >= this.#parallel) this.#emit(out, await this.#pending.shift()!);
@@ -227,7 +254,11 @@ class EstargzWriter {
   async #consume(chunk: Buffer, out: Transform): Promise<void> {
     let at = 0;
     while (at < chunk.length) {
-      if (this.#state === 'end') return;
+      if (this.#state === 'end') {
+        // A format whose TOC is not in the tar keeps the tar's own end-of-archive blocks.
+        if (!this.#format.tocInTar) this.#append(chunk.subarray(at));
+        return;
+      }
       if (this.#state === 'header') {
         const take = Math.min(512 - this.#header.length, chunk.length - at);
         this.#header = Buffer.concat([this.#header, chunk.subarray(at, at + take)]);
@@ -257,7 +288,8 @@ class EstargzWriter {
     const h = this.#header;
     this.#header = Buffer.alloc(0);
     if (h.every((b) => b === 0)) {
-      // End of archive: the TOC entry and a new end-of-archive are written by #finish.
+      // End of archive: for eStargz, the TOC entry and a new end-of-archive are written by #finish.
+      if (!this.#format.tocInTar) this.#append(h);
       this.#state = 'end';
       return;
     }
@@ -380,15 +412,20 @@ class EstargzWriter {
     const starts = [0];
     for (const size of this.#sizes) starts.push(starts[starts.length - 1]! + size);
     const tocJson = Buffer.from(JSON.stringify({ version: 1, entries: this.#toc.map((e) => tocJsonEntry(e, starts)) }, null, '\t'));
-    const pad = (512 - (tocJson.length % 512)) % 512;
-    this.#append(Buffer.concat([tarFileHeader(TOC_NAME, tocJson.length), tocJson, Buffer.alloc(pad + 1024)]));
-    const tocOffset = starts[starts.length - 1]!;
-    out.push(await gzipMember(Buffer.concat(this.#member, this.#memberBytes)));
-    out.push(estargzFooter(tocOffset));
+    const end = starts[starts.length - 1]!;
+    if (this.#format.tocInTar) {
+      const pad = (512 - (tocJson.length % 512)) % 512;
+      this.#append(Buffer.concat([tarFileHeader(TOC_NAME, tocJson.length), tocJson, Buffer.alloc(pad + 1024)]));
+      out.push(await this.#format.compress(Buffer.concat(this.#member, this.#memberBytes)));
+    }
+    const trailer = await this.#format.trailer(tocJson, end);
+    out.push(trailer.bytes);
+    const tocDigest = `sha256:${createHash('sha256').update(tocJson).digest('hex')}`;
     this.#result = {
-      tocDigest: `sha256:${createHash('sha256').update(tocJson).digest('hex')}`,
+      tocDigest,
       diffId: `sha256:${this.#diff.digest('hex')}`,
       uncompressedSize: this.#uncompressed,
+      annotations: { [TOC_DIGEST_ANNOTATION]: tocDigest, [UNCOMPRESSED_SIZE_ANNOTATION]: String(this.#uncompressed), ...trailer.annotations },
     };
   }
 }

@@ -2,21 +2,39 @@ import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import { constants as zlibConstants, createGzip } from 'node:zlib';
 import { compress as zstdCompress } from '@mongodb-js/zstd';
-import { ESTARGZ_CHUNK, estargzStream } from './estargz.js';
+import { ESTARGZ_CHUNK, ESTARGZ_FORMAT, estargzStream, type ChunkedFormat } from './estargz.js';
+import { ZSTD_CHUNKED_FORMAT, ZSTD_CHUNKED_LEVEL } from './zstd-chunked.js';
 
 /**
- * How the oci service compresses the layers it builds: `gzip`, `zstd`, or `estargz` (gzip in
- * per-file members with a table of contents, for lazy pulling; see estargz.ts).
+ * How the oci service compresses the layers it builds: `gzip`, `zstd`, or one of the formats for
+ * lazy pulling, with per-file members and a table of contents: `estargz` (gzip; see estargz.ts) and
+ * `zstd:chunked` (zstd; see zstd-chunked.ts).
  */
-export type LayerCompression = 'gzip' | 'zstd' | 'estargz';
+export type LayerCompression = 'gzip' | 'zstd' | 'estargz' | 'zstd:chunked';
 
-export const LAYER_COMPRESSIONS: readonly LayerCompression[] = ['gzip', 'zstd', 'estargz'];
+export const LAYER_COMPRESSIONS: readonly LayerCompression[] = ['gzip', 'zstd', 'estargz', 'zstd:chunked'];
 
-/** The OCI layer media type of each compression (zstd exists only in the OCI format, not Docker v2; eStargz is tar+gzip). */
+/** The compressions the stargz snapshotter pulls lazily (a TOC and per-file members). */
+export type LazyCompression = 'estargz' | 'zstd:chunked';
+
+/** The seekable writer's format of each lazy compression. */
+export const LAZY_FORMATS: Record<LazyCompression, ChunkedFormat> = { estargz: ESTARGZ_FORMAT, 'zstd:chunked': ZSTD_CHUNKED_FORMAT };
+
+export function isLazyCompression(compression: LayerCompression): compression is LazyCompression {
+  return compression === 'estargz' || compression === 'zstd:chunked';
+}
+
+/** Whether a compression's layers are zstd (pulled only by containerd ≥ 1.5 and Docker Engine ≥ 23.0). */
+export function isZstdCompression(compression: LayerCompression): boolean {
+  return compression === 'zstd' || compression === 'zstd:chunked';
+}
+
+/** The OCI layer media type of each compression (zstd exists only in the OCI format, not Docker v2; eStargz is tar+gzip, zstd:chunked tar+zstd). */
 export const OCI_LAYER_MEDIA_TYPE: Record<LayerCompression, string> = {
   gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
   zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
   estargz: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  'zstd:chunked': 'application/vnd.oci.image.layer.v1.tar+zstd',
 };
 
 /** Fixed parameters of the gzip layers: zlib level 6, 32 KiB window, memLevel 8, default strategy. */
@@ -36,6 +54,8 @@ export const LAYER_FORMAT_ID: Record<LayerCompression, string> = {
   gzip: `gzip-zlib${GZIP_LEVEL}-${process.versions.zlib ?? 'unknown'}`,
   zstd: `zstd${ZSTD_LEVEL}-frames${ZSTD_BLOCK >> 20}m`,
   estargz: `estargz-zlib${GZIP_LEVEL}-${process.versions.zlib ?? 'unknown'}-chunks${ESTARGZ_CHUNK >> 20}m-toc2`,
+  // A directory name: no colon.
+  'zstd:chunked': `zstdchunked${ZSTD_CHUNKED_LEVEL}-chunks${ESTARGZ_CHUNK >> 20}m-toc1`,
 };
 
 /** gzip's OS byte (offset 9), fixed to 3 (Unix) whatever zlib was built for. */
@@ -110,10 +130,10 @@ export function deterministicZstdStream(parallel = availableParallelism()): Tran
 }
 
 /**
- * The compressing stages (to pipe in order) of a compression. The eStargz stage's TOC digest and
- * diff_id are only reported through `writeLayer`, which builds layers with it.
+ * The compressing stages (to pipe in order) of a compression. The lazy formats' TOC digest and
+ * diff_id are only reported through `writeLayer`, which builds layers with them.
  */
 export function layerCompressor(compression: LayerCompression): Transform[] {
-  if (compression === 'estargz') return [estargzStream().stream];
+  if (isLazyCompression(compression)) return [estargzStream(availableParallelism(), LAZY_FORMATS[compression]).stream];
   return compression === 'zstd' ? [deterministicZstdStream()] : deterministicGzipStream();
 }

@@ -6,9 +6,9 @@ import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
 import { addTarTreeEntry, CancelledError, compareBytes, sha256Tap } from '@prebuilt/core/backend';
 import { availableParallelism } from 'node:os';
-import { estargzStream, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
+import { estargzStream } from './estargz.js';
 import { prefetchOrder, type EstargzPrefetch } from './estargz-prefetch.js';
-import { deterministicGzipStream, layerCompressor, type LayerCompression } from './layer-codec.js';
+import { deterministicGzipStream, isLazyCompression, LAZY_FORMATS, layerCompressor, type LayerCompression } from './layer-codec.js';
 
 /** One entry of a layer: where it goes in the image and where its content comes from. */
 export interface LayerEntry {
@@ -131,13 +131,13 @@ export interface WrittenLayer {
   size: number;
   /** sha256 of the uncompressed tar: the diff_id. */
   diffId: string;
-  /** sha256 of the plain tar of the entries (what the layer cache is keyed by): the diff_id, except for eStargz, whose tar adds the TOC. */
+  /** sha256 of the plain tar of the entries (what the layer cache is keyed by): the diff_id, except for eStargz, whose tar adds the TOC (zstd:chunked's does not). */
   tarDigest: string;
   tarSize: number;
   entries: number;
   /** The compressed blob on disk. */
   file: string;
-  /** Annotations of the layer's descriptor (eStargz: the TOC digest and the uncompressed size). */
+  /** Annotations of the layer's descriptor (eStargz, zstd:chunked: the TOC digest and the uncompressed size; zstd:chunked also the TOC's position and checksum). */
   annotations?: Record<string, string>;
 }
 
@@ -153,17 +153,17 @@ export async function writeLayer(
 ): Promise<WrittenLayer> {
   const tar = hashTap();
   const blob = hashTap();
-  const esgz = options.compression === 'estargz' ? estargzStream(availableParallelism()) : undefined;
+  const esgz = isLazyCompression(options.compression) ? estargzStream(availableParallelism(), LAZY_FORMATS[options.compression]) : undefined;
   const compressor = esgz ? [esgz.stream] : layerCompressor(options.compression);
-  // Only an eStargz layer has a prefetch order; any other keeps the plain one.
+  // Only a lazy (eStargz, zstd:chunked) layer has a prefetch order; any other keeps the plain one.
   const { prefetch, ...plain } = options;
   const tarOptions = esgz && prefetch ? { ...plain, prefetch } : plain;
   const { entries: count } = await streamTar(entries, [tar.stream, ...compressor, blob.stream, createWriteStream(file)], tarOptions);
   const tarDigest = tar.digest();
   const written = { digest: blob.digest(), size: blob.size(), diffId: tarDigest, tarDigest, tarSize: tar.size(), entries: count, file };
   if (!esgz) return written;
-  const { diffId, tocDigest, uncompressedSize } = esgz.result();
-  return { ...written, diffId, tarSize: uncompressedSize, annotations: { [TOC_DIGEST_ANNOTATION]: tocDigest, [UNCOMPRESSED_SIZE_ANNOTATION]: String(uncompressedSize) } };
+  const { diffId, uncompressedSize, annotations } = esgz.result();
+  return { ...written, diffId, tarSize: uncompressedSize, annotations };
 }
 
 /** A pass-through stage that hashes and counts what flows through it; digest as `sha256:<hex>`. */

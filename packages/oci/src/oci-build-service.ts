@@ -36,7 +36,7 @@ import {
   type ImagePlan,
   type PlannedLayer,
 } from './image-assembly.js';
-import { LAYER_COMPRESSIONS, LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, type LayerCompression } from './layer-codec.js';
+import { isLazyCompression, LAYER_COMPRESSIONS, LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, type LayerCompression, type LazyCompression } from './layer-codec.js';
 import { LayerCache, defaultLayerCacheDir } from './layer-cache.js';
 import { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 import { layerDiffId, writeLayer } from './layer.js';
@@ -54,15 +54,15 @@ export const OCI_ENV = {
   insecureRegistries: 'METAFLOW_PREBUILT_OCI_INSECURE_REGISTRIES',
   /** Comma-separated repositories of the target registry to offer as cross-repository mount sources. */
   mountFrom: 'METAFLOW_PREBUILT_OCI_MOUNT_FROM',
-  /** `gzip`, `zstd` or `estargz`: how the new layers are compressed (default zstd when every runner pulls it, else gzip). */
+  /** `gzip`, `zstd`, `estargz` or `zstd:chunked`: how the new layers are compressed (default zstd when every runner pulls it, else gzip). */
   layerCompression: 'METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION',
   /** The runtimes that pull the images, `containerd@1.6,docker@20.10`: picks the default compression. */
   runners: RUNNERS_ENV,
   /** `grouped` (default), `per-package` or `single`: how the env prefix is cut into layers. */
   layers: 'METAFLOW_PREBUILT_OCI_LAYERS',
-  /** eStargz layers only: `static` (default), `off`, or a recorded profile file: which files go first, for the snapshotter's prefetch. */
+  /** eStargz and zstd:chunked layers only: `static` (default), `off`, or a recorded profile file: which files go first, for the snapshotter's prefetch. */
   prefetch: PREFETCH_ENV,
-  /** eStargz layers only: `1` re-layers the base image as eStargz too (converted once per base layer, cached, pushed to the target repository). */
+  /** eStargz and zstd:chunked layers only: `1` re-layers the base image in the same format too (converted once per base layer, cached, pushed to the target repository). */
   estargzBase: 'METAFLOW_PREBUILT_OCI_ESTARGZ_BASE',
 } as const;
 
@@ -113,7 +113,9 @@ export interface OciBuildServiceOptions {
    * runtime pulls it) or `zstd` (an OCI image with `tar+zstd` layers; needs Docker Engine ≥ 23.0 or
    * containerd ≥ 1.5 on every node) or
    * `estargz` (gzip layers with a table of contents, lazily pulled by containerd with the stargz
-   * snapshotter, pulled as plain gzip by every other runtime). Env METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.
+   * snapshotter, pulled as plain gzip by every other runtime) or `zstd:chunked` (the same for zstd:
+   * lazily pulled by the stargz snapshotter, pulled as plain zstd by containerd ≥ 1.5 and Docker
+   * Engine ≥ 23.0). Env METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.
    */
   layerCompression?: LayerCompression;
   /**
@@ -123,14 +125,14 @@ export interface OciBuildServiceOptions {
    */
   layers?: LayeringPolicy;
   /**
-   * eStargz layers only: which files go first in each layer, before the `.prefetch.landmark` the
+   * eStargz and zstd:chunked layers only: which files go first in each layer, before the `.prefetch.landmark` the
    * stargz snapshotter prefetches up to — `static` (default: the interpreter, packages' `__init__`
    * files and every shared object), `off` (no reordering, no landmark), or the path of a profile
    * recorded by running the task once (one image path per line). Env METAFLOW_PREBUILT_OCI_PREFETCH.
    */
   prefetch?: string;
   /**
-   * eStargz layers only: re-layer the base image as eStargz too, so that an empty node pulls the
+   * eStargz and zstd:chunked layers only: re-layer the base image in that format too, so that an empty node pulls the
    * whole image lazily (containerd fetches every layer after a plain gzip one whole). Each base
    * layer is converted once (remembered in the layer cache by its digest) and pushed to the target
    * repository; the image then no longer shares the base's layers with other images on the node.
@@ -169,9 +171,9 @@ export interface OciSettings {
   sourceDateEpoch: number;
   layerCompression: LayerCompression;
   layers: LayeringPolicy;
-  /** The prefetch order of eStargz layers (`off` for the other compressions). */
+  /** The prefetch order of eStargz and zstd:chunked layers (`off` for the other compressions). */
   prefetch: EstargzPrefetch;
-  /** Whether the base image's layers are re-layered as eStargz (eStargz only). */
+  /** Whether the base image's layers are re-layered as eStargz or zstd:chunked (the new layers' format; those two only). */
   estargzBase: boolean;
 }
 
@@ -212,7 +214,7 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
   return {
     chunkSize,
     layerCompression,
-    prefetch: layerCompression === 'estargz' ? prefetchSetting(rawPrefetch) : { mode: 'off' },
+    prefetch: isLazyCompression(layerCompression) ? prefetchSetting(rawPrefetch) : { mode: 'off' },
     insecureRegistries: list(options.insecureRegistries, OCI_ENV.insecureRegistries, 'insecureRegistries', env),
     mountFrom: list(options.mountFrom, OCI_ENV.mountFrom, 'mountFrom', env),
     sourceDateEpoch: epochSetting(options.sourceDateEpoch, env),
@@ -221,13 +223,13 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
   };
 }
 
-/** The eStargz-base switch: the option, else the env variable (core's on/off words); only with eStargz layers. */
+/** The eStargz-base switch: the option, else the env variable (core's on/off words); only with eStargz or zstd:chunked layers. */
 function estargzBaseSetting(value: boolean | undefined, compression: LayerCompression, env: Record<string, string | undefined>): boolean {
   const on = loadBooleanSetting({ value, envVar: OCI_ENV.estargzBase, option: 'estargzBase', description: 'the base image re-layered as eStargz', default: false, env });
-  if (on && compression !== 'estargz') {
-    throw new ConfigError(`Re-layering the base image as eStargz needs eStargz layers, but the layer compression is ${compression}.`, {
+  if (on && !isLazyCompression(compression)) {
+    throw new ConfigError(`Re-layering the base image as eStargz needs eStargz or zstd:chunked layers, but the layer compression is ${compression}.`, {
       setting: OCI_ENV.estargzBase,
-      hint: `Set ${OCI_ENV.layerCompression}=estargz, or turn ${OCI_ENV.estargzBase} off.`,
+      hint: `Set ${OCI_ENV.layerCompression}=estargz (or zstd:chunked), or turn ${OCI_ENV.estargzBase} off.`,
     });
   }
   return on;
@@ -331,7 +333,7 @@ async function assembleAndPush(run: BuildRun): Promise<BuildResult> {
   const from = fromRef(instructions);
   say(`FROM ${from} (${request.platform})`);
   const fetched = await fetchBase(client, from, request.platform, request.signal);
-  // zstd layers exist only in the OCI format, eStargz annotations too: a Docker v2 base is restated as OCI (same blobs).
+  // zstd layers exist only in the OCI format, eStargz and zstd:chunked annotations too: a Docker v2 base is restated as OCI (same blobs).
   const restated = settings.layerCompression === 'gzip' ? fetched : ociFormatOf(fetched);
   if (settings.estargzBase) checkConvertibleBase(from, restated.layers);
 
@@ -365,7 +367,8 @@ async function pushBaseLayers(run: BuildRun, push: PushTarget, base: BaseImage):
 }
 
 /**
- * The base re-layered as eStargz, its layers in the target repository: each layer converted once
+ * The base re-layered as eStargz (or zstd:chunked, the new layers' format), its layers in the
+ * target repository: each layer converted once
  * (the layer cache remembers the result by the base layer's digest and the prefetch profile; the
  * registry is asked for it), in the profile's prefetch order when there is one; an eStargz layer
  * kept as it is; the config's diff_ids follow the converted layers.
@@ -373,6 +376,7 @@ async function pushBaseLayers(run: BuildRun, push: PushTarget, base: BaseImage):
 async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Promise<{ base: BaseImage; baseLayers: PushSummary['baseLayers'] }> {
   const { client, cache } = run;
   const signal = run.request.signal;
+  const format = run.settings.layerCompression as LazyCompression;
   if (base.layers.length === 0) return { base, baseLayers: [] };
   const baseRef = parseImageRef(`${base.registry}/${base.repository}`);
   const diffIds = [...((base.config['rootfs'] as { diff_ids?: string[] } | undefined)?.diff_ids ?? [])];
@@ -395,13 +399,13 @@ async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Pr
       if (!converted || !(await client.headBlob(push.repo, converted.digest, signalOf(run.request))).exists) {
         const file = join(tmp, `${i}.blob`);
         const blob = await client.getBlob(baseRef, layer.digest, { ...signalOf(run.request), size: layer.size });
-        converted = await convertLayerToEstargz(blob, layer.mediaType, file, signal, profile);
+        converted = await convertLayerToEstargz(blob, layer.mediaType, file, signal, profile, undefined, format);
         await cache.setByContent(key, converted);
         status = (await client.uploadBlob(push.repo, converted.digest, () => readFile(file), push.upload)).status;
         await rm(file, { force: true });
       }
-      run.say(`base layer ${layer.digest.slice(7, 19)} as eStargz ${converted.digest.slice(7, 19)}: ${status}`);
-      layers.push({ mediaType: OCI_LAYER_MEDIA_TYPE.estargz, digest: converted.digest, size: converted.size, annotations: converted.annotations ?? {} });
+      run.say(`base layer ${layer.digest.slice(7, 19)} as ${format} ${converted.digest.slice(7, 19)}: ${status}`);
+      layers.push({ mediaType: OCI_LAYER_MEDIA_TYPE[format], digest: converted.digest, size: converted.size, annotations: converted.annotations ?? {} });
       baseLayers.push({ digest: converted.digest, status });
       diffIds[i] = converted.diffId;
     }
@@ -452,7 +456,7 @@ interface LayerJob {
   signal: AbortSignal;
 }
 
-/** What of the prefetch choice a layer's content key adds: nothing without one (gzip, zstd, eStargz `off`). */
+/** What of the prefetch choice a layer's content key adds: nothing without one (gzip, zstd, eStargz and zstd:chunked `off`). */
 function prefetchKey(prefetch: EstargzPrefetch): string {
   if (prefetch.mode === 'off') return '';
   return prefetch.mode === 'static' ? '\0prefetch:static' : `\0prefetch:${createHash('sha256').update(prefetch.paths.join('\n')).digest('hex')}`;
@@ -464,7 +468,7 @@ async function buildOneLayer(run: BuildRun, push: PushTarget, job: LayerJob): Pr
   const { planned, signal } = job;
   const label = `layer ${job.i + 1}/${job.count} ${planned.name}`;
   const tarOptions = { mtime: settings.sourceDateEpoch, signal, ...(settings.prefetch.mode === 'off' ? {} : { prefetch: settings.prefetch }) };
-  // The layer's tar also depends on the mtime it gives its entries, and an eStargz layer's on its prefetch order.
+  // The layer's tar also depends on the mtime it gives its entries, and a lazy layer's on its prefetch order.
   const keyed = `${planned.contentKey}\0${settings.sourceDateEpoch}${prefetchKey(settings.prefetch)}`;
   const contentKey = planned.contentKey ? `sha256:${createHash('sha256').update(keyed).digest('hex')}` : undefined;
   if (contentKey) {

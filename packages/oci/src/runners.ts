@@ -1,5 +1,5 @@
 import { ConfigError } from '@prebuilt/core/backend';
-import type { LayerCompression } from './layer-codec.js';
+import { isZstdCompression, type LayerCompression } from './layer-codec.js';
 
 /** Env var naming the container runtimes that pull the images (`containerd@1.6,docker@20.10`). */
 export const RUNNERS_ENV = 'METAFLOW_PREBUILT_OCI_RUNNERS';
@@ -50,13 +50,13 @@ const show = (r: Runner) => `${r.runtime}@${r.version.join('.')}`;
 
 /**
  * The layer compression given the one asked for (if any) and the runners (if known): zstd by
- * default when every runner pulls it, else gzip; zstd asked for while a runner cannot pull it is a
+ * default when every runner pulls it, else gzip; zstd (or zstd:chunked) asked for while a runner cannot pull it is a
  * ConfigError rather than images that fail to pull on that node.
  */
 export function compressionForRunners(asked: LayerCompression | undefined, runners: readonly Runner[] | undefined): LayerCompression {
   const unable = (runners ?? []).filter((r) => !pullsZstd(r));
-  if (asked === 'zstd' && unable.length > 0) {
-    throw new ConfigError(`zstd layers were asked for, but ${unable.map(show).join(' and ')} cannot pull them (containerd ≥ 1.5 and Docker Engine ≥ 23.0 can).`, {
+  if (asked && isZstdCompression(asked) && unable.length > 0) {
+    throw new ConfigError(`${asked} layers were asked for, but ${unable.map(show).join(' and ')} cannot pull them (containerd ≥ 1.5 and Docker Engine ≥ 23.0 can).`, {
       setting: 'METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION',
       hint: `Use gzip (the default for these runners), or upgrade those nodes and update ${RUNNERS_ENV}.`,
     });

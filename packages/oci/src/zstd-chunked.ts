@@ -1,0 +1,72 @@
+import { createHash } from 'node:crypto';
+import { compress as zstdCompress } from '@mongodb-js/zstd';
+import type { ChunkedFormat } from './estargz.js';
+
+/**
+ * zstd:chunked, as the stargz snapshotter reads it (estargz/zstdchunked in
+ * github.com/containerd/stargz-snapshotter, 0.12 in Debian bookworm): the eStargz layout with zstd
+ * frames instead of gzip members — every non-empty file's payload (and every 4 MiB chunk of a big
+ * one) starts a frame, the tar keeps its own end-of-archive blocks — then the TOC
+ * (`stargz.index.json`'s JSON, not a tar entry) compressed as one zstd frame inside a skippable
+ * frame, then a 40-byte footer inside another skippable frame. Decompressed as a whole it is the
+ * plain tar (decoders skip skippable frames), so any runtime that pulls `tar+zstd` pulls it; the
+ * snapshotter reads the footer, the TOC, and each file's frames by HTTP range requests.
+ */
+
+/** Layer annotation: sha256 of the compressed TOC (the zstd frame inside the skippable frame). */
+export const ZSTD_CHUNKED_CHECKSUM_ANNOTATION = 'io.containers.zstd-chunked.manifest-checksum';
+/** Layer annotation: `offset:compressed size:uncompressed size:1` of the TOC (1: the CRFS TOC the snapshotter reads). */
+export const ZSTD_CHUNKED_POSITION_ANNOTATION = 'io.containers.zstd-chunked.manifest-position';
+/** The footer the snapshotter reads: the last 40 bytes of the blob (the skippable frame's payload). */
+export const ZSTD_CHUNKED_FOOTER_SIZE = 40;
+/** zstd level of the frames (the `zstd` CLI's default, as the zstd layers). */
+export const ZSTD_CHUNKED_LEVEL = 3;
+
+/** The skippable frame magic the writer uses (0x184D2A50, little-endian). */
+const SKIPPABLE_MAGIC = Buffer.from([0x50, 0x2a, 0x4d, 0x18]);
+/** The footer's last 8 bytes: "GnUlInUx". */
+const FOOTER_MAGIC = Buffer.from([0x47, 0x6e, 0x55, 0x6c, 0x49, 0x6e, 0x55, 0x78]);
+/** The TOC kind the footer and the position annotation state: a CRFS (stargz) TOC. */
+const MANIFEST_TYPE_CRFS = 1;
+
+/** `payload` in a zstd skippable frame: magic, payload size (u32 little-endian), payload. */
+export function skippableFrame(payload: Buffer): Buffer {
+  const size = Buffer.alloc(4);
+  size.writeUInt32LE(payload.length);
+  return Buffer.concat([SKIPPABLE_MAGIC, size, payload]);
+}
+
+/** The 40-byte footer: TOC offset, compressed and uncompressed TOC sizes, TOC kind (u64 little-endian each), magic. */
+export function zstdChunkedFooter(tocOffset: number, tocSize: number, tocCompressedSize: number): Buffer {
+  const footer = Buffer.alloc(ZSTD_CHUNKED_FOOTER_SIZE);
+  footer.writeBigUInt64LE(BigInt(tocOffset), 0);
+  footer.writeBigUInt64LE(BigInt(tocCompressedSize), 8);
+  footer.writeBigUInt64LE(BigInt(tocSize), 16);
+  footer.writeBigUInt64LE(BigInt(MANIFEST_TYPE_CRFS), 24);
+  FOOTER_MAGIC.copy(footer, 32);
+  return footer;
+}
+
+/** What a footer says (the snapshotter's ParseFooter), or undefined when its magic is not zstd:chunked's. */
+export function parseZstdChunkedFooter(footer: Buffer): { tocOffset: number; tocCompressedSize: number; tocSize: number } | undefined {
+  if (footer.length !== ZSTD_CHUNKED_FOOTER_SIZE || !footer.subarray(32).equals(FOOTER_MAGIC)) return undefined;
+  return { tocOffset: Number(footer.readBigUInt64LE(0)), tocCompressedSize: Number(footer.readBigUInt64LE(8)), tocSize: Number(footer.readBigUInt64LE(16)) };
+}
+
+/** zstd:chunked for the seekable writer (estargz.ts): zstd frames, the TOC and footer in skippable frames after the tar. */
+export const ZSTD_CHUNKED_FORMAT: ChunkedFormat = {
+  compress: (data) => zstdCompress(data, ZSTD_CHUNKED_LEVEL),
+  tocInTar: false,
+  async trailer(tocJson, end) {
+    const compressed = await zstdCompress(tocJson, ZSTD_CHUNKED_LEVEL);
+    // The TOC's zstd frame starts after the skippable frame's 8-byte header.
+    const tocOffset = end + 8;
+    return {
+      bytes: Buffer.concat([skippableFrame(compressed), skippableFrame(zstdChunkedFooter(tocOffset, tocJson.length, compressed.length))]),
+      annotations: {
+        [ZSTD_CHUNKED_CHECKSUM_ANNOTATION]: `sha256:${createHash('sha256').update(compressed).digest('hex')}`,
+        [ZSTD_CHUNKED_POSITION_ANNOTATION]: `${tocOffset}:${compressed.length}:${tocJson.length}:${MANIFEST_TYPE_CRFS}`,
+      },
+    };
+  },
+};
