@@ -30,7 +30,8 @@
  *
  *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only | --empty-node-only] [--no-background-fetch]
  *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single]
- *                               [--estargz-base] [--stargz-extra 'TOML lines'] [--context materialized|unpacked] [--json]
+ *                               [--estargz-base] [--stargz-extra 'TOML lines'] [--zstd-chunked] [--lazy-match REGEXP]
+ *                               [--context materialized|unpacked] [--json]
  *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--pull-match REGEXP] [--settle sync|none]
  *                               [--base-cached-only] [--context materialized|unpacked] [--runs 2] [--json]
  *
@@ -44,6 +45,11 @@
  *   cached base then being that one. --stargz-extra: one more variant, the best profile image (base
  *   too with --estargz-base) with these lines added to the snapshotter's config (e.g.
  *   'disable_verification = true', '[blob]\nchunk_size = 1048576').
+ *   --zstd-chunked: one more variant, the profile image (base too with --estargz-base: the base
+ *   re-layered as zstd:chunked with the same profile, and cached on the node as such) with
+ *   zstd:chunked layers instead of eStargz (METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=zstd:chunked),
+ *   and its full pull by `ctr` (zstd). --lazy-match REGEXP: only the lazy variants whose name
+ *   matches (the env created at start always runs: the ratios' denominator).
  *
  * --pull-only (B10, bench/oci-pull.mjs): non-lazy pulls of the image as gzip and as zstd, by the
  * Docker daemon and by containerd, each with and without `unpigz` on the node, base cached and
@@ -170,7 +176,7 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'pull-match': { type: 'string', default: '' } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' } });
   if (!['sync', 'none'].includes(args.settle)) fail(`--settle ${args.settle}: expected sync or none.`);
   const services = loadServices();
   const { ctx, changed } = await contexts(args.context);
@@ -266,9 +272,9 @@ function ctrPullRun(sock, tag) {
 async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoot, oci }) {
   const build = (env, contextDir, imageTag, cacheName) => buildFrom(env, contextDir, imageTag, cacheName, base);
   const repo = `${host}/prebuilt-bench/oci-layering-estargz-${randomBytes(4).toString('hex')}`;
-  const env = (prefetch) => ({ METAFLOW_PREBUILT_OCI_LAYERS: args['lazy-layers'], METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_PREFETCH: prefetch, ...(args['estargz-base'] ? { METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' } : {}) });
+  const env = (prefetch, compression = 'estargz') => ({ METAFLOW_PREBUILT_OCI_LAYERS: args['lazy-layers'], METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: compression, METAFLOW_PREBUILT_OCI_PREFETCH: prefetch, ...(args['estargz-base'] ? { METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' } : {}) });
   // The base as the images carry it: re-layered as eStargz (an image of the base alone, no layer of its own), or the base itself.
-  const baseOnly = (prefetch, tag) => buildFrom(env(prefetch), cacheRoot, tag, `estargz-${prefetch === 'off' ? 'off' : 'profile'}`, base, 'LABEL prebuilt.bench=base\n');
+  const baseOnly = (prefetch, tag, compression = 'estargz') => buildFrom(env(prefetch, compression), cacheRoot, tag, `${compression === 'estargz' ? 'estargz' : 'zc'}-${prefetch === 'off' ? 'off' : 'profile'}`, base, 'LABEL prebuilt.bench=base\n');
   const nodeBase = args['estargz-base'] ? `${repo}:base` : base;
   if (args['estargz-base']) await baseOnly('off', nodeBase);
   const off = await build(env('off'), ctx, `${repo}:off`, 'estargz-off');
@@ -283,6 +289,9 @@ async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoo
   // With an eStargz base, `profileBase`: the base re-layered with the same profile (its files the task read first, then the landmark).
   const baseProfiled = args['estargz-base'] ? await build(env(profile), ctx, `${repo}:profile-base`, 'estargz-profile') : undefined;
   if (baseProfiled) await baseOnly(profile, `${repo}:base-profile`);
+  // --zstd-chunked: the profile image as zstd:chunked, on the base re-layered as zstd:chunked with the same profile (with --estargz-base), else on the base.
+  const zc = args['zstd-chunked'] ? await build(env(profile, 'zstd:chunked'), ctx, `${repo}:zc-profile`, 'zc-profile') : undefined;
+  if (zc && args['estargz-base']) await baseOnly(profile, `${repo}:zc-base-profile`, 'zstd:chunked');
   const files = recorded.stdout.split('\n').filter((l) => l.startsWith(`${PREFIX}/`));
   const bytesOf = async (paths) => (await Promise.all(paths.map((p) => exec('stat', ['-c', '%s', join(ctx, 'prefix', p.slice(PREFIX.length + 1))]).then((r) => Number(r.stdout), () => 0)))).reduce((a, b) => a + b, 0);
   const readBytes = await bytesOf(files);
@@ -292,10 +301,11 @@ async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoo
   const staticRead = await bytesOf(files.filter((f) => oci.isStaticPrefetch(f.slice(1), layerPaths)));
   const envBytes = staticFiles.reduce((a, [, n]) => a + Number(n), 0);
   return {
-    tags: { off: `${repo}:off`, static: `${repo}:static`, profile: `${repo}:profile`, ...(baseProfiled ? { profileBase: `${repo}:profile-base` } : {}) },
+    tags: { off: `${repo}:off`, static: `${repo}:static`, profile: `${repo}:profile`, ...(baseProfiled ? { profileBase: `${repo}:profile-base` } : {}), ...(zc ? { zc: `${repo}:zc-profile` } : {}) },
     nodeBase,
     nodeBaseProfiled: `${repo}:base-profile`,
-    builds: { off, static: statics, profile: profiled, ...(baseProfiled ? { profileBase: baseProfiled } : {}) },
+    nodeBaseZc: args['estargz-base'] ? `${repo}:zc-base-profile` : base,
+    builds: { off, static: statics, profile: profiled, ...(baseProfiled ? { profileBase: baseProfiled } : {}), ...(zc ? { zc } : {}) },
     selection: { envBytes, profileFiles: files.length, profileBytes: readBytes, staticBytes, staticCoversOfProfile: staticRead / readBytes },
   };
 }
@@ -348,14 +358,15 @@ async function lazyBench(setup) {
       await sz.stop();
     }
   };
-  const full = async (emptyNode) => {
-    await ctr('images', 'rm', '--sync', proxied(images.tags.off)).catch(() => undefined);
-    await baseOnNode(!emptyNode, images.nodeBase);
+  const full = (tag = images.tags.off, nodeBase = images.nodeBase) => async (emptyNode) => {
+    await ctr('images', 'rm', '--sync', proxied(tag)).catch(() => undefined);
+    for (const other of new Set([images.nodeBase, images.nodeBaseZc])) if (other !== nodeBase) await baseOnNode(false, other);
+    await baseOnNode(!emptyNode, nodeBase);
     proxy.state.received = 0;
-    return { ...(await ctrPullRun(cd.sock, proxied(images.tags.off))()), fetched: proxy.state.received };
+    return { ...(await ctrPullRun(cd.sock, proxied(tag))()), fetched: proxy.state.received };
   };
   const atStart = async (emptyNode) => {
-    if (images.nodeBase !== base) await baseOnNode(false, images.nodeBase);
+    for (const other of new Set([images.nodeBase, images.nodeBaseZc])) if (other !== base) await baseOnNode(false, other);
     await baseOnNode(!emptyNode);
     const t0 = performance.now();
     if (emptyNode) await ctr('images', 'pull', '--plain-http', base);
@@ -368,11 +379,13 @@ async function lazyBench(setup) {
   if (args['fuse-timeout']) for (const k of Object.keys(STARGZ_CONFIGS)) STARGZ_CONFIGS[k] += `[fuse]\nattr_timeout = ${Number(args['fuse-timeout'])}\nentry_timeout = ${Number(args['fuse-timeout'])}\n`;
   const variants = {
     'env created at start': atStart,
-    'full pull (ctr, overlayfs)': full,
+    'full pull (ctr, overlayfs)': full(),
     'lazy, no prefetch': lazy(images.tags.off, 'noprefetch'),
     'lazy + prefetch (static)': lazy(images.tags.static, prefetch),
     'lazy + prefetch (profile)': lazy(images.tags.profile, prefetch),
     ...(images.tags.profileBase ? { 'lazy + prefetch (profile, base too)': lazy(images.tags.profileBase, prefetch, images.nodeBaseProfiled) } : {}),
+    ...(images.tags.zc ? { 'full pull zstd:chunked (ctr)': full(images.tags.zc, images.nodeBaseZc) } : {}),
+    ...(images.tags.zc ? { [`lazy + prefetch (profile${args['estargz-base'] ? ', base too' : ''}), zstd:chunked`]: lazy(images.tags.zc, prefetch, images.nodeBaseZc) } : {}),
   };
   if (args['stargz-extra']) {
     // Top-level keys before the variant's config, tables (`[blob]` …) after it: TOML puts every key after a table header in that table.
@@ -382,6 +395,7 @@ async function lazyBench(setup) {
     const best = images.tags.profileBase ? lazy(images.tags.profileBase, 'extra', images.nodeBaseProfiled) : lazy(images.tags.profile, 'extra');
     variants[`lazy + prefetch (profile${images.tags.profileBase ? ', base too' : ''}) + extra`] = best;
   }
+  if (args['lazy-match']) for (const name of Object.keys(variants)) if (name !== 'env created at start' && !new RegExp(args['lazy-match']).test(name)) delete variants[name];
   const scenarios = {};
   const states = [['a base cached', false], ['b empty node', true]].slice(args['empty-node-only'] ? 1 : 0, args['base-cached-only'] ? 1 : 2);
   for (const [scenario, emptyNode] of states) {
@@ -389,13 +403,13 @@ async function lazyBench(setup) {
     scenarios[scenario] = Object.fromEntries(Object.keys(variants).map((name, i) => [name, summarize(samples[i])]));
     process.stderr.write(`[b9] lazy scenario ${scenario} done (load ${loadavg()[0].toFixed(1)})\n`);
   }
-  return { images: { layers: args['lazy-layers'], estargzBase: args['estargz-base'], stargzExtra: args['stargz-extra'], builds: images.builds, selection: images.selection }, stargzConfig: STARGZ_CONFIGS[prefetch], scenarios };
+  return { images: { layers: args['lazy-layers'], estargzBase: args['estargz-base'], stargzExtra: args['stargz-extra'], zstdChunked: args['zstd-chunked'], builds: images.builds, selection: images.selection }, stargzConfig: STARGZ_CONFIGS[prefetch], scenarios };
 }
 
 function lazyLines(b2lazy) {
   const { selection: sel, builds } = b2lazy.images;
   const lines = [
-    `  eStargz images (${b2lazy.images.layers}): off ${fmtBytes(builds.off.bytes)}, static ${fmtBytes(builds.static.bytes)}, profile ${fmtBytes(builds.profile.bytes)}`,
+    `  eStargz images (${b2lazy.images.layers}): off ${fmtBytes(builds.off.bytes)}, static ${fmtBytes(builds.static.bytes)}, profile ${fmtBytes(builds.profile.bytes)}${builds.zc ? `; zstd:chunked profile ${fmtBytes(builds.zc.bytes)}` : ''}`,
     `  prefetch selection: env ${fmtBytes(sel.envBytes)}; profile ${sel.profileFiles} files ${fmtBytes(sel.profileBytes)}; static ${fmtBytes(sel.staticBytes)}, covering ${(sel.staticCoversOfProfile * 100).toFixed(0)} % of the profile's bytes`,
   ];
   for (const [scenario, figures] of Object.entries(b2lazy.scenarios)) {

@@ -1,0 +1,142 @@
+/**
+ * zstd:chunked layers end to end: a materialized env (plus a 24 MiB data file no task reads) pushed
+ * by the oci build service with METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=zstd:chunked to the plain
+ * test registry, then pulled lazily by containerd with the stargz snapshotter (Debian's 0.12
+ * library, `containerd-stargz-grpc` as a proxy snapshotter plugin, `ctr-remote image rpull`) —
+ * the task runs after fetching part of the layers by range requests, counted by an HTTP proxy in
+ * front of the registry — and pulled normally by containerd's `ctr` (tar+zstd), with the same
+ * files in both mounts. Docker Engine 20.10 cannot pull zstd (asserted where it runs). Every
+ * daemon is private to this file.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RegistryClient } from '@prebuilt/core/backend';
+import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
+import { ZSTD_CHUNKED_CHECKSUM_ANNOTATION, ZSTD_CHUNKED_POSITION_ANNOTATION } from './zstd-chunked.js';
+import { landmarkOffset, readZstdChunkedToc, type TocEntry } from './__fixtures__/estargz-toc.js';
+import { containerdMissing, have, stargzMissing, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
+import { buildLazyImage, expectOnlyReadBytesFetched, expectPrefetchedByRange, IMPORT, lazyNode, type LazyImage, type ManifestLayer } from './__fixtures__/lazy-image.js';
+import { missingFor, services } from './__fixtures__/services.js';
+
+const exec = promisify(execFile);
+const missing = missingFor(['registries', 'baseImage']);
+const dockerMissing = missingFor(['registries', 'baseImage', 'docker']);
+const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
+const containerdReason = await containerdMissing();
+const stargzReason = await stargzMissing();
+const dockerVersion = dockerMissing ? undefined : await have('docker', ['version', '--format', '{{.Server.Version}}']);
+const dockerCannot = dockerVersion !== undefined && Number(/^(\d+)/.exec(dockerVersion)?.[1]) < 23;
+
+type Manifest = { mediaType: string; config: { digest: string }; layers: ManifestLayer[] };
+const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+/** stdout of a tool given `input` on stdin. */
+function tool(command: string, args: string[], input: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(command, args, { encoding: 'buffer', maxBuffer: 1 << 30 }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+    child.stdin!.end(input);
+  });
+}
+
+/** Every regular file of the env and the data directory with its sha256, as a sorted listing (the base's files are the same in both mounts). */
+const LIST_FILES = ['sh', '-c', 'find /opt -type f -exec sha256sum {} + | sort -k2'];
+
+describe.skipIf(missing !== undefined)(title('oci build service: zstd:chunked layers', missing), () => {
+  let image: LazyImage;
+  let newLayers: ManifestLayer[];
+  let tocs: TocEntry[][];
+  const client = new RegistryClient({ dockerConfig: false });
+
+  beforeAll(async () => {
+    image = await buildLazyImage('zchunk', 'zstd:chunked');
+  }, 600_000);
+  afterAll(() => image?.close());
+
+  it('an OCI image whose new layers are tar+zstd with the TOC digest, uncompressed size and zstd:chunked position and checksum annotations; each blob is zstd of the tar its diff_id names, its footer points at the TOC', async () => {
+    const manifest = (await client.getManifest(image.tag)).manifest as Manifest;
+    expect(manifest.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    const config = JSON.parse(Buffer.from(await client.getBlob(image.tag, manifest.config.digest)).toString()) as { rootfs: { diff_ids: string[] } };
+    newLayers = manifest.layers.filter((l) => l.annotations?.[TOC_DIGEST_ANNOTATION]);
+    const baseCount = manifest.layers.length - newLayers.length;
+    expect(newLayers.length).toBe(image.lock.packages.length + 2); // the packages, the env layer, the data file
+    tocs = [];
+    for (const [i, layer] of newLayers.entries()) {
+      expect(layer.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
+      const blob = Buffer.from(await client.getBlob(image.tag, layer.digest, { size: layer.size }));
+      // The system zstd skips the TOC's and the footer's skippable frames: what is left is the tar.
+      const tar = await tool('zstd', ['-d', '-q', '-c'], blob);
+      expect(sha(tar)).toBe(config.rootfs.diff_ids[baseCount + i]);
+      expect(layer.annotations![UNCOMPRESSED_SIZE_ANNOTATION]).toBe(String(tar.length));
+      const toc = await readZstdChunkedToc(blob);
+      expect(sha(toc.json)).toBe(layer.annotations![TOC_DIGEST_ANNOTATION]);
+      expect(sha(toc.compressed)).toBe(layer.annotations![ZSTD_CHUNKED_CHECKSUM_ANNOTATION]);
+      expect(layer.annotations![ZSTD_CHUNKED_POSITION_ANNOTATION]).toBe(`${toc.tocOffset}:${toc.compressed.length}:${toc.json.length}:1`);
+      tocs.push(toc.entries);
+    }
+    expect(tocs.at(-1)!.some((e) => e.name === '.no.prefetch.landmark')).toBe(true);
+  }, 120_000);
+
+  it('a rebuild compresses nothing: every layer found by the layer cache (which keeps the annotations) exists; same digest', () => {
+    const [first, second] = image.pushes;
+    expect(second!.digest).toBe(first!.digest);
+    expect(second!.layers.every((l) => l.status === 'exists')).toBe(true);
+  });
+
+  it.skipIf(dockerMissing !== undefined || !dockerCannot)(
+    title(`Docker Engine ${dockerVersion ?? '?'} (< 23.0) cannot pull it: docker pull fails at the zstd layer`, dockerMissing ?? (dockerCannot ? undefined : `this Docker (${dockerVersion}) is ≥ 23.0`)),
+    async () => {
+      const env = { ...process.env, DOCKER_HOST: services.dockerHost! };
+      const pulled = await exec('docker', ['pull', image.tag], { env, timeout: 300_000 }).then(
+        () => undefined,
+        (error: { stderr?: string }) => error.stderr ?? String(error),
+      );
+      await exec('docker', ['rmi', '-f', image.tag], { env }).catch(() => undefined);
+      expect(pulled).toMatch(/failed to register layer|unsupported|zstd|media type/i);
+    },
+    600_000,
+  );
+
+  describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, no prefetch: lazy pull', stargzReason), () => {
+    const node = lazyNode(() => image, 'noprefetch = true\nno_background_fetch = true\nno_prometheus = true\n');
+
+    it('ctr-remote image rpull + run, base image on the node: the task runs after fetching only part of the zstd:chunked layers by range requests (the unread 24 MiB file not at all)', async () => {
+      await expectOnlyReadBytesFetched(node, newLayers);
+    }, 600_000);
+
+    it("the lazily mounted files keep their mtimes: the env's pycs match their sources", async () => {
+      const check = 'import importlib.util, os, tinyframe; s = tinyframe.__file__; h = open(importlib.util.cache_from_source(s), "rb").read(16); print(int.from_bytes(h[8:12], "little") == int(os.stat(s).st_mtime) & 0xFFFFFFFF)';
+      const { stdout } = await node.exec([`${image.prefix}/bin/python`, '-c', check]);
+      expect(stdout.trim()).toBe('True');
+    }, 120_000);
+
+    describe.skipIf(containerdReason !== undefined)(title('containerd, ordinary pull (overlayfs, tar+zstd)', containerdReason), () => {
+      let containerd: PrivateContainerd | undefined;
+      beforeAll(async () => {
+        containerd = await startContainerd();
+      }, 60_000);
+      afterAll(() => containerd?.stop(), 60_000);
+
+      it('ctr image pull + run: the env python imports its packages, and every file under /opt is the same as in the lazy mount', async () => {
+        const socket = containerd!.socket;
+        await exec('ctr', ['-a', socket, 'images', 'pull', '--plain-http', image.tag], { timeout: 300_000 });
+        const run = (command: string[]) => exec('ctr', ['-a', socket, 'run', '--rm', '--net-host', image.tag, `prebuilt-zchunk-${process.pid}`, ...command], { timeout: 120_000, maxBuffer: 1 << 26 });
+        expect((await run([`${image.prefix}/bin/python`, '-c', IMPORT])).stdout.trim()).toBe('2.0');
+        const full = (await run(LIST_FILES)).stdout;
+        const lazy = (await node.exec(LIST_FILES)).stdout;
+        expect(full.split('\n').length).toBeGreaterThan(10);
+        expect(full).toContain('/opt/data/unread.bin');
+        expect(lazy).toBe(full);
+      }, 600_000);
+    });
+  });
+
+  describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, prefetch on: lazy pull', stargzReason), () => {
+    const node = lazyNode(() => image, 'no_background_fetch = true\nno_prometheus = true\n');
+
+    it('each layer with prioritized files is prefetched by one range request from 0 past its landmark, no file before it fetched on its own; the data layer is not prefetched', async () => {
+      await expectPrefetchedByRange(node, newLayers, tocs.map((entries) => landmarkOffset(entries)));
+    }, 600_000);
+  });
+});
