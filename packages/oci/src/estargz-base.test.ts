@@ -80,7 +80,7 @@ describe('eStargz base: converting a layer', () => {
     const layer = (mediaType: string, annotations?: Record<string, string>) => ({ mediaType, digest: `sha256:${'0'.repeat(64)}`, size: 1, ...(annotations ? { annotations } : {}) });
     expect(() => checkConvertibleBase('base:1', [layer(GZIP), layer('application/vnd.oci.image.layer.v1.tar+zstd')])).toThrow(ConfigError);
     expect(() => checkConvertibleBase('base:1', [layer('application/vnd.docker.image.rootfs.diff.tar.gzip'), layer('application/vnd.oci.image.layer.v1.tar'), layer('x', { [TOC_DIGEST_ANNOTATION]: 'sha256:1' })])).not.toThrow();
-    expect(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' } })).toThrow(/needs eStargz layers/);
+    expect(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' } })).toThrow(/needs eStargz or zstd:chunked layers/);
     expect(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: 'maybe' } })).toThrow(/neither on nor off/);
     expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: 'true' } }).estargzBase).toBe(true);
     // The same on/off words as every other setting (core's loadBooleanSetting): `on` too, any case.

@@ -56,8 +56,9 @@ func run(path, tocDigest string) error {
 	// Every chunk of every file, read at its offset and checked against its chunk digest.
 	var walk func(name string, e *estargz.TOCEntry) error
 	walk = func(name string, e *estargz.TOCEntry) error {
-		if e.Type == "reg" {
-			if err := checkFile(r, verifier, name, e, &out); err != nil {
+		// A hard link's child is its target's entry: checked once, under the target's name.
+		if _, seen := out.Files[e.Name]; e.Type == "reg" && !seen {
+			if err := checkFile(r, verifier, e.Name, e, &out); err != nil {
 				return err
 			}
 		}
