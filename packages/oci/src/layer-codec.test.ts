@@ -73,8 +73,9 @@ describe('layer compression (Node zlib gzip, zstd frames)', () => {
       gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
       zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
       estargz: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      'zstd:chunked': 'application/vnd.oci.image.layer.v1.tar+zstd',
     });
-    expect(new Set(Object.values(LAYER_FORMAT_ID)).size).toBe(3);
+    expect(new Set(Object.values(LAYER_FORMAT_ID)).size).toBe(4);
   });
 });
 
