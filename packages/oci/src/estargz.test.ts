@@ -1,12 +1,13 @@
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ESTARGZ_CHUNK, FOOTER_SIZE, TOC_DIGEST_ANNOTATION, TOC_NAME, UNCOMPRESSED_SIZE_ANNOTATION, estargzFooter } from './estargz.js';
 import { tarLayer, writeLayer, type LayerEntry } from './layer.js';
+import { layerSources, LONG_NAME } from './__fixtures__/layer-sources.js';
 
 /** Runs a system tool with `input` on stdin, returning stdout. */
 function tool(command: string, args: string[], input: Buffer): Promise<Buffer> {
@@ -31,24 +32,12 @@ function readAt(blob: Buffer, offset: number, length: number): Buffer {
 describe('eStargz layers', () => {
   let dir: string;
   let entries: LayerEntry[];
-  const big = Buffer.concat([randomBytes(3 << 20), Buffer.alloc(6 << 20, 'a')]); // 9 MiB: three chunks
-  const longName = `opt/env/lib/${'d'.repeat(90)}/${'f'.repeat(60)}.py`;
+  let big: Buffer;
+  const longName = LONG_NAME;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'prebuilt-oci-estargz-'));
-    await mkdir(join(dir, 'src'), { recursive: true });
-    await writeFile(join(dir, 'src/big.bin'), big);
-    await writeFile(join(dir, 'src/small.py'), 'print(1)\n');
-    await writeFile(join(dir, 'src/empty'), '');
-    await writeFile(join(dir, 'src/long.py'), 'x = 1\n');
-    await symlink('small.py', join(dir, 'src/link'));
-    entries = [
-      { path: 'opt/env/big.bin', kind: 'file', source: join(dir, 'src/big.bin'), mode: 0o755 },
-      { path: 'opt/env/small.py', kind: 'file', source: join(dir, 'src/small.py'), mode: 0o644 },
-      { path: 'opt/env/empty', kind: 'file', source: join(dir, 'src/empty'), mode: 0o644 },
-      { path: 'opt/env/link', kind: 'symlink', source: join(dir, 'src/link') },
-      { path: longName, kind: 'file', source: join(dir, 'src/long.py'), mode: 0o644 },
-    ];
+    ({ entries, big } = await layerSources(dir));
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 

@@ -16,16 +16,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '@prebuilt/core/backend';
 import { FOOTER_SIZE, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
 import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
-import { containerdMissing, stargzMissing, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
-import { buildLazyImage, expectOnlyReadBytesFetched, expectPrefetchedByRange, IMPORT, lazyNode, type LazyImage, type ManifestLayer } from './__fixtures__/lazy-image.js';
-import { missingFor, services } from './__fixtures__/services.js';
+import { buildLazyImage, IMPORT, lazyPullTests, lazySkips, prefetchTests, skipTitle, useContainerd, type LazyImage, type ManifestLayer } from './__fixtures__/lazy-image.js';
+import { services } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
-const missing = missingFor(['registries', 'baseImage']);
-const dockerMissing = missingFor(['registries', 'baseImage', 'docker']);
-const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
-const containerdReason = await containerdMissing();
-const stargzReason = await stargzMissing();
+const { registries: missing, docker: dockerMissing, containerd: containerdReason, stargz: stargzReason } = lazySkips;
+const title = skipTitle;
 
 type Manifest = { mediaType: string; config: { digest: string }; layers: ManifestLayer[] };
 const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -82,14 +78,10 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
   }, 600_000);
 
   describe.skipIf(containerdReason !== undefined)(title('containerd, ordinary pull (overlayfs)', containerdReason), () => {
-    let containerd: PrivateContainerd | undefined;
-    beforeAll(async () => {
-      containerd = await startContainerd();
-    }, 60_000);
-    afterAll(() => containerd?.stop(), 60_000);
+    const containerd = useContainerd();
 
     it('ctr image pull --plain-http, then ctr run: the env python imports its packages', async () => {
-      const socket = containerd!.socket;
+      const socket = containerd().socket;
       await exec('ctr', ['-a', socket, 'images', 'pull', '--plain-http', tag], { timeout: 300_000 });
       const { stdout } = await exec('ctr', ['-a', socket, 'run', '--rm', '--net-host', tag, `prebuilt-esgz-${process.pid}`, `${prefix}/bin/python`, '-c', IMPORT], { timeout: 120_000 });
       expect(stdout.trim()).toBe('2.0');
@@ -97,28 +89,14 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
   });
 
   describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, no prefetch: lazy pull', stargzReason), () => {
-    // No prefetch and no background fetch: only what the task reads is fetched.
-    const node = lazyNode(() => image, 'noprefetch = true\nno_background_fetch = true\nno_prometheus = true\n');
-
-    it('ctr-remote image rpull + run, base image on the node: the task runs after fetching only part of the eStargz layers (the unread 24 MiB file not at all)', async () => {
-      await expectOnlyReadBytesFetched(node, newLayers);
-    }, 600_000);
-
-    it('the lazily mounted files keep their mtimes (the TOC states them): the env\'s pycs match their sources, so the import compiles nothing', async () => {
-      const check = 'import importlib.util, os, tinyframe; s = tinyframe.__file__; h = open(importlib.util.cache_from_source(s), "rb").read(16); print(int.from_bytes(h[8:12], "little") == int(os.stat(s).st_mtime) & 0xFFFFFFFF, os.stat(s).st_mtime >= 0)';
-      const { stdout } = await node.exec([`${prefix}/bin/python`, '-c', check]);
-      expect(stdout.trim()).toBe('True True');
-    }, 120_000);
+    lazyPullTests('eStargz', () => image, () => newLayers);
   });
 
   describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, prefetch on: lazy pull', stargzReason), () => {
-    // The snapshotter's default prefetch (up to each layer's .prefetch.landmark); no background fetch, so what is counted is prefetch + on-demand reads.
-    const node = lazyNode(() => image, 'no_background_fetch = true\nno_prometheus = true\n');
-
-    it('each layer with prioritized files is prefetched by one range request from 0 past its landmark, and the files before the landmark are then read from the prefetched data, not fetched one by one; the data layer (.no.prefetch.landmark) is not prefetched', async () => {
+    prefetchTests(() => image, () => newLayers, async () => {
       const tocs = await Promise.all(newLayers.map(async (l) => readToc(Buffer.from(await client.getBlob(tag, l.digest, { size: l.size })))));
       expect(tocs.at(-1)!.entries.some((e) => e.name === '.no.prefetch.landmark')).toBe(true);
-      await expectPrefetchedByRange(node, newLayers, tocs.map((t) => landmarkOffset(t.entries)));
-    }, 600_000);
+      return tocs.map((t) => landmarkOffset(t.entries));
+    });
   });
 });

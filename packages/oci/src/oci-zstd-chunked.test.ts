@@ -16,16 +16,13 @@ import { RegistryClient } from '@prebuilt/core/backend';
 import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
 import { ZSTD_CHUNKED_CHECKSUM_ANNOTATION, ZSTD_CHUNKED_POSITION_ANNOTATION } from './zstd-chunked.js';
 import { landmarkOffset, readZstdChunkedToc, type TocEntry } from './__fixtures__/estargz-toc.js';
-import { containerdMissing, have, stargzMissing, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
-import { buildLazyImage, expectOnlyReadBytesFetched, expectPrefetchedByRange, IMPORT, lazyNode, type LazyImage, type ManifestLayer } from './__fixtures__/lazy-image.js';
-import { missingFor, services } from './__fixtures__/services.js';
+import { have } from './__fixtures__/containerd.js';
+import { buildLazyImage, IMPORT, lazyPullTests, lazySkips, prefetchTests, skipTitle, useContainerd, type LazyImage, type ManifestLayer } from './__fixtures__/lazy-image.js';
+import { services } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
-const missing = missingFor(['registries', 'baseImage']);
-const dockerMissing = missingFor(['registries', 'baseImage', 'docker']);
-const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
-const containerdReason = await containerdMissing();
-const stargzReason = await stargzMissing();
+const { registries: missing, docker: dockerMissing, containerd: containerdReason, stargz: stargzReason } = lazySkips;
+const title = skipTitle;
 const dockerVersion = dockerMissing ? undefined : await have('docker', ['version', '--format', '{{.Server.Version}}']);
 const dockerCannot = dockerVersion !== undefined && Number(/^(\d+)/.exec(dockerVersion)?.[1]) < 23;
 
@@ -99,44 +96,26 @@ describe.skipIf(missing !== undefined)(title('oci build service: zstd:chunked la
   );
 
   describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, no prefetch: lazy pull', stargzReason), () => {
-    const node = lazyNode(() => image, 'noprefetch = true\nno_background_fetch = true\nno_prometheus = true\n');
+    lazyPullTests('zstd:chunked', () => image, () => newLayers, (node) => {
+      describe.skipIf(containerdReason !== undefined)(title('containerd, ordinary pull (overlayfs, tar+zstd)', containerdReason), () => {
+        const containerd = useContainerd();
 
-    it('ctr-remote image rpull + run, base image on the node: the task runs after fetching only part of the zstd:chunked layers by range requests (the unread 24 MiB file not at all)', async () => {
-      await expectOnlyReadBytesFetched(node, newLayers);
-    }, 600_000);
-
-    it("the lazily mounted files keep their mtimes: the env's pycs match their sources", async () => {
-      const check = 'import importlib.util, os, tinyframe; s = tinyframe.__file__; h = open(importlib.util.cache_from_source(s), "rb").read(16); print(int.from_bytes(h[8:12], "little") == int(os.stat(s).st_mtime) & 0xFFFFFFFF)';
-      const { stdout } = await node.exec([`${image.prefix}/bin/python`, '-c', check]);
-      expect(stdout.trim()).toBe('True');
-    }, 120_000);
-
-    describe.skipIf(containerdReason !== undefined)(title('containerd, ordinary pull (overlayfs, tar+zstd)', containerdReason), () => {
-      let containerd: PrivateContainerd | undefined;
-      beforeAll(async () => {
-        containerd = await startContainerd();
-      }, 60_000);
-      afterAll(() => containerd?.stop(), 60_000);
-
-      it('ctr image pull + run: the env python imports its packages, and every file under /opt is the same as in the lazy mount', async () => {
-        const socket = containerd!.socket;
-        await exec('ctr', ['-a', socket, 'images', 'pull', '--plain-http', image.tag], { timeout: 300_000 });
-        const run = (command: string[]) => exec('ctr', ['-a', socket, 'run', '--rm', '--net-host', image.tag, `prebuilt-zchunk-${process.pid}`, ...command], { timeout: 120_000, maxBuffer: 1 << 26 });
-        expect((await run([`${image.prefix}/bin/python`, '-c', IMPORT])).stdout.trim()).toBe('2.0');
-        const full = (await run(LIST_FILES)).stdout;
-        const lazy = (await node.exec(LIST_FILES)).stdout;
-        expect(full.split('\n').length).toBeGreaterThan(10);
-        expect(full).toContain('/opt/data/unread.bin');
-        expect(lazy).toBe(full);
-      }, 600_000);
+        it('ctr image pull + run: the env python imports its packages, and every file under /opt is the same as in the lazy mount', async () => {
+          const socket = containerd().socket;
+          await exec('ctr', ['-a', socket, 'images', 'pull', '--plain-http', image.tag], { timeout: 300_000 });
+          const run = (command: string[]) => exec('ctr', ['-a', socket, 'run', '--rm', '--net-host', image.tag, `prebuilt-zchunk-${process.pid}`, ...command], { timeout: 120_000, maxBuffer: 1 << 26 });
+          expect((await run([`${image.prefix}/bin/python`, '-c', IMPORT])).stdout.trim()).toBe('2.0');
+          const full = (await run(LIST_FILES)).stdout;
+          const lazy = (await node.exec(LIST_FILES)).stdout;
+          expect(full.split('\n').length).toBeGreaterThan(10);
+          expect(full).toContain('/opt/data/unread.bin');
+          expect(lazy).toBe(full);
+        }, 600_000);
+      });
     });
   });
 
   describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, prefetch on: lazy pull', stargzReason), () => {
-    const node = lazyNode(() => image, 'no_background_fetch = true\nno_prometheus = true\n');
-
-    it('each layer with prioritized files is prefetched by one range request from 0 past its landmark, no file before it fetched on its own; the data layer is not prefetched', async () => {
-      await expectPrefetchedByRange(node, newLayers, tocs.map((entries) => landmarkOffset(entries)));
-    }, 600_000);
+    prefetchTests(() => image, () => newLayers, async () => tocs.map((entries) => landmarkOffset(entries)));
   });
 });

@@ -2,16 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '@prebuilt/core/backend';
 import { ociSettings } from './oci-build-service.js';
 import { compressionForRunners, parseRunners, pullsZstd } from './runners.js';
-
-function thrown(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return e as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { thrownConfigError } from './__fixtures__/config-error.js';
 
 describe('runners: which runtimes pull zstd', () => {
   it('reads runtime@version lists (case, spaces and patch levels ignored)', () => {
@@ -30,7 +21,7 @@ describe('runners: which runtimes pull zstd', () => {
 
   it('an unknown runtime, a missing version or an empty list is a ConfigError naming the setting and the syntax', () => {
     for (const raw of ['podman@4.0', 'containerd', 'docker@latest', ' , ']) {
-      const error = thrown(() => parseRunners(raw));
+      const error = thrownConfigError(() => parseRunners(raw));
       expect(error.setting).toBe('METAFLOW_PREBUILT_OCI_RUNNERS');
       expect(error.message).toContain(`'${raw}'`);
       expect(error.hint).toMatch(/containerd@1\.6,docker@20\.10.*containerd, docker/);
@@ -46,7 +37,7 @@ describe('runners: which runtimes pull zstd', () => {
   });
 
   it('zstd asked for while a runner cannot pull it is a ConfigError naming that runner', () => {
-    const error = thrown(() => compressionForRunners('zstd', parseRunners('containerd@1.6,docker@20.10.24')));
+    const error = thrownConfigError(() => compressionForRunners('zstd', parseRunners('containerd@1.6,docker@20.10.24')));
     expect(error.message).toContain('docker@20.10 cannot pull them');
     expect(error.message).not.toContain('containerd@1.6 ');
     expect(error.setting).toBe('METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION');

@@ -5,15 +5,15 @@
  * base layer converted to zstd:chunked, and the service's settings for the format.
  */
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { decompress } from '@mongodb-js/zstd';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, RegistryClient } from '@prebuilt/core/backend';
+import { RegistryClient } from '@prebuilt/core/backend';
 import { ESTARGZ_CHUNK, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
 import { convertLayerToEstargz } from './estargz-base.js';
 import { tarLayer, writeLayer, type LayerEntry } from './layer.js';
@@ -23,6 +23,8 @@ import { parseZstdChunkedFooter, skippableFrame, ZSTD_CHUNKED_CHECKSUM_ANNOTATIO
 import { readZstdChunkedToc } from './__fixtures__/estargz-toc.js';
 import { checkWithSnapshotterReader, estargzChecker } from './__fixtures__/estargz-check.js';
 import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
+import { thrownConfigError } from './__fixtures__/config-error.js';
+import { layerSources } from './__fixtures__/layer-sources.js';
 
 const exec = promisify(execFile);
 const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -61,22 +63,14 @@ describe('zstd:chunked: footer and skippable frames', () => {
 describe('zstd:chunked layers', () => {
   let dir: string;
   let entries: LayerEntry[];
-  const big = Buffer.concat([randomBytes(3 << 20), Buffer.alloc(6 << 20, 'a')]); // 9 MiB: three chunks
+  let big: Buffer;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'prebuilt-oci-zchunk-'));
-    await mkdir(join(dir, 'src'), { recursive: true });
-    await writeFile(join(dir, 'src/big.bin'), big);
-    await writeFile(join(dir, 'src/small.py'), 'print(1)\n');
-    await writeFile(join(dir, 'src/empty'), '');
-    await symlink('small.py', join(dir, 'src/link'));
-    entries = [
-      { path: 'opt/env/big.bin', kind: 'file', source: join(dir, 'src/big.bin'), mode: 0o755 },
-      { path: 'opt/env/lib/libx.so', kind: 'file', source: join(dir, 'src/small.py'), mode: 0o755 },
-      { path: 'opt/env/small.py', kind: 'file', source: join(dir, 'src/small.py'), mode: 0o644 },
-      { path: 'opt/env/empty', kind: 'file', source: join(dir, 'src/empty'), mode: 0o644 },
-      { path: 'opt/env/link', kind: 'symlink', source: join(dir, 'src/link') },
-    ];
+    const sources = await layerSources(dir);
+    big = sources.big;
+    // A shared object: the static prefetch order puts it before the landmark.
+    entries = [...sources.entries, { path: 'opt/env/lib/libx.so', kind: 'file', source: join(dir, 'src/small.py'), mode: 0o755 }];
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
@@ -142,7 +136,7 @@ describe('zstd:chunked layers', () => {
     expect(found.diffId).toBe(layer.diffId);
     expect(found.files['opt/env/big.bin']).toBe(sha(big));
     expect(found.files['opt/env/small.py']).toBe(sha(Buffer.from('print(1)\n')));
-    expect(found.chunks).toBe(3 + 2 + 1); // big.bin's three, the two small files, the landmark (the empty file has none)
+    expect(found.chunks).toBe(3 + 3 + 1); // big.bin's three, the three small files, the landmark (the empty file has none)
     // A wrong TOC digest is refused, as the snapshotter refuses to mount the layer.
     await expect(checkWithSnapshotterReader((checker as { bin: string }).bin, layer.file, sha(Buffer.from('other')))).rejects.toThrow(/invalid TOC JSON/);
   }, 600_000);
@@ -176,16 +170,6 @@ describe('zstd:chunked layers', () => {
   }, 120_000);
 });
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
-
 describe('zstd:chunked settings', () => {
   it('METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=zstd:chunked: prefetch static by default, the base may be re-layered; runners that cannot pull zstd refuse it (exit 2)', () => {
     const settings = ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd:chunked', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' } });
@@ -193,9 +177,9 @@ describe('zstd:chunked settings', () => {
     expect(ociSettings({ layerCompression: 'zstd:chunked', env: { METAFLOW_PREBUILT_OCI_PREFETCH: 'off' } }).prefetch).toEqual({ mode: 'off' });
     expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: ' ZSTD:Chunked ' } }).layerCompression).toBe('zstd:chunked');
     expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd:chunked', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@1.6' } }).layerCompression).toBe('zstd:chunked');
-    const refused = configError(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd:chunked', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@1.6,docker@20.10' } }));
+    const refused = thrownConfigError(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd:chunked', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@1.6,docker@20.10' } }));
     expect(refused.message).toMatch(/zstd:chunked layers were asked for, but docker@20\.10 cannot pull them/);
-    expect(configError(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd-chunked' } })).hint).toMatch(/gzip, zstd, estargz or zstd:chunked/);
+    expect(thrownConfigError(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd-chunked' } })).hint).toMatch(/gzip, zstd, estargz or zstd:chunked/);
   });
 });
 

@@ -8,21 +8,36 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, expect } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { BaseImageIdentity } from '@prebuilt/core/backend';
 import { envPrefix, type LockedEnv } from '@prebuilt/core';
 import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
 import { fixtureLock, generateExampleFixtures, startFixtureServer } from '@prebuilt/fixtures';
 import { createOciBuildService, type PushSummary } from '../oci-build-service.js';
 import type { LayerCompression } from '../layer-codec.js';
-import { have, startStargzNode, type PrivateContainerd } from './containerd.js';
+import { containerdMissing, have, stargzMissing, startContainerd, startStargzNode, type PrivateContainerd } from './containerd.js';
 import { startCountingProxy, type CountingProxy } from './counting-proxy.js';
-import { pinnedBase, services, uniqueRepo } from './services.js';
+import { missingFor, pinnedBase, services, uniqueRepo } from './services.js';
 
 const exec = promisify(execFile);
 
+/** Why each part of the lazy-pull tests cannot run here (undefined: it can). */
+export const lazySkips = {
+  registries: missingFor(['registries', 'baseImage']),
+  docker: missingFor(['registries', 'baseImage', 'docker']),
+  containerd: await containerdMissing(),
+  stargz: await stargzMissing(),
+};
+
+/** A test title, with the reason it is skipped when there is one. */
+export const skipTitle = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
+
 /** What the task runs: an import of the env's package; prints 2.0. */
 export const IMPORT = 'import tinyframe; print(tinyframe.Frame([1, 2, 3]).mean())';
+
+/** Prints `True True` when tinyframe's pyc header matches its source's mtime (the import compiles nothing) and the mtime is not before 1970. */
+export const PYC_MATCHES_SOURCE =
+  'import importlib.util, os, tinyframe; s = tinyframe.__file__; h = open(importlib.util.cache_from_source(s), "rb").read(16); print(int.from_bytes(h[8:12], "little") == int(os.stat(s).st_mtime) & 0xFFFFFFFF, os.stat(s).st_mtime >= 0)';
 
 export interface LazyImage {
   /** The image (`<registry>/<repo>:<name>`), and the same built again under `<tag>-again`. */
@@ -168,4 +183,44 @@ export async function expectPrefetchedByRange(node: LazyNode, layers: readonly M
   const data = layers.at(-1)!;
   expect(landmarks.at(-1)).toBeUndefined();
   expect(proxy.blobBytes.get(data.digest) ?? 0).toBeLessThan(data.size / 10);
+}
+
+/** A private containerd (overlayfs) for the enclosing describe: started before its tests, stopped after them. */
+export function useContainerd(): () => PrivateContainerd {
+  let containerd: PrivateContainerd | undefined;
+  beforeAll(async () => {
+    containerd = await startContainerd();
+  }, 60_000);
+  afterAll(() => containerd?.stop(), 60_000);
+  return () => containerd!;
+}
+
+/** The snapshotter fetching only what the task reads: no prefetch, no background fetch. */
+const NO_PREFETCH = 'noprefetch = true\nno_background_fetch = true\nno_prometheus = true\n';
+/** The snapshotter's default prefetch (up to each layer's .prefetch.landmark), no background fetch: what is counted is prefetch + on-demand reads. */
+const PREFETCH_ONLY = 'no_background_fetch = true\nno_prometheus = true\n';
+
+/**
+ * The lazy pull's tests, for the enclosing describe: on a node without prefetch, the task runs
+ * after fetching only part of the new `layers` (of the `format` named in the titles) and the lazily
+ * mounted files keep their mtimes; then `more` (its tests on the same node, after those).
+ */
+export function lazyPullTests(format: string, image: () => LazyImage, layers: () => ManifestLayer[], more?: (node: LazyNode) => void): void {
+  const node = lazyNode(image, NO_PREFETCH);
+  it(`ctr-remote image rpull + run, base image on the node: the task runs after fetching only part of the ${format} layers by range requests (the unread 24 MiB file not at all)`, async () => {
+    await expectOnlyReadBytesFetched(node, layers());
+  }, 600_000);
+  it("the lazily mounted files keep their mtimes (the TOC states them): the env's pycs match their sources, so the import compiles nothing", async () => {
+    const { stdout } = await node.exec([`${image().prefix}/bin/python`, '-c', PYC_MATCHES_SOURCE]);
+    expect(stdout.trim()).toBe('True True');
+  }, 120_000);
+  more?.(node);
+}
+
+/** The prefetch's test, for the enclosing describe: see expectPrefetchedByRange; `landmarks` read when it runs. */
+export function prefetchTests(image: () => LazyImage, layers: () => ManifestLayer[], landmarks: () => Promise<(number | undefined)[]>): void {
+  const node = lazyNode(image, PREFETCH_ONLY);
+  it('each layer with prioritized files is prefetched by one range request from 0 past its landmark, and the files before the landmark are then read from the prefetched data, not fetched one by one; the data layer (.no.prefetch.landmark) is not prefetched', async () => {
+    await expectPrefetchedByRange(node, layers(), await landmarks());
+  }, 600_000);
 }
