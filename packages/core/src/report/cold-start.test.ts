@@ -21,6 +21,9 @@ describe('layer formats', () => {
     expect(layerFormat({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' })).toBe('gzip');
     expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', annotations: { 'containerd.io/snapshot/stargz/toc.digest': 'sha256:1' } })).toBe('estargz');
     expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' })).toBe('zstd');
+    // zstd:chunked as the stargz snapshotter reads it (the oci service's), and as containers/storage writes it.
+    expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd', annotations: { 'containerd.io/snapshot/stargz/toc.digest': 'sha256:1', 'io.containers.zstd-chunked.manifest-checksum': 'sha256:2' } })).toBe('zstd:chunked');
+    expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd', annotations: { 'io.github.containers.zstd-chunked.manifest-checksum': 'sha256:2' } })).toBe('zstd:chunked');
     expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar' })).toBe('uncompressed');
     expect(layerFormat({ mediaType: 'application/x-something' })).toBe('unknown');
   });

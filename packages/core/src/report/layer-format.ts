@@ -5,14 +5,15 @@ export type LayerFormat = 'gzip' | 'zstd' | 'estargz' | 'zstd:chunked' | 'uncomp
 /** eStargz: the TOC digest containerd's stargz snapshotter reads, and the uncompressed size it records. */
 export const ESTARGZ_TOC_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
 export const ESTARGZ_UNCOMPRESSED_ANNOTATION = 'io.containers.estargz.uncompressed-size';
-const ZSTD_CHUNKED_ANNOTATION = 'io.github.containers.zstd-chunked.manifest-checksum';
+/** zstd:chunked: containers/storage's annotation, and the older name the stargz snapshotter (and prebuilt's oci service) writes. */
+const ZSTD_CHUNKED_ANNOTATIONS = ['io.github.containers.zstd-chunked.manifest-checksum', 'io.containers.zstd-chunked.manifest-checksum'];
 
 /** How a layer is compressed, from its media type and annotations. */
 export function layerFormat(layer: Pick<OciDescriptor, 'mediaType' | 'annotations'>): LayerFormat {
   const type = layer.mediaType;
   const annotations = layer.annotations ?? {};
   if (/(\+|\.)gzip$/.test(type)) return annotations[ESTARGZ_TOC_ANNOTATION] || annotations[ESTARGZ_UNCOMPRESSED_ANNOTATION] ? 'estargz' : 'gzip';
-  if (/\+zstd$/.test(type)) return annotations[ZSTD_CHUNKED_ANNOTATION] ? 'zstd:chunked' : 'zstd';
+  if (/\+zstd$/.test(type)) return ZSTD_CHUNKED_ANNOTATIONS.some((a) => annotations[a]) || annotations[ESTARGZ_TOC_ANNOTATION] ? 'zstd:chunked' : 'zstd';
   if (/(\.tar|\.diff\.tar)$/.test(type) || type === 'application/vnd.oci.image.layer.v1.tar') return 'uncompressed';
   return 'unknown';
 }
