@@ -166,13 +166,18 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
   }
   // The snapshotter listens a little after it starts (a busy machine: seconds).
   for (let i = 0; stargz && i < 300 && !existsSync(`${dir}/stargz.sock`); i++) await new Promise((r) => setTimeout(r, 100));
+  // CPU seconds (user + system) each daemon has used so far: [containerd, snapshotter].
+  const cpu = async () => Promise.all(procs.map(async (p) => {
+    const fields = (await readFile(`/proc/${p.pid}/stat`, 'utf8').catch(() => '')).replace(/^.*\) /s, '').split(' ');
+    return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
+  }));
   const stop = async () => {
-    for (const p of procs.reverse()) p.kill('SIGTERM');
+    for (const p of [...procs].reverse()) p.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 1000));
     await exec('sh', ['-c', `grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   };
-  return { sock, stop };
+  return { sock, stop, cpu };
 }
 
 async function main_(onCleanup) {
@@ -349,11 +354,14 @@ async function lazyBench(setup) {
     try {
       if (!emptyNode) await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', nodeBase], { maxBuffer: 1 << 26 });
       proxy.state.received = 0;
+      const [, cpu0] = await sz.cpu();
       const t0 = performance.now();
       await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', proxied(tag)], { maxBuffer: 1 << 26 });
       const pull = ms(t0);
       const run = await firstLineOf('ctr-remote', ['-a', sz.sock, 'run', '--rm', '--net-host', '--snapshotter', 'stargz', proxied(tag), runName(), PY, '-c', CODE], 'ok');
-      return { pull, run, total: pull + run, fetched: proxy.state.received };
+      const [, cpu1] = await sz.cpu();
+      // The snapshotter's CPU seconds during the pull and run (TOC, prefetch: fetch, decompress, verify, cache; the task's reads through FUSE).
+      return { pull, run, total: pull + run, fetched: proxy.state.received, snapshotterCpu: cpu1 - cpu0 };
     } finally {
       await sz.stop();
     }
@@ -416,7 +424,7 @@ function lazyLines(b2lazy) {
     const atStart = figures['env created at start'].total.median;
     lines.push(`  B2 containerd (${scenario})`);
     for (const [name, f] of Object.entries(figures)) {
-      const fetched = f.fetched ? `, fetched ${fmtBytes(f.fetched.median)}` : '';
+      const fetched = `${f.fetched ? `, fetched ${fmtBytes(f.fetched.median)}` : ''}${f.snapshotterCpu ? `, snapshotter CPU ${f.snapshotterCpu.median.toFixed(2)} s` : ''}`;
       lines.push(`    ${name.padEnd(36)} total ${fmtStats(f.total)}; pull ${fmtMs(f.pull.median)}, run ${fmtMs(f.run.median)}${fetched}; ×${ratio(f.total.median, atStart)} of env at start`);
     }
   }
@@ -425,7 +433,7 @@ function lazyLines(b2lazy) {
 
 function summarize(samples) {
   const pick = (k) => (samples[0][k] === undefined ? undefined : k === 'fetched' ? { median: median(samples.map((s) => s[k])) } : stats(samples.map((s) => s[k])));
-  return { total: pick('total'), pull: pick('pull'), run: pick('run'), ...(samples[0].fetched !== undefined ? { fetched: pick('fetched') } : {}) };
+  return { total: pick('total'), pull: pick('pull'), run: pick('run'), ...(samples[0].fetched !== undefined ? { fetched: pick('fetched') } : {}), ...(samples[0].snapshotterCpu !== undefined ? { snapshotterCpu: { median: median(samples.map((s) => s.snapshotterCpu)) } } : {}) };
 }
 
 async function pullOnly(setup) {
