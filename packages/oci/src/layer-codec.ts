@@ -55,7 +55,7 @@ export const LAYER_FORMAT_ID: Record<LayerCompression, string> = {
   zstd: `zstd${ZSTD_LEVEL}-frames${ZSTD_BLOCK >> 20}m`,
   estargz: `estargz-zlib${GZIP_LEVEL}-${process.versions.zlib ?? 'unknown'}-chunks${ESTARGZ_CHUNK >> 20}m-toc2`,
   // A directory name: no colon.
-  'zstd:chunked': `zstdchunked${ZSTD_CHUNKED_LEVEL}-chunks${ESTARGZ_CHUNK >> 20}m-toc1`,
+  'zstd:chunked': `zstdchunked${ZSTD_CHUNKED_LEVEL}-chunks${ESTARGZ_CHUNK >> 20}m-toc1-single-segment`,
 };
 
 /** gzip's OS byte (offset 9), fixed to 3 (Unix) whatever zlib was built for. */

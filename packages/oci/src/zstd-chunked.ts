@@ -53,9 +53,34 @@ export function parseZstdChunkedFooter(footer: Buffer): { tocOffset: number; toc
   return { tocOffset: Number(footer.readBigUInt64LE(0)), tocCompressedSize: Number(footer.readBigUInt64LE(8)), tocSize: Number(footer.readBigUInt64LE(16)) };
 }
 
+/**
+ * The frame re-declared as a single segment of `contentSize` bytes, when its window holds all of it
+ * (the binding streams without the size, so every frame declares the level's 2 MiB window): the
+ * same blocks, a header whose window is the content. The snapshotter opens a decoder for each
+ * file it reads, and Go's zstd decoder allocates buffers of the declared window (about 3 MiB a
+ * frame for a file of a few kB, which made reading the files' frames 3–4× the CPU of gzip
+ * members). Frames of another shape, or bigger than their window, are returned as they are.
+ */
+export function singleSegmentFrame(frame: Buffer, contentSize: number): Buffer {
+  const descriptor = frame[4]!;
+  // Only the binding's shape: no content size, not single-segment, no dictionary (the checksum bit is kept).
+  if (frame.readUInt32LE(0) !== 0xfd2fb528 || (descriptor & 0b1110_1011) !== 0) return frame;
+  const wd = frame[5]!;
+  const base = 2 ** (10 + (wd >> 3));
+  if (contentSize > base + (base / 8) * (wd & 7)) return frame;
+  const [flag, size] = contentSize < 256 ? [0, 1] : contentSize < 65536 + 256 ? [1, 2] : [2, 4];
+  const header = Buffer.alloc(5 + size);
+  header.writeUInt32LE(0xfd2fb528, 0);
+  header[4] = (flag << 6) | 0b0010_0000 | (descriptor & 0b0000_0100);
+  if (size === 1) header[5] = contentSize;
+  else if (size === 2) header.writeUInt16LE(contentSize - 256, 5);
+  else header.writeUInt32LE(contentSize, 5);
+  return Buffer.concat([header, frame.subarray(6)]);
+}
+
 /** zstd:chunked for the seekable writer (estargz.ts): zstd frames, the TOC and footer in skippable frames after the tar. */
 export const ZSTD_CHUNKED_FORMAT: ChunkedFormat = {
-  compress: (data) => zstdCompress(data, ZSTD_CHUNKED_LEVEL),
+  compress: async (data) => singleSegmentFrame(await zstdCompress(data, ZSTD_CHUNKED_LEVEL), data.length),
   tocInTar: false,
   async trailer(tocJson, end) {
     const compressed = await zstdCompress(tocJson, ZSTD_CHUNKED_LEVEL);
