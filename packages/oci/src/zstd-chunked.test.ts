@@ -5,13 +5,13 @@
  * base layer converted to zstd:chunked, and the service's settings for the format.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
-import { decompress } from '@mongodb-js/zstd';
+import { compress, decompress } from '@mongodb-js/zstd';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '@prebuilt/core/backend';
 import { ESTARGZ_CHUNK, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
@@ -19,7 +19,7 @@ import { convertLayerToEstargz } from './estargz-base.js';
 import { tarLayer, writeLayer, type LayerEntry } from './layer.js';
 import { LAYER_FORMAT_ID } from './layer-codec.js';
 import { createOciBuildService, ociSettings } from './oci-build-service.js';
-import { parseZstdChunkedFooter, skippableFrame, ZSTD_CHUNKED_CHECKSUM_ANNOTATION, ZSTD_CHUNKED_FOOTER_SIZE, ZSTD_CHUNKED_POSITION_ANNOTATION, zstdChunkedFooter } from './zstd-chunked.js';
+import { parseZstdChunkedFooter, singleSegmentFrame, skippableFrame, ZSTD_CHUNKED_CHECKSUM_ANNOTATION, ZSTD_CHUNKED_FOOTER_SIZE, ZSTD_CHUNKED_LEVEL, ZSTD_CHUNKED_POSITION_ANNOTATION, zstdChunkedFooter } from './zstd-chunked.js';
 import { readZstdChunkedToc } from './__fixtures__/estargz-toc.js';
 import { checkWithSnapshotterReader, estargzChecker } from './__fixtures__/estargz-check.js';
 import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
@@ -51,6 +51,19 @@ describe('zstd:chunked: footer and skippable frames', () => {
     expect(parseZstdChunkedFooter(footer)).toEqual({ tocOffset: 0x123456789a, tocCompressedSize: 120, tocSize: 300 });
     expect(parseZstdChunkedFooter(Buffer.alloc(40))).toBeUndefined();
     expect(parseZstdChunkedFooter(footer.subarray(1))).toBeUndefined();
+  });
+
+  it("a frame re-declared as a single segment: its window is its content (1, 2 or 4 size bytes), the same blocks, any zstd decodes it; a frame bigger than its 2 MiB window stays as it is", async () => {
+    for (const size of [9, 300, 70_000, 2 << 20]) {
+      const data = Buffer.from(Array.from({ length: size }, (_, i) => (i * 7919) % 251));
+      const frame = singleSegmentFrame(await compress(data, ZSTD_CHUNKED_LEVEL), size);
+      expect(frame[4]! & 0b0010_0000, `${size}: single segment`).toBe(0b0010_0000);
+      expect((await zstdTool(frame)).equals(data)).toBe(true);
+      expect((await decompress(frame)).equals(data)).toBe(true);
+    }
+    expect(singleSegmentFrame(await compress(Buffer.from('print(1)\n'), ZSTD_CHUNKED_LEVEL), 9).subarray(4, 6).toString('hex')).toBe('2009');
+    const big = await compress(randomBytes(3 << 20), ZSTD_CHUNKED_LEVEL);
+    expect(singleSegmentFrame(big, 3 << 20)).toBe(big);
   });
 
   it('a skippable frame is magic 0x184D2A50 and the payload size (little-endian) before the payload, and a zstd decoder skips it', async () => {
