@@ -1,9 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import { constants as zlibConstants, createGzip } from 'node:zlib';
-import { compress as zstdCompress } from '@mongodb-js/zstd';
 import { ESTARGZ_CHUNK, ESTARGZ_FORMAT, estargzStream, type ChunkedFormat } from './estargz.js';
-import { ZSTD_CHUNKED_FORMAT, ZSTD_CHUNKED_LEVEL } from './zstd-chunked.js';
+import { ZSTD_CHUNKED_FORMAT, ZSTD_CHUNKED_LEVEL, zstdCompress } from './zstd-chunked.js';
 
 /**
  * How the oci service compresses the layers it builds: `gzip`, `zstd`, or one of the formats for

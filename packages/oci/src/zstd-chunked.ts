@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { compress as zstdCompress } from '@mongodb-js/zstd';
 import type { ChunkedFormat } from './estargz.js';
 
 /**
@@ -21,6 +20,15 @@ export const ZSTD_CHUNKED_POSITION_ANNOTATION = 'io.containers.zstd-chunked.mani
 export const ZSTD_CHUNKED_FOOTER_SIZE = 40;
 /** zstd level of the frames (the `zstd` CLI's default, as the zstd layers). */
 export const ZSTD_CHUNKED_LEVEL = 3;
+
+/**
+ * zstd level `level` of `data` by the native binding, loaded on the first call: importing the oci
+ * package (as every `prebuilt` command that may build does) does not load the native library.
+ */
+export async function zstdCompress(data: Buffer, level: number): Promise<Buffer> {
+  const { compress } = await import('@mongodb-js/zstd');
+  return compress(data, level);
+}
 
 /** The skippable frame magic the writer uses (0x184D2A50, little-endian). */
 const SKIPPABLE_MAGIC = Buffer.from([0x50, 0x2a, 0x4d, 0x18]);
