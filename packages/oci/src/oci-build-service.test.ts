@@ -417,7 +417,7 @@ describe('oci settings: layer compression', () => {
     })();
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).message).toContain("'brotli'");
-    expect((error as ConfigError).hint).toMatch(/METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.*gzip, zstd or estargz/);
+    expect((error as ConfigError).hint).toMatch(/METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.*gzip, zstd, estargz or zstd:chunked/);
   });
 });
 
