@@ -296,16 +296,22 @@ function workOf(work: Map<string, PackageWork>, label: string): PackageWork {
   return entry;
 }
 
+/** What a module and its pyc are now (owners and identities): unchanged since a package was settled early, it is not looked at again. */
+function moduleState(writer: PrefixWriter, rel: string, pyc: string): string {
+  const owners = writer.owners();
+  return `${owners.get(rel)}\0${writer.identity(rel)}\0${owners.get(pyc)}\0${writer.identity(pyc)}`;
+}
+
 /**
- * Looks at every module of the prefix: a shipped pyc that is the package's own regular file is
- * re-stamped in place now; what is left per package — linked pycs to re-stamp, modules to
- * compile — is returned, with the `lstat` of the files the cache keys identify.
+ * Looks at the modules `sources` (relative paths under the prefix's `lib/pythonX.Y/`, sorted): a
+ * shipped pyc that is the package's own regular file is re-stamped in place now; what is left per
+ * package — linked pycs to re-stamp, modules to compile — is returned, with the `lstat` of the
+ * files the cache keys identify.
  */
-function scanModules(writer: PrefixWriter, libDir: string, cacheTag: string, mtime: number, result: ValidateBytecodeResult) {
+function scanModules(writer: PrefixWriter, sources: readonly string[], cacheTag: string, mtime: number, result: ValidateBytecodeResult) {
   const owners = writer.owners();
   const work = new Map<string, PackageWork>();
   const stats = new Map<string, Stats>();
-  const sources = [...owners.keys()].filter((rel) => rel.startsWith(libDir) && rel.endsWith('.py')).sort(compareBytes);
   for (const rel of sources) {
     const label = owners.get(rel)!;
     const info = lstatSync(writer.full(rel), { throwIfNoEntry: false });
@@ -406,24 +412,86 @@ async function settlePackage(ctx: PassContext, label: string, work: PackageWork)
   }
 }
 
-/** Makes every module of the prefix have bytecode Python accepts as it is (see the file header). */
-export async function validateBytecode(options: ValidateBytecodeOptions): Promise<ValidateBytecodeResult> {
-  const { pythonVersion } = options;
-  const cacheTag = cacheTagOf(pythonVersion);
-  const [major, minor] = pythonVersion.split('.');
-  const result: ValidateBytecodeResult = { rewritten: 0, compiled: 0, cached: 0, uncompiled: 0, warnings: [] };
-  const { work, stats } = scanModules(options.writer, `lib/python${major}.${minor}/`, cacheTag, options.mtime, result);
-  if (work.size === 0) return result;
-  const pending = [...work.values()].reduce((n, w) => n + w.compile.length, 0);
-  const compiler = pending === 0 ? undefined : options.compiler === undefined ? await findBytecodeCompiler(pythonVersion) : options.compiler ?? undefined;
-  if (pending > 0 && !compiler) {
-    result.warnings.push(
-      `${pending} python modules of the env have no bytecode: no python${major}.${minor} on this host to compile them with (nothing of the env is run at build time). Python compiles them at each task's first import; install python${major}.${minor} where prebuilt builds to ship them compiled.`,
-    );
+/**
+ * The bytecode pass of one prefix, package by package: {@link settle} gives a package's modules
+ * valid bytecode as soon as it is installed (the materializer calls it while later packages are
+ * still being extracted, so the pycs are derived and linked in the time it waited), and
+ * {@link finish}, once every package is in, does every module not settled yet — the wheels', and
+ * any a later package touched since (its `.py` or its pyc replaced or clobbered: looked at again as
+ * if never settled, so the tree is the same whichever packages were settled early).
+ */
+export class BytecodePass {
+  readonly #options: ValidateBytecodeOptions;
+  readonly #cacheTag: string;
+  readonly #libDir: string;
+  readonly #result: ValidateBytecodeResult = { rewritten: 0, compiled: 0, cached: 0, uncompiled: 0, warnings: [] };
+  /** Each module settled early, with its {@link moduleState} then. */
+  readonly #settled = new Map<string, string>();
+  #tools: Promise<{ compiler: BytecodeCompiler | undefined; compilerId: string }> | undefined;
+  /** Modules left uncompiled for want of a compiler (one warning at the end). */
+  #noCompiler = 0;
+
+  constructor(options: ValidateBytecodeOptions) {
+    this.#options = options;
+    this.#cacheTag = cacheTagOf(options.pythonVersion);
+    const [major, minor] = options.pythonVersion.split('.');
+    this.#libDir = `lib/python${major}.${minor}/`;
   }
-  const compilerId = compiler && (options.cacheDir || options.derivedDir) ? await compilerIdentity(compiler) : '';
-  const ctx: PassContext = { options, cacheTag, compiler, compilerId, stats, result };
-  for (const [label, packageWork] of [...work].sort((a, b) => compareBytes(a[0], b[0]))) await settlePackage(ctx, label, packageWork);
-  log('bytecode: %d headers rewritten, %d modules compiled with %s (%d from the cache), %d uncompiled', result.rewritten, result.compiled, compiler?.path ?? 'no compiler', result.cached, result.uncompiled);
-  return result;
+
+  /** Gives the modules of the package labelled `label` (installed, with nothing of it to change) valid bytecode now. */
+  async settle(label: string): Promise<void> {
+    const { writer } = this.#options;
+    const owners = writer.owners();
+    const sources: string[] = [];
+    for (const [rel, owner] of owners) if (owner === label && this.#isModule(rel)) sources.push(rel);
+    await this.#run(sources.sort(compareBytes));
+    for (const rel of sources) this.#settled.set(rel, moduleState(writer, rel, pycPathOf(rel, this.#cacheTag)));
+  }
+
+  /** Every module not settled (or changed since), then the result of the whole pass. */
+  async finish(): Promise<ValidateBytecodeResult> {
+    const { writer } = this.#options;
+    const sources = [...writer.owners().keys()].filter((rel) => this.#isModule(rel) && this.#settled.get(rel) !== moduleState(writer, rel, pycPathOf(rel, this.#cacheTag)));
+    await this.#run(sources.sort(compareBytes));
+    const result = this.#result;
+    if (this.#noCompiler > 0) {
+      const [major, minor] = this.#options.pythonVersion.split('.');
+      result.warnings.push(
+        `${this.#noCompiler} python modules of the env have no bytecode: no python${major}.${minor} on this host to compile them with (nothing of the env is run at build time). Python compiles them at each task's first import; install python${major}.${minor} where prebuilt builds to ship them compiled.`,
+      );
+    }
+    log('bytecode: %d headers rewritten, %d modules compiled (%d from the cache), %d uncompiled', result.rewritten, result.compiled, result.cached, result.uncompiled);
+    return result;
+  }
+
+  #isModule(rel: string): boolean {
+    return rel.startsWith(this.#libDir) && rel.endsWith('.py');
+  }
+
+  /** The compiler and its identity, looked for once (at the first module to compile). */
+  #compilerTools(): Promise<{ compiler: BytecodeCompiler | undefined; compilerId: string }> {
+    const options = this.#options;
+    this.#tools ??= (async () => {
+      const compiler = options.compiler === undefined ? await findBytecodeCompiler(options.pythonVersion) : options.compiler ?? undefined;
+      const compilerId = compiler && (options.cacheDir || options.derivedDir) ? await compilerIdentity(compiler) : '';
+      return { compiler, compilerId };
+    })();
+    return this.#tools;
+  }
+
+  async #run(sources: readonly string[]): Promise<void> {
+    const options = this.#options;
+    const { work, stats } = scanModules(options.writer, sources, this.#cacheTag, options.mtime, this.#result);
+    if (work.size === 0) return;
+    const pending = [...work.values()].reduce((n, w) => n + w.compile.length, 0);
+    const { compiler, compilerId } = pending === 0 ? { compiler: undefined, compilerId: '' } : await this.#compilerTools();
+    if (pending > 0 && !compiler) this.#noCompiler += pending;
+    const ctx: PassContext = { options, cacheTag: this.#cacheTag, compiler, compilerId, stats, result: this.#result };
+    for (const [label, packageWork] of [...work].sort((a, b) => compareBytes(a[0], b[0]))) await settlePackage(ctx, label, packageWork);
+  }
+}
+
+/** Makes every module of the prefix have bytecode Python accepts as it is (see the file header). */
+export function validateBytecode(options: ValidateBytecodeOptions): Promise<ValidateBytecodeResult> {
+  return new BytecodePass(options).finish();
 }

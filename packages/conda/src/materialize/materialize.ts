@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type LockedPackage, type PrefixLayersPackage } from '@prebuilt/core';
 import { ExtractionCache } from '../cache/extraction-cache.js';
 import { PackageCache, type DownloadProgress, type EnsureResult } from '../cache/package-cache.js';
-import { validateBytecode } from './bytecode.js';
+import { BytecodePass } from './bytecode.js';
 import { removeScratch } from './conda-extract.js';
 import { processExtractPool, type ExtractPool } from './extract-pool.js';
 import { linkCondaPackage, type CondaInstallOptions, type CondaInstallResult, type LinkSource } from './conda-install.js';
@@ -202,11 +202,12 @@ async function installPackages(
   download: Pick<EnsureResult, 'paths' | 'md5'>,
   extractionCache: ExtractionCache | undefined,
   mtime: number,
+  bytecode: { pass: BytecodePass; entryDirs: Map<string, string> },
 ): Promise<InstallLog> {
   const { lock, prefix, signal, onProgress } = options;
   const pythonVersion = lock.pythonVersion;
   const requested = requestedSpecs(lock);
-  const out: InstallLog = { warnings: [], linkScriptPackages: [], history: [], entryDirs: new Map() };
+  const out: InstallLog = { warnings: [], linkScriptPackages: [], history: [], entryDirs: bytecode.entryDirs };
   const fileOf = (pkg: LockedPackage): string => download.paths.get(pkg.sha256.toLowerCase())!;
   const archiveOf = (pkg: LockedPackage): Archive => ({ file: fileOf(pkg), md5: download.md5.get(pkg.sha256.toLowerCase()) });
   // Extraction in worker threads (extract-pool.ts), started at the first package not in the cache;
@@ -218,6 +219,8 @@ async function installPackages(
       if (signal?.aborted) throw new CancelledError('Materializing the env was cancelled.', { cause: signal.reason });
       if (pkg.kind === 'conda') {
         await installConda(await ahead.take(i), pkg, writer, { writer, prefix, pythonVersion, requestedSpec: requested.conda.get(pkg.name) ?? '' }, out);
+        // Its pycs now, while the next packages are extracted (bytecode.ts: what a later package touches is done again at the end).
+        await bytecode.pass.settle(pkg.filename);
       } else {
         const result = await installWheel(fileOf(pkg), pkg, { writer, prefix, pythonVersion, requested: requested.pypi.has(normaliseName(pkg.name)) });
         for (const path of result.clobbered) out.warnings.push(`${pkg.filename} replaced '${path}' installed by an earlier package.`);
@@ -295,16 +298,18 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
     // Only the materializer writes conda-meta: a package that puts files there (directly or
     // through a link) could forge the env's records.
     writer.reserve('conda-meta');
-    installed = await installPackages(options, writer, download, extractionCache, mtime);
+    const entryDirs = new Map<string, string>();
+    const pass = new BytecodePass({ writer, prefix, pythonVersion: lock.pythonVersion, mtime, cacheDir: join(cache.dir, 'bytecode'), derivedDir: (label) => entryDirs.get(label), ...(signal ? { signal } : {}) });
+    installed = await installPackages(options, writer, download, extractionCache, mtime, { pass, entryDirs });
     const when = new Date(mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
     const { history } = installed;
     const historyText = history.length > 0 ? `==> ${when} <==\n# cmd: prebuilt materialize (lock ${lock.specHash})\n${history.join('\n')}\n` : '';
     await writer.writeFile('conda-meta/history', historyText, 0o644, 'conda-meta/history', { reserved: true });
     // Every link, now that all packages are in, must still lead inside the prefix.
     await writer.verifyLinks();
-    // Every module gets bytecode valid under the normalised mtime (bytecode.ts); after the links are
-    // verified, as it reads and re-stamps files by their paths.
-    const bytecode = await validateBytecode({ writer, prefix, pythonVersion: lock.pythonVersion, mtime, cacheDir: join(cache.dir, 'bytecode'), derivedDir: (label) => installed.entryDirs.get(label), ...(signal ? { signal } : {}) });
+    // Every module not settled as its package was installed gets bytecode valid under the
+    // normalised mtime (bytecode.ts): the wheels', and any a later package touched.
+    const bytecode = await pass.finish();
     installed.warnings.push(...bytecode.warnings);
     packageFiles = filesByPackage(lock, writer);
     await normaliseTree(temp, mtime, writer.linkedFiles());
