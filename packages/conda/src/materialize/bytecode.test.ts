@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheTagOf, findBytecodeCompiler, pycPathOf, validateBytecode, type BytecodeCompiler } from './bytecode.js';
+import { BytecodePass, cacheTagOf, findBytecodeCompiler, pycPathOf, validateBytecode, type BytecodeCompiler } from './bytecode.js';
 import { PrefixWriter } from './prefix-writer.js';
 
 const execFileAsync = promisify(execFile);
@@ -82,6 +82,41 @@ describe('validateBytecode', () => {
     expect(inner.includes(Buffer.from(`${PREFIX}/${SITE}/fresh/inner.py`))).toBe(true);
     expect(inner.includes(Buffer.from(root))).toBe(false);
     expect(inner.readUInt32LE(8)).toBe(MTIME);
+  });
+
+  it('settling each package as it is installed gives the tree one pass at the end gives, a later package replacing a settled module or its pyc included', async (ctx) => {
+    if (!compiler) ctx.skip(`no python3.11 on this host to compile with (needs Debian's python3.11)`);
+    const pyc = (rel: string): string => pycPathOf(rel, 'cpython-311');
+    // Packages in install order; after each, `early` settles it as the materializer does.
+    const packages: [string, [string, string | Buffer][]][] = [
+      ['a.conda', [[`${SITE}/kept.py`, 'K = 1\n'], [`${SITE}/replaced.py`, 'R = "a"\n'], [`${SITE}/pycgone.py`, 'P = 1\n'], [`${SITE}/shipped.py`, 'S = 1\n'], [pyc(`${SITE}/shipped.py`), await shippedPyc('S = 1\n')]]],
+      // b replaces a's module (its pyc then belongs to b's source) and puts a file where a's pyc is.
+      ['b.conda', [[`${SITE}/replaced.py`, 'R = "b"\n'], [pyc(`${SITE}/pycgone.py`), 'not a pyc'], [`${SITE}/own.py`, 'O = 1\n']]],
+      ['c.whl', [[`${SITE}/wheel.py`, 'W = 1\n']]],
+    ];
+    const build = async (name: string, early: boolean) => {
+      const root = join(work, name);
+      const writer = await PrefixWriter.open(root);
+      const pass = new BytecodePass({ writer, prefix: PREFIX, pythonVersion: PY, mtime: MTIME, compiler });
+      for (const [label, files] of packages) {
+        for (const [rel, data] of files) await writer.writeFile(rel, data, 0o644, label);
+        if (early && label.endsWith('.conda')) await pass.settle(label);
+      }
+      const result = await pass.finish();
+      const tree = new Map<string, string>();
+      for (const [rel, owner] of [...writer.owners()].sort(([x], [y]) => (x < y ? -1 : 1))) tree.set(rel, `${owner} ${writer.identity(rel) === 'directory' ? 'directory' : (await readFile(join(root, rel))).toString('hex')}`);
+      return { tree, result };
+    };
+    const late = await build('late', false);
+    const early = await build('early', true);
+    expect([...early.tree]).toEqual([...late.tree]);
+    expect(late.tree.get(pyc(`${SITE}/replaced.py`))?.startsWith('b.conda ')).toBe(true);
+    expect(late.tree.get(pyc(`${SITE}/pycgone.py`))?.startsWith('a.conda ')).toBe(true);
+    expect(late.tree.has(pyc(`${SITE}/wheel.py`))).toBe(true);
+    expect(late.result).toEqual({ rewritten: 1, compiled: 5, cached: 0, uncompiled: 0, warnings: [] });
+    // Early, the modules b touched were compiled again at the end.
+    expect(early.result.compiled).toBeGreaterThanOrEqual(5);
+    expect(early.result.uncompiled).toBe(0);
   });
 
   it('compiles the same bytes every time (one process per package, fixed hash seed)', async (ctx) => {
