@@ -6,6 +6,7 @@ import { useExampleChannel } from '../__fixtures__/example-channel.js';
 import type { LockedEnv } from '@prebuilt/core';
 import { PackageCache } from '../cache/package-cache.js';
 import { PackageIntegrityError } from '../cache/errors.js';
+import { ExtractPool } from './extract-pool.js';
 import { materializeEnv } from './materialize.js';
 import { writeDeterministicTar, sourceDateEpoch } from './deterministic-tar.js';
 
@@ -99,15 +100,23 @@ describe('materializeEnv', () => {
     expect((await readdir(example.work)).filter((n) => n.includes('.partial-'))).toEqual([]);
   });
 
-  it('gives byte-identical tars from two cache directories, with sorted entries, uid/gid 0, fixed mtimes and normalised modes', async () => {
+  it('gives byte-identical tars from two cache directories and any number of extraction workers, with sorted entries, uid/gid 0, fixed mtimes and normalised modes', async () => {
     const results = [];
-    for (const name of ['b', 'c']) {
+    // b: the process's pool; c: extraction on the calling thread; d: two workers, every archive to them.
+    const pools: Record<string, ExtractPool | undefined> = { b: undefined, c: new ExtractPool({ script: undefined }), d: new ExtractPool({ workers: 2, startMin: 0 }) };
+    for (const [name, extractPool] of Object.entries(pools)) {
       const out = join(example.work, `env-${name}`);
-      await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(example.work, `cache-${name}`) }), mtime: 1_700_000_000 });
+      try {
+        await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(example.work, `cache-${name}`) }), mtime: 1_700_000_000, ...(extractPool ? { extractPool } : {}) });
+      } finally {
+        await extractPool?.close();
+      }
       results.push(await writeDeterministicTar(out, join(example.work, `env-${name}.tar`), { root: 'prefix', mtime: 1_700_000_000, extraFiles: [{ path: 'Dockerfile', content: 'FROM scratch\n' }] }));
     }
+    expect(pools.d!.peakWorkers).toBe(2);
     expect(results[0]!.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(results[1]!.sha256).toBe(results[0]!.sha256);
+    expect(results[2]!.sha256).toBe(results[0]!.sha256);
     expect((await readFile(join(example.work, 'env-b.tar'))).equals(await readFile(join(example.work, 'env-c.tar')))).toBe(true);
 
     const entries = await tarEntries(join(example.work, 'env-b.tar'));
