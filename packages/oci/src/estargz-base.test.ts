@@ -18,6 +18,7 @@ import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.j
 import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
 import { have, stargzMissing, startStargzNode, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { startCountingProxy, type CountingProxy } from './__fixtures__/counting-proxy.js';
+import { PREFETCH_ONLY } from './__fixtures__/lazy-image.js';
 import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
 import { createOciBuildService, ociSettings, type PushSummary } from './oci-build-service.js';
 
@@ -193,7 +194,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: the base re-lay
       let proxy: CountingProxy | undefined;
       beforeAll(async () => {
         proxy = await startCountingProxy(services.registries!.plain.host);
-        node = await startStargzNode('prefetch_timeout_sec = 30\nno_background_fetch = true\nno_prometheus = true\n');
+        node = await startStargzNode(PREFETCH_ONLY);
       }, 60_000);
       afterAll(async () => {
         await node?.stop();

@@ -197,8 +197,14 @@ export function useContainerd(): () => PrivateContainerd {
 
 /** The snapshotter fetching only what the task reads: no prefetch, no background fetch. */
 const NO_PREFETCH = 'noprefetch = true\nno_background_fetch = true\nno_prometheus = true\n';
-/** The snapshotter's default prefetch (up to each layer's .prefetch.landmark), no background fetch: what is counted is prefetch + on-demand reads. */
-const PREFETCH_ONLY = 'no_background_fetch = true\nno_prometheus = true\n';
+/**
+ * The snapshotter's default prefetch (up to each layer's .prefetch.landmark), no background fetch: what is counted is prefetch + on-demand reads.
+ * `sync_add`: the prefetch is stored (every 50 kB chunk of the fetched range) before it counts as done. By default
+ * the snapshotter writes the chunks to its cache directory in the background, keeping only a few in memory, so on a
+ * loaded machine a read right after the prefetch missed a chunk still being written and fetched it again (seen in
+ * CI and here: one 50,000-byte range request before the landmark).
+ */
+export const PREFETCH_ONLY = 'prefetch_timeout_sec = 30\nno_background_fetch = true\nno_prometheus = true\n[directory_cache]\nsync_add = true\n';
 
 /**
  * The lazy pull's tests, for the enclosing describe: on a node without prefetch, the task runs
