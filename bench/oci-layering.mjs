@@ -417,7 +417,7 @@ async function lazyBench(setup) {
 function lazyLines(b2lazy) {
   const { selection: sel, builds } = b2lazy.images;
   const lines = [
-    `  eStargz images (${b2lazy.images.layers}): off ${fmtBytes(builds.off.bytes)}, static ${fmtBytes(builds.static.bytes)}, profile ${fmtBytes(builds.profile.bytes)}${builds.zc ? `; zstd:chunked profile ${fmtBytes(builds.zc.bytes)}` : ''}`,
+    `  eStargz images (${b2lazy.images.layers}), bytes each build pushed: off ${fmtBytes(builds.off.bytes)}, static ${fmtBytes(builds.static.bytes)}, profile ${fmtBytes(builds.profile.bytes)}${builds.zc ? `; zstd:chunked profile ${fmtBytes(builds.zc.bytes)} (with its base, converted to zstd:chunked by that build)` : ''}`,
     `  prefetch selection: env ${fmtBytes(sel.envBytes)}; profile ${sel.profileFiles} files ${fmtBytes(sel.profileBytes)}; static ${fmtBytes(sel.staticBytes)}, covering ${(sel.staticCoversOfProfile * 100).toFixed(0)} % of the profile's bytes`,
   ];
   for (const [scenario, figures] of Object.entries(b2lazy.scenarios)) {
