@@ -23,6 +23,17 @@ beforeAll(async () => {
     const version = /^\/v(\d+\.\d+)\/version$/.exec(req.url ?? '')?.[1];
     if (version !== undefined && Number(version) > 1.41) {
       res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ message: `client version ${version} is too new. Maximum supported API version is 1.41` }));
+    } else if (req.url === '/huge/version') {
+      // Far more than any /version answer: the client must stop reading and close.
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const write = (left: number): void => {
+        if (left === 0 || res.destroyed) return void res.end();
+        if (res.write(chunk)) write(left - 1);
+        else res.once('drain', () => write(left - 1));
+      };
+      res.on('error', () => undefined);
+      write(256);
     } else if (req.url === '/version' || version !== undefined) {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ Version: '20.10.24-fake', ApiVersion: '1.41' }));
     } else res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ message: 'page not found' }));
@@ -48,6 +59,13 @@ describe('engineVersion (fake daemon on a unix socket)', () => {
     const dead = (await engineVersion({ socketPath: join(dir, 'none.sock') }).catch((e: unknown) => e)) as EngineRequestError;
     expect(dead).toBeInstanceOf(Error);
     expect(dead.statusCode).toBeUndefined();
+  });
+
+  it('an answer larger than 1 MiB is refused and its connection closed, not read to the end', async () => {
+    const huge = (await engineVersion({ socketPath, version: 'huge' }).catch((e: unknown) => e)) as EngineRequestError;
+    expect(huge).toBeInstanceOf(Error);
+    expect(huge.message).toBe('its answer to GET /version is larger than 1048576 bytes (is DOCKER_HOST a Docker daemon?)');
+    expect(huge.statusCode).toBeUndefined();
   });
 
   it('the daemon check turns them into ConfigError (API version refused) and UnreachableError (nothing answers)', async () => {

@@ -51,6 +51,7 @@ export function engineVersion(connection: DockerOptions, signal?: AbortSignal): 
   });
 }
 
+/** The answer's body as text; one larger than {@link MAX_BODY} (no daemon's `/version` is) is refused and the connection closed. */
 function readBody(response: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -58,6 +59,10 @@ function readBody(response: IncomingMessage): Promise<string> {
     response.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size <= MAX_BODY) chunks.push(chunk);
+      else {
+        response.destroy();
+        reject(new Error(`its answer to GET /version is larger than ${MAX_BODY} bytes (is DOCKER_HOST a Docker daemon?)`));
+      }
     });
     response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     response.on('error', reject);

@@ -4,10 +4,15 @@ import { createReadStream } from 'node:fs';
 /** 1 MiB reads: a package archive is hashed in a tenth of the reads of the default 64 KiB. */
 const READ_CHUNK = 1024 * 1024;
 
+/** Feeds every byte of a file to `update`, in {@link READ_CHUNK} reads. */
+async function readInto(path: string, update: (chunk: Uint8Array) => void): Promise<void> {
+  for await (const chunk of createReadStream(path, { highWaterMark: READ_CHUNK })) update(chunk as Buffer);
+}
+
 /** Hex digest of a file, read as a stream. */
 export async function hashFile(path: string, algorithm: 'sha256' | 'md5'): Promise<string> {
   const hash = createHash(algorithm);
-  for await (const chunk of createReadStream(path, { highWaterMark: READ_CHUNK })) hash.update(chunk as Buffer);
+  await readInto(path, (chunk) => hash.update(chunk));
   return hash.digest('hex');
 }
 
@@ -38,6 +43,6 @@ export function archiveHasher(): { update: (chunk: Uint8Array) => void; digest: 
 /** Both digests of a file, read once. */
 export async function archiveDigests(path: string): Promise<ArchiveDigests> {
   const hasher = archiveHasher();
-  for await (const chunk of createReadStream(path, { highWaterMark: READ_CHUNK })) hasher.update(chunk as Buffer);
+  await readInto(path, hasher.update);
   return hasher.digest();
 }
