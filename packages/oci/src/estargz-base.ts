@@ -1,13 +1,12 @@
 import { createWriteStream } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { createGunzip, gunzip } from 'node:zlib';
 import { ConfigError, type OciDescriptor } from '@prebuilt/core/backend';
-import { estargzStream, TOC_DIGEST_ANNOTATION } from './estargz.js';
+import { TOC_DIGEST_ANNOTATION } from './estargz.js';
 import { hashTap } from './layer.js';
-import { LAZY_FORMATS, type LazyCompression } from './layer-codec.js';
+import { lazyLayerWriter, type LazyCompression } from './layer-codec.js';
 import { prefetchTarOrder } from './tar-prefetch-order.js';
 
 const gunzipAsync = promisify(gunzip);
@@ -84,7 +83,7 @@ export async function convertLayerToEstargz(
   maxReordered = MAX_REORDERED_TAR,
   format: LazyCompression = 'estargz',
 ): Promise<ConvertedLayer> {
-  const esgz = estargzStream(availableParallelism(), LAZY_FORMATS[format]);
+  const esgz = lazyLayerWriter(format);
   const out = hashTap();
   const bytes = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   const gzipped = GZIP_LAYERS.has(mediaType);

@@ -20,7 +20,12 @@ export type LazyCompression = 'estargz' | 'zstd:chunked';
 export const LAZY_FORMATS: Record<LazyCompression, ChunkedFormat> = { estargz: ESTARGZ_FORMAT, 'zstd:chunked': ZSTD_CHUNKED_FORMAT };
 
 export function isLazyCompression(compression: LayerCompression): compression is LazyCompression {
-  return compression === 'estargz' || compression === 'zstd:chunked';
+  return Object.hasOwn(LAZY_FORMATS, compression);
+}
+
+/** The seekable writer of a lazy compression, on all cores: its stream, and once it ends the TOC digest, diff_id and annotations. */
+export function lazyLayerWriter(compression: LazyCompression): ReturnType<typeof estargzStream> {
+  return estargzStream(availableParallelism(), LAZY_FORMATS[compression]);
 }
 
 /** Whether a compression's layers are zstd (pulled only by containerd ≥ 1.5 and Docker Engine ≥ 23.0). */
@@ -133,6 +138,6 @@ export function deterministicZstdStream(parallel = availableParallelism()): Tran
  * diff_id are only reported through `writeLayer`, which builds layers with them.
  */
 export function layerCompressor(compression: LayerCompression): Transform[] {
-  if (isLazyCompression(compression)) return [estargzStream(availableParallelism(), LAZY_FORMATS[compression]).stream];
+  if (isLazyCompression(compression)) return [lazyLayerWriter(compression).stream];
   return compression === 'zstd' ? [deterministicZstdStream()] : deterministicGzipStream();
 }

@@ -5,10 +5,8 @@ import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
 import { addTarTreeEntry, CancelledError, compareBytes, sha256Tap } from '@prebuilt/core/backend';
-import { availableParallelism } from 'node:os';
-import { estargzStream } from './estargz.js';
 import { prefetchOrder, type EstargzPrefetch } from './estargz-prefetch.js';
-import { deterministicGzipStream, isLazyCompression, LAZY_FORMATS, layerCompressor, type LayerCompression } from './layer-codec.js';
+import { deterministicGzipStream, isLazyCompression, layerCompressor, lazyLayerWriter, type LayerCompression } from './layer-codec.js';
 
 /** One entry of a layer: where it goes in the image and where its content comes from. */
 export interface LayerEntry {
@@ -153,7 +151,7 @@ export async function writeLayer(
 ): Promise<WrittenLayer> {
   const tar = hashTap();
   const blob = hashTap();
-  const esgz = isLazyCompression(options.compression) ? estargzStream(availableParallelism(), LAZY_FORMATS[options.compression]) : undefined;
+  const esgz = isLazyCompression(options.compression) ? lazyLayerWriter(options.compression) : undefined;
   const compressor = esgz ? [esgz.stream] : layerCompressor(options.compression);
   // Only a lazy (eStargz, zstd:chunked) layer has a prefetch order; any other keeps the plain one.
   const { prefetch, ...plain } = options;
