@@ -6,10 +6,12 @@ Part of @prebuilt/metaflow. Never imports the flow or Metaflow: it parses the fi
 standard `ast` module and evaluates only literals, module-level (and class-level) constants and
 simple expressions. Prints one JSON object to stdout:
 
-  {"ok": true, "hostPython": "3.11.7", "flow": {...}, "flowDecorators": [...], "steps": [...]}
+  {"ok": true, "hostPython": "3.11.7", "flow": {...}, "flowDecorators": [...], "imports": [...], "steps": [...]}
   {"ok": false, "error": {"kind": ..., "message": ..., "line": ..., "step": ...}}
 
-and exits 0 in both cases; any other exit status means the reader itself failed.
+and exits 0 in both cases; any other exit status means the reader itself failed. `imports` (of the
+module, and of each step's function body) lists the absolute imports as written, for `prebuilt
+profile`: {"module": "a.b", "names": null | ["x", "*"], "line": 3, "optional": false}.
 """
 
 import ast
@@ -438,6 +440,44 @@ def check_types(kind, args, step):
         arg["value"] = int(number)
 
 
+TRY_NODES = tuple(getattr(ast, name) for name in ("Try", "TryStar") if hasattr(ast, name))
+
+
+def collect_imports(stmts, out, optional=False, into_functions=True):
+    """The absolute imports of `stmts`, in source order, appended to `out`.
+
+    `import a.b` gives {"module": "a.b", "names": None}, `from a import b, c` gives {"module": "a",
+    "names": ["b", "c"]}; relative imports (`from . import x`) name the flow's own files, not the
+    image's, and are left out. An import anywhere inside a `try` is optional (the code guards it).
+    Class bodies run where they are defined; function bodies are entered only with `into_functions`
+    (a step's body: its nested helpers run with it; the module's functions run only when called).
+    """
+    for stmt in stmts:
+        if isinstance(stmt, ast.Import):
+            for alias in stmt.names:
+                out.append({"module": alias.name, "names": None, "line": stmt.lineno, "optional": optional})
+        elif isinstance(stmt, ast.ImportFrom):
+            if stmt.level == 0 and stmt.module:
+                names = [alias.name for alias in stmt.names]
+                out.append({"module": stmt.module, "names": names, "line": stmt.lineno, "optional": optional})
+        elif isinstance(stmt, ast.ClassDef):
+            collect_imports(stmt.body, out, optional, into_functions)
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if into_functions:
+                collect_imports(stmt.body, out, optional, into_functions)
+        else:
+            inner = optional or isinstance(stmt, TRY_NODES)
+            for _, value in ast.iter_fields(stmt):
+                if not isinstance(value, list):
+                    continue
+                for item in value:
+                    if isinstance(item, ast.stmt):
+                        collect_imports([item], out, inner, into_functions)
+                    elif isinstance(item, ast.AST) and isinstance(getattr(item, "body", None), list):
+                        collect_imports(item.body, out, inner, into_functions)  # except handlers, match cases
+    return out
+
+
 def is_main_guard(stmt):
     if not isinstance(stmt, ast.If) or not isinstance(stmt.test, ast.Compare):
         return False
@@ -590,7 +630,12 @@ def read(path):
                     remotes[1]["line"],
                     item.name,
                 )
-            steps[item.name] = {"name": item.name, "line": item.lineno, "decorators": decorators}
+            steps[item.name] = {
+                "name": item.name,
+                "line": item.lineno,
+                "decorators": decorators,
+                "imports": collect_imports(item.body, []),
+            }
 
     if not steps:
         raise ReadError(
@@ -604,6 +649,7 @@ def read(path):
         "hostPython": "%d.%d.%d" % sys.version_info[:3],
         "flow": {"name": flow_name, "line": classes[flow_name].lineno},
         "flowDecorators": flow_decorators,
+        "imports": collect_imports(tree.body, [], into_functions=False),
         "steps": list(steps.values()),
     }
 

@@ -3,12 +3,14 @@ export {
   READ_FLOW_SCRIPT,
   type FlowFile,
   type FlowStep,
+  type FlowImport,
   type EnvDecorator,
   type EnvDecoratorName,
   type RemoteDecorator,
   type RemoteDecoratorName,
   type ReadFlowOptions,
 } from './read-flow.js';
+export { taskImports, importStatement, importCode } from './task-imports.js';
 export { hostPython, runPythonScript, type HostPythonOptions } from './host-python.js';
 export { mergeStepEnv, mergeFlowEnvs, type StepEnv } from './merge.js';
 export {

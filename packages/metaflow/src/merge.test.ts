@@ -13,7 +13,7 @@ function flow(fields: Partial<Pick<FlowFile, 'condaBase' | 'pypiBase'>> = {}): P
   return { file: 'flow.py', ...fields };
 }
 
-const step = (fields: Partial<FlowStep> = {}): FlowStep => ({ name: 'train', line: 10, ...fields });
+const step = (fields: Partial<FlowStep> = {}): FlowStep => ({ name: 'train', line: 10, imports: [], ...fields });
 
 describe('mergeStepEnv: packages', () => {
   it('layers base libraries < base packages < step libraries < step packages', () => {

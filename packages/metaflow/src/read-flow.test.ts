@@ -47,9 +47,64 @@ describe.concurrent('readFlow', () => {
     expect(flow.flow).toBe('F');
     expect(flow.condaBase).toMatchObject({ name: 'conda_base', line: 6, packages: { a: '3.0', b: '==3.0' }, python: '3.11' });
     expect(flow.steps).toEqual([
-      { name: 'start', line: 10, conda: { name: 'conda', line: 8, packages: { c: '1' }, argLines: { packages: 8 } } },
+      { name: 'start', line: 10, imports: [], conda: { name: 'conda', line: 8, packages: { c: '1' }, argLines: { packages: 8 } } },
     ]);
     expect(flow.hostPython).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it('lists the imports: module level and class bodies for the file, the function body (nested helpers included) for each step; relative ones left out, those inside a try optional', async () => {
+    const flow = await read(
+      [
+        'from metaflow import FlowSpec, step',
+        'import os, json as j',
+        'import numpy.linalg',
+        'from . import sibling',
+        'try:',
+        '    import yaml',
+        'except ImportError:',
+        '    yaml = None',
+        'def util():',
+        '    import not_at_load',
+        'class F(FlowSpec):',
+        '    import csv',
+        '    @step',
+        '    def start(self):',
+        '        import pandas as pd',
+        '        from sklearn.model_selection import train_test_split, KFold',
+        '        from .local import thing',
+        '        def helper():',
+        '            import scipy',
+        '        try:',
+        '            import torch',
+        '        except ImportError:',
+        '            from tinyfallback import *',
+        '        self.next(self.end)',
+        '    @step',
+        '    def end(self):',
+        '        pass',
+      ].join('\n'),
+    );
+    expect(flow.imports).toEqual([
+      { module: 'metaflow', names: ['FlowSpec', 'step'], line: 1, optional: false },
+      { module: 'os', line: 2, optional: false },
+      { module: 'json', line: 2, optional: false },
+      { module: 'numpy.linalg', line: 3, optional: false },
+      { module: 'yaml', line: 6, optional: true },
+      { module: 'csv', line: 12, optional: false },
+    ]);
+    expect(flow.steps.map((s) => [s.name, s.imports])).toEqual([
+      [
+        'start',
+        [
+          { module: 'pandas', line: 15, optional: false },
+          { module: 'sklearn.model_selection', names: ['train_test_split', 'KFold'], line: 16, optional: false },
+          { module: 'scipy', line: 19, optional: false },
+          { module: 'torch', line: 21, optional: true },
+          { module: 'tinyfallback', names: ['*'], line: 23, optional: true },
+        ],
+      ],
+      ['end', []],
+    ]);
   });
 
   it('reads the image of a remote decorator, static or computed', async () => {

@@ -43,10 +43,24 @@ export interface RemoteDecorator {
   image: { kind: 'static'; value: string } | { kind: 'absent' } | { kind: 'dynamic'; line: number };
 }
 
+/**
+ * An absolute import as the flow file writes it: `import a.b` (`names` absent) or `from a import b, c`
+ * (`names`, `*` for a star import). Relative imports name the flow's own files and are not listed.
+ */
+export interface FlowImport {
+  module: string;
+  names?: string[];
+  line: number;
+  /** Written inside a `try` (the code guards it: a missing module is expected to be possible). */
+  optional: boolean;
+}
+
 export interface FlowStep {
   name: string;
   /** Line of the step's `def`. */
   line: number;
+  /** The imports of the step's function body (nested functions included), in source order. */
+  imports: FlowImport[];
   conda?: EnvDecorator;
   pypi?: EnvDecorator;
   remote?: RemoteDecorator;
@@ -64,6 +78,8 @@ export interface FlowFile {
   pypiBase?: EnvDecorator;
   /** In source order (inherited steps first). */
   steps: FlowStep[];
+  /** The imports that run when the file is loaded: module level and class bodies, not function bodies. */
+  imports: FlowImport[];
   /** Version of the interpreter that read the file (Metaflow's default python), e.g. `3.11.7`. */
   hostPython: string;
 }
@@ -83,13 +99,20 @@ interface RawDecorator {
   line: number;
   args: Record<string, RawArg>;
 }
+interface RawImport {
+  module: string;
+  names: string[] | null;
+  line: number;
+  optional: boolean;
+}
 type RawResult =
   | {
       ok: true;
       hostPython: string;
       flow: { name: string; line: number };
       flowDecorators: RawDecorator[];
-      steps: { name: string; line: number; decorators: RawDecorator[] }[];
+      imports: RawImport[];
+      steps: { name: string; line: number; decorators: RawDecorator[]; imports: RawImport[] }[];
     }
   | {
       ok: false;
@@ -157,6 +180,7 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
     flow: raw.flow.name,
     line: raw.flow.line,
     steps: [],
+    imports: raw.imports.map(flowImport),
     hostPython: raw.hostPython,
   };
   for (const deco of raw.flowDecorators) {
@@ -164,7 +188,7 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
     else if (deco.name === 'pypi_base') flow.pypiBase = envDecorator(deco);
   }
   for (const rawStep of raw.steps) {
-    const step: FlowStep = { name: rawStep.name, line: rawStep.line };
+    const step: FlowStep = { name: rawStep.name, line: rawStep.line, imports: rawStep.imports.map(flowImport) };
     for (const deco of rawStep.decorators) {
       if (deco.name === 'conda') step.conda = envDecorator(deco);
       else if (deco.name === 'pypi') step.pypi = envDecorator(deco);
@@ -173,6 +197,10 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
     flow.steps.push(step);
   }
   return flow;
+}
+
+function flowImport(raw: RawImport): FlowImport {
+  return { module: raw.module, ...(raw.names ? { names: raw.names } : {}), line: raw.line, optional: raw.optional };
 }
 
 function envDecorator(raw: RawDecorator): EnvDecorator {
