@@ -5,7 +5,16 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '@prebuilt/core/backend';
-import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, isStaticPrefetch, parsePrefetchProfile, prefetchOrder, prefetchSetting } from './estargz-prefetch.js';
+import {
+  NO_PREFETCH_LANDMARK,
+  PREFETCH_LANDMARK,
+  PREFETCH_RECORDER_PY,
+  isStaticPrefetch,
+  parsePrefetchProfile,
+  prefetchOrder,
+  prefetchSetting,
+  recordedProfilePaths,
+} from './estargz-prefetch.js';
 import { completeEntries, layerDiffId, writeLayer, type LayerEntry } from './layer.js';
 import { ociSettings } from './oci-build-service.js';
 import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
@@ -71,6 +80,44 @@ describe('eStargz prefetch: which files and in which order', () => {
 
   it('a profile file: absolute or relative paths, normalised, deduplicated, comments and blank lines ignored', () => {
     expect(parsePrefetchProfile('# recorded\n/opt/env/bin/python3\n\nopt/env/lib/./x.so\n/opt/env/bin/python3\n  /a//b  \n')).toEqual(['opt/env/bin/python3', 'opt/env/lib/x.so', 'a/b']);
+  });
+});
+
+describe('eStargz prefetch: the recorder (host python3)', () => {
+  const record = (code: string): Promise<{ stdout: string; stderr: string }> =>
+    new Promise((resolve, reject) => {
+      execFile('python3', ['-c', PREFETCH_RECORDER_PY, code], { encoding: 'utf8', maxBuffer: 1 << 24 }, (error, stdout, stderr) => (error ? reject(Object.assign(error, { stdout, stderr })) : resolve({ stdout, stderr })));
+    });
+
+  it("prints the files the task opened and the interpreter; the task's output, even written to fd 1 directly, goes to stderr; a sys.exit(0) still prints the list", async () => {
+    const { stdout, stderr } = await record('import json.decoder, os, sys\nprint("task says hi")\nos.write(1, b"/forged/path\\n")\nsys.exit(0)');
+    const paths = stdout.trim().split('\n');
+    expect(paths.some((p) => /\/json\/(__pycache__\/)?decoder\.(py|cpython-\d+\.pyc)$/.test(p)), stdout).toBe(true);
+    expect(paths.some((p) => /\/python3(\.\d+)?$/.test(p) || /libpython3/.test(p)), stdout).toBe(true);
+    expect(paths).not.toContain('/forged/path');
+    expect(paths.some((p) => p.startsWith('/proc/'))).toBe(false);
+    expect(stderr).toContain('task says hi');
+    expect(stderr).toContain('/forged/path');
+    expect(recordedProfilePaths(stdout).refused).toBe(0);
+  });
+
+  it('a failing task: non-zero exit, the traceback on stderr, no list', async () => {
+    const failed = await record('import no_such_module_here').then(() => undefined, (error: { code: number; stdout: string; stderr: string }) => error);
+    expect(failed?.code).toBe(1);
+    expect(failed?.stderr).toContain("ModuleNotFoundError: No module named 'no_such_module_here'");
+    expect(failed?.stdout).toBe('');
+  });
+});
+
+describe('eStargz prefetch: a recorded run\'s output, validated', () => {
+  it('keeps absolute normalised paths once, in order; refuses relative, dot-dot, double-slash, trailing-slash, control characters, /proc, /sys, /dev and over-long lines', () => {
+    const lines = ['/opt/prebuilt/env/bin/python3.11', 'relative/x', '/a/../etc/passwd', '/a//b', '/a/b/', '/a/\u0007b', '/proc/self/maps', '/sys/x', '/dev/null', `/${'x'.repeat(5000)}`, '/', '/opt/prebuilt/env/bin/python3.11', '/usr/lib/libz.so.1', ''];
+    expect(recordedProfilePaths(lines.join('\n'))).toEqual({ paths: ['/opt/prebuilt/env/bin/python3.11', '/usr/lib/libz.so.1'], refused: 10, truncated: false });
+  });
+
+  it('beyond maxPaths distinct paths: the first ones, truncated', () => {
+    expect(recordedProfilePaths('/a\n/b\n/a\n/c\n/d\n', { maxPaths: 2 })).toEqual({ paths: ['/a', '/b'], refused: 0, truncated: true });
+    expect(recordedProfilePaths('/a\n/b\n/a\n', { maxPaths: 2 }).truncated).toBe(false);
   });
 });
 

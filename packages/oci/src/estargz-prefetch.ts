@@ -133,14 +133,19 @@ export function prefetchSetting(value: string | undefined): EstargzPrefetch {
 
 /**
  * Python code that records a prefetch profile by running a task once in the image:
- * `python -c "$PREFETCH_RECORDER_PY" 'import pandas'` runs the task code (its stdout goes to
- * stderr) and prints to stdout, one per line in first-use order, the files it opened (an audit hook
- * on `open`), the modules imported before the hook (their source and pyc), and the files mapped
- * into the process at exit (`/proc/self/maps`: the interpreter, extension modules and the libraries
- * they link, which no `open` event shows).
+ * `python -c "$PREFETCH_RECORDER_PY" 'import pandas'` runs the task code and prints to stdout, one
+ * per line in first-use order, the files it opened (an audit hook on `open`), the modules imported
+ * before the hook (their source and pyc), and the files mapped into the process at exit
+ * (`/proc/self/maps`: the interpreter, extension modules and the libraries they link, which no
+ * `open` event shows); `/proc`, `/sys` and `/dev` are left out. The task's own output, Python's
+ * and its libraries' writes to file descriptor 1 included, goes to stderr: stdout carries the list
+ * only. A task ending in `sys.exit(0)` still prints it; any other exit prints nothing.
+ * `prebuilt profile` runs it for each step of a built flow (and validates what it prints).
  */
 export const PREFETCH_RECORDER_PY = [
-  'import sys, os, contextlib',
+  'import sys, os',
+  'out_fd = os.dup(1)',
+  'os.dup2(2, 1)',
   'seen = {}',
   'def note(p):',
   '    if isinstance(p, str) and p:',
@@ -150,17 +155,62 @@ export const PREFETCH_RECORDER_PY = [
   'for m in list(sys.modules.values()):',
   '    note(getattr(m, "__file__", None)); note(getattr(m, "__cached__", None))',
   'sys.addaudithook(hook)',
-  'with contextlib.redirect_stdout(sys.stderr):',
+  'try:',
   '    exec(compile(sys.argv[1], "<task>", "exec"), {"__name__": "__main__"})',
+  'except SystemExit as e:',
+  '    if e.code not in (None, 0): raise',
+  'sys.stdout.flush()',
   'with open("/proc/self/maps") as maps:',
   '    for line in maps:',
   '        parts = line.split(None, 5)',
   '        if len(parts) == 6 and parts[5].startswith("/"): note(parts[5].strip())',
   'out = []',
   'for p in list(seen):',
+  '    if p.startswith(("/proc/", "/sys/", "/dev/")): continue',
   '    if os.path.isfile(p):',
   '        out.append(p)',
   '        r = os.path.realpath(p)',
   '        if r != p: out.append(r)',
-  'print("\\n".join(dict.fromkeys(out)))',
+  'with os.fdopen(out_fd, "w", encoding="utf-8", errors="surrogateescape") as f:',
+  '    f.write("\\n".join(dict.fromkeys(out)) + "\\n")',
 ].join('\n');
+
+/** Bounds on what a recorder run may print: paths kept, and bytes read (beyond them the run fails). */
+export const RECORDED_PROFILE_LIMITS = { maxPaths: 100_000, maxBytes: 32 * 1024 * 1024, maxPathLength: 4096 } as const;
+
+/** A recorder run's output, validated: its paths (absolute, normalised), and how many lines were refused. */
+export interface RecordedProfile {
+  paths: string[];
+  /** Lines that were not a path in the image: relative, not normalised, too long, control characters, under /proc, /sys or /dev. */
+  refused: number;
+  /** More distinct paths than `maxPaths`: `paths` holds the first `maxPaths`. */
+  truncated: boolean;
+}
+
+const NOT_IN_IMAGE = /^\/(proc|sys|dev)(\/|$)/;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * The paths a recorder run printed (see {@link PREFETCH_RECORDER_PY}), as written to a profile:
+ * the output comes from code in the image, which anyone who published one of its packages wrote,
+ * so each line must be an absolute, normalised path (`posix.normalize` leaves it as it is: no
+ * `.`/`..`, no `//`, no trailing `/`) of at most `maxPathLength` bytes, without control
+ * characters, and not under `/proc`, `/sys` or `/dev`; the others are refused and counted.
+ * Duplicates are dropped, the first `maxPaths` distinct paths kept.
+ */
+export function recordedProfilePaths(output: string, limits: { maxPaths?: number; maxPathLength?: number } = {}): RecordedProfile {
+  const maxPaths = limits.maxPaths ?? RECORDED_PROFILE_LIMITS.maxPaths;
+  const maxPathLength = limits.maxPathLength ?? RECORDED_PROFILE_LIMITS.maxPathLength;
+  const paths = new Set<string>();
+  let refused = 0;
+  let truncated = false;
+  for (const line of output.split('\n')) {
+    if (line === '') continue;
+    const valid = line.startsWith('/') && !line.endsWith('/') && !CONTROL.test(line) && Buffer.byteLength(line) <= maxPathLength && posix.normalize(line) === line && !NOT_IN_IMAGE.test(line);
+    if (!valid) refused += 1;
+    else if (paths.size < maxPaths) paths.add(line);
+    else if (!paths.has(line)) truncated = true;
+  }
+  return { paths: [...paths], refused, truncated };
+}

@@ -21,10 +21,13 @@ export {
   PREFETCH_ENV,
   PREFETCH_LANDMARK,
   PREFETCH_RECORDER_PY,
+  RECORDED_PROFILE_LIMITS,
   isStaticPrefetch,
   parsePrefetchProfile,
   prefetchOrder,
+  recordedProfilePaths,
   type EstargzPrefetch,
+  type RecordedProfile,
 } from './estargz-prefetch.js';
 export { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 export { RUNNERS_ENV, ZSTD_SINCE, compressionForRunners, parseRunners, pullsZstd, type Runner, type RunnerRuntime } from './runners.js';
