@@ -3,6 +3,7 @@ import { createDockerBuildService } from './docker-build-service.js';
 import type { DockerBuildServiceOptions } from './docker-settings.js';
 
 export { createDockerBuildService } from './docker-build-service.js';
+export { runIsolatedContainer, isolatedContainerSpec, DockerRunError, type IsolatedRunOptions, type IsolatedRunResult } from './isolated-container.js';
 export { DOCKER_ENV, type DockerBuildServiceOptions, type DockerBuilder } from './docker-settings.js';
 
 /** The `docker` build service: builds and pushes through the Docker Engine API. */

@@ -1,0 +1,215 @@
+import { Writable, type Readable } from 'node:stream';
+import type Docker from 'dockerode';
+import { ExitCode, PrebuiltError, RegistryError, cancelledError, createLogger, type RegistryCredentials } from '@prebuilt/core/backend';
+import { DockerDaemon, requestProblem } from './docker-daemon.js';
+import { resolveDockerSettings } from './docker-settings.js';
+import { pullParts, registryHost } from './image-reference.js';
+import { ProgressTracker, readEvents } from './progress.js';
+import { authConfig } from './registry-auth.js';
+
+const debug = createLogger('docker');
+
+/** A command to run once in an image, as a task would, with nothing of this machine's. */
+export interface IsolatedRunOptions {
+  /** The image (`repo:tag@sha256:…` or `repo@sha256:…`); pulled first when the daemon lacks it. */
+  image: string;
+  /** The program and its arguments: replaces the image's entrypoint and command. */
+  command: readonly string[];
+  /** The container is killed after this long (the result says `timedOut`). */
+  timeoutMs: number;
+  /** The container is killed when it prints more than this many bytes on stdout (the result says `stdoutOverflow`). */
+  maxStdoutBytes: number;
+  /** How much of the end of stderr the result keeps. Default 8 KiB. */
+  stderrTailBytes?: number;
+  /** Credentials for pulling an image of their registry (the daemon's own login is not used by its API). */
+  credentials?: RegistryCredentials;
+  env?: Record<string, string | undefined>;
+  signal?: AbortSignal;
+  /** Called before the image is pulled (it was not on the daemon). */
+  onPull?: (image: string) => void;
+}
+
+export interface IsolatedRunResult {
+  /** The program's exit status; null when it was killed (timeout, output cap). */
+  exitCode: number | null;
+  stdout: string;
+  /** The last `stderrTailBytes` of stderr. */
+  stderrTail: string;
+  timedOut: boolean;
+  stdoutOverflow: boolean;
+  /** The image was pulled for this run. */
+  pulled: boolean;
+  /** The container's id (it is removed when the run returns). */
+  containerId: string;
+}
+
+/**
+ * The container of an isolated run: what the image holds is code anyone who published one of its
+ * packages wrote, and this machine holds registry credentials. So: no network at all (`none`: a
+ * loopback interface only, no bridge), no mounts, no environment variable of the host (the
+ * image's own only), every capability dropped, no privilege gain, a bounded number of processes,
+ * no log kept by the daemon (`none`: the output is read from the attached streams, bounded),
+ * removed when it exits.
+ */
+export function isolatedContainerSpec(image: string, command: readonly string[]): Docker.ContainerCreateOptions {
+  return {
+    Image: image,
+    Entrypoint: [command[0]!],
+    Cmd: command.slice(1),
+    Env: [],
+    NetworkDisabled: true,
+    AttachStdin: false,
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: false,
+    OpenStdin: false,
+    Labels: { 'dev.prebuilt.isolated-run': '1' },
+    HostConfig: {
+      NetworkMode: 'none',
+      AutoRemove: true,
+      Binds: [],
+      Mounts: [],
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      PidsLimit: 1024,
+      Privileged: false,
+      LogConfig: { Type: 'none', Config: {} },
+    },
+  };
+}
+
+/** Pulls the image unless the daemon has it; true when it pulled. A failed pull is a RegistryError (exit 1) with the daemon's reason. */
+async function ensureImage(docker: Docker, options: IsolatedRunOptions): Promise<boolean> {
+  try {
+    await docker.getImage(options.image).inspect();
+    return false;
+  } catch (error) {
+    if ((error as { statusCode?: number }).statusCode !== 404) throw new DockerRunError(`The Docker daemon cannot inspect ${options.image}: ${requestProblem(error)}`, error);
+  }
+  options.onPull?.(options.image);
+  const { fromImage, tag } = pullParts(options.image);
+  const credentials = options.credentials && registryHost(fromImage) === options.credentials.registry ? options.credentials : undefined;
+  const tracker = new ProgressTracker(undefined, 5);
+  try {
+    const pull: Record<string, unknown> = { fromImage, tag, ...(options.signal ? { abortSignal: options.signal } : {}) };
+    await readEvents((await docker.createImage(authConfig(credentials) as Docker.AuthConfig, pull)) as Readable, (event) => tracker.handle(event));
+  } catch (error) {
+    if (options.signal?.aborted) throw cancelledError(options.signal, 'The pull');
+    tracker.fail(requestProblem(error));
+  }
+  if (tracker.error !== undefined) {
+    throw new RegistryError(`${options.image} cannot be pulled: ${tracker.error}`, { registry: registryHost(fromImage) }, {
+      hint: 'Check that the image is still in the registry (prebuilt build pushed it) and that its registry is reachable from the Docker daemon.',
+    });
+  }
+  return true;
+}
+
+/** The daemon refused or failed a request of the run (create, attach, start, wait). Exit 1. */
+export class DockerRunError extends PrebuiltError {
+  constructor(message: string, cause: unknown) {
+    super('docker-run', message, ExitCode.failure, { cause, hint: 'Check the Docker daemon (docker info) and run the command again with --verbose.' });
+    this.name = 'DockerRunError';
+  }
+}
+
+/** A sink keeping at most `max` bytes: the first ones (`head`) or the last ones. */
+class BoundedSink extends Writable {
+  chunks: Buffer[] = [];
+  bytes = 0;
+  overflow = false;
+  constructor(
+    private readonly max: number,
+    private readonly keep: 'head' | 'tail',
+    private readonly onOverflow: () => void = () => {},
+  ) {
+    super();
+  }
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: () => void): void {
+    if (this.overflow) return done(); // a head sink past its bound keeps nothing more
+    this.chunks.push(chunk);
+    this.bytes += chunk.length;
+    if (this.bytes > this.max) {
+      if (this.keep === 'head' && !this.overflow) {
+        this.overflow = true;
+        this.onOverflow();
+      }
+      const all = Buffer.concat(this.chunks);
+      this.chunks = [this.keep === 'head' ? all.subarray(0, this.max) : all.subarray(all.length - this.max)];
+      this.bytes = this.max;
+    }
+    done();
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+/**
+ * Runs a command once in an image on the Docker daemon (DOCKER_HOST), isolated (see
+ * {@link isolatedContainerSpec}), and returns its exit status and output. An absent daemon is the
+ * UnreachableError every command gives; an image the daemon lacks is pulled first.
+ */
+export async function runIsolatedContainer(options: IsolatedRunOptions): Promise<IsolatedRunResult> {
+  const env = options.env ?? process.env;
+  const daemon = new DockerDaemon(resolveDockerSettings({}, env), env);
+  try {
+    await daemon.check(options.signal);
+    const docker = await daemon.client();
+    const pulled = await ensureImage(docker, options);
+    const container = await docker.createContainer(isolatedContainerSpec(options.image, options.command));
+    debug('isolated run of %s in container %s', options.image, container.id);
+    try {
+      return { ...(await attachAndWait(docker, container, options)), pulled, containerId: container.id };
+    } finally {
+      await removeContainer(container);
+    }
+  } finally {
+    daemon.close();
+  }
+}
+
+/** Removes the container, or waits (up to 10 s) for the daemon's AutoRemove that is under way; gone already is fine. */
+async function removeContainer(container: Docker.Container): Promise<void> {
+  try {
+    await container.remove({ force: true });
+  } catch (error) {
+    if ((error as { statusCode?: number }).statusCode === 404) return;
+    const removed = (container.wait({ condition: 'removed' }) as Promise<unknown>).catch(() => undefined);
+    await Promise.race([removed, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
+  }
+}
+
+async function attachAndWait(docker: Docker, container: Docker.Container, options: IsolatedRunOptions): Promise<Omit<IsolatedRunResult, 'pulled' | 'containerId'>> {
+  let timedOut = false;
+  const kill = (): void => void container.kill().catch(() => undefined);
+  const stdout = new BoundedSink(options.maxStdoutBytes, 'head', kill);
+  const stderr = new BoundedSink(options.stderrTailBytes ?? 8192, 'tail');
+  const stream = await container.attach({ stream: true, stdout: true, stderr: true });
+  const ended = new Promise<void>((resolve) => {
+    stream.on('end', resolve).on('close', resolve).on('error', () => resolve());
+  });
+  docker.modem.demuxStream(stream, stdout, stderr);
+  const waited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    kill();
+  }, options.timeoutMs);
+  const onAbort = (): void => kill();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await container.start();
+    const { StatusCode } = await waited;
+    await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, 2000))]);
+    if (options.signal?.aborted) throw cancelledError(options.signal, 'The run');
+    const killed = timedOut || stdout.overflow;
+    return { exitCode: killed ? null : StatusCode, stdout: stdout.text(), stderrTail: stderr.text(), timedOut, stdoutOverflow: stdout.overflow };
+  } catch (error) {
+    if (options.signal?.aborted) throw cancelledError(options.signal, 'The run');
+    if (PrebuiltError.isInstance(error)) throw error;
+    throw new DockerRunError(`The Docker daemon could not run ${options.image}: ${requestProblem(error)}`, error);
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+}
