@@ -24,6 +24,7 @@ export const COMMANDS: Readonly<Record<string, () => Promise<RegisterCommand>>> 
   report: async () => (await import('./commands/report.js')).registerReportCommand,
   gc: async () => (await import('./commands/gc.js')).registerGcCommand,
   prepull: async () => (await import('./commands/prepull.js')).registerPrepullCommand,
+  profile: async () => (await import('./commands/profile.js')).registerProfileCommand,
 };
 
 /** Options of the program itself that take no value (they may come before the command name). */

@@ -21,8 +21,8 @@ export interface IsolatedRunOptions {
   maxStdoutBytes: number;
   /** How much of the end of stderr the result keeps. Default 8 KiB. */
   stderrTailBytes?: number;
-  /** Credentials for pulling an image of their registry (the daemon's own login is not used by its API). */
-  credentials?: RegistryCredentials;
+  /** Credentials for pulling an image of their registry (the daemon's own login is not used by its API); asked for only when the daemon lacks the image. */
+  credentials?: () => Promise<RegistryCredentials | undefined>;
   env?: Record<string, string | undefined>;
   signal?: AbortSignal;
   /** Called before the image is pulled (it was not on the daemon). */
@@ -88,7 +88,8 @@ async function ensureImage(docker: Docker, options: IsolatedRunOptions): Promise
   }
   options.onPull?.(options.image);
   const { fromImage, tag } = pullParts(options.image);
-  const credentials = options.credentials && registryHost(fromImage) === options.credentials.registry ? options.credentials : undefined;
+  const given = await options.credentials?.();
+  const credentials = given && registryHost(fromImage) === given.registry ? given : undefined;
   const tracker = new ProgressTracker(undefined, 5);
   try {
     const pull: Record<string, unknown> = { fromImage, tag, ...(options.signal ? { abortSignal: options.signal } : {}) };

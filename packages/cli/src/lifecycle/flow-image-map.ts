@@ -1,6 +1,6 @@
 import { relative } from 'node:path';
 import { InputError, registryClientFor, type ImageMap, type RegistryClient } from '@prebuilt/core';
-import { readFlow } from '@prebuilt/metaflow';
+import { readFlow, type FlowFile } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
 import { createSelectedBackend, readImageMap, stateFilePath } from '../app/index.js';
 
@@ -9,6 +9,8 @@ export interface FlowImageMap {
   imageMap: ImageMap;
   /** The flow file's steps, in source order (a step the map lacks was added since the build). */
   flowSteps: string[];
+  /** The flow file as read. */
+  flow: FlowFile;
 }
 
 /** The image map `prebuilt build` wrote for a flow (its state file); none yet is an InputError naming the fix. */
@@ -23,7 +25,7 @@ export async function loadFlowImageMap(file: string, context: CliContext): Promi
       hint: `Run 'prebuilt build ${file}' first (or point METAFLOW_PREBUILT_STATE_FILE at the image map it wrote).`,
     });
   }
-  return { stateFile, imageMap, flowSteps: flow.steps.map((step) => step.name) };
+  return { stateFile, imageMap, flowSteps: flow.steps.map((step) => step.name), flow };
 }
 
 /** The steps to look at: `--step` names (each must be a step of the map), else every step with an image. */

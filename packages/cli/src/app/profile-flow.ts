@@ -1,0 +1,184 @@
+/**
+ * `prebuilt profile`: records the eStargz prefetch profile of a built flow — each selected step's
+ * image run once on the local Docker daemon with the oci package's recorder and the step's imports
+ * (or the user's code), the paths it read first written as one profile file for the next build.
+ * Prints nothing: progress goes to `onProgress`, the result comes back as a value.
+ */
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { ExitCode, InputError, PrebuiltError, writeFileAtomic, type ImageMap, type RegistryCredentials } from '@prebuilt/core';
+import { runIsolatedContainer, type IsolatedRunResult } from '@prebuilt/docker';
+import { importCode, importStatement, taskImports, type FlowFile } from '@prebuilt/metaflow';
+import { PREFETCH_ENV, PREFETCH_RECORDER_PY, RECORDED_PROFILE_LIMITS, recordedProfilePaths } from '@prebuilt/oci';
+import type { AppScope } from './app-scope.js';
+
+/** How long one recording run may take by default. */
+export const DEFAULT_PROFILE_TIMEOUT_MS = 120_000;
+
+/** `<dir>/<stem>.prebuilt.prefetch` for `<dir>/<stem>.py`: beside the flow's lock file (`<stem>.prebuilt.lock`). */
+export function profileFilePath(flowPath: string): string {
+  const name = basename(flowPath);
+  const ext = extname(name);
+  return join(dirname(flowPath), `${ext ? name.slice(0, -ext.length) : name}.prebuilt.prefetch`);
+}
+
+export interface ProfileFlowOptions extends AppScope {
+  /** The flow file as the user named it (for messages). */
+  flowFile: string;
+  flow: FlowFile;
+  imageMap: ImageMap;
+  /** The steps to record (each in the map with an image). */
+  steps: readonly string[];
+  /** Code run in place of each step's imports. */
+  code?: string;
+  /** Where to write the profile (default {@link profileFilePath}). */
+  output?: string;
+  timeoutMs: number;
+  maxPaths: number;
+  /** Credentials for pulling an image the daemon lacks (asked for only then). */
+  credentials?: () => Promise<RegistryCredentials | undefined>;
+  onProgress?: (event: ProfileProgress) => void;
+}
+
+export type ProfileProgress =
+  | { type: 'recording'; steps: string[]; image: string; imports: string[] | null }
+  | { type: 'pulling'; image: string }
+  | { type: 'recorded'; steps: string[]; image: string; paths: number; refused: number; ms: number };
+
+/** One step: its env, image and the code its recording ran (`imports`: the statements, null with --code). */
+export interface ProfileStep {
+  step: string;
+  envId: string;
+  image: string;
+  imports: string[] | null;
+}
+
+/** One env: its image, its recorded steps, and the paths its runs read, in first-read order. */
+export interface ProfileEnv {
+  envId: string;
+  image: string;
+  steps: string[];
+  paths: string[];
+}
+
+export interface ProfileFlowResult {
+  flow: string;
+  /** The profile file written (absolute). */
+  file: string;
+  /** Paths in the file: every env's, in first-read order, each once. */
+  paths: number;
+  steps: ProfileStep[];
+  envs: ProfileEnv[];
+}
+
+/** A recording run failed (the code raised, timed out, printed too much): exit 1. */
+export class ProfileRunError extends PrebuiltError {
+  constructor(message: string, hint: string) {
+    super('profile-failed', message, ExitCode.failure, { hint });
+    this.name = 'ProfileRunError';
+  }
+}
+
+interface Run {
+  steps: string[];
+  envId: string;
+  image: string;
+  python: string;
+  code: string;
+}
+
+/** The runs to make: one per distinct (image, code) — steps sharing an env and their imports share a run. */
+function plannedRuns(options: ProfileFlowOptions): { steps: ProfileStep[]; runs: Run[] } {
+  const steps: ProfileStep[] = [];
+  const runs = new Map<string, Run>();
+  for (const step of options.steps) {
+    const entry = options.imageMap.steps[step];
+    if (!entry?.pinnedImage || entry.envId === null) {
+      throw new InputError(`The image map of ${options.imageMap.flow} has no image for step ${step}: the flow changed since its last build, or its image failed to build.`, {
+        hint: `Run 'prebuilt build ${options.flowFile}' first.`,
+      });
+    }
+    const imports = options.code === undefined ? taskImports(options.flow, step) : null;
+    const code = options.code ?? importCode(imports!);
+    steps.push({ step, envId: entry.envId, image: entry.pinnedImage, imports: imports?.map(importStatement) ?? null });
+    const key = JSON.stringify([entry.pinnedImage, entry.python, code]);
+    const run = runs.get(key);
+    if (run) run.steps.push(step);
+    else runs.set(key, { steps: [step], envId: entry.envId, image: entry.pinnedImage, python: entry.python, code });
+  }
+  return { steps, runs: [...runs.values()] };
+}
+
+/** The last lines of a failed run's stderr, indented, for the message. */
+function stderrTail(text: string, lines = 15): string {
+  const tail = text.trimEnd().split('\n').slice(-lines);
+  return tail.length === 1 && tail[0] === '' ? '  (nothing on stderr)' : tail.map((line) => `  ${line}`).join('\n');
+}
+
+/** The run's paths, or the ProfileRunError saying why there are none. */
+function checkedPaths(run: Run, result: IsolatedRunResult, options: ProfileFlowOptions): { paths: string[]; refused: number } {
+  const which = `step${run.steps.length === 1 ? '' : 's'} ${run.steps.join(', ')}`;
+  const hintCode = options.code === undefined ? `the imports of ${which} in ${options.flowFile} (or give --code)` : '--code';
+  if (result.timedOut) {
+    throw new ProfileRunError(`The recording of ${which} in ${run.image} did not finish within ${options.timeoutMs / 1000}s.`, `Give it longer with --timeout, or make ${hintCode} do less.\nIts stderr ended with:\n${stderrTail(result.stderrTail)}`);
+  }
+  if (result.stdoutOverflow) {
+    throw new ProfileRunError(`The recording of ${which} in ${run.image} printed more than ${RECORDED_PROFILE_LIMITS.maxBytes} bytes of paths.`, 'The recorder lists the files the code opened; something in the image printed on its stdout. Record less (--code), or check the image.');
+  }
+  if (result.exitCode !== 0) {
+    throw new ProfileRunError(
+      `The recording of ${which} failed in ${run.image} (exit ${result.exitCode}):\n${stderrTail(result.stderrTail)}`,
+      `Check ${hintCode}: ${run.python} ran them with no network, no mounts and none of this machine's environment variables.`,
+    );
+  }
+  const recorded = recordedProfilePaths(result.stdout, { maxPaths: options.maxPaths });
+  if (recorded.truncated) {
+    throw new ProfileRunError(`The recording of ${which} in ${run.image} read more than ${options.maxPaths} files.`, 'Raise --max-paths, or record less (--code).');
+  }
+  if (recorded.paths.length === 0) throw new ProfileRunError(`The recording of ${which} in ${run.image} printed no path.`, 'Check that the image is one prebuilt built (its interpreter must run the recorder).');
+  return recorded;
+}
+
+/** The profile file's text: a comment naming what was recorded, then one path per line. */
+function profileText(options: ProfileFlowOptions, envs: readonly ProfileEnv[], paths: readonly string[]): string {
+  const header = [
+    `# Prefetch profile of ${options.flow.flow} (${basename(options.flow.path)}), written by prebuilt profile: the files each step read first, in order.`,
+    `# Use it for the next build: ${PREFETCH_ENV}=<this file> prebuilt build ${basename(options.flow.path)}`,
+    ...envs.map((env) => `# ${env.steps.join(', ')}: ${env.image}`),
+  ];
+  return `${[...header, ...paths].join('\n')}\n`;
+}
+
+/** Records the profile of the selected steps and writes it atomically; see the module comment. */
+export async function profileFlow(options: ProfileFlowOptions): Promise<ProfileFlowResult> {
+  const { steps, runs } = plannedRuns(options);
+  const envs = new Map<string, ProfileEnv & { seen: Set<string> }>();
+  for (const run of runs) {
+    options.onProgress?.({ type: 'recording', steps: run.steps, image: run.image, imports: steps.find((s) => s.step === run.steps[0])!.imports });
+    const started = Date.now();
+    const result = await runIsolatedContainer({
+      image: run.image,
+      command: [run.python, '-u', '-c', PREFETCH_RECORDER_PY, run.code], // -u: the stderr tail of a killed run has all it printed
+      timeoutMs: options.timeoutMs,
+      maxStdoutBytes: RECORDED_PROFILE_LIMITS.maxBytes,
+      env: options.env,
+      signal: options.signal,
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+      onPull: (image) => options.onProgress?.({ type: 'pulling', image }),
+    });
+    const { paths, refused } = checkedPaths(run, result, options);
+    options.onProgress?.({ type: 'recorded', steps: run.steps, image: run.image, paths: paths.length, refused, ms: Date.now() - started });
+    const env = envs.get(run.envId) ?? { envId: run.envId, image: run.image, steps: [], paths: [], seen: new Set<string>() };
+    envs.set(run.envId, env);
+    env.steps.push(...run.steps);
+    for (const path of paths) {
+      if (env.seen.has(path)) continue;
+      env.seen.add(path);
+      env.paths.push(path);
+    }
+  }
+  const all = [...new Set([...envs.values()].flatMap((env) => env.paths))];
+  const file = options.output === undefined ? profileFilePath(options.flow.path) : resolve(options.cwd, options.output);
+  const result = [...envs.values()].map(({ seen: _seen, ...env }) => env);
+  await writeFileAtomic(file, profileText(options, result, all));
+  return { flow: options.flow.flow, file, paths: all.length, steps, envs: result };
+}

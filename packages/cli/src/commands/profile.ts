@@ -1,0 +1,118 @@
+import { relative } from 'node:path';
+import { InputError, ConfigError } from '@prebuilt/core';
+import { Option, type Command } from 'commander';
+import { PREFETCH_ENV, RECORDED_PROFILE_LIMITS } from '@prebuilt/oci';
+import type { CliContext } from '../cli-context.js';
+import { DEFAULT_PROFILE_TIMEOUT_MS, createSelectedBackend, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
+import { parseDuration } from '../duration.js';
+import { collect, loadFlowImageMap, selectSteps } from '../lifecycle/flow-image-map.js';
+import { writeJsonResult } from '../output.js';
+
+interface ProfileOptions {
+  step?: string[];
+  code?: string;
+  output?: string;
+  timeout: number;
+  maxPaths: number;
+  json?: boolean;
+}
+
+const PROFILE_HELP = `
+Records what each step's task reads first, for the eStargz / zstd:chunked prefetch of the next
+oci build: runs each selected step's image (the one prebuilt build wrote to the image map) once on
+the local Docker daemon, with the env's interpreter running the oci package's recorder around the
+step's imports — those of the flow file's module level and of the step's function body, read
+statically (relative imports, metaflow and __future__ left out: the task takes Metaflow from its
+code package; an import inside a try may fail) — or around --code. The files the run opened and
+mapped (the interpreter, libraries, pycs and sources) are written, in first-read order, as one
+profile for the whole flow (steps sharing an env and their imports share a run).
+
+The image holds code anyone who published one of its packages wrote: the container has no
+network, no mounts, none of this machine's environment variables or credentials, drops every
+capability, is removed afterwards, and is killed after --timeout; its output is bounded
+(${RECORDED_PROFILE_LIMITS.maxBytes / (1024 * 1024)} MiB, --max-paths paths), and each path is checked (absolute, normalised, no
+control characters, not under /proc, /sys or /dev) before it is written. An image the daemon
+lacks is pulled (with the selected registry's credentials), and stays on the daemon.
+
+The profile goes to <flow>.prebuilt.prefetch beside the flow file (beside its lock file
+<flow>.prebuilt.lock), or to -o; the same images and code give the same file.
+
+Exit codes: 0 written, 1 a recording failed (an import raised, the time limit, too much output;
+the stderr tail says what) or the image could not be pulled, 2 no image map (run prebuilt build
+first), a step without an image, the Docker daemon not reachable, bad options, 130/143 interrupted.
+
+Environment:
+  DOCKER_HOST                       the Docker daemon that runs the images (default unix:///var/run/docker.sock)
+  METAFLOW_PREBUILT_STATE_FILE      image map path (default .prebuilt/<Flow>/images.json beside the flow)
+  METAFLOW_PREBUILT_IMAGE_REGISTRY  registry whose credentials pull the images (default dockerhub)
+
+Examples (the whole loop: build, record, build again with the profile):
+  $ METAFLOW_PREBUILT_BUILD_SERVICE=oci METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=estargz prebuilt build flow.py
+  $ prebuilt profile flow.py
+  $ METAFLOW_PREBUILT_BUILD_SERVICE=oci METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=estargz \\
+      ${PREFETCH_ENV}=flow.prebuilt.prefetch prebuilt build flow.py
+  $ prebuilt profile flow.py --step train --code 'import pandas, sklearn; pandas.read_csv("/dev/null")' -o train.prefetch
+  $ prebuilt profile flow.py --json`;
+
+function renderProgress(context: CliContext, event: ProfileProgress): void {
+  const steps = 'steps' in event ? `${event.steps.join(', ')}: ` : '';
+  if (event.type === 'pulling') context.stderr.write(`pulling ${event.image}\n`);
+  else if (event.type === 'recording') {
+    const what = event.imports === null ? '--code' : event.imports.length === 0 ? 'no import (the interpreter alone)' : `${event.imports.length} import${event.imports.length === 1 ? '' : 's'}`;
+    context.stderr.write(`${steps}recording ${what} in ${event.image}\n`);
+  } else {
+    const refused = event.refused > 0 ? ` (${event.refused} line${event.refused === 1 ? '' : 's'} of its output refused: not a path in the image)` : '';
+    context.stderr.write(`${steps}${event.paths} paths in ${(event.ms / 1000).toFixed(1)}s${refused}\n`);
+  }
+}
+
+function renderResult(context: CliContext, result: ProfileFlowResult): string {
+  const shown = relative(context.cwd, result.file) || result.file;
+  const envs = result.envs.map((env) => `  ${env.steps.join(', ')}: ${env.paths.length} paths (${env.image})`);
+  return `${result.flow}: wrote ${result.paths} paths to ${shown}\n${envs.join('\n')}\nbuild with it: ${PREFETCH_ENV}=${shown} prebuilt build ...\n`;
+}
+
+async function runProfile(file: string, context: CliContext, options: ProfileOptions): Promise<void> {
+  if (options.code !== undefined && options.code.trim() === '') throw new InputError('--code is empty.', { hint: "Give the Python code to run, e.g. --code 'import pandas'." });
+  const { imageMap, flowSteps, flow } = await loadFlowImageMap(file, context);
+  const unbuilt = flowSteps.filter((step) => !(step in imageMap.steps) && (options.step === undefined || options.step.includes(step)));
+  if (unbuilt.length > 0) {
+    throw new InputError(`The image map of ${imageMap.flow} has no step ${unbuilt.join(', ')}: the flow changed since its last build.`, { hint: `Run 'prebuilt build ${file}' first.` });
+  }
+  const steps = selectSteps(imageMap, options.step);
+  if (steps.length === 0) throw new InputError(`${imageMap.flow}: no ${options.step ? 'selected ' : ''}step has an env image to record.`, { hint: 'Record the steps with @conda or @pypi (disabled steps run on the base image).' });
+  const result = await profileFlow({
+    ...context, flowFile: file, flow, imageMap, steps, timeoutMs: options.timeout, maxPaths: options.maxPaths,
+    ...(options.code !== undefined ? { code: options.code } : {}),
+    ...(options.output !== undefined ? { output: options.output } : {}),
+    credentials: async () => (await createSelectedBackend('image-registry', context)).backend.pushCredentials({ signal: context.signal }),
+    onProgress: (event) => renderProgress(context, event),
+  });
+  if (options.json) writeJsonResult(context, { ...result });
+  else context.stdout.write(renderResult(context, result));
+}
+
+function parseMaxPaths(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`--max-paths ${value} is not a whole number of at least 1.`, { hint: `The default is ${RECORDED_PROFILE_LIMITS.maxPaths}.` });
+  return n;
+}
+
+/** `prebuilt profile <flow> [--step S]… [--code PY] [-o FILE] [--timeout 2m] [--max-paths N] [--json]`. */
+export function registerProfileCommand(program: Command, context: CliContext): void {
+  program
+    .command('profile')
+    .description("record the prefetch profile of a built flow: run each step's image once with its imports and list the files it reads first")
+    .argument('<flow>', 'the flow file, e.g. flow.py')
+    .option('--step <name>', 'only this step (repeatable; default: every step with an env)', collect)
+    .option('--code <python>', "Python code to run in place of each step's imports (e.g. a warm-up that does what the task does)")
+    .option('-o, --output <file>', 'where to write the profile (default: <flow>.prebuilt.prefetch beside the flow file)')
+    .addOption(new Option('--timeout <duration>', 'how long one recording may run, e.g. 90s, 5m').argParser((v) => parseDuration(v, '--timeout')).default(DEFAULT_PROFILE_TIMEOUT_MS, '2m'))
+    .addOption(new Option('--max-paths <n>', 'fail when one recording reads more files than this').argParser(parseMaxPaths).default(RECORDED_PROFILE_LIMITS.maxPaths))
+    .option('--json', 'print one JSON object for machines')
+    .addHelpText('after', PROFILE_HELP)
+    .action(async (file: string, options: ProfileOptions) => {
+      context.json.requested = options.json === true;
+      await runProfile(file, context, options);
+    });
+}
