@@ -112,6 +112,14 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
 
   const cli = (...args: string[]) => runCli(args, { env, cwd: flowDir });
 
+  itWith(NEEDS, '--help shows the whole loop: build, profile, build again with the profile', async () => {
+    const help = await cli('profile', '--help');
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--code <python>');
+    expect(help.stdout).toContain('METAFLOW_PREBUILT_OCI_PREFETCH=flow.prebuilt.prefetch prebuilt build --force flow.py');
+    expect(help.stdout).toMatch(/has no\s+network, no mounts/);
+  });
+
   itWith(NEEDS, 'a flow not built yet: exit 2, "run prebuilt build first"', async () => {
     const result = await cli('profile', 'profile_flow.py');
     expect(result.code, result.stderr).toBe(2);
@@ -164,7 +172,7 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     const again = await cli('profile', 'profile_flow.py', '--step', 'start', '--step', 'end', '-o', 'again.prefetch');
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toContain('ProfileFlow: wrote ');
-    expect(again.stdout).toContain('METAFLOW_PREBUILT_OCI_PREFETCH=again.prefetch prebuilt build');
+    expect(again.stdout).toContain('METAFLOW_PREBUILT_OCI_PREFETCH=again.prefetch prebuilt build --force profile_flow.py');
     expect(again.stderr).not.toContain('pulling'); // the daemon has the images now
     const frameOnly = (await readFile(join(flowDir, 'again.prefetch'), 'utf8')).split('\n').filter((l) => l !== '' && !l.startsWith('#'));
     expect(frameOnly).toEqual(recorded.envs[0]!.paths);

@@ -175,8 +175,8 @@ export const PREFETCH_RECORDER_PY = [
   '    f.write("\\n".join(dict.fromkeys(out)) + "\\n")',
 ].join('\n');
 
-/** Bounds on what a recorder run may print: paths kept, and bytes read (beyond them the run fails). */
-export const RECORDED_PROFILE_LIMITS = { maxPaths: 100_000, maxBytes: 32 * 1024 * 1024, maxPathLength: 4096 } as const;
+/** The longest path a recorded profile keeps, in bytes (Linux's PATH_MAX). */
+const MAX_PATH_LENGTH = 4096;
 
 /** A recorder run's output, validated: its paths (absolute, normalised), and how many lines were refused. */
 export interface RecordedProfile {
@@ -199,9 +199,8 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
  * characters, and not under `/proc`, `/sys` or `/dev`; the others are refused and counted.
  * Duplicates are dropped, the first `maxPaths` distinct paths kept.
  */
-export function recordedProfilePaths(output: string, limits: { maxPaths?: number; maxPathLength?: number } = {}): RecordedProfile {
-  const maxPaths = limits.maxPaths ?? RECORDED_PROFILE_LIMITS.maxPaths;
-  const maxPathLength = limits.maxPathLength ?? RECORDED_PROFILE_LIMITS.maxPathLength;
+export function recordedProfilePaths(output: string, limits: { maxPaths: number; maxPathLength?: number }): RecordedProfile {
+  const { maxPaths, maxPathLength = MAX_PATH_LENGTH } = limits;
   const paths = new Set<string>();
   let refused = 0;
   let truncated = false;

@@ -21,7 +21,6 @@ export {
   PREFETCH_ENV,
   PREFETCH_LANDMARK,
   PREFETCH_RECORDER_PY,
-  RECORDED_PROFILE_LIMITS,
   isStaticPrefetch,
   parsePrefetchProfile,
   prefetchOrder,

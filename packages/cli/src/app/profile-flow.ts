@@ -6,13 +6,18 @@
  */
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { ExitCode, InputError, PrebuiltError, writeFileAtomic, type ImageMap, type RegistryCredentials } from '@prebuilt/core';
-import { runIsolatedContainer, type IsolatedRunResult } from '@prebuilt/docker';
+import type { IsolatedRunResult } from '@prebuilt/docker';
 import { importCode, importStatement, taskImports, type FlowFile } from '@prebuilt/metaflow';
-import { PREFETCH_ENV, PREFETCH_RECORDER_PY, RECORDED_PROFILE_LIMITS, recordedProfilePaths } from '@prebuilt/oci';
 import type { AppScope } from './app-scope.js';
 
 /** How long one recording run may take by default. */
 export const DEFAULT_PROFILE_TIMEOUT_MS = 120_000;
+/** How many distinct paths one recording may list by default (the realistic env's import reads ~5,000 files). */
+export const DEFAULT_PROFILE_MAX_PATHS = 100_000;
+/** The most a recording may print on stdout: the container is killed beyond it. */
+export const PROFILE_MAX_OUTPUT_BYTES = 32 * 1024 * 1024;
+/** The setting a build reads the profile from (the oci service's prefetch setting). */
+const PREFETCH_SETTING = 'METAFLOW_PREBUILT_OCI_PREFETCH';
 
 /** `<dir>/<stem>.prebuilt.prefetch` for `<dir>/<stem>.py`: beside the flow's lock file (`<stem>.prebuilt.lock`). */
 export function profileFilePath(flowPath: string): string {
@@ -78,6 +83,8 @@ export class ProfileRunError extends PrebuiltError {
   }
 }
 
+type RecordedPaths = (typeof import('@prebuilt/oci'))['recordedProfilePaths'];
+
 interface Run {
   steps: string[];
   envId: string;
@@ -115,14 +122,14 @@ function stderrTail(text: string, lines = 15): string {
 }
 
 /** The run's paths, or the ProfileRunError saying why there are none. */
-function checkedPaths(run: Run, result: IsolatedRunResult, options: ProfileFlowOptions): { paths: string[]; refused: number } {
+function checkedPaths(run: Run, result: IsolatedRunResult, options: ProfileFlowOptions, recordedProfilePaths: RecordedPaths): { paths: string[]; refused: number } {
   const which = `step${run.steps.length === 1 ? '' : 's'} ${run.steps.join(', ')}`;
   const hintCode = options.code === undefined ? `the imports of ${which} in ${options.flowFile} (or give --code)` : '--code';
   if (result.timedOut) {
     throw new ProfileRunError(`The recording of ${which} in ${run.image} did not finish within ${options.timeoutMs / 1000}s.`, `Give it longer with --timeout, or make ${hintCode} do less.\nIts stderr ended with:\n${stderrTail(result.stderrTail)}`);
   }
   if (result.stdoutOverflow) {
-    throw new ProfileRunError(`The recording of ${which} in ${run.image} printed more than ${RECORDED_PROFILE_LIMITS.maxBytes} bytes of paths.`, 'The recorder lists the files the code opened; something in the image printed on its stdout. Record less (--code), or check the image.');
+    throw new ProfileRunError(`The recording of ${which} in ${run.image} printed more than ${PROFILE_MAX_OUTPUT_BYTES} bytes of paths.`, 'The recorder lists the files the code opened; something in the image printed on its stdout. Record less (--code), or check the image.');
   }
   if (result.exitCode !== 0) {
     throw new ProfileRunError(
@@ -142,7 +149,7 @@ function checkedPaths(run: Run, result: IsolatedRunResult, options: ProfileFlowO
 function profileText(options: ProfileFlowOptions, envs: readonly ProfileEnv[], paths: readonly string[]): string {
   const header = [
     `# Prefetch profile of ${options.flow.flow} (${basename(options.flow.path)}), written by prebuilt profile: the files each step read first, in order.`,
-    `# Use it for the next build: ${PREFETCH_ENV}=<this file> prebuilt build ${basename(options.flow.path)}`,
+    `# Use it for the next build: ${PREFETCH_SETTING}=<this file> prebuilt build --force ${basename(options.flow.path)}`,
     ...envs.map((env) => `# ${env.steps.join(', ')}: ${env.image}`),
   ];
   return `${[...header, ...paths].join('\n')}\n`;
@@ -151,6 +158,8 @@ function profileText(options: ProfileFlowOptions, envs: readonly ProfileEnv[], p
 /** Records the profile of the selected steps and writes it atomically; see the module comment. */
 export async function profileFlow(options: ProfileFlowOptions): Promise<ProfileFlowResult> {
   const { steps, runs } = plannedRuns(options);
+  // Imported here: every command loads the app layer, only this one runs images.
+  const [{ runIsolatedContainer }, { PREFETCH_RECORDER_PY, recordedProfilePaths }] = await Promise.all([import('@prebuilt/docker'), import('@prebuilt/oci')]);
   const envs = new Map<string, ProfileEnv & { seen: Set<string> }>();
   for (const run of runs) {
     options.onProgress?.({ type: 'recording', steps: run.steps, image: run.image, imports: steps.find((s) => s.step === run.steps[0])!.imports });
@@ -159,13 +168,13 @@ export async function profileFlow(options: ProfileFlowOptions): Promise<ProfileF
       image: run.image,
       command: [run.python, '-u', '-c', PREFETCH_RECORDER_PY, run.code], // -u: the stderr tail of a killed run has all it printed
       timeoutMs: options.timeoutMs,
-      maxStdoutBytes: RECORDED_PROFILE_LIMITS.maxBytes,
+      maxStdoutBytes: PROFILE_MAX_OUTPUT_BYTES,
       env: options.env,
       signal: options.signal,
       ...(options.credentials ? { credentials: options.credentials } : {}),
       onPull: (image) => options.onProgress?.({ type: 'pulling', image }),
     });
-    const { paths, refused } = checkedPaths(run, result, options);
+    const { paths, refused } = checkedPaths(run, result, options, recordedProfilePaths);
     options.onProgress?.({ type: 'recorded', steps: run.steps, image: run.image, paths: paths.length, refused, ms: Date.now() - started });
     const env = envs.get(run.envId) ?? { envId: run.envId, image: run.image, steps: [], paths: [], seen: new Set<string>() };
     envs.set(run.envId, env);

@@ -1,9 +1,8 @@
 import { relative } from 'node:path';
 import { InputError, ConfigError } from '@prebuilt/core';
 import { Option, type Command } from 'commander';
-import { PREFETCH_ENV, RECORDED_PROFILE_LIMITS } from '@prebuilt/oci';
 import type { CliContext } from '../cli-context.js';
-import { DEFAULT_PROFILE_TIMEOUT_MS, createSelectedBackend, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
+import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
 import { parseDuration } from '../duration.js';
 import { collect, loadFlowImageMap, selectSteps } from '../lifecycle/flow-image-map.js';
 import { writeJsonResult } from '../output.js';
@@ -16,6 +15,8 @@ interface ProfileOptions {
   maxPaths: number;
   json?: boolean;
 }
+
+const PREFETCH_SETTING = 'METAFLOW_PREBUILT_OCI_PREFETCH';
 
 const PROFILE_HELP = `
 Records what each step's task reads first, for the eStargz / zstd:chunked prefetch of the next
@@ -30,12 +31,14 @@ profile for the whole flow (steps sharing an env and their imports share a run).
 The image holds code anyone who published one of its packages wrote: the container has no
 network, no mounts, none of this machine's environment variables or credentials, drops every
 capability, is removed afterwards, and is killed after --timeout; its output is bounded
-(${RECORDED_PROFILE_LIMITS.maxBytes / (1024 * 1024)} MiB, --max-paths paths), and each path is checked (absolute, normalised, no
+(${PROFILE_MAX_OUTPUT_BYTES / (1024 * 1024)} MiB, --max-paths paths), and each path is checked (absolute, normalised, no
 control characters, not under /proc, /sys or /dev) before it is written. An image the daemon
 lacks is pulled (with the selected registry's credentials), and stays on the daemon.
 
 The profile goes to <flow>.prebuilt.prefetch beside the flow file (beside its lock file
-<flow>.prebuilt.lock), or to -o; the same images and code give the same file.
+<flow>.prebuilt.lock), or to -o; the same images and code give the same file. The next build
+reads it from ${PREFETCH_SETTING} (oci service, eStargz or zstd:chunked layers); the
+images are in the registry already, so that build needs --force to lay them out again.
 
 Exit codes: 0 written, 1 a recording failed (an import raised, the time limit, too much output;
 the stderr tail says what) or the image could not be pulled, 2 no image map (run prebuilt build
@@ -50,7 +53,7 @@ Examples (the whole loop: build, record, build again with the profile):
   $ METAFLOW_PREBUILT_BUILD_SERVICE=oci METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=estargz prebuilt build flow.py
   $ prebuilt profile flow.py
   $ METAFLOW_PREBUILT_BUILD_SERVICE=oci METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=estargz \\
-      ${PREFETCH_ENV}=flow.prebuilt.prefetch prebuilt build flow.py
+      ${PREFETCH_SETTING}=flow.prebuilt.prefetch prebuilt build --force flow.py
   $ prebuilt profile flow.py --step train --code 'import pandas, sklearn; pandas.read_csv("/dev/null")' -o train.prefetch
   $ prebuilt profile flow.py --json`;
 
@@ -66,10 +69,10 @@ function renderProgress(context: CliContext, event: ProfileProgress): void {
   }
 }
 
-function renderResult(context: CliContext, result: ProfileFlowResult): string {
+function renderResult(context: CliContext, file: string, result: ProfileFlowResult): string {
   const shown = relative(context.cwd, result.file) || result.file;
   const envs = result.envs.map((env) => `  ${env.steps.join(', ')}: ${env.paths.length} paths (${env.image})`);
-  return `${result.flow}: wrote ${result.paths} paths to ${shown}\n${envs.join('\n')}\nbuild with it: ${PREFETCH_ENV}=${shown} prebuilt build ...\n`;
+  return `${result.flow}: wrote ${result.paths} paths to ${shown}\n${envs.join('\n')}\nbuild with it: ${PREFETCH_SETTING}=${shown} prebuilt build --force ${file}\n`;
 }
 
 async function runProfile(file: string, context: CliContext, options: ProfileOptions): Promise<void> {
@@ -89,12 +92,12 @@ async function runProfile(file: string, context: CliContext, options: ProfileOpt
     onProgress: (event) => renderProgress(context, event),
   });
   if (options.json) writeJsonResult(context, { ...result });
-  else context.stdout.write(renderResult(context, result));
+  else context.stdout.write(renderResult(context, file, result));
 }
 
 function parseMaxPaths(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`--max-paths ${value} is not a whole number of at least 1.`, { hint: `The default is ${RECORDED_PROFILE_LIMITS.maxPaths}.` });
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`--max-paths ${value} is not a whole number of at least 1.`, { hint: `The default is ${DEFAULT_PROFILE_MAX_PATHS}.` });
   return n;
 }
 
@@ -108,7 +111,7 @@ export function registerProfileCommand(program: Command, context: CliContext): v
     .option('--code <python>', "Python code to run in place of each step's imports (e.g. a warm-up that does what the task does)")
     .option('-o, --output <file>', 'where to write the profile (default: <flow>.prebuilt.prefetch beside the flow file)')
     .addOption(new Option('--timeout <duration>', 'how long one recording may run, e.g. 90s, 5m').argParser((v) => parseDuration(v, '--timeout')).default(DEFAULT_PROFILE_TIMEOUT_MS, '2m'))
-    .addOption(new Option('--max-paths <n>', 'fail when one recording reads more files than this').argParser(parseMaxPaths).default(RECORDED_PROFILE_LIMITS.maxPaths))
+    .addOption(new Option('--max-paths <n>', 'fail when one recording reads more files than this').argParser(parseMaxPaths).default(DEFAULT_PROFILE_MAX_PATHS))
     .option('--json', 'print one JSON object for machines')
     .addHelpText('after', PROFILE_HELP)
     .action(async (file: string, options: ProfileOptions) => {
