@@ -443,7 +443,8 @@ export class BytecodePass {
     const { writer } = this.#options;
     const owners = writer.owners();
     const sources: string[] = [];
-    for (const [rel, owner] of owners) if (owner === label && this.#isModule(rel)) sources.push(rel);
+    // The package's own paths (not every path of the prefix once per package).
+    for (const rel of writer.writtenBy(label)) if (this.#isModule(rel) && owners.get(rel) === label) sources.push(rel);
     await this.#run(sources.sort(compareBytes));
     for (const rel of sources) this.#settled.set(rel, moduleState(writer, rel, pycPathOf(rel, this.#cacheTag)));
   }

@@ -208,6 +208,19 @@ describe('PrefixWriter: the prefix is a jail, in every order of entries', () => 
     expect(await writer.read('lib64/libx.so', 'pkg-c')).toEqual(Buffer.from('elf'));
   });
 
+  it("writtenBy lists a label's own entries at their real paths, a replaced one kept while owners names its new writer", async () => {
+    const writer = await PrefixWriter.open(join(root, 'prefix'));
+    await writer.mkdir('lib', 'pkg-a');
+    await writer.symlink('lib64', 'lib', 'pkg-a');
+    await writer.writeFile('lib64/a.py', 'a', 0o644, 'pkg-a');
+    await writer.writeFile('lib/b.py', 'b', 0o644, 'pkg-b');
+    await writer.writeFile('lib/a.py', 'a2', 0o644, 'pkg-b');
+    expect([...writer.writtenBy('pkg-a')]).toEqual(['lib', 'lib64', 'lib/a.py']);
+    expect([...writer.writtenBy('pkg-b')]).toEqual(['lib/b.py', 'lib/a.py']);
+    expect([...writer.writtenBy('pkg-c')]).toEqual([]);
+    expect(writer.owners().get('lib/a.py')).toBe('pkg-b');
+  });
+
   it('a reserved directory (conda-meta) cannot be written by a package, directly or through a link', async () => {
     const writer = await PrefixWriter.open(join(root, 'prefix'));
     await writer.mkdir('conda-meta', 'conda-meta');

@@ -78,6 +78,8 @@ export class PrefixWriter {
   readonly #paths = new Set<string>();
   /** Who wrote each entry (the `label` of the write): the last writer of a file, the first creator of a directory. */
   readonly #owners = new Map<string, string>();
+  /** The entries each label's writes made or replaced (the owner of one may be a later label since: see owners()). */
+  readonly #byLabel = new Map<string, Set<string>>();
   /** Every symlink made (resolved path → the package and member that made it), for verifyLinks. */
   readonly #links = new Map<string, { label: string; member: string }>();
   /** Top-level directories only the materializer itself may write (conda-meta). */
@@ -103,6 +105,22 @@ export class PrefixWriter {
   /** Every entry written, with the label of the write that put it there (for splitting the prefix into layers). */
   owners(): ReadonlyMap<string, string> {
     return this.#owners;
+  }
+
+  /**
+   * The entries the writes labelled `label` made or replaced, in the order they were first made:
+   * a package's own paths without a walk over every entry of the prefix. Some may be another
+   * label's since (a later write replaced them): check {@link owners}.
+   */
+  writtenBy(label: string): Iterable<string> {
+    return this.#byLabel.get(label) ?? [];
+  }
+
+  #own(real: string, label: string): void {
+    this.#owners.set(real, label);
+    const paths = this.#byLabel.get(label);
+    if (paths) paths.add(real);
+    else this.#byLabel.set(label, new Set([real]));
   }
 
   /** Makes `dir` (a top-level directory, e.g. `conda-meta`) writable only with `{ reserved: true }`. */
@@ -291,7 +309,7 @@ export class PrefixWriter {
       throw this.#fsError(error, label, member);
     }
     this.#paths.add(real);
-    this.#owners.set(real, label);
+    this.#own(real, label);
     return replaced;
   }
 
@@ -373,11 +391,11 @@ export class PrefixWriter {
         }
         this.#paths.add(current);
         this.#dirs.add(current);
-        if (!this.#owners.has(current)) this.#owners.set(current, label);
+        if (!this.#owners.has(current)) this.#own(current, label);
         stack.push(name);
       } else if (info.isDirectory()) {
         this.#dirs.add(current);
-        if (!this.#owners.has(current)) this.#owners.set(current, label);
+        if (!this.#owners.has(current)) this.#own(current, label);
         stack.push(name);
       } else if (info.isSymbolicLink()) {
         hops += 1;
