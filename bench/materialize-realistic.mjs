@@ -20,7 +20,8 @@
  * groups several times slower — the cleanup, not the variant, was measured.
  * Prints medians (min–max) and the ratios tar-x/full (the materializer's speed as a fraction of
  * `tar -x`) and rebuild/full, and each variant's CPU time (this process's threads and its
- * children's: on a loaded machine the wall times depend on the other load, the CPU far less).
+ * children's: on a loaded machine the wall times depend on the other load, the CPU far less), and
+ * the main thread's share of it.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -119,16 +120,25 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     const { user, system } = process.cpuUsage();
     return (user + system) / 1000 + ((Number(fields[13]) + Number(fields[14])) * 1000) / CLOCK_TICKS;
   };
+  // The main thread's CPU alone (/proc/self/task/<pid>/stat): the rest of the process's is the
+  // extraction worker's, the libuv pool's (zstd, large writes) and V8's (GC).
+  const mainCpuNow = () => {
+    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  };
   const cpu = new Map();
+  const mainCpu = new Map();
+  const push = (map, name, value) => (map.get(name) ?? map.set(name, []).get(name)).push(value);
   const timed = async (fn, name) => {
     const out = join(work, 'out');
     await discard(out);
     const c = cpuNow();
+    const m = mainCpuNow();
     const t = performance.now();
     await fn(out);
     const ms = performance.now() - t;
-    if (!cpu.has(name)) cpu.set(name, []);
-    cpu.get(name).push(cpuNow() - c);
+    push(cpu, name, cpuNow() - c);
+    push(mainCpu, name, mainCpuNow() - m);
     await discard(out);
     return ms;
   };
@@ -164,6 +174,7 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     tarXMs: stats(tarX),
     ...(beforeFull ? { before, beforeMs: stats(beforeFull), beforeVsTarX: ratio(stats(tarX).median, stats(beforeFull).median) } : {}),
     cpuMs: Object.fromEntries([...cpu].map(([name, list]) => [name, stats(list)])),
+    mainThreadCpuMs: Object.fromEntries([...mainCpu].filter(([name]) => name !== 'tarX').map(([name, list]) => [name, stats(list)])),
     materializerVsTarX: ratio(stats(tarX).median, stats(full).median),
     materializerVsTarXCpu: ratio(stats(cpu.get('tarX')).median, stats(cpu.get('full')).median),
     rebuildVsFull: ratio(stats(rebuild).median, stats(full).median),
@@ -179,6 +190,8 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     if (beforeFull) console.log(`  before (${before})  ${s(result.beforeMs)}  → ${result.beforeVsTarX}× tar -x`);
     const c = result.cpuMs;
     console.log(`  cpu (process, all threads, and children): full ${s(c.full)}, rebuild ${s(c.rebuild)}, tar -x ${s(c.tarX)}${c.before ? `, before ${s(c.before)}` : ''}  → materializer = ${result.materializerVsTarXCpu}× tar -x in cpu`);
+    const mt = result.mainThreadCpuMs;
+    console.log(`  main thread's cpu (the rest is the extraction worker's, the libuv pool's, GC's): full ${s(mt.full)}, rebuild ${s(mt.rebuild)}${mt.before ? `, before ${s(mt.before)}` : ''}`);
     console.log(`  machine: ${JSON.stringify(result.machine)}`);
   }
 }
