@@ -107,7 +107,7 @@ describe('materializeEnv', () => {
     const pools: Record<string, ExtractPool | undefined> = {
       b: undefined,
       c: new ExtractPool({ script: undefined }),
-      d: new ExtractPool({ workers: 2, startMin: 0, callerShare: false }),
+      d: new ExtractPool({ workers: 2, startMin: 0, callerMax: 0 }),
       e: new ExtractPool({ workers: 1, startMin: 0 }),
     };
     for (const [name, extractPool] of Object.entries(pools)) {
