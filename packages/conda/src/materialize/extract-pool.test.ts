@@ -92,28 +92,6 @@ describe('ExtractPool (worker threads)', () => {
     await expect(pool.extract(files[0]!, 'x.conda', join(dir, 'late'))).rejects.toThrow(/closed/);
   });
 
-  it('extracts on the calling thread while the worker is busy (one at a time there), the same result as the worker gives; not with callerMax 0, nor for an archive of callerMax bytes or more', async () => {
-    const files = await Promise.all(['c1', 'c2', 'c3', 'c4'].map(packageFile));
-    const shared = new ExtractPool({ workers: 1, startMin: 0 });
-    const alone = new ExtractPool({ workers: 1, startMin: 0, callerMax: 0 });
-    try {
-      const got = await Promise.all(files.map((file, i) => shared.extract(file, file.slice(dir.length + 1), join(dir, `shared${i}`), { mtime: 5 })));
-      // The first goes to the worker; the second finds it busy and the caller free; the others find the caller busy.
-      expect(shared.callerExtractions).toBe(1);
-      expect(shared.peakWorkers).toBe(1);
-      const want = await Promise.all(files.map((file, i) => alone.extract(file, file.slice(dir.length + 1), join(dir, `alone${i}`), { mtime: 5 })));
-      expect(alone.callerExtractions).toBe(0);
-      // An archive of callerMax bytes or more waits for the worker however busy it is.
-      const small = new ExtractPool({ workers: 1, startMin: 0, callerMax: 1024 });
-      await Promise.all(files.map((file, i) => small.extract(file, file.slice(dir.length + 1), join(dir, `large${i}`)))).finally(() => small.close());
-      expect(small.callerExtractions).toBe(0);
-      expect(got.map((r) => r.entries.map(comparable))).toEqual(want.map((r) => r.entries.map(comparable)));
-      expect(got.map((r) => [...r.info])).toEqual(want.map((r) => [...r.info]));
-    } finally {
-      await Promise.all([shared.close(), alone.close()]);
-    }
-  });
-
   it("rebuilds a worker's ArchiveError as an ArchiveError (package, message and hint kept)", async () => {
     const file = join(dir, 'broken-1.0-0.conda');
     await writeFile(file, Buffer.from('not a zip at all, just text pretending to be a package'));

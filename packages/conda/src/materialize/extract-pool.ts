@@ -14,15 +14,6 @@
  * `idleMs` without work. Where the worker's compiled script is absent (the sources run
  * untranspiled, without a build), extraction runs on the calling thread.
  *
- * The calling thread shares the work: while every worker has an extraction running and the calling
- * thread runs none, the next archive, when under {@link CALLER_MAX} bytes, is extracted on the
- * calling thread ({@link ExtractPoolOptions.callerMax}). A full build's main thread otherwise waits
- * for the worker most of the build (round 27: 1.8–2.0 s of a 3.2–3.5 s build, the longest waits for
- * the largest archives) while the worker's extraction is the critical path; now it extracts the small
- * packages that follow a large one while the worker extracts that, with no second worker's start and
- * heap. A large archive stays with the worker: extracted on the calling thread, its synchronous
- * writes would hold the thread that links and hands the worker its next archives.
- *
  * One pool serves the whole process ({@link processExtractPool}): a build materializes its envs at
  * once, and they share its {@link defaultWorkerCount} workers instead of starting a pool each. Its
  * workers stop after {@link PROCESS_POOL_IDLE_MS} without work, and an idle worker never keeps
@@ -108,9 +99,6 @@ export function workerScript(moduleUrl: string = import.meta.url): string | unde
 /** The smallest archive that starts a worker when none runs (smaller ones are extracted on the calling thread then). */
 export const WORKER_START_MIN = 2 * 1024 * 1024;
 
-/** The largest archive the calling thread extracts while the workers are busy (a larger one waits for a worker). */
-export const CALLER_MAX = 2 * 1024 * 1024;
-
 /** The file's size (0 when it cannot be read: the extraction then reports the error). */
 const fileSize = (file: string): number => statSync(file, { throwIfNoEntry: false })?.size ?? 0;
 
@@ -138,12 +126,6 @@ export interface ExtractPoolOptions {
   startMin?: number;
   /** Stop the workers after this long without work (default: never; they stop when the pool is closed). */
   idleMs?: number;
-  /**
-   * The largest archive extracted on the calling thread while every worker is busy and the calling
-   * thread runs no extraction (default {@link CALLER_MAX}; 0: never): the caller's idle time goes to
-   * extraction instead of waiting.
-   */
-  callerMax?: number;
 }
 
 export class ExtractPool {
@@ -156,17 +138,12 @@ export class ExtractPool {
   readonly #startMin: number;
   readonly #idleMs: number | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
-  readonly #callerMax: number;
-  /** Extractions running on the calling thread because every worker was busy (at most one at a time). */
-  #callerRunning = 0;
-  #callerTotal = 0;
 
   constructor(options: ExtractPoolOptions = {}) {
     this.#size = Math.max(1, options.workers ?? defaultWorkerCount());
     this.#script = 'script' in options ? options.script : workerScript();
     this.#startMin = options.startMin ?? WORKER_START_MIN;
     this.#idleMs = options.idleMs;
-    this.#callerMax = options.callerMax ?? CALLER_MAX;
   }
 
   /** The most workers this pool ever ran at once (never more than its size). */
@@ -177,11 +154,6 @@ export class ExtractPool {
   /** Whether extractions can run in worker threads (false: always on the calling thread). */
   get threaded(): boolean {
     return this.#script !== undefined;
-  }
-
-  /** How many extractions ran on the calling thread because every worker was busy ({@link ExtractPoolOptions.callerMax}). */
-  get callerExtractions(): number {
-    return this.#callerTotal;
   }
 
   /** How many workers run now. */
@@ -195,9 +167,7 @@ export class ExtractPool {
     const md5 = options.md5 === true;
     // Starting a worker costs ~0.15 s of CPU (its module graph): a small archive while none runs
     // (a rebuild's one changed package) is extracted here.
-    const size = fileSize(file);
-    if (!this.#script || (this.#slots.length === 0 && size < this.#startMin)) return inThread(file, label, scratch, options.mtime, md5);
-    if (size < this.#callerMax && this.#callerFree()) return this.#onCaller(inThread(file, label, scratch, options.mtime, md5));
+    if (!this.#script || (this.#slots.length === 0 && fileSize(file) < this.#startMin)) return inThread(file, label, scratch, options.mtime, md5);
     clearTimeout(this.#idleTimer);
     const slot = this.#slot();
     const id = (this.#next += 1);
@@ -207,19 +177,6 @@ export class ExtractPool {
       // Held alive while it has work (an idle worker does not keep the process running).
       slot.worker.ref();
       slot.worker.postMessage(request);
-    });
-  }
-
-  /** Whether the calling thread may take an extraction: every worker running and busy, none on the caller. */
-  #callerFree(): boolean {
-    return this.#callerRunning === 0 && this.#slots.length >= this.#size && this.#slots.every((slot) => slot.pending.size > 0);
-  }
-
-  #onCaller(job: Promise<PooledExtraction>): Promise<PooledExtraction> {
-    this.#callerRunning += 1;
-    this.#callerTotal += 1;
-    return job.finally(() => {
-      this.#callerRunning -= 1;
     });
   }
 
