@@ -59,7 +59,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -122,8 +122,8 @@ function ms(t0) {
   return performance.now() - t0;
 }
 
-/** `cmd args`: ms from the spawn to the first stdout line (which must start with `expect`). */
-function firstLineOf(cmd, args, expect) {
+/** `cmd args`: ms from the spawn to the first stdout line (which must start with `expect`); `onStderr` gets its stderr at the end. */
+function firstLineOf(cmd, args, expect, onStderr = () => undefined) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -135,7 +135,7 @@ function firstLineOf(cmd, args, expect) {
       if (first === undefined && out.includes('\n')) first = ms(t0);
     });
     child.stderr.setEncoding('utf8').on('data', (c) => (err += c));
-    child.on('close', (code) => (code === 0 && out.startsWith(expect) ? resolve(first) : reject(new Error(`${cmd} ${args.slice(0, 4).join(' ')} exited ${code}: ${err.trim().split('\n').slice(-5).join(' | ')}`))));
+    child.on('close', (code) => (code === 0 && out.startsWith(expect) ? (onStderr(err), resolve(first)) : reject(new Error(`${cmd} ${args.slice(0, 4).join(' ')} exited ${code}: ${err.trim().split('\n').slice(-5).join(' | ')}`))));
   });
 }
 
@@ -149,7 +149,12 @@ const STARGZ_CONFIGS = {
   'prefetch-only': 'prefetch_timeout_sec = 30\nno_background_fetch = true\nno_prometheus = true\n',
 };
 
-async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.noprefetch, daemonEnv = process.env) {
+/**
+ * A private containerd (with `containerd-stargz-grpc` as its `stargz` proxy snapshotter when
+ * `stargz`). `diagnose`: a path prefix where the snapshotter writes its CPU profile (`.pprof`),
+ * its metrics (`.prom`, Prometheus on) and its debug log (`.log`) — scripts/stargz-grpc/main.go.
+ */
+async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.noprefetch, daemonEnv = process.env, diagnose = '') {
   await mkdir(join(dir, 'root'), { recursive: true });
   const sock = join(dir, 'containerd.sock');
   const conf = ['version = 2', `root = "${dir}/root"`, `state = "${dir}/state"`, 'disabled_plugins = ["io.containerd.grpc.v1.cri"]', '[grpc]', `  address = "${sock}"`, '[ttrpc]', `  address = "${sock}.ttrpc"`];
@@ -157,8 +162,11 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
   await writeFile(join(dir, 'config.toml'), `${conf.join('\n')}\n`);
   const procs = [spawn('containerd', ['-c', join(dir, 'config.toml')], { stdio: 'ignore', env: daemonEnv })];
   if (stargz) {
-    await writeFile(join(dir, 'stargz.toml'), stargzConfig);
-    procs.push(spawn('containerd-stargz-grpc', ['--address', `${dir}/stargz.sock`, '--root', `${dir}/sroot`, '--config', `${dir}/stargz.toml`], { stdio: 'ignore' }));
+    await writeFile(join(dir, 'stargz.toml'), diagnose ? stargzConfig.replace('no_prometheus = true\n', '') : stargzConfig);
+    const diag = diagnose ? ['--log-level', 'debug', '--cpu-profile', `${diagnose}.pprof`, '--metrics', `${diagnose}.prom`] : [];
+    const stderr = diagnose ? openSync(`${diagnose}.log`, 'w') : 'ignore';
+    procs.push(spawn('containerd-stargz-grpc', ['--address', `${dir}/stargz.sock`, '--root', `${dir}/sroot`, '--config', `${dir}/stargz.toml`, ...diag], { stdio: ['ignore', 'ignore', stderr] }));
+    if (diagnose) closeSync(stderr);
   }
   for (let i = 0; i < 100; i++) {
     if (await exec('ctr', ['-a', sock, 'version']).then(() => true, () => false)) break;
@@ -172,8 +180,12 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
     return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100;
   }));
   const stop = async () => {
-    for (const p of [...procs].reverse()) p.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 1000));
+    // Each daemon stopped in turn (the snapshotter first), given up to 10 s to exit (it writes its profile first with `diagnose`).
+    for (const p of [...procs].reverse()) {
+      const exited = p.exitCode !== null || p.signalCode !== null ? Promise.resolve() : new Promise((r) => p.once('exit', r));
+      p.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    }
     await exec('sh', ['-c', `grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   };
@@ -181,7 +193,7 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' }, diagnose: { type: 'string', default: '' }, 'profile-exclude': { type: 'string', default: '' } });
   if (!['sync', 'none'].includes(args.settle)) fail(`--settle ${args.settle}: expected sync or none.`);
   const services = loadServices();
   const { ctx, changed } = await contexts(args.context);
@@ -254,18 +266,34 @@ async function policiesBench({ args, services, ctx, changed, base, host, build, 
   return { result: { b3, b2docker, b2containerd }, lines };
 }
 
+/**
+ * --diagnose: the task run as `sh` printing the time the container's first process starts, then
+ * python printing the time of its first statement and of the end of the import (ns since the epoch, on stderr).
+ */
+const DIAGNOSED_RUN = ['sh', '-c', `echo T_SH $(date +%s%N) >&2; exec ${PY} -c 'import time, sys; t = time.time_ns(); ${CODE}; sys.stderr.write("T_PY %d %d\\n" % (t, time.time_ns()))'`];
+
+/** The run of a DIAGNOSED_RUN split (ms): container create and start (to `sh`), python's start (to its first statement), the import. */
+function runSplit(stderr, spawnedMs) {
+  const sh = Number(/T_SH (\d+)/.exec(stderr)?.[1]) / 1e6;
+  const [, py, end] = (/T_PY (\d+) (\d+)/.exec(stderr) ?? []).map((n) => Number(n) / 1e6);
+  if (!sh || !py) throw new Error(`--diagnose: no timestamps in the task's stderr: ${stderr.slice(-300)}`);
+  return { create: sh - spawnedMs, pyStart: py - sh, import: end - py };
+}
+
 let runCount = 0;
 const runName = () => `b9-${process.pid}-${runCount++}`;
 
-/** `ctr images pull` + `ctr run` of `tag` on the containerd at `sock` (the image removed first). */
-function ctrPullRun(sock, tag) {
+/** `ctr images pull` + `ctr run` of `tag` on the containerd at `sock` (the image removed first); `diagnose`: the run split (runSplit). */
+function ctrPullRun(sock, tag, diagnose = false) {
   return async () => {
     await exec('ctr', ['-a', sock, 'images', 'rm', '--sync', tag]).catch(() => undefined);
     const t0 = performance.now();
     await exec('ctr', ['-a', sock, 'images', 'pull', '--plain-http', tag], { maxBuffer: 1 << 26 });
     const pull = ms(t0);
-    const run = await firstLineOf('ctr', ['-a', sock, 'run', '--rm', '--net-host', tag, runName(), PY, '-c', CODE], 'ok');
-    return { pull, run, total: pull + run };
+    const spawned = performance.timeOrigin + performance.now();
+    let stderr = '';
+    const run = await firstLineOf('ctr', ['-a', sock, 'run', '--rm', '--net-host', tag, runName(), ...(diagnose ? DIAGNOSED_RUN : [PY, '-c', CODE])], 'ok', (e) => (stderr = e));
+    return { pull, run, total: pull + run, ...(diagnose ? runSplit(stderr, spawned) : {}) };
   };
 }
 
@@ -297,6 +325,10 @@ async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoo
   // --zstd-chunked: the profile image as zstd:chunked, on the base re-layered as zstd:chunked with the same profile (with --estargz-base), else on the base.
   const zc = args['zstd-chunked'] ? await build(env(profile, 'zstd:chunked'), ctx, `${repo}:zc-profile`, 'zc-profile') : undefined;
   if (zc && args['estargz-base']) await baseOnly(profile, `${repo}:zc-base-profile`, 'zstd:chunked');
+  // --profile-exclude REGEXP (with --zstd-chunked): the zstd:chunked profile image again, the profile's paths matching left out of its prefetch.
+  const trimmedProfile = join(cacheRoot, 'prefetch-profile-trimmed.txt');
+  if (zc && args['profile-exclude']) await writeFile(trimmedProfile, recorded.stdout.split('\n').filter((l) => !new RegExp(args['profile-exclude']).test(l)).join('\n'));
+  const zcTrimmed = zc && args['profile-exclude'] ? await build(env(trimmedProfile, 'zstd:chunked'), ctx, `${repo}:zc-trimmed`, 'zc-profile') : undefined;
   const files = recorded.stdout.split('\n').filter((l) => l.startsWith(`${PREFIX}/`));
   const bytesOf = async (paths) => (await Promise.all(paths.map((p) => exec('stat', ['-c', '%s', join(ctx, 'prefix', p.slice(PREFIX.length + 1))]).then((r) => Number(r.stdout), () => 0)))).reduce((a, b) => a + b, 0);
   const readBytes = await bytesOf(files);
@@ -306,7 +338,7 @@ async function estargzImages({ args, host, ctx, build: buildFrom, base, cacheRoo
   const staticRead = await bytesOf(files.filter((f) => oci.isStaticPrefetch(f.slice(1), layerPaths)));
   const envBytes = staticFiles.reduce((a, [, n]) => a + Number(n), 0);
   return {
-    tags: { off: `${repo}:off`, static: `${repo}:static`, profile: `${repo}:profile`, ...(baseProfiled ? { profileBase: `${repo}:profile-base` } : {}), ...(zc ? { zc: `${repo}:zc-profile` } : {}) },
+    tags: { off: `${repo}:off`, static: `${repo}:static`, profile: `${repo}:profile`, ...(baseProfiled ? { profileBase: `${repo}:profile-base` } : {}), ...(zc ? { zc: `${repo}:zc-profile` } : {}), ...(zcTrimmed ? { zcTrimmed: `${repo}:zc-trimmed` } : {}) },
     nodeBase,
     nodeBaseProfiled: `${repo}:base-profile`,
     nodeBaseZc: args['estargz-base'] ? `${repo}:zc-base-profile` : base,
@@ -349,8 +381,12 @@ async function lazyBench(setup) {
   onCleanup(cd.stop);
   const ctr = (...a) => exec('ctr', ['-a', cd.sock, ...a], { maxBuffer: 1 << 26 });
   const baseOnNode = async (present, ref = base) => (present ? ctr('images', 'pull', '--plain-http', ref) : ctr('images', 'rm', '--sync', ref).catch(() => undefined));
+  // --diagnose DIR: each lazy sample's snapshotter profile, metrics and log in DIR, and the run split by timestamps.
+  let diagnosed = 0;
+  const diagnoseAt = (tag, emptyNode) => (args.diagnose ? join(args.diagnose, `s${diagnosed++}-${tag.split(':').pop()}-${emptyNode ? 'empty' : 'cached'}`) : '');
   const lazy = (tag, config, nodeBase = images.nodeBase) => async (emptyNode) => {
-    const sz = await startContainerd(await disk.dir('stargz'), true, STARGZ_CONFIGS[config]);
+    const diagnose = diagnoseAt(tag, emptyNode);
+    const sz = await startContainerd(await disk.dir('stargz'), true, STARGZ_CONFIGS[config], process.env, diagnose);
     try {
       if (!emptyNode) await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', nodeBase], { maxBuffer: 1 << 26 });
       proxy.state.received = 0;
@@ -358,10 +394,13 @@ async function lazyBench(setup) {
       const t0 = performance.now();
       await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', proxied(tag)], { maxBuffer: 1 << 26 });
       const pull = ms(t0);
-      const run = await firstLineOf('ctr-remote', ['-a', sz.sock, 'run', '--rm', '--net-host', '--snapshotter', 'stargz', proxied(tag), runName(), PY, '-c', CODE], 'ok');
+      const spawned = performance.timeOrigin + performance.now();
+      let stderr = '';
+      const run = await firstLineOf('ctr-remote', ['-a', sz.sock, 'run', '--rm', '--net-host', '--snapshotter', 'stargz', proxied(tag), runName(), ...(diagnose ? DIAGNOSED_RUN : [PY, '-c', CODE])], 'ok', (e) => (stderr = e));
       const [, cpu1] = await sz.cpu();
       // The snapshotter's CPU seconds during the pull and run (TOC, prefetch: fetch, decompress, verify, cache; the task's reads through FUSE).
-      return { pull, run, total: pull + run, fetched: proxy.state.received, snapshotterCpu: cpu1 - cpu0 };
+      const sample = { pull, run, total: pull + run, fetched: proxy.state.received, snapshotterCpu: cpu1 - cpu0 };
+      return diagnose ? { ...sample, ...runSplit(stderr, spawned) } : sample;
     } finally {
       await sz.stop();
     }
@@ -371,7 +410,7 @@ async function lazyBench(setup) {
     for (const other of new Set([images.nodeBase, images.nodeBaseZc])) if (other !== nodeBase) await baseOnNode(false, other);
     await baseOnNode(!emptyNode, nodeBase);
     proxy.state.received = 0;
-    return { ...(await ctrPullRun(cd.sock, proxied(tag))()), fetched: proxy.state.received };
+    return { ...(await ctrPullRun(cd.sock, proxied(tag), Boolean(args.diagnose))()), fetched: proxy.state.received };
   };
   const atStart = async (emptyNode) => {
     for (const other of new Set([images.nodeBase, images.nodeBaseZc])) if (other !== base) await baseOnNode(false, other);
@@ -394,6 +433,7 @@ async function lazyBench(setup) {
     ...(images.tags.profileBase ? { 'lazy + prefetch (profile, base too)': lazy(images.tags.profileBase, prefetch, images.nodeBaseProfiled) } : {}),
     ...(images.tags.zc ? { 'full pull zstd:chunked (ctr)': full(images.tags.zc, images.nodeBaseZc) } : {}),
     ...(images.tags.zc ? { [`lazy + prefetch (profile${args['estargz-base'] ? ', base too' : ''}), zstd:chunked`]: lazy(images.tags.zc, prefetch, images.nodeBaseZc) } : {}),
+    ...(images.tags.zcTrimmed ? { 'lazy + prefetch (profile trimmed), zstd:chunked': lazy(images.tags.zcTrimmed, prefetch, images.nodeBaseZc) } : {}),
   };
   if (args['stargz-extra']) {
     // Top-level keys before the variant's config, tables (`[blob]` …) after it: TOML puts every key after a table header in that table.
@@ -425,7 +465,8 @@ function lazyLines(b2lazy) {
     lines.push(`  B2 containerd (${scenario})`);
     for (const [name, f] of Object.entries(figures)) {
       const fetched = `${f.fetched ? `, fetched ${fmtBytes(f.fetched.median)}` : ''}${f.snapshotterCpu ? `, snapshotter CPU ${f.snapshotterCpu.median.toFixed(2)} s` : ''}`;
-      lines.push(`    ${name.padEnd(36)} total ${fmtStats(f.total)}; pull ${fmtMs(f.pull.median)}, run ${fmtMs(f.run.median)}${fetched}; ×${ratio(f.total.median, atStart)} of env at start`);
+      const split = f.create ? ` (create ${fmtMs(f.create.median)}, python start ${fmtMs(f.pyStart.median)}, import ${fmtMs(f.import.median)})` : '';
+      lines.push(`    ${name.padEnd(36)} total ${fmtStats(f.total)}; pull ${fmtMs(f.pull.median)}, run ${fmtMs(f.run.median)}${split}${fetched}; ×${ratio(f.total.median, atStart)} of env at start`);
     }
   }
   return lines;
@@ -433,7 +474,8 @@ function lazyLines(b2lazy) {
 
 function summarize(samples) {
   const pick = (k) => (samples[0][k] === undefined ? undefined : k === 'fetched' ? { median: median(samples.map((s) => s[k])) } : stats(samples.map((s) => s[k])));
-  return { total: pick('total'), pull: pick('pull'), run: pick('run'), ...(samples[0].fetched !== undefined ? { fetched: pick('fetched') } : {}), ...(samples[0].snapshotterCpu !== undefined ? { snapshotterCpu: { median: median(samples.map((s) => s.snapshotterCpu)) } } : {}) };
+  const split = samples[0].create === undefined ? {} : { create: pick('create'), pyStart: pick('pyStart'), import: pick('import') };
+  return { total: pick('total'), pull: pick('pull'), run: pick('run'), ...split, ...(samples[0].fetched !== undefined ? { fetched: pick('fetched') } : {}), ...(samples[0].snapshotterCpu !== undefined ? { snapshotterCpu: { median: median(samples.map((s) => s.snapshotterCpu)) } } : {}) };
 }
 
 async function pullOnly(setup) {

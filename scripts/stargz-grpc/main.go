@@ -4,8 +4,14 @@
 // lazy-pulling filesystem as a containerd proxy snapshotter plugin on a unix socket, resolving
 // registries on 127.0.0.1 over plain HTTP and others over HTTPS, without credentials:
 //
-//	containerd-stargz-grpc --address SOCKET --root DIR [--config FILE.toml]
+//	containerd-stargz-grpc --address SOCKET --root DIR [--config FILE.toml] [--log-level debug]
+//	                       [--cpu-profile FILE.pprof] [--metrics FILE.prom]
 //
+// For the B9 bench's breakdown (bench/oci-layering.mjs --diagnose): --cpu-profile writes a Go CPU
+// profile of the whole run (read it with `go tool pprof -top BINARY FILE`), --metrics the
+// library's Prometheus metrics (per-operation counts and latencies: FUSE reads served, on-demand
+// fetches, prefetch download/decompress) in text form, both when the process is stopped (SIGTERM);
+// --log-level debug logs the library's per-layer latency lines (prefetch_download, ...) on stderr.
 // Built by scripts/build-stargz-grpc.sh; used by packages/oci's eStargz lazy-pull test and bench.
 package main
 
@@ -16,6 +22,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"net/http"
@@ -31,6 +38,9 @@ import (
 	"github.com/containerd/stargz-snapshotter/fs/config"
 	"github.com/containerd/stargz-snapshotter/fs/source"
 	snbase "github.com/containerd/stargz-snapshotter/snapshot"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
 )
 
@@ -54,7 +64,9 @@ func main() {
 	address := flag.String("address", "", "unix socket to serve the snapshotter on")
 	root := flag.String("root", "", "directory for the snapshotter's state")
 	configFile := flag.String("config", "", "TOML config of the snapshotter (optional)")
-	flag.String("log-level", "info", "ignored")
+	logLevel := flag.String("log-level", "info", "logrus level of the library's logs on stderr (debug: its latency lines)")
+	cpuProfile := flag.String("cpu-profile", "", "write a Go CPU profile of the run to this file when stopped")
+	metricsFile := flag.String("metrics", "", "write the library's Prometheus metrics to this file when stopped (needs no_prometheus = false)")
 	flag.Parse()
 	if *address == "" || *root == "" {
 		fmt.Fprintln(os.Stderr, "usage: containerd-stargz-grpc --address SOCKET --root DIR [--config FILE]")
@@ -67,6 +79,13 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	level, err := logrus.ParseLevel(*logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "--log-level %s: %v\n", *logLevel, err)
+		os.Exit(2)
+	}
+	logrus.SetLevel(level)
+	stopProfile := startProfile(*cpuProfile)
 	ctx := context.Background()
 	fs, err := stargzfs.NewFilesystem(filepath.Join(*root, "stargz"), cfg, stargzfs.WithGetSources(source.FromDefaultLabels(hosts)))
 	if err != nil {
@@ -90,6 +109,8 @@ func main() {
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		<-stop
+		stopProfile()
+		writeMetrics(*metricsFile)
 		server.Stop()
 		snapshotter.Close()
 		os.Exit(0)
@@ -97,5 +118,45 @@ func main() {
 	if err := server.Serve(listener); err != nil {
 		fmt.Fprintf(os.Stderr, "serving: %v\n", err)
 		os.Exit(1)
+	}
+}
+
+// startProfile starts a CPU profile written to path (none when path is empty); the returned function stops it.
+func startProfile(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "--cpu-profile %s: %v\n", path, err)
+		os.Exit(2)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
+// writeMetrics writes the default Prometheus registry (where the library registers its metrics) to path in text form.
+func writeMetrics(path string) {
+	if path == "" {
+		return
+	}
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gathering metrics: %v\n", err)
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "--metrics %s: %v\n", path, err)
+		return
+	}
+	defer f.Close()
+	for _, family := range families {
+		expfmt.MetricFamilyToText(f, family)
 	}
 }
