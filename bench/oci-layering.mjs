@@ -31,6 +31,7 @@
  *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only | --empty-node-only] [--no-background-fetch]
  *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single]
  *                               [--estargz-base] [--stargz-extra 'TOML lines'] [--zstd-chunked] [--lazy-match REGEXP]
+ *                               [--profile-exclude REGEXP] [--diagnose DIR]
  *                               [--context materialized|unpacked] [--json]
  *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--pull-match REGEXP] [--settle sync|none]
  *                               [--base-cached-only] [--context materialized|unpacked] [--runs 2] [--json]
@@ -50,6 +51,15 @@
  *   zstd:chunked layers instead of eStargz (METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=zstd:chunked),
  *   and its full pull by `ctr` (zstd). --lazy-match REGEXP: only the lazy variants whose name
  *   matches (the env created at start always runs: the ratios' denominator).
+ *   --profile-exclude REGEXP (with --zstd-chunked): one more variant, the zstd:chunked profile
+ *   image with the profile's lines matching left out of its prefetch (they are read on demand).
+ *   --diagnose DIR: where the lazy start's time goes — each lazy sample's snapshotter writes its Go
+ *   CPU profile (DIR/sN-TAG-CASE.pprof: `go tool pprof -top $(command -v containerd-stargz-grpc)
+ *   FILE`), its Prometheus metrics (.prom: FUSE reads served, on-demand fetches, the time the
+ *   container waited for the prefetch, `all_prefetches_completed`) and its debug log (.log: each
+ *   layer's prefetch_download / prefetch_decompress in ms); the lazy and full-pull runs are split
+ *   into create (to the container's first process: snapshots, the prefetch wait, runc), python's
+ *   start and the import, by timestamps the task prints.
  *
  * --pull-only (B10, bench/oci-pull.mjs): non-lazy pulls of the image as gzip and as zstd, by the
  * Docker daemon and by containerd, each with and without `unpigz` on the node, base cached and
@@ -371,6 +381,11 @@ async function bootstrapFor({ ctx, services, onCleanup }) {
  */
 async function lazyBench(setup) {
   const { args, base, host, onCleanup, disk } = setup;
+  if (args.diagnose) {
+    const help = await exec('containerd-stargz-grpc', ['-h']).then((r) => r.stderr, (e) => String(e.stderr ?? ''));
+    if (!help.includes('cpu-profile')) fail('--diagnose needs containerd-stargz-grpc with --cpu-profile (scripts/stargz-grpc/main.go): run `bash scripts/build-stargz-grpc.sh`.');
+    await mkdir(args.diagnose, { recursive: true });
+  }
   const images = await estargzImages(setup);
   process.stderr.write(`[b9] eStargz images built: ${JSON.stringify(images.builds)}; prefetch selection ${JSON.stringify(images.selection)}\n`);
   const bootstrap = await bootstrapFor(setup);
