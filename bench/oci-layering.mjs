@@ -43,8 +43,9 @@
  *   METAFLOW_PREBUILT_OCI_ESTARGZ_BASE=1), and the node's base, where cached, is that converted base
  *   (the full-pull row pulls the same image), plus one more variant: the profile image on the base
  *   re-layered with the same profile (its files the task read first, then the landmark), the node's
- *   cached base then being that one. --stargz-extra: one more variant, the best profile image (base
- *   too with --estargz-base) with these lines added to the snapshotter's config (e.g.
+ *   cached base then being that one. --stargz-extra: one more variant, the best profile image (the
+ *   zstd:chunked one with --zstd-chunked, else base too with --estargz-base) with these lines added
+ *   to the snapshotter's config (e.g.
  *   'disable_verification = true', '[blob]\nchunk_size = 1048576').
  *   --zstd-chunked: one more variant, the profile image (base too with --estargz-base: the base
  *   re-layered as zstd:chunked with the same profile, and cached on the node as such) with
@@ -71,6 +72,7 @@ import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { loadavg } from 'node:os';
@@ -159,6 +161,15 @@ const STARGZ_CONFIGS = {
   'prefetch-only': 'prefetch_timeout_sec = 30\nno_background_fetch = true\nno_prometheus = true\n',
 };
 
+/** Whether the unix socket at `path` accepts a connection. */
+function accepts(path) {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+  });
+}
+
 /**
  * A private containerd (with `containerd-stargz-grpc` as its `stargz` proxy snapshotter when
  * `stargz`). `diagnose`: a path prefix where the snapshotter writes its CPU profile (`.pprof`),
@@ -184,6 +195,8 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
   }
   // The snapshotter listens a little after it starts (a busy machine: seconds).
   for (let i = 0; stargz && i < 300 && !existsSync(`${dir}/stargz.sock`); i++) await new Promise((r) => setTimeout(r, 100));
+  // The socket file exists from bind(), a moment before listen(): wait until it accepts a connection.
+  for (let i = 0; stargz && i < 100 && !(await accepts(`${dir}/stargz.sock`)); i++) await new Promise((r) => setTimeout(r, 100));
   // CPU seconds (user + system) each daemon has used so far: [containerd, snapshotter].
   const cpu = async () => Promise.all(procs.map(async (p) => {
     const fields = (await readFile(`/proc/${p.pid}/stat`, 'utf8').catch(() => '')).replace(/^.*\) /s, '').split(' ');
@@ -455,8 +468,11 @@ async function lazyBench(setup) {
     const extra = args['stargz-extra'].replace(/\\n/g, '\n');
     const table = extra.search(/^\s*\[/m);
     STARGZ_CONFIGS.extra = table < 0 ? `${extra}\n${STARGZ_CONFIGS[prefetch]}` : `${extra.slice(0, table)}\n${STARGZ_CONFIGS[prefetch]}${extra.slice(table)}\n`;
-    const best = images.tags.profileBase ? lazy(images.tags.profileBase, 'extra', images.nodeBaseProfiled) : lazy(images.tags.profile, 'extra');
-    variants[`lazy + prefetch (profile${images.tags.profileBase ? ', base too' : ''}) + extra`] = best;
+    // The best profile image: zstd:chunked with --zstd-chunked, else eStargz on the profile-ordered base with --estargz-base.
+    const zcName = `lazy + prefetch (profile${args['estargz-base'] ? ', base too' : ''}), zstd:chunked + extra`;
+    if (images.tags.zc) variants[zcName] = lazy(images.tags.zc, 'extra', images.nodeBaseZc);
+    else if (images.tags.profileBase) variants['lazy + prefetch (profile, base too) + extra'] = lazy(images.tags.profileBase, 'extra', images.nodeBaseProfiled);
+    else variants['lazy + prefetch (profile) + extra'] = lazy(images.tags.profile, 'extra');
   }
   if (args['lazy-match']) for (const name of Object.keys(variants)) if (name !== 'env created at start' && !new RegExp(args['lazy-match']).test(name)) delete variants[name];
   const scenarios = {};

@@ -17,4 +17,6 @@ echo "[stargz] building $BIN" >&2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE="$tmp/cache" GOFLAGS= go build -o "$tmp/containerd-stargz-grpc" "$SRC"
-install -m 0755 "$tmp/containerd-stargz-grpc" "$BIN"
+# Atomically: a snapshotter started meanwhile (another test) finds the old binary or the new one, never none.
+install -m 0755 "$tmp/containerd-stargz-grpc" "$BIN.new"
+mv -f "$BIN.new" "$BIN"
