@@ -9,13 +9,21 @@ import { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';
 
 const moduleUrl = new URL('./run-temp-dir.ts', import.meta.url);
 
-/** A child process that makes a run temp dir in `dir` (through this module), prints it, then waits. */
-function child(dir: string): Promise<{ pid: number; path: string; kill: (signal: NodeJS.Signals) => Promise<void> }> {
+/**
+ * A child process that makes a run temp dir in `dir` (through this module), prints it, then waits.
+ * `execAfterSeconds`: a shell under the same pid sleeps that long first, then execs node — a shim
+ * (pnpm's .bin scripts end in `exec node`) or a loaded machine: the kernel's start of the pid comes
+ * that long before node's own.
+ */
+function child(dir: string, execAfterSeconds?: number): Promise<{ pid: number; path: string; kill: (signal: NodeJS.Signals) => Promise<void> }> {
   const script = `const { createRunTempDir } = await import(${JSON.stringify(fileURLToPath(moduleUrl).replace(/\/src\/run-temp-dir\.ts$/, '/dist/run-temp-dir.js'))});
 const path = await createRunTempDir('prebuilt-context-abc-', { tempDir: ${JSON.stringify(dir)} });
 process.stdout.write(path + '\\n');
 setInterval(() => {}, 1000);`;
-  const proc = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const node = ['--input-type=module', '-e', script];
+  const proc = execAfterSeconds === undefined
+    ? spawn(process.execPath, node, { stdio: ['ignore', 'pipe', 'inherit'] })
+    : spawn('sh', ['-c', `sleep ${execAfterSeconds}; exec "$0" "$@"`, process.execPath, ...node], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     proc.stdout!.on('data', (chunk: Buffer) => {
@@ -60,4 +68,17 @@ describe('run temp dirs', () => {
     // Once the live run is gone, its dir goes too.
     expect(await sweepStaleRunTempDirs({ tempDir: dir })).toEqual([live.path]);
   });
+
+  it('keeps the dirs of a live run whose node started seconds after its pid (exec from a shell shim, a loaded machine)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-sweep-late-'));
+    // Past the 2 s that two start times may differ: the kernel's start of the pid is the shell's.
+    const late = await child(dir, 2.5);
+    try {
+      expect(await sweepStaleRunTempDirs({ tempDir: dir })).toEqual([]);
+      expect(await readdir(dir)).toEqual([late.path.slice(dir.length + 1)]);
+    } finally {
+      await late.kill('SIGTERM');
+    }
+    expect(await sweepStaleRunTempDirs({ tempDir: dir })).toEqual([late.path]);
+  }, 20_000);
 });

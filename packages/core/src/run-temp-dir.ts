@@ -22,14 +22,25 @@ import { createLogger } from './logger.js';
 const log = createLogger('temp');
 
 const NAME = /^prebuilt-.*r\.([0-9a-f]{8})\.(\d+)\.([0-9a-z]+)\.[A-Za-z0-9]{6}$/;
-/** Two start times closer than this are the same process (the /proc value has clock-tick precision). */
+/**
+ * Two start times closer than this are the same process: exact for names this version writes (both
+ * from /proc), a margin for those of earlier versions (node's uptime, btime's truncation to seconds).
+ */
 const SAME_START_MS = 2_000;
 
 function hostTag(): string {
   return createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
 }
 
-const processStart = Math.round(Date.now() - process.uptime() * 1000);
+/**
+ * When this process started, as another process's sweep reads it ({@link startOf}: the kernel's
+ * start time of the pid), so the two agree exactly. Not `Date.now() - process.uptime()`: node's
+ * uptime counts from node's own start, which comes after the kernel's by however long the exec
+ * took — a shell shim that ends in `exec node` (pnpm's .bin scripts), a loaded machine — and once
+ * that lag passed {@link SAME_START_MS}, a concurrent run's sweep took this live run for a dead
+ * one and removed its build contexts mid-build. The uptime is only the fallback without /proc.
+ */
+const processStart = startOf(process.pid) ?? Math.round(Date.now() - process.uptime() * 1000);
 
 /** A fresh private temp directory named for this process (see the module comment). */
 export async function createRunTempDir(prefix: string, options: { tempDir?: string } = {}): Promise<string> {
