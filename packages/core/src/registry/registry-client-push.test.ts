@@ -140,3 +140,46 @@ describe.skipIf(missing !== undefined)(suite('RegistryClient push errors'), () =
     expect(error).toBeInstanceOf(CancelledError);
   });
 });
+
+describe.skipIf(missing !== undefined)(suite('RegistryClient: one upload of a blob into a repository at a time in this process (plain registry)'), () => {
+  /** A blob source held back until `release()`: its upload stays between its HEAD and its commit. */
+  const held = (data: Uint8Array) => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    return { source: async () => (await gate, data), release };
+  };
+
+  it('two clients putting one blob into one repository at once (the envs of a build sharing a layer): one uploads, the other waits and finds it', async () => {
+    const repo = `${services.registries!.plain.host}/${uniqueRepo('same-blob')}`;
+    const data = randomBytes(300_000);
+    const digest = digestOf(data);
+    const first = held(data);
+    const a = new RegistryClient(FAST);
+    const b = new RegistryClient(FAST);
+    let secondCalled = false;
+    const uploads = [a.uploadBlob(repo, digest, first.source, { chunkSize: 100_000 }), b.uploadBlob(repo, digest, async () => ((secondCalled = true), data), { chunkSize: 100_000 })];
+    // Without the wait, the second's HEAD saw no blob and uploaded it too, both committing it (the registry's race).
+    setTimeout(first.release, 300);
+    expect(await Promise.all(uploads)).toEqual([{ status: 'uploaded', bytesSent: 300_000 }, { status: 'exists', bytesSent: 0 }]);
+    expect(secondCalled).toBe(false);
+    expect(b.stats).toMatchObject({ blobsUploaded: 0, blobsExisting: 1, bytesSent: 0 });
+  });
+
+  it('a waiting upload goes on by itself when the one it waited for fails; other repositories never wait', async () => {
+    const host = services.registries!.plain.host;
+    const repo = `${host}/${uniqueRepo('same-blob-fail')}`;
+    const other = `${host}/${uniqueRepo('same-blob-other')}`;
+    const data = randomBytes(2000);
+    const digest = digestOf(data);
+    const first = held(data);
+    const failing = expect(new RegistryClient(FAST).uploadBlob(repo, digest, async () => { throw new Error('the layer could not be read'); })).rejects.toThrow('the layer could not be read');
+    const blocked = new RegistryClient(FAST).uploadBlob(other, digest, first.source);
+    const elsewhere = await Promise.race([new RegistryClient(FAST).uploadBlob(`${host}/${uniqueRepo('same-blob-third')}`, digest, data), blocked.then(() => 'blocked first')]);
+    expect(elsewhere).toEqual({ status: 'uploaded', bytesSent: 2000 });
+    const second = new RegistryClient(FAST).uploadBlob(repo, digest, data);
+    await failing;
+    expect(await second).toEqual({ status: 'uploaded', bytesSent: 2000 });
+    first.release();
+    expect(await blocked).toEqual({ status: 'uploaded', bytesSent: 2000 });
+  });
+});

@@ -24,6 +24,9 @@ import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js'
 
 const log = createLogger('registry');
 
+/** Blob uploads running in this process, by `registry/repository@digest` (see RegistryClient.uploadBlob). */
+const uploadsInFlight = new Map<string, Promise<UploadBlobResult>>();
+
 /** Gives the credentials for a registry host, or undefined for anonymous access. */
 export type CredentialsProvider = (registry: string, options: { signal?: AbortSignal }) => Promise<RegistryCredentials | undefined>;
 
@@ -404,9 +407,31 @@ export class RegistryClient {
    * from each of `mountFrom` (same registry); then an upload — one PUT for small blobs, PATCH
    * chunks and a closing PUT for large ones. Needs push access (`pull,push` scope). `data` may be a
    * function, called only when the blob must really be uploaded (e.g. to fetch it from elsewhere).
+   *
+   * One upload of a blob into a repository at a time in this process (every client): a call for a
+   * blob another call is putting there waits for it, then finds it present. Envs of one build share
+   * layers (python, common packages) and push to one repository at once; two uploads of one blob
+   * committing together make the registry rewrite the repository's link to it, and a manifest PUT
+   * in that moment is refused as naming an unknown blob (distribution's filesystem storage:
+   * MANIFEST_BLOB_UNKNOWN) — one image of the build failed at random under load.
    */
   async uploadBlob(repository: string | ImageRef, digest: string, source: Uint8Array | (() => Promise<Uint8Array>), options: UploadBlobOptions = {}): Promise<UploadBlobResult> {
     const image = toRef(repository);
+    const key = `${image.registry}/${image.repository}@${digest}`;
+    for (let running = uploadsInFlight.get(key); running; running = uploadsInFlight.get(key)) {
+      await running.catch(() => undefined); // its failure is its caller's; this call tries on its own
+      if (options.signal?.aborted) throw new CancelledError(`The upload of ${digest} to ${image.registry}/${image.repository} was cancelled.`, { cause: options.signal.reason });
+    }
+    const upload = this.#uploadBlob(image, digest, source, options);
+    uploadsInFlight.set(key, upload);
+    try {
+      return await upload;
+    } finally {
+      if (uploadsInFlight.get(key) === upload) uploadsInFlight.delete(key);
+    }
+  }
+
+  async #uploadBlob(image: ImageRef, digest: string, source: Uint8Array | (() => Promise<Uint8Array>), options: UploadBlobOptions): Promise<UploadBlobResult> {
     const { signal } = options;
     const pushScopes = [`repository:${image.repository}:pull,push`];
     if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new InputError(`'${digest}' is not a sha256 digest`);
