@@ -178,3 +178,26 @@ describe('RegistryClient against hostile registries (in-process servers on 127.0
     );
   });
 });
+
+describe('RegistryClient: a manifest PUT refused for a blob the registry has (fake registry on 127.0.0.1 forcing distribution\'s race between two commits of one blob)', () => {
+  const BLOB = `sha256:${'b'.repeat(64)}`;
+  const unknownBlob = (res: ServerResponse): void =>
+    void res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'DIGEST_INVALID', message: 'provided digest did not match uploaded content' }, { code: 'MANIFEST_BLOB_UNKNOWN', message: 'blob unknown to registry', detail: BLOB }] }));
+
+  it('is put again once the registry says it has the blob (another process was committing it), and only then', async () => {
+    let puts = 0;
+    const registry = await serve((req, res) => {
+      if (req.method === 'HEAD') return void res.writeHead(200, { 'content-length': '7' }).end();
+      if ((puts += 1) === 1) return unknownBlob(res);
+      res.writeHead(201, { 'docker-content-digest': digestOf(MANIFEST) }).end();
+    });
+    expect(await client(registry.host).putManifest(`${registry.host}/team/app:v1`, MANIFEST, 'application/vnd.oci.image.manifest.v1+json')).toBe(digestOf(MANIFEST));
+    expect(registry.seen.map((s) => `${s.method} ${s.url}`)).toEqual(['PUT /v2/team/app/manifests/v1', `HEAD /v2/team/app/blobs/${BLOB}`, 'PUT /v2/team/app/manifests/v1']);
+  });
+
+  it('fails at once, naming the blob, when the registry really lacks it', async () => {
+    const registry = await serve((req, res) => (req.method === 'HEAD' ? void res.writeHead(404).end() : unknownBlob(res)));
+    await expect(client(registry.host).putManifest(`${registry.host}/team/app:v1`, MANIFEST, 'application/vnd.oci.image.manifest.v1+json')).rejects.toThrow(/400.*MANIFEST_BLOB_UNKNOWN: blob unknown to registry/);
+    expect(registry.seen.map((s) => s.method)).toEqual(['PUT', 'HEAD']);
+  });
+});

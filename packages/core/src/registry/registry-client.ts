@@ -141,6 +141,21 @@ function describeStatus(status: number): string {
 }
 
 /** The registry's own error text (`{"errors":[{"code","message"}]}`), if any. */
+/** Times a manifest PUT refused for a blob the registry then says it has is tried again. */
+const MANIFEST_BLOB_RETRIES = 3;
+
+/** The digests a 400 answer to a manifest PUT names as unknown blobs (MANIFEST_BLOB_UNKNOWN); none for any other answer. */
+function unknownManifestBlobs(res: HttpResult): string[] {
+  if (res.status !== 400) return [];
+  try {
+    const data = JSON.parse(Buffer.from(res.body).toString('utf8')) as { errors?: { code?: unknown; detail?: unknown }[] };
+    const named = (data.errors ?? []).filter((e) => e.code === 'MANIFEST_BLOB_UNKNOWN').map((e) => (typeof e.detail === 'object' && e.detail !== null ? (e.detail as { digest?: unknown }).digest : e.detail));
+    return named.filter((d): d is string => typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d));
+  } catch {
+    return [];
+  }
+}
+
 function registryErrorDetail(body: Uint8Array): string {
   if (body.length === 0) return '';
   try {
@@ -519,6 +534,11 @@ export class RegistryClient {
     return `${location}${location.includes('?') ? '&' : '?'}${query}`;
   }
 
+  async #allPresent(image: ImageRef, digests: readonly string[], options: RequestOptions): Promise<boolean> {
+    const heads = await Promise.all(digests.map((digest) => this.headBlob(image, digest, options)));
+    return heads.every((head) => head.exists);
+  }
+
   #expectOk(res: HttpResult, registry: string, method: string, path: string): void {
     if (res.status >= 200 && res.status < 300) return;
     const detail = registryErrorDetail(res.body);
@@ -799,11 +819,22 @@ export class RegistryClient {
     const image = toRef(ref);
     const digest = sha256Digest(bytes);
     const path = `/v2/${image.repository}/manifests/${image.reference}`;
-    const res = await this.#request(image.registry, image.repository, 'PUT', path, { 'content-type': mediaType }, options.signal, {
-      scopes: [`repository:${image.repository}:pull,push`],
-      body: bytes,
-      what: 'manifest upload',
-    });
+    const put = (): Promise<HttpResult> =>
+      this.#request(image.registry, image.repository, 'PUT', path, { 'content-type': mediaType }, options.signal, {
+        scopes: [`repository:${image.repository}:pull,push`],
+        body: bytes,
+        what: 'manifest upload',
+      });
+    let res = await put();
+    for (let retry = 1; retry <= MANIFEST_BLOB_RETRIES; retry++) {
+      // A blob refused as unknown that the registry has: another upload of it (another process) was
+      // committing, and its repository link was being rewritten. Asked again; a blob it lacks fails now.
+      const unknown = unknownManifestBlobs(res);
+      if (unknown.length === 0 || !(await this.#allPresent(image, unknown, options))) break;
+      log('registry %s refused %s naming %s as unknown, which it has: putting it again', image.registry, formatImageRef(image), unknown.join(', '));
+      await sleep(backoffDelay(retry, { baseDelayMs: 200, maxDelayMs: 2000 }), options.signal);
+      res = await put();
+    }
     this.#expectOk(res, image.registry, 'PUT', path);
     this.#stats.bytesSent += bytes.length;
     const announced = res.headers.get('docker-content-digest');
