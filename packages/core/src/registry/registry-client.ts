@@ -140,7 +140,6 @@ function describeStatus(status: number): string {
   return STATUS_TEXT[status] ? `${status} ${STATUS_TEXT[status]}` : String(status);
 }
 
-/** The registry's own error text (`{"errors":[{"code","message"}]}`), if any. */
 /** Times a manifest PUT refused for a blob the registry then says it has is tried again. */
 const MANIFEST_BLOB_RETRIES = 3;
 
@@ -156,6 +155,7 @@ function unknownManifestBlobs(res: HttpResult): string[] {
   }
 }
 
+/** The registry's own error text (`{"errors":[{"code","message"}]}`), if any. */
 function registryErrorDetail(body: Uint8Array): string {
   if (body.length === 0) return '';
   try {
