@@ -11,7 +11,8 @@ import {
   type BuildResult,
 } from '@prebuilt/core/backend';
 import { createBuildContext, type BuildContext } from './build-context.js';
-import { daemonMessage, isConnectionError, requestProblem, type DockerDaemon } from './docker-daemon.js';
+import { pullThroughDaemon } from './daemon-pull.js';
+import { daemonMessage, isConnectionError, type DockerDaemon } from './docker-daemon.js';
 import type { DockerSettings } from './docker-settings.js';
 import { pushImage } from './docker-push.js';
 import { baseImageReferences, firstBaseImage, parseTaggedReference, pullParts, registryHost, type TaggedReference } from './image-reference.js';
@@ -137,21 +138,18 @@ export class DockerBuild {
     const { request } = this;
     const { signal } = request;
     for (const image of baseImageReferences(request.dockerfile)) {
-      const { fromImage, tag } = pullParts(image);
-      if (registryHost(fromImage) !== this.target.registry) continue;
+      if (registryHost(pullParts(image).fromImage) !== this.target.registry) continue;
       debug('pulling base image %s with %s', image, request.pushCredentials?.source);
-      const pullTracker = new ProgressTracker((line) => this.tracker.handle({ stream: `${line}\n` }), this.settings.logTailLines);
-      const pullOptions: Record<string, unknown> = { fromImage, tag, platform: request.platform };
-      if (signal) pullOptions['abortSignal'] = signal;
-      try {
-        const stream = (await (await this.daemon.client()).createImage(authConfig(request.pushCredentials) as Docker.AuthConfig, pullOptions)) as Readable;
-        await readEvents(stream, (event) => pullTracker.handle(event));
-      } catch (error) {
-        if (signal?.aborted) throw cancelledError(signal, 'The Docker build');
-        pullTracker.fail(requestProblem(error));
-      }
-      if (pullTracker.error !== undefined) {
-        return `The base image ${image} is missing or cannot be pulled with the credentials from ${request.pushCredentials?.source}: ${pullTracker.error}`;
+      const tracker = new ProgressTracker((line) => this.tracker.handle({ stream: `${line}\n` }), this.settings.logTailLines);
+      const failed = await pullThroughDaemon(await this.daemon.client(), image, {
+        credentials: request.pushCredentials,
+        platform: request.platform,
+        ...(signal ? { signal } : {}),
+        tracker,
+        what: 'The Docker build',
+      });
+      if (failed !== undefined) {
+        return `The base image ${image} is missing or cannot be pulled with the credentials from ${request.pushCredentials?.source}: ${failed}`;
       }
     }
     return undefined;

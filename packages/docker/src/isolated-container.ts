@@ -1,11 +1,11 @@
-import { Writable, type Readable } from 'node:stream';
+import { Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import { ExitCode, PrebuiltError, RegistryError, cancelledError, createLogger, type RegistryCredentials } from '@prebuilt/core/backend';
+import { pullThroughDaemon } from './daemon-pull.js';
 import { DockerDaemon, requestProblem } from './docker-daemon.js';
 import { resolveDockerSettings } from './docker-settings.js';
 import { pullParts, registryHost } from './image-reference.js';
-import { ProgressTracker, readEvents } from './progress.js';
-import { authConfig } from './registry-auth.js';
+import { ProgressTracker } from './progress.js';
 
 const debug = createLogger('docker');
 
@@ -87,19 +87,16 @@ async function ensureImage(docker: Docker, options: IsolatedRunOptions): Promise
     if ((error as { statusCode?: number }).statusCode !== 404) throw new DockerRunError(`The Docker daemon cannot inspect ${options.image}: ${requestProblem(error)}`, error);
   }
   options.onPull?.(options.image);
-  const { fromImage, tag } = pullParts(options.image);
+  const registry = registryHost(pullParts(options.image).fromImage);
   const given = await options.credentials?.();
-  const credentials = given && registryHost(fromImage) === given.registry ? given : undefined;
-  const tracker = new ProgressTracker(undefined, 5);
-  try {
-    const pull: Record<string, unknown> = { fromImage, tag, ...(options.signal ? { abortSignal: options.signal } : {}) };
-    await readEvents((await docker.createImage(authConfig(credentials) as Docker.AuthConfig, pull)) as Readable, (event) => tracker.handle(event));
-  } catch (error) {
-    if (options.signal?.aborted) throw cancelledError(options.signal, 'The pull');
-    tracker.fail(requestProblem(error));
-  }
-  if (tracker.error !== undefined) {
-    throw new RegistryError(`${options.image} cannot be pulled: ${tracker.error}`, { registry: registryHost(fromImage) }, {
+  const failed = await pullThroughDaemon(docker, options.image, {
+    credentials: given && registry === given.registry ? given : undefined,
+    ...(options.signal ? { signal: options.signal } : {}),
+    tracker: new ProgressTracker(undefined, 5),
+    what: 'The pull',
+  });
+  if (failed !== undefined) {
+    throw new RegistryError(`${options.image} cannot be pulled: ${failed}`, { registry }, {
       hint: 'Check that the image is still in the registry (prebuilt build pushed it) and that its registry is reachable from the Docker daemon.',
     });
   }

@@ -1,0 +1,37 @@
+import type { Readable } from 'node:stream';
+import type Docker from 'dockerode';
+import { cancelledError, type RegistryCredentials } from '@prebuilt/core/backend';
+import { requestProblem } from './docker-daemon.js';
+import { pullParts } from './image-reference.js';
+import { readEvents, type ProgressTracker } from './progress.js';
+import { authConfig } from './registry-auth.js';
+
+export interface DaemonPullOptions {
+  /** Sent with the pull (the daemon's own login is not used by its API); none: anonymous. */
+  credentials?: RegistryCredentials | undefined;
+  /** The platform to pull of a multi-platform image (default: the daemon's). */
+  platform?: string;
+  signal?: AbortSignal;
+  /** Reads the daemon's pull events; its `error` is the pull's failure. */
+  tracker: ProgressTracker;
+  /** What an abort cancels, for its message (e.g. `The Docker build`). */
+  what: string;
+}
+
+/**
+ * Pulls `image` through the daemon (`POST /images/create`), its events read by `options.tracker`.
+ * Returns the daemon's reason when the pull failed (the stream's error, or the request's problem),
+ * undefined when it succeeded; an abort throws the CancelledError of `options.what`.
+ */
+export async function pullThroughDaemon(docker: Docker, image: string, options: DaemonPullOptions): Promise<string | undefined> {
+  const { signal, tracker } = options;
+  const pull: Record<string, unknown> = { ...pullParts(image), ...(options.platform !== undefined ? { platform: options.platform } : {}), ...(signal ? { abortSignal: signal } : {}) };
+  try {
+    const stream = (await docker.createImage(authConfig(options.credentials) as Docker.AuthConfig, pull)) as Readable;
+    await readEvents(stream, (event) => tracker.handle(event));
+  } catch (error) {
+    if (signal?.aborted) throw cancelledError(signal, options.what);
+    tracker.fail(requestProblem(error));
+  }
+  return tracker.error;
+}
