@@ -28,6 +28,8 @@ const NAME = /^prebuilt-.*r\.([0-9a-f]{8})\.(\d+)\.([0-9a-z]+)\.[A-Za-z0-9]{6}$/
  */
 const SAME_START_MS = 2_000;
 
+let processStart: number | undefined;
+
 function hostTag(): string {
   return createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
 }
@@ -39,12 +41,16 @@ function hostTag(): string {
  * took — a shell shim that ends in `exec node` (pnpm's .bin scripts), a loaded machine — and once
  * that lag passed {@link SAME_START_MS}, a concurrent run's sweep took this live run for a dead
  * one and removed its build contexts mid-build. The uptime is only the fallback without /proc.
+ * Read at the first temp dir or sweep, not when core is loaded (most commands make neither).
  */
-const processStart = startOf(process.pid) ?? Math.round(Date.now() - process.uptime() * 1000);
+function ownStart(): number {
+  processStart ??= startOf(process.pid) ?? Math.round(Date.now() - process.uptime() * 1000);
+  return processStart;
+}
 
 /** A fresh private temp directory named for this process (see the module comment). */
 export async function createRunTempDir(prefix: string, options: { tempDir?: string } = {}): Promise<string> {
-  return mkdtemp(join(options.tempDir ?? tmpdir(), `${prefix}r.${hostTag()}.${process.pid}.${processStart.toString(36)}.`));
+  return mkdtemp(join(options.tempDir ?? tmpdir(), `${prefix}r.${hostTag()}.${process.pid}.${ownStart().toString(36)}.`));
 }
 
 /** When a process of this machine started (ms since 1970), from /proc; undefined when unknown. */
@@ -63,7 +69,7 @@ function startOf(pid: number): number | undefined {
 
 /** Whether the process that made a directory of this machine (pid, start time) still runs. */
 function ownerRuns(pid: number, started: number): boolean {
-  if (pid === process.pid) return Math.abs(started - processStart) < SAME_START_MS;
+  if (pid === process.pid) return Math.abs(started - ownStart()) < SAME_START_MS;
   if (!processAlive(pid)) return false;
   const actual = startOf(pid);
   return actual === undefined || Math.abs(actual - started) < SAME_START_MS;
