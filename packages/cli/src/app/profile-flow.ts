@@ -16,8 +16,8 @@ export const DEFAULT_PROFILE_TIMEOUT_MS = 120_000;
 export const DEFAULT_PROFILE_MAX_PATHS = 100_000;
 /** The most a recording may print on stdout: the container is killed beyond it. */
 export const PROFILE_MAX_OUTPUT_BYTES = 32 * 1024 * 1024;
-/** The setting a build reads the profile from (the oci service's prefetch setting). */
-const PREFETCH_SETTING = 'METAFLOW_PREBUILT_OCI_PREFETCH';
+/** The setting a build reads the profile from (the oci service's `PREFETCH_ENV`, named here so that only a recording loads @prebuilt/oci). */
+export const PREFETCH_SETTING = 'METAFLOW_PREBUILT_OCI_PREFETCH';
 
 /** `<dir>/<stem>.prebuilt.prefetch` for `<dir>/<stem>.py`: beside the flow's lock file (`<stem>.prebuilt.lock`). */
 export function profileFilePath(flowPath: string): string {

@@ -2,7 +2,7 @@ import { relative } from 'node:path';
 import { InputError, ConfigError } from '@prebuilt/core';
 import { Option, type Command } from 'commander';
 import type { CliContext } from '../cli-context.js';
-import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
+import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PREFETCH_SETTING, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
 import { parseDuration } from '../duration.js';
 import { collect, loadFlowImageMap, selectSteps } from '../lifecycle/flow-image-map.js';
 import { writeJsonResult } from '../output.js';
@@ -15,8 +15,6 @@ interface ProfileOptions {
   maxPaths: number;
   json?: boolean;
 }
-
-const PREFETCH_SETTING = 'METAFLOW_PREBUILT_OCI_PREFETCH';
 
 const PROFILE_HELP = `
 Records what each step's task reads first, for the eStargz / zstd:chunked prefetch of the next
