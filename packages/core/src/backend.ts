@@ -46,6 +46,7 @@ export {
 export { type CondaPlatform, type LockedPackage } from './env-model.js';
 export { parseImageRef, DOCKER_HUB, type ImageRef } from './registry/image-ref.js';
 export { MediaType } from './registry/media-types.js';
+export { ESTARGZ_TOC_ANNOTATION, ESTARGZ_UNCOMPRESSED_ANNOTATION, ZSTD_CHUNKED_CHECKSUM_ANNOTATION } from './report/layer-format.js';
 export { type OciDescriptor, type ImageManifest } from './registry/platform.js';
 export { parseRetryAfter, type RetryPolicy } from './registry/retry.js';
 export {

@@ -2,6 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { gzip as zlibGzip, constants as zlibConstants, type ZlibOptions } from 'node:zlib';
 import { promisify } from 'node:util';
+import { ESTARGZ_TOC_ANNOTATION, ESTARGZ_UNCOMPRESSED_ANNOTATION } from '@prebuilt/core/backend';
 
 /**
  * eStargz (seekable tar.gz, https://github.com/containerd/stargz-snapshotter/blob/main/docs/stargz-estargz.md):
@@ -14,10 +15,10 @@ import { promisify } from 'node:util';
 
 /** The last tar entry: the table of contents. */
 export const TOC_NAME = 'stargz.index.json';
-/** Layer annotation: sha256 of the TOC JSON (the stargz snapshotter verifies the TOC against it). */
-export const TOC_DIGEST_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
-/** Layer annotation: size of the uncompressed tar (the layer's diff_id is its sha256). */
-export const UNCOMPRESSED_SIZE_ANNOTATION = 'io.containers.estargz.uncompressed-size';
+/** Layer annotation: sha256 of the TOC JSON (the stargz snapshotter verifies the TOC against it); core's, which reads it back. */
+export const TOC_DIGEST_ANNOTATION = ESTARGZ_TOC_ANNOTATION;
+/** Layer annotation: size of the uncompressed tar (the layer's diff_id is its sha256); core's, which reads it back. */
+export const UNCOMPRESSED_SIZE_ANNOTATION = ESTARGZ_UNCOMPRESSED_ANNOTATION;
 /** Big files are cut into chunks of this many bytes, each its own gzip member and TOC entry. */
 export const ESTARGZ_CHUNK = 4 << 20;
 /** Size of the footer: an empty gzip member whose extra field holds the TOC's offset. */

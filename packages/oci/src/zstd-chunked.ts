@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { ZSTD_CHUNKED_CHECKSUM_ANNOTATION } from '@prebuilt/core/backend';
 import type { ChunkedFormat } from './estargz.js';
 
 /**
@@ -12,8 +13,8 @@ import type { ChunkedFormat } from './estargz.js';
  * snapshotter reads the footer, the TOC, and each file's frames by HTTP range requests.
  */
 
-/** Layer annotation: sha256 of the compressed TOC (the zstd frame inside the skippable frame). */
-export const ZSTD_CHUNKED_CHECKSUM_ANNOTATION = 'io.containers.zstd-chunked.manifest-checksum';
+/** Layer annotation: sha256 of the compressed TOC (the zstd frame inside the skippable frame); core's, which reads it back. */
+export { ZSTD_CHUNKED_CHECKSUM_ANNOTATION };
 /** Layer annotation: `offset:compressed size:uncompressed size:1` of the TOC (1: the CRFS TOC the snapshotter reads). */
 export const ZSTD_CHUNKED_POSITION_ANNOTATION = 'io.containers.zstd-chunked.manifest-position';
 /** The footer the snapshotter reads: the last 40 bytes of the blob (the skippable frame's payload). */

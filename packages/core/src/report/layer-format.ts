@@ -5,8 +5,10 @@ export type LayerFormat = 'gzip' | 'zstd' | 'estargz' | 'zstd:chunked' | 'uncomp
 /** eStargz: the TOC digest containerd's stargz snapshotter reads, and the uncompressed size it records. */
 export const ESTARGZ_TOC_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
 export const ESTARGZ_UNCOMPRESSED_ANNOTATION = 'io.containers.estargz.uncompressed-size';
-/** zstd:chunked: containers/storage's annotation, and the older name the stargz snapshotter (and prebuilt's oci service) writes. */
-const ZSTD_CHUNKED_ANNOTATIONS = ['io.github.containers.zstd-chunked.manifest-checksum', 'io.containers.zstd-chunked.manifest-checksum'];
+/** zstd:chunked: the TOC checksum under the name the stargz snapshotter (and prebuilt's oci service) writes. */
+export const ZSTD_CHUNKED_CHECKSUM_ANNOTATION = 'io.containers.zstd-chunked.manifest-checksum';
+/** zstd:chunked: containers/storage's name for the checksum, and the snapshotter's. */
+const ZSTD_CHUNKED_ANNOTATIONS = ['io.github.containers.zstd-chunked.manifest-checksum', ZSTD_CHUNKED_CHECKSUM_ANNOTATION];
 
 /** How a layer is compressed, from its media type and annotations. */
 export function layerFormat(layer: Pick<OciDescriptor, 'mediaType' | 'annotations'>): LayerFormat {
