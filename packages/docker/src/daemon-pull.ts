@@ -1,7 +1,6 @@
-import type { Readable } from 'node:stream';
-import type Docker from 'dockerode';
 import { cancelledError, type RegistryCredentials } from '@prebuilt/core/backend';
 import { requestProblem } from './docker-daemon.js';
+import type { EngineClient } from './engine-client.js';
 import { pullParts } from './image-reference.js';
 import { readEvents, type ProgressTracker } from './progress.js';
 import { authConfig } from './registry-auth.js';
@@ -23,11 +22,11 @@ export interface DaemonPullOptions {
  * Returns the daemon's reason when the pull failed (the stream's error, or the request's problem),
  * undefined when it succeeded; an abort throws the CancelledError of `options.what`.
  */
-export async function pullThroughDaemon(docker: Docker, image: string, options: DaemonPullOptions): Promise<string | undefined> {
+export async function pullThroughDaemon(client: EngineClient, image: string, options: DaemonPullOptions): Promise<string | undefined> {
   const { signal, tracker } = options;
-  const pull: Record<string, unknown> = { ...pullParts(image), ...(options.platform !== undefined ? { platform: options.platform } : {}), ...(signal ? { abortSignal: signal } : {}) };
+  const query = { ...pullParts(image), platform: options.platform };
   try {
-    const stream = (await docker.createImage(authConfig(options.credentials) as Docker.AuthConfig, pull)) as Readable;
+    const stream = await client.stream({ method: 'POST', path: '/images/create', query, registryAuth: authConfig(options.credentials), signal });
     await readEvents(stream, (event) => tracker.handle(event));
   } catch (error) {
     if (signal?.aborted) throw cancelledError(signal, options.what);

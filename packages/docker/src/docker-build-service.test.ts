@@ -2,7 +2,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CancelledError,
@@ -15,6 +14,8 @@ import {
 } from '@prebuilt/core/backend';
 import dockerDefinition, { createDockerBuildService } from './index.js';
 import { dockerConnection } from './docker-host.js';
+import { EngineClient } from './engine-client.js';
+import { imagePath } from './docker-daemon.js';
 import { headDigest } from '@prebuilt/fixtures';
 import { testServices } from './__fixtures__/services.js';
 
@@ -106,7 +107,9 @@ describe.skipIf(missing.length > 0)(title, () => {
   const dockerHost = services.dockerHost ?? 'unix:///var/run/docker.sock';
   const registries = services.registries!;
   const base = services.baseImage!;
-  const docker = new Docker(dockerConnection(dockerHost, {}));
+  const docker = new EngineClient(dockerConnection(dockerHost, {}));
+  const inspectImage = (tag: string) => docker.json<{ Config: { Labels: Record<string, string> } }>({ method: 'GET', path: `/images/${imagePath(tag)}/json` });
+  const removeImage = (tag: string) => docker.json({ method: 'DELETE', path: `/images/${imagePath(tag)}` });
   const run = randomBytes(4).toString('hex');
   let contextDir: string;
 
@@ -115,14 +118,13 @@ describe.skipIf(missing.length > 0)(title, () => {
     await writeFile(join(contextDir, 'hello.txt'), `hello ${run}\n`);
   });
   afterAll(async () => {
+    docker.close();
     await rm(contextDir, { recursive: true, force: true });
   });
 
   const tagIn = (host: string, name: string) => `${host}/prebuilt-test/docker-${name}:${run}`;
   const localImageExists = async (tag: string) =>
-    docker
-      .getImage(tag)
-      .inspect()
+    inspectImage(tag)
       .then(() => true)
       .catch((error: { statusCode?: number }) => {
         if (error.statusCode === 404) return false;
@@ -200,9 +202,9 @@ describe.skipIf(missing.length > 0)(title, () => {
     const result = await service.buildAndPush(req);
     expect(result.ok).toBe(true);
     expect(await localImageExists(req.imageTag)).toBe(true);
-    const info = await docker.getImage(req.imageTag).inspect();
+    const info = await inspectImage(req.imageTag);
     expect(info.Config.Labels).toMatchObject({ 'org.example.run': run });
-    await docker.getImage(req.imageTag).remove();
+    await removeImage(req.imageTag);
   });
 
   it('pushes to the Basic-auth registry with the right credentials', async () => {
@@ -229,7 +231,7 @@ describe.skipIf(missing.length > 0)(title, () => {
       const dockerfile = `FROM ${privateBase}\nRUN cat /hello.txt\n`;
       const withCreds = await service.buildAndPush(request({ imageTag: tagIn(host, `from-private-${builder}`), dockerfile, pushCredentials: credentials }));
       expect(withCreds, `${builder} with credentials`).toMatchObject({ ok: true });
-      await docker.getImage(privateBase).remove().catch(() => undefined);
+      await removeImage(privateBase).catch(() => undefined);
       const without = await service.buildAndPush(request({ imageTag: tagIn(registries.plain.host, `from-private-nocreds-${builder}`), dockerfile }));
       expect(without.ok, `${builder} without credentials`).toBe(false);
       expect((without as { reason: string }).reason).toContain(`base image ${privateBase}`);

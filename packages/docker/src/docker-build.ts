@@ -1,5 +1,4 @@
 import type { Readable } from 'node:stream';
-import type Docker from 'dockerode';
 import {
   EnvironmentError,
   cancelledError,
@@ -13,6 +12,7 @@ import {
 import { createBuildContext, type BuildContext } from './build-context.js';
 import { pullThroughDaemon } from './daemon-pull.js';
 import { daemonMessage, isConnectionError, type DockerDaemon } from './docker-daemon.js';
+import type { EngineRequest } from './engine-client.js';
 import type { DockerSettings } from './docker-settings.js';
 import { pushImage } from './docker-push.js';
 import { baseImageReferences, firstBaseImage, parseTaggedReference, pullParts, registryHost, type TaggedReference } from './image-reference.js';
@@ -50,15 +50,15 @@ export class DockerBuild {
     if (request.signal?.aborted) throw cancelledError(request.signal, 'The Docker build');
     request.onPhase?.('building');
     debug('building %s (%d bytes of context)', request.imageTag, context.tar.length);
-    const options = this.#buildOptions(context);
+    const buildRequest = this.#buildRequest(context);
     if (authConfig(request.pushCredentials) && this.settings.builder === 'buildkit') {
-      // BuildKit asks for registry credentials through a client session that dockerode cannot serve
-      // against this daemon; it prefers local images, so base images in the push registry are
+      // BuildKit asks for registry credentials through a client session (gRPC over a hijacked
+      // connection) that prebuilt does not serve; it prefers local images, so base images in the push registry are
       // pulled first, with the push credentials, through the Engine API.
       const pulled = await this.#prePullBaseImages();
       if (pulled !== undefined) return this.failure(pulled);
     }
-    const failed = await this.#build(context, options);
+    const failed = await this.#build(buildRequest);
     return failed ?? pushImage(this);
   }
 
@@ -73,9 +73,10 @@ export class DockerBuild {
     throw cancelledError(this.request.signal!, 'The Docker build');
   }
 
-  #buildOptions(context: BuildContext): Record<string, unknown> {
+  /** `POST /build` with the context's tar: the tag, the builder, the network, labels, and base-image credentials for the legacy builder. */
+  #buildRequest(context: BuildContext): EngineRequest {
     const { request, settings } = this;
-    const options: Record<string, unknown> = {
+    const query: Record<string, unknown> = {
       t: request.imageTag,
       dockerfile: context.dockerfileName,
       networkmode: settings.network,
@@ -83,26 +84,26 @@ export class DockerBuild {
       rm: true,
       forcerm: true,
     };
-    if (Object.keys(settings.labels).length > 0) options['labels'] = settings.labels;
-    if (settings.builder === 'buildkit') options['version'] = '2';
-    if (request.signal) options['abortSignal'] = request.signal;
+    if (Object.keys(settings.labels).length > 0) query['labels'] = settings.labels;
+    if (settings.builder === 'buildkit') query['version'] = '2';
+    const build: EngineRequest = { method: 'POST', path: '/build', query, body: context.tar, signal: request.signal };
     const pullAuth = authConfig(request.pushCredentials);
     if (pullAuth && 'username' in pullAuth && settings.builder === 'legacy') {
       // Lets the builder pull a base image that lives in the same (private) registry; the legacy
       // builder takes credentials per registry host, so no other registry sees them.
-      options['registryconfig'] = {
+      build.registryConfig = {
         [request.pushCredentials!.registry]: { username: pullAuth['username'], password: pullAuth['password'] },
       };
     }
-    return options;
+    return build;
   }
 
   /** Runs the build; a failed result, or undefined when the image was built. */
-  async #build(context: BuildContext, options: Record<string, unknown>): Promise<BuildResult | undefined> {
+  async #build(buildRequest: EngineRequest): Promise<BuildResult | undefined> {
     const { request, tracker, daemon } = this;
     let buildStream: Readable;
     try {
-      buildStream = (await (await daemon.client()).buildImage(context.tar as unknown as NodeJS.ReadableStream, options)) as Readable;
+      buildStream = await daemon.client.stream(buildRequest);
     } catch (error) {
       if (request.signal?.aborted) return this.cancel();
       if (isConnectionError(error)) {
@@ -141,7 +142,7 @@ export class DockerBuild {
       if (registryHost(pullParts(image).fromImage) !== this.target.registry) continue;
       debug('pulling base image %s with %s', image, request.pushCredentials?.source);
       const tracker = new ProgressTracker((line) => this.tracker.handle({ stream: `${line}\n` }), this.settings.logTailLines);
-      const failed = await pullThroughDaemon(await this.daemon.client(), image, {
+      const failed = await pullThroughDaemon(this.daemon.client, image, {
         credentials: request.pushCredentials,
         platform: request.platform,
         ...(signal ? { signal } : {}),

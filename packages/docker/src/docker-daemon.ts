@@ -1,7 +1,6 @@
-import type Docker from 'dockerode';
-import type { DockerOptions } from 'dockerode';
 import { ConfigError, UnreachableError, cancelledError, createLogger, errorMessage } from '@prebuilt/core/backend';
 import { dockerConnection } from './docker-host.js';
+import { EngineClient } from './engine-client.js';
 import { engineVersion } from './engine-version.js';
 import { DOCKER_ENV, type DockerSettings } from './docker-settings.js';
 
@@ -13,12 +12,12 @@ interface DockerApiError extends Error {
   code?: string;
 }
 
-/** True when a dockerode error has no HTTP status: the connection to the daemon broke, it did not answer. */
+/** True when a request's error has no HTTP status: the connection to the daemon broke, it did not answer. */
 export function isConnectionError(error: unknown): boolean {
   return (error as DockerApiError).statusCode === undefined;
 }
 
-/** The daemon's own message of a failed request, without dockerode's `(HTTP code …)` prefix. */
+/** The daemon's own message of a failed request, without the `(HTTP code …)` prefix of the request's error. */
 export function daemonMessage(error: unknown): string {
   const json = (error as DockerApiError).json;
   if (typeof json === 'object' && json !== null && typeof (json as { message?: unknown }).message === 'string') {
@@ -34,43 +33,26 @@ export function requestProblem(error: unknown): string {
 }
 
 /**
- * The Docker daemon a build service talks to (dockerode over DOCKER_HOST). dockerode (and what it
- * loads: ssh2, gRPC, protobuf) is imported on the first build, pull or push: checking the daemon,
- * all a deploy whose images are present does, asks for its version over HTTP without it.
+ * The Docker daemon a build service talks to: prebuilt's own Engine API client (engine-client.ts)
+ * over DOCKER_HOST, one per daemon, its keep-alive connections closed by {@link close}.
  */
 export class DockerDaemon {
-  readonly #connection: DockerOptions;
-  #client: Promise<Docker> | undefined;
-  #docker: Docker | undefined;
+  /** The Engine API client of this daemon. */
+  readonly client: EngineClient;
 
   constructor(
     private readonly settings: Pick<DockerSettings, 'dockerHost' | 'apiVersion'>,
     env: Record<string, string | undefined>,
   ) {
     const connection = dockerConnection(settings.dockerHost, env);
-    this.#connection = settings.apiVersion ? { ...connection, version: settings.apiVersion } : connection;
-  }
-
-  /** The dockerode client, created on first use. */
-  client(): Promise<Docker> {
-    this.#client ??= import('dockerode').then(({ default: DockerClient }) => (this.#docker = new DockerClient(this.#connection)));
-    return this.#client;
-  }
-
-  /** The daemon's version (`GET /version`): plain HTTP for a socket or TCP daemon, dockerode for ssh://. */
-  async #version(signal: AbortSignal | undefined): Promise<{ Version?: string; ApiVersion?: string }> {
-    if (this.#connection.protocol === 'ssh') {
-      const docker = await this.client();
-      return (await (docker.version as (options: object) => Promise<unknown>).call(docker, signal ? { abortSignal: signal } : {})) as { Version?: string; ApiVersion?: string };
-    }
-    return engineVersion(this.#connection, signal);
+    this.client = new EngineClient(settings.apiVersion ? { ...connection, version: settings.apiVersion } : connection);
   }
 
   /** The daemon answers (and speaks the configured API version); else an UnreachableError or ConfigError saying how to fix it. */
   async check(signal: AbortSignal | undefined): Promise<void> {
     const { dockerHost, apiVersion } = this.settings;
     try {
-      const version = await this.#version(signal);
+      const version = await engineVersion(this.client, signal);
       debug('Docker daemon %s (API %s)', version.Version, version.ApiVersion);
     } catch (error) {
       if (signal?.aborted) throw cancelledError(signal, 'The Docker build');
@@ -94,7 +76,7 @@ export class DockerDaemon {
   /** Removes a local image; one that is not there is fine, other failures are only logged. */
   async removeImage(tag: string, why: string): Promise<void> {
     try {
-      await (await this.client()).getImage(tag).remove({});
+      await this.client.json({ method: 'DELETE', path: `/images/${imagePath(tag)}` });
       debug('removed local image %s (%s)', tag, why);
     } catch (error) {
       const status = (error as DockerApiError).statusCode;
@@ -102,9 +84,13 @@ export class DockerDaemon {
     }
   }
 
-  /** Closes the daemon connections' keep-alive agent (when dockerode was used). */
+  /** Closes the daemon connections' keep-alive agent. */
   close(): void {
-    const agent = (this.#docker?.modem as { agent?: { destroy?: () => void } } | undefined)?.agent;
-    agent?.destroy?.();
+    this.client.close();
   }
+}
+
+/** An image reference as a path segment of the Engine API (`/images/{name}/…`): its `/`, `:` and `@` stay, anything else is escaped. */
+export function imagePath(reference: string): string {
+  return encodeURIComponent(reference).replace(/%2F/g, '/').replace(/%3A/g, ':').replace(/%40/g, '@');
 }

@@ -1,18 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import type { DockerOptions } from 'dockerode';
 import { ConfigError, errorMessage } from '@prebuilt/core/backend';
+import type { EngineConnection } from './engine-client.js';
 
 export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
 
 /**
- * Turns a Docker host address, as `DOCKER_HOST` spells it, into dockerode connection options.
+ * Turns a Docker host address, as `DOCKER_HOST` spells it, into the connection of prebuilt's Engine API client (engine-client.ts).
  * `unix:///path` (or a bare absolute path), `tcp://host:port`, `http(s)://host:port` and
  * `ssh://user@host[:port]`. For `tcp://`, `DOCKER_TLS_VERIFY` switches to TLS with the
  * certificates in `DOCKER_CERT_PATH` (default `~/.docker`), as the docker CLI does.
  */
-export function dockerConnection(host: string, env: Record<string, string | undefined>): DockerOptions {
+export function dockerConnection(host: string, env: Record<string, string | undefined>): EngineConnection {
   if (host.startsWith('/')) return { socketPath: host };
   let url: URL;
   try {
@@ -46,7 +46,7 @@ export function dockerConnection(host: string, env: Record<string, string | unde
           });
         }
       };
-      const options: DockerOptions = { host: hostname, port, protocol: 'https' };
+      const options: EngineConnection = { host: hostname, port, protocol: 'https' };
       const ca = read('ca.pem');
       const cert = read('cert.pem');
       const key = read('key.pem');
@@ -56,7 +56,7 @@ export function dockerConnection(host: string, env: Record<string, string | unde
       return options;
     }
     case 'ssh:': {
-      const options: DockerOptions = { protocol: 'ssh', host: url.hostname, port: url.port === '' ? 22 : Number(url.port) };
+      const options: EngineConnection = { protocol: 'ssh', host: url.hostname, port: url.port === '' ? 22 : Number(url.port) };
       if (url.username) options.username = decodeURIComponent(url.username);
       return options;
     }

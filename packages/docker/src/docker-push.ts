@@ -1,6 +1,6 @@
-import type { Readable } from 'node:stream';
 import { createLogger, errorMessage, sleep, type BuildResult } from '@prebuilt/core/backend';
-import { daemonMessage, isConnectionError, requestProblem } from './docker-daemon.js';
+import { daemonMessage, imagePath, isConnectionError, requestProblem } from './docker-daemon.js';
+import type { EngineRequest } from './engine-client.js';
 import type { DockerBuild } from './docker-build.js';
 import { ProgressTracker, readEvents } from './progress.js';
 import { authConfig } from './registry-auth.js';
@@ -27,12 +27,16 @@ export async function pushImage(build: DockerBuild): Promise<BuildResult> {
   const { request, settings } = build;
   request.onPhase?.('pushing');
   debug('pushing %s (credentials: %s)', request.imageTag, request.pushCredentials?.source ?? 'none');
-  const pushOptions: Record<string, unknown> = { tag: build.target.tag };
-  if (request.signal) pushOptions['abortSignal'] = request.signal;
-  const auth = authConfig(request.pushCredentials);
-  if (auth) pushOptions['authconfig'] = auth;
+  const push: EngineRequest = {
+    method: 'POST',
+    path: `/images/${imagePath(build.target.repository)}/push`,
+    query: { tag: build.target.tag },
+    // Always sent: a daemon reads a push without it as the old form, its credentials in the body.
+    registryAuth: authConfig(request.pushCredentials) ?? {},
+    signal: request.signal,
+  };
   for (let attempt = 1; ; attempt++) {
-    const pushed = await pushOnce(build, pushOptions);
+    const pushed = await pushOnce(build, push);
     if (request.signal?.aborted) return build.cancel();
     const problem = pushed.apiError === undefined ? pushed.tracker.error : requestProblem(pushed.apiError);
     if (problem !== undefined && attempt < settings.pushAttempts && TRANSIENT.test(problem) && !DENIED.test(problem)) {
@@ -51,7 +55,7 @@ export async function pushImage(build: DockerBuild): Promise<BuildResult> {
   }
 }
 
-async function pushOnce(build: DockerBuild, pushOptions: Record<string, unknown>): Promise<PushAttempt> {
+async function pushOnce(build: DockerBuild, push: EngineRequest): Promise<PushAttempt> {
   const { request, settings, tracker } = build;
   // Push lines go to the request's log and into the build's tail.
   const pushTracker = new ProgressTracker((line) => {
@@ -60,7 +64,7 @@ async function pushOnce(build: DockerBuild, pushOptions: Record<string, unknown>
     request.log?.(build.scrub(line));
   }, settings.logTailLines);
   try {
-    const pushStream = (await (await build.daemon.client()).getImage(build.target.repository).push(pushOptions)) as Readable;
+    const pushStream = await build.daemon.client.stream(push);
     await readEvents(pushStream, (event) => pushTracker.handle(event));
     return { tracker: pushTracker, apiError: undefined };
   } catch (error) {

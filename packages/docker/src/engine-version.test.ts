@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, UnreachableError } from '@prebuilt/core/backend';
 import { DockerDaemon } from './docker-daemon.js';
 import { dockerConnection } from './docker-host.js';
-import { engineVersion, type EngineRequestError } from './engine-version.js';
+import { EngineClient, type EngineConnection, type EngineRequestError } from './engine-client.js';
+import { engineVersion as versionOf } from './engine-version.js';
 import { testServices } from './__fixtures__/services.js';
 
 // A FAKE Docker daemon on a unix socket: answers GET /version, refuses API versions above 1.41 as dockerd does.
@@ -40,7 +41,15 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => fake.listen(socketPath, resolve));
 });
+const clients: EngineClient[] = [];
+/** `GET /version` through a client of `connection` (closed after the tests). */
+const engineVersion = (connection: EngineConnection) => {
+  const client = new EngineClient(connection);
+  clients.push(client);
+  return versionOf(client);
+};
 afterAll(async () => {
+  for (const client of clients) client.close();
   await new Promise((resolve) => fake.close(resolve));
   await rm(dir, { recursive: true, force: true });
 });
@@ -81,7 +90,7 @@ describe('engineVersion (fake daemon on a unix socket)', () => {
 
 const services = testServices();
 describe.skipIf(!services.dockerHost)(services.dockerHost ? 'engineVersion against the real daemon' : 'engineVersion against the real daemon (skipped: no Docker daemon; run scripts/test-services.sh up)', () => {
-  it('answers what dockerode reads from the same daemon', async () => {
+  it('answers what dockerode (a devDependency, for this cross-check) reads from the same daemon', async () => {
     const connection = dockerConnection(services.dockerHost!, {});
     const ours = await engineVersion(connection);
     const theirs = (await new Docker(connection).version()) as { Version?: string; ApiVersion?: string };

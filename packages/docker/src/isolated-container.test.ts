@@ -4,9 +4,9 @@
  * a time limit, the exit status.
  */
 import { describe, expect, it } from 'vitest';
-import Docker from 'dockerode';
 import { UnreachableError } from '@prebuilt/core/backend';
 import { dockerConnection } from './docker-host.js';
+import { EngineClient } from './engine-client.js';
 import { isolatedContainerSpec, runIsolatedContainer } from './isolated-container.js';
 import { testServices } from './__fixtures__/services.js';
 
@@ -32,8 +32,9 @@ describe.skipIf(missing !== undefined)(`runIsolatedContainer (real Docker daemon
     expect(result.stdout.split('\n')).toEqual(expect.arrayContaining(['out', 'lo']));
     expect(result.stdout).not.toMatch(/^eth|host-secret-value|PREBUILT_HOST_ONLY/m);
     expect(result.stderrTail).toBe('err\n');
-    const docker = new Docker(dockerConnection(env.DOCKER_HOST, env));
-    await expect(docker.getContainer(result.containerId).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    const docker = new EngineClient(dockerConnection(env.DOCKER_HOST, env));
+    await expect(docker.json({ method: 'GET', path: `/containers/${result.containerId}/json` })).rejects.toMatchObject({ statusCode: 404 });
+    docker.close();
     const python = await runIsolatedContainer({ image: base, command: ['python3', '-c', 'import socket\ntry:\n    socket.create_connection(("127.0.0.1", 5100), timeout=5)\n    print("connected")\nexcept OSError as e:\n    print("refused", e.errno)'], timeoutMs: 60_000, maxStdoutBytes: 4096, env });
     expect(python.stdout).toMatch(/^refused/); // the host's registry on 127.0.0.1:5100 is not this loopback
   }, 120_000);

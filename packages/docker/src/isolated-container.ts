@@ -1,8 +1,10 @@
 import { Writable } from 'node:stream';
-import type Docker from 'dockerode';
 import { ExitCode, PrebuiltError, RegistryError, cancelledError, createLogger, type RegistryCredentials } from '@prebuilt/core/backend';
 import { pullThroughDaemon } from './daemon-pull.js';
-import { DockerDaemon, requestProblem } from './docker-daemon.js';
+import { DockerDaemon, imagePath, requestProblem } from './docker-daemon.js';
+import type { EngineClient } from './engine-client.js';
+import { EngineContainer, type ContainerSpec } from './engine-container.js';
+import { demuxStream } from './stream-demux.js';
 import { resolveDockerSettings } from './docker-settings.js';
 import { pullParts, registryHost } from './image-reference.js';
 import { ProgressTracker } from './progress.js';
@@ -51,7 +53,7 @@ export interface IsolatedRunResult {
  * no log kept by the daemon (`none`: the output is read from the attached streams, bounded),
  * removed when it exits.
  */
-export function isolatedContainerSpec(image: string, command: readonly string[]): Docker.ContainerCreateOptions {
+export function isolatedContainerSpec(image: string, command: readonly string[]): ContainerSpec {
   return {
     Image: image,
     Entrypoint: [command[0]!],
@@ -79,9 +81,9 @@ export function isolatedContainerSpec(image: string, command: readonly string[])
 }
 
 /** Pulls the image unless the daemon has it; true when it pulled. A failed pull is a RegistryError (exit 1) with the daemon's reason. */
-async function ensureImage(docker: Docker, options: IsolatedRunOptions): Promise<boolean> {
+async function ensureImage(client: EngineClient, options: IsolatedRunOptions): Promise<boolean> {
   try {
-    await docker.getImage(options.image).inspect();
+    await client.json({ method: 'GET', path: `/images/${imagePath(options.image)}/json` });
     return false;
   } catch (error) {
     if ((error as { statusCode?: number }).statusCode !== 404) throw new DockerRunError(`The Docker daemon cannot inspect ${options.image}: ${requestProblem(error)}`, error);
@@ -89,7 +91,7 @@ async function ensureImage(docker: Docker, options: IsolatedRunOptions): Promise
   options.onPull?.(options.image);
   const registry = registryHost(pullParts(options.image).fromImage);
   const given = await options.credentials?.();
-  const failed = await pullThroughDaemon(docker, options.image, {
+  const failed = await pullThroughDaemon(client, options.image, {
     credentials: given && registry === given.registry ? given : undefined,
     ...(options.signal ? { signal: options.signal } : {}),
     tracker: new ProgressTracker(undefined, 5),
@@ -153,12 +155,11 @@ export async function runIsolatedContainer(options: IsolatedRunOptions): Promise
   const daemon = new DockerDaemon(resolveDockerSettings({}, env), env);
   try {
     await daemon.check(options.signal);
-    const docker = await daemon.client();
-    const pulled = await ensureImage(docker, options);
-    const container = await docker.createContainer(isolatedContainerSpec(options.image, options.command));
+    const pulled = await ensureImage(daemon.client, options);
+    const container = await EngineContainer.create(daemon.client, isolatedContainerSpec(options.image, options.command));
     debug('isolated run of %s in container %s', options.image, container.id);
     try {
-      return { ...(await attachAndWait(docker, container, options)), pulled, containerId: container.id };
+      return { ...(await attachAndWait(container, options)), pulled, containerId: container.id };
     } finally {
       await removeContainer(container);
     }
@@ -168,27 +169,27 @@ export async function runIsolatedContainer(options: IsolatedRunOptions): Promise
 }
 
 /** Removes the container, or waits (up to 10 s) for the daemon's AutoRemove that is under way; gone already is fine. */
-async function removeContainer(container: Docker.Container): Promise<void> {
+async function removeContainer(container: EngineContainer): Promise<void> {
   try {
-    await container.remove({ force: true });
+    await container.remove();
   } catch (error) {
     if ((error as { statusCode?: number }).statusCode === 404) return;
-    const removed = (container.wait({ condition: 'removed' }) as Promise<unknown>).catch(() => undefined);
+    const removed = container.wait('removed').catch(() => undefined);
     await Promise.race([removed, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
   }
 }
 
-async function attachAndWait(docker: Docker, container: Docker.Container, options: IsolatedRunOptions): Promise<Omit<IsolatedRunResult, 'pulled' | 'containerId'>> {
+async function attachAndWait(container: EngineContainer, options: IsolatedRunOptions): Promise<Omit<IsolatedRunResult, 'pulled' | 'containerId'>> {
   let timedOut = false;
   const kill = (): void => void container.kill().catch(() => undefined);
   const stdout = new BoundedSink(options.maxStdoutBytes, 'head', kill);
   const stderr = new BoundedSink(options.stderrTailBytes ?? 8192, 'tail');
-  const stream = await container.attach({ stream: true, stdout: true, stderr: true });
+  const stream = await container.attach();
   const ended = new Promise<void>((resolve) => {
     stream.on('end', resolve).on('close', resolve).on('error', () => resolve());
   });
-  docker.modem.demuxStream(stream, stdout, stderr);
-  const waited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
+  demuxStream(stream, stdout, stderr);
+  const waited = container.wait('next-exit');
   const timer = setTimeout(() => {
     timedOut = true;
     kill();
@@ -209,5 +210,6 @@ async function attachAndWait(docker: Docker, container: Docker.Container, option
   } finally {
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);
+    stream.destroy(); // the hijacked connection, if the daemon has not closed it
   }
 }

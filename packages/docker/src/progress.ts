@@ -14,7 +14,14 @@ export interface DockerStreamEvent {
 }
 
 /**
- * Reads a Docker progress stream: newline-delimited JSON. Resolves when the stream ends; rejects
+ * The longest event line read (4 MiB): far above any progress event, BuildKit traces included,
+ * so that a stream without newlines cannot fill the memory.
+ */
+export const MAX_EVENT_LINE = 4 << 20;
+
+/**
+ * Reads a Docker progress stream: newline-delimited JSON, each line at most {@link MAX_EVENT_LINE}
+ * characters (a longer one rejects: the stream is not the daemon's). Resolves when the stream ends; rejects
  * when it breaks (an aborted request, a dropped connection). Never decides success by itself:
  * the caller inspects the events (`error`/`errorDetail` arrive inside a stream that ends normally).
  */
@@ -40,6 +47,7 @@ export async function readEvents(stream: Readable, onEvent: (event: DockerStream
       handleLine(pending.slice(0, newline));
       pending = pending.slice(newline + 1);
     }
+    if (pending.length > MAX_EVENT_LINE) throw new Error(`a progress event of the Docker daemon is longer than ${MAX_EVENT_LINE} characters`);
   }
   handleLine(pending);
 }
