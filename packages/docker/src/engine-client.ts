@@ -144,7 +144,8 @@ export class EngineClient {
       ...(request.signal ? { signal: request.signal } : {}),
     };
     if (connection.protocol === 'ssh') {
-      Object.assign(options, { host: 'docker', agent: false, createConnection: () => dialSsh(connection) });
+      // No agent (not `agent: false`, which is a fresh agent that would dial TCP itself): one ssh per connection.
+      Object.assign(options, { host: 'localhost', createConnection: () => dialSsh(connection) });
     } else {
       Object.assign(options, connection.socketPath ? { socketPath: connection.socketPath, host: 'localhost' } : { host: connection.host, port: connection.port }, { agent: this.#agent });
     }

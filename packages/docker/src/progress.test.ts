@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { decodeStatusResponse } from './buildkit-trace.js';
-import { ProgressTracker, readEvents, type DockerStreamEvent } from './progress.js';
+import { MAX_EVENT_LINE, ProgressTracker, readEvents, type DockerStreamEvent } from './progress.js';
 
 // Real `moby.buildkit.trace` payloads captured from Docker 20.10 building
 // `FROM 127.0.0.1:5710/pbtest/base:1` / `RUN echo hello && false`.
@@ -79,5 +79,16 @@ describe('progress tracker', () => {
     const events: DockerStreamEvent[] = [];
     await readEvents(Readable.from(['{"stream":"a\\n"}\r\n{"str', 'eam":"b"}\nplain text\n', '{"aux":{"ID":"x"}}']), (e) => events.push(e));
     expect(events).toEqual([{ stream: 'a\n' }, { stream: 'b' }, { stream: 'plain text\n' }, { aux: { ID: 'x' } }]);
+  });
+
+  it('refuses an event line longer than 4 MiB (a stream without newlines cannot fill the memory), after the lines before it', async () => {
+    const events: DockerStreamEvent[] = [];
+    const endless = Readable.from((function* () {
+      yield '{"status":"first"}\n';
+      for (let i = 0; i < 80; i++) yield 'x'.repeat(64 * 1024);
+    })());
+    await expect(readEvents(endless, (e) => events.push(e))).rejects.toThrow(`a progress event of the Docker daemon is longer than ${MAX_EVENT_LINE} characters`);
+    expect(events).toEqual([{ status: 'first' }]);
+    expect(endless.destroyed).toBe(true);
   });
 });
