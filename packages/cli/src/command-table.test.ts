@@ -50,7 +50,9 @@ export async function resolve(specifier, context, next) {
     });
     return { status: r.status, stdout: r.stdout, urls: readFileSync(log, 'utf8').split('\n').filter(Boolean) };
   }
-  const heavy = /\/commands\/|@prebuilt\/(conda|metaflow|local|docker|oci)\b|packages\/(conda|metaflow|local|docker|oci)\/|client-node|dockerode|rattler/;
+  // The command modules, the backends and the heavy clients: Kubernetes' (client-node), the Docker
+  // Engine API client (@prebuilt/docker's engine-client, wherever it is loaded from), rattler's solver.
+  const heavy = /\/commands\/|@prebuilt\/(conda|metaflow|local|docker|oci)\b|packages\/(conda|metaflow|local|docker|oci)\/|client-node|engine-client|rattler/;
 
   it('prebuilt --version prints the version and loads no command module, resolver, flow reader or backend', () => {
     const r = loaded(['--version']);
@@ -85,7 +87,7 @@ export async function resolve(specifier, context, next) {
     expect(r.status).toBe(0);
     const commands = r.urls.filter((u) => u.includes('/commands/')).map((u) => u.replace(/.*\/commands\//, ''));
     expect([...new Set(commands)]).toEqual(['envs.js']);
-    expect(r.urls.filter((u) => /client-node|rattler|dockerode/.test(u))).toEqual([]);
+    expect(r.urls.filter((u) => /client-node|rattler|engine-client/.test(u))).toEqual([]);
   });
 });
 
