@@ -3,13 +3,17 @@
  * answering as dockerd does): what goes out (path, query, headers, body), what comes back (JSON,
  * streams, refusals), bounded answers, broken connections and the hijacked attach.
  */
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer as createTlsServer } from 'node:https';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineClient, MAX_JSON_BYTES, type EngineRequestError } from './engine-client.js';
+import { DockerDaemon } from './docker-daemon.js';
+import { dockerConnection } from './docker-host.js';
 import { EngineContainer } from './engine-container.js';
 import { demuxStream } from './stream-demux.js';
 import { readEvents } from './progress.js';
@@ -181,4 +185,49 @@ describe('EngineClient (fake Docker daemon on a unix socket)', () => {
     await container.start();
     expect(seen.at(-1)).toMatchObject({ method: 'POST', url: '/containers/c0ffee/start' });
   });
+});
+
+const openssl = spawnSync('openssl', ['version']).status === 0;
+describe.skipIf(!openssl)(`EngineClient over TLS (fake Docker daemon on 127.0.0.1 asking for a client certificate)${openssl ? '' : ' — skipped: no openssl to make the certificates'}`, () => {
+  it('DOCKER_TLS_VERIFY with DOCKER_CERT_PATH: ca.pem checks the daemon, cert.pem/key.pem identify us; another CA is refused', async () => {
+    const certs = await mkdtemp(join(tmpdir(), 'prebuilt-engine-tls-'));
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: certs, stdio: 'ignore' });
+    const key = (name: string) => ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', name];
+    try {
+      ssl('req', '-x509', ...key('ca-key.pem'), '-out', 'ca.pem', '-days', '1', '-subj', '/CN=fake docker CA');
+      await writeFile(join(certs, 'server.ext'), 'subjectAltName=IP:127.0.0.1\n');
+      for (const [name, ext] of [['server', ['-extfile', 'server.ext']], ['client', []]] as const) {
+        ssl('req', ...key(`${name}-key.pem`), '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+        ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', ...ext);
+      }
+      await writeFile(join(certs, 'cert.pem'), await readFile(join(certs, 'client.pem')));
+      await writeFile(join(certs, 'key.pem'), await readFile(join(certs, 'client-key.pem')));
+      const read = (name: string) => readFile(join(certs, name));
+      const server = createTlsServer({ key: await read('server-key.pem'), cert: await read('server.pem'), ca: await read('ca.pem'), requestCert: true, rejectUnauthorized: true }, (req, res) => {
+        const peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate();
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ Version: `tls-fake for ${peer.subject?.CN}`, ApiVersion: '1.41' }));
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const port = (server.address() as { port: number }).port;
+      try {
+        const env = { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certs };
+        const tls = new EngineClient(dockerConnection(`tcp://127.0.0.1:${port}`, env));
+        expect(await tls.json({ method: 'GET', path: '/version' })).toEqual({ Version: 'tls-fake for client', ApiVersion: '1.41' });
+        tls.close();
+        const daemon = new DockerDaemon({ dockerHost: `tcp://127.0.0.1:${port}`, apiVersion: undefined }, env);
+        await daemon.check(undefined);
+        daemon.close();
+        // Another CA: the daemon's certificate is not trusted, a connection error (no status).
+        const other = new EngineClient({ ...dockerConnection(`tcp://127.0.0.1:${port}`, env), ca: await read('client.pem') });
+        const error = (await other.json({ method: 'GET', path: '/version' }).catch((e: unknown) => e)) as EngineRequestError;
+        other.close();
+        expect(error).toBeInstanceOf(Error);
+        expect(error.statusCode).toBeUndefined();
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
+    } finally {
+      await rm(certs, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
