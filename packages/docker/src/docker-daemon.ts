@@ -1,25 +1,19 @@
 import { ConfigError, UnreachableError, cancelledError, createLogger, errorMessage } from '@prebuilt/core/backend';
 import { dockerConnection } from './docker-host.js';
-import { EngineClient } from './engine-client.js';
+import { EngineClient, type EngineRequestError } from './engine-client.js';
 import { engineVersion } from './engine-version.js';
 import { DOCKER_ENV, type DockerSettings } from './docker-settings.js';
 
 const debug = createLogger('docker');
 
-interface DockerApiError extends Error {
-  statusCode?: number;
-  json?: unknown;
-  code?: string;
-}
-
 /** True when a request's error has no HTTP status: the connection to the daemon broke, it did not answer. */
 export function isConnectionError(error: unknown): boolean {
-  return (error as DockerApiError).statusCode === undefined;
+  return (error as EngineRequestError).statusCode === undefined;
 }
 
 /** The daemon's own message of a failed request, without the `(HTTP code …)` prefix of the request's error. */
 export function daemonMessage(error: unknown): string {
-  const json = (error as DockerApiError).json;
+  const json = (error as EngineRequestError).json;
   if (typeof json === 'object' && json !== null && typeof (json as { message?: unknown }).message === 'string') {
     return (json as { message: string }).message.trim();
   }
@@ -56,7 +50,7 @@ export class DockerDaemon {
       debug('Docker daemon %s (API %s)', version.Version, version.ApiVersion);
     } catch (error) {
       if (signal?.aborted) throw cancelledError(signal, 'The Docker build');
-      if ((error as DockerApiError).statusCode === 400 && apiVersion) {
+      if ((error as EngineRequestError).statusCode === 400 && apiVersion) {
         throw new ConfigError(`The Docker daemon at ${dockerHost} refused API version ${apiVersion.slice(1)}: ${daemonMessage(error)}`, {
           setting: DOCKER_ENV.apiVersion,
           cause: error,
@@ -79,7 +73,7 @@ export class DockerDaemon {
       await this.client.json({ method: 'DELETE', path: `/images/${imagePath(tag)}` });
       debug('removed local image %s (%s)', tag, why);
     } catch (error) {
-      const status = (error as DockerApiError).statusCode;
+      const status = (error as EngineRequestError).statusCode;
       if (status !== 404) debug('could not remove local image %s (%s): %s', tag, why, errorMessage(error));
     }
   }
