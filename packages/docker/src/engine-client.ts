@@ -1,7 +1,7 @@
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
-import { dialSsh } from './ssh-dial.js';
+import { SshAgent } from './ssh-dial.js';
 
 /**
  * How to reach a Docker daemon (see docker-host.ts): a unix socket, TCP with or without TLS, or
@@ -51,15 +51,16 @@ export const MAX_JSON_BYTES = 1 << 20;
  * requests (build, pull, push progress) and the hijacked connection of a container attach. Every
  * answer is read bounded; a non-2xx answer rejects with {@link EngineRequestError} (`statusCode`
  * and the daemon's JSON), a connection failure with its own error (no `statusCode`). Keeps one
- * keep-alive agent per client, destroyed by {@link close}.
+ * keep-alive agent per client (for ssh: kept-alive ssh processes), destroyed by {@link close}.
  */
 export class EngineClient {
-  readonly #agent: HttpAgent | undefined;
+  readonly #agent: HttpAgent;
 
   constructor(readonly connection: EngineConnection) {
     const { protocol, ca, cert, key } = connection;
     if (protocol === 'https') this.#agent = new HttpsAgent({ keepAlive: true, ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
-    else if (protocol !== 'ssh') this.#agent = new HttpAgent({ keepAlive: true });
+    else if (protocol === 'ssh') this.#agent = new SshAgent(connection);
+    else this.#agent = new HttpAgent({ keepAlive: true });
   }
 
   /** A request whose answer is JSON (or empty: undefined). */
@@ -97,7 +98,7 @@ export class EngineClient {
 
   /** Closes the keep-alive connections, so the process may exit. */
   close(): void {
-    this.#agent?.destroy();
+    this.#agent.destroy();
   }
 
   #send(request: EngineRequest, headers: Record<string, string>): Promise<IncomingMessage> {
@@ -143,12 +144,9 @@ export class EngineClient {
       headers,
       ...(request.signal ? { signal: request.signal } : {}),
     };
-    if (connection.protocol === 'ssh') {
-      // No agent (not `agent: false`, which is a fresh agent that would dial TCP itself): one ssh per connection.
-      Object.assign(options, { host: 'localhost', createConnection: () => dialSsh(connection) });
-    } else {
-      Object.assign(options, connection.socketPath ? { socketPath: connection.socketPath, host: 'localhost' } : { host: connection.host, port: connection.port }, { agent: this.#agent });
-    }
+    // ssh: the agent's connections are ssh processes, the host a name for the Host header only.
+    const address = connection.protocol === 'ssh' ? { host: 'localhost' } : connection.socketPath ? { socketPath: connection.socketPath, host: 'localhost' } : { host: connection.host, port: connection.port };
+    Object.assign(options, address, { agent: this.#agent });
     const req = (connection.protocol === 'https' ? httpsRequest : httpRequest)(options);
     req.end(body);
     return req;

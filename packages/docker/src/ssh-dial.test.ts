@@ -49,6 +49,10 @@ beforeAll(async () => {
     if (req.url === '/version') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ Version: '27.0.0-fake', ApiVersion: '1.46' }));
     else res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ message: 'page not found' }));
   });
+  fake.on('connection', (socket) => {
+    openConnections.add(socket);
+    socket.on('close', () => openConnections.delete(socket));
+  });
   await new Promise<void>((resolve) => fake.listen(fakeSocket, resolve));
   process.env['PATH'] = `${dir}${delimiter}${saved.PATH ?? ''}`;
   process.env['FAKE_SSH_LOG'] = join(dir, 'ssh.log');
@@ -63,6 +67,14 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** The connections the fake daemon has open. */
+const fakeConnections = (): number => openConnections.size;
+const openConnections = new Set<unknown>();
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  expect(condition()).toBe(true);
+}
+
 const calls = async (): Promise<string[][]> => (await readFile(join(dir, 'ssh.log'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as string[]);
 
 describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () => {
@@ -71,12 +83,33 @@ describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () =>
     expect(sshArguments(dockerConnection('ssh://127.0.0.1', {}))).toEqual(['--', '127.0.0.1', 'docker', 'system', 'dial-stdio']);
   });
 
-  it('the daemon check and a request go over the ssh child\'s stdin/stdout (fake daemon)', async () => {
+  it('the daemon check and requests go over the ssh child\'s stdin/stdout (fake daemon), one ssh kept alive for them, ended by close()', async () => {
+    const before = (await calls().catch(() => [])).length;
     const client = new EngineClient(dockerConnection('ssh://me@127.0.0.1:2222', {}));
     expect(await engineVersion(client)).toEqual({ Version: '27.0.0-fake', ApiVersion: '1.46' });
     await expect(client.json({ method: 'GET', path: '/nothing' })).rejects.toMatchObject({ statusCode: 404, json: { message: 'page not found' } });
-    await new DockerDaemon({ dockerHost: 'ssh://me@127.0.0.1:2222', apiVersion: undefined }, {}).check(undefined);
-    expect((await calls()).at(-1)).toEqual(['-p', '2222', '-l', 'me', '--', '127.0.0.1', 'docker', 'system', 'dial-stdio']);
+    expect(await engineVersion(client)).toMatchObject({ Version: '27.0.0-fake' });
+    expect((await calls()).slice(before)).toEqual([['-p', '2222', '-l', 'me', '--', '127.0.0.1', 'docker', 'system', 'dial-stdio']]);
+    client.close();
+    await waitFor(() => fakeConnections() === 0);
+    const daemon = new DockerDaemon({ dockerHost: 'ssh://me@127.0.0.1:2222', apiVersion: undefined }, {});
+    await daemon.check(undefined);
+    daemon.close();
+  });
+
+  it('a kept-alive ssh connection the daemon closed is not reused: the next request dials again', async () => {
+    const client = new EngineClient(dockerConnection('ssh://127.0.0.1', {}));
+    try {
+      await engineVersion(client);
+      const before = (await calls()).length;
+      fake.closeIdleConnections();
+      await waitFor(() => fakeConnections() === 0);
+      await new Promise((resolve) => setTimeout(resolve, 100)); // the relay and its ssh have exited
+      expect(await engineVersion(client)).toMatchObject({ Version: '27.0.0-fake' });
+      expect((await calls()).length).toBe(before + 1);
+    } finally {
+      client.close();
+    }
   });
 
   it('an ssh that fails (exit 255) makes the daemon unreachable, quoting ssh\'s stderr', async () => {

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { Agent } from 'node:http';
 import { Duplex } from 'node:stream';
 
 /** How much of ssh's stderr a failed connection's error quotes. */
@@ -35,6 +36,21 @@ export function dialSsh(target: SshTarget): Duplex {
   return new SshStream(child, target.host ?? '');
 }
 
+/**
+ * A keep-alive HTTP agent whose connections are {@link dialSsh} processes: the requests of a build
+ * (check, build, push, remove) share one ssh connection instead of paying a handshake each.
+ * `destroy()` ends them all.
+ */
+export class SshAgent extends Agent {
+  constructor(private readonly target: SshTarget) {
+    super({ keepAlive: true });
+  }
+
+  override createConnection(): Duplex {
+    return dialSsh(this.target);
+  }
+}
+
 class SshStream extends Duplex {
   #stderr = '';
 
@@ -42,7 +58,7 @@ class SshStream extends Duplex {
     private readonly child: ChildProcessWithoutNullStreams,
     host: string,
   ) {
-    super();
+    super({ allowHalfOpen: false }); // the daemon's end of the connection ends ours
     child.stdout.on('data', (chunk: Buffer) => {
       if (!this.push(chunk)) child.stdout.pause();
     });
@@ -69,7 +85,28 @@ class SshStream extends Duplex {
   }
 
   override _final(done: (error?: Error | null) => void): void {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return done();
     this.child.stdin.end(() => done());
+  }
+
+  // What an HTTP agent asks of a kept-alive connection (a net.Socket's): an idle one does not keep
+  // the process alive, a reused one does again.
+  unref(): this {
+    for (const handle of [this.child, this.child.stdin, this.child.stdout, this.child.stderr]) (handle as { unref?: () => void }).unref?.();
+    return this;
+  }
+
+  ref(): this {
+    for (const handle of [this.child, this.child.stdin, this.child.stdout, this.child.stderr]) (handle as { ref?: () => void }).ref?.();
+    return this;
+  }
+
+  setKeepAlive(): this {
+    return this;
+  }
+
+  setTimeout(): this {
+    return this;
   }
 
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
