@@ -33,7 +33,32 @@ export function buildJson(result: DeployFlowResult, stateFile: string | null, sb
     ...(image.hint ? { hint: image.hint } : {}),
     logTail: image.logTail ?? [],
   }));
-  return { ...result.imageMap, images: imagesWithSboms(result, sboms), stateFile, ...(failures.length > 0 ? { failures } : {}) };
+  const prefetch = prefetchJson(result);
+  return { ...result.imageMap, images: imagesWithSboms(result, sboms), stateFile, ...(prefetch ? { prefetch } : {}), ...(failures.length > 0 ? { failures } : {}) };
+}
+
+/** The images laid out in a prefetch order (eStargz, zstd:chunked): envId → its layout record (`static`, `off`, `profile sha256:…`). */
+function layouts(result: DeployFlowResult): Record<string, string> {
+  return Object.fromEntries(result.images.filter((image) => image.layout).map((image) => [image.envId, image.layout!]));
+}
+
+/** `prefetch` of `build --json`, when an image is laid out in a prefetch order: the profile used (null for none) and each image's layout. */
+function prefetchJson(result: DeployFlowResult): Record<string, unknown> | undefined {
+  const images = layouts(result);
+  if (Object.keys(images).length === 0) return undefined;
+  return { profile: result.prefetchProfile, images };
+}
+
+/** `prefetch profile: flow.prebuilt.prefetch (beside the flow) — 2 images`, or the order without one; undefined when no image has a prefetch order. */
+export function prefetchSummary(result: DeployFlowResult, cwd: string): string | undefined {
+  const images = Object.values(layouts(result));
+  if (images.length === 0) return undefined;
+  const profile = result.prefetchProfile;
+  const withProfile = images.filter((layout) => layout.startsWith('profile ')).length;
+  if (!profile) return `prefetch order: ${[...new Set(images)].join(', ')} (no recorded profile: run prebuilt profile to record one)`;
+  const where = profile.from === 'flow' ? 'beside the flow' : 'METAFLOW_PREBUILT_OCI_PREFETCH';
+  const rest = images.length - withProfile;
+  return `prefetch profile: ${relative(cwd, profile.file) || profile.file} (${where}), ${withProfile} of ${images.length} image${images.length === 1 ? '' : 's'} laid out with it${rest > 0 ? ` (the others have no recorded paths: static order)` : ''}`;
 }
 
 function platformColumn(images: readonly DeployImage[]): { header: string; value: (image: DeployImage) => string }[] {
@@ -75,6 +100,8 @@ function renderBuild(context: CliContext, { result, stateFile, sboms }: BuildFlo
   out.write(`\n${result.imageMap.flow}: ${countImages(result.images)} (build service ${result.buildService}, registry ${result.registry})\n\n`);
   if (result.images.length > 0) out.write(summaryTable(result.images));
   if (sboms.size > 0) out.write(`\n${sbomSummary(sboms)}\n`);
+  const prefetch = prefetchSummary(result, context.cwd);
+  if (prefetch) out.write(`${sboms.size > 0 ? '' : '\n'}${prefetch}\n`);
   for (const warning of warnings) context.stderr.write(`warning: ${warning}\n`);
   for (const failure of result.failures) {
     context.stderr.write(`\nenv ${failure.envId} failed (steps ${failure.steps.join(', ')}): ${failure.reason}\n`);

@@ -35,6 +35,7 @@ export {
   type BuildService,
   type BuildRequest,
   type BuildResult,
+  type ImageLayout,
   type ImageRegistry,
   type ImageTagInput,
   type ImageExistence,

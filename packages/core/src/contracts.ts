@@ -50,6 +50,20 @@ export interface BuildRequest {
   /** Receives phase changes. */
   onPhase?: (phase: 'building' | 'pushing') => void;
   signal?: AbortSignal;
+  /** The env the image holds, for a service whose layout depends on it (see {@link BuildService.imageLayout}). */
+  envId?: string;
+}
+
+/**
+ * How a build service lays an env's image out beyond what its tag names (the oci service's
+ * prefetch order of eStargz layers), recorded in the image manifest's annotation `annotation`.
+ * A present image whose annotation is not `value` (or absent) is rebuilt; `change` says why.
+ */
+export interface ImageLayout {
+  annotation: string;
+  value: string;
+  /** Why such an image is rebuilt, e.g. `prefetch profile changed`. */
+  change: string;
 }
 
 export type BuildResult =
@@ -72,6 +86,8 @@ export interface BuildService {
   check?(options?: { signal?: AbortSignal }): Promise<void>;
   /** Releases connections and other resources. */
   close?(): Promise<void>;
+  /** The layout this service would give the env's image, when it records one (undefined: none to check). Never reaches the network. */
+  imageLayout?(envId: string): ImageLayout | undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -99,6 +115,8 @@ export interface ImageExistence {
   exists: boolean;
   /** Manifest digest when it exists. */
   digest?: string;
+  /** The manifest's annotations, when asked for (`annotations: true`) and it exists. */
+  annotations?: Record<string, string>;
 }
 
 /** An image stored in a registry's env repository, as `ImageRegistry.listImages` reports it (for `prebuilt gc`). */
@@ -146,7 +164,8 @@ export interface ImageRegistry {
   pullTag?(pushTag: string): string;
   pushCredentials(options?: { signal?: AbortSignal }): Promise<RegistryCredentials | undefined>;
   pullConfig(pullTag: string): Promise<PullConfig>;
-  imageExists(pushTag: string, options?: { signal?: AbortSignal }): Promise<ImageExistence>;
+  /** With `annotations`, the manifest is read and its annotations returned too. */
+  imageExists(pushTag: string, options?: { signal?: AbortSignal; annotations?: boolean }): Promise<ImageExistence>;
   baseImageIdentity(ref: string, platform: string, options?: { signal?: AbortSignal }): Promise<BaseImageIdentity>;
   /**
    * Every image in the env repository (`host/repository`, the one `imageTag` names), for `prebuilt gc`.
@@ -329,6 +348,12 @@ export interface DeployOptions {
    * so a deploy with nothing to build never loads or connects to the build service.
    */
   buildService?: BuildService | (() => Promise<BuildService>);
+  /**
+   * The layout the build service would give an env's image (its `imageLayout`), asked for each
+   * image the registry has: one laid out otherwise is rebuilt (in a plan: `missing`, with the reason).
+   * Absent: a present image is kept as it is.
+   */
+  imageLayout?: (envId: string) => Promise<ImageLayout | undefined>;
   recipe: RecipeRunner;
   baseImage: string;
   /** Base image for GPU steps (METAFLOW_PREBUILT_GPU_BASE_IMAGE); defaults to `baseImage`. */
@@ -394,7 +419,10 @@ export interface DeployImage {
   digest?: string;
   python: string;
   packages: number;
+  /** Why it failed; for a `missing` image of a plan that the registry has, why it would be rebuilt (its layout changed). */
   reason?: string;
+  /** The layout record (see {@link ImageLayout}) of the image found or built, when the build service records one. */
+  layout?: string;
   /** What to do about the failure, when the error that caused it says. */
   hint?: string;
   logTail?: string[];

@@ -36,6 +36,7 @@ export {
   type BuildService,
   type BuildRequest,
   type BuildResult,
+  type ImageLayout,
   type ImageRegistry,
   type ImageTagInput,
   type ImageExistence,

@@ -9,10 +9,12 @@ import {
   NO_PREFETCH_LANDMARK,
   PREFETCH_LANDMARK,
   PREFETCH_RECORDER_PY,
+  envPrefetch,
   isStaticPrefetch,
   parsePrefetchProfile,
   prefetchOrder,
   prefetchSetting,
+  profileSections,
   recordedProfilePaths,
 } from './estargz-prefetch.js';
 import { completeEntries, layerDiffId, writeLayer, type LayerEntry } from './layer.js';
@@ -136,6 +138,45 @@ describe('eStargz prefetch: the setting', () => {
     expect(() => prefetchSetting(join(dir, 'missing.txt'))).toThrow(ConfigError);
     await writeFile(join(dir, 'empty.txt'), '# nothing\n');
     expect(() => prefetchSetting(join(dir, 'empty.txt'))).toThrow(/lists no path/);
+  });
+
+  it('a profile with env sections: each env gets the common paths then its own; an env it does not name gets the static order', async () => {
+    const text = '# recorded\n/opt/env/bin/python3\n[env aaa111]\n/opt/env/lib/a.so\n/opt/env/bin/python3\n[env bbb222]\n/opt/env/lib/b.so\n[env aaa111]\n/opt/env/lib/a2.so\n';
+    expect(profileSections(text)).toEqual({
+      common: ['opt/env/bin/python3'],
+      envs: new Map([
+        ['aaa111', ['opt/env/lib/a.so', 'opt/env/bin/python3', 'opt/env/lib/a2.so'],],
+        ['bbb222', ['opt/env/lib/b.so']],
+      ]),
+    });
+    expect(parsePrefetchProfile(text)).toEqual(['opt/env/bin/python3', 'opt/env/lib/a.so', 'opt/env/lib/a2.so', 'opt/env/lib/b.so']);
+    await writeFile(join(dir, 'sections.txt'), text);
+    const setting = prefetchSetting(join(dir, 'sections.txt'));
+    expect(envPrefetch(setting, 'aaa111')).toEqual({ mode: 'profile', paths: ['opt/env/bin/python3', 'opt/env/lib/a.so', 'opt/env/lib/a2.so'] });
+    expect(envPrefetch(setting, 'bbb222')).toEqual({ mode: 'profile', paths: ['opt/env/bin/python3', 'opt/env/lib/b.so'] });
+    expect(envPrefetch(setting, 'ccc333')).toEqual({ mode: 'profile', paths: ['opt/env/bin/python3'] });
+    expect(envPrefetch(setting, undefined)).toEqual({ mode: 'profile', paths: parsePrefetchProfile(text) });
+    const own = prefetchSetting((await writeFile(join(dir, 'own.txt'), '[env aaa111]\n/opt/env/lib/a.so\n'), join(dir, 'own.txt')));
+    expect(envPrefetch(own, 'ccc333'), 'no path of its own and none common').toEqual({ mode: 'static' });
+    expect(envPrefetch({ mode: 'off' }, 'aaa111')).toEqual({ mode: 'off' });
+    expect(envPrefetch(prefetchSetting(join(dir, 'profile.txt')), 'aaa111'), 'a profile without sections is every env\'s').toEqual({ mode: 'profile', paths: ['opt/env/bin/python3'] });
+  });
+
+  it('a malformed profile (a control character, a broken section line) is a configuration error naming the file and the line', async () => {
+    await writeFile(join(dir, 'broken-section.txt'), '/opt/env/bin/python3\n[env a b]\n/opt/env/lib/a.so\n');
+    expect(() => prefetchSetting(join(dir, 'broken-section.txt'))).toThrow(/broken-section\.txt': line 2 is not a section line \(\[env <envId>\]\)/);
+    await writeFile(join(dir, 'binary.txt'), '/opt/env/bin/python3\n\u0001\u0002ELF\n');
+    const error = (() => {
+      try {
+        prefetchSetting(join(dir, 'binary.txt'));
+      } catch (e) {
+        return e as ConfigError;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error?.message).toMatch(/binary\.txt': line 2 has a control character/);
+    expect(error?.hint).toContain("prebuilt profile <flow.py>");
   });
 
   it('the oci settings read METAFLOW_PREBUILT_OCI_PREFETCH for eStargz layers only', () => {

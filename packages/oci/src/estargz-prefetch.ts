@@ -22,7 +22,11 @@ const LANDMARK_CONTENT = Uint8Array.of(0x0f);
  * the order it opened them; see {@link PREFETCH_RECORDER_PY}), or `off` (no reordering, no landmark:
  * the node's `prefetch_size` applies).
  */
-export type EstargzPrefetch = { mode: 'static' } | { mode: 'off' } | { mode: 'profile'; paths: readonly string[] };
+export type EstargzPrefetch =
+  | { mode: 'static' }
+  | { mode: 'off' }
+  /** `sections`: a profile with env sections (see {@link profileSections}); `paths` then lists every path, {@link envPrefetch} picks an env's. */
+  | { mode: 'profile'; paths: readonly string[]; sections?: ProfileSections };
 
 const INTERPRETER = /(^|\/)bin\/python3(\.\d+)?$/;
 const LIBPYTHON = /(^|\/)libpython3[^/]*\.so[^/]*$/;
@@ -88,24 +92,68 @@ export function prefetchOrder(entries: readonly LayerEntry[], prefetch: EstargzP
   return [...first, { path: landmark, kind: 'file', content: LANDMARK_CONTENT }, ...rest.values()];
 }
 
+/** A recorded profile's paths: those of every env (before any section), and each env section's (`[env <envId>]`), in file order. */
+export interface ProfileSections {
+  common: string[];
+  envs: Map<string, string[]>;
+}
+
+const SECTION = /^\[env ([0-9A-Za-z._-]+)\]$/;
+
 /**
  * A recorded prefetch profile: one path in the image per line (absolute, or relative to `/`), in
- * the order the task opened them; blank lines and `#` comments are ignored. Paths outside the
- * layers (the base image's) are ignored when the layers are built.
+ * the order the task opened them; blank lines and `#` comments are ignored. A line `[env <envId>]`
+ * starts the paths of one env (`prebuilt profile` writes one section per env: the envs share the
+ * prefix, so a path alone does not say whose it is); the paths before any section are every env's.
+ * Paths outside the layers (the base image's) are ignored when the layers are built. Throws a
+ * ConfigError naming the line for a line with a control character or a malformed section line.
  */
-export function parsePrefetchProfile(text: string): string[] {
-  const seen = new Set<string>();
-  for (const raw of text.split('\n')) {
+export function profileSections(text: string, source = 'The prefetch profile'): ProfileSections {
+  const common: string[] = [];
+  const envs = new Map<string, string[]>();
+  let into = common;
+  for (const [i, raw] of text.split('\n').entries()) {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) continue;
+    const problem = CONTROL.test(line) ? 'has a control character' : line.startsWith('[') && !SECTION.test(line) ? 'is not a section line ([env <envId>])' : undefined;
+    if (problem) throw new ConfigError(`${source}: line ${i + 1} ${problem}.`, { setting: PREFETCH_ENV, hint: PROFILE_HINT });
+    const section = SECTION.exec(line);
+    if (section) {
+      into = envs.get(section[1]!) ?? [];
+      envs.set(section[1]!, into);
+      continue;
+    }
     const path = posix.normalize(`/${line}`).replace(/^\/+/, '');
-    if (path !== '' && path !== '.') seen.add(path);
+    if (path !== '' && path !== '.') into.push(path);
   }
-  return [...seen];
+  return { common, envs };
+}
+
+/** Every path of a recorded profile (see {@link profileSections}), each once, in file order. */
+export function parsePrefetchProfile(text: string): string[] {
+  return everyPath(profileSections(text));
+}
+
+function everyPath({ common, envs }: ProfileSections): string[] {
+  return [...new Set([...common, ...[...envs.values()].flat()])];
+}
+
+/**
+ * The prefetch choice for one env's image: a profile with env sections gives the env its paths
+ * (the common ones, then its section's), or `static` when the profile names none of its paths (a
+ * step that was not recorded); any other choice is the same for every env.
+ */
+export function envPrefetch(prefetch: EstargzPrefetch, envId: string | undefined): EstargzPrefetch {
+  if (prefetch.mode !== 'profile') return prefetch;
+  if (!prefetch.sections || envId === undefined) return { mode: 'profile', paths: prefetch.paths };
+  const paths = [...new Set([...prefetch.sections.common, ...(prefetch.sections.envs.get(envId) ?? [])])];
+  return paths.length === 0 ? { mode: 'static' } : { mode: 'profile', paths };
 }
 
 /** The env variable naming the prefetch choice: `static` (default), `off`, or a profile file. */
 export const PREFETCH_ENV = 'METAFLOW_PREBUILT_OCI_PREFETCH';
+
+const PROFILE_HINT = `Record it again with 'prebuilt profile <flow.py>' (it writes <flow>.prebuilt.prefetch, which a build of the flow picks up), or set ${PREFETCH_ENV} to 'static', 'off', or the path of a file listing one image path per line.`;
 
 /** Resolves the prefetch choice of a setting value (the option, else the env variable): `static`, `off`, or a profile file's path. */
 export function prefetchSetting(value: string | undefined): EstargzPrefetch {
@@ -116,19 +164,12 @@ export function prefetchSetting(value: string | undefined): EstargzPrefetch {
   try {
     text = readFileSync(raw, 'utf8');
   } catch (error) {
-    throw new ConfigError(`The eStargz prefetch profile '${raw}' cannot be read: ${(error as Error).message}.`, {
-      setting: PREFETCH_ENV,
-      hint: `Set ${PREFETCH_ENV} (or the option 'prefetch') to 'static', 'off', or the path of a file listing one image path per line (record one with the recorder in the oci README).`,
-    });
+    throw new ConfigError(`The eStargz prefetch profile '${raw}' cannot be read: ${(error as Error).message}.`, { setting: PREFETCH_ENV, hint: PROFILE_HINT });
   }
-  const paths = parsePrefetchProfile(text);
-  if (paths.length === 0) {
-    throw new ConfigError(`The eStargz prefetch profile '${raw}' lists no path.`, {
-      setting: PREFETCH_ENV,
-      hint: 'Record the profile again (one image path per line), or set it to static or off.',
-    });
-  }
-  return { mode: 'profile', paths };
+  const sections = profileSections(text, `The eStargz prefetch profile '${raw}'`);
+  const paths = everyPath(sections);
+  if (paths.length === 0) throw new ConfigError(`The eStargz prefetch profile '${raw}' lists no path.`, { setting: PREFETCH_ENV, hint: PROFILE_HINT });
+  return sections.envs.size === 0 ? { mode: 'profile', paths } : { mode: 'profile', paths, sections };
 }
 
 /**

@@ -395,12 +395,13 @@ export function imageConfig(plan: ImagePlan, diffIds: string[], created: string)
 }
 
 /** A manifest naming the config and every layer (base first), in the base's format. */
-export function imageManifest(format: ImageFormat, config: OciDescriptor, layers: OciDescriptor[]): Record<string, unknown> {
+export function imageManifest(format: ImageFormat, config: OciDescriptor, layers: OciDescriptor[], annotations?: Record<string, string>): Record<string, unknown> {
   return {
     schemaVersion: 2,
     mediaType: format.manifest,
     config: { mediaType: config.mediaType, digest: config.digest, size: config.size },
     layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(l.annotations ? { annotations: l.annotations } : {}) })),
+    ...(annotations ? { annotations } : {}),
   };
 }
 

@@ -21,13 +21,17 @@ export {
   PREFETCH_ENV,
   PREFETCH_LANDMARK,
   PREFETCH_RECORDER_PY,
+  envPrefetch,
   isStaticPrefetch,
   parsePrefetchProfile,
+  profileSections,
   prefetchOrder,
   recordedProfilePaths,
   type EstargzPrefetch,
+  type ProfileSections,
   type RecordedProfile,
 } from './estargz-prefetch.js';
+export { PREFETCH_CHANGE, PREFETCH_LAYOUT_ANNOTATION, prefetchLayout, prefetchLayoutValue } from './prefetch-layout.js';
 export { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 export { RUNNERS_ENV, ZSTD_SINCE, compressionForRunners, parseRunners, pullsZstd, type Runner, type RunnerRuntime } from './runners.js';
 export { LayerCache, defaultLayerCacheDir, type CompressedLayer } from './layer-cache.js';

@@ -40,7 +40,8 @@ import { isLazyCompression, LAYER_COMPRESSIONS, LAYER_FORMAT_ID, OCI_LAYER_MEDIA
 import { LayerCache, defaultLayerCacheDir } from './layer-cache.js';
 import { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 import { layerDiffId, writeLayer } from './layer.js';
-import { PREFETCH_ENV, prefetchSetting, type EstargzPrefetch } from './estargz-prefetch.js';
+import { PREFETCH_ENV, envPrefetch, prefetchSetting, type EstargzPrefetch } from './estargz-prefetch.js';
+import { PREFETCH_LAYOUT_ANNOTATION, prefetchLayout, prefetchLayoutValue } from './prefetch-layout.js';
 import { RUNNERS_ENV, compressionForRunners, parseRunners } from './runners.js';
 import { checkConvertibleBase, convertLayerToEstargz, isEstargzLayer } from './estargz-base.js';
 
@@ -252,6 +253,8 @@ export function createOciBuildService(options: OciBuildServiceOptions = {}): Bui
     async buildAndPush(request: BuildRequest): Promise<BuildResult> {
       return buildAndPushOci(request, settings, options, cache);
     },
+    // eStargz and zstd:chunked images record their prefetch order (a present one laid out otherwise is rebuilt).
+    imageLayout: (envId) => (isLazyCompression(settings.layerCompression) ? prefetchLayout(envPrefetch(settings.prefetch, envId)) : undefined),
   };
 }
 
@@ -310,7 +313,9 @@ function startRun(request: BuildRequest, settings: OciSettings, options: OciBuil
     ...(request.pushCredentials ? { credentials: [request.pushCredentials] } : {}),
   };
   const cancelled = (): CancelledError => new CancelledError(`Building ${request.imageTag} was cancelled.`, { cause: request.signal?.reason });
-  return { request, settings, options, cache, client: new RegistryClient(clientOptions), lines, say, cancelled };
+  // A profile with env sections: this env's paths (or static when it names none of them).
+  const envSettings = { ...settings, prefetch: envPrefetch(settings.prefetch, request.envId) };
+  return { request, settings: envSettings, options, cache, client: new RegistryClient(clientOptions), lines, say, cancelled };
 }
 
 /** The image tag parsed, after checking the push credentials are for its registry. */
@@ -514,7 +519,8 @@ async function pushImage(run: BuildRun, push: PushTarget, plan: ImagePlan, done:
   const configDigest = sha256(configBytes);
   await client.uploadBlob(push.repo, configDigest, configBytes, push.upload);
   const baseDescriptors = base.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(l.annotations && isEstargzLayer(l) ? { annotations: l.annotations } : {}) }));
-  const manifest = imageManifest(base.format, { mediaType: base.format.config, digest: configDigest, size: configBytes.length }, [...baseDescriptors, ...descriptors]);
+  const layout = isLazyCompression(settings.layerCompression) ? { [PREFETCH_LAYOUT_ANNOTATION]: prefetchLayoutValue(settings.prefetch) } : undefined;
+  const manifest = imageManifest(base.format, { mediaType: base.format.config, digest: configDigest, size: configBytes.length }, [...baseDescriptors, ...descriptors], layout);
   const digest = await client.putManifest(push.target, Buffer.from(JSON.stringify(manifest)), base.format.manifest, signalOf(request));
   const bytesSent = client.stats.bytesSent;
   run.say(`pushed ${request.imageTag}@${digest} (${bytesSent} bytes sent)`);

@@ -29,6 +29,7 @@ import { askBaseImageAhead, type BaseImageAhead } from './base-image-ahead.js';
 import { buildLockFor } from './build-lock.js';
 import { deploySettings, type DeploySettings } from './deploy-settings.js';
 import { lockFlow, readFlowEnvs, type LockFlowResult } from './lock-flow.js';
+import { prefetchProfileOf, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';
 
 export interface DeployFlowOptions {
   plan?: boolean;
@@ -49,6 +50,8 @@ export interface DeployFlowResult extends DeployResult {
   recipe: string;
   registry: string;
   buildService: string | null;
+  /** The recorded prefetch profile handed to the build service (see prefetch-profile.ts), null for none; it lays out only lazily pulled layers (each image's `layout` says). */
+  prefetchProfile: PrefetchProfile | null;
 }
 
 function recipeRunner(name: string, scope: AppScope, options: DeployFlowOptions): RecipeRunner {
@@ -110,7 +113,10 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
   const registry = (await createSelectedBackend('image-registry', scope)).backend;
   let ahead: BaseImageAhead | undefined;
   let buildService: BuildService | undefined;
-  const getBuildService = async (): Promise<BuildService> => (buildService ??= (await createSelectedBackend('build-service', scope)).backend);
+  const prefetchProfile = prefetchProfileOf(file, scope);
+  const serviceScope = withPrefetchProfile(scope, prefetchProfile);
+  let creating: Promise<BuildService> | undefined;
+  const getBuildService = (): Promise<BuildService> => (creating ??= createSelectedBackend('build-service', serviceScope).then(({ backend }) => (buildService = backend)));
   const recipe = recipeRunner(recipeName, scope, options);
   // Build contexts and private Docker configs a killed run (SIGKILL skips every cleanup) left in the temp directory.
   await sweepStaleRunTempDirs();
@@ -130,6 +136,8 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
       lock: async () => lock.steps,
       registry: ahead?.registry ?? registry,
       ...(options.plan ? {} : { buildService: getBuildService, buildLock: buildLockFor(scope.env) }),
+      // A present image laid out otherwise (another prefetch profile) is rebuilt; a plan creates the service (unchecked) to ask.
+      imageLayout: async (envId) => (await getBuildService()).imageLayout?.(envId),
       recipe,
       baseImage: settings.baseImage,
       gpuBaseImage: settings.gpuBaseImage,
@@ -141,7 +149,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     });
     const buildServiceName = options.plan ? null : (buildService?.name ?? selectedBackendNames(scope.env).buildService.name);
-    return { ...result, lock, settings, recipe: recipeName, registry: registry.name, buildService: buildServiceName };
+    return { ...result, lock, settings, recipe: recipeName, registry: registry.name, buildService: buildServiceName, prefetchProfile: prefetchProfile ?? null };
   } finally {
     ahead?.stop();
     await buildService?.close?.();

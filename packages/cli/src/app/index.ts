@@ -22,4 +22,5 @@ export { DEFAULT_PAUSE_IMAGE, PAUSE_IMAGE_SETTING, parseNodeSelector, parseToler
 export type { PrepullImage } from './prepull-images.js';
 export type { PodProblem } from './prepull-pods.js';
 export type { PrepullNodes } from './prepull-wait.js';
-export { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PREFETCH_SETTING, PROFILE_MAX_OUTPUT_BYTES, ProfileRunError, profileFilePath, profileFlow, type ProfileEnv, type ProfileFlowOptions, type ProfileFlowResult, type ProfileProgress, type ProfileStep } from './profile-flow.js';
+export { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PROFILE_MAX_OUTPUT_BYTES, ProfileRunError, profileFlow, type ProfileEnv, type ProfileFlowOptions, type ProfileFlowResult, type ProfileProgress, type ProfileStep } from './profile-flow.js';
+export { PREFETCH_SETTING, prefetchProfileOf, profileFilePath, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';

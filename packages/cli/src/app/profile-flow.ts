@@ -4,11 +4,12 @@
  * (or the user's code), the paths it read first written as one profile file for the next build.
  * Prints nothing: progress goes to `onProgress`, the result comes back as a value.
  */
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { ExitCode, InputError, PrebuiltError, writeFileAtomic, type ImageMap, type RegistryCredentials } from '@prebuilt/core';
 import type { IsolatedRunResult } from '@prebuilt/docker';
 import { importCode, importStatement, taskImports, type FlowFile } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
+import { profileFilePath } from './prefetch-profile.js';
 
 /** How long one recording run may take by default. */
 export const DEFAULT_PROFILE_TIMEOUT_MS = 120_000;
@@ -16,16 +17,6 @@ export const DEFAULT_PROFILE_TIMEOUT_MS = 120_000;
 export const DEFAULT_PROFILE_MAX_PATHS = 100_000;
 /** The most a recording may print on stdout: the container is killed beyond it. */
 export const PROFILE_MAX_OUTPUT_BYTES = 32 * 1024 * 1024;
-/** The setting a build reads the profile from (the oci service's `PREFETCH_ENV`, named here so that only a recording loads @prebuilt/oci). */
-export const PREFETCH_SETTING = 'METAFLOW_PREBUILT_OCI_PREFETCH';
-
-/** `<dir>/<stem>.prebuilt.prefetch` for `<dir>/<stem>.py`: beside the flow's lock file (`<stem>.prebuilt.lock`). */
-export function profileFilePath(flowPath: string): string {
-  const name = basename(flowPath);
-  const ext = extname(name);
-  return join(dirname(flowPath), `${ext ? name.slice(0, -ext.length) : name}.prebuilt.prefetch`);
-}
-
 export interface ProfileFlowOptions extends AppScope {
   /** The flow file as the user named it (for messages). */
   flowFile: string;
@@ -145,14 +136,19 @@ function checkedPaths(run: Run, result: IsolatedRunResult, options: ProfileFlowO
   return recorded;
 }
 
-/** The profile file's text: a comment naming what was recorded, then one path per line. */
-function profileText(options: ProfileFlowOptions, envs: readonly ProfileEnv[], paths: readonly string[]): string {
+/**
+ * The profile file's text: a comment naming what was recorded, then one section per env
+ * (`[env <envId>]`, then the paths its steps read first, in order): the envs share the image
+ * prefix, so each env's image is laid out with its own paths only, and a change in one env's
+ * paths rebuilds only that env's image.
+ */
+function profileText(options: ProfileFlowOptions, envs: readonly ProfileEnv[]): string {
   const header = [
     `# Prefetch profile of ${options.flow.flow} (${basename(options.flow.path)}), written by prebuilt profile: the files each step read first, in order.`,
-    `# Use it for the next build: ${PREFETCH_SETTING}=<this file> prebuilt build --force ${basename(options.flow.path)}`,
-    ...envs.map((env) => `# ${env.steps.join(', ')}: ${env.image}`),
+    `# prebuilt build ${basename(options.flow.path)} uses it (the images laid out otherwise are rebuilt); METAFLOW_PREBUILT_OCI_PREFETCH overrides it.`,
   ];
-  return `${[...header, ...paths].join('\n')}\n`;
+  const sections = envs.flatMap((env) => [`# ${env.steps.join(', ')}: ${env.image}`, `[env ${env.envId}]`, ...env.paths]);
+  return `${[...header, ...sections].join('\n')}\n`;
 }
 
 /** Records the profile of the selected steps and writes it atomically; see the module comment. */
@@ -188,6 +184,6 @@ export async function profileFlow(options: ProfileFlowOptions): Promise<ProfileF
   const all = [...new Set([...envs.values()].flatMap((env) => env.paths))];
   const file = options.output === undefined ? profileFilePath(options.flow.path) : resolve(options.cwd, options.output);
   const result = [...envs.values()].map(({ seen: _seen, ...env }) => env);
-  await writeFileAtomic(file, profileText(options, result, all));
+  await writeFileAtomic(file, profileText(options, result));
   return { flow: options.flow.flow, file, paths: all.length, steps, envs: result };
 }

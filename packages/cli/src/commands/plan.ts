@@ -50,6 +50,8 @@ function planImageJson(image: DeployImage): Record<string, unknown> {
       ? { platforms: Object.fromEntries(image.platforms.map((m) => [m.platform, { envId: m.envId, image: m.image, ...(m.digest ? { digest: m.digest } : {}) }])) }
       : {}),
     ...(image.memberOf ? { memberOf: image.memberOf } : {}),
+    ...(image.status === 'missing' && image.reason ? { reason: image.reason } : {}),
+    ...(image.layout ? { layout: image.layout } : {}),
     base: { ref: image.base.ref, digest: image.base.digest },
     packages: image.packages,
     steps: image.steps,
@@ -57,7 +59,8 @@ function planImageJson(image: DeployImage): Record<string, unknown> {
 }
 
 function statusText(image: DeployImage): string {
-  return image.status === 'missing' ? 'will build' : image.status === 'unchecked' ? 'will build (cache off)' : image.status;
+  if (image.status === 'missing') return image.reason ? `will rebuild: ${image.reason}` : 'will build';
+  return image.status === 'unchecked' ? 'will build (cache off)' : image.status;
 }
 
 function renderPlan(context: CliContext, file: string, result: DeployFlowResult, steps: Record<string, PlannedStep>): void {

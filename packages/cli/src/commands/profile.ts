@@ -1,8 +1,8 @@
-import { relative } from 'node:path';
+import { relative, resolve } from 'node:path';
 import { InputError, ConfigError } from '@prebuilt/core';
 import { Option, type Command } from 'commander';
 import type { CliContext } from '../cli-context.js';
-import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PREFETCH_SETTING, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
+import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PREFETCH_SETTING, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, profileFilePath, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
 import { parseDuration } from '../duration.js';
 import { collect, loadFlowImageMap, selectSteps } from '../lifecycle/flow-image-map.js';
 import { writeJsonResult } from '../output.js';
@@ -34,9 +34,11 @@ control characters, not under /proc, /sys or /dev) before it is written. An imag
 lacks is pulled (with the selected registry's credentials), and stays on the daemon.
 
 The profile goes to <flow>.prebuilt.prefetch beside the flow file (beside its lock file
-<flow>.prebuilt.lock), or to -o; the same images and code give the same file. The next build
-reads it from ${PREFETCH_SETTING} (oci service, eStargz or zstd:chunked layers); the
-images are in the registry already, so that build needs --force to lay them out again.
+<flow>.prebuilt.lock), or to -o; the same images and code give the same file, one section per
+env. The next \`prebuilt build flow.py\` picks it up by itself (oci service, eStargz or
+zstd:chunked layers) and rebuilds only the images whose profile part changed (each image's
+manifest records the profile it was laid out with); ${PREFETCH_SETTING} (static, off, or
+another file) overrides it.
 
 Exit codes: 0 written, 1 a recording failed (an import raised, the time limit, too much output;
 the stderr tail says what) or the image could not be pulled, 2 no image map (run prebuilt build
@@ -47,11 +49,10 @@ Environment:
   METAFLOW_PREBUILT_STATE_FILE      image map path (default .prebuilt/<Flow>/images.json beside the flow)
   METAFLOW_PREBUILT_IMAGE_REGISTRY  registry whose credentials pull the images (default dockerhub)
 
-Examples (the whole loop: build, record, build again with the profile):
-  $ METAFLOW_PREBUILT_BUILD_SERVICE=oci METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=estargz prebuilt build flow.py
-  $ prebuilt profile flow.py
-  $ METAFLOW_PREBUILT_BUILD_SERVICE=oci METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=estargz \\
-      ${PREFETCH_SETTING}=flow.prebuilt.prefetch prebuilt build --force flow.py
+Examples (the whole loop, with METAFLOW_PREBUILT_BUILD_SERVICE=oci and
+METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=estargz set: build, record, build again with the profile):
+  $ prebuilt build flow.py
+  $ prebuilt profile flow.py && prebuilt build flow.py
   $ prebuilt profile flow.py --step train --code 'import pandas, sklearn; pandas.read_csv("/dev/null")' -o train.prefetch
   $ prebuilt profile flow.py --json`;
 
@@ -70,7 +71,10 @@ function renderProgress(context: CliContext, event: ProfileProgress): void {
 function renderResult(context: CliContext, file: string, result: ProfileFlowResult): string {
   const shown = relative(context.cwd, result.file) || result.file;
   const envs = result.envs.map((env) => `  ${env.steps.join(', ')}: ${env.paths.length} paths (${env.image})`);
-  return `${result.flow}: wrote ${result.paths} paths to ${shown}\n${envs.join('\n')}\nbuild with it: ${PREFETCH_SETTING}=${shown} prebuilt build --force ${file}\n`;
+  // The default file is picked up by the build of the flow; another one is named through the setting.
+  const beside = result.file === profileFilePath(resolve(context.cwd, file));
+  const build = beside ? `prebuilt build ${file} (it picks up ${shown} and rebuilds the images laid out otherwise)` : `${PREFETCH_SETTING}=${shown} prebuilt build ${file}`;
+  return `${result.flow}: wrote ${result.paths} paths to ${shown}\n${envs.join('\n')}\nbuild with it: ${build}\n`;
 }
 
 async function runProfile(file: string, context: CliContext, options: ProfileOptions): Promise<void> {

@@ -5,6 +5,7 @@ import { checkSignal, resolveBaseImage } from './base-image.js';
 import { registryAccess } from './registry-access.js';
 import type { RegistryTokenSource } from './registry-credentials.js';
 import { envTag } from './settings.js';
+import { parseImageRef } from '../registry/image-ref.js';
 
 /** Options every image registry takes (as `BuildServiceOptions` for build services): extend it. */
 export interface ImageRegistryOptions {
@@ -96,8 +97,13 @@ export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
     async imageExists(pushTag, options = {}): Promise<ImageExistence> {
       checkSignal(options.signal);
       const client = await access.ownClient(options.signal);
-      const head = await client.headManifest(pushTag, options.signal ? { signal: options.signal } : {});
-      return head.exists ? { exists: true, digest: head.digest } : { exists: false };
+      const signal = options.signal ? { signal: options.signal } : {};
+      const head = await client.headManifest(pushTag, signal);
+      if (!head.exists) return { exists: false };
+      if (!options.annotations) return { exists: true, digest: head.digest };
+      // The layout record of the image (see BuildService.imageLayout): the manifest itself, read by the digest just seen.
+      const { manifest } = await client.getManifest({ ...parseImageRef(pushTag), reference: head.digest }, signal);
+      return { exists: true, digest: head.digest, annotations: { ...manifest.annotations } };
     },
     async baseImageIdentity(ref, platform, options = {}) {
       const client = await access.clientFor(ref, options.signal);

@@ -42,13 +42,29 @@ export async function processImage(job: ImageJob): Promise<DeployImage> {
   }
 }
 
-/** The image's result when the registry has it already. */
+/**
+ * The image's result when the registry has it already, laid out as this build would lay it out
+ * (see `DeployOptions.imageLayout`); undefined when it must be built. In a plan, an image laid out
+ * otherwise is `missing` with the reason.
+ */
 async function checkRegistry(job: ImageJob): Promise<DeployImage | undefined> {
   job.phase('checking');
-  const existence = await service(() => job.run.options.registry.imageExists(job.tag, { signal: job.signal }));
+  const { registry, imageLayout, plan } = job.run.options;
+  const layout = imageLayout ? await service(() => imageLayout(job.envId)) : undefined;
+  const existence = await service(() => registry.imageExists(job.tag, { signal: job.signal, ...(layout ? { annotations: true } : {}) }));
   if (!existence.exists) return undefined;
+  const found = existence.annotations?.[layout?.annotation ?? ''];
+  if (layout && found !== layout.value) {
+    log('%s: %s (%s: %s, this build: %s)', job.tag, layout.change, layout.annotation, found ?? 'none', layout.value);
+    if (plan) {
+      job.phase('missing', layout.change);
+      return job.done('missing', { reason: layout.change, layout: layout.value });
+    }
+    job.phase('checking', `${layout.change}: rebuilding`);
+    return undefined;
+  }
   job.phase('present');
-  return job.done('present', existence.digest);
+  return job.done('present', { ...(existence.digest ? { digest: existence.digest } : {}), ...(layout ? { layout: layout.value } : {}) });
 }
 
 /** Materializes, builds, pushes and verifies one image. */
@@ -100,6 +116,7 @@ async function buildAndVerify(job: ImageJob, prepared: PreparedBuild, buildServi
       },
       onPhase: (value) => job.phase(value),
       ...(signal ? { signal } : {}),
+      envId: job.envId,
     }),
   );
   if (!result.ok) return job.fail(result.reason, result.logTail);
@@ -110,5 +127,6 @@ async function buildAndVerify(job: ImageJob, prepared: PreparedBuild, buildServi
     log('digest from the build service (%s) differs from the registry (%s) for %s', result.digest, existence.digest, job.tag);
   }
   job.phase('built');
-  return job.done('built', existence.digest ?? result.digest);
+  const layout = buildService.imageLayout?.(job.envId);
+  return job.done('built', { digest: existence.digest ?? result.digest, ...(layout ? { layout: layout.value } : {}) });
 }

@@ -67,8 +67,8 @@ export class ImageJob extends DeployJob {
   }
 
   /** Its result with this status. */
-  done(status: DeployImage['status'], digest?: string): DeployImage {
-    return imageResult(this.image, status, { ...(digest ? { digest } : {}), elapsedMs: Date.now() - this.started });
+  done(status: DeployImage['status'], extra: { digest?: string; reason?: string; layout?: string } = {}): DeployImage {
+    return imageResult(this.image, status, { ...extra, elapsedMs: Date.now() - this.started });
   }
 
   /** Reports it failed and gives its failed result. */
@@ -82,7 +82,7 @@ export class ImageJob extends DeployJob {
 export function imageResult(
   image: PlannedImage,
   status: DeployImage['status'],
-  extra: { digest?: string; reason?: string; hint?: string; logTail?: string[]; elapsedMs: number },
+  extra: { digest?: string; reason?: string; hint?: string; logTail?: string[]; layout?: string; elapsedMs: number },
 ): DeployImage {
   return {
     envId: image.envId,
@@ -98,6 +98,7 @@ export function imageResult(
     ...(extra.reason !== undefined ? { reason: extra.reason } : {}),
     ...(extra.hint ? { hint: extra.hint } : {}),
     ...(extra.logTail ? { logTail: extra.logTail } : {}),
+    ...(extra.layout ? { layout: extra.layout } : {}),
     elapsedMs: extra.elapsedMs,
   };
 }
