@@ -2,11 +2,14 @@
 // registry. A 4-step flow with 2 envs (tinyframe from the example channel; tinyhttp from the
 // example index) is built by the oci service with eStargz layers (static prefetch order); the
 // command records the profile (pulling the images: the oci service builds without the daemon);
-// a forced rebuild with that profile puts the profile's files, and only them, before each layer's
-// landmark. Then --code, the failures (an import the image lacks, no network, the time limit, the
-// path limit), an unbuilt flow and an absent daemon. The tests of this file run in order.
+// --code, the failures (an import the image lacks, no network, the time limit, the path limit), an
+// unbuilt flow and an absent daemon. Then the loop `prebuilt profile && prebuilt build`: the build
+// picks the profile up by itself (no env variable, no --force) and puts the profile's files, and
+// only them, before each layer's landmark; an unchanged profile builds nothing; a changed env
+// section rebuilds only that env (`plan` says why); an explicit setting wins; a malformed profile
+// is exit 2. The tests of this file run in order.
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, expect } from 'vitest';
@@ -116,7 +119,9 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     const help = await cli('profile', '--help');
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('--code <python>');
-    expect(help.stdout).toContain('METAFLOW_PREBUILT_OCI_PREFETCH=flow.prebuilt.prefetch prebuilt build --force flow.py');
+    expect(help.stdout).toContain('$ prebuilt profile flow.py && prebuilt build flow.py');
+    expect(help.stdout).toMatch(/picks it up by itself/);
+    expect(help.stdout).not.toContain('--force');
     expect(help.stdout).toMatch(/has no\s+network, no mounts/);
   });
 
@@ -127,7 +132,7 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     expect(result.stderr).toContain("Run 'prebuilt build profile_flow.py' first");
   });
 
-  itWith(NEEDS, 'records every step with an env: one run per image and code (start and train share one), one file beside the flow with the union in first-read order', async () => {
+  itWith(NEEDS, 'records every step with an env: one run per image and code (start and train share one), one file beside the flow, one section per env in first-read order', async () => {
     const build = await cli('build', 'profile_flow.py', '--json');
     expect(build.code, build.stderr).toBe(0);
     built = parseJson<BuildJson>(build);
@@ -161,9 +166,10 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     expect(httpEnv.paths.some((p) => p.startsWith(`${SITE}/tinyframe/`))).toBe(false);
     const text = await readFile(recorded.file, 'utf8');
     const lines = text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
-    expect(lines).toEqual([...new Set([...frameEnv.paths, ...httpEnv.paths])]);
-    expect(lines.length).toBe(recorded.paths);
-    expect(lines.every((l) => l.startsWith('/') && !l.startsWith('/proc/'))).toBe(true);
+    // One section per env: the envs share the image prefix, so a path alone does not say whose it is.
+    expect(lines).toEqual([`[env ${frameEnv.envId}]`, ...frameEnv.paths, `[env ${httpEnv.envId}]`, ...httpEnv.paths]);
+    expect(new Set([...frameEnv.paths, ...httpEnv.paths]).size).toBe(recorded.paths);
+    expect(lines.filter((l) => !l.startsWith('[')).every((l) => l.startsWith('/') && !l.startsWith('/proc/'))).toBe(true);
     expect(text).toMatch(/^# start, train, end: /m);
   }, 600_000);
 
@@ -172,10 +178,14 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     const again = await cli('profile', 'profile_flow.py', '--step', 'start', '--step', 'end', '-o', 'again.prefetch');
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toContain('ProfileFlow: wrote ');
-    expect(again.stdout).toContain('METAFLOW_PREBUILT_OCI_PREFETCH=again.prefetch prebuilt build --force profile_flow.py');
+    expect(again.stdout).toContain('build with it: METAFLOW_PREBUILT_OCI_PREFETCH=again.prefetch prebuilt build profile_flow.py\n');
     expect(again.stderr).not.toContain('pulling'); // the daemon has the images now
     const frameOnly = (await readFile(join(flowDir, 'again.prefetch'), 'utf8')).split('\n').filter((l) => l !== '' && !l.startsWith('#'));
-    expect(frameOnly).toEqual(recorded.envs[0]!.paths);
+    expect(frameOnly).toEqual([`[env ${recorded.envs[0]!.envId}]`, ...recorded.envs[0]!.paths]);
+    expect(await readFile(recorded.file, 'utf8')).toBe(before);
+    const beside = await cli('profile', 'profile_flow.py');
+    expect(beside.code, beside.stderr).toBe(0);
+    expect(beside.stdout).toContain('build with it: prebuilt build profile_flow.py (it picks up profile_flow.prebuilt.prefetch and rebuilds the images laid out otherwise)');
     expect(await readFile(recorded.file, 'utf8')).toBe(before);
   }, 300_000);
 
@@ -241,23 +251,123 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     expect(added.stderr).toContain('has no step extra');
   }, 300_000);
 
-  itWith(NEEDS, 'fed back into a forced oci build with eStargz layers, it changes the layer order: the files before each landmark are the profile\'s, in its order', async () => {
+
+  type PlanJson = { images: Record<string, { status: string; reason?: string; layout?: string; digest?: string; steps: string[] }> };
+  type LayoutJson = BuildJson & { prefetch?: { profile: { file: string; from: string } | null; images: Record<string, string> } };
+  const envOf = (json: BuildJson, step: string): string => Object.entries(json.images).find(([, i]) => i.steps.includes(step))![0];
+
+  /** The image manifest's own annotations (the prefetch layout record among them). */
+  async function manifestAnnotations(image: string, digest: string): Promise<Record<string, string>> {
+    const name = image.replace(/:[^:/]+$/, '');
+    const slash = name.indexOf('/');
+    const response = await fetch(`http://${name.slice(0, slash)}/v2/${name.slice(slash + 1)}/manifests/${digest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+    return ((await response.json()) as { annotations?: Record<string, string> }).annotations ?? {};
+  }
+
+  let looped: LayoutJson;
+
+  itWith(NEEDS, "the loop `prebuilt profile && prebuilt build`: the build picks up the profile beside the flow (no env variable, no --force), rebuilds the images laid out otherwise, and puts the profile's files, and only them, before each landmark", async () => {
+    expect(env['METAFLOW_PREBUILT_OCI_PREFETCH']).toBeUndefined();
     const staticOrder = prefetched(await layerEntries(recorded.envs[1]!.image)).flat();
-    const rebuild = await runCli(['build', 'profile_flow.py', '--force', '--json'], { env: { ...env, METAFLOW_PREBUILT_OCI_PREFETCH: recorded.file }, cwd: flowDir });
-    const rebuilt = parseJson<BuildJson>(rebuild);
-    expect(rebuild.code, JSON.stringify(rebuilt.failures ?? rebuild.stderr)).toBe(0);
-    const fetchImage = Object.values(rebuilt.images).find((i) => i.steps.includes('fetch'))!;
+    expect(await manifestAnnotations(recorded.envs[1]!.image.split('@')[0]!, recorded.envs[1]!.image.split('@')[1]!)).toMatchObject({ 'dev.prebuilt.prefetch': 'static' });
+    const build = await cli('build', 'profile_flow.py', '--json');
+    looped = parseJson<LayoutJson>(build);
+    expect(build.code, JSON.stringify(looped.failures ?? build.stderr)).toBe(0);
+    expect(Object.values(looped.images).map((i) => i.status)).toEqual(['built', 'built']);
+    expect(looped.prefetch?.profile).toEqual({ file: recorded.file, from: 'flow' });
+    const fetchEnv = envOf(looped, 'fetch');
+    const fetchImage = looped.images[fetchEnv]!;
+    for (const [envId, image] of Object.entries(looped.images)) {
+      expect(looped.prefetch?.images[envId]).toMatch(/^profile sha256:[0-9a-f]{64}$/);
+      expect(await manifestAnnotations(image.image, image.digest), 'the record travels with the image').toEqual({ 'dev.prebuilt.prefetch': looped.prefetch?.images[envId] });
+    }
+    expect(looped.prefetch?.images[fetchEnv]).not.toBe(looped.prefetch?.images[envOf(looped, 'start')]);
     const layers = prefetched(await layerEntries(`${fetchImage.image}@${fetchImage.digest}`));
     const profile = recorded.envs[1]!.paths.map((p) => p.slice(1));
     const profiled = layers.flat();
     expect(profiled.length).toBeGreaterThan(1);
-    expect(profiled.filter((p) => !profile.includes(p)), 'every prefetched file is one the profile names').toEqual([]);
+    expect(profiled.filter((p) => !profile.includes(p)), 'every prefetched file is one the profile names for its env').toEqual([]);
     for (const files of layers) {
       const positions = files.map((p) => profile.indexOf(p));
       expect(positions, 'in the profile\'s order within the layer').toEqual([...positions].sort((a, b) => a - b));
     }
     expect(profiled).toContain(`${SITE.slice(1)}/tinyhttp/__pycache__/cli.cpython-311.pyc`);
+    expect(profiled.some((p) => p.includes('/tinyframe/')), "the other env's paths stay out").toBe(false);
     expect(staticOrder.filter((p) => !profile.includes(p)).length, 'the static order prefetches files the task does not read').toBeGreaterThan(0);
     expect(fetchImage.digest).not.toBe(recorded.envs[1]!.image.split('@')[1]);
   }, 600_000);
+
+  itWith(NEEDS, 'an unchanged profile builds nothing, and the build says which profile it used', async () => {
+    const build = await cli('build', 'profile_flow.py');
+    expect(build.code, build.stderr).toBe(0);
+    expect(build.stdout).toContain('prefetch profile: profile_flow.prebuilt.prefetch (beside the flow), 2 of 2 images laid out with it');
+    expect(build.stdout.match(/ present /g)).toHaveLength(2);
+    expect(build.stdout).not.toContain(' built ');
+    const plan = parseJson<PlanJson>(await cli('plan', 'profile_flow.py', '--json'));
+    expect(Object.values(plan.images).map((i) => [i.status, i.reason])).toEqual([['present', undefined], ['present', undefined]]);
+  }, 300_000);
+
+  itWith(NEEDS, "a changed env section rebuilds only that env's image; plan says why first", async () => {
+    const fetchEnv = envOf(looped, 'fetch');
+    const frameEnv = envOf(looped, 'start');
+    const text = await readFile(recorded.file, 'utf8');
+    // The fetch env's section without its last path: the other section is unchanged.
+    const lines = text.trimEnd().split('\n');
+    await writeFile(recorded.file, `${lines.slice(0, -1).join('\n')}\n`);
+    expect(lines.at(-1)).toBe(recorded.envs[1]!.paths.at(-1));
+    const planText = await cli('plan', 'profile_flow.py');
+    expect(planText.code, planText.stderr).toBe(0);
+    expect(planText.stdout).toContain('will rebuild: prefetch profile changed');
+    const plan = parseJson<PlanJson>(await cli('plan', 'profile_flow.py', '--json'));
+    expect(plan.images[fetchEnv]).toMatchObject({ status: 'missing', reason: 'prefetch profile changed' });
+    expect(plan.images[frameEnv]).toMatchObject({ status: 'present' });
+    const build = await cli('build', 'profile_flow.py', '--json');
+    const rebuilt = parseJson<LayoutJson>(build);
+    expect(build.code, JSON.stringify(rebuilt.failures ?? build.stderr)).toBe(0);
+    expect(rebuilt.images[fetchEnv]!.status).toBe('built');
+    expect(rebuilt.images[fetchEnv]!.digest).not.toBe(looped.images[fetchEnv]!.digest);
+    expect(rebuilt.images[frameEnv]).toMatchObject({ status: 'present', digest: looped.images[frameEnv]!.digest });
+    expect(rebuilt.prefetch?.images[frameEnv]).toBe(looped.prefetch?.images[frameEnv]);
+    expect(rebuilt.prefetch?.images[fetchEnv]).not.toBe(looped.prefetch?.images[fetchEnv]);
+  }, 600_000);
+
+  itWith(NEEDS, 'an explicit METAFLOW_PREBUILT_OCI_PREFETCH wins over the profile beside the flow', async () => {
+    const explicit = { ...env, METAFLOW_PREBUILT_OCI_PREFETCH: 'static' };
+    const plan = parseJson<PlanJson>(await runCli(['plan', 'profile_flow.py', '--json'], { env: explicit, cwd: flowDir }));
+    expect(Object.values(plan.images).map((i) => [i.status, i.reason])).toEqual([['missing', 'prefetch profile changed'], ['missing', 'prefetch profile changed']]);
+    const build = await runCli(['build', 'profile_flow.py', '--json'], { env: explicit, cwd: flowDir });
+    const json = parseJson<LayoutJson>(build);
+    expect(build.code, JSON.stringify(json.failures ?? build.stderr)).toBe(0);
+    expect(Object.values(json.images).map((i) => i.status)).toEqual(['built', 'built']);
+    expect(json.prefetch).toEqual({ profile: null, images: Object.fromEntries(Object.keys(json.images).map((envId) => [envId, 'static'])) });
+    const text = await runCli(['build', 'profile_flow.py'], { env: explicit, cwd: flowDir });
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain('prefetch order: static (no recorded profile');
+    expect(text.stdout.match(/ present /g)).toHaveLength(2);
+  }, 600_000);
+
+  itWith(NEEDS, 'a malformed or unreadable profile beside the flow is exit 2 with what is wrong and what to do; nothing is built', async () => {
+    const good = await readFile(recorded.file, 'utf8');
+    try {
+      await writeFile(recorded.file, `${good}[env not an id]\n`);
+      for (const command of ['build', 'plan']) {
+        const result = await cli(command, 'profile_flow.py');
+        expect(result.code, result.stderr).toBe(2);
+        expect(result.stderr).toMatch(/The eStargz prefetch profile '.*profile_flow\.prebuilt\.prefetch': line \d+ is not a section line/);
+        expect(result.stderr).toContain("prebuilt profile <flow.py>");
+        expect(result.stderr).not.toMatch(/\n\s+at /); // no stack trace
+      }
+      const json = await cli('build', 'profile_flow.py', '--json');
+      expect(json.code).toBe(2);
+      expect(parseJson<BuildJson>(json)).toMatchObject({ ok: false, error: { code: 'config' } });
+      await rm(recorded.file);
+      await mkdir(recorded.file); // there, but not a file
+      const unreadable = await cli('build', 'profile_flow.py');
+      expect(unreadable.code, unreadable.stderr).toBe(2);
+      expect(unreadable.stderr).toMatch(/The eStargz prefetch profile '.*profile_flow\.prebuilt\.prefetch' cannot be read: EISDIR/);
+      await rm(recorded.file, { recursive: true });
+    } finally {
+      await writeFile(recorded.file, good);
+    }
+  }, 300_000);
 });
