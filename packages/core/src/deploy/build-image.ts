@@ -127,6 +127,7 @@ async function buildAndVerify(job: ImageJob, prepared: PreparedBuild, buildServi
     log('digest from the build service (%s) differs from the registry (%s) for %s', result.digest, existence.digest, job.tag);
   }
   job.phase('built');
-  const layout = buildService.imageLayout?.(job.envId);
+  const { imageLayout } = job.run.options;
+  const layout = imageLayout ? await service(() => imageLayout(job.envId)) : undefined;
   return job.done('built', { digest: existence.digest ?? result.digest, ...(layout ? { layout: layout.value } : {}) });
 }

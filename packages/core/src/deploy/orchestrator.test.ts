@@ -563,3 +563,68 @@ describe('deploy orchestrator: multi-platform (fake registry, fake build service
     expect(Object.keys(result.imageMap.images)).toHaveLength(2);
   });
 });
+
+describe('deploy orchestrator: image layouts (fake registry keeping manifest annotations, fake build service)', () => {
+  /** The fake registry and build service of `setup`, the build writing the layout the test's `layouts` give each env into the "manifest". */
+  async function layoutSetup(layouts: Map<string, string>) {
+    const ctx = await setup(fourSteps());
+    const annotations = new Map<string, Record<string, string>>();
+    const asked: boolean[] = [];
+    const layoutOf = async (envId: string) => ({ annotation: 'test.layout', value: layouts.get(envId) ?? 'plain', change: 'layout changed' });
+    const registry: ImageRegistry = {
+      ...ctx.registry,
+      imageExists: async (tag, options) => {
+        asked.push(options?.annotations === true);
+        const found = await ctx.registry.imageExists(tag);
+        return found.exists && options?.annotations ? { ...found, annotations: annotations.get(tag) ?? {} } : found;
+      },
+    };
+    const buildService: BuildService = {
+      name: 'fake-layout-build',
+      async buildAndPush(req) {
+        const result = await ctx.buildService.buildAndPush(req);
+        annotations.set(req.imageTag, { 'test.layout': (await layoutOf(req.envId!)).value, other: 'kept' });
+        return result;
+      },
+    };
+    return { ctx, asked, options: { ...ctx.options, registry, buildService, imageLayout: layoutOf } };
+  }
+
+  it('a present image laid out otherwise is rebuilt, only that one; a plan says why; the results carry the layout', async () => {
+    const layouts = new Map<string, string>();
+    const { ctx, asked, options } = await layoutSetup(layouts);
+    await using _ = ctx;
+    const first = await deploy(options);
+    expect(first.images.map((image) => [image.status, image.layout])).toEqual([['built', 'plain'], ['built', 'plain']]);
+    expect(ctx.buildService.builds.map((b) => b.envId)).toEqual(first.images.map((image) => image.envId));
+    const again = await deploy(options);
+    expect(again.images.map((image) => [image.status, image.layout])).toEqual([['present', 'plain'], ['present', 'plain']]);
+    expect(ctx.buildService.builds).toHaveLength(2);
+    // Each check before building reads the annotations (4); the verification after a push only HEADs (2).
+    expect([asked.filter(Boolean).length, asked.filter((a) => !a).length]).toEqual([4, 2]);
+
+    const changed = first.images[1]!.envId;
+    layouts.set(changed, 'profile sha256:1');
+    const plan = await deploy({ ...options, plan: true });
+    expect(plan.images.map((image) => [image.envId, image.status, image.reason])).toEqual([
+      [first.images[0]!.envId, 'present', undefined],
+      [changed, 'missing', 'layout changed'],
+    ]);
+    expect(ctx.buildService.builds).toHaveLength(2);
+    const rebuilt = await deploy(options);
+    expect(rebuilt.images.map((image) => [image.status, image.layout])).toEqual([['present', 'plain'], ['built', 'profile sha256:1']]);
+    expect(ctx.buildService.builds.slice(2).map((b) => b.envId)).toEqual([changed]);
+    expect((await deploy(options)).images.map((image) => image.status)).toEqual(['present', 'present']);
+  });
+
+  it('an image without the record (built before, or by another service) is rebuilt; without imageLayout no annotations are asked for', async () => {
+    const { ctx, asked, options } = await layoutSetup(new Map());
+    await using _ = ctx;
+    await deploy(ctx.options); // built by the plain fake: no annotations
+    expect((await deploy(options)).images.map((image) => image.status)).toEqual(['built', 'built']);
+    asked.length = 0;
+    const { imageLayout: _layout, ...without } = options;
+    expect((await deploy(without)).images.map((image) => [image.status, image.layout])).toEqual([['present', undefined], ['present', undefined]]);
+    expect(asked).toEqual([false, false]);
+  });
+});
