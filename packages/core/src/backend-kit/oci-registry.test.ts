@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { RegistryCredentials } from '../contracts.js';
 import { AuthError, ConfigError } from '../errors.js';
 import { pushImage } from '../registry/__fixtures__/push-image.js';
+import { RegistryClient } from '../registry/registry-client.js';
 import { registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
 import { Secret } from '../secret.js';
 import { createOciRegistry } from './oci-registry.js';
@@ -102,6 +103,23 @@ describe.skipIf(missing !== undefined)(suite('createOciRegistry against the loca
     expect(await registry.imageExists(`${basic.host}/${repo()}:env-${ENV_ID}-amd64`)).toEqual({ exists: false });
     expect((await registry.pushCredentials())?.source).toBe('token 2');
     expect(calls).toBe(2);
+  });
+
+  it("with annotations, the manifest's annotations (the layout record a build checks) besides the digest; without, a HEAD only", async () => {
+    const repository = repo();
+    const tag = `env-${ENV_ID}-amd64`;
+    await pushImage({ host: basic.host, username: basic.username, password: basic.password }, repository, 'plain');
+    const credentials: RegistryCredentials = { registry: basic.host, username: basic.username, password: new Secret(basic.password), source: 'test' };
+    const client = new RegistryClient({ credentials: [credentials], dockerConfig: false, ...FAST });
+    const plain = await client.getManifest(`${basic.host}/${repository}:plain`);
+    const annotated = Buffer.from(JSON.stringify({ ...plain.manifest, annotations: { 'dev.prebuilt.prefetch': 'profile sha256:abc' } }));
+    const digest = await client.putManifest(`${basic.host}/${repository}:${tag}`, annotated, plain.mediaType);
+    const registry = createOciRegistry({ name: 'x', host: basic.host, repository, credentials, dockerConfig: false, client: FAST });
+    const pushTag = registry.imageTag({ envId: ENV_ID, platform: 'linux-64' });
+    expect(await registry.imageExists(pushTag, { annotations: true })).toEqual({ exists: true, digest, annotations: { 'dev.prebuilt.prefetch': 'profile sha256:abc' } });
+    expect(await registry.imageExists(pushTag)).toEqual({ exists: true, digest });
+    expect(await registry.imageExists(`${basic.host}/${repository}:plain`, { annotations: true })).toEqual({ exists: true, digest: plain.digest, annotations: {} });
+    expect(await registry.imageExists(`${basic.host}/${repository}:absent`, { annotations: true })).toEqual({ exists: false });
   });
 
   for (const flavour of ['basic', 'token'] as const) {
