@@ -61,7 +61,8 @@ function lineText(state: ViewState, line: ImageLine): string {
   const progress = line.progress && !FINAL.has(line.phase) ? ` ${line.progress}` : '';
   // An index line says `image index`.
   const platform = state.multiPlatform && line.platform ? `${line.platform.includes('+') ? 'image index' : line.platform}  ` : '';
-  const label = line.phase === 'waiting' && line.detail ? `waiting: ${line.detail}` : LABEL[line.phase];
+  // A detail: who holds the build lock; why a present image is rebuilt (checking) or would be (missing, in a plan).
+  const label = !line.detail ? LABEL[line.phase] : line.phase === 'waiting' ? `waiting: ${line.detail}` : line.phase === 'checking' ? `${LABEL.checking}: ${line.detail}` : line.phase === 'missing' ? `will rebuild: ${line.detail}` : LABEL[line.phase];
   return `${state.tty ? `${mark} ` : ''}env ${line.envId}  ${platform}${label}${progress}  ${elapsed}  (${line.steps.join(', ')})`;
 }
 
@@ -130,10 +131,11 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
         }
         case 'image': {
           const line = lines.get(event.envId) ?? { envId: event.envId, steps: event.steps, phase: event.phase, started: now(), ...(event.platform ? { platform: event.platform } : {}) };
-          const changed = line.phase !== event.phase || !lines.has(event.envId);
+          const detail = event.phase === 'waiting' || event.phase === 'checking' || event.phase === 'missing' ? event.detail : undefined;
+          const changed = line.phase !== event.phase || !lines.has(event.envId) || line.detail !== detail;
           if (line.phase !== event.phase) delete line.progress;
           line.phase = event.phase;
-          if (event.phase === 'waiting' && event.detail) line.detail = event.detail;
+          if (detail) line.detail = detail;
           else delete line.detail;
           if (FINAL.has(event.phase)) line.ended = now();
           lines.set(event.envId, line);

@@ -60,7 +60,7 @@ async function checkRegistry(job: ImageJob): Promise<DeployImage | undefined> {
       job.phase('missing', layout.change);
       return job.done('missing', { reason: layout.change, layout: layout.value });
     }
-    job.phase('checking', `${layout.change}: rebuilding`);
+    job.phase('checking', `${layout.change}, rebuilding`);
     return undefined;
   }
   job.phase('present');
