@@ -1,4 +1,4 @@
-import type { BuildService, DeployImage, PreparedBuild } from '../contracts.js';
+import type { BuildService, DeployImage, ImageLayout, PreparedBuild } from '../contracts.js';
 import { dockerPlatform } from '../env-model.js';
 import { createLogger } from '../logger.js';
 import type { ImageJob } from './deploy-job.js';
@@ -49,8 +49,8 @@ export async function processImage(job: ImageJob): Promise<DeployImage> {
  */
 async function checkRegistry(job: ImageJob): Promise<DeployImage | undefined> {
   job.phase('checking');
-  const { registry, imageLayout, plan } = job.run.options;
-  const layout = imageLayout ? await service(() => imageLayout(job.envId)) : undefined;
+  const { registry, plan } = job.run.options;
+  const layout = await expectedLayout(job);
   const existence = await service(() => registry.imageExists(job.tag, { signal: job.signal, ...(layout ? { annotations: true } : {}) }));
   if (!existence.exists) return undefined;
   const found = existence.annotations?.[layout?.annotation ?? ''];
@@ -65,6 +65,12 @@ async function checkRegistry(job: ImageJob): Promise<DeployImage | undefined> {
   }
   job.phase('present');
   return job.done('present', { ...(existence.digest ? { digest: existence.digest } : {}), ...(layout ? { layout: layout.value } : {}) });
+}
+
+/** The layout the build service gives this env's image (`DeployOptions.imageLayout`), when it records one. */
+function expectedLayout(job: ImageJob): Promise<ImageLayout | undefined> {
+  const { imageLayout } = job.run.options;
+  return imageLayout ? service(() => imageLayout(job.envId)) : Promise.resolve(undefined);
 }
 
 /** Materializes, builds, pushes and verifies one image. */
@@ -127,7 +133,6 @@ async function buildAndVerify(job: ImageJob, prepared: PreparedBuild, buildServi
     log('digest from the build service (%s) differs from the registry (%s) for %s', result.digest, existence.digest, job.tag);
   }
   job.phase('built');
-  const { imageLayout } = job.run.options;
-  const layout = imageLayout ? await service(() => imageLayout(job.envId)) : undefined;
+  const layout = await expectedLayout(job);
   return job.done('built', { digest: existence.digest ?? result.digest, ...(layout ? { layout: layout.value } : {}) });
 }
