@@ -115,7 +115,7 @@ export interface ImageExistence {
   exists: boolean;
   /** Manifest digest when it exists. */
   digest?: string;
-  /** The manifest's annotations, when asked for (`annotations: true`) and it exists. */
+  /** The manifest's annotations (`{}` for none), when asked for (`annotations: true`) and it exists; a registry that cannot read them leaves this out, and the image is kept whatever its layout. */
   annotations?: Record<string, string>;
 }
 

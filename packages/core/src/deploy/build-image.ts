@@ -53,8 +53,9 @@ async function checkRegistry(job: ImageJob): Promise<DeployImage | undefined> {
   const layout = await expectedLayout(job);
   const existence = await service(() => registry.imageExists(job.tag, { signal: job.signal, ...(layout ? { annotations: true } : {}) }));
   if (!existence.exists) return undefined;
+  // A registry that does not read annotations (a third-party one) gives none: the image is kept, as before layouts.
   const found = existence.annotations?.[layout?.annotation ?? ''];
-  if (layout && found !== layout.value) {
+  if (layout && existence.annotations && found !== layout.value) {
     log('%s: %s (%s: %s, this build: %s)', job.tag, layout.change, layout.annotation, found ?? 'none', layout.value);
     if (plan) {
       job.phase('missing', layout.change);

@@ -623,6 +623,8 @@ describe('deploy orchestrator: image layouts (fake registry keeping manifest ann
     await deploy(ctx.options); // built by the plain fake: no annotations
     expect((await deploy(options)).images.map((image) => image.status)).toEqual(['built', 'built']);
     asked.length = 0;
+    const ignoring = { ...options, registry: { ...options.registry, imageExists: (tag: string) => ctx.registry.imageExists(tag) } };
+    expect((await deploy({ ...ignoring, imageLayout: async () => ({ annotation: 'test.layout', value: 'other', change: 'layout changed' }) })).images.map((image) => image.status), 'a registry that reads no annotations keeps the images').toEqual(['present', 'present']);
     const { imageLayout: _layout, ...without } = options;
     expect((await deploy(without)).images.map((image) => [image.status, image.layout])).toEqual([['present', undefined], ['present', undefined]]);
     expect(asked).toEqual([false, false]);
