@@ -6,6 +6,7 @@ import { ExtractionCache } from '../cache/extraction-cache.js';
 import { PackageCache, type DownloadProgress, type EnsureResult } from '../cache/package-cache.js';
 import { BytecodePass } from './bytecode.js';
 import { removeScratch } from './conda-extract.js';
+import { extractAhead } from './extract-ahead.js';
 import { processExtractPool, type ExtractPool } from './extract-pool.js';
 import { linkCondaPackage, type CondaInstallOptions, type CondaInstallResult, type LinkSource } from './conda-install.js';
 import { normaliseTree, sourceDateEpoch } from './deterministic-tar.js';
@@ -79,9 +80,6 @@ export function isEnvWideEntry(rel: string): boolean {
 
 const normaliseName = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-');
 
-/** Conda packages extracted ahead of the one being linked (extraction overlaps linking and other extractions). */
-export const EXTRACT_AHEAD = 3;
-
 /** The conda-meta `requested_spec` of each requested conda package, and the requested PyPI names. */
 function requestedSpecs(lock: LockedEnv): { conda: Map<string, string>; pypi: Set<string> } {
   const conda = new Map<string, string>();
@@ -130,42 +128,6 @@ function extractOne({ file, md5 }: Archive, pkg: LockedPackage, root: string, ca
   );
 }
 
-/**
- * Extracts the conda packages of `packages` up to {@link EXTRACT_AHEAD} ahead of the consumer, in
- * lock order: `take(i)` waits for package i's extraction and starts the next ones. `settle()`
- * waits for every started extraction and releases those never taken (after a failure).
- */
-function extractAhead(packages: readonly LockedPackage[], files: (pkg: LockedPackage) => Archive, extract: (archive: Archive, pkg: LockedPackage) => Promise<Extraction>) {
-  const started = new Map<number, Promise<Extraction>>();
-  const taken = new Set<number>();
-  const startUpTo = (limit: number): void => {
-    let ahead = 0;
-    for (let i = 0; i < packages.length && ahead < limit; i++) {
-      if (packages[i]!.kind !== 'conda' || taken.has(i)) continue;
-      ahead += 1;
-      if (started.has(i)) continue;
-      const job = extract(files(packages[i]!), packages[i]!);
-      job.catch(() => undefined); // awaited by take() or settle()
-      started.set(i, job);
-    }
-  };
-  return {
-    take(i: number): Promise<Extraction> {
-      startUpTo(EXTRACT_AHEAD + 1);
-      const job = started.get(i)!;
-      taken.add(i);
-      startUpTo(EXTRACT_AHEAD + 1);
-      return job;
-    },
-    async settle(): Promise<void> {
-      for (const [i, job] of started) {
-        if (taken.has(i)) continue;
-        await job.then((extraction) => extraction.release(), () => undefined);
-      }
-    },
-  };
-}
-
 /** Everything the install loop collects for the result and conda-meta/history. */
 interface InstallLog {
   warnings: string[];
@@ -195,7 +157,7 @@ async function installConda(extraction: Extraction, pkg: LockedPackage, writer: 
   for (const path of result.clobbered) out.warnings.push(`${pkg.filename} replaced '${path}' installed by an earlier package.`);
 }
 
-/** Installs every locked package into `writer` in lock order (conda packages extracted ahead, see extractAhead). */
+/** Installs every locked package into `writer` in lock order (conda packages extracted ahead, see extract-ahead.ts). */
 async function installPackages(
   options: MaterializeOptions,
   writer: PrefixWriter,
@@ -213,7 +175,7 @@ async function installPackages(
   // Extraction in worker threads (extract-pool.ts), started at the first package not in the cache;
   // one pool for the process, shared by the envs a build materializes at once.
   const pool = options.extractPool ?? processExtractPool();
-  const ahead = extractAhead(lock.packages, archiveOf, (archive, pkg) => extractOne(archive, pkg, writer.root, extractionCache, mtime, pool));
+  const ahead = extractAhead(lock.packages, (pkg) => pkg.kind === 'conda', (pkg) => extractOne(archiveOf(pkg), pkg, writer.root, extractionCache, mtime, pool));
   try {
     for (const [i, pkg] of lock.packages.entries()) {
       if (signal?.aborted) throw new CancelledError('Materializing the env was cancelled.', { cause: signal.reason });
