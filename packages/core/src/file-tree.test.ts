@@ -34,6 +34,24 @@ describe('file tree', () => {
     expect(['é', 'z', 'Z'].sort(compareBytes)).toEqual(['Z', 'z', 'é']);
   });
 
+  it('compares as Buffer.compare of the UTF-8 bytes does, without encoding below U+D800: prefixes, astral characters, U+E000–U+FFFF, lone surrogates', () => {
+    const bytewise = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+    const alphabet = ['a', 'b', 'Z', '/', '.', '\0', 'é', '\u07ff', '\u0800', '\ud7ff', '\ue000', '\uffff', '😀', '\u{10ffff}', '\ud800', '\udc00'];
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const word = () => Array.from({ length: random(5) }, () => alphabet[random(alphabet.length)]!).join('');
+    const words = Array.from({ length: 400 }, word);
+    for (const a of words) {
+      for (const b of words.slice(0, 60)) expect([a, b, compareBytes(a, b)]).toEqual([a, b, bytewise(a, b)]);
+      expect(compareBytes(a, `${a}a`)).toBe(-1);
+    }
+    // U+E000 sorts after U+1F600 in UTF-16 code units, before it in UTF-8 bytes.
+    expect(['😀', '\ue000', 'lib/😀.py', 'lib/\ue000.py'].sort(compareBytes)).toEqual(['lib/\ue000.py', 'lib/😀.py', '\ue000', '😀']);
+  });
+
   it('refuses a FIFO, saying where it cannot go', async () => {
     execFileSync('mkfifo', [join(dir, 'pipe')]);
     const error = await listTree(dir, 'an image context').catch((e: unknown) => e);

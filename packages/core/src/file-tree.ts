@@ -8,9 +8,22 @@ import { lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, InputError } from './errors.js';
 
-/** Byte-order comparison of strings (as UTF-8), independent of locale. */
+/**
+ * Byte-order comparison of strings (as UTF-8), independent of locale. UTF-8 orders as code points
+ * do, and so as UTF-16 code units below the surrogates (U+D800): strings are compared unit by unit
+ * without encoding them (sorting a package's paths encoded two buffers per comparison), and encoded
+ * only from a code unit at or above U+D800 on (a surrogate pair, or a lone one: as Buffer.from
+ * encodes it).
+ */
 export function compareBytes(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x >= 0xd800 || y >= 0xd800) return Buffer.compare(Buffer.from(a.slice(i)), Buffer.from(b.slice(i)));
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
 }
 
 export type TreeEntryKind = 'file' | 'directory' | 'symlink';
