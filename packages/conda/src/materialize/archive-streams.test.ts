@@ -143,6 +143,27 @@ describe('readZipDirectory and zipMemberChunks', () => {
     await expect(readZipDirectory(join(dir, 'o.whl'), 'o.whl')).rejects.toThrow(/the data of 'a\.txt' and 'b\.txt' overlap/);
   });
 
+  it('reads a stored member in pieces of `storedRead` bytes (1 MiB by default; whole for a .conda body), CRC-checked either way', async () => {
+    const data = text(120_000); // ~3.3 MB
+    const zip = rawZip([{ name: 'pkg-x.tar.zst', data }]);
+    await writeFile(join(dir, 'x.conda'), zip);
+    const [member] = await readZipDirectory(join(dir, 'x.conda'), 'x.conda');
+    const pieces = async (storedRead?: number) => {
+      const out: Buffer[] = [];
+      for await (const chunk of zipMemberChunks(join(dir, 'x.conda'), member!, 'x.conda', new ExpansionBudget('x.conda', zip.length), member!.size, storedRead)) out.push(chunk);
+      expect(Buffer.concat(out).equals(data)).toBe(true);
+      return out.length;
+    };
+    expect(await pieces()).toBe(Math.ceil(data.length / (1024 * 1024)));
+    expect(await pieces(64 * 1024 * 1024)).toBe(1);
+    // The same member with its CRC broken fails read whole too.
+    const cd = zip.readUInt32LE(zip.length - 22 + 16);
+    zip.writeUInt32LE((zip.readUInt32LE(cd + 16) ^ 1) >>> 0, cd + 16);
+    await writeFile(join(dir, 'x.conda'), zip);
+    const [broken] = await readZipDirectory(join(dir, 'x.conda'), 'x.conda');
+    await expect(collect(zipMemberChunks(join(dir, 'x.conda'), broken!, 'x.conda', new ExpansionBudget('x.conda', zip.length), broken!.size, 64 * 1024 * 1024))).rejects.toThrow(/x\.conda is corrupt or truncated: 'pkg-x\.tar\.zst' fails its CRC check/);
+  });
+
   it('stops a member that inflates past its declared size at once', async () => {
     const big = Buffer.alloc(8 * 1024 * 1024);
     const deflated = deflateRawSync(big);

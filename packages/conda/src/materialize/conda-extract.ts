@@ -11,7 +11,7 @@ import { safeRelativePath } from './prefix-writer.js';
 import { pycSourceOf, stampPycHeader } from './pyc-header.js';
 import { readZipDirectory, zipMemberChunks } from './zip-file.js';
 import { readTarBuffer } from './tar-buffer.js';
-import { zstdDecoded } from './zstd-stream.js';
+import { NATIVE_MAX_INPUT, zstdDecoded } from './zstd-stream.js';
 
 /** One entry of a conda package's body (everything but `info/`), extracted to scratch. */
 export type ExtractedEntry =
@@ -237,7 +237,8 @@ async function readCondaMembers(
   const budget = new ExpansionBudget(label, pkgTar.compressedSize);
   const declared = declaredTarBytes();
   if (declared !== undefined) budget.declare(declared + 1024 * 1024);
-  const pkgRaw = zipMemberChunks(file, pkgTar, label, new ExpansionBudget(label, pkgTar.size));
+  // Read in one piece when it is decompressed natively in one call (zstd-stream.ts): no copy to join the reads.
+  const pkgRaw = zipMemberChunks(file, pkgTar, label, new ExpansionBudget(label, pkgTar.size), pkgTar.size, NATIVE_MAX_INPUT);
   await readZstdTar(pkgRaw, label, budget, onEntry(budget));
 }
 

@@ -100,20 +100,24 @@ export async function readZipDirectory(file: string, label: string): Promise<Zip
   }
 }
 
+/** How much of a stored member one read takes, by default. */
+const STORED_READ = 1024 * 1024;
+
 /**
- * Streams one member's content: inflated as it is read (16 KiB at a time), never more than its
- * declared size (`limit`, at most the central directory's), counted against `budget`, CRC-checked
- * at the end.
+ * Streams one member's content: inflated as it is read (16 KiB at a time), or a stored one
+ * `storedRead` bytes at a time, never more than its declared size (`limit`, at most the central
+ * directory's), counted against `budget`, CRC-checked at the end.
  */
-export async function* zipMemberChunks(file: string, member: ZipMember, label: string, budget: ExpansionBudget, limit: number = member.size): AsyncGenerator<Buffer> {
+export async function* zipMemberChunks(file: string, member: ZipMember, label: string, budget: ExpansionBudget, limit: number = member.size, storedRead: number = STORED_READ): AsyncGenerator<Buffer> {
   budget.member = member.name;
   if (member.compressedSize === 0) {
     if (member.size !== 0) throw new ArchiveError(`${label} is corrupt or truncated: '${member.name}' has no data for its ${member.size} bytes.`, label);
     return;
   }
-  // A stored member is read 1 MiB at a time (its size is its declared size); a deflated one 16 KiB
-  // at a time, so the inflater's output per read stays small.
-  const raw = createReadStream(file, { start: member.start, end: member.start + member.compressedSize - 1, highWaterMark: member.method === 8 ? 16 * 1024 : 1024 * 1024 });
+  // A stored member is read `storedRead` bytes at a time (its size is its declared size); a deflated
+  // one 16 KiB at a time, so the inflater's output per read stays small.
+  const highWaterMark = member.method === 8 ? 16 * 1024 : Math.max(1, Math.min(storedRead, member.compressedSize));
+  const raw = createReadStream(file, { start: member.start, end: member.start + member.compressedSize - 1, highWaterMark });
   const inflate = member.method === 8 ? createInflateRaw({ chunkSize: 16 * 1024 }) : undefined;
   // pipe() does not forward errors: a read error ends the inflater with it (never an unhandled 'error').
   if (inflate) raw.on('error', (error) => inflate.destroy(error));

@@ -143,7 +143,8 @@ export async function zstdDecoded(source: AsyncIterable<Uint8Array>, label: stri
       head.push(Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength));
       size += next.value.byteLength;
     }
-    const data = Buffer.concat(head);
+    // One read (a stored zip member read whole, zip-file.ts) is used as it is: no copy.
+    const data = head.length === 1 ? head[0]! : Buffer.concat(head);
     if (complete && zstdOutputBound(data, label) <= Math.min(NATIVE_MAX_OUTPUT, budget.bound - budget.used)) {
       let out: Buffer;
       try {
