@@ -161,6 +161,10 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
       expect(image.status).toBe('present');
       expect(image.digest).toBe(first.images[envId]!.digest);
     }
+    // A plan never creates a build service that records no layout: kaniko without its bucket setting still plans.
+    const kaniko = await runCli(['plan', 'two_env_flow.py', '--json'], { env: { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: 'kaniko', METAFLOW_PREBUILT_KANIKO_CONTEXT_BUCKET: '' }, cwd: flowDir });
+    expect(kaniko.code, kaniko.stderr).toBe(0);
+    expect(Object.values(parseJson<{ images: Record<string, { status: string }> }>(kaniko).images).map((image) => image.status)).toEqual(['present', 'present']);
   }, 180_000);
 
   itWith(NEEDS, 'every image has an SBOM referring to it, named by build --json; prebuilt sbom reads it back and prebuilt report sizes the images', async () => {

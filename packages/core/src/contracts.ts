@@ -345,7 +345,8 @@ export interface DeployOptions {
   registry: ImageRegistry;
   /**
    * Needed unless `plan` is true. A function is called (once) only when an image must be built,
-   * so a deploy with nothing to build never loads or connects to the build service.
+   * so a deploy with nothing to build never connects to the build service (an `imageLayout` given
+   * may create it, to ask).
    */
   buildService?: BuildService | (() => Promise<BuildService>);
   /**

@@ -103,6 +103,11 @@ function stepsToDeploy(file: string, lock: LockFlowResult, only: readonly string
   return all.filter((step) => !chosen || chosen.has(step.step)).map((step) => ({ name: step.step, gpu: step.gpu }));
 }
 
+/** Whether the deploy asks the build service each present image's layout (see the call). */
+function asksLayout(options: DeployFlowOptions, scope: AppScope): boolean {
+  return !options.plan || selectedBackendNames(scope.env).buildService.name === 'oci';
+}
+
 /** Locks the flow and deploys (or plans) its images. */
 export async function deployFlow(file: string, scope: AppScope, options: DeployFlowOptions = {}): Promise<DeployFlowResult> {
   const settings = deploySettings(scope.env, options.workers !== undefined ? { workers: options.workers } : {});
@@ -136,8 +141,10 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
       lock: async () => lock.steps,
       registry: ahead?.registry ?? registry,
       ...(options.plan ? {} : { buildService: getBuildService, buildLock: buildLockFor(scope.env) }),
-      // A present image laid out otherwise (another prefetch profile) is rebuilt; a plan creates the service (unchecked) to ask.
-      imageLayout: async (envId) => (await getBuildService()).imageLayout?.(envId),
+      // A present image laid out otherwise (another prefetch profile) is rebuilt. A build has created its service
+      // already; a plan creates it (unchecked) only to ask the oci service, the one that records a layout, so
+      // that plans keep working where another builder's settings (a kaniko bucket, …) are not set.
+      ...(asksLayout(options, scope) ? { imageLayout: async (envId: string) => (await getBuildService()).imageLayout?.(envId) } : {}),
       recipe,
       baseImage: settings.baseImage,
       gpuBaseImage: settings.gpuBaseImage,
