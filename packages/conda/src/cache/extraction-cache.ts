@@ -98,13 +98,6 @@ export const sameStamp = (a: FileStamp | undefined, b: FileStamp): boolean =>
  */
 const inflight = new Map<string, Promise<CachedExtraction>>();
 
-/**
- * Extracts a package into `scratch`, a directory under `entry.root`, which becomes the entry
- * `entry.dir` once complete: what it leaves under the root besides the scratch files (a derived
- * set, derived-files.ts) moves with it. It may return the archive's md5 with the contents.
- */
-export type EntryExtract = (scratch: string, entry: { root: string; dir: string }) => Promise<ExtractedCondaPackage & { md5?: string }>;
-
 export class ExtractionCache {
   readonly dir: string;
 
@@ -125,7 +118,7 @@ export class ExtractionCache {
    * removed when it is there and damaged (moved aside first), never because it was absent when
    * looked at — another build may have put it in place since and be linking from it.
    */
-  obtain(archive: string, sha256: string, mtime: number, extract: EntryExtract): Promise<CachedExtraction> {
+  obtain(archive: string, sha256: string, mtime: number, extract: (scratch: string) => Promise<ExtractedCondaPackage & { md5?: string }>): Promise<CachedExtraction> {
     const dir = this.#entryDir(sha256, mtime);
     const running = inflight.get(dir);
     if (running) return running.then((got) => ({ ...got, hit: true }));
@@ -134,7 +127,7 @@ export class ExtractionCache {
     return obtained;
   }
 
-  async #obtain(dir: string, archive: string, sha256: string, mtime: number, extract: EntryExtract): Promise<CachedExtraction> {
+  async #obtain(dir: string, archive: string, sha256: string, mtime: number, extract: (scratch: string) => Promise<ExtractedCondaPackage & { md5?: string }>): Promise<CachedExtraction> {
     const cached = await this.#read(dir, sha256);
     if (cached) return { ...cached, hit: true, dir };
     if (cached === undefined) await this.#discardDamaged(dir);
@@ -142,7 +135,7 @@ export class ExtractionCache {
     const partial = `${dir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
       // The extraction may bring the archive's md5 (hashed by the extraction worker as it extracted).
-      const contents = await extract(join(partial, 'f'), { root: partial, dir });
+      const contents = await extract(join(partial, 'f'));
       const manifest = await this.#seal(partial, sha256, contents.md5 ?? (await hashFile(archive, 'md5')), contents, mtime);
       try {
         await rename(partial, dir);

@@ -138,7 +138,7 @@ function retimestamp(file: string, mtime: number, size: number): 'rewritten' | '
  * What re-stamping a pyc that is a hard link into the extraction cache would do, from its header
  * (never written in place: the inode is the cache's; a patched copy replaces it, see restampedCopy).
  */
-export function linkedPycState(file: string, mtime: number, size: number): 'valid' | 'restamp' | 'hash' | 'foreign' {
+function linkedPycState(file: string, mtime: number, size: number): 'valid' | 'restamp' | 'hash' | 'foreign' {
   const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const header = Buffer.alloc(16);
@@ -151,7 +151,7 @@ export function linkedPycState(file: string, mtime: number, size: number): 'vali
 }
 
 /** The bytes of a (linked) timestamp pyc with its header stamped with `mtime` and the source's `size`. */
-export function restampedCopy(file: string, mtime: number, size: number): Buffer {
+function restampedCopy(file: string, mtime: number, size: number): Buffer {
   const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const data = readFileSync(fd);
@@ -231,21 +231,8 @@ function compileWith(compiler: BytecodeCompiler, jobs: readonly [string, string]
   });
 }
 
-/**
- * The pycs of `jobs` ([source file, its path in the image]): read from the frames cache file when
- * it holds them, else compiled with `compiler` and kept there — as frames they outlive the
- * package's extraction-cache entry (its derived sets go with it).
- */
-export async function compileFrames(compiler: BytecodeCompiler, jobs: readonly [string, string][], mtime: number, cacheFile: string | undefined, signal?: AbortSignal): Promise<{ pycs: (Buffer | undefined)[]; cached: boolean }> {
-  const hit = cacheFile ? await readCached(cacheFile, jobs.length) : undefined;
-  if (hit) return { pycs: hit, cached: true };
-  const compiled = await compileWith(compiler, jobs, mtime, signal);
-  if (cacheFile) await writeCached(cacheFile, compiled);
-  return { pycs: compiled, cached: false };
-}
-
 /** What makes a compiler's output differ: its version and build (`sys.version`) and magic number. */
-export async function compilerIdentity(compiler: BytecodeCompiler): Promise<string> {
+async function compilerIdentity(compiler: BytecodeCompiler): Promise<string> {
   if (compiler.identity !== undefined) return compiler.identity;
   const { stdout } = await execFileAsync(compiler.path, ['-I', '-S', '-c', `import sys, importlib.util; ${IDENTITY_SCRIPT}`]);
   return stdout;
@@ -257,50 +244,29 @@ interface PackageWork {
   compile: string[];
 }
 
-/** What a key says of one file: the extraction-cache file it is a hard link to, with its size and mtime (`lstat`), else its content's sha256. */
-export type FileIdentity = string | Buffer;
-
-/** The identity of a file that is a hard link to the extraction-cache file `linked`. */
-export function linkedIdentity(linked: string, info: { size: number; mtimeMs: number }): string {
-  return `linked\0${linked}\0${info.size}\0${info.mtimeMs}`;
-}
-
-/** The inputs of a package's key besides its files. */
-export interface KeyInput {
-  compilerId: string;
-  prefix: string;
-  mtime: number;
-}
-
-/**
- * The cache key of one package's pycs from its work and the identity of each file it names (the
- * linked pycs to re-stamp, then the modules to compile): what the materializer's main thread and
- * an extraction worker deriving the pycs ahead (derive-ahead.ts) both compute.
- */
-export function packageKey(input: KeyInput, restamp: readonly { pyc: string; size: number; id: FileIdentity }[], compile: readonly { rel: string; id: FileIdentity }[]): string {
-  const hash = createHash('sha256').update(JSON.stringify({ v: BYTECODE_CACHE_VERSION, ...input }));
-  for (const { pyc, size, id } of restamp) hash.update(`\0restamp\0${pyc}\0${size}\0`).update(id);
-  for (const { rel, id } of compile) hash.update(`\0${rel}\0`).update(id);
-  return hash.digest('hex');
-}
-
 /**
  * The cache key of one package's pycs: a hash of what they depend on. A file that is a hard link
  * into the extraction cache is identified by that cache file — its path names the package's
  * sha256 and the member, and the entry was checked when used, so the path stands for the content
  * even after the entry is extracted again — no read; any other file by its content.
  */
-function cacheKey(writer: PrefixWriter, work: PackageWork, stats: ReadonlyMap<string, Stats>, input: KeyInput): string {
-  const identify = (rel: string): FileIdentity => {
+function cacheKey(writer: PrefixWriter, work: PackageWork, stats: ReadonlyMap<string, Stats>, input: { compilerId: string; prefix: string; mtime: number }): string {
+  const hash = createHash('sha256').update(JSON.stringify({ v: BYTECODE_CACHE_VERSION, ...input }));
+  const identify = (rel: string): void => {
     const linked = writer.linkedSource(rel);
     const info = stats.get(rel);
-    return linked && info ? linkedIdentity(linked, info) : createHash('sha256').update(readFileSync(writer.full(rel))).digest();
+    if (linked && info) hash.update(`linked\0${linked}\0${info.size}\0${info.mtimeMs}`);
+    else hash.update(createHash('sha256').update(readFileSync(writer.full(rel))).digest());
   };
-  return packageKey(
-    input,
-    work.restamp.map((r) => ({ ...r, id: identify(r.pyc) })),
-    work.compile.map((rel) => ({ rel, id: identify(rel) })),
-  );
+  for (const { pyc, size } of work.restamp) {
+    hash.update(`\0restamp\0${pyc}\0${size}\0`);
+    identify(pyc);
+  }
+  for (const rel of work.compile) {
+    hash.update(`\0${rel}\0`);
+    identify(rel);
+  }
+  return hash.digest('hex');
 }
 
 /** A cache file holds a package's pycs as frames ({@link splitFrames}). */
@@ -392,11 +358,16 @@ async function compiledModules(ctx: PassContext, label: string, rels: readonly s
   if (rels.length === 0) return [];
   if (!compiler) return rels.map(() => undefined);
   const cacheFile = options.cacheDir && key ? join(options.cacheDir, key) : undefined;
+  const hit = cacheFile ? await readCached(cacheFile, rels.length) : undefined;
+  if (hit) {
+    result.cached += hit.filter(Boolean).length;
+    return hit;
+  }
   try {
-    const jobs = rels.map((rel): [string, string] => [options.writer.full(rel), `${options.prefix}/${rel}`]);
-    const { pycs, cached } = await compileFrames(compiler, jobs, options.mtime, cacheFile, options.signal);
-    if (cached) result.cached += pycs.filter(Boolean).length;
-    return pycs;
+    const compiled = await compileWith(compiler, rels.map((rel) => [options.writer.full(rel), `${options.prefix}/${rel}`]), options.mtime, options.signal);
+    // Also kept as frames: they outlive the package's extraction-cache entry (its derived sets go with it).
+    if (cacheFile) await writeCached(cacheFile, compiled);
+    return compiled;
   } catch (error) {
     if (options.signal?.aborted) throw error;
     result.warnings.push(`The modules of ${label} were not byte-compiled (${errorMessage(error)}); Python compiles them at import.`);
@@ -498,11 +469,8 @@ export class BytecodePass {
     return rel.startsWith(this.#libDir) && rel.endsWith('.py');
   }
 
-  /**
-   * The compiler and its identity, looked for once (at the first module to compile, or when the
-   * materializer asks for them to derive pycs as packages are extracted: derive-ahead.ts).
-   */
-  compilerTools(): Promise<{ compiler: BytecodeCompiler | undefined; compilerId: string }> {
+  /** The compiler and its identity, looked for once (at the first module to compile). */
+  #compilerTools(): Promise<{ compiler: BytecodeCompiler | undefined; compilerId: string }> {
     const options = this.#options;
     this.#tools ??= (async () => {
       const compiler = options.compiler === undefined ? await findBytecodeCompiler(options.pythonVersion) : options.compiler ?? undefined;
@@ -517,7 +485,7 @@ export class BytecodePass {
     const { work, stats } = scanModules(options.writer, sources, this.#cacheTag, options.mtime, this.#result);
     if (work.size === 0) return;
     const pending = [...work.values()].reduce((n, w) => n + w.compile.length, 0);
-    const { compiler, compilerId } = pending === 0 ? { compiler: undefined, compilerId: '' } : await this.compilerTools();
+    const { compiler, compilerId } = pending === 0 ? { compiler: undefined, compilerId: '' } : await this.#compilerTools();
     if (pending > 0 && !compiler) this.#noCompiler += pending;
     const ctx: PassContext = { options, cacheTag: this.#cacheTag, compiler, compilerId, stats, result: this.#result };
     for (const [label, packageWork] of [...work].sort((a, b) => compareBytes(a[0], b[0]))) await settlePackage(ctx, label, packageWork);

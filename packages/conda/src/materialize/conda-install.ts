@@ -157,7 +157,7 @@ export async function installCondaPackage(file: string, pkg: LockedPackage, opti
 }
 
 /** What linking a package needs to know about it, from its `info/` files. */
-export interface LinkPlan {
+interface LinkPlan {
   label: string;
   index: IndexJson;
   noarchType: string | undefined;
@@ -168,24 +168,15 @@ export interface LinkPlan {
 }
 
 function linkPlan(info: Map<string, Buffer>, pkg: LockedPackage, pythonVersion: string): LinkPlan {
-  const plan = linkLayout(info, pkg.filename, pythonVersion);
-  const { index } = plan;
+  const label = pkg.filename;
+  const index = parseJson<IndexJson>(info.get('info/index.json'), 'info/index.json', label)!;
   if (index.name !== pkg.name || index.version !== pkg.version || (pkg.build && index.build !== pkg.build)) {
     throw new InstallError(
-      `${plan.label} contains ${index.name}-${index.version}-${index.build}, but the lock says ${pkg.name}-${pkg.version}-${pkg.build}.`,
-      plan.label,
+      `${label} contains ${index.name}-${index.version}-${index.build}, but the lock says ${pkg.name}-${pkg.version}-${pkg.build}.`,
+      label,
       { hint: 'Re-create the lock with `prebuilt lock`.' },
     );
   }
-  return plan;
-}
-
-/**
- * Where a package's entries go in the prefix and which it declares, from its `info/` files alone
- * (the package labelled `label` is not checked against the lock here: {@link linkCondaPackage} does).
- */
-export function linkLayout(info: Map<string, Buffer>, label: string, pythonVersion: string): LinkPlan {
-  const index = parseJson<IndexJson>(info.get('info/index.json'), 'info/index.json', label)!;
   const link = parseJson<{ noarch?: { type?: string; entry_points?: string[] } }>(info.get('info/link.json'), 'info/link.json', label);
   const noarchType = typeof index.noarch === 'string' ? index.noarch : index.noarch?.type ?? link?.noarch?.type;
   const noarchPython = noarchType === 'python';

@@ -26,7 +26,6 @@ import { Worker } from 'node:worker_threads';
 import { createLogger, errorMessage, PrebuiltError } from '@prebuilt/core';
 import { hashFile } from '../cache/sha256-file.js';
 import { extractCondaPackage, type ExtractedCondaPackage, type ExtractedEntry } from './conda-extract.js';
-import { deriveAhead, type DeriveRequest } from './derive-ahead.js';
 import { ArchiveError, InstallError } from './errors.js';
 
 const log = createLogger('conda:extract-pool');
@@ -39,8 +38,6 @@ export interface ExtractRequest {
   scratch: string;
   mtime?: number;
   md5: boolean;
-  /** Derive the package's pycs into its entry as soon as it is extracted (derive-ahead.ts). */
-  derive?: DeriveRequest;
 }
 
 /** An error crossing the thread boundary as data (structured clone keeps no classes). */
@@ -120,13 +117,6 @@ interface Slot {
   pending: Map<number, Pending>;
 }
 
-export interface ExtractOptions {
-  mtime?: number;
-  md5?: boolean;
-  /** Derive the package's pycs into its extraction-cache entry as soon as it is extracted (derive-ahead.ts). */
-  derive?: DeriveRequest;
-}
-
 export interface ExtractPoolOptions {
   /** The most workers at once (default {@link defaultWorkerCount}). */
   workers?: number;
@@ -171,17 +161,17 @@ export class ExtractPool {
     return this.#slots.length;
   }
 
-  /** Extracts `file` into `scratch` as extractCondaPackage does, with the archive's md5 when `md5` (and its pycs derived with `derive`). */
-  extract(file: string, label: string, scratch: string, options: ExtractOptions = {}): Promise<PooledExtraction> {
+  /** Extracts `file` into `scratch` as extractCondaPackage does, with the archive's md5 when `md5`. */
+  extract(file: string, label: string, scratch: string, options: { mtime?: number; md5?: boolean } = {}): Promise<PooledExtraction> {
     if (this.#closed) return Promise.reject(new Error('The extraction pool is closed.'));
     const md5 = options.md5 === true;
     // Starting a worker costs ~0.15 s of CPU (its module graph): a small archive while none runs
     // (a rebuild's one changed package) is extracted here.
-    if (!this.#script || (this.#slots.length === 0 && fileSize(file) < this.#startMin)) return extractHere({ id: 0, file, label, scratch, md5, ...(options.mtime === undefined ? {} : { mtime: options.mtime }), ...(options.derive ? { derive: options.derive } : {}) });
+    if (!this.#script || (this.#slots.length === 0 && fileSize(file) < this.#startMin)) return inThread(file, label, scratch, options.mtime, md5);
     clearTimeout(this.#idleTimer);
     const slot = this.#slot();
     const id = (this.#next += 1);
-    const request: ExtractRequest = { id, file, label, scratch, md5, ...(options.mtime === undefined ? {} : { mtime: options.mtime }), ...(options.derive ? { derive: options.derive } : {}) };
+    const request: ExtractRequest = { id, file, label, scratch, md5, ...(options.mtime === undefined ? {} : { mtime: options.mtime }) };
     return new Promise<PooledExtraction>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
       // Held alive while it has work (an idle worker does not keep the process running).
@@ -275,13 +265,7 @@ function fromReply(reply: Extract<ExtractReply, { info: unknown }>): PooledExtra
   return { info, entries: reply.entries, ...(reply.md5 ? { md5: reply.md5 } : {}) };
 }
 
-/**
- * One extraction as a worker runs it (extract-worker.ts) or the calling thread does: the package
- * extracted, its archive's md5 hashed alongside when asked, then its pycs derived when asked.
- */
-export async function extractHere(request: ExtractRequest): Promise<PooledExtraction> {
-  const { file, label, scratch, mtime, md5, derive } = request;
+async function inThread(file: string, label: string, scratch: string, mtime: number | undefined, md5: boolean): Promise<PooledExtraction> {
   const [contents, digest] = await Promise.all([extractCondaPackage(file, label, scratch, mtime === undefined ? {} : { mtime }), md5 ? hashFile(file, 'md5') : undefined]);
-  if (derive) await deriveAhead(contents, label, derive);
   return digest ? { ...contents, md5: digest } : contents;
 }

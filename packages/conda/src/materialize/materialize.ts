@@ -2,11 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type LockedPackage, type PrefixLayersPackage } from '@prebuilt/core';
-import { ExtractionCache, type EntryExtract } from '../cache/extraction-cache.js';
+import { ExtractionCache } from '../cache/extraction-cache.js';
 import { PackageCache, type DownloadProgress, type EnsureResult } from '../cache/package-cache.js';
 import { BytecodePass } from './bytecode.js';
 import { removeScratch } from './conda-extract.js';
-import type { DeriveRequest } from './derive-ahead.js';
 import { extractAhead } from './extract-ahead.js';
 import { processExtractPool, type ExtractPool } from './extract-pool.js';
 import { linkCondaPackage, type CondaInstallOptions, type CondaInstallResult, type LinkSource } from './conda-install.js';
@@ -107,17 +106,11 @@ interface Archive {
   md5: string | undefined;
 }
 
-/** What an extraction into the cache needs to derive the package's pycs as it extracts it (derive-ahead.ts), but the entry. */
-type DeriveBase = Omit<DeriveRequest, 'root' | 'entryDir'>;
-
-function extractOne({ file, md5 }: Archive, pkg: LockedPackage, root: string, cache: ExtractionCache | undefined, mtime: number, pool: ExtractPool, derive: Promise<DeriveBase>): Promise<Extraction> {
+function extractOne({ file, md5 }: Archive, pkg: LockedPackage, root: string, cache: ExtractionCache | undefined, mtime: number, pool: ExtractPool): Promise<Extraction> {
   if (cache) {
-    // The archive is hashed for its md5 only when the package cache does not know it; the
-    // package's pycs are derived into its entry as it is extracted.
-    const extract: EntryExtract = async (scratch, entry) => {
-      const options = { mtime, derive: { ...(await derive), root: entry.root, entryDir: entry.dir } };
-      return md5 === undefined ? pool.extract(file, pkg.filename, scratch, { ...options, md5: true }) : pool.extract(file, pkg.filename, scratch, options).then((contents) => ({ ...contents, md5 }));
-    };
+    // The archive is hashed for its md5 only when the package cache does not know it.
+    const extract = (scratch: string) =>
+      md5 === undefined ? pool.extract(file, pkg.filename, scratch, { mtime, md5: true }) : pool.extract(file, pkg.filename, scratch, { mtime }).then((contents) => ({ ...contents, md5 }));
     return cache.obtain(file, pkg.sha256, mtime, extract).then((got) => ({
       source: { file, contents: got.contents, files: 'link', md5: got.md5 },
       release: () => Promise.resolve(),
@@ -171,7 +164,7 @@ async function installPackages(
   download: Pick<EnsureResult, 'paths' | 'md5'>,
   extractionCache: ExtractionCache | undefined,
   mtime: number,
-  bytecode: { pass: BytecodePass; entryDirs: Map<string, string>; derive: Promise<DeriveBase> },
+  bytecode: { pass: BytecodePass; entryDirs: Map<string, string> },
 ): Promise<InstallLog> {
   const { lock, prefix, signal, onProgress } = options;
   const pythonVersion = lock.pythonVersion;
@@ -182,7 +175,7 @@ async function installPackages(
   // Extraction in worker threads (extract-pool.ts), started at the first package not in the cache;
   // one pool for the process, shared by the envs a build materializes at once.
   const pool = options.extractPool ?? processExtractPool();
-  const ahead = extractAhead(lock.packages, (pkg) => pkg.kind === 'conda', (pkg) => extractOne(archiveOf(pkg), pkg, writer.root, extractionCache, mtime, pool, bytecode.derive));
+  const ahead = extractAhead(lock.packages, (pkg) => pkg.kind === 'conda', (pkg) => extractOne(archiveOf(pkg), pkg, writer.root, extractionCache, mtime, pool));
   try {
     for (const [i, pkg] of lock.packages.entries()) {
       if (signal?.aborted) throw new CancelledError('Materializing the env was cancelled.', { cause: signal.reason });
@@ -268,13 +261,8 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
     // through a link) could forge the env's records.
     writer.reserve('conda-meta');
     const entryDirs = new Map<string, string>();
-    const cacheDir = join(cache.dir, 'bytecode');
-    const pass = new BytecodePass({ writer, prefix, pythonVersion: lock.pythonVersion, mtime, cacheDir, derivedDir: (label) => entryDirs.get(label), ...(signal ? { signal } : {}) });
-    // What the extractions need to derive each package's pycs as they extract it (the compiler looked for once, by the pass).
-    const base: DeriveBase = { prefix, pythonVersion: lock.pythonVersion, mtime, compilerId: '', cacheDir };
-    // (A failed look-up derives only what needs no compiler here; the pass reports it.)
-    const derive = pass.compilerTools().then(({ compiler, compilerId }): DeriveBase => ({ ...base, compilerId, ...(compiler ? { compiler } : {}) }), () => base);
-    installed = await installPackages(options, writer, download, extractionCache, mtime, { pass, entryDirs, derive });
+    const pass = new BytecodePass({ writer, prefix, pythonVersion: lock.pythonVersion, mtime, cacheDir: join(cache.dir, 'bytecode'), derivedDir: (label) => entryDirs.get(label), ...(signal ? { signal } : {}) });
+    installed = await installPackages(options, writer, download, extractionCache, mtime, { pass, entryDirs });
     const when = new Date(mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
     const { history } = installed;
     const historyText = history.length > 0 ? `==> ${when} <==\n# cmd: prebuilt materialize (lock ${lock.specHash})\n${history.join('\n')}\n` : '';
