@@ -67,6 +67,18 @@ export function checkConvertibleBase(ref: string, layers: readonly OciDescriptor
   });
 }
 
+/** How convertLayerToEstargz converts a layer; every field is optional. */
+export interface ConvertLayerOptions {
+  /** Aborts the conversion. */
+  signal?: AbortSignal;
+  /** A recorded prefetch profile's image paths: the layer's files in that order first. */
+  prefetch?: readonly string[];
+  /** A tar over this many bytes unpacked keeps its own order under a profile (default MAX_REORDERED_TAR). */
+  maxReordered?: number;
+  /** The lazy format written (default `estargz`). */
+  format?: LazyCompression;
+}
+
 /**
  * Converts one base layer blob (gzip or plain tar) into an eStargz blob (or, `format`
  * `zstd:chunked`, a zstd:chunked one) written to `file`, in one streaming pass (gunzip → seekable
@@ -74,15 +86,8 @@ export function checkConvertibleBase(ref: string, layers: readonly OciDescriptor
  * in memory first and put in prefetch order — unless it is over `maxReordered` bytes
  * (MAX_REORDERED_TAR), then it keeps its own order. The same blob (and paths) give the same bytes.
  */
-export async function convertLayerToEstargz(
-  blob: Uint8Array,
-  mediaType: string,
-  file: string,
-  signal?: AbortSignal,
-  prefetch?: readonly string[],
-  maxReordered = MAX_REORDERED_TAR,
-  format: LazyCompression = 'estargz',
-): Promise<ConvertedLayer> {
+export async function convertLayerToEstargz(blob: Uint8Array, mediaType: string, file: string, options: ConvertLayerOptions = {}): Promise<ConvertedLayer> {
+  const { signal, prefetch, maxReordered = MAX_REORDERED_TAR, format = 'estargz' } = options;
   const esgz = lazyLayerWriter(format);
   const out = hashTap();
   const bytes = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);

@@ -15,7 +15,7 @@ export { parseDockerfile, SUPPORTED_INSTRUCTIONS, type Instruction, type ParseRe
 export { buildLayer, tarLayer, layerDiffId, writeLayer, deterministicGzip, type BuiltLayer, type LayerEntry, type TarOptions, type WrittenLayer } from './layer.js';
 export { LAYER_COMPRESSIONS, LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, layerCompressor, type LayerCompression } from './layer-codec.js';
 export { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
-export { convertLayerToEstargz, isEstargzLayer, type ConvertedLayer } from './estargz-base.js';
+export { convertLayerToEstargz, isEstargzLayer, type ConvertedLayer, type ConvertLayerOptions } from './estargz-base.js';
 export {
   NO_PREFETCH_LANDMARK,
   PREFETCH_ENV,

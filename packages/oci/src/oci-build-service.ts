@@ -404,7 +404,7 @@ async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Pr
       if (!converted || !(await client.headBlob(push.repo, converted.digest, signalOf(run.request))).exists) {
         const file = join(tmp, `${i}.blob`);
         const blob = await client.getBlob(baseRef, layer.digest, { ...signalOf(run.request), size: layer.size });
-        converted = await convertLayerToEstargz(blob, layer.mediaType, file, signal, profile, undefined, format);
+        converted = await convertLayerToEstargz(blob, layer.mediaType, file, { signal, prefetch: profile, format });
         await cache.setByContent(key, converted);
         status = (await client.uploadBlob(push.repo, converted.digest, () => readFile(file), push.upload)).status;
         await rm(file, { force: true });
