@@ -1,8 +1,8 @@
 // A private containerd for tests: its own socket, root and state directory under a temp dir
 // (never the system instance), optionally with the stargz snapshotter as a proxy plugin.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -42,9 +42,9 @@ async function waitFor(check: () => Promise<boolean>, what: string, seconds = 10
 }
 
 async function stopDaemon(daemon: ChildProcess | undefined): Promise<void> {
-  if (!daemon?.pid || daemon.exitCode !== null) return;
+  if (!daemon?.pid || daemon.exitCode !== null || daemon.signalCode !== null) return;
   daemon.kill('SIGTERM');
-  await new Promise((r) => (daemon.exitCode !== null ? r(undefined) : daemon.once('exit', r)));
+  await new Promise((r) => (daemon.exitCode !== null || daemon.signalCode !== null ? r(undefined) : daemon.once('exit', r)));
 }
 
 /**
@@ -52,7 +52,11 @@ async function stopDaemon(daemon: ChildProcess | undefined): Promise<void> {
  * `stargz` on `<dir>/stargz.sock`, served by the `containerd-stargz-grpc` the caller starts.
  */
 export async function startContainerd(options: { stargz?: boolean } = {}): Promise<PrivateContainerd> {
-  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-containerd-'));
+  return startContainerdIn(await mkdtemp(join(tmpdir(), 'prebuilt-containerd-')), options);
+}
+
+/** startContainerd in a directory made already (the stargz snapshotter's socket may be in it). */
+async function startContainerdIn(dir: string, options: { stargz?: boolean }): Promise<PrivateContainerd> {
   const socket = join(dir, 'containerd.sock');
   await mkdir(join(dir, 'root'));
   const lines = [
@@ -98,24 +102,64 @@ export async function stargzMissing(): Promise<string | undefined> {
   return undefined;
 }
 
+/** Whether a unix socket accepts a connection (something listens on it, not merely a socket file). */
+export function accepts(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ path });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** containerd-stargz-grpc serving `<dir>/stargz.sock`; its stderr's last 4 KB kept for an error message. */
+function spawnSnapshotter(dir: string): { child: ChildProcess; stderr: () => string } {
+  const child = spawn('containerd-stargz-grpc', ['--address', join(dir, 'stargz.sock'), '--root', join(dir, 'stargz-root'), '--config', join(dir, 'stargz.toml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let tail = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (tail = (tail + chunk).slice(-4096)));
+  return { child, stderr: () => tail.trim() };
+}
+
 /**
  * A private containerd with `containerd-stargz-grpc` as its `stargz` snapshotter, configured by
  * `stargzToml` (the snapshotter's config.toml); `stop` stops both and removes their directory.
+ *
+ * The snapshotter starts FIRST and containerd only once the snapshotter's socket accepts
+ * connections: containerd's proxy plugin dials its socket as soon as containerd starts, polling
+ * for the file every 10 ms, and a socket file that exists but does not listen yet (Go's
+ * net.Listen binds, then listens: on a loaded machine the snapshotter can be descheduled between
+ * the two) answers "connection refused" — which containerd's gRPC channel then keeps returning to
+ * every snapshot call for its reconnect backoff (1 s, up to 3 s), while a check that only sees the
+ * socket file and the plugin listed says ready. Ready here means a snapshot call through
+ * containerd reached the snapshotter.
  */
 export async function startStargzNode(stargzToml: string): Promise<PrivateContainerd> {
-  const containerd = await startContainerd({ stargz: true });
-  const dir = containerd.dir;
+  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-containerd-'));
   await mkdir(join(dir, 'stargz-root'));
   await writeFile(join(dir, 'stargz.toml'), stargzToml);
-  const snapshotter = spawn('containerd-stargz-grpc', ['--address', join(dir, 'stargz.sock'), '--root', join(dir, 'stargz-root'), '--config', join(dir, 'stargz.toml')], { stdio: 'ignore' });
+  const snapshotter = spawnSnapshotter(dir);
+  let containerd: PrivateContainerd | undefined;
   const stop = async (): Promise<void> => {
-    await stopDaemon(snapshotter);
-    await containerd.stop();
+    await stopDaemon(snapshotter.child);
+    if (containerd) await containerd.stop();
+    else await rm(dir, { recursive: true, force: true });
   };
-  // The snapshotter listens a little after it starts (on a busy machine, seconds).
-  const listening = async (): Promise<boolean> => existsSync(join(dir, 'stargz.sock')) && (await have('ctr', ['-a', containerd.socket, 'plugins', 'ls', '-d', 'id==stargz'])) !== undefined;
+  const alive = (): void => {
+    const code = snapshotter.child.exitCode ?? snapshotter.child.signalCode;
+    if (code !== null) throw new Error(`containerd-stargz-grpc exited (${code}) before serving ${dir}/stargz.sock: ${snapshotter.stderr() || 'no output'}`);
+  };
+  const probe = async (): Promise<boolean> => {
+    const snapshots = ['-a', containerd!.socket, 'snapshots', '--snapshotter', 'stargz'];
+    if ((await have('ctr', [...snapshots, 'prepare', 'prebuilt-ready-probe'])) === undefined) return false;
+    return (await have('ctr', [...snapshots, 'rm', 'prebuilt-ready-probe'])) !== undefined;
+  };
   try {
-    await waitFor(listening, `the stargz snapshotter on ${dir}/stargz.sock`, 30);
+    // On a busy machine the snapshotter listens seconds after it starts.
+    await waitFor(async () => (alive(), accepts(join(dir, 'stargz.sock'))), `the stargz snapshotter on ${dir}/stargz.sock`, 30);
+    containerd = await startContainerdIn(dir, { stargz: true });
+    await waitFor(async () => (alive(), probe()), `a snapshot call through containerd to the stargz snapshotter on ${dir}/stargz.sock`, 30);
   } catch (error) {
     await stop();
     throw error;
