@@ -38,6 +38,7 @@ describe('conformance suites against FAKE broken backends', () => {
           'build service conformance: FAKE broken builder aborting a running build rejects with CancelledError promptly',
           'image registry conformance: FAKE broken registry imageTag is a tagged reference, the same for the same env and different for another env or platform',
           'image registry conformance: FAKE broken registry imageExists is false (without a digest) for a tag never pushed',
+          "image registry conformance: FAKE broken registry imageExists(tag, { annotations: true }) after a push: the pushed digest, and the manifest's annotations (string values, {} for none) or no annotations field",
           'image registry conformance: FAKE broken registry pushCredentials are undefined or { registry, source } with every secret redacted in JSON, inspect and strings',
         ].sort(),
       );
@@ -50,6 +51,7 @@ describe('conformance suites against FAKE broken backends', () => {
       expect(messages).toContain('another platform, another tag');
       expect(messages).toContain('credentials.password is a Secret, not a plain string');
       expect(messages).toContain('expected CancelledError');
+      expect(messages).toContain('the annotations of the manifest as pushed');
       expect(messages).not.toContain('broken-registry-password-456');
     } finally {
       rmSync(out, { recursive: true, force: true });

@@ -26,9 +26,11 @@ export interface ImageRegistryConformanceOptions {
   /**
    * Pushes a small image to `pushTag` (a tag the registry made with imageTag, never pushed before)
    * and returns the manifest digest the registry now has under it — e.g. with skopeo, the docker
-   * CLI or an OCI upload. The registry is given for its pushCredentials.
+   * CLI or an OCI upload — and, when it knows them, the manifest's annotations (`{}` for none):
+   * then a registry that reads annotations must return exactly these. The registry is given for
+   * its pushCredentials.
    */
-  push: (pushTag: string, registry: ImageRegistry) => Promise<{ digest: string }>;
+  push: (pushTag: string, registry: ImageRegistry) => Promise<{ digest: string; annotations?: Record<string, string> }>;
   /** Two different platforms for tag checks. Default `linux-64` and `linux-aarch64`. */
   platforms?: readonly [CondaPlatform, CondaPlatform];
   /** Values (passwords, tokens) the backend was configured with that must never be printed or serialised. */
@@ -79,14 +81,14 @@ interface RegistrySuite {
   platformB: CondaPlatform;
   timeout: number;
   /** A tag pushed by the suite, shared by the tests that need one. */
-  pushOnce(): Promise<{ tag: string; digest: string }>;
+  pushOnce(): Promise<{ tag: string; digest: string; annotations?: Record<string, string> }>;
   /** Everything secret: the configured values plus whatever pushCredentials reveals. */
   knownSecrets(credentials: RegistryCredentials | undefined): string[];
 }
 
 function registrySuite(options: ImageRegistryConformanceOptions): RegistrySuite {
   const [platformA, platformB] = options.platforms ?? (['linux-64', 'linux-aarch64'] as const);
-  let pushed: Promise<{ tag: string; digest: string }> | undefined;
+  let pushed: Promise<{ tag: string; digest: string; annotations?: Record<string, string> }> | undefined;
   const suite: RegistrySuite = {
     options,
     registry: undefined as unknown as ImageRegistry,
@@ -96,8 +98,8 @@ function registrySuite(options: ImageRegistryConformanceOptions): RegistrySuite 
     pushOnce() {
       pushed ??= (async () => {
         const tag = suite.registry.imageTag({ envId: randomEnvId(), platform: platformA });
-        const { digest } = await options.push(tag, suite.registry);
-        return { tag, digest };
+        const { digest, annotations } = await options.push(tag, suite.registry);
+        return { tag, digest, ...(annotations ? { annotations } : {}) };
       })();
       return pushed;
     },
@@ -156,6 +158,7 @@ function existenceChecks(suite: RegistrySuite): void {
     const existence = await suite.registry.imageExists(tag);
     expect(existence.exists, `imageExists(${tag}).exists`).toBe(false);
     expect(existence.digest, 'no digest for a missing image').toBeUndefined();
+    expect(await suite.registry.imageExists(tag, { annotations: true }), 'a missing image, annotations asked: { exists: false } alone').toEqual({ exists: false });
   });
 
   it('imageExists is true, with the pushed digest, after a push', { timeout }, async () => {
@@ -163,6 +166,20 @@ function existenceChecks(suite: RegistrySuite): void {
     expect(digest, 'the push hook returned a digest').toMatch(DIGEST_PATTERN);
     const existence = await suite.registry.imageExists(tag);
     expect(existence, `imageExists(${tag})`).toEqual({ exists: true, digest });
+  });
+
+  it('imageExists(tag, { annotations: true }) after a push: the pushed digest, and the manifest\'s annotations (string values, {} for none) or no annotations field', { timeout }, async () => {
+    const pushed = await suite.pushOnce();
+    const existence = await suite.registry.imageExists(pushed.tag, { annotations: true });
+    expect(existence.exists, `imageExists(${pushed.tag}, { annotations: true }).exists`).toBe(true);
+    expect(existence.digest, 'the pushed digest, annotations asked or not').toBe(pushed.digest);
+    expect(Object.keys(existence).filter((k) => !['exists', 'digest', 'annotations'].includes(k)), 'no other fields').toEqual([]);
+    if (existence.annotations === undefined) return; // a registry that cannot read the manifest's annotations leaves them out
+    const { annotations } = existence;
+    expect(typeof annotations === 'object' && annotations !== null && !Array.isArray(annotations), 'annotations is a plain object').toBe(true);
+    for (const [key, value] of Object.entries(annotations)) expect(typeof value, `annotation ${key} is a string`).toBe('string');
+    if (pushed.annotations) expect(annotations, 'the annotations of the manifest as pushed').toEqual(pushed.annotations);
+    expect(await suite.registry.imageExists(pushed.tag), 'annotations not asked: { exists, digest } alone').toEqual({ exists: true, digest: pushed.digest });
   });
 
   it('baseImageIdentity resolves a pushed tag to its digest and pins it', { timeout }, async () => {

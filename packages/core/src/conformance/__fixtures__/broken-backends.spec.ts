@@ -24,7 +24,7 @@ runBuildServiceConformance({
 
 runImageRegistryConformance({
   name: 'FAKE broken registry',
-  create: () => fakeImageRegistry(store, { tagIgnoresPlatform: true, plainPassword: true, alwaysExists: true }),
+  create: () => fakeImageRegistry(store, { tagIgnoresPlatform: true, plainPassword: true, alwaysExists: true, wrongAnnotations: true }),
   push: (tag) => fakePush(store, tag),
   secrets: ['broken-registry-password-456'],
 });

@@ -25,6 +25,8 @@ export const FAKE_HOST = 'fake-registry.test:5000';
 /** The fake's storage: reference (`host/repo:tag`) → manifest digest. */
 export class FakeImageStore {
   readonly tags = new Map<string, string>();
+  /** Reference → the manifest's annotations (none stored: `{}`). */
+  readonly annotations = new Map<string, Record<string, string>>();
   constructor(readonly credentials: { username: string; password: string }) {}
 
   put(ref: string, content: string): string {
@@ -61,6 +63,8 @@ export interface FakeRegistryBehaviour {
   plainPassword?: boolean;
   /** Broken: every tag "exists". */
   alwaysExists?: boolean;
+  /** Broken: imageExists reports annotations the manifest does not have. */
+  wrongAnnotations?: boolean;
 }
 
 export function fakeImageRegistry(store: FakeImageStore, behaviour: FakeRegistryBehaviour = {}): ImageRegistry {
@@ -83,8 +87,11 @@ export function fakeImageRegistry(store: FakeImageStore, behaviour: FakeRegistry
     async imageExists(pushTag, opts) {
       checkSignal(opts?.signal);
       const digest = store.digestOf(pushTag);
-      if (behaviour.alwaysExists) return { exists: true, digest: digest ?? `sha256:${'f'.repeat(64)}` };
-      return digest === undefined ? { exists: false } : { exists: true, digest };
+      if (behaviour.alwaysExists && digest === undefined) return { exists: true, digest: `sha256:${'f'.repeat(64)}` };
+      if (digest === undefined) return { exists: false };
+      if (!opts?.annotations) return { exists: true, digest };
+      const annotations = behaviour.wrongAnnotations ? { 'org.opencontainers.image.title': 'not what was pushed' } : { ...store.annotations.get(pushTag) };
+      return { exists: true, digest, annotations };
     },
     async baseImageIdentity(ref, _platform, opts) {
       checkSignal(opts?.signal);
@@ -169,6 +176,8 @@ export function fakeBuildServiceDefinition(store: FakeImageStore): BuildServiceD
 }
 
 /** Pushes a small "image" into the fake store, as a real push hook would with skopeo. */
-export async function fakePush(store: FakeImageStore, pushTag: string): Promise<{ digest: string }> {
-  return { digest: store.put(pushTag, `fake image for ${pushTag} ${Math.random()}`) };
+export async function fakePush(store: FakeImageStore, pushTag: string): Promise<{ digest: string; annotations: Record<string, string> }> {
+  const annotations = { 'org.opencontainers.image.ref.name': pushTag };
+  store.annotations.set(pushTag, annotations);
+  return { digest: store.put(pushTag, `fake image for ${pushTag} ${Math.random()}`), annotations };
 }
