@@ -25,6 +25,14 @@
  *                by the `oci` service (untimed; the first run takes minutes). Tags do not depend on
  *                the build service, so every service's no-op finds the same images.
  *
+ * Lazy images (`--lazy`): also the no-op of the same flow whose images the `oci` service built with
+ * zstd:chunked layers laid out by a recorded prefetch profile beside the flow (`flow.prebuilt.prefetch`,
+ * common paths plus one `[env <envId>]` section per env: what `prebuilt profile` writes), in a
+ * project and repository of their own (`<namespace>-lazy`: the layout is no part of the tag, so
+ * these images may not replace the gzip ones). Its no-op reads each image's manifest for the
+ * layout annotation (one GET per image more than the gzip no-op) and must find the layout
+ * unchanged: nothing rebuilt. Timed with the `oci` service only (the one that records a layout).
+ *
  * Also measured: `prebuilt --version` (and the before checkout's), the CLI's start-up alone; and,
  * when `python3` on PATH is a version manager's shim (a script, e.g. pyenv's), the build with
  * METAFLOW_PREBUILT_PYTHON set to the interpreter behind it ("direct python"), for reference.
@@ -32,7 +40,7 @@
  * python3 it runs; the baseline's CPU is mostly the Docker daemon's and is not counted).
  *
  *   pnpm build && bash scripts/test-services.sh up
- *   node bench/noop-redeploy.mjs [--runs 3] [--env small|realistic] [--services docker,oci] [--before /path/to/checkout] [--port 5181] [--json]
+ *   node bench/noop-redeploy.mjs [--runs 3] [--env small|realistic] [--services docker,oci] [--lazy] [--before /path/to/checkout] [--port 5181] [--json]
  */
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -40,7 +48,7 @@ import { join } from 'node:path';
 import { alternate, benchArgs, benchDir, BIN, cliEnv, fail, fmtMs, fmtStats, loadServices, machine, main, NOOP_ENVS, NOOP_STEPS, output, prebuilt, ratio, readProjectLock, ROOT, serveFixtures, stats, timed, writeFlowProject } from './lib.mjs';
 import { REALISTIC_PACKAGES, realisticCliEnv, startRealisticCorpus } from './realistic.mjs';
 
-const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5181' }, env: { type: 'string', default: 'small' }, services: { type: 'string' }, before: { type: 'string' } });
+const args = benchArgs({ runs: 3 }, { port: { type: 'string', default: '5181' }, env: { type: 'string', default: 'small' }, services: { type: 'string' }, before: { type: 'string' }, lazy: { type: 'boolean', default: false } });
 if (!['small', 'realistic'].includes(args.env)) fail(`--env must be small or realistic (got ${args.env})`);
 const REALISTIC = args.env === 'realistic';
 const SERVICES = (args.services ?? (REALISTIC ? 'oci,docker' : 'docker')).split(',').map((s) => s.trim());
@@ -67,6 +75,27 @@ async function setUp(defer, dir, services) {
   defer(() => corpus.close());
   const env = realisticCliEnv(corpus, { services, cacheDir, extra: { ...extra, METAFLOW_PREBUILT_BUILD_SERVICE: 'oci' } });
   return { project: await writeFlowProject(dir, 'NoopRealisticFlow', STEPS), env, cacheDir, corpus: corpus.summary };
+}
+
+/**
+ * The `--lazy` project: the same flow in a directory of its own with a recorded prefetch profile
+ * beside it, built (untimed) by the oci service with zstd:chunked layers into `<namespace>-lazy`.
+ * Checks that the build used the profile and that every image records a profile layout.
+ */
+async function lazySetUp(dir, env, map) {
+  const project = await writeFlowProject(join(dir, 'lazy'), REALISTIC ? 'NoopRealisticFlow' : 'NoopFlow', STEPS);
+  const core = await import(join(ROOT, 'packages/core/dist/index.js'));
+  const sections = Object.keys(map.images).map((envId) => `[env ${envId}]\n${core.envPrefix(envId)}/bin/python\n${core.envPrefix(envId)}/conda-meta/history\n`);
+  await writeFile(join(project, 'flow.prebuilt.prefetch'), `# recorded by bench/noop-redeploy.mjs --lazy\nusr/lib/os-release\netc/passwd\n${sections.join('')}`);
+  const lazyEnv = { ...env, METAFLOW_PREBUILT_IMAGE_NAMESPACE: `${NAMESPACE}-lazy`, METAFLOW_PREBUILT_BUILD_SERVICE: 'oci', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd:chunked' };
+  const first = await prebuilt(['build', 'flow.py', '--json'], { cwd: project, env: lazyEnv });
+  const lazyMap = JSON.parse(first.stdout);
+  const layouts = Object.values(lazyMap.prefetch?.images ?? {});
+  if (!lazyMap.prefetch?.profile || layouts.length !== ENVS.length || !layouts.every((l) => String(l.layout ?? l).startsWith('profile '))) {
+    throw new Error(`the --lazy build did not lay its images out with the recorded profile: ${JSON.stringify(lazyMap.prefetch)}`);
+  }
+  process.stderr.write(`[b1] lazy images ready (${Object.values(lazyMap.images).map((i) => i.status).join(', ')}) in ${fmtMs(first.ms)}\n`);
+  return { project, env: lazyEnv };
 }
 
 /** The baseline's inputs: prebuilt's own Dockerfile and materialized context for every env of `map`. */
@@ -125,6 +154,7 @@ await main(async (defer) => {
   if (Object.keys(map.images).length !== ENVS.length) throw new Error(`expected ${ENVS.length} images, the build made ${Object.keys(map.images).length}`);
   process.stderr.write(`[b1] images ready (${Object.values(map.images).map((i) => i.status).join(', ')}) in ${fmtMs(first.ms)}\n`);
 
+  const lazy = args.lazy ? await lazySetUp(dir, env, map) : undefined;
   const builds = await baselineBuilds(defer, { dir, project, env, cacheDir, map });
   const dockerBuild = (b) => timed('docker', ['build', '--network=host', '-q', '-f', b.dockerfile, '-t', b.tag, b.context]);
   // Untimed: fills the layer cache (the timed builds then hit it on every step) and the baseline's repository.
@@ -139,6 +169,7 @@ await main(async (defer) => {
 
   const checkouts = [{ label: 'prebuilt', bin: BIN }, ...(args.before ? [{ label: 'before', bin: join(args.before, 'packages/cli/bin/prebuilt.js') }] : [])];
   const variants = checkouts.flatMap((c) => SERVICES.map((service) => ({ name: `${c.label} build, ${service}`, checkout: c.label, service, run: () => noopBuild(c.bin, project, { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: service }) })));
+  if (lazy) for (const c of checkouts) variants.push({ name: `${c.label} build, oci, lazy`, checkout: c.label, service: 'oci', lazy: true, run: () => noopBuild(c.bin, lazy.project, lazy.env) });
   // Reference: when `python3` on PATH is a version manager's shim (pyenv, asdf: a script that picks
   // the interpreter, itself several processes), the same build with the interpreter it runs.
   const direct = await pythonBehindShim();
@@ -176,6 +207,7 @@ await main(async (defer) => {
     variants: figures,
     baselineOverPrebuilt: Object.fromEntries(figures.filter((f) => f.service).map((f) => [f.name, ratio(baseline, f.wallMs.median)])),
     ...(args.before ? { afterOverBefore: Object.fromEntries(SERVICES.map((s) => [s, ratio(byName[`prebuilt build, ${s}`].wallMs.median, byName[`before build, ${s}`].wallMs.median)])) } : {}),
+    ...(lazy && SERVICES.includes('oci') ? { lazyOverGzip: ratio(byName['prebuilt build, oci, lazy'].wallMs.median, byName['prebuilt build, oci'].wallMs.median) } : {}),
     machine: machine(),
   };
   const line = (f) => `  ${f.name.padEnd(28)} ${fmtStats(f.wallMs)}${f.cpuMs ? `; CPU ${fmtMs(f.cpuMs.median)} (${fmtMs(f.cpuMs.min)}–${fmtMs(f.cpuMs.max)})` : ''}`;
@@ -184,6 +216,7 @@ await main(async (defer) => {
     ...figures.map(line),
     ...Object.entries(result.baselineOverPrebuilt).map(([name, r]) => `  baseline / ${name}: ${r}x`),
     ...Object.entries(result.afterOverBefore ?? {}).map(([s, r]) => `  after / before (${s}): ${r}x`),
+    ...(result.lazyOverGzip ? [`  lazy (zstd:chunked + profile) / gzip, oci: ${result.lazyOverGzip}x`] : []),
     ...(direct ? [`  (python3 on PATH is a shim; "direct python" runs ${direct} instead)`] : []),
   ]);
 });
