@@ -150,10 +150,12 @@ export async function startStargzNode(stargzToml: string): Promise<PrivateContai
     const code = snapshotter.child.exitCode ?? snapshotter.child.signalCode;
     if (code !== null) throw new Error(`containerd-stargz-grpc exited (${code}) before serving ${dir}/stargz.sock: ${snapshotter.stderr() || 'no output'}`);
   };
+  let probes = 0;
   const probe = async (): Promise<boolean> => {
     const snapshots = ['-a', containerd!.socket, 'snapshots', '--snapshotter', 'stargz'];
-    if ((await have('ctr', [...snapshots, 'prepare', 'prebuilt-ready-probe'])) === undefined) return false;
-    return (await have('ctr', [...snapshots, 'rm', 'prebuilt-ready-probe'])) !== undefined;
+    const key = `prebuilt-ready-probe-${probes++}`; // a new key each try: one prepared by a try whose answer was lost is no obstacle
+    if ((await have('ctr', [...snapshots, 'prepare', key])) === undefined) return false;
+    return (await have('ctr', [...snapshots, 'rm', key])) !== undefined;
   };
   try {
     // On a busy machine the snapshotter listens seconds after it starts.
