@@ -13,6 +13,7 @@ import {
   type BuildRequest,
   type BuildResult,
   type BuildService,
+  type ImageLayout,
   type ImageRef,
   type OciDescriptor,
   type RegistryClientOptions,
@@ -41,7 +42,7 @@ import { LayerCache, defaultLayerCacheDir } from './layer-cache.js';
 import { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 import { layerDiffId, writeLayer } from './layer.js';
 import { PREFETCH_ENV, envPrefetch, prefetchSetting, type EstargzPrefetch } from './estargz-prefetch.js';
-import { PREFETCH_LAYOUT_ANNOTATION, prefetchLayout, prefetchLayoutValue } from './prefetch-layout.js';
+import { prefetchLayout } from './prefetch-layout.js';
 import { RUNNERS_ENV, compressionForRunners, parseRunners } from './runners.js';
 import { checkConvertibleBase, convertLayerToEstargz, isEstargzLayer } from './estargz-base.js';
 
@@ -253,9 +254,19 @@ export function createOciBuildService(options: OciBuildServiceOptions = {}): Bui
     async buildAndPush(request: BuildRequest): Promise<BuildResult> {
       return buildAndPushOci(request, settings, options, cache);
     },
-    // eStargz and zstd:chunked images record their prefetch order (a present one laid out otherwise is rebuilt).
-    imageLayout: (envId) => (isLazyCompression(settings.layerCompression) ? prefetchLayout(envPrefetch(settings.prefetch, envId)) : undefined),
+    // The layout a build of the env would record (a present image laid out otherwise is rebuilt).
+    imageLayout: (envId) => imageLayoutOf(envSettings(settings, envId)),
   };
+}
+
+/** The settings a build of one env's image uses: a profile with env sections gives it its own paths (or static when it names none of them). */
+function envSettings(settings: OciSettings, envId: string | undefined): OciSettings {
+  return { ...settings, prefetch: envPrefetch(settings.prefetch, envId) };
+}
+
+/** The layout an image built with these (one env's) settings records: eStargz and zstd:chunked images their prefetch order; the others none. */
+function imageLayoutOf(settings: OciSettings): ImageLayout | undefined {
+  return isLazyCompression(settings.layerCompression) ? prefetchLayout(settings.prefetch) : undefined;
 }
 
 /** One build in progress: its request, settings, registry client and log. */
@@ -313,9 +324,7 @@ function startRun(request: BuildRequest, settings: OciSettings, options: OciBuil
     ...(request.pushCredentials ? { credentials: [request.pushCredentials] } : {}),
   };
   const cancelled = (): CancelledError => new CancelledError(`Building ${request.imageTag} was cancelled.`, { cause: request.signal?.reason });
-  // A profile with env sections: this env's paths (or static when it names none of them).
-  const envSettings = { ...settings, prefetch: envPrefetch(settings.prefetch, request.envId) };
-  return { request, settings: envSettings, options, cache, client: new RegistryClient(clientOptions), lines, say, cancelled };
+  return { request, settings: envSettings(settings, request.envId), options, cache, client: new RegistryClient(clientOptions), lines, say, cancelled };
 }
 
 /** The image tag parsed, after checking the push credentials are for its registry. */
@@ -519,8 +528,9 @@ async function pushImage(run: BuildRun, push: PushTarget, plan: ImagePlan, done:
   const configDigest = sha256(configBytes);
   await client.uploadBlob(push.repo, configDigest, configBytes, push.upload);
   const baseDescriptors = base.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(l.annotations && isEstargzLayer(l) ? { annotations: l.annotations } : {}) }));
-  const layout = isLazyCompression(settings.layerCompression) ? { [PREFETCH_LAYOUT_ANNOTATION]: prefetchLayoutValue(settings.prefetch) } : undefined;
-  const manifest = imageManifest(base.format, { mediaType: base.format.config, digest: configDigest, size: configBytes.length }, [...baseDescriptors, ...descriptors], layout);
+  const layout = imageLayoutOf(settings);
+  const annotations = layout ? { [layout.annotation]: layout.value } : undefined;
+  const manifest = imageManifest(base.format, { mediaType: base.format.config, digest: configDigest, size: configBytes.length }, [...baseDescriptors, ...descriptors], annotations);
   const digest = await client.putManifest(push.target, Buffer.from(JSON.stringify(manifest)), base.format.manifest, signalOf(request));
   const bytesSent = client.stats.bytesSent;
   run.say(`pushed ${request.imageTag}@${digest} (${bytesSent} bytes sent)`);
