@@ -31,6 +31,14 @@ const LABEL: Record<ImagePhase, string> = {
   built: 'built',
   failed: 'failed',
 };
+
+/** The phases whose label carries the event's detail: who holds the build lock (waiting); why a present image is rebuilt (checking) or would be (missing, in a plan). */
+const WITH_DETAIL: Partial<Record<ImagePhase, (detail: string) => string>> = {
+  waiting: (detail) => `waiting: ${detail}`,
+  checking: (detail) => `${LABEL.checking}: ${detail}`,
+  missing: (detail) => `will rebuild: ${detail}`,
+};
+
 const SPINNER = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
 export function formatSeconds(ms: number): string {
@@ -61,8 +69,8 @@ function lineText(state: ViewState, line: ImageLine): string {
   const progress = line.progress && !FINAL.has(line.phase) ? ` ${line.progress}` : '';
   // An index line says `image index`.
   const platform = state.multiPlatform && line.platform ? `${line.platform.includes('+') ? 'image index' : line.platform}  ` : '';
-  // A detail: who holds the build lock; why a present image is rebuilt (checking) or would be (missing, in a plan).
-  const label = !line.detail ? LABEL[line.phase] : line.phase === 'waiting' ? `waiting: ${line.detail}` : line.phase === 'checking' ? `${LABEL.checking}: ${line.detail}` : line.phase === 'missing' ? `will rebuild: ${line.detail}` : LABEL[line.phase];
+  const withDetail = WITH_DETAIL[line.phase];
+  const label = line.detail && withDetail ? withDetail(line.detail) : LABEL[line.phase];
   return `${state.tty ? `${mark} ` : ''}env ${line.envId}  ${platform}${label}${progress}  ${elapsed}  (${line.steps.join(', ')})`;
 }
 
@@ -131,7 +139,7 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
         }
         case 'image': {
           const line = lines.get(event.envId) ?? { envId: event.envId, steps: event.steps, phase: event.phase, started: now(), ...(event.platform ? { platform: event.platform } : {}) };
-          const detail = event.phase === 'waiting' || event.phase === 'checking' || event.phase === 'missing' ? event.detail : undefined;
+          const detail = WITH_DETAIL[event.phase] ? event.detail : undefined;
           const changed = line.phase !== event.phase || !lines.has(event.envId) || line.detail !== detail;
           if (line.phase !== event.phase) delete line.progress;
           line.phase = event.phase;
