@@ -1,11 +1,12 @@
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '@prebuilt/core/backend';
 import {
+  MAX_PROFILE_BYTES,
   NO_PREFETCH_LANDMARK,
   PREFETCH_LANDMARK,
   PREFETCH_RECORDER_PY,
@@ -177,6 +178,39 @@ describe('eStargz prefetch: the setting', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect(error?.message).toMatch(/binary\.txt': line 2 has a control character/);
     expect(error?.hint).toContain("prebuilt profile <flow.py>");
+  });
+
+  it('a profile that is not a regular file (a FIFO, a device, a directory) or is too large is a configuration error, at once: never a hang', async () => {
+    // The profile beside the flow comes with the flow's repository (git keeps symlinks): it may point anywhere.
+    const fifo = join(dir, 'fifo.prefetch');
+    execFileSync('mkfifo', [fifo]);
+    // A writer that holds the FIFO open without writing: a blocking read would wait for it (3 s), then see an empty file.
+    const writer = spawn('sh', ['-c', `exec 3>'${fifo}'; sleep 3`], { stdio: 'ignore' });
+    try {
+      const started = Date.now();
+      expect(() => prefetchSetting(fifo)).toThrow(/fifo\.prefetch' is not a regular file \(a FIFO\)/);
+      expect(Date.now() - started).toBeLessThan(2000);
+    } finally {
+      writer.kill();
+    }
+    await symlink('/dev/zero', join(dir, 'zero.prefetch'));
+    expect(() => prefetchSetting(join(dir, 'zero.prefetch'))).toThrow(/zero\.prefetch' is not a regular file \(a device\)/);
+    expect(() => prefetchSetting(dir)).toThrow(/is not a regular file \(a directory\)/);
+    await truncate((await writeFile(join(dir, 'huge.prefetch'), ''), join(dir, 'huge.prefetch')), MAX_PROFILE_BYTES + 1);
+    const huge = (() => {
+      try {
+        prefetchSetting(join(dir, 'huge.prefetch'));
+      } catch (e) {
+        return e as ConfigError;
+      }
+      return undefined;
+    })();
+    expect(huge).toBeInstanceOf(ConfigError);
+    expect(huge?.message).toMatch(/huge\.prefetch' is larger than 128 MiB/);
+    // A symlink to a regular file is read as that file.
+    await writeFile(join(dir, 'target.txt'), '/opt/env/bin/python3\n');
+    await symlink(join(dir, 'target.txt'), join(dir, 'link.prefetch'));
+    expect(prefetchSetting(join(dir, 'link.prefetch'))).toEqual({ mode: 'profile', paths: ['opt/env/bin/python3'] });
   });
 
   it('the oci settings read METAFLOW_PREBUILT_OCI_PREFETCH for eStargz layers only', () => {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
 import { posix } from 'node:path';
 import { ConfigError } from '@prebuilt/core/backend';
 import { completeEntries, parentDirs, type LayerEntry } from './layer.js';
@@ -160,16 +160,46 @@ export function prefetchSetting(value: string | undefined): EstargzPrefetch {
   const raw = value?.trim();
   if (raw === undefined || raw === '' || raw.toLowerCase() === 'static') return { mode: 'static' };
   if (raw.toLowerCase() === 'off') return { mode: 'off' };
-  let text: string;
-  try {
-    text = readFileSync(raw, 'utf8');
-  } catch (error) {
-    throw new ConfigError(`The eStargz prefetch profile '${raw}' cannot be read: ${(error as Error).message}.`, { setting: PREFETCH_ENV, hint: PROFILE_HINT });
-  }
+  const text = readProfileFile(raw);
   const sections = profileSections(text, `The eStargz prefetch profile '${raw}'`);
   const paths = everyPath(sections);
   if (paths.length === 0) throw new ConfigError(`The eStargz prefetch profile '${raw}' lists no path.`, { setting: PREFETCH_ENV, hint: PROFILE_HINT });
   return sections.envs.size === 0 ? { mode: 'profile', paths } : { mode: 'profile', paths, sections };
+}
+
+/** The largest profile file read (128 MiB): far above what `prebuilt profile` writes for a flow. */
+export const MAX_PROFILE_BYTES = 128 << 20;
+
+/**
+ * A profile file's text. The file beside the flow comes with the flow's repository and may be a
+ * symlink to anything: only a regular file of at most {@link MAX_PROFILE_BYTES} is read, and it is
+ * opened without blocking, so a FIFO or a device is refused at once instead of hanging the build.
+ */
+function readProfileFile(file: string): string {
+  const refuse = (why: string): ConfigError => new ConfigError(`The eStargz prefetch profile '${file}' ${why}.`, { setting: PREFETCH_ENV, hint: PROFILE_HINT });
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    throw refuse(`cannot be read: ${(error as Error).message}`);
+  }
+  try {
+    const stats = fstatSync(fd);
+    if (!stats.isFile()) throw refuse(`is not a regular file (${fileKind(stats)})`);
+    if (stats.size > MAX_PROFILE_BYTES) throw refuse(`is larger than ${MAX_PROFILE_BYTES >> 20} MiB (${stats.size} bytes): not a profile prebuilt wrote`);
+    return readFileSync(fd, 'utf8');
+  } catch (error) {
+    throw error instanceof ConfigError ? error : refuse(`cannot be read: ${(error as Error).message}`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fileKind(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  return stats.isCharacterDevice() || stats.isBlockDevice() ? 'a device' : 'not a file';
 }
 
 /**
