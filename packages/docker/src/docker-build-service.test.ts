@@ -15,7 +15,7 @@ import {
 import dockerDefinition, { createDockerBuildService } from './index.js';
 import { dockerConnection } from './docker-host.js';
 import { EngineClient } from './engine-client.js';
-import { imagePath } from './docker-daemon.js';
+import { DockerDaemon, imagePath } from './docker-daemon.js';
 import { headDigest } from '@prebuilt/fixtures';
 import { testServices } from './__fixtures__/services.js';
 
@@ -50,6 +50,34 @@ describe('docker build service settings', () => {
       /DOCKER_CERT_PATH|ca\.pem/,
     );
     expect(() => dockerConnection('ftp://x', {})).toThrow(ConfigError);
+  });
+
+  it('a DOCKER_HOST the docker CLI would refuse is a ConfigError, never a URIError: a broken %-escape, an ssh password, a control character in the ssh login', () => {
+    const refused = (host: string): ConfigError => {
+      try {
+        dockerConnection(host, {});
+      } catch (error) {
+        return error as ConfigError;
+      }
+      throw new Error(`${host} was accepted`);
+    };
+    for (const host of ['unix:///tmp/%zz.sock', 'ssh://%zz@builder', 'ssh://me:hunter2@builder', 'ssh://me%0Aproxy@builder', 'ssh://me%20you@builder']) {
+      const error = refused(host);
+      expect(error, host).toBeInstanceOf(ConfigError);
+      expect(error.message, host).not.toContain('hunter2');
+    }
+    expect(refused('ssh://me:hunter2@builder').message).toMatch(/password.*not supported/);
+    expect(refused('ssh://me:hunter2@builder').hint).toMatch(/ssh-agent|key/);
+    expect(refused('ftp://me:hunter2@builder').message).toContain("'ftp://me:***@builder'");
+    // Options cannot come through the URL: the host follows `--`, the login is -l's own argument.
+    expect(dockerConnection('ssh://-oProxyCommand=x', {})).toMatchObject({ host: '-oProxyCommand=x' });
+  });
+
+  it('a DOCKER_HOST with credentials in it never shows them: the unreachable daemon is named without its password', async () => {
+    const error = await new DockerDaemon({ dockerHost: 'tcp://alice:hunter2@127.0.0.1:1', apiVersion: undefined }, {}).check(undefined).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UnreachableError);
+    expect(JSON.stringify({ ...(error as UnreachableError), message: (error as Error).message })).not.toContain('hunter2');
+    expect((error as UnreachableError).message).toContain('tcp://alice:***@127.0.0.1:1');
   });
 
   it('reports an unreachable daemon as an UnreachableError (code unreachable, exit 2, as an unreachable registry) saying what to run', async () => {

@@ -12,6 +12,7 @@ import {
 import { createBuildContext, type BuildContext } from './build-context.js';
 import { pullThroughDaemon } from './daemon-pull.js';
 import { daemonMessage, isConnectionError, type DockerDaemon } from './docker-daemon.js';
+import { shownDockerHost } from './docker-host.js';
 import type { EngineRequest } from './engine-client.js';
 import type { DockerSettings } from './docker-settings.js';
 import { pushImage } from './docker-push.js';
@@ -107,7 +108,7 @@ export class DockerBuild {
     } catch (error) {
       if (request.signal?.aborted) return this.cancel();
       if (isConnectionError(error)) {
-        throw new EnvironmentError(`The Docker daemon at ${this.settings.dockerHost} dropped the build of ${request.imageTag}: ${errorMessage(error)}.`, {
+        throw new EnvironmentError(`The Docker daemon at ${shownDockerHost(this.settings.dockerHost)} dropped the build of ${request.imageTag}: ${errorMessage(error)}.`, {
           cause: error,
           hint: 'Check that the Docker daemon is running (`docker version`) and retry.',
         });

@@ -1,5 +1,5 @@
 import { ConfigError, UnreachableError, cancelledError, createLogger, errorMessage } from '@prebuilt/core/backend';
-import { dockerConnection } from './docker-host.js';
+import { dockerConnection, shownDockerHost } from './docker-host.js';
 import { EngineClient, type EngineRequestError } from './engine-client.js';
 import { engineVersion } from './engine-version.js';
 import { DOCKER_ENV, type DockerSettings } from './docker-settings.js';
@@ -44,7 +44,8 @@ export class DockerDaemon {
 
   /** The daemon answers (and speaks the configured API version); else an UnreachableError or ConfigError saying how to fix it. */
   async check(signal: AbortSignal | undefined): Promise<void> {
-    const { dockerHost, apiVersion } = this.settings;
+    const { apiVersion } = this.settings;
+    const dockerHost = shownDockerHost(this.settings.dockerHost);
     try {
       const version = await engineVersion(this.client, signal);
       debug('Docker daemon %s (API %s)', version.Version, version.ApiVersion);

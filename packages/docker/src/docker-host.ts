@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, errorMessage } from '@prebuilt/core/backend';
+import { ConfigError, errorMessage, redactUrls } from '@prebuilt/core/backend';
 import type { EngineConnection } from './engine-client.js';
 
 export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
@@ -22,7 +22,7 @@ export function dockerConnection(host: string, env: Record<string, string | unde
   }
   switch (url.protocol) {
     case 'unix:': {
-      const socketPath = decodeURIComponent(url.pathname);
+      const socketPath = decoded(url.pathname, host);
       if (socketPath === '' || socketPath === '/') throw invalidHost(host);
       return { socketPath };
     }
@@ -55,18 +55,49 @@ export function dockerConnection(host: string, env: Record<string, string | unde
       if (key) options.key = key;
       return options;
     }
-    case 'ssh:': {
-      const options: EngineConnection = { protocol: 'ssh', host: url.hostname, port: url.port === '' ? 22 : Number(url.port) };
-      if (url.username) options.username = decodeURIComponent(url.username);
-      return options;
-    }
+    case 'ssh:':
+      return sshConnection(url, host);
     default:
       throw invalidHost(host);
   }
 }
 
+/**
+ * `ssh://[user@]host[:port]`. As the docker CLI, no password (ssh reads keys and the agent); the
+ * login goes to ssh as `-l`'s own argument and the host after `--` (ssh-dial.ts), so neither is
+ * read as an option, and a login with a space or a control character (`%0A`), which ssh would
+ * put into the `%r` of a ProxyCommand or `Match exec` of the user's ssh configuration, is refused.
+ */
+function sshConnection(url: URL, host: string): EngineConnection {
+  if (url.password !== '') {
+    throw new ConfigError(`The Docker host '${shownDockerHost(host)}' has a password: a plain-text password is not supported for ssh.`, {
+      setting: 'DOCKER_HOST',
+      hint: 'Remove it from the address (ssh://user@host) and let ssh authenticate with a key (ssh-agent, ~/.ssh/config), as the docker CLI does.',
+    });
+  }
+  const options: EngineConnection = { protocol: 'ssh', host: url.hostname, port: url.port === '' ? 22 : Number(url.port) };
+  const username = decoded(url.username, host);
+  if (/[\s\p{Cc}]/u.test(username)) throw invalidHost(host);
+  if (username !== '') options.username = username;
+  return options;
+}
+
+/** A %-escaped part of the address, decoded; a broken escape (`%zz`) makes the address invalid. */
+function decoded(text: string, host: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw invalidHost(host);
+  }
+}
+
+/** The Docker host as messages show it: a password in it (`tcp://user:pass@host`) as `***`. An ssh login (`ssh://user@host`) is not a secret and stays. */
+export function shownDockerHost(host: string): string {
+  return /^ssh:\/\/[^/@:]*@/i.test(host) ? host : redactUrls(host);
+}
+
 function invalidHost(host: string): ConfigError {
-  return new ConfigError(`The Docker host '${host}' is not an address prebuilt understands.`, {
+  return new ConfigError(`The Docker host '${shownDockerHost(host)}' is not an address prebuilt understands.`, {
     setting: 'DOCKER_HOST',
     hint: 'Use unix:///var/run/docker.sock, tcp://127.0.0.1:2375 or ssh://user@host, in DOCKER_HOST or the option dockerHost.',
   });
