@@ -11,7 +11,7 @@ import { imagesWithSboms } from './app/build-sboms.js';
 import type { DeployFlowResult } from './app/deploy-flow.js';
 import type { CliContext } from './cli-context.js';
 import { createDeployView, formatSeconds } from './deploy-view.js';
-import { renderTable, writeJsonResult } from './output.js';
+import { renderTable, terminalText, writeJsonResult } from './output.js';
 
 export interface BuildReportOptions {
   json?: boolean;
@@ -102,15 +102,17 @@ function renderBuild(context: CliContext, { result, stateFile, sboms }: BuildFlo
   if (sboms.size > 0) out.write(`\n${sbomSummary(sboms)}\n`);
   const prefetch = prefetchSummary(result, context.cwd);
   if (prefetch) out.write(`${sboms.size > 0 ? '' : '\n'}${prefetch}\n`);
-  for (const warning of warnings) context.stderr.write(`warning: ${warning}\n`);
-  for (const failure of result.failures) {
-    context.stderr.write(`\nenv ${failure.envId} failed (steps ${failure.steps.join(', ')}): ${failure.reason}\n`);
-    if (failure.hint) context.stderr.write(`hint: ${failure.hint}\n`);
-    if (failure.logTail && failure.logTail.length > 0) {
-      context.stderr.write(`last lines of its build log:\n${failure.logTail.map((line) => `  | ${line}`).join('\n')}\n`);
-    }
-  }
+  for (const warning of warnings) context.stderr.write(`warning: ${terminalText(warning)}\n`);
+  for (const failure of result.failures) context.stderr.write(failureText(failure));
   if (stateFile) out.write(`\nimage map written to ${relative(context.cwd, stateFile) || stateFile}\n`);
+}
+
+/** A failed image for people: why, the hint, the last lines of its build log (text from the daemon or the build: {@link terminalText}). */
+export function failureText(failure: Pick<DeployImage, 'envId' | 'steps' | 'reason' | 'hint' | 'logTail'>): string {
+  const lines = [`\nenv ${failure.envId} failed (steps ${failure.steps.join(', ')}): ${terminalText(failure.reason ?? 'failed')}`];
+  if (failure.hint) lines.push(`hint: ${terminalText(failure.hint)}`);
+  if (failure.logTail && failure.logTail.length > 0) lines.push('last lines of its build log:', ...failure.logTail.map((line) => `  | ${terminalText(line)}`));
+  return `${lines.join('\n')}\n`;
 }
 
 export interface BuildReport extends BuildFlowResult {
@@ -136,7 +138,7 @@ export async function reportBuild(file: string, context: CliContext, options: Bu
       // With --json (stdout is for machines) notes still reach the people reading stderr.
       onEvent: (event) => {
         if (view) view.onEvent(event);
-        else if (event.type === 'note') context.stderr.write(`note: ${event.message}\n`);
+        else if (event.type === 'note') context.stderr.write(`note: ${terminalText(event.message)}\n`);
       },
       onMaterialized: (envId, materialized) => {
         for (const warning of materialized.warnings) warnings.push(`env ${envId}: ${warning}`);

@@ -20,6 +20,17 @@ describe('deploy view (plain output)', () => {
     );
   });
 
+  it('a failure\'s detail and a note (a daemon\'s or registry\'s words) are printed without their escape sequences', () => {
+    const out = capture();
+    const view = createDeployView(out, { now: () => 0 });
+    view.onEvent({ type: 'resolved', images: 1, indexes: 0, platforms: ['linux-64'] });
+    view.onEvent({ type: 'note', message: 'registry says \x1b]52;c;cHdu\x07' });
+    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'failed', detail: 'denied\x1b[2J\rall good', platform: 'linux-64' });
+    view.stop();
+    expect(out.text()).not.toMatch(/[\x1b\x07\r]/);
+    expect(out.text()).toContain('failed  0.0s  (start): denied\\x1b[2J\\x0dall good\n');
+  });
+
   it('names each line\'s platform, and the image index, for a multi-platform deploy', () => {
     const out = capture();
     const view = createDeployView(out, { now: () => 0 });

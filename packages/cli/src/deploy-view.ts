@@ -5,6 +5,7 @@
  */
 import type { DeployEvent, ImagePhase } from '@prebuilt/core';
 import type { Writer } from './cli-context.js';
+import { terminalText } from './output.js';
 
 interface ImageLine {
   envId: string;
@@ -121,7 +122,7 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
           return;
         case 'note':
           // Above the live block: clear it, print the note, draw the block again below.
-          out.write(`${tty && drawn > 0 ? `\x1b[${drawn}A\x1b[0J` : ''}note: ${event.message}\n`);
+          out.write(`${tty && drawn > 0 ? `\x1b[${drawn}A\x1b[0J` : ''}note: ${terminalText(event.message)}\n`);
           drawn = 0;
           if (tty) redraw();
           return;
@@ -139,7 +140,7 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
         }
         case 'image': {
           const line = lines.get(event.envId) ?? { envId: event.envId, steps: event.steps, phase: event.phase, started: now(), ...(event.platform ? { platform: event.platform } : {}) };
-          const detail = WITH_DETAIL[event.phase] ? event.detail : undefined;
+          const detail = WITH_DETAIL[event.phase] && event.detail ? terminalText(event.detail) : undefined;
           const changed = line.phase !== event.phase || !lines.has(event.envId) || line.detail !== detail;
           if (line.phase !== event.phase) delete line.progress;
           line.phase = event.phase;
@@ -147,7 +148,7 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
           else delete line.detail;
           if (FINAL.has(event.phase)) line.ended = now();
           lines.set(event.envId, line);
-          if (!tty && changed) out.write(`${render(line)}${event.phase === 'failed' && event.detail ? `: ${event.detail}` : ''}\n`);
+          if (!tty && changed) out.write(`${render(line)}${event.phase === 'failed' && event.detail ? `: ${terminalText(event.detail)}` : ''}\n`);
           return;
         }
       }

@@ -27,6 +27,14 @@ describe('reportError (the one top-level handler)', () => {
     expect(reportError(new BuildFailedError('1 image failed to build.', []), capture().context, { showStack: false })).toBe(1);
   });
 
+  it('a message or hint quoting hostile text (a daemon, a package\'s stderr) reaches the terminal without its escape sequences', () => {
+    const c = capture();
+    reportError(new ConfigError('The recording failed:\n  \x1b]0;owned\x07\x1b[2Jboom', { hint: 'stderr: \x1b[1A\rok' }), c.context, { showStack: false });
+    reportError(new Error('\x1b[31mred'), c.context, { showStack: false });
+    expect(c.err()).not.toMatch(/[\x1b\x07\r]/);
+    expect(c.err()).toContain('error: The recording failed:\n  \\x1b]0;owned\\x07\\x1b[2Jboom\nhint: stderr: \\x1b[1A\\x0dok\n');
+  });
+
   it('maps commander exits: help/version 0, usage errors 2', () => {
     const c = capture();
     expect(reportError(new CommanderError(0, 'commander.helpDisplayed', ''), c.context, { showStack: false })).toBe(0);

@@ -1,7 +1,7 @@
 import { CommanderError } from 'commander';
 import { CancelledError, ExitCode, PrebuiltError, errorMessage } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
-import { writeJsonResult } from './output.js';
+import { terminalText, writeJsonResult } from './output.js';
 
 const INTERRUPTED_HINT = 'Run the command again: the images already pushed and the packages already downloaded are reused.';
 
@@ -48,10 +48,10 @@ export function reportError(error: unknown, context: CliContext, options: Report
     writeJsonResult(context, {}, error);
   }
   if (known) {
-    context.stderr.write(`error: ${error.message}\n${error.hint ? `hint: ${error.hint}\n` : ''}`);
+    context.stderr.write(`error: ${terminalText(error.message)}\n${error.hint ? `hint: ${terminalText(error.hint)}\n` : ''}`);
   } else {
     context.stderr.write(
-      `error: ${errorMessage(error)}\n` +
+      `error: ${terminalText(errorMessage(error))}\n` +
         (options.showStack ? '' : 'hint: this is unexpected; run again with --verbose for the stack trace and report it.\n'),
     );
   }
