@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { decodeStatusResponse } from './buildkit-trace.js';
-import { MAX_EVENT_LINE, ProgressTracker, readEvents, type DockerStreamEvent } from './progress.js';
+import { MAX_EVENT_LINE, MAX_LOG_LINE, ProgressTracker, readEvents, type DockerStreamEvent } from './progress.js';
 
 // Real `moby.buildkit.trace` payloads captured from Docker 20.10 building
 // `FROM 127.0.0.1:5710/pbtest/base:1` / `RUN echo hello && false`.
@@ -49,6 +49,24 @@ describe('progress tracker', () => {
     for (const event of [{ stream: 'Step 2/2 : RUN false\n' }, { stream: 'a\nb\nc\n' }, { error: 'returned a non-zero code: 1' }]) run.handle(event);
     expect(run.tail).toEqual(['c', 'ERROR: returned a non-zero code: 1']);
     expect(run.errorInFrom).toBe(false);
+  });
+
+  it('a build step printing without newlines (10 MB in 1 kB pieces) gives one line cut at MAX_LOG_LINE, not a line that grows without end', () => {
+    const lines: string[] = [];
+    const tracker = new ProgressTracker((line) => lines.push(line), 5);
+    for (let i = 0; i < 10_000; i++) tracker.handle({ stream: 'x'.repeat(1000) });
+    tracker.handle({ stream: 'tail of the long line\nnext line\n' });
+    // A progress bar redrawn with carriage returns, far longer than a line in all: its last version.
+    for (let i = 0; i <= 100_000; i++) tracker.handle({ stream: `\rdownloading ${i}` });
+    tracker.handle({ stream: '\n' });
+    tracker.flush();
+    expect(lines.map((line) => line.length)).toEqual([MAX_LOG_LINE + ` … (line cut at ${MAX_LOG_LINE} characters)`.length, 'next line'.length, 'downloading 100000'.length]);
+    expect(lines[0]).toMatch(/^x+ … \(line cut at 16384 characters\)$/);
+    expect(lines.slice(1)).toEqual(['next line', 'downloading 100000']);
+    // A status or an error of 1 MB is one line, cut the same way.
+    tracker.handle({ status: 's'.repeat(1 << 20) });
+    tracker.handle({ error: 'e'.repeat(1 << 20) });
+    expect(tracker.tail.slice(-2).map((line) => line.length)).toEqual([MAX_LOG_LINE, MAX_LOG_LINE].map((n) => n + ` … (line cut at ${MAX_LOG_LINE} characters)`.length));
   });
 
   it('BuildKit: announces vertices once and splits their logs into lines', () => {

@@ -52,25 +52,58 @@ export async function readEvents(stream: Readable, onEvent: (event: DockerStream
   handleLine(pending);
 }
 
-/** Splits text that arrives in pieces into whole lines. */
+/**
+ * The longest log line kept (characters). A build step's output comes in pieces (legacy `stream`
+ * events, BuildKit log messages), each bounded, but a step printing without newlines (a
+ * package's install script, hostile or not) would grow one line without end: a longer line is cut
+ * here, and the rest of it, up to its newline, dropped.
+ */
+export const MAX_LOG_LINE = 16 * 1024;
+
+/** Splits text that arrives in pieces into whole lines, each at most {@link MAX_LOG_LINE} characters. */
 class LineSplitter {
   #partial = '';
+  /** The line being read was cut: the rest of it is dropped. */
+  #cut = false;
   constructor(private readonly emit: (line: string) => void) {}
   push(text: string): void {
-    const parts = (this.#partial + text).split('\n');
-    this.#partial = parts.pop() ?? '';
-    for (const part of parts) this.#line(part);
+    const parts = text.split('\n');
+    const last = parts.pop() ?? '';
+    for (const part of parts) {
+      this.#append(part);
+      this.flush();
+    }
+    this.#append(last);
   }
   flush(): void {
     if (this.#partial !== '') this.#line(this.#partial);
     this.#partial = '';
+    this.#cut = false;
+  }
+  #append(text: string): void {
+    if (this.#cut) return;
+    this.#partial += text;
+    if (this.#partial.length <= MAX_LOG_LINE) return;
+    // A progress bar rewrites its line with carriage returns: only its last version counts.
+    this.#partial = lastVersion(this.#partial) ?? '';
+    if (this.#partial.length <= MAX_LOG_LINE) return;
+    this.#partial = cutLine(this.#partial);
+    this.#cut = true;
   }
   #line(raw: string): void {
-    // A carriage return rewrites the line in a terminal: keep only the last version.
-    const segments = raw.split('\r').filter((segment) => segment.trim() !== '');
-    const line = segments.at(-1)?.trimEnd();
+    const line = lastVersion(raw)?.trimEnd();
     if (line !== undefined && line !== '') this.emit(line);
   }
+}
+
+/** A line of at most {@link MAX_LOG_LINE} characters, saying where it was cut. */
+function cutLine(line: string): string {
+  return line.length <= MAX_LOG_LINE ? line : `${line.slice(0, MAX_LOG_LINE)} … (line cut at ${MAX_LOG_LINE} characters)`;
+}
+
+/** What a terminal shows of a line with carriage returns (each rewrites it): its last non-blank version. */
+function lastVersion(raw: string): string | undefined {
+  return raw.split('\r').filter((segment) => segment.trim() !== '').at(-1);
 }
 
 /**
@@ -100,7 +133,9 @@ export class ProgressTracker {
 
   constructor(log: ((line: string) => void) | undefined, tailSize: number) {
     this.#tailSize = tailSize;
-    this.#emit = (line) => {
+    // A status or error event is one line however long (up to MAX_EVENT_LINE): cut as well.
+    this.#emit = (whole) => {
+      const line = cutLine(whole);
       this.tail.push(line);
       if (this.tail.length > this.#tailSize) this.tail.shift();
       log?.(line);
