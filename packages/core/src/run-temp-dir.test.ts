@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -81,4 +81,28 @@ describe('run temp dirs', () => {
     }
     expect(await sweepStaleRunTempDirs({ tempDir: dir })).toEqual([late.path]);
   }, 20_000);
+
+  it('removes only real directories of this user: an entry named for a dead run that another user made, or a symlink, is left alone', async () => {
+    // In a shared temp dir anyone can make such a name (the host tag is the hash of the hostname):
+    // inside another user's directory they can swap a subdirectory for a symlink while it is being
+    // removed, and the removal would follow it into the victim's files.
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-sweep-owner-'));
+    const tag = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+    const hourAgo = (Date.now() - 3_600_000).toString(36);
+    const dead = (suffix: string): string => join(dir, `prebuilt-context-def-r.${tag}.${process.pid}.${hourAgo}.${suffix}`);
+    const victim = await mkdtemp(join(tmpdir(), 'prebuilt-sweep-victim-'));
+    await writeFile(join(victim, 'precious'), 'keep me');
+    await symlink(victim, dead('Link01'));
+    const own = dead('Mine01');
+    await mkdir(own);
+    const theirs = dead('Their1');
+    await mkdir(theirs);
+    const otherUser = process.getuid?.() === 0;
+    if (otherUser) await chown(theirs, 65534, 65534); // as root, the test can make it another user's
+    const removed = await sweepStaleRunTempDirs({ tempDir: dir });
+    expect(removed.sort()).toEqual(otherUser ? [own] : [own, theirs].sort());
+    expect((await readdir(dir)).sort()).toEqual([dead('Link01'), ...(otherUser ? [theirs] : [])].map((p) => p.slice(dir.length + 1)).sort());
+    expect(await readFile(join(victim, 'precious'), 'utf8')).toBe('keep me');
+    for (const path of [dir, victim]) await rm(path, { recursive: true, force: true });
+  });
 });

@@ -8,11 +8,12 @@
  * `sweepStaleRunTempDirs()` removes the directories of this machine whose process is gone: its pid
  * does not run, or runs but started at another time (the pid was reused, e.g. by the next run in a
  * container where the CLI always gets the same pid). Directories of other hosts (a shared TMPDIR)
- * and of live processes are left alone, as is everything not named this way.
+ * and of live processes are left alone, as is everything not named this way, and every entry that
+ * is not a directory of this user (a symlink, another user's directory of the same name).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errorMessage } from './errors.js';
@@ -75,6 +76,22 @@ function ownerRuns(pid: number, started: number): boolean {
   return actual === undefined || Math.abs(actual - started) < SAME_START_MS;
 }
 
+/**
+ * Whether `path` is a directory (not a symlink) of this user, as {@link createRunTempDir} makes
+ * them. In a shared temp dir anyone can make an entry named for a dead run (the host tag is the
+ * hash of the hostname); inside another user's directory they could swap a subdirectory for a
+ * symlink while the sweep removes it, and the removal would follow it into this user's files. In
+ * a directory of ours (mode 0700) nobody else can.
+ */
+async function ownDirectory(path: string): Promise<boolean> {
+  try {
+    const stats = await lstat(path);
+    return stats.isDirectory() && (process.getuid === undefined || stats.uid === process.getuid());
+  } catch {
+    return false;
+  }
+}
+
 /** Removes the temp directories of this machine's dead runs in `tempDir` (default the OS temp dir); returns their paths. */
 export async function sweepStaleRunTempDirs(options: { tempDir?: string } = {}): Promise<string[]> {
   const dir = options.tempDir ?? tmpdir();
@@ -92,6 +109,7 @@ export async function sweepStaleRunTempDirs(options: { tempDir?: string } = {}):
     if (!match || match[1] !== mine) continue;
     if (ownerRuns(Number(match[2]), parseInt(match[3]!, 36))) continue;
     const path = join(dir, name);
+    if (!(await ownDirectory(path))) continue;
     try {
       await rm(path, { recursive: true, force: true });
       removed.push(path);
