@@ -93,6 +93,14 @@ describe('progress tracker', () => {
     expect(tracker.error).toBeUndefined();
   });
 
+  it('a character split across chunks (a multi-byte UTF-8 one) is read whole, not as two replacement characters', async () => {
+    const bytes = Buffer.from('{"stream":"Schritt ✓ fertig\\n"}\n');
+    const at = bytes.indexOf(Buffer.from('✓')) + 1;
+    const events: DockerStreamEvent[] = [];
+    await readEvents(Readable.from([bytes.subarray(0, at), bytes.subarray(at)]), (e) => events.push(e));
+    expect(events).toEqual([{ stream: 'Schritt ✓ fertig\n' }]);
+  });
+
   it('reads newline-delimited JSON split across chunks, keeping non-JSON lines as text', async () => {
     const events: DockerStreamEvent[] = [];
     await readEvents(Readable.from(['{"stream":"a\\n"}\r\n{"str', 'eam":"b"}\nplain text\n', '{"aux":{"ID":"x"}}']), (e) => events.push(e));

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { decodeStatusResponse } from './buildkit-trace.js';
 
 /** One JSON message of a Docker Engine progress stream (build, pull, push). */
@@ -40,8 +41,9 @@ export async function readEvents(stream: Readable, onEvent: (event: DockerStream
     }
     if (typeof event === 'object' && event !== null) onEvent(event as DockerStreamEvent);
   };
+  const utf8 = new StringDecoder('utf8'); // a character split across chunks is decoded whole
   for await (const chunk of stream) {
-    pending += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
+    pending += typeof chunk === 'string' ? chunk : utf8.write(chunk as Buffer);
     let newline: number;
     while ((newline = pending.indexOf('\n')) >= 0) {
       handleLine(pending.slice(0, newline));
@@ -49,7 +51,7 @@ export async function readEvents(stream: Readable, onEvent: (event: DockerStream
     }
     if (pending.length > MAX_EVENT_LINE) throw new Error(`a progress event of the Docker daemon is longer than ${MAX_EVENT_LINE} characters`);
   }
-  handleLine(pending);
+  handleLine(pending + utf8.end());
 }
 
 /**
