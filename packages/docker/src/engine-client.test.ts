@@ -223,6 +223,11 @@ describe.skipIf(!openssl)(`EngineClient over TLS (fake Docker daemon on 127.0.0.
         other.close();
         expect(error).toBeInstanceOf(Error);
         expect(error.statusCode).toBeUndefined();
+        // The right CA but another name: the certificate is for 127.0.0.1, not localhost; the hostname is checked.
+        const renamed = new EngineClient(dockerConnection(`tcp://localhost:${port}`, env));
+        const misnamed = (await renamed.json({ method: 'GET', path: '/version' }).catch((e: unknown) => e)) as NodeJS.ErrnoException;
+        renamed.close();
+        expect(misnamed.code).toBe('ERR_TLS_CERT_ALTNAME_INVALID');
       } finally {
         await new Promise((resolve) => server.close(resolve));
       }
