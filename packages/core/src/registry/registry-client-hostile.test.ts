@@ -181,6 +181,8 @@ describe('RegistryClient against hostile registries (in-process servers on 127.0
 
 describe('RegistryClient: a manifest PUT refused for a blob the registry has (fake registry on 127.0.0.1 forcing distribution\'s race between two commits of one blob)', () => {
   const BLOB = `sha256:${'b'.repeat(64)}`;
+  // The manifest names the blob (a layer): a registry's answer is only believed about the manifest's own blobs.
+  const MANIFEST = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { digest: 'sha256:' + 'a'.repeat(64), size: 2 }, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: BLOB, size: 7 }] }));
   const unknownBlob = (res: ServerResponse): void =>
     void res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'DIGEST_INVALID', message: 'provided digest did not match uploaded content' }, { code: 'MANIFEST_BLOB_UNKNOWN', message: 'blob unknown to registry', detail: BLOB }] }));
 
@@ -193,6 +195,16 @@ describe('RegistryClient: a manifest PUT refused for a blob the registry has (fa
     });
     expect(await client(registry.host).putManifest(`${registry.host}/team/app:v1`, MANIFEST, 'application/vnd.oci.image.manifest.v1+json')).toBe(digestOf(MANIFEST));
     expect(registry.seen.map((s) => `${s.method} ${s.url}`)).toEqual(['PUT /v2/team/app/manifests/v1', `HEAD /v2/team/app/blobs/${BLOB}`, 'PUT /v2/team/app/manifests/v1']);
+  });
+
+  it('a registry naming blobs the manifest does not reference (hundreds of them) is not asked about them: the PUT fails at once', async () => {
+    const named = Array.from({ length: 400 }, (_, i) => `sha256:${i.toString(16).padStart(64, 'c')}`);
+    const registry = await serve((req, res) => {
+      if (req.method === 'HEAD') return void res.writeHead(200, { 'content-length': '7' }).end();
+      res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: named.map((digest) => ({ code: 'MANIFEST_BLOB_UNKNOWN', message: 'blob unknown to registry', detail: digest })) }));
+    });
+    await expect(client(registry.host).putManifest(`${registry.host}/team/app:v1`, MANIFEST, 'application/vnd.oci.image.manifest.v1+json')).rejects.toThrow(/400.*MANIFEST_BLOB_UNKNOWN/);
+    expect(registry.seen.map((s) => s.method)).toEqual(['PUT']);
   });
 
   it('fails at once, naming the blob, when the registry really lacks it', async () => {

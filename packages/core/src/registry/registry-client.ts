@@ -143,13 +143,18 @@ function describeStatus(status: number): string {
 /** Times a manifest PUT refused for a blob the registry then says it has is tried again. */
 const MANIFEST_BLOB_RETRIES = 3;
 
-/** The digests a 400 answer to a manifest PUT names as unknown blobs (MANIFEST_BLOB_UNKNOWN); none for any other answer. */
-function unknownManifestBlobs(res: HttpResult): string[] {
+/**
+ * The digests a 400 answer to a manifest PUT names as unknown blobs (MANIFEST_BLOB_UNKNOWN), each
+ * once, and only those the manifest references: a registry's answer naming others (hundreds fit
+ * in an error body) would have each asked about, at every retry. None for any other answer.
+ */
+function unknownManifestBlobs(res: HttpResult, manifest: Uint8Array): string[] {
   if (res.status !== 400) return [];
+  const referenced = Buffer.from(manifest).toString('utf8');
   try {
     const data = JSON.parse(Buffer.from(res.body).toString('utf8')) as { errors?: { code?: unknown; detail?: unknown }[] };
     const named = (data.errors ?? []).filter((e) => e.code === 'MANIFEST_BLOB_UNKNOWN').map((e) => (typeof e.detail === 'object' && e.detail !== null ? (e.detail as { digest?: unknown }).digest : e.detail));
-    return named.filter((d): d is string => typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d));
+    return [...new Set(named.filter((d): d is string => typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d) && referenced.includes(`"${d}"`)))];
   } catch {
     return [];
   }
@@ -829,7 +834,7 @@ export class RegistryClient {
     for (let retry = 1; retry <= MANIFEST_BLOB_RETRIES; retry++) {
       // A blob refused as unknown that the registry has: another upload of it (another process) was
       // committing, and its repository link was being rewritten. Asked again; a blob it lacks fails now.
-      const unknown = unknownManifestBlobs(res);
+      const unknown = unknownManifestBlobs(res, bytes);
       if (unknown.length === 0 || !(await this.#allPresent(image, unknown, options))) break;
       log('registry %s refused %s naming %s as unknown, which it has: putting it again', image.registry, formatImageRef(image), unknown.join(', '));
       await sleep(backoffDelay(retry, { baseDelayMs: 200, maxDelayMs: 2000 }), options.signal);
