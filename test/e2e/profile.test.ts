@@ -8,7 +8,7 @@
 // only them, before each layer's landmark; an unchanged profile builds nothing; a changed env
 // section rebuilds only that env (`plan` says why); an explicit setting wins; a malformed profile
 // is exit 2. The tests of this file run in order.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -364,8 +364,14 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
       await mkdir(recorded.file); // there, but not a file
       const unreadable = await cli('build', 'profile_flow.py');
       expect(unreadable.code, unreadable.stderr).toBe(2);
-      expect(unreadable.stderr).toMatch(/The eStargz prefetch profile '.*profile_flow\.prebuilt\.prefetch' cannot be read: EISDIR/);
+      expect(unreadable.stderr).toMatch(/The eStargz prefetch profile '.*profile_flow\.prebuilt\.prefetch' is not a regular file \(a directory\)/);
       await rm(recorded.file, { recursive: true });
+      // A named pipe (the flow's repository may hold anything there): refused at once, not read until someone writes.
+      execFileSync('mkfifo', [recorded.file]);
+      const fifo = await cli('build', 'profile_flow.py');
+      expect(fifo.code, fifo.stderr).toBe(2);
+      expect(fifo.stderr).toMatch(/The eStargz prefetch profile '.*profile_flow\.prebuilt\.prefetch' is not a regular file \(a FIFO\)/);
+      await rm(recorded.file);
     } finally {
       await writeFile(recorded.file, good);
     }

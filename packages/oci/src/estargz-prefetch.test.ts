@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '@prebuilt/core/backend';
 import {
   MAX_PROFILE_BYTES,
+  MAX_PROFILE_LINES,
   NO_PREFETCH_LANDMARK,
   PREFETCH_LANDMARK,
   PREFETCH_RECORDER_PY,
@@ -200,6 +201,9 @@ describe('eStargz prefetch: the setting', () => {
     expect(() => prefetchSetting(join(dir, 'huge.prefetch'))).toThrow(ConfigError);
     expect(() => prefetchSetting(join(dir, 'huge.prefetch'))).toThrow(/huge\.prefetch' is larger than 128 MiB/);
     expect(() => prefetchSetting(fifo)).toThrow(ConfigError);
+    // Within the size, but millions of one-letter lines: refused before they are split into strings.
+    await writeFile(join(dir, 'many.prefetch'), 'a\n'.repeat(MAX_PROFILE_LINES));
+    expect(() => prefetchSetting(join(dir, 'many.prefetch'))).toThrow(/many\.prefetch' has more than 2000000 lines/);
     // A symlink to a regular file is read as that file.
     await writeFile(join(dir, 'target.txt'), '/opt/env/bin/python3\n');
     await symlink(join(dir, 'target.txt'), join(dir, 'link.prefetch'));

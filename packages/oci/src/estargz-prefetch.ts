@@ -161,6 +161,7 @@ export function prefetchSetting(value: string | undefined): EstargzPrefetch {
   if (raw === undefined || raw === '' || raw.toLowerCase() === 'static') return { mode: 'static' };
   if (raw.toLowerCase() === 'off') return { mode: 'off' };
   const text = readProfileFile(raw);
+  if (lineCount(text) > MAX_PROFILE_LINES) throw new ConfigError(`The eStargz prefetch profile '${raw}' has more than ${MAX_PROFILE_LINES} lines: not a profile prebuilt wrote.`, { setting: PREFETCH_ENV, hint: PROFILE_HINT });
   const sections = profileSections(text, `The eStargz prefetch profile '${raw}'`);
   const paths = everyPath(sections);
   if (paths.length === 0) throw new ConfigError(`The eStargz prefetch profile '${raw}' lists no path.`, { setting: PREFETCH_ENV, hint: PROFILE_HINT });
@@ -169,6 +170,14 @@ export function prefetchSetting(value: string | undefined): EstargzPrefetch {
 
 /** The largest profile file read (128 MiB): far above what `prebuilt profile` writes for a flow. */
 export const MAX_PROFILE_BYTES = 128 << 20;
+/** The most lines a profile file may have (20 envs at `prebuilt profile`'s default bound of 100 000 paths): 128 MiB of short lines would be tens of millions of strings. */
+export const MAX_PROFILE_LINES = 2_000_000;
+
+function lineCount(text: string): number {
+  let lines = 1;
+  for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) lines++;
+  return lines;
+}
 
 /**
  * A profile file's text. The file beside the flow comes with the flow's repository and may be a
