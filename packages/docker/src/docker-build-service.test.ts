@@ -6,7 +6,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CancelledError,
   ConfigError,
-  EnvironmentError,
   UnreachableError,
   Secret,
   type BuildRequest,
