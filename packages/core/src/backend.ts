@@ -15,6 +15,7 @@ export {
   UnreachableError,
   CancelledError,
   DiskFullError,
+  TarFormatError,
   NetworkError,
   ExitCode,
   errorMessage,
@@ -63,6 +64,16 @@ export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayers } from './reci
 export { writeFileAtomic } from './atomic-write.js';
 export { compareBytes, listTree, sourceDateEpoch } from './file-tree.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';
+export { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, tarNumber, tarText, type TarHeader } from './tar/tar-header.js';
+export {
+  MAX_EXTENDED_HEADER,
+  TarExtendedHeaders,
+  decodePaxRecords,
+  isExtendedHeader,
+  paxInteger,
+  paxSeconds,
+  type TarExtendedHeadersOptions,
+} from './tar/tar-extended-headers.js';
 export { sha256Tap } from './sha256-tap.js';
 export { createRunTempDir } from './run-temp-dir.js';
 export { mapPool } from './deploy/pool.js';

@@ -235,6 +235,25 @@ export class DiskFullError extends PrebuiltError {
   }
 }
 
+/**
+ * A tar that does not check out (`@prebuilt/core`'s strict tar reader: a malformed number, a bad
+ * checksum, a malformed pax record, a member running past the end …), in an archive that may be
+ * hostile: a conda package, a base image's layer. Names the archive (`archive`, in the user's words)
+ * and says what is wrong (`reason`). Exit 1.
+ */
+export class TarFormatError extends PrebuiltError {
+  /** The archive in the user's words, e.g. `numpy-1.26.4-py311h0.conda`, `the base layer sha256:… of python:3.11`. */
+  readonly archive: string;
+  /** What does not check out, e.g. `a header checksum does not match at byte 1024`. */
+  readonly reason: string;
+  constructor(archive: string, reason: string, options: PrebuiltErrorOptions = {}) {
+    super('archive', `${archive} is corrupt or truncated: reading its tar failed (${reason}).`, ExitCode.failure, options);
+    this.name = 'TarFormatError';
+    this.archive = archive;
+    this.reason = reason;
+  }
+}
+
 /** The work was cancelled (Ctrl-C, SIGTERM, an AbortSignal). */
 export class CancelledError extends PrebuiltError {
   constructor(message = 'cancelled', options: PrebuiltErrorOptions & { signal?: 'SIGINT' | 'SIGTERM' } = {}) {

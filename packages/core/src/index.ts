@@ -17,6 +17,7 @@ export {
   UnreachableError,
   CancelledError,
   DiskFullError,
+  TarFormatError,
   NetworkError,
   ExitCode,
   EXIT_CODE_MEANINGS,
@@ -78,6 +79,16 @@ export { createMaterializedRecipeRunner } from './recipes/materialized-runner.js
 export { writeFileAtomic } from './atomic-write.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntryKind } from './file-tree.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';
+export { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, tarNumber, tarText, type TarHeader } from './tar/tar-header.js';
+export {
+  MAX_EXTENDED_HEADER,
+  TarExtendedHeaders,
+  decodePaxRecords,
+  isExtendedHeader,
+  paxInteger,
+  paxSeconds,
+  type TarExtendedHeadersOptions,
+} from './tar/tar-extended-headers.js';
 export { sha256Tap } from './sha256-tap.js';
 export { diskFullError } from './disk-full.js';
 export { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';

@@ -5,92 +5,21 @@
  * more than writing them. The format read is the one readTarStream (archive.ts, tar-stream) reads —
  * ustar and GNU headers, checksums, base-256 sizes, pax (per-file and global) and GNU long names —
  * and it gives `onEntry` the same headers. A header that does not check out, a member that runs past
- * the end, an entry type a package may not contain, all fail naming the package.
+ * the end, an entry type a package may not contain, all fail naming the package. The headers are
+ * decoded by core's strict tar reader (decodeTarHeader, TarExtendedHeaders), shared with the oci
+ * service's base-layer converter.
  */
-import { PrebuiltError, errorMessage } from '@prebuilt/core';
+import { PrebuiltError, TAR_BLOCK, TarExtendedHeaders, TarFormatError, decodeTarHeader, errorMessage, isExtendedHeader, type TarHeader } from '@prebuilt/core';
 import { tarEntryType, type TarEntryHeader } from './archive.js';
 import { ArchiveError } from './errors.js';
 
-const BLOCK = 512;
-/** The largest pax or GNU long-name header read (as tar-stream). */
-export const MAX_LONG_HEADER = 1024 * 1024;
-
-/** A header's raw fields. */
-interface RawHeader {
-  name: string;
-  mode: number;
-  size: number;
-  typeflag: number;
-  linkname: string;
-}
-
 const corrupt = (label: string, why: string): ArchiveError => new ArchiveError(`${label} is corrupt or truncated: reading its tar failed (${why}).`, label);
 
-/** A NUL-terminated string field. */
-function text(block: Buffer, at: number, length: number): string {
-  const end = block.indexOf(0, at);
-  return block.toString('utf8', at, end === -1 || end > at + length ? at + length : end);
-}
-
-/** An octal numeric field (spaces and NULs around it ignored), or base-256 when its first byte has the high bit set. */
-function numeric(block: Buffer, at: number, length: number, label: string): number {
-  if (block[at]! & 0x80) {
-    if (block[at] === 0xff) throw corrupt(label, 'a negative base-256 number');
-    let value = block[at]! & 0x7f;
-    for (let i = at + 1; i < at + length; i++) value = value * 256 + block[i]!;
-    if (!Number.isSafeInteger(value)) throw corrupt(label, 'a base-256 number too large');
-    return value;
-  }
-  const field = block.toString('latin1', at, at + length).replace(/\0.*$/s, '').trim();
-  if (field === '') return 0;
-  if (!/^[0-7]+$/.test(field)) throw corrupt(label, `'${field}' is not an octal number`);
-  return Number.parseInt(field, 8);
-}
-
-/** The header in `block`; undefined for an all-zero block (end-of-archive padding). */
-function decodeHeader(block: Buffer, label: string): RawHeader | undefined {
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const byte = i >= 148 && i < 156 ? 32 : block[i]!;
-    unsigned += byte;
-    signed += byte > 127 ? byte - 256 : byte;
-  }
-  if (unsigned === 8 * 32) return undefined;
-  const checksum = numeric(block, 148, 8, label);
-  if (checksum !== unsigned && checksum !== signed) throw corrupt(label, 'a header checksum does not match');
-  const ustar = block.toString('latin1', 257, 263) === 'ustar\0';
-  const gnu = block.toString('latin1', 257, 265) === 'ustar  \0';
-  if (!ustar && !gnu) throw corrupt(label, 'a header is neither ustar nor GNU');
-  let name = text(block, 0, 100);
-  if (ustar && block[345] !== 0) name = `${text(block, 345, 155)}/${name}`;
-  let typeflag = block[156]!;
-  // Old tars mark a directory with a trailing slash on a regular entry.
-  if ((typeflag === 0x30 || typeflag === 0) && name.endsWith('/')) typeflag = 0x35;
-  return { name, mode: numeric(block, 100, 8, label), size: numeric(block, 124, 12, label), typeflag, linkname: text(block, 157, 100) };
-}
-
-/** pax records (`<length> <key>=<value>\n`): what they set, up to the first malformed one. */
-function decodePax(data: Buffer): Record<string, string> {
-  const out: Record<string, string> = {};
-  let at = 0;
-  while (at < data.length) {
-    const space = data.indexOf(0x20, at);
-    if (space === -1) break;
-    const length = Number.parseInt(data.toString('latin1', at, space), 10);
-    if (!(length > 0) || at + length > data.length) break;
-    const record = data.toString('utf8', space + 1, at + length - 1);
-    const eq = record.indexOf('=');
-    if (eq === -1) break;
-    out[record.slice(0, eq)] = record.slice(eq + 1);
-    at += length;
-  }
-  return out;
-}
-
-function paxSize(value: string, label: string): number {
-  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) throw corrupt(label, `a pax size '${value.slice(0, 40)}'`);
-  return Number(value);
+/** The header at `at`, strictly decoded by core (an old tar's directory: a regular entry named with a trailing slash); undefined for a zero block. */
+function entryHeader(data: Buffer, at: number, label: string): TarHeader | undefined {
+  const header = decodeTarHeader(data.subarray(at, at + TAR_BLOCK), label, at);
+  if (header && (header.typeflag === 0x30 || header.typeflag === 0) && header.name.endsWith('/')) header.typeflag = 0x35;
+  return header;
 }
 
 const TYPE_NAMES: Record<number, string> = {
@@ -120,44 +49,32 @@ export async function readTarBuffer(
   };
   let at = 0;
   let entries = 0;
-  let pax: Record<string, string> | undefined;
-  let globalPax: Record<string, string> = {};
-  let longPath: string | undefined;
-  let longLink: string | undefined;
+  const extended = new TarExtendedHeaders(label, { mergeGlobal: true });
   try {
-    while (at + BLOCK <= data.length) {
-      const raw = decodeHeader(data.subarray(at, at + BLOCK), label);
-      at += BLOCK;
-      if (!raw) continue;
-      const type = raw.typeflag;
-      const long = type === 0x78 || type === 0x67 || type === 0x4c || type === 0x4b;
-      // A pax size replaces the header's (files over 8 GiB): the member's data is that long.
-      const size = !long && pax?.size !== undefined ? paxSize(pax.size, label) : raw.size;
+    while (at + TAR_BLOCK <= data.length) {
+      const header = entryHeader(data, at, label);
+      at += TAR_BLOCK;
+      if (!header) continue;
+      const type = header.typeflag;
+      const long = isExtendedHeader(type);
+      // A pax path, link path or size replaces the header's (a size: files over 8 GiB; the member's data is that long).
+      if (long) extended.checkSize(header.size);
+      else extended.apply(header);
+      const size = header.size;
       const end = at + size;
-      if (end > data.length) throw corrupt(label, `'${raw.name}' runs past the end of the archive`);
+      if (end > data.length) throw corrupt(label, `'${header.name}' runs past the end of the archive`);
       const body = data.subarray(at, end);
       const start = at;
-      at += Math.ceil(size / BLOCK) * BLOCK;
+      at += Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
       if (long) {
-        if (raw.size > MAX_LONG_HEADER) throw corrupt(label, `a ${raw.size}-byte long header`);
-        if (type === 0x78) pax = { ...globalPax, ...decodePax(body) };
-        else if (type === 0x67) globalPax = decodePax(body);
-        else if (type === 0x4c) longPath = text(body, 0, body.length);
-        else longLink = text(body, 0, body.length);
+        extended.read(type, body);
         continue;
       }
-      let name = longPath ?? raw.name;
-      let linkname = longLink ?? raw.linkname;
-      if (pax?.path) name = pax.path;
-      if (pax?.linkpath) linkname = pax.linkpath;
-      pax = undefined;
-      longPath = undefined;
-      longLink = undefined;
-      const entryType = tarEntryType(TYPE_NAMES[type] ?? `unknown (${String.fromCharCode(type)})`, name, label);
+      const entryType = tarEntryType(TYPE_NAMES[type] ?? `unknown (${String.fromCharCode(type)})`, header.name, label);
       entries += 1;
       countTo(start);
       await onEntry(
-        { path: name, type: entryType, mode: raw.mode & 0o7777, size: entryType === 'file' ? size : 0, ...(entryType === 'symlink' || entryType === 'hardlink' ? { linkTarget: linkname } : {}) },
+        { path: header.name, type: entryType, mode: header.mode & 0o7777, size: entryType === 'file' ? size : 0, ...(entryType === 'symlink' || entryType === 'hardlink' ? { linkTarget: header.linkname } : {}) },
         entryType === 'file' && body.length > 0 ? [body] : [],
       );
       countTo(Math.min(at, data.length));
@@ -165,6 +82,8 @@ export async function readTarBuffer(
     countTo(data.length);
     if (at !== data.length) throw corrupt(label, 'it ends inside a header block');
   } catch (error) {
+    // Core's tar reader names the package already; the materializer's callers expect an ArchiveError.
+    if (error instanceof TarFormatError) throw new ArchiveError(error.message, label, { cause: error });
     if (PrebuiltError.isInstance(error) || (error as NodeJS.ErrnoException | undefined)?.syscall !== undefined) throw error;
     throw new ArchiveError(`${label} is corrupt or truncated: reading its tar failed (${errorMessage(error)}).`, label, { cause: error });
   }
