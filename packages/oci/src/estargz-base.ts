@@ -33,7 +33,7 @@ const TAR_LAYERS = new Set(['application/vnd.oci.image.layer.v1.tar', 'applicati
 export const MAX_REORDERED_TAR = 2 * 1024 ** 3;
 
 /** The tar of a base layer in prefetch order, or undefined when it is over `max` bytes unpacked. */
-async function prefetchOrderedTar(bytes: Buffer, gzipped: boolean, prefetch: readonly string[], max: number): Promise<Buffer[] | undefined> {
+async function prefetchOrderedTar(bytes: Buffer, gzipped: boolean, prefetch: readonly string[], max: number, label: string): Promise<Buffer[] | undefined> {
   let tar: Buffer;
   try {
     tar = gzipped ? await gunzipAsync(bytes, { maxOutputLength: max }) : bytes;
@@ -41,7 +41,7 @@ async function prefetchOrderedTar(bytes: Buffer, gzipped: boolean, prefetch: rea
     if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
     throw error;
   }
-  return tar.length > max ? undefined : prefetchTarOrder(tar, prefetch);
+  return tar.length > max ? undefined : prefetchTarOrder(tar, prefetch, label);
 }
 
 /** Whether a layer descriptor is eStargz or zstd:chunked already (it carries the TOC digest annotation the snapshotter verifies). */
@@ -77,6 +77,8 @@ export interface ConvertLayerOptions {
   maxReordered?: number;
   /** The lazy format written (default `estargz`). */
   format?: LazyCompression;
+  /** The layer in the user's words, for errors (default `the base layer`): its tar is read strictly, a corrupt one fails naming it. */
+  label?: string;
 }
 
 /**
@@ -85,16 +87,19 @@ export interface ConvertLayerOptions {
  * writer → sha256 → file). With `prefetch` (a recorded profile's image paths), the tar is unpacked
  * in memory first and put in prefetch order — unless it is over `maxReordered` bytes
  * (MAX_REORDERED_TAR), then it keeps its own order. The same blob (and paths) give the same bytes.
+ * The blob comes from a registry: its tar is read strictly (core's tar reader), and one that does
+ * not check out (a bad checksum, a malformed number or pax record, a member cut short) fails with
+ * a TarFormatError naming `label`.
  */
 export async function convertLayerToEstargz(blob: Uint8Array, mediaType: string, file: string, options: ConvertLayerOptions = {}): Promise<ConvertedLayer> {
-  const { signal, prefetch, maxReordered = MAX_REORDERED_TAR, format = 'estargz' } = options;
-  const esgz = lazyLayerWriter(format);
+  const { signal, prefetch, maxReordered = MAX_REORDERED_TAR, format = 'estargz', label = 'the base layer' } = options;
+  const esgz = lazyLayerWriter(format, label);
   const out = hashTap();
   const bytes = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   const gzipped = GZIP_LAYERS.has(mediaType);
   let source: Buffer[] = [bytes];
   let unpack: Transform[] = gzipped ? [createGunzip()] : [];
-  const ordered = prefetch && prefetch.length > 0 ? await prefetchOrderedTar(bytes, gzipped, prefetch, maxReordered) : undefined;
+  const ordered = prefetch && prefetch.length > 0 ? await prefetchOrderedTar(bytes, gzipped, prefetch, maxReordered, label) : undefined;
   if (ordered) {
     source = ordered;
     unpack = [];

@@ -2,7 +2,21 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { gzip as zlibGzip, constants as zlibConstants, type ZlibOptions } from 'node:zlib';
 import { promisify } from 'node:util';
-import { ESTARGZ_TOC_ANNOTATION, ESTARGZ_UNCOMPRESSED_ANNOTATION } from '@prebuilt/core/backend';
+import {
+  ESTARGZ_TOC_ANNOTATION,
+  ESTARGZ_UNCOMPRESSED_ANNOTATION,
+  TAR_BLOCK,
+  TAR_FIELDS,
+  TarExtendedHeaders,
+  TarFormatError,
+  decodeTarHeader,
+  isExtendedHeader,
+  paxInteger,
+  paxSeconds,
+  tarNumber,
+  tarText,
+  type TarHeader,
+} from '@prebuilt/core/backend';
 
 /**
  * eStargz (seekable tar.gz, https://github.com/containerd/stargz-snapshotter/blob/main/docs/stargz-estargz.md):
@@ -122,41 +136,6 @@ export function tarFileHeader(name: string, size: number): Buffer {
   return h;
 }
 
-/** A numeric tar header field: octal text, or GNU base-256. */
-export function octal(field: Buffer): number {
-  // GNU base-256 for big numbers: high bit of the first byte set.
-  if (field[0]! & 0x80) {
-    let value = 0;
-    for (let i = 1; i < field.length; i++) value = value * 256 + field[i]!;
-    return value;
-  }
-  const text = field.toString('latin1').replace(/\0.*$/s, '').trim();
-  return text === '' ? 0 : parseInt(text, 8);
-}
-
-/** A NUL-terminated tar header field. */
-export function cString(field: Buffer): string {
-  const end = field.indexOf(0);
-  return field.subarray(0, end < 0 ? field.length : end).toString('utf8');
-}
-
-/** `key=value` records of a pax extended header. */
-export function paxRecords(data: Buffer): Map<string, string> {
-  const out = new Map<string, string>();
-  let at = 0;
-  while (at < data.length) {
-    const space = data.indexOf(0x20, at);
-    if (space < 0) break;
-    const length = Number(data.subarray(at, space).toString('latin1'));
-    if (!Number.isInteger(length) || length <= 0) break;
-    const record = data.subarray(space + 1, at + length - 1).toString('utf8');
-    const eq = record.indexOf('=');
-    if (eq > 0) out.set(record.slice(0, eq), record.slice(eq + 1));
-    at += length;
-  }
-  return out;
-}
-
 const TYPES: Record<string, TocEntry['type']> = { '0': 'reg', '\0': 'reg', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo' };
 const MODE_BITS: Record<string, number> = { dir: 0o40000, reg: 0o100000, symlink: 0o120000, hardlink: 0o100000, char: 0o20000, block: 0o60000, fifo: 0o10000 };
 
@@ -164,10 +143,12 @@ const MODE_BITS: Record<string, number> = { dir: 0o40000, reg: 0o100000, symlink
  * Converts a tar stream (as `tar-stream` writes it, end-of-archive blocks included) into eStargz
  * bytes, or those of another seekable `format` (zstd:chunked). Members are compressed on the libuv
  * thread pool, up to `parallel` at once, and written in order. `result()` is valid once the stream
- * has finished. The same tar gives the same bytes.
+ * has finished. The same tar gives the same bytes. The tar is read by core's strict tar reader (it
+ * may be a base image's layer, pulled from a registry): a header, number or pax record that does
+ * not check out, or a tar cut short, fails the stream with a TarFormatError naming `label`.
  */
-export function estargzStream(parallel = 4, format: ChunkedFormat = ESTARGZ_FORMAT): { stream: Transform; result: () => EstargzResult } {
-  const writer = new EstargzWriter(parallel, format);
+export function estargzStream(parallel = 4, format: ChunkedFormat = ESTARGZ_FORMAT, label = 'the layer'): { stream: Transform; result: () => EstargzResult } {
+  const writer = new EstargzWriter(parallel, format, label);
   return { stream: writer.stream, result: () => writer.result() };
 }
 
@@ -195,21 +176,24 @@ class EstargzWriter {
   #memberBytes = 0;
   #members = 0;
   // Tar parsing state.
+  readonly #label: string;
   #header = Buffer.alloc(0);
   #state: 'header' | 'meta' | 'payload' | 'pad' | 'end' = 'header';
   #remaining = 0;
   #pad = 0;
   #meta: Buffer[] = [];
-  #metaType = '';
-  #pax = new Map<string, string>();
-  #longName: string | undefined;
-  #longLink: string | undefined;
+  #metaType = 0;
+  readonly #extended: TarExtendedHeaders;
+  /** The entry whose payload (or extended header's body) is being read, for messages. */
+  #entryName = '';
   #file: FileState | undefined;
   #result: EstargzResult | undefined;
 
-  constructor(parallel: number, format: ChunkedFormat) {
+  constructor(parallel: number, format: ChunkedFormat, label: string) {
     this.#parallel = Math.max(1, parallel);
     this.#format = format;
+    this.#label = label;
+    this.#extended = new TarExtendedHeaders(label);
     const self = this;
     this.stream = new Transform({
       transform(chunk: Buffer, _encoding, callback: TransformCallback) {
@@ -288,38 +272,25 @@ class EstargzWriter {
   async #onHeader(out: Transform): Promise<void> {
     const h = this.#header;
     this.#header = Buffer.alloc(0);
-    if (h.every((b) => b === 0)) {
+    const header = decodeTarHeader(h, this.#label, this.#uncompressed);
+    if (!header) {
       // End of archive: for eStargz, the TOC entry and a new end-of-archive are written by #finish.
       if (!this.#format.tocInTar) this.#append(h);
       this.#state = 'end';
       return;
     }
-    const type = String.fromCharCode(h[156]!);
-    const size = octal(h.subarray(124, 136));
     this.#append(h);
-    if (type === 'x' || type === 'g' || type === 'L' || type === 'K') {
-      this.#metaType = type;
-      this.#meta = [];
-      this.#remaining = size;
-      this.#pad = (512 - (size % 512)) % 512;
-      this.#state = size > 0 ? 'meta' : 'header';
-      if (size === 0) this.#onMetaDone();
-      return;
-    }
-    const prefix = cString(h.subarray(345, 500));
-    const name = this.#pax.get('path') ?? this.#longName ?? (prefix ? `${prefix}/${cString(h.subarray(0, 100))}` : cString(h.subarray(0, 100)));
-    const linkName = this.#pax.get('linkpath') ?? this.#longLink ?? cString(h.subarray(157, 257));
-    const realSize = this.#pax.has('size') ? Number(this.#pax.get('size')) : size;
-    this.#longName = undefined;
-    this.#longLink = undefined;
-    const tocType = TYPES[type] ?? 'reg';
-    const entry: TocEntry = { name, type: tocType, ...this.#attributes(h) };
+    if (isExtendedHeader(header.typeflag)) return this.#onExtendedHeader(header);
+    const pax = this.#extended.apply(header);
+    const realSize = header.size;
+    const tocType = TYPES[String.fromCharCode(header.typeflag)] ?? 'reg';
+    const entry: TocEntry = { name: header.name, type: tocType, ...this.#attributes(h, pax) };
     if (tocType === 'reg') entry.size = realSize;
-    if (tocType === 'symlink' || tocType === 'hardlink') entry.linkName = linkName;
-    entry.mode = (octal(h.subarray(100, 108)) & 0o7777) | (MODE_BITS[tocType] ?? 0);
-    this.#pax = new Map();
+    if (tocType === 'symlink' || tocType === 'hardlink') entry.linkName = header.linkname;
+    entry.mode = (header.mode & 0o7777) | (MODE_BITS[tocType] ?? 0);
+    this.#entryName = header.name;
     this.#toc.push(entry);
-    this.#pad = (512 - (realSize % 512)) % 512;
+    this.#pad = (TAR_BLOCK - (realSize % TAR_BLOCK)) % TAR_BLOCK;
     if (realSize === 0) {
       this.#state = 'header';
       return;
@@ -333,30 +304,43 @@ class EstargzWriter {
     }
   }
 
+  /** A pax or GNU long-name header: its body is gathered (up to core's bound) and read when complete. */
+  #onExtendedHeader(header: TarHeader): void {
+    this.#extended.checkSize(header.size);
+    this.#metaType = header.typeflag;
+    this.#entryName = header.name;
+    this.#meta = [];
+    this.#remaining = header.size;
+    this.#pad = (TAR_BLOCK - (header.size % TAR_BLOCK)) % TAR_BLOCK;
+    this.#state = header.size > 0 ? 'meta' : 'header';
+    if (header.size === 0) this.#onMetaDone();
+  }
+
   /** Owner, times, device numbers and xattrs of a header (and its pax records), as the TOC states them. */
-  #attributes(h: Buffer): Partial<TocEntry> {
-    const pax = this.#pax;
-    const num = (key: string, field: Buffer): number => (pax.has(key) ? Math.floor(Number(pax.get(key))) : octal(field));
-    const mtime = num('mtime', h.subarray(136, 148));
+  #attributes(h: Buffer, pax: ReadonlyMap<string, string> | undefined): Partial<TocEntry> {
+    const label = this.#label;
+    const num = (key: 'uid' | 'gid' | 'mtime'): number => {
+      const value = pax?.get(key);
+      if (value === undefined) return tarNumber(h, TAR_FIELDS[key][0], TAR_FIELDS[key][1], label);
+      return key === 'mtime' ? paxSeconds(value, key, label) : paxInteger(value, key, label);
+    };
+    const mtime = num('mtime');
     const out: Partial<TocEntry> = {
       modtime: new Date(mtime * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
-      uid: num('uid', h.subarray(108, 116)),
-      gid: num('gid', h.subarray(116, 124)),
-      userName: pax.get('uname') ?? cString(h.subarray(265, 297)),
-      groupName: pax.get('gname') ?? cString(h.subarray(297, 329)),
-      devMajor: octal(h.subarray(329, 337)),
-      devMinor: octal(h.subarray(337, 345)),
+      uid: num('uid'),
+      gid: num('gid'),
+      userName: pax?.get('uname') ?? tarText(h, ...TAR_FIELDS.uname),
+      groupName: pax?.get('gname') ?? tarText(h, ...TAR_FIELDS.gname),
+      devMajor: tarNumber(h, ...TAR_FIELDS.devmajor, label),
+      devMinor: tarNumber(h, ...TAR_FIELDS.devminor, label),
     };
-    const xattrs = [...pax].filter(([k]) => k.startsWith('SCHILY.xattr.'));
+    const xattrs = [...(pax ?? [])].filter(([k]) => k.startsWith('SCHILY.xattr.'));
     if (xattrs.length > 0) out.xattrs = Object.fromEntries(xattrs.map(([k, v]) => [k.slice('SCHILY.xattr.'.length), Buffer.from(v, 'utf8').toString('base64')]));
     return out;
   }
 
   #onMetaDone(): void {
-    const data = Buffer.concat(this.#meta);
-    if (this.#metaType === 'x') for (const [k, v] of paxRecords(data)) this.#pax.set(k, v);
-    if (this.#metaType === 'L') this.#longName = cString(data);
-    if (this.#metaType === 'K') this.#longLink = cString(data);
+    this.#extended.read(this.#metaType, Buffer.concat(this.#meta));
     this.#state = this.#pad > 0 ? 'pad' : 'header';
   }
 
@@ -405,8 +389,14 @@ class EstargzWriter {
     file.entry.digest = `sha256:${file.fileHash.digest('hex')}`;
   }
 
+  /** Why a tar that ended before its end-of-archive blocks is refused. */
+  #cutShort(): string {
+    if (this.#state !== 'header') return `'${this.#entryName}' runs past the end of the archive`;
+    return this.#header.length > 0 ? 'it ends inside a header block' : 'it ends without its end-of-archive blocks';
+  }
+
   async #finish(out: Transform): Promise<void> {
-    if (this.#state !== 'end') throw new Error('the tar stream ended without its end-of-archive blocks');
+    if (this.#state !== 'end') throw new TarFormatError(this.#label, this.#cutShort());
     await this.#closeMember(out);
     while (this.#pending.length > 0) this.#emit(out, await this.#pending.shift()!);
     // Member i starts where members 0 … i-1 end.

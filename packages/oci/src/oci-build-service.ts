@@ -413,7 +413,7 @@ async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Pr
       if (!converted || !(await client.headBlob(push.repo, converted.digest, signalOf(run.request))).exists) {
         const file = join(tmp, `${i}.blob`);
         const blob = await client.getBlob(baseRef, layer.digest, { ...signalOf(run.request), size: layer.size });
-        converted = await convertLayerToEstargz(blob, layer.mediaType, file, { signal, prefetch: profile, format });
+        converted = await convertLayerToEstargz(blob, layer.mediaType, file, { signal, prefetch: profile, format, label: `the base layer ${layer.digest} of ${base.ref ?? baseRef.repository}` });
         await cache.setByContent(key, converted);
         status = (await client.uploadBlob(push.repo, converted.digest, () => readFile(file), push.upload)).status;
         await rm(file, { force: true });

@@ -1,4 +1,5 @@
-import { cString, octal, paxRecords, tarFileHeader } from './estargz.js';
+import { TAR_BLOCK, TarExtendedHeaders, TarFormatError, decodeTarHeader, isExtendedHeader } from '@prebuilt/core/backend';
+import { tarFileHeader } from './estargz.js';
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from './estargz-prefetch.js';
 import { parentDirs } from './layer.js';
 
@@ -22,41 +23,37 @@ export interface TarRecord {
 }
 
 const clean = (name: string): string => name.replace(/^(\.?\/)+/, '').replace(/\/+$/, '');
-const padded = (size: number): number => Math.ceil(size / 512) * 512;
+const padded = (size: number): number => Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
 
-/** The records of an uncompressed tar, up to its end-of-archive blocks (or its end). */
-export function tarRecords(tar: Buffer): TarRecord[] {
+/**
+ * The records of an uncompressed tar, up to its end-of-archive blocks, read by core's strict tar
+ * reader: a header, number or pax record that does not check out, a member running past the end,
+ * a tar without its end-of-archive blocks, fail with a TarFormatError naming `label`.
+ */
+export function tarRecords(tar: Buffer, label = 'the layer'): TarRecord[] {
   const records: TarRecord[] = [];
+  const extended = new TarExtendedHeaders(label);
   let at = 0;
   let start = 0;
-  let pax = new Map<string, string>();
-  let longName: string | undefined;
-  let longLink: string | undefined;
-  while (at + 512 <= tar.length) {
-    const h = tar.subarray(at, at + 512);
-    if (h.every((b) => b === 0)) break;
-    const type = String.fromCharCode(h[156]!);
-    const size = octal(h.subarray(124, 136));
-    const data = tar.subarray(at + 512, at + 512 + size);
-    if (type === 'x' || type === 'L' || type === 'K') {
-      if (type === 'x') for (const [k, v] of paxRecords(data)) pax.set(k, v);
-      if (type === 'L') longName = cString(data);
-      if (type === 'K') longLink = cString(data);
-      at += 512 + padded(size);
-      continue;
-    }
-    const prefix = cString(h.subarray(345, 500));
-    const name = pax.get('path') ?? longName ?? (prefix ? `${prefix}/${cString(h.subarray(0, 100))}` : cString(h.subarray(0, 100)));
-    const link = pax.get('linkpath') ?? longLink ?? cString(h.subarray(157, 257));
-    const realSize = type === 'g' || !pax.has('size') ? size : Number(pax.get('size'));
-    at += 512 + padded(realSize);
-    records.push({ path: clean(name), type, linkPath: clean(link), bytes: tar.subarray(start, at) });
+  while (at + TAR_BLOCK <= tar.length) {
+    const header = decodeTarHeader(tar.subarray(at, at + TAR_BLOCK), label, at);
+    if (!header) return records;
+    const type = String.fromCharCode(header.typeflag);
+    const isMeta = isExtendedHeader(header.typeflag) && type !== 'g';
+    if (isMeta) extended.checkSize(header.size);
+    const size = header.size;
+    // A pax global header is a record of its own; it takes the extended headers before it (as Go's archive/tar), not their size.
+    if (!isMeta) extended.apply(header);
+    const realSize = type === 'g' ? size : header.size;
+    const end = at + TAR_BLOCK + padded(realSize);
+    if (end > tar.length) throw new TarFormatError(label, `'${header.name}' runs past the end of the archive`);
+    if (isMeta || type === 'g') extended.read(header.typeflag, tar.subarray(at + TAR_BLOCK, at + TAR_BLOCK + realSize));
+    at = end;
+    if (isMeta) continue;
+    records.push({ path: clean(header.name), type, linkPath: clean(header.linkname), bytes: tar.subarray(start, at) });
     start = at;
-    pax = new Map();
-    longName = undefined;
-    longLink = undefined;
   }
-  return records;
+  throw new TarFormatError(label, at === tar.length ? 'it ends without its end-of-archive blocks' : 'it ends inside a header block');
 }
 
 /** The 1-byte landmark file's record (mode 0644, owner root, mtime 0). */
@@ -72,8 +69,8 @@ function landmarkRecord(name: string): Buffer {
  * landmark (`.no.prefetch.landmark` when the tar has none of them), the rest, the end-of-archive
  * blocks. The same tar and paths give the same bytes.
  */
-export function prefetchTarOrder(tar: Buffer, paths: readonly string[]): Buffer[] {
-  const records = tarRecords(tar);
+export function prefetchTarOrder(tar: Buffer, paths: readonly string[], label = 'the layer'): Buffer[] {
+  const records = tarRecords(tar, label);
   // A path the tar holds more than once moves with every occurrence, in order (the last one wins on extraction).
   const byPath = new Map<string, number[]>();
   records.forEach((r, i) => byPath.set(r.path, [...(byPath.get(r.path) ?? []), i]));
