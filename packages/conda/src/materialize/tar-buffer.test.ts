@@ -80,6 +80,15 @@ describe('readTarBuffer', () => {
     await expect(viaBuffer(tar)).rejects.toThrow(/t\.conda is corrupt or truncated.*checksum/);
   });
 
+  it('refuses a pax record that lies about its length (core\'s strict reader), naming the package', async () => {
+    const tar = Buffer.from(await rawTar([{ name: `${'p'.repeat(120)}.py`, data: 'x' }]));
+    expect(tar[156]).toBe('x'.charCodeAt(0));
+    const body = tar.subarray(512, 1024);
+    body[0] = '9'.charCodeAt(0); // the first record's length, one more digit's worth than it is
+    await expect(viaBuffer(tar)).rejects.toThrow(ArchiveError);
+    await expect(viaBuffer(tar)).rejects.toThrow(/t\.conda is corrupt or truncated: reading its tar failed \(a malformed pax record at byte 0 of a pax header/);
+  });
+
   it('refuses a member that runs past the end, and an archive cut inside a header', async () => {
     const tar = await rawTar([{ name: 'x', data: Buffer.alloc(5000, 1) }]);
     await expect(viaBuffer(tar.subarray(0, 512 + 1024))).rejects.toThrow(/runs past the end/);

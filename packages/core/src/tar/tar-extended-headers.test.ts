@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import { TarFormatError } from '../errors.js';
+import { MAX_EXTENDED_HEADER, TarExtendedHeaders, decodePaxRecords, isExtendedHeader, paxInteger, paxSeconds } from './tar-extended-headers.js';
+import type { TarHeader } from './tar-header.js';
+
+/** A pax record with its length right. */
+function record(key: string, value: string): string {
+  const rest = ` ${key}=${value}\n`;
+  let length = Buffer.byteLength(rest) + 1;
+  if (String(length).length + Buffer.byteLength(rest) !== length) length += 1;
+  return `${length}${rest}`;
+}
+
+const entry = (): TarHeader => ({ name: 'short', mode: 0o644, size: 5, typeflag: 0x30, linkname: 'link' });
+const X = 0x78;
+const G = 0x67;
+
+describe('pax records', () => {
+  it('reads every record: UTF-8, values holding = and newlines', () => {
+    const body = Buffer.from(record('path', 'dir/é.txt') + record('SCHILY.xattr.user.a', 'x=y\nz') + record('mtime', '1700000000.25'));
+    expect([...decodePaxRecords(body, 't')]).toEqual([
+      ['path', 'dir/é.txt'],
+      ['SCHILY.xattr.user.a', 'x=y\nz'],
+      ['mtime', '1700000000.25'],
+    ]);
+    expect(record('path', 'a')).toBe('9 path=a\n');
+    expect(record('path', 'abcdefg')).toBe('16 path=abcdefg\n');
+  });
+
+  it('refuses a record whose length lies (too long, too short, past the end), has no length, or no key=value', () => {
+    const good = record('path', 'abc');
+    for (const body of ['40 path=evil\n', '10 path=abc\n', '13 path=abc\n', `${good}99`, 'path=abc\n', '1x path=abc\n', '9 pathabc\n', '6 =ab\n']) {
+      expect(() => decodePaxRecords(Buffer.from(body), 'layer'), JSON.stringify(body)).toThrow(TarFormatError);
+      expect(() => decodePaxRecords(Buffer.from(body), 'layer'), JSON.stringify(body)).toThrow(/layer is corrupt or truncated: reading its tar failed \(a malformed pax record at byte \d+ of a pax header/);
+    }
+  });
+
+  it('checks numbers: integers (size, uid) and times (mtime, with a fraction or negative)', () => {
+    expect(paxInteger('12345678901234', 'size', 't')).toBe(12345678901234);
+    expect(() => paxInteger('12x', 'size', 't')).toThrow("a pax size '12x'");
+    expect(() => paxInteger('-1', 'uid', 't')).toThrow("a pax uid '-1'");
+    expect(() => paxInteger('99999999999999999999', 'size', 't')).toThrow(/a pax size/);
+    expect(paxSeconds('1700000000.75', 'mtime', 't')).toBe(1700000000);
+    expect(paxSeconds('-1.5', 'mtime', 't')).toBe(-2);
+    expect(() => paxSeconds('soon', 'mtime', 't')).toThrow("a pax mtime 'soon'");
+    expect(() => paxSeconds('1e3', 'mtime', 't')).toThrow(/a pax mtime/);
+  });
+});
+
+describe('TarExtendedHeaders', () => {
+  it('knows the extended header types', () => {
+    expect([...'xgLK05'].map((c) => isExtendedHeader(c.charCodeAt(0)))).toEqual([true, true, true, true, false, false]);
+  });
+
+  it('applies GNU long names, then pax path, link path and size, to the next entry only', () => {
+    const ext = new TarExtendedHeaders('t');
+    ext.read(0x4c, Buffer.from('gnu/long/name\0'));
+    ext.read(0x4b, Buffer.from('gnu/long/link\0'));
+    const first = entry();
+    expect(ext.apply(first)).toBeUndefined();
+    expect(first).toMatchObject({ name: 'gnu/long/name', linkname: 'gnu/long/link', size: 5 });
+    ext.read(0x4c, Buffer.from('gnu/long/name\0'));
+    ext.read(X, Buffer.from(record('path', 'pax/path') + record('linkpath', 'pax/link') + record('size', '9000000000')));
+    const second = entry();
+    expect(ext.apply(second)?.get('path')).toBe('pax/path');
+    expect(second).toMatchObject({ name: 'pax/path', linkname: 'pax/link', size: 9000000000 });
+    const third = entry();
+    expect(ext.apply(third)).toBeUndefined();
+    expect(third).toEqual(entry());
+  });
+
+  it('a bad pax size fails as the entry takes it', () => {
+    const ext = new TarExtendedHeaders('layer');
+    ext.read(X, Buffer.from(record('size', 'NaN')));
+    expect(() => ext.apply(entry())).toThrow("layer is corrupt or truncated: reading its tar failed (a pax size 'NaN').");
+  });
+
+  it('global records: defaults of the later pax headers when merged (tar-stream), checked and left out otherwise (Go)', () => {
+    for (const mergeGlobal of [true, false]) {
+      const ext = new TarExtendedHeaders('t', { mergeGlobal });
+      ext.read(G, Buffer.from(record('uname', 'root') + record('path', 'global')));
+      ext.read(X, Buffer.from(record('uid', '7')));
+      const pax = ext.apply(entry());
+      expect(pax?.get('uname')).toBe(mergeGlobal ? 'root' : undefined);
+      expect(pax?.get('uid')).toBe('7');
+    }
+    expect(() => new TarExtendedHeaders('t').read(G, Buffer.from('99 x=y\n'))).toThrow(/a malformed pax record/);
+  });
+
+  it('refuses an extended header over 1 MiB before its body is read', () => {
+    const ext = new TarExtendedHeaders('t');
+    expect(() => ext.checkSize(MAX_EXTENDED_HEADER)).not.toThrow();
+    expect(() => ext.checkSize(MAX_EXTENDED_HEADER + 1)).toThrow(`a ${MAX_EXTENDED_HEADER + 1}-byte extended header`);
+  });
+});
