@@ -4,14 +4,17 @@
  * short, is refused with an error naming the layer and what is wrong — streamed (eStargz,
  * zstd:chunked) or reordered in memory under a prefetch profile — never converted into garbage.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PrebuiltError } from '@prebuilt/core/backend';
+import { PrebuiltError, RegistryClient } from '@prebuilt/core/backend';
 import { convertLayerToEstargz } from './estargz-base.js';
 import { tarFileHeader } from './estargz.js';
+import { missingFor, services, uniqueRepo } from './__fixtures__/services.js';
+import { createOciBuildService } from './oci-build-service.js';
 
 const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
 const TAR = 'application/vnd.oci.image.layer.v1.tar';
@@ -113,4 +116,35 @@ describe('a hostile base layer is refused, naming the layer', () => {
       });
     }
   }
+});
+
+const sha = (bytes: Uint8Array): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+const missing = missingFor(['registries']);
+
+describe.skipIf(missing !== undefined)(`oci build service: a base image with a corrupt layer${missing ? ` [skipped: ${missing}]` : ''}`, () => {
+  let work: string;
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'prebuilt-estargz-hostile-svc-'));
+    await writeFile(join(work, 'hello.txt'), 'hello\n');
+  });
+  afterAll(() => (work ? rm(work, { recursive: true, force: true }) : undefined));
+
+  it('re-layering the base fails the build (a result, not a crash), naming the base layer, the image and what is wrong', async () => {
+    const client = new RegistryClient({ dockerConfig: false });
+    const base = `${services.registries!.plain.host}/${uniqueRepo('hostile-base')}`;
+    const [a, b] = good();
+    b![0] = 0x63;
+    const layer = gzipSync(Buffer.concat([a!, b!, END]));
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(gunzipSync(layer))] }, config: {} }));
+    await client.uploadBlob(base, sha(layer), layer);
+    await client.uploadBlob(base, sha(config), config);
+    const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length }, layers: [{ mediaType: GZIP, digest: sha(layer), size: layer.length }] };
+    await client.putManifest(`${base}:v1`, Buffer.from(JSON.stringify(manifest)), manifest.mediaType);
+    const service = createOciBuildService({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' }, layerCacheDir: false });
+    const imageTag = `${services.registries!.plain.host}/${uniqueRepo('hostile-env')}:a`;
+    const result = await service.buildAndPush({ dockerfile: `FROM ${base}:v1\nCOPY hello.txt /opt/hello.txt\n`, contextDir: work, imageTag, platform: 'linux/amd64' });
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.reason).toBe(`the base layer ${sha(layer)} of ${base}:v1 is corrupt or truncated: reading its tar failed (a header checksum does not match at byte 1024).`);
+    expect((await client.headManifest(imageTag)).exists).toBe(false);
+  }, 120_000);
 });
