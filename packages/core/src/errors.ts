@@ -14,7 +14,7 @@ const MARKER = Symbol.for('prebuilt.error');
  * | code | fault kinds (error `code`) |
  * |---|---|
  * | 0 | — |
- * | 1 | a build or push failed (`build-failed`); a service answered with an error or stalled (`registry`, `network`); credentials refused (`auth`); an unexpected error (`unexpected`) |
+ * | 1 | a build or push failed (`build-failed`); a package or layer's tar is corrupt (`archive`); a service answered with an error or stalled (`registry`, `network`); credentials refused (`auth`); an unexpected error (`unexpected`) |
  * | 2 | bad input (`input`, `resolution`, `usage`); bad configuration (`config`, `backend-not-found`, `backend-invalid`); a tool or service missing (`environment`) or not reachable at its address (`unreachable`); a full disk (`disk-full`) |
  * | 130 / 143 | interrupted by SIGINT / SIGTERM (`cancelled`) |
  */
