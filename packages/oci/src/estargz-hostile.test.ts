@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PrebuiltError, RegistryClient } from '@prebuilt/core/backend';
+import { PrebuiltError, RegistryClient, sealTarHeader } from '@prebuilt/core/backend';
 import { convertLayerToEstargz } from './estargz-base.js';
 import { tarFileHeader } from './estargz.js';
 import { missingFor, services, uniqueRepo } from './__fixtures__/services.js';
@@ -20,20 +20,11 @@ const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
 const TAR = 'application/vnd.oci.image.layer.v1.tar';
 const LABEL = 'the base layer sha256:0123 of example/base';
 
-/** Sets a header's checksum from its bytes (after an edit). */
-function sealed(header: Buffer): Buffer {
-  header.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const byte of header) sum += byte;
-  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
-  return header;
-}
-
 /** A file member: header, content, padding. */
 function member(name: string, content: Buffer, edit: (header: Buffer) => void = () => undefined): Buffer {
   const header = tarFileHeader(name, content.length);
   edit(header);
-  return Buffer.concat([sealed(header), content, Buffer.alloc((512 - (content.length % 512)) % 512)]);
+  return Buffer.concat([sealTarHeader(header), content, Buffer.alloc((512 - (content.length % 512)) % 512)]);
 }
 
 /** A pax extended header (type `x`) whose body is `body` as given (its record lengths unchecked). */

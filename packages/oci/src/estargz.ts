@@ -11,6 +11,7 @@ import {
   TarFormatError,
   decodeTarHeader,
   isExtendedHeader,
+  sealTarHeader,
   paxInteger,
   paxSeconds,
   tarNumber,
@@ -129,11 +130,7 @@ export function tarFileHeader(name: string, size: number): Buffer {
   h.write('00000000000\0', 136, 'latin1');
   h.write('0', 156, 'latin1');
   h.write('ustar\x0000', 257, 'latin1');
-  h.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const byte of h) sum += byte;
-  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
-  return h;
+  return sealTarHeader(h);
 }
 
 const TYPES: Record<string, TocEntry['type']> = { '0': 'reg', '\0': 'reg', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo' };

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TarFormatError } from '../errors.js';
-import { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, tarNumber, tarText } from './tar-header.js';
+import { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, sealTarHeader, tarNumber, tarText } from './tar-header.js';
 
 /** A ustar header of a file (fields as given), its checksum set. */
 function header(fields: { name?: string; size?: string; prefix?: string; magic?: string; typeflag?: string; linkname?: string } = {}): Buffer {
@@ -17,15 +17,7 @@ function header(fields: { name?: string; size?: string; prefix?: string; magic?:
   h.write(fields.linkname ?? '', 157, 'utf8');
   h.write(fields.magic ?? 'ustar\x0000', 257, 'latin1');
   h.write(fields.prefix ?? '', 345, 'utf8');
-  return seal(h);
-}
-
-function seal(h: Buffer): Buffer {
-  h.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const byte of h) sum += byte;
-  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
-  return h;
+  return sealTarHeader(h);
 }
 
 const field = (text: string | number[], length = 12): Buffer => {

@@ -96,6 +96,12 @@ function blockSums(block: Uint8Array): { unsigned: number; signed: number } {
   return { unsigned, signed: unsigned - 256 * high };
 }
 
+/** Sets a header block's checksum field (six octal digits, NUL, space) from its bytes: for a writer, or after an edit. */
+export function sealTarHeader(block: Buffer): Buffer {
+  block.write(`${blockSums(block).unsigned.toString(8).padStart(6, '0')}\0 `, CHECKSUM_AT, 'latin1');
+  return block;
+}
+
 /** `ustar\0` (POSIX) or `ustar  \0` (GNU) at 257; neither is undefined. */
 function magic(block: Uint8Array): 'ustar' | 'gnu' | undefined {
   if (block[257] !== 0x75 || block[258] !== 0x73 || block[259] !== 0x74 || block[260] !== 0x61 || block[261] !== 0x72) return undefined;
