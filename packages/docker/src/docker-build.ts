@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import {
   EnvironmentError,
+  NetworkError,
   cancelledError,
   checkPushCredentials,
   createLogger,
@@ -12,8 +13,9 @@ import {
 import { createBuildContext, type BuildContext } from './build-context.js';
 import { pullThroughDaemon } from './daemon-pull.js';
 import { daemonMessage, isConnectionError, type DockerDaemon } from './docker-daemon.js';
+import { CANCEL_CLEANUP_MS } from './engine-clock.js';
 import { shownDockerHost } from './docker-host.js';
-import type { EngineRequest } from './engine-client.js';
+import type { StreamRequest } from './engine-client.js';
 import type { DockerSettings } from './docker-settings.js';
 import { pushImage } from './docker-push.js';
 import { baseImageReferences, firstBaseImage, parseTaggedReference, pullParts, registryHost, type TaggedReference } from './image-reference.js';
@@ -70,12 +72,12 @@ export class DockerBuild {
 
   /** The aborted request makes the daemon stop the build; a tag that made it anyway is removed. */
   async cancel(): Promise<never> {
-    await this.daemon.removeImage(this.request.imageTag, 'cancelled');
+    await this.daemon.removeImage(this.request.imageTag, 'cancelled', AbortSignal.timeout(CANCEL_CLEANUP_MS));
     throw cancelledError(this.request.signal!, 'The Docker build');
   }
 
   /** `POST /build` with the context's tar: the tag, the builder, the network, labels, and base-image credentials for the legacy builder. */
-  #buildRequest(context: BuildContext): EngineRequest {
+  #buildRequest(context: BuildContext): StreamRequest {
     const { request, settings } = this;
     const query: Record<string, unknown> = {
       t: request.imageTag,
@@ -87,7 +89,9 @@ export class DockerBuild {
     };
     if (Object.keys(settings.labels).length > 0) query['labels'] = settings.labels;
     if (settings.builder === 'buildkit') query['version'] = '2';
-    const build: EngineRequest = { method: 'POST', path: '/build', query, body: context.tar, signal: request.signal };
+    // The upload and the answer's headers are timed; the build's events then have no silence
+    // limit: a RUN compiling prints nothing for as long as it compiles (engine-clock.ts).
+    const build: StreamRequest = { method: 'POST', path: '/build', query, body: context.tar, signal: request.signal, silence: 'open' };
     const pullAuth = authConfig(request.pushCredentials);
     if (pullAuth && 'username' in pullAuth && settings.builder === 'legacy') {
       // Lets the builder pull a base image that lives in the same (private) registry; the legacy
@@ -100,13 +104,14 @@ export class DockerBuild {
   }
 
   /** Runs the build; a failed result, or undefined when the image was built. */
-  async #build(buildRequest: EngineRequest): Promise<BuildResult | undefined> {
+  async #build(buildRequest: StreamRequest): Promise<BuildResult | undefined> {
     const { request, tracker, daemon } = this;
     let buildStream: Readable;
     try {
       buildStream = await daemon.client.stream(buildRequest);
     } catch (error) {
       if (request.signal?.aborted) return this.cancel();
+      if (NetworkError.isInstance(error)) throw error; // the daemon stalled before the build's first event
       if (isConnectionError(error)) {
         throw new EnvironmentError(`The Docker daemon at ${shownDockerHost(this.settings.dockerHost)} dropped the build of ${request.imageTag}: ${errorMessage(error)}.`, {
           cause: error,

@@ -1,4 +1,4 @@
-import { ConfigError, UnreachableError, cancelledError, createLogger, errorMessage } from '@prebuilt/core/backend';
+import { ConfigError, NetworkError, UnreachableError, cancelledError, createLogger, errorMessage } from '@prebuilt/core/backend';
 import { dockerConnection, shownDockerHost } from './docker-host.js';
 import { EngineClient, type EngineRequestError } from './engine-client.js';
 import { engineVersion } from './engine-version.js';
@@ -35,11 +35,14 @@ export class DockerDaemon {
   readonly client: EngineClient;
 
   constructor(
-    private readonly settings: Pick<DockerSettings, 'dockerHost' | 'apiVersion'>,
+    private readonly settings: Pick<DockerSettings, 'dockerHost' | 'apiVersion'> & Partial<Pick<DockerSettings, 'timeouts'>>,
     env: Record<string, string | undefined>,
   ) {
     const connection = dockerConnection(settings.dockerHost, env);
-    this.client = new EngineClient(settings.apiVersion ? { ...connection, version: settings.apiVersion } : connection);
+    this.client = new EngineClient(settings.apiVersion ? { ...connection, version: settings.apiVersion } : connection, {
+      shownHost: shownDockerHost(settings.dockerHost),
+      ...(settings.timeouts ? { limits: settings.timeouts } : {}),
+    });
   }
 
   /** The daemon answers (and speaks the configured API version); else an UnreachableError or ConfigError saying how to fix it. */
@@ -51,6 +54,7 @@ export class DockerDaemon {
       debug('Docker daemon %s (API %s)', version.Version, version.ApiVersion);
     } catch (error) {
       if (signal?.aborted) throw cancelledError(signal, 'The Docker build');
+      if (NetworkError.isInstance(error)) throw error; // it took the connection and stalled: exit 1, not unreachable
       if ((error as EngineRequestError).statusCode === 400 && apiVersion) {
         throw new ConfigError(`The Docker daemon at ${dockerHost} refused API version ${apiVersion.slice(1)}: ${daemonMessage(error)}`, {
           setting: DOCKER_ENV.apiVersion,
@@ -68,10 +72,10 @@ export class DockerDaemon {
     }
   }
 
-  /** Removes a local image; one that is not there is fine, other failures are only logged. */
-  async removeImage(tag: string, why: string): Promise<void> {
+  /** Removes a local image; one that is not there is fine, other failures are only logged. `signal` bounds a clean-up after a cancel. */
+  async removeImage(tag: string, why: string, signal?: AbortSignal): Promise<void> {
     try {
-      await this.client.json({ method: 'DELETE', path: `/images/${imagePath(tag)}` });
+      await this.client.json({ method: 'DELETE', path: `/images/${imagePath(tag)}`, signal });
       debug('removed local image %s (%s)', tag, why);
     } catch (error) {
       const status = (error as EngineRequestError).statusCode;

@@ -1,6 +1,6 @@
-import { createLogger, errorMessage, sleep, type BuildResult } from '@prebuilt/core/backend';
+import { NetworkError, createLogger, errorMessage, sleep, type BuildResult } from '@prebuilt/core/backend';
 import { daemonMessage, imagePath, isConnectionError, requestProblem } from './docker-daemon.js';
-import type { EngineRequest } from './engine-client.js';
+import type { StreamRequest } from './engine-client.js';
 import type { DockerBuild } from './docker-build.js';
 import { ProgressTracker, readEvents } from './progress.js';
 import { authConfig } from './registry-auth.js';
@@ -27,13 +27,15 @@ export async function pushImage(build: DockerBuild): Promise<BuildResult> {
   const { request, settings } = build;
   request.onPhase?.('pushing');
   debug('pushing %s (credentials: %s)', request.imageTag, request.pushCredentials?.source ?? 'none');
-  const push: EngineRequest = {
+  const push: StreamRequest = {
     method: 'POST',
     path: `/images/${imagePath(build.target.repository)}/push`,
     query: { tag: build.target.tag },
     // Always sent: a daemon reads a push without it as the old form, its credentials in the body.
     registryAuth: authConfig(request.pushCredentials) ?? {},
     signal: request.signal,
+    // Push progress: a silence of minutes is a hung daemon or registry connection (engine-clock.ts).
+    silence: 'progress',
   };
   for (let attempt = 1; ; attempt++) {
     const pushed = await pushOnce(build, push);
@@ -55,7 +57,7 @@ export async function pushImage(build: DockerBuild): Promise<BuildResult> {
   }
 }
 
-async function pushOnce(build: DockerBuild, push: EngineRequest): Promise<PushAttempt> {
+async function pushOnce(build: DockerBuild, push: StreamRequest): Promise<PushAttempt> {
   const { request, settings, tracker } = build;
   // Push lines go to the request's log and into the build's tail.
   const pushTracker = new ProgressTracker((line) => {
@@ -77,6 +79,7 @@ async function pushResult(build: DockerBuild, { tracker, apiError }: PushAttempt
   const { request, settings, target } = build;
   const credentialsText = request.pushCredentials ? `the credentials from ${request.pushCredentials.source}` : 'no credentials';
   if (apiError !== undefined) {
+    if (NetworkError.isInstance(apiError)) throw apiError; // the daemon stalled: nothing more to ask it
     if (!settings.keepImages) await build.daemon.removeImage(request.imageTag, 'failed push');
     if (isConnectionError(apiError)) {
       tracker.fail(errorMessage(apiError));

@@ -1,4 +1,4 @@
-import { ConfigError, DEFAULT_LOG_TAIL_LINES, loadBooleanSetting, settingsReader, type BuildServiceOptions } from '@prebuilt/core/backend';
+import { ConfigError, DEFAULT_LOG_TAIL_LINES, loadBooleanSetting, networkTimeouts, settingsReader, type BuildServiceOptions, type NetworkTimeouts } from '@prebuilt/core/backend';
 import { DEFAULT_DOCKER_HOST } from './docker-host.js';
 
 export type DockerBuilder = 'legacy' | 'buildkit';
@@ -18,6 +18,13 @@ export interface DockerBuildServiceOptions extends BuildServiceOptions {
   apiVersion?: string;
   /** Push attempts when a push fails transiently (5xx, 429, dropped connection). Default 3. */
   pushAttempts?: number;
+  /**
+   * Seconds the daemon may send nothing (connect, upload, answer headers, a JSON answer; pull and
+   * push progress: ten times this) before the request fails. Env `METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT`; default 60.
+   */
+  idleTimeoutSeconds?: number;
+  /** Seconds one JSON call of the Engine API may take at most. Env `METAFLOW_PREBUILT_NETWORK_DEADLINE`; default 1800. */
+  deadlineSeconds?: number;
 }
 
 export const DOCKER_ENV = {
@@ -38,6 +45,8 @@ export interface DockerSettings {
   labels: Record<string, string>;
   logTailLines: number;
   pushAttempts: number;
+  /** The Engine API client's time limits (engine-clock.ts). */
+  timeouts: NetworkTimeouts;
 }
 
 export function resolveDockerSettings(options: DockerBuildServiceOptions, env: Record<string, string | undefined>): DockerSettings {
@@ -55,7 +64,8 @@ export function resolveDockerSettings(options: DockerBuildServiceOptions, env: R
   const apiVersion = parseApiVersion(read.optional(options.apiVersion, DOCKER_ENV.apiVersion, 'apiVersion', 'Docker API version'));
   const logTailLines = options.logTailLines ?? DEFAULT_LOG_TAIL_LINES;
   const pushAttempts = Math.max(1, Math.floor(options.pushAttempts ?? 3));
-  return { dockerHost, network, builder, keepImages, apiVersion, labels: { ...options.labels }, logTailLines, pushAttempts };
+  const timeouts = networkTimeouts({ env, idleTimeoutSeconds: options.idleTimeoutSeconds, deadlineSeconds: options.deadlineSeconds });
+  return { dockerHost, network, builder, keepImages, apiVersion, labels: { ...options.labels }, logTailLines, pushAttempts, timeouts };
 }
 
 function parseApiVersion(apiVersion: string | undefined): string | undefined {

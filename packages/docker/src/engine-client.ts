@@ -1,6 +1,8 @@
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
+import { networkTimeouts } from '@prebuilt/core/backend';
+import { RequestClock, type AnswerSilence, type EngineLimits } from './engine-clock.js';
 import { SshAgent } from './ssh-dial.js';
 
 /**
@@ -41,31 +43,57 @@ export interface EngineRequest {
   /** Sent as X-Registry-Config (base64 JSON): to the daemon only, never logged. */
   registryConfig?: Record<string, unknown> | undefined;
   signal?: AbortSignal | undefined;
+  /**
+   * How long the answer may go silent once its headers came (see {@link AnswerSilence}): JSON
+   * answers default to `idle`; a stream says which it is.
+   */
+  silence?: AnswerSilence;
 }
+
+/** A request whose answer is a stream: it says how long that stream may go silent. */
+export type StreamRequest = EngineRequest & { silence: AnswerSilence };
 
 /** The largest JSON answer (or error body) read; no answer of the calls prebuilt makes comes near it. */
 export const MAX_JSON_BYTES = 1 << 20;
 
+/** The client's limits and how its messages name the daemon. */
+export interface EngineClientOptions {
+  /** Default: METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT's and _DEADLINE's defaults (60 s, 1800 s). */
+  limits?: EngineLimits;
+  /** The daemon's address as messages show it (see shownDockerHost); default: made from the connection. */
+  shownHost?: string;
+}
+
 /**
  * prebuilt's own Docker Engine API client over Node's HTTP client: JSON requests, streamed
  * requests (build, pull, push progress) and the hijacked connection of a container attach. Every
- * answer is read bounded; a non-2xx answer rejects with {@link EngineRequestError} (`statusCode`
- * and the daemon's JSON), a connection failure with its own error (no `statusCode`). Keeps one
- * keep-alive agent per client (for ssh: kept-alive ssh processes), destroyed by {@link close}.
+ * answer is read bounded, in size and in time (engine-clock.ts: connect, upload, headers and JSON
+ * answers within the idle limit, a JSON call within the deadline, a stream as its
+ * {@link AnswerSilence} says); a non-2xx answer rejects with {@link EngineRequestError}
+ * (`statusCode` and the daemon's JSON), a connection failure with its own error (no `statusCode`),
+ * a stalled daemon with a NetworkError. Keeps one keep-alive agent per client (for ssh:
+ * kept-alive ssh processes), destroyed by {@link close}.
  */
 export class EngineClient {
   readonly #agent: HttpAgent;
+  readonly limits: EngineLimits;
+  readonly #shownHost: string;
 
-  constructor(readonly connection: EngineConnection) {
+  constructor(
+    readonly connection: EngineConnection,
+    options: EngineClientOptions = {},
+  ) {
     const { protocol, ca, cert, key } = connection;
     if (protocol === 'https') this.#agent = new HttpsAgent({ keepAlive: true, ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
     else if (protocol === 'ssh') this.#agent = new SshAgent(connection);
     else this.#agent = new HttpAgent({ keepAlive: true });
+    this.limits = options.limits ?? networkTimeouts({ env: {} });
+    this.#shownHost = options.shownHost ?? shownConnection(connection);
   }
 
   /** A request whose answer is JSON (or empty: undefined). */
   async json<T>(request: EngineRequest): Promise<T> {
-    const response = await this.#send(request, {});
+    const response = await this.#send(request, {}, true);
     const text = await readBounded(response, request);
     if (text.trim() === '') return undefined as T;
     try {
@@ -75,23 +103,29 @@ export class EngineClient {
     }
   }
 
-  /** A request whose 2xx answer is a stream the caller reads (progress events). */
-  stream(request: EngineRequest): Promise<IncomingMessage> {
-    return this.#send(request, {});
+  /** A request whose 2xx answer is a stream the caller reads (progress events) as it comes: an unread one counts as silent. */
+  stream(request: StreamRequest): Promise<IncomingMessage> {
+    return this.#send(request, {}, false);
   }
 
   /**
    * A hijacked request (`Upgrade: tcp`, as for `POST /containers/{id}/attach`): the raw
    * connection after the daemon's 101 answer (a daemon that answers 200 instead: its body).
+   * The answer's headers are timed; the connection then has no limit (a container may print
+   * nothing for long: its run's time limit bounds it).
    */
   hijack(request: EngineRequest): Promise<Duplex | IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const req = this.#open(request, { connection: 'Upgrade', upgrade: 'tcp' });
+      const { req, clock } = this.#open({ ...request, silence: 'open' }, { connection: 'Upgrade', upgrade: 'tcp' }, false);
       req.on('upgrade', (_response, socket, head) => {
+        clock.stop();
         if (head.length > 0) socket.unshift(head);
         resolve(socket);
       });
-      req.on('response', (response) => this.#answer(request, response).then(resolve, reject));
+      req.on('response', (response) => {
+        clock.answered(response);
+        this.#answer(request, response).then(resolve, reject);
+      });
       req.on('error', reject);
     });
   }
@@ -101,10 +135,13 @@ export class EngineClient {
     this.#agent.destroy();
   }
 
-  #send(request: EngineRequest, headers: Record<string, string>): Promise<IncomingMessage> {
+  #send(request: EngineRequest, headers: Record<string, string>, json: boolean): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const req = this.#open(request, headers);
-      req.on('response', (response) => this.#answer(request, response).then(resolve, reject));
+      const { req, clock } = this.#open(request, headers, json);
+      req.on('response', (response) => {
+        clock.answered(response);
+        this.#answer(request, response).then(resolve, reject);
+      });
       req.on('error', reject);
     });
   }
@@ -123,7 +160,7 @@ export class EngineClient {
     throw refused(status, response.statusMessage, json);
   }
 
-  #open(request: EngineRequest, extra: Record<string, string>): ClientRequest {
+  #open(request: EngineRequest, extra: Record<string, string>, json: boolean): { req: ClientRequest; clock: RequestClock } {
     const { connection } = this;
     const headers: Record<string, string> = { accept: 'application/json', ...extra };
     let body: Buffer | undefined;
@@ -148,9 +185,35 @@ export class EngineClient {
     const address = connection.protocol === 'ssh' ? { host: 'localhost' } : connection.socketPath ? { socketPath: connection.socketPath, host: 'localhost' } : { host: connection.host, port: connection.port };
     Object.assign(options, address, { agent: this.#agent });
     const req = (connection.protocol === 'https' ? httpsRequest : httpRequest)(options);
-    req.end(body);
-    return req;
+    const target = { shownHost: this.#shownHost, ssh: connection.protocol === 'ssh', method: request.method, path: request.path };
+    const clock = new RequestClock(this.limits, target, req, request.silence ?? 'idle', json);
+    sendBody(req, body, () => clock.touch());
+    return { req, clock };
   }
+}
+
+/** The largest piece of a request body written at once: each one flushed is the upload's sign of life. */
+const BODY_CHUNK = 256 * 1024;
+
+/** Writes the body in pieces, minding backpressure, `flushed` called as each leaves; then ends the request. */
+function sendBody(req: ClientRequest, body: Buffer | undefined, flushed: () => void): void {
+  let offset = 0;
+  const next = (): void => {
+    while (body && offset < body.length) {
+      const chunk = body.subarray(offset, offset + BODY_CHUNK);
+      offset += chunk.length;
+      if (!req.write(chunk, flushed)) return void req.once('drain', next);
+    }
+    req.end();
+  };
+  next();
+}
+
+/** A connection's address for messages, when the caller gave none (it carries no password). */
+function shownConnection(connection: EngineConnection): string {
+  if (connection.socketPath) return `unix://${connection.socketPath}`;
+  const login = connection.username ? `${connection.username}@` : '';
+  return `${connection.protocol === 'ssh' ? 'ssh' : 'tcp'}://${login}${connection.host ?? ''}${connection.port ? `:${connection.port}` : ''}`;
 }
 
 /** `?a=1&labels={…}`: objects as JSON, arrays repeated, undefined left out; empty: ''. */

@@ -27,7 +27,10 @@ export interface ContainerSpec {
   };
 }
 
-/** A container of the daemon, by id: the calls of a run (attach, start, wait, kill, remove) through the Engine API client. */
+/**
+ * A container of the daemon, by id: the calls of a run (attach, start, wait, kill, remove) through
+ * the Engine API client, each timed by it (engine-clock.ts) and stopped by `signal`.
+ */
 export class EngineContainer {
   private constructor(
     private readonly client: EngineClient,
@@ -35,32 +38,36 @@ export class EngineContainer {
   ) {}
 
   /** `POST /containers/create`. */
-  static async create(client: EngineClient, spec: ContainerSpec): Promise<EngineContainer> {
-    const created = await client.json<{ Id?: unknown }>({ method: 'POST', path: '/containers/create', body: spec });
+  static async create(client: EngineClient, spec: ContainerSpec, signal?: AbortSignal): Promise<EngineContainer> {
+    const created = await client.json<{ Id?: unknown }>({ method: 'POST', path: '/containers/create', body: spec, signal });
     if (typeof created?.Id !== 'string') throw new Error('the Docker daemon created a container without saying its id');
     return new EngineContainer(client, created.Id);
   }
 
   /** The container's stdout and stderr, multiplexed (see stream-demux.ts), over a hijacked connection. */
-  attach(): Promise<Duplex | Readable> {
-    return this.client.hijack({ method: 'POST', path: `${this.#path}/attach`, query: { stream: 1, stdout: 1, stderr: 1 } });
+  attach(signal?: AbortSignal): Promise<Duplex | Readable> {
+    return this.client.hijack({ method: 'POST', path: `${this.#path}/attach`, query: { stream: 1, stdout: 1, stderr: 1 }, signal });
   }
 
-  async start(): Promise<void> {
-    await this.client.json({ method: 'POST', path: `${this.#path}/start` });
+  async start(signal?: AbortSignal): Promise<void> {
+    await this.client.json({ method: 'POST', path: `${this.#path}/start`, signal });
   }
 
-  /** Waits for the container to exit (`next-exit`) or to be removed (`removed`). */
-  wait(condition: 'next-exit' | 'removed'): Promise<{ StatusCode: number }> {
-    return this.client.json({ method: 'POST', path: `${this.#path}/wait`, query: { condition } });
+  /**
+   * Waits for the container to exit (`next-exit`) or to be removed (`removed`). The daemon sends
+   * the headers at once and the answer when the container exits: no silence limit on it, the
+   * caller bounds it with `signal` (a run's time limit).
+   */
+  wait(condition: 'next-exit' | 'removed', signal?: AbortSignal): Promise<{ StatusCode: number }> {
+    return this.client.json({ method: 'POST', path: `${this.#path}/wait`, query: { condition }, signal, silence: 'open' });
   }
 
-  async kill(): Promise<void> {
-    await this.client.json({ method: 'POST', path: `${this.#path}/kill` });
+  async kill(signal?: AbortSignal): Promise<void> {
+    await this.client.json({ method: 'POST', path: `${this.#path}/kill`, signal });
   }
 
-  async remove(): Promise<void> {
-    await this.client.json({ method: 'DELETE', path: this.#path, query: { force: true } });
+  async remove(signal?: AbortSignal): Promise<void> {
+    await this.client.json({ method: 'DELETE', path: this.#path, query: { force: true }, signal });
   }
 
   get #path(): string {

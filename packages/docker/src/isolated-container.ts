@@ -1,5 +1,6 @@
-import { Writable } from 'node:stream';
+import { Writable, type Duplex, type Readable } from 'node:stream';
 import { ExitCode, PrebuiltError, RegistryError, cancelledError, createLogger, type RegistryCredentials } from '@prebuilt/core/backend';
+import { CANCEL_CLEANUP_MS } from './engine-clock.js';
 import { pullThroughDaemon } from './daemon-pull.js';
 import { DockerDaemon, imagePath, requestProblem } from './docker-daemon.js';
 import type { EngineClient } from './engine-client.js';
@@ -83,9 +84,11 @@ export function isolatedContainerSpec(image: string, command: readonly string[])
 /** Pulls the image unless the daemon has it; true when it pulled. A failed pull is a RegistryError (exit 1) with the daemon's reason. */
 async function ensureImage(client: EngineClient, options: IsolatedRunOptions): Promise<boolean> {
   try {
-    await client.json({ method: 'GET', path: `/images/${imagePath(options.image)}/json` });
+    await client.json({ method: 'GET', path: `/images/${imagePath(options.image)}/json`, signal: options.signal });
     return false;
   } catch (error) {
+    if (options.signal?.aborted) throw cancelledError(options.signal, 'The run');
+    if (PrebuiltError.isInstance(error)) throw error; // a stalled daemon's NetworkError
     if ((error as { statusCode?: number }).statusCode !== 404) throw new DockerRunError(`The Docker daemon cannot inspect ${options.image}: ${requestProblem(error)}`, error);
   }
   options.onPull?.(options.image);
@@ -156,48 +159,61 @@ export async function runIsolatedContainer(options: IsolatedRunOptions): Promise
   try {
     await daemon.check(options.signal);
     const pulled = await ensureImage(daemon.client, options);
-    const container = await EngineContainer.create(daemon.client, isolatedContainerSpec(options.image, options.command));
+    const container = await EngineContainer.create(daemon.client, isolatedContainerSpec(options.image, options.command), options.signal);
     debug('isolated run of %s in container %s', options.image, container.id);
     try {
-      return { ...(await attachAndWait(container, options)), pulled, containerId: container.id };
+      return { ...(await attachAndWait(container, options, daemon.client.limits.idleMs)), pulled, containerId: container.id };
     } finally {
-      await removeContainer(container);
+      await removeContainer(container, options.signal?.aborted === true);
     }
   } finally {
     daemon.close();
   }
 }
 
-/** Removes the container, or waits (up to 10 s) for the daemon's AutoRemove that is under way; gone already is fine. */
-async function removeContainer(container: EngineContainer): Promise<void> {
+/**
+ * Removes the container (force: a running one is killed), or waits (up to 10 s) for the daemon's
+ * AutoRemove that is under way; gone already is fine. After a cancel, only for
+ * {@link CANCEL_CLEANUP_MS}: Ctrl-C returns at once even when the daemon hangs.
+ */
+async function removeContainer(container: EngineContainer, cancelled: boolean): Promise<void> {
   try {
-    await container.remove();
+    await container.remove(cancelled ? AbortSignal.timeout(CANCEL_CLEANUP_MS) : undefined);
   } catch (error) {
-    if ((error as { statusCode?: number }).statusCode === 404) return;
+    if ((error as { statusCode?: number }).statusCode === 404 || cancelled) return;
     const removed = container.wait('removed').catch(() => undefined);
     await Promise.race([removed, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
   }
 }
 
-async function attachAndWait(container: EngineContainer, options: IsolatedRunOptions): Promise<Omit<IsolatedRunResult, 'pulled' | 'containerId'>> {
+/**
+ * Attaches, starts and waits for the container, within the run's time limit: it runs from before
+ * the attach (a daemon stalling in the attach or the start counts), kills the container when it
+ * passes, and gives up on a daemon that has not ended the run `graceMs` later. The attached
+ * output has no silence limit of its own: the program may print nothing until it is done.
+ */
+async function attachAndWait(container: EngineContainer, options: IsolatedRunOptions, graceMs: number): Promise<Omit<IsolatedRunResult, 'pulled' | 'containerId'>> {
   let timedOut = false;
   const kill = (): void => void container.kill().catch(() => undefined);
   const stdout = new BoundedSink(options.maxStdoutBytes, 'head', kill);
   const stderr = new BoundedSink(options.stderrTailBytes ?? 8192, 'tail');
-  const stream = await container.attach();
-  const ended = new Promise<void>((resolve) => {
-    stream.on('end', resolve).on('close', resolve).on('error', () => resolve());
-  });
-  demuxStream(stream, stdout, stderr);
-  const waited = container.wait('next-exit');
+  const giveUp = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, giveUp.signal]) : giveUp.signal;
   const timer = setTimeout(() => {
     timedOut = true;
     kill();
   }, options.timeoutMs);
-  const onAbort = (): void => kill();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const gaveUp = setTimeout(() => giveUp.abort(), options.timeoutMs + graceMs);
+  let stream: Duplex | Readable | undefined;
   try {
-    await container.start();
+    stream = await container.attach(signal);
+    const ended = new Promise<void>((resolve) => {
+      stream!.on('end', resolve).on('close', resolve).on('error', () => resolve());
+    });
+    demuxStream(stream, stdout, stderr);
+    const waited = container.wait('next-exit', signal);
+    waited.catch(() => undefined); // rejected while the start fails: the start's error is the one
+    await container.start(signal);
     const { StatusCode } = await waited;
     await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, 2000))]);
     if (options.signal?.aborted) throw cancelledError(options.signal, 'The run');
@@ -205,11 +221,15 @@ async function attachAndWait(container: EngineContainer, options: IsolatedRunOpt
     return { exitCode: killed ? null : StatusCode, stdout: stdout.text(), stderrTail: stderr.text(), timedOut, stdoutOverflow: stdout.overflow };
   } catch (error) {
     if (options.signal?.aborted) throw cancelledError(options.signal, 'The run');
+    if (giveUp.signal.aborted) {
+      const seconds = (ms: number): number => +(ms / 1000).toFixed(1);
+      throw new DockerRunError(`The Docker daemon did not end the run of ${options.image} within ${seconds(graceMs)} s of its time limit (${seconds(options.timeoutMs)} s): it stopped answering.`, error);
+    }
     if (PrebuiltError.isInstance(error)) throw error;
     throw new DockerRunError(`The Docker daemon could not run ${options.image}: ${requestProblem(error)}`, error);
   } finally {
     clearTimeout(timer);
-    options.signal?.removeEventListener('abort', onAbort);
-    stream.destroy(); // the hijacked connection, if the daemon has not closed it
+    clearTimeout(gaveUp);
+    stream?.destroy(); // the hijacked connection, if the daemon has not closed it
   }
 }
