@@ -23,6 +23,9 @@ export interface TraceVertex {
 
 export interface TraceLog {
   vertex: string;
+  /** 1 stdout, 2 stderr (0 when absent). */
+  stream: number;
+  /** Raw bytes of the output, cut where BuildKit's buffer was: a UTF-8 character may span two messages. */
   msg: Buffer;
 }
 
@@ -89,8 +92,9 @@ function decodeVertex(buffer: Buffer): TraceVertex {
 }
 
 function decodeLog(buffer: Buffer): TraceLog {
-  const log: TraceLog = { vertex: '', msg: Buffer.alloc(0) };
+  const log: TraceLog = { vertex: '', stream: 0, msg: Buffer.alloc(0) };
   for (const field of fields(buffer)) {
+    if (field.number === 3 && typeof field.value === 'bigint') log.stream = Number(field.value);
     if (field.wireType !== 2 || !Buffer.isBuffer(field.value)) continue;
     if (field.number === 1) log.vertex = field.value.toString('utf8');
     else if (field.number === 4) log.msg = field.value;

@@ -81,6 +81,24 @@ describe('progress tracker', () => {
     expect(tracker.imageId).toBe('sha256:1234');
   });
 
+  it('BuildKit: a UTF-8 character cut between two log messages is decoded whole, each output stream apart', () => {
+    // StatusResponse { logs = 3: VertexLog { vertex = 1, stream = 3, msg = 4 } }, encoded by hand.
+    const bytesField = (number: number, value: Buffer): Buffer => Buffer.concat([Buffer.from([(number << 3) | 2, value.length]), value]);
+    const trace = (stream: number, msg: Buffer): string =>
+      bytesField(3, Buffer.concat([bytesField(1, Buffer.from(RUN_DIGEST)), Buffer.from([3 << 3, stream]), bytesField(4, msg)])).toString('base64');
+    const out = Buffer.from('grüße ✓\n');
+    const err = Buffer.from('€ warn\n');
+    const lines: string[] = [];
+    const tracker = new ProgressTracker((line) => lines.push(line), 30);
+    tracker.handle({ id: 'moby.buildkit.trace', aux: trace(1, out.subarray(0, 3)) }); // `gr` and the first byte of `ü`
+    tracker.handle({ id: 'moby.buildkit.trace', aux: trace(2, err.subarray(0, 1)) }); // the first byte of `€`, on stderr
+    tracker.handle({ id: 'moby.buildkit.trace', aux: trace(1, out.subarray(3)) });
+    tracker.handle({ id: 'moby.buildkit.trace', aux: trace(2, err.subarray(1)) });
+    expect(decodeStatusResponse(trace(2, err)).logs[0]).toMatchObject({ vertex: RUN_DIGEST, stream: 2 });
+    tracker.flush();
+    expect(lines).toEqual(['grüße ✓', '€ warn']);
+  });
+
   it('push: takes the digest from aux, skips progress noise', () => {
     const lines: string[] = [];
     const tracker = new ProgressTracker((line) => lines.push(line), 30);

@@ -128,6 +128,8 @@ export class ProgressTracker {
   readonly #tailSize: number;
   readonly #text: LineSplitter;
   readonly #vertexLogs = new Map<string, LineSplitter>();
+  /** One decoder per vertex and output stream: BuildKit cuts a step's output into messages anywhere, inside a UTF-8 character too. */
+  readonly #logDecoders = new Map<string, { vertex: string; decoder: StringDecoder }>();
   readonly #vertexNames = new Map<string, string>();
   readonly #vertexAnnounced = new Set<string>();
   readonly #vertexFailed = new Set<string>();
@@ -186,6 +188,7 @@ export class ProgressTracker {
 
   flush(): void {
     this.#text.flush();
+    for (const { vertex, decoder } of this.#logDecoders.values()) this.#vertexLogs.get(vertex)?.push(decoder.end()); // a cut-off character: U+FFFD
     for (const splitter of this.#vertexLogs.values()) splitter.flush();
   }
 
@@ -216,7 +219,13 @@ export class ProgressTracker {
         splitter = new LineSplitter(this.#emit);
         this.#vertexLogs.set(log.vertex, splitter);
       }
-      splitter.push(log.msg.toString('utf8'));
+      const key = `${log.vertex}\n${log.stream}`;
+      let entry = this.#logDecoders.get(key);
+      if (!entry) {
+        entry = { vertex: log.vertex, decoder: new StringDecoder('utf8') };
+        this.#logDecoders.set(key, entry);
+      }
+      splitter.push(entry.decoder.write(log.msg));
     }
   }
 }
