@@ -20,13 +20,16 @@ Environment:
   METAFLOW_PREBUILT_STATE_FILE        image map path (default .prebuilt/<Flow>/images.json beside the flow)
   METAFLOW_PREBUILT_SBOM              0: push no SBOM (default 1: an SPDX SBOM refers to every image;
                                      --json names it as "sbom" of each image)
+  METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT  seconds a registry, channel, index or the Docker daemon
+                                     may send nothing before a request fails (default 60; a build's
+                                     own output has no such limit)
   METAFLOW_PREBUILT_OCI_PREFETCH      oci service, eStargz / zstd:chunked layers: static, off or a
                                      profile file (default: <flow>.prebuilt.prefetch beside the flow,
                                      which prebuilt profile writes, else static); an image laid out
                                      with another profile is rebuilt, only that one
 
 Exit codes: 0 every image is present or built, 1 a build or push failed (the others are still
-built), 2 bad input or configuration (the Docker daemon or the registry not reachable included),
+built) or the Docker daemon stopped answering, 2 bad input or configuration (the Docker daemon or the registry not reachable included),
 130/143 interrupted; \`prebuilt --help\` has the table.
 
 Examples:

@@ -41,13 +41,16 @@ manifest records the profile it was laid out with); ${PREFETCH_SETTING} (static,
 another file) overrides it.
 
 Exit codes: 0 written, 1 a recording failed (an import raised, the time limit, too much output;
-the stderr tail says what) or the image could not be pulled, 2 no image map (run prebuilt build
+the stderr tail says what), the image could not be pulled or the Docker daemon stopped answering,
+2 no image map (run prebuilt build
 first), a step without an image, the Docker daemon not reachable, bad options, 130/143 interrupted.
 
 Environment:
   DOCKER_HOST                       the Docker daemon that runs the images (default unix:///var/run/docker.sock)
   METAFLOW_PREBUILT_STATE_FILE      image map path (default .prebuilt/<Flow>/images.json beside the flow)
   METAFLOW_PREBUILT_IMAGE_REGISTRY  registry whose credentials pull the images (default dockerhub)
+  METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT  seconds the Docker daemon may send nothing before a call
+                                    fails (default 60; the run itself is bounded by --timeout)
 
 Examples (the whole loop, with METAFLOW_PREBUILT_BUILD_SERVICE=oci and
 METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=estargz set: build, record, build again with the profile):
