@@ -104,6 +104,7 @@ export class RequestClock {
   }
 
   #watchSocket(socket: Duplex): void {
+    if (this.#timer === undefined) return; // stopped already (aborted before it had a connection)
     this.#socket = socket;
     // The HTTP parser reads the socket already: one more 'data' listener only watches.
     socket.on('data', this.#touch);
