@@ -93,6 +93,34 @@ describe('reportError (the one top-level handler)', () => {
   });
 });
 
+describe('usage errors with --json', () => {
+  async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const code = await main(argv, { stdout: { write: (text: string) => ((out += text), true) }, stderr: { write: (text: string) => ((err += text), true) }, env: {} });
+    return { code, out, err };
+  }
+
+  it.each([
+    [['build', 'flow.py', '--bogus', '--json'], "unknown option '--bogus'"],
+    [['biuld', 'flow.py', '--json'], "unknown command 'biuld'"],
+    [['build', '--json'], "missing required argument 'flow'"],
+    [['build', 'flow.py', '--json', '--workers'], "option '--workers <n>' argument missing"],
+  ])('prebuilt %j: exit 2, commander\'s message on stderr, and one JSON object with code usage on stdout', async (argv, message) => {
+    const { code, out, err } = await run(argv);
+    expect(code).toBe(2);
+    expect(err).toContain(`error: ${message}`);
+    const json = JSON.parse(out) as { ok: boolean; error: { name: string; code: string; message: string; hint: string } };
+    expect(json).toEqual({ ok: false, error: { name: 'UsageError', code: 'usage', message: expect.stringContaining(message), hint: expect.stringContaining('--help') } });
+    expect(json.error.message).not.toMatch(/^error: /);
+  });
+
+  it('without --json stdout stays empty; after -- a --json is not prebuilt\'s', async () => {
+    expect((await run(['build', 'flow.py', '--bogus'])).out).toBe('');
+    expect((await run(['build', '--bogus', '--', '--json'])).out).toBe('');
+  });
+});
+
 describe('the exit-code table: ExitCode / EXIT_CODE_MEANINGS, --help and the READMEs say the same', () => {
   const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   it.each(['README.md', 'packages/cli/README.md'])('%s has one row per exit code with its meaning', (readme) => {

@@ -1,5 +1,5 @@
 import { CommanderError } from 'commander';
-import { CancelledError, ExitCode, PrebuiltError, errorMessage } from '@prebuilt/core';
+import { CancelledError, ExitCode, PrebuiltError, errorMessage, type PrebuiltErrorOptions } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
 import { terminalText, writeJsonResult } from './output.js';
 
@@ -10,6 +10,22 @@ export interface ReportOptions {
   showStack: boolean;
   /** The signal that interrupted the run, if any. */
   interrupted?: 'SIGINT' | 'SIGTERM' | undefined;
+  /** The command line asks for `--json` (see `asksForJson`): a usage error commander raised before any command ran still prints the JSON envelope. */
+  jsonAsked?: boolean;
+}
+
+/** A command line prebuilt cannot run: an unknown command or option, a missing argument. Exit 2. */
+export class UsageError extends PrebuiltError {
+  constructor(message: string, options: PrebuiltErrorOptions = {}) {
+    super('usage', message, ExitCode.usage, options);
+    this.name = 'UsageError';
+  }
+}
+
+/** Whether `argv` has prebuilt's `--json` (not after `--`, where arguments are no longer options). */
+export function asksForJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
 }
 
 function stackOf(error: unknown): string {
@@ -30,8 +46,13 @@ function stackOf(error: unknown): string {
  */
 export function reportError(error: unknown, context: CliContext, options: ReportOptions): number {
   if (error instanceof CommanderError) {
-    // commander has already printed its message (or the help / version).
-    return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    // commander has already printed its message (or the help / version) on stderr.
+    if (error.exitCode === 0) return ExitCode.ok;
+    if (options.jsonAsked && !context.json.written) {
+      const message = error.message.replace(/^error: /, '');
+      writeJsonResult(context, {}, new UsageError(message, { hint: 'Run the command with --help for its usage.' }));
+    }
+    return ExitCode.usage;
   }
   // After SIGINT/SIGTERM, whatever failed (a request wrapped as a resolution or registry error,
   // say) failed because of the interruption: the user asked to stop, the exit code says so.

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { EXIT_CODE_MEANINGS, ExitCode } from '@prebuilt/core';
 import { readFileSync } from 'node:fs';
 import { createCliContext, type CliContext } from './cli-context.js';
-import { reportError } from './error-handler.js';
+import { asksForJson, reportError } from './error-handler.js';
 import { watchInterrupts } from './signals.js';
 import { debugEnabled, enableVerbose } from './verbose.js';
 import { COMMANDS, commandsFor } from './command-table.js';
@@ -65,7 +65,7 @@ export async function main(argv: string[], overrides: Parameters<typeof createCl
     return ExitCode.ok;
   } catch (error) {
     const showStack = program?.opts<{ verbose?: boolean }>().verbose === true || argv.includes('--verbose') || debugEnabled();
-    return reportError(error, context, { showStack, interrupted: interrupts.received });
+    return reportError(error, context, { showStack, interrupted: interrupts.received, jsonAsked: asksForJson(argv) });
   } finally {
     interrupts.dispose();
   }

@@ -3,6 +3,7 @@ import { ExitCode, PrebuiltError, type ExitCode as ExitCodeType } from '@prebuil
 import { runWithImages, type RunWithImagesResult } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { reportBuild } from '../build-report.js';
+import { UsageError } from '../error-handler.js';
 
 const RUN_HELP = `
 Builds the images the run needs (as \`prebuilt build\`, skipping every image the registry has),
@@ -86,9 +87,8 @@ export function registerRunCommand(program: Command, context: CliContext): void 
   });
 }
 
-class FlowArgumentMissing extends PrebuiltError {
+class FlowArgumentMissing extends UsageError {
   constructor() {
-    super('usage', 'prebuilt run needs the flow file: prebuilt run <flow.py> [metaflow args…].', ExitCode.usage);
-    this.name = 'UsageError';
+    super('prebuilt run needs the flow file: prebuilt run <flow.py> [metaflow args…].');
   }
 }
