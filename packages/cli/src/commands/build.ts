@@ -1,32 +1,26 @@
 import type { Command } from 'commander';
 import { reportBuild, type BuildReportOptions } from '../build-report.js';
 import type { CliContext } from '../cli-context.js';
+import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-help.js';
 
 const BUILD_HELP = `
 Builds one image per distinct step environment and pushes it, skipping every image the registry
 already has (tags are content-addressed). Then writes the image map (step → image, interpreter,
 pull config) to the state file.
-
-Environment:
-  METAFLOW_PREBUILT_BUILD_SERVICE     build service (default docker)
-  METAFLOW_PREBUILT_IMAGE_REGISTRY    image registry (default dockerhub)
-  METAFLOW_PREBUILT_BASE_IMAGE        base image (default python:3.11-slim-bookworm)
-  METAFLOW_PREBUILT_GPU_BASE_IMAGE    base image of steps whose remote decorator asks for a GPU
-  METAFLOW_PREBUILT_REGISTRY_CACHE    0: build even when the registry has the image (default 1)
-  METAFLOW_PREBUILT_PLATFORM         linux-64 (default), linux-aarch64, or linux-64,linux-aarch64:
-                                     one image per platform and a multi-platform image index
-  METAFLOW_PREBUILT_BUILD_WORKERS     images built at once (default min(images, 8))
-  METAFLOW_PREBUILT_RECIPE            materialized (default) or micromamba
-  METAFLOW_PREBUILT_STATE_FILE        image map path (default .prebuilt/<Flow>/images.json beside the flow)
-  METAFLOW_PREBUILT_SBOM              0: push no SBOM (default 1: an SPDX SBOM refers to every image;
-                                     --json names it as "sbom" of each image)
-  METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT  seconds a registry, channel, index or the Docker daemon
-                                     may send nothing before a request fails (default 60; a build's
-                                     own output has no such limit)
-  METAFLOW_PREBUILT_OCI_PREFETCH      oci service, eStargz / zstd:chunked layers: static, off or a
-                                     profile file (default: <flow>.prebuilt.prefetch beside the flow,
-                                     which prebuilt profile writes, else static); an image laid out
-                                     with another profile is rebuilt, only that one
+${DEPLOY_SETTINGS_HELP}
+  METAFLOW_PREBUILT_BUILD_WORKERS         images built at once (default min(images, 8))
+  METAFLOW_PREBUILT_STATE_FILE            image map (default .prebuilt/<Flow>/images.json beside the flow)
+  METAFLOW_PREBUILT_SBOM                  0: push no SBOM (default 1: an SPDX SBOM refers to every image;
+                                          --json names it as "sbom" of each image)
+  METAFLOW_PREBUILT_PULL_SECRET           Kubernetes pull secret the image map's pull config names
+  METAFLOW_PREBUILT_BATCH_REPOSITORY_CREDENTIALS
+                                          AWS Batch, registry outside ECR: Secrets Manager ARN for
+                                          the image map's repositoryCredentials
+  METAFLOW_PREBUILT_OCI_PREFETCH          oci service, eStargz / zstd:chunked layers: static, off or a
+                                          profile file (default: <flow>.prebuilt.prefetch beside the flow,
+                                          which prebuilt profile writes, else static); an image laid out
+                                          with another profile is rebuilt, only that one
+${BACKEND_SETTINGS_HELP}
 
 Exit codes: 0 every image is present or built, 1 a build or push failed (the others are still
 built) or the Docker daemon stopped answering, 2 bad input or configuration (the Docker daemon or the registry not reachable included),

@@ -5,6 +5,7 @@ import { countImages, imageTable } from '../build-report.js';
 import type { CliContext } from '../cli-context.js';
 import { createDeployView } from '../deploy-view.js';
 import { writeJsonResult } from '../output.js';
+import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-help.js';
 
 interface PlanOptions {
   json?: boolean;
@@ -17,6 +18,12 @@ Shows what a build would do, without building: each distinct env (one per platfo
 index over them when METAFLOW_PREBUILT_PLATFORM names two), its envId and image tag, the
 steps that use it, and whether the registry already has the image (one HEAD request each).
 Resolves and writes the lock file like \`prebuilt lock\` (unless --frozen).
+${DEPLOY_SETTINGS_HELP}
+${BACKEND_SETTINGS_HELP}
+
+Exit codes: 0 shown (whether or not images are missing), 1 the registry failed or refused the
+credentials, 2 bad input or configuration (the registry not reachable included), 130/143
+interrupted; \`prebuilt --help\` has the table.
 
 Examples:
   $ prebuilt plan flow.py

@@ -1,0 +1,60 @@
+/**
+ * `plan --help` and `build --help` name every setting they read: each variable of the README's
+ * Configuration table, by name or under a prefix the help lists (`METAFLOW_PREBUILT_OCI_*`).
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { main } from './main.js';
+
+const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
+
+/** The variables of the README's Configuration table (first column, one or two per row). */
+function configurationVariables(): string[] {
+  const text = readFileSync(README, 'utf8');
+  const table = text.slice(text.indexOf('## Configuration'), text.indexOf('\n\n', text.indexOf('| variable |')));
+  return [...table.matchAll(/^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \|/gm)].flatMap((row) => row[1]!.split(', ').map((name) => name.slice(1, -1)));
+}
+
+async function helpOf(command: string): Promise<string> {
+  let out = '';
+  const code = await main([command, '--help'], { stdout: { write: (text: string) => ((out += text), true) }, stderr: { write: () => true }, env: {} });
+  expect(code).toBe(0);
+  return out;
+}
+
+/** Named in `help` by name, or under one of its `PREFIX*` entries. */
+function named(help: string, variable: string): boolean {
+  if (new RegExp(`\\b${variable}\\b`).test(help)) return true;
+  return [...help.matchAll(/\b([A-Z_]+)\*/g)].some((match) => variable.startsWith(match[1]!));
+}
+
+/** Variables other commands read: prepull's pause image. */
+const NOT_BUILD = ['METAFLOW_PREBUILT_PAUSE_IMAGE'];
+/** What only build reads: the image map and what goes into it, how many images at once, SBOMs. */
+const BUILD_ONLY = [
+  'METAFLOW_PREBUILT_BUILD_WORKERS',
+  'METAFLOW_PREBUILT_STATE_FILE',
+  'METAFLOW_PREBUILT_SBOM',
+  'METAFLOW_PREBUILT_PULL_SECRET',
+  'METAFLOW_PREBUILT_BATCH_REPOSITORY_CREDENTIALS',
+];
+
+describe('plan and build --help name every setting they read', () => {
+  const variables = configurationVariables();
+
+  it('reads the README table', () => {
+    expect(variables.length).toBeGreaterThan(30);
+    expect(variables).toContain('DOCKER_HOST');
+    expect(variables).toContain('METAFLOW_PREBUILT_ECR_REGION');
+  });
+
+  it.each([
+    ['build', NOT_BUILD],
+    ['plan', [...NOT_BUILD, ...BUILD_ONLY]],
+  ])('%s --help', async (command, notRead) => {
+    const help = await helpOf(command);
+    const missing = variables.filter((variable) => !notRead.includes(variable) && !named(help, variable));
+    expect(missing).toEqual([]);
+  });
+});
