@@ -242,7 +242,7 @@ describe('prebuilt envs: human view', () => {
     expect(result.code).toBe(0);
     const lines = result.stdout.split('\n');
     expect(lines[0]).toBe('MergeRulesFlow (merge_rules.py): 5 steps, 3 distinct envs');
-    expect(lines[2]).toMatch(/^ENV\s+PYTHON\s+PACKAGES\s+STEP\s+REMOTE$/);
+    expect(lines[2]).toMatch(/^SPEC\s+PYTHON\s+PACKAGES\s+STEP\s+REMOTE$/); // the specHash's start: plan and build call the image id ENV
     const json = await envsJson('merge_rules.py');
     const short = json.steps.start!.specHash!.slice(0, 12);
     expect(lines[3]).toMatch(new RegExp(`^${short}\\s+3\\.11\\s+conda: numpy 1\\.26\\.4, pandas 2\\.2\\.2, scipy 1\\.13\\.0\\s+start\\s+local$`));

@@ -11,6 +11,8 @@ const ENVS_HELP = `
 Reads the flow file statically (host python3, no Metaflow needed) and merges each step's
 @conda/@pypi with @conda_base/@pypi_base exactly as Metaflow does. No network. Metaflow's own
 pins (requests, the datastore's client) are added at resolution and not shown here.
+SPEC is the start of the env request's specHash (--json has it whole); the lock file keys its
+envs otherwise (LOCK KEY), and images are named by their envId (ENV in plan and build).
 
 Environment:
   METAFLOW_PREBUILT_DEFAULT_PYTHON   python for steps that name none (default: the host python3's version)
@@ -87,7 +89,7 @@ export function renderEnvs(envs: FlowEnvs): string {
     });
   }
   const table = renderTable(rows, [
-    { header: 'ENV', value: (r) => r.env },
+    { header: 'SPEC', value: (r) => r.env },
     { header: 'PYTHON', value: (r) => r.python },
     { header: 'PACKAGES', value: (r) => r.packages },
     { header: 'STEP', value: (r) => r.step },

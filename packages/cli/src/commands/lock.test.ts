@@ -168,6 +168,16 @@ describe('prebuilt lock', () => {
     expect(server.requests).toEqual([]);
   });
 
+  it('the human view names each env by its lock key (LOCK KEY, as --json\'s key), not ENV: plan and build call the image id ENV', async () => {
+    const cwd = await project();
+    const json = JSON.parse((await prebuilt(['lock', 'flow.py', '--json'], cwd)).stdout) as LockJson;
+    const human = await prebuilt(['lock', 'flow.py'], cwd);
+    expect(human.code).toBe(0);
+    const lines = human.stdout.split('\n');
+    expect(lines[2]).toMatch(/^LOCK KEY\s+PLATFORM\s+PYTHON\s+FILES\s+MB\s+STATUS\s+STEPS$/);
+    expect(lines.slice(3, 3 + json.envs.length).map((line) => line.split(/\s+/)[0]).sort()).toEqual(json.envs.map((e) => e.key).sort());
+  });
+
   it('writes a byte-identical lock for the same inputs (cold caches); --update re-resolves to the same bytes', async () => {
     const a = await project();
     const b = await project();

@@ -15,6 +15,8 @@ const LOCK_HELP = `
 The lock file <flow stem>.prebuilt.lock is written beside the flow: for each distinct env its
 request, platform, python version and exact files (url, sha256, size), once per target platform.
 Commit it; plan and build reuse every env whose request still matches.
+The table names each env by its key in the lock file (LOCK KEY); plan and build show the
+image's envId (ENV), which also hashes the base image's digest and the recipe.
 
 Environment:
   METAFLOW_PREBUILT_CONDA_CHANNELS   conda channel URLs or names, comma-separated (default conda-forge)
@@ -95,7 +97,7 @@ export function registerLockCommand(program: Command, context: CliContext): void
       }
       const shown = relative(context.cwd, result.lockFile) || result.lockFile;
       const table = renderTable(rows, [
-        { header: 'ENV', value: (r) => r.key },
+        { header: 'LOCK KEY', value: (r) => r.key },
         { header: 'PLATFORM', value: (r) => r.entry.platform },
         { header: 'PYTHON', value: (r) => r.entry.pythonVersion },
         { header: 'FILES', value: (r) => `${r.entry.packages.filter((p) => p.kind === 'conda').length} conda, ${r.entry.packages.filter((p) => p.kind === 'pypi').length} pypi` },
