@@ -53,6 +53,7 @@ export async function createDockerHubRegistry(options: DockerHubRegistryOptions 
     dockerConfig: useDockerConfig,
     ...(options.client ? { client: options.client } : {}),
     pullConfig: pullConfigFromSettings(options, env),
+    credentialsHint: `set ${DOCKERHUB_ENV.username} and ${DOCKERHUB_ENV.password}`,
     listImages: (listOptions = {}) => hub.listImages(listOptions.signal),
     deleteImage: (digest, deleteOptions = {}) => hub.deleteImage(digest, deleteOptions.signal, deleteOptions.tags),
     noCredentials: () =>

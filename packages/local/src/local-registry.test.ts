@@ -155,6 +155,14 @@ describe.skipIf(!registries)(`local registry against real registries${registries
     expect((error as AuthError).source).toContain('METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME');
     expect(`${(error as Error).message} ${(error as AuthError).hint}`).not.toContain(badPassword);
   });
+
+  it('without credentials for the Basic-auth registry, the hint names its own settings besides docker login', async () => {
+    const { host } = registries!.basic;
+    const registry = createLocalRegistry({ registry: host, namespace: `prebuilt-test/local-${run}`, env: {}, dockerConfig: false, client: fastClient });
+    const error = await registry.imageExists(registry.imageTag({ envId: ENV_ID, platform: 'linux-64' })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AuthError);
+    expect((error as AuthError).hint).toBe(`Log in with 'docker login ${host}', or set METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME and METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD.`);
+  });
 });
 
 runImageRegistryConformance({

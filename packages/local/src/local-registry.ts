@@ -30,5 +30,6 @@ export function createLocalRegistry(options: LocalRegistryOptions = {}): ImageRe
     ...(options.client ? { client: options.client } : {}),
     pullTag: (pushTag) => pullTagOf(push, pull, pushTag),
     missingBaseHint: 'Push the base image there, or set the base image to one that exists.',
+    credentialsHint: `set ${LOCAL_ENV.username} and ${LOCAL_ENV.password}`,
   });
 }

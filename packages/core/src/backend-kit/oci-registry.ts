@@ -49,6 +49,11 @@ export interface OciRegistrySpec {
   noCredentials?(): Error;
   /** The hint of the error for a base image that does not exist. */
   missingBaseHint?: string;
+  /**
+   * Another way than `docker login` to give the host credentials, ending the hint of an auth
+   * error that had none, e.g. `set METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME and …_PASSWORD`.
+   */
+  credentialsHint?: string;
   /** Releases what the registry holds (SDK clients). */
   close?(): Promise<void>;
   /** Every image of the env repository, through the registry's own API (for `prebuilt gc`; see `ImageRegistry.listImages`). */
@@ -70,6 +75,7 @@ export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
     dockerConfig: spec.dockerConfig !== false,
     insecure: spec.insecure === true,
     client: spec.client,
+    credentialsHint: spec.credentialsHint,
   });
   const base = `${spec.host}/${spec.repository}`;
   const pullConfig: PullConfig = spec.pullConfig ?? {};

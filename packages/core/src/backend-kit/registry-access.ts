@@ -23,6 +23,8 @@ export interface RegistryAccessInput {
   dockerConfig: boolean;
   insecure: boolean;
   client: Pick<RegistryClientOptions, 'retry' | 'timeoutMs'> | undefined;
+  /** Another way than `docker login` to give the own host credentials, for auth errors' hints. */
+  credentialsHint?: string | undefined;
 }
 
 function isTokenSource(credentials: RegistryAccessInput['credentials']): credentials is RegistryTokenSource {
@@ -35,7 +37,12 @@ export function registryAccess(input: RegistryAccessInput): RegistryAccess {
 }
 
 function baseClientOptions(input: RegistryAccessInput): RegistryClientOptions {
-  return { ...(input.insecure ? { insecureRegistries: [input.host] } : {}), ...input.client };
+  const { credentialsHint } = input;
+  return {
+    ...(input.insecure ? { insecureRegistries: [input.host] } : {}),
+    ...(credentialsHint ? { credentialsHint: (registry: string) => (normalizeDockerConfigKey(registry) === input.host ? credentialsHint : undefined) } : {}),
+    ...input.client,
+  };
 }
 
 /** Explicit credentials for the own host (else the Docker config), the Docker config for every other host. */

@@ -216,6 +216,15 @@ describe.skipIf(missing !== undefined)(suite('RegistryClient with Basic auth (ht
     expect((error as AuthError).hint).toContain(`docker login ${reg.host}`);
   });
 
+  it("ends the hint with the caller's other way to give credentials, for the registries it names only", async () => {
+    const dockerConfig = { env: { DOCKER_CONFIG: join(configDir, 'empty') } };
+    const hinted = new RegistryClient({ ...FAST, dockerConfig, credentialsHint: (registry) => (registry === reg.host ? 'set ACME_USER and ACME_PASSWORD' : undefined) });
+    const error = await rejection(hinted.headManifest(`${reg.host}/${image.repository}:v1`));
+    expect((error as AuthError).hint).toBe(`Log in with 'docker login ${reg.host}', or set ACME_USER and ACME_PASSWORD.`);
+    const other = new RegistryClient({ ...FAST, dockerConfig, credentialsHint: () => undefined });
+    expect((await rejection(other.headManifest(`${reg.host}/${image.repository}:v1`)) as AuthError).hint).toBe(`Log in with 'docker login ${reg.host}' or pass credentials for it.`);
+  });
+
   it('reads credentials from the Docker config auths', async () => {
     const dir = join(configDir, 'auths');
     await mkdir(dir, { recursive: true });

@@ -52,6 +52,12 @@ export interface RegistryClientOptions {
   /** Idle timeout and deadline of every request (default from the environment; `timeoutMs` overrides the idle part). */
   timeouts?: NetworkTimeouts;
   userAgent?: string;
+  /**
+   * Another way than `docker login` to give `registry` credentials, for the hint of an auth error
+   * (e.g. a registry backend's settings: `set METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME and …`);
+   * undefined for a registry it does not know.
+   */
+  credentialsHint?: (registry: string) => string | undefined;
 }
 
 export interface RequestOptions {
@@ -605,8 +611,15 @@ export class RegistryClient {
         ? `registry ${registry} rejected the credentials of ${who(creds)}`
         : `registry ${registry} denied ${creds ? `${who(creds)} access` : 'anonymous access'} to ${scope}`;
     return new AuthError(`${message} (${describeStatus(res.status)}${detail ? `: ${detail}` : ''})`, { registry, source }, {
-      hint: creds ? `Check the credentials in ${creds.source}, or log in again with 'docker login ${registry}'.` : `Log in with 'docker login ${registry}' or pass credentials for it.`,
+      hint: this.#credentialsHint(registry, creds),
     });
+  }
+
+  /** What to do about credentials `registry` refused or asked for: fix the ones used, or give some (the backend's settings too). */
+  #credentialsHint(registry: string, creds: RegistryCredentials | undefined): string {
+    if (creds) return `Check the credentials in ${creds.source}, or log in again with 'docker login ${registry}'.`;
+    const other = this.#options.credentialsHint?.(registry);
+    return `Log in with 'docker login ${registry}'${other ? `, or ${other}` : ' or pass credentials for it'}.`;
   }
 
   #noCredentialsSource(): string {
@@ -647,7 +660,7 @@ export class RegistryClient {
   #basicAuthorization(registry: string, creds: RegistryCredentials | undefined): string {
     if (!creds || creds.password === undefined) {
       throw new AuthError(`registry ${registry} requires a user name and password, and ${creds ? `${creds.source} has none` : 'none were found'}`, { registry, source: creds?.source ?? this.#noCredentialsSource() }, {
-        hint: `Log in with 'docker login ${registry}' or pass credentials for it.`,
+        hint: this.#credentialsHint(registry, undefined),
       });
     }
     return `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password.reveal()}`).toString('base64')}`;
@@ -708,7 +721,7 @@ export class RegistryClient {
       throw new AuthError(
         `token server ${url.origin}${url.pathname} for registry ${registry} refused ${who(creds)} (${describeStatus(res.status)}${detail ? `: ${detail}` : ''})`,
         { registry, source: creds?.source ?? this.#noCredentialsSource() },
-        { hint: creds ? `Check the credentials in ${creds.source}, or log in again with 'docker login ${registry}'.` : `Log in with 'docker login ${registry}' or pass credentials for it.` },
+        { hint: this.#credentialsHint(registry, creds) },
       );
     }
     if (res.status < 200 || res.status >= 300) {
