@@ -103,6 +103,16 @@ function stepsToDeploy(file: string, lock: LockFlowResult, only: readonly string
   return all.filter((step) => !chosen || chosen.has(step.step)).map((step) => ({ name: step.step, gpu: step.gpu }));
 }
 
+/**
+ * The note for a flow none of whose steps asks for a package: most likely a flow without
+ * @conda/@pypi, whose images then hold python and Metaflow's own dependencies alone.
+ */
+function packagelessNote(envs: FlowEnvs): string | undefined {
+  const steps = envs.steps.filter((step) => !step.disabled);
+  if (steps.length === 0 || steps.some((step) => Object.keys(step.conda).length + Object.keys(step.pypi).length > 0)) return undefined;
+  return `no step of ${envs.flow} asks for a conda or PyPI package (@conda, @pypi, @conda_base, @pypi_base): each of its images holds python and Metaflow's own dependencies alone`;
+}
+
 /** Whether the deploy asks the build service each present image's layout (see the call). */
 function asksLayout(options: DeployFlowOptions, scope: AppScope): boolean {
   return !options.plan || selectedBackendNames(scope.env).buildService.name === 'oci';
@@ -135,6 +145,8 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
     options.onEvent?.({ type: 'resolving', steps: 0 });
     const lock = await lockWithWaits(file, scope, options, envs);
     options.onLocked?.(lock);
+    const packageless = packagelessNote(lock.envs);
+    if (packageless) options.onEvent?.({ type: 'note', message: packageless });
     const result = await deploy({
       flow: lock.envs.flow,
       steps: stepsToDeploy(file, lock, options.steps),

@@ -3,7 +3,6 @@ import type { DeployImage } from '@prebuilt/core';
 import { deployFlow, type DeployFlowResult } from '../app/index.js';
 import { countImages, imageTable } from '../build-report.js';
 import type { CliContext } from '../cli-context.js';
-import { createDeployView } from '../deploy-view.js';
 import { writeJsonResult } from '../output.js';
 import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-help.js';
 
@@ -101,12 +100,15 @@ export function registerPlanCommand(program: Command, context: CliContext): void
     .addHelpText('after', PLAN_HELP)
     .action(async (file: string, options: PlanOptions) => {
       context.json.requested = options.json === true;
-      const view = options.json ? undefined : createDeployView({ write: () => {} });
       const result = await deployFlow(file, context, {
         plan: true,
         ...(options.frozen ? { frozen: true } : {}),
         ...(options.update ? { update: true } : {}),
-        ...(view ? { onEvent: (event) => view.onEvent(event) } : {}),
+        // The plan is printed once it is known; notes (a flow that asks for no package, a cached
+        // package downloaded again) go to stderr as they come, with --json too.
+        onEvent: (event) => {
+          if (event.type === 'note') context.stderr.write(`note: ${event.message}\n`);
+        },
       });
       const steps = plannedSteps(result);
       if (!options.json) return renderPlan(context, file, result, steps);
