@@ -20,6 +20,8 @@ export interface PythonSite {
   purelib: string;
   /** The user site directory, when the interpreter enables it. */
   usersite: string | null;
+  /** The interpreter finds a `metaflow` package (PYTHONPATH included; found, not imported). */
+  metaflow: boolean;
 }
 
 export interface InstallManifest {

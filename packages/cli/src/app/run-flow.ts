@@ -1,6 +1,7 @@
 /** `prebuilt run`'s work: which steps run remotely, their images built, then Metaflow started on them. */
 import { join } from 'node:path';
-import { flowEnvs, givenEnvironment, remoteSteps, runFlow, type RemoteSelection, type RunFlowOptions } from '@prebuilt/metaflow';
+import { EnvironmentError } from '@prebuilt/core';
+import { flowEnvs, givenEnvironment, hostPython, pythonSite, remoteSteps, runFlow, type RemoteSelection, type RunFlowOptions } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
 
 export interface RunWithImagesHooks {
@@ -29,9 +30,19 @@ function cliCommand(cliDir: string): string {
   return [process.execPath, join(cliDir, 'bin', 'prebuilt.js')].map(quote).join(' ');
 }
 
+/** The interpreter the flow runs with must find Metaflow: found out before any image is built, not after. */
+async function requireMetaflow(scope: AppScope): Promise<void> {
+  const site = await pythonSite({ env: scope.env, signal: scope.signal });
+  if (site.metaflow) return;
+  const { command, source } = hostPython({ env: scope.env });
+  throw new EnvironmentError(`Metaflow is not importable with ${command} (from ${source}: ${site.executable}), so the flow cannot run.`, {
+    hint: `Install Metaflow into that Python (${site.executable} -m pip install metaflow), or set METAFLOW_PREBUILT_PYTHON to the interpreter you run flows with.`,
+  });
+}
+
 /** Builds what the run needs (through `hooks.build`), then runs the flow; returns Metaflow's exit code. */
 export async function runWithImages(file: string, args: readonly string[], scope: AppScope, hooks: RunWithImagesHooks): Promise<RunWithImagesResult> {
-  const envs = await flowEnvs(file, { env: scope.env, cwd: scope.cwd, signal: scope.signal });
+  const [envs] = await Promise.all([flowEnvs(file, { env: scope.env, cwd: scope.cwd, signal: scope.signal }), requireMetaflow(scope)]);
   const selection = remoteSteps(envs, args, scope.env);
   const chosen = givenEnvironment(args);
   if (chosen !== undefined && chosen !== 'prebuilt') hooks.onNote({ kind: 'other-environment', environment: chosen });

@@ -44,11 +44,14 @@ if __name__ == "__main__":
     LocalFlow()
 `,
   );
+  // A FAKE metaflow package: \`prebuilt run\` checks that the interpreter finds one before it builds.
+  mkdirSync(join(dir, 'metaflow'));
+  writeFileSync(join(dir, 'metaflow', '__init__.py'), '');
   // Prints what it was started with instead of running Metaflow (the flow reader is the host python3).
   writeFileSync(
     join(dir, 'sitecustomize.py'),
     `import os, sys
-if os.environ.get("PREBUILT_TEST_ECHO_ARGV"):
+if os.environ.get("PREBUILT_TEST_ECHO_ARGV") and sys.argv[0].endswith("_flow.py"):  # the flow, not prebuilt's own probes
     print("argv:" + " ".join(sys.argv[1:]))
     print("map:" + os.environ.get("METAFLOW_PREBUILT_IMAGE_MAP", "-"))
     print("cli:" + os.environ.get("PREBUILT_CLI", "-"))
@@ -114,6 +117,14 @@ describe('prebuilt run', () => {
     const result = await cli(['run', 'local_flow.py', '--environment=conda', 'run'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1' });
     expect(result.stdout).toContain('argv:--environment=conda run');
     expect(result.stderr).toContain('warning: --environment=conda given');
+  });
+
+  it('an interpreter without Metaflow: exit 2 with the fix, before anything is built or run', async () => {
+    const result = await cli(['run', 'local_flow.py', 'run', '--with', 'kubernetes'], { PREBUILT_TEST_ECHO_ARGV: '1' }); // no PYTHONPATH: no FAKE metaflow
+    expect(result.code).toBe(2);
+    expect(result.stdout).not.toContain('argv:');
+    expect(result.stderr).toMatch(/^error: Metaflow is not importable with python3 \(from PATH: \S+\), so the flow cannot run\.\nhint: Install Metaflow into that Python \(\S+ -m pip install metaflow\), or set METAFLOW_PREBUILT_PYTHON/);
+    expect(result.stderr).not.toContain('no-such-registry-backend'); // checked before the build, which would fail on the registry
   });
 
   it('a remote step needs a registry: its misconfiguration is exit 2 before Metaflow starts', async () => {
