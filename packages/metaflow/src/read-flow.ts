@@ -146,7 +146,8 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
     if (!info.isFile()) throw new InputError(`${file} is not a file.`, { file, hint: 'Pass the path of a flow file (flow.py).' });
   } catch (error) {
     if (error instanceof InputError) throw error;
-    throw new InputError(`Flow file ${file} cannot be read: ${errorMessage(error)}.`, {
+    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new InputError(missing ? `Flow file ${file} does not exist (${path}).` : `Flow file ${file} cannot be read: ${errorMessage(error)}.`, {
       file,
       cause: error,
       hint: 'Check the path; relative paths are resolved against the current directory.',

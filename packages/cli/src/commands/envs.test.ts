@@ -290,7 +290,9 @@ describe.concurrent('prebuilt envs: bad input exits 2 with file:line and no stac
   it('a missing flow file', async () => {
     const result = await prebuilt(['envs', 'no_such_flow.py']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/^error: Flow file no_such_flow\.py cannot be read/);
+    // Said plainly, with the path it looked at: not Node's errno text (ENOENT, stat '…').
+    expect(result.stderr).toMatch(/^error: Flow file no_such_flow\.py does not exist \(\/\S+\/no_such_flow\.py\)\.\nhint: Check the path/);
+    expect(result.stderr).not.toContain('ENOENT');
   });
 
   it('no python3 on the host names what to install', async () => {
