@@ -1,5 +1,5 @@
 /**
- * `plan --help` and `build --help` name every setting they read: each variable of the README's
+ * `plan --help`, `build --help` and `gc --help` name every setting they read: each variable of the README's
  * Configuration table, by name or under a prefix the help lists (`METAFLOW_PREBUILT_OCI_*`).
  */
 import { readFileSync } from 'node:fs';
@@ -40,7 +40,7 @@ const BUILD_ONLY = [
   'METAFLOW_PREBUILT_BATCH_REPOSITORY_CREDENTIALS',
 ];
 
-describe('plan and build --help name every setting they read', () => {
+describe('plan, build and gc --help name every setting they read', () => {
   const variables = configurationVariables();
 
   it('reads the README table', () => {
@@ -52,6 +52,8 @@ describe('plan and build --help name every setting they read', () => {
   it.each([
     ['build', NOT_BUILD],
     ['plan', [...NOT_BUILD, ...BUILD_ONLY]],
+    // gc plans each flow given (plan --frozen) and reads its image map.
+    ['gc', [...NOT_BUILD, ...BUILD_ONLY.filter((variable) => variable !== 'METAFLOW_PREBUILT_STATE_FILE')]],
   ])('%s --help', async (command, notRead) => {
     const help = await helpOf(command);
     const missing = variables.filter((variable) => !notRead.includes(variable) && !named(help, variable));

@@ -1,8 +1,8 @@
 /**
- * The settings `plan` and `build` both honour (they lock, name and look up the same images), as
- * `--help` text: one block here, so the two commands' help cannot drift apart. The README's
- * Configuration table has each in full; deploy-settings-help.test.ts checks that every variable of
- * that table is named by the commands that read it.
+ * The settings `plan`, `build` and `gc` (which plans each flow it keeps) honour: they lock, name
+ * and look up the same images. As `--help` text: one block here, so their help cannot drift apart.
+ * The README's Configuration table has each in full; deploy-settings-help.test.ts checks that
+ * every variable of that table is named by the commands that read it.
  */
 
 /** The env, its image and where it goes: what `plan` shows and `build` makes. */

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { formatBytes, InputError, shortDigest, type GcItem } from '@prebuilt/core';
 import { garbageCollect, type GcProgress, type GcResult } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
+import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-help.js';
 import { renderTable, writeJsonResult } from '../output.js';
 
 interface GcCommandOptions {
@@ -35,6 +36,10 @@ garbage-collect'); blobs other repositories share stay.
 Supported registries: local, dockerhub, ecr, gcr (and any registry backend that implements
 listImages and deleteImage). A distribution registry must have deletes enabled
 (storage.delete.enabled: true).
+${DEPLOY_SETTINGS_HELP}
+  METAFLOW_PREBUILT_STATE_FILE            a flow's image map (default .prebuilt/<Flow>/images.json beside it)
+  KUBECONFIG                              the cluster of --kube-namespace (else in-cluster, else ~/.kube/config)
+${BACKEND_SETTINGS_HELP}
 
 Exit codes: 0 done (or dry run), 1 the registry or the Kubernetes API failed or refused the
 credentials, 2 no keep source, a bad map, a registry without gc support or with deletes disabled,
