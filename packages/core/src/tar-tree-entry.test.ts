@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { extract, pack } from 'tar-stream';
-import { addTarTreeEntry, SYNC_READ_MAX } from './tar-tree-entry.js';
+import { addTarTreeEntry, SYNC_READ_MAX, writeTarEntry } from './tar-tree-entry.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -75,5 +75,26 @@ describe('addTarTreeEntry', () => {
     ]);
     expect(bodies[0]![2].equals(big)).toBe(true);
     expect(bodies[1]![2].toString()).toBe('grown since it was listed\n');
+  });
+});
+
+describe('writeTarEntry when the pack is destroyed (an interrupted layer or archive)', () => {
+  it('rejects the entries it has not finished, and leaves no unhandled error event behind', async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown): void => void uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    try {
+      const tar = pack(); // never read: the first entry waits on backpressure, the second behind it
+      tar.on('error', () => {}); // the pack's own error goes to whoever reads it (a pipeline), as in a layer
+      const first = writeTarEntry(tar, { name: 'big', type: 'file' }, Buffer.alloc(1 << 20));
+      const second = writeTarEntry(tar, { name: 'next', type: 'file' }, Buffer.from('x'));
+      const outcomes = Promise.allSettled([first, second]);
+      tar.destroy(new Error('interrupted'));
+      expect((await outcomes).map((outcome) => outcome.status)).toEqual(['rejected', 'rejected']);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the sinks' 'error' events come on later ticks
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
   });
 });

@@ -58,11 +58,15 @@ export async function addTarTreeEntry(tar: Pack, item: TarTreeEntry, mtime: Date
  * Adds one entry with the header as given (and its content, for a file) to a tar-stream pack;
  * resolves once the pack has taken it. The one tar entry writer of core: the deterministic tree
  * entries above and the build context archives (`backend-kit/context-archive.ts`) both use it.
+ *
+ * A pack destroyed meanwhile (an interrupted layer) destroys the entry too: the callback rejects
+ * with the error, and the entry also emits it as an 'error' event, which nobody else listens to —
+ * unheard, Node would end the process with it. The rejection is the one report.
  */
 export function writeTarEntry(tar: Pack, header: Header, content?: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const callback = (error?: Error | null): void => (error ? reject(error) : resolve());
-    if (content) tar.entry(header, content, callback);
-    else tar.entry(header, callback);
+    const entry = content ? tar.entry(header, content, callback) : tar.entry(header, callback);
+    entry.on('error', () => {});
   });
 }
