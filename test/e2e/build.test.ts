@@ -235,22 +235,8 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
   }, 240_000);
 });
 
-const NO_ENV_FLOW = `from metaflow import FlowSpec, step
-
-
-class NoEnvFlow(FlowSpec):
-    @step
-    def start(self):
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
-
-
-if __name__ == "__main__":
-    NoEnvFlow()
-`;
+/** The same flow with every @conda/@pypi/@conda_base/@pypi_base removed: it asks for no package. */
+const noEnvFlowSource = (): string => flowSource('{}').replace(/^\s*@(conda|pypi|conda_base|pypi_base)\(.*\)\n/gm, '');
 
 describeWith(NEEDS, 'a flow that asks for no package (no @conda/@pypi): plan says its image holds python alone', () => {
   let fixtures: Fixtures;
@@ -261,7 +247,7 @@ describeWith(NEEDS, 'a flow that asks for no package (no @conda/@pypi): plan say
     fixtures = await startFixtures();
     flowDir = join(fixtures.dir, 'flow');
     await writeFlow(flowDir, 'two_env_flow.py', flowSource('{"tinyhttp": ""}'));
-    await writeFlow(flowDir, 'no_env_flow.py', NO_ENV_FLOW);
+    await writeFlow(flowDir, 'no_env_flow.py', noEnvFlowSource());
     env = cliEnv(fixtures, services, uniqueNamespace('no-env'));
   });
   afterAll(async () => {
@@ -271,8 +257,8 @@ describeWith(NEEDS, 'a flow that asks for no package (no @conda/@pypi): plan say
   itWith(NEEDS, 'a note on stderr (stdout stays one JSON object); a flow with packages gets none', async () => {
     const planned = await runCli(['plan', 'no_env_flow.py', '--json'], { env, cwd: flowDir });
     expect(planned.code, planned.stderr).toBe(0);
-    expect(Object.values(parseJson<{ images: Record<string, { steps: string[] }> }>(planned).images).map((image) => image.steps)).toEqual([['start', 'end']]);
-    expect(planned.stderr).toContain('note: no step of NoEnvFlow asks for a conda or PyPI package');
+    expect(Object.values(parseJson<{ images: Record<string, { steps: string[] }> }>(planned).images).map((image) => image.steps)).toEqual([['start', 'fetch', 'report', 'end']]);
+    expect(planned.stderr).toContain('note: no step of TwoEnvFlow asks for a conda or PyPI package');
     const withPackages = await runCli(['plan', 'two_env_flow.py', '--json'], { env, cwd: flowDir });
     expect(withPackages.code, withPackages.stderr).toBe(0);
     expect(withPackages.stderr).not.toContain('asks for a conda or PyPI package');
