@@ -1,5 +1,5 @@
 /**
- * `plan --help`, `build --help` and `gc --help` name every setting they read: each variable of the README's
+ * `plan --help`, `build --help` and `gc --help` name every setting they read (`lock --help` those of locking): each variable of the README's
  * Configuration table, by name or under a prefix the help lists (`METAFLOW_PREBUILT_OCI_*`).
  */
 import { readFileSync } from 'node:fs';
@@ -39,6 +39,25 @@ const BUILD_ONLY = [
   'METAFLOW_PREBUILT_PULL_SECRET',
   'METAFLOW_PREBUILT_BATCH_REPOSITORY_CREDENTIALS',
 ];
+
+/** What locking reads: the channels, the index, the targets, the cache and the network limits. */
+const LOCKING = [
+  'METAFLOW_PREBUILT_CONDA_CHANNELS',
+  'METAFLOW_PREBUILT_PYPI_INDEX_URL',
+  'METAFLOW_PREBUILT_PIP_ISOLATED',
+  'METAFLOW_PREBUILT_PLATFORM',
+  'METAFLOW_PREBUILT_GLIBC_VERSION',
+  'METAFLOW_PREBUILT_DEFAULT_PYTHON',
+  'METAFLOW_PREBUILT_CACHE_DIR',
+  'METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT',
+  'METAFLOW_PREBUILT_NETWORK_DEADLINE',
+  'METAFLOW_PREBUILT_REPODATA_MAX_SIZE',
+];
+
+it('lock --help names every setting locking reads', async () => {
+  const help = await helpOf('lock');
+  expect(LOCKING.filter((variable) => !named(help, variable))).toEqual([]);
+});
 
 describe('plan, build and gc --help name every setting they read', () => {
   const variables = configurationVariables();

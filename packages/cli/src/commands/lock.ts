@@ -27,6 +27,12 @@ Environment:
   METAFLOW_PREBUILT_GLIBC_VERSION    glibc of the target images (default 2.28)
   METAFLOW_PREBUILT_PIP_ISOLATED     1: ignore your pip configuration (pip --isolated)
   METAFLOW_PREBUILT_CACHE_DIR        cache for repodata and solves (default $XDG_CACHE_HOME/prebuilt)
+  METAFLOW_PREBUILT_DEFAULT_PYTHON   python of steps that name none (default: the host python3's)
+  METAFLOW_PREBUILT_PYTHON           the interpreter that reads the flow (default python3)
+  METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT, METAFLOW_PREBUILT_NETWORK_DEADLINE
+                                     seconds a read may stall (default 60), a request may take (1800)
+  METAFLOW_PREBUILT_REPODATA_MAX_SIZE
+                                     MiB one repodata.json may have (default 1024)
 
 Examples:
   $ prebuilt lock flow.py
