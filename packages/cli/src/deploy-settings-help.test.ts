@@ -1,6 +1,7 @@
 /**
- * `plan --help`, `build --help` and `gc --help` name every setting they read (`lock --help` those of locking): each variable of the README's
- * Configuration table, by name or under a prefix the help lists (`METAFLOW_PREBUILT_OCI_*`).
+ * `plan --help`, `build --help` and `gc --help` name every setting they read (`lock --help` those
+ * of locking): each variable of the README's Configuration table, by name or under a prefix the
+ * help lists (`METAFLOW_PREBUILT_OCI_*`).
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
