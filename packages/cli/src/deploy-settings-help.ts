@@ -36,10 +36,10 @@ Settings of the selected build service and registry (each backend's README has t
   DOCKER_HOST                             Docker daemon (docker, buildx; default /var/run/docker.sock)
   DOCKER_CONFIG                           directory of the config.json with your registry logins
   METAFLOW_PREBUILT_OCI_*                 oci: _LAYER_COMPRESSION, _LAYERS, _RUNNERS, _PREFETCH,
-                                          _ESTARGZ_BASE
+                                          _ESTARGZ_BASE, …
   METAFLOW_PREBUILT_LOCAL_REGISTRY*       local: the host (127.0.0.1:5000), _PULL_HOST, _USERNAME,
-                                          _PASSWORD
-  METAFLOW_PREBUILT_DOCKERHUB_*           dockerhub: _NAMESPACE, _USERNAME, _PASSWORD
+                                          _PASSWORD, _INSECURE
+  METAFLOW_PREBUILT_DOCKERHUB_*           dockerhub: _NAMESPACE, _USERNAME, _PASSWORD, …
   METAFLOW_PREBUILT_ECR_*                 ecr: _ACCOUNT, _REGION, …
   METAFLOW_PREBUILT_GCR_*                 gcr: _HOST, _PROJECT, …
   METAFLOW_PREBUILT_DOCKER_*, _BUILDX_*, _KANIKO_*, _CODEBUILD_*   those build services`;
