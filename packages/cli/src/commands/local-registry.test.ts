@@ -98,6 +98,25 @@ describe.skipIf(skip !== false)(`prebuilt local-registry${skip ? ` (skipped: ${s
     expect((await prebuilt(['local-registry', 'stop'], env)).code).toBe(0);
   });
 
+  it('status and stop take the --port start took; another port exits 2 and stops nothing', async () => {
+    const port = await freePort();
+    expect((await prebuilt(['local-registry', 'start', '--port', String(port)], env)).code).toBe(0);
+    const wrongStop = await prebuilt(['local-registry', 'stop', '--port', String(port + 1)], env);
+    expect(wrongStop.code).toBe(2);
+    expect(wrongStop.stderr).toContain(`runs at 127.0.0.1:${port}, not on port ${port + 1}; nothing was stopped`);
+    expect(wrongStop.stderr).not.toMatch(/\n\s+at /);
+    expect((await fetch(`http://127.0.0.1:${port}/v2/`)).status).toBe(200);
+    const wrongStatus = await prebuilt(['local-registry', 'status', '--port', String(port + 1), '--json'], env);
+    expect(wrongStatus.code).toBe(2);
+    expect(JSON.parse(wrongStatus.stdout)).toMatchObject({ ok: false, error: { code: 'config' } });
+    const status = await prebuilt(['local-registry', 'status', '--port', String(port), '--json'], env);
+    expect(JSON.parse(status.stdout)).toMatchObject({ running: true, port });
+    const stop = await prebuilt(['local-registry', 'stop', '--port', String(port)], env);
+    expect(stop).toMatchObject({ code: 0, stdout: 'local registry stopped\n' });
+    expect(await prebuilt(['local-registry', 'stop', '--port', String(port)], env)).toMatchObject({ code: 0, stdout: 'local registry was not running\n' });
+    expect((await prebuilt(['local-registry', 'stop', '--port', 'abc'], env)).code).toBe(2);
+  });
+
   it('a bad --port exits 2 with a message; a busy port exits 2 saying to pick another', async () => {
     const bad = await prebuilt(['local-registry', 'start', '--port', 'abc'], env);
     expect(bad.code).toBe(2);

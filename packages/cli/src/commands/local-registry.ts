@@ -19,13 +19,15 @@ Config, data, pid file and log live in $XDG_STATE_HOME/prebuilt/local-registry
 (default ~/.local/state/prebuilt/local-registry). start and stop are idempotent.
 
 The port is --port, else the port of METAFLOW_PREBUILT_LOCAL_REGISTRY when it names 127.0.0.1
-or localhost, else ${DEFAULT_LOCAL_REGISTRY_PORT}.
+or localhost, else ${DEFAULT_LOCAL_REGISTRY_PORT}. One development registry runs at a time: status and
+stop take --port too, and exit 2 when the running one listens on another port (stop then stops
+nothing).
 
 Examples:
   $ prebuilt local-registry start
   $ prebuilt local-registry start --port 5001 --json
   $ prebuilt local-registry status
-  $ prebuilt local-registry stop`;
+  $ prebuilt local-registry stop --port 5001`;
 
 function parsePort(value: string): number {
   const port = Number(value);
@@ -39,6 +41,14 @@ function parsePort(value: string): number {
 function portFromEnv(env: Record<string, string | undefined>): number | undefined {
   const match = /^(?:127\.0\.0\.1|localhost):(\d{1,5})(?:\/.*)?$/.exec(env[LOCAL_REGISTRY_ENV] ?? '');
   return match ? Number(match[1]) : undefined;
+}
+
+/** Refuses a --port that is not the running registry's: status and stop act on the one that runs. */
+function checkRunningPort(status: LocalRegistryServerStatus, port: number | undefined, verb: string): void {
+  if (port === undefined || !status.running || status.port === port) return;
+  throw new ConfigError(`The development registry runs at ${status.address}, not on port ${port}${verb === 'stop' ? '; nothing was stopped' : ''}.`, {
+    hint: `Run \`prebuilt local-registry ${verb} --port ${status.port}\` (or without --port): one development registry runs at a time.`,
+  });
 }
 
 function describe(status: LocalRegistryServerStatus): string {
@@ -82,10 +92,12 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
   command
     .command('status')
     .description('show whether the development registry runs, its address, pid and health')
+    .option('--port <port>', 'the port it was started on: exit 2 when the running one listens on another', parsePort)
     .option('--json', 'print one JSON object for machines')
-    .action(async (options: { json?: boolean }) => {
+    .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
       const status = await (await localPackage()).localRegistryServerStatus({ env: context.env });
+      checkRunningPort(status, options.port, 'status');
       if (options.json) {
         writeJsonResult(context, { ...status });
         return;
@@ -98,10 +110,13 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
   command
     .command('stop')
     .description('stop the development registry (its data is kept)')
+    .option('--port <port>', 'the port it was started on: stops nothing, exit 2, when the running one listens on another', parsePort)
     .option('--json', 'print one JSON object for machines')
-    .action(async (options: { json?: boolean }) => {
+    .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
-      const { stopped, status } = await (await localPackage()).stopLocalRegistryServer({ env: context.env });
+      const local = await localPackage();
+      checkRunningPort(await local.localRegistryServerStatus({ env: context.env }), options.port, 'stop');
+      const { stopped, status } = await local.stopLocalRegistryServer({ env: context.env });
       if (options.json) {
         writeJsonResult(context, { stopped, ...status });
         return;
