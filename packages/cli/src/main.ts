@@ -38,13 +38,26 @@ export async function createProgram(context: CliContext = createCliContext(new A
     })
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  program.hook('preAction', () => {
+  program.hook('preAction', async (_program, action) => {
     if (program.opts<{ verbose?: boolean }>().verbose) enableVerbose(context.env);
+    await checkFlowArgument(action, context);
   });
   const names = argv === undefined ? Object.keys(COMMANDS) : commandsFor(argv);
   const registers = await Promise.all(names.map((name) => COMMANDS[name]!()));
   for (const register of registers) register(program, context);
   return program;
+}
+
+/**
+ * A command whose first argument is the flow checks that file before its action reads any setting:
+ * a misspelt `prebuilt build flw.py` is told about the path, not about an unset registry namespace.
+ */
+async function checkFlowArgument(action: Command, context: CliContext): Promise<void> {
+  const file = action.processedArgs[0] as unknown;
+  if (action.registeredArguments[0]?.name() !== 'flow' || typeof file !== 'string' || file.startsWith('-')) return;
+  // The action has not run yet to say so: an error here still prints the --json envelope.
+  if (action.opts<{ json?: boolean }>().json === true) context.json.requested = true;
+  await (await import('@prebuilt/metaflow')).checkFlowFile(file, context.cwd);
 }
 
 /** Runs the CLI and returns the exit code. The one place errors become exit codes (error-handler.ts). */

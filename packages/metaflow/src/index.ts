@@ -1,5 +1,6 @@
 export {
   readFlow,
+  checkFlowFile,
   READ_FLOW_SCRIPT,
   type FlowFile,
   type FlowStep,

@@ -138,9 +138,13 @@ function location(file: string, line: number | null | undefined): string {
   return line ? `${file}:${line}` : file;
 }
 
-/** Reads a flow file. Bad input → InputError (exit 2) with file and line; no python3 → EnvironmentError. */
-export async function readFlow(file: string, options: ReadFlowOptions = {}): Promise<FlowFile> {
-  const path = resolvePath(options.cwd ?? process.cwd(), file);
+/**
+ * Checks that the flow file exists and is a file; returns its absolute path. Missing, a directory or
+ * unreadable → InputError (exit 2) naming it. Commands run it before anything else: a misspelt path is
+ * the thing to fix, before any setting.
+ */
+export async function checkFlowFile(file: string, cwd: string = process.cwd()): Promise<string> {
+  const path = resolvePath(cwd, file);
   try {
     const info = await stat(path);
     if (!info.isFile()) throw new InputError(`${file} is not a file.`, { file, hint: 'Pass the path of a flow file (flow.py).' });
@@ -153,6 +157,12 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
       hint: 'Check the path; relative paths are resolved against the current directory.',
     });
   }
+  return path;
+}
+
+/** Reads a flow file. Bad input → InputError (exit 2) with file and line; no python3 → EnvironmentError. */
+export async function readFlow(file: string, options: ReadFlowOptions = {}): Promise<FlowFile> {
+  const path = await checkFlowFile(file, options.cwd);
 
   // The reader needs the standard library only (ast, json): without `site`, the interpreter's
   // site-packages and their .pth files are not read at start-up.

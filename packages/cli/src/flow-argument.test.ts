@@ -1,0 +1,65 @@
+/**
+ * Every command whose first argument is the flow checks that file before anything else: with the
+ * default settings (Docker Hub, no namespace, no login) a misspelt path is what the user is told about.
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCliContext } from './cli-context.js';
+import { createProgram, main } from './main.js';
+
+/** The command paths (`['metaflow', 'build']`) whose first argument is named flow, with their mandatory options. */
+function flowCommands(command: Command, path: string[] = []): { path: string[]; required: string[] }[] {
+  const found = command.commands.flatMap((sub) => flowCommands(sub, [...path, sub.name()]));
+  if (command.registeredArguments[0]?.name() !== 'flow') return found;
+  const required = command.options.filter((option) => option.mandatory).flatMap((option) => [option.long!, 'x']);
+  return [{ path, required }, ...found];
+}
+
+describe('a misspelt flow path is reported first', () => {
+  let dir: string;
+  let commands: { path: string[]; required: string[] }[];
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'prebuilt-flow-arg-'));
+    await mkdir(join(dir, 'flows.py'));
+    commands = flowCommands(await createProgram(createCliContext(new AbortController().signal, { env: {} })));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const env = { HOME: dir, DOCKER_CONFIG: join(dir, '.docker'), PATH: process.env['PATH'] };
+    const code = await main(args, {
+      cwd: dir,
+      env,
+      stdout: { write: (text: string) => ((out += text), true) },
+      stderr: { write: (text: string) => ((err += text), true) },
+    });
+    return { code, out, err };
+  }
+
+  it('finds the commands that take a flow', () => {
+    expect(commands.map((c) => c.path.join(' '))).toEqual(expect.arrayContaining(['build', 'plan', 'lock', 'envs', 'profile', 'run', 'sbom', 'report', 'prepull']));
+  });
+
+  it('each of them exits 2 naming the missing file, before any setting is read', async () => {
+    for (const { path, required } of commands) {
+      const result = await run([...path, 'flw.py', ...required]);
+      expect({ command: path.join(' '), code: result.code, err: result.err }).toEqual({
+        command: path.join(' '),
+        code: 2,
+        err: `error: Flow file flw.py does not exist (${join(dir, 'flw.py')}).\nhint: Check the path; relative paths are resolved against the current directory.\n`,
+      });
+    }
+  });
+
+  it('a directory is not a flow file; --json still prints the envelope', async () => {
+    const result = await run(['build', 'flows.py', '--json']);
+    expect(result.code).toBe(2);
+    expect(result.err).toContain('flows.py is not a file');
+    expect(JSON.parse(result.out)).toMatchObject({ ok: false, error: { code: 'input', message: 'flows.py is not a file.' } });
+  });
+});
