@@ -263,4 +263,18 @@ describeWith(NEEDS, 'a flow that asks for no package (no @conda/@pypi): plan say
     expect(withPackages.code, withPackages.stderr).toBe(0);
     expect(withPackages.stderr).not.toContain('asks for a conda or PyPI package');
   }, 180_000);
+
+  itWith(NEEDS, "another build service's own settings are noted as ignored; the selected service's and shared settings are not", async () => {
+    const zstd = { ...env, METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd', METAFLOW_PREBUILT_DOCKER_KEEP_IMAGES: '1' };
+    const planned = await runCli(['plan', 'no_env_flow.py', '--json'], { env: zstd, cwd: flowDir });
+    expect(planned.code, planned.stderr).toBe(0);
+    parseJson(planned);
+    expect(planned.stderr).toContain(
+      'note: METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION is a setting of the oci build service, ignored: the build service is docker (METAFLOW_PREBUILT_BUILD_SERVICE=docker). Set METAFLOW_PREBUILT_BUILD_SERVICE=oci to use it, or unset it.\n',
+    );
+    expect(planned.stderr.match(/ignored: the build service/g)).toHaveLength(1);
+    const oci = await runCli(['plan', 'no_env_flow.py', '--json'], { env: { ...zstd, METAFLOW_PREBUILT_DOCKER_KEEP_IMAGES: '', METAFLOW_PREBUILT_BUILD_SERVICE: 'oci' }, cwd: flowDir });
+    expect(oci.code, oci.stderr).toBe(0);
+    expect(oci.stderr).not.toContain('ignored: the build service');
+  }, 180_000);
 });

@@ -28,6 +28,7 @@ import { createSelectedBackend } from './backends.js';
 import { askBaseImageAhead, type BaseImageAhead } from './base-image-ahead.js';
 import { buildLockFor } from './build-lock.js';
 import { deploySettings, type DeploySettings } from './deploy-settings.js';
+import { ignoredSettingsNotes } from './ignored-settings-note.js';
 import { lockFlow, readFlowEnvs, type LockFlowResult } from './lock-flow.js';
 import { prefetchProfileOf, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';
 
@@ -122,6 +123,7 @@ function asksLayout(options: DeployFlowOptions, scope: AppScope): boolean {
 export async function deployFlow(file: string, scope: AppScope, options: DeployFlowOptions = {}): Promise<DeployFlowResult> {
   const settings = deploySettings(scope.env, options.workers !== undefined ? { workers: options.workers } : {});
   const recipeName = selectRecipeName({ env: scope.env });
+  for (const note of ignoredSettingsNotes(scope)) options.onEvent?.({ type: 'note', message: note });
   // The flow is read by a python3 subprocess: started now, it runs while the backends are created
   // and checked. Its errors still come after theirs (it is awaited where it was before).
   const envs = readFlowEnvs(file, scope);
