@@ -49,6 +49,11 @@ export interface BuildRequest {
   log?: (line: string) => void;
   /** Receives phase changes. */
   onPhase?: (phase: 'building' | 'pushing') => void;
+  /**
+   * Receives something the user should know that is no failure and not the image's own log (the
+   * docker service: credentials sent to a remote daemon unencrypted); the deploy shows it as a note.
+   */
+  note?: (message: string) => void;
   signal?: AbortSignal;
   /** The env the image holds, for a service whose layout depends on it (see {@link BuildService.imageLayout}). */
   envId?: string;

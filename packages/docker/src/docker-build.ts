@@ -96,6 +96,7 @@ export class DockerBuild {
     if (pullAuth && 'username' in pullAuth && settings.builder === 'legacy') {
       // Lets the builder pull a base image that lives in the same (private) registry; the legacy
       // builder takes credentials per registry host, so no other registry sees them.
+      this.daemon.sendsCredentials(request.note);
       build.registryConfig = {
         [request.pushCredentials!.registry]: { username: pullAuth['username'], password: pullAuth['password'] },
       };
@@ -147,6 +148,7 @@ export class DockerBuild {
     for (const image of baseImageReferences(request.dockerfile)) {
       if (registryHost(pullParts(image).fromImage) !== this.target.registry) continue;
       debug('pulling base image %s with %s', image, request.pushCredentials?.source);
+      this.daemon.sendsCredentials(request.note);
       const tracker = new ProgressTracker((line) => this.tracker.handle({ stream: `${line}\n` }), this.settings.logTailLines);
       const failed = await pullThroughDaemon(this.daemon.client, image, {
         credentials: request.pushCredentials,

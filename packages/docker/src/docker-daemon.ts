@@ -1,6 +1,6 @@
 import { ConfigError, NetworkError, UnreachableError, cancelledError, createLogger, errorMessage } from '@prebuilt/core/backend';
-import { dockerConnection, shownDockerHost } from './docker-host.js';
-import { EngineClient, type EngineRequestError } from './engine-client.js';
+import { credentialsInClear, credentialsInClearNote, dockerConnection, shownDockerHost } from './docker-host.js';
+import { EngineClient, type EngineConnection, type EngineRequestError } from './engine-client.js';
 import { engineVersion } from './engine-version.js';
 import { DOCKER_ENV, type DockerSettings } from './docker-settings.js';
 
@@ -34,15 +34,31 @@ export class DockerDaemon {
   /** The Engine API client of this daemon. */
   readonly client: EngineClient;
 
+  /** Registry credentials sent to this daemon cross the network unencrypted (see credentialsInClear). */
+  readonly credentialsInClear: boolean;
+  #clearNoted = false;
+
   constructor(
     private readonly settings: Pick<DockerSettings, 'dockerHost' | 'apiVersion'> & Partial<Pick<DockerSettings, 'timeouts'>>,
     env: Record<string, string | undefined>,
+    inClear: (connection: EngineConnection) => boolean = credentialsInClear,
   ) {
     const connection = dockerConnection(settings.dockerHost, env);
+    this.credentialsInClear = inClear(connection);
     this.client = new EngineClient(settings.apiVersion ? { ...connection, version: settings.apiVersion } : connection, {
       shownHost: shownDockerHost(settings.dockerHost),
       ...(settings.timeouts ? { limits: settings.timeouts } : {}),
     });
+  }
+
+  /**
+   * Called where a request carries registry credentials: when they cross the network unencrypted,
+   * says so through `note` (the build request's), once per daemon, that is once per run.
+   */
+  sendsCredentials(note: ((message: string) => void) | undefined): void {
+    if (!this.credentialsInClear || this.#clearNoted || note === undefined) return;
+    this.#clearNoted = true;
+    note(credentialsInClearNote(this.settings.dockerHost));
   }
 
   /** The daemon answers (and speaks the configured API version); else an UnreachableError or ConfigError saying how to fix it. */

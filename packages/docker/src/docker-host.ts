@@ -102,3 +102,26 @@ function invalidHost(host: string): ConfigError {
     hint: 'Use unix:///var/run/docker.sock, tcp://127.0.0.1:2375 or ssh://user@host, in DOCKER_HOST or the option dockerHost.',
   });
 }
+
+/** 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z) and localhost: a daemon on this machine. */
+function isLoopback(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/\.$/, '');
+  return host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^(?:::ffff:)?127(?:\.\d{1,3}){3}$/.test(host);
+}
+
+/**
+ * Whether registry credentials sent to this daemon (X-Registry-Auth, X-Registry-Config) cross the
+ * network unencrypted: plain TCP (`tcp://` without DOCKER_TLS_VERIFY, `http://`) to a host that is
+ * not this machine. A unix socket, ssh, TLS and loopback addresses are not.
+ */
+export function credentialsInClear(connection: EngineConnection): boolean {
+  return connection.socketPath === undefined && connection.protocol === 'http' && connection.host !== undefined && !isLoopback(connection.host);
+}
+
+/** The note for {@link credentialsInClear}: what goes where unencrypted, and the two ways to fix it. */
+export function credentialsInClearNote(dockerHost: string): string {
+  return (
+    `registry credentials go to the Docker daemon at ${shownDockerHost(dockerHost)} unencrypted (the X-Registry-Auth header, as the docker CLI sends them): ` +
+    'anyone on the network between can read them. Use TLS (DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH holding ca.pem, cert.pem and key.pem, the daemon on port 2376) or ssh://user@host in DOCKER_HOST.'
+  );
+}

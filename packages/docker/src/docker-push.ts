@@ -27,16 +27,18 @@ export async function pushImage(build: DockerBuild): Promise<BuildResult> {
   const { request, settings } = build;
   request.onPhase?.('pushing');
   debug('pushing %s (credentials: %s)', request.imageTag, request.pushCredentials?.source ?? 'none');
+  const auth = authConfig(request.pushCredentials);
   const push: StreamRequest = {
     method: 'POST',
     path: `/images/${imagePath(build.target.repository)}/push`,
     query: { tag: build.target.tag },
     // Always sent: a daemon reads a push without it as the old form, its credentials in the body.
-    registryAuth: authConfig(request.pushCredentials) ?? {},
+    registryAuth: auth ?? {},
     signal: request.signal,
     // Push progress: a silence of minutes is a hung daemon or registry connection (engine-clock.ts).
     silence: 'progress',
   };
+  if (auth) build.daemon.sendsCredentials(request.note);
   for (let attempt = 1; ; attempt++) {
     const pushed = await pushOnce(build, push);
     if (request.signal?.aborted) return build.cancel();

@@ -122,6 +122,7 @@ async function buildAndVerify(job: ImageJob, prepared: PreparedBuild, buildServi
         job.run.emit({ type: 'log', envId: job.envId, line });
       },
       onPhase: (value) => job.phase(value),
+      note: (message) => job.run.emit({ type: 'note', message }),
       ...(signal ? { signal } : {}),
       envId: job.envId,
     }),

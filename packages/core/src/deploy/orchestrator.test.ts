@@ -394,6 +394,18 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
     const phases = ctx.events.filter((event) => event.type === 'image').map((event) => (event as { phase: string }).phase);
     expect(phases).toEqual(['checking', 'materializing', 'building', 'pushing', 'verifying', 'built']);
   });
+
+  it("a build service's note (credentials sent unencrypted, say) reaches the deploy's events as a note, not the image's log", async () => {
+    await using ctx = await setup(fourSteps().slice(0, 1));
+    const buildAndPush = ctx.buildService.buildAndPush.bind(ctx.buildService);
+    ctx.buildService.buildAndPush = async (req) => {
+      req.note?.('credentials went in clear');
+      return buildAndPush(req);
+    };
+    await deploy(ctx.options);
+    expect(ctx.events.filter((event) => event.type === 'note')).toEqual([{ type: 'note', message: 'credentials went in clear' }]);
+    expect(ctx.events.filter((event) => event.type === 'log').map((event) => (event as { line: string }).line)).not.toContain('credentials went in clear');
+  });
 });
 
 describe('deploy orchestrator: multi-platform (fake registry, fake build service, fake index push)', () => {

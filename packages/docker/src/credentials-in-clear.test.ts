@@ -1,0 +1,111 @@
+/**
+ * Registry credentials sent to a Docker daemon over plain TCP on another host cross the network
+ * unencrypted: the decision (credentialsInClear) is unit-tested on addresses; the note's travel
+ * through a build request is tested against a FAKE daemon on 127.0.0.1 with the decision injected
+ * (a daemon on 127.0.0.1 is loopback, which rightly gets no note).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Secret, type BuildRequest } from '@prebuilt/core/backend';
+import { DockerBuild } from './docker-build.js';
+import { DockerDaemon } from './docker-daemon.js';
+import { credentialsInClear, dockerConnection } from './docker-host.js';
+import { resolveDockerSettings } from './docker-settings.js';
+
+const inClear = (host: string, env: Record<string, string> = {}): boolean => credentialsInClear(dockerConnection(host, env));
+
+describe('credentialsInClear: which Docker hosts get registry credentials unencrypted', () => {
+  it('plain TCP to another host: yes (tcp:// without DOCKER_TLS_VERIFY, http://, an IPv6 address)', () => {
+    expect(inClear('tcp://build-host.example.com:2375')).toBe(true);
+    expect(inClear('tcp://10.1.2.3:2375')).toBe(true);
+    expect(inClear('http://10.1.2.3:2375')).toBe(true);
+    expect(inClear('tcp://[2001:db8::1]:2375')).toBe(true);
+    expect(inClear('tcp://10.1.2.3:2375', { DOCKER_TLS_VERIFY: '' })).toBe(true);
+  });
+
+  it('TLS, unix sockets, ssh and this machine (127.0.0.0/8, ::1, localhost): no', () => {
+    // tcp:// with DOCKER_TLS_VERIFY is an https connection (its certificates read: here given, not read).
+    expect(dockerConnection('https://10.1.2.3:2376', { DOCKER_CERT_PATH: '/nonexistent' }).protocol).toBe('https');
+    expect(credentialsInClear({ host: '10.1.2.3', port: 2376, protocol: 'https', ca: Buffer.from('ca') })).toBe(false);
+    expect(inClear('https://10.1.2.3:2376', { DOCKER_CERT_PATH: '/nonexistent' })).toBe(false);
+    expect(inClear('unix:///var/run/docker.sock')).toBe(false);
+    expect(inClear('/var/run/docker.sock')).toBe(false);
+    expect(inClear('ssh://me@build-host.example.com')).toBe(false);
+    for (const host of ['tcp://127.0.0.1:2375', 'tcp://127.8.9.10:2375', 'tcp://[::1]:2375', 'tcp://localhost:2375', 'tcp://LOCALHOST:2375', 'http://localhost:2375']) {
+      expect(inClear(host), host).toBe(false);
+    }
+  });
+});
+
+describe('the note travels through the build request, once per daemon', () => {
+  let server: Server;
+  let port: number;
+  let dir: string;
+  const auths: string[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'prebuilt-clear-'));
+    // A FAKE daemon: answers /version, a build with an image id, a push with a digest, and image removals.
+    server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      req.resume();
+      req.on('end', () => {
+        const path = new URL(req.url ?? '/', 'http://fake').pathname;
+        if (req.headers['x-registry-auth']) auths.push(String(req.headers['x-registry-auth']));
+        const send = (lines: unknown[]) => res.writeHead(200, { 'content-type': 'application/json' }).end(lines.map((line) => JSON.stringify(line)).join('\n'));
+        if (path.endsWith('/version')) send([{ Version: '27.0.0-fake', ApiVersion: '1.46' }]);
+        else if (path.endsWith('/build')) send([{ stream: 'Step 1/1 : FROM scratch\n' }, { aux: { ID: 'sha256:1111' } }]);
+        else if (path.endsWith('/push')) send([{ status: 'pushed' }, { aux: { Tag: 'env-a', Digest: `sha256:${'2'.repeat(64)}`, Size: 1 } }]);
+        else send([{}]);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function buildTwice(decision: boolean, withCredentials: boolean): Promise<string[]> {
+    const env = { DOCKER_HOST: `tcp://127.0.0.1:${port}` };
+    const settings = resolveDockerSettings({}, env);
+    const daemon = new DockerDaemon(settings, env, () => decision);
+    const notes: string[] = [];
+    try {
+      for (const tag of ['registry.example.com/ns:env-a', 'registry.example.com/ns:env-b']) {
+        const request: BuildRequest = {
+          dockerfile: 'FROM scratch\n',
+          contextDir: dir,
+          imageTag: tag,
+          platform: 'linux/amd64',
+          note: (message) => notes.push(message),
+          ...(withCredentials ? { pushCredentials: { registry: 'registry.example.com', username: 'u', password: new Secret('p4ss-word'), source: 'the test' } } : {}),
+        };
+        expect(await new DockerBuild(daemon, settings, request).run()).toMatchObject({ ok: true });
+      }
+    } finally {
+      daemon.close();
+    }
+    return notes;
+  }
+
+  it('credentials sent in clear: one note for two builds, naming the daemon and the fixes, never the password', async () => {
+    const notes = await buildTwice(true, true);
+    expect(auths.length).toBeGreaterThanOrEqual(2);
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toContain(`registry credentials go to the Docker daemon at tcp://127.0.0.1:${port} unencrypted`);
+    expect(notes[0]).toContain('DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH');
+    expect(notes[0]).toContain('ssh://');
+    expect(notes[0]).not.toContain('p4ss-word');
+  });
+
+  it('no note without credentials, nor for a daemon the decision calls safe (the real one, for 127.0.0.1)', async () => {
+    expect(await buildTwice(true, false)).toEqual([]);
+    expect(await buildTwice(false, true)).toEqual([]);
+    const env = { DOCKER_HOST: `tcp://127.0.0.1:${port}` };
+    expect(new DockerDaemon(resolveDockerSettings({}, env), env).credentialsInClear).toBe(false);
+  });
+});
