@@ -1,0 +1,165 @@
+/**
+ * Reading a tar as it arrives (a decompressor's output), with the strict decoder: headers by
+ * decodeTarHeader, pax records and GNU long names by TarExtendedHeaders. Each entry's body is
+ * handed on as the source's own chunks (views, no copy), pulled only as the consumer reads them:
+ * a slow consumer slows the source (backpressure), and nothing is held but one source chunk and
+ * at most one extended header ({@link MAX_EXTENDED_HEADER}). The archive is read as the in-memory
+ * readers read it: zero blocks are skipped, every entry's body (`size` bytes, padded to a block)
+ * follows its header whatever its type, and the stream must end at a block boundary.
+ */
+import { TarFormatError } from '../errors.js';
+import { TAR_BLOCK, decodeTarHeader, type TarHeader } from './tar-header.js';
+import { TarExtendedHeaders, isExtendedHeader, type TarExtendedHeadersOptions } from './tar-extended-headers.js';
+
+/** One entry of a streamed tar. */
+export interface TarStreamEntry {
+  /** The entry's header, its extended headers applied (name, link name and size). */
+  header: TarHeader;
+  /** The pax records that applied to it (undefined when none). */
+  pax: ReadonlyMap<string, string> | undefined;
+  /** The archive byte where its header (not its extended headers) starts. */
+  offset: number;
+  /**
+   * Its `header.size` bytes, in the source's chunks. Read it (or not) before asking for the next
+   * entry: what is left unread is skipped then, and reading it later fails.
+   */
+  body: AsyncIterable<Buffer>;
+}
+
+const EMPTY = Buffer.alloc(0);
+const padding = (size: number): number => (TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK;
+
+/** Pulls bytes from a source of chunks, only when asked. */
+class ChunkReader {
+  readonly #source: AsyncIterator<Uint8Array>;
+  #chunk: Buffer = EMPTY;
+  #at = 0;
+  /** Bytes of the archive consumed so far. */
+  offset = 0;
+
+  constructor(chunks: AsyncIterable<Uint8Array>) {
+    this.#source = chunks[Symbol.asyncIterator]();
+  }
+
+  /** Whether bytes are at hand (pulling the next non-empty chunk if needed); false at the end of the source. */
+  async #fill(): Promise<boolean> {
+    while (this.#at >= this.#chunk.length) {
+      const next = await this.#source.next();
+      if (next.done) return false;
+      const value = next.value;
+      this.#chunk = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+      this.#at = 0;
+    }
+    return true;
+  }
+
+  /** Up to `max` bytes (`max` > 0), as they come: a view of one source chunk; empty at the end of the source. */
+  async some(max: number): Promise<Buffer> {
+    if (!(await this.#fill())) return EMPTY;
+    const piece = this.#chunk.subarray(this.#at, this.#at + max);
+    this.#at += piece.length;
+    this.offset += piece.length;
+    return piece;
+  }
+
+  /** Exactly `n` bytes (a view when one chunk holds them, else a copy), or fewer at the end of the source. */
+  async take(n: number): Promise<Buffer> {
+    if (this.#chunk.length - this.#at >= n) {
+      const out = this.#chunk.subarray(this.#at, this.#at + n);
+      this.#at += n;
+      this.offset += n;
+      return out;
+    }
+    const parts: Buffer[] = [];
+    let got = 0;
+    while (got < n) {
+      const piece = await this.some(n - got);
+      if (piece.length === 0) break;
+      parts.push(piece);
+      got += piece.length;
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, got);
+  }
+
+  /** Skips `n` bytes; the number that were missing at the end of the source (0 when all were there). */
+  async skip(n: number): Promise<number> {
+    let left = n;
+    while (left > 0) {
+      const piece = await this.some(left);
+      if (piece.length === 0) break;
+      left -= piece.length;
+    }
+    return left;
+  }
+
+  /** Ends the source early (closes its file, stops its decompressor). */
+  async close(): Promise<void> {
+    await this.#source.return?.();
+  }
+}
+
+/** The body of the current entry: its bytes left, and the entry it belongs to (stale once the reader has moved on). */
+interface BodyState {
+  serial: number;
+  left: number;
+  readonly name: string;
+}
+
+const runsPast = (label: string, name: string): TarFormatError => new TarFormatError(label, `'${name}' runs past the end of the archive`);
+
+async function* bodyChunks(reader: ChunkReader, state: BodyState, current: () => number, label: string): AsyncGenerator<Buffer> {
+  if (state.serial !== current()) throw new TarFormatError(label, `the body of '${state.name}' was read after the next entry`);
+  while (state.left > 0) {
+    const piece = await reader.some(state.left);
+    if (piece.length === 0) throw runsPast(label, state.name);
+    state.left -= piece.length;
+    yield piece;
+  }
+}
+
+/** An extended header's body, read whole (its size checked first) and given to `extended`; then its padding. */
+async function readExtended(reader: ChunkReader, header: TarHeader, extended: TarExtendedHeaders, label: string): Promise<void> {
+  extended.checkSize(header.size);
+  const body = await reader.take(header.size);
+  if (body.length < header.size) throw runsPast(label, header.name);
+  extended.read(header.typeflag, body);
+  if ((await reader.skip(padding(header.size))) > 0) throw new TarFormatError(label, 'it ends inside a header block');
+}
+
+/**
+ * The entries of the tar in `chunks`, one at a time (see {@link TarStreamEntry}); `label` names the
+ * archive in errors ({@link TarFormatError}). Stopping early (a `break`, a throw) ends the source.
+ * The source's own errors pass unchanged.
+ */
+export async function* tarStreamEntries(
+  chunks: AsyncIterable<Uint8Array>,
+  label: string,
+  options: TarExtendedHeadersOptions = {},
+): AsyncGenerator<TarStreamEntry, void, undefined> {
+  const reader = new ChunkReader(chunks);
+  const extended = new TarExtendedHeaders(label, options);
+  let serial = 0;
+  const current = (): number => serial;
+  try {
+    for (;;) {
+      const offset = reader.offset;
+      const block = await reader.take(TAR_BLOCK);
+      if (block.length === 0) return;
+      if (block.length < TAR_BLOCK) throw new TarFormatError(label, 'it ends inside a header block');
+      const header = decodeTarHeader(block, label, offset);
+      if (!header) continue;
+      if (isExtendedHeader(header.typeflag)) {
+        await readExtended(reader, header, extended, label);
+        continue;
+      }
+      const pax = extended.apply(header);
+      const state: BodyState = { serial: ++serial, left: header.size, name: header.name };
+      yield { header, pax, offset, body: { [Symbol.asyncIterator]: () => bodyChunks(reader, state, current, label) } };
+      serial += 1;
+      if ((await reader.skip(state.left)) > 0) throw runsPast(label, header.name);
+      if ((await reader.skip(padding(header.size))) > 0) throw new TarFormatError(label, 'it ends inside a header block');
+    }
+  } finally {
+    await reader.close();
+  }
+}
