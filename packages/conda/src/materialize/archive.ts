@@ -1,14 +1,13 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import { extract, type Header } from 'tar-stream';
-import { PrebuiltError, errorMessage } from '@prebuilt/core';
+import { PrebuiltError, TarFormatError, errorMessage, tarStreamEntries, type TarHeader } from '@prebuilt/core';
 import { ArchiveError } from './errors.js';
 
 /**
  * Streaming reading of the tar archives inside conda packages. Nothing is held whole in memory:
- * the decompressed stream is parsed as it arrives and each entry's content is handed to the
- * caller as a stream, which must consume it before the next entry comes.
+ * the decompressed stream is parsed as it arrives, by core's strict reader (tarStreamEntries: the
+ * decoder the in-memory reader, tar-buffer.ts, uses too, so a package gets the same verdict on
+ * either path), and each entry's content is handed to the caller as the stream's chunks, which it
+ * must consume before the next entry comes.
  */
 
 /** The kind of a tar entry a package may contain. */
@@ -26,75 +25,66 @@ export interface TarEntryHeader {
   linkTarget?: string;
 }
 
-function entryType(header: Header, label: string): TarEntryType {
-  return tarEntryType(header.type ?? 'unknown', header.name, label);
-}
+/** Type flags a package may contain; `0` is an old tar's file. */
+const ENTRY_TYPES: Record<number, TarEntryType> = { 0: 'file', 0x30: 'file', 0x37: 'file', 0x31: 'hardlink', 0x32: 'symlink', 0x35: 'directory' };
+/** Names of the type flags a package may not contain, for the message. */
+const REFUSED_TYPES: Record<number, string> = { 0x33: 'character-device', 0x34: 'block-device', 0x36: 'fifo' };
 
-/** The kind of an entry from its type's name (tar-stream's names); any other kind a package may not contain fails. */
-export function tarEntryType(type: string, name: string, label: string): TarEntryType {
-  switch (type) {
-    case 'file':
-    case 'contiguous-file':
-      return 'file';
-    case 'directory':
-      return 'directory';
-    case 'symlink':
-      return 'symlink';
-    case 'link':
-      return 'hardlink';
-    default:
-      throw new ArchiveError(`${label} contains '${name}' of type ${type}, which a package may not contain.`, label);
+/**
+ * The entry a decoded header (extended headers applied) describes, as the package readers hand it
+ * on; an old tar's directory (a file named with a trailing slash) is a directory; any kind a
+ * package may not contain fails.
+ */
+export function packageEntryHeader(header: TarHeader, label: string): TarEntryHeader {
+  const flag = header.typeflag;
+  const type = (flag === 0 || flag === 0x30) && header.name.endsWith('/') ? 'directory' : ENTRY_TYPES[flag];
+  if (type === undefined) {
+    const name = REFUSED_TYPES[flag] ?? `unknown (${String.fromCharCode(flag)})`;
+    throw new ArchiveError(`${label} contains '${header.name}' of type ${name}, which a package may not contain.`, label);
   }
+  return {
+    path: header.name,
+    type,
+    mode: header.mode & 0o7777,
+    size: type === 'file' ? header.size : 0,
+    ...(type === 'symlink' || type === 'hardlink' ? { linkTarget: header.linkname } : {}),
+  };
 }
 
 /**
+ * What a package reader throws for an error while reading a tar: core's TarFormatError (which names
+ * the package already) as an ArchiveError, typed errors and the file system's own (a full disk while
+ * writing an entry) unchanged, anything else as an ArchiveError naming the package.
+ */
+export function tarReadError(error: unknown, label: string): unknown {
+  if (error instanceof TarFormatError) return new ArchiveError(error.message, label, { cause: error });
+  if (PrebuiltError.isInstance(error) || (error as NodeJS.ErrnoException | undefined)?.syscall !== undefined) return error;
+  return new ArchiveError(`${label} is corrupt or truncated: reading its tar failed (${errorMessage(error)}).`, label, { cause: error });
+}
+
+const NO_CONTENT: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: async function* () {} };
+
+/**
  * Reads a tar from a stream of decompressed chunks, calling `onEntry` for each entry with its
- * content stream (empty for non-files), one entry at a time. Errors of the source (a bound passed,
- * a corrupt stream) and of `onEntry` end the reading; anything that is not already an ArchiveError
- * becomes one naming the package.
+ * content (the stream's chunks, exactly the bytes its header announces; nothing for non-files), one
+ * entry at a time: the source is read only as fast as `onEntry` reads. Whatever `onEntry` leaves
+ * unread is skipped. Errors of the source (a bound passed, a corrupt stream) and of `onEntry` end
+ * the reading and the source; they are thrown as {@link tarReadError} says.
  */
 export async function readTarStream(
   chunks: AsyncIterable<Buffer>,
   label: string,
   onEntry: (header: TarEntryHeader, content: AsyncIterable<Buffer>) => Promise<void>,
 ): Promise<number> {
-  const reader = extract();
-  // Settled at once (never an unhandled rejection): its error is looked at after the entries.
-  const feeding = pipeline(Readable.from(chunks, { objectMode: false }), reader).then(
-    () => undefined,
-    (error: unknown) => error,
-  );
   let count = 0;
-  let failure: unknown;
   try {
-    for await (const entry of reader) {
-      const { header } = entry;
-      const type = entryType(header, label);
+    for await (const entry of tarStreamEntries(chunks, label, { mergeGlobal: true })) {
+      const header = packageEntryHeader(entry.header, label);
       count += 1;
-      await onEntry(
-        {
-          path: header.name,
-          type,
-          mode: (header.mode ?? 0o644) & 0o7777,
-          size: type === 'file' ? header.size ?? 0 : 0,
-          ...(type === 'symlink' || type === 'hardlink' ? { linkTarget: header.linkname ?? '' } : {}),
-        },
-        entry as AsyncIterable<Buffer>,
-      );
-      // Whatever onEntry left unread is skipped.
-      entry.resume();
+      await onEntry(header, header.type === 'file' ? entry.body : NO_CONTENT);
     }
   } catch (error) {
-    failure = error;
-    reader.destroy();
-  }
-  const fed = await feeding;
-  // The source's own error (a bound passed) is the cause of everything else: report it first.
-  const first = fed instanceof ArchiveError ? fed : failure ?? fed;
-  if (first !== undefined) {
-    // Typed errors, and the file system's own (a full disk while writing an entry), pass unchanged.
-    if (PrebuiltError.isInstance(first) || (first as NodeJS.ErrnoException | undefined)?.syscall !== undefined) throw first;
-    throw new ArchiveError(`${label} is corrupt or truncated: reading its tar failed (${errorMessage(first)}).`, label, { cause: first });
+    throw tarReadError(error, label);
   }
   return count;
 }

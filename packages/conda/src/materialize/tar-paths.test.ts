@@ -1,0 +1,121 @@
+/**
+ * The same hostile tar must get the same verdict whichever path reads it: the in-memory reader
+ * (readTarBuffer: a .conda body decompressed natively) and the streaming one (readTarStream: a
+ * .tar.bz2, or a body too big to decompress in one call). Each case goes through both readers,
+ * in chunks of several sizes, and through extractCondaPackage as a .conda and as a .tar.bz2.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sealTarHeader } from '@prebuilt/core';
+import { readTarStream } from './archive.js';
+import { extractCondaPackage } from './conda-extract.js';
+import { readTarBuffer } from './tar-buffer.js';
+import { bzip2Sync, infoEntries, rawTar, rawZip, zstdSync } from './__fixtures__/helpers.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'prebuilt-tar-paths-'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+/** A copy of `tar` with `edit` applied to the header block at `at`, its checksum resealed. */
+function editHeader(tar: Buffer, at: number, edit: (block: Buffer) => void): Buffer {
+  const out = Buffer.from(tar);
+  const block = out.subarray(at, at + 512);
+  edit(block);
+  sealTarHeader(block);
+  return out;
+}
+
+const LONG = `${'p'.repeat(120)}.py`;
+
+/** Hostile (and two sound) tars, by what they do. */
+async function cases(): Promise<[string, Buffer][]> {
+  const plain = await rawTar([{ name: 'a.txt', data: 'hello' }, { name: 'b.txt', data: Buffer.alloc(1500, 2) }]);
+  const paxed = await rawTar([{ name: LONG, data: 'x' }]);
+  const lying = Buffer.from(paxed);
+  lying[512] = '9'.charCodeAt(0); // the first pax record's length, lying
+  const badChecksum = Buffer.from(plain);
+  badChecksum[0] = 'z'.charCodeAt(0);
+  // A pax header announcing 1 MiB + 1 bytes, and that many bytes of records after it.
+  const record = (length: number): string => `${length} path=${'q'.repeat(length - String(length).length - 7)}\n`;
+  const bigBody = Buffer.from(record(1024 * 1024 + 1));
+  const bigPax = Buffer.concat([
+    editHeader(paxed.subarray(0, 512), 0, (b) => b.write(`${bigBody.length.toString(8).padStart(11, '0')}\0`, 124, 'latin1')),
+    bigBody,
+    Buffer.alloc(512 - (bigBody.length % 512)),
+    paxed.subarray(1024),
+  ]);
+  return [
+    ['a sound tar', plain],
+    ['a sound tar with a pax header', paxed],
+    ['a pax record lying about its length', lying],
+    ['a pax header over 1 MiB', bigPax],
+    ['a header whose checksum does not match', badChecksum],
+    ['a member cut short', plain.subarray(0, 512 + 512 + 512 + 1024)],
+    ['an archive cut inside a header', plain.subarray(0, 512 + 512 + 100)],
+    ['a member cut inside its padding', plain.subarray(0, 512 + 100)],
+    ['a huge declared size (base-256)', editHeader(plain, 0, (b) => { b.fill(0, 124, 136); b[124] = 0x80; b.writeUIntBE(2 ** 40, 130, 6); })],
+    ['a size that is not octal', editHeader(plain, 0, (b) => b.write('0000000009x\0', 124, 'latin1'))],
+    ['a character device', editHeader(plain, 0, (b) => { b[156] = '3'.charCodeAt(0); })],
+    ['a sound directory with a body (skipped, as GNU tar writes it for a dumpdir)', editHeader(plain, 0, (b) => { b[156] = '5'.charCodeAt(0); })],
+    ['a header of neither ustar nor GNU', editHeader(plain, 0, (b) => b.write('xxxxx', 257, 'latin1'))],
+    ['garbage after the end', Buffer.concat([plain, Buffer.alloc(300, 7)])],
+  ];
+}
+
+/** What a reader makes of a tar: its entries (with their content), or its error's message. */
+type Verdict = { entries: unknown[] } | { error: string };
+
+async function inMemory(tar: Buffer): Promise<Verdict> {
+  const entries: unknown[] = [];
+  try {
+    await readTarBuffer(tar, 'x.conda', async (header, content) => void entries.push({ ...header, content: Buffer.concat([...content]).toString('base64') }));
+    return { entries };
+  } catch (error) {
+    return { error: (error as Error).message };
+  }
+}
+
+async function streamed(tar: Buffer, piece: number): Promise<Verdict> {
+  const entries: unknown[] = [];
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for (let at = 0; at < tar.length; at += piece) yield tar.subarray(at, at + piece);
+  }
+  try {
+    await readTarStream(chunks(), 'x.conda', async (header, content) => {
+      const parts: Buffer[] = [];
+      for await (const chunk of content) parts.push(chunk);
+      entries.push({ ...header, content: Buffer.concat(parts).toString('base64') });
+    });
+    return { entries };
+  } catch (error) {
+    return { error: (error as Error).message };
+  }
+}
+
+describe('hostile tars: the same verdict in memory and streamed', () => {
+  it('gives the same entries or the same error on both readers, whatever the chunking', async () => {
+    for (const [what, tar] of await cases()) {
+      const expected = await inMemory(tar);
+      if (what.startsWith('a sound')) expect(expected, what).toHaveProperty('entries');
+      else expect(expected, what).toHaveProperty('error');
+      // Byte by byte for the small ones; every size that splits a header or a body otherwise.
+      for (const piece of tar.length < 20_000 ? [1, 7, 511, 512, 513, 64 * 1024] : [511, 513, 4096, 64 * 1024]) expect(await streamed(tar, piece), `${what}, in pieces of ${piece}`).toEqual(expected);
+    }
+  }, 60_000);
+
+  it('refuses a lying pax record in a package read whole (.conda) and streamed (.tar.bz2), naming the package', async () => {
+    const info = await rawTar(infoEntries('x', [{ _path: LONG }]));
+    const [[, lying]] = (await cases()).filter(([what]) => what.startsWith('a pax record lying'));
+    const condaFile = join(dir, 'x-1.0-h0.conda');
+    await writeFile(condaFile, rawZip([{ name: 'info-x-1.0-h0.tar.zst', data: zstdSync(info) }, { name: 'pkg-x-1.0-h0.tar.zst', data: zstdSync(lying!) }]));
+    const bz2File = join(dir, 'x-1.0-h0.tar.bz2');
+    await writeFile(bz2File, bzip2Sync(Buffer.concat([info, lying!])));
+    const message = /is corrupt or truncated: reading its tar failed \(a malformed pax record at byte 0 of a pax header: a length \d+ that does not fit\)/;
+    await expect(extractCondaPackage(condaFile, 'x-1.0-h0.conda', join(dir, 'scratch-conda'))).rejects.toThrow(message);
+    await expect(extractCondaPackage(bz2File, 'x-1.0-h0.tar.bz2', join(dir, 'scratch-bz2'))).rejects.toThrow(message);
+  });
+});
