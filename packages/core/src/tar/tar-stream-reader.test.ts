@@ -98,20 +98,25 @@ describe('tarStreamEntries', () => {
     expect(await read(split(tar, 1))).toEqual(whole);
   }, 60_000);
 
-  it('hands a body on as the source’s own chunks, pulled only as the consumer reads (backpressure)', async () => {
+  it('hands a body on as the source’s own chunks, pulled as the consumer reads: one chunk ahead while it waits on I/O, never more (backpressure)', async () => {
     const data = Buffer.alloc(10 * 65_536, 1);
     const tar = Buffer.concat([member('big', data), END]);
     const src = source(split(tar, 65_536));
     let reads = 0;
+    let ahead = 0;
     for await (const { body } of tarStreamEntries(src.chunks, 'a.tar')) {
       for await (const chunk of body) {
         reads += 1;
-        // The header took 512 bytes of the first chunk: the source is never more than one chunk ahead.
-        expect(src.pulled()).toBeLessThanOrEqual(512 + reads * 65_536);
         expect(chunk.length).toBeGreaterThan(0);
+        // The consumer writes the chunk (I/O): meanwhile the next chunk is asked for, no more.
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        // The header took 512 bytes of the first chunk's.
+        expect(src.pulled()).toBeLessThanOrEqual(512 + (reads + 1) * 65_536);
+        if (src.pulled() > 512 + reads * 65_536) ahead += 1;
       }
     }
     expect(reads).toBe(11);
+    expect(ahead).toBeGreaterThan(5);
   });
 
   it('skips what a consumer leaves unread, and refuses a body read after the next entry', async () => {

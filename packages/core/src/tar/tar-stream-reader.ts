@@ -1,9 +1,10 @@
 /**
  * Reading a tar as it arrives (a decompressor's output), with the strict decoder: headers by
  * decodeTarHeader, pax records and GNU long names by TarExtendedHeaders. Each entry's body is
- * handed on as the source's own chunks (views, no copy), pulled only as the consumer reads them:
- * a slow consumer slows the source (backpressure), and nothing is held but one source chunk and
- * at most one extended header ({@link MAX_EXTENDED_HEADER}). The archive is read as the in-memory
+ * handed on as the source's own chunks (views, no copy), pulled as the consumer reads them, one
+ * chunk ahead at most (asked for while the consumer writes the last one, so a decompressor works
+ * during its I/O): a slow consumer slows the source (backpressure), and nothing is held but two
+ * source chunks and at most one extended header ({@link MAX_EXTENDED_HEADER}). The archive is read as the in-memory
  * readers read it: zero blocks are skipped, every entry's body (`size` bytes, padded to a block)
  * follows its header whatever its type, and the stream must end at a block boundary.
  */
@@ -34,6 +35,9 @@ class ChunkReader {
   readonly #source: AsyncIterator<Uint8Array>;
   #chunk: Buffer = EMPTY;
   #at = 0;
+  /** The next chunk, asked for once the consumer has had its turn with the current one. */
+  #ahead: Promise<IteratorResult<Uint8Array>> | undefined;
+  #closed = false;
   /** Bytes of the archive consumed so far. */
   offset = 0;
 
@@ -44,8 +48,11 @@ class ChunkReader {
   /** Whether bytes are at hand (pulling the next non-empty chunk if needed); false at the end of the source. */
   async #fill(): Promise<boolean> {
     while (this.#at >= this.#chunk.length) {
-      const next = await this.#source.next();
+      const ahead = this.#ahead;
+      this.#ahead = undefined;
+      const next = await (ahead ?? this.#source.next());
       if (next.done) return false;
+      this.#readAhead();
       const value = next.value;
       this.#chunk = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
       this.#at = 0;
@@ -92,8 +99,24 @@ class ChunkReader {
     return left;
   }
 
+  /**
+   * Asks for the next chunk after the consumer has started on this one (setImmediate: after its
+   * promise callbacks, e.g. a write handed to the thread pool), so decompressing overlaps its I/O;
+   * never more than one chunk ahead.
+   */
+  #readAhead(): void {
+    setImmediate(() => {
+      if (this.#closed || this.#ahead) return;
+      this.#ahead = this.#source.next();
+      // Looked at when awaited (#fill) or dropped (close): never an unhandled rejection.
+      this.#ahead.catch(() => undefined);
+    });
+  }
+
   /** Ends the source early (closes its file, stops its decompressor). */
   async close(): Promise<void> {
+    this.#closed = true;
+    await this.#ahead?.catch(() => undefined);
     await this.#source.return?.();
   }
 }
