@@ -9,11 +9,9 @@
  * check out, a member that runs past the end, an entry type a package may not contain, all fail
  * naming the package, as they do on the streaming path.
  */
-import { TAR_BLOCK, TarExtendedHeaders, decodeTarHeader, isExtendedHeader } from '@prebuilt/core';
+import { TAR_BLOCK, TarExtendedHeaders, TarFormatError, decodeTarHeader, isExtendedHeader } from '@prebuilt/core';
 import { packageEntryHeader, tarReadError, type TarEntryHeader } from './archive.js';
-import { ArchiveError } from './errors.js';
 
-const corrupt = (label: string, why: string): ArchiveError => new ArchiveError(`${label} is corrupt or truncated: reading its tar failed (${why}).`, label);
 
 /**
  * Reads the tar in `data`, calling `onEntry` for each entry, one at a time, with its content (the
@@ -50,7 +48,7 @@ export async function readTarBuffer(
       else extended.apply(header);
       const size = header.size;
       const end = at + size;
-      if (end > data.length) throw corrupt(label, `'${header.name}' runs past the end of the archive`);
+      if (end > data.length) throw new TarFormatError(label, `'${header.name}' runs past the end of the archive`);
       const body = data.subarray(at, end);
       const start = at;
       at += Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
@@ -65,7 +63,7 @@ export async function readTarBuffer(
       countTo(Math.min(at, data.length));
     }
     countTo(data.length);
-    if (at !== data.length) throw corrupt(label, 'it ends inside a header block');
+    if (at !== data.length) throw new TarFormatError(label, 'it ends inside a header block');
   } catch (error) {
     throw tarReadError(error, label);
   }
