@@ -11,7 +11,7 @@ import { imagesWithSboms } from './app/build-sboms.js';
 import type { DeployFlowResult } from './app/deploy-flow.js';
 import type { CliContext } from './cli-context.js';
 import { createDeployView, formatSeconds } from './deploy-view.js';
-import { renderTable, terminalText, writeJsonResult } from './output.js';
+import { noteLine, renderTable, terminalText, writeJsonResult } from './output.js';
 
 export interface BuildReportOptions {
   json?: boolean;
@@ -138,7 +138,7 @@ export async function reportBuild(file: string, context: CliContext, options: Bu
       // With --json (stdout is for machines) notes still reach the people reading stderr.
       onEvent: (event) => {
         if (view) view.onEvent(event);
-        else if (event.type === 'note') context.stderr.write(`note: ${terminalText(event.message)}\n`);
+        else if (event.type === 'note') context.stderr.write(noteLine(event.message));
       },
       onMaterialized: (envId, materialized) => {
         for (const warning of materialized.warnings) warnings.push(`env ${envId}: ${warning}`);

@@ -5,7 +5,7 @@
  */
 import type { DeployEvent, ImagePhase } from '@prebuilt/core';
 import type { Writer } from './cli-context.js';
-import { terminalText } from './output.js';
+import { noteLine, terminalText } from './output.js';
 
 interface ImageLine {
   envId: string;
@@ -122,7 +122,7 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
           return;
         case 'note':
           // Above the live block: clear it, print the note, draw the block again below.
-          out.write(`${tty && drawn > 0 ? `\x1b[${drawn}A\x1b[0J` : ''}note: ${terminalText(event.message)}\n`);
+          out.write(`${tty && drawn > 0 ? `\x1b[${drawn}A\x1b[0J` : ''}${noteLine(event.message)}`);
           drawn = 0;
           if (tty) redraw();
           return;

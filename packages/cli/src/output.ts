@@ -18,6 +18,11 @@ export function terminalText(text: string): string {
   });
 }
 
+/** A note for people (stderr, or above the live view), its text from outside made {@link terminalText}. */
+export function noteLine(message: string): string {
+  return `note: ${terminalText(message)}\n`;
+}
+
 /** Writes the one JSON object of a `--json` run to stdout. */
 export function writeJson(context: CliContext, value: unknown): void {
   context.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

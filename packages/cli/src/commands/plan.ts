@@ -3,7 +3,7 @@ import type { DeployImage } from '@prebuilt/core';
 import { deployFlow, type DeployFlowResult } from '../app/index.js';
 import { countImages, imageTable } from '../build-report.js';
 import type { CliContext } from '../cli-context.js';
-import { terminalText, writeJsonResult } from '../output.js';
+import { noteLine, writeJsonResult } from '../output.js';
 import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-help.js';
 
 interface PlanOptions {
@@ -107,7 +107,7 @@ export function registerPlanCommand(program: Command, context: CliContext): void
         // The plan is printed once it is known; notes (a flow that asks for no package, a cached
         // package downloaded again) go to stderr as they come, with --json too.
         onEvent: (event) => {
-          if (event.type === 'note') context.stderr.write(`note: ${terminalText(event.message)}\n`);
+          if (event.type === 'note') context.stderr.write(noteLine(event.message));
         },
       });
       const steps = plannedSteps(result);
