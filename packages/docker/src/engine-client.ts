@@ -122,10 +122,7 @@ export class EngineClient {
         if (head.length > 0) socket.unshift(head);
         resolve(socket);
       });
-      req.on('response', (response) => {
-        clock.answered(response);
-        this.#answer(request, response).then(resolve, reject);
-      });
+      req.on('response', (response) => this.#answer(request, response).then(resolve, reject));
       req.on('error', reject);
     });
   }
@@ -137,11 +134,8 @@ export class EngineClient {
 
   #send(request: EngineRequest, headers: Record<string, string>, json: boolean): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const { req, clock } = this.#open(request, headers, json);
-      req.on('response', (response) => {
-        clock.answered(response);
-        this.#answer(request, response).then(resolve, reject);
-      });
+      const { req } = this.#open(request, headers, json);
+      req.on('response', (response) => this.#answer(request, response).then(resolve, reject));
       req.on('error', reject);
     });
   }
@@ -187,6 +181,8 @@ export class EngineClient {
     const req = (connection.protocol === 'https' ? httpsRequest : httpRequest)(options);
     const target = { shownHost: this.#shownHost, ssh: connection.protocol === 'ssh', method: request.method, path: request.path };
     const clock = new RequestClock(this.limits, target, req, request.silence ?? 'idle', json);
+    // Registered first: the answer's own silence limit starts before any caller reads it.
+    req.on('response', (response) => clock.answered(response));
     sendBody(req, body, () => clock.touch());
     return { req, clock };
   }
