@@ -153,6 +153,7 @@ export class RequestClock {
   }
 }
 
-function seconds(ms: number): number {
+/** Milliseconds as the seconds messages show (one decimal at most). */
+export function seconds(ms: number): number {
   return +(ms / 1000).toFixed(1);
 }

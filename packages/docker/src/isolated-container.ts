@@ -1,6 +1,6 @@
 import { Writable, type Duplex, type Readable } from 'node:stream';
 import { ExitCode, PrebuiltError, RegistryError, cancelledError, createLogger, type RegistryCredentials } from '@prebuilt/core/backend';
-import { CANCEL_CLEANUP_MS } from './engine-clock.js';
+import { CANCEL_CLEANUP_MS, seconds } from './engine-clock.js';
 import { pullThroughDaemon } from './daemon-pull.js';
 import { DockerDaemon, imagePath, requestProblem } from './docker-daemon.js';
 import type { EngineClient } from './engine-client.js';
@@ -222,7 +222,6 @@ async function attachAndWait(container: EngineContainer, options: IsolatedRunOpt
   } catch (error) {
     if (options.signal?.aborted) throw cancelledError(options.signal, 'The run');
     if (giveUp.signal.aborted) {
-      const seconds = (ms: number): number => +(ms / 1000).toFixed(1);
       throw new DockerRunError(`The Docker daemon did not end the run of ${options.image} within ${seconds(graceMs)} s of its time limit (${seconds(options.timeoutMs)} s): it stopped answering.`, error);
     }
     if (PrebuiltError.isInstance(error)) throw error;
