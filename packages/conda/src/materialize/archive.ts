@@ -57,10 +57,9 @@ export function packageEntryHeader(header: TarHeader, label: string): TarEntryHe
  * writing an entry) unchanged, anything else as an ArchiveError naming the package.
  */
 export function tarReadError(error: unknown, label: string): unknown {
-  const format = error instanceof TarFormatError;
-  if (!format && (PrebuiltError.isInstance(error) || (error as NodeJS.ErrnoException | undefined)?.syscall !== undefined)) return error;
-  const cause = format ? error : new TarFormatError(label, errorMessage(error), { cause: error });
-  return new ArchiveError(cause.message, label, { cause });
+  if (error instanceof TarFormatError) return new ArchiveError(error.message, label, { cause: error });
+  if (PrebuiltError.isInstance(error) || (error as NodeJS.ErrnoException | undefined)?.syscall !== undefined) return error;
+  return new ArchiveError(`${label} is corrupt or truncated: reading its tar failed (${errorMessage(error)}).`, label, { cause: error });
 }
 
 const NO_CONTENT: AsyncIterable<Buffer> = { [Symbol.asyncIterator]: async function* () {} };
