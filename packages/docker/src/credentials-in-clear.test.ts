@@ -1,7 +1,8 @@
 /**
  * Registry credentials sent to a Docker daemon over plain TCP on another host cross the network
  * unencrypted: the decision (credentialsInClear) is unit-tested on addresses; the note's travel
- * through a build request is tested against a FAKE daemon on 127.0.0.1 with the decision injected
+ * through a build request and an isolated run's pull (prebuilt profile) is tested against a FAKE
+ * daemon on 127.0.0.1 with the decision injected
  * (a daemon on 127.0.0.1 is loopback, which rightly gets no note).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -12,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Secret, type BuildRequest } from '@prebuilt/core/backend';
 import { DockerBuild } from './docker-build.js';
 import { DockerDaemon } from './docker-daemon.js';
-import { credentialsInClear, dockerConnection } from './docker-host.js';
+import { runIsolatedContainer } from './isolated-container.js';
+import { credentialsInClear, credentialsInClearNote, dockerConnection } from './docker-host.js';
 import { resolveDockerSettings } from './docker-settings.js';
 
 const inClear = (host: string, env: Record<string, string> = {}): boolean => credentialsInClear(dockerConnection(host, env));
@@ -55,7 +57,11 @@ describe('the note travels through the build request, once per daemon', () => {
         const path = new URL(req.url ?? '/', 'http://fake').pathname;
         if (req.headers['x-registry-auth']) auths.push(String(req.headers['x-registry-auth']));
         const send = (lines: unknown[]) => res.writeHead(200, { 'content-type': 'application/json' }).end(lines.map((line) => JSON.stringify(line)).join('\n'));
+        const refuse = (status: number, message: string) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ message }));
         if (path.endsWith('/version')) send([{ Version: '27.0.0-fake', ApiVersion: '1.46' }]);
+        else if (req.method === 'GET' && path.includes('/images/registry.example.com/ns/run')) refuse(404, 'No such image');
+        else if (path.endsWith('/images/create')) send([{ status: 'Pulling from ns/run' }, { status: 'Downloaded newer image' }]);
+        else if (path.endsWith('/containers/create')) refuse(500, 'this FAKE daemon runs no container');
         else if (path.endsWith('/build')) send([{ stream: 'Step 1/1 : FROM scratch\n' }, { aux: { ID: 'sha256:1111' } }]);
         else if (path.endsWith('/push')) send([{ status: 'pushed' }, { aux: { Tag: 'env-a', Digest: `sha256:${'2'.repeat(64)}`, Size: 1 } }]);
         else send([{}]);
@@ -100,6 +106,39 @@ describe('the note travels through the build request, once per daemon', () => {
     expect(notes[0]).toContain('DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH');
     expect(notes[0]).toContain('ssh://');
     expect(notes[0]).not.toContain('p4ss-word');
+  });
+
+  /** Two isolated runs of an image the daemon lacks (pulled, then the fake refuses the container), each its own connection: their notes. */
+  async function runTwice(decision: boolean, withCredentials: boolean): Promise<string[]> {
+    const notes: string[] = [];
+    const credentials = { registry: 'registry.example.com', username: 'u', password: new Secret('p4ss-word'), source: 'the test' };
+    for (let i = 0; i < 2; i++) {
+      const before = auths.length;
+      const run = runIsolatedContainer(
+        {
+          image: `registry.example.com/ns/run@sha256:${'3'.repeat(64)}`,
+          command: ['true'],
+          timeoutMs: 10_000,
+          maxStdoutBytes: 100,
+          env: { DOCKER_HOST: `tcp://127.0.0.1:${port}` },
+          credentials: async () => (withCredentials ? credentials : undefined),
+          note: (message) => notes.push(message),
+        },
+        () => decision,
+      );
+      await expect(run).rejects.toMatchObject({ statusCode: 500 }); // pulled, then refused: the note, if any, came before
+      expect(auths.length - before, 'the pull sent the credentials').toBe(withCredentials ? 1 : 0);
+    }
+    return notes;
+  }
+
+  it('the pull of an isolated run (prebuilt profile) says it too, the same words, once per daemon connection', async () => {
+    const notes = await runTwice(true, true);
+    expect(notes).toHaveLength(2);
+    expect(notes[0]).toBe(credentialsInClearNote(`tcp://127.0.0.1:${port}`));
+    expect(notes[0]).not.toContain('p4ss-word');
+    expect(await runTwice(true, false)).toEqual([]);
+    expect(await runTwice(false, true)).toEqual([]);
   });
 
   it('no note without credentials, nor for a daemon the decision calls safe (the real one, for 127.0.0.1)', async () => {

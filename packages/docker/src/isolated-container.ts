@@ -3,7 +3,8 @@ import { ExitCode, PrebuiltError, RegistryError, cancelledError, createLogger, t
 import { CANCEL_CLEANUP_MS, seconds } from './engine-clock.js';
 import { pullThroughDaemon } from './daemon-pull.js';
 import { DockerDaemon, imagePath, requestProblem } from './docker-daemon.js';
-import type { EngineClient } from './engine-client.js';
+import { credentialsInClear } from './docker-host.js';
+import type { EngineConnection } from './engine-client.js';
 import { EngineContainer, type ContainerSpec } from './engine-container.js';
 import { demuxStream } from './stream-demux.js';
 import { resolveDockerSettings } from './docker-settings.js';
@@ -30,6 +31,8 @@ export interface IsolatedRunOptions {
   signal?: AbortSignal;
   /** Called before the image is pulled (it was not on the daemon). */
   onPull?: (image: string) => void;
+  /** Told when the pull sends registry credentials across the network unencrypted (DockerDaemon.sendsCredentials: the build's note, word for word). */
+  note?: (message: string) => void;
 }
 
 export interface IsolatedRunResult {
@@ -82,7 +85,8 @@ export function isolatedContainerSpec(image: string, command: readonly string[])
 }
 
 /** Pulls the image unless the daemon has it; true when it pulled. A failed pull is a RegistryError (exit 1) with the daemon's reason. */
-async function ensureImage(client: EngineClient, options: IsolatedRunOptions): Promise<boolean> {
+async function ensureImage(daemon: DockerDaemon, options: IsolatedRunOptions): Promise<boolean> {
+  const { client } = daemon;
   try {
     await client.json({ method: 'GET', path: `/images/${imagePath(options.image)}/json`, signal: options.signal });
     return false;
@@ -94,8 +98,10 @@ async function ensureImage(client: EngineClient, options: IsolatedRunOptions): P
   options.onPull?.(options.image);
   const registry = registryHost(pullParts(options.image).fromImage);
   const given = await options.credentials?.();
+  const credentials = given && registry === given.registry ? given : undefined;
+  if (credentials) daemon.sendsCredentials(options.note);
   const failed = await pullThroughDaemon(client, options.image, {
-    credentials: given && registry === given.registry ? given : undefined,
+    credentials,
     ...(options.signal ? { signal: options.signal } : {}),
     tracker: new ProgressTracker(undefined, 5),
     what: 'The pull',
@@ -151,14 +157,16 @@ class BoundedSink extends Writable {
 /**
  * Runs a command once in an image on the Docker daemon (DOCKER_HOST), isolated (see
  * {@link isolatedContainerSpec}), and returns its exit status and output. An absent daemon is the
- * UnreachableError every command gives; an image the daemon lacks is pulled first.
+ * UnreachableError every command gives; an image the daemon lacks is pulled first. `inClear`
+ * decides whether credentials sent to the daemon cross the network unencrypted (DockerDaemon's;
+ * given by tests, whose fake daemons are on 127.0.0.1).
  */
-export async function runIsolatedContainer(options: IsolatedRunOptions): Promise<IsolatedRunResult> {
+export async function runIsolatedContainer(options: IsolatedRunOptions, inClear: (connection: EngineConnection) => boolean = credentialsInClear): Promise<IsolatedRunResult> {
   const env = options.env ?? process.env;
-  const daemon = new DockerDaemon(resolveDockerSettings({}, env), env);
+  const daemon = new DockerDaemon(resolveDockerSettings({}, env), env, inClear);
   try {
     await daemon.check(options.signal);
-    const pulled = await ensureImage(daemon.client, options);
+    const pulled = await ensureImage(daemon, options);
     const container = await EngineContainer.create(daemon.client, isolatedContainerSpec(options.image, options.command), options.signal);
     debug('isolated run of %s in container %s', options.image, container.id);
     try {

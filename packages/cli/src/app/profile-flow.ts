@@ -38,6 +38,8 @@ export interface ProfileFlowOptions extends AppScope {
 export type ProfileProgress =
   | { type: 'recording'; steps: string[]; image: string; imports: string[] | null }
   | { type: 'pulling'; image: string }
+  /** Said once per command: e.g. the pull's registry credentials go to the Docker daemon unencrypted (the build's note, word for word). */
+  | { type: 'note'; message: string }
   | { type: 'recorded'; steps: string[]; image: string; paths: number; refused: number; ms: number };
 
 /** One step: its env, image and the code its recording ran (`imports`: the statements, null with --code). */
@@ -157,6 +159,13 @@ export async function profileFlow(options: ProfileFlowOptions): Promise<ProfileF
   // Imported here: every command loads the app layer, only this one runs images.
   const [{ runIsolatedContainer }, { PREFETCH_RECORDER_PY, recordedProfilePaths }] = await Promise.all([import('@prebuilt/docker'), import('@prebuilt/oci')]);
   const envs = new Map<string, ProfileEnv & { seen: Set<string> }>();
+  // Each run has its own daemon connection, each saying its note once: the command says it once.
+  const noted = new Set<string>();
+  const note = (message: string): void => {
+    if (noted.has(message)) return;
+    noted.add(message);
+    options.onProgress?.({ type: 'note', message });
+  };
   for (const run of runs) {
     options.onProgress?.({ type: 'recording', steps: run.steps, image: run.image, imports: steps.find((s) => s.step === run.steps[0])!.imports });
     const started = Date.now();
@@ -169,6 +178,7 @@ export async function profileFlow(options: ProfileFlowOptions): Promise<ProfileF
       signal: options.signal,
       ...(options.credentials ? { credentials: options.credentials } : {}),
       onPull: (image) => options.onProgress?.({ type: 'pulling', image }),
+      note,
     });
     const { paths, refused } = checkedPaths(run, result, options, recordedProfilePaths);
     options.onProgress?.({ type: 'recorded', steps: run.steps, image: run.image, paths: paths.length, refused, ms: Date.now() - started });

@@ -5,7 +5,7 @@ import type { CliContext } from '../cli-context.js';
 import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PREFETCH_SETTING, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, profileFilePath, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
 import { parseDuration } from '../duration.js';
 import { collect, loadFlowImageMap, selectSteps } from '../lifecycle/flow-image-map.js';
-import { writeJsonResult } from '../output.js';
+import { noteLine, writeJsonResult } from '../output.js';
 
 interface ProfileOptions {
   step?: string[];
@@ -31,7 +31,9 @@ network, no mounts, none of this machine's environment variables or credentials,
 capability, is removed afterwards, and is killed after --timeout; its output is bounded
 (${PROFILE_MAX_OUTPUT_BYTES / (1024 * 1024)} MiB, --max-paths paths), and each path is checked (absolute, normalised, no
 control characters, not under /proc, /sys or /dev) before it is written. An image the daemon
-lacks is pulled (with the selected registry's credentials), and stays on the daemon.
+lacks is pulled (with the selected registry's credentials), and stays on the daemon; when those
+credentials go to the daemon unencrypted (plain TCP to another host), a note says so once, as
+prebuilt build's does.
 
 The profile goes to <flow>.prebuilt.prefetch beside the flow file (beside its lock file
 <flow>.prebuilt.lock), or to -o; the same images and code give the same file, one section per
@@ -61,7 +63,8 @@ METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=estargz set: build, record, build again 
 
 function renderProgress(context: CliContext, event: ProfileProgress): void {
   const steps = 'steps' in event ? `${event.steps.join(', ')}: ` : '';
-  if (event.type === 'pulling') context.stderr.write(`pulling ${event.image}\n`);
+  if (event.type === 'note') context.stderr.write(noteLine(event.message));
+  else if (event.type === 'pulling') context.stderr.write(`pulling ${event.image}\n`);
   else if (event.type === 'recording') {
     const what = event.imports === null ? '--code' : event.imports.length === 0 ? 'no import (the interpreter alone)' : `${event.imports.length} import${event.imports.length === 1 ? '' : 's'}`;
     context.stderr.write(`${steps}recording ${what} in ${event.image}\n`);
