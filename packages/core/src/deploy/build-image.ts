@@ -68,10 +68,18 @@ async function checkRegistry(job: ImageJob): Promise<DeployImage | undefined> {
   return job.done('present', { ...(existence.digest ? { digest: existence.digest } : {}), ...(layout ? { layout: layout.value } : {}) });
 }
 
-/** The layout the build service gives this env's image (`DeployOptions.imageLayout`), when it records one. */
+/** Each job's answer of {@link expectedLayout}: the check, a check again after the build lock, and the build's result share it. */
+const layouts = new WeakMap<ImageJob, Promise<ImageLayout | undefined>>();
+
+/** The layout the build service gives this env's image (`DeployOptions.imageLayout`), when it records one: asked once per image. */
 function expectedLayout(job: ImageJob): Promise<ImageLayout | undefined> {
-  const { imageLayout } = job.run.options;
-  return imageLayout ? service(() => imageLayout(job.envId)) : Promise.resolve(undefined);
+  let layout = layouts.get(job);
+  if (layout === undefined) {
+    const { imageLayout } = job.run.options;
+    layout = imageLayout ? service(() => imageLayout(job.envId)) : Promise.resolve(undefined);
+    layouts.set(job, layout);
+  }
+  return layout;
 }
 
 /** Materializes, builds, pushes and verifies one image. */

@@ -599,15 +599,22 @@ describe('deploy orchestrator: image layouts (fake registry keeping manifest ann
         return result;
       },
     };
-    return { ctx, asked, options: { ...ctx.options, registry, buildService, imageLayout: layoutOf } };
+    const layoutAsks: string[] = [];
+    const imageLayout = (envId: string) => {
+      layoutAsks.push(envId);
+      return layoutOf(envId);
+    };
+    return { ctx, asked, layoutAsks, options: { ...ctx.options, registry, buildService, imageLayout } };
   }
 
   it('a present image laid out otherwise is rebuilt, only that one; a plan says why; the results carry the layout', async () => {
     const layouts = new Map<string, string>();
-    const { ctx, asked, options } = await layoutSetup(layouts);
+    const { ctx, asked, layoutAsks, options } = await layoutSetup(layouts);
     await using _ = ctx;
     const first = await deploy(options);
     expect(first.images.map((image) => [image.status, image.layout])).toEqual([['built', 'plain'], ['built', 'plain']]);
+    const envIds = first.images.map((image) => image.envId).sort();
+    expect(layoutAsks.sort(), 'the service is asked once per image: checked, then built').toEqual(envIds);
     expect(ctx.buildService.builds.map((b) => b.envId)).toEqual(first.images.map((image) => image.envId));
     const again = await deploy(options);
     expect(again.images.map((image) => [image.status, image.layout])).toEqual([['present', 'plain'], ['present', 'plain']]);
