@@ -84,10 +84,10 @@ export class EngineClient {
     options: EngineClientOptions = {},
   ) {
     const { protocol, ca, cert, key } = connection;
-    if (protocol === 'https') this.#agent = new HttpsAgent({ keepAlive: true, ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
-    else if (protocol === 'ssh') this.#agent = new SshAgent(connection);
-    else this.#agent = new HttpAgent({ keepAlive: true });
     this.limits = options.limits ?? networkTimeouts({ env: {} });
+    if (protocol === 'https') this.#agent = new HttpsAgent({ keepAlive: true, ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
+    else if (protocol === 'ssh') this.#agent = new SshAgent(connection, this.limits.idleMs); // ssh's ConnectTimeout: the idle limit's connect
+    else this.#agent = new HttpAgent({ keepAlive: true });
     this.#shownHost = options.shownHost ?? shownConnection(connection);
   }
 

@@ -51,7 +51,8 @@ export interface ClockTarget {
  * error) when the connect, the upload, the headers or the body go silent longer than their
  * limit, or a JSON call outlives the deadline. Activity is any byte the connection reads, a
  * connect, or a chunk of the request's body flushed. Stopped at the end of the answer, at the
- * hijack of an attach, and when the request closes (an abort included).
+ * hijack of an attach, and when the request closes (an abort included). An ssh connection's
+ * connect is ssh's own (its ConnectTimeout, see ssh-dial.ts): the clock waits for it.
  */
 export class RequestClock {
   readonly #started = Date.now();
@@ -112,12 +113,16 @@ export class RequestClock {
       this.#connecting = true;
       socket.once('connect', () => {
         this.#connecting = false;
-        this.#touch();
+        // An ssh connection says it connected only once ssh outlived its ConnectTimeout (ssh-dial.ts):
+        // no sign of life, its silence counts from the request's start.
+        if (!this.target.ssh) this.#touch();
       });
     }
   }
 
   #tick(): void {
+    // A connecting ssh is left to its own ConnectTimeout (ssh-dial.ts): it exits (the daemon is unreachable) or is taken as connected, then the limits are checked.
+    if (this.#connecting && this.target.ssh) return;
     const now = Date.now();
     if (this.#deadlineMs !== undefined && now - this.#started >= this.#deadlineMs) this.#fail(this.#expired('deadline'));
     else if (this.#silenceMs !== undefined && now - this.#last >= this.#silenceMs) this.#fail(this.#connecting ? this.#connectFailed() : this.#expired('idle'));

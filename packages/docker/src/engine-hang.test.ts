@@ -159,6 +159,39 @@ describe('a hung Docker daemon (FAKE daemons) fails each kind of call within its
     }
   });
 
+  it('an ssh:// host whose TCP connect never completes (FAKE ssh that times out as its ConnectTimeout says): an UnreachableError (exit 2) quoting ssh, as for tcp://', async () => {
+    const bin = join(dir, 'bin-connect');
+    await mkdir(bin, { recursive: true });
+    // FAKE ssh: its connect never completes; like ssh, it gives up after -o ConnectTimeout=N (without one, the system's TCP timeout: minutes).
+    const fake = [
+      '#!/bin/sh',
+      '# FAKE ssh: a host whose connect never completes',
+      'limit=',
+      'for arg in "$@"; do case "$arg" in ConnectTimeout=*) limit="${arg#ConnectTimeout=}";; esac; done',
+      '[ -n "$limit" ] || exec sleep 600',
+      'sleep "$limit"',
+      'echo "ssh: connect to host 127.0.0.1 port 2222: Connection timed out" >&2',
+      'exit 255',
+    ];
+    await writeFile(join(bin, 'ssh'), `${fake.join('\n')}\n`);
+    await chmod(join(bin, 'ssh'), 0o755);
+    const savedPath = process.env['PATH'];
+    process.env['PATH'] = `${bin}${delimiter}${savedPath ?? ''}`;
+    try {
+      const daemon = new DockerDaemon({ dockerHost: 'ssh://me@127.0.0.1:2222', apiVersion: undefined, timeouts: LIMITS }, {});
+      const { error, ms } = await timed(daemon.check(undefined));
+      daemon.close();
+      expect(error).toBeInstanceOf(UnreachableError);
+      expect((error as UnreachableError).exitCode).toBe(2);
+      expect((error as UnreachableError).message).toBe(
+        'The Docker daemon at ssh://me@127.0.0.1:2222 cannot be reached: ssh to 127.0.0.1 exited with 255: ssh: connect to host 127.0.0.1 port 2222: Connection timed out.',
+      );
+      expect(ms).toBeLessThan(5000); // ConnectTimeout=1: the idle limit (0.2 s) in whole seconds
+    } finally {
+      process.env['PATH'] = savedPath;
+    }
+  });
+
   it('a JSON answer whose headers come and then nothing: fails after the idle limit, saying it was in the answer', async () => {
     const path = await fakeDaemon('json-stall', { 'POST /containers/create': headersOnly });
     const client = new EngineClient({ socketPath: path }, { limits: LIMITS });

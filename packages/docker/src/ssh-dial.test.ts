@@ -81,6 +81,9 @@ describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () =>
   it('runs ssh as the docker CLI does: [-p port] [-l user] -- host docker system dial-stdio', () => {
     expect(sshArguments(dockerConnection('ssh://me@127.0.0.1:2222', {}))).toEqual(['-p', '2222', '-l', 'me', '--', '127.0.0.1', 'docker', 'system', 'dial-stdio']);
     expect(sshArguments(dockerConnection('ssh://127.0.0.1', {}))).toEqual(['--', '127.0.0.1', 'docker', 'system', 'dial-stdio']);
+    // With a connect limit: ssh's ConnectTimeout, in whole seconds (at least 1).
+    expect(sshArguments(dockerConnection('ssh://127.0.0.1', {}), 60_000).slice(0, 2)).toEqual(['-o', 'ConnectTimeout=60']);
+    expect(sshArguments(dockerConnection('ssh://127.0.0.1', {}), 200).slice(0, 2)).toEqual(['-o', 'ConnectTimeout=1']);
   });
 
   it('the daemon check and requests go over the ssh child\'s stdin/stdout (fake daemon), one ssh kept alive for them, ended by close()', async () => {
@@ -89,7 +92,8 @@ describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () =>
     expect(await engineVersion(client)).toEqual({ Version: '27.0.0-fake', ApiVersion: '1.46' });
     await expect(client.json({ method: 'GET', path: '/nothing' })).rejects.toMatchObject({ statusCode: 404, json: { message: 'page not found' } });
     expect(await engineVersion(client)).toMatchObject({ Version: '27.0.0-fake' });
-    expect((await calls()).slice(before)).toEqual([['-p', '2222', '-l', 'me', '--', '127.0.0.1', 'docker', 'system', 'dial-stdio']]);
+    // ssh's ConnectTimeout is the idle limit's (METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT, 60 s by default).
+    expect((await calls()).slice(before)).toEqual([['-o', 'ConnectTimeout=60', '-p', '2222', '-l', 'me', '--', '127.0.0.1', 'docker', 'system', 'dial-stdio']]);
     client.close();
     await waitFor(() => fakeConnections() === 0);
     const daemon = new DockerDaemon({ dockerHost: 'ssh://me@127.0.0.1:2222', apiVersion: undefined }, {});

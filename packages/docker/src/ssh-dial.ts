@@ -12,9 +12,20 @@ export interface SshTarget {
   username?: string;
 }
 
-/** The arguments of `ssh` for a Docker host, as the docker CLI runs it. */
-export function sshArguments(target: SshTarget): string[] {
+/**
+ * How long after ssh's own ConnectTimeout a still running ssh counts as connected: a connect that
+ * timed out has made it exit by then (its 'close' comes a few milliseconds after).
+ */
+export const SSH_CONNECT_GRACE_MS = 1000;
+
+/**
+ * The arguments of `ssh` for a Docker host, as the docker CLI runs it; with `connectTimeoutMs`,
+ * also ssh's ConnectTimeout (whole seconds, at least 1): the TCP connect and the server's
+ * greeting within it, else ssh exits 255 saying why ("Connection timed out").
+ */
+export function sshArguments(target: SshTarget, connectTimeoutMs?: number): string[] {
   return [
+    ...(connectTimeoutMs !== undefined ? ['-o', `ConnectTimeout=${connectSeconds(connectTimeoutMs)}`] : []),
     ...(target.port !== undefined && target.port !== 22 ? ['-p', String(target.port)] : []),
     ...(target.username ? ['-l', target.username] : []),
     '--',
@@ -25,15 +36,28 @@ export function sshArguments(target: SshTarget): string[] {
   ];
 }
 
+/** ssh's ConnectTimeout (whole seconds, at least 1) for a connect limit in milliseconds. */
+function connectSeconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
+}
+
 /**
  * A connection to the Docker daemon of an ssh host, as the docker CLI makes it: the local `ssh`
  * program runs `docker system dial-stdio` there, and its stdin/stdout are the connection (the
  * user's ssh configuration, keys and agent apply). One process per connection, killed when the
  * connection closes; an ssh that exits with an error fails the connection with its stderr.
+ *
+ * ssh says nothing when it has connected, so with `connectTimeoutMs` the stream is `connecting`
+ * (as a net.Socket is) until its first byte or until ssh has outlived its ConnectTimeout by
+ * {@link SSH_CONNECT_GRACE_MS}: a host whose connect never completes is ssh's own exit (255,
+ * "Connection timed out"), not a silent connection (engine-clock.ts leaves a connecting ssh
+ * to it).
  */
-export function dialSsh(target: SshTarget): Duplex {
-  const child = spawn('ssh', sshArguments(target), { stdio: ['pipe', 'pipe', 'pipe'] });
-  return new SshStream(child, target.host ?? '');
+export function dialSsh(target: SshTarget, connectTimeoutMs?: number): Duplex {
+  const child = spawn('ssh', sshArguments(target, connectTimeoutMs), { stdio: ['pipe', 'pipe', 'pipe'] });
+  const stream = new SshStream(child, target.host ?? '');
+  if (connectTimeoutMs !== undefined) stream.connectingFor(connectSeconds(connectTimeoutMs) * 1000 + SSH_CONNECT_GRACE_MS);
+  return stream;
 }
 
 /**
@@ -42,17 +66,23 @@ export function dialSsh(target: SshTarget): Duplex {
  * `destroy()` ends them all.
  */
 export class SshAgent extends Agent {
-  constructor(private readonly target: SshTarget) {
+  constructor(
+    private readonly target: SshTarget,
+    private readonly connectTimeoutMs?: number,
+  ) {
     super({ keepAlive: true });
   }
 
   override createConnection(): Duplex {
-    return dialSsh(this.target);
+    return dialSsh(this.target, this.connectTimeoutMs);
   }
 }
 
 class SshStream extends Duplex {
   #stderr = '';
+  /** Not yet known to have connected (see dialSsh): what a net.Socket says while its connect is under way. */
+  connecting = false;
+  #connectTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly child: ChildProcessWithoutNullStreams,
@@ -60,6 +90,7 @@ class SshStream extends Duplex {
   ) {
     super({ allowHalfOpen: false }); // the daemon's end of the connection ends ours
     child.stdout.on('data', (chunk: Buffer) => {
+      this.#connected();
       if (!this.push(chunk)) child.stdout.pause();
     });
     child.stderr.on('data', (chunk: Buffer) => {
@@ -74,6 +105,20 @@ class SshStream extends Duplex {
       const why = this.#stderr.trim().split('\n').slice(-3).join(' ').trim();
       this.destroy(new Error(`ssh to ${host} exited with ${code ?? signal}${why ? `: ${why}` : ''}`));
     });
+  }
+
+  /** Connecting until the first byte, or for `ms` while ssh runs: then `connect`, as a net.Socket's. */
+  connectingFor(ms: number): void {
+    this.connecting = true;
+    this.#connectTimer = setTimeout(() => this.#connected(), ms);
+    this.#connectTimer.unref();
+  }
+
+  #connected(): void {
+    clearTimeout(this.#connectTimer);
+    if (!this.connecting || this.destroyed) return;
+    this.connecting = false;
+    this.emit('connect');
   }
 
   override _read(): void {
@@ -110,6 +155,7 @@ class SshStream extends Duplex {
   }
 
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    clearTimeout(this.#connectTimer);
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
     done(error);
   }
