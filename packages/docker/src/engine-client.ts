@@ -93,7 +93,7 @@ export class EngineClient {
 
   /** A request whose answer is JSON (or empty: undefined). */
   async json<T>(request: EngineRequest): Promise<T> {
-    const response = await this.#send(request, {}, true);
+    const response = await this.#send(request, true);
     const text = await readBounded(response, request);
     if (text.trim() === '') return undefined as T;
     try {
@@ -105,7 +105,7 @@ export class EngineClient {
 
   /** A request whose 2xx answer is a stream the caller reads (progress events) as it comes: an unread one counts as silent. */
   stream(request: StreamRequest): Promise<IncomingMessage> {
-    return this.#send(request, {}, false);
+    return this.#send(request, false);
   }
 
   /**
@@ -132,9 +132,10 @@ export class EngineClient {
     this.#agent.destroy();
   }
 
-  #send(request: EngineRequest, headers: Record<string, string>, json: boolean): Promise<IncomingMessage> {
+  /** A request and its 2xx answer (see {@link hijack} for the one that may be upgraded instead; the wiring is #open's and #answer's). */
+  #send(request: EngineRequest, json: boolean): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const { req } = this.#open(request, headers, json);
+      const { req } = this.#open(request, {}, json);
       req.on('response', (response) => this.#answer(request, response).then(resolve, reject));
       req.on('error', reject);
     });
