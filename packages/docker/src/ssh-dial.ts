@@ -16,7 +16,7 @@ export interface SshTarget {
  * How long after ssh's own ConnectTimeout a still running ssh counts as connected: a connect that
  * timed out has made it exit by then (its 'close' comes a few milliseconds after).
  */
-export const SSH_CONNECT_GRACE_MS = 1000;
+const SSH_CONNECT_GRACE_MS = 1000;
 
 /**
  * The arguments of `ssh` for a Docker host, as the docker CLI runs it; with `connectTimeoutMs`,
