@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Test services for prebuilt: a Docker daemon, the reference registry in three flavours and a
-# debootstrap base image, all on 127.0.0.1.
+# debootstrap base image, all on 127.0.0.1; beside them the modern runtimes users run (Docker
+# Engine 26 with its containerd 1.7, and the buildx plugin) from Debian trixie's packages.
 #
 #   bash scripts/test-services.sh up      install what is missing (apt), start what is not running,
 #                                         write services.json and print it (without passwords)
@@ -15,6 +16,13 @@
 # Network rule: everything listens on 127.0.0.1; dockerd runs without a bridge, without iptables
 # and without masquerading, so every container must use host networking.
 #
+# Modern runtimes: trixie's docker.io, containerd and docker-buildx are fetched with apt (a private
+# sources list and cache, signature-checked with bookworm's debian-archive-keyring; nothing is
+# installed into the system) and unpacked with dpkg -x into $STATE_DIR/trixie/root. The buildx
+# plugin is copied to /usr/local/libexec/docker/cli-plugins; a second dockerd (26.1) runs from that
+# root on $STATE_DIR/modern-docker/docker.sock with its own data and exec root, pid file,
+# containerd namespace and cgroup parent, beside (never instead of) the system's Docker 20.10.
+#
 # Settings (environment):
 #   PREBUILT_TEST_SERVICES_DIR         state directory       (default /var/tmp/prebuilt-test-services)
 #   PREBUILT_TEST_REGISTRY_PORT        no-auth registry      (default 5100)
@@ -23,6 +31,7 @@
 #   PREBUILT_TEST_TOKEN_SERVER_PORT    its token server      (default 5103)
 #   PREBUILT_TEST_DOCKER_DATA_ROOT     dockerd --data-root   (default /var/lib/docker)
 #   DOCKER_HOST                        an existing daemon to use instead of /var/run/docker.sock
+#   PREBUILT_TEST_MODERN_SUITE         Debian suite of the modern runtimes (default trixie)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,6 +54,14 @@ BASE_TAG=bookworm
 # Bump when the way the base image is made changes, so cached tarballs and images are rebuilt.
 BASE_RECIPE=1
 
+# The modern runtimes: Debian packages of a newer suite, unpacked into a private root.
+MODERN_SUITE="${PREBUILT_TEST_MODERN_SUITE:-trixie}"
+MODERN_PACKAGES=(docker.io containerd docker-buildx)
+MODERN_DIR="$STATE_DIR/$MODERN_SUITE"
+MODERN_ROOT="$MODERN_DIR/root"
+MODERN_DOCKER_DIR="$STATE_DIR/modern-docker"
+BUILDX_PLUGIN=/usr/local/libexec/docker/cli-plugins/docker-buildx
+
 JSON_FILE="$STATE_DIR/services.json"
 MISSING=()
 APT_UPDATED=0
@@ -52,6 +69,10 @@ DOCKER_HOST_URL=""
 REGISTRIES_OK=1
 BASE_REF=""
 BASE_DIGEST=""
+MODERN_OK=0
+MODERN_DOCKER_URL=""
+MODERN_DOCKER_VERSION=""
+BUILDX_VERSION=""
 
 log() { printf '[test-services] %s\n' "$*" >&2; }
 missing() {
@@ -71,7 +92,7 @@ owns() {
 }
 
 usage() {
-  sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -166,21 +187,45 @@ ensure_docker() {
   setsid dockerd --bridge=none --iptables=false --ip-masq=false \
     --host="$url" --data-root="$DOCKER_DATA_ROOT" \
     </dev/null >>"$STATE_DIR/dockerd.log" 2>&1 9>&- &
-  local pid=$! i
+  local pid=$!
+  if wait_for_docker "$url" "$pid" "$STATE_DIR/dockerd.log"; then
+    local daemon_pid
+    daemon_pid="$(read_pid /var/run/docker.pid)"
+    echo "${daemon_pid:-$pid}" >"$STATE_DIR/dockerd.pid"
+    DOCKER_HOST_URL="$url"
+    return 0
+  fi
+  missing "dockerd did not start (see $STATE_DIR/dockerd.log)"
+}
+
+# Waits up to a minute for the dockerd started as process $2 to answer at $1; shows the end of its
+# log $3 when it does not.
+wait_for_docker() {
+  local url="$1" pid="$2" logfile="$3" i
   for i in $(seq 1 120); do
     if docker_answers "$url"; then
-      local daemon_pid
-      daemon_pid="$(read_pid /var/run/docker.pid)"
-      echo "${daemon_pid:-$pid}" >"$STATE_DIR/dockerd.pid"
-      DOCKER_HOST_URL="$url"
-      log "docker: daemon ready after ${i}x0.5s"
+      log "docker: daemon at $url ready after ${i}x0.5s"
       return 0
     fi
-    if ! pid_alive "$pid"; then break; fi
+    pid_alive "$pid" || break
     sleep 0.5
   done
-  tail -n 20 "$STATE_DIR/dockerd.log" >&2 || true
-  missing "dockerd did not start (see $STATE_DIR/dockerd.log)"
+  tail -n 20 "$logfile" >&2 || true
+  return 1
+}
+
+# Stops the dockerd recorded in pid file $1 when its command line contains $2 (a stale pid file is
+# only removed), waiting up to 30 s for it to stop its containers and containerd.
+stop_dockerd() {
+  local file="$1" pattern="$2" pid i
+  [ -f "$file" ] || return 0
+  pid="$(read_pid "$file")"
+  if owns "$file" "$pattern"; then
+    log "stopping dockerd (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for i in $(seq 1 150); do pid_alive "$pid" || break; sleep 0.2; done
+  fi
+  rm -f "$file"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -558,6 +603,129 @@ ensure_base_image() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Modern runtimes: Debian trixie's Docker Engine 26 (with its containerd 1.7) and buildx plugin,
+# fetched by apt into a private cache and unpacked into a private root (no mixing of releases:
+# nothing is installed into the system, except the buildx plugin the docker CLI looks for).
+
+# apt-get with a private sources list, package lists and cache under $MODERN_DIR/apt.
+modern_apt() {
+  local d="$MODERN_DIR/apt"
+  apt-get -q -o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+    -o Dir::State::Lists="$d/lists" -o Dir::Cache="$d/cache" -o APT::Get::List-Cleanup=0 "$@"
+}
+
+# What the unpacked root is made from; a root whose record differs is fetched again.
+modern_recipe() { printf '%s\n' "recipe 1" "$MODERN_SUITE" "$1" "${MODERN_PACKAGES[*]}"; }
+
+modern_fetch_failed() {
+  tail -n 5 "$MODERN_DIR/apt.log" >&2 2>/dev/null || true
+  missing "modern runtimes (Docker 26, containerd 1.7, buildx): $1 (log: $MODERN_DIR/apt.log). Let apt reach the Debian mirror's $MODERN_SUITE suite (a proxy setting in /etc/apt/apt.conf.d, or PREBUILT_TEST_MODERN_SUITE), then run this script again; until then the tests that need Docker >= 23 or buildx skip"
+}
+
+# Downloads the packages with apt (the suite's Release file is checked against bookworm's
+# debian-archive-keyring, the debs against its hashes) and unpacks them into a fresh root, swapped
+# in at the end so that a failure leaves the old root (or none), never half of one.
+fetch_modern_root() {
+  local mirror="$1" d="$MODERN_DIR/apt" keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  if ! is_root || ! have apt-get || ! have dpkg-deb; then
+    missing "modern runtimes (Docker 26, containerd 1.7, buildx): fetching Debian $MODERN_SUITE's ${MODERN_PACKAGES[*]} needs root, apt-get and dpkg-deb: run 'sudo bash scripts/test-services.sh up' on Debian"
+    return 1
+  fi
+  if [ ! -s "$keyring" ]; then
+    missing "modern runtimes: $keyring is missing, so $MODERN_SUITE's packages cannot be checked: apt-get install -y debian-archive-keyring"
+    return 1
+  fi
+  rm -rf "$d/debs"
+  mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$d/debs"
+  echo "deb [signed-by=$keyring] $mirror $MODERN_SUITE main" >"$d/sources.list"
+  log "modern runtimes: apt-get download ${MODERN_PACKAGES[*]} from $mirror $MODERN_SUITE into $MODERN_ROOT"
+  if ! { modern_apt update && (cd "$d/debs" && modern_apt download "${MODERN_PACKAGES[@]}"); } >"$MODERN_DIR/apt.log" 2>&1; then
+    modern_fetch_failed "apt could not fetch ${MODERN_PACKAGES[*]} from $mirror $MODERN_SUITE"
+    return 1
+  fi
+  local tmp="$MODERN_ROOT.tmp.$$" deb
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  for deb in "$d/debs"/*.deb; do
+    if ! dpkg-deb -x "$deb" "$tmp" 2>>"$MODERN_DIR/apt.log"; then
+      rm -rf "$tmp"
+      modern_fetch_failed "dpkg-deb -x $deb failed"
+      return 1
+    fi
+    dpkg-deb -W --showformat='${Package} ${Version}\n' "$deb" >>"$tmp/.prebuilt-versions"
+  done
+  modern_recipe "$mirror" >"$tmp/.prebuilt-recipe"
+  stop_dockerd "$MODERN_DOCKER_DIR/dockerd.pid" "$MODERN_DOCKER_DIR/data"
+  rm -rf "$MODERN_ROOT"
+  mv "$tmp" "$MODERN_ROOT"
+  log "modern runtimes: $(paste -sd ',' "$MODERN_ROOT/.prebuilt-versions" | sed 's/,/, /g')"
+}
+
+ensure_modern_root() {
+  local mirror
+  mirror="$(apt_mirror)"
+  mkdir -p "$MODERN_DIR"
+  if [ -x "$MODERN_ROOT/usr/sbin/dockerd" ] && [ "$(cat "$MODERN_ROOT/.prebuilt-recipe" 2>/dev/null)" = "$(modern_recipe "$mirror")" ]; then
+    log "modern runtimes: reusing $MODERN_ROOT"
+  else
+    fetch_modern_root "$mirror" || return 0
+  fi
+  MODERN_OK=1
+}
+
+sha_of() { sha256sum "$1" 2>/dev/null | cut -c1-64; }
+
+# Copies the buildx plugin where every docker CLI looks for plugins, unless a plugin that this
+# script did not put there is already in that place.
+ensure_buildx() {
+  local src="$MODERN_ROOT/usr/libexec/docker/cli-plugins/docker-buildx" record="$MODERN_DIR/buildx-installed.sha256"
+  if [ "$MODERN_OK" = 1 ] && [ -x "$src" ] && ! cmp -s "$src" "$BUILDX_PLUGIN"; then
+    if [ -e "$BUILDX_PLUGIN" ] && [ "$(sha_of "$BUILDX_PLUGIN")" != "$(cat "$record" 2>/dev/null)" ]; then
+      log "buildx: keeping $BUILDX_PLUGIN (not installed by this script)"
+    else
+      log "buildx: installing $BUILDX_PLUGIN from $MODERN_ROOT"
+      mkdir -p "$(dirname "$BUILDX_PLUGIN")"
+      cp "$src" "$BUILDX_PLUGIN.tmp.$$" && chmod 755 "$BUILDX_PLUGIN.tmp.$$" && mv "$BUILDX_PLUGIN.tmp.$$" "$BUILDX_PLUGIN"
+      sha_of "$BUILDX_PLUGIN" >"$record"
+    fi
+  fi
+  BUILDX_VERSION="$(docker buildx version 2>/dev/null | awk '{print $2; exit}' || true)"
+  if [ -z "$BUILDX_VERSION" ]; then
+    missing "the docker buildx plugin: 'docker buildx version' fails (it comes with the modern runtimes above, or install docker-buildx-plugin)"
+  fi
+}
+
+ensure_modern_docker() {
+  local dir="$MODERN_DOCKER_DIR" url="unix://$MODERN_DOCKER_DIR/docker.sock"
+  [ "$MODERN_OK" = 1 ] && have docker || return 0
+  if ! docker_answers "$url"; then
+    if owns "$dir/dockerd.pid" "$dir/data"; then
+      missing "the modern dockerd (pid $(read_pid "$dir/dockerd.pid")) runs but does not answer at $url: run 'bash scripts/test-services.sh down', then up"
+      return 0
+    fi
+    rm -f "$dir/dockerd.pid"
+    mkdir -p "$dir"
+    [ -f "$dir/daemon.json" ] || echo '{}' >"$dir/daemon.json"
+    log "modern docker: starting $MODERN_ROOT/usr/sbin/dockerd on $url (no bridge, no iptables), log in $dir/dockerd.log"
+    # Its own containerd (1.7, from the root) and shims come first on PATH; runc is the system's.
+    PATH="$MODERN_ROOT/usr/bin:$MODERN_ROOT/usr/sbin:$PATH" setsid "$MODERN_ROOT/usr/sbin/dockerd" \
+      --config-file="$dir/daemon.json" --bridge=none --iptables=false --ip-masq=false --ip6tables=false \
+      --host="$url" --data-root="$dir/data" --exec-root="$dir/exec" --pidfile="$dir/dockerd.pid" \
+      --containerd-namespace=prebuilt-modern --containerd-plugins-namespace=prebuilt-modern-plugins \
+      --cgroup-parent=prebuilt-modern-docker \
+      </dev/null >>"$dir/dockerd.log" 2>&1 9>&- &
+    wait_for_docker "$url" $! "$dir/dockerd.log" || {
+      missing "the modern dockerd did not start (see $dir/dockerd.log)"
+      return 0
+    }
+  else
+    log "modern docker: reusing the running daemon at $url"
+  fi
+  MODERN_DOCKER_URL="$url"
+  MODERN_DOCKER_VERSION="$(DOCKER_HOST="$url" docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
+}
+
+# ---------------------------------------------------------------------------------------------
 # services.json
 
 write_json() {
@@ -571,6 +739,8 @@ write_json() {
       S_USER="$REGISTRY_USER" S_BASIC_PW="${BASIC_PASSWORD:-}" S_TOKEN_PW="${TOKEN_PASSWORD:-}" \
       S_REALM="http://127.0.0.1:$TOKEN_SERVER_PORT/token" S_SERVICE="$TOKEN_SERVICE" S_ISSUER="$TOKEN_ISSUER" \
       S_BASE_REF="$BASE_REF" S_BASE_DIGEST="$BASE_DIGEST" S_MISSING="$missing_lines" S_STATE="$STATE_DIR" \
+      S_MODERN_HOST="$MODERN_DOCKER_URL" S_MODERN_VERSION="$MODERN_DOCKER_VERSION" S_MODERN_ROOT="$MODERN_ROOT" \
+      S_BUILDX="$BUILDX_VERSION" \
       node -e '
         const e = process.env;
         const json = {
@@ -582,6 +752,8 @@ write_json() {
                      realm: e.S_REALM, service: e.S_SERVICE, issuer: e.S_ISSUER },
           } : null,
           baseImage: e.S_BASE_REF && e.S_BASE_DIGEST ? { ref: e.S_BASE_REF, digest: e.S_BASE_DIGEST } : null,
+          modernDocker: e.S_MODERN_HOST && e.S_MODERN_VERSION ? { host: e.S_MODERN_HOST, version: e.S_MODERN_VERSION, root: e.S_MODERN_ROOT } : null,
+          buildx: e.S_BUILDX ? { version: e.S_BUILDX } : null,
           missing: e.S_MISSING.split("\n").filter(Boolean),
           stateDir: e.S_STATE,
           writtenAt: new Date().toISOString(),
@@ -605,6 +777,9 @@ cmd_up() {
   ensure_docker
   ensure_registries
   ensure_base_image
+  ensure_modern_root
+  ensure_buildx
+  ensure_modern_docker
   write_json
   log "up in $((SECONDS - started))s; wrote $JSON_FILE${MISSING[0]:+ (${#MISSING[@]} missing)}"
   # The same JSON on stdout, without the registry passwords (they stay in the file, mode 600).
@@ -644,6 +819,17 @@ cmd_status() {
     status_line base-image down "127.0.0.1:$PLAIN_PORT/$BASE_REPO:$BASE_TAG"
     bad=1
   fi
+  local modern="unix://$MODERN_DOCKER_DIR/docker.sock" version
+  version="$(DOCKER_HOST="$modern" docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
+  if [ -n "$version" ]; then status_line modern-docker up "$modern (Docker $version)"; else
+    status_line modern-docker down "$modern"
+    bad=1
+  fi
+  version="$(docker buildx version 2>/dev/null | awk '{print $2; exit}' || true)"
+  if [ -n "$version" ]; then status_line buildx up "$version"; else
+    status_line buildx down "docker buildx version fails"
+    bad=1
+  fi
   status_line json "$([ -f "$JSON_FILE" ] && echo ok || echo none)" "$JSON_FILE"
   return "$bad"
 }
@@ -660,18 +846,10 @@ cmd_down() {
     log "stopping token server"
     stop_pidfile "$STATE_DIR/token-server/pid" "$STATE_DIR/token-server/config.json"
   fi
-  if [ -f "$STATE_DIR/dockerd.pid" ]; then
-    local pid i
-    pid="$(read_pid "$STATE_DIR/dockerd.pid")"
-    if owns "$STATE_DIR/dockerd.pid" dockerd; then
-      log "stopping dockerd (pid $pid)"
-      kill "$pid" 2>/dev/null || true
-      for i in $(seq 1 150); do pid_alive "$pid" || break; sleep 0.2; done
-    fi
-    rm -f "$STATE_DIR/dockerd.pid"
-  fi
+  stop_dockerd "$STATE_DIR/dockerd.pid" dockerd
+  stop_dockerd "$MODERN_DOCKER_DIR/dockerd.pid" "$MODERN_DOCKER_DIR/data"
   rm -f "$JSON_FILE"
-  log "down (images, registry data and the cached rootfs stay in $STATE_DIR)"
+  log "down (images, registry data, the cached rootfs and the modern runtimes stay in $STATE_DIR)"
 }
 
 main() {
