@@ -30,6 +30,14 @@ export interface TestServices {
   } | null;
   /** A debootstrap bookworm minbase image (python3-minimal, ca-certificates) in the plain registry. */
   baseImage: { ref: string; digest: string } | null;
+  /**
+   * A second, modern Docker Engine (Debian trixie's 26.1 with its containerd 1.7, unpacked under
+   * `root`) beside the one of `dockerHost`: DOCKER_HOST and server version, or null. Absent in a
+   * services.json written before it existed.
+   */
+  modernDocker?: { host: string; version: string; root: string } | null;
+  /** The docker CLI's buildx plugin (`docker buildx version` works), or null. */
+  buildx?: { version: string } | null;
   /** What could not be provided, and how to provide it. */
   missing: string[];
   stateDir?: string;
@@ -46,6 +54,8 @@ export const NO_SERVICES: TestServices = {
   dockerHost: null,
   registries: null,
   baseImage: null,
+  modernDocker: null,
+  buildx: null,
   missing: ['test services were not provided: run the tests from the repo root (vitest.config.ts runs test/global-setup.ts)'],
 };
 
@@ -58,7 +68,7 @@ export function getServices(): TestServices {
   }
 }
 
-export type Need = 'docker' | 'registries' | 'baseImage';
+export type Need = 'docker' | 'registries' | 'baseImage' | 'modernDocker' | 'buildx';
 
 const HOW = 'run `bash scripts/test-services.sh up` as root (or let test/global-setup.ts do it)';
 
@@ -68,6 +78,8 @@ export function missingFor(needs: readonly Need[], services: TestServices = getS
   if (needs.includes('docker') && !services.dockerHost) absent.push('Docker daemon');
   if (needs.includes('registries') && !services.registries) absent.push('test registries');
   if (needs.includes('baseImage') && !services.baseImage) absent.push('base image');
+  if (needs.includes('modernDocker') && !services.modernDocker) absent.push('modern Docker daemon (Docker Engine 26)');
+  if (needs.includes('buildx') && !services.buildx) absent.push('docker buildx plugin');
   if (absent.length === 0) return undefined;
   const why = services.missing.length > 0 ? services.missing.join('; ') : HOW;
   return `needs ${absent.join(', ')}: ${why}`;

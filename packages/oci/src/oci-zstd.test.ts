@@ -1,8 +1,9 @@
 /**
  * zstd layers end to end: a materialized env pushed by the oci build service with
  * METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=zstd to the plain test registry, compared with the gzip
- * build of the same context, then pulled and run by the runtimes of this machine — the Docker
- * daemon (zstd needs Docker Engine ≥ 23.0) and containerd (≥ 1.5: a private containerd on its own
+ * build of the same context, then pulled and run by the runtimes of this machine — the test
+ * services' two Docker daemons (zstd needs Docker Engine ≥ 23.0: their Docker 26 pulls and runs it,
+ * their Docker 20.10 cannot pull it) and containerd (≥ 1.5: a private containerd on its own
  * socket and state directory, started for this file and stopped after it).
  */
 import { execFile } from 'node:child_process';
@@ -18,15 +19,14 @@ import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
 import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
 import { createOciBuildService } from './oci-build-service.js';
 import { containerdMissing, have, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
+import { dockerZstdTests, zstdDockers } from './__fixtures__/docker-zstd.js';
 import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const missing = missingFor(['registries', 'baseImage']);
-const dockerMissing = missingFor(['registries', 'baseImage', 'docker']);
 const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
 
-const dockerVersion = dockerMissing ? undefined : await have('docker', ['version', '--format', '{{.Server.Version}}']);
-const dockerMajor = dockerVersion ? Number(/^(\d+)/.exec(dockerVersion)?.[1]) : undefined;
+const dockers = await zstdDockers();
 const containerdReason = await containerdMissing();
 
 type Manifest = { mediaType: string; config: { digest: string }; layers: { mediaType: string; digest: string; size: number }[] };
@@ -112,35 +112,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: zstd layers', m
     }
   }, 600_000);
 
-  const dockerCannot = dockerMajor !== undefined && dockerMajor < 23;
-  it.skipIf(dockerMissing !== undefined || !dockerCannot)(
-    title(`Docker Engine ${dockerVersion ?? '?'} (< 23.0) cannot pull zstd layers: docker pull fails at the zstd layer`, dockerMissing ?? (dockerCannot ? undefined : `this Docker (${dockerVersion}) is ≥ 23.0`)),
-    async () => {
-      const env = { ...process.env, DOCKER_HOST: services.dockerHost! };
-      const pulled = await exec('docker', ['pull', zstdTag], { env, timeout: 300_000 }).then(
-        () => undefined,
-        (error: { stderr?: string }) => error.stderr ?? String(error),
-      );
-      await exec('docker', ['rmi', '-f', zstdTag], { env }).catch(() => undefined);
-      expect(pulled).toMatch(/failed to register layer|unsupported|zstd|media type/i);
-    },
-    600_000,
-  );
-
-  it.skipIf(dockerMissing !== undefined || dockerCannot)(
-    title('the zstd image runs under Docker Engine ≥ 23.0', dockerMissing ?? (dockerCannot ? `this Docker (${dockerVersion}) is < 23.0 and cannot pull zstd` : undefined)),
-    async () => {
-      const env = { ...process.env, DOCKER_HOST: services.dockerHost! };
-      await exec('docker', ['pull', zstdTag], { env, timeout: 300_000 });
-      try {
-        const { stdout } = await exec('docker', ['run', '--rm', '--network=host', zstdTag, `${prefix}/bin/python`, '-c', 'import tinyframe; print(tinyframe.Frame([1, 2, 3]).mean())'], { env, timeout: 120_000 });
-        expect(stdout.trim()).toBe('2.0');
-      } finally {
-        await exec('docker', ['rmi', '-f', zstdTag], { env }).catch(() => undefined);
-      }
-    },
-    600_000,
-  );
+  dockerZstdTests('zstd layers', dockers, () => ({ tag: zstdTag, command: [`${prefix}/bin/python`, '-c', 'import tinyframe; print(tinyframe.Frame([1, 2, 3]).mean())'], prints: '2.0' }));
 
   describe.skipIf(containerdReason !== undefined)(title('containerd (a private instance on its own socket)', containerdReason), () => {
     let containerd: PrivateContainerd | undefined;

@@ -1,0 +1,84 @@
+// Which Docker Engines of the test services pull zstd layers, and the two tests that show it: the
+// test services run Debian bookworm's Docker 20.10 (cannot pull zstd) and, beside it, a modern
+// Docker 26 from Debian trixie (`modernDocker` in services.json, pulls zstd since Engine 23.0).
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { expect, it } from 'vitest';
+import { missingFor, services } from './services.js';
+
+const exec = promisify(execFile);
+
+/** A Docker daemon of the test services: its DOCKER_HOST and server version. */
+export interface TestDocker {
+  host: string;
+  version: string;
+}
+
+/** The daemons that cannot (< 23.0) and can (≥ 23.0) pull zstd, or why there is none here. */
+export interface ZstdDockers {
+  cannot: TestDocker | string;
+  can: TestDocker | string;
+}
+
+const major = (version: string): number => Number(/^(\d+)/.exec(version)?.[1]);
+
+async function serverVersion(host: string): Promise<string | undefined> {
+  return exec('docker', ['version', '--format', '{{.Server.Version}}'], { env: { ...process.env, DOCKER_HOST: host }, timeout: 10_000 }).then(
+    ({ stdout }) => stdout.trim() || undefined,
+    () => undefined,
+  );
+}
+
+/** Finds, among the test services' daemons, one older and one newer than Docker Engine 23.0. */
+export async function zstdDockers(): Promise<ZstdDockers> {
+  const daemons: TestDocker[] = [];
+  for (const host of [services.dockerHost, services.modernDocker?.host]) {
+    const version = host ? await serverVersion(host) : undefined;
+    if (host && version) daemons.push({ host, version });
+  }
+  const absent = missingFor(['registries', 'baseImage', 'docker', 'modernDocker']);
+  const none = (what: string): string => `no Docker Engine ${what} among the test services' daemons (${daemons.map((d) => d.version).join(', ') || 'none'})${absent ? `; ${absent}` : ''}`;
+  return {
+    cannot: daemons.find((d) => major(d.version) < 23) ?? none('< 23.0'),
+    can: daemons.find((d) => major(d.version) >= 23) ?? none('≥ 23.0'),
+  };
+}
+
+const title = (name: string, docker: TestDocker | string): string => (typeof docker === 'string' ? `${name} [skipped: ${docker}]` : name);
+const versionOf = (docker: TestDocker | string): string => (typeof docker === 'string' ? '?' : docker.version);
+
+/**
+ * The zstd image `image().tag` under Docker: an Engine < 23.0 fails to pull it; an Engine ≥ 23.0
+ * pulls it and runs `image().command` in it with host networking, printing `image().prints`.
+ */
+export function dockerZstdTests(what: string, dockers: ZstdDockers, image: () => { tag: string; command: string[]; prints: string }): void {
+  const { cannot, can } = dockers;
+  it.skipIf(typeof cannot === 'string')(
+    title(`Docker Engine ${versionOf(cannot)} (< 23.0) cannot pull ${what}: docker pull fails at the zstd layer`, cannot),
+    async () => {
+      const env = { ...process.env, DOCKER_HOST: (cannot as TestDocker).host };
+      const pulled = await exec('docker', ['pull', image().tag], { env, timeout: 300_000 }).then(
+        () => undefined,
+        (error: { stderr?: string }) => error.stderr ?? String(error),
+      );
+      await exec('docker', ['rmi', '-f', image().tag], { env }).catch(() => undefined);
+      expect(pulled).toMatch(/failed to register layer|unsupported|zstd|media type/i);
+    },
+    600_000,
+  );
+
+  it.skipIf(typeof can === 'string')(
+    title(`Docker Engine ${versionOf(can)} (≥ 23.0) pulls ${what} and runs the env`, can),
+    async () => {
+      const env = { ...process.env, DOCKER_HOST: (can as TestDocker).host };
+      await exec('docker', ['pull', image().tag], { env, timeout: 300_000 });
+      try {
+        const { stdout } = await exec('docker', ['run', '--rm', '--network=host', image().tag, ...image().command], { env, timeout: 120_000 });
+        expect(stdout.trim()).toBe(image().prints);
+      } finally {
+        await exec('docker', ['rmi', '-f', image().tag], { env }).catch(() => undefined);
+      }
+    },
+    600_000,
+  );
+}
