@@ -34,3 +34,20 @@ runBuildServiceConformance({
   pushCredentials: () => testRegistryCredentials(services.registries!.basic),
   pushedDigest: (tag) => headDigest(tag, services.registries!.basic),
 });
+
+// The same suite against the test services' modern daemon (Debian trixie's Docker Engine 26.1, API
+// 1.45: BuildKit is its default builder), as on AWS Batch's current AMIs.
+const modern = services.modernDocker;
+const modernMissing = [...missing, ...(modern ? [] : ['modern Docker daemon (Docker Engine 26)'])];
+const modernSkip = modernMissing.length > 0 ? `missing ${modernMissing.join(', ')} (run scripts/test-services.sh up)` : false;
+for (const builder of ['legacy', 'buildkit'] as const) {
+  runBuildServiceConformance({
+    name: `docker ${modern?.version ?? '26'} (${builder} builder, no-auth registry)`,
+    definition: dockerDefinition,
+    skip: modernSkip,
+    createOptions: { dockerHost: modern?.host, builder },
+    baseImage,
+    imageTag: (label) => `${services.registries!.plain.host}/prebuilt-conformance/docker-modern-${builder}:${label}`,
+    pushedDigest: (tag) => headDigest(tag),
+  });
+}
