@@ -881,4 +881,5 @@ main() {
   "cmd_$command"
 }
 
-main "$@"
+# Sourced (tests call single functions), it only defines them.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

@@ -361,13 +361,67 @@ describeWith(['docker', 'registries', 'baseImage'], 'Docker daemon (host network
   }
 });
 
+describeWith(['docker', 'modernDocker', 'baseImage'], 'modern Docker daemon (Debian trixie\'s Docker Engine 26, beside the 20.10 one)', () => {
+  const modern = services.modernDocker!;
+  const info = async (host: string): Promise<Record<string, unknown>> => {
+    const result = await run('docker', ['info', '--format', '{{json .}}'], { env: { ...process.env, DOCKER_HOST: host } });
+    expect(result.code, result.stderr).toBe(0);
+    return JSON.parse(result.stdout) as Record<string, unknown>;
+  };
+
+  it('is Docker Engine >= 23 with containerd 1.7 from its private root, and another daemon than the 20.10 one (own data root, no bridge)', async () => {
+    expect(modern.host).not.toBe(services.dockerHost);
+    const [mine, system] = await Promise.all([info(modern.host), info(services.dockerHost!)]);
+    expect(Number(/^(\d+)/.exec(String(mine['ServerVersion']))?.[1])).toBeGreaterThanOrEqual(23);
+    expect(mine['ServerVersion']).toBe(modern.version);
+    expect((mine['ContainerdCommit'] as { ID: string }).ID).toBeTruthy();
+    expect(mine['DockerRootDir']).not.toBe(system['DockerRootDir']);
+    expect(mine['ID']).not.toBe(system['ID']);
+    const networks = await run('docker', ['network', 'ls', '--format', '{{.Name}} {{.Driver}}'], { env: { ...process.env, DOCKER_HOST: modern.host } });
+    expect(networks.stdout).not.toMatch(/\bbridge\b/);
+    const containerd = await run(join(modern.root, 'usr', 'bin', 'containerd'), ['--version']);
+    expect(containerd.stdout).toMatch(/ 1\.7\./);
+  });
+
+  it('when apt cannot fetch the runtimes, they are listed as missing saying what and how to fix, and no root is left behind', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-modern-fetch-'));
+    try {
+      const script = join(import.meta.dirname, '..', 'scripts', 'test-services.sh');
+      const env = { ...process.env, PREBUILT_TEST_SERVICES_DIR: dir, PREBUILT_TEST_MODERN_SUITE: 'no-such-suite' };
+      const result = await run('bash', ['-c', 'source "$1" && ensure_modern_root && echo "ok=$MODERN_OK" && printf "%s\\n" "${MISSING[@]}"', 'bash', script], { env });
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toContain('ok=0');
+      expect(result.stdout).toMatch(/modern runtimes \(Docker 26, containerd 1\.7, buildx\): apt could not fetch docker\.io containerd docker-buildx from \S+ no-such-suite \(log: .*apt\.log\)\. Let apt reach/);
+      expect(result.stdout).toContain('the tests that need Docker >= 23 or buildx skip');
+      await expect(readFile(join(dir, 'no-such-suite', 'root', '.prebuilt-recipe'), 'utf8')).rejects.toThrow(/ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('pulls the base image from the local registry and runs python3 in it with --network=host', async () => {
+    const env = { ...process.env, DOCKER_HOST: modern.host };
+    const result = await run('docker', ['run', '--network=host', '--rm', services.baseImage!.ref, 'python3', '-c', 'print(1)'], { env });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.trim()).toBe('1');
+  });
+});
+
+describeWith(['buildx'], 'docker buildx plugin', () => {
+  it('docker buildx version answers with the recorded version', async () => {
+    const result = await run('docker', ['buildx', 'version']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(` ${services.buildx!.version} `);
+  });
+});
+
 describeWith(['docker', 'registries', 'baseImage'], 'scripts/test-services.sh on a machine where everything runs', () => {
   const script = join(import.meta.dirname, '..', 'scripts', 'test-services.sh');
 
   it('status finds every service up', async () => {
     const result = await run('bash', [script, 'status']);
     expect(result.code, result.stdout + result.stderr).toBe(0);
-    for (const name of ['docker', 'registry-plain', 'registry-basic', 'registry-token', 'token-server', 'base-image']) {
+    for (const name of ['docker', 'registry-plain', 'registry-basic', 'registry-token', 'token-server', 'base-image', 'modern-docker', 'buildx']) {
       expect(result.stdout).toMatch(new RegExp(`^${name}\\s+up\\s`, 'm'));
     }
   });
@@ -375,10 +429,12 @@ describeWith(['docker', 'registries', 'baseImage'], 'scripts/test-services.sh on
   it('up again reuses everything and describes the same services, printing no password', async () => {
     const result = await run('bash', [script, 'up']);
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stderr).not.toMatch(/starting|debootstrap|import/);
+    expect(result.stderr).not.toMatch(/starting|debootstrap|import|apt-get|installing/);
     const printed = JSON.parse(result.stdout) as TestServices;
     expect(printed.dockerHost).toBe(services.dockerHost);
     expect(printed.baseImage).toEqual(services.baseImage);
+    expect(printed.modernDocker).toEqual(services.modernDocker);
+    expect(printed.buildx).toEqual(services.buildx);
     expect(printed.missing).toEqual([]);
     expect(printed.registries?.token.realm).toBe(services.registries?.token.realm);
     expect(result.stdout).not.toContain(services.registries?.basic.password ?? '-');
