@@ -4,28 +4,33 @@ import { headDigest, pinnedImage, testRegistryCredentials } from '@prebuilt/fixt
 import buildxDefinition from './index.js';
 import { getServices } from '../../../test/services.js';
 
-// The real thing: docker buildx against the test services' daemon and registries. It runs where
-// the buildx plugin is installed, and skips saying so where it is not (Debian bookworm, this
-// project's dev machine, has no docker-buildx package).
+// The real thing: docker buildx against the test services' daemons (Docker 20.10 and the modern
+// Docker 26) and registries. scripts/test-services.sh installs the buildx plugin (Debian trixie's
+// docker-buildx; bookworm has none); where it is missing, this skips saying so.
 const services = getServices();
-const env = { ...process.env, ...(services.dockerHost ? { DOCKER_HOST: services.dockerHost } : {}) };
-const buildxInstalled = spawnSync('docker', ['buildx', 'version'], { env, encoding: 'utf8' }).status === 0;
-const missing = [
-  ...(buildxInstalled ? [] : ['the docker buildx plugin (install docker-buildx or docker-buildx-plugin)']),
-  ...(services.dockerHost ? [] : ['Docker daemon']),
-  ...(services.registries ? [] : ['test registries']),
-  ...(services.baseImage ? [] : ['test base image']),
-];
-const skip = missing.length > 0 ? `missing ${missing.join(', ')}; test services: scripts/test-services.sh up` : false;
+const buildxInstalled = spawnSync('docker', ['buildx', 'version'], { encoding: 'utf8' }).status === 0;
 const baseImage = services.baseImage ? pinnedImage(services.baseImage) : 'unused';
+const daemons = [
+  { label: 'Docker daemon', name: '', host: services.dockerHost },
+  { label: 'modern Docker daemon (Docker Engine 26)', name: `, Docker ${services.modernDocker?.version ?? '26'}`, host: services.modernDocker?.host ?? null },
+];
 
-runBuildServiceConformance({
-  name: 'buildx (real docker buildx, Basic-auth test registry)',
-  definition: buildxDefinition,
-  skip,
-  create: () => buildxDefinition.create({}, { env, cwd: process.cwd() }),
-  baseImage,
-  imageTag: (label) => `${services.registries!.basic.host}/prebuilt-conformance/buildx:${label}`,
-  pushCredentials: () => testRegistryCredentials(services.registries!.basic),
-  pushedDigest: (tag) => headDigest(tag, services.registries!.basic),
-});
+for (const [i, daemon] of daemons.entries()) {
+  const env = { ...process.env, ...(daemon.host ? { DOCKER_HOST: daemon.host } : {}) };
+  const missing = [
+    ...(buildxInstalled ? [] : ['the docker buildx plugin (install docker-buildx or docker-buildx-plugin)']),
+    ...(daemon.host ? [] : [daemon.label]),
+    ...(services.registries ? [] : ['test registries']),
+    ...(services.baseImage ? [] : ['test base image']),
+  ];
+  runBuildServiceConformance({
+    name: `buildx (real docker buildx${daemon.name}, Basic-auth test registry)`,
+    definition: buildxDefinition,
+    skip: missing.length > 0 ? `missing ${missing.join(', ')}; test services: scripts/test-services.sh up` : false,
+    create: () => buildxDefinition.create({}, { env, cwd: process.cwd() }),
+    baseImage,
+    imageTag: (label) => `${services.registries!.basic.host}/prebuilt-conformance/buildx${i === 0 ? '' : '-modern'}:${label}`,
+    pushCredentials: () => testRegistryCredentials(services.registries!.basic),
+    pushedDigest: (tag) => headDigest(tag, services.registries!.basic),
+  });
+}
