@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts everything prebuilt needs on a fresh machine of this kind (Debian 12, root,
 # Node 20): pnpm, the workspace's dependencies and build, then the Docker daemon (no bridge, host
-# networking only), the local registries and the debootstrap base image (scripts/test-services.sh).
+# networking only), the local registries, the debootstrap base image and the modern runtimes (Docker
+# Engine 26 beside the 20.10 one, and the buildx plugin, from Debian trixie's packages unpacked into
+# the state directory) (scripts/test-services.sh).
 # Idempotent: what is already installed or running is reused.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
