@@ -655,6 +655,7 @@ fetch_modern_root() {
     dpkg-deb -W --showformat='${Package} ${Version}\n' "$deb" >>"$tmp/.prebuilt-versions"
   done
   modern_recipe "$mirror" >"$tmp/.prebuilt-recipe"
+  rm -rf "$d/debs"
   stop_dockerd "$MODERN_DOCKER_DIR/dockerd.pid" "$MODERN_DOCKER_DIR/data"
   rm -rf "$MODERN_ROOT"
   mv "$tmp" "$MODERN_ROOT"
