@@ -114,32 +114,43 @@ describe.skipIf(missing !== undefined)(title('oci build service: zstd layers', m
 
   dockerZstdTests('zstd layers', dockers, () => ({ tag: zstdTag, command: [`${prefix}/bin/python`, '-c', 'import tinyframe; print(tinyframe.Frame([1, 2, 3]).mean())'], prints: '2.0' }));
 
-  describe.skipIf(containerdReason !== undefined)(title('containerd (a private instance on its own socket)', containerdReason), () => {
-    let containerd: PrivateContainerd | undefined;
-    let socket: string;
+  // The system's containerd (Debian bookworm's 1.6) and the test services' containerd 1.7 (Debian
+  // trixie's, the one Docker 26 runs on), each a private instance on its own socket.
+  const modernBin = services.modernDocker ? join(services.modernDocker.root, 'usr', 'bin') : undefined;
+  const containerds = [
+    { name: 'containerd (the system\'s, a private instance on its own socket)', binDir: undefined, reason: containerdReason },
+    { name: 'containerd 1.7 (the test services\' modern runtimes, a private instance on its own socket)', binDir: modernBin, reason: containerdReason ?? (modernBin ? undefined : missingFor(['modernDocker'])) },
+  ];
+  for (const { name, binDir, reason } of containerds) {
+    describe.skipIf(reason !== undefined)(title(name, reason), () => {
+      let containerd: PrivateContainerd | undefined;
+      let socket: string;
 
-    beforeAll(async () => {
-      containerd = await startContainerd();
-      socket = containerd.socket;
-    }, 60_000);
-    afterAll(async () => {
-      if (containerd) await have('ctr', ['-a', socket, 'images', 'rm', zstdTag]);
-      await containerd?.stop();
-    }, 60_000);
+      beforeAll(async () => {
+        containerd = await startContainerd({ binDir });
+        socket = containerd.socket;
+      }, 60_000);
+      afterAll(async () => {
+        if (containerd) await have('ctr', ['-a', socket, 'images', 'rm', zstdTag]);
+        await containerd?.stop();
+      }, 60_000);
 
-    it('containerd pulls the zstd image (ctr image pull --plain-http) and runs it (ctr run --net-host): the env python imports its packages', async () => {
-      await exec('ctr', ['-a', socket, 'images', 'pull', '--plain-http', zstdTag], { timeout: 300_000 });
-      const { stdout: images } = await exec('ctr', ['-a', socket, 'images', 'ls', '-q']);
-      expect(images).toContain(zstdTag);
-      const id = `prebuilt-zstd-${process.pid}`;
-      const { stdout } = await exec(
-        'ctr',
-        ['-a', socket, 'run', '--rm', '--net-host', zstdTag, id, `${prefix}/bin/python`, '-c', 'import tinyframe; print(tinyframe.Frame([1, 2, 3]).mean())'],
-        { timeout: 120_000 },
-      );
-      expect(stdout.trim()).toBe('2.0');
-      const { stdout: resolved } = await exec('ctr', ['-a', socket, 'images', 'ls']);
-      expect(resolved).toContain(zstdDigest);
-    }, 600_000);
-  });
+      it('containerd pulls the zstd image (ctr image pull --plain-http) and runs it (ctr run --net-host): the env python imports its packages', async () => {
+        const { stdout: version } = await exec('ctr', ['-a', socket, 'version']);
+        if (binDir) expect(version).toMatch(/Server:\s+Version:\s+1\.7\./);
+        await exec('ctr', ['-a', socket, 'images', 'pull', '--plain-http', zstdTag], { timeout: 300_000 });
+        const { stdout: images } = await exec('ctr', ['-a', socket, 'images', 'ls', '-q']);
+        expect(images).toContain(zstdTag);
+        const id = `prebuilt-zstd-${process.pid}`;
+        const { stdout } = await exec(
+          'ctr',
+          ['-a', socket, 'run', '--rm', '--net-host', zstdTag, id, `${prefix}/bin/python`, '-c', 'import tinyframe; print(tinyframe.Frame([1, 2, 3]).mean())'],
+          { timeout: 120_000 },
+        );
+        expect(stdout.trim()).toBe('2.0');
+        const { stdout: resolved } = await exec('ctr', ['-a', socket, 'images', 'ls']);
+        expect(resolved).toContain(zstdDigest);
+      }, 600_000);
+    });
+  }
 });

@@ -51,12 +51,21 @@ async function stopDaemon(daemon: ChildProcess | undefined): Promise<void> {
  * Starts containerd on `<dir>/containerd.sock`; with `stargz`, a proxy snapshotter plugin named
  * `stargz` on `<dir>/stargz.sock`, served by the `containerd-stargz-grpc` the caller starts.
  */
-export async function startContainerd(options: { stargz?: boolean } = {}): Promise<PrivateContainerd> {
+export async function startContainerd(options: ContainerdOptions = {}): Promise<PrivateContainerd> {
   return startContainerdIn(await mkdtemp(join(tmpdir(), 'prebuilt-containerd-')), options);
 }
 
+export interface ContainerdOptions {
+  stargz?: boolean;
+  /**
+   * A directory with another containerd and its shims (e.g. the test services' containerd 1.7 under
+   * `modernDocker.root`/usr/bin), put first on its PATH; default: the system's containerd.
+   */
+  binDir?: string;
+}
+
 /** startContainerd in a directory made already (the stargz snapshotter's socket may be in it). */
-async function startContainerdIn(dir: string, options: { stargz?: boolean }): Promise<PrivateContainerd> {
+async function startContainerdIn(dir: string, options: ContainerdOptions): Promise<PrivateContainerd> {
   const socket = join(dir, 'containerd.sock');
   await mkdir(join(dir, 'root'));
   const lines = [
@@ -75,7 +84,9 @@ async function startContainerdIn(dir: string, options: { stargz?: boolean }): Pr
     ...(options.stargz ? ['[proxy_plugins]', '  [proxy_plugins.stargz]', '    type = "snapshot"', `    address = "${join(dir, 'stargz.sock')}"`] : []),
   ];
   await writeFile(join(dir, 'config.toml'), `${lines.join('\n')}\n`);
-  const daemon = spawn('containerd', ['-c', join(dir, 'config.toml')], { stdio: 'ignore' });
+  const { binDir } = options;
+  const env = binDir ? { ...process.env, PATH: `${binDir}:${process.env['PATH'] ?? ''}` } : process.env;
+  const daemon = spawn(binDir ? join(binDir, 'containerd') : 'containerd', ['-c', join(dir, 'config.toml')], { stdio: 'ignore', env });
   const stop = async (): Promise<void> => {
     await stopDaemon(daemon);
     // Snapshots may still be mounted under the directory; unmount before removing.
