@@ -3,8 +3,9 @@
  * METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=zstd to the plain test registry, compared with the gzip
  * build of the same context, then pulled and run by the runtimes of this machine — the test
  * services' two Docker daemons (zstd needs Docker Engine ≥ 23.0: their Docker 26 pulls and runs it,
- * their Docker 20.10 cannot pull it) and containerd (≥ 1.5: a private containerd on its own
- * socket and state directory, started for this file and stopped after it).
+ * their Docker 20.10 cannot pull it) and containerd (≥ 1.5: the system's 1.6 and the test services'
+ * 1.7, each a private instance on its own socket and state directory, started for this file and
+ * stopped after it).
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
