@@ -34,7 +34,7 @@
  *                               [--profile-exclude REGEXP] [--diagnose DIR]
  *                               [--context materialized|unpacked] [--json]
  *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--pull-match REGEXP] [--settle sync|none]
- *                               [--base-cached-only] [--context materialized|unpacked] [--runs 2] [--json]
+ *                               [--runtime-root DIR] [--base-cached-only] [--context materialized|unpacked] [--runs 2] [--json]
  *
  *   --node-disk journal|root: where the private daemons keep their data — a fresh ext4 with a journal
  *   on a loop device (the default, as a node's disk) or this machine's root file system (ext4
@@ -67,6 +67,10 @@
  * empty node, against the env created at start; and the floor: the same layer blobs decompressed
  * and unpacked by `gzip`/`unpigz`/`zstd` + `tar -x`; containerd also pulling as the CRI plugin does
  * (bench/cri-pull); every sample after `sync` (`--settle`); the first and second import after a pull.
+ * --runtime-root DIR: the same again on the runtimes unpacked under DIR (e.g. Debian trixie's
+ * containerd 1.7 and docker.io 26 in /var/tmp/prebuilt-trixie-rt), side by side with the system's,
+ * each runtime against its own env created at start. --pull-runtimes takes kinds (`docker`, `ctr`)
+ * or runtime labels (`ctr 1.7`, `docker 26.1`).
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -216,8 +220,11 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' }, diagnose: { type: 'string', default: '' }, 'profile-exclude': { type: 'string', default: '' } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' }, diagnose: { type: 'string', default: '' }, 'profile-exclude': { type: 'string', default: '' }, 'runtime-root': { type: 'string', default: '' } });
   if (!['sync', 'none'].includes(args.settle)) fail(`--settle ${args.settle}: expected sync or none.`);
+  if (args['runtime-root'] && !args['pull-only']) fail('--runtime-root applies to --pull-only (B10): B9 runs on the system\'s runtimes. Add --pull-only, or leave --runtime-root out.');
+  // --pull-only: the runtimes measured, checked before anything is built (the system's, and those under --runtime-root).
+  const sets = args['pull-only'] ? await (await import('./oci-pull.mjs')).runtimeSets(args['runtime-root']) : undefined;
   const services = loadServices();
   const { ctx, changed } = await contexts(args.context);
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
@@ -236,7 +243,7 @@ async function main_(onCleanup) {
   // The private daemons' data: a journaled ext4 on a loop device by default (bench/node-disk.mjs).
   const disk = await nodeDisk(args['node-disk'], onCleanup);
   process.stderr.write(`[bench] node disk: ${disk.kind} (${disk.root})\n`);
-  const setup = { args, services, ctx, changed, base, host, build, cacheRoot, oci, onCleanup, disk };
+  const setup = { args, services, ctx, changed, base, host, build, cacheRoot, oci, onCleanup, disk, sets };
   if (args['pull-only']) return output(args, ...(await pullOnly(setup)));
   const policies = args['lazy-only'] ? undefined : await policiesBench(setup);
   const haveStargz = await exec('sh', ['-c', 'command -v containerd-stargz-grpc && command -v ctr-remote']).then(() => true, () => false);

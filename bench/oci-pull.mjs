@@ -30,7 +30,19 @@
  * zstd image by containerd (and of the gzip image by Docker where it runs), with the pycs the first
  * wrote (issue 19: first ≤ 1.1× the second).
  *
+ * With --runtime-root DIR, all of it on two runtime sets side by side, in the same interleaved
+ * rounds: the system's (Debian bookworm here: Docker 20.10, containerd 1.6) and the ones unpacked
+ * under DIR (Debian trixie's: Docker 26.1, containerd 1.7 built with Go 1.24; their binaries from
+ * DIR/usr/bin and DIR/usr/sbin, the daemons' PATH starting there so the shims and dockerd's own
+ * containerd do too, the host's runc). Each variant is named after its runtime (`docker 20.10: …`,
+ * `ctr 1.7: …`) and divided by that runtime's own env created at start; Docker from 23 on also pulls
+ * the zstd image. `ctr` 1.7 pulls through the daemon's transfer service (fetch and unpack in
+ * containerd: its daemon CPU is the whole pull's, where 1.6's `ctr` fetches in the client, counted
+ * as client CPU; the fetch/unpack split read from its `done:` line is not comparable); the
+ * CRI-style pull is the same 1.6 client library on both.
+ *
  *   --pull-match REGEXP keeps the variants whose name matches (the env created at start stays).
+ *   --pull-runtimes docker,ctr: kinds, or runtime labels (`ctr 1.7`).
  *
  * The `unpigz` variants need `unpigz` on the PATH of the bench (Debian's `pigz`); without it they
  * are left out and said so.
@@ -42,14 +54,50 @@ import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { promisify } from 'node:util';
-import { ROOT, alternate, fmtBytes, fmtMs, fmtStats, median, ratio, stats } from './lib.mjs';
+import { ROOT, alternate, fail, fmtBytes, fmtMs, fmtStats, median, ratio, stats } from './lib.mjs';
 
 const exec = promisify(execFile);
 const SH = (script) => exec('sh', ['-c', script], { maxBuffer: 1 << 26 });
 
-/** The daemons' environment: with `unpigz` on PATH, or with pigz disabled. */
-function daemonEnv(pigz) {
-  return pigz ? { ...process.env } : { ...process.env, MOBY_DISABLE_PIGZ: '1', CONTAINERD_DISABLE_PIGZ: '1' };
+/** The daemons' environment: the runtime set's PATH, with `unpigz` on it, or with pigz disabled. */
+function daemonEnv(pigz, set) {
+  const env = { ...process.env, PATH: set.PATH };
+  return pigz ? env : { ...env, MOBY_DISABLE_PIGZ: '1', CONTAINERD_DISABLE_PIGZ: '1' };
+}
+
+const RUNTIME_BINARIES = ['usr/bin/containerd', 'usr/bin/ctr', 'usr/bin/containerd-shim-runc-v2', 'usr/sbin/dockerd'];
+
+/**
+ * One set of runtimes: the system's (`root` empty: `dockerd`, `containerd`, `ctr`, `docker` from
+ * PATH) or the ones unpacked under `root` (--runtime-root: root/usr/bin and root/usr/sbin first on
+ * the daemons' PATH, so the shims and dockerd's own containerd come from there too; `runc` stays
+ * the host's, the first on PATH that root does not have). Labels from the versions: `docker 26.1`, `ctr 1.7`.
+ */
+async function runtimeSet(root) {
+  const missing = RUNTIME_BINARIES.filter((b) => root && !existsSync(join(root, b)));
+  if (missing.length) fail(`--runtime-root ${root}: ${missing.join(', ')} missing there; expected Debian's containerd and docker.io packages unpacked into it (dpkg-deb -x PACKAGE.deb ${root}).`);
+  const bin = (dir, name) => (root && existsSync(join(root, dir, name)) ? join(root, dir, name) : name);
+  const version = (cmd) => exec(cmd, ['--version']).then((r) => r.stdout.trim(), (e) => fail(`${cmd} --version failed (${String(e.stderr || e.message).trim().split('\n')[0]}): it cannot run on this machine.`));
+  const dockerd = await version(bin('usr/sbin', 'dockerd'));
+  const containerd = await version(bin('usr/bin', 'containerd'));
+  const [, dMajor, dMinor] = /version (\d+)\.(\d+)/.exec(dockerd) ?? fail(`unexpected \`dockerd --version\`: ${dockerd}`);
+  const [, cMajor, cMinor] = /\sv?(\d+)\.(\d+)\.\d+/.exec(containerd) ?? fail(`unexpected \`containerd --version\`: ${containerd}`);
+  return {
+    root,
+    PATH: root ? `${root}/usr/bin:${root}/usr/sbin:${process.env.PATH}` : process.env.PATH,
+    // Docker pulls zstd layers from Engine 23 on.
+    docker: { label: `docker ${dMajor}.${dMinor}`, bin: bin('usr/bin', 'docker'), version: dockerd, zstd: Number(dMajor) >= 23 },
+    ctr: { label: `ctr ${cMajor}.${cMinor}`, bin: bin('usr/bin', 'ctr'), version: containerd },
+  };
+}
+
+/** The runtime sets measured side by side: the system's, and with `runtimeRoot` the ones unpacked there. */
+export async function runtimeSets(runtimeRoot) {
+  const sets = [await runtimeSet('')];
+  if (runtimeRoot) sets.push(await runtimeSet(runtimeRoot));
+  const labels = sets.flatMap((s) => [s.docker.label, s.ctr.label]);
+  if (new Set(labels).size < labels.length) fail(`--runtime-root ${runtimeRoot}: its runtimes have the system's versions (${labels.join(', ')}); nothing to compare.`);
+  return sets;
 }
 
 /**
@@ -58,13 +106,13 @@ function daemonEnv(pigz) {
  * /var/run/docker: under the node disk's long path, the managed containerd's debug socket would be
  * over the 104-byte limit of a unix socket's path and the daemon would not start.
  */
-async function startDockerd(dir, env) {
+async function startDockerd(dir, env, bin) {
   await mkdir(dir, { recursive: true });
   const run = await mkdtemp('/run/b10-');
   const sock = join(run, 'docker.sock');
   const args = ['-H', `unix://${sock}`, '--data-root', join(dir, 'data'), '--exec-root', join(run, 'exec'), '--pidfile', join(run, 'pid'), '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--userland-proxy=false'];
   const proc = spawn('dockerd', args, { stdio: 'ignore', env });
-  const docker = (...a) => exec('docker', ['-H', `unix://${sock}`, ...a], { maxBuffer: 1 << 26 });
+  const docker = (...a) => exec(bin, ['-H', `unix://${sock}`, ...a], { maxBuffer: 1 << 26 });
   let up = false;
   for (let i = 0; i < 300 && !up; i++) {
     up = await docker('version').then(() => true, () => false);
@@ -80,16 +128,16 @@ async function startDockerd(dir, env) {
       await rm(d, { recursive: true, force: true });
     }
   };
-  return { sock, docker, stop, pid: proc.pid };
+  return { sock, docker, stop, pid: proc.pid, bin };
 }
 
 /** A private containerd (bench/oci-layering.mjs's) on the node disk, with its process id. */
-async function startContainerd(setup, h, name, env) {
+async function startContainerd(setup, h, name, env, bin) {
   const dir = await setup.disk.dir(name);
   const c = await h.startContainerd(dir, false, undefined, env);
   setup.onCleanup(c.stop);
   const pid = Number((await exec('pgrep', ['-o', '-f', `^containerd -c ${dir}/config.toml$`])).stdout.trim());
-  return { ...c, pid };
+  return { ...c, pid, bin };
 }
 
 /**
@@ -101,6 +149,18 @@ async function settle(mode) {
   const meminfo = await readFile('/proc/meminfo', 'utf8');
   const kB = (key) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(meminfo)?.[1] ?? 0);
   return (kB('Dirty') + kB('Writeback')) * 1024;
+}
+
+/** The CPU ms (user + system) a shell's children used, from the last line `times` printed (its `stdout`). */
+function timesCpuMs(stdout) {
+  const [user, system] = stdout.trim().split('\n').at(-1).match(/(\d+)m([\d.]+)s/g).map((t) => Number(t.split('m')[0]) * 60000 + Number(t.split('m')[1].slice(0, -1)) * 1000);
+  return user + system;
+}
+
+/** `cmd args` run by a shell that then prints `times`: its stdout and the CPU ms it used (a pull's client side). */
+async function timed(cmd, args) {
+  const { stdout } = await exec('sh', ['-c', '"$0" "$@" && times', cmd, ...args], { maxBuffer: 1 << 26 });
+  return { stdout, clientCpu: timesCpuMs(stdout) };
 }
 
 const CLK_TCK = 100;
@@ -125,7 +185,8 @@ function sample({ reset, pull, run, pid }, settleMode) {
     const pullMs = performance.now() - t0;
     const daemonCpu = (await cpuMs(pid)) - cpu0;
     const runMs = await run();
-    return { pull: pullMs, run: runMs, total: pullMs + runMs, dirty, daemonCpu, ...(pulled?.unpack !== undefined ? { unpack: pulled.unpack, fetch: pullMs - pulled.unpack } : {}) };
+    const client = pulled?.clientCpu !== undefined ? { clientCpu: pulled.clientCpu } : {};
+    return { pull: pullMs, run: runMs, total: pullMs + runMs, dirty, daemonCpu, ...client, ...(pulled?.unpack !== undefined ? { unpack: pulled.unpack, fetch: pullMs - pulled.unpack } : {}) };
   };
 }
 
@@ -136,8 +197,8 @@ async function resetDocker(d, base, emptyNode) {
   if (!emptyNode && !keep) await d.docker('pull', base);
 }
 
-async function resetCtr(sock, base, emptyNode) {
-  const ctr = (...a) => exec('ctr', ['-a', sock, ...a], { maxBuffer: 1 << 26 });
+async function resetCtr(c, base, emptyNode) {
+  const ctr = (...a) => exec(c.bin, ['-a', c.sock, ...a], { maxBuffer: 1 << 26 });
   const refs = (await ctr('images', 'ls', '-q')).stdout.split('\n').filter(Boolean);
   // Content and snapshots go with the images (garbage collected on rm --sync); the base stays where cached.
   for (const ref of refs) if (emptyNode || ref !== base) await ctr('images', 'rm', '--sync', ref).catch(() => undefined);
@@ -157,27 +218,31 @@ const runtimes = {
     pid: d.pid,
     reset: (emptyNode) => resetDocker(d, base, emptyNode),
     pull: () => d.docker('pull', tag),
-    run: () => h.firstLineOf('docker', ['-H', `unix://${d.sock}`, 'run', '--rm', '--network=host', tag, h.PY, '-c', h.CODE], 'ok'),
+    run: () => h.firstLineOf(d.bin, ['-H', `unix://${d.sock}`, 'run', '--rm', '--network=host', tag, h.PY, '-c', h.CODE], 'ok'),
   }),
   ctr: (c, tag, base, h) => ({
     pid: c.pid,
-    reset: (emptyNode) => resetCtr(c.sock, base, emptyNode),
-    pull: async () => ({ unpack: goDurationMs((await exec('ctr', ['-a', c.sock, 'images', 'pull', '--plain-http', tag], { maxBuffer: 1 << 26 })).stdout) }),
-    run: () => h.firstLineOf('ctr', ['-a', c.sock, 'run', '--rm', '--net-host', tag, h.runName(), h.PY, '-c', h.CODE], 'ok'),
+    reset: (emptyNode) => resetCtr(c, base, emptyNode),
+    // `ctr` 1.6 fetches in the client (its CPU: clientCpu), then unpacks from its `done:` line on; 1.7's pulls through the daemon's transfer service.
+    pull: async () => {
+      const { stdout, clientCpu } = await timed(c.bin, ['-a', c.sock, 'images', 'pull', '--plain-http', tag]);
+      return { unpack: goDurationMs(stdout), clientCpu };
+    },
+    run: () => h.firstLineOf(c.bin, ['-a', c.sock, 'run', '--rm', '--net-host', tag, h.runName(), h.PY, '-c', h.CODE], 'ok'),
   }),
   cri: (c, tag, base, h, criPull) => ({
     ...runtimes.ctr(c, tag, base, h),
-    pull: () => exec(criPull, ['-address', c.sock, tag]),
+    pull: async () => ({ clientCpu: (await timed(criPull, ['-address', c.sock, tag])).clientCpu }),
   }),
 };
 
 /** The env created at start on the base, by Docker (`d`) or containerd (`c`): the base pulled on an empty node only. */
 function atStart(kind, daemon, base, bootstrap, h) {
   const r = runtimes[kind](daemon, base, base, h);
-  const pullBase = kind === 'docker' ? () => daemon.docker('pull', base) : () => exec('ctr', ['-a', daemon.sock, 'images', 'pull', '--plain-http', base], { maxBuffer: 1 << 26 });
+  const pullBase = kind === 'docker' ? () => daemon.docker('pull', base) : () => exec(daemon.bin, ['-a', daemon.sock, 'images', 'pull', '--plain-http', base], { maxBuffer: 1 << 26 });
   const run = kind === 'docker'
-    ? () => h.firstLineOf('docker', ['-H', `unix://${daemon.sock}`, 'run', '--rm', '--network=host', base, ...bootstrap], 'ok')
-    : () => h.firstLineOf('ctr', ['-a', daemon.sock, 'run', '--rm', '--net-host', base, h.runName(), ...bootstrap], 'ok');
+    ? () => h.firstLineOf(daemon.bin, ['-H', `unix://${daemon.sock}`, 'run', '--rm', '--network=host', base, ...bootstrap], 'ok')
+    : () => h.firstLineOf(daemon.bin, ['-a', daemon.sock, 'run', '--rm', '--net-host', base, h.runName(), ...bootstrap], 'ok');
   return { ...r, pull: (emptyNode) => (emptyNode ? pullBase() : undefined), run };
 }
 
@@ -224,10 +289,10 @@ async function floorVariants(blobs, scratch, haveUnpigz, settleMode) {
     await settle(settleMode);
     const t0 = performance.now();
     // `times`: the CPU the commands used (user and system), as the daemons' CPU of a pull.
-    const cpu = (await SH(`${pipe(out)} && times`)).stdout.trim().split('\n').at(-1).match(/(\d+)m([\d.]+)s/g).map((t) => Number(t.split('m')[0]) * 60000 + Number(t.split('m')[1].slice(0, -1)) * 1000);
+    const cpu = timesCpuMs((await SH(`${pipe(out)} && times`)).stdout);
     const took = performance.now() - t0;
     await rm(out, { recursive: true, force: true });
-    return { total: took, cpu: cpu[0] + cpu[1] };
+    return { total: took, cpu };
   };
   const each = (files, cmd) => (out) => files.map((f) => `${cmd(f)} | tar -x -C ${out}`).join(' && ');
   const tarFiles = blobs.gzip.map((_, i) => `${tars}/${i}.tar`);
@@ -261,25 +326,55 @@ async function buildImages({ args, ctx, host, build, base }) {
   return { policies, images };
 }
 
-/** Every variant (name → { reset, pull, run, pid }) on the private daemons, narrowed by --pull-runtimes and --pull-match. */
-function variantsOf({ args, base }, h, { policies, images, dockerds, containerds, settings, bootstrap, criPull }) {
+/** One runtime set's variants (name → { reset, pull, run, pid }) on its private daemons. */
+function setVariants(set, base, h, { policies, images, settings, bootstrap, criPull }, { dockerds, containerds }) {
   const all = {};
   const label = (pigz) => (pigz ? 'unpigz' : 'no unpigz');
-  all['docker: env created at start'] = atStart('docker', dockerds[0], base, bootstrap, h);
-  all['ctr: env created at start'] = atStart('ctr', containerds[0], base, bootstrap, h);
+  const [dl, cl] = [set.docker.label, set.ctr.label];
+  all[`${dl}: env created at start`] = atStart('docker', dockerds[0], base, bootstrap, h);
+  all[`${cl}: env created at start`] = atStart('ctr', containerds[0], base, bootstrap, h);
   for (const policy of policies) {
     const gzip = images[`${policy} gzip`].tag;
     const zstd = images[`${policy} zstd`].tag;
     for (const [i, pigz] of settings.entries()) {
-      all[`docker: ${policy} gzip, ${label(pigz)}`] = runtimes.docker(dockerds[i], gzip, base, h);
-      all[`ctr: ${policy} gzip, ${label(pigz)}`] = runtimes.ctr(containerds[i], gzip, base, h);
+      all[`${dl}: ${policy} gzip, ${label(pigz)}`] = runtimes.docker(dockerds[i], gzip, base, h);
+      all[`${cl}: ${policy} gzip, ${label(pigz)}`] = runtimes.ctr(containerds[i], gzip, base, h);
     }
-    all[`ctr: ${policy} zstd`] = runtimes.ctr(containerds[0], zstd, base, h);
-    if (criPull.bin) all[`ctr: ${policy} zstd, CRI-style pull`] = runtimes.cri(containerds[0], zstd, base, h, criPull.bin);
+    if (set.docker.zstd) all[`${dl}: ${policy} zstd`] = runtimes.docker(dockerds[0], zstd, base, h);
+    all[`${cl}: ${policy} zstd`] = runtimes.ctr(containerds[0], zstd, base, h);
+    if (criPull.bin) all[`${cl}: ${policy} zstd, CRI-style pull`] = runtimes.cri(containerds[0], zstd, base, h, criPull.bin);
   }
-  const kinds = args['pull-runtimes'].split(',').map((s) => s.trim());
+  return all;
+}
+
+/** Whether --pull-runtimes selects `runtime` (a label, `ctr 1.7`): by its kind (`docker`, `ctr`) or by its label. */
+function selected(args, runtime) {
+  return args['pull-runtimes'].split(',').map((s) => s.trim()).some((k) => k === runtime || k === runtime.split(' ')[0]);
+}
+
+/** Every runtime set's variants, narrowed by --pull-runtimes and --pull-match (the env created at start stays). */
+function variantsOf({ args, base, sets }, h, built, daemons) {
+  const all = Object.assign({}, ...sets.map((set, i) => setVariants(set, base, h, built, daemons[i])));
   const match = new RegExp(args['pull-match'] || '.');
-  return Object.fromEntries(Object.entries(all).filter(([name]) => kinds.includes(name.split(':')[0]) && (name.endsWith('env created at start') || match.test(name))));
+  return Object.fromEntries(Object.entries(all).filter(([name]) => selected(args, name.split(':')[0]) && (name.endsWith('env created at start') || match.test(name))));
+}
+
+/** Each runtime set's private daemons, one Docker daemon and one containerd per pigz setting. */
+async function startDaemons({ sets, onCleanup, ...setup }, h, settings, scratch) {
+  const daemons = [];
+  for (const [s, set] of sets.entries()) {
+    const dockerds = [];
+    const containerds = [];
+    for (const pigz of settings) {
+      const name = `${s}-${pigz ? 'pigz' : 'go'}`;
+      const d = await startDockerd(join(scratch, `dockerd-${name}`), daemonEnv(pigz, set), set.docker.bin);
+      onCleanup(d.stop);
+      dockerds.push(d);
+      containerds.push(await startContainerd({ ...setup, onCleanup }, h, `containerd-${name}`, daemonEnv(pigz, set), set.ctr.bin));
+    }
+    daemons.push({ dockerds, containerds });
+  }
+  return daemons;
 }
 
 /** Builds the images, starts the private daemons and measures every variant, base cached then empty node. */
@@ -293,22 +388,15 @@ export async function pullBench(setup, h) {
   const settings = haveUnpigz ? [false, true] : [false];
   const scratch = await setup.disk.dir('oci-pull');
   onCleanup(() => rm(scratch, { recursive: true, force: true }));
-  const dockerds = [];
-  const containerds = [];
-  for (const pigz of settings) {
-    const d = await startDockerd(join(scratch, `dockerd-${pigz ? 'pigz' : 'go'}`), daemonEnv(pigz));
-    onCleanup(d.stop);
-    dockerds.push(d);
-    containerds.push(await startContainerd(setup, h, `containerd-${pigz ? 'pigz' : 'go'}`, daemonEnv(pigz)));
-  }
-  const variants = variantsOf(setup, h, { policies, images, dockerds, containerds, settings, bootstrap, criPull });
+  const daemons = await startDaemons(setup, h, settings, scratch);
+  const variants = variantsOf(setup, h, { policies, images, settings, bootstrap, criPull }, daemons);
   const scenarios = {};
   for (const [scenario, emptyNode] of [['a base cached', false], ['b empty node', true]].slice(0, args['base-cached-only'] ? 1 : 2)) {
     const samples = await alternate(args.runs, ...Object.values(variants).map((v) => () => sample(v, args.settle)(emptyNode)));
     scenarios[scenario] = Object.fromEntries(Object.keys(variants).map((name, i) => [name, summarize(samples[i])]));
     process.stderr.write(`[b10] scenario ${scenario} done (load ${loadavg()[0].toFixed(1)})\n`);
   }
-  const imports = await importTwice(setup, h, { policy: policies[0], images, dockerds, containerds });
+  const imports = await importTwice(setup, h, { policy: policies[0], images }, daemons);
   const first = policies[0];
   const blobs = {
     gzip: await fetchBlobs(host, images[`${first} gzip`].tag, images[`${first} gzip`].digests, join(scratch, 'blobs-gzip')),
@@ -318,7 +406,8 @@ export async function pullBench(setup, h) {
   const floorSamples = await alternate(args.runs, ...Object.values(floors));
   const floor = Object.fromEntries(Object.keys(floors).map((name, i) => [name, summarize(floorSamples[i])]));
   const built = Object.fromEntries(Object.entries(images).map(([k, v]) => [k, { layers: v.layers, bytes: v.bytes }]));
-  return { unpigz: haveUnpigz, settle: args.settle, criPull: criPull.reason ?? 'built', images: built, scenarios, imports, floor: { policy: first, ...floor } };
+  const versions = setup.sets.map((set) => ({ root: set.root || 'system', dockerd: set.docker.version, containerd: set.ctr.version }));
+  return { versions, unpigz: haveUnpigz, settle: args.settle, criPull: criPull.reason ?? 'built', images: built, scenarios, imports, floor: { policy: first, ...floor } };
 }
 
 /** Medians (min–max) of each figure the samples have. */
@@ -333,20 +422,23 @@ const IMPORT_TWICE = (py, code, prefix) => {
 
 /**
  * The task's imports twice in one container (two processes), right after a pull of the zstd image
- * by containerd and of the gzip image by Docker (base cached, the disk settled): first and second
- * import (ms) and the pycs the first wrote. Issue 19: first ≤ 1.1× the second.
+ * by containerd and by Docker from Engine 23 on (the gzip image by older ones), base cached, the
+ * disk settled: first and second import (ms) and the pycs the first wrote. Issue 19: first ≤ 1.1×
+ * the second.
  */
-async function importTwice({ args, base }, h, { policy, images, dockerds, containerds }) {
-  const kinds = args['pull-runtimes'].split(',').map((s) => s.trim());
+async function importTwice({ args, base, sets }, h, { policy, images }, daemons) {
   const prefix = h.PY.replace(/\/bin\/python$/, '');
   const cmd = IMPORT_TWICE(h.PY, h.CODE, prefix);
-  const cases = {
-    docker: { tag: images[`${policy} gzip`].tag, r: (tag) => runtimes.docker(dockerds[0], tag, base, h), run: (tag) => dockerds[0].docker('run', '--rm', '--network=host', tag, ...cmd) },
-    ctr: { tag: images[`${policy} zstd`].tag, r: (tag) => runtimes.ctr(containerds[0], tag, base, h), run: (tag) => exec('ctr', ['-a', containerds[0].sock, 'run', '--rm', '--net-host', tag, h.runName(), ...cmd]) },
-  };
+  const cases = sets.flatMap((set, i) => {
+    const [d, c] = [daemons[i].dockerds[0], daemons[i].containerds[0]];
+    return [
+      { label: set.docker.label, codec: set.docker.zstd ? 'zstd' : 'gzip', r: (tag) => runtimes.docker(d, tag, base, h), run: (tag) => d.docker('run', '--rm', '--network=host', tag, ...cmd) },
+      { label: set.ctr.label, codec: 'zstd', r: (tag) => runtimes.ctr(c, tag, base, h), run: (tag) => exec(c.bin, ['-a', c.sock, 'run', '--rm', '--net-host', tag, h.runName(), ...cmd]) },
+    ];
+  });
   const out = {};
-  for (const kind of kinds) {
-    const { tag, r, run } = cases[kind];
+  for (const { label, codec, r, run } of cases.filter((k) => selected(args, k.label))) {
+    const tag = images[`${policy} ${codec}`].tag;
     const samples = [];
     for (let i = 0; i < args.runs; i++) {
       const v = r(tag);
@@ -356,7 +448,7 @@ async function importTwice({ args, base }, h, { policy, images, dockerds, contai
       const [first, second, written] = (await run(tag)).stdout.trim().split('\n').map(Number);
       samples.push({ first: first * 1000, second: second * 1000, written });
     }
-    out[`${kind}: ${policy} ${kind === 'docker' ? 'gzip' : 'zstd'}`] = { ...summarize(samples), firstOverSecond: ratio(median(samples.map((s) => s.first)), median(samples.map((s) => s.second))) };
+    out[`${label}: ${policy} ${codec}`] = { ...summarize(samples), firstOverSecond: ratio(median(samples.map((s) => s.first)), median(samples.map((s) => s.second))) };
   }
   return out;
 }
@@ -365,12 +457,13 @@ const fmtPart = (f, k, label) => (f[k] ? `, ${label} ${fmtMs(f[k].median)}` : ''
 
 export function pullLines(b10) {
   const lines = [`  images: ${Object.entries(b10.images).map(([k, v]) => `${k} ${v.layers} layers ${fmtBytes(v.bytes)}`).join('; ')}${b10.unpigz ? '' : ' (no unpigz on PATH: the unpigz variants are left out)'}`];
+  for (const v of b10.versions) lines.push(`  runtimes (${v.root}): ${v.dockerd}; ${v.containerd}`);
   lines.push(`  each sample after \`${b10.settle === 'sync' ? 'sync' : 'no sync'}\`; CRI-style pull: ${b10.criPull}`);
   for (const [scenario, figures] of Object.entries(b10.scenarios)) {
     lines.push(`  B2 (${scenario})`);
     for (const [name, f] of Object.entries(figures)) {
       const atStart = figures[`${name.split(':')[0]}: env created at start`].total.median;
-      const parts = `pull ${fmtMs(f.pull.median)}${fmtPart(f, 'fetch', 'fetch')}${fmtPart(f, 'unpack', 'unpack')}, run ${fmtMs(f.run.median)}; daemon CPU ${fmtMs(f.daemonCpu.median)}; dirty at start ${fmtBytes(f.dirty.median)}`;
+      const parts = `pull ${fmtMs(f.pull.median)}${fmtPart(f, 'fetch', 'fetch')}${fmtPart(f, 'unpack', 'unpack')}, run ${fmtMs(f.run.median)}; daemon CPU ${fmtMs(f.daemonCpu.median)}${fmtPart(f, 'clientCpu', 'client CPU')}; dirty at start ${fmtBytes(f.dirty.median)}`;
       lines.push(`    ${name.padEnd(36)} total ${fmtStats(f.total)}; ${parts}; ×${ratio(f.total.median, atStart)} of env at start`);
     }
   }
