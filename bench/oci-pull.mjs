@@ -36,10 +36,10 @@
  * DIR/usr/bin and DIR/usr/sbin, the daemons' PATH starting there so the shims and dockerd's own
  * containerd do too, the host's runc). Each variant is named after its runtime (`docker 20.10: …`,
  * `ctr 1.7: …`) and divided by that runtime's own env created at start; Docker from 23 on also pulls
- * the zstd image. `ctr` 1.7 pulls through the daemon's transfer service (fetch and unpack in
- * containerd: its daemon CPU is the whole pull's, where 1.6's `ctr` fetches in the client, counted
- * as client CPU; the fetch/unpack split read from its `done:` line is not comparable); the
- * CRI-style pull is the same 1.6 client library on both.
+ * the zstd image. `ctr images pull` fetches in the client on both 1.6 and 1.7 (1.7's transfer
+ * service is not used: its profile shows the client's Content.Write and Diff.Apply calls), so each
+ * ctr and CRI-style sample records the client's CPU beside the daemon's; the CRI-style pull is the
+ * same 1.6 client library on both.
  *
  *   --pull-match REGEXP keeps the variants whose name matches (the env created at start stays).
  *   --pull-runtimes docker,ctr: kinds, or runtime labels (`ctr 1.7`).
@@ -65,6 +65,17 @@ function daemonEnv(pigz, set) {
   return pigz ? env : { ...env, MOBY_DISABLE_PIGZ: '1', CONTAINERD_DISABLE_PIGZ: '1' };
 }
 
+/**
+ * The Go version a binary was built with, from its build info (Go 1.18 on: the 32-byte header, its
+ * flags' bit 2 for strings inline, then the version, length-prefixed); '' where it has none.
+ */
+async function goVersionOf(path) {
+  const buf = await readFile(path).catch(() => undefined);
+  const at = buf ? buf.indexOf('\xff Go buildinf:', 0, 'latin1') : -1;
+  if (at < 0 || !(buf[at + 15] & 2) || buf[at + 32] > 127) return '';
+  return buf.toString('latin1', at + 33, at + 33 + buf[at + 32]);
+}
+
 const RUNTIME_BINARIES = ['usr/bin/containerd', 'usr/bin/ctr', 'usr/bin/containerd-shim-runc-v2', 'usr/sbin/dockerd'];
 
 /**
@@ -77,7 +88,12 @@ async function runtimeSet(root) {
   const missing = RUNTIME_BINARIES.filter((b) => root && !existsSync(join(root, b)));
   if (missing.length) fail(`--runtime-root ${root}: ${missing.join(', ')} missing there; expected Debian's containerd and docker.io packages unpacked into it (dpkg-deb -x PACKAGE.deb ${root}).`);
   const bin = (dir, name) => (root && existsSync(join(root, dir, name)) ? join(root, dir, name) : name);
-  const version = (cmd) => exec(cmd, ['--version']).then((r) => r.stdout.trim(), (e) => fail(`${cmd} --version failed (${String(e.stderr || e.message).trim().split('\n')[0]}): it cannot run on this machine.`));
+  const version = async (cmd) => {
+    const text = await exec(cmd, ['--version']).then((r) => r.stdout.trim(), (e) => fail(`${cmd} --version failed (${String(e.stderr || e.message).trim().split('\n')[0]}): it cannot run on this machine.`));
+    const path = (await exec('sh', ['-c', 'command -v "$0"', cmd])).stdout.trim();
+    const go = await goVersionOf(path);
+    return go ? `${text} (${go})` : text;
+  };
   const dockerd = await version(bin('usr/sbin', 'dockerd'));
   const containerd = await version(bin('usr/bin', 'containerd'));
   const [, dMajor, dMinor] = /version (\d+)\.(\d+)/.exec(dockerd) ?? fail(`unexpected \`dockerd --version\`: ${dockerd}`);
@@ -223,7 +239,7 @@ const runtimes = {
   ctr: (c, tag, base, h) => ({
     pid: c.pid,
     reset: (emptyNode) => resetCtr(c, base, emptyNode),
-    // `ctr` 1.6 fetches in the client (its CPU: clientCpu), then unpacks from its `done:` line on; 1.7's pulls through the daemon's transfer service.
+    // `ctr` fetches in the client (its CPU: clientCpu), then has the daemon unpack, from its `done:` line on.
     pull: async () => {
       const { stdout, clientCpu } = await timed(c.bin, ['-a', c.sock, 'images', 'pull', '--plain-http', tag]);
       return { unpack: goDurationMs(stdout), clientCpu };
