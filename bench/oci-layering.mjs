@@ -68,7 +68,8 @@
  * and unpacked by `gzip`/`unpigz`/`zstd` + `tar -x`; containerd also pulling as the CRI plugin does
  * (bench/cri-pull); every sample after `sync` (`--settle`); the first and second import after a pull.
  * --runtime-root DIR: the same again on the runtimes unpacked under DIR (e.g. Debian trixie's
- * containerd 1.7 and docker.io 26 in /var/tmp/prebuilt-trixie-rt), side by side with the system's,
+ * containerd 1.7 and docker.io 26, which `scripts/test-services.sh up` unpacks into
+ * /var/tmp/prebuilt-test-services/trixie/root), side by side with the system's,
  * each runtime against its own env created at start. --pull-runtimes takes kinds (`docker`, `ctr`)
  * or runtime labels (`ctr 1.7`, `docker 26.1`).
  */
