@@ -11,7 +11,9 @@
  *   baseline  — what a user scripts without prebuilt's registry check (and what the Python
  *               reference does, since its cache never hits): for each env, one after the other,
  *               `docker build --network=host` with a warm layer cache (every step CACHED) plus
- *               `docker push` (every layer already in the registry). It uses the very Dockerfiles
+ *               `docker push` (every layer already in the registry), once with Docker's legacy
+ *               builder (DOCKER_BUILDKIT=0) and once with BuildKit (DOCKER_BUILDKIT=1), whose
+ *               context transfer is incremental. It uses the very Dockerfiles
  *               and materialized contexts prebuilt builds from (made beforehand by @prebuilt/conda's
  *               recipe runner and not timed, which favours the baseline), and pushes to a repository
  *               of its own (`<namespace>-baseline`, one untimed push first).
@@ -156,11 +158,20 @@ await main(async (defer) => {
 
   const lazy = args.lazy ? await lazySetUp(dir, env, map) : undefined;
   const builds = await baselineBuilds(defer, { dir, project, env, cacheDir, map });
-  const dockerBuild = (b) => timed('docker', ['build', '--network=host', '-q', '-f', b.dockerfile, '-t', b.tag, b.context]);
-  // Untimed: fills the layer cache (the timed builds then hit it on every step) and the baseline's repository.
-  for (const b of builds) {
-    await dockerBuild(b);
-    await timed('docker', ['push', '-q', b.tag]);
+  // The baseline with each of Docker's builders: the legacy one (DOCKER_BUILDKIT=0; the default of a
+  // docker CLI < 23, or of a newer one without the buildx plugin) and BuildKit (DOCKER_BUILDKIT=1: the
+  // CLI's own BuildKit client, or buildx where the CLI uses it), whose context transfer is incremental.
+  const builders = [
+    { name: 'docker build + push (legacy builder)', env: { ...process.env, DOCKER_BUILDKIT: '0' } },
+    { name: 'docker build + push (BuildKit)', env: { ...process.env, DOCKER_BUILDKIT: '1' } },
+  ];
+  const dockerBuild = (b, builder) => timed('docker', ['build', '--network=host', '-q', '-f', b.dockerfile, '-t', b.tag, b.context], { env: builder.env });
+  // Untimed: fills each builder's layer cache (the timed builds then hit it on every step) and the baseline's repository.
+  for (const builder of builders) {
+    for (const b of builds) {
+      await dockerBuild(b, builder);
+      await timed('docker', ['push', '-q', b.tag]);
+    }
   }
   defer(async () => {
     for (const b of builds) await timed('docker', ['rmi', b.tag], { allowFailure: true });
@@ -174,17 +185,19 @@ await main(async (defer) => {
   // the interpreter, itself several processes), the same build with the interpreter it runs.
   const direct = await pythonBehindShim();
   if (direct) variants.push({ name: `prebuilt build, ${SERVICES[0]}, direct python`, checkout: 'prebuilt', service: SERVICES[0], run: () => noopBuild(BIN, project, { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: SERVICES[0], METAFLOW_PREBUILT_PYTHON: direct }) });
-  variants.push({
-    name: 'docker build + push',
-    run: async () => {
-      const started = process.hrtime.bigint();
-      for (const b of builds) {
-        await dockerBuild(b);
-        await timed('docker', ['push', '-q', b.tag]);
-      }
-      return { ms: Number(process.hrtime.bigint() - started) / 1e6, cpuMs: null };
-    },
-  });
+  for (const builder of builders) {
+    variants.push({
+      name: builder.name,
+      run: async () => {
+        const started = process.hrtime.bigint();
+        for (const b of builds) {
+          await dockerBuild(b, builder);
+          await timed('docker', ['push', '-q', b.tag]);
+        }
+        return { ms: Number(process.hrtime.bigint() - started) / 1e6, cpuMs: null };
+      },
+    });
+  }
   for (const c of checkouts) variants.push({ name: `${c.label} --version`, checkout: c.label, version: true, run: () => timed(process.execPath, [c.bin, '--version'], { cwd: project, env }) });
 
   const samples = await alternate(args.runs, ...variants.map((v) => v.run));
@@ -196,7 +209,7 @@ await main(async (defer) => {
     cpuMs: samples[i][0].cpuMs === null ? null : stats(samples[i].map((s) => s.cpuMs)),
   }));
   const byName = Object.fromEntries(figures.map((f) => [f.name, f]));
-  const baseline = byName['docker build + push'].wallMs.median;
+  const baselines = builders.map((builder) => ({ name: builder.name, ms: byName[builder.name].wallMs.median }));
   const result = {
     benchmark: `B1 no-op redeploy (${args.env} env)`,
     env: args.env,
@@ -205,16 +218,16 @@ await main(async (defer) => {
     ...(args.before ? { before: args.before } : {}),
     ...(direct ? { pythonBehindShim: direct } : {}),
     variants: figures,
-    baselineOverPrebuilt: Object.fromEntries(figures.filter((f) => f.service).map((f) => [f.name, ratio(baseline, f.wallMs.median)])),
+    baselineOverPrebuilt: Object.fromEntries(baselines.flatMap((base) => figures.filter((f) => f.service).map((f) => [`${base.name} / ${f.name}`, ratio(base.ms, f.wallMs.median)]))),
     ...(args.before ? { afterOverBefore: Object.fromEntries(SERVICES.map((s) => [s, ratio(byName[`prebuilt build, ${s}`].wallMs.median, byName[`before build, ${s}`].wallMs.median)])) } : {}),
     ...(lazy && SERVICES.includes('oci') ? { lazyOverGzip: ratio(byName['prebuilt build, oci, lazy'].wallMs.median, byName['prebuilt build, oci'].wallMs.median) } : {}),
     machine: machine(),
   };
-  const line = (f) => `  ${f.name.padEnd(28)} ${fmtStats(f.wallMs)}${f.cpuMs ? `; CPU ${fmtMs(f.cpuMs.median)} (${fmtMs(f.cpuMs.min)}–${fmtMs(f.cpuMs.max)})` : ''}`;
+  const line = (f) => `  ${f.name.padEnd(36)} ${fmtStats(f.wallMs)}${f.cpuMs ? `; CPU ${fmtMs(f.cpuMs.median)} (${fmtMs(f.cpuMs.min)}–${fmtMs(f.cpuMs.max)})` : ''}`;
   output(args, result, [
     `B1 no-op redeploy, ${args.env} env: ${STEPS.length}-step flow, ${ENVS.length} distinct envs, every image already pushed, lock present (${args.runs} interleaved runs)`,
     ...figures.map(line),
-    ...Object.entries(result.baselineOverPrebuilt).map(([name, r]) => `  baseline / ${name}: ${r}x`),
+    ...Object.entries(result.baselineOverPrebuilt).map(([name, r]) => `  ${name}: ${r}x`),
     ...Object.entries(result.afterOverBefore ?? {}).map(([s, r]) => `  after / before (${s}): ${r}x`),
     ...(result.lazyOverGzip ? [`  lazy (zstd:chunked + profile) / gzip, oci: ${result.lazyOverGzip}x`] : []),
     ...(direct ? [`  (python3 on PATH is a shim; "direct python" runs ${direct} instead)`] : []),
