@@ -165,14 +165,15 @@ await main(async (defer) => {
     { name: 'docker build + push (legacy builder)', env: { ...process.env, DOCKER_BUILDKIT: '0' } },
     { name: 'docker build + push (BuildKit)', env: { ...process.env, DOCKER_BUILDKIT: '1' } },
   ];
-  const dockerBuild = (b, builder) => timed('docker', ['build', '--network=host', '-q', '-f', b.dockerfile, '-t', b.tag, b.context], { env: builder.env });
-  // Untimed: fills each builder's layer cache (the timed builds then hit it on every step) and the baseline's repository.
-  for (const builder of builders) {
+  // Every env built by `builder`, then pushed, one after the other.
+  const buildAndPush = async (builder) => {
     for (const b of builds) {
-      await dockerBuild(b, builder);
+      await timed('docker', ['build', '--network=host', '-q', '-f', b.dockerfile, '-t', b.tag, b.context], { env: builder.env });
       await timed('docker', ['push', '-q', b.tag]);
     }
-  }
+  };
+  // Untimed: fills each builder's layer cache (the timed builds then hit it on every step) and the baseline's repository.
+  for (const builder of builders) await buildAndPush(builder);
   defer(async () => {
     for (const b of builds) await timed('docker', ['rmi', b.tag], { allowFailure: true });
   });
@@ -190,10 +191,7 @@ await main(async (defer) => {
       name: builder.name,
       run: async () => {
         const started = process.hrtime.bigint();
-        for (const b of builds) {
-          await dockerBuild(b, builder);
-          await timed('docker', ['push', '-q', b.tag]);
-        }
+        await buildAndPush(builder);
         return { ms: Number(process.hrtime.bigint() - started) / 1e6, cpuMs: null };
       },
     });
