@@ -1,4 +1,4 @@
-import type { BuildService, DeployImage, ImageLayout, PreparedBuild } from '../contracts.js';
+import type { BuildService, DeployImage, PreparedBuild } from '../contracts.js';
 import { dockerPlatform } from '../env-model.js';
 import { createLogger } from '../logger.js';
 import type { ImageJob } from './deploy-job.js';
@@ -50,7 +50,7 @@ export async function processImage(job: ImageJob): Promise<DeployImage> {
 async function checkRegistry(job: ImageJob): Promise<DeployImage | undefined> {
   job.phase('checking');
   const { registry, plan } = job.run.options;
-  const layout = await expectedLayout(job);
+  const layout = await job.expectedLayout();
   const existence = await service(() => registry.imageExists(job.tag, { signal: job.signal, ...(layout ? { annotations: true } : {}) }));
   if (!existence.exists) return undefined;
   // A registry that does not read annotations (a third-party one) gives none: the image is kept, as before layouts.
@@ -66,20 +66,6 @@ async function checkRegistry(job: ImageJob): Promise<DeployImage | undefined> {
   }
   job.phase('present');
   return job.done('present', { ...(existence.digest ? { digest: existence.digest } : {}), ...(layout ? { layout: layout.value } : {}) });
-}
-
-/** Each job's answer of {@link expectedLayout}: the check, a check again after the build lock, and the build's result share it. */
-const layouts = new WeakMap<ImageJob, Promise<ImageLayout | undefined>>();
-
-/** The layout the build service gives this env's image (`DeployOptions.imageLayout`), when it records one: asked once per image. */
-function expectedLayout(job: ImageJob): Promise<ImageLayout | undefined> {
-  let layout = layouts.get(job);
-  if (layout === undefined) {
-    const { imageLayout } = job.run.options;
-    layout = imageLayout ? service(() => imageLayout(job.envId)) : Promise.resolve(undefined);
-    layouts.set(job, layout);
-  }
-  return layout;
 }
 
 /** Materializes, builds, pushes and verifies one image. */
@@ -143,6 +129,6 @@ async function buildAndVerify(job: ImageJob, prepared: PreparedBuild, buildServi
     log('digest from the build service (%s) differs from the registry (%s) for %s', result.digest, existence.digest, job.tag);
   }
   job.phase('built');
-  const layout = await expectedLayout(job);
+  const layout = await job.expectedLayout();
   return job.done('built', { digest: existence.digest ?? result.digest, ...(layout ? { layout: layout.value } : {}) });
 }

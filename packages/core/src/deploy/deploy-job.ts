@@ -1,7 +1,8 @@
-import type { BaseImageIdentity, DeployImage, ImagePhase } from '../contracts.js';
+import type { BaseImageIdentity, DeployImage, ImageLayout, ImagePhase } from '../contracts.js';
 import type { CondaPlatform, LockedEnv } from '../env-model.js';
 import type { DeployRun } from './deploy-run.js';
 import { envPython } from './image-map.js';
+import { service } from './service-failure.js';
 
 /** What a job's events name: an image, or a multi-platform image index (platforms joined by `+`). */
 interface JobTarget {
@@ -59,11 +60,20 @@ export interface PlannedIndex {
 
 /** One image being checked, built, pushed and verified: the per-image job of the build pool. */
 export class ImageJob extends DeployJob {
+  /** Its answer of {@link expectedLayout}: the check, a check again after the build lock, and the build's result share it. */
+  #layout: Promise<ImageLayout | undefined> | undefined;
+
   constructor(
     readonly image: PlannedImage,
     run: DeployRun,
   ) {
     super(run, { envId: image.envId, tag: image.tag, steps: image.steps, platform: image.lock.platform });
+  }
+
+  /** The layout the build service gives this env's image (`DeployOptions.imageLayout`), when it records one: asked once per image. */
+  expectedLayout(): Promise<ImageLayout | undefined> {
+    const { imageLayout } = this.run.options;
+    return (this.#layout ??= imageLayout ? service(() => imageLayout(this.envId)) : Promise.resolve(undefined));
   }
 
   /** Its result with this status. */
