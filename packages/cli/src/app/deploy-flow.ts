@@ -123,10 +123,10 @@ function asksLayout(options: DeployFlowOptions, scope: AppScope): boolean {
 export async function deployFlow(file: string, scope: AppScope, options: DeployFlowOptions = {}): Promise<DeployFlowResult> {
   const settings = deploySettings(scope.env, options.workers !== undefined ? { workers: options.workers } : {});
   const recipeName = selectRecipeName({ env: scope.env });
-  for (const note of ignoredSettingsNotes(scope)) options.onEvent?.({ type: 'note', message: note });
   // The flow is read by a python3 subprocess: started now, it runs while the backends are created
   // and checked. Its errors still come after theirs (it is awaited where it was before).
   const envs = readFlowEnvs(file, scope);
+  for (const note of ignoredSettingsNotes(scope)) options.onEvent?.({ type: 'note', message: note });
   const registry = (await createSelectedBackend('image-registry', scope)).backend;
   let ahead: BaseImageAhead | undefined;
   let buildService: BuildService | undefined;
