@@ -115,7 +115,7 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
       const local = await localPackage();
-      checkRunningPort(await local.localRegistryServerStatus({ env: context.env }), options.port, 'stop');
+      if (options.port !== undefined) checkRunningPort(await local.localRegistryServerStatus({ env: context.env }), options.port, 'stop');
       const { stopped, status } = await local.stopLocalRegistryServer({ env: context.env });
       if (options.json) {
         writeJsonResult(context, { stopped, ...status });
