@@ -1,8 +1,8 @@
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
-import { networkTimeouts } from '@prebuilt/core/backend';
-import { RequestClock, type AnswerSilence, type EngineLimits } from './engine-clock.js';
+import { networkTimeouts, type NetworkTimeouts } from '@prebuilt/core/backend';
+import { RequestClock, type AnswerSilence } from './engine-clock.js';
 import { SshAgent } from './ssh-dial.js';
 
 /**
@@ -59,7 +59,7 @@ export const MAX_JSON_BYTES = 1 << 20;
 /** The client's limits and how its messages name the daemon. */
 export interface EngineClientOptions {
   /** Default: METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT's and _DEADLINE's defaults (60 s, 1800 s). */
-  limits?: EngineLimits;
+  limits?: NetworkTimeouts;
   /** The daemon's address as messages show it (see shownDockerHost); default: made from the connection. */
   shownHost?: string;
 }
@@ -76,7 +76,7 @@ export interface EngineClientOptions {
  */
 export class EngineClient {
   readonly #agent: HttpAgent;
-  readonly limits: EngineLimits;
+  readonly limits: NetworkTimeouts;
   readonly #shownHost: string;
 
   constructor(

@@ -1,20 +1,6 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { NETWORK_ENV, NetworkError } from '@prebuilt/core/backend';
-
-/**
- * The time limits of the Engine API client's requests (engine-client.ts), from the network settings
- * every other read of prebuilt uses (METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT / _DEADLINE).
- */
-export interface EngineLimits {
-  /**
-   * No byte for this long fails a request: the connect, the upload of its body (a stalled
-   * daemon stops reading it), the wait for the answer's headers, and a JSON answer's body.
-   */
-  idleMs: number;
-  /** A JSON call's whole request, first byte to last, may take at most this long. */
-  deadlineMs: number;
-}
+import { NETWORK_ENV, NetworkError, type NetworkTimeouts } from '@prebuilt/core/backend';
 
 /**
  * How long the body of an answer may go silent once its headers came:
@@ -66,8 +52,15 @@ export class RequestClock {
   #response: IncomingMessage | undefined;
   readonly #touch = (): void => void (this.#last = Date.now());
 
+  /**
+   * `limits` are the network settings every other read of prebuilt uses
+   * (METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT / _DEADLINE): no byte for `idleMs` fails the request —
+   * the connect, the upload of its body (a stalled daemon stops reading it), the wait for the
+   * answer's headers, and a JSON answer's body; a JSON call's whole request, first byte to last,
+   * may take at most `deadlineMs`.
+   */
   constructor(
-    private readonly limits: EngineLimits,
+    private readonly limits: NetworkTimeouts,
     private readonly target: ClockTarget,
     private readonly req: ClientRequest,
     private readonly silence: AnswerSilence,
