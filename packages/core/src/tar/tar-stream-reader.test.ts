@@ -133,6 +133,17 @@ describe('tarStreamEntries', () => {
     })()).rejects.toThrow(/the body of 'a' was read after the next entry/);
   });
 
+  it('refuses a body started during its entry and resumed after the next one (not the next entry\'s bytes)', async () => {
+    const tar = Buffer.concat([member('a', Buffer.alloc(3000, 1)), member('b', Buffer.from('bee')), END]);
+    let started: AsyncIterator<Buffer> | undefined;
+    for await (const { header: h, body } of tarStreamEntries(source(split(tar, 700)).chunks, 'a.tar')) {
+      if (h.name !== 'a') continue;
+      started = body[Symbol.asyncIterator]();
+      expect((await started.next()).value).toEqual(Buffer.alloc(700 - 512, 1));
+    }
+    await expect(started!.next()).rejects.toThrow(/the body of 'a' was read after the next entry/);
+  });
+
   it('refuses a huge declared size without allocating it: the member runs past the end', async () => {
     const tar = Buffer.concat([header('huge', 2 ** 40), Buffer.alloc(4096)]);
     expect(await read([tar])).toBe("a.tar is corrupt or truncated: reading its tar failed ('huge' runs past the end of the archive).");

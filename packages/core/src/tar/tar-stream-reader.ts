@@ -121,18 +121,20 @@ class ChunkReader {
   }
 }
 
-/** The body of the current entry: its bytes left, and the entry it belongs to (stale once the reader has moved on). */
+/** The body of an entry: its bytes left, and whether it is still the current entry's (not once the reader has moved on). */
 interface BodyState {
-  serial: number;
+  live: boolean;
   left: number;
   readonly name: string;
 }
 
 const runsPast = (label: string, name: string): TarFormatError => new TarFormatError(label, `'${name}' runs past the end of the archive`);
 
-async function* bodyChunks(reader: ChunkReader, state: BodyState, current: () => number, label: string): AsyncGenerator<Buffer> {
-  if (state.serial !== current()) throw new TarFormatError(label, `the body of '${state.name}' was read after the next entry`);
-  while (state.left > 0) {
+async function* bodyChunks(reader: ChunkReader, state: BodyState, label: string): AsyncGenerator<Buffer> {
+  // Checked on every pull: a body started during its entry and resumed after the next one fails too.
+  for (;;) {
+    if (!state.live) throw new TarFormatError(label, `the body of '${state.name}' was read after the next entry`);
+    if (state.left === 0) return;
     const piece = await reader.some(state.left);
     if (piece.length === 0) throw runsPast(label, state.name);
     state.left -= piece.length;
@@ -161,8 +163,6 @@ export async function* tarStreamEntries(
 ): AsyncGenerator<TarStreamEntry, void, undefined> {
   const reader = new ChunkReader(chunks);
   const extended = new TarExtendedHeaders(label, options);
-  let serial = 0;
-  const current = (): number => serial;
   try {
     for (;;) {
       const offset = reader.offset;
@@ -176,9 +176,9 @@ export async function* tarStreamEntries(
         continue;
       }
       const pax = extended.apply(header);
-      const state: BodyState = { serial: ++serial, left: header.size, name: header.name };
-      yield { header, pax, offset, body: { [Symbol.asyncIterator]: () => bodyChunks(reader, state, current, label) } };
-      serial += 1;
+      const state: BodyState = { live: true, left: header.size, name: header.name };
+      yield { header, pax, offset, body: { [Symbol.asyncIterator]: () => bodyChunks(reader, state, label) } };
+      state.live = false;
       if ((await reader.skip(state.left)) > 0) throw runsPast(label, header.name);
       if ((await reader.skip(padding(header.size))) > 0) throw new TarFormatError(label, 'it ends inside a header block');
     }
