@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { expect, it } from 'vitest';
 import { missingFor, services } from './services.js';
+import { skipTitle } from './lazy-image.js';
 
 const exec = promisify(execFile);
 
@@ -44,7 +45,7 @@ export async function zstdDockers(): Promise<ZstdDockers> {
   };
 }
 
-const title = (name: string, docker: TestDocker | string): string => (typeof docker === 'string' ? `${name} [skipped: ${docker}]` : name);
+const title = (name: string, docker: TestDocker | string): string => skipTitle(name, typeof docker === 'string' ? docker : undefined);
 const versionOf = (docker: TestDocker | string): string => (typeof docker === 'string' ? '?' : docker.version);
 
 /**
