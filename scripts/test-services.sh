@@ -676,6 +676,10 @@ ensure_modern_root() {
 
 sha_of() { sha256sum "$1" 2>/dev/null | cut -c1-64; }
 
+# The version of the Docker daemon at $1, of the docker CLI's buildx plugin; empty when it does not answer.
+server_version() { DOCKER_HOST="$1" docker version --format '{{.Server.Version}}' 2>/dev/null || true; }
+buildx_version() { docker buildx version 2>/dev/null | awk '{print $2; exit}' || true; }
+
 # Copies the buildx plugin where every docker CLI looks for plugins, unless a plugin that this
 # script did not put there is already in that place.
 ensure_buildx() {
@@ -690,7 +694,7 @@ ensure_buildx() {
       sha_of "$BUILDX_PLUGIN" >"$record"
     fi
   fi
-  BUILDX_VERSION="$(docker buildx version 2>/dev/null | awk '{print $2; exit}' || true)"
+  BUILDX_VERSION="$(buildx_version)"
   if [ -z "$BUILDX_VERSION" ]; then
     missing "the docker buildx plugin: 'docker buildx version' fails (it comes with the modern runtimes above, or install docker-buildx-plugin)"
   fi
@@ -723,7 +727,7 @@ ensure_modern_docker() {
     log "modern docker: reusing the running daemon at $url"
   fi
   MODERN_DOCKER_URL="$url"
-  MODERN_DOCKER_VERSION="$(DOCKER_HOST="$url" docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
+  MODERN_DOCKER_VERSION="$(server_version "$url")"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -821,12 +825,12 @@ cmd_status() {
     bad=1
   fi
   local modern="unix://$MODERN_DOCKER_DIR/docker.sock" version
-  version="$(DOCKER_HOST="$modern" docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
+  version="$(server_version "$modern")"
   if [ -n "$version" ]; then status_line modern-docker up "$modern (Docker $version)"; else
     status_line modern-docker down "$modern"
     bad=1
   fi
-  version="$(docker buildx version 2>/dev/null | awk '{print $2; exit}' || true)"
+  version="$(buildx_version)"
   if [ -n "$version" ]; then status_line buildx up "$version"; else
     status_line buildx down "docker buildx version fails"
     bad=1
