@@ -40,14 +40,14 @@ export function tarRecords(tar: Buffer, label = 'the layer'): TarRecord[] {
     if (!header) return records;
     const type = String.fromCharCode(header.typeflag);
     const isMeta = isExtendedHeader(header.typeflag) && type !== 'g';
-    if (isMeta) extended.checkSize(header.size);
-    const size = header.size;
+    const ownSize = header.size; // its own body's, before apply() puts a pending pax size in
+    if (isMeta) extended.checkSize(ownSize);
+    else extended.apply(header);
     // A pax global header is a record of its own; it takes the extended headers before it (as Go's archive/tar), not their size.
-    if (!isMeta) extended.apply(header);
-    const realSize = type === 'g' ? size : header.size;
-    const end = at + TAR_BLOCK + padded(realSize);
+    const bodySize = type === 'g' ? ownSize : header.size;
+    const end = at + TAR_BLOCK + padded(bodySize);
     if (end > tar.length) throw new TarFormatError(label, `'${header.name}' runs past the end of the archive`);
-    if (isMeta || type === 'g') extended.read(header.typeflag, tar.subarray(at + TAR_BLOCK, at + TAR_BLOCK + realSize));
+    if (isMeta || type === 'g') extended.read(header.typeflag, tar.subarray(at + TAR_BLOCK, at + TAR_BLOCK + bodySize));
     at = end;
     if (isMeta) continue;
     records.push({ path: clean(header.name), type, linkPath: clean(header.linkname), bytes: tar.subarray(start, at) });
