@@ -40,6 +40,22 @@ describe('credentialsInClear: which Docker hosts get registry credentials unencr
       expect(inClear(host), host).toBe(false);
     }
   });
+
+  it('127.0.0.0/8 mapped into IPv6 is this machine, in both spellings; another mapped IPv4 address is not', () => {
+    // The URL parser writes [::ffff:127.0.0.1] as [::ffff:7f00:1].
+    for (const host of ['tcp://[::ffff:127.0.0.1]:2375', 'tcp://[::FFFF:7F00:1]:2375', 'tcp://[0:0:0:0:0:ffff:127.0.0.1]:2375', 'http://[::ffff:127.1.2.3]:2375']) {
+      expect(inClear(host), host).toBe(false);
+    }
+    for (const host of ['::ffff:127.0.0.1', '::ffff:7f00:1', '[::ffff:7f00:1]', '[::ffff:127.0.0.1]', '::ffff:7fff:ffff']) {
+      expect(credentialsInClear({ host, port: 2375, protocol: 'http' }), host).toBe(false);
+    }
+    for (const host of ['tcp://[::ffff:8.8.8.8]:2375', 'tcp://[::ffff:128.0.0.1]:2375', 'tcp://[::ffff:0:127.0.0.1]:2375', 'tcp://[::127.0.0.1]:2375']) {
+      expect(inClear(host), host).toBe(true);
+    }
+    for (const host of ['::ffff:8.8.8.8', '::ffff:808:808', '[::ffff:808:808]', '::ffff:7e00:1', '::ffff:8000:1', '::ffff:7f00:1:1']) {
+      expect(credentialsInClear({ host, port: 2375, protocol: 'http' }), host).toBe(true);
+    }
+  });
 });
 
 describe('the note travels through the build request, once per daemon', () => {

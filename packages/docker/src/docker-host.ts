@@ -103,10 +103,15 @@ function invalidHost(host: string): ConfigError {
   });
 }
 
-/** 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z) and localhost: a daemon on this machine. */
+/**
+ * 127.0.0.0/8, ::1, localhost, and 127.0.0.0/8 mapped into IPv6 (`::ffff:127.0.0.1`, which the
+ * URL parser writes in hex as `::ffff:7f00:1`; with or without the brackets of a URL's hostname):
+ * a daemon on this machine.
+ */
 function isLoopback(hostname: string): boolean {
-  const host = hostname.toLowerCase().replace(/\.$/, '');
-  return host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^(?:::ffff:)?127(?:\.\d{1,3}){3}$/.test(host);
+  const host = hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
+  if (host === 'localhost' || host.endsWith('.localhost') || host === '::1') return true;
+  return /^(?:::ffff:)?127(?:\.\d{1,3}){3}$/.test(host) || /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(host);
 }
 
 /**
