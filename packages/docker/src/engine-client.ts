@@ -93,7 +93,7 @@ export class EngineClient {
 
   /** A request whose answer is JSON (or empty: undefined). */
   async json<T>(request: EngineRequest): Promise<T> {
-    const response = await this.#send(request, true);
+    const response = await this.#send(request);
     const text = await readBounded(response, request);
     if (text.trim() === '') return undefined as T;
     try {
@@ -105,7 +105,7 @@ export class EngineClient {
 
   /** A request whose 2xx answer is a stream the caller reads (progress events) as it comes: an unread one counts as silent. */
   stream(request: StreamRequest): Promise<IncomingMessage> {
-    return this.#send(request, false);
+    return this.#send(request);
   }
 
   /**
@@ -116,7 +116,7 @@ export class EngineClient {
    */
   hijack(request: EngineRequest): Promise<Duplex | IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const { req, clock } = this.#open({ ...request, silence: 'open' }, { connection: 'Upgrade', upgrade: 'tcp' }, false);
+      const { req, clock } = this.#open({ ...request, silence: 'open' }, { connection: 'Upgrade', upgrade: 'tcp' });
       req.on('upgrade', (_response, socket, head) => {
         clock.stop();
         if (head.length > 0) socket.unshift(head);
@@ -133,9 +133,9 @@ export class EngineClient {
   }
 
   /** A request and its 2xx answer (see {@link hijack} for the one that may be upgraded instead; the wiring is #open's and #answer's). */
-  #send(request: EngineRequest, json: boolean): Promise<IncomingMessage> {
+  #send(request: EngineRequest): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const { req } = this.#open(request, {}, json);
+      const { req } = this.#open(request, {});
       req.on('response', (response) => this.#answer(request, response).then(resolve, reject));
       req.on('error', reject);
     });
@@ -155,7 +155,7 @@ export class EngineClient {
     throw refused(status, response.statusMessage, json);
   }
 
-  #open(request: EngineRequest, extra: Record<string, string>, json: boolean): { req: ClientRequest; clock: RequestClock } {
+  #open(request: EngineRequest, extra: Record<string, string>): { req: ClientRequest; clock: RequestClock } {
     const { connection } = this;
     const headers: Record<string, string> = { accept: 'application/json', ...extra };
     let body: Buffer | undefined;
@@ -181,7 +181,7 @@ export class EngineClient {
     Object.assign(options, address, { agent: this.#agent });
     const req = (connection.protocol === 'https' ? httpsRequest : httpRequest)(options);
     const target = { shownHost: this.#shownHost, ssh: connection.protocol === 'ssh', method: request.method, path: request.path };
-    const clock = new RequestClock(this.limits, target, req, request.silence ?? 'idle', json);
+    const clock = new RequestClock(this.limits, target, req, request.silence ?? 'idle');
     // Registered first: the answer's own silence limit starts before any caller reads it.
     req.on('response', (response) => clock.answered(response));
     sendBody(req, body, () => clock.touch());

@@ -4,7 +4,8 @@ import { NETWORK_ENV, NetworkError, type NetworkTimeouts } from '@prebuilt/core/
 
 /**
  * How long the body of an answer may go silent once its headers came:
- * - `idle`: the client's idle limit (every JSON answer: the daemon has it ready or nearly).
+ * - `idle`: the client's idle limit, and the whole request within the deadline (every JSON answer
+ *   but a container's wait: the daemon has it ready or nearly).
  * - `progress`: ten times the idle limit (10 minutes by default), for pull and push progress. The
  *   daemon reports a running download or upload every fraction of a second and each layer's
  *   step (`Waiting`, `Extracting`, `Pushed`); it says nothing while a registry checks a large
@@ -35,7 +36,7 @@ export interface ClockTarget {
 /**
  * The clock of one Engine API request: fails it (destroys the request and its answer with the
  * error) when the connect, the upload, the headers or the body go silent longer than their
- * limit, or a JSON call outlives the deadline. Activity is any byte the connection reads, a
+ * limit, or an `idle` request (a JSON call) outlives the deadline. Activity is any byte the connection reads, a
  * connect, or a chunk of the request's body flushed. Stopped at the end of the answer, at the
  * hijack of an attach, and when the request closes (an abort included). An ssh connection's
  * connect is ssh's own (its ConnectTimeout, see ssh-dial.ts): the clock waits for it.
@@ -56,18 +57,17 @@ export class RequestClock {
    * `limits` are the network settings every other read of prebuilt uses
    * (METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT / _DEADLINE): no byte for `idleMs` fails the request —
    * the connect, the upload of its body (a stalled daemon stops reading it), the wait for the
-   * answer's headers, and a JSON answer's body; a JSON call's whole request, first byte to last,
-   * may take at most `deadlineMs`.
+   * answer's headers, and an `idle` answer's body; an `idle` request (a JSON call), first byte to
+   * last, may take at most `deadlineMs`.
    */
   constructor(
     private readonly limits: NetworkTimeouts,
     private readonly target: ClockTarget,
     private readonly req: ClientRequest,
     private readonly silence: AnswerSilence,
-    json: boolean,
   ) {
     this.#silenceMs = limits.idleMs;
-    this.#deadlineMs = json && silence !== 'open' ? limits.deadlineMs : undefined;
+    this.#deadlineMs = silence === 'idle' ? limits.deadlineMs : undefined;
     this.#timer = setInterval(() => this.#tick(), Math.max(10, Math.min(250, limits.idleMs / 4)));
     this.#timer.unref();
     req.on('socket', (socket: Duplex) => this.#watchSocket(socket));
