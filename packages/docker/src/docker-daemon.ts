@@ -39,7 +39,7 @@ export class DockerDaemon {
   #clearNoted = false;
 
   constructor(
-    private readonly settings: Pick<DockerSettings, 'dockerHost' | 'apiVersion'> & Partial<Pick<DockerSettings, 'timeouts'>>,
+    private readonly settings: Pick<DockerSettings, 'dockerHost' | 'apiVersion' | 'timeouts'>,
     env: Record<string, string | undefined>,
     inClear: (connection: EngineConnection) => boolean = credentialsInClear,
   ) {
@@ -47,7 +47,7 @@ export class DockerDaemon {
     this.credentialsInClear = inClear(connection);
     this.client = new EngineClient(settings.apiVersion ? { ...connection, version: settings.apiVersion } : connection, {
       shownHost: shownDockerHost(settings.dockerHost),
-      ...(settings.timeouts ? { limits: settings.timeouts } : {}),
+      limits: settings.timeouts,
     });
   }
 

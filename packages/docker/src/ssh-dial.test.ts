@@ -9,7 +9,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { UnreachableError } from '@prebuilt/core/backend';
+import { UnreachableError, networkTimeouts } from '@prebuilt/core/backend';
 import { DockerDaemon } from './docker-daemon.js';
 import { dockerConnection } from './docker-host.js';
 import { EngineClient } from './engine-client.js';
@@ -17,6 +17,9 @@ import { engineVersion } from './engine-version.js';
 import { runIsolatedContainer } from './isolated-container.js';
 import { sshArguments } from './ssh-dial.js';
 import { testServices } from './__fixtures__/services.js';
+
+/** The network limits' defaults, as resolveDockerSettings gives them without settings. */
+const TIMEOUTS = networkTimeouts({ env: {} });
 
 const FAKE_SSH = `#!${process.execPath}
 // FAKE ssh for prebuilt's tests: records its arguments, then relays stdin/stdout to FAKE_SSH_SOCKET.
@@ -79,10 +82,9 @@ const calls = async (): Promise<string[][]> => (await readFile(join(dir, 'ssh.lo
 
 describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () => {
   it('runs ssh as the docker CLI does: [-p port] [-l user] -- host docker system dial-stdio', () => {
-    expect(sshArguments(dockerConnection('ssh://me@127.0.0.1:2222', {}))).toEqual(['-p', '2222', '-l', 'me', '--', '127.0.0.1', 'docker', 'system', 'dial-stdio']);
-    expect(sshArguments(dockerConnection('ssh://127.0.0.1', {}))).toEqual(['--', '127.0.0.1', 'docker', 'system', 'dial-stdio']);
-    // With a connect limit: ssh's ConnectTimeout, in whole seconds (at least 1).
-    expect(sshArguments(dockerConnection('ssh://127.0.0.1', {}), 60_000).slice(0, 2)).toEqual(['-o', 'ConnectTimeout=60']);
+    expect(sshArguments(dockerConnection('ssh://me@127.0.0.1:2222', {}), 60_000)).toEqual(['-o', 'ConnectTimeout=60', '-p', '2222', '-l', 'me', '--', '127.0.0.1', 'docker', 'system', 'dial-stdio']);
+    expect(sshArguments(dockerConnection('ssh://127.0.0.1', {}), 60_000)).toEqual(['-o', 'ConnectTimeout=60', '--', '127.0.0.1', 'docker', 'system', 'dial-stdio']);
+    // The connect limit is ssh's ConnectTimeout, in whole seconds (at least 1).
     expect(sshArguments(dockerConnection('ssh://127.0.0.1', {}), 200).slice(0, 2)).toEqual(['-o', 'ConnectTimeout=1']);
   });
 
@@ -96,7 +98,7 @@ describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () =>
     expect((await calls()).slice(before)).toEqual([['-o', 'ConnectTimeout=60', '-p', '2222', '-l', 'me', '--', '127.0.0.1', 'docker', 'system', 'dial-stdio']]);
     client.close();
     await waitFor(() => fakeConnections() === 0);
-    const daemon = new DockerDaemon({ dockerHost: 'ssh://me@127.0.0.1:2222', apiVersion: undefined }, {});
+    const daemon = new DockerDaemon({ dockerHost: 'ssh://me@127.0.0.1:2222', apiVersion: undefined, timeouts: TIMEOUTS }, {});
     await daemon.check(undefined);
     daemon.close();
   });
@@ -119,7 +121,7 @@ describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () =>
   it('an ssh that fails (exit 255) makes the daemon unreachable, quoting ssh\'s stderr', async () => {
     process.env['FAKE_SSH_FAIL'] = '1';
     try {
-      const error = await new DockerDaemon({ dockerHost: 'ssh://127.0.0.1:2222', apiVersion: undefined }, {}).check(undefined).catch((e: unknown) => e);
+      const error = await new DockerDaemon({ dockerHost: 'ssh://127.0.0.1:2222', apiVersion: undefined, timeouts: TIMEOUTS }, {}).check(undefined).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(UnreachableError);
       expect((error as Error).message).toBe('The Docker daemon at ssh://127.0.0.1:2222 cannot be reached: ssh to 127.0.0.1 exited with 255: ssh: connect to host 127.0.0.1 port 2222: Connection refused.');
     } finally {
@@ -131,7 +133,7 @@ describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () =>
     const path = process.env['PATH'];
     process.env['PATH'] = join(dir, 'empty');
     try {
-      const error = await new DockerDaemon({ dockerHost: 'ssh://127.0.0.1', apiVersion: undefined }, {}).check(undefined).catch((e: unknown) => e);
+      const error = await new DockerDaemon({ dockerHost: 'ssh://127.0.0.1', apiVersion: undefined, timeouts: TIMEOUTS }, {}).check(undefined).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(UnreachableError);
       expect((error as Error).message).toMatch(/cannot be reached: ssh to 127\.0\.0\.1 cannot be started: spawn ssh ENOENT/);
     } finally {

@@ -19,13 +19,14 @@ export interface SshTarget {
 const SSH_CONNECT_GRACE_MS = 1000;
 
 /**
- * The arguments of `ssh` for a Docker host, as the docker CLI runs it; with `connectTimeoutMs`,
- * also ssh's ConnectTimeout (whole seconds, at least 1): the TCP connect and the server's
- * greeting within it, else ssh exits 255 saying why ("Connection timed out").
+ * The arguments of `ssh` for a Docker host, as the docker CLI runs it, with `connectTimeoutMs` as
+ * ssh's ConnectTimeout (whole seconds, at least 1): the TCP connect and the server's greeting
+ * within it, else ssh exits 255 saying why ("Connection timed out").
  */
-export function sshArguments(target: SshTarget, connectTimeoutMs?: number): string[] {
+export function sshArguments(target: SshTarget, connectTimeoutMs: number): string[] {
   return [
-    ...(connectTimeoutMs !== undefined ? ['-o', `ConnectTimeout=${connectSeconds(connectTimeoutMs)}`] : []),
+    '-o',
+    `ConnectTimeout=${connectSeconds(connectTimeoutMs)}`,
     ...(target.port !== undefined && target.port !== 22 ? ['-p', String(target.port)] : []),
     ...(target.username ? ['-l', target.username] : []),
     '--',
@@ -47,16 +48,16 @@ function connectSeconds(ms: number): number {
  * user's ssh configuration, keys and agent apply). One process per connection, killed when the
  * connection closes; an ssh that exits with an error fails the connection with its stderr.
  *
- * ssh says nothing when it has connected, so with `connectTimeoutMs` the stream is `connecting`
- * (as a net.Socket is) until its first byte or until ssh has outlived its ConnectTimeout by
+ * ssh says nothing when it has connected, so the stream is `connecting` (as a net.Socket is)
+ * until its first byte or until ssh has outlived its ConnectTimeout (`connectTimeoutMs`) by
  * {@link SSH_CONNECT_GRACE_MS}: a host whose connect never completes is ssh's own exit (255,
  * "Connection timed out"), not a silent connection (engine-clock.ts leaves a connecting ssh
  * to it).
  */
-export function dialSsh(target: SshTarget, connectTimeoutMs?: number): Duplex {
+export function dialSsh(target: SshTarget, connectTimeoutMs: number): Duplex {
   const child = spawn('ssh', sshArguments(target, connectTimeoutMs), { stdio: ['pipe', 'pipe', 'pipe'] });
   const stream = new SshStream(child, target.host ?? '');
-  if (connectTimeoutMs !== undefined) stream.connectingFor(connectSeconds(connectTimeoutMs) * 1000 + SSH_CONNECT_GRACE_MS);
+  stream.connectingFor(connectSeconds(connectTimeoutMs) * 1000 + SSH_CONNECT_GRACE_MS);
   return stream;
 }
 
@@ -68,7 +69,7 @@ export function dialSsh(target: SshTarget, connectTimeoutMs?: number): Duplex {
 export class SshAgent extends Agent {
   constructor(
     private readonly target: SshTarget,
-    private readonly connectTimeoutMs?: number,
+    private readonly connectTimeoutMs: number,
   ) {
     super({ keepAlive: true });
   }
