@@ -64,7 +64,7 @@ export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayers } from './reci
 export { writeFileAtomic } from './atomic-write.js';
 export { compareBytes, listTree, sourceDateEpoch } from './file-tree.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';
-export { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, sealTarHeader, tarNumber, tarText, type TarHeader } from './tar/tar-header.js';
+export { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, sealTarHeader, tarNumber, tarPadding, tarText, type TarHeader } from './tar/tar-header.js';
 export {
   MAX_EXTENDED_HEADER,
   TarExtendedHeaders,

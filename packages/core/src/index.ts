@@ -80,7 +80,7 @@ export { createMaterializedRecipeRunner } from './recipes/materialized-runner.js
 export { writeFileAtomic } from './atomic-write.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntryKind } from './file-tree.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';
-export { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, sealTarHeader, tarNumber, tarText, type TarHeader } from './tar/tar-header.js';
+export { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, sealTarHeader, tarNumber, tarPadding, tarText, type TarHeader } from './tar/tar-header.js';
 export {
   MAX_EXTENDED_HEADER,
   TarExtendedHeaders,

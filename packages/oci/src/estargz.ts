@@ -15,6 +15,7 @@ import {
   paxInteger,
   paxSeconds,
   tarNumber,
+  tarPadding,
   tarText,
   type TarHeader,
 } from '@prebuilt/core/backend';
@@ -287,7 +288,7 @@ class EstargzWriter {
     entry.mode = (header.mode & 0o7777) | (MODE_BITS[tocType] ?? 0);
     this.#entryName = header.name;
     this.#toc.push(entry);
-    this.#pad = (TAR_BLOCK - (realSize % TAR_BLOCK)) % TAR_BLOCK;
+    this.#pad = tarPadding(realSize);
     if (realSize === 0) {
       this.#state = 'header';
       return;
@@ -308,7 +309,7 @@ class EstargzWriter {
     this.#entryName = header.name;
     this.#meta = [];
     this.#remaining = header.size;
-    this.#pad = (TAR_BLOCK - (header.size % TAR_BLOCK)) % TAR_BLOCK;
+    this.#pad = tarPadding(header.size);
     this.#state = header.size > 0 ? 'meta' : 'header';
     if (header.size === 0) this.#onMetaDone();
   }
@@ -402,8 +403,7 @@ class EstargzWriter {
     const tocJson = Buffer.from(JSON.stringify({ version: 1, entries: this.#toc.map((e) => tocJsonEntry(e, starts)) }, null, '\t'));
     const end = starts[starts.length - 1]!;
     if (this.#format.tocInTar) {
-      const pad = (512 - (tocJson.length % 512)) % 512;
-      this.#append(Buffer.concat([tarFileHeader(TOC_NAME, tocJson.length), tocJson, Buffer.alloc(pad + 1024)]));
+      this.#append(Buffer.concat([tarFileHeader(TOC_NAME, tocJson.length), tocJson, Buffer.alloc(tarPadding(tocJson.length) + 2 * TAR_BLOCK)]));
       out.push(await this.#format.compress(Buffer.concat(this.#member, this.#memberBytes)));
     }
     const trailer = await this.#format.trailer(tocJson, end);

@@ -1,4 +1,4 @@
-import { TAR_BLOCK, TarExtendedHeaders, TarFormatError, decodeTarHeader, isExtendedHeader } from '@prebuilt/core/backend';
+import { TAR_BLOCK, TarExtendedHeaders, TarFormatError, decodeTarHeader, isExtendedHeader, tarPadding } from '@prebuilt/core/backend';
 import { tarFileHeader } from './estargz.js';
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from './estargz-prefetch.js';
 import { parentDirs } from './layer.js';
@@ -23,7 +23,6 @@ export interface TarRecord {
 }
 
 const clean = (name: string): string => name.replace(/^(\.?\/)+/, '').replace(/\/+$/, '');
-const padded = (size: number): number => Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
 
 /**
  * The records of an uncompressed tar, up to its end-of-archive blocks, read by core's strict tar
@@ -45,7 +44,7 @@ export function tarRecords(tar: Buffer, label = 'the layer'): TarRecord[] {
     else extended.apply(header);
     // A pax global header is a record of its own; it takes the extended headers before it (as Go's archive/tar), not their size.
     const bodySize = type === 'g' ? ownSize : header.size;
-    const end = at + TAR_BLOCK + padded(bodySize);
+    const end = at + TAR_BLOCK + bodySize + tarPadding(bodySize);
     if (end > tar.length) throw new TarFormatError(label, `'${header.name}' runs past the end of the archive`);
     if (isMeta || type === 'g') extended.read(header.typeflag, tar.subarray(at + TAR_BLOCK, at + TAR_BLOCK + bodySize));
     at = end;

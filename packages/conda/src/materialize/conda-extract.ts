@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { tarPadding } from '@prebuilt/core';
 import type { FileStamp } from '../cache/extraction-cache.js';
 import { openSealedFile, writeSealedFileSync } from '../cache/sealed-file.js';
 import { readTarStream, type TarEntryHeader } from './archive.js';
@@ -68,7 +69,7 @@ function declaredPaths(raw: Buffer, label: string): { declared: DeclaredPaths; t
     const path = safeRelativePath(entry._path, label);
     if (entry.path_type !== 'softlink' && entry.path_type !== 'directory') sizes.set(path, known ? size : Number.POSITIVE_INFINITY);
     if (!known) unknownSizes = true;
-    tarBytes += Math.ceil(size / 512) * 512 + TAR_ENTRY_OVERHEAD;
+    tarBytes += size + tarPadding(size) + TAR_ENTRY_OVERHEAD;
   }
   // Without a size for every file, paths.json bounds nothing: the undeclared bound stays.
   return { declared: { sizes, complete: Array.isArray(parsed.paths) }, tarBytes: unknownSizes ? Number.POSITIVE_INFINITY : tarBytes };

@@ -9,7 +9,7 @@
  * check out, a member that runs past the end, an entry type a package may not contain, all fail
  * naming the package, as they do on the streaming path.
  */
-import { TAR_BLOCK, TarExtendedHeaders, TarFormatError, decodeTarHeader, isExtendedHeader } from '@prebuilt/core';
+import { TAR_BLOCK, TarExtendedHeaders, TarFormatError, decodeTarHeader, isExtendedHeader, tarPadding } from '@prebuilt/core';
 import { packageEntryHeader, tarReadError, type TarEntryHeader } from './archive.js';
 
 
@@ -51,7 +51,7 @@ export async function readTarBuffer(
       if (end > data.length) throw new TarFormatError(label, `'${header.name}' runs past the end of the archive`);
       const body = data.subarray(at, end);
       const start = at;
-      at += Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
+      at += size + tarPadding(size);
       if (long) {
         extended.read(type, body);
         continue;

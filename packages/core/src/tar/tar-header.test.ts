@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TarFormatError } from '../errors.js';
-import { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, sealTarHeader, tarNumber, tarText } from './tar-header.js';
+import { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, sealTarHeader, tarNumber, tarPadding, tarText } from './tar-header.js';
 
 /** A ustar header of a file (fields as given), its checksum set. */
 function header(fields: { name?: string; size?: string; prefix?: string; magic?: string; typeflag?: string; linkname?: string } = {}): Buffer {
@@ -26,6 +26,13 @@ const field = (text: string | number[], length = 12): Buffer => {
   else b.set(text);
   return b;
 };
+
+describe('tarPadding', () => {
+  it('pads a body to the next block, an empty or whole-block body not at all', () => {
+    expect([0, 1, 511, 512, 513, 1024, 8 * 1024 ** 3 + 5].map(tarPadding)).toEqual([0, 511, 1, 0, 511, 0, 507]);
+    for (const size of [0, 1, 100, 511, 512, 4097]) expect((size + tarPadding(size)) % TAR_BLOCK).toBe(0);
+  });
+});
 
 describe('tar numbers', () => {
   it('reads octal up to the first NUL, blanks around it ignored; an empty field is 0', () => {

@@ -13,6 +13,11 @@ import { TarFormatError } from '../errors.js';
 /** A tar block: every header, and the padding of every member. */
 export const TAR_BLOCK = 512;
 
+/** The zero bytes after a body of `size` bytes, up to the next block: a header or the end-of-archive blocks start there. */
+export function tarPadding(size: number): number {
+  return (TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK;
+}
+
 /** A header block's fields as the block states them (the extended headers before it not applied). */
 export interface TarHeader {
   /** The entry's name, a ustar header's prefix joined to it. */

@@ -9,7 +9,7 @@
  * follows its header whatever its type, and the stream must end at a block boundary.
  */
 import { TarFormatError } from '../errors.js';
-import { TAR_BLOCK, decodeTarHeader, type TarHeader } from './tar-header.js';
+import { TAR_BLOCK, decodeTarHeader, tarPadding, type TarHeader } from './tar-header.js';
 import { TarExtendedHeaders, isExtendedHeader, type TarExtendedHeadersOptions } from './tar-extended-headers.js';
 
 /** One entry of a streamed tar. */
@@ -28,7 +28,6 @@ export interface TarStreamEntry {
 }
 
 const EMPTY = Buffer.alloc(0);
-const padding = (size: number): number => (TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK;
 
 /** Pulls bytes from a source of chunks, only when asked. */
 class ChunkReader {
@@ -148,7 +147,7 @@ async function readExtended(reader: ChunkReader, header: TarHeader, extended: Ta
   const body = await reader.take(header.size);
   if (body.length < header.size) throw runsPast(label, header.name);
   extended.read(header.typeflag, body);
-  if ((await reader.skip(padding(header.size))) > 0) throw new TarFormatError(label, 'it ends inside a header block');
+  if ((await reader.skip(tarPadding(header.size))) > 0) throw new TarFormatError(label, 'it ends inside a header block');
 }
 
 /**
@@ -180,7 +179,7 @@ export async function* tarStreamEntries(
       yield { header, pax, offset, body: { [Symbol.asyncIterator]: () => bodyChunks(reader, state, label) } };
       state.live = false;
       if ((await reader.skip(state.left)) > 0) throw runsPast(label, header.name);
-      if ((await reader.skip(padding(header.size))) > 0) throw new TarFormatError(label, 'it ends inside a header block');
+      if ((await reader.skip(tarPadding(header.size))) > 0) throw new TarFormatError(label, 'it ends inside a header block');
     }
   } finally {
     await reader.close();
