@@ -280,25 +280,24 @@ class EstargzWriter {
     this.#append(h);
     if (isExtendedHeader(header.typeflag)) return this.#onExtendedHeader(header);
     const pax = this.#extended.apply(header);
-    const realSize = header.size;
     const tocType = TYPES[String.fromCharCode(header.typeflag)] ?? 'reg';
     const entry: TocEntry = { name: header.name, type: tocType, ...this.#attributes(h, pax) };
-    if (tocType === 'reg') entry.size = realSize;
+    if (tocType === 'reg') entry.size = header.size;
     if (tocType === 'symlink' || tocType === 'hardlink') entry.linkName = header.linkname;
     entry.mode = (header.mode & 0o7777) | (MODE_BITS[tocType] ?? 0);
     this.#entryName = header.name;
     this.#toc.push(entry);
-    this.#pad = tarPadding(realSize);
-    if (realSize === 0) {
+    this.#pad = tarPadding(header.size);
+    if (header.size === 0) {
       this.#state = 'header';
       return;
     }
-    this.#remaining = realSize;
+    this.#remaining = header.size;
     this.#state = 'payload';
     if (tocType === 'reg') {
       await this.#closeMember(out);
       entry.member = this.#members;
-      this.#file = { entry, size: realSize, done: 0, fileHash: createHash('sha256'), chunkHash: createHash('sha256'), chunkStart: 0 };
+      this.#file = { entry, size: header.size, done: 0, fileHash: createHash('sha256'), chunkHash: createHash('sha256'), chunkStart: 0 };
     }
   }
 
