@@ -18,13 +18,12 @@ import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.j
 import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
 import { have, stargzMissing, startStargzNode, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { startCountingProxy, type CountingProxy } from './__fixtures__/counting-proxy.js';
-import { PREFETCH_ONLY } from './__fixtures__/lazy-image.js';
+import { PREFETCH_ONLY, skipTitle as title } from './__fixtures__/lazy-image.js';
 import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
 import { createOciBuildService, ociSettings, type PushSummary } from './oci-build-service.js';
 
 const exec = promisify(execFile);
 const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
 const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
 async function listTar(tar: Buffer): Promise<string[]> {

@@ -14,6 +14,7 @@ import { PrebuiltError, RegistryClient, sealTarHeader } from '@prebuilt/core/bac
 import { convertLayerToEstargz } from './estargz-base.js';
 import { tarFileHeader } from './estargz.js';
 import { missingFor, services, uniqueRepo } from './__fixtures__/services.js';
+import { skipTitle } from './__fixtures__/lazy-image.js';
 import { createOciBuildService } from './oci-build-service.js';
 
 const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
@@ -112,7 +113,7 @@ describe('a hostile base layer is refused, naming the layer', () => {
 const sha = (bytes: Uint8Array): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 const missing = missingFor(['registries']);
 
-describe.skipIf(missing !== undefined)(`oci build service: a base image with a corrupt layer${missing ? ` [skipped: ${missing}]` : ''}`, () => {
+describe.skipIf(missing !== undefined)(skipTitle('oci build service: a base image with a corrupt layer', missing), () => {
   let work: string;
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'prebuilt-estargz-hostile-svc-'));

@@ -26,10 +26,11 @@ import { LAYER_FORMAT_ID } from './layer-codec.js';
 import { GROUPING } from './layering.js';
 import { createOciBuildService, ociSettings, type PushSummary } from './oci-build-service.js';
 import { credentialsFor, headDigest, missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
+import { skipTitle } from './__fixtures__/lazy-image.js';
 
 const exec = promisify(execFile);
 const missing = missingFor(['registries', 'baseImage']);
-const title = (name: string, reason: string | undefined = missing): string => (reason ? `${name} [skipped: ${reason}]` : name);
+const title = (name: string, reason: string | undefined = missing): string => skipTitle(name, reason);
 const dockerMissing = missingFor(['registries', 'baseImage', 'docker']);
 
 function baseIdentity(): BaseImageIdentity {

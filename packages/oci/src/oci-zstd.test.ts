@@ -21,11 +21,11 @@ import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureS
 import { createOciBuildService } from './oci-build-service.js';
 import { containerdMissing, have, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { dockerZstdTests, zstdDockers } from './__fixtures__/docker-zstd.js';
+import { skipTitle as title } from './__fixtures__/lazy-image.js';
 import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const missing = missingFor(['registries', 'baseImage']);
-const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
 
 const dockers = await zstdDockers();
 const containerdReason = await containerdMissing();

@@ -25,10 +25,10 @@ import { checkWithSnapshotterReader, estargzChecker } from './__fixtures__/estar
 import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
 import { thrownConfigError } from './__fixtures__/config-error.js';
 import { layerSources } from './__fixtures__/layer-sources.js';
+import { skipTitle as title } from './__fixtures__/lazy-image.js';
 
 const exec = promisify(execFile);
 const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
 const checker = await estargzChecker().catch((error: unknown) => ({ reason: `building the Go checker failed: ${String(error)}` }));
 const checkerReason = 'reason' in checker ? checker.reason : undefined;
 

@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accepts, stargzMissing, startStargzNode } from './containerd.js';
+import { skipTitle as title } from './lazy-image.js';
 
 const exec = promisify(execFile);
 const stargzReason = await stargzMissing();
-const title = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
 
 describe('accepts: a unix socket is ready when something listens on it', () => {
   let dir: string;
