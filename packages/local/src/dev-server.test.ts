@@ -87,6 +87,24 @@ describe.skipIf(!haveBinary)(`development registry server: Debian's docker-regis
     expect((await stopLocalRegistryServer({ stateDir })).stopped).toBe(false);
   });
 
+  it('status and stop given another port than the running one refuse it (ConfigError), and stop stops nothing', async () => {
+    const port = await freePort();
+    const started = await startLocalRegistryServer({ port, stateDir });
+    try {
+      const status = await localRegistryServerStatus({ stateDir, port: port + 1 }).catch((e: unknown) => e);
+      expect(status).toBeInstanceOf(ConfigError);
+      expect((status as ConfigError).message).toBe(`The development registry runs at 127.0.0.1:${port}, not on port ${port + 1}.`);
+      expect((status as ConfigError).hint).toContain(`prebuilt local-registry status --port ${port}`);
+      const stop = await stopLocalRegistryServer({ stateDir, port: port + 1 }).catch((e: unknown) => e);
+      expect(stop).toBeInstanceOf(ConfigError);
+      expect((stop as ConfigError).message).toBe(`The development registry runs at 127.0.0.1:${port}, not on port ${port + 1}; nothing was stopped.`);
+      expect(await localRegistryServerStatus({ stateDir, port })).toMatchObject({ running: true, pid: started.pid, port });
+      expect((await stopLocalRegistryServer({ stateDir, port })).stopped).toBe(true);
+    } finally {
+      await stopLocalRegistryServer({ stateDir });
+    }
+  });
+
   it('a stale state (the process is gone) reads as not running, and start replaces it', async () => {
     const port = await freePort();
     const started = await startLocalRegistryServer({ port, stateDir });

@@ -13,7 +13,11 @@ export const DEFAULT_REGISTRY_BINARY = '/usr/bin/docker-registry';
 export const DEFAULT_REGISTRY_IMAGE = 'registry:2';
 
 export interface LocalRegistryServerOptions {
-  /** Port on 127.0.0.1. Default 5000. */
+  /**
+   * Port on 127.0.0.1: where start listens (default 5000); for status and stop, the port it was
+   * started on. A registry running on another port is refused with a ConfigError (stop then
+   * stops nothing; start, when given a port, too).
+   */
   port?: number;
   /** Where config, data, pid, log and state go. Default `$XDG_STATE_HOME/prebuilt/local-registry` (`~/.local/state/…`). */
   stateDir?: string;
@@ -195,8 +199,30 @@ function statusFrom(p: Paths, state: ServerState | undefined, running: boolean, 
   };
 }
 
-/** Whether the development registry started by `startLocalRegistryServer` runs, where, and whether it answers. */
+/** Refuses a `port` that is not the running registry's: one development registry runs at a time. */
+function checkRunningPort(status: LocalRegistryServerStatus, port: number | undefined, action: 'start' | 'status' | 'stop'): void {
+  if (port === undefined || !status.running || status.port === port) return;
+  if (action === 'start') {
+    throw new ConfigError(`The development registry already runs at ${status.address}, not on port ${port}.`, {
+      hint: 'Run `prebuilt local-registry stop` first, or use the running one.',
+    });
+  }
+  throw new ConfigError(`The development registry runs at ${status.address}, not on port ${port}${action === 'stop' ? '; nothing was stopped' : ''}.`, {
+    hint: `Run \`prebuilt local-registry ${action} --port ${status.port}\` (or without --port): one development registry runs at a time.`,
+  });
+}
+
+/**
+ * Whether the development registry started by `startLocalRegistryServer` runs, where, and whether
+ * it answers; with `port`, a ConfigError when it runs on another one.
+ */
 export async function localRegistryServerStatus(options: LocalRegistryServerOptions = {}): Promise<LocalRegistryServerStatus> {
+  const status = await currentStatus(options);
+  checkRunningPort(status, options.port, 'status');
+  return status;
+}
+
+async function currentStatus(options: LocalRegistryServerOptions): Promise<LocalRegistryServerStatus> {
   const p = paths(options);
   const state = await readState(p);
   if (!state) return statusFrom(p, undefined, false, false);
@@ -217,13 +243,9 @@ export async function startLocalRegistryServer(
 ): Promise<LocalRegistryServerStatus & { alreadyRunning: boolean }> {
   const p = paths(options);
   const port = checkPort(options.port ?? DEFAULT_REGISTRY_PORT);
-  const current = await localRegistryServerStatus(options);
+  const current = await currentStatus(options);
   if (current.running) {
-    if (options.port !== undefined && current.port !== port) {
-      throw new ConfigError(`The development registry already runs at ${current.address}, not on port ${port}.`, {
-        hint: 'Run `prebuilt local-registry stop` first, or use the running one.',
-      });
-    }
+    checkRunningPort(current, options.port, 'start');
     return { ...current, alreadyRunning: true };
   }
   await clearState(p);
@@ -314,10 +336,14 @@ async function startContainer(p: Paths, port: number, options: LocalRegistryServ
   return { mode: 'container', port, pid: null, container: name, configFile: null, logFile: null, startedAt: new Date().toISOString() };
 }
 
-/** Stops the development registry. Idempotent: `stopped` is false when none was running. Data is kept. */
+/**
+ * Stops the development registry. Idempotent: `stopped` is false when none was running. Data is
+ * kept. With `port`, one running on another port is not stopped: a ConfigError.
+ */
 export async function stopLocalRegistryServer(
   options: LocalRegistryServerOptions = {},
 ): Promise<{ stopped: boolean; status: LocalRegistryServerStatus }> {
+  if (options.port !== undefined) checkRunningPort(await currentStatus(options), options.port, 'stop');
   const p = paths(options);
   const state = await readState(p);
   let stopped = false;
@@ -338,5 +364,5 @@ export async function stopLocalRegistryServer(
   }
   await clearState(p);
   debug('registry stop: %s', stopped ? 'stopped' : 'was not running');
-  return { stopped, status: await localRegistryServerStatus(options) };
+  return { stopped, status: await currentStatus(options) };
 }

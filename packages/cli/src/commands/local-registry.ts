@@ -43,12 +43,9 @@ function portFromEnv(env: Record<string, string | undefined>): number | undefine
   return match ? Number(match[1]) : undefined;
 }
 
-/** Refuses a --port that is not the running registry's: status and stop act on the one that runs. */
-function checkRunningPort(status: LocalRegistryServerStatus, port: number | undefined, verb: string): void {
-  if (port === undefined || !status.running || status.port === port) return;
-  throw new ConfigError(`The development registry runs at ${status.address}, not on port ${port}${verb === 'stop' ? '; nothing was stopped' : ''}.`, {
-    hint: `Run \`prebuilt local-registry ${verb} --port ${status.port}\` (or without --port): one development registry runs at a time.`,
-  });
+/** The port option of @prebuilt/local's calls (it refuses a running registry on another port): none without --port. */
+function portOption(port: number | undefined): { port?: number } {
+  return port === undefined ? {} : { port };
 }
 
 function describe(status: LocalRegistryServerStatus): string {
@@ -78,7 +75,7 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
       const port = options.port ?? portFromEnv(context.env);
-      const status = await (await localPackage()).startLocalRegistryServer({ env: context.env, ...(port === undefined ? {} : { port }) });
+      const status = await (await localPackage()).startLocalRegistryServer({ env: context.env, ...portOption(port) });
       if (options.json) {
         writeJsonResult(context, { ...status });
         return;
@@ -96,8 +93,7 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .option('--json', 'print one JSON object for machines')
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
-      const status = await (await localPackage()).localRegistryServerStatus({ env: context.env });
-      checkRunningPort(status, options.port, 'status');
+      const status = await (await localPackage()).localRegistryServerStatus({ env: context.env, ...portOption(options.port) });
       if (options.json) {
         writeJsonResult(context, { ...status });
         return;
@@ -114,9 +110,7 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .option('--json', 'print one JSON object for machines')
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
-      const local = await localPackage();
-      if (options.port !== undefined) checkRunningPort(await local.localRegistryServerStatus({ env: context.env }), options.port, 'stop');
-      const { stopped, status } = await local.stopLocalRegistryServer({ env: context.env });
+      const { stopped, status } = await (await localPackage()).stopLocalRegistryServer({ env: context.env, ...portOption(options.port) });
       if (options.json) {
         writeJsonResult(context, { stopped, ...status });
         return;
