@@ -59,34 +59,54 @@ function listDir(dir: string): string[] {
   }
 }
 
+/** The packages of one `node_modules/@prebuilt/` directory that declare a `"prebuilt"` field. */
+function scopeBackends(scopeDir: string): KnownBackend[] {
+  return listDir(scopeDir).flatMap((entry) => firstPartyOf(readPackageJson(join(scopeDir, entry, 'package.json'))) ?? []);
+}
+
 /**
  * The first-party backends installed where `dir` resolves packages: each package in
  * `node_modules/@prebuilt/` of `dir` and its parents (one scope directory, never all of
  * node_modules) that declares a `"prebuilt"` field; and the package at `dir` itself when it is one.
+ * `inScope` reads one scope directory.
  */
-export function installedFirstParty(dir: string): KnownBackend[] {
+export function installedFirstParty(dir: string, inScope: (scopeDir: string) => readonly KnownBackend[] = scopeBackends): KnownBackend[] {
   const found: KnownBackend[] = [];
   const self = firstPartyOf(readPackageJson(join(dir, 'package.json')));
   if (self) found.push(self);
   const { root } = parse(resolvePath(dir));
   for (let current = resolvePath(dir); ; current = dirname(current)) {
-    const scopeDir = join(current, 'node_modules', FIRST_PARTY_SCOPE);
-    for (const entry of listDir(scopeDir)) {
-      const known = firstPartyOf(readPackageJson(join(scopeDir, entry, 'package.json')));
-      if (known) found.push(known);
-    }
+    found.push(...inScope(join(current, 'node_modules', FIRST_PARTY_SCOPE)));
     if (current === root) return found;
   }
 }
 
 /**
+ * The scope directories {@link knownBackends} has read in this process, and what they held: a
+ * deploy resolves its build service and its registry and notes the settings of the services it
+ * ignores, three looks at the same directories, which read each one once. A backend installed
+ * there after that is seen by the next run.
+ */
+const scopeScans = new Map<string, readonly KnownBackend[]>();
+
+function scannedOnce(scopeDir: string): readonly KnownBackend[] {
+  let found = scopeScans.get(scopeDir);
+  if (found === undefined) {
+    found = scopeBackends(scopeDir);
+    scopeScans.set(scopeDir, found);
+  }
+  return found;
+}
+
+/**
  * The first-party backends known to a run: the catalogue given (else the one the CLI package at
  * `cliDir` declares), then those installed from `dirs`, one per kind and name, in that order.
+ * Each `node_modules/@prebuilt/` directory is read once per process.
  */
 export function knownBackends(input: { dirs: readonly string[]; cliDir?: string | undefined; catalogue?: BackendCatalogue | undefined }): KnownBackend[] {
   const declared = input.catalogue ?? (input.cliDir === undefined ? [] : declaredCatalogue(readPackageJson(join(input.cliDir, 'package.json'))));
   const known: KnownBackend[] = [];
-  for (const entry of [...declared, ...input.dirs.flatMap(installedFirstParty)]) {
+  for (const entry of [...declared, ...input.dirs.flatMap((dir) => installedFirstParty(dir, scannedOnce))]) {
     if (!known.some((k) => k.kind === entry.kind && k.name === entry.name)) known.push(entry);
   }
   return known;
