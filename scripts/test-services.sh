@@ -22,6 +22,9 @@
 # plugin is copied to /usr/local/libexec/docker/cli-plugins; a second dockerd (26.1) runs from that
 # root on $STATE_DIR/modern-docker/docker.sock with its own data and exec root, pid file,
 # containerd namespace and cgroup parent, beside (never instead of) the system's Docker 20.10.
+# A third dockerd, the same 26.1 binaries with the containerd image store (daemon.json feature
+# containerd-snapshotter, the default of Docker Engine 29 and Docker Desktop), runs the same way on
+# $STATE_DIR/containerd-store-docker/docker.sock with its own managed containerd.
 #
 # Settings (environment):
 #   PREBUILT_TEST_SERVICES_DIR         state directory       (default /var/tmp/prebuilt-test-services)
@@ -60,6 +63,8 @@ MODERN_PACKAGES=(docker.io containerd docker-buildx)
 MODERN_DIR="$STATE_DIR/$MODERN_SUITE"
 MODERN_ROOT="$MODERN_DIR/root"
 MODERN_DOCKER_DIR="$STATE_DIR/modern-docker"
+CSTORE_DOCKER_DIR="$STATE_DIR/containerd-store-docker"
+CSTORE_DRIVER_TYPE=io.containerd.snapshotter.v1
 BUILDX_PLUGIN=/usr/local/libexec/docker/cli-plugins/docker-buildx
 
 JSON_FILE="$STATE_DIR/services.json"
@@ -72,6 +77,8 @@ BASE_DIGEST=""
 MODERN_OK=0
 MODERN_DOCKER_URL=""
 MODERN_DOCKER_VERSION=""
+CSTORE_DOCKER_URL=""
+CSTORE_DOCKER_VERSION=""
 BUILDX_VERSION=""
 
 log() { printf '[test-services] %s\n' "$*" >&2; }
@@ -92,7 +99,7 @@ owns() {
 }
 
 usage() {
-  sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -657,6 +664,7 @@ fetch_modern_root() {
   modern_recipe "$mirror" >"$tmp/.prebuilt-recipe"
   rm -rf "$d/debs"
   stop_dockerd "$MODERN_DOCKER_DIR/dockerd.pid" "$MODERN_DOCKER_DIR/data"
+  stop_dockerd "$CSTORE_DOCKER_DIR/dockerd.pid" "$CSTORE_DOCKER_DIR/data"
   rm -rf "$MODERN_ROOT"
   mv "$tmp" "$MODERN_ROOT"
   log "modern runtimes: $(paste -sd ',' "$MODERN_ROOT/.prebuilt-versions" | sed 's/,/, /g')"
@@ -700,34 +708,63 @@ ensure_buildx() {
   fi
 }
 
-ensure_modern_docker() {
-  local dir="$MODERN_DOCKER_DIR" url="unix://$MODERN_DOCKER_DIR/docker.sock"
+# Starts (or reuses) a dockerd from the modern root in directory $1: its socket, data and exec root,
+# pid file, log and daemon.json $3 are there, its containerd namespace and cgroup parent are named
+# $2. Sets DOCKERD_URL and DOCKERD_VERSION when it answers; $4 names it in messages.
+ensure_root_dockerd() {
+  local dir="$1" name="$2" config="$3" label="$4" url="unix://$1/docker.sock"
+  DOCKERD_URL="" DOCKERD_VERSION=""
   [ "$MODERN_OK" = 1 ] && have docker || return 0
-  if ! docker_answers "$url"; then
-    if owns "$dir/dockerd.pid" "$dir/data"; then
-      missing "the modern dockerd (pid $(read_pid "$dir/dockerd.pid")) runs but does not answer at $url: run 'bash scripts/test-services.sh down', then up"
-      return 0
-    fi
+  mkdir -p "$dir"
+  write_if_changed "$dir/daemon.json" "$config" || true
+  if docker_answers "$url"; then
+    log "$label: reusing the running daemon at $url"
+  elif owns "$dir/dockerd.pid" "$dir/data"; then
+    missing "the $label dockerd (pid $(read_pid "$dir/dockerd.pid")) runs but does not answer at $url: run 'bash scripts/test-services.sh down', then up"
+    return 0
+  else
     rm -f "$dir/dockerd.pid"
-    mkdir -p "$dir"
-    [ -f "$dir/daemon.json" ] || echo '{}' >"$dir/daemon.json"
-    log "modern docker: starting $MODERN_ROOT/usr/sbin/dockerd on $url (no bridge, no iptables), log in $dir/dockerd.log"
-    # Its own containerd (1.7, from the root) and shims come first on PATH; runc is the system's.
+    log "$label: starting $MODERN_ROOT/usr/sbin/dockerd on $url (no bridge, no iptables), log in $dir/dockerd.log"
+    # Its own managed containerd (1.7, from the root) and shims come first on PATH; runc is the system's.
     PATH="$MODERN_ROOT/usr/bin:$MODERN_ROOT/usr/sbin:$PATH" setsid "$MODERN_ROOT/usr/sbin/dockerd" \
       --config-file="$dir/daemon.json" --bridge=none --iptables=false --ip-masq=false --ip6tables=false \
       --host="$url" --data-root="$dir/data" --exec-root="$dir/exec" --pidfile="$dir/dockerd.pid" \
-      --containerd-namespace=prebuilt-modern --containerd-plugins-namespace=prebuilt-modern-plugins \
-      --cgroup-parent=prebuilt-modern-docker \
+      --containerd-namespace="$name" --containerd-plugins-namespace="$name-plugins" \
+      --cgroup-parent="$name-docker" \
       </dev/null >>"$dir/dockerd.log" 2>&1 9>&- &
     wait_for_docker "$url" $! "$dir/dockerd.log" || {
-      missing "the modern dockerd did not start (see $dir/dockerd.log)"
+      missing "the $label dockerd did not start (see $dir/dockerd.log)"
       return 0
     }
-  else
-    log "modern docker: reusing the running daemon at $url"
   fi
-  MODERN_DOCKER_URL="$url"
-  MODERN_DOCKER_VERSION="$(server_version "$url")"
+  DOCKERD_URL="$url"
+  DOCKERD_VERSION="$(server_version "$url")"
+}
+
+ensure_modern_docker() {
+  ensure_root_dockerd "$MODERN_DOCKER_DIR" prebuilt-modern '{}' "modern docker"
+  MODERN_DOCKER_URL="$DOCKERD_URL" MODERN_DOCKER_VERSION="$DOCKERD_VERSION"
+}
+
+# The storage driver type of the daemon at $1 as `docker info` reports it: io.containerd.snapshotter.v1
+# when it keeps its images in containerd's store, empty for a graphdriver (overlay2) daemon.
+driver_type() {
+  DOCKER_HOST="$1" docker info --format '{{range .DriverStatus}}{{if eq (index . 0) "driver-type"}}{{index . 1}}{{end}}{{end}}' 2>/dev/null || true
+}
+
+# The same Docker 26.1 with the containerd image store (the default of Docker Engine 29 and Docker
+# Desktop): images, their IDs, save/load and pushes go through containerd's content store and
+# snapshotters instead of the overlay2 graphdriver.
+ensure_containerd_store_docker() {
+  ensure_root_dockerd "$CSTORE_DOCKER_DIR" prebuilt-c8d-store '{ "features": { "containerd-snapshotter": true } }' "containerd-store docker"
+  [ -n "$DOCKERD_URL" ] || return 0
+  local type
+  type="$(driver_type "$DOCKERD_URL")"
+  if [ "$type" != "$CSTORE_DRIVER_TYPE" ]; then
+    missing "the containerd-store dockerd at $DOCKERD_URL reports driver-type '${type:-none}', not $CSTORE_DRIVER_TYPE: its $CSTORE_DOCKER_DIR/daemon.json must enable the containerd-snapshotter feature; run 'bash scripts/test-services.sh down', then up"
+    return 0
+  fi
+  CSTORE_DOCKER_URL="$DOCKERD_URL" CSTORE_DOCKER_VERSION="$DOCKERD_VERSION"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -745,7 +782,7 @@ write_json() {
       S_REALM="http://127.0.0.1:$TOKEN_SERVER_PORT/token" S_SERVICE="$TOKEN_SERVICE" S_ISSUER="$TOKEN_ISSUER" \
       S_BASE_REF="$BASE_REF" S_BASE_DIGEST="$BASE_DIGEST" S_MISSING="$missing_lines" S_STATE="$STATE_DIR" \
       S_MODERN_HOST="$MODERN_DOCKER_URL" S_MODERN_VERSION="$MODERN_DOCKER_VERSION" S_MODERN_ROOT="$MODERN_ROOT" \
-      S_BUILDX="$BUILDX_VERSION" \
+      S_CSTORE_HOST="$CSTORE_DOCKER_URL" S_CSTORE_VERSION="$CSTORE_DOCKER_VERSION" S_BUILDX="$BUILDX_VERSION" \
       node -e '
         const e = process.env;
         const json = {
@@ -758,6 +795,7 @@ write_json() {
           } : null,
           baseImage: e.S_BASE_REF && e.S_BASE_DIGEST ? { ref: e.S_BASE_REF, digest: e.S_BASE_DIGEST } : null,
           modernDocker: e.S_MODERN_HOST && e.S_MODERN_VERSION ? { host: e.S_MODERN_HOST, version: e.S_MODERN_VERSION, root: e.S_MODERN_ROOT } : null,
+          containerdStoreDocker: e.S_CSTORE_HOST && e.S_CSTORE_VERSION ? { host: e.S_CSTORE_HOST, version: e.S_CSTORE_VERSION, root: e.S_MODERN_ROOT } : null,
           buildx: e.S_BUILDX ? { version: e.S_BUILDX } : null,
           missing: e.S_MISSING.split("\n").filter(Boolean),
           stateDir: e.S_STATE,
@@ -785,6 +823,7 @@ cmd_up() {
   ensure_modern_root
   ensure_buildx
   ensure_modern_docker
+  ensure_containerd_store_docker
   write_json
   log "up in $((SECONDS - started))s; wrote $JSON_FILE${MISSING[0]:+ (${#MISSING[@]} missing)}"
   # The same JSON on stdout, without the registry passwords (they stay in the file, mode 600).
@@ -830,6 +869,13 @@ cmd_status() {
     status_line modern-docker down "$modern"
     bad=1
   fi
+  local cstore="unix://$CSTORE_DOCKER_DIR/docker.sock" type
+  version="$(server_version "$cstore")"
+  type="$(driver_type "$cstore")"
+  if [ -n "$version" ] && [ "$type" = "$CSTORE_DRIVER_TYPE" ]; then status_line containerd-store up "$cstore (Docker $version, $type)"; else
+    status_line containerd-store down "$cstore${version:+ (Docker $version, driver-type '${type:-none}', want $CSTORE_DRIVER_TYPE)}"
+    bad=1
+  fi
   version="$(buildx_version)"
   if [ -n "$version" ]; then status_line buildx up "$version"; else
     status_line buildx down "docker buildx version fails"
@@ -853,6 +899,7 @@ cmd_down() {
   fi
   stop_dockerd "$STATE_DIR/dockerd.pid" dockerd
   stop_dockerd "$MODERN_DOCKER_DIR/dockerd.pid" "$MODERN_DOCKER_DIR/data"
+  stop_dockerd "$CSTORE_DOCKER_DIR/dockerd.pid" "$CSTORE_DOCKER_DIR/data"
   rm -f "$JSON_FILE"
   log "down (images, registry data, the cached rootfs and the modern runtimes stay in $STATE_DIR)"
 }

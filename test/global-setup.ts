@@ -19,7 +19,7 @@ const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 't
 const STATE_DIR = process.env['PREBUILT_TEST_SERVICES_DIR'] ?? '/var/tmp/prebuilt-test-services';
 const SERVICES_JSON = join(STATE_DIR, 'services.json');
 
-const NO_SERVICES: TestServices = { dockerHost: null, registries: null, baseImage: null, modernDocker: null, buildx: null, missing: [] };
+const NO_SERVICES: TestServices = { dockerHost: null, registries: null, baseImage: null, modernDocker: null, containerdStoreDocker: null, buildx: null, missing: [] };
 
 function isTestServices(value: unknown): value is TestServices {
   if (typeof value !== 'object' || value === null) return false;
@@ -105,14 +105,15 @@ async function stillRunning(): Promise<TestServices | undefined> {
     return undefined;
   }
   if (!isTestServices(services) || services.missing.length > 0) return undefined;
-  const { registries, baseImage, dockerHost, modernDocker } = services;
-  if (!registries || !baseImage || !dockerHost || !modernDocker || !services.buildx) return undefined;
+  const { registries, baseImage, dockerHost, modernDocker, containerdStoreDocker } = services;
+  if (!registries || !baseImage || !dockerHost || !modernDocker || !containerdStoreDocker || !services.buildx) return undefined;
   const slash = baseImage.ref.indexOf('/');
   const colon = baseImage.ref.lastIndexOf(':');
   const manifest = `http://${baseImage.ref.slice(0, slash)}/v2/${baseImage.ref.slice(slash + 1, colon)}/manifests/${baseImage.ref.slice(colon + 1)}`;
   const checks = await Promise.all([
     dockerPing(dockerHost),
     dockerPing(modernDocker.host),
+    dockerPing(containerdStoreDocker.host),
     answers(`http://${registries.plain.host}/v2/`, {}, (r) => r.status === 200),
     answers(`http://${registries.basic.host}/v2/`, {}, (r) => r.status === 401 && /^Basic /.test(r.headers.get('www-authenticate') ?? '')),
     answers(`http://${registries.token.host}/v2/`, {}, (r) => r.status === 401 && /^Bearer /.test(r.headers.get('www-authenticate') ?? '')),

@@ -361,13 +361,32 @@ describeWith(['docker', 'registries', 'baseImage'], 'Docker daemon (host network
   }
 });
 
+async function info(host: string): Promise<Record<string, unknown>> {
+  const result = await run('docker', ['info', '--format', '{{json .}}'], { env: { ...process.env, DOCKER_HOST: host } });
+  expect(result.code, result.stderr).toBe(0);
+  return JSON.parse(result.stdout) as Record<string, unknown>;
+}
+
+/** The `driver-type` line of `docker info`'s storage driver status (only a containerd-store daemon has one). */
+function driverType(daemon: Record<string, unknown>): string | undefined {
+  return (daemon['DriverStatus'] as [string, string][] | null)?.find(([key]) => key === 'driver-type')?.[1];
+}
+
+async function expectNoBridge(host: string): Promise<void> {
+  const networks = await run('docker', ['network', 'ls', '--format', '{{.Name}} {{.Driver}}'], { env: { ...process.env, DOCKER_HOST: host } });
+  expect(networks.code, networks.stderr).toBe(0);
+  expect(networks.stdout).not.toMatch(/\bbridge\b/);
+}
+
+async function runsBaseImage(host: string): Promise<void> {
+  const env = { ...process.env, DOCKER_HOST: host };
+  const result = await run('docker', ['run', '--network=host', '--rm', services.baseImage!.ref, 'python3', '-c', 'print(1)'], { env });
+  expect(result.code, result.stderr).toBe(0);
+  expect(result.stdout.trim()).toBe('1');
+}
+
 describeWith(['docker', 'modernDocker', 'baseImage'], 'modern Docker daemon (Debian trixie\'s Docker Engine 26, beside the 20.10 one)', () => {
   const modern = services.modernDocker!;
-  const info = async (host: string): Promise<Record<string, unknown>> => {
-    const result = await run('docker', ['info', '--format', '{{json .}}'], { env: { ...process.env, DOCKER_HOST: host } });
-    expect(result.code, result.stderr).toBe(0);
-    return JSON.parse(result.stdout) as Record<string, unknown>;
-  };
 
   it('is Docker Engine >= 23 with containerd 1.7 from its private root, and another daemon than the 20.10 one (own data root, no bridge)', async () => {
     expect(modern.host).not.toBe(services.dockerHost);
@@ -377,8 +396,8 @@ describeWith(['docker', 'modernDocker', 'baseImage'], 'modern Docker daemon (Deb
     expect((mine['ContainerdCommit'] as { ID: string }).ID).toBeTruthy();
     expect(mine['DockerRootDir']).not.toBe(system['DockerRootDir']);
     expect(mine['ID']).not.toBe(system['ID']);
-    const networks = await run('docker', ['network', 'ls', '--format', '{{.Name}} {{.Driver}}'], { env: { ...process.env, DOCKER_HOST: modern.host } });
-    expect(networks.stdout).not.toMatch(/\bbridge\b/);
+    expect(driverType(mine)).toBeUndefined();
+    await expectNoBridge(modern.host);
     const containerd = await run(join(modern.root, 'usr', 'bin', 'containerd'), ['--version']);
     expect(containerd.stdout).toMatch(/ 1\.7\./);
   });
@@ -399,11 +418,35 @@ describeWith(['docker', 'modernDocker', 'baseImage'], 'modern Docker daemon (Deb
     }
   });
 
-  it('pulls the base image from the local registry and runs python3 in it with --network=host', async () => {
-    const env = { ...process.env, DOCKER_HOST: modern.host };
-    const result = await run('docker', ['run', '--network=host', '--rm', services.baseImage!.ref, 'python3', '-c', 'print(1)'], { env });
-    expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout.trim()).toBe('1');
+  it('pulls the base image from the local registry and runs python3 in it with --network=host', () => runsBaseImage(modern.host));
+});
+
+describeWith(['docker', 'modernDocker', 'containerdStoreDocker', 'baseImage'], 'Docker daemon with the containerd image store (the modern Docker Engine 26, a third daemon)', () => {
+  const store = services.containerdStoreDocker!;
+
+  it('is the modern daemon\'s Docker Engine with the containerd-snapshotter feature on (driver-type io.containerd.snapshotter.v1), and a daemon of its own (data root, no bridge)', async () => {
+    const [mine, modern, system] = await Promise.all([info(store.host), info(services.modernDocker!.host), info(services.dockerHost!)]);
+    expect(mine['ServerVersion']).toBe(store.version);
+    expect(store.version).toBe(services.modernDocker!.version);
+    expect(driverType(mine)).toBe('io.containerd.snapshotter.v1');
+    expect(driverType(modern)).toBeUndefined();
+    expect(new Set([mine['ID'], modern['ID'], system['ID']]).size).toBe(3);
+    expect(new Set([mine['DockerRootDir'], modern['DockerRootDir'], system['DockerRootDir']]).size).toBe(3);
+    await expectNoBridge(store.host);
+  });
+
+  it('pulls the base image from the local registry and runs python3 in it with --network=host', () => runsBaseImage(store.host));
+
+  it('names the pulled base image by its manifest digest (a graphdriver daemon names it by its config digest)', async () => {
+    const id = async (host: string): Promise<string> => {
+      const env = { ...process.env, DOCKER_HOST: host };
+      expect((await run('docker', ['pull', '-q', services.baseImage!.ref], { env })).code).toBe(0);
+      const inspect = await run('docker', ['image', 'inspect', '--format', '{{.Id}}', services.baseImage!.ref], { env });
+      expect(inspect.code, inspect.stderr).toBe(0);
+      return inspect.stdout.trim();
+    };
+    expect(await id(store.host)).toBe(services.baseImage!.digest);
+    expect(await id(services.modernDocker!.host)).not.toBe(services.baseImage!.digest);
   });
 });
 
@@ -421,7 +464,7 @@ describeWith(['docker', 'registries', 'baseImage'], 'scripts/test-services.sh on
   it('status finds every service up', async () => {
     const result = await run('bash', [script, 'status']);
     expect(result.code, result.stdout + result.stderr).toBe(0);
-    for (const name of ['docker', 'registry-plain', 'registry-basic', 'registry-token', 'token-server', 'base-image', 'modern-docker', 'buildx']) {
+    for (const name of ['docker', 'registry-plain', 'registry-basic', 'registry-token', 'token-server', 'base-image', 'modern-docker', 'containerd-store', 'buildx']) {
       expect(result.stdout).toMatch(new RegExp(`^${name}\\s+up\\s`, 'm'));
     }
   });
@@ -434,6 +477,7 @@ describeWith(['docker', 'registries', 'baseImage'], 'scripts/test-services.sh on
     expect(printed.dockerHost).toBe(services.dockerHost);
     expect(printed.baseImage).toEqual(services.baseImage);
     expect(printed.modernDocker).toEqual(services.modernDocker);
+    expect(printed.containerdStoreDocker).toEqual(services.containerdStoreDocker);
     expect(printed.buildx).toEqual(services.buildx);
     expect(printed.missing).toEqual([]);
     expect(printed.registries?.token.realm).toBe(services.registries?.token.realm);

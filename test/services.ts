@@ -36,6 +36,12 @@ export interface TestServices {
    * services.json written before it existed.
    */
   modernDocker?: { host: string; version: string; root: string } | null;
+  /**
+   * A third Docker Engine: the modern one's binaries with the containerd image store (the default
+   * of Docker Engine 29 and Docker Desktop; `docker info` driver-type io.containerd.snapshotter.v1),
+   * or null. Absent in a services.json written before it existed.
+   */
+  containerdStoreDocker?: { host: string; version: string; root: string } | null;
   /** The docker CLI's buildx plugin (`docker buildx version` works), or null. */
   buildx?: { version: string } | null;
   /** What could not be provided, and how to provide it. */
@@ -55,6 +61,7 @@ export const NO_SERVICES: TestServices = {
   registries: null,
   baseImage: null,
   modernDocker: null,
+  containerdStoreDocker: null,
   buildx: null,
   missing: ['test services were not provided: run the tests from the repo root (vitest.config.ts runs test/global-setup.ts)'],
 };
@@ -68,7 +75,7 @@ export function getServices(): TestServices {
   }
 }
 
-export type Need = 'docker' | 'registries' | 'baseImage' | 'modernDocker' | 'buildx';
+export type Need = 'docker' | 'registries' | 'baseImage' | 'modernDocker' | 'containerdStoreDocker' | 'buildx';
 
 const HOW = 'run `bash scripts/test-services.sh up` as root (or let test/global-setup.ts do it)';
 
@@ -79,6 +86,7 @@ export function missingFor(needs: readonly Need[], services: TestServices = getS
   if (needs.includes('registries') && !services.registries) absent.push('test registries');
   if (needs.includes('baseImage') && !services.baseImage) absent.push('base image');
   if (needs.includes('modernDocker') && !services.modernDocker) absent.push('modern Docker daemon (Docker Engine 26)');
+  if (needs.includes('containerdStoreDocker') && !services.containerdStoreDocker) absent.push('Docker daemon with the containerd image store (Docker Engine 26)');
   if (needs.includes('buildx') && !services.buildx) absent.push('docker buildx plugin');
   if (absent.length === 0) return undefined;
   const why = services.missing.length > 0 ? services.missing.join('; ') : HOW;
