@@ -111,6 +111,22 @@ describe('progress tracker', () => {
     expect(tracker.error).toBeUndefined();
   });
 
+  it('push: takes the digest from the status line when there is no aux (Docker 26 with the containerd image store), aux first when both', () => {
+    const pushed = 'sha256:' + 'c'.repeat(64);
+    const tracker = new ProgressTracker(undefined, 30);
+    tracker.handle({ status: 'The push refers to repository [127.0.0.1:5100/x]' });
+    tracker.handle({ status: 'Mounted from prebuilt-test/base', progressDetail: {}, id: '1e35e829457a' });
+    tracker.handle({ status: 'Digest: sha256:' + 'd'.repeat(64) }); // a pull's line: not a pushed digest
+    expect(tracker.digest).toBeUndefined();
+    tracker.handle({ status: `run-1.2: digest: ${pushed} size: 529` });
+    expect(tracker.digest).toBe(pushed);
+
+    const both = new ProgressTracker(undefined, 30);
+    both.handle({ status: `t: digest: ${pushed} size: 529` });
+    both.handle({ aux: { Tag: 't', Digest: 'sha256:' + 'e'.repeat(64), Size: 529 } });
+    expect(both.digest).toBe('sha256:' + 'e'.repeat(64));
+  });
+
   it('a character split across chunks (a multi-byte UTF-8 one) is read whole, not as two replacement characters', async () => {
     const bytes = Buffer.from('{"stream":"Schritt ✓ fertig\\n"}\n');
     const at = bytes.indexOf(Buffer.from('✓')) + 1;

@@ -119,7 +119,11 @@ export class ProgressTracker {
   error: string | undefined;
   /** True when the error happened while resolving or pulling the base image (a FROM step). */
   errorInFrom = false;
-  /** The digest from the push stream's `aux.Digest`. */
+  /**
+   * The digest of a push: its stream's `aux.Digest`, else the one of its last status line
+   * (`<tag>: digest: sha256:… size: N`), which is all a Docker Engine before 27 with the containerd
+   * image store reports.
+   */
   digest: string | undefined;
   /** The image id from the build stream (`aux.ID` or BuildKit's `moby.image.id`). */
   imageId: string | undefined;
@@ -164,6 +168,7 @@ export class ProgressTracker {
     }
 
     if (typeof event.status === 'string' && event.progressDetail?.current === undefined) {
+      this.digest ??= PUSHED_DIGEST.exec(event.status)?.[1];
       this.#text.flush();
       this.#emit(event.id ? `${event.id}: ${event.status}` : event.status);
     }
@@ -229,6 +234,9 @@ export class ProgressTracker {
     }
   }
 }
+
+/** The last status line of a push: `<tag>: digest: sha256:… size: N`. */
+const PUSHED_DIGEST = /^[\w][\w.-]*: digest: (sha256:[0-9a-f]{64}) size: \d+$/;
 
 function isFromVertex(name: string): boolean {
   return /^\[internal\] load metadata for /.test(name) || /^\[[^\]]*\d+\/\d+\] FROM /.test(name);
