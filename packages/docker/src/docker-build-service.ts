@@ -18,7 +18,7 @@ export function createDockerBuildService(options: DockerBuildServiceOptions = {}
   return {
     name: 'docker',
     buildAndPush: async (request: BuildRequest): Promise<BuildResult> => new DockerBuild(daemon, settings, request).run(),
-    check: (checkOptions = {}) => daemon.check(checkOptions.signal),
+    check: (checkOptions = {}) => daemon.check(checkOptions.signal, settings.builder),
     async close() {
       daemon.close();
     },

@@ -48,7 +48,7 @@ export class DockerBuild {
   /** Builds (pre-pulling private base images for BuildKit), then pushes; a failure is a result. */
   async run(): Promise<BuildResult> {
     const { request } = this;
-    await this.daemon.check(request.signal);
+    await this.daemon.check(request.signal, this.settings.builder);
     const context = await createBuildContext(request.contextDir, request.dockerfile);
     if (request.signal?.aborted) throw cancelledError(request.signal, 'The Docker build');
     request.onPhase?.('building');

@@ -1,8 +1,9 @@
 import { ConfigError, NetworkError, UnreachableError, cancelledError, createLogger, errorMessage } from '@prebuilt/core/backend';
 import { credentialsInClear, credentialsInClearNote, dockerConnection, shownDockerHost } from './docker-host.js';
 import { EngineClient, type EngineConnection, type EngineRequestError } from './engine-client.js';
-import { engineVersion } from './engine-version.js';
-import { DOCKER_ENV, type DockerSettings } from './docker-settings.js';
+import { engineVersion, type EngineVersion } from './engine-version.js';
+import { DOCKER_ENV, type DockerBuilder, type DockerSettings } from './docker-settings.js';
+import { checkBuilder } from './image-store.js';
 
 const debug = createLogger('docker');
 
@@ -61,13 +62,22 @@ export class DockerDaemon {
     note(credentialsInClearNote(this.settings.dockerHost));
   }
 
-  /** The daemon answers (and speaks the configured API version); else an UnreachableError or ConfigError saying how to fix it. */
-  async check(signal: AbortSignal | undefined): Promise<void> {
+  /**
+   * The daemon answers (and speaks the configured API version), and its image store lets `builder`
+   * (when given) build; else an UnreachableError or ConfigError saying how to fix it.
+   */
+  async check(signal: AbortSignal | undefined, builder?: DockerBuilder): Promise<void> {
+    const version = await this.#version(signal);
+    if (builder) await checkBuilder(this.client, builder, version.Version, shownDockerHost(this.settings.dockerHost), signal);
+  }
+
+  async #version(signal: AbortSignal | undefined): Promise<EngineVersion> {
     const { apiVersion } = this.settings;
     const dockerHost = shownDockerHost(this.settings.dockerHost);
     try {
       const version = await engineVersion(this.client, signal);
       debug('Docker daemon %s (API %s)', version.Version, version.ApiVersion);
+      return version;
     } catch (error) {
       if (signal?.aborted) throw cancelledError(signal, 'The Docker build');
       if (NetworkError.isInstance(error)) throw error; // it took the connection and stalled: exit 1, not unreachable
