@@ -4,18 +4,24 @@ import { headDigest, pinnedImage, testRegistryCredentials } from '@prebuilt/fixt
 import buildxDefinition from './index.js';
 import { getServices } from '../../../test/services.js';
 
-// The real thing: docker buildx against the test services' daemons (Docker 20.10 and the modern
-// Docker 26) and registries. scripts/test-services.sh installs the buildx plugin (Debian trixie's
+// The real thing: docker buildx against the test services' daemons (Docker 20.10, the modern
+// Docker 26, and Docker 26 with the containerd image store) and registries. scripts/test-services.sh installs the buildx plugin (Debian trixie's
 // docker-buildx; bookworm has none); where it is missing, this skips saying so.
 const services = getServices();
 const buildxInstalled = spawnSync('docker', ['buildx', 'version'], { encoding: 'utf8' }).status === 0;
 const baseImage = services.baseImage ? pinnedImage(services.baseImage) : 'unused';
 const daemons = [
-  { label: 'Docker daemon', name: '', host: services.dockerHost },
-  { label: 'modern Docker daemon (Docker Engine 26)', name: `, Docker ${services.modernDocker?.version ?? '26'}`, host: services.modernDocker?.host ?? null },
+  { label: 'Docker daemon', name: '', host: services.dockerHost, repo: '' },
+  { label: 'modern Docker daemon (Docker Engine 26)', name: `, Docker ${services.modernDocker?.version ?? '26'}`, host: services.modernDocker?.host ?? null, repo: '-modern' },
+  {
+    label: 'Docker daemon with the containerd image store',
+    name: `, Docker ${services.containerdStoreDocker?.version ?? '26'} with the containerd image store`,
+    host: services.containerdStoreDocker?.host ?? null,
+    repo: '-c8d-store',
+  },
 ];
 
-for (const [i, daemon] of daemons.entries()) {
+for (const daemon of daemons) {
   const env = { ...process.env, ...(daemon.host ? { DOCKER_HOST: daemon.host } : {}) };
   const missing = [
     ...(buildxInstalled ? [] : ['the docker buildx plugin (install docker-buildx or docker-buildx-plugin)']),
@@ -29,7 +35,7 @@ for (const [i, daemon] of daemons.entries()) {
     skip: missing.length > 0 ? `missing ${missing.join(', ')}; test services: scripts/test-services.sh up` : false,
     create: () => buildxDefinition.create({}, { env, cwd: process.cwd() }),
     baseImage,
-    imageTag: (label) => `${services.registries!.basic.host}/prebuilt-conformance/buildx${i === 0 ? '' : '-modern'}:${label}`,
+    imageTag: (label) => `${services.registries!.basic.host}/prebuilt-conformance/buildx${daemon.repo}:${label}`,
     pushCredentials: () => testRegistryCredentials(services.registries!.basic),
     pushedDigest: (tag) => headDigest(tag, services.registries!.basic),
   });
