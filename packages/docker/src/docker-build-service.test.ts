@@ -18,6 +18,9 @@ import { EngineClient } from './engine-client.js';
 import { DockerDaemon, imagePath } from './docker-daemon.js';
 import { headDigest } from '@prebuilt/fixtures';
 import { testServices } from './__fixtures__/services.js';
+import { beforeContextFix } from './image-store.js';
+import { pullThroughDaemon } from './daemon-pull.js';
+import { ProgressTracker } from './progress.js';
 
 /** The network limits' defaults, as resolveDockerSettings gives them without settings. */
 const TIMEOUTS = networkTimeouts({ env: {} });
@@ -126,16 +129,31 @@ describe('docker build service settings', () => {
 });
 
 const services = testServices();
-const missing = [
-  ...(services.dockerHost ? [] : ['Docker daemon']),
-  ...(services.registries ? [] : ['test registries']),
-  ...(services.baseImage ? [] : ['test base image']),
+const store = services.containerdStoreDocker;
+// The system's Docker 20.10 (graphdriver), and Docker 26.1 with the containerd image store, where
+// BuildKit is refused before Engine 27.5 (image-store.ts) and only the legacy builder runs.
+const daemons = [
+  { what: 'the real daemon', needs: 'Docker daemon', host: services.dockerHost, builders: ['legacy', 'buildkit'] as const },
+  {
+    what: `Docker ${store?.version ?? '26'} with the containerd image store`,
+    needs: 'Docker daemon with the containerd image store',
+    host: store?.host ?? null,
+    builders: beforeContextFix(store?.version) ? (['legacy'] as const) : (['legacy', 'buildkit'] as const),
+  },
 ];
-const title = missing.length === 0 ? 'docker build service against the real daemon' : `docker build service (skipped: missing ${missing.join(', ')}; run scripts/test-services.sh up)`;
 
-describe.skipIf(missing.length > 0)(title, () => {
+for (const daemon of daemons) {
+  const missing = [
+    ...(daemon.host ? [] : [daemon.needs]),
+    ...(services.registries ? [] : ['test registries']),
+    ...(services.baseImage ? [] : ['test base image']),
+  ];
+  const title = missing.length === 0 ? `docker build service against ${daemon.what}` : `docker build service, ${daemon.what} (skipped: missing ${missing.join(', ')}; run scripts/test-services.sh up)`;
+  describe.skipIf(missing.length > 0)(title, () => realDaemonSuite(daemon.host ?? 'unix:///var/run/docker.sock', daemon.builders));
+}
+
+function realDaemonSuite(dockerHost: string, builders: readonly ('legacy' | 'buildkit')[]): void {
   // The body is collected even when the suite is skipped: nothing here may touch a missing service.
-  const dockerHost = services.dockerHost ?? 'unix:///var/run/docker.sock';
   const registries = services.registries!;
   const base = services.baseImage!;
   const docker = new EngineClient(dockerConnection(dockerHost, {}));
@@ -177,7 +195,7 @@ describe.skipIf(missing.length > 0)(title, () => {
     };
   }
 
-  for (const builder of ['legacy', 'buildkit'] as const) {
+  for (const builder of builders) {
     it(`${builder}: builds and pushes; the digest is the registry's, and the local image is removed`, async () => {
       const service = createDockerBuildService({ dockerHost, builder, labels: { 'org.example.test': run } });
       const req = request({ imageTag: tagIn(registries.plain.host, `ok-${builder}`) });
@@ -250,14 +268,14 @@ describe.skipIf(missing.length > 0)(title, () => {
     expect(await headDigest(req.imageTag, { username, password })).toBe((result as { digest: string }).digest);
   });
 
-  it('pulls a base image from the authenticated push registry with the push credentials (legacy and BuildKit)', async () => {
+  it(`pulls a base image from the authenticated push registry with the push credentials (${builders.join(' and ')})`, async () => {
     const { host, username, password } = registries.basic;
     const credentials = { registry: host, username, password: new Secret(password), source: 'test fixture' };
     const privateBase = tagIn(host, 'private-base');
     const seeded = await createDockerBuildService({ dockerHost }).buildAndPush(request({ imageTag: privateBase, pushCredentials: credentials }));
     expect(seeded.ok).toBe(true);
     expect(await localImageExists(privateBase)).toBe(false); // so the next builds must pull it
-    for (const builder of ['legacy', 'buildkit'] as const) {
+    for (const builder of builders) {
       const service = createDockerBuildService({ dockerHost, builder });
       const dockerfile = `FROM ${privateBase}\nRUN cat /hello.txt\n`;
       const withCreds = await service.buildAndPush(request({ imageTag: tagIn(host, `from-private-${builder}`), dockerfile, pushCredentials: credentials }));
@@ -267,6 +285,22 @@ describe.skipIf(missing.length > 0)(title, () => {
       expect(without.ok, `${builder} without credentials`).toBe(false);
       expect((without as { reason: string }).reason).toContain(`base image ${privateBase}`);
     }
+  });
+
+  it('pulls a private image through the daemon (pullThroughDaemon) with the registry credentials, and fails to without them', async () => {
+    const { host, username, password } = registries.basic;
+    const credentials = { registry: host, username, password: new Secret(password), source: 'test fixture' };
+    const image = tagIn(host, 'daemon-pull');
+    const seeded = await createDockerBuildService({ dockerHost }).buildAndPush(request({ imageTag: image, pushCredentials: credentials }));
+    expect(seeded.ok).toBe(true);
+    expect(await localImageExists(image)).toBe(false);
+    const pull = (withCredentials: boolean) =>
+      pullThroughDaemon(docker, image, { credentials: withCredentials ? credentials : undefined, platform: 'linux/amd64', tracker: new ProgressTracker(undefined, 5), what: 'The pull' });
+    expect(await pull(false)).toMatch(/unauthorized|no basic auth credentials|authentication required|denied/i);
+    expect(await localImageExists(image)).toBe(false);
+    expect(await pull(true)).toBeUndefined();
+    expect(await localImageExists(image)).toBe(true);
+    await removeImage(image);
   });
 
   it('a push denied for bad credentials is ok:false naming the registry and the source, never the password', async () => {
@@ -320,4 +354,4 @@ describe.skipIf(missing.length > 0)(title, () => {
     expect(await localImageExists(req.imageTag)).toBe(false);
     expect(await headDigest(req.imageTag)).toBeUndefined();
   });
-});
+}

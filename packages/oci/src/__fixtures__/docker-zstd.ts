@@ -1,6 +1,7 @@
-// Which Docker Engines of the test services pull zstd layers, and the two tests that show it: the
-// test services run Debian bookworm's Docker 20.10 (cannot pull zstd) and, beside it, a modern
-// Docker 26 from Debian trixie (`modernDocker` in services.json, pulls zstd since Engine 23.0).
+// Which Docker Engines of the test services pull zstd layers, and the tests that show it: the test
+// services run Debian bookworm's Docker 20.10 (cannot pull zstd) and, beside it, a modern Docker 26
+// from Debian trixie (`modernDocker` in services.json, pulls zstd since Engine 23.0), once with the
+// overlay2 graphdriver and once with the containerd image store (`containerdStoreDocker`).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { expect, it } from 'vitest';
@@ -13,12 +14,14 @@ const exec = promisify(execFile);
 export interface TestDocker {
   host: string;
   version: string;
+  /** It keeps its images in the containerd image store (no graphdriver). */
+  containerdStore?: boolean;
 }
 
-/** The daemons that cannot (< 23.0) and can (≥ 23.0) pull zstd, or why there is none here. */
+/** The daemon that cannot (< 23.0) pull zstd, those that can (≥ 23.0: graphdriver, containerd image store), or why there is none here. */
 export interface ZstdDockers {
   cannot: TestDocker | string;
-  can: TestDocker | string;
+  can: (TestDocker | string)[];
 }
 
 const major = (version: string): number => Number(/^(\d+)/.exec(version)?.[1]);
@@ -33,23 +36,28 @@ async function serverVersion(host: string): Promise<string | undefined> {
 /** Finds, among the test services' daemons, one older and one newer than Docker Engine 23.0. */
 export async function zstdDockers(): Promise<ZstdDockers> {
   const daemons: TestDocker[] = [];
-  for (const host of [services.dockerHost, services.modernDocker?.host]) {
+  const hosts = [services.dockerHost, services.modernDocker?.host, services.containerdStoreDocker?.host];
+  for (const [i, host] of hosts.entries()) {
     const version = host ? await serverVersion(host) : undefined;
-    if (host && version) daemons.push({ host, version });
+    if (host && version) daemons.push({ host, version, containerdStore: i === 2 });
   }
-  const absent = missingFor(['registries', 'baseImage', 'docker', 'modernDocker']);
+  const absent = missingFor(['registries', 'baseImage', 'docker', 'modernDocker', 'containerdStoreDocker']);
   const none = (what: string): string => `no Docker Engine ${what} among the test services' daemons (${daemons.map((d) => d.version).join(', ') || 'none'})${absent ? `; ${absent}` : ''}`;
   return {
     cannot: daemons.find((d) => major(d.version) < 23) ?? none('< 23.0'),
-    can: daemons.find((d) => major(d.version) >= 23) ?? none('≥ 23.0'),
+    can: [
+      daemons.find((d) => major(d.version) >= 23 && !d.containerdStore) ?? none('≥ 23.0'),
+      daemons.find((d) => major(d.version) >= 23 && d.containerdStore) ?? none('≥ 23.0 with the containerd image store'),
+    ],
   };
 }
 
 const title = (name: string, docker: TestDocker | string): string => skipTitle(name, typeof docker === 'string' ? docker : undefined);
-const versionOf = (docker: TestDocker | string): string => (typeof docker === 'string' ? '?' : docker.version);
+const versionOf = (docker: TestDocker | string): string =>
+  typeof docker === 'string' ? '?' : `${docker.version}${docker.containerdStore ? ' with the containerd image store' : ''}`;
 
 /**
- * The zstd image `image().tag` under Docker: an Engine < 23.0 fails to pull it; an Engine ≥ 23.0
+ * The zstd image `image().tag` under Docker: an Engine < 23.0 fails to pull it; each Engine ≥ 23.0
  * pulls it and runs `image().command` in it with host networking, printing `image().prints`.
  */
 export function dockerZstdTests(what: string, dockers: ZstdDockers, image: () => { tag: string; command: string[]; prints: string }): void {
@@ -68,18 +76,20 @@ export function dockerZstdTests(what: string, dockers: ZstdDockers, image: () =>
     600_000,
   );
 
-  it.skipIf(typeof can === 'string')(
-    title(`Docker Engine ${versionOf(can)} (≥ 23.0) pulls ${what} and runs the env`, can),
-    async () => {
-      const env = { ...process.env, DOCKER_HOST: (can as TestDocker).host };
-      await exec('docker', ['pull', image().tag], { env, timeout: 300_000 });
-      try {
-        const { stdout } = await exec('docker', ['run', '--rm', '--network=host', image().tag, ...image().command], { env, timeout: 120_000 });
-        expect(stdout.trim()).toBe(image().prints);
-      } finally {
-        await exec('docker', ['rmi', '-f', image().tag], { env }).catch(() => undefined);
-      }
-    },
-    600_000,
-  );
+  for (const docker of can) {
+    it.skipIf(typeof docker === 'string')(
+      title(`Docker Engine ${versionOf(docker)} (≥ 23.0) pulls ${what} and runs the env`, docker),
+      async () => {
+        const env = { ...process.env, DOCKER_HOST: (docker as TestDocker).host };
+        await exec('docker', ['pull', image().tag], { env, timeout: 300_000 });
+        try {
+          const { stdout } = await exec('docker', ['run', '--rm', '--network=host', image().tag, ...image().command], { env, timeout: 120_000 });
+          expect(stdout.trim()).toBe(image().prints);
+        } finally {
+          await exec('docker', ['rmi', '-f', image().tag], { env }).catch(() => undefined);
+        }
+      },
+      600_000,
+    );
+  }
 }
