@@ -1,9 +1,11 @@
 /**
- * An isolated run on the real Docker daemon of the test services, in the test base image (present
- * on the daemon: nothing is pulled or removed): no network, no host environment, bounded output,
- * a time limit, the exit status.
+ * An isolated run on the real Docker daemons of the test services (the system's, and Docker 26 with
+ * the containerd image store), in the test base image (present on the daemon: nothing is pulled or
+ * removed): no network, no host environment, bounded output, a time limit, the exit status.
  */
-import { describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { UnreachableError } from '@prebuilt/core/backend';
 import { dockerConnection } from './docker-host.js';
 import { EngineClient } from './engine-client.js';
@@ -11,11 +13,12 @@ import { isolatedContainerSpec, runIsolatedContainer } from './isolated-containe
 import { testServices } from './__fixtures__/services.js';
 
 const services = testServices();
-const missing = services.dockerHost && services.baseImage ? undefined : 'needs the Docker daemon and the base image of the test services';
 const base = services.baseImage?.ref ?? '';
-const env = { DOCKER_HOST: services.dockerHost ?? '', PREBUILT_HOST_ONLY: 'host-secret-value' };
-const sh = (script: string, fields: { timeoutMs?: number; maxStdoutBytes?: number } = {}) =>
-  runIsolatedContainer({ image: base, command: ['/bin/sh', '-c', script], timeoutMs: fields.timeoutMs ?? 60_000, maxStdoutBytes: fields.maxStdoutBytes ?? 1 << 20, env });
+// The system's Docker daemon (graphdriver), and Docker 26 with the containerd image store.
+const daemons = [
+  { name: 'real Docker daemon', host: services.dockerHost },
+  { name: 'Docker daemon with the containerd image store', host: services.containerdStoreDocker?.host ?? null },
+];
 
 describe('isolatedContainerSpec', () => {
   it('no network, no mounts, no env of the host, no capability, no daemon log, removed on exit', () => {
@@ -25,7 +28,21 @@ describe('isolatedContainerSpec', () => {
   });
 });
 
-describe.skipIf(missing !== undefined)(`runIsolatedContainer (real Docker daemon)${missing ? ` — skipped: ${missing}` : ''}`, () => {
+for (const daemon of daemons) {
+  const missing = daemon.host && services.baseImage ? undefined : `needs the ${daemon.name} and the base image of the test services`;
+  describe.skipIf(missing !== undefined)(`runIsolatedContainer (${daemon.name})${missing ? ` — skipped: ${missing}` : ''}`, () => isolatedRunSuite(daemon.host ?? ''));
+}
+
+function isolatedRunSuite(dockerHost: string): void {
+  const env = { DOCKER_HOST: dockerHost, PREBUILT_HOST_ONLY: 'host-secret-value' };
+  const sh = (script: string, fields: { timeoutMs?: number; maxStdoutBytes?: number } = {}) =>
+    runIsolatedContainer({ image: base, command: ['/bin/sh', '-c', script], timeoutMs: fields.timeoutMs ?? 60_000, maxStdoutBytes: fields.maxStdoutBytes ?? 1 << 20, env });
+
+  // The base image is on the daemon (services.test.ts pulls it on each; here too, for a file run alone): nothing is pulled.
+  beforeAll(async () => {
+    await promisify(execFile)('docker', ['pull', '-q', base], { env: { ...process.env, DOCKER_HOST: dockerHost } });
+  }, 120_000);
+
   it('stdout and stderr apart, the exit status; only a loopback interface, no variable of the host; the container is gone afterwards', async () => {
     const result = await sh('echo out; echo err >&2; ls /sys/class/net; env; exit 3');
     expect(result).toMatchObject({ exitCode: 3, timedOut: false, stdoutOverflow: false, pulled: false });
@@ -53,4 +70,4 @@ describe.skipIf(missing !== undefined)(`runIsolatedContainer (real Docker daemon
   it('an absent daemon: the UnreachableError every command gives', async () => {
     await expect(runIsolatedContainer({ image: base, command: ['true'], timeoutMs: 1000, maxStdoutBytes: 10, env: { DOCKER_HOST: 'unix:///nonexistent/docker.sock' } })).rejects.toThrow(UnreachableError);
   });
-});
+}

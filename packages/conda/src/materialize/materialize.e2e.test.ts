@@ -22,18 +22,29 @@ import { getServices } from '../../../../test/services.js';
 const exec = promisify(execFile);
 
 const svc = getServices();
-const skipReason = !svc.dockerHost
-  ? `no Docker daemon (missing: ${svc.missing.join('; ') || 'dockerHost'}); run \`bash scripts/test-services.sh up\``
-  : !svc.baseImage
-    ? `no base image in the test services (missing: ${svc.missing.join('; ') || 'baseImage'})`
-    : !(await exec('docker', ['version'], { env: { ...process.env, DOCKER_HOST: svc.dockerHost } }).then(() => true, () => false))
-      ? `no Docker daemon answering at ${svc.dockerHost}`
-      : undefined;
 
-const docker = (args: string[], timeout = 300_000) =>
-  exec('docker', args, { env: { ...process.env, DOCKER_HOST: svc.dockerHost! }, maxBuffer: 64 << 20, timeout });
+/** Why the daemon at `host` cannot run this file here, or undefined. */
+async function skipReasonFor(host: string | null | undefined, what: string): Promise<string | undefined> {
+  if (!host) return `no ${what} (missing: ${svc.missing.join('; ') || what}); run \`bash scripts/test-services.sh up\``;
+  if (!svc.baseImage) return `no base image in the test services (missing: ${svc.missing.join('; ') || 'baseImage'})`;
+  const answers = await exec('docker', ['version'], { env: { ...process.env, DOCKER_HOST: host } }).then(() => true, () => false);
+  return answers ? undefined : `no Docker daemon answering at ${host}`;
+}
 
-describe.skipIf(skipReason !== undefined)(`materialized env in a real image${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+// The system's Docker daemon (graphdriver), and Docker 26 with the containerd image store.
+const daemons = [
+  { name: '', host: svc.dockerHost, what: 'Docker daemon' },
+  { name: ', Docker with the containerd image store', host: svc.containerdStoreDocker?.host, what: 'Docker daemon with the containerd image store' },
+];
+
+for (const daemon of daemons) {
+  const skipReason = await skipReasonFor(daemon.host, daemon.what);
+  describe.skipIf(skipReason !== undefined)(`materialized env in a real image${daemon.name}${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => materializedEnvSuite(daemon.host!));
+}
+
+function materializedEnvSuite(dockerHost: string): void {
+  const docker = (args: string[], timeout = 300_000) =>
+    exec('docker', args, { env: { ...process.env, DOCKER_HOST: dockerHost }, maxBuffer: 64 << 20, timeout });
   let example: ServedExample;
   const images: string[] = [];
 
@@ -100,7 +111,7 @@ describe.skipIf(skipReason !== undefined)(`materialized env in a real image${ski
       expect(labels['dev.prebuilt.recipe']).toBe(`materialized/${MATERIALIZED_RECIPE_VERSION}`);
     }, 600_000);
   }
-});
+}
 
 /** Size of one file of a conda package, as the package holds it (before prefix replacement). */
 async function originalSize(bytes: Buffer, filename: string, path: string): Promise<number> {
