@@ -67,7 +67,33 @@ function isolatedRunSuite(dockerHost: string): void {
     expect(noisy.stderrTail).toMatch(/^e{60}END\n$/);
   }, 120_000);
 
+  it('an image the daemon lacks is pulled first (pulled: true), then runs', async () => {
+    // The base image's manifest under a second tag of its repository (a fixed one: nothing accumulates), which no daemon keeps.
+    const image = await retaggedBase('isolated-pull');
+    const docker = promisify(execFile);
+    await docker('docker', ['image', 'rm', image], { env: { ...process.env, DOCKER_HOST: dockerHost } }).catch(() => undefined);
+    try {
+      const result = await runIsolatedContainer({ image, command: ['python3', '-c', 'print(6 * 7)'], timeoutMs: 60_000, maxStdoutBytes: 4096, env });
+      expect(result).toMatchObject({ exitCode: 0, pulled: true, stdout: '42\n' });
+    } finally {
+      await docker('docker', ['image', 'rm', image], { env: { ...process.env, DOCKER_HOST: dockerHost } }).catch(() => undefined);
+    }
+  }, 120_000);
+
   it('an absent daemon: the UnreachableError every command gives', async () => {
     await expect(runIsolatedContainer({ image: base, command: ['true'], timeoutMs: 1000, maxStdoutBytes: 10, env: { DOCKER_HOST: 'unix:///nonexistent/docker.sock' } })).rejects.toThrow(UnreachableError);
   });
+}
+
+/** Puts the test base image's manifest (no-auth registry) under `tag` of its repository; its reference. */
+async function retaggedBase(tag: string): Promise<string> {
+  const slash = base.indexOf('/');
+  const colon = base.lastIndexOf(':');
+  const manifests = `http://${base.slice(0, slash)}/v2/${base.slice(slash + 1, colon)}/manifests`;
+  const accept = 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json';
+  const got = await fetch(`${manifests}/${base.slice(colon + 1)}`, { headers: { accept } });
+  expect(got.status).toBe(200);
+  const put = await fetch(`${manifests}/${tag}`, { method: 'PUT', headers: { 'content-type': got.headers.get('content-type')! }, body: Buffer.from(await got.arrayBuffer()) });
+  expect(put.status).toBe(201);
+  return `${base.slice(0, colon)}:${tag}`;
 }
