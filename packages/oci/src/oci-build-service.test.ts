@@ -25,13 +25,12 @@ import { pushImageIndex } from './image-index.js';
 import { LAYER_FORMAT_ID } from './layer-codec.js';
 import { GROUPING } from './layering.js';
 import { createOciBuildService, ociSettings, type PushSummary } from './oci-build-service.js';
-import { credentialsFor, headDigest, missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
+import { credentialsFor, headDigest, missingFor, pinnedBase, pullingDockers, services, uniqueRepo } from './__fixtures__/services.js';
 import { skipTitle } from './__fixtures__/lazy-image.js';
 
 const exec = promisify(execFile);
 const missing = missingFor(['registries', 'baseImage']);
 const title = (name: string, reason: string | undefined = missing): string => skipTitle(name, reason);
-const dockerMissing = missingFor(['registries', 'baseImage', 'docker']);
 
 function baseIdentity(): BaseImageIdentity {
   const pinned = pinnedBase()!;
@@ -50,7 +49,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: a materialized 
   let envId: string;
   let tag: string;
   let digest: string;
-  const images: string[] = [];
+  const images: { host: string; tag: string }[] = [];
 
   beforeAll(async () => {
     example = await serveExampleFixtures('prebuilt-oci-e2e-');
@@ -58,7 +57,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: a materialized 
     lock = exampleImageLock(example.fixtures, example.server);
   }, 600_000);
   afterAll(async () => {
-    if (services.dockerHost) for (const image of images) await exec('docker', ['rmi', '-f', image], { env: { ...process.env, DOCKER_HOST: services.dockerHost } }).catch(() => undefined);
+    for (const { host, tag } of images) await exec('docker', ['rmi', '-f', tag], { env: { ...process.env, DOCKER_HOST: host } }).catch(() => undefined);
     await example?.close();
   });
 
@@ -143,28 +142,30 @@ describe.skipIf(missing !== undefined)(title('oci build service: a materialized 
     expect(await skopeoDigest(other)).toBe(digest);
   }, 600_000);
 
-  it.skipIf(dockerMissing !== undefined)(title('the pushed image runs under Docker and the env python imports every package', dockerMissing), async () => {
-    const env = { ...process.env, DOCKER_HOST: services.dockerHost! };
-    const prefix = envPrefix(envId);
-    await exec('docker', ['pull', tag], { env, timeout: 300_000 });
-    images.push(tag);
-    const script = [
-      'set -e',
-      'echo "== python"; command -v python',
-      `echo "== imports"; ${prefix}/bin/python -c 'import sys, tinynum, tinyframe, tinycli, tinyhttp, tinyplot, tinyurl, requests, boto3; print(sys.executable); print(tinyframe.Frame([1, 2, 3]).mean(), tinyurl.__version__, requests.FIXTURE, boto3.FIXTURE)'`,
-      'echo "== tinycli"; tinycli',
-      'echo "== tinytool prefix"; tinytool prefix',
-      'echo "== digest"; echo ok',
-    ].join('\n');
-    const { stdout } = await exec('docker', ['run', '--rm', '--network=host', tag, 'sh', '-c', script], { env, timeout: 120_000 });
-    const sections = outputSections(stdout);
-    expect(sections['python']).toBe(`${prefix}/bin/python`);
-    expect(sections['imports']).toBe(`${prefix}/bin/python\n2.0 1.1.0 True True`);
-    expect(sections['tinycli']).toBe('tinycli 2.0.0 mean=2.0');
-    expect(sections['tinytool prefix']).toBe(prefix);
-    const { stdout: repoDigests } = await exec('docker', ['image', 'inspect', '--format', '{{json .RepoDigests}}', tag], { env });
-    expect(repoDigests).toContain(digest);
-  }, 600_000);
+  for (const docker of pullingDockers()) {
+    it.skipIf(docker.missing !== undefined)(title(`the pushed image runs under ${docker.name} and the env python imports every package`, docker.missing), async () => {
+      const env = { ...process.env, DOCKER_HOST: docker.host };
+      const prefix = envPrefix(envId);
+      await exec('docker', ['pull', tag], { env, timeout: 300_000 });
+      images.push({ host: docker.host, tag });
+      const script = [
+        'set -e',
+        'echo "== python"; command -v python',
+        `echo "== imports"; ${prefix}/bin/python -c 'import sys, tinynum, tinyframe, tinycli, tinyhttp, tinyplot, tinyurl, requests, boto3; print(sys.executable); print(tinyframe.Frame([1, 2, 3]).mean(), tinyurl.__version__, requests.FIXTURE, boto3.FIXTURE)'`,
+        'echo "== tinycli"; tinycli',
+        'echo "== tinytool prefix"; tinytool prefix',
+        'echo "== digest"; echo ok',
+      ].join('\n');
+      const { stdout } = await exec('docker', ['run', '--rm', '--network=host', tag, 'sh', '-c', script], { env, timeout: 120_000 });
+      const sections = outputSections(stdout);
+      expect(sections['python']).toBe(`${prefix}/bin/python`);
+      expect(sections['imports']).toBe(`${prefix}/bin/python\n2.0 1.1.0 True True`);
+      expect(sections['tinycli']).toBe('tinycli 2.0.0 mean=2.0');
+      expect(sections['tinytool prefix']).toBe(prefix);
+      const { stdout: repoDigests } = await exec('docker', ['image', 'inspect', '--format', '{{json .RepoDigests}}', tag], { env });
+      expect(repoDigests).toContain(digest);
+    }, 600_000);
+  }
 });
 
 describe.skipIf(missing !== undefined)(title('oci build service: two envs sharing 29 of 30 packages'), () => {

@@ -17,10 +17,10 @@ import { RegistryClient } from '@prebuilt/core/backend';
 import { FOOTER_SIZE, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
 import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
 import { buildLazyImage, IMPORT, lazyPullTests, lazySkips, prefetchTests, skipTitle, useContainerd, type LazyImage, type ManifestLayer } from './__fixtures__/lazy-image.js';
-import { services } from './__fixtures__/services.js';
+import { pullingDockers } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
-const { registries: missing, docker: dockerMissing, containerd: containerdReason, stargz: stargzReason } = lazySkips;
+const { registries: missing, containerd: containerdReason, stargz: stargzReason } = lazySkips;
 const title = skipTitle;
 
 type Manifest = { mediaType: string; config: { digest: string }; layers: ManifestLayer[] };
@@ -66,16 +66,18 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
     expect(second!.layers.every((l) => l.status === 'exists')).toBe(true);
   });
 
-  it.skipIf(dockerMissing !== undefined)(title('the Docker daemon pulls it as ordinary gzip and runs it', dockerMissing), async () => {
-    const env = { ...process.env, DOCKER_HOST: services.dockerHost! };
-    await exec('docker', ['pull', tag], { env, timeout: 300_000 });
-    try {
-      const { stdout } = await exec('docker', ['run', '--rm', '--network=host', tag, `${prefix}/bin/python`, '-c', IMPORT], { env, timeout: 120_000 });
-      expect(stdout.trim()).toBe('2.0');
-    } finally {
-      await exec('docker', ['rmi', '-f', tag], { env }).catch(() => undefined);
-    }
-  }, 600_000);
+  for (const docker of pullingDockers()) {
+    it.skipIf(docker.missing !== undefined)(title(`${docker.name} pulls it as ordinary gzip and runs it`, docker.missing), async () => {
+      const env = { ...process.env, DOCKER_HOST: docker.host };
+      await exec('docker', ['pull', tag], { env, timeout: 300_000 });
+      try {
+        const { stdout } = await exec('docker', ['run', '--rm', '--network=host', tag, `${prefix}/bin/python`, '-c', IMPORT], { env, timeout: 120_000 });
+        expect(stdout.trim()).toBe('2.0');
+      } finally {
+        await exec('docker', ['rmi', '-f', tag], { env }).catch(() => undefined);
+      }
+    }, 600_000);
+  }
 
   describe.skipIf(containerdReason !== undefined)(title('containerd, ordinary pull (overlayfs)', containerdReason), () => {
     const containerd = useContainerd();

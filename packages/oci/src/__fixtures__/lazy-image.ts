@@ -24,7 +24,6 @@ const exec = promisify(execFile);
 /** Why each part of the lazy-pull tests cannot run here (undefined: it can). */
 export const lazySkips = {
   registries: missingFor(['registries', 'baseImage']),
-  docker: missingFor(['registries', 'baseImage', 'docker']),
   containerd: await containerdMissing(),
   stargz: await stargzMissing(),
 };

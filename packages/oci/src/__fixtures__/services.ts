@@ -13,6 +13,17 @@ export function pinnedBase(): string | undefined {
   return services.baseImage ? pinnedImage(services.baseImage) : undefined;
 }
 
+/**
+ * The test services' Docker daemons a pushed image is pulled and run on: the system's (graphdriver)
+ * and Docker 26 with the containerd image store (its own pull and unpack); why one is missing.
+ */
+export function pullingDockers(): { name: string; host: string; missing: string | undefined }[] {
+  return [
+    { name: 'the Docker daemon', host: services.dockerHost ?? '', missing: missingFor(['registries', 'baseImage', 'docker']) },
+    { name: 'Docker with the containerd image store', host: services.containerdStoreDocker?.host ?? '', missing: missingFor(['registries', 'baseImage', 'containerdStoreDocker']) },
+  ];
+}
+
 export function uniqueRepo(prefix: string): string {
   return `prebuilt-test/oci-${prefix}-${randomBytes(4).toString('hex')}`;
 }
