@@ -101,8 +101,8 @@ async function runtimeSet(root) {
   return {
     root,
     PATH: root ? `${root}/usr/bin:${root}/usr/sbin:${process.env.PATH}` : process.env.PATH,
-    // Docker pulls zstd layers from Engine 23 on.
-    docker: { label: `docker ${dMajor}.${dMinor}`, bin: bin('usr/bin', 'docker'), version: dockerd, zstd: Number(dMajor) >= 23 },
+    // Docker pulls zstd layers from Engine 23 on; from 24 on it can keep its images in containerd (the containerd image store: `c8d`).
+    docker: { label: `docker ${dMajor}.${dMinor}`, bin: bin('usr/bin', 'docker'), version: dockerd, zstd: Number(dMajor) >= 23, c8d: Number(dMajor) >= 24 ? `docker ${dMajor}.${dMinor} c8d` : '' },
     ctr: { label: `ctr ${cMajor}.${cMinor}`, bin: bin('usr/bin', 'ctr'), version: containerd },
   };
 }
@@ -117,16 +117,21 @@ export async function runtimeSets(runtimeRoot) {
 }
 
 /**
- * A private Docker daemon with its data root in `dir` (its own managed containerd; no bridge, no
- * iptables). Its sockets and runtime state go in a short directory under /run, as a node's
- * /var/run/docker: under the node disk's long path, the managed containerd's debug socket would be
- * over the 104-byte limit of a unix socket's path and the daemon would not start.
+ * A private Docker daemon with its data root in `dir` (no bridge, no iptables). Its sockets and
+ * runtime state go in a short directory under /run, as a node's /var/run/docker: under the node
+ * disk's long path, the managed containerd's debug socket would be over the 104-byte limit of a unix
+ * socket's path and the daemon would not start. `daemonJson`: its daemon.json (e.g. the containerd
+ * image store's `features`); `containerd`: the socket of a containerd to use instead of starting its
+ * own (`--containerd`).
  */
-async function startDockerd(dir, env, bin) {
+export async function startDockerd(dir, env, bin, { daemonJson, containerd } = {}) {
   await mkdir(dir, { recursive: true });
   const run = await mkdtemp('/run/b10-');
   const sock = join(run, 'docker.sock');
   const args = ['-H', `unix://${sock}`, '--data-root', join(dir, 'data'), '--exec-root', join(run, 'exec'), '--pidfile', join(run, 'pid'), '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--userland-proxy=false'];
+  if (daemonJson) await writeFile(join(dir, 'daemon.json'), `${JSON.stringify(daemonJson)}\n`);
+  if (daemonJson) args.push('--config-file', join(dir, 'daemon.json'));
+  if (containerd) args.push('--containerd', containerd);
   const proc = spawn('dockerd', args, { stdio: 'ignore', env });
   const docker = (...a) => exec(bin, ['-H', `unix://${sock}`, ...a], { maxBuffer: 1 << 26 });
   let up = false;
@@ -144,8 +149,13 @@ async function startDockerd(dir, env, bin) {
       await rm(d, { recursive: true, force: true });
     }
   };
-  return { sock, docker, stop, pid: proc.pid, bin };
+  // Its managed containerd, where the containerd image store pulls and unpacks (with its CPU counted too).
+  const child = (await exec('pgrep', ['-P', String(proc.pid), 'containerd']).catch(() => ({ stdout: '' }))).stdout.trim().split('\n')[0];
+  return { sock, docker, stop, pid: proc.pid, pids: child ? [proc.pid, Number(child)] : [proc.pid], bin };
 }
+
+/** The containerd image store in a daemon.json (Docker Engine 24 on; the default for new installs from 29). */
+export const C8D_STORE = { features: { 'containerd-snapshotter': true } };
 
 /** A private containerd (bench/oci-layering.mjs's) on the node disk, with its process id. */
 async function startContainerd(setup, h, name, env, bin) {
@@ -191,15 +201,16 @@ async function cpuMs(pid) {
  * One timed sample: `reset` (untimed), the disk settled, `pull` timed with the daemon's CPU, then
  * `run` (ms to the task's first line). `pull` may return `{ unpack }` (ms).
  */
-function sample({ reset, pull, run, pid }, settleMode) {
+function sample({ reset, pull, run, pids }, settleMode) {
+  const cpu = async () => (await Promise.all(pids.map(cpuMs))).reduce((a, b) => a + b, 0);
   return async (emptyNode) => {
     await reset(emptyNode);
     const dirty = await settle(settleMode);
-    const cpu0 = await cpuMs(pid);
+    const cpu0 = await cpu();
     const t0 = performance.now();
     const pulled = await pull(emptyNode);
     const pullMs = performance.now() - t0;
-    const daemonCpu = (await cpuMs(pid)) - cpu0;
+    const daemonCpu = (await cpu()) - cpu0;
     const runMs = await run();
     const client = pulled?.clientCpu !== undefined ? { clientCpu: pulled.clientCpu } : {};
     return { pull: pullMs, run: runMs, total: pullMs + runMs, dirty, daemonCpu, ...client, ...(pulled?.unpack !== undefined ? { unpack: pulled.unpack, fetch: pullMs - pulled.unpack } : {}) };
@@ -231,13 +242,13 @@ function goDurationMs(text) {
 /** The runtimes' pulls and runs of `tag` (Docker `d`, or containerd `c` by `ctr` or the CRI-style puller). */
 const runtimes = {
   docker: (d, tag, base, h) => ({
-    pid: d.pid,
+    pids: d.pids,
     reset: (emptyNode) => resetDocker(d, base, emptyNode),
     pull: () => d.docker('pull', tag),
     run: () => h.firstLineOf(d.bin, ['-H', `unix://${d.sock}`, 'run', '--rm', '--network=host', tag, h.PY, '-c', h.CODE], 'ok'),
   }),
   ctr: (c, tag, base, h) => ({
-    pid: c.pid,
+    pids: [c.pid],
     reset: (emptyNode) => resetCtr(c, base, emptyNode),
     // `ctr` fetches in the client (its CPU: clientCpu), then has the daemon unpack, from its `done:` line on.
     pull: async () => {
@@ -342,21 +353,26 @@ async function buildImages({ args, ctx, host, build, base }) {
   return { policies, images };
 }
 
-/** One runtime set's variants (name → { reset, pull, run, pid }) on its private daemons. */
-function setVariants(set, base, h, { policies, images, settings, bootstrap, criPull }, { dockerds, containerds }) {
-  const all = {};
-  const label = (pigz) => (pigz ? 'unpigz' : 'no unpigz');
-  const [dl, cl] = [set.docker.label, set.ctr.label];
-  all[`${dl}: env created at start`] = atStart('docker', dockerds[0], base, bootstrap, h);
+/** The variants of a Docker daemon per pigz setting (`dockerds`), labelled `dl`: the env created at start, gzip, and zstd where it pulls zstd. */
+function dockerVariants(dl, dockerds, zstd, base, h, { policies, images, settings, bootstrap }) {
+  const all = { [`${dl}: env created at start`]: atStart('docker', dockerds[0], base, bootstrap, h) };
+  for (const policy of policies) {
+    for (const [i, pigz] of settings.entries()) all[`${dl}: ${policy} gzip, ${pigz ? 'unpigz' : 'no unpigz'}`] = runtimes.docker(dockerds[i], images[`${policy} gzip`].tag, base, h);
+    if (zstd) all[`${dl}: ${policy} zstd`] = runtimes.docker(dockerds[0], images[`${policy} zstd`].tag, base, h);
+  }
+  return all;
+}
+
+/** One runtime set's variants (name → { reset, pull, run, pids }) on its private daemons (`c8ds`: Docker with the containerd image store, where started). */
+function setVariants(set, base, h, built, { dockerds, containerds, c8ds }) {
+  const { policies, images, settings, bootstrap, criPull } = built;
+  const all = dockerVariants(set.docker.label, dockerds, set.docker.zstd, base, h, built);
+  if (c8ds.length) Object.assign(all, dockerVariants(set.docker.c8d, c8ds, true, base, h, built));
+  const cl = set.ctr.label;
   all[`${cl}: env created at start`] = atStart('ctr', containerds[0], base, bootstrap, h);
   for (const policy of policies) {
-    const gzip = images[`${policy} gzip`].tag;
     const zstd = images[`${policy} zstd`].tag;
-    for (const [i, pigz] of settings.entries()) {
-      all[`${dl}: ${policy} gzip, ${label(pigz)}`] = runtimes.docker(dockerds[i], gzip, base, h);
-      all[`${cl}: ${policy} gzip, ${label(pigz)}`] = runtimes.ctr(containerds[i], gzip, base, h);
-    }
-    if (set.docker.zstd) all[`${dl}: ${policy} zstd`] = runtimes.docker(dockerds[0], zstd, base, h);
+    for (const [i, pigz] of settings.entries()) all[`${cl}: ${policy} gzip, ${pigz ? 'unpigz' : 'no unpigz'}`] = runtimes.ctr(containerds[i], images[`${policy} gzip`].tag, base, h);
     all[`${cl}: ${policy} zstd`] = runtimes.ctr(containerds[0], zstd, base, h);
     if (criPull.bin) all[`${cl}: ${policy} zstd, CRI-style pull`] = runtimes.cri(containerds[0], zstd, base, h, criPull.bin);
   }
@@ -375,20 +391,28 @@ function variantsOf({ args, base, sets }, h, built, daemons) {
   return Object.fromEntries(Object.entries(all).filter(([name]) => selected(args, name.split(':')[0]) && (name.endsWith('env created at start') || match.test(name))));
 }
 
-/** Each runtime set's private daemons, one Docker daemon and one containerd per pigz setting. */
+/**
+ * Each runtime set's private daemons, one Docker daemon and one containerd per pigz setting, and
+ * where the set's Docker has it and --pull-runtimes selects it, one Docker daemon with the
+ * containerd image store per pigz setting (its managed containerd unpacks, with `unpigz` or not).
+ */
 async function startDaemons({ sets, onCleanup, ...setup }, h, settings, scratch) {
   const daemons = [];
   for (const [s, set] of sets.entries()) {
-    const dockerds = [];
-    const containerds = [];
+    const [dockerds, containerds, c8ds] = [[], [], []];
+    const c8d = set.docker.c8d && selected(setup.args, set.docker.c8d);
     for (const pigz of settings) {
       const name = `${s}-${pigz ? 'pigz' : 'go'}`;
       const d = await startDockerd(join(scratch, `dockerd-${name}`), daemonEnv(pigz, set), set.docker.bin);
       onCleanup(d.stop);
       dockerds.push(d);
       containerds.push(await startContainerd({ ...setup, onCleanup }, h, `containerd-${name}`, daemonEnv(pigz, set), set.ctr.bin));
+      if (!c8d) continue;
+      const c = await startDockerd(join(scratch, `dockerd-c8d-${name}`), daemonEnv(pigz, set), set.docker.bin, { daemonJson: C8D_STORE });
+      onCleanup(c.stop);
+      c8ds.push(c);
     }
-    daemons.push({ dockerds, containerds });
+    daemons.push({ dockerds, containerds, c8ds });
   }
   return daemons;
 }
@@ -446,9 +470,11 @@ async function importTwice({ args, base, sets }, h, { policy, images }, daemons)
   const prefix = h.PY.replace(/\/bin\/python$/, '');
   const cmd = IMPORT_TWICE(h.PY, h.CODE, prefix);
   const cases = sets.flatMap((set, i) => {
-    const [d, c] = [daemons[i].dockerds[0], daemons[i].containerds[0]];
+    const [d, c, c8d] = [daemons[i].dockerds[0], daemons[i].containerds[0], daemons[i].c8ds[0]];
+    const docker = (label, dd, codec) => ({ label, codec, r: (tag) => runtimes.docker(dd, tag, base, h), run: (tag) => dd.docker('run', '--rm', '--network=host', tag, ...cmd) });
     return [
-      { label: set.docker.label, codec: set.docker.zstd ? 'zstd' : 'gzip', r: (tag) => runtimes.docker(d, tag, base, h), run: (tag) => d.docker('run', '--rm', '--network=host', tag, ...cmd) },
+      docker(set.docker.label, d, set.docker.zstd ? 'zstd' : 'gzip'),
+      ...(c8d ? [docker(set.docker.c8d, c8d, 'zstd')] : []),
       { label: set.ctr.label, codec: 'zstd', r: (tag) => runtimes.ctr(c, tag, base, h), run: (tag) => exec(c.bin, ['-a', c.sock, 'run', '--rm', '--net-host', tag, h.runName(), ...cmd]) },
     ];
   });
