@@ -223,9 +223,9 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 async function main_(onCleanup) {
   const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' }, diagnose: { type: 'string', default: '' }, 'profile-exclude': { type: 'string', default: '' }, 'runtime-root': { type: 'string', default: '' } });
   if (!['sync', 'none'].includes(args.settle)) fail(`--settle ${args.settle}: expected sync or none.`);
-  if (args['runtime-root'] && !args['pull-only']) fail('--runtime-root applies to --pull-only (B10): B9 runs on the system\'s runtimes. Add --pull-only, or leave --runtime-root out.');
-  // --pull-only: the runtimes measured, checked before anything is built (the system's, and those under --runtime-root).
-  const sets = args['pull-only'] ? await (await import('./oci-pull.mjs')).runtimeSets(args['runtime-root']) : undefined;
+  if (args['runtime-root'] && !args['pull-only'] && !args['lazy-only']) fail('--runtime-root applies to --pull-only (B10) and --lazy-only (B9\'s lazy Docker rows). Add one of them, or leave --runtime-root out.');
+  // The runtimes measured, checked before anything is built (the system's, and those under --runtime-root).
+  const sets = args['pull-only'] || args['runtime-root'] ? await (await import('./oci-pull.mjs')).runtimeSets(args['runtime-root']) : undefined;
   const services = loadServices();
   const { ctx, changed } = await contexts(args.context);
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
@@ -420,23 +420,32 @@ async function lazyBench(setup) {
   // --diagnose DIR: each lazy sample's snapshotter profile, metrics and log in DIR, and the run split by timestamps.
   let diagnosed = 0;
   const diagnoseAt = (tag, emptyNode) => (args.diagnose ? join(args.diagnose, `s${diagnosed++}-${tag.split(':').pop()}-${emptyNode ? 'empty' : 'cached'}`) : '');
+  // One lazy sample on a fresh node (`node`: containerd + snapshotter, and the runtime pulling with it): the base pulled where cached (untimed), then the image's pull and run timed.
+  const lazySample = async (node, tag, nodeBase, emptyNode, diagnose) => {
+    if (!emptyNode) await node.pull(nodeBase);
+    proxy.state.received = 0;
+    const [, cpu0] = await node.cpu();
+    const t0 = performance.now();
+    await node.pull(proxied(tag));
+    const pull = ms(t0);
+    const spawned = performance.timeOrigin + performance.now();
+    let stderr = '';
+    const run = await firstLineOf(...node.run(proxied(tag), diagnose ? DIAGNOSED_RUN : [PY, '-c', CODE]), 'ok', (e) => (stderr = e));
+    const [, cpu1] = await node.cpu();
+    // The snapshotter's CPU seconds during the pull and run (TOC, prefetch: fetch, decompress, verify, cache; the task's reads through FUSE).
+    const sample = { pull, run, total: pull + run, fetched: proxy.state.received, snapshotterCpu: cpu1 - cpu0 };
+    return diagnose ? { ...sample, ...runSplit(stderr, spawned) } : sample;
+  };
   const lazy = (tag, config, nodeBase = images.nodeBase) => async (emptyNode) => {
     const diagnose = diagnoseAt(tag, emptyNode);
     const sz = await startContainerd(await disk.dir('stargz'), true, STARGZ_CONFIGS[config], process.env, diagnose);
+    const node = {
+      cpu: sz.cpu,
+      pull: (ref) => exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', ref], { maxBuffer: 1 << 26 }),
+      run: (ref, cmd) => ['ctr-remote', ['-a', sz.sock, 'run', '--rm', '--net-host', '--snapshotter', 'stargz', ref, runName(), ...cmd]],
+    };
     try {
-      if (!emptyNode) await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', nodeBase], { maxBuffer: 1 << 26 });
-      proxy.state.received = 0;
-      const [, cpu0] = await sz.cpu();
-      const t0 = performance.now();
-      await exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', proxied(tag)], { maxBuffer: 1 << 26 });
-      const pull = ms(t0);
-      const spawned = performance.timeOrigin + performance.now();
-      let stderr = '';
-      const run = await firstLineOf('ctr-remote', ['-a', sz.sock, 'run', '--rm', '--net-host', '--snapshotter', 'stargz', proxied(tag), runName(), ...(diagnose ? DIAGNOSED_RUN : [PY, '-c', CODE])], 'ok', (e) => (stderr = e));
-      const [, cpu1] = await sz.cpu();
-      // The snapshotter's CPU seconds during the pull and run (TOC, prefetch: fetch, decompress, verify, cache; the task's reads through FUSE).
-      const sample = { pull, run, total: pull + run, fetched: proxy.state.received, snapshotterCpu: cpu1 - cpu0 };
-      return diagnose ? { ...sample, ...runSplit(stderr, spawned) } : sample;
+      return await lazySample(node, tag, nodeBase, emptyNode, diagnose);
     } finally {
       await sz.stop();
     }
@@ -482,7 +491,10 @@ async function lazyBench(setup) {
     else if (images.tags.profileBase) variants['lazy + prefetch (profile, base too) + extra'] = lazy(images.tags.profileBase, 'extra', images.nodeBaseProfiled);
     else variants['lazy + prefetch (profile) + extra'] = lazy(images.tags.profile, 'extra');
   }
-  if (args['lazy-match']) for (const name of Object.keys(variants)) if (name !== 'env created at start' && !new RegExp(args['lazy-match']).test(name)) delete variants[name];
+  // --runtime-root DIR: Docker (>= 24, from DIR) with the containerd image store on the stargz snapshotter, pulling lazily.
+  const dockerSet = setup.sets?.find((set) => set.docker.c8d);
+  if (dockerSet) Object.assign(variants, dockerLazyVariants({ ...setup, set: dockerSet, images, bootstrap, prefetch }, { lazySample, diagnoseAt }));
+  if (args['lazy-match']) for (const name of Object.keys(variants)) if (!name.endsWith('env created at start') && !new RegExp(args['lazy-match']).test(name)) delete variants[name];
   const scenarios = {};
   const states = [['a base cached', false], ['b empty node', true]].slice(args['empty-node-only'] ? 1 : 0, args['base-cached-only'] ? 1 : 2);
   for (const [scenario, emptyNode] of states) {
@@ -493,6 +505,62 @@ async function lazyBench(setup) {
   return { images: { layers: args['lazy-layers'], estargzBase: args['estargz-base'], stargzExtra: args['stargz-extra'], zstdChunked: args['zstd-chunked'], builds: images.builds, selection: images.selection }, stargzConfig: STARGZ_CONFIGS[prefetch], scenarios };
 }
 
+/**
+ * A fresh lazy Docker node for one sample: a private containerd (the runtime set's, 1.7) with the
+ * stargz snapshotter as its `stargz` proxy plugin (config `config`), and a private dockerd on it
+ * (`--containerd`) with the containerd image store and `"storage-driver": "stargz"`, as
+ * stargz-snapshotter's docs/INSTALL.md sets Docker up; `fn(node)` runs on it, then both are stopped.
+ */
+async function onLazyDocker({ disk, set }, config, diagnose, fn) {
+  const { startDockerd, C8D_STORE } = await import('./oci-pull.mjs');
+  const env = { ...process.env, PATH: set.PATH };
+  const sz = await startContainerd(await disk.dir('stargz-docker'), true, STARGZ_CONFIGS[config], env, diagnose);
+  let d;
+  try {
+    d = await startDockerd(await disk.dir('dockerd-lazy'), env, set.docker.bin, { daemonJson: { ...C8D_STORE, 'storage-driver': 'stargz' }, containerd: sz.sock });
+    const docker = ['-H', `unix://${d.sock}`];
+    return await fn({
+      cpu: sz.cpu,
+      pull: (ref) => d.docker('pull', ref),
+      run: (ref, cmd) => [d.bin, [...docker, 'run', '--rm', '--network=host', ref, ...cmd]],
+    });
+  } finally {
+    await d?.stop();
+    await sz.stop();
+  }
+}
+
+/**
+ * B9's lazy variants on Docker (`set`: a runtime set whose Docker has the containerd image store):
+ * the env created at start on the same node setup (its base pulled on an empty node only), and the
+ * eStargz static and profile images (and zstd:chunked with --zstd-chunked) pulled lazily by `docker
+ * pull` and run by `docker run`.
+ */
+function dockerLazyVariants(setup, { lazySample, diagnoseAt }) {
+  const { set, images, bootstrap, prefetch, base } = setup;
+  const label = set.docker.label;
+  const lazy = (tag, nodeBase = images.nodeBase) => (emptyNode) => {
+    const diagnose = diagnoseAt(tag, emptyNode);
+    return onLazyDocker(setup, prefetch, diagnose, (node) => lazySample(node, tag, nodeBase, emptyNode, diagnose));
+  };
+  const atStart = (emptyNode) => onLazyDocker(setup, prefetch, '', async (node) => {
+    if (!emptyNode) await node.pull(base);
+    const t0 = performance.now();
+    if (emptyNode) await node.pull(base);
+    const pull = ms(t0);
+    const run = await firstLineOf(...node.run(base, bootstrap), 'ok');
+    return { pull, run, total: pull + run };
+  });
+  return {
+    [`${label}: env created at start`]: atStart,
+    [`${label}: lazy + prefetch (static)`]: lazy(images.tags.static),
+    [`${label}: lazy + prefetch (profile)`]: lazy(images.tags.profile),
+    ...(images.tags.zc ? { [`${label}: lazy + prefetch (profile), zstd:chunked`]: lazy(images.tags.zc, images.nodeBaseZc) } : {}),
+  };
+}
+
+const DOCKER_ROW = /^docker [\d.]+: /;
+
 function lazyLines(b2lazy) {
   const { selection: sel, builds } = b2lazy.images;
   const lines = [
@@ -500,9 +568,10 @@ function lazyLines(b2lazy) {
     `  prefetch selection: env ${fmtBytes(sel.envBytes)}; profile ${sel.profileFiles} files ${fmtBytes(sel.profileBytes)}; static ${fmtBytes(sel.staticBytes)}, covering ${(sel.staticCoversOfProfile * 100).toFixed(0)} % of the profile's bytes`,
   ];
   for (const [scenario, figures] of Object.entries(b2lazy.scenarios)) {
-    const atStart = figures['env created at start'].total.median;
-    lines.push(`  B2 containerd (${scenario})`);
+    lines.push(`  B2 containerd${Object.keys(figures).some((n) => DOCKER_ROW.test(n)) ? ' and Docker' : ''} (${scenario})`);
     for (const [name, f] of Object.entries(figures)) {
+      // Docker's rows against Docker's env created at start, the others against containerd's.
+      const atStart = figures[`${DOCKER_ROW.exec(name)?.[0] ?? ''}env created at start`].total.median;
       const fetched = `${f.fetched ? `, fetched ${fmtBytes(f.fetched.median)}` : ''}${f.snapshotterCpu ? `, snapshotter CPU ${f.snapshotterCpu.median.toFixed(2)} s` : ''}`;
       const split = f.create ? ` (create ${fmtMs(f.create.median)}, python start ${fmtMs(f.pyStart.median)}, import ${fmtMs(f.import.median)})` : '';
       lines.push(`    ${name.padEnd(36)} total ${fmtStats(f.total)}; pull ${fmtMs(f.pull.median)}, run ${fmtMs(f.run.median)}${split}${fetched}; ×${ratio(f.total.median, atStart)} of env at start`);

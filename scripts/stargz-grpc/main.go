@@ -2,7 +2,11 @@
 // ctr-remote, but golang-github-containerd-stargz-snapshotter-dev ships the snapshotter's library
 // (not its service package's CRI resolver, whose k8s dependency Debian lacks). This serves the
 // lazy-pulling filesystem as a containerd proxy snapshotter plugin on a unix socket, resolving
-// registries on 127.0.0.1 over plain HTTP and others over HTTPS, without credentials:
+// registries on 127.0.0.1 over plain HTTP and others over HTTPS, without credentials. A layer's
+// registry and digest come from the snapshot labels `ctr-remote images rpull` sets
+// (containerd.io/snapshot/remote/stargz.*) or, failing those, from the ones containerd's own clients
+// set (containerd.io/snapshot/cri.*: the CRI plugin, and Docker Engine >= 24 with the containerd
+// image store, whose pulls pass no stargz labels):
 //
 //	containerd-stargz-grpc --address SOCKET --root DIR [--config FILE.toml] [--log-level debug]
 //	                       [--cpu-profile FILE.pprof] [--metrics FILE.prom]
@@ -38,6 +42,8 @@ import (
 	"github.com/containerd/stargz-snapshotter/fs/config"
 	"github.com/containerd/stargz-snapshotter/fs/source"
 	snbase "github.com/containerd/stargz-snapshotter/snapshot"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/sirupsen/logrus"
@@ -58,6 +64,47 @@ func hosts(ref reference.Spec) ([]docker.RegistryHost, error) {
 		Path:         "/v2",
 		Capabilities: docker.HostCapabilityPull | docker.HostCapabilityResolve,
 	}}, nil
+}
+
+// Snapshot labels containerd's clients (the CRI plugin, Docker's containerd image store) set on a
+// layer's snapshot (containerd's pkg/snapshotters): the image reference, the layer's digest, and the
+// image's layers (comma-separated digests).
+const (
+	imageRefLabel    = "containerd.io/snapshot/cri.image-ref"
+	layerDigestLabel = "containerd.io/snapshot/cri.layer-digest"
+	imageLayersLabel = "containerd.io/snapshot/cri.image-layers"
+)
+
+// fromImageLabels: the layer's source from the cri.* labels, the layer first among the image's
+// layers (the library mounts the neighbouring ones in the background).
+func fromImageLabels(labels map[string]string) ([]source.Source, error) {
+	ref, err := reference.Parse(labels[imageRefLabel])
+	if err != nil {
+		return nil, fmt.Errorf("label %s: %w", imageRefLabel, err)
+	}
+	layer, err := digest.Parse(labels[layerDigestLabel])
+	if err != nil {
+		return nil, fmt.Errorf("label %s: %w", layerDigestLabel, err)
+	}
+	layers := []ocispec.Descriptor{{Digest: layer}}
+	for _, d := range strings.Split(labels[imageLayersLabel], ",") {
+		if other, err := digest.Parse(d); err == nil && other != layer {
+			layers = append(layers, ocispec.Descriptor{Digest: other})
+		}
+	}
+	return []source.Source{{Hosts: hosts, Name: ref, Target: layers[0], Manifest: ocispec.Manifest{Layers: layers}}}, nil
+}
+
+// sources: ctr-remote's stargz.* labels where a snapshot has them, else the cri.* ones.
+func sources(labels map[string]string) ([]source.Source, error) {
+	fromStargz, err := source.FromDefaultLabels(hosts)(labels)
+	if err == nil {
+		return fromStargz, nil
+	}
+	if _, ok := labels[imageRefLabel]; !ok {
+		return nil, err
+	}
+	return fromImageLabels(labels)
 }
 
 func main() {
@@ -87,7 +134,7 @@ func main() {
 	logrus.SetLevel(level)
 	stopProfile := startProfile(*cpuProfile)
 	ctx := context.Background()
-	fs, err := stargzfs.NewFilesystem(filepath.Join(*root, "stargz"), cfg, stargzfs.WithGetSources(source.FromDefaultLabels(hosts)))
+	fs, err := stargzfs.NewFilesystem(filepath.Join(*root, "stargz"), cfg, stargzfs.WithGetSources(sources))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "starting the filesystem: %v\n", err)
 		os.Exit(1)
