@@ -31,7 +31,7 @@
  *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only | --empty-node-only] [--no-background-fetch]
  *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single]
  *                               [--estargz-base] [--stargz-extra 'TOML lines'] [--zstd-chunked] [--lazy-match REGEXP]
- *                               [--profile-exclude REGEXP] [--diagnose DIR]
+ *                               [--profile-exclude REGEXP] [--diagnose DIR] [--runtime-root DIR]
  *                               [--context materialized|unpacked] [--json]
  *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--pull-match REGEXP] [--settle sync|none]
  *                               [--runtime-root DIR] [--base-cached-only] [--context materialized|unpacked] [--runs 2] [--json]
@@ -61,6 +61,11 @@
  *   layer's prefetch_download / prefetch_decompress in ms); the lazy and full-pull runs are split
  *   into create (to the container's first process: snapshots, the prefetch wait, runc), python's
  *   start and the import, by timestamps the task prints.
+ *   --runtime-root DIR (with --lazy-only): where DIR's Docker is 24 or newer, the same lazy pulls on
+ *   Docker, rows `docker 26.1: …`: each sample on a fresh private containerd from DIR with the
+ *   snapshotter, and a private dockerd on it (`--containerd`) with the containerd image store and
+ *   `"storage-driver": "stargz"`; `docker pull` + `docker run` of the static and profile images
+ *   (and zstd:chunked with --zstd-chunked), against the env created at start on the same setup.
  *
  * --pull-only (B10, bench/oci-pull.mjs): non-lazy pulls of the image as gzip and as zstd, by the
  * Docker daemon and by containerd, each with and without `unpigz` on the node, base cached and
@@ -420,22 +425,7 @@ async function lazyBench(setup) {
   // --diagnose DIR: each lazy sample's snapshotter profile, metrics and log in DIR, and the run split by timestamps.
   let diagnosed = 0;
   const diagnoseAt = (tag, emptyNode) => (args.diagnose ? join(args.diagnose, `s${diagnosed++}-${tag.split(':').pop()}-${emptyNode ? 'empty' : 'cached'}`) : '');
-  // One lazy sample on a fresh node (`node`: containerd + snapshotter, and the runtime pulling with it): the base pulled where cached (untimed), then the image's pull and run timed.
-  const lazySample = async (node, tag, nodeBase, emptyNode, diagnose) => {
-    if (!emptyNode) await node.pull(nodeBase);
-    proxy.state.received = 0;
-    const [, cpu0] = await node.cpu();
-    const t0 = performance.now();
-    await node.pull(proxied(tag));
-    const pull = ms(t0);
-    const spawned = performance.timeOrigin + performance.now();
-    let stderr = '';
-    const run = await firstLineOf(...node.run(proxied(tag), diagnose ? DIAGNOSED_RUN : [PY, '-c', CODE]), 'ok', (e) => (stderr = e));
-    const [, cpu1] = await node.cpu();
-    // The snapshotter's CPU seconds during the pull and run (TOC, prefetch: fetch, decompress, verify, cache; the task's reads through FUSE).
-    const sample = { pull, run, total: pull + run, fetched: proxy.state.received, snapshotterCpu: cpu1 - cpu0 };
-    return diagnose ? { ...sample, ...runSplit(stderr, spawned) } : sample;
-  };
+  const lazySample = (node, tag, nodeBase, emptyNode, diagnose) => lazyPullRun({ node, ref: proxied(tag), nodeBase, emptyNode, diagnose, proxy });
   const lazy = (tag, config, nodeBase = images.nodeBase) => async (emptyNode) => {
     const diagnose = diagnoseAt(tag, emptyNode);
     const sz = await startContainerd(await disk.dir('stargz'), true, STARGZ_CONFIGS[config], process.env, diagnose);
@@ -503,6 +493,27 @@ async function lazyBench(setup) {
     process.stderr.write(`[b9] lazy scenario ${scenario} done (load ${loadavg()[0].toFixed(1)})\n`);
   }
   return { images: { layers: args['lazy-layers'], estargzBase: args['estargz-base'], stargzExtra: args['stargz-extra'], zstdChunked: args['zstd-chunked'], builds: images.builds, selection: images.selection }, stargzConfig: STARGZ_CONFIGS[prefetch], scenarios };
+}
+
+/**
+ * One lazy sample on a fresh node (`node`: containerd + snapshotter, and the runtime pulling with
+ * it): the base pulled where cached (untimed), then the pull and run of `ref` (through the counting
+ * `proxy`) timed, with the bytes fetched and the snapshotter's CPU.
+ */
+async function lazyPullRun({ node, ref, nodeBase, emptyNode, diagnose, proxy }) {
+  if (!emptyNode) await node.pull(nodeBase);
+  proxy.state.received = 0;
+  const [, cpu0] = await node.cpu();
+  const t0 = performance.now();
+  await node.pull(ref);
+  const pull = ms(t0);
+  const spawned = performance.timeOrigin + performance.now();
+  let stderr = '';
+  const run = await firstLineOf(...node.run(ref, diagnose ? DIAGNOSED_RUN : [PY, '-c', CODE]), 'ok', (e) => (stderr = e));
+  const [, cpu1] = await node.cpu();
+  // The snapshotter's CPU seconds during the pull and run (TOC, prefetch: fetch, decompress, verify, cache; the task's reads through FUSE).
+  const sample = { pull, run, total: pull + run, fetched: proxy.state.received, snapshotterCpu: cpu1 - cpu0 };
+  return diagnose ? { ...sample, ...runSplit(stderr, spawned) } : sample;
 }
 
 /**

@@ -36,7 +36,11 @@
  * DIR/usr/bin and DIR/usr/sbin, the daemons' PATH starting there so the shims and dockerd's own
  * containerd do too, the host's runc). Each variant is named after its runtime (`docker 20.10: …`,
  * `ctr 1.7: …`) and divided by that runtime's own env created at start; Docker from 23 on also pulls
- * the zstd image. `ctr images pull` fetches in the client on both 1.6 and 1.7 (1.7's transfer
+ * the zstd image. Docker from 24 on runs a second time with the containerd image store (`docker
+ * 26.1 c8d: …`: a private dockerd per pigz setting whose daemon.json turns the
+ * `containerd-snapshotter` feature on, so that its managed containerd pulls and unpacks, with the
+ * overlayfs snapshotter), against its own env created at start; a Docker sample's CPU is the
+ * dockerd's and its managed containerd's. `ctr images pull` fetches in the client on both 1.6 and 1.7 (1.7's transfer
  * service is not used: its profile shows the client's Content.Write and Diff.Apply calls), so each
  * ctr and CRI-style sample records the client's CPU beside the daemon's; the CRI-style pull is the
  * same 1.6 client library on both.
