@@ -483,6 +483,7 @@ async function lazyBench(setup) {
   }
   // --runtime-root DIR: Docker (>= 24, from DIR) with the containerd image store on the stargz snapshotter, pulling lazily.
   const dockerSet = setup.sets?.find((set) => set.docker.c8d);
+  if (dockerSet) await checkSnapshotterReadsImageLabels();
   if (dockerSet) Object.assign(variants, dockerLazyVariants({ ...setup, set: dockerSet, images, bootstrap, prefetch }, { lazySample, diagnoseAt }));
   if (args['lazy-match']) for (const name of Object.keys(variants)) if (!name.endsWith('env created at start') && !new RegExp(args['lazy-match']).test(name)) delete variants[name];
   const scenarios = {};
@@ -514,6 +515,17 @@ async function lazyPullRun({ node, ref, nodeBase, emptyNode, diagnose, proxy }) 
   // The snapshotter's CPU seconds during the pull and run (TOC, prefetch: fetch, decompress, verify, cache; the task's reads through FUSE).
   const sample = { pull, run, total: pull + run, fetched: proxy.state.received, snapshotterCpu: cpu1 - cpu0 };
   return diagnose ? { ...sample, ...runSplit(stderr, spawned) } : sample;
+}
+
+/**
+ * Docker's pulls label each layer's snapshot with containerd's `cri.*` labels only: a
+ * containerd-stargz-grpc built from an older scripts/stargz-grpc/main.go (one that reads only
+ * ctr-remote's `stargz.*` labels) makes every Docker pull a full one ("reference hasn't been
+ * passed" in its log). The binary on PATH is shared by every checkout on the machine.
+ */
+async function checkSnapshotterReadsImageLabels() {
+  const path = (await exec('sh', ['-c', 'command -v containerd-stargz-grpc'])).stdout.trim();
+  if (!(await readFile(path)).includes('containerd.io/snapshot/cri.image-ref')) fail(`${path} reads only ctr-remote's snapshot labels, so Docker would pull fully: run \`bash scripts/build-stargz-grpc.sh\` in this checkout (or put one built from its scripts/stargz-grpc/main.go first on PATH).`);
 }
 
 /**
