@@ -556,8 +556,9 @@ async function onLazyDocker({ disk, set }, config, diagnose, fn) {
 /**
  * B9's lazy variants on Docker (`set`: a runtime set whose Docker has the containerd image store):
  * the env created at start on the same node setup (its base pulled on an empty node only), and the
- * eStargz static and profile images (and zstd:chunked with --zstd-chunked) pulled lazily by `docker
- * pull` and run by `docker run`.
+ * eStargz static and profile images (with --estargz-base, on the eStargz base as the node has it,
+ * and the profile image on the base re-layered with the profile too; zstd:chunked with
+ * --zstd-chunked) pulled lazily by `docker pull` and run by `docker run`.
  */
 function dockerLazyVariants(setup, { lazySample, diagnoseAt }) {
   const { set, images, bootstrap, prefetch, base } = setup;
@@ -578,7 +579,8 @@ function dockerLazyVariants(setup, { lazySample, diagnoseAt }) {
     [`${label}: env created at start`]: atStart,
     [`${label}: lazy + prefetch (static)`]: lazy(images.tags.static),
     [`${label}: lazy + prefetch (profile)`]: lazy(images.tags.profile),
-    ...(images.tags.zc ? { [`${label}: lazy + prefetch (profile), zstd:chunked`]: lazy(images.tags.zc, images.nodeBaseZc) } : {}),
+    ...(images.tags.profileBase ? { [`${label}: lazy + prefetch (profile, base too)`]: lazy(images.tags.profileBase, images.nodeBaseProfiled) } : {}),
+    ...(images.tags.zc ? { [`${label}: lazy + prefetch (profile${setup.args['estargz-base'] ? ', base too' : ''}), zstd:chunked`]: lazy(images.tags.zc, images.nodeBaseZc) } : {}),
   };
 }
 
