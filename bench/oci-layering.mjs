@@ -231,6 +231,8 @@ async function main_(onCleanup) {
   if (args['runtime-root'] && !args['pull-only'] && !args['lazy-only']) fail('--runtime-root applies to --pull-only (B10) and --lazy-only (B9\'s lazy Docker rows). Add one of them, or leave --runtime-root out.');
   // The runtimes measured, checked before anything is built (the system's, and those under --runtime-root).
   const sets = args['pull-only'] || args['runtime-root'] ? await (await import('./oci-pull.mjs')).runtimeSets(args['runtime-root']) : undefined;
+  // B9's lazy Docker rows: the snapshotter checked before anything is built or mounted.
+  if (!args['pull-only'] && sets?.some((set) => set.docker.c8d)) await checkSnapshotterReadsImageLabels();
   const services = loadServices();
   const { ctx, changed } = await contexts(args.context);
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
@@ -483,7 +485,6 @@ async function lazyBench(setup) {
   }
   // --runtime-root DIR: Docker (>= 24, from DIR) with the containerd image store on the stargz snapshotter, pulling lazily.
   const dockerSet = setup.sets?.find((set) => set.docker.c8d);
-  if (dockerSet) await checkSnapshotterReadsImageLabels();
   if (dockerSet) Object.assign(variants, dockerLazyVariants({ ...setup, set: dockerSet, images, bootstrap, prefetch }, { lazySample, diagnoseAt }));
   if (args['lazy-match']) for (const name of Object.keys(variants)) if (!name.endsWith('env created at start') && !new RegExp(args['lazy-match']).test(name)) delete variants[name];
   const scenarios = {};
@@ -524,8 +525,9 @@ async function lazyPullRun({ node, ref, nodeBase, emptyNode, diagnose, proxy }) 
  * passed" in its log). The binary on PATH is shared by every checkout on the machine.
  */
 async function checkSnapshotterReadsImageLabels() {
-  const path = (await exec('sh', ['-c', 'command -v containerd-stargz-grpc'])).stdout.trim();
-  if (!(await readFile(path)).includes('containerd.io/snapshot/cri.image-ref')) fail(`${path} reads only ctr-remote's snapshot labels, so Docker would pull fully: run \`bash scripts/build-stargz-grpc.sh\` in this checkout (or put one built from its scripts/stargz-grpc/main.go first on PATH).`);
+  const path = (await exec('sh', ['-c', 'command -v containerd-stargz-grpc']).catch(() => ({ stdout: '' }))).stdout.trim();
+  // Without it B9's lazy part is skipped, and says so.
+  if (path && !(await readFile(path)).includes('containerd.io/snapshot/cri.image-ref')) fail(`${path} reads only ctr-remote's snapshot labels, so Docker would pull fully: run \`bash scripts/build-stargz-grpc.sh\` in this checkout (or put one built from its scripts/stargz-grpc/main.go first on PATH).`);
 }
 
 /**

@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=/usr/local/bin/containerd-stargz-grpc
 SRC=scripts/stargz-grpc/main.go
-if [ -x "$BIN" ] && [ "$BIN" -nt "$SRC" ]; then exit 0; fi
+# Up to date: newer than the source, and not a build from before main.go read the cri.* labels
+# (another checkout's older main.go, touched later, can have put one there).
+if [ -x "$BIN" ] && [ "$BIN" -nt "$SRC" ] && grep -q 'containerd.io/snapshot/cri.image-ref' "$BIN"; then exit 0; fi
 for need in go ctr-remote; do
   command -v "$need" >/dev/null || { echo "[stargz] $need is missing: apt-get install stargz-snapshotter golang-go golang-github-containerd-stargz-snapshotter-dev (scripts/setup.sh does)" >&2; exit 2; }
 done
