@@ -3,7 +3,7 @@ import type { EngineClient } from './engine-client.js';
 import { DOCKER_ENV, type DockerBuilder } from './docker-settings.js';
 
 /** The storage `driver-type` of a daemon that keeps its images in containerd's image store. */
-export const CONTAINERD_SNAPSHOTTER = 'io.containerd.snapshotter.v1';
+const CONTAINERD_SNAPSHOTTER = 'io.containerd.snapshotter.v1';
 
 /** The first Docker Engine whose BuildKit reads a build context uploaded with `POST /build` under the containerd image store. */
 const CONTEXT_FIXED_IN = [27, 5] as const;
@@ -13,7 +13,7 @@ interface EngineInfo {
 }
 
 /** True when the daemon keeps its images in containerd's image store (`GET /info`: driver-type io.containerd.snapshotter.v1). */
-export async function usesContainerdStore(client: EngineClient, signal?: AbortSignal): Promise<boolean> {
+async function usesContainerdStore(client: EngineClient, signal?: AbortSignal): Promise<boolean> {
   const info = await client.json<EngineInfo>({ method: 'GET', path: '/info', signal });
   return (info.DriverStatus ?? []).some((entry) => Array.isArray(entry) && entry[0] === 'driver-type' && entry[1] === CONTAINERD_SNAPSHOTTER);
 }
