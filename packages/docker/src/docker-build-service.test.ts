@@ -8,7 +8,6 @@ import {
   ConfigError,
   UnreachableError,
   Secret,
-  networkTimeouts,
   type BuildRequest,
   type BuildResult,
 } from '@prebuilt/core/backend';
@@ -16,14 +15,12 @@ import dockerDefinition, { createDockerBuildService } from './index.js';
 import { dockerConnection } from './docker-host.js';
 import { EngineClient } from './engine-client.js';
 import { DockerDaemon, imagePath } from './docker-daemon.js';
+import { resolveDockerSettings } from './docker-settings.js';
 import { headDigest } from '@prebuilt/fixtures';
 import { testServices } from './__fixtures__/services.js';
 import { beforeContextFix } from './image-store.js';
 import { pullThroughDaemon } from './daemon-pull.js';
 import { ProgressTracker } from './progress.js';
-
-/** The network limits' defaults, as resolveDockerSettings gives them without settings. */
-const TIMEOUTS = networkTimeouts({ env: {} });
 
 describe('docker build service settings', () => {
   it('is a build-service definition named docker', async () => {
@@ -80,7 +77,7 @@ describe('docker build service settings', () => {
   });
 
   it('a DOCKER_HOST with credentials in it never shows them: the unreachable daemon is named without its password', async () => {
-    const error = await new DockerDaemon({ dockerHost: 'tcp://alice:hunter2@127.0.0.1:1', apiVersion: undefined, timeouts: TIMEOUTS }, {}).check(undefined).catch((e: unknown) => e);
+    const error = await new DockerDaemon(resolveDockerSettings({ dockerHost: 'tcp://alice:hunter2@127.0.0.1:1' }, {}), {}).check(undefined).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UnreachableError);
     expect(JSON.stringify({ ...(error as UnreachableError), message: (error as Error).message })).not.toContain('hunter2');
     expect((error as UnreachableError).message).toContain('tcp://alice:***@127.0.0.1:1');

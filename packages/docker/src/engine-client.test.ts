@@ -11,16 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { networkTimeouts } from '@prebuilt/core/backend';
 import { EngineClient, MAX_JSON_BYTES, type EngineRequestError } from './engine-client.js';
 import { DockerDaemon } from './docker-daemon.js';
+import { resolveDockerSettings } from './docker-settings.js';
 import { dockerConnection } from './docker-host.js';
 import { EngineContainer } from './engine-container.js';
 import { demuxStream } from './stream-demux.js';
 import { readEvents } from './progress.js';
-
-/** The network limits' defaults, as resolveDockerSettings gives them without settings. */
-const TIMEOUTS = networkTimeouts({ env: {} });
 
 interface Seen {
   method: string;
@@ -218,7 +215,7 @@ describe.skipIf(!openssl)(`EngineClient over TLS (fake Docker daemon on 127.0.0.
         const tls = new EngineClient(dockerConnection(`tcp://127.0.0.1:${port}`, env));
         expect(await tls.json({ method: 'GET', path: '/version' })).toEqual({ Version: 'tls-fake for client', ApiVersion: '1.41' });
         tls.close();
-        const daemon = new DockerDaemon({ dockerHost: `tcp://127.0.0.1:${port}`, apiVersion: undefined, timeouts: TIMEOUTS }, env);
+        const daemon = new DockerDaemon(resolveDockerSettings({ dockerHost: `tcp://127.0.0.1:${port}` }, {}), env);
         await daemon.check(undefined);
         daemon.close();
         // Another CA: the daemon's certificate is not trusted, a connection error (no status).

@@ -4,15 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, UnreachableError, networkTimeouts } from '@prebuilt/core/backend';
+import { ConfigError, UnreachableError } from '@prebuilt/core/backend';
 import { DockerDaemon } from './docker-daemon.js';
+import { resolveDockerSettings } from './docker-settings.js';
 import { dockerConnection } from './docker-host.js';
 import { EngineClient, type EngineConnection, type EngineRequestError } from './engine-client.js';
 import { engineVersion as versionOf } from './engine-version.js';
 import { testServices } from './__fixtures__/services.js';
-
-/** The network limits' defaults, as resolveDockerSettings gives them without settings. */
-const TIMEOUTS = networkTimeouts({ env: {} });
 
 // A FAKE Docker daemon on a unix socket: answers GET /version, refuses API versions above 1.41 as dockerd does.
 let dir: string;
@@ -81,11 +79,11 @@ describe('engineVersion (fake daemon on a unix socket)', () => {
   });
 
   it('the daemon check turns them into ConfigError (API version refused) and UnreachableError (nothing answers)', async () => {
-    await new DockerDaemon({ dockerHost: `unix://${socketPath}`, apiVersion: undefined, timeouts: TIMEOUTS }, {}).check(undefined);
-    const tooNew = await new DockerDaemon({ dockerHost: `unix://${socketPath}`, apiVersion: 'v1.99', timeouts: TIMEOUTS }, {}).check(undefined).catch((e: unknown) => e);
+    await new DockerDaemon(resolveDockerSettings({ dockerHost: `unix://${socketPath}` }, {}), {}).check(undefined);
+    const tooNew = await new DockerDaemon(resolveDockerSettings({ dockerHost: `unix://${socketPath}`, apiVersion: 'v1.99' }, {}), {}).check(undefined).catch((e: unknown) => e);
     expect(tooNew).toBeInstanceOf(ConfigError);
     expect((tooNew as ConfigError).message).toContain('refused API version 1.99: client version 1.99 is too new');
-    const none = await new DockerDaemon({ dockerHost: `unix://${join(dir, 'none.sock')}`, apiVersion: undefined, timeouts: TIMEOUTS }, {}).check(undefined).catch((e: unknown) => e);
+    const none = await new DockerDaemon(resolveDockerSettings({ dockerHost: `unix://${join(dir, 'none.sock')}` }, {}), {}).check(undefined).catch((e: unknown) => e);
     expect(none).toBeInstanceOf(UnreachableError);
     expect((none as UnreachableError).message).toContain(`The Docker daemon at unix://${join(dir, 'none.sock')} cannot be reached`);
   });

@@ -9,17 +9,15 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { UnreachableError, networkTimeouts } from '@prebuilt/core/backend';
+import { UnreachableError } from '@prebuilt/core/backend';
 import { DockerDaemon } from './docker-daemon.js';
+import { resolveDockerSettings } from './docker-settings.js';
 import { dockerConnection } from './docker-host.js';
 import { EngineClient } from './engine-client.js';
 import { engineVersion } from './engine-version.js';
 import { runIsolatedContainer } from './isolated-container.js';
 import { sshArguments } from './ssh-dial.js';
 import { testServices } from './__fixtures__/services.js';
-
-/** The network limits' defaults, as resolveDockerSettings gives them without settings. */
-const TIMEOUTS = networkTimeouts({ env: {} });
 
 const FAKE_SSH = `#!${process.execPath}
 // FAKE ssh for prebuilt's tests: records its arguments, then relays stdin/stdout to FAKE_SSH_SOCKET.
@@ -98,7 +96,7 @@ describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () =>
     expect((await calls()).slice(before)).toEqual([['-o', 'ConnectTimeout=60', '-p', '2222', '-l', 'me', '--', '127.0.0.1', 'docker', 'system', 'dial-stdio']]);
     client.close();
     await waitFor(() => fakeConnections() === 0);
-    const daemon = new DockerDaemon({ dockerHost: 'ssh://me@127.0.0.1:2222', apiVersion: undefined, timeouts: TIMEOUTS }, {});
+    const daemon = new DockerDaemon(resolveDockerSettings({ dockerHost: 'ssh://me@127.0.0.1:2222' }, {}), {});
     await daemon.check(undefined);
     daemon.close();
   });
@@ -121,7 +119,7 @@ describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () =>
   it('an ssh that fails (exit 255) makes the daemon unreachable, quoting ssh\'s stderr', async () => {
     process.env['FAKE_SSH_FAIL'] = '1';
     try {
-      const error = await new DockerDaemon({ dockerHost: 'ssh://127.0.0.1:2222', apiVersion: undefined, timeouts: TIMEOUTS }, {}).check(undefined).catch((e: unknown) => e);
+      const error = await new DockerDaemon(resolveDockerSettings({ dockerHost: 'ssh://127.0.0.1:2222' }, {}), {}).check(undefined).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(UnreachableError);
       expect((error as Error).message).toBe('The Docker daemon at ssh://127.0.0.1:2222 cannot be reached: ssh to 127.0.0.1 exited with 255: ssh: connect to host 127.0.0.1 port 2222: Connection refused.');
     } finally {
@@ -133,7 +131,7 @@ describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () =>
     const path = process.env['PATH'];
     process.env['PATH'] = join(dir, 'empty');
     try {
-      const error = await new DockerDaemon({ dockerHost: 'ssh://127.0.0.1', apiVersion: undefined, timeouts: TIMEOUTS }, {}).check(undefined).catch((e: unknown) => e);
+      const error = await new DockerDaemon(resolveDockerSettings({ dockerHost: 'ssh://127.0.0.1' }, {}), {}).check(undefined).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(UnreachableError);
       expect((error as Error).message).toMatch(/cannot be reached: ssh to 127\.0\.0\.1 cannot be started: spawn ssh ENOENT/);
     } finally {
