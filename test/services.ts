@@ -93,20 +93,21 @@ export function missingFor(needs: readonly Need[], services: TestServices = getS
   return `needs ${absent.join(', ')}: ${why}`;
 }
 
-function title(name: string, reason: string | undefined): string {
+/** A test title that says why the test is skipped, when it is. */
+export function skipTitle(name: string, reason: string | undefined): string {
   return reason ? `${name} [skipped: ${reason}]` : name;
 }
 
 /** `describe` that skips, saying what is missing, when the machine lacks one of `needs`. */
 export function describeWith(needs: readonly Need[], name: string, body: () => void): void {
   const reason = missingFor(needs);
-  (reason ? describe.skip : describe)(title(name, reason), body);
+  (reason ? describe.skip : describe)(skipTitle(name, reason), body);
 }
 
 /** `it` that skips, saying what is missing, when the machine lacks one of `needs`. */
 export function itWith(needs: readonly Need[], name: string, body: () => Promise<void> | void, timeout?: number): void {
   const reason = missingFor(needs);
-  (reason ? it.skip : it)(title(name, reason), body, timeout);
+  (reason ? it.skip : it)(skipTitle(name, reason), body, timeout);
 }
 
 /** A suite that needs the Docker daemon. */

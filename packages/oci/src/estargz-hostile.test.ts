@@ -13,8 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrebuiltError, RegistryClient, sealTarHeader } from '@prebuilt/core/backend';
 import { convertLayerToEstargz } from './estargz-base.js';
 import { tarFileHeader } from './estargz.js';
-import { missingFor, services, uniqueRepo } from './__fixtures__/services.js';
-import { skipTitle } from './__fixtures__/lazy-image.js';
+import { missingFor, services, skipTitle, uniqueRepo } from './__fixtures__/services.js';
 import { createOciBuildService } from './oci-build-service.js';
 
 const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';

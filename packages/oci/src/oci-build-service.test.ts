@@ -25,8 +25,7 @@ import { pushImageIndex } from './image-index.js';
 import { LAYER_FORMAT_ID } from './layer-codec.js';
 import { GROUPING } from './layering.js';
 import { createOciBuildService, ociSettings, type PushSummary } from './oci-build-service.js';
-import { credentialsFor, headDigest, missingFor, pinnedBase, pullingDockers, services, uniqueRepo } from './__fixtures__/services.js';
-import { skipTitle } from './__fixtures__/lazy-image.js';
+import { credentialsFor, headDigest, missingFor, pinnedBase, pullingDockers, services, skipTitle, uniqueRepo } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const missing = missingFor(['registries', 'baseImage']);

@@ -21,8 +21,7 @@ import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureS
 import { createOciBuildService } from './oci-build-service.js';
 import { containerdMissing, have, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { dockerZstdTests, zstdDockers } from './__fixtures__/docker-zstd.js';
-import { skipTitle as title } from './__fixtures__/lazy-image.js';
-import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
+import { missingFor, pinnedBase, services, skipTitle as title, uniqueRepo } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const missing = missingFor(['registries', 'baseImage']);

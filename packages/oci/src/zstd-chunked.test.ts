@@ -22,10 +22,9 @@ import { createOciBuildService, ociSettings } from './oci-build-service.js';
 import { parseZstdChunkedFooter, singleSegmentFrame, skippableFrame, ZSTD_CHUNKED_CHECKSUM_ANNOTATION, ZSTD_CHUNKED_FOOTER_SIZE, ZSTD_CHUNKED_LEVEL, ZSTD_CHUNKED_POSITION_ANNOTATION, zstdChunkedFooter } from './zstd-chunked.js';
 import { readZstdChunkedToc } from './__fixtures__/estargz-toc.js';
 import { checkWithSnapshotterReader, estargzChecker } from './__fixtures__/estargz-check.js';
-import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
+import { missingFor, pinnedBase, services, skipTitle as title, uniqueRepo } from './__fixtures__/services.js';
 import { thrownConfigError } from './__fixtures__/config-error.js';
 import { layerSources } from './__fixtures__/layer-sources.js';
-import { skipTitle as title } from './__fixtures__/lazy-image.js';
 
 const exec = promisify(execFile);
 const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;

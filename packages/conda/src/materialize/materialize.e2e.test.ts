@@ -17,29 +17,28 @@ import { exampleImageLock, outputSections, pinnedImage, serveExampleFixtures, ty
 import { PackageCache } from '../cache/package-cache.js';
 import { extractCondaPackage } from './conda-extract.js';
 import { createMaterializedRecipeRunner } from './recipe-runner.js';
-import { getServices } from '../../../../test/services.js';
+import { getServices, missingFor, skipTitle } from '../../../../test/services.js';
 
 const exec = promisify(execFile);
 
 const svc = getServices();
 
-/** Why the daemon at `host` cannot run this file here, or undefined. */
-async function skipReasonFor(host: string | null | undefined, what: string): Promise<string | undefined> {
-  if (!host) return `no ${what} (missing: ${svc.missing.join('; ') || what}); run \`bash scripts/test-services.sh up\``;
-  if (!svc.baseImage) return `no base image in the test services (missing: ${svc.missing.join('; ') || 'baseImage'})`;
+/** Why the daemon at `host` cannot run this file here (`missing`: what the test services lack), or undefined. */
+async function skipReasonFor(host: string | null | undefined, missing: string | undefined): Promise<string | undefined> {
+  if (missing !== undefined || !host) return missing;
   const answers = await exec('docker', ['version'], { env: { ...process.env, DOCKER_HOST: host } }).then(() => true, () => false);
   return answers ? undefined : `no Docker daemon answering at ${host}`;
 }
 
 // The system's Docker daemon (graphdriver), and Docker 26 with the containerd image store.
 const daemons = [
-  { name: '', host: svc.dockerHost, what: 'Docker daemon' },
-  { name: ', Docker with the containerd image store', host: svc.containerdStoreDocker?.host, what: 'Docker daemon with the containerd image store' },
+  { name: '', host: svc.dockerHost, missing: missingFor(['docker', 'baseImage']) },
+  { name: ', Docker with the containerd image store', host: svc.containerdStoreDocker?.host, missing: missingFor(['containerdStoreDocker', 'baseImage']) },
 ];
 
 for (const daemon of daemons) {
-  const skipReason = await skipReasonFor(daemon.host, daemon.what);
-  describe.skipIf(skipReason !== undefined)(`materialized env in a real image${daemon.name}${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => materializedEnvSuite(daemon.host!));
+  const skipReason = await skipReasonFor(daemon.host, daemon.missing);
+  describe.skipIf(skipReason !== undefined)(skipTitle(`materialized env in a real image${daemon.name}`, skipReason), () => materializedEnvSuite(daemon.host!));
 }
 
 function materializedEnvSuite(dockerHost: string): void {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accepts, stargzMissing, startStargzNode } from './containerd.js';
-import { skipTitle as title } from './lazy-image.js';
+import { skipTitle as title } from './services.js';
 
 const exec = promisify(execFile);
 const stargzReason = await stargzMissing();

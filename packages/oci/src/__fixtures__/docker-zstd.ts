@@ -5,8 +5,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { expect, it } from 'vitest';
-import { missingFor, services } from './services.js';
-import { skipTitle } from './lazy-image.js';
+import { missingFor, services, skipTitle } from './services.js';
 
 const exec = promisify(execFile);
 
@@ -36,10 +35,14 @@ async function serverVersion(host: string): Promise<string | undefined> {
 /** Finds, among the test services' daemons, one older and one newer than Docker Engine 23.0. */
 export async function zstdDockers(): Promise<ZstdDockers> {
   const daemons: TestDocker[] = [];
-  const hosts = [services.dockerHost, services.modernDocker?.host, services.containerdStoreDocker?.host];
-  for (const [i, host] of hosts.entries()) {
+  const hosts = [
+    { host: services.dockerHost, containerdStore: false },
+    { host: services.modernDocker?.host, containerdStore: false },
+    { host: services.containerdStoreDocker?.host, containerdStore: true },
+  ];
+  for (const { host, containerdStore } of hosts) {
     const version = host ? await serverVersion(host) : undefined;
-    if (host && version) daemons.push({ host, version, containerdStore: i === 2 });
+    if (host && version) daemons.push({ host, version, containerdStore });
   }
   const absent = missingFor(['registries', 'baseImage', 'docker', 'modernDocker', 'containerdStoreDocker']);
   const none = (what: string): string => `no Docker Engine ${what} among the test services' daemons (${daemons.map((d) => d.version).join(', ') || 'none'})${absent ? `; ${absent}` : ''}`;

@@ -17,7 +17,7 @@ import { createOciBuildService, type PushSummary } from '../oci-build-service.js
 import type { LayerCompression } from '../layer-codec.js';
 import { containerdMissing, have, stargzMissing, startContainerd, startStargzNode, type PrivateContainerd } from './containerd.js';
 import { startCountingProxy, type CountingProxy } from './counting-proxy.js';
-import { missingFor, pinnedBase, services, uniqueRepo } from './services.js';
+import { missingFor, pinnedBase, services, skipTitle, uniqueRepo } from './services.js';
 
 const exec = promisify(execFile);
 
@@ -28,8 +28,7 @@ export const lazySkips = {
   stargz: await stargzMissing(),
 };
 
-/** A test title, with the reason it is skipped when there is one. */
-export const skipTitle = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
+export { skipTitle };
 
 /** What the task runs: an import of the env's package; prints 2.0. */
 export const IMPORT = 'import tinyframe; print(tinyframe.Frame([1, 2, 3]).mean())';
