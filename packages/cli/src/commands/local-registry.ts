@@ -43,11 +43,6 @@ function portFromEnv(env: Record<string, string | undefined>): number | undefine
   return match ? Number(match[1]) : undefined;
 }
 
-/** The port option of @prebuilt/local's calls (it refuses a running registry on another port): none without --port. */
-function portOption(port: number | undefined): { port?: number } {
-  return port === undefined ? {} : { port };
-}
-
 function describe(status: LocalRegistryServerStatus): string {
   if (!status.running) return 'not running';
   const how = status.mode === 'binary' ? `docker-registry, pid ${status.pid}` : `container ${status.container}`;
@@ -75,7 +70,7 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
       const port = options.port ?? portFromEnv(context.env);
-      const status = await (await localPackage()).startLocalRegistryServer({ env: context.env, ...portOption(port) });
+      const status = await (await localPackage()).startLocalRegistryServer({ env: context.env, port });
       if (options.json) {
         writeJsonResult(context, { ...status });
         return;
@@ -93,7 +88,7 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .option('--json', 'print one JSON object for machines')
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
-      const status = await (await localPackage()).localRegistryServerStatus({ env: context.env, ...portOption(options.port) });
+      const status = await (await localPackage()).localRegistryServerStatus({ env: context.env, port: options.port });
       if (options.json) {
         writeJsonResult(context, { ...status });
         return;
@@ -110,7 +105,7 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .option('--json', 'print one JSON object for machines')
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
-      const { stopped, status } = await (await localPackage()).stopLocalRegistryServer({ env: context.env, ...portOption(options.port) });
+      const { stopped, status } = await (await localPackage()).stopLocalRegistryServer({ env: context.env, port: options.port });
       if (options.json) {
         writeJsonResult(context, { stopped, ...status });
         return;
