@@ -133,8 +133,10 @@ export async function startDockerd(dir, env, bin, { daemonJson, containerd } = {
   const run = await mkdtemp('/run/b10-');
   const sock = join(run, 'docker.sock');
   const args = ['-H', `unix://${sock}`, '--data-root', join(dir, 'data'), '--exec-root', join(run, 'exec'), '--pidfile', join(run, 'pid'), '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--userland-proxy=false'];
-  if (daemonJson) await writeFile(join(dir, 'daemon.json'), `${JSON.stringify(daemonJson)}\n`);
-  if (daemonJson) args.push('--config-file', join(dir, 'daemon.json'));
+  if (daemonJson) {
+    await writeFile(join(dir, 'daemon.json'), `${JSON.stringify(daemonJson)}\n`);
+    args.push('--config-file', join(dir, 'daemon.json'));
+  }
   if (containerd) args.push('--containerd', containerd);
   const proc = spawn('dockerd', args, { stdio: 'ignore', env });
   const docker = (...a) => exec(bin, ['-H', `unix://${sock}`, ...a], { maxBuffer: 1 << 26 });
