@@ -122,7 +122,7 @@ export function estargzFooter(tocOffset: number): Buffer {
 
 /** A ustar header of a regular file (mode 0644, uid/gid 0, mtime 0). */
 export function tarFileHeader(name: string, size: number): Buffer {
-  const h = Buffer.alloc(512);
+  const h = Buffer.alloc(TAR_BLOCK);
   h.write(name, 0, 100, 'utf8');
   h.write('0000644\0', 100, 'latin1');
   h.write('0000000\0', 108, 'latin1');
@@ -243,10 +243,10 @@ class EstargzWriter {
         return;
       }
       if (this.#state === 'header') {
-        const take = Math.min(512 - this.#header.length, chunk.length - at);
+        const take = Math.min(TAR_BLOCK - this.#header.length, chunk.length - at);
         this.#header = Buffer.concat([this.#header, chunk.subarray(at, at + take)]);
         at += take;
-        if (this.#header.length === 512) await this.#onHeader(out);
+        if (this.#header.length === TAR_BLOCK) await this.#onHeader(out);
         continue;
       }
       const take = Math.min(this.#state === 'pad' ? this.#pad : this.#remaining, chunk.length - at);

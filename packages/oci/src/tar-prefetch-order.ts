@@ -57,7 +57,7 @@ export function tarRecords(tar: Buffer, label = 'the layer'): TarRecord[] {
 
 /** The 1-byte landmark file's record (mode 0644, owner root, mtime 0). */
 function landmarkRecord(name: string): Buffer {
-  const payload = Buffer.alloc(512);
+  const payload = Buffer.alloc(TAR_BLOCK);
   payload[0] = 0x0f;
   return Buffer.concat([tarFileHeader(name, 1), payload]);
 }
