@@ -35,6 +35,7 @@ export {
 } from './materialize/deterministic-tar.js';
 export { installCondaPackage, readCondaPackage, sitePackagesDir, type CondaMetaRecord, type CondaInstallOptions, type CondaInstallResult } from './materialize/conda-install.js';
 export { installWheel, type WheelInstallOptions, type WheelInstallResult } from './materialize/wheel-install.js';
+export { Pruning, type PruneSummary } from './materialize/pruning.js';
 export { PrefixWriter } from './materialize/prefix-writer.js';
 export { validateBytecode, findBytecodeCompiler, pycPathOf, cacheTagOf, type BytecodeCompiler, type ValidateBytecodeOptions, type ValidateBytecodeResult } from './materialize/bytecode.js';
 export { ArchiveError, InstallError } from './materialize/errors.js';

@@ -1,6 +1,7 @@
 import type { CondaPlatform, EnvToResolve, LockedEnv } from './env-model.js';
 import type { ImageMap } from './deploy/image-map.js';
 import type { PrefixLayersPackage } from './recipes/prefix-layers.js';
+import type { PrunePreset } from './prune.js';
 import type { PublishedIndex, PushImageIndexOptions, PushedIndex, ReadImageIndexOptions } from './registry/image-index.js';
 import type { Secret } from './secret.js';
 
@@ -243,6 +244,8 @@ export interface MaterializeRequest {
   prefix: string;
   /** The directory to lay the prefix out in (it does not exist yet). */
   outDir: string;
+  /** What to leave out of the prefix (prune.ts); default nothing. */
+  prune?: readonly PrunePreset[];
   signal?: AbortSignal;
   onProgress?: (progress: EnvProgress) => void;
 }
@@ -284,6 +287,8 @@ export interface RecipeRunner {
   /** Recipe name and version; they feed the envId. */
   name: string;
   version: string;
+  /** What the runner leaves out of the env (prune.ts); feeds the envId when non-empty. */
+  prune?: readonly PrunePreset[];
   prepare(input: {
     lock: LockedEnv;
     envId: string;

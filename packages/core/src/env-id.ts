@@ -3,8 +3,10 @@
  *
  * It hashes exactly what ends up in the image and nothing else: the locked files (url + sha256
  * of each, order-independent), the target platform, the base image *digest* (never its mutable
- * tag) and the recipe that lays the env out (name + version). Equal inputs give equal ids on
- * every machine; any change of an input gives a new id.
+ * tag), the recipe that lays the env out (name + version) and, when any, the prune presets (what
+ * the image leaves out). Equal inputs give equal ids on every machine; any change of an input
+ * gives a new id. An unpruned env hashes no prune field at all: its id is the one it had before
+ * pruning existed.
  *
  * The id is the first {@link ENV_ID_LENGTH} hex characters (64 bits) of a sha256 over the
  * canonical JSON of those inputs — short enough for an image tag, long enough that two envs
@@ -12,6 +14,7 @@
  */
 import type { CondaPlatform, LockedEnv, LockedPackage } from './env-model.js';
 import { canonicalJson, sha256Hex } from './identity.js';
+import { normalisePrunePresets, type PrunePreset } from './prune.js';
 
 /** Version of the envId recipe; bump it when the hashed form changes. */
 export const ENV_ID_VERSION = 1;
@@ -27,6 +30,8 @@ export interface EnvIdInput {
   baseImageDigest: string;
   /** The recipe that turns the lock into an image, e.g. `{ name: 'materialized', version: 1 }`. */
   recipe: { name: string; version: string | number };
+  /** What the image leaves out (prune.ts); sorted and deduplicated, and hashed only when non-empty. */
+  prune?: readonly PrunePreset[];
 }
 
 const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
@@ -42,12 +47,14 @@ export function canonicalEnvIdInput(input: EnvIdInput): Record<string, unknown> 
     return `${p.url} ${p.sha256}`;
   });
   const sorted = [...new Set(files)].sort();
+  const prune = normalisePrunePresets(input.prune ?? []);
   return {
     envIdVersion: ENV_ID_VERSION,
     files: sorted,
     platform: input.platform,
     baseImageDigest: input.baseImageDigest,
     recipe: { name: input.recipe.name, version: String(input.recipe.version) },
+    ...(prune.length > 0 ? { prune } : {}),
   };
 }
 
@@ -56,17 +63,19 @@ export function envId(input: EnvIdInput): string {
   return sha256Hex(canonicalJson(canonicalEnvIdInput(input))).slice(0, ENV_ID_LENGTH);
 }
 
-/** {@link envId} of a locked env: its files and platform, plus the base image digest and recipe. */
+/** {@link envId} of a locked env: its files and platform, plus the base image digest, recipe and prune presets. */
 export function computeEnvId(input: {
   lock: Pick<LockedEnv, 'platform'> & { packages: readonly Pick<LockedPackage, 'url' | 'sha256'>[] };
   baseDigest: string;
   recipe: { name: string; version: string | number };
+  prune?: readonly PrunePreset[];
 }): string {
   return envId({
     packages: input.lock.packages,
     platform: input.lock.platform,
     baseImageDigest: input.baseDigest,
     recipe: input.recipe,
+    ...(input.prune ? { prune: input.prune } : {}),
   });
 }
 

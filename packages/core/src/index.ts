@@ -70,12 +70,13 @@ export { backendSettingsPrefix, ignoredServiceSettings, ignoredBuildServiceSetti
 export { DOCKER_HUB, parseImageRef } from './registry/image-ref.js';
 export { normalizeDockerConfigKey, DOCKER_HUB_CONFIG_KEY } from './registry/docker-config.js';
 export { computeEnvId } from './env-id.js';
+export { PRUNE_ENV, PRUNE_PRESETS, isPruned, normalisePrunePresets, selectPrunePresets, type PrunePreset } from './prune.js';
 export { lockPlatforms, type LockFile, type LockEntry } from './lock-file.js';
 export { lockForFlow, type StepToLock, type LockForFlowResult } from './lock-for-flow.js';
 export { selectRecipeName } from './recipes/recipe.js';
 export { materializedRecipe, MATERIALIZED_RECIPE_VERSION } from './recipes/materialized.js';
 export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayersPackage } from './recipes/prefix-layers.js';
-export { createRecipeRunner, createMicromambaRecipeRunner } from './recipes/select.js';
+export { checkNoPrune, createRecipeRunner, createMicromambaRecipeRunner } from './recipes/select.js';
 export { createMaterializedRecipeRunner } from './recipes/materialized-runner.js';
 export { writeFileAtomic } from './atomic-write.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntryKind } from './file-tree.js';

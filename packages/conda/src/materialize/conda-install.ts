@@ -6,6 +6,7 @@ import { extractCondaPackage, removeScratch, type ExtractedCondaPackage, type Ex
 import { ArchiveError, InstallError } from './errors.js';
 import { LEGACY_PLACEHOLDER, replaceBinary, replaceText } from './prefix-replace.js';
 import { safeRelativePath, type PrefixWriter } from './prefix-writer.js';
+import type { Pruning } from './pruning.js';
 import { entryPointScript, parseEntryPoint } from './scripts.js';
 
 /** A conda package extracted to scratch: its `info/` files and the rest of its entries. */
@@ -108,6 +109,8 @@ export interface CondaInstallOptions {
   requestedSpec?: string;
   /** Directory to extract the package into before it is linked (default: beside the writer's root; removed after). */
   scratch?: string;
+  /** What to leave out of the prefix (and of the conda-meta record); default nothing. */
+  pruning?: Pruning;
 }
 
 export interface CondaInstallResult {
@@ -200,12 +203,14 @@ interface LinkState {
   hasLinkScripts: boolean;
   /** Files this package wrote (remapped), which its hardlinks may copy. */
   written: Set<string>;
+  /** Files of this package left out (remapped), which its hardlinks may still copy: their extracted files. */
+  pruned: Map<string, string>;
 }
 
 /** Links a package's entries into the prefix; the conda-meta record describes the result. */
 export async function linkCondaPackage(source: LinkSource, pkg: LockedPackage, options: CondaInstallOptions): Promise<CondaInstallResult> {
   const plan = linkPlan(source.contents.info, pkg, options.pythonVersion);
-  const state: LinkState = { pathsData: [], clobbered: [], hasLinkScripts: false, written: new Set() };
+  const state: LinkState = { pathsData: [], clobbered: [], hasLinkScripts: false, written: new Set(), pruned: new Map() };
   for (const entry of source.contents.entries) await linkEntry(entry, plan, state, source.files, options);
   await writeEntryPoints(plan, state, options);
   state.pathsData.sort((a, b) => compareBytes(String(a._path), String(b._path)));
@@ -219,12 +224,17 @@ async function linkEntry(entry: ExtractedEntry, plan: LinkPlan, state: LinkState
   const meta = plan.byPath.get(entry.path);
   const member = entry.path;
   if (entry.type === 'directory') {
+    if (options.pruning?.skipsDirectory(plan.remap(entry.path))) return;
     await writer.mkdir(plan.remap(entry.path), label, member);
     if (meta?.path_type === 'directory') state.pathsData.push({ _path: plan.remap(entry.path), path_type: 'directory' });
     return;
   }
   if (plan.hasPathsList && !meta) return; // conda links only the declared paths
   const target = plan.remap(entry.path);
+  if (options.pruning?.skips(target, entry.type === 'file' ? entry.size : 0)) {
+    if (entry.type === 'file') state.pruned.set(target, entry.file);
+    return;
+  }
   if (LINK_SCRIPT.test(target)) state.hasLinkScripts = true;
   let replaced: boolean;
   if (entry.type === 'symlink') {
@@ -252,12 +262,7 @@ async function linkFile(
   const mode = entry.mode & 0o111 ? 0o755 : 0o644;
   let content: Buffer | undefined;
   if (entry.type === 'hardlink') {
-    const source = plan.remap(safeRelativePath(entry.linkTarget, label));
-    if (!state.written.has(source)) {
-      throw new ArchiveError(`${label} has a hardlink '${entry.path}' to '${entry.linkTarget}', which is not a file of this package; refusing to install it.`, label);
-    }
-    // Read back through the jail: a hardlink reached through a symlink cannot read outside.
-    content = await writer.read(source, label, member);
+    content = await hardlinkContent(entry, plan, state, writer);
   } else if (meta?.prefix_placeholder) {
     // Patched in memory: bounded by the file's declared size (checked while extracting) and this cap.
     if (entry.size > MAX_PATCHED_FILE) {
@@ -285,6 +290,20 @@ async function linkFile(
   if (meta?.no_link) record.no_link = true;
   state.pathsData.push(record);
   return replaced;
+}
+
+/** A hardlink's content: its source file read back through the jail, or, when the source was pruned, from its extracted file. */
+async function hardlinkContent(entry: Extract<ExtractedEntry, { type: 'hardlink' }>, plan: LinkPlan, state: LinkState, writer: PrefixWriter): Promise<Buffer> {
+  const { label } = plan;
+  const source = plan.remap(safeRelativePath(entry.linkTarget, label));
+  // A pruned source never reached the prefix: its extracted file (scratch or the extraction cache) is read, no prefix path.
+  const pruned = state.pruned.get(source);
+  if (pruned !== undefined) return readFile(pruned);
+  if (!state.written.has(source)) {
+    throw new ArchiveError(`${label} has a hardlink '${entry.path}' to '${entry.linkTarget}', which is not a file of this package; refusing to install it.`, label);
+  }
+  // Read back through the jail: a hardlink reached through a symlink cannot read outside.
+  return writer.read(source, label, entry.path);
 }
 
 async function writeEntryPoints(plan: LinkPlan, state: LinkState, options: CondaInstallOptions): Promise<void> {

@@ -33,6 +33,7 @@ export function createEnvMaterializer(options: EnvMaterializerOptions = {}): Env
         prefix: request.prefix,
         outDir: request.outDir,
         cache,
+        ...(request.prune ? { prune: request.prune } : {}),
         ...(options.mtime !== undefined ? { mtime: options.mtime } : {}),
         ...(request.signal ? { signal: request.signal } : {}),
         ...(onProgress ? { onProgress: (progress: MaterializeProgress) => onProgress(envProgress(progress)) } : {}),

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type LockedPackage, type PrefixLayersPackage } from '@prebuilt/core';
+import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type LockedPackage, type PrefixLayersPackage, type PrunePreset } from '@prebuilt/core';
 import { ExtractionCache } from '../cache/extraction-cache.js';
 import { PackageCache, type DownloadProgress, type EnsureResult } from '../cache/package-cache.js';
 import { BytecodePass } from './bytecode.js';
@@ -11,6 +11,7 @@ import { processExtractPool, type ExtractPool } from './extract-pool.js';
 import { linkCondaPackage, type CondaInstallOptions, type CondaInstallResult, type LinkSource } from './conda-install.js';
 import { normaliseTree, sourceDateEpoch } from './deterministic-tar.js';
 import { PrefixWriter } from './prefix-writer.js';
+import { Pruning, type PruneSummary } from './pruning.js';
 import { installWheel } from './wheel-install.js';
 
 const log = createLogger('conda:materialize');
@@ -42,6 +43,12 @@ export interface MaterializeOptions {
   signal?: AbortSignal;
   /** The extraction pool (default: the process's, shared by every materialize: {@link processExtractPool}). */
   extractPool?: ExtractPool;
+  /**
+   * What to leave out of the prefix (core's prune presets: `tests`, `static-libs`, `headers`);
+   * default nothing. Pruned entries are never written, and conda-meta records and wheels' RECORD
+   * leave them out, as if the packages had shipped without them. The extraction cache is unchanged.
+   */
+  prune?: readonly PrunePreset[];
 }
 
 export interface MaterializeResult {
@@ -64,6 +71,8 @@ export interface MaterializeResult {
    * no package's list.
    */
   packageFiles: PackageFiles[];
+  /** What the prune presets left out (files and bytes; zero with no presets). */
+  pruned: PruneSummary;
 }
 
 /** The entries (relative to the prefix, sorted) one locked package installed: what `prefix-layers.json` lists per package. */
@@ -159,14 +168,14 @@ async function installConda(extraction: Extraction, pkg: LockedPackage, writer: 
 
 /** Installs every locked package into `writer` in lock order (conda packages extracted ahead, see extract-ahead.ts). */
 async function installPackages(
-  options: MaterializeOptions,
+  options: MaterializeOptions & { pruning: Pruning },
   writer: PrefixWriter,
   download: Pick<EnsureResult, 'paths' | 'md5'>,
   extractionCache: ExtractionCache | undefined,
   mtime: number,
   bytecode: { pass: BytecodePass; entryDirs: Map<string, string> },
 ): Promise<InstallLog> {
-  const { lock, prefix, signal, onProgress } = options;
+  const { lock, prefix, signal, onProgress, pruning } = options;
   const pythonVersion = lock.pythonVersion;
   const requested = requestedSpecs(lock);
   const out: InstallLog = { warnings: [], linkScriptPackages: [], history: [], entryDirs: bytecode.entryDirs };
@@ -180,11 +189,11 @@ async function installPackages(
     for (const [i, pkg] of lock.packages.entries()) {
       if (signal?.aborted) throw new CancelledError('Materializing the env was cancelled.', { cause: signal.reason });
       if (pkg.kind === 'conda') {
-        await installConda(await ahead.take(i), pkg, writer, { writer, prefix, pythonVersion, requestedSpec: requested.conda.get(pkg.name) ?? '' }, out);
+        await installConda(await ahead.take(i), pkg, writer, { writer, prefix, pythonVersion, requestedSpec: requested.conda.get(pkg.name) ?? '', pruning }, out);
         // Its pycs now, while the next packages are extracted (bytecode.ts: what a later package touches is done again at the end).
         await bytecode.pass.settle(pkg.filename);
       } else {
-        const result = await installWheel(fileOf(pkg), pkg, { writer, prefix, pythonVersion, requested: requested.pypi.has(normaliseName(pkg.name)) });
+        const result = await installWheel(fileOf(pkg), pkg, { writer, prefix, pythonVersion, requested: requested.pypi.has(normaliseName(pkg.name)), pruning });
         for (const path of result.clobbered) out.warnings.push(`${pkg.filename} replaced '${path}' installed by an earlier package.`);
       }
       onProgress?.({ phase: 'install', filename: pkg.filename, done: i + 1, total: lock.packages.length });
@@ -235,7 +244,8 @@ function packageContentKey(writer: PrefixWriter, files: readonly string[]): stri
  * installs the conda packages (in lock order; each extracted once into the extraction cache and
  * linked from there, the next ones extracted while one is linked) and then the wheels, writes
  * `conda-meta/`, and gives every module valid bytecode (bytecode.ts: shipped pycs re-stamped, the
- * others compiled by a host python of the env's version), and normalises modes and mtimes.
+ * others compiled by a host python of the env's version), and normalises modes and mtimes. What
+ * `prune` names is never written (pruning.ts).
  * Nothing of the env runs: no link scripts.
  */
 export async function materializeEnv(options: MaterializeOptions): Promise<MaterializeResult> {
@@ -252,6 +262,7 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
   });
 
   const temp = `${outDir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const pruning = new Pruning(options.prune);
   let installed: InstallLog;
   let packageFiles: PackageFiles[];
   try {
@@ -262,7 +273,7 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
     writer.reserve('conda-meta');
     const entryDirs = new Map<string, string>();
     const pass = new BytecodePass({ writer, prefix, pythonVersion: lock.pythonVersion, mtime, cacheDir: join(cache.dir, 'bytecode'), derivedDir: (label) => entryDirs.get(label), ...(signal ? { signal } : {}) });
-    installed = await installPackages(options, writer, download, extractionCache, mtime, { pass, entryDirs });
+    installed = await installPackages({ ...options, pruning }, writer, download, extractionCache, mtime, { pass, entryDirs });
     const when = new Date(mtime * 1000).toISOString().replace('T', ' ').slice(0, 19);
     const { history } = installed;
     const historyText = history.length > 0 ? `==> ${when} <==\n# cmd: prebuilt materialize (lock ${lock.specHash})\n${history.join('\n')}\n` : '';
@@ -293,5 +304,6 @@ export async function materializeEnv(options: MaterializeOptions): Promise<Mater
     linkScriptPackages: installed.linkScriptPackages,
     warnings: installed.warnings,
     packageFiles,
+    pruned: pruning.summary(),
   };
 }

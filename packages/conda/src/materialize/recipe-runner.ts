@@ -1,9 +1,11 @@
-import { createMaterializedRecipeRunner as materializedRunner, type RecipeRunner } from '@prebuilt/core';
+import { createMaterializedRecipeRunner as materializedRunner, type PrunePreset, type RecipeRunner } from '@prebuilt/core';
 import { createEnvMaterializer, type EnvMaterializerOptions } from './env-materializer.js';
 
 export interface MaterializedRecipeRunnerOptions extends EnvMaterializerOptions {
   /** Where build contexts are created (default: the OS temp directory). */
   tempDir?: string;
+  /** What to leave out of the env (core's prune presets); it feeds the envId when non-empty. Default nothing. */
+  prune?: readonly PrunePreset[];
 }
 
 /**
@@ -12,5 +14,5 @@ export interface MaterializedRecipeRunnerOptions extends EnvMaterializerOptions 
  * `createRecipeRunner('materialized', { materializer: createEnvMaterializer(options) })`.
  */
 export function createMaterializedRecipeRunner(options: MaterializedRecipeRunnerOptions = {}): RecipeRunner {
-  return materializedRunner(createEnvMaterializer(options), options.tempDir ? { tempDir: options.tempDir } : {});
+  return materializedRunner(createEnvMaterializer(options), { ...(options.tempDir ? { tempDir: options.tempDir } : {}), ...(options.prune ? { prune: options.prune } : {}) });
 }

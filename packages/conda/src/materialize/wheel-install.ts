@@ -8,6 +8,7 @@ import { ArchiveError, InstallError } from './errors.js';
 import { safeRelativePath, type PrefixWriter } from './prefix-writer.js';
 import { entryPointScript, parseEntryPointsIni, shebang } from './scripts.js';
 import { sitePackagesDir } from './conda-install.js';
+import type { Pruning } from './pruning.js';
 
 export interface WheelInstallOptions {
   writer: PrefixWriter;
@@ -16,6 +17,8 @@ export interface WheelInstallOptions {
   pythonVersion: string;
   /** Whether the user asked for this package (writes `REQUESTED`, as pip does). */
   requested: boolean;
+  /** What to leave out of the prefix (and of RECORD); default nothing. */
+  pruning?: Pruning;
 }
 
 export interface WheelInstallResult {
@@ -216,6 +219,7 @@ export async function installWheel(file: string, pkg: LockedPackage, options: Wh
     if (entry.member.type === 'directory') continue;
     if (entry.path === `${distInfo}/RECORD` || entry.path === `${distInfo}/INSTALLER` || entry.path === `${distInfo}/REQUESTED`) continue;
     const where = wheelTarget(entry.path, layout, label);
+    if (where && options.pruning?.skips(where.target, entry.member.type === 'symlink' ? 0 : entry.member.size)) continue;
     if (where) await installMember(state, entry, where.target, where.script, interpreter);
   }
   await installEntryPoints(state, entries.find((e) => e.path === `${distInfo}/entry_points.txt`)?.member, interpreter);

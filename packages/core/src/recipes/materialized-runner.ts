@@ -5,17 +5,20 @@ import { prepareBuildContext } from './build-context.js';
 import { materializedRecipe, MATERIALIZED_RECIPE_VERSION, PREFIX_CONTEXT_DIR } from './materialized.js';
 import { PREFIX_LAYERS_FILE, PREFIX_LAYERS_VERSION, serializePrefixLayers } from './prefix-layers.js';
 import { writeContextFiles } from './context-files.js';
+import { normalisePrunePresets, type PrunePreset } from '../prune.js';
 
 /**
  * The RecipeRunner of the default recipe: renders the materialized Dockerfile (COPY, ENV, LABEL
  * only), has the materializer (`@prebuilt/conda`'s `createEnvMaterializer()`) lay the locked env
- * out into `prefix/` of a fresh build context, and writes `prefix-layers.json` beside it from
- * what the materializer returned.
+ * out into `prefix/` of a fresh build context (leaving out what `options.prune` names), and writes
+ * `prefix-layers.json` beside it from what the materializer returned.
  */
-export function createMaterializedRecipeRunner(materializer: EnvMaterializer, options: { tempDir?: string } = {}): RecipeRunner {
+export function createMaterializedRecipeRunner(materializer: EnvMaterializer, options: { tempDir?: string; prune?: readonly PrunePreset[] } = {}): RecipeRunner {
+  const prune = normalisePrunePresets(options.prune ?? []);
   return {
     name: 'materialized',
     version: MATERIALIZED_RECIPE_VERSION,
+    ...(prune.length > 0 ? { prune } : {}),
     prepare(input) {
       const recipe = materializedRecipe({ lock: input.lock, envId: input.envId, prefix: input.prefix, base: input.base });
       const prefixDir = recipe.prefixContextDir ?? PREFIX_CONTEXT_DIR;
@@ -30,6 +33,7 @@ export function createMaterializedRecipeRunner(materializer: EnvMaterializer, op
             envId: input.envId,
             prefix: input.prefix,
             outDir: join(contextDir, prefixDir),
+            ...(prune.length > 0 ? { prune } : {}),
             ...(input.signal ? { signal: input.signal } : {}),
             ...(input.onProgress ? { onProgress: input.onProgress } : {}),
           });

@@ -1,5 +1,6 @@
 import type { EnvMaterializer, RecipeRunner } from '../contracts.js';
-import { PrebuiltError } from '../errors.js';
+import { ConfigError, PrebuiltError } from '../errors.js';
+import { PRUNE_ENV, type PrunePreset } from '../prune.js';
 import { prepareBuildContext } from './build-context.js';
 import { writeContextFiles } from './context-files.js';
 import { materializedRecipe, MATERIALIZED_RECIPE_VERSION } from './materialized.js';
@@ -37,6 +38,15 @@ export function createMicromambaRecipeRunner(options: MicromambaRecipeOptions & 
   };
 }
 
+/** The micromamba recipe installs in the image with micromamba and pip: it cannot leave files out. */
+export function checkNoPrune(prune: readonly PrunePreset[]): void {
+  if (prune.length === 0) return;
+  throw new ConfigError(`${PRUNE_ENV} (${prune.join(',')}) needs the materialized recipe; the micromamba recipe installs the env in the image and prunes nothing.`, {
+    setting: PRUNE_ENV,
+    hint: `Unset ${PRUNE_ENV}, or use the materialized recipe (METAFLOW_PREBUILT_RECIPE=materialized, the default).`,
+  });
+}
+
 export interface RecipeRunnerOptions {
   /** Lays out the env's prefix for the materialized recipe (`@prebuilt/conda`'s `createEnvMaterializer()`). */
   materializer?: EnvMaterializer;
@@ -44,12 +54,17 @@ export interface RecipeRunnerOptions {
   tempDir?: string;
   /** The micromamba recipe's options (its image). */
   micromamba?: MicromambaRecipeOptions;
+  /** What the materialized recipe leaves out of the env (prune.ts); the micromamba recipe prunes nothing. */
+  prune?: readonly PrunePreset[];
 }
 
 /** The runner of the named recipe (see `selectRecipeName`); the materialized recipe needs a materializer. */
 export function createRecipeRunner(name: RecipeName, options: RecipeRunnerOptions = {}): RecipeRunner {
   const tempDir = options.tempDir ? { tempDir: options.tempDir } : {};
-  if (name === 'micromamba') return createMicromambaRecipeRunner({ ...options.micromamba, ...tempDir });
+  if (name === 'micromamba') {
+    checkNoPrune(options.prune ?? []);
+    return createMicromambaRecipeRunner({ ...options.micromamba, ...tempDir });
+  }
   if (!options.materializer) throw new PrebuiltError('internal', 'The materialized recipe needs an env materializer (@prebuilt/conda\'s createEnvMaterializer()).', 2);
-  return createMaterializedRecipeRunner(options.materializer, tempDir);
+  return createMaterializedRecipeRunner(options.materializer, { ...tempDir, ...(options.prune ? { prune: options.prune } : {}) });
 }

@@ -1,0 +1,54 @@
+/**
+ * Pruning: parts of an env that tasks never use, left out of its image at build time (opt-in,
+ * `METAFLOW_PREBUILT_PRUNE`). The presets name what goes; which prefix paths each one matches is
+ * decided here, once, for the materializer and the docs alike.
+ */
+import { ConfigError } from './errors.js';
+
+export const PRUNE_PRESETS = ['tests', 'static-libs', 'headers'] as const;
+export type PrunePreset = (typeof PRUNE_PRESETS)[number];
+
+/** Environment variable naming the presets (comma-separated; empty or unset: prune nothing). */
+export const PRUNE_ENV = 'METAFLOW_PREBUILT_PRUNE';
+
+/**
+ * The presets of an explicit value (the CLI's `--prune`) or else `METAFLOW_PREBUILT_PRUNE`, sorted
+ * and deduplicated; [] for none. An unknown preset is a ConfigError naming it and the valid ones.
+ */
+export function selectPrunePresets(options: { value?: string; env?: Record<string, string | undefined> } = {}): PrunePreset[] {
+  const fromOption = options.value !== undefined;
+  const raw = fromOption ? options.value! : ((options.env ?? process.env)[PRUNE_ENV] ?? '');
+  const names = raw.split(',').map((name) => name.trim().toLowerCase()).filter((name) => name !== '');
+  const unknown = names.filter((name) => !(PRUNE_PRESETS as readonly string[]).includes(name));
+  if (unknown.length > 0) {
+    const from = fromOption ? '--prune' : PRUNE_ENV;
+    throw new ConfigError(`${from} names an unknown prune preset: ${unknown.map((name) => `'${name}'`).join(', ')}.`, {
+      setting: from,
+      hint: `Set ${from} to a comma-separated list of: ${PRUNE_PRESETS.join(', ')} (empty: prune nothing).`,
+    });
+  }
+  return normalisePrunePresets(names as PrunePreset[]);
+}
+
+/** Presets sorted and deduplicated: the form that enters the envId. */
+export function normalisePrunePresets(presets: readonly PrunePreset[]): PrunePreset[] {
+  return [...new Set(presets)].sort();
+}
+
+/** `lib/python3.X/site-packages/<pkg>/**` `/tests|test/`, a top-level `site-packages/tests`, and the stdlib's `lib/python3.X/test/`. */
+const TEST_DIR = /^lib\/python3\.\d+\/(?:site-packages\/(?:[^/]+\/)+(?:tests|test)|site-packages\/tests|test)(?:\/|$)/;
+
+const MATCHERS: Record<PrunePreset, (rel: string) => boolean> = {
+  tests: (rel) => TEST_DIR.test(rel),
+  'static-libs': (rel) => /[^/]\.a$/.test(rel),
+  headers: (rel) => rel === 'include' || rel.startsWith('include/'),
+};
+
+/**
+ * Whether a prefix entry (a path relative to the prefix, `/`-separated, as conda-meta records it)
+ * is pruned by any of the presets: the entry itself or a directory above it matches. `testing`
+ * directories (numpy.testing, …) are runtime API and never match.
+ */
+export function isPruned(rel: string, presets: readonly PrunePreset[]): boolean {
+  return presets.some((preset) => MATCHERS[preset](rel));
+}
