@@ -5,6 +5,7 @@
  */
 import { relative } from 'node:path';
 import type { BuildFailedError, DeployImage, ImageSbomRef } from '@prebuilt/core';
+import type { PruneSummary } from '@prebuilt/conda';
 // The modules themselves, not the app barrel: a build loads none of run, gc or prepull (Kubernetes).
 import { buildFailure, buildFlow, type BuildFlowResult } from './app/build-flow.js';
 import { imagesWithSboms } from './app/build-sboms.js';
@@ -19,12 +20,19 @@ export interface BuildReportOptions {
   frozen?: boolean;
   update?: boolean;
   workers?: string;
+  /** Prune presets (`--prune`); default METAFLOW_PREBUILT_PRUNE. */
+  prune?: string;
   /** Only these steps' images (`prebuilt run`, the Metaflow extension); default every step. */
   steps?: readonly string[];
 }
 
 /** What `build --json` prints (inside the envelope): the image map (each image with its SBOM), where it was written and what failed. */
-export function buildJson(result: DeployFlowResult, stateFile: string | null, sboms: ReadonlyMap<string, ImageSbomRef> = new Map()): Record<string, unknown> {
+export function buildJson(
+  result: DeployFlowResult,
+  stateFile: string | null,
+  sboms: ReadonlyMap<string, ImageSbomRef> = new Map(),
+  pruned: ReadonlyMap<string, PruneSummary> = new Map(),
+): Record<string, unknown> {
   const failures = result.failures.map((image) => ({
     envId: image.envId,
     image: image.pullTag,
@@ -34,7 +42,28 @@ export function buildJson(result: DeployFlowResult, stateFile: string | null, sb
     logTail: image.logTail ?? [],
   }));
   const prefetch = prefetchJson(result);
-  return { ...result.imageMap, images: imagesWithSboms(result, sboms), stateFile, ...(prefetch ? { prefetch } : {}), ...(failures.length > 0 ? { failures } : {}) };
+  const prune = pruneJson(result, pruned);
+  return {
+    ...result.imageMap,
+    images: imagesWithSboms(result, sboms),
+    stateFile,
+    ...(prefetch ? { prefetch } : {}),
+    ...(prune ? { prune } : {}),
+    ...(failures.length > 0 ? { failures } : {}),
+  };
+}
+
+/** `prune` of `build --json`, when presets are set: them, and what each image built now left out (envId → files, bytes). */
+function pruneJson(result: DeployFlowResult, pruned: ReadonlyMap<string, PruneSummary>): Record<string, unknown> | undefined {
+  if (result.settings.prune.length === 0) return undefined;
+  return { presets: result.settings.prune, images: Object.fromEntries([...pruned].map(([envId, summary]) => [envId, { files: summary.files, bytes: summary.bytes }])) };
+}
+
+/** `pruned (tests): env 0123… left out 6064 files, 142.0 MiB`, one line per image built now; undefined when no presets are set. */
+export function pruneSummaryLines(presets: readonly string[], pruned: ReadonlyMap<string, PruneSummary>): string[] {
+  if (presets.length === 0) return [];
+  const lines = [...pruned].map(([envId, summary]) => `  env ${envId}: ${summary.files} files, ${(summary.bytes / 2 ** 20).toFixed(1)} MiB left out`);
+  return [`pruned (${presets.join(', ')})${lines.length === 0 ? ': no image built now' : ':'}`, ...lines];
 }
 
 /** The images laid out in a prefetch order (eStargz, zstd:chunked): envId → its layout record (`static`, `off`, `profile sha256:…`). */
@@ -95,13 +124,14 @@ export function countImages(images: readonly DeployImage[]): string {
   return `${single} image${single === 1 ? '' : 's'}${indexes > 0 ? ` and ${indexes} image index${indexes === 1 ? '' : 'es'}` : ''}`;
 }
 
-function renderBuild(context: CliContext, { result, stateFile, sboms }: BuildFlowResult, warnings: readonly string[]): void {
+function renderBuild(context: CliContext, { result, stateFile, sboms }: BuildFlowResult, warnings: readonly string[], pruned: ReadonlyMap<string, PruneSummary>): void {
   const out = context.stdout;
   out.write(`\n${result.imageMap.flow}: ${countImages(result.images)} (build service ${result.buildService}, registry ${result.registry})\n\n`);
   if (result.images.length > 0) out.write(summaryTable(result.images));
   if (sboms.size > 0) out.write(`\n${sbomSummary(sboms)}\n`);
   const prefetch = prefetchSummary(result, context.cwd);
   if (prefetch) out.write(`${sboms.size > 0 ? '' : '\n'}${prefetch}\n`);
+  for (const line of pruneSummaryLines(result.settings.prune, pruned)) out.write(`${line}\n`);
   for (const warning of warnings) context.stderr.write(`warning: ${terminalText(warning)}\n`);
   for (const failure of result.failures) context.stderr.write(failureText(failure));
   if (stateFile) out.write(`\nimage map written to ${relative(context.cwd, stateFile) || stateFile}\n`);
@@ -127,6 +157,7 @@ export interface BuildReport extends BuildFlowResult {
 export async function reportBuild(file: string, context: CliContext, options: BuildReportOptions): Promise<BuildReport> {
   const view = options.json ? undefined : createDeployView(context.stderr);
   const warnings: string[] = [];
+  const pruned = new Map<string, PruneSummary>();
   let built: BuildFlowResult;
   try {
     built = await buildFlow(file, context, {
@@ -134,6 +165,7 @@ export async function reportBuild(file: string, context: CliContext, options: Bu
       ...(options.frozen ? { frozen: true } : {}),
       ...(options.update ? { update: true } : {}),
       ...(options.workers !== undefined ? { workers: options.workers } : {}),
+      ...(options.prune !== undefined ? { prune: options.prune } : {}),
       ...(options.steps ? { steps: options.steps } : {}),
       // With --json (stdout is for machines) notes still reach the people reading stderr.
       onEvent: (event) => {
@@ -142,13 +174,14 @@ export async function reportBuild(file: string, context: CliContext, options: Bu
       },
       onMaterialized: (envId, materialized) => {
         for (const warning of materialized.warnings) warnings.push(`env ${envId}: ${warning}`);
+        if (materialized.pruned.presets.length > 0) pruned.set(envId, materialized.pruned);
       },
     });
   } finally {
     view?.stop();
   }
   const failure = buildFailure(built.result);
-  if (options.json) writeJsonResult(context, buildJson(built.result, built.stateFile, built.sboms), failure);
-  else renderBuild(context, built, warnings);
+  if (options.json) writeJsonResult(context, buildJson(built.result, built.stateFile, built.sboms, pruned), failure);
+  else renderBuild(context, built, warnings, pruned);
   return { ...built, failure };
 }

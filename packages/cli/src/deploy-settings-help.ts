@@ -17,6 +17,8 @@ Environment (every setting in full: the README's Configuration table):
   METAFLOW_PREBUILT_PLATFORM              linux-64 (default), linux-aarch64, or linux-64,linux-aarch64:
                                           one image per platform and a multi-platform image index
   METAFLOW_PREBUILT_RECIPE                materialized (default) or micromamba
+  METAFLOW_PREBUILT_PRUNE                 leave out of the images, comma-separated: tests, static-libs,
+                                          headers (default: nothing; --prune; materialized recipe)
   METAFLOW_PREBUILT_CONDA_CHANNELS        conda channels, comma-separated (default conda-forge)
   METAFLOW_PREBUILT_PYPI_INDEX_URL        PyPI index (else PIP_INDEX_URL, else your pip configuration)
   METAFLOW_PREBUILT_PIP_ISOLATED          1: ignore your pip configuration (pip --isolated)

@@ -43,6 +43,17 @@ describe('envId', () => {
     expect(envId(changed)).not.toBe(envId(base));
   });
 
+  it('takes prune presets only when there are some: an unpruned env keeps its known id', () => {
+    expect(envId({ ...base, prune: [] })).toBe('97fbd134e35b3417');
+    const pruned = envId({ ...base, prune: ['tests'] });
+    expect(pruned).not.toBe(envId(base));
+    expect(envId({ ...base, prune: ['tests', 'tests'] })).toBe(pruned);
+    expect(envId({ ...base, prune: ['tests', 'headers'] })).toBe(envId({ ...base, prune: ['headers', 'tests', 'headers'] }));
+    expect(envId({ ...base, prune: ['tests', 'headers'] })).not.toBe(pruned);
+    const lock = { platform: base.platform, packages: base.packages };
+    expect(computeEnvId({ lock, baseDigest: base.baseImageDigest, recipe: base.recipe, prune: ['tests'] })).toBe(pruned);
+  });
+
   it('refuses a base image tag in place of a digest, and files without sha256', () => {
     expect(() => envId({ ...base, baseImageDigest: 'python:3.11' })).toThrow(/not a digest/);
     expect(() => envId({ ...base, packages: [{ url: 'https://x/y.whl', sha256: '' }] })).toThrow(/no valid sha256/);

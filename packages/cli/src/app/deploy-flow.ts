@@ -4,6 +4,7 @@
  */
 import {
   checkBuildService,
+  checkNoPrune,
   createMaterializedRecipeRunner,
   createMicromambaRecipeRunner,
   deploy,
@@ -19,6 +20,7 @@ import {
   type DeployResult,
   type EnvMaterializer,
   type ImageRegistry,
+  type PrunePreset,
   type RecipeRunner,
 } from '@prebuilt/core';
 import type { EnvMaterializerOptions, MaterializeResult } from '@prebuilt/conda';
@@ -38,6 +40,8 @@ export interface DeployFlowOptions {
   frozen?: boolean;
   update?: boolean;
   workers?: string;
+  /** Prune presets, comma-separated (`--prune`); default METAFLOW_PREBUILT_PRUNE. */
+  prune?: string;
   /** Build only these steps' images (e.g. the steps that run remotely); default every step. */
   steps?: readonly string[];
   onEvent?: (event: DeployEvent) => void;
@@ -55,8 +59,11 @@ export interface DeployFlowResult extends DeployResult {
   prefetchProfile: PrefetchProfile | null;
 }
 
-function recipeRunner(name: string, scope: AppScope, options: DeployFlowOptions): RecipeRunner {
-  if (name === 'micromamba') return createMicromambaRecipeRunner();
+function recipeRunner(name: string, scope: AppScope, options: DeployFlowOptions, prune: readonly PrunePreset[]): RecipeRunner {
+  if (name === 'micromamba') {
+    checkNoPrune(prune);
+    return createMicromambaRecipeRunner();
+  }
   return createMaterializedRecipeRunner(
     lazyMaterializer({
       env: scope.env,
@@ -64,6 +71,7 @@ function recipeRunner(name: string, scope: AppScope, options: DeployFlowOptions)
       onNote: (note) => options.onEvent?.({ type: 'note', message: note.message }),
       ...(options.onMaterialized ? { onMaterialized: options.onMaterialized } : {}),
     }),
+    { prune },
   );
 }
 
@@ -121,7 +129,7 @@ function asksLayout(options: DeployFlowOptions, scope: AppScope): boolean {
 
 /** Locks the flow and deploys (or plans) its images. */
 export async function deployFlow(file: string, scope: AppScope, options: DeployFlowOptions = {}): Promise<DeployFlowResult> {
-  const settings = deploySettings(scope.env, options.workers !== undefined ? { workers: options.workers } : {});
+  const settings = deploySettings(scope.env, { ...(options.workers !== undefined ? { workers: options.workers } : {}), ...(options.prune !== undefined ? { prune: options.prune } : {}) });
   const recipeName = selectRecipeName({ env: scope.env });
   // The flow is read by a python3 subprocess: started now, it runs while the backends are created
   // and checked. Its errors still come after theirs (it is awaited where it was before).
@@ -134,7 +142,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
   const serviceScope = withPrefetchProfile(scope, prefetchProfile);
   let creating: Promise<BuildService> | undefined;
   const getBuildService = (): Promise<BuildService> => (creating ??= createSelectedBackend('build-service', serviceScope).then(({ backend }) => (buildService = backend)));
-  const recipe = recipeRunner(recipeName, scope, options);
+  const recipe = recipeRunner(recipeName, scope, options, settings.prune);
   // Build contexts and private Docker configs a killed run (SIGKILL skips every cleanup) left in the temp directory.
   await sweepStaleRunTempDirs();
   try {

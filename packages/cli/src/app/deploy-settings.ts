@@ -1,5 +1,5 @@
-/** The settings of a deploy that the CLI reads from the environment (base images, registry cache, workers). */
-import { ConfigError, loadBooleanSetting, loadOptionalSetting } from '@prebuilt/core';
+/** The settings of a deploy that the CLI reads from the environment (base images, registry cache, workers, prune presets). */
+import { ConfigError, loadBooleanSetting, loadOptionalSetting, selectPrunePresets, type PrunePreset } from '@prebuilt/core';
 
 export const DEFAULT_BASE_IMAGE = 'python:3.11-slim-bookworm';
 
@@ -8,6 +8,8 @@ export interface DeploySettings {
   gpuBaseImage: string;
   registryCache: boolean;
   workers: number | undefined;
+  /** What the images leave out (METAFLOW_PREBUILT_PRUNE or --prune), sorted; [] for nothing. */
+  prune: PrunePreset[];
 }
 
 function registryCache(env: Record<string, string | undefined>): boolean {
@@ -35,12 +37,13 @@ function workers(env: Record<string, string | undefined>, override: string | und
 }
 
 /** The deploy settings from the environment; a bad value is a ConfigError naming the variable. */
-export function deploySettings(env: Record<string, string | undefined>, overrides: { workers?: string } = {}): DeploySettings {
+export function deploySettings(env: Record<string, string | undefined>, overrides: { workers?: string; prune?: string } = {}): DeploySettings {
   const baseImage =
     loadOptionalSetting({ value: undefined, envVar: 'METAFLOW_PREBUILT_BASE_IMAGE', option: 'baseImage', description: 'The base image', env }) ??
     DEFAULT_BASE_IMAGE;
   const gpuBaseImage =
     loadOptionalSetting({ value: undefined, envVar: 'METAFLOW_PREBUILT_GPU_BASE_IMAGE', option: 'gpuBaseImage', description: 'The GPU base image', env }) ??
     baseImage;
-  return { baseImage, gpuBaseImage, registryCache: registryCache(env), workers: workers(env, overrides.workers) };
+  const prune = selectPrunePresets({ env, ...(overrides.prune !== undefined ? { value: overrides.prune } : {}) });
+  return { baseImage, gpuBaseImage, registryCache: registryCache(env), workers: workers(env, overrides.workers), prune };
 }

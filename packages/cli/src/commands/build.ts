@@ -31,7 +31,7 @@ Examples:
   $ prebuilt build flow.py --json > images.json
   $ prebuilt build flow.py --frozen     # CI: use the committed lock file as it is`;
 
-/** `prebuilt build <flow.py> [--json] [--force] [--frozen] [--update] [--workers N]`. */
+/** `prebuilt build <flow.py> [--json] [--force] [--frozen] [--update] [--workers N] [--prune PRESETS]`. */
 export function registerBuildCommand(program: Command, context: CliContext): void {
   program
     .command('build')
@@ -42,6 +42,7 @@ export function registerBuildCommand(program: Command, context: CliContext): voi
     .option('--frozen', 'use the lock file as it is: exit 2 when a step is not locked')
     .option('--update', 're-resolve every env instead of reusing the lock file')
     .option('--workers <n>', 'images to build at once (default: METAFLOW_PREBUILT_BUILD_WORKERS, else min(images, 8))')
+    .option('--prune <presets>', 'leave out of the images, comma-separated: tests, static-libs, headers (default: METAFLOW_PREBUILT_PRUNE, else nothing)')
     .addHelpText('after', BUILD_HELP)
     .action(async (file: string, options: BuildReportOptions) => {
       context.json.requested = options.json === true;

@@ -10,6 +10,7 @@ interface PlanOptions {
   json?: boolean;
   frozen?: boolean;
   update?: boolean;
+  prune?: string;
 }
 
 const PLAN_HELP = `
@@ -71,7 +72,8 @@ function statusText(image: DeployImage): string {
 
 function renderPlan(context: CliContext, file: string, result: DeployFlowResult, steps: Record<string, PlannedStep>): void {
   const out = context.stdout;
-  out.write(`${result.lock.envs.flow}: ${countImages(result.images)} for ${result.lock.envs.steps.length} steps (registry ${result.registry}, base ${result.settings.baseImage})\n\n`);
+  const prune = result.settings.prune.length > 0 ? `, prune ${result.settings.prune.join(',')}` : '';
+  out.write(`${result.lock.envs.flow}: ${countImages(result.images)} for ${result.lock.envs.steps.length} steps (registry ${result.registry}, base ${result.settings.baseImage}${prune})\n\n`);
   if (result.images.length > 0) {
     out.write(
       imageTable(result.images, [
@@ -88,7 +90,7 @@ function renderPlan(context: CliContext, file: string, result: DeployFlowResult,
   out.write(`\n${toPush.length === 0 ? 'Nothing to build.' : `${countImages(toPush)} to build: run prebuilt build ${file}`}\n`);
 }
 
-/** `prebuilt plan <flow.py> [--json] [--frozen] [--update]`. */
+/** `prebuilt plan <flow.py> [--json] [--frozen] [--update] [--prune PRESETS]`. */
 export function registerPlanCommand(program: Command, context: CliContext): void {
   program
     .command('plan')
@@ -97,6 +99,7 @@ export function registerPlanCommand(program: Command, context: CliContext): void
     .option('--json', 'print one JSON object for machines')
     .option('--frozen', 'use the lock file as it is: exit 2 when a step is not locked')
     .option('--update', 're-resolve every env instead of reusing the lock file')
+    .option('--prune <presets>', 'leave out of the images, comma-separated: tests, static-libs, headers (default: METAFLOW_PREBUILT_PRUNE, else nothing)')
     .addHelpText('after', PLAN_HELP)
     .action(async (file: string, options: PlanOptions) => {
       context.json.requested = options.json === true;
@@ -104,6 +107,7 @@ export function registerPlanCommand(program: Command, context: CliContext): void
         plan: true,
         ...(options.frozen ? { frozen: true } : {}),
         ...(options.update ? { update: true } : {}),
+        ...(options.prune !== undefined ? { prune: options.prune } : {}),
         // The plan is printed once it is known; notes (a flow that asks for no package, a cached
         // package downloaded again) go to stderr as they come, with --json too.
         onEvent: (event) => {
@@ -117,6 +121,7 @@ export function registerPlanCommand(program: Command, context: CliContext): void
         lockFile: result.lock.lockFile,
         images: Object.fromEntries(result.images.map((image) => [image.envId, planImageJson(image)])),
         steps,
+        ...(result.settings.prune.length > 0 ? { prune: result.settings.prune } : {}),
       });
     });
 }

@@ -6,6 +6,7 @@ import { buildCondaPackage, type CondaArtifact, type CondaPackageSpec } from '@p
 import { installCondaPackage } from './conda-install.js';
 import { ArchiveError, InstallError } from './errors.js';
 import { PrefixWriter } from './prefix-writer.js';
+import { Pruning } from './pruning.js';
 import { bzip2Sync, infoEntries, lockedPackage, rawTar, rawZip, zstdSync, type RawTarEntry } from './__fixtures__/helpers.js';
 
 const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
@@ -23,12 +24,12 @@ afterEach(async () => {
   await rm(packages, { recursive: true, force: true });
 });
 
-async function install(artifact: { filename: string; bytes: Buffer; name: string; version: string; build: string; subdir?: string }) {
+async function install(artifact: { filename: string; bytes: Buffer; name: string; version: string; build: string; subdir?: string }, pruning?: Pruning) {
   const writer = await PrefixWriter.open(staging);
   const pkg = lockedPackage('conda', artifact.filename, artifact.bytes, artifact);
   const file = join(packages, artifact.filename);
   await writeFile(file, artifact.bytes);
-  return installCondaPackage(file, pkg, { writer, prefix: PREFIX, pythonVersion: '3.11.2', requestedSpec: artifact.name });
+  return installCondaPackage(file, pkg, { writer, prefix: PREFIX, pythonVersion: '3.11.2', requestedSpec: artifact.name, ...(pruning ? { pruning } : {}) });
 }
 
 const fromArtifact = (a: CondaArtifact) => ({ filename: a.filename, bytes: a.bytes, name: a.record.name, version: a.record.version, build: a.record.build, subdir: a.subdir });
@@ -156,6 +157,24 @@ describe('installCondaPackage', () => {
     expect(bin.toString('latin1').split('\0').filter(Boolean)).toEqual([`${PREFIX}/lib`]);
     expect(record.files).toEqual(['bin/old', 'etc/old.conf', 'share/old.bin']);
     await expect(lstat(join(staging, 'share/not-listed'))).rejects.toThrow();
+  });
+
+  it('prunes a file whose hardlink outside the pruned directory still gets its content (read from the extraction)', async () => {
+    const files = [
+      { name: 'lib/libhl.a', data: 'static archive\n' },
+      { name: 'lib/python3.11/site-packages/hl/tests/data.txt', data: 'shared bytes\n' },
+      { name: 'lib/python3.11/site-packages/hl/data.txt', type: 'link' as const, linkname: 'lib/python3.11/site-packages/hl/tests/data.txt' },
+      { name: 'lib/python3.11/site-packages/hl/tests/again.txt', type: 'link' as const, linkname: 'lib/python3.11/site-packages/hl/data.txt' },
+    ];
+    const paths = files.map((e) => ({ _path: e.name, path_type: 'hardlink' }));
+    const bytes = bzip2Sync(await rawTar([...infoEntries('hl', paths), ...files]));
+    const pruning = new Pruning(['tests', 'static-libs']);
+    const { record } = await install({ filename: 'hl-1.0-h0.tar.bz2', bytes, name: 'hl', version: '1.0', build: 'h0' }, pruning);
+    expect(await readFile(join(staging, 'lib/python3.11/site-packages/hl/data.txt'), 'utf8')).toBe('shared bytes\n');
+    await expect(lstat(join(staging, 'lib/python3.11/site-packages/hl/tests'))).rejects.toThrow();
+    await expect(lstat(join(staging, 'lib/libhl.a'))).rejects.toThrow();
+    expect(record.files).toEqual(['lib/python3.11/site-packages/hl/data.txt']);
+    expect(pruning.summary()).toEqual({ presets: ['static-libs', 'tests'], files: 3, bytes: 'static archive\n'.length + 'shared bytes\n'.length });
   });
 
   it('refuses a package whose contents do not match the lock', async () => {
