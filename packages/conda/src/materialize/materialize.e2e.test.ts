@@ -4,7 +4,8 @@
  * both archive formats) and a fixture PyPI index (wheels with console scripts), materialized on the
  * host, built into an image with the materialized recipe on the debootstrap base image by the real
  * Docker daemon, then run: the env's own bin/python imports every package, every entry point runs,
- * and the replaced files show the real prefix.
+ * and the replaced files show the real prefix. The `.tar.bz2` variant is built pruned (every
+ * preset, with the prune fixture packages added): its imports still run and the pruned files are gone.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -12,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { computeEnvId, MATERIALIZED_RECIPE_VERSION, type LockedEnv } from '@prebuilt/core';
-import { exampleImageLock, outputSections, pinnedImage, serveExampleFixtures, type ServedExample } from '@prebuilt/fixtures';
+import { computeEnvId, MATERIALIZED_RECIPE_VERSION, type LockedEnv, type PrunePreset } from '@prebuilt/core';
+import { exampleImageLock, fixtureCondaFile, fixtureLock, outputSections, pinnedImage, pruneFixtureSet, serveExampleFixtures, type ServedExample } from '@prebuilt/fixtures';
 import { PackageCache } from '../cache/package-cache.js';
 import { extractCondaPackage } from './conda-extract.js';
 import { createMaterializedRecipeRunner } from './recipe-runner.js';
@@ -48,7 +49,7 @@ function materializedEnvSuite(dockerHost: string): void {
   const images: string[] = [];
 
   beforeAll(async () => {
-    example = await serveExampleFixtures('prebuilt-e2e-materialize-');
+    example = await serveExampleFixtures('prebuilt-e2e-materialize-', { extra: [pruneFixtureSet()] });
   });
   afterAll(async () => {
     for (const image of images) await docker(['rmi', '-f', image]).catch(() => undefined);
@@ -56,13 +57,20 @@ function materializedEnvSuite(dockerHost: string): void {
   });
 
   const lockWith = (tinytoolFormat: '.conda' | '.tar.bz2'): LockedEnv => exampleImageLock(example.fixtures, example.server, tinytoolFormat);
+  /** The example lock plus the prune fixture's conda package and wheel. */
+  const withPruneFixtures = (lock: LockedEnv): LockedEnv => {
+    const wheels = example.fixtures.index.wheels.filter((w) => w.project === 'tinywheeltests').map((w) => w.filename);
+    const extra = fixtureLock(example.fixtures, example.server, { conda: [fixtureCondaFile(example.fixtures, 'tinybundle', '.conda')], wheels });
+    return { ...lock, packages: [...lock.packages, ...extra.packages] };
+  };
 
   for (const format of ['.conda', '.tar.bz2'] as const) {
     it(`builds and runs the env (tinytool as ${format})`, async () => {
-      const lock = lockWith(format);
+      const prune: PrunePreset[] = format === '.tar.bz2' ? ['tests', 'static-libs', 'headers'] : [];
+      const lock = prune.length > 0 ? withPruneFixtures(lockWith(format)) : lockWith(format);
       const base = { ref: svc.baseImage!.ref, digest: svc.baseImage!.digest, pinned: pinnedImage(svc.baseImage!) };
-      const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(example.work, 'cache') }) });
-      const envId = computeEnvId({ lock, baseDigest: base.digest, recipe: runner });
+      const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(example.work, 'cache') }), prune });
+      const envId = computeEnvId({ lock, baseDigest: base.digest, recipe: runner, prune });
       const prefix = `/opt/prebuilt/envs/${envId}`;
       const prepared = await runner.prepare({ lock, envId, prefix, base });
       const tag = `prebuilt-e2e/materialized:${envId}`;
@@ -84,6 +92,12 @@ function materializedEnvSuite(dockerHost: string): void {
         'echo "== tinytool binary-prefix"; tinytool binary-prefix',
         `echo "== data.bin size"; stat -c %s ${prefix}/share/tinytool/data.bin`,
         'echo "== skip"; echo "$METAFLOW_SKIP_INSTALL_DEPENDENCIES"',
+        ...(prune.length > 0
+          ? [
+              `echo "== pruned imports"; ${prefix}/bin/python -c 'import tinybundle, tinybundle.testing, tinywheeltests; print(tinybundle.check(), tinywheeltests.__version__)'`,
+              `echo "== pruned"; cd ${prefix}; for p in lib/python3.11/site-packages/tinybundle/tests lib/python3.11/site-packages/tinywheeltests/tests lib/python3.11/test lib/libtinybundle.a include; do if test -e "$p"; then echo "$p"; fi; done; echo done`,
+            ]
+          : []),
       ].join('\n');
       const { stdout } = await docker(['run', '--rm', '--network=host', tag, 'sh', '-c', script], 120_000);
       const sections = outputSections(stdout);
@@ -104,6 +118,10 @@ function materializedEnvSuite(dockerHost: string): void {
       const original = await originalSize(artifact.bytes, artifact.filename, 'share/tinytool/data.bin');
       expect(Number(sections['data.bin size'])).toBe(original);
       expect(sections.skip).toBe('1');
+      if (prune.length > 0) {
+        expect(sections['pruned imports']).toBe('True 0.1.0');
+        expect(sections.pruned).toBe('done');
+      }
 
       const labels = JSON.parse((await docker(['image', 'inspect', '--format', '{{json .Config.Labels}}', tag])).stdout) as Record<string, string>;
       expect(labels['dev.prebuilt.env-id']).toBe(envId);
