@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { failureText } from './build-report.js';
+import type { DeployFlowResult } from './app/deploy-flow.js';
+import { buildJson, failureText, pruneSummaryLines } from './build-report.js';
 
 describe('failureText (a failed image for people, on stderr)', () => {
   it('says why, the hint and the log tail; a build log line or a daemon\'s reason with escape sequences is printed inert', () => {
@@ -15,5 +16,21 @@ describe('failureText (a failed image for people, on stderr)', () => {
       '\nenv aaaa failed (steps start, end): The Docker build failed: \\x1b]52;c;cHdu\\x07\nhint: check \\x1b[8mhidden\n' +
         'last lines of its build log:\n  | Step 1/2 : FROM x\n  | \\x1b[2J\\x1b[Hall good\\x0d\n',
     );
+  });
+});
+
+describe('what a pruned build left out', () => {
+  const summary = { presets: ['tests' as const], files: 6064, bytes: 142 * 2 ** 20 };
+  const result = (prune: string[]) => ({ imageMap: { flow: 'F', images: {}, steps: {} }, images: [], failures: [], settings: { prune } }) as unknown as DeployFlowResult;
+
+  it('build --json has `prune` (the presets, what each image built now left out) only when presets are set', () => {
+    expect(buildJson(result(['tests']), null, new Map(), new Map([['0123', summary]]))['prune']).toEqual({ presets: ['tests'], images: { '0123': { files: 6064, bytes: 142 * 2 ** 20 } } });
+    expect(buildJson(result([]), null)).not.toHaveProperty('prune');
+  });
+
+  it('the summary has a line per image built now, and says so when none was', () => {
+    expect(pruneSummaryLines(['headers', 'tests'], new Map([['0123', summary]]))).toEqual(['pruned (headers, tests):', '  env 0123: 6064 files, 142.0 MiB left out']);
+    expect(pruneSummaryLines(['tests'], new Map())).toEqual(['pruned (tests): no image built now']);
+    expect(pruneSummaryLines([], new Map([['0123', summary]]))).toEqual([]);
   });
 });

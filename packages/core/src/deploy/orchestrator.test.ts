@@ -388,6 +388,16 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
     await expect(deploy({ ...ctx.options, registry: down })).rejects.toBeInstanceOf(RegistryError);
   });
 
+  it("a recipe's prune presets give other envIds (hence tags), and an unpruned recipe today's", async () => {
+    await using ctx = await setup(fourSteps().slice(0, 1));
+    const plain = await deploy({ ...ctx.options, plan: true });
+    const none = await deploy({ ...ctx.options, recipe: { ...ctx.recipe, prune: [] }, plan: true });
+    const pruned = await deploy({ ...ctx.options, recipe: { ...ctx.recipe, prune: ['tests'] }, plan: true });
+    expect(none.images[0]!.envId).toBe(plain.images[0]!.envId);
+    expect(pruned.images[0]!.envId).not.toBe(plain.images[0]!.envId);
+    expect(pruned.images[0]!.tag).not.toBe(plain.images[0]!.tag);
+  });
+
   it('emits phase events in order for a built image', async () => {
     await using ctx = await setup(fourSteps().slice(0, 1));
     await deploy(ctx.options);
