@@ -52,14 +52,10 @@ describe('selectPrunePresets', () => {
     expect(selectPrunePresets({ value: '', env: { METAFLOW_PREBUILT_PRUNE: 'tests' } })).toEqual([]);
   });
 
-  it('refuses an unknown preset, naming it, where it came from and the valid ones', () => {
-    const error = (() => {
-      try {
-        selectPrunePresets({ env: { METAFLOW_PREBUILT_PRUNE: 'tests,testing,docs' } });
-      } catch (e) {
-        return e;
-      }
-    })() as ConfigError;
+  it('refuses an unknown preset, naming it, where it came from and the valid ones', async () => {
+    const error = (await Promise.resolve()
+      .then(() => selectPrunePresets({ env: { METAFLOW_PREBUILT_PRUNE: 'tests,testing,docs' } }))
+      .catch((e: unknown) => e)) as ConfigError;
     expect(error).toBeInstanceOf(ConfigError);
     expect(error.exitCode).toBe(2);
     expect(error.setting).toBe('METAFLOW_PREBUILT_PRUNE');
