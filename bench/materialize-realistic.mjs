@@ -69,7 +69,7 @@ export async function realisticLock(dir) {
   return { lock, files: artifacts.map((a) => ({ file: join(dir, a.filename), sha256: a.record.sha256, size: a.record.size })) };
 }
 
-export async function runRealistic({ runs, work, json, before, cacheDir: keptCache, nodeDisk = 'root', changed = 'six' }) {
+export async function runRealistic({ runs, work, json, before, cacheDir: keptCache, nodeDisk = 'root', changed = 'six', prune = [] }) {
   const dir = await corpusDir();
   const { lock, files } = await realisticLock(dir);
   // The package cache (archives, extraction cache, bytecode cache) is in `work`, on the node disk
@@ -154,7 +154,16 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     }, 'tarX'),
     ...(earlier ? [() => discard(extractDir).then(() => timed((out) => earlier.materializeEnv({ lock, prefix, outDir: out, cache: new earlier.PackageCache({ cacheDir }) }), 'before'))] : []),
   ];
-  const [full, rebuild, tarX, beforeFull] = await alternate(runs, ...variants);
+  // --prune: the full build again with the prune presets (what it left out is the same every run).
+  let pruned;
+  if (prune.length > 0) {
+    const prunedFull = (out) => materializeEnv({ lock, prefix, outDir: out, cache: cache(), prune }).then((r) => (pruned = r.pruned));
+    variants.push(() => discard(extractDir).then(() => timed(prunedFull, 'pruned')));
+  }
+  const timings = await alternate(runs, ...variants);
+  const [full, rebuild, tarX] = timings;
+  const beforeFull = earlier ? timings[3] : undefined;
+  const prunedFull = pruned ? timings.at(-1) : undefined;
   if (keptCache) {
     copyTree(join(cacheDir, 'pkgs'), join(keptCache, 'pkgs'));
     copyTree(join(cacheDir, 'bytecode'), join(keptCache, 'bytecode'));
@@ -178,6 +187,7 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     materializerVsTarX: ratio(stats(tarX).median, stats(full).median),
     materializerVsTarXCpu: ratio(stats(cpu.get('tarX')).median, stats(cpu.get('full')).median),
     rebuildVsFull: ratio(stats(rebuild).median, stats(full).median),
+    ...(prunedFull ? { prune: pruned, prunedMs: stats(prunedFull), prunedVsFull: ratio(stats(prunedFull).median, stats(full).median) } : {}),
     machine: machine(),
   };
   if (json) console.log(JSON.stringify(result, null, 2));
@@ -188,6 +198,7 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     console.log(`  rebuild (${result.changed} changed)  ${s(result.rebuildMs)}  = ${result.rebuildVsFull}× full`);
     console.log(`  tar -x of the same files            ${s(result.tarXMs)}  → materializer = ${result.materializerVsTarX}× tar -x`);
     if (beforeFull) console.log(`  before (${before})  ${s(result.beforeMs)}  → ${result.beforeVsTarX}× tar -x`);
+    if (prunedFull) console.log(`  full, pruned (${pruned.presets.join(', ')}: ${pruned.files} files, ${(pruned.bytes / 2 ** 20).toFixed(1)} MiB left out)  ${s(result.prunedMs)}  = ${result.prunedVsFull}× full`);
     const c = result.cpuMs;
     console.log(`  cpu (process, all threads, and children): full ${s(c.full)}, rebuild ${s(c.rebuild)}, tar -x ${s(c.tarX)}${c.before ? `, before ${s(c.before)}` : ''}  → materializer = ${result.materializerVsTarXCpu}× tar -x in cpu`);
     const mt = result.mainThreadCpuMs;

@@ -10,7 +10,9 @@
  *   pnpm build && node bench/materialize.mjs [--runs 5] [--packages 50] [--no-python] [--json]
  *
  * `--env realistic`: the Debian scientific corpus instead, full build vs one-package rebuild vs
- * `tar -x` of the same files, side by side (materialize-realistic.mjs).
+ * `tar -x` of the same files, side by side (materialize-realistic.mjs); with `--prune PRESETS`
+ * (comma-separated, as METAFLOW_PREBUILT_PRUNE: tests, static-libs, headers) also the full build
+ * pruned, interleaved with the others.
  *
  * `--node-disk journal|root`: where every variant writes — its output, the package cache (the
  * extraction cache, the bytecode cache, the copied archives) and, realistic env, the tar `tar -x`
@@ -27,6 +29,7 @@ import { parseArgs } from 'node:util';
 import { materializeEnv, PackageCache, writeDeterministicTar } from '../packages/conda/dist/index.js';
 import { generateFixtures, startFixtureServer, syntheticFixtureSet } from '../packages/fixtures/dist/index.js';
 import { stats } from './lib.mjs';
+import { benchPrunePresets } from './materialized-context.mjs';
 import { nodeDisk } from './node-disk.mjs';
 
 const { values } = parseArgs({
@@ -39,11 +42,17 @@ const { values } = parseArgs({
     before: { type: 'string' },
     'cache-dir': { type: 'string' },
     'node-disk': { type: 'string', default: 'journal' },
+    prune: { type: 'string', default: '' },
   },
 });
 const runs = Number(values.runs);
 const total = Number(values.packages);
 const withPython = !values['no-python'];
+if (values.prune && values.env !== 'realistic') {
+  console.error('bench: --prune applies to --env realistic.');
+  process.exit(2);
+}
+const prune = await benchPrunePresets(values.prune);
 
 const cleanups = [];
 const cleanup = async () => {
@@ -59,7 +68,7 @@ try {
   if (values.env === 'realistic') {
     const { runRealistic } = await import('./materialize-realistic.mjs');
     try {
-      await runRealistic({ runs, work, json: values.json, before: values.before, cacheDir: values['cache-dir'], nodeDisk: disk.kind });
+      await runRealistic({ runs, work, json: values.json, before: values.before, cacheDir: values['cache-dir'], nodeDisk: disk.kind, prune });
     } finally {
       await cleanup();
     }

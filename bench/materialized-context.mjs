@@ -3,11 +3,12 @@
  * the realistic corpus (bench/materialize-realistic.mjs's lock) materialized at `prefix` by the
  * conda package's `createMaterializedRecipeRunner` — noarch files where they belong, every pyc
  * stamped to match its source — with its prefix-layers.json, and a copy where one small package
- * (`six`) has one file changed (B3's rebuild).
+ * (`six`) has one file changed (B3's rebuild). With prune presets (`prune`: e.g. ['tests'], as
+ * METAFLOW_PREBUILT_PRUNE), the context prebuilt builds with them: the pruned files left out.
  *
  * Cached in $PREBUILT_BENCH_DIR (default /var/tmp/prebuilt-bench) as `oci-materialized-<key>`,
- * keyed by the corpus, the prefix and the built materializer (packages/conda/dist and core's recipe
- * runner), so a change of either builds it again. Each directory is made under `<dir>.tmp` and
+ * keyed by the corpus, the prefix, the prune presets (when any) and the built materializer
+ * (packages/conda/dist and core's recipe runner), so a change of any builds it again. Each directory is made under `<dir>.tmp` and
  * renamed when complete.
  */
 import { createHash } from 'node:crypto';
@@ -29,9 +30,10 @@ async function jsFiles(dir) {
   return out.sort();
 }
 
-/** The cache key: the corpus, the prefix and every built file of the materializer and the recipe runner. */
-async function contextKey(corpus, prefix) {
+/** The cache key: the corpus, the prefix, the prune presets (when any) and every built file of the materializer and the recipe runner. */
+async function contextKey(corpus, prefix, prune) {
   const hash = createHash('sha256').update(`materialized-context-v1\0${corpus}\0${prefix}\0`);
+  if (prune.length > 0) hash.update(`prune\0${prune.join(',')}\0`);
   hash.update(await readFile(join(corpus, 'artifacts.json')));
   const dirs = [join(ROOT, 'packages/conda/dist'), join(ROOT, 'packages/core/dist/recipes')];
   for (const dir of dirs) {
@@ -41,8 +43,8 @@ async function contextKey(corpus, prefix) {
   return hash.digest('hex').slice(0, 16);
 }
 
-/** Materializes the corpus at `prefix` into `to` (through `${to}.tmp`). */
-async function materializedCopy(corpus, prefix, to, log) {
+/** Materializes the corpus at `prefix` into `to` (through `${to}.tmp`), leaving out what `prune` names. */
+async function materializedCopy(corpus, prefix, prune, to, log) {
   const { createMaterializedRecipeRunner, PackageCache } = await import(new URL('../packages/conda/dist/index.js', import.meta.url).href);
   const work = `${to}.tmp`;
   await rm(work, { recursive: true, force: true });
@@ -52,7 +54,9 @@ async function materializedCopy(corpus, prefix, to, log) {
   // Copies, not links: the package cache must never share inodes with the corpus.
   for (const f of files) await copyFile(f.file, join(cacheDir, 'pkgs', f.sha256));
   const t0 = performance.now();
-  const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir }), tempDir: work });
+  let pruned;
+  const onMaterialized = (_envId, result) => (pruned = result.pruned);
+  const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir }), tempDir: work, prune, onMaterialized });
   // The base only names the FROM of the recipe's Dockerfile, which the benches do not use (they
   // render their own: FROM their base, COPY prefix); a placeholder keeps the context base-free.
   const digest = `sha256:${'0'.repeat(64)}`;
@@ -60,6 +64,7 @@ async function materializedCopy(corpus, prefix, to, log) {
   await rename(prepared.contextDir, to);
   await rm(work, { recursive: true, force: true });
   log(`materialized ${lock.packages.length} packages into ${to} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  if (prune.length > 0) log(`pruned (${prune.join(', ')}): ${pruned.files} files, ${(pruned.bytes / 2 ** 20).toFixed(1)} MiB left out`);
 }
 
 /** A hard-linked copy of `from` where one `.py` file of package `name` is replaced (a new inode, never written through a link). */
@@ -78,13 +83,26 @@ export async function oneChangedCopy(from, to, name) {
   return to;
 }
 
-/** The cached materialized context (built on first use) and its `six`-changed copy. */
-export async function materializedContexts({ prefix, log = (m) => process.stderr.write(`[context] ${m}\n`) }) {
+/**
+ * Prune presets from a `--prune` value (comma-separated), checked and sorted by core's
+ * `selectPrunePresets` as prebuilt checks METAFLOW_PREBUILT_PRUNE; an unknown one fails naming it.
+ */
+export async function benchPrunePresets(value) {
+  const { selectPrunePresets } = await import(new URL('../packages/core/dist/index.js', import.meta.url).href);
+  try {
+    return selectPrunePresets({ value: value ?? '' });
+  } catch (error) {
+    return fail(`${error.message} ${error.hint ?? ''}`.trim());
+  }
+}
+
+/** The cached materialized context (built on first use, pruned by `prune` when given) and its `six`-changed copy. */
+export async function materializedContexts({ prefix, prune = [], log = (m) => process.stderr.write(`[context] ${m}\n`) }) {
   const corpus = await corpusDir();
-  const ctx = join(STATE_DIR, `oci-materialized-${await contextKey(corpus, prefix)}`);
+  const ctx = join(STATE_DIR, `oci-materialized-${await contextKey(corpus, prefix, prune)}`);
   if (!existsSync(join(ctx, 'prefix-layers.json'))) {
-    log(`building ${ctx} (the realistic corpus ${corpus} materialized at ${prefix}; once)`);
-    await materializedCopy(corpus, prefix, ctx, log);
+    log(`building ${ctx} (the realistic corpus ${corpus} materialized at ${prefix}${prune.length > 0 ? `, pruned: ${prune.join(', ')}` : ''}; once)`);
+    await materializedCopy(corpus, prefix, prune, ctx, log);
   }
   return { ctx, changed: await oneChangedCopy(ctx, `${ctx}-six-changed`, 'six') };
 }

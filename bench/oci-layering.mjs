@@ -32,9 +32,13 @@
  *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single]
  *                               [--estargz-base] [--stargz-extra 'TOML lines'] [--zstd-chunked] [--lazy-match REGEXP]
  *                               [--profile-exclude REGEXP] [--diagnose DIR] [--runtime-root DIR]
- *                               [--context materialized|unpacked] [--json]
+ *                               [--context materialized|unpacked] [--prune PRESETS] [--json]
  *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--pull-match REGEXP] [--settle sync|none]
- *                               [--runtime-root DIR] [--base-cached-only] [--context materialized|unpacked] [--runs 2] [--json]
+ *                               [--runtime-root DIR] [--base-cached-only] [--context materialized|unpacked] [--prune PRESETS] [--runs 2] [--json]
+ *
+ *   --prune PRESETS (with --context materialized): B9's and B10's images are built from the context
+ *   materialized with these prune presets (comma-separated, as METAFLOW_PREBUILT_PRUNE: tests,
+ *   static-libs, headers); the env created at start stays unpruned — it is the comparison.
  *
  *   --node-disk journal|root: where the private daemons keep their data — a fresh ext4 with a journal
  *   on a loop device (the default, as a node's disk) or this machine's root file system (ext4
@@ -89,7 +93,7 @@ import { loadavg } from 'node:os';
 import { ROOT, alternate, benchArgs, countingProxy, fail, firstLine, fmtBytes, fmtMs, fmtStats, loadServices, machine, main, median, output, ratio, stats } from './lib.mjs';
 import { bootstrapCommand } from './cold-start-realistic.mjs';
 import { startRealisticCorpus } from './realistic.mjs';
-import { materializedContexts, oneChangedCopy } from './materialized-context.mjs';
+import { benchPrunePresets, materializedContexts, oneChangedCopy } from './materialized-context.mjs';
 import { nodeDisk } from './node-disk.mjs';
 
 const exec = promisify(execFile);
@@ -121,6 +125,11 @@ async function relocatedCopy(from, to) {
   return layers;
 }
 
+/** `; pruned: tests` for the title of pruned figures (the env created at start is never pruned). */
+function pruneNote(prune) {
+  return prune.length > 0 ? `; images pruned: ${prune.join(', ')}, the env created at start not` : '';
+}
+
 /**
  * The build context of B9 and B10 (`--context`): `materialized` (the default), the realistic corpus
  * as prebuilt's materializer lays it out (bench/materialized-context.mjs: valid bytecode, noarch
@@ -129,9 +138,10 @@ async function relocatedCopy(from, to) {
  * context of the figures measured before; each with a copy where one small package (`six`) has one
  * file changed.
  */
-async function contexts(kind) {
-  if (kind === 'materialized') return materializedContexts({ prefix: PREFIX });
+async function contexts(kind, prune) {
+  if (kind === 'materialized') return materializedContexts({ prefix: PREFIX, prune });
   if (kind !== 'unpacked') fail(`--context ${kind}: expected materialized or unpacked.`);
+  if (prune.length > 0) fail('--prune needs --context materialized (the unpacked context is B8\'s archives as they are).');
   const dirs = (await readdir('/var/tmp/prebuilt-bench').catch(() => [])).filter((n) => /^oci-compression-[0-9a-f]{16}$/.test(n));
   const b8 = dirs.map((n) => join('/var/tmp/prebuilt-bench', n)).find((d) => existsSync(join(d, 'prefix-layers.json')));
   if (!b8) fail('no cached realistic build context; run `node bench/oci-compression.mjs` once to make it.');
@@ -226,15 +236,16 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' }, diagnose: { type: 'string', default: '' }, 'profile-exclude': { type: 'string', default: '' }, 'runtime-root': { type: 'string', default: '' } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' }, diagnose: { type: 'string', default: '' }, 'profile-exclude': { type: 'string', default: '' }, 'runtime-root': { type: 'string', default: '' }, prune: { type: 'string', default: '' } });
   if (!['sync', 'none'].includes(args.settle)) fail(`--settle ${args.settle}: expected sync or none.`);
+  const prune = await benchPrunePresets(args.prune);
   if (args['runtime-root'] && !args['pull-only'] && !args['lazy-only']) fail('--runtime-root applies to --pull-only (B10) and --lazy-only (B9\'s lazy Docker rows). Add one of them, or leave --runtime-root out.');
   // The runtimes measured, checked before anything is built (the system's, and those under --runtime-root).
   const sets = args['pull-only'] || args['runtime-root'] ? await (await import('./oci-pull.mjs')).runtimeSets(args['runtime-root']) : undefined;
   // B9's lazy Docker rows: the snapshotter checked before anything is built or mounted.
   if (!args['pull-only'] && sets?.some((set) => set.docker.c8d)) await checkSnapshotterReadsImageLabels();
   const services = loadServices();
-  const { ctx, changed } = await contexts(args.context);
+  const { ctx, changed } = await contexts(args.context, prune);
   const base = `${services.baseImage.ref.replace(/:[^:/]+$/, '')}@${services.baseImage.digest}`;
   const oci = await import(new URL('../packages/oci/dist/index.js', import.meta.url).href);
   const host = services.registries.plain.host;
@@ -251,15 +262,15 @@ async function main_(onCleanup) {
   // The private daemons' data: a journaled ext4 on a loop device by default (bench/node-disk.mjs).
   const disk = await nodeDisk(args['node-disk'], onCleanup);
   process.stderr.write(`[bench] node disk: ${disk.kind} (${disk.root})\n`);
-  const setup = { args, services, ctx, changed, base, host, build, cacheRoot, oci, onCleanup, disk, sets };
+  const setup = { args, services, ctx, changed, base, host, build, cacheRoot, oci, onCleanup, disk, sets, prune };
   if (args['pull-only']) return output(args, ...(await pullOnly(setup)));
   const policies = args['lazy-only'] ? undefined : await policiesBench(setup);
   const haveStargz = await exec('sh', ['-c', 'command -v containerd-stargz-grpc && command -v ctr-remote']).then(() => true, () => false);
   // The lazy part's images and the env created at start share bench/base-image.sh's base (python3 with the full stdlib, pip, zstd), as B2's.
   const benchBase = haveStargz ? (await exec('bash', [join(ROOT, 'bench/base-image.sh'), host])).stdout.trim() : undefined;
   const b2lazy = haveStargz ? await lazyBench({ ...setup, base: benchBase }) : undefined;
-  const result = { bench: 'oci-layering', context: ctx, machine: machine(), loadAverage: loadavg(), ...(policies?.result ?? {}), b2lazy };
-  const lines = [`B9 layering policies and eStargz, realistic env (${ctx})`, ...(policies?.lines ?? []), ...(b2lazy ? lazyLines(b2lazy) : ['  B2 lazy: skipped (containerd-stargz-grpc or ctr-remote missing: bash scripts/build-stargz-grpc.sh)'])];
+  const result = { bench: 'oci-layering', context: ctx, prune, machine: machine(), loadAverage: loadavg(), ...(policies?.result ?? {}), b2lazy };
+  const lines = [`B9 layering policies and eStargz, realistic env (${ctx}${pruneNote(prune)})`, ...(policies?.lines ?? []), ...(b2lazy ? lazyLines(b2lazy) : ['  B2 lazy: skipped (containerd-stargz-grpc or ctr-remote missing: bash scripts/build-stargz-grpc.sh)'])];
   lines.push(`  load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   output(args, result, lines);
 }
@@ -618,7 +629,7 @@ async function pullOnly(setup) {
   const benchBase = (await exec('bash', [join(ROOT, 'bench/base-image.sh'), setup.host])).stdout.trim();
   const helpers = { startContainerd, firstLineOf, bootstrapFor, runName, CODE, PY };
   const b10 = await pullBench({ ...setup, base: benchBase }, helpers);
-  return [{ bench: 'oci-pull', context: setup.ctx, machine: machine(), loadAverage: loadavg(), b10 }, [`B10 non-lazy pulls, realistic env (${setup.ctx})`, ...pullLines(b10), `  load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`]];
+  return [{ bench: 'oci-pull', context: setup.ctx, prune: setup.prune, machine: machine(), loadAverage: loadavg(), b10 }, [`B10 non-lazy pulls, realistic env (${setup.ctx}${pruneNote(setup.prune)})`, ...pullLines(b10), `  load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`]];
 }
 
 await main(async (onCleanup) => {
