@@ -4,7 +4,7 @@ import { isPruned, normalisePrunePresets, type PrunePreset } from '@prebuilt/cor
 export interface PruneSummary {
   /** The presets, sorted; [] when nothing was to be pruned. */
   presets: PrunePreset[];
-  /** Files and links left out (directories not counted). */
+  /** Files and links of the packages left out (directories not counted; nor the pycs a pruned module never gets). */
   files: number;
   /** Their bytes as the packages declare them (links count 0). */
   bytes: number;
