@@ -59,7 +59,7 @@ function pruneJson(result: DeployFlowResult, pruned: ReadonlyMap<string, PruneSu
   return { presets: result.settings.prune, images: Object.fromEntries([...pruned].map(([envId, summary]) => [envId, { files: summary.files, bytes: summary.bytes }])) };
 }
 
-/** `pruned (tests): env 0123… left out 6064 files, 142.0 MiB`, one line per image built now; undefined when no presets are set. */
+/** `pruned (tests):` and `  env 0123…: 4130 files, 71.9 MiB left out` per image built now; none when no presets are set. */
 export function pruneSummaryLines(presets: readonly string[], pruned: ReadonlyMap<string, PruneSummary>): string[] {
   if (presets.length === 0) return [];
   const lines = [...pruned].map(([envId, summary]) => `  env ${envId}: ${summary.files} files, ${(summary.bytes / 2 ** 20).toFixed(1)} MiB left out`);
