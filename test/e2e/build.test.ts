@@ -167,6 +167,19 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
     expect(Object.values(parseJson<{ images: Record<string, { status: string }> }>(kaniko).images).map((image) => image.status)).toEqual(['present', 'present']);
   }, 180_000);
 
+  itWith(NEEDS, 'plan --prune tests names other images (the presets are part of the envId), which the registry does not have; the unpruned ones stay', async () => {
+    expect(first, 'the build test ran').toBeDefined();
+    const planned = await cli('plan', 'two_env_flow.py', '--prune', 'tests', '--json');
+    expect(planned.code, planned.stderr).toBe(0);
+    const plan = parseJson<{ prune?: string[]; images: Record<string, { status: string }> }>(planned);
+    expect(plan.prune).toEqual(['tests']);
+    expect(Object.keys(plan.images)).toHaveLength(2);
+    for (const envId of Object.keys(plan.images)) expect(Object.keys(first.images)).not.toContain(envId);
+    expect(Object.values(plan.images).map((image) => image.status)).toEqual(['missing', 'missing']);
+    const text = await cli('plan', 'two_env_flow.py', '--prune', 'tests');
+    expect(text.stdout).toMatch(/\(registry local, base [^)]*, prune tests\)/);
+  }, 180_000);
+
   itWith(NEEDS, 'every image has an SBOM referring to it, named by build --json; prebuilt sbom reads it back and prebuilt report sizes the images', async () => {
     expect(first, 'the build test ran').toBeDefined();
     for (const image of Object.values(first.images)) expect(image.sbom).toEqual({ digest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/), documentDigest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) });
