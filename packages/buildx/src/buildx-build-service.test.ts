@@ -229,6 +229,49 @@ describe('buildx build service (against a FAKE scripted docker on PATH)', () => 
   });
 });
 
+describe('buildx build service: the image the docker driver leaves in the daemon (FAKE docker)', () => {
+  /** The `docker image rm` commands the fake saw since `before`. */
+  async function removals(before: number): Promise<string[][]> {
+    return (await fake.records()).slice(before).filter((r) => r.argv.includes('rm')).map((r) => r.argv);
+  }
+
+  it('docker driver: after the push the tag is removed from the builder\'s docker context, no note', async () => {
+    const before = (await fake.records()).length;
+    const notes: string[] = [];
+    const service = createBuildxBuildService({ env: fake.env({ FAKE_DOCKER_DRIVER: 'docker', FAKE_DOCKER_ENDPOINT: 'other-context' }) });
+    expect((await service.buildAndPush(request('FROM base\n', { note: (n) => notes.push(n) }))).ok).toBe(true);
+    expect(await removals(before)).toEqual([['--context', 'other-context', 'image', 'rm', TAG]]);
+    expect(notes).toEqual([]);
+  });
+
+  it('a tag that cannot be removed leaves the build a success and says so in a note', async () => {
+    const notes: string[] = [];
+    const env = fake.env({ FAKE_DOCKER_DRIVER: 'docker', FAKE_DOCKER_RM_ERROR: 'Error response from daemon: conflict: unable to remove repository reference (must force)' });
+    const result = await createBuildxBuildService({ env }).buildAndPush(request('FROM base\n', { note: (n) => notes.push(n) }));
+    expect(result.ok).toBe(true);
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toContain(`The image ${TAG} was pushed but stays in the Docker daemon`);
+    expect(notes[0]).toContain('unable to remove repository reference');
+    expect(notes[0]).toContain(`docker image rm ${TAG}`);
+  });
+
+  it('other drivers (docker-container, remote, kubernetes) leave nothing in the daemon: no removal', async () => {
+    const before = (await fake.records()).length;
+    const service = createBuildxBuildService({ env: fake.env({ FAKE_DOCKER_DRIVER: 'docker-container' }) });
+    expect((await service.buildAndPush(request('FROM base\n'))).ok).toBe(true);
+    expect(await removals(before)).toEqual([]);
+  });
+
+  it('METAFLOW_PREBUILT_BUILDX_KEEP_IMAGES=1 keeps the image; a failed build removes nothing', async () => {
+    const before = (await fake.records()).length;
+    const kept = createBuildxBuildService({ env: fake.env({ FAKE_DOCKER_DRIVER: 'docker', METAFLOW_PREBUILT_BUILDX_KEEP_IMAGES: '1' }) });
+    expect((await kept.buildAndPush(request('FROM base\n'))).ok).toBe(true);
+    const failing = createBuildxBuildService({ env: fake.env({ FAKE_DOCKER_DRIVER: 'docker' }) });
+    expect((await failing.buildAndPush(request('FROM base\nRUN exit 2\n'))).ok).toBe(false);
+    expect(await removals(before)).toEqual([]);
+  });
+});
+
 describe('buildx build service: missing tools and bad settings', () => {
   it('docker missing: EnvironmentError naming the command and how to install it', async () => {
     const service = createBuildxBuildService({ env: { PATH: '/nonexistent' } });

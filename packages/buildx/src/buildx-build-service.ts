@@ -15,6 +15,7 @@ import { buildxArgs, buildxResult } from './buildx-build.js';
 import { checkBuildx } from './buildx-cli.js';
 import { runBuildx } from './buildx-process.js';
 import { resolveBuildxSettings, type BuildxBuildServiceOptions } from './buildx-settings.js';
+import { removeDaemonTag } from './daemon-image.js';
 import { createTemporaryDockerConfig, type TemporaryDockerConfig } from './docker-config-dir.js';
 
 const debug = createLogger('buildx');
@@ -64,7 +65,12 @@ export function createBuildxBuildService(options: BuildxBuildServiceOptions = {}
         timeoutMs: settings.timeoutSeconds * 1000,
         killGraceMs: settings.killGraceMs,
       });
-      return await buildxResult(outcome, request, log, settings, metadataFile);
+      const result = await buildxResult(outcome, request, log, settings, metadataFile);
+      if (result.ok && !settings.keepImages) {
+        const kept = await removeDaemonTag({ docker: settings.docker, builder: settings.builder, tag: request.imageTag, env: childEnv });
+        if (kept !== undefined) request.note?.(`The image ${request.imageTag} was pushed but stays in the Docker daemon: removing its tag failed: ${kept}. Remove it with \`docker image rm ${request.imageTag}\`.`);
+      }
+      return result;
     } finally {
       await dockerConfig?.remove();
       await rm(work, { recursive: true, force: true });

@@ -12,14 +12,7 @@ export interface Exit {
  * plugin is an EnvironmentError saying how to install it. Resolves to the version text.
  */
 export async function checkBuildx(docker: string, env: Record<string, string | undefined>, signal: AbortSignal | undefined): Promise<string> {
-  let output = '';
-  const exit = await new Promise<Exit>((resolve, reject) => {
-    const child = spawn(docker, ['buildx', 'version'], { env, stdio: ['ignore', 'pipe', 'pipe'], signal });
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    child.on('error', reject);
-    child.on('close', (code, sig) => resolve({ code, signal: sig }));
-  }).catch((error: unknown) => {
+  const { exit, output } = await runDocker(docker, ['buildx', 'version'], env, signal).catch((error: unknown) => {
     if (signal?.aborted) throw cancelledError(signal, 'The buildx build');
     throw dockerMissing(docker, error);
   });
@@ -32,6 +25,26 @@ export async function checkBuildx(docker: string, env: Record<string, string | u
     });
   }
   return output.trim();
+}
+
+/**
+ * Runs a short docker command to its end: how it exited and its output (stdout and stderr
+ * together). Rejects when it cannot be started or `signal` stops it.
+ */
+export function runDocker(
+  docker: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+  signal: AbortSignal | undefined,
+): Promise<{ exit: Exit; output: string }> {
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const child = spawn(docker, args, { env, stdio: ['ignore', 'pipe', 'pipe'], signal });
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.on('error', reject);
+    child.on('close', (code, sig) => resolve({ exit: { code, signal: sig }, output }));
+  });
 }
 
 function dockerMissing(docker: string, error: unknown): EnvironmentError {

@@ -1,8 +1,13 @@
 import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
 import { headDigest, pinnedImage, testRegistryCredentials } from '@prebuilt/fixtures';
 import buildxDefinition from './index.js';
-import { getServices } from '../../../test/services.js';
+import { getServices, skipTitle } from '../../../test/services.js';
 
 // The real thing: docker buildx against the test services' daemons (Docker 20.10, the modern
 // Docker 26, and Docker 26 with the containerd image store) and registries. scripts/test-services.sh installs the buildx plugin (Debian trixie's
@@ -38,5 +43,38 @@ for (const daemon of daemons) {
     imageTag: (label) => `${services.registries!.basic.host}/prebuilt-conformance/buildx${daemon.repo}:${label}`,
     pushCredentials: () => testRegistryCredentials(services.registries!.basic),
     pushedDigest: (tag) => headDigest(tag, services.registries!.basic),
+  });
+  const skip = missing.length > 0 ? `missing ${missing.join(', ')}; test services: scripts/test-services.sh up` : undefined;
+  describe.skipIf(skip !== undefined)(skipTitle(`buildx (real docker buildx${daemon.name}): the image in the daemon`, skip), () => {
+    it('after the push the tag is gone from the daemon and the image is in the registry; keepImages keeps it', async () => {
+      const registry = services.registries!.basic;
+      const contextDir = await mkdtemp(join(tmpdir(), 'prebuilt-buildx-untag-'));
+      try {
+        await writeFile(join(contextDir, 'marker'), randomUUID());
+        const build = async (keepImages: boolean, label: string) => {
+          const imageTag = `${registry.host}/prebuilt-conformance/buildx-untag${daemon.repo}:${label}-${Date.now()}`;
+          const service = buildxDefinition.create({ keepImages }, { env, cwd: process.cwd() });
+          const notes: string[] = [];
+          const result = await service.buildAndPush({
+            dockerfile: `FROM ${baseImage}\nCOPY marker /marker\n`,
+            contextDir,
+            imageTag,
+            platform: 'linux/amd64',
+            pushCredentials: testRegistryCredentials(registry),
+            note: (note) => notes.push(note),
+          });
+          expect(result.ok, JSON.stringify(result)).toBe(true);
+          expect(notes).toEqual([]);
+          expect(await headDigest(imageTag, registry)).toBe((result as { digest: string }).digest);
+          return { imageTag, inDaemon: spawnSync('docker', ['image', 'inspect', imageTag], { env, encoding: 'utf8' }).status === 0 };
+        };
+        const kept = await build(true, 'kept');
+        expect(kept.inDaemon, 'the docker driver stores the image in the daemon').toBe(true);
+        spawnSync('docker', ['image', 'rm', kept.imageTag], { env });
+        expect((await build(false, 'removed')).inDaemon, 'the tag was removed after the push').toBe(false);
+      } finally {
+        await rm(contextDir, { recursive: true, force: true });
+      }
+    }, 300_000);
   });
 }

@@ -1,4 +1,4 @@
-import { DEFAULT_LOG_TAIL_LINES, settingsReader, type BuildServiceOptions } from '@prebuilt/core/backend';
+import { DEFAULT_LOG_TAIL_LINES, loadBooleanSetting, settingsReader, type BuildServiceOptions } from '@prebuilt/core/backend';
 
 export interface BuildxBuildServiceOptions extends BuildServiceOptions {
   /** The docker command (a name on PATH or a path). Env `METAFLOW_PREBUILT_BUILDX_DOCKER`; default `docker`. */
@@ -14,6 +14,11 @@ export interface BuildxBuildServiceOptions extends BuildServiceOptions {
   timeoutSeconds?: number;
   /** Extra arguments for `docker buildx build`, e.g. `['--cache-to', 'type=registry,ref=…']`. */
   extraArgs?: string[];
+  /**
+   * Keep the image in the Docker daemon after the push (the `docker` driver stores it there under
+   * its tag). Env `METAFLOW_PREBUILT_BUILDX_KEEP_IMAGES`; default false: the tag is removed.
+   */
+  keepImages?: boolean;
   /** Seconds between SIGINT and SIGKILL when a build is stopped. Default 10. */
   killGraceSeconds?: number;
   /** Environment to read settings from and to run docker with. Default `process.env`. */
@@ -25,6 +30,7 @@ export const BUILDX_ENV = {
   builder: 'METAFLOW_PREBUILT_BUILDX_BUILDER',
   network: 'METAFLOW_PREBUILT_BUILDX_NETWORK',
   timeout: 'METAFLOW_PREBUILT_BUILDX_TIMEOUT',
+  keepImages: 'METAFLOW_PREBUILT_BUILDX_KEEP_IMAGES',
 } as const;
 
 export interface BuildxSettings {
@@ -33,6 +39,7 @@ export interface BuildxSettings {
   network: string;
   timeoutSeconds: number;
   extraArgs: string[];
+  keepImages: boolean;
   killGraceMs: number;
   logTailLines: number;
 }
@@ -45,6 +52,7 @@ export function resolveBuildxSettings(options: BuildxBuildServiceOptions, env: R
     network: read.optional(options.network, BUILDX_ENV.network, 'network', 'buildx network') ?? 'host',
     timeoutSeconds: read.seconds(options.timeoutSeconds, BUILDX_ENV.timeout, 'timeoutSeconds', 3600),
     extraArgs: [...(options.extraArgs ?? [])],
+    keepImages: loadBooleanSetting({ value: options.keepImages, envVar: BUILDX_ENV.keepImages, option: 'keepImages', description: 'keeping built images in the Docker daemon', default: false, env }),
     killGraceMs: (options.killGraceSeconds ?? 10) * 1000,
     logTailLines: options.logTailLines ?? DEFAULT_LOG_TAIL_LINES,
   };

@@ -9,6 +9,10 @@
  * - otherwise it prints plain progress lines and writes `containerimage.digest` (a sha256 of the
  *   Dockerfile, tag and context) to the `--metadata-file`.
  *
+ * `docker buildx inspect` names the driver FAKE_DOCKER_DRIVER (default `docker-container`) and the
+ * node endpoint FAKE_DOCKER_ENDPOINT (default `default`); `docker [--context c] image rm <tag>` is
+ * recorded (no dockerfile) and fails with the message FAKE_DOCKER_RM_ERROR when that is set.
+ *
  * Env switches: FAKE_DOCKER_NO_BUILDX=1 (the plugin is missing), FAKE_DOCKER_IGNORE_SIGINT=1 (the
  * build ignores SIGINT, so only SIGKILL stops it), FAKE_DOCKER_NO_METADATA=1 (exit 0 without a digest).
  */
@@ -22,6 +26,7 @@ const path = require('node:path');
 const crypto = require('node:crypto');
 const args = process.argv.slice(2);
 const out = (line) => process.stderr.write(line + '\n');
+if (args[0] === '--context' || (args[0] === 'image' && args[1] === 'rm')) removeImage();
 if (args[0] !== 'buildx') { out("docker: '" + args[0] + "' is not supported by this fake"); process.exit(1); }
 if (process.env.FAKE_DOCKER_NO_BUILDX) {
   out("docker: 'buildx' is not a docker command.");
@@ -29,6 +34,10 @@ if (process.env.FAKE_DOCKER_NO_BUILDX) {
   process.exit(1);
 }
 if (args[1] === 'version') { process.stdout.write('github.com/docker/buildx v0.0.0-fake fake\n'); process.exit(0); }
+if (args[1] === 'inspect') {
+  process.stdout.write('Name:          fake\nDriver:        ' + (process.env.FAKE_DOCKER_DRIVER || 'docker-container') + '\n\nNodes:\nName:      fake0\nEndpoint:  ' + (process.env.FAKE_DOCKER_ENDPOINT || 'default') + '\n');
+  process.exit(0);
+}
 if (args[1] !== 'build') { out('unsupported: ' + args.join(' ')); process.exit(1); }
 const option = (name) => { const i = args.indexOf(name); return i === -1 ? undefined : args[i + 1]; };
 const contextDir = args[args.length - 1];
@@ -51,6 +60,12 @@ process.stdin.on('end', () => {
   if (process.env.FAKE_DOCKER_IGNORE_SIGINT) process.on('SIGINT', () => out('fake: SIGINT ignored'));
   build(dockerfile);
 });
+function removeImage() {
+  if (process.env.FAKE_DOCKER_RECORD) fs.appendFileSync(process.env.FAKE_DOCKER_RECORD, JSON.stringify({ pid: process.pid, argv: args, env: {} }) + '\n');
+  if (process.env.FAKE_DOCKER_RM_ERROR) { out(process.env.FAKE_DOCKER_RM_ERROR); process.exit(1); }
+  process.stdout.write('Untagged: ' + args[args.length - 1] + '\n');
+  process.exit(0);
+}
 async function build(dockerfile) {
   const tag = option('--tag');
   const hash = crypto.createHash('sha256').update(dockerfile).update(tag);
@@ -105,7 +120,7 @@ export interface FakeDocker {
   dir: string;
   /** An environment that runs the fake: PATH first, the record file set, plus `extra`. */
   env(extra?: Record<string, string>): Record<string, string | undefined>;
-  /** Every `docker buildx build` the fake saw, oldest first. */
+  /** Every `docker buildx build` and `docker image rm` the fake saw, oldest first. */
   records(): Promise<FakeDockerRecord[]>;
   remove(): Promise<void>;
 }
