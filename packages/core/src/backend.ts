@@ -47,7 +47,7 @@ export {
   type RegistryCredentials,
 } from './contracts.js';
 export { type CondaPlatform, type LockedPackage } from './env-model.js';
-export { parseImageRef, DOCKER_HUB, type ImageRef } from './registry/image-ref.js';
+export { parseImageRef, isLoopbackHost, DOCKER_HUB, type ImageRef } from './registry/image-ref.js';
 export { MediaType } from './registry/media-types.js';
 export { ESTARGZ_TOC_ANNOTATION, ESTARGZ_UNCOMPRESSED_ANNOTATION, ZSTD_CHUNKED_CHECKSUM_ANNOTATION } from './report/layer-format.js';
 export { type OciDescriptor, type ImageManifest } from './registry/platform.js';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, errorMessage, redactUrls } from '@prebuilt/core/backend';
+import { ConfigError, errorMessage, isLoopbackHost, redactUrls } from '@prebuilt/core/backend';
 import type { EngineConnection } from './engine-client.js';
 
 export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
@@ -104,23 +104,12 @@ function invalidHost(host: string): ConfigError {
 }
 
 /**
- * 127.0.0.0/8, ::1, localhost, and 127.0.0.0/8 mapped into IPv6 (`::ffff:127.0.0.1`, which the
- * URL parser writes in hex as `::ffff:7f00:1`; with or without the brackets of a URL's hostname):
- * a daemon on this machine.
- */
-function isLoopback(hostname: string): boolean {
-  const host = hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
-  if (host === 'localhost' || host.endsWith('.localhost') || host === '::1') return true;
-  return /^(?:::ffff:)?127(?:\.\d{1,3}){3}$/.test(host) || /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(host);
-}
-
-/**
  * Whether registry credentials sent to this daemon (X-Registry-Auth, X-Registry-Config) cross the
  * network unencrypted: plain TCP (`tcp://` without DOCKER_TLS_VERIFY, `http://`) to a host that is
  * not this machine. A unix socket, ssh, TLS and loopback addresses are not.
  */
 export function credentialsInClear(connection: EngineConnection): boolean {
-  return connection.socketPath === undefined && connection.protocol === 'http' && connection.host !== undefined && !isLoopback(connection.host);
+  return connection.socketPath === undefined && connection.protocol === 'http' && connection.host !== undefined && !isLoopbackHost(connection.host);
 }
 
 /** The note for {@link credentialsInClear}: what goes where unencrypted, and the two ways to fix it. */

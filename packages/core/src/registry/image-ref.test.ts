@@ -70,6 +70,19 @@ describe('registryApiHost / isLoopbackHost', () => {
     ['docker.io', false],
     ['10.0.0.1:5000', false],
     ['127.example.com', false],
+    ['localhost.:5000', true],
+    // 127.0.0.0/8 mapped into IPv6, in both spellings (the URL parser writes the second).
+    ['[::ffff:127.0.0.1]:5000', true],
+    ['[::FFFF:7F00:1]:5000', true],
+    ['[::ffff:127.1.2.3]', true],
+    ['::ffff:7f00:1', true],
+    // Other mapped addresses are not this machine.
+    ['[::ffff:8.8.8.8]:5000', false],
+    ['[::ffff:808:808]:5000', false],
+    ['[::ffff:8000:1]:5000', false],
+    ['[::ffff:7f00:1:1]:5000', false],
+    ['[::127.0.0.1]:5000', false],
+    ['[2001:db8::1]:5000', false],
   ])('%s → %s', (host, loopback) => {
     expect(isLoopbackHost(host)).toBe(loopback);
   });

@@ -102,19 +102,27 @@ export function registryApiHost(registry: string): string {
   return registry === DOCKER_HUB ? DOCKER_HUB_API_HOST : registry;
 }
 
-/** The host part of `host[:port]` (brackets of an IPv6 literal removed). */
+/**
+ * The host part of `host[:port]` (brackets of an IPv6 literal removed). An IPv6 literal without
+ * brackets (more than one colon, as a URL's hostname may come) is a host without a port.
+ */
 export function hostWithoutPort(registry: string): string {
   if (registry.startsWith('[')) {
     const end = registry.indexOf(']');
     return end === -1 ? registry : registry.slice(1, end);
   }
   const colon = registry.lastIndexOf(':');
-  return colon === -1 ? registry : registry.slice(0, colon);
+  return colon === -1 || registry.indexOf(':') !== colon ? registry : registry.slice(0, colon);
 }
 
-/** True for localhost, 127.0.0.0/8 and ::1: registries reached over plain HTTP by default. */
+/**
+ * True for a host on this machine: localhost (and `*.localhost`), 127.0.0.0/8, ::1, and
+ * 127.0.0.0/8 mapped into IPv6 (`::ffff:127.0.0.1`, which the URL parser writes in hex as
+ * `::ffff:7f00:1`). Takes `host[:port]`, `[ipv6]:port`, or a URL's hostname (with or without the
+ * brackets, a trailing dot). Registries on such hosts are reached over plain HTTP by default.
+ */
 export function isLoopbackHost(registry: string): boolean {
-  const host = hostWithoutPort(registry).toLowerCase();
+  const host = hostWithoutPort(registry).toLowerCase().replace(/\.$/, '');
   if (host === 'localhost' || host.endsWith('.localhost') || host === '::1') return true;
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  return /^(?:::ffff:)?127(?:\.\d{1,3}){3}$/.test(host) || /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(host);
 }

@@ -38,7 +38,7 @@ export interface RegistryClientOptions {
   credentials?: RegistryCredentials | readonly RegistryCredentials[] | CredentialsProvider;
   /** Read credentials from the user's Docker config (`auths`, `credsStore`, `credHelpers`). Default true. */
   dockerConfig?: boolean | DockerConfigOptions;
-  /** Registries reached over plain HTTP. Loopback registries (127.0.0.0/8, localhost, ::1) always are unless listed in `secureRegistries`. */
+  /** Registries reached over plain HTTP. Loopback registries (127.0.0.0/8, localhost, ::1, 127.0.0.0/8 mapped into IPv6) always are unless listed in `secureRegistries`. */
   insecureRegistries?: readonly string[];
   /** Loopback registries that serve HTTPS. */
   secureRegistries?: readonly string[];
