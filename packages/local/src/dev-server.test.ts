@@ -44,6 +44,27 @@ describe('development registry server: settings', () => {
     }
   });
 
+  it('stop --port stops the registry it checked the port of, even when the state changes meanwhile (the state is read once)', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-once-'));
+    try {
+      const state = (port: number) => ({ mode: 'container', port, pid: null, container: `prebuilt-local-registry-${port}`, configFile: null, logFile: null, startedAt: '2026-01-01T00:00:00Z' });
+      await writeFile(join(stateDir, 'state.json'), JSON.stringify(state(5601)));
+      // A FAKE docker: every container runs; answering whether one runs, it lets another start (a
+      // concurrent \`start\` writes its state); \`rm -f <name>\` is recorded.
+      const docker = join(stateDir, 'docker');
+      await writeFile(
+        docker,
+        `#!/bin/sh\ncase "$1" in\n  inspect) printf '%s' '${JSON.stringify(state(5602))}' > '${join(stateDir, 'state.json')}'; echo true ;;\n  rm) echo "$3" >> '${join(stateDir, 'removed')}' ;;\nesac\n`,
+        { mode: 0o755 },
+      );
+      const result = await stopLocalRegistryServer({ stateDir, port: 5601, dockerCommand: docker });
+      expect(result.stopped).toBe(true);
+      expect((await readFile(join(stateDir, 'removed'), 'utf8')).trim().split('\n')).toEqual(['prebuilt-local-registry-5601']);
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
   it('rejects a port that is not a TCP port', async () => {
     await expect(startLocalRegistryServer({ port: 70000, stateDir: join(tmpdir(), 'unused') })).rejects.toBeInstanceOf(ConfigError);
   });

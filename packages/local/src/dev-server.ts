@@ -226,11 +226,15 @@ async function currentStatus(options: LocalRegistryServerOptions): Promise<Local
   const p = paths(options);
   const state = await readState(p);
   if (!state) return statusFrom(p, undefined, false, false);
-  const running =
-    state.mode === 'binary'
-      ? state.pid !== null && (await isOurProcess(state.pid, state.configFile))
-      : state.container !== null && (await containerRunning(options, state.container));
+  const running = await stateRunning(options, state);
   return statusFrom(p, state, running, running && (await healthy(state.port)));
+}
+
+/** Whether the registry a state names still runs: its process (ours), or its container. */
+async function stateRunning(options: LocalRegistryServerOptions, state: ServerState): Promise<boolean> {
+  return state.mode === 'binary'
+    ? state.pid !== null && (await isOurProcess(state.pid, state.configFile))
+    : state.container !== null && (await containerRunning(options, state.container));
 }
 
 /**
@@ -343,9 +347,12 @@ async function startContainer(p: Paths, port: number, options: LocalRegistryServ
 export async function stopLocalRegistryServer(
   options: LocalRegistryServerOptions = {},
 ): Promise<{ stopped: boolean; status: LocalRegistryServerStatus }> {
-  if (options.port !== undefined) checkRunningPort(await currentStatus(options), options.port, 'stop');
   const p = paths(options);
+  // Read once: the registry checked against `port` is the one stopped.
   const state = await readState(p);
+  if (options.port !== undefined && state) {
+    checkRunningPort(statusFrom(p, state, await stateRunning(options, state), false), options.port, 'stop');
+  }
   let stopped = false;
   if (state?.mode === 'binary' && state.pid !== null && (await isOurProcess(state.pid, state.configFile))) {
     process.kill(state.pid, 'SIGTERM');
