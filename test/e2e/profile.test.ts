@@ -3,7 +3,8 @@
 // example index) is built by the oci service with eStargz layers (static prefetch order); the
 // command records the profile (pulling the images: the oci service builds without the daemon);
 // --code, the failures (an import the image lacks, no network, the time limit, the path limit), an
-// unbuilt flow and an absent daemon. Then the loop `prebuilt profile && prebuilt build`: the build
+// unbuilt flow and an absent daemon; on Docker with the containerd image store it records the
+// same profile. Then the loop `prebuilt profile && prebuilt build`: the build
 // picks the profile up by itself (no env variable, no --force) and puts the profile's files, and
 // only them, before each layer's landmark; an unchanged profile builds nothing; a changed env
 // section rebuilds only that env (`plan` says why); an explicit setting wins; a malformed profile
@@ -172,6 +173,22 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     expect(lines.filter((l) => !l.startsWith('[')).every((l) => l.startsWith('/') && !l.startsWith('/proc/'))).toBe(true);
     expect(text).toMatch(/^# start, train, end: /m);
   }, 600_000);
+
+  itWith([...NEEDS, 'containerdStoreDocker'], 'on Docker with the containerd image store (the default of Docker Engine 29): the same images and code record the same profile', async () => {
+    const c8d = { ...env, DOCKER_HOST: services.containerdStoreDocker!.host };
+    try {
+      const result = await runCli(['profile', 'profile_flow.py', '-o', 'c8d.prefetch', '--json'], { env: c8d, cwd: flowDir });
+      expect(result.code, result.stderr).toBe(0);
+      const out = parseJson<ProfileJson>(result);
+      expect(result.stderr).toMatch(/^pulling /m); // into that daemon's own store
+      expect(out.steps).toEqual(recorded.steps);
+      expect(out.envs).toEqual(recorded.envs);
+      const body = (text: string): string => text.split('\n').filter((l) => !l.startsWith('#')).join('\n');
+      expect(body(await readFile(join(flowDir, 'c8d.prefetch'), 'utf8'))).toBe(body(await readFile(recorded.file, 'utf8')));
+    } finally {
+      for (const e of recorded.envs) await run('docker', ['image', 'rm', '-f', e.image], { ...process.env, DOCKER_HOST: services.containerdStoreDocker!.host });
+    }
+  }, 300_000);
 
   itWith(NEEDS, 'the same images and code give the same file; the text form says where it went and how to use it', async () => {
     const before = await readFile(recorded.file, 'utf8');

@@ -7,12 +7,14 @@
 // The same flow (without @kubernetes) through `step-functions create --only-json`, run by the FAKE
 // Step Functions / Batch executor (test/support/fake-step-functions.ts), the foreach's state in the
 // FAKE DynamoDB (test/support/fake-dynamodb.ts); it reuses the images the docker case built.
+// The docker case runs again on Docker with the containerd image store (Docker Engine 29's default):
+// the docker service builds and pushes there, and the tasks pull and run there.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeS3, type FakeS3 } from '../../packages/fixtures/dist/index.js';
-import { getServices, missingFor } from '../services.js';
+import { getServices, missingFor, skipTitle } from '../services.js';
 import { runArgoWorkflow, type ArgoRunResult, type TaskRecord, type WorkflowTemplate } from '../support/fake-argo-controller.js';
 import { SITECUSTOMIZE, startAwsFake, startRefusingProxy, type AwsFake } from '../support/fake-aws-deploy.js';
 import { startFakeDynamoDb, type FakeDynamoDb } from '../support/fake-dynamodb.js';
@@ -22,7 +24,6 @@ import { cliEnv, metaflowSource, run, runCli, specJson, startFixtures, stopFixtu
 
 const { source, missing: metaflowMissing } = metaflowSource();
 const services = getServices();
-const missing = metaflowMissing ?? missingFor(['docker', 'registries', 'baseImage'], services);
 const DIST_PACKAGES = '/usr/lib/python3/dist-packages';
 const BUCKET = 'prebuilt-tasks';
 
@@ -188,13 +189,27 @@ function reports(task: Pick<TaskRecord, 'stdout' | 'stderr'>): StepReport[] {
 }
 
 
-describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo controller, Docker, S3 fake, real Metaflow${missing ? ` [skipped: ${missing}]` : ''}`, () => {
+// The system's Docker daemon (graphdriver): every case. Docker 26 with the containerd image store
+// (the default of Docker Engine 29): the docker build service's case only, the one where that daemon
+// both builds and runs (all four cases would double the file's time).
+const daemons = [
+  { name: 'Docker', host: services.dockerHost, cases: 'all', missing: missingFor(['docker', 'registries', 'baseImage'], services) },
+  { name: 'Docker with the containerd image store', host: services.containerdStoreDocker?.host, cases: 'docker build service', missing: missingFor(['containerdStoreDocker', 'registries', 'baseImage'], services) },
+] as const;
+
+for (const daemon of daemons) {
+  const missing = metaflowMissing ?? daemon.missing;
+  describe.skipIf(missing !== undefined)(skipTitle(`tasks run in their images: fake Argo controller, ${daemon.name}, S3 fake, real Metaflow`, missing), () => tasksRunSuite(daemon.host!, daemon.cases));
+}
+
+/** The suite on the daemon at `dockerHost`: the docker build service's case, then (`all`) the others. */
+function tasksRunSuite(dockerHost: string, cases: 'all' | 'docker build service'): void {
   let fixtures: Fixtures;
   let s3: FakeS3;
   let flowDir: string;
   let workDir: string;
   let env: NodeJS.ProcessEnv;
-  const runner: TaskRunner = dockerTaskRunner({ dockerHost: services.dockerHost ?? undefined });
+  const runner: TaskRunner = dockerTaskRunner({ dockerHost });
   // What a cluster gives every pod (IRSA / a secret in real life): credentials for the S3 fake.
   const podEnv = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_DEFAULT_REGION: 'us-east-1' };
   const compiled: Record<string, { workflow: WorkflowTemplate; map: ImageMapJson }> = {};
@@ -219,6 +234,7 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
       METAFLOW_DATASTORE_SYSROOT_S3: `s3://${BUCKET}/metaflow`,
       METAFLOW_S3_ENDPOINT_URL: s3.endpoint,
       METAFLOW_KUBERNETES_NAMESPACE: 'default',
+      DOCKER_HOST: dockerHost,
       ...podEnv,
     });
     for (const key of ['METAFLOW_PREBUILT_IMAGE_MAP', 'PREBUILT_CLI', 'METAFLOW_DEFAULT_DECOSPECS']) delete env[key];
@@ -226,7 +242,7 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
   afterAll(async () => {
     // The images the tasks pulled into the daemon (unique namespaces: only this file's).
     const pulled = [...Object.values(compiled).map((c) => c.map), ...(sfnMap ? [sfnMap] : [])].flatMap((images) => Object.values(images.images).map((image) => `${image.image.slice(0, image.image.lastIndexOf(':'))}@${image.digest}`));
-    if (pulled.length > 0) await run('docker', ['rmi', '--force', ...new Set(pulled)], { ...process.env, ...(services.dockerHost ? { DOCKER_HOST: services.dockerHost } : {}) });
+    if (pulled.length > 0) await run('docker', ['rmi', '--force', ...new Set(pulled)], { ...process.env, DOCKER_HOST: dockerHost });
     await s3?.stop();
     await aws?.close();
     await dynamo?.stop();
@@ -315,6 +331,8 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
     const data = await readRun(`argo-${result.name}`);
     expect(data).toEqual(EXPECTED_RUN);
   }, 900_000);
+
+  if (cases === 'docker build service') return;
 
   it('oci build service: the same flow runs from the images the daemonless service built', async () => {
     const { workflow, map } = await compile('oci');
@@ -405,4 +423,4 @@ describe.skipIf(missing !== undefined)(`tasks run in their images: fake Argo con
     expect(data).toEqual(EXPECTED_RUN);
     console.log(`[tasks-run] step-functions case: compile ${((compiledAt - started) / 1000).toFixed(1)} s, execution ${((Date.now() - compiledAt) / 1000).toFixed(1)} s`);
   }, 900_000);
-});
+}
