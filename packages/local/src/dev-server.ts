@@ -266,8 +266,7 @@ export async function startLocalRegistryServer(
 
   const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
   while (!(await healthy(port))) {
-    const alive =
-      state.mode === 'binary' ? await isOurProcess(state.pid!, state.configFile) : await containerRunning(options, state.container!);
+    const alive = await stateRunning(options, state);
     if (!alive || Date.now() > deadline) {
       const tail = state.logFile ? await logTail(state.logFile) : await containerLogTail(options, state.container!);
       await stopLocalRegistryServer(options);
