@@ -17,7 +17,7 @@ export async function checkBuildx(docker: string, env: Record<string, string | u
     throw dockerMissing(docker, error);
   });
   if (exit.code !== 0) {
-    const first = output.trim().split('\n')[0] ?? '';
+    const first = firstLine(output, '');
     throw new EnvironmentError(`docker buildx is not available: '${docker} buildx version' failed${first ? `: ${first}` : ` (exit code ${exit.code})`}.`, {
       hint:
         'Install the buildx plugin (Debian: `apt-get install docker-buildx`; Docker CE: `docker-buildx-plugin`; ' +
@@ -25,6 +25,11 @@ export async function checkBuildx(docker: string, env: Record<string, string | u
     });
   }
   return output.trim();
+}
+
+/** The first line of a command's output, or `empty` when it printed nothing. */
+export function firstLine(output: string, empty = '(no output)'): string {
+  return output.trim().split('\n')[0] || empty;
 }
 
 /**

@@ -34,17 +34,17 @@ for (const daemon of daemons) {
     ...(services.registries ? [] : ['test registries']),
     ...(services.baseImage ? [] : ['test base image']),
   ];
+  const skip = missing.length > 0 ? `missing ${missing.join(', ')}; test services: scripts/test-services.sh up` : undefined;
   runBuildServiceConformance({
     name: `buildx (real docker buildx${daemon.name}, Basic-auth test registry)`,
     definition: buildxDefinition,
-    skip: missing.length > 0 ? `missing ${missing.join(', ')}; test services: scripts/test-services.sh up` : false,
+    skip: skip ?? false,
     create: () => buildxDefinition.create({}, { env, cwd: process.cwd() }),
     baseImage,
     imageTag: (label) => `${services.registries!.basic.host}/prebuilt-conformance/buildx${daemon.repo}:${label}`,
     pushCredentials: () => testRegistryCredentials(services.registries!.basic),
     pushedDigest: (tag) => headDigest(tag, services.registries!.basic),
   });
-  const skip = missing.length > 0 ? `missing ${missing.join(', ')}; test services: scripts/test-services.sh up` : undefined;
   describe.skipIf(skip !== undefined)(skipTitle(`buildx (real docker buildx${daemon.name}): the image in the daemon`, skip), () => {
     it('after the push the tag is gone from the daemon and the image is in the registry; keepImages keeps it', async () => {
       const registry = services.registries!.basic;

@@ -1,5 +1,5 @@
 import { createLogger, errorMessage } from '@prebuilt/core/backend';
-import { runDocker } from './buildx-cli.js';
+import { firstLine, runDocker } from './buildx-cli.js';
 
 const debug = createLogger('buildx');
 
@@ -41,8 +41,4 @@ export async function removeDaemonTag(removal: DaemonTagRemoval): Promise<string
   } catch (error) {
     return errorMessage(error);
   }
-}
-
-function firstLine(output: string): string {
-  return output.trim().split('\n')[0] || '(no output)';
 }
