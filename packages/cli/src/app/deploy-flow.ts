@@ -4,9 +4,7 @@
  */
 import {
   checkBuildService,
-  checkNoPrune,
-  createMaterializedRecipeRunner,
-  createMicromambaRecipeRunner,
+  createRecipeRunner,
   deploy,
   dockerPlatform,
   InputError,
@@ -21,6 +19,7 @@ import {
   type EnvMaterializer,
   type ImageRegistry,
   type PrunePreset,
+  type RecipeName,
   type RecipeRunner,
 } from '@prebuilt/core';
 import type { EnvMaterializerOptions, MaterializeResult } from '@prebuilt/conda';
@@ -59,20 +58,15 @@ export interface DeployFlowResult extends DeployResult {
   prefetchProfile: PrefetchProfile | null;
 }
 
-function recipeRunner(name: string, scope: AppScope, options: DeployFlowOptions, prune: readonly PrunePreset[]): RecipeRunner {
-  if (name === 'micromamba') {
-    checkNoPrune(prune);
-    return createMicromambaRecipeRunner();
-  }
-  return createMaterializedRecipeRunner(
-    lazyMaterializer({
-      env: scope.env,
-      // A cached package that did not match the lock (removed, downloaded again), a wait for another download: shown as notes.
-      onNote: (note) => options.onEvent?.({ type: 'note', message: note.message }),
-      ...(options.onMaterialized ? { onMaterialized: options.onMaterialized } : {}),
-    }),
-    { prune },
-  );
+/** The recipe's runner (core's `createRecipeRunner`: it refuses prune presets with micromamba), its materializer created on first use. */
+function recipeRunner(name: RecipeName, scope: AppScope, options: DeployFlowOptions, prune: readonly PrunePreset[]): RecipeRunner {
+  const materializer = lazyMaterializer({
+    env: scope.env,
+    // A cached package that did not match the lock (removed, downloaded again), a wait for another download: shown as notes.
+    onNote: (note) => options.onEvent?.({ type: 'note', message: note.message }),
+    ...(options.onMaterialized ? { onMaterialized: options.onMaterialized } : {}),
+  });
+  return createRecipeRunner(name, { materializer, prune });
 }
 
 /**

@@ -39,7 +39,7 @@ export function createMicromambaRecipeRunner(options: MicromambaRecipeOptions & 
 }
 
 /** The micromamba recipe installs in the image with micromamba and pip: it cannot leave files out. */
-export function checkNoPrune(prune: readonly PrunePreset[]): void {
+function checkNoPrune(prune: readonly PrunePreset[]): void {
   if (prune.length === 0) return;
   throw new ConfigError(`${PRUNE_ENV} (${prune.join(',')}) needs the materialized recipe; the micromamba recipe installs the env in the image and prunes nothing.`, {
     setting: PRUNE_ENV,
