@@ -63,19 +63,22 @@ export function envId(input: EnvIdInput): string {
   return sha256Hex(canonicalJson(canonicalEnvIdInput(input))).slice(0, ENV_ID_LENGTH);
 }
 
-/** {@link envId} of a locked env: its files and platform, plus the base image digest, recipe and prune presets. */
+/**
+ * {@link envId} of a locked env: its files and platform, plus the base image digest and the recipe
+ * (a RecipeRunner will do: its name, version and prune presets).
+ */
 export function computeEnvId(input: {
   lock: Pick<LockedEnv, 'platform'> & { packages: readonly Pick<LockedPackage, 'url' | 'sha256'>[] };
   baseDigest: string;
-  recipe: { name: string; version: string | number };
-  prune?: readonly PrunePreset[];
+  recipe: { name: string; version: string | number; prune?: readonly PrunePreset[] };
 }): string {
+  const { name, version, prune } = input.recipe;
   return envId({
     packages: input.lock.packages,
     platform: input.lock.platform,
     baseImageDigest: input.baseDigest,
-    recipe: input.recipe,
-    ...(input.prune ? { prune: input.prune } : {}),
+    recipe: { name, version },
+    ...(prune ? { prune } : {}),
   });
 }
 

@@ -70,7 +70,7 @@ function materializedEnvSuite(dockerHost: string): void {
       const lock = prune.length > 0 ? withPruneFixtures(lockWith(format)) : lockWith(format);
       const base = { ref: svc.baseImage!.ref, digest: svc.baseImage!.digest, pinned: pinnedImage(svc.baseImage!) };
       const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(example.work, 'cache') }), prune });
-      const envId = computeEnvId({ lock, baseDigest: base.digest, recipe: runner, prune });
+      const envId = computeEnvId({ lock, baseDigest: base.digest, recipe: runner });
       const prefix = `/opt/prebuilt/envs/${envId}`;
       const prepared = await runner.prepare({ lock, envId, prefix, base });
       const tag = `prebuilt-e2e/materialized:${envId}`;

@@ -69,8 +69,7 @@ export async function planDeploy(options: DeployOptions, locks: StepLockInput): 
     const members: PlannedIndex['members'] = [];
     for (const lock of list) {
       const base = await baseIdentity(baseImageOf(options, step), lock.platform);
-      const { name, version, prune } = options.recipe;
-      const envId = computeEnvId({ lock, baseDigest: base.digest, recipe: { name, version }, ...(prune ? { prune } : {}) });
+      const envId = computeEnvId({ lock, baseDigest: base.digest, recipe: options.recipe });
       members.push({ platform: lock.platform, envId });
       const existing = images.get(envId);
       if (existing) existing.steps.push(step.name);
