@@ -214,6 +214,19 @@ export function timed(command, args, { cwd, env, allowFailure = false } = {}) {
 export const prebuilt = (args, options) => timed(process.execPath, [BIN, ...args], options);
 
 /**
+ * Prune presets from a `--prune` value (comma-separated), checked and sorted by core's
+ * `selectPrunePresets` as prebuilt checks METAFLOW_PREBUILT_PRUNE; an unknown one fails naming it.
+ */
+export async function benchPrunePresets(value) {
+  const { selectPrunePresets } = await import(join(ROOT, 'packages/core/dist/index.js'));
+  try {
+    return selectPrunePresets({ value: value ?? '' });
+  } catch (error) {
+    return fail(`${error.message} ${error.hint ?? ''}`.trim());
+  }
+}
+
+/**
  * The lock file beside a bench project's flow.py, as core reads it (either format — version 1 for
  * one platform, 2 for several — as step → platform → entry). Core's reader is internal (not in its
  * public API), hence the module itself.

@@ -157,13 +157,13 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
   // --prune: the full build again with the prune presets (what it left out is the same every run).
   let pruned;
   if (prune.length > 0) {
-    const prunedFull = (out) => materializeEnv({ lock, prefix, outDir: out, cache: cache(), prune }).then((r) => (pruned = r.pruned));
-    variants.push(() => discard(extractDir).then(() => timed(prunedFull, 'pruned')));
+    const runPruned = (out) => materializeEnv({ lock, prefix, outDir: out, cache: cache(), prune }).then((r) => (pruned = r.pruned));
+    variants.push(() => discard(extractDir).then(() => timed(runPruned, 'pruned')));
   }
   const timings = await alternate(runs, ...variants);
   const [full, rebuild, tarX] = timings;
   const beforeFull = earlier ? timings[3] : undefined;
-  const prunedFull = pruned ? timings.at(-1) : undefined;
+  const prunedFull = prune.length > 0 ? timings.at(-1) : undefined;
   if (keptCache) {
     copyTree(join(cacheDir, 'pkgs'), join(keptCache, 'pkgs'));
     copyTree(join(cacheDir, 'bytecode'), join(keptCache, 'bytecode'));

@@ -28,8 +28,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { materializeEnv, PackageCache, writeDeterministicTar } from '../packages/conda/dist/index.js';
 import { generateFixtures, startFixtureServer, syntheticFixtureSet } from '../packages/fixtures/dist/index.js';
-import { stats } from './lib.mjs';
-import { benchPrunePresets } from './materialized-context.mjs';
+import { benchPrunePresets, stats } from './lib.mjs';
 import { nodeDisk } from './node-disk.mjs';
 
 const { values } = parseArgs({

@@ -83,19 +83,6 @@ export async function oneChangedCopy(from, to, name) {
   return to;
 }
 
-/**
- * Prune presets from a `--prune` value (comma-separated), checked and sorted by core's
- * `selectPrunePresets` as prebuilt checks METAFLOW_PREBUILT_PRUNE; an unknown one fails naming it.
- */
-export async function benchPrunePresets(value) {
-  const { selectPrunePresets } = await import(new URL('../packages/core/dist/index.js', import.meta.url).href);
-  try {
-    return selectPrunePresets({ value: value ?? '' });
-  } catch (error) {
-    return fail(`${error.message} ${error.hint ?? ''}`.trim());
-  }
-}
-
 /** The cached materialized context (built on first use, pruned by `prune` when given) and its `six`-changed copy. */
 export async function materializedContexts({ prefix, prune = [], log = (m) => process.stderr.write(`[context] ${m}\n`) }) {
   const corpus = await corpusDir();

@@ -90,10 +90,10 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { loadavg } from 'node:os';
-import { ROOT, alternate, benchArgs, countingProxy, fail, firstLine, fmtBytes, fmtMs, fmtStats, loadServices, machine, main, median, output, ratio, stats } from './lib.mjs';
+import { ROOT, alternate, benchArgs, benchPrunePresets, countingProxy, fail, firstLine, fmtBytes, fmtMs, fmtStats, loadServices, machine, main, median, output, ratio, stats } from './lib.mjs';
 import { bootstrapCommand } from './cold-start-realistic.mjs';
 import { startRealisticCorpus } from './realistic.mjs';
-import { benchPrunePresets, materializedContexts, oneChangedCopy } from './materialized-context.mjs';
+import { materializedContexts, oneChangedCopy } from './materialized-context.mjs';
 import { nodeDisk } from './node-disk.mjs';
 
 const exec = promisify(execFile);
@@ -125,7 +125,7 @@ async function relocatedCopy(from, to) {
   return layers;
 }
 
-/** `; pruned: tests` for the title of pruned figures (the env created at start is never pruned). */
+/** `; images pruned: tests, …` for the title of pruned figures (the env created at start is never pruned). */
 function pruneNote(prune) {
   return prune.length > 0 ? `; images pruned: ${prune.join(', ')}, the env created at start not` : '';
 }
