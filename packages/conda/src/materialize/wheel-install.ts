@@ -219,8 +219,8 @@ export async function installWheel(file: string, pkg: LockedPackage, options: Wh
     if (entry.member.type === 'directory') continue;
     if (entry.path === `${distInfo}/RECORD` || entry.path === `${distInfo}/INSTALLER` || entry.path === `${distInfo}/REQUESTED`) continue;
     const where = wheelTarget(entry.path, layout, label);
-    if (where && options.pruning?.skips(where.target, entry.member.type === 'symlink' ? 0 : entry.member.size)) continue;
-    if (where) await installMember(state, entry, where.target, where.script, interpreter);
+    if (!where || options.pruning?.skips(where.target, entry.member.type === 'symlink' ? 0 : entry.member.size)) continue;
+    await installMember(state, entry, where.target, where.script, interpreter);
   }
   await installEntryPoints(state, entries.find((e) => e.path === `${distInfo}/entry_points.txt`)?.member, interpreter);
   await putFile(state, `${sitePackages}/${distInfo}/INSTALLER`, 'prebuilt\n', 0o644, `${distInfo}/INSTALLER`);
