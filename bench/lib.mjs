@@ -213,6 +213,11 @@ export function timed(command, args, { cwd, env, allowFailure = false } = {}) {
 /** `prebuilt <args>` (this checkout's CLI) with {@link timed}. */
 export const prebuilt = (args, options) => timed(process.execPath, [BIN, ...args], options);
 
+/** What a pruned materialize left out (its result's `pruned`): `4130 files, 71.9 MiB left out`. */
+export function prunedText(pruned) {
+  return `${pruned.files} files, ${(pruned.bytes / 2 ** 20).toFixed(1)} MiB left out`;
+}
+
 /**
  * Prune presets from a `--prune` value (comma-separated), checked and sorted by core's
  * `selectPrunePresets` as prebuilt checks METAFLOW_PREBUILT_PRUNE; an unknown one fails naming it.

@@ -29,7 +29,7 @@ import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/pr
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { materializeEnv, PackageCache } from '../packages/conda/dist/index.js';
-import { alternate, fail, fmtMs, machine, ratio, stats } from './lib.mjs';
+import { alternate, fail, fmtMs, machine, prunedText, ratio, stats } from './lib.mjs';
 
 const STATE_DIR = process.env.PREBUILT_BENCH_DIR ?? '/var/tmp/prebuilt-bench';
 /** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ, 100 on Linux). */
@@ -198,7 +198,7 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     console.log(`  rebuild (${result.changed} changed)  ${s(result.rebuildMs)}  = ${result.rebuildVsFull}× full`);
     console.log(`  tar -x of the same files            ${s(result.tarXMs)}  → materializer = ${result.materializerVsTarX}× tar -x`);
     if (beforeFull) console.log(`  before (${before})  ${s(result.beforeMs)}  → ${result.beforeVsTarX}× tar -x`);
-    if (prunedFull) console.log(`  full, pruned (${pruned.presets.join(', ')}: ${pruned.files} files, ${(pruned.bytes / 2 ** 20).toFixed(1)} MiB left out)  ${s(result.prunedMs)}  = ${result.prunedVsFull}× full`);
+    if (prunedFull) console.log(`  full, pruned (${pruned.presets.join(', ')}: ${prunedText(pruned)})  ${s(result.prunedMs)}  = ${result.prunedVsFull}× full`);
     const c = result.cpuMs;
     console.log(`  cpu (process, all threads, and children): full ${s(c.full)}, rebuild ${s(c.rebuild)}, tar -x ${s(c.tarX)}${c.before ? `, before ${s(c.before)}` : ''}  → materializer = ${result.materializerVsTarXCpu}× tar -x in cpu`);
     const mt = result.mainThreadCpuMs;

@@ -17,7 +17,7 @@ import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { corpusDir, realisticLock } from './materialize-realistic.mjs';
-import { fail, ROOT } from './lib.mjs';
+import { fail, prunedText, ROOT } from './lib.mjs';
 
 const STATE_DIR = process.env.PREBUILT_BENCH_DIR ?? '/var/tmp/prebuilt-bench';
 
@@ -64,7 +64,7 @@ async function materializedCopy(corpus, prefix, prune, to, log) {
   await rename(prepared.contextDir, to);
   await rm(work, { recursive: true, force: true });
   log(`materialized ${lock.packages.length} packages into ${to} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  if (prune.length > 0) log(`pruned (${prune.join(', ')}): ${pruned.files} files, ${(pruned.bytes / 2 ** 20).toFixed(1)} MiB left out`);
+  if (prune.length > 0) log(`pruned (${prune.join(', ')}): ${prunedText(pruned)}`);
 }
 
 /** A hard-linked copy of `from` where one `.py` file of package `name` is replaced (a new inode, never written through a link). */
