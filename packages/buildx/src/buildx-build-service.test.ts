@@ -74,7 +74,7 @@ describe('buildx build service (against a FAKE scripted docker on PATH)', () => 
     expect(phases).toEqual(['building', 'pushing']);
     expect(result).toMatchObject({ ok: true });
     expect((result as { digest: string }).digest).toMatch(/^sha256:[a-f0-9]{64}$/);
-    const record = (await fake.records())[before]!;
+    const record = (await fake.records()).slice(before).find((r) => r.argv[1] === 'build')!;
     const argv = record.argv;
     expect(argv.slice(0, 3)).toEqual(['buildx', 'build', '--push']);
     expect(argv[argv.indexOf('--tag') + 1]).toBe(TAG);
@@ -229,12 +229,12 @@ describe('buildx build service (against a FAKE scripted docker on PATH)', () => 
   });
 });
 
-describe('buildx build service: the image the docker driver leaves in the daemon (FAKE docker)', () => {
-  /** The `docker image rm` commands the fake saw since `before`. */
-  async function removals(before: number): Promise<string[][]> {
-    return (await fake.records()).slice(before).filter((r) => r.argv.includes('rm')).map((r) => r.argv);
-  }
+/** The `docker image rm` commands the fake saw since `before`. */
+async function removals(before: number): Promise<string[][]> {
+  return (await fake.records()).slice(before).filter((r) => r.argv.includes('rm')).map((r) => r.argv);
+}
 
+describe('buildx build service: the image the docker driver leaves in the daemon (FAKE docker)', () => {
   it('docker driver: after the push the tag is removed from the builder\'s docker context, no note', async () => {
     const before = (await fake.records()).length;
     const notes: string[] = [];
@@ -262,13 +262,80 @@ describe('buildx build service: the image the docker driver leaves in the daemon
     expect(await removals(before)).toEqual([]);
   });
 
-  it('METAFLOW_PREBUILT_BUILDX_KEEP_IMAGES=1 keeps the image; a failed build removes nothing', async () => {
+  it('METAFLOW_PREBUILT_BUILDX_KEEP_IMAGES=1 keeps the image; a build failing before its export removes nothing', async () => {
     const before = (await fake.records()).length;
     const kept = createBuildxBuildService({ env: fake.env({ FAKE_DOCKER_DRIVER: 'docker', METAFLOW_PREBUILT_BUILDX_KEEP_IMAGES: '1' }) });
     expect((await kept.buildAndPush(request('FROM base\n'))).ok).toBe(true);
     const failing = createBuildxBuildService({ env: fake.env({ FAKE_DOCKER_DRIVER: 'docker' }) });
     expect((await failing.buildAndPush(request('FROM base\nRUN exit 2\n'))).ok).toBe(false);
     expect(await removals(before)).toEqual([]);
+    expect(await fake.images()).toHaveProperty([TAG]);
+  });
+});
+
+describe('buildx build service: a build whose push fails, docker driver (FAKE docker)', () => {
+  const PUSH_ERROR = 'unexpected status from HEAD request: 401 Unauthorized';
+  let count = 0;
+  /** A tag no other test uses, so the fake daemon's images do not mix. */
+  const freshTag = () => `127.0.0.1:5999/prebuilt-test/push-fails:env-${++count}`;
+  const inspects = async (before: number) => (await fake.records()).slice(before).filter((r) => r.argv[0] === 'buildx' && r.argv[1] === 'inspect').length;
+
+  async function build(imageTag: string, extraEnv: Record<string, string>, notes: string[] = []): Promise<BuildResult> {
+    const service = createBuildxBuildService({ env: fake.env({ FAKE_DOCKER_DRIVER: 'docker', ...extraEnv }) });
+    return service.buildAndPush(request('FROM base\nCOPY env.txt /x\n', { imageTag, note: (n) => notes.push(n) }));
+  }
+
+  it('removes the tag the failed build left in the daemon; the push error stays the result; buildx inspect runs once', async () => {
+    const imageTag = freshTag();
+    const before = (await fake.records()).length;
+    const notes: string[] = [];
+    const result = await build(imageTag, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR }, notes);
+    expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('401 Unauthorized') });
+    expect(await fake.images()).not.toHaveProperty([imageTag]);
+    expect(await removals(before)).toEqual([['--context', 'default', 'image', 'rm', imageTag]]);
+    expect(await inspects(before), 'one buildx inspect per build').toBe(1);
+    expect(notes).toEqual([]);
+    expect(await build(freshTag(), {})).toMatchObject({ ok: true });
+    expect(await inspects(before), 'a pushed build asks buildx once too').toBe(2);
+  });
+
+  it("keeps a tag that named the same image before the build (the user's own)", async () => {
+    const imageTag = freshTag();
+    expect(await build(imageTag, { METAFLOW_PREBUILT_BUILDX_KEEP_IMAGES: '1' })).toMatchObject({ ok: true });
+    const own = (await fake.images())[imageTag];
+    expect(own).toMatch(/^sha256:/);
+    const before = (await fake.records()).length;
+    expect(await build(imageTag, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR })).toMatchObject({ ok: false });
+    expect((await fake.images())[imageTag]).toBe(own);
+    expect(await removals(before)).toEqual([]);
+  });
+
+  it('removes a tag that named another image before the build and now names the new one', async () => {
+    const imageTag = freshTag();
+    await fake.setImage(imageTag, 'sha256:' + '1'.repeat(64));
+    expect(await build(imageTag, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR })).toMatchObject({ ok: false });
+    expect(await fake.images()).not.toHaveProperty([imageTag]);
+  });
+
+  it('removes nothing when the image ID before the build cannot be read, or with keepImages', async () => {
+    const unread = freshTag();
+    const notes: string[] = [];
+    expect(await build(unread, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR, FAKE_DOCKER_INSPECT_ERROR: 'Cannot connect to the Docker daemon' }, notes)).toMatchObject({ ok: false });
+    expect(await fake.images()).toHaveProperty([unread]);
+    expect(notes).toEqual([]);
+    const kept = freshTag();
+    expect(await build(kept, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR, METAFLOW_PREBUILT_BUILDX_KEEP_IMAGES: '1' })).toMatchObject({ ok: false });
+    expect(await fake.images()).toHaveProperty([kept]);
+  });
+
+  it('a tag that cannot be removed is a note; the build failure stays the result', async () => {
+    const imageTag = freshTag();
+    const notes: string[] = [];
+    const result = await build(imageTag, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR, FAKE_DOCKER_RM_ERROR: 'Error response from daemon: conflict: image is in use' }, notes);
+    expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('401 Unauthorized') });
+    expect(notes).toEqual([
+      `The failed build of ${imageTag} left its image in the Docker daemon: removing its tag failed: Error response from daemon: conflict: image is in use. Remove it with \`docker image rm ${imageTag}\`.`,
+    ]);
   });
 });
 

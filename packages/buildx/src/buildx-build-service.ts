@@ -15,7 +15,7 @@ import { buildxArgs, buildxResult } from './buildx-build.js';
 import { checkBuildx } from './buildx-cli.js';
 import { runBuildx } from './buildx-process.js';
 import { resolveBuildxSettings, type BuildxBuildServiceOptions } from './buildx-settings.js';
-import { removeDaemonTag } from './daemon-image.js';
+import { prepareDaemonTagCleanup } from './daemon-image.js';
 import { createTemporaryDockerConfig, type TemporaryDockerConfig } from './docker-config-dir.js';
 
 const debug = createLogger('buildx');
@@ -53,8 +53,12 @@ export function createBuildxBuildService(options: BuildxBuildServiceOptions = {}
       const metadataFile = join(work, 'metadata.json');
       const args = buildxArgs(request, platforms, settings, metadataFile);
       debug('running %s %s (credentials: %s)', settings.docker, args.join(' '), request.pushCredentials?.source ?? "the user's docker config");
-      request.onPhase?.('building');
       const childEnv = { ...env, ...(dockerConfig ? { DOCKER_CONFIG: dockerConfig.dir } : {}) };
+      const daemonTag = settings.keepImages
+        ? undefined
+        : await prepareDaemonTagCleanup({ docker: settings.docker, builder: settings.builder, tag: request.imageTag, env: childEnv }, signal);
+      if (signal?.aborted) throw cancelledError(signal, 'The buildx build');
+      request.onPhase?.('building');
       const outcome = await runBuildx({
         docker: settings.docker,
         args,
@@ -66,9 +70,10 @@ export function createBuildxBuildService(options: BuildxBuildServiceOptions = {}
         killGraceMs: settings.killGraceMs,
       });
       const result = await buildxResult(outcome, request, log, settings, metadataFile);
-      if (result.ok && !settings.keepImages) {
-        const kept = await removeDaemonTag({ docker: settings.docker, builder: settings.builder, tag: request.imageTag, env: childEnv });
-        if (kept !== undefined) request.note?.(`The image ${request.imageTag} was pushed but stays in the Docker daemon: removing its tag failed: ${kept}. Remove it with \`docker image rm ${request.imageTag}\`.`);
+      const kept = await daemonTag?.afterBuild(result.ok);
+      if (kept !== undefined) {
+        const what = result.ok ? `The image ${request.imageTag} was pushed but stays` : `The failed build of ${request.imageTag} left its image`;
+        request.note?.(`${what} in the Docker daemon: removing its tag failed: ${kept}. Remove it with \`docker image rm ${request.imageTag}\`.`);
       }
       return result;
     } finally {

@@ -76,5 +76,39 @@ for (const daemon of daemons) {
         await rm(contextDir, { recursive: true, force: true });
       }
     }, 300_000);
+
+    it("a build whose push the registry refuses leaves no tag behind, but keeps a tag that named the same image before", async () => {
+      const registry = services.registries!.basic;
+      const contextDir = await mkdtemp(join(tmpdir(), 'prebuilt-buildx-refused-'));
+      // No credentials at all: the Basic-auth registry refuses the push after the image is built.
+      const noLogin = { ...env, DOCKER_CONFIG: join(contextDir, 'docker-config') };
+      const imageId = (tag: string) => spawnSync('docker', ['image', 'inspect', '--format', '{{.Id}}', tag], { env, encoding: 'utf8' }).stdout.trim();
+      const build = (imageTag: string, keepImages: boolean, withCredentials: boolean) =>
+        buildxDefinition.create({ keepImages }, { env: withCredentials ? env : noLogin, cwd: process.cwd() }).buildAndPush({
+          dockerfile: `FROM ${baseImage}\nCOPY marker /marker\n`,
+          contextDir,
+          imageTag,
+          platform: 'linux/amd64',
+          ...(withCredentials ? { pushCredentials: testRegistryCredentials(registry) } : {}),
+        });
+      const tag = (label: string) => `${registry.host}/prebuilt-conformance/buildx-refused${daemon.repo}:${label}-${Date.now()}`;
+      const refused = tag('refused');
+      const own = tag('own');
+      try {
+        await writeFile(join(contextDir, 'marker'), randomUUID());
+        const failed = await build(refused, false, false);
+        expect(failed.ok, JSON.stringify(failed)).toBe(false);
+        expect(imageId(refused), 'the failed build left no tag in the daemon').toBe('');
+
+        expect((await build(own, true, true)).ok).toBe(true);
+        const ownId = imageId(own);
+        expect(ownId).toMatch(/^sha256:/);
+        expect((await build(own, false, false)).ok).toBe(false);
+        expect(imageId(own), "the tag that named the same image before stays").toBe(ownId);
+      } finally {
+        spawnSync('docker', ['image', 'rm', refused, own], { env });
+        await rm(contextDir, { recursive: true, force: true });
+      }
+    }, 300_000);
   });
 }

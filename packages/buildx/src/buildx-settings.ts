@@ -15,8 +15,9 @@ export interface BuildxBuildServiceOptions extends BuildServiceOptions {
   /** Extra arguments for `docker buildx build`, e.g. `['--cache-to', 'type=registry,ref=…']`. */
   extraArgs?: string[];
   /**
-   * Keep the image in the Docker daemon after the push (the `docker` driver stores it there under
-   * its tag). Env `METAFLOW_PREBUILT_BUILDX_KEEP_IMAGES`; default false: the tag is removed.
+   * Keep the image in the Docker daemon after the push, or after a build whose push failed (the
+   * `docker` driver stores it there under its tag). Env `METAFLOW_PREBUILT_BUILDX_KEEP_IMAGES`;
+   * default false: the tag is removed.
    */
   keepImages?: boolean;
   /** Seconds between SIGINT and SIGKILL when a build is stopped. Default 10. */

@@ -3,42 +3,107 @@ import { firstLine, runDocker } from './buildx-cli.js';
 
 const debug = createLogger('buildx');
 
-/** How long asking buildx about the builder and removing the tag may take together. */
+/** How long the docker commands before the build, and those after it, may take. */
 const CLEANUP_MS = 60_000;
 
-export interface DaemonTagRemoval {
+export interface DaemonTagTarget {
   docker: string;
-  /** The builder the build ran on (`--builder`); undefined for the current one. */
+  /** The builder the build runs on (`--builder`); undefined for the current one. */
   builder: string | undefined;
   tag: string;
   env: Record<string, string | undefined>;
 }
 
+/** What is done with the build's tag in the Docker daemon once the build has ended. */
+export interface DaemonTagCleanup {
+  /**
+   * Removes the tag when it should go: after a pushed build always; after a failed one only when
+   * it now names an image it did not name before the build (so never the user's own). Resolves to
+   * why that could not be done (for a note), or undefined; never rejects.
+   */
+  afterBuild(pushed: boolean): Promise<string | undefined>;
+}
+
 /**
  * With the `docker` driver, `docker buildx build --push` also stores the image in the Docker
- * daemon under its tag; this removes that tag (`docker image rm`, so an image with other tags keeps
- * them). Other drivers leave nothing in the daemon: nothing is done. Resolves to why the tag could
- * not be removed (for a note), or undefined; never rejects, so the pushed build stays a success.
+ * daemon under its tag, and keeps it there when the push fails. Before the build this asks buildx
+ * for the builder's driver and, with the `docker` driver, records the image ID the tag names in
+ * that daemon, so that afterwards the tag can be removed (`docker image rm`, so an image with other
+ * tags keeps them). Other drivers leave nothing in the daemon: nothing is done. Never rejects.
  */
-export async function removeDaemonTag(removal: DaemonTagRemoval): Promise<string | undefined> {
-  const signal = AbortSignal.timeout(CLEANUP_MS);
+export async function prepareDaemonTagCleanup(target: DaemonTagTarget, signal: AbortSignal | undefined): Promise<DaemonTagCleanup> {
+  const timeout = AbortSignal.timeout(CLEANUP_MS);
+  const before = signal ? AbortSignal.any([signal, timeout]) : timeout;
   try {
-    const inspected = await runDocker(removal.docker, ['buildx', 'inspect', ...(removal.builder ? [removal.builder] : [])], removal.env, signal);
-    if (inspected.exit.code !== 0) return `'docker buildx inspect' failed: ${firstLine(inspected.output)}`;
+    const inspected = await runDocker(target.docker, ['buildx', 'inspect', ...(target.builder ? [target.builder] : [])], target.env, before);
+    if (inspected.exit.code !== 0) return unknownDriver(`'docker buildx inspect' failed: ${firstLine(inspected.output)}`);
     const driver = /^Driver:\s*(\S+)/m.exec(inspected.output)?.[1];
     if (driver !== 'docker') {
       debug('builder driver %s: no image left in the Docker daemon', driver ?? '(unknown)');
-      return undefined;
+      return { afterBuild: () => Promise.resolve(undefined) };
     }
-    // A docker-driver builder's node endpoint is the docker context whose daemon built the image.
-    const context = /^Endpoint:\s*(\S+)/m.exec(inspected.output)?.[1];
-    const removed = await runDocker(removal.docker, [...(context ? ['--context', context] : []), 'image', 'rm', removal.tag], removal.env, signal);
-    if (removed.exit.code === 0 || /no such image/i.test(removed.output)) {
-      debug('removed the tag %s from the Docker daemon', removal.tag);
+    // A docker-driver builder's node endpoint is the docker context whose daemon builds the image.
+    const endpoint = /^Endpoint:\s*(\S+)/m.exec(inspected.output)?.[1];
+    const daemon = new DaemonTag(target, endpoint ? ['--context', endpoint] : []);
+    const imageBefore = await daemon.imageId(before).catch((error: unknown) => {
+      debug('the image ID of %s before the build is unknown: %s', target.tag, errorMessage(error));
       return undefined;
-    }
-    return firstLine(removed.output);
+    });
+    return { afterBuild: (pushed) => daemon.afterBuild(pushed, imageBefore) };
   } catch (error) {
-    return errorMessage(error);
+    return unknownDriver(errorMessage(error));
+  }
+}
+
+/** The builder's driver is unknown: a pushed build says so in a note, a failed one removes nothing. */
+function unknownDriver(why: string): DaemonTagCleanup {
+  debug('the builder driver is unknown: %s', why);
+  return { afterBuild: (pushed) => Promise.resolve(pushed ? why : undefined) };
+}
+
+class DaemonTag {
+  constructor(
+    private readonly target: DaemonTagTarget,
+    private readonly context: string[],
+  ) {}
+
+  /** `imageBefore`: the image ID the tag named before the build; null for none, undefined when unknown. */
+  async afterBuild(pushed: boolean, imageBefore: string | null | undefined): Promise<string | undefined> {
+    const signal = AbortSignal.timeout(CLEANUP_MS);
+    try {
+      if (!pushed) {
+        // Unknown before: the tag may name the user's own image, which is never removed.
+        if (imageBefore === undefined) return undefined;
+        const imageAfter = await this.imageId(signal);
+        if (imageAfter === null || imageAfter === imageBefore) {
+          debug('the failed build left no new image under %s', this.target.tag);
+          return undefined;
+        }
+      }
+      return await this.remove(signal);
+    } catch (error) {
+      return errorMessage(error);
+    }
+  }
+
+  /** The image ID the tag names in the daemon; null when there is no such image. */
+  async imageId(signal: AbortSignal): Promise<string | null> {
+    const { exit, output } = await this.docker(['image', 'inspect', '--format', '{{.Id}}', this.target.tag], signal);
+    if (exit.code === 0) return output.trim();
+    if (/no such image/i.test(output)) return null;
+    throw new Error(`'docker image inspect' failed: ${firstLine(output)}`);
+  }
+
+  private async remove(signal: AbortSignal): Promise<string | undefined> {
+    const { exit, output } = await this.docker(['image', 'rm', this.target.tag], signal);
+    if (exit.code === 0 || /no such image/i.test(output)) {
+      debug('removed the tag %s from the Docker daemon', this.target.tag);
+      return undefined;
+    }
+    return firstLine(output);
+  }
+
+  private docker(args: string[], signal: AbortSignal) {
+    return runDocker(this.target.docker, [...this.context, ...args], this.target.env, signal);
   }
 }

@@ -10,11 +10,17 @@
  *   Dockerfile, tag and context) to the `--metadata-file`.
  *
  * `docker buildx inspect` names the driver FAKE_DOCKER_DRIVER (default `docker-container`) and the
- * node endpoint FAKE_DOCKER_ENDPOINT (default `default`); `docker [--context c] image rm <tag>` is
- * recorded (no dockerfile) and fails with the message FAKE_DOCKER_RM_ERROR when that is set.
+ * node endpoint FAKE_DOCKER_ENDPOINT (default `default`). With the `docker` driver a build that gets
+ * to its export stores the image in the fake daemon (a JSON file of tag → image ID, the ID from the
+ * digest) before it pushes; `docker [--context c] image inspect --format '{{.Id}}' <tag>` and
+ * `image rm <tag>` read and change that file. `image rm` fails with the message
+ * FAKE_DOCKER_RM_ERROR, `image inspect` with FAKE_DOCKER_INSPECT_ERROR, when set. Every command
+ * but `buildx version` is recorded (only builds with a dockerfile and DOCKER_CONFIG).
  *
  * Env switches: FAKE_DOCKER_NO_BUILDX=1 (the plugin is missing), FAKE_DOCKER_IGNORE_SIGINT=1 (the
- * build ignores SIGINT, so only SIGKILL stops it), FAKE_DOCKER_NO_METADATA=1 (exit 0 without a digest).
+ * build ignores SIGINT, so only SIGKILL stops it), FAKE_DOCKER_NO_METADATA=1 (exit 0 without a
+ * digest), FAKE_DOCKER_PUSH_ERROR=<message> (the push fails after the export, like a registry that
+ * refuses it).
  */
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,7 +32,8 @@ const path = require('node:path');
 const crypto = require('node:crypto');
 const args = process.argv.slice(2);
 const out = (line) => process.stderr.write(line + '\n');
-if (args[0] === '--context' || (args[0] === 'image' && args[1] === 'rm')) removeImage();
+const imageArgs = args[0] === '--context' ? args.slice(2) : args;
+if (imageArgs[0] === 'image') imageCommand(imageArgs);
 if (args[0] !== 'buildx') { out("docker: '" + args[0] + "' is not supported by this fake"); process.exit(1); }
 if (process.env.FAKE_DOCKER_NO_BUILDX) {
   out("docker: 'buildx' is not a docker command.");
@@ -35,6 +42,7 @@ if (process.env.FAKE_DOCKER_NO_BUILDX) {
 }
 if (args[1] === 'version') { process.stdout.write('github.com/docker/buildx v0.0.0-fake fake\n'); process.exit(0); }
 if (args[1] === 'inspect') {
+  recordCommand();
   process.stdout.write('Name:          fake\nDriver:        ' + (process.env.FAKE_DOCKER_DRIVER || 'docker-container') + '\n\nNodes:\nName:      fake0\nEndpoint:  ' + (process.env.FAKE_DOCKER_ENDPOINT || 'default') + '\n');
   process.exit(0);
 }
@@ -60,10 +68,28 @@ process.stdin.on('end', () => {
   if (process.env.FAKE_DOCKER_IGNORE_SIGINT) process.on('SIGINT', () => out('fake: SIGINT ignored'));
   build(dockerfile);
 });
-function removeImage() {
+function recordCommand() {
   if (process.env.FAKE_DOCKER_RECORD) fs.appendFileSync(process.env.FAKE_DOCKER_RECORD, JSON.stringify({ pid: process.pid, argv: args, env: {} }) + '\n');
-  if (process.env.FAKE_DOCKER_RM_ERROR) { out(process.env.FAKE_DOCKER_RM_ERROR); process.exit(1); }
-  process.stdout.write('Untagged: ' + args[args.length - 1] + '\n');
+}
+function readImages() {
+  try { return JSON.parse(fs.readFileSync(process.env.FAKE_DOCKER_IMAGES, 'utf8')); } catch { return {}; }
+}
+function writeImages(images) {
+  fs.writeFileSync(process.env.FAKE_DOCKER_IMAGES + '.tmp', JSON.stringify(images));
+  fs.renameSync(process.env.FAKE_DOCKER_IMAGES + '.tmp', process.env.FAKE_DOCKER_IMAGES);
+}
+function imageCommand(argv) {
+  recordCommand();
+  const tag = argv[argv.length - 1];
+  const images = readImages();
+  const error = process.env[argv[1] === 'rm' ? 'FAKE_DOCKER_RM_ERROR' : 'FAKE_DOCKER_INSPECT_ERROR'];
+  if (error) { out(error); process.exit(1); }
+  if (!(tag in images)) { out('Error response from daemon: No such image: ' + tag); process.exit(1); }
+  if (argv[1] === 'inspect') { process.stdout.write(images[tag] + '\n'); process.exit(0); }
+  if (argv[1] !== 'rm') { out('unsupported: ' + args.join(' ')); process.exit(1); }
+  delete images[tag];
+  writeImages(images);
+  process.stdout.write('Untagged: ' + tag + '\n');
   process.exit(0);
 }
 async function build(dockerfile) {
@@ -97,6 +123,12 @@ async function build(dockerfile) {
   }
   const digest = 'sha256:' + hash.digest('hex');
   out('#' + (step + 1) + ' exporting to image');
+  if (process.env.FAKE_DOCKER_DRIVER === 'docker') writeImages({ ...readImages(), [tag]: 'sha256:' + crypto.createHash('sha256').update(digest).digest('hex') });
+  if (process.env.FAKE_DOCKER_PUSH_ERROR) {
+    out('#' + (step + 1) + ' ERROR: ' + process.env.FAKE_DOCKER_PUSH_ERROR);
+    out('ERROR: failed to solve: failed to push ' + tag + ': ' + process.env.FAKE_DOCKER_PUSH_ERROR);
+    process.exit(1);
+  }
   out('#' + (step + 1) + ' pushing manifest for ' + tag + '@' + digest + ' done');
   if (!process.env.FAKE_DOCKER_NO_METADATA) {
     fs.writeFileSync(option('--metadata-file'), JSON.stringify({ 'containerimage.digest': digest, 'image.name': tag }));
@@ -120,8 +152,12 @@ export interface FakeDocker {
   dir: string;
   /** An environment that runs the fake: PATH first, the record file set, plus `extra`. */
   env(extra?: Record<string, string>): Record<string, string | undefined>;
-  /** Every `docker buildx build` and `docker image rm` the fake saw, oldest first. */
+  /** Every docker command the fake saw but `buildx version`, oldest first. */
   records(): Promise<FakeDockerRecord[]>;
+  /** The fake daemon's images: tag → image ID. */
+  images(): Promise<Record<string, string>>;
+  /** Stores an image in the fake daemon under `tag` (as if the user had built or pulled it). */
+  setImage(tag: string, id: string): Promise<void>;
   remove(): Promise<void>;
 }
 
@@ -131,9 +167,19 @@ export async function createFakeDocker(): Promise<FakeDocker> {
   await writeFile(script, `#!${process.execPath}\n${SCRIPT}`);
   await chmod(script, 0o755);
   const recordFile = join(dir, 'records.jsonl');
+  const imagesFile = join(dir, 'images.json');
+  const images = async () => JSON.parse(await readFile(imagesFile, 'utf8').catch(() => '{}')) as Record<string, string>;
   return {
     dir,
-    env: (extra = {}) => ({ ...process.env, PATH: `${dir}:${process.env['PATH'] ?? ''}`, FAKE_DOCKER_RECORD: recordFile, ...extra }),
+    env: (extra = {}) => ({
+      ...process.env,
+      PATH: `${dir}:${process.env['PATH'] ?? ''}`,
+      FAKE_DOCKER_RECORD: recordFile,
+      FAKE_DOCKER_IMAGES: imagesFile,
+      ...extra,
+    }),
+    images,
+    setImage: async (tag, id) => writeFile(imagesFile, JSON.stringify({ ...(await images()), [tag]: id })),
     async records() {
       const text = await readFile(recordFile, 'utf8').catch(() => '');
       return text
