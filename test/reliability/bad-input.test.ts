@@ -29,6 +29,8 @@ interface Case {
   code: 1 | 2;
   /** Strings or patterns the output must contain: the input's name, and more. */
   names: (ctx: CaseContext) => (string | RegExp)[];
+  /** Strings the output must not contain (another input's name). */
+  absent?: string[];
   needs?: Need[];
   noFlow?: boolean;
 }
@@ -109,7 +111,8 @@ const CASES: Case[] = [
   { name: 'option: --workers 1000', args: ['build', '--workers', '1000'], env: () => ({ METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }), code: 2, names: () => ['--workers', '1000'] },
   { name: 'env: METAFLOW_PREBUILT_PRUNE unknown preset', args: ['build'], env: () => ({ METAFLOW_PREBUILT_PRUNE: 'tests,docs', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }), code: 2, names: () => ['METAFLOW_PREBUILT_PRUNE', "'docs'", 'tests, static-libs, headers'] },
   { name: 'option: --prune unknown preset', args: ['plan', '--prune', 'testing'], env: () => ({ METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }), code: 2, names: () => ['--prune', "'testing'"] },
-  { name: 'env: METAFLOW_PREBUILT_PRUNE with the micromamba recipe', args: ['plan'], env: () => ({ METAFLOW_PREBUILT_PRUNE: 'tests', METAFLOW_PREBUILT_RECIPE: 'micromamba', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }), code: 2, names: () => ['METAFLOW_PREBUILT_PRUNE', 'materialized recipe'] },
+  { name: 'env: METAFLOW_PREBUILT_PRUNE with the micromamba recipe', args: ['plan'], env: () => ({ METAFLOW_PREBUILT_PRUNE: 'tests', METAFLOW_PREBUILT_RECIPE: 'micromamba', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }), code: 2, names: () => ['METAFLOW_PREBUILT_PRUNE (tests) needs the materialized recipe', 'Unset METAFLOW_PREBUILT_PRUNE'], absent: ['--prune'] },
+  { name: 'option: --prune with the micromamba recipe', args: ['plan', '--prune', 'tests'], env: () => ({ METAFLOW_PREBUILT_RECIPE: 'micromamba', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }), code: 2, names: () => ['--prune (tests) needs the materialized recipe', 'Leave out --prune'], absent: ['METAFLOW_PREBUILT_PRUNE'] },
   { name: 'env: METAFLOW_PREBUILT_REGISTRY_CACHE not a flag', args: ['plan'], env: () => ({ METAFLOW_PREBUILT_REGISTRY_CACHE: 'sometimes', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }), code: 2, names: () => ['METAFLOW_PREBUILT_REGISTRY_CACHE', 'sometimes'] },
   { name: 'env: METAFLOW_PREBUILT_RECIPE unknown', args: ['plan'], env: () => ({ METAFLOW_PREBUILT_RECIPE: 'magic', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }), code: 2, names: () => ['METAFLOW_PREBUILT_RECIPE', 'magic'] },
   { name: 'env: METAFLOW_PREBUILT_CONDA_CHANNELS not a URL or name', args: ['lock'], env: () => ({ METAFLOW_PREBUILT_CONDA_CHANNELS: 'ftp://example.invalid/ch' }), code: 2, names: () => ['ftp://example.invalid/ch'] },
@@ -286,6 +289,7 @@ async function runCase(row: Case): Promise<void> {
     if (typeof name === 'string') expect(result.stderr, `${shown}\nmust name ${name}`).toContain(name);
     else expect(result.stderr, `${shown}\nmust match ${name}`).toMatch(name);
   }
+  for (const name of row.absent ?? []) expect(result.output, `${shown}\nmust not name ${name}`).not.toContain(name);
 }
 
 function define(row: Case, concurrent: boolean): void {

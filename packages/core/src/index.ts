@@ -70,7 +70,7 @@ export { backendSettingsPrefix, ignoredServiceSettings, ignoredBuildServiceSetti
 export { DOCKER_HUB, parseImageRef } from './registry/image-ref.js';
 export { normalizeDockerConfigKey, DOCKER_HUB_CONFIG_KEY } from './registry/docker-config.js';
 export { computeEnvId } from './env-id.js';
-export { PRUNE_ENV, PRUNE_PRESETS, isPruned, normalisePrunePresets, selectPrunePresets, type PrunePreset } from './prune.js';
+export { PRUNE_ENV, PRUNE_PRESETS, isPruned, normalisePrunePresets, pruneSetting, selectPrunePresets, type PrunePreset } from './prune.js';
 export { lockPlatforms, type LockFile, type LockEntry } from './lock-file.js';
 export { lockForFlow, type StepToLock, type LockForFlowResult } from './lock-for-flow.js';
 export { selectRecipeName, type RecipeName } from './recipes/recipe.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.js';
-import { isPruned, selectPrunePresets, type PrunePreset } from './prune.js';
+import { isPruned, pruneSetting, selectPrunePresets, type PrunePreset } from './prune.js';
 
 const SP = 'lib/python3.11/site-packages';
 
@@ -62,5 +62,11 @@ describe('selectPrunePresets', () => {
     expect(error.message).toBe("METAFLOW_PREBUILT_PRUNE names an unknown prune preset: 'testing', 'docs'.");
     expect(error.hint).toContain('tests, static-libs, headers');
     expect(() => selectPrunePresets({ value: 'all' })).toThrow(/--prune names an unknown prune preset: 'all'/);
+  });
+
+  it('names where the presets come from: --prune for an explicit value (even empty), else the variable', () => {
+    expect(pruneSetting({ value: 'tests' })).toBe('--prune');
+    expect(pruneSetting({ value: '' })).toBe('--prune');
+    expect(pruneSetting({})).toBe('METAFLOW_PREBUILT_PRUNE');
   });
 });

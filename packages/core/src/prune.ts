@@ -11,17 +11,21 @@ export type PrunePreset = (typeof PRUNE_PRESETS)[number];
 /** Environment variable naming the presets (comma-separated; empty or unset: prune nothing). */
 export const PRUNE_ENV = 'METAFLOW_PREBUILT_PRUNE';
 
+/** The setting the presets come from, for messages: `--prune` for an explicit value (the CLI's option), else `METAFLOW_PREBUILT_PRUNE`. */
+export function pruneSetting(options: { value?: string } = {}): string {
+  return options.value !== undefined ? '--prune' : PRUNE_ENV;
+}
+
 /**
  * The presets of an explicit value (the CLI's `--prune`) or else `METAFLOW_PREBUILT_PRUNE`, sorted
  * and deduplicated; [] for none. An unknown preset is a ConfigError naming it and the valid ones.
  */
 export function selectPrunePresets(options: { value?: string; env?: Record<string, string | undefined> } = {}): PrunePreset[] {
-  const fromOption = options.value !== undefined;
-  const raw = fromOption ? options.value! : ((options.env ?? process.env)[PRUNE_ENV] ?? '');
+  const raw = options.value ?? (options.env ?? process.env)[PRUNE_ENV] ?? '';
   const names = raw.split(',').map((name) => name.trim().toLowerCase()).filter((name) => name !== '');
   const unknown = names.filter((name) => !(PRUNE_PRESETS as readonly string[]).includes(name));
   if (unknown.length > 0) {
-    const from = fromOption ? '--prune' : PRUNE_ENV;
+    const from = pruneSetting(options);
     throw new ConfigError(`${from} names an unknown prune preset: ${unknown.map((name) => `'${name}'`).join(', ')}.`, {
       setting: from,
       hint: `Set ${from} to a comma-separated list of: ${PRUNE_PRESETS.join(', ')} (empty: prune nothing).`,

@@ -18,7 +18,6 @@ import {
   type DeployResult,
   type EnvMaterializer,
   type ImageRegistry,
-  type PrunePreset,
   type RecipeName,
   type RecipeRunner,
 } from '@prebuilt/core';
@@ -59,14 +58,14 @@ export interface DeployFlowResult extends DeployResult {
 }
 
 /** The recipe's runner (core's `createRecipeRunner`: it refuses prune presets with micromamba), its materializer created on first use. */
-function recipeRunner(name: RecipeName, scope: AppScope, options: DeployFlowOptions, prune: readonly PrunePreset[]): RecipeRunner {
+function recipeRunner(name: RecipeName, scope: AppScope, options: DeployFlowOptions, settings: DeploySettings): RecipeRunner {
   const materializer = lazyMaterializer({
     env: scope.env,
     // A cached package that did not match the lock (removed, downloaded again), a wait for another download: shown as notes.
     onNote: (note) => options.onEvent?.({ type: 'note', message: note.message }),
     ...(options.onMaterialized ? { onMaterialized: options.onMaterialized } : {}),
   });
-  return createRecipeRunner(name, { materializer, prune });
+  return createRecipeRunner(name, { materializer, prune: settings.prune, pruneSetting: settings.pruneSetting });
 }
 
 /**
@@ -136,7 +135,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
   const serviceScope = withPrefetchProfile(scope, prefetchProfile);
   let creating: Promise<BuildService> | undefined;
   const getBuildService = (): Promise<BuildService> => (creating ??= createSelectedBackend('build-service', serviceScope).then(({ backend }) => (buildService = backend)));
-  const recipe = recipeRunner(recipeName, scope, options, settings.prune);
+  const recipe = recipeRunner(recipeName, scope, options, settings);
   // Build contexts and private Docker configs a killed run (SIGKILL skips every cleanup) left in the temp directory.
   await sweepStaleRunTempDirs();
   try {

@@ -1,5 +1,5 @@
 /** The settings of a deploy that the CLI reads from the environment (base images, registry cache, workers, prune presets). */
-import { ConfigError, loadBooleanSetting, loadOptionalSetting, selectPrunePresets, type PrunePreset } from '@prebuilt/core';
+import { ConfigError, loadBooleanSetting, loadOptionalSetting, pruneSetting, selectPrunePresets, type PrunePreset } from '@prebuilt/core';
 
 export const DEFAULT_BASE_IMAGE = 'python:3.11-slim-bookworm';
 
@@ -10,6 +10,8 @@ export interface DeploySettings {
   workers: number | undefined;
   /** What the images leave out (METAFLOW_PREBUILT_PRUNE or --prune), sorted; [] for nothing. */
   prune: PrunePreset[];
+  /** Where `prune` came from, for messages: `--prune` or METAFLOW_PREBUILT_PRUNE. */
+  pruneSetting: string;
 }
 
 function registryCache(env: Record<string, string | undefined>): boolean {
@@ -44,6 +46,7 @@ export function deploySettings(env: Record<string, string | undefined>, override
   const gpuBaseImage =
     loadOptionalSetting({ value: undefined, envVar: 'METAFLOW_PREBUILT_GPU_BASE_IMAGE', option: 'gpuBaseImage', description: 'The GPU base image', env }) ??
     baseImage;
-  const prune = selectPrunePresets({ env, ...(overrides.prune !== undefined ? { value: overrides.prune } : {}) });
-  return { baseImage, gpuBaseImage, registryCache: registryCache(env), workers: workers(env, overrides.workers), prune };
+  const pruneOptions = { env, ...(overrides.prune !== undefined ? { value: overrides.prune } : {}) };
+  const prune = selectPrunePresets(pruneOptions);
+  return { baseImage, gpuBaseImage, registryCache: registryCache(env), workers: workers(env, overrides.workers), prune, pruneSetting: pruneSetting(pruneOptions) };
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { EnvMaterializer, EnvProgress, MaterializeRequest } from '../contracts.js';
 import type { LockedEnv } from '../env-model.js';
-import { PrebuiltError } from '../errors.js';
+import { ConfigError, PrebuiltError } from '../errors.js';
 import { materializedRecipe } from './materialized.js';
 import { createMaterializedRecipeRunner } from './materialized-runner.js';
 import { PREFIX_LAYERS_FILE, parsePrefixLayers } from './prefix-layers.js';
@@ -84,5 +84,26 @@ describe('createRecipeRunner', () => {
     expect(createRecipeRunner('micromamba', { micromamba: { env: {} } })).toMatchObject({ name: 'micromamba' });
     expect(createRecipeRunner('materialized', { materializer: fakeMaterializer() })).toMatchObject({ name: 'materialized' });
     expect(() => createRecipeRunner('materialized')).toThrow(/needs an env materializer/);
+  });
+
+  it('the micromamba recipe refuses prune presets, naming the setting they came from', () => {
+    const refusal = (pruneSetting?: string) => {
+      try {
+        createRecipeRunner('micromamba', { micromamba: { env: {} }, prune: ['tests'], ...(pruneSetting ? { pruneSetting } : {}) });
+      } catch (error) {
+        return error as ConfigError;
+      }
+      throw new Error('no refusal');
+    };
+    const fromEnv = refusal();
+    expect(fromEnv).toBeInstanceOf(ConfigError);
+    expect(fromEnv).toMatchObject({ setting: 'METAFLOW_PREBUILT_PRUNE', exitCode: 2 });
+    expect(fromEnv.message).toMatch(/^METAFLOW_PREBUILT_PRUNE \(tests\) needs the materialized recipe/);
+    expect(fromEnv.hint).toMatch(/^Unset METAFLOW_PREBUILT_PRUNE,/);
+    const fromFlag = refusal('--prune');
+    expect(fromFlag).toMatchObject({ setting: '--prune' });
+    expect(fromFlag.message).toMatch(/^--prune \(tests\) needs the materialized recipe/);
+    expect(`${fromFlag.message} ${fromFlag.hint}`).not.toContain('METAFLOW_PREBUILT_PRUNE');
+    expect(createRecipeRunner('micromamba', { micromamba: { env: {} }, prune: [], pruneSetting: '--prune' })).toMatchObject({ name: 'micromamba' });
   });
 });

@@ -39,11 +39,12 @@ export function createMicromambaRecipeRunner(options: MicromambaRecipeOptions & 
 }
 
 /** The micromamba recipe installs in the image with micromamba and pip: it cannot leave files out. */
-function checkNoPrune(prune: readonly PrunePreset[]): void {
+function checkNoPrune(prune: readonly PrunePreset[], setting: string): void {
   if (prune.length === 0) return;
-  throw new ConfigError(`${PRUNE_ENV} (${prune.join(',')}) needs the materialized recipe; the micromamba recipe installs the env in the image and prunes nothing.`, {
-    setting: PRUNE_ENV,
-    hint: `Unset ${PRUNE_ENV}, or use the materialized recipe (METAFLOW_PREBUILT_RECIPE=materialized, the default).`,
+  const leaveOut = setting === PRUNE_ENV ? `Unset ${PRUNE_ENV}` : `Leave out ${setting}`;
+  throw new ConfigError(`${setting} (${prune.join(',')}) needs the materialized recipe; the micromamba recipe installs the env in the image and prunes nothing.`, {
+    setting,
+    hint: `${leaveOut}, or use the materialized recipe (METAFLOW_PREBUILT_RECIPE=materialized, the default).`,
   });
 }
 
@@ -56,13 +57,15 @@ export interface RecipeRunnerOptions {
   micromamba?: MicromambaRecipeOptions;
   /** What the materialized recipe leaves out of the env (prune.ts); the micromamba recipe prunes nothing. */
   prune?: readonly PrunePreset[];
+  /** The setting `prune` came from, named when the micromamba recipe refuses it (prune.ts `pruneSetting`); default METAFLOW_PREBUILT_PRUNE. */
+  pruneSetting?: string;
 }
 
 /** The runner of the named recipe (see `selectRecipeName`); the materialized recipe needs a materializer. */
 export function createRecipeRunner(name: RecipeName, options: RecipeRunnerOptions = {}): RecipeRunner {
   const tempDir = options.tempDir ? { tempDir: options.tempDir } : {};
   if (name === 'micromamba') {
-    checkNoPrune(options.prune ?? []);
+    checkNoPrune(options.prune ?? [], options.pruneSetting ?? PRUNE_ENV);
     return createMicromambaRecipeRunner({ ...options.micromamba, ...tempDir });
   }
   if (!options.materializer) throw new PrebuiltError('internal', 'The materialized recipe needs an env materializer (@prebuilt/conda\'s createEnvMaterializer()).', 2);
