@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ENV_ID_LENGTH, computeEnvId, envId, indexId, type EnvIdInput } from './env-id.js';
+import { PRUNE_REVISION } from './prune.js';
 
 const sha = (c: string) => c.repeat(64);
 const base: EnvIdInput = {
@@ -52,6 +53,13 @@ describe('envId', () => {
     expect(envId({ ...base, prune: ['tests', 'headers'] })).not.toBe(pruned);
     const lock = { platform: base.platform, packages: base.packages };
     expect(computeEnvId({ lock, baseDigest: base.baseImageDigest, recipe: { ...base.recipe, prune: ['tests'] } })).toBe(pruned);
+  });
+
+  it('is pinned for a known pruned input, which hashes the revision of the preset definitions', () => {
+    // Computed independently with Python's json + hashlib over {…, prune: ['tests'], pruneRevision: 2}.
+    // Before the revision was hashed (the first meaning of `tests`) this env's id was 44bc6dc7e2db0db2.
+    expect(PRUNE_REVISION).toBe(2);
+    expect(envId({ ...base, prune: ['tests'] })).toBe('c1ed684c26bad8f8');
   });
 
   it('refuses a base image tag in place of a digest, and files without sha256', () => {

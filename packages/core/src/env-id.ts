@@ -4,9 +4,9 @@
  * It hashes exactly what ends up in the image and nothing else: the locked files (url + sha256
  * of each, order-independent), the target platform, the base image *digest* (never its mutable
  * tag), the recipe that lays the env out (name + version) and, when any, the prune presets (what
- * the image leaves out). Equal inputs give equal ids on every machine; any change of an input
- * gives a new id. An unpruned env hashes no prune field at all: its id is the one it had before
- * pruning existed.
+ * the image leaves out) with the revision of what they match. Equal inputs give equal ids on
+ * every machine; any change of an input gives a new id. An unpruned env hashes no prune field at
+ * all: its id is the one it had before pruning existed.
  *
  * The id is the first {@link ENV_ID_LENGTH} hex characters (64 bits) of a sha256 over the
  * canonical JSON of those inputs — short enough for an image tag, long enough that two envs
@@ -14,7 +14,7 @@
  */
 import type { CondaPlatform, LockedEnv, LockedPackage } from './env-model.js';
 import { canonicalJson, sha256Hex } from './identity.js';
-import { normalisePrunePresets, type PrunePreset } from './prune.js';
+import { normalisePrunePresets, PRUNE_REVISION, type PrunePreset } from './prune.js';
 
 /** Version of the envId recipe; bump it when the hashed form changes. */
 export const ENV_ID_VERSION = 1;
@@ -30,7 +30,7 @@ export interface EnvIdInput {
   baseImageDigest: string;
   /** The recipe that turns the lock into an image, e.g. `{ name: 'materialized', version: 1 }`. */
   recipe: { name: string; version: string | number };
-  /** What the image leaves out (prune.ts); sorted and deduplicated, and hashed only when non-empty. */
+  /** What the image leaves out (prune.ts); sorted and deduplicated, and hashed (with `PRUNE_REVISION`) only when non-empty. */
   prune?: readonly PrunePreset[];
 }
 
@@ -54,7 +54,7 @@ export function canonicalEnvIdInput(input: EnvIdInput): Record<string, unknown> 
     platform: input.platform,
     baseImageDigest: input.baseImageDigest,
     recipe: { name: input.recipe.name, version: String(input.recipe.version) },
-    ...(prune.length > 0 ? { prune } : {}),
+    ...(prune.length > 0 ? { prune, pruneRevision: PRUNE_REVISION } : {}),
   };
 }
 

@@ -39,8 +39,19 @@ export function normalisePrunePresets(presets: readonly PrunePreset[]): PrunePre
   return [...new Set(presets)].sort();
 }
 
-/** `lib/python3.X/site-packages/<pkg>/**` `/tests|test/`, a top-level `site-packages/tests`, and the stdlib's `lib/python3.X/test/`. */
-const TEST_DIR = /^lib\/python3\.\d+\/(?:site-packages\/(?:[^/]+\/)+(?:tests|test)|site-packages\/tests|test)(?:\/|$)/;
+/**
+ * Revision of what the presets match: it enters the envId of a pruned env (env-id.ts), so images
+ * pruned by an older meaning are not taken for current ones. Bump it whenever a matcher changes.
+ * 2: `tests` covers every `tests`/`test` directory below `lib/python3.X/` and `idlelib/idle_test`.
+ */
+export const PRUNE_REVISION = 2;
+
+/**
+ * Any directory named `tests` or `test` below `lib/python3.X/`, at any depth: the stdlib's
+ * `test/` and nested suites (`unittest/test/`, `ctypes/test/`, `lib2to3/tests/`), packages' in
+ * `site-packages` and a top-level `site-packages/tests/`; plus the stdlib's `idlelib/idle_test/`.
+ */
+const TEST_DIR = /^lib\/python3\.\d+\/(?:(?:[^/]+\/)*(?:tests|test)|idlelib\/idle_test)(?:\/|$)/;
 
 const MATCHERS: Record<PrunePreset, (rel: string) => boolean> = {
   tests: (rel) => TEST_DIR.test(rel),
