@@ -18,8 +18,8 @@ import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.j
 import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
 import { have, stargzMissing, startStargzNode, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { startCountingProxy, type CountingProxy } from './__fixtures__/counting-proxy.js';
-import { PREFETCH_ONLY, skipTitle as title } from './__fixtures__/lazy-image.js';
-import { missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
+import { PREFETCH_ONLY } from './__fixtures__/lazy-image.js';
+import { missingFor, pinnedBase, services, skipTitle as title, uniqueRepo } from './__fixtures__/services.js';
 import { createOciBuildService, ociSettings, type PushSummary } from './oci-build-service.js';
 
 const exec = promisify(execFile);

@@ -16,12 +16,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '@prebuilt/core/backend';
 import { FOOTER_SIZE, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
 import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
-import { buildLazyImage, IMPORT, lazyPullTests, lazySkips, prefetchTests, skipTitle, useContainerd, type LazyImage, type ManifestLayer } from './__fixtures__/lazy-image.js';
-import { pullingDockers } from './__fixtures__/services.js';
+import { buildLazyImage, IMPORT, lazyPullTests, lazySkips, prefetchTests, useContainerd, type LazyImage, type ManifestLayer } from './__fixtures__/lazy-image.js';
+import { pullingDockers, skipTitle as title } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const { registries: missing, containerd: containerdReason, stargz: stargzReason } = lazySkips;
-const title = skipTitle;
 
 type Manifest = { mediaType: string; config: { digest: string }; layers: ManifestLayer[] };
 const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;

@@ -17,11 +17,11 @@ import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.j
 import { ZSTD_CHUNKED_CHECKSUM_ANNOTATION, ZSTD_CHUNKED_POSITION_ANNOTATION } from './zstd-chunked.js';
 import { landmarkOffset, readZstdChunkedToc, type TocEntry } from './__fixtures__/estargz-toc.js';
 import { dockerZstdTests, zstdDockers } from './__fixtures__/docker-zstd.js';
-import { buildLazyImage, IMPORT, lazyPullTests, lazySkips, prefetchTests, skipTitle, useContainerd, type LazyImage, type ManifestLayer } from './__fixtures__/lazy-image.js';
+import { buildLazyImage, IMPORT, lazyPullTests, lazySkips, prefetchTests, useContainerd, type LazyImage, type ManifestLayer } from './__fixtures__/lazy-image.js';
+import { skipTitle as title } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const { registries: missing, containerd: containerdReason, stargz: stargzReason } = lazySkips;
-const title = skipTitle;
 const dockers = await zstdDockers();
 
 type Manifest = { mediaType: string; config: { digest: string }; layers: ManifestLayer[] };

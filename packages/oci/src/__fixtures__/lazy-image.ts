@@ -17,7 +17,7 @@ import { createOciBuildService, type PushSummary } from '../oci-build-service.js
 import type { LayerCompression } from '../layer-codec.js';
 import { containerdMissing, have, stargzMissing, startContainerd, startStargzNode, type PrivateContainerd } from './containerd.js';
 import { startCountingProxy, type CountingProxy } from './counting-proxy.js';
-import { missingFor, pinnedBase, services, skipTitle, uniqueRepo } from './services.js';
+import { missingFor, pinnedBase, services, uniqueRepo } from './services.js';
 
 const exec = promisify(execFile);
 
@@ -27,8 +27,6 @@ export const lazySkips = {
   containerd: await containerdMissing(),
   stargz: await stargzMissing(),
 };
-
-export { skipTitle };
 
 /** What the task runs: an import of the env's package; prints 2.0. */
 export const IMPORT = 'import tinyframe; print(tinyframe.Frame([1, 2, 3]).mean())';
