@@ -356,12 +356,14 @@ export async function stopLocalRegistryServer(
   if (state?.mode === 'binary' && state.pid !== null && (await isOurProcess(state.pid, state.configFile))) {
     process.kill(state.pid, 'SIGTERM');
     const deadline = Date.now() + 5000;
-    while (await isOurProcess(state.pid, state.configFile)) {
+    // It was ours just before the SIGTERM (checked above): the first look at whether it is gone comes after a wait.
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      if (!(await isOurProcess(state.pid, state.configFile))) break;
       if (Date.now() > deadline) {
         process.kill(state.pid, 'SIGKILL');
         break;
       }
-      await new Promise((resolve) => setTimeout(resolve, 100));
     }
     stopped = true;
   } else if (state?.mode === 'container' && state.container !== null) {
