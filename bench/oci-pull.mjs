@@ -488,25 +488,22 @@ async function importTwice({ args, base, sets }, h, { policies, images }, daemon
   });
   const out = {};
   for (const { label, codec, r, run } of cases.filter((k) => selected(args, k.label))) {
-    // The layerings alternate within each round (--pull-layers grouped,single: the same runtime, one after the other).
-    const samples = Object.fromEntries(policies.map((policy) => [policy, []]));
-    for (let i = 0; i < args.runs; i++) {
-      for (const policy of policies) {
-        const tag = images[`${policy} ${codec}`].tag;
-        const v = r(tag);
-        await v.reset(false);
-        await settle(args.settle);
-        await v.pull();
-        // --import-sync: the pull's writes settled before the first import, so the first/second gap is the image's alone.
-        if (args['import-sync']) await settle('sync');
-        const [first, second, written] = (await run(tag)).stdout.trim().split('\n').map(Number);
-        samples[policy].push({ first: first * 1000, second: second * 1000, written });
-      }
-    }
-    for (const policy of policies) {
-      const s = samples[policy];
+    // The layerings alternate in each round (--pull-layers grouped,single), the one that goes first changing from round to round.
+    const samples = await alternate(args.runs, ...policies.map((policy) => async () => {
+      const tag = images[`${policy} ${codec}`].tag;
+      const v = r(tag);
+      await v.reset(false);
+      await settle(args.settle);
+      await v.pull();
+      // --import-sync: the pull's writes settled before the first import, so the first/second gap is the image's alone.
+      if (args['import-sync']) await settle('sync');
+      const [first, second, written] = (await run(tag)).stdout.trim().split('\n').map(Number);
+      return { first: first * 1000, second: second * 1000, written };
+    }));
+    policies.forEach((policy, i) => {
+      const s = samples[i];
       out[`${label}: ${policy} ${codec}`] = { ...summarize(s), firstOverSecond: ratio(median(s.map((x) => x.first)), median(s.map((x) => x.second))) };
-    }
+    });
   }
   return out;
 }
