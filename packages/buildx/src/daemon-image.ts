@@ -44,12 +44,12 @@ export async function prepareDaemonTagCleanup(target: DaemonTagTarget, signal: A
     }
     // A docker-driver builder's node endpoint is the docker context whose daemon builds the image.
     const endpoint = /^Endpoint:\s*(\S+)/m.exec(inspected.output)?.[1];
-    const daemon = new DaemonTag(target, endpoint ? ['--context', endpoint] : []);
-    const imageBefore = await daemon.imageId(before).catch((error: unknown) => {
+    const context = endpoint ? ['--context', endpoint] : [];
+    const imageBefore = await imageId(target, context, before).catch((error: unknown) => {
       debug('the image ID of %s before the build is unknown: %s', target.tag, errorMessage(error));
       return undefined;
     });
-    return { afterBuild: (pushed) => daemon.afterBuild(pushed, imageBefore) };
+    return new DaemonTag(target, context, imageBefore);
   } catch (error) {
     return unknownDriver(errorMessage(error));
   }
@@ -61,21 +61,35 @@ function unknownDriver(why: string): DaemonTagCleanup {
   return { afterBuild: (pushed) => Promise.resolve(pushed ? why : undefined) };
 }
 
-class DaemonTag {
+/** The docker CLI against the daemon that builds the image (its context, when buildx names one). */
+function docker(target: DaemonTagTarget, context: string[], args: string[], signal: AbortSignal) {
+  return runDocker(target.docker, [...context, ...args], target.env, signal);
+}
+
+/** The image ID the tag names in the daemon; null when there is no such image. */
+async function imageId(target: DaemonTagTarget, context: string[], signal: AbortSignal): Promise<string | null> {
+  const { exit, output } = await docker(target, context, ['image', 'inspect', '--format', '{{.Id}}', target.tag], signal);
+  if (exit.code === 0) return output.trim();
+  if (/no such image/i.test(output)) return null;
+  throw new Error(`'docker image inspect' failed: ${firstLine(output)}`);
+}
+
+class DaemonTag implements DaemonTagCleanup {
+  /** `imageBefore`: the image ID the tag named before the build; null for none, undefined when unknown. */
   constructor(
     private readonly target: DaemonTagTarget,
     private readonly context: string[],
+    private readonly imageBefore: string | null | undefined,
   ) {}
 
-  /** `imageBefore`: the image ID the tag named before the build; null for none, undefined when unknown. */
-  async afterBuild(pushed: boolean, imageBefore: string | null | undefined): Promise<string | undefined> {
+  async afterBuild(pushed: boolean): Promise<string | undefined> {
     const signal = AbortSignal.timeout(CLEANUP_MS);
     try {
       if (!pushed) {
         // Unknown before: the tag may name the user's own image, which is never removed.
-        if (imageBefore === undefined) return undefined;
-        const imageAfter = await this.imageId(signal);
-        if (imageAfter === null || imageAfter === imageBefore) {
+        if (this.imageBefore === undefined) return undefined;
+        const imageAfter = await imageId(this.target, this.context, signal);
+        if (imageAfter === null || imageAfter === this.imageBefore) {
           debug('the failed build left no new image under %s', this.target.tag);
           return undefined;
         }
@@ -86,24 +100,12 @@ class DaemonTag {
     }
   }
 
-  /** The image ID the tag names in the daemon; null when there is no such image. */
-  async imageId(signal: AbortSignal): Promise<string | null> {
-    const { exit, output } = await this.docker(['image', 'inspect', '--format', '{{.Id}}', this.target.tag], signal);
-    if (exit.code === 0) return output.trim();
-    if (/no such image/i.test(output)) return null;
-    throw new Error(`'docker image inspect' failed: ${firstLine(output)}`);
-  }
-
   private async remove(signal: AbortSignal): Promise<string | undefined> {
-    const { exit, output } = await this.docker(['image', 'rm', this.target.tag], signal);
+    const { exit, output } = await docker(this.target, this.context, ['image', 'rm', this.target.tag], signal);
     if (exit.code === 0 || /no such image/i.test(output)) {
       debug('removed the tag %s from the Docker daemon', this.target.tag);
       return undefined;
     }
     return firstLine(output);
-  }
-
-  private docker(args: string[], signal: AbortSignal) {
-    return runDocker(this.target.docker, [...this.context, ...args], this.target.env, signal);
   }
 }
