@@ -46,27 +46,34 @@ for (const daemon of daemons) {
     pushedDigest: (tag) => headDigest(tag, services.registries!.basic),
   });
   describe.skipIf(skip !== undefined)(skipTitle(`buildx (real docker buildx${daemon.name}): the image in the daemon`, skip), () => {
+    // Read when a test runs: the registries are absent where the suite is skipped.
+    const registry = () => services.registries!.basic;
+    const tagFor = (name: string, label: string) => `${registry().host}/prebuilt-conformance/buildx-${name}${daemon.repo}:${label}-${Date.now()}`;
+    /** The image ID the tag names in this daemon; '' for none. */
+    const imageId = (tag: string) => spawnSync('docker', ['image', 'inspect', '--format', '{{.Id}}', tag], { env, encoding: 'utf8' }).stdout.trim();
+    /** A one-file image built and pushed by the service; without `buildEnv`'s credentials when `credentials` is false. */
+    const buildIn = (contextDir: string, imageTag: string, o: { keepImages: boolean; buildEnv: NodeJS.ProcessEnv; credentials: boolean; note?: (note: string) => void }) =>
+      buildxDefinition.create({ keepImages: o.keepImages }, { env: o.buildEnv, cwd: process.cwd() }).buildAndPush({
+        dockerfile: `FROM ${baseImage}\nCOPY marker /marker\n`,
+        contextDir,
+        imageTag,
+        platform: 'linux/amd64',
+        ...(o.credentials ? { pushCredentials: testRegistryCredentials(registry()) } : {}),
+        ...(o.note ? { note: o.note } : {}),
+      });
+
     it('after the push the tag is gone from the daemon and the image is in the registry; keepImages keeps it', async () => {
-      const registry = services.registries!.basic;
       const contextDir = await mkdtemp(join(tmpdir(), 'prebuilt-buildx-untag-'));
       try {
         await writeFile(join(contextDir, 'marker'), randomUUID());
         const build = async (keepImages: boolean, label: string) => {
-          const imageTag = `${registry.host}/prebuilt-conformance/buildx-untag${daemon.repo}:${label}-${Date.now()}`;
-          const service = buildxDefinition.create({ keepImages }, { env, cwd: process.cwd() });
+          const imageTag = tagFor('untag', label);
           const notes: string[] = [];
-          const result = await service.buildAndPush({
-            dockerfile: `FROM ${baseImage}\nCOPY marker /marker\n`,
-            contextDir,
-            imageTag,
-            platform: 'linux/amd64',
-            pushCredentials: testRegistryCredentials(registry),
-            note: (note) => notes.push(note),
-          });
+          const result = await buildIn(contextDir, imageTag, { keepImages, buildEnv: env, credentials: true, note: (note) => notes.push(note) });
           expect(result.ok, JSON.stringify(result)).toBe(true);
           expect(notes).toEqual([]);
-          expect(await headDigest(imageTag, registry)).toBe((result as { digest: string }).digest);
-          return { imageTag, inDaemon: spawnSync('docker', ['image', 'inspect', imageTag], { env, encoding: 'utf8' }).status === 0 };
+          expect(await headDigest(imageTag, registry())).toBe((result as { digest: string }).digest);
+          return { imageTag, inDaemon: imageId(imageTag) !== '' };
         };
         const kept = await build(true, 'kept');
         expect(kept.inDaemon, 'the docker driver stores the image in the daemon').toBe(true);
@@ -78,22 +85,13 @@ for (const daemon of daemons) {
     }, 300_000);
 
     it("a build whose push the registry refuses leaves no tag behind, but keeps a tag that named the same image before", async () => {
-      const registry = services.registries!.basic;
       const contextDir = await mkdtemp(join(tmpdir(), 'prebuilt-buildx-refused-'));
       // No credentials at all: the Basic-auth registry refuses the push after the image is built.
       const noLogin = { ...env, DOCKER_CONFIG: join(contextDir, 'docker-config') };
-      const imageId = (tag: string) => spawnSync('docker', ['image', 'inspect', '--format', '{{.Id}}', tag], { env, encoding: 'utf8' }).stdout.trim();
       const build = (imageTag: string, keepImages: boolean, withCredentials: boolean) =>
-        buildxDefinition.create({ keepImages }, { env: withCredentials ? env : noLogin, cwd: process.cwd() }).buildAndPush({
-          dockerfile: `FROM ${baseImage}\nCOPY marker /marker\n`,
-          contextDir,
-          imageTag,
-          platform: 'linux/amd64',
-          ...(withCredentials ? { pushCredentials: testRegistryCredentials(registry) } : {}),
-        });
-      const tag = (label: string) => `${registry.host}/prebuilt-conformance/buildx-refused${daemon.repo}:${label}-${Date.now()}`;
-      const refused = tag('refused');
-      const own = tag('own');
+        buildIn(contextDir, imageTag, { keepImages, buildEnv: withCredentials ? env : noLogin, credentials: withCredentials });
+      const refused = tagFor('refused', 'refused');
+      const own = tagFor('refused', 'own');
       try {
         await writeFile(join(contextDir, 'marker'), randomUUID());
         const failed = await build(refused, false, false);

@@ -80,13 +80,13 @@ function writeImages(images) {
 }
 function imageCommand(argv) {
   recordCommand();
+  if (argv[1] !== 'rm' && argv[1] !== 'inspect') { out('unsupported: ' + args.join(' ')); process.exit(1); }
   const tag = argv[argv.length - 1];
   const images = readImages();
   const error = process.env[argv[1] === 'rm' ? 'FAKE_DOCKER_RM_ERROR' : 'FAKE_DOCKER_INSPECT_ERROR'];
   if (error) { out(error); process.exit(1); }
   if (!(tag in images)) { out('Error response from daemon: No such image: ' + tag); process.exit(1); }
   if (argv[1] === 'inspect') { process.stdout.write(images[tag] + '\n'); process.exit(0); }
-  if (argv[1] !== 'rm') { out('unsupported: ' + args.join(' ')); process.exit(1); }
   delete images[tag];
   writeImages(images);
   process.stdout.write('Untagged: ' + tag + '\n');
