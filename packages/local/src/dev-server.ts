@@ -4,7 +4,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, EnvironmentError, createLogger, errorMessage, writeFileAtomic } from '@prebuilt/core/backend';
+import { ConfigError, EnvironmentError, createLogger, errorMessage, sleep, writeFileAtomic } from '@prebuilt/core/backend';
 
 const debug = createLogger('local:server');
 
@@ -275,7 +275,7 @@ export async function startLocalRegistryServer(
         { hint: state.logFile ? `See ${state.logFile}.` : 'See `docker logs` of the container.' },
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
   }
   debug('registry started: %o', state);
   return { ...statusFrom(p, state, true, true), alreadyRunning: false };
@@ -358,7 +358,7 @@ export async function stopLocalRegistryServer(
     const deadline = Date.now() + 5000;
     // It was ours just before the SIGTERM (checked above): the first look at whether it is gone comes after a wait.
     for (;;) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
       if (!(await isOurProcess(state.pid, state.configFile))) break;
       if (Date.now() > deadline) {
         process.kill(state.pid, 'SIGKILL');
