@@ -328,13 +328,23 @@ describe('buildx build service: a build whose push fails, docker driver (FAKE do
     expect(await fake.images()).toHaveProperty([kept]);
   });
 
+  it('a build cancelled while it pushes removes the tag it left, and still rejects with CancelledError', async () => {
+    const imageTag = freshTag();
+    const controller = new AbortController();
+    const service = createBuildxBuildService({ env: fake.env({ FAKE_DOCKER_DRIVER: 'docker', FAKE_DOCKER_PUSH_SLEEP: '60' }) });
+    const log = (line: string) => line.includes('pushing layers') && controller.abort('SIGINT');
+    const error = await service.buildAndPush(request('FROM base\nCOPY env.txt /x\n', { imageTag, signal: controller.signal, log })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CancelledError);
+    expect(await fake.images(), 'the cut-short push left no tag').not.toHaveProperty([imageTag]);
+  });
+
   it('a tag that cannot be removed is a note; the build failure stays the result', async () => {
     const imageTag = freshTag();
     const notes: string[] = [];
     const result = await build(imageTag, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR, FAKE_DOCKER_RM_ERROR: 'Error response from daemon: conflict: image is in use' }, notes);
     expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('401 Unauthorized') });
     expect(notes).toEqual([
-      `The failed build of ${imageTag} left its image in the Docker daemon: removing its tag failed: Error response from daemon: conflict: image is in use. Remove it with \`docker image rm ${imageTag}\`.`,
+      `The build of ${imageTag} did not push, but left its image in the Docker daemon: removing its tag failed: Error response from daemon: conflict: image is in use. Remove it with \`docker image rm ${imageTag}\`.`,
     ]);
   });
 });

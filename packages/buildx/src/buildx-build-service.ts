@@ -58,23 +58,33 @@ export function createBuildxBuildService(options: BuildxBuildServiceOptions = {}
         ? undefined
         : await prepareDaemonTagCleanup({ docker: settings.docker, builder: settings.builder, tag: request.imageTag, env: childEnv }, signal);
       if (signal?.aborted) throw cancelledError(signal, 'The buildx build');
-      request.onPhase?.('building');
-      const outcome = await runBuildx({
-        docker: settings.docker,
-        args,
-        env: childEnv,
-        dockerfile: request.dockerfile,
-        log,
-        signal,
-        timeoutMs: settings.timeoutSeconds * 1000,
-        killGraceMs: settings.killGraceMs,
-      });
-      const result = await buildxResult(outcome, request, log, settings, metadataFile);
-      const kept = await daemonTag?.afterBuild(result.ok);
-      if (kept !== undefined) {
-        const what = result.ok ? `The image ${request.imageTag} was pushed but stays` : `The failed build of ${request.imageTag} left its image`;
+      /** The tag the docker driver left in the daemon, removed; a note when that fails. */
+      const cleanUp = async (pushed: boolean): Promise<void> => {
+        const kept = await daemonTag?.afterBuild(pushed);
+        if (kept === undefined) return;
+        const what = pushed ? `The image ${request.imageTag} was pushed but stays` : `The build of ${request.imageTag} did not push, but left its image`;
         request.note?.(`${what} in the Docker daemon: removing its tag failed: ${kept}. Remove it with \`docker image rm ${request.imageTag}\`.`);
+      };
+      request.onPhase?.('building');
+      let result: BuildResult;
+      try {
+        const outcome = await runBuildx({
+          docker: settings.docker,
+          args,
+          env: childEnv,
+          dockerfile: request.dockerfile,
+          log,
+          signal,
+          timeoutMs: settings.timeoutSeconds * 1000,
+          killGraceMs: settings.killGraceMs,
+        });
+        result = await buildxResult(outcome, request, log, settings, metadataFile);
+      } catch (error) {
+        // Cancelled (or stopped) mid-build: with the docker driver the image may already be in the daemon, its push cut short.
+        await cleanUp(false);
+        throw error;
       }
+      await cleanUp(result.ok);
       return result;
     } finally {
       await dockerConfig?.remove();

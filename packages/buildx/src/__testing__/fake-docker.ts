@@ -124,6 +124,10 @@ async function build(dockerfile) {
   const digest = 'sha256:' + hash.digest('hex');
   out('#' + (step + 1) + ' exporting to image');
   if (process.env.FAKE_DOCKER_DRIVER === 'docker') writeImages({ ...readImages(), [tag]: 'sha256:' + crypto.createHash('sha256').update(digest).digest('hex') });
+  if (process.env.FAKE_DOCKER_PUSH_SLEEP) {
+    out('#' + (step + 1) + ' pushing layers');
+    await new Promise((r) => setTimeout(r, Number(process.env.FAKE_DOCKER_PUSH_SLEEP) * 1000));
+  }
   if (process.env.FAKE_DOCKER_PUSH_ERROR) {
     out('#' + (step + 1) + ' ERROR: ' + process.env.FAKE_DOCKER_PUSH_ERROR);
     out('ERROR: failed to solve: failed to push ' + tag + ': ' + process.env.FAKE_DOCKER_PUSH_ERROR);
