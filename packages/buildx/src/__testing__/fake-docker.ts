@@ -20,7 +20,8 @@
  * Env switches: FAKE_DOCKER_NO_BUILDX=1 (the plugin is missing), FAKE_DOCKER_IGNORE_SIGINT=1 (the
  * build ignores SIGINT, so only SIGKILL stops it), FAKE_DOCKER_NO_METADATA=1 (exit 0 without a
  * digest), FAKE_DOCKER_PUSH_ERROR=<message> (the push fails after the export, like a registry that
- * refuses it).
+ * refuses it), FAKE_DOCKER_PUSH_SLEEP=<seconds> (after the export, a `pushing layers` line and a wait
+ * before the push ends: a build to cancel mid-push).
  */
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
