@@ -12,10 +12,15 @@
  * `docker buildx inspect` names the driver FAKE_DOCKER_DRIVER (default `docker-container`) and the
  * node endpoint FAKE_DOCKER_ENDPOINT (default `default`). With the `docker` driver a build that gets
  * to its export stores the image in the fake daemon (a JSON file of tag → image ID, the ID from the
- * digest) before it pushes; `docker [--context c] image inspect --format '{{.Id}}' <tag>` and
- * `image rm <tag>` read and change that file. `image rm` fails with the message
- * FAKE_DOCKER_RM_ERROR, `image inspect` with FAKE_DOCKER_INSPECT_ERROR, when set. Every command
- * but `buildx version` is recorded (only builds with a dockerfile and DOCKER_CONFIG).
+ * digest) before it pushes; `docker [--context c] image inspect --format '{{.Id}}' <tag>`,
+ * `image rm <tag>` and `image tag <id> <tag>` read and change that file. Like a daemon, it keeps an
+ * image whose last tag a build or `image tag` moved away (untagged, still taggable by ID), and
+ * `image rm` of an image's last tag deletes the image. With FAKE_DOCKER_CONTAINERD_STORE=1 a build
+ * that takes an image's last tag drops that image, as BuildKit does on Docker Engine 26.1 and 28.5
+ * with the containerd image store. `image rm` fails with the message
+ * FAKE_DOCKER_RM_ERROR, `image inspect` with FAKE_DOCKER_INSPECT_ERROR, `image tag` with
+ * FAKE_DOCKER_TAG_ERROR, when set. Every command but `buildx version` is recorded (only builds with
+ * a dockerfile and DOCKER_CONFIG).
  *
  * Env switches: FAKE_DOCKER_NO_BUILDX=1 (the plugin is missing), FAKE_DOCKER_IGNORE_SIGINT=1 (the
  * build ignores SIGINT, so only SIGKILL stops it), FAKE_DOCKER_NO_METADATA=1 (exit 0 without a
@@ -72,24 +77,41 @@ process.stdin.on('end', () => {
 function recordCommand() {
   if (process.env.FAKE_DOCKER_RECORD) fs.appendFileSync(process.env.FAKE_DOCKER_RECORD, JSON.stringify({ pid: process.pid, argv: args, env: {} }) + '\n');
 }
-function readImages() {
-  try { return JSON.parse(fs.readFileSync(process.env.FAKE_DOCKER_IMAGES, 'utf8')); } catch { return {}; }
+/** The fake daemon: tags (tag → image ID) and untagged images (IDs no tag names). */
+function readDaemon() {
+  try { return JSON.parse(fs.readFileSync(process.env.FAKE_DOCKER_IMAGES, 'utf8')); } catch { return { tags: {}, untagged: [] }; }
 }
-function writeImages(images) {
-  fs.writeFileSync(process.env.FAKE_DOCKER_IMAGES + '.tmp', JSON.stringify(images));
+function writeDaemon(daemon) {
+  fs.writeFileSync(process.env.FAKE_DOCKER_IMAGES + '.tmp', JSON.stringify(daemon));
   fs.renameSync(process.env.FAKE_DOCKER_IMAGES + '.tmp', process.env.FAKE_DOCKER_IMAGES);
+}
+/** Points the tag at the image; the image it named before stays, untagged, when no other tag names it (unless drop). */
+function setTag(daemon, tag, id, drop = false) {
+  const old = daemon.tags[tag];
+  daemon.tags[tag] = id;
+  daemon.untagged = daemon.untagged.filter((u) => u !== id);
+  if (!drop && old && old !== id && !Object.values(daemon.tags).includes(old)) daemon.untagged.push(old);
 }
 function imageCommand(argv) {
   recordCommand();
-  if (argv[1] !== 'rm' && argv[1] !== 'inspect') { out('unsupported: ' + args.join(' ')); process.exit(1); }
-  const tag = argv[argv.length - 1];
-  const images = readImages();
-  const error = process.env[argv[1] === 'rm' ? 'FAKE_DOCKER_RM_ERROR' : 'FAKE_DOCKER_INSPECT_ERROR'];
+  const IMAGE_ERRORS = { rm: 'FAKE_DOCKER_RM_ERROR', inspect: 'FAKE_DOCKER_INSPECT_ERROR', tag: 'FAKE_DOCKER_TAG_ERROR' };
+  if (!(argv[1] in IMAGE_ERRORS)) { out('unsupported: ' + args.join(' ')); process.exit(1); }
+  const error = process.env[IMAGE_ERRORS[argv[1]]];
   if (error) { out(error); process.exit(1); }
-  if (!(tag in images)) { out('Error response from daemon: No such image: ' + tag); process.exit(1); }
-  if (argv[1] === 'inspect') { process.stdout.write(images[tag] + '\n'); process.exit(0); }
-  delete images[tag];
-  writeImages(images);
+  const daemon = readDaemon();
+  if (argv[1] === 'tag') {
+    const [id, tag] = argv.slice(2);
+    if (!Object.values(daemon.tags).includes(id) && !daemon.untagged.includes(id)) { out('Error response from daemon: No such image: ' + id); process.exit(1); }
+    setTag(daemon, tag, id);
+    writeDaemon(daemon);
+    process.exit(0);
+  }
+  const tag = argv[argv.length - 1];
+  if (!(tag in daemon.tags)) { out('Error response from daemon: No such image: ' + tag); process.exit(1); }
+  if (argv[1] === 'inspect') { process.stdout.write(daemon.tags[tag] + '\n'); process.exit(0); }
+  // The image goes with its last tag (an untagged image is not kept, unlike one a tag moved away from).
+  delete daemon.tags[tag];
+  writeDaemon(daemon);
   process.stdout.write('Untagged: ' + tag + '\n');
   process.exit(0);
 }
@@ -124,7 +146,11 @@ async function build(dockerfile) {
   }
   const digest = 'sha256:' + hash.digest('hex');
   out('#' + (step + 1) + ' exporting to image');
-  if (process.env.FAKE_DOCKER_DRIVER === 'docker') writeImages({ ...readImages(), [tag]: 'sha256:' + crypto.createHash('sha256').update(digest).digest('hex') });
+  if (process.env.FAKE_DOCKER_DRIVER === 'docker') {
+    const daemon = readDaemon();
+    setTag(daemon, tag, 'sha256:' + crypto.createHash('sha256').update(digest).digest('hex'), Boolean(process.env.FAKE_DOCKER_CONTAINERD_STORE));
+    writeDaemon(daemon);
+  }
   if (process.env.FAKE_DOCKER_PUSH_SLEEP) {
     out('#' + (step + 1) + ' pushing layers');
     await new Promise((r) => setTimeout(r, Number(process.env.FAKE_DOCKER_PUSH_SLEEP) * 1000));
@@ -159,8 +185,10 @@ export interface FakeDocker {
   env(extra?: Record<string, string>): Record<string, string | undefined>;
   /** Every docker command the fake saw but `buildx version`, oldest first. */
   records(): Promise<FakeDockerRecord[]>;
-  /** The fake daemon's images: tag → image ID. */
+  /** The fake daemon's tags: tag → image ID. */
   images(): Promise<Record<string, string>>;
+  /** The IDs of the fake daemon's untagged images (kept when a tag moved to another image). */
+  untaggedImages(): Promise<string[]>;
   /** Stores an image in the fake daemon under `tag` (as if the user had built or pulled it). */
   setImage(tag: string, id: string): Promise<void>;
   remove(): Promise<void>;
@@ -173,7 +201,9 @@ export async function createFakeDocker(): Promise<FakeDocker> {
   await chmod(script, 0o755);
   const recordFile = join(dir, 'records.jsonl');
   const imagesFile = join(dir, 'images.json');
-  const images = async () => JSON.parse(await readFile(imagesFile, 'utf8').catch(() => '{}')) as Record<string, string>;
+  type Daemon = { tags: Record<string, string>; untagged: string[] };
+  const daemon = async () => JSON.parse(await readFile(imagesFile, 'utf8').catch(() => '{"tags":{},"untagged":[]}')) as Daemon;
+  const writeDaemon = (d: Daemon) => writeFile(imagesFile, JSON.stringify(d));
   return {
     dir,
     env: (extra = {}) => ({
@@ -183,8 +213,12 @@ export async function createFakeDocker(): Promise<FakeDocker> {
       FAKE_DOCKER_IMAGES: imagesFile,
       ...extra,
     }),
-    images,
-    setImage: async (tag, id) => writeFile(imagesFile, JSON.stringify({ ...(await images()), [tag]: id })),
+    images: async () => (await daemon()).tags,
+    untaggedImages: async () => (await daemon()).untagged,
+    setImage: async (tag, id) => {
+      const d = await daemon();
+      await writeDaemon({ ...d, tags: { ...d.tags, [tag]: id } });
+    },
     async records() {
       const text = await readFile(recordFile, 'utf8').catch(() => '');
       return text
