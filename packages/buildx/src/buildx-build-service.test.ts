@@ -278,6 +278,10 @@ describe('buildx build service: a build whose push fails, docker driver (FAKE do
   let count = 0;
   /** A tag no other test uses, so the fake daemon's images do not mix. */
   const freshTag = () => `127.0.0.1:5999/prebuilt-test/push-fails:env-${++count}`;
+  /** An image the user had under the tag before the build. */
+  const OLD_IMAGE = 'sha256:' + '1'.repeat(64);
+  /** The `docker [--context c] image …` commands the fake saw since `before`. */
+  const imageCommands = async (before: number) => (await fake.records()).slice(before).filter((r) => r.argv.includes('image')).map((r) => r.argv);
   const inspects = async (before: number) => (await fake.records()).slice(before).filter((r) => r.argv[0] === 'buildx' && r.argv[1] === 'inspect').length;
 
   async function build(imageTag: string, extraEnv: Record<string, string>, notes: string[] = []): Promise<BuildResult> {
@@ -310,22 +314,86 @@ describe('buildx build service: a build whose push fails, docker driver (FAKE do
     expect(await removals(before)).toEqual([]);
   });
 
-  it('removes a tag that named another image before the build and now names the new one', async () => {
+  it('a tag that named another image before the build names that image again (the new one removed), no note', async () => {
     const imageTag = freshTag();
-    await fake.setImage(imageTag, 'sha256:' + '1'.repeat(64));
-    expect(await build(imageTag, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR })).toMatchObject({ ok: false });
-    expect(await fake.images()).not.toHaveProperty([imageTag]);
+    const before = (await fake.records()).length;
+    const notes: string[] = [];
+    await fake.setImage(imageTag, OLD_IMAGE);
+    expect(await build(imageTag, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR }, notes)).toMatchObject({ ok: false, reason: expect.stringContaining('401 Unauthorized') });
+    expect((await fake.images())[imageTag], 'the tag names the image it named before').toBe(OLD_IMAGE);
+    expect(await fake.untaggedImages(), 'the failed build left no image behind').toEqual([]);
+    expect(await imageCommands(before)).toEqual([
+      ['--context', 'default', 'image', 'inspect', '--format', '{{.Id}}', imageTag],
+      ['--context', 'default', 'image', 'inspect', '--format', '{{.Id}}', imageTag],
+      ['--context', 'default', 'image', 'rm', imageTag],
+      ['--context', 'default', 'image', 'tag', OLD_IMAGE, imageTag],
+    ]);
+    expect(notes).toEqual([]);
   });
 
-  it('removes nothing when the image ID before the build cannot be read, or with keepImages', async () => {
+  it('tagging the image of before again fails: a note, the build failure stays the result', async () => {
+    const imageTag = freshTag();
+    const notes: string[] = [];
+    await fake.setImage(imageTag, OLD_IMAGE);
+    const result = await build(imageTag, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR, FAKE_DOCKER_TAG_ERROR: 'Error response from daemon: conflict: the daemon is busy' }, notes);
+    expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('401 Unauthorized') });
+    expect(await fake.images()).not.toHaveProperty([imageTag]);
+    expect(notes).toEqual([
+      `The build of ${imageTag} did not push; its tag was removed from the image it left in the Docker daemon, but naming the image it named before (${OLD_IMAGE}) ` +
+        `with it again failed: Error response from daemon: conflict: the daemon is busy. Tag it with \`docker image tag ${OLD_IMAGE} ${imageTag}\`.`,
+    ]);
+  });
+
+  it('the image of before is gone (the containerd image store drops it when the build takes its only tag): a note saying so', async () => {
+    const imageTag = freshTag();
+    const notes: string[] = [];
+    // An ID of its own: the fake daemon keeps OLD_IMAGE untagged from the tests above.
+    const userImage = 'sha256:' + '2'.repeat(64);
+    await fake.setImage(imageTag, userImage);
+    const result = await build(imageTag, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR, FAKE_DOCKER_CONTAINERD_STORE: '1' }, notes);
+    expect(result).toMatchObject({ ok: false, reason: expect.stringContaining('401 Unauthorized') });
+    expect(await fake.images()).not.toHaveProperty([imageTag]);
+    expect(notes).toEqual([
+      `The build of ${imageTag} did not push; its tag was removed from the image it left in the Docker daemon, but the image it named before (${userImage}) is no longer ` +
+        "in the daemon: a build that takes an image's only tag drops it with the containerd image store. Pull or build that image again if you need it.",
+    ]);
+  });
+
+  it('a tag that cannot be removed is not moved back; the note gives both commands', async () => {
+    const imageTag = freshTag();
+    const before = (await fake.records()).length;
+    const notes: string[] = [];
+    await fake.setImage(imageTag, OLD_IMAGE);
+    expect(await build(imageTag, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR, FAKE_DOCKER_RM_ERROR: 'Error response from daemon: conflict: image is in use' }, notes)).toMatchObject({ ok: false });
+    expect((await imageCommands(before)).filter((argv) => argv.includes('tag'))).toEqual([]);
+    expect(notes).toEqual([
+      `The build of ${imageTag} did not push, but left its image in the Docker daemon: removing its tag failed: Error response from daemon: conflict: image is in use. ` +
+        `Remove it with \`docker image rm ${imageTag}\`, then give the tag back to the image it named before with \`docker image tag ${OLD_IMAGE} ${imageTag}\`.`,
+    ]);
+  });
+
+  it('after a pushed build the tag is removed even when it named another image before (that image is not tagged again)', async () => {
+    const imageTag = freshTag();
+    const before = (await fake.records()).length;
+    await fake.setImage(imageTag, OLD_IMAGE);
+    expect(await build(imageTag, {})).toMatchObject({ ok: true });
+    expect(await fake.images()).not.toHaveProperty([imageTag]);
+    expect((await imageCommands(before)).filter((argv) => argv.includes('tag'))).toEqual([]);
+  });
+
+  it('removes nothing when the image ID before the build cannot be read, or with keepImages (even when the tag named another image)', async () => {
     const unread = freshTag();
     const notes: string[] = [];
     expect(await build(unread, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR, FAKE_DOCKER_INSPECT_ERROR: 'Cannot connect to the Docker daemon' }, notes)).toMatchObject({ ok: false });
     expect(await fake.images()).toHaveProperty([unread]);
     expect(notes).toEqual([]);
     const kept = freshTag();
+    await fake.setImage(kept, OLD_IMAGE);
+    const before = (await fake.records()).length;
     expect(await build(kept, { FAKE_DOCKER_PUSH_ERROR: PUSH_ERROR, METAFLOW_PREBUILT_BUILDX_KEEP_IMAGES: '1' })).toMatchObject({ ok: false });
-    expect(await fake.images()).toHaveProperty([kept]);
+    expect((await fake.images())[kept]).toMatch(/^sha256:/);
+    expect((await fake.images())[kept]).not.toBe(OLD_IMAGE);
+    expect(await imageCommands(before)).toEqual([]);
   });
 
   it('a build cancelled while it pushes removes the tag it left, and still rejects with CancelledError', async () => {
@@ -336,6 +404,19 @@ describe('buildx build service: a build whose push fails, docker driver (FAKE do
     const error = await service.buildAndPush(request('FROM base\nCOPY env.txt /x\n', { imageTag, signal: controller.signal, log })).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CancelledError);
     expect(await fake.images(), 'the cut-short push left no tag').not.toHaveProperty([imageTag]);
+  });
+
+  it('a build cancelled while it pushes gives the tag back to the image it named before', async () => {
+    const imageTag = freshTag();
+    await fake.setImage(imageTag, OLD_IMAGE);
+    const controller = new AbortController();
+    const notes: string[] = [];
+    const service = createBuildxBuildService({ env: fake.env({ FAKE_DOCKER_DRIVER: 'docker', FAKE_DOCKER_PUSH_SLEEP: '60' }) });
+    const log = (line: string) => line.includes('pushing layers') && controller.abort('SIGINT');
+    const error = await service.buildAndPush(request('FROM base\nCOPY env.txt /x\n', { imageTag, signal: controller.signal, log, note: (n) => notes.push(n) })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CancelledError);
+    expect((await fake.images())[imageTag]).toBe(OLD_IMAGE);
+    expect(notes).toEqual([]);
   });
 
   it('a tag that cannot be removed is a note; the build failure stays the result', async () => {

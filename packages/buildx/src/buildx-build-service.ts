@@ -58,12 +58,10 @@ export function createBuildxBuildService(options: BuildxBuildServiceOptions = {}
         ? undefined
         : await prepareDaemonTagCleanup({ docker: settings.docker, builder: settings.builder, tag: request.imageTag, env: childEnv }, signal);
       if (signal?.aborted) throw cancelledError(signal, 'The buildx build');
-      /** The tag the docker driver left in the daemon, removed; a note when that fails. */
+      /** The tag the docker driver left in the daemon, removed (and the user's image tagged again after a failed build); a note when that fails. */
       const cleanUp = async (pushed: boolean): Promise<void> => {
-        const kept = await daemonTag?.afterBuild(pushed);
-        if (kept === undefined) return;
-        const what = pushed ? `The image ${request.imageTag} was pushed but stays` : `The build of ${request.imageTag} did not push, but left its image`;
-        request.note?.(`${what} in the Docker daemon: removing its tag failed: ${kept}. Remove it with \`docker image rm ${request.imageTag}\`.`);
+        const note = await daemonTag?.afterBuild(pushed);
+        if (note !== undefined) request.note?.(note);
       };
       request.onPhase?.('building');
       let result: BuildResult;

@@ -16,13 +16,14 @@ const services = getServices();
 const buildxInstalled = spawnSync('docker', ['buildx', 'version'], { encoding: 'utf8' }).status === 0;
 const baseImage = services.baseImage ? pinnedImage(services.baseImage) : 'unused';
 const daemons = [
-  { label: 'Docker daemon', name: '', host: services.dockerHost, repo: '' },
-  { label: 'modern Docker daemon (Docker Engine 26)', name: `, Docker ${services.modernDocker?.version ?? '26'}`, host: services.modernDocker?.host ?? null, repo: '-modern' },
+  { label: 'Docker daemon', name: '', host: services.dockerHost, repo: '', containerdStore: false },
+  { label: 'modern Docker daemon (Docker Engine 26)', name: `, Docker ${services.modernDocker?.version ?? '26'}`, host: services.modernDocker?.host ?? null, repo: '-modern', containerdStore: false },
   {
     label: 'Docker daemon with the containerd image store',
     name: `, Docker ${services.containerdStoreDocker?.version ?? '26'} with the containerd image store`,
     host: services.containerdStoreDocker?.host ?? null,
     repo: '-c8d-store',
+    containerdStore: true,
   },
 ];
 
@@ -105,6 +106,40 @@ for (const daemon of daemons) {
         expect(imageId(own), "the tag that named the same image before stays").toBe(ownId);
       } finally {
         spawnSync('docker', ['image', 'rm', refused, own], { env });
+        await rm(contextDir, { recursive: true, force: true });
+      }
+    }, 300_000);
+
+    // With the containerd image store, BuildKit drops the image whose only tag the build takes (seen on
+    // Docker Engine 26.1 and 28.5): it cannot be tagged again, and the service says so in a note.
+    const retagTitle = daemon.containerdStore
+      ? 'a build whose push the registry refuses took the only tag of the image it named before, which the containerd image store dropped: no tag, a note'
+      : 'a build whose push the registry refuses gives the tag back to the image it named before (its only tag)';
+    it(retagTitle, async () => {
+      const contextDir = await mkdtemp(join(tmpdir(), 'prebuilt-buildx-retag-'));
+      const noLogin = { ...env, DOCKER_CONFIG: join(contextDir, 'docker-config') };
+      const imageTag = tagFor('retag', 'moved');
+      try {
+        // The user's image under the tag: built and kept by the service, so the tag is its only name.
+        await writeFile(join(contextDir, 'marker'), randomUUID());
+        expect((await buildIn(contextDir, imageTag, { keepImages: true, buildEnv: env, credentials: true })).ok).toBe(true);
+        const userId = imageId(imageTag);
+        expect(userId).toMatch(/^sha256:/);
+        // Another image under the same tag, whose push the Basic-auth registry refuses (no credentials).
+        await writeFile(join(contextDir, 'marker'), randomUUID());
+        const notes: string[] = [];
+        const failed = await buildIn(contextDir, imageTag, { keepImages: false, buildEnv: noLogin, credentials: false, note: (note) => notes.push(note) });
+        expect(failed.ok, JSON.stringify(failed)).toBe(false);
+        if (daemon.containerdStore) {
+          expect(imageId(userId), 'the containerd image store dropped the image').toBe('');
+          expect(imageId(imageTag), 'the failed build left no tag').toBe('');
+          expect(notes).toEqual([expect.stringContaining(`the image it named before (${userId}) is no longer in the daemon`)]);
+        } else {
+          expect(notes).toEqual([]);
+          expect(imageId(imageTag), 'the tag names the image it named before the failed build').toBe(userId);
+        }
+      } finally {
+        spawnSync('docker', ['image', 'rm', imageTag], { env });
         await rm(contextDir, { recursive: true, force: true });
       }
     }, 300_000);

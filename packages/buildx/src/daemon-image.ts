@@ -18,8 +18,9 @@ export interface DaemonTagTarget {
 export interface DaemonTagCleanup {
   /**
    * Removes the tag when it should go: after a pushed build always; after a failed one only when
-   * it now names an image it did not name before the build (so never the user's own). Resolves to
-   * why that could not be done (for a note), or undefined; never rejects.
+   * it now names an image it did not name before the build (so never the user's own), and then
+   * the tag names again the image it named before, if any. Resolves to a note saying what could
+   * not be done and how to do it by hand, or undefined; never rejects.
    */
   afterBuild(pushed: boolean): Promise<string | undefined>;
 }
@@ -36,7 +37,7 @@ export async function prepareDaemonTagCleanup(target: DaemonTagTarget, signal: A
   const before = signal ? AbortSignal.any([signal, timeout]) : timeout;
   try {
     const inspected = await runDocker(target.docker, ['buildx', 'inspect', ...(target.builder ? [target.builder] : [])], target.env, before);
-    if (inspected.exit.code !== 0) return unknownDriver(`'docker buildx inspect' failed: ${firstLine(inspected.output)}`);
+    if (inspected.exit.code !== 0) return unknownDriver(target.tag, `'docker buildx inspect' failed: ${firstLine(inspected.output)}`);
     const driver = /^Driver:\s*(\S+)/m.exec(inspected.output)?.[1];
     if (driver !== 'docker') {
       debug('builder driver %s: no image left in the Docker daemon', driver ?? '(unknown)');
@@ -51,14 +52,21 @@ export async function prepareDaemonTagCleanup(target: DaemonTagTarget, signal: A
     });
     return new DaemonTag(target, context, imageBefore);
   } catch (error) {
-    return unknownDriver(errorMessage(error));
+    return unknownDriver(target.tag, errorMessage(error));
   }
 }
 
 /** The builder's driver is unknown: a pushed build says so in a note, a failed one removes nothing. */
-function unknownDriver(why: string): DaemonTagCleanup {
+function unknownDriver(tag: string, why: string): DaemonTagCleanup {
   debug('the builder driver is unknown: %s', why);
-  return { afterBuild: (pushed) => Promise.resolve(pushed ? why : undefined) };
+  return { afterBuild: (pushed) => Promise.resolve(pushed ? removeFailedNote(tag, true, why, null) : undefined) };
+}
+
+/** The note for a tag that could not be removed; `restore`: the image ID the tag should name again. */
+function removeFailedNote(tag: string, pushed: boolean, why: string, restore: string | null): string {
+  const what = pushed ? `The image ${tag} was pushed but stays` : `The build of ${tag} did not push, but left its image`;
+  const then = restore === null ? '' : `, then give the tag back to the image it named before with \`docker image tag ${restore} ${tag}\``;
+  return `${what} in the Docker daemon: removing its tag failed: ${why}. Remove it with \`docker image rm ${tag}\`${then}.`;
 }
 
 /** The docker CLI against the daemon that builds the image (its context, when buildx names one). */
@@ -84,22 +92,31 @@ class DaemonTag implements DaemonTagCleanup {
 
   async afterBuild(pushed: boolean): Promise<string | undefined> {
     const signal = AbortSignal.timeout(CLEANUP_MS);
+    // After a failed build the tag goes back to the image it named before; a pushed image is in the registry.
+    const restore = !pushed && typeof this.imageBefore === 'string' ? this.imageBefore : null;
     try {
-      if (!pushed) {
-        // Unknown before: the tag may name the user's own image, which is never removed.
-        if (this.imageBefore === undefined) return undefined;
-        const imageAfter = await imageId(this.target, this.context, signal);
-        if (imageAfter === null || imageAfter === this.imageBefore) {
-          debug('the failed build left no new image under %s', this.target.tag);
-          return undefined;
-        }
-      }
-      return await this.remove(signal);
+      if (!pushed && !(await this.movedByFailedBuild(signal))) return undefined;
+      const why = await this.remove(signal);
+      if (why !== undefined) return removeFailedNote(this.target.tag, pushed, why, restore);
     } catch (error) {
-      return errorMessage(error);
+      return removeFailedNote(this.target.tag, pushed, errorMessage(error), restore);
     }
+    return restore === null ? undefined : this.retag(restore, signal);
   }
 
+  /** Whether the tag now names an image it did not name before the failed build (unknown before: no). */
+  private async movedByFailedBuild(signal: AbortSignal): Promise<boolean> {
+    // Unknown before: the tag may name the user's own image, which is never removed.
+    if (this.imageBefore === undefined) return false;
+    const imageAfter = await imageId(this.target, this.context, signal);
+    if (imageAfter === null || imageAfter === this.imageBefore) {
+      debug('the failed build left no new image under %s', this.target.tag);
+      return false;
+    }
+    return true;
+  }
+
+  /** Removes the tag (and the image, when it has no other); resolves to why it could not, or undefined. */
   private async remove(signal: AbortSignal): Promise<string | undefined> {
     const { exit, output } = await docker(this.target, this.context, ['image', 'rm', this.target.tag], signal);
     if (exit.code === 0 || /no such image/i.test(output)) {
@@ -107,5 +124,24 @@ class DaemonTag implements DaemonTagCleanup {
       return undefined;
     }
     return firstLine(output);
+  }
+
+  /** Tags the image the tag named before the build again (by ID); resolves to a note when that fails. */
+  private async retag(id: string, signal: AbortSignal): Promise<string | undefined> {
+    const { tag } = this.target;
+    const why = await docker(this.target, this.context, ['image', 'tag', id, tag], signal).then(
+      ({ exit, output }) => (exit.code === 0 ? undefined : firstLine(output)),
+      (error: unknown) => errorMessage(error),
+    );
+    if (why === undefined) {
+      debug('the tag %s names %s again, as before the build', tag, id);
+      return undefined;
+    }
+    const removed = `The build of ${tag} did not push; its tag was removed from the image it left in the Docker daemon, but`;
+    if (/no such image/i.test(why)) {
+      // The containerd image store drops the image whose only tag a build takes (Docker Engine 26.1, 28.5).
+      return `${removed} the image it named before (${id}) is no longer in the daemon: a build that takes an image's only tag drops it with the containerd image store. Pull or build that image again if you need it.`;
+    }
+    return `${removed} naming the image it named before (${id}) with it again failed: ${why}. Tag it with \`docker image tag ${id} ${tag}\`.`;
   }
 }
