@@ -3,7 +3,8 @@
 # Node 20): pnpm, the workspace's dependencies and build, then the Docker daemon (no bridge, host
 # networking only), the local registries, the debootstrap base image and the modern runtimes (Docker
 # Engine 26 beside the 20.10 one, and the buildx plugin, from Debian trixie's packages unpacked into
-# the state directory) (scripts/test-services.sh).
+# the state directory, and containerd 2.1 from Debian forky for the erofs snapshotter tests)
+# (scripts/test-services.sh), and erofs-utils >= 1.8 (scripts/build-erofs-utils.sh).
 # Idempotent: what is already installed or running is reused.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,5 +37,7 @@ echo "[setup] building" >&2
 pnpm build >&2
 echo "[setup] containerd-stargz-grpc for the eStargz lazy-pull test (built from Debian's Go library)" >&2
 bash scripts/build-stargz-grpc.sh
+echo "[setup] erofs-utils >= 1.8 (mkfs.erofs) for containerd 2.1's erofs differ (built from Debian trixie's source)" >&2
+bash scripts/build-erofs-utils.sh
 echo "[setup] starting the Docker daemon, the registries and the base image" >&2
 bash scripts/test-services.sh up >/dev/null
