@@ -12,7 +12,8 @@
 #   PREBUILT_EROFS_WORK_DIR  apt lists, cache and build tree (default /var/tmp/prebuilt-erofs-utils)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# apt_mirror: the Debian mirror /etc/apt uses (sourcing only defines the functions).
+# apt_mirror (the Debian mirror /etc/apt uses), suite_apt (apt-get with a private sources list),
+# mkfs_erofs_version and at_least: sourcing only defines the functions.
 # shellcheck source=test-services.sh
 source scripts/test-services.sh
 
@@ -29,12 +30,9 @@ fail() {
   exit 1
 }
 
-# "1.8.6" from "mkfs.erofs (erofs-utils) 1.8.6"; empty when $1 does not run.
-mkfs_version() { "$1" --version 2>/dev/null | awk 'NR==1 { print $NF }' || true; }
-# Whether version $1 is at least 1.8.
-recent_enough() { [ -n "$1" ] && printf '%s\n' 1.8 "$1" | sort -C -V; }
+recent_enough() { at_least "$1" 1.8; }
 
-have_version="$(mkfs_version "$BIN_DIR/mkfs.erofs")"
+have_version="$(mkfs_erofs_version "$BIN_DIR/mkfs.erofs")"
 if recent_enough "$have_version"; then exit 0; fi
 [ "$(id -u)" = 0 ] || fail "building erofs-utils into $BIN_DIR needs root" "Run 'sudo bash scripts/build-erofs-utils.sh' (scripts/setup.sh runs it)."
 say "$BIN_DIR/mkfs.erofs is ${have_version:-absent}, containerd 2.1's erofs differ needs >= 1.8: building Debian $SUITE's erofs-utils"
@@ -51,15 +49,11 @@ fi
 
 mkdir -p "$WORK/apt/lists/partial" "$WORK/apt/cache/archives/partial"
 echo "deb-src [signed-by=$KEYRING] $(apt_mirror) $SUITE main" >"$WORK/apt/sources.list"
-private_apt() {
-  apt-get -q -o Dir::Etc::SourceList="$WORK/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null \
-    -o Dir::State::Lists="$WORK/apt/lists" -o Dir::Cache="$WORK/apt/cache" -o APT::Get::List-Cleanup=0 "$@"
-}
 src="$WORK/src.tmp.$$"
 trap 'rm -rf "$src"' EXIT
 rm -rf "$src" && mkdir -p "$src"
 say "apt-get source --download-only erofs-utils from $SUITE (log: $WORK/build.log)"
-{ private_apt update && (cd "$src" && private_apt source --download-only erofs-utils); } >"$WORK/build.log" 2>&1 ||
+{ suite_apt "$WORK" update && (cd "$src" && suite_apt "$WORK" source --download-only erofs-utils); } >"$WORK/build.log" 2>&1 ||
   fail "apt could not fetch $SUITE's erofs-utils source (log: $WORK/build.log)" "Let apt reach the Debian mirror's $SUITE suite (a proxy in /etc/apt/apt.conf.d, or PREBUILT_EROFS_SUITE), then run this script again."
 (cd "$src" && dpkg-source -x --no-check ./*.dsc tree) >>"$WORK/build.log" 2>&1 ||
   fail "dpkg-source -x of $SUITE's erofs-utils failed (log: $WORK/build.log)" "See the log; the downloaded files are in $src."
@@ -78,6 +72,6 @@ for tool in mkfs dump fsck; do
   install -m 0755 "$src/tree/$tool/$tool.erofs" "$BIN_DIR/$tool.erofs.new"
   mv -f "$BIN_DIR/$tool.erofs.new" "$BIN_DIR/$tool.erofs"
 done
-have_version="$(mkfs_version "$BIN_DIR/mkfs.erofs")"
+have_version="$(mkfs_erofs_version "$BIN_DIR/mkfs.erofs")"
 recent_enough "$have_version" || fail "the built $BIN_DIR/mkfs.erofs reports '${have_version:-nothing}', not >= 1.8" "See $WORK/build.log."
 say "installed mkfs.erofs, fsck.erofs and dump.erofs $have_version into $BIN_DIR"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Test services for prebuilt: a Docker daemon, the reference registry in three flavours and a
 # debootstrap base image, all on 127.0.0.1; beside them the modern runtimes users run (Docker
-# Engine 26 with its containerd 1.7, and the buildx plugin) from Debian trixie's packages.
+# Engine 26 with its containerd 1.7, and the buildx plugin) from Debian trixie's packages, and
+# containerd 2.1 (erofs snapshotter and differ) from Debian forky's.
 #
 #   bash scripts/test-services.sh up      install what is missing (apt), start what is not running,
 #                                         write services.json and print it (without passwords)
@@ -26,6 +27,14 @@
 # containerd-snapshotter, the default of Docker Engine 29 and Docker Desktop), runs the same way on
 # $STATE_DIR/containerd-store-docker/docker.sock with its own managed containerd.
 #
+# containerd 2.1: forky's containerd package (containerd, ctr, containerd-shim-runc-v2; forky's runc
+# needs glibc 2.38, so containers use the system's runc) is fetched and unpacked the same way into
+# $STATE_DIR/forky/root. No daemon runs from it here: a test file starts a private containerd
+# from it with the erofs snapshotter and differ (packages/oci/src/__fixtures__/erofs-containerd.ts),
+# the way the stargz tests start theirs. The erofs differ runs `mkfs.erofs --tar=f`: erofs-utils
+# >= 1.8 must be on PATH (scripts/build-erofs-utils.sh, run by scripts/setup.sh, builds it into
+# /usr/local/bin); without either, services.json says so under "missing".
+#
 # Settings (environment):
 #   PREBUILT_TEST_SERVICES_DIR         state directory       (default /var/tmp/prebuilt-test-services)
 #   PREBUILT_TEST_REGISTRY_PORT        no-auth registry      (default 5100)
@@ -35,6 +44,7 @@
 #   PREBUILT_TEST_DOCKER_DATA_ROOT     dockerd --data-root   (default /var/lib/docker)
 #   DOCKER_HOST                        an existing daemon to use instead of /var/run/docker.sock
 #   PREBUILT_TEST_MODERN_SUITE         Debian suite of the modern runtimes (default trixie)
+#   PREBUILT_TEST_EROFS_SUITE          Debian suite of containerd >= 2.1    (default forky)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -66,6 +76,13 @@ MODERN_DOCKER_DIR="$STATE_DIR/modern-docker"
 CSTORE_DOCKER_DIR="$STATE_DIR/containerd-store-docker"
 CSTORE_DRIVER_TYPE=io.containerd.snapshotter.v1
 BUILDX_PLUGIN=/usr/local/libexec/docker/cli-plugins/docker-buildx
+# containerd >= 2.1 (its erofs snapshotter and differ) from a newer suite still, unpacked the same
+# way; no daemon runs from it here: each test file starts a private one (packages/oci's fixtures).
+EROFS_SUITE="${PREBUILT_TEST_EROFS_SUITE:-forky}"
+EROFS_PACKAGES=(containerd)
+EROFS_DIR="$STATE_DIR/$EROFS_SUITE"
+EROFS_ROOT="$EROFS_DIR/root"
+EROFS_LABEL="containerd 2.1 for the erofs snapshotter"
 
 JSON_FILE="$STATE_DIR/services.json"
 MISSING=()
@@ -80,6 +97,9 @@ MODERN_DOCKER_VERSION=""
 CSTORE_DOCKER_URL=""
 CSTORE_DOCKER_VERSION=""
 BUILDX_VERSION=""
+EROFS_CONTAINERD_VERSION=""
+MKFS_EROFS_PATH=""
+MKFS_EROFS_VERSION=""
 
 log() { printf '[test-services] %s\n' "$*" >&2; }
 missing() {
@@ -99,7 +119,7 @@ owns() {
 }
 
 usage() {
-  sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,47p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -614,72 +634,119 @@ ensure_base_image() {
 # fetched by apt into a private cache and unpacked into a private root (no mixing of releases:
 # nothing is installed into the system, except the buildx plugin the docker CLI looks for).
 
-# apt-get with a private sources list, package lists and cache under $MODERN_DIR/apt.
-modern_apt() {
-  local d="$MODERN_DIR/apt"
+# apt-get with a private sources list, package lists and cache under $1/apt.
+suite_apt() {
+  local d="$1/apt"
+  shift
   apt-get -q -o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/dev/null \
     -o Dir::State::Lists="$d/lists" -o Dir::Cache="$d/cache" -o APT::Get::List-Cleanup=0 "$@"
 }
 
-# What the unpacked root is made from; a root whose record differs is fetched again.
-modern_recipe() { printf '%s\n' "recipe 1" "$MODERN_SUITE" "$1" "${MODERN_PACKAGES[*]}"; }
+# What an unpacked root is made from ($1 suite, $2 mirror, then the packages); a root whose record
+# differs is fetched again.
+suite_recipe() { printf '%s\n' "recipe 1" "$1" "$2" "${*:3}"; }
 
-modern_fetch_failed() {
-  tail -n 5 "$MODERN_DIR/apt.log" >&2 2>/dev/null || true
-  missing "modern runtimes (Docker 26, containerd 1.7, buildx): $1 (log: $MODERN_DIR/apt.log). Let apt reach the Debian mirror's $MODERN_SUITE suite (a proxy setting in /etc/apt/apt.conf.d, or PREBUILT_TEST_MODERN_SUITE), then run this script again; until then the tests that need Docker >= 23 or buildx skip"
+# Records root $1/root as missing: its label $2, why $3, what skips until then $4.
+suite_fetch_failed() {
+  tail -n 5 "$1/apt.log" >&2 2>/dev/null || true
+  missing "$2: $3 (log: $1/apt.log). Let apt reach the Debian mirror's $(basename "$1") suite (a proxy setting in /etc/apt/apt.conf.d), then run this script again; until then $4"
 }
 
-# Downloads the packages with apt (the suite's Release file is checked against bookworm's
-# debian-archive-keyring, the debs against its hashes) and unpacks them into a fresh root, swapped
-# in at the end so that a failure leaves the old root (or none), never half of one.
-fetch_modern_root() {
-  local mirror="$1" d="$MODERN_DIR/apt" keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+# Downloads Debian suite packages with apt (the suite's Release file is checked against bookworm's
+# debian-archive-keyring, the debs against its hashes) and unpacks them (dpkg-deb -x, nothing is
+# installed) into a fresh $dir/root, swapped in at the end so that a failure leaves the old root (or
+# none), never half of one. Arguments: the directory (named after the suite), the mirror, the label
+# and what skips without it (for messages), a command run just before the swap (stops what runs
+# from the old root), then the packages.
+fetch_suite_root() {
+  local dir="$1" mirror="$2" label="$3" skips="$4" before_swap="$5"
+  shift 5
+  local suite root="$dir/root" d="$dir/apt" keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  suite="$(basename "$dir")"
   if ! is_root || ! have apt-get || ! have dpkg-deb; then
-    missing "modern runtimes (Docker 26, containerd 1.7, buildx): fetching Debian $MODERN_SUITE's ${MODERN_PACKAGES[*]} needs root, apt-get and dpkg-deb: run 'sudo bash scripts/test-services.sh up' on Debian"
+    missing "$label: fetching Debian $suite's $* needs root, apt-get and dpkg-deb: run 'sudo bash scripts/test-services.sh up' on Debian"
     return 1
   fi
   if [ ! -s "$keyring" ]; then
-    missing "modern runtimes: $keyring is missing, so $MODERN_SUITE's packages cannot be checked: apt-get install -y debian-archive-keyring"
+    missing "$label: $keyring is missing, so $suite's packages cannot be checked: apt-get install -y debian-archive-keyring"
     return 1
   fi
   rm -rf "$d/debs"
   mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$d/debs"
-  echo "deb [signed-by=$keyring] $mirror $MODERN_SUITE main" >"$d/sources.list"
-  log "modern runtimes: apt-get download ${MODERN_PACKAGES[*]} from $mirror $MODERN_SUITE into $MODERN_ROOT"
-  if ! { modern_apt update && (cd "$d/debs" && modern_apt download "${MODERN_PACKAGES[@]}"); } >"$MODERN_DIR/apt.log" 2>&1; then
-    modern_fetch_failed "apt could not fetch ${MODERN_PACKAGES[*]} from $mirror $MODERN_SUITE"
+  echo "deb [signed-by=$keyring] $mirror $suite main" >"$d/sources.list"
+  log "$label: apt-get download $* from $mirror $suite into $root"
+  if ! { suite_apt "$dir" update && (cd "$d/debs" && suite_apt "$dir" download "$@"); } >"$dir/apt.log" 2>&1; then
+    suite_fetch_failed "$dir" "$label" "apt could not fetch $* from $mirror $suite" "$skips"
     return 1
   fi
-  local tmp="$MODERN_ROOT.tmp.$$" deb
+  local tmp="$root.tmp.$$" deb
   rm -rf "$tmp"
   mkdir -p "$tmp"
   for deb in "$d/debs"/*.deb; do
-    if ! dpkg-deb -x "$deb" "$tmp" 2>>"$MODERN_DIR/apt.log"; then
+    if ! dpkg-deb -x "$deb" "$tmp" 2>>"$dir/apt.log"; then
       rm -rf "$tmp"
-      modern_fetch_failed "dpkg-deb -x $deb failed"
+      suite_fetch_failed "$dir" "$label" "dpkg-deb -x $deb failed" "$skips"
       return 1
     fi
     dpkg-deb -W --showformat='${Package} ${Version}\n' "$deb" >>"$tmp/.prebuilt-versions"
   done
-  modern_recipe "$mirror" >"$tmp/.prebuilt-recipe"
+  suite_recipe "$suite" "$mirror" "$@" >"$tmp/.prebuilt-recipe"
   rm -rf "$d/debs"
+  $before_swap
+  rm -rf "$root"
+  mv "$tmp" "$root"
+  log "$label: $(paste -sd ',' "$root/.prebuilt-versions" | sed 's/,/, /g')"
+}
+
+# Fetches the root of $1 (see fetch_suite_root) unless the one there has executable $2 and the same
+# recipe; the other arguments are fetch_suite_root's from the label on. Fails when there is none.
+ensure_suite_root() {
+  local dir="$1" binary="$2" label="$3" mirror
+  shift 2
+  mirror="$(apt_mirror)"
+  mkdir -p "$dir"
+  if [ -x "$dir/root/$binary" ] && [ "$(cat "$dir/root/.prebuilt-recipe" 2>/dev/null)" = "$(suite_recipe "$(basename "$dir")" "$mirror" "${@:4}")" ]; then
+    log "$label: reusing $dir/root"
+  else
+    fetch_suite_root "$dir" "$mirror" "$@" || return 1
+  fi
+}
+
+stop_modern_dockerds() {
   stop_dockerd "$MODERN_DOCKER_DIR/dockerd.pid" "$MODERN_DOCKER_DIR/data"
   stop_dockerd "$CSTORE_DOCKER_DIR/dockerd.pid" "$CSTORE_DOCKER_DIR/data"
-  rm -rf "$MODERN_ROOT"
-  mv "$tmp" "$MODERN_ROOT"
-  log "modern runtimes: $(paste -sd ',' "$MODERN_ROOT/.prebuilt-versions" | sed 's/,/, /g')"
 }
 
 ensure_modern_root() {
-  local mirror
-  mirror="$(apt_mirror)"
-  mkdir -p "$MODERN_DIR"
-  if [ -x "$MODERN_ROOT/usr/sbin/dockerd" ] && [ "$(cat "$MODERN_ROOT/.prebuilt-recipe" 2>/dev/null)" = "$(modern_recipe "$mirror")" ]; then
-    log "modern runtimes: reusing $MODERN_ROOT"
-  else
-    fetch_modern_root "$mirror" || return 0
-  fi
+  ensure_suite_root "$MODERN_DIR" usr/sbin/dockerd "modern runtimes (Docker 26, containerd 1.7, buildx)" \
+    "the tests that need Docker >= 23 or buildx skip (PREBUILT_TEST_MODERN_SUITE names another suite)" stop_modern_dockerds "${MODERN_PACKAGES[@]}" || return 0
   MODERN_OK=1
+}
+
+# The version of containerd binary $1 ("2.1.9+unknown"), of mkfs.erofs $1 (default: the one on
+# PATH; "1.8.6"); empty when it does not run. Whether version $1 is at least $2.
+containerd_version() { "$1" --version 2>/dev/null | awk 'NR==1 { print $3 }' || true; }
+mkfs_erofs_version() { "${1:-mkfs.erofs}" --version 2>/dev/null | awk 'NR==1 { print $NF }' || true; }
+at_least() { [ -n "$1" ] && printf '%s\n' "$2" "$1" | sort -C -V; }
+
+# containerd >= 2.1 unpacked from Debian $EROFS_SUITE, and the mkfs.erofs >= 1.8 its erofs differ runs
+# (scripts/build-erofs-utils.sh builds it): both, or a missing entry saying what to run.
+ensure_erofs_containerd() {
+  local skips="the erofs snapshotter tests skip, and fail in CI (PREBUILT_TEST_EROFS_SUITE names another suite)" version
+  ensure_suite_root "$EROFS_DIR" usr/bin/containerd "$EROFS_LABEL" "$skips" true "${EROFS_PACKAGES[@]}" || return 0
+  version="$(containerd_version "$EROFS_ROOT/usr/bin/containerd")"
+  if ! at_least "$version" 2.1; then
+    missing "$EROFS_LABEL: $EROFS_ROOT/usr/bin/containerd reports '${version:-nothing}', not >= 2.1 (Debian $EROFS_SUITE's containerd): set PREBUILT_TEST_EROFS_SUITE to a suite with containerd >= 2.1, then run this script again"
+    return 0
+  fi
+  MKFS_EROFS_VERSION="$(mkfs_erofs_version)"
+  if ! at_least "$MKFS_EROFS_VERSION" 1.8; then
+    missing "$EROFS_LABEL: its erofs differ runs mkfs.erofs --tar=f, which needs erofs-utils >= 1.8; the mkfs.erofs on PATH is ${MKFS_EROFS_VERSION:-absent}: run 'sudo bash scripts/build-erofs-utils.sh' (scripts/setup.sh runs it), then this script again"
+    MKFS_EROFS_VERSION=""
+    return 0
+  fi
+  MKFS_EROFS_PATH="$(command -v mkfs.erofs)"
+  EROFS_CONTAINERD_VERSION="$version"
 }
 
 sha_of() { sha256sum "$1" 2>/dev/null | cut -c1-64; }
@@ -783,6 +850,7 @@ write_json() {
       S_BASE_REF="$BASE_REF" S_BASE_DIGEST="$BASE_DIGEST" S_MISSING="$missing_lines" S_STATE="$STATE_DIR" \
       S_MODERN_HOST="$MODERN_DOCKER_URL" S_MODERN_VERSION="$MODERN_DOCKER_VERSION" S_MODERN_ROOT="$MODERN_ROOT" \
       S_CSTORE_HOST="$CSTORE_DOCKER_URL" S_CSTORE_VERSION="$CSTORE_DOCKER_VERSION" S_BUILDX="$BUILDX_VERSION" \
+      S_EROFS_VERSION="$EROFS_CONTAINERD_VERSION" S_EROFS_ROOT="$EROFS_ROOT" S_MKFS_PATH="$MKFS_EROFS_PATH" S_MKFS_VERSION="$MKFS_EROFS_VERSION" \
       node -e '
         const e = process.env;
         const json = {
@@ -797,6 +865,7 @@ write_json() {
           modernDocker: e.S_MODERN_HOST && e.S_MODERN_VERSION ? { host: e.S_MODERN_HOST, version: e.S_MODERN_VERSION, root: e.S_MODERN_ROOT } : null,
           containerdStoreDocker: e.S_CSTORE_HOST && e.S_CSTORE_VERSION ? { host: e.S_CSTORE_HOST, version: e.S_CSTORE_VERSION, root: e.S_MODERN_ROOT } : null,
           buildx: e.S_BUILDX ? { version: e.S_BUILDX } : null,
+          erofsContainerd: e.S_EROFS_VERSION ? { version: e.S_EROFS_VERSION, root: e.S_EROFS_ROOT, mkfsErofs: { path: e.S_MKFS_PATH, version: e.S_MKFS_VERSION } } : null,
           missing: e.S_MISSING.split("\n").filter(Boolean),
           stateDir: e.S_STATE,
           writtenAt: new Date().toISOString(),
@@ -824,6 +893,7 @@ cmd_up() {
   ensure_buildx
   ensure_modern_docker
   ensure_containerd_store_docker
+  ensure_erofs_containerd
   write_json
   log "up in $((SECONDS - started))s; wrote $JSON_FILE${MISSING[0]:+ (${#MISSING[@]} missing)}"
   # The same JSON on stdout, without the registry passwords (they stay in the file, mode 600).
@@ -881,6 +951,13 @@ cmd_status() {
     status_line buildx down "docker buildx version fails"
     bad=1
   fi
+  version="$(containerd_version "$EROFS_ROOT/usr/bin/containerd")"
+  local mkfs
+  mkfs="$(mkfs_erofs_version)"
+  if at_least "$version" 2.1 && at_least "$mkfs" 1.8; then status_line erofs-containerd up "$EROFS_ROOT (containerd $version, mkfs.erofs $mkfs; no daemon: tests start their own)"; else
+    status_line erofs-containerd down "$EROFS_ROOT (containerd '${version:-absent}', want >= 2.1; mkfs.erofs '${mkfs:-absent}', want >= 1.8)"
+    bad=1
+  fi
   status_line json "$([ -f "$JSON_FILE" ] && echo ok || echo none)" "$JSON_FILE"
   return "$bad"
 }
@@ -901,7 +978,7 @@ cmd_down() {
   stop_dockerd "$MODERN_DOCKER_DIR/dockerd.pid" "$MODERN_DOCKER_DIR/data"
   stop_dockerd "$CSTORE_DOCKER_DIR/dockerd.pid" "$CSTORE_DOCKER_DIR/data"
   rm -f "$JSON_FILE"
-  log "down (images, registry data, the cached rootfs and the modern runtimes stay in $STATE_DIR)"
+  log "down (images, registry data, the cached rootfs and the modern runtimes, containerd 2.1's root included, stay in $STATE_DIR)"
 }
 
 main() {

@@ -9,7 +9,8 @@
 // probe of each, well under a second), the script is not run again.
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
@@ -19,7 +20,7 @@ const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 't
 const STATE_DIR = process.env['PREBUILT_TEST_SERVICES_DIR'] ?? '/var/tmp/prebuilt-test-services';
 const SERVICES_JSON = join(STATE_DIR, 'services.json');
 
-const NO_SERVICES: TestServices = { dockerHost: null, registries: null, baseImage: null, modernDocker: null, containerdStoreDocker: null, buildx: null, missing: [] };
+const NO_SERVICES: TestServices = { dockerHost: null, registries: null, baseImage: null, modernDocker: null, containerdStoreDocker: null, buildx: null, erofsContainerd: null, missing: [] };
 
 function isTestServices(value: unknown): value is TestServices {
   if (typeof value !== 'object' || value === null) return false;
@@ -86,6 +87,13 @@ function dockerPing(dockerHost: string): Promise<boolean> {
   });
 }
 
+/** containerd 2.1's root and mkfs.erofs are still there (no daemon to probe: tests start their own). */
+async function provided(erofs: TestServices['erofsContainerd']): Promise<boolean> {
+  if (!erofs) return false;
+  const files = [join(erofs.root, 'usr', 'bin', 'containerd'), erofs.mkfsErofs.path];
+  return (await Promise.all(files.map((f) => access(f, constants.X_OK).then(() => true, () => false)))).every(Boolean);
+}
+
 async function answers(url: string, init: RequestInit, check: (response: Response) => boolean): Promise<boolean> {
   try {
     const response = await fetch(url, { ...init, signal: AbortSignal.timeout(2000) });
@@ -106,7 +114,7 @@ async function stillRunning(): Promise<TestServices | undefined> {
   }
   if (!isTestServices(services) || services.missing.length > 0) return undefined;
   const { registries, baseImage, dockerHost, modernDocker, containerdStoreDocker } = services;
-  if (!registries || !baseImage || !dockerHost || !modernDocker || !containerdStoreDocker || !services.buildx) return undefined;
+  if (!registries || !baseImage || !dockerHost || !modernDocker || !containerdStoreDocker || !services.buildx || !(await provided(services.erofsContainerd))) return undefined;
   const slash = baseImage.ref.indexOf('/');
   const colon = baseImage.ref.lastIndexOf(':');
   const manifest = `http://${baseImage.ref.slice(0, slash)}/v2/${baseImage.ref.slice(slash + 1, colon)}/manifests/${baseImage.ref.slice(colon + 1)}`;

@@ -44,6 +44,13 @@ export interface TestServices {
   containerdStoreDocker?: { host: string; version: string; root: string } | null;
   /** The docker CLI's buildx plugin (`docker buildx version` works), or null. */
   buildx?: { version: string } | null;
+  /**
+   * containerd >= 2.1 (Debian forky's, unpacked under `root`: binaries in `root`/usr/bin) for the
+   * erofs snapshotter and differ, with the mkfs.erofs >= 1.8 its differ runs; no daemon runs: tests
+   * start their own (packages/oci/src/__fixtures__/erofs-containerd.ts). Or null; absent in a
+   * services.json written before it existed.
+   */
+  erofsContainerd?: { version: string; root: string; mkfsErofs: { path: string; version: string } } | null;
   /** What could not be provided, and how to provide it. */
   missing: string[];
   stateDir?: string;
@@ -63,6 +70,7 @@ export const NO_SERVICES: TestServices = {
   modernDocker: null,
   containerdStoreDocker: null,
   buildx: null,
+  erofsContainerd: null,
   missing: ['test services were not provided: run the tests from the repo root (vitest.config.ts runs test/global-setup.ts)'],
 };
 
@@ -75,7 +83,7 @@ export function getServices(): TestServices {
   }
 }
 
-export type Need = 'docker' | 'registries' | 'baseImage' | 'modernDocker' | 'containerdStoreDocker' | 'buildx';
+export type Need = 'docker' | 'registries' | 'baseImage' | 'modernDocker' | 'containerdStoreDocker' | 'buildx' | 'erofsContainerd';
 
 const HOW = 'run `bash scripts/test-services.sh up` as root (or let test/global-setup.ts do it)';
 
@@ -88,6 +96,7 @@ export function missingFor(needs: readonly Need[], services: TestServices = getS
   if (needs.includes('modernDocker') && !services.modernDocker) absent.push('modern Docker daemon (Docker Engine 26)');
   if (needs.includes('containerdStoreDocker') && !services.containerdStoreDocker) absent.push('Docker daemon with the containerd image store (Docker Engine 26)');
   if (needs.includes('buildx') && !services.buildx) absent.push('docker buildx plugin');
+  if (needs.includes('erofsContainerd') && !services.erofsContainerd) absent.push('containerd 2.1 with mkfs.erofs >= 1.8 (erofs snapshotter)');
   if (absent.length === 0) return undefined;
   const why = services.missing.length > 0 ? services.missing.join('; ') : HOW;
   return `needs ${absent.join(', ')}: ${why}`;
