@@ -1,11 +1,12 @@
 // A private containerd for tests: its own socket, root and state directory under a temp dir
 // (never the system instance), optionally with the stargz snapshotter as a proxy plugin.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { afterAll, beforeAll } from 'vitest';
 
 const exec = promisify(execFile);
 
@@ -62,14 +63,36 @@ export interface ContainerdOptions {
    * `modernDocker.root`/usr/bin), put first on its PATH; default: the system's containerd.
    */
   binDir?: string;
+  /** More directories for its PATH, after `binDir` (e.g. where mkfs.erofs is, for the erofs differ). */
+  path?: string[];
+  /**
+   * The erofs snapshotter and differ of containerd >= 2.1 (`binDir` must hold one; config version 3):
+   * linux/amd64 layers are unpacked as EROFS images (`mkfs.erofs --tar=f` for tar layers), the
+   * overlayfs snapshotter with the walking differ stays available.
+   */
+  erofs?: boolean;
+  /** containerd's output goes to `<dir>/containerd.log` (default: discarded). */
+  log?: boolean;
 }
 
-/** startContainerd in a directory made already (the stargz snapshotter's socket may be in it). */
-async function startContainerdIn(dir: string, options: ContainerdOptions): Promise<PrivateContainerd> {
-  const socket = join(dir, 'containerd.sock');
-  await mkdir(join(dir, 'root'));
+/** The erofs snapshotter and differ, unpacking linux/amd64 images (containerd >= 2.1, config version 3). */
+const EROFS_CONFIG = [
+  '[plugins."io.containerd.service.v1.diff-service"]',
+  '  default = ["erofs", "walking"]',
+  '[[plugins."io.containerd.transfer.v1.local".unpack_config]]',
+  '  platform = "linux/amd64"',
+  '  snapshotter = "erofs"',
+  '  differ = "erofs"',
+  '[[plugins."io.containerd.transfer.v1.local".unpack_config]]',
+  '  platform = "linux/amd64"',
+  '  snapshotter = "overlayfs"',
+  '  differ = "walking"',
+];
+
+/** containerd's config.toml for a daemon whose socket, root and state are in `dir`. */
+function configToml(dir: string, socket: string, options: ContainerdOptions): string {
   const lines = [
-    'version = 2',
+    options.erofs ? 'version = 3' : 'version = 2',
     `root = "${join(dir, 'root')}"`,
     `state = "${join(dir, 'state')}"`,
     'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
@@ -82,24 +105,46 @@ async function startContainerdIn(dir: string, options: ContainerdOptions): Promi
     '[metrics]',
     '  address = ""',
     ...(options.stargz ? ['[proxy_plugins]', '  [proxy_plugins.stargz]', '    type = "snapshot"', `    address = "${join(dir, 'stargz.sock')}"`] : []),
+    ...(options.erofs ? EROFS_CONFIG : []),
   ];
-  await writeFile(join(dir, 'config.toml'), `${lines.join('\n')}\n`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** startContainerd in a directory made already (the stargz snapshotter's socket may be in it). */
+async function startContainerdIn(dir: string, options: ContainerdOptions): Promise<PrivateContainerd> {
+  const socket = join(dir, 'containerd.sock');
+  await mkdir(join(dir, 'root'));
+  await writeFile(join(dir, 'config.toml'), configToml(dir, socket, options));
   const { binDir } = options;
-  const env = binDir ? { ...process.env, PATH: `${binDir}:${process.env['PATH'] ?? ''}` } : process.env;
-  const daemon = spawn(binDir ? join(binDir, 'containerd') : 'containerd', ['-c', join(dir, 'config.toml')], { stdio: 'ignore', env });
+  const path = [...(binDir ? [binDir] : []), ...(options.path ?? []), process.env['PATH'] ?? ''].join(':');
+  const output = options.log ? await open(join(dir, 'containerd.log'), 'a') : undefined;
+  const stdio = output ? (['ignore', output.fd, output.fd] as const) : 'ignore';
+  const daemon = spawn(binDir ? join(binDir, 'containerd') : 'containerd', ['-c', join(dir, 'config.toml')], { stdio, env: { ...process.env, PATH: path } });
+  await output?.close();
   const stop = async (): Promise<void> => {
     await stopDaemon(daemon);
     // Snapshots may still be mounted under the directory; unmount before removing.
     await exec('sh', ['-c', `grep -o " ${dir}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   };
+  const ctr = binDir ? join(binDir, 'ctr') : 'ctr';
   try {
-    await waitFor(async () => (await have('ctr', ['-a', socket, 'version'])) !== undefined, `containerd on ${socket}`);
+    await waitFor(async () => (await have(ctr, ['-a', socket, 'version'])) !== undefined, `containerd on ${socket}`);
   } catch (error) {
     await stop();
     throw error;
   }
   return { dir, socket, stop };
+}
+
+/** A daemon `start`ed before the enclosing describe's tests and stopped after them (for its tests: the daemon). */
+export function useDaemon<T extends { stop: () => Promise<void> }>(start: () => Promise<T>): () => T {
+  let daemon: T | undefined;
+  beforeAll(async () => {
+    daemon = await start();
+  }, 60_000);
+  afterAll(() => daemon?.stop(), 60_000);
+  return () => daemon!;
 }
 
 /** Why the stargz snapshotter cannot run here (containerd's reasons, or its binaries missing), or undefined. */

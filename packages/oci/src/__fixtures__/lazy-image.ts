@@ -4,20 +4,17 @@
 // through a counting proxy.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { BaseImageIdentity } from '@prebuilt/core/backend';
-import { envPrefix, type LockedEnv } from '@prebuilt/core';
-import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
-import { fixtureLock, generateExampleFixtures, startFixtureServer } from '@prebuilt/fixtures';
-import { createOciBuildService, type PushSummary } from '../oci-build-service.js';
 import type { LayerCompression } from '../layer-codec.js';
-import { containerdMissing, have, stargzMissing, startContainerd, startStargzNode, type PrivateContainerd } from './containerd.js';
+import { containerdMissing, have, stargzMissing, startContainerd, startStargzNode, useDaemon, type PrivateContainerd } from './containerd.js';
 import { startCountingProxy, type CountingProxy } from './counting-proxy.js';
-import { missingFor, pinnedBase, services, uniqueRepo } from './services.js';
+import { buildEnvImage, IMPORT, type EnvImage } from './env-image.js';
+import { missingFor, pinnedBase, services } from './services.js';
+
+export { IMPORT };
 
 const exec = promisify(execFile);
 
@@ -28,60 +25,20 @@ export const lazySkips = {
   stargz: await stargzMissing(),
 };
 
-/** What the task runs: an import of the env's package; prints 2.0. */
-export const IMPORT = 'import tinyframe; print(tinyframe.Frame([1, 2, 3]).mean())';
-
 /** Prints `True True` when tinyframe's pyc header matches its source's mtime (the import compiles nothing) and the mtime is not before 1970. */
 export const PYC_MATCHES_SOURCE =
   'import importlib.util, os, tinyframe; s = tinyframe.__file__; h = open(importlib.util.cache_from_source(s), "rb").read(16); print(int.from_bytes(h[8:12], "little") == int(os.stat(s).st_mtime) & 0xFFFFFFFF, os.stat(s).st_mtime >= 0)';
 
-export interface LazyImage {
-  /** The image (`<registry>/<repo>:<name>`), and the same built again under `<tag>-again`. */
-  tag: string;
-  repo: string;
-  prefix: string;
-  lock: LockedEnv;
-  pushes: PushSummary[];
-  close: () => Promise<void>;
-}
+export type LazyImage = EnvImage;
 
 /** Builds the env (python, tinynum, tinyframe) plus `/opt/data/unread.bin` with the given layer compression, twice. */
 export async function buildLazyImage(name: string, compression: LayerCompression): Promise<LazyImage> {
-  const work = await mkdtemp(join(tmpdir(), `prebuilt-oci-${name}-`));
-  const fixtures = await generateExampleFixtures(join(work, 'fixtures'));
-  const server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
-  const close = async (): Promise<void> => {
-    await server.close();
-    await rm(work, { recursive: true, force: true });
+  // A data file no task reads: a lazy pull must not fetch it.
+  const extend = async (contextDir: string): Promise<string> => {
+    await writeFile(join(contextDir, 'unread.bin'), randomBytes(24 << 20));
+    return 'COPY unread.bin /opt/data/unread.bin';
   };
-  const python = fixtures.python.find((a) => a.subdir === 'linux-64') ?? fixtures.python[0]!;
-  const pick = (pkg: string, format: string, version?: string): string =>
-    fixtures.channel.artifacts.find((a) => a.record.name === pkg && a.format === format && (a.subdir === 'noarch' || a.subdir === 'linux-64') && (!version || a.record.version === version))!.filename;
-  const lock = fixtureLock(fixtures, server, { conda: [python.filename, pick('tinynum', '.tar.bz2', '1.4.0'), pick('tinyframe', '.conda')], wheels: [] }, { pythonVersion: python.record.version, condaRequested: ['tinyframe'] });
-  const repo = uniqueRepo(name);
-  const tag = `${services.registries!.plain.host}/${repo}:${name}`;
-  const prefix = envPrefix(name);
-  const pushes: PushSummary[] = [];
-  const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(work, 'cache') }), tempDir: work });
-  const base: BaseImageIdentity = { ref: services.baseImage!.ref, digest: services.baseImage!.digest, pinned: pinnedBase()! };
-  const prepared = await runner.prepare({ lock, envId: name, prefix, base });
-  try {
-    // A data file no task reads: a lazy pull must not fetch it.
-    await writeFile(join(prepared.contextDir, 'unread.bin'), randomBytes(24 << 20));
-    const service = createOciBuildService({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: compression }, layerCacheDir: join(work, 'oci-layers'), onPushed: (s) => pushes.push(s) });
-    const dockerfile = `${prepared.dockerfile.trimEnd()}\nCOPY unread.bin /opt/data/unread.bin\n`;
-    // Twice: the second build finds every layer through the layer cache and the registry.
-    for (const imageTag of [tag, `${tag}-again`]) {
-      const result = await service.buildAndPush({ dockerfile, contextDir: prepared.contextDir, imageTag, platform: 'linux/amd64' });
-      if (!result.ok) throw new Error(`build failed: ${result.reason}\n${result.logTail.join('\n')}`);
-    }
-  } catch (error) {
-    await close();
-    throw error;
-  } finally {
-    await prepared.dispose();
-  }
-  return { tag, repo, prefix, lock, pushes, close };
+  return buildEnvImage(name, { env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: compression }, extend, again: true });
 }
 
 /** A node that pulls an image lazily: `run` pulls it and runs the import, `exec` runs a command in it. */
@@ -183,12 +140,7 @@ export async function expectPrefetchedByRange(node: LazyNode, layers: readonly M
 
 /** A private containerd (overlayfs) for the enclosing describe: started before its tests, stopped after them. */
 export function useContainerd(): () => PrivateContainerd {
-  let containerd: PrivateContainerd | undefined;
-  beforeAll(async () => {
-    containerd = await startContainerd();
-  }, 60_000);
-  afterAll(() => containerd?.stop(), 60_000);
-  return () => containerd!;
+  return useDaemon(() => startContainerd());
 }
 
 /** The snapshotter fetching only what the task reads: no prefetch, no background fetch. */
