@@ -9,6 +9,7 @@
 # Idempotent: nothing to do when /usr/local/bin/mkfs.erofs --version says >= 1.8.
 #
 #   PREBUILT_EROFS_SUITE     Debian suite whose source is built (default trixie)
+#   PREBUILT_EROFS_BIN_DIR   where the tools go              (default /usr/local/bin)
 #   PREBUILT_EROFS_WORK_DIR  apt lists, cache and build tree (default /var/tmp/prebuilt-erofs-utils)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=test-services.sh
 source scripts/test-services.sh
 
-BIN_DIR=/usr/local/bin
+BIN_DIR="${PREBUILT_EROFS_BIN_DIR:-/usr/local/bin}"
 SUITE="${PREBUILT_EROFS_SUITE:-trixie}"
 WORK="${PREBUILT_EROFS_WORK_DIR:-/var/tmp/prebuilt-erofs-utils}"
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg

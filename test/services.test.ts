@@ -2,11 +2,11 @@
 // registries, the token server, the base image, and the Docker daemon (host networking only).
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { basicAuthorization, describeWith, dockerEnv, getServices, type TestServices } from './services.js';
+import { basicAuthorization, describeWith, dockerEnv, getServices, skipTitle, type TestServices } from './services.js';
 
 const services: TestServices = getServices();
 const MANIFEST_TYPES = [
@@ -450,6 +450,95 @@ describeWith(['docker', 'modernDocker', 'containerdStoreDocker', 'baseImage'], '
   });
 });
 
+describeWith(['erofsContainerd'], 'containerd 2.1 for the erofs snapshotter (Debian forky\'s, unpacked; mkfs.erofs >= 1.8 beside it)', () => {
+  const erofs = services.erofsContainerd!;
+  const script = join(import.meta.dirname, '..', 'scripts', 'test-services.sh');
+  const atLeast = (version: string, major: number, minor: number): boolean => {
+    const [a, b] = version.split('.').map(Number);
+    return a! > major || (a === major && b! >= minor);
+  };
+
+  it('the root holds containerd >= 2.1 (the recorded version), ctr and the runc shim, and no runc (forky\'s needs glibc 2.38: the system\'s runs); the recorded mkfs.erofs is >= 1.8', async () => {
+    const bin = join(erofs.root, 'usr', 'bin');
+    const containerd = await run(join(bin, 'containerd'), ['--version']);
+    expect(containerd.code, containerd.stderr).toBe(0);
+    expect(containerd.stdout).toContain(` ${erofs.version} `);
+    expect(atLeast(erofs.version, 2, 1), erofs.version).toBe(true);
+    for (const [tool, flag] of [['ctr', '--version'], ['containerd-shim-runc-v2', '-v']] as const) {
+      const result = await run(join(bin, tool), [flag]);
+      expect(result.code, tool).toBe(0);
+      expect(result.stdout, tool).toContain(erofs.version);
+    }
+    expect((await run('test', ['-e', join(bin, 'runc')])).code).not.toBe(0);
+    const mkfs = await run(erofs.mkfsErofs.path, ['--version']);
+    expect(mkfs.stdout).toMatch(new RegExp(`^mkfs\\.erofs \\(erofs-utils\\) ${erofs.mkfsErofs.version.replace(/\./g, '\\.')}\n`));
+    expect(atLeast(erofs.mkfsErofs.version, 1, 8), erofs.mkfsErofs.version).toBe(true);
+  });
+
+  it('with a mkfs.erofs older than 1.8 first on PATH, it is missing and the entry says to run scripts/build-erofs-utils.sh', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-old-mkfs-'));
+    try {
+      await writeFile(join(dir, 'mkfs.erofs'), '#!/bin/sh\necho "mkfs.erofs (erofs-utils) 1.5"\n', { mode: 0o755 });
+      const env = { ...process.env, PATH: `${dir}:${process.env['PATH'] ?? ''}` };
+      const result = await run('bash', ['-c', 'source "$1" && ensure_erofs_containerd && echo "version=$EROFS_CONTAINERD_VERSION" && printf "%s\\n" "${MISSING[@]}"', 'bash', script], { env });
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toContain('version=\n');
+      expect(result.stdout).toMatch(/containerd 2\.1 for the erofs snapshotter: its erofs differ runs mkfs\.erofs --tar=f, which needs erofs-utils >= 1\.8; the mkfs\.erofs on PATH is 1\.5: run 'sudo bash scripts\/build-erofs-utils\.sh'/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('when apt cannot fetch containerd, it is missing saying what and how to fix, and no root is left behind', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-erofs-fetch-'));
+    try {
+      const env = { ...process.env, PREBUILT_TEST_SERVICES_DIR: dir, PREBUILT_TEST_EROFS_SUITE: 'no-such-suite' };
+      const result = await run('bash', ['-c', 'source "$1" && ensure_erofs_containerd && echo "version=$EROFS_CONTAINERD_VERSION" && printf "%s\\n" "${MISSING[@]}"', 'bash', script], { env });
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toContain('version=\n');
+      expect(result.stdout).toMatch(/containerd 2\.1 for the erofs snapshotter: apt could not fetch containerd from \S+ no-such-suite \(log: .*apt\.log\)\. Let apt reach/);
+      expect(result.stdout).toContain('the erofs snapshotter tests skip, and fail in CI (PREBUILT_TEST_EROFS_SUITE names another suite)');
+      await expect(readFile(join(dir, 'no-such-suite', 'root', '.prebuilt-recipe'), 'utf8')).rejects.toThrow(/ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('scripts/build-erofs-utils.sh', () => {
+  const script = join(import.meta.dirname, '..', 'scripts', 'build-erofs-utils.sh');
+
+  it('with a mkfs.erofs >= 1.8 in its bin dir, does nothing and says nothing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-erofs-bin-'));
+    try {
+      await writeFile(join(dir, 'mkfs.erofs'), '#!/bin/sh\necho "mkfs.erofs (erofs-utils) 1.8.6"\n', { mode: 0o755 });
+      const result = await run('bash', [script], { env: { ...process.env, PREBUILT_EROFS_BIN_DIR: dir, PREBUILT_EROFS_SUITE: 'no-such-suite' } });
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).toBe('');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  const notRoot = process.getuid?.() !== 0 ? 'the build needs root (it checks that before apt)' : undefined;
+  it.skipIf(notRoot !== undefined)(skipTitle('with a mkfs.erofs 1.5 and a suite apt cannot fetch, fails (exit 1) saying what failed and what to do, and leaves the old mkfs.erofs', notRoot), async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-erofs-bin-'));
+    try {
+      const old = '#!/bin/sh\necho "mkfs.erofs (erofs-utils) 1.5"\n';
+      await writeFile(join(dir, 'mkfs.erofs'), old, { mode: 0o755 });
+      const env = { ...process.env, PREBUILT_EROFS_BIN_DIR: dir, PREBUILT_EROFS_SUITE: 'no-such-suite', PREBUILT_EROFS_WORK_DIR: join(dir, 'work') };
+      const result = await run('bash', [script], { env });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`${dir}/mkfs.erofs is 1.5, containerd 2.1's erofs differ needs >= 1.8`);
+      expect(result.stderr).toMatch(/FAILED: apt could not fetch no-such-suite's erofs-utils source \(log: .*build\.log\)\n.*Let apt reach the Debian mirror's no-such-suite suite/);
+      expect(result.stderr).not.toMatch(/^\s+at /m);
+      expect(await readFile(join(dir, 'mkfs.erofs'), 'utf8')).toBe(old);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describeWith(['buildx'], 'docker buildx plugin', () => {
   it('docker buildx version answers with the recorded version', async () => {
     const result = await run('docker', ['buildx', 'version']);
@@ -464,7 +553,7 @@ describeWith(['docker', 'registries', 'baseImage'], 'scripts/test-services.sh on
   it('status finds every service up', async () => {
     const result = await run('bash', [script, 'status']);
     expect(result.code, result.stdout + result.stderr).toBe(0);
-    for (const name of ['docker', 'registry-plain', 'registry-basic', 'registry-token', 'token-server', 'base-image', 'modern-docker', 'containerd-store', 'buildx']) {
+    for (const name of ['docker', 'registry-plain', 'registry-basic', 'registry-token', 'token-server', 'base-image', 'modern-docker', 'containerd-store', 'buildx', 'erofs-containerd']) {
       expect(result.stdout).toMatch(new RegExp(`^${name}\\s+up\\s`, 'm'));
     }
   });
@@ -479,6 +568,7 @@ describeWith(['docker', 'registries', 'baseImage'], 'scripts/test-services.sh on
     expect(printed.modernDocker).toEqual(services.modernDocker);
     expect(printed.containerdStoreDocker).toEqual(services.containerdStoreDocker);
     expect(printed.buildx).toEqual(services.buildx);
+    expect(printed.erofsContainerd).toEqual(services.erofsContainerd);
     expect(printed.missing).toEqual([]);
     expect(printed.registries?.token.realm).toBe(services.registries?.token.realm);
     expect(result.stdout).not.toContain(services.registries?.basic.password ?? '-');

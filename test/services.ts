@@ -107,6 +107,19 @@ export function skipTitle(name: string, reason: string | undefined): string {
   return reason ? `${name} [skipped: ${reason}]` : name;
 }
 
+/**
+ * `describe` for a suite that cannot run when `reason` is set: it skips saying why (its title) on a
+ * developer's machine, and in CI (CI=true) stands as one failing test that says why, since CI must
+ * run it (.ci/run provides everything it needs).
+ */
+export function describeOrFailInCi(name: string, reason: string | undefined, body: () => void, env: NodeJS.ProcessEnv = process.env): void {
+  if (!reason) describe(name, body);
+  else if (env['CI'] === 'true') describe(name, () => it(`cannot run here, and CI must run it: ${reason}`, () => {
+    throw new Error(`${name}: cannot run: ${reason}`);
+  }));
+  else describe.skip(skipTitle(name, reason), body);
+}
+
 /** `describe` that skips, saying what is missing, when the machine lacks one of `needs`. */
 export function describeWith(needs: readonly Need[], name: string, body: () => void): void {
   const reason = missingFor(needs);
