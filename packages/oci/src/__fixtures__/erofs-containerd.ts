@@ -6,6 +6,12 @@
 // each layer becomes `<snapshot>/layer.erofs`, mounted by the kernel (erofs, no loop device) when a
 // container uses it. A tar layer is converted by `mkfs.erofs --tar=f` (a line in containerd's log);
 // a native EROFS layer would not be.
+//
+// Reuse (e.g. for the oci service's native EROFS layers), in a describeOrFailInCi(name, reason, …):
+//   const reason = missingFor(['registries', 'baseImage']) ?? (await erofsContainerdMissing());
+//   image = await buildEnvImage('x', { env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'erofs', … } });
+//   const node = useErofsContainerd();   // then node().pull(image.tag), node().run(image.tag, [...]),
+//                                        // node().layers(), node().mkfsRuns() (base layers' only)
 import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
