@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '@prebuilt/core/backend';
 import { ociSettings } from './oci-build-service.js';
-import { compressionForRunners, parseRunners, pullsZstd } from './runners.js';
+import { compressionForRunners, erofsMediaType, parseRunners, pullsZstd } from './runners.js';
 import { thrownConfigError } from './__fixtures__/config-error.js';
 
 describe('runners: which runtimes pull zstd', () => {
@@ -48,5 +48,62 @@ describe('runners: which runtimes pull zstd', () => {
     expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@1.6' }, runners: 'docker@20.10' }).layerCompression).toBe('gzip');
     expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@1.6', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'gzip' } }).layerCompression).toBe('gzip');
     expect(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_RUNNERS: 'docker@20.10', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd' } })).toThrow(ConfigError);
+  });
+});
+
+describe('runners: which containerd mounts EROFS layers, under which media type', () => {
+  const OLD = 'application/vnd.oci.image.layer.v1.erofs';
+  const NEW = 'application/vnd.erofs.layer.v1';
+
+  it('containerd 2.1 and 2.2 take application/vnd.oci.image.layer.v1.erofs, containerd ≥ 2.3 application/vnd.erofs.layer.v1', () => {
+    expect(erofsMediaType(parseRunners('containerd@2.1'))).toBe(OLD);
+    expect(erofsMediaType(parseRunners('containerd@2.1.9,containerd@2.2'))).toBe(OLD);
+    expect(erofsMediaType(parseRunners('containerd@2.3'))).toBe(NEW);
+    expect(erofsMediaType(parseRunners('containerd@2.4,containerd@3.0'))).toBe(NEW);
+    // containerd 2.1's differ: a type starting application/vnd.oci.image.layer. and ending .erofs, no +suffix.
+    expect(OLD).toMatch(/^application\/vnd\.oci\.image\.layer\.[^+]*\.erofs$/);
+    expect(NEW.startsWith('application/vnd.erofs.layer')).toBe(true);
+  });
+
+  it('unknown runners: a ConfigError naming METAFLOW_PREBUILT_OCI_RUNNERS and what to set it to', () => {
+    const error = thrownConfigError(() => erofsMediaType(undefined));
+    expect(error.setting).toBe('METAFLOW_PREBUILT_OCI_RUNNERS');
+    expect(error.message).toMatch(/erofs layers were asked for, but METAFLOW_PREBUILT_OCI_RUNNERS is not set/);
+    expect(error.message).toContain('containerd ≥ 2.1');
+    expect(error.hint).toContain("'containerd@2.1'");
+    expect(thrownConfigError(() => erofsMediaType([])).setting).toBe('METAFLOW_PREBUILT_OCI_RUNNERS');
+  });
+
+  it('Docker, or a containerd before 2.1, among the runners: a ConfigError naming them (Docker never pulls native EROFS layers)', () => {
+    const docker = thrownConfigError(() => erofsMediaType(parseRunners('containerd@2.1,docker@28.0')));
+    expect(docker.message).toContain('docker@28.0 cannot pull them');
+    expect(docker.message).toContain('Docker Engine cannot pull native EROFS layers');
+    expect(docker.message).not.toContain('containerd@2.1 ');
+    expect(docker.setting).toBe('METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION');
+    expect(docker.hint).toMatch(/zstd/);
+    const old = thrownConfigError(() => erofsMediaType(parseRunners('containerd@2.0.5,containerd@2.1')));
+    expect(old.message).toContain('containerd@2.0 cannot pull them');
+    expect(old.message).not.toContain('Docker');
+    expect(old.message).toContain('containerd ≥ 2.1 with the erofs snapshotter');
+  });
+
+  it('containerd 2.1/2.2 mixed with ≥ 2.3: a ConfigError, no media type both take', () => {
+    const error = thrownConfigError(() => erofsMediaType(parseRunners('containerd@2.2,containerd@2.3')));
+    expect(error.message).toContain('no EROFS layer media type is mounted by all of containerd@2.2, containerd@2.3');
+    expect(error.message).toContain(`containerd ≥ 2.1 and < 2.3 takes only ${OLD}; containerd ≥ 2.3 takes only ${NEW}`);
+    expect(error.hint).toMatch(/containerd ≥ 2\.3/);
+  });
+
+  it('ociSettings: erofs only when asked for (never a default), with the runners\' media type; the errors come from the settings', () => {
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@2.3' } }).layerCompression).toBe('zstd');
+    const settings = ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'EROFS', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@2.1' } });
+    expect([settings.layerCompression, settings.layerMediaType, settings.prefetch]).toEqual(['erofs', OLD, { mode: 'off' }]);
+    expect(ociSettings({ layerCompression: 'erofs', runners: 'containerd@2.3.4' }).layerMediaType).toBe(NEW);
+    expect(ociSettings({ layerCompression: 'zstd' }).layerMediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
+    expect(ociSettings({}).layerMediaType).toBeUndefined();
+    expect(thrownConfigError(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'erofs' } })).setting).toBe('METAFLOW_PREBUILT_OCI_RUNNERS');
+    expect(thrownConfigError(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'erofs', METAFLOW_PREBUILT_OCI_RUNNERS: 'docker@27.0' } })).message).toContain('docker@27.0 cannot pull them');
+    // Not a lazy format: no re-layered base.
+    expect(thrownConfigError(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'erofs', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@2.1', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' } })).message).toContain('the layer compression is erofs');
   });
 });

@@ -41,9 +41,29 @@ export function parseRunners(raw: string): Runner[] {
   return runners;
 }
 
+/**
+ * The first version of each runtime that mounts native EROFS layers (its erofs snapshotter and
+ * differ copy the blob and mount it, nothing unpacked): containerd 2.1; Docker Engine none.
+ */
+export const EROFS_SINCE = { containerd: [2, 1], docker: undefined } as const satisfies Record<RunnerRuntime, readonly [number, number] | undefined>;
+
+/**
+ * The media type containerd's erofs differ takes for a native EROFS layer, by the version since
+ * which it does (each newer entry replaces the one before): 2.1 and 2.2 take any
+ * `application/vnd.oci.image.layer.*.erofs` without a `+suffix`; 2.3 takes only
+ * `application/vnd.erofs.layer…` (images.MediaTypeErofsLayer).
+ */
+export const EROFS_MEDIA_TYPES = [
+  { since: [2, 1], mediaType: 'application/vnd.oci.image.layer.v1.erofs' },
+  { since: [2, 3], mediaType: 'application/vnd.erofs.layer.v1' },
+] as const satisfies readonly { since: readonly [number, number]; mediaType: string }[];
+
+function atLeast(version: readonly [number, number], since: readonly [number, number]): boolean {
+  return version[0] > since[0] || (version[0] === since[0] && version[1] >= since[1]);
+}
+
 export function pullsZstd(runner: Runner): boolean {
-  const [major, minor] = ZSTD_SINCE[runner.runtime];
-  return runner.version[0] > major || (runner.version[0] === major && runner.version[1] >= minor);
+  return atLeast(runner.version, ZSTD_SINCE[runner.runtime]);
 }
 
 const show = (r: Runner) => `${r.runtime}@${r.version.join('.')}`;
@@ -63,4 +83,46 @@ export function compressionForRunners(asked: LayerCompression | undefined, runne
   }
   if (asked) return asked;
   return runners && runners.length > 0 && unable.length === 0 ? 'zstd' : 'gzip';
+}
+
+function erofsError(message: string, hint: string, setting = 'METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION'): ConfigError {
+  return new ConfigError(`erofs layers were asked for, but ${message}`, { setting, hint });
+}
+
+/** `containerd ≥ 2.1 and < 2.3 takes only …; containerd ≥ 2.3 takes only …`. */
+const EROFS_TYPES_TEXT = EROFS_MEDIA_TYPES.map((t, i) => {
+  const next = EROFS_MEDIA_TYPES[i + 1];
+  return `containerd ≥ ${t.since.join('.')}${next ? ` and < ${next.since.join('.')}` : ''} takes only ${t.mediaType}`;
+}).join('; ');
+
+/**
+ * The media type of EROFS layers that every runner mounts: only containerd ≥ 2.1 does, and no
+ * type is taken by both 2.1/2.2 and ≥ 2.3, so the runners must be known, all containerd ≥ 2.1, and
+ * on one side of 2.3 — else a ConfigError saying which runner is in the way.
+ */
+export function erofsMediaType(runners: readonly Runner[] | undefined): string {
+  if (!runners || runners.length === 0) {
+    throw erofsError(
+      `${RUNNERS_ENV} is not set: their media type depends on the containerd that pulls them, and only containerd ≥ 2.1 with its erofs snapshotter mounts them.`,
+      `Set ${RUNNERS_ENV} to the containerd of every node that runs the images, e.g. 'containerd@2.1'.`,
+      RUNNERS_ENV,
+    );
+  }
+  const unable = runners.filter((r) => EROFS_SINCE[r.runtime] === undefined || !atLeast(r.version, EROFS_SINCE[r.runtime]!));
+  if (unable.length > 0) {
+    const docker = unable.some((r) => r.runtime === 'docker') ? ' Docker Engine cannot pull native EROFS layers at all;' : '';
+    throw erofsError(
+      `${unable.map(show).join(' and ')} cannot pull them:${docker} only containerd ≥ ${EROFS_SINCE.containerd.join('.')} with the erofs snapshotter and differ mounts them.`,
+      `Use zstd (or gzip) layers for these nodes, or run the images on containerd ≥ ${EROFS_SINCE.containerd.join('.')} nodes only and update ${RUNNERS_ENV}.`,
+    );
+  }
+  const typeOf = (r: Runner) => EROFS_MEDIA_TYPES.filter((t) => atLeast(r.version, t.since)).at(-1)!.mediaType;
+  const types = new Set(runners.map(typeOf));
+  if (types.size > 1) {
+    throw erofsError(
+      `no EROFS layer media type is mounted by all of ${runners.map(show).join(', ')}: ${EROFS_TYPES_TEXT}.`,
+      `Upgrade the older nodes to containerd ≥ ${EROFS_MEDIA_TYPES.at(-1)!.since.join('.')} (and update ${RUNNERS_ENV}), or build these images with zstd layers.`,
+    );
+  }
+  return [...types][0]!;
 }
