@@ -75,7 +75,8 @@ describe('layer compression (Node zlib gzip, zstd frames)', () => {
       estargz: 'application/vnd.oci.image.layer.v1.tar+gzip',
       'zstd:chunked': 'application/vnd.oci.image.layer.v1.tar+zstd',
     });
-    expect(new Set(Object.values(LAYER_FORMAT_ID)).size).toBe(4);
+    expect(new Set(Object.values(LAYER_FORMAT_ID)).size).toBe(5);
+    expect(LAYER_FORMAT_ID.erofs).toBe('erofs-tar-f-zlz4-C262144-T0-mkfs-time-Uclear-quiet');
   });
 });
 

@@ -1,17 +1,23 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
 import { constants as zlibConstants, createGzip } from 'node:zlib';
+import { MKFS_EROFS_OPTIONS } from './erofs.js';
 import { ESTARGZ_CHUNK, ESTARGZ_FORMAT, estargzStream, type ChunkedFormat } from './estargz.js';
 import { ZSTD_CHUNKED_FORMAT, ZSTD_CHUNKED_LEVEL, zstdCompress } from './zstd-chunked.js';
 
 /**
  * How the oci service compresses the layers it builds: `gzip`, `zstd`, or one of the formats for
  * lazy pulling, with per-file members and a table of contents: `estargz` (gzip; see estargz.ts) and
- * `zstd:chunked` (zstd; see zstd-chunked.ts).
+ * `zstd:chunked` (zstd; see zstd-chunked.ts); or `erofs`: not a compressed tar but an EROFS image
+ * made from it by mkfs.erofs (see erofs.ts), which containerd ≥ 2.1's erofs snapshotter mounts as
+ * it is.
  */
-export type LayerCompression = 'gzip' | 'zstd' | 'estargz' | 'zstd:chunked';
+export type LayerCompression = TarCompression | 'erofs';
 
-export const LAYER_COMPRESSIONS: readonly LayerCompression[] = ['gzip', 'zstd', 'estargz', 'zstd:chunked'];
+/** The layer formats that are a compressed tar. */
+export type TarCompression = 'gzip' | 'zstd' | 'estargz' | 'zstd:chunked';
+
+export const LAYER_COMPRESSIONS: readonly LayerCompression[] = ['gzip', 'zstd', 'estargz', 'zstd:chunked', 'erofs'];
 
 /** The compressions the stargz snapshotter pulls lazily (a TOC and per-file members). */
 export type LazyCompression = 'estargz' | 'zstd:chunked';
@@ -33,8 +39,12 @@ export function isZstdCompression(compression: LayerCompression): boolean {
   return compression === 'zstd' || compression === 'zstd:chunked';
 }
 
-/** The OCI layer media type of each compression (zstd exists only in the OCI format, not Docker v2; eStargz is tar+gzip, zstd:chunked tar+zstd). */
-export const OCI_LAYER_MEDIA_TYPE: Record<LayerCompression, string> = {
+/**
+ * The OCI layer media type of each compression (zstd exists only in the OCI format, not Docker v2;
+ * eStargz is tar+gzip, zstd:chunked tar+zstd). An EROFS layer's depends on the containerd that
+ * pulls it (runners.ts, EROFS_MEDIA_TYPES).
+ */
+export const OCI_LAYER_MEDIA_TYPE: Record<TarCompression, string> = {
   gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
   zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
   estargz: 'application/vnd.oci.image.layer.v1.tar+gzip',
@@ -60,6 +70,8 @@ export const LAYER_FORMAT_ID: Record<LayerCompression, string> = {
   estargz: `estargz-zlib${GZIP_LEVEL}-${process.versions.zlib ?? 'unknown'}-chunks${ESTARGZ_CHUNK >> 20}m-toc2`,
   // A directory name: no colon.
   'zstd:chunked': `zstdchunked${ZSTD_CHUNKED_LEVEL}-chunks${ESTARGZ_CHUNK >> 20}m-toc1-single-segment`,
+  // mkfs.erofs's options; the service appends the version of the mkfs.erofs it runs (erofsFormatId).
+  erofs: `erofs${MKFS_EROFS_OPTIONS.join('').replace(/[^0-9A-Za-z.]+/g, '-')}`,
 };
 
 /** gzip's OS byte (offset 9), fixed to 3 (Unix) whatever zlib was built for. */
@@ -137,7 +149,7 @@ export function deterministicZstdStream(parallel = availableParallelism()): Tran
  * The compressing stages (to pipe in order) of a compression. The lazy formats' TOC digest and
  * diff_id are only reported through `writeLayer`, which builds layers with them.
  */
-export function layerCompressor(compression: LayerCompression): Transform[] {
+export function layerCompressor(compression: TarCompression): Transform[] {
   if (isLazyCompression(compression)) return [lazyLayerWriter(compression).stream];
   return compression === 'zstd' ? [deterministicZstdStream()] : deterministicGzipStream();
 }

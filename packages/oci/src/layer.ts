@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { posix } from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
 import { addTarTreeEntry, CancelledError, compareBytes, sha256Tap } from '@prebuilt/core/backend';
 import { prefetchOrder, type EstargzPrefetch } from './estargz-prefetch.js';
+import { startMkfsErofs, type MkfsErofs } from './erofs.js';
 import { deterministicGzipStream, isLazyCompression, layerCompressor, lazyLayerWriter, type LayerCompression } from './layer-codec.js';
 
 /** One entry of a layer: where it goes in the image and where its content comes from. */
@@ -127,9 +128,9 @@ export interface WrittenLayer {
   digest: string;
   /** Size of the compressed blob. */
   size: number;
-  /** sha256 of the uncompressed tar: the diff_id. */
+  /** sha256 of the uncompressed tar: the diff_id (an EROFS layer's is its digest: it has no uncompressed form). */
   diffId: string;
-  /** sha256 of the plain tar of the entries (what the layer cache is keyed by): the diff_id, except for eStargz, whose tar adds the TOC (zstd:chunked's does not). */
+  /** sha256 of the plain tar of the entries (what the layer cache is keyed by): the diff_id, except for eStargz, whose tar adds the TOC (zstd:chunked's does not), and EROFS. */
   tarDigest: string;
   tarSize: number;
   entries: number;
@@ -147,8 +148,12 @@ export interface WrittenLayer {
 export async function writeLayer(
   entries: readonly LayerEntry[],
   file: string,
-  options: TarOptions & { compression: LayerCompression },
+  options: TarOptions & { compression: LayerCompression; mkfsErofs?: MkfsErofs; label?: string },
 ): Promise<WrittenLayer> {
+  if (options.compression === 'erofs') {
+    if (!options.mkfsErofs) throw new TypeError('writeLayer: erofs layers need the mkfs.erofs to run (mkfsErofs).');
+    return writeErofsLayer(entries, file, options.mkfsErofs, options.label ?? file, options);
+  }
   const tar = hashTap();
   const blob = hashTap();
   const esgz = isLazyCompression(options.compression) ? lazyLayerWriter(options.compression) : undefined;
@@ -162,6 +167,26 @@ export async function writeLayer(
   if (!esgz) return written;
   const { diffId, uncompressedSize, annotations } = esgz.result();
   return { ...written, diffId, tarSize: uncompressedSize, annotations };
+}
+
+/**
+ * An EROFS layer: the layer's tar (the one the other formats compress) piped into mkfs.erofs,
+ * which writes the image to `file`; then the image is hashed. Its digest is also its diff_id.
+ */
+async function writeErofsLayer(entries: readonly LayerEntry[], file: string, mkfs: MkfsErofs, label: string, options: TarOptions): Promise<WrittenLayer> {
+  const tar = hashTap();
+  const run = startMkfsErofs(mkfs, file, label, options.signal);
+  const streaming = streamTar(entries, [tar.stream, run.stdin], options);
+  // A tar that cannot be written (a file unreadable): mkfs.erofs is stopped, the tar's error is the layer's.
+  streaming.catch(run.kill);
+  const [streamed, made] = await Promise.allSettled([streaming, run.done]);
+  if (options.signal?.aborted) throw cancelledOr(undefined, options.signal);
+  if (streamed.status === 'rejected') throw streamed.reason;
+  if (made.status === 'rejected') throw made.reason;
+  const blob = hashTap();
+  await pipeline([createReadStream(file), blob.stream, discard()], options.signal ? { signal: options.signal } : {});
+  const digest = blob.digest();
+  return { digest, size: blob.size(), diffId: digest, tarDigest: tar.digest(), tarSize: tar.size(), entries: streamed.value.entries, file };
 }
 
 /** A pass-through stage that hashes and counts what flows through it; digest as `sha256:<hex>`. */

@@ -410,7 +410,7 @@ describe('oci settings: layer compression', () => {
     })();
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).message).toContain("'brotli'");
-    expect((error as ConfigError).hint).toMatch(/METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.*gzip, zstd, estargz or zstd:chunked/);
+    expect((error as ConfigError).hint).toMatch(/METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.*gzip, zstd, estargz, zstd:chunked or erofs/);
   });
 });
 

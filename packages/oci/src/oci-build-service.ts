@@ -43,7 +43,8 @@ import { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 import { layerDiffId, writeLayer } from './layer.js';
 import { PREFETCH_ENV, envPrefetch, prefetchSetting, type EstargzPrefetch } from './estargz-prefetch.js';
 import { prefetchLayout } from './prefetch-layout.js';
-import { RUNNERS_ENV, compressionForRunners, parseRunners } from './runners.js';
+import { RUNNERS_ENV, compressionForRunners, erofsMediaType, parseRunners } from './runners.js';
+import { erofsFormatId, findMkfsErofs, type MkfsErofs } from './erofs.js';
 import { checkConvertibleBase, convertLayerToEstargz, isEstargzLayer } from './estargz-base.js';
 
 const log = createLogger('oci');
@@ -56,7 +57,7 @@ export const OCI_ENV = {
   insecureRegistries: 'METAFLOW_PREBUILT_OCI_INSECURE_REGISTRIES',
   /** Comma-separated repositories of the target registry to offer as cross-repository mount sources. */
   mountFrom: 'METAFLOW_PREBUILT_OCI_MOUNT_FROM',
-  /** `gzip`, `zstd`, `estargz` or `zstd:chunked`: how the new layers are compressed (default zstd when every runner pulls it, else gzip). */
+  /** `gzip`, `zstd`, `estargz`, `zstd:chunked` or `erofs`: how the new layers are compressed (default zstd when every runner pulls it, else gzip). */
   layerCompression: 'METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION',
   /** The runtimes that pull the images, `containerd@1.6,docker@20.10`: picks the default compression. */
   runners: RUNNERS_ENV,
@@ -117,7 +118,9 @@ export interface OciBuildServiceOptions {
    * `estargz` (gzip layers with a table of contents, lazily pulled by containerd with the stargz
    * snapshotter, pulled as plain gzip by every other runtime) or `zstd:chunked` (the same for zstd:
    * lazily pulled by the stargz snapshotter, pulled as plain zstd by containerd ≥ 1.5 and Docker
-   * Engine ≥ 23.0). Env METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.
+   * Engine ≥ 23.0) or `erofs` (each layer an EROFS image made by mkfs.erofs ≥ 1.8, mounted as it is
+   * by containerd ≥ 2.1's erofs snapshotter; needs `runners`, all containerd ≥ 2.1, for its media
+   * type). Env METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION.
    */
   layerCompression?: LayerCompression;
   /**
@@ -172,6 +175,8 @@ export interface OciSettings {
   mountFrom: string[];
   sourceDateEpoch: number;
   layerCompression: LayerCompression;
+  /** The media type of the new layers; undefined for gzip, whose follows the base's manifest format (Docker v2 or OCI). */
+  layerMediaType: string | undefined;
   layers: LayeringPolicy;
   /** The prefetch order of eStargz and zstd:chunked layers (`off` for the other compressions). */
   prefetch: EstargzPrefetch;
@@ -211,11 +216,13 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
   }
   const askedCompression = optionalChoice(options.layerCompression, env, { envVar: OCI_ENV.layerCompression, option: 'layerCompression', description: 'layer compression', choices: LAYER_COMPRESSIONS });
   const rawRunners = options.runners ?? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.runners, option: 'runners', description: 'runners', env });
-  const layerCompression = compressionForRunners(askedCompression, rawRunners === undefined ? undefined : parseRunners(rawRunners));
+  const runners = rawRunners === undefined ? undefined : parseRunners(rawRunners);
+  const layerCompression = compressionForRunners(askedCompression, runners);
   const rawPrefetch = options.prefetch ?? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.prefetch, option: 'prefetch', description: 'eStargz prefetch', env });
   return {
     chunkSize,
     layerCompression,
+    layerMediaType: layerCompression === 'gzip' ? undefined : layerCompression === 'erofs' ? erofsMediaType(runners) : OCI_LAYER_MEDIA_TYPE[layerCompression],
     prefetch: isLazyCompression(layerCompression) ? prefetchSetting(rawPrefetch) : { mode: 'off' },
     insecureRegistries: list(options.insecureRegistries, OCI_ENV.insecureRegistries, 'insecureRegistries', env),
     mountFrom: list(options.mountFrom, OCI_ENV.mountFrom, 'mountFrom', env),
@@ -246,17 +253,35 @@ function estargzBaseSetting(value: boolean | undefined, compression: LayerCompre
  */
 export function createOciBuildService(options: OciBuildServiceOptions = {}): BuildService {
   const settings = ociSettings(options);
-  const cacheRoot = options.layerCacheDir === false ? undefined : (options.layerCacheDir ?? defaultLayerCacheDir(options.env ?? process.env));
-  // One cache per byte format: a layer's gzip digest never stands in for its zstd one, nor an older codec's.
-  const cache = new LayerCache(cacheRoot === undefined ? undefined : join(cacheRoot, LAYER_FORMAT_ID[settings.layerCompression]));
+  let tools: Promise<LayerTools> | undefined;
   return {
     name: 'oci',
     async buildAndPush(request: BuildRequest): Promise<BuildResult> {
-      return buildAndPushOci(request, settings, options, cache);
+      // Looked for once, at the first build (a missing mkfs.erofs is a ConfigError then).
+      tools ??= layerTools(settings, options);
+      // A failed look-up is tried again at the next build.
+      tools.catch(() => (tools = undefined));
+      return buildAndPushOci(request, settings, options, await tools);
     },
     // The layout a build of the env would record (a present image laid out otherwise is rebuilt).
     imageLayout: (envId) => imageLayoutOf(envSettings(settings, envId)),
   };
+}
+
+/** What builds the layers: the layer cache of their byte format, and (erofs) the mkfs.erofs that makes them. */
+interface LayerTools {
+  cache: LayerCache;
+  mkfsErofs?: MkfsErofs;
+}
+
+async function layerTools(settings: OciSettings, options: OciBuildServiceOptions): Promise<LayerTools> {
+  const env = options.env ?? process.env;
+  const mkfsErofs = settings.layerCompression === 'erofs' ? await findMkfsErofs(env) : undefined;
+  const formatId = mkfsErofs ? erofsFormatId(LAYER_FORMAT_ID.erofs, mkfsErofs) : LAYER_FORMAT_ID[settings.layerCompression];
+  const cacheRoot = options.layerCacheDir === false ? undefined : (options.layerCacheDir ?? defaultLayerCacheDir(env));
+  // One cache per byte format: a layer's gzip digest never stands in for its zstd one, nor an older codec's or mkfs.erofs's.
+  const cache = new LayerCache(cacheRoot === undefined ? undefined : join(cacheRoot, formatId));
+  return { cache, ...(mkfsErofs ? { mkfsErofs } : {}) };
 }
 
 /** The settings a build of one env's image uses: a profile with env sections gives it its own paths (or static when it names none of them). */
@@ -275,6 +300,8 @@ interface BuildRun {
   settings: OciSettings;
   options: OciBuildServiceOptions;
   cache: LayerCache;
+  /** The mkfs.erofs that makes erofs layers (those only). */
+  mkfsErofs?: MkfsErofs;
   client: RegistryClient;
   /** The last 200 log lines, for a failed build's log tail. */
   lines: string[];
@@ -298,8 +325,8 @@ interface DoneLayer {
   annotations?: Record<string, string>;
 }
 
-async function buildAndPushOci(request: BuildRequest, settings: OciSettings, options: OciBuildServiceOptions, cache: LayerCache): Promise<BuildResult> {
-  const run = startRun(request, settings, options, cache);
+async function buildAndPushOci(request: BuildRequest, settings: OciSettings, options: OciBuildServiceOptions, tools: LayerTools): Promise<BuildResult> {
+  const run = startRun(request, settings, options, tools);
   if (request.signal?.aborted) throw run.cancelled();
   try {
     return await assembleAndPush(run);
@@ -308,7 +335,7 @@ async function buildAndPushOci(request: BuildRequest, settings: OciSettings, opt
   }
 }
 
-function startRun(request: BuildRequest, settings: OciSettings, options: OciBuildServiceOptions, cache: LayerCache): BuildRun {
+function startRun(request: BuildRequest, settings: OciSettings, options: OciBuildServiceOptions, tools: LayerTools): BuildRun {
   const lines: string[] = [];
   const say = (line: string): void => {
     lines.push(line);
@@ -324,7 +351,7 @@ function startRun(request: BuildRequest, settings: OciSettings, options: OciBuil
     ...(request.pushCredentials ? { credentials: [request.pushCredentials] } : {}),
   };
   const cancelled = (): CancelledError => new CancelledError(`Building ${request.imageTag} was cancelled.`, { cause: request.signal?.reason });
-  return { request, settings: envSettings(settings, request.envId), options, cache, client: new RegistryClient(clientOptions), lines, say, cancelled };
+  return { request, settings: envSettings(settings, request.envId), options, ...tools, client: new RegistryClient(clientOptions), lines, say, cancelled };
 }
 
 /** The image tag parsed, after checking the push credentials are for its registry. */
@@ -505,8 +532,10 @@ async function buildOneLayer(run: BuildRun, push: PushTarget, job: LayerJob): Pr
       return { ...found, status: 'exists' };
     }
   }
-  const written = await writeLayer(planned.entries, job.file, { ...tarOptions, compression: settings.layerCompression });
-  const extra = written.annotations ? { diffId: written.diffId, annotations: written.annotations } : {};
+  const erofs = run.mkfsErofs ? { mkfsErofs: run.mkfsErofs, label } : {};
+  const written = await writeLayer(planned.entries, job.file, { ...tarOptions, compression: settings.layerCompression, ...erofs });
+  // eStargz's and EROFS's diff_id is not their plain tar's sha256 (the cache's key): remembered too.
+  const extra = written.annotations || written.diffId !== written.tarDigest ? { diffId: written.diffId, annotations: written.annotations ?? {} } : {};
   await cache.set(written.tarDigest, { digest: written.digest, size: written.size, ...extra });
   if (contentKey) await cache.setByContent(contentKey, { digest: written.digest, size: written.size, diffId: written.diffId, ...(written.annotations ? { annotations: written.annotations } : {}) });
   const { status } = await client.uploadBlob(push.repo, written.digest, () => readFile(job.file), { ...push.upload, signal });
@@ -519,7 +548,7 @@ async function buildOneLayer(run: BuildRun, push: PushTarget, job: LayerJob): Pr
 async function pushImage(run: BuildRun, push: PushTarget, plan: ImagePlan, done: DoneLayer[], baseLayers: PushSummary['baseLayers']): Promise<BuildResult> {
   const { client, request, settings } = run;
   const base = plan.base;
-  const layerMediaType = settings.layerCompression === 'gzip' ? base.format.layer : OCI_LAYER_MEDIA_TYPE[settings.layerCompression];
+  const layerMediaType = settings.layerMediaType ?? base.format.layer;
   const created = new Date(settings.sourceDateEpoch * 1000).toISOString().replace(/\.000Z$/, 'Z');
   const descriptors: OciDescriptor[] = done.map((d) => ({ mediaType: layerMediaType, digest: d.digest, size: d.size, ...(d.annotations ? { annotations: d.annotations } : {}) }));
   const layers: PushSummary['layers'] = done.map((d, i) => ({ name: plan.layers[i]!.name, digest: d.digest, size: d.size, status: d.status }));

@@ -9,19 +9,15 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RegistryClient, type BaseImageIdentity } from '@prebuilt/core/backend';
+import { RegistryClient } from '@prebuilt/core/backend';
 import { envPrefix, type LockedEnv } from '@prebuilt/core';
-import { createMaterializedRecipeRunner, PackageCache } from '@prebuilt/conda';
-import { fixtureLock, generateExampleFixtures, startFixtureServer, type FixtureServer, type GeneratedFixtures } from '@prebuilt/fixtures';
-import { createOciBuildService } from './oci-build-service.js';
+import { buildExampleImage, startExampleEnv, type ExampleEnv } from './__fixtures__/example-env.js';
 import { containerdMissing, have, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { dockerZstdTests, zstdDockers } from './__fixtures__/docker-zstd.js';
-import { missingFor, pinnedBase, services, skipTitle as title, uniqueRepo } from './__fixtures__/services.js';
+import { missingFor, services, skipTitle as title, uniqueRepo } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const missing = missingFor(['registries', 'baseImage']);
@@ -32,42 +28,24 @@ const containerdReason = await containerdMissing();
 type Manifest = { mediaType: string; config: { digest: string }; layers: { mediaType: string; digest: string; size: number }[] };
 
 describe.skipIf(missing !== undefined)(title('oci build service: zstd layers', missing), () => {
-  let work: string;
-  let fixtures: GeneratedFixtures;
-  let server: FixtureServer;
+  let example: ExampleEnv;
   let lock: LockedEnv;
-  let prefix: string;
+  const prefix = envPrefix('zstdtest');
   let zstdTag: string;
   let zstdDigest: string;
   const client = new RegistryClient({ dockerConfig: false });
 
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'prebuilt-oci-zstd-'));
-    fixtures = await generateExampleFixtures(join(work, 'fixtures'));
-    server = await startFixtureServer({ channels: { main: fixtures.channelDir }, indexes: { main: fixtures.indexDir } });
-    const python = fixtures.python.find((a) => a.subdir === 'linux-64') ?? fixtures.python[0]!;
-    const pick = (name: string, format: string, version?: string): string =>
-      fixtures.channel.artifacts.find((a) => a.record.name === name && a.format === format && (a.subdir === 'noarch' || a.subdir === 'linux-64') && (!version || a.record.version === version))!.filename;
-    lock = fixtureLock(fixtures, server, { conda: [python.filename, pick('tinynum', '.tar.bz2', '1.4.0'), pick('tinyframe', '.conda'), pick('tinycli', '.conda')], wheels: [] }, { pythonVersion: python.record.version, condaRequested: ['tinycli'] });
+    example = await startExampleEnv('zstd');
+    lock = example.lock([['tinynum', '.tar.bz2', '1.4.0'], ['tinyframe', '.conda'], ['tinycli', '.conda']], ['tinycli']);
   }, 600_000);
   afterAll(async () => {
-    await server?.close();
-    if (work) await rm(work, { recursive: true, force: true });
+    await example?.close();
   });
 
   async function build(env: Record<string, string>, cacheName: string, imageTag: string): Promise<string> {
-    const runner = createMaterializedRecipeRunner({ cache: new PackageCache({ cacheDir: join(work, cacheName) }), tempDir: work });
-    const base: BaseImageIdentity = { ref: services.baseImage!.ref, digest: services.baseImage!.digest, pinned: pinnedBase()! };
-    prefix = envPrefix('zstdtest');
-    const prepared = await runner.prepare({ lock, envId: 'zstdtest', prefix, base });
-    try {
-      const service = createOciBuildService({ env, layerCacheDir: join(work, cacheName, 'oci-layers') });
-      const result = await service.buildAndPush({ dockerfile: prepared.dockerfile, contextDir: prepared.contextDir, imageTag, platform: 'linux/amd64' });
-      if (!result.ok) throw new Error(`build failed: ${result.reason}\n${result.logTail.join('\n')}`);
-      return result.digest;
-    } finally {
-      await prepared.dispose();
-    }
+    const summary = await buildExampleImage(example, { lock, envId: 'zstdtest', cacheDir: join(example.work, cacheName), imageTag, service: { env } });
+    return summary.digest;
   }
 
   async function manifestOf(tag: string): Promise<{ manifest: Manifest; diffIds: string[] }> {

@@ -191,7 +191,7 @@ describe('zstd:chunked settings', () => {
     expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd:chunked', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@1.6' } }).layerCompression).toBe('zstd:chunked');
     const refused = thrownConfigError(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd:chunked', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@1.6,docker@20.10' } }));
     expect(refused.message).toMatch(/zstd:chunked layers were asked for, but docker@20\.10 cannot pull them/);
-    expect(thrownConfigError(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd-chunked' } })).hint).toMatch(/gzip, zstd, estargz or zstd:chunked/);
+    expect(thrownConfigError(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd-chunked' } })).hint).toMatch(/gzip, zstd, estargz, zstd:chunked or erofs/);
   });
 });
 
