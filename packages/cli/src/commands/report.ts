@@ -17,9 +17,9 @@ What a task waits for on a fresh node: for each step's image (each platform of a
 image), its compressed size (the sum of the manifest's layer sizes: what is downloaded), its
 installed size (uncompressed: an eStargz layer's annotation, a gzip layer's size trailer read by a
 4-byte range request, else "unknown"), its layers and how many another image of the flow shares
-(pulled once per node), the layer formats (gzip, zstd, eStargz), and the pull time at --bandwidth
-(compressed bytes ÷ bandwidth; decompression and unpacking come on top). Every figure is read
-from the registry's manifests; the image map is the one prebuilt build wrote.
+(pulled once per node), the layer formats (gzip, zstd, eStargz, zstd:chunked, erofs), and the pull
+time at --bandwidth (compressed bytes ÷ bandwidth; decompression and unpacking come on top). Every
+figure is read from the registry's manifests; the image map is the one prebuilt build wrote.
 
 Exit codes: 0 printed, 1 the registry failed, 2 no image map, an unknown step or a bad
 --bandwidth, 130/143 interrupted.

@@ -17,7 +17,7 @@ const title = (text: string): string => (missing ? `${text} — skipped: ${missi
 const digestOf = (bytes: Uint8Array): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 describe('layer formats', () => {
-  it('tells gzip, eStargz, zstd and uncompressed layers apart by media type and annotations', () => {
+  it('tells gzip, eStargz, zstd, EROFS and uncompressed layers apart by media type and annotations', () => {
     expect(layerFormat({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' })).toBe('gzip');
     expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', annotations: { 'containerd.io/snapshot/stargz/toc.digest': 'sha256:1' } })).toBe('estargz');
     expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' })).toBe('zstd');
@@ -25,6 +25,9 @@ describe('layer formats', () => {
     expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd', annotations: { 'containerd.io/snapshot/stargz/toc.digest': 'sha256:1', 'io.containers.zstd-chunked.manifest-checksum': 'sha256:2' } })).toBe('zstd:chunked');
     expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd', annotations: { 'io.github.containers.zstd-chunked.manifest-checksum': 'sha256:2' } })).toBe('zstd:chunked');
     expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.tar' })).toBe('uncompressed');
+    // Native EROFS layers under containerd 2.1/2.2's media type and 2.3's.
+    expect(layerFormat({ mediaType: 'application/vnd.oci.image.layer.v1.erofs' })).toBe('erofs');
+    expect(layerFormat({ mediaType: 'application/vnd.erofs.layer.v1' })).toBe('erofs');
     expect(layerFormat({ mediaType: 'application/x-something' })).toBe('unknown');
   });
 

@@ -1,6 +1,6 @@
 import type { OciDescriptor } from '../registry/platform.js';
 
-export type LayerFormat = 'gzip' | 'zstd' | 'estargz' | 'zstd:chunked' | 'uncompressed' | 'unknown';
+export type LayerFormat = 'gzip' | 'zstd' | 'estargz' | 'zstd:chunked' | 'erofs' | 'uncompressed' | 'unknown';
 
 /** eStargz: the TOC digest containerd's stargz snapshotter reads, and the uncompressed size it records. */
 export const ESTARGZ_TOC_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
@@ -16,6 +16,8 @@ export function layerFormat(layer: Pick<OciDescriptor, 'mediaType' | 'annotation
   const annotations = layer.annotations ?? {};
   if (/(\+|\.)gzip$/.test(type)) return annotations[ESTARGZ_TOC_ANNOTATION] || annotations[ESTARGZ_UNCOMPRESSED_ANNOTATION] ? 'estargz' : 'gzip';
   if (/\+zstd$/.test(type)) return ZSTD_CHUNKED_ANNOTATIONS.some((a) => annotations[a]) || annotations[ESTARGZ_TOC_ANNOTATION] ? 'zstd:chunked' : 'zstd';
+  // A native EROFS layer: containerd 2.1/2.2's type (`application/vnd.oci.image.layer.v1.erofs`) or 2.3's (`application/vnd.erofs.layer.v1`).
+  if (/^application\/vnd\.oci\.image\.layer\.[^+]*\.erofs$/.test(type) || type.startsWith('application/vnd.erofs.layer')) return 'erofs';
   if (/(\.tar|\.diff\.tar)$/.test(type) || type === 'application/vnd.oci.image.layer.v1.tar') return 'uncompressed';
   return 'unknown';
 }
