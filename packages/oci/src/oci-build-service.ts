@@ -257,6 +257,7 @@ export function createOciBuildService(options: OciBuildServiceOptions = {}): Bui
   return {
     name: 'oci',
     async buildAndPush(request: BuildRequest): Promise<BuildResult> {
+      if (request.signal?.aborted) throw new CancelledError(`Building ${request.imageTag} was cancelled.`, { cause: request.signal.reason });
       // Looked for once, at the first build (a missing mkfs.erofs is a ConfigError then).
       tools ??= layerTools(settings, options);
       // A failed look-up is tried again at the next build.
