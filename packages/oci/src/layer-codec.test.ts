@@ -9,10 +9,10 @@ import { pipeline } from 'node:stream/promises';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CancelledError } from '@prebuilt/core/backend';
-import { LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, ZSTD_BLOCK, layerCompressor, type LayerCompression } from './layer-codec.js';
+import { LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, ZSTD_BLOCK, layerCompressor, type TarCompression } from './layer-codec.js';
 import { layerDiffId, tarLayer, writeLayer, type LayerEntry } from './layer.js';
 
-async function compress(compression: LayerCompression, data: Buffer, writeSize = 64 << 10): Promise<Buffer> {
+async function compress(compression: TarCompression, data: Buffer, writeSize = 64 << 10): Promise<Buffer> {
   const chunks: Buffer[] = [];
   const pieces: Buffer[] = [];
   for (let i = 0; i < data.length; i += writeSize) pieces.push(data.subarray(i, i + writeSize));
