@@ -17,7 +17,7 @@ import { envPrefix } from '@prebuilt/core';
 import type { PushSummary } from './oci-build-service.js';
 import { LAYER_FORMAT_ID } from './layer-codec.js';
 import { have } from './__fixtures__/containerd.js';
-import { buildExampleImage, startExampleEnv, type ExampleEnv } from './__fixtures__/example-env.js';
+import { buildExampleImage, startExampleEnv, type ExampleEnv } from './__fixtures__/env-image.js';
 import { missingFor, services, skipTitle as title, uniqueRepo } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
@@ -67,7 +67,8 @@ describe.skipIf(missing !== undefined)(title('oci build service: erofs layers', 
   async function build(env: Record<string, string>, cacheName: string, imageTag: string, tinynum = '1.4.0'): Promise<PushSummary> {
     const lock = example.lock([['tinynum', '.tar.bz2', tinynum], ['tinycli', '.conda']], ['tinycli']);
     const service = { env: { METAFLOW_PREBUILT_OCI_LAYERS: 'per-package', ...env }, layerCacheDir: join(work, cacheName) };
-    return buildExampleImage(example, { lock, envId: 'erofstest', cacheDir: join(work, 'packages'), imageTag, service });
+    const [summary] = await buildExampleImage(example, { lock, envId: 'erofstest', cacheDir: join(work, 'packages'), imageTags: [imageTag], service });
+    return summary!;
   }
 
   async function manifestOf(tag: string): Promise<{ manifest: Manifest; diffIds: string[] }> {

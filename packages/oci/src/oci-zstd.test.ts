@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '@prebuilt/core/backend';
 import { envPrefix, type LockedEnv } from '@prebuilt/core';
-import { buildExampleImage, startExampleEnv, type ExampleEnv } from './__fixtures__/example-env.js';
+import { buildExampleImage, startExampleEnv, type ExampleEnv } from './__fixtures__/env-image.js';
 import { containerdMissing, have, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { dockerZstdTests, zstdDockers } from './__fixtures__/docker-zstd.js';
 import { missingFor, services, skipTitle as title, uniqueRepo } from './__fixtures__/services.js';
@@ -44,8 +44,8 @@ describe.skipIf(missing !== undefined)(title('oci build service: zstd layers', m
   });
 
   async function build(env: Record<string, string>, cacheName: string, imageTag: string): Promise<string> {
-    const summary = await buildExampleImage(example, { lock, envId: 'zstdtest', cacheDir: join(example.work, cacheName), imageTag, service: { env } });
-    return summary.digest;
+    const [summary] = await buildExampleImage(example, { lock, envId: 'zstdtest', cacheDir: join(example.work, cacheName), imageTags: [imageTag], service: { env } });
+    return summary!.digest;
   }
 
   async function manifestOf(tag: string): Promise<{ manifest: Manifest; diffIds: string[] }> {
