@@ -1,9 +1,11 @@
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
 import oci from './index.js';
+import { have } from './__fixtures__/containerd.js';
 import { credentialsFor, headDigest, missingFor, pinnedBase, services } from './__fixtures__/services.js';
 
 const missing = missingFor(['registries', 'baseImage']);
 const skip = missing ?? false;
+const mkfsErofs = (await have('mkfs.erofs', ['--version'])) === undefined ? 'needs mkfs.erofs (erofs-utils ≥ 1.8) on PATH: scripts/setup.sh installs it' : undefined;
 const baseImage = pinnedBase() ?? 'unused';
 
 // The oci service runs nothing, so the "cancel a running build" check needs a slow instruction it
@@ -28,5 +30,17 @@ runBuildServiceConformance({
   imageTag: (label) => `${services.registries!.token.host}/prebuilt-conformance/oci:${label}`,
   pushCredentials: () => credentialsFor('token'),
   pushedDigest: (tag) => headDigest(tag, credentialsFor('token')),
+  slowInstruction: false,
+});
+
+// The same contract with erofs layers (each new layer an EROFS image made by mkfs.erofs).
+runBuildServiceConformance({
+  name: 'oci, erofs layers (no-auth registry)',
+  definition: oci,
+  skip: missing ?? mkfsErofs ?? false,
+  createOptions: { layerCacheDir: false, env: { ...process.env, METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'erofs', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@2.1' } },
+  baseImage,
+  imageTag: (label) => `${services.registries!.plain.host}/prebuilt-conformance/oci-erofs:${label}`,
+  pushedDigest: (tag) => headDigest(tag),
   slowInstruction: false,
 });
