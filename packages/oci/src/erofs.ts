@@ -12,7 +12,8 @@ export const MKFS_EROFS_SINCE = [1, 8] as const;
  * mkfs.erofs's options for an env layer: the tar read in full from stdin, lz4 in 256 KiB physical
  * clusters (what the kernel decompresses on a read), build time 0 and the files' own mtimes, a
  * zero UUID, nothing on stdout. With these the image is a function of the tar and the mkfs.erofs
- * version (checked: byte-identical across runs, and across erofs-utils 1.8.6 and 1.9.4).
+ * version (checked: byte-identical across runs of 1.8.6, and of 1.9.4; 1.9.4 writes some layers
+ * differently from 1.8.6, hence the version in the layer cache's format id).
  */
 export const MKFS_EROFS_OPTIONS = ['--tar=f', '-zlz4', '-C262144', '-T0', '--mkfs-time', '-Uclear', '--quiet'] as const;
 
