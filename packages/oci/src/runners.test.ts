@@ -74,10 +74,11 @@ describe('runners: which containerd mounts EROFS layers, under which media type'
     expect(thrownConfigError(() => erofsMediaType([])).setting).toBe('METAFLOW_PREBUILT_OCI_RUNNERS');
   });
 
-  it('Docker, or a containerd before 2.1, among the runners: a ConfigError naming them (Docker never pulls native EROFS layers)', () => {
+  it('Docker, or a containerd before 2.1, among the runners: a ConfigError naming them (a Docker node is named by its containerd)', () => {
     const docker = thrownConfigError(() => erofsMediaType(parseRunners('containerd@2.1,docker@28.0')));
     expect(docker.message).toContain('docker@28.0 cannot pull them');
-    expect(docker.message).toContain('Docker Engine cannot pull native EROFS layers');
+    expect(docker.message).toContain('Docker Engine pulls native EROFS layers only with the containerd image store');
+    expect(docker.message).toContain('named by its containerd (containerd@2.1), not docker');
     expect(docker.message).not.toContain('containerd@2.1 ');
     expect(docker.setting).toBe('METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION');
     expect(docker.hint).toMatch(/zstd/);

@@ -43,7 +43,9 @@ export function parseRunners(raw: string): Runner[] {
 
 /**
  * The first version of each runtime that mounts native EROFS layers (its erofs snapshotter and
- * differ copy the blob and mount it, nothing unpacked): containerd 2.1; Docker Engine none.
+ * differ copy the blob and mount it, nothing unpacked): containerd 2.1. Docker Engine's own storage
+ * drivers never do; Docker with the containerd image store on such a containerd (`"storage-driver":
+ * "erofs"`) pulls what that containerd pulls, so its nodes are named by their containerd.
  */
 export const EROFS_SINCE = { containerd: [2, 1], docker: undefined } as const satisfies Record<RunnerRuntime, readonly [number, number] | undefined>;
 
@@ -110,7 +112,9 @@ export function erofsMediaType(runners: readonly Runner[] | undefined): string {
   }
   const unable = runners.filter((r) => EROFS_SINCE[r.runtime] === undefined || !atLeast(r.version, EROFS_SINCE[r.runtime]!));
   if (unable.length > 0) {
-    const docker = unable.some((r) => r.runtime === 'docker') ? ' Docker Engine cannot pull native EROFS layers at all;' : '';
+    const docker = unable.some((r) => r.runtime === 'docker')
+      ? ` Docker Engine pulls native EROFS layers only with the containerd image store on a containerd ≥ ${EROFS_SINCE.containerd.join('.')} with the erofs snapshotter ("storage-driver": "erofs"), and such a node is named by its containerd (containerd@${EROFS_SINCE.containerd.join('.')}), not docker;`
+      : '';
     throw erofsError(
       `${unable.map(show).join(' and ')} cannot pull them:${docker} only containerd ≥ ${EROFS_SINCE.containerd.join('.')} with the erofs snapshotter and differ mounts them.`,
       `Use zstd (or gzip) layers for these nodes, or run the images on containerd ≥ ${EROFS_SINCE.containerd.join('.')} nodes only and update ${RUNNERS_ENV}.`,
