@@ -34,7 +34,7 @@
  *                               [--profile-exclude REGEXP] [--diagnose DIR] [--runtime-root DIR]
  *                               [--context materialized|unpacked] [--prune PRESETS] [--json]
  *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--pull-match REGEXP] [--settle sync|none] [--import-sync]
- *                               [--runtime-root DIR] [--base-cached-only] [--context materialized|unpacked] [--prune PRESETS] [--runs 2] [--json]
+ *                               [--runtime-root DIR] [--erofs] [--base-cached-only] [--context materialized|unpacked] [--prune PRESETS] [--runs 2] [--json]
  *
  *   --prune PRESETS (with --context materialized): B9's and B10's images are built from the context
  *   materialized with these prune presets (comma-separated, as METAFLOW_PREBUILT_PRUNE: tests,
@@ -81,6 +81,12 @@
  * /var/tmp/prebuilt-test-services/trixie/root), side by side with the system's,
  * each runtime against its own env created at start. --pull-runtimes takes kinds (`docker`, `ctr`)
  * or runtime labels (`ctr 1.7`, `docker 26.1`).
+ * --erofs (with --pull-only): where a runtime set's containerd is 2.1 or newer, the same pulls on
+ * containerd with its EROFS snapshotter and differ (`ctr 2.1 erofs: …`) and on its Docker with the
+ * containerd image store on that snapshotter (`docker 28.5 c8d erofs: …`), each against its own
+ * env created at start: the zstd image (each layer converted by `mkfs.erofs` at pull) and the
+ * image with native EROFS layers (`METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=erofs`, not unpacked at
+ * all). Needs `mkfs.erofs` (erofs-utils ≥ 1.8) on PATH: scripts/setup.sh installs it.
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -192,13 +198,13 @@ function accepts(path) {
 
 /**
  * A private containerd (with `containerd-stargz-grpc` as its `stargz` proxy snapshotter when
- * `stargz`). `diagnose`: a path prefix where the snapshotter writes its CPU profile (`.pprof`),
+ * `stargz`; `extraConfig`: more config.toml lines). `diagnose`: a path prefix where the snapshotter writes its CPU profile (`.pprof`),
  * its metrics (`.prom`, Prometheus on) and its debug log (`.log`) — scripts/stargz-grpc/main.go.
  */
-async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.noprefetch, daemonEnv = process.env, diagnose = '') {
+async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.noprefetch, daemonEnv = process.env, diagnose = '', extraConfig = []) {
   await mkdir(join(dir, 'root'), { recursive: true });
   const sock = join(dir, 'containerd.sock');
-  const conf = ['version = 2', `root = "${dir}/root"`, `state = "${dir}/state"`, 'disabled_plugins = ["io.containerd.grpc.v1.cri"]', '[grpc]', `  address = "${sock}"`, '[ttrpc]', `  address = "${sock}.ttrpc"`];
+  const conf = ['version = 2', `root = "${dir}/root"`, `state = "${dir}/state"`, 'disabled_plugins = ["io.containerd.grpc.v1.cri"]', '[grpc]', `  address = "${sock}"`, '[ttrpc]', `  address = "${sock}.ttrpc"`, ...extraConfig];
   if (stargz) conf.push('[proxy_plugins]', '  [proxy_plugins.stargz]', '    type = "snapshot"', `    address = "${dir}/stargz.sock"`);
   await writeFile(join(dir, 'config.toml'), `${conf.join('\n')}\n`);
   const procs = [spawn('containerd', ['-c', join(dir, 'config.toml')], { stdio: 'ignore', env: daemonEnv })];
@@ -236,12 +242,13 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'import-sync': { type: 'boolean', default: false }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' }, diagnose: { type: 'string', default: '' }, 'profile-exclude': { type: 'string', default: '' }, 'runtime-root': { type: 'string', default: '' }, prune: { type: 'string', default: '' } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'import-sync': { type: 'boolean', default: false }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' }, diagnose: { type: 'string', default: '' }, 'profile-exclude': { type: 'string', default: '' }, 'runtime-root': { type: 'string', default: '' }, prune: { type: 'string', default: '' }, erofs: { type: 'boolean', default: false } });
   if (!['sync', 'none'].includes(args.settle)) fail(`--settle ${args.settle}: expected sync or none.`);
   const prune = await benchPrunePresets(args.prune);
   if (args['runtime-root'] && !args['pull-only'] && !args['lazy-only']) fail('--runtime-root applies to --pull-only (B10) and --lazy-only (B9\'s lazy Docker rows). Add one of them, or leave --runtime-root out.');
+  if (args.erofs && !args['pull-only']) fail('--erofs applies to --pull-only (B10). Add it, or leave --erofs out.');
   // The runtimes measured, checked before anything is built (the system's, and those under --runtime-root).
-  const sets = args['pull-only'] || args['runtime-root'] ? await (await import('./oci-pull.mjs')).runtimeSets(args['runtime-root']) : undefined;
+  const sets = args['pull-only'] || args['runtime-root'] ? await (await import('./oci-pull.mjs')).runtimeSets(args['runtime-root'], args.erofs) : undefined;
   // B9's lazy Docker rows: the snapshotter checked before anything is built or mounted.
   if (!args['pull-only'] && sets?.some((set) => set.docker.c8d)) await checkSnapshotterReadsImageLabels();
   const services = loadServices();

@@ -47,6 +47,13 @@
  * ctr and CRI-style sample records the client's CPU beside the daemon's; the CRI-style pull is the
  * same 1.6 client library on both.
  *
+ * With --erofs, where a set's containerd is 2.1 or newer: containerd with its EROFS snapshotter and
+ * differ (`ctr 2.1 erofs: …`: each committed layer an EROFS image the kernel mounts, not a directory
+ * of files) and that set's Docker with the containerd image store on a second such containerd
+ * (`docker 28.5 c8d erofs: …`), each against its own env created at start, pulling the zstd image
+ * (the differ converts each layer with `mkfs.erofs --tar=f`) and the image with native EROFS layers
+ * (built with METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=erofs: copied into the snapshot as they are).
+ *
  *   --pull-match REGEXP keeps the variants whose name matches (the env created at start stays).
  *   --pull-runtimes docker,ctr: kinds, or runtime labels (`ctr 1.7`).
  *
@@ -104,21 +111,33 @@ async function runtimeSet(root) {
   const containerd = await version(bin('usr/bin', 'containerd'));
   const [, dMajor, dMinor] = /version (\d+)\.(\d+)/.exec(dockerd) ?? fail(`unexpected \`dockerd --version\`: ${dockerd}`);
   const [, cMajor, cMinor] = /\sv?(\d+)\.(\d+)\.\d+/.exec(containerd) ?? fail(`unexpected \`containerd --version\`: ${containerd}`);
+  // containerd from 2.1 on has the EROFS snapshotter and differ (--erofs); its Docker with the containerd image store can use them.
+  const erofs = Number(cMajor) > 2 || (Number(cMajor) === 2 && Number(cMinor) >= 1);
+  const c8d = Number(dMajor) >= 24 ? `docker ${dMajor}.${dMinor} c8d` : '';
   return {
     root,
     PATH: root ? `${root}/usr/bin:${root}/usr/sbin:${process.env.PATH}` : process.env.PATH,
+    erofs: erofs ? { ctr: `ctr ${cMajor}.${cMinor} erofs`, docker: c8d ? `${c8d} erofs` : '', runners: `containerd@${cMajor}.${cMinor}` } : undefined,
     // Docker pulls zstd layers from Engine 23 on; from 24 on it can keep its images in containerd (the containerd image store: `c8d`).
-    docker: { label: `docker ${dMajor}.${dMinor}`, bin: bin('usr/bin', 'docker'), version: dockerd, zstd: Number(dMajor) >= 23, c8d: Number(dMajor) >= 24 ? `docker ${dMajor}.${dMinor} c8d` : '' },
+    docker: { label: `docker ${dMajor}.${dMinor}`, bin: bin('usr/bin', 'docker'), version: dockerd, zstd: Number(dMajor) >= 23, c8d },
     ctr: { label: `ctr ${cMajor}.${cMinor}`, bin: bin('usr/bin', 'ctr'), version: containerd },
   };
 }
 
-/** The runtime sets measured side by side: the system's, and with `runtimeRoot` the ones unpacked there. */
-export async function runtimeSets(runtimeRoot) {
+/**
+ * The runtime sets measured side by side: the system's, and with `runtimeRoot` the ones unpacked
+ * there; with `erofs`, checked to have a containerd ≥ 2.1 and `mkfs.erofs` ≥ 1.8 on PATH.
+ */
+export async function runtimeSets(runtimeRoot, erofs = false) {
   const sets = [await runtimeSet('')];
   if (runtimeRoot) sets.push(await runtimeSet(runtimeRoot));
   const labels = sets.flatMap((s) => [s.docker.label, s.ctr.label]);
   if (new Set(labels).size < labels.length) fail(`--runtime-root ${runtimeRoot}: its runtimes have the system's versions (${labels.join(', ')}); nothing to compare.`);
+  if (!erofs) return sets.map((set) => ({ ...set, erofs: undefined }));
+  if (!sets.some((set) => set.erofs)) fail(`--erofs: no containerd here is 2.1 or newer (${labels.join(', ')}); give --runtime-root a root with one (scripts/test-services.sh up unpacks Debian forky's).`);
+  const mkfs = await exec('mkfs.erofs', ['--version']).then((r) => r.stdout + r.stderr, () => '');
+  const [, major, minor] = /(\d+)\.(\d+)/.exec(mkfs) ?? [];
+  if (!major || Number(major) < 1 || (Number(major) === 1 && Number(minor) < 8)) fail(`--erofs: containerd's erofs differ runs mkfs.erofs --tar=f, which needs erofs-utils ≥ 1.8 on PATH (found: ${mkfs.trim() || 'none'}). Run scripts/setup.sh, which builds it into /usr/local/bin.`);
   return sets;
 }
 
@@ -165,14 +184,30 @@ export async function startDockerd(dir, env, bin, { daemonJson, containerd } = {
 /** The containerd image store in a daemon.json (Docker Engine 24 on; the default for new installs from 29). */
 export const C8D_STORE = { features: { 'containerd-snapshotter': true } };
 
-/** A private containerd (bench/oci-layering.mjs's) on the node disk, with its process id. */
-async function startContainerd(setup, h, name, env, bin) {
+/**
+ * containerd ≥ 2.1 with its EROFS snapshotter and differ: layers applied by the erofs differ
+ * (`mkfs.erofs --tar=f`, or a native EROFS layer copied as it is), and the transfer service, which
+ * `ctr images pull` uses from 2.0 on, unpacking into the erofs snapshotter.
+ */
+const EROFS_CONFIG = [
+  '[plugins."io.containerd.service.v1.diff-service"]', '  default = ["erofs", "walking"]',
+  '[[plugins."io.containerd.transfer.v1.local".unpack_config]]', '  platform = "linux/amd64"', '  snapshotter = "erofs"', '  differ = "erofs"',
+];
+
+/**
+ * A private containerd (bench/oci-layering.mjs's) on the node disk, with its process id;
+ * `snapshotter` (`erofs`): with EROFS_CONFIG, and `ctr` pulls and runs with that snapshotter.
+ */
+async function startContainerd(setup, h, name, env, bin, snapshotter = '') {
   const dir = await setup.disk.dir(name);
-  const c = await h.startContainerd(dir, false, undefined, env);
+  const c = await h.startContainerd(dir, false, undefined, env, '', snapshotter ? EROFS_CONFIG : []);
   setup.onCleanup(c.stop);
   const pid = Number((await exec('pgrep', ['-o', '-f', `^containerd -c ${dir}/config.toml$`])).stdout.trim());
-  return { ...c, pid, bin };
+  return { ...c, pid, bin, snapshotter };
 }
+
+/** `--snapshotter NAME` for `ctr` against containerd `c`, where it has one. */
+const snapshotterArgs = (c) => (c.snapshotter ? ['--snapshotter', c.snapshotter] : []);
 
 /**
  * The node's page cache settled (`sync` with --settle sync) and the bytes still dirty or under
@@ -237,7 +272,7 @@ async function resetCtr(c, base, emptyNode) {
   const refs = (await ctr('images', 'ls', '-q')).stdout.split('\n').filter(Boolean);
   // Content and snapshots go with the images (garbage collected on rm --sync); the base stays where cached.
   for (const ref of refs) if (emptyNode || ref !== base) await ctr('images', 'rm', '--sync', ref).catch(() => undefined);
-  if (!emptyNode) await ctr('images', 'pull', '--plain-http', base);
+  if (!emptyNode) await ctr('images', 'pull', '--plain-http', ...snapshotterArgs(c), base);
 }
 
 /** Go's duration as `ctr` prints it (`6.9188s`, `912.3ms`) in ms. */
@@ -260,10 +295,10 @@ const runtimes = {
     reset: (emptyNode) => resetCtr(c, base, emptyNode),
     // `ctr` fetches in the client (its CPU: clientCpu), then has the daemon unpack, from its `done:` line on.
     pull: async () => {
-      const { stdout, clientCpu } = await timed(c.bin, ['-a', c.sock, 'images', 'pull', '--plain-http', tag]);
+      const { stdout, clientCpu } = await timed(c.bin, ['-a', c.sock, 'images', 'pull', '--plain-http', ...snapshotterArgs(c), tag]);
       return { unpack: goDurationMs(stdout), clientCpu };
     },
-    run: () => h.firstLineOf(c.bin, ['-a', c.sock, 'run', '--rm', '--net-host', tag, h.runName(), h.PY, '-c', h.CODE], 'ok'),
+    run: () => h.firstLineOf(c.bin, ['-a', c.sock, 'run', ...snapshotterArgs(c), '--rm', '--net-host', tag, h.runName(), h.PY, '-c', h.CODE], 'ok'),
   }),
   cri: (c, tag, base, h, criPull) => ({
     ...runtimes.ctr(c, tag, base, h),
@@ -274,10 +309,10 @@ const runtimes = {
 /** The env created at start on the base, by Docker (`d`) or containerd (`c`): the base pulled on an empty node only. */
 function atStart(kind, daemon, base, bootstrap, h) {
   const r = runtimes[kind](daemon, base, base, h);
-  const pullBase = kind === 'docker' ? () => daemon.docker('pull', base) : () => exec(daemon.bin, ['-a', daemon.sock, 'images', 'pull', '--plain-http', base], { maxBuffer: 1 << 26 });
+  const pullBase = kind === 'docker' ? () => daemon.docker('pull', base) : () => exec(daemon.bin, ['-a', daemon.sock, 'images', 'pull', '--plain-http', ...snapshotterArgs(daemon), base], { maxBuffer: 1 << 26 });
   const run = kind === 'docker'
     ? () => h.firstLineOf(daemon.bin, ['-H', `unix://${daemon.sock}`, 'run', '--rm', '--network=host', base, ...bootstrap], 'ok')
-    : () => h.firstLineOf(daemon.bin, ['-a', daemon.sock, 'run', '--rm', '--net-host', base, h.runName(), ...bootstrap], 'ok');
+    : () => h.firstLineOf(daemon.bin, ['-a', daemon.sock, 'run', ...snapshotterArgs(daemon), '--rm', '--net-host', base, h.runName(), ...bootstrap], 'ok');
   return { ...r, pull: (emptyNode) => (emptyNode ? pullBase() : undefined), run };
 }
 
@@ -347,13 +382,15 @@ async function floorVariants(blobs, scratch, haveUnpigz, settleMode) {
 }
 
 /** The images of each policy as gzip and zstd, built and pushed. */
-async function buildImages({ args, ctx, host, build, base }) {
+async function buildImages({ args, ctx, host, build, base, sets }) {
   const policies = args['pull-layers'].split(',').map((s) => s.trim()).filter(Boolean);
   const images = {};
+  // --erofs: native EROFS layers too, for the containerd (≥ 2.1) of the sets that have one.
+  const runners = sets.map((set) => set.erofs?.runners).filter(Boolean);
   for (const policy of policies) {
-    for (const codec of ['gzip', 'zstd']) {
+    for (const codec of ['gzip', 'zstd', ...(runners.length ? ['erofs'] : [])]) {
       const tag = `${host}/prebuilt-bench/oci-pull-${policy}-${codec}-${Math.random().toString(16).slice(2, 10)}:a`;
-      const env = { METAFLOW_PREBUILT_OCI_LAYERS: policy, METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: codec };
+      const env = { METAFLOW_PREBUILT_OCI_LAYERS: policy, METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: codec, ...(codec === 'erofs' ? { METAFLOW_PREBUILT_OCI_RUNNERS: runners.join(',') } : {}) };
       images[`${policy} ${codec}`] = { tag, ...(await build(env, ctx, tag, `pull-${policy}-${codec}`, base)) };
     }
   }
@@ -371,11 +408,27 @@ function dockerVariants(dl, dockerds, zstd, base, h, { policies, images, setting
   return all;
 }
 
-/** One runtime set's variants (name → { reset, pull, run, pids }) on its private daemons (`c8ds`: Docker with the containerd image store, where started). */
-function setVariants(set, base, h, built, { dockerds, containerds, c8ds }) {
+/**
+ * --erofs: the variants on containerd with the EROFS snapshotter (`erofs.ctr`) and on Docker with the
+ * containerd image store on it (`erofs.docker`), where started: the env created at start, the zstd
+ * image (converted by the erofs differ at pull) and the native EROFS image.
+ */
+function erofsVariants(set, base, h, { policies, images, bootstrap }, erofs) {
+  const all = {};
+  for (const [label, kind, daemon] of [[set.erofs.ctr, 'ctr', erofs.ctr], [set.erofs.docker, 'docker', erofs.docker]]) {
+    if (!daemon) continue;
+    all[`${label}: env created at start`] = atStart(kind, daemon, base, bootstrap, h);
+    for (const policy of policies) for (const codec of ['zstd', 'erofs']) all[`${label}: ${policy} ${codec}`] = runtimes[kind](daemon, images[`${policy} ${codec}`].tag, base, h);
+  }
+  return all;
+}
+
+/** One runtime set's variants (name → { reset, pull, run, pids }) on its private daemons (`c8ds`: Docker with the containerd image store, where started; `erofs`: with --erofs). */
+function setVariants(set, base, h, built, { dockerds, containerds, c8ds, erofs }) {
   const { policies, images, settings, bootstrap, criPull } = built;
   const all = dockerVariants(set.docker.label, dockerds, set.docker.zstd, base, h, built);
   if (c8ds.length) Object.assign(all, dockerVariants(set.docker.c8d, c8ds, true, base, h, built));
+  if (erofs) Object.assign(all, erofsVariants(set, base, h, built, erofs));
   const cl = set.ctr.label;
   all[`${cl}: env created at start`] = atStart('ctr', containerds[0], base, bootstrap, h);
   for (const policy of policies) {
@@ -420,9 +473,25 @@ async function startDaemons({ sets, onCleanup, ...setup }, h, settings, scratch)
       onCleanup(c.stop);
       c8ds.push(c);
     }
-    daemons.push({ dockerds, containerds, c8ds });
+    daemons.push({ dockerds, containerds, c8ds, erofs: set.erofs ? await startErofsDaemons({ ...setup, onCleanup }, h, set, scratch) : undefined });
   }
   return daemons;
+}
+
+/**
+ * --erofs: a containerd with the EROFS snapshotter for `ctr`, and where the set's Docker has the
+ * containerd image store, a dockerd on a second one (`--containerd`, `"storage-driver": "erofs"`: its
+ * pulls unpack through that snapshotter) — two, so that neither finds the other's blobs in a shared
+ * content store. Each where --pull-runtimes selects it.
+ */
+async function startErofsDaemons(setup, h, set, scratch) {
+  const env = daemonEnv(false, set);
+  const ctr = selected(setup.args, set.erofs.ctr) ? await startContainerd(setup, h, 'containerd-erofs-ctr', env, set.ctr.bin, 'erofs') : undefined;
+  if (!set.erofs.docker || !selected(setup.args, set.erofs.docker)) return { ctr };
+  const cd = await startContainerd(setup, h, 'containerd-erofs-docker', env, set.ctr.bin, 'erofs');
+  const d = await startDockerd(join(scratch, 'dockerd-erofs'), env, set.docker.bin, { daemonJson: { ...C8D_STORE, 'storage-driver': 'erofs' }, containerd: cd.sock });
+  setup.onCleanup(d.stop);
+  return { ctr, docker: { ...d, pids: [d.pid, cd.pid] } };
 }
 
 /** Builds the images, starts the private daemons and measures every variant, base cached then empty node. */
