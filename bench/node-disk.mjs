@@ -11,6 +11,11 @@
  * fresh ext4 with a journal (mkfs.ext4's defaults) on a loop device, in a sparse file under
  * /var/tmp/prebuilt-bench, mounts it, and removes it at the end. `--node-disk root` keeps the
  * daemons' data on the root file system, as the figures before round 25 were measured.
+ *
+ * A sparse file only grows: blocks freed inside the loop file system stay allocated in the file, so
+ * a long run (B10: ~1 GB written per sample) can fill the host's disk, and the loop device then
+ * fails its writes (the file system aborts its journal and goes read-only mid-run). `trim()`
+ * (`fstrim`) hands the freed blocks back to the host; B10 runs it after each sample's untimed reset.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -31,7 +36,7 @@ export async function nodeDisk(kind, onCleanup) {
   if (kind === 'root') {
     const root = await mkdtemp('/var/tmp/prebuilt-bench/node-root-');
     onCleanup(() => rm(root, { recursive: true, force: true }));
-    return { kind, root, dir: (name) => mkdtemp(join(root, `${name}-`)) };
+    return { kind, root, dir: (name) => mkdtemp(join(root, `${name}-`)), trim: async () => undefined };
   }
   await mkdir('/var/tmp/prebuilt-bench', { recursive: true });
   const image = `/var/tmp/prebuilt-bench/node-disk-${process.pid}.img`;
@@ -47,5 +52,5 @@ export async function nodeDisk(kind, onCleanup) {
     await exec('umount', [root]).catch(() => exec('umount', ['-l', root]));
     await rm(root, { recursive: true, force: true });
   });
-  return { kind, root, dir: (name) => mkdtemp(join(root, `${name}-`)) };
+  return { kind, root, dir: (name) => mkdtemp(join(root, `${name}-`)), trim: () => exec('fstrim', [root]).then(() => undefined) };
 }

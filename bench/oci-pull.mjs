@@ -241,13 +241,15 @@ async function cpuMs(pid) {
 }
 
 /**
- * One timed sample: `reset` (untimed), the disk settled, `pull` timed with the daemon's CPU, then
- * `run` (ms to the task's first line). `pull` may return `{ unpack }` (ms).
+ * One timed sample: `reset` (untimed), the node disk's freed blocks handed back to the host
+ * (`disk.trim`), the disk settled, `pull` timed with the daemon's CPU, then `run` (ms to the task's
+ * first line). `pull` may return `{ unpack }` (ms).
  */
-function sample({ reset, pull, run, pids }, settleMode) {
+function sample({ reset, pull, run, pids }, settleMode, disk) {
   const cpu = async () => (await Promise.all(pids.map(cpuMs))).reduce((a, b) => a + b, 0);
   return async (emptyNode) => {
     await reset(emptyNode);
+    await disk.trim();
     const dirty = await settle(settleMode);
     const cpu0 = await cpu();
     const t0 = performance.now();
@@ -509,7 +511,7 @@ export async function pullBench(setup, h) {
   const variants = variantsOf(setup, h, { policies, images, settings, bootstrap, criPull }, daemons);
   const scenarios = {};
   for (const [scenario, emptyNode] of [['a base cached', false], ['b empty node', true]].slice(0, args['base-cached-only'] ? 1 : 2)) {
-    const samples = await alternate(args.runs, ...Object.values(variants).map((v) => () => sample(v, args.settle)(emptyNode)));
+    const samples = await alternate(args.runs, ...Object.values(variants).map((v) => () => sample(v, args.settle, setup.disk)(emptyNode)));
     scenarios[scenario] = Object.fromEntries(Object.keys(variants).map((name, i) => [name, summarize(samples[i])]));
     process.stderr.write(`[b10] scenario ${scenario} done (load ${loadavg()[0].toFixed(1)})\n`);
   }
@@ -543,7 +545,7 @@ const IMPORT_TWICE = (py, code, prefix) => {
  * disk settled: first and second import (ms) and the pycs the first wrote, for each layering of
  * --pull-layers (alternated in each round). Issue 19: first ≤ 1.1× the second.
  */
-async function importTwice({ args, base, sets }, h, { policies, images }, daemons) {
+async function importTwice({ args, base, sets, disk }, h, { policies, images }, daemons) {
   const prefix = h.PY.replace(/\/bin\/python$/, '');
   const cmd = IMPORT_TWICE(h.PY, h.CODE, prefix);
   const cases = sets.flatMap((set, i) => {
@@ -562,6 +564,7 @@ async function importTwice({ args, base, sets }, h, { policies, images }, daemon
       const tag = images[`${policy} ${codec}`].tag;
       const v = r(tag);
       await v.reset(false);
+      await disk.trim();
       await settle(args.settle);
       await v.pull();
       // --import-sync: the pull's writes settled before the first import, so the first/second gap is the image's alone.
