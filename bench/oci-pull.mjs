@@ -541,7 +541,8 @@ const IMPORT_TWICE = (py, code, prefix) => {
 
 /**
  * The task's imports twice in one container (two processes), right after a pull of the zstd image
- * by containerd and by Docker from Engine 23 on (the gzip image by older ones), base cached, the
+ * by containerd and by Docker from Engine 23 on (the gzip image by older ones), and with --erofs of
+ * the native EROFS image on the erofs snapshotter (`ctr` and Docker), base cached, the
  * disk settled: first and second import (ms) and the pycs the first wrote, for each layering of
  * --pull-layers (alternated in each round). Issue 19: first ≤ 1.1× the second.
  */
@@ -549,12 +550,16 @@ async function importTwice({ args, base, sets, disk }, h, { policies, images }, 
   const prefix = h.PY.replace(/\/bin\/python$/, '');
   const cmd = IMPORT_TWICE(h.PY, h.CODE, prefix);
   const cases = sets.flatMap((set, i) => {
-    const [d, c, c8d] = [daemons[i].dockerds[0], daemons[i].containerds[0], daemons[i].c8ds[0]];
+    const [d, c, c8d, erofs] = [daemons[i].dockerds[0], daemons[i].containerds[0], daemons[i].c8ds[0], daemons[i].erofs];
     const docker = (label, dd, codec) => ({ label, codec, r: (tag) => runtimes.docker(dd, tag, base, h), run: (tag) => dd.docker('run', '--rm', '--network=host', tag, ...cmd) });
+    const ctr = (label, cc, codec) => ({ label, codec, r: (tag) => runtimes.ctr(cc, tag, base, h), run: (tag) => exec(cc.bin, ['-a', cc.sock, 'run', ...snapshotterArgs(cc), '--rm', '--net-host', tag, h.runName(), ...cmd]) });
     return [
       docker(set.docker.label, d, set.docker.zstd ? 'zstd' : 'gzip'),
       ...(c8d ? [docker(set.docker.c8d, c8d, 'zstd')] : []),
-      { label: set.ctr.label, codec: 'zstd', r: (tag) => runtimes.ctr(c, tag, base, h), run: (tag) => exec(c.bin, ['-a', c.sock, 'run', '--rm', '--net-host', tag, h.runName(), ...cmd]) },
+      ctr(set.ctr.label, c, 'zstd'),
+      // --erofs: the native EROFS image, its files decompressed by the kernel as the first import reads them.
+      ...(erofs?.ctr ? [ctr(set.erofs.ctr, erofs.ctr, 'erofs')] : []),
+      ...(erofs?.docker ? [docker(set.erofs.docker, erofs.docker, 'erofs')] : []),
     ];
   });
   const out = {};
