@@ -1,6 +1,6 @@
 // A private containerd for tests: its own socket, root and state directory under a temp dir
 // (never the system instance), optionally with the stargz snapshotter as a proxy plugin.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -118,7 +118,7 @@ async function startContainerdIn(dir: string, options: ContainerdOptions): Promi
   const { binDir } = options;
   const path = [...(binDir ? [binDir] : []), ...(options.path ?? []), process.env['PATH'] ?? ''].join(':');
   const output = options.log ? await open(join(dir, 'containerd.log'), 'a') : undefined;
-  const stdio = output ? (['ignore', output.fd, output.fd] as const) : 'ignore';
+  const stdio: StdioOptions = output ? ['ignore', output.fd, output.fd] : 'ignore';
   const daemon = spawn(binDir ? join(binDir, 'containerd') : 'containerd', ['-c', join(dir, 'config.toml')], { stdio, env: { ...process.env, PATH: path } });
   await output?.close();
   const stop = async (): Promise<void> => {
