@@ -536,7 +536,7 @@ async function buildOneLayer(run: BuildRun, push: PushTarget, job: LayerJob): Pr
   const erofs = run.mkfsErofs ? { mkfsErofs: run.mkfsErofs, label } : {};
   const written = await writeLayer(planned.entries, job.file, { ...tarOptions, compression: settings.layerCompression, ...erofs });
   // eStargz's and EROFS's diff_id is not their plain tar's sha256 (the cache's key): remembered too.
-  const extra = written.annotations || written.diffId !== written.tarDigest ? { diffId: written.diffId, annotations: written.annotations ?? {} } : {};
+  const extra = written.annotations || written.diffId !== written.tarDigest ? { diffId: written.diffId, ...(written.annotations ? { annotations: written.annotations } : {}) } : {};
   await cache.set(written.tarDigest, { digest: written.digest, size: written.size, ...extra });
   if (contentKey) await cache.setByContent(contentKey, { digest: written.digest, size: written.size, diffId: written.diffId, ...(written.annotations ? { annotations: written.annotations } : {}) });
   const { status } = await client.uploadBlob(push.repo, written.digest, () => readFile(job.file), { ...push.upload, signal });

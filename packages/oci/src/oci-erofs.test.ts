@@ -136,6 +136,16 @@ describe.skipIf(missing !== undefined)(title('oci build service: erofs layers', 
     expect(merged[`${prefix.slice(1)}/bin/python3.11`] ?? merged[`${prefix.slice(1)}/bin/python`]).toMatch(/^(file 755|symlink)/);
   }, 600_000);
 
+  it('built twice by one service (the second from its layer cache in memory), the same manifest digest: EROFS layers carry no annotations either way', async () => {
+    const repo = `${services.registries!.plain.host}/${uniqueRepo('erofs')}`;
+    const lock = example.lock([['tinynum', '.tar.bz2', '1.4.0'], ['tinycli', '.conda']], ['tinycli']);
+    const service = { env: { METAFLOW_PREBUILT_OCI_LAYERS: 'per-package', ...erofs('containerd@2.1') }, layerCacheDir: join(work, 'cache-twice') };
+    const [first, second] = await buildExampleImage(example, { lock, envId: 'erofstest', cacheDir: join(work, 'packages'), imageTags: [`${repo}:a`, `${repo}:b`], service });
+    expect(second!.digest).toBe(first!.digest);
+    const { manifest } = await manifestOf(`${repo}:b`);
+    expect(manifest.layers.filter((l) => 'annotations' in l)).toEqual([]);
+  });
+
   it('a one-package change pushes only that package\'s EROFS layer and the env layer', async () => {
     const repo = `${services.registries!.plain.host}/${uniqueRepo('erofs-change')}`;
     const first = await build(erofs('containerd@2.1'), 'cache-change', `${repo}:a`, '1.3.0');
