@@ -69,6 +69,10 @@ describe('mkfs.erofs: found on PATH, version checked', () => {
     const env: Record<string, string> = { PATH: join(dir, 'empty'), METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'erofs', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@2.1' };
     const service = createOciBuildService({ env, layerCacheDir: false, retry: { attempts: 1 } });
     const request = { dockerfile: 'FROM 127.0.0.1:1/none\n', contextDir: dir, imageTag: '127.0.0.1:1/x:y', platform: 'linux/amd64' };
+    // An aborted build is cancelled before anything is looked for (no mkfs.erofs on PATH yet: no ConfigError).
+    const controller = new AbortController();
+    controller.abort();
+    await expect(service.buildAndPush({ ...request, signal: controller.signal })).rejects.toBeInstanceOf(CancelledError);
     await expect(service.buildAndPush(request)).rejects.toThrow(/there is no mkfs\.erofs on PATH/);
     await expect(service.buildAndPush(request)).rejects.toBeInstanceOf(ConfigError);
     // Looked for again at the next build: installed in between, the build goes on (to a base image no registry serves).
@@ -76,10 +80,6 @@ describe('mkfs.erofs: found on PATH, version checked', () => {
     const result = await service.buildAndPush(request);
     expect(result.ok).toBe(false);
     expect(result.ok ? '' : result.reason).toMatch(/127\.0\.0\.1:1/);
-    // An aborted build is cancelled before anything is looked for.
-    const controller = new AbortController();
-    controller.abort();
-    await expect(service.buildAndPush({ ...request, signal: controller.signal })).rejects.toBeInstanceOf(CancelledError);
   });
 });
 

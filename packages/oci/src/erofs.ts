@@ -1,6 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { ConfigError } from '@prebuilt/core/backend';
+import { atLeast } from './version.js';
 
 /** The tool that turns a layer's tar into an EROFS image (erofs-utils). */
 export const MKFS_EROFS = 'mkfs.erofs';
@@ -47,8 +48,7 @@ export async function findMkfsErofs(env: Record<string, string | undefined>): Pr
   });
   const parsed = parseMkfsErofsVersion(output);
   if (!parsed) throw unusableTool(`'${MKFS_EROFS} --version' printed no version ('${output.trim().split('\n')[0]}')`);
-  const [major, minor] = parsed.majorMinor;
-  if (major < MKFS_EROFS_SINCE[0] || (major === MKFS_EROFS_SINCE[0] && minor < MKFS_EROFS_SINCE[1])) {
+  if (!atLeast(parsed.majorMinor, MKFS_EROFS_SINCE)) {
     throw unusableTool(`the ${MKFS_EROFS} on PATH is erofs-utils ${parsed.version}, older than ${MKFS_EROFS_SINCE.join('.')} (it cannot read a tar with --tar=f)`);
   }
   return { env: runEnv, version: parsed.version };

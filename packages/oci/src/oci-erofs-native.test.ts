@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { layerFormat } from '@prebuilt/core';
 import { RegistryClient } from '@prebuilt/core/backend';
 import { buildEnvImage, IMPORT, type EnvImage } from './__fixtures__/env-image.js';
 import { erofsContainerdMissing, useErofsContainerd } from './__fixtures__/erofs-containerd.js';
@@ -23,8 +24,8 @@ interface Layer {
   digest: string;
 }
 
-/** A native EROFS layer's media type: containerd 2.1–2.2's (`application/vnd.oci.image.layer.*.erofs`) or ≥ 2.3's. */
-const isErofs = (mediaType: string) => mediaType.endsWith('.erofs') || mediaType.startsWith('application/vnd.erofs.layer');
+/** A native EROFS layer's media type (containerd 2.1–2.2's or ≥ 2.3's), as `prebuilt report` tells it. */
+const isErofs = (mediaType: string) => layerFormat({ mediaType }) === 'erofs';
 
 async function sha256Of(file: string): Promise<string> {
   const hash = createHash('sha256');

@@ -1,5 +1,6 @@
 import { ConfigError } from '@prebuilt/core/backend';
 import { isZstdCompression, type LayerCompression } from './layer-codec.js';
+import { atLeast } from './version.js';
 
 /** Env var naming the container runtimes that pull the images (`containerd@1.6,docker@20.10`). */
 export const RUNNERS_ENV = 'METAFLOW_PREBUILT_OCI_RUNNERS';
@@ -59,10 +60,6 @@ export const EROFS_MEDIA_TYPES = [
   { since: [2, 1], mediaType: 'application/vnd.oci.image.layer.v1.erofs' },
   { since: [2, 3], mediaType: 'application/vnd.erofs.layer.v1' },
 ] as const satisfies readonly { since: readonly [number, number]; mediaType: string }[];
-
-function atLeast(version: readonly [number, number], since: readonly [number, number]): boolean {
-  return version[0] > since[0] || (version[0] === since[0] && version[1] >= since[1]);
-}
 
 export function pullsZstd(runner: Runner): boolean {
   return atLeast(runner.version, ZSTD_SINCE[runner.runtime]);
