@@ -15,7 +15,8 @@
  * A sparse file only grows: blocks freed inside the loop file system stay allocated in the file, so
  * a long run (B10: ~1 GB written per sample) can fill the host's disk, and the loop device then
  * fails its writes (the file system aborts its journal and goes read-only mid-run). `trim()`
- * (`fstrim`) hands the freed blocks back to the host; B10 runs it after each sample's untimed reset.
+ * (`fstrim`) hands the freed blocks back to the host; B10 runs it after each sample's untimed reset,
+ * B9's lazy samples before each fresh snapshotter starts.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';

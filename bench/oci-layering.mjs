@@ -448,6 +448,8 @@ async function lazyBench(setup) {
   const lazySample = (node, tag, nodeBase, emptyNode, diagnose) => lazyPullRun({ node, ref: proxied(tag), nodeBase, emptyNode, diagnose, proxy });
   const lazy = (tag, config, nodeBase = images.nodeBase) => async (emptyNode) => {
     const diagnose = diagnoseAt(tag, emptyNode);
+    // The previous sample's snapshotter root, removed, handed back to the host (bench/node-disk.mjs).
+    await disk.trim();
     const sz = await startContainerd(await disk.dir('stargz'), true, STARGZ_CONFIGS[config], process.env, diagnose);
     const node = {
       cpu: sz.cpu,
@@ -557,6 +559,7 @@ async function checkSnapshotterReadsImageLabels() {
 async function onLazyDocker({ disk, set }, config, diagnose, fn) {
   const { startDockerd, C8D_STORE } = await import('./oci-pull.mjs');
   const env = { ...process.env, PATH: set.PATH };
+  await disk.trim();
   const sz = await startContainerd(await disk.dir('stargz-docker'), true, STARGZ_CONFIGS[config], env, diagnose);
   let d;
   try {

@@ -111,13 +111,12 @@ async function runtimeSet(root) {
   const containerd = await version(bin('usr/bin', 'containerd'));
   const [, dMajor, dMinor] = /version (\d+)\.(\d+)/.exec(dockerd) ?? fail(`unexpected \`dockerd --version\`: ${dockerd}`);
   const [, cMajor, cMinor] = /\sv?(\d+)\.(\d+)\.\d+/.exec(containerd) ?? fail(`unexpected \`containerd --version\`: ${containerd}`);
-  // containerd from 2.1 on has the EROFS snapshotter and differ (--erofs); its Docker with the containerd image store can use them.
-  const erofs = Number(cMajor) > 2 || (Number(cMajor) === 2 && Number(cMinor) >= 1);
   const c8d = Number(dMajor) >= 24 ? `docker ${dMajor}.${dMinor} c8d` : '';
   return {
     root,
     PATH: root ? `${root}/usr/bin:${root}/usr/sbin:${process.env.PATH}` : process.env.PATH,
-    erofs: erofs ? { ctr: `ctr ${cMajor}.${cMinor} erofs`, docker: c8d ? `${c8d} erofs` : '', runners: `containerd@${cMajor}.${cMinor}` } : undefined,
+    // --erofs (runtimeSets): the rows on its containerd's EROFS snapshotter, and on its Docker with the containerd image store on it.
+    erofsRows: { ctr: `ctr ${cMajor}.${cMinor} erofs`, docker: c8d ? `${c8d} erofs` : '', runners: `containerd@${cMajor}.${cMinor}`, containerd: [Number(cMajor), Number(cMinor)] },
     // Docker pulls zstd layers from Engine 23 on; from 24 on it can keep its images in containerd (the containerd image store: `c8d`).
     docker: { label: `docker ${dMajor}.${dMinor}`, bin: bin('usr/bin', 'docker'), version: dockerd, zstd: Number(dMajor) >= 23, c8d },
     ctr: { label: `ctr ${cMajor}.${cMinor}`, bin: bin('usr/bin', 'ctr'), version: containerd },
@@ -126,18 +125,27 @@ async function runtimeSet(root) {
 
 /**
  * The runtime sets measured side by side: the system's, and with `runtimeRoot` the ones unpacked
- * there; with `erofs`, checked to have a containerd ≥ 2.1 and `mkfs.erofs` ≥ 1.8 on PATH.
+ * there; with `erofs`, each set's `erofs` rows where its containerd has the EROFS snapshotter
+ * (@prebuilt/oci's EROFS_SINCE), checked to find `mkfs.erofs` ≥ 1.8 on its daemons' PATH and a
+ * kernel with erofs.
  */
 export async function runtimeSets(runtimeRoot, erofs = false) {
-  const sets = [await runtimeSet('')];
-  if (runtimeRoot) sets.push(await runtimeSet(runtimeRoot));
-  const labels = sets.flatMap((s) => [s.docker.label, s.ctr.label]);
+  const all = [await runtimeSet('')];
+  if (runtimeRoot) all.push(await runtimeSet(runtimeRoot));
+  const labels = all.flatMap((s) => [s.docker.label, s.ctr.label]);
   if (new Set(labels).size < labels.length) fail(`--runtime-root ${runtimeRoot}: its runtimes have the system's versions (${labels.join(', ')}); nothing to compare.`);
-  if (!erofs) return sets.map((set) => ({ ...set, erofs: undefined }));
-  if (!sets.some((set) => set.erofs)) fail(`--erofs: no containerd here is 2.1 or newer (${labels.join(', ')}); give --runtime-root a root with one (scripts/test-services.sh up unpacks Debian forky's).`);
-  const mkfs = await exec('mkfs.erofs', ['--version']).then((r) => r.stdout + r.stderr, () => '');
-  const [, major, minor] = /(\d+)\.(\d+)/.exec(mkfs) ?? [];
-  if (!major || Number(major) < 1 || (Number(major) === 1 && Number(minor) < 8)) fail(`--erofs: containerd's erofs differ runs mkfs.erofs --tar=f, which needs erofs-utils ≥ 1.8 on PATH (found: ${mkfs.trim() || 'none'}). Run scripts/setup.sh, which builds it into /usr/local/bin.`);
+  if (!erofs) return all.map(({ erofsRows, ...set }) => ({ ...set, erofs: undefined }));
+  const { EROFS_SINCE, findMkfsErofs } = await import(new URL('../packages/oci/dist/index.js', import.meta.url).href);
+  const [major, minor] = EROFS_SINCE.containerd;
+  const sets = all.map(({ erofsRows, ...set }) => {
+    const [m, n] = erofsRows.containerd;
+    return { ...set, erofs: m > major || (m === major && n >= minor) ? erofsRows : undefined };
+  });
+  if (!sets.some((set) => set.erofs)) fail(`--erofs: no containerd here is ${major}.${minor} or newer (${labels.join(', ')}); give --runtime-root a directory with Debian forky's containerd, docker.io and docker-cli unpacked into it (bench/README.md, round 34, erofs).`);
+  for (const set of sets.filter((s) => s.erofs)) {
+    await findMkfsErofs({ PATH: set.PATH }).catch((error) => fail(`--erofs: containerd's erofs differ runs mkfs.erofs --tar=f: ${error.message}${error.hint ? `\n  ${error.hint}` : ''} (scripts/setup.sh builds it into /usr/local/bin)`));
+  }
+  if (!/\berofs$/m.test(await readFile('/proc/filesystems', 'utf8'))) fail('--erofs: the kernel has no erofs file system (/proc/filesystems): modprobe erofs, or a kernel with CONFIG_EROFS_FS.');
   return sets;
 }
 
