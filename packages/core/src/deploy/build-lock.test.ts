@@ -54,7 +54,7 @@ async function world() {
     lock: async () => ({ start: LOCK }),
     onEvent: (event) => events.push(event),
     buildLock: async (image, lockOptions) => {
-      const lock = await acquireFileLock(join(dir, 'locks', `${sha(image.tag)}.lock`), { pollMs: 20, onWait: lockOptions.onWait, ...(lockOptions.signal ? { signal: lockOptions.signal } : {}) });
+      const lock = await acquireFileLock(join(dir, 'locks', `${sha(image.tag)}.lock`), { pollMs: 20, onWait: (_owner, holder) => lockOptions.onWait(holder), ...(lockOptions.signal ? { signal: lockOptions.signal } : {}) });
       return { waited: lock.waitedFor !== undefined, release: () => lock.release() };
     },
     ...extra,
@@ -71,8 +71,9 @@ describe('deploy with a build lock (fake registry and build service, real lock f
     expect(builds).toHaveLength(1);
     expect([a.images[0]!.status, b.images[0]!.status].sort()).toEqual(['built', 'present']);
     expect(a.images[0]!.digest).toBe(b.images[0]!.digest);
-    const phases = [...eventsA, ...eventsB].flatMap((e) => (e.type === 'image' ? [e.phase] : []));
-    expect(phases).toContain('waiting');
+    const waiting = [...eventsA, ...eventsB].flatMap((e) => (e.type === 'image' && e.phase === 'waiting' ? [e.detail] : []));
+    expect(waiting).toHaveLength(1);
+    expect(waiting[0]).toMatch(new RegExp(`^another prebuilt process is building this image: pid ${process.pid} on host .+, holding it since `));
     expect(await readdir(join(dir, 'locks'))).toEqual([]);
   });
 
