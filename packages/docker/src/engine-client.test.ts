@@ -44,7 +44,7 @@ const frame = (stream: number, text: string): Buffer => {
 function answer(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
   seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
   const url = new URL(req.url ?? '/', 'http://fake');
-  const json = (status: number, value: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(value));
+  const json = (status: number, value: unknown): void => void res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(value));
   switch (url.pathname) {
     case '/v1.41/images/json':
       return json(200, [{ Id: 'sha256:1' }]);
@@ -110,7 +110,7 @@ describe('EngineClient (fake Docker daemon on a unix socket)', () => {
 
   it('registry credentials go only into X-Registry-Auth (URL-safe base64 JSON, padded) and X-Registry-Config (base64 JSON); a tar body as application/x-tar', async () => {
     const auth = { username: 'me', password: 'p4ss?>>word', serveraddress: '127.0.0.1:5101' };
-    const stream = await client.stream({ method: 'POST', path: '/build', query: { t: 'x:y' }, body: Buffer.alloc(3000, 1), registryConfig: { '127.0.0.1:5101': { username: 'me', password: 'p4ss?>>word' } } });
+    const stream = await client.stream({ method: 'POST', path: '/build', query: { t: 'x:y' }, body: Buffer.alloc(3000, 1), registryConfig: { '127.0.0.1:5101': { username: 'me', password: 'p4ss?>>word' } }, silence: 'open' });
     const events: unknown[] = [];
     await readEvents(stream, (event) => events.push(event));
     expect(events).toEqual([{ stream: 'got 3000 bytes\n' }]);
@@ -118,7 +118,7 @@ describe('EngineClient (fake Docker daemon on a unix socket)', () => {
     expect(build.headers['content-type']).toBe('application/x-tar');
     expect(JSON.parse(Buffer.from(build.headers['x-registry-config'] as string, 'base64').toString())).toEqual({ '127.0.0.1:5101': { username: 'me', password: 'p4ss?>>word' } });
     expect(build.url).toBe('/build?t=x%3Ay');
-    await readEvents(await client.stream({ method: 'POST', path: '/images/create', query: { fromImage: 'team/app', tag: 'v1' }, registryAuth: auth }), () => undefined);
+    await readEvents(await client.stream({ method: 'POST', path: '/images/create', query: { fromImage: 'team/app', tag: 'v1' }, registryAuth: auth, silence: 'progress' }), () => undefined);
     const header = seen.at(-1)!.headers['x-registry-auth'] as string;
     expect(header).toMatch(/^[A-Za-z0-9_-]+=*$/);
     expect(header.length % 4).toBe(0);
@@ -128,7 +128,7 @@ describe('EngineClient (fake Docker daemon on a unix socket)', () => {
 
   it('a streamed answer is read as it comes, events split across chunks', async () => {
     const events: unknown[] = [];
-    await readEvents(await client.stream({ method: 'POST', path: '/images/create', query: { fromImage: 'team/app', tag: 'v1' } }), (event) => events.push(event));
+    await readEvents(await client.stream({ method: 'POST', path: '/images/create', query: { fromImage: 'team/app', tag: 'v1' }, silence: 'progress' }), (event) => events.push(event));
     expect(events).toEqual([
       { status: 'Pulling from team/app', id: 'v1' },
       { status: 'Downloaded newer image' },
@@ -162,7 +162,7 @@ describe('EngineClient (fake Docker daemon on a unix socket)', () => {
 
   it('an aborted request rejects without a status', async () => {
     const controller = new AbortController();
-    const pending = client.stream({ method: 'POST', path: '/images/create', signal: controller.signal }).then((stream) => readEvents(stream, () => undefined));
+    const pending = client.stream({ method: 'POST', path: '/images/create', signal: controller.signal, silence: 'progress' }).then((stream) => readEvents(stream, () => undefined));
     controller.abort();
     const error = (await pending.catch((e: unknown) => e)) as EngineRequestError;
     expect(error.name).toBe('AbortError');
