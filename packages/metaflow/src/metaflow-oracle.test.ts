@@ -46,7 +46,7 @@ const refused: [file: string, flowClass: string, step: string][] = [
   ['err_mixed_base.py', 'MixedBaseFlow', 'start'],
 ];
 
-describe.concurrent.skipIf(!available)(
+describe.skipIf(!available)(
   `merge rules agree with real Metaflow${available ? '' : ' (skipped: set PREBUILT_TEST_METAFLOW_SOURCE to a Metaflow source checkout)'}`,
   () => {
     // Metaflow creates .metaflow/ where it runs: work on a copy.
