@@ -337,7 +337,8 @@ export interface BuildJson {
   error?: { name: string; code: string; message: string; hint: string | null };
   flow: string;
   images: Record<string, ImageEntry>;
-  steps: Record<string, { envId: string | null; image: string; python: string }>;
+  /** Each step's image; `pinnedImage` (`image@digest`) is absent for a disabled step. */
+  steps: Record<string, { envId: string | null; image: string; pinnedImage?: string; python: string }>;
   stateFile: string | null;
   failures?: { envId: string; image: string; steps: string[]; reason: string; hint?: string; logTail: string[] }[];
 }

@@ -67,7 +67,7 @@ describeWith(NEEDS, 'prebuilt prepull (real CLI, a flow built on the real plain 
     const run = await runCli(['prepull', 'one_env_flow.py', '--namespace', 'metaflow', '--pull-secret', 'prebuilt-pull', '--json'], { env, cwd: dir, timeoutMs: 60_000 });
     expect(run.code, run.stderr).toBe(0);
     const result = parseJson<{ ok: boolean; name: string; action: string; images: { image: string; steps: string[] }[]; nodes: { ready: number; desired: number } }>(run);
-    const pinned = (built.steps['start'] as { pinnedImage?: string }).pinnedImage!;
+    const pinned = built.steps['start']!.pinnedImage!;
     expect(pinned).toContain(`@${Object.values(built.images)[0]!.digest}`);
     expect(result).toMatchObject({ ok: true, action: 'created', images: [{ image: pinned, steps: ['start', 'end'] }], nodes: { ready: 3, desired: 3 } });
     expect(run.stderr).toContain('ready 3/3 nodes (3 updated)');
@@ -114,8 +114,8 @@ describeWith(NEEDS, 'prebuilt prepull (real CLI, a flow built on the real plain 
 
   itWith(NEEDS, 'an image map naming an image the registry no longer has: exit 1 at the timeout, the hint says to build again', async () => {
     const gone = JSON.parse(JSON.stringify(built)) as BuildJson;
-    const start = gone.steps['start'] as { pinnedImage: string };
-    start.pinnedImage = start.pinnedImage.replace(/@sha256:[0-9a-f]{64}$/, `@sha256:${'0'.repeat(64)}`);
+    const start = gone.steps['start']!;
+    start.pinnedImage = start.pinnedImage!.replace(/@sha256:[0-9a-f]{64}$/, `@sha256:${'0'.repeat(64)}`);
     const stateFile = join(dir, 'gone-images.json');
     await writeFile(stateFile, JSON.stringify({ flow: gone.flow, images: gone.images, steps: gone.steps }));
     try {
