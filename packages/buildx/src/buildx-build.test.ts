@@ -3,7 +3,7 @@ import type { BuildRequest } from '@prebuilt/core/backend';
 import { buildxArgs } from './buildx-build.js';
 import type { BuildxSettings } from './buildx-settings.js';
 
-const settings: BuildxSettings = { docker: 'docker', builder: undefined, network: 'host', timeoutSeconds: 60, extraArgs: [], killGraceMs: 1000, logTailLines: 30 };
+const settings: BuildxSettings = { docker: 'docker', builder: undefined, network: 'host', timeoutSeconds: 60, extraArgs: [], killGraceMs: 1000, logTailLines: 30, keepImages: false };
 const request = { imageTag: '127.0.0.1:5000/ns:env-1', contextDir: '/ctx' } as BuildRequest;
 
 describe('buildxArgs', () => {

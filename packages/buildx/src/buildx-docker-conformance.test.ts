@@ -53,8 +53,8 @@ for (const daemon of daemons) {
     /** The image ID the tag names in this daemon; '' for none. */
     const imageId = (tag: string) => spawnSync('docker', ['image', 'inspect', '--format', '{{.Id}}', tag], { env, encoding: 'utf8' }).stdout.trim();
     /** A one-file image built and pushed by the service; without `buildEnv`'s credentials when `credentials` is false. */
-    const buildIn = (contextDir: string, imageTag: string, o: { keepImages: boolean; buildEnv: NodeJS.ProcessEnv; credentials: boolean; note?: (note: string) => void }) =>
-      buildxDefinition.create({ keepImages: o.keepImages }, { env: o.buildEnv, cwd: process.cwd() }).buildAndPush({
+    const buildIn = async (contextDir: string, imageTag: string, o: { keepImages: boolean; buildEnv: NodeJS.ProcessEnv; credentials: boolean; note?: (note: string) => void }) =>
+      (await buildxDefinition.create({ keepImages: o.keepImages }, { env: o.buildEnv, cwd: process.cwd() })).buildAndPush({
         dockerfile: `FROM ${baseImage}\nCOPY marker /marker\n`,
         contextDir,
         imageTag,

@@ -37,8 +37,8 @@ export function startFakeDaemonSetController(fake: FakeKubernetesApi, options: F
     const statuses = [];
     let ready = true;
     for (const container of daemonSet.spec?.template?.spec?.initContainers ?? []) {
-      const answer = ready ? await (options.pull?.(container.image, node) ?? true) : false;
-      const pulled = answer === true;
+      const answer: boolean | string = ready ? await (options.pull?.(container.image, node) ?? true) : false;
+      const pulled: boolean = answer === true;
       const failure = typeof answer === 'string' ? answer : 'unauthorized: authentication required';
       statuses.push(pulled
         ? { name: container.name, image: container.image, ready: true, state: { terminated: { exitCode: 0, reason: 'Completed' } } }

@@ -31,7 +31,7 @@ describe('the FAKE Kubernetes API (through the real @kubernetes/client-node)', (
     expect((await apps.listNamespacedDaemonSet({ namespace: 'metaflow', labelSelector: 'app=prebuilt' })).items).toHaveLength(1);
     expect((await apps.listNamespacedDaemonSet({ namespace: 'metaflow', labelSelector: 'app=other' })).items).toHaveLength(0);
     await expect(apps.replaceNamespacedDaemonSet({ name: 'warm', namespace: 'metaflow', body: { ...body, metadata: { ...body.metadata, resourceVersion: '1' } } })).rejects.toMatchObject({ code: 409 });
-    fake.put('/apis/apps/v1/namespaces/metaflow/daemonsets', { ...created, status: { numberReady: 2, desiredNumberScheduled: 2 } });
+    fake.put('/apis/apps/v1/namespaces/metaflow/daemonsets', { ...created, metadata: { ...created.metadata }, status: { numberReady: 2, desiredNumberScheduled: 2 } });
     expect((await apps.readNamespacedDaemonSet({ name: 'warm', namespace: 'metaflow' })).status?.numberReady).toBe(2);
     await apps.deleteNamespacedDaemonSet({ name: 'warm', namespace: 'metaflow' });
     await expect(apps.readNamespacedDaemonSet({ name: 'warm', namespace: 'metaflow' })).rejects.toMatchObject({ code: 404 });

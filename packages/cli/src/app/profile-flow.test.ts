@@ -36,9 +36,11 @@ describe('profileFlow', () => {
     const flow = { flow: 'FakeFlow', path: join(dir, 'flow.py') } as unknown as FlowFile;
     const events: ProfileProgress[] = [];
     const result = await profileFlow({
-      cwd: dir, env: {}, flowFile: 'flow.py', flow, imageMap, steps: ['start', 'end'], code: 'pass', timeoutMs: 1000, maxPaths: 10,
-      onProgress: (event) => events.push(event),
-    } as Parameters<typeof profileFlow>[0]);
+      cwd: dir, cliDir: dir, env: {}, signal: new AbortController().signal, flowFile: 'flow.py', flow, imageMap, steps: ['start', 'end'], code: 'pass', timeoutMs: 1000, maxPaths: 10,
+      onProgress: (event) => {
+        events.push(event);
+      },
+    });
     expect(events.filter((event) => event.type === 'pulling')).toHaveLength(2);
     expect(events.filter((event) => event.type === 'note')).toEqual([{ type: 'note', message: NOTE }]);
     expect(result.envs.map((env) => env.envId)).toEqual(['env-a', 'env-b']);

@@ -187,7 +187,7 @@ describe('prebuilt backends', () => {
       }
       const name = builtinDeps[0]!;
       const kind = ['local', 'dockerhub', 'ecr', 'gcr'].includes(name) ? 'IMAGE_REGISTRY' : 'BUILD_SERVICE';
-      const other = kind === 'IMAGE_REGISTRY' ? { METAFLOW_PREBUILT_BUILD_SERVICE: 'acme' } : { METAFLOW_PREBUILT_IMAGE_REGISTRY: './backends/test-registry.mjs' };
+      const other: Record<string, string> = kind === 'IMAGE_REGISTRY' ? { METAFLOW_PREBUILT_BUILD_SERVICE: 'acme' } : { METAFLOW_PREBUILT_IMAGE_REGISTRY: './backends/test-registry.mjs' };
       const check = await prebuilt(['backends', '--check', '--json'], { cwd: project, env: { [`METAFLOW_PREBUILT_${kind}`]: name, ...other } });
       expect(check.code, check.stderr).toBe(0);
       const entry = (JSON.parse(check.stdout) as Record<string, { resolvedFrom?: string; packageName?: string }>)[kind === 'IMAGE_REGISTRY' ? 'imageRegistry' : 'buildService'];

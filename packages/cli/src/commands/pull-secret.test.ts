@@ -92,7 +92,7 @@ describe('applyPullSecret against a fake Kubernetes API server (real @kubernetes
     expect(created).toEqual({ namespace: 'metaflow', name: 'prebuilt-pull', action: 'created', registry: '127.0.0.1:5000', source: 'env TEST' });
     const stored = secretOf(fake, 'metaflow/prebuilt-pull');
     expect(stored?.type).toBe(PULL_SECRET_TYPE);
-    expect(stored?.metadata.labels).toEqual({ 'app.kubernetes.io/managed-by': 'prebuilt' });
+    expect(stored?.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'prebuilt' });
     expect(decodeConfig(stored).auths['127.0.0.1:5000']).toMatchObject({ username: 'robot', password: 'first-pw' });
     expect(JSON.stringify(stored?.metadata)).not.toContain('first-pw');
 

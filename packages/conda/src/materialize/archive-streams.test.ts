@@ -124,7 +124,7 @@ describe('zstdChunks: native and streaming paths', () => {
 
   it('fails a corrupt block natively naming the package', async () => {
     const data = Buffer.from(zstdSync(text(100_000)));
-    data[data.length - 20] ^= 0xff;
+    data[data.length - 20] = data[data.length - 20]! ^ 0xff;
     await expect(collect(zstdChunks(once(data, 4096), 'c.conda', new ExpansionBudget('c.conda', 1e9)))).rejects.toThrow(/c\.conda is corrupt or truncated/);
   });
 });

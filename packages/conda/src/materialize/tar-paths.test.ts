@@ -109,11 +109,11 @@ describe('hostile tars: the same verdict in memory and streamed', () => {
 
   it('refuses a lying pax record in a package read whole (.conda) and streamed (.tar.bz2), naming the package', async () => {
     const info = await rawTar(infoEntries('x', [{ _path: LONG }]));
-    const [[, lying]] = (await cases()).filter(([what]) => what.startsWith('a pax record lying'));
+    const [, lying] = (await cases()).find(([what]) => what.startsWith('a pax record lying'))!;
     const condaFile = join(dir, 'x-1.0-h0.conda');
-    await writeFile(condaFile, rawZip([{ name: 'info-x-1.0-h0.tar.zst', data: zstdSync(info) }, { name: 'pkg-x-1.0-h0.tar.zst', data: zstdSync(lying!) }]));
+    await writeFile(condaFile, rawZip([{ name: 'info-x-1.0-h0.tar.zst', data: zstdSync(info) }, { name: 'pkg-x-1.0-h0.tar.zst', data: zstdSync(lying) }]));
     const bz2File = join(dir, 'x-1.0-h0.tar.bz2');
-    await writeFile(bz2File, bzip2Sync(Buffer.concat([info, lying!])));
+    await writeFile(bz2File, bzip2Sync(Buffer.concat([info, lying])));
     const message = /is corrupt or truncated: reading its tar failed \(a malformed pax record at byte 0 of a pax header: a length \d+ that does not fit\)/;
     await expect(extractCondaPackage(condaFile, 'x-1.0-h0.conda', join(dir, 'scratch-conda'))).rejects.toThrow(message);
     await expect(extractCondaPackage(bz2File, 'x-1.0-h0.tar.bz2', join(dir, 'scratch-bz2'))).rejects.toThrow(message);

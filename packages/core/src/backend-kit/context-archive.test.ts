@@ -22,7 +22,7 @@ async function entries(bytes: Buffer): Promise<{ name: string; type: string; uid
   const extract = tar.extract();
   extract.on('entry', (header, stream, next) => {
     const chunks: Buffer[] = [];
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('data', (chunk: unknown) => chunks.push(chunk as Buffer));
     stream.on('end', () => {
       out.push({ name: header.name, type: header.type ?? 'file', uid: header.uid ?? -1, body: Buffer.concat(chunks).toString() });
       next();

@@ -25,7 +25,7 @@ describe('createOciRegistry: what the base supplies without a registry', () => {
     expect(registry.imageTag({ envId: ENV_ID, platform: 'linux-aarch64' })).toBe(`registry.example:5000/acme/images:env-${ENV_ID}-arm64`);
     expect(registry.pullTag).toBeUndefined();
     const config = await registry.pullConfig('t');
-    config.kubernetes!.imagePullSecrets.push('changed');
+    config.kubernetes!.imagePullSecrets!.push('changed');
     expect(await registry.pullConfig('t')).toEqual({ kubernetes: { imagePullSecrets: ['pull'] } });
     const renamed = createOciRegistry({ name: 'x', host: 'a:1', repository: 'r', pullTag: (tag) => tag.replace('a:1', 'b:2') });
     expect(renamed.pullTag!(renamed.imageTag({ envId: ENV_ID, platform: 'linux-64' }))).toBe(`b:2/r:env-${ENV_ID}-amd64`);
@@ -164,7 +164,7 @@ describe('explicitCredentials and flagSetting', () => {
     expect(fromEnv!.password).toBeInstanceOf(Secret);
     const fromOptions = explicitCredentials({ registry: 'r', label: 'X registry', username: 'u', password: new Secret('p'), envVars, env: {} });
     expect(fromOptions).toMatchObject({ source: "the options 'username'/'password'" });
-    expect(fromOptions!.password.reveal()).toBe('p');
+    expect(fromOptions!.password!.reveal()).toBe('p');
     expect(() => explicitCredentials({ registry: 'r', label: 'X registry', username: 'u', password: undefined, envVars, env: {} })).toThrow(/X registry username is set but its password is not.*X_PASSWORD/);
   });
 

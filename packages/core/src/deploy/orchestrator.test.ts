@@ -532,7 +532,7 @@ describe('deploy orchestrator: multi-platform (fake registry, fake build service
       lock: async () => multiLock(steps),
       readIndex: read,
       pushIndex: async () => {
-        throw new AuthError('push of the index refused', { registry: 'fake.registry.test' }, { hint: 'log in' });
+        throw new AuthError('push of the index refused', { registry: 'fake.registry.test', source: 'env FAKE_USER/FAKE_PASSWORD' }, { hint: 'log in' });
       },
     });
     await expect(refused).rejects.toBeInstanceOf(AuthError);

@@ -64,7 +64,7 @@ function tagsList(state: State, name: string, url: URL, res: ServerResponse): vo
     }),
   );
   const more = from !== -1 && from + state.pageSize < digests.length;
-  const link = more ? { link: `</v2/${name}/tags/list?n=${state.pageSize}&last=${page.at(-1)}>; rel="next"` } : {};
+  const link: Record<string, string> = more ? { link: `</v2/${name}/tags/list?n=${state.pageSize}&last=${page.at(-1)}>; rel="next"` } : {};
   const extension = state.googleExtension ? { child: [], manifest } : {};
   send(res, 200, { ...extension, name, tags: page.flatMap((digest) => [...images.get(digest)!.tags]).sort() }, link);
 }
