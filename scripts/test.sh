@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The README's test command: sets everything up (scripts/setup.sh), then runs every test and ends
-# with one plain summary line ("N passed, N failed, N skipped").
+# The README's test command: sets everything up (scripts/setup.sh), type-checks the whole repo —
+# libraries, tests, fixtures and test/*.ts (pnpm typecheck) —, then runs every test and ends with one
+# plain summary line ("N passed, N failed, N skipped"). A type error fails the run, as a failed test
+# does, but the tests still run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
@@ -16,7 +18,13 @@ fi
 mkdir -p .test-results
 rm -f .test-results/vitest.json
 status=0
+typecheck=0
+pnpm typecheck || typecheck=$?
 pnpm test --reporter=default --reporter=json --outputFile.json=.test-results/vitest.json || status=$?
+if [ "$typecheck" -ne 0 ]; then
+  echo "typecheck failed (pnpm typecheck, exit $typecheck): its errors are printed before the tests' output" >&2
+  [ "$status" -ne 0 ] || status=$typecheck
+fi
 node -e '
   const fs = require("node:fs");
   const file = ".test-results/vitest.json";
