@@ -29,6 +29,9 @@ function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // A command that exits without reading its stdin (EPIPE) fails by its exit code, not by an
+    // unhandled stream error that fails the whole run.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
   });
 }
