@@ -1,6 +1,6 @@
 /** A flow's lock as the commands use it: read the flow, add Metaflow's pins, reuse or resolve each env. */
 import { resolve } from 'node:path';
-import { lockForFlow, lockPlatforms, targetGlibc, targetPlatforms, type CondaPlatform, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
+import { checkResolverSettings, lockForFlow, lockPlatforms, targetGlibc, targetPlatforms, type CondaPlatform, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
 import type { Resolver } from '@prebuilt/conda';
 import { flowEnvs, metaflowPins, type FlowEnvs } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
@@ -28,6 +28,9 @@ export interface LockFlowResult extends LockForFlowResult {
  * (each unique env once). `frozen`: an unlocked step or a corrupt/stale lock is an InputError (exit 2).
  */
 export async function lockFlow(file: string, scope: Omit<AppScope, 'cliDir'>, options: LockFlowOptions = {}): Promise<LockFlowResult> {
+  // The resolver's own settings are read when an env is resolved; checked here too, so a bad
+  // value is exit 2 even when the lock file has every env.
+  checkResolverSettings(scope.env);
   const envs = await (options.envs ?? readFlowEnvs(file, scope));
   // METAFLOW_PREBUILT_PLATFORM when set; otherwise the lock keeps the platforms it was made for.
   const platforms = scope.env.METAFLOW_PREBUILT_PLATFORM?.trim() ? targetPlatforms({ env: scope.env }) : undefined;

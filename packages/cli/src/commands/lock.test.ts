@@ -280,6 +280,25 @@ describe('prebuilt lock', () => {
     expect(JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8'))).toHaveProperty('lockVersion', 1);
   });
 
+  it('a bad resolver setting is exit 2 naming it even when the lock has every env (nothing to resolve)', async () => {
+    const cwd = await project();
+    expect((await prebuilt(['lock', 'flow.py'], cwd)).code).toBe(0);
+    const lock = await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8');
+    for (const [name, value, message] of [
+      ['METAFLOW_PREBUILT_PIP_ISOLATED', 'maybe', "METAFLOW_PREBUILT_PIP_ISOLATED='maybe' (pip isolation) is neither on nor off."],
+      ['METAFLOW_PREBUILT_REPODATA_MAX_SIZE', 'abc', "METAFLOW_PREBUILT_REPODATA_MAX_SIZE='abc' is not a positive number of MiB."],
+    ] as const) {
+      for (const args of [['lock', 'flow.py'], ['lock', 'flow.py', '--frozen']]) {
+        const bad = await prebuilt(args, cwd, { [name]: value });
+        expect(bad.code).toBe(2);
+        expect(bad.stderr).toContain(`error: ${message}`);
+        expect(bad.stderr).toContain(`hint: Set ${name}`);
+        expect(bad.stderr).not.toMatch(/\n\s+at /);
+      }
+    }
+    expect(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')).toBe(lock);
+  });
+
   it('resolution errors exit 2 with the solver explanation, the package and the steps', async () => {
     const unsat = await prebuilt(['lock', 'flow.py'], await project('{"tinycli": "", "tinynum": "1.3.0"}'));
     expect(unsat.code).toBe(2);

@@ -16,7 +16,9 @@ import {
   createLogger,
   errorMessage,
   netFetch,
-  positiveSetting,
+  DEFAULT_REPODATA_MAX_MIB,
+  REPODATA_MAX_SIZE_ENV,
+  repodataMaxBytes,
   sha256Hex,
   type NetResponse,
   type NetworkTimeouts,
@@ -34,16 +36,6 @@ interface CacheMeta {
   lastModified?: string;
   /** Epoch ms until which the copy is fresh without asking. */
   freshUntil: number;
-}
-
-/** Bound of one repodata.json read into memory, in MiB (conda-forge's largest is a few hundred). */
-export const REPODATA_MAX_SIZE_ENV = 'METAFLOW_PREBUILT_REPODATA_MAX_SIZE';
-export const DEFAULT_REPODATA_MAX_MIB = 1024;
-
-/** The repodata bound in bytes: option → METAFLOW_PREBUILT_REPODATA_MAX_SIZE (MiB) → 1024 MiB. */
-export function repodataMaxBytes(env: Record<string, string | undefined> = process.env, value?: number): number {
-  const mib = positiveSetting({ value, envVar: REPODATA_MAX_SIZE_ENV, option: 'repodataMaxMiB', fallback: DEFAULT_REPODATA_MAX_MIB, unit: 'MiB', env });
-  return Math.round(mib * 1024 * 1024);
 }
 
 /** Repodata text of one channel subdir, or null when the channel has no such subdir (404). */

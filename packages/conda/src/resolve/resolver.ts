@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import {
   canonicalJson,
   createLogger,
-  loadBooleanSetting,
+  pipIsolated,
+  repodataMaxBytes,
   normalizeCondaName,
   normalizePypiName,
   sha256Hex,
@@ -31,7 +32,7 @@ import { ChannelServer } from './channel-server.js';
 import { solveConda } from './conda-solver.js';
 import { resolvePypi, type PipOptions } from './pip-resolver.js';
 import { loadRattler } from './rattler.js';
-import { RepodataCache, repodataMaxBytes } from './repodata-cache.js';
+import { RepodataCache } from './repodata-cache.js';
 
 const log = createLogger('conda:resolve');
 
@@ -175,7 +176,7 @@ function pipOptionsFor(options: ResolverOptions, env: Record<string, string | un
     timeouts,
     env,
     ...(env.METAFLOW_PREBUILT_PYTHON?.trim() ? { python: env.METAFLOW_PREBUILT_PYTHON.trim() } : {}),
-    isolated: loadBooleanSetting({ envVar: 'METAFLOW_PREBUILT_PIP_ISOLATED', description: 'pip isolation', default: false, meaning: { on: 'pip --isolated, ignoring your pip configuration', off: 'your pip configuration is honoured, the default' }, env }),
+    isolated: pipIsolated(env),
     ...(options.fetch ? { fetch: options.fetch } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     ...options.pip,

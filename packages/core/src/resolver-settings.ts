@@ -1,0 +1,32 @@
+import { positiveSetting } from './backend-kit/settings.js';
+import { loadBooleanSetting } from './load-setting.js';
+
+/** Bound of one repodata.json read into memory, in MiB (conda-forge's largest is a few hundred). */
+export const REPODATA_MAX_SIZE_ENV = 'METAFLOW_PREBUILT_REPODATA_MAX_SIZE';
+export const DEFAULT_REPODATA_MAX_MIB = 1024;
+
+/** The repodata bound in bytes: option → METAFLOW_PREBUILT_REPODATA_MAX_SIZE (MiB) → 1024 MiB. A bad value is a ConfigError (exit 2). */
+export function repodataMaxBytes(env: Record<string, string | undefined> = process.env, value?: number): number {
+  const mib = positiveSetting({ value, envVar: REPODATA_MAX_SIZE_ENV, option: 'repodataMaxMiB', fallback: DEFAULT_REPODATA_MAX_MIB, unit: 'MiB', env });
+  return Math.round(mib * 1024 * 1024);
+}
+
+/** METAFLOW_PREBUILT_PIP_ISOLATED: resolve PyPI packages with `pip --isolated` (default off). A value neither on nor off is a ConfigError (exit 2). */
+export function pipIsolated(env: Record<string, string | undefined>): boolean {
+  return loadBooleanSetting({
+    envVar: 'METAFLOW_PREBUILT_PIP_ISOLATED',
+    description: 'pip isolation',
+    default: false,
+    meaning: { on: 'pip --isolated, ignoring your pip configuration', off: 'your pip configuration is honoured, the default' },
+    env,
+  });
+}
+
+/**
+ * Reads every setting of the env resolver that only a resolution would read otherwise, so a bad
+ * value stops a command at once (exit 2) even when the lock file makes resolving unnecessary.
+ */
+export function checkResolverSettings(env: Record<string, string | undefined>): void {
+  pipIsolated(env);
+  repodataMaxBytes(env);
+}
