@@ -133,3 +133,38 @@ describe('internal commands are hidden from --help', () => {
     expect(own.out).toContain('Usage: prebuilt metaflow build [options] <flow>');
   });
 });
+
+describe('prebuilt help <name>', () => {
+  const run = async (args: string[]): Promise<{ code: number; out: string; err: string }> => {
+    let out = '';
+    let err = '';
+    const code = await main(args, { stdout: { write: (text: string) => ((out += text), true) }, stderr: { write: (text: string) => ((err += text), true) }, env: {} });
+    return { code, out, err };
+  };
+
+  it.each([
+    [['help', 'biuld'], "error: unknown command 'biuld'\n(Did you mean build?)"],
+    [['help', 'nosuch'], "error: unknown command 'nosuch'"],
+    [['--verbose', 'help', 'nosuch'], "error: unknown command 'nosuch'"],
+    [['metaflow', 'help', 'instal'], "error: unknown command 'instal'\n(Did you mean install?)"],
+    [['local-registry', 'help', 'nosuch'], "error: unknown command 'nosuch'"],
+  ])('%j: exit 2 saying the command is unknown (with the nearest name), not the whole help', async (argv, message) => {
+    const { code, out, err } = await run(argv);
+    expect(code).toBe(2);
+    expect(err.startsWith(message)).toBe(true);
+    expect(err).not.toContain('Usage:');
+    expect(out).toBe('');
+  });
+
+  it('a known name or none still prints the help, exit 0', async () => {
+    const build = await run(['help', 'build']);
+    expect(build.code).toBe(0);
+    expect(build.out).toContain('Usage: prebuilt build [options] <flow>');
+    const install = await run(['metaflow', 'help', 'install']);
+    expect(install.code).toBe(0);
+    expect(install.out).toContain('Usage: prebuilt metaflow install [options]');
+    const bare = await run(['help']);
+    expect(bare.code).toBe(0);
+    expect(bare.out).toContain('Usage: prebuilt [options] [command]');
+  });
+});

@@ -62,6 +62,30 @@ async function checkFlowArgument(action: Command, context: CliContext): Promise<
   await (await import('@prebuilt/metaflow')).checkFlowFile(file, context.cwd);
 }
 
+/**
+ * `prebuilt help <name>` (or `prebuilt metaflow help <name>`) where no such command exists:
+ * commander would print the whole help and exit 2 without saying why. Without the `help` word the
+ * line is `prebuilt <name>`, which commander answers with "unknown command '<name>'" and the
+ * nearest name. Every other command line is returned as it is.
+ */
+export function withoutHelpOfUnknown(program: Command, argv: readonly string[]): string[] {
+  const names = (command: Command): string[] => [command.name(), ...command.aliases()];
+  let command = program;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg.startsWith('-')) continue;
+    const topic = argv[i + 1];
+    if (arg === 'help' && command.commands.length > 0 && topic !== undefined && !topic.startsWith('-')) {
+      const known = command.commands.some((sub) => names(sub).includes(topic));
+      return known ? [...argv] : [...argv.slice(0, i), ...argv.slice(i + 1)];
+    }
+    const sub = command.commands.find((candidate) => names(candidate).includes(arg));
+    if (sub === undefined) break;
+    command = sub;
+  }
+  return [...argv];
+}
+
 /** Runs the CLI and returns the exit code. The one place errors become exit codes (error-handler.ts). */
 export async function main(argv: string[], overrides: Parameters<typeof createCliContext>[1] = {}): Promise<number> {
   // A closed pipe (`prebuilt backends | head`) ends the output, not the process with a stack trace.
@@ -75,7 +99,7 @@ export async function main(argv: string[], overrides: Parameters<typeof createCl
   let program: Command | undefined;
   try {
     program = await createProgram(context, argv);
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(withoutHelpOfUnknown(program, argv), { from: 'user' });
     if (interrupts.received) return reportError(interrupts.signal.reason, context, { showStack: false, interrupted: interrupts.received });
     return ExitCode.ok;
   } catch (error) {
