@@ -85,6 +85,8 @@ describe('prebuilt run', () => {
       expect(result.stdout).toMatch(/Options \(prebuilt's own[^)]*\):\n {2}--verbose .*\n {2}-h, --help /);
       expect(result.stdout).toContain('METAFLOW_PREBUILT_PYTHON');
       expect(result.stdout).toContain('Exit code:');
+      // The Arguments section ends in a blank line before the text, as in every other command's help.
+      expect(result.stdout).toMatch(/\n {2}args {2}Metaflow's arguments[^\n]*\n(?: {8}[^\n]*\n)*\nBuilds the images the run needs/);
     }
   });
 

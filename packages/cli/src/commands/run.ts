@@ -79,7 +79,8 @@ export function registerRunCommand(program: Command, context: CliContext): void 
   command.action(async (file: string | undefined, args: string[]) => {
     if (file === undefined || file === '--help' || file === '-h') {
       context.stdout.write(command.helpInformation());
-      context.stdout.write(`${RUN_HELP.slice(1)}\n`);
+      // A blank line between commander's Arguments section and the text, as in every other command's help.
+      context.stdout.write(`${RUN_HELP}\n`);
       if (file === undefined) throw new FlowArgumentMissing();
       return;
     }
