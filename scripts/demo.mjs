@@ -66,12 +66,15 @@ try {
   console.log(`(build took ${((Date.now() - started) / 1000).toFixed(1)}s)`);
   console.log(`\n$ prebuilt build ${flow}   # again: every image is present, nothing is built`);
   started = Date.now();
-  const map = JSON.parse(await run(['build', flow, '--json'], { capture: true }));
+  await run(['build', flow]);
   console.log(`(no-op build took ${((Date.now() - started) / 1000).toFixed(1)}s)`);
-  console.log('\nimage map:');
+  const envs = JSON.parse(await run(['envs', flow, '--json'], { capture: true }));
+  // The image map the build wrote (the default state file: .prebuilt/<Flow>/images.json beside the flow).
+  const stateFile = join(dirname(resolve(root, flow)), '.prebuilt', envs.flow, 'images.json');
+  const map = JSON.parse(readFileSync(stateFile, 'utf8'));
+  console.log(`\nimage map (${stateFile.slice(root.length + 1)}):`);
   console.log(JSON.stringify(map.steps, null, 2));
 
-  const envs = JSON.parse(await run(['envs', flow, '--json'], { capture: true }));
   console.log("\nEach step's interpreter in its image (time from `docker run` to the first line of output):");
   for (const [name, step] of Object.entries(map.steps)) {
     const packages = Object.keys({ ...envs.steps[name].conda, ...envs.steps[name].pypi, requests: '' });
