@@ -3,7 +3,7 @@
  * current images are planned as `prebuilt plan` would (from their lock files, never resolved or
  * built here) and whose state file names what was built last.
  */
-import { relative, resolve } from 'node:path';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { collectImageRefs, InputError, type GcKeepRef } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 import { deployFlow } from './deploy-flow.js';
@@ -14,7 +14,8 @@ const PLAN_KEYS: ReadonlySet<string> = new Set(['pushTag', 'pullTag', 'image', '
 
 /** The images each image map file names (`prebuilt build --json` output or a state file). A missing or broken file is exit 2. */
 export async function keepFromImageMaps(files: readonly string[], scope: Pick<AppScope, 'cwd'>): Promise<GcKeepRef[]> {
-  const shownPath = (file: string) => relative(scope.cwd, resolve(scope.cwd, file)) || resolve(scope.cwd, file);
+  // As given when absolute (`/srv/maps/prod.json`, not `../../srv/maps/prod.json`); else relative to the directory it was given in.
+  const shownPath = (file: string) => (isAbsolute(file) ? file : relative(scope.cwd, resolve(scope.cwd, file)) || resolve(scope.cwd, file));
   // A flow swallowed by --keep-map (which takes every file after it) is said first, before any map is read.
   const flow = files.find((file) => /\.py$/.test(file));
   if (flow !== undefined) {

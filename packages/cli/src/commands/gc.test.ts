@@ -227,6 +227,11 @@ describe.skipIf(registryMissing !== undefined)(title('prebuilt gc errors (real C
 
   it('a keep map that does not exist or is not an image map, a flow after --keep-map, and a --keep-days that is not a number, are exit 2', async () => {
     expect((await prebuilt(['gc', '--keep-map', 'missing.json'], dir, env)).stderr).toContain('missing.json does not exist');
+    // An absolute path is shown as given, not as a path relative to the current directory.
+    const absolute = join(tmpdir(), 'prebuilt-gc-no-such-dir', 'missing.json');
+    const missing = await prebuilt(['gc', '--keep-map', absolute], dir, env);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`error: The image map ${absolute} does not exist.`);
     await writeFile(join(dir, 'broken.json'), '{"flow": "F", "steps": ');
     const broken = await prebuilt(['gc', '--keep-map', 'broken.json'], dir, env);
     expect(broken.code).toBe(2);
