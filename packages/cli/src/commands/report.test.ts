@@ -3,9 +3,10 @@
  * local registry: a flow's image map pointing at small pushed images and a 2-platform index.
  */
 import { rm } from 'node:fs/promises';
-import type { PlatformReport } from '@prebuilt/core';
+import type { ColdStartReport, PlatformReport } from '@prebuilt/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flowWithImages, prebuilt, registryMissing, type FlowWithImages } from '../lifecycle/__fixtures__/flow-with-images.js';
+import { renderReport } from './report.js';
 
 
 
@@ -42,7 +43,7 @@ describe.skipIf(registryMissing !== undefined)(`prebuilt report (real CLI, real 
   it('prints a table with the pull time at the default bandwidth', async () => {
     const result = await prebuilt(['report', 'flow.py', '--step', 'end'], flow.dir);
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toContain('LifecycleFlow: cold start of 2 images');
+    expect(result.stdout).toContain('LifecycleFlow: cold start of 2 images (1 step)');
     expect(result.stdout).toMatch(/STEP\s+PLATFORM\s+DIGEST\s+COMPRESSED\s+INSTALLED\s+LAYERS\s+FORMAT\s+PULL @100MB\/s/);
     expect(result.stdout, result.stdout).toMatch(/end\s+linux\/arm64\/v8\s+sha256:[0-9a-f]{12}\s+\d+ bytes\s+[\d.]+ (bytes|KiB)\s+1 \(0 shared\)\s+gzip\s+0\.0s/);
     expect(result.stdout).toContain(`end: ${flow.imageMap.steps['end']!.pinnedImage} (image index)`);
@@ -62,5 +63,24 @@ describe.skipIf(registryMissing !== undefined)(`prebuilt report (real CLI, real 
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('--bandwidth <rate>');
     expect(help.stdout).toContain("registry's manifests");
+  });
+});
+
+describe('renderReport', () => {
+  const platform = (digest: string): PlatformReport => ({
+    platform: 'linux/amd64', digest, compressedBytes: 1000, installedBytes: null, layerCount: 1, sharedLayers: 0, formats: ['zstd'], pullSeconds: 0, layers: [],
+  });
+  const step = (name: string, digest: string) => ({ step: name, image: 'r/x:env-a', digest, index: false, platforms: [platform(digest)] });
+
+  it('counts an image that several steps share once, and says how many steps', () => {
+    const report: ColdStartReport = {
+      flow: 'HelloFlow',
+      bandwidth: { text: '100MB/s', bytesPerSecond: 1e8 },
+      steps: [step('start', 'sha256:aa'), step('fetch', 'sha256:bb'), step('report', 'sha256:aa'), step('end', 'sha256:cc')],
+    };
+    const text = renderReport(report);
+    expect(text.split('\n')[0]).toBe('HelloFlow: cold start of 3 images (4 steps)');
+    expect(text.match(/^(start|fetch|report|end) /gm)).toHaveLength(4);
+    expect(renderReport({ ...report, steps: [step('end', 'sha256:cc')] }).split('\n')[0]).toBe('HelloFlow: cold start of 1 image (1 step)');
   });
 });

@@ -51,7 +51,10 @@ export function renderReport(report: ColdStartReport): string {
     { header: `PULL @${report.bandwidth.text}`, value: (r) => pullTime(r.platform.pullSeconds) },
   ]);
   const images = report.steps.map((s) => `  ${s.step}: ${s.image}@${s.digest}${s.index ? ' (image index)' : ''}`).join('\n');
-  return `${report.flow}: cold start of ${rows.length} image${rows.length === 1 ? '' : 's'}\n\n${table}\n${images}\n`;
+  // Steps that share an env share its image: count each image (platform manifest) once.
+  const distinct = new Set(rows.map((r) => r.platform.digest)).size;
+  const steps = report.steps.length;
+  return `${report.flow}: cold start of ${distinct} image${distinct === 1 ? '' : 's'} (${steps} step${steps === 1 ? '' : 's'})\n\n${table}\n${images}\n`;
 }
 
 async function runReport(file: string, context: CliContext, options: ReportOptions): Promise<void> {
