@@ -34,7 +34,7 @@ fail() {
 recent_enough() { at_least "$1" 1.8; }
 
 have_version="$(mkfs_erofs_version "$BIN_DIR/mkfs.erofs")"
-if recent_enough "$have_version"; then exit 0; fi
+if recent_enough "$have_version"; then say "reusing $BIN_DIR/mkfs.erofs $have_version"; exit 0; fi
 [ "$(id -u)" = 0 ] || fail "building erofs-utils into $BIN_DIR needs root" "Run 'sudo bash scripts/build-erofs-utils.sh' (scripts/setup.sh runs it)."
 say "$BIN_DIR/mkfs.erofs is ${have_version:-absent}, containerd 2.1's erofs differ needs >= 1.8: building Debian $SUITE's erofs-utils"
 

@@ -8,9 +8,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=/usr/local/bin/containerd-stargz-grpc
 SRC=scripts/stargz-grpc/main.go
-# Up to date: newer than the source, and not a build from before main.go read the cri.* labels
-# (another checkout's older main.go, touched later, can have put one there).
-if [ -x "$BIN" ] && [ "$BIN" -nt "$SRC" ] && grep -q 'containerd.io/snapshot/cri.image-ref' "$BIN"; then exit 0; fi
+# Up to date: built from this main.go (its sha256, recorded beside the binary: a fresh clone or
+# worktree gives main.go a new mtime, so times cannot tell), or newer than the source (a build from
+# before the record), and not a build from before main.go read the cri.* labels (another
+# checkout's older main.go, touched later, can have put one there).
+STAMP="$BIN.source-sha256"
+want="$(sha256sum "$SRC" | cut -d' ' -f1)"
+if [ -x "$BIN" ] && grep -q 'containerd.io/snapshot/cri.image-ref' "$BIN" &&
+  { [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ] || [ "$BIN" -nt "$SRC" ]; }; then
+  echo "[stargz] reusing $BIN" >&2
+  exit 0
+fi
 for need in go ctr-remote; do
   command -v "$need" >/dev/null || { echo "[stargz] $need is missing: apt-get install stargz-snapshotter golang-go golang-github-containerd-stargz-snapshotter-dev (scripts/setup.sh does)" >&2; exit 2; }
 done
@@ -22,3 +30,5 @@ GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE="$tmp/cache" GOFLAGS= go build 
 # Atomically: a snapshotter started meanwhile (another test) finds the old binary or the new one, never none.
 install -m 0755 "$tmp/containerd-stargz-grpc" "$BIN.new"
 mv -f "$BIN.new" "$BIN"
+printf '%s\n' "$want" > "$STAMP.new"
+mv -f "$STAMP.new" "$STAMP"
