@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { DeployImage } from '@prebuilt/core';
 import { deployFlow, type DeployFlowResult } from '../app/index.js';
+import type { DeploySettings } from '../app/deploy-settings.js';
 import { countImages, imageTable } from '../build-report.js';
 import type { CliContext } from '../cli-context.js';
 import { noteLine, writeJsonResult } from '../output.js';
@@ -87,7 +88,17 @@ function renderPlan(context: CliContext, file: string, result: DeployFlowResult,
   const disabled = Object.entries(steps).filter(([, step]) => step.envId === null).map(([name]) => name);
   if (disabled.length > 0) out.write(`\nsteps on the base image's python (env disabled): ${disabled.join(', ')}\n`);
   const toPush = result.images.filter((image) => image.status !== 'present');
-  out.write(`\n${toPush.length === 0 ? 'Nothing to build.' : `${countImages(toPush)} to build: run prebuilt build ${file}`}\n`);
+  out.write(`\n${toPush.length === 0 ? 'Nothing to build.' : `${countImages(toPush)} to build: run ${buildCommand(file, result.settings)}`}\n`);
+}
+
+/**
+ * The build that makes the images the plan lists: with the plan's `--prune` when it came from the
+ * command line (the presets are part of the images' tags; without it the build would follow
+ * METAFLOW_PREBUILT_PRUNE and make other images).
+ */
+export function buildCommand(file: string, settings: Pick<DeploySettings, 'prune' | 'pruneSetting'>): string {
+  if (settings.pruneSetting !== '--prune') return `prebuilt build ${file}`;
+  return `prebuilt build ${file} --prune ${settings.prune.length > 0 ? settings.prune.join(',') : "''"}`;
 }
 
 /** `prebuilt plan <flow.py> [--json] [--frozen] [--update] [--prune PRESETS]`. */

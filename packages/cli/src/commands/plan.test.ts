@@ -1,0 +1,15 @@
+import { describe, expect, it } from 'vitest';
+import { buildCommand } from './plan.js';
+
+describe("plan's closing line: the build that makes the images it lists", () => {
+  it('carries --prune when the presets came from the command line (they are part of the tags)', () => {
+    expect(buildCommand('flow.py', { prune: ['headers', 'tests'], pruneSetting: '--prune' })).toBe('prebuilt build flow.py --prune headers,tests');
+    // --prune '' overrides METAFLOW_PREBUILT_PRUNE with nothing: the build must say so too.
+    expect(buildCommand('flow.py', { prune: [], pruneSetting: '--prune' })).toBe("prebuilt build flow.py --prune ''");
+  });
+
+  it('is the plain build when the presets came from METAFLOW_PREBUILT_PRUNE (the build reads it too) or there are none', () => {
+    expect(buildCommand('flows/a.py', { prune: ['tests'], pruneSetting: 'METAFLOW_PREBUILT_PRUNE' })).toBe('prebuilt build flows/a.py');
+    expect(buildCommand('flows/a.py', { prune: [], pruneSetting: 'METAFLOW_PREBUILT_PRUNE' })).toBe('prebuilt build flows/a.py');
+  });
+});
