@@ -3,13 +3,13 @@
  * failures with their log tails, or the one JSON object. Used by `build`, `run` and `metaflow build`
  * (commands never import each other; they share this and the application layer).
  */
-import { relative } from 'node:path';
 import type { BuildFailedError, DeployImage, ImageSbomRef } from '@prebuilt/core';
 import type { PruneSummary } from '@prebuilt/conda';
 // The modules themselves, not the app barrel: a build loads none of run, gc or prepull (Kubernetes).
 import { buildFailure, buildFlow, type BuildFlowResult } from './app/build-flow.js';
 import { imagesWithSboms } from './app/build-sboms.js';
 import type { DeployFlowResult } from './app/deploy-flow.js';
+import { shownPath } from './app/shown-path.js';
 import type { CliContext } from './cli-context.js';
 import { createDeployView, formatSeconds } from './deploy-view.js';
 import { noteLine, renderTable, terminalText, writeJsonResult } from './output.js';
@@ -87,7 +87,7 @@ export function prefetchSummary(result: DeployFlowResult, cwd: string): string |
   if (!profile) return `prefetch order: ${[...new Set(images)].join(', ')} (no recorded profile: run prebuilt profile to record one)`;
   const where = profile.from === 'flow' ? 'beside the flow' : 'METAFLOW_PREBUILT_OCI_PREFETCH';
   const rest = images.length - withProfile;
-  return `prefetch profile: ${relative(cwd, profile.file) || profile.file} (${where}), ${withProfile} of ${images.length} image${images.length === 1 ? '' : 's'} laid out with it${rest > 0 ? ` (the others have no recorded paths: static order)` : ''}`;
+  return `prefetch profile: ${shownPath(cwd, profile.file)} (${where}), ${withProfile} of ${images.length} image${images.length === 1 ? '' : 's'} laid out with it${rest > 0 ? ` (the others have no recorded paths: static order)` : ''}`;
 }
 
 function platformColumn(images: readonly DeployImage[]): { header: string; value: (image: DeployImage) => string }[] {
@@ -134,7 +134,7 @@ function renderBuild(context: CliContext, { result, stateFile, sboms }: BuildFlo
   for (const line of pruneSummaryLines(result.settings.prune, pruned)) out.write(`${line}\n`);
   for (const warning of warnings) context.stderr.write(`warning: ${terminalText(warning)}\n`);
   for (const failure of result.failures) context.stderr.write(failureText(failure));
-  if (stateFile) out.write(`\nimage map written to ${relative(context.cwd, stateFile) || stateFile}\n`);
+  if (stateFile) out.write(`\nimage map written to ${shownPath(context.cwd, stateFile)}\n`);
 }
 
 /** A failed image for people: why, the hint, the last lines of its build log (text from the daemon or the build: {@link terminalText}). */

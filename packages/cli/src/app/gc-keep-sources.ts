@@ -3,10 +3,11 @@
  * current images are planned as `prebuilt plan` would (from their lock files, never resolved or
  * built here) and whose state file names what was built last.
  */
-import { isAbsolute, relative, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { collectImageRefs, InputError, type GcKeepRef } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 import { deployFlow } from './deploy-flow.js';
+import { shownPath as shownFile } from './shown-path.js';
 import { readImageMap, stateFilePath } from './state-file.js';
 
 /** Keys of a deploy plan's images that name an image (tags for people, digests for runtimes). */
@@ -14,8 +15,7 @@ const PLAN_KEYS: ReadonlySet<string> = new Set(['pushTag', 'pullTag', 'image', '
 
 /** The images each image map file names (`prebuilt build --json` output or a state file). A missing or broken file is exit 2. */
 export async function keepFromImageMaps(files: readonly string[], scope: Pick<AppScope, 'cwd'>): Promise<GcKeepRef[]> {
-  // As given when absolute (`/srv/maps/prod.json`, not `../../srv/maps/prod.json`); else relative to the directory it was given in.
-  const shownPath = (file: string) => (isAbsolute(file) ? file : relative(scope.cwd, resolve(scope.cwd, file)) || resolve(scope.cwd, file));
+  const shownPath = (file: string) => shownFile(scope.cwd, file);
   // A flow swallowed by --keep-map (which takes every file after it) is said first, before any map is read.
   const flow = files.find((file) => /\.py$/.test(file));
   if (flow !== undefined) {
@@ -47,7 +47,7 @@ export async function keepFromFlows(files: readonly string[], scope: AppScope): 
     const flow = planned.lock.envs.flow;
     keep.push(...collectImageRefs(planned.images, PLAN_KEYS).map((ref) => ({ ref, reason: `flow ${flow} (${file})` })));
     const stateFile = stateFilePath(file, flow, scope.env, scope.cwd);
-    const shown = relative(scope.cwd, stateFile) || stateFile;
+    const shown = shownFile(scope.cwd, stateFile);
     const map = await readImageMap(stateFile, { shown, hint: `Run 'prebuilt build ${file}' again to rewrite it.` });
     if (map !== undefined) keep.push(...collectImageRefs(map).map((ref) => ({ ref, reason: `flow ${flow}'s image map ${shown}` })));
   }

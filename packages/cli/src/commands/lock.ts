@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { relative } from 'node:path';
 import { describeNetworkWait, withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
-import { lockFlow } from '../app/index.js';
+import { lockFlow, shownPath } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { renderTable, writeJsonResult } from '../output.js';
 
@@ -101,7 +100,7 @@ export function registerLockCommand(program: Command, context: CliContext): void
         });
         return;
       }
-      const shown = relative(context.cwd, result.lockFile) || result.lockFile;
+      const shown = shownPath(context.cwd, result.lockFile);
       const table = renderTable(rows, [
         { header: 'LOCK KEY', value: (r) => r.key },
         { header: 'PLATFORM', value: (r) => r.entry.platform },

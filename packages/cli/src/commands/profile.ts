@@ -1,8 +1,8 @@
-import { relative, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { InputError, ConfigError } from '@prebuilt/core';
 import { Option, type Command } from 'commander';
 import type { CliContext } from '../cli-context.js';
-import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PREFETCH_SETTING, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, profileFilePath, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
+import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PREFETCH_SETTING, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, profileFilePath, shownPath, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
 import { parseDuration } from '../duration.js';
 import { collect, loadFlowImageMap, selectSteps } from '../lifecycle/flow-image-map.js';
 import { noteLine, writeJsonResult } from '../output.js';
@@ -75,7 +75,7 @@ function renderProgress(context: CliContext, event: ProfileProgress): void {
 }
 
 function renderResult(context: CliContext, file: string, result: ProfileFlowResult): string {
-  const shown = relative(context.cwd, result.file) || result.file;
+  const shown = shownPath(context.cwd, result.file);
   const envs = result.envs.map((env) => `  ${env.steps.join(', ')}: ${env.paths.length} paths (${env.image})`);
   // The default file is picked up by the build of the flow; another one is named through the setting.
   const beside = result.file === profileFilePath(resolve(context.cwd, file));

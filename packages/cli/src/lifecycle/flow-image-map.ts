@@ -1,8 +1,7 @@
-import { relative } from 'node:path';
 import { InputError, registryClientFor, type ImageMap, type RegistryClient } from '@prebuilt/core';
 import { readFlow, type FlowFile } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
-import { createSelectedBackend, readImageMap, stateFilePath } from '../app/index.js';
+import { createSelectedBackend, readImageMap, shownPath, stateFilePath } from '../app/index.js';
 
 export interface FlowImageMap {
   stateFile: string;
@@ -17,7 +16,7 @@ export interface FlowImageMap {
 export async function loadFlowImageMap(file: string, context: CliContext): Promise<FlowImageMap> {
   const flow = await readFlow(file, { env: context.env, cwd: context.cwd, signal: context.signal });
   const stateFile = stateFilePath(file, flow.flow, context.env, context.cwd);
-  const shown = relative(context.cwd, stateFile) || stateFile;
+  const shown = shownPath(context.cwd, stateFile);
   const hint = `Run 'prebuilt build ${file}' again to rewrite it.`;
   const imageMap = await readImageMap(stateFile, { shown, hint });
   if (imageMap === undefined) {
