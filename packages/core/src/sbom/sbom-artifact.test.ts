@@ -81,5 +81,7 @@ describe.skipIf(missing !== undefined)(title('SBOM artifacts on the real local r
     expect(error).toBeInstanceOf(InputError);
     expect((error as InputError).message).toContain('has no SBOM');
     expect((error as InputError).hint).toContain('prebuilt build');
+    // A build with METAFLOW_PREBUILT_SBOM=0 made the image without one: building again the same way would not help.
+    expect((error as InputError).hint).toContain('METAFLOW_PREBUILT_SBOM unset or 1');
   });
 });

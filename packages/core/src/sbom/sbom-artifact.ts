@@ -55,7 +55,7 @@ export async function readImageSbom(client: RegistryClient, image: string, optio
   const last = sboms.at(-1);
   if (!last) {
     throw new InputError(`image ${image} has no SBOM in the registry (no SPDX referrer through the referrers API or the sha256-<digest> referrers tag)`, {
-      hint: 'Run `prebuilt build` for the flow again: it pushes the SBOM of every image that lacks one.',
+      hint: 'Run `prebuilt build` for the flow again with SBOMs on (METAFLOW_PREBUILT_SBOM unset or 1; 0 pushes none): it pushes the SBOM of every image that lacks one.',
     });
   }
   const manifest = await readArtifactManifest(client, image, last.digest, options);
