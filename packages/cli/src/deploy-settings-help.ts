@@ -17,6 +17,8 @@ Environment (every setting in full: the README's Configuration table):
   METAFLOW_PREBUILT_PLATFORM              linux-64 (default), linux-aarch64, or linux-64,linux-aarch64:
                                           one image per platform and a multi-platform image index
   METAFLOW_PREBUILT_RECIPE                materialized (default) or micromamba
+  METAFLOW_PREBUILT_MICROMAMBA_IMAGE      micromamba recipe: the image /bin/micromamba is copied from
+                                          (default mambaorg/micromamba:1.5.10; pin it by digest)
   METAFLOW_PREBUILT_PRUNE                 leave out of the images, comma-separated: tests, static-libs,
                                           headers (default: nothing; --prune; materialized recipe)
   METAFLOW_PREBUILT_CONDA_CHANNELS        conda channels, comma-separated (default conda-forge)
@@ -24,7 +26,7 @@ Environment (every setting in full: the README's Configuration table):
   METAFLOW_PREBUILT_PIP_ISOLATED          1: ignore your pip configuration (pip --isolated)
   METAFLOW_PREBUILT_GLIBC_VERSION         glibc of the target images (default 2.28)
   METAFLOW_PREBUILT_DEFAULT_PYTHON        python of steps that name none (default: the host python3's)
-  METAFLOW_PREBUILT_PYTHON                the interpreter that reads the flow (default python3)
+  METAFLOW_PREBUILT_PYTHON                the interpreter that reads the flow and runs pip (default python3)
   METAFLOW_PREBUILT_CACHE_DIR             repodata, solves, packages (default $XDG_CACHE_HOME/prebuilt)
   METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT  seconds a registry, channel, index or the Docker daemon may send
                                           nothing before a request fails (default 60; a build's own
