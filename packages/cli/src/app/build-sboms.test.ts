@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { buildJson, sbomSummary } from '../build-report.js';
 import type { DeployFlowResult } from './deploy-flow.js';
 import { sbomJson, sbomsEnabled } from './build-sboms.js';
+import { buildFlow } from './build-flow.js';
 
 const ref = (n: string, via: ImageSbomRef['via'] = 'tag-scheme'): ImageSbomRef => ({ manifest: `sha256:${n.repeat(64)}`, document: `sha256:${n.repeat(63)}f`, via });
 
@@ -14,6 +15,12 @@ describe('the SBOM step of build', () => {
     expect(sbomsEnabled({ METAFLOW_PREBUILT_SBOM: 'No' })).toBe(false);
     expect(() => sbomsEnabled({ METAFLOW_PREBUILT_SBOM: 'maybe' })).toThrow(ConfigError);
     expect(() => sbomsEnabled({ METAFLOW_PREBUILT_SBOM: 'maybe' })).toThrow(/METAFLOW_PREBUILT_SBOM='maybe' \(the SBOM step of build\) is neither on nor off/);
+  });
+
+  it('a bad METAFLOW_PREBUILT_SBOM stops a build before the flow is read or locked', async () => {
+    const scope = { cwd: '/nonexistent-prebuilt-project', cliDir: '/nonexistent-prebuilt-cli', env: { METAFLOW_PREBUILT_SBOM: 'maybe' }, signal: new AbortController().signal };
+    // The flow file does not exist either: the setting is what is reported, so nothing was read.
+    await expect(buildFlow('flow.py', scope)).rejects.toThrow(/METAFLOW_PREBUILT_SBOM='maybe'/);
   });
 
   it('build --json names the SBOM of each image and of each platform of an index, renaming nothing', () => {
