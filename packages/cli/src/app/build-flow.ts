@@ -36,6 +36,6 @@ export function buildFailure(result: DeployFlowResult): BuildFailedError | undef
   return new BuildFailedError(
     `${result.failures.length} of ${result.images.length} image${result.images.length === 1 ? '' : 's'} failed to build; the image map was not written.`,
     result.failures.map((image) => ({ imageTag: image.tag, reason: image.reason ?? 'failed', logTail: image.logTail ?? [] })),
-    { hint: 'Read the reasons above (and the build log), fix what they name, and run prebuilt build again: the images that were built are reused.' },
+    { hint: 'Read each failed image\'s reason and build log (printed above; `failures` with --json), fix what they name, and run prebuilt build again: the images that were built are reused.' },
   );
 }
