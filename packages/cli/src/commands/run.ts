@@ -10,7 +10,9 @@ Builds the images the run needs (as \`prebuilt build\`, skipping every image the
 then runs \`python3 <flow> --environment=prebuilt <metaflow args…>\` with the prebuilt Metaflow
 extension on PYTHONPATH and METAFLOW_PREBUILT_IMAGE_MAP pointing at the image map. Every step that
 runs remotely starts on its image with the env's interpreter: no conda/pypi bootstrap, no pip
-install at task start. Local and disabled steps run exactly as with Metaflow's conda environment.
+install at task start. Local and disabled steps run exactly as with Metaflow's conda environment
+(a local step's env, even one that asks for no package, is created by micromamba, which Metaflow
+downloads from micro.mamba.pm on first use).
 
 Everything after <flow> goes to Metaflow untouched, except prebuilt's global --verbose and
 --version (Metaflow has neither); prebuilt's own settings are environment variables (see
