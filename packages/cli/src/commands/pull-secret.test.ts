@@ -229,6 +229,20 @@ describe('prebuilt pull-secret against a fake Kubernetes API server', () => {
     expect(io.out.stdout + io.out.stderr).not.toContain('rotating-1');
   });
 
+  it('a bad --namespace or --name is exit 2 saying so, before the registry or the cluster configuration is read', async () => {
+    for (const [args, message] of [
+      [['-n', 'Bad_NS', '--name', 'x'], "'Bad_NS' is not a Kubernetes namespace name"],
+      [['-n', 'metaflow', '--name', 'Bad_Name'], "'Bad_Name' is not a Kubernetes secret name"],
+    ] as const) {
+      const io = capture();
+      // No KUBECONFIG, and a registry that cannot load: neither is reached.
+      const code = await main(['pull-secret', ...args], { env: { HOME: join(dir, 'empty-home'), METAFLOW_PREBUILT_IMAGE_REGISTRY: 'no-such-registry-backend' }, stdout: io.stdout, stderr: io.stderr });
+      expect(code).toBe(2);
+      expect(io.out.stderr).toContain(`error: ${message}`);
+      expect(io.out.stderr).not.toContain('KUBECONFIG');
+    }
+  });
+
   it('without a Kubernetes configuration, exits 2 with a ConfigError naming KUBECONFIG', async () => {
     const io = capture();
     const code = await main(['pull-secret', '-n', 'metaflow', '--name', 'x'], {

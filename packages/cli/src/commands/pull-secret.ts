@@ -58,11 +58,16 @@ function secretsPermission(namespace: string): string {
   return `The Kubernetes user needs get, create and update on secrets in the namespace ${namespace} (kubectl auth can-i update secrets -n ${namespace}).`;
 }
 
+/** A namespace and secret name Kubernetes accepts; else a ConfigError (exit 2) saying what to pass. */
+function checkSecretTarget(namespace: string, name: string): void {
+  checkNamespace(namespace);
+  if (!isObjectName(name)) throw new ConfigError(`'${name}' is not a Kubernetes secret name.`, { hint: 'Pass --name with lowercase letters, digits, - and ., e.g. prebuilt-pull.' });
+}
+
 /** Creates the `kubernetes.io/dockerconfigjson` secret, or updates it when it exists and holds other credentials. */
 export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<AppliedPullSecret> {
   const { namespace, name, credentials } = options;
-  checkNamespace(namespace);
-  if (!isObjectName(name)) throw new ConfigError(`'${name}' is not a Kubernetes secret name.`, { hint: 'Pass --name with lowercase letters, digits, - and ., e.g. prebuilt-pull.' });
+  checkSecretTarget(namespace, name);
   const k8s = options.k8s ?? (await loadKubernetesClient('pull-secret'));
   const api: CoreV1Api = options.kubeConfig.makeApiClient(k8s.CoreV1Api);
   const server = options.kubeConfig.getCurrentCluster()?.server ?? '(no server)';
@@ -149,6 +154,8 @@ export function registerPullSecretCommand(program: Command, context: CliContext)
 }
 
 async function runPullSecret(context: CliContext, options: PullSecretOptions): Promise<void> {
+  // The command line first: a bad --namespace or --name is said before the registry or the cluster is looked at.
+  checkSecretTarget(options.namespace, options.name);
   const { backend: registry } = await createSelectedBackend('image-registry', context);
   const k8s = await loadKubernetesClient('pull-secret');
   const { kubeConfig, source: kubeSource } = loadKubeConfig(k8s, context.env);
