@@ -1,5 +1,5 @@
 /** The settings of a deploy that the CLI reads from the environment (base images, registry cache, workers, prune presets). */
-import { ConfigError, loadBooleanSetting, loadOptionalSetting, pruneSetting, selectPrunePresets, type PrunePreset } from '@prebuilt/core';
+import { ConfigError, loadBooleanSetting, loadOptionalSetting, parseImageRef, pruneSetting, selectPrunePresets, type PrunePreset } from '@prebuilt/core';
 
 export const DEFAULT_BASE_IMAGE = 'python:3.11-slim-bookworm';
 
@@ -38,14 +38,28 @@ function workers(env: Record<string, string | undefined>, override: string | und
   return value;
 }
 
+/** `value` when it is an image reference; else a ConfigError naming the variable it came from (exit 2). */
+function imageSetting(value: string, envVar: string): string {
+  try {
+    parseImageRef(value);
+  } catch (error) {
+    // parseImageRef says `invalid image reference '<value>': <why>`; the value is named here with its variable.
+    const why = (error instanceof Error ? error.message : String(error)).replace(/^invalid image reference '.*?': /s, '');
+    throw new ConfigError(`${envVar}='${value}' is not an image reference: ${why}.`, {
+      setting: envVar,
+      hint: `Set ${envVar} to [host[:port]/]repository[:tag][@sha256:<64 hex>], e.g. ${DEFAULT_BASE_IMAGE} or 127.0.0.1:5000/team/base:1.0.`,
+      cause: error,
+    });
+  }
+  return value;
+}
+
 /** The deploy settings from the environment; a bad value is a ConfigError naming the variable. */
 export function deploySettings(env: Record<string, string | undefined>, overrides: { workers?: string; prune?: string } = {}): DeploySettings {
-  const baseImage =
-    loadOptionalSetting({ value: undefined, envVar: 'METAFLOW_PREBUILT_BASE_IMAGE', option: 'baseImage', description: 'The base image', env }) ??
-    DEFAULT_BASE_IMAGE;
-  const gpuBaseImage =
-    loadOptionalSetting({ value: undefined, envVar: 'METAFLOW_PREBUILT_GPU_BASE_IMAGE', option: 'gpuBaseImage', description: 'The GPU base image', env }) ??
-    baseImage;
+  const base = loadOptionalSetting({ value: undefined, envVar: 'METAFLOW_PREBUILT_BASE_IMAGE', option: 'baseImage', description: 'The base image', env });
+  const baseImage = base === undefined ? DEFAULT_BASE_IMAGE : imageSetting(base, 'METAFLOW_PREBUILT_BASE_IMAGE');
+  const gpu = loadOptionalSetting({ value: undefined, envVar: 'METAFLOW_PREBUILT_GPU_BASE_IMAGE', option: 'gpuBaseImage', description: 'The GPU base image', env });
+  const gpuBaseImage = gpu === undefined ? baseImage : imageSetting(gpu, 'METAFLOW_PREBUILT_GPU_BASE_IMAGE');
   const pruneOptions = { env, ...(overrides.prune !== undefined ? { value: overrides.prune } : {}) };
   const prune = selectPrunePresets(pruneOptions);
   return { baseImage, gpuBaseImage, registryCache: registryCache(env), workers: workers(env, overrides.workers), prune, pruneSetting: pruneSetting(pruneOptions) };
