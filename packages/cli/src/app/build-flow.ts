@@ -3,7 +3,7 @@ import { BuildFailedError, type ImageSbomRef } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 import { imagesWithSboms, pushBuildSboms, sbomsEnabled } from './build-sboms.js';
 import { deployFlow, type DeployFlowOptions, type DeployFlowResult } from './deploy-flow.js';
-import { stateFilePath, writeImageMap } from './state-file.js';
+import { checkStateFileSetting, stateFilePath, writeImageMap } from './state-file.js';
 
 export type BuildFlowOptions = Omit<DeployFlowOptions, 'plan'>;
 
@@ -22,6 +22,7 @@ export interface BuildFlowResult {
 export async function buildFlow(file: string, scope: AppScope, options: BuildFlowOptions = {}): Promise<BuildFlowResult> {
   // Read before anything is locked or built: a bad METAFLOW_PREBUILT_SBOM stops the build at once (exit 2).
   sbomsEnabled(scope.env);
+  await checkStateFileSetting(scope.env, scope.cwd);
   const result = await deployFlow(file, scope, options);
   if (result.failures.length > 0) return { result, stateFile: null, sboms: new Map() };
   const sboms = await pushBuildSboms(result, scope);

@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { ConfigError, type ImageSbomRef } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
 import { buildJson, sbomSummary } from '../build-report.js';
@@ -21,6 +22,11 @@ describe('the SBOM step of build', () => {
     const scope = { cwd: '/nonexistent-prebuilt-project', cliDir: '/nonexistent-prebuilt-cli', env: { METAFLOW_PREBUILT_SBOM: 'maybe' }, signal: new AbortController().signal };
     // The flow file does not exist either: the setting is what is reported, so nothing was read.
     await expect(buildFlow('flow.py', scope)).rejects.toThrow(/METAFLOW_PREBUILT_SBOM='maybe'/);
+  });
+
+  it('a METAFLOW_PREBUILT_STATE_FILE that is a directory stops a build before the flow is read (not after every image is built)', async () => {
+    const scope = { cwd: tmpdir(), cliDir: '/nonexistent-prebuilt-cli', env: { METAFLOW_PREBUILT_STATE_FILE: '.' }, signal: new AbortController().signal };
+    await expect(buildFlow('no-such-flow.py', scope)).rejects.toThrow("METAFLOW_PREBUILT_STATE_FILE='.' is a directory; the image map is a file.");
   });
 
   it('build --json names the SBOM of each image and of each platform of an index, renaming nothing', () => {

@@ -1,13 +1,29 @@
 /** Where the image map of a flow is written (the state file the Metaflow extension reads), the atomic write and the reader. */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { errorMessage, InputError, writeFileAtomic, type ImageMap } from '@prebuilt/core';
+import { ConfigError, errorMessage, InputError, writeFileAtomic, type ImageMap } from '@prebuilt/core';
 
 /** The state file: METAFLOW_PREBUILT_STATE_FILE, else `.prebuilt/<Flow>/images.json` beside the flow. */
 export function stateFilePath(flowFile: string, flowName: string, env: Record<string, string | undefined>, cwd: string): string {
   const explicit = env.METAFLOW_PREBUILT_STATE_FILE?.trim();
   if (explicit) return resolve(cwd, explicit);
   return join(dirname(resolve(cwd, flowFile)), '.prebuilt', flowName, 'images.json');
+}
+
+/**
+ * A METAFLOW_PREBUILT_STATE_FILE that names a directory is a ConfigError (exit 2), said before a
+ * build starts rather than when its image map cannot be written at the end.
+ */
+export async function checkStateFileSetting(env: Record<string, string | undefined>, cwd: string): Promise<void> {
+  const explicit = env.METAFLOW_PREBUILT_STATE_FILE?.trim();
+  if (!explicit) return;
+  const found = await stat(resolve(cwd, explicit)).catch(() => undefined);
+  if (found?.isDirectory()) {
+    throw new ConfigError(`METAFLOW_PREBUILT_STATE_FILE='${explicit}' is a directory; the image map is a file.`, {
+      setting: 'METAFLOW_PREBUILT_STATE_FILE',
+      hint: `Set METAFLOW_PREBUILT_STATE_FILE to a file path, e.g. ${join(explicit, 'images.json')}, or unset it (.prebuilt/<Flow>/images.json beside the flow).`,
+    });
+  }
 }
 
 /**
