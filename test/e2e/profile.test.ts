@@ -363,6 +363,38 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     expect(text.stdout.match(/ present /g)).toHaveLength(2);
   }, 600_000);
 
+  itWith(NEEDS, 'the layer format the runners need: an erofs build rebuilds tar images and those of the other EROFS media type, a tar build rebuilds EROFS images, tar images stay whatever their codec', async () => {
+    const withLayers = (compression: string, runners?: string) => ({ ...env, METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: compression, ...(runners ? { METAFLOW_PREBUILT_OCI_RUNNERS: runners } : {}) });
+    const build = async (layers: NodeJS.ProcessEnv) => {
+      const result = await runCli(['build', 'profile_flow.py', '--json'], { env: layers, cwd: flowDir });
+      const json = parseJson<LayoutJson>(result);
+      expect(result.code, JSON.stringify(json.failures ?? result.stderr)).toBe(0);
+      return json;
+    };
+    const statuses = (json: BuildJson) => Object.values(json.images).map((i) => i.status);
+    const erofs21 = withLayers('erofs', 'containerd@2.1');
+    const planText = await runCli(['plan', 'profile_flow.py'], { env: erofs21, cwd: flowDir });
+    expect(planText.code, planText.stderr).toBe(0);
+    expect(planText.stdout).toContain('will rebuild: this build writes EROFS layers of type application/vnd.oci.image.layer.v1.erofs');
+    const first = await build(erofs21);
+    expect(statuses(first), 'the eStargz images are rebuilt as EROFS').toEqual(['built', 'built']);
+    expect(first.prefetch, 'an EROFS record is not a prefetch order').toBeUndefined();
+    for (const image of Object.values(first.images)) {
+      expect(await manifestAnnotations(image.image, image.digest)).toEqual({ 'dev.prebuilt.erofs': 'application/vnd.oci.image.layer.v1.erofs' });
+    }
+    expect(statuses(await build(erofs21)), 'unchanged: kept').toEqual(['present', 'present']);
+    expect(statuses(await build(withLayers('erofs', 'containerd@2.3'))), 'the runners moved past containerd 2.3: the other media type').toEqual(['built', 'built']);
+    const plan = parseJson<PlanJson>(await runCli(['plan', 'profile_flow.py', '--json'], { env: withLayers('zstd'), cwd: flowDir }));
+    expect(Object.values(plan.images).map((i) => [i.status, i.reason])).toEqual([
+      ['missing', 'the image has EROFS layers, this build writes tar layers'],
+      ['missing', 'the image has EROFS layers, this build writes tar layers'],
+    ]);
+    const zstd = await build(withLayers('zstd'));
+    expect(statuses(zstd)).toEqual(['built', 'built']);
+    for (const image of Object.values(zstd.images)) expect(await manifestAnnotations(image.image, image.digest)).toEqual({});
+    expect(statuses(await build(withLayers('gzip'))), 'a zstd image is kept by a gzip build, as documented').toEqual(['present', 'present']);
+  }, 600_000);
+
   itWith(NEEDS, 'a malformed or unreadable profile beside the flow is exit 2 with what is wrong and what to do; nothing is built', async () => {
     const good = await readFile(recorded.file, 'utf8');
     try {

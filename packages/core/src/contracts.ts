@@ -62,14 +62,18 @@ export interface BuildRequest {
 
 /**
  * How a build service lays an env's image out beyond what its tag names (the oci service's
- * prefetch order of eStargz layers), recorded in the image manifest's annotation `annotation`.
- * A present image whose annotation is not `value` (or absent) is rebuilt; `change` says why.
+ * prefetch order of eStargz layers, or its EROFS layers' media type), recorded in the image
+ * manifest's annotation `annotation`. A present image whose annotation is not `value` is rebuilt
+ * (absent counts as not `value`); `change` says why.
  */
 export interface ImageLayout {
   annotation: string;
-  value: string;
+  /** What this build records in the annotation; undefined: it records none, and a present image that carries one is rebuilt. */
+  value?: string;
   /** Why such an image is rebuilt, e.g. `prefetch profile changed`. */
   change: string;
+  /** Whether the value is the image's `DeployImage.layout` (the prefetch order `build` and `plan` show); default true. */
+  reported?: boolean;
 }
 
 export type BuildResult =

@@ -44,6 +44,7 @@ import { layerDiffId, writeLayer } from './layer.js';
 import { PREFETCH_ENV, envPrefetch, prefetchSetting, type EstargzPrefetch } from './estargz-prefetch.js';
 import { prefetchLayout } from './prefetch-layout.js';
 import { RUNNERS_ENV, compressionForRunners, erofsMediaType, parseRunners } from './runners.js';
+import { erofsLayout } from './erofs-layout.js';
 import { erofsFormatId, findMkfsErofs, type MkfsErofs } from './erofs.js';
 import { checkConvertibleBase, convertLayerToEstargz, isEstargzLayer } from './estargz-base.js';
 
@@ -290,9 +291,15 @@ function envSettings(settings: OciSettings, envId: string | undefined): OciSetti
   return { ...settings, prefetch: envPrefetch(settings.prefetch, envId) };
 }
 
-/** The layout an image built with these (one env's) settings records: eStargz and zstd:chunked images their prefetch order; the others none. */
-function imageLayoutOf(settings: OciSettings): ImageLayout | undefined {
-  return isLazyCompression(settings.layerCompression) ? prefetchLayout(settings.prefetch) : undefined;
+/**
+ * The layout an image built with these (one env's) settings records and expects: eStargz and
+ * zstd:chunked images their prefetch order (an EROFS image has none, so it is rebuilt); erofs
+ * images their media type; gzip and zstd images none, so that an EROFS image is rebuilt and a tar
+ * one of either compression kept.
+ */
+function imageLayoutOf(settings: OciSettings): ImageLayout {
+  if (isLazyCompression(settings.layerCompression)) return prefetchLayout(settings.prefetch);
+  return erofsLayout(settings.layerCompression === 'erofs' ? settings.layerMediaType : undefined);
 }
 
 /** One build in progress: its request, settings, registry client and log. */
@@ -559,7 +566,7 @@ async function pushImage(run: BuildRun, push: PushTarget, plan: ImagePlan, done:
   await client.uploadBlob(push.repo, configDigest, configBytes, push.upload);
   const baseDescriptors = base.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(l.annotations && isEstargzLayer(l) ? { annotations: l.annotations } : {}) }));
   const layout = imageLayoutOf(settings);
-  const annotations = layout ? { [layout.annotation]: layout.value } : undefined;
+  const annotations = layout.value === undefined ? undefined : { [layout.annotation]: layout.value };
   const manifest = imageManifest(base.format, { mediaType: base.format.config, digest: configDigest, size: configBytes.length }, [...baseDescriptors, ...descriptors], annotations);
   const digest = await client.putManifest(push.target, Buffer.from(JSON.stringify(manifest)), base.format.manifest, signalOf(request));
   const bytesSent = client.stats.bytesSent;

@@ -16,6 +16,7 @@ import { RegistryClient } from '@prebuilt/core/backend';
 import { envPrefix } from '@prebuilt/core';
 import type { PushSummary } from './oci-build-service.js';
 import { LAYER_FORMAT_ID } from './layer-codec.js';
+import { EROFS_LAYOUT_ANNOTATION } from './erofs-layout.js';
 import { have } from './__fixtures__/containerd.js';
 import { buildExampleImage, startExampleEnv, type ExampleEnv } from './__fixtures__/env-image.js';
 import { missingFor, services, skipTitle as title, uniqueRepo } from './__fixtures__/services.js';
@@ -24,7 +25,7 @@ const exec = promisify(execFile);
 const erofsUtils = (await have('mkfs.erofs', ['--version'])) !== undefined && (await have('fsck.erofs', ['--version'])) !== undefined;
 const missing = missingFor(['registries', 'baseImage']) ?? (erofsUtils ? undefined : 'needs erofs-utils ≥ 1.8 on PATH (mkfs.erofs and fsck.erofs; scripts/setup.sh installs them)');
 
-type Manifest = { mediaType: string; config: { digest: string }; layers: { mediaType: string; digest: string; size: number }[] };
+type Manifest = { mediaType: string; config: { digest: string }; layers: { mediaType: string; digest: string; size: number }[]; annotations?: Record<string, string> };
 
 const OLD_TYPE = 'application/vnd.oci.image.layer.v1.erofs';
 const NEW_TYPE = 'application/vnd.erofs.layer.v1';
@@ -106,6 +107,10 @@ describe.skipIf(missing !== undefined)(title('oci build service: erofs layers', 
     const newer = await manifestOf(`${repo}:erofs-new-type`);
     expect(newType.digest).not.toBe(first.digest);
     expect(new Set(newer.manifest.layers.slice(baseCount).map((l) => l.mediaType))).toEqual(new Set([NEW_TYPE]));
+    // The manifest records the EROFS media type (what a later build checks the image against); a tar image records none.
+    expect(image.manifest.annotations).toEqual({ [EROFS_LAYOUT_ANNOTATION]: OLD_TYPE });
+    expect(newer.manifest.annotations).toEqual({ [EROFS_LAYOUT_ANNOTATION]: NEW_TYPE });
+    expect(gzip.manifest.annotations).toBeUndefined();
     expect(newer.manifest.layers.map((l) => l.digest)).toEqual(image.manifest.layers.map((l) => l.digest));
     // Its layers came from the layer cache (the env layer by its tar's digest): the diff_ids still the blobs' digests.
     expect(newType.layers.every((l) => l.status === 'exists')).toBe(true);

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { PREFETCH_CHANGE, PREFETCH_LAYOUT_ANNOTATION, prefetchLayout, prefetchLayoutValue } from './prefetch-layout.js';
 import { createOciBuildService } from './oci-build-service.js';
+import { EROFS_LAYOUT_ANNOTATION, erofsLayout } from './erofs-layout.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,8 +27,10 @@ describe('prefetch layout record', () => {
       expect(lazy.imageLayout?.('aaa')?.value).toBe(prefetchLayoutValue({ mode: 'profile', paths: ['opt/env/a.so'] }));
       expect(lazy.imageLayout?.('bbb')?.value).toBe(prefetchLayoutValue({ mode: 'profile', paths: ['opt/env/b.so'] }));
       expect(lazy.imageLayout?.('ccc')?.value, 'an env the profile does not name').toBe('static');
+      // Not lazily pulled: no prefetch order; the EROFS record instead (none for tar layers: an EROFS image is rebuilt).
       const plain = createOciBuildService({ env: { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd', METAFLOW_PREBUILT_OCI_PREFETCH: profile }, layerCacheDir: false });
-      expect(plain.imageLayout?.('aaa')).toBeUndefined();
+      expect(plain.imageLayout?.('aaa')).toEqual(erofsLayout(undefined));
+      expect(plain.imageLayout?.('aaa')?.annotation).toBe(EROFS_LAYOUT_ANNOTATION);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -1,4 +1,4 @@
-import type { BuildService, DeployImage, PreparedBuild } from '../contracts.js';
+import type { BuildService, DeployImage, ImageLayout, PreparedBuild } from '../contracts.js';
 import { dockerPlatform } from '../env-model.js';
 import { createLogger } from '../logger.js';
 import type { ImageJob } from './deploy-job.js';
@@ -56,16 +56,21 @@ async function checkRegistry(job: ImageJob): Promise<DeployImage | undefined> {
   // A registry that does not read annotations (a third-party one) gives none: the image is kept, as before layouts.
   const found = existence.annotations?.[layout?.annotation ?? ''];
   if (layout && existence.annotations && found !== layout.value) {
-    log('%s: %s (%s: %s, this build: %s)', job.tag, layout.change, layout.annotation, found ?? 'none', layout.value);
+    log('%s: %s (%s: %s, this build: %s)', job.tag, layout.change, layout.annotation, found ?? 'none', layout.value ?? 'none');
     if (plan) {
       job.phase('missing', layout.change);
-      return job.done('missing', { reason: layout.change, layout: layout.value });
+      return job.done('missing', { reason: layout.change, ...reportedLayout(layout) });
     }
     job.phase('checking', `${layout.change}, rebuilding`);
     return undefined;
   }
   job.phase('present');
-  return job.done('present', { ...(existence.digest ? { digest: existence.digest } : {}), ...(layout ? { layout: layout.value } : {}) });
+  return job.done('present', { ...(existence.digest ? { digest: existence.digest } : {}), ...reportedLayout(layout) });
+}
+
+/** `{ layout }` of an image's result: the layout's value where it has one and is reported (see `ImageLayout.reported`). */
+function reportedLayout(layout: ImageLayout | undefined): { layout?: string } {
+  return layout?.value !== undefined && layout.reported !== false ? { layout: layout.value } : {};
 }
 
 /** Materializes, builds, pushes and verifies one image. */
@@ -130,5 +135,5 @@ async function buildAndVerify(job: ImageJob, prepared: PreparedBuild, buildServi
   }
   job.phase('built');
   const layout = await job.expectedLayout();
-  return job.done('built', { digest: existence.digest ?? result.digest, ...(layout ? { layout: layout.value } : {}) });
+  return job.done('built', { digest: existence.digest ?? result.digest, ...reportedLayout(layout) });
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { BuildRequest, BuildService, DeployEvent, DeployOptions, DeployStep, ImageRegistry, RecipeRunner } from '../contracts.js';
+import type { BuildRequest, BuildService, DeployEvent, DeployOptions, DeployStep, ImageLayout, ImageRegistry, RecipeRunner } from '../contracts.js';
 import type { EnvRequest, LockedEnv } from '../env-model.js';
 import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, RegistryError } from '../errors.js';
 import { specHash } from '../identity.js';
@@ -644,6 +644,43 @@ describe('deploy orchestrator: image layouts (fake registry keeping manifest ann
     expect(rebuilt.images.map((image) => [image.status, image.layout])).toEqual([['present', 'plain'], ['built', 'profile sha256:1']]);
     expect(ctx.buildService.builds.slice(2).map((b) => b.envId)).toEqual([changed]);
     expect((await deploy(options)).images.map((image) => image.status)).toEqual(['present', 'present']);
+  });
+
+  it('a layout without a value keeps images without the annotation and rebuilds those with it; an unreported layout is not the result\'s layout', async () => {
+    const ctx = await setup(fourSteps());
+    await using _ = ctx;
+    const annotations = new Map<string, Record<string, string>>();
+    const marked: ImageLayout = { annotation: 'test.kind', value: 'special', change: 'not special', reported: false };
+    const unmarked: ImageLayout = { annotation: 'test.kind', change: 'special, this build is not', reported: false };
+    let current = unmarked;
+    const registry: ImageRegistry = {
+      ...ctx.registry,
+      imageExists: async (tag, options) => {
+        const found = await ctx.registry.imageExists(tag);
+        return found.exists && options?.annotations ? { ...found, annotations: annotations.get(tag) ?? {} } : found;
+      },
+    };
+    const buildService: BuildService = {
+      name: 'fake-kind-build',
+      async buildAndPush(req) {
+        const result = await ctx.buildService.buildAndPush(req);
+        annotations.set(req.imageTag, current.value === undefined ? {} : { [current.annotation]: current.value });
+        return result;
+      },
+    };
+    const options = { ...ctx.options, registry, buildService, imageLayout: async () => current };
+    const statuses = async (extra: Partial<DeployOptions> = {}) => (await deploy({ ...options, ...extra })).images.map((image) => [image.status, image.layout, image.reason]);
+    expect(await statuses(), 'built without the annotation').toEqual([['built', undefined, undefined], ['built', undefined, undefined]]);
+    expect(await statuses(), 'no annotation, none expected: kept').toEqual([['present', undefined, undefined], ['present', undefined, undefined]]);
+    current = marked;
+    expect(await statuses({ plan: true }), 'a plan says why').toEqual([['missing', undefined, 'not special'], ['missing', undefined, 'not special']]);
+    expect(await statuses(), 'rebuilt with the annotation; its value is not reported').toEqual([['built', undefined, undefined], ['built', undefined, undefined]]);
+    expect(await statuses()).toEqual([['present', undefined, undefined], ['present', undefined, undefined]]);
+    current = unmarked;
+    expect(await statuses({ plan: true })).toEqual([['missing', undefined, 'special, this build is not'], ['missing', undefined, 'special, this build is not']]);
+    expect(await statuses(), 'an image carrying the annotation is rebuilt by a build that records none').toEqual([['built', undefined, undefined], ['built', undefined, undefined]]);
+    expect(await statuses()).toEqual([['present', undefined, undefined], ['present', undefined, undefined]]);
+    expect(ctx.buildService.builds).toHaveLength(6);
   });
 
   it('an image without the record (built before, or by another service) is rebuilt; without imageLayout no annotations are asked for', async () => {

@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { EROFS_LAYOUT_ANNOTATION, erofsLayout } from './erofs-layout.js';
+import { createOciBuildService } from './oci-build-service.js';
+
+const service = (env: Record<string, string>) => createOciBuildService({ env, layerCacheDir: false });
+
+describe('EROFS layout record', () => {
+  it('an erofs build expects its media type (it follows the runners); a gzip or zstd build expects none; neither is reported as a prefetch order', () => {
+    expect(EROFS_LAYOUT_ANNOTATION).toBe('dev.prebuilt.erofs');
+    const older = service({ METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'erofs', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@2.1' }).imageLayout?.('aaa');
+    const newer = service({ METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'erofs', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@2.3' }).imageLayout?.('aaa');
+    expect(older).toMatchObject({ annotation: EROFS_LAYOUT_ANNOTATION, value: 'application/vnd.oci.image.layer.v1.erofs', reported: false });
+    expect(newer).toMatchObject({ annotation: EROFS_LAYOUT_ANNOTATION, value: 'application/vnd.erofs.layer.v1', reported: false });
+    expect(older?.change).toContain('EROFS layers of type application/vnd.oci.image.layer.v1.erofs');
+    for (const compression of ['gzip', 'zstd']) {
+      const layout = service({ METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: compression }).imageLayout?.('aaa');
+      expect(layout).toEqual(erofsLayout(undefined));
+      expect(layout?.value).toBeUndefined();
+      expect(layout?.change).toBe('the image has EROFS layers, this build writes tar layers');
+    }
+  });
+});
