@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { diskFullError } from './disk-full.js';
+import { makeDirectory } from './make-directory.js';
 
 /**
  * Writes a file atomically: the data goes to a temp file beside the target, is flushed to disk,
@@ -16,7 +17,7 @@ export async function writeFileAtomic(
   const dir = dirname(path);
   const full = (error: unknown): unknown =>
     diskFullError(error, { dir, doing: `writing ${path}`, ...(options.setting ? { setting: options.setting } : {}) }) ?? error;
-  await mkdir(dir, { recursive: true }).catch((error: unknown) => {
+  await makeDirectory(dir).catch((error: unknown) => {
     throw full(error);
   });
   const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);

@@ -1,9 +1,10 @@
 import { hostname } from 'node:os';
-import { link, mkdir, open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import { link, open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CancelledError } from './errors.js';
 import { createLogger } from './logger.js';
+import { makeDirectory } from './make-directory.js';
 
 const log = createLogger('lock');
 
@@ -121,7 +122,7 @@ export async function acquireFileLock(path: string, options: AcquireOptions = {}
   const { signal } = options;
   const pollMs = options.pollMs ?? 250;
   const heartbeatMs = Math.max(1, options.heartbeatMs ?? LOCK_HEARTBEAT_MS);
-  await mkdir(dirname(path), { recursive: true });
+  await makeDirectory(dirname(path));
   const me: LockOwner = {
     pid: process.pid,
     host: hostname(),

@@ -1,10 +1,10 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, EnvironmentError, createLogger, errorMessage, sleep, writeFileAtomic } from '@prebuilt/core/backend';
+import { ConfigError, EnvironmentError, createLogger, errorMessage, makeDirectory, sleep, writeFileAtomic } from '@prebuilt/core/backend';
 
 const debug = createLogger('local:server');
 
@@ -258,7 +258,7 @@ export async function startLocalRegistryServer(
       hint: `Pick another port (\`prebuilt local-registry start --port ${port + 1}\`), or use the registry already listening there.`,
     });
   }
-  await mkdir(p.dataDir, { recursive: true });
+  await makeDirectory(p.dataDir);
   const binary = options.registryBinary ?? DEFAULT_REGISTRY_BINARY;
   const state = existsSync(binary) ? await startBinary(p, port, binary, options) : await startContainer(p, port, options);
   await writeFileAtomic(p.stateFile, `${JSON.stringify(state, null, 2)}\n`);

@@ -11,10 +11,10 @@
  * is moved aside and removed (discard-aside.ts, as a damaged entry is) and the caller derives the
  * files again — it is never served, and never seen half removed.
  */
-import { mkdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createLogger, errorMessage } from '@prebuilt/core';
+import { createLogger, errorMessage, makeDirectory } from '@prebuilt/core';
 import { discardAside } from './discard-aside.js';
 import { sameStamp, stampOf, type FileStamp } from './extraction-cache.js';
 import { writeSealedFileSync } from './sealed-file.js';
@@ -73,7 +73,7 @@ export async function readDerivedFiles(dir: string, count: number): Promise<(str
 export async function storeDerivedFiles(dir: string, files: readonly (Uint8Array | undefined)[], mtime: number): Promise<(string | undefined)[] | undefined> {
   const partial = `${dir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
-    await mkdir(partial, { recursive: true });
+    await makeDirectory(partial);
     const stamps: (FileStamp | null)[] = [];
     for (const [i, data] of files.entries()) {
       if (!data) {

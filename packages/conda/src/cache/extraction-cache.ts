@@ -25,10 +25,10 @@
  * days is removed by the next materialize that uses the cache.
  */
 import { chmodSync, existsSync, lstatSync, utimesSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createLogger, errorMessage, normalisedMode } from '@prebuilt/core';
+import { createLogger, errorMessage, normalisedMode, makeDirectory } from '@prebuilt/core';
 import type { ExtractedCondaPackage, ExtractedEntry } from '../materialize/conda-extract.js';
 import { hashFile } from './sha256-file.js';
 import { discardAside } from './discard-aside.js';
@@ -131,7 +131,7 @@ export class ExtractionCache {
     const cached = await this.#read(dir, sha256);
     if (cached) return { ...cached, hit: true, dir };
     if (cached === undefined) await this.#discardDamaged(dir);
-    await mkdir(this.dir, { recursive: true });
+    await makeDirectory(this.dir);
     const partial = `${dir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
       // The extraction may bring the archive's md5 (hashed by the extraction worker as it extracted).

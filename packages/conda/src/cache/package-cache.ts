@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -10,6 +10,7 @@ import {
   createLogger,
   diskFullError,
   errorMessage,
+  makeDirectory,
   netFetch,
   networkTimeouts,
   PrebuiltError,
@@ -171,7 +172,7 @@ export class PackageCache {
   async ensure(packages: readonly Downloadable[], options: EnsureOptions = {}): Promise<EnsureResult> {
     const { signal, onProgress } = options;
     const unique = uniqueBySha256(packages);
-    await mkdir(join(this.dir, 'pkgs'), { recursive: true }).catch((error: unknown) => {
+    await makeDirectory(join(this.dir, 'pkgs')).catch((error: unknown) => {
       throw diskFullError(error, { dir: this.dir, doing: 'creating the package cache', setting: CACHE_DIR_ENV }) ?? error;
     });
 

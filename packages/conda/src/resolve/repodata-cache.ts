@@ -5,12 +5,13 @@
  * after that it is revalidated with `If-None-Match` / `If-Modified-Since` (a 304 costs nothing).
  * Within one process each URL is fetched at most once.
  */
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import {
   BODY_LIMITS,
   CancelledError,
+  makeDirectory,
   NetworkError,
   ResolutionError,
   createLogger,
@@ -122,7 +123,7 @@ export class RepodataCache {
     const body = await this.#readBody(url, response);
     checkRepodata(url, body, response);
     if (dir && bodyPath && metaPath) {
-      await mkdir(dir, { recursive: true });
+      await makeDirectory(dir);
       await writeFileAtomic(bodyPath, body, { setting: CACHE_DIR_SETTING });
       await writeFileAtomic(metaPath, JSON.stringify(nextMeta(url, freshUntil, response)), { setting: CACHE_DIR_SETTING });
     }

@@ -3,11 +3,12 @@
  * top (python always comes from conda). Identical envs are solved once; solve results are
  * cached on disk by specHash (+ pins and glibc), repodata by URL.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   canonicalJson,
   createLogger,
+  makeDirectory,
   pipIsolated,
   repodataMaxBytes,
   normalizeCondaName,
@@ -242,7 +243,7 @@ async function solve(solver: Solver, request: EnvRequest, hash: string, resolved
   };
   log('solved %s (%s) in %d ms: %d files', hash.slice(0, 12), steps.join(', '), Date.now() - started, locked.packages.length);
   if (cacheFile) {
-    await mkdir(join(solver.cacheDir!, 'solves'), { recursive: true });
+    await makeDirectory(join(solver.cacheDir!, 'solves'));
     await writeFileAtomic(cacheFile, JSON.stringify(locked), { setting: CACHE_DIR_SETTING });
   }
   return locked;
