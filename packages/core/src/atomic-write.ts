@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { diskFullError } from './disk-full.js';
-import { makeDirectory } from './make-directory.js';
+import { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 
 /**
  * Writes a file atomically: the data goes to a temp file beside the target, is flushed to disk,
@@ -15,8 +15,8 @@ export async function writeFileAtomic(
   options: { mode?: number; setting?: string } = {},
 ): Promise<void> {
   const dir = dirname(path);
-  const full = (error: unknown): unknown =>
-    diskFullError(error, { dir, doing: `writing ${path}`, ...(options.setting ? { setting: options.setting } : {}) }) ?? error;
+  const where = { dir, doing: `writing ${path}`, ...(options.setting ? { setting: options.setting } : {}) };
+  const full = (error: unknown): unknown => diskFullError(error, where) ?? unwritableDirectoryError(error, where) ?? error;
   await makeDirectory(dir).catch((error: unknown) => {
     throw full(error);
   });

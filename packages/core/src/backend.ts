@@ -62,7 +62,7 @@ export { RegistryClient, nextPagePath, type RegistryClientOptions, type UploadBl
 export { listRepositoryImages } from './registry/repository-images.js';
 export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayers } from './recipes/prefix-layers.js';
 export { writeFileAtomic } from './atomic-write.js';
-export { makeDirectory } from './make-directory.js';
+export { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 export { compareBytes, listTree, sourceDateEpoch } from './file-tree.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';
 export { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, sealTarHeader, tarNumber, tarPadding, tarText, type TarHeader } from './tar/tar-header.js';

@@ -80,7 +80,7 @@ export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayersPackage } from 
 export { createRecipeRunner, createMicromambaRecipeRunner } from './recipes/select.js';
 export { createMaterializedRecipeRunner } from './recipes/materialized-runner.js';
 export { writeFileAtomic } from './atomic-write.js';
-export { makeDirectory } from './make-directory.js';
+export { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntryKind } from './file-tree.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';
 export { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, sealTarHeader, tarNumber, tarPadding, tarText, type TarHeader } from './tar/tar-header.js';

@@ -2,7 +2,9 @@ import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { makeDirectory } from './make-directory.js';
+import { writeFileAtomic } from './atomic-write.js';
+import { EnvironmentError } from './errors.js';
+import { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 
 describe('makeDirectory', () => {
   it('creates the missing parents, and again is a no-op', async () => {
@@ -34,4 +36,23 @@ describe('makeDirectory', () => {
   it.skipIf(process.platform !== 'linux')('under /proc, where Node 20\'s recursive mkdir never returns: ENOENT at once', async () => {
     await expect(makeDirectory('/proc/prebuilt-no-such-dir/cache')).rejects.toMatchObject({ code: 'ENOENT' });
   }, 10_000);
+
+  it.skipIf(process.platform !== 'linux')('an atomic write there is an EnvironmentError (exit 2) saying why and naming the setting that moves it', async () => {
+    const error = await writeFileAtomic('/proc/prebuilt-no-such-dir/cache/file.json', '{}', { setting: 'METAFLOW_PREBUILT_CACHE_DIR' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect((error as EnvironmentError).exitCode).toBe(2);
+    expect((error as EnvironmentError).message).toBe("Cannot write /proc/prebuilt-no-such-dir while writing /proc/prebuilt-no-such-dir/cache/file.json: its file system does not take new entries there (ENOENT).");
+    expect((error as EnvironmentError).hint).toContain('Set METAFLOW_PREBUILT_CACHE_DIR to a directory you can write');
+  }, 10_000);
+
+  it('only permission, read-only, pseudo file system and file-in-the-way errors are mapped', () => {
+    const where = { dir: '/x', doing: 'testing' };
+    expect(unwritableDirectoryError(Object.assign(new Error('e'), { code: 'EACCES', path: '/x/y' }), where)?.message).toBe('Cannot write /x/y while testing: permission denied (EACCES).');
+    expect(unwritableDirectoryError(Object.assign(new Error('e'), { code: 'EROFS' }), where)?.message).toBe('Cannot write /x while testing: a read-only file system (EROFS).');
+    expect(unwritableDirectoryError(Object.assign(new Error('e'), { code: 'EIO' }), where)).toBeUndefined();
+    expect(unwritableDirectoryError(new Error('no code'), where)).toBeUndefined();
+  });
 });

@@ -1,5 +1,6 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { EnvironmentError, PrebuiltError } from './errors.js';
 
 /**
  * `mkdir -p`: creates `dir` and its missing parents, one level at a time. Node 20's
@@ -33,4 +34,29 @@ export async function makeDirectory(dir: string): Promise<void> {
   if (missing.length === 0 && !(await stat(dir)).isDirectory()) {
     throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`), { code: 'ENOTDIR', path: dir, syscall: 'mkdir' });
   }
+}
+
+/** Why a directory cannot be made, by the system's error code. */
+const UNWRITABLE: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'a read-only file system',
+  ENOENT: 'its file system does not take new entries there',
+  ENOTDIR: 'a file is in the way',
+};
+
+/**
+ * `error` of making or writing in `where.dir` as an EnvironmentError (exit 2) saying why the
+ * directory cannot be written and the setting that moves it, when it is one of those (permission, a
+ * read-only or pseudo file system, a file in the way); undefined otherwise.
+ */
+export function unwritableDirectoryError(error: unknown, where: { dir: string; doing: string; setting?: string }): PrebuiltError | undefined {
+  const code = String((error as NodeJS.ErrnoException | undefined)?.code);
+  const why = UNWRITABLE[code];
+  if (why === undefined || PrebuiltError.isInstance(error)) return undefined;
+  const path = (error as NodeJS.ErrnoException).path ?? where.dir;
+  return new EnvironmentError(`Cannot write ${path} while ${where.doing}: ${why} (${code}).`, {
+    cause: error,
+    hint: where.setting ? `Set ${where.setting} to a directory you can write, or fix that directory's permissions.` : "Fix that directory's permissions, or run from a directory you can write.",
+  });
 }

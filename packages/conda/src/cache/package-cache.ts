@@ -11,6 +11,7 @@ import {
   diskFullError,
   errorMessage,
   makeDirectory,
+  unwritableDirectoryError,
   netFetch,
   networkTimeouts,
   PrebuiltError,
@@ -173,7 +174,8 @@ export class PackageCache {
     const { signal, onProgress } = options;
     const unique = uniqueBySha256(packages);
     await makeDirectory(join(this.dir, 'pkgs')).catch((error: unknown) => {
-      throw diskFullError(error, { dir: this.dir, doing: 'creating the package cache', setting: CACHE_DIR_ENV }) ?? error;
+      const where = { dir: this.dir, doing: 'creating the package cache', setting: CACHE_DIR_ENV };
+      throw diskFullError(error, where) ?? unwritableDirectoryError(error, where) ?? error;
     });
 
     const state = {

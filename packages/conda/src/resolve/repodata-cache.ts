@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import {
   BODY_LIMITS,
   CancelledError,
-  makeDirectory,
   NetworkError,
   ResolutionError,
   createLogger,
@@ -123,7 +122,6 @@ export class RepodataCache {
     const body = await this.#readBody(url, response);
     checkRepodata(url, body, response);
     if (dir && bodyPath && metaPath) {
-      await makeDirectory(dir);
       await writeFileAtomic(bodyPath, body, { setting: CACHE_DIR_SETTING });
       await writeFileAtomic(metaPath, JSON.stringify(nextMeta(url, freshUntil, response)), { setting: CACHE_DIR_SETTING });
     }

@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import {
   canonicalJson,
   createLogger,
-  makeDirectory,
   pipIsolated,
   repodataMaxBytes,
   normalizeCondaName,
@@ -243,7 +242,6 @@ async function solve(solver: Solver, request: EnvRequest, hash: string, resolved
   };
   log('solved %s (%s) in %d ms: %d files', hash.slice(0, 12), steps.join(', '), Date.now() - started, locked.packages.length);
   if (cacheFile) {
-    await makeDirectory(join(solver.cacheDir!, 'solves'));
     await writeFileAtomic(cacheFile, JSON.stringify(locked), { setting: CACHE_DIR_SETTING });
   }
   return locked;
