@@ -119,7 +119,7 @@ const rows = runs.map((r, i) => {
   const second = samples[i].map(([, b]) => b);
   const paired = samples[i].map(([a, b]) => ratio(a, b));
   const variant = r.name.startsWith('erofs ') ? r.name.slice(6).replace(/, loop device$/, '') : null;
-  return { name: r.name, ...(variant ? { image: images[variant] } : {}), first: stats(first), second: stats(second), ratio: ratio(stats(first).median, stats(second).median), paired, pairedMedian: median(paired) };
+  return { name: r.name, ...(variant ? { image: images[variant] } : {}), first: stats(first), second: stats(second), ratio: ratio(stats(first).median, stats(second).median), paired, pairedMedian: Math.round(median(paired) * 100) / 100 };
 });
 const result = { machine: machine(), context: ctx, runs: args.runs, rows };
 const range = (s) => `${fmtMs(s.median)} (${fmtMs(s.min)}–${fmtMs(s.max)})`;
