@@ -19,7 +19,13 @@ export async function makeDirectory(dir: string): Promise<void> {
         throw error;
       },
     );
-    if (found) break;
+    if (found) {
+      // `dir` itself exists: it must be a directory (a missing part's parent that is a file fails its mkdir below).
+      if (missing.length === 0 && !found.isDirectory()) {
+        throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`), { code: 'ENOTDIR', path: dir, syscall: 'mkdir' });
+      }
+      break;
+    }
     missing.push(current);
     const parent = dirname(current);
     if (parent === current) break;
@@ -30,9 +36,6 @@ export async function makeDirectory(dir: string): Promise<void> {
       // Made meanwhile by another process: fine, when it is a directory.
       if (error.code !== 'EEXIST') throw error;
     });
-  }
-  if (missing.length === 0 && !(await stat(dir)).isDirectory()) {
-    throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`), { code: 'ENOTDIR', path: dir, syscall: 'mkdir' });
   }
 }
 
