@@ -114,22 +114,31 @@ export function skipTitle(name: string, reason: string | undefined): string {
  */
 export function describeOrFailInCi(name: string, reason: string | undefined, body: () => void, env: NodeJS.ProcessEnv = process.env): void {
   if (!reason) describe(name, body);
-  else if (env['CI'] === 'true') describe(name, () => it(`cannot run here, and CI must run it: ${reason}`, () => {
-    throw new Error(`${name}: cannot run: ${reason}`);
-  }));
+  else if (env['CI'] === 'true') describe(name, () => it(`cannot run here, and CI must run it: ${reason}`, failInCi(name, reason)));
   else describe.skip(skipTitle(name, reason), body);
 }
 
-/** `describe` that skips, saying what is missing, when the machine lacks one of `needs`. */
-export function describeWith(needs: readonly Need[], name: string, body: () => void): void {
-  const reason = missingFor(needs);
-  (reason ? describe.skip : describe)(skipTitle(name, reason), body);
+/** `it` by the same rule as {@link describeOrFailInCi}: skipped saying why, or in CI one failing test saying why. */
+export function itOrFailInCi(name: string, reason: string | undefined, body: () => Promise<void> | void, timeout?: number, env: NodeJS.ProcessEnv = process.env): void {
+  if (!reason) it(name, body, timeout);
+  else if (env['CI'] === 'true') it(`${name} [cannot run here, and CI must run it: ${reason}]`, failInCi(name, reason));
+  else it.skip(skipTitle(name, reason), body, timeout);
 }
 
-/** `it` that skips, saying what is missing, when the machine lacks one of `needs`. */
+function failInCi(name: string, reason: string): () => never {
+  return () => {
+    throw new Error(`${name}: cannot run: ${reason}`);
+  };
+}
+
+/** `describe` that skips, saying what is missing, when the machine lacks one of `needs` (in CI: fails, {@link describeOrFailInCi}). */
+export function describeWith(needs: readonly Need[], name: string, body: () => void): void {
+  describeOrFailInCi(name, missingFor(needs), body);
+}
+
+/** `it` that skips, saying what is missing, when the machine lacks one of `needs` (in CI: fails, {@link itOrFailInCi}). */
 export function itWith(needs: readonly Need[], name: string, body: () => Promise<void> | void, timeout?: number): void {
-  const reason = missingFor(needs);
-  (reason ? it.skip : it)(skipTitle(name, reason), body, timeout);
+  itOrFailInCi(name, missingFor(needs), body, timeout);
 }
 
 /** A suite that needs the Docker daemon. */
