@@ -587,12 +587,14 @@ describe('deploy orchestrator: multi-platform (fake registry, fake build service
 });
 
 describe('deploy orchestrator: image layouts (fake registry keeping manifest annotations, fake build service)', () => {
-  /** The fake registry and build service of `setup`, the build writing the layout the test's `layouts` give each env into the "manifest". */
-  async function layoutSetup(layouts: Map<string, string>) {
+  /** The layout of each env: the test's `layouts` give its value ('plain' for the others). */
+  const fromMap = (layouts: Map<string, string>) => async (envId: string): Promise<ImageLayout> => ({ annotation: 'test.layout', value: layouts.get(envId) ?? 'plain', change: 'layout changed' });
+
+  /** The fake registry and build service of `setup`, the build writing each env's layout (`layouts`, or `layoutOf`) into the "manifest", when it has a value. */
+  async function layoutSetup(layouts: Map<string, string>, layoutOf: (envId: string) => Promise<ImageLayout> = fromMap(layouts)) {
     const ctx = await setup(fourSteps());
     const annotations = new Map<string, Record<string, string>>();
     const asked: boolean[] = [];
-    const layoutOf = async (envId: string) => ({ annotation: 'test.layout', value: layouts.get(envId) ?? 'plain', change: 'layout changed' });
     const registry: ImageRegistry = {
       ...ctx.registry,
       imageExists: async (tag, options) => {
@@ -605,7 +607,8 @@ describe('deploy orchestrator: image layouts (fake registry keeping manifest ann
       name: 'fake-layout-build',
       async buildAndPush(req) {
         const result = await ctx.buildService.buildAndPush(req);
-        annotations.set(req.imageTag, { 'test.layout': (await layoutOf(req.envId!)).value, other: 'kept' });
+        const layout = await layoutOf(req.envId!);
+        annotations.set(req.imageTag, { ...(layout.value === undefined ? {} : { [layout.annotation]: layout.value }), other: 'kept' });
         return result;
       },
     };
@@ -647,28 +650,11 @@ describe('deploy orchestrator: image layouts (fake registry keeping manifest ann
   });
 
   it('a layout without a value keeps images without the annotation and rebuilds those with it; an unreported layout is not the result\'s layout', async () => {
-    const ctx = await setup(fourSteps());
-    await using _ = ctx;
-    const annotations = new Map<string, Record<string, string>>();
     const marked: ImageLayout = { annotation: 'test.kind', value: 'special', change: 'not special', reported: false };
     const unmarked: ImageLayout = { annotation: 'test.kind', change: 'special, this build is not', reported: false };
     let current = unmarked;
-    const registry: ImageRegistry = {
-      ...ctx.registry,
-      imageExists: async (tag, options) => {
-        const found = await ctx.registry.imageExists(tag);
-        return found.exists && options?.annotations ? { ...found, annotations: annotations.get(tag) ?? {} } : found;
-      },
-    };
-    const buildService: BuildService = {
-      name: 'fake-kind-build',
-      async buildAndPush(req) {
-        const result = await ctx.buildService.buildAndPush(req);
-        annotations.set(req.imageTag, current.value === undefined ? {} : { [current.annotation]: current.value });
-        return result;
-      },
-    };
-    const options = { ...ctx.options, registry, buildService, imageLayout: async () => current };
+    const { ctx, options } = await layoutSetup(new Map(), async () => current);
+    await using _ = ctx;
     const statuses = async (extra: Partial<DeployOptions> = {}) => (await deploy({ ...options, ...extra })).images.map((image) => [image.status, image.layout, image.reason]);
     expect(await statuses(), 'built without the annotation').toEqual([['built', undefined, undefined], ['built', undefined, undefined]]);
     expect(await statuses(), 'no annotation, none expected: kept').toEqual([['present', undefined, undefined], ['present', undefined, undefined]]);
