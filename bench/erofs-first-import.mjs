@@ -9,7 +9,9 @@
  * first reads the files from the image, the second from the page cache. Beside them: the same
  * files extracted by `tar -x` into a directory (a tar layer's files, in the page cache after the
  * unpack), and with --loop prebuilt's image through a loop device (`mount -o loop`: how kernels
- * before 6.12 mount it). Variants interleaved, the order rotating every round.
+ * before 6.12 mount it). Variants interleaved, the order rotating every round. The `prebuilt-raw-*`
+ * variants are prebuilt's compression with some files stored uncompressed (mkfs.erofs
+ * --compress-hints, a pcluster size of 0): pycs, `.py` and pycs, shared libraries, or both.
  *
  * Prints per variant: the image's size and mkfs time, the first and second import (medians,
  * min–max), their ratio and the median of the paired ratios first ÷ second (each round's). Needs root, the kernel's erofs, mkfs.erofs ≥ 1.8 on
@@ -19,7 +21,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { alternate, benchArgs, fail, fmtBytes, fmtMs, machine, median, output, ratio, stats } from './lib.mjs';
 import { materializedContexts } from './materialized-context.mjs';
@@ -42,6 +44,12 @@ const VARIANTS = {
   'lz4-C64k': ['-zlz4', '-C65536'],
   'lz4hc-C64k': ['-zlz4hc', '-C65536'],
   none: [],
+  // prebuilt's compression with some files left uncompressed (mkfs.erofs --compress-hints: a
+  // pcluster size of 0 for the paths matching the pattern).
+  'prebuilt-raw-pyc': { options: PREBUILT, hints: ['0 \\.pyc$'] },
+  'prebuilt-raw-py': { options: PREBUILT, hints: ['0 \\.pyc?$'] },
+  'prebuilt-raw-so': { options: PREBUILT, hints: ['0 \\.so(\\.[0-9]+)*$'] },
+  'prebuilt-raw-pyc-so': { options: PREBUILT, hints: ['0 \\.pyc$', '0 \\.so(\\.[0-9]+)*$'] },
 };
 const names = args.variants.split(',').map((v) => v.trim()).filter(Boolean);
 for (const name of names) if (!VARIANTS[name]) fail(`--variants: unknown '${name}'; known: ${Object.keys(VARIANTS).join(', ')}`);
@@ -65,8 +73,14 @@ const images = {};
 for (const name of names) {
   const file = join(work, `${name}.erofs`);
   const started = performance.now();
-  execFileSync('mkfs.erofs', ['--tar=f', ...VARIANTS[name], '-T0', '--mkfs-time', '-Uclear', '--quiet', file, tarFile]);
-  images[name] = { file, options: VARIANTS[name].join(' ') || '(uncompressed)', mkfsMs: Math.round(performance.now() - started), bytes: (await stat(file)).size };
+  const { options, hints } = Array.isArray(VARIANTS[name]) ? { options: VARIANTS[name], hints: [] } : VARIANTS[name];
+  const hintArgs = [];
+  if (hints.length > 0) {
+    await writeFile(join(work, `${name}.hints`), `${hints.join('\n')}\n`);
+    hintArgs.push(`--compress-hints=${join(work, `${name}.hints`)}`);
+  }
+  execFileSync('mkfs.erofs', ['--tar=f', ...options, ...hintArgs, '-T0', '--mkfs-time', '-Uclear', '--quiet', file, tarFile]);
+  images[name] = { file, options: [...options, ...hints.map((h) => `hint '${h}'`)].join(' ') || '(uncompressed)', mkfsMs: Math.round(performance.now() - started), bytes: (await stat(file)).size };
 }
 const dir = join(work, 'dir');
 
