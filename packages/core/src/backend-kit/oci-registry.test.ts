@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { RegistryCredentials } from '../contracts.js';
 import { AuthError, ConfigError } from '../errors.js';
+import { startFlakyProxy } from '../registry/__fixtures__/flaky-proxy.js';
 import { pushImage } from '../registry/__fixtures__/push-image.js';
 import { RegistryClient } from '../registry/registry-client.js';
 import { registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
@@ -105,7 +106,7 @@ describe.skipIf(missing !== undefined)(suite('createOciRegistry against the loca
     expect(calls).toBe(2);
   });
 
-  it("with annotations, the manifest's annotations (the layout record a build checks) besides the digest; without, a HEAD only", async () => {
+  it("with annotations, the manifest's annotations (the layout record a build checks) besides the digest; without, the digest only", async () => {
     const repository = repo();
     const tag = `env-${ENV_ID}-amd64`;
     await pushImage({ host: basic.host, username: basic.username, password: basic.password }, repository, 'plain');
@@ -120,6 +121,25 @@ describe.skipIf(missing !== undefined)(suite('createOciRegistry against the loca
     expect(await registry.imageExists(pushTag)).toEqual({ exists: true, digest });
     expect(await registry.imageExists(`${basic.host}/${repository}:plain`, { annotations: true })).toEqual({ exists: true, digest: plain.digest, annotations: {} });
     expect(await registry.imageExists(`${basic.host}/${repository}:absent`, { annotations: true })).toEqual({ exists: false });
+  });
+
+  it('one request per check, annotations asked or not: a GET of the manifest by tag (what a no-op redeploy costs per image)', async () => {
+    const plain = services.registries!.plain.host;
+    const repository = repo();
+    const tag = `env-${ENV_ID}-amd64`;
+    const pushed = await pushImage({ host: plain }, repository, tag);
+    const proxy = await startFlakyProxy(plain, []);
+    try {
+      const registry = createOciRegistry({ name: 'x', host: proxy.host, repository, dockerConfig: false, client: FAST });
+      const pushTag = registry.imageTag({ envId: ENV_ID, platform: 'linux-64' });
+      expect(await registry.imageExists(pushTag, { annotations: true })).toEqual({ exists: true, digest: pushed.digest, annotations: {} });
+      expect(proxy.requests).toEqual([`GET /v2/${repository}/manifests/${tag}`]);
+      expect(await registry.imageExists(pushTag)).toEqual({ exists: true, digest: pushed.digest });
+      expect(await registry.imageExists(`${proxy.host}/${repository}:absent`, { annotations: true })).toEqual({ exists: false });
+      expect(proxy.requests.slice(1)).toEqual([`GET /v2/${repository}/manifests/${tag}`, `GET /v2/${repository}/manifests/absent`]);
+    } finally {
+      await proxy.close();
+    }
   });
 
   for (const flavour of ['basic', 'token'] as const) {

@@ -1,11 +1,11 @@
 import type { ImageExistence, ImageRegistry, PullConfig, RegistryCredentials } from '../contracts.js';
+import { RegistryError } from '../errors.js';
 import type { RegistryClientOptions } from '../registry/registry-client.js';
 import { listRepositoryImages } from '../registry/repository-images.js';
 import { checkSignal, resolveBaseImage } from './base-image.js';
 import { registryAccess } from './registry-access.js';
 import type { RegistryTokenSource } from './registry-credentials.js';
 import { envTag } from './settings.js';
-import { parseImageRef } from '../registry/image-ref.js';
 
 /** Options every image registry takes (as `BuildServiceOptions` for build services): extend it. */
 export interface ImageRegistryOptions {
@@ -64,8 +64,9 @@ export interface OciRegistrySpec {
 
 /**
  * An `ImageRegistry` over core's OCI distribution client: env images are tagged
- * `<host>/<repository>:env-<envId>-<arch>`, their existence and base image digests come from
- * manifest HEADs, push credentials from the spec's credentials (or the Docker config).
+ * `<host>/<repository>:env-<envId>-<arch>`, their existence (and, when asked, the manifest's
+ * annotations) and base image digests come from manifest GETs — one per existence check, its bytes
+ * hashed for the digest —, push credentials from the spec's credentials (or the Docker config).
  */
 export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
   const access = registryAccess({
@@ -104,12 +105,19 @@ export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
       checkSignal(options.signal);
       const client = await access.ownClient(options.signal);
       const signal = options.signal ? { signal: options.signal } : {};
-      const head = await client.headManifest(pushTag, signal);
-      if (!head.exists) return { exists: false };
-      if (!options.annotations) return { exists: true, digest: head.digest };
-      // The layout record of the image (see BuildService.imageLayout): the manifest itself, read by the digest just seen.
-      const { manifest } = await client.getManifest({ ...parseImageRef(pushTag), reference: head.digest }, signal);
-      return { exists: true, digest: head.digest, annotations: { ...manifest.annotations } };
+      if (!options.annotations) {
+        const head = await client.headManifest(pushTag, signal);
+        return head.exists ? { exists: true, digest: head.digest } : { exists: false };
+      }
+      // The layout record of the image (see BuildService.imageLayout) comes with the manifest that
+      // shows the tag exists: one GET, as without annotations (headManifest reads the manifest to verify its digest).
+      try {
+        const { digest, manifest } = await client.getManifest(pushTag, signal);
+        return { exists: true, digest, annotations: { ...manifest.annotations } };
+      } catch (error) {
+        if (error instanceof RegistryError && error.status === 404) return { exists: false };
+        throw error;
+      }
     },
     async baseImageIdentity(ref, platform, options = {}) {
       const client = await access.clientFor(ref, options.signal);
