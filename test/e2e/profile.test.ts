@@ -386,8 +386,8 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     expect(statuses(await build(withLayers('erofs', 'containerd@2.3'))), 'the runners moved past containerd 2.3: the other media type').toEqual(['built', 'built']);
     const plan = parseJson<PlanJson>(await runCli(['plan', 'profile_flow.py', '--json'], { env: withLayers('zstd'), cwd: flowDir }));
     expect(Object.values(plan.images).map((i) => [i.status, i.reason])).toEqual([
-      ['missing', 'the image has EROFS layers, this build writes tar layers'],
-      ['missing', 'the image has EROFS layers, this build writes tar layers'],
+      ['missing', 'built with EROFS layers; this build makes tar layers'],
+      ['missing', 'built with EROFS layers; this build makes tar layers'],
     ]);
     const zstd = await build(withLayers('zstd'));
     expect(statuses(zstd)).toEqual(['built', 'built']);

@@ -46,6 +46,7 @@ export {
   type PullConfig,
   type RegistryCredentials,
 } from './contracts.js';
+export { EROFS_LAYOUT_ANNOTATION, tarLayersLayout } from './image-layout.js';
 export { type CondaPlatform, type LockedPackage } from './env-model.js';
 export { parseImageRef, isLoopbackHost, DOCKER_HUB, type ImageRef } from './registry/image-ref.js';
 export { MediaType } from './registry/media-types.js';

@@ -100,6 +100,7 @@ export { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';
 export { acquireFileLock } from './file-lock.js';
 export { deploy } from './deploy/orchestrator.js';
 export { checkBuildService } from './deploy/build-service.js';
+export { EROFS_LAYOUT_ANNOTATION, buildServiceLayout, tarLayersLayout } from './image-layout.js';
 export {
   type DeployOptions,
   type DeployResult,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { EROFS_LAYOUT_ANNOTATION, erofsLayout } from './erofs-layout.js';
+import { EROFS_LAYOUT_ANNOTATION, tarLayersLayout } from '@prebuilt/core/backend';
+import { erofsLayout } from './erofs-layout.js';
 import { createOciBuildService } from './oci-build-service.js';
 
 const service = (env: Record<string, string>) => createOciBuildService({ env, layerCacheDir: false });
@@ -15,8 +16,9 @@ describe('EROFS layout record', () => {
     for (const compression of ['gzip', 'zstd']) {
       const layout = service({ METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: compression }).imageLayout?.('aaa');
       expect(layout).toEqual(erofsLayout(undefined));
+      expect(layout, 'the tar layout every build service making tar layers expects (core\'s)').toEqual(tarLayersLayout('this build'));
       expect(layout?.value).toBeUndefined();
-      expect(layout?.change).toBe('the image has EROFS layers, this build writes tar layers');
+      expect(layout?.change).toBe('built with EROFS layers; this build makes tar layers');
     }
   });
 });

@@ -12,11 +12,10 @@ import { lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/pr
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RegistryClient } from '@prebuilt/core/backend';
+import { EROFS_LAYOUT_ANNOTATION, RegistryClient } from '@prebuilt/core/backend';
 import { envPrefix } from '@prebuilt/core';
 import type { PushSummary } from './oci-build-service.js';
 import { LAYER_FORMAT_ID } from './layer-codec.js';
-import { EROFS_LAYOUT_ANNOTATION } from './erofs-layout.js';
 import { have } from './__fixtures__/containerd.js';
 import { buildExampleImage, startExampleEnv, type ExampleEnv } from './__fixtures__/env-image.js';
 import { missingFor, services, skipTitle as title, uniqueRepo } from './__fixtures__/services.js';

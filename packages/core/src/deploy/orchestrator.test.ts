@@ -7,6 +7,7 @@ import type { BuildRequest, BuildService, DeployEvent, DeployOptions, DeployStep
 import type { EnvRequest, LockedEnv } from '../env-model.js';
 import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, RegistryError } from '../errors.js';
 import { specHash } from '../identity.js';
+import { EROFS_LAYOUT_ANNOTATION, buildServiceLayout } from '../image-layout.js';
 import type { PushImageIndexOptions } from '../registry/image-index.js';
 import { checkBuildService } from './build-service.js';
 import { deploy } from './orchestrator.js';
@@ -680,5 +681,25 @@ describe('deploy orchestrator: image layouts (fake registry keeping manifest ann
     const { imageLayout: _layout, ...without } = options;
     expect((await deploy(without)).images.map((image) => [image.status, image.layout])).toEqual([['present', undefined], ['present', undefined]]);
     expect(asked).toEqual([false, false]);
+  });
+
+  it("a build service without imageLayout makes tar layers (buildServiceLayout): it rebuilds an image pushed with the EROFS record, a plan says why, and the tar images stay", async () => {
+    const erofs: ImageLayout = { annotation: EROFS_LAYOUT_ANNOTATION, value: 'application/vnd.oci.image.layer.v1.erofs', change: 'this build writes EROFS layers', reported: false };
+    let layers: 'erofs' | 'tar' = 'erofs';
+    let tarService: BuildService | undefined;
+    const { ctx, asked, options } = await layoutSetup(new Map(), async (envId) => (layers === 'erofs' ? erofs : buildServiceLayout(tarService!, envId)!));
+    await using _ = ctx;
+    tarService = options.buildService;
+    const statuses = async (extra: Partial<DeployOptions> = {}) => (await deploy({ ...options, ...extra })).images.map((image) => [image.status, image.layout, image.reason]);
+    expect(await statuses(), 'the erofs build').toEqual([['built', undefined, undefined], ['built', undefined, undefined]]);
+    layers = 'tar';
+    const reason = 'built with EROFS layers; the fake-layout-build build service makes tar layers';
+    expect(await statuses({ plan: true })).toEqual([['missing', undefined, reason], ['missing', undefined, reason]]);
+    asked.length = 0;
+    expect(await statuses(), 'rebuilt with tar layers').toEqual([['built', undefined, undefined], ['built', undefined, undefined]]);
+    expect(await statuses(), 'a redeploy builds nothing').toEqual([['present', undefined, undefined], ['present', undefined, undefined]]);
+    // One registry check per image before each build or keep (annotations read), one verification per push.
+    expect([asked.filter(Boolean).length, asked.filter((a) => !a).length]).toEqual([4, 2]);
+    expect(ctx.buildService.builds).toHaveLength(4);
   });
 });

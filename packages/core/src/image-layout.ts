@@ -1,0 +1,30 @@
+import type { BuildService, ImageLayout } from './contracts.js';
+
+/**
+ * The image manifest annotation recording that an image's env layers are EROFS, and their media
+ * type (`application/vnd.oci.image.layer.v1.erofs` for containerd 2.1–2.2,
+ * `application/vnd.erofs.layer.v1` from 2.3): the oci service writes it on its erofs builds, and
+ * only EROFS images carry it. The tag does not name the layer format, so a build reads it where it
+ * checks the registry for the tag: a build that makes tar layers (every build service but an erofs
+ * build of the oci service) rebuilds an image carrying it, since runners that pull tar layers
+ * cannot mount it. (`dev.prebuilt`: the prefix of prebuilt's image labels.)
+ */
+export const EROFS_LAYOUT_ANNOTATION = 'dev.prebuilt.erofs';
+
+/**
+ * The layout of an image with tar layers (gzip, zstd, eStargz, …) made by `builder` (e.g. `the
+ * docker build service`): no EROFS record, so a present image carrying one is rebuilt, and the
+ * reason (what `prebuilt plan` shows) says so. Not reported as the image's `layout`.
+ */
+export function tarLayersLayout(builder: string): ImageLayout {
+  return { annotation: EROFS_LAYOUT_ANNOTATION, change: `built with EROFS layers; ${builder} makes tar layers`, reported: false };
+}
+
+/**
+ * The layout a build service gives an env's image: its own (`imageLayout`, which may record none),
+ * else tar layers — a service that does not say how it lays images out makes tar layers, as
+ * Dockerfile builders do, and rebuilds an image another service built with EROFS layers.
+ */
+export function buildServiceLayout(service: Pick<BuildService, 'name' | 'imageLayout'>, envId: string): ImageLayout | undefined {
+  return service.imageLayout ? service.imageLayout(envId) : tarLayersLayout(`the ${service.name} build service`);
+}
