@@ -28,6 +28,7 @@ import { createSelectedBackend } from './backends.js';
 import { askBaseImageAhead, type BaseImageAhead } from './base-image-ahead.js';
 import { buildLockFor } from './build-lock.js';
 import { deploySettings, type DeploySettings } from './deploy-settings.js';
+import { expectedImageLayout } from './expected-layout.js';
 import { ignoredSettingsNotes } from './ignored-settings-note.js';
 import { lockFlow, readFlowEnvs, type LockFlowResult } from './lock-flow.js';
 import { prefetchProfileOf, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';
@@ -115,11 +116,6 @@ function packagelessNote(envs: FlowEnvs): string | undefined {
   return `no step of ${envs.flow} asks for a conda or PyPI package (@conda, @pypi, @conda_base, @pypi_base): each of its images holds python and Metaflow's own dependencies alone`;
 }
 
-/** Whether the deploy asks the build service each present image's layout (see the call). */
-function asksLayout(options: DeployFlowOptions, scope: AppScope): boolean {
-  return !options.plan || selectedBackendNames(scope.env).buildService.name === 'oci';
-}
-
 /** Locks the flow and deploys (or plans) its images. */
 export async function deployFlow(file: string, scope: AppScope, options: DeployFlowOptions = {}): Promise<DeployFlowResult> {
   const settings = deploySettings(scope.env, { ...(options.workers !== undefined ? { workers: options.workers } : {}), ...(options.prune !== undefined ? { prune: options.prune } : {}) });
@@ -156,10 +152,8 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
       lock: async () => lock.steps,
       registry: ahead?.registry ?? registry,
       ...(options.plan ? {} : { buildService: getBuildService, buildLock: buildLockFor(scope.env) }),
-      // A present image laid out otherwise (another prefetch profile) is rebuilt. A build has created its service
-      // already; a plan creates it (unchecked) only to ask the oci service, the one that records a layout, so
-      // that plans keep working where another builder's settings (a kaniko bucket, …) are not set.
-      ...(asksLayout(options, scope) ? { imageLayout: async (envId: string) => (await getBuildService()).imageLayout?.(envId) } : {}),
+      // A present image laid out otherwise (another prefetch profile, EROFS layers for a tar build) is rebuilt.
+      imageLayout: expectedImageLayout({ serviceName: selectedBackendNames(scope.env).buildService.name, plan: options.plan === true, service: getBuildService }),
       recipe,
       baseImage: settings.baseImage,
       gpuBaseImage: settings.gpuBaseImage,
