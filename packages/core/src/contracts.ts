@@ -62,9 +62,10 @@ export interface BuildRequest {
 
 /**
  * How a build service lays an env's image out beyond what its tag names (the oci service's
- * prefetch order of eStargz layers, or its EROFS layers' media type), recorded in the image
- * manifest's annotation `annotation`. A present image whose annotation is not `value` is rebuilt
- * (absent counts as not `value`); `change` says why.
+ * prefetch order of eStargz layers, or its EROFS layers' media type; tar layers, for a service
+ * that gives none: image-layout.ts), recorded in the image manifest's annotation `annotation`. A
+ * present image whose annotation is not `value` is rebuilt (absent counts as not `value`);
+ * `change` says why.
  */
 export interface ImageLayout {
   annotation: string;
@@ -96,7 +97,11 @@ export interface BuildService {
   check?(options?: { signal?: AbortSignal }): Promise<void>;
   /** Releases connections and other resources. */
   close?(): Promise<void>;
-  /** The layout this service would give the env's image, when it records one (undefined: none to check). Never reaches the network. */
+  /**
+   * The layout this service would give the env's image, when it records one (undefined: none to
+   * check). Never reaches the network. Without this method the CLI takes the service to make tar
+   * layers (`buildServiceLayout`): an image carrying the EROFS record is rebuilt.
+   */
   imageLayout?(envId: string): ImageLayout | undefined;
 }
 
