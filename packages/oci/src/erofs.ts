@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import { open, rm, stat } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { ConfigError } from '@prebuilt/core/backend';
 import { atLeast } from './version.js';
@@ -24,11 +25,52 @@ const INSTALL_HINT =
 
 /** The mkfs.erofs a build runs: its PATH and version. */
 export interface MkfsErofs {
-  /** The environment it runs in (PATH says which mkfs.erofs). */
+  /** The environment it runs in (PATH says which mkfs.erofs); only {@link TOOL_ENV}'s variables of it are passed on. */
   env: NodeJS.ProcessEnv;
   /** The version it reports, e.g. `1.8.6`. */
   version: string;
+  /** How long it may stall and how much disk its image may take (default {@link MKFS_EROFS_LIMITS}). */
+  limits?: MkfsErofsLimits;
 }
+
+/**
+ * The only variables of the environment mkfs.erofs gets: which one runs, where its temp files go,
+ * the locale of its messages. Nothing else (registry passwords, cloud keys) is its business, so
+ * nothing else can end up in its output, which errors quote.
+ */
+export const TOOL_ENV = ['PATH', 'TMPDIR', 'LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES'] as const;
+
+function toolEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const key of TOOL_ENV) if (env[key] !== undefined) out[key] = env[key];
+  return out;
+}
+
+/** Bounds on one mkfs.erofs run. */
+export interface MkfsErofsLimits {
+  /** How long it may take none of the tar and leave its image unchanged while the build waits on it (ms); then it is killed. */
+  silenceMs: number;
+  /** How often its image is looked at (ms). */
+  pollMs: number;
+  /** Disk its image may take beyond 4x the tar sent so far (bytes); more and it is killed (see {@link maxErofsImageBytes}). */
+  imageSlackBytes: number;
+}
+
+/** Ten minutes of silence (a real mkfs.erofs is never idle that long), a look each second, 256 MiB of slack. */
+export const MKFS_EROFS_LIMITS: MkfsErofsLimits = { silenceMs: 10 * 60_000, pollMs: 1000, imageSlackBytes: 256 << 20 };
+
+/**
+ * The most disk the image of `tarBytes` of tar may take: 4x and the slack. An EROFS image is
+ * smaller than its tar, but while it works mkfs.erofs keeps the tar's data in the image file
+ * (~1.5x the tar on disk seen, then truncated); past this bound it is writing garbage.
+ */
+export function maxErofsImageBytes(tarBytes: number, slackBytes = MKFS_EROFS_LIMITS.imageSlackBytes): number {
+  return 4 * tarBytes + slackBytes;
+}
+
+/** The EROFS superblock's magic (little-endian at byte 1024 of an image). */
+const EROFS_MAGIC = 0xe0f5e1e2;
+const EROFS_SUPERBLOCK_OFFSET = 1024;
 
 /** `mkfs.erofs (erofs-utils) 1.8.6` → `1.8.6` and [1, 8]; undefined when it names no version. */
 export function parseMkfsErofsVersion(output: string): { version: string; majorMinor: [number, number] } | undefined {
@@ -38,7 +80,7 @@ export function parseMkfsErofsVersion(output: string): { version: string; majorM
 
 /** Runs `mkfs.erofs --version` with `env`'s PATH; a ConfigError when it is missing, says no version, or is older than 1.8. */
 export async function findMkfsErofs(env: Record<string, string | undefined>): Promise<MkfsErofs> {
-  const runEnv: NodeJS.ProcessEnv = { ...process.env, ...(env['PATH'] === undefined ? {} : { PATH: env['PATH'] }) };
+  const runEnv = toolEnv({ ...process.env, ...(env['PATH'] === undefined ? {} : { PATH: env['PATH'] }) });
   const output = await new Promise<string>((resolve, reject) => {
     execFile(MKFS_EROFS, ['--version'], { env: runEnv, timeout: 30_000 }, (error, stdout, stderr) => {
       if (error && (error as NodeJS.ErrnoException).code === 'ENOENT') reject(missingTool());
@@ -47,7 +89,7 @@ export async function findMkfsErofs(env: Record<string, string | undefined>): Pr
     });
   });
   const parsed = parseMkfsErofsVersion(output);
-  if (!parsed) throw unusableTool(`'${MKFS_EROFS} --version' printed no version ('${output.trim().split('\n')[0]}')`);
+  if (!parsed) throw unusableTool(`'${MKFS_EROFS} --version' printed no version ('${clip(output.trim().split('\n')[0] ?? '')}')`);
   if (!atLeast(parsed.majorMinor, MKFS_EROFS_SINCE)) {
     throw unusableTool(`the ${MKFS_EROFS} on PATH is erofs-utils ${parsed.version}, older than ${MKFS_EROFS_SINCE.join('.')} (it cannot read a tar with --tar=f)`);
   }
@@ -65,9 +107,15 @@ function unusableTool(why: string): ConfigError {
   return new ConfigError(`erofs layers were asked for, but ${why}.`, { setting: 'METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION', hint: INSTALL_HINT });
 }
 
-/** The last few non-empty lines of a tool's output (an error's detail). */
+/** The last few non-empty lines of a tool's output (an error's detail), at most 1000 characters. */
 function lastLines(text: string, count = 5): string {
-  return text.trim().split('\n').map((l) => l.trim()).filter(Boolean).slice(-count).join(' | ');
+  const lines = text.trim().split('\n').map((l) => l.trim()).filter(Boolean).slice(-count).join(' | ');
+  return lines.length > 1000 ? `…${lines.slice(-1000)}` : lines;
+}
+
+/** A line of a tool's output quoted in a message: at most 200 characters. */
+function clip(line: string): string {
+  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
 }
 
 /**
@@ -90,32 +138,129 @@ export interface MkfsErofsRun {
   kill: () => void;
 }
 
-/** Starts mkfs.erofs writing the EROFS image of the tar it reads on stdin to `file`; the signal kills it. `label` names the layer in errors. */
+/**
+ * Starts mkfs.erofs writing the EROFS image of the tar it reads on stdin to `file`; the signal kills
+ * it. `label` names the layer in errors. Bounded: killed (SIGKILL, which it cannot ignore) when it
+ * stalls for `limits.silenceMs` while the build waits on it (a write of the tar it does not take, or
+ * the end of the tar) with its image unchanged, or when its image takes more disk than
+ * {@link maxErofsImageBytes} of the tar sent; its stderr is kept to the last 4 KiB; once it has exited,
+ * a child of it left holding its stderr does not keep `done` waiting. `done` checks that what it
+ * wrote is an EROFS image (the superblock's magic) of at most that bound.
+ */
 export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, signal?: AbortSignal): MkfsErofsRun {
-  const child = spawn(MKFS_EROFS, [...MKFS_EROFS_OPTIONS, file], { env: mkfs.env, stdio: ['pipe', 'ignore', 'pipe'], ...(signal ? { signal } : {}) });
+  const limits = mkfs.limits ?? MKFS_EROFS_LIMITS;
+  // No `signal` option: Node would report the abort at once and leave the process to die (or not)
+  // on SIGTERM; here the abort kills it and `done` waits for it to be gone.
+  const child = spawn(MKFS_EROFS, [...MKFS_EROFS_OPTIONS, file], { env: toolEnv(mkfs.env), stdio: ['pipe', 'ignore', 'pipe'] });
+  const tool = `${MKFS_EROFS} ${mkfs.version}`;
   let stderr = '';
+  let sent = 0;
+  /** Since when the build has been waiting on it (a write it has not taken, or the end of the tar); undefined while it is not. */
+  let waitingSince: number | undefined;
+  let lastProgress = Date.now();
+  let lastBlocks = -1;
+  let exited = false;
+  /** Why it was killed, when the bounds did it. */
+  let stopped: string | undefined;
+  const kill = (): void => {
+    if (!exited) child.kill('SIGKILL');
+  };
+  const stop = (why: string): void => {
+    if (stopped !== undefined || exited) return;
+    stopped = why;
+    kill();
+  };
+  const onAbort = (): void => kill();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  if (signal?.aborted) kill();
+
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-4096);
+    lastProgress = Date.now();
   });
+  let looking = false;
+  const watch = setInterval(() => {
+    if (looking) return;
+    looking = true;
+    void stat(file)
+      .then(
+        (s) => {
+          // Blocks on disk, not the size: mkfs.erofs sizes its image sparse (terabytes) while it works.
+          const bytes = s.blocks * 512;
+          const max = maxErofsImageBytes(sent, limits.imageSlackBytes);
+          if (bytes > max) stop(`its image took ${bytes} bytes of disk from a tar of ${sent} bytes (at most ${max})`);
+          if (s.blocks !== lastBlocks) {
+            lastBlocks = s.blocks;
+            lastProgress = Date.now();
+          }
+        },
+        () => undefined,
+      )
+      .finally(() => {
+        looking = false;
+        if (waitingSince === undefined) return;
+        const silent = Date.now() - Math.max(lastProgress, waitingSince);
+        if (silent > limits.silenceMs) stop(`it made no progress for ${limits.silenceMs / 1000} s (it took none of the tar and its image did not change)`);
+      });
+  }, limits.pollMs);
+  watch.unref();
+
   const done = new Promise<void>((resolve, reject) => {
+    let settled = false;
+    const settle = (error: unknown): void => {
+      if (settled) return;
+      settled = true;
+      clearInterval(watch);
+      signal?.removeEventListener('abort', onAbort);
+      if (error === undefined) resolve();
+      else reject(error);
+    };
     child.on('error', (error: NodeJS.ErrnoException) => {
-      reject(error.code === 'ENOENT' ? missingTool() : error);
+      settle(error.code === 'ENOENT' ? missingTool() : error);
     });
-    child.on('close', (code, killed) => {
-      if (code === 0) resolve();
-      else reject(new Error(`${MKFS_EROFS} ${mkfs.version} failed making ${label} (${code === null ? `killed by ${killed}` : `exit ${code}`}): ${lastLines(stderr) || 'it printed nothing'}`));
+    // 'exit', not 'close': a child of it holding its stderr open must not keep the layer waiting.
+    // Its stderr gets a moment to be read to the end.
+    child.on('exit', (code, killedBy) => {
+      exited = true;
+      clearInterval(watch);
+      const closed = new Promise<void>((done) => {
+        if (child.stderr.closed) return done();
+        const timer = setTimeout(() => {
+          child.stderr.destroy();
+          done();
+        }, 1000);
+        timer.unref();
+        child.stderr.once('close', () => {
+          clearTimeout(timer);
+          done();
+        });
+      });
+      void closed.then(async () => {
+        if (signal?.aborted) return settle(signal.reason ?? new Error('aborted'));
+        if (stopped !== undefined) {
+          await rm(file, { force: true }).catch(() => undefined);
+          return settle(new Error(`${tool} was stopped making ${label}: ${stopped}. ${STALLED_HINT}${detail(stderr)}`));
+        }
+        if (code !== 0) return settle(new Error(`${tool} failed making ${label} (${code === null ? `killed by ${killedBy}` : `exit ${code}`}): ${lastLines(stderr) || 'it printed nothing'}`));
+        settle(await checkImage(file, tool, label, maxErofsImageBytes(sent, limits.imageSlackBytes)).catch((error: unknown) => error));
+      });
     });
   });
-  let exited = false;
-  child.on('exit', () => (exited = true));
   // Its stdin closing early (mkfs.erofs failed: EPIPE) is not the tar's failure; `done` has the reason.
   child.stdin.on('error', () => undefined);
   const stdin = new Writable({
     write(chunk: Buffer, _encoding, callback) {
-      if (exited || child.stdin.destroyed) callback();
-      else child.stdin.write(chunk, () => callback());
+      if (exited || child.stdin.destroyed) return callback();
+      sent += chunk.length;
+      waitingSince = Date.now();
+      child.stdin.write(chunk, () => {
+        waitingSince = undefined;
+        callback();
+      });
     },
     final(callback) {
+      // The tar is complete: from now on the build waits on mkfs.erofs alone.
+      waitingSince = Date.now();
       child.stdin.end();
       callback();
     },
@@ -124,5 +269,31 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
       callback(error);
     },
   });
-  return { stdin, done, kill: () => child.kill('SIGKILL') };
+  return { stdin, done, kill };
+}
+
+const STALLED_HINT = 'Check the mkfs.erofs on PATH (erofs-utils ≥ 1.8) and the disk of the temporary directory, then build again';
+
+function detail(stderr: string): string {
+  const lines = lastLines(stderr);
+  return lines ? `; its last output: ${lines}` : '.';
+}
+
+/** What mkfs.erofs left at `file` after exiting 0: an EROFS image (its superblock's magic) of at most `max` bytes; else why not. */
+async function checkImage(file: string, tool: string, label: string, max: number): Promise<undefined> {
+  const wrongly = (why: string): Error =>
+    new Error(`${tool} exited 0 making ${label} but wrote no EROFS image (${why}). Check the mkfs.erofs on PATH (erofs-utils ≥ 1.8), then build again.`);
+  const handle = await open(file, 'r').catch((error: NodeJS.ErrnoException) => {
+    throw error.code === 'ENOENT' ? wrongly(`no file at ${file}`) : error;
+  });
+  try {
+    const { size } = await handle.stat();
+    if (size > max) throw wrongly(`${file} is ${size} bytes, more than ${max} for its tar`);
+    const magic = Buffer.alloc(4);
+    const { bytesRead } = await handle.read(magic, 0, 4, EROFS_SUPERBLOCK_OFFSET);
+    if (bytesRead < 4 || magic.readUInt32LE(0) !== EROFS_MAGIC) throw wrongly(`no EROFS superblock in ${file}`);
+  } finally {
+    await handle.close();
+  }
+  return undefined;
 }

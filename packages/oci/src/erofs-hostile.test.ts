@@ -1,0 +1,188 @@
+/**
+ * mkfs.erofs as an attacker would have it: a tool that hangs, writes forever, exits 0 with garbage,
+ * ignores SIGTERM, leaves a child holding its stderr, or prints the environment it was given; and
+ * package contents with hostile names fed to the real one.
+ */
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { CancelledError } from '@prebuilt/core/backend';
+import { findMkfsErofs, maxErofsImageBytes, type MkfsErofs } from './erofs.js';
+import { writeLayer, type LayerEntry } from './layer.js';
+import { have } from './__fixtures__/containerd.js';
+import { describeOrFailInCi } from './__fixtures__/services.js';
+
+const exec = promisify(execFile);
+const erofsMissing =
+  (await have('mkfs.erofs', ['--version'])) && (await have('fsck.erofs', ['--version'])) ? undefined : 'needs erofs-utils ≥ 1.8 on PATH (mkfs.erofs and fsck.erofs; scripts/setup.sh installs them)';
+
+const VERSION_186 = 'if [ "$1" = --version ]; then echo "mkfs.erofs (erofs-utils) 1.8.6"; exit 0; fi';
+/** The image file: mkfs.erofs's last argument. */
+const IMAGE_ARG = 'for image; do :; done';
+
+let dir: string;
+let entries: LayerEntry[];
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'prebuilt-oci-erofs-hostile-'));
+  await mkdir(join(dir, 'src'), { recursive: true });
+  await writeFile(join(dir, 'src/tool'), '#!/bin/sh\necho hi\n');
+  // Larger than a pipe's buffer: a mkfs.erofs that reads nothing blocks the tar.
+  await writeFile(join(dir, 'src/big.bin'), Buffer.alloc(2 << 20, 'prebuilt erofs '));
+  entries = [
+    { path: 'opt/env/bin/tool', kind: 'file', source: join(dir, 'src/tool'), mode: 0o755 },
+    { path: 'opt/env/lib/big.bin', kind: 'file', source: join(dir, 'src/big.bin') },
+  ];
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+afterEach(() => vi.unstubAllEnvs());
+
+/** A directory holding only a fake `mkfs.erofs` (a shell script); its path, for PATH. */
+async function fakeMkfs(name: string, script: string): Promise<string> {
+  const bin = join(dir, 'bin', name);
+  await mkdir(bin, { recursive: true });
+  await writeFile(join(bin, 'mkfs.erofs'), `#!/bin/sh\n${VERSION_186}\n${IMAGE_ARG}\n${script}\n`);
+  await chmod(join(bin, 'mkfs.erofs'), 0o755);
+  return bin;
+}
+
+/** The fake found as a build finds it, with short limits. */
+async function found(bin: string, limits: MkfsErofs['limits'] = { silenceMs: 1500, pollMs: 100, imageSlackBytes: 1 << 20 }): Promise<MkfsErofs> {
+  return { ...(await findMkfsErofs({ PATH: bin })), limits };
+}
+
+function write(mkfs: MkfsErofs, name: string, signal?: AbortSignal) {
+  return writeLayer(entries, join(dir, `${name}.erofs`), { compression: 'erofs', mkfsErofs: mkfs, label: `layer ${name}`, ...(signal ? { signal } : {}) });
+}
+
+describe('a hostile or broken mkfs.erofs', () => {
+  it('gets no secret from the environment: it runs with PATH, TMPDIR and the locale only, so it cannot print a password it was never given', async () => {
+    vi.stubEnv('METAFLOW_PREBUILT_REGISTRY_PASSWORD', 'hunter2-registry');
+    vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'hunter2-aws');
+    vi.stubEnv('LC_ALL', 'C');
+    const bin = await fakeMkfs('env', '/bin/cat >/dev/null\n/usr/bin/env | /usr/bin/tr "\\n" " " >&2\nexit 1');
+    const mkfs = await found(bin);
+    expect(Object.keys(mkfs.env).sort()).toEqual(expect.arrayContaining(['LC_ALL', 'PATH']));
+    expect(Object.keys(mkfs.env).filter((k) => !['PATH', 'TMPDIR', 'LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES'].includes(k))).toEqual([]);
+    const error = (await write(mkfs, 'env').catch((e: unknown) => e)) as Error;
+    expect(error.message).toContain(`PATH=${bin}`);
+    expect(error.message).toContain('LC_ALL=C');
+    expect(error.message).not.toContain('hunter2');
+    // Even given a whole environment (a caller's own MkfsErofs), the run keeps to those.
+    const leaky = await write({ ...mkfs, env: { ...process.env, PATH: bin } }, 'env2').catch((e: unknown) => e);
+    expect((leaky as Error).message).toContain(`PATH=${bin}`);
+    expect((leaky as Error).message).not.toContain('hunter2');
+  });
+
+  it('exits 0 having written garbage: the layer fails saying it wrote no EROFS image (nothing garbage is pushed)', async () => {
+    const bin = await fakeMkfs('garbage', '/bin/cat >/dev/null\n/usr/bin/head -c 8192 /dev/urandom >"$image"\nexit 0');
+    await expect(write(await found(bin), 'garbage')).rejects.toThrow(/mkfs\.erofs 1\.8\.6 exited 0 making layer garbage but wrote no EROFS image \(no EROFS superblock in .*garbage\.erofs\)/);
+  });
+
+  it('exits 0 having written nothing: the same clear error, not an ENOENT reading the image back', async () => {
+    const bin = await fakeMkfs('nothing', '/bin/cat >/dev/null\nexit 0');
+    const error = (await write(await found(bin), 'nothing').catch((e: unknown) => e)) as Error & { code?: string };
+    expect(error.code).toBeUndefined();
+    expect(error.message).toMatch(/exited 0 making layer nothing but wrote no EROFS image \(no file at .*nothing\.erofs\)/);
+  });
+
+  it('writes forever: stopped once its image takes far more than its tar, saying so', async () => {
+    const bin = await fakeMkfs('forever', '/bin/cat >/dev/null\nexec /bin/cat /dev/zero >"$image"');
+    const mkfs = await found(bin);
+    const started = Date.now();
+    const error = (await write(mkfs, 'forever').catch((e: unknown) => e)) as Error;
+    expect(error.message).toMatch(/mkfs\.erofs 1\.8\.6 was stopped making layer forever: its image took \d+ bytes of disk from a tar of \d+ bytes \(at most \d+\)/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    // Bounded: the image is removed, not left filling the disk.
+    await expect(stat(join(dir, 'forever.erofs'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('the bound: 4x the tar and some slack (mkfs.erofs keeps the tar\'s data in the image while it works, ~1.5x seen)', () => {
+    expect(maxErofsImageBytes(100 << 20)).toBe(4 * (100 << 20) + (256 << 20));
+    expect(maxErofsImageBytes(100, 10)).toBe(410);
+  });
+
+  it('hangs without reading the tar: killed after its silence, the layer failing saying so (not a build that never ends)', async () => {
+    const bin = await fakeMkfs('hung', 'exec /bin/sleep 600');
+    const started = Date.now();
+    await expect(write(await found(bin), 'hung')).rejects.toThrow(/mkfs\.erofs 1\.8\.6 was stopped making layer hung: it made no progress for 1\.5 s \(it took none of the tar and its image did not change\)/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+
+  it('hangs after reading the tar: killed the same way', async () => {
+    const bin = await fakeMkfs('hung-late', '/bin/cat >/dev/null\nexec /bin/sleep 600');
+    await expect(write(await found(bin), 'hung-late')).rejects.toThrow(/was stopped making layer hung-late: it made no progress for 1\.5 s/);
+  });
+
+  it('ignores SIGTERM: a cancelled build still ends (SIGKILL), with CancelledError', async () => {
+    const pidFile = join(dir, 'stubborn.pid');
+    const bin = await fakeMkfs('stubborn', `echo $$ >${pidFile}\ntrap '' TERM\n/bin/cat >/dev/null\nwhile :; do /bin/sleep 1; done`);
+    const controller = new AbortController();
+    const started = Date.now();
+    setTimeout(() => controller.abort(), 300);
+    await expect(write(await found(bin, { silenceMs: 600_000, pollMs: 100, imageSlackBytes: 1 << 20 }), 'stubborn', controller.signal)).rejects.toBeInstanceOf(CancelledError);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    // Gone, not left running in the background.
+    const pid = Number((await readFile(pidFile, 'utf8')).trim());
+    expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
+  });
+
+  it('exits leaving a child that holds its stderr open: the layer still settles once it has exited', async () => {
+    const bin = await fakeMkfs('orphan', '/bin/cat >/dev/null\n/bin/sleep 120 &\nexit 3');
+    const started = Date.now();
+    await expect(write(await found(bin), 'orphan')).rejects.toThrow(/failed making layer orphan \(exit 3\)/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+
+  it('prints a huge first line for --version: the error quotes a bounded part of it', async () => {
+    const bin = join(dir, 'bin', 'chatty');
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, 'mkfs.erofs'), '#!/bin/sh\n/usr/bin/head -c 200000 /dev/zero | /usr/bin/tr "\\0" x\n', { mode: 0o755 });
+    const error = (await findMkfsErofs({ PATH: bin }).catch((e: unknown) => e)) as Error;
+    expect(error.message).toMatch(/printed no version \('x{100,200}…'\)/);
+    expect(error.message.length).toBeLessThan(600);
+  });
+});
+
+describeOrFailInCi('the real mkfs.erofs with hostile package contents', erofsMissing, () => {
+  it('long paths, newlines, shell and regex metacharacters, non-ASCII names and a long symlink target come out of the image as they went in, and nothing is run', async () => {
+    const src = join(dir, 'names');
+    await mkdir(src, { recursive: true });
+    await writeFile(join(src, 'f'), 'content');
+    const target = `${'t'.repeat(300)}/../x`;
+    await symlink(target, join(src, 'link'));
+    const deep = Array.from({ length: 40 }, (_, i) => `dir${i}-${'d'.repeat(20)}`).join('/');
+    const names = [`${deep}/file`, 'a\nb', 'ünï-名前', 'n'.repeat(255), `x'$(touch ${join(dir, 'pwned')})*[.?`, '-rf', 'back\\slash'];
+    const hostile: LayerEntry[] = [...names.map((path) => ({ path, kind: 'file' as const, source: join(src, 'f') })), { path: 'sym', kind: 'symlink', source: join(src, 'link') }];
+    const mkfs = await findMkfsErofs(process.env);
+    const written = await writeLayer(hostile, join(dir, 'names.erofs'), { compression: 'erofs', mkfsErofs: mkfs });
+    const out = join(dir, 'names-out');
+    await exec('fsck.erofs', [`--extract=${out}`, written.file]);
+    for (const name of names) expect(await readFile(join(out, name), 'utf8'), JSON.stringify(name)).toBe('content');
+    expect(await readlink(join(out, 'sym'))).toBe(target);
+    await expect(stat(join(dir, 'pwned'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a tar that comes slowly (the build, not mkfs.erofs, is what waits) is not taken for a hung mkfs.erofs', async () => {
+    const src = join(dir, 'slow');
+    await mkdir(src, { recursive: true });
+    await writeFile(join(src, 'f'), 'content');
+    // A FIFO as a file's source: its content arrives after 3x the silence limit, mkfs.erofs waiting for the tar meanwhile.
+    await exec('mkfifo', [join(src, 'fifo')]);
+    const slowEntries: LayerEntry[] = [
+      { path: 'a', kind: 'file', source: join(src, 'f') },
+      { path: 'b', kind: 'file', source: join(src, 'fifo') },
+    ];
+    const mkfs: MkfsErofs = { ...(await findMkfsErofs(process.env)), limits: { silenceMs: 500, pollMs: 50, imageSlackBytes: 1 << 20 } };
+    const layer = writeLayer(slowEntries, join(dir, 'slow.erofs'), { compression: 'erofs', mkfsErofs: mkfs, mtime: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await writeFile(join(src, 'fifo'), 'late content');
+    const written = await layer;
+    const out = join(dir, 'slow-out');
+    await exec('fsck.erofs', [`--extract=${out}`, written.file]);
+    expect(await readFile(join(out, 'b'), 'utf8')).toBe('late content');
+    expect((await readFile(written.file)).readUInt32LE(1024)).toBe(0xe0f5e1e2);
+  });
+});
