@@ -10,11 +10,12 @@
 #
 #   PREBUILT_EROFS_SUITE     Debian suite whose source is built (default trixie)
 #   PREBUILT_EROFS_BIN_DIR   where the tools go              (default /usr/local/bin)
-#   PREBUILT_EROFS_WORK_DIR  apt lists, cache and build tree (default /var/tmp/prebuilt-erofs-utils)
+#   PREBUILT_EROFS_WORK_DIR  apt lists, cache and build tree (default /var/tmp/prebuilt-erofs-utils;
+#                            refused unless only root can write it)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # apt_mirror (the Debian mirror /etc/apt uses), suite_apt (apt-get with a private sources list),
-# mkfs_erofs_version and at_least: sourcing only defines the functions.
+# private_dir, mkfs_erofs_version and at_least: sourcing only defines the functions.
 # shellcheck source=test-services.sh
 source scripts/test-services.sh
 
@@ -36,6 +37,7 @@ recent_enough() { at_least "$1" 1.8; }
 have_version="$(mkfs_erofs_version "$BIN_DIR/mkfs.erofs")"
 if recent_enough "$have_version"; then say "reusing $BIN_DIR/mkfs.erofs $have_version"; exit 0; fi
 [ "$(id -u)" = 0 ] || fail "building erofs-utils into $BIN_DIR needs root" "Run 'sudo bash scripts/build-erofs-utils.sh' (scripts/setup.sh runs it)."
+private_dir "$WORK" || fail "$WORK cannot hold the build: another user could change its sources" "Set PREBUILT_EROFS_WORK_DIR to a directory only root can write, or remove $WORK."
 say "$BIN_DIR/mkfs.erofs is ${have_version:-absent}, containerd 2.1's erofs differ needs >= 1.8: building Debian $SUITE's erofs-utils"
 
 missing_deps=()

@@ -36,7 +36,7 @@
 # /usr/local/bin); without either, services.json says so under "missing".
 #
 # Settings (environment):
-#   PREBUILT_TEST_SERVICES_DIR         state directory       (default /var/tmp/prebuilt-test-services)
+#   PREBUILT_TEST_SERVICES_DIR         state directory       (default /var/tmp/prebuilt-test-services; only root or you may write it)
 #   PREBUILT_TEST_REGISTRY_PORT        no-auth registry      (default 5100)
 #   PREBUILT_TEST_BASIC_REGISTRY_PORT  htpasswd registry     (default 5101)
 #   PREBUILT_TEST_TOKEN_REGISTRY_PORT  Bearer-token registry (default 5102)
@@ -107,6 +107,24 @@ missing() {
   log "MISSING: $*"
 }
 is_root() { [ "$(id -u)" = 0 ]; }
+# Makes directory $1 (mode 0755) unless it exists, then checks that nobody but this user and root
+# can change what is in it: a directory, not a symlink, owned by this user or root, writable by no
+# group or other. Its default places are in /var/tmp, which every user writes: one who made it
+# first could otherwise swap what root downloads, builds and runs there. Fails saying so.
+private_dir() {
+  local dir="$1" owner mode
+  [ -L "$dir" ] || [ -e "$dir" ] || mkdir -p -m 0755 -- "$dir" || return 1
+  if [ -L "$dir" ] || [ ! -d "$dir" ]; then
+    printf '%s\n' "$dir is not a directory (a symlink or a file): remove it, or set its variable to a directory only you and root can write." >&2
+    return 1
+  fi
+  owner="$(stat -c %u -- "$dir")"
+  mode="$(stat -c %a -- "$dir")"
+  if { [ "$owner" != 0 ] && [ "$owner" != "$(id -u)" ]; } || (((8#$mode & 8#022) != 0)); then
+    printf '%s\n' "$dir is owned by uid $owner with mode $mode: another user could change what is run from it. Remove it (it is made again), or set its variable to a directory only you and root can write." >&2
+    return 1
+  fi
+}
 have() { command -v "$1" >/dev/null 2>&1; }
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 read_pid() { [ -f "$1" ] && tr -dc '0-9' <"$1" || true; }
@@ -995,7 +1013,10 @@ main() {
       exit 2
       ;;
   esac
-  mkdir -p "$STATE_DIR"
+  private_dir "$STATE_DIR" || {
+    echo "test-services.sh: the state directory is not private (PREBUILT_TEST_SERVICES_DIR)" >&2
+    exit 1
+  }
   if [ "$command" = status ]; then
     cmd_status
     return
