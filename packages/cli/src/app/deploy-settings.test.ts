@@ -23,4 +23,28 @@ describe('deploySettings: the base images', () => {
     expect((error as ConfigError).setting).toBe(envVar);
     expect((error as ConfigError).hint).toContain(`Set ${envVar} to [host[:port]/]repository[:tag]`);
   });
+
+  it.each([
+    ['https://robot:s3cr3t-token@registry.example.com/team/base:1', "https://robot:***@registry.example.com/team/base:1"],
+    ['robot:s3cr3t-token@registry.example.com/team/base:1', 'robot:***@registry.example.com/team/base:1'],
+    ['https://s3cr3t-token@ghcr.io/team/base', 'https://***@ghcr.io/team/base'],
+  ])('a base image written with credentials (%s): the error hides them, says why, and neither it nor its cause carries the secret', (value, shown) => {
+    let error: unknown;
+    try {
+      deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: value });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const config = error as ConfigError;
+    expect(config.message).toBe(`METAFLOW_PREBUILT_BASE_IMAGE='${shown}' is not an image reference: it starts with credentials (user:password@ or token@), which an image reference cannot carry.`);
+    expect(config.hint).toContain("'docker login <host>'");
+    expect(JSON.stringify({ message: config.message, hint: config.hint, cause: String(config.cause ?? '') })).not.toContain('s3cr3t');
+  });
+
+  it('a digest reference without a host (name@sha256:…) is not taken for credentials', () => {
+    const digest = `python@sha256:${'a'.repeat(64)}`;
+    expect(deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: digest }).baseImage).toBe(digest);
+    expect(() => deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: 'python@sha256:zz' })).toThrow("METAFLOW_PREBUILT_BASE_IMAGE='python@sha256:zz' is not an image reference");
+  });
 });

@@ -38,18 +38,36 @@ function workers(env: Record<string, string | undefined>, override: string | und
   return value;
 }
 
-/** `value` when it is an image reference; else a ConfigError naming the variable it came from (exit 2). */
+/**
+ * Credentials written before the image, as in a URL: `user:password@host/…` or
+ * `https://token@host/…` (a scheme, or a `:` before the `@`, tells them from `name@sha256:…`).
+ */
+const CREDENTIALS_PREFIX = /^([a-z][a-z0-9+.-]*:\/\/)?([^\s/@]*)@/i;
+
+function withCredentials(value: string): { shown: string } | undefined {
+  const match = CREDENTIALS_PREFIX.exec(value);
+  if (!match || (match[1] === undefined && !match[2]!.includes(':'))) return undefined;
+  const user = match[2]!.includes(':') ? `${match[2]!.slice(0, match[2]!.indexOf(':'))}:***` : '***';
+  return { shown: `${match[1] ?? ''}${user}@${value.slice(match[0].length)}` };
+}
+
+/** `value` when it is an image reference; else a ConfigError naming the variable it came from (exit 2), never the credentials a mistaken URL carries. */
 function imageSetting(value: string, envVar: string): string {
   try {
     parseImageRef(value);
   } catch (error) {
+    const hint = `Set ${envVar} to [host[:port]/]repository[:tag][@sha256:<64 hex>], e.g. ${DEFAULT_BASE_IMAGE} or 127.0.0.1:5000/team/base:1.0.`;
+    const secret = withCredentials(value);
+    if (secret) {
+      // Not quoted, nor parseImageRef's message (which quotes the value).
+      throw new ConfigError(`${envVar}='${secret.shown}' is not an image reference: it starts with credentials (user:password@ or token@), which an image reference cannot carry.`, {
+        setting: envVar,
+        hint: `${hint} Give the registry's credentials with 'docker login <host>' instead, and change that password or token: it was in the environment in plain text.`,
+      });
+    }
     // parseImageRef says `invalid image reference '<value>': <why>`; the value is named here with its variable.
     const why = (error instanceof Error ? error.message : String(error)).replace(/^invalid image reference '.*?': /s, '');
-    throw new ConfigError(`${envVar}='${value}' is not an image reference: ${why}.`, {
-      setting: envVar,
-      hint: `Set ${envVar} to [host[:port]/]repository[:tag][@sha256:<64 hex>], e.g. ${DEFAULT_BASE_IMAGE} or 127.0.0.1:5000/team/base:1.0.`,
-      cause: error,
-    });
+    throw new ConfigError(`${envVar}='${value}' is not an image reference: ${why}.`, { setting: envVar, hint, cause: error });
   }
   return value;
 }
