@@ -32,7 +32,7 @@ Environment (every setting in full: the README's Configuration table):
                                           nothing before a request fails (default 60; a build's own
                                           output has no such limit)
   METAFLOW_PREBUILT_NETWORK_DEADLINE      seconds one request may take at most (default 1800)
-  METAFLOW_PREBUILT_REPODATA_MAX_SIZE     MiB one repodata.json may have (default 1024)`;
+  METAFLOW_PREBUILT_REPODATA_MAX_SIZE     MiB one repodata.json may have (default 1024, at most 4096)`;
 
 /** The backends' own settings, named by prefix: each backend's README has them. */
 export const BACKEND_SETTINGS_HELP = `

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from './errors.js';
+import { DEFAULT_REPODATA_MAX_MIB, repodataMaxBytes } from './resolver-settings.js';
+
+describe('METAFLOW_PREBUILT_REPODATA_MAX_SIZE: a bound that bounds', () => {
+  const bound = (value: string) => repodataMaxBytes({ METAFLOW_PREBUILT_REPODATA_MAX_SIZE: value });
+
+  it('MiB to bytes; unset or blank is the default; a fraction of a MiB is fine', () => {
+    expect(repodataMaxBytes({})).toBe(DEFAULT_REPODATA_MAX_MIB * 1024 * 1024);
+    expect(bound(' ')).toBe(DEFAULT_REPODATA_MAX_MIB * 1024 * 1024);
+    expect(bound('2048')).toBe(2048 * 1024 * 1024);
+    expect(bound('0.5')).toBe(512 * 1024);
+    expect(bound('4096')).toBe(4096 * 1024 * 1024);
+  });
+
+  it.each(['1e308', '9007199254740993', '4097', '1e-9'])('%s (no bound at all, past what Node can hold, or under a byte) is a ConfigError saying the range', (value) => {
+    let error: unknown;
+    try {
+      bound(value);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toBe(
+      `METAFLOW_PREBUILT_REPODATA_MAX_SIZE='${value}' is out of range: a repodata.json is read into memory, so its bound is from 1 byte to 4096 MiB.`,
+    );
+    expect((error as ConfigError).setting).toBe('METAFLOW_PREBUILT_REPODATA_MAX_SIZE');
+    expect((error as ConfigError).hint).toContain('e.g. 1024 (the default)');
+  });
+
+  it('the option is held to the same range', () => {
+    expect(() => repodataMaxBytes({}, 1e12)).toThrow("The option 'repodataMaxMiB' (1000000000000) is out of range");
+  });
+});
