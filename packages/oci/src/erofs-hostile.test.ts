@@ -136,6 +136,13 @@ describe('a hostile or broken mkfs.erofs', () => {
     expect(Date.now() - started).toBeLessThan(15_000);
   });
 
+  it('a version longer than a version (it names the layer cache\'s directory) is no version', async () => {
+    const { parseMkfsErofsVersion } = await import('./erofs.js');
+    expect(parseMkfsErofsVersion(`mkfs.erofs (erofs-utils) 1.8.${'9'.repeat(5000)}`)).toBeUndefined();
+    expect(parseMkfsErofsVersion(`mkfs.erofs (erofs-utils) 1.8.6-${'g'.repeat(100)}`)).toBeUndefined();
+    expect(parseMkfsErofsVersion('mkfs.erofs (erofs-utils) 1.8.6-g1a2b3c4d-dirty')).toEqual({ version: '1.8.6-g1a2b3c4d-dirty', majorMinor: [1, 8] });
+  });
+
   it('prints a huge first line for --version: the error quotes a bounded part of it', async () => {
     const bin = join(dir, 'bin', 'chatty');
     await mkdir(bin, { recursive: true });

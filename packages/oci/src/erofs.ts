@@ -74,7 +74,8 @@ const EROFS_SUPERBLOCK_OFFSET = 1024;
 
 /** `mkfs.erofs (erofs-utils) 1.8.6` → `1.8.6` and [1, 8]; undefined when it names no version. */
 export function parseMkfsErofsVersion(output: string): { version: string; majorMinor: [number, number] } | undefined {
-  const match = /erofs-utils\)?\s+v?((\d+)\.(\d+)[0-9A-Za-z.+~-]*)/.exec(output);
+  // At most 64 characters of version: it names the layer cache's directory (erofsFormatId).
+  const match = /erofs-utils\)?\s+v?((\d{1,9})\.(\d{1,9})[0-9A-Za-z.+~-]{0,48})(?![0-9A-Za-z.+~-])/.exec(output);
   return match ? { version: match[1]!, majorMinor: [Number(match[2]), Number(match[3])] } : undefined;
 }
 
