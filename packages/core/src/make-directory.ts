@@ -32,9 +32,12 @@ export async function makeDirectory(dir: string): Promise<void> {
     current = parent;
   }
   for (const path of missing.reverse()) {
-    await mkdir(path).catch((error: NodeJS.ErrnoException) => {
-      // Made meanwhile by another process: fine, when it is a directory.
+    await mkdir(path).catch(async (error: NodeJS.ErrnoException) => {
       if (error.code !== 'EEXIST') throw error;
+      // Made meanwhile by another process: fine when it is a directory (or a link to one, as with
+      // `mkdir -p`); a file put there is ENOTDIR, as when it was there first.
+      const made = await stat(path).catch(() => undefined);
+      if (!made?.isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${path}'`), { code: 'ENOTDIR', path, syscall: 'mkdir' });
     });
   }
 }
