@@ -1,5 +1,6 @@
 /** Where the image map of a flow is written (the state file the Metaflow extension reads), the atomic write and the reader. */
-import { readFile, stat } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, errorMessage, InputError, writeFileAtomic, type ImageMap } from '@prebuilt/core';
 
@@ -10,9 +11,14 @@ export function stateFilePath(flowFile: string, flowName: string, env: Record<st
   return join(dirname(resolve(cwd, flowFile)), '.prebuilt', flowName, 'images.json');
 }
 
+/** The largest image map read (64 MiB): far above what a build writes (a few hundred bytes a step). */
+export const MAX_IMAGE_MAP_BYTES = 64 << 20;
+
 /**
- * A METAFLOW_PREBUILT_STATE_FILE that names a directory is a ConfigError (exit 2), said before a
- * build starts rather than when its image map cannot be written at the end.
+ * A METAFLOW_PREBUILT_STATE_FILE that names a directory, or anything else that is not a regular file
+ * (a device such as /dev/null, a FIFO, a socket: reading one hangs or never ends, and the atomic
+ * write would rename the image map over it), is a ConfigError (exit 2), said before a build starts
+ * rather than when its image map cannot be written at the end.
  */
 export async function checkStateFileSetting(env: Record<string, string | undefined>, cwd: string): Promise<void> {
   const explicit = env.METAFLOW_PREBUILT_STATE_FILE?.trim();
@@ -24,6 +30,44 @@ export async function checkStateFileSetting(env: Record<string, string | undefin
       hint: `Set METAFLOW_PREBUILT_STATE_FILE to a file path, e.g. ${join(explicit, 'images.json')}, or unset it (.prebuilt/<Flow>/images.json beside the flow).`,
     });
   }
+  if (found && !found.isFile()) {
+    throw new ConfigError(`METAFLOW_PREBUILT_STATE_FILE='${explicit}' is ${fileKind(found)}, not a regular file; the image map is written as a file there, in its place.`, {
+      setting: 'METAFLOW_PREBUILT_STATE_FILE',
+      hint: 'Set METAFLOW_PREBUILT_STATE_FILE to a file path (e.g. images.json), or unset it (.prebuilt/<Flow>/images.json beside the flow).',
+    });
+  }
+}
+
+function fileKind(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isSocket()) return 'a socket';
+  return stats.isCharacterDevice() || stats.isBlockDevice() ? 'a device' : 'not a file';
+}
+
+/**
+ * The text of the image map at `path`, undefined when there is none. Only a regular file of at most
+ * {@link MAX_IMAGE_MAP_BYTES} is read, and it is opened without blocking: a FIFO or a device (a
+ * `--keep-map` or METAFLOW_PREBUILT_STATE_FILE naming /dev/zero) is refused at once instead of
+ * hanging or filling memory. Anything else wrong is the error, as thrown by the file system or with
+ * a message saying why.
+ */
+async function readImageMapText(path: string): Promise<string | undefined> {
+  let handle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw new Error(`it is ${fileKind(stats)}, not a regular file`);
+    if (stats.size > MAX_IMAGE_MAP_BYTES) throw new Error(`it is larger than ${MAX_IMAGE_MAP_BYTES >> 20} MiB (${stats.size} bytes): not an image map prebuilt wrote`);
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
@@ -32,7 +76,7 @@ export async function checkStateFileSetting(env: Record<string, string | undefin
  */
 export async function writeImageMap(path: string, map: ImageMap): Promise<void> {
   const text = `${JSON.stringify(map, null, 2)}\n`;
-  const current = await readFile(path, 'utf8').catch(() => undefined);
+  const current = await readImageMapText(path).catch(() => undefined);
   if (current === text) return;
   await writeFileAtomic(path, text, { setting: 'METAFLOW_PREBUILT_STATE_FILE' });
 }
@@ -44,13 +88,13 @@ export async function writeImageMap(path: string, map: ImageMap): Promise<void> 
  */
 export async function readImageMap(path: string, options: { shown: string; hint: string }): Promise<ImageMap | undefined> {
   const { shown, hint } = options;
-  let text: string;
+  let text: string | undefined;
   try {
-    text = await readFile(path, 'utf8');
+    text = await readImageMapText(path);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new InputError(`Reading the image map ${shown} failed: ${errorMessage(error)}.`, { file: path, hint });
   }
+  if (text === undefined) return undefined;
   try {
     const imageMap = JSON.parse(text) as ImageMap | null;
     if (typeof imageMap !== 'object' || imageMap === null || Array.isArray(imageMap)) throw new Error('it is not a JSON object');
