@@ -58,14 +58,14 @@ function write(mkfs: MkfsErofs, name: string, signal?: AbortSignal) {
 }
 
 describe('a hostile or broken mkfs.erofs', () => {
-  it('gets no secret from the environment: it runs with PATH, TMPDIR and the locale only, so it cannot print a password it was never given', async () => {
+  it('gets no secret from the environment: it runs with PATH, LD_LIBRARY_PATH, TMPDIR and the locale only, so it cannot print a password it was never given', async () => {
     vi.stubEnv('METAFLOW_PREBUILT_REGISTRY_PASSWORD', 'hunter2-registry');
     vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'hunter2-aws');
     vi.stubEnv('LC_ALL', 'C');
     const bin = await fakeMkfs('env', '/bin/cat >/dev/null\n/usr/bin/env | /usr/bin/tr "\\n" " " >&2\nexit 1');
     const mkfs = await found(bin);
     expect(Object.keys(mkfs.env).sort()).toEqual(expect.arrayContaining(['LC_ALL', 'PATH']));
-    expect(Object.keys(mkfs.env).filter((k) => !['PATH', 'TMPDIR', 'LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES'].includes(k))).toEqual([]);
+    expect(Object.keys(mkfs.env).filter((k) => !['PATH', 'LD_LIBRARY_PATH', 'TMPDIR', 'LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES'].includes(k))).toEqual([]);
     const error = (await write(mkfs, 'env').catch((e: unknown) => e)) as Error;
     expect(error.message).toContain(`PATH=${bin}`);
     expect(error.message).toContain('LC_ALL=C');

@@ -34,11 +34,11 @@ export interface MkfsErofs {
 }
 
 /**
- * The only variables of the environment mkfs.erofs gets: which one runs, where its temp files go,
- * the locale of its messages. Nothing else (registry passwords, cloud keys) is its business, so
+ * The only variables of the environment mkfs.erofs gets: which one runs (and the libraries of one
+ * built into its own prefix), where its temp files go, the locale of its messages. Nothing else (registry passwords, cloud keys) is its business, so
  * nothing else can end up in its output, which errors quote.
  */
-export const TOOL_ENV = ['PATH', 'TMPDIR', 'LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES'] as const;
+export const TOOL_ENV = ['PATH', 'LD_LIBRARY_PATH', 'TMPDIR', 'LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES'] as const;
 
 function toolEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
