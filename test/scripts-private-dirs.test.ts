@@ -93,4 +93,27 @@ describe('the scripts refuse a state directory that is not private', () => {
     expect(result.stderr).not.toContain('apt-get source');
     expect(await readdir(target)).toEqual([]);
   });
+
+  it('metaflow-source.sh: a cache another user could change is exit 2, and what was planted there is not handed to the tests', async () => {
+    const src = join(dir, 'mf-src', 'metaflow-9.9');
+    await mkdir(join(src, 'metaflow'), { recursive: true });
+    await writeFile(join(src, 'metaflow', '__init__.py'), '');
+    const tarball = join(dir, 'metaflow-9.9.tar.gz');
+    expect((await run('tar', ['-czf', tarball, '-C', join(dir, 'mf-src'), 'metaflow-9.9'])).code).toBe(0);
+    const sha = (await run('sha256sum', [tarball])).stdout.split(' ')[0]!;
+    const cache = join(dir, 'mf-cache');
+    await mkdir(join(cache, sha, 'metaflow'), { recursive: true });
+    await writeFile(join(cache, sha, 'metaflow', '__init__.py'), 'import os  # planted\n');
+    await chmod(cache, 0o777);
+    const env = { ...process.env, PREBUILT_METAFLOW_TARBALL: tarball, PREBUILT_METAFLOW_CACHE: cache };
+    const refused = await run('bash', [join(scripts, 'metaflow-source.sh')], env);
+    expect(refused.code).toBe(2);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toContain(`metaflow-source: ${cache} cannot hold the Metaflow source the tests import: set PREBUILT_METAFLOW_CACHE`);
+    // A private cache: unpacked and printed as before.
+    const own = join(dir, 'mf-own');
+    const unpacked = await run('bash', [join(scripts, 'metaflow-source.sh')], { ...env, PREBUILT_METAFLOW_CACHE: own });
+    expect(unpacked.code, unpacked.stderr).toBe(0);
+    expect(unpacked.stdout).toBe(`${join(own, sha)}\n`);
+  });
 });
