@@ -113,6 +113,7 @@ is_root() { [ "$(id -u)" = 0 ]; }
 # first could otherwise swap what root downloads, builds and runs there. Fails saying so.
 private_dir() {
   local dir="$1" owner mode
+  # shellcheck disable=SC2174 # -m for $dir itself: its parents are made as by mkdir -p
   [ -L "$dir" ] || [ -e "$dir" ] || mkdir -p -m 0755 -- "$dir" || return 1
   if [ -L "$dir" ] || [ ! -d "$dir" ]; then
     printf '%s\n' "$dir is not a directory (a symlink or a file): remove it, or set its variable to a directory only you and root can write." >&2
