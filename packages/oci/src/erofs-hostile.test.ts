@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { CancelledError } from '@prebuilt/core/backend';
+import { CancelledError, ConfigError } from '@prebuilt/core/backend';
 import { findMkfsErofs, maxErofsImageBytes, type MkfsErofs } from './erofs.js';
 import { writeLayer, type LayerEntry } from './layer.js';
 import { have } from './__fixtures__/containerd.js';
@@ -143,6 +143,26 @@ describe('a hostile or broken mkfs.erofs', () => {
     expect(parseMkfsErofsVersion('mkfs.erofs (erofs-utils) 1.8.6-g1a2b3c4d-dirty')).toEqual({ version: '1.8.6-g1a2b3c4d-dirty', majorMinor: [1, 8] });
   });
 
+  it('hangs answering --version, ignoring SIGTERM: a ConfigError once the time is up (killed), not a build that never starts', async () => {
+    const bin = join(dir, 'bin', 'mute');
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, 'mkfs.erofs'), "#!/bin/sh\ntrap '' TERM\nwhile :; do /bin/sleep 1; done\n", { mode: 0o755 });
+    const started = Date.now();
+    const error = await findMkfsErofs({ PATH: bin }, { timeoutMs: 1000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toBe("erofs layers were asked for, but 'mkfs.erofs --version' did not answer within 1 s (killed).");
+    expect(Date.now() - started).toBeLessThan(8_000);
+  });
+
+  it('answers --version leaving a child that holds its output open: found all the same, at once', async () => {
+    const bin = join(dir, 'bin', 'lingering');
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, 'mkfs.erofs'), '#!/bin/sh\n/bin/sleep 120 &\necho "mkfs.erofs (erofs-utils) 1.8.6"\n', { mode: 0o755 });
+    const started = Date.now();
+    expect((await findMkfsErofs({ PATH: bin })).version).toBe('1.8.6');
+    expect(Date.now() - started).toBeLessThan(8_000);
+  });
+
   it('prints a huge first line for --version: the error quotes a bounded part of it', async () => {
     const bin = join(dir, 'bin', 'chatty');
     await mkdir(bin, { recursive: true });
@@ -170,6 +190,19 @@ describeOrFailInCi('the real mkfs.erofs with hostile package contents', erofsMis
     for (const name of names) expect(await readFile(join(out, name), 'utf8'), JSON.stringify(name)).toBe('content');
     expect(await readlink(join(out, 'sym'))).toBe(target);
     await expect(stat(join(dir, 'pwned'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('an image path starting with \'-\' (relative, from a TMPDIR such as -x) is a path, not an option', async () => {
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      await mkdir('-o-dash', { recursive: true });
+      const written = await writeLayer(entries, '-o-dash/layer.erofs', { compression: 'erofs', mkfsErofs: await findMkfsErofs(process.env) });
+      expect((await readFile(join(dir, '-o-dash', 'layer.erofs'))).readUInt32LE(1024)).toBe(0xe0f5e1e2);
+      expect(written.size).toBe((await stat(join(dir, '-o-dash', 'layer.erofs'))).size);
+    } finally {
+      process.chdir(cwd);
+    }
   });
 
   it('a tar that comes slowly (the build, not mkfs.erofs, is what waits) is not taken for a hung mkfs.erofs', async () => {

@@ -1,5 +1,6 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { open, rm, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { ConfigError } from '@prebuilt/core/backend';
 import { atLeast } from './version.js';
@@ -79,22 +80,67 @@ export function parseMkfsErofsVersion(output: string): { version: string; majorM
   return match ? { version: match[1]!, majorMinor: [Number(match[2]), Number(match[3])] } : undefined;
 }
 
-/** Runs `mkfs.erofs --version` with `env`'s PATH; a ConfigError when it is missing, says no version, or is older than 1.8. */
-export async function findMkfsErofs(env: Record<string, string | undefined>): Promise<MkfsErofs> {
+/** Runs `mkfs.erofs --version` with `env`'s PATH; a ConfigError when it is missing, says no version, is older than 1.8, or does not answer within `timeoutMs` (default 30 s). */
+export async function findMkfsErofs(env: Record<string, string | undefined>, options: { timeoutMs?: number } = {}): Promise<MkfsErofs> {
   const runEnv = toolEnv({ ...process.env, ...(env['PATH'] === undefined ? {} : { PATH: env['PATH'] }) });
-  const output = await new Promise<string>((resolve, reject) => {
-    execFile(MKFS_EROFS, ['--version'], { env: runEnv, timeout: 30_000 }, (error, stdout, stderr) => {
-      if (error && (error as NodeJS.ErrnoException).code === 'ENOENT') reject(missingTool());
-      else if (error) reject(unusableTool(`'${MKFS_EROFS} --version' failed: ${lastLines(`${stderr}`) || error.message}`));
-      else resolve(`${stdout}`);
-    });
-  });
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const result = await runVersion(runEnv, timeoutMs);
+  if ('missing' in result) throw missingTool();
+  if (result.timedOut) throw unusableTool(`'${MKFS_EROFS} --version' did not answer within ${timeoutMs / 1000} s (killed)`);
+  if (result.code !== 0) throw unusableTool(`'${MKFS_EROFS} --version' failed: ${lastLines(result.stderr) || (result.code === null ? 'it was killed' : `exit ${result.code}`)}`);
+  const output = result.stdout;
   const parsed = parseMkfsErofsVersion(output);
   if (!parsed) throw unusableTool(`'${MKFS_EROFS} --version' printed no version ('${clip(output.trim().split('\n')[0] ?? '')}')`);
   if (!atLeast(parsed.majorMinor, MKFS_EROFS_SINCE)) {
     throw unusableTool(`the ${MKFS_EROFS} on PATH is erofs-utils ${parsed.version}, older than ${MKFS_EROFS_SINCE.join('.')} (it cannot read a tar with --tar=f)`);
   }
   return { env: runEnv, version: parsed.version };
+}
+
+/** What `--version` prints is kept to this much of each stream. */
+const VERSION_OUTPUT_BYTES = 64 << 10;
+
+/**
+ * `mkfs.erofs --version`, bounded: its output kept to 64 KiB a stream, killed (SIGKILL) after
+ * `timeoutMs`, settled once it has exited even when a child of it holds its output open.
+ */
+function runVersion(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ missing: true } | { code: number | null; timedOut: boolean; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(MKFS_EROFS, ['--version'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = { stdout: '', stderr: '' };
+    for (const name of ['stdout', 'stderr'] as const) {
+      child[name].setEncoding('utf8').on('data', (chunk: string) => {
+        if (out[name].length < VERSION_OUTPUT_BYTES) out[name] = (out[name] + chunk).slice(0, VERSION_OUTPUT_BYTES);
+      });
+    }
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (error.code === 'ENOENT') resolve({ missing: true });
+      else reject(error);
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      const closed = (stream: NodeJS.ReadableStream & { closed?: boolean; destroy: () => void }) =>
+        new Promise<void>((done) => {
+          if (stream.closed) return done();
+          const wait = setTimeout(() => {
+            stream.destroy();
+            done();
+          }, 1000);
+          wait.unref();
+          stream.once('close', () => {
+            clearTimeout(wait);
+            done();
+          });
+        });
+      void Promise.all([closed(child.stdout), closed(child.stderr)]).then(() => resolve({ code, timedOut, ...out }));
+    });
+  });
 }
 
 function missingTool(): ConfigError {
@@ -152,7 +198,8 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
   const limits = mkfs.limits ?? MKFS_EROFS_LIMITS;
   // No `signal` option: Node would report the abort at once and leave the process to die (or not)
   // on SIGTERM; here the abort kills it and `done` waits for it to be gone.
-  const child = spawn(MKFS_EROFS, [...MKFS_EROFS_OPTIONS, file], { env: toolEnv(mkfs.env), stdio: ['pipe', 'ignore', 'pipe'] });
+  // Absolute: a relative path starting with '-' (a TMPDIR of '-x') would be read as an option.
+  const child = spawn(MKFS_EROFS, [...MKFS_EROFS_OPTIONS, resolve(file)], { env: toolEnv(mkfs.env), stdio: ['pipe', 'ignore', 'pipe'] });
   const tool = `${MKFS_EROFS} ${mkfs.version}`;
   let stderr = '';
   let sent = 0;
