@@ -74,10 +74,21 @@ function docker(target: DaemonTagTarget, context: string[], args: string[], sign
   return runDocker(target.docker, [...context, ...args], target.env, signal);
 }
 
-/** The image ID the tag names in the daemon; null when there is no such image. */
+/** An image ID as Docker prints it (`docker image tag <ID> <tag>` takes it back). */
+const IMAGE_ID = /^sha256:[0-9a-f]{64}$/;
+
+/**
+ * The image ID the tag names in the daemon (the last line of the output: a warning of the CLI may
+ * come first); null when there is no such image. Anything else the daemon answers is an error, never
+ * an argument of a later docker command (an "ID" such as `--help` would be read as an option).
+ */
 async function imageId(target: DaemonTagTarget, context: string[], signal: AbortSignal): Promise<string | null> {
   const { exit, output } = await docker(target, context, ['image', 'inspect', '--format', '{{.Id}}', target.tag], signal);
-  if (exit.code === 0) return output.trim();
+  if (exit.code === 0) {
+    const id = output.trim().split('\n').at(-1)!.trim();
+    if (IMAGE_ID.test(id)) return id;
+    throw new Error(`'docker image inspect' printed no image ID: ${firstLine(id)}`);
+  }
   if (/no such image/i.test(output)) return null;
   throw new Error(`'docker image inspect' failed: ${firstLine(output)}`);
 }
