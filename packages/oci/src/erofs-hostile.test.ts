@@ -49,7 +49,9 @@ async function fakeMkfs(name: string, script: string): Promise<string> {
 }
 
 /** The fake found as a build finds it, with short limits. */
-async function found(bin: string, limits: MkfsErofs['limits'] = { silenceMs: 1500, pollMs: 100, imageSlackBytes: 1 << 20 }): Promise<MkfsErofs> {
+const LIMITS = { silenceMs: 1500, pollMs: 100, imageSlackBytes: 1 << 20, finishBytesPerSecond: 1 << 20 };
+
+async function found(bin: string, limits: MkfsErofs['limits'] = LIMITS): Promise<MkfsErofs> {
   return { ...(await findMkfsErofs({ PATH: bin })), limits };
 }
 
@@ -116,13 +118,21 @@ describe('a hostile or broken mkfs.erofs', () => {
     await expect(write(await found(bin), 'hung-late')).rejects.toThrow(/was stopped making layer hung-late: it made no progress for 1\.5 s/);
   });
 
+  it('keeps rewriting its image after the tar (never silent, never over the bound): killed once it is past its time to finish', async () => {
+    const bin = await fakeMkfs('busy', '/bin/cat >/dev/null\nwhile :; do /usr/bin/head -c 65536 /dev/zero >"$image"; : >"$image"; done');
+    const started = Date.now();
+    // 1.5 s of silence plus ~2 MiB of tar at 1 MiB/s: about 3.6 s.
+    await expect(write(await found(bin), 'busy')).rejects.toThrow(/mkfs\.erofs 1\.8\.6 was stopped making layer busy: it did not finish within 4 s of the end of a tar of \d+ bytes/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+
   it('ignores SIGTERM: a cancelled build still ends (SIGKILL), with CancelledError', async () => {
     const pidFile = join(dir, 'stubborn.pid');
     const bin = await fakeMkfs('stubborn', `echo $$ >${pidFile}\ntrap '' TERM\n/bin/cat >/dev/null\nwhile :; do /bin/sleep 1; done`);
     const controller = new AbortController();
     const started = Date.now();
     setTimeout(() => controller.abort(), 300);
-    await expect(write(await found(bin, { silenceMs: 600_000, pollMs: 100, imageSlackBytes: 1 << 20 }), 'stubborn', controller.signal)).rejects.toBeInstanceOf(CancelledError);
+    await expect(write(await found(bin, { ...LIMITS, silenceMs: 600_000 }), 'stubborn', controller.signal)).rejects.toBeInstanceOf(CancelledError);
     expect(Date.now() - started).toBeLessThan(10_000);
     // Gone, not left running in the background.
     const pid = Number((await readFile(pidFile, 'utf8')).trim());
@@ -215,7 +225,7 @@ describeOrFailInCi('the real mkfs.erofs with hostile package contents', erofsMis
       { path: 'a', kind: 'file', source: join(src, 'f') },
       { path: 'b', kind: 'file', source: join(src, 'fifo') },
     ];
-    const mkfs: MkfsErofs = { ...(await findMkfsErofs(process.env)), limits: { silenceMs: 500, pollMs: 50, imageSlackBytes: 1 << 20 } };
+    const mkfs: MkfsErofs = { ...(await findMkfsErofs(process.env)), limits: { ...LIMITS, silenceMs: 500, pollMs: 50 } };
     const layer = writeLayer(slowEntries, join(dir, 'slow.erofs'), { compression: 'erofs', mkfsErofs: mkfs, mtime: 0 });
     await new Promise((resolve) => setTimeout(resolve, 1500));
     await writeFile(join(src, 'fifo'), 'late content');

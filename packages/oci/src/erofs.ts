@@ -55,10 +55,17 @@ export interface MkfsErofsLimits {
   pollMs: number;
   /** Disk its image may take beyond 4x the tar sent so far (bytes); more and it is killed (see {@link maxErofsImageBytes}). */
   imageSlackBytes: number;
+  /**
+   * The slowest it may finish once the tar is sent: `silenceMs` plus the tar's size at this rate
+   * (bytes a second); later and it is killed, busy or not (one that keeps rewriting its image would
+   * never be silent).
+   */
+  finishBytesPerSecond: number;
 }
 
 /** Ten minutes of silence (a real mkfs.erofs is never idle that long), a look each second, 256 MiB of slack. */
-export const MKFS_EROFS_LIMITS: MkfsErofsLimits = { silenceMs: 10 * 60_000, pollMs: 1000, imageSlackBytes: 256 << 20 };
+/** 1 MiB a second: mkfs.erofs makes lz4 images at tens to hundreds of MiB a second. */
+export const MKFS_EROFS_LIMITS: MkfsErofsLimits = { silenceMs: 10 * 60_000, pollMs: 1000, imageSlackBytes: 256 << 20, finishBytesPerSecond: 1 << 20 };
 
 /**
  * The most disk the image of `tarBytes` of tar may take: 4x and the slack. An EROFS image is
@@ -189,8 +196,9 @@ export interface MkfsErofsRun {
  * Starts mkfs.erofs writing the EROFS image of the tar it reads on stdin to `file`; the signal kills
  * it. `label` names the layer in errors. Bounded: killed (SIGKILL, which it cannot ignore) when it
  * stalls for `limits.silenceMs` while the build waits on it (a write of the tar it does not take, or
- * the end of the tar) with its image unchanged, or when its image takes more disk than
- * {@link maxErofsImageBytes} of the tar sent; its stderr is kept to the last 4 KiB; once it has exited,
+ * the end of the tar) with its image unchanged, when its image takes more disk than
+ * {@link maxErofsImageBytes} of the tar sent, or when it has not finished `limits.silenceMs` plus
+ * the tar's size at `limits.finishBytesPerSecond` after the end of the tar; its stderr is kept to the last 4 KiB; once it has exited,
  * a child of it left holding its stderr does not keep `done` waiting. `done` checks that what it
  * wrote is an EROFS image (the superblock's magic) of at most that bound.
  */
@@ -205,6 +213,8 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
   let sent = 0;
   /** Since when the build has been waiting on it (a write it has not taken, or the end of the tar); undefined while it is not. */
   let waitingSince: number | undefined;
+  /** When the whole tar had been sent. */
+  let endedAt: number | undefined;
   let lastProgress = Date.now();
   let lastBlocks = -1;
   let exited = false;
@@ -249,6 +259,10 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
         if (waitingSince === undefined) return;
         const silent = Date.now() - Math.max(lastProgress, waitingSince);
         if (silent > limits.silenceMs) stop(`it made no progress for ${limits.silenceMs / 1000} s (it took none of the tar and its image did not change)`);
+        if (endedAt !== undefined) {
+          const allowedMs = limits.silenceMs + (sent / limits.finishBytesPerSecond) * 1000;
+          if (Date.now() - endedAt > allowedMs) stop(`it did not finish within ${Math.round(allowedMs / 1000)} s of the end of a tar of ${sent} bytes`);
+        }
       });
   }, limits.pollMs);
   watch.unref();
@@ -309,6 +323,7 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
     final(callback) {
       // The tar is complete: from now on the build waits on mkfs.erofs alone.
       waitingSince = Date.now();
+      endedAt = waitingSince;
       child.stdin.end();
       callback();
     },
