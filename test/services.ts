@@ -1,6 +1,8 @@
 // Helpers for tests that use the test services (scripts/test-services.sh, provided by
 // test/global-setup.ts). Tests that need a component the machine lacks skip with a title that
 // says what is missing and how to provide it; they never pass silently.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, inject, it } from 'vitest';
 
 export interface RegistryEndpoint {
@@ -113,9 +115,17 @@ export function skipTitle(name: string, reason: string | undefined): string {
  * run it (.ci/run provides everything it needs).
  */
 export function describeOrFailInCi(name: string, reason: string | undefined, body: () => void, env: NodeJS.ProcessEnv = process.env): void {
-  if (!reason) describe(name, body);
-  else if (env['CI'] === 'true') describe(name, () => it(`cannot run here, and CI must run it: ${reason}`, failInCi(name, reason)));
-  else describe.skip(skipTitle(name, reason), body);
+  registerOrFailInCi(name, reason, () => (reason ? describe.skip(skipTitle(name, reason), body) : describe(name, body)), env);
+}
+
+/**
+ * `register` (tests that skip, saying why, when `reason` is set: e.g. a conformance suite of
+ * `@prebuilt/core/conformance` given `skip: reason`), except in CI (CI=true) when `reason` is set:
+ * then one failing suite `name` saying why, by the rule of {@link describeOrFailInCi}.
+ */
+export function registerOrFailInCi(name: string, reason: string | undefined, register: () => void, env: NodeJS.ProcessEnv = process.env): void {
+  if (reason && env['CI'] === 'true') describe(name, () => it(`cannot run here, and CI must run it: ${reason}`, failInCi(name, reason)));
+  else register();
 }
 
 /** `it` by the same rule as {@link describeOrFailInCi}: skipped saying why, or in CI one failing test saying why. */
@@ -149,6 +159,21 @@ export function describeWithDocker(name: string, body: () => void): void {
 /** A suite that needs the three test registries. */
 export function describeWithRegistries(name: string, body: () => void): void {
   describeWith(['registries'], name, body);
+}
+
+/**
+ * The Metaflow source checkout the tests that run real Metaflow use (PREBUILT_TEST_METAFLOW_SOURCE,
+ * a directory holding `metaflow/`) and, when it is absent, why those tests cannot run.
+ */
+export function metaflowSource(env: NodeJS.ProcessEnv = process.env): { source: string | undefined; missing: string | undefined } {
+  const source = env['PREBUILT_TEST_METAFLOW_SOURCE'];
+  const found = source !== undefined && existsSync(join(source, 'metaflow', '__init__.py'));
+  return {
+    source: found ? source : undefined,
+    missing: found
+      ? undefined
+      : 'needs a Metaflow source checkout: set PREBUILT_TEST_METAFLOW_SOURCE=$(bash scripts/metaflow-source.sh), which unpacks the vendored one (scripts/test.sh does)',
+  };
 }
 
 /** Environment for a child `docker` CLI talking to the test daemon (and a private config dir, if given). */

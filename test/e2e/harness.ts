@@ -3,7 +3,6 @@
 // channel and index), the test services' Docker daemon and registries, and the example fixtures.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -21,6 +20,8 @@ import {
   type GeneratedFixtures,
 } from '../../packages/fixtures/dist/index.js';
 import { basicAuthorization, type TestServices } from '../services.js';
+
+export { metaflowSource } from '../services.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'packages', 'cli', 'bin', 'prebuilt.js');
@@ -359,16 +360,6 @@ export async function importsInImage(services: TestServices, image: string, pyth
   await run('docker', ['image', 'rm', image], env); // leave the daemon as it was
   if (result.code !== 0) throw new Error(`docker run ${image} ${python} exited ${result.code}: ${result.stderr}`);
   return JSON.parse(result.stdout.trim().split('\n').pop() ?? '{}') as Record<string, string>;
-}
-
-/** The Metaflow source checkout the tests run (PREBUILT_TEST_METAFLOW_SOURCE) and, when absent, why they skip. */
-export function metaflowSource(): { source: string | undefined; missing: string | undefined } {
-  const source = process.env['PREBUILT_TEST_METAFLOW_SOURCE'];
-  const found = source !== undefined && existsSync(join(source, 'metaflow', '__init__.py'));
-  return {
-    source: found ? source : undefined,
-    missing: found ? undefined : 'needs a Metaflow source checkout: set PREBUILT_TEST_METAFLOW_SOURCE (scripts/test.sh unpacks the vendored one)',
-  };
 }
 
 /**
