@@ -5,15 +5,14 @@ import { AuthError, ConfigError } from '../errors.js';
 import { startFlakyProxy } from '../registry/__fixtures__/flaky-proxy.js';
 import { pushImage } from '../registry/__fixtures__/push-image.js';
 import { RegistryClient } from '../registry/registry-client.js';
-import { registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
+import { describeOrFailInCi, missingFor, testServices } from '../registry/__fixtures__/test-services.js';
 import { Secret } from '../secret.js';
 import { createOciRegistry } from './oci-registry.js';
 import { explicitCredentials } from './registry-credentials.js';
 import { flagSetting } from './settings.js';
 
 const services = testServices();
-const missing = registriesMissing(services) ?? (services.baseImage ? undefined : 'no test base image (scripts/test-services.sh up)');
-const suite = (title: string): string => (missing ? `${title} — skipped: ${missing}` : title);
+const missing = missingFor(['registries', 'baseImage'], services);
 const FAST = { retry: { attempts: 1 }, timeoutMs: 5000 };
 const ENV_ID = '0123456789abcdef';
 const repo = () => `oci-registry-test/${randomBytes(4).toString('hex')}`;
@@ -68,7 +67,7 @@ describe('createOciRegistry: what the base supplies without a registry', () => {
   });
 });
 
-describe.skipIf(missing !== undefined)(suite('createOciRegistry against the local test registries'), () => {
+describeOrFailInCi('createOciRegistry against the local test registries', missing, () => {
   const basic = services.registries?.basic ?? { host: '', username: '', password: '' };
   const base = services.baseImage?.ref ?? '';
 

@@ -1,17 +1,17 @@
 // RegistryClient.apiRequest (a registry API call beyond the client's own, e.g. Google's tags/list
 // manifest map) against the real local registries: the plain one and the Bearer token one.
-import { describe, expect, it, vi } from 'vitest';
+import { expect, it, vi } from 'vitest';
 import { InputError } from '../errors.js';
 import { Secret } from '../secret.js';
 import { pushImage, uniqueRepo } from './__fixtures__/push-image.js';
-import { registriesMissing, testServices } from './__fixtures__/test-services.js';
+import { describeOrFailInCi, registriesMissing, testServices } from './__fixtures__/test-services.js';
 import { RegistryClient } from './registry-client.js';
 
 const services = testServices();
 const missing = registriesMissing(services);
 const FAST = { dockerConfig: false, retry: { attempts: 1 }, timeoutMs: 5000 } as const;
 
-describe.skipIf(missing !== undefined)(`RegistryClient.apiRequest against the local registries${missing ? ` — skipped: ${missing}` : ''}`, () => {
+describeOrFailInCi('RegistryClient.apiRequest against the local registries', missing, () => {
   it('answers any status with the body and the registry error text; a path outside /v2/ is an InputError', async () => {
     const host = services.registries!.plain.host;
     const image = await pushImage({ host }, uniqueRepo('api-request'), 'v1');

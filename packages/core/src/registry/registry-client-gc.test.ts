@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, RegistryError } from '../errors.js';
 import { pushImage, pushIndex, uniqueRepo } from './__fixtures__/push-image.js';
-import { registriesMissing, testServices } from './__fixtures__/test-services.js';
+import { describeOrFailInCi, registriesMissing, testServices } from './__fixtures__/test-services.js';
 import { pushReferrer } from './referrers.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 import { completeStoredImages, listRepositoryImages } from './repository-images.js';
@@ -14,9 +14,8 @@ import { completeStoredImages, listRepositoryImages } from './repository-images.
 const services = testServices();
 const missing = registriesMissing(services);
 const FAST: RegistryClientOptions = { dockerConfig: false, retry: { attempts: 2, baseDelayMs: 20, maxDelayMs: 200 }, timeoutMs: 10_000 };
-const title = (text: string): string => (missing ? `${text} — skipped: ${missing}` : text);
 
-describe.skipIf(missing !== undefined)(title('RegistryClient listTags / deleteManifest against the real local registry'), () => {
+describeOrFailInCi('RegistryClient listTags / deleteManifest against the real local registry', missing, () => {
   const host = (): string => services.registries!.plain.host;
 
   it('lists every tag (distribution 2.8 answers in one page; the Link pages are the fake\'s test below), and none for a repository that does not exist', async () => {

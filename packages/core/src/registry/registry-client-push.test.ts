@@ -1,16 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { RegistryCredentials } from '../contracts.js';
 import { AuthError, CancelledError, InputError } from '../errors.js';
 import { Secret } from '../secret.js';
 import { uniqueRepo } from './__fixtures__/push-image.js';
-import { registriesMissing, testServices } from './__fixtures__/test-services.js';
+import { describeOrFailInCi, registriesMissing, testServices } from './__fixtures__/test-services.js';
 import { MediaType } from './media-types.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 
 const services = testServices();
 const missing = registriesMissing(services);
-const suite = (title: string): string => (missing ? `${title} — skipped: ${missing}` : title);
 const FAST: RegistryClientOptions = { dockerConfig: false, retry: { attempts: 2, baseDelayMs: 20, maxDelayMs: 200 }, timeoutMs: 10_000 };
 
 const digestOf = (bytes: Uint8Array): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -29,7 +28,7 @@ const flavours: Flavour[] = [
 ];
 
 for (const flavour of flavours) {
-  describe.skipIf(missing !== undefined)(suite(`RegistryClient push operations against the ${flavour.name} registry`), () => {
+  describeOrFailInCi(`RegistryClient push operations against the ${flavour.name} registry`, missing, () => {
     const client = (): RegistryClient => {
       const c = flavour.credentials();
       return new RegistryClient({ ...FAST, ...(c ? { credentials: c } : {}) });
@@ -116,7 +115,7 @@ for (const flavour of flavours) {
   });
 }
 
-describe.skipIf(missing !== undefined)(suite('RegistryClient push errors'), () => {
+describeOrFailInCi('RegistryClient push errors', missing, () => {
   it('refuses data that does not match the digest, before sending anything', async () => {
     const c = new RegistryClient(FAST);
     const error = await c.uploadBlob(`${services.registries!.plain.host}/${uniqueRepo('bad')}`, digestOf(Buffer.from('a')), Buffer.from('b')).catch((e: unknown) => e);
@@ -141,7 +140,7 @@ describe.skipIf(missing !== undefined)(suite('RegistryClient push errors'), () =
   });
 });
 
-describe.skipIf(missing !== undefined)(suite('RegistryClient: one upload of a blob into a repository at a time in this process (plain registry)'), () => {
+describeOrFailInCi('RegistryClient: one upload of a blob into a repository at a time in this process (plain registry)', missing, () => {
   /** A blob source held back until `release()`: its upload stays between its HEAD and its commit. */
   const held = (data: Uint8Array) => {
     let release!: () => void;

@@ -9,7 +9,7 @@ import { AuthError, CancelledError, InputError, RegistryError, UnreachableError 
 import { Secret } from '../secret.js';
 import { startFlakyProxy, type FlakyProxy } from './__fixtures__/flaky-proxy.js';
 import { pushImage, pushIndex, sha256, uniqueRepo, type PushedImage } from './__fixtures__/push-image.js';
-import { registriesMissing, testServices, type TestServices } from './__fixtures__/test-services.js';
+import { describeOrFailInCi, itWith, registriesMissing, testServices, type TestServices } from './__fixtures__/test-services.js';
 import { MediaType } from './media-types.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 import { resolveBaseImage } from '../backend-kit/base-image.js';
@@ -18,7 +18,6 @@ const run = promisify(execFile);
 const services: TestServices = testServices();
 const missing = registriesMissing(services);
 const registries = services.registries;
-const suite = (title: string): string => (missing ? `${title} — skipped: ${missing}` : title);
 
 /** Fast retries for tests; no Docker config unless a test asks for it. */
 const FAST: RegistryClientOptions = { dockerConfig: false, retry: { attempts: 3, baseDelayMs: 20, maxDelayMs: 2000 }, timeoutMs: 5000 };
@@ -36,7 +35,7 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a rejection');
 }
 
-describe.skipIf(missing !== undefined)(suite('RegistryClient against the plain registry'), () => {
+describeOrFailInCi('RegistryClient against the plain registry', missing, () => {
   const host = registries?.plain.host ?? '';
   let image: PushedImage;
 
@@ -164,19 +163,14 @@ describe.skipIf(missing !== undefined)(suite('RegistryClient against the plain r
     }
   });
 
-  it('returns the digest docker push reported for the base image', ({ skip }) => {
-    const base = services.baseImage;
-    if (!base) {
-      skip(`no base image pushed by docker (${services.missing.join('; ') || 'test services did not build it'}): run \`bash scripts/test-services.sh up\``);
-      return;
-    }
-    return new RegistryClient(FAST).headManifest(base.ref).then((head) => {
-      expect(head.exists && head.digest).toBe(base.digest);
-    });
+  itWith(['baseImage'], 'returns the digest docker push reported for the base image', async () => {
+    const base = services.baseImage!;
+    const head = await new RegistryClient(FAST).headManifest(base.ref);
+    expect(head.exists && head.digest).toBe(base.digest);
   });
 });
 
-describe.skipIf(missing !== undefined)(suite('RegistryClient with Basic auth (htpasswd registry)'), () => {
+describeOrFailInCi('RegistryClient with Basic auth (htpasswd registry)', missing, () => {
   const reg = registries?.basic ?? { host: '', username: '', password: '' };
   let image: PushedImage;
   let configDir: string;
@@ -250,7 +244,7 @@ describe.skipIf(missing !== undefined)(suite('RegistryClient with Basic auth (ht
   });
 });
 
-describe.skipIf(missing !== undefined)(suite('RegistryClient with Bearer token auth (token server)'), () => {
+describeOrFailInCi('RegistryClient with Bearer token auth (token server)', missing, () => {
   const reg = registries?.token ?? { host: '', username: '', password: '', realm: '', service: '' };
   let image: PushedImage;
   let other: PushedImage;
@@ -309,7 +303,7 @@ describe.skipIf(missing !== undefined)(suite('RegistryClient with Bearer token a
   });
 });
 
-describe.skipIf(missing !== undefined)(suite('RegistryClient retries and timeouts (a flaky proxy on 127.0.0.1 in front of the plain registry)'), () => {
+describeOrFailInCi('RegistryClient retries and timeouts (a flaky proxy on 127.0.0.1 in front of the plain registry)', missing, () => {
   const host = registries?.plain.host ?? '';
   let image: PushedImage;
   const proxies: FlakyProxy[] = [];

@@ -3,7 +3,7 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import type { ImageMap } from '../deploy/image-map.js';
 import { uniqueRepo } from '../registry/__fixtures__/push-image.js';
-import { registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
+import { describeOrFailInCi, registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
 import { MediaType } from '../registry/media-types.js';
 import type { OciDescriptor } from '../registry/platform.js';
 import { RegistryClient } from '../registry/registry-client.js';
@@ -13,7 +13,6 @@ import { gzipTrailerSize, layerFormat } from './layer-format.js';
 
 const services = testServices();
 const missing = registriesMissing(services);
-const title = (text: string): string => (missing ? `${text} — skipped: ${missing}` : text);
 const digestOf = (bytes: Uint8Array): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 describe('layer formats', () => {
@@ -57,7 +56,7 @@ async function pushImageOf(client: RegistryClient, repo: string, tag: string, la
   return { digest: await client.putManifest(`${repo}:${tag}`, manifest, MediaType.ociManifest), size: manifest.length };
 }
 
-describe.skipIf(missing !== undefined)(title('coldStartReport on the real local registry'), () => {
+describeOrFailInCi('coldStartReport on the real local registry', missing, () => {
   it('reports sizes, shared layers, formats and pull time per step and platform, from the manifests', async () => {
     const client = new RegistryClient({ dockerConfig: false });
     const repo = `${services.registries!.plain.host}/${uniqueRepo('report')}`;

@@ -2,14 +2,13 @@ import { describe, expect, it } from 'vitest';
 import type { DeployImage } from '../contracts.js';
 import type { LockEntry } from '../lock-file.js';
 import { pushImage, uniqueRepo } from '../registry/__fixtures__/push-image.js';
-import { registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
+import { describeOrFailInCi, registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
 import { RegistryClient } from '../registry/registry-client.js';
 import { imageEnvs, pushDeploySboms } from './deploy-sboms.js';
 import { readImageSbom } from './sbom-artifact.js';
 
 const services = testServices();
 const missing = registriesMissing(services);
-const title = (text: string): string => (missing ? `${text} — skipped: ${missing}` : text);
 
 const entry = (platform: 'linux-64' | 'linux-aarch64'): LockEntry => ({
   specHash: 'c'.repeat(64),
@@ -33,7 +32,7 @@ describe('imageEnvs', () => {
   });
 });
 
-describe.skipIf(missing !== undefined)(title('pushDeploySboms on the real local registry'), () => {
+describeOrFailInCi('pushDeploySboms on the real local registry', missing, () => {
   it('pushes the SBOM of an image that lacks one (licences looked up), and keeps the one an image has (no lookup)', async () => {
     const host = services.registries!.plain.host;
     const repo = uniqueRepo('deploy-sbom');
