@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pushReferrer } from '@prebuilt/core';
 import { RegistryClient } from '@prebuilt/core/backend';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pushImage, pushIndex, uniqueRepo, type PushedImage } from '../../../core/src/registry/__fixtures__/push-image.js';
 import { FakeKubernetesApi } from '../__fixtures__/fake-kubernetes-api.js';
-import { prebuilt, registryMissing, services } from '../lifecycle/__fixtures__/flow-with-images.js';
+import { describeOrFailInCi, prebuilt, registryMissing, services } from '../lifecycle/__fixtures__/flow-with-images.js';
 
 interface GcJsonItem {
   digest: string;
@@ -84,9 +84,7 @@ async function exists(world: World, digest: string): Promise<boolean> {
   return res.status === 200;
 }
 
-const title = (text: string): string => `${text}${registryMissing ? ` — skipped: ${registryMissing}` : ''}`;
-
-describe.skipIf(registryMissing !== undefined)(title('prebuilt gc (real CLI, real local registry, FAKE Kubernetes API)'), () => {
+describeOrFailInCi('prebuilt gc (real CLI, real local registry, FAKE Kubernetes API)', registryMissing, () => {
   let world: World;
   beforeAll(async () => {
     world = await createWorld('cli-gc');
@@ -173,7 +171,7 @@ describe.skipIf(registryMissing !== undefined)(title('prebuilt gc (real CLI, rea
   });
 });
 
-describe.skipIf(registryMissing !== undefined)(title('prebuilt gc errors (real CLI)'), () => {
+describeOrFailInCi('prebuilt gc errors (real CLI)', registryMissing, () => {
   let dir: string;
   let kube: FakeKubernetesApi;
   beforeAll(async () => {

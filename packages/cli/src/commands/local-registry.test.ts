@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeOrFailInCi } from '../../../../test/services.js';
 
 const BIN = fileURLToPath(new URL('../../bin/prebuilt.js', import.meta.url));
 const DIST = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
@@ -38,13 +39,13 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-const skip = !existsSync(DIST)
+const missing = !existsSync(DIST)
   ? 'the CLI is not built (run pnpm build)'
   : !HAVE_REGISTRY
-    ? '/usr/bin/docker-registry is not installed (apt-get install docker-registry)'
-    : false;
+    ? '/usr/bin/docker-registry is not installed: apt-get install docker-registry (scripts/test-services.sh up does)'
+    : undefined;
 
-describe.skipIf(skip !== false)(`prebuilt local-registry${skip ? ` (skipped: ${skip})` : ''}`, () => {
+describeOrFailInCi('prebuilt local-registry', missing, () => {
   let state: string;
   let env: Record<string, string>;
 

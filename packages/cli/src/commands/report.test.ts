@@ -5,12 +5,12 @@
 import { rm } from 'node:fs/promises';
 import type { ColdStartReport, PlatformReport } from '@prebuilt/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { flowWithImages, prebuilt, registryMissing, type FlowWithImages } from '../lifecycle/__fixtures__/flow-with-images.js';
+import { describeOrFailInCi, flowWithImages, prebuilt, registryMissing, type FlowWithImages } from '../lifecycle/__fixtures__/flow-with-images.js';
 import { renderReport } from './report.js';
 
 
 
-describe.skipIf(registryMissing !== undefined)(`prebuilt report (real CLI, real local registry)${registryMissing ? ` — skipped: ${registryMissing}` : ''}`, () => {
+describeOrFailInCi('prebuilt report (real CLI, real local registry)', registryMissing, () => {
   let flow: FlowWithImages;
   beforeAll(async () => {
     flow = await flowWithImages('cli-report');

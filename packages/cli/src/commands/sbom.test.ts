@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSbom, pushImageSbom, type LockedEnv, type Sbom } from '@prebuilt/core';
 import { RegistryClient } from '@prebuilt/core/backend';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { flowWithImages, prebuilt, registryMissing, type FlowWithImages } from '../lifecycle/__fixtures__/flow-with-images.js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeOrFailInCi, flowWithImages, prebuilt, registryMissing, type FlowWithImages } from '../lifecycle/__fixtures__/flow-with-images.js';
 
 const env = (platform: LockedEnv['platform']): LockedEnv => ({
   specHash: 'd'.repeat(64),
@@ -21,7 +21,7 @@ const env = (platform: LockedEnv['platform']): LockedEnv => ({
   ],
 });
 
-describe.skipIf(registryMissing !== undefined)(`prebuilt sbom (real CLI, real local registry)${registryMissing ? ` — skipped: ${registryMissing}` : ''}`, () => {
+describeOrFailInCi('prebuilt sbom (real CLI, real local registry)', registryMissing, () => {
   let flow: FlowWithImages;
   let startSbom: Sbom;
   let startRef: { manifest: string; document: string };

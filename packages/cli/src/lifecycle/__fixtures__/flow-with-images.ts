@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ImageMap } from '@prebuilt/core';
 import { pushImage, pushIndex, uniqueRepo, type PushedImage } from '../../../../core/src/registry/__fixtures__/push-image.js';
-import { getServices, missingFor } from '../../../../../test/services.js';
+import { describeOrFailInCi, getServices, missingFor } from '../../../../../test/services.js';
+
+export { describeOrFailInCi };
 
 export const services = getServices();
 export const registryMissing = missingFor(['registries'], services);
