@@ -17,7 +17,7 @@ import { EngineClient } from './engine-client.js';
 import { DockerDaemon, imagePath } from './docker-daemon.js';
 import { resolveDockerSettings } from './docker-settings.js';
 import { headDigest } from '@prebuilt/fixtures';
-import { testServices } from './__fixtures__/services.js';
+import { describeWith, testServices } from './__fixtures__/services.js';
 import { beforeContextFix } from './image-store.js';
 import { pullThroughDaemon } from './daemon-pull.js';
 import { ProgressTracker } from './progress.js';
@@ -130,23 +130,17 @@ const store = services.containerdStoreDocker;
 // The system's Docker 20.10 (graphdriver), and Docker 26.1 with the containerd image store, where
 // BuildKit is refused before Engine 27.5 (image-store.ts) and only the legacy builder runs.
 const daemons = [
-  { what: 'the real daemon', needs: 'Docker daemon', host: services.dockerHost, builders: ['legacy', 'buildkit'] as const },
+  { what: 'the real daemon', need: 'docker' as const, host: services.dockerHost, builders: ['legacy', 'buildkit'] as const },
   {
     what: `Docker ${store?.version ?? '26'} with the containerd image store`,
-    needs: 'Docker daemon with the containerd image store',
+    need: 'containerdStoreDocker' as const,
     host: store?.host ?? null,
     builders: beforeContextFix(store?.version) ? (['legacy'] as const) : (['legacy', 'buildkit'] as const),
   },
 ];
 
 for (const daemon of daemons) {
-  const missing = [
-    ...(daemon.host ? [] : [daemon.needs]),
-    ...(services.registries ? [] : ['test registries']),
-    ...(services.baseImage ? [] : ['test base image']),
-  ];
-  const title = missing.length === 0 ? `docker build service against ${daemon.what}` : `docker build service, ${daemon.what} (skipped: missing ${missing.join(', ')}; run scripts/test-services.sh up)`;
-  describe.skipIf(missing.length > 0)(title, () => realDaemonSuite(daemon.host ?? 'unix:///var/run/docker.sock', daemon.builders));
+  describeWith([daemon.need, 'registries', 'baseImage'], `docker build service against ${daemon.what}`, () => realDaemonSuite(daemon.host ?? 'unix:///var/run/docker.sock', daemon.builders));
 }
 
 function realDaemonSuite(dockerHost: string, builders: readonly ('legacy' | 'buildkit')[]): void {

@@ -1,72 +1,70 @@
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { ConfigError } from '@prebuilt/core/backend';
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
 import dockerDefinition from './index.js';
 import { headDigest, pinnedImage, testRegistryCredentials } from '@prebuilt/fixtures';
-import { testServices } from './__fixtures__/services.js';
+import { describeOrFailInCi, missingFor, registerOrFailInCi, testServices } from './__fixtures__/services.js';
 import { beforeContextFix } from './image-store.js';
 
 const services = testServices();
-const missing = [
-  ...(services.dockerHost ? [] : ['Docker daemon']),
-  ...(services.registries ? [] : ['test registries']),
-  ...(services.baseImage ? [] : ['test base image']),
-];
-const skip = missing.length > 0 ? `missing ${missing.join(', ')} (run scripts/test-services.sh up)` : false;
+const missing = missingFor(['docker', 'registries', 'baseImage'], services);
 const baseImage = services.baseImage ? pinnedImage(services.baseImage) : 'unused';
 
+// The conformance suite skips saying why when given `skip`; registerOrFailInCi fails instead in CI.
 for (const builder of ['legacy', 'buildkit'] as const) {
-  runBuildServiceConformance({
-    name: `docker (${builder} builder, no-auth registry)`,
+  const name = `docker (${builder} builder, no-auth registry)`;
+  registerOrFailInCi(`build service conformance: ${name}`, missing, () => runBuildServiceConformance({
+    name,
     definition: dockerDefinition,
-    skip,
+    skip: missing ?? false,
     createOptions: { dockerHost: services.dockerHost ?? undefined, builder },
     baseImage,
     imageTag: (label) => `${services.registries!.plain.host}/prebuilt-conformance/docker-${builder}:${label}`,
     pushedDigest: (tag) => headDigest(tag),
-  });
+  }));
 }
 
-runBuildServiceConformance({
+registerOrFailInCi('build service conformance: docker (Basic-auth registry)', missing, () => runBuildServiceConformance({
   name: 'docker (Basic-auth registry)',
   definition: dockerDefinition,
-  skip,
+  skip: missing ?? false,
   create: () => dockerDefinition.create({ dockerHost: services.dockerHost ?? undefined }, { env: process.env, cwd: process.cwd() }),
   baseImage,
   imageTag: (label) => `${services.registries!.basic.host}/prebuilt-conformance/docker:${label}`,
   pushCredentials: () => testRegistryCredentials(services.registries!.basic),
   pushedDigest: (tag) => headDigest(tag, services.registries!.basic),
-});
+}));
 
 // The same suite against the test services' modern daemon (Debian trixie's Docker Engine 26.1, API
 // 1.45: BuildKit is its default builder), as on AWS Batch's current AMIs; and against the same Engine
 // with the containerd image store (the default of Docker Engine 29 and Docker Desktop).
 const modernDaemons = [
-  { daemon: services.modernDocker, what: 'modern Docker daemon (Docker Engine 26)', name: '', repo: 'docker-modern', containerdStore: false },
-  { daemon: services.containerdStoreDocker, what: 'Docker daemon with the containerd image store', name: ', containerd image store', repo: 'docker-c8d-store', containerdStore: true },
+  { daemon: services.modernDocker, need: 'modernDocker' as const, name: '', repo: 'docker-modern', containerdStore: false },
+  { daemon: services.containerdStoreDocker, need: 'containerdStoreDocker' as const, name: ', containerd image store', repo: 'docker-c8d-store', containerdStore: true },
 ];
-for (const { daemon, what, name, repo, containerdStore } of modernDaemons) {
-  const modernMissing = [...missing, ...(daemon ? [] : [what])];
-  const modernSkip = modernMissing.length > 0 ? `missing ${modernMissing.join(', ')} (run scripts/test-services.sh up)` : false;
+for (const { daemon, need, name, repo, containerdStore } of modernDaemons) {
+  const modernMissing = missingFor(['docker', 'registries', 'baseImage', need], services);
   for (const builder of ['legacy', 'buildkit'] as const) {
     // BuildKit of an Engine before 27.5 with the containerd image store cannot read the uploaded context (moby/moby#47717): refused instead.
     if (builder === 'buildkit' && containerdStore && beforeContextFix(daemon?.version ?? '26')) continue;
-    runBuildServiceConformance({
-      name: `docker ${daemon?.version ?? '26'}${name} (${builder} builder, no-auth registry)`,
+    const suiteName = `docker ${daemon?.version ?? '26'}${name} (${builder} builder, no-auth registry)`;
+    registerOrFailInCi(`build service conformance: ${suiteName}`, modernMissing, () => runBuildServiceConformance({
+      name: suiteName,
       definition: dockerDefinition,
-      skip: modernSkip,
+      skip: modernMissing ?? false,
       createOptions: { dockerHost: daemon?.host, builder },
       baseImage,
       imageTag: (label) => `${services.registries!.plain.host}/prebuilt-conformance/${repo}-${builder}:${label}`,
       pushedDigest: (tag) => headDigest(tag),
-    });
+    }));
   }
 }
 
 // Declared while the store's Engine is before 27.5 (or the daemons are missing, to say so); from 27.5 on, BuildKit's conformance runs above.
 const store = services.containerdStoreDocker;
-if (beforeContextFix(store?.version ?? '26')) describe.skipIf(!store || !services.modernDocker)(
-  `docker ${store?.version ?? '26'} with the containerd image store refuses the BuildKit builder${store && services.modernDocker ? '' : ' (skipped: missing the modern daemons; run scripts/test-services.sh up)'}`,
+if (beforeContextFix(store?.version ?? '26')) describeOrFailInCi(
+  `docker ${store?.version ?? '26'} with the containerd image store refuses the BuildKit builder`,
+  missingFor(['modernDocker', 'containerdStoreDocker'], services),
   () => {
     const create = (dockerHost: string, builder: 'legacy' | 'buildkit') => dockerDefinition.create({ dockerHost, builder }, { env: {}, cwd: process.cwd() });
     const request = { dockerfile: `FROM ${baseImage}\n`, contextDir: process.cwd(), imageTag: `${services.registries?.plain.host}/prebuilt-conformance/docker-c8d-store-refused:1`, platform: 'linux/amd64' };

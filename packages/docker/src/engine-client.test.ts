@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeOrFailInCi } from './__fixtures__/services.js';
 import { EngineClient, MAX_JSON_BYTES, type EngineRequestError } from './engine-client.js';
 import { DockerDaemon } from './docker-daemon.js';
 import { resolveDockerSettings } from './docker-settings.js';
@@ -189,7 +190,8 @@ describe('EngineClient (fake Docker daemon on a unix socket)', () => {
 });
 
 const openssl = spawnSync('openssl', ['version']).status === 0;
-describe.skipIf(!openssl)(`EngineClient over TLS (fake Docker daemon on 127.0.0.1 asking for a client certificate)${openssl ? '' : ' — skipped: no openssl to make the certificates'}`, () => {
+const noOpenssl = openssl ? undefined : 'needs openssl to make the certificates: apt-get install openssl (scripts/test-services.sh up does)';
+describeOrFailInCi('EngineClient over TLS (fake Docker daemon on 127.0.0.1 asking for a client certificate)', noOpenssl, () => {
   it('DOCKER_TLS_VERIFY with DOCKER_CERT_PATH: ca.pem checks the daemon, cert.pem/key.pem identify us; another CA is refused', async () => {
     const certs = await mkdtemp(join(tmpdir(), 'prebuilt-engine-tls-'));
     const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: certs, stdio: 'ignore' });

@@ -13,6 +13,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { itOrFailInCi } from './__fixtures__/services.js';
 import { CancelledError, NetworkError, UnreachableError, type NetworkTimeouts } from '@prebuilt/core/backend';
 import { pullThroughDaemon } from './daemon-pull.js';
 import { DockerDaemon } from './docker-daemon.js';
@@ -22,7 +23,7 @@ import { DockerRunError, runIsolatedContainer } from './isolated-container.js';
 import { ProgressTracker } from './progress.js';
 
 const LIMITS: NetworkTimeouts = { idleMs: 200, deadlineMs: 600 };
-const python3 = spawnSync('python3', ['--version']).status === 0;
+const noPython3 = spawnSync('python3', ['--version']).status === 0 ? undefined : 'needs python3 for a socket that never accepts: apt-get install python3.11 (scripts/setup.sh does)';
 const LIMIT_ENV = { METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT: '0.2', METAFLOW_PREBUILT_NETWORK_DEADLINE: '0.6' };
 
 let dir: string;
@@ -116,7 +117,7 @@ describe('a hung Docker daemon (FAKE daemons) fails each kind of call within its
     expect(JSON.stringify({ ...(error as NetworkError), message: (error as Error).message, hint: (error as NetworkError).hint })).not.toContain('hunter2');
   });
 
-  it.skipIf(!python3)(`a TCP port whose connect never completes (its accept queue full): an UnreachableError (exit 2) after the idle limit${python3 ? '' : ' — skipped: needs python3 for a socket that never accepts'}`, async () => {
+  itOrFailInCi('a TCP port whose connect never completes (its accept queue full): an UnreachableError (exit 2) after the idle limit', noPython3, async () => {
     // A FAKE daemon that listens and never accepts: one connection fills its queue, the next SYN is dropped.
     const child = spawn('python3', ['-c', 'import socket,time\ns=socket.socket();s.bind(("127.0.0.1",0));s.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)'], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {

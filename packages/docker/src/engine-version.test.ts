@@ -10,7 +10,7 @@ import { resolveDockerSettings } from './docker-settings.js';
 import { dockerConnection } from './docker-host.js';
 import { EngineClient, type EngineConnection, type EngineRequestError } from './engine-client.js';
 import { engineVersion as versionOf } from './engine-version.js';
-import { testServices } from './__fixtures__/services.js';
+import { describeWith, testServices } from './__fixtures__/services.js';
 
 // A FAKE Docker daemon on a unix socket: answers GET /version, refuses API versions above 1.41 as dockerd does.
 let dir: string;
@@ -90,7 +90,7 @@ describe('engineVersion (fake daemon on a unix socket)', () => {
 });
 
 const services = testServices();
-describe.skipIf(!services.dockerHost)(services.dockerHost ? 'engineVersion against the real daemon' : 'engineVersion against the real daemon (skipped: no Docker daemon; run scripts/test-services.sh up)', () => {
+describeWith(['docker'], 'engineVersion against the real daemon', () => {
   it('answers what dockerode (a devDependency, for this cross-check) reads from the same daemon', async () => {
     const connection = dockerConnection(services.dockerHost!, {});
     const ours = await engineVersion(connection);

@@ -10,14 +10,14 @@ import { UnreachableError } from '@prebuilt/core/backend';
 import { dockerConnection } from './docker-host.js';
 import { EngineClient } from './engine-client.js';
 import { isolatedContainerSpec, runIsolatedContainer } from './isolated-container.js';
-import { testServices } from './__fixtures__/services.js';
+import { describeWith, testServices } from './__fixtures__/services.js';
 
 const services = testServices();
 const base = services.baseImage?.ref ?? '';
 // The system's Docker daemon (graphdriver), and Docker 26 with the containerd image store.
 const daemons = [
-  { name: 'real Docker daemon', host: services.dockerHost },
-  { name: 'Docker daemon with the containerd image store', host: services.containerdStoreDocker?.host ?? null },
+  { name: 'real Docker daemon', host: services.dockerHost, need: 'docker' as const },
+  { name: 'Docker daemon with the containerd image store', host: services.containerdStoreDocker?.host ?? null, need: 'containerdStoreDocker' as const },
 ];
 
 describe('isolatedContainerSpec', () => {
@@ -29,8 +29,7 @@ describe('isolatedContainerSpec', () => {
 });
 
 for (const daemon of daemons) {
-  const missing = daemon.host && services.baseImage ? undefined : `needs the ${daemon.name} and the base image of the test services`;
-  describe.skipIf(missing !== undefined)(`runIsolatedContainer (${daemon.name})${missing ? ` — skipped: ${missing}` : ''}`, () => isolatedRunSuite(daemon.host ?? ''));
+  describeWith([daemon.need, 'baseImage'], `runIsolatedContainer (${daemon.name})`, () => isolatedRunSuite(daemon.host ?? ''));
 }
 
 function isolatedRunSuite(dockerHost: string): void {

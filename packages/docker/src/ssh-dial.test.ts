@@ -17,7 +17,7 @@ import { EngineClient } from './engine-client.js';
 import { engineVersion } from './engine-version.js';
 import { runIsolatedContainer } from './isolated-container.js';
 import { sshArguments } from './ssh-dial.js';
-import { testServices } from './__fixtures__/services.js';
+import { describeOrFailInCi, missingFor, testServices } from './__fixtures__/services.js';
 
 const FAKE_SSH = `#!${process.execPath}
 // FAKE ssh for prebuilt's tests: records its arguments, then relays stdin/stdout to FAKE_SSH_SOCKET.
@@ -142,8 +142,8 @@ describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () =>
 
 const services = testServices();
 const realSocket = services.dockerHost?.startsWith('unix://') ? services.dockerHost.slice('unix://'.length) : undefined;
-const missing = realSocket && services.baseImage ? undefined : 'needs the Docker daemon on a unix socket and the base image of the test services';
-describe.skipIf(missing !== undefined)(`ssh:// to the real Docker daemon through the fake ssh${missing ? ` — skipped: ${missing}` : ''}`, () => {
+const missing = missingFor(['docker', 'baseImage'], services) ?? (realSocket ? undefined : `needs the test Docker daemon on a unix socket, not ${services.dockerHost}: run \`bash scripts/test-services.sh up\``);
+describeOrFailInCi('ssh:// to the real Docker daemon through the fake ssh', missing, () => {
   it('an isolated run (create, hijacked attach, start, wait, remove) over ssh', async () => {
     process.env['FAKE_SSH_SOCKET'] = realSocket;
     try {
