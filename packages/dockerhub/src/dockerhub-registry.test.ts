@@ -11,7 +11,7 @@ import { resolveBackend } from '@prebuilt/core';
 import { pinnedImage } from '@prebuilt/fixtures';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import dockerhubDefinition, { createDockerHubRegistry } from './index.js';
-import { testServices } from './__fixtures__/services.js';
+import { describeOrFailInCi, itWith, missingFor, registerOrFailInCi, testServices } from './__fixtures__/services.js';
 import { skopeoMissing, skopeoPush } from '@prebuilt/fixtures';
 
 const ENV_ID = '0123456789abcdef';
@@ -139,12 +139,9 @@ describe('dockerhub registry settings and tags', () => {
 
 const services = testServices();
 const registries = services.registries;
-const skopeo = await skopeoMissing();
-const skipReason = !registries
-  ? `missing test registries (${services.missing.join(', ') || 'run scripts/test-services.sh up'})`
-  : skopeo;
+const missing = missingFor(['registries'], services) ?? (await skopeoMissing());
 
-describe.skipIf(Boolean(skipReason))(`dockerhub against the local Bearer-token registry (a stand-in for Docker Hub)${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+describeOrFailInCi('dockerhub against the local Bearer-token registry (a stand-in for Docker Hub)', missing, () => {
   const run = randomBytes(4).toString('hex');
   let configDir: string;
   beforeAll(async () => {
@@ -193,7 +190,7 @@ describe.skipIf(Boolean(skipReason))(`dockerhub against the local Bearer-token r
     expect(`${(error as Error).message} ${(error as AuthError).hint} ${inspect(error)}`).not.toContain(badPassword);
   });
 
-  it.skipIf(!services.baseImage)(`baseImageIdentity resolves the test base image (another registry) to its digest${services.baseImage ? '' : ' (skipped: no test base image)'}`, async () => {
+  itWith(['baseImage'], 'baseImageIdentity resolves the test base image (another registry) to its digest', async () => {
     const registry = await createDockerHubRegistry({ registry: registries!.token.host, env: { DOCKER_CONFIG: configDir }, client: fastClient });
     const identity = await registry.baseImageIdentity(services.baseImage!.ref, 'linux/amd64');
     expect(identity.digest).toBe(services.baseImage!.digest);
@@ -210,10 +207,10 @@ describe.skipIf(Boolean(skipReason))(`dockerhub against the local Bearer-token r
   });
 });
 
-runImageRegistryConformance({
+registerOrFailInCi('image registry conformance: dockerhub (local Bearer-token registry, credentials from env)', missing, () => runImageRegistryConformance({
   name: 'dockerhub (local Bearer-token registry, credentials from env)',
   definition: dockerhubDefinition,
-  skip: skipReason ?? false,
+  skip: missing ?? false,
   create: () =>
     createDockerHubRegistry({
       registry: registries!.token.host,
@@ -228,4 +225,4 @@ runImageRegistryConformance({
     }),
   push: async (tag, registry) => skopeoPush(tag, await registry.pushCredentials()),
   secrets: registries ? [registries.token.password] : [],
-});
+}));

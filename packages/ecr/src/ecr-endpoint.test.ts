@@ -3,9 +3,10 @@
 // accepted by a local htpasswd registry — endpoint override, request signing, repository
 // creation, token and push all real.
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AuthError } from '@prebuilt/core/backend';
 import { createEcrRegistry } from './index.js';
+import { describeOrFailInCi } from './__fixtures__/services.js';
 import { FAKE_ECR_ACCOUNT, FAKE_ECR_CREDENTIALS, startFakeEcrApi, type FakeEcrApi } from './__fixtures__/fake-ecr-api.js';
 import { htpasswdRegistryMissing, skopeoMissing, skopeoPush, startHtpasswdRegistry, type HtpasswdRegistry } from '@prebuilt/fixtures';
 
@@ -15,7 +16,7 @@ const CREDENTIALS = FAKE_ECR_CREDENTIALS;
 
 const missing = (await htpasswdRegistryMissing()) ?? (await skopeoMissing());
 
-describe.skipIf(Boolean(missing))(`ecr with the endpoint setting: real AWS SDK against a fake ECR API, real push${missing ? ` (skipped: ${missing})` : ''}`, () => {
+describeOrFailInCi('ecr with the endpoint setting: real AWS SDK against a fake ECR API, real push', missing, () => {
   let ecr: FakeEcrApi;
   let registryServer: HtpasswdRegistry;
   beforeAll(async () => {

@@ -17,7 +17,7 @@ import { resolveBackend } from '@prebuilt/core';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import ecrDefinition, { createEcrRegistry } from './index.js';
 import { htpasswdRegistryMissing, skopeoMissing, skopeoPush, startHtpasswdRegistry, type HtpasswdRegistry } from '@prebuilt/fixtures';
-import { testServices } from './__fixtures__/services.js';
+import { describeOrFailInCi, itWith, registerOrFailInCi, testServices } from './__fixtures__/services.js';
 
 const ENV_ID = '0123456789abcdef';
 const ACCOUNT = '123456789012';
@@ -217,7 +217,7 @@ const services = testServices();
 const missing = (await htpasswdRegistryMissing()) ?? (await skopeoMissing());
 const TOKEN = `ecr-token-${randomBytes(12).toString('hex')}`;
 
-describe.skipIf(Boolean(missing))(`ecr against a local htpasswd registry accepting the mocked ECR token${missing ? ` (skipped: ${missing})` : ''}`, () => {
+describeOrFailInCi('ecr against a local htpasswd registry accepting the mocked ECR token', missing, () => {
   let server: HtpasswdRegistry;
   const run = randomBytes(4).toString('hex');
   beforeAll(async () => {
@@ -251,7 +251,7 @@ describe.skipIf(Boolean(missing))(`ecr against a local htpasswd registry accepti
     expect(`${(error as Error).message} ${(error as AuthError).hint} ${(error as AuthError).source}`).not.toContain('stale-token-value');
   });
 
-  it.skipIf(!services.baseImage)(`baseImageIdentity of a base image in another registry resolves its digest${services.baseImage ? '' : ' (skipped: no test base image)'}`, async () => {
+  itWith(['baseImage'], 'baseImageIdentity of a base image in another registry resolves its digest', async () => {
     const registry = await createEcrRegistry({ registryHost: server.host, env: ENV, client: fastClient });
     const identity = await registry.baseImageIdentity(services.baseImage!.ref, 'linux/amd64');
     expect(identity.digest).toBe(services.baseImage!.digest);
@@ -271,7 +271,7 @@ afterAll(async () => {
   await conformanceServer?.stop();
 });
 
-runImageRegistryConformance({
+registerOrFailInCi('image registry conformance: ecr (mocked ECR API, local htpasswd registry accepting its token)', missing, () => runImageRegistryConformance({
   name: 'ecr (mocked ECR API, local htpasswd registry accepting its token)',
   definition: ecrDefinition,
   skip: missing ?? false,
@@ -284,4 +284,4 @@ runImageRegistryConformance({
   },
   push: async (tag, registry) => skopeoPush(tag, await registry.pushCredentials()),
   secrets: [TOKEN],
-});
+}));

@@ -12,7 +12,7 @@ import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import gcrDefinition, { createGcrRegistry, isGoogleRegistryHost } from './index.js';
 import { startFakeOAuthServer, type FakeOAuthServer } from './__fixtures__/fake-oauth-server.js';
 import { htpasswdRegistryMissing, skopeoMissing, skopeoPush, startHtpasswdRegistry, type HtpasswdRegistry } from '@prebuilt/fixtures';
-import { testServices } from './__fixtures__/services.js';
+import { describeOrFailInCi, itWith, registerOrFailInCi, testServices } from './__fixtures__/services.js';
 
 const ENV_ID = '0123456789abcdef';
 const fastClient = { retry: { attempts: 1 }, timeoutMs: 10_000 };
@@ -184,7 +184,7 @@ afterAll(async () => {
   if (adcDir) await rm(adcDir, { recursive: true, force: true });
 });
 
-describe.skipIf(Boolean(missing))(`gcr against a local htpasswd registry accepting the fake Google token${missing ? ` (skipped: ${missing})` : ''}`, () => {
+describeOrFailInCi('gcr against a local htpasswd registry accepting the fake Google token', missing, () => {
   const run = randomBytes(4).toString('hex');
 
   it('imageExists is false before a push with the access token, true with the digest after', async () => {
@@ -197,7 +197,7 @@ describe.skipIf(Boolean(missing))(`gcr against a local htpasswd registry accepti
     expect(await registry.baseImageIdentity(tag, 'linux/amd64')).toEqual({ ref: tag, digest, pinned: `${server!.host}/prebuilt-test/gcr-${run}@${digest}` });
   });
 
-  it.skipIf(!services.baseImage)(`baseImageIdentity of a base image in another registry resolves its digest${services.baseImage ? '' : ' (skipped: no test base image)'}`, async () => {
+  itWith(['baseImage'], 'baseImageIdentity of a base image in another registry resolves its digest', async () => {
     const registry = await gcrAgainstLocal();
     expect((await registry.baseImageIdentity(services.baseImage!.ref, 'linux/amd64')).digest).toBe(services.baseImage!.digest);
   });
@@ -211,11 +211,11 @@ describe.skipIf(Boolean(missing))(`gcr against a local htpasswd registry accepti
   });
 });
 
-runImageRegistryConformance({
+registerOrFailInCi('image registry conformance: gcr (fake OAuth endpoint, local htpasswd registry accepting its token)', missing, () => runImageRegistryConformance({
   name: 'gcr (fake OAuth endpoint, local htpasswd registry accepting its token)',
   definition: gcrDefinition,
   skip: missing ?? false,
   create: () => gcrAgainstLocal({ image: 'prebuilt-conformance-gcr' }),
   push: async (tag, registry) => skopeoPush(tag, await registry.pushCredentials()),
   secrets: [ACCESS_TOKEN, REFRESH_TOKEN, 'client-secret-value'],
-});
+}));

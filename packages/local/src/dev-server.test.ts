@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, EnvironmentError } from '@prebuilt/core/backend';
 import { defaultStateDir, localRegistryServerStatus, startLocalRegistryServer, stopLocalRegistryServer } from './index.js';
-import { testServices } from './__fixtures__/services.js';
+import { describeOrFailInCi, missingFor, testServices } from './__fixtures__/services.js';
 
 const run = promisify(execFile);
 
@@ -70,9 +70,9 @@ describe('development registry server: settings', () => {
   });
 });
 
-const haveBinary = existsSync('/usr/bin/docker-registry');
+const noBinary = existsSync('/usr/bin/docker-registry') ? undefined : '/usr/bin/docker-registry is not installed: apt-get install docker-registry (scripts/test-services.sh up does)';
 
-describe.skipIf(!haveBinary)(`development registry server: Debian's docker-registry${haveBinary ? '' : ' (skipped: /usr/bin/docker-registry is not installed; apt-get install docker-registry)'}`, () => {
+describeOrFailInCi("development registry server: Debian's docker-registry", noBinary, () => {
   let stateDir: string;
   beforeAll(async () => {
     stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-'));
@@ -162,14 +162,9 @@ describe.skipIf(!haveBinary)(`development registry server: Debian's docker-regis
 });
 
 const services = testServices();
-const containerSkip = !services.dockerHost
-  ? 'no Docker daemon (run scripts/test-services.sh up)'
-  : !haveBinary
-    ? 'no docker-registry binary to build the stand-in registry image from'
-    : false;
-
-describe.skipIf(containerSkip !== false)(
-  `development registry server: container fallback (stand-in for registry:2 built from Debian's registry)${containerSkip ? ` (skipped: ${containerSkip})` : ''}`,
+describeOrFailInCi(
+  "development registry server: container fallback (stand-in for registry:2 built from Debian's registry)",
+  missingFor(['docker'], services) ?? (noBinary && `${noBinary}, to build the stand-in registry image from`),
   () => {
     const env = { ...process.env, DOCKER_HOST: services.dockerHost ?? '' };
     const image = `prebuilt-test/registry-standin:${randomBytes(4).toString('hex')}`;

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { AuthError, ConfigError, PrebuiltError, Secret } from '@prebuilt/core/backend';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import localDefinition, { createLocalRegistry } from './index.js';
-import { testServices } from './__fixtures__/services.js';
+import { describeOrFailInCi, itWith, missingFor, registerOrFailInCi, testServices } from './__fixtures__/services.js';
 import { pushTinyImage } from './__fixtures__/oci-push.js';
 
 const ENV_ID = '0123456789abcdef';
@@ -103,10 +103,10 @@ describe('local registry settings and tags', () => {
 const services = testServices();
 const registries = services.registries;
 const base = services.baseImage;
-const skipRegistry = registries ? false : `missing test registries (${services.missing.join(', ') || 'run scripts/test-services.sh up'})`;
+const registriesMissing = missingFor(['registries'], services);
 const fastClient = { retry: { attempts: 1 }, timeoutMs: 10_000 };
 
-describe.skipIf(!registries)(`local registry against real registries${registries ? '' : ` (skipped: ${skipRegistry})`}`, () => {
+describeOrFailInCi('local registry against real registries', registriesMissing, () => {
   const run = randomBytes(4).toString('hex');
 
   it('imageExists is false for a tag never pushed, true with the digest after a push', async () => {
@@ -117,7 +117,7 @@ describe.skipIf(!registries)(`local registry against real registries${registries
     expect(await registry.imageExists(tag)).toEqual({ exists: true, digest });
   });
 
-  it.skipIf(!base)(`baseImageIdentity resolves the test base image to its digest${base ? '' : ' (skipped: no test base image)'}`, async () => {
+  itWith(['baseImage'], 'baseImageIdentity resolves the test base image to its digest', async () => {
     const registry = createLocalRegistry({ registry: registries!.plain.host, env: {}, client: fastClient });
     const identity = await registry.baseImageIdentity(base!.ref, 'linux/amd64');
     expect(identity.ref).toBe(base!.ref);
@@ -165,18 +165,18 @@ describe.skipIf(!registries)(`local registry against real registries${registries
   });
 });
 
-runImageRegistryConformance({
+registerOrFailInCi('image registry conformance: local (no-auth registry)', registriesMissing, () => runImageRegistryConformance({
   name: 'local (no-auth registry)',
   definition: localDefinition,
-  skip: skipRegistry,
+  skip: registriesMissing ?? false,
   create: () => createLocalRegistry({ registry: registries?.plain.host ?? '127.0.0.1:1', namespace: 'prebuilt-conformance/local', env: {}, client: fastClient }),
   push: (tag) => pushTinyImage(tag),
-});
+}));
 
-runImageRegistryConformance({
+registerOrFailInCi('image registry conformance: local (Basic-auth registry, credentials from env)', registriesMissing, () => runImageRegistryConformance({
   name: 'local (Basic-auth registry, credentials from env)',
   definition: localDefinition,
-  skip: skipRegistry,
+  skip: registriesMissing ?? false,
   create: () =>
     createLocalRegistry({
       registry: registries?.basic.host ?? '127.0.0.1:1',
@@ -190,4 +190,4 @@ runImageRegistryConformance({
     }),
   push: (tag) => pushTinyImage(tag, registries!.basic),
   secrets: registries ? [registries.basic.password] : [],
-});
+}));
