@@ -3,23 +3,23 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
 import { headDigest, pinnedImage, testRegistryCredentials } from '@prebuilt/fixtures';
 import buildxDefinition from './index.js';
-import { getServices, skipTitle } from '../../../test/services.js';
+import { describeOrFailInCi, getServices, missingFor, registerOrFailInCi } from '../../../test/services.js';
 
 // The real thing: docker buildx against the test services' daemons (Docker 20.10, the modern
 // Docker 26, and Docker 26 with the containerd image store) and registries. scripts/test-services.sh installs the buildx plugin (Debian trixie's
-// docker-buildx; bookworm has none); where it is missing, this skips saying so.
+// docker-buildx; bookworm has none); where it is missing, this skips saying so (in CI: fails saying so).
 const services = getServices();
 const buildxInstalled = spawnSync('docker', ['buildx', 'version'], { encoding: 'utf8' }).status === 0;
 const baseImage = services.baseImage ? pinnedImage(services.baseImage) : 'unused';
 const daemons = [
-  { label: 'Docker daemon', name: '', host: services.dockerHost, repo: '', containerdStore: false },
-  { label: 'modern Docker daemon (Docker Engine 26)', name: `, Docker ${services.modernDocker?.version ?? '26'}`, host: services.modernDocker?.host ?? null, repo: '-modern', containerdStore: false },
+  { need: 'docker' as const, name: '', host: services.dockerHost, repo: '', containerdStore: false },
+  { need: 'modernDocker' as const, name: `, Docker ${services.modernDocker?.version ?? '26'}`, host: services.modernDocker?.host ?? null, repo: '-modern', containerdStore: false },
   {
-    label: 'Docker daemon with the containerd image store',
+    need: 'containerdStoreDocker' as const,
     name: `, Docker ${services.containerdStoreDocker?.version ?? '26'} with the containerd image store`,
     host: services.containerdStoreDocker?.host ?? null,
     repo: '-c8d-store',
@@ -29,15 +29,12 @@ const daemons = [
 
 for (const daemon of daemons) {
   const env = { ...process.env, ...(daemon.host ? { DOCKER_HOST: daemon.host } : {}) };
-  const missing = [
-    ...(buildxInstalled ? [] : ['the docker buildx plugin (install docker-buildx or docker-buildx-plugin)']),
-    ...(daemon.host ? [] : [daemon.label]),
-    ...(services.registries ? [] : ['test registries']),
-    ...(services.baseImage ? [] : ['test base image']),
-  ];
-  const skip = missing.length > 0 ? `missing ${missing.join(', ')}; test services: scripts/test-services.sh up` : undefined;
-  runBuildServiceConformance({
-    name: `buildx (real docker buildx${daemon.name}, Basic-auth test registry)`,
+  const skip =
+    missingFor(['buildx', daemon.need, 'registries', 'baseImage'], services) ??
+    (buildxInstalled ? undefined : '`docker buildx version` fails here: install docker-buildx or docker-buildx-plugin (scripts/test-services.sh up unpacks Debian trixie\'s)');
+  const name = `buildx (real docker buildx${daemon.name}, Basic-auth test registry)`;
+  registerOrFailInCi(`build service conformance: ${name}`, skip, () => runBuildServiceConformance({
+    name,
     definition: buildxDefinition,
     skip: skip ?? false,
     create: () => buildxDefinition.create({}, { env, cwd: process.cwd() }),
@@ -45,8 +42,8 @@ for (const daemon of daemons) {
     imageTag: (label) => `${services.registries!.basic.host}/prebuilt-conformance/buildx${daemon.repo}:${label}`,
     pushCredentials: () => testRegistryCredentials(services.registries!.basic),
     pushedDigest: (tag) => headDigest(tag, services.registries!.basic),
-  });
-  describe.skipIf(skip !== undefined)(skipTitle(`buildx (real docker buildx${daemon.name}): the image in the daemon`, skip), () => {
+  }));
+  describeOrFailInCi(`buildx (real docker buildx${daemon.name}): the image in the daemon`, skip, () => {
     // Read when a test runs: the registries are absent where the suite is skipped.
     const registry = () => services.registries!.basic;
     const tagFor = (name: string, label: string) => `${registry().host}/prebuilt-conformance/buildx-${name}${daemon.repo}:${label}-${Date.now()}`;

@@ -7,7 +7,7 @@ import { Secret } from '@prebuilt/core/backend';
 import codebuildDefinition from './index.js';
 import { fakeCodeBuild } from './__testing__/fake-codebuild.js';
 import { headDigest, startFakeS3, usePrivateTmpdir } from '@prebuilt/fixtures';
-import { getServices } from '../../../test/services.js';
+import { getServices, missingFor, registerOrFailInCi } from '../../../test/services.js';
 import { pushImage } from '../../core/src/registry/__fixtures__/push-image.js';
 
 // A private temp directory for this file (its own process): see usePrivateTmpdir.
@@ -49,6 +49,7 @@ runBuildServiceConformance({
 // so the suite checks the returned digest against the registry.
 const services = getServices();
 const registry = services.registries?.basic;
+const registriesMissing = missingFor(['registries'], services);
 const pushingCodebuild = new CodeBuildClient(aws);
 const pushingLogs = new CloudWatchLogsClient(aws);
 const pushingFake = fakeCodeBuild(
@@ -64,10 +65,10 @@ const pushingFake = fakeCodeBuild(
 );
 afterAll(() => pushingFake.restore());
 
-runBuildServiceConformance({
+registerOrFailInCi('build service conformance: codebuild (FAKE CodeBuild pushing to the real Basic-auth test registry with a Parameter Store reference, s3rver FAKE S3)', registriesMissing, () => runBuildServiceConformance({
   name: 'codebuild (FAKE CodeBuild pushing to the real Basic-auth test registry with a Parameter Store reference, s3rver FAKE S3)',
   definition: codebuildDefinition,
-  skip: registry ? false : 'missing the test registries (scripts/test-services.sh up)',
+  skip: registriesMissing ?? false,
   create: () =>
     codebuildDefinition.create(
       { clients: { codebuild: pushingCodebuild, logs: pushingLogs, s3: s3Client }, pollInitialMs: 50, pollMaxMs: 200 },
@@ -85,7 +86,7 @@ runBuildServiceConformance({
   pushCredentials: () => ({ registry: registry!.host, username: registry!.username, password: new Secret(registry!.password), source: 'test services' }),
   pushedDigest: (tag) => headDigest(tag, { username: registry!.username, password: registry!.password }),
   timeoutMs: 30_000,
-});
+}));
 
 it('after the conformance suite: no context zip is left in the bucket and no build is left running', async () => {
   const keys = ((await s3Client.send(new ListObjectsV2Command({ Bucket: 'conformance' }))).Contents ?? []).map((o) => o.Key);

@@ -9,7 +9,7 @@ import kanikoDefinition from './index.js';
 import { FakeKubernetes } from './__testing__/fake-kubernetes.js';
 import { fakeKanikoExecutor } from './__testing__/fake-kaniko-executor.js';
 import { headDigest, startFakeS3, usePrivateTmpdir } from '@prebuilt/fixtures';
-import { getServices } from '../../../test/services.js';
+import { getServices, missingFor, registerOrFailInCi } from '../../../test/services.js';
 import { pushImage } from '../../core/src/registry/__fixtures__/push-image.js';
 
 // A private temp directory for this file (its own process): see usePrivateTmpdir.
@@ -57,6 +57,7 @@ runBuildServiceConformance({
 // the registry reports: the suite then checks the returned digest against the registry.
 const services = getServices();
 const registry = services.registries?.basic;
+const registriesMissing = missingFor(['registries'], services);
 const pushingKube = await FakeKubernetes.start({
   executor: fakeKanikoExecutor({
     fetchContext: async (url) => {
@@ -75,10 +76,10 @@ const pushingKube = await FakeKubernetes.start({
 });
 afterAll(() => pushingKube.stop());
 
-runBuildServiceConformance({
+registerOrFailInCi('build service conformance: kaniko (FAKE Kubernetes API, FAKE executor pushing to the real Basic-auth test registry, s3rver FAKE S3)', registriesMissing, () => runBuildServiceConformance({
   name: 'kaniko (FAKE Kubernetes API, FAKE executor pushing to the real Basic-auth test registry, s3rver FAKE S3)',
   definition: kanikoDefinition,
-  skip: registry ? false : 'missing the test registries (scripts/test-services.sh up)',
+  skip: registriesMissing ?? false,
   create: () => {
     const kc = new KubeConfig();
     kc.loadFromOptions(pushingKube.kubeConfigOptions('conformance'));
@@ -89,7 +90,7 @@ runBuildServiceConformance({
   pushCredentials: () => ({ registry: registry!.host, username: registry!.username, password: new Secret(registry!.password), source: 'test services' }),
   pushedDigest: (tag) => headDigest(tag, { username: registry!.username, password: registry!.password }),
   timeoutMs: 30_000,
-});
+}));
 
 it('after the conformance suite: no job, pod or secret is left in the FAKE cluster', async () => {
   await new Promise((r) => setTimeout(r, 200));
