@@ -9,7 +9,7 @@ import { findMkfsErofs, parseMkfsErofsVersion, type MkfsErofs } from './erofs.js
 import { layerDiffId, writeLayer, type LayerEntry } from './layer.js';
 import { createOciBuildService } from './oci-build-service.js';
 import { have } from './__fixtures__/containerd.js';
-import { skipTitle } from './__fixtures__/services.js';
+import { describeOrFailInCi } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const erofsMissing = (await have('mkfs.erofs', ['--version'])) && (await have('fsck.erofs', ['--version'])) ? undefined : 'needs erofs-utils ≥ 1.8 on PATH (mkfs.erofs and fsck.erofs; scripts/setup.sh installs them)';
@@ -127,7 +127,7 @@ describe('writeLayer: erofs', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
-  describe.skipIf(erofsMissing !== undefined)(skipTitle('with the real mkfs.erofs', erofsMissing), () => {
+  describeOrFailInCi('with the real mkfs.erofs', erofsMissing, () => {
     it('the EROFS image of exactly the tar the other formats compress: reproducible, its digest is its diff_id, fsck.erofs extracts the files', async () => {
       const mkfs = await findMkfsErofs(process.env);
       const one = await writeLayer(entries, join(dir, 'one.erofs'), { compression: 'erofs', mkfsErofs: mkfs, mtime: 1_700_000_000 });

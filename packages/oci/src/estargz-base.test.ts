@@ -19,7 +19,7 @@ import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
 import { have, stargzMissing, startStargzNode, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { startCountingProxy, type CountingProxy } from './__fixtures__/counting-proxy.js';
 import { PREFETCH_ONLY } from './__fixtures__/lazy-image.js';
-import { missingFor, pinnedBase, services, skipTitle as title, uniqueRepo } from './__fixtures__/services.js';
+import { describeOrFailInCi, missingFor, pinnedBase, services, uniqueRepo } from './__fixtures__/services.js';
 import { createOciBuildService, ociSettings, type PushSummary } from './oci-build-service.js';
 
 const exec = promisify(execFile);
@@ -94,7 +94,7 @@ const missing = missingFor(['registries', 'baseImage']);
 const stargzReason = missing ?? (await stargzMissing());
 type Manifest = { config: { digest: string }; layers: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[] };
 
-describe.skipIf(missing !== undefined)(title('oci build service: the base re-layered as eStargz', missing), () => {
+describeOrFailInCi('oci build service: the base re-layered as eStargz', missing, () => {
   let work: string;
   let tag: string;
   const client = new RegistryClient({ dockerConfig: false });
@@ -137,7 +137,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: the base re-lay
     expect(((await client.getManifest(scratchTag)).manifest as Manifest).layers).toHaveLength(1);
   }, 60_000);
 
-  describe.skipIf(stargzReason !== undefined)(title('an empty node: containerd with the stargz snapshotter', stargzReason), () => {
+  describeOrFailInCi('an empty node: containerd with the stargz snapshotter', stargzReason, () => {
     let node: PrivateContainerd | undefined;
     let proxy: CountingProxy | undefined;
     beforeAll(async () => {
@@ -188,7 +188,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: the base re-lay
       expect(offset('etc/passwd')).toBeGreaterThan(landmark);
     });
 
-    describe.skipIf(stargzReason !== undefined)(title('an empty node with prefetch on', stargzReason), () => {
+    describeOrFailInCi('an empty node with prefetch on', stargzReason, () => {
       let node: PrivateContainerd | undefined;
       let proxy: CountingProxy | undefined;
       beforeAll(async () => {

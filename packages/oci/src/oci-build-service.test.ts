@@ -25,11 +25,10 @@ import { pushImageIndex } from './image-index.js';
 import { LAYER_FORMAT_ID } from './layer-codec.js';
 import { GROUPING } from './layering.js';
 import { createOciBuildService, ociSettings, type PushSummary } from './oci-build-service.js';
-import { credentialsFor, headDigest, missingFor, pinnedBase, pullingDockers, services, skipTitle, uniqueRepo } from './__fixtures__/services.js';
+import { credentialsFor, describeOrFailInCi, headDigest, itOrFailInCi, missingFor, pinnedBase, pullingDockers, services, uniqueRepo } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const missing = missingFor(['registries', 'baseImage']);
-const title = (name: string, reason: string | undefined = missing): string => skipTitle(name, reason);
 
 function baseIdentity(): BaseImageIdentity {
   const pinned = pinnedBase()!;
@@ -41,7 +40,7 @@ async function skopeoDigest(tag: string): Promise<string> {
   return (JSON.parse(stdout) as { Digest: string }).Digest;
 }
 
-describe.skipIf(missing !== undefined)(title('oci build service: a materialized env pushed as per-package layers'), () => {
+describeOrFailInCi('oci build service: a materialized env pushed as per-package layers', missing, () => {
   let example: ServedExample | undefined;
   let work: string;
   let lock: LockedEnv;
@@ -142,7 +141,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: a materialized 
   }, 600_000);
 
   for (const docker of pullingDockers()) {
-    it.skipIf(docker.missing !== undefined)(title(`the pushed image runs under ${docker.name} and the env python imports every package`, docker.missing), async () => {
+    itOrFailInCi(`the pushed image runs under ${docker.name} and the env python imports every package`, docker.missing, async () => {
       const env = { ...process.env, DOCKER_HOST: docker.host };
       const prefix = envPrefix(envId);
       await exec('docker', ['pull', tag], { env, timeout: 300_000 });
@@ -159,7 +158,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: a materialized 
   }
 });
 
-describe.skipIf(missing !== undefined)(title('oci build service: two envs sharing 29 of 30 packages'), () => {
+describeOrFailInCi('oci build service: two envs sharing 29 of 30 packages', missing, () => {
   let work: string;
   let server: FixtureServer;
   let fixtures: GeneratedFixtures;
@@ -301,7 +300,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: two envs sharin
   }, 600_000);
 });
 
-describe.skipIf(missing !== undefined)(title('oci build service: failures, cancellation, auth, multi-platform'), () => {
+describeOrFailInCi('oci build service: failures, cancellation, auth, multi-platform', missing, () => {
   let context: string;
   beforeAll(async () => {
     context = await mkdtemp(join(tmpdir(), 'prebuilt-oci-ctx-'));

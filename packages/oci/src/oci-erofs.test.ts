@@ -11,14 +11,14 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { EROFS_LAYOUT_ANNOTATION, RegistryClient } from '@prebuilt/core/backend';
 import { envPrefix } from '@prebuilt/core';
 import type { PushSummary } from './oci-build-service.js';
 import { LAYER_FORMAT_ID } from './layer-codec.js';
 import { have } from './__fixtures__/containerd.js';
 import { buildExampleImage, startExampleEnv, type ExampleEnv } from './__fixtures__/env-image.js';
-import { missingFor, services, skipTitle as title, uniqueRepo } from './__fixtures__/services.js';
+import { describeOrFailInCi, missingFor, services, uniqueRepo } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const erofsUtils = (await have('mkfs.erofs', ['--version'])) !== undefined && (await have('fsck.erofs', ['--version'])) !== undefined;
@@ -49,7 +49,7 @@ async function tree(root: string): Promise<Record<string, string>> {
   return out;
 }
 
-describe.skipIf(missing !== undefined)(title('oci build service: erofs layers', missing), () => {
+describeOrFailInCi('oci build service: erofs layers', missing, () => {
   let example: ExampleEnv;
   let work: string;
   const prefix = envPrefix('erofstest');

@@ -12,12 +12,12 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RegistryClient } from '@prebuilt/core/backend';
 import { FOOTER_SIZE, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
 import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
 import { buildLazyImage, IMPORT, lazyPullTests, lazySkips, prefetchTests, useContainerd, type LazyImage, type ManifestLayer } from './__fixtures__/lazy-image.js';
-import { pullingDockers, skipTitle as title } from './__fixtures__/services.js';
+import { describeOrFailInCi, itOrFailInCi, pullingDockers } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const { registries: missing, containerd: containerdReason, stargz: stargzReason } = lazySkips;
@@ -25,7 +25,7 @@ const { registries: missing, containerd: containerdReason, stargz: stargzReason 
 type Manifest = { mediaType: string; config: { digest: string }; layers: ManifestLayer[] };
 const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
-describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers', missing), () => {
+describeOrFailInCi('oci build service: eStargz layers', missing, () => {
   let image: LazyImage;
   let tag: string;
   let prefix: string;
@@ -66,7 +66,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
   });
 
   for (const docker of pullingDockers()) {
-    it.skipIf(docker.missing !== undefined)(title(`${docker.name} pulls it as ordinary gzip and runs it`, docker.missing), async () => {
+    itOrFailInCi(`${docker.name} pulls it as ordinary gzip and runs it`, docker.missing, async () => {
       const env = { ...process.env, DOCKER_HOST: docker.host };
       await exec('docker', ['pull', tag], { env, timeout: 300_000 });
       try {
@@ -78,7 +78,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
     }, 600_000);
   }
 
-  describe.skipIf(containerdReason !== undefined)(title('containerd, ordinary pull (overlayfs)', containerdReason), () => {
+  describeOrFailInCi('containerd, ordinary pull (overlayfs)', containerdReason, () => {
     const containerd = useContainerd();
 
     it('ctr image pull --plain-http, then ctr run: the env python imports its packages', async () => {
@@ -89,11 +89,11 @@ describe.skipIf(missing !== undefined)(title('oci build service: eStargz layers'
     }, 600_000);
   });
 
-  describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, no prefetch: lazy pull', stargzReason), () => {
+  describeOrFailInCi('containerd with the stargz snapshotter, no prefetch: lazy pull', stargzReason, () => {
     lazyPullTests('eStargz', () => image, () => newLayers);
   });
 
-  describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, prefetch on: lazy pull', stargzReason), () => {
+  describeOrFailInCi('containerd with the stargz snapshotter, prefetch on: lazy pull', stargzReason, () => {
     prefetchTests(() => image, () => newLayers, async () => {
       const tocs = await Promise.all(newLayers.map(async (l) => readToc(Buffer.from(await client.getBlob(tag, l.digest, { size: l.size })))));
       expect(tocs.at(-1)!.entries.some((e) => e.name === '.no.prefetch.landmark')).toBe(true);

@@ -11,14 +11,14 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RegistryClient } from '@prebuilt/core/backend';
 import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
 import { ZSTD_CHUNKED_CHECKSUM_ANNOTATION, ZSTD_CHUNKED_POSITION_ANNOTATION } from './zstd-chunked.js';
 import { landmarkOffset, readZstdChunkedToc, type TocEntry } from './__fixtures__/estargz-toc.js';
 import { dockerZstdTests, zstdDockers } from './__fixtures__/docker-zstd.js';
 import { buildLazyImage, IMPORT, lazyPullTests, lazySkips, prefetchTests, useContainerd, type LazyImage, type ManifestLayer } from './__fixtures__/lazy-image.js';
-import { skipTitle as title } from './__fixtures__/services.js';
+import { describeOrFailInCi } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const { registries: missing, containerd: containerdReason, stargz: stargzReason } = lazySkips;
@@ -38,7 +38,7 @@ function tool(command: string, args: string[], input: Buffer): Promise<Buffer> {
 /** Every regular file of the env and the data directory with its sha256, as a sorted listing (the base's files are the same in both mounts). */
 const LIST_FILES = ['sh', '-c', 'find /opt -type f -exec sha256sum {} + | sort -k2'];
 
-describe.skipIf(missing !== undefined)(title('oci build service: zstd:chunked layers', missing), () => {
+describeOrFailInCi('oci build service: zstd:chunked layers', missing, () => {
   let image: LazyImage;
   let newLayers: ManifestLayer[];
   let tocs: TocEntry[][];
@@ -81,9 +81,9 @@ describe.skipIf(missing !== undefined)(title('oci build service: zstd:chunked la
 
   dockerZstdTests('zstd:chunked layers (in full)', dockers, () => ({ tag: image.tag, command: [`${image.prefix}/bin/python`, '-c', IMPORT], prints: '2.0' }));
 
-  describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, no prefetch: lazy pull', stargzReason), () => {
+  describeOrFailInCi('containerd with the stargz snapshotter, no prefetch: lazy pull', stargzReason, () => {
     lazyPullTests('zstd:chunked', () => image, () => newLayers, (node) => {
-      describe.skipIf(containerdReason !== undefined)(title('containerd, ordinary pull (overlayfs, tar+zstd)', containerdReason), () => {
+      describeOrFailInCi('containerd, ordinary pull (overlayfs, tar+zstd)', containerdReason, () => {
         const containerd = useContainerd();
 
         it('ctr image pull + run: the env python imports its packages, and every file under /opt is the same as in the lazy mount', async () => {
@@ -101,7 +101,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: zstd:chunked la
     });
   });
 
-  describe.skipIf(stargzReason !== undefined)(title('containerd with the stargz snapshotter, prefetch on: lazy pull', stargzReason), () => {
+  describeOrFailInCi('containerd with the stargz snapshotter, prefetch on: lazy pull', stargzReason, () => {
     prefetchTests(() => image, () => newLayers, async () => tocs.map((entries) => landmarkOffset(entries)));
   });
 });

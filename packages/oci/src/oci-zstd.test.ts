@@ -11,13 +11,13 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { RegistryClient } from '@prebuilt/core/backend';
 import { envPrefix, type LockedEnv } from '@prebuilt/core';
 import { buildExampleImage, startExampleEnv, type ExampleEnv } from './__fixtures__/env-image.js';
 import { containerdMissing, have, startContainerd, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { dockerZstdTests, zstdDockers } from './__fixtures__/docker-zstd.js';
-import { missingFor, services, skipTitle as title, uniqueRepo } from './__fixtures__/services.js';
+import { describeOrFailInCi, missingFor, services, uniqueRepo } from './__fixtures__/services.js';
 
 const exec = promisify(execFile);
 const missing = missingFor(['registries', 'baseImage']);
@@ -27,7 +27,7 @@ const containerdReason = await containerdMissing();
 
 type Manifest = { mediaType: string; config: { digest: string }; layers: { mediaType: string; digest: string; size: number }[] };
 
-describe.skipIf(missing !== undefined)(title('oci build service: zstd layers', missing), () => {
+describeOrFailInCi('oci build service: zstd layers', missing, () => {
   let example: ExampleEnv;
   let lock: LockedEnv;
   const prefix = envPrefix('zstdtest');
@@ -100,7 +100,7 @@ describe.skipIf(missing !== undefined)(title('oci build service: zstd layers', m
     { name: 'containerd 1.7 (the test services\' modern runtimes, a private instance on its own socket)', binDir: modernBin, reason: containerdReason ?? (modernBin ? undefined : missingFor(['modernDocker'])) },
   ];
   for (const { name, binDir, reason } of containerds) {
-    describe.skipIf(reason !== undefined)(title(name, reason), () => {
+    describeOrFailInCi(name, reason, () => {
       let containerd: PrivateContainerd | undefined;
       let socket: string;
 

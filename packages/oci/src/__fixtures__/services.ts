@@ -2,9 +2,9 @@
 import { randomBytes } from 'node:crypto';
 import { RegistryClient, type RegistryCredentials } from '@prebuilt/core/backend';
 import { pinnedImage, testRegistryCredentials } from '@prebuilt/fixtures';
-import { describeOrFailInCi, getServices, missingFor, skipTitle, type TestServices } from '../../../../test/services.js';
+import { describeOrFailInCi, getServices, itOrFailInCi, missingFor, registerOrFailInCi, skipTitle, type TestServices } from '../../../../test/services.js';
 
-export { describeOrFailInCi, getServices, missingFor, skipTitle, type TestServices };
+export { describeOrFailInCi, getServices, itOrFailInCi, missingFor, registerOrFailInCi, skipTitle, type TestServices };
 
 export const services: TestServices = getServices();
 
