@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os';
 import { delimiter, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { itOrFailInCi, metaflowSource } from '../../../test/services.js';
 import { ConfigError } from '@prebuilt/core';
 import { extensionFiles } from './extension-files.js';
 import { MANIFEST_NAME, extensionStatus, installExtension, pythonSite, uninstallExtension } from './extension-install.js';
 
 const run = promisify(execFile);
-const source = process.env.PREBUILT_TEST_METAFLOW_SOURCE;
-const metaflowAvailable = source !== undefined && existsSync(join(source, 'metaflow', '__init__.py'));
+const { source, missing: metaflowMissing } = metaflowSource();
 
 /** Every path under `dir`, relative, sorted. */
 function tree(dir: string): string[] {
@@ -114,8 +114,9 @@ describe('prebuilt metaflow install / uninstall / status (a virtualenv)', () => 
     }
   });
 
-  it.skipIf(!metaflowAvailable)(
-    `status: Metaflow on PYTHONPATH loads --environment=prebuilt only once installed${metaflowAvailable ? '' : ' (skipped: set PREBUILT_TEST_METAFLOW_SOURCE to a Metaflow source checkout)'}`,
+  itOrFailInCi(
+    'status: Metaflow on PYTHONPATH loads --environment=prebuilt only once installed',
+    metaflowMissing,
     async () => {
       // Metaflow imports requests (Debian's python3-requests when the venv has none).
       const withMetaflow = { ...env, PYTHONPATH: [source!, '/usr/lib/python3/dist-packages'].join(delimiter) };

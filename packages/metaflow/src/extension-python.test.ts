@@ -4,17 +4,16 @@
  * when PREBUILT_TEST_METAFLOW_SOURCE names a Metaflow source checkout.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { itOrFailInCi, metaflowSource } from '../../../test/services.js';
 import { EXTENSION_PYTHONPATH } from './extension-files.js';
 
 const run = promisify(execFile);
 const TESTS = fileURLToPath(new URL('../python_tests', import.meta.url));
-const source = process.env.PREBUILT_TEST_METAFLOW_SOURCE;
-const available = source !== undefined && existsSync(join(source, 'metaflow', '__init__.py'));
+const { source, missing: metaflowMissing } = metaflowSource();
 const python = process.env.METAFLOW_PREBUILT_PYTHON ?? 'python3';
 
 async function unittest(pattern: string, pythonPath: string[]): Promise<{ ran: number; skipped: number; output: string }> {
@@ -48,8 +47,9 @@ describe('the Metaflow extension (Python unit tests)', () => {
     if (!installed) expect(result.output).toContain('Metaflow is not importable');
   });
 
-  it.skipIf(!available)(
-    `environment and decorators against real Metaflow, stock behaviour without an image map${available ? '' : ' (skipped: set PREBUILT_TEST_METAFLOW_SOURCE to a Metaflow source checkout)'}`,
+  itOrFailInCi(
+    'environment and decorators against real Metaflow, stock behaviour without an image map',
+    metaflowMissing,
     async () => {
       const result = await unittest('test_environment.py', [EXTENSION_PYTHONPATH, source!]);
       expect(result.ran).toBe(15);

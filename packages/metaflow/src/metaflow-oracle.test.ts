@@ -4,18 +4,18 @@
  * flowEnvs(). Needs a Metaflow source checkout: PREBUILT_TEST_METAFLOW_SOURCE=<dir holding metaflow/>.
  */
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
+import { describeOrFailInCi, metaflowSource } from '../../../test/services.js';
 import { InputError } from '@prebuilt/core';
 import { flowEnvs } from './flow-envs.js';
 
 const run = promisify(execFile);
-const source = process.env.PREBUILT_TEST_METAFLOW_SOURCE;
-const available = source !== undefined && existsSync(join(source, 'metaflow', '__init__.py'));
+const { source, missing: metaflowMissing } = metaflowSource();
 const FIXTURES = fileURLToPath(new URL('./__fixtures__/', import.meta.url));
 
 const PINS: Record<string, string> = { requests: '>=2.21.0', boto3: '>=1.14.0' };
@@ -46,8 +46,9 @@ const refused: [file: string, flowClass: string, step: string][] = [
   ['err_mixed_base.py', 'MixedBaseFlow', 'start'],
 ];
 
-describe.skipIf(!available)(
-  `merge rules agree with real Metaflow${available ? '' : ' (skipped: set PREBUILT_TEST_METAFLOW_SOURCE to a Metaflow source checkout)'}`,
+describeOrFailInCi(
+  'merge rules agree with real Metaflow',
+  metaflowMissing,
   () => {
     // Metaflow creates .metaflow/ where it runs: work on a copy.
     const dir = mkdtempSync(join(tmpdir(), 'prebuilt-oracle-'));
