@@ -141,6 +141,16 @@ function failInCi(name: string, reason: string): () => never {
   };
 }
 
+/**
+ * Inside a test, for a need known only once it runs (`ctx` is the test's context): skips the test
+ * saying why on a developer's machine; in CI (CI=true) fails it saying why, by the rule of
+ * {@link describeOrFailInCi}.
+ */
+export function skipOrFailInCi(ctx: { skip(note?: string): never }, reason: string, env: NodeJS.ProcessEnv = process.env): never {
+  if (env['CI'] === 'true') throw new Error(`cannot run here, and CI must run it: ${reason}`);
+  return ctx.skip(reason);
+}
+
 /** `describe` that skips, saying what is missing, when the machine lacks one of `needs` (in CI: fails, {@link describeOrFailInCi}). */
 export function describeWith(needs: readonly Need[], name: string, body: () => void): void {
   describeOrFailInCi(name, missingFor(needs), body);
