@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { skipOrFailInCi } from '../../../../test/services.js';
 import { BytecodePass, cacheTagOf, findBytecodeCompiler, pycPathOf, validateBytecode, type BytecodeCompiler } from './bytecode.js';
 import { PrefixWriter } from './prefix-writer.js';
 
@@ -12,6 +13,7 @@ const PY = '3.11.2';
 const SITE = 'lib/python3.11/site-packages';
 const MTIME = 1_700_000_000;
 const PREFIX = '/opt/prebuilt/env';
+const NO_COMPILER = "no python3.11 on this host to compile with: apt-get install python3.11 (scripts/setup.sh does)";
 
 let work: string;
 let compiler: BytecodeCompiler | undefined;
@@ -49,7 +51,7 @@ async function shippedPyc(source: string): Promise<Buffer> {
 
 describe('validateBytecode', () => {
   it('gives Python a pyc it accepts for every module: shipped ones re-stamped, missing ones compiled, a clobbered one recompiled', async (ctx) => {
-    if (!compiler) ctx.skip(`no python3.11 on this host to compile with (needs Debian's python3.11)`);
+    if (!compiler) skipOrFailInCi(ctx, NO_COMPILER);
     const root = join(work, 'all');
     const writer = await PrefixWriter.open(root);
     const shipped = 'VALUE = "shipped"\n';
@@ -85,7 +87,7 @@ describe('validateBytecode', () => {
   });
 
   it('settling each package as it is installed gives the tree one pass at the end gives, a later package replacing a settled module or its pyc included', async (ctx) => {
-    if (!compiler) ctx.skip(`no python3.11 on this host to compile with (needs Debian's python3.11)`);
+    if (!compiler) skipOrFailInCi(ctx, NO_COMPILER);
     const pyc = (rel: string): string => pycPathOf(rel, 'cpython-311');
     // Packages in install order; after each, `early` settles it as the materializer does.
     const packages: [string, [string, string | Buffer][]][] = [
@@ -120,7 +122,7 @@ describe('validateBytecode', () => {
   });
 
   it('compiles the same bytes every time (one process per package, fixed hash seed)', async (ctx) => {
-    if (!compiler) ctx.skip(`no python3.11 on this host to compile with (needs Debian's python3.11)`);
+    if (!compiler) skipOrFailInCi(ctx, NO_COMPILER);
     const build = async (name: string) => {
       const writer = await PrefixWriter.open(join(work, name));
       await writer.writeFile(`${SITE}/sets.py`, 'A = {"x", "y", "z", "w"}\nB = frozenset(["a", "b", "c"])\ndef f(v):\n    return v in {"p", "q", "r"}\n', 0o644, 'p.conda');
@@ -131,7 +133,7 @@ describe('validateBytecode', () => {
   });
 
   it('keeps compiled modules per package in a cache: a rebuild compiles only the package whose sources changed', async (ctx) => {
-    if (!compiler) ctx.skip(`no python3.11 on this host to compile with (needs Debian's python3.11)`);
+    if (!compiler) skipOrFailInCi(ctx, NO_COMPILER);
     const cacheDir = join(work, 'pyc-cache');
     const build = async (name: string, bSource: string) => {
       const writer = await PrefixWriter.open(join(work, name));

@@ -12,13 +12,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { computeEnvId, MATERIALIZED_RECIPE_VERSION, type LockedEnv, type PrunePreset } from '@prebuilt/core';
 import { exampleImageCheck, exampleImageLock, fixtureCondaFile, fixtureLock, outputSections, pinnedImage, pruneFixtureSet, serveExampleFixtures, type ServedExample } from '@prebuilt/fixtures';
 import { PackageCache } from '../cache/package-cache.js';
 import { extractCondaPackage } from './conda-extract.js';
 import { createMaterializedRecipeRunner } from './recipe-runner.js';
-import { getServices, missingFor, skipTitle } from '../../../../test/services.js';
+import { describeOrFailInCi, getServices, missingFor } from '../../../../test/services.js';
 
 const exec = promisify(execFile);
 
@@ -39,7 +39,7 @@ const daemons = [
 
 for (const daemon of daemons) {
   const skipReason = await skipReasonFor(daemon.host, daemon.missing);
-  describe.skipIf(skipReason !== undefined)(skipTitle(`materialized env in a real image${daemon.name}`, skipReason), () => materializedEnvSuite(daemon.host!));
+  describeOrFailInCi(`materialized env in a real image${daemon.name}`, skipReason, () => materializedEnvSuite(daemon.host!));
 }
 
 function materializedEnvSuite(dockerHost: string): void {
