@@ -4,9 +4,9 @@
 // Docker build runs.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pushImage, uniqueRepo } from '../../packages/core/src/registry/__fixtures__/push-image.js';
-import { getServices, missingFor } from '../services.js';
+import { describeOrFailInCi, getServices, missingFor } from '../services.js';
 import { createWorld, runCli, SMALL_FLOW, type World } from '../support/cli.js';
 
 const services = getServices();
@@ -19,7 +19,7 @@ interface GcJson {
   error?: { message: string };
 }
 
-describe.skipIf(missing !== undefined)(`prebuilt gc FLOW (real CLI, real local registry)${missing ? ` — skipped: ${missing}` : ''}`, () => {
+describeOrFailInCi('prebuilt gc FLOW (real CLI, real local registry)', missing, () => {
   let world: World;
   let flowDir: string;
   let env: Record<string, string>;

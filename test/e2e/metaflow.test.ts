@@ -10,8 +10,8 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getServices, missingFor } from '../services.js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeOrFailInCi, getServices, missingFor } from '../services.js';
 import { SITECUSTOMIZE, startAwsFake, type AwsFake } from '../support/fake-aws-deploy.js';
 import {
   ROOT,
@@ -34,7 +34,6 @@ const { source, missing: metaflowMissing } = metaflowSource();
 const services = getServices();
 const servicesMissing = missingFor(['docker', 'registries', 'baseImage'], services);
 const deployMissing = metaflowMissing ?? servicesMissing;
-const skipTitle = (name: string, reason: string | undefined): string => (reason ? `${name} [skipped: ${reason}]` : name);
 // Debian's boto3, requests and kubernetes (python3-boto3 …) for an interpreter that lacks them.
 const DIST_PACKAGES = '/usr/lib/python3/dist-packages';
 
@@ -104,7 +103,7 @@ function metaflowEnv(extra: Record<string, string | undefined> = {}): Record<str
   };
 }
 
-describe.skipIf(metaflowMissing !== undefined)(skipTitle('prebuilt run, a flow whose steps all run locally (real Metaflow)', metaflowMissing), () => {
+describeOrFailInCi('prebuilt run, a flow whose steps all run locally (real Metaflow)', metaflowMissing, () => {
   let dir: string;
   beforeAll(async () => {
     dir = join(tmpdir(), `prebuilt-mf-local-${process.pid}-${Date.now()}`);
@@ -215,7 +214,7 @@ interface ImageMapJson {
 
 const NO_BOOTSTRAP = /metaflow\.plugins\.pypi\.bootstrap|micromamba|MF_ARCH/;
 
-describe.skipIf(deployMissing !== undefined)(skipTitle('prebuilt run / --environment=prebuilt compile remote specs with the prebuilt images (real Metaflow, S3 fake)', deployMissing), () => {
+describeOrFailInCi('prebuilt run / --environment=prebuilt compile remote specs with the prebuilt images (real Metaflow, S3 fake)', deployMissing, () => {
   let fixtures: Fixtures;
   let flowDir: string;
   let s3: Awaited<ReturnType<typeof startS3>>;

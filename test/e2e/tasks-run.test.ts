@@ -12,9 +12,9 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startFakeS3, type FakeS3 } from '../../packages/fixtures/dist/index.js';
-import { getServices, missingFor, skipTitle } from '../services.js';
+import { describeOrFailInCi, getServices, missingFor } from '../services.js';
 import { runArgoWorkflow, type ArgoRunResult, type TaskRecord, type WorkflowTemplate } from '../support/fake-argo-controller.js';
 import { SITECUSTOMIZE, startAwsFake, startRefusingProxy, type AwsFake } from '../support/fake-aws-deploy.js';
 import { startFakeDynamoDb, type FakeDynamoDb } from '../support/fake-dynamodb.js';
@@ -199,7 +199,7 @@ const daemons = [
 
 for (const daemon of daemons) {
   const missing = metaflowMissing ?? daemon.missing;
-  describe.skipIf(missing !== undefined)(skipTitle(`tasks run in their images: fake Argo controller, ${daemon.name}, S3 fake, real Metaflow`, missing), () => tasksRunSuite(daemon.host!, daemon.cases));
+  describeOrFailInCi(`tasks run in their images: fake Argo controller, ${daemon.name}, S3 fake, real Metaflow`, missing, () => tasksRunSuite(daemon.host!, daemon.cases));
 }
 
 /** The suite on the daemon at `dockerHost`: the docker build service's case, then (`all`) the others. */

@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { getServices, missingFor } from '../services.js';
+import { describeOrFailInCi, getServices, missingFor } from '../services.js';
 import {
   FakeControllerError,
   argoTimestamp,
@@ -203,7 +203,7 @@ describe('fake Argo controller: placeholders and DAG logic (recording runner)', 
 const services = getServices();
 const dockerMissing = missingFor(['docker', 'baseImage'], services);
 
-describe.skipIf(dockerMissing !== undefined)(`fake Argo controller with the Docker runner${dockerMissing ? ` [skipped: ${dockerMissing}]` : ''}`, () => {
+describeOrFailInCi('fake Argo controller with the Docker runner', dockerMissing, () => {
   it('runs a task in its image with host networking, its env, and reads the output parameter from /mnt/out', async () => {
     const workflow: WorkflowTemplate = {
       spec: {
