@@ -10,7 +10,7 @@ import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SMALL_FLOW, createWorld, runCli, stackLines, type World } from '../support/cli.js';
-import { getServices, missingFor, type Need } from '../services.js';
+import { getServices, itOrFailInCi, missingFor, type Need } from '../services.js';
 
 const services = getServices();
 
@@ -294,9 +294,8 @@ async function runCase(row: Case): Promise<void> {
 
 function define(row: Case, concurrent: boolean): void {
   const reason = row.needs ? missingFor(row.needs, services) : undefined;
-  const title = reason ? `${row.name} [skipped: ${reason}]` : row.name;
-  const test = reason ? it.skip : concurrent ? it.concurrent : it;
-  test(title, () => runCase(row), 180_000);
+  if (reason) itOrFailInCi(row.name, reason, () => runCase(row), 180_000);
+  else (concurrent ? it.concurrent : it)(row.name, () => runCase(row), 180_000);
 }
 
 describe('bad input: exit 2 (or 1 for remote failures), a message naming the input, no stack trace', () => {

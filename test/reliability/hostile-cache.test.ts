@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SMALL_FLOW, createWorld, runCli, startCli, stackLines, type World } from '../support/cli.js';
-import { describeWith, getServices } from '../services.js';
+import { describeOrFailInCi, describeWith, getServices } from '../services.js';
 
 const services = getServices();
 const MANIFEST_ACCEPT = 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json';
@@ -302,14 +302,14 @@ function tmpfsMissing(): string | undefined {
     execFileSync('umount', [probe], { stdio: 'pipe' });
     return undefined;
   } catch (error) {
-    return `cannot mount a tmpfs (needs root and CAP_SYS_ADMIN): ${String((error as { stderr?: Buffer }).stderr ?? (error as Error).message).trim()}`;
+    return `cannot mount a tmpfs (needs root and CAP_SYS_ADMIN: run the tests as root, as .ci/run does): ${String((error as { stderr?: Buffer }).stderr ?? (error as Error).message).trim()}`;
   } finally {
     rmSync(probe, { recursive: true, force: true });
   }
 }
 
 const noTmpfs = tmpfsMissing();
-(noTmpfs ? describe.skip : describe)(`a full disk (a real tmpfs)${noTmpfs ? ` — skipped: ${noTmpfs}` : ''}`, () => describeWith(['registries', 'baseImage'], 'under the cache, the state file and TMPDIR', () => {
+describeOrFailInCi('a full disk (a real tmpfs)', noTmpfs, () => describeWith(['registries', 'baseImage'], 'under the cache, the state file and TMPDIR', () => {
   const mounts: string[] = [];
   let mountable = true;
 

@@ -18,7 +18,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SMALL_FLOW, createWorld, filesUnder, runCli, runCliMeasured, stackLines, type CliResult, type World } from '../support/cli.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
-import { basicAuthorization, describeWith, getServices } from '../services.js';
+import { basicAuthorization, describeWith, getServices, itWith } from '../services.js';
 
 const services = getServices();
 const MANIFEST_ACCEPT = 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json';
@@ -207,7 +207,7 @@ describeWith(['registries', 'baseImage'], 'hostile registries and channels durin
 
   for (const service of ['oci', 'docker'] as const) {
     const title = `${service}: a manifest whose Docker-Content-Digest is not its bytes' hash is refused (exit 1), no digest is taken on the registry's word`;
-    (service === 'docker' && !services.dockerHost ? it.skip : it)(service === 'docker' && !services.dockerHost ? `${title} [skipped: needs the Docker daemon]` : title, async () => {
+    itWith(service === 'docker' ? ['docker'] : [], title, async () => {
       const ns = namespace();
       const lie = `sha256:${'0'.repeat(64)}`;
       const remove = registry.fault({ method: 'GET', path: manifests(ns), fault: { type: 'header', name: 'docker-content-digest', value: lie } });
