@@ -2,9 +2,13 @@ import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { skipTitle } from '../../../test/services.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { EnvironmentError } from './errors.js';
 import { makeDirectory, unwritableDirectoryError } from './make-directory.js';
+
+// A platform branch, not a missing tool: skipped (saying why) wherever /proc is not Linux's, in CI too.
+const notLinux = process.platform === 'linux' ? undefined : `/proc is Linux's, this is ${process.platform}`;
 
 describe('makeDirectory', () => {
   it('creates the missing parents, and again is a no-op', async () => {
@@ -33,11 +37,11 @@ describe('makeDirectory', () => {
     }
   });
 
-  it.skipIf(process.platform !== 'linux')('under /proc, where Node 20\'s recursive mkdir never returns: ENOENT at once', async () => {
+  it.skipIf(notLinux !== undefined)(skipTitle("under /proc, where Node 20's recursive mkdir never returns: ENOENT at once", notLinux), async () => {
     await expect(makeDirectory('/proc/prebuilt-no-such-dir/cache')).rejects.toMatchObject({ code: 'ENOENT' });
   }, 10_000);
 
-  it.skipIf(process.platform !== 'linux')('an atomic write there is an EnvironmentError (exit 2) saying why and naming the setting that moves it', async () => {
+  it.skipIf(notLinux !== undefined)(skipTitle('an atomic write there is an EnvironmentError (exit 2) saying why and naming the setting that moves it', notLinux), async () => {
     const error = await writeFileAtomic('/proc/prebuilt-no-such-dir/cache/file.json', '{}', { setting: 'METAFLOW_PREBUILT_CACHE_DIR' }).then(
       () => undefined,
       (e: unknown) => e,
