@@ -3,10 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, MediaType, RegistryClient, parseImageRef, type ImageRegistry } from '@prebuilt/core/backend';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import exampleDefinition, { createExampleRegistry } from './index.js';
-import { getServices, missingFor } from './__fixtures__/services.js';
+import { getServices, missingFor, registerOrFailInCi } from './__fixtures__/services.js';
 
 const services = getServices();
-const skip = missingFor(['registries'], services) ?? false;
+const missing = missingFor(['registries'], services);
 const plain = services.registries?.plain.host ?? '127.0.0.1:1';
 const basic = services.registries?.basic ?? { host: '127.0.0.1:1', username: 'u', password: 'p' };
 const client = { retry: { attempts: 1 }, timeoutMs: 10_000 };
@@ -38,18 +38,18 @@ describe('the example registry', () => {
   });
 });
 
-runImageRegistryConformance({
+registerOrFailInCi('image registry conformance: example (no-auth registry on 127.0.0.1)', missing, () => runImageRegistryConformance({
   name: 'example (no-auth registry on 127.0.0.1)',
   definition: exampleDefinition,
-  skip,
+  skip: missing ?? false,
   create: () => createExampleRegistry({ registry: plain, repository: `prebuilt-conformance/example-${randomBytes(3).toString('hex')}`, env: {} }),
   push: pushTinyImage,
-});
+}));
 
-runImageRegistryConformance({
+registerOrFailInCi('image registry conformance: example (Basic-auth registry on 127.0.0.1, credentials from env)', missing, () => runImageRegistryConformance({
   name: 'example (Basic-auth registry on 127.0.0.1, credentials from env)',
   definition: exampleDefinition,
-  skip,
+  skip: missing ?? false,
   secrets: [basic.password],
   create: () =>
     createExampleRegistry({
@@ -57,4 +57,4 @@ runImageRegistryConformance({
       env: { METAFLOW_PREBUILT_EXAMPLE_REGISTRY: basic.host, METAFLOW_PREBUILT_EXAMPLE_USERNAME: basic.username, METAFLOW_PREBUILT_EXAMPLE_PASSWORD: basic.password },
     }),
   push: pushTinyImage,
-});
+}));

@@ -1,3 +1,4 @@
 // The shared test services of this repository (scripts/test-services.sh, provided by test/global-setup.ts).
 // An author outside this repository points the tests at a registry of their own instead.
-export { getServices, missingFor, type TestServices } from '../../../../test/services.js';
+// registerOrFailInCi: this repository's CI must run the conformance suites, not skip them.
+export { getServices, missingFor, registerOrFailInCi, type TestServices } from '../../../../test/services.js';
