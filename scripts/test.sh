@@ -12,7 +12,7 @@ if [ -z "${PREBUILT_TEST_METAFLOW_SOURCE:-}" ]; then
     export PREBUILT_TEST_METAFLOW_SOURCE
   else
     unset PREBUILT_TEST_METAFLOW_SOURCE
-    echo "[test] no Metaflow source: the tests that run real Metaflow will skip" >&2
+    echo "[test] no Metaflow source: the tests that run real Metaflow will skip (fail in CI)" >&2
   fi
 fi
 mkdir -p .test-results

@@ -2,7 +2,7 @@
 // description to every test as `inject('services')` (see test/services.ts).
 //
 //   PREBUILT_TEST_SERVICES=off   do not run the script; use the services.json of an earlier `up`
-//                                if there is one, else provide "everything missing" (tests skip)
+//                                if there is one, else provide "everything missing" (tests skip; in CI they fail)
 //   PREBUILT_TEST_SERVICES_DIR   the script's state directory (default /var/tmp/prebuilt-test-services)
 //
 // When the services.json of an earlier `up` describes services that all still answer (a quick
@@ -153,7 +153,7 @@ export default async function setup(project: TestProject): Promise<void> {
   const off = process.env['PREBUILT_TEST_SERVICES'] === 'off';
   const services = off ? await readExisting() : ((await stillRunning()) ?? (await runUp()));
   if (services.missing.length > 0) {
-    process.stderr.write(`[test-services] missing (tests that need these skip):\n  ${services.missing.join('\n  ')}\n`);
+    process.stderr.write(`[test-services] missing (tests that need these skip, or fail in CI):\n  ${services.missing.join('\n  ')}\n`);
   }
   project.provide('services', services);
 }

@@ -1,6 +1,7 @@
 // Helpers for tests that use the test services (scripts/test-services.sh, provided by
-// test/global-setup.ts). Tests that need a component the machine lacks skip with a title that
-// says what is missing and how to provide it; they never pass silently.
+// test/global-setup.ts) or anything else .ci/run provides. Tests that need a component the machine
+// lacks skip with a title that says what is missing and how to provide it; in CI (CI=true) they fail
+// saying so instead. They never pass silently.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, inject, it } from 'vitest';
