@@ -4,7 +4,7 @@
  * real CLI. Every one must end with exit 2 (bad input or configuration) or 1 (a remote failure),
  * a message naming the input (file, variable or URL), and no stack trace.
  *
- * Rows that need the test registries (plan/build) skip, saying so, when they are absent.
+ * Rows that need the test registries (plan/build) skip, saying so, when they are absent (in CI they fail, saying so).
  */
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
