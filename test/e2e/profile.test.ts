@@ -130,7 +130,7 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     const result = await cli('profile', 'profile_flow.py');
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toContain('has no image map');
-    expect(result.stderr).toContain("Run 'prebuilt build profile_flow.py' first");
+    expect(result.stderr).toContain("Run `prebuilt build profile_flow.py` first");
   });
 
   itWith(NEEDS, 'records every step with an env: one run per image and code (start and train share one), one file beside the flow, one section per env in first-read order', async () => {

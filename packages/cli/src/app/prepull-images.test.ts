@@ -36,7 +36,7 @@ describe('prepullImages / prepullPullSecrets', () => {
     expect(error).toBeInstanceOf(InputError);
     expect((error as InputError).exitCode).toBe(2);
     expect((error as InputError).message).toContain('no image for steps new_step, other');
-    expect((error as InputError).hint).toBe("Run 'prebuilt build flow.py' first.");
+    expect((error as InputError).hint).toBe("Run `prebuilt build flow.py` first.");
   });
 
   it('the pull secrets are those of the used images\' pull config, then the extra ones, once each', () => {

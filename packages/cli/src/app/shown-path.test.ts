@@ -1,5 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { shownPath } from './shown-path.js';
+import { shellWord, shownPath } from './shown-path.js';
 
 describe('shownPath: a file as messages name it', () => {
   it('relative to the current directory when inside it', () => {
@@ -14,5 +15,27 @@ describe('shownPath: a file as messages name it', () => {
     expect(shownPath('/work/repo', '../other/images.json')).toBe('/work/other/images.json');
     expect(shownPath('/work/repo', '/work/repo')).toBe('/work/repo');
     expect(shownPath('/work/repo', '..')).toBe('/work');
+  });
+});
+
+describe('shellWord', () => {
+  it('leaves a word the shell takes literally as it is', () => {
+    expect(shellWord('flows/my_flow.py')).toBe('flows/my_flow.py');
+    expect(shellWord('/srv/a-b+c@d,e=f:g%h.py')).toBe('/srv/a-b+c@d,e=f:g%h.py');
+  });
+
+  it('single-quotes anything else, a quote inside closed, escaped and reopened', () => {
+    expect(shellWord('my flow.py')).toBe("'my flow.py'");
+    expect(shellWord('x.py; rm -rf ~')).toBe("'x.py; rm -rf ~'");
+    expect(shellWord("it's.py")).toBe("'it'\\''s.py'");
+    expect(shellWord('$(id).py')).toBe("'$(id).py'");
+    expect(shellWord('')).toBe("''");
+  });
+
+  it('quotes so that sh reads back the very word', () => {
+    for (const word of ["a'b", 'two words', '$HOME', 'back\\slash', 'new\nline', '*.py', '-x']) {
+      const echoed = execFileSync('sh', ['-c', `printf %s ${shellWord(word)}`], { encoding: 'utf8' });
+      expect(echoed).toBe(word);
+    }
   });
 });

@@ -11,3 +11,16 @@ export function shownPath(cwd: string, file: string): string {
   if (inside === '' || inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) return absolute;
   return inside;
 }
+
+/** Characters a POSIX shell takes literally in a word (no quoting needed). */
+const PLAIN_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+/**
+ * `word` as a suggested command names it, so it can be pasted into a shell: as it is when the shell
+ * takes it literally (`flows/my_flow.py`), else single-quoted (`'my flow.py'`, `'a'\''b.py'`) —
+ * a flow file named `x.py; rm -rf ~` is shown as one quoted word, never as a second command.
+ */
+export function shellWord(word: string): string {
+  if (PLAIN_WORD.test(word)) return word;
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}

@@ -12,4 +12,9 @@ describe("plan's closing line: the build that makes the images it lists", () => 
     expect(buildCommand('flows/a.py', { prune: ['tests'], pruneSetting: 'METAFLOW_PREBUILT_PRUNE' })).toBe('prebuilt build flows/a.py');
     expect(buildCommand('flows/a.py', { prune: [], pruneSetting: 'METAFLOW_PREBUILT_PRUNE' })).toBe('prebuilt build flows/a.py');
   });
+
+  it('names the flow file as one shell word, quoted when the shell would read it otherwise', () => {
+    expect(buildCommand('my flow.py', { prune: [], pruneSetting: 'METAFLOW_PREBUILT_PRUNE' })).toBe("prebuilt build 'my flow.py'");
+    expect(buildCommand('x.py; rm -rf ~', { prune: ['tests'], pruneSetting: '--prune' })).toBe("prebuilt build 'x.py; rm -rf ~' --prune tests");
+  });
 });

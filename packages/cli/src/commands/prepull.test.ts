@@ -79,7 +79,7 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     await writeFile(join(empty, 'flow.py'), FLOW);
     const none = await run(['prepull', 'flow.py', '-n', 'metaflow', '--json'], {}, empty);
     expect(none.code).toBe(2);
-    expect(JSON.parse(none.stdout)).toMatchObject({ ok: false, error: { hint: expect.stringContaining("Run 'prebuilt build flow.py' first") } });
+    expect(JSON.parse(none.stdout)).toMatchObject({ ok: false, error: { hint: expect.stringContaining("Run `prebuilt build flow.py` first") } });
     const bad = await run(['prepull', 'flow.py', '-n', 'metaflow', '--node-selector', 'gpu']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--node-selector gpu is not a node label of the form key=value');
