@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { BaseImageIdentity, RegistryCredentials } from '../contracts.js';
 import { AuthError, CancelledError, ConfigError, InputError, NetworkError, RegistryError, UnreachableError } from '../errors.js';
 import { createLogger } from '../logger.js';
@@ -99,11 +100,30 @@ export interface UploadBlobOptions extends RequestOptions {
    * each is offered to the registry as a cross-repository mount source before uploading.
    */
   mountFrom?: readonly string[];
-  /** Blobs larger than this go up in PATCH chunks of this size; smaller ones in one PUT. Default 8 MiB. */
+  /**
+   * Blobs larger than this go up in PATCH chunks of this size; smaller ones in one PUT. Default 8 MiB.
+   * A file source is read one chunk of this size at a time.
+   */
   chunkSize?: number;
   /** Called after each chunk with the bytes of this blob sent so far. */
   onProgress?: (sent: number, total: number) => void;
 }
+
+/**
+ * A blob in a file (a layer written while it was compressed and hashed): uploaded a chunk at a
+ * time, never read whole, so a blob of any size goes up with one chunk in memory. `size`, when
+ * given, must be the file's.
+ */
+export interface BlobFile {
+  file: string;
+  size?: number;
+}
+
+/**
+ * What {@link RegistryClient.uploadBlob} puts: the bytes (a config, a manifest, an SBOM), a file
+ * (a layer), or a function giving the bytes, called only when the blob must really be uploaded.
+ */
+export type BlobSource = Uint8Array | BlobFile | (() => Promise<Uint8Array>);
 
 export interface UploadBlobResult {
   status: BlobUploadStatus;
@@ -431,7 +451,9 @@ export class RegistryClient {
   /**
    * Puts a blob into a repository unless it is there: HEAD first; then a cross-repository mount
    * from each of `mountFrom` (same registry); then an upload — one PUT for small blobs, PATCH
-   * chunks and a closing PUT for large ones. Needs push access (`pull,push` scope). `data` may be a
+   * chunks and a closing PUT for large ones. Needs push access (`pull,push` scope). `source` is the
+   * bytes; or a file ({@link BlobFile}: a layer), read one chunk at a time and hashed as it is read,
+   * its digest checked before the closing PUT, so any size goes up with one chunk in memory; or a
    * function, called only when the blob must really be uploaded (e.g. to fetch it from elsewhere).
    *
    * One upload of a blob into a repository at a time in this process (every client): a call for a
@@ -441,7 +463,7 @@ export class RegistryClient {
    * in that moment is refused as naming an unknown blob (distribution's filesystem storage:
    * MANIFEST_BLOB_UNKNOWN) — one image of the build failed at random under load.
    */
-  async uploadBlob(repository: string | ImageRef, digest: string, source: Uint8Array | (() => Promise<Uint8Array>), options: UploadBlobOptions = {}): Promise<UploadBlobResult> {
+  async uploadBlob(repository: string | ImageRef, digest: string, source: BlobSource, options: UploadBlobOptions = {}): Promise<UploadBlobResult> {
     const image = toRef(repository);
     const key = `${image.registry}/${image.repository}@${digest}`;
     for (let running = uploadsInFlight.get(key); running; running = uploadsInFlight.get(key)) {
@@ -457,7 +479,7 @@ export class RegistryClient {
     }
   }
 
-  async #uploadBlob(image: ImageRef, digest: string, source: Uint8Array | (() => Promise<Uint8Array>), options: UploadBlobOptions): Promise<UploadBlobResult> {
+  async #uploadBlob(image: ImageRef, digest: string, source: BlobSource, options: UploadBlobOptions): Promise<UploadBlobResult> {
     const { signal } = options;
     const pushScopes = [`repository:${image.repository}:pull,push`];
     if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new InputError(`'${digest}' is not a sha256 digest`);
@@ -465,7 +487,7 @@ export class RegistryClient {
       if (sha256Digest(data) !== digest) throw new InputError(`the blob to upload to ${image.registry}/${image.repository} does not match its digest ${digest}`);
       return data;
     };
-    if (typeof source !== 'function') check(source);
+    if (source instanceof Uint8Array) check(source);
     const head = await this.#request(image.registry, image.repository, 'HEAD', `/v2/${image.repository}/blobs/${digest}`, {}, signal, { scopes: pushScopes, what: 'blob check' });
     if (head.status >= 200 && head.status < 300) {
       this.#stats.blobsExisting += 1;
@@ -496,34 +518,44 @@ export class RegistryClient {
       location = this.#location(res, image.registry, uploadsPath);
     }
 
-    const data = typeof source === 'function' ? check(await source()) : source;
     const chunkSize = Math.max(1, options.chunkSize ?? 8 * 1024 * 1024);
+    const target = `${image.registry}/${image.repository}`;
+    const blob = typeof source === 'function' ? check(await source()) : source;
+    const bytes = blob instanceof Uint8Array ? bytesChunks(blob) : await fileChunks(blob, digest, target, chunkSize);
     let sent = 0;
-    if (data.length > chunkSize) {
-      while (sent < data.length) {
-        const chunk = data.subarray(sent, Math.min(sent + chunkSize, data.length));
-        const headers = { 'content-type': 'application/octet-stream', 'content-range': `${sent}-${sent + chunk.length - 1}` };
-        const res = await this.#request(image.registry, image.repository, 'PATCH', location, headers, signal, { scopes: pushScopes, body: chunk, what: 'blob upload' });
-        this.#expectOk(res, image.registry, 'PATCH', uploadsPath);
-        location = this.#location(res, image.registry, uploadsPath);
-        sent += chunk.length;
-        this.#stats.bytesSent += chunk.length;
-        options.onProgress?.(sent, data.length);
+    try {
+      if (bytes.size > chunkSize) {
+        while (sent < bytes.size) {
+          const chunk = await bytes.read(sent, Math.min(chunkSize, bytes.size - sent));
+          const headers = { 'content-type': 'application/octet-stream', 'content-range': `${sent}-${sent + chunk.length - 1}` };
+          const res = await this.#request(image.registry, image.repository, 'PATCH', location, headers, signal, { scopes: pushScopes, body: chunk, what: 'blob upload' });
+          this.#expectOk(res, image.registry, 'PATCH', uploadsPath);
+          location = this.#location(res, image.registry, uploadsPath);
+          sent += chunk.length;
+          this.#stats.bytesSent += chunk.length;
+          options.onProgress?.(sent, bytes.size);
+        }
       }
-    }
-    const rest = data.subarray(sent);
-    const put = this.#withQuery(location, `digest=${encodeURIComponent(digest)}`);
-    const res = await this.#request(image.registry, image.repository, 'PUT', put, { 'content-type': 'application/octet-stream' }, signal, { scopes: pushScopes, body: rest, what: 'blob upload' });
-    this.#expectOk(res, image.registry, 'PUT', uploadsPath);
-    this.#stats.bytesSent += rest.length;
-    if (rest.length > 0) options.onProgress?.(data.length, data.length);
-    const stored = res.headers.get('docker-content-digest');
-    if (stored && stored !== digest) {
-      throw new RegistryError(`registry ${image.registry} stored the blob ${digest} as ${stored}`, { registry: image.registry });
+      const rest = await bytes.read(sent, bytes.size - sent);
+      const put = this.#withQuery(location, `digest=${encodeURIComponent(digest)}`);
+      const res = await this.#request(image.registry, image.repository, 'PUT', put, { 'content-type': 'application/octet-stream' }, signal, { scopes: pushScopes, body: rest, what: 'blob upload' });
+      this.#expectOk(res, image.registry, 'PUT', uploadsPath);
+      this.#stats.bytesSent += rest.length;
+      if (rest.length > 0) options.onProgress?.(bytes.size, bytes.size);
+      const stored = res.headers.get('docker-content-digest');
+      if (stored && stored !== digest) {
+        throw new RegistryError(`registry ${image.registry} stored the blob ${digest} as ${stored}`, { registry: image.registry });
+      }
+    } catch (error) {
+      // A file that turned out not to match its digest (or to change): the registry is told to drop what it got of it.
+      if (error instanceof InputError) await this.#request(image.registry, image.repository, 'DELETE', location, {}, signal, { scopes: pushScopes, what: 'blob upload' }).catch(() => undefined);
+      throw error;
+    } finally {
+      await bytes.close();
     }
     this.#stats.blobsUploaded += 1;
-    log('uploaded %s to %s (%d bytes)', digest, image.repository, data.length);
-    return { status: 'uploaded', bytesSent: data.length };
+    log('uploaded %s to %s (%d bytes)', digest, image.repository, bytes.size);
+    return { status: 'uploaded', bytesSent: bytes.size };
   }
 
   /**
@@ -987,4 +1019,72 @@ export class RegistryClient {
     }
     return res.body;
   }
+}
+
+/** A blob's bytes as the upload reads them: in order, `length` bytes from `offset`. */
+interface BlobChunks {
+  size: number;
+  /** The next bytes of the blob (offsets only go forward); valid until the next read. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+/** Bytes already in memory (and already checked against their digest). */
+function bytesChunks(data: Uint8Array): BlobChunks {
+  return { size: data.length, read: async (offset, length) => data.subarray(offset, offset + length), close: async () => undefined };
+}
+
+/**
+ * A blob file, read in order into one buffer of at most `chunkSize` bytes and hashed as it is read:
+ * reading its last byte checks its digest (InputError when the bytes do not match, before they are
+ * all sent) and that it did not grow; a file that ends early fails at once.
+ */
+async function fileChunks(blob: BlobFile, digest: string, target: string, chunkSize: number): Promise<BlobChunks> {
+  const what = `the blob file ${blob.file} (${digest}, to upload to ${target})`;
+  let handle: FileHandle;
+  let size: number;
+  try {
+    handle = await open(blob.file, 'r');
+  } catch (error) {
+    throw new InputError(`cannot read ${what}: ${rootMessage(error)}`, { file: blob.file, cause: error });
+  }
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw new InputError(`${what} is not a regular file`, { file: blob.file });
+    size = stats.size;
+    if (blob.size !== undefined && blob.size !== size) throw new InputError(`${what} has ${size} bytes where ${blob.size} were expected`, { file: blob.file });
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(Math.min(chunkSize, size));
+  let hashed = 0;
+  let checked = false;
+  const fill = async (length: number): Promise<void> => {
+    for (let filled = 0; filled < length; ) {
+      const { bytesRead } = await handle.read(buffer, filled, length - filled, hashed + filled);
+      if (bytesRead === 0) throw new InputError(`${what} ended at ${hashed + filled} bytes while it was being uploaded; it had ${size}`, { file: blob.file });
+      filled += bytesRead;
+    }
+  };
+  return {
+    size,
+    async read(offset, length) {
+      if (offset !== hashed || length > buffer.length) throw new Error(`blob chunks are read in order, at most ${buffer.length} bytes at a time`);
+      await fill(length);
+      const chunk = buffer.subarray(0, length);
+      if (checked) return chunk;
+      hash.update(chunk);
+      hashed += length;
+      if (hashed === size) {
+        checked = true;
+        const { bytesRead } = await handle.read(Buffer.alloc(1), 0, 1, size);
+        if (bytesRead > 0) throw new InputError(`${what} grew past its ${size} bytes while it was being uploaded`, { file: blob.file });
+        if (`sha256:${hash.digest('hex')}` !== digest) throw new InputError(`${what} does not match its digest`, { file: blob.file });
+      }
+      return chunk;
+    },
+    close: () => handle.close(),
+  };
 }
