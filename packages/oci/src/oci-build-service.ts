@@ -21,7 +21,7 @@ import {
   type UploadBlobResult,
   sourceDateEpoch,
 } from '@prebuilt/core/backend';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -450,7 +450,7 @@ async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Pr
         const blob = await client.getBlob(baseRef, layer.digest, { ...signalOf(run.request), size: layer.size });
         converted = await convertLayerToEstargz(blob, layer.mediaType, file, { signal, prefetch: profile, format, label: `the base layer ${layer.digest} of ${base.ref ?? baseRef.repository}` });
         await cache.setByContent(key, converted);
-        status = (await client.uploadBlob(push.repo, converted.digest, () => readFile(file), push.upload)).status;
+        status = (await client.uploadBlob(push.repo, converted.digest, { file, size: converted.size }, push.upload)).status;
         await rm(file, { force: true });
       }
       run.say(`base layer ${layer.digest.slice(7, 19)} as ${format} ${converted.digest.slice(7, 19)}: ${status}`);
@@ -546,7 +546,7 @@ async function buildOneLayer(run: BuildRun, push: PushTarget, job: LayerJob): Pr
   const extra = written.annotations || written.diffId !== written.tarDigest ? { diffId: written.diffId, ...(written.annotations ? { annotations: written.annotations } : {}) } : {};
   await cache.set(written.tarDigest, { digest: written.digest, size: written.size, ...extra });
   if (contentKey) await cache.setByContent(contentKey, { digest: written.digest, size: written.size, diffId: written.diffId, ...(written.annotations ? { annotations: written.annotations } : {}) });
-  const { status } = await client.uploadBlob(push.repo, written.digest, () => readFile(job.file), { ...push.upload, signal });
+  const { status } = await client.uploadBlob(push.repo, written.digest, { file: job.file, size: written.size }, { ...push.upload, signal });
   await rm(job.file, { force: true });
   run.say(`${label}: ${written.entries} entries, ${written.size} bytes, ${status}`);
   return { diffId: written.diffId, digest: written.digest, size: written.size, status, ...(written.annotations ? { annotations: written.annotations } : {}) };
