@@ -3,11 +3,11 @@
 // Node's readFile can hold) a throwaway one of its own, so the shared registries do not keep 2 GiB a run.
 import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, truncateSync } from 'node:fs';
-import { mkdtemp, open, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
-import { CancelledError, InputError } from '../errors.js';
+import { CancelledError, InputError, RegistryError } from '../errors.js';
 import { uniqueRepo } from './__fixtures__/push-image.js';
 import { describeOrFailInCi, registriesMissing, testServices } from './__fixtures__/test-services.js';
 import { startThrowawayRegistry } from './__fixtures__/throwaway-registry.js';
@@ -139,6 +139,40 @@ describeOrFailInCi('RegistryClient.uploadBlob from a file (plain registry)', reg
     expect(error).toBeInstanceOf(CancelledError);
     expect(client.stats.bytesSent).toBe(2 * CHUNK);
     expect(await client.headBlob(target, digest)).toEqual({ exists: false });
+  });
+});
+
+describeOrFailInCi('RegistryClient.getBlobToFile: a blob copied between repositories through a file (plain registry)', registriesMissing(services), () => {
+  const repo = (name: string): string => `${services.registries!.plain.host}/${uniqueRepo(name)}`;
+
+  it('fetches a blob into a file, then a lazy source gives that file to uploadBlob, which sends it in chunks', async () => {
+    const { data, digest } = await blobFile('copied-source', 3 * CHUNK + 7);
+    const from = repo('copy-from');
+    const to = repo('copy-to');
+    const client = new RegistryClient(FAST);
+    await client.uploadBlob(from, digest, data);
+    const file = join(dir, 'copied.blob');
+    const result = await client.uploadBlob(to, digest, () => client.getBlobToFile(from, digest, file, { size: data.length }), { chunkSize: CHUNK });
+    expect(result).toEqual({ status: 'uploaded', bytesSent: data.length });
+    expect((await readFile(file)).equals(data)).toBe(true);
+    expect(await client.headBlob(to, digest)).toEqual({ exists: true, size: data.length });
+  });
+
+  it('fails without leaving a file when the blob is larger than the size given, or missing', async () => {
+    const { data, digest } = await blobFile('bounded-source', 5000);
+    const from = repo('copy-bounded');
+    const client = new RegistryClient(FAST);
+    await client.uploadBlob(from, digest, data);
+    const file = join(dir, 'bounded.blob');
+    const larger = await client.getBlobToFile(from, digest, file, { size: 4999 }).catch((e: unknown) => e);
+    expect(larger).toBeInstanceOf(RegistryError);
+    expect((larger as RegistryError).message).toBe(`blob ${digest} of ${from} is larger than its 4999 bytes`);
+    const absent = digestOf(Buffer.from('never pushed'));
+    const missing = await client.getBlobToFile(from, absent, file, { size: 100 }).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(RegistryError);
+    expect((missing as RegistryError).message).toBe(`blob ${absent} was not found in ${from}`);
+    expect(await readdir(dir)).not.toContain('bounded.blob');
+    expect(await readdir(dir)).not.toContain('bounded.blob.partial');
   });
 });
 

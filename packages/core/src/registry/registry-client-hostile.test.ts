@@ -4,8 +4,11 @@
  * bounded, a digest is what the bytes hash to.
  */
 import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RegistryError } from '../errors.js';
 import { Secret } from '../secret.js';
@@ -211,5 +214,34 @@ describe('RegistryClient: a manifest PUT refused for a blob the registry has (fa
     const registry = await serve((req, res) => (req.method === 'HEAD' ? void res.writeHead(404).end() : unknownBlob(res)));
     await expect(client(registry.host).putManifest(`${registry.host}/team/app:v1`, MANIFEST, 'application/vnd.oci.image.manifest.v1+json')).rejects.toThrow(/400.*MANIFEST_BLOB_UNKNOWN: blob unknown to registry/);
     expect(registry.seen.map((s) => s.method)).toEqual(['PUT', 'HEAD']);
+  });
+
+  it('fetches a blob into a file only when its bytes match the digest; a body cut off is fetched again from the start', async () => {
+    const blob = Buffer.alloc(200_000, 0x61);
+    const digest = digestOf(blob);
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-hostile-blob-'));
+    try {
+      let gets = 0;
+      const registry = await serve((req, res) => {
+        gets += 1;
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(blob.length) });
+        // The first answer stops halfway (the connection dropped); the liar's answers are the wrong bytes.
+        if (req.url!.startsWith('/v2/liar/')) return void res.end(Buffer.alloc(blob.length, 0x62));
+        if (gets === 1) return void res.write(blob.subarray(0, 100_000), () => res.destroy());
+        res.end(blob);
+      });
+      const file = join(dir, 'layer.blob');
+      expect(await client(registry.host).getBlobToFile(`${registry.host}/team/base`, digest, file, { size: blob.length })).toEqual({ file, size: blob.length });
+      expect(gets).toBe(2);
+      expect((await readFile(file)).equals(blob)).toBe(true);
+
+      const lied = join(dir, 'lied.blob');
+      const error = await client(registry.host).getBlobToFile(`${registry.host}/liar`, digest, lied, { size: blob.length }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(RegistryError);
+      expect((error as RegistryError).message).toBe(`blob ${digest} of ${registry.host}/liar does not match its digest`);
+      expect(await readdir(dir)).toEqual(['layer.blob']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

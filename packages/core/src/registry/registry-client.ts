@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { BaseImageIdentity, RegistryCredentials } from '../contracts.js';
-import { AuthError, CancelledError, ConfigError, InputError, NetworkError, RegistryError, UnreachableError } from '../errors.js';
+import { diskFullError } from '../disk-full.js';
+import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, NetworkError, PrebuiltError, RegistryError, UnreachableError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
@@ -121,9 +123,9 @@ export interface BlobFile {
 
 /**
  * What {@link RegistryClient.uploadBlob} puts: the bytes (a config, a manifest, an SBOM), a file
- * (a layer), or a function giving the bytes, called only when the blob must really be uploaded.
+ * (a layer), or a function giving either, called only when the blob must really be uploaded.
  */
-export type BlobSource = Uint8Array | BlobFile | (() => Promise<Uint8Array>);
+export type BlobSource = Uint8Array | BlobFile | (() => Promise<Uint8Array | BlobFile>);
 
 export interface UploadBlobResult {
   status: BlobUploadStatus;
@@ -151,6 +153,11 @@ interface ReadPlan {
   limit?: number;
   /** What the request is, for the wait report and the timeout message. */
   what: string;
+  /**
+   * Takes a successful body chunk by chunk instead of it being read into memory (each attempt anew).
+   * Its own failures are PrebuiltErrors and end the request as they are; the body's are retried.
+   */
+  sink?: (chunks: AsyncIterable<Uint8Array>) => Promise<void>;
 }
 
 interface CachedToken {
@@ -443,6 +450,50 @@ export class RegistryClient {
     return res.body;
   }
 
+  /**
+   * Fetches a blob (a base layer to copy) into `file`, streamed: one network chunk in memory at a
+   * time, hashed as it is written, `size` bytes at most; the file appears (atomically) only when
+   * its bytes match the digest. For {@link uploadBlob}'s file source, so a layer copied from one
+   * registry to another is never held whole.
+   */
+  async getBlobToFile(repository: string | ImageRef, digest: string, file: string, options: RequestOptions & { size: number }): Promise<BlobFile> {
+    const image = toRef(repository);
+    const path = `/v2/${image.repository}/blobs/${digest}`;
+    const partial = `${file}.partial`;
+    let written = 0;
+    const sink = async (chunks: AsyncIterable<Uint8Array>): Promise<void> => {
+      const hash = createHash('sha256');
+      let size = 0;
+      written = 0;
+      const out = await open(partial, 'w').catch((error: unknown) => {
+        throw diskFullError(error, { dir: dirname(file), doing: `writing the blob ${digest}` }) ?? new EnvironmentError(`cannot write the blob ${digest} to ${partial}: ${rootMessage(error)}`, { cause: error });
+      });
+      try {
+        for await (const chunk of chunks) {
+          size += chunk.length;
+          written = size;
+          if (size > options.size) throw new RegistryError(`blob ${digest} of ${image.registry}/${image.repository} is larger than its ${options.size} bytes`, { registry: image.registry });
+          hash.update(chunk);
+          await out.write(chunk).catch((error: unknown) => {
+            throw diskFullError(error, { dir: dirname(file), doing: `writing the blob ${digest}` }) ?? new EnvironmentError(`cannot write the blob ${digest} to ${partial}: ${rootMessage(error)}`, { cause: error });
+          });
+        }
+      } finally {
+        await out.close();
+      }
+      if (`sha256:${hash.digest('hex')}` !== digest) throw new RegistryError(`blob ${digest} of ${image.registry}/${image.repository} does not match its digest`, { registry: image.registry });
+    };
+    try {
+      const res = await this.#request(image.registry, image.repository, 'GET', path, {}, options.signal, { what: 'blob', sink });
+      if (res.status === 404) throw new RegistryError(`blob ${digest} was not found in ${image.registry}/${image.repository}`, { registry: image.registry, status: 404 });
+      this.#expectOk(res, image.registry, 'GET', path);
+      await rename(partial, file);
+    } finally {
+      await rm(partial, { force: true });
+    }
+    return { file, size: written };
+  }
+
   /** Bytes and blobs this client has sent so far (for measuring what a push cost). */
   get stats(): Readonly<TransferStats> {
     return { ...this.#stats };
@@ -454,7 +505,8 @@ export class RegistryClient {
    * chunks and a closing PUT for large ones. Needs push access (`pull,push` scope). `source` is the
    * bytes; or a file ({@link BlobFile}: a layer), read one chunk at a time and hashed as it is read,
    * its digest checked before the closing PUT, so any size goes up with one chunk in memory; or a
-   * function, called only when the blob must really be uploaded (e.g. to fetch it from elsewhere).
+   * function giving the bytes or a file, called only when the blob must really be uploaded (e.g. to
+   * fetch it from elsewhere: {@link getBlobToFile}).
    *
    * One upload of a blob into a repository at a time in this process (every client): a call for a
    * blob another call is putting there waits for it, then finds it present. Envs of one build share
@@ -520,7 +572,8 @@ export class RegistryClient {
 
     const chunkSize = Math.max(1, options.chunkSize ?? 8 * 1024 * 1024);
     const target = `${image.registry}/${image.repository}`;
-    const blob = typeof source === 'function' ? check(await source()) : source;
+    const given = typeof source === 'function' ? await source() : source;
+    const blob = typeof source === 'function' && given instanceof Uint8Array ? check(given) : given;
     const bytes = blob instanceof Uint8Array ? bytesChunks(blob) : await fileChunks(blob, digest, target, chunkSize);
     let sent = 0;
     try {
@@ -611,7 +664,7 @@ export class RegistryClient {
     const url = this.#url(registry, path);
     const what = `${method} ${url.replace(/\?.*$/, '')}`;
     const init = { method, headers, ...(extra.body === undefined ? {} : { body: extra.body }) };
-    const plan: ReadPlan = { what: extra.what, ...(extra.limit === undefined ? {} : { limit: extra.limit }) };
+    const plan: ReadPlan = { what: extra.what, ...(extra.limit === undefined ? {} : { limit: extra.limit }), ...(extra.sink ? { sink: extra.sink } : {}) };
     const host = registryApiHost(registry);
     const before = await this.#knownAuthorization(registry, scope, signal);
     let res = await this.#fetch(registry, url, init, what, signal, { ...plan, ...(before ? { authorization: { value: before, host } } : {}) });
@@ -808,7 +861,13 @@ export class RegistryClient {
         });
         const ok = response.status >= 200 && response.status < 300;
         const body =
-          init.method === 'HEAD' ? (await response.cancel(), new Uint8Array()) : ok && plan.limit !== undefined ? await response.bytes(plan.limit) : await response.prefix(BODY_LIMITS.error);
+          init.method === 'HEAD'
+            ? (await response.cancel(), new Uint8Array())
+            : ok && plan.sink
+              ? (await plan.sink(response.chunks()), new Uint8Array())
+              : ok && plan.limit !== undefined
+                ? await response.bytes(plan.limit)
+                : await response.prefix(BODY_LIMITS.error);
         this.#answered.add(registry);
         log('%s → %d (attempt %d)', what, response.status, attempt);
         if (!isRetryableStatus(response.status)) return { status: response.status, headers: response.headers, body };
@@ -817,6 +876,7 @@ export class RegistryClient {
         failure = { reason: `${describeStatus(response.status)}${detail ? ` (${detail})` : ''}`, retryable: true, status: response.status, ...(retryAfter === undefined ? {} : { retryAfter }) };
       } catch (error) {
         if (signal?.aborted) throw cancelled(signal.reason);
+        if (plan.sink && PrebuiltError.isInstance(error) && !(error instanceof NetworkError)) throw error;
         if (error instanceof NetworkError) {
           if (error.reason === 'too-large' || error.reason === 'redirect') {
             throw new RegistryError(`registry ${registry}: ${what} failed: ${error.message}`, { registry }, { cause: error, ...(error.hint ? { hint: error.hint } : {}) });
