@@ -365,6 +365,24 @@ describeOrFailInCi('oci build service: failures, cancellation, auth, multi-platf
     if (!denied.ok) expect(denied.reason).toMatch(/requires a user name and password|rejected|denied/);
   });
 
+  it('copies the layers of a base on another registry (each fetched into a temp file, pushed from it in chunks): the target has each at its size', async () => {
+    const repo = `${services.registries!.basic.host}/${uniqueRepo('base-copy')}`;
+    const credentials = credentialsFor('basic');
+    let summary: PushSummary | undefined;
+    const service = createOciBuildService({ env: {}, chunkSize: 64 * 1024, dockerConfig: false, layerCacheDir: false, onPushed: (s) => (summary = s) });
+    const result = await service.buildAndPush({ dockerfile: `FROM ${pinnedBase()}\nCOPY hello.txt /hello.txt\n`, contextDir: context, imageTag: `${repo}:x`, pushCredentials: credentials, platform: 'linux/amd64' });
+    expect(result).toMatchObject({ ok: true });
+    // The base is on the plain registry: nothing to mount from, so each of its layers is copied.
+    expect(summary!.baseLayers.length).toBeGreaterThan(0);
+    expect(summary!.baseLayers.every((l) => l.status === 'uploaded')).toBe(true);
+    const client = new RegistryClient({ dockerConfig: false, credentials });
+    const manifest = (await client.getManifest(`${repo}:x`)).manifest as { layers: { digest: string; size: number }[] };
+    for (const [i, layer] of summary!.baseLayers.entries()) {
+      expect(layer.digest).toBe(manifest.layers[i]!.digest);
+      expect(await client.headBlob(repo, layer.digest)).toEqual({ exists: true, size: manifest.layers[i]!.size });
+    }
+  }, 120_000);
+
   it('publishes an image index over per-platform images (pushImageIndex), deterministic and resolvable per platform', async () => {
     const repo = `${services.registries!.plain.host}/${uniqueRepo('index')}`;
     const service = createOciBuildService({ env: {}, layerCacheDir: false });

@@ -10,6 +10,7 @@ import {
   parseImageRef,
   PrebuiltError,
   RegistryClient,
+  type BlobFile,
   type BuildRequest,
   type BuildResult,
   type BuildService,
@@ -406,13 +407,24 @@ function signalOf(request: BuildRequest): { signal?: AbortSignal } {
 async function pushBaseLayers(run: BuildRun, push: PushTarget, base: BaseImage): Promise<PushSummary['baseLayers']> {
   const { client } = run;
   const baseLayers: PushSummary['baseLayers'] = [];
-  for (const layer of base.layers) {
-    const baseRef = parseImageRef(`${base.registry}/${base.repository}`);
-    const result = await client.uploadBlob(push.repo, layer.digest, () => client.getBlob(baseRef, layer.digest, { ...signalOf(run.request), size: layer.size }), push.upload);
-    baseLayers.push({ digest: layer.digest, status: result.status });
-    run.say(`base layer ${layer.digest.slice(7, 19)}: ${result.status}`);
+  const baseRef = parseImageRef(`${base.registry}/${base.repository}`);
+  const tmp = await mkdtemp(join(tmpdir(), 'prebuilt-oci-base-'));
+  try {
+    for (const [i, layer] of base.layers.entries()) {
+      const result = await client.uploadBlob(push.repo, layer.digest, () => copiedBaseLayer(run, baseRef, layer, join(tmp, `${i}.blob`)), push.upload);
+      await rm(join(tmp, `${i}.blob`), { force: true });
+      baseLayers.push({ digest: layer.digest, status: result.status });
+      run.say(`base layer ${layer.digest.slice(7, 19)}: ${result.status}`);
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
   }
   return baseLayers;
+}
+
+/** A base layer to copy from the base's registry: fetched into `file` (streamed, checked), pushed from there a chunk at a time. */
+function copiedBaseLayer(run: BuildRun, baseRef: ImageRef, layer: OciDescriptor, file: string): Promise<BlobFile> {
+  return run.client.getBlobToFile(baseRef, layer.digest, file, { ...signalOf(run.request), size: layer.size });
 }
 
 /**
@@ -437,7 +449,8 @@ async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Pr
   try {
     for (const [i, layer] of base.layers.entries()) {
       if (isEstargzLayer(layer)) {
-        const { status } = await client.uploadBlob(push.repo, layer.digest, () => client.getBlob(baseRef, layer.digest, { ...signalOf(run.request), size: layer.size }), push.upload);
+        const { status } = await client.uploadBlob(push.repo, layer.digest, () => copiedBaseLayer(run, baseRef, layer, join(tmp, `${i}.blob`)), push.upload);
+        await rm(join(tmp, `${i}.blob`), { force: true });
         layers.push(layer);
         baseLayers.push({ digest: layer.digest, status });
         continue;
