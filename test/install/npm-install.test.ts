@@ -9,12 +9,12 @@
 // globally and in a project — listed, checked and used for a build.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { cliEnv, ROOT, startFixtures, stopFixtures, uniqueNamespace, type Fixtures } from '../e2e/harness.js';
 import { describeWith, getServices } from '../services.js';
+import { freePort } from '../free-port.js';
 
 // A guard against heavy dependencies (the Kubernetes client, a second copy of a big one, an SDK), not
 // a size target: 40.1 MB in round 27, of which ~17 MB were dockerode 5's tree (ssh2 + cpu-features,
@@ -51,16 +51,6 @@ function exec(command: string, args: readonly string[], options: { cwd: string; 
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.on('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
-}
 
 /** The environment npm and pnpm run with: only our registry config, none inherited from an outer pnpm. */
 function npmEnv(base: NodeJS.ProcessEnv, userconfig: string, registry: string, cache: string): NodeJS.ProcessEnv {

@@ -10,17 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, EnvironmentError } from '@prebuilt/core/backend';
 import { defaultStateDir, localRegistryServerStatus, startLocalRegistryServer, stopLocalRegistryServer } from './index.js';
 import { describeOrFailInCi, missingFor, testServices } from './__fixtures__/services.js';
+import { freePort } from '../../../test/free-port.js';
 
 const run = promisify(execFile);
 
-/** A free TCP port on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('development registry server: settings', () => {
   it('keeps its state under $XDG_STATE_HOME/prebuilt, else ~/.local/state/prebuilt', () => {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeOrFailInCi } from '../../../../test/services.js';
+import { freePort } from '../../../../test/free-port.js';
 
 const BIN = fileURLToPath(new URL('../../bin/prebuilt.js', import.meta.url));
 const DIST = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
@@ -31,13 +32,6 @@ function prebuilt(args: string[], env: Record<string, string>): Promise<CliResul
   });
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const missing = !existsSync(DIST)
   ? 'the CLI is not built (run pnpm build)'

@@ -4,9 +4,9 @@
 // keep (e.g. a blob over 2 GiB on every run).
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../../../../test/free-port.js';
 
 export interface ThrowawayRegistry {
   /** host:port on 127.0.0.1. */
@@ -15,16 +15,6 @@ export interface ThrowawayRegistry {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port'))));
-    });
-  });
-}
 
 export async function startThrowawayRegistry(): Promise<ThrowawayRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'prebuilt-throwaway-registry-'));
