@@ -35,7 +35,10 @@ describe('mkfs.erofs: found on PATH, version checked', () => {
   it('reads the version erofs-utils prints', () => {
     expect(parseMkfsErofsVersion('mkfs.erofs (erofs-utils) 1.8.6\navailable compressors: lz4')).toEqual({ version: '1.8.6', majorMinor: [1, 8] });
     expect(parseMkfsErofsVersion('mkfs.erofs (erofs-utils) 1.9.4-g1a2b3c4')).toEqual({ version: '1.9.4-g1a2b3c4', majorMinor: [1, 9] });
-    expect(parseMkfsErofsVersion('mkfs.erofs 1.7')).toBeUndefined();
+    // erofs-utils before 1.6 prints a banner, at the start of its output (Debian 12's 1.5: `mkfs.erofs 1.5`).
+    expect(parseMkfsErofsVersion('mkfs.erofs 1.5\n')).toEqual({ version: '1.5', majorMinor: [1, 5] });
+    expect(parseMkfsErofsVersion('see mkfs.erofs 1.7')).toBeUndefined();
+    expect(parseMkfsErofsVersion('something else')).toBeUndefined();
   });
 
   it('none on PATH: a ConfigError naming mkfs.erofs and how to install erofs-utils', async () => {
@@ -54,6 +57,14 @@ describe('mkfs.erofs: found on PATH, version checked', () => {
     expect(error.hint).toContain('apt-get install erofs-utils');
     const odd = await fakeMkfs('odd', 'echo "something else"');
     await expect(findMkfsErofs({ PATH: odd })).rejects.toThrow(/printed no version \('something else'\)/);
+    // Debian 12's erofs-utils 1.5 has no --version: its banner on stdout, then its usage on stderr and exit 1.
+    const debian12 = await fakeMkfs(
+      'debian12',
+      `echo "mkfs.erofs 1.5"; echo "mkfs.erofs: unrecognized option '--version'" >&2; echo "usage: [options] FILE DIRECTORY" >&2; echo " --quiet               quiet execution (do not write anything to standard output.)" >&2; echo "Available compressors are: lz4hc, lz4" >&2; exit 1`,
+    );
+    const tooOld = (await findMkfsErofs({ PATH: debian12 }).catch((e: unknown) => e)) as ConfigError;
+    expect(tooOld).toBeInstanceOf(ConfigError);
+    expect(tooOld.message).toBe('erofs layers were asked for, but the mkfs.erofs on PATH is erofs-utils 1.5, older than 1.8 (it cannot read a tar with --tar=f).');
     const broken = await fakeMkfs('broken', 'echo "cannot load liblz4" >&2; exit 127');
     await expect(findMkfsErofs({ PATH: broken })).rejects.toThrow(/'mkfs\.erofs --version' failed: cannot load liblz4/);
   });

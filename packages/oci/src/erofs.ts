@@ -80,10 +80,14 @@ export function maxErofsImageBytes(tarBytes: number, slackBytes = MKFS_EROFS_LIM
 const EROFS_MAGIC = 0xe0f5e1e2;
 const EROFS_SUPERBLOCK_OFFSET = 1024;
 
-/** `mkfs.erofs (erofs-utils) 1.8.6` → `1.8.6` and [1, 8]; undefined when it names no version. */
+/**
+ * `mkfs.erofs (erofs-utils) 1.8.6` → `1.8.6` and [1, 8]; undefined when it names no version. The
+ * banner of erofs-utils before 1.6 (`mkfs.erofs 1.5` at the start of a line: Debian 12's, which
+ * has no `--version` and prints it before refusing the option) names one too.
+ */
 export function parseMkfsErofsVersion(output: string): { version: string; majorMinor: [number, number] } | undefined {
   // At most 64 characters of version: it names the layer cache's directory (erofsFormatId).
-  const match = /erofs-utils\)?\s+v?((\d{1,9})\.(\d{1,9})[0-9A-Za-z.+~-]{0,48})(?![0-9A-Za-z.+~-])/.exec(output);
+  const match = /(?:erofs-utils\)?|^mkfs\.erofs)[ \t]+v?((\d{1,9})\.(\d{1,9})[0-9A-Za-z.+~-]{0,48})(?![0-9A-Za-z.+~-])/m.exec(output);
   return match ? { version: match[1]!, majorMinor: [Number(match[2]), Number(match[3])] } : undefined;
 }
 
@@ -94,13 +98,14 @@ export async function findMkfsErofs(env: Record<string, string | undefined>, opt
   const result = await runVersion(runEnv, timeoutMs);
   if ('missing' in result) throw missingTool();
   if (result.timedOut) throw unusableTool(`'${MKFS_EROFS} --version' did not answer within ${timeoutMs / 1000} s (killed)`);
-  if (result.code !== 0) throw unusableTool(`'${MKFS_EROFS} --version' failed: ${lastLines(result.stderr) || (result.code === null ? 'it was killed' : `exit ${result.code}`)}`);
   const output = result.stdout;
   const parsed = parseMkfsErofsVersion(output);
-  if (!parsed) throw unusableTool(`'${MKFS_EROFS} --version' printed no version ('${clip(output.trim().split('\n')[0] ?? '')}')`);
-  if (!atLeast(parsed.majorMinor, MKFS_EROFS_SINCE)) {
+  // Said first, whatever the exit: erofs-utils before 1.6 prints its version, then refuses --version (exit 1, its usage on stderr).
+  if (parsed && !atLeast(parsed.majorMinor, MKFS_EROFS_SINCE)) {
     throw unusableTool(`the ${MKFS_EROFS} on PATH is erofs-utils ${parsed.version}, older than ${MKFS_EROFS_SINCE.join('.')} (it cannot read a tar with --tar=f)`);
   }
+  if (result.code !== 0) throw unusableTool(`'${MKFS_EROFS} --version' failed: ${lastLines(result.stderr) || (result.code === null ? 'it was killed' : `exit ${result.code}`)}`);
+  if (!parsed) throw unusableTool(`'${MKFS_EROFS} --version' printed no version ('${clip(output.trim().split('\n')[0] ?? '')}')`);
   return { env: runEnv, version: parsed.version };
 }
 
