@@ -28,6 +28,14 @@ describe('deploySettings: the base images', () => {
     ['https://robot:s3cr3t-token@registry.example.com/team/base:1', "https://robot:***@registry.example.com/team/base:1"],
     ['robot:s3cr3t-token@registry.example.com/team/base:1', 'robot:***@registry.example.com/team/base:1'],
     ['https://s3cr3t-token@ghcr.io/team/base', 'https://***@ghcr.io/team/base'],
+    // A password holding '@' or '/' is hidden whole, up to the '@' before the host.
+    ['robot:s3cr3t@part@registry.example.com/team/base:1', 'robot:***@registry.example.com/team/base:1'],
+    ['robot:s3cr3t/part@registry.example.com/team/base:1', 'robot:***@registry.example.com/team/base:1'],
+    ['https://robot:s3cr3t@p/rt@registry.example.com/team/base', 'https://robot:***@registry.example.com/team/base'],
+    [`robot:s3cr3t@registry.example.com/team/base@sha256:${'a'.repeat(64)}`, `robot:***@registry.example.com/team/base@sha256:${'a'.repeat(64)}`],
+    // A token without a user, before a host and repository.
+    ['s3cr3t@registry.example.com/team/base', '***@registry.example.com/team/base'],
+    ['robot:s3cr3t@127.0.0.1:5000', 'robot:***@127.0.0.1:5000'],
   ])('a base image written with credentials (%s): the error hides them, says why, and neither it nor its cause carries the secret', (value, shown) => {
     let error: unknown;
     try {
@@ -46,5 +54,10 @@ describe('deploySettings: the base images', () => {
     const digest = `python@sha256:${'a'.repeat(64)}`;
     expect(deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: digest }).baseImage).toBe(digest);
     expect(() => deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: 'python@sha256:zz' })).toThrow("METAFLOW_PREBUILT_BASE_IMAGE='python@sha256:zz' is not an image reference");
+    expect(() => deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: '127.0.0.1:5000/team/base@sha256:zz' })).toThrow(
+      "METAFLOW_PREBUILT_BASE_IMAGE='127.0.0.1:5000/team/base@sha256:zz' is not an image reference",
+    );
+    // `@` for `:` before a tag is a typo, not credentials: named as it is.
+    expect(() => deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: 'python@3.11' })).toThrow("METAFLOW_PREBUILT_BASE_IMAGE='python@3.11' is not an image reference");
   });
 });

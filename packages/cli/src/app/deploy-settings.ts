@@ -38,17 +38,35 @@ function workers(env: Record<string, string | undefined>, override: string | und
   return value;
 }
 
+/** A URL scheme before the credentials (`https://`). */
+const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/** What follows a digest reference's `@`: `algorithm:encoded` up to the end, no `/` (`sha256:…`, even a malformed one). */
+const DIGEST_AFTER_AT = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[^/@]*$/i;
+
 /**
  * Credentials written before the image, as in a URL: `user:password@host/…` or
- * `https://token@host/…` (a scheme, or a `:` before the `@`, tells them from `name@sha256:…`).
+ * `https://token@host/…`. They end at the last `@` that does not start a digest, so a password
+ * holding `@` or `/` (`user:p@ss/w@host/x`) is hidden whole; a scheme, a `:` before that `@`, or a
+ * `/` after it (a host and repository) tells them from `name@sha256:…` and from `name@tag` typos.
+ * `user:password@host:port`, where every `@` looks like a digest's, is taken as credentials too
+ * when a `:` comes before the first `@` with no `/` (`host:5000/repo@sha256:…` has one).
  */
-const CREDENTIALS_PREFIX = /^([a-z][a-z0-9+.-]*:\/\/)?([^\s/@]*)@/i;
-
 function withCredentials(value: string): { shown: string } | undefined {
-  const match = CREDENTIALS_PREFIX.exec(value);
-  if (!match || (match[1] === undefined && !match[2]!.includes(':'))) return undefined;
-  const user = match[2]!.includes(':') ? `${match[2]!.slice(0, match[2]!.indexOf(':'))}:***` : '***';
-  return { shown: `${match[1] ?? ''}${user}@${value.slice(match[0].length)}` };
+  const scheme = SCHEME.exec(value)?.[0] ?? '';
+  const rest = value.slice(scheme.length);
+  let end = -1;
+  for (let at = rest.indexOf('@'); at !== -1; at = rest.indexOf('@', at + 1)) {
+    if (!DIGEST_AFTER_AT.test(rest.slice(at + 1))) end = at;
+  }
+  // Every `@` starts what looks like a digest: `user:password@host:port` (no repository) still is credentials.
+  if (end === -1 && (scheme || /^[^/@]*:[^/]*@/.test(rest))) end = rest.lastIndexOf('@');
+  if (end === -1) return undefined;
+  const credentials = rest.slice(0, end);
+  const after = rest.slice(end + 1);
+  if (!scheme && !credentials.includes(':') && !after.includes('/')) return undefined;
+  const user = credentials.includes(':') ? `${credentials.slice(0, credentials.indexOf(':'))}:***` : '***';
+  return { shown: `${scheme}${user}@${after}` };
 }
 
 /** `value` when it is an image reference; else a ConfigError naming the variable it came from (exit 2), never the credentials a mistaken URL carries. */
