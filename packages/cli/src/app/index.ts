@@ -12,7 +12,7 @@ export { DEFAULT_BASE_IMAGE, deploySettings, type DeploySettings } from './deplo
 export { runWithImages, type RunWithImagesHooks, type RunWithImagesResult } from './run-flow.js';
 export { lockFlow, type LockFlowOptions, type LockFlowResult } from './lock-flow.js';
 export { readImageMap, stateFilePath, writeImageMap } from './state-file.js';
-export { shellWord, shownPath } from './shown-path.js';
+export { fileArgument, shellWord, shownPath } from './shown-path.js';
 export { createOrReplace, kubernetesError, kubernetesStatus, loadKubeConfig, loadKubernetesClient, type K8s } from './kubernetes.js';
 export { garbageCollect, type GcOptions, type GcProgress, type GcResult } from './gc-run.js';
 export { keepFromFlows, keepFromImageMaps } from './gc-keep-sources.js';

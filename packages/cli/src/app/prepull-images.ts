@@ -1,7 +1,7 @@
 /** What `prebuilt prepull` pulls: each distinct image of a flow's steps, from the image map `prebuilt build` wrote. */
 import { ConfigError, InputError, type ImageMap } from '@prebuilt/core';
 import { isObjectName } from './kubernetes-names.js';
-import { shellWord } from './shown-path.js';
+import { fileArgument } from './shown-path.js';
 
 export interface PrepullImage {
   /** The reference the nodes pull: the step's pinned image (`repo:tag@sha256:…`), or a disabled step's base image. */
@@ -30,7 +30,7 @@ export function prepullImages(imageMap: ImageMap, flowSteps: readonly string[], 
   if (missing.length > 0) {
     throw new InputError(
       `The image map of ${imageMap.flow} has no image for step${missing.length === 1 ? '' : 's'} ${missing.join(', ')}: the flow changed since its last build, or ${missing.length === 1 ? 'that image' : 'those images'} failed to build.`,
-      { hint: `Run \`prebuilt build ${shellWord(flowFile)}\` first.` },
+      { hint: `Run \`prebuilt build ${fileArgument(flowFile)}\` first.` },
     );
   }
   const byImage = new Map<string, PrepullImage>();

@@ -10,7 +10,7 @@ import type { IsolatedRunResult } from '@prebuilt/docker';
 import { importCode, importStatement, taskImports, type FlowFile } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
 import { profileFilePath } from './prefetch-profile.js';
-import { shellWord } from './shown-path.js';
+import { fileArgument } from './shown-path.js';
 
 /** How long one recording run may take by default. */
 export const DEFAULT_PROFILE_TIMEOUT_MS = 120_000;
@@ -95,7 +95,7 @@ function plannedRuns(options: ProfileFlowOptions): { steps: ProfileStep[]; runs:
     const entry = options.imageMap.steps[step];
     if (!entry?.pinnedImage || entry.envId === null) {
       throw new InputError(`The image map of ${options.imageMap.flow} has no image for step ${step}: the flow changed since its last build, or its image failed to build.`, {
-        hint: `Run \`prebuilt build ${shellWord(options.flowFile)}\` first.`,
+        hint: `Run \`prebuilt build ${fileArgument(options.flowFile)}\` first.`,
       });
     }
     const imports = options.code === undefined ? taskImports(options.flow, step) : null;

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { shellWord, shownPath } from './shown-path.js';
+import { fileArgument, shellWord, shownPath } from './shown-path.js';
 
 describe('shownPath: a file as messages name it', () => {
   it('relative to the current directory when inside it', () => {
@@ -37,5 +37,16 @@ describe('shellWord', () => {
       const echoed = execFileSync('sh', ['-c', `printf %s ${shellWord(word)}`], { encoding: 'utf8' });
       expect(echoed).toBe(word);
     }
+  });
+});
+
+describe('fileArgument: a file as a suggested command names it', () => {
+  it("a relative path starting with '-' gets ./ (else the command reads it as an option), then quoted as a shell word", () => {
+    expect(fileArgument('-x.py')).toBe('./-x.py');
+    expect(fileArgument('--help')).toBe('./--help');
+    expect(fileArgument("-it's.py")).toBe("'./-it'\\''s.py'");
+    expect(fileArgument('flows/-x.py')).toBe('flows/-x.py');
+    expect(fileArgument('/srv/-x.py')).toBe('/srv/-x.py');
+    expect(fileArgument('my flow.py')).toBe("'my flow.py'");
   });
 });

@@ -24,3 +24,12 @@ export function shellWord(word: string): string {
   if (PLAIN_WORD.test(word)) return word;
   return `'${word.replaceAll("'", `'\\''`)}'`;
 }
+
+/**
+ * A file as the argument of a suggested command: {@link shellWord}, with `./` before a relative
+ * path that starts with `-` (`prebuilt build ./-x.py`: as `-x.py`, the command would read it as an
+ * option and stop with "unknown option").
+ */
+export function fileArgument(file: string): string {
+  return shellWord(file.startsWith('-') ? `./${file}` : file);
+}

@@ -17,4 +17,9 @@ describe("plan's closing line: the build that makes the images it lists", () => 
     expect(buildCommand('my flow.py', { prune: [], pruneSetting: 'METAFLOW_PREBUILT_PRUNE' })).toBe("prebuilt build 'my flow.py'");
     expect(buildCommand('x.py; rm -rf ~', { prune: ['tests'], pruneSetting: '--prune' })).toBe("prebuilt build 'x.py; rm -rf ~' --prune tests");
   });
+
+  it("names a flow file starting with '-' as ./-x.py, which the build reads as its flow, not as an option", () => {
+    expect(buildCommand('-x.py', { prune: [], pruneSetting: 'METAFLOW_PREBUILT_PRUNE' })).toBe('prebuilt build ./-x.py');
+    expect(buildCommand('--prune', { prune: ['tests'], pruneSetting: '--prune' })).toBe('prebuilt build ./--prune --prune tests');
+  });
 });

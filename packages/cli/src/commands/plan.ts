@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { DeployImage } from '@prebuilt/core';
-import { deployFlow, shellWord, type DeployFlowResult } from '../app/index.js';
+import { deployFlow, fileArgument, type DeployFlowResult } from '../app/index.js';
 import type { DeploySettings } from '../app/deploy-settings.js';
 import { countImages, imageTable } from '../build-report.js';
 import type { CliContext } from '../cli-context.js';
@@ -97,8 +97,8 @@ function renderPlan(context: CliContext, file: string, result: DeployFlowResult,
  * METAFLOW_PREBUILT_PRUNE and make other images).
  */
 export function buildCommand(file: string, settings: Pick<DeploySettings, 'prune' | 'pruneSetting'>): string {
-  if (settings.pruneSetting !== '--prune') return `prebuilt build ${shellWord(file)}`;
-  return `prebuilt build ${shellWord(file)} --prune ${settings.prune.length > 0 ? settings.prune.join(',') : "''"}`;
+  if (settings.pruneSetting !== '--prune') return `prebuilt build ${fileArgument(file)}`;
+  return `prebuilt build ${fileArgument(file)} --prune ${settings.prune.length > 0 ? settings.prune.join(',') : "''"}`;
 }
 
 /** `prebuilt plan <flow.py> [--json] [--frozen] [--update] [--prune PRESETS]`. */

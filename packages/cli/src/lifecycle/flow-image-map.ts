@@ -1,7 +1,7 @@
 import { InputError, registryClientFor, type ImageMap, type RegistryClient } from '@prebuilt/core';
 import { readFlow, type FlowFile } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
-import { createSelectedBackend, readImageMap, shellWord, shownPath, stateFilePath } from '../app/index.js';
+import { createSelectedBackend, fileArgument, readImageMap, shownPath, stateFilePath } from '../app/index.js';
 
 export interface FlowImageMap {
   stateFile: string;
@@ -17,11 +17,11 @@ export async function loadFlowImageMap(file: string, context: CliContext): Promi
   const flow = await readFlow(file, { env: context.env, cwd: context.cwd, signal: context.signal });
   const stateFile = stateFilePath(file, flow.flow, context.env, context.cwd);
   const shown = shownPath(context.cwd, stateFile);
-  const hint = `Run \`prebuilt build ${shellWord(file)}\` again to rewrite it.`;
+  const hint = `Run \`prebuilt build ${fileArgument(file)}\` again to rewrite it.`;
   const imageMap = await readImageMap(stateFile, { shown, hint });
   if (imageMap === undefined) {
     throw new InputError(`${flow.flow} has no image map at ${shown}: its images have not been built here.`, {
-      hint: `Run \`prebuilt build ${shellWord(file)}\` first (or point METAFLOW_PREBUILT_STATE_FILE at the image map it wrote).`,
+      hint: `Run \`prebuilt build ${fileArgument(file)}\` first (or point METAFLOW_PREBUILT_STATE_FILE at the image map it wrote).`,
     });
   }
   return { stateFile, imageMap, flowSteps: flow.steps.map((step) => step.name), flow };
