@@ -8,7 +8,7 @@ import { collectImageRefs, InputError, type GcKeepRef } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 import { deployFlow } from './deploy-flow.js';
 import { fileArgument, shownPath as shownFile } from './shown-path.js';
-import { readImageMap, stateFilePath } from './state-file.js';
+import { checkStateFileSetting, readImageMap, stateFilePath } from './state-file.js';
 
 /** Keys of a deploy plan's images that name an image (tags for people, digests for runtimes). */
 const PLAN_KEYS: ReadonlySet<string> = new Set(['pushTag', 'pullTag', 'image', 'pinnedImage', 'digest']);
@@ -42,6 +42,7 @@ export async function keepFromImageMaps(files: readonly string[], scope: Pick<Ap
  */
 export async function keepFromFlows(files: readonly string[], scope: AppScope): Promise<GcKeepRef[]> {
   const keep: GcKeepRef[] = [];
+  if (files.length > 0) await checkStateFileSetting(scope.env, scope.cwd);
   for (const file of files) {
     const planned = await deployFlow(file, scope, { plan: true, frozen: true });
     const flow = planned.lock.envs.flow;

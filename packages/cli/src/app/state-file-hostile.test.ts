@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, InputError, type ImageMap } from '@prebuilt/core';
+import { keepFromFlows } from './gc-keep-sources.js';
 import { checkStateFileSetting, MAX_IMAGE_MAP_BYTES, readImageMap, writeImageMap } from './state-file.js';
 
 const exec = promisify(execFile);
@@ -27,8 +28,15 @@ describe('the image map: only a regular file of bounded size is read or replaced
   ])('METAFLOW_PREBUILT_STATE_FILE=%s is exit 2 before the build (the image map would be renamed over it)', async (file, kind) => {
     const error = await checkStateFileSetting({ METAFLOW_PREBUILT_STATE_FILE: file }, dir).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
-    expect((error as ConfigError).message).toBe(`METAFLOW_PREBUILT_STATE_FILE='${file}' is ${kind}, not a regular file; the image map is written as a file there, in its place.`);
+    expect((error as ConfigError).message).toBe(`METAFLOW_PREBUILT_STATE_FILE='${file}' is ${kind}, not a regular file: the image map is one (\`prebuilt build\` writes it there, the other commands read it).`);
     expect((error as ConfigError).setting).toBe('METAFLOW_PREBUILT_STATE_FILE');
+  });
+
+  it('gc of a flow says the same before reading its state file (not "build again", which refuses it)', async () => {
+    const scope = { cwd: dir, cliDir: dir, env: { METAFLOW_PREBUILT_STATE_FILE: '/dev/zero' }, signal: new AbortController().signal };
+    const error = await keepFromFlows(['flow.py'], scope).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toMatch(/^METAFLOW_PREBUILT_STATE_FILE='\/dev\/zero' is a device, not a regular file/);
   });
 
   it('a regular file or a new path is fine', async () => {

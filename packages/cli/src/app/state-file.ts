@@ -18,7 +18,9 @@ export const MAX_IMAGE_MAP_BYTES = 64 << 20;
  * A METAFLOW_PREBUILT_STATE_FILE that names a directory, or anything else that is not a regular file
  * (a device such as /dev/null, a FIFO, a socket: reading one hangs or never ends, and the atomic
  * write would rename the image map over it), is a ConfigError (exit 2), said before a build starts
- * rather than when its image map cannot be written at the end.
+ * rather than when its image map cannot be written at the end, and by the commands that read the
+ * image map (`report`, `sbom`, `prepull`, `profile`, `gc` of a flow), whose usual hint — build
+ * again to rewrite it — would lead to this very refusal.
  */
 export async function checkStateFileSetting(env: Record<string, string | undefined>, cwd: string): Promise<void> {
   const explicit = env.METAFLOW_PREBUILT_STATE_FILE?.trim();
@@ -31,7 +33,7 @@ export async function checkStateFileSetting(env: Record<string, string | undefin
     });
   }
   if (found && !found.isFile()) {
-    throw new ConfigError(`METAFLOW_PREBUILT_STATE_FILE='${explicit}' is ${fileKind(found)}, not a regular file; the image map is written as a file there, in its place.`, {
+    throw new ConfigError(`METAFLOW_PREBUILT_STATE_FILE='${explicit}' is ${fileKind(found)}, not a regular file: the image map is one (\`prebuilt build\` writes it there, the other commands read it).`, {
       setting: 'METAFLOW_PREBUILT_STATE_FILE',
       hint: 'Set METAFLOW_PREBUILT_STATE_FILE to a file path (e.g. images.json), or unset it (.prebuilt/<Flow>/images.json beside the flow).',
     });

@@ -1,7 +1,7 @@
 import { InputError, registryClientFor, type ImageMap, type RegistryClient } from '@prebuilt/core';
 import { readFlow, type FlowFile } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
-import { createSelectedBackend, fileArgument, readImageMap, shownPath, stateFilePath } from '../app/index.js';
+import { checkStateFileSetting, createSelectedBackend, fileArgument, readImageMap, shownPath, stateFilePath } from '../app/index.js';
 
 export interface FlowImageMap {
   stateFile: string;
@@ -12,8 +12,12 @@ export interface FlowImageMap {
   flow: FlowFile;
 }
 
-/** The image map `prebuilt build` wrote for a flow (its state file); none yet is an InputError naming the fix. */
+/**
+ * The image map `prebuilt build` wrote for a flow (its state file); none yet is an InputError naming
+ * the fix, and METAFLOW_PREBUILT_STATE_FILE naming no regular file the ConfigError a build gives.
+ */
 export async function loadFlowImageMap(file: string, context: CliContext): Promise<FlowImageMap> {
+  await checkStateFileSetting(context.env, context.cwd);
   const flow = await readFlow(file, { env: context.env, cwd: context.cwd, signal: context.signal });
   const stateFile = stateFilePath(file, flow.flow, context.env, context.cwd);
   const shown = shownPath(context.cwd, stateFile);

@@ -1,0 +1,51 @@
+// The image map the reading commands (report, sbom, prepull, profile) load for a flow.
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, InputError } from '@prebuilt/core';
+import { createCliContext } from '../cli-context.js';
+import { loadFlowImageMap } from './flow-image-map.js';
+
+const exec = promisify(execFile);
+const exampleFlow = new URL('../../../../examples/hello_flow.py', import.meta.url);
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'prebuilt-flow-image-map-'));
+  await copyFile(exampleFlow, join(dir, 'flow.py'));
+  await exec('mkfifo', [join(dir, 'fifo')]);
+  await mkdir(join(dir, 'maps'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+const context = (env: Record<string, string>) => createCliContext(new AbortController().signal, { cwd: dir, env: { PATH: process.env['PATH'], ...env } });
+
+describe('loadFlowImageMap', () => {
+  it.each([
+    ['/dev/zero', 'a device'],
+    ['fifo', 'a FIFO'],
+  ])('METAFLOW_PREBUILT_STATE_FILE=%s: the ConfigError build gives, naming the setting, not a hint to build again (which refuses it)', async (file, kind) => {
+    const error = await loadFlowImageMap('flow.py', context({ METAFLOW_PREBUILT_STATE_FILE: file })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain(`METAFLOW_PREBUILT_STATE_FILE='${file}' is ${kind}, not a regular file`);
+    expect((error as ConfigError).hint).toMatch(/^Set METAFLOW_PREBUILT_STATE_FILE to a file path/);
+    expect((error as ConfigError).hint).not.toContain('prebuilt build');
+  });
+
+  it('METAFLOW_PREBUILT_STATE_FILE naming a directory: the same', async () => {
+    const error = await loadFlowImageMap('flow.py', context({ METAFLOW_PREBUILT_STATE_FILE: 'maps' })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toBe("METAFLOW_PREBUILT_STATE_FILE='maps' is a directory; the image map is a file.");
+  });
+
+  it('a regular file that is no image map: an InputError naming it, with the build that rewrites it', async () => {
+    await writeFile(join(dir, 'broken.json'), 'not json');
+    const error = await loadFlowImageMap('flow.py', context({ METAFLOW_PREBUILT_STATE_FILE: 'broken.json' })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).message).toMatch(/^The image map broken\.json is not valid/);
+    expect((error as InputError).hint).toBe('Run `prebuilt build flow.py` again to rewrite it.');
+  });
+});
