@@ -375,7 +375,7 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     const erofs21 = withLayers('erofs', 'containerd@2.1');
     const planText = await runCli(['plan', 'profile_flow.py'], { env: erofs21, cwd: flowDir });
     expect(planText.code, planText.stderr).toBe(0);
-    expect(planText.stdout).toContain('will rebuild: this build writes EROFS layers of type application/vnd.oci.image.layer.v1.erofs');
+    expect(planText.stdout).toContain('will rebuild: built with tar layers; this build writes EROFS layers of type application/vnd.oci.image.layer.v1.erofs');
     const first = await build(erofs21);
     expect(statuses(first), 'the eStargz images are rebuilt as EROFS').toEqual(['built', 'built']);
     expect(first.prefetch, 'an EROFS record is not a prefetch order').toBeUndefined();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { BuildService, ImageLayout } from './contracts.js';
-import { EROFS_LAYOUT_ANNOTATION, buildServiceLayout, tarLayersLayout } from './image-layout.js';
+import { EROFS_LAYOUT_ANNOTATION, buildServiceLayout, layoutChange, tarLayersLayout } from './image-layout.js';
 
 const service = (extra: Partial<BuildService> = {}): BuildService => ({ name: 'acme', buildAndPush: async () => ({ ok: true, digest: 'sha256:0' }), ...extra });
 
@@ -21,5 +21,17 @@ describe('image layouts: the EROFS record and tar layers', () => {
     expect(buildServiceLayout(service({ imageLayout: (envId) => (asked.push(envId), own) }), 'bbb')).toBe(own);
     expect(asked).toEqual(['bbb']);
     expect(buildServiceLayout(service({ imageLayout: () => undefined }), 'ccc'), 'a service that records none checks none').toBeUndefined();
+  });
+
+  it('why an image is rebuilt: an EROFS build says what the image was built with (tar layers, or the other media type, quoted up to 100 characters); any other layout its own change', () => {
+    const erofs: ImageLayout = { annotation: EROFS_LAYOUT_ANNOTATION, value: 'application/vnd.erofs.layer.v1', change: 'this build writes EROFS layers of type application/vnd.erofs.layer.v1', reported: false };
+    expect(layoutChange(erofs, undefined)).toBe('built with tar layers; this build writes EROFS layers of type application/vnd.erofs.layer.v1');
+    expect(layoutChange(erofs, 'application/vnd.oci.image.layer.v1.erofs')).toBe(
+      'built with EROFS layers of type application/vnd.oci.image.layer.v1.erofs; this build writes EROFS layers of type application/vnd.erofs.layer.v1',
+    );
+    expect(layoutChange(erofs, 'x'.repeat(5000))).toBe(`built with EROFS layers of type ${'x'.repeat(100)}…; ${erofs.change}`);
+    const tar = tarLayersLayout('the docker build service');
+    expect(layoutChange(tar, 'application/vnd.erofs.layer.v1')).toBe(tar.change);
+    expect(layoutChange({ annotation: 'acme.layout', value: 'v2', change: 'acme layout changed' }, undefined)).toBe('acme layout changed');
   });
 });

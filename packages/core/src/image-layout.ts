@@ -28,3 +28,20 @@ export function tarLayersLayout(builder: string): ImageLayout {
 export function buildServiceLayout(service: Pick<BuildService, 'name' | 'imageLayout'>, envId: string): ImageLayout | undefined {
   return service.imageLayout ? service.imageLayout(envId) : tarLayersLayout(`the ${service.name} build service`);
 }
+
+/** The most of a recorded media type a reason quotes (it is read from the registry). */
+const FOUND_SHOWN_CHARS = 100;
+
+/**
+ * Why an image whose manifest holds `found` in the layout's annotation (undefined: none) is rebuilt:
+ * the layout's `change`, after what the image was built with when the annotation is the EROFS
+ * record and this build writes EROFS layers — `built with tar layers; this build writes EROFS
+ * layers of type …`, or `built with EROFS layers of type <the other one>; …` —, so a plan says both
+ * sides. Any other layout's change is its own (a tar build's already names the EROFS layers found).
+ */
+export function layoutChange(layout: ImageLayout, found: string | undefined): string {
+  if (layout.annotation !== EROFS_LAYOUT_ANNOTATION || layout.value === undefined) return layout.change;
+  if (found === undefined) return `built with tar layers; ${layout.change}`;
+  const shown = found.length > FOUND_SHOWN_CHARS ? `${found.slice(0, FOUND_SHOWN_CHARS)}…` : found;
+  return `built with EROFS layers of type ${shown}; ${layout.change}`;
+}

@@ -1,5 +1,6 @@
 import type { BuildService, DeployImage, ImageLayout, PreparedBuild } from '../contracts.js';
 import { dockerPlatform } from '../env-model.js';
+import { layoutChange } from '../image-layout.js';
 import { createLogger } from '../logger.js';
 import type { ImageJob } from './deploy-job.js';
 import { envPrefix } from './image-map.js';
@@ -56,12 +57,13 @@ async function checkRegistry(job: ImageJob): Promise<DeployImage | undefined> {
   // A registry that does not read annotations (a third-party one) gives none: the image is kept, as before layouts.
   const found = existence.annotations?.[layout?.annotation ?? ''];
   if (layout && existence.annotations && found !== layout.value) {
-    log('%s: %s (%s: %s, this build: %s)', job.tag, layout.change, layout.annotation, found ?? 'none', layout.value ?? 'none');
+    const change = layoutChange(layout, found);
+    log('%s: %s (%s: %s, this build: %s)', job.tag, change, layout.annotation, found ?? 'none', layout.value ?? 'none');
     if (plan) {
-      job.phase('missing', layout.change);
-      return job.done('missing', { reason: layout.change, ...reportedLayout(layout) });
+      job.phase('missing', change);
+      return job.done('missing', { reason: change, ...reportedLayout(layout) });
     }
-    job.phase('checking', `${layout.change}, rebuilding`);
+    job.phase('checking', `${change}, rebuilding`);
     return undefined;
   }
   job.phase('present');

@@ -702,4 +702,22 @@ describe('deploy orchestrator: image layouts (fake registry keeping manifest ann
     expect([asked.filter(Boolean).length, asked.filter((a) => !a).length]).toEqual([4, 2]);
     expect(ctx.buildService.builds).toHaveLength(4);
   });
+
+  it('an EROFS build over tar images, then over EROFS images of the other media type: a plan says what each was built with and what this build writes', async () => {
+    const erofs = (mediaType: string): ImageLayout => ({ annotation: EROFS_LAYOUT_ANNOTATION, value: mediaType, change: `this build writes EROFS layers of type ${mediaType}`, reported: false });
+    let current: ImageLayout | undefined;
+    let tarService: BuildService | undefined;
+    const { ctx, options } = await layoutSetup(new Map(), async (envId) => current ?? buildServiceLayout(tarService!, envId)!);
+    await using _ = ctx;
+    tarService = options.buildService;
+    const reasons = async (extra: Partial<DeployOptions> = {}) => (await deploy({ ...options, ...extra })).images.map((image) => [image.status, image.reason]);
+    expect(await reasons(), 'tar images').toEqual([['built', undefined], ['built', undefined]]);
+    current = erofs('application/vnd.oci.image.layer.v1.erofs');
+    const fromTar = 'built with tar layers; this build writes EROFS layers of type application/vnd.oci.image.layer.v1.erofs';
+    expect(await reasons({ plan: true })).toEqual([['missing', fromTar], ['missing', fromTar]]);
+    expect(await reasons()).toEqual([['built', undefined], ['built', undefined]]);
+    current = erofs('application/vnd.erofs.layer.v1');
+    const fromOther = 'built with EROFS layers of type application/vnd.oci.image.layer.v1.erofs; this build writes EROFS layers of type application/vnd.erofs.layer.v1';
+    expect(await reasons({ plan: true })).toEqual([['missing', fromOther], ['missing', fromOther]]);
+  });
 });
