@@ -27,7 +27,7 @@ export async function keepFromImageMaps(files: readonly string[], scope: Pick<Ap
   const keep: GcKeepRef[] = [];
   for (const file of files) {
     const [path, shown] = [resolve(scope.cwd, file), shownPath(file)];
-    const hint = 'Pass an image map prebuilt build wrote (.prebuilt/<Flow>/images.json) or printed (build --json).';
+    const hint = 'Pass an image map prebuilt build wrote (.prebuilt/<Flow>/images.json) or printed (build --json), as a regular file: save printed output to one first (a pipe or <(…) is not read).';
     const map = await readImageMap(path, { shown, hint });
     if (map === undefined) throw new InputError(`The image map ${shown} does not exist.`, { file: path, hint });
     keep.push(...collectImageRefs(map).map((ref) => ({ ref, reason: `kept map ${shown}` })));

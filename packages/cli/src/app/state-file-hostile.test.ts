@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, InputError, type ImageMap } from '@prebuilt/core';
-import { keepFromFlows } from './gc-keep-sources.js';
+import { keepFromFlows, keepFromImageMaps } from './gc-keep-sources.js';
 import { checkStateFileSetting, MAX_IMAGE_MAP_BYTES, readImageMap, writeImageMap } from './state-file.js';
 
 const exec = promisify(execFile);
@@ -55,6 +55,13 @@ describe('the image map: only a regular file of bounded size is read or replaced
     expect(error).toBeInstanceOf(InputError);
     expect((error as InputError).message).toBe(`Reading the image map the map failed: it is ${kind}, not a regular file.`);
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('gc --keep-map of a FIFO (a pipe, <(…)): the hint says to save the map to a regular file first', async () => {
+    const error = await keepFromImageMaps(['fifo'], { cwd: dir }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).message).toBe('Reading the image map fifo failed: it is a FIFO, not a regular file.');
+    expect((error as InputError).hint).toContain('as a regular file: save printed output to one first (a pipe or <(…) is not read)');
   });
 
   it('a file over the bound is refused without being read', async () => {
