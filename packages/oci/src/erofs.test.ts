@@ -76,6 +76,20 @@ describe('mkfs.erofs: found on PATH, version checked', () => {
     expect(found.env['PATH']).toBe(good);
   });
 
+  it("the build service's check looks for it with erofs layers only (backends --check, and a deploy before it materializes an env)", async () => {
+    const env: Record<string, string> = { PATH: join(dir, 'empty'), METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'erofs', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@2.1' };
+    const service = createOciBuildService({ env, layerCacheDir: false });
+    const error = await service.check!().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toMatch(/there is no mkfs\.erofs on PATH/);
+    env['PATH'] = await fakeMkfs('checked', 'echo "mkfs.erofs 1.5"; exit 1');
+    await expect(service.check!(), 'looked for again: found, too old').rejects.toThrow('the mkfs.erofs on PATH is erofs-utils 1.5, older than 1.8');
+    env['PATH'] = await fakeMkfs('checked-good', VERSION_186);
+    await expect(service.check!()).resolves.toBeUndefined();
+    const gzip = createOciBuildService({ env: { PATH: join(dir, 'empty'), METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'gzip' }, layerCacheDir: false });
+    await expect(gzip.check!(), 'gzip layers need no mkfs.erofs').resolves.toBeUndefined();
+  });
+
   it('the build service looks for it at the first build: a ConfigError (thrown, exit 2), not a failed build', async () => {
     const env: Record<string, string> = { PATH: join(dir, 'empty'), METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'erofs', METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@2.1' };
     const service = createOciBuildService({ env, layerCacheDir: false, retry: { attempts: 1 } });

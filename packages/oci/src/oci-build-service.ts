@@ -256,15 +256,22 @@ function estargzBaseSetting(value: boolean | undefined, compression: LayerCompre
 export function createOciBuildService(options: OciBuildServiceOptions = {}): BuildService {
   const settings = ociSettings(options);
   let tools: Promise<LayerTools> | undefined;
+  /** The layer tools, looked for once (a missing mkfs.erofs is a ConfigError); a failed look-up is tried again at the next call. */
+  const layerToolsOnce = (): Promise<LayerTools> => {
+    tools ??= layerTools(settings, options);
+    tools.catch(() => (tools = undefined));
+    return tools;
+  };
   return {
     name: 'oci',
+    // erofs layers: mkfs.erofs is looked for here already, so `prebuilt backends --check` and a deploy
+    // (which checks before it materializes an env) say a missing or old one before any work.
+    async check(): Promise<void> {
+      if (settings.layerCompression === 'erofs') await layerToolsOnce();
+    },
     async buildAndPush(request: BuildRequest): Promise<BuildResult> {
       if (request.signal?.aborted) throw new CancelledError(`Building ${request.imageTag} was cancelled.`, { cause: request.signal.reason });
-      // Looked for once, at the first build (a missing mkfs.erofs is a ConfigError then).
-      tools ??= layerTools(settings, options);
-      // A failed look-up is tried again at the next build.
-      tools.catch(() => (tools = undefined));
-      return buildAndPushOci(request, settings, options, await tools);
+      return buildAndPushOci(request, settings, options, await layerToolsOnce());
     },
     // The layout a build of the env would record (a present image laid out otherwise is rebuilt).
     imageLayout: (envId) => imageLayoutOf(envSettings(settings, envId)),
