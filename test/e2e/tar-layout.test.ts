@@ -97,7 +97,10 @@ describeWith(NEEDS, 'back from EROFS layers to tar layers (real CLI: oci erofs b
     );
     const text = await cli({}, 'plan', 'back_to_tar_flow.py');
     expect(text.code, text.stderr).toBe(0);
-    expect(text.stdout.split(`will rebuild: ${reason}`)).toHaveLength(3);
+    // The reason once below the table, naming both images; the STATUS column says only `will rebuild`.
+    expect(text.stdout.split(`will rebuild: ${reason}`)).toHaveLength(2);
+    expect(text.stdout).toContain(`will rebuild: ${reason} (env ${Object.keys(plan.images).join(', ')})`);
+    expect(text.stdout.match(/ will rebuild {2}/g)).toHaveLength(2);
     const kaniko = await cli({ METAFLOW_PREBUILT_BUILD_SERVICE: 'kaniko' }, 'plan', 'back_to_tar_flow.py', '--json');
     expect(kaniko.code, kaniko.stderr).toBe(0);
     expect(Object.values(parseJson<PlanJson>(kaniko).images).map((image) => image.reason)).toEqual([

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildCommand } from './plan.js';
+import type { DeployImage } from '@prebuilt/core';
+import { buildCommand, rebuildReasons } from './plan.js';
 
 describe("plan's closing line: the build that makes the images it lists", () => {
   it('carries --prune when the presets came from the command line (they are part of the tags)', () => {
@@ -21,5 +22,21 @@ describe("plan's closing line: the build that makes the images it lists", () => 
   it("names a flow file starting with '-' as ./-x.py, which the build reads as its flow, not as an option", () => {
     expect(buildCommand('-x.py', { prune: [], pruneSetting: 'METAFLOW_PREBUILT_PRUNE' })).toBe('prebuilt build ./-x.py');
     expect(buildCommand('--prune', { prune: ['tests'], pruneSetting: '--prune' })).toBe('prebuilt build ./--prune --prune tests');
+  });
+});
+
+describe('plan: why present images would be rebuilt', () => {
+  const image = (envId: string, status: DeployImage['status'], reason?: string) => ({ envId, status, ...(reason ? { reason } : {}) }) as DeployImage;
+
+  it('one line per reason below the table, naming its images; none when nothing is rebuilt', () => {
+    const erofs = 'built with EROFS layers; the docker build service makes tar layers';
+    expect(rebuildReasons([image('aaa', 'missing', erofs), image('bbb', 'present'), image('ccc', 'missing'), image('ddd', 'missing', erofs), image('eee', 'missing', 'prefetch profile changed')])).toBe(
+      `will rebuild: ${erofs} (env aaa, ddd)\nwill rebuild: prefetch profile changed (env eee)\n`,
+    );
+    expect(rebuildReasons([image('aaa', 'present'), image('bbb', 'missing')])).toBe('');
+  });
+
+  it('a reason quoting what the registry recorded cannot reach the terminal as an escape sequence', () => {
+    expect(rebuildReasons([image('aaa', 'missing', 'built with EROFS layers of type \x1b]52;c;x\x07; this build …')])).toBe('will rebuild: built with EROFS layers of type \\x1b]52;c;x\\x07; this build … (env aaa)\n');
   });
 });

@@ -4,7 +4,7 @@ import { deployFlow, fileArgument, type DeployFlowResult } from '../app/index.js
 import type { DeploySettings } from '../app/deploy-settings.js';
 import { countImages, imageTable } from '../build-report.js';
 import type { CliContext } from '../cli-context.js';
-import { noteLine, writeJsonResult } from '../output.js';
+import { noteLine, terminalText, writeJsonResult } from '../output.js';
 import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-help.js';
 
 interface PlanOptions {
@@ -17,7 +17,10 @@ interface PlanOptions {
 const PLAN_HELP = `
 Shows what a build would do, without building: each distinct env (one per platform, plus an image
 index over them when METAFLOW_PREBUILT_PLATFORM names two), its envId and image tag, the
-steps that use it, and whether the registry already has the image (one HEAD request each).
+steps that use it, and whether the registry already has the image (one manifest request each).
+An image the registry has but laid out otherwise than the build would lay it out (another
+prefetch order, EROFS layers where the build makes tar layers, …) shows \`will rebuild\`, with
+the reason below the table (--json: status missing and its reason).
 Resolves and writes the lock file like \`prebuilt lock\` (unless --frozen).
 ${DEPLOY_SETTINGS_HELP}
 ${BACKEND_SETTINGS_HELP}
@@ -67,8 +70,22 @@ function planImageJson(image: DeployImage): Record<string, unknown> {
 }
 
 function statusText(image: DeployImage): string {
-  if (image.status === 'missing') return image.reason ? `will rebuild: ${image.reason}` : 'will build';
+  if (image.status === 'missing') return image.reason ? 'will rebuild' : 'will build';
   return image.status === 'unchecked' ? 'will build (cache off)' : image.status;
+}
+
+/**
+ * Why the images the registry has would be rebuilt, below the table: one line per reason, naming
+ * its images (`will rebuild: built with EROFS layers; the docker build service makes tar layers
+ * (env a, b)`). In the STATUS column such a reason widened every row past the terminal. A reason
+ * quotes what the registry recorded: {@link terminalText}.
+ */
+export function rebuildReasons(images: readonly DeployImage[]): string {
+  const envIds = new Map<string, string[]>();
+  for (const image of images) {
+    if (image.status === 'missing' && image.reason) envIds.set(image.reason, [...(envIds.get(image.reason) ?? []), image.envId]);
+  }
+  return [...envIds].map(([reason, ids]) => `will rebuild: ${terminalText(reason)} (env ${ids.join(', ')})\n`).join('');
 }
 
 function renderPlan(context: CliContext, file: string, result: DeployFlowResult, steps: Record<string, PlannedStep>): void {
@@ -84,6 +101,8 @@ function renderPlan(context: CliContext, file: string, result: DeployFlowResult,
         { header: 'STEPS', value: (image) => image.steps.join(', ') },
       ]),
     );
+    const reasons = rebuildReasons(result.images);
+    if (reasons) out.write(`\n${reasons}`);
   }
   const disabled = Object.entries(steps).filter(([, step]) => step.envId === null).map(([name]) => name);
   if (disabled.length > 0) out.write(`\nsteps on the base image's python (env disabled): ${disabled.join(', ')}\n`);
