@@ -27,7 +27,7 @@ import type { AppScope } from './app-scope.js';
 import { createSelectedBackend } from './backends.js';
 import { askBaseImageAhead, type BaseImageAhead } from './base-image-ahead.js';
 import { buildLockFor } from './build-lock.js';
-import { deploySettings, type DeploySettings } from './deploy-settings.js';
+import { checkMicromambaImageSetting, deploySettings, type DeploySettings } from './deploy-settings.js';
 import { expectedImageLayout } from './expected-layout.js';
 import { ignoredSettingsNotes } from './ignored-settings-note.js';
 import { lockFlow, readFlowEnvs, type LockFlowResult } from './lock-flow.js';
@@ -120,6 +120,7 @@ function packagelessNote(envs: FlowEnvs): string | undefined {
 export async function deployFlow(file: string, scope: AppScope, options: DeployFlowOptions = {}): Promise<DeployFlowResult> {
   const settings = deploySettings(scope.env, { ...(options.workers !== undefined ? { workers: options.workers } : {}), ...(options.prune !== undefined ? { prune: options.prune } : {}) });
   const recipeName = selectRecipeName({ env: scope.env });
+  if (recipeName === 'micromamba') checkMicromambaImageSetting(scope.env);
   // The flow is read by a python3 subprocess: started now, it runs while the backends are created
   // and checked. Its errors still come after theirs (it is awaited where it was before).
   const envs = readFlowEnvs(file, scope);

@@ -1,6 +1,6 @@
 import { ConfigError } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_BASE_IMAGE, deploySettings } from './deploy-settings.js';
+import { checkMicromambaImageSetting, DEFAULT_BASE_IMAGE, deploySettings } from './deploy-settings.js';
 
 describe('deploySettings: the base images', () => {
   it('default, or the image references given', () => {
@@ -59,5 +59,31 @@ describe('deploySettings: the base images', () => {
     );
     // `@` for `:` before a tag is a typo, not credentials: named as it is.
     expect(() => deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: 'python@3.11' })).toThrow("METAFLOW_PREBUILT_BASE_IMAGE='python@3.11' is not an image reference");
+  });
+});
+
+describe('checkMicromambaImageSetting (the micromamba recipe)', () => {
+  it('unset, or an image reference: fine', () => {
+    expect(() => checkMicromambaImageSetting({})).not.toThrow();
+    expect(() => checkMicromambaImageSetting({ METAFLOW_PREBUILT_MICROMAMBA_IMAGE: `mambaorg/micromamba:1.5.10@sha256:${'b'.repeat(64)}` })).not.toThrow();
+  });
+
+  it('written with credentials: a ConfigError naming the setting, the credentials hidden (they reached the Dockerfile and the build log)', () => {
+    let error: unknown;
+    try {
+      checkMicromambaImageSetting({ METAFLOW_PREBUILT_MICROMAMBA_IMAGE: 'robot:s3cr3t@registry.example.com/mamba:1' });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const config = error as ConfigError;
+    expect(config.setting).toBe('METAFLOW_PREBUILT_MICROMAMBA_IMAGE');
+    expect(config.message).toBe("METAFLOW_PREBUILT_MICROMAMBA_IMAGE='robot:***@registry.example.com/mamba:1' is not an image reference: it starts with credentials (user:password@ or token@), which an image reference cannot carry.");
+    expect(config.hint).toContain('e.g. mambaorg/micromamba:1.5.10@sha256:<digest>');
+    expect(JSON.stringify({ message: config.message, hint: config.hint })).not.toContain('s3cr3t');
+  });
+
+  it('not an image reference: named with why', () => {
+    expect(() => checkMicromambaImageSetting({ METAFLOW_PREBUILT_MICROMAMBA_IMAGE: 'mamba micromamba' })).toThrow("METAFLOW_PREBUILT_MICROMAMBA_IMAGE='mamba micromamba' is not an image reference: it contains whitespace.");
   });
 });

@@ -70,11 +70,11 @@ function withCredentials(value: string): { shown: string } | undefined {
 }
 
 /** `value` when it is an image reference; else a ConfigError naming the variable it came from (exit 2), never the credentials a mistaken URL carries. */
-function imageSetting(value: string, envVar: string): string {
+function imageSetting(value: string, envVar: string, example = `${DEFAULT_BASE_IMAGE} or 127.0.0.1:5000/team/base:1.0`): string {
   try {
     parseImageRef(value);
   } catch (error) {
-    const hint = `Set ${envVar} to [host[:port]/]repository[:tag][@sha256:<64 hex>], e.g. ${DEFAULT_BASE_IMAGE} or 127.0.0.1:5000/team/base:1.0.`;
+    const hint = `Set ${envVar} to [host[:port]/]repository[:tag][@sha256:<64 hex>], e.g. ${example}.`;
     const secret = withCredentials(value);
     if (secret) {
       // Not quoted, nor parseImageRef's message (which quotes the value).
@@ -99,4 +99,18 @@ export function deploySettings(env: Record<string, string | undefined>, override
   const pruneOptions = { env, ...(overrides.prune !== undefined ? { value: overrides.prune } : {}) };
   const prune = selectPrunePresets(pruneOptions);
   return { baseImage, gpuBaseImage, registryCache: registryCache(env), workers: workers(env, overrides.workers), prune, pruneSetting: pruneSetting(pruneOptions) };
+}
+
+/** The micromamba recipe's image setting (core's `MICROMAMBA_IMAGE_ENV`). */
+const MICROMAMBA_IMAGE_ENV = 'METAFLOW_PREBUILT_MICROMAMBA_IMAGE';
+
+/**
+ * METAFLOW_PREBUILT_MICROMAMBA_IMAGE, when the micromamba recipe is selected and it is set: an image
+ * reference, else a ConfigError naming it (exit 2) before anything is locked, its credentials
+ * hidden as the base images' are. (The recipe's own check let `user:password@host/…` through to the
+ * Dockerfile: the build failed after materializing, printing the password in its FROM line.)
+ */
+export function checkMicromambaImageSetting(env: Record<string, string | undefined>): void {
+  const value = loadOptionalSetting({ value: undefined, envVar: MICROMAMBA_IMAGE_ENV, option: 'micromambaImage', description: 'The micromamba image', env });
+  if (value !== undefined) imageSetting(value, MICROMAMBA_IMAGE_ENV, 'mambaorg/micromamba:1.5.10@sha256:<digest>');
 }
