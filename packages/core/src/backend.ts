@@ -85,6 +85,7 @@ export {
   COMPONENT,
   envTag,
   parseHost,
+  refuseHostCredentials,
   checkRepository,
   pullConfigFromSettings,
   secondsSetting,

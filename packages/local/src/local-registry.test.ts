@@ -39,6 +39,24 @@ describe('local registry settings and tags', () => {
     expect(() => createLocalRegistry({ registry: '127.0.0.1:5000', namespace: 'Has Spaces' })).toThrow(/namespace/);
   });
 
+  it('a registry or pull host written with credentials: a ConfigError with them hidden, never echoed', () => {
+    for (const [envVar, value] of [
+      ['METAFLOW_PREBUILT_LOCAL_REGISTRY', 'robot:s3cr3t@127.0.0.1:5000'],
+      ['METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST', 'http://robot:s3cr3t@registry.internal:5000/team'],
+    ] as const) {
+      let error: unknown;
+      try {
+        createLocalRegistry({ env: { METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:5000', [envVar]: value } });
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).message).toMatch(new RegExp(`^${envVar}='(http://)?robot:\\*\\*\\*@`));
+      expect((error as ConfigError).setting).toBe(envVar);
+      expect(JSON.stringify({ message: (error as ConfigError).message, hint: (error as ConfigError).hint })).not.toContain('s3cr3t');
+    }
+  });
+
   it('tags images <host>/<namespace>:env-<envId>-<arch>, the option winning over the env var', () => {
     const env = { METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:5999' };
     const registry = createLocalRegistry({ registry: '127.0.0.1:5000', env });

@@ -1,4 +1,4 @@
-import { COMPONENT, ConfigError, createLogger, loadOptionalSetting, type ImageRegistryOptions, type Secret } from '@prebuilt/core/backend';
+import { COMPONENT, ConfigError, createLogger, loadOptionalSetting, refuseHostCredentials, type ImageRegistryOptions, type Secret } from '@prebuilt/core/backend';
 
 export const LOCAL_ENV = {
   registry: 'METAFLOW_PREBUILT_LOCAL_REGISTRY',
@@ -40,6 +40,7 @@ const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(
 /** Splits `host[:port][/path]`; a path becomes a prefix of the repository. */
 function parseRegistrySetting(value: string, envVar: string, option: string): RegistryAddress {
   const hint = `Set ${envVar} (or the option '${option}') to a host and port such as 127.0.0.1:5000, without http://.`;
+  refuseHostCredentials(value, envVar, hint);
   if (/^[a-z]+:\/\//i.test(value)) {
     throw new ConfigError(`${envVar}='${value}' must be a registry host, not a URL.`, { setting: envVar, hint });
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../errors.js';
-import { PULL_ENV, checkRepository, envTag, parseHost, pullConfigFromSettings, secondsSetting } from './settings.js';
+import { PULL_ENV, checkRepository, envTag, parseHost, pullConfigFromSettings, refuseHostCredentials, secondsSetting } from './settings.js';
 
 describe('envTag', () => {
   it('is <repository>:env-<envId>-<arch> for both platforms', () => {
@@ -39,6 +39,33 @@ describe('parseHost', () => {
     expect((error as ConfigError).setting).toBe('ENV');
     expect((error as ConfigError).hint).toMatch(/option 'registry'/);
     expect(() => parseHost('docker.io/x', 'ENV', 'registry')).toThrow(/host\[:port\]/);
+  });
+});
+
+describe('a registry host written with credentials', () => {
+  it.each([
+    ['robot:s3cr3t@registry.example.com', 'robot:***@registry.example.com'],
+    ['https://robot:s3cr3t@registry.example.com', 'https://robot:***@registry.example.com'],
+    ['s3cr3t@registry.example.com:5000', '***@registry.example.com:5000'],
+    ['robot:s3/cr@t@127.0.0.1:5000/team', 'robot:***@127.0.0.1:5000/team'],
+  ])('%s: a ConfigError with them hidden (%s), saying to use docker login', (value, shown) => {
+    let error: unknown;
+    try {
+      parseHost(value, 'ENV', 'registry');
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const config = error as ConfigError;
+    expect(config.message).toBe(`ENV='${shown}' is not a registry host: it starts with credentials (user:password@ or token@), which a host cannot carry.`);
+    expect(config.setting).toBe('ENV');
+    expect(config.hint).toContain("option 'registry'");
+    expect(config.hint).toContain("'docker login <host>'");
+    expect(JSON.stringify({ message: config.message, hint: config.hint })).not.toMatch(/s3cr|cr@t/);
+  });
+
+  it('a host without @ passes', () => {
+    expect(() => refuseHostCredentials('127.0.0.1:5000/team', 'ENV', 'hint')).not.toThrow();
   });
 });
 

@@ -82,9 +82,30 @@ export function positiveSetting(input: {
   return parsed;
 }
 
+/**
+ * A registry setting written with credentials, as in a URL (`user:password@host`,
+ * `https://token@host/path`): a ConfigError naming `envVar`, the value shown with them hidden
+ * (`user:***@host`, everything up to the last `@`), never echoed as given;
+ * `hint` says what the setting takes. Nothing when the value has no `@` before its path.
+ */
+export function refuseHostCredentials(value: string, envVar: string, hint: string): void {
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(value)?.[0] ?? '';
+  const rest = value.slice(scheme.length);
+  // No '@' belongs in a host or its path: the credentials end at the last one (a password may hold '@' or '/').
+  const end = rest.lastIndexOf('@');
+  if (end === -1) return;
+  const credentials = rest.slice(0, end);
+  const user = credentials.includes(':') ? `${credentials.slice(0, credentials.indexOf(':'))}:***` : '***';
+  throw new ConfigError(`${envVar}='${scheme}${user}@${rest.slice(end + 1)}' is not a registry host: it starts with credentials (user:password@ or token@), which a host cannot carry.`, {
+    setting: envVar,
+    hint: `${hint} Give the registry's credentials with 'docker login <host>' or the registry's own credential settings instead, and change that password or token: it was in the environment in plain text.`,
+  });
+}
+
 /** A registry host (`host[:port]`, no scheme, no path). */
 export function parseHost(value: string, envVar: string, option: string): string {
   const hint = `Set ${envVar} (or the option '${option}') to a registry host such as docker.io or 127.0.0.1:5000, without https://.`;
+  refuseHostCredentials(value, envVar, hint);
   if (/^[a-z]+:\/\//i.test(value)) throw new ConfigError(`${envVar}='${value}' must be a registry host, not a URL.`, { setting: envVar, hint });
   if (!HOST.test(value)) throw new ConfigError(`${envVar}='${value}' is not a registry host of the form host[:port].`, { setting: envVar, hint });
   return value;
