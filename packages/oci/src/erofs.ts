@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { open, rm, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { Writable } from 'node:stream';
+import { type Readable, Writable } from 'node:stream';
 import { ConfigError } from '@prebuilt/core/backend';
 import { atLeast } from './version.js';
 
@@ -215,69 +215,29 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
   const child = spawn(MKFS_EROFS, [...MKFS_EROFS_OPTIONS, resolve(file)], { env: toolEnv(mkfs.env), stdio: ['pipe', 'ignore', 'pipe'] });
   const tool = `${MKFS_EROFS} ${mkfs.version}`;
   let stderr = '';
-  let sent = 0;
-  /** Since when the build has been waiting on it (a write it has not taken, or the end of the tar); undefined while it is not. */
-  let waitingSince: number | undefined;
-  /** When the whole tar had been sent. */
-  let endedAt: number | undefined;
-  let lastProgress = Date.now();
-  let lastBlocks = -1;
   let exited = false;
-  /** Why it was killed, when the bounds did it. */
-  let stopped: string | undefined;
   const kill = (): void => {
     if (!exited) child.kill('SIGKILL');
   };
-  const stop = (why: string): void => {
-    if (stopped !== undefined || exited) return;
-    stopped = why;
-    kill();
-  };
+  const watch = new MkfsWatch(file, limits, () => {
+    if (!exited) kill();
+    return !exited;
+  });
   const onAbort = (): void => kill();
   signal?.addEventListener('abort', onAbort, { once: true });
   if (signal?.aborted) kill();
 
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-4096);
-    lastProgress = Date.now();
+    watch.progress();
   });
-  let looking = false;
-  const watch = setInterval(() => {
-    if (looking) return;
-    looking = true;
-    void stat(file)
-      .then(
-        (s) => {
-          // Blocks on disk, not the size: mkfs.erofs sizes its image sparse (terabytes) while it works.
-          const bytes = s.blocks * 512;
-          const max = maxErofsImageBytes(sent, limits.imageSlackBytes);
-          if (bytes > max) stop(`its image took ${bytes} bytes of disk from a tar of ${sent} bytes (at most ${max})`);
-          if (s.blocks !== lastBlocks) {
-            lastBlocks = s.blocks;
-            lastProgress = Date.now();
-          }
-        },
-        () => undefined,
-      )
-      .finally(() => {
-        looking = false;
-        if (waitingSince === undefined) return;
-        const silent = Date.now() - Math.max(lastProgress, waitingSince);
-        if (silent > limits.silenceMs) stop(`it made no progress for ${limits.silenceMs / 1000} s (it took none of the tar and its image did not change)`);
-        if (endedAt !== undefined) {
-          const allowedMs = limits.silenceMs + (sent / limits.finishBytesPerSecond) * 1000;
-          if (Date.now() - endedAt > allowedMs) stop(`it did not finish within ${Math.round(allowedMs / 1000)} s of the end of a tar of ${sent} bytes`);
-        }
-      });
-  }, limits.pollMs);
-  watch.unref();
 
   const done = new Promise<void>((resolve, reject) => {
     let settled = false;
     const settle = (error: unknown): void => {
       if (settled) return;
       settled = true;
-      clearInterval(watch);
+      watch.close();
       signal?.removeEventListener('abort', onAbort);
       if (error === undefined) resolve();
       else reject(error);
@@ -286,58 +246,159 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
       settle(error.code === 'ENOENT' ? missingTool() : error);
     });
     // 'exit', not 'close': a child of it holding its stderr open must not keep the layer waiting.
-    // Its stderr gets a moment to be read to the end.
     child.on('exit', (code, killedBy) => {
       exited = true;
-      clearInterval(watch);
-      const closed = new Promise<void>((done) => {
-        if (child.stderr.closed) return done();
-        const timer = setTimeout(() => {
-          child.stderr.destroy();
-          done();
-        }, 1000);
-        timer.unref();
-        child.stderr.once('close', () => {
-          clearTimeout(timer);
-          done();
-        });
-      });
-      void closed.then(async () => {
+      watch.close();
+      void stderrRead(child.stderr).then(async () => {
         if (signal?.aborted) return settle(signal.reason ?? new Error('aborted'));
-        if (stopped !== undefined) {
+        if (watch.stopped !== undefined) {
           await rm(file, { force: true }).catch(() => undefined);
-          return settle(new Error(`${tool} was stopped making ${label}: ${stopped}. ${STALLED_HINT}${detail(stderr)}`));
+          return settle(new Error(`${tool} was stopped making ${label}: ${watch.stopped}. ${STALLED_HINT}${detail(stderr)}`));
         }
         if (code !== 0) return settle(new Error(`${tool} failed making ${label} (${code === null ? `killed by ${killedBy}` : `exit ${code}`}): ${lastLines(stderr) || 'it printed nothing'}`));
-        settle(await checkImage(file, tool, label, maxErofsImageBytes(sent, limits.imageSlackBytes)).catch((error: unknown) => error));
+        settle(await checkImage(file, tool, label, maxErofsImageBytes(watch.sent, limits.imageSlackBytes)).catch((error: unknown) => error));
       });
     });
   });
-  // Its stdin closing early (mkfs.erofs failed: EPIPE) is not the tar's failure; `done` has the reason.
-  child.stdin.on('error', () => undefined);
-  const stdin = new Writable({
+  return { stdin: tarInput(child.stdin, watch, () => exited), done, kill };
+}
+
+/** Resolves once `stderr` is read to its end, or after a second (a child of mkfs.erofs may hold it open): then it is closed. */
+function stderrRead(stderr: Readable): Promise<void> {
+  return new Promise<void>((done) => {
+    if (stderr.closed) return done();
+    const timer = setTimeout(() => {
+      stderr.destroy();
+      done();
+    }, 1000);
+    timer.unref();
+    stderr.once('close', () => {
+      clearTimeout(timer);
+      done();
+    });
+  });
+}
+
+/**
+ * The stream the tar is written to: it passes the tar on to mkfs.erofs's stdin, telling `watch` when
+ * the build waits on it. Its stdin closing early (mkfs.erofs failed: EPIPE) is not the tar's failure
+ * (`done` has the reason): what is written after mkfs.erofs has exited is dropped.
+ */
+function tarInput(stdin: Writable, watch: MkfsWatch, exited: () => boolean): Writable {
+  stdin.on('error', () => undefined);
+  return new Writable({
     write(chunk: Buffer, _encoding, callback) {
-      if (exited || child.stdin.destroyed) return callback();
-      sent += chunk.length;
-      waitingSince = Date.now();
-      child.stdin.write(chunk, () => {
-        waitingSince = undefined;
+      if (exited() || stdin.destroyed) return callback();
+      watch.sending(chunk.length);
+      stdin.write(chunk, () => {
+        watch.taken();
         callback();
       });
     },
     final(callback) {
       // The tar is complete: from now on the build waits on mkfs.erofs alone.
-      waitingSince = Date.now();
-      endedAt = waitingSince;
-      child.stdin.end();
+      watch.ended();
+      stdin.end();
       callback();
     },
     destroy(error, callback) {
-      child.stdin.destroy();
+      stdin.destroy();
       callback(error);
     },
   });
-  return { stdin, done, kill };
+}
+
+/**
+ * The bounds of one mkfs.erofs run (see {@link startMkfsErofs}): what it has been sent, whether the
+ * build waits on it, and, looking at its image every `limits.pollMs`, why it was stopped. `kill`
+ * kills it, and says whether it did (not once it has exited).
+ */
+class MkfsWatch {
+  /** Bytes of the tar sent so far. */
+  sent = 0;
+  /** Why the bounds stopped it, once they did. */
+  stopped: string | undefined;
+  /** Since when the build has been waiting on it (a write it has not taken, or the end of the tar); undefined while it is not. */
+  #waitingSince: number | undefined;
+  /** When the whole tar had been sent. */
+  #endedAt: number | undefined;
+  #lastProgress = Date.now();
+  #lastBlocks = -1;
+  #looking = false;
+  readonly #timer: NodeJS.Timeout;
+  readonly #file: string;
+  readonly #limits: MkfsErofsLimits;
+  readonly #kill: () => boolean;
+
+  constructor(file: string, limits: MkfsErofsLimits, kill: () => boolean) {
+    this.#file = file;
+    this.#limits = limits;
+    this.#kill = kill;
+    this.#timer = setInterval(() => this.#look(), limits.pollMs);
+    this.#timer.unref();
+  }
+
+  /** It wrote to its stderr. */
+  progress(): void {
+    this.#lastProgress = Date.now();
+  }
+
+  /** `bytes` more of the tar are being written to it: the build waits until it takes them. */
+  sending(bytes: number): void {
+    this.sent += bytes;
+    this.#waitingSince = Date.now();
+  }
+
+  /** It took what was written. */
+  taken(): void {
+    this.#waitingSince = undefined;
+  }
+
+  /** The whole tar was sent: the build waits on it alone. */
+  ended(): void {
+    this.#waitingSince = Date.now();
+    this.#endedAt = this.#waitingSince;
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+
+  #stop(why: string): void {
+    if (this.stopped === undefined && this.#kill()) this.stopped = why;
+  }
+
+  #look(): void {
+    if (this.#looking) return;
+    this.#looking = true;
+    void stat(this.#file)
+      .then((s) => this.#sized(s.blocks), () => undefined)
+      .finally(() => {
+        this.#looking = false;
+        this.#timed();
+      });
+  }
+
+  /** Its image takes `blocks` of disk: blocks, not the size — mkfs.erofs sizes its image sparse (terabytes) while it works. */
+  #sized(blocks: number): void {
+    const bytes = blocks * 512;
+    const max = maxErofsImageBytes(this.sent, this.#limits.imageSlackBytes);
+    if (bytes > max) this.#stop(`its image took ${bytes} bytes of disk from a tar of ${this.sent} bytes (at most ${max})`);
+    if (blocks !== this.#lastBlocks) {
+      this.#lastBlocks = blocks;
+      this.#lastProgress = Date.now();
+    }
+  }
+
+  #timed(): void {
+    if (this.#waitingSince === undefined) return;
+    const { silenceMs, finishBytesPerSecond } = this.#limits;
+    if (Date.now() - Math.max(this.#lastProgress, this.#waitingSince) > silenceMs) this.#stop(`it made no progress for ${silenceMs / 1000} s (it took none of the tar and its image did not change)`);
+    if (this.#endedAt !== undefined) {
+      const allowedMs = silenceMs + (this.sent / finishBytesPerSecond) * 1000;
+      if (Date.now() - this.#endedAt > allowedMs) this.#stop(`it did not finish within ${Math.round(allowedMs / 1000)} s of the end of a tar of ${this.sent} bytes`);
+    }
+  }
 }
 
 const STALLED_HINT = 'Check the mkfs.erofs on PATH (erofs-utils ≥ 1.8) and the disk of the temporary directory, then build again';

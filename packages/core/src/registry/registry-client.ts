@@ -243,6 +243,15 @@ function who(creds: RegistryCredentials | undefined): string {
   return 'the token';
 }
 
+/** Why one attempt of an exchange failed, and whether to try again (after `retryAfter` ms when the registry said). */
+interface ExchangeFailure {
+  reason: string;
+  retryable: boolean;
+  cause?: unknown;
+  retryAfter?: number;
+  status?: number;
+}
+
 /**
  * A small OCI distribution client: manifest and blob HEAD, manifest GET with platform selection,
  * anonymous/Basic/Bearer-challenge auth with a token cache per scope, credentials from explicit
@@ -847,7 +856,7 @@ export class RegistryClient {
     const authorize = plan.authorization ? (hop: URL) => (hop.host === plan.authorization!.host ? plan.authorization!.value : undefined) : undefined;
     for (let attempt = 1; ; attempt++) {
       if (signal?.aborted) throw cancelled(signal.reason);
-      let failure: { reason: string; retryable: boolean; cause?: unknown; retryAfter?: number; status?: number };
+      let failure: ExchangeFailure;
       try {
         const response: NetResponse = await netFetch(url, {
           method: init.method,
@@ -876,40 +885,12 @@ export class RegistryClient {
         failure = { reason: `${describeStatus(response.status)}${detail ? ` (${detail})` : ''}`, retryable: true, status: response.status, ...(retryAfter === undefined ? {} : { retryAfter }) };
       } catch (error) {
         if (signal?.aborted) throw cancelled(signal.reason);
+        // A sink's own failure (a full disk writing the blob's file) is not the network's: not retried.
         if (plan.sink && PrebuiltError.isInstance(error) && !(error instanceof NetworkError)) throw error;
-        if (error instanceof NetworkError) {
-          if (error.reason === 'too-large' || error.reason === 'redirect') {
-            throw new RegistryError(`registry ${registry}: ${what} failed: ${error.message}`, { registry }, { cause: error, ...(error.hint ? { hint: error.hint } : {}) });
-          }
-          failure = { reason: error.message, retryable: true, cause: error };
-        } else if (isNothingThere(error) && !this.#answered.has(registry)) {
-          // Never answered and nothing there: the registry is not running (or not at this address).
-          // The same kind of fault as an unreachable Docker daemon: UnreachableError, exit 2.
-          const reason = isConnectionRefused(error) ? 'connection refused' : rootMessage(error);
-          throw new UnreachableError(`registry ${registry}: ${what} failed: ${reason}`, { service: `registry ${registry}` }, {
-            cause: error,
-            hint: `Check that the registry ${registry} is running and reachable (${this.scheme(registry)}).`,
-          });
-        } else if (isConnectionRefused(error)) {
-          failure = { reason: 'connection refused', retryable: this.#answered.has(registry), cause: error };
-        } else {
-          failure = { reason: rootMessage(error), retryable: isRetryableNetworkError(error), cause: error };
-        }
+        failure = this.#exchangeFailure(registry, what, error);
         log('%s failed: %s (attempt %d)', what, failure.reason, attempt);
       }
-      if (!failure.retryable || attempt >= attempts) {
-        const tries = attempt > 1 ? ` after ${attempt} attempts` : '';
-        const stalled = failure.cause instanceof NetworkError;
-        throw new RegistryError(`registry ${registry}: ${what} failed${tries}: ${failure.reason}`, { registry, ...(failure.status === undefined ? {} : { status: failure.status }) }, {
-          ...(failure.cause === undefined ? {} : { cause: failure.cause }),
-          hint:
-            failure.reason === 'connection refused'
-              ? `Check that the registry ${registry} is running and reachable (${this.scheme(registry)}).`
-              : stalled
-                ? (failure.cause as NetworkError).hint ?? 'The registry stalled; try again later.'
-                : 'The registry or the network may be overloaded or down; try again later.',
-        });
-      }
+      if (!failure.retryable || attempt >= attempts) throw this.#gaveUp(registry, what, attempt, failure);
       const delay = failure.retryAfter !== undefined ? Math.min(failure.retryAfter, this.#retry.maxDelayMs) : backoffDelay(attempt, this.#retry);
       log('retrying %s in %d ms', what, delay);
       try {
@@ -918,6 +899,44 @@ export class RegistryClient {
         throw cancelled(error);
       }
     }
+  }
+
+  /**
+   * What an exchange that threw (no answer, or a body cut off) means: a failure to retry or not; a
+   * registry that never answered and has nothing listening is UnreachableError (exit 2, as an
+   * unreachable Docker daemon), a body too large or a refused redirect a RegistryError at once.
+   */
+  #exchangeFailure(registry: string, what: string, error: unknown): ExchangeFailure {
+    if (error instanceof NetworkError) {
+      if (error.reason === 'too-large' || error.reason === 'redirect') {
+        throw new RegistryError(`registry ${registry}: ${what} failed: ${error.message}`, { registry }, { cause: error, ...(error.hint ? { hint: error.hint } : {}) });
+      }
+      return { reason: error.message, retryable: true, cause: error };
+    }
+    if (isNothingThere(error) && !this.#answered.has(registry)) {
+      const reason = isConnectionRefused(error) ? 'connection refused' : rootMessage(error);
+      throw new UnreachableError(`registry ${registry}: ${what} failed: ${reason}`, { service: `registry ${registry}` }, {
+        cause: error,
+        hint: `Check that the registry ${registry} is running and reachable (${this.scheme(registry)}).`,
+      });
+    }
+    if (isConnectionRefused(error)) return { reason: 'connection refused', retryable: this.#answered.has(registry), cause: error };
+    return { reason: rootMessage(error), retryable: isRetryableNetworkError(error), cause: error };
+  }
+
+  /** The error of an exchange given up on after `attempt` attempts, with what to do. */
+  #gaveUp(registry: string, what: string, attempt: number, failure: ExchangeFailure): RegistryError {
+    const tries = attempt > 1 ? ` after ${attempt} attempts` : '';
+    const stalled = failure.cause instanceof NetworkError;
+    return new RegistryError(`registry ${registry}: ${what} failed${tries}: ${failure.reason}`, { registry, ...(failure.status === undefined ? {} : { status: failure.status }) }, {
+      ...(failure.cause === undefined ? {} : { cause: failure.cause }),
+      hint:
+        failure.reason === 'connection refused'
+          ? `Check that the registry ${registry} is running and reachable (${this.scheme(registry)}).`
+          : stalled
+            ? (failure.cause as NetworkError).hint ?? 'The registry stalled; try again later.'
+            : 'The registry or the network may be overloaded or down; try again later.',
+    });
   }
 
   /**
