@@ -245,3 +245,27 @@ describe('RegistryClient: a manifest PUT refused for a blob the registry has (fa
     }
   });
 });
+
+describe('RegistryClient.getBlobToFile when its file cannot be written', () => {
+  it('fails at once and lets go of the answer it did not read (the connection closes then, not at the idle timeout)', async () => {
+    const digest = 'sha256:' + 'c'.repeat(64);
+    let closedAt: number | undefined;
+    const registry = await serve((_req, res) => {
+      res.on('close', () => (closedAt = Date.now()));
+      endless(res);
+    });
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-hostile-blob-'));
+    try {
+      const file = join(dir, 'no-such-dir', 'layer.blob');
+      const slow = client(registry.host, { timeouts: { idleMs: 30_000, deadlineMs: 60_000 } });
+      const error = await slow.getBlobToFile(`${registry.host}/team/base`, digest, file, { size: 1 << 30 }).catch((e: unknown) => e);
+      const failedAt = Date.now();
+      expect((error as Error).message).toMatch(/^cannot write the blob sha256:c{64} to .*no-such-dir.*layer\.blob\.partial: /);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(closedAt).toBeDefined();
+      expect(closedAt! - failedAt).toBeLessThan(1000);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -873,7 +873,7 @@ export class RegistryClient {
           init.method === 'HEAD'
             ? (await response.cancel(), new Uint8Array())
             : ok && plan.sink
-              ? (await plan.sink(response.chunks()), new Uint8Array())
+              ? (await sinkBody(plan.sink, response), new Uint8Array())
               : ok && plan.limit !== undefined
                 ? await response.bytes(plan.limit)
                 : await response.prefix(BODY_LIMITS.error);
@@ -1097,6 +1097,20 @@ export class RegistryClient {
       throw new RegistryError(`registry ${image.registry} did not answer the byte range ${start}-${end} of blob ${digest} (status ${res.status}, ${res.body.length} bytes)`, { registry: image.registry, status: res.status });
     }
     return res.body;
+  }
+}
+
+/**
+ * Gives `response`'s body to `sink`. A sink that fails before it has read the body to its end (its
+ * file cannot even be opened) leaves it unread: it is cancelled here, so the connection and the
+ * request's idle clock do not outlive the failure.
+ */
+async function sinkBody(sink: NonNullable<ReadPlan['sink']>, response: NetResponse): Promise<void> {
+  try {
+    await sink(response.chunks());
+  } catch (error) {
+    await response.cancel();
+    throw error;
   }
 }
 
