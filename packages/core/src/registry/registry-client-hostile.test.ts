@@ -4,13 +4,13 @@
  * bounded, a digest is what the bytes hash to.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RegistryError } from '../errors.js';
+import { InputError, RegistryError } from '../errors.js';
 import { Secret } from '../secret.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 
@@ -264,6 +264,44 @@ describe('RegistryClient.getBlobToFile when its file cannot be written', () => {
       await new Promise((resolve) => setTimeout(resolve, 1000));
       expect(closedAt).toBeDefined();
       expect(closedAt! - failedAt).toBeLessThan(1000);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('RegistryClient.uploadBlob of a blob that is not what it was said to be', () => {
+  it('tells the registry to drop the upload it opened, whether the blob fails before its first byte is sent or at its last', async () => {
+    const registry = await serve((req, res) => {
+      if (req.method === 'HEAD') return void res.writeHead(404).end();
+      if (req.method === 'POST') return void res.writeHead(202, { location: `/v2/team/app/blobs/uploads/u${registry.seen.length}`, 'content-length': '0' }).end();
+      if (req.method === 'PATCH') return void res.writeHead(202, { location: req.url!, range: '0-0', 'content-length': '0' }).end();
+      res.writeHead(204).end();
+    });
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-hostile-upload-'));
+    try {
+      const file = join(dir, 'layer.blob');
+      const bytes = Buffer.alloc(3000, 0x61);
+      await writeFile(file, bytes);
+      const digest = digestOf(bytes);
+      const c = client(registry.host);
+      const cases: Array<[string, Parameters<RegistryClient['uploadBlob']>[2]]> = [
+        ['its file has another size than the one given', { file, size: 2999 }],
+        ['its file is missing', { file: join(dir, 'absent.blob') }],
+        ['the bytes a source gives do not match', async () => Buffer.alloc(3000, 0x62)],
+        ['its file does not match the digest (seen at its last chunk)', { file }],
+      ];
+      for (const [why, source] of cases) {
+        registry.seen.length = 0;
+        const wrongDigest = why.startsWith('its file does not match') ? 'sha256:' + 'd'.repeat(64) : digest;
+        const error = await c.uploadBlob(`${registry.host}/team/app`, wrongDigest, source, { chunkSize: 1024 }).catch((e: unknown) => e);
+        expect(error, why).toBeInstanceOf(InputError);
+        const methods = registry.seen.map((s) => s.method);
+        expect(methods.at(-1), why).toBe('DELETE');
+        expect(methods.filter((m) => m === 'PUT'), why).toEqual([]);
+        const post = registry.seen.findIndex((s) => s.method === 'POST');
+        expect(registry.seen.at(-1)!.url, why).toBe(`/v2/team/app/blobs/uploads/u${post + 1}`);
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

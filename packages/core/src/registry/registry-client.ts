@@ -581,11 +581,12 @@ export class RegistryClient {
 
     const chunkSize = Math.max(1, options.chunkSize ?? 8 * 1024 * 1024);
     const target = `${image.registry}/${image.repository}`;
-    const given = typeof source === 'function' ? await source() : source;
-    const blob = typeof source === 'function' && given instanceof Uint8Array ? check(given) : given;
-    const bytes = blob instanceof Uint8Array ? bytesChunks(blob) : await fileChunks(blob, digest, target, chunkSize);
+    let bytes: BlobChunks | undefined;
     let sent = 0;
     try {
+      const given = typeof source === 'function' ? await source() : source;
+      const blob = typeof source === 'function' && given instanceof Uint8Array ? check(given) : given;
+      bytes = blob instanceof Uint8Array ? bytesChunks(blob) : await fileChunks(blob, digest, target, chunkSize);
       if (bytes.size > chunkSize) {
         while (sent < bytes.size) {
           const chunk = await bytes.read(sent, Math.min(chunkSize, bytes.size - sent));
@@ -603,21 +604,23 @@ export class RegistryClient {
       const res = await this.#request(image.registry, image.repository, 'PUT', put, { 'content-type': 'application/octet-stream' }, signal, { scopes: pushScopes, body: rest, what: 'blob upload' });
       this.#expectOk(res, image.registry, 'PUT', uploadsPath);
       this.#stats.bytesSent += rest.length;
+      sent += rest.length;
       if (rest.length > 0) options.onProgress?.(bytes.size, bytes.size);
       const stored = res.headers.get('docker-content-digest');
       if (stored && stored !== digest) {
         throw new RegistryError(`registry ${image.registry} stored the blob ${digest} as ${stored}`, { registry: image.registry });
       }
     } catch (error) {
-      // A file that turned out not to match its digest (or to change): the registry is told to drop what it got of it.
+      // A blob that turned out not to be what it was said to be (bytes or a file not matching the digest, a file
+      // missing, of another size, or changing): the registry is told to drop the upload opened for it and what it got.
       if (error instanceof InputError) await this.#request(image.registry, image.repository, 'DELETE', location, {}, signal, { scopes: pushScopes, what: 'blob upload' }).catch(() => undefined);
       throw error;
     } finally {
-      await bytes.close();
+      await bytes?.close();
     }
     this.#stats.blobsUploaded += 1;
-    log('uploaded %s to %s (%d bytes)', digest, image.repository, bytes.size);
-    return { status: 'uploaded', bytesSent: bytes.size };
+    log('uploaded %s to %s (%d bytes)', digest, image.repository, sent);
+    return { status: 'uploaded', bytesSent: sent };
   }
 
   /**
