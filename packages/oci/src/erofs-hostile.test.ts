@@ -151,6 +151,12 @@ describe('a hostile or broken mkfs.erofs', () => {
     expect(parseMkfsErofsVersion(`mkfs.erofs (erofs-utils) 1.8.${'9'.repeat(5000)}`)).toBeUndefined();
     expect(parseMkfsErofsVersion(`mkfs.erofs (erofs-utils) 1.8.6-${'g'.repeat(100)}`)).toBeUndefined();
     expect(parseMkfsErofsVersion('mkfs.erofs (erofs-utils) 1.8.6-g1a2b3c4d-dirty')).toEqual({ version: '1.8.6-g1a2b3c4d-dirty', majorMinor: [1, 8] });
+    // 64 characters at most, however they are made of (digits before the first dot count too).
+    const longest = `123456789.123456789.${'a'.repeat(44)}`;
+    expect(longest).toHaveLength(64);
+    expect(parseMkfsErofsVersion(`mkfs.erofs (erofs-utils) ${longest}`)).toEqual({ version: longest, majorMinor: [123456789, 123456789] });
+    expect(parseMkfsErofsVersion(`mkfs.erofs (erofs-utils) ${longest}a`)).toBeUndefined();
+    expect(parseMkfsErofsVersion(`mkfs.erofs (erofs-utils) ${longest}abc`)).toBeUndefined();
   });
 
   it('hangs answering --version, ignoring SIGTERM: a ConfigError once the time is up (killed), not a build that never starts', async () => {

@@ -88,8 +88,13 @@ const EROFS_SUPERBLOCK_OFFSET = 1024;
 export function parseMkfsErofsVersion(output: string): { version: string; majorMinor: [number, number] } | undefined {
   // At most 64 characters of version: it names the layer cache's directory (erofsFormatId).
   const match = /(?:erofs-utils\)?|^mkfs\.erofs)[ \t]+v?((\d{1,9})\.(\d{1,9})[0-9A-Za-z.+~-]{0,48})(?![0-9A-Za-z.+~-])/m.exec(output);
-  return match ? { version: match[1]!, majorMinor: [Number(match[2]), Number(match[3])] } : undefined;
+  // The pattern alone lets 9 + 1 + 9 + 48 = 67 through.
+  if (!match || match[1]!.length > MAX_VERSION_CHARS) return undefined;
+  return { version: match[1]!, majorMinor: [Number(match[2]), Number(match[3])] };
 }
+
+/** The longest version taken from `--version` (see {@link parseMkfsErofsVersion}). */
+const MAX_VERSION_CHARS = 64;
 
 /** Runs `mkfs.erofs --version` with `env`'s PATH; a ConfigError when it is missing, says no version, is older than 1.8, or does not answer within `timeoutMs` (default 30 s). */
 export async function findMkfsErofs(env: Record<string, string | undefined>, options: { timeoutMs?: number } = {}): Promise<MkfsErofs> {
