@@ -170,6 +170,15 @@ describe('a hostile or broken mkfs.erofs', () => {
     expect(Date.now() - started).toBeLessThan(8_000);
   });
 
+  it('is on PATH but cannot be run (no execute permission): a ConfigError saying why, as before it was bounded', async () => {
+    const bin = join(dir, 'bin', 'not-executable');
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, 'mkfs.erofs'), '#!/bin/sh\necho "mkfs.erofs (erofs-utils) 1.8.6"\n', { mode: 0o644 });
+    const error = await findMkfsErofs({ PATH: bin }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toBe("erofs layers were asked for, but 'mkfs.erofs --version' could not be run: spawn mkfs.erofs EACCES.");
+  });
+
   it('answers --version leaving a child that holds its output open: found all the same, at once', async () => {
     const bin = join(dir, 'bin', 'lingering');
     await mkdir(bin, { recursive: true });

@@ -138,7 +138,8 @@ function runVersion(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ missin
     child.on('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       if (error.code === 'ENOENT') resolve({ missing: true });
-      else reject(error);
+      // On PATH but not runnable (EACCES: no execute permission): the tool is unusable, exit 2 as any other reason.
+      else reject(unusableTool(`'${MKFS_EROFS} --version' could not be run: ${error.message}`));
     });
     child.on('exit', (code) => {
       clearTimeout(timer);
