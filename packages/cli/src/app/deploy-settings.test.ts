@@ -60,6 +60,25 @@ describe('deploySettings: the base images', () => {
     // `@` for `:` before a tag is a typo, not credentials: named as it is.
     expect(() => deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: 'python@3.11' })).toThrow("METAFLOW_PREBUILT_BASE_IMAGE='python@3.11' is not an image reference");
   });
+
+  it.each([
+    // A digest reference written as a URL (skopeo's docker://, a registry's https://): no credentials in it.
+    `https://ghcr.io/team/base@sha256:${'a'.repeat(64)}`,
+    `docker://python@sha256:${'a'.repeat(64)}`,
+    // A tag and a digest cut short (a typo): the tag is no user, nor the digest a host.
+    'python:3.11@sha256:abc',
+  ])('%s names no credentials: refused naming the value, not told to change a password', (value) => {
+    let error: unknown;
+    try {
+      deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: value });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain(`METAFLOW_PREBUILT_BASE_IMAGE='${value}' is not an image reference: `);
+    expect((error as ConfigError).message).not.toContain('credentials');
+    expect((error as ConfigError).hint).not.toContain('change that password');
+  });
 });
 
 describe('checkMicromambaImageSetting (the micromamba recipe)', () => {

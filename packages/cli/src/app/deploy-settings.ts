@@ -44,13 +44,17 @@ const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
 /** What follows a digest reference's `@`: `algorithm:encoded` up to the end, no `/` (`sha256:…`, even a malformed one). */
 const DIGEST_AFTER_AT = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[^/@]*$/i;
 
+/** What follows the `@` of a digest reference, named by a digest algorithm OCI registers or reserves (`sha256:`, `sha384:`, `sha512:`, `blake3:`). */
+const DIGEST_ALGORITHM = /^(?:sha256|sha384|sha512|blake3):/i;
+
 /**
  * Credentials written before the image, as in a URL: `user:password@host/…` or
  * `https://token@host/…`. They end at the last `@` that does not start a digest, so a password
  * holding `@` or `/` (`user:p@ss/w@host/x`) is hidden whole; a scheme, a `:` before that `@`, or a
  * `/` after it (a host and repository) tells them from `name@sha256:…` and from `name@tag` typos.
  * `user:password@host:port`, where every `@` looks like a digest's, is taken as credentials too
- * when a `:` comes before the first `@` with no `/` (`host:5000/repo@sha256:…` has one).
+ * when a `:` comes before the first `@` with no `/` (`host:5000/repo@sha256:…` has one), or after a
+ * scheme — unless a digest algorithm follows that `@` (`docker://name@sha256:…`, `name:tag@sha256:…`).
  */
 function withCredentials(value: string): { shown: string } | undefined {
   const scheme = SCHEME.exec(value)?.[0] ?? '';
@@ -59,8 +63,10 @@ function withCredentials(value: string): { shown: string } | undefined {
   for (let at = rest.indexOf('@'); at !== -1; at = rest.indexOf('@', at + 1)) {
     if (!DIGEST_AFTER_AT.test(rest.slice(at + 1))) end = at;
   }
-  // Every `@` starts what looks like a digest: `user:password@host:port` (no repository) still is credentials.
-  if (end === -1 && (scheme || /^[^/@]*:[^/]*@/.test(rest))) end = rest.lastIndexOf('@');
+  // Every `@` starts what looks like a digest: `user:password@host:port` (no repository) still is credentials,
+  // unless what follows the last `@` names a digest algorithm (`https://host/repo@sha256:…`, `docker://name@sha256:…`,
+  // `name:tag@sha256:<cut short>`): a host is never called that.
+  if (end === -1 && (scheme || /^[^/@]*:[^/]*@/.test(rest)) && !DIGEST_ALGORITHM.test(rest.slice(rest.lastIndexOf('@') + 1))) end = rest.lastIndexOf('@');
   if (end === -1) return undefined;
   const credentials = rest.slice(0, end);
   const after = rest.slice(end + 1);
