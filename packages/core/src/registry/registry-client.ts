@@ -584,9 +584,7 @@ export class RegistryClient {
     let bytes: BlobChunks | undefined;
     let sent = 0;
     try {
-      const given = typeof source === 'function' ? await source() : source;
-      const blob = typeof source === 'function' && given instanceof Uint8Array ? check(given) : given;
-      bytes = blob instanceof Uint8Array ? bytesChunks(blob) : await fileChunks(blob, digest, target, chunkSize);
+      bytes = await blobChunks(source, check, digest, target, chunkSize);
       if (bytes.size > chunkSize) {
         while (sent < bytes.size) {
           const chunk = await bytes.read(sent, Math.min(chunkSize, bytes.size - sent));
@@ -1123,6 +1121,13 @@ interface BlobChunks {
   /** The next bytes of the blob (offsets only go forward); valid until the next read. */
   read(offset: number, length: number): Promise<Uint8Array>;
   close(): Promise<void>;
+}
+
+/** What `source` gives to upload, read in order: bytes (a function's checked with `check`) or a file ({@link fileChunks}). */
+async function blobChunks(source: BlobSource, check: (data: Uint8Array) => Uint8Array, digest: string, target: string, chunkSize: number): Promise<BlobChunks> {
+  const given = typeof source === 'function' ? await source() : source;
+  if (given instanceof Uint8Array) return bytesChunks(typeof source === 'function' ? check(given) : given);
+  return fileChunks(given, digest, target, chunkSize);
 }
 
 /** Bytes already in memory (and already checked against their digest). */
