@@ -30,6 +30,9 @@ describe('shellWord', () => {
     expect(shellWord("it's.py")).toBe("'it'\\''s.py'");
     expect(shellWord('$(id).py')).toBe("'$(id).py'");
     expect(shellWord('')).toBe("''");
+    // zsh expands a word starting with '=' (the path of a command): quoted.
+    expect(shellWord('=python.py')).toBe("'=python.py'");
+    expect(shellWord('a=b.py')).toBe('a=b.py');
   });
 
   it('quotes so that sh reads back the very word', () => {

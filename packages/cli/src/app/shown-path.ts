@@ -12,8 +12,8 @@ export function shownPath(cwd: string, file: string): string {
   return inside;
 }
 
-/** Characters a POSIX shell takes literally in a word (no quoting needed). */
-const PLAIN_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
+/** A word shells take literally (no quoting needed): not starting with `=`, which zsh expands (`=cmd` is the path of cmd). */
+const PLAIN_WORD = /^[A-Za-z0-9_@%+:,./-][A-Za-z0-9_@%+=:,./-]*$/;
 
 /**
  * `word` as a suggested command names it, so it can be pasted into a shell: as it is when the shell

@@ -107,7 +107,7 @@ function renderPlan(context: CliContext, file: string, result: DeployFlowResult,
   const disabled = Object.entries(steps).filter(([, step]) => step.envId === null).map(([name]) => name);
   if (disabled.length > 0) out.write(`\nsteps on the base image's python (env disabled): ${disabled.join(', ')}\n`);
   const toPush = result.images.filter((image) => image.status !== 'present');
-  out.write(`\n${toPush.length === 0 ? 'Nothing to build.' : `${countImages(toPush)} to build: run ${buildCommand(file, result.settings)}`}\n`);
+  out.write(`\n${toPush.length === 0 ? 'Nothing to build.' : `${countImages(toPush)} to build: run ${terminalText(buildCommand(file, result.settings))}`}\n`);
 }
 
 /**
