@@ -2,6 +2,16 @@ import { ConfigError } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
 import { checkMicromambaImageSetting, DEFAULT_BASE_IMAGE, deploySettings } from './deploy-settings.js';
 
+/** What deploySettings throws for `env` (undefined when it does not). */
+function settingsError(env: Record<string, string>): unknown {
+  try {
+    deploySettings(env);
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
 describe('deploySettings: the base images', () => {
   it('default, or the image references given', () => {
     expect(deploySettings({})).toMatchObject({ baseImage: DEFAULT_BASE_IMAGE, gpuBaseImage: DEFAULT_BASE_IMAGE });
@@ -37,12 +47,7 @@ describe('deploySettings: the base images', () => {
     ['s3cr3t@registry.example.com/team/base', '***@registry.example.com/team/base'],
     ['robot:s3cr3t@127.0.0.1:5000', 'robot:***@127.0.0.1:5000'],
   ])('a base image written with credentials (%s): the error hides them, says why, and neither it nor its cause carries the secret', (value, shown) => {
-    let error: unknown;
-    try {
-      deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: value });
-    } catch (caught) {
-      error = caught;
-    }
+    const error = settingsError({ METAFLOW_PREBUILT_BASE_IMAGE: value });
     expect(error).toBeInstanceOf(ConfigError);
     const config = error as ConfigError;
     expect(config.message).toBe(`METAFLOW_PREBUILT_BASE_IMAGE='${shown}' is not an image reference: it starts with credentials (user:password@ or token@), which an image reference cannot carry.`);
@@ -68,12 +73,7 @@ describe('deploySettings: the base images', () => {
     // A tag and a digest cut short (a typo): the tag is no user, nor the digest a host.
     'python:3.11@sha256:abc',
   ])('%s names no credentials: refused naming the value, not told to change a password', (value) => {
-    let error: unknown;
-    try {
-      deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: value });
-    } catch (caught) {
-      error = caught;
-    }
+    const error = settingsError({ METAFLOW_PREBUILT_BASE_IMAGE: value });
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).message).toContain(`METAFLOW_PREBUILT_BASE_IMAGE='${value}' is not an image reference: `);
     expect((error as ConfigError).message).not.toContain('credentials');
