@@ -143,20 +143,7 @@ function runVersion(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ missin
     });
     child.on('exit', (code) => {
       clearTimeout(timer);
-      const closed = (stream: NodeJS.ReadableStream & { closed?: boolean; destroy: () => void }) =>
-        new Promise<void>((done) => {
-          if (stream.closed) return done();
-          const wait = setTimeout(() => {
-            stream.destroy();
-            done();
-          }, 1000);
-          wait.unref();
-          stream.once('close', () => {
-            clearTimeout(wait);
-            done();
-          });
-        });
-      void Promise.all([closed(child.stdout), closed(child.stderr)]).then(() => resolve({ code, timedOut, ...out }));
+      void Promise.all([drained(child.stdout), drained(child.stderr)]).then(() => resolve({ code, timedOut, ...out }));
     });
   });
 }
@@ -255,7 +242,7 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
     child.on('exit', (code, killedBy) => {
       exited = true;
       watch.close();
-      void stderrRead(child.stderr).then(async () => {
+      void drained(child.stderr).then(async () => {
         if (signal?.aborted) return settle(signal.reason ?? new Error('aborted'));
         if (watch.stopped !== undefined) {
           await rm(file, { force: true }).catch(() => undefined);
@@ -269,16 +256,19 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
   return { stdin: tarInput(child.stdin, watch, () => exited), done, kill };
 }
 
-/** Resolves once `stderr` is read to its end, or after a second (a child of mkfs.erofs may hold it open): then it is closed. */
-function stderrRead(stderr: Readable): Promise<void> {
+/**
+ * Resolves once an exited mkfs.erofs's output `stream` is read to its end, or after a second (a
+ * child of it may hold the stream open): then it is closed.
+ */
+function drained(stream: Readable): Promise<void> {
   return new Promise<void>((done) => {
-    if (stderr.closed) return done();
+    if (stream.closed) return done();
     const timer = setTimeout(() => {
-      stderr.destroy();
+      stream.destroy();
       done();
     }, 1000);
     timer.unref();
-    stderr.once('close', () => {
+    stream.once('close', () => {
       clearTimeout(timer);
       done();
     });
