@@ -470,22 +470,21 @@ export class RegistryClient {
     const path = `/v2/${image.repository}/blobs/${digest}`;
     const partial = `${file}.partial`;
     let written = 0;
+    const cannotWrite = (error: unknown): never => {
+      throw diskFullError(error, { dir: dirname(file), doing: `writing the blob ${digest}` }) ?? new EnvironmentError(`cannot write the blob ${digest} to ${partial}: ${rootMessage(error)}`, { cause: error });
+    };
     const sink = async (chunks: AsyncIterable<Uint8Array>): Promise<void> => {
       const hash = createHash('sha256');
       let size = 0;
       written = 0;
-      const out = await open(partial, 'w').catch((error: unknown) => {
-        throw diskFullError(error, { dir: dirname(file), doing: `writing the blob ${digest}` }) ?? new EnvironmentError(`cannot write the blob ${digest} to ${partial}: ${rootMessage(error)}`, { cause: error });
-      });
+      const out = await open(partial, 'w').catch(cannotWrite);
       try {
         for await (const chunk of chunks) {
           size += chunk.length;
           written = size;
           if (size > options.size) throw new RegistryError(`blob ${digest} of ${image.registry}/${image.repository} is larger than its ${options.size} bytes`, { registry: image.registry });
           hash.update(chunk);
-          await out.write(chunk).catch((error: unknown) => {
-            throw diskFullError(error, { dir: dirname(file), doing: `writing the blob ${digest}` }) ?? new EnvironmentError(`cannot write the blob ${digest} to ${partial}: ${rootMessage(error)}`, { cause: error });
-          });
+          await out.write(chunk).catch(cannotWrite);
         }
       } finally {
         await out.close();
