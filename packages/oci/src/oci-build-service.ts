@@ -412,16 +412,14 @@ function signalOf(request: BuildRequest): { signal?: AbortSignal } {
 
 /** Each base layer into the target repository: present, mounted, or copied from the base's registry. */
 async function pushBaseLayers(run: BuildRun, push: PushTarget, base: BaseImage): Promise<PushSummary['baseLayers']> {
-  const { client } = run;
   const baseLayers: PushSummary['baseLayers'] = [];
   const baseRef = parseImageRef(`${base.registry}/${base.repository}`);
   const tmp = await mkdtemp(join(tmpdir(), 'prebuilt-oci-base-'));
   try {
     for (const [i, layer] of base.layers.entries()) {
-      const result = await client.uploadBlob(push.repo, layer.digest, () => copiedBaseLayer(run, baseRef, layer, join(tmp, `${i}.blob`)), push.upload);
-      await rm(join(tmp, `${i}.blob`), { force: true });
-      baseLayers.push({ digest: layer.digest, status: result.status });
-      run.say(`base layer ${layer.digest.slice(7, 19)}: ${result.status}`);
+      const status = await copyBaseLayer(run, push, baseRef, layer, join(tmp, `${i}.blob`));
+      baseLayers.push({ digest: layer.digest, status });
+      run.say(`base layer ${layer.digest.slice(7, 19)}: ${status}`);
     }
   } finally {
     await rm(tmp, { recursive: true, force: true });
@@ -429,9 +427,16 @@ async function pushBaseLayers(run: BuildRun, push: PushTarget, base: BaseImage):
   return baseLayers;
 }
 
-/** A base layer to copy from the base's registry: fetched into `file` (streamed, checked), pushed from there a chunk at a time. */
-function copiedBaseLayer(run: BuildRun, baseRef: ImageRef, layer: OciDescriptor, file: string): Promise<BlobFile> {
-  return run.client.getBlobToFile(baseRef, layer.digest, file, { ...signalOf(run.request), size: layer.size });
+/**
+ * A base layer put into the target repository as it is: unless it is there (or mounted), fetched
+ * from the base's registry into `file` (streamed, checked) and pushed from there a chunk at a time;
+ * the file is removed once pushed.
+ */
+async function copyBaseLayer(run: BuildRun, push: PushTarget, baseRef: ImageRef, layer: OciDescriptor, file: string): Promise<UploadBlobResult['status']> {
+  const fetched = (): Promise<BlobFile> => run.client.getBlobToFile(baseRef, layer.digest, file, { ...signalOf(run.request), size: layer.size });
+  const { status } = await run.client.uploadBlob(push.repo, layer.digest, fetched, push.upload);
+  await rm(file, { force: true });
+  return status;
 }
 
 /**
@@ -456,8 +461,7 @@ async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Pr
   try {
     for (const [i, layer] of base.layers.entries()) {
       if (isEstargzLayer(layer)) {
-        const { status } = await client.uploadBlob(push.repo, layer.digest, () => copiedBaseLayer(run, baseRef, layer, join(tmp, `${i}.blob`)), push.upload);
-        await rm(join(tmp, `${i}.blob`), { force: true });
+        const status = await copyBaseLayer(run, push, baseRef, layer, join(tmp, `${i}.blob`));
         layers.push(layer);
         baseLayers.push({ digest: layer.digest, status });
         continue;
