@@ -117,7 +117,7 @@ export {
   type EnvProgress,
 } from './contracts.js';
 export { ENV_PREFIX, envPrefix, type ImageMap, type ImageMapImage, type ImageMapStep } from './deploy/image-map.js';
-export { positiveSetting } from './backend-kit/settings.js';
+export { credentialsHidden, positiveSetting, schemeAndRest } from './backend-kit/settings.js';
 export { isNothingThere, sleep } from './registry/retry.js';
 export { netFetch, type NetResponse } from './net/net-fetch.js';
 export { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from './net/network-settings.js';

@@ -1,5 +1,5 @@
 /** The settings of a deploy that the CLI reads from the environment (base images, registry cache, workers, prune presets). */
-import { ConfigError, loadBooleanSetting, loadOptionalSetting, parseImageRef, pruneSetting, selectPrunePresets, type PrunePreset } from '@prebuilt/core';
+import { ConfigError, credentialsHidden, loadBooleanSetting, loadOptionalSetting, parseImageRef, pruneSetting, schemeAndRest, selectPrunePresets, type PrunePreset } from '@prebuilt/core';
 
 export const DEFAULT_BASE_IMAGE = 'python:3.11-slim-bookworm';
 
@@ -38,9 +38,6 @@ function workers(env: Record<string, string | undefined>, override: string | und
   return value;
 }
 
-/** A URL scheme before the credentials (`https://`). */
-const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
-
 /** What follows a digest reference's `@`: `algorithm:encoded` up to the end, no `/` (`sha256:…`, even a malformed one). */
 const DIGEST_AFTER_AT = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[^/@]*$/i;
 
@@ -57,8 +54,8 @@ const DIGEST_ALGORITHM = /^(?:sha256|sha384|sha512|blake3):/i;
  * scheme — unless a digest algorithm follows that `@` (`docker://name@sha256:…`, `name:tag@sha256:…`).
  */
 function withCredentials(value: string): { shown: string } | undefined {
-  const scheme = SCHEME.exec(value)?.[0] ?? '';
-  const rest = value.slice(scheme.length);
+  const parts = schemeAndRest(value);
+  const { scheme, rest } = parts;
   let end = -1;
   for (let at = rest.indexOf('@'); at !== -1; at = rest.indexOf('@', at + 1)) {
     if (!DIGEST_AFTER_AT.test(rest.slice(at + 1))) end = at;
@@ -68,11 +65,8 @@ function withCredentials(value: string): { shown: string } | undefined {
   // `name:tag@sha256:<cut short>`): a host is never called that.
   if (end === -1 && (scheme || /^[^/@]*:[^/]*@/.test(rest)) && !DIGEST_ALGORITHM.test(rest.slice(rest.lastIndexOf('@') + 1))) end = rest.lastIndexOf('@');
   if (end === -1) return undefined;
-  const credentials = rest.slice(0, end);
-  const after = rest.slice(end + 1);
-  if (!scheme && !credentials.includes(':') && !after.includes('/')) return undefined;
-  const user = credentials.includes(':') ? `${credentials.slice(0, credentials.indexOf(':'))}:***` : '***';
-  return { shown: `${scheme}${user}@${after}` };
+  if (!scheme && !rest.slice(0, end).includes(':') && !rest.slice(end + 1).includes('/')) return undefined;
+  return { shown: credentialsHidden(parts, end) };
 }
 
 /** `value` when it is an image reference; else a ConfigError naming the variable it came from (exit 2), never the credentials a mistaken URL carries. */

@@ -82,6 +82,22 @@ export function positiveSetting(input: {
   return parsed;
 }
 
+/** A setting's value split after its URL scheme (`https://`, `docker://`; empty when it has none). */
+export function schemeAndRest(value: string): { scheme: string; rest: string } {
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(value)?.[0] ?? '';
+  return { scheme, rest: value.slice(scheme.length) };
+}
+
+/**
+ * A setting's value with the credentials before `rest`'s `@` at `end` hidden, as messages show it:
+ * `user:***@…`, or `***@…` for a lone token. Where the credentials end is the caller's to say.
+ */
+export function credentialsHidden({ scheme, rest }: { scheme: string; rest: string }, end: number): string {
+  const credentials = rest.slice(0, end);
+  const user = credentials.includes(':') ? `${credentials.slice(0, credentials.indexOf(':'))}:***` : '***';
+  return `${scheme}${user}@${rest.slice(end + 1)}`;
+}
+
 /**
  * A registry setting written with credentials, as in a URL (`user:password@host`,
  * `https://token@host/path`): a ConfigError naming `envVar`, the value shown with them hidden
@@ -89,14 +105,11 @@ export function positiveSetting(input: {
  * `hint` says what the setting takes. Nothing when the value has no `@` before its path.
  */
 export function refuseHostCredentials(value: string, envVar: string, hint: string): void {
-  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(value)?.[0] ?? '';
-  const rest = value.slice(scheme.length);
+  const parts = schemeAndRest(value);
   // No '@' belongs in a host or its path: the credentials end at the last one (a password may hold '@' or '/').
-  const end = rest.lastIndexOf('@');
+  const end = parts.rest.lastIndexOf('@');
   if (end === -1) return;
-  const credentials = rest.slice(0, end);
-  const user = credentials.includes(':') ? `${credentials.slice(0, credentials.indexOf(':'))}:***` : '***';
-  throw new ConfigError(`${envVar}='${scheme}${user}@${rest.slice(end + 1)}' is not a registry host: it starts with credentials (user:password@ or token@), which a host cannot carry.`, {
+  throw new ConfigError(`${envVar}='${credentialsHidden(parts, end)}' is not a registry host: it starts with credentials (user:password@ or token@), which a host cannot carry.`, {
     setting: envVar,
     hint: `${hint} Give the registry's credentials with 'docker login <host>' or the registry's own credential settings instead, and change that password or token: it was in the environment in plain text.`,
   });
