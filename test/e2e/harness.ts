@@ -26,7 +26,8 @@ export { metaflowSource } from '../services.js';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'packages', 'cli', 'bin', 'prebuilt.js');
 
-const MANIFEST_TYPES = [
+/** The Accept header of a manifest GET or HEAD: every manifest and index type the tests' images are. */
+export const MANIFEST_TYPES = [
   'application/vnd.docker.distribution.manifest.v2+json',
   'application/vnd.docker.distribution.manifest.list.v2+json',
   'application/vnd.oci.image.manifest.v1+json',

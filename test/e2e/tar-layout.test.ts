@@ -9,13 +9,12 @@
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { describeWith, getServices, itWith } from '../services.js';
-import { cliEnv, parseJson, runCli, startFixtures, stopFixtures, uniqueNamespace, writeFlow, type BuildJson, type Fixtures } from './harness.js';
+import { cliEnv, MANIFEST_TYPES, parseJson, runCli, splitTag, startFixtures, stopFixtures, uniqueNamespace, writeFlow, type BuildJson, type Fixtures } from './harness.js';
 
 const services = getServices();
 // erofsContainerd: the test services' mkfs.erofs ≥ 1.8, which the erofs build runs.
 const NEEDS = ['docker', 'registries', 'baseImage', 'erofsContainerd'] as const;
 const EROFS_TYPE = 'application/vnd.oci.image.layer.v1.erofs';
-const MANIFEST_TYPES = ['application/vnd.docker.distribution.manifest.v2+json', 'application/vnd.oci.image.manifest.v1+json'].join(', ');
 
 const FLOW = `from metaflow import FlowSpec, conda, conda_base, pypi, step
 
@@ -42,10 +41,9 @@ type Manifest = { layers: { mediaType: string }[]; annotations?: Record<string, 
 
 /** The image manifest a digest names in the plain registry. */
 async function manifestOf(image: string, digest: string): Promise<Manifest> {
-  const name = image.replace(/:[^:/]+$/, '');
-  const slash = name.indexOf('/');
-  const response = await fetch(`http://${name.slice(0, slash)}/v2/${name.slice(slash + 1)}/manifests/${digest}`, { headers: { accept: MANIFEST_TYPES } });
-  expect(response.status, `manifest ${name}@${digest}`).toBe(200);
+  const { host, repository } = splitTag(image);
+  const response = await fetch(`http://${host}/v2/${repository}/manifests/${digest}`, { headers: { accept: MANIFEST_TYPES } });
+  expect(response.status, `manifest ${host}/${repository}@${digest}`).toBe(200);
   return (await response.json()) as Manifest;
 }
 
