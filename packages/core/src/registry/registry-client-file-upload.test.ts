@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import { CancelledError, InputError, RegistryError } from '../errors.js';
 import { uniqueRepo } from './__fixtures__/push-image.js';
 import { describeOrFailInCi, registriesMissing, testServices } from './__fixtures__/test-services.js';
-import { startThrowawayRegistry } from './__fixtures__/throwaway-registry.js';
+import { startPlainRegistry } from '../../../fixtures/dist/index.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 
 const services = testServices();
@@ -181,27 +181,32 @@ describeOrFailInCi('RegistryClient.uploadBlob from a file over 2 GiB (a throwawa
   const SIZE = 2 * 1024 ** 3 + 3 * 1024 * 1024 + 17;
 
   it('pushes a sparse file of 2 GiB + 3 MiB in 8 MiB chunks; the registry has the blob at its size', async () => {
-    await using registry = await startThrowawayRegistry();
-    const file = join(dir, 'big.blob');
-    await writeFile(file, '');
-    await truncate(file, SIZE);
-    // The digest of SIZE zero bytes (a sparse file reads as zeros).
-    const zeros = Buffer.alloc(8 * 1024 * 1024);
-    const hash = createHash('sha256');
-    for (let left = SIZE; left > 0; left -= zeros.length) hash.update(left >= zeros.length ? zeros : zeros.subarray(0, left));
-    const digest = `sha256:${hash.digest('hex')}`;
-    const target = `${registry.host}/${uniqueRepo('big')}`;
-    const client = new RegistryClient(FAST);
-    let chunks = 0;
+    // A registry of its own, its storage removed after: the shared ones would keep 2 GiB a run.
+    const registry = await startPlainRegistry();
     try {
-      const result = await client.uploadBlob(target, digest, { file, size: SIZE }, { onProgress: () => (chunks += 1) });
-      expect(result).toEqual({ status: 'uploaded', bytesSent: SIZE });
+      const file = join(dir, 'big.blob');
+      await writeFile(file, '');
+      await truncate(file, SIZE);
+      // The digest of SIZE zero bytes (a sparse file reads as zeros).
+      const zeros = Buffer.alloc(8 * 1024 * 1024);
+      const hash = createHash('sha256');
+      for (let left = SIZE; left > 0; left -= zeros.length) hash.update(left >= zeros.length ? zeros : zeros.subarray(0, left));
+      const digest = `sha256:${hash.digest('hex')}`;
+      const target = `${registry.host}/${uniqueRepo('big')}`;
+      const client = new RegistryClient(FAST);
+      let chunks = 0;
+      try {
+        const result = await client.uploadBlob(target, digest, { file, size: SIZE }, { onProgress: () => (chunks += 1) });
+        expect(result).toEqual({ status: 'uploaded', bytesSent: SIZE });
+      } finally {
+        await rm(file, { force: true });
+      }
+      expect(chunks).toBe(Math.ceil(SIZE / (8 * 1024 * 1024)));
+      expect(await client.headBlob(target, digest)).toEqual({ exists: true, size: SIZE });
+      const head = await fetch(`http://${registry.host}/v2/${target.slice(registry.host.length + 1)}/blobs/${digest}`, { method: 'HEAD' });
+      expect(head.headers.get('docker-content-digest')).toBe(digest);
     } finally {
-      await rm(file, { force: true });
+      await registry.stop();
     }
-    expect(chunks).toBe(Math.ceil(SIZE / (8 * 1024 * 1024)));
-    expect(await client.headBlob(target, digest)).toEqual({ exists: true, size: SIZE });
-    const head = await fetch(`http://${registry.host}/v2/${target.slice(registry.host.length + 1)}/blobs/${digest}`, { method: 'HEAD' });
-    expect(head.headers.get('docker-content-digest')).toBe(digest);
   }, 300_000);
 });
