@@ -125,16 +125,22 @@ export function describeOrFailInCi(name: string, reason: string | undefined, bod
  * then one failing suite `name` saying why, by the rule of {@link describeOrFailInCi}.
  */
 export function registerOrFailInCi(name: string, reason: string | undefined, register: () => void, env: NodeJS.ProcessEnv = process.env): void {
-  if (reason && env['CI'] === 'true') describe(name, () => it(`cannot run here, and CI must run it: ${reason}`, failInCi(name, reason)));
+  if (reason && inCi(env)) describe(name, () => it(mustRun(reason), failInCi(name, reason)));
   else register();
 }
 
 /** `it` by the same rule as {@link describeOrFailInCi}: skipped saying why, or in CI one failing test saying why. */
 export function itOrFailInCi(name: string, reason: string | undefined, body: () => Promise<void> | void, timeout?: number, env: NodeJS.ProcessEnv = process.env): void {
   if (!reason) it(name, body, timeout);
-  else if (env['CI'] === 'true') it(`${name} [cannot run here, and CI must run it: ${reason}]`, failInCi(name, reason));
+  else if (inCi(env)) it(`${name} [${mustRun(reason)}]`, failInCi(name, reason));
   else it.skip(skipTitle(name, reason), body, timeout);
 }
+
+/** Whether the tests run in CI (`.ci/run` sets CI=true), which provides everything they need. */
+const inCi = (env: NodeJS.ProcessEnv): boolean => env['CI'] === 'true';
+
+/** What a test that cannot run says in CI. */
+const mustRun = (reason: string): string => `cannot run here, and CI must run it: ${reason}`;
 
 function failInCi(name: string, reason: string): () => never {
   return () => {
@@ -148,7 +154,7 @@ function failInCi(name: string, reason: string): () => never {
  * {@link describeOrFailInCi}.
  */
 export function skipOrFailInCi(ctx: { skip(note?: string): never }, reason: string, env: NodeJS.ProcessEnv = process.env): never {
-  if (env['CI'] === 'true') throw new Error(`cannot run here, and CI must run it: ${reason}`);
+  if (inCi(env)) throw new Error(mustRun(reason));
   return ctx.skip(reason);
 }
 
