@@ -158,7 +158,12 @@ interface ReadPlan {
    * Its own failures are PrebuiltErrors and end the request as they are; the body's are retried.
    */
   sink?: (chunks: AsyncIterable<Uint8Array>) => Promise<void>;
+  /** Attempts at most; default the client's retry policy. */
+  attempts?: number;
 }
+
+/** How long an upload that failed or was cancelled waits for the registry to drop its session (one DELETE). */
+const ABANDON_UPLOAD_MS = 2000;
 
 interface CachedToken {
   value: string;
@@ -514,7 +519,8 @@ export class RegistryClient {
    * bytes; or a file ({@link BlobFile}: a layer), read one chunk at a time and hashed as it is read,
    * its digest checked before the closing PUT, so any size goes up with one chunk in memory; or a
    * function giving the bytes or a file, called only when the blob must really be uploaded (e.g. to
-   * fetch it from elsewhere: {@link getBlobToFile}).
+   * fetch it from elsewhere: {@link getBlobToFile}). An upload that fails or is cancelled after
+   * its session was opened DELETEs the session (best effort, within 2 s) before it rejects.
    *
    * One upload of a blob into a repository at a time in this process (every client): a call for a
    * blob another call is putting there waits for it, then finds it present. Envs of one build share
@@ -582,6 +588,7 @@ export class RegistryClient {
     const target = `${image.registry}/${image.repository}`;
     let bytes: BlobChunks | undefined;
     let sent = 0;
+    let committed = false;
     try {
       bytes = await blobChunks(source, check, digest, target, chunkSize);
       if (bytes.size > chunkSize) {
@@ -600,6 +607,7 @@ export class RegistryClient {
       const put = this.#withQuery(location, `digest=${encodeURIComponent(digest)}`);
       const res = await this.#request(image.registry, image.repository, 'PUT', put, { 'content-type': 'application/octet-stream' }, signal, { scopes: pushScopes, body: rest, what: 'blob upload' });
       this.#expectOk(res, image.registry, 'PUT', uploadsPath);
+      committed = true;
       this.#stats.bytesSent += rest.length;
       sent += rest.length;
       if (rest.length > 0) options.onProgress?.(bytes.size, bytes.size);
@@ -608,9 +616,10 @@ export class RegistryClient {
         throw new RegistryError(`registry ${image.registry} stored the blob ${digest} as ${stored}`, { registry: image.registry });
       }
     } catch (error) {
-      // A blob that turned out not to be what it was said to be (bytes or a file not matching the digest, a file
-      // missing, of another size, or changing): the registry is told to drop the upload opened for it and what it got.
-      if (error instanceof InputError) await this.#request(image.registry, image.repository, 'DELETE', location, {}, signal, { scopes: pushScopes, what: 'blob upload' }).catch(() => undefined);
+      // Whatever ended the upload before its closing PUT was taken (a blob not what it was said to be, a cancel, the
+      // network or the registry failing after some chunks): the registry is told to drop the session and what it got,
+      // rather than keep it until its own purge (distribution: a week).
+      if (!committed) await this.#abandonUpload(image, location, pushScopes, signal);
       throw error;
     } finally {
       await bytes?.close();
@@ -618,6 +627,24 @@ export class RegistryClient {
     this.#stats.blobsUploaded += 1;
     log('uploaded %s to %s (%d bytes)', digest, image.repository, sent);
     return { status: 'uploaded', bytesSent: sent };
+  }
+
+  /**
+   * Best effort DELETE of an upload session that will not be finished: one attempt, within
+   * {@link ABANDON_UPLOAD_MS}, its failure only logged (the caller throws the error that ended the
+   * upload). A cancelled upload still sends it (the caller's signal has aborted: the DELETE has its
+   * own deadline only, so a cancel waits for it at most that long); a caller's signal aborting while
+   * it runs ends it at once.
+   */
+  async #abandonUpload(image: ImageRef, location: string, scopes: readonly string[], signal: AbortSignal | undefined): Promise<void> {
+    const deadline = AbortSignal.timeout(ABANDON_UPLOAD_MS);
+    const bounded = signal && !signal.aborted ? AbortSignal.any([signal, deadline]) : deadline;
+    try {
+      const res = await this.#request(image.registry, image.repository, 'DELETE', location, {}, bounded, { scopes, what: 'blob upload', attempts: 1 });
+      log('dropped the upload session of %s: %d', image.repository, res.status);
+    } catch (error) {
+      log('could not drop the upload session of %s: %s', image.repository, rootMessage(error));
+    }
   }
 
   /**
@@ -673,7 +700,12 @@ export class RegistryClient {
     const url = this.#url(registry, path);
     const what = `${method} ${url.replace(/\?.*$/, '')}`;
     const init = { method, headers, ...(extra.body === undefined ? {} : { body: extra.body }) };
-    const plan: ReadPlan = { what: extra.what, ...(extra.limit === undefined ? {} : { limit: extra.limit }), ...(extra.sink ? { sink: extra.sink } : {}) };
+    const plan: ReadPlan = {
+      what: extra.what,
+      ...(extra.limit === undefined ? {} : { limit: extra.limit }),
+      ...(extra.sink ? { sink: extra.sink } : {}),
+      ...(extra.attempts === undefined ? {} : { attempts: extra.attempts }),
+    };
     const host = registryApiHost(registry);
     const before = await this.#knownAuthorization(registry, scope, signal);
     let res = await this.#fetch(registry, url, init, what, signal, { ...plan, ...(before ? { authorization: { value: before, host } } : {}) });
@@ -850,7 +882,7 @@ export class RegistryClient {
     signal: AbortSignal | undefined,
     plan: ReadPlan & { authorization?: { value: string; host: string }; bodyToOtherOrigins?: boolean },
   ): Promise<HttpResult> {
-    const { attempts } = this.#retry;
+    const attempts = plan.attempts ?? this.#retry.attempts;
     const headers = { 'user-agent': this.#options.userAgent ?? 'prebuilt', ...init.headers };
     const cancelled = (cause: unknown): CancelledError => new CancelledError(`registry request cancelled: ${what}`, { cause });
     const authorize = plan.authorization ? (hop: URL) => (hop.host === plan.authorization!.host ? plan.authorization!.value : undefined) : undefined;

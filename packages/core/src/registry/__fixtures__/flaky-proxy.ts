@@ -12,20 +12,33 @@ export interface FlakyProxy {
   host: string;
   /** Every request seen, in order (`METHOD path`). */
   requests: string[];
+  /** Every Location the registry answered with, in order (upload sessions, when `keepHost`). */
+  locations: string[];
   close(): Promise<void>;
+}
+
+export interface FlakyProxyOptions {
+  /**
+   * Forward the request's own Host (the proxy's), so the registry's upload Locations name the proxy
+   * and every request of an upload passes through it. Default false: the registry's host is sent.
+   */
+  keepHost?: boolean;
+  /** Which requests the faults are for (default every one); the others are forwarded. */
+  faultOn?: (method: string, path: string) => boolean;
 }
 
 /**
  * A reverse proxy on 127.0.0.1 in front of a real registry that answers the first requests with
  * the given faults (503, 429 with Retry-After, a connection reset, silence) and forwards the rest.
  */
-export async function startFlakyProxy(target: string, faults: Fault[], port = 0): Promise<FlakyProxy> {
+export async function startFlakyProxy(target: string, faults: Fault[], port = 0, options: FlakyProxyOptions = {}): Promise<FlakyProxy> {
   const queue = [...faults];
   const requests: string[] = [];
+  const locations: string[] = [];
   const sockets = new Set<Socket>();
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     requests.push(`${req.method} ${req.url}`);
-    const fault = queue.shift();
+    const fault = !options.faultOn || options.faultOn(req.method ?? '', req.url ?? '') ? queue.shift() : undefined;
     if (fault === 'reset') {
       req.socket.destroy();
       return;
@@ -40,8 +53,9 @@ export async function startFlakyProxy(target: string, faults: Fault[], port = 0)
       return;
     }
     const upstream = httpRequest(
-      { host: target.split(':')[0], port: Number(target.split(':')[1]), method: req.method, path: req.url, headers: { ...req.headers, host: target } },
+      { host: target.split(':')[0], port: Number(target.split(':')[1]), method: req.method, path: req.url, headers: options.keepHost ? req.headers : { ...req.headers, host: target } },
       (answer) => {
+        if (answer.headers.location) locations.push(answer.headers.location);
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
       },
@@ -58,6 +72,7 @@ export async function startFlakyProxy(target: string, faults: Fault[], port = 0)
   return {
     host: `127.0.0.1:${address.port}`,
     requests,
+    locations,
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
