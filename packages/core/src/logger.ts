@@ -4,7 +4,7 @@ import { redactUrls } from './net/url-credentials.js';
 /**
  * Library code never prints. It logs through `debug` namespaces (`prebuilt:core`,
  * `prebuilt:docker`, …), visible with `DEBUG=prebuilt:*` or the CLI's `--verbose`.
- * String arguments pass through {@link redactUrls}: a URL with `user:token@` logs as `user:***@`.
+ * String arguments pass through {@link redactUrls}: a URL with `user:token@` logs as `***@`.
  */
 export type Logger = (formatter: string, ...args: unknown[]) => void;
 

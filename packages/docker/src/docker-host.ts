@@ -91,7 +91,7 @@ function decoded(text: string, host: string): string {
   }
 }
 
-/** The Docker host as messages show it: a password in it (`tcp://user:pass@host`) as `***`. An ssh login (`ssh://user@host`) is not a secret and stays. */
+/** The Docker host as messages show it: credentials in it (`tcp://user:pass@host`) as `***` (`tcp://***@host`). An ssh login (`ssh://user@host`) is not a secret and stays. */
 export function shownDockerHost(host: string): string {
   return /^ssh:\/\/[^/@:]*@/i.test(host) ? host : redactUrls(host);
 }

@@ -25,7 +25,7 @@ export const PROGRESS_SILENCE_FACTOR = 10;
 
 /** What the clock of one request needs to name in its errors. */
 export interface ClockTarget {
-  /** The daemon's address as messages show it (a password in it as `***`). */
+  /** The daemon's address as messages show it (credentials in it as `***`). */
   shownHost: string;
   /** The daemon is reached through ssh (the hint says how to check the remote host). */
   ssh: boolean;

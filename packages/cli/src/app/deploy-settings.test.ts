@@ -35,24 +35,32 @@ describe('deploySettings: the base images', () => {
   });
 
   it.each([
-    ['https://robot:s3cr3t-token@registry.example.com/team/base:1', "https://robot:***@registry.example.com/team/base:1"],
-    ['robot:s3cr3t-token@registry.example.com/team/base:1', 'robot:***@registry.example.com/team/base:1'],
+    ['https://robot:s3cr3t-token@registry.example.com/team/base:1', "https://***@registry.example.com/team/base:1"],
+    ['robot:s3cr3t-token@registry.example.com/team/base:1', '***@registry.example.com/team/base:1'],
     ['https://s3cr3t-token@ghcr.io/team/base', 'https://***@ghcr.io/team/base'],
     // A password holding '@' or '/' is hidden whole, up to the '@' before the host.
-    ['robot:s3cr3t@part@registry.example.com/team/base:1', 'robot:***@registry.example.com/team/base:1'],
-    ['robot:s3cr3t/part@registry.example.com/team/base:1', 'robot:***@registry.example.com/team/base:1'],
-    ['https://robot:s3cr3t@p/rt@registry.example.com/team/base', 'https://robot:***@registry.example.com/team/base'],
-    [`robot:s3cr3t@registry.example.com/team/base@sha256:${'a'.repeat(64)}`, `robot:***@registry.example.com/team/base@sha256:${'a'.repeat(64)}`],
+    ['robot:s3cr3t@part@registry.example.com/team/base:1', '***@registry.example.com/team/base:1'],
+    ['robot:s3cr3t/part@registry.example.com/team/base:1', '***@registry.example.com/team/base:1'],
+    ['https://robot:s3cr3t@p/rt@registry.example.com/team/base', 'https://***@registry.example.com/team/base'],
+    [`robot:s3cr3t@registry.example.com/team/base@sha256:${'a'.repeat(64)}`, `***@registry.example.com/team/base@sha256:${'a'.repeat(64)}`],
     // A token without a user, before a host and repository.
     ['s3cr3t@registry.example.com/team/base', '***@registry.example.com/team/base'],
-    ['robot:s3cr3t@127.0.0.1:5000', 'robot:***@127.0.0.1:5000'],
+    ['robot:s3cr3t@127.0.0.1:5000', '***@127.0.0.1:5000'],
+    // The token as the user name (GitHub's form), or GitLab's oauth2:<token>: the user part is hidden too.
+    ['https://ghp_s3cr3t:x-oauth-basic@ghcr.io/team/base', 'https://***@ghcr.io/team/base'],
+    ['oauth2:glpat-s3cr3t@registry.gitlab.com/team/base:1', '***@registry.gitlab.com/team/base:1'],
+    // A bare token before a host and nothing after it: hidden (nobody names an image name@host).
+    ['ghp_s3cr3t@ghcr.io', '***@ghcr.io'],
+    ['s3cr3t@registry.example.com:5000', '***@registry.example.com:5000'],
+    ['s3cr3t@localhost:5000', '***@localhost:5000'],
+    ['s3cr3t@10.0.0.7', '***@10.0.0.7'],
   ])('a base image written with credentials (%s): the error hides them, says why, and neither it nor its cause carries the secret', (value, shown) => {
     const error = settingsError({ METAFLOW_PREBUILT_BASE_IMAGE: value });
     expect(error).toBeInstanceOf(ConfigError);
     const config = error as ConfigError;
     expect(config.message).toBe(`METAFLOW_PREBUILT_BASE_IMAGE='${shown}' is not an image reference: it starts with credentials (user:password@ or token@), which an image reference cannot carry.`);
     expect(config.hint).toContain("'docker login <host>'");
-    expect(JSON.stringify({ message: config.message, hint: config.hint, cause: String(config.cause ?? '') })).not.toContain('s3cr3t');
+    expect(JSON.stringify({ message: config.message, hint: config.hint, cause: String(config.cause ?? '') })).not.toMatch(/s3cr3t|robot|oauth2/);
   });
 
   it('a digest reference without a host (name@sha256:…) is not taken for credentials', () => {
@@ -63,7 +71,11 @@ describe('deploySettings: the base images', () => {
       "METAFLOW_PREBUILT_BASE_IMAGE='127.0.0.1:5000/team/base@sha256:zz' is not an image reference",
     );
     // `@` for `:` before a tag is a typo, not credentials: named as it is.
-    expect(() => deploySettings({ METAFLOW_PREBUILT_BASE_IMAGE: 'python@3.11' })).toThrow("METAFLOW_PREBUILT_BASE_IMAGE='python@3.11' is not an image reference");
+    for (const typo of ['python@3.11', 'ubuntu@22.04', 'ubuntu@latest']) {
+      const error = settingsError({ METAFLOW_PREBUILT_BASE_IMAGE: typo });
+      expect((error as ConfigError).message).toContain(`METAFLOW_PREBUILT_BASE_IMAGE='${typo}' is not an image reference: `);
+      expect((error as ConfigError).message).not.toContain('credentials');
+    }
   });
 
   it.each([
@@ -97,7 +109,7 @@ describe('checkMicromambaImageSetting (the micromamba recipe)', () => {
     expect(error).toBeInstanceOf(ConfigError);
     const config = error as ConfigError;
     expect(config.setting).toBe('METAFLOW_PREBUILT_MICROMAMBA_IMAGE');
-    expect(config.message).toBe("METAFLOW_PREBUILT_MICROMAMBA_IMAGE='robot:***@registry.example.com/mamba:1' is not an image reference: it starts with credentials (user:password@ or token@), which an image reference cannot carry.");
+    expect(config.message).toBe("METAFLOW_PREBUILT_MICROMAMBA_IMAGE='***@registry.example.com/mamba:1' is not an image reference: it starts with credentials (user:password@ or token@), which an image reference cannot carry.");
     expect(config.hint).toContain('e.g. mambaorg/micromamba:1.5.10@sha256:<digest>');
     expect(JSON.stringify({ message: config.message, hint: config.hint })).not.toContain('s3cr3t');
   });

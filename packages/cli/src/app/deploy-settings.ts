@@ -45,6 +45,14 @@ const DIGEST_AFTER_AT = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[^/@]*$/i;
 const DIGEST_ALGORITHM = /^(?:sha256|sha384|sha512|blake3):/i;
 
 /**
+ * A registry host and nothing after it (`ghcr.io`, `registry.example.com:5000`, `localhost:5000`,
+ * `10.0.0.7`): a name with a dot and a last label starting with a letter, `localhost`, or an IPv4
+ * address, with an optional port. A tag typed after `@` (`python@3.11`, `ubuntu@22.04`,
+ * `ubuntu@latest`) is none of these.
+ */
+const BARE_HOST = /^(?:(?:[a-z0-9-]+\.)+[a-z][a-z0-9-]*|localhost|\d{1,3}(?:\.\d{1,3}){3})(?::\d+)?$/i;
+
+/**
  * Credentials written before the image, as in a URL: `user:password@host/…` or
  * `https://token@host/…`. They end at the last `@` that does not start a digest, so a password
  * holding `@` or `/` (`user:p@ss/w@host/x`) is hidden whole; a scheme, a `:` before that `@`, or a
@@ -52,10 +60,18 @@ const DIGEST_ALGORITHM = /^(?:sha256|sha384|sha512|blake3):/i;
  * `user:password@host:port`, where every `@` looks like a digest's, is taken as credentials too
  * when a `:` comes before the first `@` with no `/` (`host:5000/repo@sha256:…` has one), or after a
  * scheme — unless a digest algorithm follows that `@` (`docker://name@sha256:…`, `name:tag@sha256:…`).
+ *
+ * A lone word before a host and nothing after it (`ghp_token@github.com`, `token@registry:5000`,
+ * no scheme, no `:` before the `@`, no path) is taken as a token, and hidden: echoing it would print
+ * the token, and nobody writes an image as `name@host`. A lone word before something that is no host
+ * (`python@3.11`, `ubuntu@latest`) is a tag typed after `@` instead of `:`, named as it is: hiding it
+ * would hide the typo from the one who made it, and no host follows for a token to be sent to.
  */
 function withCredentials(value: string): { shown: string } | undefined {
   const parts = schemeAndRest(value);
   const { scheme, rest } = parts;
+  const last = rest.lastIndexOf('@');
+  if (last === -1) return undefined;
   let end = -1;
   for (let at = rest.indexOf('@'); at !== -1; at = rest.indexOf('@', at + 1)) {
     if (!DIGEST_AFTER_AT.test(rest.slice(at + 1))) end = at;
@@ -63,9 +79,11 @@ function withCredentials(value: string): { shown: string } | undefined {
   // Every `@` starts what looks like a digest: `user:password@host:port` (no repository) still is credentials,
   // unless what follows the last `@` names a digest algorithm (`https://host/repo@sha256:…`, `docker://name@sha256:…`,
   // `name:tag@sha256:<cut short>`): a host is never called that.
-  if (end === -1 && (scheme || /^[^/@]*:[^/]*@/.test(rest)) && !DIGEST_ALGORITHM.test(rest.slice(rest.lastIndexOf('@') + 1))) end = rest.lastIndexOf('@');
+  if (end === -1 && (scheme || /^[^/@]*:[^/]*@/.test(rest)) && !DIGEST_ALGORITHM.test(rest.slice(last + 1))) end = last;
+  // `token@host:5000`: the port made the host look like a digest.
+  if (end === -1 && BARE_HOST.test(rest.slice(last + 1))) end = last;
   if (end === -1) return undefined;
-  if (!scheme && !rest.slice(0, end).includes(':') && !rest.slice(end + 1).includes('/')) return undefined;
+  if (!scheme && !rest.slice(0, end).includes(':') && !rest.slice(end + 1).includes('/') && !BARE_HOST.test(rest.slice(end + 1))) return undefined;
   return { shown: credentialsHidden(parts, end) };
 }
 

@@ -33,7 +33,7 @@ describe('conda match specs', () => {
       error = e;
     }
     expect(error).toBeInstanceOf(ResolutionError);
-    expect((error as ResolutionError).message).toContain("'https://ci:***@private.example/ch::tinynum' carries credentials");
+    expect((error as ResolutionError).message).toContain("'https://***@private.example/ch::tinynum' carries credentials");
     expect(JSON.stringify({ message: (error as Error).message, hint: (error as ResolutionError).hint })).not.toContain('s3cret');
   });
 

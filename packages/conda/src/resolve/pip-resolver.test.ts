@@ -79,7 +79,7 @@ describe('pip with an index URL that carries credentials (a fake pip: a script s
         { python: fakePython, credentials, env: {} },
       ).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ResolutionError);
-      expect((error as Error).message).toContain('http://ci:***@127.0.0.1:9/simple/tinyhttp/: 503');
+      expect((error as Error).message).toContain('http://***@127.0.0.1:9/simple/tinyhttp/: 503');
       expect(`${(error as Error).message} ${(error as ResolutionError).hint}`).not.toContain('t0ken');
 
       // An index of a configured origin gets its credentials back, for pip only (our probe of it sends them as Basic auth).

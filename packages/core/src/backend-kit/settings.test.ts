@@ -44,10 +44,12 @@ describe('parseHost', () => {
 
 describe('a registry host written with credentials', () => {
   it.each([
-    ['robot:s3cr3t@registry.example.com', 'robot:***@registry.example.com'],
-    ['https://robot:s3cr3t@registry.example.com', 'https://robot:***@registry.example.com'],
+    ['robot:s3cr3t@registry.example.com', '***@registry.example.com'],
+    ['https://robot:s3cr3t@registry.example.com', 'https://***@registry.example.com'],
     ['s3cr3t@registry.example.com:5000', '***@registry.example.com:5000'],
-    ['robot:s3/cr@t@127.0.0.1:5000/team', 'robot:***@127.0.0.1:5000/team'],
+    // GitHub's form: the token is the user name.
+    ['https://ghp_s3cr3t:x-oauth-basic@ghcr.io', 'https://***@ghcr.io'],
+    ['robot:s3/cr@t@127.0.0.1:5000/team', '***@127.0.0.1:5000/team'],
   ])('%s: a ConfigError with them hidden (%s), saying to use docker login', (value, shown) => {
     let error: unknown;
     try {

@@ -89,19 +89,19 @@ export function schemeAndRest(value: string): { scheme: string; rest: string } {
 }
 
 /**
- * A setting's value with the credentials before `rest`'s `@` at `end` hidden, as messages show it:
- * `user:***@…`, or `***@…` for a lone token. Where the credentials end is the caller's to say.
+ * A setting's value with the credentials before `rest`'s `@` at `end` hidden whole, as messages
+ * show it: `***@…` (as {@link redactUrls} shows a URL's). The user part is hidden too: it may be the
+ * token (`<token>:x-oauth-basic@github.com`, `<token>@gitlab.com`). Where the credentials end is
+ * the caller's to say.
  */
 export function credentialsHidden({ scheme, rest }: { scheme: string; rest: string }, end: number): string {
-  const credentials = rest.slice(0, end);
-  const user = credentials.includes(':') ? `${credentials.slice(0, credentials.indexOf(':'))}:***` : '***';
-  return `${scheme}${user}@${rest.slice(end + 1)}`;
+  return `${scheme}***@${rest.slice(end + 1)}`;
 }
 
 /**
  * A registry setting written with credentials, as in a URL (`user:password@host`,
  * `https://token@host/path`): a ConfigError naming `envVar`, the value shown with them hidden
- * (`user:***@host`, everything up to the last `@`), never echoed as given;
+ * (`***@host`, everything up to the last `@`), never echoed as given;
  * `hint` says what the setting takes. Nothing when the value has no `@` before its path.
  */
 export function refuseHostCredentials(value: string, envVar: string, hint: string): void {

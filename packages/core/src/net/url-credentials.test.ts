@@ -2,15 +2,19 @@ import { describe, expect, it } from 'vitest';
 import { redactUrl, redactUrls, stripUrlCredentials, UrlCredentials, urlCredentialsFromEnv } from './url-credentials.js';
 
 describe('redactUrl / redactUrls', () => {
-  it('keeps the user and hides the password; a lone user name (often a token) is hidden whole', () => {
-    expect(redactUrl('https://alice:s3cr%40t@pypi.example.com/simple')).toBe('https://alice:***@pypi.example.com/simple');
+  it('hides the whole userinfo, user name too: the token may be either part', () => {
+    expect(redactUrl('https://alice:s3cr%40t@pypi.example.com/simple')).toBe('https://***@pypi.example.com/simple');
     expect(redactUrl('https://ghp_token123@host/channel')).toBe('https://***@host/channel');
+    // GitHub's form (the token as the user), GitLab's (oauth2:<token>, or the token alone).
+    expect(redactUrl('https://ghp_s3cr3t:x-oauth-basic@github.com/team/repo.git')).toBe('https://***@github.com/team/repo.git');
+    expect(redactUrl('https://oauth2:glpat-s3cr3t@gitlab.com/team/simple')).toBe('https://***@gitlab.com/team/simple');
+    expect(redactUrl('https://glpat-s3cr3t@gitlab.com/api/v4/projects/1/packages/pypi/simple')).toBe('https://***@gitlab.com/api/v4/projects/1/packages/pypi/simple');
     expect(redactUrl('https://host/plain')).toBe('https://host/plain');
   });
 
   it('redacts every URL in a text, such as pip output', () => {
     const text = "Looking in indexes: http://u:tok@127.0.0.1:9/simple\nERROR: Could not fetch URL https://x:y@h/p/: 401 (from 'http://u:tok@127.0.0.1:9/simple')";
-    expect(redactUrls(text)).toBe("Looking in indexes: http://u:***@127.0.0.1:9/simple\nERROR: Could not fetch URL https://x:***@h/p/: 401 (from 'http://u:***@127.0.0.1:9/simple')");
+    expect(redactUrls(text)).toBe("Looking in indexes: http://***@127.0.0.1:9/simple\nERROR: Could not fetch URL https://***@h/p/: 401 (from 'http://***@127.0.0.1:9/simple')");
   });
 
   it('strips credentials, leaving the rest of the URL as written', () => {

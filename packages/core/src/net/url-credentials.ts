@@ -4,21 +4,21 @@
  * is read; what is kept, logged, locked or cached is the URL without them. A request to the same
  * origin (scheme, host and port) gets them back as HTTP Basic auth, and nothing else ever does.
  * Every place that renders a URL that may still carry them goes through {@link redactUrl} /
- * {@link redactUrls}: `https://user:***@host/...`.
+ * {@link redactUrls}: `https://***@host/...`, the whole userinfo hidden — the user part is no safer to
+ * show than the password: GitHub's form is `https://<token>:x-oauth-basic@github.com/…`, GitLab's
+ * `https://oauth2:<token>@…` or `https://<token>@…`.
  */
 import { Secret } from '../secret.js';
 
 /** `scheme://` + userinfo + `@`, anywhere in a text. Userinfo cannot hold `/`, `@` or whitespace unencoded. */
 const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/@:'"<>]*)(?::([^\s/@'"<>]*))?@/gi;
 
-/** A text (a message, pip's output, a log line) with the secret part of every URL's userinfo replaced by `***`. */
+/** A text (a message, pip's output, a log line) with every URL's userinfo (user name and password) replaced by `***`. */
 export function redactUrls(text: string): string {
-  return text.replace(USERINFO, (_all, scheme: string, user: string, password: string | undefined) =>
-    password === undefined ? `${scheme}***@` : `${scheme}${user}:***@`,
-  );
+  return text.replace(USERINFO, (_all, scheme: string) => `${scheme}***@`);
 }
 
-/** A URL fit to print: `https://user:***@host/path` (a lone user name, often a token, becomes `***`). */
+/** A URL fit to print: `https://***@host/path` (user name and password hidden: either may be the token). */
 export function redactUrl(url: string): string {
   return redactUrls(url);
 }
