@@ -13,7 +13,7 @@ describe('METAFLOW_PREBUILT_REPODATA_MAX_SIZE: a bound that bounds', () => {
     expect(bound('4096')).toBe(4096 * 1024 * 1024);
   });
 
-  it.each(['1e308', '9007199254740993', '4097', '1e-9'])('%s (no bound at all, past what Node can hold, or under a byte) is a ConfigError saying the range', (value) => {
+  it.each(['1e308', '9007199254740993', '4097', '1e-9', '0', '-1', 'abc'])('%s (no bound at all, past what Node can hold, under a byte, or no number) is a ConfigError saying the range', (value) => {
     let error: unknown;
     try {
       bound(value);
@@ -22,13 +22,14 @@ describe('METAFLOW_PREBUILT_REPODATA_MAX_SIZE: a bound that bounds', () => {
     }
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).message).toBe(
-      `METAFLOW_PREBUILT_REPODATA_MAX_SIZE='${value}' is out of range: a repodata.json is read into memory, so its bound is from 1 byte to 4096 MiB.`,
+      `METAFLOW_PREBUILT_REPODATA_MAX_SIZE='${value}' is not a number of MiB from 1 byte to 4096 MiB: a repodata.json is read into memory.`,
     );
     expect((error as ConfigError).setting).toBe('METAFLOW_PREBUILT_REPODATA_MAX_SIZE');
-    expect((error as ConfigError).hint).toContain('e.g. 1024 (the default)');
+    expect((error as ConfigError).hint).toBe("Set METAFLOW_PREBUILT_REPODATA_MAX_SIZE (or the option 'repodataMaxMiB') to a number of MiB from 1 byte to 4096 MiB, e.g. 1024 (the default).");
   });
 
   it('the option is held to the same range', () => {
-    expect(() => repodataMaxBytes({}, 1e12)).toThrow("The option 'repodataMaxMiB' (1000000000000) is out of range");
+    expect(() => repodataMaxBytes({}, 1e12)).toThrow("The option 'repodataMaxMiB' must be a number of MiB from 1 byte to 4096 MiB, not 1000000000000: a repodata.json is read into memory.");
+    expect(repodataMaxBytes({}, 1 / (1024 * 1024))).toBe(1);
   });
 });

@@ -1,6 +1,5 @@
 import { constants } from 'node:buffer';
 import { positiveSetting } from './backend-kit/settings.js';
-import { ConfigError } from './errors.js';
 import { loadBooleanSetting } from './load-setting.js';
 
 /** Bound of one repodata.json read into memory, in MiB (conda-forge's largest is a few hundred). */
@@ -9,24 +8,29 @@ export const DEFAULT_REPODATA_MAX_MIB = 1024;
 
 /** The largest buffer Node holds (4 GiB in Node 20 on 64-bit). */
 const MAX_LENGTH = constants.MAX_LENGTH;
+const MiB = 1024 * 1024;
 
 /**
- * The repodata bound in bytes: option → METAFLOW_PREBUILT_REPODATA_MAX_SIZE (MiB) → 1024 MiB. A bad
- * value is a ConfigError (exit 2), and so is one that bounds nothing: under a byte (`1e-9`: every
- * repodata.json too large) or over the largest buffer Node holds (`1e308`: no bound at all, the read
- * failing only when memory runs out).
+ * The repodata bound in bytes: option → METAFLOW_PREBUILT_REPODATA_MAX_SIZE (MiB) → 1024 MiB. A value
+ * that is no number, or one that bounds nothing, is a ConfigError (exit 2) saying the range: under
+ * a byte (`0`, `1e-9`: every repodata.json too large) or over the largest buffer Node holds (`1e308`:
+ * no bound at all, the read failing only when memory runs out).
  */
 export function repodataMaxBytes(env: Record<string, string | undefined> = process.env, value?: number): number {
-  const mib = positiveSetting({ value, envVar: REPODATA_MAX_SIZE_ENV, option: 'repodataMaxMiB', fallback: DEFAULT_REPODATA_MAX_MIB, unit: 'MiB', env });
-  const bytes = Math.round(mib * 1024 * 1024);
-  if (bytes < 1 || bytes > MAX_LENGTH) {
-    const given = value !== undefined ? `The option 'repodataMaxMiB' (${value})` : `${REPODATA_MAX_SIZE_ENV}='${env[REPODATA_MAX_SIZE_ENV]}'`;
-    throw new ConfigError(`${given} is out of range: a repodata.json is read into memory, so its bound is from 1 byte to ${MAX_LENGTH / (1024 * 1024)} MiB.`, {
-      setting: REPODATA_MAX_SIZE_ENV,
-      hint: `Set ${REPODATA_MAX_SIZE_ENV} to a number of MiB in that range, e.g. ${DEFAULT_REPODATA_MAX_MIB} (the default).`,
-    });
-  }
-  return bytes;
+  const maxMib = MAX_LENGTH / MiB;
+  const mib = positiveSetting({
+    value,
+    envVar: REPODATA_MAX_SIZE_ENV,
+    option: 'repodataMaxMiB',
+    fallback: DEFAULT_REPODATA_MAX_MIB,
+    unit: 'MiB',
+    env,
+    min: 1 / MiB,
+    max: maxMib,
+    range: `from 1 byte to ${maxMib} MiB`,
+    why: 'a repodata.json is read into memory',
+  });
+  return Math.round(mib * MiB);
 }
 
 /** METAFLOW_PREBUILT_PIP_ISOLATED: resolve PyPI packages with `pip --isolated` (default off). A value neither on nor off is a ConfigError (exit 2). */

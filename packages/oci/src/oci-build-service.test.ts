@@ -431,6 +431,31 @@ describe('oci settings: layer compression', () => {
   });
 });
 
+describe('oci settings: upload chunk size', () => {
+  it.each(['1023', '0', '1500.5', 'big', String(2 ** 32 + 1)])('%s is a ConfigError naming the setting and the range', (value) => {
+    const error = (() => {
+      try {
+        ociSettings({ env: { METAFLOW_PREBUILT_OCI_CHUNK_SIZE: value } });
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toBe(
+      `METAFLOW_PREBUILT_OCI_CHUNK_SIZE='${value}' is not a whole number of bytes from 1024 to 4294967296 (4 GiB: a chunk is held in memory).`,
+    );
+    expect((error as ConfigError).setting).toBe('METAFLOW_PREBUILT_OCI_CHUNK_SIZE');
+    expect((error as ConfigError).hint).toBe("Set METAFLOW_PREBUILT_OCI_CHUNK_SIZE (or the option 'chunkSize') to a number of bytes in that range, e.g. 8388608 (8 MiB, the default).");
+  });
+
+  it('the bounds themselves are fine; the option is held to the same range', () => {
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_CHUNK_SIZE: '1024' } }).chunkSize).toBe(1024);
+    expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_CHUNK_SIZE: String(2 ** 32) } }).chunkSize).toBe(2 ** 32);
+    expect(() => ociSettings({ env: {}, chunkSize: 100 })).toThrow("The option 'chunkSize' (100) is not a whole number of bytes from 1024");
+  });
+});
+
 describe('oci settings: layering policy', () => {
   it('grouped by default; METAFLOW_PREBUILT_OCI_LAYERS=per-package|single (any case) selects them; the option wins over the env var', () => {
     expect(ociSettings({ env: {} }).layers).toBe('grouped');

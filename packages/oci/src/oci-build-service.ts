@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import {
   CancelledError,
@@ -72,6 +73,8 @@ export const OCI_ENV = {
 } as const;
 
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+/** The largest upload chunk: the largest buffer Node holds (4 GiB in Node 20 on 64-bit). */
+const MAX_CHUNK_SIZE = bufferConstants.MAX_LENGTH;
 
 /** What one push cost, for measuring and logs. */
 export interface PushSummary {
@@ -210,10 +213,12 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
   const env = options.env ?? process.env;
   const rawChunk = options.chunkSize ?? loadOptionalSetting({ value: undefined, envVar: OCI_ENV.chunkSize, option: 'chunkSize', description: 'upload chunk size', env });
   const chunkSize = rawChunk === undefined ? DEFAULT_CHUNK_SIZE : Number(rawChunk);
-  if (!Number.isInteger(chunkSize) || chunkSize < 1024) {
-    throw new ConfigError(`The upload chunk size '${rawChunk}' is not a whole number of bytes ≥ 1024.`, {
+  if (!Number.isInteger(chunkSize) || chunkSize < 1024 || chunkSize > MAX_CHUNK_SIZE) {
+    const range = `a whole number of bytes from 1024 to ${MAX_CHUNK_SIZE} (${MAX_CHUNK_SIZE / 1024 ** 3} GiB: a chunk is held in memory)`;
+    const given = options.chunkSize !== undefined ? `The option 'chunkSize' (${rawChunk})` : `${OCI_ENV.chunkSize}='${rawChunk}'`;
+    throw new ConfigError(`${given} is not ${range}.`, {
       setting: OCI_ENV.chunkSize,
-      hint: `Set ${OCI_ENV.chunkSize} (or the option 'chunkSize') to a number of bytes, e.g. 8388608.`,
+      hint: `Set ${OCI_ENV.chunkSize} (or the option 'chunkSize') to a number of bytes in that range, e.g. ${DEFAULT_CHUNK_SIZE} (8 MiB, the default).`,
     });
   }
   const askedCompression = optionalChoice(options.layerCompression, env, { envVar: OCI_ENV.layerCompression, option: 'layerCompression', description: 'layer compression', choices: LAYER_COMPRESSIONS });

@@ -286,7 +286,7 @@ describe('prebuilt lock', () => {
     const lock = await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8');
     for (const [name, value, message] of [
       ['METAFLOW_PREBUILT_PIP_ISOLATED', 'maybe', "METAFLOW_PREBUILT_PIP_ISOLATED='maybe' (pip isolation) is neither on nor off."],
-      ['METAFLOW_PREBUILT_REPODATA_MAX_SIZE', 'abc', "METAFLOW_PREBUILT_REPODATA_MAX_SIZE='abc' is not a positive number of MiB."],
+      ['METAFLOW_PREBUILT_REPODATA_MAX_SIZE', 'abc', "METAFLOW_PREBUILT_REPODATA_MAX_SIZE='abc' is not a number of MiB from 1 byte to 4096 MiB: a repodata.json is read into memory."],
     ] as const) {
       for (const args of [['lock', 'flow.py'], ['lock', 'flow.py', '--frozen']]) {
         const bad = await prebuilt(args, cwd, { [name]: value });

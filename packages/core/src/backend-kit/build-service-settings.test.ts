@@ -17,6 +17,6 @@ describe('settingsReader', () => {
   it('refuses a missing required setting and a timeout that is not a number, naming the env var', () => {
     expect(() => read.required(undefined, 'UNSET', 'o', 'The thing')).toThrow(ConfigError);
     expect(() => read.required(undefined, 'UNSET', 'o', 'The thing')).toThrow('The thing is not set.');
-    expect(() => read.seconds(undefined, 'BAD', 'timeoutSeconds', 10)).toThrow("BAD='soon' is not a positive number of seconds.");
+    expect(() => read.seconds(undefined, 'BAD', 'timeoutSeconds', 10)).toThrow("BAD='soon' is not a number of seconds above 0, at most 2147483 (24 days).");
   });
 });

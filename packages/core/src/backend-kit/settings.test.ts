@@ -113,8 +113,8 @@ describe('secondsSetting', () => {
     expect(secondsSetting({ ...input, value: undefined, env: {} })).toBe(3600);
   });
 
-  it('refuses what is not a positive number, naming the setting', () => {
-    expect(() => secondsSetting({ ...input, value: 0, env: {} })).toThrow(/The option 'timeoutSeconds' must be a positive number of seconds, not 0\./);
+  it('refuses what is not a positive number, naming the setting and the range', () => {
+    expect(() => secondsSetting({ ...input, value: 0, env: {} })).toThrow("The option 'timeoutSeconds' must be a number of seconds above 0, at most 2147483 (24 days), not 0.");
     const error = (() => {
       try {
         secondsSetting({ ...input, value: undefined, env: { X_TIMEOUT: 'soon' } });
@@ -124,8 +124,14 @@ describe('secondsSetting', () => {
       return undefined;
     })();
     expect(error).toBeInstanceOf(ConfigError);
-    expect(error!.message).toBe("X_TIMEOUT='soon' is not a positive number of seconds.");
+    expect(error!.message).toBe("X_TIMEOUT='soon' is not a number of seconds above 0, at most 2147483 (24 days).");
     expect(error!.setting).toBe('X_TIMEOUT');
-    expect(error!.hint).toBe("Set X_TIMEOUT (or the option 'timeoutSeconds') to e.g. 3600.");
+    expect(error!.hint).toBe("Set X_TIMEOUT (or the option 'timeoutSeconds') to a number of seconds above 0, at most 2147483 (24 days), e.g. 3600 (the default).");
+  });
+
+  it('refuses a timeout longer than a timer holds (it would fire at once), saying the range', () => {
+    expect(secondsSetting({ ...input, value: undefined, env: { X_TIMEOUT: '2147483' } })).toBe(2147483);
+    expect(() => secondsSetting({ ...input, value: undefined, env: { X_TIMEOUT: '2147484' } })).toThrow("X_TIMEOUT='2147484' is not a number of seconds above 0, at most 2147483 (24 days).");
+    expect(() => secondsSetting({ ...input, value: 1e9, env: {} })).toThrow("The option 'timeoutSeconds' must be a number of seconds above 0, at most 2147483 (24 days), not 1000000000.");
   });
 });

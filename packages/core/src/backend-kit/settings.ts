@@ -41,8 +41,15 @@ export function envTag(repository: string, { envId, platform, platforms }: Image
 }
 
 /**
- * A positive number of seconds (a build service's timeout): the option when given, else the env
- * var, else `fallback`. A value that is not a positive number is a ConfigError naming the setting.
+ * The longest time a timer holds, in seconds (2^31-1 ms, 24 days): a longer timeout would fire at
+ * once (Node's TimeoutOverflowWarning sets it to 1 ms).
+ */
+export const MAX_TIMEOUT_SECONDS = 2_147_483;
+
+/**
+ * A positive number of seconds (a build service's timeout, a network bound), at most
+ * {@link MAX_TIMEOUT_SECONDS}: the option when given, else the env var, else `fallback`. Any other
+ * value is a ConfigError naming the setting and the range.
  */
 export function secondsSetting(input: {
   value: number | undefined;
@@ -51,10 +58,14 @@ export function secondsSetting(input: {
   fallback: number;
   env: Record<string, string | undefined>;
 }): number {
-  return positiveSetting({ ...input, unit: 'seconds' });
+  return positiveSetting({ ...input, unit: 'seconds', max: MAX_TIMEOUT_SECONDS, range: `above 0, at most ${MAX_TIMEOUT_SECONDS} (24 days)` });
 }
 
-/** Like {@link secondsSetting}, for any positive quantity in `unit` (`seconds`, `MiB`). */
+/**
+ * Like {@link secondsSetting}, for any positive quantity in `unit` (`seconds`, `MiB`): above 0 (or
+ * at least `min`) and at most `max` when given. Out of that range or not a number, a ConfigError
+ * that names the setting and says the range (`range`, by default made from `max`) and `why` it is one.
+ */
 export function positiveSetting(input: {
   value: number | undefined;
   envVar: string;
@@ -62,23 +73,28 @@ export function positiveSetting(input: {
   fallback: number;
   unit: string;
   env: Record<string, string | undefined>;
+  /** Least value, inclusive; default: anything above 0. */
+  min?: number;
+  /** Largest value, inclusive. */
+  max?: number;
+  /** The accepted values as messages say them after `a number of <unit>`; default `above 0[, at most <max>]`. */
+  range?: string;
+  /** Why the range is what it is, added to the message. */
+  why?: string;
 }): number {
-  const { value, envVar, option, fallback, unit, env } = input;
+  const { value, envVar, option, fallback, unit, env, min, max } = input;
+  const range = input.range ?? (max === undefined ? 'above 0' : `above 0, at most ${max}`);
+  const why = input.why ? `: ${input.why}` : '';
+  const fits = (n: number): boolean => Number.isFinite(n) && (min === undefined ? n > 0 : n >= min) && (max === undefined || n <= max);
+  const hint = `Set ${envVar} (or the option '${option}') to a number of ${unit} ${range}, e.g. ${fallback} (the default).`;
   if (value !== undefined) {
-    if (!Number.isFinite(value) || value <= 0) {
-      throw new ConfigError(`The option '${option}' must be a positive number of ${unit}, not ${value}.`, { setting: envVar });
-    }
+    if (!fits(value)) throw new ConfigError(`The option '${option}' must be a number of ${unit} ${range}, not ${value}${why}.`, { setting: envVar, hint });
     return value;
   }
   const raw = env[envVar];
   if (raw === undefined || raw.trim() === '') return fallback;
   const parsed = Number(raw);
-  if (!Number.isFinite(parsed) || parsed <= 0) {
-    throw new ConfigError(`${envVar}='${raw}' is not a positive number of ${unit}.`, {
-      setting: envVar,
-      hint: `Set ${envVar} (or the option '${option}') to e.g. ${fallback}.`,
-    });
-  }
+  if (!fits(parsed)) throw new ConfigError(`${envVar}='${raw}' is not a number of ${unit} ${range}${why}.`, { setting: envVar, hint });
   return parsed;
 }
 

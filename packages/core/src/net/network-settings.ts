@@ -2,7 +2,7 @@
  * How long a network read may take: an idle timeout (no byte for N seconds: the peer stalled) and
  * an overall deadline per request, both settable; and the bounds of what is read into memory.
  */
-import { positiveSetting } from '../backend-kit/settings.js';
+import { secondsSetting } from '../backend-kit/settings.js';
 
 export const NETWORK_ENV = {
   /** Seconds a read may go without a byte (headers or body) before it fails. */
@@ -42,7 +42,7 @@ export interface NetworkTimeoutOptions {
 /** The idle timeout and the deadline: option → environment variable → default. */
 export function networkTimeouts(options: NetworkTimeoutOptions = {}): NetworkTimeouts {
   const env = options.env ?? process.env;
-  const idle = positiveSetting({ value: options.idleTimeoutSeconds, envVar: NETWORK_ENV.idleTimeout, option: 'idleTimeoutSeconds', fallback: DEFAULT_IDLE_TIMEOUT_SECONDS, unit: 'seconds', env });
-  const deadline = positiveSetting({ value: options.deadlineSeconds, envVar: NETWORK_ENV.deadline, option: 'deadlineSeconds', fallback: DEFAULT_DEADLINE_SECONDS, unit: 'seconds', env });
+  const idle = secondsSetting({ value: options.idleTimeoutSeconds, envVar: NETWORK_ENV.idleTimeout, option: 'idleTimeoutSeconds', fallback: DEFAULT_IDLE_TIMEOUT_SECONDS, env });
+  const deadline = secondsSetting({ value: options.deadlineSeconds, envVar: NETWORK_ENV.deadline, option: 'deadlineSeconds', fallback: DEFAULT_DEADLINE_SECONDS, env });
   return { idleMs: Math.round(idle * 1000), deadlineMs: Math.round(deadline * 1000) };
 }
