@@ -96,6 +96,7 @@ export { createOciRegistry, type ImageRegistryOptions, type OciRegistrySpec } fr
 export { registryAccess, type RegistryAccess, type RegistryAccessInput } from './backend-kit/registry-access.js';
 export { explicitCredentials, type ExplicitCredentialsInput, type RegistryTokenSource } from './backend-kit/registry-credentials.js';
 export { checkSignal, resolveBaseImage } from './backend-kit/base-image.js';
+export { fromImageNamed } from './recipes/micromamba.js';
 export { BuildLog, scrubber, cancelledError, withPushPhase } from './backend-kit/build-log.js';
 export { createContextArchive, packBuildContext } from './backend-kit/context-archive.js';
 export { checkPushCredentials } from './backend-kit/push-credentials.js';

@@ -234,6 +234,19 @@ function realDaemonSuite(dockerHost: string, builders: readonly ('legacy' | 'bui
       expect(result.ok).toBe(false);
       expect(result.reason).toContain(`base image ${missingBase}`);
     });
+
+    it(`${builder}: a missing micromamba image (the micromamba recipe's stage) is named with its setting, not as the base image; a missing base beside it is the base image`, async () => {
+      const service = createDockerBuildService({ dockerHost, builder });
+      const missing = `${registries.plain.host}/prebuilt-test/no-such-micromamba:${run}`;
+      const recipe = (mamba: string, from: string) => `FROM ${mamba} AS micromamba\nFROM ${from}\nCOPY --from=micromamba /hello.txt /hello.txt\n`;
+      const mamba = (await service.buildAndPush(request({ imageTag: tagIn(registries.plain.host, `nomamba-${builder}`), dockerfile: recipe(missing, base.ref) }))) as Extract<BuildResult, { ok: false }>;
+      expect(mamba.ok).toBe(false);
+      expect(mamba.reason.startsWith(`The micromamba image ${missing} (METAFLOW_PREBUILT_MICROMAMBA_IMAGE) is missing or cannot be pulled: `)).toBe(true);
+      const missingBase = `${registries.plain.host}/prebuilt-test/no-such-base:${run}`;
+      const baseMissing = (await service.buildAndPush(request({ imageTag: tagIn(registries.plain.host, `nobase2-${builder}`), dockerfile: recipe(base.ref, missingBase) }))) as Extract<BuildResult, { ok: false }>;
+      expect(baseMissing.ok).toBe(false);
+      expect(baseMissing.reason.startsWith(`The base image ${missingBase} is missing or cannot be pulled: `)).toBe(true);
+    });
   }
 
   it('keeps the local image, with the configured labels, when keepImages is set', async () => {

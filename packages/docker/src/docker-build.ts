@@ -6,6 +6,7 @@ import {
   checkPushCredentials,
   createLogger,
   errorMessage,
+  fromImageNamed,
   scrubber,
   type BuildRequest,
   type BuildResult,
@@ -18,7 +19,7 @@ import { shownDockerHost } from './docker-host.js';
 import type { StreamRequest } from './engine-client.js';
 import type { DockerSettings } from './docker-settings.js';
 import { pushImage } from './docker-push.js';
-import { baseImageReferences, firstBaseImage, parseTaggedReference, pullParts, registryHost, type TaggedReference } from './image-reference.js';
+import { baseImageReferences, failedBaseImage, parseTaggedReference, pullParts, registryHost, type TaggedReference } from './image-reference.js';
 import { ProgressTracker, readEvents } from './progress.js';
 import { authConfig } from './registry-auth.js';
 
@@ -135,8 +136,9 @@ export class DockerBuild {
     if (tracker.error === undefined) return undefined;
     await daemon.removeImage(request.imageTag, 'failed build');
     if (tracker.errorInFrom) {
-      const base = firstBaseImage(request.dockerfile) ?? 'of the Dockerfile';
-      return this.failure(`The base image ${base} is missing or cannot be pulled: ${tracker.error}`);
+      const image = failedBaseImage(request.dockerfile, tracker.failedFrom);
+      const what = image === undefined ? "An image of the Dockerfile's FROM lines" : upperFirst(fromImageNamed(request.dockerfile, image));
+      return this.failure(`${what} is missing or cannot be pulled: ${tracker.error}`);
     }
     return this.failure(`The Docker build of ${request.imageTag} failed: ${tracker.error}`);
   }
@@ -158,9 +160,11 @@ export class DockerBuild {
         what: 'The Docker build',
       });
       if (failed !== undefined) {
-        return `The base image ${image} is missing or cannot be pulled with the credentials from ${request.pushCredentials?.source}: ${failed}`;
+        return `${upperFirst(fromImageNamed(request.dockerfile, image))} is missing or cannot be pulled with the credentials from ${request.pushCredentials?.source}: ${failed}`;
       }
     }
     return undefined;
   }
 }
+
+const upperFirst = (text: string): string => text.charAt(0).toUpperCase() + text.slice(1);

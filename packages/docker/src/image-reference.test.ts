@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InputError } from '@prebuilt/core/backend';
-import { baseImageReferences, firstBaseImage, parseTaggedReference, pullParts, registryHost } from './image-reference.js';
+import { baseImageReferences, failedBaseImage, parseTaggedReference, pullParts, registryHost } from './image-reference.js';
 
 describe('image references', () => {
   it('splits a push tag into repository, tag and registry', () => {
@@ -31,9 +31,22 @@ describe('image references', () => {
       'FROM python:3.11@sha256:' + 'a'.repeat(64),
       'FROM ${BASE}',
     ].join('\n');
-    expect(firstBaseImage(dockerfile)).toBe('127.0.0.1:5000/base:1');
     expect(baseImageReferences(dockerfile)).toEqual(['127.0.0.1:5000/base:1', 'python:3.11@sha256:' + 'a'.repeat(64)]);
     expect(baseImageReferences('FROM 127.0.0.1:5000/a:1 AS a\nFROM a\n')).toEqual(['127.0.0.1:5000/a:1']);
+  });
+
+  it('finds the FROM image a builder named as failing: as written, or as BuildKit normalizes it; else the only one', () => {
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const dockerfile = `FROM mambaorg/micromamba:1.5.10 AS micromamba\nFROM python@${digest}\nCOPY --from=micromamba /bin/micromamba /usr/local/bin/micromamba\n`;
+    expect(failedBaseImage(dockerfile, 'mambaorg/micromamba:1.5.10')).toBe('mambaorg/micromamba:1.5.10');
+    expect(failedBaseImage(dockerfile, 'docker.io/mambaorg/micromamba:1.5.10')).toBe('mambaorg/micromamba:1.5.10');
+    expect(failedBaseImage(dockerfile, `docker.io/library/python@${digest}`)).toBe(`python@${digest}`);
+    expect(failedBaseImage('FROM 127.0.0.1:5000/a AS micromamba\nFROM ubuntu\n', 'docker.io/library/ubuntu:latest')).toBe('ubuntu');
+    expect(failedBaseImage('FROM 127.0.0.1:5000/a:1 AS micromamba\nFROM ubuntu\n', `127.0.0.1:5000/a:1@${digest}`)).toBe('127.0.0.1:5000/a:1');
+    // Not named, or named otherwise: the only FROM image, else none (a message then names none rather than the wrong one).
+    expect(failedBaseImage('FROM python:3.11\n', undefined)).toBe('python:3.11');
+    expect(failedBaseImage(dockerfile, undefined)).toBeUndefined();
+    expect(failedBaseImage(dockerfile, 'docker.io/library/other:1')).toBeUndefined();
   });
 
   it('splits a reference for a pull', () => {

@@ -28,13 +28,30 @@ export function registryHost(repository: string): string {
   return 'docker.io';
 }
 
-/** The image of the first `FROM` of a Dockerfile (for messages about a missing base image). */
-export function firstBaseImage(dockerfile: string): string | undefined {
-  for (const line of dockerfile.split('\n')) {
-    const match = /^\s*FROM\s+(?:--\S+\s+)*(\S+)/i.exec(line);
-    if (match) return match[1];
+/**
+ * The image of the Dockerfile's `FROM` lines a builder named when a FROM failed (`named`: as written,
+ * or as BuildKit writes it: `docker.io/library/` added, `:latest` added, a digest appended): the one
+ * it names; with no name or none matching, the only one there is; else undefined.
+ */
+export function failedBaseImage(dockerfile: string, named: string | undefined): string | undefined {
+  const images = baseImageReferences(dockerfile);
+  if (named !== undefined) {
+    const wanted = canonicalImage(named);
+    const found = images.find((image) => {
+      const full = canonicalImage(image);
+      return wanted === full || wanted.startsWith(`${full}@`);
+    });
+    if (found) return found;
   }
-  return undefined;
+  return images.length === 1 ? images[0] : undefined;
+}
+
+/** A reference as BuildKit names it: with its registry (`docker.io/library/` for an official image) and a tag (`latest`) when it has no digest. */
+function canonicalImage(reference: string): string {
+  const withHost = registryHost(reference) === 'docker.io' && !reference.startsWith('docker.io/') ? `docker.io/${reference.includes('/') ? '' : 'library/'}${reference}` : reference;
+  const name = withHost.split('@')[0]!;
+  const tagged = name.lastIndexOf(':') > name.lastIndexOf('/');
+  return tagged || withHost.includes('@') ? withHost : `${withHost}:latest`;
 }
 
 /**

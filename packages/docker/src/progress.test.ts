@@ -44,11 +44,18 @@ describe('progress tracker', () => {
     expect(lines).toEqual(['Step 1/2 : FROM x', '1: Pulling from x', 'ERROR: manifest unknown']);
     expect(tracker.error).toBe('manifest unknown');
     expect(tracker.errorInFrom).toBe(true);
+    expect(tracker.failedFrom).toBe('x');
+
+    // Which FROM failed, when there are several (the micromamba recipe's stage, then the base).
+    const second = new ProgressTracker(undefined, 5);
+    for (const event of [{ stream: 'Step 1/3 : FROM --platform=linux/amd64 mamba:1 AS micromamba\n' }, { stream: 'Step 2/3 : FROM base:1\n' }, { error: 'manifest for base:1 not found' }]) second.handle(event);
+    expect(second.failedFrom).toBe('base:1');
 
     const run = new ProgressTracker(undefined, 2);
     for (const event of [{ stream: 'Step 2/2 : RUN false\n' }, { stream: 'a\nb\nc\n' }, { error: 'returned a non-zero code: 1' }]) run.handle(event);
     expect(run.tail).toEqual(['c', 'ERROR: returned a non-zero code: 1']);
     expect(run.errorInFrom).toBe(false);
+    expect(run.failedFrom).toBeUndefined();
   });
 
   it('a build step printing without newlines (10 MB in 1 kB pieces) gives one line cut at MAX_LOG_LINE, not a line that grows without end', () => {

@@ -120,6 +120,11 @@ export class ProgressTracker {
   /** True when the error happened while resolving or pulling the base image (a FROM step). */
   errorInFrom = false;
   /**
+   * The image of the FROM step that failed, as the builder names it (the legacy builder as the
+   * Dockerfile writes it; BuildKit normalized: `docker.io/library/python:3.11`, a digest appended).
+   */
+  failedFrom: string | undefined;
+  /**
    * The digest of a push: its stream's `aux.Digest`, else the one of its last status line
    * (`<tag>: digest: sha256:… size: N`), which is all a Docker Engine before 27 with the containerd
    * image store reports.
@@ -138,6 +143,8 @@ export class ProgressTracker {
   readonly #vertexAnnounced = new Set<string>();
   readonly #vertexFailed = new Set<string>();
   #instruction: string | undefined;
+  /** The image of the legacy builder's current step when it is a FROM. */
+  #stepFrom: string | undefined;
 
   constructor(log: ((line: string) => void) | undefined, tailSize: number) {
     this.#tailSize = tailSize;
@@ -149,8 +156,11 @@ export class ProgressTracker {
       log?.(line);
     };
     this.#text = new LineSplitter((line) => {
-      const step = /^Step \d+\/\d+ : (\w+)/i.exec(line);
-      if (step) this.#instruction = step[1]!.toUpperCase();
+      const step = /^Step \d+\/\d+ : (\w+)(?:\s+(?:--\S+\s+)*(\S+))?/i.exec(line);
+      if (step) {
+        this.#instruction = step[1]!.toUpperCase();
+        this.#stepFrom = this.#instruction === 'FROM' ? step[2] : undefined;
+      }
       this.#emit(line);
     });
   }
@@ -179,7 +189,10 @@ export class ProgressTracker {
       this.#emit(`ERROR: ${message}`);
       if (this.error === undefined) {
         this.error = message;
-        if (this.#instruction === 'FROM') this.errorInFrom = true;
+        if (this.#instruction === 'FROM') {
+          this.errorInFrom = true;
+          this.failedFrom = this.#stepFrom;
+        }
       }
     }
   }
@@ -215,7 +228,11 @@ export class ProgressTracker {
         this.#vertexFailed.add(vertex.digest);
         this.#vertexLogs.get(vertex.digest)?.flush();
         this.#emit(`=> ${name}: ERROR: ${vertex.error}`);
-        if (this.error === undefined && isFromVertex(name)) this.errorInFrom = true;
+        const from = fromVertexImage(name);
+        if (this.error === undefined && from !== undefined) {
+          this.errorInFrom = true;
+          this.failedFrom ??= from;
+        }
       }
     }
     for (const log of status.logs) {
@@ -238,8 +255,9 @@ export class ProgressTracker {
 /** The last status line of a push: `<tag>: digest: sha256:… size: N`. */
 const PUSHED_DIGEST = /^[\w][\w.-]*: digest: (sha256:[0-9a-f]{64}) size: \d+$/;
 
-function isFromVertex(name: string): boolean {
-  return /^\[internal\] load metadata for /.test(name) || /^\[[^\]]*\d+\/\d+\] FROM /.test(name);
+/** The image a BuildKit vertex resolving or pulling a FROM names (`[internal] load metadata for <image>`, `[stage 1/2] FROM <image>`), or undefined for any other vertex. */
+function fromVertexImage(name: string): string | undefined {
+  return (/^\[internal\] load metadata for (\S+)/.exec(name) ?? /^\[[^\]]*\d+\/\d+\] FROM (\S+)/.exec(name))?.[1];
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

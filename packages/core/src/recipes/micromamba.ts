@@ -19,6 +19,23 @@ export interface MicromambaRecipeOptions {
   env?: Record<string, string | undefined>;
 }
 
+/** The stage the micromamba recipe's Dockerfile gives its micromamba image (`FROM <image> AS micromamba`). */
+const MICROMAMBA_STAGE = 'micromamba';
+
+/**
+ * What an image a Dockerfile's `FROM` names is, as a build service's message says it: the image of
+ * the micromamba recipe's `micromamba` stage is `the micromamba image <image>
+ * (METAFLOW_PREBUILT_MICROMAMBA_IMAGE)` — the setting the user set, not the base image — any other
+ * `the base image <image>`. `image` as the `FROM` line writes it.
+ */
+export function fromImageNamed(dockerfile: string, image: string): string {
+  for (const line of dockerfile.split('\n')) {
+    const match = /^\s*FROM\s+(?:--\S+\s+)*(\S+)\s+AS\s+(\S+)\s*$/i.exec(line);
+    if (match && match[1] === image && match[2]!.toLowerCase() === MICROMAMBA_STAGE) return `the micromamba image ${image} (${MICROMAMBA_IMAGE_ENV})`;
+  }
+  return `the base image ${image}`;
+}
+
 /** The `@EXPLICIT` file of the lock's conda packages, each URL with its `#sha256:` hash. */
 export function explicitLockFile(lock: LockedEnv): string {
   const lines = [
@@ -77,9 +94,9 @@ export function micromambaRecipe(input: RecipeInput, options: MicromambaRecipeOp
   ];
   const dockerfile = [
     `# prebuilt ${recipe.name} recipe v${recipe.version}: env ${input.envId}`,
-    `FROM ${image} AS micromamba`,
+    `FROM ${image} AS ${MICROMAMBA_STAGE}`,
     `FROM ${input.base.pinned}`,
-    'COPY --from=micromamba /bin/micromamba /usr/local/bin/micromamba',
+    `COPY --from=${MICROMAMBA_STAGE} /bin/micromamba /usr/local/bin/micromamba`,
     'COPY prebuilt/ /tmp/prebuilt/',
     ...install,
     ...envLines(prefix),

@@ -5,7 +5,7 @@ import { ConfigError } from '../errors.js';
 import type { LockedEnv, LockedPackage } from '../env-model.js';
 import { lockHash, selectRecipeName, prebuiltVersion, type RecipeInput } from './recipe.js';
 import { materializedRecipe } from './materialized.js';
-import { explicitLockFile, micromambaRecipe, pipRequirementsFile } from './micromamba.js';
+import { explicitLockFile, fromImageNamed, micromambaRecipe, pipRequirementsFile } from './micromamba.js';
 import { createMicromambaRecipeRunner, recipeVersion, renderRecipe } from './select.js';
 
 const sha = (c: string) => c.repeat(64);
@@ -142,6 +142,15 @@ describe('micromambaRecipe (text only: no micromamba binary can be fetched in th
     expect(recipe.dockerfile).not.toContain('pip install');
     expect(recipe.contextFiles.map((f) => f.path)).toEqual(['prebuilt/conda-explicit.txt']);
     expect(() => micromambaRecipe(condaOnly, { micromambaImage: 'bad image\nRUN evil' })).toThrow(ConfigError);
+  });
+
+  it('a build service names each FROM image of its Dockerfile by what it is: the micromamba image with its setting, the base as the base image', () => {
+    const condaOnly = { ...input, lock: { ...lock, packages: [conda('python', 'b')] } };
+    const mamba = `reg.example/mm@sha256:${sha('f')}`;
+    const { dockerfile } = micromambaRecipe(condaOnly, { micromambaImage: mamba });
+    expect(fromImageNamed(dockerfile, mamba)).toBe(`the micromamba image ${mamba} (METAFLOW_PREBUILT_MICROMAMBA_IMAGE)`);
+    expect(fromImageNamed(dockerfile, input.base.pinned)).toBe(`the base image ${input.base.pinned}`);
+    expect(fromImageNamed(materializedRecipe(input).dockerfile, input.base.pinned)).toBe(`the base image ${input.base.pinned}`);
   });
 
   it('refuses wheels without a conda pip to install them', () => {
