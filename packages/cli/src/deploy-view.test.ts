@@ -71,14 +71,14 @@ describe('deploy view (plain output)', () => {
     const view = createDeployView(out, { now: () => 0 });
     view.onEvent({ type: 'resolved', images: 2, indexes: 0, platforms: ['linux-64'] });
     view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'checking', platform: 'linux-64' });
-    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'checking', detail: 'prefetch profile changed, rebuilding', platform: 'linux-64' });
+    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'checking', detail: 'built with EROFS layers; the docker build service makes tar layers', platform: 'linux-64' });
     view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'materializing', platform: 'linux-64' });
     view.onEvent({ type: 'image', envId: 'bbbb', tag: 'u', steps: ['end'], phase: 'missing', detail: 'prefetch profile changed', platform: 'linux-64' });
     view.stop();
     expect(out.text().split('\n')).toEqual([
       '2 images (locked in 0.0s)',
       'env aaaa  checking registry  0.0s  (start)',
-      'env aaaa  checking registry: prefetch profile changed, rebuilding  0.0s  (start)',
+      'env aaaa  rebuilding: built with EROFS layers; the docker build service makes tar layers  0.0s  (start)',
       'env aaaa  materializing  0.0s  (start)',
       'env bbbb  will rebuild: prefetch profile changed  0.0s  (end)',
       '',

@@ -33,10 +33,14 @@ const LABEL: Record<ImagePhase, string> = {
   failed: 'failed',
 };
 
-/** The phases whose label carries the event's detail: who holds the build lock (waiting); why a present image is rebuilt (checking) or would be (missing, in a plan). */
+/**
+ * The phases whose label carries the event's detail: who holds the build lock (waiting); why a
+ * present image is rebuilt (checking: `rebuilding: prefetch profile changed`) or would be (missing,
+ * in a plan: `will rebuild: …`, as the plan's lines below its table say it).
+ */
 const WITH_DETAIL: Partial<Record<ImagePhase, (detail: string) => string>> = {
   waiting: (detail) => `waiting: ${detail}`,
-  checking: (detail) => `${LABEL.checking}: ${detail}`,
+  checking: (detail) => `rebuilding: ${detail}`,
   missing: (detail) => `will rebuild: ${detail}`,
 };
 

@@ -337,6 +337,11 @@ export type DeployEvent =
       tag: string;
       steps: string[];
       phase: ImagePhase;
+      /**
+       * `waiting`: who holds the image's build lock, since when; `checking`: why the image the
+       * registry has is rebuilt (its layout changed: `prefetch profile changed`); `missing`, in a
+       * plan: why it would be.
+       */
       detail?: string;
       /** The image's conda platform; for a multi-platform image index, its platforms joined by `+`. */
       platform?: string;

@@ -63,7 +63,7 @@ async function checkRegistry(job: ImageJob): Promise<DeployImage | undefined> {
       job.phase('missing', change);
       return job.done('missing', { reason: change, ...reportedLayout(layout) });
     }
-    job.phase('checking', `${change}, rebuilding`);
+    job.phase('checking', change);
     return undefined;
   }
   job.phase('present');

@@ -644,8 +644,11 @@ describe('deploy orchestrator: image layouts (fake registry keeping manifest ann
       [changed, 'missing', 'layout changed'],
     ]);
     expect(ctx.buildService.builds).toHaveLength(2);
-    const rebuilt = await deploy(options);
+    const events: DeployEvent[] = [];
+    const rebuilt = await deploy({ ...options, onEvent: (event) => events.push(event) });
     expect(rebuilt.images.map((image) => [image.status, image.layout])).toEqual([['present', 'plain'], ['built', 'profile sha256:1']]);
+    // The live view's reason for the rebuild is the layout's change, as a plan gives it (the view says `rebuilding: …`).
+    expect(events.flatMap((e) => (e.type === 'image' && e.phase === 'checking' && e.detail ? [[e.envId, e.detail]] : []))).toEqual([[changed, 'layout changed']]);
     expect(ctx.buildService.builds.slice(2).map((b) => b.envId)).toEqual([changed]);
     expect((await deploy(options)).images.map((image) => image.status)).toEqual(['present', 'present']);
   });
