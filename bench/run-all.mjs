@@ -2,7 +2,10 @@
 /**
  * Runs the benchmarks one after the other (never two at once) and prints their figures: `pnpm bench`.
  *
- *   node bench/run-all.mjs [--runs 3] [--only b1,b2,b3,b4,b5,b6,b7] [--env small|realistic|both] [--json]
+ *   node bench/run-all.mjs [--runs 3] [--only b1,b2,b3,b4,b5,b6,b7] [--env small|realistic|both] [--clean] [--json]
+ *
+ * --clean: at the end, remove every image the benchmarks keep in the local registry
+ * (`node bench/clean.mjs`: everything under prebuilt-bench/), so runs do not pile them up.
  *
  * --env: the env of B1, B2 and B3 — the small fixture envs (default), the realistic corpus
  * (bench/realistic.mjs; generated once, minutes, then cached), or both one after the other.
@@ -27,7 +30,7 @@ const BENCHMARKS = [
   { id: 'b7', title: 'B7 package cache check', script: 'cache-verify.mjs' },
 ];
 
-const args = benchArgs({ runs: 3 }, { only: { type: 'string' }, env: { type: 'string', default: 'small' } });
+const args = benchArgs({ runs: 3 }, { only: { type: 'string' }, env: { type: 'string', default: 'small' }, clean: { type: 'boolean', default: false } });
 if (!['small', 'realistic', 'both'].includes(args.env)) fail(`--env must be small, realistic or both (got ${args.env})`);
 const envs = args.env === 'both' ? ['small', 'realistic'] : [args.env];
 const only = args.only ? new Set(args.only.toLowerCase().split(',').map((s) => s.trim())) : undefined;
@@ -69,9 +72,26 @@ for (const bench of plan) {
   results.push({ id: bench.id, title: bench.title, result: JSON.parse(r.stdout) });
 }
 
-if (args.json) process.stdout.write(`${JSON.stringify({ machineAtStart: started, machineAtEnd: machine(), results }, null, 2)}\n`);
+// What the benchmarks pushed, removed when asked (after the machine's figures are taken).
+const ended = machine();
+let cleaned;
+if (args.clean) {
+  const clean = join(ROOT, 'bench', 'clean.mjs');
+  if (!args.json) process.stdout.write('\n== clean (bench/clean.mjs)\n');
+  const r = args.json
+    ? await timed(process.execPath, [clean, '--json'], { cwd: ROOT, allowFailure: true })
+    : await new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, [clean], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code }));
+      });
+  if (r.code !== 0) failed.push('clean');
+  cleaned = r.code === 0 ? (args.json ? JSON.parse(r.stdout) : true) : { error: (r.stderr?.trim() || `exit ${r.code}`).split('\n').slice(-10).join('\n') };
+}
+
+if (args.json) process.stdout.write(`${JSON.stringify({ machineAtStart: started, machineAtEnd: ended, results, ...(cleaned === undefined ? {} : { clean: cleaned }) }, null, 2)}\n`);
 else {
-  process.stdout.write(`\nmachine at start: ${fmtMachine(started)}\nmachine at end:   ${fmtMachine(machine())}\n`);
+  process.stdout.write(`\nmachine at start: ${fmtMachine(started)}\nmachine at end:   ${fmtMachine(ended)}\n`);
   if (failed.length > 0) process.stdout.write(`failed: ${failed.join(', ')}\n`);
 }
 if (failed.length > 0) process.exitCode = 1;
