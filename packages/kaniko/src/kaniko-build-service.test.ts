@@ -112,9 +112,33 @@ describe('kaniko build service settings', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).hint).toMatch(/METAFLOW_PREBUILT_KANIKO_CONTEXT_BUCKET.*'contextBucket'/);
     expect(() => createKanikoBuildService({ env: { METAFLOW_PREBUILT_KANIKO_CONTEXT_BUCKET: 'https://bucket' } })).toThrow(/not a gs:\/\/ or s3:\/\//);
-    expect(() => createKanikoBuildService({ env: { METAFLOW_PREBUILT_KANIKO_CONTEXT_BUCKET: 's3://b', METAFLOW_PREBUILT_KANIKO_TIMEOUT: 'x' } })).toThrow(
-      ConfigError,
+    // A bucket that is fine, a timeout that is not: the timeout is named, with its range.
+    expect(() => createKanikoBuildService({ env: { METAFLOW_PREBUILT_KANIKO_CONTEXT_BUCKET: 's3://bkt', METAFLOW_PREBUILT_KANIKO_TIMEOUT: 'x' } })).toThrow(
+      "METAFLOW_PREBUILT_KANIKO_TIMEOUT='x' is not a number of seconds above 0, at most 2147483 (24 days).",
     );
+  });
+
+  it('CPU and memory: Kubernetes quantities, else a ConfigError naming the setting and the form', () => {
+    const env = { METAFLOW_PREBUILT_KANIKO_CONTEXT_BUCKET: 's3://bkt' };
+    expect(() => createKanikoBuildService({ env: { ...env, METAFLOW_PREBUILT_KANIKO_CPU: '500m', METAFLOW_PREBUILT_KANIKO_MEMORY: '4Gi' } })).not.toThrow();
+    expect(() => createKanikoBuildService({ env: { ...env, METAFLOW_PREBUILT_KANIKO_CPU: '1.5', METAFLOW_PREBUILT_KANIKO_MEMORY: '2e9' } })).not.toThrow();
+    const refused = (extra: Record<string, string>): ConfigError => {
+      try {
+        createKanikoBuildService({ env: { ...env, ...extra } });
+      } catch (e) {
+        return e as ConfigError;
+      }
+      throw new Error('accepted');
+    };
+    const cpu = refused({ METAFLOW_PREBUILT_KANIKO_CPU: 'two' });
+    expect(cpu).toBeInstanceOf(ConfigError);
+    expect(cpu.message).toBe("METAFLOW_PREBUILT_KANIKO_CPU='two' is not a Kubernetes quantity of CPUs, e.g. 2, 1.5 or 500m (millicores).");
+    expect(cpu.setting).toBe('METAFLOW_PREBUILT_KANIKO_CPU');
+    expect(cpu.hint).toContain("(or the option 'cpu')");
+    for (const bad of ['4GB', '-1Gi', '4 Gi']) {
+      const memory = refused({ METAFLOW_PREBUILT_KANIKO_MEMORY: bad });
+      expect(memory.message).toBe(`METAFLOW_PREBUILT_KANIKO_MEMORY='${bad}' is not a Kubernetes quantity of bytes, e.g. 4Gi, 512Mi or 2G.`);
+    }
   });
 
   it('check() before any work: refuses a kubeconfig without a current cluster; passes once the cluster is set and the storage SDK loads', async () => {

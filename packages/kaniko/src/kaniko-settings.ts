@@ -1,5 +1,5 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import { DEFAULT_LOG_TAIL_LINES, settingsReader, type BuildServiceOptions } from '@prebuilt/core/backend';
+import { ConfigError, DEFAULT_LOG_TAIL_LINES, settingsReader, type BuildServiceOptions } from '@prebuilt/core/backend';
 import { parseBucketLocation, type BucketLocation } from './context-store.js';
 
 /**
@@ -69,13 +69,29 @@ export function resolveKanikoSettings(options: KanikoBuildServiceOptions, env: R
     namespace: read.optional(options.namespace, KANIKO_ENV.namespace, 'namespace', 'Kubernetes namespace'),
     serviceAccount: read.optional(options.serviceAccount, KANIKO_ENV.serviceAccount, 'serviceAccount', 'service account'),
     image: read.optional(options.image, KANIKO_ENV.image, 'image', 'kaniko executor image') ?? DEFAULT_KANIKO_IMAGE,
-    cpu: read.optional(options.cpu, KANIKO_ENV.cpu, 'cpu', 'executor CPU'),
-    memory: read.optional(options.memory, KANIKO_ENV.memory, 'memory', 'executor memory'),
+    cpu: quantity(read.optional(options.cpu, KANIKO_ENV.cpu, 'cpu', 'executor CPU'), KANIKO_ENV.cpu, 'cpu', 'CPUs, e.g. 2, 1.5 or 500m (millicores)'),
+    memory: quantity(read.optional(options.memory, KANIKO_ENV.memory, 'memory', 'executor memory'), KANIKO_ENV.memory, 'memory', 'bytes, e.g. 4Gi, 512Mi or 2G'),
     timeoutSeconds: read.seconds(options.timeoutSeconds, KANIKO_ENV.timeout, 'timeoutSeconds', 3600),
     extraArgs: options.extraArgs ?? (extraText ? extraText.split(/\s+/).filter(Boolean) : []),
     executorEnv: { ...options.executorEnv },
     logTailLines: options.logTailLines ?? DEFAULT_LOG_TAIL_LINES,
   };
+}
+
+/** A Kubernetes quantity: a non-negative decimal number, then a binary (Ki … Ei) or decimal (n, u, m, k, M … E) suffix or an exponent (e3). */
+const QUANTITY = /^(?:\d+(?:\.\d*)?|\.\d+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$/;
+
+/**
+ * The executor's CPU or memory as given, when it is a Kubernetes quantity; else a ConfigError
+ * naming the setting and the form (the Job would be refused by the API server after the context was
+ * uploaded).
+ */
+function quantity(value: string | undefined, envVar: string, option: string, form: string): string | undefined {
+  if (value === undefined || QUANTITY.test(value)) return value;
+  throw new ConfigError(`${envVar}='${value}' is not a Kubernetes quantity of ${form}.`, {
+    setting: envVar,
+    hint: `Set ${envVar} (or the option '${option}') to a number with an optional suffix: ${form}; or unset it for no request or limit.`,
+  });
 }
 
 /** The executor's env: kaniko needs AWS_REGION to read an s3:// context; it is passed on when known. */
