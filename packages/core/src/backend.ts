@@ -63,6 +63,7 @@ export { RegistryClient, nextPagePath, type BlobFile, type BlobSource, type Regi
 export { listRepositoryImages } from './registry/repository-images.js';
 export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayers } from './recipes/prefix-layers.js';
 export { writeFileAtomic } from './atomic-write.js';
+export { diskFullError } from './disk-full.js';
 export { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 export { compareBytes, listTree, sourceDateEpoch } from './file-tree.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';
