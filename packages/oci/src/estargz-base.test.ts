@@ -50,7 +50,7 @@ describe('eStargz base: converting a layer', () => {
     await exec('ln', [join(root, 'big.bin'), join(root, 'hard.bin')]);
     await exec('tar', ['-czf', join(dir, 'layer.tgz'), '--owner=1000', '--group=50', '-C', root, '.']);
     const blob = await readFile(join(dir, 'layer.tgz'));
-    const converted = await convertLayerToEstargz(blob, GZIP, join(dir, 'out.blob'));
+    const converted = await convertLayerToEstargz(join(dir, 'layer.tgz'), GZIP, join(dir, 'out.blob'));
     const out = await readFile(join(dir, 'out.blob'));
     expect(converted.digest).toBe(sha(out));
     expect(converted.size).toBe(out.length);
@@ -73,7 +73,7 @@ describe('eStargz base: converting a layer', () => {
     expect(entries.some((e) => e.type === 'hardlink')).toBe(true);
     expect(converted.annotations[TOC_DIGEST_ANNOTATION]).toMatch(/^sha256:[0-9a-f]{64}$/);
     // Reproducible.
-    expect((await convertLayerToEstargz(blob, GZIP, join(dir, 'again.blob'))).digest).toBe(converted.digest);
+    expect((await convertLayerToEstargz(join(dir, 'layer.tgz'), GZIP, join(dir, 'again.blob'))).digest).toBe(converted.digest);
   });
 
   it('a zstd base layer cannot be converted (a clear ConfigError); eStargz, gzip and tar layers can; the setting needs eStargz layers', () => {

@@ -1,15 +1,14 @@
-import { createWriteStream } from 'node:fs';
-import { Readable, type Transform } from 'node:stream';
+import { createReadStream } from 'node:fs';
+import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
-import { createGunzip, gunzip } from 'node:zlib';
-import { ConfigError, type OciDescriptor } from '@prebuilt/core/backend';
+import { createGunzip } from 'node:zlib';
+import { ConfigError, EnvironmentError, diskFullError, type OciDescriptor } from '@prebuilt/core/backend';
 import { TOC_DIGEST_ANNOTATION } from './estargz.js';
 import { hashTap } from './layer.js';
 import { lazyLayerWriter, type LazyCompression } from './layer-codec.js';
-import { prefetchTarOrder } from './tar-prefetch-order.js';
-
-const gunzipAsync = promisify(gunzip);
+import { TarRecordIndex, prefetchPlan, type TarPiece } from './tar-prefetch-order.js';
 
 /**
  * The base image re-layered as eStargz: on an empty node, containerd 1.6 unpacks the layers of an
@@ -19,29 +18,116 @@ const gunzipAsync = promisify(gunzip);
  * same order (no prefetch landmark: the node's `prefetch_size` applies) — or, with a recorded
  * prefetch profile, the base files the task read first, then the landmark (tar-prefetch-order.ts) —
  * still one valid gzip stream; its diff_id changes (the tar gains the TOC), so the image's config
- * names the new ones.
+ * names the new ones. A layer is read from its file and written to another, never held: a CUDA
+ * base's 3 GB layer converts in the memory of a few chunks.
  */
 
 const GZIP_LAYERS = new Set(['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.docker.image.rootfs.diff.tar.gzip']);
 const TAR_LAYERS = new Set(['application/vnd.oci.image.layer.v1.tar', 'application/vnd.docker.image.rootfs.diff.tar']);
 
 /**
- * A base layer whose tar is bigger than this (2 GiB; a CUDA base can hold one) keeps its own order
- * under a prefetch profile: reordering holds the whole tar in memory. Its files are then fetched
- * as the node's `prefetch_size` and the task's reads ask, as without a profile.
+ * A base layer whose tar is bigger than this unpacked (32 GiB) keeps its own order under a prefetch
+ * profile; its files are then fetched as the node's `prefetch_size` and the task's reads ask, as
+ * without a profile. Reordering a gzip layer unpacks its tar into a temp file beside the converted
+ * one, so this bounds the disk a layer can take (a gzip stream of zeros unpacks a thousandfold);
+ * real base layers are far below it (a CUDA base's biggest, 3 GB compressed, is under 10 GiB).
  */
-export const MAX_REORDERED_TAR = 2 * 1024 ** 3;
+export const MAX_REORDERED_TAR = 32 * 1024 ** 3;
 
-/** The tar of a base layer in prefetch order, or undefined when it is over `max` bytes unpacked. */
-async function prefetchOrderedTar(bytes: Buffer, gzipped: boolean, prefetch: readonly string[], max: number, label: string): Promise<Buffer[] | undefined> {
-  let tar: Buffer;
+/**
+ * A base layer with more entries than this (1 Mi) keeps its own order under a prefetch profile:
+ * reordering keeps where each entry lies in memory (a path and two offsets each). A real base
+ * layer has up to a few hundred thousand.
+ */
+export const MAX_REORDERED_ENTRIES = 1024 * 1024;
+
+/** Files are read in pieces of this size. */
+const READ_CHUNK = 1024 * 1024;
+
+/** A tar over the reordering limits: it keeps its own order. */
+class OverReorderLimit extends Error {}
+
+/**
+ * The tar of a base layer in prefetch order: the file holding it (the blob itself when it is a plain
+ * tar, else `spool`, its tar unpacked) and the pieces of it to write in order; undefined when it is
+ * over `max` bytes unpacked or {@link MAX_REORDERED_ENTRIES} entries. Read once, as it streams by:
+ * what is held is each entry's path and offsets.
+ */
+async function prefetchOrderedTar(blob: string, gzipped: boolean, prefetch: readonly string[], spool: string, options: { max: number; label: string; signal: AbortSignal | undefined }): Promise<{ tar: string; pieces: TarPiece[] } | undefined> {
+  if (!gzipped && (await stat(blob)).size > options.max) return undefined;
+  const index = new TarRecordIndex(options.label);
+  const out = gzipped ? await open(spool, 'w') : undefined;
+  const read = async (chunk: Buffer): Promise<void> => {
+    index.write(chunk);
+    if (index.size > options.max || index.records.length > MAX_REORDERED_ENTRIES) throw new OverReorderLimit();
+    // Unpacked to the spool up to the tar's end-of-archive blocks (what follows is counted, not kept).
+    const kept = index.ended ? Math.max(0, Math.min(chunk.length, index.recordsEnd - (index.size - chunk.length))) : chunk.length;
+    if (out && kept > 0) await writeAll(out, chunk.subarray(0, kept));
+  };
+  let over = false;
   try {
-    tar = gzipped ? await gunzipAsync(bytes, { maxOutputLength: max }) : bytes;
+    await pipeInto([createReadStream(blob, { highWaterMark: READ_CHUNK }), ...(gzipped ? [createGunzip()] : [])], read, options.signal);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
-    throw error;
+    if (!(error instanceof OverReorderLimit)) throw error;
+    over = true;
+  } finally {
+    await out?.close();
   }
-  return tar.length > max ? undefined : prefetchTarOrder(tar, prefetch, label);
+  if (over) {
+    // Its disk freed before the layer is converted in its own order.
+    await rm(spool, { force: true });
+    return undefined;
+  }
+  return { tar: gzipped ? spool : blob, pieces: prefetchPlan(index.end(), prefetch) };
+}
+
+/** Writes all of `bytes` at the file's position (a write may take fewer). */
+async function writeAll(handle: FileHandle, bytes: Buffer): Promise<void> {
+  for (let at = 0; at < bytes.length; ) at += (await handle.write(bytes, at, bytes.length - at)).bytesWritten;
+}
+
+/**
+ * Pipes `stages` into `each` (called with every chunk, in order, awaited). A failure of `each` is
+ * the pipeline's (its source would otherwise report the AbortError of being stopped).
+ */
+async function pipeInto(stages: NodeJS.ReadableStream[], each: (chunk: Buffer) => Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  let failure: { error: unknown } | undefined;
+  const sink = async (chunks: AsyncIterable<Buffer>): Promise<void> => {
+    try {
+      for await (const chunk of chunks) await each(chunk);
+    } catch (error) {
+      failure ??= { error };
+      throw error;
+    }
+  };
+  try {
+    await pipeline([...stages, sink] as unknown as NodeJS.ReadWriteStream[], signal ? { signal } : {});
+  } catch (error) {
+    throw failure ? failure.error : error;
+  }
+}
+
+/** The pieces of a tar read from `file`: a range in chunks of {@link READ_CHUNK}, a piece of its own as it is. */
+async function* readPieces(file: string, pieces: readonly TarPiece[]): AsyncGenerator<Buffer> {
+  const handle = await open(file, 'r');
+  try {
+    for (const piece of pieces) {
+      if (Buffer.isBuffer(piece)) {
+        yield piece;
+        continue;
+      }
+      for (let at = piece.start; at < piece.end; ) {
+        const want = Math.min(READ_CHUNK, piece.end - at);
+        // A new buffer each time: the eStargz writer keeps the bytes of its open member.
+        const { bytesRead, buffer } = await handle.read(Buffer.allocUnsafe(want), 0, want, at);
+        if (bytesRead === 0) throw new EnvironmentError(`${file} ends at byte ${at}, but its tar was read up to byte ${piece.end}: something else changed the file during the conversion.`);
+        at += bytesRead;
+        yield buffer.subarray(0, bytesRead);
+      }
+    }
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Whether a layer descriptor is eStargz or zstd:chunked already (it carries the TOC digest annotation the snapshotter verifies). */
@@ -82,30 +168,42 @@ export interface ConvertLayerOptions {
 }
 
 /**
- * Converts one base layer blob (gzip or plain tar) into an eStargz blob (or, `format`
- * `zstd:chunked`, a zstd:chunked one) written to `file`, in one streaming pass (gunzip → seekable
- * writer → sha256 → file). With `prefetch` (a recorded profile's image paths), the tar is unpacked
- * in memory first and put in prefetch order — unless it is over `maxReordered` bytes
- * (MAX_REORDERED_TAR), then it keeps its own order. The same blob (and paths) give the same bytes.
- * The blob comes from a registry: its tar is read strictly (core's tar reader), and one that does
- * not check out (a bad checksum, a malformed number or pax record, a member cut short) fails with
- * a TarFormatError naming `label`.
+ * Converts one base layer blob (gzip or plain tar), read from the file `blob`, into an eStargz blob
+ * (or, `format` `zstd:chunked`, a zstd:chunked one) written to `file`, in one streaming pass (file →
+ * gunzip → seekable writer → sha256 → file), so memory stays a few chunks whatever the layer's size.
+ * With `prefetch` (a recorded profile's image paths), a first pass reads the tar (a gzip layer's
+ * unpacked into a temp file beside `file`, `file` + `.tar`) and notes where each entry lies; the
+ * second writes the entries in prefetch order from there — unless the tar is over `maxReordered`
+ * bytes (MAX_REORDERED_TAR) or MAX_REORDERED_ENTRIES entries: then it keeps its own order. The same
+ * blob (and paths) give the same bytes. `file` appears only when the conversion succeeded; the temp
+ * files are removed whatever happens (a failure, a cancel). A full disk is a DiskFullError naming
+ * the directory. The blob comes from a registry: its tar is read strictly (core's tar reader), and
+ * one that does not check out (a bad checksum, a malformed number or pax record, a member cut short)
+ * fails with a TarFormatError naming `label`.
  */
-export async function convertLayerToEstargz(blob: Uint8Array, mediaType: string, file: string, options: ConvertLayerOptions = {}): Promise<ConvertedLayer> {
+export async function convertLayerToEstargz(blob: string, mediaType: string, file: string, options: ConvertLayerOptions = {}): Promise<ConvertedLayer> {
   const { signal, prefetch, maxReordered = MAX_REORDERED_TAR, format = 'estargz', label = 'the base layer' } = options;
-  const esgz = lazyLayerWriter(format, label);
-  const out = hashTap();
-  const bytes = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   const gzipped = GZIP_LAYERS.has(mediaType);
-  let source: Buffer[] = [bytes];
-  let unpack: Transform[] = gzipped ? [createGunzip()] : [];
-  const ordered = prefetch && prefetch.length > 0 ? await prefetchOrderedTar(bytes, gzipped, prefetch, maxReordered, label) : undefined;
-  if (ordered) {
-    source = ordered;
-    unpack = [];
+  const partial = `${file}.partial`;
+  const spool = `${file}.tar`;
+  try {
+    const ordered = prefetch && prefetch.length > 0 ? await prefetchOrderedTar(blob, gzipped, prefetch, spool, { max: maxReordered, label, signal }) : undefined;
+    const tar = ordered ? [Readable.from(readPieces(ordered.tar, ordered.pieces))] : [createReadStream(blob, { highWaterMark: READ_CHUNK }), ...(gzipped ? [createGunzip()] : [])];
+    const esgz = lazyLayerWriter(format, label);
+    const out = hashTap();
+    const handle = await open(partial, 'w');
+    try {
+      await pipeInto([...tar, esgz.stream, out.stream], (chunk) => writeAll(handle, chunk), signal);
+    } finally {
+      await handle.close();
+    }
+    await rename(partial, file);
+    const { diffId, annotations } = esgz.result();
+    return { digest: out.digest(), size: out.size(), diffId, annotations };
+  } catch (error) {
+    throw diskFullError(error, { dir: dirname(file), doing: `converting ${label}` }) ?? error;
+  } finally {
+    await rm(partial, { force: true });
+    await rm(spool, { force: true });
   }
-  const stages = [Readable.from(source), ...unpack, esgz.stream, out.stream, createWriteStream(file)];
-  await pipeline(stages as unknown as NodeJS.ReadWriteStream[], signal ? { signal } : {});
-  const { diffId, annotations } = esgz.result();
-  return { digest: out.digest(), size: out.size(), diffId, annotations };
 }

@@ -33,6 +33,12 @@ function paxMember(body: string): Buffer {
 }
 
 const END = Buffer.alloc(1024);
+
+/** `bytes` written to `name` in `dir`: the file a base layer is converted from. */
+async function blobFile(dir: string, name: string, bytes: Buffer): Promise<string> {
+  await writeFile(join(dir, name), bytes);
+  return join(dir, name);
+}
 const good = (): Buffer[] => [member('a.txt', Buffer.from('hello\n')), member('b.txt', Buffer.alloc(700, 0x62))];
 
 /** The hostile tars: the reason each must be refused with. */
@@ -82,8 +88,8 @@ describe('a hostile base layer is refused, naming the layer', () => {
 
   it('the well-formed layer these cases break converts (gzip and plain tar, with and without a profile)', async () => {
     const tar = Buffer.concat([...good(), END]);
-    await convertLayerToEstargz(gzipSync(tar), GZIP, join(dir, 'ok1'), { label: LABEL });
-    await convertLayerToEstargz(tar, TAR, join(dir, 'ok2'), { label: LABEL, format: 'zstd:chunked', prefetch: ['/b.txt'] });
+    await convertLayerToEstargz(await blobFile(dir, 'ok1.tgz', gzipSync(tar)), GZIP, join(dir, 'ok1'), { label: LABEL });
+    await convertLayerToEstargz(await blobFile(dir, 'ok2.tar', tar), TAR, join(dir, 'ok2'), { label: LABEL, format: 'zstd:chunked', prefetch: ['/b.txt'] });
   });
 
   const ways = [
@@ -96,7 +102,7 @@ describe('a hostile base layer is refused, naming the layer', () => {
       it(`${c.name}: ${way}`, async () => {
         const tar = c.tar();
         const blob = mediaType === GZIP ? gzipSync(tar) : tar;
-        const error = await convertLayerToEstargz(blob, mediaType, join(dir, 'out'), { ...options, label: LABEL }).then(
+        const error = await convertLayerToEstargz(await blobFile(dir, 'in', blob), mediaType, join(dir, 'out'), { ...options, label: LABEL }).then(
           () => undefined,
           (e: unknown) => e,
         );

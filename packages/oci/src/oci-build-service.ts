@@ -476,8 +476,13 @@ async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Pr
       let status: UploadBlobResult['status'] = 'exists';
       if (!converted || !(await client.headBlob(push.repo, converted.digest, signalOf(run.request))).exists) {
         const file = join(tmp, `${i}.blob`);
-        const blob = await client.getBlob(baseRef, layer.digest, { ...signalOf(run.request), size: layer.size });
-        converted = await convertLayerToEstargz(blob, layer.mediaType, file, { signal, prefetch: profile, format, label: `the base layer ${layer.digest} of ${base.ref ?? baseRef.repository}` });
+        // The base layer streamed into a file (checked against its digest) and converted from there: never held whole.
+        const blob = await client.getBlobToFile(baseRef, layer.digest, join(tmp, `${i}.base`), { ...signalOf(run.request), size: layer.size });
+        try {
+          converted = await convertLayerToEstargz(blob.file, layer.mediaType, file, { signal, prefetch: profile, format, label: `the base layer ${layer.digest} of ${base.ref ?? baseRef.repository}` });
+        } finally {
+          await rm(blob.file, { force: true });
+        }
         await cache.setByContent(key, converted);
         status = (await client.uploadBlob(push.repo, converted.digest, { file, size: converted.size }, push.upload)).status;
         await rm(file, { force: true });

@@ -87,8 +87,7 @@ describe('a base layer\'s tar in prefetch order', () => {
 
   it('a converted base layer with a profile: the profile\'s files before the TOC\'s landmark, the rest after; reproducible; without a profile, no landmark', async () => {
     await exec('gzip', ['-kf', join(dir, 'layer.tar')]);
-    const blob = await readFile(join(dir, 'layer.tar.gz'));
-    const converted = await convertLayerToEstargz(blob, GZIP, join(dir, 'p.blob'), { prefetch: ['/etc/a.conf'] });
+    const converted = await convertLayerToEstargz(join(dir, 'layer.tar.gz'), GZIP, join(dir, 'p.blob'), { prefetch: ['/etc/a.conf'] });
     const out = await readFile(join(dir, 'p.blob'));
     const { entries } = readToc(out);
     const landmark = landmarkOffset(entries)!;
@@ -97,20 +96,19 @@ describe('a base layer\'s tar in prefetch order', () => {
     expect(conf.offset!).toBeLessThan(landmark);
     expect(other.offset!).toBeGreaterThan(landmark);
     expect(gunzipSync(out).length).toBe(Number(converted.annotations['io.containers.estargz.uncompressed-size']));
-    expect((await convertLayerToEstargz(blob, GZIP, join(dir, 'p2.blob'), { prefetch: ['/etc/a.conf'] })).digest).toBe(converted.digest);
-    await convertLayerToEstargz(blob, GZIP, join(dir, 'plain.blob'));
+    expect((await convertLayerToEstargz(join(dir, 'layer.tar.gz'), GZIP, join(dir, 'p2.blob'), { prefetch: ['/etc/a.conf'] })).digest).toBe(converted.digest);
+    await convertLayerToEstargz(join(dir, 'layer.tar.gz'), GZIP, join(dir, 'plain.blob'));
     expect(landmarkOffset(readToc(await readFile(join(dir, 'plain.blob'))).entries)).toBeUndefined();
   });
 
   it('a base layer over the reordering limit keeps its own order (no landmark) instead of failing the build', async () => {
     await exec('gzip', ['-kf', join(dir, 'layer.tar')]);
-    const blob = await readFile(join(dir, 'layer.tar.gz'));
     const small = tar.length - 1;
-    const big = await convertLayerToEstargz(blob, GZIP, join(dir, 'big.blob'), { prefetch: ['/etc/a.conf'], maxReordered: small });
-    const plain = await convertLayerToEstargz(blob, GZIP, join(dir, 'plain2.blob'));
+    const big = await convertLayerToEstargz(join(dir, 'layer.tar.gz'), GZIP, join(dir, 'big.blob'), { prefetch: ['/etc/a.conf'], maxReordered: small });
+    const plain = await convertLayerToEstargz(join(dir, 'layer.tar.gz'), GZIP, join(dir, 'plain2.blob'));
     expect(landmarkOffset(readToc(await readFile(join(dir, 'big.blob'))).entries)).toBeUndefined();
     expect(big.digest).toBe(plain.digest);
-    const tarBig = await convertLayerToEstargz(tar, 'application/vnd.oci.image.layer.v1.tar', join(dir, 'big-tar.blob'), { prefetch: ['/etc/a.conf'], maxReordered: small });
+    const tarBig = await convertLayerToEstargz(join(dir, 'layer.tar'), 'application/vnd.oci.image.layer.v1.tar', join(dir, 'big-tar.blob'), { prefetch: ['/etc/a.conf'], maxReordered: small });
     expect(landmarkOffset(readToc(await readFile(join(dir, 'big-tar.blob'))).entries)).toBeUndefined();
     expect(tarBig.digest).toBe(plain.digest);
   });

@@ -162,15 +162,15 @@ describe('zstd:chunked layers', () => {
     await exec('tar', ['-czf', join(dir, 'base.tgz'), '--owner=1000', '--group=50', '-C', root, '.']);
     const blob = await readFile(join(dir, 'base.tgz'));
     const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
-    const converted = await convertLayerToEstargz(blob, GZIP, join(dir, 'base.zc'), { format: 'zstd:chunked' });
+    const converted = await convertLayerToEstargz(join(dir, 'base.tgz'), GZIP, join(dir, 'base.zc'), { format: 'zstd:chunked' });
     const out = await readFile(join(dir, 'base.zc'));
     expect(converted.digest).toBe(sha(out));
     expect(converted.diffId).toBe(sha(gunzipSync(blob)));
     expect(sha(await zstdTool(out))).toBe(converted.diffId);
     expect(converted.annotations[ZSTD_CHUNKED_POSITION_ANNOTATION]).toMatch(/^\d+:\d+:\d+:1$/);
-    expect((await convertLayerToEstargz(blob, GZIP, join(dir, 'base2.zc'), { format: 'zstd:chunked' })).digest).toBe(converted.digest);
+    expect((await convertLayerToEstargz(join(dir, 'base.tgz'), GZIP, join(dir, 'base2.zc'), { format: 'zstd:chunked' })).digest).toBe(converted.digest);
     // With a profile: the file it names first, then the landmark; still the same files.
-    const ordered = await convertLayerToEstargz(blob, GZIP, join(dir, 'base3.zc'), { prefetch: ['/etc/a.conf'], format: 'zstd:chunked' });
+    const ordered = await convertLayerToEstargz(join(dir, 'base.tgz'), GZIP, join(dir, 'base3.zc'), { prefetch: ['/etc/a.conf'], format: 'zstd:chunked' });
     const { entries: toc } = await readZstdChunkedToc(await readFile(join(dir, 'base3.zc')));
     const regs = toc.filter((e) => e.type === 'reg').map((e) => e.name.replace(/^\.\//, ''));
     expect(regs.slice(0, 2)).toEqual(['etc/a.conf', '.prefetch.landmark']);
