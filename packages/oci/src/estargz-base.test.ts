@@ -6,15 +6,16 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, RegistryClient } from '@prebuilt/core/backend';
 import { checkConvertibleBase, convertLayerToEstargz } from './estargz-base.js';
-import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
+import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, tarFileHeader } from './estargz.js';
 import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
 import { have, stargzMissing, startStargzNode, type PrivateContainerd } from './__fixtures__/containerd.js';
 import { startCountingProxy, type CountingProxy } from './__fixtures__/counting-proxy.js';
@@ -74,6 +75,31 @@ describe('eStargz base: converting a layer', () => {
     expect(converted.annotations[TOC_DIGEST_ANNOTATION]).toMatch(/^sha256:[0-9a-f]{64}$/);
     // Reproducible.
     expect((await convertLayerToEstargz(join(dir, 'layer.tgz'), GZIP, join(dir, 'again.blob'))).digest).toBe(converted.digest);
+  });
+
+  it('leaves nothing but its output, and that only on success: a cancel while the tar is unpacked or while the layer is written, a corrupt layer', async () => {
+    const work = join(dir, 'temp-files');
+    await mkdir(work);
+    // 64 MiB of zeros, then the profile's file: long enough to be cancelled midway.
+    const tar = Buffer.concat([tarFileHeader('zeros.bin', 64 << 20), Buffer.alloc(64 << 20), tarFileHeader('etc/a.conf', 2), Buffer.from('a\n'), Buffer.alloc(510), Buffer.alloc(1024)]);
+    await writeFile(join(work, 'in.tgz'), gzipSync(tar, { level: 1 }));
+    await writeFile(join(work, 'cut.tgz'), gzipSync(tar.subarray(0, 40 << 20), { level: 1 }));
+    const out = join(work, 'out.blob');
+    const convert = (blob: string, signal?: AbortSignal) => convertLayerToEstargz(join(work, blob), GZIP, out, { prefetch: ['/etc/a.conf'], ...(signal ? { signal } : {}) });
+    // Cancelled once the step's temp file is there: the unpacked tar (first pass), the layer being written (second).
+    for (const temp of [`${out}.tar`, `${out}.partial`]) {
+      const abort = new AbortController();
+      const watch = setInterval(() => existsSync(temp) && abort.abort(), 1);
+      const error = await convert('in.tgz', abort.signal).then(() => undefined, (e: unknown) => e);
+      clearInterval(watch);
+      expect((error as Error | undefined)?.name, `cancelled with ${temp} there`).toBe('AbortError');
+      expect((await readdir(work)).sort()).toEqual(['cut.tgz', 'in.tgz']);
+    }
+    await expect(convert('cut.tgz')).rejects.toThrow(/'zeros\.bin' runs past the end of the archive/);
+    expect((await readdir(work)).sort()).toEqual(['cut.tgz', 'in.tgz']);
+    const converted = await convert('in.tgz');
+    expect((await readdir(work)).sort()).toEqual(['cut.tgz', 'in.tgz', 'out.blob']);
+    expect(converted.digest).toBe(sha(await readFile(out)));
   });
 
   it('a zstd base layer cannot be converted (a clear ConfigError); eStargz, gzip and tar layers can; the setting needs eStargz layers', () => {
