@@ -1,12 +1,13 @@
+import { createHash } from 'node:crypto';
 import { expect, it } from 'vitest';
 import type { LockedEnv } from '../env-model.js';
-import { InputError } from '../errors.js';
+import { InputError, RegistryError } from '../errors.js';
 import { pushImage, pushIndex, uniqueRepo } from '../registry/__fixtures__/push-image.js';
 import { describeOrFailInCi, registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
 import { MediaType } from '../registry/media-types.js';
 import { listReferrers, pushReferrer, referrersTag } from '../registry/referrers.js';
 import { RegistryClient } from '../registry/registry-client.js';
-import { findImageSboms, pushImageSbom, readImageSbom } from './sbom-artifact.js';
+import { MAX_SBOM_BYTES, findImageSboms, pushImageSbom, readImageSbom } from './sbom-artifact.js';
 import { createSbom, SPDX_JSON_MEDIA_TYPE } from './spdx-document.js';
 
 const services = testServices();
@@ -71,6 +72,24 @@ describeOrFailInCi('SBOM artifacts on the real local registry (distribution 2.8:
     const artifact = await client.getManifest(`${host()}/${repo}@${pushed.manifest}`);
     expect(artifact.manifest).toMatchObject({ subject: { digest: index.digest, mediaType: MediaType.ociIndex } });
     expect((await readImageSbom(client, ref)).ref.manifest).toBe(pushed.manifest);
+  });
+
+  it('an SBOM whose manifest states more than 64 MiB is a RegistryError naming the size, not read', async () => {
+    const repo = uniqueRepo('sbom-huge');
+    const image = await pushImage({ host: host() }, repo, 'v1');
+    const ref = `${host()}/${repo}:v1`;
+    const pushed = await pushImageSbom(client, ref, createSbom({ name: ref, envs: [env] }));
+    // The same artifact, its document's descriptor claiming one byte over the bound; the referrers tag names it alone.
+    const artifact = (await client.getManifest(`${host()}/${repo}@${pushed.manifest}`)).manifest as { layers: { size: number }[] };
+    const lying = Buffer.from(JSON.stringify({ ...artifact, layers: [{ ...artifact.layers[0], size: MAX_SBOM_BYTES + 1 }] }));
+    const digest = `sha256:${createHash('sha256').update(lying).digest('hex')}`;
+    await client.putManifest(`${host()}/${repo}@${digest}`, lying, MediaType.ociManifest);
+    const index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [{ mediaType: MediaType.ociManifest, digest, size: lying.length, artifactType: SPDX_JSON_MEDIA_TYPE }] };
+    await client.putManifest(`${host()}/${repo}:${referrersTag(image.digest)}`, Buffer.from(JSON.stringify(index)), MediaType.ociIndex);
+    const error = await readImageSbom(client, ref).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toContain(`is ${MAX_SBOM_BYTES + 1} bytes by its manifest, over the 64 MiB an SBOM is read up to`);
+    expect((error as RegistryError).hint).toContain('prebuilt build');
   });
 
   it('an image without an SBOM is an InputError that says how to get one', async () => {

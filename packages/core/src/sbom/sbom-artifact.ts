@@ -46,9 +46,13 @@ async function readArtifactManifest(client: RegistryClient, image: string, diges
   return found.manifest;
 }
 
+/** The largest SPDX document read back (64 MiB): prebuilt's are a few MiB for thousands of packages. */
+export const MAX_SBOM_BYTES = 64 * 1024 * 1024;
+
 /**
  * Reads back the SPDX document that refers to `image`: the last SBOM the registry lists (a re-push
- * after a licence lookup changed appends one). No SBOM is an InputError that names the fix.
+ * after a licence lookup changed appends one). No SBOM is an InputError that names the fix; one
+ * whose manifest states over {@link MAX_SBOM_BYTES} is a RegistryError, not read.
  */
 export async function readImageSbom(client: RegistryClient, image: string, options: RequestOptions = {}): Promise<{ ref: ImageSbomRef; document: unknown; bytes: Uint8Array }> {
   const sboms = await findImageSboms(client, image, options);
@@ -61,6 +65,12 @@ export async function readImageSbom(client: RegistryClient, image: string, optio
   const manifest = await readArtifactManifest(client, image, last.digest, options);
   const layer = manifest.layers.find((l) => l.mediaType === SPDX_JSON_MEDIA_TYPE);
   if (!layer) throw new RegistryError(`the SBOM ${last.digest} of ${image} has no ${SPDX_JSON_MEDIA_TYPE} layer`, { registry: parseImageRef(image).registry });
+  // The size is the registry's word: an SBOM read whole is held to a size an SBOM can have.
+  if (!(Number.isSafeInteger(layer.size) && layer.size >= 0 && layer.size <= MAX_SBOM_BYTES)) {
+    throw new RegistryError(`the SBOM ${layer.digest} of ${image} is ${layer.size} bytes by its manifest, over the ${MAX_SBOM_BYTES / (1024 * 1024)} MiB an SBOM is read up to; it was not read`, { registry: parseImageRef(image).registry }, {
+      hint: 'prebuilt pushes SBOMs of a few MiB at most: this artifact was put there by something else, or the registry mangled its manifest. Delete it and run `prebuilt build` again to push the SBOM anew.',
+    });
+  }
   const bytes = await client.getBlob(image, layer.digest, { ...options, size: layer.size });
   try {
     return { ref: { manifest: last.digest, document: layer.digest, via: 'present' }, document: JSON.parse(Buffer.from(bytes).toString('utf8')) as unknown, bytes };
