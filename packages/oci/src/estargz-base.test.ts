@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, RegistryClient } from '@prebuilt/core/backend';
+import { ConfigError, PrebuiltError, RegistryClient } from '@prebuilt/core/backend';
 import { checkConvertibleBase, convertLayerToEstargz } from './estargz-base.js';
 import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, tarFileHeader } from './estargz.js';
 import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
@@ -100,6 +100,23 @@ describe('eStargz base: converting a layer', () => {
     const converted = await convert('in.tgz');
     expect((await readdir(work)).sort()).toEqual(['cut.tgz', 'in.tgz', 'out.blob']);
     expect(converted.digest).toBe(sha(await readFile(out)));
+  });
+
+  it('a full disk while the tar is unpacked or the layer written is a DiskFullError naming the directory and the layer; nothing is left', async () => {
+    const work = join(dir, 'disk-full');
+    await mkdir(work);
+    const tar = Buffer.concat([tarFileHeader('etc/a.conf', 2), Buffer.from('a\n'), Buffer.alloc(510), Buffer.alloc(1024)]);
+    await writeFile(join(work, 'in.tgz'), gzipSync(tar));
+    const out = join(work, 'out.blob');
+    // The temp file is /dev/full: every write fails with ENOSPC.
+    for (const temp of [`${out}.tar`, `${out}.partial`]) {
+      await symlink('/dev/full', temp);
+      const error = await convertLayerToEstargz(join(work, 'in.tgz'), GZIP, out, { prefetch: ['/etc/a.conf'], label: 'the base layer sha256:ab of base:1' }).catch((e: unknown) => e);
+      expect(PrebuiltError.isInstance(error), String(error)).toBe(true);
+      expect((error as PrebuiltError).code).toBe('disk-full');
+      expect((error as Error).message).toBe(`No space left on the device of ${work} while converting the base layer sha256:ab of base:1.`);
+      expect(await readdir(work)).toEqual(['in.tgz']);
+    }
   });
 
   it('a zstd base layer cannot be converted (a clear ConfigError); eStargz, gzip and tar layers can; the setting needs eStargz layers', () => {
