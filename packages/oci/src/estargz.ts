@@ -173,6 +173,8 @@ class EstargzWriter {
   #member: Buffer[] = [];
   #memberBytes = 0;
   #members = 0;
+  /** Bytes after the end-of-archive block in the open member. */
+  #tail = 0;
   // Tar parsing state.
   readonly #label: string;
   #header = Buffer.alloc(0);
@@ -216,6 +218,25 @@ class EstargzWriter {
     this.#uncompressed += bytes.length;
   }
 
+  /**
+   * Bytes after the end-of-archive block, kept in the tar (zstd:chunked): in members of their own
+   * every {@link ESTARGZ_CHUNK} bytes, so a layer with gigabytes there (a hostile one: zeros after
+   * the end unpack from a small gzip stream) is held a member at a time. A tar's own padding (a
+   * few KiB) stays in the last member.
+   */
+  async #appendTail(bytes: Buffer, out: Transform): Promise<void> {
+    for (let at = 0; at < bytes.length; ) {
+      const take = Math.min(bytes.length - at, ESTARGZ_CHUNK - this.#tail);
+      this.#append(bytes.subarray(at, at + take));
+      this.#tail += take;
+      at += take;
+      if (this.#tail === ESTARGZ_CHUNK) {
+        await this.#closeMember(out);
+        this.#tail = 0;
+      }
+    }
+  }
+
   /** Closes the open member (if it holds anything) and starts its compression; waits if too many are in flight. */
   async #closeMember(out: Transform): Promise<void> {
     if (this.#memberBytes === 0 && this.#members > 0) return;
@@ -238,8 +259,8 @@ class EstargzWriter {
     let at = 0;
     while (at < chunk.length) {
       if (this.#state === 'end') {
-        // A format whose TOC is not in the tar keeps the tar's own end-of-archive blocks.
-        if (!this.#format.tocInTar) this.#append(chunk.subarray(at));
+        // A format whose TOC is not in the tar keeps the tar's own end-of-archive blocks (and what follows them).
+        if (!this.#format.tocInTar) await this.#appendTail(chunk.subarray(at), out);
         return;
       }
       if (this.#state === 'header') {

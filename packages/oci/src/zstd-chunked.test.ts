@@ -6,15 +6,18 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { gunzipSync } from 'node:zlib';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip, gunzipSync } from 'node:zlib';
 import { compress, decompress } from '@mongodb-js/zstd';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '@prebuilt/core/backend';
-import { ESTARGZ_CHUNK, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from './estargz.js';
+import { ESTARGZ_CHUNK, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, tarFileHeader } from './estargz.js';
 import { convertLayerToEstargz } from './estargz-base.js';
 import { tarLayer, writeLayer, type LayerEntry } from './layer.js';
 import { LAYER_FORMAT_ID } from './layer-codec.js';
@@ -152,6 +155,26 @@ describe('zstd:chunked layers', () => {
     // A wrong TOC digest is refused, as the snapshotter refuses to mount the layer.
     await expect(checkWithSnapshotterReader((checker as { bin: string }).bin, layer.file, sha(Buffer.from('other')))).rejects.toThrow(/invalid TOC JSON/);
   }, 600_000);
+
+  it('a base layer with 512 MiB after its end-of-archive blocks (zeros: a small gzip stream) converts to zstd:chunked keeping them, held a member at a time', async () => {
+    const TAIL = 512 << 20;
+    const tar = Buffer.concat([tarFileHeader('a.txt', 2), Buffer.from('a\n'), Buffer.alloc(510), Buffer.alloc(1024)]);
+    const zeros = Buffer.alloc(4 << 20);
+    const whole = createHash('sha256').update(tar);
+    for (let left = TAIL; left > 0; left -= zeros.length) whole.update(zeros);
+    const digest = `sha256:${whole.digest('hex')}`;
+    const blob = join(dir, 'tail.tgz');
+    await pipeline(Readable.from((function* () { yield tar; for (let left = TAIL; left > 0; left -= zeros.length) yield zeros; })()), createGzip({ level: 1 }), createWriteStream(blob));
+    // The bytes held in buffers, sampled during the conversion: before, the whole tail was (twice, joined at the end).
+    let peak = 0;
+    const watch = setInterval(() => (peak = Math.max(peak, process.memoryUsage().arrayBuffers)), 5);
+    const converted = await convertLayerToEstargz(blob, 'application/vnd.oci.image.layer.v1.tar+gzip', join(dir, 'tail.zc'), { format: 'zstd:chunked' }).finally(() => clearInterval(watch));
+    expect(peak).toBeLessThan(128 << 20);
+    expect(converted.diffId).toBe(digest);
+    expect(converted.annotations[UNCOMPRESSED_SIZE_ANNOTATION]).toBe(String(tar.length + TAIL));
+    const { stdout } = await exec('sh', ['-c', `zstd -d -q -c '${join(dir, 'tail.zc')}' | sha256sum`]);
+    expect(`sha256:${stdout.split(' ')[0]}`).toBe(digest);
+  }, 120_000);
 
   it('a gzip base layer converts to zstd:chunked of the same tar: same diff_id (no TOC entry), tar+zstd annotations, deterministic; the Go reader opens it', async () => {
     const root = join(dir, 'base');
