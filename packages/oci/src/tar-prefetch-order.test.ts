@@ -7,7 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertLayerToEstargz } from './estargz-base.js';
 import { readToc, landmarkOffset } from './__fixtures__/estargz-toc.js';
-import { prefetchTarOrder, tarRecords } from './tar-prefetch-order.js';
+import { TarRecordIndex, prefetchTarOrder, tarRecords } from './tar-prefetch-order.js';
 
 const exec = promisify(execFile);
 const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
@@ -50,6 +50,25 @@ describe('a base layer\'s tar in prefetch order', () => {
     const hard = records.find((r) => r.type === '1')!;
     expect(paths).toContain(hard.linkPath);
     expect(records.find((r) => r.path === 'usr/lib/libz.so')).toMatchObject({ type: '2', linkPath: 'x/libz.so.1' });
+  });
+
+  it('reads the same records as a stream, however it is cut (1 byte, 511, 4096, 65521 at a time), and stops at the end-of-archive block; a cut-off stream fails as the whole tar does', () => {
+    const whole = tarRecords(tar).map(({ bytes: _bytes, ...span }) => span);
+    const streamed = (bytes: Buffer, size: number): TarRecordIndex => {
+      const index = new TarRecordIndex('the layer');
+      for (let at = 0; at < bytes.length; at += size) index.write(bytes.subarray(at, at + size));
+      return index;
+    };
+    for (const size of [1, 511, 4096, 65521]) {
+      const index = streamed(tar, size);
+      expect(index.end(), `${size} bytes at a time`).toEqual(whole);
+      expect(index.size).toBe(tar.length);
+      expect(index.recordsEnd).toBe(whole.at(-1)!.end);
+    }
+    // Cut inside the 3000-byte file's body.
+    const cut = tar.subarray(0, whole.find((r) => r.type === '0' && r.path.startsWith('usr/lib/x/libz'))!.start + 512 + 1000);
+    expect(() => tarRecords(cut)).toThrow(/runs past the end of the archive/);
+    for (const size of [1, 4096]) expect(() => streamed(cut, size).end()).toThrow(/runs past the end of the archive/);
   });
 
   it('puts the named entries first (parents first, a hard link after its target), then the landmark, then the rest in their order; the tar stays valid and extracts to the same files', async () => {
