@@ -88,7 +88,7 @@ describeOrFailInCi('SBOM artifacts on the real local registry (distribution 2.8:
     await client.putManifest(`${host()}/${repo}:${referrersTag(image.digest)}`, Buffer.from(JSON.stringify(index)), MediaType.ociIndex);
     const error = await readImageSbom(client, ref).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RegistryError);
-    expect((error as RegistryError).message).toContain(`is ${MAX_SBOM_BYTES + 1} bytes by its manifest, over the 64 MiB an SBOM is read up to`);
+    expect((error as RegistryError).message).toContain(`states ${MAX_SBOM_BYTES + 1} bytes in its manifest (an SBOM is read up to 64 MiB); it was not read`);
     expect((error as RegistryError).hint).toContain('prebuilt build');
   });
 

@@ -67,7 +67,7 @@ export async function readImageSbom(client: RegistryClient, image: string, optio
   if (!layer) throw new RegistryError(`the SBOM ${last.digest} of ${image} has no ${SPDX_JSON_MEDIA_TYPE} layer`, { registry: parseImageRef(image).registry });
   // The size is the registry's word: an SBOM read whole is held to a size an SBOM can have.
   if (!(Number.isSafeInteger(layer.size) && layer.size >= 0 && layer.size <= MAX_SBOM_BYTES)) {
-    throw new RegistryError(`the SBOM ${layer.digest} of ${image} is ${layer.size} bytes by its manifest, over the ${MAX_SBOM_BYTES / (1024 * 1024)} MiB an SBOM is read up to; it was not read`, { registry: parseImageRef(image).registry }, {
+    throw new RegistryError(`the SBOM ${layer.digest} of ${image} states ${layer.size} bytes in its manifest (an SBOM is read up to ${MAX_SBOM_BYTES / (1024 * 1024)} MiB); it was not read`, { registry: parseImageRef(image).registry }, {
       hint: 'prebuilt pushes SBOMs of a few MiB at most: this artifact was put there by something else, or the registry mangled its manifest. Delete it and run `prebuilt build` again to push the SBOM anew.',
     });
   }
