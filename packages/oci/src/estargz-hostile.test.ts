@@ -2,7 +2,7 @@
  * Hostile base layers (a base image's layer comes from a registry): a tar whose header checksum
  * does not match, whose size is not octal, whose pax record lies about its length, or that is cut
  * short, is refused with an error naming the layer and what is wrong — streamed (eStargz,
- * zstd:chunked) or reordered in memory under a prefetch profile — never converted into garbage.
+ * zstd:chunked) or reordered under a prefetch profile (read once from its file) — never converted into garbage.
  */
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
