@@ -50,16 +50,16 @@ class OverReorderLimit extends Error {}
 /**
  * The tar of a base layer in prefetch order: the file holding it (the blob itself when it is a plain
  * tar, else `spool`, its tar unpacked) and the pieces of it to write in order; undefined when it is
- * over `max` bytes unpacked or {@link MAX_REORDERED_ENTRIES} entries. Read once, as it streams by:
+ * over `max` bytes unpacked or `maxEntries` entries. Read once, as it streams by:
  * what is held is each entry's path and offsets.
  */
-async function prefetchOrderedTar(blob: string, gzipped: boolean, prefetch: readonly string[], spool: string, options: { max: number; label: string; signal: AbortSignal | undefined }): Promise<{ tar: string; pieces: TarPiece[] } | undefined> {
+async function prefetchOrderedTar(blob: string, gzipped: boolean, prefetch: readonly string[], spool: string, options: { max: number; maxEntries: number; label: string; signal: AbortSignal | undefined }): Promise<{ tar: string; pieces: TarPiece[] } | undefined> {
   if (!gzipped && (await stat(blob)).size > options.max) return undefined;
   const index = new TarRecordIndex(options.label);
   const out = gzipped ? await open(spool, 'w') : undefined;
   const read = async (chunk: Buffer): Promise<void> => {
     index.write(chunk);
-    if (index.size > options.max || index.records.length > MAX_REORDERED_ENTRIES) throw new OverReorderLimit();
+    if (index.size > options.max || index.records.length > options.maxEntries) throw new OverReorderLimit();
     // Unpacked to the spool up to the tar's end-of-archive blocks (what follows is counted, not kept).
     const kept = index.ended ? Math.max(0, Math.min(chunk.length, index.recordsEnd - (index.size - chunk.length))) : chunk.length;
     if (out && kept > 0) await writeAll(out, chunk.subarray(0, kept));
@@ -161,6 +161,8 @@ export interface ConvertLayerOptions {
   prefetch?: readonly string[];
   /** A tar over this many bytes unpacked keeps its own order under a profile (default MAX_REORDERED_TAR). */
   maxReordered?: number;
+  /** A tar with more entries than this keeps its own order under a profile (default MAX_REORDERED_ENTRIES). */
+  maxReorderedEntries?: number;
   /** The lazy format written (default `estargz`). */
   format?: LazyCompression;
   /** The layer in the user's words, for errors (default `the base layer`): its tar is read strictly, a corrupt one fails naming it. */
@@ -174,20 +176,20 @@ export interface ConvertLayerOptions {
  * With `prefetch` (a recorded profile's image paths), a first pass reads the tar (a gzip layer's
  * unpacked into a temp file beside `file`, `file` + `.tar`) and notes where each entry lies; the
  * second writes the entries in prefetch order from there — unless the tar is over `maxReordered`
- * bytes (MAX_REORDERED_TAR) or MAX_REORDERED_ENTRIES entries: then it keeps its own order. The same
- * blob (and paths) give the same bytes. `file` appears only when the conversion succeeded; the temp
- * files are removed whatever happens (a failure, a cancel). A full disk is a DiskFullError naming
- * the directory. The blob comes from a registry: its tar is read strictly (core's tar reader), and
+ * bytes (MAX_REORDERED_TAR) or `maxReorderedEntries` entries (MAX_REORDERED_ENTRIES): then it keeps
+ * its own order. The same blob (and paths) give the same bytes. `file` appears only when the
+ * conversion succeeded; the temp files are removed whatever happens (a failure, a cancel). A full
+ * disk is a DiskFullError naming the directory. The blob comes from a registry: its tar is read strictly (core's tar reader), and
  * one that does not check out (a bad checksum, a malformed number or pax record, a member cut short)
  * fails with a TarFormatError naming `label`.
  */
 export async function convertLayerToEstargz(blob: string, mediaType: string, file: string, options: ConvertLayerOptions = {}): Promise<ConvertedLayer> {
-  const { signal, prefetch, maxReordered = MAX_REORDERED_TAR, format = 'estargz', label = 'the base layer' } = options;
+  const { signal, prefetch, maxReordered = MAX_REORDERED_TAR, maxReorderedEntries = MAX_REORDERED_ENTRIES, format = 'estargz', label = 'the base layer' } = options;
   const gzipped = GZIP_LAYERS.has(mediaType);
   const partial = `${file}.partial`;
   const spool = `${file}.tar`;
   try {
-    const ordered = prefetch && prefetch.length > 0 ? await prefetchOrderedTar(blob, gzipped, prefetch, spool, { max: maxReordered, label, signal }) : undefined;
+    const ordered = prefetch && prefetch.length > 0 ? await prefetchOrderedTar(blob, gzipped, prefetch, spool, { max: maxReordered, maxEntries: maxReorderedEntries, label, signal }) : undefined;
     const tar = ordered ? [Readable.from(readPieces(ordered.tar, ordered.pieces))] : [createReadStream(blob, { highWaterMark: READ_CHUNK }), ...(gzipped ? [createGunzip()] : [])];
     const esgz = lazyLayerWriter(format, label);
     const out = hashTap();

@@ -120,7 +120,7 @@ describe('a base layer\'s tar in prefetch order', () => {
     expect(landmarkOffset(readToc(await readFile(join(dir, 'plain.blob'))).entries)).toBeUndefined();
   });
 
-  it('a base layer over the reordering limit keeps its own order (no landmark) instead of failing the build', async () => {
+  it('a base layer over the reordering limits (size unpacked, entries) keeps its own order (no landmark) instead of failing the build', async () => {
     await exec('gzip', ['-kf', join(dir, 'layer.tar')]);
     const small = tar.length - 1;
     const big = await convertLayerToEstargz(join(dir, 'layer.tar.gz'), GZIP, join(dir, 'big.blob'), { prefetch: ['/etc/a.conf'], maxReordered: small });
@@ -130,5 +130,9 @@ describe('a base layer\'s tar in prefetch order', () => {
     const tarBig = await convertLayerToEstargz(join(dir, 'layer.tar'), 'application/vnd.oci.image.layer.v1.tar', join(dir, 'big-tar.blob'), { prefetch: ['/etc/a.conf'], maxReordered: small });
     expect(landmarkOffset(readToc(await readFile(join(dir, 'big-tar.blob'))).entries)).toBeUndefined();
     expect(tarBig.digest).toBe(plain.digest);
+    // Over the entry limit (the places of its entries are what reordering holds): its own order too.
+    const many = await convertLayerToEstargz(join(dir, 'layer.tar.gz'), GZIP, join(dir, 'many.blob'), { prefetch: ['/etc/a.conf'], maxReorderedEntries: 2 });
+    expect(landmarkOffset(readToc(await readFile(join(dir, 'many.blob'))).entries)).toBeUndefined();
+    expect(many.digest).toBe(plain.digest);
   });
 });
