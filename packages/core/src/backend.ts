@@ -48,7 +48,7 @@ export {
 } from './contracts.js';
 export { EROFS_LAYOUT_ANNOTATION, tarLayersLayout } from './image-layout.js';
 export { type CondaPlatform, type LockedPackage } from './env-model.js';
-export { parseImageRef, isLoopbackHost, DOCKER_HUB, type ImageRef } from './registry/image-ref.js';
+export { parseImageRef, isLoopbackHost, registryHostProblem, repositoryComponentProblem, DOCKER_HUB, type ImageRef } from './registry/image-ref.js';
 export { MediaType } from './registry/media-types.js';
 export { ESTARGZ_TOC_ANNOTATION, ESTARGZ_UNCOMPRESSED_ANNOTATION, ZSTD_CHUNKED_CHECKSUM_ANNOTATION } from './report/layer-format.js';
 export { type OciDescriptor, type ImageManifest } from './registry/platform.js';

@@ -39,6 +39,31 @@ describe('local registry settings and tags', () => {
     expect(() => createLocalRegistry({ registry: '127.0.0.1:5000', namespace: 'Has Spaces' })).toThrow(/namespace/);
   });
 
+  it('a port out of range, capitals in the path after the host or in the namespace: a ConfigError saying which part and why', () => {
+    const failure = (options: Parameters<typeof createLocalRegistry>[0]): ConfigError => {
+      try {
+        createLocalRegistry(options);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        return error as ConfigError;
+      }
+      throw new Error('createLocalRegistry accepted the settings');
+    };
+    // Before, port 99999 passed the check and every request failed later as "Invalid URL" (exit 1, "try again later").
+    const port = failure({ env: { METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:99999' } });
+    expect(port.message).toBe("METAFLOW_PREBUILT_LOCAL_REGISTRY='127.0.0.1:99999' is not a registry host: the port 99999 of '127.0.0.1:99999' is not between 1 and 65535.");
+    expect(port.exitCode).toBe(2);
+    expect(failure({ env: { METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:5000', METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST: 'registry.internal:0' } }).message).toContain('the port 0');
+    // A path with capitals is not a host problem: the message names the path part, not host[:port].
+    const path = failure({ env: { METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:5000/Team' } });
+    expect(path.message).toBe("METAFLOW_PREBUILT_LOCAL_REGISTRY='127.0.0.1:5000/Team': its path after the host is not a valid repository name: 'Team' has capital letters, and repository names are lowercase.");
+    expect(path.hint).toContain('After the host');
+    const namespace = failure({ registry: '127.0.0.1:5000', env: { METAFLOW_PREBUILT_IMAGE_NAMESPACE: 'DF3/basic' } });
+    expect(namespace.message).toBe("The image namespace 'DF3/basic' is not a valid repository name: 'DF3' has capital letters, and repository names are lowercase.");
+    expect(namespace.setting).toBe('METAFLOW_PREBUILT_IMAGE_NAMESPACE');
+    expect(failure({ registry: '127.0.0.1:5000', namespace: 'team//app' }).message).toContain("empty part (a doubled '/'");
+  });
+
   it('a registry or pull host written with credentials: a ConfigError with them hidden, never echoed', () => {
     for (const [envVar, value] of [
       ['METAFLOW_PREBUILT_LOCAL_REGISTRY', 'robot:s3cr3t@127.0.0.1:5000'],

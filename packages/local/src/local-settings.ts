@@ -1,4 +1,4 @@
-import { COMPONENT, ConfigError, createLogger, loadOptionalSetting, refuseHostCredentials, type ImageRegistryOptions, type Secret } from '@prebuilt/core/backend';
+import { ConfigError, createLogger, loadOptionalSetting, refuseHostCredentials, registryHostProblem, repositoryComponentProblem, type ImageRegistryOptions, type Secret } from '@prebuilt/core/backend';
 
 export const LOCAL_ENV = {
   registry: 'METAFLOW_PREBUILT_LOCAL_REGISTRY',
@@ -35,7 +35,6 @@ export interface RegistryAddress {
 }
 
 const debug = createLogger('local');
-const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::\d{1,5})?$/;
 
 /** Splits `host[:port][/path]`; a path becomes a prefix of the repository. */
 function parseRegistrySetting(value: string, envVar: string, option: string): RegistryAddress {
@@ -45,8 +44,14 @@ function parseRegistrySetting(value: string, envVar: string, option: string): Re
     throw new ConfigError(`${envVar}='${value}' must be a registry host, not a URL.`, { setting: envVar, hint });
   }
   const [host = '', ...path] = value.replace(/\/+$/, '').split('/');
-  if (!HOST.test(host) || !path.every((part) => COMPONENT.test(part))) {
-    throw new ConfigError(`${envVar}='${value}' is not a registry host of the form host[:port].`, { setting: envVar, hint });
+  const hostProblem = registryHostProblem(host);
+  if (hostProblem !== undefined) throw new ConfigError(`${envVar}='${value}' is not a registry host: ${hostProblem}.`, { setting: envVar, hint });
+  const pathProblem = path.map(repositoryComponentProblem).find((problem) => problem !== undefined);
+  if (pathProblem !== undefined) {
+    throw new ConfigError(`${envVar}='${value}': its path after the host is not a valid repository name: ${pathProblem}.`, {
+      setting: envVar,
+      hint: `After the host, use lowercase letters, digits, '.', '_', '-' and '/' in ${envVar} (or the option '${option}'), e.g. 127.0.0.1:5000/team.`,
+    });
   }
   return { host, prefix: path.join('/') };
 }
@@ -67,8 +72,9 @@ export function localAddresses(options: LocalRegistryOptions, env: Record<string
   const pullSetting = setting(options.pullHost, LOCAL_ENV.pullHost, 'pullHost', 'The pull host');
   const pull = pullSetting === undefined ? undefined : parseRegistrySetting(pullSetting, LOCAL_ENV.pullHost, 'pullHost');
   const namespace = setting(options.namespace, LOCAL_ENV.namespace, 'namespace', 'The image namespace') ?? DEFAULT_NAMESPACE;
-  if (!namespace.split('/').every((part) => COMPONENT.test(part))) {
-    throw new ConfigError(`The image namespace '${namespace}' is not a valid repository name.`, {
+  const namespaceProblem = namespace.split('/').map(repositoryComponentProblem).find((problem) => problem !== undefined);
+  if (namespaceProblem !== undefined) {
+    throw new ConfigError(`The image namespace '${namespace}' is not a valid repository name: ${namespaceProblem}.`, {
       setting: LOCAL_ENV.namespace,
       hint: `Use lowercase letters, digits, '.', '_', '-' and '/' in ${LOCAL_ENV.namespace} (or the option 'namespace'), e.g. metaflow-prebuilt.`,
     });

@@ -39,6 +39,7 @@ describe('parseHost', () => {
     expect((error as ConfigError).setting).toBe('ENV');
     expect((error as ConfigError).hint).toMatch(/option 'registry'/);
     expect(() => parseHost('docker.io/x', 'ENV', 'registry')).toThrow(/host\[:port\]/);
+    expect(() => parseHost('registry.example:65536', 'ENV', 'registry')).toThrow("ENV='registry.example:65536' is not a registry host: the port 65536 of 'registry.example:65536' is not between 1 and 65535.");
   });
 });
 
@@ -76,6 +77,8 @@ describe('checkRepository', () => {
     expect(checkRepository('a/b-c/d_e', 'ENV', 'repository')).toBe('a/b-c/d_e');
     expect(() => checkRepository('Upper', 'ENV', 'repository')).toThrow(ConfigError);
     expect(() => checkRepository('a/b', 'ENV', 'repository', 1)).toThrow(/repository name part/);
+    expect(() => checkRepository('Team/app', 'ENV', 'repository')).toThrow("The repository 'Team/app' (option 'repository' or ENV) is not a valid repository name: 'Team' has capital letters, and repository names are lowercase.");
+    expect(() => checkRepository('team/', 'ENV', 'repository')).toThrow(/: it has an empty part/);
   });
 });
 

@@ -1,6 +1,7 @@
 import type { ImageTagInput, PullConfig } from '../contracts.js';
 import { ConfigError } from '../errors.js';
 import { loadBooleanSetting } from '../load-setting.js';
+import { registryHostProblem, repositoryComponentProblem } from '../registry/image-ref.js';
 
 /** Settings every hosted registry (dockerhub, ecr, gcr) reads for the runner's pull configuration. */
 export const PULL_ENV = {
@@ -12,7 +13,6 @@ export const DEFAULT_REPOSITORY = 'metaflow-prebuilt';
 
 /** One path component of a repository name (OCI distribution grammar). */
 export const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::\d{1,5})?$/;
 const SECRET_NAME = /^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/;
 const SECRETS_MANAGER_ARN = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/;
 
@@ -136,15 +136,17 @@ export function parseHost(value: string, envVar: string, option: string): string
   const hint = `Set ${envVar} (or the option '${option}') to a registry host such as docker.io or 127.0.0.1:5000, without https://.`;
   refuseHostCredentials(value, envVar, hint);
   if (/^[a-z]+:\/\//i.test(value)) throw new ConfigError(`${envVar}='${value}' must be a registry host, not a URL.`, { setting: envVar, hint });
-  if (!HOST.test(value)) throw new ConfigError(`${envVar}='${value}' is not a registry host of the form host[:port].`, { setting: envVar, hint });
+  const problem = registryHostProblem(value);
+  if (problem !== undefined) throw new ConfigError(`${envVar}='${value}' is not a registry host: ${problem}.`, { setting: envVar, hint });
   return value;
 }
 
-/** A repository path (`a/b/c`), each part valid. */
+/** A repository path (`a/b/c`), each part valid; the error says which part is wrong and why. */
 export function checkRepository(value: string, envVar: string, option: string, maxParts = Infinity): string {
   const parts = value.split('/');
-  if (parts.length > maxParts || !parts.every((part) => COMPONENT.test(part))) {
-    throw new ConfigError(`The ${option} '${value}' (option '${option}' or ${envVar}) is not a valid repository name${maxParts === 1 ? ' part' : ''}.`, {
+  const problem = parts.length > maxParts ? "it has a '/'" : parts.map(repositoryComponentProblem).find((p) => p !== undefined);
+  if (problem !== undefined) {
+    throw new ConfigError(`The ${option} '${value}' (option '${option}' or ${envVar}) is not a valid repository name${maxParts === 1 ? ' part' : ''}: ${problem}.`, {
       setting: envVar,
       hint:
         `Use lowercase letters, digits, '.', '_' and '-'${maxParts === 1 ? ' (no /)' : " and '/'"} in ${envVar} (or the option '${option}'), ` +

@@ -26,7 +26,11 @@ describe('parseImageRef', () => {
 
   it.each([
     ['', 'empty'],
-    ['Python', 'not a valid repository name component'],
+    ['Python', "'Python' has capital letters, and repository names are lowercase"],
+    ['team/a+b', "'a+b' is not a valid repository name component"],
+    ['127.0.0.1:5000/team//app', "empty part (a doubled '/'"],
+    ['127.0.0.1:99999/app', "the port 99999 of '127.0.0.1:99999' is not between 1 and 65535"],
+    ['127.0.0.1:0/app', "the port 0 of '127.0.0.1:0' is not between 1 and 65535"],
     ['app:', 'not a valid tag'],
     ['app:-x', 'not a valid tag'],
     ['app@sha256:abc', 'sha256 digest'],

@@ -21,6 +21,7 @@ export interface ImageRef {
 }
 
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?)(?::(\d{1,5}))?$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
 const DIGEST = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
 
@@ -35,10 +36,27 @@ function looksLikeHost(component: string): boolean {
   return component.includes('.') || component.includes(':') || component === 'localhost' || component.startsWith('[') || component !== component.toLowerCase();
 }
 
-function validHost(host: string): boolean {
-  // [ipv6]:port, or name/IPv4 with optional port.
-  if (host.startsWith('[')) return /^\[[0-9a-fA-F:.]+\](?::\d{1,5})?$/.test(host);
-  return /^[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::\d{1,5})?$/.test(host);
+/**
+ * Why `host` is not a registry host (`name[:port]` or `[ipv6][:port]`, the port from 1 to 65535),
+ * for a message; undefined when it is one.
+ */
+export function registryHostProblem(host: string): string | undefined {
+  const match = HOST.exec(host);
+  if (!match) return `'${host}' is not a registry host of the form host[:port]`;
+  const port = match[1];
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) return `the port ${port} of '${host}' is not between 1 and 65535`;
+  return undefined;
+}
+
+/**
+ * Why `component` is not one path component of a repository name (OCI distribution grammar), for
+ * a message: an empty part, capital letters, or other characters; undefined when it is one.
+ */
+export function repositoryComponentProblem(component: string): string | undefined {
+  if (COMPONENT.test(component)) return undefined;
+  if (component === '') return "it has an empty part (a doubled '/', or one at an end)";
+  if (COMPONENT.test(component.toLowerCase())) return `'${component}' has capital letters, and repository names are lowercase`;
+  return `'${component}' is not a valid repository name component (lowercase letters, digits, separators '.', '_', '__', '-')`;
 }
 
 /**
@@ -66,7 +84,8 @@ export function parseImageRef(input: string): ImageRef {
   if (slash !== -1 && looksLikeHost(rest.slice(0, slash))) {
     registry = rest.slice(0, slash);
     rest = rest.slice(slash + 1);
-    if (!validHost(registry)) throw invalid(input, `'${registry}' is not a registry host`);
+    const hostProblem = registryHostProblem(registry);
+    if (hostProblem !== undefined) throw invalid(input, hostProblem);
   }
 
   let tag: string | undefined;
@@ -80,9 +99,8 @@ export function parseImageRef(input: string): ImageRef {
   if (rest === '') throw invalid(input, 'the repository name is missing');
   const components = rest.split('/');
   for (const component of components) {
-    if (!COMPONENT.test(component)) {
-      throw invalid(input, `'${component}' is not a valid repository name component (lowercase letters, digits, separators '.', '_', '__', '-')`);
-    }
+    const problem = repositoryComponentProblem(component);
+    if (problem !== undefined) throw invalid(input, problem);
   }
   if (registry === DOCKER_HUB_API_HOST) registry = DOCKER_HUB;
   const repository = registry === DOCKER_HUB && components.length === 1 ? `library/${rest}` : rest;
