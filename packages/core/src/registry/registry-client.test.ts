@@ -395,6 +395,24 @@ describeOrFailInCi('RegistryClient retries and timeouts (a flaky proxy on 127.0.
     expect(Date.now() - started).toBeLessThan(1500);
   });
 
+  it('a host name that does not resolve says so and to check its spelling (exit 2), not getaddrinfo ENOTFOUND', async () => {
+    // The transport fails as undici does for a name DNS lacks (no DNS query leaves the machine).
+    vi.stubGlobal('fetch', async () => {
+      throw new TypeError('fetch failed', { cause: Object.assign(new Error('getaddrinfo ENOTFOUND registry.exmaple.com'), { code: 'ENOTFOUND', hostname: 'registry.exmaple.com' }) });
+    });
+    try {
+      const error = await rejection(new RegistryClient({ ...FAST, dockerConfig: false }).headManifest('registry.exmaple.com:5000/team/app:v1'));
+      expect(error).toBeInstanceOf(UnreachableError);
+      expect((error as UnreachableError).exitCode).toBe(2);
+      expect((error as UnreachableError).message).toBe("registry registry.exmaple.com:5000: GET https://registry.exmaple.com:5000/v2/team/app/manifests/v1 failed: the host name 'registry.exmaple.com' does not resolve");
+      expect((error as UnreachableError).hint).toBe(
+        "Check the spelling of the registry host registry.exmaple.com:5000 (in the registry setting or image reference it comes from), and that this machine's DNS knows it.",
+      );
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+
   it('retries a refused connection once the registry has answered (a restarting registry)', async () => {
     const first = await proxy(host, []);
     const port = Number(first.host.split(':')[1]);

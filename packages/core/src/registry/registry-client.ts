@@ -8,13 +8,14 @@ import { createLogger } from '../logger.js';
 import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
-import { formatImageRef, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
+import { formatImageRef, hostWithoutPort, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
 import { isIndexMediaType, MANIFEST_ACCEPT, MediaType } from './media-types.js';
 import { platformMatches, selectPlatformManifest, type ImageIndex, type ImageManifest, type OciPlatform } from './platform.js';
 import {
   backoffDelay,
   DEFAULT_RETRY_POLICY,
   isConnectionRefused,
+  isHostNotFound,
   isNothingThere,
   isRetryableNetworkError,
   isRetryableStatus,
@@ -948,10 +949,14 @@ export class RegistryClient {
       return { reason: error.message, retryable: true, cause: error };
     }
     if (isNothingThere(error) && !this.#answered.has(registry)) {
-      const reason = isConnectionRefused(error) ? 'connection refused' : rootMessage(error);
+      // A name that does not resolve is most often a typo in a setting: say so, not getaddrinfo's code.
+      const notFound = isHostNotFound(error);
+      const reason = isConnectionRefused(error) ? 'connection refused' : notFound ? `the host name '${hostWithoutPort(registry)}' does not resolve` : rootMessage(error);
       throw new UnreachableError(`registry ${registry}: ${what} failed: ${reason}`, { service: `registry ${registry}` }, {
         cause: error,
-        hint: `Check that the registry ${registry} is running and reachable (${this.scheme(registry)}).`,
+        hint: notFound
+          ? `Check the spelling of the registry host ${registry} (in the registry setting or image reference it comes from), and that this machine's DNS knows it.`
+          : `Check that the registry ${registry} is running and reachable (${this.scheme(registry)}).`,
       });
     }
     if (isConnectionRefused(error)) return { reason: 'connection refused', retryable: this.#answered.has(registry), cause: error };

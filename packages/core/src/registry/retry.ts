@@ -87,6 +87,11 @@ export function isConnectionRefused(error: unknown): boolean {
   return errorCodes(error).includes('ECONNREFUSED');
 }
 
+/** True when the host name does not resolve (DNS has no such name). */
+export function isHostNotFound(error: unknown): boolean {
+  return errorCodes(error).includes('ENOTFOUND');
+}
+
 /** True when nothing is there to answer: the connection was refused or the host name does not exist. */
 export function isNothingThere(error: unknown): boolean {
   return errorCodes(error).some((code) => code === 'ECONNREFUSED' || code === 'ENOTFOUND');
