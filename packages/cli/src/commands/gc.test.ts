@@ -135,6 +135,18 @@ describeOrFailInCi('prebuilt gc (real CLI, real local registry, FAKE Kubernetes 
     expect(await exists(world, world.orphan.digest)).toBe(true);
   });
 
+  it('--dry-run is the dry run said explicitly; with --yes it is a usage error (exit 2) that deletes nothing', async () => {
+    const dry = await gc(['--keep-map', 'keep.json', '--kube-namespace', NS, '--dry-run', '--json']);
+    expect(dry.code, dry.stderr).toBe(0);
+    const out = JSON.parse(dry.stdout) as GcJson;
+    expect(out).toMatchObject({ ok: true, dryRun: true });
+    expect(out.deleted.map((item) => item.digest)).toContain(world.orphan.digest);
+    const both = await gc(['--keep-map', 'keep.json', '--kube-namespace', NS, '--dry-run', '--yes', '--json']);
+    expect(both.code).toBe(2);
+    expect((JSON.parse(both.stdout) as GcJson).error).toMatchObject({ code: 'usage', message: "option '--dry-run' cannot be used with option '--yes'" });
+    expect(await exists(world, world.orphan.digest)).toBe(true);
+  });
+
   it('--keep-days on a registry without push times keeps every image and says so', async () => {
     const result = await gc(['--keep-days', '30', '--json']);
     expect(result.code, result.stderr).toBe(0);

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { formatBytes, InputError, shortDigest, type GcItem } from '@prebuilt/core';
 import { garbageCollect, type GcProgress, type GcResult } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
@@ -10,6 +10,7 @@ interface GcCommandOptions {
   keepDays?: string;
   kubeNamespace?: string;
   yes?: boolean;
+  dryRun?: boolean;
   json?: boolean;
 }
 
@@ -28,8 +29,9 @@ A kept image index keeps all its platform images; a kept image keeps its SBOM ar
 sha256-<digest> referrers tag. An index that goes takes its platform images unless something keeps
 them. With no keep source at all gc refuses to run (it would delete everything).
 
-Dry run by default: a table of what would go, why, and the bytes reclaimed. --yes deletes, SBOMs and
-indexes before the images they point at, so a failure midway leaves nothing pointing at nothing.
+Dry run by default (--dry-run says so explicitly): a table of what would go, why, and the bytes
+reclaimed. --yes deletes, SBOMs and indexes before the images they point at, so a failure midway
+leaves nothing pointing at nothing.
 The registry frees the blobs on its own garbage collection (distribution: 'registry
 garbage-collect'); blobs other repositories share stay.
 
@@ -46,7 +48,7 @@ credentials, 2 no keep source, a bad map, a registry without gc support or with 
 130/143 interrupted.
 
 Examples:
-  $ prebuilt gc flow.py other_flow.py
+  $ prebuilt gc flow.py other_flow.py --dry-run
   $ prebuilt gc --keep-map prod/images.json --keep-days 30
   $ prebuilt gc flow.py --kube-namespace metaflow --yes
   $ prebuilt gc --kube-namespace metaflow --json | jq '.deleted[].digest'`;
@@ -138,6 +140,7 @@ export function registerGcCommand(program: Command, context: CliContext): void {
     .option('--keep-days <n>', 'keep images pushed within the last N days')
     .option('--kube-namespace <ns>', 'keep every image the Argo WorkflowTemplates, CronWorkflows and Workflows in this namespace reference')
     .option('--yes', 'delete (default: a dry run that deletes nothing)')
+    .addOption(new Option('--dry-run', 'delete nothing, only show what would go (the default, said explicitly)').conflicts('yes'))
     .option('--json', 'print one JSON object for machines')
     .addHelpText('after', GC_HELP)
     .action(async (flows: string[], options: GcCommandOptions) => {
