@@ -134,7 +134,10 @@ describe('lockForFlow', () => {
     const error = await lockForFlow({ flowFile, steps: changed, glibc, resolve, frozen: true }).catch((e: unknown) => e);
     expect(InputError.isInstance(error)).toBe(true);
     expect((error as InputError).exitCode).toBe(2);
-    expect((error as InputError).message).toMatch(/not locked: steps extra, train\./);
+    expect((error as InputError).message).toMatch(/^--frozen: the lock file .* not locked: steps extra, train\./);
+    // A command that freezes without the user's --frozen (gc) says so in place of '--frozen'.
+    const byGc = await lockForFlow({ flowFile, steps: changed, glibc, resolve, frozen: true, frozenBy: 'gc reads the lock' }).catch((e: unknown) => e);
+    expect((byGc as InputError).message).toMatch(/^gc reads the lock: the lock file .* not locked: steps extra, train\./);
     const ok = await lockForFlow({ flowFile, steps: steps(), glibc, resolve, frozen: true });
     expect(ok.written).toBe(false);
     expect(resolve.calls).toHaveLength(1);

@@ -43,6 +43,11 @@ interface LockForFlowCommon {
   steps: Record<string, StepToLock>;
   /** Use the lock as it is; an unlocked step, a stale or corrupt lock → InputError (exit 2). */
   frozen?: boolean;
+  /**
+   * What requires the lock as it is, at the start of that InputError's message (default
+   * `--frozen`): a command that freezes without the user's `--frozen` says why, e.g. `gc`.
+   */
+  frozenBy?: string;
   /** Re-resolve every env even when the lock has it. */
   update?: boolean;
   /** Write the lock file when its content changed (default: true unless frozen). */
@@ -106,7 +111,7 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
   const platforms = options.platforms ?? (existing && lockPlatforms(existing).length > 0 ? lockPlatforms(existing) : undefined);
   const wanted = wantedEnvs(options.steps, platforms, resolver.glibc);
   const { envs, toResolve } = reuseEntries(wanted.unique, update ? undefined : existing);
-  if (frozen && (existing === undefined || toResolve.length > 0)) throw notFrozen({ file, flowFile: options.flowFile, existing, toResolve, wanted, platforms });
+  if (frozen && (existing === undefined || toResolve.length > 0)) throw notFrozen({ file, flowFile: options.flowFile, existing, toResolve, wanted, platforms, by: options.frozenBy ?? '--frozen' });
   await resolveMissing(toResolve, resolver, envs);
   const lock: LockFile = { lockVersion: lockFileVersion(wanted.stepKeys), flow: basename(options.flowFile), envs: sortedEnvs(envs), steps: wanted.stepKeys };
   let written = false;
@@ -186,8 +191,9 @@ function notFrozen(state: {
   toResolve: ToResolve[];
   wanted: WantedEnvs;
   platforms: readonly CondaPlatform[] | undefined;
+  by: string;
 }): InputError {
-  const { file, existing, toResolve, platforms } = state;
+  const { file, existing, toResolve, platforms, by } = state;
   const stepKeys = state.wanted.stepKeys;
   const steps = existing === undefined ? Object.keys(stepKeys).filter((s) => stepKeys[s] !== null) : [...new Set(toResolve.flatMap((e) => e.env.steps))];
   // Name the platforms when the lock is for several, or not for the default one.
@@ -195,8 +201,8 @@ function notFrozen(state: {
   const missingOn = platforms && (platforms.length > 1 || platforms[0] !== 'linux-64') ? ` on ${missing.join(', ')}` : '';
   return new InputError(
     existing === undefined
-      ? `--frozen: there is no lock file ${file}.`
-      : `--frozen: the lock file ${file} does not match the flow; not locked: step${steps.length === 1 ? '' : 's'} ${steps.sort().join(', ')}${missingOn}.`,
+      ? `${by}: there is no lock file ${file}.`
+      : `${by}: the lock file ${file} does not match the flow; not locked: step${steps.length === 1 ? '' : 's'} ${steps.sort().join(', ')}${missingOn}.`,
     { file, hint: `Run 'prebuilt lock ${state.flowFile}' and commit ${basename(file)}.` },
   );
 }

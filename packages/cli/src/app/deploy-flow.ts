@@ -37,6 +37,8 @@ export interface DeployFlowOptions {
   plan?: boolean;
   force?: boolean;
   frozen?: boolean;
+  /** What requires the lock as it is, for the error when it does not match (default `--frozen`). */
+  frozenBy?: string;
   update?: boolean;
   workers?: string;
   /** Prune presets, comma-separated (`--prune`); default METAFLOW_PREBUILT_PRUNE. */
@@ -87,7 +89,12 @@ function lazyMaterializer(options: EnvMaterializerOptions): EnvMaterializer {
 /** Locks the flow (its envs being read by `envs`), reporting stalled network reads as `waiting` events. */
 function lockWithWaits(file: string, scope: AppScope, options: DeployFlowOptions, envs: Promise<FlowEnvs>): Promise<LockFlowResult> {
   const locking = (): Promise<LockFlowResult> =>
-    lockFlow(file, scope, { envs, ...(options.frozen ? { frozen: true } : {}), ...(options.update ? { update: true } : {}) });
+    lockFlow(file, scope, {
+      envs,
+      ...(options.frozen ? { frozen: true } : {}),
+      ...(options.frozenBy !== undefined ? { frozenBy: options.frozenBy } : {}),
+      ...(options.update ? { update: true } : {}),
+    });
   const onEvent = options.onEvent;
   return onEvent ? withNetworkWaits((wait) => onEvent({ type: 'waiting', ...wait }), locking) : locking();
 }

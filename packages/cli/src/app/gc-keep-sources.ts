@@ -44,7 +44,8 @@ export async function keepFromFlows(files: readonly string[], scope: AppScope): 
   const keep: GcKeepRef[] = [];
   if (files.length > 0) await checkStateFileSetting(scope.env, scope.cwd);
   for (const file of files) {
-    const planned = await deployFlow(file, scope, { plan: true, frozen: true });
+    // The user gave no --frozen: the error says it is gc that takes the lock as it is.
+    const planned = await deployFlow(file, scope, { plan: true, frozen: true, frozenBy: 'gc keeps the images of the lock file as it is (it never resolves)' });
     const flow = planned.lock.envs.flow;
     keep.push(...collectImageRefs(planned.images, PLAN_KEYS).map((ref) => ({ ref, reason: `flow ${flow} (${file})` })));
     const stateFile = stateFilePath(file, flow, scope.env, scope.cwd);

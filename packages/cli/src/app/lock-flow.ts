@@ -8,6 +8,8 @@ import type { AppScope } from './app-scope.js';
 export interface LockFlowOptions {
   /** Require the lock to be complete and current; never resolve or write (exit 2 otherwise). */
   frozen?: boolean;
+  /** What requires the lock as it is, for the error (default `--frozen`; see core's lockForFlow). */
+  frozenBy?: string;
   /** Re-resolve every env (and revalidate cached repodata). */
   update?: boolean;
   /** Write the lock file when it changed (default: true unless frozen). */
@@ -51,6 +53,7 @@ export async function lockFlow(file: string, scope: Omit<AppScope, 'cliDir'>, op
       glibc: targetGlibc(scope.env),
       resolve: async (toResolve) => (await resolverFor()).resolve(toResolve),
       ...(options.frozen ? { frozen: true } : {}),
+      ...(options.frozenBy !== undefined ? { frozenBy: options.frozenBy } : {}),
       ...(options.update ? { update: true } : {}),
       ...(options.write !== undefined ? { write: options.write } : {}),
     });

@@ -235,6 +235,19 @@ describeOrFailInCi('prebuilt gc errors (real CLI)', registryMissing, () => {
     expect((JSON.parse(result.stdout) as GcJson).error?.message).toContain('the namespace does not exist or Argo Workflows is not installed');
   });
 
+  it('a flow without its lock file is exit 2 saying gc takes the lock as it is (the user gave no --frozen)', async () => {
+    await writeFile(
+      join(dir, 'unlocked_flow.py'),
+      'from metaflow import FlowSpec, conda, step\n\nclass UnlockedFlow(FlowSpec):\n    @conda(packages={"tinynum": "1.4.0"}, python="3.11")\n    @step\n    def start(self):\n        self.next(self.end)\n\n    @step\n    def end(self):\n        pass\n',
+    );
+    const result = await prebuilt(['gc', 'unlocked_flow.py', '--json'], dir, env);
+    expect(result.code, result.stderr).toBe(2);
+    const error = (JSON.parse(result.stdout) as GcJson).error;
+    expect(error?.message).toBe(`gc keeps the images of the lock file as it is (it never resolves): there is no lock file ${join(dir, 'unlocked_flow.prebuilt.lock')}.`);
+    expect(error?.message).not.toContain('--frozen');
+    expect(error?.hint).toBe(`Run 'prebuilt lock ${join(dir, 'unlocked_flow.py')}' and commit unlocked_flow.prebuilt.lock.`);
+  });
+
   it('a keep map that does not exist or is not an image map, a flow after --keep-map, and a --keep-days that is not a number, are exit 2', async () => {
     expect((await prebuilt(['gc', '--keep-map', 'missing.json'], dir, env)).stderr).toContain('missing.json does not exist');
     // An absolute path is shown as given, not as a path relative to the current directory.
