@@ -30,6 +30,11 @@ export interface RegistryCredentials {
   registryToken?: Secret;
   /** Human-readable origin, e.g. `~/.docker/config.json`, `env METAFLOW_PREBUILT_…`, `ECR GetAuthorizationToken`. */
   source: string;
+  /**
+   * What to do when the registry refuses them, for the error's hint (default: check `source`, or
+   * log in again with `docker login`, which is right for a Docker config's credentials only).
+   */
+  refusedHint?: string;
 }
 
 // ---------------------------------------------------------------------------------------------

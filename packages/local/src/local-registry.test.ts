@@ -198,6 +198,10 @@ describeOrFailInCi('local registry against real registries', registriesMissing, 
     const error = await bad.imageExists(tag).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AuthError);
     expect((error as AuthError).source).toContain('METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME');
+    // The settings win over the Docker config: the hint says to fix or unset them, not to log in again.
+    expect((error as AuthError).hint).toBe(
+      `Set METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME and METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD to a user name and password ${host} accepts, or unset both to use your Docker config ('docker login ${host}'), which they override.`,
+    );
     expect(`${(error as Error).message} ${(error as AuthError).hint}`).not.toContain(badPassword);
   });
 

@@ -45,6 +45,11 @@ export function explicitCredentials(input: ExplicitCredentialsInput): RegistryCr
     });
   }
   if (username === undefined || password === undefined) return undefined;
-  const source = input.username ? "the options 'username'/'password'" : `env ${envVars.username}/${envVars.password}`;
-  return { registry, username, password: new Secret(password), source };
+  const fromOptions = input.username !== undefined;
+  const source = fromOptions ? "the options 'username'/'password'" : `env ${envVars.username}/${envVars.password}`;
+  // These win over the Docker config: logging in again would change nothing.
+  const refusedHint = fromOptions
+    ? `Pass a user name and password ${registry} accepts in the options 'username' and 'password'.`
+    : `Set ${envVars.username} and ${envVars.password} to a user name and password ${registry} accepts, or unset both to use your Docker config ('docker login ${registry}'), which they override.`;
+  return { registry, username, password: new Secret(password), source, refusedHint };
 }

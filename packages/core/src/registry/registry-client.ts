@@ -746,7 +746,7 @@ export class RegistryClient {
 
   /** What to do about credentials `registry` refused or asked for: fix the ones used, or give some (the backend's settings too). */
   #credentialsHint(registry: string, creds: RegistryCredentials | undefined): string {
-    if (creds) return `Check the credentials in ${creds.source}, or log in again with 'docker login ${registry}'.`;
+    if (creds) return creds.refusedHint ?? `Check the credentials in ${creds.source}, or log in again with 'docker login ${registry}'.`;
     const other = this.#options.credentialsHint?.(registry);
     return `Log in with 'docker login ${registry}'${other ? `, or ${other}` : ' or pass credentials for it'}.`;
   }
