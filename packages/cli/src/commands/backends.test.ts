@@ -116,6 +116,9 @@ describe('prebuilt (CLI basics)', () => {
     expect(sub.code).toBe(0);
     expect(sub.stdout).toContain('--check');
     expect(sub.stdout).toContain('acme → prebuilt-backend-acme');
+    // An "ok" registry may still lack a login: the help says which command finds that out.
+    expect(sub.stdout).toContain('--check contacts the build service (the Docker daemon of docker, for one) but not the\nregistry');
+    expect(sub.stdout).toContain('`prebuilt plan <flow>`');
   });
 
   it('usage errors exit 2 with commander\'s message and no stack trace', async () => {

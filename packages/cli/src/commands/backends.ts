@@ -28,6 +28,10 @@ Selection:
   package name; or a file path (./my-backend.js). Packages are resolved from the
   project directory first, then from where prebuilt is installed.
 
+--check contacts the build service (the Docker daemon of docker, for one) but not the
+registry: a login the registry needs and lacks, or a registry that is down, shows first in
+\`prebuilt plan <flow>\`, which looks up the flow's images there.
+
 Examples:
   $ prebuilt backends
   $ prebuilt backends --json
