@@ -264,6 +264,21 @@ describeWith(['registries', 'baseImage'], 'hostile registries and channels durin
     }
   }, 600_000);
 
+  it('plan, too, says that it locks and what it waits on while the registry stalls (it was silent until the timeout)', async () => {
+    const ns = namespace();
+    const remove = registry.fault({ method: 'GET', path: manifests(ns), fault: { type: 'stall', ms: 120_000 } });
+    try {
+      const result = await runCli(['plan', 'small.py'], { cwd: flowDir, env: env(ns, { METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT: '2' }) });
+      expect(result.code, result.output).toBe(1);
+      expect(result.stderr).toContain('reading the flow and locking its envs…\n');
+      expect(result.stderr).toMatch(new RegExp(`waiting for ${registry.host.replace(/\./g, '\\.')} \\(manifest\\) — \\d+ s`));
+      expect(result.stderr).toContain(`manifest from ${registry.host}: no data for 2 s (METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT)`);
+      expect(stackLines(result.output)).toEqual([]);
+    } finally {
+      remove();
+    }
+  }, 300_000);
+
   it('an endless package download stops at the locked size: exit 1 naming the package, nothing cached, memory bounded', async () => {
     const ns = namespace();
     const remove = channel.fault({ method: 'GET', path: /\.(conda|tar\.bz2)$/, fault: { type: 'endless' } });

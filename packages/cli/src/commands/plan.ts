@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { DeployImage } from '@prebuilt/core';
+import { describeNetworkWait, type DeployImage } from '@prebuilt/core';
 import { deployFlow, fileArgument, type DeployFlowResult } from '../app/index.js';
 import type { DeploySettings } from '../app/deploy-settings.js';
 import { countImages, imageTable } from '../build-report.js';
@@ -21,7 +21,9 @@ steps that use it, and whether the registry already has the image (one manifest 
 An image the registry has but laid out otherwise than the build would lay it out (another
 prefetch order, EROFS layers where the build makes tar layers, …) shows \`will rebuild\`, with
 the reason below the table (--json: status missing and its reason).
-Resolves and writes the lock file like \`prebuilt lock\` (unless --frozen).
+Resolves and writes the lock file like \`prebuilt lock\` (unless --frozen). Meanwhile stderr
+says that it locks the envs (not with --json) and, after a few seconds without a byte, what a
+network read (channel, index, registry) waits on.
 ${DEPLOY_SETTINGS_HELP}
 ${BACKEND_SETTINGS_HELP}
 
@@ -133,15 +135,23 @@ export function registerPlanCommand(program: Command, context: CliContext): void
     .addHelpText('after', PLAN_HELP)
     .action(async (file: string, options: PlanOptions) => {
       context.json.requested = options.json === true;
+      let lockingShown = false;
       const result = await deployFlow(file, context, {
         plan: true,
         ...(options.frozen ? { frozen: true } : {}),
         ...(options.update ? { update: true } : {}),
         ...(options.prune !== undefined ? { prune: options.prune } : {}),
-        // The plan is printed once it is known; notes (a flow that asks for no package, a cached
-        // package downloaded again) go to stderr as they come, with --json too.
+        // The plan is printed once it is known. Meanwhile stderr says what takes the time: that the
+        // envs are being locked (a first resolve may take a while; not with --json, as build), and a
+        // stalled network read (channel, index, registry; with --json too, as lock); notes (a flow
+        // that asks for no package, a cached package downloaded again) go there as they come.
         onEvent: (event) => {
           if (event.type === 'note') context.stderr.write(noteLine(event.message));
+          else if (event.type === 'resolving' && !options.json && !lockingShown) {
+            lockingShown = true;
+            context.stderr.write('reading the flow and locking its envs…\n');
+          }
+          else if (event.type === 'waiting' && event.seconds > 0) context.stderr.write(`${terminalText(describeNetworkWait(event))}\n`);
         },
       });
       const steps = plannedSteps(result);
