@@ -105,8 +105,19 @@ describe('local registry settings and tags', () => {
     expect(same.pullTag!(tag)).toBe(tag);
   });
 
-  it('pullConfig is empty', async () => {
+  it('pullConfig is empty without pull settings', async () => {
     expect(await createLocalRegistry({ registry: '127.0.0.1:5000', env: {} }).pullConfig('127.0.0.1:5000/x:y')).toEqual({});
+  });
+
+  it('pullConfig names METAFLOW_PREBUILT_PULL_SECRET and the Batch credentials, for a registry that wants a login to pull (they were ignored)', async () => {
+    const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:registry-AbCdEf';
+    const env = { METAFLOW_PREBUILT_PULL_SECRET: 'prebuilt-pull', METAFLOW_PREBUILT_BATCH_REPOSITORY_CREDENTIALS: arn };
+    expect(await createLocalRegistry({ registry: 'registry.internal:5000', env }).pullConfig('registry.internal:5000/x:y')).toEqual({
+      kubernetes: { imagePullSecrets: ['prebuilt-pull'] },
+      batch: { repositoryCredentials: { credentialsParameter: arn } },
+    });
+    expect(await createLocalRegistry({ registry: 'registry.internal:5000', pullSecret: 'other', env }).pullConfig('registry.internal:5000/x:y')).toMatchObject({ kubernetes: { imagePullSecrets: ['other'] } });
+    expect(() => createLocalRegistry({ registry: 'registry.internal:5000', env: { METAFLOW_PREBUILT_PULL_SECRET: 'Not_A_Name' } })).toThrow(ConfigError);
   });
 
   it('credentials from env vars: a Secret, the source names the env vars; half a pair is a ConfigError', async () => {

@@ -1,4 +1,4 @@
-import { createOciRegistry, explicitCredentials, loadBooleanSetting, type ImageRegistry } from '@prebuilt/core/backend';
+import { createOciRegistry, explicitCredentials, loadBooleanSetting, pullConfigFromSettings, type ImageRegistry } from '@prebuilt/core/backend';
 import { LOCAL_ENV, localAddresses, pullTagOf, type LocalRegistryOptions } from './local-settings.js';
 
 export { LOCAL_ENV, DEFAULT_NAMESPACE, type LocalRegistryOptions } from './local-settings.js';
@@ -29,6 +29,8 @@ export function createLocalRegistry(options: LocalRegistryOptions = {}): ImageRe
     insecure: loadBooleanSetting({ value: options.insecure, envVar: LOCAL_ENV.insecure, option: 'insecure', default: false, env }),
     ...(options.client ? { client: options.client } : {}),
     pullTag: (pushTag) => pullTagOf(push, pull, pushTag),
+    // Empty unless set: a registry the runner pulls from without a login needs nothing.
+    pullConfig: pullConfigFromSettings(options, env),
     missingBaseHint: 'Push the base image there, or set the base image to one that exists.',
     credentialsHint: `set ${LOCAL_ENV.username} and ${LOCAL_ENV.password}`,
   });

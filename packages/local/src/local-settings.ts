@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, loadOptionalSetting, refuseHostCredentials, registryHostProblem, repositoryComponentProblem, type ImageRegistryOptions, type Secret } from '@prebuilt/core/backend';
+import { ConfigError, createLogger, loadOptionalSetting, refuseHostCredentials, registryHostProblem, repositoryComponentProblem, type ImageRegistryOptions, type PullSettings, type Secret } from '@prebuilt/core/backend';
 
 export const LOCAL_ENV = {
   registry: 'METAFLOW_PREBUILT_LOCAL_REGISTRY',
@@ -11,7 +11,12 @@ export const LOCAL_ENV = {
 
 export const DEFAULT_NAMESPACE = 'metaflow-prebuilt';
 
-export interface LocalRegistryOptions extends ImageRegistryOptions {
+/**
+ * The pull settings (`pullSecret` / METAFLOW_PREBUILT_PULL_SECRET, `batchRepositoryCredentials` /
+ * METAFLOW_PREBUILT_BATCH_REPOSITORY_CREDENTIALS) are for a registry that wants a login to pull:
+ * the image map's pull config names them, as for the hosted registries.
+ */
+export interface LocalRegistryOptions extends PullSettings, ImageRegistryOptions {
   /** Registry host the build service pushes to, e.g. `127.0.0.1:5000`. Env `METAFLOW_PREBUILT_LOCAL_REGISTRY`; required. */
   registry?: string;
   /** Host the runner pulls from, when it sees the registry under another name. Env `METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST`. */
