@@ -389,6 +389,22 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
     await expect(deploy({ ...ctx.options, registry: down })).rejects.toBeInstanceOf(RegistryError);
   });
 
+  it('a base image registry that refuses the credentials is an AuthError (exit 1) saying it was the base image and its setting, with the hint kept', async () => {
+    await using ctx = await setup(fourSteps().slice(0, 1));
+    const registry = {
+      ...ctx.registry,
+      baseImageIdentity: async () => {
+        throw new AuthError('registry base.test denied anonymous access to repository:team/base:pull (401 Unauthorized)', { registry: 'base.test', source: 'no credentials' }, { hint: "Log in with 'docker login base.test'." });
+      },
+    };
+    const error = await deploy({ ...ctx.options, registry, plan: true }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AuthError);
+    expect((error as AuthError).exitCode).toBe(1);
+    expect((error as AuthError).message).toBe(`The base image ${ctx.options.baseImage} (METAFLOW_PREBUILT_BASE_IMAGE): registry base.test denied anonymous access to repository:team/base:pull (401 Unauthorized)`);
+    expect((error as AuthError).hint).toBe("Log in with 'docker login base.test'.");
+    expect((error as AuthError).registry).toBe('base.test');
+  });
+
   it("a recipe's prune presets give other envIds (hence tags), and an unpruned recipe today's", async () => {
     await using ctx = await setup(fourSteps().slice(0, 1));
     const plain = await deploy({ ...ctx.options, plan: true });
