@@ -173,6 +173,8 @@ describe('prebuilt lock', () => {
     const json = JSON.parse((await prebuilt(['lock', 'flow.py', '--json'], cwd)).stdout) as LockJson;
     const human = await prebuilt(['lock', 'flow.py'], cwd);
     expect(human.code).toBe(0);
+    // That it runs goes to stderr at once (a first resolve may take a while); --json's stderr stays empty.
+    expect(human.stderr).toBe('reading the flow and locking its envs…\n');
     const lines = human.stdout.split('\n');
     expect(lines[2]).toMatch(/^LOCK KEY\s+PLATFORM\s+PYTHON\s+FILES\s+MB\s+STATUS\s+STEPS$/);
     expect(lines.slice(3, 3 + json.envs.length).map((line) => line.split(/\s+/)[0]).sort()).toEqual(json.envs.map((e) => e.key).sort());

@@ -13,7 +13,9 @@ interface LockOptions {
 const LOCK_HELP = `
 The lock file <flow stem>.prebuilt.lock is written beside the flow: for each distinct env its
 request, platform, python version and exact files (url, sha256, size), once per target platform.
-Commit it; plan and build reuse every env whose request still matches.
+Commit it; plan and build reuse every env whose request still matches. While it works, stderr
+says that it locks (not with --json) and, after a few seconds without a byte, what a channel or
+index read waits on.
 The table names each env by its key in the lock file (LOCK KEY); plan and build show the
 image's envId (ENV), which also hashes the base image's digest and the recipe.
 
@@ -69,6 +71,8 @@ export function registerLockCommand(program: Command, context: CliContext): void
     .addHelpText('after', LOCK_HELP)
     .action(async (file: string, options: LockOptions) => {
       context.json.requested = options.json === true;
+      // A first resolve may take a while: people see at once that it runs (as plan and build say it).
+      if (!options.json) context.stderr.write('reading the flow and locking its envs…\n');
       // A stalled channel or index says so on stderr (stdout stays the answer, also with --json).
       const result = await withNetworkWaits(
         (wait) => {
