@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { LOCAL_ENV } from '@prebuilt/local';
 import { main } from './main.js';
 
 const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
@@ -58,6 +59,11 @@ const LOCKING = [
 it('lock --help names every setting locking reads', async () => {
   const help = await helpOf('lock');
   expect(LOCKING.filter((variable) => !named(help, variable))).toEqual([]);
+});
+
+it("the README's Configuration table has every setting of the local registry (a self-hosted registry's users need _INSECURE too)", () => {
+  const variables = configurationVariables();
+  expect(Object.values(LOCAL_ENV).filter((variable) => !variables.includes(variable))).toEqual([]);
 });
 
 describe('plan, build and gc --help name every setting they read', () => {
