@@ -97,6 +97,11 @@ describe('published packages (npm pack --dry-run of the built workspace)', () =>
     expect(cli).toContain('npm i -g metaflow-prebuilt');
     expect(cli).toContain('## Quick start');
     expect(root).toContain('npm i -g metaflow-prebuilt');
+    // One quick start on both pages, with a registry of one's own (`local` by host) and its pull secret.
+    const quickStart = (text: string) => text.slice(text.indexOf('## Quick start'), text.indexOf('```\n', text.indexOf('```sh', text.indexOf('## Quick start'))));
+    expect(quickStart(root)).toBe(quickStart(cli));
+    expect(quickStart(cli)).toContain('METAFLOW_PREBUILT_IMAGE_REGISTRY=local METAFLOW_PREBUILT_LOCAL_REGISTRY=registry.example.com/team');
+    expect(quickStart(cli)).toContain('METAFLOW_PREBUILT_PULL_SECRET=prebuilt-pull');
     const rows = (text: string) => text.split('\n').filter((l) => l.startsWith('| `METAFLOW_PREBUILT_') || l.startsWith('| `DOCKER_HOST`')).map((l) => l.replace(/\]\([^)]*\)/g, ']()'));
     expect(rows(root).length).toBeGreaterThan(10);
     expect(rows(cli)).toEqual(rows(root));
