@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -26,6 +26,13 @@ import { createOciBuildService, ociSettings, type PushSummary } from './oci-buil
 const exec = promisify(execFile);
 const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
+
+/** How many of this process's file descriptors are open on `file` (removed since, or not). */
+async function openOn(file: string): Promise<number> {
+  const fds = await readdir('/proc/self/fd');
+  const targets = await Promise.all(fds.map((fd) => readlink(join('/proc/self/fd', fd)).catch(() => '')));
+  return targets.filter((t) => t === file || t === `${file} (deleted)`).length;
+}
 
 async function listTar(tar: Buffer): Promise<string[]> {
   return new Promise((resolve, reject) => {
@@ -94,6 +101,8 @@ describe('eStargz base: converting a layer', () => {
       clearInterval(watch);
       expect((error as Error | undefined)?.name, `cancelled with ${temp} there`).toBe('AbortError');
       expect((await readdir(work)).sort()).toEqual(['cut.tgz', 'in.tgz']);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      for (const file of ['in.tgz', 'out.blob.tar', 'out.blob.partial']) expect(await openOn(join(work, file)), `${file} left open after a cancel with ${temp} there`).toBe(0);
     }
     await expect(convert('cut.tgz')).rejects.toThrow(/'zeros\.bin' runs past the end of the archive/);
     expect((await readdir(work)).sort()).toEqual(['cut.tgz', 'in.tgz']);
@@ -116,6 +125,22 @@ describe('eStargz base: converting a layer', () => {
       expect((error as PrebuiltError).code).toBe('disk-full');
       expect((error as Error).message).toBe(`No space left on the device of ${work} while converting the base layer sha256:ab of base:1.`);
       expect(await readdir(work)).toEqual(['in.tgz']);
+    }
+  });
+
+  it('a layer whose output cannot be created leaves no file open: the blob is opened only once the output is', async () => {
+    const work = join(dir, 'no-output');
+    await mkdir(work);
+    const tar = Buffer.concat([tarFileHeader('etc/a.conf', 2), Buffer.from('a\n'), Buffer.alloc(510), Buffer.alloc(1024)]);
+    await writeFile(join(work, 'in.tar'), tar);
+    await writeFile(join(work, 'in.tgz'), gzipSync(tar));
+    for (const [blob, mediaType] of [['in.tar', 'application/vnd.oci.image.layer.v1.tar'], ['in.tgz', GZIP]] as const) {
+      // The output's directory does not exist: its temp file cannot be opened.
+      const error = await convertLayerToEstargz(join(work, blob), mediaType, join(work, 'missing', 'out.blob')).catch((e: unknown) => e);
+      expect((error as NodeJS.ErrnoException).code, String(error)).toBe('ENOENT');
+      // A read stream opens its file on the next ticks: give it time to, then none may be open.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await openOn(join(work, blob)), `${blob} left open`).toBe(0);
     }
   });
 

@@ -190,11 +190,12 @@ export async function convertLayerToEstargz(blob: string, mediaType: string, fil
   const spool = `${file}.tar`;
   try {
     const ordered = prefetch && prefetch.length > 0 ? await prefetchOrderedTar(blob, gzipped, prefetch, spool, { max: maxReordered, maxEntries: maxReorderedEntries, label, signal }) : undefined;
-    const tar = ordered ? [Readable.from(readPieces(ordered.tar, ordered.pieces))] : [createReadStream(blob, { highWaterMark: READ_CHUNK }), ...(gzipped ? [createGunzip()] : [])];
+    // The output first: a read stream opens its file at once, and one never piped would keep it open.
+    const handle = await open(partial, 'w');
     const esgz = lazyLayerWriter(format, label);
     const out = hashTap();
-    const handle = await open(partial, 'w');
     try {
+      const tar = ordered ? [Readable.from(readPieces(ordered.tar, ordered.pieces))] : [createReadStream(blob, { highWaterMark: READ_CHUNK }), ...(gzipped ? [createGunzip()] : [])];
       await pipeInto([...tar, esgz.stream, out.stream], (chunk) => writeAll(handle, chunk), signal);
     } finally {
       await handle.close();
