@@ -17,7 +17,26 @@ describe('redactUrl / redactUrls', () => {
     expect(redactUrls(text)).toBe("Looking in indexes: http://***@127.0.0.1:9/simple\nERROR: Could not fetch URL https://***@h/p/: 401 (from 'http://***@127.0.0.1:9/simple')");
   });
 
+  it('hides a userinfo up to its last @, as URL parsers and pip read it: a password with a raw @ or an apostrophe is hidden whole', () => {
+    // WHATWG's URL and pip's urlsplit take the last @ before the path as the end of the userinfo: the password is `p@ss`, `it's`.
+    expect(new URL('https://alice:p@ss@pypi.example.com/simple').password).toBe('p%40ss');
+    expect(redactUrl('https://alice:p@ss@pypi.example.com/simple')).toBe('https://***@pypi.example.com/simple');
+    expect(redactUrl('https://alice:p@ss@w@rd@host')).toBe('https://***@host');
+    expect(redactUrl("https://alice:it's@host/simple")).toBe('https://***@host/simple');
+    expect(redactUrls("pip: https://u:p@ss@h/simple and http://v:it's@h2:9")).toBe('pip: https://***@h/simple and http://***@h2:9');
+    // A word character right before the scheme does not hide a URL from it.
+    expect(redactUrls('index_https://u:tok@h/simple')).toBe('index_https://***@h/simple');
+    // An @ in the path, the query or the fragment is not a userinfo's: the host stays shown.
+    expect(redactUrl('https://host/a@b')).toBe('https://host/a@b');
+    expect(redactUrl('https://host?from=a@b')).toBe('https://host?from=a@b');
+    expect(redactUrl('https://[::1]:8443#me@x')).toBe('https://[::1]:8443#me@x');
+    expect(redactUrl('HTTPS://U:P@[::1]:8443/simple')).toBe('HTTPS://***@[::1]:8443/simple');
+  });
+
   it('strips credentials, leaving the rest of the URL as written', () => {
+    expect(stripUrlCredentials('https://alice:p@ss@host/simple')).toBe('https://host/simple');
+    expect(stripUrlCredentials("https://alice:it's@host/simple")).toBe('https://host/simple');
+    expect(stripUrlCredentials('https://host?from=a@b')).toBe('https://host?from=a@b');
     expect(stripUrlCredentials('https://u:p@host:8443/a/b/')).toBe('https://host:8443/a/b/');
     expect(stripUrlCredentials('file:///tmp/channel')).toBe('file:///tmp/channel');
   });
@@ -37,6 +56,12 @@ describe('UrlCredentials', () => {
     expect(credentials.authorizationFor('https://files.example.org/simple/x')).toBeUndefined();
     expect(credentials.authorizationFor('https://host:444/simple')).toBeUndefined();
     expect(credentials.authorizationFor('http://host/simple')).toBeUndefined();
+  });
+
+  it('takes a password with a raw @ whole, and keeps none of it in the URL', () => {
+    const credentials = new UrlCredentials();
+    expect(credentials.add('https://alice:p@ss@host/simple')).toBe('https://host/simple');
+    expect(credentials.authorizationFor('https://host/simple/pkg/')).toBe(`Basic ${Buffer.from('alice:p@ss').toString('base64')}`);
   });
 
   it('writes the credentials back for pip, and never shows them when inspected', () => {

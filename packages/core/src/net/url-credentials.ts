@@ -10,8 +10,14 @@
  */
 import { Secret } from '../secret.js';
 
-/** `scheme://` + userinfo + `@`, anywhere in a text. Userinfo cannot hold `/`, `@` or whitespace unencoded. */
-const USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s/@:'"<>]*)(?::([^\s/@'"<>]*))?@/gi;
+/**
+ * `scheme://` + userinfo + `@`, anywhere in a text. The userinfo ends at the last `@` before the
+ * host's end (whitespace, `/`, `?`, `#`, a backslash), as WHATWG's URL parser and pip's urlsplit read it: a
+ * password typed with a raw `@` (`user:p@ss@host`) or an apostrophe is hidden whole, and an `@` in
+ * a path, query or fragment is not taken for one. No word boundary is asked before the scheme, so
+ * `index_https://…` is redacted too.
+ */
+const USERINFO = /([a-z][a-z0-9+.-]*:\/\/)[^\s/?#\\"<>]*@/gi;
 
 /** A text (a message, pip's output, a log line) with every URL's userinfo (user name and password) replaced by `***`. */
 export function redactUrls(text: string): string {
