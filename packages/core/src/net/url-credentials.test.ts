@@ -58,10 +58,14 @@ describe('UrlCredentials', () => {
     expect(credentials.authorizationFor('http://host/simple')).toBeUndefined();
   });
 
-  it('takes a password with a raw @ whole, and keeps none of it in the URL', () => {
+  it('takes a password with a raw @ or a raw % whole, and keeps none of it in the URL', () => {
     const credentials = new UrlCredentials();
     expect(credentials.add('https://alice:p@ss@host/simple')).toBe('https://host/simple');
     expect(credentials.authorizationFor('https://host/simple/pkg/')).toBe(`Basic ${Buffer.from('alice:p@ss').toString('base64')}`);
+    // A raw % that starts no escape is kept as typed (as pip's unquote does), not a URIError; a valid escape is decoded.
+    const percent = urlCredentialsFromEnv({ PIP_INDEX_URL: 'https://bob:100%zz%21@other/simple' });
+    expect(percent.authorizationFor('https://other/simple/')).toBe(`Basic ${Buffer.from('bob:100%zz!').toString('base64')}`);
+    expect(percent.withCredentials('https://other/simple')).toBe('https://bob:100%25zz!@other/simple');
   });
 
   it('writes the credentials back for pip, and never shows them when inspected', () => {

@@ -50,6 +50,20 @@ interface Entry {
   password: Secret;
 }
 
+/**
+ * A userinfo part percent-decoded as pip's `unquote` does: each valid `%XX` run decoded, a `%` that
+ * starts none (a password typed as `100%sure`) kept as it is — decodeURIComponent threw on it.
+ */
+function percentDecoded(part: string): string {
+  return part.replace(/(?:%[0-9a-f]{2})+/gi, (run) => {
+    try {
+      return decodeURIComponent(run);
+    } catch {
+      return run;
+    }
+  });
+}
+
 function parse(url: string | URL): URL | undefined {
   if (url instanceof URL) return url;
   try {
@@ -76,8 +90,8 @@ export class UrlCredentials {
     const entry: Entry = {
       origin: parsed.origin,
       path: parsed.pathname.replace(/\/+$/, ''),
-      username: decodeURIComponent(parsed.username),
-      password: new Secret(decodeURIComponent(parsed.password)),
+      username: percentDecoded(parsed.username),
+      password: new Secret(percentDecoded(parsed.password)),
     };
     const same = this.#entries.findIndex((e) => e.origin === entry.origin && e.path === entry.path);
     if (same === -1) this.#entries.push(entry);
