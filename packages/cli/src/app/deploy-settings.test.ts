@@ -54,6 +54,10 @@ describe('deploySettings: the base images', () => {
     ['s3cr3t@registry.example.com:5000', '***@registry.example.com:5000'],
     ['s3cr3t@localhost:5000', '***@localhost:5000'],
     ['s3cr3t@10.0.0.7', '***@10.0.0.7'],
+    // A one-label host with its port (a compose service's), an IPv6 address: hosts too.
+    ['s3cr3t@registry:5000', '***@registry:5000'],
+    ['s3cr3t@[::1]:5000', '***@[::1]:5000'],
+    ['s3cr3t@[fd00::7]', '***@[fd00::7]'],
   ])('a base image written with credentials (%s): the error hides them, says why, and neither it nor its cause carries the secret', (value, shown) => {
     const error = settingsError({ METAFLOW_PREBUILT_BASE_IMAGE: value });
     expect(error).toBeInstanceOf(ConfigError);
@@ -71,7 +75,7 @@ describe('deploySettings: the base images', () => {
       "METAFLOW_PREBUILT_BASE_IMAGE='127.0.0.1:5000/team/base@sha256:zz' is not an image reference",
     );
     // `@` for `:` before a tag is a typo, not credentials: named as it is.
-    for (const typo of ['python@3.11', 'ubuntu@22.04', 'ubuntu@latest']) {
+    for (const typo of ['python@3.11', 'ubuntu@22.04', 'ubuntu@latest', 'python@sha256:123', 'python@blake3:9']) {
       const error = settingsError({ METAFLOW_PREBUILT_BASE_IMAGE: typo });
       expect((error as ConfigError).message).toContain(`METAFLOW_PREBUILT_BASE_IMAGE='${typo}' is not an image reference: `);
       expect((error as ConfigError).message).not.toContain('credentials');

@@ -46,11 +46,13 @@ const DIGEST_ALGORITHM = /^(?:sha256|sha384|sha512|blake3):/i;
 
 /**
  * A registry host and nothing after it (`ghcr.io`, `registry.example.com:5000`, `localhost:5000`,
- * `10.0.0.7`): a name with a dot and a last label starting with a letter, `localhost`, or an IPv4
- * address, with an optional port. A tag typed after `@` (`python@3.11`, `ubuntu@22.04`,
- * `ubuntu@latest`) is none of these.
+ * `10.0.0.7`, `registry:5000`, `[::1]:5000`): a name with a dot and a last label starting with a
+ * letter, `localhost`, an IPv4 or bracketed IPv6 address, with an optional port; or a one-label name
+ * with a port (a compose service's). A tag typed after `@` (`python@3.11`, `ubuntu@22.04`,
+ * `ubuntu@latest`) is none of these, nor is a digest (`sha256:123`, however short).
  */
-const BARE_HOST = /^(?:(?:[a-z0-9-]+\.)+[a-z][a-z0-9-]*|localhost|\d{1,3}(?:\.\d{1,3}){3})(?::\d+)?$/i;
+const BARE_HOST = /^(?:(?:(?:[a-z0-9-]+\.)+[a-z][a-z0-9-]*|localhost|\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]+\])(?::\d+)?|[a-z][a-z0-9-]*:\d+)$/i;
+const isBareHost = (text: string): boolean => BARE_HOST.test(text) && !DIGEST_ALGORITHM.test(text);
 
 /**
  * Credentials written before the image, as in a URL: `user:password@host/…` or
@@ -61,7 +63,7 @@ const BARE_HOST = /^(?:(?:[a-z0-9-]+\.)+[a-z][a-z0-9-]*|localhost|\d{1,3}(?:\.\d
  * when a `:` comes before the first `@` with no `/` (`host:5000/repo@sha256:…` has one), or after a
  * scheme — unless a digest algorithm follows that `@` (`docker://name@sha256:…`, `name:tag@sha256:…`).
  *
- * A lone word before a host and nothing after it (`ghp_token@github.com`, `token@registry:5000`,
+ * A lone word before a host and nothing after it (`ghp_token@github.com`, `token@registry:5000`, `token@[::1]`,
  * no scheme, no `:` before the `@`, no path) is taken as a token, and hidden: echoing it would print
  * the token, and nobody writes an image as `name@host`. A lone word before something that is no host
  * (`python@3.11`, `ubuntu@latest`) is a tag typed after `@` instead of `:`, named as it is: hiding it
@@ -81,9 +83,9 @@ function withCredentials(value: string): { shown: string } | undefined {
   // `name:tag@sha256:<cut short>`): a host is never called that.
   if (end === -1 && (scheme || /^[^/@]*:[^/]*@/.test(rest)) && !DIGEST_ALGORITHM.test(rest.slice(last + 1))) end = last;
   // `token@host:5000`: the port made the host look like a digest.
-  if (end === -1 && BARE_HOST.test(rest.slice(last + 1))) end = last;
+  if (end === -1 && isBareHost(rest.slice(last + 1))) end = last;
   if (end === -1) return undefined;
-  if (!scheme && !rest.slice(0, end).includes(':') && !rest.slice(end + 1).includes('/') && !BARE_HOST.test(rest.slice(end + 1))) return undefined;
+  if (!scheme && !rest.slice(0, end).includes(':') && !rest.slice(end + 1).includes('/') && !isBareHost(rest.slice(end + 1))) return undefined;
   return { shown: credentialsHidden(parts, end) };
 }
 
