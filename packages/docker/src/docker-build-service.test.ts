@@ -201,15 +201,15 @@ function realDaemonSuite(dockerHost: string, builders: readonly ('legacy' | 'bui
       await service.close?.();
     });
 
-    it(`${builder}: a failing RUN is ok:false with the log tail`, async () => {
+    it(`${builder}: a failing RUN is ok:false with the log tail (and is one even when it printed what reads like a FROM step)`, async () => {
       const service = createDockerBuildService({ dockerHost, builder });
       const req = request({
         imageTag: tagIn(registries.plain.host, `fail-${builder}`),
-        dockerfile: `FROM ${base.ref}\nRUN echo marker-${run} && false\n`,
+        dockerfile: `FROM ${base.ref}\nRUN echo marker-${run} && echo 'Step 1/1 : FROM fake:1' && false\n`,
       });
       const result = (await service.buildAndPush(req)) as Extract<BuildResult, { ok: false }>;
       expect(result.ok).toBe(false);
-      expect(result.reason).toMatch(/failed/);
+      expect(result.reason.startsWith(`The Docker build of ${req.imageTag} failed: `), result.reason).toBe(true);
       expect(result.reason).toMatch(/false/);
       expect(result.logTail.join('\n')).toContain(`marker-${run}`);
       expect(result.logTail.length).toBeLessThanOrEqual(30);

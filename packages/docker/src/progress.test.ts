@@ -51,6 +51,14 @@ describe('progress tracker', () => {
     for (const event of [{ stream: 'Step 1/3 : FROM --platform=linux/amd64 mamba:1 AS micromamba\n' }, { stream: 'Step 2/3 : FROM base:1\n' }, { error: 'manifest for base:1 not found' }]) second.handle(event);
     expect(second.failedFrom).toBe('base:1');
 
+    // A RUN step printing what reads like a FROM step (an earlier number, another total) and failing: a RUN failure still.
+    for (const fake of ['Step 1/3 : FROM fake:1', 'Step 2/3 : FROM fake:1', 'Step 3/9 : FROM fake:1']) {
+      const fooled = new ProgressTracker(undefined, 5);
+      for (const event of [{ stream: 'Step 1/3 : FROM base:1\n' }, { stream: 'Step 2/3 : RUN ./install\n' }, { stream: ` ---> Running in 0123456789ab\n${fake}\n` }, { error: "The command '/bin/sh -c ./install' returned a non-zero code: 1" }]) fooled.handle(event);
+      expect(fooled.errorInFrom, fake).toBe(false);
+      expect(fooled.failedFrom, fake).toBeUndefined();
+    }
+
     const run = new ProgressTracker(undefined, 2);
     for (const event of [{ stream: 'Step 2/2 : RUN false\n' }, { stream: 'a\nb\nc\n' }, { error: 'returned a non-zero code: 1' }]) run.handle(event);
     expect(run.tail).toEqual(['c', 'ERROR: returned a non-zero code: 1']);

@@ -145,6 +145,8 @@ export class ProgressTracker {
   #instruction: string | undefined;
   /** The image of the legacy builder's current step when it is a FROM. */
   #stepFrom: string | undefined;
+  /** The legacy builder's current step number and its total (`Step N/M`), to tell its step lines from a RUN's output. */
+  #step: { n: number; total: number } | undefined;
 
   constructor(log: ((line: string) => void) | undefined, tailSize: number) {
     this.#tailSize = tailSize;
@@ -156,13 +158,22 @@ export class ProgressTracker {
       log?.(line);
     };
     this.#text = new LineSplitter((line) => {
-      const step = /^Step \d+\/\d+ : (\w+)(?:\s+(?:--\S+\s+)*(\S+))?/i.exec(line);
-      if (step) {
-        this.#instruction = step[1]!.toUpperCase();
-        this.#stepFrom = this.#instruction === 'FROM' ? step[2] : undefined;
+      const step = /^Step (\d+)\/(\d+) : (\w+)(?:\s+(?:--\S+\s+)*(\S+))?/i.exec(line);
+      // A RUN step's output comes in the same text: a line of it that reads like a step (a package printing
+      // `Step 1/1 : FROM x`) is one only when it comes after the current step with the build's own total.
+      if (step && this.#isNextStep(Number(step[1]), Number(step[2]))) {
+        this.#instruction = step[3]!.toUpperCase();
+        this.#stepFrom = this.#instruction === 'FROM' ? step[4] : undefined;
       }
       this.#emit(line);
     });
+  }
+
+  /** Whether `Step n/total` follows the legacy builder's current step (a greater number, the same total); it becomes the current one. */
+  #isNextStep(n: number, total: number): boolean {
+    if (this.#step && (total !== this.#step.total || n <= this.#step.n)) return false;
+    this.#step = { n, total };
+    return true;
   }
 
   handle(event: DockerStreamEvent): void {
