@@ -135,6 +135,13 @@ describe('kaniko build service settings', () => {
     expect(cpu.message).toBe("METAFLOW_PREBUILT_KANIKO_CPU='two' is not a Kubernetes quantity of CPUs, e.g. 2, 1.5 or 500m (millicores).");
     expect(cpu.setting).toBe('METAFLOW_PREBUILT_KANIKO_CPU');
     expect(cpu.hint).toContain("(or the option 'cpu')");
+    // Given as an option, the option is named: the variable was not set.
+    try {
+      createKanikoBuildService({ env, memory: '4GB' });
+      throw new Error('accepted');
+    } catch (e) {
+      expect((e as ConfigError).message).toBe("The option 'memory' ('4GB') is not a Kubernetes quantity of bytes, e.g. 4Gi, 512Mi or 2G.");
+    }
     for (const bad of ['4GB', '-1Gi', '4 Gi']) {
       const memory = refused({ METAFLOW_PREBUILT_KANIKO_MEMORY: bad });
       expect(memory.message).toBe(`METAFLOW_PREBUILT_KANIKO_MEMORY='${bad}' is not a Kubernetes quantity of bytes, e.g. 4Gi, 512Mi or 2G.`);

@@ -69,8 +69,8 @@ export function resolveKanikoSettings(options: KanikoBuildServiceOptions, env: R
     namespace: read.optional(options.namespace, KANIKO_ENV.namespace, 'namespace', 'Kubernetes namespace'),
     serviceAccount: read.optional(options.serviceAccount, KANIKO_ENV.serviceAccount, 'serviceAccount', 'service account'),
     image: read.optional(options.image, KANIKO_ENV.image, 'image', 'kaniko executor image') ?? DEFAULT_KANIKO_IMAGE,
-    cpu: quantity(read.optional(options.cpu, KANIKO_ENV.cpu, 'cpu', 'executor CPU'), KANIKO_ENV.cpu, 'cpu', 'CPUs, e.g. 2, 1.5 or 500m (millicores)'),
-    memory: quantity(read.optional(options.memory, KANIKO_ENV.memory, 'memory', 'executor memory'), KANIKO_ENV.memory, 'memory', 'bytes, e.g. 4Gi, 512Mi or 2G'),
+    cpu: quantity(read.optional(options.cpu, KANIKO_ENV.cpu, 'cpu', 'executor CPU'), options.cpu !== undefined, KANIKO_ENV.cpu, 'cpu', 'CPUs, e.g. 2, 1.5 or 500m (millicores)'),
+    memory: quantity(read.optional(options.memory, KANIKO_ENV.memory, 'memory', 'executor memory'), options.memory !== undefined, KANIKO_ENV.memory, 'memory', 'bytes, e.g. 4Gi, 512Mi or 2G'),
     timeoutSeconds: read.seconds(options.timeoutSeconds, KANIKO_ENV.timeout, 'timeoutSeconds', 3600),
     extraArgs: options.extraArgs ?? (extraText ? extraText.split(/\s+/).filter(Boolean) : []),
     executorEnv: { ...options.executorEnv },
@@ -83,12 +83,13 @@ const QUANTITY = /^(?:\d+(?:\.\d*)?|\.\d+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)
 
 /**
  * The executor's CPU or memory as given, when it is a Kubernetes quantity; else a ConfigError
- * naming the setting and the form (the Job would be refused by the API server after the context was
- * uploaded).
+ * naming the setting — the option when the value came from it, else the variable — and the form
+ * (the Job would be refused by the API server after the context was uploaded).
  */
-function quantity(value: string | undefined, envVar: string, option: string, form: string): string | undefined {
+function quantity(value: string | undefined, fromOption: boolean, envVar: string, option: string, form: string): string | undefined {
   if (value === undefined || QUANTITY.test(value)) return value;
-  throw new ConfigError(`${envVar}='${value}' is not a Kubernetes quantity of ${form}.`, {
+  const given = fromOption ? `The option '${option}' ('${value}')` : `${envVar}='${value}'`;
+  throw new ConfigError(`${given} is not a Kubernetes quantity of ${form}.`, {
     setting: envVar,
     hint: `Set ${envVar} (or the option '${option}') to a number with an optional suffix: ${form}; or unset it for no request or limit.`,
   });
