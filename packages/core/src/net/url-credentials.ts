@@ -14,10 +14,11 @@ import { Secret } from '../secret.js';
  * `scheme://` + userinfo + `@`, anywhere in a text. The userinfo ends at the last `@` before the
  * host's end (whitespace, `/`, `?`, `#`, a backslash), as WHATWG's URL parser and pip's urlsplit read it: a
  * password typed with a raw `@` (`user:p@ss@host`) or an apostrophe is hidden whole, and an `@` in
- * a path, query or fragment is not taken for one. No word boundary is asked before the scheme, so
- * `index_https://…` is redacted too.
+ * a path, query or fragment is not taken for one. A scheme starts where no scheme character comes
+ * before it (`index_https://…` is redacted too): one try per run of such characters, so a long text
+ * (a log line of hashes) takes linear time — a try at every letter took quadratic time.
  */
-const USERINFO = /([a-z][a-z0-9+.-]*:\/\/)[^\s/?#\\"<>]*@/gi;
+const USERINFO = /(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*:\/\/)[^\s/?#\\"<>]*@/gi;
 
 /** A text (a message, pip's output, a log line) with every URL's userinfo (user name and password) replaced by `***`. */
 export function redactUrls(text: string): string {
