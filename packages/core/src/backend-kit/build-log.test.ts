@@ -17,6 +17,15 @@ describe('BuildLog', () => {
     expect(lines).toHaveLength(4);
   });
 
+  it("a build step's line of 200 000 spaces between two words takes linear time (trailing whitespace is trimmed, the inner kept)", () => {
+    const lines: string[] = [];
+    const log = new BuildLog((line) => lines.push(line), (text) => text, 10);
+    const started = performance.now();
+    log.line(`a${' '.repeat(200_000)}b \t`);
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(lines).toEqual([`a${' '.repeat(200_000)}b`]);
+  });
+
   it('keeps only the last lines as the tail', () => {
     const log = new BuildLog(undefined, (text) => text, 2);
     for (const line of ['a', 'b', 'c']) log.line(line);

@@ -35,7 +35,8 @@ export class BuildLog {
 
   /** One whole line. */
   line(text: string): void {
-    const clean = this.#scrub(text.replace(/\s+$/, ''));
+    // trimEnd, not /\s+$/: that regex takes quadratic time on a line of many spaces a build step can print.
+    const clean = this.#scrub(text.trimEnd());
     if (clean === '') return;
     this.#tail.push(clean);
     if (this.#tail.length > this.#tailLines) this.#tail.shift();
