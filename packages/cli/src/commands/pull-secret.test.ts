@@ -3,12 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KubeConfig } from '@kubernetes/client-node';
-import { AuthError, ConfigError, EnvironmentError, ExitCode, Secret, defineImageRegistry, registerBackend, type RegistryCredentials } from '@prebuilt/core';
+import { AuthError, ConfigError, EnvironmentError, ExitCode, Secret, defineImageRegistry, parseImageRef, registerBackend, type RegistryCredentials } from '@prebuilt/core';
+import { createLocalRegistry } from '@prebuilt/local';
 import { createCliContext } from '../cli-context.js';
 import { createProgram, main } from '../main.js';
 import { loadKubernetesClient } from '../app/index.js';
 import { FakeKubernetesApi, type KubeObject } from '../__fixtures__/fake-kubernetes-api.js';
-import { applyPullSecret, DEFAULT_WATCH_INTERVAL_MS, dockerConfigJson, parseInterval, PULL_SECRET_TYPE } from './pull-secret.js';
+import { applyPullSecret, DEFAULT_WATCH_INTERVAL_MS, dockerConfigJson, parseInterval, podPullHost, PULL_SECRET_TYPE } from './pull-secret.js';
 
 type StoredSecret = KubeObject & { type?: string; data?: Record<string, string> };
 
@@ -43,6 +44,22 @@ describe('pull secret content', () => {
     const hub = JSON.parse(dockerConfigJson({ ...credentials('pw-2'), registry: 'docker.io' }));
     expect(Object.keys(hub.auths)).toEqual(['https://index.docker.io/v1/']);
     expect(() => dockerConfigJson({ registry: 'x', identityToken: new Secret('t'), source: 'config' })).toThrow(ConfigError);
+  });
+
+  it('dockerConfigJson keys the entry by the host pods pull from when given, and only by it', () => {
+    const config = JSON.parse(dockerConfigJson(credentials('pw-3'), 'registry.cluster.test:5000'));
+    expect(Object.keys(config.auths)).toEqual(['registry.cluster.test:5000']);
+    expect(config.auths['registry.cluster.test:5000']).toMatchObject({ username: 'robot', password: 'pw-3' });
+  });
+
+  it('podPullHost is the host of the pull tag when pods pull from another host than the push host, else undefined', () => {
+    const local = (env: Record<string, string>) => createLocalRegistry({ env: { METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:5000/team', ...env } });
+    expect(podPullHost(local({ METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST: 'registry.cluster.test:5000/team' }))).toBe('registry.cluster.test:5000');
+    expect(podPullHost(local({ METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST: 'host.minikube.internal:5000' }))).toBe('host.minikube.internal:5000');
+    // The same host under another path: the push host's credentials are the pods' already.
+    expect(podPullHost(local({ METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST: '127.0.0.1:5000/mirror' }))).toBeUndefined();
+    expect(podPullHost(local({}))).toBeUndefined();
+    expect(podPullHost({ ...local({}), pullTag: undefined })).toBeUndefined();
   });
 
   it('parseInterval takes 30s / 4m / 1h and refuses anything else', () => {
@@ -253,6 +270,49 @@ describe('prebuilt pull-secret against a fake Kubernetes API server', () => {
     expect(code).toBe(2);
     expect(io.out.stderr).toContain('No Kubernetes configuration found');
     expect(io.out.stderr).toContain('KUBECONFIG');
+  });
+
+  it('local with a pull host: the secret holds the credentials for the host the image map\'s images are pulled from, not the push host (pods got 401)', async () => {
+    const env = {
+      KUBECONFIG: kubeconfigFile,
+      DOCKER_CONFIG: dockerConfig,
+      METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local',
+      METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:5999',
+      METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST: 'registry.cluster.test:5000',
+      METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME: 'robot',
+      METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD: 'local-pull-pw',
+      METAFLOW_PREBUILT_PULL_SECRET: 'local-pull',
+    };
+    const io = capture();
+    expect(await main(['pull-secret', '-n', 'metaflow', '--name', 'local-pull'], { env, stdout: io.stdout, stderr: io.stderr })).toBe(0);
+    expect(io.out.stdout).toContain('created secret metaflow/local-pull (kubernetes.io/dockerconfigjson) for registry.cluster.test:5000 (the pull host of 127.0.0.1:5999)');
+    expect(io.out.stdout + io.out.stderr).not.toContain('local-pull-pw');
+    const stored = secretOf(fake, 'metaflow/local-pull');
+    // Only the pull host: the pods never pull from the push host, so its credentials stay out.
+    const auths = decodeConfig(stored).auths;
+    expect(Object.keys(auths)).toEqual(['registry.cluster.test:5000']);
+    expect(auths['registry.cluster.test:5000']).toMatchObject({ username: 'robot', password: 'local-pull-pw' });
+    expect(stored?.metadata?.['annotations']).toMatchObject({ 'prebuilt.dev/registry': 'registry.cluster.test:5000' });
+
+    // What the compiled workflows get from the image map: the pull tag and a pull config naming this
+    // secret; the kubelet offers the secret's credentials to the pull tag's host only.
+    const registry = createLocalRegistry({ env });
+    const pullTag = registry.pullTag!(registry.imageTag({ envId: '3f9c0a1b2c3d4e5f', platform: 'linux-64' }));
+    expect(await registry.pullConfig(pullTag)).toMatchObject({ kubernetes: { imagePullSecrets: ['local-pull'] } });
+    expect(Object.keys(auths)).toContain(parseImageRef(pullTag).registry);
+
+    const json = capture();
+    expect(await main(['pull-secret', '-n', 'metaflow', '--name', 'local-pull', '--json'], { env, stdout: json.stdout, stderr: json.stderr })).toBe(0);
+    expect(JSON.parse(json.out.stdout)).toMatchObject({ ok: true, action: 'unchanged', registry: 'registry.cluster.test:5000', pushRegistry: '127.0.0.1:5999', imageRegistry: 'local' });
+
+    // Without a pull host the secret is for the push host, and the JSON has no pushRegistry.
+    const same = capture();
+    const { METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST: _pullHost, ...pushOnly } = env;
+    expect(await main(['pull-secret', '-n', 'metaflow', '--name', 'local-pull', '--json'], { env: pushOnly, stdout: same.stdout, stderr: same.stderr })).toBe(0);
+    const parsed = JSON.parse(same.out.stdout) as Record<string, unknown>;
+    expect(parsed).toMatchObject({ action: 'updated', registry: '127.0.0.1:5999' });
+    expect(parsed).not.toHaveProperty('pushRegistry');
+    expect(Object.keys(decodeConfig(secretOf(fake, 'metaflow/local-pull')).auths)).toEqual(['127.0.0.1:5999']);
   });
 
   it('a registry without credentials is a ConfigError (pods pull from it without a secret)', async () => {

@@ -8,7 +8,9 @@ import {
   PrebuiltError,
   errorMessage,
   normalizeDockerConfigKey,
+  parseImageRef,
   sleep,
+  type ImageRegistry,
   type RegistryCredentials,
 } from '@prebuilt/core';
 import { checkNamespace, createOrReplace, createSelectedBackend, isObjectName, loadKubeConfig, loadKubernetesClient, type K8s } from '../app/index.js';
@@ -21,8 +23,11 @@ export const PULL_SECRET_TYPE = 'kubernetes.io/dockerconfigjson';
 /** Default --interval of --watch: shorter than the refresh margins of ECR (15 min) and Google (5 min) tokens. */
 export const DEFAULT_WATCH_INTERVAL_MS = 4 * 60_000;
 
-/** The `.dockerconfigjson` of a pull secret: one `auths` entry for the registry. Holds the secret: never log it. */
-export function dockerConfigJson(credentials: RegistryCredentials): string {
+/**
+ * The `.dockerconfigjson` of a pull secret: one `auths` entry, for `host` (the host pods pull from;
+ * default the credentials' own registry). Holds the secret: never log it.
+ */
+export function dockerConfigJson(credentials: RegistryCredentials, host: string = credentials.registry): string {
   if (credentials.password === undefined) {
     throw new ConfigError(`The credentials for ${credentials.registry} (${credentials.source}) have no password, so they cannot go into a pull secret.`, {
       hint: 'Kubernetes needs a user name and password (or token) for the registry; log in with a password or access token instead of an identity token.',
@@ -30,7 +35,7 @@ export function dockerConfigJson(credentials: RegistryCredentials): string {
   }
   const username = credentials.username ?? '';
   const password = credentials.password.reveal();
-  const key = normalizeDockerConfigKey(credentials.registry) === DOCKER_HUB ? DOCKER_HUB_CONFIG_KEY : credentials.registry;
+  const key = normalizeDockerConfigKey(host) === DOCKER_HUB ? DOCKER_HUB_CONFIG_KEY : host;
   return JSON.stringify({ auths: { [key]: { username, password, auth: Buffer.from(`${username}:${password}`).toString('base64') } } });
 }
 
@@ -39,6 +44,11 @@ export interface ApplyPullSecretOptions {
   namespace: string;
   name: string;
   credentials: RegistryCredentials;
+  /**
+   * The host pods pull the images from, the secret's `auths` key (see `podPullHost`): the kubelet
+   * offers a secret's credentials only to the host it is keyed by. Default: the credentials' registry.
+   */
+  pullHost?: string;
   /** The loaded @kubernetes/client-node module (default: imported on demand). */
   k8s?: K8s;
 }
@@ -48,7 +58,10 @@ export interface AppliedPullSecret {
   name: string;
   /** `unchanged` when the secret already held these credentials. */
   action: 'created' | 'updated' | 'unchanged';
+  /** The host the secret holds credentials for: the one pods pull from. */
   registry: string;
+  /** The host the credentials were found for (the push host), when pods pull from another. */
+  pushRegistry?: string;
   /** Where the credentials came from (never the secret). */
   source: string;
 }
@@ -67,11 +80,12 @@ function checkSecretTarget(namespace: string, name: string): void {
 /** Creates the `kubernetes.io/dockerconfigjson` secret, or updates it when it exists and holds other credentials. */
 export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<AppliedPullSecret> {
   const { namespace, name, credentials } = options;
+  const registry = options.pullHost ?? credentials.registry;
   checkSecretTarget(namespace, name);
   const k8s = options.k8s ?? (await loadKubernetesClient('pull-secret'));
   const api: CoreV1Api = options.kubeConfig.makeApiClient(k8s.CoreV1Api);
   const server = options.kubeConfig.getCurrentCluster()?.server ?? '(no server)';
-  const data = { '.dockerconfigjson': Buffer.from(dockerConfigJson(credentials)).toString('base64') };
+  const data = { '.dockerconfigjson': Buffer.from(dockerConfigJson(credentials, registry)).toString('base64') };
   const body = (resourceVersion?: string): V1Secret => ({
     apiVersion: 'v1',
     kind: 'Secret',
@@ -81,7 +95,7 @@ export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<
       namespace,
       ...(resourceVersion ? { resourceVersion } : {}),
       labels: { 'app.kubernetes.io/managed-by': 'prebuilt' },
-      annotations: { 'prebuilt.dev/registry': credentials.registry, 'prebuilt.dev/credentials-source': credentials.source },
+      annotations: { 'prebuilt.dev/registry': registry, 'prebuilt.dev/credentials-source': credentials.source },
     },
     data,
   });
@@ -104,7 +118,24 @@ export async function applyPullSecret(options: ApplyPullSecretOptions): Promise<
       return same ? 'unchanged' : 'replace';
     },
   });
-  return { namespace, name, action, registry: credentials.registry, source: credentials.source };
+  const pushed = registry === credentials.registry ? {} : { pushRegistry: credentials.registry };
+  return { namespace, name, action, registry, ...pushed, source: credentials.source };
+}
+
+/** An env id for `podPullHost`'s probe tag: any valid one gives the registry's hosts. */
+const PROBE_ENV_ID = '0000000000000000';
+
+/**
+ * The host pods pull the selected registry's images from, when it is not the one it pushes to:
+ * the host of `pullTag` (e.g. the `local` registry's METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST),
+ * which is what the image map names. Undefined when pods pull from the push host.
+ */
+export function podPullHost(registry: ImageRegistry): string | undefined {
+  if (!registry.pullTag) return undefined;
+  const pushTag = registry.imageTag({ envId: PROBE_ENV_ID, platform: 'linux-64' });
+  const pushHost = parseImageRef(pushTag).registry;
+  const pullHost = parseImageRef(registry.pullTag(pushTag)).registry;
+  return pullHost === pushHost ? undefined : pullHost;
 }
 
 /** `30s`, `4m`, `6h` → milliseconds (the --interval of --watch). */
@@ -123,8 +154,10 @@ interface PullSecretOptions {
 const HELP = `
 Creates or updates a Kubernetes secret of type ${PULL_SECRET_TYPE} holding the selected image
 registry's credentials (METAFLOW_PREBUILT_IMAGE_REGISTRY, default dockerhub), so pods can pull
-the env images. Tokens expire (ECR after 12 hours, Google access tokens after 1 hour): re-run
-the command, or keep it running with --watch, which refreshes the secret every --interval.
+the env images. The secret is for the host pods pull from: with the local registry's
+METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST, that host, not the one images are pushed to.
+Tokens expire (ECR after 12 hours, Google access tokens after 1 hour): re-run the command,
+or keep it running with --watch, which refreshes the secret every --interval.
 Name the secret in METAFLOW_PREBUILT_PULL_SECRET so the image map's pull config lists it.
 
 The cluster comes from KUBECONFIG, else the in-cluster service account, else ~/.kube/config.
@@ -157,6 +190,7 @@ async function runPullSecret(context: CliContext, options: PullSecretOptions): P
   // The command line first: a bad --namespace or --name is said before the registry or the cluster is looked at.
   checkSecretTarget(options.namespace, options.name);
   const { backend: registry } = await createSelectedBackend('image-registry', context);
+  const pullHost = podPullHost(registry);
   const k8s = await loadKubernetesClient('pull-secret');
   const { kubeConfig, source: kubeSource } = loadKubeConfig(k8s, context.env);
   const report = (applied: AppliedPullSecret): void => {
@@ -166,7 +200,8 @@ async function runPullSecret(context: CliContext, options: PullSecretOptions): P
       context.json.written = true;
       return;
     }
-    context.stdout.write(`${applied.action} secret ${applied.namespace}/${applied.name} (${PULL_SECRET_TYPE}) for ${applied.registry}; credentials: ${applied.source}\n`);
+    const pushed = applied.pushRegistry === undefined ? '' : ` (the pull host of ${applied.pushRegistry})`;
+    context.stdout.write(`${applied.action} secret ${applied.namespace}/${applied.name} (${PULL_SECRET_TYPE}) for ${applied.registry}${pushed}; credentials: ${applied.source}\n`);
   };
   const once = async (): Promise<AppliedPullSecret> => {
     if (context.signal.aborted) throw new CancelledError('prebuilt pull-secret was interrupted.');
@@ -176,7 +211,7 @@ async function runPullSecret(context: CliContext, options: PullSecretOptions): P
         hint: 'Pods can pull from it without a secret; configure registry credentials (e.g. docker login) if it needs them.',
       });
     }
-    return applyPullSecret({ kubeConfig, namespace: options.namespace, name: options.name, credentials, k8s });
+    return applyPullSecret({ kubeConfig, namespace: options.namespace, name: options.name, credentials, ...(pullHost === undefined ? {} : { pullHost }), k8s });
   };
   try {
     report(await once());
