@@ -2,9 +2,12 @@
 // there), against a FAKE of the Hub API on 127.0.0.1 (__fixtures__/fake-docker-hub-api.ts).
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { ServerResponse } from 'node:http';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AuthError, CancelledError, ConfigError, InputError, RegistryError, type ImageRegistry } from '@prebuilt/core/backend';
 import { createDockerHubRegistry, type DockerHubRegistryOptions } from './index.js';
+import { loopbackCertificate, serveTlsAndPlain, tlsAndPlainMissing, type TlsAndPlain } from '../../../test/support/tls-and-plain.js';
+import { describeOrFailInCi } from '../../../test/services.js';
 import { startFakeDockerHubApi, startRecordingServer, type FakeDockerHubApi, type FakeHubTag, type ReceivedRequest } from './__fixtures__/fake-docker-hub-api.js';
 
 const USER = 'ci-user';
@@ -232,5 +235,53 @@ describe('dockerhub Hub API credentials go to the configured API host only (FAKE
     expect(error).toBeInstanceOf(RegistryError);
     expect((error as RegistryError).message).toMatch(/another host/);
     expect(elsewhere.requests).toEqual([]);
+  });
+});
+
+describeOrFailInCi('dockerhub: an https:// Hub API that points at http:// on its own host and port (one port serving both schemes)', tlsAndPlainMissing, () => {
+  let certificate: { key: Buffer; cert: Buffer };
+  const served: TlsAndPlain[] = [];
+  beforeAll(async () => {
+    certificate = await loopbackCertificate();
+    // The test's own certificate: undici reads this on each TLS connection.
+    vi.stubEnv('NODE_TLS_REJECT_UNAUTHORIZED', '0');
+  });
+  afterAll(async () => {
+    vi.unstubAllEnvs();
+    for (const one of served.splice(0)) await one.close();
+  });
+
+  /** A Hub API over https whose tag listing sends the client to `elsewhere(host)`: a redirect (302) or a next page. */
+  async function hubPointingAt(how: 'redirect' | 'next'): Promise<{ hub: TlsAndPlain; listed: unknown }> {
+    const json = (res: ServerResponse, status: number, data: unknown): void => void res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(data));
+    const hub = await serveTlsAndPlain(
+      certificate,
+      (req, res) => {
+        if (req.url === '/v2/users/login') return json(res, 200, { token: 'hub-jwt-over-tls' });
+        if (req.headers.authorization !== 'Bearer hub-jwt-over-tls') return json(res, 401, { detail: 'no' });
+        const plain = `http://${req.headers.host}${req.url}`;
+        if (how === 'redirect') return void res.writeHead(302, { location: plain }).end();
+        json(res, 200, { count: 2, next: `${plain}&page=2`, results: [tag('a', '2020-01-01T00:00:00Z', digest())] });
+      },
+      (_req, res) => json(res, 401, { detail: 'Authentication credentials were not provided.' }),
+    );
+    served.push(hub);
+    const registry = await createDockerHubRegistry({ namespace: 'acme', repository: 'app', username: USER, password: TOKEN, hubApi: `https://${hub.host}`, dockerConfig: false, env: {} });
+    return { hub, listed: await registry.listImages!().catch((e: unknown) => e) };
+  }
+
+  it('a redirect to http:// carries no JWT', async () => {
+    const { hub, listed } = await hubPointingAt('redirect');
+    expect(listed).toBeInstanceOf(Error);
+    expect(hub.seen.filter((r) => r.scheme === 'http').length).toBeGreaterThan(0);
+    expect(hub.seen.filter((r) => r.scheme === 'http' && r.authorization !== undefined)).toEqual([]);
+    expect(hub.seen.filter((r) => r.scheme === 'http').map((r) => r.body).join('')).not.toContain(TOKEN);
+  });
+
+  it('a next page on http:// is refused before it is asked for', async () => {
+    const { hub, listed } = await hubPointingAt('next');
+    expect(listed).toBeInstanceOf(RegistryError);
+    expect((listed as RegistryError).message).toBe(`Docker Hub API https://${hub.host} named the next page of tags over http; prebuilt sends its Docker Hub credentials to https://${hub.host} only`);
+    expect(hub.seen.filter((r) => r.scheme === 'http')).toEqual([]);
   });
 });

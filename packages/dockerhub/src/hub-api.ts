@@ -111,7 +111,7 @@ export class HubApi {
     }
   }
 
-  /** One HTTP exchange: JSON in and out, the Authorization header only for the API's own host, the body never to another origin. */
+  /** One HTTP exchange: JSON in and out, the Authorization header only for the API's own origin, the body never to another origin. */
   async #send(method: string, url: URL, init: CallInit): Promise<HubAnswer> {
     checkSignal(init.signal);
     const authorization = init.jwt ? `Bearer ${init.jwt.reveal()}` : undefined;
@@ -122,7 +122,8 @@ export class HubApi {
         ...(init.body === undefined ? {} : { body: init.body }),
         what: `Docker Hub API ${method} ${url.pathname}`,
         bodyToOtherOrigins: false,
-        ...(authorization ? { authorize: (hop: URL) => (hop.host === this.#base.host ? authorization : undefined) } : {}),
+        // The API's own origin only: another host, or its own over http:// after an https:// base, gets no JWT.
+        ...(authorization ? { authorize: (hop: URL) => (hop.origin === this.#base.origin ? authorization : undefined) } : {}),
         ...(init.signal ? { signal: init.signal } : {}),
       });
       const ok = res.status >= 200 && res.status < 300;
@@ -201,12 +202,13 @@ export class HubApi {
     return new URL(`${this.#input.api}${path}`);
   }
 
-  /** The next page a listing names, on the API's own host only (credentials go nowhere else). */
+  /** The next page a listing names, on the API's own origin only (credentials go nowhere else, nor over http:// from https://). */
   #next(next: unknown): URL | undefined {
     if (typeof next !== 'string' || !next) return undefined;
     const url = new URL(next, this.#base);
-    if (url.host !== this.#base.host) {
-      throw new RegistryError(`Docker Hub API ${this.#base.origin} named the next page of tags on another host (${url.host}); prebuilt sends its Docker Hub credentials to ${this.#base.host} only`, { registry: this.#input.registry });
+    if (url.origin !== this.#base.origin) {
+      const where = url.host === this.#base.host ? `over ${url.protocol.slice(0, -1)}` : `on another host (${url.host})`;
+      throw new RegistryError(`Docker Hub API ${this.#base.origin} named the next page of tags ${where}; prebuilt sends its Docker Hub credentials to ${this.#base.origin} only`, { registry: this.#input.registry });
     }
     return url;
   }

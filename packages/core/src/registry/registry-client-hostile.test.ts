@@ -9,10 +9,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { InputError, RegistryError } from '../errors.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { AuthError, InputError, RegistryError } from '../errors.js';
 import { Secret } from '../secret.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
+import { loopbackCertificate, serveTlsAndPlain, tlsAndPlainMissing, type TlsAndPlain } from '../../../../test/support/tls-and-plain.js';
+import { describeOrFailInCi } from './__fixtures__/test-services.js';
 
 interface Seen {
   method: string;
@@ -305,5 +307,105 @@ describe('RegistryClient.uploadBlob of a blob that is not what it was said to be
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+let certificate: { key: Buffer; cert: Buffer } | undefined;
+const dualServers: TlsAndPlain[] = [];
+const serveBothSchemes = async (tls: Handler, plain: Handler): Promise<TlsAndPlain> => {
+  const served = await serveTlsAndPlain(certificate!, tls, plain);
+  dualServers.push(served);
+  return served;
+};
+
+describeOrFailInCi('RegistryClient: credentials for an HTTPS registry never go out over plain HTTP (one port serving both)', tlsAndPlainMissing, () => {
+  beforeAll(async () => {
+    certificate = await loopbackCertificate();
+    // The test's own certificate: undici reads this on each TLS connection.
+    vi.stubEnv('NODE_TLS_REJECT_UNAUTHORIZED', '0');
+  });
+  afterAll(async () => {
+    vi.unstubAllEnvs();
+    for (const served of dualServers.splice(0)) await served.close();
+  });
+
+  const secureClient = (host: string): RegistryClient => client(host, { secureRegistries: [host] });
+
+  it('a redirect from the registry to http:// on its own host and port gets no Authorization', async () => {
+    const both = await serveBothSchemes(
+      (req, res) => {
+        if (req.headers.authorization !== BASIC) res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
+        else res.writeHead(302, { location: `http://${req.headers.host}/leak` }).end();
+      },
+      (_req, res) => res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end(),
+    );
+    await secureClient(both.host).getManifest(`${both.host}/team/app:v1`).catch((e: unknown) => e);
+    expect(both.seen.some((s) => s.scheme === 'https' && s.authorization === BASIC)).toBe(true);
+    expect(both.seen.filter((s) => s.scheme === 'http').length).toBeGreaterThan(0);
+    expect(both.seen.filter((s) => s.scheme === 'http' && s.authorization !== undefined)).toEqual([]);
+  });
+
+  it('an upload Location on http:// of the registry\'s own host gets no Authorization, and the upload fails saying why', async () => {
+    const both = await serveBothSchemes(
+      (req, res) => {
+        if (req.headers.authorization !== BASIC) res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
+        else if (req.method === 'HEAD') res.writeHead(404).end();
+        else res.writeHead(202, { location: `http://${req.headers.host}/upload/1` }).end();
+      },
+      (_req, res) => res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end(),
+    );
+    const data = Buffer.from('blob bytes');
+    const error = await secureClient(both.host).uploadBlob(`${both.host}/team/app`, digestOf(data), data).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toBe(
+      `registry ${both.host} sent the blob upload to http://${both.host}, which asks for credentials; prebuilt sends the credentials of ${both.host} to https://${both.host} only`,
+    );
+    const plain = both.seen.filter((s) => s.scheme === 'http');
+    expect(plain.map((s) => [s.method, s.authorization])).toEqual([['PUT', undefined]]);
+  });
+
+  it('a token realm on plain http:// of another host is not sent the password of an HTTPS registry', async () => {
+    // realm.invalid never resolves: asking it at all would fail otherwise (unreachable).
+    const both = await serveBothSchemes(
+      (_req, res) => res.writeHead(401, { 'www-authenticate': 'Bearer realm="http://realm.invalid/token",service="r"' }).end(),
+      (_req, res) => res.writeHead(500).end(),
+    );
+    const error = await secureClient(both.host).getManifest(`${both.host}/team/app:v1`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toBe(
+      `registry ${both.host} named the token server http://realm.invalid/token, over plain HTTP; prebuilt sends the credentials of an HTTPS registry over HTTPS only`,
+    );
+    expect(both.seen.map((s) => s.scheme)).toEqual(['https']);
+  });
+
+  it('a redirect of the token server to http:// on its own host and port gets no Authorization', async () => {
+    const realm = await serveBothSchemes(
+      (req, res) => res.writeHead(302, { location: `http://${req.headers.host}/token-in-clear` }).end(),
+      (_req, res) => res.writeHead(401).end(),
+    );
+    const registry = await serveBothSchemes(
+      (_req, res) => res.writeHead(401, { 'www-authenticate': `Bearer realm="https://${realm.host}/token",service="r"` }).end(),
+      (_req, res) => res.writeHead(500).end(),
+    );
+    const error = await secureClient(registry.host).getManifest(`${registry.host}/team/app:v1`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AuthError);
+    expect(realm.seen.map((s) => [s.scheme, s.authorization])).toEqual([
+      ['https', BASIC],
+      ['http', undefined],
+    ]);
+  });
+
+  it('an HTTPS registry with a plain-http:// token realm is still asked anonymously (no credentials to protect)', async () => {
+    const realm = await serve((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"anonymous-token"}'));
+    const both = await serveBothSchemes(
+      (req, res) => {
+        if (req.headers.authorization !== 'Bearer anonymous-token') res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${realm.host}/token",service="r"` }).end();
+        else res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(MANIFEST);
+      },
+      (_req, res) => res.writeHead(500).end(),
+    );
+    const anonymous = new RegistryClient({ dockerConfig: false, secureRegistries: [both.host], retry: { attempts: 1 }, timeouts: { idleMs: 2000, deadlineMs: 10_000 } });
+    expect((await anonymous.getManifest(`${both.host}/team/app:v1`)).digest).toBe(digestOf(MANIFEST));
+    expect(realm.seen.map((s) => s.authorization)).toEqual([undefined]);
   });
 });

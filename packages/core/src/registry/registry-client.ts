@@ -687,8 +687,9 @@ export class RegistryClient {
 
   /**
    * One registry request with auth: known auth sent up front, a 401 challenge answered once. The
-   * Authorization header goes only to the registry's own host: an upload Location or a redirect on
-   * another host gets none (as Docker does).
+   * Authorization header goes only to the registry's own origin: an upload Location or a redirect on
+   * another host gets none (as Docker does), nor one on its own host over another scheme (an
+   * https:// registry's credentials never go out over http://).
    */
   async #request(
     registry: string,
@@ -710,24 +711,36 @@ export class RegistryClient {
       ...(extra.attempts === undefined ? {} : { attempts: extra.attempts }),
     };
     const host = registryApiHost(registry);
+    const origin = new URL(this.#url(registry, '/v2/')).origin;
     const before = await this.#knownAuthorization(registry, scope, signal);
-    let res = await this.#fetch(registry, url, init, what, signal, { ...plan, ...(before ? { authorization: { value: before, host } } : {}) });
-    const foreign = new URL(url).host !== host;
-    if (res.status === 401 && foreign) {
-      throw new RegistryError(
-        `registry ${registry} sent the ${extra.what} to ${new URL(url).host}, which asks for credentials; prebuilt sends the credentials of ${registry} to its own host only`,
-        { registry, status: 401 },
-        { hint: `Configure the registry to answer with upload locations on ${host}, or to let that host accept the upload without credentials (e.g. a pre-signed URL).` },
-      );
-    }
+    let res = await this.#fetch(registry, url, init, what, signal, { ...plan, ...(before ? { authorization: { value: before, origin } } : {}) });
+    const target = new URL(url);
+    if (res.status === 401 && target.origin !== origin) throw this.#foreignLocation(registry, extra.what, target, origin);
     if (res.status === 401) {
       const challenges = parseWwwAuthenticate(res.headers.get('www-authenticate'));
       const authorization = await this.#answerChallenge(registry, challenges, scope, signal);
-      res = await this.#fetch(registry, url, init, what, signal, { ...plan, authorization: { value: authorization, host } });
+      res = await this.#fetch(registry, url, init, what, signal, { ...plan, authorization: { value: authorization, origin } });
       if (res.status === 401) throw await this.#rejected(registry, scope, res);
     }
     if (res.status === 403) throw await this.#rejected(registry, scope, res);
     return res;
+  }
+
+  /**
+   * The error of a request the registry sent elsewhere (an upload Location) that asks for
+   * credentials: another host, or its own over another scheme (http:// from a proxy ending TLS
+   * that does not say so), never gets them.
+   */
+  #foreignLocation(registry: string, what: string, target: URL, origin: string): RegistryError {
+    const host = registryApiHost(registry);
+    if (target.host !== host) {
+      return new RegistryError(`registry ${registry} sent the ${what} to ${target.host}, which asks for credentials; prebuilt sends the credentials of ${registry} to its own host only`, { registry, status: 401 }, {
+        hint: `Configure the registry to answer with upload locations on ${host}, or to let that host accept the upload without credentials (e.g. a pre-signed URL).`,
+      });
+    }
+    return new RegistryError(`registry ${registry} sent the ${what} to ${target.origin}, which asks for credentials; prebuilt sends the credentials of ${registry} to ${origin} only`, { registry, status: 401 }, {
+      hint: `Configure the registry to answer with ${new URL(origin).protocol}// locations (a proxy that ends TLS in front of it must pass X-Forwarded-Proto: https).`,
+    });
   }
 
   async #rejected(registry: string, scope: string, res: HttpResult): Promise<AuthError> {
@@ -818,6 +831,11 @@ export class RegistryClient {
     } catch (error) {
       throw new RegistryError(`registry ${registry} named an invalid token realm '${realm}'`, { registry }, { cause: error });
     }
+    if ((creds?.identityToken || creds?.password !== undefined) && url.protocol === 'http:' && this.scheme(registry) === 'https' && !isLoopbackHost(url.host)) {
+      throw new RegistryError(`registry ${registry} named the token server ${url.origin}${url.pathname}, over plain HTTP; prebuilt sends the credentials of an HTTPS registry over HTTPS only`, { registry }, {
+        hint: `Configure the registry's token realm (auth.token.realm in distribution) with an https:// URL; its credentials (${creds.source}) would cross the network in clear.`,
+      });
+    }
     const service = params['service'];
     const headers: Record<string, string> = { accept: 'application/json' };
     let init: { method: string; headers: Record<string, string>; body?: string };
@@ -843,7 +861,7 @@ export class RegistryClient {
       limit: BODY_LIMITS.json,
       // A refresh token in the body stays with the realm's host.
       bodyToOtherOrigins: false,
-      ...(authorization ? { authorization: { value: authorization, host: url.host } } : {}),
+      ...(authorization ? { authorization: { value: authorization, origin: url.origin } } : {}),
     });
     if (res.status === 401 || res.status === 403) {
       const detail = registryErrorDetail(res.body);
@@ -875,7 +893,7 @@ export class RegistryClient {
    * stalls are retried with exponential backoff and jitter; every attempt has an idle timeout and a
    * deadline; the caller's abort rejects with CancelledError at once. The body is read within the
    * attempt, bounded (`plan.limit` for a 2xx answer, 64 KiB of an error). `authorization` goes only
-   * to `host`; redirects are followed by hand.
+   * to `origin` (scheme, host and port: an http:// hop of an https:// registry's own host gets none); redirects are followed by hand.
    */
   async #fetch(
     registry: string,
@@ -883,12 +901,12 @@ export class RegistryClient {
     init: { method: string; headers: Record<string, string>; body?: string | Uint8Array },
     what: string,
     signal: AbortSignal | undefined,
-    plan: ReadPlan & { authorization?: { value: string; host: string }; bodyToOtherOrigins?: boolean },
+    plan: ReadPlan & { authorization?: { value: string; origin: string }; bodyToOtherOrigins?: boolean },
   ): Promise<HttpResult> {
     const attempts = plan.attempts ?? this.#retry.attempts;
     const headers = { 'user-agent': this.#options.userAgent ?? 'prebuilt', ...init.headers };
     const cancelled = (cause: unknown): CancelledError => new CancelledError(`registry request cancelled: ${what}`, { cause });
-    const authorize = plan.authorization ? (hop: URL) => (hop.host === plan.authorization!.host ? plan.authorization!.value : undefined) : undefined;
+    const authorize = plan.authorization ? (hop: URL) => (hop.origin === plan.authorization!.origin ? plan.authorization!.value : undefined) : undefined;
     for (let attempt = 1; ; attempt++) {
       if (signal?.aborted) throw cancelled(signal.reason);
       let failure: ExchangeFailure;
