@@ -56,4 +56,21 @@ describe('renderTable', () => {
     );
     expect(text).toBe('NAME    OK\ndocker  yes\nx\n');
   });
+
+  it('shows the control characters of a cell from outside as escapes (a package name, a tag, a registry\'s SBOM), newlines and tabs too, and aligns what it shows', () => {
+    const rows = [
+      { name: 'numpy', license: 'BSD-3-Clause' },
+      { name: 'evil\x1b]8;;https://attacker.example/\x07click\x1b]8;;\x07', license: 'MIT\r\x1b[2K\x1b[1Afake\nrow\tcell\u202e' },
+    ];
+    const text = renderTable(rows, [
+      { header: 'NAME', value: (r) => r.name },
+      { header: 'LICENSE', value: (r) => r.license },
+    ]);
+    const shownName = 'evil\\x1b]8;;https://attacker.example/\\x07click\\x1b]8;;\\x07';
+    expect(text).toBe(
+      `${'NAME'.padEnd(shownName.length)}  LICENSE\n${'numpy'.padEnd(shownName.length)}  BSD-3-Clause\n${shownName}  MIT\\x0d\\x1b[2K\\x1b[1Afake\\nrow\\tcell\\u202e\n`,
+    );
+    expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]/);
+    expect(text.split('\n')).toHaveLength(4);
+  });
 });

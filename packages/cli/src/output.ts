@@ -58,9 +58,19 @@ export interface Column<Row> {
   value: (row: Row) => string;
 }
 
-/** A plain, left-aligned text table (two spaces between columns, no trailing spaces). */
+/**
+ * A table cell: {@link terminalText}, and a newline or tab shown as its escape too. Cells quote
+ * text from outside on stdout — a package's name or version from a channel, a tag a registry
+ * lists, the packages of an SBOM a registry serves — whose escape sequences would reach the
+ * terminal, and whose newline would add a row of its own.
+ */
+function tableCell(text: string): string {
+  return terminalText(text).replace(/[\n\t]/g, (c) => (c === '\n' ? '\\n' : '\\t'));
+}
+
+/** A plain, left-aligned text table (two spaces between columns, no trailing spaces); every cell a {@link tableCell}. */
 export function renderTable<Row>(rows: readonly Row[], columns: readonly Column<Row>[]): string {
-  const cells = [columns.map((c) => c.header), ...rows.map((row) => columns.map((c) => c.value(row)))];
+  const cells = [columns.map((c) => c.header), ...rows.map((row) => columns.map((c) => c.value(row)))].map((line) => line.map(tableCell));
   const widths = columns.map((_, i) => Math.max(...cells.map((line) => (line[i] ?? '').length)));
   return cells
     .map((line) =>

@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pushReferrer } from '@prebuilt/core';
 import { RegistryClient } from '@prebuilt/core/backend';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushImage, pushIndex, uniqueRepo, type PushedImage } from '../../../core/src/registry/__fixtures__/push-image.js';
 import { FakeKubernetesApi } from '../__fixtures__/fake-kubernetes-api.js';
+import { renderGc } from './gc.js';
 import { describeOrFailInCi, prebuilt, registryMissing, services } from '../lifecycle/__fixtures__/flow-with-images.js';
 
 interface GcJsonItem {
@@ -266,5 +267,21 @@ describeOrFailInCi('prebuilt gc errors (real CLI)', registryMissing, () => {
     const days = await prebuilt(['gc', '--keep-days', 'soon'], dir, env);
     expect(days.code).toBe(2);
     expect(days.stderr).toContain('--keep-days soon is not a whole number of days');
+  });
+});
+
+describe('renderGc of what a hostile registry lists', () => {
+  it('shows the control characters of its tags and of a note quoting it as escapes', () => {
+    const item = { digest: `sha256:${'a'.repeat(64)}`, tags: ['v1\x1b]52;c;cHduZWQ=\x07', 'ok\r\x1b[2Kfake'], kind: 'image' as const, size: 10, action: 'delete' as const, reason: 'no keep source names it' };
+    const text = renderGc({
+      registry: 'local',
+      repository: '127.0.0.1:5000/team/envs',
+      plan: { items: [item], deletions: [item], kept: [], reclaimedBytes: 10, reclaimedPartial: false, pushTimeUnknown: false },
+      notes: ['base image 127.0.0.1:5000/base:1 could not be read (registry said: \x1b]8;;https://attacker.example/\x07details\x1b]8;;\x07)'],
+      deleted: false,
+    });
+    expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    expect(text).toContain('v1\\x1b]52;c;cHduZWQ=\\x07, ok\\x0d\\x1b[2Kfake');
+    expect(text).toContain('note: base image 127.0.0.1:5000/base:1 could not be read (registry said: \\x1b]8;;https://attacker.example/\\x07details\\x1b]8;;\\x07)');
   });
 });

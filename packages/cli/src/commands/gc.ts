@@ -3,7 +3,7 @@ import { formatBytes, InputError, shortDigest, type GcItem } from '@prebuilt/cor
 import { garbageCollect, type GcProgress, type GcResult } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-help.js';
-import { renderTable, writeJsonResult } from '../output.js';
+import { renderTable, terminalText, writeJsonResult } from '../output.js';
 
 interface GcCommandOptions {
   keepMap?: string[];
@@ -79,7 +79,8 @@ export function renderGc(result: GcResult): string {
   }
   const reclaimed = `${plan.reclaimedPartial ? 'at least ' : ''}${formatBytes(plan.reclaimedBytes)}`;
   lines.push(`${result.deleted ? 'deleted' : 'would delete'} ${plan.deletions.length}, keep ${plan.kept.length}; ${reclaimed} reclaimed (once the registry collects garbage)`);
-  for (const note of result.notes) lines.push(`note: ${note}`);
+  // A note may quote a registry's answer (a base image it could not read): its escapes are shown, not sent.
+  for (const note of result.notes) lines.push(`note: ${terminalText(note)}`);
   if (!result.deleted) lines.push('dry run: nothing deleted; pass --yes to delete');
   return `${lines.join('\n')}\n`;
 }
@@ -115,7 +116,8 @@ async function runGc(flows: string[], context: CliContext, options: GcCommandOpt
     ...(keepDays !== undefined ? { keepDays } : {}),
     ...(options.kubeNamespace !== undefined ? { kubeNamespace: options.kubeNamespace } : {}),
     ...(options.yes ? { yes: true } : {}),
-    onProgress: (event) => context.stderr.write(`${progressLine(event)}\n`),
+    // The tags come from the registry's listing: shown with their control characters escaped.
+    onProgress: (event) => context.stderr.write(`${terminalText(progressLine(event))}\n`),
   });
   if (!options.json) return context.stdout.write(renderGc(result));
   writeJsonResult(context, {

@@ -92,3 +92,27 @@ describeOrFailInCi('prebuilt sbom (real CLI, real local registry)', registryMiss
     expect(help.stdout).toContain('--step <name>');
   });
 });
+
+describeOrFailInCi('prebuilt sbom of a hostile SBOM (real CLI, real local registry)', registryMissing, () => {
+  let flow: FlowWithImages;
+  beforeAll(async () => {
+    flow = await flowWithImages('cli-sbom-hostile');
+    // What a registry (or a package's metadata) can put in an SBOM's packages: terminal escape
+    // sequences (OSC 8 link, screen clear, OSC 52 clipboard write), a carriage return, a newline.
+    const hostile = env('linux-64');
+    hostile.packages[0] = { ...hostile.packages[0]!, name: 'tinynum\x1b]8;;https://attacker.example/\x07x\x1b]8;;\x07', version: '1.4.0\r\x1b[2J\x1b]52;c;cHduZWQ=\x07\nfake 9.9' };
+    await pushImageSbom(new RegistryClient({ dockerConfig: false }), flow.imageMap.steps['start']!.pinnedImage!, createSbom({ name: 'env-start', envs: [hostile] }));
+  });
+  afterAll(async () => {
+    await rm(flow.dir, { recursive: true, force: true });
+  });
+
+  it('prints the packages\' control characters as escapes, one row per package', async () => {
+    const text = await prebuilt(['sbom', 'flow.py', '--step', 'start'], flow.dir);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    expect(text.stdout).toContain('tinynum\\x1b]8;;https://attacker.example/\\x07x\\x1b]8;;\\x07');
+    expect(text.stdout).toContain('1.4.0\\x0d\\x1b[2J\\x1b]52;c;cHduZWQ=\\x07\\nfake 9.9');
+    expect(text.stdout.split('\n').filter((line) => line.startsWith('fake'))).toEqual([]);
+  });
+});

@@ -3,7 +3,7 @@ import { InputError, readImageSbom, type ImageMap, type ImageSbomRef } from '@pr
 import type { CliContext } from '../cli-context.js';
 import { sbomJson } from '../app/index.js';
 import { collect, loadFlowImageMap, selectSteps, selectedRegistryClient } from '../lifecycle/flow-image-map.js';
-import { renderTable, writeJsonResult } from '../output.js';
+import { renderTable, terminalText, writeJsonResult } from '../output.js';
 
 interface SbomOptions {
   step?: string[];
@@ -49,7 +49,8 @@ function imagesOf(imageMap: ImageMap, steps: readonly string[]): { image: string
 
 function renderSbom(entry: ImageSbom): string {
   const packages = (entry.document.packages ?? []).filter((p) => !p.SPDXID?.startsWith('SPDXRef-Env-'));
-  const head = `steps ${entry.steps.join(', ')}: ${entry.image}\nSBOM ${entry.sbom.manifest} (SPDX document ${entry.sbom.document}), ${packages.length} packages\n\n`;
+  // The document's digest and its packages are what the registry served: the table and this line escape their control characters.
+  const head = terminalText(`steps ${entry.steps.join(', ')}: ${entry.image}\nSBOM ${entry.sbom.manifest} (SPDX document ${entry.sbom.document}), ${packages.length} packages`) + '\n\n';
   return head + renderTable(packages, [
     { header: 'NAME', value: (p) => p.name ?? '' },
     { header: 'VERSION', value: (p) => p.versionInfo ?? '' },
