@@ -172,6 +172,24 @@ describe('RegistryClient against hostile registries (in-process servers on 127.0
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
+  it('fetches nothing by a digest it cannot check: an index naming a platform manifest by sha512, a blob by md5', async () => {
+    const sha512 = `sha512:${'c'.repeat(128)}`;
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha512, size: MANIFEST.length, platform: { os: 'linux', architecture: 'amd64' } }] }));
+    const registry = await serve((req, res) => {
+      if (req.url!.endsWith('/manifests/v1')) res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' }).end(index);
+      else if (req.url!.includes('/manifests/')) res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(MANIFEST);
+      else res.writeHead(200).end('{"os":"linux","architecture":"amd64","swapped":true}');
+    });
+    const c = client(registry.host);
+    const platform = await c.getManifest(`${registry.host}/team/app:v1`, { platform: 'linux/amd64' }).catch((e: unknown) => e);
+    expect(platform).toBeInstanceOf(RegistryError);
+    expect((platform as RegistryError).message).toBe(`manifest ${registry.host}/team/app@${sha512} is named by a digest prebuilt cannot check ('${sha512.slice(0, 80)}'): only sha256 digests are verified`);
+    const blob = await c.getBlob(`${registry.host}/team/app`, 'md5:0123456789abcdef0123456789abcdef').catch((e: unknown) => e);
+    expect(blob).toBeInstanceOf(RegistryError);
+    expect((blob as RegistryError).message).toMatch(/^blob md5:0123456789abcdef0123456789abcdef of .* is named by a digest prebuilt cannot check/);
+    expect(registry.seen.map((s) => s.url)).toEqual(['/v2/team/app/manifests/v1']);
+  });
+
   it('fails a registry that stalls in the middle of a body with the idle timeout, naming it', async () => {
     const registry = await serve((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });

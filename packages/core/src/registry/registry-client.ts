@@ -7,6 +7,7 @@ import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, N
 import { createLogger } from '../logger.js';
 import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
+import { isImageDigest } from './digest.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
 import { formatImageRef, hostWithoutPort, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
 import { isIndexMediaType, MANIFEST_ACCEPT, MediaType } from './media-types.js';
@@ -235,6 +236,18 @@ export function nextPagePath(header: string | null, registry: string): string | 
   return undefined;
 }
 
+/**
+ * Refuses a digest that is not `sha256:` and 64 hex digits before anything is fetched by it: the
+ * bytes fetched are checked against it, and a digest of another form (another algorithm, a
+ * hostile manifest's or index's `md5:…`) could not be, so the registry could answer anything.
+ */
+function uncheckableDigest(digest: string, what: string, registry: string): void {
+  if (isImageDigest(digest)) return;
+  throw new RegistryError(`${what} is named by a digest prebuilt cannot check ('${digest.slice(0, 80)}'): only sha256 digests are verified`, { registry }, {
+    hint: 'The image (or the index or manifest naming it) uses a digest algorithm other than sha256; push it with sha256 digests.',
+  });
+}
+
 function sha256Digest(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
@@ -405,6 +418,7 @@ export class RegistryClient {
   async #getManifest(image: ImageRef, reference: string, signal: AbortSignal | undefined): Promise<ManifestResult> {
     const path = `/v2/${image.repository}/manifests/${reference}`;
     const name = `${image.registry}/${image.repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    if (reference.includes(':')) uncheckableDigest(reference, `manifest ${name}`, image.registry);
     const res = await this.#request(image.registry, image.repository, 'GET', path, { accept: MANIFEST_ACCEPT.join(', ') }, signal, { what: 'manifest', limit: BODY_LIMITS.manifest });
     if (res.status === 404) {
       throw new RegistryError(`manifest ${name} was not found`, { registry: image.registry, status: 404 }, { hint: 'Check the repository and tag, and that the image was pushed.' });
@@ -455,13 +469,14 @@ export class RegistryClient {
    */
   async getBlob(repository: string | ImageRef, digest: string, options: RequestOptions & { size?: number } = {}): Promise<Uint8Array> {
     const image = toRef(repository);
+    uncheckableDigest(digest, `blob ${digest} of ${formatImageRef(image)}`, image.registry);
     const path = `/v2/${image.repository}/blobs/${digest}`;
     const res = await this.#request(image.registry, image.repository, 'GET', path, {}, options.signal, { what: 'blob', limit: options.size ?? BODY_LIMITS.json });
     if (res.status === 404) {
       throw new RegistryError(`blob ${digest} was not found in ${image.registry}/${image.repository}`, { registry: image.registry, status: 404 });
     }
     this.#expectOk(res, image.registry, 'GET', path);
-    if (digest.startsWith('sha256:') && sha256Digest(res.body) !== digest) {
+    if (sha256Digest(res.body) !== digest) {
       throw new RegistryError(`blob ${digest} of ${formatImageRef(image)} does not match its digest`, { registry: image.registry });
     }
     return res.body;
