@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AuthError, InputError, RegistryError } from '../errors.js';
 import { Secret } from '../secret.js';
@@ -188,6 +189,24 @@ describe('RegistryClient against hostile registries (in-process servers on 127.0
     expect(blob).toBeInstanceOf(RegistryError);
     expect((blob as RegistryError).message).toMatch(/^blob md5:0123456789abcdef0123456789abcdef of .* is named by a digest prebuilt cannot check/);
     expect(registry.seen.map((s) => s.url)).toEqual(['/v2/team/app/manifests/v1']);
+  });
+
+  it('never quotes a token that cannot go in a header: a token server\'s with a line break, a Docker config\'s registry token with one pasted in', async () => {
+    const token = 'secret-token-value\r\nX-Injected: 1';
+    const realm = await serve((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token })));
+    const registry = await serve((_req, res) => res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${realm.host}/token",service="r"` }).end());
+    const fromServer = await client(registry.host).getManifest(`${registry.host}/team/app:v1`).catch((e: unknown) => e);
+    expect(fromServer).toBeInstanceOf(RegistryError);
+    expect((fromServer as RegistryError).message).toBe(`the token from http://${realm.host}/token for registry ${registry.host} holds a character a header cannot carry (U+000D); it is not sent`);
+    expect(realm.seen).toHaveLength(1); // not asked again: retrying cannot mend it
+    const pasted = new RegistryClient({ dockerConfig: false, retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 2 }, credentials: { registry: registry.host, registryToken: new Secret('registry-token-value\n'), source: '/home/u/.docker/config.json' } });
+    const fromConfig = await pasted.getManifest(`${registry.host}/team/app:v1`).catch((e: unknown) => e);
+    expect((fromConfig as RegistryError).message).toBe(`the registry token in /home/u/.docker/config.json for registry ${registry.host} holds a character a header cannot carry (U+000A); it is not sent`);
+    for (const error of [fromServer, fromConfig]) {
+      const shown = `${(error as Error).message} ${(error as RegistryError).hint ?? ''} ${inspect(error)}`;
+      expect(shown).not.toContain('secret-token-value');
+      expect(shown).not.toContain('registry-token-value');
+    }
   });
 
   it('fails a registry that stalls in the middle of a body with the idle timeout, naming it', async () => {

@@ -248,6 +248,21 @@ function uncheckableDigest(digest: string, what: string, registry: string): void
   });
 }
 
+/**
+ * `Bearer <token>`, for a token that can go in a header: visible ASCII only. Another one (a line
+ * break pasted into a Docker config, a token server's hostile or broken answer) is refused here
+ * without being quoted: the HTTP layer's own refusal quotes the whole header, token and all, and
+ * that message is printed.
+ */
+function bearerHeader(token: string, what: string, registry: string): string {
+  if (/^[\x21-\x7e]+$/.test(token)) return `Bearer ${token}`;
+  const bad = [...token].find((c) => !/[\x21-\x7e]/.test(c)) ?? '';
+  const code = bad.codePointAt(0) ?? 0;
+  throw new RegistryError(`${what} for registry ${registry} holds a character a header cannot carry (U+${code.toString(16).toUpperCase().padStart(4, '0')}); it is not sent`, { registry }, {
+    hint: 'A token is one word of visible ASCII: check for a line break or space copied into it (Docker config registrytoken), or the token server answering with something else.',
+  });
+}
+
 function sha256Digest(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
@@ -838,7 +853,7 @@ export class RegistryClient {
   async #fetchToken(registry: string, params: Record<string, string>, scope: string, signal: AbortSignal | undefined): Promise<string> {
     const key = normalizeDockerConfigKey(registry);
     const creds = await this.credentialsFor(registry, signal ? { signal } : {});
-    if (creds?.registryToken) return `Bearer ${creds.registryToken.reveal()}`;
+    if (creds?.registryToken) return bearerHeader(creds.registryToken.reveal(), `the registry token in ${creds.source}`, registry);
     const realm = params['realm']!;
     let url: URL;
     try {
@@ -899,8 +914,9 @@ export class RegistryClient {
     const token = typeof data.token === 'string' && data.token ? data.token : typeof data.access_token === 'string' ? data.access_token : '';
     if (!token) throw new RegistryError(`token server ${url.origin}${url.pathname} for registry ${registry} answered without a token`, { registry });
     const lifetime = typeof data.expires_in === 'number' && data.expires_in > 0 ? data.expires_in : 60;
+    const header = bearerHeader(token, `the token from ${url.origin}${url.pathname}`, registry);
     this.#tokens.set(`${key} ${scope}`, { value: token, expiresAt: Date.now() + lifetime * 900 });
-    return `Bearer ${token}`;
+    return header;
   }
 
   /**
