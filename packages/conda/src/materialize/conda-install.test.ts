@@ -263,3 +263,26 @@ describe('installCondaPackage safety', () => {
     expect((e2 as Error).message).toContain(`${artifact.filename} is corrupt or truncated`);
   });
 });
+
+describe('installCondaPackage of a package whose text placeholder would blow up a file', () => {
+  it('refuses a one-byte placeholder over a file full of that byte, before the patched file is built', async () => {
+    // 2 MiB of 'a' (zstd makes it a few hundred bytes) with placeholder 'a': each byte would become
+    // the 35-byte prefix, 70 MiB in all — and a 1 GiB file 35 GiB.
+    const body = Buffer.alloc(2 * 1024 * 1024, 'a');
+    const tar = await rawTar([...infoEntries('grower', [{ _path: 'share/grow.txt', prefix_placeholder: 'a', file_mode: 'text' }]), { name: 'share/grow.txt', data: body }]);
+    const bytes = bzip2Sync(tar);
+    expect(bytes.length).toBeLessThan(64 * 1024);
+    const error = await install({ filename: 'grower-1.0-h0.tar.bz2', bytes, name: 'grower', version: '1.0', build: 'h0' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InstallError);
+    expect((error as Error).message).toBe(
+      `grower-1.0-h0.tar.bz2: replacing the 1-byte prefix placeholder 'a' in the text file 'share/grow.txt' (${body.length} times) would make it ${body.length * (PREFIX.length - 1)} bytes longer, more than the 67108864 prebuilt allows; refusing to install it.`,
+    );
+    await expect(lstat(join(staging, 'share/grow.txt'))).rejects.toThrow();
+  });
+
+  it('still patches a text file whose placeholders are shorter than the prefix, within the bound', async () => {
+    const tar = await rawTar([...infoEntries('short', [{ _path: 'etc/x.conf', prefix_placeholder: '/p', file_mode: 'text' }]), { name: 'etc/x.conf', data: 'a=/p/lib b=/p\n' }]);
+    await install({ filename: 'short-1.0-h0.tar.bz2', bytes: bzip2Sync(tar), name: 'short', version: '1.0', build: 'h0' });
+    expect(await readFile(join(staging, 'etc/x.conf'), 'utf8')).toBe(`a=${PREFIX}/lib b=${PREFIX}\n`);
+  });
+});

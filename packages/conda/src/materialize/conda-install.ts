@@ -275,7 +275,7 @@ async function linkFile(
   if (content && meta?.prefix_placeholder) {
     content = meta.file_mode === 'binary'
       ? replaceBinary(content, meta.prefix_placeholder, prefix, label, entry.path)
-      : replaceText(content, meta.prefix_placeholder, prefix);
+      : replaceText(content, meta.prefix_placeholder, prefix, { label, path: entry.path });
   }
   let replaced = false;
   if (content) replaced = await writer.writeFile(target, content, mode, label, { member });

@@ -3,19 +3,50 @@ import { InstallError } from './errors.js';
 /** The placeholder old conda-build versions used when `info/has_prefix` gives none. */
 export const LEGACY_PLACEHOLDER = '/opt/anaconda1anaconda2anaconda3';
 
-/** Text mode: every occurrence of the placeholder becomes the prefix (the file may change length). */
-export function replaceText(data: Buffer, placeholder: string, prefix: string): Buffer {
+/**
+ * How much longer than the original a text file may become by its placeholders' replacement. Real
+ * placeholders (255 bytes, or the legacy 32) are about as long as a prefix or longer: a file grows
+ * little if at all. A package naming a one-byte placeholder for a file full of that byte would
+ * grow it by the prefix's length per byte — a 1 GiB declared file, tiny compressed, into tens of GiB.
+ */
+export const MAX_TEXT_GROWTH = 64 * 1024 * 1024;
+
+/** Why a text file was not patched: it would grow by more than {@link MAX_TEXT_GROWTH}. */
+export interface TextGrowth {
+  label: string;
+  path: string;
+}
+
+/**
+ * Text mode: every occurrence of the placeholder becomes the prefix (the file may change length).
+ * The occurrences are counted first and the result is written into one buffer of its final size;
+ * with `where`, a result more than {@link MAX_TEXT_GROWTH} bytes longer than `data` is an InstallError.
+ */
+export function replaceText(data: Buffer, placeholder: string, prefix: string, where?: TextGrowth): Buffer {
   const needle = Buffer.from(placeholder, 'utf8');
   const replacement = Buffer.from(prefix, 'utf8');
-  const parts: Buffer[] = [];
+  if (needle.length === 0) return data;
+  let count = 0;
+  for (let at = data.indexOf(needle); at >= 0; at = data.indexOf(needle, at + needle.length)) count++;
+  if (count === 0) return data;
+  const growth = count * (replacement.length - needle.length);
+  if (where && growth > MAX_TEXT_GROWTH) {
+    throw new InstallError(
+      `${where.label}: replacing the ${needle.length}-byte prefix placeholder '${placeholder.slice(0, 64)}' in the text file '${where.path}' (${count} times) would make it ${growth} bytes longer, more than the ${MAX_TEXT_GROWTH} prebuilt allows; refusing to install it.`,
+      where.label,
+      { hint: 'Real packages use a placeholder about as long as the prefix (conda-build: 255 characters); this one is built to exhaust memory or disk. Remove it from the environment or use a trusted build.' },
+    );
+  }
+  const out = Buffer.allocUnsafe(data.length + growth);
   let from = 0;
-  for (let at = data.indexOf(needle, from); at >= 0; at = data.indexOf(needle, from)) {
-    parts.push(data.subarray(from, at), replacement);
+  let pos = 0;
+  for (let at = data.indexOf(needle); at >= 0; at = data.indexOf(needle, from)) {
+    pos += data.copy(out, pos, from, at);
+    pos += replacement.copy(out, pos);
     from = at + needle.length;
   }
-  if (parts.length === 0) return data;
-  parts.push(data.subarray(from));
-  return Buffer.concat(parts);
+  data.copy(out, pos, from);
+  return out;
 }
 
 /**
