@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, isAbsolute, join } from 'node:path';
 import { AuthError, CancelledError, ConfigError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { Secret } from '../secret.js';
@@ -6,7 +8,7 @@ import { Secret } from '../secret.js';
 const log = createLogger('registry');
 
 export interface CredentialHelperOptions {
-  /** Environment of the helper process (its PATH finds the helper). Defaults to process.env. */
+  /** Environment of the helper process (its PATH's absolute directories find the helper). Defaults to process.env. */
   env?: Record<string, string | undefined>;
   /** How long the helper may take, in ms (it may ask for a passphrase). Default 60 s. */
   timeoutMs?: number;
@@ -25,7 +27,8 @@ const NOT_FOUND = /credentials not found|no credentials|not found in (native )?k
 
 /**
  * Runs `docker-credential-<name> get` with the server URL on stdin, as Docker does, and parses its
- * JSON answer `{ ServerURL, Username, Secret }`. Resolves undefined when the helper has no
+ * JSON answer `{ ServerURL, Username, Secret }`. The helper is looked for in PATH's absolute
+ * directories only (an empty or relative entry, the current directory, is never searched). Resolves undefined when the helper has no
  * credentials for the server; throws ConfigError when the helper is not installed and AuthError
  * when it fails. The secret never appears in a message or log.
  */
@@ -35,8 +38,12 @@ export function runCredentialHelper(name: string, serverUrl: string, options: Cr
   if (!/^[\w.-]+$/.test(name)) {
     return Promise.reject(new ConfigError(`invalid credential helper name '${name}' in ${origin}`, { hint: 'A helper name is the part after docker-credential-, e.g. "pass" or "ecr-login".' }));
   }
+  const env = (options.env ?? process.env) as NodeJS.ProcessEnv;
+  const found = findHelper(program, env['PATH']);
+  const file = found.path;
+  if (file === undefined) return Promise.reject(helperNotOnPath(run, found.relative));
   const timeoutMs = options.timeoutMs ?? 60_000;
-  log('running %s get for %s', program, serverUrl);
+  log('running %s get for %s', file, serverUrl);
   return new Promise((resolve, reject) => {
     let settled = false;
     const finish = (fn: () => void): void => {
@@ -46,8 +53,8 @@ export function runCredentialHelper(name: string, serverUrl: string, options: Cr
       options.signal?.removeEventListener('abort', onAbort);
       fn();
     };
-    const child = spawn(program, ['get'], {
-      env: (options.env ?? process.env) as NodeJS.ProcessEnv,
+    const child = spawn(file, ['get'], {
+      env,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const stdout: Buffer[] = [];
@@ -79,6 +86,48 @@ export function runCredentialHelper(name: string, serverUrl: string, options: Cr
         }
       });
     });
+  });
+}
+
+/** Whether `file` is a regular file this process may execute. */
+function executable(file: string): boolean {
+  try {
+    if (!statSync(file).isFile()) return false;
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The helper in the first directory of `path` that has it, as Docker finds it: only absolute
+ * directories are searched. An empty or relative PATH entry names the current directory (or one
+ * below it) — a checked-out flow's, which anyone could have put a `docker-credential-*` in — and
+ * Docker (Go 1.19's exec.LookPath) refuses a helper found there; `relative` is where one was.
+ */
+function findHelper(program: string, path: string | undefined): { path?: string; relative?: string } {
+  let relative: string | undefined;
+  for (const dir of (path ?? '').split(delimiter)) {
+    if (!isAbsolute(dir)) {
+      relative ??= executable(join(dir || '.', program)) ? dir || '.' : undefined;
+      continue;
+    }
+    const file = join(dir, program);
+    if (executable(file)) return { path: file };
+  }
+  return relative === undefined ? {} : { relative };
+}
+
+/** A helper not in any absolute directory of PATH: not installed, or only where PATH means the current directory. */
+function helperNotOnPath({ name, program, origin }: HelperRun, relative: string | undefined): ConfigError {
+  if (relative !== undefined) {
+    return new ConfigError(`credential helper ${program} (named in ${origin}) was found only in '${relative}', a PATH entry relative to the current directory; prebuilt does not run it from there, as Docker does not`, {
+      hint: `Install ${program} into a directory PATH names by an absolute path, and remove the empty or relative entry from PATH (an empty one, as in a trailing ':', means the current directory).`,
+    });
+  }
+  return new ConfigError(`credential helper ${program} (named in ${origin}) was not found on PATH`, {
+    hint: `Install ${program}, or remove '${name}' from credsStore/credHelpers in the Docker config.`,
   });
 }
 

@@ -1,6 +1,6 @@
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthError, ConfigError } from '../errors.js';
@@ -153,6 +153,20 @@ describe('dockerConfigCredentials', () => {
     expect((error as ConfigError).message).toContain('docker-credential-nope');
     expect((error as ConfigError).message).toContain('was not found on PATH');
     expect((error as ConfigError).message).toContain(join(dir, 'config.json'));
+  });
+
+  it('never runs a helper found only through an empty or relative PATH entry (the current directory, as Docker refuses it)', async () => {
+    await writeConfig({ credHelpers: { 'helper.example': 'fake' } });
+    const here = relative(process.cwd(), dir);
+    for (const path of [`${here}:/usr/bin`, `/usr/bin:${here}`]) {
+      const error = await dockerConfigCredentials('helper.example', { env: { ...env, PATH: path } }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).message).toBe(
+        `credential helper docker-credential-fake (named in ${join(dir, 'config.json')} credHelpers["helper.example"]) was found only in '${here}', a PATH entry relative to the current directory; prebuilt does not run it from there, as Docker does not`,
+      );
+    }
+    // The same helper in an absolute entry is run.
+    expect((await dockerConfigCredentials('helper.example', { env: { ...env, PATH: `${here}:${dir}` } }))?.username).toBe('hal');
   });
 
   it('names a failing helper in an AuthError with its message', async () => {
