@@ -134,6 +134,28 @@ describe('RegistryClient against hostile registries (in-process servers on 127.0
     expect(foreign.seen.map((s) => [s.method, s.authorization, s.bytes])).toEqual([['PUT', undefined, 5000]]);
   });
 
+  it('answers no challenge of a host a redirect reached: a blob store asking for a token from elsewhere is sent nothing', async () => {
+    const thief = await serve((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"t"}'));
+    const store = await serve((_req, res) => res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${thief.host}/token",service="store"` }).end());
+    const data = Buffer.from('blob bytes');
+    const registry = await serve((req, res) => {
+      if (req.url!.includes('/blobs/')) res.writeHead(307, { location: `http://${store.host}/blobs/1` }).end();
+      else res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(MANIFEST);
+    });
+    const c = client(registry.host);
+    const error = await c.getBlob(`${registry.host}/team/app`, digestOf(data)).catch((e: unknown) => e);
+    expect(thief.seen.map((s) => s.authorization)).toEqual([]);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toBe(
+      `registry ${registry.host} sent the blob to ${store.host}, which asks for credentials; prebuilt sends the credentials of ${registry.host} to its own host only`,
+    );
+    expect(thief.seen).toEqual([]);
+    expect(store.seen.map((s) => s.authorization)).toEqual([undefined]);
+    // And the registry's own auth is unchanged: a later request is not sent to the store's realm.
+    expect((await c.getManifest(`${registry.host}/team/app:v1`)).digest).toBe(digestOf(MANIFEST));
+    expect(thief.seen).toEqual([]);
+  });
+
   it('refuses a manifest whose Docker-Content-Digest header is not the hash of its bytes, also for an existence check', async () => {
     const registry = await serve((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': 'sha256:' + 'b'.repeat(64) }).end(MANIFEST);

@@ -147,6 +147,8 @@ interface HttpResult {
   status: number;
   headers: Headers;
   body: Uint8Array;
+  /** The URL that answered: the request's, or where its redirects led. */
+  url: string;
 }
 
 /** How much of an answer's body to read: a 2xx body up to `limit` (more is an error); an error body only its first 64 KiB. */
@@ -744,8 +746,10 @@ export class RegistryClient {
     const origin = new URL(this.#url(registry, '/v2/')).origin;
     const before = await this.#knownAuthorization(registry, scope, signal);
     let res = await this.#fetch(registry, url, init, what, signal, { ...plan, ...(before ? { authorization: { value: before, origin } } : {}) });
-    const target = new URL(url);
-    if (res.status === 401 && target.origin !== origin) throw this.#foreignLocation(registry, extra.what, target, origin);
+    // A 401 is answered only when the registry itself asked: a challenge from an upload Location or
+    // a redirect's host elsewhere (a blob store naming its own token realm) would get the registry's credentials.
+    const answered = new URL(res.url);
+    if (res.status === 401 && answered.origin !== origin) throw this.#foreignLocation(registry, extra.what, answered, origin);
     if (res.status === 401) {
       const challenges = parseWwwAuthenticate(res.headers.get('www-authenticate'));
       const authorization = await this.#answerChallenge(registry, challenges, scope, signal);
@@ -757,9 +761,9 @@ export class RegistryClient {
   }
 
   /**
-   * The error of a request the registry sent elsewhere (an upload Location) that asks for
-   * credentials: another host, or its own over another scheme (http:// from a proxy ending TLS
-   * that does not say so), never gets them.
+   * The error of a request the registry sent elsewhere (an upload Location, a redirect) that asks
+   * for credentials: another host, or its own over another scheme (http:// from a proxy ending TLS
+   * that does not say so), never gets them, nor is its challenge answered.
    */
   #foreignLocation(registry: string, what: string, target: URL, origin: string): RegistryError {
     const host = registryApiHost(registry);
@@ -963,7 +967,7 @@ export class RegistryClient {
                 : await response.prefix(BODY_LIMITS.error);
         this.#answered.add(registry);
         log('%s → %d (attempt %d)', what, response.status, attempt);
-        if (!isRetryableStatus(response.status)) return { status: response.status, headers: response.headers, body };
+        if (!isRetryableStatus(response.status)) return { status: response.status, headers: response.headers, body, url: response.url };
         const detail = registryErrorDetail(body);
         const retryAfter = parseRetryAfter(response.headers.get('retry-after'));
         failure = { reason: `${describeStatus(response.status)}${detail ? ` (${detail})` : ''}`, retryable: true, status: response.status, ...(retryAfter === undefined ? {} : { retryAfter }) };
