@@ -25,6 +25,7 @@ export {
   type PrebuiltErrorOptions,
 } from './errors.js';
 export { createLogger, type Logger } from './logger.js';
+export { terminalText } from './terminal-text.js';
 export { Secret } from './secret.js';
 export { loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
 export {

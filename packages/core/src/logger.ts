@@ -1,10 +1,13 @@
 import createDebug from 'debug';
 import { redactUrls } from './net/url-credentials.js';
+import { terminalText } from './terminal-text.js';
 
 /**
  * Library code never prints. It logs through `debug` namespaces (`prebuilt:core`,
  * `prebuilt:docker`, …), visible with `DEBUG=prebuilt:*` or the CLI's `--verbose`.
- * String arguments pass through {@link redactUrls}: a URL with `user:token@` logs as `***@`.
+ * String arguments pass through {@link redactUrls}: a URL with `user:token@` logs as `***@`;
+ * and through {@link terminalText}: a package's file name, a registry's message or a URL from a
+ * redirect logs its escape sequences as `\x1b`, never sends them to the terminal.
  */
 export type Logger = (formatter: string, ...args: unknown[]) => void;
 
@@ -12,6 +15,6 @@ export function createLogger(namespace: string): Logger {
   const debug = createDebug(`prebuilt:${namespace}`);
   return (formatter, ...args) => {
     if (!debug.enabled) return;
-    debug(redactUrls(formatter), ...args.map((arg) => (typeof arg === 'string' ? redactUrls(arg) : arg)));
+    debug(terminalText(redactUrls(formatter)), ...args.map((arg) => (typeof arg === 'string' ? terminalText(redactUrls(arg)) : arg)));
   };
 }
