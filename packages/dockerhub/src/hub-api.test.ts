@@ -40,8 +40,18 @@ describe('dockerhub listImages/deleteImage through a FAKE Docker Hub API on 127.
     hub.busy = 0;
     delete hub.redirect;
     delete hub.nextBase;
+    delete hub.loopPages;
     repository = `gc-${randomBytes(3).toString('hex')}`;
     registry = await create();
+  });
+
+  it('a listing whose next names a page already read is stopped, not followed forever', async () => {
+    hub.repositories.set(`acme/${repository}`, [tag('a', '2024-01-01T00:00:00Z', digest()), tag('b', '2024-01-01T00:00:00Z', digest())]);
+    hub.loopPages = true;
+    const error = await registry.listImages!().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toBe(`Docker Hub API ${hub.url} listed the tags of acme/${repository} in more than 2 pages (or in a loop); stopped`);
+    expect(hub.requests.filter((r) => r.path.includes('/tags'))).toHaveLength(2);
   });
 
   it('logs in once, lists the tags page by page along next, and groups them by digest: tags, latest push, size, media type', async () => {

@@ -69,6 +69,8 @@ const MAX_RETRY_AFTER_MS = 30_000;
 const DELETE_HINT = 'Deleting tags needs a personal access token with the Read, Write, Delete scope (or the account password), of a user who may administer the repository.';
 const TROUBLE_HINT = 'Docker Hub may be having trouble: try again later, or run with --verbose for details.';
 const PAGE_SIZE = 100;
+/** Pages of one tag listing, at most (100 000 tags; core's listTags has the same bound). */
+const MAX_PAGES = 1000;
 const LIMIT = 4 * 1024 * 1024;
 
 /**
@@ -224,7 +226,13 @@ export class HubApi {
   /** Every tag of the repository, page by page along `next`; none when the repository does not exist. */
   async #tags(signal: AbortSignal | undefined): Promise<HubTag[]> {
     const tags: HubTag[] = [];
+    const seen = new Set<string>();
     for (let url: URL | undefined = this.#url(`${this.#tagsPath}?page_size=${PAGE_SIZE}`); url !== undefined; ) {
+      // An API naming a page it already gave (or pages without end) would be asked forever.
+      if (seen.has(url.href) || seen.size >= MAX_PAGES) {
+        throw new RegistryError(`Docker Hub API ${this.#base.origin} listed the tags of ${this.#input.namespace}/${this.#input.repository} in more than ${seen.size} pages (or in a loop); stopped`, { registry: this.#input.registry }, { hint: TROUBLE_HINT });
+      }
+      seen.add(url.href);
       const { answer, session } = await this.#authorized('GET', url, signal);
       if (answer.status === 404) return [];
       if (answer.status < 200 || answer.status >= 300) throw this.#failure(answer, 'list the tags of', session, 'Check that the user may read the repository (a private one needs a token with at least the Read scope).');

@@ -79,6 +79,19 @@ describe('gcr listImages/deleteImage: core registry client against a FAKE Google
     expect(lists.every((r) => r.scope === `repository:${repository}:pull`)).toBe(true);
   });
 
+  it('a listing whose Link header names a page already read is stopped, not followed forever', async () => {
+    fake.repositories.set(repository, new Map([[fakeDigest(`${repository}-1`), image(['a'], 1, 1)]]));
+    fake.loopPages = true;
+    try {
+      const error = await registry.listImages!().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(RegistryError);
+      expect((error as RegistryError).message).toBe(`registry ${fake.host} listed the tags of ${repository} in more than 1 pages (or in a loop); stopped`);
+      expect(fake.requests.filter((r) => r.path.includes('/tags/list') && r.scope !== '-')).toHaveLength(1);
+    } finally {
+      fake.loopPages = false;
+    }
+  });
+
   it('a repository that does not exist (yet) holds no images', async () => {
     expect(await registry.listImages!()).toEqual([]);
   });

@@ -83,11 +83,20 @@ async function withPermissionsHint<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Pages of one listing, at most (core's listTags has the same bound). */
+const MAX_PAGES = 1000;
+
 async function readImages(input: GcrImagesInput, signal: AbortSignal | undefined): Promise<StoredImage[]> {
   checkSignal(signal);
   const client = await input.access.ownClient(signal);
   const images = new Map<string, StoredImage>();
+  const seen = new Set<string>();
   for (let path: string | undefined = `/v2/${input.repository}/tags/list`; path !== undefined; ) {
+    // A registry naming a page it already gave (or pages without end) would be asked forever.
+    if (seen.has(path) || seen.size >= MAX_PAGES) {
+      throw new RegistryError(`registry ${input.host} listed the tags of ${input.repository} in more than ${seen.size} pages (or in a loop); stopped`, { registry: input.host }, { hint: TROUBLE_HINT });
+    }
+    seen.add(path);
     const page = await tagListPage(client, input, path, signal);
     for (const [digest, entry] of Object.entries(page?.manifest ?? {})) {
       const image = storedImage(digest, entry);

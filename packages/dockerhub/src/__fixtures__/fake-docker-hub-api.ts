@@ -35,6 +35,8 @@ export interface FakeDockerHubApi {
   redirect?: { path: string; status: number; to: string };
   /** The `next` page URLs point at this base instead of the fake's own. */
   nextBase?: string;
+  /** Every page names the first page as `next` (a broken or hostile API's loop). */
+  loopPages?: boolean;
   /** Every answer waits this long (to abort a request in flight). */
   delayMs: number;
   /** The next this many requests are answered 429 with Retry-After: 0 (Docker Hub's rate limit). */
@@ -65,7 +67,7 @@ function listTags(state: State, key: string, url: URL, res: ServerResponse): voi
   const size = Math.min(Number(url.searchParams.get('page_size') ?? 10), state.pageSize);
   const results = tags.slice((page - 1) * size, page * size).map((tag) => ({ ...tag, images: [{ digest: tag.digest, size: tag.full_size, architecture: 'amd64', os: 'linux' }], tag_status: 'active' }));
   const more = page * size < tags.length;
-  const next = more ? `${state.nextBase ?? state.url}${url.pathname}?page=${page + 1}&page_size=${size}` : null;
+  const next = state.loopPages ? `${state.url}${url.pathname}?page=1&page_size=${size}` : more ? `${state.nextBase ?? state.url}${url.pathname}?page=${page + 1}&page_size=${size}` : null;
   send(res, 200, { count: tags.length, next, previous: null, results });
 }
 

@@ -26,6 +26,8 @@ export interface FakeGoogleRegistry {
   delayMs: number;
   /** Answer tags/list with Google's manifest map (false: as a plain distribution registry does). */
   googleExtension: boolean;
+  /** Every tags/list page names the first page as the next one (a broken or hostile registry's loop). */
+  loopPages: boolean;
   close(): Promise<void>;
 }
 
@@ -64,7 +66,8 @@ function tagsList(state: State, name: string, url: URL, res: ServerResponse): vo
     }),
   );
   const more = from !== -1 && from + state.pageSize < digests.length;
-  const link: Record<string, string> = more ? { link: `</v2/${name}/tags/list?n=${state.pageSize}&last=${page.at(-1)}>; rel="next"` } : {};
+  const next = state.loopPages ? `/v2/${name}/tags/list` : `/v2/${name}/tags/list?n=${state.pageSize}&last=${page.at(-1)}`;
+  const link: Record<string, string> = more || state.loopPages ? { link: `<${next}>; rel="next"` } : {};
   const extension = state.googleExtension ? { child: [], manifest } : {};
   send(res, 200, { ...extension, name, tags: page.flatMap((digest) => [...images.get(digest)!.tags]).sort() }, link);
 }
@@ -122,7 +125,7 @@ function route(state: State, req: IncomingMessage, res: ServerResponse, base: st
  * tag and by digest, refusing a digest a tag still points at.
  */
 export async function startFakeGoogleRegistry(credentials: { user: string; password: string }): Promise<FakeGoogleRegistry> {
-  const state: State = { repositories: new Map(), requests: [], pageSize: 1000, denyDelete: false, delayMs: 0, googleExtension: true, tokens: new Map(), ...credentials };
+  const state: State = { repositories: new Map(), requests: [], pageSize: 1000, denyDelete: false, delayMs: 0, googleExtension: true, loopPages: false, tokens: new Map(), ...credentials };
   let base = '';
   const server: Server = createServer((req, res) => {
     req.resume();
