@@ -95,6 +95,13 @@ describe('RegistryClient listTags / deleteManifest against a FAKE registry', () 
   beforeAll(async () => {
     server = createServer((req, res) => {
       const page = pages[req.url ?? ''];
+      const endless = /^\/v2\/team\/endless\/tags\/list\?n=1000(?:&last=(\d+))?$/.exec(req.url ?? '');
+      if (req.method === 'GET' && endless) {
+        // A new page every time, each 4 KiB of tags: never a loop, never an end.
+        const n = Number(endless[1] ?? 0) + 1;
+        const link = `</v2/team/endless/tags/list?n=1000&last=${n}>; rel="next"`;
+        return res.writeHead(200, { 'content-type': 'application/json', link }).end(JSON.stringify({ name: 'team/endless', tags: Array.from({ length: 64 }, (_, i) => `t${n}-${i}-${'x'.repeat(48)}`) }));
+      }
       if (req.method === 'GET' && page) {
         return res.writeHead(200, { 'content-type': 'application/json', ...(page.next ? { link: page.next } : {}) }).end(JSON.stringify({ name: 'team/app', tags: page.tags }));
       }
@@ -117,6 +124,12 @@ describe('RegistryClient listTags / deleteManifest against a FAKE registry', () 
     expect(await client().listTags(`${host}/team/app`)).toEqual(['x', 'y']);
     expect(await client().listTags(`${host}/team/empty`)).toEqual([]);
     await expect(client().listTags(`${host}/team/loop`)).rejects.toThrow(/in a loop/);
+  });
+
+  it('stops a listing without end at its byte bound, before holding more', async () => {
+    const error = await client().listTags(`${host}/team/endless`, { maxBytes: 16 * 1024 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as Error).message).toBe(`registry ${host} listed the tags of team/endless in more than 16 KiB (5 pages); stopped`);
   });
 
   it('a next page on another host is refused before any request goes there (credentials stay with their host)', async () => {

@@ -5,7 +5,7 @@ import type { BaseImageIdentity, RegistryCredentials } from '../contracts.js';
 import { diskFullError } from '../disk-full.js';
 import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, NetworkError, PrebuiltError, RegistryError, UnreachableError } from '../errors.js';
 import { createLogger } from '../logger.js';
-import { netFetch, type NetResponse } from '../net/net-fetch.js';
+import { formatBytes, netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
 import { isImageDigest } from './digest.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
@@ -1069,11 +1069,15 @@ export class RegistryClient {
   /**
    * Every tag of `repository` (`GET /v2/<name>/tags/list`), following the `Link: <…>; rel="next"`
    * pages; a repository that does not exist has none. Bounded: each page at 4 MiB, at most
-   * `maxPages` pages (default 1000), a page that names itself again is an error.
+   * `maxPages` pages (default 1000) and `maxBytes` of pages in all (default 256 MiB: a million
+   * tags take some 60 MiB; a thousand pages of 4 MiB would be 4 GiB held), a page that names
+   * itself again is an error.
    */
-  async listTags(repository: string | ImageRef, options: RequestOptions & { pageSize?: number; maxPages?: number } = {}): Promise<string[]> {
+  async listTags(repository: string | ImageRef, options: RequestOptions & { pageSize?: number; maxPages?: number; maxBytes?: number } = {}): Promise<string[]> {
     const image = toRef(repository);
     const maxPages = options.maxPages ?? 1000;
+    const maxBytes = options.maxBytes ?? 256 * 1024 * 1024;
+    let bytes = 0;
     const tags = new Set<string>();
     const seen = new Set<string>();
     let path: string | undefined = `/v2/${image.repository}/tags/list?n=${options.pageSize ?? 1000}`;
@@ -1085,6 +1089,10 @@ export class RegistryClient {
       const res = await this.#request(image.registry, image.repository, 'GET', path, { accept: 'application/json' }, options.signal, { what: 'tag list', limit: BODY_LIMITS.json });
       if (res.status === 404) return [...tags];
       this.#expectOk(res, image.registry, 'GET', path.replace(/\?.*$/, ''));
+      bytes += res.body.length;
+      if (bytes > maxBytes) {
+        throw new RegistryError(`registry ${image.registry} listed the tags of ${image.repository} in more than ${formatBytes(maxBytes)} (${seen.size} pages); stopped`, { registry: image.registry });
+      }
       let page: { tags?: unknown };
       try {
         page = JSON.parse(Buffer.from(res.body).toString('utf8')) as { tags?: unknown };
