@@ -70,8 +70,13 @@ describe('pip with an index URL that carries credentials (a fake pip: a script s
     try {
       const argsFile = join(dir, 'args');
       const fakePython = join(dir, 'fake-python');
-      // Prints what a failing pip prints about its index (pip masks only sometimes), and records its arguments.
-      await writeFile(fakePython, `#!/bin/sh\necho "$@" > '${argsFile}'\necho "ERROR: Could not fetch URL http://ci:t0ken@127.0.0.1:9/simple/tinyhttp/: 503" >&2\nexit 1\n`);
+      const indexFile = join(dir, 'index-file');
+      // Prints what a failing pip prints about its index (pip masks only sometimes), and records its
+      // arguments and the requirements file it is given with -r (its content and mode).
+      await writeFile(
+        fakePython,
+        `#!/bin/sh\necho "$@" > '${argsFile}'\nwhile [ $# -gt 0 ]; do if [ "$1" = -r ]; then stat -c %a "$2" > '${indexFile}'; cat "$2" >> '${indexFile}'; fi; shift; done\necho "ERROR: Could not fetch URL http://ci:t0ken@127.0.0.1:9/simple/tinyhttp/: 503" >&2\nexit 1\n`,
+      );
       await chmod(fakePython, 0o755);
       const credentials = urlCredentialsFromEnv({ PIP_INDEX_URL: 'file://unused', METAFLOW_PREBUILT_PYPI_INDEX_URL: 'http://ci:t0ken@127.0.0.1:9/simple' });
       const error = await resolvePypi(
@@ -98,7 +103,12 @@ describe('pip with an index URL that carries credentials (a fake pip: a script s
       } finally {
         index.close();
       }
-      expect(await readFile(argsFile, 'utf8')).toContain(`--index-url http://ci:t0ken@${host}/simple tinyhttp`);
+      // Not on the command line, which every user of the machine reads (ps): in a file only this user reads.
+      const args = await readFile(argsFile, 'utf8');
+      expect(args).not.toContain('t0ken');
+      expect(args).toMatch(/ -r \S+\/index-url\.txt tinyhttp\n$/);
+      expect(args).not.toContain('--index-url');
+      expect(await readFile(indexFile, 'utf8')).toBe(`600\n--index-url http://ci:t0ken@${host}/simple\n`);
       expect(seen).toEqual([`Basic ${Buffer.from('ci:t0ken').toString('base64')}`]);
     } finally {
       await rm(dir, { recursive: true, force: true });

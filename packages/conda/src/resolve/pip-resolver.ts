@@ -4,7 +4,7 @@
  * wheels only, nothing installed. The python version comes from the conda solve.
  */
 import { spawn } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   createRunTempDir,
@@ -219,7 +219,9 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
   const python = options.python ?? 'python3';
   try {
     const reportPath = join(work, 'report.json');
-    const args = pipArgs(input, requirements, work, options);
+    const { args, indexFile } = pipArgs(input, requirements, work, options);
+    // Only this user may read it (the work directory is 0700 too).
+    if (indexFile) await writeFile(indexFile.path, indexFile.content, { mode: 0o600, flag: 'wx' });
     log('%s %s', python, redactUrls(args.join(' ')));
     const result = await runPip(python, args, options, work);
     if (result.code !== 0) throw pipFailure(result.stderr, python, input, requirements);
@@ -231,8 +233,13 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
   }
 }
 
-/** `pip install --dry-run --report` for the target's Python and manylinux tags, wheels only. */
-function pipArgs(input: PipResolveInput, requirements: string[], work: string, options: PipOptions): string[] {
+/**
+ * `pip install --dry-run --report` for the target's Python and manylinux tags, wheels only. An
+ * index URL that gets its credentials back goes to pip in a requirements file of the private work
+ * directory (`indexFile`: its path and content, `-r` on the command line): any user of the machine
+ * reads a process's arguments (`ps`), and pip's `--isolated` ignores PIP_INDEX_URL.
+ */
+function pipArgs(input: PipResolveInput, requirements: string[], work: string, options: PipOptions): { args: string[]; indexFile?: { path: string; content: string } } {
   const [major, minor] = input.pythonVersion.split('.');
   const args = [
     '-m', 'pip', 'install',
@@ -249,8 +256,11 @@ function pipArgs(input: PipResolveInput, requirements: string[], work: string, o
   ];
   // pip only takes an index's credentials inside its URL: put them back for pip, and only there.
   const indexAt = input.indexUrl === null ? -1 : args.indexOf(input.indexUrl);
-  if (indexAt !== -1 && options.credentials) args[indexAt] = options.credentials.withCredentials(input.indexUrl!);
-  return args;
+  const withCredentials = indexAt !== -1 && options.credentials ? options.credentials.withCredentials(input.indexUrl!) : undefined;
+  if (withCredentials === undefined || withCredentials === input.indexUrl) return { args };
+  const path = join(work, 'index-url.txt');
+  args.splice(indexAt - 1, 2, '-r', path);
+  return { args, indexFile: { path, content: `--index-url ${withCredentials}\n` } };
 }
 
 /** Runs pip; its output with every URL's credentials redacted. A missing python is an EnvironmentError. */
