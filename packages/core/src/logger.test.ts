@@ -24,7 +24,7 @@ describe('createLogger (the --verbose debug log)', () => {
     log('downloading %s from %s', 'evil\x1b]52;c;cHduZWQ=\x07\x1b[2J-1.0-0.conda', 'https://user:tok3n@channel.example/c');
     log('registry said: %s', 'ok\r\x1b[2Kall good \u202egnp.exe');
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toContain('downloading evil\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J-1.0-0.conda from https://user:***@channel.example/c');
+    expect(lines[0]).toContain('downloading evil\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J-1.0-0.conda from https://***@channel.example/c');
     expect(lines[1]).toContain('registry said: ok\\x0d\\x1b[2Kall good \\u202egnp.exe');
     // Only the namespace's own colouring (none without a TTY) reaches the output: no raw control character from the text.
     for (const line of lines) expect(line).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]/);

@@ -479,10 +479,10 @@ export class RegistryClient {
   }
 
   /**
-   * Fetches a blob (e.g. an image config) and verifies it against its sha256 digest. It is read into
-   * memory: at most `size` bytes when given (a descriptor's size: the registry's word, so the caller
-   * holds it to what such a blob can be, as readImageSbom does; a layer goes to a file instead:
-   * {@link getBlobToFile}), else 4 MiB.
+   * Fetches a blob (e.g. an image config) and verifies it against its sha256 digest (another kind
+   * of digest is refused before the request). It is read into memory: at most `size` bytes when
+   * given (a descriptor's size: the registry's word, so the caller holds it to what such a blob can
+   * be, as readImageSbom does; a layer goes to a file instead: {@link getBlobToFile}), else 4 MiB.
    */
   async getBlob(repository: string | ImageRef, digest: string, options: RequestOptions & { size?: number } = {}): Promise<Uint8Array> {
     const image = toRef(repository);
