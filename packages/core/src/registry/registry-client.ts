@@ -589,35 +589,10 @@ export class RegistryClient {
       return data;
     };
     if (source instanceof Uint8Array) check(source);
-    const head = await this.#request(image.registry, image.repository, 'HEAD', `/v2/${image.repository}/blobs/${digest}`, {}, signal, { scopes: pushScopes, what: 'blob check' });
-    if (head.status >= 200 && head.status < 300) {
-      this.#stats.blobsExisting += 1;
-      return { status: 'exists', bytesSent: 0 };
-    }
-    if (head.status !== 404) this.#expectOk(head, image.registry, 'HEAD', `/v2/${image.repository}/blobs/${digest}`);
-
+    const opened = await this.#openUpload(image, digest, pushScopes, options);
+    if (typeof opened !== 'string') return opened;
+    let location = opened;
     const uploadsPath = `/v2/${image.repository}/blobs/uploads/`;
-    let location: string | undefined;
-    for (const from of options.mountFrom ?? []) {
-      if (from === image.repository) continue;
-      const query = `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`;
-      const scopes = [...pushScopes, `repository:${from}:pull`];
-      const res = await this.#request(image.registry, image.repository, 'POST', `${uploadsPath}${query}`, {}, signal, { scopes, body: new Uint8Array(), what: 'blob mount' });
-      if (res.status === 201) {
-        log('mounted %s into %s from %s', digest, image.repository, from);
-        this.#stats.blobsMounted += 1;
-        return { status: 'mounted', bytesSent: 0 };
-      }
-      this.#expectOk(res, image.registry, 'POST', uploadsPath);
-      // 202: the registry did not mount, and opened an upload session instead.
-      location = this.#location(res, image.registry, uploadsPath);
-      break;
-    }
-    if (!location) {
-      const res = await this.#request(image.registry, image.repository, 'POST', uploadsPath, {}, signal, { scopes: pushScopes, body: new Uint8Array(), what: 'blob upload' });
-      this.#expectOk(res, image.registry, 'POST', uploadsPath);
-      location = this.#location(res, image.registry, uploadsPath);
-    }
 
     const chunkSize = Math.max(1, options.chunkSize ?? 8 * 1024 * 1024);
     const target = `${image.registry}/${image.repository}`;
@@ -662,6 +637,39 @@ export class RegistryClient {
     this.#stats.blobsUploaded += 1;
     log('uploaded %s to %s (%d bytes)', digest, image.repository, sent);
     return { status: 'uploaded', bytesSent: sent };
+  }
+
+  /**
+   * The start of an upload: the blob found present (HEAD) or mounted from one of `mountFrom`, or
+   * the location of the upload session the registry opened.
+   */
+  async #openUpload(image: ImageRef, digest: string, pushScopes: readonly string[], options: UploadBlobOptions): Promise<UploadBlobResult | string> {
+    const { signal } = options;
+    const head = await this.#request(image.registry, image.repository, 'HEAD', `/v2/${image.repository}/blobs/${digest}`, {}, signal, { scopes: pushScopes, what: 'blob check' });
+    if (head.status >= 200 && head.status < 300) {
+      this.#stats.blobsExisting += 1;
+      return { status: 'exists', bytesSent: 0 };
+    }
+    if (head.status !== 404) this.#expectOk(head, image.registry, 'HEAD', `/v2/${image.repository}/blobs/${digest}`);
+
+    const uploadsPath = `/v2/${image.repository}/blobs/uploads/`;
+    for (const from of options.mountFrom ?? []) {
+      if (from === image.repository) continue;
+      const query = `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`;
+      const scopes = [...pushScopes, `repository:${from}:pull`];
+      const res = await this.#request(image.registry, image.repository, 'POST', `${uploadsPath}${query}`, {}, signal, { scopes, body: new Uint8Array(), what: 'blob mount' });
+      if (res.status === 201) {
+        log('mounted %s into %s from %s', digest, image.repository, from);
+        this.#stats.blobsMounted += 1;
+        return { status: 'mounted', bytesSent: 0 };
+      }
+      this.#expectOk(res, image.registry, 'POST', uploadsPath);
+      // 202: the registry did not mount, and opened an upload session instead.
+      return this.#location(res, image.registry, uploadsPath);
+    }
+    const res = await this.#request(image.registry, image.repository, 'POST', uploadsPath, {}, signal, { scopes: pushScopes, body: new Uint8Array(), what: 'blob upload' });
+    this.#expectOk(res, image.registry, 'POST', uploadsPath);
+    return this.#location(res, image.registry, uploadsPath);
   }
 
   /**
