@@ -113,7 +113,7 @@ export { importLazily } from './backend-kit/lazy-import.js';
 export { dockerConfigAuth } from './backend-kit/docker-config-auth.js';
 /** Waits `ms`; rejects with the signal's reason when it aborts first (the registry client's retries use it too). */
 export { sleep } from './registry/retry.js';
-export { netFetch, type NetRequest, type NetResponse } from './net/net-fetch.js';
+export { formatBytes, netFetch, type NetRequest, type NetResponse } from './net/net-fetch.js';
 export { NETWORK_ENV, networkTimeouts, type NetworkTimeouts, type NetworkTimeoutOptions } from './net/network-settings.js';
 export {
   pushImageIndex,

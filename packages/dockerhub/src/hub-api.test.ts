@@ -4,8 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { AuthError, CancelledError, ConfigError, InputError, RegistryError, type ImageRegistry } from '@prebuilt/core/backend';
+import { AuthError, CancelledError, ConfigError, InputError, RegistryError, Secret, type ImageRegistry } from '@prebuilt/core/backend';
 import { createDockerHubRegistry, type DockerHubRegistryOptions } from './index.js';
+import { HubApi } from './hub-api.js';
 import { loopbackCertificate, serveTlsAndPlain, tlsAndPlainMissing, type TlsAndPlain } from '../../../test/support/tls-and-plain.js';
 import { describeOrFailInCi } from '../../../test/services.js';
 import { startFakeDockerHubApi, startRecordingServer, type FakeDockerHubApi, type FakeHubTag, type ReceivedRequest } from './__fixtures__/fake-docker-hub-api.js';
@@ -52,6 +53,26 @@ describe('dockerhub listImages/deleteImage through a FAKE Docker Hub API on 127.
     expect(error).toBeInstanceOf(RegistryError);
     expect((error as RegistryError).message).toBe(`Docker Hub API ${hub.url} listed the tags of acme/${repository} in more than 2 pages (or in a loop); stopped`);
     expect(hub.requests.filter((r) => r.path.includes('/tags'))).toHaveLength(2);
+  });
+
+  it('a listing of distinct pages without end stops at its byte bound, before holding more', async () => {
+    hub.repositories.set(`acme/${repository}`, Array.from({ length: 20 }, (_, i) => tag(`t${i}`, '2024-01-01T00:00:00Z', digest())));
+    hub.pageSize = 1;
+    const api = new HubApi({
+      api: hub.url,
+      registry: 'docker.io',
+      namespace: 'acme',
+      repository,
+      credentials: async () => ({ registry: 'docker.io', username: USER, password: new Secret(TOKEN), source: 'test' }),
+      maxListingBytes: 1024,
+    });
+    const error = await api.listImages(undefined).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    const lists = hub.requests.filter((r) => r.path.includes('/tags'));
+    // Stopped at the page that took it past 1 KiB: far fewer than the 20 pages there are.
+    expect(lists.length).toBeGreaterThan(1);
+    expect(lists.length).toBeLessThan(20);
+    expect((error as RegistryError).message).toBe(`Docker Hub API ${hub.url} listed the tags of acme/${repository} in more than 1 KiB (${lists.length} pages); stopped`);
   });
 
   it('logs in once, lists the tags page by page along next, and groups them by digest: tags, latest push, size, media type', async () => {

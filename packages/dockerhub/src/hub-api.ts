@@ -7,6 +7,7 @@ import {
   checkSignal,
   createLogger,
   errorMessage,
+  formatBytes,
   isImageDigest,
   netFetch,
   parseRetryAfter,
@@ -27,6 +28,8 @@ export interface HubApiInput {
   repository: string;
   /** The user's Docker Hub credentials (user name and password or personal access token), when there are any. */
   credentials(signal: AbortSignal | undefined): Promise<RegistryCredentials | undefined>;
+  /** The bytes of tag-listing pages read in all before the listing stops (default {@link MAX_LISTING_BYTES}). */
+  maxListingBytes?: number;
 }
 
 /** One tag as the Hub API lists it. */
@@ -49,6 +52,8 @@ interface Session {
 interface HubAnswer {
   status: number;
   data: Record<string, unknown>;
+  /** The size of the body read. */
+  bytes: number;
   /** The wait a busy answer asked for (Retry-After in seconds). */
   retryAfterMs?: number;
 }
@@ -71,6 +76,11 @@ const TROUBLE_HINT = 'Docker Hub may be having trouble: try again later, or run 
 const PAGE_SIZE = 100;
 /** Pages of one tag listing, at most (100 000 tags; core's listTags has the same bound). */
 const MAX_PAGES = 1000;
+/**
+ * Bytes of one tag listing's pages in all, at most (core's listTags has the same bound): 100 000
+ * tags take some 100 MiB of Hub JSON; a thousand pages of 4 MiB would be 4 GiB held.
+ */
+export const MAX_LISTING_BYTES = 256 * 1024 * 1024;
 const LIMIT = 4 * 1024 * 1024;
 
 /**
@@ -129,7 +139,8 @@ export class HubApi {
         ...(init.signal ? { signal: init.signal } : {}),
       });
       const ok = res.status >= 200 && res.status < 300;
-      const text = Buffer.from(ok ? await res.bytes(LIMIT) : await res.prefix(64 * 1024)).toString('utf8');
+      const body = Buffer.from(ok ? await res.bytes(LIMIT) : await res.prefix(64 * 1024));
+      const text = body.toString('utf8');
       let data: Record<string, unknown> = {};
       try {
         data = text ? (JSON.parse(text) as Record<string, unknown>) : {};
@@ -137,7 +148,7 @@ export class HubApi {
         if (ok) throw new RegistryError(`Docker Hub API ${this.#base.origin} answered ${method} ${url.pathname} with something that is not JSON`, { registry: this.#input.registry });
       }
       const retryAfter = parseRetryAfter(res.headers.get('retry-after'));
-      return { status: res.status, data, ...(retryAfter === undefined ? {} : { retryAfterMs: Math.min(retryAfter, MAX_RETRY_AFTER_MS) }) };
+      return { status: res.status, data, bytes: body.length, ...(retryAfter === undefined ? {} : { retryAfterMs: Math.min(retryAfter, MAX_RETRY_AFTER_MS) }) };
     } catch (error) {
       if (init.signal?.aborted) throw new CancelledError(`Docker Hub API ${method} ${url.pathname} was cancelled.`, { cause: init.signal.reason });
       if (error instanceof RegistryError || error instanceof CancelledError) throw error;
@@ -227,6 +238,8 @@ export class HubApi {
   async #tags(signal: AbortSignal | undefined): Promise<HubTag[]> {
     const tags: HubTag[] = [];
     const seen = new Set<string>();
+    const maxBytes = this.#input.maxListingBytes ?? MAX_LISTING_BYTES;
+    let bytes = 0;
     for (let url: URL | undefined = this.#url(`${this.#tagsPath}?page_size=${PAGE_SIZE}`); url !== undefined; ) {
       // An API naming a page it already gave (or pages without end) would be asked forever.
       if (seen.has(url.href) || seen.size >= MAX_PAGES) {
@@ -236,6 +249,10 @@ export class HubApi {
       const { answer, session } = await this.#authorized('GET', url, signal);
       if (answer.status === 404) return [];
       if (answer.status < 200 || answer.status >= 300) throw this.#failure(answer, 'list the tags of', session, 'Check that the user may read the repository (a private one needs a token with at least the Read scope).');
+      bytes += answer.bytes;
+      if (bytes > maxBytes) {
+        throw new RegistryError(`Docker Hub API ${this.#base.origin} listed the tags of ${this.#input.namespace}/${this.#input.repository} in more than ${formatBytes(maxBytes)} (${seen.size} pages); stopped`, { registry: this.#input.registry }, { hint: TROUBLE_HINT });
+      }
       const results = answer.data['results'];
       if (!Array.isArray(results)) throw new RegistryError(`Docker Hub API ${this.#base.origin} listed the tags of ${this.#input.namespace}/${this.#input.repository} without results`, { registry: this.#input.registry });
       tags.push(...(results as HubTag[]));

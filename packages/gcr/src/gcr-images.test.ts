@@ -6,8 +6,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { AuthError, CancelledError, InputError, RegistryError, type ImageRegistry } from '@prebuilt/core/backend';
+import { AuthError, CancelledError, InputError, RegistryError, Secret, registryAccess, type ImageRegistry } from '@prebuilt/core/backend';
 import { createGcrRegistry } from './index.js';
+import { listGcrImages } from './gcr-images.js';
 import { startFakeOAuthServer, type FakeOAuthServer } from './__fixtures__/fake-oauth-server.js';
 import { fakeDigest, startFakeGoogleRegistry, type FakeGoogleImage, type FakeGoogleRegistry } from './__fixtures__/fake-google-registry.js';
 
@@ -90,6 +91,20 @@ describe('gcr listImages/deleteImage: core registry client against a FAKE Google
     } finally {
       fake.loopPages = false;
     }
+  });
+
+  it('a listing of distinct pages without end stops at its byte bound, before holding more', async () => {
+    fake.repositories.set(repository, new Map(Array.from({ length: 20 }, (_, i) => [fakeDigest(`${repository}-${i}`), image([`t${i}`], 1, 1)] as const)));
+    fake.pageSize = 1;
+    const credentials = { registry: fake.host, username: 'oauth2accesstoken', password: new Secret(ACCESS_TOKEN), source: 'test' };
+    const access = registryAccess({ host: fake.host, credentials, env: {}, dockerConfig: false, insecure: false, client: { retry: { attempts: 1 }, timeoutMs: 10_000 } });
+    const error = await listGcrImages({ host: fake.host, repository, access, maxListingBytes: 1024 }, undefined).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    const lists = fake.requests.filter((r) => r.path.includes('/tags/list') && r.scope !== '-');
+    // Stopped at the page that took it past 1 KiB: far fewer than the 20 pages there are.
+    expect(lists.length).toBeGreaterThan(1);
+    expect(lists.length).toBeLessThan(20);
+    expect((error as RegistryError).message).toBe(`registry ${fake.host} listed the tags of ${repository} in more than 1 KiB (${lists.length} pages); stopped`);
   });
 
   it('a repository that does not exist (yet) holds no images', async () => {

@@ -4,6 +4,7 @@ import {
   RegistryError,
   checkSignal,
   createLogger,
+  formatBytes,
   isImageDigest,
   nextPagePath,
   type RegistryAccess,
@@ -17,6 +18,8 @@ export interface GcrImagesInput {
   host: string;
   repository: string;
   access: RegistryAccess;
+  /** The bytes of tags/list pages read in all before a listing stops (default {@link MAX_LISTING_BYTES}). */
+  maxListingBytes?: number;
 }
 
 /** One entry of the `manifest` map Google adds to tags/list (figures as strings, as Google sends them). */
@@ -70,7 +73,7 @@ async function tagListPage(client: RegistryClient, input: GcrImagesInput, path: 
       hint: 'Point METAFLOW_PREBUILT_GCR_HOST at gcr.io (or a regional gcr.io) or <region>-docker.pkg.dev, or use the registry backend that fits your registry.',
     });
   }
-  return { manifest: data.manifest, next: nextPagePath(res.headers.get('link'), host) };
+  return { manifest: data.manifest, next: nextPagePath(res.headers.get('link'), host), bytes: res.body.length };
 }
 
 /** AuthErrors (a 403 on list or delete) say which Google permissions the call needs. */
@@ -85,12 +88,19 @@ async function withPermissionsHint<T>(work: () => Promise<T>): Promise<T> {
 
 /** Pages of one listing, at most (core's listTags has the same bound). */
 const MAX_PAGES = 1000;
+/**
+ * Bytes of one listing's pages in all, at most (core's listTags has the same bound): Google's
+ * manifest map takes some 300 bytes an image; a thousand pages of 4 MiB would be 4 GiB held.
+ */
+export const MAX_LISTING_BYTES = 256 * 1024 * 1024;
 
 async function readImages(input: GcrImagesInput, signal: AbortSignal | undefined): Promise<StoredImage[]> {
   checkSignal(signal);
   const client = await input.access.ownClient(signal);
   const images = new Map<string, StoredImage>();
   const seen = new Set<string>();
+  const maxBytes = input.maxListingBytes ?? MAX_LISTING_BYTES;
+  let bytes = 0;
   for (let path: string | undefined = `/v2/${input.repository}/tags/list`; path !== undefined; ) {
     // A registry naming a page it already gave (or pages without end) would be asked forever.
     if (seen.has(path) || seen.size >= MAX_PAGES) {
@@ -98,6 +108,10 @@ async function readImages(input: GcrImagesInput, signal: AbortSignal | undefined
     }
     seen.add(path);
     const page = await tagListPage(client, input, path, signal);
+    bytes += page?.bytes ?? 0;
+    if (bytes > maxBytes) {
+      throw new RegistryError(`registry ${input.host} listed the tags of ${input.repository} in more than ${formatBytes(maxBytes)} (${seen.size} pages); stopped`, { registry: input.host }, { hint: TROUBLE_HINT });
+    }
     for (const [digest, entry] of Object.entries(page?.manifest ?? {})) {
       const image = storedImage(digest, entry);
       const seen = images.get(digest);
