@@ -7,6 +7,13 @@
  * {@link redactUrls}: `https://***@host/...`, the whole userinfo hidden — the user part is no safer to
  * show than the password: GitHub's form is `https://<token>:x-oauth-basic@github.com/…`, GitLab's
  * `https://oauth2:<token>@…` or `https://<token>@…`.
+ *
+ * A URL's query can carry secrets too: a registry redirects a blob GET or PUT to a storage host with
+ * a pre-signed URL (S3's `X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`; Google's
+ * `X-Goog-Signature`, `Signature`; Azure's `sig`; CloudFront's `Signature`, `Policy`), and an upload
+ * Location carries the registry's own `_state` token. {@link redactUrls} hides every query value
+ * but those of {@link SHOWN_QUERY_PARAMETERS}: `https://bucket.s3…/key?X-Amz-Expires=900&X-Amz-Signature=***`
+ * — the host, the path and the parameter names stay, for debugging.
  */
 import { Secret } from '../secret.js';
 
@@ -20,12 +27,77 @@ import { Secret } from '../secret.js';
  */
 const USERINFO = /(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*:\/\/)[^\s/?#\\"<>]*@/gi;
 
-/** A text (a message, pip's output, a log line) with every URL's userinfo (user name and password) replaced by `***`. */
-export function redactUrls(text: string): string {
-  return text.replace(USERINFO, (_all, scheme: string) => `${scheme}***@`);
+/**
+ * Query parameters whose values are shown (names compared without case): a registry's paging and
+ * upload parameters, the token protocol's service and scope, and a signed URL's algorithm, date and
+ * lifetime (what an expired URL is debugged with). Any other value may be a signature, a credential
+ * or a token — those of a kind not known here too — and is hidden.
+ */
+export const SHOWN_QUERY_PARAMETERS: ReadonlySet<string> = new Set([
+  'n',
+  'last',
+  'digest',
+  'mount',
+  'from',
+  'service',
+  'scope',
+  'page',
+  'page_size',
+  'x-amz-algorithm',
+  'x-amz-date',
+  'x-amz-expires',
+  'x-amz-signedheaders',
+  'x-goog-algorithm',
+  'x-goog-date',
+  'x-goog-expires',
+  'x-goog-signedheaders',
+  'expires',
+]);
+
+/**
+ * A URL from its scheme to the end of its run of URL characters (whitespace, a quote, `<`, `>`, a
+ * backslash or a backtick ends it). A scheme starts where no scheme character comes before it: a
+ * match takes its whole run, so a long text takes linear time.
+ */
+const URL_RUN = /(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:\/\/[^\s"'<>\\`]*/gi;
+
+function parameterName(name: string): string {
+  try {
+    return decodeURIComponent(name).toLowerCase();
+  } catch {
+    return name.toLowerCase();
+  }
 }
 
-/** A URL fit to print: `https://***@host/path` (user name and password hidden: either may be the token). */
+/** One `name=value` of a query, its value hidden unless the name is shown (and the value holds no other URL). */
+function redactParameter(part: string): string {
+  const eq = part.indexOf('=');
+  if (eq === -1) return part === '' || SHOWN_QUERY_PARAMETERS.has(parameterName(part)) ? part : '***';
+  const value = part.slice(eq + 1);
+  if (value === '' || (SHOWN_QUERY_PARAMETERS.has(parameterName(part.slice(0, eq))) && !value.includes('://'))) return part;
+  return `${part.slice(0, eq)}=***`;
+}
+
+/** A URL with its query values hidden (see {@link SHOWN_QUERY_PARAMETERS}); the fragment stays. */
+function redactQuery(url: string): string {
+  const start = url.indexOf('?');
+  if (start === -1) return url;
+  const hash = url.indexOf('#', start);
+  const end = hash === -1 ? url.length : hash;
+  const query = url.slice(start + 1, end).split('&').map(redactParameter).join('&');
+  return `${url.slice(0, start + 1)}${query}${url.slice(end)}`;
+}
+
+/**
+ * A text (a message, pip's output, a log line) with every URL's userinfo (user name and password)
+ * replaced by `***`, and every query value but those of {@link SHOWN_QUERY_PARAMETERS} too
+ * (`?X-Amz-Signature=***`): a pre-signed URL's signature and credentials, an upload's state token.
+ */
+export function redactUrls(text: string): string {
+  return text.replace(USERINFO, (_all, scheme: string) => `${scheme}***@`).replace(URL_RUN, redactQuery);
+}
+
+/** A URL fit to print: `https://***@host/path?X-Amz-Signature=***` (user name, password and query secrets hidden: any may be the token). */
 export function redactUrl(url: string): string {
   return redactUrls(url);
 }

@@ -156,6 +156,57 @@ describe('RegistryClient against hostile registries (in-process servers on 127.0
     expect(thief.seen).toEqual([]);
   });
 
+  it("logs no pre-signed URL's signature or credentials, nor an upload's state token (--verbose), and puts none in an error", async () => {
+    // Secrets a registry hands out in URLs: S3's pre-signed query (a blob GET and an upload PUT redirected to storage), distribution's _state.
+    const signed = (n: number) => `X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIASECRETCREDENTIAL${n}%2F20261206%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261206T205400Z&X-Amz-Expires=1200&X-Amz-Security-Token=SECRETSESSIONTOKEN${n}&X-Amz-SignedHeaders=host&X-Amz-Signature=5ec7e751a7e${n}`;
+    const secrets = /ASIASECRETCREDENTIAL|SECRETSESSIONTOKEN|5ec7e751a7e|SECRETUPLOADSTATE/;
+    const data = Buffer.from('blob bytes for a pre-signed store');
+    const digest = digestOf(data);
+    const store = await serve((req, res) => {
+      const url = new URL(req.url!, 'http://x');
+      if (url.pathname === '/bucket/expired') {
+        // S3 refusing an expired URL, quoting it back.
+        res.writeHead(403, { 'content-type': 'application/xml' }).end(`<Error><Code>AccessDenied</Code><Message>Request has expired</Message><Url>http://${req.headers.host}${req.url}</Url></Error>`);
+      } else if (req.method === 'PUT') res.writeHead(201, { 'docker-content-digest': url.searchParams.get('digest')! }).end();
+      else res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(data);
+    });
+    const registry = await serve((req, res) => {
+      if (req.method === 'GET' && req.url!.startsWith('/v2/team/old/blobs/')) res.writeHead(307, { location: `http://${store.host}/bucket/expired?${signed(3)}` }).end();
+      else if (req.method === 'GET' && req.url!.includes('/blobs/')) res.writeHead(307, { location: `http://${store.host}/bucket/blob?${signed(1)}` }).end();
+      else if (req.method === 'HEAD') res.writeHead(404).end();
+      else if (req.method === 'POST') res.writeHead(202, { location: '/v2/team/app/blobs/uploads/u1?_state=SECRETUPLOADSTATE' }).end();
+      else if (req.method === 'PUT') res.writeHead(307, { location: `http://${store.host}/bucket/upload?${signed(2)}&digest=${encodeURIComponent(digest)}` }).end();
+      else res.writeHead(500).end();
+    }, { basic: true });
+
+    const createDebug = (await import('debug')).default;
+    const lines: string[] = [];
+    const previousLog = createDebug.log;
+    const previous = createDebug.disable();
+    createDebug.enable('prebuilt:*');
+    createDebug.log = (...args: unknown[]) => lines.push(args.map(String).join(' '));
+    let error: unknown;
+    try {
+      const c = client(registry.host);
+      expect(Buffer.from(await c.getBlob(`${registry.host}/team/app`, digest))).toEqual(data);
+      expect(await c.uploadBlob(`${registry.host}/team/app`, digest, data)).toEqual({ status: 'uploaded', bytesSent: data.length });
+      error = await c.getBlob(`${registry.host}/team/old`, digest).catch((e: unknown) => e);
+    } finally {
+      createDebug.log = previousLog;
+      createDebug.disable();
+      if (previous) createDebug.enable(previous);
+    }
+    // The store got the whole signed URLs (they work); the log shows where they went, their secrets hidden.
+    expect(store.seen.map((r) => r.url)).toEqual([`/bucket/blob?${signed(1)}`, `/bucket/upload?${signed(2)}&digest=${encodeURIComponent(digest)}`, `/bucket/expired?${signed(3)}`]);
+    const log = lines.join('\n');
+    expect(log).toContain(`http://${store.host}/bucket/blob?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=***&X-Amz-Date=20261206T205400Z&X-Amz-Expires=1200&X-Amz-Security-Token=***&X-Amz-SignedHeaders=host&X-Amz-Signature=***`);
+    expect(log).toContain('/v2/team/app/blobs/uploads/u1?_state=***');
+    expect(log).not.toMatch(secrets);
+    expect(error).toBeInstanceOf(AuthError);
+    expect((error as Error).message).toContain('Request has expired');
+    expect(`${(error as Error).message} ${inspect(error)}`).not.toMatch(secrets);
+  });
+
   it('refuses a manifest whose Docker-Content-Digest header is not the hash of its bytes, also for an existence check', async () => {
     const registry = await serve((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': 'sha256:' + 'b'.repeat(64) }).end(MANIFEST);

@@ -7,6 +7,7 @@ import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, N
 import { createLogger } from '../logger.js';
 import { formatBytes, netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
+import { redactUrls } from '../net/url-credentials.js';
 import { isImageDigest } from './digest.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
 import { formatImageRef, hostWithoutPort, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
@@ -202,8 +203,14 @@ function unknownManifestBlobs(res: HttpResult, manifest: Uint8Array): string[] {
   }
 }
 
-/** The registry's own error text (`{"errors":[{"code","message"}]}`), if any. */
+/** The registry's own error text (`{"errors":[{"code","message"}]}`), if any, URLs in it shown as {@link redactUrls} does. */
 function registryErrorDetail(body: Uint8Array): string {
+  // A storage host a redirect reached may quote the pre-signed URL it refused: its secrets stay out of the message.
+  return redactUrls(errorBodyText(body));
+}
+
+/** An error body's text: the registry's JSON errors, else its first 200 bytes. */
+function errorBodyText(body: Uint8Array): string {
   if (body.length === 0) return '';
   try {
     const data = JSON.parse(Buffer.from(body).toString('utf8')) as { errors?: { code?: string; message?: string }[]; details?: string; error?: string };
@@ -871,7 +878,7 @@ export class RegistryClient {
     try {
       url = new URL(realm);
     } catch (error) {
-      throw new RegistryError(`registry ${registry} named an invalid token realm '${realm}'`, { registry }, { cause: error });
+      throw new RegistryError(`registry ${registry} named an invalid token realm '${redactUrls(realm)}'`, { registry }, { cause: error });
     }
     if ((creds?.identityToken || creds?.password !== undefined) && url.protocol === 'http:' && this.scheme(registry) === 'https' && !isLoopbackHost(url.host)) {
       throw new RegistryError(`registry ${registry} named the token server ${url.origin}${url.pathname}, over plain HTTP; prebuilt sends the credentials of an HTTPS registry over HTTPS only`, { registry }, {
