@@ -42,6 +42,7 @@ describe('dockerhub listImages/deleteImage through a FAKE Docker Hub API on 127.
     delete hub.redirect;
     delete hub.nextBase;
     delete hub.loopPages;
+    delete hub.denyDetail;
     repository = `gc-${randomBytes(3).toString('hex')}`;
     registry = await create();
   });
@@ -167,6 +168,17 @@ describe('dockerhub listImages/deleteImage through a FAKE Docker Hub API on 127.
     const error = await (await create()).listImages!().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RegistryError);
     expect((error as RegistryError).message).toContain('429');
+  });
+
+  it("a refused delete quoting a signed URL keeps the URL's query secrets out of the error", async () => {
+    const d = digest();
+    hub.repositories.set(`acme/${repository}`, [tag('t', '2020-01-01T00:00:00Z', d)]);
+    hub.denyDelete = true;
+    hub.denyDetail = 'forbidden; see https://storage.example.com/audit/1?X-Amz-Expires=60&X-Amz-Signature=5ec7e75feed1 for why';
+    const error = await registry.deleteImage!(d).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AuthError);
+    expect((error as AuthError).message).toContain('see https://storage.example.com/audit/1?X-Amz-Expires=60&X-Amz-Signature=*** for why');
+    expect(inspect(error)).not.toContain('5ec7e75feed1');
   });
 
   it('a refused delete is an AuthError saying which token scope it needs; errors never contain the token or the JWT', async () => {

@@ -11,6 +11,7 @@ import {
   isImageDigest,
   netFetch,
   parseRetryAfter,
+  redactUrls,
   scrubber,
   sleep,
   type RegistryCredentials,
@@ -158,10 +159,10 @@ export class HubApi {
     }
   }
 
-  /** What the Hub said, for a message (its `detail` or `message`), with every secret taken out. */
+  /** What the Hub said, for a message (its `detail` or `message`), with every secret taken out (a URL's too: {@link redactUrls}). */
   #detail(answer: HubAnswer, scrub: (text: string) => string): string {
     const said = answer.data['detail'] ?? answer.data['message'] ?? answer.data['errinfo'];
-    return typeof said === 'string' && said ? `: ${scrub(said).slice(0, 300)}` : '';
+    return typeof said === 'string' && said ? `: ${redactUrls(scrub(said)).slice(0, 300)}` : '';
   }
 
   /** Logs in once: the user name and password (or personal access token) for a JWT. */

@@ -771,8 +771,21 @@ export class RegistryClient {
       res = await this.#fetch(registry, url, init, what, signal, { ...plan, authorization: { value: authorization, origin } });
       if (res.status === 401) throw await this.#rejected(registry, scope, res);
     }
+    if (res.status === 403 && new URL(res.url).origin !== origin) throw this.#refusedElsewhere(registry, extra.what, new URL(res.url), res);
     if (res.status === 403) throw await this.#rejected(registry, scope, res);
     return res;
+  }
+
+  /**
+   * The error of a request the registry sent elsewhere (a blob store a redirect reached, an upload
+   * Location) that the other host refused: that host sent no credentials of the registry's to check,
+   * so the registry's credentials are not the ones to blame — most often a pre-signed URL expired.
+   */
+  #refusedElsewhere(registry: string, what: string, target: URL, res: HttpResult): RegistryError {
+    const detail = registryErrorDetail(res.body);
+    return new RegistryError(`registry ${registry} sent the ${what} to ${target.host}, which refused it (${describeStatus(res.status)}${detail ? `: ${detail}` : ''})`, { registry, status: res.status }, {
+      hint: `The registry hands out URLs on ${target.host} (its storage): a pre-signed one may have expired (a slow transfer, a clock off) — try again; if it keeps failing, check the registry's storage settings and credentials.`,
+    });
   }
 
   /**

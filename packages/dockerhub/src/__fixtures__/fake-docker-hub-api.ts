@@ -31,6 +31,8 @@ export interface FakeDockerHubApi {
   pageSize: number;
   /** Tag DELETE answers 403 (a token without the Read, Write, Delete scope). */
   denyDelete: boolean;
+  /** The `detail` of a denied delete (default: Docker Hub's own words). */
+  denyDetail?: string;
   /** Requests whose path starts with this are answered `redirect.status` to `redirect.to`. */
   redirect?: { path: string; status: number; to: string };
   /** The `next` page URLs point at this base instead of the fake's own. */
@@ -94,7 +96,7 @@ function route(state: State, req: IncomingMessage, body: string, res: ServerResp
     return tag ? send(res, 200, { ...tag, tag_status: 'active' }) : send(res, 404, { message: 'object not found', errinfo: {} });
   }
   if (req.method !== 'DELETE' || match[3] === undefined) return send(res, 405, { detail: 'method not allowed' });
-  if (state.denyDelete) return send(res, 403, { detail: 'access to the resource is forbidden with personal access token' });
+  if (state.denyDelete) return send(res, 403, { detail: state.denyDetail ?? 'access to the resource is forbidden with personal access token' });
   const tags = state.repositories.get(key) ?? [];
   const index = tags.findIndex((tag) => tag.name === decodeURIComponent(match[3]!));
   if (index === -1) return send(res, 404, { message: 'tag not found' });
