@@ -1,7 +1,7 @@
 /**
  * Hostile base layers (a base image's layer comes from a registry): a tar whose header checksum
- * does not match, whose size is not octal, whose pax record lies about its length, or that is cut
- * short, is refused with an error naming the layer and what is wrong — streamed (eStargz,
+ * does not match, whose size is not octal, whose pax record lies about its length, whose extended
+ * headers tar readers read two ways, or that is cut short, is refused with an error naming the layer and what is wrong — streamed (eStargz,
  * zstd:chunked) or reordered under a prefetch profile (read once from its file) — never converted into garbage.
  */
 import { createHash } from 'node:crypto';
@@ -31,6 +31,12 @@ function member(name: string, content: Buffer, edit: (header: Buffer) => void = 
 function paxMember(body: string): Buffer {
   return member('PaxHeader/a.txt', Buffer.from(body, 'utf8'), (h) => h.write('x', 156, 'latin1'));
 }
+
+/** A pax global header (type `g`). */
+const globalMember = (): Buffer => member('GlobalHead', Buffer.from('14 comment=hi\n'), (h) => h.write('g', 156, 'latin1'));
+
+/** A GNU long name (`L`) or long link name (`K`) header. */
+const longMember = (name: string, type: 'L' | 'K'): Buffer => member('././@LongLink', Buffer.from(`${name}\0`), (h) => h.write(type, 156, 'latin1'));
 
 const END = Buffer.alloc(1024);
 
@@ -66,6 +72,44 @@ const CASES: { name: string; tar: () => Buffer; reason: RegExp }[] = [
     name: 'a pax size that is not a number',
     tar: () => Buffer.concat([paxMember('12 size=12x\n'), ...good(), END]),
     reason: /a pax size '12x'/,
+  },
+  // Header sequences tar readers read two ways (Go's archive/tar, as a runtime unpacks the layer,
+  // drops an entry's pending extended headers at a global header; a reader that keeps them would
+  // put another name in the TOC): refused by every reader, whatever the order it is read in.
+  {
+    name: 'a pax header, then a global one, then a file',
+    tar: () => Buffer.concat([paxMember('17 path=evil.txt\n'), globalMember(), ...good(), END]),
+    reason: /a pax global header between a pax header and its entry/,
+  },
+  {
+    name: 'a GNU long name, then a global header, then a file',
+    tar: () => Buffer.concat([longMember('evil.txt', 'L'), globalMember(), ...good(), END]),
+    reason: /a pax global header between a GNU long name and its entry/,
+  },
+  {
+    name: 'a GNU long link name, then a global header, then a link',
+    tar: () => Buffer.concat([...good(), longMember('evil.txt', 'K'), globalMember(), member('l', Buffer.alloc(0), (h) => h.write('2', 156, 'latin1')), END]),
+    reason: /a pax global header between a GNU long link name and its entry/,
+  },
+  {
+    name: 'two pax headers for one file',
+    tar: () => Buffer.concat([paxMember('17 path=evil.txt\n'), paxMember('11 mtime=1\n'), ...good(), END]),
+    reason: /two pax headers for one entry/,
+  },
+  {
+    name: 'two GNU long names for one file',
+    tar: () => Buffer.concat([longMember('evil.txt', 'L'), longMember('c.txt', 'L'), ...good(), END]),
+    reason: /two GNU long names for one entry/,
+  },
+  {
+    name: 'a GNU long name and a pax path for one file',
+    tar: () => Buffer.concat([longMember('evil.txt', 'L'), paxMember('14 path=c.txt\n'), ...good(), END]),
+    reason: /a pax path and a GNU long name for one entry/,
+  },
+  {
+    name: 'a pax header before the end-of-archive blocks',
+    tar: () => Buffer.concat([...good(), paxMember('17 path=evil.txt\n'), END]),
+    reason: /a pax header with no entry after it/,
   },
   {
     name: 'an archive cut inside a member',

@@ -293,6 +293,7 @@ class EstargzWriter {
     this.#header = Buffer.alloc(0);
     const header = decodeTarHeader(h, this.#label, this.#uncompressed);
     if (!header) {
+      this.#extended.checkNonePending();
       // End of archive: for eStargz, the TOC entry and a new end-of-archive are written by #finish.
       if (!this.#format.tocInTar) this.#append(h);
       this.#state = 'end';

@@ -109,17 +109,19 @@ export class TarRecordIndex {
     this.#headerBytes = 0;
     const header = decodeTarHeader(block, this.#label, offset);
     if (!header) {
+      this.#extended.checkNonePending();
       this.#ended = true;
       return;
     }
     const type = String.fromCharCode(header.typeflag);
-    const meta = isExtendedHeader(header.typeflag) && type !== 'g';
-    const ownSize = header.size; // its own body's, before apply() puts a pending pax size in
-    if (meta || type === 'g') this.#extended.checkSize(ownSize);
-    // A pax global header is a record of its own; it takes the extended headers before it (as Go's archive/tar), not their size.
-    if (!meta) this.#extended.apply(header);
-    const size = type === 'g' ? ownSize : header.size;
-    this.#body = { type, typeflag: header.typeflag, name: header.name, linkname: header.linkname, meta, left: size, pad: tarPadding(size), parts: meta || type === 'g' ? [] : undefined };
+    const extended = isExtendedHeader(header.typeflag);
+    // A pax global header is a record of its own (moved to the front of a reordered tar); the
+    // others are its entry's. Core refuses a global header while an entry's are pending.
+    const meta = extended && type !== 'g';
+    if (extended) this.#extended.checkSize(header.size);
+    else this.#extended.apply(header);
+    const size = header.size;
+    this.#body = { type, typeflag: header.typeflag, name: header.name, linkname: header.linkname, meta, left: size, pad: tarPadding(size), parts: extended ? [] : undefined };
     if (size === 0) this.#endBody(this.#offset);
   }
 

@@ -40,7 +40,10 @@ export async function readTarBuffer(
     while (at + TAR_BLOCK <= data.length) {
       const header = decodeTarHeader(data.subarray(at, at + TAR_BLOCK), label, at);
       at += TAR_BLOCK;
-      if (!header) continue;
+      if (!header) {
+        extended.checkNonePending();
+        continue;
+      }
       const type = header.typeflag;
       const long = isExtendedHeader(type);
       // A pax path, link path or size replaces the header's (a size: files over 8 GiB; the member's data is that long).
@@ -64,6 +67,7 @@ export async function readTarBuffer(
     }
     countTo(data.length);
     if (at !== data.length) throw new TarFormatError(label, 'it ends inside a header block');
+    extended.checkNonePending();
   } catch (error) {
     throw tarReadError(error, label);
   }

@@ -31,6 +31,31 @@ function editHeader(tar: Buffer, at: number, edit: (block: Buffer) => void): Buf
 
 const LONG = `${'p'.repeat(120)}.py`;
 
+/** A member of type `type` holding `data`, its header written by hand. */
+function rawMember(name: string, data: Buffer, type = '0'): Buffer {
+  const header = Buffer.alloc(512);
+  header.write(name, 0, 100, 'utf8');
+  header.write('0000644\0', 100, 'latin1');
+  header.write(`${data.length.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+  header.write(type, 156, 'latin1');
+  header.write('ustar\x0000', 257, 'latin1');
+  return Buffer.concat([sealTarHeader(header), data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+}
+const paxMember = (body: string, type = 'x'): Buffer => rawMember('PaxHeader', Buffer.from(`${body.length + String(body.length + 3).length + 1} ${body}`), type);
+const longMember = (name: string, type: string): Buffer => rawMember('././@LongLink', Buffer.from(`${name}\0`), type);
+const fileMember = rawMember('a.txt', Buffer.from('hello'));
+
+/** Header sequences tar readers read two ways: each is refused with its reason, by both readers. */
+const AMBIGUOUS: [string, Buffer, RegExp][] = [
+  ['a pax header, then a global one', Buffer.concat([paxMember('path=evil.txt\n'), paxMember('comment=hi\n', 'g'), fileMember]), /a pax global header between a pax header and its entry/],
+  ['a GNU long name, then a global header', Buffer.concat([longMember('evil.txt', 'L'), paxMember('comment=hi\n', 'g'), fileMember]), /a pax global header between a GNU long name and its entry/],
+  ['two pax headers', Buffer.concat([paxMember('path=evil.txt\n'), paxMember('mtime=1\n'), fileMember]), /two pax headers for one entry/],
+  ['two GNU long names', Buffer.concat([longMember('evil.txt', 'L'), longMember('b.txt', 'L'), fileMember]), /two GNU long names for one entry/],
+  ['a GNU long name and a pax path', Buffer.concat([longMember('evil.txt', 'L'), paxMember('path=b.txt\n'), fileMember]), /a pax path and a GNU long name for one entry/],
+  ['a pax header before a zero block', Buffer.concat([paxMember('path=evil.txt\n'), Buffer.alloc(512), fileMember]), /a pax header with no entry after it/],
+  ['a pax header at the end', Buffer.concat([fileMember, paxMember('path=evil.txt\n')]), /a pax header with no entry after it/],
+];
+
 /** Hostile (and two sound) tars, by what they do. */
 async function cases(): Promise<[string, Buffer][]> {
   const plain = await rawTar([{ name: 'a.txt', data: 'hello' }, { name: 'b.txt', data: Buffer.alloc(1500, 2) }]);
@@ -63,6 +88,7 @@ async function cases(): Promise<[string, Buffer][]> {
     ['a sound directory with a body (skipped, as GNU tar writes it for a dumpdir)', editHeader(plain, 0, (b) => { b[156] = '5'.charCodeAt(0); })],
     ['a header of neither ustar nor GNU', editHeader(plain, 0, (b) => b.write('xxxxx', 257, 'latin1'))],
     ['garbage after the end', Buffer.concat([plain, Buffer.alloc(300, 7)])],
+    ...AMBIGUOUS.map(([what, tar]): [string, Buffer] => [what, Buffer.concat([tar, Buffer.alloc(1024)])]),
   ];
 }
 
@@ -106,6 +132,26 @@ describe('hostile tars: the same verdict in memory and streamed', () => {
       for (const piece of tar.length < 20_000 ? [1, 7, 511, 512, 513, 64 * 1024] : [511, 513, 4096, 64 * 1024]) expect(await streamed(tar, piece), `${what}, in pieces of ${piece}`).toEqual(expected);
     }
   }, 60_000);
+
+  it('refuses each header sequence tar readers read two ways with its reason, in memory and streamed', async () => {
+    for (const [what, tar, reason] of AMBIGUOUS) {
+      const whole = Buffer.concat([tar, Buffer.alloc(1024)]);
+      expect(await inMemory(whole), what).toEqual({ error: expect.stringMatching(reason) });
+      expect(await streamed(whole, 100), what).toEqual({ error: expect.stringMatching(reason) });
+    }
+  });
+
+  it('refuses a pax header then a global one in a package read whole (.conda) and streamed (.tar.bz2), naming the package', async () => {
+    const info = await rawTar(infoEntries('x', [{ _path: 'a.txt' }]));
+    const body = Buffer.concat([AMBIGUOUS[0]![1], Buffer.alloc(1024)]);
+    const condaFile = join(dir, 'y-1.0-h0.conda');
+    await writeFile(condaFile, rawZip([{ name: 'info-y-1.0-h0.tar.zst', data: zstdSync(info) }, { name: 'pkg-y-1.0-h0.tar.zst', data: zstdSync(body) }]));
+    const bz2File = join(dir, 'y-1.0-h0.tar.bz2');
+    await writeFile(bz2File, bzip2Sync(Buffer.concat([info.subarray(0, info.length - 1024), body])));
+    const message = /y-1\.0-h0\.(conda|tar\.bz2) is corrupt or truncated: reading its tar failed \(a pax global header between a pax header and its entry/;
+    await expect(extractCondaPackage(condaFile, 'y-1.0-h0.conda', join(dir, 'scratch-y-conda'))).rejects.toThrow(message);
+    await expect(extractCondaPackage(bz2File, 'y-1.0-h0.tar.bz2', join(dir, 'scratch-y-bz2'))).rejects.toThrow(message);
+  });
 
   it('refuses a lying pax record in a package read whole (.conda) and streamed (.tar.bz2), naming the package', async () => {
     const info = await rawTar(infoEntries('x', [{ _path: LONG }]));

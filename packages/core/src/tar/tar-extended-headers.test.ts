@@ -52,21 +52,71 @@ describe('TarExtendedHeaders', () => {
     expect([...'xgLK05'].map((c) => isExtendedHeader(c.charCodeAt(0)))).toEqual([true, true, true, true, false, false]);
   });
 
-  it('applies GNU long names, then pax path, link path and size, to the next entry only', () => {
+  it('applies GNU long names, pax path, link path and size to the next entry only', () => {
     const ext = new TarExtendedHeaders('t');
     ext.read(0x4c, Buffer.from('gnu/long/name\0'));
     ext.read(0x4b, Buffer.from('gnu/long/link\0'));
     const first = entry();
     expect(ext.apply(first)).toBeUndefined();
     expect(first).toMatchObject({ name: 'gnu/long/name', linkname: 'gnu/long/link', size: 5 });
-    ext.read(0x4c, Buffer.from('gnu/long/name\0'));
     ext.read(X, Buffer.from(record('path', 'pax/path') + record('linkpath', 'pax/link') + record('size', '9000000000')));
     const second = entry();
     expect(ext.apply(second)?.get('path')).toBe('pax/path');
     expect(second).toMatchObject({ name: 'pax/path', linkname: 'pax/link', size: 9000000000 });
+    // A GNU long name with a pax header that names no path: both apply.
+    ext.read(0x4c, Buffer.from('gnu/long/name\0'));
+    ext.read(X, Buffer.from(record('mtime', '7')));
     const third = entry();
-    expect(ext.apply(third)).toBeUndefined();
-    expect(third).toEqual(entry());
+    expect(ext.apply(third)?.get('mtime')).toBe('7');
+    expect(third).toMatchObject({ name: 'gnu/long/name', linkname: 'link' });
+    const fourth = entry();
+    expect(ext.apply(fourth)).toBeUndefined();
+    expect(fourth).toEqual(entry());
+  });
+
+  const L = 0x4c;
+  const K = 0x4b;
+  const pax = (key: string, value: string): [number, Buffer] => [X, Buffer.from(record(key, value))];
+  const long = (type: number, name: string): [number, Buffer] => [type, Buffer.from(`${name}\0`)];
+  const global = (): [number, Buffer] => [G, Buffer.from(record('comment', 'hi'))];
+  /** Header sequences tar readers read two ways, and the reason each is refused with (as it is read, or as its entry takes it). */
+  const AMBIGUOUS: [string, [number, Buffer][], string][] = [
+    ['a pax header, then a global one', [pax('path', 'evil'), global()], 'a pax global header between a pax header and its entry (tar readers differ on whether the pax header still applies)'],
+    ['an empty pax header, then a global one', [[X, Buffer.alloc(0)], global()], 'a pax global header between a pax header and its entry'],
+    ['a GNU long name, then a global header', [long(L, 'evil'), global()], 'a pax global header between a GNU long name and its entry'],
+    ['a GNU long link name, then a global header', [long(K, 'evil'), global()], 'a pax global header between a GNU long link name and its entry'],
+    ['two pax headers', [pax('path', 'a'), pax('mtime', '1')], 'two pax headers for one entry (tar readers differ on which applies)'],
+    ['two GNU long names', [long(L, 'a'), long(L, 'b')], 'two GNU long names for one entry'],
+    ['two GNU long link names', [long(K, 'a'), long(K, 'b')], 'two GNU long link names for one entry'],
+    ['a GNU long name and a pax path', [long(L, 'a'), pax('path', 'b')], 'a pax path and a GNU long name for one entry (tar readers differ on which names it)'],
+    ['a pax path and a GNU long name', [pax('path', 'b'), long(L, 'a')], 'a pax path and a GNU long name for one entry'],
+    ['a GNU long link name and a pax linkpath', [long(K, 'a'), pax('linkpath', 'b')], 'a pax linkpath and a GNU long link name for one entry (tar readers differ on which it links to)'],
+  ];
+  for (const [what, sequence, reason] of AMBIGUOUS) {
+    it(`refuses ${what}, whether global headers are merged or not`, () => {
+      for (const mergeGlobal of [true, false]) {
+        const ext = new TarExtendedHeaders('the layer', { mergeGlobal });
+        expect(() => {
+          for (const [type, body] of sequence) ext.read(type, body);
+          ext.apply(entry());
+        }).toThrow(`the layer is corrupt or truncated: reading its tar failed (${reason}`);
+      }
+    });
+  }
+
+  it('refuses extended headers no entry follows; a global header, or none pending, passes', () => {
+    for (const [type, body] of [pax('path', 'a'), long(L, 'a'), long(K, 'a')]) {
+      const ext = new TarExtendedHeaders('t');
+      ext.read(type, body);
+      expect(() => ext.checkNonePending()).toThrow(/reading its tar failed \(a (pax header|GNU long name|GNU long link name) with no entry after it\)/);
+    }
+    const ext = new TarExtendedHeaders('t');
+    ext.read(...global());
+    ext.read(...global());
+    expect(() => ext.checkNonePending()).not.toThrow();
+    ext.read(...pax('path', 'a'));
+    ext.apply(entry());
+    expect(() => ext.checkNonePending()).not.toThrow();
   });
 
   it('a bad pax size fails as the entry takes it', () => {

@@ -97,17 +97,52 @@ export class TarExtendedHeaders {
     if (size > MAX_EXTENDED_HEADER) throw new TarFormatError(this.#label, `a ${size}-byte extended header`);
   }
 
-  /** Reads the body of an extended header of type `typeflag` (see {@link isExtendedHeader}). */
+  /**
+   * Reads the body of an extended header of type `typeflag` (see {@link isExtendedHeader}). Refuses
+   * a header sequence tar readers read differently (real tars never write one): a second pax
+   * header, GNU long name or long link name before one entry (which applies?), and a pax global
+   * header while an entry's extended headers are pending (Go's archive/tar, and so a runtime
+   * unpacking a layer, drops them there; others keep them for the next entry).
+   */
   read(typeflag: number, body: Buffer): void {
     this.checkSize(body.length);
     if (typeflag === PAX) {
+      if (this.#pax) this.#refuse('two pax headers for one entry (tar readers differ on which applies)');
       const records = decodePaxRecords(body, this.#label);
       this.#pax = this.#global ? new Map([...this.#global, ...records]) : records;
     } else if (typeflag === PAX_GLOBAL) {
+      const pending = this.#pending();
+      if (pending) this.#refuse(`a pax global header between a ${pending} and its entry (tar readers differ on whether the ${pending} still applies)`);
       const records = decodePaxRecords(body, this.#label);
       if (this.#mergeGlobal) this.#global = records;
-    } else if (typeflag === GNU_LONG_NAME) this.#longName = tarText(body, 0, body.length);
-    else if (typeflag === GNU_LONG_LINK) this.#longLink = tarText(body, 0, body.length);
+    } else if (typeflag === GNU_LONG_NAME) {
+      if (this.#longName !== undefined) this.#refuse('two GNU long names for one entry (tar readers differ on which applies)');
+      this.#longName = tarText(body, 0, body.length);
+    } else if (typeflag === GNU_LONG_LINK) {
+      if (this.#longLink !== undefined) this.#refuse('two GNU long link names for one entry (tar readers differ on which applies)');
+      this.#longLink = tarText(body, 0, body.length);
+    }
+  }
+
+  /**
+   * Fails if extended headers are pending where no entry follows: at the end of the archive, or at
+   * a zero block (which some readers take for the end and others skip).
+   */
+  checkNonePending(): void {
+    const pending = this.#pending();
+    if (pending) this.#refuse(`a ${pending} with no entry after it`);
+  }
+
+  /** What extended header is waiting for its entry, in words; undefined when none is. */
+  #pending(): string | undefined {
+    if (this.#pax) return 'pax header';
+    if (this.#longName !== undefined) return 'GNU long name';
+    if (this.#longLink !== undefined) return 'GNU long link name';
+    return undefined;
+  }
+
+  #refuse(reason: string): never {
+    throw new TarFormatError(this.#label, reason);
   }
 
   /**
@@ -117,6 +152,9 @@ export class TarExtendedHeaders {
    */
   apply(header: TarHeader): ReadonlyMap<string, string> | undefined {
     const pax = this.#pax;
+    // Go's archive/tar takes the GNU name over the pax one, tar-stream the pax one.
+    if (this.#longName !== undefined && pax?.has('path')) this.#refuse('a pax path and a GNU long name for one entry (tar readers differ on which names it)');
+    if (this.#longLink !== undefined && pax?.has('linkpath')) this.#refuse('a pax linkpath and a GNU long link name for one entry (tar readers differ on which it links to)');
     if (this.#longName !== undefined) header.name = this.#longName;
     if (this.#longLink !== undefined) header.linkname = this.#longLink;
     this.#longName = undefined;

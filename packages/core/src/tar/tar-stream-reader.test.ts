@@ -165,6 +165,31 @@ describe('tarStreamEntries', () => {
     expect(await read([tar])).toMatch(/a\.tar is corrupt or truncated: reading its tar failed \(a malformed pax record at byte 0 of a pax header: a length \d+ that does not fit\)/);
   });
 
+  it('refuses header sequences tar readers read two ways, and extended headers no entry follows (at a zero block, at the end)', async () => {
+    const pax = (key: string, value: string): Buffer => member('PaxHeader', Buffer.from(record(key, value)), 'x');
+    const long = (name: string, type: string): Buffer => member('././@LongLink', Buffer.from(`${name}\0`), type);
+    const global = member('GlobalHead', Buffer.from(record('comment', 'hi')), 'g');
+    const file = member('a.txt', Buffer.from('hello'));
+    const cases: [Buffer[], RegExp][] = [
+      [[pax('path', 'evil'), global, file], /a pax global header between a pax header and its entry/],
+      [[long('evil', 'L'), global, file], /a pax global header between a GNU long name and its entry/],
+      [[long('evil', 'K'), global, member('l', Buffer.alloc(0), '2')], /a pax global header between a GNU long link name and its entry/],
+      [[pax('path', 'a'), pax('mtime', '1'), file], /two pax headers for one entry/],
+      [[long('a', 'L'), long('b', 'L'), file], /two GNU long names for one entry/],
+      [[long('a', 'L'), pax('path', 'b'), file], /a pax path and a GNU long name for one entry/],
+      [[pax('path', 'evil'), Buffer.alloc(512), file], /a pax header with no entry after it/],
+      [[file, pax('path', 'evil')], /a pax header with no entry after it/],
+    ];
+    for (const [members, reason] of cases) {
+      const tar = Buffer.concat([...members, END]);
+      expect(await read([tar])).toMatch(reason);
+      // Without its end-of-archive blocks too (a stream that just stops).
+      expect(await read(split(tar.subarray(0, tar.length - END.length), 100))).toMatch(/a\.tar is corrupt or truncated: reading its tar failed \(/);
+    }
+    // A global header before an entry's extended headers, or on its own, is read.
+    expect(await read([Buffer.concat([global, pax('path', 'b.txt'), file, global, END])])).toEqual([['b.txt', 0x30, 5, '', 2048, 'b.txt', Buffer.from('hello').toString('base64')]]);
+  });
+
   it('refuses an extended header over 1 MiB before reading its body', async () => {
     const size = MAX_EXTENDED_HEADER + 1;
     const body = Buffer.from(record('path', 'q'.repeat(size - 20)).padEnd(size, 'q'));

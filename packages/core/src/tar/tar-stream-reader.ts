@@ -166,10 +166,16 @@ export async function* tarStreamEntries(
     for (;;) {
       const offset = reader.offset;
       const block = await reader.take(TAR_BLOCK);
-      if (block.length === 0) return;
+      if (block.length === 0) {
+        extended.checkNonePending();
+        return;
+      }
       if (block.length < TAR_BLOCK) throw new TarFormatError(label, 'it ends inside a header block');
       const header = decodeTarHeader(block, label, offset);
-      if (!header) continue;
+      if (!header) {
+        extended.checkNonePending();
+        continue;
+      }
       if (isExtendedHeader(header.typeflag)) {
         await readExtended(reader, header, extended, label);
         continue;
