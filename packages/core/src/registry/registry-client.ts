@@ -26,6 +26,7 @@ import {
   sleep,
   type RetryPolicy,
 } from './retry.js';
+import { SharedFetches } from './shared-fetch.js';
 import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js';
 
 const log = createLogger('registry');
@@ -306,7 +307,8 @@ export class RegistryClient {
   readonly #timeouts: NetworkTimeouts;
   readonly #credentials = new Map<string, Promise<RegistryCredentials | undefined>>();
   readonly #tokens = new Map<string, CachedToken>();
-  readonly #tokenFetches = new Map<string, Promise<string>>();
+  /** Token fetches in flight, per registry and scope: concurrent requests share one, each bounded by its own signal. */
+  readonly #tokenFetches = new SharedFetches<string>();
   readonly #authModes = new Map<string, AuthMode>();
   /** Registries that have answered at least once: a refused connection to them is worth a retry. */
   readonly #answered = new Set<string>();
@@ -870,15 +872,14 @@ export class RegistryClient {
     return `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password.reveal()}`).toString('base64')}`;
   }
 
-  /** A Bearer Authorization header for `scope`; concurrent requests for one scope share one token fetch. */
+  /**
+   * A Bearer Authorization header for `scope`; concurrent requests for one scope share one token
+   * fetch, each waiting on it within its own signal (the fetch ends once none waits): a request's
+   * deadline bounds its wait, and never cancels the fetch for the others.
+   */
   #bearerAuthorization(registry: string, params: Record<string, string>, scope: string, signal: AbortSignal | undefined): Promise<string> {
     const cacheKey = `${normalizeDockerConfigKey(registry)} ${scope}`;
-    let pending = this.#tokenFetches.get(cacheKey);
-    if (!pending) {
-      pending = this.#fetchToken(registry, params, scope, signal).finally(() => this.#tokenFetches.delete(cacheKey));
-      this.#tokenFetches.set(cacheKey, pending);
-    }
-    return pending;
+    return this.#tokenFetches.join(cacheKey, `token for ${registry} (${scope})`, signal, (shared) => this.#fetchToken(registry, params, scope, shared));
   }
 
   /** Gets a token from the challenge's realm (with the user's credentials, or anonymously) and caches it per scope. */
