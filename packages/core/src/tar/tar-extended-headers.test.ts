@@ -104,6 +104,20 @@ describe('TarExtendedHeaders', () => {
     });
   }
 
+  it('refuses an entry that holds no data (link, device, directory, FIFO, an old-style directory) with a size, its own or a pax one', () => {
+    const sized = (typeflag: number, name = 'n', size = 512): TarHeader => ({ name, mode: 0o755, size, typeflag, linkname: '' });
+    for (const [flag, kind] of [['1', 'hard link'], ['2', 'symbolic link'], ['3', 'character device'], ['4', 'block device'], ['5', 'directory'], ['6', 'FIFO']] as const) {
+      expect(() => new TarExtendedHeaders('t').apply(sized(flag.charCodeAt(0))), flag).toThrow(`reading its tar failed ('n' is a ${kind} of 512 bytes (tar readers differ on whether data follows it))`);
+      expect(() => new TarExtendedHeaders('t').apply(sized(flag.charCodeAt(0), 'n', 0)), flag).not.toThrow();
+    }
+    expect(() => new TarExtendedHeaders('t').apply(sized(0, 'd/'))).toThrow("'d/' is a directory of 512 bytes");
+    expect(() => new TarExtendedHeaders('t').apply(sized(0, 'f'))).not.toThrow();
+    expect(() => new TarExtendedHeaders('t').apply(sized(0x30, 'f'))).not.toThrow();
+    const ext = new TarExtendedHeaders('t');
+    ext.read(X, Buffer.from(record('size', '7')));
+    expect(() => ext.apply(sized(0x35, 'd', 0))).toThrow("'d' is a directory of 7 bytes");
+  });
+
   it('refuses extended headers no entry follows; a global header, or none pending, passes', () => {
     for (const [type, body] of [pax('path', 'a'), long(L, 'a'), long(K, 'a')]) {
       const ext = new TarExtendedHeaders('t');

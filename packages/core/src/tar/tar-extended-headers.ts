@@ -15,6 +15,9 @@ const PAX_GLOBAL = 0x67;
 const GNU_LONG_NAME = 0x4c;
 const GNU_LONG_LINK = 0x4b;
 
+/** The entry types that hold no data, by type flag: a reader of Go's or Python's reads none after their header, whatever its size. */
+const DATALESS: Record<number, string> = { 0x31: 'hard link', 0x32: 'symbolic link', 0x33: 'character device', 0x34: 'block device', 0x35: 'directory', 0x36: 'FIFO' };
+
 /** Whether a type flag is an extended header's (pax `x` or `g`, GNU `L` or `K`): its body describes the next entry, or the archive. */
 export function isExtendedHeader(typeflag: number): boolean {
   return typeflag === PAX || typeflag === PAX_GLOBAL || typeflag === GNU_LONG_NAME || typeflag === GNU_LONG_LINK;
@@ -149,6 +152,7 @@ export class TarExtendedHeaders {
    * Applies the extended headers read since the last entry to `header` (an entry's, not an extended
    * header's): its name, link name and size; returns the pax records that applied (undefined when
    * none), for a reader that wants more of them. Forgets them: the next entry starts afresh.
+   * Refuses an entry of a type that holds no data whose size is not 0 (see #checkDataless).
    */
   apply(header: TarHeader): ReadonlyMap<string, string> | undefined {
     const pax = this.#pax;
@@ -159,7 +163,10 @@ export class TarExtendedHeaders {
     if (this.#longLink !== undefined) header.linkname = this.#longLink;
     this.#longName = undefined;
     this.#longLink = undefined;
-    if (!pax) return undefined;
+    if (!pax) {
+      this.#checkDataless(header);
+      return undefined;
+    }
     this.#pax = undefined;
     const path = pax.get('path');
     const linkpath = pax.get('linkpath');
@@ -167,6 +174,19 @@ export class TarExtendedHeaders {
     if (path) header.name = path;
     if (linkpath) header.linkname = linkpath;
     if (size !== undefined) header.size = paxInteger(size, 'size', this.#label);
+    this.#checkDataless(header);
     return pax;
+  }
+
+  /**
+   * Refuses an entry of a type that holds no data (a link, a device, a directory, a FIFO, or an old
+   * regular file whose name ends in `/`: a directory) whose size is not 0: Go's archive/tar (and so a
+   * runtime unpacking a layer) and Python's tarfile (conda) read no data after it, so what follows is
+   * their next header, while these readers skip `size` bytes as its data.
+   */
+  #checkDataless(header: TarHeader): void {
+    if (header.size === 0) return;
+    const kind = DATALESS[header.typeflag] ?? (header.typeflag === 0 && header.name.endsWith('/') ? 'directory' : undefined);
+    if (kind) this.#refuse(`'${header.name}' is a ${kind} of ${header.size} bytes (tar readers differ on whether data follows it)`);
   }
 }
