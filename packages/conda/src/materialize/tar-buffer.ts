@@ -9,7 +9,7 @@
  * check out, a member that runs past the end, an entry type a package may not contain, all fail
  * naming the package, as they do on the streaming path.
  */
-import { TAR_BLOCK, TarExtendedHeaders, TarFormatError, decodeTarHeader, isExtendedHeader, tarPadding } from '@prebuilt/core';
+import { TAR_BLOCK, TarExtendedHeaders, TarFormatError, afterZeroBlock, decodeTarHeader, isExtendedHeader, tarPadding } from '@prebuilt/core';
 import { packageEntryHeader, tarReadError, type TarEntryHeader } from './archive.js';
 
 
@@ -36,14 +36,17 @@ export async function readTarBuffer(
   let at = 0;
   let entries = 0;
   const extended = new TarExtendedHeaders(label, { mergeGlobal: true });
+  let zeroBlock = false;
   try {
     while (at + TAR_BLOCK <= data.length) {
       const header = decodeTarHeader(data.subarray(at, at + TAR_BLOCK), label, at);
       at += TAR_BLOCK;
       if (!header) {
         extended.checkNonePending();
+        zeroBlock = true;
         continue;
       }
+      if (zeroBlock) throw afterZeroBlock(label, at - TAR_BLOCK);
       const type = header.typeflag;
       const long = isExtendedHeader(type);
       // A pax path, link path or size replaces the header's (a size: files over 8 GiB; the member's data is that long).

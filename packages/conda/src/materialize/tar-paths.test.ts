@@ -54,6 +54,8 @@ const AMBIGUOUS: [string, Buffer, RegExp][] = [
   ['a GNU long name and a pax path', Buffer.concat([longMember('evil.txt', 'L'), paxMember('path=b.txt\n'), fileMember]), /a pax path and a GNU long name for one entry/],
   ['a pax header before a zero block', Buffer.concat([paxMember('path=evil.txt\n'), Buffer.alloc(512), fileMember]), /a pax header with no entry after it/],
   ['a pax header at the end', Buffer.concat([fileMember, paxMember('path=evil.txt\n')]), /a pax header with no entry after it/],
+  ['a file after a zero block', Buffer.concat([fileMember, Buffer.alloc(512), rawMember('hidden.txt', Buffer.from('x'))]), /a header at byte 1536 after a zero block \(tar readers differ on whether the archive ends there\)/],
+  ['a file after the end-of-archive blocks', Buffer.concat([fileMember, Buffer.alloc(1024), rawMember('hidden.txt', Buffer.from('x'))]), /a header at byte 2048 after a zero block/],
   ['a directory with a size', Buffer.concat([rawMember('d/', Buffer.from(fileMember), '5')]), /'d\/' is a directory of 1024 bytes \(tar readers differ on whether data follows it\)/],
   ['a symbolic link with a size', Buffer.concat([rawMember('l', Buffer.from(fileMember), '2')]), /'l' is a symbolic link of 1024 bytes/],
   ['an old-style directory (type NUL, a name ending in /) with a size', Buffer.concat([rawMember('d/', Buffer.from(fileMember), '\0')]), /'d\/' is a directory of 1024 bytes/],
@@ -163,7 +165,8 @@ describe('hostile tars: the same verdict in memory and streamed', () => {
     const condaFile = join(dir, 'x-1.0-h0.conda');
     await writeFile(condaFile, rawZip([{ name: 'info-x-1.0-h0.tar.zst', data: zstdSync(info) }, { name: 'pkg-x-1.0-h0.tar.zst', data: zstdSync(lying) }]));
     const bz2File = join(dir, 'x-1.0-h0.tar.bz2');
-    await writeFile(bz2File, bzip2Sync(Buffer.concat([info, lying])));
+    // One tar: the info entries without their end-of-archive blocks, then the package's.
+    await writeFile(bz2File, bzip2Sync(Buffer.concat([info.subarray(0, info.length - 1024), lying])));
     const message = /is corrupt or truncated: reading its tar failed \(a malformed pax record at byte 0 of a pax header: a length \d+ that does not fit\)/;
     await expect(extractCondaPackage(condaFile, 'x-1.0-h0.conda', join(dir, 'scratch-conda'))).rejects.toThrow(message);
     await expect(extractCondaPackage(bz2File, 'x-1.0-h0.tar.bz2', join(dir, 'scratch-bz2'))).rejects.toThrow(message);

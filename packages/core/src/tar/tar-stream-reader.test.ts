@@ -179,6 +179,8 @@ describe('tarStreamEntries', () => {
       [[long('a', 'L'), pax('path', 'b'), file], /a pax path and a GNU long name for one entry/],
       [[pax('path', 'evil'), Buffer.alloc(512), file], /a pax header with no entry after it/],
       [[file, pax('path', 'evil')], /a pax header with no entry after it/],
+      [[file, Buffer.alloc(512), file], /a header at byte 1536 after a zero block \(tar readers differ on whether the archive ends there\)/],
+      [[file, END, global], /a header at byte 2048 after a zero block/],
     ];
     for (const [members, reason] of cases) {
       const tar = Buffer.concat([...members, END]);

@@ -5,7 +5,7 @@
  * chunk ahead at most (asked for while the consumer writes the last one, so a decompressor works
  * during its I/O): a slow consumer slows the source (backpressure), and nothing is held but two
  * source chunks and at most one extended header ({@link MAX_EXTENDED_HEADER}). The archive is read as the in-memory
- * readers read it: zero blocks are skipped, every entry's body (`size` bytes, padded to a block)
+ * readers read it: zero blocks are skipped, but no header may follow one, every entry's body (`size` bytes, padded to a block)
  * follows its header whatever its type, and the stream must end at a block boundary.
  */
 import { TarFormatError } from '../errors.js';
@@ -141,6 +141,15 @@ async function* bodyChunks(reader: ChunkReader, state: BodyState, label: string)
   }
 }
 
+/**
+ * Why a header after a zero block is refused: Python's tarfile (conda) ends the archive at the first
+ * zero block, Go's archive/tar refuses a lone one, GNU tar warns and reads on — the entries after it
+ * are there for some readers and not for others. Zero blocks to the end (a tar's padding) are read.
+ */
+export function afterZeroBlock(label: string, offset: number): TarFormatError {
+  return new TarFormatError(label, `a header at byte ${offset} after a zero block (tar readers differ on whether the archive ends there)`);
+}
+
 /** An extended header's body, read whole (its size checked first) and given to `extended`; then its padding. */
 async function readExtended(reader: ChunkReader, header: TarHeader, extended: TarExtendedHeaders, label: string): Promise<void> {
   extended.checkSize(header.size);
@@ -162,6 +171,7 @@ export async function* tarStreamEntries(
 ): AsyncGenerator<TarStreamEntry, void, undefined> {
   const reader = new ChunkReader(chunks);
   const extended = new TarExtendedHeaders(label, options);
+  let zeroBlock = false;
   try {
     for (;;) {
       const offset = reader.offset;
@@ -174,8 +184,10 @@ export async function* tarStreamEntries(
       const header = decodeTarHeader(block, label, offset);
       if (!header) {
         extended.checkNonePending();
+        zeroBlock = true;
         continue;
       }
+      if (zeroBlock) throw afterZeroBlock(label, offset);
       if (isExtendedHeader(header.typeflag)) {
         await readExtended(reader, header, extended, label);
         continue;
