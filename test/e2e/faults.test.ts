@@ -180,7 +180,9 @@ describeWith(NEEDS, 'prebuilt build faults end to end (real CLI, Docker daemon, 
       expect(built.code, built.stderr).toBe(1);
       const output = built.stdout + built.stderr;
       expect(output).toContain(`registry ${basic.host} rejected the credentials of user '${basic.username}'`);
-      expect(output).toContain('env METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME/METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD');
+      // The settings the credentials came from, and that fixing or unsetting them is the way out (they override the Docker config).
+      expect(output).toContain('Set METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME and METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD to a user name and password');
+      expect(output).toContain('unset both');
       expect(output).not.toContain(password);
     }
   }, 180_000);
