@@ -118,6 +118,22 @@ const CASES: { name: string; tar: () => Buffer; reason: RegExp }[] = [
     reason: /'d\/' is a directory of 1024 bytes \(tar readers differ on whether data follows it\)/,
   },
   {
+    // Go's archive/tar (a runtime's unpack) expands a sparse file; the converters would write the packed data (and the 1.0 map) as its bytes.
+    name: 'a pax GNU sparse file (1.0)',
+    tar: () => Buffer.concat([paxMember('22 GNU.sparse.major=1\n'), member('GNUSparseFile.0/s.txt', Buffer.from('1\n0\n6\nhello\n')), ...good(), END]),
+    reason: /'GNUSparseFile\.0\/s\.txt' is a pax GNU sparse file \(tar readers differ on its bytes: sparse entries are not supported\)/,
+  },
+  {
+    // Its extension block (isextended set) lies between the header and the data: these readers took it for the data.
+    name: 'an old GNU sparse file (type S) with an extension block',
+    tar: () => {
+      const extension = Buffer.alloc(512);
+      extension.write('00000000000\0', 0, 'latin1');
+      return Buffer.concat([member('s.txt', Buffer.concat([extension, Buffer.from('hello\n')]), (h) => { h.write('S', 156, 'latin1'); h[482] = 1; }), ...good(), END]);
+    },
+    reason: /'s\.txt' is a GNU sparse file/,
+  },
+  {
     name: 'an archive cut inside a member',
     tar: () => Buffer.concat(good()).subarray(0, 512 * 3 + 100),
     reason: /'b\.txt' runs past the end of the archive/,

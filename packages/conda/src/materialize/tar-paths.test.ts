@@ -57,6 +57,10 @@ const AMBIGUOUS: [string, Buffer, RegExp][] = [
   ['a file after a zero block', Buffer.concat([fileMember, Buffer.alloc(512), rawMember('hidden.txt', Buffer.from('x'))]), /a header at byte 1536 after a zero block \(tar readers differ on whether the archive ends there\)/],
   ['a file after the end-of-archive blocks', Buffer.concat([fileMember, Buffer.alloc(1024), rawMember('hidden.txt', Buffer.from('x'))]), /a header at byte 2048 after a zero block/],
   ['a directory with a size', Buffer.concat([rawMember('d/', Buffer.from(fileMember), '5')]), /'d\/' is a directory of 1024 bytes \(tar readers differ on whether data follows it\)/],
+  // Python's tarfile (conda) expands a sparse file to its holes and data; these readers would install the packed data (or the map) as its bytes.
+  ['a pax GNU sparse file (0.1)', Buffer.concat([paxMember('GNU.sparse.map=0,5\n'), fileMember]), /'a.txt' is a pax GNU sparse file \(tar readers differ on its bytes: sparse entries are not supported\)/],
+  ['a pax GNU sparse file (1.0)', Buffer.concat([paxMember('GNU.sparse.major=1\n'), rawMember('GNUSparseFile.0/a.txt', Buffer.from('1\n0\n5\n'))]), /'GNUSparseFile.0\/a.txt' is a pax GNU sparse file/],
+  ['an old GNU sparse file (type S)', rawMember('s.txt', Buffer.from('hello'), 'S'), /'s.txt' is a GNU sparse file/],
   ['a symbolic link with a size', Buffer.concat([rawMember('l', Buffer.from(fileMember), '2')]), /'l' is a symbolic link of 1024 bytes/],
   ['an old-style directory (type NUL, a name ending in /) with a size', Buffer.concat([rawMember('d/', Buffer.from(fileMember), '\0')]), /'d\/' is a directory of 1024 bytes/],
 ];

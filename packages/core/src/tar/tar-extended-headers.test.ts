@@ -118,6 +118,29 @@ describe('TarExtendedHeaders', () => {
     expect(() => ext.apply(sized(0x35, 'd', 0))).toThrow("'d' is a directory of 7 bytes");
   });
 
+  it('refuses a GNU sparse file: an old GNU one (type S), a pax one (GNU.sparse.* records, 0.0, 0.1 and 1.0), or one under a merged global header', () => {
+    const file = (typeflag = 0x30): TarHeader => ({ name: 'f', mode: 0o644, size: 512, typeflag, linkname: '' });
+    expect(() => new TarExtendedHeaders('t').apply(file(0x53))).toThrow("reading its tar failed ('f' is a GNU sparse file (tar readers differ on its bytes: sparse entries are not supported))");
+    const formats = [
+      record('GNU.sparse.size', '4096') + record('GNU.sparse.numblocks', '1') + record('GNU.sparse.offset', '0') + record('GNU.sparse.numbytes', '512'),
+      record('GNU.sparse.size', '4096') + record('GNU.sparse.numblocks', '1') + record('GNU.sparse.map', '0,512'),
+      record('GNU.sparse.major', '1') + record('GNU.sparse.minor', '0') + record('GNU.sparse.name', 'f') + record('GNU.sparse.realsize', '4096'),
+    ];
+    for (const body of formats) {
+      const ext = new TarExtendedHeaders('t');
+      ext.read(X, Buffer.from(body));
+      expect(() => ext.apply(file()), body).toThrow("'f' is a pax GNU sparse file");
+    }
+    const merged = new TarExtendedHeaders('t', { mergeGlobal: true });
+    merged.read(G, Buffer.from(record('GNU.sparse.major', '1')));
+    merged.read(X, Buffer.from(record('mtime', '1')));
+    expect(() => merged.apply(file())).toThrow('a pax GNU sparse file');
+    const other = new TarExtendedHeaders('t');
+    other.read(X, Buffer.from(record('GNU.sparsely', '1') + record('SCHILY.xattr.GNU.sparse.x', '1')));
+    expect(() => other.apply(file())).not.toThrow();
+    expect(() => new TarExtendedHeaders('t').apply(file(0x30))).not.toThrow();
+  });
+
   it('refuses extended headers no entry follows; a global header, or none pending, passes', () => {
     for (const [type, body] of [pax('path', 'a'), long(L, 'a'), long(K, 'a')]) {
       const ext = new TarExtendedHeaders('t');

@@ -14,6 +14,8 @@ const PAX = 0x78;
 const PAX_GLOBAL = 0x67;
 const GNU_LONG_NAME = 0x4c;
 const GNU_LONG_LINK = 0x4b;
+/** An old GNU sparse file: its sparse map in the header, maybe continued in extension blocks before its data. */
+const GNU_SPARSE = 0x53;
 
 /** The entry types that hold no data, by type flag: a reader of Go's or Python's reads none after their header, whatever its size. */
 const DATALESS: Record<number, string> = { 0x31: 'hard link', 0x32: 'symbolic link', 0x33: 'character device', 0x34: 'block device', 0x35: 'directory', 0x36: 'FIFO' };
@@ -152,7 +154,7 @@ export class TarExtendedHeaders {
    * Applies the extended headers read since the last entry to `header` (an entry's, not an extended
    * header's): its name, link name and size; returns the pax records that applied (undefined when
    * none), for a reader that wants more of them. Forgets them: the next entry starts afresh.
-   * Refuses an entry of a type that holds no data whose size is not 0 (see #checkDataless).
+   * Refuses an entry of a type that holds no data whose size is not 0 (see #checkDataless) and a GNU sparse file (see #checkSparse).
    */
   apply(header: TarHeader): ReadonlyMap<string, string> | undefined {
     const pax = this.#pax;
@@ -164,7 +166,7 @@ export class TarExtendedHeaders {
     this.#longName = undefined;
     this.#longLink = undefined;
     if (!pax) {
-      this.#checkDataless(header);
+      this.#checkEntry(header, undefined);
       return undefined;
     }
     this.#pax = undefined;
@@ -174,8 +176,27 @@ export class TarExtendedHeaders {
     if (path) header.name = path;
     if (linkpath) header.linkname = linkpath;
     if (size !== undefined) header.size = paxInteger(size, 'size', this.#label);
-    this.#checkDataless(header);
+    this.#checkEntry(header, pax);
     return pax;
+  }
+
+  /** The checks of an entry's header, its extended headers applied: {@link #checkSparse}, {@link #checkDataless}. */
+  #checkEntry(header: TarHeader, pax: ReadonlyMap<string, string> | undefined): void {
+    this.#checkSparse(header, pax);
+    this.#checkDataless(header);
+  }
+
+  /**
+   * Refuses a GNU sparse file: an old GNU one (type `S`, its sparse map in the header and maybe in
+   * extension blocks between the header and its data) or a pax one (`GNU.sparse.*` records, formats
+   * 0.0, 0.1 and 1.0, the 1.0 map at the start of its data). Go's archive/tar (a runtime unpacking a
+   * layer) and Python's tarfile (conda) expand it to its holes and data, while these readers would
+   * take the map and the packed data for the file's bytes (or the extension blocks for its data);
+   * docker, buildkit and conda never write one.
+   */
+  #checkSparse(header: TarHeader, pax: ReadonlyMap<string, string> | undefined): void {
+    const sparse = header.typeflag === GNU_SPARSE ? 'a GNU sparse file' : pax && [...pax.keys()].some((key) => key.startsWith('GNU.sparse.')) ? 'a pax GNU sparse file' : undefined;
+    if (sparse) this.#refuse(`'${header.name}' is ${sparse} (tar readers differ on its bytes: sparse entries are not supported)`);
   }
 
   /**
