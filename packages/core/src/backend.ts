@@ -77,6 +77,7 @@ export {
   paxSeconds,
   type TarExtendedHeadersOptions,
 } from './tar/tar-extended-headers.js';
+export { TarEndBlocks, afterZeroBlock } from './tar/tar-stream-reader.js';
 export { sha256Tap } from './sha256-tap.js';
 export { createRunTempDir } from './run-temp-dir.js';
 export { mapPool } from './deploy/pool.js';

@@ -94,7 +94,7 @@ export {
   paxSeconds,
   type TarExtendedHeadersOptions,
 } from './tar/tar-extended-headers.js';
-export { afterZeroBlock, tarStreamEntries, type TarStreamEntry } from './tar/tar-stream-reader.js';
+export { TarEndBlocks, afterZeroBlock, tarStreamEntries, type TarStreamEntry } from './tar/tar-stream-reader.js';
 export { sha256Tap } from './sha256-tap.js';
 export { diskFullError } from './disk-full.js';
 export { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';

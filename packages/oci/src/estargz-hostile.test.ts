@@ -134,6 +134,17 @@ const CASES: { name: string; tar: () => Buffer; reason: RegExp }[] = [
     reason: /'s\.txt' is a GNU sparse file/,
   },
   {
+    // Go's archive/tar refuses a zero block followed by a header; the converters took the first zero block for the end and dropped the rest.
+    name: 'a header after a lone zero block',
+    tar: () => Buffer.concat([...good(), Buffer.alloc(512), member('hidden.txt', Buffer.from('x')), END]),
+    reason: /a header at byte 3072 after a zero block \(tar readers differ on whether the archive ends there\)/,
+  },
+  {
+    name: 'a block that is not a header after a lone zero block',
+    tar: () => Buffer.concat([...good(), Buffer.alloc(512), Buffer.alloc(512, 7), END]),
+    reason: /is not an octal number/,
+  },
+  {
     name: 'an archive cut inside a member',
     tar: () => Buffer.concat(good()).subarray(0, 512 * 3 + 100),
     reason: /'b\.txt' runs past the end of the archive/,
@@ -156,6 +167,24 @@ describe('a hostile base layer is refused, naming the layer', () => {
     const tar = Buffer.concat([...good(), END]);
     await convertLayerToEstargz(await blobFile(dir, 'ok1.tgz', gzipSync(tar)), GZIP, join(dir, 'ok1'), { label: LABEL });
     await convertLayerToEstargz(await blobFile(dir, 'ok2.tar', tar), TAR, join(dir, 'ok2'), { label: LABEL, format: 'zstd:chunked', prefetch: ['/b.txt'] });
+  });
+
+  it('converts a layer that ends at one zero block, has zero padding after its end, or anything after two zero blocks (Go reads no further)', async () => {
+    const tars = [
+      Buffer.concat([...good(), Buffer.alloc(512)]),
+      Buffer.concat([...good(), Buffer.alloc(10 * 1024)]),
+      Buffer.concat([...good(), END, member('after.txt', Buffer.from('x')), Buffer.alloc(300, 7)]),
+    ];
+    for (const [i, tar] of tars.entries()) {
+      for (const { mediaType, options } of [
+        { mediaType: GZIP, options: {} },
+        { mediaType: TAR, options: { format: 'zstd:chunked' as const } },
+        { mediaType: GZIP, options: { prefetch: ['/b.txt'] } },
+      ]) {
+        const blob = mediaType === GZIP ? gzipSync(tar) : tar;
+        await convertLayerToEstargz(await blobFile(dir, `tail${i}`, blob), mediaType, join(dir, `tail${i}-out`), { ...options, label: LABEL });
+      }
+    }
   });
 
   const ways = [

@@ -7,6 +7,7 @@ import {
   ESTARGZ_UNCOMPRESSED_ANNOTATION,
   TAR_BLOCK,
   TAR_FIELDS,
+  TarEndBlocks,
   TarExtendedHeaders,
   TarFormatError,
   decodeTarHeader,
@@ -184,6 +185,8 @@ class EstargzWriter {
   #meta: Buffer[] = [];
   #metaType = 0;
   readonly #extended: TarExtendedHeaders;
+  /** The check of the block after the tar's first zero block (Go's reading of the end), once it has been read. */
+  #endBlocks: TarEndBlocks | undefined;
   /** The entry whose payload (or extended header's body) is being read, for messages. */
   #entryName = '';
   #file: FileState | undefined;
@@ -259,6 +262,7 @@ class EstargzWriter {
     let at = 0;
     while (at < chunk.length) {
       if (this.#state === 'end') {
+        this.#endBlocks?.feed(chunk.subarray(at));
         // A format whose TOC is not in the tar keeps the tar's own end-of-archive blocks (and what follows them).
         if (!this.#format.tocInTar) await this.#appendTail(chunk.subarray(at), out);
         return;
@@ -294,6 +298,7 @@ class EstargzWriter {
     const header = decodeTarHeader(h, this.#label, this.#uncompressed);
     if (!header) {
       this.#extended.checkNonePending();
+      this.#endBlocks = new TarEndBlocks(this.#label, this.#uncompressed);
       // End of archive: for eStargz, the TOC entry and a new end-of-archive are written by #finish.
       if (!this.#format.tocInTar) this.#append(h);
       this.#state = 'end';
@@ -416,6 +421,7 @@ class EstargzWriter {
 
   async #finish(out: Transform): Promise<void> {
     if (this.#state !== 'end') throw new TarFormatError(this.#label, this.#cutShort());
+    this.#endBlocks?.end();
     await this.#closeMember(out);
     while (this.#pending.length > 0) this.#emit(out, await this.#pending.shift()!);
     // Member i starts where members 0 … i-1 end.

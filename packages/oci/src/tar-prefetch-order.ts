@@ -1,4 +1,4 @@
-import { TAR_BLOCK, TarExtendedHeaders, TarFormatError, decodeTarHeader, isExtendedHeader, tarPadding } from '@prebuilt/core/backend';
+import { TAR_BLOCK, TarEndBlocks, TarExtendedHeaders, TarFormatError, decodeTarHeader, isExtendedHeader, tarPadding } from '@prebuilt/core/backend';
 import { tarFileHeader } from './estargz.js';
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from './estargz-prefetch.js';
 import { parentDirs } from './layer.js';
@@ -53,8 +53,9 @@ interface PendingBody {
  * The records of an uncompressed tar, read as it streams by (`write` each chunk, then `end`), by
  * core's strict tar reader: a header, number or pax record that does not check out, a member
  * running past the end, a tar without its end-of-archive blocks, fail with a TarFormatError naming
- * `label`. Holds one header, at most one extended header's body and one span per entry; bytes
- * after the end-of-archive blocks are counted, not read.
+ * `label`. Holds one header, at most one extended header's body and one span per entry. The tar
+ * ends at its first zero block; the block after it must be zero too or absent, as Go's archive/tar
+ * (a runtime's unpack) reads it ({@link TarEndBlocks}); bytes after that are counted, not read.
  */
 export class TarRecordIndex {
   readonly records: TarRecordSpan[] = [];
@@ -68,6 +69,8 @@ export class TarRecordIndex {
   #headerBytes = 0;
   #body: PendingBody | undefined;
   #ended = false;
+  /** The check of the block after the first zero block, once it has been read. */
+  #endBlocks: TarEndBlocks | undefined;
 
   constructor(label = 'the layer') {
     this.#label = label;
@@ -92,13 +95,17 @@ export class TarRecordIndex {
   write(chunk: Buffer): void {
     let at = 0;
     while (at < chunk.length && !this.#ended) at += this.#body ? this.#readBody(chunk.subarray(at)) : this.#readHeader(chunk.subarray(at));
-    // Bytes after the end-of-archive block: counted, not read.
+    // Bytes after the end-of-archive block: the next block checked, the rest counted, not read.
+    this.#endBlocks?.feed(chunk.subarray(at));
     this.#offset += chunk.length - at;
   }
 
   /** Checks that the tar is whole (its end-of-archive block read); the records. */
   end(): TarRecordSpan[] {
-    if (this.#ended) return this.records;
+    if (this.#ended) {
+      this.#endBlocks!.end();
+      return this.records;
+    }
     if (this.#body) throw new TarFormatError(this.#label, `'${this.#body.name}' runs past the end of the archive`);
     throw new TarFormatError(this.#label, this.#headerBytes === 0 ? 'it ends without its end-of-archive blocks' : 'it ends inside a header block');
   }
@@ -111,6 +118,7 @@ export class TarRecordIndex {
     if (!header) {
       this.#extended.checkNonePending();
       this.#ended = true;
+      this.#endBlocks = new TarEndBlocks(this.#label, offset);
       return;
     }
     const type = String.fromCharCode(header.typeflag);

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { TarFormatError } from '../errors.js';
 import { MAX_EXTENDED_HEADER } from './tar-extended-headers.js';
 import { sealTarHeader } from './tar-header.js';
-import { tarStreamEntries } from './tar-stream-reader.js';
+import { TarEndBlocks, tarStreamEntries } from './tar-stream-reader.js';
 
 /** A ustar header block: `size` written as octal, or base-256 when it does not fit 11 digits. */
 function header(name: string, size: number, typeflag = '0'): Buffer {
@@ -235,5 +235,26 @@ describe('tarStreamEntries', () => {
     await expect((async () => {
       for await (const { body } of tarStreamEntries(failing(), 'a.tar')) for await (const chunk of body) void chunk;
     })()).rejects.toBe(bound);
+  });
+});
+
+describe('TarEndBlocks: the block after a tar\'s first zero block, as Go reads it', () => {
+  const fed = (pieces: Buffer[]): (() => void) => () => {
+    const end = new TarEndBlocks('layer', 1024);
+    for (const piece of pieces) end.feed(piece);
+    end.end();
+  };
+
+  it('passes a second zero block (in pieces), anything after it, zero padding cut short, or nothing', () => {
+    expect(fed([Buffer.alloc(100), Buffer.alloc(412), header('hidden.txt', 0), Buffer.alloc(7, 7)])).not.toThrow();
+    expect(fed([Buffer.alloc(300)])).not.toThrow();
+    expect(fed([])).not.toThrow();
+  });
+
+  it('refuses a header after the zero block, a block that is no header, and bytes that are not zeros cut short', () => {
+    const h = header('hidden.txt', 0);
+    expect(fed([h.subarray(0, 100), h.subarray(100)])).toThrow('layer is corrupt or truncated: reading its tar failed (a header at byte 1536 after a zero block (tar readers differ on whether the archive ends there))');
+    expect(fed([Buffer.concat([Buffer.alloc(148), Buffer.from('junk'), Buffer.alloc(360)])])).toThrow(TarFormatError);
+    expect(fed([Buffer.alloc(20), Buffer.alloc(30, 7)])).toThrow('it ends inside a header block');
   });
 });

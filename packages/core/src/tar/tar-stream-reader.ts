@@ -150,6 +150,53 @@ export function afterZeroBlock(label: string, offset: number): TarFormatError {
   return new TarFormatError(label, `a header at byte ${offset} after a zero block (tar readers differ on whether the archive ends there)`);
 }
 
+/**
+ * The end of a tar as Go's archive/tar reads it (a runtime unpacking a base layer): after the first
+ * zero block, the next block must be zero too (two end the archive; what follows them is not read)
+ * or absent (the tar ends at one). A header there, or any block that is not zero, is refused — Go
+ * refuses it, while a reader that took the first zero block for the end dropped the entries after it.
+ * Given the bytes after the first zero block as they come ({@link feed}), then {@link end}.
+ */
+export class TarEndBlocks {
+  readonly #label: string;
+  /** Where the block after the first zero block starts. */
+  readonly #offset: number;
+  #parts: Buffer[] = [];
+  #bytes = 0;
+  #checked = false;
+
+  /** `offset`: where the first zero block starts; `label` names the archive in errors. */
+  constructor(label: string, offset: number) {
+    this.#label = label;
+    this.#offset = offset + TAR_BLOCK;
+  }
+
+  /** Bytes after the first zero block (a copy of what is looked at is kept until the block is whole). */
+  feed(bytes: Buffer): void {
+    if (this.#checked || bytes.length === 0) return;
+    const take = Math.min(TAR_BLOCK - this.#bytes, bytes.length);
+    this.#parts.push(Buffer.from(bytes.subarray(0, take)));
+    this.#bytes += take;
+    if (this.#bytes === TAR_BLOCK) this.#check();
+  }
+
+  /** The end of the input: a part of a block there must be zeros. */
+  end(): void {
+    if (!this.#checked) this.#check();
+  }
+
+  #check(): void {
+    this.#checked = true;
+    const block = Buffer.concat(this.#parts, this.#bytes);
+    this.#parts = [];
+    if (block.every((byte) => byte === 0)) return;
+    if (block.length < TAR_BLOCK) throw new TarFormatError(this.#label, 'it ends inside a header block');
+    // A block that is no header fails as such (its checksum); a header after the zero block is refused.
+    decodeTarHeader(block, this.#label, this.#offset);
+    throw afterZeroBlock(this.#label, this.#offset);
+  }
+}
+
 /** An extended header's body, read whole (its size checked first) and given to `extended`; then its padding. */
 async function readExtended(reader: ChunkReader, header: TarHeader, extended: TarExtendedHeaders, label: string): Promise<void> {
   extended.checkSize(header.size);
