@@ -305,7 +305,10 @@ export class RegistryClient {
   readonly #options: RegistryClientOptions;
   readonly #retry: RetryPolicy;
   readonly #timeouts: NetworkTimeouts;
-  readonly #credentials = new Map<string, Promise<RegistryCredentials | undefined>>();
+  /** Credentials looked up, per registry (undefined: none found): a lookup that succeeded is not made again. */
+  readonly #credentials = new Map<string, RegistryCredentials | undefined>();
+  /** Credential lookups in flight, per registry: concurrent requests share one, each bounded by its own signal. */
+  readonly #credentialLookups = new SharedFetches<RegistryCredentials | undefined>();
   readonly #tokens = new Map<string, CachedToken>();
   /** Token fetches in flight, per registry and scope: concurrent requests share one, each bounded by its own signal. */
   readonly #tokenFetches = new SharedFetches<string>();
@@ -331,16 +334,20 @@ export class RegistryClient {
     return isLoopbackHost(registry) ? 'http' : 'https';
   }
 
-  /** The credentials used for `registry` (explicit, else from the Docker config), looked up once per client. */
+  /**
+   * The credentials used for `registry` (explicit, else from the Docker config), looked up once per
+   * client (a failed or cancelled lookup is made again by the next request). Concurrent requests
+   * share one lookup, each waiting within its own signal: one request's cancel or deadline ends its
+   * wait, never the lookup for the others (it is aborted once none waits).
+   */
   credentialsFor(registry: string, options: RequestOptions = {}): Promise<RegistryCredentials | undefined> {
     const key = normalizeDockerConfigKey(registry);
-    let pending = this.#credentials.get(key);
-    if (!pending) {
-      pending = this.#lookupCredentials(registry, options.signal);
-      this.#credentials.set(key, pending);
-      pending.catch(() => this.#credentials.delete(key));
-    }
-    return pending;
+    if (this.#credentials.has(key)) return Promise.resolve(this.#credentials.get(key));
+    return this.#credentialLookups.join(key, `credentials for ${registry}`, options.signal, async (shared) => {
+      const creds = await this.#lookupCredentials(registry, shared);
+      this.#credentials.set(key, creds);
+      return creds;
+    });
   }
 
   async #lookupCredentials(registry: string, signal: AbortSignal | undefined): Promise<RegistryCredentials | undefined> {
