@@ -15,6 +15,7 @@ import { AuthError, InputError, RegistryError } from '../errors.js';
 import { Secret } from '../secret.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 import { loopbackCertificate, serveTlsAndPlain, tlsAndPlainMissing, type TlsAndPlain } from '../../../../test/support/tls-and-plain.js';
+import { debugLinesOf } from './__fixtures__/debug-lines.js';
 import { describeOrFailInCi } from './__fixtures__/test-services.js';
 
 interface Seen {
@@ -179,23 +180,13 @@ describe('RegistryClient against hostile registries (in-process servers on 127.0
       else res.writeHead(500).end();
     }, { basic: true });
 
-    const createDebug = (await import('debug')).default;
-    const lines: string[] = [];
-    const previousLog = createDebug.log;
-    const previous = createDebug.disable();
-    createDebug.enable('prebuilt:*');
-    createDebug.log = (...args: unknown[]) => lines.push(args.map(String).join(' '));
     let error: unknown;
-    try {
+    const lines = await debugLinesOf(async () => {
       const c = client(registry.host);
       expect(Buffer.from(await c.getBlob(`${registry.host}/team/app`, digest))).toEqual(data);
       expect(await c.uploadBlob(`${registry.host}/team/app`, digest, data)).toEqual({ status: 'uploaded', bytesSent: data.length });
       error = await c.getBlob(`${registry.host}/team/old`, digest).catch((e: unknown) => e);
-    } finally {
-      createDebug.log = previousLog;
-      createDebug.disable();
-      if (previous) createDebug.enable(previous);
-    }
+    });
     // The store got the whole signed URLs (they work); the log shows where they went, their secrets hidden.
     expect(store.seen.map((r) => r.url)).toEqual([`/bucket/blob?${signed(1)}`, `/bucket/upload?${signed(2)}&digest=${encodeURIComponent(digest)}`, `/bucket/expired?${signed(3)}`]);
     const log = lines.join('\n');

@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import type { RegistryCredentials } from '../contracts.js';
 import { AuthError, CancelledError, InputError, RegistryError, UnreachableError } from '../errors.js';
 import { Secret } from '../secret.js';
+import { debugLinesOf } from './__fixtures__/debug-lines.js';
 import { startFlakyProxy, type FlakyProxy } from './__fixtures__/flaky-proxy.js';
 import { pushImage, pushIndex, sha256, uniqueRepo, type PushedImage } from './__fixtures__/push-image.js';
 import { describeOrFailInCi, itWith, registriesMissing, testServices, type TestServices } from './__fixtures__/test-services.js';
@@ -496,19 +497,9 @@ describe('RegistryClient against a fake registry (in-process, for wire details t
   });
 
   it('never logs secrets', async () => {
-    const createDebug = (await import('debug')).default;
-    const lines: string[] = [];
-    const previousLog = createDebug.log;
-    const previous = createDebug.disable();
-    createDebug.enable('prebuilt:*');
-    createDebug.log = (...args: unknown[]) => lines.push(args.map(String).join(' '));
-    try {
+    const lines = await debugLinesOf(async () => {
       await new RegistryClient({ ...FAST, credentials: { registry: host, identityToken: new Secret('identity-token-value'), source: 'test' } }).getManifest(`${host}/app:v1`);
-    } finally {
-      createDebug.log = previousLog;
-      createDebug.disable();
-      if (previous) createDebug.enable(previous);
-    }
+    });
     expect(lines.join('\n')).toContain('/token');
     expect(lines.join('\n')).not.toMatch(/identity-token-value|exchanged-token/);
   });
