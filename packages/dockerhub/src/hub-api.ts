@@ -1,4 +1,5 @@
 import {
+  MAX_LISTING_BYTES,
   AuthError,
   CancelledError,
   InputError,
@@ -81,7 +82,6 @@ const MAX_PAGES = 1000;
  * Bytes of one tag listing's pages in all, at most (core's listTags has the same bound): 100 000
  * tags take some 100 MiB of Hub JSON; a thousand pages of 4 MiB would be 4 GiB held.
  */
-export const MAX_LISTING_BYTES = 256 * 1024 * 1024;
 const LIMIT = 4 * 1024 * 1024;
 
 /**

@@ -1,4 +1,5 @@
 import {
+  MAX_LISTING_BYTES,
   AuthError,
   InputError,
   RegistryError,
@@ -92,7 +93,6 @@ const MAX_PAGES = 1000;
  * Bytes of one listing's pages in all, at most (core's listTags has the same bound): Google's
  * manifest map takes some 300 bytes an image; a thousand pages of 4 MiB would be 4 GiB held.
  */
-export const MAX_LISTING_BYTES = 256 * 1024 * 1024;
 
 async function readImages(input: GcrImagesInput, signal: AbortSignal | undefined): Promise<StoredImage[]> {
   checkSignal(signal);

@@ -296,6 +296,9 @@ interface ExchangeFailure {
   status?: number;
 }
 
+/** The bytes of tag-listing pages a listing reads in all before it stops: core's listTags, the gcr and Docker Hub listings. */
+export const MAX_LISTING_BYTES = 256 * 1024 * 1024;
+
 /**
  * A small OCI distribution client: manifest and blob HEAD, manifest GET with platform selection,
  * anonymous/Basic/Bearer-challenge auth with a token cache per scope, credentials from explicit
@@ -1112,7 +1115,7 @@ export class RegistryClient {
   async listTags(repository: string | ImageRef, options: RequestOptions & { pageSize?: number; maxPages?: number; maxBytes?: number } = {}): Promise<string[]> {
     const image = toRef(repository);
     const maxPages = options.maxPages ?? 1000;
-    const maxBytes = options.maxBytes ?? 256 * 1024 * 1024;
+    const maxBytes = options.maxBytes ?? MAX_LISTING_BYTES;
     let bytes = 0;
     const tags = new Set<string>();
     const seen = new Set<string>();
