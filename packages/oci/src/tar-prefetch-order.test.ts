@@ -104,6 +104,23 @@ describe('a base layer\'s tar in prefetch order', () => {
     expect(await readFile(join(out, 'etc/a.conf'), 'utf8')).toBe('second\n');
   });
 
+  it('an entry moved to the front keeps the whiteouts before it that come before it in the layer (its own, its parents\'): a runtime unpacking in order would delete it', async () => {
+    // A layer that drops lower layers' etc/app and etc/x and makes them anew, whiteouts first (the OCI layer spec's order).
+    const root = join(dir, 'whiteouts');
+    await mkdir(join(root, 'etc/app'), { recursive: true });
+    await writeFile(join(root, 'etc/.wh.app'), '');
+    await writeFile(join(root, 'etc/.wh.x'), '');
+    await writeFile(join(root, 'etc/app/conf'), 'conf\n');
+    await writeFile(join(root, 'etc/x'), 'x\n');
+    await writeFile(join(root, 'etc/y'), 'y\n');
+    const list = ['etc', 'etc/.wh.app', 'etc/.wh.x', 'etc/y', 'etc/app', 'etc/app/conf', 'etc/x'];
+    const layer = (await exec('tar', ['-cf', '-', '--no-recursion', '--owner=0', '--group=0', '-C', root, ...list], { encoding: 'buffer' })).stdout;
+    const ordered = Buffer.concat(prefetchTarOrder(layer, ['/etc/app/conf', '/etc/x']));
+    const names = (await tarList(ordered)).map((n) => n.replace(/\/$/, ''));
+    expect(names.slice(0, names.indexOf('.prefetch.landmark'))).toEqual(['etc', 'etc/.wh.app', 'etc/app', 'etc/app/conf', 'etc/.wh.x', 'etc/x']);
+    expect(names.slice(names.indexOf('.prefetch.landmark') + 1)).toEqual(['etc/y']);
+  });
+
   it('a converted base layer with a profile: the profile\'s files before the TOC\'s landmark, the rest after; reproducible; without a profile, no landmark', async () => {
     await exec('gzip', ['-kf', join(dir, 'layer.tar')]);
     const converted = await convertLayerToEstargz(join(dir, 'layer.tar.gz'), GZIP, join(dir, 'p.blob'), { prefetch: ['/etc/a.conf'] });

@@ -5,8 +5,8 @@ import { parentDirs } from './layer.js';
 
 /**
  * An existing layer's tar (a base image's) put in eStargz prefetch order: the entries a recorded
- * profile names first (each after its parent directories, a hard link after its target), then the
- * prefetch landmark, then every other entry in its original order. Entries move whole, with their
+ * profile names first (each after its parent directories, a hard link after its target, and after
+ * the whiteouts that came before it of its path or a parent's), then the prefetch landmark, then every other entry in its original order. Entries move whole, with their
  * pax and GNU long-name headers, so each keeps its bytes; the tar stays a valid layer of the same
  * files. The tar is never held: {@link TarRecordIndex} reads it as it streams by and keeps where
  * each entry lies, {@link prefetchPlan} says which byte ranges to write in which order, and the
@@ -186,6 +186,12 @@ function landmarkRecord(name: string): Buffer {
   return Buffer.concat([tarFileHeader(name, 1), payload]);
 }
 
+/** The path of the whiteout that deletes `path` (`dir/.wh.name`, as the OCI layer format writes one). */
+function whiteoutOf(path: string): string {
+  const slash = path.lastIndexOf('/');
+  return `${path.slice(0, slash + 1)}.wh.${path.slice(slash + 1)}`;
+}
+
 /**
  * The pieces of the tar in prefetch order for the profile's `paths` (image paths, with or without
  * the leading `/`; paths the tar lacks are ignored): pax global headers, the named entries, the
@@ -207,6 +213,9 @@ export function prefetchPlan(records: readonly TarRecordSpan[], paths: readonly 
     if (moved.has(i) || records[i]!.type === 'g') return;
     const record = records[i]!;
     moved.add(i);
+    // A whiteout of the entry or of a parent that came before it stays before it: a runtime
+    // unpacking in order (containerd, docker) deletes what the whiteout names when it reaches it.
+    for (const path of [...parentDirs(record.path), record.path]) for (const w of byPath.get(whiteoutOf(path)) ?? []) if (w < i) move(w);
     for (const dir of parentDirs(record.path)) for (const d of byPath.get(dir) ?? []) if (records[d]!.type === '5') move(d);
     if (record.type === '1') for (const t of byPath.get(record.linkPath) ?? []) if (t < i) move(t);
     first.push(i);
