@@ -78,10 +78,7 @@ const TROUBLE_HINT = 'Docker Hub may be having trouble: try again later, or run 
 const PAGE_SIZE = 100;
 /** Pages of one tag listing, at most (100 000 tags; core's listTags has the same bound). */
 const MAX_PAGES = 1000;
-/**
- * Bytes of one tag listing's pages in all, at most (core's listTags has the same bound): 100 000
- * tags take some 100 MiB of Hub JSON; a thousand pages of 4 MiB would be 4 GiB held.
- */
+/** The largest answer of the API read (4 MiB); a listing's pages in all are bounded by MAX_LISTING_BYTES. */
 const LIMIT = 4 * 1024 * 1024;
 
 /**

@@ -89,10 +89,6 @@ async function withPermissionsHint<T>(work: () => Promise<T>): Promise<T> {
 
 /** Pages of one listing, at most (core's listTags has the same bound). */
 const MAX_PAGES = 1000;
-/**
- * Bytes of one listing's pages in all, at most (core's listTags has the same bound): Google's
- * manifest map takes some 300 bytes an image; a thousand pages of 4 MiB would be 4 GiB held.
- */
 
 async function readImages(input: GcrImagesInput, signal: AbortSignal | undefined): Promise<StoredImage[]> {
   checkSignal(signal);
