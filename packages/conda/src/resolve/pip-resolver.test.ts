@@ -1,6 +1,7 @@
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ResolutionError, urlCredentialsFromEnv } from '@prebuilt/core';
@@ -110,6 +111,35 @@ describe('pip with an index URL that carries credentials (a fake pip: a script s
       expect(args).not.toContain('--index-url');
       expect(await readFile(indexFile, 'utf8')).toBe(`600\n--index-url http://ci:t0ken@${host}/simple\n`);
       expect(seen).toEqual([`Basic ${Buffer.from('ci:t0ken').toString('base64')}`]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('pip cancelled', () => {
+  it('leaves none of its temp directories: they are made in its work directory (TMPDIR), removed whatever happens', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-fake-pip-'));
+    try {
+      // The TMPDIR pip would inherit; pip makes its directories there (pip-target-*, pip-install-* …), and a
+      // pip killed by the cancel (SIGTERM) never removes them.
+      const inherited = join(dir, 'tmp');
+      await mkdir(inherited);
+      const fakePython = join(dir, 'fake-python');
+      const started = join(dir, 'started');
+      await writeFile(fakePython, `#!/bin/sh\nmkdir "\${TMPDIR:-/tmp}/pip-target-test" "\${TMPDIR:-/tmp}/pip-install-test"\n: > '${started}'\nexec sleep 30\n`);
+      await chmod(fakePython, 0o755);
+      const abort = new AbortController();
+      const resolving = resolvePypi(
+        { packages: { tinyhttp: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: 'file:///nonexistent-index', steps: ['end'] },
+        { python: fakePython, env: { PATH: process.env['PATH'], TMPDIR: inherited }, signal: abort.signal },
+      ).catch((e: unknown) => e);
+      // Cancelled once pip has made its directories, wherever it made them.
+      for (let waited = 0; !existsSync(started) && waited < 10_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(existsSync(started)).toBe(true);
+      abort.abort();
+      expect((await resolving) as Error).toBeInstanceOf(Error);
+      expect(await readdir(inherited)).toEqual([]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

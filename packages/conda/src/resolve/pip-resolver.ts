@@ -4,7 +4,7 @@
  * wheels only, nothing installed. The python version comes from the conda solve.
  */
 import { spawn } from 'node:child_process';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   createRunTempDir,
@@ -154,12 +154,19 @@ function run(command: string, args: string[], env: Record<string, string | undef
   });
 }
 
-function pipEnv(options: PipOptions): Record<string, string | undefined> {
+/**
+ * pip's environment: the caller's (its pip variables dropped when isolated), with TMPDIR the `tmp`
+ * directory of pip's work directory — pip makes its temp directories there (pip-target-*,
+ * pip-install-*, …), and a pip killed by a cancel (SIGTERM) never removes them; the work
+ * directory is removed whatever happens.
+ */
+function pipEnv(options: PipOptions, tmp: string): Record<string, string | undefined> {
   const env = { ...(options.env ?? process.env) };
   if (options.isolated) {
     for (const key of Object.keys(env)) if (key.startsWith('PIP_')) delete env[key];
     env.PIP_CONFIG_FILE = '/dev/null';
   }
+  env.TMPDIR = tmp;
   return env;
 }
 
@@ -266,8 +273,10 @@ function pipArgs(input: PipResolveInput, requirements: string[], work: string, o
 /** Runs pip; its output with every URL's credentials redacted. A missing python is an EnvironmentError. */
 async function runPip(python: string, args: string[], options: PipOptions, work: string): Promise<Awaited<ReturnType<typeof run>>> {
   let result: Awaited<ReturnType<typeof run>>;
+  const tmp = join(work, 'tmp');
+  await mkdir(tmp);
   try {
-    result = await run(python, args, pipEnv(options), work, options.signal);
+    result = await run(python, args, pipEnv(options, tmp), work, options.signal);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new EnvironmentError(`Cannot resolve PyPI packages: '${python}' was not found on this machine.`, {
