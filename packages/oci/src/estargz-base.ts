@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { ConfigError, EnvironmentError, diskFullError, type OciDescriptor } from '@prebuilt/core/backend';
-import { TOC_DIGEST_ANNOTATION } from './estargz.js';
+import { MAX_TOC_BYTES, TOC_DIGEST_ANNOTATION } from './estargz.js';
 import { hashTap } from './layer.js';
 import { lazyLayerWriter, type LazyCompression } from './layer-codec.js';
 import { TarRecordIndex, prefetchPlan, type TarPiece } from './tar-prefetch-order.js';
@@ -50,16 +50,17 @@ class OverReorderLimit extends Error {}
 /**
  * The tar of a base layer in prefetch order: the file holding it (the blob itself when it is a plain
  * tar, else `spool`, its tar unpacked) and the pieces of it to write in order; undefined when it is
- * over `max` bytes unpacked or `maxEntries` entries. Read once, as it streams by:
- * what is held is each entry's path and offsets.
+ * over `max` bytes unpacked or `maxEntries` entries, or its paths over `maxHeld` bytes (the TOC's
+ * bound: the writer then refuses it). Read once, as it streams by: what is held is each entry's
+ * path and offsets.
  */
-async function prefetchOrderedTar(blob: string, gzipped: boolean, prefetch: readonly string[], spool: string, options: { max: number; maxEntries: number; label: string; signal: AbortSignal | undefined }): Promise<{ tar: string; pieces: TarPiece[] } | undefined> {
+async function prefetchOrderedTar(blob: string, gzipped: boolean, prefetch: readonly string[], spool: string, options: { max: number; maxEntries: number; maxHeld: number; label: string; signal: AbortSignal | undefined }): Promise<{ tar: string; pieces: TarPiece[] } | undefined> {
   if (!gzipped && (await stat(blob)).size > options.max) return undefined;
   const index = new TarRecordIndex(options.label);
   const out = gzipped ? await open(spool, 'w') : undefined;
   const read = async (chunk: Buffer): Promise<void> => {
     index.write(chunk);
-    if (index.size > options.max || index.records.length > options.maxEntries) throw new OverReorderLimit();
+    if (index.size > options.max || index.records.length > options.maxEntries || index.heldBytes > options.maxHeld) throw new OverReorderLimit();
     // Unpacked to the spool up to the tar's end-of-archive blocks (what follows is counted, not kept).
     const kept = index.ended ? Math.max(0, Math.min(chunk.length, index.recordsEnd - (index.size - chunk.length))) : chunk.length;
     if (out && kept > 0) await writeAll(out, chunk.subarray(0, kept));
@@ -165,6 +166,8 @@ export interface ConvertLayerOptions {
   maxReorderedEntries?: number;
   /** The lazy format written (default `estargz`). */
   format?: LazyCompression;
+  /** A layer whose table of contents would be over this many bytes is refused, an InputError (default MAX_TOC_BYTES). */
+  maxTocBytes?: number;
   /** The layer in the user's words, for errors (default `the base layer`): its tar is read strictly, a corrupt one fails naming it. */
   label?: string;
 }
@@ -181,18 +184,19 @@ export interface ConvertLayerOptions {
  * conversion succeeded; the temp files are removed whatever happens (a failure, a cancel). A full
  * disk is a DiskFullError naming the directory. The blob comes from a registry: its tar is read strictly (core's tar reader), and
  * one that does not check out (a bad checksum, a malformed number or pax record, a member cut short)
- * fails with a TarFormatError naming `label`.
+ * fails with a TarFormatError naming `label`; one whose table of contents would be over `maxTocBytes`
+ * (MAX_TOC_BYTES: entries so many, or names so long) with an InputError, as it is read.
  */
 export async function convertLayerToEstargz(blob: string, mediaType: string, file: string, options: ConvertLayerOptions = {}): Promise<ConvertedLayer> {
-  const { signal, prefetch, maxReordered = MAX_REORDERED_TAR, maxReorderedEntries = MAX_REORDERED_ENTRIES, format = 'estargz', label = 'the base layer' } = options;
+  const { signal, prefetch, maxReordered = MAX_REORDERED_TAR, maxReorderedEntries = MAX_REORDERED_ENTRIES, maxTocBytes = MAX_TOC_BYTES, format = 'estargz', label = 'the base layer' } = options;
   const gzipped = GZIP_LAYERS.has(mediaType);
   const partial = `${file}.partial`;
   const spool = `${file}.tar`;
   try {
-    const ordered = prefetch && prefetch.length > 0 ? await prefetchOrderedTar(blob, gzipped, prefetch, spool, { max: maxReordered, maxEntries: maxReorderedEntries, label, signal }) : undefined;
+    const ordered = prefetch && prefetch.length > 0 ? await prefetchOrderedTar(blob, gzipped, prefetch, spool, { max: maxReordered, maxEntries: maxReorderedEntries, maxHeld: maxTocBytes, label, signal }) : undefined;
     // The output first: a read stream opens its file at once, and one never piped would keep it open.
     const handle = await open(partial, 'w');
-    const esgz = lazyLayerWriter(format, label);
+    const esgz = lazyLayerWriter(format, label, maxTocBytes);
     const out = hashTap();
     try {
       const tar = ordered ? [Readable.from(readPieces(ordered.tar, ordered.pieces))] : [createReadStream(blob, { highWaterMark: READ_CHUNK }), ...(gzipped ? [createGunzip()] : [])];

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PrebuiltError, RegistryClient, sealTarHeader } from '@prebuilt/core/backend';
 import { convertLayerToEstargz } from './estargz-base.js';
 import { tarFileHeader } from './estargz.js';
+import { TarRecordIndex } from './tar-prefetch-order.js';
 import { describeOrFailInCi, missingFor, services, uniqueRepo } from './__fixtures__/services.js';
 import { createOciBuildService } from './oci-build-service.js';
 
@@ -184,6 +185,37 @@ describe('a hostile base layer is refused, naming the layer', () => {
         const blob = mediaType === GZIP ? gzipSync(tar) : tar;
         await convertLayerToEstargz(await blobFile(dir, `tail${i}`, blob), mediaType, join(dir, `tail${i}-out`), { ...options, label: LABEL });
       }
+    }
+  });
+
+  it('a layer whose table of contents would be too big (names that long: a small gzip stream of them held gigabytes) is refused as it is read, whichever way it is converted', async () => {
+    // 64 entries of 4 KiB pax paths: some 260 KiB of TOC, over a 128 KiB bound.
+    const name = (i: number): string => `${String(i).padStart(4, '0')}${'n'.repeat(4096)}`;
+    const record = (i: number): string => {
+      const body = ` path=${name(i)}\n`;
+      const length = String(body.length + 5).length + body.length;
+      return `${length}${body}`;
+    };
+    const tar = Buffer.concat([...Array.from({ length: 64 }, (_, i) => [paxMember(record(i)), member(`short${i}`, Buffer.from('x'))]).flat(), END]);
+    // The reorder's index counts the paths it holds (over the bound, the layer keeps its order, and is refused as such).
+    const index = new TarRecordIndex(LABEL);
+    index.write(tar);
+    expect(index.heldBytes).toBeGreaterThan(64 * 4096);
+    for (const { way, mediaType, options } of [
+      { way: 'eStargz', mediaType: GZIP, options: {} },
+      { way: 'zstd:chunked', mediaType: TAR, options: { format: 'zstd:chunked' as const } },
+      { way: 'reordered', mediaType: GZIP, options: { prefetch: [`/${name(3)}`] } },
+    ]) {
+      const blob = mediaType === GZIP ? gzipSync(tar) : tar;
+      const error = await convertLayerToEstargz(await blobFile(dir, 'big-toc', blob), mediaType, join(dir, 'big-toc-out'), { ...options, label: LABEL, maxTocBytes: 128 * 1024 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(PrebuiltError.isInstance(error), `${way}: ${String(error)}`).toBe(true);
+      expect((error as PrebuiltError).code, way).toBe('input');
+      expect((error as Error).message, way).toMatch(new RegExp(`^${LABEL} would have a table of contents of over 128 KiB \\(\\d+ entries read: their names, link names and attributes\\)`));
+      // The same layer converts under the default bound.
+      await convertLayerToEstargz(await blobFile(dir, 'big-toc', blob), mediaType, join(dir, 'big-toc-ok'), { ...options, label: LABEL });
     }
   });
 

@@ -5,12 +5,14 @@ import { promisify } from 'node:util';
 import {
   ESTARGZ_TOC_ANNOTATION,
   ESTARGZ_UNCOMPRESSED_ANNOTATION,
+  InputError,
   TAR_BLOCK,
   TAR_FIELDS,
   TarEndBlocks,
   TarExtendedHeaders,
   TarFormatError,
   decodeTarHeader,
+  formatBytes,
   isExtendedHeader,
   sealTarHeader,
   paxInteger,
@@ -38,6 +40,13 @@ export const TOC_DIGEST_ANNOTATION = ESTARGZ_TOC_ANNOTATION;
 export const UNCOMPRESSED_SIZE_ANNOTATION = ESTARGZ_UNCOMPRESSED_ANNOTATION;
 /** Big files are cut into chunks of this many bytes, each its own gzip member and TOC entry. */
 export const ESTARGZ_CHUNK = 4 << 20;
+/**
+ * The largest table of contents written (448 MiB of JSON, as counted by {@link tocEntryBytes}): it
+ * is held until the tar has been read, and JSON.stringify fails past 512 Mi characters. A real
+ * layer's is far smaller (some 450 bytes an entry: 300 000 files take 130 MiB); a tar of long names
+ * (a pax path is up to 1 MiB) held one copy of each, a few gigabytes from a small gzip stream.
+ */
+export const MAX_TOC_BYTES = 448 * 1024 * 1024;
 /** Size of the footer: an empty gzip member whose extra field holds the TOC's offset. */
 export const FOOTER_SIZE = 51;
 
@@ -144,10 +153,11 @@ const MODE_BITS: Record<string, number> = { dir: 0o40000, reg: 0o100000, symlink
  * thread pool, up to `parallel` at once, and written in order. `result()` is valid once the stream
  * has finished. The same tar gives the same bytes. The tar is read by core's strict tar reader (it
  * may be a base image's layer, pulled from a registry): a header, number or pax record that does
- * not check out, or a tar cut short, fails the stream with a TarFormatError naming `label`.
+ * not check out, or a tar cut short, fails the stream with a TarFormatError naming `label`; one
+ * whose TOC would be over `maxTocBytes` ({@link MAX_TOC_BYTES}) with an InputError, as it is read.
  */
-export function estargzStream(parallel = 4, format: ChunkedFormat = ESTARGZ_FORMAT, label = 'the layer'): { stream: Transform; result: () => EstargzResult } {
-  const writer = new EstargzWriter(parallel, format, label);
+export function estargzStream(parallel = 4, format: ChunkedFormat = ESTARGZ_FORMAT, label = 'the layer', maxTocBytes = MAX_TOC_BYTES): { stream: Transform; result: () => EstargzResult } {
+  const writer = new EstargzWriter(parallel, format, label, maxTocBytes);
   return { stream: writer.stream, result: () => writer.result() };
 }
 
@@ -166,6 +176,9 @@ class EstargzWriter {
   readonly #parallel: number;
   readonly #format: ChunkedFormat;
   readonly #toc: TocEntry[] = [];
+  /** The TOC's JSON so far, about ({@link tocEntryBytes}), and its bound. */
+  #tocBytes = 0;
+  readonly #maxTocBytes: number;
   readonly #diff: Hash = createHash('sha256');
   #uncompressed = 0;
   /** Compressed sizes of the members written so far, in order. */
@@ -192,8 +205,9 @@ class EstargzWriter {
   #file: FileState | undefined;
   #result: EstargzResult | undefined;
 
-  constructor(parallel: number, format: ChunkedFormat, label: string) {
+  constructor(parallel: number, format: ChunkedFormat, label: string, maxTocBytes: number) {
     this.#parallel = Math.max(1, parallel);
+    this.#maxTocBytes = maxTocBytes;
     this.#format = format;
     this.#label = label;
     this.#extended = new TarExtendedHeaders(label);
@@ -313,7 +327,7 @@ class EstargzWriter {
     if (tocType === 'symlink' || tocType === 'hardlink') entry.linkName = header.linkname;
     entry.mode = (header.mode & 0o7777) | (MODE_BITS[tocType] ?? 0);
     this.#entryName = header.name;
-    this.#toc.push(entry);
+    this.#addToc(entry);
     this.#pad = tarPadding(header.size);
     if (header.size === 0) {
       this.#state = 'header';
@@ -404,7 +418,18 @@ class EstargzWriter {
     await this.#closeMember(out);
     file.chunkStart = file.done;
     file.chunkHash = createHash('sha256');
-    this.#toc.push({ name: file.entry.name, type: 'chunk', member: this.#members, chunkOffset: file.chunkStart });
+    this.#addToc({ name: file.entry.name, type: 'chunk', member: this.#members, chunkOffset: file.chunkStart });
+  }
+
+  /** Adds an entry to the TOC, failing once the TOC would be over its bound (before the tar's other entries are read). */
+  #addToc(entry: TocEntry): void {
+    this.#tocBytes += tocEntryBytes(entry);
+    if (this.#tocBytes > this.#maxTocBytes) {
+      throw new InputError(`${this.#label} would have a table of contents of over ${formatBytes(this.#maxTocBytes)} (${this.#toc.length + 1} entries read: their names, link names and attributes); it is not converted.`, {
+        hint: 'A real layer\'s table of contents is a few MiB (some 450 bytes a file): this one has too many entries, or names far too long, to be pulled lazily. For a base image, turn the eStargz base off (METAFLOW_PREBUILT_OCI_ESTARGZ_BASE=0) or use another one.',
+      });
+    }
+    this.#toc.push(entry);
   }
 
   #endFile(file: FileState): void {
@@ -443,6 +468,17 @@ class EstargzWriter {
       annotations: { [TOC_DIGEST_ANNOTATION]: tocDigest, [UNCOMPRESSED_SIZE_ANNOTATION]: String(this.#uncompressed), ...trailer.annotations },
     };
   }
+}
+
+/**
+ * About how many bytes an entry takes in the TOC's JSON, never fewer: 512 for its keys, numbers,
+ * dates and digests (a regular file's take some 400), and its texts as JSON writes them.
+ */
+function tocEntryBytes(entry: TocEntry): number {
+  let bytes = 512;
+  for (const text of [entry.name, entry.linkName, entry.userName, entry.groupName]) if (text) bytes += JSON.stringify(text).length;
+  for (const [key, value] of Object.entries(entry.xattrs ?? {})) bytes += JSON.stringify(key).length + value.length + 8;
+  return bytes;
 }
 
 function tocJsonEntry(entry: TocEntry, starts: number[]): Record<string, unknown> {

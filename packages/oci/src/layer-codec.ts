@@ -29,9 +29,13 @@ export function isLazyCompression(compression: LayerCompression): compression is
   return Object.hasOwn(LAZY_FORMATS, compression);
 }
 
-/** The seekable writer of a lazy compression, on all cores: its stream, and once it ends the TOC digest, diff_id and annotations; `label` names the tar in errors. */
-export function lazyLayerWriter(compression: LazyCompression, label?: string): ReturnType<typeof estargzStream> {
-  return estargzStream(availableParallelism(), LAZY_FORMATS[compression], label);
+/**
+ * The seekable writer of a lazy compression, on all cores: its stream, and once it ends the TOC
+ * digest, diff_id and annotations; `label` names the tar in errors; a TOC over `maxTocBytes`
+ * (default MAX_TOC_BYTES) fails it.
+ */
+export function lazyLayerWriter(compression: LazyCompression, label?: string, maxTocBytes?: number): ReturnType<typeof estargzStream> {
+  return estargzStream(availableParallelism(), LAZY_FORMATS[compression], label, maxTocBytes);
 }
 
 /** Whether a compression's layers are zstd (pulled only by containerd ≥ 1.5 and Docker Engine ≥ 23.0). */

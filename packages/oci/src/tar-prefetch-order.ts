@@ -63,6 +63,8 @@ export class TarRecordIndex {
   readonly #extended: TarExtendedHeaders;
   /** Bytes written so far. */
   #offset = 0;
+  /** What the records hold, about: their paths and link paths, and 64 bytes each. */
+  #heldBytes = 0;
   /** Where the record being read starts (its first meta header). */
   #start = 0;
   #header: Buffer[] = [];
@@ -90,6 +92,11 @@ export class TarRecordIndex {
   /** Bytes written so far (the tar's size, once all of it has been written). */
   get size(): number {
     return this.#offset;
+  }
+
+  /** About how many bytes the records hold (their paths and link paths, and 64 bytes each): a tar of long names holds more than its count says. */
+  get heldBytes(): number {
+    return this.#heldBytes;
   }
 
   write(chunk: Buffer): void {
@@ -164,7 +171,9 @@ export class TarRecordIndex {
     this.#body = undefined;
     if (body.parts) this.#extended.read(body.typeflag, Buffer.concat(body.parts));
     if (body.meta) return;
-    this.records.push({ path: clean(body.name), type: body.type, linkPath: clean(body.linkname), start: this.#start, end });
+    const record = { path: clean(body.name), type: body.type, linkPath: clean(body.linkname), start: this.#start, end };
+    this.#heldBytes += 64 + record.path.length + record.linkPath.length;
+    this.records.push(record);
     this.#start = end;
   }
 }
