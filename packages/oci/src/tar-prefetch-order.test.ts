@@ -7,7 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertLayerToEstargz } from './estargz-base.js';
 import { readToc, landmarkOffset } from './__fixtures__/estargz-toc.js';
-import { TarRecordIndex, prefetchTarOrder, tarRecords } from './tar-prefetch-order.js';
+import { TarRecordIndex, prefetchPlan, prefetchTarOrder, tarRecords } from './tar-prefetch-order.js';
 
 const exec = promisify(execFile);
 const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
@@ -119,6 +119,17 @@ describe('a base layer\'s tar in prefetch order', () => {
     const names = (await tarList(ordered)).map((n) => n.replace(/\/$/, ''));
     expect(names.slice(0, names.indexOf('.prefetch.landmark'))).toEqual(['etc', 'etc/.wh.app', 'etc/app', 'etc/app/conf', 'etc/.wh.x', 'etc/x']);
     expect(names.slice(names.indexOf('.prefetch.landmark') + 1)).toEqual(['etc/y']);
+  });
+
+  it('a hard link at the end of a chain of 50 000 (each naming the one before) moves with the whole chain, in order, without running out of stack', () => {
+    const records = [{ path: 'f0', type: '0', linkPath: '', start: 0, end: 1024 }];
+    for (let i = 1; i < 50_000; i++) records.push({ path: `f${i}`, type: '1', linkPath: `f${i - 1}`, start: 512 + 512 * i, end: 1024 + 512 * i });
+    records.push({ path: 'other', type: '0', linkPath: '', start: 512 + 512 * 50_000, end: 1536 + 512 * 50_000 });
+    const pieces = prefetchPlan(records, ['/f49999']);
+    // The chain is one run of the archive, then the landmark, then the rest, then the end-of-archive blocks.
+    expect(pieces[0]).toEqual({ start: 0, end: 1024 + 512 * 49_999 });
+    expect(Buffer.isBuffer(pieces[1])).toBe(true);
+    expect(pieces[2]).toEqual({ start: 512 + 512 * 50_000, end: 1536 + 512 * 50_000 });
   });
 
   it('a converted base layer with a profile: the profile\'s files before the TOC\'s landmark, the rest after; reproducible; without a profile, no landmark', async () => {

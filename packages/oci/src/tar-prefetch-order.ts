@@ -218,16 +218,37 @@ export function prefetchPlan(records: readonly TarRecordSpan[], paths: readonly 
   });
   const moved = new Set<number>();
   const first: number[] = [];
-  const move = (i: number): void => {
-    if (moved.has(i) || records[i]!.type === 'g') return;
+  /**
+   * What must come before entry `i`, in order: a whiteout of it or of a parent that came before it
+   * (a runtime unpacking in order, containerd or docker, deletes what the whiteout names when it
+   * reaches it), its parent directories, and a hard link's target.
+   */
+  const needs = (i: number): number[] => {
     const record = records[i]!;
-    moved.add(i);
-    // A whiteout of the entry or of a parent that came before it stays before it: a runtime
-    // unpacking in order (containerd, docker) deletes what the whiteout names when it reaches it.
-    for (const path of [...parentDirs(record.path), record.path]) for (const w of byPath.get(whiteoutOf(path)) ?? []) if (w < i) move(w);
-    for (const dir of parentDirs(record.path)) for (const d of byPath.get(dir) ?? []) if (records[d]!.type === '5') move(d);
-    if (record.type === '1') for (const t of byPath.get(record.linkPath) ?? []) if (t < i) move(t);
-    first.push(i);
+    const out: number[] = [];
+    for (const path of [...parentDirs(record.path), record.path]) for (const w of byPath.get(whiteoutOf(path)) ?? []) if (w < i) out.push(w);
+    for (const dir of parentDirs(record.path)) for (const d of byPath.get(dir) ?? []) if (records[d]!.type === '5') out.push(d);
+    if (record.type === '1') for (const t of byPath.get(record.linkPath) ?? []) if (t < i) out.push(t);
+    return out;
+  };
+  // Depth first with a stack of its own, each entry after what it needs: a chain of hard links
+  // (each naming the one before) is as deep as it is long, past what the call stack holds.
+  const move = (root: number): void => {
+    const stack: { i: number; needs: number[] }[] = [];
+    const visit = (i: number): void => {
+      if (moved.has(i) || records[i]!.type === 'g') return;
+      moved.add(i);
+      stack.push({ i, needs: needs(i).reverse() });
+    };
+    visit(root);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      const next = top.needs.pop();
+      if (next === undefined) {
+        stack.pop();
+        first.push(top.i);
+      } else visit(next);
+    }
   };
   for (const path of paths) for (const i of byPath.get(clean(path)) ?? []) move(i);
   const landmark = first.some((i) => records[i]!.type !== '5') ? PREFETCH_LANDMARK : NO_PREFETCH_LANDMARK;
