@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { EnvironmentError, cancelledError, errorMessage } from '@prebuilt/core/backend';
+import { EnvironmentError, PrebuiltError, cancelledError, errorMessage, programNotFound, programPath } from '@prebuilt/core/backend';
 import { BUILDX_ENV } from './buildx-settings.js';
 
 export interface Exit {
@@ -14,6 +14,7 @@ export interface Exit {
 export async function checkBuildx(docker: string, env: Record<string, string | undefined>, signal: AbortSignal | undefined): Promise<string> {
   const { exit, output } = await runDocker(docker, ['buildx', 'version'], env, signal).catch((error: unknown) => {
     if (signal?.aborted) throw cancelledError(signal, 'The buildx build');
+    if (PrebuiltError.isInstance(error)) throw error;
     throw dockerMissing(docker, error);
   });
   if (exit.code !== 0) {
@@ -34,7 +35,8 @@ export function firstLine(output: string, empty = '(no output)'): string {
 
 /**
  * Runs a short docker command to its end: how it exited and its output (stdout and stderr
- * together). Rejects when it cannot be started or `signal` stops it.
+ * together). Rejects when it cannot be started or `signal` stops it, with a ConfigError when a bare
+ * `docker` is found only through a relative PATH entry (core's programPath).
  */
 export function runDocker(
   docker: string,
@@ -44,12 +46,19 @@ export function runDocker(
 ): Promise<{ exit: Exit; output: string }> {
   let output = '';
   return new Promise((resolve, reject) => {
-    const child = spawn(docker, args, { env, stdio: ['ignore', 'pipe', 'pipe'], signal });
+    const file = dockerPath(docker, env);
+    if (file === undefined) return reject(programNotFound(docker));
+    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'], signal });
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
     child.on('error', reject);
     child.on('close', (code, sig) => resolve({ exit: { code, signal: sig }, output }));
   });
+}
+
+/** The docker command's file: as given when it is a path, else from PATH's absolute directories (core's programPath). */
+export function dockerPath(docker: string, env: Record<string, string | undefined>): string | undefined {
+  return programPath(docker, { env, setting: BUILDX_ENV.docker, what: `the docker command '${docker}'` });
 }
 
 function dockerMissing(docker: string, error: unknown): EnvironmentError {

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createLogger, errorMessage, type BuildLog } from '@prebuilt/core/backend';
-import type { Exit } from './buildx-cli.js';
+import { createLogger, errorMessage, programNotFound, type BuildLog } from '@prebuilt/core/backend';
+import { dockerPath, type Exit } from './buildx-cli.js';
 
 const debug = createLogger('buildx');
 
@@ -29,8 +29,15 @@ export interface BuildxRun {
  */
 export function runBuildx(run: BuildxRun): Promise<BuildxOutcome> {
   return new Promise<BuildxOutcome>((resolve) => {
+    let file: string | undefined;
+    try {
+      file = dockerPath(run.docker, run.env);
+    } catch (error) {
+      return resolve({ kind: 'spawn-error', error });
+    }
+    if (file === undefined) return resolve({ kind: 'spawn-error', error: programNotFound(run.docker) });
     // Its own process group, so stopping the build stops the buildx plugin under docker too.
-    const child: ChildProcess = spawn(run.docker, run.args, { env: run.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const child: ChildProcess = spawn(file, run.args, { env: run.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     let stopped: 'timeout' | 'cancelled' | undefined;
     let killTimer: NodeJS.Timeout | undefined;
     const stop = (why: 'timeout' | 'cancelled') => {

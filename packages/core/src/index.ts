@@ -27,6 +27,7 @@ export {
 export { createLogger, type Logger } from './logger.js';
 export { terminalText } from './terminal-text.js';
 export { Secret } from './secret.js';
+export { programPath, programNotFound, type ProgramPathOptions } from './program-path.js';
 export { loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
 export {
   defineImageRegistry,

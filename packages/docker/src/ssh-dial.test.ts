@@ -7,9 +7,9 @@
 import { createServer, type Server } from 'node:http';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { delimiter, join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { UnreachableError } from '@prebuilt/core/backend';
+import { ConfigError, UnreachableError } from '@prebuilt/core/backend';
 import { DockerDaemon } from './docker-daemon.js';
 import { resolveDockerSettings } from './docker-settings.js';
 import { dockerConnection } from './docker-host.js';
@@ -133,10 +133,31 @@ describe('ssh:// Docker hosts through the ssh program (fake ssh on PATH)', () =>
     try {
       const error = await new DockerDaemon(resolveDockerSettings({ dockerHost: 'ssh://127.0.0.1' }, {}), {}).check(undefined).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(UnreachableError);
-      expect((error as Error).message).toMatch(/cannot be reached: ssh to 127\.0\.0\.1 cannot be started: spawn ssh ENOENT/);
+      expect((error as Error).message).toMatch(/cannot be reached: ssh to 127\.0\.0\.1 cannot be started: there is no ssh program in PATH's directories/);
     } finally {
       process.env['PATH'] = path;
     }
+  });
+
+  it('never runs an ssh found only through an empty or relative PATH entry (the current directory): a ConfigError before any connection', async () => {
+    const path = process.env['PATH'];
+    const here = relative(process.cwd(), dir);
+    process.env['PATH'] = `/nonexistent${delimiter}${here}`;
+    const before = (await calls().catch(() => [])).length;
+    try {
+      const error = (() => {
+        try {
+          return new DockerDaemon(resolveDockerSettings({ dockerHost: 'ssh://127.0.0.1' }, {}), {});
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toContain(`ssh (for DOCKER_HOST's ssh:// daemon) was found only in '${here}', a PATH entry relative to the current directory`);
+    } finally {
+      process.env['PATH'] = path;
+    }
+    expect((await calls().catch(() => [])).length).toBe(before);
   });
 });
 

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { Agent } from 'node:http';
 import { Duplex } from 'node:stream';
+import { programPath } from '@prebuilt/core/backend';
 
 /** How much of ssh's stderr a failed connection's error quotes. */
 const STDERR_TAIL = 2048;
@@ -53,12 +54,29 @@ function connectSeconds(ms: number): number {
  * {@link SSH_CONNECT_GRACE_MS}: a host whose connect never completes is ssh's own exit (255,
  * "Connection timed out"), not a silent connection (engine-clock.ts leaves a connecting ssh
  * to it).
+ *
+ * `ssh` is the program's file ({@link sshProgram}); undefined: there is none, and the connection
+ * fails saying so.
  */
-export function dialSsh(target: SshTarget, connectTimeoutMs: number): Duplex {
-  const child = spawn('ssh', sshArguments(target, connectTimeoutMs), { stdio: ['pipe', 'pipe', 'pipe'] });
+export function dialSsh(target: SshTarget, connectTimeoutMs: number, ssh: string | undefined = sshProgram()): Duplex {
+  if (ssh === undefined) {
+    const missing = new Duplex({ read: () => undefined, write: (_chunk, _encoding, done) => done() });
+    process.nextTick(() => missing.destroy(new Error(`ssh to ${target.host ?? ''} cannot be started: there is no ssh program in PATH's directories (install an OpenSSH client)`)));
+    return missing;
+  }
+  const child = spawn(ssh, sshArguments(target, connectTimeoutMs), { stdio: ['pipe', 'pipe', 'pipe'] });
   const stream = new SshStream(child, target.host ?? '');
   stream.connectingFor(connectSeconds(connectTimeoutMs) * 1000 + SSH_CONNECT_GRACE_MS);
   return stream;
+}
+
+/**
+ * The ssh program for an ssh:// Docker host, from PATH's absolute directories (core's programPath):
+ * a ConfigError when it is found only through an empty or relative entry (the current directory);
+ * undefined when there is none.
+ */
+export function sshProgram(env: Record<string, string | undefined> = process.env): string | undefined {
+  return programPath('ssh', { env, what: "ssh (for DOCKER_HOST's ssh:// daemon)" });
 }
 
 /**
@@ -67,6 +85,9 @@ export function dialSsh(target: SshTarget, connectTimeoutMs: number): Duplex {
  * `destroy()` ends them all.
  */
 export class SshAgent extends Agent {
+  /** The ssh program, looked up once (a ConfigError here when it is only in the current directory). */
+  readonly #ssh = sshProgram();
+
   constructor(
     private readonly target: SshTarget,
     private readonly connectTimeoutMs: number,
@@ -75,7 +96,7 @@ export class SshAgent extends Agent {
   }
 
   override createConnection(): Duplex {
-    return dialSsh(this.target, this.connectTimeoutMs);
+    return dialSsh(this.target, this.connectTimeoutMs, this.#ssh);
   }
 }
 

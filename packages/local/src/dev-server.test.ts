@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, EnvironmentError } from '@prebuilt/core/backend';
@@ -32,6 +32,28 @@ describe('development registry server: settings', () => {
       }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(EnvironmentError);
       expect((error as EnvironmentError).hint).toContain('apt-get install docker-registry');
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('never runs docker-registry or docker found only through an empty or relative PATH entry (the current directory): a ConfigError', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-relative-'));
+    try {
+      const marker = join(stateDir, 'ran');
+      for (const name of ['docker-registry', 'docker']) {
+        await writeFile(join(stateDir, name), `#!/bin/sh\n: > '${marker}'\n`);
+        await chmod(join(stateDir, name), 0o755);
+      }
+      const here = relative(process.cwd(), stateDir);
+      const env = { PATH: `/nonexistent:${here}` };
+      const registry = await startLocalRegistryServer({ port: await freePort(), stateDir, registryBinary: 'docker-registry', env }).catch((e: unknown) => e);
+      expect(registry).toBeInstanceOf(ConfigError);
+      expect((registry as ConfigError).message).toContain(`the registry program was found only in '${here}', a PATH entry relative to the current directory`);
+      const docker = await startLocalRegistryServer({ port: await freePort(), stateDir, registryBinary: join(stateDir, 'no-registry'), env }).catch((e: unknown) => e);
+      expect(docker).toBeInstanceOf(ConfigError);
+      expect((docker as ConfigError).message).toContain(`the docker CLI 'docker' was found only in '${here}'`);
+      expect(existsSync(marker)).toBe(false);
     } finally {
       await rm(stateDir, { recursive: true, force: true });
     }

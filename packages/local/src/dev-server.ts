@@ -4,7 +4,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, EnvironmentError, createLogger, errorMessage, makeDirectory, sleep, writeFileAtomic } from '@prebuilt/core/backend';
+import { ConfigError, EnvironmentError, createLogger, errorMessage, makeDirectory, programNotFound, programPath, sleep, writeFileAtomic } from '@prebuilt/core/backend';
 
 const debug = createLogger('local:server');
 
@@ -149,14 +149,19 @@ function portInUse(port: number): Promise<boolean> {
 
 function runDocker(command: string, args: string[], env: Record<string, string | undefined>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    execFile(command, args, { env: env as NodeJS.ProcessEnv, timeout: 120_000 }, (error, stdout, stderr) => {
+    const missing = (error: NodeJS.ErrnoException): void =>
+      reject(
+        new EnvironmentError(`Neither ${DEFAULT_REGISTRY_BINARY} nor the docker CLI ('${command}') is installed, so no registry can be started.`, {
+          cause: error,
+          hint: 'Install Debian\'s registry (`sudo apt-get install docker-registry`) or Docker, or run any registry yourself and set METAFLOW_PREBUILT_LOCAL_REGISTRY.',
+        }),
+      );
+    // Never from an empty or relative PATH entry (core's programPath: a ConfigError when only there).
+    const file = programPath(command, { env, what: `the docker CLI '${command}'` });
+    if (file === undefined) return missing(programNotFound(command));
+    execFile(file, args, { env: env as NodeJS.ProcessEnv, timeout: 120_000 }, (error, stdout, stderr) => {
       if (error && (error as NodeJS.ErrnoException).code === 'ENOENT') {
-        reject(
-          new EnvironmentError(`Neither ${DEFAULT_REGISTRY_BINARY} nor the docker CLI ('${command}') is installed, so no registry can be started.`, {
-            cause: error,
-            hint: 'Install Debian\'s registry (`sudo apt-get install docker-registry`) or Docker, or run any registry yourself and set METAFLOW_PREBUILT_LOCAL_REGISTRY.',
-          }),
-        );
+        missing(error as NodeJS.ErrnoException);
         return;
       }
       const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code) : 1) : 0;
@@ -259,8 +264,9 @@ export async function startLocalRegistryServer(
     });
   }
   await makeDirectory(p.dataDir);
-  const binary = options.registryBinary ?? DEFAULT_REGISTRY_BINARY;
-  const state = existsSync(binary) ? await startBinary(p, port, binary, options) : await startContainer(p, port, options);
+  // A bare name is looked for in PATH's absolute directories only (core's programPath).
+  const binary = programPath(options.registryBinary ?? DEFAULT_REGISTRY_BINARY, { env: options.env ?? process.env, what: 'the registry program' });
+  const state = binary !== undefined && existsSync(binary) ? await startBinary(p, port, binary, options) : await startContainer(p, port, options);
   await writeFileAtomic(p.stateFile, `${JSON.stringify(state, null, 2)}\n`);
   if (state.pid !== null) await writeFileAtomic(p.pidFile, `${state.pid}\n`);
 

@@ -1,9 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { ConfigError } from '@prebuilt/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runPythonScript } from './host-python.js';
+import { runFlow } from './run-flow.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'prebuilt-host-python-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -18,4 +20,21 @@ describe('runPythonScript', () => {
     expect((await runPythonScript(script, [], { python, site: false })).trim()).toBe('1 1 False');
     expect((await runPythonScript(script, [], { python, isolated: false, site: false })).trim()).toBe('0 1 False');
   });
+
+  it('never runs a python3 found only through an empty or relative PATH entry (a checked-out flow\'s directory): a ConfigError', async () => {
+    const checkout = join(dir, 'checkout');
+    const marker = join(dir, 'ran');
+    execFileSync('mkdir', ['-p', checkout]);
+    writeFileSync(join(checkout, 'python3'), `#!/bin/sh\n: > '${marker}'\n`);
+    chmodSync(join(checkout, 'python3'), 0o755);
+    const here = relative(process.cwd(), checkout);
+    const env = { PATH: `/nonexistent:${here}` };
+    const error = await runPythonScript(script, [], { env }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain(`the Python interpreter 'python3' (from PATH) was found only in '${here}', a PATH entry relative to the current directory`);
+    const flowError = await runFlow({ flowFile: join(dir, 'flow.py'), args: ['run'], imageMap: join(dir, 'map.json'), env, stdout: { write: () => undefined }, stderr: { write: () => undefined } }).catch((e: unknown) => e);
+    expect(flowError).toBeInstanceOf(ConfigError);
+    expect(existsSync(marker)).toBe(false);
+  });
 });
+

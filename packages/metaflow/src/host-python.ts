@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { CancelledError, EnvironmentError, createLogger, errorMessage } from '@prebuilt/core';
+import { CancelledError, EnvironmentError, createLogger, errorMessage, programNotFound, programPath } from '@prebuilt/core';
 
 const log = createLogger('metaflow');
 
@@ -27,6 +27,15 @@ export function hostPython(options: Pick<HostPythonOptions, 'python' | 'env'> = 
   return { command: 'python3', source: 'PATH' };
 }
 
+/**
+ * The host interpreter's file: `command` as given when it is a path, else from the absolute
+ * directories of `env`'s PATH (core's programPath: a ConfigError when it is found only through an
+ * empty or relative entry, as a `python3` a checked-out flow's directory could hold). Undefined when missing.
+ */
+export function hostPythonPath(command: string, source: string, env: Record<string, string | undefined>): string | undefined {
+  return programPath(command, { env, setting: 'METAFLOW_PREBUILT_PYTHON', what: `the Python interpreter '${command}' (from ${source})` });
+}
+
 const INSTALL_HINT =
   'Install Python 3.8 or newer (e.g. `apt-get install python3`, or from python.org), ' +
   'or set METAFLOW_PREBUILT_PYTHON to the interpreter you deploy flows with.';
@@ -44,9 +53,26 @@ export async function runPythonScript(
   const env = options.env ?? process.env;
   log('running %s (from %s) %s %o', command, source, script, args);
   options.signal?.throwIfAborted();
+  const file = hostPythonPath(command, source, env);
   return await new Promise<string>((resolve, reject) => {
+    const failed = (error: NodeJS.ErrnoException): void => {
+      if (error.name === 'AbortError') {
+        reject(new CancelledError('reading the flow was cancelled', { cause: error }));
+      } else if (error.code === 'ENOENT' || error.code === 'EACCES') {
+        reject(
+          new EnvironmentError(
+            `No usable Python interpreter: '${command}' (from ${source}) ${error.code === 'ENOENT' ? 'was not found' : 'cannot be executed'}. ` +
+              'prebuilt reads flow files with the host python3.',
+            { cause: error, hint: INSTALL_HINT },
+          ),
+        );
+      } else {
+        reject(new EnvironmentError(`Could not run '${command}' (from ${source}): ${errorMessage(error)}`, { cause: error, hint: INSTALL_HINT }));
+      }
+    };
+    if (file === undefined) return failed(programNotFound(command));
     const flags = [...(options.isolated === false ? [] : ['-I']), ...(options.site === false ? ['-S'] : [])];
-    const child = spawn(command, [...flags, script, ...args], {
+    const child = spawn(file, [...flags, script, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...env, PYTHONDONTWRITEBYTECODE: '1', PYTHONIOENCODING: 'utf-8' },
       signal: options.signal,
@@ -65,19 +91,7 @@ export async function runPythonScript(
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
     child.on('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      if (error.name === 'AbortError') {
-        reject(new CancelledError('reading the flow was cancelled', { cause: error }));
-      } else if (error.code === 'ENOENT' || error.code === 'EACCES') {
-        reject(
-          new EnvironmentError(
-            `No usable Python interpreter: '${command}' (from ${source}) ${error.code === 'ENOENT' ? 'was not found' : 'cannot be executed'}. ` +
-              'prebuilt reads flow files with the host python3.',
-            { cause: error, hint: INSTALL_HINT },
-          ),
-        );
-      } else {
-        reject(new EnvironmentError(`Could not run '${command}' (from ${source}): ${errorMessage(error)}`, { cause: error, hint: INSTALL_HINT }));
-      }
+      failed(error);
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);

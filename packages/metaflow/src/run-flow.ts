@@ -5,10 +5,10 @@
  * aborts `signal` is forwarded to the child.
  */
 import { spawn } from 'node:child_process';
-import { CancelledError, ConfigError, EnvironmentError, createLogger, errorMessage } from '@prebuilt/core';
+import { CancelledError, ConfigError, EnvironmentError, createLogger, errorMessage, programNotFound } from '@prebuilt/core';
 import { extensionEnv } from './extension-files.js';
 import { installedExtension, type InstalledExtension } from './extension-install.js';
-import { hostPython } from './host-python.js';
+import { hostPython, hostPythonPath } from './host-python.js';
 import { metaflowArgs } from './run-steps.js';
 
 const log = createLogger('metaflow');
@@ -75,8 +75,17 @@ export async function runFlow(options: RunFlowOptions): Promise<RunFlowResult> {
   options.signal?.throwIfAborted();
   const pipeOut = options.stdout !== undefined && options.stdout !== 'inherit';
   const pipeErr = options.stderr !== undefined && options.stderr !== 'inherit';
+  const file = hostPythonPath(python, source, env);
   return await new Promise<RunFlowResult>((resolve, reject) => {
-    const child = spawn(python, args, {
+    const failed = (error: NodeJS.ErrnoException): void =>
+      reject(
+        new EnvironmentError(
+          `Could not run the flow with '${python}' (from ${source}): ${error.code === 'ENOENT' ? 'not found' : errorMessage(error)}.`,
+          { cause: error, hint: 'Install Python 3 with Metaflow, or set METAFLOW_PREBUILT_PYTHON to the interpreter you run flows with.' },
+        ),
+      );
+    if (file === undefined) return failed(programNotFound(python));
+    const child = spawn(file, args, {
       cwd: options.cwd,
       env: childEnv,
       stdio: ['inherit', pipeOut ? 'pipe' : 'inherit', pipeErr ? 'pipe' : 'inherit'],
@@ -91,12 +100,7 @@ export async function runFlow(options: RunFlowOptions): Promise<RunFlowResult> {
     options.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (error: NodeJS.ErrnoException) => {
       options.signal?.removeEventListener('abort', onAbort);
-      reject(
-        new EnvironmentError(
-          `Could not run the flow with '${python}' (from ${source}): ${error.code === 'ENOENT' ? 'not found' : errorMessage(error)}.`,
-          { cause: error, hint: 'Install Python 3 with Metaflow, or set METAFLOW_PREBUILT_PYTHON to the interpreter you run flows with.' },
-        ),
-      );
+      failed(error);
     });
     child.on('close', (code, killedBy) => {
       options.signal?.removeEventListener('abort', onAbort);

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CancelledError, ConfigError } from '@prebuilt/core/backend';
@@ -47,6 +47,18 @@ describe('mkfs.erofs: found on PATH, version checked', () => {
     expect((error as ConfigError).message).toMatch(/there is no mkfs\.erofs on PATH/);
     expect((error as ConfigError).hint).toMatch(/apt-get install erofs-utils' on Debian ≥ 13 or Ubuntu ≥ 24\.10.*erofs-utils ≥ 1\.8/);
     expect((error as ConfigError).setting).toBe('METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION');
+  });
+
+  it('found only through an empty or relative PATH entry (the current directory): a ConfigError, and it is not run', async () => {
+    const marker = join(dir, 'relative-ran');
+    const bin = await fakeMkfs('relative', `: > '${marker}'\n${VERSION_186}`);
+    const here = relative(process.cwd(), bin);
+    const error = await findMkfsErofs({ PATH: `/nonexistent:${here}` }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain(`erofs layers were asked for, but mkfs.erofs was found only in '${here}', a PATH entry relative to the current directory`);
+    await expect(readFile(marker)).rejects.toThrow(/ENOENT/);
+    // In an absolute entry the same program is found, and its path kept for the builds.
+    expect(await findMkfsErofs({ PATH: `${here}:${bin}` })).toMatchObject({ version: '1.8.6', path: join(bin, 'mkfs.erofs') });
   });
 
   it('older than 1.8 (no --tar=f), or no version: a ConfigError naming the version found', async () => {

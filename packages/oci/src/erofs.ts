@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { open, rm, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
-import { ConfigError } from '@prebuilt/core/backend';
+import { ConfigError, programPath } from '@prebuilt/core/backend';
 import { atLeast } from './version.js';
 
 /** The tool that turns a layer's tar into an EROFS image (erofs-utils). */
@@ -30,6 +30,8 @@ export interface MkfsErofs {
   env: NodeJS.ProcessEnv;
   /** The version it reports, e.g. `1.8.6`. */
   version: string;
+  /** Its file, found in the absolute directories of `env`'s PATH; default: looked up there when it runs. */
+  path?: string;
   /** How long it may stall and how much disk its image may take (default {@link MKFS_EROFS_LIMITS}). */
   limits?: MkfsErofsLimits;
 }
@@ -111,7 +113,7 @@ export async function findMkfsErofs(env: Record<string, string | undefined>, opt
   }
   if (result.code !== 0) throw unusableTool(`'${MKFS_EROFS} --version' failed: ${lastLines(result.stderr) || (result.code === null ? 'it was killed' : `exit ${result.code}`)}`);
   if (!parsed) throw unusableTool(`'${MKFS_EROFS} --version' printed no version ('${clip(output.trim().split('\n')[0] ?? '')}')`);
-  return { env: runEnv, version: parsed.version };
+  return { env: runEnv, version: parsed.version, path: result.path };
 }
 
 /** What `--version` prints is kept to this much of each stream. */
@@ -121,9 +123,11 @@ const VERSION_OUTPUT_BYTES = 64 << 10;
  * `mkfs.erofs --version`, bounded: its output kept to 64 KiB a stream, killed (SIGKILL) after
  * `timeoutMs`, settled once it has exited even when a child of it holds its output open.
  */
-function runVersion(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ missing: true } | { code: number | null; timedOut: boolean; stdout: string; stderr: string }> {
+function runVersion(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ missing: true } | { path: string; code: number | null; timedOut: boolean; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(MKFS_EROFS, ['--version'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const path = mkfsErofsPath(env);
+    if (path === undefined) return resolve({ missing: true });
+    const child = spawn(path, ['--version'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out = { stdout: '', stderr: '' };
     for (const name of ['stdout', 'stderr'] as const) {
       child[name].setEncoding('utf8').on('data', (chunk: string) => {
@@ -143,9 +147,17 @@ function runVersion(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ missin
     });
     child.on('exit', (code) => {
       clearTimeout(timer);
-      void Promise.all([drained(child.stdout), drained(child.stderr)]).then(() => resolve({ code, timedOut, ...out }));
+      void Promise.all([drained(child.stdout), drained(child.stderr)]).then(() => resolve({ path, code, timedOut, ...out }));
     });
   });
+}
+
+/**
+ * mkfs.erofs's file in the absolute directories of `env`'s PATH (core's programPath): a ConfigError
+ * when it is found only through an empty or relative entry (the current directory); undefined when missing.
+ */
+function mkfsErofsPath(env: Record<string, string | undefined>): string | undefined {
+  return programPath(MKFS_EROFS, { env, what: `erofs layers were asked for, but ${MKFS_EROFS}` });
 }
 
 function missingTool(): ConfigError {
@@ -205,7 +217,9 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
   // No `signal` option: Node would report the abort at once and leave the process to die (or not)
   // on SIGTERM; here the abort kills it and `done` waits for it to be gone.
   // Absolute: a relative path starting with '-' (a TMPDIR of '-x') would be read as an option.
-  const child = spawn(MKFS_EROFS, [...MKFS_EROFS_OPTIONS, resolve(file)], { env: toolEnv(mkfs.env), stdio: ['pipe', 'ignore', 'pipe'] });
+  const path = mkfs.path ?? mkfsErofsPath(mkfs.env);
+  if (path === undefined) throw missingTool();
+  const child = spawn(path, [...MKFS_EROFS_OPTIONS, resolve(file)], { env: toolEnv(mkfs.env), stdio: ['pipe', 'ignore', 'pipe'] });
   const tool = `${MKFS_EROFS} ${mkfs.version}`;
   let stderr = '';
   let exited = false;

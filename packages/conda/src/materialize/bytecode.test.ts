@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, utimes } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '@prebuilt/core';
 import { skipOrFailInCi } from '../../../../test/services.js';
 import { BytecodePass, cacheTagOf, findBytecodeCompiler, pycPathOf, validateBytecode, type BytecodeCompiler } from './bytecode.js';
 import { PrefixWriter } from './prefix-writer.js';
@@ -48,6 +49,27 @@ async function shippedPyc(source: string): Promise<Buffer> {
     child.stdin!.end(source);
   });
 }
+
+describe('findBytecodeCompiler', () => {
+  it('never runs a python found only through an empty or relative PATH entry (the current directory): a ConfigError', async () => {
+    const bin = join(work, 'checkout');
+    const marker = join(work, 'ran');
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, 'python3'), `#!/bin/sh\n: > '${marker}'\necho cpython-399\n`);
+    await chmod(join(bin, 'python3'), 0o755);
+    const here = relative(process.cwd(), bin);
+    const saved = process.env['PATH'];
+    process.env['PATH'] = `/nonexistent:${here}`;
+    try {
+      const error = await findBytecodeCompiler('3.99.0').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).message).toContain(`the python that compiles the env's modules ('python3') was found only in '${here}'`);
+    } finally {
+      process.env['PATH'] = saved;
+    }
+    await expect(readFile(marker)).rejects.toThrow(/ENOENT/);
+  });
+});
 
 describe('validateBytecode', () => {
   it('gives Python a pyc it accepts for every module: shipped ones re-stamped, missing ones compiled, a clobbered one recompiled', async (ctx) => {

@@ -4,7 +4,7 @@ import { closeSync, constants, lstatSync, openSync, readFileSync, readSync, writ
 import { readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
-import { compareBytes, createLogger, errorMessage, writeFileAtomic } from '@prebuilt/core';
+import { compareBytes, createLogger, errorMessage, programPath, writeFileAtomic } from '@prebuilt/core';
 import { derivedSetDir, readDerivedFiles, storeDerivedFiles } from '../cache/derived-files.js';
 import type { PrefixWriter } from './prefix-writer.js';
 import { stampPycHeader } from './pyc-header.js';
@@ -96,15 +96,18 @@ export function pycPathOf(rel: string, cacheTag: string): string {
 }
 
 /**
- * Finds a python of the env's major.minor on the build host's PATH (`pythonX.Y`, then `python3`).
- * Undefined when there is none.
+ * Finds a python of the env's major.minor in the absolute directories of the build host's PATH
+ * (`pythonX.Y`, then `python3`; core's programPath: a ConfigError when one is found only through an
+ * empty or relative entry, the current directory). Undefined when there is none.
  */
 export async function findBytecodeCompiler(pythonVersion: string): Promise<BytecodeCompiler | undefined> {
   const [major, minor] = pythonVersion.split('.');
   const wanted = cacheTagOf(pythonVersion);
   for (const candidate of [`python${major}.${minor}`, `python${major}`]) {
+    const file = programPath(candidate, { what: `the python that compiles the env's modules ('${candidate}')` });
+    if (file === undefined) continue;
     try {
-      const { stdout } = await execFileAsync(candidate, ['-I', '-S', '-c', `import sys, importlib.util; print(sys.implementation.cache_tag); print(sys.executable); ${IDENTITY_SCRIPT}`], { timeout: 30_000 });
+      const { stdout } = await execFileAsync(file, ['-I', '-S', '-c', `import sys, importlib.util; print(sys.implementation.cache_tag); print(sys.executable); ${IDENTITY_SCRIPT}`], { timeout: 30_000 });
       const [tag, path, ...identity] = stdout.split('\n');
       if (tag === wanted && path) return { path, cacheTag: tag, identity: identity.join('\n') };
     } catch {

@@ -3,8 +3,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ResolutionError, urlCredentialsFromEnv } from '@prebuilt/core';
+import { join, relative } from 'node:path';
+import { ConfigError, ResolutionError, urlCredentialsFromEnv } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
 import { manylinuxTags, pipRequirement, resolvePypi } from './pip-resolver.js';
 
@@ -111,6 +111,26 @@ describe('pip with an index URL that carries credentials (a fake pip: a script s
       expect(args).not.toContain('--index-url');
       expect(await readFile(indexFile, 'utf8')).toBe(`600\n--index-url http://ci:t0ken@${host}/simple\n`);
       expect(seen).toEqual([`Basic ${Buffer.from('ci:t0ken').toString('base64')}`]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('never runs a python3 found only through a relative PATH entry (a checked-out flow\'s directory): exit 2 saying why', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-relative-'));
+    try {
+      const marker = join(dir, 'ran');
+      await writeFile(join(dir, 'python3'), `#!/bin/sh\n: > '${marker}'\nexit 1\n`);
+      await chmod(join(dir, 'python3'), 0o755);
+      const here = relative(process.cwd(), dir);
+      const error = await resolvePypi(
+        { packages: { tinyhttp: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: 'file:///nonexistent-index', steps: ['end'] },
+        { env: { PATH: `/nonexistent:${here}` } },
+      ).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).message).toContain(`the Python interpreter 'python3' that runs pip was found only in '${here}', a PATH entry relative to the current directory`);
+      expect((error as ConfigError).hint).toContain('METAFLOW_PREBUILT_PYTHON');
+      await expect(readFile(marker)).rejects.toThrow(/ENOENT/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

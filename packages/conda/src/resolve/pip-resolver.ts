@@ -14,6 +14,8 @@ import {
   createLogger,
   netFetch,
   normalizePypiName,
+  programNotFound,
+  programPath,
   redactUrls,
   stripUrlCredentials,
   type CondaPlatform,
@@ -142,9 +144,13 @@ interface PipReport {
 
 function run(command: string, args: string[], env: Record<string, string | undefined>, cwd: string, signal?: AbortSignal): Promise<{ code: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve, reject) => {
+    // Never from an empty or relative PATH entry (core's programPath): a python3 the flow's
+    // checked-out directory holds would run with the index's credentials.
+    const file = programPath(command, { env, setting: 'METAFLOW_PREBUILT_PYTHON', what: `the Python interpreter '${command}' that runs pip` });
+    if (file === undefined) return reject(programNotFound(command));
     // In a directory of its own: `python -m pip` imports from its working directory first, where a
     // flow file named pip.py would stand in for pip.
-    const child = spawn(command, args, { cwd, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
+    const child = spawn(file, args, { cwd, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
     let stderr = '';
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -1,8 +1,7 @@
 import { spawn } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
-import { delimiter, isAbsolute, join } from 'node:path';
 import { AuthError, CancelledError, ConfigError } from '../errors.js';
 import { createLogger } from '../logger.js';
+import { searchPath } from '../program-path.js';
 import { Secret } from '../secret.js';
 
 const log = createLogger('registry');
@@ -39,7 +38,7 @@ export function runCredentialHelper(name: string, serverUrl: string, options: Cr
     return Promise.reject(new ConfigError(`invalid credential helper name '${name}' in ${origin}`, { hint: 'A helper name is the part after docker-credential-, e.g. "pass" or "ecr-login".' }));
   }
   const env = (options.env ?? process.env) as NodeJS.ProcessEnv;
-  const found = findHelper(program, env['PATH']);
+  const found = searchPath(program, env['PATH']);
   const file = found.path;
   if (file === undefined) return Promise.reject(helperNotOnPath(run, found.relative));
   const timeoutMs = options.timeoutMs ?? 60_000;
@@ -87,36 +86,6 @@ export function runCredentialHelper(name: string, serverUrl: string, options: Cr
       });
     });
   });
-}
-
-/** Whether `file` is a regular file this process may execute. */
-function executable(file: string): boolean {
-  try {
-    if (!statSync(file).isFile()) return false;
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The helper in the first directory of `path` that has it, as Docker finds it: only absolute
- * directories are searched. An empty or relative PATH entry names the current directory (or one
- * below it) — a checked-out flow's, which anyone could have put a `docker-credential-*` in — and
- * Docker (Go 1.19's exec.LookPath) refuses a helper found there; `relative` is where one was.
- */
-function findHelper(program: string, path: string | undefined): { path?: string; relative?: string } {
-  let relative: string | undefined;
-  for (const dir of (path ?? '').split(delimiter)) {
-    if (!isAbsolute(dir)) {
-      relative ??= executable(join(dir || '.', program)) ? dir || '.' : undefined;
-      continue;
-    }
-    const file = join(dir, program);
-    if (executable(file)) return { path: file };
-  }
-  return relative === undefined ? {} : { relative };
 }
 
 /** A helper not in any absolute directory of PATH: not installed, or only where PATH means the current directory. */
