@@ -37,6 +37,8 @@ export interface NetRequest {
    * storage elsewhere). False for a body that is itself a secret (a token request's refresh token).
    */
   bodyToOtherOrigins?: boolean;
+  /** Called before each redirect is followed, with its target and the URL that sent it; throws to refuse it (the error is the request's). */
+  beforeRedirect?: (to: URL, from: URL) => void;
   /** The transport (default: global fetch). */
   fetch?: typeof fetch;
   /** A stalled read reports every this many ms (default 5 s, or a third of a shorter idle timeout). */
@@ -97,6 +99,14 @@ async function followRedirects(request: NetRequest, watch: RequestWatch): Promis
     const from = watch.url;
     watch.url = redirectTarget(watch, location);
     checkRedirect(request, watch, from, response.status, hop);
+    if (request.beforeRedirect) {
+      try {
+        request.beforeRedirect(watch.url, from);
+      } catch (error) {
+        watch.finish();
+        throw error;
+      }
+    }
     hop = nextHop(response.status, hop);
     log('%s %s: %d → %s%s', hop.method, redactUrl(from.href), response.status, redactUrl(watch.url.href), from.origin === watch.url.origin ? '' : ' (another origin: no credentials)');
   }

@@ -27,6 +27,7 @@ import {
   type RetryPolicy,
 } from './retry.js';
 import { SharedFetches } from './shared-fetch.js';
+import { checkTokenRealm } from './token-realm.js';
 import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js';
 
 const log = createLogger('registry');
@@ -909,6 +910,8 @@ export class RegistryClient {
     } catch (error) {
       throw new RegistryError(`registry ${registry} named an invalid token realm '${redactUrls(realm)}'`, { registry }, { cause: error });
     }
+    // A realm on a cloud metadata address, or on this machine for a registry elsewhere: not fetched (SSRF).
+    checkTokenRealm(url, registry);
     if ((creds?.identityToken || creds?.password !== undefined) && url.protocol === 'http:' && this.scheme(registry) === 'https' && !isLoopbackHost(url.host)) {
       throw new RegistryError(`registry ${registry} named the token server ${url.origin}${url.pathname}, over plain HTTP; prebuilt sends the credentials of an HTTPS registry over HTTPS only`, { registry }, {
         hint: `Configure the registry's token realm (auth.token.realm in distribution) with an https:// URL; its credentials (${creds.source}) would cross the network in clear.`,
@@ -939,6 +942,8 @@ export class RegistryClient {
       limit: BODY_LIMITS.json,
       // A refresh token in the body stays with the realm's host.
       bodyToOtherOrigins: false,
+      // Where the realm redirects is checked as the realm is.
+      beforeRedirect: (to, from) => checkTokenRealm(to, registry, from),
       ...(authorization ? { authorization: { value: authorization, origin: url.origin } } : {}),
     });
     if (res.status === 401 || res.status === 403) {
@@ -980,7 +985,7 @@ export class RegistryClient {
     init: { method: string; headers: Record<string, string>; body?: string | Uint8Array },
     what: string,
     signal: AbortSignal | undefined,
-    plan: ReadPlan & { authorization?: { value: string; origin: string }; bodyToOtherOrigins?: boolean },
+    plan: ReadPlan & { authorization?: { value: string; origin: string }; bodyToOtherOrigins?: boolean; beforeRedirect?: (to: URL, from: URL) => void },
   ): Promise<HttpResult> {
     const attempts = plan.attempts ?? this.#retry.attempts;
     const headers = { 'user-agent': this.#options.userAgent ?? 'prebuilt', ...init.headers };
@@ -997,6 +1002,7 @@ export class RegistryClient {
           what: plan.what,
           timeouts: this.#timeouts,
           ...(plan.bodyToOtherOrigins === false ? { bodyToOtherOrigins: false } : {}),
+          ...(plan.beforeRedirect ? { beforeRedirect: plan.beforeRedirect } : {}),
           ...(signal ? { signal } : {}),
           ...(authorize ? { authorize } : {}),
         });
@@ -1019,6 +1025,8 @@ export class RegistryClient {
         if (signal?.aborted) throw cancelled(signal.reason);
         // A sink's own failure (a full disk writing the blob's file) is not the network's: not retried.
         if (plan.sink && PrebuiltError.isInstance(error) && !(error instanceof NetworkError)) throw error;
+        // A redirect refused by the plan's own check (a token realm's): not the network's either.
+        if (error instanceof RegistryError) throw error;
         failure = this.#exchangeFailure(registry, what, error);
         log('%s failed: %s (attempt %d)', what, failure.reason, attempt);
       }
