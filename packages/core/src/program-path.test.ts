@@ -81,6 +81,14 @@ describe('programPath', () => {
     expect(programPath('tool', { env: { PATH: [join(dir, 'a'), join(dir, 'b'), join(dir, 'c')].join(':') } })).toBe(installed);
   });
 
+  it('gives a file it may not execute when no directory has one it may (running it fails with EACCES, as with execvp)', () => {
+    mkdirSync(join(dir, 'a'));
+    writeFileSync(join(dir, 'a', 'tool'), 'not executable', { mode: 0o644 });
+    expect(programPath('tool', { env: { PATH: `${join(dir, 'a')}:${join(dir, 'b')}` } })).toBe(join(dir, 'a', 'tool'));
+    const installed = plant(join(dir, 'b'), 'tool');
+    expect(programPath('tool', { env: { PATH: `${join(dir, 'a')}:${join(dir, 'b')}` } })).toBe(installed);
+  });
+
   it('uses a command that names a path as given (an explicitly configured absolute path)', () => {
     expect(programPath('/opt/docker/bin/docker', { env: { PATH: '' } })).toBe('/opt/docker/bin/docker');
     expect(programPath('./docker', { env: { PATH: '' } })).toBe('./docker');

@@ -32,8 +32,9 @@ function executable(file: string): boolean {
  * program found there would run with the user's credentials. Docker (Go's exec.LookPath since
  * 1.19) refuses programs found there too. `relative` is the first such entry that has it.
  */
-export function searchPath(program: string, path: string | undefined): { path?: string; relative?: string } {
+export function searchPath(program: string, path: string | undefined): { path?: string; relative?: string; unexecutable?: string } {
   let relative: string | undefined;
+  let unexecutable: string | undefined;
   for (const dir of (path ?? DEFAULT_PATH).split(delimiter)) {
     if (!isAbsolute(dir)) {
       relative ??= executable(join(dir || '.', program)) ? dir || '.' : undefined;
@@ -41,15 +42,25 @@ export function searchPath(program: string, path: string | undefined): { path?: 
     }
     const file = join(dir, program);
     if (executable(file)) return { path: file };
+    unexecutable ??= isFile(file) ? file : undefined;
   }
-  return relative === undefined ? {} : { relative };
+  return { ...(relative === undefined ? {} : { relative }), ...(unexecutable === undefined ? {} : { unexecutable }) };
+}
+
+function isFile(file: string): boolean {
+  try {
+    return statSync(file).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /**
  * The file to run for `command`, for every program prebuilt starts: a command that names a path
  * (it has a '/', e.g. a setting's absolute path) is used as given; a bare name is looked up in the
- * absolute directories of `env`'s PATH ({@link searchPath}). Undefined when no such directory has
- * it (the caller says the program is missing, see {@link programNotFound}); a ConfigError (exit 2)
+ * absolute directories of `env`'s PATH ({@link searchPath}; a file there it may not execute when
+ * there is no other, so that running it fails with EACCES, as execvp's lookup reports it). Undefined
+ * when no such directory has it (the caller says the program is missing, see {@link programNotFound}); a ConfigError (exit 2)
  * when it is found only through an empty or relative PATH entry: prebuilt does not run it from there.
  */
 export function programPath(command: string, options: ProgramPathOptions = {}): string | undefined {
@@ -58,7 +69,8 @@ export function programPath(command: string, options: ProgramPathOptions = {}): 
   const found = searchPath(command, env['PATH']);
   if (found.path !== undefined) return found.path;
   if (found.relative !== undefined) throw relativeOnly(command, found.relative, options);
-  return undefined;
+  // A file of that name it may not execute: run, it fails with EACCES, as a shell's lookup reports it.
+  return found.unexecutable;
 }
 
 /** The error a spawn of a missing program gives (ENOENT), for a caller that reports it as it reports spawn's. */

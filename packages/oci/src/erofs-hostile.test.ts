@@ -176,7 +176,7 @@ describe('a hostile or broken mkfs.erofs', () => {
     await writeFile(join(bin, 'mkfs.erofs'), '#!/bin/sh\necho "mkfs.erofs (erofs-utils) 1.8.6"\n', { mode: 0o644 });
     const error = await findMkfsErofs({ PATH: bin }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
-    expect((error as ConfigError).message).toBe("erofs layers were asked for, but 'mkfs.erofs --version' could not be run: spawn mkfs.erofs EACCES.");
+    expect((error as ConfigError).message).toBe(`erofs layers were asked for, but 'mkfs.erofs --version' could not be run: spawn ${join(bin, 'mkfs.erofs')} EACCES.`);
   });
 
   it('answers --version leaving a child that holds its output open: found all the same, at once', async () => {
