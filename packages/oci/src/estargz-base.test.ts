@@ -162,6 +162,54 @@ const missing = missingFor(['registries', 'baseImage']);
 const stargzReason = missing ?? (await stargzMissing());
 type Manifest = { config: { digest: string }; layers: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[] };
 
+describeOrFailInCi('oci build service: big temporary files on disk beside the cache, not in TMPDIR', missing, () => {
+  it('copies and converts base layers and builds the new ones in the work directory (TMPDIR unusable: the build still passes), removing its files and those of a killed run', async () => {
+    const work = await mkdtemp(join(tmpdir(), 'prebuilt-oci-workdir-'));
+    const saved = process.env['TMPDIR'];
+    try {
+      await writeFile(join(work, 'hello.txt'), 'hello from the env layer\n');
+      const workDir = join(work, 'spool');
+      // A directory a killed run left (its process is gone): made by a child process that then exits.
+      const core = join(import.meta.dirname, '../../core/dist/index.js');
+      const { stdout } = await exec(process.execPath, ['--input-type=module', '-e', `import { createRunTempDir } from ${JSON.stringify(core)}; import { mkdir } from 'node:fs/promises'; await mkdir(${JSON.stringify(workDir)}, { recursive: true }); console.log(await createRunTempDir('prebuilt-oci-base-', { tempDir: ${JSON.stringify(workDir)} }));`]);
+      const stale = stdout.trim();
+      expect(existsSync(stale)).toBe(true);
+      // TMPDIR (often a tmpfs: RAM) that cannot be used: a spool there fails the build.
+      process.env['TMPDIR'] = join(work, 'no-such-tmp');
+      const tag = `${services.registries!.plain.host}/${uniqueRepo('workdir')}`;
+      for (const [imageTag, env] of [
+        [`${tag}:gzip`, {}],
+        [`${tag}:esgz`, { METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz', METAFLOW_PREBUILT_OCI_ESTARGZ_BASE: '1' }],
+      ] as const) {
+        const service = createOciBuildService({ env, layerCacheDir: false, workDir });
+        const result = await service.buildAndPush({ dockerfile: `FROM ${pinnedBase()!}\nCOPY hello.txt /opt/hello.txt\n`, contextDir: work, imageTag, platform: 'linux/amd64' });
+        if (!result.ok) throw new Error(`build failed: ${result.reason}\n${result.logTail.join('\n')}`);
+      }
+      expect(existsSync(stale)).toBe(false);
+      expect(await readdir(workDir)).toEqual([]);
+    } finally {
+      if (saved === undefined) delete process.env['TMPDIR'];
+      else process.env['TMPDIR'] = saved;
+      await rm(work, { recursive: true, force: true });
+    }
+  }, 300_000);
+
+  it('a work directory that cannot be made is an EnvironmentError naming METAFLOW_PREBUILT_CACHE_DIR', async () => {
+    const work = await mkdtemp(join(tmpdir(), 'prebuilt-oci-workdir-bad-'));
+    try {
+      await writeFile(join(work, 'hello.txt'), 'hello\n');
+      await writeFile(join(work, 'file'), 'a file in the way\n');
+      const service = createOciBuildService({ env: {}, layerCacheDir: false, workDir: join(work, 'file', 'spool') });
+      const result = await service.buildAndPush({ dockerfile: `FROM ${pinnedBase()!}\nCOPY hello.txt /opt/hello.txt\n`, contextDir: work, imageTag: `${services.registries!.plain.host}/${uniqueRepo('workdir')}:bad`, platform: 'linux/amd64' }).catch((e: unknown) => e);
+      const text = JSON.stringify(result);
+      expect(text).toContain(`Cannot write ${join(work, 'file')}`);
+      expect(text).toContain('METAFLOW_PREBUILT_CACHE_DIR');
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
 describeOrFailInCi('oci build service: the base re-layered as eStargz', missing, () => {
   let work: string;
   let tag: string;

@@ -111,11 +111,25 @@ function parseAnnotations(text: string): Record<string, string> | undefined {
   }
 }
 
+/** `<prebuilt cache>/<name>`: under METAFLOW_PREBUILT_CACHE_DIR, else $XDG_CACHE_HOME/prebuilt, else ~/.cache/prebuilt. */
+function prebuiltCacheSubdir(env: Record<string, string | undefined>, name: string): string {
+  const explicit = env['METAFLOW_PREBUILT_CACHE_DIR']?.trim();
+  if (explicit) return join(resolve(explicit), name);
+  const xdg = env['XDG_CACHE_HOME']?.trim();
+  if (xdg && xdg.startsWith('/')) return join(xdg, 'prebuilt', name);
+  return join(homedir(), '.cache', 'prebuilt', name);
+}
+
 /** The oci layer cache directory: `<prebuilt cache>/oci-layers` (METAFLOW_PREBUILT_CACHE_DIR, else $XDG_CACHE_HOME/prebuilt, else ~/.cache/prebuilt). */
 export function defaultLayerCacheDir(env: Record<string, string | undefined>): string {
-  const explicit = env['METAFLOW_PREBUILT_CACHE_DIR']?.trim();
-  if (explicit) return join(resolve(explicit), 'oci-layers');
-  const xdg = env['XDG_CACHE_HOME']?.trim();
-  if (xdg && xdg.startsWith('/')) return join(xdg, 'prebuilt', 'oci-layers');
-  return join(homedir(), '.cache', 'prebuilt', 'oci-layers');
+  return prebuiltCacheSubdir(env, 'oci-layers');
+}
+
+/**
+ * Where the oci service spools a build's big files (base layers copied or converted, new layers
+ * before their push): `<prebuilt cache>/oci-work`, on the disk beside the layer cache — not TMPDIR,
+ * which is often a tmpfs, i.e. RAM (a CUDA base's 3 GB layer spooled there is an OOM).
+ */
+export function defaultWorkDir(env: Record<string, string | undefined>): string {
+  return prebuiltCacheSubdir(env, 'oci-work');
 }

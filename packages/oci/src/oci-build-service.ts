@@ -4,8 +4,11 @@ import {
   CancelledError,
   ConfigError,
   createLogger,
+  createRunTempDir,
+  diskFullError,
   loadBooleanSetting,
   loadOptionalSetting,
+  makeDirectory,
   mapPool,
   normalizeDockerConfigKey,
   parseImageRef,
@@ -22,9 +25,11 @@ import {
   type RetryPolicy,
   type UploadBlobResult,
   sourceDateEpoch,
+  sweepStaleRunTempDirs,
+  unwritableDirectoryError,
 } from '@prebuilt/core/backend';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import {
   BuildInputProblem,
@@ -40,7 +45,7 @@ import {
   type PlannedLayer,
 } from './image-assembly.js';
 import { isLazyCompression, LAYER_COMPRESSIONS, LAYER_FORMAT_ID, OCI_LAYER_MEDIA_TYPE, type LayerCompression, type LazyCompression } from './layer-codec.js';
-import { LayerCache, defaultLayerCacheDir } from './layer-cache.js';
+import { LayerCache, defaultLayerCacheDir, defaultWorkDir } from './layer-cache.js';
 import { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 import { layerDiffId, writeLayer } from './layer.js';
 import { PREFETCH_ENV, envPrefetch, prefetchSetting, type EstargzPrefetch } from './estargz-prefetch.js';
@@ -109,6 +114,14 @@ export interface OciBuildServiceOptions {
    * `<prebuilt cache>/oci-layers` (METAFLOW_PREBUILT_CACHE_DIR, else ~/.cache/prebuilt).
    */
   layerCacheDir?: string | false;
+  /**
+   * Where a build spools its big files — base layers copied or converted (a CUDA base's layer is
+   * 3 GB), new layers before their push — each build in a directory of its own, removed after it
+   * (those of a killed run at the next start of the service). Default `<prebuilt cache>/oci-work`
+   * (METAFLOW_PREBUILT_CACHE_DIR, else ~/.cache/prebuilt): on disk, not TMPDIR, which is often a
+   * tmpfs (RAM).
+   */
+  workDir?: string;
   /**
    * The container runtimes of every node that runs the images, each with its oldest version, e.g.
    * `containerd@1.6,docker@20.10`. When every one pulls zstd (containerd ≥ 1.5, Docker Engine ≥
@@ -287,6 +300,8 @@ export function createOciBuildService(options: OciBuildServiceOptions = {}): Bui
 interface LayerTools {
   cache: LayerCache;
   mkfsErofs?: MkfsErofs;
+  /** Where builds spool their big files (see {@link OciBuildServiceOptions.workDir}). */
+  workDir: string;
 }
 
 async function layerTools(settings: OciSettings, options: OciBuildServiceOptions): Promise<LayerTools> {
@@ -296,7 +311,10 @@ async function layerTools(settings: OciSettings, options: OciBuildServiceOptions
   const cacheRoot = options.layerCacheDir === false ? undefined : (options.layerCacheDir ?? defaultLayerCacheDir(env));
   // One cache per byte format: a layer's gzip digest never stands in for its zstd one, nor an older codec's or mkfs.erofs's.
   const cache = new LayerCache(cacheRoot === undefined ? undefined : join(cacheRoot, formatId));
-  return { cache, ...(mkfsErofs ? { mkfsErofs } : {}) };
+  const workDir = options.workDir ?? defaultWorkDir(env);
+  // What builds of a killed run (SIGKILL skips their clean-up) left there: gigabytes, maybe.
+  await sweepStaleRunTempDirs({ tempDir: workDir });
+  return { cache, workDir, ...(mkfsErofs ? { mkfsErofs } : {}) };
 }
 
 /** The settings a build of one env's image uses: a profile with env sections gives it its own paths (or static when it names none of them). */
@@ -323,6 +341,8 @@ interface BuildRun {
   cache: LayerCache;
   /** The mkfs.erofs that makes erofs layers (those only). */
   mkfsErofs?: MkfsErofs;
+  /** Where the build spools its big files (see {@link spoolDir}). */
+  workDir: string;
   client: RegistryClient;
   /** The last 200 log lines, for a failed build's log tail. */
   lines: string[];
@@ -415,11 +435,26 @@ function signalOf(request: BuildRequest): { signal?: AbortSignal } {
   return request.signal ? { signal: request.signal } : {};
 }
 
+/**
+ * A fresh private directory (named for this run, see core's createRunTempDir) under the work
+ * directory for one build's big files: on disk beside the cache, not in TMPDIR (often RAM). One that
+ * cannot be made says why and the setting that moves it.
+ */
+async function spoolDir(run: BuildRun, prefix: string): Promise<string> {
+  try {
+    await makeDirectory(run.workDir);
+    return await createRunTempDir(prefix, { tempDir: run.workDir });
+  } catch (error) {
+    const where = { dir: run.workDir, doing: 'making a directory for the layers of a build', setting: 'METAFLOW_PREBUILT_CACHE_DIR' };
+    throw diskFullError(error, where) ?? unwritableDirectoryError(error, where) ?? error;
+  }
+}
+
 /** Each base layer into the target repository: present, mounted, or copied from the base's registry. */
 async function pushBaseLayers(run: BuildRun, push: PushTarget, base: BaseImage): Promise<PushSummary['baseLayers']> {
   const baseLayers: PushSummary['baseLayers'] = [];
   const baseRef = parseImageRef(`${base.registry}/${base.repository}`);
-  const tmp = await mkdtemp(join(tmpdir(), 'prebuilt-oci-base-'));
+  const tmp = await spoolDir(run, 'prebuilt-oci-base-');
   try {
     for (const [i, layer] of base.layers.entries()) {
       const status = await copyBaseLayer(run, push, baseRef, layer, join(tmp, `${i}.blob`));
@@ -462,7 +497,7 @@ async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Pr
   const baseLayers: PushSummary['baseLayers'] = [];
   // A recorded profile puts the base files the task read first too (the static order is for the env's files).
   const profile = run.settings.prefetch.mode === 'profile' ? run.settings.prefetch.paths : undefined;
-  const tmp = await mkdtemp(join(tmpdir(), 'prebuilt-oci-base-'));
+  const tmp = await spoolDir(run, 'prebuilt-oci-base-');
   try {
     for (const [i, layer] of base.layers.entries()) {
       if (isEstargzLayer(layer)) {
@@ -506,7 +541,7 @@ async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Pr
  */
 async function buildLayers(run: BuildRun, push: PushTarget, plan: ImagePlan): Promise<DoneLayer[]> {
   const { request, options } = run;
-  const tmp = await mkdtemp(join(tmpdir(), 'prebuilt-oci-layers-'));
+  const tmp = await spoolDir(run, 'prebuilt-oci-layers-');
   const stopLayers = new AbortController();
   const layerSignal = request.signal ? AbortSignal.any([request.signal, stopLayers.signal]) : stopLayers.signal;
   const lookUpFirst = await run.cache.mayHaveAny();
