@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto';
 import { lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { buildCondaPackage, type CondaArtifact, type CondaPackageSpec } from '@prebuilt/fixtures';
 import { installCondaPackage } from './conda-install.js';
 import { ArchiveError, InstallError } from './errors.js';
@@ -286,3 +287,70 @@ describe('installCondaPackage of a package whose text placeholder would blow up 
     expect(await readFile(join(staging, 'etc/x.conf'), 'utf8')).toBe(`a=${PREFIX}/lib b=${PREFIX}\n`);
   });
 });
+
+describe('installCondaPackage of a file with a placeholder bigger than a read chunk (1 MiB)', () => {
+  it('streams it a chunk at a time (never the whole file in memory), placeholders across chunk boundaries replaced: text and binary', async () => {
+    const placeholder = `/opt/placehold_${'p'.repeat(240)}`;
+    const mib = 1024 * 1024;
+    // Placeholders straddling each 1 MiB boundary; the binary one in long NUL-terminated strings.
+    const make = (fill: string): Buffer => {
+      const data = Buffer.alloc(3 * mib + 4096, fill);
+      for (const at of [100, mib - 7, 2 * mib - 200, 3 * mib - 1]) data.write(`${placeholder}/lib`, at, 'latin1');
+      data[2 * mib + 5000] = 0;
+      data[data.length - 1] = 0;
+      return data;
+    };
+    const text = make('t');
+    const binary = make('b');
+    const tar = await rawTar([
+      ...infoEntries('big', [
+        { _path: 'share/big.txt', prefix_placeholder: placeholder, file_mode: 'text' },
+        { _path: 'lib/libbig.so', prefix_placeholder: placeholder, file_mode: 'binary' },
+      ]),
+      { name: 'share/big.txt', data: text },
+      { name: 'lib/libbig.so', data: binary },
+    ]);
+    const blocks: number[] = [];
+    const original = PrefixWriter.prototype.writeStream;
+    const spy = vi.spyOn(PrefixWriter.prototype, 'writeStream').mockImplementation(function (this: PrefixWriter, rel, chunks, ...rest) {
+      async function* counted(): AsyncGenerator<Uint8Array> {
+        for await (const chunk of chunks) {
+          blocks.push(chunk.length);
+          yield chunk;
+        }
+      }
+      return original.call(this, rel, counted(), ...rest);
+    });
+    try {
+      const { record } = await install({ filename: 'big-1.0-h0.tar.bz2', bytes: bzip2Sync(tar), name: 'big', version: '1.0', build: 'h0' });
+      expect(spy.mock.calls.map((call) => call[0]).sort()).toEqual(['lib/libbig.so', 'share/big.txt']);
+      // Written in blocks of about a read chunk (1 MiB and what its replacements add), several per file.
+      expect(blocks.length).toBeGreaterThanOrEqual(8);
+      expect(Math.max(...blocks)).toBeLessThan(mib + 4 * placeholder.length);
+      const swap = (data: Buffer, binaryMode: boolean): Buffer => {
+        let out = data.toString('latin1').split(placeholder).join(PREFIX);
+        if (binaryMode) {
+          // Each string that held the placeholder keeps its length: NULs before its terminator.
+          out = data
+            .toString('latin1')
+            .split('\0')
+            .map((s) => (s.includes(placeholder) ? s.split(placeholder).join(PREFIX) + '\0'.repeat(s.length - s.split(placeholder).join(PREFIX).length) : s))
+            .join('\0');
+        }
+        return Buffer.from(out, 'latin1');
+      };
+      const installedText = await readFile(join(staging, 'share/big.txt'));
+      expect(installedText.equals(swap(text, false))).toBe(true);
+      const installedBinary = await readFile(join(staging, 'lib/libbig.so'));
+      expect(installedBinary.length).toBe(binary.length);
+      expect(installedBinary.equals(swap(binary, true))).toBe(true);
+      const big = record.paths_data.paths.find((p) => p['_path'] === 'share/big.txt')!;
+      expect(big['size_in_bytes']).toBe(text.length);
+      expect(big['sha256_in_prefix']).toBe(createHash('sha256').update(installedText).digest('hex'));
+      expect(big['sha256']).toBe(createHash('sha256').update(text).digest('hex'));
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
+

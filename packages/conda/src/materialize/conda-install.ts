@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { compareBytes, type LockedPackage } from '@prebuilt/core';
 import { hashFile } from '../cache/sha256-file.js';
 import { extractCondaPackage, removeScratch, type ExtractedCondaPackage, type ExtractedEntry } from './conda-extract.js';
 import { ArchiveError, InstallError } from './errors.js';
-import { LEGACY_PLACEHOLDER, replaceBinary, replaceText } from './prefix-replace.js';
+import { LEGACY_PLACEHOLDER, PlaceholderReplacer, checkTextGrowth, prefixTooLong } from './prefix-replace.js';
 import { safeRelativePath, type PrefixWriter } from './prefix-writer.js';
 import type { Pruning } from './pruning.js';
 import { entryPointScript, parseEntryPoint } from './scripts.js';
@@ -121,8 +122,8 @@ export interface CondaInstallResult {
   clobbered: string[];
 }
 
-/** Largest file whose prefix placeholder is replaced (in memory). */
-const MAX_PATCHED_FILE = 2 * 1024 ** 3;
+/** Files with a prefix placeholder are read and written in pieces of this size; one no bigger is patched in memory. */
+const PATCH_CHUNK = 1024 * 1024;
 
 const LINK_SCRIPT = /^bin\/\.[^/]+-(post-link|pre-link|pre-unlink)\.sh$/;
 
@@ -246,7 +247,11 @@ async function linkEntry(entry: ExtractedEntry, plan: LinkPlan, state: LinkState
   if (replaced) state.clobbered.push(target);
 }
 
-/** Installs a file or a (copied) hardlink entry: patched in memory when it has a placeholder, else moved or linked in. */
+/**
+ * Installs a file or a (copied) hardlink entry: a hardlink's copy, or a file of at most
+ * {@link PATCH_CHUNK} with a placeholder, patched in memory; a bigger file with a placeholder patched
+ * as it streams ({@link writePatched}); any other file moved or linked in.
+ */
 async function linkFile(
   entry: Extract<ExtractedEntry, { type: 'file' | 'hardlink' }>,
   target: string,
@@ -260,36 +265,90 @@ async function linkFile(
   const { label } = plan;
   const member = entry.path;
   const mode = entry.mode & 0o111 ? 0o755 : 0o644;
-  let content: Buffer | undefined;
-  if (entry.type === 'hardlink') {
-    content = await hardlinkContent(entry, plan, state, writer);
-  } else if (meta?.prefix_placeholder) {
-    // Patched in memory: bounded by the file's declared size (checked while extracting) and this cap.
-    if (entry.size > MAX_PATCHED_FILE) {
-      throw new InstallError(`${label} has '${entry.path}' (${entry.size} bytes) with a prefix placeholder, larger than the ${MAX_PATCHED_FILE} bytes prebuilt patches.`, label);
-    }
-    content = await readFile(entry.file);
+  const placeholder = meta?.prefix_placeholder;
+  const patchedFile = { label, path: entry.path };
+  let written: { replaced: boolean; originalSha: string; originalSize: number; patchedSha?: string };
+  if (entry.type === 'hardlink' || (placeholder && entry.size <= PATCH_CHUNK)) {
+    // A small file (most placeholder files: scripts, .pc files, configs) is patched in memory and written at once.
+    let content = entry.type === 'hardlink' ? await hardlinkContent(entry, plan, state, writer) : await readFile(entry.file);
+    const originalSha = createHash('sha256').update(content).digest('hex');
+    const originalSize = content.length;
+    if (placeholder) content = patchInMemory(content, placeholder, prefix, meta.file_mode, patchedFile);
+    const replaced = await writer.writeFile(target, content, mode, label, { member });
+    written = { replaced, originalSha, originalSize, ...(placeholder ? { patchedSha: createHash('sha256').update(content).digest('hex') } : {}) };
+  } else if (placeholder) {
+    written = await writePatched(entry.file, target, mode, placeholder, meta.file_mode, options, patchedFile);
+  } else {
+    // Hashed before it is moved in (when paths.json gives no sha256).
+    const originalSha = meta?.sha256 ?? (await hashFile(entry.file, 'sha256'));
+    const replaced = files === 'link' ? await writer.linkIn(target, entry.file, label, { member }) : await writer.moveIn(target, entry.file, label, { member });
+    written = { replaced, originalSha, originalSize: entry.size };
   }
-  const originalSha = content ? createHash('sha256').update(content).digest('hex') : meta?.sha256 ?? (entry.type === 'file' ? await hashFile(entry.file, 'sha256') : '');
-  const originalSize = content ? content.length : entry.type === 'file' ? entry.size : 0;
-  if (content && meta?.prefix_placeholder) {
-    content = meta.file_mode === 'binary'
-      ? replaceBinary(content, meta.prefix_placeholder, prefix, label, entry.path)
-      : replaceText(content, meta.prefix_placeholder, prefix, { label, path: entry.path });
-  }
-  let replaced = false;
-  if (content) replaced = await writer.writeFile(target, content, mode, label, { member });
-  else if (entry.type === 'file') replaced = files === 'link' ? await writer.linkIn(target, entry.file, label, { member }) : await writer.moveIn(target, entry.file, label, { member });
   state.written.add(target);
-  const record: Record<string, unknown> = { _path: target, path_type: 'hardlink', sha256: meta?.sha256 ?? originalSha, size_in_bytes: meta?.size_in_bytes ?? originalSize };
-  if (meta?.prefix_placeholder && content) {
-    record.prefix_placeholder = meta.prefix_placeholder;
+  const record: Record<string, unknown> = { _path: target, path_type: 'hardlink', sha256: meta?.sha256 ?? written.originalSha, size_in_bytes: meta?.size_in_bytes ?? written.originalSize };
+  if (placeholder && written.patchedSha !== undefined) {
+    record.prefix_placeholder = placeholder;
     record.file_mode = meta.file_mode ?? 'text';
-    record.sha256_in_prefix = createHash('sha256').update(content).digest('hex');
+    record.sha256_in_prefix = written.patchedSha;
   }
   if (meta?.no_link) record.no_link = true;
   state.pathsData.push(record);
-  return replaced;
+  return written.replaced;
+}
+
+/** A copy's content with its placeholder replaced (see PlaceholderReplacer), the text bound checked. */
+function patchInMemory(content: Buffer, placeholder: string, prefix: string, fileMode: PathEntry['file_mode'], file: { label: string; path: string }): Buffer {
+  const replacer = new PlaceholderReplacer(placeholder, prefix, fileMode === 'binary' ? 'binary' : 'text', file);
+  const pieces = [...replacer.push(content), ...replacer.end()];
+  if (fileMode !== 'binary') checkTextGrowth(replacer.count, placeholder, prefix, file);
+  return Buffer.concat(pieces);
+}
+
+/**
+ * Writes an extracted file with its placeholder replaced, streamed in {@link PATCH_CHUNK} pieces:
+ * memory stays a few chunks whatever the file's size. What would be refused is refused before
+ * anything is written, by a first pass that only reads: a text file growing past MAX_TEXT_GROWTH, a
+ * binary one holding the placeholder when the prefix is longer. The hashes are taken on the way.
+ */
+async function writePatched(
+  source: string,
+  target: string,
+  mode: number,
+  placeholder: string,
+  fileMode: PathEntry['file_mode'],
+  options: CondaInstallOptions,
+  file: { label: string; path: string },
+): Promise<{ replaced: boolean; originalSha: string; originalSize: number; patchedSha: string }> {
+  const binary = fileMode === 'binary';
+  const replacer = (): PlaceholderReplacer => new PlaceholderReplacer(placeholder, options.prefix, binary ? 'binary' : 'text', file);
+  if (!binary || Buffer.byteLength(options.prefix) > Buffer.byteLength(placeholder)) {
+    const counting = replacer();
+    for await (const chunk of createReadStream(source, { highWaterMark: PATCH_CHUNK })) counting.push(chunk as Buffer);
+    counting.end();
+    if (binary && counting.count > 0) throw prefixTooLong(options.prefix, Buffer.byteLength(placeholder), file);
+    if (!binary) checkTextGrowth(counting.count, placeholder, options.prefix, file);
+  }
+  const original = createHash('sha256');
+  const patched = createHash('sha256');
+  let originalSize = 0;
+  const patching = replacer();
+  // One write per read chunk (its pieces joined), not one per replacement: about a chunk held at a time.
+  const block = (out: Buffer[]): Buffer[] => {
+    if (out.length === 0) return [];
+    const joined = out.length === 1 ? out[0]! : Buffer.concat(out);
+    patched.update(joined);
+    return [joined];
+  };
+  async function* pieces(): AsyncGenerator<Buffer> {
+    for await (const chunk of createReadStream(source, { highWaterMark: PATCH_CHUNK })) {
+      original.update(chunk as Buffer);
+      originalSize += (chunk as Buffer).length;
+      yield* block(patching.push(chunk as Buffer));
+    }
+    yield* block(patching.end());
+  }
+  const replaced = await options.writer.writeStream(target, pieces(), mode, file.label, { member: file.path });
+  return { replaced, originalSha: original.digest('hex'), originalSize, patchedSha: patched.digest('hex') };
 }
 
 /** A hardlink's content: its source file read back through the jail, or, when the source was pruned, from its extracted file. */

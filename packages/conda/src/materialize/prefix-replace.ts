@@ -11,76 +11,142 @@ export const LEGACY_PLACEHOLDER = '/opt/anaconda1anaconda2anaconda3';
  */
 export const MAX_TEXT_GROWTH = 64 * 1024 * 1024;
 
-/** Why a text file was not patched: it would grow by more than {@link MAX_TEXT_GROWTH}. */
-export interface TextGrowth {
+/** Where a file being patched comes from, for messages. */
+export interface PatchedFile {
   label: string;
   path: string;
 }
 
+/** NULs a binary string's padding is written from, a piece at a time. */
+const ZEROS = Buffer.alloc(64 * 1024);
+const EMPTY = Buffer.alloc(0);
+
 /**
- * Text mode: every occurrence of the placeholder becomes the prefix (the file may change length).
- * The occurrences are counted first and the result is written into one buffer of its final size;
- * with `where`, a result more than {@link MAX_TEXT_GROWTH} bytes longer than `data` is an InstallError.
+ * Replaces a prefix placeholder in a file read a chunk at a time, in bounded memory: what it holds
+ * between chunks is the tail that may begin a placeholder (its length - 1 bytes), so a placeholder
+ * across a chunk boundary is found. `push` each chunk, then `end`; each returns the output's next
+ * pieces. The bytes out are those of conda's replacement:
+ *
+ * - text mode: every occurrence (left to right, not overlapping) becomes the prefix; the file may
+ *   change length ({@link count} occurrences: check the growth with {@link checkTextGrowth}, which
+ *   needs a counting pass first);
+ * - binary mode: in each NUL-terminated string holding the placeholder, the placeholder (and every
+ *   later one in that string) becomes the prefix and the string is padded with NULs to its old
+ *   length, so offsets in the binary stay valid. A prefix longer than the placeholder cannot fit:
+ *   an InstallError at the first occurrence (see {@link prefixTooLong}).
  */
-export function replaceText(data: Buffer, placeholder: string, prefix: string, where?: TextGrowth): Buffer {
-  const needle = Buffer.from(placeholder, 'utf8');
-  const replacement = Buffer.from(prefix, 'utf8');
-  if (needle.length === 0) return data;
-  let count = 0;
-  for (let at = data.indexOf(needle); at >= 0; at = data.indexOf(needle, at + needle.length)) count++;
-  if (count === 0) return data;
-  const growth = count * (replacement.length - needle.length);
-  if (where && growth > MAX_TEXT_GROWTH) {
-    throw new InstallError(
-      `${where.label}: replacing the ${needle.length}-byte prefix placeholder '${placeholder.slice(0, 64)}' in the text file '${where.path}' (${count} times) would make it ${growth} bytes longer, more than the ${MAX_TEXT_GROWTH} prebuilt allows; refusing to install it.`,
-      where.label,
-      { hint: 'Real packages use a placeholder about as long as the prefix (conda-build: 255 characters); this one is built to exhaust memory or disk. Remove it from the environment or use a trusted build.' },
-    );
+export class PlaceholderReplacer {
+  readonly #needle: Buffer;
+  readonly #replacement: Buffer;
+  readonly #binary: boolean;
+  readonly #file: PatchedFile;
+  /** The end of the last chunk, which may begin a placeholder. */
+  #carry: Buffer = EMPTY;
+  /** Binary mode: inside a string holding the placeholder, until its NUL. */
+  #inString = false;
+  /** Binary mode: bytes the replacements in the current string took out, owed as NULs at its end. */
+  #owed = 0;
+  /** Occurrences replaced so far. */
+  count = 0;
+
+  constructor(placeholder: string, prefix: string, mode: 'text' | 'binary', file: PatchedFile) {
+    this.#needle = Buffer.from(placeholder, 'utf8');
+    this.#replacement = Buffer.from(prefix, 'utf8');
+    this.#binary = mode === 'binary';
+    this.#file = file;
+    if (this.#binary && this.#needle.includes(0)) {
+      throw new InstallError(`${file.label}: the prefix placeholder of the binary file '${file.path}' holds a NUL byte, which no C string can; refusing to install it.`, file.label);
+    }
   }
-  const out = Buffer.allocUnsafe(data.length + growth);
-  let from = 0;
-  let pos = 0;
-  for (let at = data.indexOf(needle); at >= 0; at = data.indexOf(needle, from)) {
-    pos += data.copy(out, pos, from, at);
-    pos += replacement.copy(out, pos);
-    from = at + needle.length;
+
+  /** The output for the next chunk of the file. */
+  push(chunk: Buffer): Buffer[] {
+    const out: Buffer[] = [];
+    this.#scan(this.#carry.length > 0 ? Buffer.concat([this.#carry, chunk]) : chunk, false, out);
+    return out;
   }
-  data.copy(out, pos, from);
-  return out;
+
+  /** The rest of the output, once the whole file was pushed. */
+  end(): Buffer[] {
+    const out: Buffer[] = [];
+    this.#scan(this.#carry, true, out);
+    if (this.#inString) this.#pay(out);
+    this.#inString = false;
+    return out;
+  }
+
+  #scan(buf: Buffer, final: boolean, out: Buffer[]): void {
+    const needle = this.#needle;
+    const emit = (piece: Buffer): void => {
+      if (piece.length > 0) out.push(piece);
+    };
+    let from = 0;
+    if (needle.length > 0) {
+      for (;;) {
+        if (this.#inString) {
+          // A placeholder has no NUL: one starting before the string's NUL ends before it.
+          const nul = buf.indexOf(0, from);
+          const limit = nul < 0 ? buf.length : nul;
+          for (let at = buf.indexOf(needle, from); at >= 0 && at < limit; at = buf.indexOf(needle, from)) {
+            emit(buf.subarray(from, at));
+            out.push(this.#replacement);
+            this.count++;
+            this.#owed += needle.length - this.#replacement.length;
+            from = at + needle.length;
+          }
+          if (nul < 0) break;
+          emit(buf.subarray(from, nul));
+          this.#pay(out);
+          this.#inString = false;
+          from = nul;
+          continue;
+        }
+        const at = buf.indexOf(needle, from);
+        if (at < 0) break;
+        if (this.#binary && this.#replacement.length > needle.length) throw prefixTooLong(this.#replacement.toString('utf8'), needle.length, this.#file);
+        emit(buf.subarray(from, at));
+        out.push(this.#replacement);
+        this.count++;
+        from = at + needle.length;
+        if (this.#binary) {
+          this.#owed += needle.length - this.#replacement.length;
+          this.#inString = true;
+        }
+      }
+    }
+    // What may begin a placeholder waits for the next chunk; the rest goes out.
+    const keep = final || needle.length === 0 ? 0 : Math.min(needle.length - 1, buf.length - from);
+    emit(buf.subarray(from, buf.length - keep));
+    this.#carry = keep > 0 ? Buffer.from(buf.subarray(buf.length - keep)) : EMPTY;
+  }
+
+  /** The NULs owed at the end of a binary string. */
+  #pay(out: Buffer[]): void {
+    for (; this.#owed > 0; this.#owed -= Math.min(this.#owed, ZEROS.length)) out.push(ZEROS.subarray(0, Math.min(this.#owed, ZEROS.length)));
+  }
 }
 
 /**
- * Binary mode: in each NUL-terminated string holding the placeholder, the placeholder becomes the
- * prefix and the string is padded with NULs to its old length, so offsets in the binary stay valid.
- * A prefix longer than the placeholder cannot fit: that is an InstallError.
+ * Text mode's bound: an InstallError when replacing `count` occurrences of `placeholder` by `prefix`
+ * would make the file more than {@link MAX_TEXT_GROWTH} bytes longer.
  */
-export function replaceBinary(data: Buffer, placeholder: string, prefix: string, label: string, path: string): Buffer {
-  const needle = Buffer.from(placeholder, 'utf8');
-  const replacement = Buffer.from(prefix, 'utf8');
-  let at = data.indexOf(needle);
-  if (at < 0) return data;
-  if (replacement.length > needle.length) {
-    throw new InstallError(
-      `${label}: the env prefix '${prefix}' (${replacement.length} bytes) is longer than the ${needle.length}-byte placeholder in the binary file '${path}', so it cannot be patched in.`,
-      label,
-      {
-        hint: 'The package was built with an unusually short prefix placeholder (conda-build uses 255 characters). Rebuild it with the standard placeholder, or install the env at a shorter prefix.',
-      },
-    );
-  }
-  const out = Buffer.from(data);
-  while (at >= 0) {
-    let end = out.indexOf(0, at + needle.length);
-    if (end < 0) end = out.length;
-    // The C string [at, end) becomes prefix + rest, followed by NULs up to `end`.
-    const rest = Buffer.from(out.subarray(at + needle.length, end));
-    let pos = at;
-    pos += replacement.copy(out, pos);
-    // The rest may itself hold the placeholder again (e.g. a PATH-like list): replace those too.
-    const restReplaced = replaceText(rest, placeholder, prefix);
-    pos += restReplaced.copy(out, pos);
-    out.fill(0, pos, end);
-    at = out.indexOf(needle, end);
-  }
-  return out;
+export function checkTextGrowth(count: number, placeholder: string, prefix: string, file: PatchedFile): void {
+  const growth = count * (Buffer.byteLength(prefix) - Buffer.byteLength(placeholder));
+  if (growth <= MAX_TEXT_GROWTH) return;
+  throw new InstallError(
+    `${file.label}: replacing the ${Buffer.byteLength(placeholder)}-byte prefix placeholder '${placeholder.slice(0, 64)}' in the text file '${file.path}' (${count} times) would make it ${growth} bytes longer, more than the ${MAX_TEXT_GROWTH} prebuilt allows; refusing to install it.`,
+    file.label,
+    { hint: 'Real packages use a placeholder about as long as the prefix (conda-build: 255 characters); this one is built to exhaust memory or disk. Remove it from the environment or use a trusted build.' },
+  );
+}
+
+/** Binary mode: the prefix does not fit in the placeholder's place. */
+export function prefixTooLong(prefix: string, placeholderBytes: number, file: PatchedFile): InstallError {
+  return new InstallError(
+    `${file.label}: the env prefix '${prefix}' (${Buffer.byteLength(prefix)} bytes) is longer than the ${placeholderBytes}-byte placeholder in the binary file '${file.path}', so it cannot be patched in.`,
+    file.label,
+    {
+      hint: 'The package was built with an unusually short prefix placeholder (conda-build uses 255 characters). Rebuild it with the standard placeholder, or install the env at a shorter prefix.',
+    },
+  );
 }
