@@ -1,6 +1,7 @@
 // One kind of fault, one exit code and one error code, whichever component it hits: each kind is
 // provoked through the real CLI (`--json`) against two components, and the two runs must agree on
 // the exit code, `ok: false` and `error.code` (the table is ExitCode in packages/core/src/errors.ts).
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { describeWith, getServices, itWith } from '../services.js';
@@ -86,4 +87,19 @@ describeWith(NEEDS, 'fault kinds: the same exit code and error code whichever co
     });
     expectSameKind(refusedBasic, refusedToken, 1, 'auth');
   }, 240_000);
+
+  itWith(NEEDS, 'login missing: the Basic-auth registry and the token registry with no credentials anywhere both say `login-required`, exit 2 (a setting to fix, not a refusal)', async () => {
+    const basic = services.registries!.basic;
+    const token = services.registries!.token;
+    // An empty Docker config: no login of this machine's own may answer.
+    const dockerConfig = join(fixtures.dir, 'no-logins');
+    await mkdir(dockerConfig, { recursive: true });
+    const missingBasic = await cli(['build', 'one_env_flow.py'], { METAFLOW_PREBUILT_LOCAL_REGISTRY: basic.host, DOCKER_CONFIG: dockerConfig });
+    const missingToken = await cli(['build', 'one_env_flow.py'], { METAFLOW_PREBUILT_LOCAL_REGISTRY: token.host, DOCKER_CONFIG: dockerConfig });
+    expectSameKind(missingBasic, missingToken, 2, 'login-required');
+    expect(missingBasic.json.error!.message).toContain(`registry ${basic.host} requires a user name and password, and none were found`);
+    expect(missingToken.json.error!.message).toContain('no credentials for it were found');
+    for (const side of [missingBasic, missingToken]) expect(side.json.error!.hint).toMatch(/docker login|METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME/);
+  }, 240_000);
 });
+

@@ -10,6 +10,7 @@ export {
   InputError,
   RegistryError,
   AuthError,
+  LoginRequiredError,
   BuildFailedError,
   EnvironmentError,
   UnreachableError,

@@ -15,14 +15,14 @@ const MARKER = Symbol.for('prebuilt.error');
  * |---|---|
  * | 0 | — |
  * | 1 | a build or push failed (`build-failed`); a package or layer's tar is corrupt (`archive`); a service answered with an error or stalled (`registry`, `network`); credentials refused (`auth`); an unexpected error (`unexpected`) |
- * | 2 | bad input (`input`, `resolution`, `usage`); bad configuration (`config`, `backend-not-found`, `backend-invalid`); a tool or service missing (`environment`) or not reachable at its address (`unreachable`); a full disk (`disk-full`) |
+ * | 2 | bad input (`input`, `resolution`, `usage`); bad configuration (`config`, `backend-not-found`, `backend-invalid`), no credentials for a registry or cloud that needs a login (`login-required`); a tool or service missing (`environment`) or not reachable at its address (`unreachable`); a full disk (`disk-full`) |
  * | 130 / 143 | interrupted by SIGINT / SIGTERM (`cancelled`) |
  */
 export const ExitCode = {
   ok: 0,
   /** A build or push failed, or a service answered with an error or stalled. */
   failure: 1,
-  /** Bad input or configuration, or a service that cannot be reached at its configured address. */
+  /** Bad input or configuration (a login missing too), or a service that cannot be reached at its configured address. */
   usage: 2,
   /** Interrupted by SIGINT. */
   interrupted: 130,
@@ -35,7 +35,7 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 export const EXIT_CODE_MEANINGS: Readonly<Record<ExitCode, string>> = {
   [ExitCode.ok]: 'ok',
   [ExitCode.failure]: 'a build or push failed, or a service answered with an error, stalled or refused the credentials',
-  [ExitCode.usage]: 'bad input or configuration, or a service (Docker daemon, registry, Kubernetes API, conda channel, PyPI index) not reachable at its address',
+  [ExitCode.usage]: 'bad input or configuration (no login for a registry that needs one), or a service (Docker daemon, registry, Kubernetes API, conda channel, PyPI index) not reachable at its address',
   [ExitCode.interrupted]: 'interrupted (SIGINT)',
   [ExitCode.terminated]: 'terminated (SIGTERM)',
 };
@@ -156,6 +156,23 @@ export class AuthError extends PrebuiltError {
   constructor(message: string, fields: { registry: string; source: string }, options: PrebuiltErrorOptions = {}) {
     super('auth', message, ExitCode.failure, options);
     this.name = 'AuthError';
+    this.registry = fields.registry;
+    this.source = fields.source;
+  }
+}
+
+/**
+ * A registry (or the cloud behind it) needs credentials and none were found: no login in the Docker
+ * config, no backend setting, no cloud credentials. A login to make — configuration, exit 2 — where
+ * credentials that were sent and refused are an {@link AuthError} (exit 1). Names where it looked.
+ */
+export class LoginRequiredError extends PrebuiltError {
+  readonly registry: string;
+  /** Where credentials were looked for, e.g. `no credentials (looked in ~/.docker/config.json)`. */
+  readonly source: string;
+  constructor(message: string, fields: { registry: string; source: string }, options: PrebuiltErrorOptions = {}) {
+    super('login-required', message, ExitCode.usage, options);
+    this.name = 'LoginRequiredError';
     this.registry = fields.registry;
     this.source = fields.source;
   }

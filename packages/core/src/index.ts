@@ -12,6 +12,7 @@ export {
   ResolutionError,
   RegistryError,
   AuthError,
+  LoginRequiredError,
   BuildFailedError,
   EnvironmentError,
   UnreachableError,

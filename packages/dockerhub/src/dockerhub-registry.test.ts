@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuthError, ConfigError, PrebuiltError, RegistryError, Secret } from '@prebuilt/core/backend';
+import { AuthError, ConfigError, LoginRequiredError, PrebuiltError, RegistryError, Secret } from '@prebuilt/core/backend';
 import { resolveBackend } from '@prebuilt/core';
 import { pinnedImage } from '@prebuilt/fixtures';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
@@ -103,7 +103,7 @@ describe('dockerhub registry settings and tags', () => {
     );
   });
 
-  it('explicit credentials are a Secret that never shows in JSON or inspect; none at all is an AuthError at push time', async () => {
+  it('explicit credentials are a Secret that never shows in JSON or inspect; none at all is a LoginRequiredError (exit 2) at push time', async () => {
     const registry = await createDockerHubRegistry({
       env: { METAFLOW_PREBUILT_DOCKERHUB_USERNAME: 'bob', METAFLOW_PREBUILT_DOCKERHUB_PASSWORD: 'dckr_pat_very-secret', DOCKER_CONFIG: emptyConfig },
     });
@@ -115,9 +115,10 @@ describe('dockerhub registry settings and tags', () => {
 
     const anonymous = await createDockerHubRegistry({ namespace: 'acme', env: { DOCKER_CONFIG: emptyConfig } });
     const error = await rejection(anonymous.pushCredentials());
-    expect(error).toBeInstanceOf(AuthError);
-    expect((error as AuthError).hint).toContain('docker login');
-    expect((error as AuthError).source).toContain(join(emptyConfig, 'config.json'));
+    expect(error).toBeInstanceOf(LoginRequiredError);
+    expect((error as LoginRequiredError).exitCode).toBe(2);
+    expect((error as LoginRequiredError).hint).toContain('docker login');
+    expect((error as LoginRequiredError).source).toContain(join(emptyConfig, 'config.json'));
   });
 
   it('pullConfig names the pull secret and the Batch repositoryCredentials when set, and is empty otherwise', async () => {

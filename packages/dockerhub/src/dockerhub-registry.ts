@@ -1,5 +1,5 @@
 import {
-  AuthError,
+  LoginRequiredError,
   DEFAULT_REPOSITORY,
   DOCKER_HUB,
   createOciRegistry,
@@ -57,7 +57,7 @@ export async function createDockerHubRegistry(options: DockerHubRegistryOptions 
     listImages: (listOptions = {}) => hub.listImages(listOptions.signal),
     deleteImage: (digest, deleteOptions = {}) => hub.deleteImage(digest, deleteOptions.signal, deleteOptions.tags),
     noCredentials: () =>
-      new AuthError(`No credentials for ${registry}: pushing to ${base} needs a login.`, {
+      new LoginRequiredError(`No credentials for ${registry}: pushing to ${base} needs a login.`, {
         registry,
         source: useDockerConfig ? `no credentials (looked in ${dockerConfigPath(env)})` : 'no credentials (the Docker config is off)',
       }, { hint: `Run 'docker login${registry === DOCKER_HUB ? '' : ` ${registry}`}', or set ${DOCKERHUB_ENV.username} and ${DOCKERHUB_ENV.password} (a personal access token works as the password).` }),

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { AuthError, CancelledError, ConfigError, InputError, RegistryError, Secret, type ImageRegistry } from '@prebuilt/core/backend';
+import { AuthError, CancelledError, ConfigError, InputError, LoginRequiredError, RegistryError, Secret, type ImageRegistry } from '@prebuilt/core/backend';
 import { createDockerHubRegistry, type DockerHubRegistryOptions } from './index.js';
 import { HubApi } from './hub-api.js';
 import { loopbackCertificate, serveTlsAndPlain, tlsAndPlainMissing, type TlsAndPlain } from '../../../test/support/tls-and-plain.js';
@@ -200,11 +200,11 @@ describe('dockerhub listImages/deleteImage through a FAKE Docker Hub API on 127.
     }
   });
 
-  it('without a user name and password the Hub API cannot be used: an AuthError saying what to set', async () => {
+  it('without a user name and password the Hub API cannot be used: a LoginRequiredError (exit 2) saying what to set', async () => {
     const anonymous = await create({ username: undefined, password: undefined });
     const error = await anonymous.listImages!().catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(AuthError);
-    expect(`${(error as AuthError).message} ${(error as AuthError).hint}`).toContain('METAFLOW_PREBUILT_DOCKERHUB_PASSWORD');
+    expect(error).toBeInstanceOf(LoginRequiredError);
+    expect(`${(error as LoginRequiredError).message} ${(error as LoginRequiredError).hint}`).toContain('METAFLOW_PREBUILT_DOCKERHUB_PASSWORD');
     expect(hub.requests).toEqual([]);
   });
 

@@ -1,6 +1,7 @@
 import {
   MAX_LISTING_BYTES,
   AuthError,
+  LoginRequiredError,
   CancelledError,
   InputError,
   RegistryError,
@@ -175,7 +176,7 @@ export class HubApi {
     const { registry } = this.#input;
     const credentials = await this.#input.credentials(signal);
     if (!credentials?.username || credentials.username === '<token>' || credentials.password === undefined) {
-      throw new AuthError(`The Docker Hub API needs a user name and a password or personal access token, and ${credentials ? `${credentials.source} has none` : 'none were found'}.`, {
+      throw new LoginRequiredError(`The Docker Hub API needs a user name and a password or personal access token, and ${credentials ? `${credentials.source} has none` : 'none were found'}.`, {
         registry,
         source: credentials?.source ?? 'no credentials',
       }, { hint: 'Set METAFLOW_PREBUILT_DOCKERHUB_USERNAME and METAFLOW_PREBUILT_DOCKERHUB_PASSWORD (a personal access token with the Read, Write, Delete scope), or docker login with a user name and token.' });

@@ -1,5 +1,6 @@
 import {
   AuthError,
+  LoginRequiredError,
   ConfigError,
   EnvironmentError,
   RegistryError,
@@ -68,7 +69,7 @@ export function awsError(error: unknown, what: string, context: { registry: stri
   const name = (error as { name?: string })?.name ?? '';
   const message = errorMessage(error);
   if (name === 'CredentialsProviderError' || /could not load credentials/i.test(message)) {
-    return new AuthError(`${what} failed: no AWS credentials were found (${context.credentialSource}).`, { registry: context.registry, source: context.credentialSource }, {
+    return new LoginRequiredError(`${what} failed: no AWS credentials were found (${context.credentialSource}).`, { registry: context.registry, source: context.credentialSource }, {
       cause: error,
       hint: 'Configure AWS credentials (aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or run where an IAM role is available.',
     });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AuthError, ConfigError, RegistryError, Secret } from '@prebuilt/core/backend';
+import { AuthError, ConfigError, LoginRequiredError, RegistryError, Secret } from '@prebuilt/core/backend';
 import { resolveBackend } from '@prebuilt/core';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import gcrDefinition, { createGcrRegistry, isGoogleRegistryHost } from './index.js';
@@ -138,16 +138,17 @@ describe('gcr credentials from google-auth-library (fake OAuth token endpoint on
     for (const secret of ['revoked-refresh-token', 'client-secret-value']) expect(shown).not.toContain(secret);
   });
 
-  it('no application default credentials at all is an AuthError saying how to log in (metadata server detection off)', async () => {
+  it('no application default credentials at all is a LoginRequiredError (exit 2) saying how to log in (metadata server detection off)', async () => {
     vi.stubEnv('METADATA_SERVER_DETECTION', 'none');
     vi.stubEnv('GOOGLE_APPLICATION_CREDENTIALS', '');
     vi.stubEnv('CLOUDSDK_CONFIG', join(dir, 'no-gcloud-config'));
     vi.stubEnv('HOME', join(dir, 'no-home'));
     const registry = await createGcrRegistry({ project: 'my-project', env: {} });
     const error = await rejection(registry.pushCredentials());
-    expect(error).toBeInstanceOf(AuthError);
-    expect((error as AuthError).message).toMatch(/No Google credentials/);
-    expect((error as AuthError).source).toMatch(/application default credentials/);
+    expect(error).toBeInstanceOf(LoginRequiredError);
+    expect((error as LoginRequiredError).exitCode).toBe(2);
+    expect((error as LoginRequiredError).message).toMatch(/No Google credentials/);
+    expect((error as LoginRequiredError).source).toMatch(/application default credentials/);
   });
 });
 

@@ -1,5 +1,5 @@
 import type { GoogleAuthOptions } from 'google-auth-library';
-import { AuthError, EnvironmentError, errorMessage } from '@prebuilt/core/backend';
+import { AuthError, EnvironmentError, LoginRequiredError, errorMessage } from '@prebuilt/core/backend';
 
 export const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
 
@@ -72,7 +72,9 @@ export function googleTokenSource(options: { keyFile: string | undefined; keyFil
         auth = undefined; // look the credentials up again next time
         const reason = googleReason(error);
         const none = /could not load the default credentials|no such file|ENOENT/i.test(reason);
-        throw new AuthError(
+        // None found is a login to make (exit 2); credentials Google refused, an AuthError (exit 1).
+        const Kind = none ? LoginRequiredError : AuthError;
+        throw new Kind(
           none
             ? `No Google credentials for ${options.registry}: ${source} could not be loaded (${reason}).`
             : `Google did not give an access token for ${options.registry} from ${source} (${reason}).`,

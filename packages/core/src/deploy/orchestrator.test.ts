@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { BuildRequest, BuildService, DeployEvent, DeployOptions, DeployStep, ImageLayout, ImageRegistry, RecipeRunner } from '../contracts.js';
 import type { EnvRequest, LockedEnv } from '../env-model.js';
-import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, RegistryError } from '../errors.js';
+import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, LoginRequiredError, RegistryError } from '../errors.js';
 import { specHash } from '../identity.js';
 import { EROFS_LAYOUT_ANNOTATION, buildServiceLayout } from '../image-layout.js';
 import type { PushImageIndexOptions } from '../registry/image-index.js';
@@ -403,6 +403,21 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
     expect((error as AuthError).message).toBe(`The base image ${ctx.options.baseImage} (METAFLOW_PREBUILT_BASE_IMAGE): registry base.test denied anonymous access to repository:team/base:pull (401 Unauthorized)`);
     expect((error as AuthError).hint).toBe("Log in with 'docker login base.test'.");
     expect((error as AuthError).registry).toBe('base.test');
+  });
+
+  it('a base image registry that needs a login none was found for is a LoginRequiredError (exit 2) saying it was the base image', async () => {
+    await using ctx = await setup(fourSteps().slice(0, 1));
+    const registry = {
+      ...ctx.registry,
+      baseImageIdentity: async () => {
+        throw new LoginRequiredError('registry base.test requires a user name and password, and none were found', { registry: 'base.test', source: 'no credentials' }, { hint: "Log in with 'docker login base.test'." });
+      },
+    };
+    const error = await deploy({ ...ctx.options, registry, plan: true }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LoginRequiredError);
+    expect((error as LoginRequiredError).exitCode).toBe(2);
+    expect((error as LoginRequiredError).message).toBe(`The base image ${ctx.options.baseImage} (METAFLOW_PREBUILT_BASE_IMAGE): registry base.test requires a user name and password, and none were found`);
+    expect((error as LoginRequiredError).hint).toBe("Log in with 'docker login base.test'.");
   });
 
   it("a recipe's prune presets give other envIds (hence tags), and an unpruned recipe today's", async () => {

@@ -1,7 +1,7 @@
 import type { BaseImageIdentity, DeployOptions, DeployStep } from '../contracts.js';
 import { dockerPlatform, type CondaPlatform, type LockedEnv } from '../env-model.js';
 import { computeEnvId, indexId } from '../env-id.js';
-import { AuthError, ConfigError, PrebuiltError, errorMessage, type RegistryError } from '../errors.js';
+import { AuthError, ConfigError, LoginRequiredError, PrebuiltError, errorMessage, type RegistryError } from '../errors.js';
 import type { PlannedImage, PlannedIndex } from './deploy-job.js';
 
 /** What `DeployOptions.lock()` gives: step → its lock, one lock per platform, or null (disabled). */
@@ -44,9 +44,10 @@ function baseIdentities(options: DeployOptions): (ref: string, platform: CondaPl
         const setting = ref === options.gpuBaseImage && ref !== options.baseImage ? 'METAFLOW_PREBUILT_GPU_BASE_IMAGE' : 'METAFLOW_PREBUILT_BASE_IMAGE';
         // A registry that wants a login for the base image (often another registry than the one
         // pushed to): the error says it was the base image, and which setting names it.
-        if (PrebuiltError.isInstance(error) && error.code === 'auth') {
-          const { registry, source } = error as AuthError;
-          throw new AuthError(`The base image ${ref} (${setting}): ${error.message}`, { registry, source }, { cause: error, ...(error.hint ? { hint: error.hint } : {}) });
+        if (PrebuiltError.isInstance(error) && (error.code === 'auth' || error.code === 'login-required')) {
+          const { registry, source } = error as AuthError | LoginRequiredError;
+          const Kind = error.code === 'auth' ? AuthError : LoginRequiredError;
+          throw new Kind(`The base image ${ref} (${setting}): ${error.message}`, { registry, source }, { cause: error, ...(error.hint ? { hint: error.hint } : {}) });
         }
         // A base image the registry does not have is a setting to fix (exit 2), not a registry fault.
         if (!PrebuiltError.isInstance(error) || error.code !== 'registry' || (error as RegistryError).status !== 404) throw error;

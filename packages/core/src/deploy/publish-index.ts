@@ -63,8 +63,8 @@ async function publishIndex(job: IndexJob, pushCredentials: PushCredentials): Pr
     return await pushIndex(job, pushCredentials);
   } catch (error) {
     if (job.signal?.aborted || error instanceof CancelledError) throw error;
-    // Credentials refused, or the registry unreachable: not this index's failure (see publishIndexes).
-    if (PrebuiltError.isInstance(error) && (error.code === 'auth' || (error.code === 'registry' && (error as RegistryError).status === undefined))) throw error;
+    // Credentials refused or missing, or the registry unreachable: not this index's failure (see publishIndexes).
+    if (PrebuiltError.isInstance(error) && (error.code === 'auth' || error.code === 'login-required' || (error.code === 'registry' && (error as RegistryError).status === undefined))) throw error;
     const failure = describeFailure(error);
     return job.fail(failure.reason, failure.hint);
   }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
 import type { RegistryCredentials } from '../contracts.js';
-import { AuthError, CancelledError, InputError } from '../errors.js';
+import { AuthError, CancelledError, InputError, LoginRequiredError } from '../errors.js';
 import { Secret } from '../secret.js';
 import { uniqueRepo } from './__fixtures__/push-image.js';
 import { describeOrFailInCi, registriesMissing, testServices } from './__fixtures__/test-services.js';
@@ -123,11 +123,12 @@ describeOrFailInCi('RegistryClient push errors', missing, () => {
     expect(c.stats.bytesSent).toBe(0);
   });
 
-  it('reports a push without credentials to the Basic registry as an AuthError', async () => {
-    const c = new RegistryClient(FAST);
+  it('reports a push without credentials to the Basic registry as a LoginRequiredError (exit 2)', async () => {
+    const c = new RegistryClient({ ...FAST, dockerConfig: false });
     const data = Buffer.from('x');
     const error = await c.uploadBlob(`${services.registries!.basic.host}/${uniqueRepo('anon')}`, digestOf(data), data).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(AuthError);
+    expect(error).toBeInstanceOf(LoginRequiredError);
+    expect((error as LoginRequiredError).exitCode).toBe(2);
   });
 
   it('rejects with CancelledError when the signal is aborted', async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { RegistryCredentials } from '../contracts.js';
-import { AuthError, CancelledError, InputError, RegistryError, UnreachableError } from '../errors.js';
+import { AuthError, CancelledError, InputError, LoginRequiredError, RegistryError, UnreachableError } from '../errors.js';
 import { Secret } from '../secret.js';
 import { debugLinesOf } from './__fixtures__/debug-lines.js';
 import { startFlakyProxy, type FlakyProxy } from './__fixtures__/flaky-proxy.js';
@@ -202,13 +202,14 @@ describeOrFailInCi('RegistryClient with Basic auth (htpasswd registry)', missing
     expect(`${auth.message} ${auth.hint} ${JSON.stringify(auth)}`).not.toContain('wrong-password-123');
   });
 
-  it('asks for credentials when there are none', async () => {
+  it('asks for credentials when there are none: a LoginRequiredError (exit 2)', async () => {
     const client = new RegistryClient({ ...FAST, dockerConfig: { env: { DOCKER_CONFIG: join(configDir, 'empty') } } });
     const error = await rejection(client.headManifest(`${reg.host}/${image.repository}:v1`));
-    expect(error).toBeInstanceOf(AuthError);
-    expect((error as AuthError).message).toContain('requires a user name and password');
-    expect((error as AuthError).source).toContain(join(configDir, 'empty', 'config.json'));
-    expect((error as AuthError).hint).toContain(`docker login ${reg.host}`);
+    expect(error).toBeInstanceOf(LoginRequiredError);
+    expect((error as LoginRequiredError).exitCode).toBe(2);
+    expect((error as LoginRequiredError).message).toContain('requires a user name and password');
+    expect((error as LoginRequiredError).source).toContain(join(configDir, 'empty', 'config.json'));
+    expect((error as LoginRequiredError).hint).toContain(`docker login ${reg.host}`);
   });
 
   it("ends the hint with the caller's other way to give credentials, for the registries it names only", async () => {
@@ -295,12 +296,14 @@ describeOrFailInCi('RegistryClient with Bearer token auth (token server)', missi
     expect(`${auth.message} ${auth.hint}`).not.toContain('not-the-password');
   });
 
-  it('reports anonymous access to a private repository as an AuthError', async () => {
+  it('reports anonymous access to a private repository as a LoginRequiredError (exit 2: no credentials were found, none refused)', async () => {
     const client = new RegistryClient(FAST);
     const error = await rejection(client.headManifest(`${reg.host}/${image.repository}:v1`));
-    expect(error).toBeInstanceOf(AuthError);
-    expect((error as AuthError).message).toContain(`registry ${reg.host} denied anonymous access to repository:${image.repository}:pull`);
-    expect((error as AuthError).source).toBe('no credentials');
+    expect(error).toBeInstanceOf(LoginRequiredError);
+    expect((error as LoginRequiredError).exitCode).toBe(2);
+    expect((error as LoginRequiredError).code).toBe('login-required');
+    expect((error as LoginRequiredError).message).toContain(`registry ${reg.host} denied anonymous access to repository:${image.repository}:pull`);
+    expect((error as LoginRequiredError).source).toBe('no credentials');
   });
 });
 

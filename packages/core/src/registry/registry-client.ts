@@ -3,7 +3,7 @@ import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { BaseImageIdentity, RegistryCredentials } from '../contracts.js';
 import { diskFullError } from '../disk-full.js';
-import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, NetworkError, PrebuiltError, RegistryError, UnreachableError } from '../errors.js';
+import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, LoginRequiredError, NetworkError, PrebuiltError, RegistryError, UnreachableError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { formatBytes, netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
@@ -823,7 +823,8 @@ export class RegistryClient {
     });
   }
 
-  async #rejected(registry: string, scope: string, res: HttpResult): Promise<AuthError> {
+  /** Access refused: an AuthError for credentials that were sent (exit 1), a LoginRequiredError when there were none (exit 2: a login to make). */
+  async #rejected(registry: string, scope: string, res: HttpResult): Promise<AuthError | LoginRequiredError> {
     const creds = await this.credentialsFor(registry).catch(() => undefined);
     const mode = this.#authModes.get(normalizeDockerConfigKey(registry));
     const detail = registryErrorDetail(res.body);
@@ -832,9 +833,9 @@ export class RegistryClient {
       mode?.kind === 'basic'
         ? `registry ${registry} rejected the credentials of ${who(creds)}`
         : `registry ${registry} denied ${creds ? `${who(creds)} access` : 'anonymous access'} to ${scope}`;
-    return new AuthError(`${message} (${describeStatus(res.status)}${detail ? `: ${detail}` : ''})`, { registry, source }, {
-      hint: this.#credentialsHint(registry, creds),
-    });
+    const text = `${message} (${describeStatus(res.status)}${detail ? `: ${detail}` : ''})`;
+    const hint = this.#credentialsHint(registry, creds);
+    return creds ? new AuthError(text, { registry, source }, { hint }) : new LoginRequiredError(`${text}, and no credentials for it were found`, { registry, source }, { hint });
   }
 
   /** What to do about credentials `registry` refused or asked for: fix the ones used, or give some (the backend's settings too). */
@@ -881,7 +882,7 @@ export class RegistryClient {
 
   #basicAuthorization(registry: string, creds: RegistryCredentials | undefined): string {
     if (!creds || creds.password === undefined) {
-      throw new AuthError(`registry ${registry} requires a user name and password, and ${creds ? `${creds.source} has none` : 'none were found'}`, { registry, source: creds?.source ?? this.#noCredentialsSource() }, {
+      throw new LoginRequiredError(`registry ${registry} requires a user name and password, and ${creds ? `${creds.source} has none` : 'none were found'}`, { registry, source: creds?.source ?? this.#noCredentialsSource() }, {
         hint: this.#credentialsHint(registry, undefined),
       });
     }
@@ -948,11 +949,11 @@ export class RegistryClient {
     });
     if (res.status === 401 || res.status === 403) {
       const detail = registryErrorDetail(res.body);
-      throw new AuthError(
-        `token server ${url.origin}${url.pathname} for registry ${registry} refused ${who(creds)} (${describeStatus(res.status)}${detail ? `: ${detail}` : ''})`,
-        { registry, source: creds?.source ?? this.#noCredentialsSource() },
-        { hint: this.#credentialsHint(registry, creds) },
-      );
+      const text = `token server ${url.origin}${url.pathname} for registry ${registry} refused ${who(creds)} (${describeStatus(res.status)}${detail ? `: ${detail}` : ''})`;
+      const fields = { registry, source: creds?.source ?? this.#noCredentialsSource() };
+      const hint = { hint: this.#credentialsHint(registry, creds) };
+      // No credentials were sent: a login to make (exit 2), not credentials refused.
+      throw creds ? new AuthError(text, fields, hint) : new LoginRequiredError(`${text}, and no credentials for it were found`, fields, hint);
     }
     if (res.status < 200 || res.status >= 300) {
       const detail = registryErrorDetail(res.body);
