@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AuthError, ConfigError, PrebuiltError, Secret } from '@prebuilt/core/backend';
+import { AuthError, ConfigError, LoginRequiredError, PrebuiltError, Secret } from '@prebuilt/core/backend';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import localDefinition, { createLocalRegistry } from './index.js';
 import { describeOrFailInCi, itWith, missingFor, registerOrFailInCi, testServices } from './__fixtures__/services.js';
@@ -220,8 +220,9 @@ describeOrFailInCi('local registry against real registries', registriesMissing, 
     const { host } = registries!.basic;
     const registry = createLocalRegistry({ registry: host, namespace: `prebuilt-test/local-${run}`, env: {}, dockerConfig: false, client: fastClient });
     const error = await registry.imageExists(registry.imageTag({ envId: ENV_ID, platform: 'linux-64' })).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(AuthError);
-    expect((error as AuthError).hint).toBe(`Log in with 'docker login ${host}', or set METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME and METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD.`);
+    expect(error).toBeInstanceOf(LoginRequiredError);
+    expect((error as LoginRequiredError).exitCode).toBe(2);
+    expect((error as LoginRequiredError).hint).toBe(`Log in with 'docker login ${host}', or set METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME and METAFLOW_PREBUILT_LOCAL_REGISTRY_PASSWORD.`);
   });
 });
 
