@@ -352,5 +352,15 @@ describe('installCondaPackage of a file with a placeholder bigger than a read ch
       spy.mockRestore();
     }
   });
+
+  it('refuses a big binary file whose placeholder the prefix is too long for before anything of it is written', async () => {
+    const data = Buffer.alloc(2 * 1024 * 1024, 'b');
+    data.write('/short/lib\0', 1024 * 1024 + 10, 'latin1');
+    const tar = await rawTar([...infoEntries('shortph', [{ _path: 'lib/libshort.so', prefix_placeholder: '/short', file_mode: 'binary' }]), { name: 'lib/libshort.so', data }]);
+    const error = await install({ filename: 'shortph-1.0-h0.tar.bz2', bytes: bzip2Sync(tar), name: 'shortph', version: '1.0', build: 'h0' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InstallError);
+    expect((error as Error).message).toBe(`shortph-1.0-h0.tar.bz2: the env prefix '${PREFIX}' (${PREFIX.length} bytes) is longer than the 6-byte placeholder in the binary file 'lib/libshort.so', so it cannot be patched in.`);
+    await expect(lstat(join(staging, 'lib/libshort.so'))).rejects.toThrow();
+  });
 });
 

@@ -5,7 +5,7 @@ import { compareBytes, type LockedPackage } from '@prebuilt/core';
 import { hashFile } from '../cache/sha256-file.js';
 import { extractCondaPackage, removeScratch, type ExtractedCondaPackage, type ExtractedEntry } from './conda-extract.js';
 import { ArchiveError, InstallError } from './errors.js';
-import { LEGACY_PLACEHOLDER, PlaceholderReplacer, checkTextGrowth, prefixTooLong } from './prefix-replace.js';
+import { LEGACY_PLACEHOLDER, PlaceholderReplacer, checkTextGrowth } from './prefix-replace.js';
 import { safeRelativePath, type PrefixWriter } from './prefix-writer.js';
 import type { Pruning } from './pruning.js';
 import { entryPointScript, parseEntryPoint } from './scripts.js';
@@ -322,10 +322,10 @@ async function writePatched(
   const binary = fileMode === 'binary';
   const replacer = (): PlaceholderReplacer => new PlaceholderReplacer(placeholder, options.prefix, binary ? 'binary' : 'text', file);
   if (!binary || Buffer.byteLength(options.prefix) > Buffer.byteLength(placeholder)) {
+    // Binary: the replacer throws at the first placeholder the longer prefix cannot replace.
     const counting = replacer();
     for await (const chunk of createReadStream(source, { highWaterMark: PATCH_CHUNK })) counting.push(chunk as Buffer);
     counting.end();
-    if (binary && counting.count > 0) throw prefixTooLong(options.prefix, Buffer.byteLength(placeholder), file);
     if (!binary) checkTextGrowth(counting.count, placeholder, options.prefix, file);
   }
   const original = createHash('sha256');

@@ -141,7 +141,7 @@ export function checkTextGrowth(count: number, placeholder: string, prefix: stri
 }
 
 /** Binary mode: the prefix does not fit in the placeholder's place. */
-export function prefixTooLong(prefix: string, placeholderBytes: number, file: PatchedFile): InstallError {
+function prefixTooLong(prefix: string, placeholderBytes: number, file: PatchedFile): InstallError {
   return new InstallError(
     `${file.label}: the env prefix '${prefix}' (${Buffer.byteLength(prefix)} bytes) is longer than the ${placeholderBytes}-byte placeholder in the binary file '${file.path}', so it cannot be patched in.`,
     file.label,
