@@ -304,6 +304,7 @@ describeOrFailInCi('RegistryClient with Bearer token auth (token server)', missi
     expect((error as LoginRequiredError).code).toBe('login-required');
     expect((error as LoginRequiredError).message).toContain(`registry ${reg.host} denied anonymous access to repository:${image.repository}:pull`);
     expect((error as LoginRequiredError).source).toBe('no credentials');
+    expect((error as LoginRequiredError).hint).toContain(`If ${reg.host}/${image.repository} is public, check its name`);
   });
 });
 

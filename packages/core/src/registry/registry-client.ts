@@ -835,7 +835,11 @@ export class RegistryClient {
         : `registry ${registry} denied ${creds ? `${who(creds)} access` : 'anonymous access'} to ${scope}`;
     const text = `${message} (${describeStatus(res.status)}${detail ? `: ${detail}` : ''})`;
     const hint = this.#credentialsHint(registry, creds);
-    return creds ? new AuthError(text, { registry, source }, { hint }) : new LoginRequiredError(`${text}, and no credentials for it were found`, { registry, source }, { hint });
+    if (creds) return new AuthError(text, { registry, source }, { hint });
+    // Docker Hub and others answer a repository that does not exist as one that needs a login.
+    const repository = /^repository:(.+):[^:]+$/.exec(scope)?.[1];
+    const missing = mode?.kind !== 'basic' && repository ? ` If ${registry}/${repository} is public, check its name: a registry answers a repository that does not exist this way too.` : '';
+    return new LoginRequiredError(`${text}, and no credentials for it were found`, { registry, source }, { hint: `${hint}${missing}` });
   }
 
   /** What to do about credentials `registry` refused or asked for: fix the ones used, or give some (the backend's settings too). */
