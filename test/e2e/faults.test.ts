@@ -238,9 +238,10 @@ describeWith(NEEDS, 'prebuilt build faults end to end (real CLI, Docker daemon, 
   }, 180_000);
 
   for (const phase of ['building', 'pushing'] as const) {
-    itWith(NEEDS, `Ctrl-C while ${phase}: exit 130, nothing tagged, no build context left in TMPDIR`, async () => {
+    itWith(NEEDS, `Ctrl-C while ${phase}: exit 130, nothing tagged, no build context left (the cache's contexts/, TMPDIR)`, async () => {
       const temp = await mkdtemp(join(fixtures.dir, `tmp-${phase}-`));
-      const env = cliEnv(fixtures, services, uniqueNamespace(`sigint-${phase}`), { TMPDIR: temp });
+      const cache = await mkdtemp(join(fixtures.dir, `cache-${phase}-`));
+      const env = cliEnv(fixtures, services, uniqueNamespace(`sigint-${phase}`), { TMPDIR: temp, METAFLOW_PREBUILT_CACHE_DIR: cache });
       const tag = await plannedTag(env);
       let sent = false;
       const built = await runCli(['build', 'one_env_flow.py'], {
@@ -260,6 +261,7 @@ describeWith(NEEDS, 'prebuilt build faults end to end (real CLI, Docker daemon, 
       expect((await headManifest(tag)).status).toBe(404);
       const local = await run('docker', ['image', 'inspect', tag], { ...process.env, DOCKER_HOST: services.dockerHost ?? '' });
       expect(local.code, `the daemon kept the tag ${tag}`).not.toBe(0);
+      expect(await readdir(join(cache, 'contexts'))).toEqual([]);
       expect((await readdir(temp)).filter((name) => name.startsWith('prebuilt-context-'))).toEqual([]);
     }, 240_000);
   }

@@ -70,8 +70,10 @@ describeWith(['docker', 'registries', 'baseImage'], 'hostile archives: prebuilt 
   let server: FixtureServer;
   let dir: string;
   let pythonVersion: string;
-  /** TMPDIR of the CLI: the build context (and the staging prefix) is made here; the escapes aim at its canary-dir. */
+  /** TMPDIR of the CLI. */
   let tmp: string;
+  /** The cache's contexts/: the build context (and the staging prefix) is made here; the escapes aim at its canary-dir. */
+  let contexts: string;
   let home: string;
   let cache: string;
   let canaries: Map<string, string>;
@@ -79,7 +81,7 @@ describeWith(['docker', 'registries', 'baseImage'], 'hostile archives: prebuilt 
   let runs = 0;
 
   const watched = (): Promise<Map<string, string>> =>
-    Promise.all([snapshot(dir, ['tmp', 'home', 'cache', 'flows', 'fixtures', 'hostile-channel', 'hostile-index']), snapshot(tmp), snapshot(home, HOME_TOOL_STATE), snapshot(join(cache, 'canary-dir'))]).then(
+    Promise.all([snapshot(dir, ['tmp', 'home', 'cache', 'flows', 'fixtures', 'hostile-channel', 'hostile-index']), snapshot(tmp), snapshot(home, HOME_TOOL_STATE), snapshot(join(cache, 'canary-dir')), snapshot(contexts)]).then(
       (maps) => new Map(maps.flatMap((map, i) => [...map].map(([k, v]) => [`${i}:${k}`, v] as [string, string]))),
     );
 
@@ -100,7 +102,8 @@ describeWith(['docker', 'registries', 'baseImage'], 'hostile archives: prebuilt 
     tmp = join(dir, 'tmp');
     home = join(dir, 'home');
     cache = join(dir, 'cache');
-    for (const where of [dir, tmp, home, cache]) {
+    contexts = join(cache, 'contexts');
+    for (const where of [dir, tmp, home, cache, contexts]) {
       await mkdir(join(where, fixturesModule.CANARY_DIR), { recursive: true });
       await writeFile(join(where, fixturesModule.CANARY_DIR, 'canary.txt'), `canary in ${where}\n`);
       await writeFile(join(where, fixturesModule.CANARY_DIR, 'secret.txt'), `host secret in ${where}\n`);
@@ -170,7 +173,7 @@ describeWith(['docker', 'registries', 'baseImage'], 'hostile archives: prebuilt 
           // No image under the genuine tag (nor any other) in the run's repository.
           const tags = await fetch(`http://${services.registries!.plain.host}/v2/${namespace}/tags/list`);
           if (tags.status !== 404) expect(((await tags.json()) as { tags: string[] | null }).tags ?? [], where).toEqual([]);
-          // Nothing outside the work dirs changed: canaries byte for byte, no new file, no context left in TMPDIR.
+          // Nothing outside the work dirs changed: canaries byte for byte, no new file, no context left in contexts/ or TMPDIR.
           expect(await watched(), where).toEqual(canaries);
           if (c.klass === 'bomb') expect(peak, `${where}\npeak RSS ${peak} KiB`).toBeLessThan(BOMB_RSS_LIMIT_KB);
         }

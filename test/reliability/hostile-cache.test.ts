@@ -3,7 +3,8 @@
  * package-cache entry (healed, never baked), lock files left by runs on other hosts or killed runs
  * (leases), temp dirs of SIGKILLed runs (swept), a corrupt/truncated/newer lock file (exit 2, the
  * file unchanged), a PyPI spec with a shell suffix (exit 2 naming the field), and a full disk — a
- * real tmpfs — under the package cache and under TMPDIR (the directory and the setting named).
+ * real tmpfs — under the package cache and under its build contexts (the directory and the setting
+ * named), and a full TMPDIR that an oci build does not need.
  *
  * Every CLI run gets a private HOME and TMPDIR inside the test's work dir; the tests check that
  * nothing is left in either (no file outside the work dirs changed).
@@ -221,14 +222,16 @@ describeWith(['registries', 'baseImage'], 'locks do not hang, temp dirs do not p
     const namespace = ns('killed');
     const run = startCli(['build', 'small.py'], { cwd: flowDir, env: buildEnv({ METAFLOW_PREBUILT_IMAGE_NAMESPACE: namespace }) });
     await run.waitFor(/materializing|building/, 120_000);
-    // Wait until the context dir exists, then kill the run hard (no cleanup runs).
-    for (let i = 0; i < 200 && !(await readdir(temp)).some((name) => name.startsWith('prebuilt-context-')); i++) await new Promise((r) => setTimeout(r, 25));
+    // Wait until the context dir exists (in the cache's contexts/, beside the extraction cache), then kill the run hard (no cleanup runs).
+    const contexts = join(world.dir, 'cache', 'contexts');
+    const made = async (): Promise<string[]> => (await readdir(contexts).catch(() => [])).filter((name) => name.startsWith('prebuilt-context-'));
+    for (let i = 0; i < 200 && (await made()).length === 0; i++) await new Promise((r) => setTimeout(r, 25));
     run.child.kill('SIGKILL');
     await run.result;
-    const left = (await readdir(temp)).filter((name) => name.startsWith('prebuilt-context-'));
-    expect(left.length).toBeGreaterThan(0);
+    expect((await made()).length).toBeGreaterThan(0);
     const next = await runCli(['build', 'small.py'], { cwd: flowDir, env: buildEnv({ METAFLOW_PREBUILT_IMAGE_NAMESPACE: namespace }) });
     expect(next.code, next.output).toBe(0);
+    expect(await made()).toEqual([]);
     expect(await readdir(temp)).toEqual([]);
   }, 300_000);
 });
@@ -362,14 +365,29 @@ describeOrFailInCi('a full disk (a real tmpfs)', noTmpfs, () => describeWith(['r
     expect((await readdir(state)).filter((name) => !/^(filler|f\d+)$/.test(name))).toEqual([]);
   }, 300_000);
 
-  it('under TMPDIR while materializing: exit 1 (the image failed), names the directory and TMPDIR, no stack, nothing left there', async () => {
+  it("under the build contexts (the cache's contexts/) while materializing: exit 1 (the image failed), names the directory and METAFLOW_PREBUILT_CACHE_DIR, no stack, nothing left there", async () => {
+    expect(mountable).toBe(true);
+    const contexts = await tmpfs(join('cache', 'contexts'), '64k');
+    try {
+      const result = await runCli(['build', 'small.py'], { cwd: flowDir, env: buildEnv({ METAFLOW_PREBUILT_IMAGE_NAMESPACE: ns('enospc-contexts') }) });
+      expect(result.code, result.output).toBe(1);
+      expect(result.stderr).toContain(`No space left on the device of ${contexts} while materializing env`);
+      expect(result.stderr).toContain('set METAFLOW_PREBUILT_CACHE_DIR to a directory on a disk with room');
+      expect(stackLines(result.output)).toEqual([]);
+      expect(await readdir(contexts)).toEqual([]);
+    } finally {
+      // The world's cache serves the next tests: its contexts/ goes back on the disk.
+      execFileSync('umount', [contexts], { stdio: 'pipe' });
+      mounts.splice(mounts.indexOf(contexts), 1);
+    }
+  }, 300_000);
+
+  it('a full TMPDIR (often a small tmpfs) does not fail an oci build: the env is materialized and spooled under the cache', async () => {
     expect(mountable).toBe(true);
     const tmp = await tmpfs('full-tmp', '64k');
-    const result = await runCli(['build', 'small.py'], { cwd: flowDir, env: buildEnv({ TMPDIR: tmp, METAFLOW_PREBUILT_IMAGE_NAMESPACE: ns('enospc-tmp') }) });
-    expect(result.code, result.output).toBe(1);
-    expect(result.stderr).toContain(`No space left on the device of ${tmp} while materializing env`);
-    expect(result.stderr).toContain('set TMPDIR to a directory on a disk with room');
-    expect(stackLines(result.output)).toEqual([]);
-    expect(await readdir(tmp)).toEqual([]);
+    await writeFile(join(tmp, 'filler'), Buffer.alloc(64 * 1024)).catch(() => undefined);
+    const result = await runCli(['build', 'small.py'], { cwd: flowDir, env: buildEnv({ TMPDIR: tmp, METAFLOW_PREBUILT_IMAGE_NAMESPACE: ns('full-tmp') }) });
+    expect(result.code, result.output).toBe(0);
+    expect(await readdir(tmp)).toEqual(['filler']);
   }, 300_000);
 }));

@@ -2,12 +2,15 @@
  * The application side of a deploy: reads settings, creates the backends (lazily, through
  * backends.ts), locks the flow and calls core's `deploy()`. `plan` and every build use it.
  */
+import { join } from 'node:path';
 import {
   checkBuildService,
   createRecipeRunner,
   deploy,
   dockerPlatform,
+  CACHE_DIR_SETTING,
   InputError,
+  prebuiltCacheDir,
   selectedBackendNames,
   selectRecipeName,
   sweepStaleRunTempDirs,
@@ -68,7 +71,16 @@ function recipeRunner(name: RecipeName, scope: AppScope, options: DeployFlowOpti
     onNote: (note) => options.onEvent?.({ type: 'note', message: note.message }),
     ...(options.onMaterialized ? { onMaterialized: options.onMaterialized } : {}),
   });
-  return createRecipeRunner(name, { materializer, prune: settings.prune, pruneSetting: settings.pruneSetting });
+  return createRecipeRunner(name, { materializer, prune: settings.prune, pruneSetting: settings.pruneSetting, tempDir: buildContextsDir(scope), tempDirSetting: CACHE_DIR_SETTING });
+}
+
+/**
+ * Where build contexts are made: `<prebuilt cache>/contexts`, on the file system of the extraction
+ * cache the materializer hard-links the env from — not TMPDIR, often a tmpfs (RAM), where every file
+ * of a multi-GB env would be copied instead.
+ */
+function buildContextsDir(scope: AppScope): string {
+  return join(prebuiltCacheDir(scope.env), 'contexts');
 }
 
 /**
@@ -140,8 +152,9 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
   let creating: Promise<BuildService> | undefined;
   const getBuildService = (): Promise<BuildService> => (creating ??= createSelectedBackend('build-service', serviceScope).then(({ backend }) => (buildService = backend)));
   const recipe = recipeRunner(recipeName, scope, options, settings);
-  // Build contexts and private Docker configs a killed run (SIGKILL skips every cleanup) left in the temp directory.
+  // Build contexts and private Docker configs a killed run (SIGKILL skips every cleanup) left behind.
   await sweepStaleRunTempDirs();
+  await sweepStaleRunTempDirs({ tempDir: buildContextsDir(scope) });
   try {
     // Configuration is checked before any work: the selected build service is resolved, created and
     // checked (daemon reachable, settings complete) before the flow is locked, even when every image

@@ -2,13 +2,16 @@ import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { PreparedBuild } from '../contracts.js';
 import { diskFullError } from '../disk-full.js';
+import { makeDirectory, unwritableDirectoryError } from '../make-directory.js';
 import { createRunTempDir } from '../run-temp-dir.js';
 
 export interface BuildContextOptions {
   envId: string;
   dockerfile: string;
-  /** Where the context directory is created (default: the OS temp directory). */
+  /** Where the context directory is created, made when missing (default: the OS temp directory). */
   tempDir?: string;
+  /** The setting that moves `tempDir`, named when it is full or cannot be written (default: none with `tempDir`, TMPDIR without). */
+  tempDirSetting?: string;
   /** Fills the fresh context directory. */
   fill(contextDir: string): Promise<void>;
   /** What filling it is, for a full disk's message (`materializing env …`); without it the error is rethrown as it is. */
@@ -16,19 +19,34 @@ export interface BuildContextOptions {
 }
 
 /**
- * A fresh build context for one env (`prebuilt-context-<envId>-…` in the temp directory, swept
- * when its process is gone), filled by the recipe runner; removed again when filling it fails,
+ * A fresh build context for one env (`prebuilt-context-<envId>-…` in `tempDir` — the CLI's is
+ * `<prebuilt cache>/contexts`, beside the extraction cache the env is hard-linked from — or the OS
+ * temp directory; swept when its process is gone), filled by the recipe runner; removed again when filling it fails,
  * and by `dispose()` once the image is built.
  */
 export async function prepareBuildContext(options: BuildContextOptions): Promise<PreparedBuild> {
-  const contextDir = await createRunTempDir(`prebuilt-context-${options.envId}-`, options.tempDir ? { tempDir: options.tempDir } : {});
+  const setting = options.tempDir ? options.tempDirSetting : 'TMPDIR';
+  const contextDir = await makeContextDir(options, setting);
   const dispose = (): Promise<void> => rm(contextDir, { recursive: true, force: true });
   try {
     await options.fill(contextDir);
   } catch (error) {
     await dispose();
-    // A full disk names the build context's directory and TMPDIR (the package cache's own names METAFLOW_PREBUILT_CACHE_DIR).
-    throw (options.doing && diskFullError(error, { dir: dirname(contextDir), doing: options.doing(contextDir), setting: 'TMPDIR' })) || error;
+    // A full disk names the build context's directory and the setting that moves it.
+    throw (options.doing && diskFullError(error, { dir: dirname(contextDir), doing: options.doing(contextDir), ...(setting ? { setting } : {}) })) || error;
   }
   return { dockerfile: options.dockerfile, contextDir, dispose };
+}
+
+/** The fresh context directory, under `options.tempDir` (made when missing) or the OS temp directory; one that cannot be made says why and the setting that moves it. */
+async function makeContextDir(options: BuildContextOptions, setting: string | undefined): Promise<string> {
+  const prefix = `prebuilt-context-${options.envId}-`;
+  if (!options.tempDir) return createRunTempDir(prefix);
+  try {
+    await makeDirectory(options.tempDir);
+    return await createRunTempDir(prefix, { tempDir: options.tempDir });
+  } catch (error) {
+    const where = { dir: options.tempDir, doing: `making the build context of env ${options.envId}`, ...(setting ? { setting } : {}) };
+    throw diskFullError(error, where) ?? unwritableDirectoryError(error, where) ?? error;
+  }
 }

@@ -66,16 +66,30 @@ describe('createMaterializedRecipeRunner (over a FAKE materializer)', () => {
     expect(await readdir(work)).toEqual([]);
   });
 
-  it('removes the context when the materializer fails; a full disk names TMPDIR and the context', async () => {
+  it('removes the context when the materializer fails; a full disk names the context and the setting that moves it', async () => {
     const broken = new Error('corrupt download');
     await expect(createMaterializedRecipeRunner(fakeMaterializer(broken), { tempDir: work }).prepare(input)).rejects.toBe(broken);
     expect(await readdir(work)).toEqual([]);
     const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-    const error = await createMaterializedRecipeRunner(fakeMaterializer(full), { tempDir: work }).prepare(input).catch((e: unknown) => e);
+    const error = await createMaterializedRecipeRunner(fakeMaterializer(full), { tempDir: work, tempDirSetting: 'METAFLOW_PREBUILT_CACHE_DIR' }).prepare(input).catch((e: unknown) => e);
     expect(PrebuiltError.isInstance(error) && error.code).toBe('disk-full');
     expect((error as PrebuiltError).message).toMatch(new RegExp(`^No space left on the device of ${work} while materializing env ${input.envId} into ${work}/prebuilt-context-`));
-    expect((error as PrebuiltError).hint).toContain('TMPDIR');
+    expect((error as PrebuiltError).hint).toContain('METAFLOW_PREBUILT_CACHE_DIR');
     expect(await readdir(work)).toEqual([]);
+  });
+
+  it('makes a missing context directory; one that cannot be made is exit 2 naming it and the setting', async () => {
+    const contexts = join(work, 'cache', 'contexts');
+    const prepared = await createMaterializedRecipeRunner(fakeMaterializer(), { tempDir: contexts }).prepare(input);
+    expect(prepared.contextDir.startsWith(`${contexts}/prebuilt-context-`)).toBe(true);
+    await prepared.dispose();
+    expect(await readdir(contexts)).toEqual([]);
+    await writeFile(join(work, 'file'), 'in the way');
+    const error = await createMaterializedRecipeRunner(fakeMaterializer(), { tempDir: join(work, 'file', 'contexts'), tempDirSetting: 'METAFLOW_PREBUILT_CACHE_DIR' }).prepare(input).catch((e: unknown) => e);
+    expect(PrebuiltError.isInstance(error) && error.exitCode).toBe(2);
+    expect((error as PrebuiltError).message).toContain(`Cannot write ${join(work, 'file')}`);
+    expect((error as PrebuiltError).message).toContain(`making the build context of env ${input.envId}`);
+    expect((error as PrebuiltError).hint).toContain('METAFLOW_PREBUILT_CACHE_DIR');
   });
 });
 

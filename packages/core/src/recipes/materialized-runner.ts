@@ -13,7 +13,7 @@ import { normalisePrunePresets, type PrunePreset } from '../prune.js';
  * out into `prefix/` of a fresh build context (leaving out what `options.prune` names), and writes
  * `prefix-layers.json` beside it from what the materializer returned.
  */
-export function createMaterializedRecipeRunner(materializer: EnvMaterializer, options: { tempDir?: string; prune?: readonly PrunePreset[] } = {}): RecipeRunner {
+export function createMaterializedRecipeRunner(materializer: EnvMaterializer, options: { tempDir?: string; tempDirSetting?: string; prune?: readonly PrunePreset[] } = {}): RecipeRunner {
   const prune = normalisePrunePresets(options.prune ?? []);
   return {
     name: 'materialized',
@@ -26,6 +26,7 @@ export function createMaterializedRecipeRunner(materializer: EnvMaterializer, op
         envId: input.envId,
         dockerfile: recipe.dockerfile,
         ...(options.tempDir ? { tempDir: options.tempDir } : {}),
+        ...(options.tempDirSetting ? { tempDirSetting: options.tempDirSetting } : {}),
         doing: (contextDir) => `materializing env ${input.envId} into ${contextDir}`,
         fill: async (contextDir) => {
           const prefix = await materializer.materialize({

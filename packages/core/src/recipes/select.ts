@@ -22,7 +22,7 @@ export function renderRecipe(name: RecipeName, input: RecipeInput, options: Micr
  * The RecipeRunner of the micromamba recipe: a temporary context holding the explicit lock and
  * the pip requirements.
  */
-export function createMicromambaRecipeRunner(options: MicromambaRecipeOptions & { tempDir?: string } = {}): RecipeRunner {
+export function createMicromambaRecipeRunner(options: MicromambaRecipeOptions & { tempDir?: string; tempDirSetting?: string } = {}): RecipeRunner {
   return {
     name: 'micromamba',
     version: MICROMAMBA_RECIPE_VERSION,
@@ -32,6 +32,7 @@ export function createMicromambaRecipeRunner(options: MicromambaRecipeOptions & 
         envId: input.envId,
         dockerfile: recipe.dockerfile,
         ...(options.tempDir ? { tempDir: options.tempDir } : {}),
+        ...(options.tempDirSetting ? { tempDirSetting: options.tempDirSetting } : {}),
         fill: (contextDir) => writeContextFiles(contextDir, recipe.contextFiles),
       });
     },
@@ -51,8 +52,10 @@ function checkNoPrune(prune: readonly PrunePreset[], setting: string): void {
 export interface RecipeRunnerOptions {
   /** Lays out the env's prefix for the materialized recipe (`@prebuilt/conda`'s `createEnvMaterializer()`). */
   materializer?: EnvMaterializer;
-  /** Where build contexts are created (default: the OS temp directory). */
+  /** Where build contexts are created, made when missing (default: the OS temp directory). */
   tempDir?: string;
+  /** The setting that moves `tempDir`, named when it is full or cannot be written. */
+  tempDirSetting?: string;
   /** The micromamba recipe's options (its image). */
   micromamba?: MicromambaRecipeOptions;
   /** What the materialized recipe leaves out of the env (prune.ts); the micromamba recipe prunes nothing. */
@@ -63,7 +66,7 @@ export interface RecipeRunnerOptions {
 
 /** The runner of the named recipe (see `selectRecipeName`); the materialized recipe needs a materializer. */
 export function createRecipeRunner(name: RecipeName, options: RecipeRunnerOptions = {}): RecipeRunner {
-  const tempDir = options.tempDir ? { tempDir: options.tempDir } : {};
+  const tempDir = { ...(options.tempDir ? { tempDir: options.tempDir } : {}), ...(options.tempDirSetting ? { tempDirSetting: options.tempDirSetting } : {}) };
   if (name === 'micromamba') {
     checkNoPrune(options.prune ?? [], options.pruneSetting ?? PRUNE_ENV);
     return createMicromambaRecipeRunner({ ...options.micromamba, ...tempDir });
