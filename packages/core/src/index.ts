@@ -130,6 +130,8 @@ export {
   redactUrls,
   hasUrlCredentials,
   stripUrlCredentials,
+  hasChannelToken,
+  stripChannelToken,
   UrlCredentials,
   urlCredentialsFromEnv,
 } from './net/url-credentials.js';

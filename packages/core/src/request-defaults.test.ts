@@ -64,6 +64,8 @@ describe('requestDefaults', () => {
 
   it('rejects malformed channels and index URLs', () => {
     expect(() => channelUrl('ftp://x/y')).toThrow(ConfigError);
+    // A token (anaconda.org's /t/<token>/) is a credential: never kept in the request (the lock file).
+    expect(channelUrl('https://conda.anaconda.org/t/ab-0123-secret/private/')).toBe('https://conda.anaconda.org/private');
     expect(() => channelUrl('not a channel')).toThrow(/neither a URL nor a channel name/);
     expect(() => requestDefaults({ env: { PIP_INDEX_URL: 'pypi.org/simple' } })).toThrow(/PIP_INDEX_URL/);
   });

@@ -5,7 +5,7 @@
 import type { CondaPlatform, EnvRequest } from './env-model.js';
 import { ConfigError } from './errors.js';
 import { loadOptionalSetting } from './load-setting.js';
-import { redactUrl, stripUrlCredentials } from './net/url-credentials.js';
+import { redactUrl, stripChannelToken, stripUrlCredentials } from './net/url-credentials.js';
 
 export const CONDA_PLATFORMS: readonly CondaPlatform[] = ['linux-64', 'linux-aarch64'];
 
@@ -32,9 +32,9 @@ export type RequestDefaults = Pick<EnvRequest, 'channels' | 'indexUrl' | 'platfo
 const CHANNEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9._-]+)*$/;
 
 /**
- * A channel URL as given (without trailing slash and without `user:token@`: credentials in a
- * channel URL are used from the setting at request time, see `UrlCredentials`, and never kept), or a
- * channel name expanded to its anaconda.org URL.
+ * A channel URL as given (without trailing slash and without `user:token@` or a `/t/<token>` path
+ * segment: credentials in a channel URL are used from the setting at request time, see
+ * `UrlCredentials`, and never kept), or a channel name expanded to its anaconda.org URL.
  */
 export function channelUrl(channel: string, setting = 'METAFLOW_PREBUILT_CONDA_CHANNELS'): string {
   const trimmed = stripUrlCredentials(channel.trim());
@@ -50,12 +50,12 @@ export function channelUrl(channel: string, setting = 'METAFLOW_PREBUILT_CONDA_C
       });
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:' && url.protocol !== 'file:') {
-      throw new ConfigError(`Conda channel '${trimmed}' uses ${url.protocol}, which is not supported.`, {
+      throw new ConfigError(`Conda channel '${redactUrl(trimmed)}' uses ${url.protocol}, which is not supported.`, {
         setting,
         hint: 'Use an http://, https:// or file:// channel URL.',
       });
     }
-    return trimmed.replace(/\/+$/, '');
+    return stripChannelToken(trimmed).replace(/\/+$/, '');
   }
   if (!CHANNEL_NAME.test(trimmed)) {
     throw new ConfigError(`Conda channel '${trimmed}' is neither a URL nor a channel name.`, {

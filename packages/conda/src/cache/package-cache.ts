@@ -399,7 +399,8 @@ export class PackageCache {
     let response: NetResponse;
     const credentials = this.#credentials;
     try {
-      response = await netFetch(pkg.url, {
+      // A locked URL never carries a channel's token (/t/<token>/): the request gets it back from the setting.
+      response = await netFetch(credentials.requestUrl(pkg.url), {
         headers,
         what: `download of ${pkg.filename}`,
         fetch: this.#fetch,

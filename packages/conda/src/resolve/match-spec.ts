@@ -7,7 +7,7 @@
  * `channel::name` asks for the package from that channel only. Every spec is checked here, before
  * the solver sees it: the WASM solver aborts the process on some malformed specs.
  */
-import { ResolutionError, channelUrl, errorMessage, hasUrlCredentials, normalizeCondaName, redactUrl } from '@prebuilt/core';
+import { ResolutionError, channelUrl, errorMessage, hasChannelToken, hasUrlCredentials, normalizeCondaName, redactUrl } from '@prebuilt/core';
 import type { Rattler } from './rattler.js';
 
 export interface CondaSpec {
@@ -49,12 +49,12 @@ export function condaSpec(rattler: Rattler, rawName: string, rawValue: string, s
   let channel: string | null = null;
   if (sep !== -1) {
     const rawChannel = normalized.slice(0, sep);
-    if (hasUrlCredentials(rawChannel)) {
+    if (hasUrlCredentials(rawChannel) || hasChannelToken(rawChannel)) {
       // The request is written to the lock file as is: a secret in it would be committed.
       throw invalid(
         `The channel of conda package '${redactUrl(rawName)}' carries credentials, which would be written to the lock file`,
         steps,
-        'Write the channel without user:token@ in the decorator, and put its URL with the credentials in METAFLOW_PREBUILT_CONDA_CHANNELS: they are used for every URL of that host.',
+        'Write the channel without user:token@ or /t/<token> in the decorator, and put its URL with the credentials in METAFLOW_PREBUILT_CONDA_CHANNELS: a user:token@ is used for every URL of that host, a /t/<token> for every URL under that channel.',
       );
     }
     try {

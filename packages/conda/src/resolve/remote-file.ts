@@ -25,7 +25,7 @@ function unreachable(url: string, method: string, error: unknown): unknown {
 async function request(url: string, method: string, options: RemoteFileOptions): Promise<NetResponse> {
   const { credentials } = options;
   try {
-    return await netFetch(url, {
+    return await netFetch(credentials ? credentials.requestUrl(url) : url, {
       method,
       what: 'package file',
       ...(options.fetch ? { fetch: options.fetch } : {}),

@@ -136,7 +136,8 @@ export class RepodataCache {
     if (meta?.lastModified) headers['if-modified-since'] = meta.lastModified;
     const credentials = this.#options.credentials;
     try {
-      return await netFetch(url, {
+      // A channel configured with a token in its path (/t/<token>/) gets it back here, and only here.
+      return await netFetch(credentials ? credentials.requestUrl(url) : url, {
         headers,
         what: 'repodata',
         ...(this.#options.signal ? { signal: this.#options.signal } : {}),

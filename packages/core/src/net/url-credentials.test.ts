@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { redactUrl, redactUrls, stripUrlCredentials, UrlCredentials, urlCredentialsFromEnv } from './url-credentials.js';
+import { hasChannelToken, redactUrl, redactUrls, stripChannelToken, stripUrlCredentials, UrlCredentials, urlCredentialsFromEnv } from './url-credentials.js';
 
 describe('redactUrl / redactUrls', () => {
   it('hides the whole userinfo, user name too: the token may be either part', () => {
@@ -117,5 +117,46 @@ describe('UrlCredentials', () => {
     expect(credentials.withCredentials('http://127.0.0.1:10/simple')).toBe('http://127.0.0.1:10/simple');
     expect(credentials.authorizationFor('http://127.0.0.1:9/simple/a/')).toBe(`Basic ${Buffer.from('u:t/k').toString('base64')}`);
     expect(JSON.stringify(credentials)).not.toContain('t/k');
+  });
+});
+
+describe('a conda channel token (/t/<token>/<channel>)', () => {
+  const TOKEN = 'ab-0123-4567-89ab-cdef';
+
+  it('is taken out of the channel URL, and shown as /t/*** wherever a URL is shown', () => {
+    expect(hasChannelToken(`https://conda.anaconda.org/t/${TOKEN}/private`)).toBe(true);
+    expect(stripChannelToken(`https://conda.anaconda.org/t/${TOKEN}/private`)).toBe('https://conda.anaconda.org/private');
+    expect(stripChannelToken(`https://host:8443/mirror/t/${TOKEN}/team/label/dev`)).toBe('https://host:8443/mirror/team/label/dev');
+    // A `t` segment that ends the path (a channel named t) is no token; nor is anything in a file URL.
+    expect(hasChannelToken('https://host/channels/t/x')).toBe(false);
+    expect(hasChannelToken('https://host/channels/t')).toBe(false);
+    expect(hasChannelToken('https://host/t/')).toBe(false);
+    expect(hasChannelToken(`file:///srv/t/${TOKEN}/private`)).toBe(false);
+    expect(redactUrls(`could not fetch https://u:p@conda.anaconda.org/t/${TOKEN}/private/noarch/a.conda?sig=1 (403)`)).toBe(
+      'could not fetch https://***@conda.anaconda.org/t/***/private/noarch/a.conda?sig=*** (403)',
+    );
+    expect(redactUrl('https://host/channels/t')).toBe('https://host/channels/t');
+  });
+
+  it('goes back only into requests under the channel it was configured with', () => {
+    const credentials = new UrlCredentials();
+    expect(credentials.addChannel(`https://conda.anaconda.org/t/${TOKEN}/private/`)).toBe('https://conda.anaconda.org/private/');
+    expect(credentials.size).toBe(1);
+    expect(credentials.requestUrl('https://conda.anaconda.org/private/linux-64/repodata.json')).toBe(`https://conda.anaconda.org/t/${TOKEN}/private/linux-64/repodata.json`);
+    // conda-forge on the same host, a channel whose name starts alike, another origin: unchanged.
+    for (const url of ['https://conda.anaconda.org/conda-forge/noarch/repodata.json', 'https://conda.anaconda.org/private-2/noarch/x.conda', 'http://conda.anaconda.org/private/noarch/x.conda', 'https://mirror.example/private/noarch/x.conda']) {
+      expect(credentials.requestUrl(url)).toBe(url);
+    }
+    // A path before /t/ (a self-hosted server under a prefix) stays before it.
+    credentials.addChannel(`https://host/conda/t/${TOKEN}/team`);
+    expect(credentials.requestUrl('https://host/conda/team/noarch/x.conda')).toBe(`https://host/conda/t/${TOKEN}/team/noarch/x.conda`);
+    expect(JSON.stringify(credentials)).not.toContain(TOKEN);
+  });
+
+  it('is read from METAFLOW_PREBUILT_CONDA_CHANNELS only: an index URL with a /t/ segment is left as it is', () => {
+    const credentials = urlCredentialsFromEnv({ METAFLOW_PREBUILT_CONDA_CHANNELS: `conda-forge,https://conda.anaconda.org/t/${TOKEN}/private`, PIP_INDEX_URL: 'https://host/t/team/simple' });
+    expect(credentials.size).toBe(1);
+    expect(credentials.requestUrl('https://conda.anaconda.org/private/noarch/x.conda')).toContain(`/t/${TOKEN}/`);
+    expect(credentials.requestUrl('https://host/t/team/simple/pkg/')).toBe('https://host/t/team/simple/pkg/');
   });
 });

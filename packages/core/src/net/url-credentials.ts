@@ -14,8 +14,21 @@
  * Location carries the registry's own `_state` token. {@link redactUrls} hides every query value
  * but those of {@link SHOWN_QUERY_PARAMETERS}: `https://bucket.s3…/key?X-Amz-Expires=900&X-Amz-Signature=***`
  * — the host, the path and the parameter names stay, for debugging.
+ *
+ * A conda channel may carry a token in its path instead, anaconda.org's form
+ * (`https://conda.anaconda.org/t/<token>/<channel>`): {@link UrlCredentials.addChannel} takes it out
+ * of the channel URL as it does a userinfo, {@link UrlCredentials.requestUrl} writes it back into a
+ * request for a URL under that channel (and no other), and {@link redactUrls} shows it as `/t/***`.
  */
 import { Secret } from '../secret.js';
+
+/**
+ * A token path segment of a conda channel URL (`/t/<token>/` followed by the channel): group 1 is
+ * the token. A `/t/` segment not followed by a further one is not taken for a token.
+ */
+const CHANNEL_TOKEN = /\/t\/([^/?#\s]+)(?=\/[^/?#\s])/;
+/** The same, anywhere in a URL run (for redaction). */
+const CHANNEL_TOKENS = new RegExp(CHANNEL_TOKEN.source, 'g');
 
 /**
  * `scheme://` + userinfo + `@`, anywhere in a text. The userinfo ends at the last `@` before the
@@ -81,23 +94,29 @@ function redactParameter(part: string): string {
 /** A URL with its query values hidden (see {@link SHOWN_QUERY_PARAMETERS}); the fragment stays. */
 function redactQuery(url: string): string {
   const start = url.indexOf('?');
-  if (start === -1) return url;
+  if (start === -1) return redactChannelToken(url);
   const hash = url.indexOf('#', start);
   const end = hash === -1 ? url.length : hash;
   const query = url.slice(start + 1, end).split('&').map(redactParameter).join('&');
-  return `${url.slice(0, start + 1)}${query}${url.slice(end)}`;
+  return `${redactChannelToken(url.slice(0, start))}?${query}${url.slice(end)}`;
+}
+
+/** A URL (up to its query) with a conda channel token shown as `/t/***`. */
+function redactChannelToken(url: string): string {
+  return url.replace(CHANNEL_TOKENS, '/t/***');
 }
 
 /**
  * A text (a message, pip's output, a log line) with every URL's userinfo (user name and password)
- * replaced by `***`, and every query value but those of {@link SHOWN_QUERY_PARAMETERS} too
- * (`?X-Amz-Signature=***`): a pre-signed URL's signature and credentials, an upload's state token.
+ * replaced by `***`, every query value but those of {@link SHOWN_QUERY_PARAMETERS} too
+ * (`?X-Amz-Signature=***`): a pre-signed URL's signature and credentials, an upload's state token,
+ * and a conda channel token (`/t/***`).
  */
 export function redactUrls(text: string): string {
   return text.replace(USERINFO, (_all, scheme: string) => `${scheme}***@`).replace(URL_RUN, redactQuery);
 }
 
-/** A URL fit to print: `https://***@host/path?X-Amz-Signature=***` (user name, password and query secrets hidden: any may be the token). */
+/** A URL fit to print: `https://***@host/path?X-Amz-Signature=***`, a channel token as `/t/***` (user name, password, channel token and query secrets hidden: any may be the token). */
 export function redactUrl(url: string): string {
   return redactUrls(url);
 }
@@ -114,6 +133,36 @@ export function hasUrlCredentials(url: string): boolean {
 export function stripUrlCredentials(url: string): string {
   if (!hasUrlCredentials(url)) return url;
   return url.replace(USERINFO, (_all, scheme: string) => scheme);
+}
+
+/** Whether a conda channel URL carries a token in its path (`/t/<token>/<channel>`). */
+export function hasChannelToken(url: string): boolean {
+  return splitChannelToken(url) !== undefined;
+}
+
+/** The channel URL without its token path segment (unchanged when it has none). */
+export function stripChannelToken(url: string): string {
+  return splitChannelToken(url)?.url ?? url;
+}
+
+/** A channel URL's token and the URL without it; undefined when it has none (or is no http(s) URL). */
+function splitChannelToken(url: string): { url: string; token: string } | undefined {
+  const parsed = parse(url);
+  if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) return undefined;
+  const match = CHANNEL_TOKEN.exec(parsed.pathname);
+  if (!match) return undefined;
+  parsed.pathname = parsed.pathname.slice(0, match.index) + parsed.pathname.slice(match.index + match[0].length);
+  return { url: parsed.href, token: match[1]! };
+}
+
+/** A conda channel's token: written back into requests for URLs under `origin` + `scope`. */
+interface ChannelToken {
+  origin: string;
+  /** The path before `/t/<token>` (usually empty). */
+  base: string;
+  /** The channel's path without the token (base included), no trailing slash. */
+  scope: string;
+  token: Secret;
 }
 
 interface Entry {
@@ -153,6 +202,7 @@ function parse(url: string | URL): URL | undefined {
  */
 export class UrlCredentials {
   readonly #entries: Entry[] = [];
+  readonly #tokens: ChannelToken[] = [];
 
   /** Remembers the credentials of `url`, if any; returns the URL without them. */
   add(url: string): string {
@@ -172,8 +222,46 @@ export class UrlCredentials {
     return stripped;
   }
 
+  /**
+   * Remembers the credentials of a conda channel URL: its userinfo as {@link add} does, and a token
+   * in its path (`https://host/t/<token>/<channel>`); returns the URL without either.
+   */
+  addChannel(url: string): string {
+    const withoutUserinfo = this.add(url);
+    const split = splitChannelToken(withoutUserinfo);
+    if (!split) return withoutUserinfo;
+    const parsed = new URL(split.url);
+    const before = new URL(withoutUserinfo).pathname;
+    const entry: ChannelToken = {
+      origin: parsed.origin,
+      base: before.slice(0, CHANNEL_TOKEN.exec(before)!.index),
+      scope: parsed.pathname.replace(/\/+$/, ''),
+      token: new Secret(split.token),
+    };
+    const same = this.#tokens.findIndex((t) => t.origin === entry.origin && t.scope === entry.scope);
+    if (same === -1) this.#tokens.push(entry);
+    else this.#tokens[same] = entry;
+    return split.url;
+  }
+
   get size(): number {
-    return this.#entries.length;
+    return this.#entries.length + this.#tokens.length;
+  }
+
+  /**
+   * The URL to request for `url`: with the token of the configured channel it lies under written
+   * back into its path (`https://host/t/<token>/<channel>/…`), unchanged for any other URL. Never
+   * log the result; log {@link redactUrl} of it (or the URL given).
+   */
+  requestUrl(url: string): string {
+    const parsed = parse(url);
+    if (!parsed) return url;
+    const path = parsed.pathname;
+    const matching = this.#tokens.filter((t) => t.origin === parsed.origin && (path === t.scope || path.startsWith(`${t.scope}/`)));
+    if (matching.length === 0) return url;
+    const entry = matching.reduce((best, t) => (t.scope.length > best.scope.length ? t : best));
+    parsed.pathname = `${entry.base}/t/${entry.token.reveal()}${path.slice(entry.base.length)}`;
+    return parsed.href;
   }
 
   #entryFor(url: string | URL): Entry | undefined {
@@ -214,7 +302,8 @@ export const URL_CREDENTIAL_SETTINGS = ['METAFLOW_PREBUILT_CONDA_CHANNELS', 'MET
 export function urlCredentialsFromEnv(env: Record<string, string | undefined> = process.env, extra: readonly string[] = []): UrlCredentials {
   const credentials = new UrlCredentials();
   for (const name of URL_CREDENTIAL_SETTINGS) {
-    for (const one of (env[name] ?? '').split(/[\s,]+/)) if (one.includes('://')) credentials.add(one.trim());
+    const add = name === 'METAFLOW_PREBUILT_CONDA_CHANNELS' ? (url: string) => credentials.addChannel(url) : (url: string) => credentials.add(url);
+    for (const one of (env[name] ?? '').split(/[\s,]+/)) if (one.includes('://')) add(one.trim());
   }
   for (const one of extra) credentials.add(one);
   return credentials;
