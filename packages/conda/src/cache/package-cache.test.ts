@@ -2,7 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, readdir, readFile, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -124,6 +125,32 @@ describe('PackageCache', () => {
     await new PackageCache({ cacheDir: dir }).ensure([p]);
     expect(requests).toEqual([{ path: '/f2.tar.bz2', range: 'bytes=1234-' }]);
     expect(sha(await readFile(join(dir, 'pkgs', p.sha256)))).toBe(p.sha256);
+    await rm(dir, { recursive: true });
+  });
+
+  it('never writes through a symlink planted at the partial file: it is removed and the file downloaded whole', async () => {
+    // Another user of a shared cache directory knows the sha256 (lock files are public) and points
+    // <sha256>.partial at a file of the user's: the resume appended the package's bytes to it.
+    const dir = await tempCache();
+    const victim = join(dir, 'authorized_keys');
+    await writeFile(victim, 'ssh-ed25519 AAAA the-users-key\n');
+    const p = pkg('/f3.tar.bz2');
+    await new PackageCache({ cacheDir: dir }).ensure([]);
+    await symlink(victim, join(dir, 'pkgs', `${p.sha256}.partial`));
+    requests.length = 0;
+    await new PackageCache({ cacheDir: dir }).ensure([p]);
+    expect(await readFile(victim, 'utf8')).toBe('ssh-ed25519 AAAA the-users-key\n');
+    expect(requests).toEqual([{ path: '/f3.tar.bz2', range: undefined }]);
+    expect((await lstat(join(dir, 'pkgs', p.sha256))).isFile()).toBe(true);
+    expect(sha(await readFile(join(dir, 'pkgs', p.sha256)))).toBe(p.sha256);
+    // A file: URL is copied the same way.
+    const local = join(dir, 'local.tar.bz2');
+    await writeFile(local, files.get('/f4.tar.bz2')!);
+    const q = { ...pkg('/f4.tar.bz2'), url: pathToFileURL(local).href };
+    await symlink(victim, join(dir, 'pkgs', `${q.sha256}.partial`));
+    await new PackageCache({ cacheDir: dir }).ensure([q]);
+    expect(await readFile(victim, 'utf8')).toBe('ssh-ed25519 AAAA the-users-key\n');
+    expect(sha(await readFile(join(dir, 'pkgs', q.sha256)))).toBe(q.sha256);
     await rm(dir, { recursive: true });
   });
 

@@ -1,5 +1,5 @@
-import { createReadStream } from 'node:fs';
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { lstat, open, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -157,10 +157,10 @@ export class PackageCache {
     return join(this.dir, 'pkgs', sha256.toLowerCase());
   }
 
-  /** Whether a verified file with this sha256 is in the cache. */
+  /** Whether a verified file with this sha256 is in the cache (a regular file: never a symlink put at its name). */
   async has(sha256: string): Promise<boolean> {
     try {
-      return (await stat(this.pathFor(sha256))).isFile();
+      return (await lstat(this.pathFor(sha256))).isFile();
     } catch {
       return false;
     }
@@ -315,7 +315,7 @@ export class PackageCache {
   ): Promise<ArchiveDigests> {
     // A partial file left by an earlier (killed) process is resumed; if the result is wrong, that
     // partial was spoiled: it is discarded and the file downloaded once more from the start.
-    const resumed = !fresh && (await stat(partial).then(() => true, () => false));
+    const resumed = !fresh && (await partialSize(partial)) > 0;
     let got: ArchiveDigests & { size: number };
     for (let attempt = 1; ; attempt += 1) {
       throwIfAborted(signal, pkg.url);
@@ -369,12 +369,7 @@ export class PackageCache {
    * once. Returns the sha256 and size of the whole partial file.
    */
   async #transfer(pkg: Downloadable, partial: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<ArchiveDigests & { size: number }> {
-    let have = 0;
-    try {
-      have = (await stat(partial)).size;
-    } catch {
-      have = 0;
-    }
+    let have = await partialSize(partial);
     if (have > pkg.size) {
       await rm(partial, { force: true });
       have = 0;
@@ -449,7 +444,8 @@ async function copyFrom(
   signal: AbortSignal | undefined,
   onBytes: (n: number) => void,
 ): Promise<number> {
-  const handle = await open(target, append ? 'a' : 'w', 0o644);
+  // Never through a symlink put at the partial file's name (see partialSize): O_NOFOLLOW refuses one made since.
+  const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (append ? constants.O_APPEND : constants.O_TRUNC), 0o644);
   let size = start;
   try {
     for await (const chunk of source) {
@@ -471,6 +467,21 @@ async function copyFrom(
     await handle.close();
   }
   return size;
+}
+
+/**
+ * The size of the partial file of an earlier download, 0 when there is none. Anything there but a
+ * regular file — a symlink another user of a shared cache directory planted at this public name
+ * (the sha256 is in every lock file), pointing at a file of the user's that the resume would
+ * append to — is removed (the link itself, never its target), and the download starts afresh.
+ */
+async function partialSize(partial: string): Promise<number> {
+  const info = await lstat(partial).catch(() => undefined);
+  if (info === undefined) return 0;
+  if (info.isFile()) return info.size;
+  log('%s is not a regular file; removed, downloading afresh', partial);
+  await rm(partial, { force: true });
+  return 0;
 }
 
 function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
