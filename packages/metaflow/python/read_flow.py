@@ -16,6 +16,7 @@ profile`: {"module": "a.b", "names": null | ["x", "*"], "line": 3, "optional": f
 
 import ast
 import json
+import re
 import sys
 
 # Decorators prebuilt reads, and the arguments it evaluates for each.
@@ -129,15 +130,67 @@ class Scope:
         return ("missing", None)
 
 
+# Bounds of what a flow file can make the reader build. A decorator argument is a few package names
+# and versions; without bounds a few lines (a string or list doubled forty times, a format width of
+# 3 000 000 000, a sum of constants that each name the one before twice) held gigabytes or ran for
+# minutes — and everything read is printed to the CLI on stdout.
+# The most a value may weigh: characters of its strings, plus one for each other item and key.
+MAX_VALUE_SIZE = 1 << 20
+# The most evaluation steps (expressions evaluated, items weighed) reading one file may take.
+MAX_STEPS = 200000
+# The largest integer, in bits.
+MAX_INT_BITS = 256
+DIGITS = re.compile(r"\d+")
+
+
 class Evaluator:
     def __init__(self):
         self.active = set()
+        self.steps = 0
+
+    def step(self, node):
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise Dynamic(node, "evaluating it takes too many steps (more than %d): constants that each repeat the one before" % MAX_STEPS)
 
     def eval(self, node, scope, line):
+        self.step(node)
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise Dynamic(node, "'%s' is not a literal, a constant or a simple expression" % describe(node))
-        return method(node, scope, line)
+        return self.bounded(node, method(node, scope, line))
+
+    def bounded(self, node, value):
+        """`value`, when it weighs at most MAX_VALUE_SIZE and its integers have at most MAX_INT_BITS bits."""
+        if isinstance(value, str):
+            size = len(value)
+        elif isinstance(value, (list, dict)):
+            size = 0
+            pending = [value]
+            while pending:
+                item = pending.pop()
+                self.step(node)
+                if isinstance(item, str):
+                    size += len(item)
+                elif isinstance(item, list):
+                    size += 1
+                    pending.extend(item)
+                elif isinstance(item, dict):
+                    size += 1
+                    pending.extend(item.keys())
+                    pending.extend(item.values())
+                else:
+                    self.bounded(node, item)
+                    size += 1
+                if size > MAX_VALUE_SIZE:
+                    break
+        elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+            raise Dynamic(node, "'%s' is a number larger than %d bits" % (describe(node), MAX_INT_BITS))
+        else:
+            return value
+        if size > MAX_VALUE_SIZE:
+            raise Dynamic(node, "'%s' is larger than %d characters" % (describe(node), MAX_VALUE_SIZE))
+        return value
 
     def _Constant(self, node, scope, line):
         if isinstance(node.value, (str, int, float, bool)) or node.value is None:
@@ -236,7 +289,12 @@ class Evaluator:
                 spec = ""
                 if value.format_spec is not None:
                     spec = self._JoinedStr(value.format_spec, scope, line)
+                # A width or precision is the size of what format() makes: bound it before making it.
+                if any(int(digits) > MAX_VALUE_SIZE for digits in DIGITS.findall(spec)):
+                    raise Dynamic(value, "'%s' would be larger than %d characters" % (describe(node), MAX_VALUE_SIZE))
                 parts.append(format(inner, spec))
+                if sum(len(part) for part in parts) > MAX_VALUE_SIZE:
+                    raise Dynamic(node, "'%s' is larger than %d characters" % (describe(node), MAX_VALUE_SIZE))
             else:
                 raise Dynamic(value, "unsupported f-string part")
         return "".join(parts)

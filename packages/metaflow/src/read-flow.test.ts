@@ -153,6 +153,28 @@ describe.concurrent('readFlow', () => {
     expect(error.exitCode).toBe(ExitCode.usage);
   });
 
+  it('refuses a value built to exhaust memory or time, at once and naming the line, without running anything', async () => {
+    const flow = (values: string[], packages: string) =>
+      ['from metaflow import FlowSpec, step, conda', ...values, 'class F(FlowSpec):', `    @conda(packages=${packages})`, '    @step', '    def start(self):', '        pass'].join('\n');
+    // Each of these took gigabytes (a 3 GB package name made the reader hold 6 GB and print it all) or minutes.
+    const doubling = (first: string) => [`V0 = ${first}`, ...Array.from({ length: 40 }, (_, i) => `V${i + 1} = V${i} + V${i}`)];
+    const cases: [string, string[], string, RegExp][] = [
+      ['a format width', ['W = f"{1:>3000000000}"'], '{W: "1"}', /'W' \(line 2\).*larger than/],
+      // Doubled by names that each repeat the one before: the steps run out before the size does.
+      ['a string doubled 40 times', doubling('"x"'), '{V40: "1"}', /too many steps/],
+      ['a string doubled by f-strings', ['T0 = "' + 'z'.repeat(4096) + '"', ...Array.from({ length: 12 }, (_, i) => `T${i + 1} = f"{T${i}}{T${i}}"`)], '{T12: "1"}', /larger than/],
+      ['a list of references doubled', [`S = "${'y'.repeat(1000)}"`, ...doubling('[S]')], 'dict(a=V40)', /larger than|too many steps/],
+      ['a number multiplied up', ['N0 = 99999999999', ...Array.from({ length: 40 }, (_, i) => `N${i + 1} = N${i} * N${i}`)], '{"a": str(N40)}', /larger than/],
+      ['a sum evaluated 2^40 times', doubling('1'), '{"a": str(V40)}', /too many steps/],
+    ];
+    for (const [what, values, packages, message] of cases) {
+      const started = Date.now();
+      const error = await readError(flow(values, packages));
+      expect(error.message, what).toMatch(message);
+      expect(Date.now() - started, what).toBeLessThan(20_000);
+    }
+  });
+
   it('follows reassignments in order, as Python does', async () => {
     const flow = await read(
       [
