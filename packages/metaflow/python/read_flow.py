@@ -138,6 +138,8 @@ class Scope:
 MAX_VALUE_SIZE = 1 << 20
 # The most evaluation steps (expressions evaluated, items weighed) reading one file may take.
 MAX_STEPS = 200000
+# The most all decorator arguments of a file may weigh together (each within MAX_VALUE_SIZE).
+MAX_TOTAL_SIZE = 16 << 20
 # The largest integer, in bits.
 MAX_INT_BITS = 256
 DIGITS = re.compile(r"\d+")
@@ -147,6 +149,15 @@ class Evaluator:
     def __init__(self):
         self.active = set()
         self.steps = 0
+        self.total = 0
+
+    def argument(self, node, scope, line):
+        """A decorator argument's value, counted against what the whole file's arguments may weigh."""
+        value = self.eval(node, scope, line)
+        self.total += self.weight(node, value)
+        if self.total > MAX_TOTAL_SIZE:
+            raise Dynamic(node, "the decorator arguments of this file are larger than %d characters together" % MAX_TOTAL_SIZE)
+        return value
 
     def step(self, node):
         self.steps += 1
@@ -162,6 +173,11 @@ class Evaluator:
 
     def bounded(self, node, value):
         """`value`, when it weighs at most MAX_VALUE_SIZE and its integers have at most MAX_INT_BITS bits."""
+        self.weight(node, value)
+        return value
+
+    def weight(self, node, value):
+        """What `value` weighs (characters of its strings, one for each other item); too large is Dynamic."""
         if isinstance(value, str):
             size = len(value)
         elif isinstance(value, (list, dict)):
@@ -187,10 +203,10 @@ class Evaluator:
         elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
             raise Dynamic(node, "'%s' is a number larger than %d bits" % (describe(node), MAX_INT_BITS))
         else:
-            return value
+            return 1
         if size > MAX_VALUE_SIZE:
             raise Dynamic(node, "'%s' is larger than %d characters" % (describe(node), MAX_VALUE_SIZE))
-        return value
+        return size
 
     def _Constant(self, node, scope, line):
         if isinstance(node.value, (str, int, float, bool)) or node.value is None:
@@ -382,7 +398,7 @@ def decorator_args(deco, wanted, scope, evaluator, kind, step):
     for kw in deco.keywords:
         try:
             if kw.arg is None:
-                spread = evaluator.eval(kw.value, scope, deco.lineno)
+                spread = evaluator.argument(kw.value, scope, deco.lineno)
                 if not isinstance(spread, dict) or not all(isinstance(k, str) for k in spread):
                     raise Dynamic(kw.value, "'**%s' is not a dict of argument names" % describe(kw.value))
                 for name, value in spread.items():
@@ -392,11 +408,11 @@ def decorator_args(deco, wanted, scope, evaluator, kind, step):
                 continue  # other attributes of @kubernetes/@batch may be dynamic; they are not ours.
             if kw.arg == "image":
                 try:
-                    args[kw.arg] = {"value": evaluator.eval(kw.value, scope, deco.lineno), "line": kw.value.lineno}
+                    args[kw.arg] = {"value": evaluator.argument(kw.value, scope, deco.lineno), "line": kw.value.lineno}
                 except Dynamic:
                     args[kw.arg] = {"dynamic": True, "line": kw.value.lineno}
                 continue
-            args[kw.arg] = {"value": evaluator.eval(kw.value, scope, deco.lineno), "line": kw.value.lineno}
+            args[kw.arg] = {"value": evaluator.argument(kw.value, scope, deco.lineno), "line": kw.value.lineno}
         except Dynamic as dyn:
             raise ReadError(
                 "dynamic-value",

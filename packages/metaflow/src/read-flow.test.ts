@@ -173,6 +173,10 @@ describe.concurrent('readFlow', () => {
       expect(error.message, what).toMatch(message);
       expect(Date.now() - started, what).toBeLessThan(20_000);
     }
+    // Each argument within the bound, 40 of them together over what a file's arguments may weigh (16 MiB).
+    const steps = Array.from({ length: 40 }, (_, i) => [`    @conda(packages={BIG: "${i}"})`, '    @step', `    def s${i}(self):`, '        pass']).flat();
+    const many = await readError(['from metaflow import FlowSpec, step, conda', `BIG = "${'b'.repeat(600 * 1024)}"`, 'class F(FlowSpec):', ...steps].join('\n'));
+    expect(many.message).toMatch(/arguments of this file are larger than 16777216 characters together/);
   });
 
   it('follows reassignments in order, as Python does', async () => {
