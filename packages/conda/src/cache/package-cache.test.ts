@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { acquireFileLock, CancelledError } from '@prebuilt/core';
+import { acquireFileLock, CancelledError, InputError } from '@prebuilt/core';
 import { defaultCacheDir, PackageCache, type CacheNote, type DownloadProgress } from './package-cache.js';
 import { PackageDownloadError, PackageIntegrityError } from './errors.js';
 
@@ -151,6 +151,19 @@ describe('PackageCache', () => {
     await new PackageCache({ cacheDir: dir }).ensure([q]);
     expect(await readFile(victim, 'utf8')).toBe('ssh-ed25519 AAAA the-users-key\n');
     expect(sha(await readFile(join(dir, 'pkgs', q.sha256)))).toBe(q.sha256);
+    await rm(dir, { recursive: true });
+  });
+
+  it('refuses a file: URL that is not a regular file (a lock naming /dev/zero filled the disk up to its locked size)', async () => {
+    const dir = await tempCache();
+    const zero = { url: 'file:///dev/zero', sha256: 'a'.repeat(64), size: 1024 ** 4, filename: 'zero-1.0-0.conda' };
+    const started = Date.now();
+    const error = await new PackageCache({ cacheDir: dir }).ensure([zero]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).message).toBe('The lock names file:///dev/zero for zero-1.0-0.conda, which is a device, not a regular file.');
+    expect((error as InputError).exitCode).toBe(2);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(await readdir(join(dir, 'pkgs'))).toEqual([]);
     await rm(dir, { recursive: true });
   });
 

@@ -1,5 +1,5 @@
 import { constants, createReadStream } from 'node:fs';
-import { lstat, open, rename, rm } from 'node:fs/promises';
+import { lstat, open, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -10,6 +10,7 @@ import {
   createLogger,
   diskFullError,
   errorMessage,
+  InputError,
   makeDirectory,
   unwritableDirectoryError,
   netFetch,
@@ -315,6 +316,7 @@ export class PackageCache {
   ): Promise<ArchiveDigests> {
     // A partial file left by an earlier (killed) process is resumed; if the result is wrong, that
     // partial was spoiled: it is discarded and the file downloaded once more from the start.
+    if (pkg.url.startsWith('file:')) await checkLocalFile(pkg);
     const resumed = !fresh && (await partialSize(partial)) > 0;
     let got: ArchiveDigests & { size: number };
     for (let attempt = 1; ; attempt += 1) {
@@ -467,6 +469,25 @@ async function copyFrom(
     await handle.close();
   }
   return size;
+}
+
+/**
+ * A `file:` URL of the lock must name a regular file: a lock (a cloned flow's, committed) naming
+ * /dev/zero or /dev/urandom filled the cache's disk up to the locked size, a FIFO or /dev/stdin hung.
+ */
+async function checkLocalFile(pkg: Downloadable): Promise<void> {
+  let path: string;
+  try {
+    path = fileURLToPath(pkg.url);
+  } catch (error) {
+    throw new InputError(`The lock names ${pkg.url} for ${pkg.filename}, which is not a valid file URL.`, { cause: error, hint: 'Re-create the lock with `prebuilt lock`.' });
+  }
+  const info = await stat(path).catch(() => undefined);
+  if (info === undefined || info.isFile()) return; // a missing file fails as the copy's own error
+  const kind = info.isDirectory() ? 'a directory' : info.isFIFO() ? 'a FIFO' : info.isSocket() ? 'a socket' : info.isCharacterDevice() || info.isBlockDevice() ? 'a device' : 'something else';
+  throw new InputError(`The lock names ${pkg.url} for ${pkg.filename}, which is ${kind}, not a regular file.`, {
+    hint: 'A package file: URL names a package file on this machine; re-create the lock with `prebuilt lock`.',
+  });
 }
 
 /**
