@@ -1,7 +1,7 @@
 /**
  * The conda part of an env, solved with rattler against the request's channels.
  */
-import { ResolutionError, channelUrl, createLogger, errorMessage, type EnvRequest, type LockedPackage } from '@prebuilt/core';
+import { ResolutionError, channelUrl, createLogger, errorMessage, redactUrl, type EnvRequest, type LockedPackage } from '@prebuilt/core';
 import { VIRTUAL_PREFIX, type ChannelServer, type VirtualPackages } from './channel-server.js';
 import { condaSpec, pythonSpec, type CondaSpec } from './match-spec.js';
 import type { Rattler } from './rattler.js';
@@ -77,7 +77,7 @@ export async function solveConda(input: CondaSolveInput, ctx: CondaSolveContext)
   const packages: LockedPackage[] = [];
   for (const p of solved) {
     try {
-      const locked = await lockedCondaPackage(p, ctx);
+      const locked = await lockedCondaPackage(p, ctx, channels);
       if (locked) packages.push(locked);
     } finally {
       p.free();
@@ -119,11 +119,21 @@ async function channelView(ctx: CondaSolveContext, channel: string, specs: reado
   return view;
 }
 
-/** A solved record as a locked package (hashing the file when the repodata lacks sha256 or size); none for a virtual package. */
-async function lockedCondaPackage(p: Awaited<ReturnType<Rattler['simpleSolve']>>[number], ctx: CondaSolveContext): Promise<LockedPackage | undefined> {
+/**
+ * A solved record as a locked package (hashing the file when the repodata lacks sha256 or size);
+ * none for a virtual package. A package the repodata places elsewhere (`info.base_url`, a CDN) must
+ * be at an http(s) URL: a remote channel naming `file:///…` pointed the lock at files of the
+ * machines that lock and build (hashed, /dev/zero forever, when the repodata gave no sha256).
+ */
+async function lockedCondaPackage(p: Awaited<ReturnType<Rattler['simpleSolve']>>[number], ctx: CondaSolveContext, channels: readonly string[]): Promise<LockedPackage | undefined> {
   if (p.packageName.startsWith(VIRTUAL_PREFIX)) return undefined;
   const url = ctx.server.upstreamUrl(p.url);
   if (url === undefined) return undefined;
+  if (url === p.url && !/^https?:\/\//i.test(url)) {
+    throw new ResolutionError(`Conda channel ${channels.join(' or ')} names ${p.filename} at ${redactUrl(url)} (its repodata's base_url), which is not an http(s) URL; refusing to lock it.`, {
+      hint: 'The channel is misconfigured or hostile; remove it from METAFLOW_PREBUILT_CONDA_CHANNELS (or the decorator naming it), or ask its maintainers to fix its base_url.',
+    });
+  }
   let sha256 = p.sha256;
   let size = p.size === undefined ? undefined : Number(p.size);
   if (sha256 === undefined || size === undefined) {
