@@ -120,6 +120,33 @@ describe('installWheel', () => {
     expect((await readdir(parent)).sort()).toEqual(['staging']);
   });
 
+  it('refuses console scripts whose names leave bin/, member names with a NUL, and setuid bits', async () => {
+    const base = (entryPoints: string) => [
+      { name: 'ok-1.0.dist-info/WHEEL', data: 'Wheel-Version: 1.0\nRoot-Is-Purelib: true\n' },
+      { name: 'ok-1.0.dist-info/RECORD', data: '' },
+      { name: 'ok-1.0.dist-info/entry_points.txt', data: entryPoints },
+    ];
+    const cases: [string, RegExp][] = [
+      ['[console_scripts]\n../../../etc/cron.d/evil = m:f\n', /climbs out of the prefix/],
+      ['[gui_scripts]\nsub/evil = m:f\n', /script name with a slash: 'sub\/evil'/],
+      ['[console_scripts]\n/etc/evil = m:f\n', /absolute path/],
+    ];
+    for (const [text, message] of cases) {
+      const error = await install('ok-1.0-py3-none-any.whl', rawZip(base(text))).catch((e: unknown) => e);
+      expect(error, text).toBeInstanceOf(ArchiveError);
+      expect((error as Error).message, text).toMatch(message);
+      await rm(staging, { recursive: true, force: true });
+    }
+    const nul = await install('ok-1.0-py3-none-any.whl', rawZip([...base(''), { name: 'ok/a\0/../../x.py', data: 'x' }])).catch((e: unknown) => e);
+    expect((nul as Error).message).toMatch(/NUL byte/);
+    await rm(staging, { recursive: true, force: true });
+    // A member's setuid, setgid and sticky bits are dropped: a file is 0644, or 0755 when executable.
+    await install('ok-1.0-py3-none-any.whl', rawZip([...base(''), { name: 'ok/tool', data: 'x', mode: 0o6755 }, { name: 'ok/plain', data: 'y', mode: 0o4644 }]));
+    expect((await lstat(join(staging, SP, 'ok/tool'))).mode & 0o7777).toBe(0o755);
+    expect((await lstat(join(staging, SP, 'ok/plain'))).mode & 0o7777).toBe(0o644);
+    expect((await readdir(parent)).sort()).toEqual(['staging']);
+  });
+
   it('maps .data/headers, purelib and platlib, and refuses an unknown .data directory', async () => {
     const files = [
       { name: 'x-1.0.data/headers/x.h', data: '#define X 1\n' },
