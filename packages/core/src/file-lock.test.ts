@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { lstat, mkdtemp, readFile, readdir, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -45,6 +45,29 @@ describe('acquireFileLock', () => {
     const again = await acquireFileLock(path, { pollMs: 20 });
     await again.release();
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('takes over a FIFO, a device or a symlink put at the lock path without reading through it (reading one hung or filled memory)', async () => {
+    // Another user of a shared cache directory plants them at a download's public lock name (<sha256>.lock).
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-lock-'));
+    const fifo = join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const planted: [string, () => Promise<void>][] = [
+      ['a FIFO', async () => void execFileSync('mkfifo', [join(dir, 'a.lock')])],
+      ['a symlink to a FIFO', () => symlink(fifo, join(dir, 'b.lock'))],
+      ['a symlink to /dev/zero', () => symlink('/dev/zero', join(dir, 'c.lock'))],
+    ];
+    for (const [i, [what, plant]] of planted.entries()) {
+      const path = join(dir, `${'abc'[i]}.lock`);
+      await plant();
+      const started = Date.now();
+      const lock = await Promise.race([acquireFileLock(path, { pollMs: 20 }), new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 5000).unref())]);
+      expect(lock, what).not.toBe('hung');
+      expect(Date.now() - started, what).toBeLessThan(5000);
+      expect((await lstat(path)).isFile(), what).toBe(true);
+      await (lock as Awaited<ReturnType<typeof acquireFileLock>>).release();
+    }
+    expect((await lstat(fifo)).isFIFO()).toBe(true);
   });
 
   it('waits for a live process of this machine, and stops waiting when aborted', async () => {

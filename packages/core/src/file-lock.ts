@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import { link, open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { link, open, rename, rm, utimes, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CancelledError } from './errors.js';
@@ -7,6 +8,9 @@ import { createLogger } from './logger.js';
 import { makeDirectory } from './make-directory.js';
 
 const log = createLogger('lock');
+
+/** The largest lock file read (one holds a few hundred bytes of JSON). */
+const MAX_LOCK_FILE_BYTES = 64 * 1024;
 
 /** What a lock file holds: who holds it. */
 export interface LockOwner {
@@ -66,14 +70,27 @@ interface Held {
 }
 
 async function readOwner(path: string): Promise<Held | undefined | 'gone'> {
+  let handle: FileHandle;
   try {
-    const [text, stats] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
-    const data = JSON.parse(text) as Partial<LockOwner>;
+    // Never through a symlink, never blocking: another user of a shared directory may plant a
+    // symlink (to /dev/zero, to a FIFO) or a FIFO at a lock's public name; reading one hung the
+    // build or filled memory. Anything but a small regular file is corrupt, and taken over.
+    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'gone' : undefined;
+  }
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile() || stats.size > MAX_LOCK_FILE_BYTES) return undefined;
+    const buffer = Buffer.alloc(stats.size);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    const data = JSON.parse(buffer.toString('utf8', 0, bytesRead)) as Partial<LockOwner>;
     if (typeof data.pid !== 'number' || typeof data.host !== 'string') return undefined;
     return { owner: data as LockOwner, renewedMs: stats.mtimeMs };
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+  } catch {
     return undefined;
+  } finally {
+    await handle.close();
   }
 }
 
