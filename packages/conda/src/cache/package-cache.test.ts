@@ -154,6 +154,19 @@ describe('PackageCache', () => {
     await rm(dir, { recursive: true });
   });
 
+  it('reads a FIFO planted at an entry\'s verified record as no record: the entry is hashed, nothing hangs', async () => {
+    const dir = await tempCache();
+    const p = pkg('/f5.tar.bz2');
+    await new PackageCache({ cacheDir: dir }).ensure([p]);
+    const record = join(dir, 'pkgs', `${p.sha256}.verified`);
+    await rm(record);
+    execFileSync('mkfifo', [record]);
+    const result = await Promise.race([new PackageCache({ cacheDir: dir }).ensure([p]), new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 5000).unref())]);
+    expect(result).not.toBe('hung');
+    expect((result as { filesCached: number }).filesCached).toBe(1);
+    await rm(dir, { recursive: true });
+  });
+
   it('refuses a file: URL that is not a regular file (a lock naming /dev/zero filled the disk up to its locked size)', async () => {
     const dir = await tempCache();
     const zero = { url: 'file:///dev/zero', sha256: 'a'.repeat(64), size: 1024 ** 4, filename: 'zero-1.0-0.conda' };

@@ -21,9 +21,10 @@
  * The check runs when a build asks for its packages, right before materializing; a change in the
  * moments between the two is not caught.
  */
-import { lstatSync, readFileSync, type BigIntStats } from 'node:fs';
+import { lstatSync, type BigIntStats } from 'node:fs';
 import { lstat, rm } from 'node:fs/promises';
 import { createLogger, errorMessage, writeFileAtomic } from '@prebuilt/core';
+import { readCacheFileSync } from './cache-file.js';
 import { archiveDigests } from './sha256-file.js';
 
 const log = createLogger('conda:cache');
@@ -65,7 +66,10 @@ const MD5 = /^[0-9a-f]{32}$/;
 // and cost ten times as much over hundreds of entries (bench/cache-verify.mjs).
 function readRecord(entry: string): VerifiedRecord | undefined {
   try {
-    const value = JSON.parse(readFileSync(verifiedRecordPath(entry), 'utf8')) as Partial<VerifiedRecord>;
+    // A record is ~200 bytes; a FIFO or a link planted at its name reads as no record (see cache-file.ts).
+    const text = readCacheFileSync(verifiedRecordPath(entry), 4096);
+    if (text === undefined) return undefined;
+    const value = JSON.parse(text.toString('utf8')) as Partial<VerifiedRecord>;
     return typeof value.sha256 === 'string' && typeof value.size === 'number' ? (value as VerifiedRecord) : undefined;
   } catch {
     return undefined;

@@ -98,6 +98,29 @@ describe('RepodataCache: bounds and credentials', () => {
     expect((error as NetworkError).exitCode).toBe(1);
   });
 
+  it('reads a FIFO or a symlink planted at a cached copy as no copy: fetched again, nothing hangs', async () => {
+    const cacheDir = join(dir, 'planted');
+    maxAge = 3600;
+    await new RepodataCache({ dir: cacheDir }).get(`${base}/ch`, 'linux-64');
+    const { execFileSync } = await import('node:child_process');
+    const { readdir, rm: remove, symlink } = await import('node:fs/promises');
+    const files = await readdir(cacheDir);
+    for (const file of files) {
+      await remove(join(cacheDir, file));
+      if (file.endsWith('.meta.json')) await symlink('/dev/zero', join(cacheDir, file));
+      else execFileSync('mkfifo', [join(cacheDir, file)]);
+    }
+    const before = requests.length;
+    const got = await Promise.race([new RepodataCache({ dir: cacheDir }).get(`${base}/ch`, 'linux-64'), new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 5000).unref())]);
+    expect(got).not.toBe('hung');
+    expect(String(got)).toBe(body);
+    expect(requests.length).toBe(before + 1);
+    // Written anew: the planted entries replaced (never written through).
+    const { lstat } = await import('node:fs/promises');
+    for (const file of files) expect((await lstat(join(cacheDir, file))).isFile(), file).toBe(true);
+    maxAge = 0;
+  });
+
   it("sends a channel's credentials as Basic auth, and caches under the URL without them", async () => {
     const credentials = new UrlCredentials();
     const channel = credentials.add(`http://ci:tok@${base.slice(7)}/ch`);

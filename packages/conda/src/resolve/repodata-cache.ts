@@ -6,6 +6,7 @@
  * Within one process each URL is fetched at most once.
  */
 import { readFile, stat } from 'node:fs/promises';
+import { readCacheFile } from '../cache/cache-file.js';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import {
@@ -89,7 +90,7 @@ export class RepodataCache {
     const bodyPath = dir ? join(dir, `${key}.json`) : undefined;
     const metaPath = dir ? join(dir, `${key}.meta.json`) : undefined;
     const meta = metaPath ? await readMeta(metaPath, url) : undefined;
-    const cached = (): Promise<Buffer | undefined> => readCached(bodyPath);
+    const cached = (): Promise<Buffer | undefined> => readCached(bodyPath, this.#options.maxBytes ?? repodataMaxBytes());
     if (meta && !this.#options.refresh && Date.now() < meta.freshUntil) {
       const body = await cached();
       if (body !== undefined) {
@@ -196,19 +197,18 @@ export class RepodataCache {
 /** The cached copy's metadata, if it is for this URL and readable. */
 async function readMeta(metaPath: string, url: string): Promise<CacheMeta | undefined> {
   try {
-    const meta = JSON.parse(await readFile(metaPath, 'utf8')) as CacheMeta;
+    const text = await readCacheFile(metaPath, 64 * 1024);
+    if (text === undefined) return undefined;
+    const meta = JSON.parse(text.toString('utf8')) as CacheMeta;
     return meta.url === url ? meta : undefined;
   } catch {
     return undefined;
   }
 }
 
-async function readCached(bodyPath: string | undefined): Promise<Buffer | undefined> {
-  try {
-    return bodyPath ? await readFile(bodyPath) : undefined;
-  } catch {
-    return undefined;
-  }
+/** The cached body (a FIFO or link planted at its name, or one over the bound, reads as none: see cache-file.ts). */
+async function readCached(bodyPath: string | undefined, maxBytes: number): Promise<Buffer | undefined> {
+  return bodyPath ? readCacheFile(bodyPath, maxBytes) : undefined;
 }
 
 /**

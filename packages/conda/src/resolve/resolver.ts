@@ -3,7 +3,6 @@
  * top (python always comes from conda). Identical envs are solved once; solve results are
  * cached on disk by specHash (+ pins and glibc), repodata by URL.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   canonicalJson,
@@ -33,6 +32,10 @@ import { solveConda } from './conda-solver.js';
 import { resolvePypi, type PipOptions } from './pip-resolver.js';
 import { loadRattler } from './rattler.js';
 import { RepodataCache } from './repodata-cache.js';
+import { readCacheFile } from '../cache/cache-file.js';
+
+/** The largest cached solve read (a solve of a few hundred packages is a few hundred KiB). */
+const MAX_CACHED_SOLVE_BYTES = 64 * 1024 * 1024;
 
 const log = createLogger('conda:resolve');
 
@@ -250,7 +253,9 @@ async function solve(solver: Solver, request: EnvRequest, hash: string, resolved
 /** A cached solve of this specHash, or undefined (none, unreadable, or not a valid LockedEnv). */
 async function cachedSolve(cacheFile: string, hash: string): Promise<LockedEnv | undefined> {
   try {
-    const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as unknown;
+    const text = await readCacheFile(cacheFile, MAX_CACHED_SOLVE_BYTES);
+    if (text === undefined) return undefined;
+    const cached = JSON.parse(text.toString('utf8')) as unknown;
     if (validCachedEnv(cached, hash)) return cached;
   } catch {
     // not cached (or unreadable): solve
