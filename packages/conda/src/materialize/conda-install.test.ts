@@ -1,7 +1,9 @@
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { buildCondaPackage, type CondaArtifact, type CondaPackageSpec } from '@prebuilt/fixtures';
 import { installCondaPackage } from './conda-install.js';
@@ -178,6 +180,114 @@ describe('installCondaPackage', () => {
     expect(pruning.summary()).toEqual({ presets: ['static-libs', 'tests'], files: 3, bytes: 'static archive\n'.length + 'shared bytes\n'.length });
   });
 
+  it('copies hardlinks with the bytes and mode of their source: small, bigger than a read chunk, and bigger with a placeholder', async () => {
+    const MiB = 1024 * 1024;
+    const big = Buffer.alloc(3 * MiB + 17);
+    for (let i = 0; i < big.length; i += 1) big[i] = (i * 31 + (i >> 13)) & 0xff;
+    // A text file past the 1 MiB read chunk, with a placeholder across the first chunk boundary.
+    const text = Buffer.from(`head @PREFIX@\n${'x'.repeat(MiB - 20)}@PREFIX@/lib\n${'y'.repeat(MiB)}tail @PREFIX@\n`);
+    const files: RawTarEntry[] = [
+      { name: 'bin/small', data: 'small\n', mode: 0o755 },
+      { name: 'bin/small-copy', type: 'link', linkname: 'bin/small', mode: 0o755 },
+      { name: 'lib/big.bin', data: big },
+      { name: 'lib/big-copy.bin', type: 'link', linkname: 'lib/big.bin' },
+      { name: 'share/big.txt', data: text },
+      { name: 'share/big-copy.txt', type: 'link', linkname: 'share/big.txt' },
+    ];
+    const placeholder = { prefix_placeholder: '@PREFIX@', file_mode: 'text' };
+    const paths = files.map((e) => ({ _path: e.name, ...(e.name.startsWith('share/') ? placeholder : {}) }));
+    const bytes = bzip2Sync(await rawTar([...infoEntries('hl', paths), ...files]));
+    const { record } = await install({ filename: 'hl-1.0-h0.tar.bz2', bytes, name: 'hl', version: '1.0', build: 'h0' });
+
+    const patched = Buffer.from(text.toString('utf8').replaceAll('@PREFIX@', PREFIX));
+    const expected: [string, Buffer, number][] = [
+      ['bin/small', Buffer.from('small\n'), 0o755],
+      ['lib/big.bin', big, 0o644],
+      ['share/big.txt', patched, 0o644],
+    ];
+    const rows = new Map((record.paths_data.paths as { _path: string; sha256: string; size_in_bytes: number; sha256_in_prefix?: string }[]).map((row) => [row._path, row]));
+    for (const [path, content, mode] of expected) {
+      const copyPath = path.replace(/(\.[a-z]+)?$/, '-copy$1');
+      const copy = await readFile(join(staging, copyPath));
+      expect(copy.equals(content), copyPath).toBe(true);
+      expect((await readFile(join(staging, path))).equals(content)).toBe(true);
+      const info = await lstat(join(staging, copyPath));
+      expect(info.mode & 0o777).toBe(mode);
+      // A copy, not a link to the source's inode.
+      expect(info.ino).not.toBe((await lstat(join(staging, path))).ino);
+      // A copy of a placeholder file is taken from the (patched) source in the prefix: its row records that content.
+      const sha = createHash('sha256').update(content).digest('hex');
+      expect(rows.get(copyPath)).toMatchObject(path.startsWith('share/') ? { sha256_in_prefix: sha } : { sha256: sha, size_in_bytes: content.length });
+    }
+    expect(rows.get('lib/big-copy.bin')).toMatchObject({ sha256: createHash('sha256').update(big).digest('hex'), size_in_bytes: big.length });
+  });
+
+  it('copies a hardlink to a 512 MiB file in bounded memory (the peak RSS of a child process installing it)', async () => {
+    const MiB = 1024 * 1024;
+    const size = 512 * MiB;
+    const tree = join(packages, 'tree');
+    await mkdir(join(tree, 'lib'), { recursive: true });
+    // Sparse-ish: holes, with a marker every 64 MiB (the copy must carry them, not zeros).
+    const handle = await open(join(tree, 'lib/big.bin'), 'w');
+    await handle.truncate(size);
+    for (let i = 0; i < 8; i += 1) await handle.write(Buffer.from(`marker ${i}\n`), 0, 9, i * 64 * MiB + i);
+    await handle.close();
+    await link(join(tree, 'lib/big.bin'), join(tree, 'lib/big-copy.bin'));
+    // GNU tar stores the second name as a hard link to the first; streamed to zstd, so no 512 MiB buffer here.
+    const pkgTar = join(packages, 'pkg.tar.zst');
+    execFileSync('sh', ['-c', 'tar -C "$1" --owner=0 --group=0 --mtime=@0 -cf - lib/big.bin lib/big-copy.bin | zstd -3 -q -c > "$2"', 'sh', tree, pkgTar]);
+    await rm(tree, { recursive: true });
+    // Declared sizes: the expansion budget lets the package expand to them (and no further).
+    const paths = [{ _path: 'lib/big.bin', size_in_bytes: size }, { _path: 'lib/big-copy.bin', size_in_bytes: size }];
+    const bytes = rawZip([
+      { name: 'metadata.json', data: '{"conda_pkg_format_version": 2}' },
+      { name: 'info-big-1.0-h0.tar.zst', data: zstdSync(await rawTar(infoEntries('big', paths))) },
+      { name: 'pkg-big-1.0-h0.tar.zst', data: await readFile(pkgTar) },
+    ]);
+    const file = join(packages, 'big-1.0-h0.conda');
+    await writeFile(file, bytes);
+    const pkgFile = join(packages, 'pkg.json');
+    await writeFile(pkgFile, JSON.stringify(lockedPackage('conda', 'big-1.0-h0.conda', bytes, { name: 'big', version: '1.0', build: 'h0' })));
+
+    // The child imports the built package (as the CLI runs it) and reports its peak RSS in KiB.
+    const dist = fileURLToPath(new URL('../../dist/materialize/', import.meta.url));
+    const script = `
+      import { readFileSync } from 'node:fs';
+      const { installCondaPackage } = await import(${JSON.stringify(`${dist}conda-install.js`)});
+      const { PrefixWriter } = await import(${JSON.stringify(`${dist}prefix-writer.js`)});
+      const writer = await PrefixWriter.open(${JSON.stringify(staging)});
+      const pkg = JSON.parse(readFileSync(${JSON.stringify(pkgFile)}, 'utf8'));
+      await installCondaPackage(${JSON.stringify(file)}, pkg, { writer, prefix: ${JSON.stringify(PREFIX)}, pythonVersion: '3.11.2', requestedSpec: 'big' });
+      process.stdout.write(String(process.resourceUsage().maxRSS));
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    const peakMiB = Number(out) / 1024;
+    // Reading the source whole held all 512 MiB; streamed, the process stays near its baseline.
+    expect(peakMiB).toBeGreaterThan(0);
+    expect(peakMiB).toBeLessThan(192);
+
+    const copy = join(staging, 'lib/big-copy.bin');
+    expect((await stat(copy)).size).toBe(size);
+    expect((await stat(copy)).ino).not.toBe((await stat(join(staging, 'lib/big.bin'))).ino);
+    const read = await open(copy, 'r');
+    try {
+      for (let i = 0; i < 8; i += 1) {
+        const marker = Buffer.alloc(9);
+        await read.read(marker, 0, 9, i * 64 * MiB + i);
+        expect(marker.toString()).toBe(`marker ${i}\n`);
+      }
+    } finally {
+      await read.close();
+    }
+  }, 120_000);
+
   it('refuses a package whose contents do not match the lock', async () => {
     const artifact = (await buildCondaPackage({ ...TOOL, formats: ['.tar.bz2'] }))[0]!;
     const error = await install({ ...fromArtifact(artifact), version: '2.0.0' }).catch((e: unknown) => e);
@@ -241,6 +351,37 @@ describe('installCondaPackage safety', () => {
     await expectRefused([{ name: 'lib/hard', type: 'link', linkname: '../etc/passwd' }], /climbs out of the prefix \('\.\.\/etc\/passwd'\)/);
     await expectRefused([{ name: 'lib/hard', type: 'link', linkname: 'etc/not-in-this-package' }], /hardlink 'lib\/hard' to 'etc\/not-in-this-package', which is not a file of this package/);
     await expectRefused([{ name: 'lib/hard', type: 'link', linkname: '/etc/passwd' }], /absolute path/);
+  });
+
+  it('refuses a hardlink to a symlink or a directory of the package, and one reached through a link that leads out', async () => {
+    await expectRefused(
+      [
+        { name: 'lib/real', data: 'x' },
+        { name: 'lib/alias', type: 'symlink', linkname: 'real' },
+        { name: 'lib/hard', type: 'link', linkname: 'lib/alias' },
+      ],
+      /hardlink 'lib\/hard' to 'lib\/alias', which is not a file of this package/,
+    );
+    await expectRefused(
+      [
+        { name: 'lib/dir', type: 'directory', mode: 0o755 },
+        { name: 'lib/hard', type: 'link', linkname: 'lib/dir' },
+      ],
+      /hardlink 'lib\/hard' to 'lib\/dir', which is not a file of this package/,
+    );
+    // A file written through `x`, then `x` replaced by a link that climbs out: the copy would read a host file.
+    await expectRefused(
+      [
+        { name: 'inside', type: 'directory', mode: 0o755 },
+        { name: 'd', type: 'directory', mode: 0o755 },
+        { name: 'x', type: 'symlink', linkname: 'inside' },
+        { name: 'x/secret.txt', data: 'decoy' },
+        { name: 'x', type: 'symlink', linkname: 'd/y/../..' },
+        { name: 'd/y', type: 'symlink', linkname: '..' },
+        { name: 'stolen', type: 'link', linkname: 'x/secret.txt' },
+      ],
+      /'stolen' leads outside the env prefix/,
+    );
   });
 
   it('fails on a truncated .tar.bz2 naming the package', async () => {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { type FileHandle, open, readFile, stat } from 'node:fs/promises';
 import { compareBytes, type LockedPackage } from '@prebuilt/core';
 import { hashFile } from '../cache/sha256-file.js';
 import { extractCondaPackage, removeScratch, type ExtractedCondaPackage, type ExtractedEntry } from './conda-extract.js';
@@ -247,10 +247,18 @@ async function linkEntry(entry: ExtractedEntry, plan: LinkPlan, state: LinkState
   if (replaced) state.clobbered.push(target);
 }
 
+/** What writing one file gave: whether it replaced one, the hashes and size for its paths_data row. */
+interface Written {
+  replaced: boolean;
+  originalSha: string;
+  originalSize: number;
+  patchedSha?: string;
+}
+
 /**
- * Installs a file or a (copied) hardlink entry: a hardlink's copy, or a file of at most
- * {@link PATCH_CHUNK} with a placeholder, patched in memory; a bigger file with a placeholder patched
- * as it streams ({@link writePatched}); any other file moved or linked in.
+ * Installs a file or a (copied) hardlink entry: a hardlink's copy ({@link copyHardlink}); a file of
+ * at most {@link PATCH_CHUNK} with a placeholder, patched in memory; a bigger file with a
+ * placeholder patched as it streams ({@link writePatched}); any other file moved or linked in.
  */
 async function linkFile(
   entry: Extract<ExtractedEntry, { type: 'file' | 'hardlink' }>,
@@ -261,23 +269,20 @@ async function linkFile(
   files: LinkSource['files'],
   options: CondaInstallOptions,
 ): Promise<boolean> {
-  const { writer, prefix } = options;
+  const { writer } = options;
   const { label } = plan;
   const member = entry.path;
   const mode = entry.mode & 0o111 ? 0o755 : 0o644;
   const placeholder = meta?.prefix_placeholder;
   const patchedFile = { label, path: entry.path };
-  let written: { replaced: boolean; originalSha: string; originalSize: number; patchedSha?: string };
-  if (entry.type === 'hardlink' || (placeholder && entry.size <= PATCH_CHUNK)) {
+  let written: Written;
+  if (entry.type === 'hardlink') {
+    written = await copyHardlink(entry, target, mode, placeholder, meta?.file_mode, plan, state, options);
+  } else if (placeholder && entry.size <= PATCH_CHUNK) {
     // A small file (most placeholder files: scripts, .pc files, configs) is patched in memory and written at once.
-    let content = entry.type === 'hardlink' ? await hardlinkContent(entry, plan, state, writer) : await readFile(entry.file);
-    const originalSha = createHash('sha256').update(content).digest('hex');
-    const originalSize = content.length;
-    if (placeholder) content = patchInMemory(content, placeholder, prefix, meta.file_mode, patchedFile);
-    const replaced = await writer.writeFile(target, content, mode, label, { member });
-    written = { replaced, originalSha, originalSize, ...(placeholder ? { patchedSha: createHash('sha256').update(content).digest('hex') } : {}) };
+    written = await writeInMemory(await readFile(entry.file), target, mode, placeholder, meta.file_mode, options, patchedFile);
   } else if (placeholder) {
-    written = await writePatched(entry.file, target, mode, placeholder, meta.file_mode, options, patchedFile);
+    written = await writePatched(() => createReadStream(entry.file, { highWaterMark: PATCH_CHUNK }), target, mode, placeholder, meta.file_mode, options, patchedFile);
   } else {
     // Hashed before it is moved in (when paths.json gives no sha256).
     const originalSha = meta?.sha256 ?? (await hashFile(entry.file, 'sha256'));
@@ -311,20 +316,20 @@ function patchInMemory(content: Buffer, placeholder: string, prefix: string, fil
  * binary one holding the placeholder when the prefix is longer. The hashes are taken on the way.
  */
 async function writePatched(
-  source: string,
+  read: () => AsyncIterable<Uint8Array>,
   target: string,
   mode: number,
   placeholder: string,
   fileMode: PathEntry['file_mode'],
   options: CondaInstallOptions,
   file: { label: string; path: string },
-): Promise<{ replaced: boolean; originalSha: string; originalSize: number; patchedSha: string }> {
+): Promise<Written & { patchedSha: string }> {
   const binary = fileMode === 'binary';
   const replacer = (): PlaceholderReplacer => new PlaceholderReplacer(placeholder, options.prefix, binary ? 'binary' : 'text', file);
   if (!binary || Buffer.byteLength(options.prefix) > Buffer.byteLength(placeholder)) {
     // Binary: the replacer throws at the first placeholder the longer prefix cannot replace.
     const counting = replacer();
-    for await (const chunk of createReadStream(source, { highWaterMark: PATCH_CHUNK })) counting.push(chunk as Buffer);
+    for await (const chunk of read()) counting.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
     counting.end();
     if (!binary) checkTextGrowth(counting.count, placeholder, options.prefix, file);
   }
@@ -340,10 +345,10 @@ async function writePatched(
     return [joined];
   };
   async function* pieces(): AsyncGenerator<Buffer> {
-    for await (const chunk of createReadStream(source, { highWaterMark: PATCH_CHUNK })) {
-      original.update(chunk as Buffer);
-      originalSize += (chunk as Buffer).length;
-      yield* block(patching.push(chunk as Buffer));
+    for await (const chunk of read()) {
+      original.update(chunk);
+      originalSize += chunk.length;
+      yield* block(patching.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
     }
     yield* block(patching.end());
   }
@@ -351,18 +356,81 @@ async function writePatched(
   return { replaced, originalSha: original.digest('hex'), originalSize, patchedSha: patched.digest('hex') };
 }
 
-/** A hardlink's content: its source file read back through the jail, or, when the source was pruned, from its extracted file. */
-async function hardlinkContent(entry: Extract<ExtractedEntry, { type: 'hardlink' }>, plan: LinkPlan, state: LinkState, writer: PrefixWriter): Promise<Buffer> {
+/** A file's content held in memory (at most {@link PATCH_CHUNK}), its placeholder (if any) replaced, written at once. */
+async function writeInMemory(
+  content: Buffer,
+  target: string,
+  mode: number,
+  placeholder: string | undefined,
+  fileMode: PathEntry['file_mode'],
+  options: CondaInstallOptions,
+  file: { label: string; path: string },
+): Promise<Written> {
+  const originalSha = createHash('sha256').update(content).digest('hex');
+  const written = placeholder ? patchInMemory(content, placeholder, options.prefix, fileMode, file) : content;
+  const replaced = await options.writer.writeFile(target, written, mode, file.label, { member: file.path });
+  return { replaced, originalSha, originalSize: content.length, ...(placeholder ? { patchedSha: createHash('sha256').update(written).digest('hex') } : {}) };
+}
+
+/**
+ * Writes a hardlink entry as a copy of its source, in bounded memory whatever the source's size (a
+ * package may hold a file of gigabytes and a hardlink to it): the source is opened through the jail
+ * ({@link PrefixWriter.openFile}; or, when it was pruned, its extracted file) and read in
+ * {@link PATCH_CHUNK} pieces. A source of at most one piece is read whole and written as a small
+ * file is (patched in memory when it has a placeholder); a bigger one streams into the new file
+ * ({@link PrefixWriter.writeStream}, or {@link writePatched} with a placeholder). The copy's bytes,
+ * mode and (normalised later) mtime are what a copy read whole would have.
+ */
+async function copyHardlink(
+  entry: Extract<ExtractedEntry, { type: 'hardlink' }>,
+  target: string,
+  mode: number,
+  placeholder: string | undefined,
+  fileMode: PathEntry['file_mode'],
+  plan: LinkPlan,
+  state: LinkState,
+  options: CondaInstallOptions,
+): Promise<Written> {
+  const file = { label: plan.label, path: entry.path };
+  const handle = await openHardlinkSource(entry, plan, state, options.writer);
+  try {
+    // autoClose false: the handle is closed here, after every pass (writePatched reads twice).
+    const read = (): AsyncIterable<Buffer> => handle.createReadStream({ start: 0, highWaterMark: PATCH_CHUNK, autoClose: false });
+    const { size } = await handle.stat();
+    if (size <= PATCH_CHUNK) {
+      const pieces: Buffer[] = [];
+      for await (const chunk of read()) pieces.push(chunk);
+      return await writeInMemory(Buffer.concat(pieces), target, mode, placeholder, fileMode, options, file);
+    }
+    if (placeholder) return await writePatched(read, target, mode, placeholder, fileMode, options, file);
+    const hash = createHash('sha256');
+    let originalSize = 0;
+    async function* copied(): AsyncGenerator<Buffer> {
+      for await (const chunk of read()) {
+        hash.update(chunk);
+        originalSize += chunk.length;
+        yield chunk;
+      }
+    }
+    const replaced = await options.writer.writeStream(target, copied(), mode, file.label, { member: file.path });
+    return { replaced, originalSha: hash.digest('hex'), originalSize };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A hardlink's source, open for reading: opened through the jail, or, when the source was pruned, its extracted file. */
+async function openHardlinkSource(entry: Extract<ExtractedEntry, { type: 'hardlink' }>, plan: LinkPlan, state: LinkState, writer: PrefixWriter): Promise<FileHandle> {
   const { label } = plan;
   const source = plan.remap(safeRelativePath(entry.linkTarget, label));
-  // A pruned source never reached the prefix: its extracted file (scratch or the extraction cache) is read, no prefix path.
+  // A pruned source never reached the prefix: its extracted file (scratch or the extraction cache, named by this code) is read, no prefix path.
   const pruned = state.pruned.get(source);
-  if (pruned !== undefined) return readFile(pruned);
+  if (pruned !== undefined) return open(pruned, 'r');
   if (!state.written.has(source)) {
     throw new ArchiveError(`${label} has a hardlink '${entry.path}' to '${entry.linkTarget}', which is not a file of this package; refusing to install it.`, label);
   }
-  // Read back through the jail: a hardlink reached through a symlink cannot read outside.
-  return writer.read(source, label, entry.path);
+  // Opened through the jail: a hardlink reached through a symlink cannot read outside.
+  return writer.openFile(source, label, entry.path);
 }
 
 async function writeEntryPoints(plan: LinkPlan, state: LinkState, options: CondaInstallOptions): Promise<void> {

@@ -4,7 +4,8 @@
  * error naming the package and the member. The staging prefix sits two levels below the canaries
  * (`<tmp>/context/prefix`), where the climbing links aim.
  */
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -51,6 +52,16 @@ async function snapshot(dir: string, skip: string): Promise<Map<string, string>>
   return out;
 }
 
+/** The text of a file opened through the jail (as a hardlink's copy reads it). */
+async function readOpened(writer: PrefixWriter, path: string, label: string): Promise<string> {
+  const handle = await writer.openFile(path, label);
+  try {
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Runs `ops` in order against a fresh prefix; returns the errors and what reads returned. */
 async function run(ops: readonly Op[], n: number): Promise<{ errors: Error[]; reads: string[] }> {
   const base = join(root, `run-${n}`);
@@ -70,7 +81,7 @@ async function run(ops: readonly Op[], n: number): Promise<{ errors: Error[]; re
       else if (op.op === 'write') await writer.writeFile(op.path, op.content, 0o644, LABEL);
       else if (op.op === 'mkdir') await writer.mkdir(op.path, LABEL);
       else if (op.op === 'link') await writer.linkIn(op.path, join(base, 'cache-file'), LABEL);
-      else reads.push((await writer.read(op.path, LABEL)).toString('utf8'));
+      else reads.push(await readOpened(writer, op.path, LABEL));
     } catch (error) {
       errors.push(error as Error);
     }
@@ -205,7 +216,31 @@ describe('PrefixWriter: the prefix is a jail, in every order of entries', () => 
     await writer.verifyLinks();
     expect(await readFile(join(root, 'prefix', 'lib', 'libx.so'), 'utf8')).toBe('elf');
     expect(writer.owners().get('lib/libx.so')).toBe('pkg-b');
-    expect(await writer.read('lib64/libx.so', 'pkg-c')).toEqual(Buffer.from('elf'));
+    expect(await readOpened(writer, 'lib64/libx.so', 'pkg-c')).toBe('elf');
+  });
+
+  it('openFile refuses what is not a regular file of the prefix: a directory, a FIFO, a symlink that leads out, a missing path', async () => {
+    const base = join(root, 'open');
+    await mkdir(join(base, 'outside'), { recursive: true });
+    await writeFile(join(base, 'outside', 'secret.txt'), 'host secret\n');
+    // A FIFO and a link to a host file already in the (not fresh) prefix, made behind the writer's back.
+    await mkdir(join(base, 'prefix', 'lib'), { recursive: true });
+    execFileSync('mkfifo', [join(base, 'prefix', 'lib', 'pipe')]);
+    await symlink(join(base, 'outside', 'secret.txt'), join(base, 'prefix', 'lib', 'planted'));
+    const writer = await PrefixWriter.open(join(base, 'prefix'));
+    await writer.writeFile('lib/real.txt', 'real\n', 0o644, LABEL);
+    await writer.symlink('lib/alias.txt', 'real.txt', LABEL);
+    const refused = async (path: string, pattern: RegExp): Promise<void> => {
+      const error = await writer.openFile(path, LABEL, 'lib/copy').catch((e: unknown) => e);
+      expect(error, path).toBeInstanceOf(ArchiveError);
+      expect((error as Error).message).toMatch(pattern);
+    };
+    await refused('lib', /hardlink 'lib\/copy' to 'lib', which is not a file in the package/);
+    await refused('lib/pipe', /hardlink 'lib\/copy' to 'lib\/pipe', which is not a file in the package/);
+    await refused('lib/planted', /leads outside the env prefix/);
+    await refused('lib/missing', /refers to 'lib\/copy', which is not in the prefix/);
+    // An in-prefix symlink is resolved by the walk, and the file it names is opened.
+    expect(await readOpened(writer, 'lib/alias.txt', LABEL)).toBe('real\n');
   });
 
   it("writtenBy lists a label's own entries at their real paths, a replaced one kept while owners names its new writer", async () => {

@@ -1,5 +1,5 @@
 import { constants, linkSync, type Stats, lstatSync, mkdirSync, readlinkSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
-import { copyFile, open, mkdir, readdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import { copyFile, type FileHandle, open, mkdir, readdir, realpath, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { createHash } from 'node:crypto';
 import { errorMessage, normalisedMode } from '@prebuilt/core';
@@ -259,15 +259,35 @@ export class PrefixWriter {
   }
 
   /**
-   * Reads a file already written (for hardlinks: the copy gets the content, never a link). The
-   * path is walked like a write, so a symlinked parent or a symlink at the end cannot lead out.
+   * Opens a file already written, for reading (a hardlink's copy gets its content, never a link);
+   * the caller reads it in chunks — it may be of any size — and closes it. The path is walked like a
+   * write, so a symlinked parent or a symlink at the end cannot lead out; the file is opened at its
+   * resolved path (made only of real directories) with O_NOFOLLOW, and the open descriptor is
+   * checked to be a regular file. The descriptor holds the inode: the writer never writes a file in
+   * place (it replaces it), so entries written later do not change what is read.
    */
-  read(rel: string, label: string, member: string = rel): Promise<Buffer> {
+  openFile(rel: string, label: string, member: string = rel): Promise<FileHandle> {
     return this.#serial(async () => {
       const real = this.#walk(rel, label, member, 'follow', true);
-      const info = lstatSync(this.full(real), { throwIfNoEntry: false });
-      if (!info?.isFile()) throw new ArchiveError(`${label} has a hardlink '${member}' to '${rel}', which is not a file in the package.`, label);
-      return readFile(this.full(real));
+      const notFile = (): ArchiveError => new ArchiveError(`${label} has a hardlink '${member}' to '${rel}', which is not a file in the package.`, label);
+      // Checked before the open too: opening a FIFO (or a device) could block or act.
+      if (!this.#lstat(real, label, member)?.isFile()) throw notFile();
+      let handle: FileHandle;
+      try {
+        handle = await open(this.full(real), constants.O_RDONLY | constants.O_NOFOLLOW);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw notFile();
+        throw this.#fsError(error, label, member);
+      }
+      const info = await handle.stat().catch(async (error: unknown) => {
+        await handle.close();
+        throw error;
+      });
+      if (!info.isFile()) {
+        await handle.close();
+        throw notFile();
+      }
+      return handle;
     });
   }
 

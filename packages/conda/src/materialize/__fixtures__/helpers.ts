@@ -97,7 +97,7 @@ export function rawZip(entries: readonly { name: string; data: string | Buffer; 
 }
 
 /** A minimal `info/` for a hand-made conda package. */
-export function infoEntries(name: string, paths: { _path: string; path_type?: string; prefix_placeholder?: string; file_mode?: string }[]): RawTarEntry[] {
+export function infoEntries(name: string, paths: { _path: string; path_type?: string; prefix_placeholder?: string; file_mode?: string; size_in_bytes?: number }[]): RawTarEntry[] {
   return [
     { name: 'info/index.json', data: JSON.stringify({ name, version: '1.0', build: 'h0', build_number: 0, depends: [], subdir: 'linux-64' }) },
     { name: 'info/paths.json', data: JSON.stringify({ paths: paths.map((p) => ({ path_type: 'hardlink', ...p })), paths_version: 1 }) },
