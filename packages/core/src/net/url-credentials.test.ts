@@ -33,6 +33,24 @@ describe('redactUrl / redactUrls', () => {
     expect(redactUrl('HTTPS://U:P@[::1]:8443/simple')).toBe('HTTPS://***@[::1]:8443/simple');
   });
 
+  it('hides a userinfo with a raw backslash, a quote, < or > whole, as pip reads it (WHATWG refuses or splits it otherwise)', () => {
+    // pip's urlsplit ends the authority only at / ? #: the password is `pa\ss`. WHATWG reads `\` as `/` for https and refuses it.
+    expect(() => new URL('https://user:pa\\ss@host/')).toThrow();
+    expect(redactUrl('https://user:pa\\ss@host/')).toBe('https://***@host/');
+    expect(redactUrl('https://user:pa\\\\ss@host/simple')).toBe('https://***@host/simple');
+    expect(redactUrl('https://us\\er:tok@host/simple')).toBe('https://***@host/simple');
+    expect(redactUrl('https://user:pa"s<s>@host/simple')).toBe('https://***@host/simple');
+    // WHATWG takes `host\` for the host and `@evil/` for the path, pip `host\` for the userinfo: hidden either way.
+    expect(redactUrl('https://tok\\@evil/simple')).toBe('https://***@evil/simple');
+    // Inside a longer message (pip's probe failure quotes the index URL), each URL to its own userinfo.
+    const message = "pip could not reach the index 'https://user:pa\\ss@host/simple' (ERROR: 401 for https://user:pa\\\\ss@host/simple/pkg/), and http://u:x\\y@h2:9/";
+    expect(redactUrls(message)).toBe("pip could not reach the index 'https://***@host/simple' (ERROR: 401 for https://***@host/simple/pkg/), and http://***@h2:9/");
+    expect(redactUrls(message)).not.toMatch(/pa|ss@|x\\y/);
+    expect(stripUrlCredentials('https://user:pa\\ss@host/simple')).toBe('https://host/simple');
+    // A backslash after the authority (a Windows path quoted beside a URL) hides nothing.
+    expect(redactUrls('https://host/simple C:\\Users\\me@corp')).toBe('https://host/simple C:\\Users\\me@corp');
+  });
+
   it('takes linear time on a long text: a log line of 200 000 letters, of dotted words, of one long host', () => {
     for (const text of ['a'.repeat(200_000), 'a.'.repeat(100_000), `https://${'a'.repeat(200_000)}`]) {
       const started = performance.now();
@@ -108,6 +126,18 @@ describe('UrlCredentials', () => {
     const percent = urlCredentialsFromEnv({ PIP_INDEX_URL: 'https://bob:100%zz%21@other/simple' });
     expect(percent.authorizationFor('https://other/simple/')).toBe(`Basic ${Buffer.from('bob:100%zz!').toString('base64')}`);
     expect(percent.withCredentials('https://other/simple')).toBe('https://bob:100%25zz!@other/simple');
+  });
+
+  it('takes a password with a raw backslash as pip does (WHATWG refuses the URL), and writes it back escaped', () => {
+    const credentials = urlCredentialsFromEnv({ PIP_INDEX_URL: 'https://user:pa\\ss@host/simple', PIP_EXTRA_INDEX_URL: 'https://other:a\\\\b@other/simple' });
+    expect(credentials.authorizationFor('https://host/simple/pkg/')).toBe(`Basic ${Buffer.from('user:pa\\ss').toString('base64')}`);
+    expect(credentials.authorizationFor('https://other/simple/')).toBe(`Basic ${Buffer.from('other:a\\\\b').toString('base64')}`);
+    expect(credentials.withCredentials('https://host/simple')).toBe('https://user:pa%5Css@host/simple');
+    expect(new URL(credentials.withCredentials('https://host/simple')).password).toBe('pa%5Css');
+    // A user name alone (a token) has an empty password, as pip reads it.
+    const token = new UrlCredentials();
+    expect(token.add('https://tok\\en@host/simple')).toBe('https://host/simple');
+    expect(token.authorizationFor('https://host/simple/')).toBe(`Basic ${Buffer.from('tok\\en:').toString('base64')}`);
   });
 
   it('writes the credentials back for pip, and never shows them when inspected', () => {

@@ -32,13 +32,19 @@ const CHANNEL_TOKENS = new RegExp(CHANNEL_TOKEN.source, 'g');
 
 /**
  * `scheme://` + userinfo + `@`, anywhere in a text. The userinfo ends at the last `@` before the
- * host's end (whitespace, `/`, `?`, `#`, a backslash), as WHATWG's URL parser and pip's urlsplit read it: a
- * password typed with a raw `@` (`user:p@ss@host`) or an apostrophe is hidden whole, and an `@` in
- * a path, query or fragment is not taken for one. A scheme starts where no scheme character comes
- * before it (`index_https://…` is redacted too): one try per run of such characters, so a long text
- * (a log line of hashes) takes linear time — a try at every letter took quadratic time.
+ * authority's end as pip's urlsplit reads it — whitespace, `/`, `?` or `#`, nothing else: a password
+ * typed with a raw `@` (`user:p@ss@host`), an apostrophe, a quote, `<`, `>` or a backslash
+ * (`user:pa\ss@host`: pip sends the password `pa\ss`) is hidden whole, and an `@` in a path, query
+ * or fragment is not taken for one. WHATWG's URL parser ends a special scheme's authority at a
+ * backslash too (it reads `\` as `/`, and refuses `https://user:pa\ss@host/`); hiding up to the
+ * `@` pip would read hides more than WHATWG's userinfo, never less. A scheme starts where no scheme
+ * character comes before it (`index_https://…` is redacted too): one try per run of such
+ * characters, and a try scans no further than the next `/`, so a long text (a log line of hashes)
+ * takes linear time — a try at every letter took quadratic time.
  */
-const USERINFO = /(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*:\/\/)[^\s/?#\\"<>]*@/gi;
+const USERINFO = /(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*:\/\/)[^\s/?#]*@/gi;
+/** The userinfo (group 1) of a URL that starts with one, read as {@link USERINFO} reads it. */
+const LEADING_USERINFO = /^[a-z][a-z0-9+.-]*:\/\/([^\s/?#]*)@/i;
 
 /**
  * Query parameters whose values are shown (names compared without case): a registry's paging and
@@ -208,13 +214,17 @@ export class UrlCredentials {
   add(url: string): string {
     const stripped = stripUrlCredentials(url);
     if (stripped === url) return url;
-    const parsed = parse(url);
-    if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) return stripped;
+    // The URL without them is parsed (WHATWG refuses `https://user:pa\ss@host/`, which pip takes);
+    // the userinfo is split as pip splits it: at its first `:`, each part percent-decoded.
+    const parsed = parse(stripped);
+    const userinfo = LEADING_USERINFO.exec(url)?.[1];
+    if (!parsed || userinfo === undefined || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) return stripped;
+    const colon = userinfo.indexOf(':');
     const entry: Entry = {
       origin: parsed.origin,
       path: parsed.pathname.replace(/\/+$/, ''),
-      username: percentDecoded(parsed.username),
-      password: new Secret(percentDecoded(parsed.password)),
+      username: percentDecoded(colon === -1 ? userinfo : userinfo.slice(0, colon)),
+      password: new Secret(colon === -1 ? '' : percentDecoded(userinfo.slice(colon + 1))),
     };
     const same = this.#entries.findIndex((e) => e.origin === entry.origin && e.path === entry.path);
     if (same === -1) this.#entries.push(entry);
