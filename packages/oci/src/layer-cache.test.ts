@@ -1,4 +1,5 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,6 +30,31 @@ describe('LayerCache', () => {
     const broken = `sha256:${'9'.repeat(64)}`;
     await writeFile(join(dir, '9'.repeat(64)), `${entry.digest} 1234\n${esgz.diffId}\n{"a": 1}\n`);
     expect(await new LayerCache(dir).get(broken)).toBeUndefined();
+  });
+
+  it('reads a FIFO, symlink or directory planted at a record\'s name as no record (never followed, never waited on); the record is written anew', async () => {
+    const planted = await mkdtemp(join(dir, 'planted-'));
+    const outside = join(dir, 'outside-record');
+    await writeFile(outside, `${entry.digest} 1234\n`);
+    const cases: [string, (path: string) => Promise<void>][] = [
+      ['1', async (path) => void execFileSync('mkfifo', [path])],
+      ['2', (path) => symlink(outside, path)],
+      ['3', (path) => mkdir(path).then(() => undefined)],
+    ];
+    for (const [digit, plant] of cases) {
+      const id = `sha256:${digit.repeat(64)}`;
+      await plant(join(planted, digit.repeat(64)));
+      const got = await Promise.race([new LayerCache(planted).get(id), new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 3000).unref())]);
+      expect(got, digit).toBeUndefined();
+      if (digit === '3') continue;
+      await new LayerCache(planted).set(id, entry);
+      expect(await new LayerCache(planted).get(id), digit).toEqual(entry);
+    }
+    // The content records too.
+    await mkdir(join(planted, 'content'));
+    execFileSync('mkfifo', [join(planted, 'content', '4'.repeat(64))]);
+    const byContent = await Promise.race([new LayerCache(planted).getByContent(`sha256:${'4'.repeat(64)}`), new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 3000).unref())]);
+    expect(byContent).toBeUndefined();
   });
 
   it('ignores an unreadable entry, and keeps entries in memory without a directory', async () => {

@@ -1,7 +1,7 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '@prebuilt/core/backend';
+import { readCacheFile, writeFileAtomic } from '@prebuilt/core/backend';
 
 /** What a layer's tar compresses to: the blob digest and size. */
 export interface CompressedLayer {
@@ -80,10 +80,17 @@ export class LayerCache {
   }
 }
 
-/** Reads a record (`<digest> <size>`, then optionally the diff_id and the annotations); undefined when absent or malformed. */
+/** The most a record may take (a digest, a size, a diff_id and the annotations): a larger file reads as no record. */
+const MAX_RECORD_BYTES = 1024 * 1024;
+
+/**
+ * Reads a record (`<digest> <size>`, then optionally the diff_id and the annotations); undefined when
+ * absent or malformed — or when a FIFO, symlink or directory was put at its name (only a regular file
+ * is read, see core's cache-file.ts): then the layer is compressed and the record written anew.
+ */
 async function readEntry(file: string | undefined): Promise<CompressedLayer | undefined> {
   if (!file) return undefined;
-  const text = await readFile(file, 'utf8').catch(() => undefined);
+  const text = (await readCacheFile(file, MAX_RECORD_BYTES))?.toString('utf8');
   const match = text === undefined ? null : /^(sha256:[0-9a-f]{64}) (\d+)\n?(?:(sha256:[0-9a-f]{64})\n(\{.*\})\n)?$/.exec(text);
   if (!match) return undefined;
   const entry: CompressedLayer = { digest: match[1]!, size: Number(match[2]) };

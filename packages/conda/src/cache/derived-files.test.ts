@@ -1,4 +1,5 @@
-import { lstat, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,6 +57,28 @@ describe('derived files (an extraction-cache entry\'s compiled pycs)', () => {
       expect(await readDerivedFiles(dir, 3), name).toBeUndefined();
       expect(await lstat(dir).catch(() => undefined), name).toBeUndefined();
       // Derived again, it is served again.
+      await storeDerivedFiles(dir, files, MTIME);
+      expect(await readDerivedFiles(dir, 3), name).toHaveLength(3);
+    }
+  });
+
+  it('a FIFO, symlink or directory planted at a set\'s manifest name reads as a damaged set (removed, derived again), never followed, never waited on', async () => {
+    const outside = join(work, 'outside-manifest.json');
+    const cases: [string, (path: string) => Promise<void>][] = [
+      ['fifo', async (path) => void execFileSync('mkfifo', [path])],
+      ['symlink', async (path) => symlink(outside, path)],
+      ['directory', (path) => mkdir(path).then(() => undefined)],
+    ];
+    for (const [name, plant] of cases) {
+      const dir = derivedSetDir(join(work, `entry-planted-${name}`), 'k');
+      await storeDerivedFiles(dir, files, MTIME);
+      // A manifest that matches the set, kept outside it: a link to it must not be followed.
+      await writeFile(outside, readFileSync(join(dir, 'manifest.json')));
+      await rm(join(dir, 'manifest.json'));
+      await plant(join(dir, 'manifest.json'));
+      const read = await Promise.race([readDerivedFiles(dir, 3), new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 3000).unref())]);
+      expect(read, name).toBeUndefined();
+      expect(await lstat(dir).catch(() => undefined), name).toBeUndefined();
       await storeDerivedFiles(dir, files, MTIME);
       expect(await readDerivedFiles(dir, 3), name).toHaveLength(3);
     }

@@ -11,10 +11,11 @@
  * is moved aside and removed (discard-aside.ts, as a damaged entry is) and the caller derives the
  * files again — it is never served, and never seen half removed.
  */
-import { readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createLogger, errorMessage, makeDirectory } from '@prebuilt/core';
+import { createLogger, errorMessage, makeDirectory, readCacheFile } from '@prebuilt/core';
 import { discardAside } from './discard-aside.js';
 import { sameStamp, stampOf, type FileStamp } from './extraction-cache.js';
 import { writeSealedFileSync } from './sealed-file.js';
@@ -30,6 +31,9 @@ interface DerivedManifest {
   files: (FileStamp | null)[];
 }
 
+/** The most a set's manifest may take (a stamp is ~100 bytes): a larger one reads as damaged. */
+const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+
 /** The directory of one derived set of an entry. */
 export function derivedSetDir(entryDir: string, key: string): string {
   return join(entryDir, 'derived', key);
@@ -40,11 +44,13 @@ export function derivedSetDir(entryDir: string, key: string): string {
  * intact and has `count` slots; undefined when there is none — a damaged set is moved aside and removed.
  */
 export async function readDerivedFiles(dir: string, count: number): Promise<(string | undefined)[] | undefined> {
-  const raw = await readFile(join(dir, 'manifest.json'), 'utf8').catch(() => undefined);
-  if (raw === undefined) return undefined;
+  // Only a regular file is read (core's cache-file.ts): a FIFO, symlink or directory put at its name
+  // is a damaged set, never followed, never waited on.
+  const raw = (await readCacheFile(join(dir, 'manifest.json'), MAX_MANIFEST_BYTES))?.toString('utf8');
+  if (raw === undefined && !lstatSync(join(dir, 'manifest.json'), { throwIfNoEntry: false })) return undefined;
   let manifest: DerivedManifest | undefined;
   try {
-    manifest = JSON.parse(raw) as DerivedManifest;
+    manifest = raw === undefined ? undefined : (JSON.parse(raw) as DerivedManifest);
   } catch {
     manifest = undefined;
   }

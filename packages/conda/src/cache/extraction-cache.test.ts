@@ -1,4 +1,5 @@
-import { lstat, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { lstat, mkdir, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { skipOrFailInCi } from '../../../../test/services.js';
@@ -119,6 +120,31 @@ describe('the extraction cache (materializeEnv)', () => {
     expect(await tarSha(second, 'b-second')).toBe(expected);
     // The shared inode was replaced: the first prefix's tampered file is no longer the cache's.
     expect((await lstat(join(first, rel))).ino).not.toBe((await lstat(join(second, rel))).ino);
+  });
+
+  it('an entry whose manifest name holds a planted FIFO, symlink or directory is extracted again: never followed, never waited on', async () => {
+    const cacheDir = join(example.work, 'cache-planted');
+    const first = join(example.work, 'planted-first');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: first, cache: new PackageCache({ cacheDir }), mtime: 0 });
+    const expected = await tarSha(first, 'planted-expected');
+    const manifests: string[] = [];
+    for (const entry of await readdir(cacheDir, { recursive: true, withFileTypes: true })) {
+      if (entry.name === 'manifest.json' && !entry.parentPath.includes('/derived/')) manifests.push(join(entry.parentPath, entry.name));
+    }
+    expect(manifests.length).toBeGreaterThanOrEqual(3);
+    const outside = join(example.work, 'planted-outside.json');
+    await writeFile(outside, await readFile(manifests[1]!));
+    const plants = [async (path: string) => void execFileSync('mkfifo', [path]), (path: string) => symlink(outside, path), (path: string) => mkdir(path).then(() => undefined)];
+    for (const [i, plant] of plants.entries()) {
+      await rm(manifests[i]!);
+      await plant(manifests[i]!);
+    }
+    const second = join(example.work, 'planted-second');
+    const built = materializeEnv({ lock, prefix: PREFIX, outDir: second, cache: new PackageCache({ cacheDir }), mtime: 0 });
+    expect(await Promise.race([built.then(() => 'built'), new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 20_000).unref())])).toBe('built');
+    expect(await tarSha(second, 'planted-second')).toBe(expected);
+    // Each entry was extracted anew: its manifest is a regular file again.
+    for (const manifest of manifests) expect((await lstat(manifest)).isFile(), manifest).toBe(true);
   });
 
   it('keeps each package\'s compiled pycs with its entry: a rebuild links them (no pyc written), the same bytes; a pyc changed through the prefix is derived again, never served', async (ctx) => {

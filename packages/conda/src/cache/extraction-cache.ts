@@ -25,10 +25,10 @@
  * days is removed by the next materialize that uses the cache.
  */
 import { chmodSync, existsSync, lstatSync, utimesSync } from 'node:fs';
-import { readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createLogger, errorMessage, normalisedMode, makeDirectory } from '@prebuilt/core';
+import { createLogger, errorMessage, normalisedMode, makeDirectory, readCacheFile } from '@prebuilt/core';
 import type { ExtractedCondaPackage, ExtractedEntry } from '../materialize/conda-extract.js';
 import { hashFile } from './sha256-file.js';
 import { discardAside } from './discard-aside.js';
@@ -96,6 +96,9 @@ export const sameStamp = (a: FileStamp | undefined, b: FileStamp): boolean =>
  * Extractions running in this process, by entry directory — shared by every ExtractionCache of the
  * process: each env's materialize makes its own instance, and a build materializes its envs at once.
  */
+/** The most an entry's manifest may take (a package's info files and one stamp per file): a larger one reads as damaged. */
+const MAX_MANIFEST_BYTES = 256 * 1024 * 1024;
+
 const inflight = new Map<string, Promise<CachedExtraction>>();
 
 export class ExtractionCache {
@@ -238,16 +241,15 @@ export class ExtractionCache {
  * read error makes the entry damaged, as a manifest that does not parse does.
  */
 async function readManifest(dir: string): Promise<string | null | undefined> {
+  const path = join(dir, 'manifest.json');
   for (let look = 0; look < 2; look++) {
-    try {
-      return await readFile(join(dir, 'manifest.json'), 'utf8');
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      // Out of descriptors says nothing about the entry.
-      if (code === 'EMFILE' || code === 'ENFILE') throw error;
-      if (code !== 'ENOENT') return undefined;
-      if (!existsSync(dir)) return null;
-    }
+    // Only a regular file is read (core's cache-file.ts): a FIFO, symlink or directory put at the
+    // manifest's name in a shared cache is a damaged entry, never followed, never waited on. Out of
+    // descriptors is thrown: it says nothing about the entry.
+    const data = await readCacheFile(path, MAX_MANIFEST_BYTES, { throwIfOutOfDescriptors: true });
+    if (data) return data.toString('utf8');
+    if (lstatSync(path, { throwIfNoEntry: false })) return undefined;
+    if (!existsSync(dir)) return null;
   }
   return undefined;
 }

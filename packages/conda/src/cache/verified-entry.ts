@@ -23,8 +23,7 @@
  */
 import { lstatSync, type BigIntStats } from 'node:fs';
 import { lstat, rm } from 'node:fs/promises';
-import { createLogger, errorMessage, writeFileAtomic } from '@prebuilt/core';
-import { readCacheFileSync } from './cache-file.js';
+import { createLogger, errorMessage, readCacheFileSync, writeFileAtomic } from '@prebuilt/core';
 import { archiveDigests } from './sha256-file.js';
 
 const log = createLogger('conda:cache');

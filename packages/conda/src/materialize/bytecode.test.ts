@@ -1,5 +1,5 @@
-import { execFile } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { execFile, execFileSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -173,6 +173,27 @@ describe('validateBytecode', () => {
     const changed = await build('c3', 'B = 2\n');
     expect(changed.result).toMatchObject({ compiled: 2, cached: 1, uncompiled: 1 });
     expect(changed.b.equals(first.b)).toBe(false);
+  });
+
+  it('a FIFO or symlink planted at a cache file\'s name (a hash anyone can work out) is no entry: compiled again, never followed, never waited on', async (ctx) => {
+    if (!compiler) skipOrFailInCi(ctx, NO_COMPILER);
+    const cacheDir = join(work, 'pyc-cache-planted');
+    const build = async (name: string) => {
+      const writer = await PrefixWriter.open(join(work, name));
+      await writer.writeFile(`${SITE}/a/__init__.py`, 'A = 1\n', 0o644, 'a.conda');
+      await writer.writeFile(`${SITE}/b/__init__.py`, 'B = 1\n', 0o644, 'b.conda');
+      return validateBytecode({ writer, prefix: PREFIX, pythonVersion: PY, mtime: MTIME, compiler, cacheDir });
+    };
+    expect(await build('planted1')).toMatchObject({ compiled: 2, cached: 0 });
+    const names = (await readdir(cacheDir)).sort();
+    expect(names).toHaveLength(2);
+    await writeFile(join(work, 'planted-outside'), await readFile(join(cacheDir, names[1]!)));
+    await rm(join(cacheDir, names[0]!));
+    execFileSync('mkfifo', [join(cacheDir, names[0]!)]);
+    await rm(join(cacheDir, names[1]!));
+    await symlink(join(work, 'planted-outside'), join(cacheDir, names[1]!));
+    const again = await Promise.race([build('planted2'), new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 20_000).unref())]);
+    expect(again).toMatchObject({ compiled: 2, cached: 0 });
   });
 
   it('leaves hash-based pycs as they are, and without a compiler says how many modules stay uncompiled', async () => {

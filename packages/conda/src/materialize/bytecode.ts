@@ -1,10 +1,9 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, constants, lstatSync, openSync, readFileSync, readSync, writeSync, type Stats } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
-import { compareBytes, createLogger, errorMessage, programPath, writeFileAtomic } from '@prebuilt/core';
+import { compareBytes, createLogger, errorMessage, programPath, readCacheFile, writeFileAtomic } from '@prebuilt/core';
 import { derivedSetDir, readDerivedFiles, storeDerivedFiles } from '../cache/derived-files.js';
 import type { PrefixWriter } from './prefix-writer.js';
 import { stampPycHeader } from './pyc-header.js';
@@ -272,9 +271,15 @@ function cacheKey(writer: PrefixWriter, work: PackageWork, stats: ReadonlyMap<st
   return hash.digest('hex');
 }
 
-/** A cache file holds a package's pycs as frames ({@link splitFrames}). */
+/** The most a package's cached pycs may take: a larger file (none prebuilt writes) reads as no entry. */
+const MAX_CACHED_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * A cache file holds a package's pycs as frames ({@link splitFrames}). A FIFO, symlink or directory
+ * planted at its name (the key is a hash anyone can work out) reads as no entry: compiled and written anew.
+ */
 async function readCached(file: string, count: number): Promise<(Buffer | undefined)[] | undefined> {
-  const data = await readFile(file).catch(() => undefined);
+  const data = await readCacheFile(file, MAX_CACHED_BYTES);
   return data ? splitFrames(data, count) : undefined;
 }
 

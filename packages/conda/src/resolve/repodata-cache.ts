@@ -6,7 +6,6 @@
  * Within one process each URL is fetched at most once.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { readCacheFile } from '../cache/cache-file.js';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import {
@@ -25,6 +24,7 @@ import {
   type NetworkTimeouts,
   type UrlCredentials,
   writeFileAtomic,
+  readCacheFile,
 } from '@prebuilt/core';
 import { CACHE_DIR_SETTING } from './cache-dir.js';
 import { sourceFetchError } from './unreachable-source.js';

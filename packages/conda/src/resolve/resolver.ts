@@ -25,6 +25,7 @@ import {
   urlCredentialsFromEnv,
   type UrlCredentials,
   writeFileAtomic,
+  readCacheFile,
 } from '@prebuilt/core';
 import { CACHE_DIR_SETTING, prebuiltCacheDir } from './cache-dir.js';
 import { ChannelServer } from './channel-server.js';
@@ -32,7 +33,6 @@ import { solveConda } from './conda-solver.js';
 import { resolvePypi, type PipOptions } from './pip-resolver.js';
 import { loadRattler } from './rattler.js';
 import { RepodataCache } from './repodata-cache.js';
-import { readCacheFile } from '../cache/cache-file.js';
 
 /** The largest cached solve read (a solve of a few hundred packages is a few hundred KiB). */
 const MAX_CACHED_SOLVE_BYTES = 64 * 1024 * 1024;

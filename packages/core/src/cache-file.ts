@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 
 /**
  * Reading a file prebuilt itself wrote into its cache (a verified record, cached repodata, a cached
- * solve), at a name anyone who knows the lock or the channel URL can work out. Another user of a
+ * solve, an extraction entry's or derived set's manifest, cached bytecode, a layer-cache record), at a name anyone who knows the lock or the channel URL can work out. Another user of a
  * shared cache directory may have put a FIFO there, or a symlink to one or to /dev/zero: reading it
  * hung the build (or the whole process, for a synchronous read) or filled memory. So the file is
  * opened without following a symlink and without blocking, and read only when it is a regular file
@@ -12,20 +12,35 @@ import { open } from 'node:fs/promises';
  */
 const FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
+export interface ReadCacheFileOptions {
+  /**
+   * Throw when the process is out of descriptors (EMFILE, ENFILE) instead of reading as missing: for a
+   * caller that would otherwise take a good entry for a damaged one and remove it.
+   */
+  throwIfOutOfDescriptors?: boolean;
+}
+
+function outOfDescriptors(error: unknown, options: ReadCacheFileOptions): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return options.throwIfOutOfDescriptors === true && (code === 'EMFILE' || code === 'ENFILE');
+}
+
 /** The file's bytes, or undefined when it is missing, not a regular file, or larger than `maxBytes`. */
-export function readCacheFileSync(path: string, maxBytes: number): Buffer | undefined {
+export function readCacheFileSync(path: string, maxBytes: number, options: ReadCacheFileOptions = {}): Buffer | undefined {
   let fd: number;
   try {
     fd = openSync(path, FLAGS);
-  } catch {
+  } catch (error) {
+    if (outOfDescriptors(error, options)) throw error;
     return undefined;
   }
   try {
     const stats = fstatSync(fd);
     if (!stats.isFile() || stats.size > maxBytes) return undefined;
     const buffer = Buffer.alloc(stats.size);
-    const read = readSync(fd, buffer, 0, buffer.length, 0);
-    return buffer.subarray(0, read);
+    let at = 0;
+    for (let n = -1; at < buffer.length && n !== 0; at += n) n = readSync(fd, buffer, at, buffer.length - at, at);
+    return buffer.subarray(0, at);
   } catch {
     return undefined;
   } finally {
@@ -34,19 +49,21 @@ export function readCacheFileSync(path: string, maxBytes: number): Buffer | unde
 }
 
 /** {@link readCacheFileSync}, asynchronously. */
-export async function readCacheFile(path: string, maxBytes: number): Promise<Buffer | undefined> {
+export async function readCacheFile(path: string, maxBytes: number, options: ReadCacheFileOptions = {}): Promise<Buffer | undefined> {
   let handle;
   try {
     handle = await open(path, FLAGS);
-  } catch {
+  } catch (error) {
+    if (outOfDescriptors(error, options)) throw error;
     return undefined;
   }
   try {
     const stats = await handle.stat();
     if (!stats.isFile() || stats.size > maxBytes) return undefined;
     const buffer = Buffer.alloc(stats.size);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    return buffer.subarray(0, bytesRead);
+    let at = 0;
+    for (let n = -1; at < buffer.length && n !== 0; at += n) ({ bytesRead: n } = await handle.read(buffer, at, buffer.length - at, at));
+    return buffer.subarray(0, at);
   } catch {
     return undefined;
   } finally {
