@@ -63,7 +63,7 @@ export { canonicalJson, stableJson, normalizeCondaName, normalizePypiName, sha25
 export { requestDefaults, targetPlatforms, channelUrl, type RequestDefaultsOptions } from './request-defaults.js';
 export { DEFAULT_GLIBC, targetGlibc } from './target-glibc.js';
 export { DEFAULT_REPODATA_MAX_MIB, REPODATA_MAX_SIZE_ENV, checkResolverSettings, pipIsolated, repodataMaxBytes } from './resolver-settings.js';
-export { CACHE_DIR_SETTING, prebuiltCacheDir } from './cache-dir.js';
+export { CACHE_DIR_SETTING, prebuiltCacheDir, prepareCacheDir } from './cache-dir.js';
 export { kindLabel } from './backends/builtin-backends.js';
 export { registerBackend } from './backends/backend-registry.js';
 export { resolveBackend } from './backends/resolve-backend.js';

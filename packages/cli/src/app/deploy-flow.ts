@@ -103,6 +103,7 @@ function lockWithWaits(file: string, scope: AppScope, options: DeployFlowOptions
   const locking = (): Promise<LockFlowResult> =>
     lockFlow(file, scope, {
       envs,
+      onNote: (message) => options.onEvent?.({ type: 'note', message }),
       ...(options.frozen ? { frozen: true } : {}),
       ...(options.frozenBy !== undefined ? { frozenBy: options.frozenBy } : {}),
       ...(options.update ? { update: true } : {}),

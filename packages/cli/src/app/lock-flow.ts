@@ -1,6 +1,6 @@
 /** A flow's lock as the commands use it: read the flow, add Metaflow's pins, reuse or resolve each env. */
 import { resolve } from 'node:path';
-import { checkResolverSettings, lockForFlow, lockPlatforms, targetGlibc, targetPlatforms, type CondaPlatform, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
+import { checkResolverSettings, lockForFlow, lockPlatforms, prebuiltCacheDir, prepareCacheDir, targetGlibc, targetPlatforms, type CondaPlatform, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
 import type { Resolver } from '@prebuilt/conda';
 import { flowEnvs, metaflowPins, type FlowEnvs } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
@@ -16,6 +16,8 @@ export interface LockFlowOptions {
   write?: boolean;
   /** The flow's envs when the caller started reading them already (see {@link readFlowEnvs}); default: read now. */
   envs?: Promise<FlowEnvs>;
+  /** Told once when the cache directory can be written by other users (core's prepareCacheDir). */
+  onNote?: (message: string) => void;
 }
 
 export interface LockFlowResult extends LockForFlowResult {
@@ -33,6 +35,10 @@ export async function lockFlow(file: string, scope: Omit<AppScope, 'cliDir'>, op
   // The resolver's own settings are read when an env is resolved; checked here too, so a bad
   // value is exit 2 even when the lock file has every env.
   checkResolverSettings(scope.env);
+  // The cache directory is made here, before anything writes in it: private to its user (0700); an
+  // existing one others may write in gets a note, and keeps working (it may be shared on purpose).
+  const cacheNote = await prepareCacheDir(prebuiltCacheDir(scope.env));
+  if (cacheNote) options.onNote?.(cacheNote);
   const envs = await (options.envs ?? readFlowEnvs(file, scope));
   // METAFLOW_PREBUILT_PLATFORM when set; otherwise the lock keeps the platforms it was made for.
   const platforms = scope.env.METAFLOW_PREBUILT_PLATFORM?.trim() ? targetPlatforms({ env: scope.env }) : undefined;

@@ -4,7 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -166,6 +166,27 @@ describe('prebuilt lock', () => {
     expect(again.written).toBe(false);
     expect(again.envs.every((e) => e.status === 'locked')).toBe(true);
     expect(server.requests).toEqual([]);
+  });
+
+  it('makes a missing cache directory private (0700); one other users may write in keeps working, with a note saying the risk and the fix', async () => {
+    const cwd = await project();
+    const fresh = join(dir, 'private-cache', 'prebuilt');
+    const first = await prebuilt(['lock', 'flow.py', '--json'], cwd, { METAFLOW_PREBUILT_CACHE_DIR: fresh });
+    expect(first.code).toBe(0);
+    expect(first.stderr).toBe('');
+    expect((await stat(fresh)).mode & 0o7777).toBe(0o700);
+    // A cache shared on purpose (e.g. a volume of several hosts or users): a note, then the lock as ever.
+    const shared = join(dir, 'shared-cache');
+    await mkdir(shared);
+    await chmod(shared, 0o777);
+    const second = await prebuilt(['lock', 'flow.py', '--json'], cwd, { METAFLOW_PREBUILT_CACHE_DIR: shared });
+    expect(second.code).toBe(0);
+    expect(second.stderr).toBe(
+      `note: the cache directory ${shared} (mode 0777) can be written by every user: whoever can write there can plant or replace files a build reads or puts in an image. ` +
+        `Keep it private (chmod 700 ${shared}), or set METAFLOW_PREBUILT_CACHE_DIR to a directory only you can write; a cache shared on purpose keeps working.\n`,
+    );
+    expect((JSON.parse(second.stdout) as LockJson).envs.every((e) => e.status === 'locked')).toBe(true);
+    expect((await stat(shared)).mode & 0o7777).toBe(0o777);
   });
 
   it('the human view names each env by its lock key (LOCK KEY, as --json\'s key), not ENV: plan and build call the image id ENV', async () => {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { describeNetworkWait, withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
 import { lockFlow, shownPath } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
-import { renderTable, writeJsonResult } from '../output.js';
+import { noteLine, renderTable, writeJsonResult } from '../output.js';
 
 interface LockOptions {
   json?: boolean;
@@ -78,7 +78,12 @@ export function registerLockCommand(program: Command, context: CliContext): void
         (wait) => {
           if (wait.seconds > 0) context.stderr.write(`${describeNetworkWait(wait)}\n`);
         },
-        () => lockFlow(file, context, { ...(options.update ? { update: true } : {}), ...(options.frozen ? { frozen: true } : {}) }),
+        () =>
+          lockFlow(file, context, {
+            onNote: (message) => context.stderr.write(noteLine(message)),
+            ...(options.update ? { update: true } : {}),
+            ...(options.frozen ? { frozen: true } : {}),
+          }),
       );
       const rows = envRows(result);
       const disabled = Object.entries(result.lock.steps).filter(([, key]) => key === null).map(([step]) => step);

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { lstat, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -152,6 +152,17 @@ describe('PackageCache', () => {
     expect(await readFile(victim, 'utf8')).toBe('ssh-ed25519 AAAA the-users-key\n');
     expect(sha(await readFile(join(dir, 'pkgs', q.sha256)))).toBe(q.sha256);
     await rm(dir, { recursive: true });
+  });
+
+  it('makes a missing cache directory private to its user (0700); an existing one keeps its mode', async () => {
+    const parent = await tempCache();
+    const dir = join(parent, 'prebuilt');
+    await new PackageCache({ cacheDir: dir }).ensure([pkg('/f1.tar.bz2')]);
+    expect((await stat(dir)).mode & 0o7777).toBe(0o700);
+    await chmod(parent, 0o755);
+    await new PackageCache({ cacheDir: parent }).ensure([pkg('/f1.tar.bz2')]);
+    expect((await stat(parent)).mode & 0o7777).toBe(0o755);
+    await rm(parent, { recursive: true });
   });
 
   it('reads a FIFO planted at an entry\'s verified record as no record: the entry is hashed, nothing hangs', async () => {

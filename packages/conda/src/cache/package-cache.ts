@@ -16,6 +16,7 @@ import {
   netFetch,
   networkTimeouts,
   PrebuiltError,
+  prepareCacheDir,
   urlCredentialsFromEnv,
   type LockedPackage,
   type NetResponse,
@@ -174,6 +175,9 @@ export class PackageCache {
   async ensure(packages: readonly Downloadable[], options: EnsureOptions = {}): Promise<EnsureResult> {
     const { signal, onProgress } = options;
     const unique = uniqueBySha256(packages);
+    // A cache directory made here is private to its user (0700). Whether an existing one is writable
+    // by others is said once by the command, before it locks (prepareCacheDir's note): not again here.
+    await prepareCacheDir(this.dir);
     await makeDirectory(join(this.dir, 'pkgs')).catch((error: unknown) => {
       const where = { dir: this.dir, doing: 'creating the package cache', setting: CACHE_DIR_ENV };
       throw diskFullError(error, where) ?? unwritableDirectoryError(error, where) ?? error;
