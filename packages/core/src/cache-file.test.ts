@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readCacheFile, readCacheFileSync } from './cache-file.js';
+import { markCacheFileUsed, readCacheFile, readCacheFileSync } from './cache-file.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -30,5 +30,25 @@ describe('readCacheFile (a file prebuilt wrote into its cache, at a name others 
       expect(await hung(readCacheFile(join(dir, name), 1024)), name).toBeUndefined();
       expect(readCacheFileSync(join(dir, name), 1024), name).toBeUndefined();
     }
+  });
+});
+
+describe('markCacheFileUsed', () => {
+  it("sets a regular file's mtime to now; a symlink at the name gets its own times, never its target's", async () => {
+    const old = new Date('2020-01-01T00:00:00Z');
+    const file = join(dir, 'used');
+    const target = join(dir, 'target-of-swapped-link');
+    await writeFile(file, 'x');
+    await writeFile(target, 'not the cache\'s');
+    await utimes(file, old, old);
+    await utimes(target, old, old);
+    const before = Date.now() - 1000;
+    await markCacheFileUsed(file);
+    expect((await stat(file)).mtimeMs).toBeGreaterThan(before);
+    await symlink(target, join(dir, 'swapped'));
+    await markCacheFileUsed(join(dir, 'swapped'));
+    expect((await stat(target)).mtimeMs).toBe(old.getTime());
+    expect((await lstat(join(dir, 'swapped'))).mtimeMs).toBeGreaterThan(before);
+    await expect(markCacheFileUsed(join(dir, 'absent'))).resolves.toBeUndefined();
   });
 });

@@ -1,5 +1,5 @@
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { lutimes, open } from 'node:fs/promises';
 
 /**
  * Reading a file prebuilt itself wrote into its cache (a verified record, cached repodata, a cached
@@ -69,4 +69,14 @@ export async function readCacheFile(path: string, maxBytes: number, options: Rea
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Marks a cache file as used now (its mtime, which the cache's clean-up reads for age), never
+ * through a symlink: one swapped in at the name after the file was read gets its own times changed,
+ * not those of the file it points at. Best effort: a failure is ignored (the entry just looks older).
+ */
+export async function markCacheFileUsed(path: string): Promise<void> {
+  const now = new Date();
+  await lutimes(path, now, now).catch(() => undefined);
 }

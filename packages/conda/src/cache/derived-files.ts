@@ -11,11 +11,11 @@
  * is moved aside and removed (discard-aside.ts, as a damaged entry is) and the caller derives the
  * files again — it is never served, and never seen half removed.
  */
-import { rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createLogger, errorMessage, makeDirectory, readCacheFile } from '@prebuilt/core';
+import { createLogger, errorMessage, makeDirectory, markCacheFileUsed, readCacheFile } from '@prebuilt/core';
 import { discardAside } from './discard-aside.js';
 import { sameStamp, stampOf, type FileStamp } from './extraction-cache.js';
 import { writeSealedFileSync } from './sealed-file.js';
@@ -66,8 +66,7 @@ export async function readDerivedFiles(dir: string, count: number): Promise<(str
     await discardAside(dir).catch((error: unknown) => log('cannot remove derived set %s: %s', dir, errorMessage(error)));
     return undefined;
   }
-  const now = new Date();
-  await utimes(join(dir, 'manifest.json'), now, now).catch(() => undefined);
+  await markCacheFileUsed(join(dir, 'manifest.json'));
   return manifest!.files.map((stamp, i) => (stamp === null ? undefined : join(dir, String(i))));
 }
 

@@ -25,10 +25,10 @@
  * days is removed by the next materialize that uses the cache.
  */
 import { chmodSync, existsSync, lstatSync, utimesSync } from 'node:fs';
-import { readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createLogger, errorMessage, normalisedMode, makeDirectory, readCacheFile } from '@prebuilt/core';
+import { createLogger, errorMessage, normalisedMode, makeDirectory, markCacheFileUsed, readCacheFile } from '@prebuilt/core';
 import type { ExtractedCondaPackage, ExtractedEntry } from '../materialize/conda-extract.js';
 import { hashFile } from './sha256-file.js';
 import { discardAside } from './discard-aside.js';
@@ -201,8 +201,7 @@ export class ExtractionCache {
         return undefined;
       }
     }
-    const now = new Date();
-    await utimes(join(dir, 'manifest.json'), now, now).catch(() => undefined);
+    await markCacheFileUsed(join(dir, 'manifest.json'));
     return { contents: this.#contents(dir, manifest), md5: manifest.md5 };
   }
 
