@@ -65,6 +65,7 @@ export { MAX_LISTING_BYTES, RegistryClient, nextPagePath, type BlobFile, type Bl
 export { listRepositoryImages } from './registry/repository-images.js';
 export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayers } from './recipes/prefix-layers.js';
 export { writeFileAtomic } from './atomic-write.js';
+export { prebuiltCacheDir } from './cache-dir.js';
 export { markCacheFileUsed, readCacheFile, readCacheFileSync, type ReadCacheFileOptions } from './cache-file.js';
 export { diskFullError } from './disk-full.js';
 export { makeDirectory, unwritableDirectoryError } from './make-directory.js';

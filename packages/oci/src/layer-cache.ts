@@ -1,7 +1,6 @@
 import { readdir } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { readCacheFile, writeFileAtomic } from '@prebuilt/core/backend';
+import { join } from 'node:path';
+import { prebuiltCacheDir, readCacheFile, writeFileAtomic } from '@prebuilt/core/backend';
 
 /** What a layer's tar compresses to: the blob digest and size. */
 export interface CompressedLayer {
@@ -118,18 +117,9 @@ function parseAnnotations(text: string): Record<string, string> | undefined {
   }
 }
 
-/** `<prebuilt cache>/<name>`: under METAFLOW_PREBUILT_CACHE_DIR, else $XDG_CACHE_HOME/prebuilt, else ~/.cache/prebuilt. */
-function prebuiltCacheSubdir(env: Record<string, string | undefined>, name: string): string {
-  const explicit = env['METAFLOW_PREBUILT_CACHE_DIR']?.trim();
-  if (explicit) return join(resolve(explicit), name);
-  const xdg = env['XDG_CACHE_HOME']?.trim();
-  if (xdg && xdg.startsWith('/')) return join(xdg, 'prebuilt', name);
-  return join(homedir(), '.cache', 'prebuilt', name);
-}
-
 /** The oci layer cache directory: `<prebuilt cache>/oci-layers` (METAFLOW_PREBUILT_CACHE_DIR, else $XDG_CACHE_HOME/prebuilt, else ~/.cache/prebuilt). */
 export function defaultLayerCacheDir(env: Record<string, string | undefined>): string {
-  return prebuiltCacheSubdir(env, 'oci-layers');
+  return join(prebuiltCacheDir(env), 'oci-layers');
 }
 
 /**
@@ -138,5 +128,5 @@ export function defaultLayerCacheDir(env: Record<string, string | undefined>): s
  * which is often a tmpfs, i.e. RAM (a CUDA base's 3 GB layer spooled there is an OOM).
  */
 export function defaultWorkDir(env: Record<string, string | undefined>): string {
-  return prebuiltCacheSubdir(env, 'oci-work');
+  return join(prebuiltCacheDir(env), 'oci-work');
 }
