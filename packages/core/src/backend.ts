@@ -66,7 +66,7 @@ export { listRepositoryImages } from './registry/repository-images.js';
 export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayers } from './recipes/prefix-layers.js';
 export { writeFileAtomic } from './atomic-write.js';
 export { prebuiltCacheDir } from './cache-dir.js';
-export { markCacheFileUsed, readCacheFile, readCacheFileSync, type ReadCacheFileOptions } from './cache-file.js';
+export { markCacheFileUsed, readCacheEntry, readCacheFile, readCacheFileSync, type ReadCacheFileOptions } from './cache-file.js';
 export { diskFullError } from './disk-full.js';
 export { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 export { compareBytes, listTree, sourceDateEpoch } from './file-tree.js';

@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { lutimes, open } from 'node:fs/promises';
 
 /**
@@ -50,22 +50,32 @@ export function readCacheFileSync(path: string, maxBytes: number, options: ReadC
 
 /** {@link readCacheFileSync}, asynchronously. */
 export async function readCacheFile(path: string, maxBytes: number, options: ReadCacheFileOptions = {}): Promise<Buffer | undefined> {
+  const read = await readCacheEntry(path, maxBytes, options);
+  return typeof read === 'object' ? read.bytes : undefined;
+}
+
+/**
+ * {@link readCacheFile} for a caller that tells a missing file from an unusable one (a FIFO, a
+ * symlink, a directory, one over `maxBytes`, or one that cannot be read: a damaged entry), and wants
+ * the open file's stats with its bytes.
+ */
+export async function readCacheEntry(path: string, maxBytes: number, options: ReadCacheFileOptions = {}): Promise<{ bytes: Buffer; stats: Stats } | 'missing' | 'unusable'> {
   let handle;
   try {
     handle = await open(path, FLAGS);
   } catch (error) {
     if (outOfDescriptors(error, options)) throw error;
-    return undefined;
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'unusable';
   }
   try {
     const stats = await handle.stat();
-    if (!stats.isFile() || stats.size > maxBytes) return undefined;
+    if (!stats.isFile() || stats.size > maxBytes) return 'unusable';
     const buffer = Buffer.alloc(stats.size);
     let at = 0;
     for (let n = -1; at < buffer.length && n !== 0; at += n) ({ bytesRead: n } = await handle.read(buffer, at, buffer.length - at, at));
-    return buffer.subarray(0, at);
+    return { bytes: buffer.subarray(0, at), stats };
   } catch {
-    return undefined;
+    return 'unusable';
   } finally {
     await handle.close();
   }

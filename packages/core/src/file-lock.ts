@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
-import { constants } from 'node:fs';
-import { link, open, rename, rm, utimes, type FileHandle } from 'node:fs/promises';
+import { link, open, rename, rm, utimes } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { readCacheEntry } from './cache-file.js';
 import { CancelledError } from './errors.js';
 import { createLogger } from './logger.js';
 import { makeDirectory } from './make-directory.js';
@@ -70,27 +70,18 @@ interface Held {
 }
 
 async function readOwner(path: string): Promise<Held | undefined | 'gone'> {
-  let handle: FileHandle;
+  // Never through a symlink, never blocking (cache-file.ts): another user of a shared directory may
+  // plant a symlink (to /dev/zero, to a FIFO) or a FIFO at a lock's public name; reading one hung the
+  // build or filled memory. Anything but a small regular file is corrupt, and taken over.
+  const read = await readCacheEntry(path, MAX_LOCK_FILE_BYTES);
+  if (read === 'missing') return 'gone';
+  if (read === 'unusable') return undefined;
   try {
-    // Never through a symlink, never blocking: another user of a shared directory may plant a
-    // symlink (to /dev/zero, to a FIFO) or a FIFO at a lock's public name; reading one hung the
-    // build or filled memory. Anything but a small regular file is corrupt, and taken over.
-    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'gone' : undefined;
-  }
-  try {
-    const stats = await handle.stat();
-    if (!stats.isFile() || stats.size > MAX_LOCK_FILE_BYTES) return undefined;
-    const buffer = Buffer.alloc(stats.size);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    const data = JSON.parse(buffer.toString('utf8', 0, bytesRead)) as Partial<LockOwner>;
+    const data = JSON.parse(read.bytes.toString('utf8')) as Partial<LockOwner>;
     if (typeof data.pid !== 'number' || typeof data.host !== 'string') return undefined;
-    return { owner: data as LockOwner, renewedMs: stats.mtimeMs };
+    return { owner: data as LockOwner, renewedMs: read.stats.mtimeMs };
   } catch {
     return undefined;
-  } finally {
-    await handle.close();
   }
 }
 

@@ -83,7 +83,7 @@ export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayersPackage } from 
 export { createRecipeRunner, createMicromambaRecipeRunner } from './recipes/select.js';
 export { createMaterializedRecipeRunner } from './recipes/materialized-runner.js';
 export { writeFileAtomic } from './atomic-write.js';
-export { markCacheFileUsed, readCacheFile, readCacheFileSync, type ReadCacheFileOptions } from './cache-file.js';
+export { markCacheFileUsed, readCacheEntry, readCacheFile, readCacheFileSync, type ReadCacheFileOptions } from './cache-file.js';
 export { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntryKind } from './file-tree.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';

@@ -12,10 +12,9 @@
  * files again — it is never served, and never seen half removed.
  */
 import { rename, rm, writeFile } from 'node:fs/promises';
-import { lstatSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createLogger, errorMessage, makeDirectory, markCacheFileUsed, readCacheFile } from '@prebuilt/core';
+import { createLogger, errorMessage, makeDirectory, markCacheFileUsed, readCacheEntry } from '@prebuilt/core';
 import { discardAside } from './discard-aside.js';
 import { sameStamp, stampOf, type FileStamp } from './extraction-cache.js';
 import { writeSealedFileSync } from './sealed-file.js';
@@ -46,11 +45,11 @@ export function derivedSetDir(entryDir: string, key: string): string {
 export async function readDerivedFiles(dir: string, count: number): Promise<(string | undefined)[] | undefined> {
   // Only a regular file is read (core's cache-file.ts): a FIFO, symlink or directory put at its name
   // is a damaged set, never followed, never waited on.
-  const raw = (await readCacheFile(join(dir, 'manifest.json'), MAX_MANIFEST_BYTES))?.toString('utf8');
-  if (raw === undefined && !lstatSync(join(dir, 'manifest.json'), { throwIfNoEntry: false })) return undefined;
+  const read = await readCacheEntry(join(dir, 'manifest.json'), MAX_MANIFEST_BYTES);
+  if (read === 'missing') return undefined;
   let manifest: DerivedManifest | undefined;
   try {
-    manifest = raw === undefined ? undefined : (JSON.parse(raw) as DerivedManifest);
+    manifest = read === 'unusable' ? undefined : (JSON.parse(read.bytes.toString('utf8')) as DerivedManifest);
   } catch {
     manifest = undefined;
   }

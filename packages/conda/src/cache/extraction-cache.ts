@@ -28,7 +28,7 @@ import { chmodSync, existsSync, lstatSync, utimesSync } from 'node:fs';
 import { readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createLogger, errorMessage, normalisedMode, makeDirectory, markCacheFileUsed, readCacheFile } from '@prebuilt/core';
+import { createLogger, errorMessage, normalisedMode, makeDirectory, markCacheFileUsed, readCacheEntry } from '@prebuilt/core';
 import type { ExtractedCondaPackage, ExtractedEntry } from '../materialize/conda-extract.js';
 import { hashFile } from './sha256-file.js';
 import { discardAside } from './discard-aside.js';
@@ -245,9 +245,9 @@ async function readManifest(dir: string): Promise<string | null | undefined> {
     // Only a regular file is read (core's cache-file.ts): a FIFO, symlink or directory put at the
     // manifest's name in a shared cache is a damaged entry, never followed, never waited on. Out of
     // descriptors is thrown: it says nothing about the entry.
-    const data = await readCacheFile(path, MAX_MANIFEST_BYTES, { throwIfOutOfDescriptors: true });
-    if (data) return data.toString('utf8');
-    if (lstatSync(path, { throwIfNoEntry: false })) return undefined;
+    const read = await readCacheEntry(path, MAX_MANIFEST_BYTES, { throwIfOutOfDescriptors: true });
+    if (read === 'unusable') return undefined;
+    if (read !== 'missing') return read.bytes.toString('utf8');
     if (!existsSync(dir)) return null;
   }
   return undefined;
