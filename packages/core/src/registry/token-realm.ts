@@ -18,10 +18,6 @@ const UNSPECIFIED = new BlockList();
 UNSPECIFIED.addSubnet('0.0.0.0', 8, 'ipv4');
 UNSPECIFIED.addAddress('::', 'ipv6');
 
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-
 /**
  * Why a token realm (or a redirect of the token request) on `url` is not fetched for `registry`,
  * or undefined when it may be. A registry's 401 can name any URL as its realm, and prebuilt GETs it
@@ -38,8 +34,7 @@ export function realmRefusal(url: URL, registry: string): string | undefined {
   if (family !== 0 && LINK_LOCAL.check(host, type)) return 'a link-local address (169.254.0.0/16, fe80::/10), where cloud metadata services answer';
   if (family === 6 && METADATA_V6.check(host, type)) return "the EC2 instance metadata service's IPv6 address";
   if (family !== 0 && UNSPECIFIED.check(host, type)) return 'an unspecified address (0.0.0.0/8, ::), which reaches this machine';
-  const loopback = host === 'localhost' || host.endsWith('.localhost') || (family !== 0 && LOOPBACK.check(host, type));
-  if (loopback && !isLoopbackHost(registry)) return `a loopback address (this machine), while the registry ${registry} is not on this machine`;
+  if (isLoopbackHost(url.host) && !isLoopbackHost(registry)) return `a loopback address (this machine), while the registry ${registry} is not on this machine`;
   return undefined;
 }
 
