@@ -1,14 +1,20 @@
+import { afterAll } from 'vitest';
 import { runBuildServiceConformance } from '@prebuilt/core/conformance';
 import oci from './index.js';
 import { have } from './__fixtures__/containerd.js';
 import { credentialsFor, headDigest, missingFor, pinnedBase, registerOrFailInCi, services } from './__fixtures__/services.js';
+import { startStallingRegistry } from './__fixtures__/stalling-registry.js';
 
 const missing = missingFor(['registries', 'baseImage']);
 const erofsMissing = missing ?? ((await have('mkfs.erofs', ['--version'])) === undefined ? 'needs mkfs.erofs (erofs-utils ≥ 1.8) on PATH: scripts/setup.sh installs it' : undefined);
 const baseImage = pinnedBase() ?? 'unused';
 
-// The oci service runs nothing, so the "cancel a running build" check needs a slow instruction it
-// cannot execute: it is covered by oci-build-service.test.ts (aborting during the push).
+// The oci service runs no instruction, so the "cancel a running build" check cancels a build whose
+// base image is on a registry that holds every request open (aborting during the push is
+// oci-build-service.test.ts's).
+const stalling = await startStallingRegistry();
+afterAll(() => stalling.close());
+const slowBaseImage = `${stalling.host}/stalled/base:latest`;
 registerOrFailInCi('build service conformance: oci (no-auth registry)', missing, () => runBuildServiceConformance({
   name: 'oci (no-auth registry)',
   definition: oci,
@@ -18,6 +24,7 @@ registerOrFailInCi('build service conformance: oci (no-auth registry)', missing,
   imageTag: (label) => `${services.registries!.plain.host}/prebuilt-conformance/oci:${label}`,
   pushedDigest: (tag) => headDigest(tag),
   slowInstruction: false,
+  slowBaseImage,
 }));
 
 registerOrFailInCi('build service conformance: oci (Bearer-token registry; base image copied from another registry)', missing, () => runBuildServiceConformance({
@@ -30,6 +37,7 @@ registerOrFailInCi('build service conformance: oci (Bearer-token registry; base 
   pushCredentials: () => credentialsFor('token'),
   pushedDigest: (tag) => headDigest(tag, credentialsFor('token')),
   slowInstruction: false,
+  slowBaseImage,
 }));
 
 // The same contract with erofs layers (each new layer an EROFS image made by mkfs.erofs).
@@ -42,4 +50,5 @@ registerOrFailInCi('build service conformance: oci, erofs layers (no-auth regist
   imageTag: (label) => `${services.registries!.plain.host}/prebuilt-conformance/oci-erofs:${label}`,
   pushedDigest: (tag) => headDigest(tag),
   slowInstruction: false,
+  slowBaseImage,
 }));

@@ -37,9 +37,17 @@ export interface BuildServiceConformanceOptions {
   pushedDigest?: (imageTag: string) => Promise<string | undefined>;
   /**
    * A Dockerfile instruction that keeps the build busy for ≥ 20 s, used to cancel a running build.
-   * Default `RUN sleep 600` (needs a shell in the base image); `false` skips that test.
+   * Default `RUN sleep 600` (needs a shell in the base image); `false` for a service that runs no
+   * instruction: then the test cancels a build whose base is {@link slowBaseImage}, or is skipped
+   * without one.
    */
   slowInstruction?: string | false;
+  /**
+   * For a service that runs no instruction (`slowInstruction: false`): a base image whose pull
+   * never finishes — e.g. on a registry on 127.0.0.1 that answers `/v2/` and then holds every
+   * request open — so the cancel test aborts a build waiting on the network.
+   */
+  slowBaseImage?: string;
   /** Milliseconds to let the slow build run before aborting it. Default 1500. */
   cancelAfterMs?: number;
   /** Per-test timeout for building tests, ms. Default 120000. */
@@ -184,13 +192,15 @@ function cancelChecks(suite: BuildSuite): void {
     expect(isCancelledError(error), `expected CancelledError, got ${describeError(error)}`).toBe(true);
   });
 
-  it.skipIf(options.slowInstruction === false)(
-    `aborting a running build rejects with CancelledError promptly${options.slowInstruction === false ? ' (skipped: slowInstruction is false)' : ''}`,
+  const slowDockerfile = options.slowInstruction !== false
+    ? `FROM ${options.baseImage}\n${options.slowInstruction || 'RUN sleep 600'}\n`
+    : options.slowBaseImage !== undefined ? `FROM ${options.slowBaseImage}\nCOPY conformance.txt /c.txt\n` : undefined;
+  it.skipIf(slowDockerfile === undefined)(
+    `aborting a running build rejects with CancelledError promptly${slowDockerfile === undefined ? ' (skipped: slowInstruction is false and no slowBaseImage)' : ''}`,
     { timeout },
     async () => {
       const controller = new AbortController();
-      const slow = options.slowInstruction || 'RUN sleep 600';
-      const req = await suite.request(`FROM ${options.baseImage}\n${slow}\n`, { signal: controller.signal });
+      const req = await suite.request(slowDockerfile!, { signal: controller.signal });
       const started = Date.now();
       const timer = setTimeout(() => controller.abort(), options.cancelAfterMs ?? 1500);
       try {
