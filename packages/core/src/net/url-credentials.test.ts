@@ -85,6 +85,20 @@ describe('redactUrl / redactUrls', () => {
     expect(redactUrls('no URL here? a=b&c=d')).toBe('no URL here? a=b&c=d');
   });
 
+  it('hides a query value with a raw backslash whole, to the next & or # or the end of the URL', () => {
+    expect(redactUrl('https://h/p?token=ab\\cd')).toBe('https://h/p?token=***');
+    expect(redactUrl('https://h/p?token=\\abcd&n=2#frag')).toBe('https://h/p?token=***&n=2#frag');
+    expect(redactUrl('https://h/p?opaque\\token&last=v1')).toBe('https://h/p?***&last=v1');
+    expect(redactUrls('see https://h/p?token=ab\\cd&n=2 and "https://x/y?sig=a\\b"')).toBe('see https://h/p?token=***&n=2 and "https://x/y?sig=***"');
+    // A backslash in the path does not end the URL before its query.
+    expect(redactUrl('https://h/p\\x?X-Amz-Signature=secret')).toBe('https://h/p\\x?X-Amz-Signature=***');
+    // A JSON text's escaped & (Go writes & as \u0026) runs the next parameter into a shown one: hidden whole.
+    expect(redactUrls('{"message":"https://b/k?X-Amz-Expires=900\\u0026X-Amz-Signature=secret"}')).toBe('{"message":"https://b/k?X-Amz-Expires=***"}');
+    expect(redactUrls('https://b/k?n=1\\u0026sig=secret&last=v1')).toBe('https://b/k?n=***&last=v1');
+    // A channel token with a backslash is hidden whole.
+    expect(redactUrl('https://conda.example/t/ab\\cd/chan/noarch/repodata.json')).toBe('https://conda.example/t/***/chan/noarch/repodata.json');
+  });
+
   it('hides query values in linear time: a long run of URLs, a long query', () => {
     for (const text of ['a://'.repeat(50_000), `https://h/p?${'a=b&'.repeat(50_000)}`, `x${' https://h?'.repeat(20_000)}`]) {
       const started = performance.now();

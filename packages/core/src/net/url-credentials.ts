@@ -74,11 +74,14 @@ export const SHOWN_QUERY_PARAMETERS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * A URL from its scheme to the end of its run of URL characters (whitespace, a quote, `<`, `>`, a
- * backslash or a backtick ends it). A scheme starts where no scheme character comes before it: a
- * match takes its whole run, so a long text takes linear time.
+ * A URL from its scheme to the end of its run of URL characters (whitespace, a quote, `<`, `>` or a
+ * backtick ends it: what a text quotes a URL with). A backslash does not: a query value typed or
+ * pasted with one (`?token=ab\cd`), a JSON text's escaped `&` (`?n=1\u0026sig=…`, as Go writes it)
+ * or a `\` in the path before the query (`/p\x?sig=…`) would otherwise end the run there and show
+ * the rest of the value, or the whole query. A scheme starts where no scheme character comes before
+ * it: a match takes its whole run, so a long text takes linear time.
  */
-const URL_RUN = /(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:\/\/[^\s"'<>\\`]*/gi;
+const URL_RUN = /(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`]*/gi;
 
 function parameterName(name: string): string {
   try {
@@ -88,12 +91,16 @@ function parameterName(name: string): string {
   }
 }
 
-/** One `name=value` of a query, its value hidden unless the name is shown (and the value holds no other URL). */
+/**
+ * One `name=value` of a query, its value (up to the next `&`, `#` or the URL run's end) hidden
+ * unless the name is shown and the value holds no other URL and no backslash: a shown name's value
+ * never has one, and `n=1\u0026X-Amz-Signature=…` is a JSON text's next parameter run into it.
+ */
 function redactParameter(part: string): string {
   const eq = part.indexOf('=');
   if (eq === -1) return part === '' || SHOWN_QUERY_PARAMETERS.has(parameterName(part)) ? part : '***';
   const value = part.slice(eq + 1);
-  if (value === '' || (SHOWN_QUERY_PARAMETERS.has(parameterName(part.slice(0, eq))) && !value.includes('://'))) return part;
+  if (value === '' || (SHOWN_QUERY_PARAMETERS.has(parameterName(part.slice(0, eq))) && !value.includes('://') && !value.includes('\\'))) return part;
   return `${part.slice(0, eq)}=***`;
 }
 
