@@ -14,7 +14,9 @@ import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, PrebuiltError, RegistryClient } from '@prebuilt/core/backend';
-import { checkConvertibleBase, convertLayerToEstargz } from './estargz-base.js';
+import { BASE_CONVERSION_VERSION, checkConvertibleBase, convertLayerToEstargz, convertedBaseKey } from './estargz-base.js';
+import { LAYER_FORMAT_ID } from './layer-codec.js';
+import { LayerCache } from './layer-cache.js';
 import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, tarFileHeader } from './estargz.js';
 import { landmarkOffset, readToc } from './__fixtures__/estargz-toc.js';
 import { have, stargzMissing, startStargzNode, type PrivateContainerd } from './__fixtures__/containerd.js';
@@ -144,6 +146,26 @@ describe('eStargz base: converting a layer', () => {
     }
   });
 
+  it('a converted base layer is remembered under the conversion\'s version: one another version of it converted is not found', async () => {
+    const digest = `sha256:${'ab'.repeat(32)}`;
+    expect(convertedBaseKey(digest, '')).toBe(convertedBaseKey(digest, '', BASE_CONVERSION_VERSION));
+    expect(convertedBaseKey(digest, '')).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(convertedBaseKey(digest, '', BASE_CONVERSION_VERSION + 1)).not.toBe(convertedBaseKey(digest, ''));
+    expect(convertedBaseKey(digest, '\0prefetch:x')).not.toBe(convertedBaseKey(digest, ''));
+    expect(convertedBaseKey(`sha256:${'cd'.repeat(32)}`, '')).not.toBe(convertedBaseKey(digest, ''));
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-estargz-base-key-'));
+    try {
+      const cache = new LayerCache(dir);
+      const converted = { digest: `sha256:${'12'.repeat(32)}`, size: 10, diffId: `sha256:${'34'.repeat(32)}`, annotations: { [TOC_DIGEST_ANNOTATION]: `sha256:${'56'.repeat(32)}` } };
+      // What an older conversion (another version) remembered, on disk: a fresh cache reads the disk, not its memory.
+      await cache.setByContent(convertedBaseKey(digest, '', BASE_CONVERSION_VERSION - 1), converted);
+      expect(await new LayerCache(dir).getByContent(convertedBaseKey(digest, '', BASE_CONVERSION_VERSION - 1))).toEqual(converted);
+      expect(await new LayerCache(dir).getByContent(convertedBaseKey(digest, ''))).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a zstd base layer cannot be converted (a clear ConfigError); eStargz, gzip and tar layers can; the setting needs eStargz layers', () => {
     const layer = (mediaType: string, annotations?: Record<string, string>) => ({ mediaType, digest: `sha256:${'0'.repeat(64)}`, size: 1, ...(annotations ? { annotations } : {}) });
     expect(() => checkConvertibleBase('base:1', [layer(GZIP), layer('application/vnd.oci.image.layer.v1.tar+zstd')])).toThrow(ConfigError);
@@ -244,6 +266,17 @@ describeOrFailInCi('oci build service: the base re-layered as eStargz', missing,
     expect(second!.baseLayers.every((l) => l.status === 'exists')).toBe(true);
     expect(first!.baseLayers.map((l) => l.digest)).toEqual(manifest.layers.slice(0, first!.baseLayers.length).map((l) => l.digest));
   }, 120_000);
+
+  it('the layer cache remembers each converted base layer under the conversion\'s version (convertedBaseKey): a conversion of another version is not reused', async () => {
+    const base = (await client.getManifest(pinnedBase()!)).manifest as Manifest;
+    const records = join(work, 'cache', LAYER_FORMAT_ID.estargz, 'content');
+    const manifest = (await client.getManifest(tag)).manifest as Manifest;
+    for (const [i, layer] of base.layers.entries()) {
+      const hex = (version: number) => convertedBaseKey(layer.digest, '', version).slice('sha256:'.length);
+      expect((await readFile(join(records, hex(BASE_CONVERSION_VERSION)), 'utf8')).split(/\s/)[0]).toBe(manifest.layers[i]!.digest);
+      expect(existsSync(join(records, hex(BASE_CONVERSION_VERSION + 1)))).toBe(false);
+    }
+  });
 
   it('FROM scratch: nothing to re-layer, the image is its own layers', async () => {
     const scratchTag = tag.replace(/:a$/, ':scratch');

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -40,6 +41,27 @@ export const MAX_REORDERED_TAR = 32 * 1024 ** 3;
  * 150 MiB at the limit). A real base layer has up to a few hundred thousand.
  */
 export const MAX_REORDERED_ENTRIES = 1024 * 1024;
+
+/**
+ * The version of the base-layer conversion ({@link convertLayerToEstargz}), part of the key the
+ * layer cache remembers a converted base layer by ({@link convertedBaseKey}). Bump it with any change
+ * that makes the conversion write other bytes for the same blob and options — the prefetch order
+ * (tar-prefetch-order.ts: where the profile's files and the landmark go), the reordering limits,
+ * what the TOC records or how entries are split into members — so that a converted layer an older
+ * prebuilt remembered is converted again, not reused. A change of the writer's byte format (codec,
+ * level, chunk size, TOC version) changes LAYER_FORMAT_ID instead, which gives the cache another
+ * directory.
+ */
+export const BASE_CONVERSION_VERSION = 1;
+
+/**
+ * The layer cache's content key of a base layer converted by this version of the conversion
+ * (`version`, default {@link BASE_CONVERSION_VERSION}): the base layer's digest and the prefetch
+ * choice it was converted with (`prefetch`, empty for the base's own order).
+ */
+export function convertedBaseKey(layerDigest: string, prefetch: string, version: number = BASE_CONVERSION_VERSION): string {
+  return `sha256:${createHash('sha256').update(`estargz-base\0v${version}\0${layerDigest}${prefetch}`).digest('hex')}`;
+}
 
 /** Files are read in pieces of this size. */
 const READ_CHUNK = 1024 * 1024;

@@ -62,7 +62,9 @@ export class LayerCache {
    * The layer built last time from content of this content key (see PlannedLayer.contentKey) —
    * its digest, size and diff_id — without reading the files; undefined when unknown or when the
    * record does not parse (then the layer is built and the record written again). Kept under
-   * `<dir>/content/<key hex>`; the caller still asks the registry for the blob.
+   * `<dir>/content/<key hex>`; the caller still asks the registry for the blob. A converted base
+   * layer's record is kept under such a key too (estargz-base.ts's convertedBaseKey), which names
+   * the conversion's version: a record an older conversion wrote is not found.
    */
   async getByContent(contentKey: string): Promise<(CompressedLayer & { diffId: string }) | undefined> {
     const entry = await readEntry(this.#contentFile(contentKey));

@@ -53,7 +53,7 @@ import { prefetchLayout } from './prefetch-layout.js';
 import { RUNNERS_ENV, compressionForRunners, erofsMediaType, parseRunners } from './runners.js';
 import { erofsLayout } from './erofs-layout.js';
 import { erofsFormatId, findMkfsErofs, type MkfsErofs } from './erofs.js';
-import { checkConvertibleBase, convertLayerToEstargz, isEstargzLayer } from './estargz-base.js';
+import { checkConvertibleBase, convertLayerToEstargz, convertedBaseKey, isEstargzLayer } from './estargz-base.js';
 
 const log = createLogger('oci');
 
@@ -482,8 +482,8 @@ async function copyBaseLayer(run: BuildRun, push: PushTarget, baseRef: ImageRef,
 /**
  * The base re-layered as eStargz (or zstd:chunked, the new layers' format), its layers in the
  * target repository: each layer converted once
- * (the layer cache remembers the result by the base layer's digest and the prefetch profile; the
- * registry is asked for it), in the profile's prefetch order when there is one; an eStargz layer
+ * (the layer cache remembers the result by the base layer's digest, the prefetch profile and the
+ * conversion's version, BASE_CONVERSION_VERSION; the registry is asked for it), in the profile's prefetch order when there is one; an eStargz layer
  * kept as it is; the config's diff_ids follow the converted layers.
  */
 async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Promise<{ base: BaseImage; baseLayers: PushSummary['baseLayers'] }> {
@@ -506,7 +506,7 @@ async function estargzBase(run: BuildRun, push: PushTarget, base: BaseImage): Pr
         baseLayers.push({ digest: layer.digest, status });
         continue;
       }
-      const key = `sha256:${createHash('sha256').update(`estargz-base\0${layer.digest}${profile ? prefetchKey(run.settings.prefetch) : ''}`).digest('hex')}`;
+      const key = convertedBaseKey(layer.digest, profile ? prefetchKey(run.settings.prefetch) : '');
       let converted = await cache.getByContent(key);
       let status: UploadBlobResult['status'] = 'exists';
       if (!converted || !(await client.headBlob(push.repo, converted.digest, signalOf(run.request))).exists) {
