@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -51,6 +51,18 @@ describe('RepodataCache', () => {
       { url: '/ch/noarch/repodata.json', ifNoneMatch: undefined },
       { url: '/ch/noarch/repodata.json', ifNoneMatch: `"${body.length}"` },
     ]);
+  });
+
+  it('makes its missing directory private to its user (0700) before writing a copy there, whatever the umask', async () => {
+    const cacheDir = join(dir, 'private', 'repodata');
+    const previous = process.umask(0o002);
+    try {
+      expect((await new RepodataCache({ dir: cacheDir }).get(`${base}/ch`, 'noarch'))?.toString()).toBe(body);
+    } finally {
+      process.umask(previous);
+    }
+    expect((await stat(cacheDir)).mode & 0o7777).toBe(0o700);
+    expect((await readdir(cacheDir)).sort()).toHaveLength(2);
   });
 
   it('uses a copy without asking while max-age says it is fresh; refresh asks anyway', async () => {

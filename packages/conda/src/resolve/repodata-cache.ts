@@ -26,7 +26,7 @@ import {
   writeFileAtomic,
   readCacheFile,
 } from '@prebuilt/core';
-import { CACHE_DIR_SETTING } from './cache-dir.js';
+import { CACHE_DIR_SETTING, cacheDirPreparation } from './cache-dir.js';
 import { sourceFetchError } from './unreachable-source.js';
 
 const log = createLogger('conda:repodata');
@@ -43,7 +43,7 @@ interface CacheMeta {
 export type RepodataText = Buffer | null;
 
 export interface RepodataCacheOptions {
-  /** Directory for cached repodata; omit to cache in memory only. */
+  /** Directory for cached repodata, made private to its user (0700) when missing; omit to cache in memory only. */
   dir?: string;
   /** Refetch even when the cached copy is fresh. */
   refresh?: boolean;
@@ -66,9 +66,12 @@ function maxAgeMs(cacheControl: string | null): number {
 export class RepodataCache {
   readonly #memory = new Map<string, Promise<RepodataText>>();
   readonly #options: RepodataCacheOptions;
+  /** Makes `dir` (when missing) private to its user before the first copy is written there. */
+  readonly #prepareDir: (() => Promise<void>) | undefined;
 
   constructor(options: RepodataCacheOptions = {}) {
     this.#options = options;
+    this.#prepareDir = options.dir ? cacheDirPreparation(options.dir, log) : undefined;
   }
 
   /** `<channel>/<subdir>/repodata.json`, cached. Unreachable or failing → ResolutionError with URL and cause. */
@@ -105,7 +108,10 @@ export class RepodataCache {
       const body = await cached();
       if (body !== undefined) {
         log('not modified: %s', url);
-        if (metaPath) await writeFileAtomic(metaPath, JSON.stringify({ ...meta, freshUntil }), { setting: CACHE_DIR_SETTING });
+        if (metaPath) {
+          await this.#prepareDir?.();
+          await writeFileAtomic(metaPath, JSON.stringify({ ...meta, freshUntil }), { setting: CACHE_DIR_SETTING });
+        }
         return body;
       }
     }
@@ -123,6 +129,7 @@ export class RepodataCache {
     const body = await this.#readBody(url, response);
     checkRepodata(url, body, response);
     if (dir && bodyPath && metaPath) {
+      await this.#prepareDir?.();
       await writeFileAtomic(bodyPath, body, { setting: CACHE_DIR_SETTING });
       await writeFileAtomic(metaPath, JSON.stringify(nextMeta(url, freshUntil, response)), { setting: CACHE_DIR_SETTING });
     }

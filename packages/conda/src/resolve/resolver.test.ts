@@ -3,7 +3,7 @@
  * served on 127.0.0.1. pip runs isolated from this machine's pip configuration.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -252,5 +252,21 @@ describe('caching and deduplication', () => {
     const refreshed = await resolver({ cacheDir, refresh: true }).resolveEnv(req, { pins: pypiPins });
     expect(refreshed).toEqual(a);
     expect(server.requests.some((r) => r.path.endsWith('/repodata.json'))).toBe(true);
+  });
+
+  it('used as a library, makes its missing cache directory (METAFLOW_PREBUILT_CACHE_DIR) private to its user, as the CLI does, whatever the umask', async () => {
+    const cacheDir = join(dir, 'library', 'prebuilt');
+    const previous = process.umask(0o002);
+    try {
+      const env = await resolver({ cacheDir: undefined, env: { METAFLOW_PREBUILT_CACHE_DIR: cacheDir } }).resolveEnv(request({ conda: { tinynum: '' } }));
+      expect(names(env, 'conda')).toContain('tinynum=1.4.0');
+    } finally {
+      process.umask(previous);
+    }
+    expect((await stat(cacheDir)).mode & 0o7777).toBe(0o700);
+    expect((await stat(join(cacheDir, 'repodata'))).mode & 0o7777).toBe(0o700);
+    expect((await readdir(join(cacheDir, 'solves'))).some((f) => f.endsWith('.json'))).toBe(true);
+    // Its parents are made as mkdir -p makes them (the umask's mode): only the cache itself is private.
+    expect((await stat(join(dir, 'library'))).mode & 0o7777).toBe(0o775);
   });
 });

@@ -27,7 +27,7 @@ import {
   writeFileAtomic,
   readCacheFile,
 } from '@prebuilt/core';
-import { CACHE_DIR_SETTING, prebuiltCacheDir } from './cache-dir.js';
+import { CACHE_DIR_SETTING, cacheDirPreparation, prebuiltCacheDir } from './cache-dir.js';
 import { ChannelServer } from './channel-server.js';
 import { solveConda } from './conda-solver.js';
 import { resolvePypi, type PipOptions } from './pip-resolver.js';
@@ -48,7 +48,10 @@ export { DEFAULT_GLIBC } from '@prebuilt/core';
 export const DEFAULT_LINUX = '4.18';
 
 export interface ResolverOptions {
-  /** Cache directory (default: {@link prebuiltCacheDir}); `false` caches nothing on disk. */
+  /**
+   * Cache directory (default: {@link prebuiltCacheDir}), made private to its user (0700) when missing,
+   * as the CLI makes it; `false` caches nothing on disk.
+   */
   cacheDir?: string | false;
   /** glibc of the target (default METAFLOW_PREBUILT_GLIBC_VERSION, else 2.28). */
   glibc?: string;
@@ -142,13 +145,15 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
     channelServer: () => (server ??= ChannelServer.start(repodata)),
   };
   const inFlight = new Map<string, Promise<LockedEnv>>();
+  // The cache directory is made private to its user (0700) before anything is cached in it.
+  const prepareCacheDir = cacheDir ? cacheDirPreparation(cacheDir, log) : async () => undefined;
 
   function resolveOne(request: EnvRequest, resolvedWith: ResolvedWith, steps: readonly string[]): Promise<LockedEnv> {
     const hash = specHash(request);
     const flightKey = canonicalJson({ hash, resolvedWith });
     let pending = inFlight.get(flightKey);
     if (!pending) {
-      pending = solve(solver, request, hash, resolvedWith, steps);
+      pending = prepareCacheDir().then(() => solve(solver, request, hash, resolvedWith, steps));
       inFlight.set(flightKey, pending);
       pending.catch(() => undefined).finally(() => inFlight.delete(flightKey));
     }
