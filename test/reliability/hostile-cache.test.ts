@@ -4,15 +4,16 @@
  * (leases), temp dirs of SIGKILLed runs (swept), a corrupt/truncated/newer lock file (exit 2, the
  * file unchanged), a PyPI spec with a shell suffix (exit 2 naming the field), and a full disk — a
  * real tmpfs — under the package cache and under its build contexts (the directory and the setting
- * named), and a full TMPDIR that an oci build does not need.
+ * named), a full TMPDIR that an oci build does not need, and a cache directory other users may
+ * write in (plan and build say so once, human or --json, and leave it as it is).
  *
  * Every CLI run gets a private HOME and TMPDIR inside the test's work dir; the tests check that
  * nothing is left in either (no file outside the work dirs changed).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmod, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -233,6 +234,55 @@ describeWith(['registries', 'baseImage'], 'locks do not hang, temp dirs do not p
     expect(next.code, next.output).toBe(0);
     expect(await made()).toEqual([]);
     expect(await readdir(temp)).toEqual([]);
+  }, 300_000);
+});
+
+describeWith(['registries', 'baseImage'], 'a cache directory other users may write in (plan and build)', () => {
+  /** The note prepareCacheDir gives for `dir` (mode 0777), as the CLI prints it on stderr. */
+  const sharedNote = (dir: string): string =>
+    `note: the cache directory ${dir} (mode 0777) can be written by every user: whoever can write there can plant or replace files a build reads or puts in an image. ` +
+    `Keep it private (chmod 700 ${dir}), or set METAFLOW_PREBUILT_CACHE_DIR to a directory only you can write; a cache shared on purpose keeps working.\n`;
+
+  async function sharedCache(name: string): Promise<string> {
+    const dir = join(world.dir, name);
+    await mkdir(dir);
+    await chmod(dir, 0o777);
+    return dir;
+  }
+
+  it('plan says so once on stderr, human or --json (stdout stays the plan, --json one JSON object), and uses the directory as it is', async () => {
+    const shared = await sharedCache('shared-cache-plan');
+    const env = buildEnv({ METAFLOW_PREBUILT_CACHE_DIR: shared, METAFLOW_PREBUILT_IMAGE_NAMESPACE: ns('shared-plan') });
+    const human = await runCli(['plan', 'small.py'], { cwd: flowDir, env });
+    expect(human.code, human.output).toBe(0);
+    expect(human.stderr.split(sharedNote(shared))).toHaveLength(2);
+    expect(human.stdout).not.toContain('note:');
+    expect(human.stdout).toMatch(/to build: run prebuilt build small\.py/);
+    const json = await runCli(['plan', 'small.py', '--json'], { cwd: flowDir, env });
+    expect(json.code, json.output).toBe(0);
+    // --json puts notes where it puts every note and warning: on stderr, for the people reading it; stdout is the plan alone.
+    expect(json.stderr).toBe(sharedNote(shared));
+    expect(Object.keys((JSON.parse(json.stdout) as { images: Record<string, unknown> }).images)).toHaveLength(1);
+    // A cache shared on purpose keeps working: its mode is left as it is.
+    expect((await stat(shared)).mode & 0o7777).toBe(0o777);
+  }, 300_000);
+
+  it('build --json says so once on stderr (not again when the package cache fills it), builds, and leaves the mode as it is', async () => {
+    const shared = await sharedCache('shared-cache-build');
+    const build = await runCli(['build', 'small.py', '--json'], { cwd: flowDir, env: buildEnv({ METAFLOW_PREBUILT_CACHE_DIR: shared, METAFLOW_PREBUILT_IMAGE_NAMESPACE: ns('shared-build') }) });
+    expect(build.code, build.output).toBe(0);
+    expect(build.stderr).toBe(sharedNote(shared));
+    expect(Object.keys((JSON.parse(build.stdout) as { images: Record<string, unknown> }).images)).toHaveLength(1);
+    expect(existsSync(join(shared, 'pkgs', tinycli.sha256))).toBe(true);
+    expect((await stat(shared)).mode & 0o7777).toBe(0o777);
+  }, 300_000);
+
+  it('a missing cache directory is made private to its user (0700) by plan, with no note', async () => {
+    const missing = join(world.dir, 'fresh-parent', 'prebuilt-cache');
+    const plan = await runCli(['plan', 'small.py'], { cwd: flowDir, env: buildEnv({ METAFLOW_PREBUILT_CACHE_DIR: missing, METAFLOW_PREBUILT_IMAGE_NAMESPACE: ns('fresh-plan') }) });
+    expect(plan.code, plan.output).toBe(0);
+    expect(plan.stderr).not.toContain('note:');
+    expect((await stat(missing)).mode & 0o7777).toBe(0o700);
   }, 300_000);
 });
 
