@@ -1,13 +1,16 @@
+import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstat, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { itOrFailInCi } from '../../../../test/services.js';
 import { buildWheel, type WheelSpec } from '@prebuilt/fixtures';
 import { readZipEntries } from './__fixtures__/helpers.js';
 import { ArchiveError, InstallError } from './errors.js';
 import { PrefixWriter } from './prefix-writer.js';
 import { installWheel, parseRecord } from './wheel-install.js';
+import { readZipDirectory } from './zip-file.js';
 import { lockedPackage, rawZip } from './__fixtures__/helpers.js';
 
 const PREFIX = '/opt/prebuilt/envs/0123456789abcdef';
@@ -33,6 +36,18 @@ async function install(filename: string, bytes: Buffer, requested = true) {
   await writeFile(file, bytes);
   return installWheel(file, lockedPackage('pypi', filename, bytes, { name, version }), { writer, prefix: PREFIX, pythonVersion: '3.11.2', requested });
 }
+
+const noPip = spawnSync('python3', ['-m', 'pip', '--version']).status === 0 ? undefined : 'needs python3 with pip to compare with: apt-get install -y python3-pip (scripts/setup.sh does)';
+
+function python3(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile('python3', args, { encoding: 'utf8', env: { ...process.env, PYTHONIOENCODING: 'utf-8', PIP_CONFIG_FILE: '/dev/null' } }, (error, stdout, stderr) =>
+      error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout),
+    ),
+  );
+}
+
+const sha256Record = (data: string | Buffer): string => `sha256=${createHash('sha256').update(data).digest('base64url')}`;
 
 const TINYHTTP: WheelSpec = {
   name: 'tinyhttp',
@@ -165,6 +180,56 @@ describe('installWheel', () => {
     await rm(staging, { recursive: true });
     const weird = rawZip([...files.slice(3), { name: 'x-1.0.data/weird/y', data: 'y' }, { name: 'x-1.0.dist-info/RECORD', data: '' }]);
     await expect(install('x-1.0-py3-none-any.whl', weird)).rejects.toThrow(/unknown \.data directory 'weird'/);
+  });
+
+  itOrFailInCi('reads a member name without the UTF-8 flag as code page 437, as pip does, and checks that member against its RECORD row', noPip, async () => {
+    // Byte 0x82 is 'é' in code page 437 (Python's zipfile, hence pip) and a C1 control in latin1.
+    const name = Buffer.concat([Buffer.from('acc/caf'), Buffer.from([0x82]), Buffer.from('.py')]);
+    const data = 'CAFE = 1\n';
+    const wheel = (recorded: string) =>
+      rawZip([
+        { name: 'acc-1.0.dist-info/WHEEL', data: 'Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n' },
+        { name: 'acc-1.0.dist-info/METADATA', data: 'Metadata-Version: 2.1\nName: acc\nVersion: 1.0\n' },
+        { name, data },
+        { name: 'acc-1.0.dist-info/RECORD', data: `acc/caf\u00e9.py,${sha256Record(recorded)},${Buffer.byteLength(recorded)}\nacc-1.0.dist-info/RECORD,,\n` },
+      ]);
+    const filename = 'acc-1.0-py3-none-any.whl';
+    const result = await install(filename, wheel(data));
+    expect(await readFile(join(staging, SP, 'acc/caf\u00e9.py'), 'utf8')).toBe(data);
+    expect(result.files).toContain(`${SP}/acc/caf\u00e9.py`);
+    expect(await readFile(join(staging, SP, 'acc-1.0.dist-info/RECORD'), 'utf8')).toContain(`acc/caf\u00e9.py,${sha256Record(data)},${data.length}\n`);
+
+    // The same names as Python's zipfile, and pip installs the member at the same path.
+    const file = join(packages, filename);
+    const ours = (await readZipDirectory(file, filename)).map((m) => m.name);
+    const pythons = JSON.parse(await python3(['-c', 'import json, sys, zipfile; print(json.dumps(zipfile.ZipFile(sys.argv[1]).namelist()))', file])) as string[];
+    expect(ours).toEqual(pythons);
+    const target = join(parent, 'pip-target');
+    await python3(['-m', 'pip', 'install', '--isolated', '--no-deps', '--no-index', '--no-cache-dir', '--disable-pip-version-check', '--quiet', '--target', target, file]);
+    expect(await readFile(join(target, 'acc/caf\u00e9.py'), 'utf8')).toBe(data);
+    await rm(target, { recursive: true });
+    await rm(staging, { recursive: true });
+
+    // RECORD vouches for other bytes at that name: the member is refused (read as latin1, its
+    // name missed its RECORD row and it was installed unchecked).
+    const tampered = await install(filename, wheel('CAFE = 2\n')).catch((e: unknown) => e);
+    expect(tampered).toBeInstanceOf(InstallError);
+    expect((tampered as Error).message).toContain(`Wheel ${filename}: the file 'acc/caf\u00e9.py' does not match its RECORD hash`);
+    expect((await readdir(parent)).sort()).toEqual(['staging']);
+  }, 60_000);
+
+  it('refuses a member name marked UTF-8 that is not UTF-8 (Python\u2019s zipfile cannot open the wheel)', async () => {
+    const bytes = rawZip([
+      { name: 'ok-1.0.dist-info/WHEEL', data: 'Wheel-Version: 1.0\nRoot-Is-Purelib: true\n' },
+      { name: Buffer.from([0x6f, 0x6b, 0x2f, 0xff, 0x2e, 0x70, 0x79]), data: 'x' },
+      { name: 'ok-1.0.dist-info/RECORD', data: '' },
+    ]);
+    // Flag bit 11 (UTF-8) on the second member's central directory entry.
+    const cd = bytes.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]), bytes.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02])) + 4);
+    bytes.writeUInt16LE(0x800, cd + 8);
+    const error = await install('ok-1.0-py3-none-any.whl', bytes).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ArchiveError);
+    expect((error as Error).message).toBe('ok-1.0-py3-none-any.whl is corrupt or truncated: central directory entry 1 has a name marked UTF-8 that is not valid UTF-8.');
   });
 
   it('fails on a truncated wheel naming it', async () => {

@@ -21,6 +21,39 @@ export interface ZipMember {
   start: number;
 }
 
+/**
+ * Bytes 0x80–0xff in IBM code page 437, the encoding of a zip member name without the UTF-8 flag
+ * (general-purpose bit 11) as Python's zipfile — hence pip — decodes it; 0x00–0x7f are ASCII.
+ */
+const CP437_HIGH =
+  '\u00c7\u00fc\u00e9\u00e2\u00e4\u00e0\u00e5\u00e7\u00ea\u00eb\u00e8\u00ef\u00ee\u00ec\u00c4\u00c5' +
+  '\u00c9\u00e6\u00c6\u00f4\u00f6\u00f2\u00fb\u00f9\u00ff\u00d6\u00dc\u00a2\u00a3\u00a5\u20a7\u0192' +
+  '\u00e1\u00ed\u00f3\u00fa\u00f1\u00d1\u00aa\u00ba\u00bf\u2310\u00ac\u00bd\u00bc\u00a1\u00ab\u00bb' +
+  '\u2591\u2592\u2593\u2502\u2524\u2561\u2562\u2556\u2555\u2563\u2551\u2557\u255d\u255c\u255b\u2510' +
+  '\u2514\u2534\u252c\u251c\u2500\u253c\u255e\u255f\u255a\u2554\u2569\u2566\u2560\u2550\u256c\u2567' +
+  '\u2568\u2564\u2565\u2559\u2558\u2552\u2553\u256b\u256a\u2518\u250c\u2588\u2584\u258c\u2590\u2580' +
+  '\u03b1\u00df\u0393\u03c0\u03a3\u03c3\u00b5\u03c4\u03a6\u0398\u03a9\u03b4\u221e\u03c6\u03b5\u2229' +
+  '\u2261\u00b1\u2265\u2264\u2320\u2321\u00f7\u2248\u00b0\u2219\u00b7\u221a\u207f\u00b2\u25a0\u00a0';
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A member name as Python's zipfile reads it: UTF-8 when flag bit 11 says so, else code page 437.
+ * Undefined for a name flagged UTF-8 that is not (Python's zipfile refuses to open such a zip).
+ */
+export function zipMemberName(bytes: Buffer, utf8: boolean): string | undefined {
+  if (utf8) {
+    try {
+      return strictUtf8.decode(bytes);
+    } catch {
+      return undefined;
+    }
+  }
+  let name = '';
+  for (const byte of bytes) name += byte < 0x80 ? String.fromCharCode(byte) : CP437_HIGH[byte - 0x80]!;
+  return name;
+}
+
 const EOCD = 0x06054b50;
 const CENTRAL = 0x02014b50;
 const LOCAL = 0x04034b50;
@@ -28,8 +61,9 @@ const LOCAL = 0x04034b50;
 /**
  * The members of a zip file (wheels and `.conda` files), from its central directory, without
  * reading their data. Refused: encryption, zip64, methods other than stored and deflate, a stored
- * member whose sizes differ, data outside the file, and members whose data overlap (the trick of
- * "overlapping" zip bombs, where every member re-reads the same compressed bytes).
+ * member whose sizes differ, data outside the file, members whose data overlap (the trick of
+ * "overlapping" zip bombs, where every member re-reads the same compressed bytes), and a name
+ * marked UTF-8 that is not. Names are read as pip reads them (see {@link zipMemberName}).
  */
 export async function readZipDirectory(file: string, label: string): Promise<ZipMember[]> {
   const fail = (why: string): never => {
@@ -74,7 +108,7 @@ export async function readZipDirectory(file: string, label: string): Promise<Zip
       const external = cd.readUInt32LE(p + 38);
       const localOffset = cd.readUInt32LE(p + 42);
       if (p + 46 + nameLength > cd.length) fail(`central directory entry ${n} is damaged`);
-      const name = cd.toString(flags & 0x800 ? 'utf8' : 'latin1', p + 46, p + 46 + nameLength);
+      const name = zipMemberName(cd.subarray(p + 46, p + 46 + nameLength), (flags & 0x800) !== 0) ?? fail(`central directory entry ${n} has a name marked UTF-8 that is not valid UTF-8`);
       p += 46 + nameLength + extraLength + commentLength;
       if (flags & 0x1) fail(`'${name}' is encrypted`);
       if (method !== 0 && method !== 8) fail(`'${name}' uses compression method ${method}; only stored and deflate are supported`);

@@ -56,8 +56,8 @@ export function zstdSync(data: Buffer): Buffer {
   return execFileSync('zstd', ['-3', '-q', '-c'], { input: data, maxBuffer: 1 << 30 });
 }
 
-/** A stored (uncompressed) zip with exactly these entries, names unchecked. */
-export function rawZip(entries: readonly { name: string; data: string | Buffer; mode?: number }[]): Buffer {
+/** A stored (uncompressed) zip with exactly these entries, names unchecked (a Buffer name: its bytes as they are, without the UTF-8 flag). */
+export function rawZip(entries: readonly { name: string | Buffer; data: string | Buffer; mode?: number }[]): Buffer {
   const locals: Buffer[] = [];
   const centrals: Buffer[] = [];
   let offset = 0;
