@@ -232,6 +232,26 @@ describe('installWheel', () => {
     expect((error as Error).message).toBe('ok-1.0-py3-none-any.whl is corrupt or truncated: central directory entry 1 has a name marked UTF-8 that is not valid UTF-8.');
   });
 
+  it.each([
+    ['...dist-info', '..'],
+    ['..dist-info', '.'],
+    ['-1.0.dist-info', ''],
+    ['_ok-1.0.dist-info', '_ok'],
+    ['ok.-1.0.dist-info', 'ok.'],
+  ])("refuses a dist-info directory '%s' whose name part '%s' is not a distribution name", async (distInfo, distName) => {
+    const bytes = rawZip([
+      { name: `${distInfo}/WHEEL`, data: 'Wheel-Version: 1.0\nRoot-Is-Purelib: true\n' },
+      { name: `${distInfo}/RECORD`, data: '' },
+      { name: `${distInfo.slice(0, -'.dist-info'.length)}.data/headers/x.h`, data: '#define X 1\n' },
+    ]);
+    const error = await install('ok-1.0-py3-none-any.whl', bytes).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ArchiveError);
+    expect((error as Error).message).toBe(
+      `ok-1.0-py3-none-any.whl is not a valid wheel: its dist-info directory '${distInfo}' names the distribution '${distName}', which is not a valid distribution name (letters, digits, '.', '_' and '-', starting and ending with a letter or digit).`,
+    );
+    expect(await readdir(staging).catch(() => [])).toEqual([]);
+  });
+
   it('fails on a truncated wheel naming it', async () => {
     const wheel = buildWheel(TINYHTTP);
     const error = await install(wheel.filename, wheel.bytes.subarray(0, wheel.bytes.length - 100)).catch((e: unknown) => e);

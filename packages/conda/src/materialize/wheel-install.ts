@@ -68,6 +68,8 @@ function recordHash(data: Uint8Array | string): string {
 
 /** No wheel metadata file that is read into memory (RECORD, WHEEL, entry points, a symlink's target) may be larger. */
 const MAX_METADATA = 64 * 1024 * 1024;
+/** A distribution name as a wheel's `{name}-{version}.dist-info` holds it (PEP 427, PEP 503). */
+const DIST_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/;
 /** No script whose shebang is rewritten (read into memory) may be larger. */
 const MAX_SCRIPT = 64 * 1024 * 1024;
 
@@ -206,7 +208,14 @@ export async function installWheel(file: string, pkg: LockedPackage, options: Wh
   if (!wheelFile) throw new ArchiveError(`${label} is not a valid wheel: it has no *.dist-info/WHEEL.`, label);
   const distInfo = wheelFile.path.slice(0, -'/WHEEL'.length);
   const dataDir = `${distInfo.slice(0, -'.dist-info'.length)}.data`;
-  const distName = distInfo.slice(0, -'.dist-info'.length).split('-')[0] ?? pkg.name;
+  const distName = distInfo.slice(0, -'.dist-info'.length).split('-')[0]!;
+  // `...dist-info` names the distribution `..`: its headers would go to include/python3.x/../.
+  if (!DIST_NAME.test(distName)) {
+    throw new ArchiveError(
+      `${label} is not a valid wheel: its dist-info directory '${distInfo}' names the distribution '${distName}', which is not a valid distribution name (letters, digits, '.', '_' and '-', starting and ending with a letter or digit).`,
+      label,
+    );
+  }
   const layout: WheelLayout = { sitePackages, distInfo, dataDir, distName, pythonMajorMinor: `${major}.${minor}`, interpreter };
   const recordEntry = entries.find((e) => e.path === `${distInfo}/RECORD`);
   if (!recordEntry) throw new ArchiveError(`${label} is not a valid wheel: it has no ${distInfo}/RECORD.`, label);
