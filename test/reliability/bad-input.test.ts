@@ -7,9 +7,11 @@
  * Rows that need the test registries (plan/build) skip, saying so, when they are absent (in CI they fail, saying so).
  */
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SMALL_FLOW, createWorld, runCli, stackLines, type World } from '../support/cli.js';
+import { SMALL_FLOW, createWorld, filesUnder, runCli, stackLines, type World } from '../support/cli.js';
 import { getServices, itOrFailInCi, missingFor, type Need } from '../services.js';
 
 const services = getServices();
@@ -33,6 +35,8 @@ interface Case {
   absent?: string[];
   needs?: Need[];
   noFlow?: boolean;
+  /** Checks after the run (what must not have been written). */
+  check?: (ctx: CaseContext) => Promise<void>;
 }
 
 interface CaseContext {
@@ -58,6 +62,10 @@ const editLock = (edit: (lock: Record<string, any>) => void) => async (ctx: Case
   edit(lock);
   await writeFile(ctx.lockFile, JSON.stringify(lock, null, 2));
 };
+/** The marker inside the planted wheel a hostile index page links by a file: URL. */
+const CANARY = 'canary-9d41c3a7-never-in-lock-or-cache';
+const canaryUrl = (ctx: CaseContext): string => pathToFileURL(join(ctx.dir, 'home', 'tinyhttp-9.9.9-py3-none-any.whl')).href;
+
 const firstEnv = (lock: Record<string, any>): Record<string, any> => Object.values(lock['envs'] as Record<string, any>)[0] as Record<string, any>;
 
 const writeDockerConfig = (config: unknown) => async (ctx: CaseContext) => {
@@ -139,6 +147,15 @@ const CASES: Case[] = [
   { name: 'lock file: not JSON', args: ['lock', '--frozen'], setup: async (ctx) => writeFile(ctx.lockFile, '{"envs": {'), code: 2, names: () => [LOCK_FILE, /JSON/] },
   { name: 'lock file: unknown version', args: ['lock', '--frozen'], setup: editLock((lock) => (lock['lockVersion'] = 99)), code: 2, names: () => [LOCK_FILE, /99/] },
   { name: 'lock file: malformed sha256', args: ['lock', '--frozen'], setup: editLock((lock) => (firstEnv(lock)['packages'][0].sha256 = 'abc123')), code: 2, names: () => [LOCK_FILE, /sha256/] },
+  {
+    name: 'lock file: a wheel at a file: URL under an http(s) index (a file of this machine)',
+    args: ['lock', '--frozen'],
+    setup: editLock((lock) =>
+      firstEnv(lock)['packages'].push({ kind: 'pypi', name: 'canary', version: '1.0', build: '', url: 'file:///etc/passwd', sha256: '1'.repeat(64), size: 10, filename: 'canary-1.0-py3-none-any.whl' }),
+    ),
+    code: 2,
+    names: () => [LOCK_FILE, 'file:///etc/passwd', /not a file: index/],
+  },
   { name: 'lock file: missing packages', args: ['lock', '--frozen'], setup: editLock((lock) => delete firstEnv(lock)['packages']), code: 2, names: () => [LOCK_FILE, /packages/] },
   { name: 'lock file: missing envs', args: ['plan', '--frozen'], setup: editLock((lock) => delete lock['envs']), env: () => ({ METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }), code: 2, names: () => [LOCK_FILE, /envs/] },
   {
@@ -220,6 +237,33 @@ const FAULT_CASES: Case[] = [
     names: () => [/tinyhttp/],
   },
   {
+    // pip follows the file: links of any index: the page names a wheel planted on this machine (a
+    // credential's stand-in), which must reach neither the lock nor the cache.
+    name: 'index: the project page links a file: URL of this machine',
+    args: ['lock'],
+    flow: flowWith('@pypi(python="3.11", packages={"tinyhttp": ""})'),
+    setup: async (ctx) => {
+      const { buildWheel } = await import('../../packages/fixtures/dist/index.js');
+      const canary = buildWheel({ name: 'tinyhttp', version: '9.9.9', files: [{ path: 'tinyhttp/__init__.py', content: `SECRET = "${CANARY}"\n` }] });
+      await mkdir(join(ctx.dir, 'home'));
+      await writeFile(join(ctx.dir, 'home', canary.filename), canary.bytes);
+    },
+    fault: (ctx) =>
+      ctx.world.server.fault(/^\/pypi\/example\/simple\/tinyhttp\/$/, {
+        type: 'status',
+        status: 200,
+        contentType: 'text/html',
+        body: `<!DOCTYPE html>\n<html><body><a href="${canaryUrl(ctx)}">tinyhttp-9.9.9-py3-none-any.whl</a></body></html>\n`,
+      }),
+    code: 2,
+    names: (ctx) => [/PyPI index http:\/\/127\.0\.0\.1:\d+\/pypi\/example\/simple/, `names ${canaryUrl(ctx)} for tinyhttp`, /only a file: index/],
+    check: async (ctx) => {
+      expect(existsSync(ctx.lockFile)).toBe(false);
+      const cached = await filesUnder(join(ctx.dir, 'cache'));
+      for (const file of cached) expect((await readFile(file)).includes(CANARY), file).toBe(false);
+    },
+  },
+  {
     name: 'package: downloaded file does not match the lock sha256',
     args: ['build', '--frozen'],
     env: registryEnv('plain'),
@@ -290,6 +334,7 @@ async function runCase(row: Case): Promise<void> {
     else expect(result.stderr, `${shown}\nmust match ${name}`).toMatch(name);
   }
   for (const name of row.absent ?? []) expect(result.output, `${shown}\nmust not name ${name}`).not.toContain(name);
+  await row.check?.(ctx);
 }
 
 function define(row: Case, concurrent: boolean): void {

@@ -46,4 +46,33 @@ describe('readLockFile validation', () => {
     expect((error as InputError).message).toContain(lockFile);
     expect((error as InputError).message).toMatch(message);
   });
+
+  it("refuses a wheel at a file: URL under an http(s) or the default index, naming the entry and the URL; a file: index's wheels are read", async () => {
+    const flowFile = join(dir, 'flow.py');
+    const { lock, lockFile } = await lockForFlow({ flowFile, steps: { start: request({}) }, glibc, resolve: fakeResolver() });
+    const parsed = JSON.parse(serializeLockFile(lock)) as { envs: Record<string, { request: { indexUrl: string | null }; packages: unknown[] }> };
+    const [key, entry] = Object.entries(parsed.envs)[0]!;
+    const wheel = { kind: 'pypi', name: 'canary', version: '1.0', build: '', url: 'file:///home/u/.docker/config.json', sha256: '1'.repeat(64), size: 10, filename: 'canary-1.0-py3-none-any.whl' };
+    const at = entry.packages.length;
+    entry.packages.push(wheel);
+    const withIndex = async (indexUrl: string | null) => {
+      entry.request.indexUrl = indexUrl;
+      await writeFile(lockFile, JSON.stringify(parsed));
+      return readLockFile(lockFile).catch((e: unknown) => e);
+    };
+    for (const [indexUrl, named] of [
+      [null, "pip's configured index"],
+      ['https://ci:s3cret@mirror.example/simple', 'the index https://***@mirror.example/simple'],
+      ['http://127.0.0.1:8080/simple', 'the index http://127.0.0.1:8080/simple'],
+    ] as const) {
+      const error = await withIndex(indexUrl);
+      expect(InputError.isInstance(error), String(indexUrl)).toBe(true);
+      expect((error as InputError).message).toBe(
+        `Lock file ${lockFile} is invalid: envs.${key}.packages[${at}] locks the wheel canary-1.0-py3-none-any.whl at file:///home/u/.docker/config.json, which is not an http(s) URL, but the env's PyPI packages come from ${named}, not a file: index; only a file: index names files on this machine.`,
+      );
+      expect((error as InputError).message).not.toContain('s3cret');
+    }
+    const local = await withIndex('file:///srv/wheels/simple');
+    expect((local as { envs: Record<string, { packages: { url: string }[] }> }).envs[key]!.packages[at]!.url).toBe('file:///home/u/.docker/config.json');
+  });
 });

@@ -15,6 +15,7 @@ import { writeFileAtomic } from './atomic-write.js';
 import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage, ResolvedWith } from './env-model.js';
 import { InputError, errorMessage } from './errors.js';
 import { canonicalJson, sha256Hex, stableJson } from './identity.js';
+import { redactUrl } from './net/url-credentials.js';
 
 export type { EnvPins, ResolvedWith } from './env-model.js';
 
@@ -167,18 +168,38 @@ function validatePackage(value: unknown, where: string): LockedPackage {
   };
 }
 
+/**
+ * A wheel not at an http(s) URL — a `file:` URL naming a file of the machine that builds — is
+ * locked only for an env whose PyPI index is itself a `file:` index (a local directory the user
+ * chose): a lock (a cloned flow's, committed) naming `file:///home/u/.docker/config.json` under an
+ * http(s) index read that file into the package cache and the image.
+ */
+function checkWheelUrls(request: EnvRequest, packages: readonly LockedPackage[], where: string): void {
+  if (request.indexUrl !== null && /^file:/i.test(request.indexUrl)) return;
+  packages.forEach((p, i) => {
+    if (p.kind !== 'pypi' || /^https?:\/\//i.test(p.url)) return;
+    const index = request.indexUrl === null ? "pip's configured index" : `the index ${redactUrl(request.indexUrl)}`;
+    throw new Invalid(
+      `${where}.packages[${i}] locks the wheel ${p.filename} at ${redactUrl(p.url)}, which is not an http(s) URL, but the env's PyPI packages come from ${index}, not a file: index; only a file: index names files on this machine`,
+    );
+  });
+}
+
 function validateEntry(value: unknown, where: string): LockEntry {
   const e = expectObject(value, where);
   const packages = e.packages;
   if (!Array.isArray(packages)) throw new Invalid(`${where}.packages is not a list`);
   const resolvedWith = expectObject(e.resolvedWith, `${where}.resolvedWith`);
   const pins = expectObject(resolvedWith.pins, `${where}.resolvedWith.pins`);
+  const request = validateRequest(e.request, `${where}.request`);
+  const locked = packages.map((p, i) => validatePackage(p, `${where}.packages[${i}]`));
+  checkWheelUrls(request, locked, where);
   return {
     specHash: expectString(e.specHash, `${where}.specHash`),
-    request: validateRequest(e.request, `${where}.request`),
+    request,
     platform: expectPlatform(e.platform, `${where}.platform`),
     pythonVersion: expectString(e.pythonVersion, `${where}.pythonVersion`),
-    packages: packages.map((p, i) => validatePackage(p, `${where}.packages[${i}]`)),
+    packages: locked,
     resolvedWith: {
       pins: {
         conda: expectStringMap(pins.conda, `${where}.resolvedWith.pins.conda`),

@@ -1,11 +1,15 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ConfigError, ResolutionError, urlCredentialsFromEnv } from '@prebuilt/core';
+import { buildWheel, listenOnLoopback } from '@prebuilt/fixtures';
 import { describe, expect, it } from 'vitest';
+import { itOrFailInCi } from '../../../../test/services.js';
 import { manylinuxTags, pipRequirement, resolvePypi } from './pip-resolver.js';
 
 describe('pip requirements', () => {
@@ -164,4 +168,74 @@ describe('pip cancelled', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+});
+
+const noPip = spawnSync('python3', ['-m', 'pip', '--version']).status === 0 ? undefined : 'needs python3 with pip: apt-get install -y python3-pip (scripts/setup.sh does)';
+
+/** A wheel whose bytes stand for a file of the user's (a credential), at a path a hostile index may name. */
+function canaryWheel() {
+  return buildWheel({ name: 'canary', version: '1.0', files: [{ path: 'canary/__init__.py', content: 'SECRET = "canary-4b1d7e2f-user-credential"\n' }] });
+}
+
+const page = (href: string) => `<!DOCTYPE html>\n<html><body><a href="${href}">canary-1.0-py3-none-any.whl</a></body></html>\n`;
+
+describe('pip: wheels at file: URLs', () => {
+  itOrFailInCi('an http index linking a file: URL is refused naming the index and the package; the file is never hashed or sized by us', noPip, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-file-link-'));
+    const canary = canaryWheel();
+    const planted = join(dir, 'home', canary.filename);
+    await mkdir(join(dir, 'home'));
+    await writeFile(planted, canary.bytes);
+    const link = `${pathToFileURL(planted).href}#sha256=${canary.sha256}`;
+    const requests: string[] = [];
+    const server = await listenOnLoopback(
+      createServer((request, response) => {
+        requests.push(request.url ?? '');
+        if (request.url === '/simple/canary/') {
+          response.writeHead(200, { 'content-type': 'text/html' }).end(page(link));
+        } else response.writeHead(404).end();
+      }),
+    );
+    try {
+      const indexUrl = `${server.url}/simple`;
+      const error = await resolvePypi(
+        { packages: { canary: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl, steps: ['start'] },
+        { isolated: true },
+      ).catch((e: unknown) => e);
+      expect(ResolutionError.isInstance(error)).toBe(true);
+      const message = (error as Error).message;
+      expect(message).toBe(
+        `PyPI index ${indexUrl} names ${pathToFileURL(planted).href} for canary (step start), a file on this machine; only a file: index (a local directory) may name local files. Refusing to lock it.`,
+      );
+      expect((error as ResolutionError).hint).toContain('METAFLOW_PREBUILT_PYPI_INDEX_URL=file:///');
+      expect(message).not.toContain(canary.sha256);
+      expect(requests).toContain('/simple/canary/');
+      // The planted file is as it was.
+      expect(await readFile(planted)).toEqual(canary.bytes);
+    } finally {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  itOrFailInCi('a file: index (a local directory the user chose) may name its wheels by file: URLs, which are locked', noPip, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-file-index-'));
+    const canary = canaryWheel();
+    const wheelFile = join(dir, 'wheels', canary.filename);
+    await mkdir(join(dir, 'wheels'));
+    await mkdir(join(dir, 'simple', 'canary'), { recursive: true });
+    await writeFile(wheelFile, canary.bytes);
+    await writeFile(join(dir, 'simple', 'canary', 'index.html'), page(`${pathToFileURL(wheelFile).href}#sha256=${canary.sha256}`));
+    try {
+      const locked = await resolvePypi(
+        { packages: { canary: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: pathToFileURL(join(dir, 'simple')).href, steps: [] },
+        { isolated: true },
+      );
+      expect(locked).toEqual([
+        { kind: 'pypi', name: 'canary', version: '1.0', build: '', url: pathToFileURL(wheelFile).href, sha256: canary.sha256, size: canary.bytes.length, filename: canary.filename },
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

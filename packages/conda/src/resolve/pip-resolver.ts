@@ -16,6 +16,7 @@ import {
   normalizePypiName,
   programNotFound,
   programPath,
+  redactUrl,
   redactUrls,
   stripUrlCredentials,
   type CondaPlatform,
@@ -239,7 +240,10 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
     const result = await runPip(python, args, options, work);
     if (result.code !== 0) throw pipFailure(result.stderr, python, input, requirements);
     const report = JSON.parse(await readFile(reportPath, 'utf8')) as PipReport;
-    const packages = await Promise.all((report.install ?? []).map((item) => lockedWheel(item, options)));
+    const items = report.install ?? [];
+    // Every URL checked before any is read: a refused one is never hashed nor sized.
+    for (const item of items) checkWheelSource(item, input);
+    const packages = await Promise.all(items.map((item) => lockedWheel(item, options)));
     return packages.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -315,6 +319,36 @@ function pipFailure(stderr: string, python: string, input: PipResolveInput, requ
     steps: input.steps,
     hint: `Requested: ${requirements.join(' ')} for Python ${input.pythonVersion} on ${input.platform}${input.indexUrl ? ` from ${input.indexUrl}` : ''}. Only wheels are used; check that the packages publish wheels for this platform.`,
   });
+}
+
+/** The index pip used, as an error names it. */
+function indexName(indexUrl: string | null): string {
+  return indexUrl === null ? "pip's configured index (https://pypi.org/simple unless your pip configuration names another)" : redactUrl(indexUrl);
+}
+
+/**
+ * A wheel pip picked is at an http(s) URL, or at a `file:` URL when the index is a `file:` index
+ * (a local directory the user chose). pip follows the `file:` links of any index: a remote index
+ * answering `file:///home/u/.ssh/...-1.0-py3-none-any.whl` pointed the lock, the package cache and
+ * the image at a file of the machines that lock and build.
+ */
+function checkWheelSource(item: NonNullable<PipReport['install']>[number], input: PipResolveInput): void {
+  const rawUrl = item.download_info?.url;
+  if (!rawUrl || /^https?:\/\//i.test(rawUrl)) return;
+  const localIndex = input.indexUrl !== null && /^file:/i.test(input.indexUrl);
+  const isFile = /^file:/i.test(rawUrl);
+  if (isFile && localIndex) return;
+  const name = item.metadata?.name ?? 'a package';
+  const url = redactUrl(rawUrl.replace(/#.*$/, ''));
+  throw new ResolutionError(
+    `PyPI index ${indexName(input.indexUrl)} names ${url} for ${name} (${stepsText(input.steps)}), ${isFile ? 'a file on this machine; only a file: index (a local directory) may name local files' : 'which is not an http(s) URL'}. Refusing to lock it.`,
+    {
+      steps: input.steps,
+      hint: isFile
+        ? 'The index is misconfigured or hostile; use another index (METAFLOW_PREBUILT_PYPI_INDEX_URL, PIP_INDEX_URL or your pip configuration). Wheels in a local directory are used from a file: index: METAFLOW_PREBUILT_PYPI_INDEX_URL=file:///path/to/simple.'
+        : 'The index is misconfigured or hostile; use another index (METAFLOW_PREBUILT_PYPI_INDEX_URL, PIP_INDEX_URL or your pip configuration).',
+    },
+  );
 }
 
 /** One entry of pip's report as a locked wheel; its sha256 and size from the index when the report lacks them. */
