@@ -147,15 +147,18 @@ const CASES: Case[] = [
   { name: 'lock file: not JSON', args: ['lock', '--frozen'], setup: async (ctx) => writeFile(ctx.lockFile, '{"envs": {'), code: 2, names: () => [LOCK_FILE, /JSON/] },
   { name: 'lock file: unknown version', args: ['lock', '--frozen'], setup: editLock((lock) => (lock['lockVersion'] = 99)), code: 2, names: () => [LOCK_FILE, /99/] },
   { name: 'lock file: malformed sha256', args: ['lock', '--frozen'], setup: editLock((lock) => (firstEnv(lock)['packages'][0].sha256 = 'abc123')), code: 2, names: () => [LOCK_FILE, /sha256/] },
-  {
-    name: 'lock file: a wheel at a file: URL under an http(s) index (a file of this machine)',
-    args: ['lock', '--frozen'],
-    setup: editLock((lock) =>
-      firstEnv(lock)['packages'].push({ kind: 'pypi', name: 'canary', version: '1.0', build: '', url: 'file:///etc/passwd', sha256: '1'.repeat(64), size: 10, filename: 'canary-1.0-py3-none-any.whl' }),
-    ),
-    code: 2,
-    names: () => [LOCK_FILE, 'file:///etc/passwd', /not a file: index/],
-  },
+  ...(['lock', 'build'] as const).map(
+    (command): Case => ({
+      name: `lock file: a wheel at a file: URL under an http(s) index (a file of this machine), ${command} --frozen`,
+      args: [command, '--frozen'],
+      setup: editLock((lock) =>
+        firstEnv(lock)['packages'].push({ kind: 'pypi', name: 'canary', version: '1.0', build: '', url: 'file:///etc/passwd', sha256: '1'.repeat(64), size: 10, filename: 'canary-1.0-py3-none-any.whl' }),
+      ),
+      env: () => ({ METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }),
+      code: 2,
+      names: () => [LOCK_FILE, 'file:///etc/passwd', /not a file: index/],
+    }),
+  ),
   { name: 'lock file: missing packages', args: ['lock', '--frozen'], setup: editLock((lock) => delete firstEnv(lock)['packages']), code: 2, names: () => [LOCK_FILE, /packages/] },
   { name: 'lock file: missing envs', args: ['plan', '--frozen'], setup: editLock((lock) => delete lock['envs']), env: () => ({ METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }), code: 2, names: () => [LOCK_FILE, /envs/] },
   {
