@@ -75,4 +75,38 @@ describe('readLockFile validation', () => {
     const local = await withIndex('file:///srv/wheels/simple');
     expect((local as { envs: Record<string, { packages: { url: string }[] }> }).envs[key]!.packages[at]!.url).toBe('file:///home/u/.docker/config.json');
   });
+
+  it("refuses a conda package at a file: URL not under one of the env's file: channels; under one (the setting's or a decorator's channel::) it is read", async () => {
+    const flowFile = join(dir, 'flow.py');
+    const { lock, lockFile } = await lockForFlow({ flowFile, steps: { start: request({}) }, glibc, resolve: fakeResolver() });
+    const parsed = JSON.parse(serializeLockFile(lock)) as { envs: Record<string, { request: { channels: string[]; conda: Record<string, string> }; packages: unknown[] }> };
+    const [key, entry] = Object.entries(parsed.envs)[0]!;
+    const url = 'file:///srv/channel/linux-64/canary-1.0-0.conda';
+    const at = entry.packages.length;
+    entry.packages.push({ kind: 'conda', name: 'canary', version: '1.0', build: '0', url, sha256: '1'.repeat(64), size: 10, filename: 'canary-1.0-0.conda' });
+    const read = async (channels: string[], conda: Record<string, string> = {}) => {
+      entry.request.channels = channels;
+      entry.request.conda = conda;
+      await writeFile(lockFile, JSON.stringify(parsed));
+      return readLockFile(lockFile).catch((e: unknown) => e);
+    };
+    for (const [channels, conda] of [
+      [['https://conda.example/forge'], {}],
+      [['file:///srv/chan'], {}],
+      [['https://conda.example/forge'], { 'file:///srv/other::canary': '' }],
+    ] as const) {
+      const error = await read([...channels], conda);
+      expect(InputError.isInstance(error), JSON.stringify(channels)).toBe(true);
+      expect((error as InputError).message).toBe(
+        `Lock file ${lockFile} is invalid: envs.${key}.packages[${at}] locks the conda package canary-1.0-0.conda at ${url}, which is not an http(s) URL and not under a file: channel of the env; only a file: channel names files on this machine.`,
+      );
+    }
+    for (const [channels, conda] of [
+      [['file:///srv/channel'], {}],
+      [['https://conda.example/forge'], { 'file:///srv/channel/::canary': '' }],
+    ] as const) {
+      const read1 = await read([...channels], conda);
+      expect(InputError.isInstance(read1), `${JSON.stringify(channels)} ${JSON.stringify(conda)}: ${String(read1)}`).toBe(false);
+    }
+  });
 });

@@ -169,18 +169,30 @@ function validatePackage(value: unknown, where: string): LockedPackage {
 }
 
 /**
- * A wheel not at an http(s) URL — a `file:` URL naming a file of the machine that builds — is
- * locked only for an env whose PyPI index is itself a `file:` index (a local directory the user
- * chose): a lock (a cloned flow's, committed) naming `file:///home/u/.docker/config.json` under an
- * http(s) index read that file into the package cache and the image.
+ * A package not at an http(s) URL — a `file:` URL naming a file of the machine that builds — is
+ * locked only from a local source the env names: a wheel only for an env whose PyPI index is itself
+ * a `file:` index, a conda package only under one of its `file:` channels (METAFLOW_PREBUILT_CONDA_CHANNELS
+ * or a decorator's `file:///…::name`). A lock (a cloned flow's, committed) naming
+ * `file:///home/u/.docker/config.json` under an http(s) index or channel read that file into the
+ * package cache and the image.
  */
-function checkWheelUrls(request: EnvRequest, packages: readonly LockedPackage[], where: string): void {
-  if (request.indexUrl !== null && /^file:/i.test(request.indexUrl)) return;
+function checkLocalUrls(request: EnvRequest, packages: readonly LockedPackage[], where: string): void {
+  const fileIndex = request.indexUrl !== null && /^file:/i.test(request.indexUrl);
+  const fileChannels = [...request.channels, ...Object.keys(request.conda).filter((k) => k.includes('::')).map((k) => k.slice(0, k.lastIndexOf('::')))]
+    .filter((c) => /^file:/i.test(c))
+    .map((c) => `${c.replace(/\/+$/, '')}/`);
   packages.forEach((p, i) => {
-    if (p.kind !== 'pypi' || /^https?:\/\//i.test(p.url)) return;
-    const index = request.indexUrl === null ? "pip's configured index" : `the index ${redactUrl(request.indexUrl)}`;
+    if (/^https?:\/\//i.test(p.url)) return;
+    if (p.kind === 'pypi') {
+      if (fileIndex) return;
+      const index = request.indexUrl === null ? "pip's configured index" : `the index ${redactUrl(request.indexUrl)}`;
+      throw new Invalid(
+        `${where}.packages[${i}] locks the wheel ${p.filename} at ${redactUrl(p.url)}, which is not an http(s) URL, but the env's PyPI packages come from ${index}, not a file: index; only a file: index names files on this machine`,
+      );
+    }
+    if (fileChannels.some((c) => p.url.startsWith(c))) return;
     throw new Invalid(
-      `${where}.packages[${i}] locks the wheel ${p.filename} at ${redactUrl(p.url)}, which is not an http(s) URL, but the env's PyPI packages come from ${index}, not a file: index; only a file: index names files on this machine`,
+      `${where}.packages[${i}] locks the conda package ${p.filename} at ${redactUrl(p.url)}, which is not an http(s) URL and not under a file: channel of the env; only a file: channel names files on this machine`,
     );
   });
 }
@@ -193,7 +205,7 @@ function validateEntry(value: unknown, where: string): LockEntry {
   const pins = expectObject(resolvedWith.pins, `${where}.resolvedWith.pins`);
   const request = validateRequest(e.request, `${where}.request`);
   const locked = packages.map((p, i) => validatePackage(p, `${where}.packages[${i}]`));
-  checkWheelUrls(request, locked, where);
+  checkLocalUrls(request, locked, where);
   return {
     specHash: expectString(e.specHash, `${where}.specHash`),
     request,
