@@ -94,6 +94,7 @@ describe('readLockFile validation', () => {
       [['https://conda.example/forge'], {}],
       [['file:///srv/chan'], {}],
       [['https://conda.example/forge'], { 'file:///srv/other::canary': '' }],
+      [['file:///srv/channel/linux-64/%2e%2e/%2E%2e/chan'], {}],
     ] as const) {
       const error = await read([...channels], conda);
       expect(InputError.isInstance(error), JSON.stringify(channels)).toBe(true);
@@ -101,6 +102,11 @@ describe('readLockFile validation', () => {
         `Lock file ${lockFile} is invalid: envs.${key}.packages[${at}] locks the conda package canary-1.0-0.conda at ${url}, which is not an http(s) URL and not under a file: channel of the env; only a file: channel names files on this machine.`,
       );
     }
+    const escaping = 'file:///srv/channel/linux-64/../../../home/u/.docker/config.json';
+    (entry.packages[at] as { url: string }).url = escaping;
+    const error = await read(['file:///srv/channel']);
+    expect((error as InputError).message, 'a .. out of the channel').toContain(`at ${escaping}, which is not an http(s) URL and not under a file: channel`);
+    (entry.packages[at] as { url: string }).url = url;
     for (const [channels, conda] of [
       [['file:///srv/channel'], {}],
       [['https://conda.example/forge'], { 'file:///srv/channel/::canary': '' }],

@@ -176,11 +176,20 @@ function validatePackage(value: unknown, where: string): LockedPackage {
  * `file:///home/u/.docker/config.json` under an http(s) index or channel read that file into the
  * package cache and the image.
  */
+/** A URL with its `.`/`..` segments (also percent-encoded) resolved, as a reader would take it; undefined for no URL. */
+function normalisedUrl(text: string): string | undefined {
+  try {
+    return new URL(text).href;
+  } catch {
+    return undefined;
+  }
+}
+
 function checkLocalUrls(request: EnvRequest, packages: readonly LockedPackage[], where: string): void {
   const fileIndex = request.indexUrl !== null && /^file:/i.test(request.indexUrl);
   const fileChannels = [...request.channels, ...Object.keys(request.conda).filter((k) => k.includes('::')).map((k) => k.slice(0, k.lastIndexOf('::')))]
     .filter((c) => /^file:/i.test(c))
-    .map((c) => `${c.replace(/\/+$/, '')}/`);
+    .map((c) => normalisedUrl(`${c.replace(/\/+$/, '')}/`));
   packages.forEach((p, i) => {
     if (/^https?:\/\//i.test(p.url)) return;
     if (p.kind === 'pypi') {
@@ -190,7 +199,8 @@ function checkLocalUrls(request: EnvRequest, packages: readonly LockedPackage[],
         `${where}.packages[${i}] locks the wheel ${p.filename} at ${redactUrl(p.url)}, which is not an http(s) URL, but the env's PyPI packages come from ${index}, not a file: index; only a file: index names files on this machine`,
       );
     }
-    if (fileChannels.some((c) => p.url.startsWith(c))) return;
+    const url = normalisedUrl(p.url);
+    if (url !== undefined && fileChannels.some((c) => c !== undefined && url.startsWith(c))) return;
     throw new Invalid(
       `${where}.packages[${i}] locks the conda package ${p.filename} at ${redactUrl(p.url)}, which is not an http(s) URL and not under a file: channel of the env; only a file: channel names files on this machine`,
     );
