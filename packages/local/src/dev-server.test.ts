@@ -1,18 +1,37 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, EnvironmentError } from '@prebuilt/core/backend';
-import { defaultStateDir, localRegistryServerStatus, startLocalRegistryServer, stopLocalRegistryServer } from './index.js';
+import { ConfigError, EnvironmentError, PrebuiltError } from '@prebuilt/core/backend';
+import { createLocalRegistry, defaultStateDir, localRegistryServerCredentials, localRegistryServerStatus, startLocalRegistryServer, stopLocalRegistryServer } from './index.js';
 import { describeOrFailInCi, missingFor, testServices } from './__fixtures__/services.js';
+import { pushTinyImage } from './__fixtures__/oci-push.js';
 import { freePort } from '../../../test/free-port.js';
 
 const run = promisify(execFile);
+
+/** The credential `start` made for the registry on `port`, as user name and password (fails the test when there is none). */
+function credentialOf(port: number, stateDir: string): { username: string; password: string } {
+  const credentials = localRegistryServerCredentials(`127.0.0.1:${port}`, { stateDir });
+  if (!credentials?.username || !credentials.password) throw new Error(`no credential for 127.0.0.1:${port} in ${stateDir}`);
+  return { username: credentials.username, password: credentials.password.reveal() };
+}
+
+const basic = ({ username, password }: { username: string; password: string }) => `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+
+/** What an anonymous request, one with `auth` and one with a wrong password get from the registry's API root. */
+async function v2Statuses(port: number, auth: { username: string; password: string }): Promise<{ anonymous: number; challenge: string | null; login: number; wrong: number }> {
+  const anonymous = await fetch(`http://127.0.0.1:${port}/v2/`);
+  const login = await fetch(`http://127.0.0.1:${port}/v2/`, { headers: { authorization: basic(auth) } });
+  const wrong = await fetch(`http://127.0.0.1:${port}/v2/`, { headers: { authorization: basic({ ...auth, password: `${auth.password}x` }) } });
+  return { anonymous: anonymous.status, challenge: anonymous.headers.get('www-authenticate'), login: login.status, wrong: wrong.status };
+}
 
 
 describe('development registry server: settings', () => {
@@ -88,13 +107,16 @@ describe('development registry server: settings', () => {
 const noBinary = existsSync('/usr/bin/docker-registry') ? undefined : '/usr/bin/docker-registry is not installed: apt-get install docker-registry (scripts/test-services.sh up does)';
 
 describeOrFailInCi("development registry server: Debian's docker-registry", noBinary, () => {
+  let stateRoot: string;
   let stateDir: string;
   beforeAll(async () => {
-    stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-'));
+    // $XDG_STATE_HOME/prebuilt/local-registry, so the `local` registry given XDG_STATE_HOME finds it.
+    stateRoot = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-'));
+    stateDir = defaultStateDir({ XDG_STATE_HOME: stateRoot });
   });
   afterAll(async () => {
     await stopLocalRegistryServer({ stateDir });
-    await rm(stateDir, { recursive: true, force: true });
+    await rm(stateRoot, { recursive: true, force: true });
   });
 
   it('start → status → start again (idempotent) → stop → stop again', async () => {
@@ -103,11 +125,53 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
     expect(await localRegistryServerStatus(options)).toMatchObject({ running: false, healthy: false, address: null });
 
     const started = await startLocalRegistryServer(options);
-    expect(started).toMatchObject({ running: true, healthy: true, address: `127.0.0.1:${port}`, mode: 'binary', alreadyRunning: false });
+    expect(started).toMatchObject({
+      running: true,
+      healthy: true,
+      authenticated: true,
+      credentialsFile: join(stateDir, 'credentials.json'),
+      address: `127.0.0.1:${port}`,
+      mode: 'binary',
+      alreadyRunning: false,
+    });
     expect(started.pid).toBeGreaterThan(0);
-    expect((await fetch(`http://127.0.0.1:${port}/v2/`)).status).toBe(200);
+    expect(started.note).toBeUndefined();
+    const auth = credentialOf(port, stateDir);
+    expect(auth.username).toBe('prebuilt');
+    expect(auth.password).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(await v2Statuses(port, auth)).toEqual({ anonymous: 401, challenge: 'Basic realm="prebuilt-local-registry"', login: 200, wrong: 401 });
+    // Another user of the machine can neither push nor pull; the credential can.
+    await expect(pushTinyImage(`127.0.0.1:${port}/metaflow-prebuilt:env-poisoned-amd64`)).rejects.toThrow(/starting a blob upload .*: 401/);
+    const { digest } = await pushTinyImage(`127.0.0.1:${port}/metaflow-prebuilt:env-0123456789abcdef-amd64`, auth);
+    expect((await fetch(`http://127.0.0.1:${port}/v2/metaflow-prebuilt/manifests/${digest}`)).status).toBe(401);
+    // prebuilt's `local` registry uses the credential by itself, for this host: its pushes and existence checks log in.
+    const tag = `127.0.0.1:${port}/metaflow-prebuilt:env-0123456789abcdef-amd64`;
+    const registry = createLocalRegistry({ registry: `127.0.0.1:${port}`, env: { XDG_STATE_HOME: stateRoot }, dockerConfig: false });
+    const pushCredentials = await registry.pushCredentials();
+    expect(pushCredentials).toMatchObject({ registry: `127.0.0.1:${port}`, username: 'prebuilt', source: `the development registry's credential (${join(stateDir, 'credentials.json')})` });
+    expect(pushCredentials?.password?.reveal()).toBe(auth.password);
+    expect(JSON.stringify(pushCredentials)).not.toContain(auth.password);
+    expect(await registry.imageExists(tag)).toEqual({ exists: true, digest });
+    // Explicit credentials still win; without the state directory there is none (the Docker config's, here off).
+    const explicit = createLocalRegistry({ registry: `127.0.0.1:${port}`, username: 'u', password: 'p', env: { XDG_STATE_HOME: stateRoot }, dockerConfig: false });
+    expect((await explicit.pushCredentials())?.username).toBe('u');
+    const elsewhere = createLocalRegistry({ registry: `127.0.0.1:${port}`, env: { XDG_STATE_HOME: join(stateRoot, 'elsewhere') }, dockerConfig: false });
+    expect(await elsewhere.pushCredentials()).toBeUndefined();
+    await expect(elsewhere.imageExists(tag)).rejects.toBeInstanceOf(PrebuiltError);
+    // The state directory is private to its user, the credential and its hash too; neither the state nor the config holds the password.
+    expect((await stat(stateDir)).mode & 0o777).toBe(0o700);
+    for (const file of ['credentials.json', 'htpasswd', 'state.json']) expect((await stat(join(stateDir, file))).mode & 0o777, file).toBe(0o600);
+    const htpasswd = await readFile(join(stateDir, 'htpasswd'), 'utf8');
+    expect(htpasswd).toMatch(/^prebuilt:\$2[aby]\$10\$[./A-Za-z0-9]{53}\n$/);
+    for (const file of ['htpasswd', 'state.json', 'config.yml']) expect(await readFile(join(stateDir, file), 'utf8'), file).not.toContain(auth.password);
     expect(Number((await readFile(join(stateDir, 'registry.pid'), 'utf8')).trim())).toBe(started.pid);
-    expect(await readFile(join(stateDir, 'config.yml'), 'utf8')).toContain(`addr: 127.0.0.1:${port}`);
+    const config = await readFile(join(stateDir, 'config.yml'), 'utf8');
+    expect(config).toContain(`addr: 127.0.0.1:${port}`);
+    expect(config).toContain(`auth:\n  htpasswd:\n    realm: prebuilt-local-registry\n    path: ${JSON.stringify(join(stateDir, 'htpasswd'))}`);
+    // For this registry's host only: not another port, not another host.
+    expect(localRegistryServerCredentials(`localhost:${port}`, { stateDir })?.source).toBe(`the development registry's credential (${join(stateDir, 'credentials.json')})`);
+    expect(localRegistryServerCredentials(`127.0.0.1:${port + 1}`, { stateDir })).toBeUndefined();
+    expect(localRegistryServerCredentials(`registry.example.com:${port}`, { stateDir })).toBeUndefined();
 
     const again = await startLocalRegistryServer(options);
     expect(again).toMatchObject({ alreadyRunning: true, pid: started.pid });
@@ -117,9 +181,13 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
 
     const stopped = await stopLocalRegistryServer({ stateDir });
     expect(stopped.stopped).toBe(true);
-    expect(stopped.status.running).toBe(false);
+    expect(stopped.status).toMatchObject({ running: false, authenticated: false, credentialsFile: null });
     await expect(fetch(`http://127.0.0.1:${port}/v2/`)).rejects.toThrow();
     expect(existsSync(join(stateDir, 'registry.pid'))).toBe(false);
+    // A credential left behind would go to whatever listens on the port next.
+    expect(existsSync(join(stateDir, 'credentials.json'))).toBe(false);
+    expect(existsSync(join(stateDir, 'htpasswd'))).toBe(false);
+    expect(localRegistryServerCredentials(`127.0.0.1:${port}`, { stateDir })).toBeUndefined();
     expect((await stopLocalRegistryServer({ stateDir })).stopped).toBe(false);
   });
 
@@ -147,10 +215,61 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
     process.kill(started.pid!, 'SIGKILL');
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect((await localRegistryServerStatus({ stateDir })).running).toBe(false);
+    const before = credentialOf(port, stateDir);
     const restarted = await startLocalRegistryServer({ port, stateDir });
-    expect(restarted).toMatchObject({ running: true, healthy: true, alreadyRunning: false });
+    expect(restarted).toMatchObject({ running: true, healthy: true, authenticated: true, alreadyRunning: false });
     expect(restarted.pid).not.toBe(started.pid);
+    // Each start makes a new credential: the old one is refused.
+    const after = credentialOf(port, stateDir);
+    expect(after.password).not.toBe(before.password);
+    expect((await v2Statuses(port, before)).login).toBe(401);
+    expect((await v2Statuses(port, after)).login).toBe(200);
     await stopLocalRegistryServer({ stateDir });
+  });
+
+  it('a registry started without a login by an older prebuilt: status says so and prebuilt pushes anonymously; start restarts it with one, keeping its images', async () => {
+    const port = await freePort();
+    // What an older prebuilt left: a config without auth, a state without `auth`, the program running.
+    const configFile = join(stateDir, 'config.yml');
+    await mkdir(join(stateDir, 'data'), { recursive: true });
+    await writeFile(configFile, `version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: ${JSON.stringify(join(stateDir, 'data'))}}}\nhttp: {addr: 127.0.0.1:${port}}\n`);
+    const old = spawn('/usr/bin/docker-registry', ['serve', configFile], { detached: true, stdio: 'ignore' });
+    old.unref();
+    const oldState = { mode: 'binary', port, pid: old.pid, container: null, configFile, logFile: null, startedAt: '2026-01-01T00:00:00Z' };
+    await writeFile(join(stateDir, 'state.json'), JSON.stringify(oldState));
+    try {
+      for (let tries = 0; (await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.status, () => 0)) !== 200; tries++) {
+        if (tries > 50) throw new Error('the older registry did not answer');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(await localRegistryServerStatus({ stateDir })).toMatchObject({ running: true, authenticated: false, credentialsFile: null, pid: old.pid });
+      expect(localRegistryServerCredentials(`127.0.0.1:${port}`, { stateDir })).toBeUndefined();
+      expect(await createLocalRegistry({ registry: `127.0.0.1:${port}`, env: { XDG_STATE_HOME: stateRoot }, dockerConfig: false }).pushCredentials()).toBeUndefined();
+      const tag = `127.0.0.1:${port}/metaflow-prebuilt:env-fedcba9876543210-amd64`;
+      const { digest } = await pushTinyImage(tag);
+
+      const restarted = await startLocalRegistryServer({ stateDir });
+      expect(restarted).toMatchObject({ running: true, healthy: true, authenticated: true, port, alreadyRunning: false });
+      expect(restarted.pid).not.toBe(old.pid);
+      expect(restarted.note).toBe(
+        `The development registry at 127.0.0.1:${port} ran without authentication (started by an older prebuilt): any user of this machine could push to it. ` +
+          'It was restarted with a login that prebuilt uses by itself; its images are kept.',
+      );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(() => process.kill(old.pid!, 0)).toThrow();
+      const auth = credentialOf(port, stateDir);
+      expect((await v2Statuses(port, auth)).anonymous).toBe(401);
+      // prebuilt's local registry finds the image pushed before, with the new credential.
+      const registry = createLocalRegistry({ registry: `127.0.0.1:${port}`, env: { XDG_STATE_HOME: stateRoot }, dockerConfig: false });
+      expect(await registry.imageExists(tag)).toEqual({ exists: true, digest });
+    } finally {
+      await stopLocalRegistryServer({ stateDir });
+      try {
+        process.kill(old.pid!, 'SIGKILL');
+      } catch {
+        // gone, as it should be
+      }
+    }
   });
 
   it('a port already taken by another program is an EnvironmentError suggesting another port', async () => {
@@ -167,7 +286,7 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
   });
 
   it('a registry program that exits at once is reported with its log', async () => {
-    const script = join(stateDir, 'broken-registry.sh');
+    const script = join(stateRoot, 'broken-registry.sh');
     await writeFile(script, '#!/bin/sh\necho "config is broken on purpose" >&2\nexit 3\n', { mode: 0o755 });
     const error = await startLocalRegistryServer({ port: await freePort(), stateDir, registryBinary: script }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(EnvironmentError);
@@ -217,7 +336,9 @@ describeOrFailInCi(
       const port = await freePort();
       const options = { port, stateDir, env, registryBinary: join(stateDir, 'not-installed'), containerImage: image };
       const started = await startLocalRegistryServer(options);
-      expect(started).toMatchObject({ running: true, healthy: true, mode: 'container', container: `prebuilt-local-registry-${port}`, pid: null });
+      expect(started).toMatchObject({ running: true, healthy: true, authenticated: true, mode: 'container', container: `prebuilt-local-registry-${port}`, pid: null });
+      // The htpasswd file is mounted read-only and named by REGISTRY_AUTH_*: the container wants the login too.
+      expect(await v2Statuses(port, credentialOf(port, stateDir))).toEqual({ anonymous: 401, challenge: 'Basic realm="prebuilt-local-registry"', login: 200, wrong: 401 });
       const { stdout } = await run('docker', ['inspect', '--format', '{{.HostConfig.NetworkMode}}', started.container!], { env });
       expect(stdout.trim()).toBe('host');
       expect((await startLocalRegistryServer(options)).alreadyRunning).toBe(true);

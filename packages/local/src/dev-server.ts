@@ -1,16 +1,33 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, openSync, closeSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { chmod, readFile, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, EnvironmentError, createLogger, errorMessage, makeDirectory, programNotFound, programPath, sleep, writeFileAtomic } from '@prebuilt/core/backend';
+import {
+  ConfigError,
+  EnvironmentError,
+  Secret,
+  createLogger,
+  errorMessage,
+  makeDirectory,
+  programNotFound,
+  programPath,
+  sleep,
+  writeFileAtomic,
+  type RegistryCredentials,
+} from '@prebuilt/core/backend';
 
 const debug = createLogger('local:server');
 
 export const DEFAULT_REGISTRY_PORT = 5000;
 export const DEFAULT_REGISTRY_BINARY = '/usr/bin/docker-registry';
 export const DEFAULT_REGISTRY_IMAGE = 'registry:2';
+/** The user name of the credential `start` makes; the password is random, new at each start. */
+export const DEV_REGISTRY_USERNAME = 'prebuilt';
+/** bcrypt cost of the htpasswd entry (the registry checks it once per request: kept at bcrypt's usual 10). */
+const BCRYPT_COST = 10;
 
 export interface LocalRegistryServerOptions {
   /**
@@ -39,6 +56,13 @@ export interface LocalRegistryServerStatus {
   running: boolean;
   /** `GET /v2/` answers. */
   healthy: boolean;
+  /**
+   * The registry wants a login (htpasswd, with the credential `start` made): anonymous pushes and
+   * pulls are refused. False for one started by an older prebuilt without it; `start` restarts such one.
+   */
+  authenticated: boolean;
+  /** The file (0600) holding the credential prebuilt uses for it, when it is authenticated. Never the secret itself. */
+  credentialsFile: string | null;
   /** `127.0.0.1:<port>` when running. */
   address: string | null;
   port: number | null;
@@ -61,6 +85,14 @@ interface ServerState {
   configFile: string | null;
   logFile: string | null;
   startedAt: string;
+  /** `htpasswd` when started with a credential; absent in a state written by an older prebuilt. */
+  auth?: 'htpasswd';
+}
+
+/** The credential file: the user name and the random password the htpasswd entry is the bcrypt hash of. */
+interface StoredCredential {
+  username: string;
+  password: string;
 }
 
 interface Paths {
@@ -70,6 +102,8 @@ interface Paths {
   configFile: string;
   logFile: string;
   dataDir: string;
+  credentialsFile: string;
+  htpasswdFile: string;
 }
 
 /** `$XDG_STATE_HOME/prebuilt/local-registry`, else `~/.local/state/prebuilt/local-registry`. */
@@ -87,6 +121,8 @@ function paths(options: LocalRegistryServerOptions): Paths {
     configFile: join(stateDir, 'config.yml'),
     logFile: join(stateDir, 'registry.log'),
     dataDir: join(stateDir, 'data'),
+    credentialsFile: join(stateDir, 'credentials.json'),
+    htpasswdFile: join(stateDir, 'htpasswd'),
   };
 }
 
@@ -105,9 +141,61 @@ async function readState(p: Paths): Promise<ServerState | undefined> {
   }
 }
 
+/** Removes the state and the credential: one left behind would be sent to whatever listens on the port next. */
 async function clearState(p: Paths): Promise<void> {
   await rm(p.stateFile, { force: true });
   await rm(p.pidFile, { force: true });
+  await rm(p.credentialsFile, { force: true });
+  await rm(p.htpasswdFile, { force: true });
+}
+
+/**
+ * A new credential for a registry being started: a random password (32 bytes, base64url) in
+ * `credentials.json` and its bcrypt hash in `htpasswd`, both 0600 and written atomically. bcryptjs
+ * (pure JavaScript, no install step) makes the hash; the registry's Go bcrypt takes its `$2b$`.
+ */
+async function writeCredential(p: Paths): Promise<void> {
+  const password = randomBytes(32).toString('base64url');
+  const { hash } = await import('bcryptjs');
+  const stored: StoredCredential = { username: DEV_REGISTRY_USERNAME, password };
+  await writeFileAtomic(p.credentialsFile, `${JSON.stringify(stored)}\n`, { mode: 0o600 });
+  await writeFileAtomic(p.htpasswdFile, `${DEV_REGISTRY_USERNAME}:${await hash(password, BCRYPT_COST)}\n`, { mode: 0o600 });
+}
+
+/** The loopback hosts the development registry is reached by (it listens on 127.0.0.1). */
+const LOOPBACK_HOST = /^(?:127\.0\.0\.1|localhost):(\d{1,5})$/i;
+
+/**
+ * The credential of the development registry `startLocalRegistryServer` started, for `host` when it
+ * is that registry (`127.0.0.1:<port>` or `localhost:<port>`, the port of the running state) and it
+ * was started with one; else undefined. Read synchronously from the state directory: the `local`
+ * image registry offers it as it offers explicit credentials (before the Docker config).
+ */
+export function localRegistryServerCredentials(
+  host: string,
+  options: Pick<LocalRegistryServerOptions, 'stateDir' | 'env'> = {},
+): RegistryCredentials | undefined {
+  const match = LOOPBACK_HOST.exec(host);
+  if (!match) return undefined;
+  const p = paths(options);
+  let state: ServerState;
+  let stored: StoredCredential;
+  try {
+    state = JSON.parse(readFileSync(p.stateFile, 'utf8')) as ServerState;
+    if (state.port !== Number(match[1]) || state.auth !== 'htpasswd') return undefined;
+    stored = JSON.parse(readFileSync(p.credentialsFile, 'utf8')) as StoredCredential;
+  } catch (error) {
+    debug('no development registry credential for %s: %s', host, errorMessage(error));
+    return undefined;
+  }
+  if (typeof stored.username !== 'string' || typeof stored.password !== 'string' || stored.password === '') return undefined;
+  return {
+    registry: host,
+    username: stored.username,
+    password: new Secret(stored.password),
+    source: `the development registry's credential (${p.credentialsFile})`,
+    refusedHint: 'Restart the development registry to make a new credential: `prebuilt local-registry stop && prebuilt local-registry start`.',
+  };
 }
 
 /** True when the process exists and is the registry started with our config (not a reused pid). */
@@ -189,9 +277,12 @@ async function containerLogTail(options: LocalRegistryServerOptions, name: strin
 }
 
 function statusFrom(p: Paths, state: ServerState | undefined, running: boolean, isHealthy: boolean): LocalRegistryServerStatus {
+  const authenticated = running && state?.auth === 'htpasswd';
   return {
     running,
     healthy: running && isHealthy,
+    authenticated,
+    credentialsFile: authenticated ? p.credentialsFile : null,
     address: running && state ? `127.0.0.1:${state.port}` : null,
     port: running && state ? state.port : null,
     mode: running && state ? state.mode : null,
@@ -245,18 +336,28 @@ async function stateRunning(options: LocalRegistryServerOptions, state: ServerSt
 /**
  * Starts a registry on 127.0.0.1 for development: Debian's `docker-registry` program when installed
  * (config, data, pid file and log in the state directory), else a `registry:2` container with host
- * networking. Idempotent: a running one is reported, not started twice.
+ * networking. It wants a login (htpasswd): a random credential is made at each start, kept in the
+ * state directory (0700; the files 0600), and the `local` image registry uses it for this host, so
+ * other users of the machine can neither push nor pull. Idempotent: a running one is reported, not
+ * started twice — except one started by an older prebuilt without a login, which is restarted with
+ * one on its port (its images are kept); `note` says so.
  */
 export async function startLocalRegistryServer(
   options: LocalRegistryServerOptions = {},
-): Promise<LocalRegistryServerStatus & { alreadyRunning: boolean }> {
+): Promise<LocalRegistryServerStatus & { alreadyRunning: boolean; note?: string }> {
   const p = paths(options);
-  const port = checkPort(options.port ?? DEFAULT_REGISTRY_PORT);
+  if (options.port !== undefined) checkPort(options.port);
   const current = await currentStatus(options);
+  let note: string | undefined;
   if (current.running) {
     checkRunningPort(current, options.port, 'start');
-    return { ...current, alreadyRunning: true };
+    if (current.authenticated) return { ...current, alreadyRunning: true };
+    note =
+      `The development registry at ${current.address} ran without authentication (started by an older prebuilt): any user of this machine could push to it. ` +
+      'It was restarted with a login that prebuilt uses by itself; its images are kept.';
+    await stopLocalRegistryServer(options);
   }
+  const port = checkPort(options.port ?? current.port ?? DEFAULT_REGISTRY_PORT);
   await clearState(p);
   if (await portInUse(port)) {
     throw new EnvironmentError(`Port ${port} on 127.0.0.1 is already in use by another program.`, {
@@ -264,10 +365,13 @@ export async function startLocalRegistryServer(
     });
   }
   await makeDirectory(p.dataDir);
+  // Private to its user: the credential lives here (and the images: only the registry reads them).
+  await chmod(p.stateDir, 0o700);
+  await writeCredential(p);
   // A bare name is looked for in PATH's absolute directories only (core's programPath).
   const binary = programPath(options.registryBinary ?? DEFAULT_REGISTRY_BINARY, { env: options.env ?? process.env, what: 'the registry program' });
   const state = binary !== undefined && existsSync(binary) ? await startBinary(p, port, binary, options) : await startContainer(p, port, options);
-  await writeFileAtomic(p.stateFile, `${JSON.stringify(state, null, 2)}\n`);
+  await writeFileAtomic(p.stateFile, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   if (state.pid !== null) await writeFileAtomic(p.pidFile, `${state.pid}\n`);
 
   const deadline = Date.now() + (options.startTimeoutMs ?? 15_000);
@@ -284,7 +388,7 @@ export async function startLocalRegistryServer(
     await sleep(200);
   }
   debug('registry started: %o', state);
-  return { ...statusFrom(p, state, true, true), alreadyRunning: false };
+  return { ...statusFrom(p, state, true, true), alreadyRunning: false, ...(note ? { note } : {}) };
 }
 
 async function startBinary(p: Paths, port: number, binary: string, options: LocalRegistryServerOptions): Promise<ServerState> {
@@ -298,6 +402,10 @@ async function startBinary(p: Paths, port: number, binary: string, options: Loca
     '  delete: {enabled: true}',
     'http:',
     `  addr: 127.0.0.1:${port}`,
+    'auth:',
+    '  htpasswd:',
+    '    realm: prebuilt-local-registry',
+    `    path: ${JSON.stringify(p.htpasswdFile)}`,
     '',
   ].join('\n');
   await writeFileAtomic(p.configFile, config);
@@ -315,11 +423,14 @@ async function startBinary(p: Paths, port: number, binary: string, options: Loca
       child.once('spawn', () => resolve(child.pid!));
     });
     child.unref();
-    return { mode: 'binary', port, pid, container: null, configFile: p.configFile, logFile: p.logFile, startedAt: new Date().toISOString() };
+    return { mode: 'binary', port, pid, container: null, configFile: p.configFile, logFile: p.logFile, startedAt: new Date().toISOString(), auth: 'htpasswd' };
   } finally {
     closeSync(log);
   }
 }
+
+/** Where the container sees the htpasswd file (mounted read-only). */
+const CONTAINER_HTPASSWD = '/auth/htpasswd';
 
 async function startContainer(p: Paths, port: number, options: LocalRegistryServerOptions): Promise<ServerState> {
   const name = `prebuilt-local-registry-${port}`;
@@ -332,7 +443,11 @@ async function startContainer(p: Paths, port: number, options: LocalRegistryServ
       'run', '-d', '--name', name, '--network=host',
       '-e', `REGISTRY_HTTP_ADDR=127.0.0.1:${port}`,
       '-e', 'REGISTRY_STORAGE_DELETE_ENABLED=true',
+      '-e', 'REGISTRY_AUTH=htpasswd',
+      '-e', 'REGISTRY_AUTH_HTPASSWD_REALM=prebuilt-local-registry',
+      '-e', `REGISTRY_AUTH_HTPASSWD_PATH=${CONTAINER_HTPASSWD}`,
       '-v', `${p.dataDir}:/var/lib/registry`,
+      '-v', `${p.htpasswdFile}:${CONTAINER_HTPASSWD}:ro`,
       options.containerImage ?? DEFAULT_REGISTRY_IMAGE,
     ],
     env,
@@ -342,7 +457,7 @@ async function startContainer(p: Paths, port: number, options: LocalRegistryServ
       hint: `Install Debian's registry (\`sudo apt-get install docker-registry\`), or make the image ${options.containerImage ?? DEFAULT_REGISTRY_IMAGE} available to Docker.`,
     });
   }
-  return { mode: 'container', port, pid: null, container: name, configFile: null, logFile: null, startedAt: new Date().toISOString() };
+  return { mode: 'container', port, pid: null, container: name, configFile: null, logFile: null, startedAt: new Date().toISOString(), auth: 'htpasswd' };
 }
 
 /**

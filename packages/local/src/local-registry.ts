@@ -1,4 +1,5 @@
 import { createOciRegistry, explicitCredentials, loadBooleanSetting, pullConfigFromSettings, type ImageRegistry } from '@prebuilt/core/backend';
+import { localRegistryServerCredentials } from './dev-server.js';
 import { LOCAL_ENV, localAddresses, pullTagOf, type LocalRegistryOptions } from './local-settings.js';
 
 export { LOCAL_ENV, DEFAULT_NAMESPACE, type LocalRegistryOptions } from './local-settings.js';
@@ -11,14 +12,17 @@ export { LOCAL_ENV, DEFAULT_NAMESPACE, type LocalRegistryOptions } from './local
 export function createLocalRegistry(options: LocalRegistryOptions = {}): ImageRegistry {
   const env = options.env ?? process.env;
   const { push, pull, repository } = localAddresses(options, env);
-  const credentials = explicitCredentials({
-    registry: push.host,
-    label: 'local registry',
-    username: options.username,
-    password: options.password,
-    envVars: { username: LOCAL_ENV.username, password: LOCAL_ENV.password },
-    env,
-  });
+  // Explicit credentials win; else, for the development registry `prebuilt local-registry start`
+  // runs (127.0.0.1:<its port>), the credential it made; else the Docker config.
+  const credentials =
+    explicitCredentials({
+      registry: push.host,
+      label: 'local registry',
+      username: options.username,
+      password: options.password,
+      envVars: { username: LOCAL_ENV.username, password: LOCAL_ENV.password },
+      env,
+    }) ?? localRegistryServerCredentials(push.host, { env });
   return createOciRegistry({
     name: 'local',
     host: push.host,

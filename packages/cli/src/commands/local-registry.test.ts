@@ -4,7 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,12 +63,22 @@ describeOrFailInCi('prebuilt local-registry', missing, () => {
     expect(start.code).toBe(0);
     expect(start.stdout).toContain(`running at 127.0.0.1:${port}`);
     expect(start.stdout).toContain(`METAFLOW_PREBUILT_LOCAL_REGISTRY=127.0.0.1:${port}`);
-    expect((await fetch(`http://127.0.0.1:${port}/v2/`)).status).toBe(200);
+    const credentialsFile = join(state, 'prebuilt', 'local-registry', 'credentials.json');
+    expect(start.stdout).toContain(`  auth: login required (htpasswd); prebuilt uses the credential in ${credentialsFile}\n`);
+    // Anonymous requests are refused; the credential start made is accepted, and no output shows its password.
+    expect((await fetch(`http://127.0.0.1:${port}/v2/`)).status).toBe(401);
+    const { username, password } = JSON.parse(await readFile(credentialsFile, 'utf8')) as { username: string; password: string };
+    const authorization = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+    expect((await fetch(`http://127.0.0.1:${port}/v2/`, { headers: { authorization } })).status).toBe(200);
+    expect(start.stdout).not.toContain(password);
 
     const status = await prebuilt(['local-registry', 'status', '--json'], env);
     expect(status.code).toBe(0);
+    expect(status.stdout).not.toContain(password);
     const json = JSON.parse(status.stdout) as Record<string, unknown>;
-    expect(json).toMatchObject({ ok: true, running: true, healthy: true, address: `127.0.0.1:${port}`, port, mode: 'binary' });
+    expect(json).toMatchObject({ ok: true, running: true, healthy: true, authenticated: true, credentialsFile, address: `127.0.0.1:${port}`, port, mode: 'binary' });
+    const human = await prebuilt(['local-registry', 'status'], env);
+    expect(human.stdout).toContain('auth: login required (htpasswd)');
     expect(json['pid']).toEqual(expect.any(Number));
     expect(json['stateDir']).toBe(join(state, 'prebuilt', 'local-registry'));
 
@@ -100,7 +110,7 @@ describeOrFailInCi('prebuilt local-registry', missing, () => {
     expect(wrongStop.code).toBe(2);
     expect(wrongStop.stderr).toContain(`runs at 127.0.0.1:${port}, not on port ${port + 1}; nothing was stopped`);
     expect(wrongStop.stderr).not.toMatch(/\n\s+at /);
-    expect((await fetch(`http://127.0.0.1:${port}/v2/`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${port}/v2/`)).status).toBe(401);
     const wrongStatus = await prebuilt(['local-registry', 'status', '--port', String(port + 1), '--json'], env);
     expect(wrongStatus.code).toBe(2);
     expect(JSON.parse(wrongStatus.stdout)).toMatchObject({ ok: false, error: { code: 'config' } });

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ConfigError } from '@prebuilt/core';
 import type { LocalRegistryServerStatus } from '@prebuilt/local';
 import type { CliContext } from '../cli-context.js';
-import { writeJsonResult } from '../output.js';
+import { noteLine, writeJsonResult } from '../output.js';
 
 /**
  * @prebuilt/local is a backend package: imported when an action runs, never by `prebuilt --help`.
@@ -17,6 +17,14 @@ A registry on 127.0.0.1 for development and the demo: Debian's /usr/bin/docker-r
 installed (apt-get install docker-registry), else a registry:2 container with --network=host.
 Config, data, pid file and log live in $XDG_STATE_HOME/prebuilt/local-registry
 (default ~/.local/state/prebuilt/local-registry). start and stop are idempotent.
+
+It wants a login: each start makes a random credential (credentials.json and its bcrypt hash in
+htpasswd, 0600, in that directory, 0700), so other users of the machine can neither push nor pull.
+prebuilt uses it by itself for 127.0.0.1:<port> (its registry client, and every build service as
+the push credentials); for docker pull or run of an image there, log in with it:
+  node -p "require('$HOME/.local/state/prebuilt/local-registry/credentials.json').password" |
+    docker login 127.0.0.1:5000 -u prebuilt --password-stdin
+A registry started without one by an older prebuilt is restarted with one by start (images kept).
 
 The port is --port, else the port of METAFLOW_PREBUILT_LOCAL_REGISTRY when it names 127.0.0.1
 or localhost, else ${DEFAULT_LOCAL_REGISTRY_PORT}. One development registry runs at a time: status and
@@ -50,7 +58,12 @@ function describe(status: LocalRegistryServerStatus): string {
 }
 
 function details(status: LocalRegistryServerStatus): string {
-  const lines = [`  data: ${status.dataDir}`];
+  const lines = [
+    status.authenticated
+      ? `  auth: login required (htpasswd); prebuilt uses the credential in ${status.credentialsFile}`
+      : '  auth: NONE — any user of this machine can push to it (started by an older prebuilt); `prebuilt local-registry start` restarts it with a login',
+    `  data: ${status.dataDir}`,
+  ];
   if (status.logFile) lines.push(`  log:  ${status.logFile}`);
   return `${lines.join('\n')}\n`;
 }
@@ -71,6 +84,7 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
       context.json.requested = options.json === true;
       const port = options.port ?? portFromEnv(context.env);
       const status = await (await localPackage()).startLocalRegistryServer({ env: context.env, port });
+      if (status.note) context.stderr.write(noteLine(status.note));
       if (options.json) {
         writeJsonResult(context, { ...status });
         return;
