@@ -285,6 +285,27 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
     }
   });
 
+  it('a registry program that ignores the login in its config is stopped, an EnvironmentError: never reported as authenticated while open', async () => {
+    // Serves the port its config names, to anyone (HTTP 200), as a registry without auth would.
+    const script = join(stateRoot, 'open-registry.cjs');
+    await writeFile(
+      script,
+      `#!${process.execPath}\nconst { readFileSync } = require('node:fs');\n` +
+        "const port = Number(/addr: 127\\.0\\.0\\.1:(\\d+)/.exec(readFileSync(process.argv[3], 'utf8'))[1]);\n" +
+        "require('node:http').createServer((req, res) => { res.writeHead(200); res.end('{}'); }).listen(port, '127.0.0.1');\n",
+      { mode: 0o755 },
+    );
+    const port = await freePort();
+    const error = await startLocalRegistryServer({ port, stateDir, registryBinary: script }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect((error as Error).message).toBe(
+      `The registry started on 127.0.0.1:${port} was stopped: it answers an anonymous request with HTTP 200 instead of 401: it ignored the htpasswd login in its configuration.`,
+    );
+    expect(await localRegistryServerStatus({ stateDir })).toMatchObject({ running: false, authenticated: false });
+    await expect(fetch(`http://127.0.0.1:${port}/v2/`)).rejects.toThrow();
+    expect(existsSync(join(stateDir, 'credentials.json'))).toBe(false);
+  });
+
   it('a registry program that exits at once is reported with its log', async () => {
     const script = join(stateRoot, 'broken-registry.sh');
     await writeFile(script, '#!/bin/sh\necho "config is broken on purpose" >&2\nexit 3\n', { mode: 0o755 });

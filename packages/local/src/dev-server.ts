@@ -154,12 +154,13 @@ async function clearState(p: Paths): Promise<void> {
  * `credentials.json` and its bcrypt hash in `htpasswd`, both 0600 and written atomically. bcryptjs
  * (pure JavaScript, no install step) makes the hash; the registry's Go bcrypt takes its `$2b$`.
  */
-async function writeCredential(p: Paths): Promise<void> {
+async function writeCredential(p: Paths): Promise<StoredCredential> {
   const password = randomBytes(32).toString('base64url');
   const { hash } = await import('bcryptjs');
   const stored: StoredCredential = { username: DEV_REGISTRY_USERNAME, password };
   await writeFileAtomic(p.credentialsFile, `${JSON.stringify(stored)}\n`, { mode: 0o600 });
   await writeFileAtomic(p.htpasswdFile, `${DEV_REGISTRY_USERNAME}:${await hash(password, BCRYPT_COST)}\n`, { mode: 0o600 });
+  return stored;
 }
 
 /** The loopback hosts the development registry is reached by (it listens on 127.0.0.1). */
@@ -214,14 +215,40 @@ async function isOurProcess(pid: number, configFile: string | null): Promise<boo
   }
 }
 
-async function healthy(port: number): Promise<boolean> {
+/** The status of `GET /v2/` (with `authorization` when given); 0 when nothing answers. */
+async function probe(port: number, authorization?: string): Promise<number> {
   try {
-    const response = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(2000) });
+    const response = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(2000), ...(authorization ? { headers: { authorization } } : {}) });
     await response.arrayBuffer();
-    return response.status === 200 || response.status === 401;
+    return response.status;
   } catch {
-    return false;
+    return 0;
   }
+}
+
+/** A registry answers the API root: 200, or 401 when it wants a login. */
+const answers = (status: number): boolean => status === 200 || status === 401;
+
+async function healthy(port: number): Promise<boolean> {
+  return answers(await probe(port));
+}
+
+/** The Authorization header of the stored credential. */
+function basicAuthorization(stored: StoredCredential): string {
+  return `Basic ${Buffer.from(`${stored.username}:${stored.password}`).toString('base64')}`;
+}
+
+/**
+ * Why the registry just started does not want the login it was given (anonymous `GET /v2/` is not
+ * 401, or the credential is not taken), or undefined when it does. A registry:2 look-alike that
+ * ignores REGISTRY_AUTH_* would otherwise be reported as authenticated while open to everyone.
+ */
+async function loginProblem(port: number, stored: StoredCredential): Promise<string | undefined> {
+  const anonymous = await probe(port);
+  if (anonymous !== 401) return `it answers an anonymous request with HTTP ${anonymous} instead of 401: it ignored the htpasswd login in its configuration`;
+  const login = await probe(port, basicAuthorization(stored));
+  if (login !== 200) return `it refuses the credential it was started with (HTTP ${login})`;
+  return undefined;
 }
 
 function portInUse(port: number): Promise<boolean> {
@@ -323,7 +350,9 @@ async function currentStatus(options: LocalRegistryServerOptions): Promise<Local
   const state = await readState(p);
   if (!state) return statusFrom(p, undefined, false, false);
   const running = await stateRunning(options, state);
-  return statusFrom(p, state, running, running && (await healthy(state.port)));
+  const root = running ? await probe(state.port) : 0;
+  // A login in the state that the registry does not ask for (anonymous 200) is no login.
+  return statusFrom(p, root === 200 ? { ...state, auth: undefined } : state, running, answers(root));
 }
 
 /** Whether the registry a state names still runs: its process (ours), or its container. */
@@ -367,10 +396,16 @@ export async function startLocalRegistryServer(
   await makeDirectory(p.dataDir);
   // Private to its user: the credential lives here (and the images: only the registry reads them).
   await chmod(p.stateDir, 0o700);
-  await writeCredential(p);
-  // A bare name is looked for in PATH's absolute directories only (core's programPath).
-  const binary = programPath(options.registryBinary ?? DEFAULT_REGISTRY_BINARY, { env: options.env ?? process.env, what: 'the registry program' });
-  const state = binary !== undefined && existsSync(binary) ? await startBinary(p, port, binary, options) : await startContainer(p, port, options);
+  const stored = await writeCredential(p);
+  let state: ServerState;
+  try {
+    // A bare name is looked for in PATH's absolute directories only (core's programPath).
+    const binary = programPath(options.registryBinary ?? DEFAULT_REGISTRY_BINARY, { env: options.env ?? process.env, what: 'the registry program' });
+    state = binary !== undefined && existsSync(binary) ? await startBinary(p, port, binary, options) : await startContainer(p, port, options);
+  } catch (error) {
+    await clearState(p);
+    throw error;
+  }
   await writeFileAtomic(p.stateFile, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   if (state.pid !== null) await writeFileAtomic(p.pidFile, `${state.pid}\n`);
 
@@ -386,6 +421,16 @@ export async function startLocalRegistryServer(
       );
     }
     await sleep(200);
+  }
+  const problem = await loginProblem(port, stored);
+  if (problem !== undefined) {
+    await stopLocalRegistryServer(options);
+    throw new EnvironmentError(`The registry started on 127.0.0.1:${port} was stopped: ${problem}.`, {
+      hint:
+        state.mode === 'container'
+          ? `Use an image that reads REGISTRY_AUTH_HTPASSWD_* as registry:2 does, or install Debian's registry (\`sudo apt-get install docker-registry\`).`
+          : `Check that ${state.configFile} is read by the registry program (see ${state.logFile}).`,
+    });
   }
   debug('registry started: %o', state);
   return { ...statusFrom(p, state, true, true), alreadyRunning: false, ...(note ? { note } : {}) };
