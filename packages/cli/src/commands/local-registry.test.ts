@@ -2,9 +2,9 @@
  * `prebuilt local-registry start|status|stop` through the real CLI (node bin/prebuilt.js, after
  * `pnpm build`), on a free port, with its state in a temporary $XDG_STATE_HOME.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,6 +93,42 @@ describeOrFailInCi('prebuilt local-registry', missing, () => {
     expect(after).toMatchObject({ running: false, healthy: false, address: null });
     const stopAgain = await prebuilt(['local-registry', 'stop', '--json'], env);
     expect(JSON.parse(stopAgain.stdout)).toMatchObject({ ok: true, stopped: false });
+  });
+
+  it('a registry an older prebuilt started without a login: status says it is open, start restarts it with one and says so in a note', async () => {
+    const port = await freePort();
+    const stateDir = join(state, 'prebuilt', 'local-registry');
+    const configFile = join(stateDir, 'config.yml');
+    await mkdir(join(stateDir, 'data'), { recursive: true });
+    await writeFile(configFile, `version: 0.1\nstorage: {filesystem: {rootdirectory: ${JSON.stringify(join(stateDir, 'data'))}}}\nhttp: {addr: 127.0.0.1:${port}}\n`);
+    const old = spawn('/usr/bin/docker-registry', ['serve', configFile], { detached: true, stdio: 'ignore' });
+    old.unref();
+    await writeFile(join(stateDir, 'state.json'), JSON.stringify({ mode: 'binary', port, pid: old.pid, container: null, configFile, logFile: null, startedAt: '2026-01-01T00:00:00Z' }));
+    try {
+      for (let tries = 0; (await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.status, () => 0)) !== 200; tries++) {
+        if (tries > 50) throw new Error('the older registry did not answer');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const status = await prebuilt(['local-registry', 'status'], env);
+      expect(status.stdout).toContain('  auth: NONE — any user of this machine can push to it (started by an older prebuilt); `prebuilt local-registry start` restarts it with a login\n');
+      expect(JSON.parse((await prebuilt(['local-registry', 'status', '--json'], env)).stdout)).toMatchObject({ running: true, authenticated: false, credentialsFile: null });
+      const start = await prebuilt(['local-registry', 'start'], env);
+      expect(start.code, start.stderr).toBe(0);
+      expect(start.stderr).toBe(
+        `note: The development registry at 127.0.0.1:${port} ran without authentication (started by an older prebuilt): any user of this machine could push to it. ` +
+          'It was restarted with a login that prebuilt uses by itself; its images are kept.\n',
+      );
+      expect(start.stdout).toContain(`local registry running at 127.0.0.1:${port}`);
+      expect(start.stdout).toContain('  auth: login required (htpasswd)');
+      expect((await fetch(`http://127.0.0.1:${port}/v2/`)).status).toBe(401);
+    } finally {
+      await prebuilt(['local-registry', 'stop'], env);
+      try {
+        process.kill(old.pid!, 'SIGKILL');
+      } catch {
+        // stopped by start, as it should be
+      }
+    }
   });
 
   it('takes the port from METAFLOW_PREBUILT_LOCAL_REGISTRY when it names this machine', async () => {
