@@ -2,7 +2,8 @@
 // docker-registry, as on a fresh machine): it wants a login, and `prebuilt build` with the README's
 // one export (METAFLOW_PREBUILT_LOCAL_REGISTRY=127.0.0.1:<port>) pushes to it through the Docker
 // daemon and finds its images again with the credential start made — no `docker login`, an empty
-// Docker config. Another user of the machine cannot push an image under the tag prebuilt looks up.
+// Docker config; so do the oci and buildx build services. Another user of the machine cannot push
+// an image under the tag prebuilt looks up.
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -90,6 +91,17 @@ describeWith(NEEDS, 'prebuilt build on the development registry (prebuilt local-
     const again = await cli('build', 'one_env_flow.py', '--json');
     expect(again.code, again.stderr).toBe(0);
     expect(Object.values(parseJson<BuildJson>(again).images).map((entry) => [entry.status, entry.digest])).toEqual([['present', image.digest]]);
+  }, 300_000);
+
+  itWith(NEEDS, 'the oci build service (no daemon: prebuilt\'s own registry client) pushes there with the same credential', async () => {
+    const namespace = uniqueNamespace('devreg-oci');
+    const result = await runCli(['build', 'one_env_flow.py', '--json'], { env: { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: 'oci', METAFLOW_PREBUILT_IMAGE_NAMESPACE: namespace }, cwd: flowDir });
+    expect(result.code, result.stderr).toBe(0);
+    const images = Object.values(parseJson<BuildJson>(result).images);
+    expect(images.map((image) => [image.status, image.image.startsWith(`${host}/${namespace}:`)])).toEqual([['built', true]]);
+    expect(await headManifest(images[0]!.image)).toEqual({ status: 401, digest: null });
+    expect(await headManifest(images[0]!.image, auth)).toEqual({ status: 200, digest: images[0]!.digest });
+    expect(`${result.stdout}${result.stderr}`).not.toContain(auth.password);
   }, 300_000);
 
   itWith([...NEEDS, 'buildx'], 'the buildx build service pushes there with the push credentials the local registry gives (its temporary Docker config)', async () => {
