@@ -70,6 +70,7 @@ export { markCacheFileUsed, readCacheEntry, readCacheFile, readCacheFileSync, ty
 export { diskFullError } from './disk-full.js';
 export { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 export { compareBytes, listTree, sourceDateEpoch } from './file-tree.js';
+export { fileKind } from './file-kind.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';
 export { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, sealTarHeader, tarNumber, tarPadding, tarText, type TarHeader } from './tar/tar-header.js';
 export {

@@ -86,6 +86,7 @@ export { writeFileAtomic } from './atomic-write.js';
 export { markCacheFileUsed, readCacheEntry, readCacheFile, readCacheFileSync, type ReadCacheFileOptions } from './cache-file.js';
 export { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntryKind } from './file-tree.js';
+export { fileKind } from './file-kind.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';
 export { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, sealTarHeader, tarNumber, tarPadding, tarText, type TarHeader } from './tar/tar-header.js';
 export {

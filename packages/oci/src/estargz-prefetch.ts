@@ -1,6 +1,6 @@
-import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { posix } from 'node:path';
-import { ConfigError } from '@prebuilt/core/backend';
+import { ConfigError, fileKind } from '@prebuilt/core/backend';
 import { completeEntries, parentDirs, type LayerEntry } from './layer.js';
 
 /**
@@ -202,13 +202,6 @@ function readProfileFile(file: string): string {
   } finally {
     closeSync(fd);
   }
-}
-
-function fileKind(stats: Stats): string {
-  if (stats.isDirectory()) return 'a directory';
-  if (stats.isFIFO()) return 'a FIFO';
-  if (stats.isSocket()) return 'a socket';
-  return stats.isCharacterDevice() || stats.isBlockDevice() ? 'a device' : 'not a file';
 }
 
 /**

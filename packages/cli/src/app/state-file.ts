@@ -1,8 +1,8 @@
 /** Where the image map of a flow is written (the state file the Metaflow extension reads), the atomic write and the reader. */
-import { constants, type Stats } from 'node:fs';
+import { constants } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { ConfigError, errorMessage, InputError, writeFileAtomic, type ImageMap } from '@prebuilt/core';
+import { ConfigError, errorMessage, fileKind, InputError, writeFileAtomic, type ImageMap } from '@prebuilt/core';
 
 /** The state file: METAFLOW_PREBUILT_STATE_FILE, else `.prebuilt/<Flow>/images.json` beside the flow. */
 export function stateFilePath(flowFile: string, flowName: string, env: Record<string, string | undefined>, cwd: string): string {
@@ -38,13 +38,6 @@ export async function checkStateFileSetting(env: Record<string, string | undefin
       hint: 'Set METAFLOW_PREBUILT_STATE_FILE to a file path (e.g. images.json), or unset it (.prebuilt/<Flow>/images.json beside the flow).',
     });
   }
-}
-
-function fileKind(stats: Stats): string {
-  if (stats.isDirectory()) return 'a directory';
-  if (stats.isFIFO()) return 'a FIFO';
-  if (stats.isSocket()) return 'a socket';
-  return stats.isCharacterDevice() || stats.isBlockDevice() ? 'a device' : 'not a file';
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   createLogger,
   diskFullError,
   errorMessage,
+  fileKind,
   InputError,
   makeDirectory,
   unwritableDirectoryError,
@@ -488,8 +489,7 @@ async function checkLocalFile(pkg: Downloadable): Promise<void> {
   }
   const info = await stat(path).catch(() => undefined);
   if (info === undefined || info.isFile()) return; // a missing file fails as the copy's own error
-  const kind = info.isDirectory() ? 'a directory' : info.isFIFO() ? 'a FIFO' : info.isSocket() ? 'a socket' : info.isCharacterDevice() || info.isBlockDevice() ? 'a device' : 'something else';
-  throw new InputError(`The lock names ${pkg.url} for ${pkg.filename}, which is ${kind}, not a regular file.`, {
+  throw new InputError(`The lock names ${pkg.url} for ${pkg.filename}, which is ${fileKind(info)}, not a regular file.`, {
     hint: 'A package file: URL names a package file on this machine; re-create the lock with `prebuilt lock`.',
   });
 }
