@@ -84,7 +84,7 @@ export {
 } from './tar/tar-extended-headers.js';
 export { TarEndBlocks, afterZeroBlock } from './tar/tar-stream-reader.js';
 export { sha256Tap } from './sha256-tap.js';
-export { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';
+export { createRunTempDir, createRunTempDirIn, sweepStaleRunTempDirs } from './run-temp-dir.js';
 export { mapPool } from './deploy/pool.js';
 export {
   PULL_ENV,

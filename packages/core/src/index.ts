@@ -101,7 +101,7 @@ export {
 export { TarEndBlocks, afterZeroBlock, tarStreamEntries, type TarStreamEntry } from './tar/tar-stream-reader.js';
 export { sha256Tap } from './sha256-tap.js';
 export { diskFullError } from './disk-full.js';
-export { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';
+export { createRunTempDir, createRunTempDirIn, sweepStaleRunTempDirs } from './run-temp-dir.js';
 export { acquireFileLock } from './file-lock.js';
 export { deploy } from './deploy/orchestrator.js';
 export { checkBuildService } from './deploy/build-service.js';

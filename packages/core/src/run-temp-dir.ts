@@ -16,9 +16,11 @@ import { readFileSync } from 'node:fs';
 import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { diskFullError } from './disk-full.js';
 import { errorMessage } from './errors.js';
 import { processAlive } from './file-lock.js';
 import { createLogger } from './logger.js';
+import { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 
 const log = createLogger('temp');
 
@@ -52,6 +54,22 @@ function ownStart(): number {
 /** A fresh private temp directory named for this process (see the module comment). */
 export async function createRunTempDir(prefix: string, options: { tempDir?: string } = {}): Promise<string> {
   return mkdtemp(join(options.tempDir ?? tmpdir(), `${prefix}r.${hostTag()}.${process.pid}.${ownStart().toString(36)}.`));
+}
+
+/**
+ * {@link createRunTempDir} in `dir`, made first when missing (a directory of prebuilt's cache: the
+ * build contexts', the oci service's work directory). One that cannot be made or written in is a
+ * DiskFullError, or an EnvironmentError (exit 2) saying why, naming what was being done and the
+ * setting that moves `dir`.
+ */
+export async function createRunTempDirIn(dir: string, prefix: string, where: { doing: string; setting?: string }): Promise<string> {
+  try {
+    await makeDirectory(dir);
+    return await createRunTempDir(prefix, { tempDir: dir });
+  } catch (error) {
+    const at = { dir, ...where };
+    throw diskFullError(error, at) ?? unwritableDirectoryError(error, at) ?? error;
+  }
 }
 
 /** When a process of this machine started (ms since 1970), from /proc; undefined when unknown. */

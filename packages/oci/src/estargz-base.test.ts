@@ -216,16 +216,22 @@ describeOrFailInCi('oci build service: big temporary files on disk beside the ca
     }
   }, 300_000);
 
-  it('a work directory that cannot be made is an EnvironmentError naming METAFLOW_PREBUILT_CACHE_DIR', async () => {
+  it('a work directory that cannot be made is an EnvironmentError naming what moves it: METAFLOW_PREBUILT_CACHE_DIR, or the option workDir when one is given', async () => {
     const work = await mkdtemp(join(tmpdir(), 'prebuilt-oci-workdir-bad-'));
     try {
       await writeFile(join(work, 'hello.txt'), 'hello\n');
       await writeFile(join(work, 'file'), 'a file in the way\n');
-      const service = createOciBuildService({ env: {}, layerCacheDir: false, workDir: join(work, 'file', 'spool') });
-      const result = await service.buildAndPush({ dockerfile: `FROM ${pinnedBase()!}\nCOPY hello.txt /opt/hello.txt\n`, contextDir: work, imageTag: `${services.registries!.plain.host}/${uniqueRepo('workdir')}:bad`, platform: 'linux/amd64' }).catch((e: unknown) => e);
-      const text = JSON.stringify(result);
-      expect(text).toContain(`Cannot write ${join(work, 'file')}`);
-      expect(text).toContain('METAFLOW_PREBUILT_CACHE_DIR');
+      const build = (options: Parameters<typeof createOciBuildService>[0]) =>
+        createOciBuildService(options)
+          .buildAndPush({ dockerfile: `FROM ${pinnedBase()!}\nCOPY hello.txt /opt/hello.txt\n`, contextDir: work, imageTag: `${services.registries!.plain.host}/${uniqueRepo('workdir')}:bad`, platform: 'linux/amd64' })
+          .catch((e: unknown) => e);
+      const fromSetting = JSON.stringify(await build({ env: { METAFLOW_PREBUILT_CACHE_DIR: join(work, 'file') }, layerCacheDir: false }));
+      expect(fromSetting).toContain(`Cannot write ${join(work, 'file')}`);
+      expect(fromSetting).toContain('Set METAFLOW_PREBUILT_CACHE_DIR to a directory you can write');
+      const fromOption = JSON.stringify(await build({ env: {}, layerCacheDir: false, workDir: join(work, 'file', 'spool') }));
+      expect(fromOption).toContain(`Cannot write ${join(work, 'file')}`);
+      expect(fromOption).toContain("Set the oci build service's option 'workDir' to a directory you can write");
+      expect(fromOption).not.toContain('METAFLOW_PREBUILT_CACHE_DIR');
     } finally {
       await rm(work, { recursive: true, force: true });
     }

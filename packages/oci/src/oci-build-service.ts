@@ -4,11 +4,9 @@ import {
   CancelledError,
   ConfigError,
   createLogger,
-  createRunTempDir,
-  diskFullError,
+  createRunTempDirIn,
   loadBooleanSetting,
   loadOptionalSetting,
-  makeDirectory,
   mapPool,
   normalizeDockerConfigKey,
   parseImageRef,
@@ -26,7 +24,6 @@ import {
   type UploadBlobResult,
   sourceDateEpoch,
   sweepStaleRunTempDirs,
-  unwritableDirectoryError,
 } from '@prebuilt/core/backend';
 import { rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -440,14 +437,10 @@ function signalOf(request: BuildRequest): { signal?: AbortSignal } {
  * directory for one build's big files: on disk beside the cache, not in TMPDIR (often RAM). One that
  * cannot be made says why and the setting that moves it.
  */
-async function spoolDir(run: BuildRun, prefix: string): Promise<string> {
-  try {
-    await makeDirectory(run.workDir);
-    return await createRunTempDir(prefix, { tempDir: run.workDir });
-  } catch (error) {
-    const where = { dir: run.workDir, doing: 'making a directory for the layers of a build', setting: 'METAFLOW_PREBUILT_CACHE_DIR' };
-    throw diskFullError(error, where) ?? unwritableDirectoryError(error, where) ?? error;
-  }
+function spoolDir(run: BuildRun, prefix: string): Promise<string> {
+  // The work directory comes from the option when one is given, else from the cache directory's setting.
+  const setting = run.options.workDir === undefined ? 'METAFLOW_PREBUILT_CACHE_DIR' : "the oci build service's option 'workDir'";
+  return createRunTempDirIn(run.workDir, prefix, { doing: 'making a directory for the layers of a build', setting });
 }
 
 /** Each base layer into the target repository: present, mounted, or copied from the base's registry. */

@@ -2,8 +2,7 @@ import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { PreparedBuild } from '../contracts.js';
 import { diskFullError } from '../disk-full.js';
-import { makeDirectory, unwritableDirectoryError } from '../make-directory.js';
-import { createRunTempDir } from '../run-temp-dir.js';
+import { createRunTempDir, createRunTempDirIn } from '../run-temp-dir.js';
 
 export interface BuildContextOptions {
   envId: string;
@@ -26,7 +25,10 @@ export interface BuildContextOptions {
  */
 export async function prepareBuildContext(options: BuildContextOptions): Promise<PreparedBuild> {
   const setting = options.tempDir ? options.tempDirSetting : 'TMPDIR';
-  const contextDir = await makeContextDir(options, setting);
+  const prefix = `prebuilt-context-${options.envId}-`;
+  const doing = `making the build context of env ${options.envId}`;
+  // Under tempDir, made when missing (one that cannot be made says why and names the setting), or the OS temp directory.
+  const contextDir = options.tempDir ? await createRunTempDirIn(options.tempDir, prefix, { doing, ...(setting ? { setting } : {}) }) : await createRunTempDir(prefix);
   const dispose = (): Promise<void> => rm(contextDir, { recursive: true, force: true });
   try {
     await options.fill(contextDir);
@@ -36,17 +38,4 @@ export async function prepareBuildContext(options: BuildContextOptions): Promise
     throw (options.doing && diskFullError(error, { dir: dirname(contextDir), doing: options.doing(contextDir), ...(setting ? { setting } : {}) })) || error;
   }
   return { dockerfile: options.dockerfile, contextDir, dispose };
-}
-
-/** The fresh context directory, under `options.tempDir` (made when missing) or the OS temp directory; one that cannot be made says why and the setting that moves it. */
-async function makeContextDir(options: BuildContextOptions, setting: string | undefined): Promise<string> {
-  const prefix = `prebuilt-context-${options.envId}-`;
-  if (!options.tempDir) return createRunTempDir(prefix);
-  try {
-    await makeDirectory(options.tempDir);
-    return await createRunTempDir(prefix, { tempDir: options.tempDir });
-  } catch (error) {
-    const where = { dir: options.tempDir, doing: `making the build context of env ${options.envId}`, ...(setting ? { setting } : {}) };
-    throw diskFullError(error, where) ?? unwritableDirectoryError(error, where) ?? error;
-  }
 }
