@@ -61,7 +61,8 @@ export {
   dockerConfigKey,
   normalizeDockerConfigKey,
 } from './registry/docker-config.js';
-export { MAX_LISTING_BYTES, RegistryClient, nextPagePath, type BlobFile, type BlobSource, type RegistryClientOptions, type UploadBlobResult } from './registry/registry-client.js';
+export { ListingBound, MAX_LISTING_BYTES, MAX_LISTING_PAGES, type ListingBoundOptions } from './registry/listing-bound.js';
+export { RegistryClient, nextPagePath, type BlobFile, type BlobSource, type RegistryClientOptions, type UploadBlobResult } from './registry/registry-client.js';
 export { listRepositoryImages } from './registry/repository-images.js';
 export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayers } from './recipes/prefix-layers.js';
 export { writeFileAtomic } from './atomic-write.js';

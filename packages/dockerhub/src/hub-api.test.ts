@@ -52,7 +52,7 @@ describe('dockerhub listImages/deleteImage through a FAKE Docker Hub API on 127.
     hub.loopPages = true;
     const error = await registry.listImages!().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RegistryError);
-    expect((error as RegistryError).message).toBe(`Docker Hub API ${hub.url} listed the tags of acme/${repository} in more than 2 pages (or in a loop); stopped`);
+    expect((error as RegistryError).message).toBe(`Docker Hub API ${hub.url} listed the tags of acme/${repository} in a loop (page 3 is one it gave before); stopped`);
     expect(hub.requests.filter((r) => r.path.includes('/tags'))).toHaveLength(2);
   });
 

@@ -1,15 +1,14 @@
 import {
-  MAX_LISTING_BYTES,
   AuthError,
   LoginRequiredError,
   CancelledError,
   InputError,
+  ListingBound,
   RegistryError,
   Secret,
   checkSignal,
   createLogger,
   errorMessage,
-  formatBytes,
   isImageDigest,
   netFetch,
   parseRetryAfter,
@@ -31,7 +30,7 @@ export interface HubApiInput {
   repository: string;
   /** The user's Docker Hub credentials (user name and password or personal access token), when there are any. */
   credentials(signal: AbortSignal | undefined): Promise<RegistryCredentials | undefined>;
-  /** The bytes of tag-listing pages read in all before the listing stops (default {@link MAX_LISTING_BYTES}). */
+  /** The bytes of tag-listing pages read in all before the listing stops (default core's MAX_LISTING_BYTES). */
   maxListingBytes?: number;
 }
 
@@ -77,8 +76,6 @@ const MAX_RETRY_AFTER_MS = 30_000;
 const DELETE_HINT = 'Deleting tags needs a personal access token with the Read, Write, Delete scope (or the account password), of a user who may administer the repository.';
 const TROUBLE_HINT = 'Docker Hub may be having trouble: try again later, or run with --verbose for details.';
 const PAGE_SIZE = 100;
-/** Pages of one tag listing, at most (100 000 tags; core's listTags has the same bound). */
-const MAX_PAGES = 1000;
 /** The largest answer of the API read (4 MiB); a listing's pages in all are bounded by MAX_LISTING_BYTES. */
 const LIMIT = 4 * 1024 * 1024;
 
@@ -236,22 +233,17 @@ export class HubApi {
   /** Every tag of the repository, page by page along `next`; none when the repository does not exist. */
   async #tags(signal: AbortSignal | undefined): Promise<HubTag[]> {
     const tags: HubTag[] = [];
-    const seen = new Set<string>();
-    const maxBytes = this.#input.maxListingBytes ?? MAX_LISTING_BYTES;
-    let bytes = 0;
+    // An API naming a page it already gave (or pages without end) would be asked forever.
+    const bound = new ListingBound(`Docker Hub API ${this.#base.origin} listed the tags of ${this.#input.namespace}/${this.#input.repository}`, this.#input.registry, {
+      hint: TROUBLE_HINT,
+      ...(this.#input.maxListingBytes === undefined ? {} : { maxBytes: this.#input.maxListingBytes }),
+    });
     for (let url: URL | undefined = this.#url(`${this.#tagsPath}?page_size=${PAGE_SIZE}`); url !== undefined; ) {
-      // An API naming a page it already gave (or pages without end) would be asked forever.
-      if (seen.has(url.href) || seen.size >= MAX_PAGES) {
-        throw new RegistryError(`Docker Hub API ${this.#base.origin} listed the tags of ${this.#input.namespace}/${this.#input.repository} in more than ${seen.size} pages (or in a loop); stopped`, { registry: this.#input.registry }, { hint: TROUBLE_HINT });
-      }
-      seen.add(url.href);
+      bound.page(url.href);
       const { answer, session } = await this.#authorized('GET', url, signal);
       if (answer.status === 404) return [];
       if (answer.status < 200 || answer.status >= 300) throw this.#failure(answer, 'list the tags of', session, 'Check that the user may read the repository (a private one needs a token with at least the Read scope).');
-      bytes += answer.bytes;
-      if (bytes > maxBytes) {
-        throw new RegistryError(`Docker Hub API ${this.#base.origin} listed the tags of ${this.#input.namespace}/${this.#input.repository} in more than ${formatBytes(maxBytes)} (${seen.size} pages); stopped`, { registry: this.#input.registry }, { hint: TROUBLE_HINT });
-      }
+      bound.read(answer.bytes);
       const results = answer.data['results'];
       if (!Array.isArray(results)) throw new RegistryError(`Docker Hub API ${this.#base.origin} listed the tags of ${this.#input.namespace}/${this.#input.repository} without results`, { registry: this.#input.registry });
       tags.push(...(results as HubTag[]));

@@ -1,11 +1,10 @@
 import {
-  MAX_LISTING_BYTES,
   AuthError,
   InputError,
+  ListingBound,
   RegistryError,
   checkSignal,
   createLogger,
-  formatBytes,
   isImageDigest,
   nextPagePath,
   type RegistryAccess,
@@ -19,7 +18,7 @@ export interface GcrImagesInput {
   host: string;
   repository: string;
   access: RegistryAccess;
-  /** The bytes of tags/list pages read in all before a listing stops (default {@link MAX_LISTING_BYTES}). */
+  /** The bytes of tags/list pages read in all before a listing stops (default core's MAX_LISTING_BYTES). */
   maxListingBytes?: number;
 }
 
@@ -87,27 +86,19 @@ async function withPermissionsHint<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Pages of one listing, at most (core's listTags has the same bound). */
-const MAX_PAGES = 1000;
-
 async function readImages(input: GcrImagesInput, signal: AbortSignal | undefined): Promise<StoredImage[]> {
   checkSignal(signal);
   const client = await input.access.ownClient(signal);
   const images = new Map<string, StoredImage>();
-  const seen = new Set<string>();
-  const maxBytes = input.maxListingBytes ?? MAX_LISTING_BYTES;
-  let bytes = 0;
+  // A registry naming a page it already gave (or pages without end) would be asked forever.
+  const bound = new ListingBound(`registry ${input.host} listed the tags of ${input.repository}`, input.host, {
+    hint: TROUBLE_HINT,
+    ...(input.maxListingBytes === undefined ? {} : { maxBytes: input.maxListingBytes }),
+  });
   for (let path: string | undefined = `/v2/${input.repository}/tags/list`; path !== undefined; ) {
-    // A registry naming a page it already gave (or pages without end) would be asked forever.
-    if (seen.has(path) || seen.size >= MAX_PAGES) {
-      throw new RegistryError(`registry ${input.host} listed the tags of ${input.repository} in more than ${seen.size} pages (or in a loop); stopped`, { registry: input.host }, { hint: TROUBLE_HINT });
-    }
-    seen.add(path);
+    bound.page(path);
     const page = await tagListPage(client, input, path, signal);
-    bytes += page?.bytes ?? 0;
-    if (bytes > maxBytes) {
-      throw new RegistryError(`registry ${input.host} listed the tags of ${input.repository} in more than ${formatBytes(maxBytes)} (${seen.size} pages); stopped`, { registry: input.host }, { hint: TROUBLE_HINT });
-    }
+    bound.read(page?.bytes ?? 0);
     for (const [digest, entry] of Object.entries(page?.manifest ?? {})) {
       const image = storedImage(digest, entry);
       const seen = images.get(digest);

@@ -5,7 +5,7 @@ import type { BaseImageIdentity, RegistryCredentials } from '../contracts.js';
 import { diskFullError } from '../disk-full.js';
 import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, LoginRequiredError, NetworkError, PrebuiltError, RegistryError, UnreachableError } from '../errors.js';
 import { createLogger } from '../logger.js';
-import { formatBytes, netFetch, type NetResponse } from '../net/net-fetch.js';
+import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
 import { redactUrls } from '../net/url-credentials.js';
 import { isImageDigest } from './digest.js';
@@ -26,6 +26,7 @@ import {
   sleep,
   type RetryPolicy,
 } from './retry.js';
+import { ListingBound } from './listing-bound.js';
 import { SharedFetches } from './shared-fetch.js';
 import { checkTokenRealm } from './token-realm.js';
 import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js';
@@ -296,14 +297,6 @@ interface ExchangeFailure {
   retryAfter?: number;
   status?: number;
 }
-
-/**
- * The bytes of tag-listing pages a listing reads in all before it stops: core's listTags, the gcr
- * and Docker Hub listings (a million tags take some 60 MiB of a registry's pages, Google's manifest
- * map some 300 bytes an image, the Hub's JSON some 1 KiB a tag; a thousand pages of 4 MiB would be
- * 4 GiB held).
- */
-export const MAX_LISTING_BYTES = 256 * 1024 * 1024;
 
 /**
  * A small OCI distribution client: manifest and blob HEAD, manifest GET with platform selection,
@@ -1127,29 +1120,23 @@ export class RegistryClient {
    * Every tag of `repository` (`GET /v2/<name>/tags/list`), following the `Link: <…>; rel="next"`
    * pages; a repository that does not exist has none. Bounded: each page at 4 MiB, at most
    * `maxPages` pages (default 1000) and `maxBytes` of pages in all (default 256 MiB: a million
-   * tags take some 60 MiB; a thousand pages of 4 MiB would be 4 GiB held), a page that names
-   * itself again is an error.
+   * tags take some 60 MiB; a thousand pages of 4 MiB would be 4 GiB held), a page named again is
+   * an error ({@link ListingBound}, which the gcr and Docker Hub listings use too).
    */
   async listTags(repository: string | ImageRef, options: RequestOptions & { pageSize?: number; maxPages?: number; maxBytes?: number } = {}): Promise<string[]> {
     const image = toRef(repository);
-    const maxPages = options.maxPages ?? 1000;
-    const maxBytes = options.maxBytes ?? MAX_LISTING_BYTES;
-    let bytes = 0;
+    const bound = new ListingBound(`registry ${image.registry} listed the tags of ${image.repository}`, image.registry, {
+      ...(options.maxPages === undefined ? {} : { maxPages: options.maxPages }),
+      ...(options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes }),
+    });
     const tags = new Set<string>();
-    const seen = new Set<string>();
     let path: string | undefined = `/v2/${image.repository}/tags/list?n=${options.pageSize ?? 1000}`;
     while (path !== undefined) {
-      if (seen.has(path) || seen.size >= maxPages) {
-        throw new RegistryError(`registry ${image.registry} listed the tags of ${image.repository} in more than ${seen.size} pages (or in a loop); stopped`, { registry: image.registry });
-      }
-      seen.add(path);
+      bound.page(path);
       const res = await this.#request(image.registry, image.repository, 'GET', path, { accept: 'application/json' }, options.signal, { what: 'tag list', limit: BODY_LIMITS.json });
       if (res.status === 404) return [...tags];
       this.#expectOk(res, image.registry, 'GET', path.replace(/\?.*$/, ''));
-      bytes += res.body.length;
-      if (bytes > maxBytes) {
-        throw new RegistryError(`registry ${image.registry} listed the tags of ${image.repository} in more than ${formatBytes(maxBytes)} (${seen.size} pages); stopped`, { registry: image.registry });
-      }
+      bound.read(res.body.length);
       let page: { tags?: unknown };
       try {
         page = JSON.parse(Buffer.from(res.body).toString('utf8')) as { tags?: unknown };
