@@ -1,9 +1,9 @@
 import { lstat, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   createRunTempDir,
   dockerConfigAuth,
+  dockerConfigPath,
   dockerConfigKey,
   normalizeDockerConfigKey,
   type RegistryCredentials,
@@ -32,7 +32,8 @@ export async function createTemporaryDockerConfig(
   credentials: RegistryCredentials,
   env: Record<string, string | undefined>,
 ): Promise<TemporaryDockerConfig> {
-  const userDir = env['DOCKER_CONFIG'] || join(env['HOME'] || homedir(), '.docker');
+  // The user's Docker config directory, as core reads it: $DOCKER_CONFIG, else $HOME/.docker.
+  const userDir = dirname(dockerConfigPath(env));
   let userConfig: Record<string, unknown> = {};
   try {
     const parsed: unknown = JSON.parse(await readFile(join(userDir, 'config.json'), 'utf8'));
