@@ -247,6 +247,18 @@ async function linkEntry(entry: ExtractedEntry, plan: LinkPlan, state: LinkState
   if (replaced) state.clobbered.push(target);
 }
 
+/**
+ * One file to write into the prefix: its path there and mode, its prefix placeholder (if any) and
+ * how that is replaced (`file_mode`), and the package and member it comes from, for errors.
+ */
+interface FileOut {
+  target: string;
+  mode: number;
+  placeholder: string | undefined;
+  fileMode: PathEntry['file_mode'];
+  file: { label: string; path: string };
+}
+
 /** What writing one file gave: whether it replaced one, the hashes and size for its paths_data row. */
 interface Written {
   replaced: boolean;
@@ -272,17 +284,16 @@ async function linkFile(
   const { writer } = options;
   const { label } = plan;
   const member = entry.path;
-  const mode = entry.mode & 0o111 ? 0o755 : 0o644;
   const placeholder = meta?.prefix_placeholder;
-  const patchedFile = { label, path: entry.path };
+  const out: FileOut = { target, mode: entry.mode & 0o111 ? 0o755 : 0o644, placeholder, fileMode: meta?.file_mode, file: { label, path: member } };
   let written: Written;
   if (entry.type === 'hardlink') {
-    written = await copyHardlink(entry, target, mode, placeholder, meta?.file_mode, plan, state, options);
+    written = await copyHardlink(entry, out, plan, state, options);
   } else if (placeholder && entry.size <= PATCH_CHUNK) {
     // A small file (most placeholder files: scripts, .pc files, configs) is patched in memory and written at once.
-    written = await writeInMemory(await readFile(entry.file), target, mode, placeholder, meta.file_mode, options, patchedFile);
+    written = await writeInMemory(await readFile(entry.file), out, options);
   } else if (placeholder) {
-    written = await writePatched(() => createReadStream(entry.file, { highWaterMark: PATCH_CHUNK }), target, mode, placeholder, meta.file_mode, options, patchedFile);
+    written = await writePatched(() => createReadStream(entry.file, { highWaterMark: PATCH_CHUNK }), { ...out, placeholder }, options);
   } else {
     // Hashed before it is moved in (when paths.json gives no sha256).
     const originalSha = meta?.sha256 ?? (await hashFile(entry.file, 'sha256'));
@@ -315,15 +326,8 @@ function patchInMemory(content: Buffer, placeholder: string, prefix: string, fil
  * anything is written, by a first pass that only reads: a text file growing past MAX_TEXT_GROWTH, a
  * binary one holding the placeholder when the prefix is longer. The hashes are taken on the way.
  */
-async function writePatched(
-  read: () => AsyncIterable<Uint8Array>,
-  target: string,
-  mode: number,
-  placeholder: string,
-  fileMode: PathEntry['file_mode'],
-  options: CondaInstallOptions,
-  file: { label: string; path: string },
-): Promise<Written & { patchedSha: string }> {
+async function writePatched(read: () => AsyncIterable<Uint8Array>, out: FileOut & { placeholder: string }, options: CondaInstallOptions): Promise<Written & { patchedSha: string }> {
+  const { target, mode, placeholder, fileMode, file } = out;
   const binary = fileMode === 'binary';
   const replacer = (): PlaceholderReplacer => new PlaceholderReplacer(placeholder, options.prefix, binary ? 'binary' : 'text', file);
   if (!binary || Buffer.byteLength(options.prefix) > Buffer.byteLength(placeholder)) {
@@ -357,15 +361,8 @@ async function writePatched(
 }
 
 /** A file's content held in memory (at most {@link PATCH_CHUNK}), its placeholder (if any) replaced, written at once. */
-async function writeInMemory(
-  content: Buffer,
-  target: string,
-  mode: number,
-  placeholder: string | undefined,
-  fileMode: PathEntry['file_mode'],
-  options: CondaInstallOptions,
-  file: { label: string; path: string },
-): Promise<Written> {
+async function writeInMemory(content: Buffer, out: FileOut, options: CondaInstallOptions): Promise<Written> {
+  const { target, mode, placeholder, fileMode, file } = out;
   const originalSha = createHash('sha256').update(content).digest('hex');
   const written = placeholder ? patchInMemory(content, placeholder, options.prefix, fileMode, file) : content;
   const replaced = await options.writer.writeFile(target, written, mode, file.label, { member: file.path });
@@ -381,17 +378,8 @@ async function writeInMemory(
  * ({@link PrefixWriter.writeStream}, or {@link writePatched} with a placeholder). The copy's bytes,
  * mode and (normalised later) mtime are what a copy read whole would have.
  */
-async function copyHardlink(
-  entry: Extract<ExtractedEntry, { type: 'hardlink' }>,
-  target: string,
-  mode: number,
-  placeholder: string | undefined,
-  fileMode: PathEntry['file_mode'],
-  plan: LinkPlan,
-  state: LinkState,
-  options: CondaInstallOptions,
-): Promise<Written> {
-  const file = { label: plan.label, path: entry.path };
+async function copyHardlink(entry: Extract<ExtractedEntry, { type: 'hardlink' }>, out: FileOut, plan: LinkPlan, state: LinkState, options: CondaInstallOptions): Promise<Written> {
+  const { target, mode, placeholder, file } = out;
   const handle = await openHardlinkSource(entry, plan, state, options.writer);
   try {
     // autoClose false: the handle is closed here, after every pass (writePatched reads twice).
@@ -400,9 +388,9 @@ async function copyHardlink(
     if (size <= PATCH_CHUNK) {
       const pieces: Buffer[] = [];
       for await (const chunk of read()) pieces.push(chunk);
-      return await writeInMemory(Buffer.concat(pieces), target, mode, placeholder, fileMode, options, file);
+      return await writeInMemory(Buffer.concat(pieces), out, options);
     }
-    if (placeholder) return await writePatched(read, target, mode, placeholder, fileMode, options, file);
+    if (placeholder) return await writePatched(read, { ...out, placeholder }, options);
     const hash = createHash('sha256');
     let originalSize = 0;
     async function* copied(): AsyncGenerator<Buffer> {
