@@ -325,6 +325,7 @@ describeOrFailInCi('dockerhub: an https:// Hub API that points at http:// on its
     const { hub, listed } = await hubPointingAt('next');
     expect(listed).toBeInstanceOf(RegistryError);
     expect((listed as RegistryError).message).toBe(`Docker Hub API https://${hub.host} named the next page of tags over http; prebuilt sends its Docker Hub credentials to https://${hub.host} only`);
+    expect((listed as RegistryError).hint).toMatch(/^Docker Hub may be having trouble/);
     expect(hub.seen.filter((r) => r.scheme === 'http')).toEqual([]);
   });
 });

@@ -217,7 +217,7 @@ export class HubApi {
     const url = new URL(next, this.#base);
     if (url.origin !== this.#base.origin) {
       const where = url.host === this.#base.host ? `over ${url.protocol.slice(0, -1)}` : `on another host (${url.host})`;
-      throw new RegistryError(`Docker Hub API ${this.#base.origin} named the next page of tags ${where}; prebuilt sends its Docker Hub credentials to ${this.#base.origin} only`, { registry: this.#input.registry });
+      throw new RegistryError(`Docker Hub API ${this.#base.origin} named the next page of tags ${where}; prebuilt sends its Docker Hub credentials to ${this.#base.origin} only`, { registry: this.#input.registry }, { hint: TROUBLE_HINT });
     }
     return url;
   }

@@ -258,6 +258,16 @@ describe('RegistryClient against hostile registries (in-process servers on 127.0
     expect(registry.seen.map((s) => s.url)).toEqual(['/v2/team/app/manifests/v1']);
   });
 
+  it('a token realm that is no URL is a RegistryError naming it with its secrets hidden, and saying what the realm must be', async () => {
+    const registry = await serve((_req, res) => res.writeHead(401, { 'www-authenticate': 'Bearer realm="https://u:realm-secret@[bad/token",service="r"' }).end());
+    const error = await client(registry.host).getManifest(`${registry.host}/team/app:v1`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toBe(`registry ${registry.host} named an invalid token realm 'https://***@[bad/token'`);
+    expect((error as RegistryError).hint).toBe(
+      `A registry's token realm (WWW-Authenticate: Bearer realm="…") must be the URL of its token service; if ${registry.host} is yours, set it (auth.token.realm in distribution) to an https:// URL.`,
+    );
+  });
+
   it('never quotes a token that cannot go in a header: a token server\'s with a line break, a Docker config\'s registry token with one pasted in', async () => {
     const token = 'secret-token-value\r\nX-Injected: 1';
     const realm = await serve((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token })));

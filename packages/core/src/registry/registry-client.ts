@@ -906,7 +906,10 @@ export class RegistryClient {
     try {
       url = new URL(realm);
     } catch (error) {
-      throw new RegistryError(`registry ${registry} named an invalid token realm '${redactUrls(realm)}'`, { registry }, { cause: error });
+      throw new RegistryError(`registry ${registry} named an invalid token realm '${redactUrls(realm)}'`, { registry }, {
+        cause: error,
+        hint: `A registry's token realm (WWW-Authenticate: Bearer realm="…") must be the URL of its token service; if ${registry} is yours, set it (auth.token.realm in distribution) to an https:// URL.`,
+      });
     }
     // A realm on a cloud metadata address, or on this machine for a registry elsewhere: not fetched (SSRF).
     checkTokenRealm(url, registry);
