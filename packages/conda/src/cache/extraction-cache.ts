@@ -92,13 +92,13 @@ function sealByPath(file: string, mode: number, time: Date): FileStamp {
 export const sameStamp = (a: FileStamp | undefined, b: FileStamp): boolean =>
   a !== undefined && a.size === b.size && a.ino === b.ino && a.mode === b.mode && a.mtimeNs === b.mtimeNs;
 
+/** The most an entry's manifest may take (a package's info files and one stamp per file): a larger one reads as damaged. */
+const MAX_MANIFEST_BYTES = 256 * 1024 * 1024;
+
 /**
  * Extractions running in this process, by entry directory — shared by every ExtractionCache of the
  * process: each env's materialize makes its own instance, and a build materializes its envs at once.
  */
-/** The most an entry's manifest may take (a package's info files and one stamp per file): a larger one reads as damaged. */
-const MAX_MANIFEST_BYTES = 256 * 1024 * 1024;
-
 const inflight = new Map<string, Promise<CachedExtraction>>();
 
 export class ExtractionCache {
