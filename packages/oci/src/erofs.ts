@@ -65,8 +65,10 @@ export interface MkfsErofsLimits {
   finishBytesPerSecond: number;
 }
 
-/** Ten minutes of silence (a real mkfs.erofs is never idle that long), a look each second, 256 MiB of slack. */
-/** 1 MiB a second: mkfs.erofs makes lz4 images at tens to hundreds of MiB a second. */
+/**
+ * Ten minutes of silence (a real mkfs.erofs is never idle that long), a look each second, 256 MiB of
+ * slack, and 1 MiB a second to finish (mkfs.erofs makes lz4 images at tens to hundreds of MiB a second).
+ */
 export const MKFS_EROFS_LIMITS: MkfsErofsLimits = { silenceMs: 10 * 60_000, pollMs: 1000, imageSlackBytes: 256 << 20, finishBytesPerSecond: 1 << 20 };
 
 /**
