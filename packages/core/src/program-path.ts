@@ -68,7 +68,7 @@ export function programPath(command: string, options: ProgramPathOptions = {}): 
   const env = options.env ?? process.env;
   const found = searchPath(command, env['PATH']);
   if (found.path !== undefined) return found.path;
-  if (found.relative !== undefined) throw relativeOnly(command, found.relative, options);
+  if (found.relative !== undefined) throw relativePathOnly(command, found.relative, options);
   // A file of that name it may not execute: run, it fails with EACCES, as a shell's lookup reports it.
   return found.unexecutable;
 }
@@ -78,7 +78,11 @@ export function programNotFound(command: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`spawn ${command} ENOENT`), { code: 'ENOENT', errno: -2, syscall: `spawn ${command}`, path: command });
 }
 
-function relativeOnly(command: string, dir: string, options: ProgramPathOptions): ConfigError {
+/**
+ * The ConfigError (exit 2) for `command` found only in `dir`, an empty or relative PATH entry (see
+ * {@link searchPath}): prebuilt does not run it from there; the hint says how to fix PATH.
+ */
+export function relativePathOnly(command: string, dir: string, options: Omit<ProgramPathOptions, 'env'> = {}): ConfigError {
   const what = options.what ?? `'${command}'`;
   const instead = options.setting ? `, or set ${options.setting} to its absolute path` : '';
   return new ConfigError(

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { AuthError, CancelledError, ConfigError } from '../errors.js';
 import { createLogger } from '../logger.js';
-import { searchPath } from '../program-path.js';
+import { relativePathOnly, searchPath } from '../program-path.js';
 import { Secret } from '../secret.js';
 
 const log = createLogger('registry');
@@ -90,11 +90,8 @@ export function runCredentialHelper(name: string, serverUrl: string, options: Cr
 
 /** A helper not in any absolute directory of PATH: not installed, or only where PATH means the current directory. */
 function helperNotOnPath({ name, program, origin }: HelperRun, relative: string | undefined): ConfigError {
-  if (relative !== undefined) {
-    return new ConfigError(`credential helper ${program} (named in ${origin}) was found only in '${relative}', a PATH entry relative to the current directory; prebuilt does not run it from there, as Docker does not`, {
-      hint: `Install ${program} into a directory PATH names by an absolute path, and remove the empty or relative entry from PATH (an empty one, as in a trailing ':', means the current directory).`,
-    });
-  }
+  // Docker does not run one from there either (Go's exec.LookPath since 1.19).
+  if (relative !== undefined) return relativePathOnly(program, relative, { what: `credential helper ${program} (named in ${origin})` });
   return new ConfigError(`credential helper ${program} (named in ${origin}) was not found on PATH`, {
     hint: `Install ${program}, or remove '${name}' from credsStore/credHelpers in the Docker config.`,
   });

@@ -162,8 +162,9 @@ describe('dockerConfigCredentials', () => {
       const error = await dockerConfigCredentials('helper.example', { env: { ...env, PATH: path } }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ConfigError);
       expect((error as ConfigError).message).toBe(
-        `credential helper docker-credential-fake (named in ${join(dir, 'config.json')} credHelpers["helper.example"]) was found only in '${here}', a PATH entry relative to the current directory; prebuilt does not run it from there, as Docker does not`,
+        `credential helper docker-credential-fake (named in ${join(dir, 'config.json')} credHelpers["helper.example"]) was found only in '${here}', a PATH entry relative to the current directory; prebuilt does not run programs from there (anyone who wrote the current directory could have put a 'docker-credential-fake' in it).`,
       );
+      expect((error as ConfigError).hint).toMatch(/^Install docker-credential-fake into a directory PATH names by an absolute path, and remove the empty or relative entry from PATH/);
     }
     // The same helper in an absolute entry is run.
     expect((await dockerConfigCredentials('helper.example', { env: { ...env, PATH: `${here}:${dir}` } }))?.username).toBe('hal');
