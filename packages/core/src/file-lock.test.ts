@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { lstat, mkdtemp, readFile, readdir, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, readFile, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +13,22 @@ async function deadPid(): Promise<number> {
 }
 
 describe('acquireFileLock', () => {
+  it('renews its lease on the lock file itself, never through a symlink swapped in at its name', async () => {
+    // Another user of a shared cache directory replaces the lock with a link to a file of the holder's.
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-lock-'));
+    const path = join(dir, 'a.lock');
+    const victim = join(dir, 'victim');
+    await writeFile(victim, 'a file of the user\'s\n');
+    const old = new Date('2020-01-01T00:00:00Z');
+    await utimes(victim, old, old);
+    const lock = await acquireFileLock(path, { heartbeatMs: 10 });
+    await rm(path);
+    await symlink(victim, path);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await stat(victim)).mtimeMs).toBe(old.getTime());
+    await lock.release();
+  });
+
   it('serializes holders in one process: the second waits until the first releases', async () => {
     const path = join(await mkdtemp(join(tmpdir(), 'prebuilt-lock-')), 'a.lock');
     const first = await acquireFileLock(path, { purpose: 'first' });

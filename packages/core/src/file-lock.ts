@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { link, open, rename, rm, utimes } from 'node:fs/promises';
+import { link, lutimes, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { readCacheEntry } from './cache-file.js';
@@ -224,7 +224,9 @@ function held(path: string, me: LockOwner, waitedFor: LockOwner | undefined, hea
   const heartbeat = setInterval(() => {
     const now = new Date();
     // Touching a lock another process took over (we were presumed dead) only lengthens its lease.
-    utimes(path, now, now).catch((error: unknown) => log('cannot renew the lease of %s: %s', path, (error as Error).message));
+    // lutimes: a symlink swapped in at the lock's name (a shared cache) gets its own times changed,
+    // never those of the file it points at.
+    lutimes(path, now, now).catch((error: unknown) => log('cannot renew the lease of %s: %s', path, (error as Error).message));
   }, heartbeatMs);
   heartbeat.unref();
   return {
