@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AuthError, InputError, RegistryError } from '../errors.js';
+import { AuthError, ConfigError, InputError, RegistryError } from '../errors.js';
 import { Secret } from '../secret.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 import { loopbackCertificate, serveTlsAndPlain, tlsAndPlainMissing, type TlsAndPlain } from '../../../../test/support/tls-and-plain.js';
@@ -278,7 +278,11 @@ describe('RegistryClient against hostile registries (in-process servers on 127.0
     expect(realm.seen).toHaveLength(1); // not asked again: retrying cannot mend it
     const pasted = new RegistryClient({ dockerConfig: false, retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 2 }, credentials: { registry: registry.host, registryToken: new Secret('registry-token-value\n'), source: '/home/u/.docker/config.json' } });
     const fromConfig = await pasted.getManifest(`${registry.host}/team/app:v1`).catch((e: unknown) => e);
-    expect((fromConfig as RegistryError).message).toBe(`the registry token in /home/u/.docker/config.json for registry ${registry.host} holds a character a header cannot carry (U+000A); it is not sent`);
+    // The user's own configuration: a ConfigError (exit 2), theirs to fix; the server's token is the server's fault (exit 1).
+    expect(fromConfig).toBeInstanceOf(ConfigError);
+    expect((fromConfig as ConfigError).exitCode).toBe(2);
+    expect((fromServer as RegistryError).exitCode).toBe(1);
+    expect((fromConfig as ConfigError).message).toBe(`the registry token in /home/u/.docker/config.json for registry ${registry.host} holds a character a header cannot carry (U+000A); it is not sent`);
     for (const error of [fromServer, fromConfig]) {
       const shown = `${(error as Error).message} ${(error as RegistryError).hint ?? ''} ${inspect(error)}`;
       expect(shown).not.toContain('secret-token-value');

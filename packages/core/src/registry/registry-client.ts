@@ -261,17 +261,32 @@ function uncheckableDigest(digest: string, what: string, registry: string): void
 }
 
 /**
- * `Bearer <token>`, for a token that can go in a header: visible ASCII only. Another one (a line
- * break pasted into a Docker config, a token server's hostile or broken answer) is refused here
- * without being quoted: the HTTP layer's own refusal quotes the whole header, token and all, and
- * that message is printed.
+ * Why `token` cannot go in a `Bearer` header — the first character that is not visible ASCII, as
+ * `U+000A` — or undefined when it can. Such a token (a line break pasted into a Docker config, a
+ * token server's hostile or broken answer) is refused without being quoted: the HTTP layer's own
+ * refusal quotes the whole header, token and all, and that message is printed.
  */
-function bearerHeader(token: string, what: string, registry: string): string {
-  if (/^[\x21-\x7e]+$/.test(token)) return `Bearer ${token}`;
-  const bad = [...token].find((c) => !/[\x21-\x7e]/.test(c)) ?? '';
-  const code = bad.codePointAt(0) ?? 0;
-  throw new RegistryError(`${what} for registry ${registry} holds a character a header cannot carry (U+${code.toString(16).toUpperCase().padStart(4, '0')}); it is not sent`, { registry }, {
-    hint: 'A token is one word of visible ASCII: check for a line break or space copied into it (Docker config registrytoken), or the token server answering with something else.',
+function unsendableToken(token: string): string | undefined {
+  if (/^[\x21-\x7e]+$/.test(token)) return undefined;
+  const code = ([...token].find((c) => !/[\x21-\x7e]/.test(c)) ?? '').codePointAt(0) ?? 0;
+  return `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+/** `Bearer <token>` for the registry token of the user's configuration; one that cannot go in a header is a ConfigError (exit 2: theirs to fix). */
+function configuredBearer(token: string, source: string, registry: string): string {
+  const bad = unsendableToken(token);
+  if (bad === undefined) return `Bearer ${token}`;
+  throw new ConfigError(`the registry token in ${source} for registry ${registry} holds a character a header cannot carry (${bad}); it is not sent`, {
+    hint: `A token is one word of visible ASCII: check ${source} for a line break or space copied into it (the Docker config's registrytoken).`,
+  });
+}
+
+/** `Bearer <token>` for a token a token server answered; one that cannot go in a header is a RegistryError (exit 1: the server's). */
+function servedBearer(token: string, server: string, registry: string): string {
+  const bad = unsendableToken(token);
+  if (bad === undefined) return `Bearer ${token}`;
+  throw new RegistryError(`the token from ${server} for registry ${registry} holds a character a header cannot carry (${bad}); it is not sent`, { registry }, {
+    hint: 'A token is one word of visible ASCII: the token server answered with something else (a broken or hostile server); try again later, or ask its operator.',
   });
 }
 
@@ -900,7 +915,7 @@ export class RegistryClient {
   async #fetchToken(registry: string, params: Record<string, string>, scope: string, signal: AbortSignal | undefined): Promise<string> {
     const key = normalizeDockerConfigKey(registry);
     const creds = await this.credentialsFor(registry, signal ? { signal } : {});
-    if (creds?.registryToken) return bearerHeader(creds.registryToken.reveal(), `the registry token in ${creds.source}`, registry);
+    if (creds?.registryToken) return configuredBearer(creds.registryToken.reveal(), creds.source, registry);
     const realm = params['realm']!;
     let url: URL;
     try {
@@ -968,7 +983,7 @@ export class RegistryClient {
     const token = typeof data.token === 'string' && data.token ? data.token : typeof data.access_token === 'string' ? data.access_token : '';
     if (!token) throw new RegistryError(`token server ${url.origin}${url.pathname} for registry ${registry} answered without a token`, { registry });
     const lifetime = typeof data.expires_in === 'number' && data.expires_in > 0 ? data.expires_in : 60;
-    const header = bearerHeader(token, `the token from ${url.origin}${url.pathname}`, registry);
+    const header = servedBearer(token, `${url.origin}${url.pathname}`, registry);
     this.#tokens.set(`${key} ${scope}`, { value: token, expiresAt: Date.now() + lifetime * 900 });
     return header;
   }
