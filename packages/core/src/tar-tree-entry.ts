@@ -7,7 +7,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { readFile, readlink } from 'node:fs/promises';
-import type { pack } from 'tar-stream';
 import { normalisedMode, type TreeEntryKind } from './file-tree.js';
 
 export interface TarTreeEntry {
@@ -35,10 +34,32 @@ export interface TarTreeEntry {
  */
 export const SYNC_READ_MAX = 256 << 10;
 
-type Pack = ReturnType<typeof pack>;
-type Header = Parameters<Pack['entry']>[0];
+/** A tar entry's header as tar-stream's `pack().entry` takes it: the fields core writes. */
+export interface TarPackHeader {
+  name: string;
+  type: 'file' | 'directory' | 'symlink';
+  mode?: number;
+  mtime?: Date;
+  uid?: number;
+  gid?: number;
+  uname?: string;
+  gname?: string;
+  size?: number;
+  linkname?: string;
+}
 
-export async function addTarTreeEntry(tar: Pack, item: TarTreeEntry, mtime: Date): Promise<void> {
+type EntryCallback = (error?: Error | null) => void;
+
+/**
+ * What core needs of a tar-stream pack (`pack()` of tar-stream 3), said here so core's published
+ * types name no package: a library user needs no tar-stream types to compile against core.
+ */
+export interface TarPack {
+  entry(header: TarPackHeader, content: Buffer, callback: EntryCallback): { on(event: 'error', listener: (error: Error) => void): unknown };
+  entry(header: TarPackHeader, callback: EntryCallback): { on(event: 'error', listener: (error: Error) => void): unknown };
+}
+
+export async function addTarTreeEntry(tar: TarPack, item: TarTreeEntry, mtime: Date): Promise<void> {
   const header = {
     name: item.kind === 'directory' ? `${item.name}/` : item.name,
     mode: normalisedMode(item.kind, item.mode),
@@ -63,7 +84,7 @@ export async function addTarTreeEntry(tar: Pack, item: TarTreeEntry, mtime: Date
  * with the error, and the entry also emits it as an 'error' event, which nobody else listens to —
  * unheard, Node would end the process with it. The rejection is the one report.
  */
-export function writeTarEntry(tar: Pack, header: Header, content?: Buffer): Promise<void> {
+export function writeTarEntry(tar: TarPack, header: TarPackHeader, content?: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const callback = (error?: Error | null): void => (error ? reject(error) : resolve());
     const entry = content ? tar.entry(header, content, callback) : tar.entry(header, callback);
