@@ -56,6 +56,15 @@ describe('reportError (the one top-level handler)', () => {
     expect(c.err()).toContain('caused by: Error: inner cause');
   });
 
+  it('the stack shown with --verbose quotes a hostile message and cause (a registry\'s error body) without their escape sequences', () => {
+    const c = capture();
+    const error = new ConfigError('registry said: \x1b]8;;https://evil.example/\x07click\x1b]8;;\x07', { cause: new Error('\x1b[2J\x1b[Hbuild ok\r\u202e') });
+    reportError(error, c.context, { showStack: true });
+    expect(c.err()).not.toMatch(/[\x07\x1b\r\u202e]/);
+    expect(c.err()).toContain('ConfigError: registry said: \\x1b]8;;https://evil.example/\\x07click');
+    expect(c.err()).toContain('caused by: Error: \\x1b[2J\\x1b[Hbuild ok\\x0d\\u202e');
+  });
+
   it('keeps stdout to one JSON object in --json mode', () => {
     const c = capture();
     c.context.json.requested = true;

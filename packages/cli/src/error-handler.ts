@@ -28,6 +28,7 @@ export function asksForJson(argv: readonly string[]): boolean {
   return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
 }
 
+/** The stack and cause chain (`--verbose`): each stack's first line is its message, hostile text as much as the message is, so {@link terminalText}. */
 function stackOf(error: unknown): string {
   const lines: string[] = [];
   let current: unknown = error;
@@ -36,7 +37,7 @@ function stackOf(error: unknown): string {
     lines.push(depth === 0 ? text : `caused by: ${text}`);
     current = current instanceof Error ? current.cause : undefined;
   }
-  return `${lines.join('\n')}\n`;
+  return `${terminalText(lines.join('\n'))}\n`;
 }
 
 /**
