@@ -112,6 +112,25 @@ describe('deploy view: what a stalled network read waits on', () => {
     expect(out.text()).toBe('waiting for 127.0.0.1:5100 (blob upload) — 12 s\n');
   });
 
+  it('a wait naming a file from outside (a PyPI wheel whose URL hides escape sequences) is shown without them, on a plain stream and on a TTY', () => {
+    // pip's report gives the wheel's URL; its file name, URL-decoded, is what a download waits on.
+    const what = `download of ${decodeURIComponent('x-1.0-1%1b%5b1A%1b%5b2K%0denv%20aaaa%20%20built-py3-none-any.whl')}`;
+    const plain = capture();
+    const view = createDeployView(plain, { now: () => 20_000 });
+    view.onEvent({ type: 'waiting', target: 'files.example:443', what, seconds: 12 });
+    view.stop();
+    expect(plain.text()).toBe('waiting for files.example:443 (download of x-1.0-1\\x1b[1A\\x1b[2K\\x0denv aaaa  built-py3-none-any.whl) — 12 s\n');
+    let text = '';
+    const tty = createDeployView({ isTTY: true, write: (chunk: string) => void (text += chunk) }, { now: () => 20_000 });
+    tty.onEvent({ type: 'resolved', images: 1, indexes: 0, platforms: ['linux-64'] });
+    tty.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'materializing' });
+    tty.onEvent({ type: 'waiting', target: 'files.example:443', what, seconds: 5 });
+    tty.stop();
+    // Only the view's own redraw sequences (cursor up, erase below) reach the terminal.
+    expect(text.replace(/\x1b\[\d+A\x1b\[0J/g, '')).not.toMatch(/[\x1b\r]/);
+    expect(text).toContain('  waiting for files.example:443 (download of x-1.0-1\\x1b[1A');
+  });
+
   it('shows the wait live under the images on a TTY, counting from when it began, until it is over', () => {
     let text = '';
     let clock = 10_000;

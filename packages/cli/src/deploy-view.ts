@@ -136,7 +136,8 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
             waits.delete(key);
             return;
           }
-          const wait = { target: event.target, what: event.what, since: now() - event.seconds * 1000 };
+          // What is read may name a file from outside (`download of <file>`): shown escaped, as everywhere.
+          const wait = { target: terminalText(event.target), what: terminalText(event.what), since: now() - event.seconds * 1000 };
           waits.set(key, wait);
           // On a TTY the redraw shows it live; elsewhere (and before the block is drawn) one line per report.
           if (!tty || !timer) out.write(`${waitLine(wait)}\n`);

@@ -1,7 +1,7 @@
 import { ConfigError } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
 import { createCliContext } from './cli-context.js';
-import { jsonError, renderTable, writeJsonResult } from './output.js';
+import { jsonError, renderTable, waitLine, writeJsonResult } from './output.js';
 
 describe('the --json envelope', () => {
   function context() {
@@ -64,5 +64,12 @@ describe('renderTable', () => {
     );
     expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]/);
     expect(text.split('\n')).toHaveLength(4);
+  });
+});
+
+describe('waitLine', () => {
+  it('says what a stalled read waits on, its control characters (a file name from a channel or an index) shown as escapes', () => {
+    expect(waitLine({ target: '127.0.0.1:5100', what: 'blob upload', seconds: 12.4 })).toBe('waiting for 127.0.0.1:5100 (blob upload) — 12 s\n');
+    expect(waitLine({ target: 'conda.example:443', what: 'download of a\x1b]0;pwned\x07\u202eb.conda', seconds: 3 })).toBe('waiting for conda.example:443 (download of a\\x1b]0;pwned\\x07\\u202eb.conda) — 3 s\n');
   });
 });

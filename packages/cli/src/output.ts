@@ -1,4 +1,4 @@
-import { PrebuiltError, errorMessage, terminalText } from '@prebuilt/core';
+import { PrebuiltError, describeNetworkWait, errorMessage, terminalText } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
 
 /** Text fit to print on a terminal (core's: the debug log uses it too); see its doc. */
@@ -7,6 +7,15 @@ export { terminalText };
 /** A note for people (stderr, or above the live view), its text from outside made {@link terminalText}. */
 export function noteLine(message: string): string {
   return `note: ${terminalText(message)}\n`;
+}
+
+/**
+ * What a stalled network read waits on, as a line for people, {@link terminalText}: what is read
+ * names a file from outside (`download of <file>`, the file name a channel's repodata or a PyPI
+ * wheel's URL gives, URL-decoded), whose escape sequences would otherwise reach the terminal.
+ */
+export function waitLine(wait: Parameters<typeof describeNetworkWait>[0]): string {
+  return `${terminalText(describeNetworkWait(wait))}\n`;
 }
 
 /** Writes the one JSON object of a `--json` run to stdout. */

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { describeNetworkWait, withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
+import { withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
 import { lockFlow, shownPath } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
-import { noteLine, renderTable, writeJsonResult } from '../output.js';
+import { noteLine, renderTable, waitLine, writeJsonResult } from '../output.js';
 
 interface LockOptions {
   json?: boolean;
@@ -76,7 +76,7 @@ export function registerLockCommand(program: Command, context: CliContext): void
       // A stalled channel or index says so on stderr (stdout stays the answer, also with --json).
       const result = await withNetworkWaits(
         (wait) => {
-          if (wait.seconds > 0) context.stderr.write(`${describeNetworkWait(wait)}\n`);
+          if (wait.seconds > 0) context.stderr.write(waitLine(wait));
         },
         () =>
           lockFlow(file, context, {

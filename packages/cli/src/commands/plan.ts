@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { describeNetworkWait, type DeployImage } from '@prebuilt/core';
+import type { DeployImage } from '@prebuilt/core';
 import { deployFlow, fileArgument, type DeployFlowResult } from '../app/index.js';
 import type { DeploySettings } from '../app/deploy-settings.js';
 import { countImages, imageTable } from '../build-report.js';
 import type { CliContext } from '../cli-context.js';
-import { noteLine, terminalText, writeJsonResult } from '../output.js';
+import { noteLine, terminalText, waitLine, writeJsonResult } from '../output.js';
 import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-help.js';
 
 interface PlanOptions {
@@ -151,7 +151,7 @@ export function registerPlanCommand(program: Command, context: CliContext): void
             lockingShown = true;
             context.stderr.write('reading the flow and locking its envs…\n');
           }
-          else if (event.type === 'waiting' && event.seconds > 0) context.stderr.write(`${terminalText(describeNetworkWait(event))}\n`);
+          else if (event.type === 'waiting' && event.seconds > 0) context.stderr.write(waitLine(event));
         },
       });
       const steps = plannedSteps(result);
