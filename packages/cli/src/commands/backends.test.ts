@@ -236,6 +236,17 @@ describe('prebuilt backends', () => {
     expect(fixed.code).toBe(0);
   });
 
+  it('--check prints a failed build service\'s message and hint (its daemon\'s words) without their escape sequences, also when the registry fails after it', async () => {
+    // A build service whose check fails with the daemon's answer quoted: a PrebuiltError by its marker.
+    const hostile = `Object.assign(new Error('the daemon answered: \\x1b]8;;https://evil.example/\\x07docs\\x1b]8;;\\x07\\x1b[2J'), { [Symbol.for('prebuilt.error')]: true, code: 'unreachable', exitCode: 2, hint: 'it said \\x1b[1A\\rok', toJSON() { return { code: this.code, message: this.message }; } })`;
+    writeFileSync(join(project, 'backends/hostile-daemon.mjs'), definitionModule('build-service', 'hostile-daemon').replace('async check() {}', `async check() { throw ${hostile}; }`));
+    const r = await prebuilt(['backends', '--check'], { cwd: project, env: { METAFLOW_PREBUILT_BUILD_SERVICE: './backends/hostile-daemon.mjs', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'gcr' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('error: the daemon answered: \\x1b]8;;https://evil.example/\\x07docs\\x1b]8;;\\x07\\x1b[2J\nhint: it said \\x1b[1A\\x0dok\n');
+    expect(r.stderr).toContain("error: Cannot find the image registry 'gcr'");
+    expect(r.stderr).not.toMatch(/[\x07\x1b\r]/);
+  });
+
   it('--check of a typo of a built-in (dokcer) says "did you mean docker?" and no npm i hint', async () => {
     const r = await prebuilt(['backends', '--check'], { cwd: project, env: { METAFLOW_PREBUILT_BUILD_SERVICE: 'dokcer', METAFLOW_PREBUILT_IMAGE_REGISTRY: './backends/test-registry.mjs' } });
     expect(r.code).toBe(2);

@@ -11,7 +11,7 @@ import {
 } from '@prebuilt/core';
 import { createSelectedBackend } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
-import { renderTable, writeJsonResult } from '../output.js';
+import { renderTable, terminalText, writeJsonResult } from '../output.js';
 
 interface BackendsOptions {
   json?: boolean;
@@ -165,7 +165,8 @@ async function check(context: CliContext, json: boolean): Promise<void> {
   }
   // When both fail, the first is printed here and the last goes to the top-level handler.
   for (const failure of failures.slice(0, -1)) {
-    context.stderr.write(`error: ${failure.message}\n${failure.hint ? `hint: ${failure.hint}\n` : ''}\n`);
+    // As the top-level handler prints the last: a build service's check quotes its daemon's or service's words.
+    context.stderr.write(`error: ${terminalText(failure.message)}\n${failure.hint ? `hint: ${terminalText(failure.hint)}\n` : ''}\n`);
   }
   const last = failures.at(-1);
   if (last !== undefined) throw last;

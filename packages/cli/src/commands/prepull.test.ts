@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CancelledError, type ImageMap } from '@prebuilt/core';
 import { createCliContext } from '../cli-context.js';
 import { createProgram, main } from '../main.js';
+import { progressLine } from './prepull.js';
 import { FakeKubernetesApi } from '../__fixtures__/fake-kubernetes-api.js';
 import { startFakeDaemonSetController, type FakeDaemonSetController } from '../__fixtures__/fake-daemonset-controller.js';
 
@@ -122,5 +123,19 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     expect(help.stdout).toContain('--node-selector <key=value>');
     expect(help.stdout).toContain('Exit codes:');
     expect(help.stdout).toContain('$ prebuilt prepull flow.py -n metaflow --remove');
+  });
+});
+
+describe('prebuilt prepull: progress lines', () => {
+  it('a failed pull\'s message (the kubelet quotes the registry\'s error body) is shown without its escape sequences', () => {
+    const body = 'denied: \x1b[1A\x1b[2K\rready 1/1 nodes (1 updated)\x1b]8;;https://evil.example/\x07docs\x1b]8;;\x07\u202e';
+    const line = progressLine({
+      type: 'problem',
+      problem: { pod: 'p', node: 'node-a', container: 'pull-1-start', image: '127.0.0.1:5000/envs:env-e1', reason: 'ImagePullBackOff', message: `Back-off pulling image: rpc error: code = Unknown desc = ${body}`, pull: true },
+    });
+    expect(line).toBe(
+      'warning: node-a: 127.0.0.1:5000/envs:env-e1: ImagePullBackOff (Back-off pulling image: rpc error: code = Unknown desc = denied: \\x1b[1A\\x1b[2K\\x0dready 1/1 nodes (1 updated)\\x1b]8;;https://evil.example/\\x07docs\\x1b]8;;\\x07\\u202e)\n',
+    );
+    expect(progressLine({ type: 'nodes', nodes: { ready: 1, desired: 2, updated: 1 } })).toBe('ready 1/2 nodes (1 updated)\n');
   });
 });

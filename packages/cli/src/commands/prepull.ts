@@ -15,7 +15,7 @@ import {
 } from '../app/index.js';
 import { parseDuration } from '../duration.js';
 import { collect, loadFlowImageMap } from '../lifecycle/flow-image-map.js';
-import { writeJsonResult } from '../output.js';
+import { terminalText, writeJsonResult } from '../output.js';
 
 interface PrepullOptions {
   namespace: string;
@@ -63,18 +63,21 @@ Examples:
   $ prebuilt prepull flow.py -n metaflow --timeout 30m --json
   $ prebuilt prepull flow.py -n metaflow --remove`;
 
-function renderProgress(context: CliContext, event: PrepullProgress): void {
+/**
+ * A progress line on stderr. A pod's problem is the cluster's words, and a failed pull's message
+ * quotes the registry's answer (`rpc error: … desc = <its error body>`): {@link terminalText}.
+ */
+export function progressLine(event: PrepullProgress): string {
   if (event.type === 'applied') {
     const what = event.action === 'unchanged' ? 'is up to date' : `${event.action}: pulling ${event.images} image${event.images === 1 ? '' : 's'} on every matching node`;
-    context.stderr.write(`DaemonSet ${event.namespace}/${event.name} ${what}\n`);
-  } else if (event.type === 'missing-secret') {
-    context.stderr.write(`warning: the pull secret ${event.secret} does not exist in the namespace ${event.namespace}: the nodes pull without it (create it: prebuilt pull-secret --namespace ${event.namespace} --name ${event.secret})\n`);
-  } else if (event.type === 'nodes') {
-    context.stderr.write(`ready ${event.nodes.ready}/${event.nodes.desired} nodes (${event.nodes.updated} updated)\n`);
-  } else {
-    const p = event.problem;
-    context.stderr.write(`warning: ${p.node}: ${p.image ? `${p.image}: ` : ''}${p.reason}${p.message ? ` (${p.message})` : ''}\n`);
+    return `DaemonSet ${event.namespace}/${event.name} ${what}\n`;
   }
+  if (event.type === 'missing-secret') {
+    return `warning: the pull secret ${event.secret} does not exist in the namespace ${event.namespace}: the nodes pull without it (create it: prebuilt pull-secret --namespace ${event.namespace} --name ${event.secret})\n`;
+  }
+  if (event.type === 'nodes') return `ready ${event.nodes.ready}/${event.nodes.desired} nodes (${event.nodes.updated} updated)\n`;
+  const p = event.problem;
+  return `warning: ${terminalText(`${p.node}: ${p.image ? `${p.image}: ` : ''}${p.reason}${p.message ? ` (${p.message})` : ''}`)}\n`;
 }
 
 function renderResult(result: PrepullResult): string {
@@ -104,7 +107,7 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
     const result = await prepullFlow({
       flowFile: file, flowSteps, imageMap, namespace: options.namespace, env: context.env, nodeSelector, tolerations, pauseImage: pause,
       pullSecrets: options.pullSecret ?? [], wait: options.wait, timeoutMs: options.timeout, signal: context.signal,
-      onProgress: (event) => renderProgress(context, event),
+      onProgress: (event) => context.stderr.write(progressLine(event)),
     });
     if (options.json) writeJsonResult(context, { ...result });
     else context.stdout.write(renderResult(result));

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KubeConfig } from '@kubernetes/client-node';
-import { AuthError, ConfigError, EnvironmentError, ExitCode, Secret, defineImageRegistry, parseImageRef, registerBackend, type RegistryCredentials } from '@prebuilt/core';
+import { AuthError, ConfigError, EnvironmentError, ExitCode, RegistryError, Secret, defineImageRegistry, parseImageRef, registerBackend, type RegistryCredentials } from '@prebuilt/core';
 import { createLocalRegistry } from '@prebuilt/local';
 import { createCliContext } from '../cli-context.js';
 import { createProgram, main } from '../main.js';
@@ -244,6 +244,44 @@ describe('prebuilt pull-secret against a fake Kubernetes API server', () => {
     const password = decodeConfig(secretOf(fake, 'metaflow/rotating')).auths['127.0.0.1:5999']!.password;
     expect(password).toBe(`rotating-${tokenCounter}`);
     expect(io.out.stdout + io.out.stderr).not.toContain('rotating-1');
+  });
+
+  it('--watch says a failed refresh on stderr without the escape sequences of the registry\'s answer, and keeps watching', async () => {
+    let calls = 0;
+    const body = 'denied: \x1b[1A\x1b[2K\rupdated secret metaflow/flaky\x1b]52;c;cHdu\x07\u202e';
+    const unregisterFlaky = registerBackend(
+      defineImageRegistry({
+        name: 'flaky-test-registry',
+        create: () => ({
+          name: 'flaky-test-registry',
+          imageTag: ({ envId }) => `127.0.0.1:5999/x:env-${envId}`,
+          pushCredentials: async () => {
+            if (++calls === 2) throw new RegistryError(`the token service answered 403: ${body}`, { registry: '127.0.0.1:5999', status: 403 });
+            return { registry: '127.0.0.1:5999', username: 'AWS', password: new Secret(`flaky-${calls}`), source: 'test' };
+          },
+          pullConfig: async () => ({}),
+          imageExists: async () => ({ exists: false }),
+          baseImageIdentity: async (ref) => ({ ref, digest: 'sha256:' + '0'.repeat(64), pinned: `${ref}@sha256:${'0'.repeat(64)}` }),
+        }),
+      }),
+    );
+    try {
+      const io = capture();
+      const controller = new AbortController();
+      const context = createCliContext(controller.signal, { env: { KUBECONFIG: kubeconfigFile, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'flaky-test-registry' }, stdout: io.stdout, stderr: io.stderr });
+      const running = (await createProgram(context)).parseAsync(['pull-secret', '-n', 'metaflow', '--name', 'flaky', '--watch', '--interval', '1s'], { from: 'user' }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      const deadline = Date.now() + 15_000;
+      while (calls < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      controller.abort();
+      expect(await running).toBeUndefined();
+      expect(io.out.stderr).toContain('error: refreshing metaflow/flaky failed: the token service answered 403: denied: \\x1b[1A\\x1b[2K\\x0dupdated secret metaflow/flaky\\x1b]52;c;cHdu\\x07\\u202e; retrying in 1s\n');
+      expect(io.out.stderr).not.toMatch(/[\x07\x1b\r\u202e]/);
+    } finally {
+      unregisterFlaky();
+    }
   });
 
   it('a bad --namespace or --name is exit 2 saying so, before the registry or the cluster configuration is read', async () => {

@@ -16,7 +16,7 @@ import {
 import { checkNamespace, createOrReplace, createSelectedBackend, isObjectName, loadKubeConfig, loadKubernetesClient, type K8s } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { parseDuration } from '../duration.js';
-import { writeJsonResult } from '../output.js';
+import { terminalText, writeJsonResult } from '../output.js';
 
 
 export const PULL_SECRET_TYPE = 'kubernetes.io/dockerconfigjson';
@@ -224,7 +224,8 @@ async function runPullSecret(context: CliContext, options: PullSecretOptions): P
       } catch (error) {
         if (context.signal.aborted) return;
         // Keep watching: a refresh may fail while the network or the cluster is briefly away.
-        const message = PrebuiltError.isInstance(error) ? error.message : errorMessage(error);
+        // The registry's or the cluster's words (a token service's error body): escaped, as the top-level handler does.
+        const message = terminalText(PrebuiltError.isInstance(error) ? error.message : errorMessage(error));
         context.stderr.write(`error: refreshing ${options.namespace}/${options.name} failed: ${message}; retrying in ${Math.round(options.interval / 1000)}s\n`);
       }
     }
