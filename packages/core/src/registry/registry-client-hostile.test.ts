@@ -14,6 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { AuthError, ConfigError, InputError, RegistryError } from '../errors.js';
 import { Secret } from '../secret.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
+import { listRepositoryImages } from './repository-images.js';
 import { loopbackCertificate, serveTlsAndPlain, tlsAndPlainMissing, type TlsAndPlain } from '../../../../test/support/tls-and-plain.js';
 import { debugLinesOf } from './__fixtures__/debug-lines.js';
 import { describeOrFailInCi } from './__fixtures__/test-services.js';
@@ -266,6 +267,52 @@ describe('RegistryClient against hostile registries (in-process servers on 127.0
     expect((error as RegistryError).hint).toBe(
       `A registry's token realm (WWW-Authenticate: Bearer realm="…") must be the URL of its token service; if ${registry.host} is yours, set it (auth.token.realm in distribution) to an https:// URL.`,
     );
+  });
+
+  it('follows an index entry only by a sha256 digest: a platform manifest named by a tag (or by no string) is refused, never fetched unverified', async () => {
+    for (const digest of ['v2', '../../../v2/_catalog', 42, undefined]) {
+      const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: MANIFEST.length, platform: { os: 'linux', architecture: 'amd64' } }] }));
+      const registry = await serve((req, res) => {
+        if (req.url!.endsWith('/manifests/v1')) res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' }).end(index);
+        else if (req.url!.includes('/manifests/')) res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(MANIFEST);
+        else res.writeHead(200).end('{"os":"linux","architecture":"amd64"}');
+      });
+      const error = await client(registry.host).getManifest(`${registry.host}/team/app:v1`, { platform: 'linux/amd64' }).catch((e: unknown) => e);
+      expect(error, String(digest)).toBeInstanceOf(RegistryError);
+      expect((error as RegistryError).message).toContain(`is named by a digest prebuilt cannot check ('${String(digest)}')`);
+      expect(registry.seen.map((s) => s.url)).toEqual(['/v2/team/app/manifests/v1']);
+    }
+  });
+
+  it('reads a byte range, or a blob into a file, only by a sha256 digest: a layer named by a path or another algorithm is refused before any request', async () => {
+    const registry = await serve((_req, res) => res.writeHead(206).end('abcd'));
+    const c = client(registry.host);
+    const range = await c.getBlobRange(`${registry.host}/team/app`, '../../../v2/_catalog', 0, 3).catch((e: unknown) => e);
+    expect(range).toBeInstanceOf(RegistryError);
+    expect((range as RegistryError).message).toContain("is named by a digest prebuilt cannot check ('../../../v2/_catalog')");
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-hostile-digest-'));
+    try {
+      const file = await c.getBlobToFile(`${registry.host}/team/base`, `sha512:${'c'.repeat(128)}`, join(dir, 'blob'), { size: 4 }).catch((e: unknown) => e);
+      expect(file).toBeInstanceOf(RegistryError);
+      expect(await readdir(dir)).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    expect(registry.seen).toEqual([]);
+  });
+
+  it('lists a repository (gc) only through index entries named by sha256 digests: another name is refused, saying which index named it', async () => {
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: { evil: true }, size: 2 }] }));
+    const registry = await serve((req, res) => {
+      if (req.url!.startsWith('/v2/team/app/tags/list')) res.writeHead(200, { 'content-type': 'application/json' }).end('{"name":"team/app","tags":["v1"]}');
+      else if (req.url!.endsWith('/manifests/v1')) res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' }).end(index);
+      else if (req.url!.includes('/referrers/')) res.writeHead(404).end();
+      else res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(MANIFEST);
+    });
+    const error = await listRepositoryImages(client(registry.host), `${registry.host}/team/app`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toContain(`a manifest in the image index ${digestOf(index)} of ${registry.host}/team/app is named by a digest prebuilt cannot check ('[object Object]')`);
+    expect(registry.seen.filter((s) => s.url.includes('/manifests/')).map((s) => s.url)).toEqual(['/v2/team/app/manifests/v1']);
   });
 
   it('never quotes a token that cannot go in a header: a token server\'s with a line break, a Docker config\'s registry token with one pasted in', async () => {

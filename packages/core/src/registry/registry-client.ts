@@ -8,7 +8,7 @@ import { createLogger } from '../logger.js';
 import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
 import { redactUrls } from '../net/url-credentials.js';
-import { isImageDigest } from './digest.js';
+import { checkableDigest, isImageDigest } from './digest.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
 import { formatImageRef, hostWithoutPort, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
 import { isIndexMediaType, MANIFEST_ACCEPT, MediaType } from './media-types.js';
@@ -253,11 +253,8 @@ export function nextPagePath(header: string | null, registry: string): string | 
  * bytes fetched are checked against it, and a digest of another form (another algorithm, a
  * hostile manifest's or index's `md5:…`) could not be, so the registry could answer anything.
  */
-function uncheckableDigest(digest: string, what: string, registry: string): void {
-  if (isImageDigest(digest)) return;
-  throw new RegistryError(`${what} is named by a digest prebuilt cannot check ('${digest.slice(0, 80)}'): only sha256 digests are verified`, { registry }, {
-    hint: 'The image (or the index or manifest naming it) uses a digest algorithm other than sha256; push it with sha256 digests.',
-  });
+function uncheckableDigest(digest: unknown, what: string, registry: string): void {
+  checkableDigest(digest, what, registry);
 }
 
 /**
@@ -430,6 +427,8 @@ export class RegistryClient {
     if (!options.platform) return result;
     if (isIndexMediaType(result.mediaType)) {
       const entry = selectPlatformManifest(result.manifest as ImageIndex, options.platform, formatImageRef(image));
+      // Only a digest binds the platform's manifest to the index: a tag there would be fetched unverified.
+      uncheckableDigest(entry.digest, `manifest ${image.registry}/${image.repository}@${String(entry.digest)}`, image.registry);
       const child = await this.#getManifest(image, entry.digest, options.signal);
       if (isIndexMediaType(child.mediaType)) {
         throw new RegistryError(`manifest ${entry.digest} for ${options.platform} in ${formatImageRef(image)} is itself an index`, { registry: image.registry });
@@ -467,6 +466,7 @@ export class RegistryClient {
 
   async #getManifest(image: ImageRef, reference: string, signal: AbortSignal | undefined): Promise<ManifestResult> {
     const path = `/v2/${image.repository}/manifests/${reference}`;
+    if (typeof reference !== 'string') uncheckableDigest(reference, `manifest ${image.registry}/${image.repository}@${String(reference)}`, image.registry);
     const name = `${image.registry}/${image.repository}${reference.includes(':') ? '@' : ':'}${reference}`;
     if (reference.includes(':')) uncheckableDigest(reference, `manifest ${name}`, image.registry);
     const res = await this.#request(image.registry, image.repository, 'GET', path, { accept: MANIFEST_ACCEPT.join(', ') }, signal, { what: 'manifest', limit: BODY_LIMITS.manifest });
@@ -540,6 +540,8 @@ export class RegistryClient {
    */
   async getBlobToFile(repository: string | ImageRef, digest: string, file: string, options: RequestOptions & { size: number }): Promise<BlobFile> {
     const image = toRef(repository);
+    // Another kind of digest could never match the bytes: refused before they are downloaded.
+    uncheckableDigest(digest, `blob ${String(digest)} of ${formatImageRef(image)}`, image.registry);
     const path = `/v2/${image.repository}/blobs/${digest}`;
     const partial = `${file}.partial`;
     let written = 0;
@@ -1251,6 +1253,8 @@ export class RegistryClient {
     const image = toRef(repository);
     const path = `/v2/${image.repository}/blobs/${digest}`;
     const length = end - start + 1;
+    // A range is not checked against the digest, but the digest (a manifest's word) is still only a name: never a path.
+    uncheckableDigest(digest, `blob ${String(digest)} of ${formatImageRef(image)}`, image.registry);
     if (!(start >= 0 && length > 0)) throw new InputError(`bad byte range ${start}-${end} of blob ${digest}`);
     const res = await this.#request(image.registry, image.repository, 'GET', path, { range: `bytes=${start}-${end}` }, options.signal, { what: 'blob range', limit: length });
     if (res.status === 404) throw new RegistryError(`blob ${digest} was not found in ${image.registry}/${image.repository}`, { registry: image.registry, status: 404 });

@@ -7,6 +7,7 @@
 import type { StoredImage } from '../contracts.js';
 import { RegistryError } from '../errors.js';
 import { createLogger } from '../logger.js';
+import { checkableDigest } from './digest.js';
 import { parseImageRef, type ImageRef } from './image-ref.js';
 import { isIndexMediaType } from './media-types.js';
 import type { ImageIndex, ImageManifest } from './platform.js';
@@ -26,7 +27,8 @@ function storedImage(read: ManifestResult): StoredImage {
   const image: StoredImage = { digest: read.digest, tags: [], mediaType: read.mediaType };
   if (isIndexMediaType(read.mediaType)) {
     const index = manifest as ImageIndex;
-    image.children = index.manifests.map((entry) => entry.digest);
+    // Each child is read by its digest next: one that is not a sha256 digest would be read unverified (a tag, a path).
+    image.children = index.manifests.map((entry) => checkableDigest(entry.digest, `a manifest in the image index ${read.digest} of ${read.ref.registry}/${read.ref.repository}`, read.ref.registry));
     image.blobs = [own];
   } else {
     const one = manifest as ArtifactManifest;

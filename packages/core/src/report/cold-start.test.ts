@@ -6,6 +6,7 @@ import { uniqueRepo } from '../registry/__fixtures__/push-image.js';
 import { describeOrFailInCi, registriesMissing, testServices } from '../registry/__fixtures__/test-services.js';
 import { MediaType } from '../registry/media-types.js';
 import type { OciDescriptor } from '../registry/platform.js';
+import { RegistryError } from '../errors.js';
 import { RegistryClient } from '../registry/registry-client.js';
 import { parseBandwidth } from './bandwidth.js';
 import { coldStartReport } from './cold-start.js';
@@ -42,6 +43,26 @@ interface Layer {
   bytes: Uint8Array;
   descriptor: OciDescriptor;
 }
+
+describe('coldStartReport of an index from a hostile registry', () => {
+  it('follows an index entry only by its sha256 digest: one named by a tag is refused, never read', async () => {
+    const index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [{ mediaType: MediaType.ociManifest, digest: 'latest', size: 2, platform: { os: 'linux', architecture: 'amd64' } }] };
+    const indexDigest = `sha256:${'1'.repeat(64)}`;
+    const asked: string[] = [];
+    // Only getManifest is reached: the index by its pinned digest, then (before the fix) its entry by a tag.
+    const client = {
+      async getManifest(ref: { reference?: string }) {
+        asked.push(String(ref.reference));
+        return { digest: indexDigest, mediaType: MediaType.ociIndex, manifest: index, size: 2, bytes: new Uint8Array() };
+      },
+    } as unknown as RegistryClient;
+    const map: ImageMap = { flow: 'F', images: {}, steps: { start: { envId: 'e', image: 'registry.test/app:e', pinnedImage: `registry.test/app:e@${indexDigest}`, python: '/x' } } };
+    const error = await coldStartReport(map, client, { bandwidth: parseBandwidth('1Gbit/s') }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toBe(`the linux/amd64 manifest in the image index ${indexDigest} of registry.test/app:e is named by a digest prebuilt cannot check ('latest'): only sha256 digests are verified`);
+    expect(asked).toEqual([indexDigest]);
+  });
+});
 
 function gzLayer(content: Buffer, annotations?: Record<string, string>): Layer {
   const bytes = gzipSync(content);

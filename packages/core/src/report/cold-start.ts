@@ -1,5 +1,6 @@
 import type { ImageMap } from '../deploy/image-map.js';
 import { createLogger } from '../logger.js';
+import { checkableDigest } from '../registry/digest.js';
 import { formatImageRef, parseImageRef, type ImageRef } from '../registry/image-ref.js';
 import { isIndexMediaType } from '../registry/media-types.js';
 import type { ImageIndex, ImageManifest, OciDescriptor, OciPlatform } from '../registry/platform.js';
@@ -130,7 +131,8 @@ async function stepReport(reader: ManifestReader, step: string, pinned: string, 
   const platforms: PlatformReport[] = [];
   for (const entry of (found.manifest as ImageIndex).manifests) {
     if (platformName(entry.platform) === 'unknown/unknown' || entry.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest') continue;
-    platforms.push(await platformReport(reader, repo, entry.digest, platformName(entry.platform), bandwidth));
+    const digest = checkableDigest(entry.digest, `the ${platformName(entry.platform)} manifest in the image index ${found.digest} of ${image}`, ref.registry);
+    platforms.push(await platformReport(reader, repo, digest, platformName(entry.platform), bandwidth));
   }
   return { step, image, digest: found.digest, index: true, platforms };
 }
