@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LockedEnv } from '../env-model.js';
 import { InputError, RegistryError } from '../errors.js';
 import { pushImage, pushIndex, uniqueRepo } from '../registry/__fixtures__/push-image.js';
@@ -101,5 +101,26 @@ describeOrFailInCi('SBOM artifacts on the real local registry (distribution 2.8:
     expect((error as InputError).hint).toContain('prebuilt build');
     // A build with METAFLOW_PREBUILT_SBOM=0 made the image without one: building again the same way would not help.
     expect((error as InputError).hint).toContain('METAFLOW_PREBUILT_SBOM unset or 1');
+  });
+});
+
+describe('readImageSbom from a hostile registry', () => {
+  it('reads an SBOM the referrers list names only by its sha256 digest: one named by a tag is refused, never read', async () => {
+    const subject = `sha256:${'2'.repeat(64)}`;
+    const asked: string[] = [];
+    // The subject's manifest, then a referrers API listing an SPDX artifact by the tag `latest`.
+    const client = {
+      async getManifest(ref: string | { reference?: string }) {
+        asked.push(typeof ref === 'string' ? ref : String(ref.reference));
+        return { digest: subject, mediaType: MediaType.ociManifest, manifest: { schemaVersion: 2, config: { digest: subject, size: 2 }, layers: [] }, size: 2, bytes: new Uint8Array() };
+      },
+      async getReferrers() {
+        return { supported: true, index: { schemaVersion: 2, manifests: [{ mediaType: MediaType.ociManifest, digest: 'latest', size: 2, artifactType: 'application/spdx+json' }] } };
+      },
+    } as unknown as RegistryClient;
+    const error = await readImageSbom(client, 'registry.test/app:e').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toBe("the SBOM of registry.test/app:e is named by a digest prebuilt cannot check ('latest'): only sha256 digests are verified");
+    expect(asked).toEqual(['registry.test/app:e']);
   });
 });

@@ -1,4 +1,5 @@
 import { InputError, RegistryError } from '../errors.js';
+import { checkableDigest } from '../registry/digest.js';
 import { formatImageRef, parseImageRef } from '../registry/image-ref.js';
 import type { ImageManifest } from '../registry/platform.js';
 import { listReferrers, pushReferrer, type ReferrerDescriptor } from '../registry/referrers.js';
@@ -41,6 +42,8 @@ export async function pushImageSbom(client: RegistryClient, image: string, sbom:
 
 async function readArtifactManifest(client: RegistryClient, image: string, digest: string, options: RequestOptions): Promise<ImageManifest> {
   const ref = parseImageRef(image);
+  // The registry's listing names it: only a sha256 digest binds what is read to what was listed.
+  checkableDigest(digest, `the SBOM of ${image}`, ref.registry);
   const found = await client.getManifest({ ...ref, reference: digest }, options);
   if (!('layers' in found.manifest)) throw new RegistryError(`the SBOM ${digest} of ${image} is not an image manifest`, { registry: ref.registry });
   return found.manifest;
