@@ -1,7 +1,7 @@
 import { ConfigError } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
 import { createCliContext } from './cli-context.js';
-import { jsonError, renderTable, waitLine, writeJsonResult } from './output.js';
+import { jsonError, jsonText, renderTable, waitLine, writeJsonResult } from './output.js';
 
 describe('the --json envelope', () => {
   function context() {
@@ -71,5 +71,25 @@ describe('waitLine', () => {
   it('says what a stalled read waits on, its control characters (a file name from a channel or an index) shown as escapes', () => {
     expect(waitLine({ target: '127.0.0.1:5100', what: 'blob upload', seconds: 12.4 })).toBe('waiting for 127.0.0.1:5100 (blob upload) — 12 s\n');
     expect(waitLine({ target: 'conda.example:443', what: 'download of a\x1b]0;pwned\x07\u202eb.conda', seconds: 3 })).toBe('waiting for conda.example:443 (download of a\\x1b]0;pwned\\x07\\u202eb.conda) — 3 s\n');
+  });
+});
+
+describe('jsonText', () => {
+  it('writes what a terminal acts on as \\u escapes — ESC (JSON.stringify does), DEL, C1 controls, bidi overrides — and parses to the same value', () => {
+    const hostile = { name: 'pkg\x1b[2J\x7f\x9b2J\u202egnp.exe\u2066x\u2069', nested: ['\x85', 'plain ünïcode ✓'] };
+    const text = jsonText(hostile, 2);
+    expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/);
+    expect(text).toContain('"pkg\\u001b[2J\\u007f\\u009b2J\\u202egnp.exe\\u2066x\\u2069"');
+    expect(text).toContain('plain ünïcode ✓');
+    expect(JSON.parse(text)).toEqual(hostile);
+    expect(jsonText({ a: 1 })).toBe('{"a":1}');
+  });
+
+  it('is what the --json envelope is written with', () => {
+    let out = '';
+    const ctx = createCliContext(new AbortController().signal, { stdout: { write: (t: string) => void (out += t) }, stderr: { write: () => {} } });
+    writeJsonResult(ctx, { packages: ['numpy\u202e', 'x\x9b1A'] });
+    expect(out).toBe(`${jsonText({ ok: true, packages: ['numpy\u202e', 'x\x9b1A'] }, 2)}\n`);
+    expect(out).not.toMatch(/[\x9b\u202e]/);
   });
 });

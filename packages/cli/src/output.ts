@@ -18,9 +18,30 @@ export function waitLine(wait: Parameters<typeof describeNetworkWait>[0]): strin
   return `${terminalText(describeNetworkWait(wait))}\n`;
 }
 
-/** Writes the one JSON object of a `--json` run to stdout. */
+/**
+ * What JSON.stringify leaves raw inside strings that a terminal still acts on or shows reordered:
+ * DEL, the C1 controls (U+009B is CSI, like ESC [) and the bidirectional overrides and isolates.
+ */
+const JSON_RAW_UNSAFE = /[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * JSON text with every character a terminal could act on written as its `\u` escape: JSON.stringify
+ * escapes the C0 controls (ESC among them) but not DEL, the C1 controls or the bidirectional
+ * overrides, which a package's name or a registry's message can hold. Such characters only occur
+ * inside strings, where `\uXXXX` is the same character: the text parses to the same value.
+ */
+export function jsonText(value: unknown, indent?: number): string {
+  return terminalJson(JSON.stringify(value, null, indent));
+}
+
+/** Valid JSON text with {@link JSON_RAW_UNSAFE} characters as `\u` escapes: the same JSON value, safe on a terminal. */
+export function terminalJson(json: string): string {
+  return json.replace(JSON_RAW_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Writes the one JSON object of a `--json` run to stdout ({@link jsonText}). */
 export function writeJson(context: CliContext, value: unknown): void {
-  context.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  context.stdout.write(`${jsonText(value, 2)}\n`);
   context.json.written = true;
 }
 

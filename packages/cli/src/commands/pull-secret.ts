@@ -16,7 +16,7 @@ import {
 import { checkNamespace, createOrReplace, createSelectedBackend, isObjectName, loadKubeConfig, loadKubernetesClient, type K8s } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { parseDuration } from '../duration.js';
-import { terminalText, writeJsonResult } from '../output.js';
+import { jsonText, terminalText, writeJsonResult } from '../output.js';
 
 
 export const PULL_SECRET_TYPE = 'kubernetes.io/dockerconfigjson';
@@ -195,7 +195,7 @@ async function runPullSecret(context: CliContext, options: PullSecretOptions): P
   const { kubeConfig, source: kubeSource } = loadKubeConfig(k8s, context.env);
   const report = (applied: AppliedPullSecret): void => {
     if (options.json) {
-      if (options.watch) context.stdout.write(`${JSON.stringify({ ok: true, ...applied, imageRegistry: registry.name, at: new Date().toISOString() })}\n`);
+      if (options.watch) context.stdout.write(`${jsonText({ ok: true, ...applied, imageRegistry: registry.name, at: new Date().toISOString() })}\n`);
       else writeJsonResult(context, { ...applied, imageRegistry: registry.name, kubeconfig: kubeSource });
       context.json.written = true;
       return;

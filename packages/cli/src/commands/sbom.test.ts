@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { createSbom, pushImageSbom, type LockedEnv, type Sbom } from '@prebuilt/core';
 import { RegistryClient } from '@prebuilt/core/backend';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeOrFailInCi, flowWithImages, prebuilt, registryMissing, type FlowWithImages } from '../lifecycle/__fixtures__/flow-with-images.js';
+import { describeOrFailInCi, flowWithImages, prebuilt, registryMissing, services, type FlowWithImages } from '../lifecycle/__fixtures__/flow-with-images.js';
+import { main } from '../main.js';
 
 const env = (platform: LockedEnv['platform']): LockedEnv => ({
   specHash: 'd'.repeat(64),
@@ -101,6 +102,8 @@ describeOrFailInCi('prebuilt sbom of a hostile SBOM (real CLI, real local regist
     // sequences (OSC 8 link, screen clear, OSC 52 clipboard write), a carriage return, a newline.
     const hostile = env('linux-64');
     hostile.packages[0] = { ...hostile.packages[0]!, name: 'tinynum\x1b]8;;https://attacker.example/\x07x\x1b]8;;\x07', version: '1.4.0\r\x1b[2J\x1b]52;c;cHduZWQ=\x07\nfake 9.9' };
+    // What JSON.stringify leaves raw: DEL, a C1 control (U+009B, CSI), a bidi override.
+    hostile.packages[1] = { ...hostile.packages[1]!, name: 'tinyhttp\x7f\x9b2J\u202elmth.exe' };
     await pushImageSbom(new RegistryClient({ dockerConfig: false }), flow.imageMap.steps['start']!.pinnedImage!, createSbom({ name: 'env-start', envs: [hostile] }));
   });
   afterAll(async () => {
@@ -114,5 +117,30 @@ describeOrFailInCi('prebuilt sbom of a hostile SBOM (real CLI, real local regist
     expect(text.stdout).toContain('tinynum\\x1b]8;;https://attacker.example/\\x07x\\x1b]8;;\\x07');
     expect(text.stdout).toContain('1.4.0\\x0d\\x1b[2J\\x1b]52;c;cHduZWQ=\\x07\\nfake 9.9');
     expect(text.stdout.split('\n').filter((line) => line.startsWith('fake'))).toEqual([]);
+    expect(text.stdout).toContain('tinyhttp\\x7f\\x9b2J\\u202elmth.exe');
+  });
+
+  it('--json writes DEL, C1 controls and bidi overrides as \\u escapes (the same JSON value); --spdx does so on a terminal only, byte for byte elsewhere', async () => {
+    const json = await prebuilt(['sbom', 'flow.py', '--step', 'start', '--json'], flow.dir);
+    expect(json.code, json.stderr).toBe(0);
+    expect(json.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]/);
+    expect(json.stdout).toContain('tinyhttp\\u007f\\u009b2J\\u202elmth.exe');
+    const document = (JSON.parse(json.stdout) as { images: { spdx: { packages: { name: string }[] } }[] }).images[0]!.spdx;
+    expect(document.packages.map((p) => p.name)).toContain('tinyhttp\x7f\x9b2J\u202elmth.exe');
+
+    const piped = await prebuilt(['sbom', 'flow.py', '--step', 'start', '--spdx'], flow.dir);
+    expect(piped.stdout).toContain('tinyhttp\x7f\x9b2J\u202elmth.exe');
+    let shown = '';
+    const host = services.registries!.plain.host;
+    const code = await main(['sbom', 'flow.py', '--step', 'start', '--spdx'], {
+      cwd: flow.dir,
+      env: { ...process.env, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: host, DOCKER_CONFIG: join(flow.dir, 'no-docker-config') },
+      stdout: { isTTY: true, write: (t: string) => void (shown += t) },
+      stderr: { write: () => undefined },
+    });
+    expect(code).toBe(0);
+    expect(shown).not.toMatch(/[\x7f-\x9f\u202a-\u202e]/);
+    expect(shown).toContain('tinyhttp\\u007f\\u009b2J\\u202elmth.exe');
+    expect(JSON.parse(shown)).toEqual(JSON.parse(piped.stdout));
   });
 });

@@ -3,7 +3,7 @@ import { InputError, readImageSbom, type ImageMap, type ImageSbomRef } from '@pr
 import type { CliContext } from '../cli-context.js';
 import { sbomJson } from '../app/index.js';
 import { collect, loadFlowImageMap, selectSteps, selectedRegistryClient } from '../lifecycle/flow-image-map.js';
-import { renderTable, terminalText, writeJsonResult } from '../output.js';
+import { renderTable, terminalJson, terminalText, writeJsonResult } from '../output.js';
 
 interface SbomOptions {
   step?: string[];
@@ -71,7 +71,10 @@ async function runSbom(file: string, context: CliContext, options: SbomOptions):
     found.push({ steps, image, sbom: { manifest: read.ref.manifest, document: read.ref.document, via: read.ref.via }, document: read.document as ImageSbom['document'], bytes: read.bytes });
   }
   if (options.spdx) {
-    context.stdout.write(Buffer.from(found[0]!.bytes).toString('utf8'));
+    // Byte for byte into a file or a pipe; on a terminal the registry's document could hold C1
+    // controls or bidi overrides (JSON.parse took it, so no raw C0 ones): those are shown escaped.
+    const text = Buffer.from(found[0]!.bytes).toString('utf8');
+    context.stdout.write(context.stdout.isTTY ? terminalJson(text) : text);
   } else if (options.json) {
     writeJsonResult(context, { flow: imageMap.flow, images: found.map((f) => ({ steps: f.steps, image: f.image, sbom: sbomJson(f.sbom), spdx: f.document })) });
   } else {
@@ -87,7 +90,7 @@ export function registerSbomCommand(program: Command, context: CliContext): void
     .argument('<flow>', 'the flow file, e.g. flow.py')
     .option('--step <name>', 'only this step (repeatable)', collect)
     .option('--json', 'print one JSON object (each image with its SPDX document) for machines')
-    .option('--spdx', 'print the SPDX JSON document of the one selected image, exactly as stored')
+    .option('--spdx', 'print the SPDX JSON document of the one selected image, exactly as stored (on a terminal, its control characters as \\u escapes)')
     .addHelpText('after', SBOM_HELP)
     .action(async (file: string, options: SbomOptions) => {
       context.json.requested = options.json === true;
