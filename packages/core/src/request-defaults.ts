@@ -6,6 +6,7 @@ import type { CondaPlatform, EnvRequest } from './env-model.js';
 import { ConfigError } from './errors.js';
 import { loadOptionalSetting } from './load-setting.js';
 import { redactUrl, stripChannelToken, stripUrlCredentials } from './net/url-credentials.js';
+import { metadataAddress } from './registry/token-realm.js';
 
 export const CONDA_PLATFORMS: readonly CondaPlatform[] = ['linux-64', 'linux-aarch64'];
 
@@ -53,6 +54,14 @@ export function channelUrl(channel: string, setting = 'METAFLOW_PREBUILT_CONDA_C
       throw new ConfigError(`Conda channel '${redactUrl(trimmed)}' uses ${url.protocol}, which is not supported.`, {
         setting,
         hint: 'Use an http://, https:// or file:// channel URL.',
+      });
+    }
+    // A channel can come from a flow's decorator (`<channel>::<package>`): never the cloud metadata service.
+    const metadata = metadataAddress(url);
+    if (metadata !== undefined) {
+      throw new ConfigError(`Conda channel '${redactUrl(trimmed)}' is ${metadata}; prebuilt does not fetch from it.`, {
+        setting,
+        hint: 'Give channel URLs like https://conda.anaconda.org/conda-forge, or channel names like conda-forge.',
       });
     }
     return stripChannelToken(trimmed).replace(/\/+$/, '');

@@ -37,6 +37,19 @@ describe('conda match specs', () => {
     expect(JSON.stringify({ message: (error as Error).message, hint: (error as ResolutionError).hint })).not.toContain('s3cret');
   });
 
+  it('refuses a channel::pkg whose channel is a cloud metadata address: a flow names it, and lock would GET it without running the flow', () => {
+    for (const channel of ['http://169.254.169.254/latest/meta-data', 'http://[fd00:ec2::254]/x', 'http://0.0.0.0:80/x']) {
+      let error: unknown;
+      try {
+        condaSpec(rattler, `${channel}::tinynum`, '', ['start']);
+      } catch (e) {
+        error = e;
+      }
+      expect(error, channel).toBeInstanceOf(ResolutionError);
+      expect((error as ResolutionError).message).toMatch(/^Invalid channel '.+' in conda package '.+::tinynum': Conda channel '.+' is (a link-local address|the EC2 instance metadata|an unspecified address)/);
+    }
+  });
+
   it('python: X.Y is any X.Y.z, X.Y.Z is exact', () => {
     expect(pythonSpec(rattler, '3.11').spec).toBe('python 3.11.*');
     expect(pythonSpec(rattler, '3.11.9').spec).toBe('python ==3.11.9');

@@ -155,6 +155,20 @@ describe('netFetch (servers on 127.0.0.1)', () => {
     await expect(netFetch(server.origin, { what: 'manifest', timeouts: FAST, signal: controller.signal })).rejects.toBeInstanceOf(CancelledError);
   });
 
+  it('follows no redirect into a cloud metadata service: link-local, EC2\'s IPv6 and unspecified addresses (a channel a flow names can redirect anywhere)', async () => {
+    for (const target of ['http://169.254.169.254/latest/meta-data/iam/security-credentials/', 'http://[fe80::1]/x', 'http://[fd00:ec2::254]/latest/meta-data/', 'http://0.0.0.0:8080/admin']) {
+      const asked: string[] = [];
+      const transport = (async (url: URL) => {
+        asked.push(url.href);
+        return new Response(null, { status: 302, headers: { location: target } });
+      }) as unknown as typeof fetch;
+      const error = await netFetch('https://channel.example/linux-64/repodata.json', { what: 'repodata', timeouts: FAST, fetch: transport }).catch((e: unknown) => e);
+      expect(error, target).toBeInstanceOf(NetworkError);
+      expect((error as NetworkError).message).toMatch(/^repodata from channel\.example: a redirect to \S+ is not followed \((a link-local address|the EC2 instance metadata|an unspecified address)/);
+      expect(asked).toEqual(['https://channel.example/linux-64/repodata.json']);
+    }
+  });
+
   it('stops after too many redirects and refuses a redirect to another scheme', async () => {
     const server = await serve((req, res) => {
       if (req.url === '/ftp') res.writeHead(302, { location: 'ftp://127.0.0.1/x' }).end();

@@ -11,6 +11,7 @@
  *   ({@link NetResponse.prefix}), or streamed chunk by chunk.
  */
 import { NetworkError } from '../errors.js';
+import { metadataAddress } from '../registry/token-realm.js';
 import { createLogger } from '../logger.js';
 import { networkTimeouts, type NetworkTimeouts } from './network-settings.js';
 import { RequestWatch } from './request-watch.js';
@@ -106,6 +107,12 @@ async function followRedirects(request: NetRequest, watch: RequestWatch): Promis
         watch.finish();
         throw error;
       }
+    }
+    // After the caller's own check (which may say more): a redirect is the answering server's word,
+    // and never sends prebuilt into a cloud metadata service, unless the request already was there.
+    const why = metadataAddress(watch.url);
+    if (why !== undefined && metadataAddress(from) === undefined) {
+      throw watch.fail(new NetworkError(`${watch.what} from ${from.host}: a redirect to ${watch.url.host} is not followed (${why})`, { target: from.host, what: watch.what, reason: 'redirect' }));
     }
     hop = nextHop(response.status, hop);
     log('%s %s: %d → %s%s', hop.method, redactUrl(from.href), response.status, redactUrl(watch.url.href), from.origin === watch.url.origin ? '' : ' (another origin: no credentials)');

@@ -28,13 +28,25 @@ UNSPECIFIED.addAddress('::', 'ipv6');
  * not resolved (no DNS lookup here), so a name that resolves to such an address is not caught.
  */
 export function realmRefusal(url: URL, registry: string): string | undefined {
+  const why = metadataAddress(url);
+  if (why !== undefined) return why;
+  if (isLoopbackHost(url.host) && !isLoopbackHost(registry)) return `a loopback address (this machine), while the registry ${registry} is not on this machine`;
+  return undefined;
+}
+
+/**
+ * Why no request of prebuilt's should be sent to `url` when something from outside named it (a
+ * token realm, a redirect): a link-local host (169.254.0.0/16, fe80::/10 — cloud metadata services,
+ * which hand out the machine's own cloud credentials), AWS's fd00:ec2::254, or an unspecified
+ * address (0.0.0.0/8, ::); undefined otherwise. Literal addresses only: names are not resolved.
+ */
+export function metadataAddress(url: URL): string | undefined {
   const host = url.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
   const family = isIP(host);
   const type = family === 6 ? 'ipv6' : 'ipv4';
   if (family !== 0 && LINK_LOCAL.check(host, type)) return 'a link-local address (169.254.0.0/16, fe80::/10), where cloud metadata services answer';
   if (family === 6 && METADATA_V6.check(host, type)) return "the EC2 instance metadata service's IPv6 address";
   if (family !== 0 && UNSPECIFIED.check(host, type)) return 'an unspecified address (0.0.0.0/8, ::), which reaches this machine';
-  if (isLoopbackHost(url.host) && !isLoopbackHost(registry)) return `a loopback address (this machine), while the registry ${registry} is not on this machine`;
   return undefined;
 }
 
