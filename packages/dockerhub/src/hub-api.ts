@@ -154,10 +154,14 @@ export class HubApi {
     }
   }
 
-  /** What the Hub said, for a message (its `detail` or `message`), with every secret taken out (a URL's too: {@link redactUrls}). */
+  /**
+   * What the Hub said, for a message (its `detail` or `message`), with every secret taken out (a
+   * URL's too: {@link redactUrls}), on one line: a line break in it could print a line of its own
+   * below the error (a fake `hint:`).
+   */
   #detail(answer: HubAnswer, scrub: (text: string) => string): string {
     const said = answer.data['detail'] ?? answer.data['message'] ?? answer.data['errinfo'];
-    return typeof said === 'string' && said ? `: ${redactUrls(scrub(said)).slice(0, 300)}` : '';
+    return typeof said === 'string' && said ? `: ${redactUrls(scrub(said)).replace(/\s+/g, ' ').trim().slice(0, 300)}` : '';
   }
 
   /** Logs in once: the user name and password (or personal access token) for a JWT. */

