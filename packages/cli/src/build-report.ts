@@ -12,7 +12,7 @@ import type { DeployFlowResult } from './app/deploy-flow.js';
 import { shownPath } from './app/shown-path.js';
 import type { CliContext } from './cli-context.js';
 import { createDeployView, formatSeconds } from './deploy-view.js';
-import { noteLine, renderTable, terminalText, writeJsonResult } from './output.js';
+import { noteLine, quotedText, renderTable, terminalText, writeJsonResult } from './output.js';
 
 export interface BuildReportOptions {
   json?: boolean;
@@ -137,10 +137,10 @@ function renderBuild(context: CliContext, { result, stateFile, sboms }: BuildFlo
   if (stateFile) out.write(`\nimage map written to ${shownPath(context.cwd, stateFile)}\n`);
 }
 
-/** A failed image for people: why, the hint, the last lines of its build log (text from the daemon or the build: {@link terminalText}). */
+/** A failed image for people: why, the hint, the last lines of its build log (text from the daemon or the build: {@link quotedText}, {@link terminalText}). */
 export function failureText(failure: Pick<DeployImage, 'envId' | 'steps' | 'reason' | 'hint' | 'logTail'>): string {
-  const lines = [`\nenv ${failure.envId} failed (steps ${failure.steps.join(', ')}): ${terminalText(failure.reason ?? 'failed')}`];
-  if (failure.hint) lines.push(`hint: ${terminalText(failure.hint)}`);
+  const lines = [`\nenv ${failure.envId} failed (steps ${failure.steps.join(', ')}): ${quotedText(failure.reason ?? 'failed')}`];
+  if (failure.hint) lines.push(`hint: ${quotedText(failure.hint)}`);
   if (failure.logTail && failure.logTail.length > 0) lines.push('last lines of its build log:', ...failure.logTail.map((line) => `  | ${terminalText(line)}`));
   return `${lines.join('\n')}\n`;
 }

@@ -85,6 +85,20 @@ describe('deploy view (plain output)', () => {
     ]);
   });
 
+  it('an image line stays one line when its detail (what a registry recorded) holds a line break: the live block redraws over exactly what it drew', () => {
+    let text = '';
+    const view = createDeployView({ isTTY: true, write: (chunk: string) => void (text += chunk) }, { now: () => 0 });
+    view.onEvent({ type: 'resolved', images: 1, indexes: 0, platforms: ['linux-64'] });
+    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'checking', detail: 'layout changed\nenv bbbb  built  0.1s  (end)', platform: 'linux-64' });
+    view.stop();
+    view.stop();
+    // Each redraw goes up as many lines as the one before printed.
+    const frames = text.split(/\x1b\[(\d+)A\x1b\[0J/);
+    expect(frames[1]).toBe(String(frames[0]!.split('\n').length - 2));
+    expect(text).toContain('rebuilding: layout changed\\nenv bbbb  built  0.1s  (end)  0.0s  (start)\n');
+    expect(text).not.toMatch(/\nenv bbbb/);
+  });
+
   it('on a TTY, a note clears the live block, prints above it and redraws it', () => {
     const out = capture();
     const view = createDeployView({ ...out, isTTY: true }, { now: () => 0 });

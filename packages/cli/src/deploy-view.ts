@@ -5,7 +5,7 @@
  */
 import type { DeployEvent, ImagePhase } from '@prebuilt/core';
 import type { Writer } from './cli-context.js';
-import { noteLine, terminalText } from './output.js';
+import { noteLine, oneLineText, quotedText } from './output.js';
 
 interface ImageLine {
   envId: string;
@@ -137,7 +137,7 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
             return;
           }
           // What is read may name a file from outside (`download of <file>`): shown escaped, as everywhere.
-          const wait = { target: terminalText(event.target), what: terminalText(event.what), since: now() - event.seconds * 1000 };
+          const wait = { target: oneLineText(event.target), what: oneLineText(event.what), since: now() - event.seconds * 1000 };
           waits.set(key, wait);
           // On a TTY the redraw shows it live; elsewhere (and before the block is drawn) one line per report.
           if (!tty || !timer) out.write(`${waitLine(wait)}\n`);
@@ -145,7 +145,8 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
         }
         case 'image': {
           const line = lines.get(event.envId) ?? { envId: event.envId, steps: event.steps, phase: event.phase, started: now(), ...(event.platform ? { platform: event.platform } : {}) };
-          const detail = WITH_DETAIL[event.phase] && event.detail ? terminalText(event.detail) : undefined;
+          // One line: the live block redraws over as many lines as it drew.
+          const detail = WITH_DETAIL[event.phase] && event.detail ? oneLineText(event.detail) : undefined;
           const changed = line.phase !== event.phase || !lines.has(event.envId) || line.detail !== detail;
           if (line.phase !== event.phase) delete line.progress;
           line.phase = event.phase;
@@ -153,7 +154,7 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
           else delete line.detail;
           if (FINAL.has(event.phase)) line.ended = now();
           lines.set(event.envId, line);
-          if (!tty && changed) out.write(`${render(line)}${event.phase === 'failed' && event.detail ? `: ${terminalText(event.detail)}` : ''}\n`);
+          if (!tty && changed) out.write(`${render(line)}${event.phase === 'failed' && event.detail ? `: ${quotedText(event.detail)}` : ''}\n`);
           return;
         }
       }

@@ -4,6 +4,15 @@ import type { CliContext } from './cli-context.js';
 /** Text fit to print on a terminal (core's: the debug log uses it too); see its doc. */
 export { terminalText };
 
+/**
+ * Text from outside quoted after a label of prebuilt's (`env … failed: <reason>`, `hint: <hint>`):
+ * {@link terminalText}, and every line after the first indented by two spaces, so a line break in
+ * it cannot print a line that reads as prebuilt's own (`env … built`, a `hint:`).
+ */
+export function quotedText(text: string): string {
+  return terminalText(text).replace(/\n/g, '\n  ');
+}
+
 /** A note for people (stderr, or above the live view), its text from outside made {@link terminalText}. */
 export function noteLine(message: string): string {
   return `note: ${terminalText(message)}\n`;
@@ -15,7 +24,7 @@ export function noteLine(message: string): string {
  * wheel's URL gives, URL-decoded), whose escape sequences would otherwise reach the terminal.
  */
 export function waitLine(wait: Parameters<typeof describeNetworkWait>[0]): string {
-  return `${terminalText(describeNetworkWait(wait))}\n`;
+  return `${oneLineText(describeNetworkWait(wait))}\n`;
 }
 
 /**
@@ -81,6 +90,14 @@ export interface Column<Row> {
  * terminal, and whose newline would add a row of its own.
  */
 function tableCell(text: string): string {
+  return oneLineText(text);
+}
+
+/**
+ * Text from outside that must stay on one line — a table cell, a line of the live view, which
+ * redraws over as many lines as it drew: {@link terminalText}, a newline or tab as its escape too.
+ */
+export function oneLineText(text: string): string {
   return terminalText(text).replace(/[\n\t]/g, (c) => (c === '\n' ? '\\n' : '\\t'));
 }
 
