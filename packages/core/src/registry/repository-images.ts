@@ -8,15 +8,24 @@ import type { StoredImage } from '../contracts.js';
 import { RegistryError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { checkableDigest } from './digest.js';
+import { formatBytes } from '../net/net-fetch.js';
 import { parseImageRef, type ImageRef } from './image-ref.js';
 import { isIndexMediaType } from './media-types.js';
 import type { ImageIndex, ImageManifest } from './platform.js';
+import { MAX_LISTING_BYTES } from './listing-bound.js';
 import type { ManifestResult, RegistryClient, RequestOptions } from './registry-client.js';
 
 const log = createLogger('registry:list');
 
 /** Manifests read at once. */
 const READS_AT_ONCE = 6;
+
+/**
+ * The levels of manifests a listing follows below the tags: a tagged index, its platform images,
+ * their referrers (an SBOM), a referrer's own children take a few; a chain deeper than this is a
+ * registry making manifests up as it is asked.
+ */
+export const MAX_LISTING_DEPTH = 32;
 
 type ArtifactManifest = ImageManifest & { artifactType?: string; subject?: { digest: string } };
 
@@ -41,16 +50,59 @@ function storedImage(read: ManifestResult): StoredImage {
   return image;
 }
 
-/** Reads `references` (tags or digests) `READS_AT_ONCE` at a time; a digest that is gone (404) is skipped. */
-async function readManifests(client: RegistryClient, repo: ImageRef, references: readonly string[], options: RequestOptions): Promise<Map<string, ManifestResult>> {
+/** The options of a listing: `maxBytes` bounds the manifest bytes it reads in all (default {@link MAX_LISTING_BYTES}). */
+export type ListingOptions = RequestOptions & { maxBytes?: number };
+
+/**
+ * The manifest bytes a listing has read, against its bound. The referrers API is not
+ * content-addressed: a hostile registry can answer each referrers request with a manifest made up
+ * on the spot whose referrers name the next one, so without a bound a listing (and `prebuilt gc`)
+ * would read and hold manifests for ever.
+ */
+class ListingBudget {
+  bytes = 0;
+  manifests = 0;
+  depth = 0;
+  exceeded: RegistryError | undefined;
+  constructor(readonly repo: ImageRef, readonly max: number) {}
+
+  /** One level further down (the children and referrers of what the last level found). */
+  descend(): void {
+    this.depth += 1;
+    if (this.depth > MAX_LISTING_DEPTH) {
+      throw new RegistryError(`registry ${this.repo.registry} listed manifests in ${this.repo.repository} nested more than ${MAX_LISTING_DEPTH} levels deep through indexes and referrers (${this.manifests} manifests); stopped`, { registry: this.repo.registry }, {
+        hint: 'Env images nest a few levels (an index, its platform images, their SBOMs): the registry (or a proxy in front of it) keeps naming new manifests through its referrers API. Check it before running prebuilt gc again.',
+      });
+    }
+  }
+
+  /** Counts one manifest read (or, with `manifests: 0`, the digests a referrers answer names, held until read); past the bound, the RegistryError every later read throws too. */
+  add(size: number, manifests = 1): void {
+    this.bytes += size;
+    this.manifests += manifests;
+    if (this.bytes > this.max) {
+      this.exceeded ??= new RegistryError(`registry ${this.repo.registry} listed more than ${formatBytes(this.max)} of manifests in ${this.repo.repository} (${this.manifests} manifests); stopped`, { registry: this.repo.registry }, {
+        hint: 'A repository of env images takes far less: the registry (or a proxy in front of it) keeps naming new manifests through its referrers API or indexes. Check it before running prebuilt gc again.',
+      });
+      throw this.exceeded;
+    }
+  }
+}
+
+/** Reads `references` (tags or digests) `READS_AT_ONCE` at a time, each counted against `budget`; a digest that is gone (404) is skipped. */
+async function readManifests(client: RegistryClient, repo: ImageRef, references: readonly string[], options: RequestOptions, budget: ListingBudget): Promise<Map<string, ManifestResult>> {
   const found = new Map<string, ManifestResult>();
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < references.length) {
+    // A worker stops as soon as any of them found the bound exceeded.
+    while (next < references.length && !budget.exceeded) {
       const reference = references[next++]!;
       try {
-        found.set(reference, await client.getManifest({ ...repo, tag: undefined, digest: undefined, reference }, options));
+        const read = await client.getManifest({ ...repo, tag: undefined, digest: undefined, reference }, options);
+        budget.add(read.size);
+        found.set(reference, read);
       } catch (error) {
+        if (error === budget.exceeded) throw error;
         // A tag deleted, or a child an index lists but the repository lacks, while we read.
         if (error instanceof RegistryError && error.status === 404) log('%s of %s is gone', reference, repo.repository);
         else throw error;
@@ -65,12 +117,14 @@ async function readManifests(client: RegistryClient, repo: ImageRef, references:
  * The referrers of `subjects` through the referrers API; `supported: false` as soon as the registry
  * shows it lacks the API (distribution 2.8: there the `sha256-<hex>` tags list them).
  */
-async function referrerDigests(client: RegistryClient, repo: ImageRef, subjects: readonly string[], options: RequestOptions): Promise<{ supported: boolean; digests: string[] }> {
+async function referrerDigests(client: RegistryClient, repo: ImageRef, subjects: readonly string[], options: RequestOptions, budget: ListingBudget): Promise<{ supported: boolean; digests: string[] }> {
   const digests: string[] = [];
   for (const subject of subjects) {
     const answer = await client.getReferrers(repo, subject, options);
     if (!answer.supported) return { supported: false, digests };
-    digests.push(...answer.index.manifests.map((entry) => entry.digest));
+    const named = answer.index.manifests.map((entry) => String(entry.digest));
+    budget.add(named.reduce((sum, digest) => sum + digest.length, 0), 0);
+    digests.push(...named);
   }
   return { supported: true, digests };
 }
@@ -80,8 +134,9 @@ async function referrerDigests(client: RegistryClient, repo: ImageRef, subjects:
  * type, children (an index), subject and artifact type (an artifact), and blobs with sizes.
  * Manifests named only by digest are found through the indexes and referrers that name them.
  */
-export async function listRepositoryImages(client: RegistryClient, repository: string, options: RequestOptions = {}): Promise<StoredImage[]> {
+export async function listRepositoryImages(client: RegistryClient, repository: string, options: ListingOptions = {}): Promise<StoredImage[]> {
   const repo: ImageRef = { ...parseImageRef(repository), reference: 'latest' };
+  const budget = new ListingBudget(repo, options.maxBytes ?? MAX_LISTING_BYTES);
   const images = new Map<string, StoredImage>();
   const add = (reads: Map<string, ManifestResult>, tagged: boolean): StoredImage[] => {
     const added: StoredImage[] = [];
@@ -96,18 +151,19 @@ export async function listRepositoryImages(client: RegistryClient, repository: s
     return added;
   };
   const tags = await client.listTags(repo, options);
-  let fresh = add(await readManifests(client, repo, tags, options), true);
+  let fresh = add(await readManifests(client, repo, tags, options, budget), true);
   let referrersApi = true;
   while (fresh.length > 0) {
+    budget.descend();
     const wanted = new Set(fresh.flatMap((image) => image.children ?? []));
     if (referrersApi) {
       const subjects = fresh.filter((image) => !image.subject).map((image) => image.digest);
-      const referrers = await referrerDigests(client, repo, subjects, options);
+      const referrers = await referrerDigests(client, repo, subjects, options, budget);
       referrersApi = referrers.supported;
       for (const digest of referrers.digests) wanted.add(digest);
     }
     const unread = [...wanted].filter((digest) => !images.has(digest));
-    fresh = add(await readManifests(client, repo, unread, options), false);
+    fresh = add(await readManifests(client, repo, unread, options, budget), false);
   }
   for (const image of images.values()) image.tags.sort();
   log('%s: %d tags, %d manifests', repository, tags.length, images.size);
@@ -121,19 +177,21 @@ export async function listRepositoryImages(client: RegistryClient, repository: s
  * and size kept), and the manifests an index names that the listing lacks (Docker Hub lists tags
  * only) are added. An entry whose manifest is gone stays as listed, and gc keeps what it cannot place.
  */
-export async function completeStoredImages(client: RegistryClient, repository: string, listed: readonly StoredImage[], options: RequestOptions = {}): Promise<StoredImage[]> {
+export async function completeStoredImages(client: RegistryClient, repository: string, listed: readonly StoredImage[], options: ListingOptions = {}): Promise<StoredImage[]> {
   const repo: ImageRef = { ...parseImageRef(repository), reference: 'latest' };
+  const budget = new ListingBudget(repo, options.maxBytes ?? MAX_LISTING_BYTES);
   const images = new Map(listed.map((image) => [image.digest, { ...image, tags: [...image.tags] }]));
   const unread = listed.filter((image) => !image.blobs).map((image) => image.digest);
-  for (const [digest, read] of await readManifests(client, repo, unread, options)) {
+  for (const [digest, read] of await readManifests(client, repo, unread, options, budget)) {
     const image = images.get(digest)!;
     const described = storedImage(read);
     images.set(digest, { ...described, ...image, ...manifestFacts(described), size: image.size ?? described.size });
   }
   let fresh = [...images.values()];
   while (fresh.length > 0) {
+    budget.descend();
     const children = [...new Set(fresh.flatMap((image) => image.children ?? []))].filter((digest) => !images.has(digest));
-    fresh = [...(await readManifests(client, repo, children, options)).values()].map(storedImage);
+    fresh = [...(await readManifests(client, repo, children, options, budget)).values()].map(storedImage);
     for (const image of fresh) images.set(image.digest, image);
   }
   log('%s: %d listed, %d with their children', repository, listed.length, images.size);
