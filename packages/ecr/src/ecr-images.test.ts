@@ -51,6 +51,24 @@ describe('ecr listImages/deleteImage: real AWS SDK against a FAKE ECR API on 127
     expect(fake.calls.every((c) => c.signed)).toBe(true);
   });
 
+  it('a listing whose next page is one it already read, or that never ends, stops with a RegistryError (gc never loops or holds pages without end)', async () => {
+    fake.images.set(repository, [image(['a'], 1_700_000_000, 1), image(['b'], 1_700_000_100, 2)]);
+    fake.pageSize = 1;
+    fake.pages = 'loop';
+    const loop = await registry.listImages!().catch((e: unknown) => e);
+    fake.pages = undefined;
+    expect(loop).toBeInstanceOf(RegistryError);
+    expect((loop as Error).message).toBe(`ECR DescribeImages listed the images of 127.0.0.1:9/${repository} in a loop (page 3 is one it gave before); stopped`);
+    expect(fake.calls.filter((c) => c.target === 'DescribeImages').map((c) => c.body['nextToken'])).toEqual([undefined, 'again']);
+    fake.calls.length = 0;
+    fake.pages = 'endless';
+    const endless = await registry.listImages!().catch((e: unknown) => e);
+    fake.pages = undefined;
+    expect(endless).toBeInstanceOf(RegistryError);
+    expect((endless as Error).message).toBe(`ECR DescribeImages listed the images of 127.0.0.1:9/${repository} in more than 1000 pages; stopped`);
+    expect(fake.calls.filter((c) => c.target === 'DescribeImages')).toHaveLength(1000);
+  }, 60_000);
+
   it('a repository that does not exist (yet) holds no images', async () => {
     expect(await registry.listImages!()).toEqual([]);
   });

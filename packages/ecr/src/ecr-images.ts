@@ -1,5 +1,5 @@
 import type { DescribeImagesCommandOutput, ECRClient, ImageDetail } from '@aws-sdk/client-ecr';
-import { RegistryError, checkSignal, createLogger, type StoredImage } from '@prebuilt/core/backend';
+import { ListingBound, RegistryError, checkSignal, createLogger, type StoredImage } from '@prebuilt/core/backend';
 import { awsError, type EcrSdk } from './aws.js';
 
 const debug = createLogger('ecr');
@@ -34,9 +34,14 @@ function storedImage(detail: ImageDetail & { imageDigest: string }): StoredImage
 export async function listEcrImages(input: EcrImagesInput, signal: AbortSignal | undefined): Promise<StoredImage[]> {
   const { ecr, sdk, host, account, repository, credentialSource } = input;
   const images: StoredImage[] = [];
+  // An API (the endpoint the setting names, a proxy) naming a page it already gave, or pages without end, would be asked forever.
+  const bound = new ListingBound(`ECR DescribeImages listed the images of ${host}/${repository}`, host, {
+    hint: 'ECR (or the endpoint METAFLOW_PREBUILT_ECR_ENDPOINT names) may be having trouble: try again later, or run with --verbose for details.',
+  });
   let nextToken: string | undefined;
   do {
     checkSignal(signal);
+    bound.page(nextToken === undefined ? '' : `nextToken ${nextToken}`);
     let page: DescribeImagesCommandOutput;
     try {
       const command = new sdk.DescribeImagesCommand({ ...(account ? { registryId: account } : {}), repositoryName: repository, maxResults: 1000, ...(nextToken ? { nextToken } : {}) });

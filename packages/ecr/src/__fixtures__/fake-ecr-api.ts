@@ -29,6 +29,8 @@ export interface FakeEcrApi {
   pageSize: number;
   /** Every answer waits this long (to abort a call in flight). */
   delayMs: number;
+  /** A hostile or broken API's DescribeImages pages: `loop` names the same next page every time, `endless` a new one every time. */
+  pages?: 'loop' | 'endless';
   close(): Promise<void>;
 }
 
@@ -38,10 +40,10 @@ type State = Omit<FakeEcrApi, 'endpoint' | 'close'> & { token: string };
 function describeImages(fake: State, body: Record<string, unknown>, name: string, reply: Reply): void {
   const images = fake.images.get(name);
   if (!images && !fake.repositories.has(name)) return reply(400, `The repository with name '${name}' does not exist`, 'RepositoryNotFoundException');
-  const start = Number(body['nextToken'] ?? 0);
+  const start = Number(body['nextToken'] ?? 0) || 0;
   const size = Math.min(Number(body['maxResults'] ?? 100), fake.pageSize);
   const page = (images ?? []).slice(start, start + size);
-  const next = start + size < (images ?? []).length ? { nextToken: String(start + size) } : {};
+  const next = fake.pages === 'loop' ? { nextToken: 'again' } : fake.pages === 'endless' || start + size < (images ?? []).length ? { nextToken: String(start + size) } : {};
   const imageDetails = page.map((image) => ({
     registryId: FAKE_ECR_ACCOUNT,
     repositoryName: name,
