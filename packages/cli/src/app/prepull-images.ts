@@ -1,5 +1,5 @@
 /** What `prebuilt prepull` pulls: each distinct image of a flow's steps, from the image map `prebuilt build` wrote. */
-import { ConfigError, InputError, type ImageMap } from '@prebuilt/core';
+import { ConfigError, errorMessage, InputError, parseImageRef, terminalText, type ImageMap } from '@prebuilt/core';
 import { isObjectName } from './kubernetes-names.js';
 import { fileArgument } from './shown-path.js';
 
@@ -19,6 +19,45 @@ function labelPart(name: string, max: number): string {
   return name.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, max).replace(/^-+|-+$/g, '') || 'step';
 }
 
+/** A value of the image map as a message quotes it: control characters as escapes, at most 200 characters. */
+function shownValue(value: string): string {
+  const text = value.length > 200 ? `${value.slice(0, 200)}…` : value;
+  return terminalText(text.replace(/\n/g, '\\n').replace(/\t/g, '\\t'));
+}
+
+function rebuildHint(flowFile: string): { hint: string } {
+  return { hint: `Run \`prebuilt build ${fileArgument(flowFile)}\` again to rewrite it.` };
+}
+
+/**
+ * The step's image and interpreter as the image map gives them, checked: the map may come from a
+ * cloned repository or a shared file, and its values go into the DaemonSet and onto the terminal.
+ * @throws InputError (exit 2) naming the step, with the rebuild hint.
+ */
+function checkedStep(imageMap: ImageMap, step: string, flowFile: string): { image: string; python: string } {
+  const entry = imageMap.steps[step]!;
+  const image: unknown = entry.pinnedImage ?? entry.image;
+  let problem: string | undefined;
+  if (typeof image !== 'string') problem = 'not a string';
+  else {
+    try {
+      parseImageRef(image);
+    } catch (error) {
+      // parseImageRef's message quotes the reference as it is: only its reason is kept.
+      const message = error instanceof Error ? error.message : errorMessage(error);
+      const prefix = `invalid image reference '${image}': `;
+      problem = `'${shownValue(image)}': ${shownValue(message.startsWith(prefix) ? message.slice(prefix.length) : message)}`;
+    }
+  }
+  if (problem !== undefined) throw new InputError(`The image map of ${imageMap.flow} names an image for step ${step} that is not an image reference (${problem}).`, rebuildHint(flowFile));
+  const python: unknown = entry.python;
+  if (typeof python !== 'string' || python === '' || /[\u0000-\u001f\u007f-\u009f]/.test(python)) {
+    const why = typeof python !== 'string' ? 'not a string' : python === '' ? 'it is empty' : `'${shownValue(python)}' holds control characters`;
+    throw new InputError(`The image map of ${imageMap.flow} names no interpreter path for step ${step} (${why}).`, rebuildHint(flowFile));
+  }
+  return { image: image as string, python };
+}
+
 /**
  * One entry per distinct image of `flowSteps` (the flow file's steps, in order): steps that share
  * an image share its entry. Every step of the flow must be in the map with an image; one that is
@@ -26,6 +65,7 @@ function labelPart(name: string, max: number): string {
  * @throws InputError (exit 2) naming the steps and `prebuilt build` as the fix.
  */
 export function prepullImages(imageMap: ImageMap, flowSteps: readonly string[], flowFile: string): PrepullImage[] {
+  if (typeof imageMap.flow !== 'string') throw new InputError('The image map names no flow (its flow is not a string).', rebuildHint(flowFile));
   const missing = flowSteps.filter((step) => !imageMap.steps[step]?.image);
   if (missing.length > 0) {
     throw new InputError(
@@ -35,11 +75,10 @@ export function prepullImages(imageMap: ImageMap, flowSteps: readonly string[], 
   }
   const byImage = new Map<string, PrepullImage>();
   for (const step of flowSteps) {
-    const entry = imageMap.steps[step]!;
-    const image = entry.pinnedImage ?? entry.image;
+    const { image, python } = checkedStep(imageMap, step, flowFile);
     const known = byImage.get(image);
     if (known) known.steps.push(step);
-    else byImage.set(image, { image, steps: [step], python: entry.python, container: `pull-${byImage.size + 1}-${labelPart(step, 50)}` });
+    else byImage.set(image, { image, steps: [step], python, container: `pull-${byImage.size + 1}-${labelPart(step, 50)}` });
   }
   return [...byImage.values()];
 }
@@ -48,14 +87,22 @@ export function prepullImages(imageMap: ImageMap, flowSteps: readonly string[], 
  * The pull secrets the steps' pods name: the image map's pull config of each image (what the
  * selected registry's `pullConfig` gave at build time — METAFLOW_PREBUILT_PULL_SECRET, the secret
  * `prebuilt pull-secret` keeps — and what the Metaflow extension puts on the steps' pods), then
- * `extra`, without repeats.
+ * `extra`, without repeats. A name of the map that is not a secret name (it goes into the
+ * DaemonSet and into the suggested `prebuilt pull-secret --name …` command) is an InputError
+ * (exit 2) with the hint to rebuild with `flowFile`.
  */
-export function prepullPullSecrets(imageMap: ImageMap, images: readonly PrepullImage[], extra: readonly string[] = []): string[] {
+export function prepullPullSecrets(imageMap: ImageMap, images: readonly PrepullImage[], extra: readonly string[], flowFile: string): string[] {
   const names = new Set<string>();
   const steps = new Set(images.flatMap((image) => image.steps));
   for (const image of Object.values(imageMap.images ?? {})) {
-    if (!image.steps?.some((step) => steps.has(step))) continue;
-    for (const name of image.pullConfig?.kubernetes?.imagePullSecrets ?? []) names.add(name);
+    if (!Array.isArray(image.steps) || !image.steps.some((step) => steps.has(step))) continue;
+    for (const name of (image.pullConfig?.kubernetes?.imagePullSecrets ?? []) as unknown[]) {
+      // A name goes into the DaemonSet and into the suggested `prebuilt pull-secret --name …` command.
+      if (typeof name !== 'string' || !isObjectName(name)) {
+        throw new InputError(`The image map of ${imageMap.flow} names the pull secret '${shownValue(String(name))}', which is not a Kubernetes secret name.`, rebuildHint(flowFile));
+      }
+      names.add(name);
+    }
   }
   for (const name of extra) {
     if (!isObjectName(name)) throw new ConfigError(`--pull-secret ${name} is not a Kubernetes secret name.`, { hint: 'Name the secret prebuilt pull-secret keeps, e.g. --pull-secret prebuilt-pull.' });

@@ -72,7 +72,7 @@ async function connect(command: string, options: ClusterOptions): Promise<{ targ
 /** Creates or updates the flow's DaemonSet, then (unless `wait: false`) waits until every matching node pulled every image. */
 export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullResult> {
   const images = prepullImages(options.imageMap, options.flowSteps, options.flowFile);
-  const pullSecrets = prepullPullSecrets(options.imageMap, images, options.pullSecrets);
+  const pullSecrets = prepullPullSecrets(options.imageMap, images, options.pullSecrets, options.flowFile);
   const flow = options.imageMap.flow;
   // The images are Linux images: never on a Windows node of a mixed cluster (unless the user says otherwise).
   const nodeSelector = { 'kubernetes.io/os': 'linux', ...options.nodeSelector };

