@@ -288,6 +288,15 @@ export function validateLockFile(value: unknown, file: string): LockFile {
   }
 }
 
+/** Where a JSON parse failed, as ` at line L, column C` (only when the parser says where; never the text). */
+function jsonErrorPlace(text: string, error: unknown): string {
+  const position = /at position (\d+)/.exec(error instanceof Error ? error.message : '');
+  if (!position) return '';
+  const before = text.slice(0, Number(position[1]));
+  const line = before.split('\n').length;
+  return ` at line ${line}, column ${before.length - before.lastIndexOf('\n')}`;
+}
+
 /** Reads and validates a lock file; undefined when it does not exist. Corrupt → InputError naming the file. */
 export async function readLockFile(file: string): Promise<LockFile | undefined> {
   let text: string;
@@ -304,9 +313,10 @@ export async function readLockFile(file: string): Promise<LockFile | undefined> 
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new InputError(`Lock file ${file} is not valid JSON (truncated or edited?): ${errorMessage(error)}.`, {
+    // Not the parser's message: it quotes the file's first characters, and a lock that is a symlink
+    // (a cloned repository's `flow.prebuilt.lock -> ~/.config/gh/hosts.yml`) would have them printed.
+    throw new InputError(`Lock file ${file} is not valid JSON (truncated or edited?)${jsonErrorPlace(text, error)}.`, {
       file,
-      cause: error,
       hint: corruptLockHint(file),
     });
   }

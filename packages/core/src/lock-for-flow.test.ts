@@ -146,6 +146,9 @@ describe('lockForFlow', () => {
   it.each([
     ['truncated', '{"lockVersion": 1, "envs": ', /is not valid JSON \(truncated or edited\?\)/],
     ['empty', '', /is empty \(truncated\?\)/],
+    // A lock that is a symlink to a token file: the parser's own message would quote its first characters.
+    ['token-file', 'ghp_S3CRETabcdefghijklmnopqrstuvwxyz012345', /is not valid JSON \(truncated or edited\?\)\.$/],
+    ['misplaced', '{"lockVersion": 1 x}', /is not valid JSON \(truncated or edited\?\) at line 1, column 19\.$/],
     ['newer', JSON.stringify({ lockVersion: LOCK_FILE_VERSION + 1, flow: 'flow.py', envs: {}, steps: {} }), /lockVersion 3, written by a newer prebuilt/],
   ])('a %s lock is an InputError naming the file and the fix, never replaced; --update replaces it', async (_what, text, message) => {
     const flowFile = join(dir, 'flow.py');
@@ -157,6 +160,7 @@ describe('lockForFlow', () => {
       expect(InputError.isInstance(error)).toBe(true);
       expect((error as InputError).message).toContain(lockFile);
       expect((error as InputError).message).toMatch(message);
+      expect((error as InputError).message).not.toContain('S3CRET');
       expect((error as InputError).hint).toContain('prebuilt lock --update flow.py');
       expect(await readFile(lockFile, 'utf8')).toBe(text);
     }

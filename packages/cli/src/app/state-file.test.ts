@@ -45,7 +45,9 @@ describe('the state file (a flow\'s image map)', () => {
 
   it('a file that is not JSON, not an object or has no steps is an InputError (exit 2) naming it, with the hint', async () => {
     for (const [name, text, why] of [
-      ['truncated', '{"flow": "F", "steps": ', 'JSON'],
+      ['truncated', '{"flow": "F", "steps": ', 'it is not JSON'],
+      // The parser's own message would quote the file's first characters (a symlink to a token file).
+      ['token', 'ghp_S3CRETabcdefghijklmnopqrstuvwxyz012345', 'it is not JSON'],
       ['array', '[]', 'it is not a JSON object'],
       ['nosteps', '{"flow": "F", "images": {}}', 'it has no steps'],
     ] as const) {
@@ -56,6 +58,7 @@ describe('the state file (a flow\'s image map)', () => {
       expect((error as InputError).exitCode).toBe(ExitCode.usage);
       expect((error as InputError).message, name).toContain(`The image map ${name}.json is not valid: `);
       expect((error as InputError).message, name).toContain(why);
+      expect((error as InputError).message, name).not.toContain('S3CRET');
       expect((error as InputError).file).toBe(path);
       expect((error as InputError).hint).toBe(hint);
     }

@@ -90,8 +90,17 @@ export async function readImageMap(path: string, options: { shown: string; hint:
     throw new InputError(`Reading the image map ${shown} failed: ${errorMessage(error)}.`, { file: path, hint });
   }
   if (text === undefined) return undefined;
+  let parsed: unknown;
   try {
-    const imageMap = JSON.parse(text) as ImageMap | null;
+    parsed = JSON.parse(text);
+  } catch {
+    // Not the parser's message: it quotes the file's first characters, and a state file that is a
+    // symlink (a cloned repository's `.prebuilt/<Flow>/images.json -> ~/.config/gh/hosts.yml`) would
+    // have them printed — in a CI log, say.
+    throw new InputError(`The image map ${shown} is not valid: it is not JSON.`, { file: path, hint });
+  }
+  try {
+    const imageMap = parsed as ImageMap | null;
     if (typeof imageMap !== 'object' || imageMap === null || Array.isArray(imageMap)) throw new Error('it is not a JSON object');
     if (typeof imageMap.steps !== 'object' || imageMap.steps === null) throw new Error('it has no steps');
     return imageMap;
