@@ -1,5 +1,6 @@
 /** What `prebuilt prepull` pulls: each distinct image of a flow's steps, from the image map `prebuilt build` wrote. */
-import { ConfigError, errorMessage, InputError, parseImageRef, terminalText, type ImageMap } from '@prebuilt/core';
+import { ConfigError, InputError, type ImageMap } from '@prebuilt/core';
+import { checkedImageMapStep, rebuildHint, shownValue } from './image-map-checks.js';
 import { isObjectName } from './kubernetes-names.js';
 import { fileArgument } from './shown-path.js';
 
@@ -19,45 +20,6 @@ function labelPart(name: string, max: number): string {
   return name.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, max).replace(/^-+|-+$/g, '') || 'step';
 }
 
-/** A value of the image map as a message quotes it: control characters as escapes, at most 200 characters. */
-function shownValue(value: string): string {
-  const text = value.length > 200 ? `${value.slice(0, 200)}…` : value;
-  return terminalText(text.replace(/\n/g, '\\n').replace(/\t/g, '\\t'));
-}
-
-function rebuildHint(flowFile: string): { hint: string } {
-  return { hint: `Run \`prebuilt build ${fileArgument(flowFile)}\` again to rewrite it.` };
-}
-
-/**
- * The step's image and interpreter as the image map gives them, checked: the map may come from a
- * cloned repository or a shared file, and its values go into the DaemonSet and onto the terminal.
- * @throws InputError (exit 2) naming the step, with the rebuild hint.
- */
-function checkedStep(imageMap: ImageMap, step: string, flowFile: string): { image: string; python: string } {
-  const entry = imageMap.steps[step]!;
-  const image: unknown = entry.pinnedImage ?? entry.image;
-  let problem: string | undefined;
-  if (typeof image !== 'string') problem = 'not a string';
-  else {
-    try {
-      parseImageRef(image);
-    } catch (error) {
-      // parseImageRef's message quotes the reference as it is: only its reason is kept.
-      const message = error instanceof Error ? error.message : errorMessage(error);
-      const prefix = `invalid image reference '${image}': `;
-      problem = `'${shownValue(image)}': ${shownValue(message.startsWith(prefix) ? message.slice(prefix.length) : message)}`;
-    }
-  }
-  if (problem !== undefined) throw new InputError(`The image map of ${imageMap.flow} names an image for step ${step} that is not an image reference (${problem}).`, rebuildHint(flowFile));
-  const python: unknown = entry.python;
-  if (typeof python !== 'string' || python === '' || /[\u0000-\u001f\u007f-\u009f]/.test(python)) {
-    const why = typeof python !== 'string' ? 'not a string' : python === '' ? 'it is empty' : `'${shownValue(python)}' holds control characters`;
-    throw new InputError(`The image map of ${imageMap.flow} names no interpreter path for step ${step} (${why}).`, rebuildHint(flowFile));
-  }
-  return { image: image as string, python };
-}
-
 /**
  * One entry per distinct image of `flowSteps` (the flow file's steps, in order): steps that share
  * an image share its entry. Every step of the flow must be in the map with an image; one that is
@@ -75,7 +37,7 @@ export function prepullImages(imageMap: ImageMap, flowSteps: readonly string[], 
   }
   const byImage = new Map<string, PrepullImage>();
   for (const step of flowSteps) {
-    const { image, python } = checkedStep(imageMap, step, flowFile);
+    const { image, python } = checkedImageMapStep(imageMap, step, flowFile);
     const known = byImage.get(image);
     if (known) known.steps.push(step);
     else byImage.set(image, { image, steps: [step], python, container: `pull-${byImage.size + 1}-${labelPart(step, 50)}` });

@@ -9,6 +9,7 @@ import { ExitCode, InputError, PrebuiltError, writeFileAtomic, type ImageMap, ty
 import type { IsolatedRunResult } from '@prebuilt/docker';
 import { importCode, importStatement, taskImports, type FlowFile } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
+import { checkedImageMapStep } from './image-map-checks.js';
 import { profileFilePath } from './prefetch-profile.js';
 import { fileArgument } from './shown-path.js';
 
@@ -98,13 +99,15 @@ function plannedRuns(options: ProfileFlowOptions): { steps: ProfileStep[]; runs:
         hint: `Run \`prebuilt build ${fileArgument(options.flowFile)}\` first.`,
       });
     }
+    // Checked before it reaches the terminal, the profile file's sections or a container run.
+    const { image, python } = checkedImageMapStep(options.imageMap, step, options.flowFile);
     const imports = options.code === undefined ? taskImports(options.flow, step) : null;
     const code = options.code ?? importCode(imports!);
-    steps.push({ step, envId: entry.envId, image: entry.pinnedImage, imports: imports?.map(importStatement) ?? null });
-    const key = JSON.stringify([entry.pinnedImage, entry.python, code]);
+    steps.push({ step, envId: entry.envId, image, imports: imports?.map(importStatement) ?? null });
+    const key = JSON.stringify([image, python, code]);
     const run = runs.get(key);
     if (run) run.steps.push(step);
-    else runs.set(key, { steps: [step], envId: entry.envId, image: entry.pinnedImage, python: entry.python, code });
+    else runs.set(key, { steps: [step], envId: entry.envId, image, python, code });
   }
   return { steps, runs: [...runs.values()] };
 }

@@ -1,0 +1,46 @@
+/**
+ * Checks of the values an image map gives that commands put into other objects (a DaemonSet, a
+ * container run) and onto the terminal: the map may come from a cloned repository or a shared file.
+ */
+import { errorMessage, InputError, parseImageRef, terminalText, type ImageMap } from '@prebuilt/core';
+import { fileArgument } from './shown-path.js';
+
+/** A value of the image map as a message quotes it: control characters as escapes, at most 200 characters. */
+export function shownValue(value: string): string {
+  const text = value.length > 200 ? `${value.slice(0, 200)}…` : value;
+  return terminalText(text.replace(/\n/g, '\\n').replace(/\t/g, '\\t'));
+}
+
+/** The hint of an image map that is not what `prebuilt build` writes: write it again. */
+export function rebuildHint(flowFile: string): { hint: string } {
+  return { hint: `Run \`prebuilt build ${fileArgument(flowFile)}\` again to rewrite it.` };
+}
+
+/**
+ * The step's image and interpreter as the image map gives them, checked: the map may come from a
+ * cloned repository or a shared file, and its values go into a DaemonSet or a container run and onto the terminal.
+ * @throws InputError (exit 2) naming the step, with the rebuild hint.
+ */
+export function checkedImageMapStep(imageMap: ImageMap, step: string, flowFile: string): { image: string; python: string } {
+  const entry = imageMap.steps[step]!;
+  const image: unknown = entry.pinnedImage ?? entry.image;
+  let problem: string | undefined;
+  if (typeof image !== 'string') problem = 'not a string';
+  else {
+    try {
+      parseImageRef(image);
+    } catch (error) {
+      // parseImageRef's message quotes the reference as it is: only its reason is kept.
+      const message = error instanceof Error ? error.message : errorMessage(error);
+      const prefix = `invalid image reference '${image}': `;
+      problem = `'${shownValue(image)}': ${shownValue(message.startsWith(prefix) ? message.slice(prefix.length) : message)}`;
+    }
+  }
+  if (problem !== undefined) throw new InputError(`The image map of ${imageMap.flow} names an image for step ${step} that is not an image reference (${problem}).`, rebuildHint(flowFile));
+  const python: unknown = entry.python;
+  if (typeof python !== 'string' || python === '' || /[\u0000-\u001f\u007f-\u009f]/.test(python)) {
+    const why = typeof python !== 'string' ? 'not a string' : python === '' ? 'it is empty' : `'${shownValue(python)}' holds control characters`;
+    throw new InputError(`The image map of ${imageMap.flow} names no interpreter path for step ${step} (${why}).`, rebuildHint(flowFile));
+  }
+  return { image: image as string, python };
+}
