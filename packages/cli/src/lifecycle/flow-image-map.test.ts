@@ -48,4 +48,12 @@ describe('loadFlowImageMap', () => {
     expect((error as InputError).message).toMatch(/^The image map broken\.json is not valid/);
     expect((error as InputError).hint).toBe('Run `prebuilt build flow.py` again to rewrite it.');
   });
+
+  it('the image map of another flow (a cloned repository\'s, or METAFLOW_PREBUILT_STATE_FILE shared by flows): an InputError naming both — prepull would replace that flow\'s DaemonSet', async () => {
+    await writeFile(join(dir, 'other.json'), JSON.stringify({ flow: 'ProdFlow', images: {}, steps: { start: { envId: null, image: 'python:3.11', python: 'python' } } }));
+    const error = await loadFlowImageMap('flow.py', context({ METAFLOW_PREBUILT_STATE_FILE: 'other.json' })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).message).toBe("The image map other.json is ProdFlow's, not HelloFlow's.");
+    expect((error as InputError).hint).toBe('Run `prebuilt build flow.py` to write the image map of HelloFlow (METAFLOW_PREBUILT_STATE_FILE, when set, names one file for one flow).');
+  });
 });

@@ -2,6 +2,7 @@ import { InputError, registryClientFor, type ImageMap, type RegistryClient } fro
 import { readFlow, type FlowFile } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
 import { checkStateFileSetting, createSelectedBackend, fileArgument, readImageMap, shownPath, stateFilePath } from '../app/index.js';
+import { shownValue } from '../app/image-map-checks.js';
 
 export interface FlowImageMap {
   stateFile: string;
@@ -26,6 +27,14 @@ export async function loadFlowImageMap(file: string, context: CliContext): Promi
   if (imageMap === undefined) {
     throw new InputError(`${flow.flow} has no image map at ${shown}: its images have not been built here.`, {
       hint: `Run \`prebuilt build ${fileArgument(file)}\` first (or point METAFLOW_PREBUILT_STATE_FILE at the image map it wrote).`,
+    });
+  }
+  // Another flow's map (a cloned repository's, or one METAFLOW_PREBUILT_STATE_FILE shared by flows) would
+  // have prepull replace that flow's DaemonSet and the reports speak of its images as this flow's.
+  if (imageMap.flow !== flow.flow) {
+    const of = typeof imageMap.flow === 'string' ? `${shownValue(imageMap.flow)}'s` : 'of no flow';
+    throw new InputError(`The image map ${shown} is ${of}, not ${flow.flow}'s.`, {
+      hint: `Run \`prebuilt build ${fileArgument(file)}\` to write the image map of ${flow.flow} (METAFLOW_PREBUILT_STATE_FILE, when set, names one file for one flow).`,
     });
   }
   return { stateFile, imageMap, flowSteps: flow.steps.map((step) => step.name), flow };
