@@ -85,6 +85,21 @@ function resolvedText(event: Extract<DeployEvent, { type: 'resolved' }>): string
   return `${event.images} image${event.images === 1 ? '' : 's'}${indexes}`;
 }
 
+/** An image event applied to its line (made on its first event); `changed`: what a line shows moved. */
+function imageLine(lines: Map<string, ImageLine>, event: Extract<DeployEvent, { type: 'image' }>, now: () => number): { line: ImageLine; changed: boolean } {
+  const line = lines.get(event.envId) ?? { envId: event.envId, steps: event.steps, phase: event.phase, started: now(), ...(event.platform ? { platform: event.platform } : {}) };
+  // One line: the live block redraws over as many lines as it drew.
+  const detail = WITH_DETAIL[event.phase] && event.detail ? oneLineText(event.detail) : undefined;
+  const changed = line.phase !== event.phase || !lines.has(event.envId) || line.detail !== detail;
+  if (line.phase !== event.phase) delete line.progress;
+  line.phase = event.phase;
+  if (detail) line.detail = detail;
+  else delete line.detail;
+  if (FINAL.has(event.phase)) line.ended = now();
+  lines.set(event.envId, line);
+  return { line, changed };
+}
+
 export function createDeployView(out: Writer & { isTTY?: boolean }, options: { now?: () => number } = {}): DeployView {
   const now = options.now ?? Date.now;
   const started = now();
@@ -144,16 +159,7 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
           return;
         }
         case 'image': {
-          const line = lines.get(event.envId) ?? { envId: event.envId, steps: event.steps, phase: event.phase, started: now(), ...(event.platform ? { platform: event.platform } : {}) };
-          // One line: the live block redraws over as many lines as it drew.
-          const detail = WITH_DETAIL[event.phase] && event.detail ? oneLineText(event.detail) : undefined;
-          const changed = line.phase !== event.phase || !lines.has(event.envId) || line.detail !== detail;
-          if (line.phase !== event.phase) delete line.progress;
-          line.phase = event.phase;
-          if (detail) line.detail = detail;
-          else delete line.detail;
-          if (FINAL.has(event.phase)) line.ended = now();
-          lines.set(event.envId, line);
+          const { line, changed } = imageLine(lines, event, now);
           if (!tty && changed) out.write(`${render(line)}${event.phase === 'failed' && event.detail ? `: ${quotedText(event.detail)}` : ''}\n`);
           return;
         }
