@@ -99,6 +99,41 @@ describe('development registry server: settings', () => {
     }
   });
 
+  it("sends the credential only to 127.0.0.1:<port>, the address the registry listens on: localhost:<port> is a ConfigError naming it (localhost may be ::1, where any user can listen)", async () => {
+    const stateRoot = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-localhost-'));
+    const stateDir = join(stateRoot, 'prebuilt', 'local-registry');
+    try {
+      await mkdir(stateDir, { recursive: true });
+      await writeFile(join(stateDir, 'state.json'), JSON.stringify({ mode: 'binary', port: 5603, pid: 1, container: null, configFile: null, logFile: null, startedAt: '2026-01-01T00:00:00Z', auth: 'htpasswd' }));
+      const password = 'p'.repeat(43);
+      await writeFile(join(stateDir, 'credentials.json'), JSON.stringify({ username: 'prebuilt', password }), { mode: 0o600 });
+      expect(localRegistryServerCredentials('127.0.0.1:5603', { stateDir })?.password?.reveal()).toBe(password);
+      for (const host of ['localhost:5603', 'LOCALHOST:5603']) {
+        const error = (() => {
+          try {
+            return localRegistryServerCredentials(host, { stateDir });
+          } catch (e) {
+            return e;
+          }
+        })();
+        expect(error, host).toBeInstanceOf(ConfigError);
+        expect((error as ConfigError).message).toBe(
+          `The local registry ${host} is the development registry, whose credential prebuilt sends only to 127.0.0.1:5603, the address it listens on: localhost may resolve to ::1, where any user of this machine can listen and would be sent it.`,
+        );
+        expect((error as ConfigError).hint).toBe('Set METAFLOW_PREBUILT_LOCAL_REGISTRY=127.0.0.1:5603.');
+        expect(String((error as ConfigError).message)).not.toContain(password);
+      }
+      // Another port of localhost is not the development registry: no credential, no error.
+      expect(localRegistryServerCredentials('localhost:5604', { stateDir })).toBeUndefined();
+      // The `local` image registry says so when made; explicit credentials still win.
+      const env = { XDG_STATE_HOME: stateRoot };
+      expect(() => createLocalRegistry({ registry: 'localhost:5603', env, dockerConfig: false })).toThrow(ConfigError);
+      expect(() => createLocalRegistry({ registry: 'localhost:5603', username: 'u', password: 'p', env, dockerConfig: false })).not.toThrow();
+    } finally {
+      await rm(stateRoot, { recursive: true, force: true });
+    }
+  });
+
   it('rejects a port that is not a TCP port', async () => {
     await expect(startLocalRegistryServer({ port: 70000, stateDir: join(tmpdir(), 'unused') })).rejects.toBeInstanceOf(ConfigError);
   });
@@ -169,7 +204,7 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
     expect(config).toContain(`addr: 127.0.0.1:${port}`);
     expect(config).toContain(`auth:\n  htpasswd:\n    realm: prebuilt-local-registry\n    path: ${JSON.stringify(join(stateDir, 'htpasswd'))}`);
     // For this registry's host only: not another port, not another host.
-    expect(localRegistryServerCredentials(`localhost:${port}`, { stateDir })?.source).toBe(`the development registry's credential (${join(stateDir, 'credentials.json')})`);
+    expect(() => localRegistryServerCredentials(`localhost:${port}`, { stateDir })).toThrow(ConfigError);
     expect(localRegistryServerCredentials(`127.0.0.1:${port + 1}`, { stateDir })).toBeUndefined();
     expect(localRegistryServerCredentials(`registry.example.com:${port}`, { stateDir })).toBeUndefined();
 

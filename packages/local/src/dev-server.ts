@@ -163,14 +163,17 @@ async function writeCredential(p: Paths): Promise<StoredCredential> {
   return stored;
 }
 
-/** The loopback hosts the development registry is reached by (it listens on 127.0.0.1). */
-const LOOPBACK_HOST = /^(?:127\.0\.0\.1|localhost):(\d{1,5})$/i;
+/** The loopback hosts the development registry is named by (it listens on 127.0.0.1 only). */
+const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost):(\d{1,5})$/i;
 
 /**
  * The credential of the development registry `startLocalRegistryServer` started, for `host` when it
- * is that registry (`127.0.0.1:<port>` or `localhost:<port>`, the port of the running state) and it
- * was started with one; else undefined. Read synchronously from the state directory: the `local`
- * image registry offers it as it offers explicit credentials (before the Docker config).
+ * is that registry (`127.0.0.1:<port>`, the port of the running state) and it was started with one;
+ * else undefined. Read synchronously from the state directory: the `local` image registry offers it
+ * as it offers explicit credentials (before the Docker config). `localhost:<port>` of that registry
+ * is a ConfigError: localhost may resolve to ::1 first (prebuilt, the Docker daemon and BuildKit
+ * connect there before 127.0.0.1), where the registry does not listen and any user of the machine
+ * can, and would be sent the credential.
  */
 export function localRegistryServerCredentials(
   host: string,
@@ -183,11 +186,18 @@ export function localRegistryServerCredentials(
   let stored: StoredCredential;
   try {
     state = JSON.parse(readFileSync(p.stateFile, 'utf8')) as ServerState;
-    if (state.port !== Number(match[1]) || state.auth !== 'htpasswd') return undefined;
+    if (state.port !== Number(match[2]) || state.auth !== 'htpasswd') return undefined;
     stored = JSON.parse(readFileSync(p.credentialsFile, 'utf8')) as StoredCredential;
   } catch (error) {
     debug('no development registry credential for %s: %s', host, errorMessage(error));
     return undefined;
+  }
+  if (match[1] !== '127.0.0.1') {
+    throw new ConfigError(
+      `The local registry ${host} is the development registry, whose credential prebuilt sends only to 127.0.0.1:${state.port}, the address it listens on: ` +
+        'localhost may resolve to ::1, where any user of this machine can listen and would be sent it.',
+      { hint: `Set METAFLOW_PREBUILT_LOCAL_REGISTRY=127.0.0.1:${state.port}.` },
+    );
   }
   if (typeof stored.username !== 'string' || typeof stored.password !== 'string' || stored.password === '') return undefined;
   return {
