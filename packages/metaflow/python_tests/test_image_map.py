@@ -214,6 +214,15 @@ class ImageMapTest(unittest.TestCase):
             load_image_map(self.write({"flow": "F", "images": {}, "steps": {"a\nb": {"image": "x"}}}))
         self.assertIn("step 'a\\nb' lacks", str(caught.exception))
 
+    def test_a_fifo_or_a_device_is_refused_at_once_not_read(self):
+        fifo = os.path.join(self.dir.name, "images.json")
+        os.mkfifo(fifo)
+        for path in [fifo, "/dev/zero"]:
+            with self.subTest(path=path):
+                with self.assertRaises(ImageMapError) as caught:
+                    load_image_map(path)
+                self.assertIn("is not one prebuilt wrote: it is not a regular file", str(caught.exception))
+
 
 class FindCliTest(unittest.TestCase):
     def setUp(self):

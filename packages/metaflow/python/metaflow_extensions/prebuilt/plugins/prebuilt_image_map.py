@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 
 IMAGE_MAP_ENV = "METAFLOW_PREBUILT_IMAGE_MAP"
 CLI_ENV = "PREBUILT_CLI"
@@ -63,11 +64,30 @@ def _fail_shape(path, what):
     )
 
 
+# As the CLI's: a map prebuilt wrote is far smaller.
+MAX_IMAGE_MAP_BYTES = 64 << 20
+
+
+def _read_regular_file(path):
+    """The bytes of the regular file at `path`, opened without blocking: a FIFO or a device (a map
+    path naming /dev/zero or a pipe) is refused at once instead of hanging or filling memory."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            _fail_shape(path, "it is not a regular file")
+        if info.st_size > MAX_IMAGE_MAP_BYTES:
+            _fail_shape(path, "it is larger than %d MiB (%d bytes)" % (MAX_IMAGE_MAP_BYTES >> 20, info.st_size))
+        data = f.read(MAX_IMAGE_MAP_BYTES + 1)
+    if len(data) > MAX_IMAGE_MAP_BYTES:
+        _fail_shape(path, "it is larger than %d MiB" % (MAX_IMAGE_MAP_BYTES >> 20))
+    return data
+
+
 def load_image_map(path):
     """Reads and checks the image map at `path`."""
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            text = f.read()
+        text = _read_regular_file(path).decode("utf-8")
     except FileNotFoundError:
         raise ImageMapError(
             "The image map %s (from %s) does not exist." % (path, IMAGE_MAP_ENV),
