@@ -34,6 +34,41 @@ async function v2Statuses(port: number, auth: { username: string; password: stri
 }
 
 
+/**
+ * A program of another user (uid 65534, started with setpriv: the tests run as root) listening on
+ * 127.0.0.1:`port` as a registry wanting a Basic login would: 401 without Authorization, 200 with
+ * any. Each Authorization it is sent is appended to `<seenDir>/seen` (the directory is made
+ * writable by all). Extra `args` end up in its command line.
+ */
+const SQUATTER_JS = `
+const [port, seen] = process.argv.slice(-2);
+require('http').createServer((req, res) => {
+  if (req.headers.authorization) require('fs').appendFileSync(seen, req.headers.authorization + '\\n');
+  res.writeHead(req.headers.authorization ? 200 : 401, { 'www-authenticate': 'Basic realm="x"', 'docker-distribution-api-version': 'registry/2.0' });
+  res.end('{}');
+}).listen(Number(port), '127.0.0.1');
+`;
+const notRoot = process.getuid?.() === 0 && existsSync('/usr/bin/setpriv') ? undefined : 'needs root and setpriv to run a listener as another user';
+
+async function squatterFiles(): Promise<{ dir: string; seen: string; script: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-squatter-'));
+  await chmod(dir, 0o777);
+  const script = join(dir, 'squatter.js');
+  await writeFile(script, SQUATTER_JS, { mode: 0o644 });
+  return { dir, seen: join(dir, 'seen'), script };
+}
+
+async function waitForListener(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if ((await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.status, () => 0)) === 401) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`nothing answered on 127.0.0.1:${port}`);
+}
+
+const SETPRIV = ['--reuid=65534', '--regid=65534', '--clear-groups'];
+
+
 describe('development registry server: settings', () => {
   it('keeps its state under $XDG_STATE_HOME/prebuilt, else ~/.local/state/prebuilt', () => {
     expect(defaultStateDir({ XDG_STATE_HOME: '/x/state', HOME: '/home/u' })).toBe('/x/state/prebuilt/local-registry');
@@ -136,6 +171,64 @@ describe('development registry server: settings', () => {
 
   it('rejects a port that is not a TCP port', async () => {
     await expect(startLocalRegistryServer({ port: 70000, stateDir: join(tmpdir(), 'unused') })).rejects.toBeInstanceOf(ConfigError);
+  });
+});
+
+describe.skipIf(notRoot !== undefined)('development registry server: a program of another user on the port (%s)'.replace('%s', notRoot ?? 'run as root'), () => {
+  it('after the registry stopped without prebuilt (a reboot, a crash), its credential is not offered to what another user listens with on its port: an EnvironmentError', async () => {
+    const files = await squatterFiles();
+    const stateRoot = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-squat-'));
+    const stateDir = join(stateRoot, 'prebuilt', 'local-registry');
+    const port = await freePort();
+    const squatter = spawn('/usr/bin/setpriv', [...SETPRIV, process.execPath, files.script, String(port), files.seen], { stdio: 'ignore' });
+    try {
+      await waitForListener(port);
+      await mkdir(stateDir, { recursive: true });
+      // What a registry started before the reboot left: its state and its credential.
+      await writeFile(join(stateDir, 'state.json'), JSON.stringify({ mode: 'binary', port, pid: 999999, container: null, configFile: join(stateDir, 'config.yml'), logFile: null, startedAt: '2026-01-01T00:00:00Z', auth: 'htpasswd' }));
+      await writeFile(join(stateDir, 'credentials.json'), JSON.stringify({ username: 'prebuilt', password: 'q'.repeat(43) }), { mode: 0o600 });
+      const error = (() => {
+        try {
+          return localRegistryServerCredentials(`127.0.0.1:${port}`, { stateDir });
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(error).toBeInstanceOf(EnvironmentError);
+      expect((error as EnvironmentError).message).toBe(
+        `127.0.0.1:${port} is served by a program of another user of this machine (uid 65534), not by the development registry prebuilt started there: its credential is not sent to it, and nothing is pushed to or pulled from it.`,
+      );
+      expect((error as EnvironmentError).hint).toContain('prebuilt local-registry start');
+      expect(() => createLocalRegistry({ registry: `127.0.0.1:${port}`, env: { XDG_STATE_HOME: stateRoot }, dockerConfig: false })).toThrow(EnvironmentError);
+      expect(existsSync(files.seen)).toBe(false);
+    } finally {
+      squatter.kill('SIGKILL');
+      await rm(files.dir, { recursive: true, force: true });
+      await rm(stateRoot, { recursive: true, force: true });
+    }
+  });
+
+  it('start never sends the new credential to a program of another user answering on the port (bound before the registry): it is stopped, an EnvironmentError', async () => {
+    const files = await squatterFiles();
+    const stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-squat-start-'));
+    const port = await freePort();
+    // A FAKE registry program: what answers on the port is another user's (it binds first).
+    const binary = join(files.dir, 'docker-registry');
+    await writeFile(binary, `#!/bin/sh\nexec /usr/bin/setpriv ${SETPRIV.join(' ')} '${process.execPath}' '${files.script}' "$@" ${port} '${files.seen}'\n`, { mode: 0o755 });
+    try {
+      const error = await startLocalRegistryServer({ port, stateDir, registryBinary: binary }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EnvironmentError);
+      expect((error as EnvironmentError).message).toContain(`127.0.0.1:${port} is served by a program of another user of this machine (uid 65534)`);
+      expect(existsSync(files.seen)).toBe(false);
+      // It was stopped, and no credential is left behind.
+      await expect(fetch(`http://127.0.0.1:${port}/v2/`)).rejects.toThrow();
+      expect(existsSync(join(stateDir, 'credentials.json'))).toBe(false);
+      expect(existsSync(join(stateDir, 'state.json'))).toBe(false);
+    } finally {
+      await stopLocalRegistryServer({ stateDir }).catch(() => undefined);
+      await rm(files.dir, { recursive: true, force: true });
+      await rm(stateDir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -18,6 +18,7 @@ import {
   writeFileAtomic,
   type RegistryCredentials,
 } from '@prebuilt/core/backend';
+import { loopbackListenerUids } from './loopback-listener.js';
 
 const debug = createLogger('local:server');
 
@@ -192,6 +193,8 @@ export function localRegistryServerCredentials(
     debug('no development registry credential for %s: %s', host, errorMessage(error));
     return undefined;
   }
+  const foreign = foreignListener(state.port, state.mode);
+  if (foreign !== undefined) throw foreignListenerError(state.port, foreign);
   if (match[1] !== '127.0.0.1') {
     throw new ConfigError(
       `The local registry ${host} is the development registry, whose credential prebuilt sends only to 127.0.0.1:${state.port}, the address it listens on: ` +
@@ -246,6 +249,28 @@ async function healthy(port: number): Promise<boolean> {
 /** The Authorization header of the stored credential. */
 function basicAuthorization(stored: StoredCredential): string {
   return `Basic ${Buffer.from(`${stored.username}:${stored.password}`).toString('base64')}`;
+}
+
+/**
+ * The uid of another user's program listening where a connection to 127.0.0.1:`port` arrives, or
+ * undefined. The registry prebuilt started runs as this user (binary mode) or, in a container,
+ * as root or this user; anything else there — a program another user started on the port after
+ * the registry stopped (a reboot, a crash), or bound between the port check and the registry's
+ * start — would be sent the credential, be pushed the images, and serve the deploy's pulls.
+ * Undefined, too, where the system has no /proc/net/tcp (not Linux): nothing can be told there.
+ */
+function foreignListener(port: number, mode: LocalRegistryServerMode): number | undefined {
+  const own = process.getuid?.();
+  if (own === undefined) return undefined;
+  return loopbackListenerUids(port)?.find((uid) => uid !== own && !(mode === 'container' && uid === 0));
+}
+
+function foreignListenerError(port: number, uid: number): EnvironmentError {
+  return new EnvironmentError(
+    `127.0.0.1:${port} is served by a program of another user of this machine (uid ${uid}), not by the development registry prebuilt started there: ` +
+      'its credential is not sent to it, and nothing is pushed to or pulled from it.',
+    { hint: 'The development registry is not running (a reboot or a crash stopped it): find out who holds the port (`ss -ltnp`), then run `prebuilt local-registry start`, on another port if it is still held (`--port`).' },
+  );
 }
 
 /**
@@ -431,6 +456,12 @@ export async function startLocalRegistryServer(
       );
     }
     await sleep(200);
+  }
+  // What answers must be the registry just started, not a program another user bound to the port meanwhile.
+  const foreign = foreignListener(port, state.mode);
+  if (foreign !== undefined) {
+    await stopLocalRegistryServer(options);
+    throw foreignListenerError(port, foreign);
   }
   const problem = await loginProblem(port, stored);
   if (problem !== undefined) {
