@@ -258,6 +258,26 @@ class FindCliTest(unittest.TestCase):
         self.assertEqual(cli, [os.path.join(self.dir.name, "prebuilt")])
         self.assertEqual(source, "PATH")
 
+    def test_never_from_an_empty_or_relative_path_entry(self):
+        # A cloned flow's directory is the current directory when the flow starts: `prebuilt` there
+        # must not be run because PATH has an empty or relative entry.
+        self.executable("prebuilt")
+        here = os.getcwd()
+        os.chdir(self.dir.name)
+        try:
+            for path in ["/nonexistent:", "/nonexistent::/also-not", ".", "bin:" + self.dir.name]:
+                with self.subTest(path=path):
+                    cli, reason = find_cli({"PATH": path}, self.record)
+                    if path.startswith("bin:"):
+                        # The absolute entry after it is used.
+                        self.assertEqual(cli, [os.path.join(self.dir.name, "prebuilt")])
+                        continue
+                    self.assertIsNone(cli)
+                    self.assertIn("a PATH entry relative to the current directory", reason)
+                    self.assertIn("it is not run", reason)
+        finally:
+            os.chdir(here)
+
     def test_none_found_says_why(self):
         cli, reason = find_cli({"PATH": ""}, self.record)
         self.assertIsNone(cli)

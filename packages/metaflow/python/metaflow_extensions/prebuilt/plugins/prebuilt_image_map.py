@@ -234,13 +234,35 @@ def find_cli(environ=None, record_path=INSTALL_RECORD):
             and all(os.path.exists(a) for a in recorded if os.path.isabs(a))
         ):
             return recorded, "prebuilt metaflow install (%s)" % record_path
-    on_path = shutil.which("prebuilt", path=environ.get("PATH"))
+    on_path, relative = which_absolute("prebuilt", environ.get("PATH"))
     if on_path:
         return [on_path], "PATH"
+    if relative is not None:
+        return None, (
+            "%s is not set, no CLI was recorded by `prebuilt metaflow install`, and `prebuilt` was "
+            "found only in '%s', a PATH entry relative to the current directory (a cloned flow's "
+            "directory could put any program there): it is not run. Remove that entry from PATH"
+            % (CLI_ENV, shown(relative or "(empty)"))
+        )
     return None, (
         "%s is not set, no CLI was recorded by `prebuilt metaflow install` (or it moved), "
         "and `prebuilt` is not on PATH" % CLI_ENV
     )
+
+
+def which_absolute(name, path):
+    """`name` in PATH's absolute directories only: (its path, None), or (None, the first empty or
+    relative entry it is in, which is not used: it would run a program from the current directory),
+    or (None, None)."""
+    skipped = None
+    for entry in (path or "").split(os.pathsep):
+        if os.path.isabs(entry):
+            found = shutil.which(name, path=entry)
+            if found:
+                return found, None
+        elif skipped is None and shutil.which(name, path=entry or os.curdir):
+            skipped = entry
+    return None, skipped
 
 
 def pull_secrets(pull_config):
