@@ -208,24 +208,55 @@ describe.skipIf(notRoot !== undefined)('development registry server: a program o
     }
   });
 
+  it("another user's process with the state's pid and our config in its arguments is not taken for the registry: status says not running, stop signals nothing", async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-pid-'));
+    const configFile = join(stateDir, 'config.yml');
+    const other = spawn('/usr/bin/setpriv', [...SETPRIV, process.execPath, '-e', 'setTimeout(() => {}, 60000)', 'serve', configFile], { stdio: 'ignore' });
+    try {
+      await new Promise((resolve) => other.once('spawn', resolve));
+      // setpriv (root, naming the config too) becomes the other user and execs node: wait for that.
+      const switched = async () => /^Uid:\s+65534\b/m.test(await readFile(`/proc/${other.pid}/status`, 'utf8')) && (await readFile(`/proc/${other.pid}/cmdline`, 'utf8')).startsWith(process.execPath);
+      for (let i = 0; i < 250 && !(await switched()); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(await switched()).toBe(true);
+      await writeFile(join(stateDir, 'state.json'), JSON.stringify({ mode: 'binary', port: 5605, pid: other.pid, container: null, configFile, logFile: null, startedAt: '2026-01-01T00:00:00Z', auth: 'htpasswd' }));
+      expect(await localRegistryServerStatus({ stateDir })).toMatchObject({ running: false, authenticated: false });
+      expect((await stopLocalRegistryServer({ stateDir })).stopped).toBe(false);
+      expect(other.exitCode).toBeNull();
+      expect(other.signalCode).toBeNull();
+    } finally {
+      other.kill('SIGKILL');
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
   it('start never sends the new credential to a program of another user answering on the port (bound before the registry): it is stopped, an EnvironmentError', async () => {
     const files = await squatterFiles();
     const stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-squat-start-'));
     const port = await freePort();
-    // A FAKE registry program: what answers on the port is another user's (it binds first).
+    // A FAKE registry program: it runs (as this user, like the real one) but what answers on the
+    // port is another user's program, which bound it first.
     const binary = join(files.dir, 'docker-registry');
-    await writeFile(binary, `#!/bin/sh\nexec /usr/bin/setpriv ${SETPRIV.join(' ')} '${process.execPath}' '${files.script}' "$@" ${port} '${files.seen}'\n`, { mode: 0o755 });
+    const squatterPid = join(files.dir, 'squatter.pid');
+    const ourPid = join(files.dir, 'ours.pid');
+    await writeFile(
+      binary,
+      `#!/bin/sh\n/usr/bin/setpriv ${SETPRIV.join(' ')} '${process.execPath}' '${files.script}' ${port} '${files.seen}' &\necho $! > '${squatterPid}'\necho $$ > '${ourPid}'\nexec '${process.execPath}' -e 'setTimeout(() => {}, 60000)' "$@"\n`,
+      { mode: 0o755 },
+    );
     try {
       const error = await startLocalRegistryServer({ port, stateDir, registryBinary: binary }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(EnvironmentError);
       expect((error as EnvironmentError).message).toContain(`127.0.0.1:${port} is served by a program of another user of this machine (uid 65534)`);
       expect(existsSync(files.seen)).toBe(false);
-      // It was stopped, and no credential is left behind.
-      await expect(fetch(`http://127.0.0.1:${port}/v2/`)).rejects.toThrow();
+      // The registry it started was stopped (the other user's program is not prebuilt's to stop), and no credential is left behind.
+      const ours = Number((await readFile(ourPid, 'utf8')).trim());
+      expect(() => process.kill(ours, 0)).toThrow();
       expect(existsSync(join(stateDir, 'credentials.json'))).toBe(false);
       expect(existsSync(join(stateDir, 'state.json'))).toBe(false);
     } finally {
       await stopLocalRegistryServer({ stateDir }).catch(() => undefined);
+      const squatter = await readFile(squatterPid, 'utf8').catch(() => '');
+      if (squatter.trim() !== '') process.kill(Number(squatter.trim()), 'SIGKILL');
       await rm(files.dir, { recursive: true, force: true });
       await rm(stateDir, { recursive: true, force: true });
     }

@@ -212,20 +212,30 @@ export function localRegistryServerCredentials(
   };
 }
 
-/** True when the process exists and is the registry started with our config (not a reused pid). */
+/**
+ * True when the process exists, runs as this user and is the registry started with our config (not
+ * a reused pid, nor another user's program naming our config in its arguments: it would be
+ * reported as the registry, and `stop` would signal it).
+ */
 async function isOurProcess(pid: number, configFile: string | null): Promise<boolean> {
   try {
     process.kill(pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  } catch {
+    // ESRCH: gone; EPERM: another user's.
+    return false;
   }
+  let cmdline: string[];
+  let status: string;
   try {
-    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
-    return configFile === null || cmdline.includes(configFile);
+    cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    status = await readFile(`/proc/${pid}/status`, 'utf8');
   } catch {
     // No /proc (macOS): the signal check above is all there is.
     return true;
   }
+  const realUid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+  if (realUid !== undefined && process.getuid !== undefined && Number(realUid) !== process.getuid()) return false;
+  return configFile === null || cmdline.includes(configFile);
 }
 
 /** The status of `GET /v2/` (with `authorization` when given); 0 when nothing answers. */
