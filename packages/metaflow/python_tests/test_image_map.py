@@ -238,9 +238,27 @@ class FindCliTest(unittest.TestCase):
         return path
 
     def test_prebuilt_cli_env_wins_and_is_split_like_a_shell(self):
-        cli, source = find_cli({"PREBUILT_CLI": "node '/a b/prebuilt.js'", "PATH": ""}, self.record)
-        self.assertEqual(cli, ["node", "/a b/prebuilt.js"])
+        cli, source = find_cli({"PREBUILT_CLI": "/usr/bin/node '/a b/prebuilt.js'", "PATH": ""}, self.record)
+        self.assertEqual(cli, ["/usr/bin/node", "/a b/prebuilt.js"])
         self.assertEqual(source, "PREBUILT_CLI")
+        # A bare program name is looked for in PATH's absolute directories.
+        node = self.executable("node")
+        cli, source = find_cli({"PREBUILT_CLI": "node '/a b/prebuilt.js'", "PATH": self.dir.name}, self.record)
+        self.assertEqual(cli, [node, "/a b/prebuilt.js"])
+
+    def test_prebuilt_cli_env_never_from_a_relative_path_entry_nor_a_traceback(self):
+        self.executable("npx")
+        here = os.getcwd()
+        os.chdir(self.dir.name)
+        try:
+            cli, reason = find_cli({"PREBUILT_CLI": "npx prebuilt", "PATH": "/nonexistent:"}, self.record)
+        finally:
+            os.chdir(here)
+        self.assertIsNone(cli)
+        self.assertIn("PREBUILT_CLI names 'npx', found only in '(empty)', a PATH entry relative to the current directory", reason)
+        cli, reason = find_cli({"PREBUILT_CLI": "node '/a b", "PATH": ""}, self.record)
+        self.assertIsNone(cli)
+        self.assertIn("PREBUILT_CLI='node '/a b' is not a command line (No closing quotation)", reason)
 
     def test_then_the_cli_recorded_at_install(self):
         script = self.executable("prebuilt.js")

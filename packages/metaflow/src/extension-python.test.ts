@@ -32,7 +32,7 @@ async function unittest(pattern: string, pythonPath: string[]): Promise<{ ran: n
 describe('the Metaflow extension (Python unit tests)', () => {
   it('image map and CLI lookup: pass without Metaflow', async () => {
     const result = await unittest('test_image_map.py', [EXTENSION_PYTHONPATH]);
-    expect(result.ran).toBe(18);
+    expect(result.ran).toBe(19);
     expect(result.skipped).toBe(0);
   });
 

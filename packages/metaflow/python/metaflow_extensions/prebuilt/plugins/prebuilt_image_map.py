@@ -220,7 +220,22 @@ def find_cli(environ=None, record_path=INSTALL_RECORD):
     environ = os.environ if environ is None else environ
     explicit = (environ.get(CLI_ENV) or "").strip()
     if explicit:
-        return shlex.split(explicit), CLI_ENV
+        try:
+            argv = shlex.split(explicit)
+        except ValueError as e:
+            return None, "%s='%s' is not a command line (%s)" % (CLI_ENV, shown(explicit), e)
+        if argv and os.sep not in argv[0]:
+            # A bare program name is looked for as `prebuilt` is: never through a relative PATH entry.
+            found, relative = which_absolute(argv[0], environ.get("PATH"))
+            if found:
+                argv[0] = found
+            elif relative is not None:
+                return None, (
+                    "%s names '%s', found only in '%s', a PATH entry relative to the current directory "
+                    "(a cloned flow's directory could put any program there): it is not run. Remove that "
+                    "entry from PATH" % (CLI_ENV, shown(argv[0]), shown(relative or "(empty)"))
+                )
+        return argv, CLI_ENV
     if os.path.isfile(record_path):
         try:
             with open(record_path, "r", encoding="utf-8") as f:
