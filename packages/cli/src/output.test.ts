@@ -85,6 +85,13 @@ describe('jsonText', () => {
     expect(jsonText({ a: 1 })).toBe('{"a":1}');
   });
 
+  it('writes the invisible bidi marks (LRM, RLM, ALM) and the line and paragraph separators as \\u escapes too — JSON.stringify leaves them raw', () => {
+    const hostile = { name: 'a\u200eb\u200fc\u061cd\u2028e\u2029f\u2067g' };
+    const text = jsonText(hostile);
+    expect(text).toBe('{"name":"a\\u200eb\\u200fc\\u061cd\\u2028e\\u2029f\\u2067g"}');
+    expect(JSON.parse(text)).toEqual(hostile);
+  });
+
   it('is what the --json envelope is written with', () => {
     let out = '';
     const ctx = createCliContext(new AbortController().signal, { stdout: { write: (t: string) => void (out += t) }, stderr: { write: () => {} } });

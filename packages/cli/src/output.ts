@@ -1,4 +1,4 @@
-import { PrebuiltError, describeNetworkWait, errorMessage, terminalText } from '@prebuilt/core';
+import { INVISIBLE_FORMAT_CHARS, PrebuiltError, describeNetworkWait, errorMessage, terminalText } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
 
 /** Text fit to print on a terminal (core's: the debug log uses it too); see its doc. */
@@ -29,14 +29,15 @@ export function waitLine(wait: Parameters<typeof describeNetworkWait>[0]): strin
 
 /**
  * What JSON.stringify leaves raw inside strings that a terminal still acts on or shows reordered:
- * DEL, the C1 controls (U+009B is CSI, like ESC [) and the bidirectional overrides and isolates.
+ * DEL, the C1 controls (U+009B is CSI, like ESC [) and core's invisible format characters (the
+ * bidirectional marks, overrides and isolates, the line and paragraph separators).
  */
-const JSON_RAW_UNSAFE = /[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+const JSON_RAW_UNSAFE = new RegExp(`[\\u007f-\\u009f${INVISIBLE_FORMAT_CHARS}]`, 'g');
 
 /**
  * JSON text with every character a terminal could act on written as its `\u` escape: JSON.stringify
- * escapes the C0 controls (ESC among them) but not DEL, the C1 controls or the bidirectional
- * overrides, which a package's name or a registry's message can hold. Such characters only occur
+ * escapes the C0 controls (ESC among them) but not DEL, the C1 controls, the bidirectional
+ * marks and overrides or U+2028/U+2029, which a package's name or a registry's message can hold. Such characters only occur
  * inside strings, where `\uXXXX` is the same character: the text parses to the same value.
  */
 export function jsonText(value: unknown, indent?: number): string {

@@ -29,4 +29,23 @@ describe('createLogger (the --verbose debug log)', () => {
     // Only the namespace's own colouring (none without a TTY) reaches the output: no raw control character from the text.
     for (const line of lines) expect(line).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]/);
   });
+
+  it('escapes the objects %o and %O format (and arguments past the format) too, and hides URL credentials in them', () => {
+    const lines = captured();
+    createDebug.enable('prebuilt:logger-test');
+    const log = createLogger('logger-test');
+    // A channel list, an argument vector, a parsed flow: strings from outside inside objects.
+    log('solving on %o', ['https://user:tok3n@channel.example/c', 'evil\u202egnp.exe\u200f']);
+    log('read %O', { flow: 'Flow\u2066x\u2069\u2028\u061c', raw: '\x1b[2J\x9b' });
+    log('extra', { name: '\u202eevil' });
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toContain('https://***@channel.example/c');
+    expect(lines[0]).toContain('evil\\u202egnp.exe\\u200f');
+    expect(lines[1]).toContain('Flow\\u2066x\\u2069\\u2028\\u061c');
+    expect(lines[2]).toContain('\\u202eevil');
+    for (const line of lines) {
+      expect(line).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/);
+      expect(line).not.toContain('tok3n');
+    }
+  });
 });

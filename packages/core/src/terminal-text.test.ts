@@ -7,4 +7,12 @@ describe('terminalText (text from outside, printed on a terminal)', () => {
     expect(terminalText(hostile)).toBe('\\x1b]52;c;ZWNobyBwd25lZA==\\x07\\x1b[2J\\x0dall good \\u202egnp.exe\\x9b31m');
     expect(terminalText('line 1\n\tline 2 — ünïcode ✓')).toBe('line 1\n\tline 2 — ünïcode ✓');
   });
+
+  it('shows the invisible bidirectional marks (LRM, RLM, ALM), the embeddings, overrides and isolates, and the line and paragraph separators as their escapes', () => {
+    // A file name that reads `exe.txt` in a terminal that applies bidi, or whose U+2028 starts a new line in one that breaks on it.
+    const hostile = 'a\u200eb\u200fc\u061cd\u2028e\u2029f\u202ag\u202bh\u202ci\u202dj\u202ek\u2066l\u2067m\u2068n\u2069o';
+    expect(terminalText(hostile)).toBe('a\\u200eb\\u200fc\\u061cd\\u2028e\\u2029f\\u202ag\\u202bh\\u202ci\\u202dj\\u202ek\\u2066l\\u2067m\\u2068n\\u2069o');
+    // Joiners and other letters stay: an emoji sequence, Arabic and Hebrew text.
+    expect(terminalText('👩\u200d💻 مرحبا שלום')).toBe('👩\u200d💻 مرحبا שלום');
+  });
 });
