@@ -3,7 +3,7 @@ import { BuildFailedError, type ImageSbomRef } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 import { imagesWithSboms, pushBuildSboms, sbomsEnabled } from './build-sboms.js';
 import { deployFlow, type DeployFlowOptions, type DeployFlowResult } from './deploy-flow.js';
-import { checkStateFileSetting, stateFilePath, writeImageMap } from './state-file.js';
+import { checkStateDirectory, checkStateFileSetting, stateFilePath, writeImageMap } from './state-file.js';
 
 export type BuildFlowOptions = Omit<DeployFlowOptions, 'plan'>;
 
@@ -23,9 +23,20 @@ export async function buildFlow(file: string, scope: AppScope, options: BuildFlo
   // Read before anything is locked or built: a bad METAFLOW_PREBUILT_SBOM stops the build at once (exit 2).
   sbomsEnabled(scope.env);
   await checkStateFileSetting(scope.env, scope.cwd);
-  const result = await deployFlow(file, scope, options);
+  // `.prebuilt` beside the flow, a symbolic link in a cloned repository, stops the build now; its
+  // `<Flow>` directory once the flow is read and locked (before any image is built); and both again
+  // just before the image map is written.
+  await checkStateDirectory(file, undefined, scope.env, scope.cwd);
+  const result = await deployFlow(file, scope, {
+    ...options,
+    beforeDeploy: async (lock) => {
+      await options.beforeDeploy?.(lock);
+      await checkStateDirectory(file, lock.envs.flow, scope.env, scope.cwd);
+    },
+  });
   if (result.failures.length > 0) return { result, stateFile: null, sboms: new Map() };
   const sboms = await pushBuildSboms(result, scope);
+  await checkStateDirectory(file, result.imageMap.flow, scope.env, scope.cwd);
   const stateFile = stateFilePath(file, result.imageMap.flow, scope.env, scope.cwd);
   await writeImageMap(stateFile, { ...result.imageMap, images: imagesWithSboms(result, sboms) });
   return { result, stateFile, sboms };

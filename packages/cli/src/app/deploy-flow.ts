@@ -50,6 +50,8 @@ export interface DeployFlowOptions {
   steps?: readonly string[];
   onEvent?: (event: DeployEvent) => void;
   onLocked?: (lock: LockFlowResult) => void;
+  /** Awaited once the flow is locked, before any image is looked at or built: a throw stops the deploy. */
+  beforeDeploy?: (lock: LockFlowResult) => Promise<void>;
   onMaterialized?: (envId: string, result: MaterializeResult) => void;
 }
 
@@ -166,6 +168,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
     options.onEvent?.({ type: 'resolving', steps: 0 });
     const lock = await lockWithWaits(file, scope, options, envs);
     options.onLocked?.(lock);
+    await options.beforeDeploy?.(lock);
     const packageless = packagelessNote(lock.envs);
     if (packageless) options.onEvent?.({ type: 'note', message: packageless });
     const result = await deploy({

@@ -1,14 +1,47 @@
 /** Where the image map of a flow is written (the state file the Metaflow extension reads), the atomic write and the reader. */
 import { constants } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { lstat, open, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, errorMessage, fileKind, InputError, writeFileAtomic, type ImageMap } from '@prebuilt/core';
+import { shellWord, shownPath } from './shown-path.js';
 
 /** The state file: METAFLOW_PREBUILT_STATE_FILE, else `.prebuilt/<Flow>/images.json` beside the flow. */
 export function stateFilePath(flowFile: string, flowName: string, env: Record<string, string | undefined>, cwd: string): string {
   const explicit = env.METAFLOW_PREBUILT_STATE_FILE?.trim();
   if (explicit) return resolve(cwd, explicit);
   return join(dirname(resolve(cwd, flowFile)), '.prebuilt', flowName, 'images.json');
+}
+
+/**
+ * The default state file's directories — `.prebuilt` beside the flow, then `.prebuilt/<Flow>` (when
+ * `flowName` is known) — must each be a directory or missing (a build creates them), never a
+ * symbolic link: a cloned repository can ship `.prebuilt/<Flow> -> ~/.ssh`, and the image map would
+ * be written through it. Anything else there (a link, a file) is an InputError (exit 2) naming the
+ * path and the fix. A METAFLOW_PREBUILT_STATE_FILE is the user's own choice and not looked at here
+ * (see {@link checkStateFileSetting}). The image map itself may be a link: its atomic write renames
+ * over the link and never writes through it.
+ */
+export async function checkStateDirectory(flowFile: string, flowName: string | undefined, env: Record<string, string | undefined>, cwd: string): Promise<void> {
+  if (env.METAFLOW_PREBUILT_STATE_FILE?.trim()) return;
+  let path = join(dirname(resolve(cwd, flowFile)), '.prebuilt');
+  for (const name of flowName === undefined ? [undefined] : [undefined, flowName]) {
+    if (name !== undefined) path = join(path, name);
+    const found = await lstat(path).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
+      throw error;
+    });
+    if (found === undefined) return;
+    if (found.isDirectory()) continue;
+    const shown = shownPath(cwd, path);
+    const link = found.isSymbolicLink();
+    const message = link
+      ? `${shown} is a symbolic link: prebuilt writes the image map only into a directory of its own, never through a link (a cloned repository can ship one that points anywhere).`
+      : `${shown} is ${found.isFile() ? 'a file' : fileKind(found)}, not a directory: prebuilt writes the image map into .prebuilt/<Flow>/images.json beside the flow.`;
+    throw new InputError(message, {
+      file: path,
+      hint: `Remove the ${link ? 'link' : 'file'} (rm ${shellWord(shown)}): prebuilt build creates the directory. To keep the image map elsewhere, set METAFLOW_PREBUILT_STATE_FILE to a file path.`,
+    });
+  }
 }
 
 /** The largest image map read (64 MiB): far above what a build writes (a few hundred bytes a step). */
