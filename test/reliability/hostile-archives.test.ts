@@ -2,7 +2,8 @@
  * Hostile archives: the malicious-package corpus of @prebuilt/fixtures (symlink chains and
  * replaced links that climb out of the env prefix, a hardlink that would copy a host file into the
  * image, links into conda-meta, decompression bombs, over-long member names; as `.tar.bz2`,
- * `.conda` and wheels) is served as a conda channel and a PyPI index on 127.0.0.1, and the real
+ * `.conda` and wheels; and wheels whose member or dist-info names pip reads otherwise than a naive
+ * reader would) is served as a conda channel and a PyPI index on 127.0.0.1, and the real
  * CLI runs `prebuilt build` of a one-step flow that asks for one hostile package, with the docker
  * and the oci build services. Every run must end with exit 1, a message naming the package and
  * the member, no stack trace, no image under the genuine tag, nothing changed outside the work
@@ -131,6 +132,7 @@ describeWith(['docker', 'registries', 'baseImage'], 'hostile archives: prebuilt 
       'jail-late-link.tar.bz2', 'jail-late-link.conda', 'jail-conda-meta.tar.bz2', 'jail-conda-meta.conda',
       'bomb-declared.tar.bz2', 'bomb-declared.conda', 'bomb-undeclared.tar.bz2', 'bomb-undeclared.conda', 'long-name.tar.bz2', 'long-name.conda',
       'wheel_jail_chain.whl', 'wheel_jail_data.whl', 'wheel_bomb.whl', 'wheel_long_name.whl',
+      'wheel_cp437.whl', 'wheel_false_utf8.whl', 'wheel_dist_info_dots.whl',
     ];
     it('names every case of the corpus', () => {
       expect(corpus.cases.map((c) => c.id).sort()).toEqual([...ids].sort());

@@ -48,6 +48,11 @@ describe('the hostile corpus through the installers', () => {
     for (const klass of ['jail', 'bomb', 'long-name']) for (const ext of ['.bz2', '.conda', '.whl']) expect(kinds).toContain(`${klass}:${ext}`);
   });
 
+  it('has the wheels whose names pip reads otherwise than a naive reader: cp437 without the UTF-8 flag, a false UTF-8 flag, a `...dist-info`', () => {
+    const names = corpus.cases.filter((c) => c.klass === 'member-name').map((c) => c.id);
+    expect(names.sort()).toEqual(['wheel_cp437.whl', 'wheel_dist_info_dots.whl', 'wheel_false_utf8.whl']);
+  });
+
   it('refuses every case naming the package and the member; nothing outside the prefix changes', async () => {
     for (const c of corpus.cases) {
       const dir = join(root, c.id);
