@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryError } from '../errors.js';
 import { MediaType } from './media-types.js';
 import { RegistryClient } from './registry-client.js';
-import { listRepositoryImages, MAX_LISTING_DEPTH } from './repository-images.js';
+import { completeStoredImages, listRepositoryImages, MAX_LISTING_DEPTH, MAX_LISTING_MANIFESTS } from './repository-images.js';
 
 const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
@@ -86,4 +86,59 @@ describe('listRepositoryImages against a FAKE registry whose referrers never end
     expect((error as Error).message).toBe(`registry ${host} listed manifests in team/deep nested more than ${MAX_LISTING_DEPTH} levels deep through indexes and referrers (${MAX_LISTING_DEPTH + 1} manifests); stopped`);
     expect(referrerRequests - before).toBe(MAX_LISTING_DEPTH);
   }, 20_000);
+});
+
+describe('listRepositoryImages and completeStoredImages against a FAKE registry with a great many tags', () => {
+  // Every tag names the same small manifest: the byte bound (256 MiB) would let a million tags be
+  // read one request each — hours of gc. The number of manifests read is bounded on its own.
+  let server: Server;
+  let host: string;
+  let manifestRequests = 0;
+  const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociManifest, config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: `sha256:${'4'.repeat(64)}`, size: 2 }, layers: [] }));
+  const tags = Array.from({ length: 500 }, (_, i) => `t${i}`);
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      const url = req.url ?? '';
+      if (url.startsWith('/v2/team/many/tags/list')) return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: 'team/many', tags }));
+      if (url.startsWith('/v2/team/many/manifests/')) {
+        manifestRequests += 1;
+        return res.writeHead(200, { 'content-type': MediaType.ociManifest, 'docker-content-digest': sha(bytes) }).end(bytes);
+      }
+      if (url.startsWith('/v2/team/many/referrers/')) return res.writeHead(200, { 'content-type': MediaType.ociIndex }).end(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] }));
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('stops before reading a manifest when the tags alone name more than its manifest bound, naming the bound', async () => {
+    const client = new RegistryClient({ dockerConfig: false, retry: { attempts: 1 } });
+    const before = manifestRequests;
+    const error = await listRepositoryImages(client, `${host}/team/many`, { maxManifests: 100 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as Error).message).toBe(`registry ${host} lists more than 100 manifests to read in team/many (0 read, 500 more named); stopped`);
+    expect((error as RegistryError).hint).toMatch(/far fewer/);
+    expect(manifestRequests - before).toBe(0);
+  });
+
+  it('reads them all within the bound (the default is far above 500)', async () => {
+    expect(MAX_LISTING_MANIFESTS).toBeGreaterThanOrEqual(10_000);
+    const client = new RegistryClient({ dockerConfig: false, retry: { attempts: 1 } });
+    const images = await listRepositoryImages(client, `${host}/team/many`);
+    expect(images).toHaveLength(1);
+    expect(images[0]!.tags).toHaveLength(500);
+  });
+
+  it('completeStoredImages (a cloud registry\'s own listing) is bounded the same way', async () => {
+    const client = new RegistryClient({ dockerConfig: false, retry: { attempts: 1 } });
+    const before = manifestRequests;
+    const listed = tags.map((tag, i) => ({ digest: `sha256:${i.toString(16).padStart(64, '0')}`, tags: [tag] }));
+    const error = await completeStoredImages(client, `${host}/team/many`, listed, { maxManifests: 100 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as Error).message).toBe(`registry ${host} lists more than 100 manifests to read in team/many (0 read, 500 more named); stopped`);
+    expect(manifestRequests - before).toBe(0);
+  });
 });

@@ -27,6 +27,14 @@ const READS_AT_ONCE = 6;
  */
 export const MAX_LISTING_DEPTH = 32;
 
+/**
+ * The manifests one listing reads at most (tags and what they lead to): a repository of env images
+ * holds an image or index per env and platform, and their SBOMs — some thousands at most. The byte
+ * bound alone would let a million tags naming one small manifest be read one request each (hours
+ * of gc); past this bound the listing stops before it reads them.
+ */
+export const MAX_LISTING_MANIFESTS = 100_000;
+
 type ArtifactManifest = ImageManifest & { artifactType?: string; subject?: { digest: string } };
 
 /** One manifest as gc sees it, before its tags are attached. */
@@ -50,8 +58,11 @@ function storedImage(read: ManifestResult): StoredImage {
   return image;
 }
 
-/** The options of a listing: `maxBytes` bounds the manifest bytes it reads in all (default {@link MAX_LISTING_BYTES}). */
-export type ListingOptions = RequestOptions & { maxBytes?: number };
+/**
+ * The options of a listing: `maxBytes` bounds the manifest bytes it reads in all (default
+ * {@link MAX_LISTING_BYTES}), `maxManifests` the manifests it reads (default {@link MAX_LISTING_MANIFESTS}).
+ */
+export type ListingOptions = RequestOptions & { maxBytes?: number; maxManifests?: number };
 
 /**
  * The manifest bytes a listing has read, against its bound. The referrers API is not
@@ -64,7 +75,19 @@ class ListingBudget {
   manifests = 0;
   depth = 0;
   exceeded: RegistryError | undefined;
-  constructor(readonly repo: ImageRef, readonly max: number) {}
+  constructor(
+    readonly repo: ImageRef,
+    readonly max: number,
+    readonly maxManifests: number,
+  ) {}
+
+  /** Before `count` more manifests are read: they do not take the manifests read past {@link maxManifests}. */
+  reserve(count: number): void {
+    if (this.manifests + count <= this.maxManifests) return;
+    throw new RegistryError(`registry ${this.repo.registry} lists more than ${this.maxManifests} manifests to read in ${this.repo.repository} (${this.manifests} read, ${count} more named); stopped`, { registry: this.repo.registry }, {
+      hint: `A repository of env images holds far fewer (per env an image or index, its platform images and their SBOMs); prebuilt gc reads at most ${this.maxManifests} manifests of one repository, one request each. Keep env images in a repository of their own (METAFLOW_PREBUILT_IMAGE_NAMESPACE), or delete the tags that are not prebuilt's with the registry's own tools, then run prebuilt gc again.`,
+    });
+  }
 
   /** One level further down (the children and referrers of what the last level found). */
   descend(): void {
@@ -89,8 +112,13 @@ class ListingBudget {
   }
 }
 
-/** Reads `references` (tags or digests) `READS_AT_ONCE` at a time, each counted against `budget`; a digest that is gone (404) is skipped. */
+/**
+ * Reads `references` (tags or digests) `READS_AT_ONCE` at a time, each counted against `budget` (and
+ * all of them reserved first: more than its manifest bound stops the listing before one is read); a
+ * digest that is gone (404) is skipped.
+ */
 async function readManifests(client: RegistryClient, repo: ImageRef, references: readonly string[], options: RequestOptions, budget: ListingBudget): Promise<Map<string, ManifestResult>> {
+  budget.reserve(references.length);
   const found = new Map<string, ManifestResult>();
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -136,7 +164,7 @@ async function referrerDigests(client: RegistryClient, repo: ImageRef, subjects:
  */
 export async function listRepositoryImages(client: RegistryClient, repository: string, options: ListingOptions = {}): Promise<StoredImage[]> {
   const repo: ImageRef = { ...parseImageRef(repository), reference: 'latest' };
-  const budget = new ListingBudget(repo, options.maxBytes ?? MAX_LISTING_BYTES);
+  const budget = new ListingBudget(repo, options.maxBytes ?? MAX_LISTING_BYTES, options.maxManifests ?? MAX_LISTING_MANIFESTS);
   const images = new Map<string, StoredImage>();
   const add = (reads: Map<string, ManifestResult>, tagged: boolean): StoredImage[] => {
     const added: StoredImage[] = [];
@@ -179,7 +207,7 @@ export async function listRepositoryImages(client: RegistryClient, repository: s
  */
 export async function completeStoredImages(client: RegistryClient, repository: string, listed: readonly StoredImage[], options: ListingOptions = {}): Promise<StoredImage[]> {
   const repo: ImageRef = { ...parseImageRef(repository), reference: 'latest' };
-  const budget = new ListingBudget(repo, options.maxBytes ?? MAX_LISTING_BYTES);
+  const budget = new ListingBudget(repo, options.maxBytes ?? MAX_LISTING_BYTES, options.maxManifests ?? MAX_LISTING_MANIFESTS);
   const images = new Map(listed.map((image) => [image.digest, { ...image, tags: [...image.tags] }]));
   const unread = listed.filter((image) => !image.blobs).map((image) => image.digest);
   for (const [digest, read] of await readManifests(client, repo, unread, options, budget)) {

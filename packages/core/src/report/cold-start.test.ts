@@ -9,7 +9,7 @@ import type { OciDescriptor } from '../registry/platform.js';
 import { RegistryError } from '../errors.js';
 import { RegistryClient } from '../registry/registry-client.js';
 import { parseBandwidth } from './bandwidth.js';
-import { coldStartReport } from './cold-start.js';
+import { coldStartReport, MAX_REPORT_READS } from './cold-start.js';
 import { gzipTrailerSize, layerFormat } from './layer-format.js';
 
 const services = testServices();
@@ -61,6 +61,62 @@ describe('coldStartReport of an index from a hostile registry', () => {
     expect(error).toBeInstanceOf(RegistryError);
     expect((error as RegistryError).message).toBe(`the linux/amd64 manifest in the image index ${indexDigest} of registry.test/app:e is named by a digest prebuilt cannot check ('latest'): only sha256 digests are verified`);
     expect(asked).toEqual([indexDigest]);
+  });
+});
+
+describe('coldStartReport: the registry reads it makes are bounded', () => {
+  const indexDigest = `sha256:${'1'.repeat(64)}`;
+  const map: ImageMap = { flow: 'F', images: {}, steps: { start: { envId: 'e', image: 'registry.test/app:e', pinnedImage: `registry.test/app:e@${indexDigest}`, python: '/x' } } };
+  /** A platform's manifest: `layers` gzip layers of its own (`platform` sets them apart). */
+  const platformManifest = (layers: number, platform: number) => ({
+    schemaVersion: 2,
+    mediaType: MediaType.ociManifest,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'c'.repeat(64)}`, size: 2 },
+    layers: Array.from({ length: layers }, (_, i) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${platform.toString(16).padStart(8, '0')}${i.toString(16).padStart(56, '0')}`, size: 1000 })),
+  });
+  /** A client whose index lists `entries` platforms, each with `layers` gzip layers; counts what is asked. */
+  const fakeClient = (entries: number, layers: number) => {
+    const asked = { manifests: 0, ranges: 0 };
+    const index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: Array.from({ length: entries }, (_, i) => ({ mediaType: MediaType.ociManifest, digest: `sha256:f${(i + 1).toString(16).padStart(63, '0')}`, size: 2, platform: { os: 'linux', architecture: `arch${i}` } })) };
+    const client = {
+      async getManifest(ref: { reference?: string }) {
+        asked.manifests += 1;
+        if (ref.reference === indexDigest) return { digest: indexDigest, mediaType: MediaType.ociIndex, manifest: index, size: 2, bytes: new Uint8Array() };
+        return { digest: String(ref.reference), mediaType: MediaType.ociManifest, manifest: platformManifest(layers, Number(`0x${String(ref.reference).slice(-4)}`)), size: 2, bytes: new Uint8Array() };
+      },
+      async getBlobRange() {
+        asked.ranges += 1;
+        return new Uint8Array([0, 16, 0, 0]);
+      },
+    } as unknown as RegistryClient;
+    return { client, asked };
+  };
+
+  it('an index naming more platforms than it may read stops the report before one is read, naming the bound', async () => {
+    const { client, asked } = fakeClient(50_000, 1);
+    const error = await coldStartReport(map, client, { bandwidth: parseBandwidth('1Gbit/s'), maxReads: 1000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toBe(`the images of F name more than 1000 manifests and layers for the report to read (1 read, 50000 more named by the image index ${indexDigest} of registry.test/app:e); stopped`);
+    expect((error as RegistryError).hint).toMatch(/^An env image has one manifest per platform/);
+    expect(asked).toEqual({ manifests: 1, ranges: 0 });
+  });
+
+  it('so do more layers than it may read, before their trailers are read; within the bound every one is read', async () => {
+    const { client, asked } = fakeClient(2, 600);
+    const error = await coldStartReport(map, client, { bandwidth: parseBandwidth('1Gbit/s'), maxReads: 1000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RegistryError);
+    expect((error as RegistryError).message).toMatch(/^the images of F name more than 1000 manifests and layers for the report to read \(603 read, 600 more named by the linux\/arch1 manifest sha256:/);
+    expect(asked).toEqual({ manifests: 3, ranges: 600 });
+    const within = fakeClient(2, 600);
+    const report = await coldStartReport(map, within.client, { bandwidth: parseBandwidth('1Gbit/s'), maxReads: 2000 });
+    expect(report.steps[0]!.platforms.map((p) => p.layerCount)).toEqual([600, 600]);
+    expect(within.asked).toEqual({ manifests: 3, ranges: 1200 });
+    // A second step naming the same image reads nothing more, so counts nothing more.
+    const twice = fakeClient(2, 600);
+    const steps = { ...map.steps, end: map.steps.start! };
+    await coldStartReport({ ...map, steps }, twice.client, { bandwidth: parseBandwidth('1Gbit/s'), maxReads: 1204 });
+    expect(twice.asked).toEqual({ manifests: 4, ranges: 1200 });
+    expect(MAX_REPORT_READS).toBeGreaterThanOrEqual(10_000);
   });
 });
 

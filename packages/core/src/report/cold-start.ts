@@ -1,4 +1,5 @@
 import type { ImageMap } from '../deploy/image-map.js';
+import { RegistryError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { checkableDigest } from '../registry/digest.js';
 import { formatImageRef, parseImageRef, type ImageRef } from '../registry/image-ref.js';
@@ -57,18 +58,54 @@ function platformName(platform: Partial<OciPlatform> | undefined): string {
   return [platform.os, platform.architecture, platform.variant].filter(Boolean).join('/');
 }
 
-/** Reads manifests and layer sizes once per digest, whichever step names them. */
+/**
+ * The registry reads (manifests, configs, layers' gzip trailers) one report makes at most. A flow's
+ * env images take a few per step and platform and one per layer: some thousands for a large flow.
+ * An index naming tens of thousands of platforms, or manifests of thousands of layers (a 4 MiB
+ * manifest holds some 20 000), read one request each, would have the report run for hours.
+ */
+export const MAX_REPORT_READS = 20_000;
+
+/** Reads manifests and layer sizes once per digest, whichever step names them, counting its registry reads against `maxReads`. */
 class ManifestReader {
   readonly #manifests = new Map<string, Promise<{ mediaType: string; manifest: ImageManifest | ImageIndex }>>();
   readonly #sizes = new Map<string, Promise<Pick<LayerReport, 'installedSize' | 'installedFrom'>>>();
+  #reads = 0;
   constructor(
     readonly client: RegistryClient,
     readonly options: RequestOptions,
+    readonly flow: string,
+    readonly maxReads: number,
   ) {}
+
+  /** One registry read about to be made. */
+  count(registry: string, what: string): void {
+    this.ahead(1, registry, what);
+    this.#reads += 1;
+  }
+
+  /** Before `count` more reads that `what` names: they do not take the report past its bound (none is made then). */
+  ahead(count: number, registry: string, what: string): void {
+    if (this.#reads + count <= this.maxReads) return;
+    throw new RegistryError(`the images of ${this.flow} name more than ${this.maxReads} manifests and layers for the report to read (${this.#reads} read, ${count} more named by ${what}); stopped`, { registry }, {
+      hint: 'An env image has one manifest per platform and some tens of layers: the image map names images that are not prebuilt\'s, or the registry (or a proxy in front of it) serves manifests made up. Check the image map (prebuilt build writes it) and the registry; --step reports fewer steps at once.',
+    });
+  }
+
+  /** Of `digests`, those not read yet. */
+  unreadManifests(digests: readonly string[]): number {
+    return new Set(digests.filter((digest) => !this.#manifests.has(digest))).size;
+  }
+
+  /** Of `layers`, those whose size is not known yet. */
+  unreadLayers(layers: readonly OciDescriptor[]): number {
+    return new Set(layers.map((layer) => layer.digest).filter((digest) => !this.#sizes.has(digest))).size;
+  }
 
   manifest(repo: ImageRef, digest: string): Promise<{ mediaType: string; manifest: ImageManifest | ImageIndex }> {
     let pending = this.#manifests.get(digest);
     if (!pending) {
+      this.count(repo.registry, `the manifest ${digest}`);
       pending = this.client.getManifest({ ...repo, reference: digest }, this.options).then((found) => ({ mediaType: found.mediaType, manifest: found.manifest }));
       this.#manifests.set(digest, pending);
     }
@@ -90,6 +127,7 @@ class ManifestReader {
     const format = layerFormat(layer);
     if (format === 'uncompressed') return { installedSize: layer.size, installedFrom: 'uncompressed' };
     if (format !== 'gzip' || layer.size < 18) return { installedSize: null };
+    this.count(repo.registry, `the layer ${layer.digest}`);
     try {
       const trailer = await this.client.getBlobRange(repo, layer.digest, layer.size - 4, layer.size - 1, this.options);
       const size = gzipTrailerSize(trailer, layer.size);
@@ -104,8 +142,10 @@ class ManifestReader {
 async function platformReport(reader: ManifestReader, repo: ImageRef, digest: string, platform: string | undefined, bandwidth: Bandwidth): Promise<PlatformReport> {
   const { manifest } = await reader.manifest(repo, digest);
   const image = manifest as ImageManifest;
+  reader.ahead(reader.unreadLayers(image.layers), repo.registry, `the ${platform ? `${platform} ` : ''}manifest ${digest} of ${formatImageRef({ ...repo, digest: undefined, tag: repo.tag })}`);
   let name = platform;
   if (!name) {
+    reader.count(repo.registry, `the config of the manifest ${digest}`);
     const config = JSON.parse(Buffer.from(await reader.client.getBlob(repo, image.config.digest, reader.options)).toString('utf8')) as Partial<OciPlatform>;
     name = platformName(config);
   }
@@ -122,14 +162,17 @@ async function platformReport(reader: ManifestReader, repo: ImageRef, digest: st
 /** A step's image: one platform report, or one per platform of an index (attestation entries skipped). */
 async function stepReport(reader: ManifestReader, step: string, pinned: string, bandwidth: Bandwidth): Promise<StepReport> {
   const ref = parseImageRef(pinned);
+  const image = formatImageRef({ ...ref, digest: undefined });
+  reader.count(ref.registry, image);
   const found = await reader.client.getManifest(ref, reader.options);
   const repo = { ...ref, reference: found.digest };
-  const image = formatImageRef({ ...ref, digest: undefined });
   if (!isIndexMediaType(found.mediaType)) {
     return { step, image, digest: found.digest, index: false, platforms: [await platformReport(reader, repo, found.digest, undefined, bandwidth)] };
   }
+  const entries = (found.manifest as ImageIndex).manifests;
+  reader.ahead(reader.unreadManifests(entries.map((entry) => String(entry.digest))), ref.registry, `the image index ${found.digest} of ${image}`);
   const platforms: PlatformReport[] = [];
-  for (const entry of (found.manifest as ImageIndex).manifests) {
+  for (const entry of entries) {
     if (platformName(entry.platform) === 'unknown/unknown' || entry.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest') continue;
     const digest = checkableDigest(entry.digest, `the ${platformName(entry.platform)} manifest in the image index ${found.digest} of ${image}`, ref.registry);
     platforms.push(await platformReport(reader, repo, digest, platformName(entry.platform), bandwidth));
@@ -142,8 +185,13 @@ async function stepReport(reader: ManifestReader, step: string, pinned: string, 
  * layers (and how many another image of the flow shares), their formats and the pull time at
  * `bandwidth` — every figure read from the registry's manifests (and gzip trailers by range).
  */
-export async function coldStartReport(map: ImageMap, client: RegistryClient, options: RequestOptions & { bandwidth: Bandwidth; steps?: readonly string[] }): Promise<ColdStartReport> {
-  const reader = new ManifestReader(client, options.signal ? { signal: options.signal } : {});
+export async function coldStartReport(
+  map: ImageMap,
+  client: RegistryClient,
+  /** `maxReads`: the registry reads made at most (default {@link MAX_REPORT_READS}); past it, a RegistryError. */
+  options: RequestOptions & { bandwidth: Bandwidth; steps?: readonly string[]; maxReads?: number },
+): Promise<ColdStartReport> {
+  const reader = new ManifestReader(client, options.signal ? { signal: options.signal } : {}, map.flow, options.maxReads ?? MAX_REPORT_READS);
   const steps: StepReport[] = [];
   for (const [step, entry] of Object.entries(map.steps)) {
     if (options.steps && !options.steps.includes(step)) continue;
