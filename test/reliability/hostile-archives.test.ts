@@ -134,11 +134,17 @@ describeWith(['docker', 'registries', 'baseImage'], 'hostile archives: prebuilt 
       'wheel_jail_chain.whl', 'wheel_jail_data.whl', 'wheel_bomb.whl', 'wheel_long_name.whl',
       'wheel_cp437.whl', 'wheel_false_utf8.whl', 'wheel_dist_info_dots.whl',
     ];
+    // pip, which resolves the PyPI packages, opens these wheels to read their metadata and refuses
+    // them (a name falsely marked UTF-8 its zipfile cannot read; a dist-info directory that does not
+    // start with the project's name): the build stops at the lock (exit 2), before any materializer.
+    // The installers' own refusal (a lock file naming them, as a cloned repository can ship) is in
+    // @prebuilt/conda's hostile-corpus.test.ts.
+    const refusedAtLock = new Set(['wheel_false_utf8.whl', 'wheel_dist_info_dots.whl']);
     it('names every case of the corpus', () => {
       expect(corpus.cases.map((c) => c.id).sort()).toEqual([...ids].sort());
     });
     for (const id of ids) {
-      it(`${id}: exit 1 naming package and member, nothing outside changed, no image pushed`, async () => {
+      it(`${id}: exit ${refusedAtLock.has(id) ? '2 at the lock naming the package' : '1 naming package and member'}, nothing outside changed, no image pushed`, async () => {
         const c = corpus.cases.find((x) => x.id === id)!;
         const flowDir = join(dir, 'flows', id);
         await mkdir(flowDir, { recursive: true });
@@ -167,10 +173,16 @@ describeWith(['docker', 'registries', 'baseImage'], 'hostile archives: prebuilt 
           const peak = rss.stop();
           peaks.push({ id, service, kb: peak });
           const where = `${id} with ${service}:\n${result.output}`;
-          expect(result.code, where).toBe(1);
-          expect(result.stderr, where).toContain(c.filename);
-          expect(result.stderr, where).toContain(c.member);
-          expect(result.stderr, where).toMatch(c.message);
+          if (refusedAtLock.has(id)) {
+            expect(result.code, where).toBe(2);
+            expect(result.stderr, where).toMatch(/^error: Cannot resolve the PyPI packages of steps end, start: /m);
+            expect(result.stderr, where).toContain(c.name);
+          } else {
+            expect(result.code, where).toBe(1);
+            expect(result.stderr, where).toContain(c.filename);
+            expect(result.stderr, where).toContain(c.member);
+            expect(result.stderr, where).toMatch(c.message);
+          }
           expect(stackLines(result.output), where).toEqual([]);
           // No image under the genuine tag (nor any other) in the run's repository.
           const tags = await fetch(`http://${services.registries!.plain.host}/v2/${namespace}/tags/list`);
