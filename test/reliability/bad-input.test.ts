@@ -6,7 +6,7 @@
  *
  * Rows that need the test registries (plan/build) skip, saying so, when they are absent (in CI they fail, saying so).
  */
-import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -168,6 +168,33 @@ const CASES: Case[] = [
     env: () => ({ METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }),
     code: 2,
     names: () => [LOCK_FILE, /--frozen|prebuilt lock/],
+  },
+  // ---- the state directory beside the flow: a cloned repository's symlink to ~/.ssh or anywhere
+  {
+    name: 'state dir: .prebuilt is a symlink',
+    args: ['build', '--frozen'],
+    setup: async (ctx) => {
+      await mkdir(join(ctx.dir, 'elsewhere'));
+      await symlink(join(ctx.dir, 'elsewhere'), join(ctx.dir, '.prebuilt'));
+    },
+    env: () => ({ METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }),
+    code: 2,
+    names: () => ['.prebuilt is a symbolic link', 'rm .prebuilt', 'METAFLOW_PREBUILT_STATE_FILE'],
+    check: async (ctx) => expect(await readdir(join(ctx.dir, 'elsewhere'))).toEqual([]),
+  },
+  {
+    name: 'state dir: .prebuilt/<Flow> is a symlink (refused once locked, before any image is built)',
+    args: ['build', '--frozen'],
+    setup: async (ctx) => {
+      await mkdir(join(ctx.dir, 'elsewhere'));
+      await mkdir(join(ctx.dir, '.prebuilt'));
+      await symlink(join(ctx.dir, 'elsewhere'), join(ctx.dir, '.prebuilt', 'SmallFlow'));
+    },
+    env: registryEnv('plain'),
+    needs: BUILD,
+    code: 2,
+    names: () => ['.prebuilt/SmallFlow is a symbolic link', 'rm .prebuilt/SmallFlow'],
+    check: async (ctx) => expect(await readdir(join(ctx.dir, 'elsewhere'))).toEqual([]),
   },
   // ---- Docker config files and credentials (the Basic-auth registry; no explicit credentials)
   { name: 'docker config: not JSON', args: ['plan'], setup: writeDockerConfig('{"auths": '), env: registryEnv('basic'), needs: REGISTRY, code: 2, names: () => ['config.json'] },
