@@ -309,10 +309,13 @@ function pipFailure(stderr: string, python: string, input: PipResolveInput, requ
       hint: 'Install pip for the host python (e.g. apt-get install python3-pip, or python3 -m ensurepip).',
     });
   }
-  const errors = stderr
-    .split('\n')
+  const lines = stderr.split('\n');
+  // pip's own crash is `ERROR: Exception:` then a traceback: its last line says what went wrong.
+  const crash = lines.findLast((line) => /^\w+(\.\w+)*(Error|Exception)\b.*:/.test(line))?.trim();
+  const errors = lines
     .filter((line) => /^ERROR:|ResolutionImpossible|conflict|requires/i.test(line))
     .map((line) => line.replace(/^ERROR:\s*/, '').trim())
+    .map((line) => (line === 'Exception:' ? (crash ? `pip failed: ${crash}` : '') : line))
     .filter((line) => line !== '');
   const explanation = errors.length > 0 ? errors.join('\n') : stderr.trim().split('\n').slice(-5).join('\n');
   return new ResolutionError(`Cannot resolve the PyPI packages of ${stepsText(input.steps)}: ${explanation}`, {
