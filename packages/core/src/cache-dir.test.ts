@@ -20,13 +20,18 @@ describe('prepareCacheDir', () => {
   });
   afterAll(() => rm(work, { recursive: true, force: true }));
 
-  it('makes a missing cache directory private to its user (0700), its missing parents as mkdir -p does; no note', async () => {
-    const previous = process.umask(0o002);
+  it('makes a missing cache directory and its missing parents private to its user (0700) even under umask 000, an existing parent left as it is; no note', async () => {
+    const previous = process.umask(0);
     try {
       const dir = join(work, 'xdg', 'prebuilt');
       expect(await prepareCacheDir(dir)).toBeUndefined();
       expect((await stat(dir)).mode & 0o7777).toBe(0o700);
-      expect((await stat(join(work, 'xdg'))).mode & 0o7777).toBe(0o775);
+      // Made 0777 (umask 000), another user could rename prebuilt's cache away and plant their own.
+      expect((await stat(join(work, 'xdg'))).mode & 0o7777).toBe(0o700);
+      expect((await stat(work)).mode & 0o7777).toBe(0o700);
+      await chmod(join(work, 'xdg'), 0o755);
+      expect(await prepareCacheDir(join(work, 'xdg', 'other'))).toBeUndefined();
+      expect((await stat(join(work, 'xdg'))).mode & 0o7777).toBe(0o755);
     } finally {
       process.umask(previous);
     }

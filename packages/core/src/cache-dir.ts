@@ -1,6 +1,6 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { makeDirectory } from './make-directory.js';
 
 /** The setting that moves the cache directory (named when its disk is full). */
@@ -21,19 +21,17 @@ export function prebuiltCacheDir(env: Record<string, string | undefined> = proce
 }
 
 /**
- * Makes the cache directory `dir` when it is missing, private to its user (0700: its parents as
- * `mkdir -p` makes them), and returns a note when it exists and other users may write in it (group-
- * or world-writable without the sticky bit): anyone who can write there can plant files a build
- * reads, links into an image or waits on. The note says the risk and the fix; a cache shared on
- * purpose (between hosts or users) keeps working. A directory that cannot be made or looked at gets
+ * Makes the cache directory `dir` when it is missing, private to its user (0700, and so are the
+ * missing parents it makes, whatever the umask, as XDG asks; existing ones are left as they are),
+ * and returns a note when it exists and other users may write in it (group- or world-writable
+ * without the sticky bit): anyone who can write there can plant files a build reads, links into an
+ * image or waits on. The note says the risk and the fix; a cache shared on purpose (between hosts or
+ * users) keeps working. A directory that cannot be made or looked at gets
  * no note: whoever writes in it first reports that, naming the setting.
  */
 export async function prepareCacheDir(dir: string): Promise<string | undefined> {
   try {
-    await makeDirectory(dirname(dir));
-    await mkdir(dir, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EEXIST') throw error;
-    });
+    await makeDirectory(dir, { mode: 0o700 });
     const mode = (await stat(dir)).mode;
     return sharedWritable(mode) ? sharedCacheNote(dir, mode) : undefined;
   } catch {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -22,6 +22,24 @@ describe('makeDirectory', () => {
       await Promise.all([makeDirectory(join(root, 'x', 'y')), makeDirectory(join(root, 'x', 'y')), makeDirectory(join(root, 'x', 'z'))]);
       expect((await stat(join(root, 'x', 'z'))).isDirectory()).toBe(true);
     } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('with a mode, every directory it makes has exactly that mode under umask 000; existing ones keep theirs', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'prebuilt-mkdir-'));
+    const previous = process.umask(0);
+    try {
+      await mkdir(join(root, 'state'), { mode: 0o755 });
+      const dir = join(root, 'state', 'prebuilt', 'local-registry');
+      await makeDirectory(dir, { mode: 0o700 });
+      expect((await stat(join(root, 'state'))).mode & 0o7777).toBe(0o755);
+      expect((await stat(join(root, 'state', 'prebuilt'))).mode & 0o7777).toBe(0o700);
+      expect((await stat(dir)).mode & 0o7777).toBe(0o700);
+      await makeDirectory(join(root, 'plain', 'sub'));
+      expect((await stat(join(root, 'plain', 'sub'))).mode & 0o7777).toBe(0o777);
+    } finally {
+      process.umask(previous);
       await rm(root, { recursive: true, force: true });
     }
   });

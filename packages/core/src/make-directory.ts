@@ -1,4 +1,4 @@
-import { mkdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { EnvironmentError, PrebuiltError } from './errors.js';
 
@@ -8,8 +8,12 @@ import { EnvironmentError, PrebuiltError } from './errors.js';
  * under a directory that exists (/proc, /sys: `METAFLOW_PREBUILT_CACHE_DIR=/proc/x` spun at full
  * CPU and ignored SIGTERM); here that ENOENT is the error. A path through a file (ENOTDIR) or one the
  * user may not write (EACCES, EROFS) is the error too, as with `mkdir -p`.
+ *
+ * With `mode` (0700 for state and cache directories, as XDG asks), every directory it makes gets
+ * exactly that mode whatever the umask (under umask 000 a parent made 0777 would let any user rename
+ * what prebuilt keeps there and plant their own); directories that already exist are left as they are.
  */
-export async function makeDirectory(dir: string): Promise<void> {
+export async function makeDirectory(dir: string, options: { mode?: number } = {}): Promise<void> {
   const missing: string[] = [];
   for (let current = resolve(dir); ; ) {
     const found = await stat(current).then(
@@ -32,13 +36,19 @@ export async function makeDirectory(dir: string): Promise<void> {
     current = parent;
   }
   for (const path of missing.reverse()) {
-    await mkdir(path).catch(async (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EEXIST') throw error;
-      // Made meanwhile by another process: fine when it is a directory (or a link to one, as with
-      // `mkdir -p`); a file put there is ENOTDIR, as when it was there first.
-      const made = await stat(path).catch(() => undefined);
-      if (!made?.isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${path}'`), { code: 'ENOTDIR', path, syscall: 'mkdir' });
-    });
+    const made = await mkdir(path, options.mode === undefined ? undefined : { mode: options.mode }).then(
+      () => true,
+      async (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw error;
+        // Made meanwhile by another process: fine when it is a directory (or a link to one, as with
+        // `mkdir -p`); a file put there is ENOTDIR, as when it was there first.
+        const there = await stat(path).catch(() => undefined);
+        if (!there?.isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${path}'`), { code: 'ENOTDIR', path, syscall: 'mkdir' });
+        return false;
+      },
+    );
+    // The umask may have narrowed (or, for a mode wider than 0700, kept from) what was asked.
+    if (made && options.mode !== undefined) await chmod(path, options.mode);
   }
 }
 

@@ -75,6 +75,30 @@ describe('development registry server: settings', () => {
     expect(defaultStateDir({ HOME: '/home/u' })).toBe('/home/u/.local/state/prebuilt/local-registry');
   });
 
+  it('under umask 000, the state directories it makes under XDG_STATE_HOME are private (0700); XDG_STATE_HOME itself, already there, keeps its mode', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-umask-'));
+    const previous = process.umask(0);
+    try {
+      const xdg = join(root, 'state');
+      await mkdir(xdg, { mode: 0o755 });
+      const error = await startLocalRegistryServer({
+        port: await freePort(),
+        env: { ...process.env, XDG_STATE_HOME: xdg },
+        registryBinary: join(root, 'no-registry'),
+        dockerCommand: join(root, 'no-docker'),
+      }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EnvironmentError);
+      // Made 0777, any user could rename local-registry away and plant their own htpasswd and credential.
+      expect((await stat(join(xdg, 'prebuilt'))).mode & 0o7777).toBe(0o700);
+      expect((await stat(join(xdg, 'prebuilt', 'local-registry'))).mode & 0o7777).toBe(0o700);
+      expect((await stat(join(xdg, 'prebuilt', 'local-registry', 'data'))).mode & 0o7777).toBe(0o700);
+      expect((await stat(xdg)).mode & 0o7777).toBe(0o755);
+    } finally {
+      process.umask(previous);
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('without the registry program and without docker, says what to install', async () => {
     const stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-none-'));
     try {

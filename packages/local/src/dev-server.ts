@@ -438,8 +438,10 @@ export async function startLocalRegistryServer(
       hint: `Pick another port (\`prebuilt local-registry start --port ${port + 1}\`), or use the registry already listening there.`,
     });
   }
-  await makeDirectory(p.dataDir);
   // Private to its user: the credential lives here (and the images: only the registry reads them).
+  // So is every directory above it that prebuilt makes (`prebuilt` under XDG_STATE_HOME), whatever
+  // the umask: one others may write in would let them rename the state away and plant their own.
+  await makeDirectory(p.dataDir, { mode: 0o700 });
   await chmod(p.stateDir, 0o700);
   const stored = await writeCredential(p);
   let state: ServerState;
