@@ -9,7 +9,11 @@
  * the member, no stack trace, no image under the genuine tag, nothing changed outside the work
  * directories (canaries beside and above the staging prefix, in the cache directory and in a fake
  * $HOME, checked byte for byte, and no new file there), and, for the bombs, a bounded peak RSS.
+ * The wheels pip refuses to resolve meet the build the way a cloned repository can ship them: a
+ * lock file made for a harmless wheel, then edited to name the hostile one (URL, sha256, size), and
+ * `prebuilt build --frozen` must refuse them in the same way.
  */
+import { createHash } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -125,6 +129,79 @@ describeWith(['docker', 'registries', 'baseImage'], 'hostile archives: prebuilt 
     for (const klass of ['jail', 'bomb', 'long-name']) for (const ext of ['.bz2', '.conda', '.whl']) expect(classes).toContain(`${klass} ${ext}`);
   });
 
+  /** The CLI's environment for a run with `service` pushing under `namespace`. */
+  const cliEnv = (service: string, namespace: string): Record<string, string> =>
+    cleanEnv({
+      METAFLOW_PREBUILT_CONDA_CHANNELS: `${server.channelUrls.example},${server.channelUrls.hostile}`,
+      METAFLOW_PREBUILT_PYPI_INDEX_URL: server.indexUrls.hostile,
+      METAFLOW_PREBUILT_PIP_ISOLATED: '1',
+      METAFLOW_PREBUILT_DEFAULT_PYTHON: pythonVersion,
+      METAFLOW_PREBUILT_CACHE_DIR: cache,
+      METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local',
+      METAFLOW_PREBUILT_LOCAL_REGISTRY: services.registries!.plain.host,
+      METAFLOW_PREBUILT_BASE_IMAGE: services.baseImage!.ref,
+      METAFLOW_PREBUILT_IMAGE_NAMESPACE: namespace,
+      METAFLOW_PREBUILT_BUILD_SERVICE: service,
+      DOCKER_HOST: services.dockerHost!,
+      DOCKER_CONFIG: join(home, '.docker'),
+      TMPDIR: tmp,
+      HOME: home,
+    });
+
+  /** No image under the genuine tag (nor any other) in `namespace`'s repository. */
+  const expectNoImage = async (namespace: string, where: string): Promise<void> => {
+    const tags = await fetch(`http://${services.registries!.plain.host}/v2/${namespace}/tags/list`);
+    if (tags.status !== 404) expect(((await tags.json()) as { tags: string[] | null }).tags ?? [], where).toEqual([]);
+  };
+
+  describe('a lock file edited to name a wheel pip refuses to resolve (as a cloned repository can ship), with both build services', () => {
+    for (const id of ['wheel_false_utf8.whl', 'wheel_dist_info_dots.whl']) {
+      it(`${id}: build (--frozen or not) exits 1 naming package and member, nothing outside changed, no image pushed`, async () => {
+        const c = corpus.cases.find((x) => x.id === id)!;
+        const wheel = corpus.wheels.find((w) => w.filename === c.filename)!;
+        const flowDir = join(dir, 'flows', `lock-${id}`);
+        await mkdir(flowDir, { recursive: true });
+        await writeFile(join(flowDir, 'hostile.py'), flowFor({ ...c, name: 'tinyurl' }));
+        const locked = await startCli(['lock', 'hostile.py'], { cwd: flowDir, env: cliEnv('docker', 'reliability/unused') }).result;
+        expect(locked.code, locked.output).toBe(0);
+        // The attacker's edit: the harmless wheel's entry now names the hostile wheel, its URL on the same index, its sha256 and size.
+        const lockFile = join(flowDir, 'hostile.prebuilt.lock');
+        const lock = JSON.parse(await readFile(lockFile, 'utf8')) as { envs: Record<string, { packages: Record<string, unknown>[] }> };
+        let edited = 0;
+        for (const env of Object.values(lock.envs)) {
+          for (const pkg of env.packages) {
+            if (pkg['name'] !== 'tinyurl') continue;
+            const url = String(pkg['url']);
+            Object.assign(pkg, {
+              name: c.name,
+              version: '1.0',
+              url: `${url.slice(0, url.lastIndexOf('/') + 1)}${c.filename}`,
+              filename: c.filename,
+              sha256: createHash('sha256').update(wheel.bytes).digest('hex'),
+              size: wheel.bytes.length,
+            });
+            edited++;
+          }
+        }
+        expect(edited, JSON.stringify(lock)).toBeGreaterThan(0);
+        await writeFile(lockFile, `${JSON.stringify(lock, null, 2)}\n`);
+        // Both read the lock as it is: it matches the flow's envs, so plain build does not resolve again.
+        for (const [service, args] of SERVICES.flatMap((s) => [[s, ['build', 'hostile.py', '--frozen']], [s, ['build', 'hostile.py']]] as const)) {
+          const namespace = `reliability/hostile-${process.pid}-${++runs}`;
+          const result = await startCli([...args], { cwd: flowDir, env: cliEnv(service, namespace) }).result;
+          const where = `${id} in the lock, ${args.join(' ')} with ${service}:\n${result.output}`;
+          expect(result.code, where).toBe(1);
+          expect(result.stderr, where).toContain(c.filename);
+          expect(result.stderr, where).toContain(c.member);
+          expect(result.stderr, where).toMatch(c.message);
+          expect(stackLines(result.output), where).toEqual([]);
+          await expectNoImage(namespace, where);
+          expect(await watched(), where).toEqual(canaries);
+        }
+      }, 300_000);
+    }
+  });
+
   describe('each case, with both build services', () => {
     // The corpus is built in beforeAll; the case list is fixed here by id so tests can be named.
     const ids = [
@@ -137,8 +214,8 @@ describeWith(['docker', 'registries', 'baseImage'], 'hostile archives: prebuilt 
     // pip, which resolves the PyPI packages, opens these wheels to read their metadata and refuses
     // them (a name falsely marked UTF-8 its zipfile cannot read; a dist-info directory that does not
     // start with the project's name): the build stops at the lock (exit 2), before any materializer.
-    // The installers' own refusal (a lock file naming them, as a cloned repository can ship) is in
-    // @prebuilt/conda's hostile-corpus.test.ts.
+    // The installers' own refusal (a lock file naming them, as a cloned repository can ship) is
+    // tested above, through the CLI, and in @prebuilt/conda's hostile-corpus.test.ts.
     const refusedAtLock = new Set(['wheel_false_utf8.whl', 'wheel_dist_info_dots.whl']);
     it('names every case of the corpus', () => {
       expect(corpus.cases.map((c) => c.id).sort()).toEqual([...ids].sort());
