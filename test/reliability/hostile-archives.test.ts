@@ -228,22 +228,7 @@ describeWith(['docker', 'registries', 'baseImage'], 'hostile archives: prebuilt 
         await writeFile(join(flowDir, 'hostile.py'), flowFor(c));
         for (const service of SERVICES) {
           const namespace = `reliability/hostile-${process.pid}-${++runs}`;
-          const env = cleanEnv({
-            METAFLOW_PREBUILT_CONDA_CHANNELS: `${server.channelUrls.example},${server.channelUrls.hostile}`,
-            METAFLOW_PREBUILT_PYPI_INDEX_URL: server.indexUrls.hostile,
-            METAFLOW_PREBUILT_PIP_ISOLATED: '1',
-            METAFLOW_PREBUILT_DEFAULT_PYTHON: pythonVersion,
-            METAFLOW_PREBUILT_CACHE_DIR: cache,
-            METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local',
-            METAFLOW_PREBUILT_LOCAL_REGISTRY: services.registries!.plain.host,
-            METAFLOW_PREBUILT_BASE_IMAGE: services.baseImage!.ref,
-            METAFLOW_PREBUILT_IMAGE_NAMESPACE: namespace,
-            METAFLOW_PREBUILT_BUILD_SERVICE: service,
-            DOCKER_HOST: services.dockerHost!,
-            DOCKER_CONFIG: join(home, '.docker'),
-            TMPDIR: tmp,
-            HOME: home,
-          });
+          const env = cliEnv(service, namespace);
           const run = startCli(['build', 'hostile.py'], { cwd: flowDir, env });
           const rss = watchPeakRss(run.child.pid!);
           const result = await run.result;
