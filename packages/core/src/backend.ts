@@ -25,7 +25,7 @@ export {
 export { createLogger, type Logger } from './logger.js';
 export { Secret } from './secret.js';
 export { programPath, programNotFound, type ProgramPathOptions } from './program-path.js';
-export { redactUrls } from './net/url-credentials.js';
+export { basicAuthorization, redactUrls } from './net/url-credentials.js';
 export { loadSetting, loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
 export {
   BACKEND_API_VERSION,

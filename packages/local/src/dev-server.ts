@@ -7,6 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
   ConfigError,
+  basicAuthorization,
   EnvironmentError,
   Secret,
   createLogger,
@@ -256,11 +257,6 @@ async function healthy(port: number): Promise<boolean> {
   return answers(await probe(port));
 }
 
-/** The Authorization header of the stored credential. */
-function basicAuthorization(stored: StoredCredential): string {
-  return `Basic ${Buffer.from(`${stored.username}:${stored.password}`).toString('base64')}`;
-}
-
 /**
  * The uid of another user's program listening where a connection to 127.0.0.1:`port` arrives, or
  * undefined. The registry prebuilt started runs as this user (binary mode) or, in a container,
@@ -291,7 +287,7 @@ function foreignListenerError(port: number, uid: number): EnvironmentError {
 async function loginProblem(port: number, stored: StoredCredential): Promise<string | undefined> {
   const anonymous = await probe(port);
   if (anonymous !== 401) return `it answers an anonymous request with HTTP ${anonymous} instead of 401: it ignored the htpasswd login in its configuration`;
-  const login = await probe(port, basicAuthorization(stored));
+  const login = await probe(port, basicAuthorization(stored.username, stored.password));
   if (login !== 200) return `it refuses the credential it was started with (HTTP ${login})`;
   return undefined;
 }

@@ -296,7 +296,7 @@ export class UrlCredentials {
   authorizationFor(url: string | URL): string | undefined {
     const entry = this.#entryFor(url);
     if (!entry) return undefined;
-    return `Basic ${Buffer.from(`${entry.username}:${entry.password.reveal()}`).toString('base64')}`;
+    return basicAuthorization(entry.username, entry.password.reveal());
   }
 
   /**
@@ -324,4 +324,9 @@ export function urlCredentialsFromEnv(env: Record<string, string | undefined> = 
   }
   for (const one of extra) credentials.add(one);
   return credentials;
+}
+
+/** The `Authorization` value of HTTP Basic auth (RFC 7617) for a user name and password. Holds the secret: never log it. */
+export function basicAuthorization(username: string, password: string): string {
+  return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
 }

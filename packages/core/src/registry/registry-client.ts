@@ -7,7 +7,7 @@ import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, L
 import { createLogger } from '../logger.js';
 import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
-import { redactUrls } from '../net/url-credentials.js';
+import { basicAuthorization, redactUrls } from '../net/url-credentials.js';
 import { checkableDigest, isImageDigest } from './digest.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
 import { formatImageRef, hostWithoutPort, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
@@ -912,7 +912,7 @@ export class RegistryClient {
         hint: this.#credentialsHint(registry, undefined),
       });
     }
-    return `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password.reveal()}`).toString('base64')}`;
+    return basicAuthorization(creds.username ?? '', creds.password.reveal());
   }
 
   /**
@@ -960,7 +960,7 @@ export class RegistryClient {
       if (service) url.searchParams.set('service', service);
       for (const one of scope.split(' ')) url.searchParams.append('scope', one);
       if (creds?.password !== undefined) {
-        authorization = `Basic ${Buffer.from(`${creds.username ?? ''}:${creds.password.reveal()}`).toString('base64')}`;
+        authorization = basicAuthorization(creds.username ?? '', creds.password.reveal());
       }
       init = { method: 'GET', headers };
     }
