@@ -1,7 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { makeDirectory } from './make-directory.js';
+import { octalMode, repairedDirectoryNote, securePrivatePath, type UnsafeDirectory } from './private-path.js';
 
 /** The setting that moves the cache directory (named when its disk is full). */
 export const CACHE_DIR_SETTING = 'METAFLOW_PREBUILT_CACHE_DIR';
@@ -22,21 +23,39 @@ export function prebuiltCacheDir(env: Record<string, string | undefined> = proce
 
 /**
  * Makes the cache directory `dir` when it is missing, private to its user (0700, and so are the
- * missing parents it makes, whatever the umask, as XDG asks; existing ones are left as they are),
- * and returns a note when it exists and other users may write in it (group- or world-writable
- * without the sticky bit): anyone who can write there can plant files a build reads, links into an
- * image or waits on. The note says the risk and the fix; a cache shared on purpose (between hosts or
- * users) keeps working. A directory that cannot be made or looked at gets
- * no note: whoever writes in it first reports that, naming the setting.
+ * missing parents it makes, whatever the umask, as XDG asks), and returns notes:
+ * - when it exists and other users may write in it (group- or world-writable without the sticky
+ *   bit): anyone who can write there can plant files a build reads, links into an image or waits
+ *   on. The note says the risk and the fix; a cache shared on purpose (between hosts or users)
+ *   keeps working, its mode left as it is.
+ * - when a directory above it can be written by every user (without the sticky bit), so anyone
+ *   can rename the cache away and plant their own (an older prebuilt made the parents it made with
+ *   the umask's mode, 0777 under umask 000): one of this user's loses that write bit, and a note
+ *   says so; another user's is left as it is, and a note says the risk and the fix (core's
+ *   securePrivatePath). Sharing the cache never needs that.
+ * A directory that cannot be made or looked at gets no note: whoever writes in it first reports
+ * that, naming the setting.
  */
-export async function prepareCacheDir(dir: string): Promise<string | undefined> {
+export async function prepareCacheDir(dir: string): Promise<string[]> {
   try {
     await makeDirectory(dir, { mode: 0o700 });
+    const { repaired, unsafe } = await securePrivatePath(dirname(resolve(dir)), { base: dirname(resolve(dir)) });
+    const notes = repaired.map((r) => repairedDirectoryNote(r, "prebuilt's cache"));
+    for (const u of unsafe) notes.push(unsafeParentNote(dir, u));
     const mode = (await stat(dir)).mode;
-    return sharedWritable(mode) ? sharedCacheNote(dir, mode) : undefined;
+    if (sharedWritable(mode)) notes.push(sharedCacheNote(dir, mode));
+    return notes;
   } catch {
-    return undefined;
+    return [];
   }
+}
+
+function unsafeParentNote(dir: string, u: UnsafeDirectory): string {
+  return (
+    `every user may write in ${u.path} (mode ${octalMode(u.mode)}, uid ${u.uid}), above the cache directory ${dir}: ` +
+    `they can rename the cache away and plant their own files, which a build reads or puts in an image. ` +
+    `Ask its owner to run \`chmod o-w ${u.path}\` (or \`chmod +t ${u.path}\`), or set ${CACHE_DIR_SETTING} to a directory only you can write.`
+  );
 }
 
 /** Writable by the group or by others, without the sticky bit (which keeps others from replacing one's files). */
@@ -47,7 +66,7 @@ function sharedWritable(mode: number): boolean {
 function sharedCacheNote(dir: string, mode: number): string {
   const who = (mode & 0o002) !== 0 ? 'every user' : 'its group';
   return (
-    `the cache directory ${dir} (mode ${(mode & 0o7777).toString(8).padStart(4, '0')}) can be written by ${who}: ` +
+    `the cache directory ${dir} (mode ${octalMode(mode)}) can be written by ${who}: ` +
     `whoever can write there can plant or replace files a build reads or puts in an image. ` +
     `Keep it private (chmod 700 ${dir}), or set ${CACHE_DIR_SETTING} to a directory only you can write; a cache shared on purpose keeps working.`
   );

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -95,6 +95,45 @@ describe('development registry server: settings', () => {
       expect((await stat(xdg)).mode & 0o7777).toBe(0o755);
     } finally {
       process.umask(previous);
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('refuses (exit 2, before writing a credential) a state directory of another user, or below a directory every user may write in that is not ours to repair', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-foreign-'));
+    try {
+      const xdg = join(root, 'state');
+      const options = { port: await freePort(), env: { ...process.env, XDG_STATE_HOME: xdg }, registryBinary: join(root, 'no-registry'), dockerCommand: join(root, 'no-docker') };
+      // `prebuilt` under XDG_STATE_HOME belongs to another user (uid 65534): they can swap local-registry in it.
+      await mkdir(join(xdg, 'prebuilt', 'local-registry'), { recursive: true, mode: 0o700 });
+      await chown(join(xdg, 'prebuilt'), 65534, 65534);
+      const owner = await startLocalRegistryServer(options).catch((e: unknown) => e);
+      expect(owner).toBeInstanceOf(EnvironmentError);
+      expect((owner as EnvironmentError).exitCode).toBe(2);
+      expect((owner as Error).message).toBe(
+        `The development registry's state directory ${join(xdg, 'prebuilt', 'local-registry')} is not safe for its credential: ` +
+          `${join(xdg, 'prebuilt')} belongs to another user (uid 65534), who can rename what is in it away and plant their own htpasswd and credential.`,
+      );
+      expect((owner as EnvironmentError).hint).toBe(
+        `Remove it (its owner or root can: \`rm -r ${join(xdg, 'prebuilt')}\`) so prebuilt makes it again as yours, or set XDG_STATE_HOME to a directory only you can write.`,
+      );
+      expect(existsSync(join(xdg, 'prebuilt', 'local-registry', 'credentials.json'))).toBe(false);
+      // XDG_STATE_HOME every user may write in (no sticky bit), of another user: not ours to repair.
+      await chown(join(xdg, 'prebuilt'), 0, 0);
+      await chmod(xdg, 0o777);
+      await chown(xdg, 65534, 65534);
+      const writable = await startLocalRegistryServer(options).catch((e: unknown) => e);
+      expect(writable).toBeInstanceOf(EnvironmentError);
+      expect((writable as Error).message).toBe(
+        `The development registry's state directory ${join(xdg, 'prebuilt', 'local-registry')} is not safe for its credential: ` +
+          `every user may write in ${xdg} (mode 0777, uid 65534), so they can rename what is in it away and plant their own htpasswd and credential.`,
+      );
+      expect((writable as EnvironmentError).hint).toBe(
+        `Ask its owner to run \`chmod o-w ${xdg}\` (or \`chmod +t ${xdg}\`), or set XDG_STATE_HOME to a directory only you can write.`,
+      );
+      expect((await stat(xdg)).mode & 0o7777).toBe(0o777);
+      expect(existsSync(join(xdg, 'prebuilt', 'local-registry', 'credentials.json'))).toBe(false);
+    } finally {
       await rm(root, { recursive: true, force: true });
     }
   });
@@ -302,6 +341,35 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
     await rm(stateRoot, { recursive: true, force: true });
   });
 
+  it('repairs, with a note, the state directories an older prebuilt made under umask 000 (0777: others could swap local-registry and plant a credential), and an XDG_STATE_HOME of ours every user may write in', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-repair-'));
+    const previous = process.umask(0);
+    const xdg = join(root, 'state');
+    const dir = defaultStateDir({ XDG_STATE_HOME: xdg });
+    try {
+      await mkdir(join(dir, 'data'), { recursive: true, mode: 0o777 });
+      const started = await startLocalRegistryServer({ port: await freePort(), env: { ...process.env, XDG_STATE_HOME: xdg } });
+      expect(started).toMatchObject({ running: true, authenticated: true, stateDir: dir });
+      expect((await stat(dir)).mode & 0o7777).toBe(0o700);
+      expect((await stat(join(xdg, 'prebuilt'))).mode & 0o7777).toBe(0o700);
+      // XDG_STATE_HOME is the user's, not prebuilt's: only the write bit of every user is taken away.
+      expect((await stat(xdg)).mode & 0o7777).toBe(0o775);
+      expect(started.notes).toEqual([
+        `${dir} (yours) could be written by every user (mode 0777), so they could rename the development registry's credential away and plant their own: prebuilt made it 0700.`,
+        `${join(xdg, 'prebuilt')} (yours) could be written by every user (mode 0777), so they could rename the development registry's credential away and plant their own: prebuilt made it 0700.`,
+        `${xdg} (yours) could be written by every user (mode 0777), so they could rename the development registry's credential away and plant their own: prebuilt made it 0775.`,
+      ]);
+      // Repaired once: the next start has nothing to say.
+      await stopLocalRegistryServer({ env: { ...process.env, XDG_STATE_HOME: xdg } });
+      const again = await startLocalRegistryServer({ env: { ...process.env, XDG_STATE_HOME: xdg }, port: started.port! });
+      expect(again.notes).toBeUndefined();
+    } finally {
+      process.umask(previous);
+      await stopLocalRegistryServer({ env: { ...process.env, XDG_STATE_HOME: xdg } });
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('start → status → start again (idempotent) → stop → stop again', async () => {
     const port = await freePort();
     const options = { port, stateDir };
@@ -318,7 +386,7 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
       alreadyRunning: false,
     });
     expect(started.pid).toBeGreaterThan(0);
-    expect(started.note).toBeUndefined();
+    expect(started.notes).toBeUndefined();
     const auth = credentialOf(port, stateDir);
     expect(auth.username).toBe('prebuilt');
     expect(auth.password).toMatch(/^[A-Za-z0-9_-]{43}$/);
@@ -434,10 +502,10 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
       const restarted = await startLocalRegistryServer({ stateDir });
       expect(restarted).toMatchObject({ running: true, healthy: true, authenticated: true, port, alreadyRunning: false });
       expect(restarted.pid).not.toBe(old.pid);
-      expect(restarted.note).toBe(
+      expect(restarted.notes).toEqual([
         `The development registry at 127.0.0.1:${port} ran without authentication (started by an older prebuilt): any user of this machine could push to it. ` +
           'It was restarted with a login that prebuilt uses by itself; its images are kept.',
-      );
+      ]);
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(() => process.kill(old.pid!, 0)).toThrow();
       const auth = credentialOf(port, stateDir);

@@ -4,7 +4,7 @@ import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { chmod, readFile, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   ConfigError,
   basicAuthorization,
@@ -13,8 +13,11 @@ import {
   createLogger,
   errorMessage,
   makeDirectory,
+  octalMode,
   programNotFound,
   programPath,
+  repairedDirectoryNote,
+  securePrivatePath,
   sleep,
   writeFileAtomic,
   type RegistryCredentials,
@@ -99,6 +102,8 @@ interface StoredCredential {
 
 interface Paths {
   stateDir: string;
+  /** Above prebuilt's own directories: XDG_STATE_HOME (or ~/.local/state); the state directory's parent when given. */
+  base: string;
   stateFile: string;
   pidFile: string;
   configFile: string;
@@ -118,6 +123,7 @@ function paths(options: LocalRegistryServerOptions): Paths {
   const stateDir = options.stateDir ?? defaultStateDir(options.env ?? process.env);
   return {
     stateDir,
+    base: options.stateDir === undefined ? dirname(dirname(stateDir)) : dirname(stateDir),
     stateFile: join(stateDir, 'state.json'),
     pidFile: join(stateDir, 'registry.pid'),
     configFile: join(stateDir, 'config.yml'),
@@ -404,27 +410,63 @@ async function stateRunning(options: LocalRegistryServerOptions, state: ServerSt
 }
 
 /**
+ * Makes the state directory (0700, and the missing directories above it that prebuilt makes,
+ * whatever the umask) and checks the path to it (core's securePrivatePath): whoever can write in
+ * a directory on it can rename the state away and plant their own htpasswd and credential. What is
+ * this user's is repaired (the notes say what and why: an older prebuilt made `prebuilt` and
+ * `local-registry` with the umask's mode, 0777 under umask 000); what is not is an EnvironmentError
+ * saying how to fix it.
+ */
+async function prepareStateDir(p: Paths): Promise<string[]> {
+  await makeDirectory(p.dataDir, { mode: 0o700 });
+  const { repaired, unsafe } = await securePrivatePath(p.stateDir, { base: p.base });
+  const first = unsafe[0];
+  if (first !== undefined) {
+    const where =
+      first.why === 'owner'
+        ? `${first.path} belongs to another user (uid ${first.uid}), who can`
+        : `every user may write in ${first.path} (mode ${octalMode(first.mode)}, uid ${first.uid}), so they can`;
+    throw new EnvironmentError(
+      `The development registry's state directory ${p.stateDir} is not safe for its credential: ${where} rename what is in it away and plant their own htpasswd and credential.`,
+      {
+        hint:
+          (first.why === 'owner'
+            ? `Remove it (its owner or root can: \`rm -r ${first.path}\`) so prebuilt makes it again as yours`
+            : `Ask its owner to run \`chmod o-w ${first.path}\` (or \`chmod +t ${first.path}\`)`) +
+          ', or set XDG_STATE_HOME to a directory only you can write.',
+      },
+    );
+  }
+  // Readable by others neither (the images: only the registry reads them), as when prebuilt makes it.
+  await chmod(p.stateDir, 0o700);
+  return repaired.map((r) => repairedDirectoryNote(r, "the development registry's credential"));
+}
+
+/**
  * Starts a registry on 127.0.0.1 for development: Debian's `docker-registry` program when installed
  * (config, data, pid file and log in the state directory), else a `registry:2` container with host
  * networking. It wants a login (htpasswd): a random credential is made at each start, kept in the
  * state directory (0700; the files 0600), and the `local` image registry uses it for this host, so
  * other users of the machine can neither push nor pull. Idempotent: a running one is reported, not
  * started twice — except one started by an older prebuilt without a login, which is restarted with
- * one on its port (its images are kept); `note` says so.
+ * one on its port (its images are kept); `notes` says so, and names the state directories it
+ * repaired ({@link prepareStateDir}). A state directory others can swap that is not this user's to
+ * repair is an EnvironmentError (exit 2), before anything is written or started.
  */
 export async function startLocalRegistryServer(
   options: LocalRegistryServerOptions = {},
-): Promise<LocalRegistryServerStatus & { alreadyRunning: boolean; note?: string }> {
+): Promise<LocalRegistryServerStatus & { alreadyRunning: boolean; notes?: string[] }> {
   const p = paths(options);
   if (options.port !== undefined) checkPort(options.port);
+  const notes = await prepareStateDir(p);
   const current = await currentStatus(options);
-  let note: string | undefined;
   if (current.running) {
     checkRunningPort(current, options.port, 'start');
-    if (current.authenticated) return { ...current, alreadyRunning: true };
-    note =
+    if (current.authenticated) return { ...current, alreadyRunning: true, ...(notes.length > 0 ? { notes } : {}) };
+    notes.push(
       `The development registry at ${current.address} ran without authentication (started by an older prebuilt): any user of this machine could push to it. ` +
-      'It was restarted with a login that prebuilt uses by itself; its images are kept.';
+        'It was restarted with a login that prebuilt uses by itself; its images are kept.',
+    );
     await stopLocalRegistryServer(options);
   }
   const port = checkPort(options.port ?? current.port ?? DEFAULT_REGISTRY_PORT);
@@ -434,11 +476,6 @@ export async function startLocalRegistryServer(
       hint: `Pick another port (\`prebuilt local-registry start --port ${port + 1}\`), or use the registry already listening there.`,
     });
   }
-  // Private to its user: the credential lives here (and the images: only the registry reads them).
-  // So is every directory above it that prebuilt makes (`prebuilt` under XDG_STATE_HOME), whatever
-  // the umask: one others may write in would let them rename the state away and plant their own.
-  await makeDirectory(p.dataDir, { mode: 0o700 });
-  await chmod(p.stateDir, 0o700);
   const stored = await writeCredential(p);
   let state: ServerState;
   try {
@@ -482,7 +519,7 @@ export async function startLocalRegistryServer(
     });
   }
   debug('registry started: %o', state);
-  return { ...statusFrom(p, state, true, true), alreadyRunning: false, ...(note ? { note } : {}) };
+  return { ...statusFrom(p, state, true, true), alreadyRunning: false, ...(notes.length > 0 ? { notes } : {}) };
 }
 
 async function startBinary(p: Paths, port: number, binary: string, options: LocalRegistryServerOptions): Promise<ServerState> {

@@ -16,7 +16,7 @@ export interface LockFlowOptions {
   write?: boolean;
   /** The flow's envs when the caller started reading them already (see {@link readFlowEnvs}); default: read now. */
   envs?: Promise<FlowEnvs>;
-  /** Told once when the cache directory can be written by other users (core's prepareCacheDir). */
+  /** Told once per finding when the cache directory, or one above it, can be written by other users (core's prepareCacheDir). */
   onNote?: (message: string) => void;
 }
 
@@ -37,8 +37,7 @@ export async function lockFlow(file: string, scope: Omit<AppScope, 'cliDir'>, op
   checkResolverSettings(scope.env);
   // The cache directory is made here, before anything writes in it: private to its user (0700); an
   // existing one others may write in gets a note, and keeps working (it may be shared on purpose).
-  const cacheNote = await prepareCacheDir(prebuiltCacheDir(scope.env));
-  if (cacheNote) options.onNote?.(cacheNote);
+  for (const note of await prepareCacheDir(prebuiltCacheDir(scope.env))) options.onNote?.(note);
   const envs = await (options.envs ?? readFlowEnvs(file, scope));
   // METAFLOW_PREBUILT_PLATFORM when set; otherwise the lock keeps the platforms it was made for.
   const platforms = scope.env.METAFLOW_PREBUILT_PLATFORM?.trim() ? targetPlatforms({ env: scope.env }) : undefined;

@@ -4,7 +4,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,6 +50,40 @@ describeOrFailInCi('prebuilt local-registry', missing, () => {
   afterAll(async () => {
     await prebuilt(['local-registry', 'stop'], env);
     await rm(state, { recursive: true, force: true });
+  });
+
+  it('start repairs, with a note on stderr, a state directory an older prebuilt made 0777; one of another user is refused (exit 2, what, why and the fix)', async () => {
+    const xdg = await mkdtemp(join(tmpdir(), 'prebuilt-cli-localreg-mode-'));
+    const own = { XDG_STATE_HOME: xdg, METAFLOW_PREBUILT_LOCAL_REGISTRY: '' };
+    const stateDir = join(xdg, 'prebuilt', 'local-registry');
+    try {
+      await mkdir(stateDir, { recursive: true });
+      await chmod(stateDir, 0o777);
+      const start = await prebuilt(['local-registry', 'start', '--port', String(await freePort())], own);
+      expect(start.code, start.stderr).toBe(0);
+      expect(start.stderr).toBe(
+        `note: ${stateDir} (yours) could be written by every user (mode 0777), so they could rename the development registry's credential away and plant their own: prebuilt made it 0700.\n`,
+      );
+      expect((await stat(stateDir)).mode & 0o7777).toBe(0o700);
+      await prebuilt(['local-registry', 'stop'], own);
+      if (process.getuid?.() !== 0) return;
+      await chown(join(xdg, 'prebuilt'), 65534, 65534);
+      const refused = await prebuilt(['local-registry', 'start', '--json'], own);
+      expect(refused.code).toBe(2);
+      expect(JSON.parse(refused.stdout)).toMatchObject({
+        ok: false,
+        error: {
+          message:
+            `The development registry's state directory ${stateDir} is not safe for its credential: ` +
+            `${join(xdg, 'prebuilt')} belongs to another user (uid 65534), who can rename what is in it away and plant their own htpasswd and credential.`,
+          hint: `Remove it (its owner or root can: \`rm -r ${join(xdg, 'prebuilt')}\`) so prebuilt makes it again as yours, or set XDG_STATE_HOME to a directory only you can write.`,
+        },
+      });
+      expect(refused.stderr).not.toMatch(/\bat .*\.js:\d+/);
+    } finally {
+      await prebuilt(['local-registry', 'stop'], own);
+      await rm(xdg, { recursive: true, force: true });
+    }
   });
 
   it('start → status → start (idempotent) → stop → status → stop (idempotent)', async () => {

@@ -84,7 +84,7 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
       context.json.requested = options.json === true;
       const port = options.port ?? portFromEnv(context.env);
       const status = await (await localPackage()).startLocalRegistryServer({ env: context.env, port });
-      if (status.note) context.stderr.write(noteLine(status.note));
+      for (const note of status.notes ?? []) context.stderr.write(noteLine(note));
       if (options.json) {
         writeJsonResult(context, { ...status });
         return;

@@ -1,0 +1,52 @@
+import { chmod, chown, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repairedDirectoryNote, securePrivatePath } from './private-path.js';
+
+const modeOf = async (path: string): Promise<number> => (await stat(path)).mode & 0o7777;
+
+describe('securePrivatePath', () => {
+  let work: string;
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'prebuilt-private-path-'));
+  });
+  afterAll(() => rm(work, { recursive: true, force: true }));
+
+  it("makes prebuilt's own directories (below base) that its group or every user may write in 0700; above them only a write bit of every user counts, and the sticky bit makes it safe", async () => {
+    const base = join(work, 'a', 'base');
+    const dir = join(base, 'prebuilt', 'state');
+    await mkdir(dir, { recursive: true });
+    await chmod(join(base, 'prebuilt'), 0o770);
+    await chmod(dir, 0o755);
+    await chmod(base, 0o775);
+    await chmod(join(work, 'a'), 0o1777);
+    const { repaired, unsafe } = await securePrivatePath(dir, { base });
+    expect(repaired).toEqual([{ path: join(base, 'prebuilt'), from: 0o770, to: 0o700 }]);
+    expect(unsafe).toEqual([]);
+    // Readable by others is not this check's business; the group's write bit on base is left (a private group per user).
+    expect(await modeOf(dir)).toBe(0o755);
+    expect(await modeOf(base)).toBe(0o775);
+    expect(await modeOf(join(work, 'a'))).toBe(0o1777);
+    expect(repairedDirectoryNote(repaired[0]!, 'the thing')).toBe(
+      `${join(base, 'prebuilt')} (yours) could be written by its group (mode 0770), so they could rename the thing away and plant their own: prebuilt made it 0700.`,
+    );
+  });
+
+  it.skipIf(process.getuid?.() !== 0)("returns, untouched, an own directory of another user and a directory above of another user every user may write in", async () => {
+    const base = join(work, 'b', 'base');
+    const dir = join(base, 'prebuilt');
+    await mkdir(dir, { recursive: true });
+    await chown(dir, 65534, 65534);
+    await chmod(dir, 0o777);
+    await chmod(join(work, 'b'), 0o777);
+    await chown(join(work, 'b'), 65534, 65534);
+    const { repaired, unsafe } = await securePrivatePath(dir, { base });
+    expect(repaired).toEqual([]);
+    expect(unsafe).toEqual([
+      { path: dir, mode: 0o777, uid: 65534, why: 'owner' },
+      { path: join(work, 'b'), mode: 0o777, uid: 65534, why: 'writable' },
+    ]);
+    expect(await modeOf(dir)).toBe(0o777);
+  });
+});

@@ -1,0 +1,87 @@
+import { chmod, stat } from 'node:fs/promises';
+import { dirname, resolve, sep } from 'node:path';
+
+/** A directory whose mode `securePrivatePath` changed, and why. */
+export interface RepairedDirectory {
+  path: string;
+  /** Its mode before (permission bits). */
+  from: number;
+  /** Its mode now. */
+  to: number;
+}
+
+/** A directory on the path that others can use to swap what lies below it, and that is not this user's to repair. */
+export interface UnsafeDirectory {
+  path: string;
+  mode: number;
+  uid: number;
+  /** `owner`: one of prebuilt's own directories belongs to another user; `writable`: every user may write in it. */
+  why: 'owner' | 'writable';
+}
+
+/** Writable by every user, without the sticky bit (which keeps others from renaming one's entries). */
+const worldWritable = (mode: number): boolean => (mode & 0o002) !== 0 && (mode & 0o1000) === 0;
+
+/** `0777`-style. */
+export const octalMode = (mode: number): string => (mode & 0o7777).toString(8).padStart(4, '0');
+
+/**
+ * Checks the directories on the way to `dir`, which exists and holds something only this user may
+ * change (the development registry's credential, the cache): whoever can write in a directory on
+ * that path can rename what is below it away and plant their own. An older prebuilt made its
+ * directories with the umask's mode (0777 under umask 000) and nothing repaired them.
+ *
+ * - prebuilt's own directories — `dir` and those between it and `base` (not `base` itself) — must
+ *   belong to this user; one its group or every user may write in is made 0700 (`repaired`).
+ * - `base` and the directories above it, up to `/`, are not prebuilt's: only one every user may
+ *   write in without the sticky bit (`/tmp` has it) counts; this user's is repaired by removing
+ *   that write bit and nothing else. A group-writable one is left alone: with a private group per
+ *   user (`umask 002`), most are, harmlessly.
+ *
+ * What is another user's (or root's, for a non-root user) is not touched but returned in `unsafe`:
+ * the caller refuses, or says so. Nothing is checked where the platform has no user ids (Windows).
+ */
+export async function securePrivatePath(
+  dir: string,
+  options: { base?: string } = {},
+): Promise<{ repaired: RepairedDirectory[]; unsafe: UnsafeDirectory[] }> {
+  const repaired: RepairedDirectory[] = [];
+  const unsafe: UnsafeDirectory[] = [];
+  const uid = process.getuid?.();
+  if (uid === undefined) return { repaired, unsafe };
+  const target = resolve(dir);
+  const base = resolve(options.base ?? dirname(target));
+  const own = target === base || target.startsWith(base === sep ? sep : `${base}${sep}`);
+  for (let current = target, mine = own && target !== base; ; ) {
+    const found = await stat(current);
+    const mode = found.mode & 0o7777;
+    if (mine) {
+      if (found.uid !== uid) unsafe.push({ path: current, mode, uid: found.uid, why: 'owner' });
+      else if ((mode & 0o022) !== 0) {
+        await chmod(current, 0o700);
+        repaired.push({ path: current, from: mode, to: 0o700 });
+      }
+    } else if (worldWritable(mode)) {
+      if (found.uid !== uid) unsafe.push({ path: current, mode, uid: found.uid, why: 'writable' });
+      else {
+        const to = mode & ~0o002;
+        await chmod(current, to);
+        repaired.push({ path: current, from: mode, to });
+      }
+    }
+    const parent = dirname(current);
+    if (parent === current) break;
+    current = parent;
+    mine = mine && current !== base;
+  }
+  return { repaired, unsafe };
+}
+
+/** One sentence saying what `securePrivatePath` repaired and why. */
+export function repairedDirectoryNote(repaired: RepairedDirectory, what: string): string {
+  const who = (repaired.from & 0o002) !== 0 ? 'every user' : 'its group';
+  return (
+    `${repaired.path} (yours) could be written by ${who} (mode ${octalMode(repaired.from)}), so they could rename ${what} away and plant their own: ` +
+    `prebuilt made it ${octalMode(repaired.to)}.`
+  );
+}
