@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeOrFailInCi } from '../../../../test/services.js';
+import { describeOrFailInCi, getServices, missingFor } from '../../../../test/services.js';
 import { freePort } from '../../../../test/free-port.js';
 
 const BIN = fileURLToPath(new URL('../../bin/prebuilt.js', import.meta.url));
@@ -218,5 +218,61 @@ describe('local-registry help constants', () => {
     const local = await import('@prebuilt/local');
     expect(LOCAL_REGISTRY_ENV).toBe(local.LOCAL_ENV.registry);
     expect(DEFAULT_LOCAL_REGISTRY_PORT).toBe(local.DEFAULT_REGISTRY_PORT);
+  });
+});
+
+const services = getServices();
+describeOrFailInCi('prebuilt local-registry login (the Docker daemon of the test services)', missing ?? missingFor(['docker'], services), () => {
+  it('login logs Docker in (scratch DOCKER_CONFIG) so docker pulls from it, never printing the password; status says whether Docker has this start\'s login; --json; exit 2 when none runs', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'prebuilt-cli-localreg-login-'));
+    const dockerConfig = join(root, 'docker');
+    const env = { XDG_STATE_HOME: join(root, 'state'), DOCKER_CONFIG: dockerConfig, DOCKER_HOST: services.dockerHost ?? '', METAFLOW_PREBUILT_LOCAL_REGISTRY: '' };
+    const port = await freePort();
+    const address = `127.0.0.1:${port}`;
+    try {
+      const none = await prebuilt(['local-registry', 'login'], env);
+      expect(none.code).toBe(2);
+      expect(none.stderr).toContain('The development registry is not running, so there is nothing to log in to.');
+      expect(none.stderr).toContain('Start it with `prebuilt local-registry start`, then log in.');
+
+      const start = await prebuilt(['local-registry', 'start', '--port', String(port)], env);
+      expect(start.code, start.stderr).toBe(0);
+      expect(start.stdout).toContain(`  docker: not logged in (${join(dockerConfig, 'config.json')}): run \`prebuilt local-registry login\` for docker pull or run of its images\n`);
+      const password = JSON.parse(await readFile(join(root, 'state', 'prebuilt', 'local-registry', 'credentials.json'), 'utf8')).password as string;
+      expect(JSON.parse((await prebuilt(['local-registry', 'status', '--json'], env)).stdout)).toMatchObject({ ok: true, running: true, dockerLogin: 'none', dockerConfig: join(dockerConfig, 'config.json') });
+
+      const login = await prebuilt(['local-registry', 'login'], env);
+      expect(login.code, login.stderr).toBe(0);
+      expect(login.stdout).toBe(
+        `docker logged in to ${address} as prebuilt (${join(dockerConfig, 'config.json')})\n` +
+          '  the next `prebuilt local-registry start` makes a new credential: log in again after it\n',
+      );
+      expect(`${login.stdout}${login.stderr}`).not.toContain(password);
+      const config = JSON.parse(await readFile(join(dockerConfig, 'config.json'), 'utf8')) as { auths: Record<string, { auth: string }> };
+      expect(Buffer.from(config.auths[address]!.auth, 'base64').toString('utf8')).toBe(`prebuilt:${password}`);
+      const status = await prebuilt(['local-registry', 'status'], env);
+      expect(status.stdout).toContain(`  docker: logged in with this start's credential (${join(dockerConfig, 'config.json')}): docker pull and run of its images work\n`);
+
+      // Docker itself now gets in: a pull of a missing tag is "not found", no longer "unauthorized".
+      const pull = await new Promise<string>((resolve) =>
+        execFile('docker', ['pull', `${address}/prebuilt-test/none:missing`], { env: { ...process.env, ...env } }, (_error, _stdout, stderr) => resolve(String(stderr))),
+      );
+      expect(pull).toMatch(/not found|manifest unknown/i);
+      expect(pull).not.toMatch(/no basic auth credentials|unauthorized/i);
+
+      expect(JSON.parse((await prebuilt(['local-registry', 'login', '--json'], env)).stdout)).toEqual({ ok: true, address, username: 'prebuilt', dockerConfig: join(dockerConfig, 'config.json') });
+      const wrongPort = await prebuilt(['local-registry', 'login', '--port', String(port + 1)], env);
+      expect(wrongPort.code).toBe(2);
+
+      await prebuilt(['local-registry', 'stop'], env);
+      await prebuilt(['local-registry', 'start', '--port', String(port)], env);
+      expect(JSON.parse((await prebuilt(['local-registry', 'status', '--json'], env)).stdout)).toMatchObject({ dockerLogin: 'stale' });
+      const help = await prebuilt(['local-registry', '--help'], env);
+      expect(help.stdout).toContain('`prebuilt local-registry login`: it runs docker login 127.0.0.1:<port> --username prebuilt');
+      expect(help.stdout).toMatch(/login \[options\]\s+log Docker in to the development registry/);
+    } finally {
+      await prebuilt(['local-registry', 'stop'], env);
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ConfigError } from '@prebuilt/core';
-import type { LocalRegistryServerStatus } from '@prebuilt/local';
+import type { DockerLoginState, LocalRegistryServerStatus } from '@prebuilt/local';
 import type { CliContext } from '../cli-context.js';
 import { noteLine, writeJsonResult } from '../output.js';
 
@@ -21,19 +21,22 @@ Config, data, pid file and log live in $XDG_STATE_HOME/prebuilt/local-registry
 It wants a login: each start makes a random credential (credentials.json and its bcrypt hash in
 htpasswd, 0600, in that directory, 0700), so other users of the machine can neither push nor pull.
 prebuilt uses it by itself for 127.0.0.1:<port> (its registry client, and every build service as
-the push credentials); for docker pull or run of an image there, log in with it:
-  node -p "require('$HOME/.local/state/prebuilt/local-registry/credentials.json').password" |
-    docker login 127.0.0.1:5000 -u prebuilt --password-stdin
-A registry started without one by an older prebuilt is restarted with one by start (images kept).
+the push credentials). For your own docker pull or docker run of an image there, run
+\`prebuilt local-registry login\`: it runs docker login 127.0.0.1:<port> --username prebuilt
+--password-stdin, the password on its standard input (never in arguments, never printed), into
+the Docker config DOCKER_CONFIG names (else ~/.docker). A new start makes a new credential: log
+in again after it (status says whether Docker's login matches). A registry started without one by
+an older prebuilt is restarted with one by start (images kept).
 
 The port is --port, else the port of METAFLOW_PREBUILT_LOCAL_REGISTRY when it names 127.0.0.1
-or localhost, else ${DEFAULT_LOCAL_REGISTRY_PORT}. One development registry runs at a time: status and
+or localhost, else ${DEFAULT_LOCAL_REGISTRY_PORT}. One development registry runs at a time: status, login and
 stop take --port too, and exit 2 when the running one listens on another port (stop then stops
 nothing).
 
 Examples:
   $ prebuilt local-registry start
   $ prebuilt local-registry start --port 5001 --json
+  $ prebuilt local-registry login
   $ prebuilt local-registry status
   $ prebuilt local-registry stop --port 5001`;
 
@@ -57,11 +60,28 @@ function describe(status: LocalRegistryServerStatus): string {
   return `running at ${status.address} (${how}), ${status.healthy ? 'healthy' : 'NOT answering'}`;
 }
 
-function details(status: LocalRegistryServerStatus): string {
+/** What the `docker:` line says of Docker's login to the registry (`prebuilt local-registry login` when it lacks one). */
+const DOCKER_LOGIN_LINES: Record<DockerLoginState, (config: string) => string> = {
+  matching: (config) => `  docker: logged in with this start's credential (${config}): docker pull and run of its images work`,
+  stale: (config) => `  docker: logged in with an earlier start's credential (${config}): run \`prebuilt local-registry login\` for docker pull or run of its images`,
+  none: (config) => `  docker: not logged in (${config}): run \`prebuilt local-registry login\` for docker pull or run of its images`,
+  unreadable: (config) => `  docker: its login could not be read (${config}, or its credential helper): see PREBUILT_DEBUG=prebuilt:* output`,
+};
+
+/** The status with whether Docker's config has this start's login (`dockerLogin`, null when there is no login to have). */
+async function withDockerLogin<T extends LocalRegistryServerStatus>(status: T, env: Record<string, string | undefined>): Promise<T & { dockerLogin: DockerLoginState | null; dockerConfig: string }> {
+  const local = await localPackage();
+  const { dockerConfigPath } = await import('@prebuilt/core/backend');
+  const dockerLogin = status.running && status.authenticated && status.address !== null ? await local.dockerLoginState(status.address, { env, stateDir: status.stateDir }) : null;
+  return { ...status, dockerLogin, dockerConfig: dockerConfigPath(env) };
+}
+
+function details(status: LocalRegistryServerStatus & { dockerLogin: DockerLoginState | null; dockerConfig: string }): string {
   const lines = [
     status.authenticated
       ? `  auth: login required (htpasswd); prebuilt uses the credential in ${status.credentialsFile}`
       : '  auth: NONE — any user of this machine can push to it (started by an older prebuilt); `prebuilt local-registry start` restarts it with a login',
+    ...(status.dockerLogin === null ? [] : [DOCKER_LOGIN_LINES[status.dockerLogin](status.dockerConfig)]),
     `  data: ${status.dataDir}`,
   ];
   if (status.logFile) lines.push(`  log:  ${status.logFile}`);
@@ -72,7 +92,7 @@ function details(status: LocalRegistryServerStatus): string {
 export function registerLocalRegistryCommand(program: Command, context: CliContext): void {
   const command = program
     .command('local-registry')
-    .description('start, stop or show a registry on 127.0.0.1 for development (the `local` image registry)')
+    .description('start, stop or show a registry on 127.0.0.1 for development (the `local` image registry), or log Docker in to it')
     .addHelpText('after', HELP);
 
   command
@@ -83,7 +103,7 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
       const port = options.port ?? portFromEnv(context.env);
-      const status = await (await localPackage()).startLocalRegistryServer({ env: context.env, port });
+      const status = await withDockerLogin(await (await localPackage()).startLocalRegistryServer({ env: context.env, port }), context.env);
       for (const note of status.notes ?? []) context.stderr.write(noteLine(note));
       if (options.json) {
         writeJsonResult(context, { ...status });
@@ -102,13 +122,31 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .option('--json', 'print one JSON object for machines')
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
-      const status = await (await localPackage()).localRegistryServerStatus({ env: context.env, port: options.port });
+      const status = await withDockerLogin(await (await localPackage()).localRegistryServerStatus({ env: context.env, port: options.port }), context.env);
       if (options.json) {
         writeJsonResult(context, { ...status });
         return;
       }
       context.stdout.write(
         `local registry ${describe(status)}\n${status.running ? details(status) : '  start it with: prebuilt local-registry start\n'}`,
+      );
+    });
+
+  command
+    .command('login')
+    .description("log Docker in to the development registry (for your own docker pull and run of its images)")
+    .option('--port <port>', 'the port it was started on: exit 2 when the running one listens on another', parsePort)
+    .option('--json', 'print one JSON object for machines')
+    .action(async (options: { port?: number; json?: boolean }) => {
+      context.json.requested = options.json === true;
+      const result = await (await localPackage()).dockerLoginLocalRegistryServer({ env: context.env, port: options.port });
+      if (options.json) {
+        writeJsonResult(context, { ...result });
+        return;
+      }
+      context.stdout.write(
+        `docker logged in to ${result.address} as ${result.username} (${result.dockerConfig})\n` +
+          '  the next `prebuilt local-registry start` makes a new credential: log in again after it\n',
       );
     });
 

@@ -1,0 +1,121 @@
+import { spawn } from 'node:child_process';
+import {
+  ConfigError,
+  EnvironmentError,
+  createLogger,
+  dockerConfigCredentials,
+  dockerConfigPath,
+  errorMessage,
+  programNotFound,
+  programPath,
+} from '@prebuilt/core/backend';
+import { localRegistryServerCredentials, localRegistryServerStatus, type LocalRegistryServerOptions } from './dev-server.js';
+
+const debug = createLogger('local:docker-login');
+
+/** How long `docker login` may take (it asks the daemon, which asks the registry), ms. */
+const DOCKER_LOGIN_TIMEOUT_MS = 60_000;
+
+/**
+ * Whether the Docker config (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, through its
+ * credential helper when it names one) has a login for the running development registry:
+ * `matching` — the credential of this start, so `docker pull`/`docker run` of its images work;
+ * `stale` — another one (of an earlier start: each start makes a new one); `none`; `unreadable` —
+ * the config or its credential helper failed (the reason is logged).
+ */
+export type DockerLoginState = 'matching' | 'stale' | 'none' | 'unreadable';
+
+/** What {@link dockerLoginLocalRegistryServer} did. Never the password. */
+export interface DockerLoginResult {
+  /** `127.0.0.1:<port>`, the server `docker login` was given. */
+  address: string;
+  username: string;
+  /** The Docker config the login went to (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`). */
+  dockerConfig: string;
+}
+
+/** The running, authenticated development registry's address and credential, or an error saying how to get one. */
+async function runningCredential(options: LocalRegistryServerOptions): Promise<{ address: string; username: string; password: string }> {
+  const status = await localRegistryServerStatus(options);
+  if (!status.running || status.address === null) {
+    throw new ConfigError('The development registry is not running, so there is nothing to log in to.', {
+      hint: 'Start it with `prebuilt local-registry start`, then log in.',
+    });
+  }
+  const credentials = status.authenticated ? localRegistryServerCredentials(status.address, options) : undefined;
+  const password = credentials?.password?.reveal();
+  if (credentials?.username === undefined || password === undefined) {
+    throw new ConfigError(`The development registry at ${status.address} runs without a login (started by an older prebuilt): there is no credential to log in with.`, {
+      hint: '`prebuilt local-registry start` restarts it with one (its images are kept); then log in.',
+    });
+  }
+  return { address: status.address, username: credentials.username, password };
+}
+
+/**
+ * Whether the Docker config has the credential of the development registry at `address`, made at
+ * this start (see {@link DockerLoginState}). Reads the config as `docker` does, with `env`'s
+ * DOCKER_CONFIG and HOME; never fails.
+ */
+export async function dockerLoginState(address: string, options: Pick<LocalRegistryServerOptions, 'stateDir' | 'env'> = {}): Promise<DockerLoginState> {
+  try {
+    const ours = localRegistryServerCredentials(address, options)?.password?.reveal();
+    const theirs = await dockerConfigCredentials(address, { env: options.env ?? process.env });
+    if (theirs === undefined) return 'none';
+    return ours !== undefined && theirs.password?.reveal() === ours ? 'matching' : 'stale';
+  } catch (error) {
+    debug('the Docker config could not be read for %s: %s', address, errorMessage(error));
+    return 'unreadable';
+  }
+}
+
+/**
+ * Logs Docker in to the running development registry with the credential of this start:
+ * `docker login 127.0.0.1:<port> --username prebuilt --password-stdin`, the password written to its
+ * standard input only — never in its arguments (other users of the machine can read them in
+ * /proc), never printed nor returned. Docker keeps it where it keeps every login (its credential
+ * helper, else the config file), in the config `env`'s DOCKER_CONFIG names (else `~/.docker`).
+ * Each start makes a new credential, so a login lasts until the next start.
+ */
+export async function dockerLoginLocalRegistryServer(options: LocalRegistryServerOptions = {}): Promise<DockerLoginResult> {
+  const { address, username, password } = await runningCredential(options);
+  const env = options.env ?? process.env;
+  const command = options.dockerCommand ?? 'docker';
+  const file = programPath(command, { env, what: `the docker CLI '${command}'` });
+  const missing = (cause: unknown): EnvironmentError =>
+    new EnvironmentError(`The docker CLI ('${command}') is not installed, so Docker cannot be logged in to ${address}.`, {
+      cause,
+      hint: 'Install the docker CLI; prebuilt itself needs no login to the development registry.',
+    });
+  if (file === undefined) throw missing(programNotFound(command));
+  const result = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
+    const child = spawn(file, ['login', address, '--username', username, '--password-stdin'], {
+      env: env as NodeJS.ProcessEnv,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: DOCKER_LOGIN_TIMEOUT_MS,
+    });
+    let output = '';
+    const keep = (chunk: Buffer): void => {
+      // Enough to say why it failed; docker's output never holds the password.
+      if (output.length < 64 * 1024) output += chunk.toString('utf8');
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    child.once('error', (error: NodeJS.ErrnoException) => reject(error.code === 'ENOENT' ? missing(error) : error));
+    child.once('close', (code) => resolve({ code, output }));
+    // A docker that exits before reading it (a bad DOCKER_HOST) closes the pipe: not an error of ours.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(password);
+  });
+  if (result.code !== 0) {
+    const said = result.output.trim().split('\n').slice(-5).join('\n');
+    throw new EnvironmentError(
+      `docker login ${address} failed (${result.code === null ? 'it took longer than 60 s' : `exit ${result.code}`})${said ? `:\n${said}` : '.'}`,
+      {
+        hint: 'Check that the Docker daemon runs (`docker info`) and can reach 127.0.0.1 of this machine (a daemon in a VM or on another host cannot: use prebuilt, which needs no login, to reach the registry).',
+      },
+    );
+  }
+  debug('docker logged in to %s', address);
+  return { address, username, dockerConfig: dockerConfigPath(env) };
+}
