@@ -4,10 +4,10 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { closedPort, exampleFixtureSet, generateFixtures, standInPython, startFixtureServer, type FixtureServer } from '@prebuilt/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -336,5 +336,25 @@ describe('prebuilt lock', () => {
     expect(unreachable.code).toBe(2);
     expect(unreachable.stderr).toContain(gone);
     expect(unreachable.stderr).toMatch(/ECONNREFUSED/);
+  });
+
+  it("wheels of a local directory named only in pip.conf (find-links): exit 2 saying what, why and the fix (a file: index in METAFLOW_PREBUILT_PYPI_INDEX_URL); no lock written", async () => {
+    const cwd = await project();
+    const wheels = join(cwd, 'wheels');
+    await mkdir(wheels);
+    // Every wheel of the fixture index (the step's tinyhttp and Metaflow's pins), in one flat directory.
+    const files = (await readdir(join(dir, 'fixtures'), { recursive: true })).filter((file) => file.endsWith('.whl'));
+    for (const file of files) await copyFile(join(dir, 'fixtures', file), join(wheels, basename(file)));
+    await writeFile(join(cwd, 'pip.conf'), `[global]\nno-index = true\nfind-links = ${wheels}\n`);
+    const result = await prebuilt(['lock', 'flow.py'], cwd, { METAFLOW_PREBUILT_PYPI_INDEX_URL: '', METAFLOW_PREBUILT_PIP_ISOLATED: '0', PIP_CONFIG_FILE: join(cwd, 'pip.conf') });
+    expect(result.code, result.stderr).toBe(2);
+    // The first wheel pip reports (boto3, a pin of Metaflow's) is named, with where pip found it.
+    const named = /^error: pip found (\S+) \(step fetch\) at (\S+), a file on this machine, named by pip's configuration \(a find-links, or a file: index-url, in pip\.conf or PIP_\* variables\): prebuilt locks a local wheel only from a file: index it is given itself \(METAFLOW_PREBUILT_PYPI_INDEX_URL\)/m.exec(result.stderr);
+    expect(named, result.stderr).not.toBeNull();
+    expect(named![2]).toBe(pathToFileURL(join(wheels, basename(files.find((file) => basename(file).toLowerCase().startsWith(`${named![1]!.toLowerCase()}-`))!))).href);
+    expect(result.stderr).toContain('METAFLOW_PREBUILT_PYPI_INDEX_URL=file:///path/to/simple');
+    expect(result.stderr).toContain('METAFLOW_PREBUILT_PIP_ISOLATED=1');
+    expect(result.stderr).not.toMatch(/\bat .*\.js:\d+/);
+    expect(existsSync(join(cwd, 'flow.prebuilt.lock'))).toBe(false);
   });
 });

@@ -218,6 +218,54 @@ describe('pip: wheels at file: URLs', () => {
     }
   }, 60_000);
 
+  itOrFailInCi("wheels of a local directory named only in pip's configuration (find-links, or a file: index-url, in pip.conf) are refused: what, why and the fix (a file: index in METAFLOW_PREBUILT_PYPI_INDEX_URL)", noPip, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-conf-links-'));
+    const canary = canaryWheel();
+    const wheelFile = join(dir, 'wheels', canary.filename);
+    await mkdir(join(dir, 'wheels'));
+    await writeFile(wheelFile, canary.bytes);
+    await mkdir(join(dir, 'simple', 'canary'), { recursive: true });
+    await writeFile(join(dir, 'simple', 'canary', 'index.html'), page(`${pathToFileURL(wheelFile).href}#sha256=${canary.sha256}`));
+    const expected = (source: string) =>
+      `pip found canary (step start) at ${pathToFileURL(wheelFile).href}, a file on this machine, named by ${source}: ` +
+      'prebuilt locks a local wheel only from a file: index it is given itself (METAFLOW_PREBUILT_PYPI_INDEX_URL), so that the lock says where the wheel comes from and no index can point a build at files of this machine. Refusing to lock it.';
+    const hint =
+      'To use wheels of a local directory, make it a file: index and give it to prebuilt: METAFLOW_PREBUILT_PYPI_INDEX_URL=file:///path/to/simple ' +
+      '(a folder per project, each with an index.html linking its wheels), and take the find-links out of your pip configuration (or set METAFLOW_PREBUILT_PIP_ISOLATED=1 to ignore it). ' +
+      'If an index named the file, it is misconfigured or hostile: use another.';
+    try {
+      for (const [conf, source] of [
+        [`[global]\nno-index = true\nfind-links = ${join(dir, 'wheels')}\n`, "pip's configuration (a find-links, or a file: index-url, in pip.conf or PIP_* variables)"],
+        [`[global]\nindex-url = ${pathToFileURL(join(dir, 'simple')).href}\n`, "pip's configuration (a find-links, or a file: index-url, in pip.conf or PIP_* variables)"],
+      ] as const) {
+        await writeFile(join(dir, 'pip.conf'), conf);
+        const error = await resolvePypi(
+          { packages: { canary: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: null, steps: ['start'] },
+          { env: { PATH: process.env['PATH'], HOME: dir, PIP_CONFIG_FILE: join(dir, 'pip.conf') } },
+        ).catch((e: unknown) => e);
+        expect(ResolutionError.isInstance(error), String(error)).toBe(true);
+        expect((error as ResolutionError).exitCode).toBe(2);
+        expect((error as Error).message).toBe(expected(source));
+        expect((error as ResolutionError).hint).toBe(hint);
+      }
+      // An http(s) index named to prebuilt, pip's configuration adding a find-links: either may have named it.
+      await writeFile(join(dir, 'pip.conf'), `[global]\nfind-links = ${join(dir, 'wheels')}\n`);
+      const server = await listenOnLoopback(createServer((_request, response) => response.writeHead(404).end()));
+      try {
+        const indexUrl = `${server.url}/simple`;
+        const error = await resolvePypi(
+          { packages: { canary: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl, steps: ['start'] },
+          { env: { PATH: process.env['PATH'], HOME: dir, PIP_CONFIG_FILE: join(dir, 'pip.conf') } },
+        ).catch((e: unknown) => e);
+        expect((error as Error).message).toBe(expected(`the PyPI index ${indexUrl} or a find-links of pip's configuration (pip.conf, PIP_FIND_LINKS)`));
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   itOrFailInCi('a file: index (a local directory the user chose) may name its wheels by file: URLs, which are locked', noPip, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-file-index-'));
     const canary = canaryWheel();

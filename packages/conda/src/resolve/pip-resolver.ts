@@ -242,7 +242,7 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
     const report = JSON.parse(await readFile(reportPath, 'utf8')) as PipReport;
     const items = report.install ?? [];
     // Every URL checked before any is read: a refused one is never hashed nor sized.
-    for (const item of items) checkWheelSource(item, input);
+    for (const item of items) checkWheelSource(item, input, options);
     const packages = await Promise.all(items.map((item) => lockedWheel(item, options)));
     return packages.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   } finally {
@@ -333,9 +333,14 @@ function indexName(indexUrl: string | null): string {
  * A wheel pip picked is at an http(s) URL, or at a `file:` URL when the index is a `file:` index
  * (a local directory the user chose). pip follows the `file:` links of any index: a remote index
  * answering `file:///home/u/.ssh/...-1.0-py3-none-any.whl` pointed the lock, the package cache and
- * the image at a file of the machines that lock and build.
+ * the image at a file of the machines that lock and build. A local wheel pip found through its
+ * own configuration — a `find-links` or a `file:` index-url in pip.conf — is refused too: the lock
+ * records prebuilt's index only, so the lock could not say where the wheel came from (and pip's
+ * report does not say which of the index or the find-links named it, so prebuilt does not take
+ * pip.conf's word for either). The error says so when pip's configuration was read (not
+ * `isolated`), with the fix: a `file:` index named to prebuilt.
  */
-function checkWheelSource(item: NonNullable<PipReport['install']>[number], input: PipResolveInput): void {
+function checkWheelSource(item: NonNullable<PipReport['install']>[number], input: PipResolveInput, options: PipOptions): void {
   const rawUrl = item.download_info?.url;
   if (!rawUrl || /^https?:\/\//i.test(rawUrl)) return;
   const localIndex = input.indexUrl !== null && /^file:/i.test(input.indexUrl);
@@ -343,6 +348,23 @@ function checkWheelSource(item: NonNullable<PipReport['install']>[number], input
   if (isFile && localIndex) return;
   const name = item.metadata?.name ?? 'a package';
   const url = redactUrl(rawUrl.replace(/#.*$/, ''));
+  if (isFile && !options.isolated) {
+    const source =
+      input.indexUrl === null
+        ? "pip's configuration (a find-links, or a file: index-url, in pip.conf or PIP_* variables)"
+        : `the PyPI index ${redactUrl(input.indexUrl)} or a find-links of pip's configuration (pip.conf, PIP_FIND_LINKS)`;
+    throw new ResolutionError(
+      `pip found ${name} (${stepsText(input.steps)}) at ${url}, a file on this machine, named by ${source}: ` +
+        'prebuilt locks a local wheel only from a file: index it is given itself (METAFLOW_PREBUILT_PYPI_INDEX_URL), so that the lock says where the wheel comes from and no index can point a build at files of this machine. Refusing to lock it.',
+      {
+        steps: input.steps,
+        hint:
+          'To use wheels of a local directory, make it a file: index and give it to prebuilt: METAFLOW_PREBUILT_PYPI_INDEX_URL=file:///path/to/simple ' +
+          '(a folder per project, each with an index.html linking its wheels), and take the find-links out of your pip configuration (or set METAFLOW_PREBUILT_PIP_ISOLATED=1 to ignore it). ' +
+          'If an index named the file, it is misconfigured or hostile: use another.',
+      },
+    );
+  }
   throw new ResolutionError(
     `PyPI index ${indexName(input.indexUrl)} names ${url} for ${name} (${stepsText(input.steps)}), ${isFile ? 'a file on this machine; only a file: index (a local directory) may name local files' : 'which is not an http(s) URL'}. Refusing to lock it.`,
     {
