@@ -205,7 +205,8 @@ function realDaemonSuite(dockerHost: string, builders: readonly ('legacy' | 'bui
       const service = createDockerBuildService({ dockerHost, builder });
       const req = request({
         imageTag: tagIn(registries.plain.host, `fail-${builder}`),
-        dockerfile: `FROM ${base.ref}\nRUN echo marker-${run} && echo 'Step 1/1 : FROM fake:1' && false\n`,
+        // 'Step 3/3 : FROM …' is the legacy builder's next step line but for its instruction: the Dockerfile's step 3 is a LABEL.
+        dockerfile: `FROM ${base.ref}\nRUN echo marker-${run} && echo 'Step 1/1 : FROM fake:1' && echo 'Step 3/3 : FROM fake:1' && false\nLABEL prebuilt.test=1\n`,
       });
       const result = (await service.buildAndPush(req)) as Extract<BuildResult, { ok: false }>;
       expect(result.ok).toBe(false);

@@ -43,7 +43,7 @@ export class DockerBuild {
     checkPushCredentials(request, this.target.registry);
     const scrub = scrubber(request.pushCredentials);
     this.scrub = scrub;
-    this.tracker = new ProgressTracker(request.log ? (line) => request.log!(scrub(line)) : undefined, settings.logTailLines);
+    this.tracker = new ProgressTracker(request.log ? (line) => request.log!(scrub(line)) : undefined, settings.logTailLines, { dockerfile: request.dockerfile });
   }
 
   /** Builds (pre-pulling private base images for BuildKit), then pushes; a failure is a result. */

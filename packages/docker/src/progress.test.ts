@@ -59,6 +59,18 @@ describe('progress tracker', () => {
       expect(fooled.failedFrom, fake).toBeUndefined();
     }
 
+    // The next step's number with the build's own total: only the Dockerfile tells it from a step (its step 3 is a LABEL).
+    const dockerfile = 'FROM base:1\nRUN ./install\nLABEL a=b\n';
+    const next = new ProgressTracker(undefined, 5, { dockerfile });
+    for (const event of [{ stream: 'Step 1/3 : FROM base:1\n' }, { stream: 'Step 2/3 : RUN ./install\n' }, { stream: ' ---> Running in 0123456789ab\nStep 3/3 : FROM fake:1\n' }, { error: "The command '/bin/sh -c ./install' returned a non-zero code: 1" }]) next.handle(event);
+    expect(next.errorInFrom).toBe(false);
+    expect(next.failedFrom).toBeUndefined();
+    // The real steps are still read as steps: a FROM failing is one.
+    const real = new ProgressTracker(undefined, 5, { dockerfile: 'FROM base:1 AS one\nRUN ./install\nFROM other:2\n' });
+    for (const event of [{ stream: 'Step 1/3 : FROM base:1 AS one\n' }, { stream: 'Step 2/3 : RUN ./install\n' }, { stream: ' ---> 0123456789ab\n' }, { stream: 'Step 3/3 : FROM other:2\n' }, { error: 'manifest for other:2 not found' }]) real.handle(event);
+    expect(real.errorInFrom).toBe(true);
+    expect(real.failedFrom).toBe('other:2');
+
     const run = new ProgressTracker(undefined, 2);
     for (const event of [{ stream: 'Step 2/2 : RUN false\n' }, { stream: 'a\nb\nc\n' }, { error: 'returned a non-zero code: 1' }]) run.handle(event);
     expect(run.tail).toEqual(['c', 'ERROR: returned a non-zero code: 1']);

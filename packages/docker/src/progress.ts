@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
+import { dockerfileInstructions } from './dockerfile-instructions.js';
 import { decodeStatusResponse } from './buildkit-trace.js';
 
 /** One JSON message of a Docker Engine progress stream (build, pull, push). */
@@ -147,9 +148,17 @@ export class ProgressTracker {
   #stepFrom: string | undefined;
   /** The legacy builder's current step number and its total (`Step N/M`), to tell its step lines from a RUN's output. */
   #step: { n: number; total: number } | undefined;
+  /** The keywords of the Dockerfile's instructions, when it was given: step N is the N-th. */
+  readonly #instructions: string[] | undefined;
 
-  constructor(log: ((line: string) => void) | undefined, tailSize: number) {
+  /**
+   * `dockerfile`: the Dockerfile being built, so that a line of a RUN's output reading like the
+   * legacy builder's next step (`Step 3/3 : FROM x`) is one only when the Dockerfile's step 3 is a
+   * FROM.
+   */
+  constructor(log: ((line: string) => void) | undefined, tailSize: number, options: { dockerfile?: string } = {}) {
     this.#tailSize = tailSize;
+    this.#instructions = options.dockerfile === undefined ? undefined : dockerfileInstructions(options.dockerfile);
     // A status or error event is one line however long (up to MAX_EVENT_LINE): cut as well.
     this.#emit = (whole) => {
       const line = cutLine(whole);
@@ -161,7 +170,7 @@ export class ProgressTracker {
       const step = /^Step (\d+)\/(\d+) : (\w+)(?:\s+(?:--\S+\s+)*(\S+))?/i.exec(line);
       // A RUN step's output comes in the same text: a line of it that reads like a step (a package printing
       // `Step 1/1 : FROM x`) is one only when it comes after the current step with the build's own total.
-      if (step && this.#isNextStep(Number(step[1]), Number(step[2]))) {
+      if (step && this.#isNextStep(Number(step[1]), Number(step[2]), step[3]!.toUpperCase())) {
         this.#instruction = step[3]!.toUpperCase();
         this.#stepFrom = this.#instruction === 'FROM' ? step[4] : undefined;
       }
@@ -169,9 +178,23 @@ export class ProgressTracker {
     });
   }
 
-  /** Whether `Step n/total` follows the legacy builder's current step (a greater number, the same total); it becomes the current one. */
-  #isNextStep(n: number, total: number): boolean {
+  /**
+   * Whether `Step n/total : KEYWORD` follows the legacy builder's current step (a greater number, the
+   * same total) and, when the Dockerfile is known (and has `total` instructions), is its n-th
+   * instruction; it becomes the current one.
+   *
+   * The stream cannot tell more: the builder's step lines and a RUN's output are both `stream` text
+   * of the same JSON stream, cut anywhere, and what comes between steps (` ---> Running in <id>`,
+   * ` ---> <id>`, `Removing intermediate container <id>`) is plain text a RUN can print too. So a RUN
+   * printing exactly the next step's own line (its number, the build's total and the Dockerfile's
+   * instruction there) is still read as that step. prebuilt's recipes have no FROM after a RUN, so
+   * no output of theirs can make a RUN's failure read as a base image's; in a Dockerfile with a FROM
+   * after a RUN, the FROM such a line can name is only that real one.
+   */
+  #isNextStep(n: number, total: number, keyword: string): boolean {
     if (this.#step && (total !== this.#step.total || n <= this.#step.n)) return false;
+    // A count of ours that differs from the builder's (a Dockerfile syntax we read otherwise) checks nothing.
+    if (this.#instructions?.length === total && this.#instructions[n - 1] !== keyword) return false;
     this.#step = { n, total };
     return true;
   }
