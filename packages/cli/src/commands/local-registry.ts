@@ -65,7 +65,7 @@ const DOCKER_LOGIN_LINES: Record<DockerLoginState, (config: string) => string> =
   matching: (config) => `  docker: logged in with this start's credential (${config}): docker pull and run of its images work`,
   stale: (config) => `  docker: logged in with an earlier start's credential (${config}): run \`prebuilt local-registry login\` for docker pull or run of its images`,
   none: (config) => `  docker: not logged in (${config}): run \`prebuilt local-registry login\` for docker pull or run of its images`,
-  unreadable: (config) => `  docker: its login could not be read (${config}, or its credential helper): see PREBUILT_DEBUG=prebuilt:* output`,
+  unreadable: (config) => `  docker: its login could not be read (${config}, or its credential helper): run with --verbose to see why`,
 };
 
 /** The status with whether Docker's config has this start's login (`dockerLogin`, null when there is no login to have). */
