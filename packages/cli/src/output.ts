@@ -1,8 +1,8 @@
-import { INVISIBLE_FORMAT_CHARS, PrebuiltError, describeNetworkWait, errorMessage, terminalText } from '@prebuilt/core';
+import { INVISIBLE_FORMAT_CHARS, PrebuiltError, describeNetworkWait, errorMessage, oneLineText, terminalText } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
 
-/** Text fit to print on a terminal (core's: the debug log uses it too); see its doc. */
-export { terminalText };
+/** Text fit to print on a terminal, and such text kept on one line (core's: the debug log and the application's checks use them too); see their docs. */
+export { oneLineText, terminalText };
 
 /**
  * Text from outside quoted after a label of prebuilt's (`env … failed: <reason>`, `hint: <hint>`):
@@ -92,14 +92,6 @@ export interface Column<Row> {
  */
 function tableCell(text: string): string {
   return oneLineText(text);
-}
-
-/**
- * Text from outside that must stay on one line — a table cell, a line of the live view, which
- * redraws over as many lines as it drew: {@link terminalText}, a newline or tab as its escape too.
- */
-export function oneLineText(text: string): string {
-  return terminalText(text).replace(/[\n\t]/g, (c) => (c === '\n' ? '\\n' : '\\t'));
 }
 
 /** A plain, left-aligned text table (two spaces between columns, no trailing spaces); every cell a {@link tableCell}. */

@@ -26,7 +26,7 @@ export {
   type PrebuiltErrorOptions,
 } from './errors.js';
 export { createLogger, type Logger } from './logger.js';
-export { INVISIBLE_FORMAT_CHARS, terminalText } from './terminal-text.js';
+export { INVISIBLE_FORMAT_CHARS, oneLineText, terminalText } from './terminal-text.js';
 export { Secret } from './secret.js';
 export { programPath, programNotFound, type ProgramPathOptions } from './program-path.js';
 export { loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { terminalText } from './terminal-text.js';
+import { oneLineText, terminalText } from './terminal-text.js';
 
 describe('terminalText (text from outside, printed on a terminal)', () => {
   it('shows escape sequences, carriage returns, C1 controls and bidirectional overrides as their escapes; newlines, tabs and other text stay', () => {
@@ -14,5 +14,18 @@ describe('terminalText (text from outside, printed on a terminal)', () => {
     expect(terminalText(hostile)).toBe('a\\u200eb\\u200fc\\u061cd\\u2028e\\u2029f\\u202ag\\u202bh\\u202ci\\u202dj\\u202ek\\u2066l\\u2067m\\u2068n\\u2069o');
     // Joiners and other letters stay: an emoji sequence, Arabic and Hebrew text.
     expect(terminalText('👩\u200d💻 مرحبا שלום')).toBe('👩\u200d💻 مرحبا שלום');
+  });
+});
+
+describe('oneLineText (text from outside that must stay on one line)', () => {
+  it('shows a newline and a tab as their escapes besides what terminalText escapes', () => {
+    expect(oneLineText('row\nfake row\tcell\x1b[2J')).toBe('row\\nfake row\\tcell\\x1b[2J');
+  });
+
+  it('cuts text longer than maxChars to its first maxChars characters and an ellipsis, before escaping', () => {
+    expect(oneLineText('a'.repeat(201), 200)).toBe(`${'a'.repeat(200)}…`);
+    expect(oneLineText('a'.repeat(200), 200)).toBe('a'.repeat(200));
+    // The cut counts the text's characters, not its escapes: the escape of a kept control character is whole.
+    expect(oneLineText(`${'a'.repeat(9)}\x1bbbb`, 10)).toBe(`${'a'.repeat(9)}\\x1b…`);
   });
 });

@@ -24,3 +24,14 @@ export function terminalText(text: string): string {
     return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
   });
 }
+
+/**
+ * Text from outside that must stay on one line — a table cell, a line of the live view (which
+ * redraws over as many lines as it drew), a value a message quotes: {@link terminalText}, and a
+ * newline or tab shown as its escape too. With `maxChars`, text longer than that is cut to its
+ * first `maxChars` characters and `…` before it is escaped.
+ */
+export function oneLineText(text: string, maxChars?: number): string {
+  const cut = maxChars !== undefined && text.length > maxChars ? `${text.slice(0, maxChars)}…` : text;
+  return terminalText(cut).replace(/[\n\t]/g, (c) => (c === '\n' ? '\\n' : '\\t'));
+}

@@ -2,13 +2,12 @@
  * Checks of the values an image map gives that commands put into other objects (a DaemonSet, a
  * container run) and onto the terminal: the map may come from a cloned repository or a shared file.
  */
-import { errorMessage, InputError, parseImageRef, terminalText, type ImageMap } from '@prebuilt/core';
+import { errorMessage, InputError, oneLineText, parseImageRef, type ImageMap } from '@prebuilt/core';
 import { fileArgument } from './shown-path.js';
 
-/** A value of the image map as a message quotes it: control characters as escapes, at most 200 characters. */
+/** A value of the image map as a message quotes it: core's {@link oneLineText}, at most 200 characters. */
 export function shownValue(value: string): string {
-  const text = value.length > 200 ? `${value.slice(0, 200)}…` : value;
-  return terminalText(text.replace(/\n/g, '\\n').replace(/\t/g, '\\t'));
+  return oneLineText(value, 200);
 }
 
 /** The hint of an image map that is not what `prebuilt build` writes: write it again. */
