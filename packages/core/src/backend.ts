@@ -87,7 +87,7 @@ export {
 export { TarEndBlocks, afterZeroBlock } from './tar/tar-stream-reader.js';
 export { sha256Tap } from './sha256-tap.js';
 export { createRunTempDir, createRunTempDirIn, sweepStaleRunTempDirs } from './run-temp-dir.js';
-export { mapPool } from './deploy/pool.js';
+export { mapLimit, mapPool } from './deploy/pool.js';
 export {
   PULL_ENV,
   DEFAULT_REPOSITORY,

@@ -13,6 +13,7 @@ import {
   fileKind,
   InputError,
   makeDirectory,
+  mapLimit,
   unwritableDirectoryError,
   netFetch,
   networkTimeouts,
@@ -250,13 +251,7 @@ export class PackageCache {
 
   /** Each entry's md5 when it is in the cache and still the locked file (else undefined), checked concurrently (a few syscalls each; a hash only when one changed), in the given order. */
   async #checkEntries(entries: readonly [string, Downloadable][]): Promise<(string | undefined)[]> {
-    const matches = new Array<string | undefined>(entries.length);
-    let checked = 0;
-    const checker = async (): Promise<void> => {
-      for (let i = checked++; i < entries.length; i = checked++) matches[i] = await this.#stillMatches(entries[i]![0], entries[i]![1]);
-    };
-    await Promise.all(Array.from({ length: Math.min(CHECK_CONCURRENCY, entries.length) }, checker));
-    return matches;
+    return mapLimit(entries, CHECK_CONCURRENCY, ([sha, pkg]) => this.#stillMatches(sha, pkg));
   }
 
   /**

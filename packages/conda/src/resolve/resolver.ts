@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import {
   canonicalJson,
   createLogger,
+  mapLimit,
   pipIsolated,
   repodataMaxBytes,
   normalizeCondaName,
@@ -100,19 +101,6 @@ export function effectivePins(request: EnvRequest, pins: EnvPins): EnvPins {
   return { conda: keep(pins.conda), pypi: keep(pins.pypi) };
 }
 
-async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
-
 function validCachedEnv(value: unknown, hash: string): value is LockedEnv {
   if (value === null || typeof value !== 'object') return false;
   const env = value as Partial<LockedEnv>;
@@ -164,7 +152,7 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
     glibc,
     async resolve(envs) {
       const { keys, entries } = uniqueEnvs(envs);
-      const solved = await pool(entries, options.concurrency ?? 2, ([, u]) => resolveOne(u.env.request, u.env.resolvedWith, [...u.steps].sort()));
+      const solved = await mapLimit(entries, options.concurrency ?? 2, ([, u]) => resolveOne(u.env.request, u.env.resolvedWith, [...u.steps].sort()));
       const byKey = new Map(entries.map(([key], i) => [key, solved[i]!]));
       return keys.map((key) => byKey.get(key)!);
     },

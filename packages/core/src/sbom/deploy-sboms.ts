@@ -1,6 +1,7 @@
 import type { DeployImage } from '../contracts.js';
 import type { LockedEnv, LockedPackage } from '../env-model.js';
 import type { LockEntry } from '../lock-file.js';
+import { mapLimit } from '../deploy/pool.js';
 import { createLogger } from '../logger.js';
 import { parseImageRef } from '../registry/image-ref.js';
 import type { RegistryClient, RequestOptions } from '../registry/registry-client.js';
@@ -42,18 +43,12 @@ const SBOM_CONCURRENCY = 4;
  */
 export async function pushDeploySboms(input: DeploySbomsInput, options: RequestOptions = {}): Promise<Map<string, ImageSbomRef>> {
   const images = input.images.filter((image) => image.digest && (image.status === 'built' || image.status === 'present'));
-  const found: (ImageSbomRef | undefined)[] = new Array(images.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < images.length) {
-      const i = next++;
-      const image = images[i]!;
-      found[i] = await imageSbom(input, image, options);
-      log('SBOM of %s: %s (%s)', image.pullTag, found[i]!.manifest, found[i]!.via);
-      input.onSbom?.(image, found[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(SBOM_CONCURRENCY, images.length) }, worker));
+  const found = await mapLimit(images, SBOM_CONCURRENCY, async (image) => {
+    const sbom = await imageSbom(input, image, options);
+    log('SBOM of %s: %s (%s)', image.pullTag, sbom.manifest, sbom.via);
+    input.onSbom?.(image, sbom);
+    return sbom;
+  });
   return new Map(images.map((image, i) => [image.envId, found[i]!]));
 }
 
