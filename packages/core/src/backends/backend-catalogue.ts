@@ -1,7 +1,6 @@
-import { readdirSync } from 'node:fs';
 import { dirname, join, parse, resolve as resolvePath } from 'node:path';
 import type { BackendKind } from '../contracts.js';
-import { readPackageJson, type PackageJson } from './package-lookup.js';
+import { listDir, readPackageJson, type PackageJson } from './package-lookup.js';
 
 /** A first-party backend prebuilt knows by name, installed or not. */
 export interface KnownBackend {
@@ -49,14 +48,6 @@ function firstPartyOf(json: PackageJson | undefined): KnownBackend | undefined {
   if (!json?.name?.startsWith(`${FIRST_PARTY_SCOPE}/`)) return undefined;
   const manifest = backendManifest(json);
   return manifest && { ...manifest, packageName: json.name };
-}
-
-function listDir(dir: string): string[] {
-  try {
-    return readdirSync(dir).sort();
-  } catch {
-    return [];
-  }
 }
 
 /** The packages of one `node_modules/@prebuilt/` directory that declare a `"prebuilt"` field. */

@@ -1,9 +1,8 @@
-import { readdirSync } from 'node:fs';
 import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 import type { BackendKind } from '../contracts.js';
 import { registeredBackends } from './backend-registry.js';
 import { backendManifest, knownBackends, type BackendCatalogue, type KnownBackend } from './backend-catalogue.js';
-import { findInstalledPackage, readPackageJson, resolveModuleFrom, type PackageJson } from './package-lookup.js';
+import { findInstalledPackage, listDir, readPackageJson, resolveModuleFrom, type PackageJson } from './package-lookup.js';
 import { backendCandidates, resolutionDirs } from './resolve-backend.js';
 
 /** One row of `prebuilt backends`. */
@@ -159,12 +158,4 @@ function globalNeighbours(cliDir: string | undefined): { dependency: string; dir
     else if (entry.startsWith('@')) for (const scoped of listDir(join(modules, entry))) if (scoped.startsWith('prebuilt-backend-')) names.push(`${entry}/${scoped}`);
   }
   return names.map((dependency) => ({ dependency, dir: dirname(modules) }));
-}
-
-function listDir(dir: string): string[] {
-  try {
-    return readdirSync(dir).sort();
-  } catch {
-    return [];
-  }
 }
