@@ -13,7 +13,7 @@ export const CACHE_DIR_SETTING = 'METAFLOW_PREBUILT_CACHE_DIR';
  * delete at any time. Made private to its user when prebuilt makes it ({@link prepareCacheDir}).
  */
 export function prebuiltCacheDir(env: Record<string, string | undefined> = process.env): string {
-  const explicit = env.METAFLOW_PREBUILT_CACHE_DIR?.trim();
+  const explicit = env[CACHE_DIR_SETTING]?.trim();
   if (explicit) return resolve(explicit);
   const xdg = env.XDG_CACHE_HOME?.trim();
   // XDG says relative paths are invalid and must be ignored.

@@ -1,6 +1,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import {
+  CACHE_DIR_SETTING,
   CancelledError,
   ConfigError,
   createLogger,
@@ -439,7 +440,7 @@ function signalOf(request: BuildRequest): { signal?: AbortSignal } {
  */
 function spoolDir(run: BuildRun, prefix: string): Promise<string> {
   // The work directory comes from the option when one is given, else from the cache directory's setting.
-  const setting = run.options.workDir === undefined ? 'METAFLOW_PREBUILT_CACHE_DIR' : "the oci build service's option 'workDir'";
+  const setting = run.options.workDir === undefined ? CACHE_DIR_SETTING : "the oci build service's option 'workDir'";
   return createRunTempDirIn(run.workDir, prefix, { doing: 'making a directory for the layers of a build', setting });
 }
 

@@ -3,6 +3,7 @@ import { lstat, open, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  CACHE_DIR_SETTING,
   acquireFileLock,
   BODY_LIMITS,
   CancelledError,
@@ -32,8 +33,8 @@ import { checkEntry, forgetEntry, recordVerified } from './verified-entry.js';
 
 const log = createLogger('conda:cache');
 
-/** Environment variable naming the cache directory. */
-export const CACHE_DIR_ENV = 'METAFLOW_PREBUILT_CACHE_DIR';
+/** Environment variable naming the cache directory: core's CACHE_DIR_SETTING, under the name this package has always exported. */
+export { CACHE_DIR_SETTING as CACHE_DIR_ENV };
 
 /**
  * The cache directory: the explicit option, then `$METAFLOW_PREBUILT_CACHE_DIR`, then
@@ -181,7 +182,7 @@ export class PackageCache {
     // by others is said once by the command, before it locks (prepareCacheDir's note): not again here.
     await prepareCacheDir(this.dir);
     await makeDirectory(join(this.dir, 'pkgs')).catch((error: unknown) => {
-      const where = { dir: this.dir, doing: 'creating the package cache', setting: CACHE_DIR_ENV };
+      const where = { dir: this.dir, doing: 'creating the package cache', setting: CACHE_DIR_SETTING };
       throw diskFullError(error, where) ?? unwritableDirectoryError(error, where) ?? error;
     });
 
@@ -240,7 +241,7 @@ export class PackageCache {
           emit(pkg.filename, 'finished');
         } catch (error) {
           // A full disk is no download failure: name the cache directory and the setting that moves it.
-          failed ??= diskFullError(error, { dir: join(this.dir, 'pkgs'), doing: `downloading ${pkg.filename}`, setting: CACHE_DIR_ENV }) ?? error;
+          failed ??= diskFullError(error, { dir: join(this.dir, 'pkgs'), doing: `downloading ${pkg.filename}`, setting: CACHE_DIR_SETTING }) ?? error;
         }
       }
     };
