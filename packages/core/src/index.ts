@@ -29,6 +29,7 @@ export { createLogger, type Logger } from './logger.js';
 export { INVISIBLE_FORMAT_CHARS, oneLineText, terminalText } from './terminal-text.js';
 export { Secret } from './secret.js';
 export { mapLimit } from './deploy/pool.js';
+export { PYTHON_SETTING, pythonSetting } from './python-setting.js';
 export { programPath, programNotFound, type ProgramPathOptions } from './program-path.js';
 export { loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
 export {

@@ -4,7 +4,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { join, relative } from 'node:path';
 import { ConfigError } from '@prebuilt/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runPythonScript } from './host-python.js';
+import { hostPython, runPythonScript } from './host-python.js';
 import { runFlow } from './run-flow.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'prebuilt-host-python-'));
@@ -13,6 +13,14 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
 const script = join(dir, 'flags.py');
 writeFileSync(script, 'import sys\nprint(sys.flags.isolated, sys.flags.no_site, "site" in sys.modules)\n');
+
+describe('hostPython (the interpreter, and where the choice came from)', () => {
+  it('takes METAFLOW_PREBUILT_PYTHON without the spaces around it, and a blank one as unset, as the resolver\'s pip does', () => {
+    expect(hostPython({ env: { METAFLOW_PREBUILT_PYTHON: ' /opt/py/bin/python3\n' } })).toEqual({ command: '/opt/py/bin/python3', source: 'METAFLOW_PREBUILT_PYTHON' });
+    expect(hostPython({ env: { METAFLOW_PREBUILT_PYTHON: '  ' } })).toEqual({ command: 'python3', source: 'PATH' });
+    expect(hostPython({ python: '/usr/bin/python3', env: { METAFLOW_PREBUILT_PYTHON: '/opt/py/bin/python3' } })).toEqual({ command: '/usr/bin/python3', source: "option 'python'" });
+  });
+});
 
 describe('runPythonScript', () => {
   it('runs isolated and with site by default; site: false runs with -S (no site-packages, no .pth files)', async () => {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { CancelledError, EnvironmentError, createLogger, errorMessage, programNotFound, programPath } from '@prebuilt/core';
+import { CancelledError, EnvironmentError, PYTHON_SETTING, createLogger, errorMessage, programNotFound, programPath, pythonSetting } from '@prebuilt/core';
 
 const log = createLogger('metaflow');
 
@@ -22,8 +22,8 @@ export interface HostPythonOptions {
 /** The host interpreter prebuilt runs its Python scripts with, and where that choice came from. */
 export function hostPython(options: Pick<HostPythonOptions, 'python' | 'env'> = {}): { command: string; source: string } {
   if (options.python) return { command: options.python, source: "option 'python'" };
-  const fromEnv = (options.env ?? process.env).METAFLOW_PREBUILT_PYTHON;
-  if (fromEnv) return { command: fromEnv, source: 'METAFLOW_PREBUILT_PYTHON' };
+  const fromEnv = pythonSetting(options.env ?? process.env);
+  if (fromEnv) return { command: fromEnv, source: PYTHON_SETTING };
   return { command: 'python3', source: 'PATH' };
 }
 
@@ -33,7 +33,7 @@ export function hostPython(options: Pick<HostPythonOptions, 'python' | 'env'> = 
  * empty or relative entry, as a `python3` a checked-out flow's directory could hold). Undefined when missing.
  */
 export function hostPythonPath(command: string, source: string, env: Record<string, string | undefined>): string | undefined {
-  return programPath(command, { env, setting: 'METAFLOW_PREBUILT_PYTHON', what: `the Python interpreter '${command}' (from ${source})` });
+  return programPath(command, { env, setting: PYTHON_SETTING, what: `the Python interpreter '${command}' (from ${source})` });
 }
 
 const INSTALL_HINT =

@@ -16,6 +16,7 @@ import {
   normalizePypiName,
   programNotFound,
   programPath,
+  PYTHON_SETTING,
   redactUrl,
   redactUrls,
   stripUrlCredentials,
@@ -147,7 +148,7 @@ function run(command: string, args: string[], env: Record<string, string | undef
   return new Promise((resolve, reject) => {
     // Never from an empty or relative PATH entry (core's programPath): a python3 the flow's
     // checked-out directory holds would run with the index's credentials.
-    const file = programPath(command, { env, setting: 'METAFLOW_PREBUILT_PYTHON', what: `the Python interpreter '${command}' that runs pip` });
+    const file = programPath(command, { env, setting: PYTHON_SETTING, what: `the Python interpreter '${command}' that runs pip` });
     if (file === undefined) return reject(programNotFound(command));
     // In a directory of its own: `python -m pip` imports from its working directory first, where a
     // flow file named pip.py would stand in for pip.

@@ -9,6 +9,7 @@ import {
   createLogger,
   mapLimit,
   pipIsolated,
+  pythonSetting,
   repodataMaxBytes,
   normalizeCondaName,
   normalizePypiName,
@@ -167,11 +168,12 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
 }
 
 function pipOptionsFor(options: ResolverOptions, env: Record<string, string | undefined>, credentials: UrlCredentials, timeouts: PipOptions['timeouts']): PipOptions {
+  const python = pythonSetting(env);
   return {
     credentials,
     timeouts,
     env,
-    ...(env.METAFLOW_PREBUILT_PYTHON?.trim() ? { python: env.METAFLOW_PREBUILT_PYTHON.trim() } : {}),
+    ...(python ? { python } : {}),
     isolated: pipIsolated(env),
     ...(options.fetch ? { fetch: options.fetch } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
