@@ -1,7 +1,7 @@
 import { CommanderError } from 'commander';
 import { CancelledError, ExitCode, PrebuiltError, errorMessage, type PrebuiltErrorOptions } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
-import { terminalText, writeJsonResult } from './output.js';
+import { errorLines, terminalText, writeJsonResult } from './output.js';
 
 const INTERRUPTED_HINT = 'Run the command again: the images already pushed and the packages already downloaded are reused.';
 
@@ -70,7 +70,7 @@ export function reportError(error: unknown, context: CliContext, options: Report
     writeJsonResult(context, {}, error);
   }
   if (known) {
-    context.stderr.write(`error: ${terminalText(error.message)}\n${error.hint ? `hint: ${terminalText(error.hint)}\n` : ''}`);
+    context.stderr.write(errorLines(error));
   } else {
     context.stderr.write(
       `error: ${terminalText(errorMessage(error))}\n` +

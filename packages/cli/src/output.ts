@@ -13,6 +13,14 @@ export function quotedText(text: string): string {
   return terminalText(text).replace(/\n/g, '\n  ');
 }
 
+/**
+ * A PrebuiltError as people read it on stderr: `error: <message>` and, when it has one,
+ * `hint: <hint>` on the next line, both {@link terminalText} (a daemon's or service's words are quoted in them).
+ */
+export function errorLines(error: PrebuiltError): string {
+  return `error: ${terminalText(error.message)}\n${error.hint ? `hint: ${terminalText(error.hint)}\n` : ''}`;
+}
+
 /** A note for people (stderr, or above the live view), its text from outside made {@link terminalText}. */
 export function noteLine(message: string): string {
   return `note: ${terminalText(message)}\n`;

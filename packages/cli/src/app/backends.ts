@@ -4,7 +4,7 @@
  * core's `createResolvedBackend` (the instance must have the contract's method). Lazy: a backend
  * package is imported only when a command's action asks for it, never by `--help` or `envs`.
  */
-import { createResolvedBackend, resolveBackend, selectedBackendNames, type BackendKind, type BuildService, type ImageRegistry } from '@prebuilt/core';
+import { PrebuiltError, createResolvedBackend, resolveBackend, selectedBackendNames, type BackendKind, type BuildService, type ImageRegistry } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 
 type BackendOf<K extends BackendKind> = K extends 'build-service' ? BuildService : ImageRegistry;
@@ -27,4 +27,58 @@ export async function createSelectedBackend<K extends BackendKind>(kind: K, scop
   const resolved = await resolveBackend({ kind, name: selection.name, setting: selection.envVar, cwd: scope.cwd, cliDir: scope.cliDir });
   const backend = await createResolvedBackend<BackendOf<K>>(resolved, {}, { env: scope.env, cwd: scope.cwd }, kind === 'build-service' ? 'buildAndPush' : 'imageTag');
   return { backend, resolved };
+}
+
+/** One selected backend as `prebuilt backends --check` found it: where it came from, or the error that stopped it. */
+export interface BackendCheck {
+  name: string;
+  envVar: string;
+  from: 'env' | 'default';
+  ok: boolean;
+  source?: string;
+  packageName?: string;
+  version?: string;
+  path?: string;
+  resolvedFrom?: string;
+  error?: Record<string, unknown>;
+}
+
+/**
+ * Creates and checks the selected build service and image registry as a build creates and checks
+ * them, so `ok` means a build would get past their configuration (settings complete, SDKs
+ * installed, the build service reachable); each is closed again. A PrebuiltError of either is kept
+ * in `failures` (in that order) and its entry; any other error is thrown.
+ */
+export async function checkSelectedBackends(scope: AppScope): Promise<{ entries: Record<'buildService' | 'imageRegistry', BackendCheck>; failures: PrebuiltError[] }> {
+  const selected = selectedBackendNames(scope.env);
+  const entries = {} as Record<'buildService' | 'imageRegistry', BackendCheck>;
+  const failures: PrebuiltError[] = [];
+  for (const [key, kind] of [
+    ['buildService', 'build-service'],
+    ['imageRegistry', 'image-registry'],
+  ] as const) {
+    const selection = selected[key];
+    try {
+      const { backend: instance, resolved } = await createSelectedBackend(kind, scope);
+      try {
+        if (kind === 'build-service') await (instance as BuildService).check?.({ signal: scope.signal });
+      } finally {
+        await instance.close?.();
+      }
+      entries[key] = {
+        ...selection,
+        ok: true,
+        source: resolved.source,
+        ...(resolved.packageName ? { packageName: resolved.packageName } : {}),
+        ...(resolved.version ? { version: resolved.version } : {}),
+        ...(resolved.path ? { path: resolved.path } : {}),
+        ...(resolved.resolvedFrom ? { resolvedFrom: resolved.resolvedFrom } : {}),
+      };
+    } catch (error) {
+      if (!PrebuiltError.isInstance(error)) throw error;
+      failures.push(error);
+      entries[key] = { ...selection, ok: false, error: error.toJSON() };
+    }
+  }
+  return { entries, failures };
 }

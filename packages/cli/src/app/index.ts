@@ -4,7 +4,7 @@
  * render the result after. Nothing here prints.
  */
 export type { AppScope } from './app-scope.js';
-export { createSelectedBackend, type SelectedBackend } from './backends.js';
+export { checkSelectedBackends, createSelectedBackend, type BackendCheck, type SelectedBackend } from './backends.js';
 export { imagesWithSboms, pushBuildSboms, sbomJson, sbomsEnabled } from './build-sboms.js';
 export { buildFlow, buildFailure, type BuildFlowOptions, type BuildFlowResult } from './build-flow.js';
 export { deployFlow, type DeployFlowOptions, type DeployFlowResult } from './deploy-flow.js';

@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
 import {
-  PrebuiltError,
-  type BuildService,
   kindLabel,
   listBackends,
   selectedBackendNames,
@@ -9,9 +7,9 @@ import {
   type BackendListing,
   type BackendSelection,
 } from '@prebuilt/core';
-import { createSelectedBackend } from '../app/index.js';
+import { checkSelectedBackends } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
-import { renderTable, terminalText, writeJsonResult } from '../output.js';
+import { errorLines, renderTable, writeJsonResult } from '../output.js';
 
 interface BackendsOptions {
   json?: boolean;
@@ -97,53 +95,8 @@ function list(context: CliContext, json: boolean): void {
   context.stdout.write(`${table}\n${notes.join('\n')}\n`);
 }
 
-interface CheckEntry {
-  name: string;
-  envVar: string;
-  from: 'env' | 'default';
-  ok: boolean;
-  source?: string;
-  packageName?: string;
-  version?: string;
-  path?: string;
-  resolvedFrom?: string;
-  error?: Record<string, unknown>;
-}
-
 async function check(context: CliContext, json: boolean): Promise<void> {
-  const selected = selectedBackendNames(context.env);
-  const entries: Record<'buildService' | 'imageRegistry', CheckEntry> = {} as never;
-  const failures: PrebuiltError[] = [];
-  for (const [key, kind] of [
-    ['buildService', 'build-service'],
-    ['imageRegistry', 'image-registry'],
-  ] as const) {
-    const selection = selected[key];
-    try {
-      // Created and checked as a build creates and checks it, so "ok" means a build would get past
-      // its configuration (settings complete, SDKs installed, the build service reachable).
-      const { backend: instance, resolved } = await createSelectedBackend(kind, context);
-      try {
-        if (kind === 'build-service') await (instance as BuildService).check?.({ signal: context.signal });
-      } finally {
-        await instance.close?.();
-      }
-      entries[key] = {
-        ...selection,
-        ok: true,
-        source: resolved.source,
-        ...(resolved.packageName ? { packageName: resolved.packageName } : {}),
-        ...(resolved.version ? { version: resolved.version } : {}),
-        ...(resolved.path ? { path: resolved.path } : {}),
-        ...(resolved.resolvedFrom ? { resolvedFrom: resolved.resolvedFrom } : {}),
-      };
-    } catch (error) {
-      if (!PrebuiltError.isInstance(error)) throw error;
-      failures.push(error);
-      entries[key] = { ...selection, ok: false, error: error.toJSON() };
-    }
-  }
-
+  const { entries, failures } = await checkSelectedBackends(context);
   if (json) {
     writeJsonResult(context, { ...entries }, failures.at(-1));
   } else {
@@ -164,10 +117,7 @@ async function check(context: CliContext, json: boolean): Promise<void> {
     );
   }
   // When both fail, the first is printed here and the last goes to the top-level handler.
-  for (const failure of failures.slice(0, -1)) {
-    // As the top-level handler prints the last: a build service's check quotes its daemon's or service's words.
-    context.stderr.write(`error: ${terminalText(failure.message)}\n${failure.hint ? `hint: ${terminalText(failure.hint)}\n` : ''}\n`);
-  }
+  for (const failure of failures.slice(0, -1)) context.stderr.write(`${errorLines(failure)}\n`);
   const last = failures.at(-1);
   if (last !== undefined) throw last;
 }
