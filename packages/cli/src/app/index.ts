@@ -18,6 +18,15 @@ export { garbageCollect, type GcOptions, type GcProgress, type GcResult } from '
 export { keepFromFlows, keepFromImageMaps } from './gc-keep-sources.js';
 export { ARGO_RESOURCES, keepFromKubernetes, type KubernetesKeepOptions } from './gc-kubernetes.js';
 export { checkNamespace, isObjectName } from './kubernetes-names.js';
+export {
+  PULL_SECRET_TYPE,
+  applyPullSecret,
+  checkSecretTarget,
+  dockerConfigJson,
+  podPullHost,
+  type AppliedPullSecret,
+  type ApplyPullSecretOptions,
+} from './pull-secret.js';
 export { prepullFlow, removePrepull, type PrepullFlowOptions, type PrepullProgress, type PrepullResult, type RemovePrepullResult } from './prepull.js';
 export { DEFAULT_PAUSE_IMAGE, PAUSE_IMAGE_SETTING, parseNodeSelector, parseToleration, pauseImage } from './prepull-options.js';
 export type { PrepullImage } from './prepull-images.js';

@@ -9,7 +9,8 @@ import { createCliContext } from '../cli-context.js';
 import { createProgram, main } from '../main.js';
 import { loadKubernetesClient } from '../app/index.js';
 import { FakeKubernetesApi, type KubeObject } from '../__fixtures__/fake-kubernetes-api.js';
-import { applyPullSecret, DEFAULT_WATCH_INTERVAL_MS, dockerConfigJson, parseInterval, podPullHost, PULL_SECRET_TYPE } from './pull-secret.js';
+import { applyPullSecret, dockerConfigJson, podPullHost, PULL_SECRET_TYPE } from '../app/pull-secret.js';
+import { DEFAULT_WATCH_INTERVAL_MS, parseInterval } from './pull-secret.js';
 
 type StoredSecret = KubeObject & { type?: string; data?: Record<string, string> };
 
