@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './errors.js';
-import { channelUrl, requestDefaults, targetPlatforms } from './request-defaults.js';
+import { channelUrl, platformsSetting, requestDefaults, targetPlatforms } from './request-defaults.js';
 
 describe('requestDefaults', () => {
   it('defaults to conda-forge, no index, linux-64', () => {
@@ -60,6 +60,14 @@ describe('requestDefaults', () => {
     expect(targetPlatforms({ env, platform: 'linux-64' })).toEqual(['linux-64']);
     expect(() => targetPlatforms({ env: { METAFLOW_PREBUILT_PLATFORM: 'linux-64,osx-arm64' } })).toThrow(/'osx-arm64' is not supported/);
     expect(() => targetPlatforms({ env: { METAFLOW_PREBUILT_PLATFORM: ' , ' } })).toThrow(ConfigError);
+  });
+
+  it('platformsSetting: the platforms the setting names, undefined only when it is unset or empty; spaces alone are a ConfigError, as targetPlatforms says', () => {
+    expect(platformsSetting({ env: {} })).toBeUndefined();
+    expect(platformsSetting({ env: { METAFLOW_PREBUILT_PLATFORM: '' } })).toBeUndefined();
+    expect(platformsSetting({ env: { METAFLOW_PREBUILT_PLATFORM: 'linux-aarch64' } })).toEqual(['linux-aarch64']);
+    expect(() => platformsSetting({ env: { METAFLOW_PREBUILT_PLATFORM: '  ' } })).toThrow(/No target platform is given in '  '/);
+    expect(() => targetPlatforms({ env: { METAFLOW_PREBUILT_PLATFORM: '  ' } })).toThrow(/No target platform is given in '  '/);
   });
 
   it('rejects malformed channels and index URLs', () => {

@@ -126,6 +126,15 @@ export function requestDefaults(options: RequestDefaultsOptions = {}): RequestDe
  * Option → METAFLOW_PREBUILT_PLATFORM → `linux-64`. Duplicates are dropped.
  */
 export function targetPlatforms(options: Pick<RequestDefaultsOptions, 'platform' | 'env'> = {}): CondaPlatform[] {
+  return platformsSetting(options) ?? ['linux-64'];
+}
+
+/**
+ * The platforms the option or METAFLOW_PREBUILT_PLATFORM names, checked as {@link targetPlatforms}
+ * checks them; undefined when neither is set (an empty value counts as unset), where a lock keeps
+ * the platforms it was made for. A value naming no platform or an unknown one is a ConfigError (exit 2).
+ */
+export function platformsSetting(options: Pick<RequestDefaultsOptions, 'platform' | 'env'> = {}): CondaPlatform[] | undefined {
   const env = options.env ?? process.env;
   const rawPlatform = loadOptionalSetting({
     value: options.platform,
@@ -134,10 +143,11 @@ export function targetPlatforms(options: Pick<RequestDefaultsOptions, 'platform'
     description: 'The target platform',
     env,
   });
+  if (rawPlatform === undefined) return undefined;
   const setting = options.platform ? 'platform' : 'METAFLOW_PREBUILT_PLATFORM';
-  const names = (rawPlatform ?? 'linux-64').split(',').map((p) => p.trim()).filter((p) => p !== '');
+  const names = rawPlatform.split(',').map((p) => p.trim()).filter((p) => p !== '');
   if (names.length === 0) {
-    throw new ConfigError(`No target platform is given in '${rawPlatform ?? ''}'.`, {
+    throw new ConfigError(`No target platform is given in '${rawPlatform}'.`, {
       setting,
       hint: `Set METAFLOW_PREBUILT_PLATFORM to one or more of ${CONDA_PLATFORMS.join(', ')}, comma-separated, or unset it for linux-64.`,
     });

@@ -1,6 +1,6 @@
 /** A flow's lock as the commands use it: read the flow, add Metaflow's pins, reuse or resolve each env. */
 import { resolve } from 'node:path';
-import { checkResolverSettings, lockForFlow, lockPlatforms, prebuiltCacheDir, prepareCacheDir, targetGlibc, targetPlatforms, type CondaPlatform, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
+import { checkResolverSettings, lockForFlow, lockPlatforms, prebuiltCacheDir, platformsSetting, prepareCacheDir, targetGlibc, targetPlatforms, type CondaPlatform, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
 import type { Resolver } from '@prebuilt/conda';
 import { flowEnvs, metaflowPins, type FlowEnvs } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
@@ -39,8 +39,8 @@ export async function lockFlow(file: string, scope: Omit<AppScope, 'cliDir'>, op
   // existing one others may write in gets a note, and keeps working (it may be shared on purpose).
   for (const note of await prepareCacheDir(prebuiltCacheDir(scope.env))) options.onNote?.(note);
   const envs = await (options.envs ?? readFlowEnvs(file, scope));
-  // METAFLOW_PREBUILT_PLATFORM when set; otherwise the lock keeps the platforms it was made for.
-  const platforms = scope.env.METAFLOW_PREBUILT_PLATFORM?.trim() ? targetPlatforms({ env: scope.env }) : undefined;
+  // METAFLOW_PREBUILT_PLATFORM when set (core says what counts as set); otherwise the lock keeps the platforms it was made for.
+  const platforms = platformsSetting({ env: scope.env });
   const steps: Record<string, StepToLock> = {};
   for (const step of envs.steps) {
     steps[step.step] = step.request === null ? null : { request: step.request, pins: metaflowPins(step, { env: scope.env }) };

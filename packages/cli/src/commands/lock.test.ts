@@ -284,6 +284,10 @@ describe('prebuilt lock', () => {
     const bad = await prebuilt(['lock', 'flow.py'], cwd, { METAFLOW_PREBUILT_PLATFORM: 'linux-64,osx-arm64' });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/Target platform 'osx-arm64' is not supported/);
+    // Spaces alone name no platform: refused, even where the lock has platforms to keep.
+    const blank = await prebuilt(['lock', 'flow.py'], cwd, { METAFLOW_PREBUILT_PLATFORM: '  ' });
+    expect(blank.code, blank.stderr).toBe(2);
+    expect(blank.stderr).toMatch(/No target platform is given in '  '/);
   });
 
   it('a corrupt lock: exit 2 naming the file and the fix, with or without --frozen, the file unchanged; --update rewrites it', async () => {
