@@ -5,9 +5,17 @@ import { dirname, join, resolve } from 'node:path';
 import { ConfigError, errorMessage, fileKind, InputError, writeFileAtomic, type ImageMap } from '@prebuilt/core';
 import { shellWord, shownPath } from './shown-path.js';
 
+/** The setting that names the image map's file instead of the default beside the flow. */
+const STATE_FILE_SETTING = 'METAFLOW_PREBUILT_STATE_FILE';
+
+/** The path METAFLOW_PREBUILT_STATE_FILE names, spaces around it dropped; undefined when it is unset or blank. */
+function stateFileSetting(env: Record<string, string | undefined>): string | undefined {
+  return env[STATE_FILE_SETTING]?.trim() || undefined;
+}
+
 /** The state file: METAFLOW_PREBUILT_STATE_FILE, else `.prebuilt/<Flow>/images.json` beside the flow. */
 export function stateFilePath(flowFile: string, flowName: string, env: Record<string, string | undefined>, cwd: string): string {
-  const explicit = env.METAFLOW_PREBUILT_STATE_FILE?.trim();
+  const explicit = stateFileSetting(env);
   if (explicit) return resolve(cwd, explicit);
   return join(dirname(resolve(cwd, flowFile)), '.prebuilt', flowName, 'images.json');
 }
@@ -22,7 +30,7 @@ export function stateFilePath(flowFile: string, flowName: string, env: Record<st
  * over the link and never writes through it.
  */
 export async function checkStateDirectory(flowFile: string, flowName: string | undefined, env: Record<string, string | undefined>, cwd: string): Promise<void> {
-  if (env.METAFLOW_PREBUILT_STATE_FILE?.trim()) return;
+  if (stateFileSetting(env) !== undefined) return;
   let path = join(dirname(resolve(cwd, flowFile)), '.prebuilt');
   for (const name of flowName === undefined ? [undefined] : [undefined, flowName]) {
     if (name !== undefined) path = join(path, name);
@@ -56,18 +64,18 @@ export const MAX_IMAGE_MAP_BYTES = 64 << 20;
  * again to rewrite it — would lead to this very refusal.
  */
 export async function checkStateFileSetting(env: Record<string, string | undefined>, cwd: string): Promise<void> {
-  const explicit = env.METAFLOW_PREBUILT_STATE_FILE?.trim();
+  const explicit = stateFileSetting(env);
   if (!explicit) return;
   const found = await stat(resolve(cwd, explicit)).catch(() => undefined);
   if (found?.isDirectory()) {
     throw new ConfigError(`METAFLOW_PREBUILT_STATE_FILE='${explicit}' is a directory; the image map is a file.`, {
-      setting: 'METAFLOW_PREBUILT_STATE_FILE',
+      setting: STATE_FILE_SETTING,
       hint: `Set METAFLOW_PREBUILT_STATE_FILE to a file path, e.g. ${join(explicit, 'images.json')}, or unset it (.prebuilt/<Flow>/images.json beside the flow).`,
     });
   }
   if (found && !found.isFile()) {
     throw new ConfigError(`METAFLOW_PREBUILT_STATE_FILE='${explicit}' is ${fileKind(found)}, not a regular file: the image map is one (\`prebuilt build\` writes it there, the other commands read it).`, {
-      setting: 'METAFLOW_PREBUILT_STATE_FILE',
+      setting: STATE_FILE_SETTING,
       hint: 'Set METAFLOW_PREBUILT_STATE_FILE to a file path (e.g. images.json), or unset it (.prebuilt/<Flow>/images.json beside the flow).',
     });
   }
@@ -106,7 +114,7 @@ export async function writeImageMap(path: string, map: ImageMap): Promise<void> 
   const text = `${JSON.stringify(map, null, 2)}\n`;
   const current = await readImageMapText(path).catch(() => undefined);
   if (current === text) return;
-  await writeFileAtomic(path, text, { setting: 'METAFLOW_PREBUILT_STATE_FILE' });
+  await writeFileAtomic(path, text, { setting: STATE_FILE_SETTING });
 }
 
 /**
