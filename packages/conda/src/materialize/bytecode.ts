@@ -116,6 +116,13 @@ export async function findBytecodeCompiler(pythonVersion: string): Promise<Bytec
   return undefined;
 }
 
+/** The first 16 bytes of the pyc open at `fd` (fewer when it is shorter), stamped in memory with `mtime` and `size`; see stampPycHeader. */
+function stampedHeader(fd: number, mtime: number, size: number): { header: Buffer } & ReturnType<typeof stampPycHeader> {
+  const header = Buffer.alloc(16);
+  const bytesRead = readSync(fd, header, 0, 16, 0);
+  return { header, ...stampPycHeader(header.subarray(0, bytesRead), mtime, size) };
+}
+
 /**
  * Rewrites a timestamp pyc's header in place; false when it is not a timestamp pyc of this python.
  * Synchronous, as the other small-file calls of this pass (see cacheKey): a 16-byte read and write
@@ -126,9 +133,7 @@ function retimestamp(file: string, mtime: number, size: number): 'rewritten' | '
   // Never through a link: only the package's own regular file is re-stamped.
   const fd = openSync(file, constants.O_RDWR | constants.O_NOFOLLOW);
   try {
-    const header = Buffer.alloc(16);
-    const bytesRead = readSync(fd, header, 0, 16, 0);
-    const { state, patched } = stampPycHeader(header.subarray(0, bytesRead), mtime, size);
+    const { header, state, patched } = stampedHeader(fd, mtime, size);
     if (patched) writeSync(fd, header, 8, 8, 8);
     return state;
   } finally {
@@ -143,9 +148,7 @@ function retimestamp(file: string, mtime: number, size: number): 'rewritten' | '
 function linkedPycState(file: string, mtime: number, size: number): 'valid' | 'restamp' | 'hash' | 'foreign' {
   const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
-    const header = Buffer.alloc(16);
-    const bytesRead = readSync(fd, header, 0, 16, 0);
-    const { state, patched } = stampPycHeader(header.subarray(0, bytesRead), mtime, size);
+    const { state, patched } = stampedHeader(fd, mtime, size);
     return state === 'rewritten' ? (patched ? 'restamp' : 'valid') : state;
   } finally {
     closeSync(fd);
