@@ -7,7 +7,8 @@ import { resolve } from 'node:path';
 import { collectImageRefs, InputError, type GcKeepRef } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 import { deployFlow } from './deploy-flow.js';
-import { fileArgument, shownPath as shownFile } from './shown-path.js';
+import { shownPath as shownFile } from './shown-path.js';
+import { rebuildHint } from './image-map-checks.js';
 import { checkStateFileSetting, readImageMap, stateFilePath } from './state-file.js';
 
 /** Keys of a deploy plan's images that name an image (tags for people, digests for runtimes). */
@@ -50,7 +51,7 @@ export async function keepFromFlows(files: readonly string[], scope: AppScope): 
     keep.push(...collectImageRefs(planned.images, PLAN_KEYS).map((ref) => ({ ref, reason: `flow ${flow} (${file})` })));
     const stateFile = stateFilePath(file, flow, scope.env, scope.cwd);
     const shown = shownFile(scope.cwd, stateFile);
-    const map = await readImageMap(stateFile, { shown, hint: `Run \`prebuilt build ${fileArgument(file)}\` again to rewrite it.` });
+    const map = await readImageMap(stateFile, { shown, ...rebuildHint(file) });
     if (map !== undefined) keep.push(...collectImageRefs(map).map((ref) => ({ ref, reason: `flow ${flow}'s image map ${shown}` })));
   }
   return keep;

@@ -2,7 +2,7 @@ import { InputError, registryClientFor, type ImageMap, type RegistryClient } fro
 import { readFlow, type FlowFile } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
 import { checkStateFileSetting, createSelectedBackend, fileArgument, readImageMap, shownPath, stateFilePath } from '../app/index.js';
-import { shownValue } from '../app/image-map-checks.js';
+import { rebuildHint, shownValue } from '../app/image-map-checks.js';
 
 export interface FlowImageMap {
   stateFile: string;
@@ -22,8 +22,7 @@ export async function loadFlowImageMap(file: string, context: CliContext): Promi
   const flow = await readFlow(file, { env: context.env, cwd: context.cwd, signal: context.signal });
   const stateFile = stateFilePath(file, flow.flow, context.env, context.cwd);
   const shown = shownPath(context.cwd, stateFile);
-  const hint = `Run \`prebuilt build ${fileArgument(file)}\` again to rewrite it.`;
-  const imageMap = await readImageMap(stateFile, { shown, hint });
+  const imageMap = await readImageMap(stateFile, { shown, ...rebuildHint(file) });
   if (imageMap === undefined) {
     throw new InputError(`${flow.flow} has no image map at ${shown}: its images have not been built here.`, {
       hint: `Run \`prebuilt build ${fileArgument(file)}\` first (or point METAFLOW_PREBUILT_STATE_FILE at the image map it wrote).`,
