@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { InputError, ConfigError } from '@prebuilt/core';
 import { Option, type Command } from 'commander';
 import type { CliContext } from '../cli-context.js';
-import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PREFETCH_SETTING, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, profileFilePath, shownPath, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
+import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PREFETCH_SETTING, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, fileArgument, profileFilePath, shellWord, shownPath, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
 import { parseDuration } from '../duration.js';
 import { collect, loadFlowImageMap, selectSteps } from '../lifecycle/flow-image-map.js';
 import { noteLine, writeJsonResult } from '../output.js';
@@ -79,7 +79,7 @@ function renderResult(context: CliContext, file: string, result: ProfileFlowResu
   const envs = result.envs.map((env) => `  ${env.steps.join(', ')}: ${env.paths.length} paths (${env.image})`);
   // The default file is picked up by the build of the flow; another one is named through the setting.
   const beside = result.file === profileFilePath(resolve(context.cwd, file));
-  const build = beside ? `prebuilt build ${file} (it picks up ${shown} and rebuilds the images laid out otherwise)` : `${PREFETCH_SETTING}=${shown} prebuilt build ${file}`;
+  const build = beside ? `prebuilt build ${fileArgument(file)} (it picks up ${shown} and rebuilds the images laid out otherwise)` : `${PREFETCH_SETTING}=${shellWord(shown)} prebuilt build ${fileArgument(file)}`;
   return `${result.flow}: wrote ${result.paths} paths to ${shown}\n${envs.join('\n')}\nbuild with it: ${build}\n`;
 }
 
@@ -88,7 +88,7 @@ async function runProfile(file: string, context: CliContext, options: ProfileOpt
   const { imageMap, flowSteps, flow } = await loadFlowImageMap(file, context);
   const unbuilt = flowSteps.filter((step) => !(step in imageMap.steps) && (options.step === undefined || options.step.includes(step)));
   if (unbuilt.length > 0) {
-    throw new InputError(`The image map of ${imageMap.flow} has no step ${unbuilt.join(', ')}: the flow changed since its last build.`, { hint: `Run 'prebuilt build ${file}' first.` });
+    throw new InputError(`The image map of ${imageMap.flow} has no step ${unbuilt.join(', ')}: the flow changed since its last build.`, { hint: `Run \`prebuilt build ${fileArgument(file)}\` first.` });
   }
   const steps = selectSteps(imageMap, options.step);
   if (steps.length === 0) throw new InputError(`${imageMap.flow}: no ${options.step ? 'selected ' : ''}step has an env image to record.`, { hint: 'Record the steps with @conda or @pypi (disabled steps run on the base image).' });
