@@ -30,6 +30,7 @@ export { INVISIBLE_FORMAT_CHARS, oneLineText, terminalText } from './terminal-te
 export { Secret } from './secret.js';
 export { mapLimit } from './deploy/pool.js';
 export { PYTHON_SETTING, pythonSetting } from './python-setting.js';
+export { fileArgument, shellWord } from './shell-word.js';
 export { programPath, programNotFound, type ProgramPathOptions } from './program-path.js';
 export { loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
 export {

@@ -16,6 +16,7 @@ import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage, ResolvedWith 
 import { InputError, errorMessage } from './errors.js';
 import { canonicalJson, sha256Hex, stableJson } from './identity.js';
 import { redactUrl } from './net/url-credentials.js';
+import { fileArgument } from './shell-word.js';
 
 export type { EnvPins, ResolvedWith } from './env-model.js';
 
@@ -234,12 +235,12 @@ function validateEntry(value: unknown, where: string): LockEntry {
 
 /** The flow file a lock file belongs to, for the hints. */
 function flowOf(lockFile: string): string {
-  return basename(lockFile).replace(/\.prebuilt\.lock$/, '.py');
+  return fileArgument(basename(lockFile).replace(/\.prebuilt\.lock$/, '.py'));
 }
 
 /** How to get past a lock file this prebuilt cannot use; it is never replaced without being asked. */
 function corruptLockHint(file: string): string {
-  return `Restore it from version control, or re-create it with 'prebuilt lock --update ${flowOf(file)}' (it replaces the file; lock, plan, build and run never overwrite it on their own).`;
+  return `Restore it from version control, or re-create it with \`prebuilt lock --update ${flowOf(file)}\` (it replaces the file; lock, plan, build and run never overwrite it on their own).`;
 }
 
 /** Checks the shape of parsed lock-file JSON. Throws InputError naming `file` when it is invalid. */
@@ -249,7 +250,7 @@ export function validateLockFile(value: unknown, file: string): LockFile {
     if (typeof root.lockVersion === 'number' && Number.isInteger(root.lockVersion) && root.lockVersion > LOCK_FILE_VERSION) {
       throw new InputError(
         `Lock file ${file} has lockVersion ${root.lockVersion}, written by a newer prebuilt; this prebuilt reads versions 1 and ${LOCK_FILE_VERSION}.`,
-        { file, hint: `Upgrade prebuilt, or re-create the lock with this version: 'prebuilt lock --update ${flowOf(file)}' (it replaces the file).` },
+        { file, hint: `Upgrade prebuilt, or re-create the lock with this version: \`prebuilt lock --update ${flowOf(file)}\` (it replaces the file).` },
       );
     }
     if (root.lockVersion !== LOCK_FILE_VERSION && root.lockVersion !== 1) {

@@ -123,6 +123,16 @@ describe('lockForFlow', () => {
     expect(resolve.calls).toHaveLength(1);
   });
 
+  it('--frozen and a corrupt lock: the hint\'s command names a flow file a shell would split as one quoted word', async () => {
+    const flowFile = join(dir, 'my flow; id.py');
+    const resolve = fakeResolver();
+    const missing = await lockForFlow({ flowFile, steps: steps(), glibc, resolve, frozen: true }).catch((e: unknown) => e);
+    expect((missing as InputError).hint).toBe(`Run \`prebuilt lock '${flowFile}'\` and commit my flow; id.prebuilt.lock.`);
+    await writeFile(join(dir, 'my flow; id.prebuilt.lock'), 'not json');
+    const corrupt = await lockForFlow({ flowFile, steps: steps(), glibc, resolve }).catch((e: unknown) => e);
+    expect((corrupt as InputError).hint).toContain("`prebuilt lock --update 'my flow; id.py'`");
+  });
+
   it('--frozen: fails (InputError, exit 2) listing unlocked steps; succeeds without writing when all are locked', async () => {
     const flowFile = join(dir, 'flow.py');
     const resolve = fakeResolver();

@@ -9,6 +9,7 @@ import type { EnvResolver } from './contracts.js';
 import type { CondaPlatform, EnvPins, EnvRequest, EnvToResolve, LockedEnv, ResolvedWith } from './env-model.js';
 import { ConfigError, InputError } from './errors.js';
 import { canonicalJson, specHash } from './identity.js';
+import { fileArgument } from './shell-word.js';
 import {
   comparePackages,
   lockFilePath,
@@ -203,7 +204,7 @@ function notFrozen(state: {
     existing === undefined
       ? `${by}: there is no lock file ${file}.`
       : `${by}: the lock file ${file} does not match the flow; not locked: step${steps.length === 1 ? '' : 's'} ${steps.sort().join(', ')}${missingOn}.`,
-    { file, hint: `Run 'prebuilt lock ${state.flowFile}' and commit ${basename(file)}.` },
+    { file, hint: `Run \`prebuilt lock ${fileArgument(state.flowFile)}\` and commit ${basename(file)}.` },
   );
 }
 

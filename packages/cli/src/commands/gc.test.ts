@@ -246,7 +246,7 @@ describeOrFailInCi('prebuilt gc errors (real CLI)', registryMissing, () => {
     const error = (JSON.parse(result.stdout) as GcJson).error;
     expect(error?.message).toBe(`gc keeps the images of the lock file as it is (it never resolves): there is no lock file ${join(dir, 'unlocked_flow.prebuilt.lock')}.`);
     expect(error?.message).not.toContain('--frozen');
-    expect(error?.hint).toBe(`Run 'prebuilt lock ${join(dir, 'unlocked_flow.py')}' and commit unlocked_flow.prebuilt.lock.`);
+    expect(error?.hint).toBe(`Run \`prebuilt lock ${join(dir, 'unlocked_flow.py')}\` and commit unlocked_flow.prebuilt.lock.`);
   });
 
   it('a keep map that does not exist or is not an image map, a flow after --keep-map, and a --keep-days that is not a number, are exit 2', async () => {
