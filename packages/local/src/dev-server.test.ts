@@ -478,6 +478,45 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
     await stopLocalRegistryServer({ stateDir });
   });
 
+  it('a start killed (kill -9, Ctrl-C) after it ran the registry program and before it wrote the state: the next start stops the registry it left and starts anew; so does stop', async () => {
+    // What such a start leaves: the registry program running with the config of this state
+    // directory (and the credential files), no state.json, no registry.pid.
+    const leaveOrphan = async (port: number): Promise<number> => {
+      const { pid } = await startLocalRegistryServer({ port, stateDir });
+      await rm(join(stateDir, 'state.json'));
+      await rm(join(stateDir, 'registry.pid'));
+      expect(await localRegistryServerStatus({ stateDir })).toMatchObject({ running: false });
+      return pid!;
+    };
+    const gone = (pid: number): boolean => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    const port = await freePort();
+    const orphan = await leaveOrphan(port);
+    try {
+      const restarted = await startLocalRegistryServer({ port, stateDir });
+      expect(restarted).toMatchObject({ running: true, healthy: true, authenticated: true, port, alreadyRunning: false });
+      expect(restarted.pid).not.toBe(orphan);
+      expect(gone(orphan)).toBe(true);
+      expect(restarted.notes).toEqual([`A registry left running by an interrupted \`prebuilt local-registry start\` (pid ${orphan}) was stopped.`]);
+      expect((await v2Statuses(port, credentialOf(port, stateDir))).login).toBe(200);
+      await stopLocalRegistryServer({ stateDir });
+
+      const second = await leaveOrphan(port);
+      const stopped = await stopLocalRegistryServer({ stateDir });
+      expect(stopped.stopped).toBe(true);
+      expect(gone(second)).toBe(true);
+      await expect(fetch(`http://127.0.0.1:${port}/v2/`)).rejects.toThrow();
+    } finally {
+      await stopLocalRegistryServer({ stateDir });
+    }
+  });
+
   it('a registry started without a login by an older prebuilt: status says so and prebuilt pushes anonymously; start restarts it with one, keeping its images', async () => {
     const port = await freePort();
     // What an older prebuilt left: a config without auth, a state without `auth`, the program running.

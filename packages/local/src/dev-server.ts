@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { chmod, readFile, rm } from 'node:fs/promises';
+import { chmod, readdir, readFile, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -245,6 +245,61 @@ async function isOurProcess(pid: number, configFile: string | null): Promise<boo
   return configFile === null || cmdline.includes(configFile);
 }
 
+/**
+ * Stops the registry programs a `start` killed (kill -9, Ctrl-C) between running the program and
+ * writing the state left behind: processes of this user running `<program> serve <our config>` —
+ * nothing else names this state directory's config that way. Without the state nothing else
+ * finds them, and the port they hold would be refused as "in use by another program" at every
+ * start. Returns their pids; none where there is no /proc (macOS).
+ */
+async function stopOrphans(p: Paths): Promise<number[]> {
+  const own = process.getuid?.();
+  let names: string[];
+  try {
+    names = await readdir('/proc');
+  } catch {
+    return [];
+  }
+  const orphans: number[] = [];
+  for (const name of names) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const cmdline = (await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0').filter((arg) => arg !== '');
+      if (cmdline.length < 3 || cmdline.at(-2) !== 'serve' || cmdline.at(-1) !== p.configFile) continue;
+      const realUid = /^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${name}/status`, 'utf8'))?.[1];
+      if (own !== undefined && Number(realUid) !== own) continue;
+    } catch {
+      // Gone meanwhile, or not ours to read.
+      continue;
+    }
+    orphans.push(Number(name));
+  }
+  for (const pid of orphans) {
+    debug('stopping registry %d left by an interrupted start', pid);
+    await terminate(pid, p.configFile);
+  }
+  return orphans;
+}
+
+/** SIGTERM, then SIGKILL after 5 s: the registry `pid` (ours, running `configFile`), until it is gone. */
+async function terminate(pid: number, configFile: string | null): Promise<void> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + 5000;
+  // It was ours just before the SIGTERM (checked by the caller): the first look at whether it is gone comes after a wait.
+  for (;;) {
+    await sleep(100);
+    if (!(await isOurProcess(pid, configFile))) return;
+    if (Date.now() > deadline) {
+      process.kill(pid, 'SIGKILL');
+      return;
+    }
+  }
+}
+
 /** The status of `GET /v2/` (with `authorization` when given); 0 when nothing answers. */
 async function probe(port: number, authorization?: string): Promise<number> {
   try {
@@ -451,7 +506,8 @@ async function prepareStateDir(p: Paths): Promise<string[]> {
  * started twice — except one started by an older prebuilt without a login, which is restarted with
  * one on its port (its images are kept); `notes` says so, and names the state directories it
  * repaired ({@link prepareStateDir}). A state directory others can swap that is not this user's to
- * repair is an EnvironmentError (exit 2), before anything is written or started.
+ * repair is an EnvironmentError (exit 2), before anything is written or started. A registry a start
+ * killed before it wrote the state left running (stopOrphans) is stopped first, and `notes` says so.
  */
 export async function startLocalRegistryServer(
   options: LocalRegistryServerOptions = {},
@@ -470,6 +526,10 @@ export async function startLocalRegistryServer(
     await stopLocalRegistryServer(options);
   }
   const port = checkPort(options.port ?? current.port ?? DEFAULT_REGISTRY_PORT);
+  const orphans = await stopOrphans(p);
+  if (orphans.length > 0) {
+    notes.push(`A registry left running by an interrupted \`prebuilt local-registry start\` (pid ${orphans.join(', ')}) was stopped.`);
+  }
   await clearState(p);
   if (await portInUse(port)) {
     throw new EnvironmentError(`Port ${port} on 127.0.0.1 is already in use by another program.`, {
@@ -592,8 +652,9 @@ async function startContainer(p: Paths, port: number, options: LocalRegistryServ
 }
 
 /**
- * Stops the development registry. Idempotent: `stopped` is false when none was running. Data is
- * kept. With `port`, one running on another port is not stopped: a ConfigError.
+ * Stops the development registry, and any a `start` killed before it wrote the state left running
+ * (see stopOrphans). Idempotent: `stopped` is false when none was running. Data is kept. With
+ * `port`, one running on another port is not stopped: a ConfigError.
  */
 export async function stopLocalRegistryServer(
   options: LocalRegistryServerOptions = {},
@@ -606,22 +667,14 @@ export async function stopLocalRegistryServer(
   }
   let stopped = false;
   if (state?.mode === 'binary' && state.pid !== null && (await isOurProcess(state.pid, state.configFile))) {
-    process.kill(state.pid, 'SIGTERM');
-    const deadline = Date.now() + 5000;
-    // It was ours just before the SIGTERM (checked above): the first look at whether it is gone comes after a wait.
-    for (;;) {
-      await sleep(100);
-      if (!(await isOurProcess(state.pid, state.configFile))) break;
-      if (Date.now() > deadline) {
-        process.kill(state.pid, 'SIGKILL');
-        break;
-      }
-    }
+    await terminate(state.pid, state.configFile);
     stopped = true;
   } else if (state?.mode === 'container' && state.container !== null) {
     const result = await runDocker(options.dockerCommand ?? 'docker', ['rm', '-f', state.container], options.env ?? process.env);
     stopped = result.code === 0;
   }
+  // Registries an interrupted start left without a state (one development registry runs at a time).
+  if ((await stopOrphans(p)).length > 0) stopped = true;
   await clearState(p);
   debug('registry stop: %s', stopped ? 'stopped' : 'was not running');
   return { stopped, status: await currentStatus(options) };
