@@ -66,6 +66,7 @@ export { RegistryClient, nextPagePath, type BlobFile, type BlobSource, type Regi
 export { listRepositoryImages } from './registry/repository-images.js';
 export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayers } from './recipes/prefix-layers.js';
 export { writeFileAtomic } from './atomic-write.js';
+export { acquireFileLock, type FileLock } from './file-lock.js';
 export { CACHE_DIR_SETTING, prebuiltCacheDir } from './cache-dir.js';
 export { markCacheFileUsed, readCacheEntry, readCacheFile, readCacheFileSync, type ReadCacheFileOptions } from './cache-file.js';
 export { diskFullError } from './disk-full.js';

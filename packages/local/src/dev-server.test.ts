@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -485,6 +485,10 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
       const { pid } = await startLocalRegistryServer({ port, stateDir });
       await rm(join(stateDir, 'state.json'));
       await rm(join(stateDir, 'registry.pid'));
+      // …and its lock, held by a process now gone: taken over.
+      const dead = spawn('true');
+      await new Promise((resolve) => dead.once('exit', resolve));
+      await writeFile(join(stateDir, 'start-stop.lock'), JSON.stringify({ pid: dead.pid, host: hostname(), since: new Date().toISOString(), purpose: 'local-registry start', heartbeatMs: 5000 }));
       expect(await localRegistryServerStatus({ stateDir })).toMatchObject({ running: false });
       return pid!;
     };
@@ -512,6 +516,27 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
       expect(stopped.stopped).toBe(true);
       expect(gone(second)).toBe(true);
       await expect(fetch(`http://127.0.0.1:${port}/v2/`)).rejects.toThrow();
+      expect(existsSync(join(stateDir, 'start-stop.lock'))).toBe(false);
+    } finally {
+      await stopLocalRegistryServer({ stateDir });
+    }
+  });
+
+  it('two starts at once (two terminals): one starts the registry, the other reports it running; one registry program, and the credential in the state directory is the one it takes', async () => {
+    const port = await freePort();
+    try {
+      const both = await Promise.allSettled([startLocalRegistryServer({ port, stateDir }), startLocalRegistryServer({ port, stateDir })]);
+      expect(both.map((r) => (r.status === 'rejected' ? String(r.reason) : r.status))).toEqual(['fulfilled', 'fulfilled']);
+      const [a, b] = both.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof startLocalRegistryServer>>>).value);
+      expect([a!.alreadyRunning, b!.alreadyRunning].sort()).toEqual([false, true]);
+      expect(a!.pid).toBe(b!.pid);
+      expect(await localRegistryServerStatus({ stateDir })).toMatchObject({ running: true, healthy: true, authenticated: true, pid: a!.pid });
+      expect((await v2Statuses(port, credentialOf(port, stateDir))).login).toBe(200);
+      const config = join(stateDir, 'config.yml');
+      const { stdout } = await run('ps', ['-eo', 'pid=,args=']);
+      expect(stdout.split('\n').filter((line) => line.trim().endsWith(`serve ${config}`))).toHaveLength(1);
+      // Released by both.
+      expect(existsSync(join(stateDir, 'start-stop.lock'))).toBe(false);
     } finally {
       await stopLocalRegistryServer({ stateDir });
     }

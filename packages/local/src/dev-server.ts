@@ -7,6 +7,7 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
   ConfigError,
+  acquireFileLock,
   basicAuthorization,
   EnvironmentError,
   Secret,
@@ -111,6 +112,8 @@ interface Paths {
   dataDir: string;
   credentialsFile: string;
   htpasswdFile: string;
+  /** Held by `start` and `stop` while they run: see {@link exclusively}. */
+  lockFile: string;
 }
 
 /** `$XDG_STATE_HOME/prebuilt/local-registry`, else `~/.local/state/prebuilt/local-registry`. */
@@ -131,6 +134,7 @@ function paths(options: LocalRegistryServerOptions): Paths {
     dataDir: join(stateDir, 'data'),
     credentialsFile: join(stateDir, 'credentials.json'),
     htpasswdFile: join(stateDir, 'htpasswd'),
+    lockFile: join(stateDir, 'start-stop.lock'),
   };
 }
 
@@ -512,9 +516,33 @@ async function prepareStateDir(p: Paths): Promise<string[]> {
 export async function startLocalRegistryServer(
   options: LocalRegistryServerOptions = {},
 ): Promise<LocalRegistryServerStatus & { alreadyRunning: boolean; notes?: string[] }> {
-  const p = paths(options);
   if (options.port !== undefined) checkPort(options.port);
-  const notes = await prepareStateDir(p);
+  // Checked (and repaired) before anything is written in it, the lock included.
+  const notes = await prepareStateDir(paths(options));
+  return exclusively(options, 'local-registry start', () => start(options, notes));
+}
+
+/**
+ * Runs `work` (a start or a stop) holding the state directory's lock: two at once (two terminals,
+ * a script) would each clear the state and write a credential, and the registry one of them ran
+ * would be given the other's htpasswd, refuse its login and be stopped — or a stop would take a
+ * registry still being started for one a killed start left (stopOrphans). The lock is a file
+ * (core's acquireFileLock): one of a killed process is taken over. The state directory is made
+ * first, private (0700) as every directory above it that prebuilt makes.
+ */
+async function exclusively<T>(options: LocalRegistryServerOptions, purpose: string, work: () => Promise<T>): Promise<T> {
+  const p = paths(options);
+  await makeDirectory(p.stateDir, { mode: 0o700 });
+  const lock = await acquireFileLock(p.lockFile, { purpose, pollMs: 100 });
+  try {
+    return await work();
+  } finally {
+    await lock.release();
+  }
+}
+
+async function start(options: LocalRegistryServerOptions, notes: string[]): Promise<LocalRegistryServerStatus & { alreadyRunning: boolean; notes?: string[] }> {
+  const p = paths(options);
   const current = await currentStatus(options);
   if (current.running) {
     checkRunningPort(current, options.port, 'start');
@@ -523,7 +551,7 @@ export async function startLocalRegistryServer(
       `The development registry at ${current.address} ran without authentication (started by an older prebuilt): any user of this machine could push to it. ` +
         'It was restarted with a login that prebuilt uses by itself; its images are kept.',
     );
-    await stopLocalRegistryServer(options);
+    await stop(options);
   }
   const port = checkPort(options.port ?? current.port ?? DEFAULT_REGISTRY_PORT);
   const orphans = await stopOrphans(p);
@@ -554,7 +582,7 @@ export async function startLocalRegistryServer(
     const alive = await stateRunning(options, state);
     if (!alive || Date.now() > deadline) {
       const tail = state.logFile ? await logTail(state.logFile) : await containerLogTail(options, state.container!);
-      await stopLocalRegistryServer(options);
+      await stop(options);
       throw new EnvironmentError(
         `The registry on 127.0.0.1:${port} ${alive ? 'did not answer in time' : 'exited right after starting'}${tail ? `:\n${tail}` : '.'}`,
         { hint: state.logFile ? `See ${state.logFile}.` : 'See `docker logs` of the container.' },
@@ -565,12 +593,12 @@ export async function startLocalRegistryServer(
   // What answers must be the registry just started, not a program another user bound to the port meanwhile.
   const foreign = foreignListener(port, state.mode);
   if (foreign !== undefined) {
-    await stopLocalRegistryServer(options);
+    await stop(options);
     throw foreignListenerError(port, foreign);
   }
   const problem = await loginProblem(port, stored);
   if (problem !== undefined) {
-    await stopLocalRegistryServer(options);
+    await stop(options);
     throw new EnvironmentError(`The registry started on 127.0.0.1:${port} was stopped: ${problem}.`, {
       hint:
         state.mode === 'container'
@@ -659,6 +687,12 @@ async function startContainer(p: Paths, port: number, options: LocalRegistryServ
 export async function stopLocalRegistryServer(
   options: LocalRegistryServerOptions = {},
 ): Promise<{ stopped: boolean; status: LocalRegistryServerStatus }> {
+  // No state directory: nothing was started from it, and none is made.
+  if (!existsSync(paths(options).stateDir)) return stop(options);
+  return exclusively(options, 'local-registry stop', () => stop(options));
+}
+
+async function stop(options: LocalRegistryServerOptions): Promise<{ stopped: boolean; status: LocalRegistryServerStatus }> {
   const p = paths(options);
   // Read once: the registry checked against `port` is the one stopped.
   const state = await readState(p);
