@@ -1,13 +1,20 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { chown, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';
 
 const moduleUrl = new URL('./run-temp-dir.ts', import.meta.url);
+const distModule = fileURLToPath(moduleUrl).replace(/\/src\/run-temp-dir\.ts$/, '/dist/run-temp-dir.js');
+const run = promisify(execFile);
+
+/** Why a process cannot be given its own /proc/stat (a bind mount in a mount namespace of its own): needs root and unshare. */
+const noMountNamespace = process.getuid?.() !== 0 ? 'needs root' : !existsSync('/usr/bin/unshare') ? 'needs unshare (util-linux)' : undefined;
 
 /**
  * A child process that makes a run temp dir in `dir` (through this module), prints it, then waits.
@@ -55,13 +62,22 @@ describe('run temp dirs', () => {
     // Our own pid, but another start time: a run before this one that had the same pid (containers).
     const reused = join(dir, `prebuilt-context-def-r.${tag}.${process.pid}.${(Date.now() - 3_600_000).toString(36)}.AbC123`);
     const otherHost = join(dir, `prebuilt-context-def-r.0badc0de.${killed.pid}.${Date.now().toString(36)}.AbC123`);
+    // Our own pid and start tick, but made before the last boot (another boot id): gone.
+    const [boot, ticks] = /-q\.[0-9a-f]{8}\.([0-9a-f]{8})\.\d+\.([0-9a-z]+)\./.exec(mine)!.slice(1) as [string, string];
+    const otherBoot = join(dir, `prebuilt-context-def-q.${tag}.${boot === '00000000' ? '11111111' : '00000000'}.${process.pid}.${ticks}.AbC123`);
+    // This boot and our pid, another start tick: a run before this one that had the same pid.
+    const reusedTick = join(dir, `prebuilt-context-def-q.${tag}.${boot}.${process.pid}.${(parseInt(ticks, 36) - 1).toString(36)}.AbC123`);
+    // Another host's, with the q. form.
+    const otherHostTick = join(dir, `prebuilt-context-def-q.0badc0de.${boot}.${killed.pid}.${ticks}.AbC123`);
     const unrelated = join(dir, 'prebuilt-context-old-style-XyZ789');
-    for (const path of [reused, otherHost, unrelated]) await mkdir(path);
+    for (const path of [reused, otherHost, unrelated, otherBoot, reusedTick, otherHostTick]) await mkdir(path);
     try {
       const removed = await sweepStaleRunTempDirs({ tempDir: dir });
-      expect(removed.sort()).toEqual([killed.path, reused].sort());
-      expect((await readdir(dir)).sort()).toEqual([live.path, mine, otherHost, unrelated].map((p) => p.slice(dir.length + 1)).sort());
-      expect(killed.path.slice(dir.length + 1)).toMatch(/^prebuilt-context-abc-r\.[0-9a-f]{8}\.\d+\.[0-9a-z]+\.[A-Za-z0-9]{6}$/);
+      expect(removed.sort()).toEqual([killed.path, reused, otherBoot, reusedTick].sort());
+      expect((await readdir(dir)).sort()).toEqual([live.path, mine, otherHost, unrelated, otherHostTick].map((p) => p.slice(dir.length + 1)).sort());
+      expect(killed.path.slice(dir.length + 1)).toMatch(/^prebuilt-context-abc-q\.[0-9a-f]{8}\.[0-9a-f]{8}\.\d+\.[0-9a-z]+\.[A-Za-z0-9]{6}$/);
+      // What earlier versions sweep (the `r.` form, a wall-clock start): they leave these alone.
+      expect(live.path.slice(dir.length + 1)).not.toMatch(/^prebuilt-.*r\.([0-9a-f]{8})\.(\d+)\.([0-9a-z]+)\.[A-Za-z0-9]{6}$/);
     } finally {
       await live.kill('SIGTERM');
     }
@@ -105,4 +121,29 @@ describe('run temp dirs', () => {
     expect(await readFile(join(victim, 'precious'), 'utf8')).toBe('keep me');
     for (const path of [dir, victim]) await rm(path, { recursive: true, force: true });
   });
+
+  it.skipIf(noMountNamespace !== undefined)(`keeps the dirs of a live run after the wall clock was stepped (NTP, date -s): the boot time the kernel reports moved, its process did not (${noMountNamespace ?? 'root and unshare'})`, async () => {
+    // After a step of the clock, /proc/stat's btime (the wall-clock time of the boot) moves by the
+    // step, and the start of every running process computed from it with it. Simulated for the
+    // sweeping process only: a /proc/stat whose btime differs by the step, bind-mounted over the
+    // real one in a mount namespace of its own.
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-sweep-clock-'));
+    const live = await child(dir);
+    try {
+      for (const step of [5, -5, 3600]) {
+        const stat = await readFile('/proc/stat', 'utf8');
+        const fake = join(dir, `stat${step}`);
+        await writeFile(fake, stat.replace(/^btime (\d+)$/m, (_, btime: string) => `btime ${Number(btime) + step}`));
+        const sweep = `const { sweepStaleRunTempDirs } = await import(${JSON.stringify(distModule)});
+process.stdout.write(JSON.stringify(await sweepStaleRunTempDirs({ tempDir: ${JSON.stringify(dir)} })));`;
+        const { stdout } = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /proc/stat && exec "$@"', fake, process.execPath, '--input-type=module', '-e', sweep]);
+        expect(JSON.parse(stdout), `clock stepped by ${step} s`).toEqual([]);
+        expect(await readdir(dir), `clock stepped by ${step} s`).toContain(live.path.slice(dir.length + 1));
+      }
+    } finally {
+      await live.kill('SIGTERM');
+    }
+    expect(await sweepStaleRunTempDirs({ tempDir: dir })).toEqual([live.path]);
+    await rm(dir, { recursive: true, force: true });
+  }, 20_000);
 });

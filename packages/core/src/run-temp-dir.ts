@@ -1,15 +1,24 @@
 /**
  * Temp directories that say whose they are, so a later run can remove those a killed run left.
  *
- * `createRunTempDir(prefix)` makes `<tmp>/<prefix>r.<host>.<pid>.<start>.XXXXXX`: a hash of this
- * machine's hostname, this process's pid and its start time (ms since 1970, base 36). A SIGKILL
- * (OOM killer, a CI job cancelled hard) skips every `finally`, so build contexts — a materialized
- * env can be gigabytes — and private Docker configs would stay forever.
- * `sweepStaleRunTempDirs()` removes the directories of this machine whose process is gone: its pid
- * does not run, or runs but started at another time (the pid was reused, e.g. by the next run in a
- * container where the CLI always gets the same pid). Directories of other hosts (a shared TMPDIR)
- * and of live processes are left alone, as is everything not named this way, and every entry that
- * is not a directory of this user (a symlink, another user's directory of the same name).
+ * `createRunTempDir(prefix)` makes `<tmp>/<prefix>q.<host>.<boot>.<pid>.<ticks>.XXXXXX`: a hash of
+ * this machine's hostname, the kernel's boot id, this process's pid and its start in clock ticks
+ * since boot (base 36; both from /proc). A SIGKILL (OOM killer, a CI job cancelled hard) skips every
+ * `finally`, so build contexts — a materialized env can be gigabytes — and private Docker configs
+ * would stay forever. `sweepStaleRunTempDirs()` removes the directories of this machine whose
+ * process is gone: made before the last boot, or its pid does not run, or runs but started at
+ * another tick (the pid was reused, e.g. by the next run in a container where the CLI always gets
+ * the same pid). Directories of other hosts (a shared TMPDIR) and of live processes are left alone,
+ * as is everything not named this way, and every entry that is not a directory of this user (a
+ * symlink, another user's directory of the same name).
+ *
+ * The start is counted from the boot, not on the wall clock: a wall-clock start is the kernel's
+ * boot time (/proc/stat's btime) plus the ticks, and btime moves whenever the clock is stepped (NTP,
+ * `date -s`) — a sweep after a step took every live run for a dead one and removed its build
+ * contexts mid-build. Without /proc (macOS) the name is `<prefix>r.<host>.<pid>.<start ms>.XXXXXX`,
+ * the form earlier versions wrote everywhere, whose start is node's on the wall clock; those are
+ * still swept, with a margin ({@link SAME_START_MS}). Earlier versions do not recognise the `q.` form,
+ * so they leave such directories alone.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -24,10 +33,13 @@ import { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 
 const log = createLogger('temp');
 
-const NAME = /^prebuilt-.*r\.([0-9a-f]{8})\.(\d+)\.([0-9a-z]+)\.[A-Za-z0-9]{6}$/;
+/** A directory named for its run's boot and start tick (what this version writes where there is /proc). */
+const NAME = /^prebuilt-.*q\.([0-9a-f]{8})\.([0-9a-f]{8})\.(\d+)\.([0-9a-z]+)\.[A-Za-z0-9]{6}$/;
+/** A directory named for its run's start on the wall clock (earlier versions; this one without /proc). */
+const WALL_CLOCK_NAME = /^prebuilt-.*r\.([0-9a-f]{8})\.(\d+)\.([0-9a-z]+)\.[A-Za-z0-9]{6}$/;
 /**
- * Two start times closer than this are the same process: exact for names this version writes (both
- * from /proc), a margin for those of earlier versions (node's uptime, btime's truncation to seconds).
+ * Two wall-clock start times closer than this are the same process: a margin for the names of
+ * earlier versions (node's uptime, btime's truncation to seconds).
  */
 const SAME_START_MS = 2_000;
 
@@ -38,22 +50,52 @@ function hostTag(): string {
 }
 
 /**
- * When this process started, as another process's sweep reads it ({@link startOf}: the kernel's
- * start time of the pid), so the two agree exactly. Not `Date.now() - process.uptime()`: node's
- * uptime counts from node's own start, which comes after the kernel's by however long the exec
- * took — a shell shim that ends in `exec node` (pnpm's .bin scripts), a loaded machine — and once
- * that lag passed {@link SAME_START_MS}, a concurrent run's sweep took this live run for a dead
- * one and removed its build contexts mid-build. The uptime is only the fallback without /proc.
- * Read at the first temp dir or sweep, not when core is loaded (most commands make neither).
+ * When this process started on the wall clock, for the `r.` form: the kernel's start of the pid
+ * where there is /proc (as {@link startOf} reads another's: a sweep of an earlier version's
+ * directory that names this pid compares it), else node's uptime. Read at the first need, not when
+ * core is loaded (most commands make no temp dir).
  */
 function ownStart(): number {
   processStart ??= startOf(process.pid) ?? Math.round(Date.now() - process.uptime() * 1000);
   return processStart;
 }
 
+/** The first 8 hex digits of the kernel's boot id (new at each boot); undefined without /proc. */
+let bootTag: string | null | undefined;
+function currentBoot(): string | undefined {
+  if (bootTag === undefined) {
+    try {
+      bootTag = /^([0-9a-f]{8})/.exec(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim())?.[1] ?? null;
+    } catch {
+      bootTag = null;
+    }
+  }
+  return bootTag ?? undefined;
+}
+
+/** A process's start, in clock ticks since boot (field 22 of /proc/<pid>/stat); undefined when unknown (gone, no /proc). */
+function startTicks(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Counted after the ')' that ends the command name (which may hold spaces and parentheses).
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    return Number.isSafeInteger(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+let ownTicks: number | undefined;
+
 /** A fresh private temp directory named for this process (see the module comment). */
 export async function createRunTempDir(prefix: string, options: { tempDir?: string } = {}): Promise<string> {
-  return mkdtemp(join(options.tempDir ?? tmpdir(), `${prefix}r.${hostTag()}.${process.pid}.${ownStart().toString(36)}.`));
+  ownTicks ??= startTicks(process.pid);
+  const boot = currentBoot();
+  const owner =
+    boot !== undefined && ownTicks !== undefined
+      ? `q.${hostTag()}.${boot}.${process.pid}.${ownTicks.toString(36)}`
+      : `r.${hostTag()}.${process.pid}.${ownStart().toString(36)}`;
+  return mkdtemp(join(options.tempDir ?? tmpdir(), `${prefix}${owner}.`));
 }
 
 /**
@@ -72,21 +114,33 @@ export async function createRunTempDirIn(dir: string, prefix: string, where: { d
   }
 }
 
-/** When a process of this machine started (ms since 1970), from /proc; undefined when unknown. */
+/** When a process of this machine started (ms since 1970, on the wall clock as it is now), from /proc; undefined when unknown. */
 function startOf(pid: number): number | undefined {
+  const ticks = startTicks(pid);
+  if (ticks === undefined) return undefined;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 22 (starttime, in clock ticks since boot) counted after the ')' that ends the command name.
-    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
     const boot = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
-    if (!Number.isFinite(ticks) || !Number.isFinite(boot)) return undefined;
+    if (!Number.isFinite(boot)) return undefined;
     return boot * 1000 + ticks * 10; // USER_HZ is 100 on Linux
   } catch {
     return undefined;
   }
 }
 
-/** Whether the process that made a directory of this machine (pid, start time) still runs. */
+/**
+ * Whether the process that made a directory named for its boot, pid and start tick still runs:
+ * this boot, and the pid started at that very tick. Exact, and the wall clock plays no part.
+ */
+function tickOwnerRuns(boot: string, pid: number, ticks: number): boolean {
+  const now = currentBoot();
+  if (now !== undefined && boot !== now) return false;
+  if (pid === process.pid) return (ownTicks ??= startTicks(process.pid)) === ticks;
+  if (!processAlive(pid)) return false;
+  const actual = startTicks(pid);
+  return actual === undefined || actual === ticks;
+}
+
+/** Whether the process that made a directory of this machine (pid, wall-clock start time) still runs. */
 function ownerRuns(pid: number, started: number): boolean {
   if (pid === process.pid) return Math.abs(started - ownStart()) < SAME_START_MS;
   if (!processAlive(pid)) return false;
@@ -123,15 +177,22 @@ export async function sweepStaleRunTempDirs(options: { tempDir?: string } = {}):
   }
   const removed: string[] = [];
   for (const name of names) {
-    const match = NAME.exec(name);
-    if (!match || match[1] !== mine) continue;
-    if (ownerRuns(Number(match[2]), parseInt(match[3]!, 36))) continue;
+    const byTick = NAME.exec(name);
+    const byClock = byTick ? null : WALL_CLOCK_NAME.exec(name);
+    if (byTick) {
+      if (byTick[1] !== mine || tickOwnerRuns(byTick[2]!, Number(byTick[3]), parseInt(byTick[4]!, 36))) continue;
+    } else if (byClock) {
+      if (byClock[1] !== mine || ownerRuns(Number(byClock[2]), parseInt(byClock[3]!, 36))) continue;
+    } else {
+      continue;
+    }
+    const pid = (byTick ? byTick[3] : byClock![2])!;
     const path = join(dir, name);
     if (!(await ownDirectory(path))) continue;
     try {
       await rm(path, { recursive: true, force: true });
       removed.push(path);
-      log('removed %s, left by a run that is gone (pid %s)', path, match[2]);
+      log('removed %s, left by a run that is gone (pid %s)', path, pid);
     } catch (error) {
       log('cannot remove %s: %s', path, errorMessage(error));
     }
