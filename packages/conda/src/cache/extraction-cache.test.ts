@@ -1,5 +1,9 @@
-import { execFileSync } from 'node:child_process';
-import { lstat, mkdir, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { skipOrFailInCi } from '../../../../test/services.js';
@@ -14,6 +18,9 @@ import { ExtractionCache, PRUNE_AFTER_DAYS } from './extraction-cache.js';
 import { PackageCache } from './package-cache.js';
 
 const PREFIX = '/opt/prebuilt/envs/fedcba9876543210';
+const run = promisify(execFile);
+/** Why a build cannot be run as another user here: needs root (to switch) and setpriv. */
+const notRootWithSetpriv = process.getuid?.() !== 0 ? 'needs root' : !existsSync('/usr/bin/setpriv') ? 'needs setpriv (util-linux)' : undefined;
 
 const example = useExampleChannel('prebuilt-extraction-cache-');
 let lock: LockedEnv;
@@ -227,5 +234,57 @@ describe('the extraction cache (materializeEnv)', () => {
     await utimes(join(dir, old!, 'manifest.json'), past, past);
     expect(await new ExtractionCache(dir).prune()).toBe(1);
     expect((await readdir(dir)).sort()).toEqual(recent.sort());
+  });
+
+  it.skipIf(notRootWithSetpriv !== undefined)(`a cache shared by two users (a directory both may write in): a damaged entry of one is replaced by the other's build, not an EACCES (${notRootWithSetpriv ?? 'root and setpriv'})`, async () => {
+    // The cache's `extracted/` writable by both users (a cache shared on purpose, as cache-dir.ts
+    // lets it be); the entry made by the first (root here), with its own directories 0755 as
+    // under the usual umask; then one of its files changed (its mtime moved: a write through a
+    // hard link in a prefix of the first user's). The second user (uid 65534) can rename the entry
+    // aside — the name is then free — but not empty the directories of another user.
+    const work = await mkdtemp(join(tmpdir(), 'prebuilt-extraction-shared-'));
+    await chmod(work, 0o755);
+    const dir = join(work, 'extracted');
+    await mkdir(dir, { mode: 0o777 });
+    await chmod(dir, 0o777);
+    const archive = join(work, 'archive.conda');
+    await writeFile(archive, 'the archive', { mode: 0o644 });
+    const script = join(work, 'obtain.mjs');
+    await writeFile(
+      script,
+      `const { ExtractionCache } = await import(${JSON.stringify(fileURLToPath(new URL('../../dist/cache/extraction-cache.js', import.meta.url)))});
+const { mkdir, writeFile } = await import('node:fs/promises');
+const [dir, archive, text] = process.argv.slice(2);
+const got = await new ExtractionCache(dir).obtain(archive, 'a'.repeat(64), 0, async (scratch) => {
+  await mkdir(scratch, { recursive: true });
+  await writeFile(scratch + '/0', text);
+  return { info: new Map(), entries: [{ path: 'hello.txt', type: 'file', mode: 0o644, size: text.length, file: scratch + '/0' }], md5: '0'.repeat(32) };
+});
+const { readFile } = await import('node:fs/promises');
+process.stdout.write(JSON.stringify({ hit: got.hit, dir: got.dir, text: await readFile(got.contents.entries[0].file, 'utf8') }));`,
+      { mode: 0o644 },
+    );
+    const obtain = async (text: string, asOther: boolean): Promise<{ hit: boolean; dir: string; text: string }> => {
+      const node = [process.execPath, script, dir, archive, text];
+      const { stdout } = asOther
+        ? await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', ...node], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } })
+        : await run(node[0]!, node.slice(1));
+      return JSON.parse(stdout) as { hit: boolean; dir: string; text: string };
+    };
+    try {
+      const first = await obtain('first user', false);
+      expect(first).toMatchObject({ hit: false, text: 'first user' });
+      const past = new Date('2020-01-01T00:00:00Z');
+      await utimes(join(first.dir, 'f', '0'), past, past);
+      const second = await obtain('second user', true);
+      expect(second).toEqual({ hit: false, dir: first.dir, text: 'second user' });
+      // The damaged entry's directory, renamed aside, is what is left for a prune (of the first user).
+      expect((await readdir(dir)).filter((name) => name.includes('.stale-'))).toHaveLength(1);
+      expect(await obtain('not extracted again', false)).toEqual({ hit: true, dir: first.dir, text: 'second user' });
+      expect(await new ExtractionCache(dir).prune(Date.now() + 2 * 86_400_000)).toBeGreaterThanOrEqual(1);
+      expect((await readdir(dir)).filter((name) => name.includes('.stale-'))).toEqual([]);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   });
 });
