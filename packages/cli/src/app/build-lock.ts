@@ -1,7 +1,7 @@
 /** The inter-process build lock of one image tag, under the cache directory. */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { CACHE_DIR_SETTING, acquireFileLock, diskFullError, prebuiltCacheDir, type BuildLockHandle } from '@prebuilt/core';
+import { CACHE_DIR_SETTING, acquireFileLock, diskFullError, prebuiltCacheDir, unwritableDirectoryError, type BuildLockHandle } from '@prebuilt/core';
 
 /**
  * The inter-process build lock of one image tag: `<cache dir>/locks/build-<hash of tag>.lock`.
@@ -17,7 +17,9 @@ export function buildLockFor(env: Record<string, string | undefined>) {
       onWait: (_owner, holder) => options.onWait(holder),
       ...(options.signal ? { signal: options.signal } : {}),
     }).catch((error: unknown) => {
-      throw diskFullError(error, { dir, doing: `taking the build lock of ${image.tag}`, setting: CACHE_DIR_SETTING }) ?? error;
+      // A full disk, or a directory this user cannot write (another user's cache, a read-only mount).
+      const where = { dir, doing: `taking the build lock of ${image.tag}`, setting: CACHE_DIR_SETTING };
+      throw diskFullError(error, where) ?? unwritableDirectoryError(error, where) ?? error;
     });
     return { waited: lock.waitedFor !== undefined, release: () => lock.release() };
   };
