@@ -43,8 +43,16 @@ interface CacheMeta {
 export type RepodataText = Buffer | null;
 
 export interface RepodataCacheOptions {
-  /** Directory for cached repodata, made private to its user (0700) when missing; omit to cache in memory only. */
+  /** Directory for cached repodata, made private to its user (0700) when missing (see `prepareDir`); omit to cache in memory only. */
   dir?: string;
+  /**
+   * Whether `dir` is made private to its user (0700) when missing; default true. False where `dir`
+   * is a subdirectory of a cache directory already prepared (the resolver's `<cache>/repodata`):
+   * it is then made with the umask's mode, as the cache's other subdirectories are, so a cache
+   * shared on purpose through its group (setgid, group-writable, umask 002) stays writable by the
+   * group — made 0700 by the first user, it refused every other user's repodata.
+   */
+  prepareDir?: boolean;
   /** Refetch even when the cached copy is fresh. */
   refresh?: boolean;
   fetch?: typeof fetch;
@@ -66,12 +74,12 @@ function maxAgeMs(cacheControl: string | null): number {
 export class RepodataCache {
   readonly #memory = new Map<string, Promise<RepodataText>>();
   readonly #options: RepodataCacheOptions;
-  /** Makes `dir` (when missing) private to its user before the first copy is written there. */
+  /** Makes `dir` (when missing) private to its user before the first copy is written there (unless `prepareDir` is false). */
   readonly #prepareDir: (() => Promise<void>) | undefined;
 
   constructor(options: RepodataCacheOptions = {}) {
     this.#options = options;
-    this.#prepareDir = options.dir ? cacheDirPreparation(options.dir, log) : undefined;
+    this.#prepareDir = options.dir && options.prepareDir !== false ? cacheDirPreparation(options.dir, log) : undefined;
   }
 
   /** `<channel>/<subdir>/repodata.json`, cached. Unreachable or failing → ResolutionError with URL and cause. */

@@ -3,7 +3,7 @@
  * served on 127.0.0.1. pip runs isolated from this machine's pip configuration.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -264,9 +264,26 @@ describe('caching and deduplication', () => {
       process.umask(previous);
     }
     expect((await stat(cacheDir)).mode & 0o7777).toBe(0o700);
-    expect((await stat(join(cacheDir, 'repodata'))).mode & 0o7777).toBe(0o700);
+    // Its subdirectories inside it, private through it, are made as the umask says (see the next test).
+    expect((await stat(join(cacheDir, 'repodata'))).mode & 0o7777).toBe(0o775);
     expect((await readdir(join(cacheDir, 'solves'))).some((f) => f.endsWith('.json'))).toBe(true);
     // So is the missing parent it made (with the umask's mode, others could rename the cache away).
     expect((await stat(join(dir, 'library'))).mode & 0o7777).toBe(0o700);
+  });
+
+  it('in a cache directory shared on purpose through its group (setgid, group-writable), makes repodata/ as it makes solves/ — with the umask, so the group can write it too — not private to the first user', async () => {
+    // The first user to lock made repodata/ 0700: every other user's lock that had to fetch repodata failed with EACCES.
+    const cacheDir = join(dir, 'group-shared');
+    await mkdir(cacheDir);
+    await chmod(cacheDir, 0o2775);
+    const previous = process.umask(0o002);
+    try {
+      await resolver({ cacheDir }).resolveEnv(request({ conda: { tinynum: '' } }));
+    } finally {
+      process.umask(previous);
+    }
+    expect((await stat(cacheDir)).mode & 0o7777).toBe(0o2775);
+    expect((await stat(join(cacheDir, 'solves'))).mode & 0o7777).toBe(0o2775);
+    expect((await stat(join(cacheDir, 'repodata'))).mode & 0o7777).toBe(0o2775);
   });
 });

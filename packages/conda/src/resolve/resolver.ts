@@ -121,7 +121,9 @@ export function createResolver(options: ResolverOptions = {}): Resolver {
     timeouts,
     maxBytes: repodataMaxBytes(env),
     ...(options.signal ? { signal: options.signal } : {}),
-    ...(cacheDir ? { dir: join(cacheDir, 'repodata') } : {}),
+    // Inside the cache directory, which is prepared (made private when missing) before anything is
+    // cached: made like the cache's other subdirectories, so a cache shared through its group stays so.
+    ...(cacheDir ? { dir: join(cacheDir, 'repodata'), prepareDir: false } : {}),
     ...(options.refresh ? { refresh: true } : {}),
     ...(options.fetch ? { fetch: options.fetch } : {}),
   });
