@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { NetworkError, ResolutionError, UnreachableError, UrlCredentials } from '@prebuilt/core';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RepodataCache } from './repodata-cache.js';
 
 /** A tiny channel server on 127.0.0.1 with ETags, max-age and failure modes, recording requests. */
@@ -23,8 +23,9 @@ beforeAll(async () => {
     if (req.url === '/broken/linux-64/repodata.json') return void res.writeHead(500, 'Boom').end();
     if (!req.url?.startsWith('/ch/') || req.url.includes('linux-aarch64')) return void res.writeHead(404).end();
     const etag = `"${body.length}"`;
-    if (req.headers['if-none-match'] === etag) return void res.writeHead(304).end();
-    res.writeHead(200, { etag, 'cache-control': maxAge ? `max-age=${maxAge}` : 'no-cache', 'content-type': 'application/json' }).end(body);
+    const cacheControl = maxAge ? `max-age=${maxAge}` : 'no-cache';
+    if (req.headers['if-none-match'] === etag) return void res.writeHead(304, { etag, 'cache-control': cacheControl }).end();
+    res.writeHead(200, { etag, 'cache-control': cacheControl, 'content-type': 'application/json' }).end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
@@ -72,6 +73,29 @@ describe('RepodataCache', () => {
     await new RepodataCache({ dir: cacheDir }).get(`${base}/ch`, 'linux-64');
     expect(requests).toHaveLength(1);
     await new RepodataCache({ dir: cacheDir, refresh: true }).get(`${base}/ch`, 'linux-64');
+    expect(requests).toHaveLength(2);
+  });
+
+  it('a copy fetched while the clock was ahead (then set back: NTP, a wrong RTC) is not taken for fresh until the clock catches up: it is revalidated', async () => {
+    // max-age counts from the fetch: fetched a year ahead, the copy read as fresh for a year and a
+    // lock resolved against it, however stale the channel's packages.
+    const cacheDir = join(dir, 'clock-back');
+    maxAge = 600;
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 365 * 86_400_000);
+      await new RepodataCache({ dir: cacheDir }).get(`${base}/ch`, 'linux-64');
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(requests).toHaveLength(1);
+    await new RepodataCache({ dir: cacheDir }).get(`${base}/ch`, 'linux-64');
+    expect(requests).toEqual([
+      { url: '/ch/linux-64/repodata.json', ifNoneMatch: undefined },
+      { url: '/ch/linux-64/repodata.json', ifNoneMatch: `"${body.length}"` },
+    ]);
+    // Revalidated now, it is fresh from now on, by this clock.
+    await new RepodataCache({ dir: cacheDir }).get(`${base}/ch`, 'linux-64');
     expect(requests).toHaveLength(2);
   });
 

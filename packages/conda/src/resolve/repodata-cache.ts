@@ -1,8 +1,9 @@
 /**
  * Repodata of conda channels, fetched over HTTP(S) (or read from `file://`), cached on disk.
  *
- * A cached copy is used as is while the server's `Cache-Control: max-age` says it is fresh;
- * after that it is revalidated with `If-None-Match` / `If-Modified-Since` (a 304 costs nothing).
+ * A cached copy is used as is while the server's `Cache-Control: max-age` says it is fresh,
+ * counted from when it was fetched (a copy fetched "later" than now, the clock set back since, is
+ * not fresh); after that it is revalidated with `If-None-Match` / `If-Modified-Since` (a 304 costs nothing).
  * Within one process each URL is fetched at most once.
  */
 import { readFile, stat } from 'node:fs/promises';
@@ -37,6 +38,18 @@ interface CacheMeta {
   lastModified?: string;
   /** Epoch ms until which the copy is fresh without asking. */
   freshUntil: number;
+  /**
+   * Epoch ms when the copy was fetched or last revalidated. A copy is fresh only from then on: one
+   * fetched while the clock was ahead (set back since) would otherwise read as fresh until the clock
+   * caught up — a year ahead, a year of locks against stale repodata. Absent in metadata written by
+   * earlier versions: then the copy is revalidated (a 304 costs nothing).
+   */
+  fetchedAt?: number;
+}
+
+/** Whether the copy `meta` describes may be used without asking the channel, by this clock. */
+function fresh(meta: CacheMeta, now = Date.now()): boolean {
+  return typeof meta.fetchedAt === 'number' && meta.fetchedAt <= now && now < meta.freshUntil;
 }
 
 /** Repodata text of one channel subdir, or null when the channel has no such subdir (404). */
@@ -102,7 +115,7 @@ export class RepodataCache {
     const metaPath = dir ? join(dir, `${key}.meta.json`) : undefined;
     const meta = metaPath ? await readMeta(metaPath, url) : undefined;
     const cached = (): Promise<Buffer | undefined> => readCached(bodyPath, this.#options.maxBytes ?? repodataMaxBytes());
-    if (meta && !this.#options.refresh && Date.now() < meta.freshUntil) {
+    if (meta && !this.#options.refresh && fresh(meta)) {
       const body = await cached();
       if (body !== undefined) {
         log('fresh from cache: %s', url);
@@ -111,14 +124,15 @@ export class RepodataCache {
     }
 
     const response = await this.#request(url, meta);
-    const freshUntil = Date.now() + maxAgeMs(response.headers.get('cache-control'));
+    const fetchedAt = Date.now();
+    const freshUntil = fetchedAt + maxAgeMs(response.headers.get('cache-control'));
     if (response.status === 304 && meta) {
       const body = await cached();
       if (body !== undefined) {
         log('not modified: %s', url);
         if (metaPath) {
           await this.#prepareDir?.();
-          await writeFileAtomic(metaPath, JSON.stringify({ ...meta, freshUntil }), { setting: CACHE_DIR_SETTING });
+          await writeFileAtomic(metaPath, JSON.stringify({ ...meta, freshUntil, fetchedAt }), { setting: CACHE_DIR_SETTING });
         }
         return body;
       }
@@ -139,7 +153,7 @@ export class RepodataCache {
     if (dir && bodyPath && metaPath) {
       await this.#prepareDir?.();
       await writeFileAtomic(bodyPath, body, { setting: CACHE_DIR_SETTING });
-      await writeFileAtomic(metaPath, JSON.stringify(nextMeta(url, freshUntil, response)), { setting: CACHE_DIR_SETTING });
+      await writeFileAtomic(metaPath, JSON.stringify(nextMeta(url, fetchedAt, freshUntil, response)), { setting: CACHE_DIR_SETTING });
     }
     log('fetched %s (%d bytes)', url, body.length);
     return body;
@@ -242,8 +256,8 @@ function checkRepodata(url: string, body: Buffer, response: NetResponse): void {
 }
 
 /** The metadata stored with a fetched copy: its freshness and validators. */
-function nextMeta(url: string, freshUntil: number, response: NetResponse): CacheMeta {
-  const next: CacheMeta = { url, freshUntil };
+function nextMeta(url: string, fetchedAt: number, freshUntil: number, response: NetResponse): CacheMeta {
+  const next: CacheMeta = { url, freshUntil, fetchedAt };
   const etag = response.headers.get('etag');
   const lastModified = response.headers.get('last-modified');
   if (etag) next.etag = etag;
