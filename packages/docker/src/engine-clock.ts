@@ -23,6 +23,13 @@ export const CANCEL_CLEANUP_MS = 2000;
 /** The factor of {@link AnswerSilence} `progress`. */
 export const PROGRESS_SILENCE_FACTOR = 10;
 
+/**
+ * Elapsed time in ms, on a monotonic clock: a step of the wall clock (NTP, `date -s`) moves
+ * `Date.now()` — forward it failed every request in flight, back it let a hung daemon hold one for
+ * as long as the step.
+ */
+const elapsedNow = (): number => performance.now();
+
 /** What the clock of one request needs to name in its errors. */
 export interface ClockTarget {
   /** The daemon's address as messages show it (credentials in it as `***`). */
@@ -42,7 +49,7 @@ export interface ClockTarget {
  * connect is ssh's own (its ConnectTimeout, see ssh-dial.ts): the clock waits for it.
  */
 export class RequestClock {
-  readonly #started = Date.now();
+  readonly #started = elapsedNow();
   #last = this.#started;
   #connecting = false;
   /** The silence allowed now (ms): the idle limit until the headers, then the answer's. */
@@ -51,7 +58,7 @@ export class RequestClock {
   #timer: NodeJS.Timeout | undefined;
   #socket: Duplex | undefined;
   #response: IncomingMessage | undefined;
-  readonly #touch = (): void => void (this.#last = Date.now());
+  readonly #touch = (): void => void (this.#last = elapsedNow());
 
   /**
    * `limits` are the network settings every other read of prebuilt uses
@@ -116,7 +123,7 @@ export class RequestClock {
   #tick(): void {
     // A connecting ssh is left to its own ConnectTimeout (ssh-dial.ts): it exits (the daemon is unreachable) or is taken as connected, then the limits are checked.
     if (this.#connecting && this.target.ssh) return;
-    const now = Date.now();
+    const now = elapsedNow();
     if (this.#deadlineMs !== undefined && now - this.#started >= this.#deadlineMs) this.#fail(this.#expired('deadline'));
     else if (this.#silenceMs !== undefined && now - this.#last >= this.#silenceMs) this.#fail(this.#connecting ? this.#connectFailed() : this.#expired('idle'));
   }

@@ -325,6 +325,8 @@ function tarInput(stdin: Writable, watch: MkfsWatch, exited: () => boolean): Wri
  * build waits on it, and, looking at its image every `limits.pollMs`, why it was stopped. `kill`
  * kills it, and says whether it did (not once it has exited).
  */
+// Its times are elapsed time (`performance.now()`, monotonic): a step of the wall clock (NTP,
+// `date -s`) forward stopped a healthy mkfs.erofs as silent, back let a hung one run on.
 class MkfsWatch {
   /** Bytes of the tar sent so far. */
   sent = 0;
@@ -334,7 +336,7 @@ class MkfsWatch {
   #waitingSince: number | undefined;
   /** When the whole tar had been sent. */
   #endedAt: number | undefined;
-  #lastProgress = Date.now();
+  #lastProgress = performance.now();
   #lastBlocks = -1;
   #looking = false;
   readonly #timer: NodeJS.Timeout;
@@ -352,13 +354,13 @@ class MkfsWatch {
 
   /** It wrote to its stderr. */
   progress(): void {
-    this.#lastProgress = Date.now();
+    this.#lastProgress = performance.now();
   }
 
   /** `bytes` more of the tar are being written to it: the build waits until it takes them. */
   sending(bytes: number): void {
     this.sent += bytes;
-    this.#waitingSince = Date.now();
+    this.#waitingSince = performance.now();
   }
 
   /** It took what was written. */
@@ -368,7 +370,7 @@ class MkfsWatch {
 
   /** The whole tar was sent: the build waits on it alone. */
   ended(): void {
-    this.#waitingSince = Date.now();
+    this.#waitingSince = performance.now();
     this.#endedAt = this.#waitingSince;
   }
 
@@ -398,17 +400,17 @@ class MkfsWatch {
     if (bytes > max) this.#stop(`its image took ${bytes} bytes of disk from a tar of ${this.sent} bytes (at most ${max})`);
     if (blocks !== this.#lastBlocks) {
       this.#lastBlocks = blocks;
-      this.#lastProgress = Date.now();
+      this.#lastProgress = performance.now();
     }
   }
 
   #timed(): void {
     if (this.#waitingSince === undefined) return;
     const { silenceMs, finishBytesPerSecond } = this.#limits;
-    if (Date.now() - Math.max(this.#lastProgress, this.#waitingSince) > silenceMs) this.#stop(`it made no progress for ${silenceMs / 1000} s (it took none of the tar and its image did not change)`);
+    if (performance.now() - Math.max(this.#lastProgress, this.#waitingSince) > silenceMs) this.#stop(`it made no progress for ${silenceMs / 1000} s (it took none of the tar and its image did not change)`);
     if (this.#endedAt !== undefined) {
       const allowedMs = silenceMs + (this.sent / finishBytesPerSecond) * 1000;
-      if (Date.now() - this.#endedAt > allowedMs) this.#stop(`it did not finish within ${Math.round(allowedMs / 1000)} s of the end of a tar of ${this.sent} bytes`);
+      if (performance.now() - this.#endedAt > allowedMs) this.#stop(`it did not finish within ${Math.round(allowedMs / 1000)} s of the end of a tar of ${this.sent} bytes`);
     }
   }
 }

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CancelledError, NetworkError } from '../errors.js';
 import { netFetch } from './net-fetch.js';
 import { withNetworkWaits, type NetworkWait } from './network-wait.js';
@@ -147,6 +147,35 @@ describe('netFetch (servers on 127.0.0.1)', () => {
     expect((error as NetworkError).reason).toBe('deadline');
     expect((error as NetworkError).message).toBe(`package download from ${server.host}: not finished within 0.6 s (METAFLOW_PREBUILT_NETWORK_DEADLINE)`);
   });
+
+  it('the idle timeout and the deadline count elapsed time, not the wall clock: a clock stepped forward (NTP, date -s) fails no read, one stepped back leaves none hanging', async () => {
+    const trickle = await serve((_req, res) => {
+      res.writeHead(200);
+      let sent = 0;
+      const timer = setInterval(() => (++sent > 20 ? (clearInterval(timer), res.end()) : res.write('x')), 50);
+      res.on('close', () => clearInterval(timer));
+    });
+    const stalled = await serve((_req, res) => {
+      res.writeHead(200);
+      res.write('{');
+    });
+    vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+    try {
+      // Stepped an hour forward mid-read: the read, a byte every 50 ms, goes on to its end.
+      const response = await netFetch(trickle.origin, { what: 'package download', timeouts: { idleMs: 500, deadlineMs: 10_000 } });
+      setTimeout(() => vi.setSystemTime(Date.now() + 3_600_000), 300);
+      expect((await response.bytes(1000)).toString()).toBe('x'.repeat(20));
+      // Stepped an hour back mid-read: a stalled read still fails after the idle timeout, not an hour later.
+      const started = performance.now();
+      const stalledResponse = await netFetch(stalled.origin, { what: 'repodata', timeouts: { idleMs: 500, deadlineMs: 10_000 } });
+      setTimeout(() => vi.setSystemTime(Date.now() - 3_600_000), 100);
+      const error = await stalledResponse.bytes(1000).catch((e: unknown) => e);
+      expect((error as NetworkError).reason).toBe('idle');
+      expect(performance.now() - started).toBeLessThan(3000);
+    } finally {
+      vi.useRealTimers();
+    }
+  }, 20_000);
 
   it("the caller's abort is a CancelledError, not a timeout", async () => {
     const server = await serve(() => undefined);

@@ -6,6 +6,13 @@ import { CancelledError, NetworkError } from '../errors.js';
 import { NETWORK_ENV, type NetworkTimeouts } from './network-settings.js';
 import { currentNetworkWaitListener } from './network-wait.js';
 
+/**
+ * Elapsed time in ms, on a monotonic clock: a step of the wall clock (NTP, `date -s`) moves
+ * `Date.now()` — forward it failed every read in flight as idle or past its deadline, back it let a
+ * stalled one hang for as long as the step.
+ */
+const elapsedNow = (): number => performance.now();
+
 class Expired {
   constructor(readonly reason: 'idle' | 'deadline') {}
 }
@@ -18,7 +25,7 @@ export class RequestWatch {
   private readonly controller = new AbortController();
   private readonly listener = currentNetworkWaitListener();
   private readonly reportEvery: number;
-  private readonly started = Date.now();
+  private readonly started = elapsedNow();
   private readonly timer: NodeJS.Timeout;
   private last = this.started;
   private nextReport: number;
@@ -46,7 +53,7 @@ export class RequestWatch {
 
   /** Bytes (or an answer) arrived: the idle clock restarts, and a reported wait ends. */
   activity(): void {
-    this.last = Date.now();
+    this.last = elapsedNow();
     this.nextReport = this.last + this.reportEvery;
     if (this.reported) {
       this.reported = false;
@@ -94,7 +101,7 @@ export class RequestWatch {
   }
 
   private tick(): void {
-    const now = Date.now();
+    const now = elapsedNow();
     if (now - this.started >= this.timeouts.deadlineMs) this.controller.abort(new Expired('deadline'));
     else if (now - this.last >= this.timeouts.idleMs) this.controller.abort(new Expired('idle'));
     else if (now >= this.nextReport) {
