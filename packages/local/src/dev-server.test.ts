@@ -232,6 +232,20 @@ describe('development registry server: settings', () => {
     }
   });
 
+  it('a state directory that cannot be made (a file in the way) is an EnvironmentError naming it for start, not a bare ENOTDIR; stop has nothing to stop', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-blocked-'));
+    await writeFile(join(root, 'prebuilt'), 'a file where the state directory goes');
+    const stateDir = join(root, 'prebuilt', 'local-registry');
+    try {
+      const error = await startLocalRegistryServer({ stateDir }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EnvironmentError);
+      expect((error as EnvironmentError).message).toMatch(new RegExp(`^Cannot write ${root}/prebuilt(/local-registry)? while taking the lock of local-registry start: a file is in the way \\(ENOTDIR\\)\\.$`));
+      expect(await stopLocalRegistryServer({ stateDir })).toMatchObject({ stopped: false, status: { running: false } });
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('rejects a port that is not a TCP port', async () => {
     await expect(startLocalRegistryServer({ port: 70000, stateDir: join(tmpdir(), 'unused') })).rejects.toBeInstanceOf(ConfigError);
   });

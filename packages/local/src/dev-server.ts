@@ -12,6 +12,7 @@ import {
   EnvironmentError,
   Secret,
   createLogger,
+  diskFullError,
   errorMessage,
   makeDirectory,
   octalMode,
@@ -20,6 +21,7 @@ import {
   repairedDirectoryNote,
   securePrivatePath,
   sleep,
+  unwritableDirectoryError,
   writeFileAtomic,
   type RegistryCredentials,
 } from '@prebuilt/core/backend';
@@ -532,8 +534,13 @@ export async function startLocalRegistryServer(
  */
 async function exclusively<T>(options: LocalRegistryServerOptions, purpose: string, work: () => Promise<T>): Promise<T> {
   const p = paths(options);
-  await makeDirectory(p.stateDir, { mode: 0o700 });
-  const lock = await acquireFileLock(p.lockFile, { purpose, pollMs: 100 });
+  // A state directory that cannot be made or written (read-only, another user's, full): said as such.
+  const where = { dir: p.stateDir, doing: `taking the lock of ${purpose}`, ...(options.stateDir === undefined ? { setting: 'XDG_STATE_HOME' } : {}) };
+  const lock = await makeDirectory(p.stateDir, { mode: 0o700 })
+    .then(() => acquireFileLock(p.lockFile, { purpose, pollMs: 100 }))
+    .catch((error: unknown) => {
+      throw diskFullError(error, where) ?? unwritableDirectoryError(error, where) ?? error;
+    });
   try {
     return await work();
   } finally {
@@ -687,8 +694,8 @@ async function startContainer(p: Paths, port: number, options: LocalRegistryServ
 export async function stopLocalRegistryServer(
   options: LocalRegistryServerOptions = {},
 ): Promise<{ stopped: boolean; status: LocalRegistryServerStatus }> {
-  // No state directory: nothing was started from it, and none is made.
-  if (!existsSync(paths(options).stateDir)) return stop(options);
+  // No state directory (or a file in its way): nothing was started from it, nothing to stop, and none is made.
+  if (!existsSync(paths(options).stateDir)) return { stopped: false, status: await currentStatus(options) };
   return exclusively(options, 'local-registry stop', () => stop(options));
 }
 
