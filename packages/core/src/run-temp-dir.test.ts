@@ -63,19 +63,23 @@ describe('run temp dirs', () => {
     const reused = join(dir, `prebuilt-context-def-r.${tag}.${process.pid}.${(Date.now() - 3_600_000).toString(36)}.AbC123`);
     const otherHost = join(dir, `prebuilt-context-def-r.0badc0de.${killed.pid}.${Date.now().toString(36)}.AbC123`);
     // Our own pid and start tick, but made before the last boot (another boot id): gone.
-    const [boot, ticks] = /-q\.[0-9a-f]{8}\.([0-9a-f]{8})\.\d+\.([0-9a-z]+)\./.exec(mine)!.slice(1) as [string, string];
-    const otherBoot = join(dir, `prebuilt-context-def-q.${tag}.${boot === '00000000' ? '11111111' : '00000000'}.${process.pid}.${ticks}.AbC123`);
+    const [boot, pidns, ticks] = /-q\.[0-9a-f]{8}\.([0-9a-f]{8})\.([0-9a-z]+)\.\d+\.([0-9a-z]+)\./.exec(mine)!.slice(1) as [string, string, string];
+    const otherBoot = join(dir, `prebuilt-context-def-q.${tag}.${boot === '00000000' ? '11111111' : '00000000'}.${pidns}.${process.pid}.${ticks}.AbC123`);
     // This boot and our pid, another start tick: a run before this one that had the same pid.
-    const reusedTick = join(dir, `prebuilt-context-def-q.${tag}.${boot}.${process.pid}.${(parseInt(ticks, 36) - 1).toString(36)}.AbC123`);
+    const reusedTick = join(dir, `prebuilt-context-def-q.${tag}.${boot}.${pidns}.${process.pid}.${(parseInt(ticks, 36) - 1).toString(36)}.AbC123`);
     // Another host's, with the q. form.
-    const otherHostTick = join(dir, `prebuilt-context-def-q.0badc0de.${boot}.${killed.pid}.${ticks}.AbC123`);
+    const otherHostTick = join(dir, `prebuilt-context-def-q.0badc0de.${boot}.${pidns}.${killed.pid}.${ticks}.AbC123`);
+    // Another PID namespace's of this boot, with a pid that does not run here: left alone (its namespace sweeps it).
+    const otherNamespace = join(dir, `prebuilt-context-def-q.${tag}.${boot}.${pidns}x.${killed.pid}.${ticks}.AbC123`);
+    // …but one of another namespace made before the last boot is gone.
+    const otherNamespaceOldBoot = join(dir, `prebuilt-context-def-q.${tag}.${boot === '00000000' ? '11111111' : '00000000'}.${pidns}x.${killed.pid}.${ticks}.AbC123`);
     const unrelated = join(dir, 'prebuilt-context-old-style-XyZ789');
-    for (const path of [reused, otherHost, unrelated, otherBoot, reusedTick, otherHostTick]) await mkdir(path);
+    for (const path of [reused, otherHost, unrelated, otherBoot, reusedTick, otherHostTick, otherNamespace, otherNamespaceOldBoot]) await mkdir(path);
     try {
       const removed = await sweepStaleRunTempDirs({ tempDir: dir });
-      expect(removed.sort()).toEqual([killed.path, reused, otherBoot, reusedTick].sort());
-      expect((await readdir(dir)).sort()).toEqual([live.path, mine, otherHost, unrelated, otherHostTick].map((p) => p.slice(dir.length + 1)).sort());
-      expect(killed.path.slice(dir.length + 1)).toMatch(/^prebuilt-context-abc-q\.[0-9a-f]{8}\.[0-9a-f]{8}\.\d+\.[0-9a-z]+\.[A-Za-z0-9]{6}$/);
+      expect(removed.sort()).toEqual([killed.path, reused, otherBoot, reusedTick, otherNamespaceOldBoot].sort());
+      expect((await readdir(dir)).sort()).toEqual([live.path, mine, otherHost, unrelated, otherHostTick, otherNamespace].map((p) => p.slice(dir.length + 1)).sort());
+      expect(killed.path.slice(dir.length + 1)).toMatch(/^prebuilt-context-abc-q\.[0-9a-f]{8}\.[0-9a-f]{8}\.[0-9a-z]+\.\d+\.[0-9a-z]+\.[A-Za-z0-9]{6}$/);
       // What earlier versions sweep (the `r.` form, a wall-clock start): they leave these alone.
       expect(live.path.slice(dir.length + 1)).not.toMatch(/^prebuilt-.*r\.([0-9a-f]{8})\.(\d+)\.([0-9a-z]+)\.[A-Za-z0-9]{6}$/);
     } finally {
@@ -143,6 +147,24 @@ process.stdout.write(JSON.stringify(await sweepStaleRunTempDirs({ tempDir: ${JSO
     } finally {
       await live.kill('SIGTERM');
     }
+    expect(await sweepStaleRunTempDirs({ tempDir: dir })).toEqual([live.path]);
+    await rm(dir, { recursive: true, force: true });
+  }, 20_000);
+
+  it.skipIf(noMountNamespace !== undefined)(`keeps the dirs of a live run of another PID namespace of this machine under the same hostname (pods with hostNetwork sharing a cache volume): its pid means nothing here (${noMountNamespace ?? 'root and unshare'})`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-sweep-pidns-'));
+    const live = await child(dir);
+    try {
+      const sweep = `const { sweepStaleRunTempDirs } = await import(${JSON.stringify(distModule)});
+process.stdout.write(JSON.stringify(await sweepStaleRunTempDirs({ tempDir: ${JSON.stringify(dir)} })));`;
+      // A sweep from a PID namespace of its own (with its own /proc), as another container's run would be.
+      const { stdout } = await run('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, '--input-type=module', '-e', sweep]);
+      expect(JSON.parse(stdout)).toEqual([]);
+      expect(await readdir(dir)).toEqual([live.path.slice(dir.length + 1)]);
+    } finally {
+      await live.kill('SIGTERM');
+    }
+    // Its own namespace's sweep removes it once the run is gone.
     expect(await sweepStaleRunTempDirs({ tempDir: dir })).toEqual([live.path]);
     await rm(dir, { recursive: true, force: true });
   }, 20_000);

@@ -1,14 +1,16 @@
 /**
  * Temp directories that say whose they are, so a later run can remove those a killed run left.
  *
- * `createRunTempDir(prefix)` makes `<tmp>/<prefix>q.<host>.<boot>.<pid>.<ticks>.XXXXXX`: a hash of
- * this machine's hostname, the kernel's boot id, this process's pid and its start in clock ticks
- * since boot (base 36; both from /proc). A SIGKILL (OOM killer, a CI job cancelled hard) skips every
+ * `createRunTempDir(prefix)` makes `<tmp>/<prefix>q.<host>.<boot>.<pidns>.<pid>.<ticks>.XXXXXX`: a
+ * hash of this machine's hostname, the kernel's boot id, this process's PID namespace, its pid and
+ * its start in clock ticks since boot (base 36; all from /proc). A SIGKILL (OOM killer, a CI job cancelled hard) skips every
  * `finally`, so build contexts — a materialized env can be gigabytes — and private Docker configs
  * would stay forever. `sweepStaleRunTempDirs()` removes the directories of this machine whose
  * process is gone: made before the last boot, or its pid does not run, or runs but started at
  * another tick (the pid was reused, e.g. by the next run in a container where the CLI always gets
- * the same pid). Directories of other hosts (a shared TMPDIR) and of live processes are left alone,
+ * the same pid). Directories of other hosts (a shared TMPDIR), of other PID namespaces (containers
+ * of this machine under the same hostname — pods with hostNetwork sharing a cache volume —, whose
+ * pids mean nothing here) and of live processes are left alone,
  * as is everything not named this way, and every entry that is not a directory of this user (a
  * symlink, another user's directory of the same name).
  *
@@ -21,7 +23,7 @@
  * so they leave such directories alone.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,7 +36,7 @@ import { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 const log = createLogger('temp');
 
 /** A directory named for its run's boot and start tick (what this version writes where there is /proc). */
-const NAME = /^prebuilt-.*q\.([0-9a-f]{8})\.([0-9a-f]{8})\.(\d+)\.([0-9a-z]+)\.[A-Za-z0-9]{6}$/;
+const NAME = /^prebuilt-.*q\.([0-9a-f]{8})\.([0-9a-f]{8})\.([0-9a-z]+)\.(\d+)\.([0-9a-z]+)\.[A-Za-z0-9]{6}$/;
 /** A directory named for its run's start on the wall clock (earlier versions; this one without /proc). */
 const WALL_CLOCK_NAME = /^prebuilt-.*r\.([0-9a-f]{8})\.(\d+)\.([0-9a-z]+)\.[A-Za-z0-9]{6}$/;
 /**
@@ -87,13 +89,28 @@ function startTicks(pid: number): number | undefined {
 
 let ownTicks: number | undefined;
 
+/** This process's PID namespace (the inode of /proc/self/ns/pid, base 36); undefined without /proc. */
+let pidNamespace: string | null | undefined;
+function currentPidNamespace(): string | undefined {
+  if (pidNamespace === undefined) {
+    try {
+      pidNamespace = /^pid:\[(\d+)\]$/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? null;
+      if (pidNamespace !== null) pidNamespace = Number(pidNamespace).toString(36);
+    } catch {
+      pidNamespace = null;
+    }
+  }
+  return pidNamespace ?? undefined;
+}
+
 /** A fresh private temp directory named for this process (see the module comment). */
 export async function createRunTempDir(prefix: string, options: { tempDir?: string } = {}): Promise<string> {
   ownTicks ??= startTicks(process.pid);
   const boot = currentBoot();
+  const pidns = currentPidNamespace();
   const owner =
-    boot !== undefined && ownTicks !== undefined
-      ? `q.${hostTag()}.${boot}.${process.pid}.${ownTicks.toString(36)}`
+    boot !== undefined && pidns !== undefined && ownTicks !== undefined
+      ? `q.${hostTag()}.${boot}.${pidns}.${process.pid}.${ownTicks.toString(36)}`
       : `r.${hostTag()}.${process.pid}.${ownStart().toString(36)}`;
   return mkdtemp(join(options.tempDir ?? tmpdir(), `${prefix}${owner}.`));
 }
@@ -129,7 +146,8 @@ function startOf(pid: number): number | undefined {
 
 /**
  * Whether the process that made a directory named for its boot, pid and start tick still runs:
- * this boot, and the pid started at that very tick. Exact, and the wall clock plays no part.
+ * this boot, and the pid started at that very tick. Exact, and the wall clock plays no part. (The
+ * caller leaves alone a directory of another PID namespace.)
  */
 function tickOwnerRuns(boot: string, pid: number, ticks: number): boolean {
   const now = currentBoot();
@@ -180,13 +198,15 @@ export async function sweepStaleRunTempDirs(options: { tempDir?: string } = {}):
     const byTick = NAME.exec(name);
     const byClock = byTick ? null : WALL_CLOCK_NAME.exec(name);
     if (byTick) {
-      if (byTick[1] !== mine || tickOwnerRuns(byTick[2]!, Number(byTick[3]), parseInt(byTick[4]!, 36))) continue;
+      // Another PID namespace's (same hostname): its pid means nothing here. After a reboot it is gone whatever its namespace.
+      const otherNamespace = byTick[3] !== currentPidNamespace() && byTick[2] === currentBoot();
+      if (byTick[1] !== mine || otherNamespace || tickOwnerRuns(byTick[2]!, Number(byTick[4]), parseInt(byTick[5]!, 36))) continue;
     } else if (byClock) {
       if (byClock[1] !== mine || ownerRuns(Number(byClock[2]), parseInt(byClock[3]!, 36))) continue;
     } else {
       continue;
     }
-    const pid = (byTick ? byTick[3] : byClock![2])!;
+    const pid = (byTick ? byTick[4] : byClock![2])!;
     const path = join(dir, name);
     if (!(await ownDirectory(path))) continue;
     try {
