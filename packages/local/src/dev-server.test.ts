@@ -239,7 +239,7 @@ describe('development registry server: settings', () => {
     try {
       const error = await startLocalRegistryServer({ stateDir }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(EnvironmentError);
-      expect((error as EnvironmentError).message).toMatch(new RegExp(`^Cannot write ${root}/prebuilt(/local-registry)? while taking the lock of local-registry start: a file is in the way \\(ENOTDIR\\)\\.$`));
+      expect((error as EnvironmentError).message).toMatch(new RegExp(`^Cannot write ${root}/prebuilt(/local-registry(/data)?)? while preparing local-registry start: a file is in the way \\(ENOTDIR\\)\\.$`));
       expect(await stopLocalRegistryServer({ stateDir })).toMatchObject({ stopped: false, status: { running: false } });
     } finally {
       await rm(root, { recursive: true, force: true });

@@ -519,9 +519,8 @@ export async function startLocalRegistryServer(
   options: LocalRegistryServerOptions = {},
 ): Promise<LocalRegistryServerStatus & { alreadyRunning: boolean; notes?: string[] }> {
   if (options.port !== undefined) checkPort(options.port);
-  // Checked (and repaired) before anything is written in it, the lock included.
-  const notes = await prepareStateDir(paths(options));
-  return exclusively(options, 'local-registry start', () => start(options, notes));
+  // The state directory is checked (and repaired) before anything is written in it, the lock included.
+  return exclusively(options, 'local-registry start', prepareStateDir, (notes) => start(options, notes));
 }
 
 /**
@@ -529,23 +528,34 @@ export async function startLocalRegistryServer(
  * a script) would each clear the state and write a credential, and the registry one of them ran
  * would be given the other's htpasswd, refuse its login and be stopped — or a stop would take a
  * registry still being started for one a killed start left (stopOrphans). The lock is a file
- * (core's acquireFileLock): one of a killed process is taken over. The state directory is made
- * first, private (0700) as every directory above it that prebuilt makes.
+ * (core's acquireFileLock): one of a killed process is taken over. `prepare` makes the state
+ * directory first, private (0700) as every directory above it that prebuilt makes (a start also
+ * checks and repairs it: prepareStateDir).
  */
-async function exclusively<T>(options: LocalRegistryServerOptions, purpose: string, work: () => Promise<T>): Promise<T> {
+async function exclusively<P, T>(
+  options: LocalRegistryServerOptions,
+  purpose: string,
+  prepare: (p: Paths) => Promise<P>,
+  work: (prepared: P) => Promise<T>,
+): Promise<T> {
   const p = paths(options);
   // A state directory that cannot be made or written (read-only, another user's, full): said as such.
-  const where = { dir: p.stateDir, doing: `taking the lock of ${purpose}`, ...(options.stateDir === undefined ? { setting: 'XDG_STATE_HOME' } : {}) };
-  const lock = await makeDirectory(p.stateDir, { mode: 0o700 })
-    .then(() => acquireFileLock(p.lockFile, { purpose, pollMs: 100 }))
+  const where = { dir: p.stateDir, doing: `preparing ${purpose}`, ...(options.stateDir === undefined ? { setting: 'XDG_STATE_HOME' } : {}) };
+  const { prepared, lock } = await prepare(p)
+    .then(async (prepared) => ({ prepared, lock: await acquireFileLock(p.lockFile, { purpose, pollMs: 100 }) }))
     .catch((error: unknown) => {
       throw diskFullError(error, where) ?? unwritableDirectoryError(error, where) ?? error;
     });
   try {
-    return await work();
+    return await work(prepared);
   } finally {
     await lock.release();
   }
+}
+
+/** What a stop needs of the state directory before it takes the lock: that it is there, private. */
+async function stateDirMade(p: Paths): Promise<void> {
+  await makeDirectory(p.stateDir, { mode: 0o700 });
 }
 
 async function start(options: LocalRegistryServerOptions, notes: string[]): Promise<LocalRegistryServerStatus & { alreadyRunning: boolean; notes?: string[] }> {
@@ -696,7 +706,7 @@ export async function stopLocalRegistryServer(
 ): Promise<{ stopped: boolean; status: LocalRegistryServerStatus }> {
   // No state directory (or a file in its way): nothing was started from it, nothing to stop, and none is made.
   if (!existsSync(paths(options).stateDir)) return { stopped: false, status: await currentStatus(options) };
-  return exclusively(options, 'local-registry stop', () => stop(options));
+  return exclusively(options, 'local-registry stop', stateDirMade, () => stop(options));
 }
 
 async function stop(options: LocalRegistryServerOptions): Promise<{ stopped: boolean; status: LocalRegistryServerStatus }> {
