@@ -6,8 +6,9 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { ConfigError, ResolutionError, urlCredentialsFromEnv } from '@prebuilt/core';
-import { buildWheel, listenOnLoopback } from '@prebuilt/fixtures';
+import { buildWheel, createTar, listenOnLoopback } from '@prebuilt/fixtures';
 import { describe, expect, it } from 'vitest';
 import { itOrFailInCi } from '../../../../test/services.js';
 import { manylinuxTags, pipRequirement, resolvePypi } from './pip-resolver.js';
@@ -286,4 +287,93 @@ describe('pip: wheels at file: URLs', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 60_000);
+});
+
+/** A source tree whose PEP 517 backend (in the tree) leaves `canary` when pip so much as imports it, as building any sdist would. */
+function hostileSourceTree(canary: string): { path: string; data: Buffer }[] {
+  const backend = [
+    'import pathlib',
+    `pathlib.Path(${JSON.stringify(canary)}).write_text("built on the lock machine")`,
+    'def get_requires_for_build_wheel(config_settings=None):',
+    '    return []',
+    'def prepare_metadata_for_build_wheel(directory, config_settings=None):',
+    '    import os',
+    '    os.makedirs(os.path.join(directory, "bar-1.0.dist-info"))',
+    '    with open(os.path.join(directory, "bar-1.0.dist-info", "METADATA"), "w") as f:',
+    '        f.write("Metadata-Version: 2.1\\nName: bar\\nVersion: 1.0\\n")',
+    '    return "bar-1.0.dist-info"',
+    '',
+  ].join('\n');
+  const pyproject = '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n';
+  return [
+    { path: 'pyproject.toml', data: Buffer.from(pyproject) },
+    { path: 'backend.py', data: Buffer.from(backend) },
+    { path: 'PKG-INFO', data: Buffer.from('Metadata-Version: 2.1\nName: bar\nVersion: 1.0\n') },
+  ];
+}
+
+describe('pip: wheels only, whatever a wheel depends on', () => {
+  // --only-binary=:all: keeps pip to wheels among an index's files, not for a direct URL: a published
+  // wheel whose metadata says `Requires-Dist: bar @ <sdist URL>` made pip fetch that sdist and run its
+  // build backend on the machine that locks (with the index's credentials at hand).
+  itOrFailInCi('a pip whose preparer prebuilt cannot wrap is not run at all (refused saying why), rather than run unguarded', noPip, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-unguarded-'));
+    try {
+      // A `pip` without the internals the guard wraps, first on the path; it would leave a marker if its main ran.
+      const marker = join(dir, 'ran');
+      await mkdir(join(dir, 'pip'));
+      await writeFile(join(dir, 'pip', '__init__.py'), '__version__ = "99.0"\n');
+      await writeFile(join(dir, 'pip', '__main__.py'), `open(${JSON.stringify(marker)}, "w").close()\n`);
+      const error = await resolvePypi(
+        { packages: { tinyhttp: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: 'file:///nonexistent-index', steps: ['end'] },
+        { isolated: true, env: { ...process.env, PYTHONPATH: dir } },
+      ).catch((e: unknown) => e);
+      expect(ResolutionError.isInstance(error)).toBe(true);
+      expect((error as Error).message).toContain("prebuilt cannot keep pip 99.0 to wheels (No module named 'pip._internal'), so it does not run it");
+      expect(existsSync(marker)).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  for (const kind of ['an sdist at an http URL', 'a source directory at a file: URL']) {
+    itOrFailInCi(`a published wheel's dependency on ${kind} is refused naming it, and none of its code runs`, noPip, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-sdist-dep-'));
+      const canary = join(dir, 'CANARY');
+      const tree = hostileSourceTree(canary);
+      await mkdir(join(dir, 'bar-1.0'));
+      for (const file of tree) await writeFile(join(dir, 'bar-1.0', file.path), file.data);
+      const sdist = gzipSync(createTar(tree.map((file) => ({ type: 'file' as const, path: `bar-1.0/${file.path}`, data: file.data, mode: 0o644 }))));
+      const files = new Map<string, Buffer | Uint8Array>([['/files/bar-1.0.tar.gz', sdist]]);
+      const requests: string[] = [];
+      const server = await listenOnLoopback(
+        createServer((request, response) => {
+          requests.push(request.url ?? '');
+          const body = request.url === undefined ? undefined : files.get(request.url);
+          if (body) response.writeHead(200, request.url?.endsWith('/') ? { 'content-type': 'text/html' } : {}).end(body);
+          else response.writeHead(404).end();
+        }),
+      );
+      const dependency = kind.includes('http') ? `bar @ ${server.url}/files/bar-1.0.tar.gz` : `bar @ ${pathToFileURL(join(dir, 'bar-1.0')).href}`;
+      const wheel = buildWheel({ name: 'foo', version: '1.0', requiresDist: [dependency], files: [{ path: 'foo/__init__.py', content: '' }] });
+      files.set(`/files/${wheel.filename}`, wheel.bytes);
+      files.set('/simple/foo/', Buffer.from(`<a href="/files/${wheel.filename}#sha256=${wheel.sha256}">${wheel.filename}</a>\n`));
+      try {
+        const error = await resolvePypi(
+          { packages: { foo: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: `${server.url}/simple`, steps: ['start'] },
+          { isolated: true },
+        ).catch((e: unknown) => e);
+        // pip did read foo's wheel, and found the dependency there.
+        expect(requests).toContain(`/files/${wheel.filename}`);
+        expect(existsSync(canary)).toBe(false);
+        expect(ResolutionError.isInstance(error)).toBe(true);
+        const message = (error as Error).message;
+        expect(message).toContain('Cannot resolve the PyPI packages of step start');
+        expect(message).toContain(`: prebuilt: foo depends on ${dependency.replace(' @ ', ' at ')}, which is not a wheel: building it would run its code on this machine, and prebuilt locks wheels only.`);
+      } finally {
+        await server.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    }, 60_000);
+  }
 });

@@ -252,7 +252,65 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
 }
 
 /**
- * `pip install --dry-run --report` for the target's Python and manylinux tags, wheels only. An
+ * Runs pip (`python -c WHEELS_ONLY_PIP install ...` in place of `python -m pip install ...`) kept
+ * to wheels. `--only-binary=:all:` filters only the files an index lists: a direct URL — a
+ * published wheel's `Requires-Dist: bar @ https://host/bar-1.0.tar.gz`, or `@ file:///some/dir` —
+ * is still fetched and prepared, and preparing a source distribution runs its build backend (its
+ * `setup.py`, or any code its pyproject.toml names) on this machine, which holds the index's
+ * credentials. So pip's preparer is wrapped before pip starts: a requirement whose link is not a
+ * wheel is refused before it is fetched (no download, no VCS checkout, no build), and building
+ * any source distribution's metadata is refused too, should a pip reach it another way. A pip
+ * without those internals (every pip since 22.2, the first with `--report`, has them) is refused
+ * rather than run unguarded. Then pip's own `__main__` runs, as `-m pip` would.
+ */
+const WHEELS_ONLY_PIP = String.raw`
+import os, sys
+if sys.path and sys.path[0] in ("", os.getcwd()):
+    sys.path.pop(0)
+try:
+    import pip
+except ImportError:
+    sys.stderr.write("%s: No module named pip\n" % sys.executable)
+    sys.exit(1)
+try:
+    from pip._internal.exceptions import InstallationError
+    from pip._internal.operations.prepare import RequirementPreparer
+    from pip._internal.distributions.sdist import SourceDistribution
+    RequirementPreparer.prepare_linked_requirement
+    RequirementPreparer.prepare_editable_requirement
+    SourceDistribution.prepare_distribution_metadata
+except (ImportError, AttributeError) as error:
+    sys.stderr.write("ERROR: prebuilt cannot keep pip %s to wheels (%s), so it does not run it: a source distribution it met would run its code on this machine.\n" % (getattr(pip, "__version__", "?"), error))
+    sys.exit(1)
+
+class NotAWheelError(InstallationError):
+    pass
+
+def refuse(req):
+    parent = getattr(req.comes_from, "name", None) or req.comes_from
+    what = "%s at %s" % (req.name or "a requirement", req.link.url) if req.link else str(req)
+    raise NotAWheelError("prebuilt: %s%s, which is not a wheel: building it would run its code on this machine, and prebuilt locks wheels only." % ("%s depends on " % parent if parent else "", what))
+
+prepare_linked = RequirementPreparer.prepare_linked_requirement
+def prepare_wheel(self, req, *args, **kwargs):
+    if req.link is None or not req.link.is_wheel:
+        refuse(req)
+    return prepare_linked(self, req, *args, **kwargs)
+def prepare_editable(self, req, *args, **kwargs):
+    refuse(req)
+def build_metadata(self, *args, **kwargs):
+    refuse(self.req)
+RequirementPreparer.prepare_linked_requirement = prepare_wheel
+RequirementPreparer.prepare_editable_requirement = prepare_editable
+SourceDistribution.prepare_distribution_metadata = build_metadata
+
+import runpy
+runpy.run_module("pip", run_name="__main__", alter_sys=True)
+`;
+
+/**
+ * `pip install --dry-run --report` for the target's Python and manylinux tags, wheels only (see
+ * {@link WHEELS_ONLY_PIP}: a direct URL to a source distribution is refused too). An
  * index URL that gets its credentials back goes to pip in a requirements file of the private work
  * directory (`indexFile`: its path and content, `-r` on the command line): any user of the machine
  * reads a process's arguments (`ps`), and pip's `--isolated` ignores PIP_INDEX_URL.
@@ -260,7 +318,7 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
 function pipArgs(input: PipResolveInput, requirements: string[], work: string, options: PipOptions): { args: string[]; indexFile?: { path: string; content: string } } {
   const [major, minor] = input.pythonVersion.split('.');
   const args = [
-    '-m', 'pip', 'install',
+    '-c', WHEELS_ONLY_PIP, 'install',
     '--dry-run', '--quiet', '--no-input', '--disable-pip-version-check', '--progress-bar', 'off',
     '--report', join(work, 'report.json'),
     '--ignore-installed', '--only-binary=:all:', '--target', join(work, 'target'),
