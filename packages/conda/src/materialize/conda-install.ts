@@ -171,6 +171,27 @@ interface LinkPlan {
   hasPathsList: boolean;
 }
 
+/** What no part of a conda-meta record's file name may hold: a '/', whitespace, a control character. */
+const NOT_IN_RECORD_NAME = /[/\s\x00-\x1f\x7f]/;
+
+/**
+ * The package's name, version and build string make its record's path,
+ * `conda-meta/<name>-<version>-<build>.json`, and its line in `conda-meta/history`. They come from
+ * the channel (rattler keeps a build string as any string) and the package's `info/index.json`: a
+ * build `h0/../numpy-1.26.4-py311_0` would have replaced another package's record, a newline forged
+ * a history line. Each must be one non-empty piece of a file name.
+ */
+function checkRecordName(index: IndexJson, label: string): void {
+  for (const [field, value] of [['name', index.name], ['version', index.version], ['build string', index.build]] as const) {
+    if (typeof value === 'string' && value !== '' && !NOT_IN_RECORD_NAME.test(value)) continue;
+    throw new InstallError(
+      `${label}: its ${field} ${JSON.stringify(value)} (info/index.json, as the channel lists it) cannot name its record conda-meta/<name>-<version>-<build>.json: it is empty or holds a '/', whitespace or a control character; refusing to install it.`,
+      label,
+      { hint: 'No real conda package has such a name, version or build string: the channel is broken or hostile. Remove the package (or the channel) from the environment.' },
+    );
+  }
+}
+
 function linkPlan(info: Map<string, Buffer>, pkg: LockedPackage, pythonVersion: string): LinkPlan {
   const label = pkg.filename;
   const index = parseJson<IndexJson>(info.get('info/index.json'), 'info/index.json', label)!;
@@ -181,6 +202,7 @@ function linkPlan(info: Map<string, Buffer>, pkg: LockedPackage, pythonVersion: 
       { hint: 'Re-create the lock with `prebuilt lock`.' },
     );
   }
+  checkRecordName(index, label);
   const link = parseJson<{ noarch?: { type?: string; entry_points?: string[] } }>(info.get('info/link.json'), 'info/link.json', label);
   const noarchType = typeof index.noarch === 'string' ? index.noarch : index.noarch?.type ?? link?.noarch?.type;
   const noarchPython = noarchType === 'python';

@@ -1,4 +1,5 @@
-import { lstat, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { extract } from 'tar-stream';
@@ -7,6 +8,8 @@ import type { LockedEnv } from '@prebuilt/core';
 import { PackageCache } from '../cache/package-cache.js';
 import { PackageIntegrityError } from '../cache/errors.js';
 import { ExtractPool } from './extract-pool.js';
+import { InstallError } from './errors.js';
+import { bzip2Sync, fileLock, rawTar } from './__fixtures__/helpers.js';
 import { materializeEnv } from './materialize.js';
 import { writeDeterministicTar, sourceDateEpoch } from './deterministic-tar.js';
 
@@ -184,5 +187,40 @@ describe('materializeEnv', () => {
     await expect(materializeEnv({ lock, prefix: 'opt/env', outDir: join(example.work, 'x'), cache: new PackageCache({ cacheDir: join(example.work, 'cache-a') }) })).rejects.toThrow(
       /not a normalised absolute path/,
     );
+  });
+});
+
+describe('materializeEnv: a conda-meta record is named by its own package only', () => {
+  // The build string is the channel's (rattler keeps it as any string) and the package's
+  // info/index.json's: the record path conda-meta/<name>-<version>-<build>.json is made of it.
+  it.each([
+    ['a slash and ..: the record of another package', 'h0/../victim-1.0-h0'],
+    ['a newline: a forged line in conda-meta/history', 'h0\n+https://evil.invalid::victim-9.9-h0'],
+  ])('a build string with %s is refused naming the package; no env is left', async (_what, build) => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-record-name-'));
+    try {
+      const condaPackage = async (name: string, packageBuild: string): Promise<Buffer> =>
+        bzip2Sync(
+          await rawTar([
+            { name: 'info/index.json', data: JSON.stringify({ name, version: '1.0', build: packageBuild, build_number: 0, depends: [], subdir: 'linux-64' }) },
+            { name: 'info/paths.json', data: JSON.stringify({ paths: [{ _path: `share/${name}.txt`, path_type: 'hardlink' }], paths_version: 1 }) },
+            { name: `share/${name}.txt`, data: `${name}\n` },
+          ]),
+        );
+      const victim = await condaPackage('victim', 'h0');
+      const evil = await condaPackage('evil', build);
+      const lock = await fileLock(join(dir, 'pkgs'), [
+        { kind: 'conda', filename: 'victim-1.0-h0.tar.bz2', bytes: victim, name: 'victim', version: '1.0', build: 'h0', subdir: 'linux-64' },
+        { kind: 'conda', filename: 'evil-1.0-h0.tar.bz2', bytes: evil, name: 'evil', version: '1.0', build, subdir: 'linux-64' },
+      ]);
+      const out = join(dir, 'env');
+      const error = await materializeEnv({ lock, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(dir, 'cache') }), mtime: 0 }).catch((e: unknown) => e);
+      expect(error, String(error)).toBeInstanceOf(InstallError);
+      expect((error as Error).message).toContain('evil-1.0-h0.tar.bz2');
+      expect((error as Error).message).toContain(`its build string ${JSON.stringify(build)}`);
+      expect(await lstat(out).catch(() => undefined)).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
