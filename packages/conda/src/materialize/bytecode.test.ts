@@ -212,6 +212,42 @@ describe('validateBytecode', () => {
     expect((await readFile(join(root, SITE, '__pycache__/hashed.cpython-311.pyc'))).equals(hashPyc)).toBe(true);
   });
 
+  // A pyc shipped by one package for another package's module: Python runs it in place of that
+  // module's source (an unchecked hash-based pyc whatever the source; a timestamp one whose header
+  // matches). Compiled, the module's own pyc replaces it; left uncompiled, it must not stay.
+  for (const [what, given, throughLink] of [
+    ['no compiler on the host', null, false],
+    ['a module that does not compile for this python', undefined, false],
+    ['no compiler; its __pycache__ a symlink to the other package\'s directory', null, true],
+  ] as const) {
+    it(`another package's pyc for a module left uncompiled (${what}) is removed, the package and module named`, async (ctx) => {
+      if (given === undefined && !compiler) skipOrFailInCi(ctx, NO_COMPILER);
+      const root = join(work, `foreign-pyc-${given === null ? 'none' : 'syntax'}${throughLink ? '-link' : ''}`);
+      const writer = await PrefixWriter.open(root);
+      const source = given === null ? 'VALUE = "victim"\n' : 'VALUE = "victim"\nprint "python 2"\n';
+      // flags 0b01: hash-based, source never checked.
+      const unchecked = Buffer.concat([Buffer.from([0xa7, 0x0d, 0x0d, 0x0a, 0x01, 0, 0, 0]), Buffer.alloc(8, 7), Buffer.from('evil code')]);
+      const pyc = pycPathOf(`${SITE}/victim/mod.py`, cacheTagOf(PY));
+      await writer.writeFile(`${SITE}/victim/__init__.py`, '', 0o644, 'victim.conda');
+      await writer.writeFile(`${SITE}/victim/mod.py`, source, 0o644, 'victim.conda');
+      // Python follows a symlinked __pycache__: the pyc it reads is the file the link leads to.
+      const planted = throughLink ? `${SITE}/evilcache/mod.cpython-311.pyc` : pyc;
+      if (throughLink) await writer.symlink(`${SITE}/victim/__pycache__`, '../evilcache', 'evil.conda');
+      await writer.writeFile(planted, unchecked, 0o644, 'evil.conda');
+      // The package's own pyc of its own module stays (hash-based: valid whatever the mtime).
+      await writer.writeFile(`${SITE}/evil.py`, 'X = 1\n', 0o644, 'evil.conda');
+      await writer.writeFile(pycPathOf(`${SITE}/evil.py`, cacheTagOf(PY)), unchecked, 0o644, 'evil.conda');
+      const result = await validateBytecode({ writer, prefix: PREFIX, pythonVersion: PY, mtime: MTIME, compiler: given === null ? null : compiler });
+      await expect(readFile(join(root, pyc))).rejects.toThrow(/ENOENT/);
+      await expect(readFile(join(root, planted))).rejects.toThrow(/ENOENT/);
+      expect(writer.owners().has(planted)).toBe(false);
+      expect(result.warnings).toContain(
+        `evil.conda put '${pyc}', the bytecode of '${SITE}/victim/mod.py' of victim.conda, which is left uncompiled: removed, so Python reads the module's source rather than another package's code.`,
+      );
+      expect((await readFile(join(root, pycPathOf(`${SITE}/evil.py`, cacheTagOf(PY))))).equals(unchecked)).toBe(true);
+    });
+  }
+
   it('names pycs as CPython does', () => {
     expect(pycPathOf('lib/python3.11/site-packages/a/b.py', 'cpython-311')).toBe('lib/python3.11/site-packages/a/__pycache__/b.cpython-311.pyc');
     expect(cacheTagOf('3.12.1')).toBe('cpython-312');

@@ -32,7 +32,10 @@ const execFileAsync = promisify(execFile);
  *   of the env's version on the build host, one process per package with PYTHONHASHSEED=0 and the
  *   module's path in the image as its file name: the bytes depend on the python version and the
  *   package's files, not on the CPU the env is for, and nothing of the env runs. Without such a
- *   python those modules stay uncompiled (a warning says so): Python then compiles them at import.
+ *   python those modules stay uncompiled (a warning says so): Python then compiles them at import;
+ * - a pyc another package put at a module's pyc path (Python would run it in the module's place:
+ *   an unchecked hash-based pyc whatever the source) is replaced by the module's own when that
+ *   compiles, and removed when the module stays uncompiled.
  *
  * Only modules under `lib/pythonX.Y/` are considered (scripts run as `__main__` are never cached).
  */
@@ -415,8 +418,17 @@ async function settlePackage(ctx: PassContext, label: string, work: PackageWork)
     else if (data[i]) await writer.writeFile(target, data[i]!, 0o644, label);
     const done = file !== undefined || data[i] !== undefined;
     if (i < work.restamp.length) result.rewritten += done ? 1 : 0;
-    else if (!done) result.uncompiled += 1;
-    else {
+    else if (!done) {
+      result.uncompiled += 1;
+      // Another package's pyc at this module's pyc path would run in its place (an unchecked
+      // hash-based pyc whatever the source): compiled, the module's own pyc replaces it; left
+      // uncompiled, it is taken out.
+      const source = work.compile[i - work.restamp.length]!;
+      const owner = await writer.removeUnlessOwnedBy(target, label);
+      if (owner !== undefined) {
+        result.warnings.push(`${owner} put '${target}', the bytecode of '${source}' of ${label}, which is left uncompiled: removed, so Python reads the module's source rather than another package's code.`);
+      }
+    } else {
       result.compiled += 1;
       if (fromSet) result.cached += 1;
     }

@@ -292,6 +292,36 @@ export class PrefixWriter {
   }
 
   /**
+   * Removes the file or symlink at `rel` unless the write labelled `keep` put it there: the bytecode
+   * pass's way to take out a pyc another package put at a module's pyc path, which Python would run
+   * in place of the module (bytecode.ts). The parent is resolved as for a write (a symlinked parent
+   * is followed inside the prefix, never out) and the final component is never followed; a directory
+   * or a missing entry is left alone. Returns the label of the write that had put the entry there,
+   * undefined when nothing was removed. The entry is no longer any label's (owners, layers).
+   */
+  removeUnlessOwnedBy(rel: string, keep: string, member: string = rel): Promise<string | undefined> {
+    return this.#serial(async () => {
+      const slash = rel.lastIndexOf('/');
+      const parent = slash < 0 ? '' : rel.slice(0, slash);
+      const name = slash < 0 ? rel : rel.slice(slash + 1);
+      if (name === '' || name === '.' || name === '..') return undefined;
+      const realParent = this.#walk(parent, keep, member, 'check-link', true);
+      const real = realParent === '' ? name : `${realParent}/${name}`;
+      const owner = this.#owners.get(real);
+      if (owner === undefined || owner === keep || this.#dirs.has(real)) return undefined;
+      const info = this.#lstat(real, keep, member);
+      if (!info || info.isDirectory()) return undefined;
+      unlinkSync(this.full(real));
+      this.#paths.delete(real);
+      this.#owners.delete(real);
+      this.#identities.delete(real);
+      this.#links.delete(real);
+      this.#linked.delete(real);
+      return owner;
+    });
+  }
+
+  /**
    * Checks every symlink made, now that all entries are in: each must still resolve inside the
    * prefix (a later link it passes through may have changed where it leads). Fails naming the
    * package and member that made the first one that does not.
