@@ -252,6 +252,46 @@ describe('installWheel', () => {
     expect(await readdir(staging).catch(() => [])).toEqual([]);
   });
 
+  // The lock names a wheel by its distribution (from pip's report, which may come from the index's
+  // PEP 658 metadata file, not the wheel): the wheel installed must be that distribution, as pip checks.
+  it("refuses a wheel whose dist-info names another distribution than the lock's, or that has two dist-info directories", async () => {
+    const other = rawZip([
+      { name: 'numpy/__init__.py', data: 'FAKE = True\n' },
+      { name: 'numpy-1.26.4.dist-info/METADATA', data: 'Metadata-Version: 2.1\nName: numpy\nVersion: 1.26.4\n' },
+      { name: 'numpy-1.26.4.dist-info/WHEEL', data: 'Wheel-Version: 1.0\nRoot-Is-Purelib: true\n' },
+      { name: 'numpy-1.26.4.dist-info/RECORD', data: '' },
+    ]);
+    const renamed = await install('tinyhttp-0.3.0-py3-none-any.whl', other).catch((e: unknown) => e);
+    expect(renamed).toBeInstanceOf(InstallError);
+    expect((renamed as Error).message).toBe(
+      "tinyhttp-0.3.0-py3-none-any.whl contains the distribution 'numpy' (numpy-1.26.4.dist-info), but the lock says tinyhttp 0.3.0.",
+    );
+    expect(await readdir(staging).catch(() => [])).toEqual([]);
+
+    const two = rawZip([
+      { name: 'tinyhttp-0.3.0.dist-info/WHEEL', data: 'Wheel-Version: 1.0\nRoot-Is-Purelib: true\n' },
+      { name: 'tinyhttp-0.3.0.dist-info/RECORD', data: '' },
+      { name: 'numpy-1.26.4.dist-info/METADATA', data: 'Metadata-Version: 2.1\nName: numpy\nVersion: 1.26.4\n' },
+    ]);
+    const twice = await install('tinyhttp-0.3.0-py3-none-any.whl', two).catch((e: unknown) => e);
+    expect(twice).toBeInstanceOf(ArchiveError);
+    expect((twice as Error).message).toBe(
+      'tinyhttp-0.3.0-py3-none-any.whl is not a valid wheel: it has 2 .dist-info directories (numpy-1.26.4.dist-info, tinyhttp-0.3.0.dist-info), where a wheel has one.',
+    );
+    expect(await readdir(staging).catch(() => [])).toEqual([]);
+
+    // The name as the lock spells it (PEP 503) and as the dist-info directory does (escaped) are the same distribution.
+    const escaped = rawZip([
+      { name: 'Tiny_Http-0.3.0.dist-info/WHEEL', data: 'Wheel-Version: 1.0\nRoot-Is-Purelib: true\n' },
+      { name: 'Tiny_Http-0.3.0.dist-info/RECORD', data: '' },
+    ]);
+    const writer = await PrefixWriter.open(staging);
+    const file = join(packages, 'Tiny_Http-0.3.0-py3-none-any.whl');
+    await writeFile(file, escaped);
+    const result = await installWheel(file, lockedPackage('pypi', 'Tiny_Http-0.3.0-py3-none-any.whl', escaped, { name: 'tiny-http', version: '0.3.0' }), { writer, prefix: PREFIX, pythonVersion: '3.11.2', requested: false });
+    expect(result.distInfo).toBe(`${SP}/Tiny_Http-0.3.0.dist-info`);
+  });
+
   it('fails on a truncated wheel naming it', async () => {
     const wheel = buildWheel(TINYHTTP);
     const error = await install(wheel.filename, wheel.bytes.subarray(0, wheel.bytes.length - 100)).catch((e: unknown) => e);

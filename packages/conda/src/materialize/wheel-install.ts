@@ -216,6 +216,7 @@ export async function installWheel(file: string, pkg: LockedPackage, options: Wh
       label,
     );
   }
+  checkDistribution(entries, distInfo, distName, pkg);
   const layout: WheelLayout = { sitePackages, distInfo, dataDir, distName, pythonMajorMinor: `${major}.${minor}`, interpreter };
   const recordEntry = entries.find((e) => e.path === `${distInfo}/RECORD`);
   if (!recordEntry) throw new ArchiveError(`${label} is not a valid wheel: it has no ${distInfo}/RECORD.`, label);
@@ -244,6 +245,33 @@ export async function installWheel(file: string, pkg: LockedPackage, options: Wh
 
   const files = [...state.installed.keys(), recordPath].sort(compareBytes);
   return { distInfo: `${sitePackages}/${distInfo}`, files, clobbered: state.clobbered };
+}
+
+/** A distribution name compared as PEP 503 does: `Tiny_Http` and `tiny-http` are one. */
+const canonicalName = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-');
+
+/**
+ * The wheel is the distribution the lock names, as pip checks before it installs one: one
+ * `*.dist-info` directory, whose name part is the locked name. The lock's name comes from pip's
+ * report, which may be read from the index's PEP 658 metadata file rather than the wheel: a wheel
+ * locked as `tinyhttp` holding `numpy-1.26.4.dist-info` (or a second dist-info beside its own)
+ * would put another distribution's files and metadata into the image under the lock's name.
+ */
+function checkDistribution(entries: readonly { path: string }[], distInfo: string, distName: string, pkg: LockedPackage): void {
+  const label = pkg.filename;
+  const distInfos = new Set<string>();
+  for (const { path } of entries) {
+    const slash = path.indexOf('/');
+    if (slash > 0 && path.slice(0, slash).endsWith('.dist-info')) distInfos.add(path.slice(0, slash));
+  }
+  if (distInfos.size > 1) {
+    throw new ArchiveError(`${label} is not a valid wheel: it has ${distInfos.size} .dist-info directories (${[...distInfos].sort(compareBytes).join(', ')}), where a wheel has one.`, label);
+  }
+  if (canonicalName(distName) !== canonicalName(pkg.name)) {
+    throw new InstallError(`${label} contains the distribution '${distName}' (${distInfo}), but the lock says ${pkg.name} ${pkg.version}.`, label, {
+      hint: 'The index serves a wheel that is not the distribution it lists (or the lock was edited); re-create the lock with `prebuilt lock --update`, or use another index.',
+    });
+  }
 }
 
 /**
