@@ -273,7 +273,7 @@ except ImportError:
     sys.stderr.write("%s: No module named pip\n" % sys.executable)
     sys.exit(1)
 try:
-    from pip._internal.exceptions import InstallationError
+    from pip._internal.exceptions import CommandError
     from pip._internal.operations.prepare import RequirementPreparer
     from pip._internal.distributions.sdist import SourceDistribution
     RequirementPreparer.prepare_linked_requirement
@@ -283,7 +283,9 @@ except (ImportError, AttributeError) as error:
     sys.stderr.write("ERROR: prebuilt cannot keep pip %s to wheels (%s), so it does not run it: a source distribution it met would run its code on this machine.\n" % (getattr(pip, "__version__", "?"), error))
     sys.exit(1)
 
-class NotAWheelError(InstallationError):
+# A CommandError: pip prints it as "ERROR: ..." and exits 1, and no resolver step catches it
+# (an InstallationError may be taken for a candidate that fails to build, and skipped).
+class NotAWheelError(CommandError):
     pass
 
 def refuse(req):
