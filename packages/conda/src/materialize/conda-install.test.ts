@@ -422,6 +422,28 @@ describe('installCondaPackage of a package whose text placeholder would blow up 
     await expect(lstat(join(staging, 'share/grow.txt'))).rejects.toThrow();
   });
 
+  it('refuses a package whose text files, each within the bound, would together grow past it', async () => {
+    // Two files of 'a' with placeholder 'a', each growing 34 MiB (under 64 MiB), 68 MiB together: a
+    // package of many such files (each a few hundred bytes compressed) wrote its 32 GiB cap many times over.
+    const small = Buffer.alloc(1024 * 1024, 'a');
+    const streamed = Buffer.alloc(1024 * 1024 + 1, 'a');
+    const tar = await rawTar([
+      ...infoEntries('grower', [
+        { _path: 'share/a.txt', prefix_placeholder: 'a', file_mode: 'text' },
+        { _path: 'share/b.txt', prefix_placeholder: 'a', file_mode: 'text' },
+      ]),
+      { name: 'share/a.txt', data: small },
+      { name: 'share/b.txt', data: streamed },
+    ]);
+    const error = await install({ filename: 'grower-1.0-h0.tar.bz2', bytes: bzip2Sync(tar), name: 'grower', version: '1.0', build: 'h0' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InstallError);
+    const growth = (small.length + streamed.length) * (PREFIX.length - 1);
+    expect((error as Error).message).toBe(
+      `grower-1.0-h0.tar.bz2: replacing the prefix placeholders of its text files would make them ${growth} bytes longer in all (at 'share/b.txt'), more than the 67108864 prebuilt allows a package; refusing to install it.`,
+    );
+    await expect(lstat(join(staging, 'share/b.txt'))).rejects.toThrow();
+  });
+
   it('still patches a text file whose placeholders are shorter than the prefix, within the bound', async () => {
     const tar = await rawTar([...infoEntries('short', [{ _path: 'etc/x.conf', prefix_placeholder: '/p', file_mode: 'text' }]), { name: 'etc/x.conf', data: 'a=/p/lib b=/p\n' }]);
     await install({ filename: 'short-1.0-h0.tar.bz2', bytes: bzip2Sync(tar), name: 'short', version: '1.0', build: 'h0' });

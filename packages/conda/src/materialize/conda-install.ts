@@ -5,7 +5,7 @@ import { compareBytes, type LockedPackage } from '@prebuilt/core';
 import { hashFile } from '../cache/sha256-file.js';
 import { extractCondaPackage, removeScratch, type ExtractedCondaPackage, type ExtractedEntry } from './conda-extract.js';
 import { ArchiveError, InstallError } from './errors.js';
-import { LEGACY_PLACEHOLDER, PlaceholderReplacer, checkTextGrowth } from './prefix-replace.js';
+import { LEGACY_PLACEHOLDER, PlaceholderReplacer, checkTextGrowth, type TextGrowth } from './prefix-replace.js';
 import { safeRelativePath, type PrefixWriter } from './prefix-writer.js';
 import type { Pruning } from './pruning.js';
 import { entryPointScript, parseEntryPoint } from './scripts.js';
@@ -228,12 +228,14 @@ interface LinkState {
   written: Set<string>;
   /** Files of this package left out (remapped), which its hardlinks may still copy: their extracted files. */
   pruned: Map<string, string>;
+  /** How much longer its text files became by their placeholders' replacement, all together. */
+  textGrowth: TextGrowth;
 }
 
 /** Links a package's entries into the prefix; the conda-meta record describes the result. */
 export async function linkCondaPackage(source: LinkSource, pkg: LockedPackage, options: CondaInstallOptions): Promise<CondaInstallResult> {
   const plan = linkPlan(source.contents.info, pkg, options.pythonVersion);
-  const state: LinkState = { pathsData: [], clobbered: [], hasLinkScripts: false, written: new Set(), pruned: new Map() };
+  const state: LinkState = { pathsData: [], clobbered: [], hasLinkScripts: false, written: new Set(), pruned: new Map(), textGrowth: { bytes: 0 } };
   for (const entry of source.contents.entries) await linkEntry(entry, plan, state, source.files, options);
   await writeEntryPoints(plan, state, options);
   state.pathsData.sort((a, b) => compareBytes(String(a._path), String(b._path)));
@@ -279,6 +281,8 @@ interface FileOut {
   placeholder: string | undefined;
   fileMode: PathEntry['file_mode'];
   file: { label: string; path: string };
+  /** The package's text growth so far (checked and added to when the file is patched). */
+  growth: TextGrowth;
 }
 
 /** What writing one file gave: whether it replaced one, the hashes and size for its paths_data row. */
@@ -307,7 +311,7 @@ async function linkFile(
   const { label } = plan;
   const member = entry.path;
   const placeholder = meta?.prefix_placeholder;
-  const out: FileOut = { target, mode: entry.mode & 0o111 ? 0o755 : 0o644, placeholder, fileMode: meta?.file_mode, file: { label, path: member } };
+  const out: FileOut = { target, mode: entry.mode & 0o111 ? 0o755 : 0o644, placeholder, fileMode: meta?.file_mode, file: { label, path: member }, growth: state.textGrowth };
   let written: Written;
   if (entry.type === 'hardlink') {
     written = await copyHardlink(entry, out, plan, state, options);
@@ -335,10 +339,10 @@ async function linkFile(
 }
 
 /** A copy's content with its placeholder replaced (see PlaceholderReplacer), the text bound checked. */
-function patchInMemory(content: Buffer, placeholder: string, prefix: string, fileMode: PathEntry['file_mode'], file: { label: string; path: string }): Buffer {
+function patchInMemory(content: Buffer, placeholder: string, prefix: string, fileMode: PathEntry['file_mode'], file: { label: string; path: string }, growth: TextGrowth): Buffer {
   const replacer = new PlaceholderReplacer(placeholder, prefix, fileMode === 'binary' ? 'binary' : 'text', file);
   const pieces = [...replacer.push(content), ...replacer.end()];
-  if (fileMode !== 'binary') checkTextGrowth(replacer.count, placeholder, prefix, file);
+  if (fileMode !== 'binary') checkTextGrowth(replacer.count, placeholder, prefix, file, growth);
   return Buffer.concat(pieces);
 }
 
@@ -349,7 +353,7 @@ function patchInMemory(content: Buffer, placeholder: string, prefix: string, fil
  * binary one holding the placeholder when the prefix is longer. The hashes are taken on the way.
  */
 async function writePatched(read: () => AsyncIterable<Uint8Array>, out: FileOut & { placeholder: string }, options: CondaInstallOptions): Promise<Written & { patchedSha: string }> {
-  const { target, mode, placeholder, fileMode, file } = out;
+  const { target, mode, placeholder, fileMode, file, growth } = out;
   const binary = fileMode === 'binary';
   const replacer = (): PlaceholderReplacer => new PlaceholderReplacer(placeholder, options.prefix, binary ? 'binary' : 'text', file);
   if (!binary || Buffer.byteLength(options.prefix) > Buffer.byteLength(placeholder)) {
@@ -357,7 +361,7 @@ async function writePatched(read: () => AsyncIterable<Uint8Array>, out: FileOut 
     const counting = replacer();
     for await (const chunk of read()) counting.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
     counting.end();
-    if (!binary) checkTextGrowth(counting.count, placeholder, options.prefix, file);
+    if (!binary) checkTextGrowth(counting.count, placeholder, options.prefix, file, growth);
   }
   const original = createHash('sha256');
   const patched = createHash('sha256');
@@ -384,9 +388,9 @@ async function writePatched(read: () => AsyncIterable<Uint8Array>, out: FileOut 
 
 /** A file's content held in memory (at most {@link PATCH_CHUNK}), its placeholder (if any) replaced, written at once. */
 async function writeInMemory(content: Buffer, out: FileOut, options: CondaInstallOptions): Promise<Written> {
-  const { target, mode, placeholder, fileMode, file } = out;
+  const { target, mode, placeholder, fileMode, file, growth } = out;
   const originalSha = createHash('sha256').update(content).digest('hex');
-  const written = placeholder ? patchInMemory(content, placeholder, options.prefix, fileMode, file) : content;
+  const written = placeholder ? patchInMemory(content, placeholder, options.prefix, fileMode, file, growth) : content;
   const replaced = await options.writer.writeFile(target, written, mode, file.label, { member: file.path });
   return { replaced, originalSha, originalSize: content.length, ...(placeholder ? { patchedSha: createHash('sha256').update(written).digest('hex') } : {}) };
 }

@@ -4,12 +4,20 @@ import { InstallError } from './errors.js';
 export const LEGACY_PLACEHOLDER = '/opt/anaconda1anaconda2anaconda3';
 
 /**
- * How much longer than the original a text file may become by its placeholders' replacement. Real
- * placeholders (255 bytes, or the legacy 32) are about as long as a prefix or longer: a file grows
- * little if at all. A package naming a one-byte placeholder for a file full of that byte would
- * grow it by the prefix's length per byte — a 1 GiB declared file, tiny compressed, into tens of GiB.
+ * How much longer than the original a text file may become by its placeholders' replacement, and
+ * all the text files of one package together. Real placeholders (255 bytes, or the legacy 32) are
+ * about as long as a prefix or longer: a file grows little if at all. A package naming a one-byte
+ * placeholder for a file full of that byte would grow it by the prefix's length per byte — a 1 GiB
+ * declared file, tiny compressed, into tens of GiB; and thousands of files each just under the
+ * bound, a few hundred bytes compressed each, would write the package's 32 GiB extraction cap
+ * many times over.
  */
 export const MAX_TEXT_GROWTH = 64 * 1024 * 1024;
+
+/** The growth a package's text files took so far (see {@link checkTextGrowth}): one per package install. */
+export interface TextGrowth {
+  bytes: number;
+}
 
 /** Where a file being patched comes from, for messages. */
 export interface PatchedFile {
@@ -128,11 +136,24 @@ export class PlaceholderReplacer {
 
 /**
  * Text mode's bound: an InstallError when replacing `count` occurrences of `placeholder` by `prefix`
- * would make the file more than {@link MAX_TEXT_GROWTH} bytes longer.
+ * would make the file more than {@link MAX_TEXT_GROWTH} bytes longer, or, with `packageGrowth` (the
+ * growth of the package's earlier files, added to), its text files all together.
  */
-export function checkTextGrowth(count: number, placeholder: string, prefix: string, file: PatchedFile): void {
+export function checkTextGrowth(count: number, placeholder: string, prefix: string, file: PatchedFile, packageGrowth?: TextGrowth): void {
   const growth = count * (Buffer.byteLength(prefix) - Buffer.byteLength(placeholder));
-  if (growth <= MAX_TEXT_GROWTH) return;
+  if (growth <= MAX_TEXT_GROWTH) {
+    if (!packageGrowth || growth <= 0) return;
+    const total = packageGrowth.bytes + growth;
+    if (total <= MAX_TEXT_GROWTH) {
+      packageGrowth.bytes = total;
+      return;
+    }
+    throw new InstallError(
+      `${file.label}: replacing the prefix placeholders of its text files would make them ${total} bytes longer in all (at '${file.path}'), more than the ${MAX_TEXT_GROWTH} prebuilt allows a package; refusing to install it.`,
+      file.label,
+      { hint: 'Real packages use placeholders about as long as the prefix (conda-build: 255 characters); this one is built to exhaust memory or disk. Remove it from the environment or use a trusted build.' },
+    );
+  }
   throw new InstallError(
     `${file.label}: replacing the ${Buffer.byteLength(placeholder)}-byte prefix placeholder '${placeholder.slice(0, 64)}' in the text file '${file.path}' (${count} times) would make it ${growth} bytes longer, more than the ${MAX_TEXT_GROWTH} prebuilt allows; refusing to install it.`,
     file.label,
