@@ -150,8 +150,8 @@ function run(command: string, args: string[], env: Record<string, string | undef
     // checked-out directory holds would run with the index's credentials.
     const file = programPath(command, { env, setting: PYTHON_SETTING, what: `the Python interpreter '${command}' that runs pip` });
     if (file === undefined) return reject(programNotFound(command));
-    // In a directory of its own: `python -m pip` imports from its working directory first, where a
-    // flow file named pip.py would stand in for pip.
+    // In a directory of its own: `python -c` (as `-m pip`) imports from its working directory first,
+    // where a flow file named pip.py would stand in for pip (the launcher drops that entry too).
     const child = spawn(file, args, { cwd, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
     let stderr = '';
     let stdout = '';
