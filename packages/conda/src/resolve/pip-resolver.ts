@@ -237,7 +237,7 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
     const { args, indexFile } = pipArgs(input, requirements, work, options);
     // Only this user may read it (the work directory is 0700 too).
     if (indexFile) await writeFile(indexFile.path, indexFile.content, { mode: 0o600, flag: 'wx' });
-    log('%s %s', python, redactUrls(args.join(' ')));
+    log('%s %s', python, redactUrls(args.map((arg) => (arg === WHEELS_ONLY_PIP ? '<wheels-only pip launcher>' : arg)).join(' ')));
     const result = await runPip(python, args, options, work);
     if (result.code !== 0) throw pipFailure(result.stderr, python, input, requirements);
     const report = JSON.parse(await readFile(reportPath, 'utf8')) as PipReport;
