@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, InputError } from '@prebuilt/core';
 import { createCliContext } from '../cli-context.js';
-import { loadFlowImageMap } from './flow-image-map.js';
+import { loadFlowImageMap, selectSteps } from './flow-image-map.js';
 
 const exec = promisify(execFile);
 const exampleFlow = new URL('../../../../examples/hello_flow.py', import.meta.url);
@@ -55,5 +55,27 @@ describe('loadFlowImageMap', () => {
     expect(error).toBeInstanceOf(InputError);
     expect((error as InputError).message).toBe("The image map other.json is ProdFlow's, not HelloFlow's.");
     expect((error as InputError).hint).toBe('Run `prebuilt build flow.py` to write the image map of HelloFlow (METAFLOW_PREBUILT_STATE_FILE, when set, names one file for one flow).');
+  });
+  it('a map written before pinnedImage existed: each step pinned with its image\'s digest (the tag alone without one), so report, sbom and profile still see its steps', async () => {
+    const D = `sha256:${'a'.repeat(64)}`;
+    await writeFile(
+      join(dir, 'older.json'),
+      JSON.stringify({
+        flow: 'HelloFlow',
+        images: { x: { image: 'r/x:env-x-amd64', digest: D, python: '/opt/prebuilt/env/bin/python', status: 'built', steps: ['start', 'report'] }, y: { image: 'r/x:env-y-amd64', python: '/p', status: 'built', steps: ['fetch'] } },
+        steps: {
+          start: { envId: 'x', image: 'r/x:env-x-amd64', python: '/opt/prebuilt/env/bin/python' },
+          report: { envId: 'x', image: 'r/x:env-x-amd64', pinnedImage: `r/x:env-x-amd64@sha256:${'b'.repeat(64)}`, python: '/opt/prebuilt/env/bin/python' },
+          fetch: { envId: 'y', image: 'r/x:env-y-amd64', python: '/p' },
+          end: { envId: null, image: 'python:3.11', python: 'python' },
+        },
+      }),
+    );
+    const { imageMap } = await loadFlowImageMap('flow.py', context({ METAFLOW_PREBUILT_STATE_FILE: 'older.json' }));
+    expect(imageMap.steps['start']!.pinnedImage).toBe(`r/x:env-x-amd64@${D}`);
+    expect(imageMap.steps['report']!.pinnedImage).toBe(`r/x:env-x-amd64@sha256:${'b'.repeat(64)}`);
+    expect(imageMap.steps['fetch']!.pinnedImage).toBe('r/x:env-y-amd64');
+    expect(imageMap.steps['end']!.pinnedImage).toBeUndefined();
+    expect(selectSteps(imageMap, undefined)).toEqual(['start', 'report', 'fetch']);
   });
 });

@@ -36,7 +36,27 @@ export async function loadFlowImageMap(file: string, context: CliContext): Promi
       hint: `Run \`prebuilt build ${fileArgument(file)}\` to write the image map of ${flow.flow} (METAFLOW_PREBUILT_STATE_FILE, when set, names one file for one flow).`,
     });
   }
-  return { stateFile, imageMap, flowSteps: flow.steps.map((step) => step.name), flow };
+  return { stateFile, imageMap: withPinnedImages(imageMap), flowSteps: flow.steps.map((step) => step.name), flow };
+}
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/**
+ * The map with every step that has an image pinned: a map written before `pinnedImage` existed
+ * names only the tag, and its image's `digest` — such a step is pinned with that digest, as the
+ * Metaflow extension pins it (`pinned_image`), or names the tag alone when the map has no digest.
+ * report, sbom and profile passed over such steps, so an older map gave an empty report (exit 0).
+ */
+function withPinnedImages(imageMap: ImageMap): ImageMap {
+  const steps = Object.fromEntries(
+    Object.entries(imageMap.steps).map(([name, entry]) => {
+      if (typeof entry !== 'object' || entry === null || entry.envId === null || entry.pinnedImage || typeof entry.image !== 'string') return [name, entry];
+      const digest: unknown = (imageMap.images as Record<string, { digest?: unknown } | undefined> | undefined)?.[entry.envId]?.digest;
+      const pinned = !entry.image.includes('@') && typeof digest === 'string' && DIGEST.test(digest) ? `${entry.image}@${digest}` : entry.image;
+      return [name, { ...entry, pinnedImage: pinned }];
+    }),
+  );
+  return { ...imageMap, steps };
 }
 
 /** The steps to look at: `--step` names (each must be a step of the map), else every step with an image. */
