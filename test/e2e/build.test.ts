@@ -290,4 +290,19 @@ describeWith(NEEDS, 'a flow that asks for no package (no @conda/@pypi): plan say
     expect(oci.code, oci.stderr).toBe(0);
     expect(oci.stderr).not.toContain('ignored: the build service');
   }, 180_000);
+
+  itWith(NEEDS, 'a misspelt METAFLOW_PREBUILT_* setting is noted with the setting it most likely means (plan, lock); a known one is not', async () => {
+    const typo = { ...env, METAFLOW_PREBUILT_OCI_LAYER_COMPRESSON: 'zstd' };
+    const planned = await runCli(['plan', 'no_env_flow.py', '--json'], { env: typo, cwd: flowDir });
+    expect(planned.code, planned.stderr).toBe(0);
+    parseJson(planned);
+    expect(planned.stderr).toContain(
+      'note: METAFLOW_PREBUILT_OCI_LAYER_COMPRESSON is not a setting prebuilt knows, ignored: did you mean METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION?\n',
+    );
+    // The known settings the harness sets (channels, registry, base image, namespace…) get no note.
+    expect(planned.stderr.match(/is not a setting prebuilt knows/g)).toHaveLength(1);
+    const locked = await runCli(['lock', 'no_env_flow.py'], { env: { ...env, METAFLOW_PREBUILT_CONDA_CHANELS: 'conda-forge' }, cwd: flowDir });
+    expect(locked.code, locked.stderr).toBe(0);
+    expect(locked.stderr).toContain('note: METAFLOW_PREBUILT_CONDA_CHANELS is not a setting prebuilt knows, ignored: did you mean METAFLOW_PREBUILT_CONDA_CHANNELS?\n');
+  }, 180_000);
 });

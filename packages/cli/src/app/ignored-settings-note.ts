@@ -1,4 +1,4 @@
-import { ignoredBuildServiceSettings, selectedBackendNames } from '@prebuilt/core';
+import { ignoredBuildServiceSettings, selectedBackendNames, unknownSettings } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 
 /**
@@ -13,5 +13,19 @@ export function ignoredSettingsNotes(scope: AppScope): string[] {
     ({ service, settings }) =>
       `${settings.join(', ')} ${settings.length === 1 ? 'is a setting' : 'are settings'} of the ${service} build service, ` +
       `ignored: the build service is ${selection.name} (${how}). Set ${selection.envVar}=${service} to use ${settings.length === 1 ? 'it' : 'them'}, or unset ${settings.length === 1 ? 'it' : 'them'}.`,
+  );
+}
+
+/**
+ * One note per set METAFLOW_PREBUILT_* variable that no part of prebuilt reads (core's
+ * unknownSettings), with the setting it most likely misspells: a typo otherwise does nothing, and
+ * the run goes on with the default (a misspelt METAFLOW_PREBUILT_CONDA_CHANNELS locks from conda-forge).
+ */
+export function unknownSettingsNotes(scope: Pick<AppScope, 'env'>): string[] {
+  const selected = selectedBackendNames(scope.env);
+  return unknownSettings(scope.env, [selected.buildService.name, selected.imageRegistry.name]).map(({ setting, suggestion }) =>
+    suggestion
+      ? `${setting} is not a setting prebuilt knows, ignored: did you mean ${suggestion}?`
+      : `${setting} is not a setting prebuilt knows, ignored (the README's Configuration table and each backend's README list the settings).`,
   );
 }

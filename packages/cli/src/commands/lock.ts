@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
-import { lockFlow, shownPath } from '../app/index.js';
+import { lockFlow, shownPath, unknownSettingsNotes } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { noteLine, renderTable, waitLine, writeJsonResult } from '../output.js';
 
@@ -73,6 +73,7 @@ export function registerLockCommand(program: Command, context: CliContext): void
       context.json.requested = options.json === true;
       // A first resolve may take a while: people see at once that it runs (as plan and build say it).
       if (!options.json) context.stderr.write('reading the flow and locking its envs…\n');
+      for (const note of unknownSettingsNotes(context)) context.stderr.write(noteLine(note));
       // A stalled channel or index says so on stderr (stdout stays the answer, also with --json).
       const result = await withNetworkWaits(
         (wait) => {
