@@ -80,6 +80,13 @@ export interface ImageLayout {
   change: string;
   /** Whether the value is the image's `DeployImage.layout` (the prefetch order `build` and `plan` show); default true. */
   reported?: boolean;
+  /**
+   * Layer media types the runners this build is for cannot pull (the oci service's zstd layers
+   * under METAFLOW_PREBUILT_OCI_RUNNERS naming Docker 20.10): a present image with a layer of one
+   * of them is rebuilt, whatever its annotation, and `change` says why. The tag names the env, not
+   * the layer format, so without this an image pushed as zstd before was kept for such runners.
+   */
+  refusedLayers?: { mediaTypes: readonly string[]; change: string };
 }
 
 export type BuildResult =
@@ -137,6 +144,8 @@ export interface ImageExistence {
   digest?: string;
   /** The manifest's annotations (`{}` for none), when asked for (`annotations: true`) and it exists; a registry that cannot read them leaves this out, and the image is kept whatever its layout. */
   annotations?: Record<string, string>;
+  /** The media types of the manifest's layers, with `annotations` (none for an image index); a registry that cannot read them leaves this out. */
+  layerMediaTypes?: string[];
 }
 
 /** An image stored in a registry's env repository, as `ImageRegistry.listImages` reports it (for `prebuilt gc`). */

@@ -21,4 +21,16 @@ describe('EROFS layout record', () => {
       expect(layout?.change).toBe('built with EROFS layers; this build makes tar layers');
     }
   });
+
+  it('runners that cannot pull zstd (Docker 20.10): the layout refuses zstd layers, so an image pushed with them before is rebuilt, whatever this build writes; runners that all pull zstd, or none named: nothing refused', () => {
+    const ZSTD = 'application/vnd.oci.image.layer.v1.tar+zstd';
+    for (const compression of ['gzip', 'estargz']) {
+      const layout = service({ METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: compression, METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@1.7,docker@20.10' }).imageLayout?.('aaa');
+      expect(layout?.refusedLayers?.mediaTypes).toContain(ZSTD);
+      expect(layout?.refusedLayers?.change).toBe(`built with zstd layers, which docker@20.10 (METAFLOW_PREBUILT_OCI_RUNNERS) cannot pull; this build writes ${compression} layers`);
+    }
+    expect(service({ METAFLOW_PREBUILT_OCI_RUNNERS: 'docker@20.10' }).imageLayout?.('aaa')?.refusedLayers?.change, 'the default for such runners: gzip').toMatch(/this build writes gzip layers$/);
+    expect(service({ METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@1.6,docker@23.0' }).imageLayout?.('aaa')?.refusedLayers).toBeUndefined();
+    expect(service({ METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'gzip' }).imageLayout?.('aaa')?.refusedLayers).toBeUndefined();
+  });
 });

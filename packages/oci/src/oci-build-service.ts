@@ -48,7 +48,7 @@ import { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 import { layerDiffId, writeLayer } from './layer.js';
 import { PREFETCH_ENV, envPrefetch, prefetchSetting, type EstargzPrefetch } from './estargz-prefetch.js';
 import { prefetchLayout } from './prefetch-layout.js';
-import { RUNNERS_ENV, compressionForRunners, erofsMediaType, parseRunners } from './runners.js';
+import { RUNNERS_ENV, ZSTD_LAYER_MEDIA_TYPES, compressionForRunners, erofsMediaType, parseRunners, zstdUnpullableBy } from './runners.js';
 import { erofsLayout } from './erofs-layout.js';
 import { erofsFormatId, findMkfsErofs, type MkfsErofs } from './erofs.js';
 import { checkConvertibleBase, convertLayerToEstargz, convertedBaseKey, isEstargzLayer } from './estargz-base.js';
@@ -198,6 +198,8 @@ export interface OciSettings {
   prefetch: EstargzPrefetch;
   /** Whether the base image's layers are re-layered as eStargz or zstd:chunked (the new layers' format; those two only). */
   estargzBase: boolean;
+  /** The runners that cannot pull zstd layers (`docker@20.10`): a present image with zstd layers is rebuilt for them. */
+  zstdUnpullableBy: string[];
 }
 
 type ChoiceSpec<T extends string> = { envVar: string; option: string; description: string; choices: readonly T[] };
@@ -247,6 +249,7 @@ export function ociSettings(options: OciBuildServiceOptions = {}): OciSettings {
     sourceDateEpoch: epochSetting(options.sourceDateEpoch, env),
     layers: choiceSetting(options.layers, env, { envVar: OCI_ENV.layers, option: 'layers', description: 'layering policy', choices: LAYERING_POLICIES }),
     estargzBase: estargzBaseSetting(options.estargzBase, layerCompression, env),
+    zstdUnpullableBy: zstdUnpullableBy(runners),
   };
 }
 
@@ -327,8 +330,13 @@ function envSettings(settings: OciSettings, envId: string | undefined): OciSetti
  * one of either compression kept.
  */
 function imageLayoutOf(settings: OciSettings): ImageLayout {
-  if (isLazyCompression(settings.layerCompression)) return prefetchLayout(settings.prefetch);
-  return erofsLayout(settings.layerCompression === 'erofs' ? settings.layerMediaType : undefined);
+  const layout = isLazyCompression(settings.layerCompression) ? prefetchLayout(settings.prefetch) : erofsLayout(settings.layerCompression === 'erofs' ? settings.layerMediaType : undefined);
+  // The tag names the env, not the codec: an image pushed with zstd layers before the runners were
+  // named (or named older) would be kept, and fail to pull on them.
+  const unable = settings.zstdUnpullableBy;
+  if (unable.length === 0) return layout;
+  const change = `built with zstd layers, which ${unable.join(' and ')} (${RUNNERS_ENV}) cannot pull; this build writes ${settings.layerCompression} layers`;
+  return { ...layout, refusedLayers: { mediaTypes: ZSTD_LAYER_MEDIA_TYPES, change } };
 }
 
 /** One build in progress: its request, settings, registry client and log. */

@@ -67,6 +67,14 @@ export function pullsZstd(runner: Runner): boolean {
 
 const show = (r: Runner) => `${r.runtime}@${r.version.join('.')}`;
 
+/** The media types of zstd layers (zstd and zstd:chunked, and their non-distributable form): what a runner that does not pull zstd fails on. */
+export const ZSTD_LAYER_MEDIA_TYPES = ['application/vnd.oci.image.layer.v1.tar+zstd', 'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd'] as const;
+
+/** The runners that cannot pull zstd layers, as named in the setting (`docker@20.10`); empty when the runners are not known. */
+export function zstdUnpullableBy(runners: readonly Runner[] | undefined): string[] {
+  return (runners ?? []).filter((r) => !pullsZstd(r)).map(show);
+}
+
 /**
  * The layer compression given the one asked for (if any) and the runners (if known): zstd by
  * default when every runner pulls it, else gzip; zstd (or zstd:chunked) asked for while a runner cannot pull it is a

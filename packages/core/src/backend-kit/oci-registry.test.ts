@@ -105,7 +105,7 @@ describeOrFailInCi('createOciRegistry against the local test registries', missin
     expect(calls).toBe(2);
   });
 
-  it("with annotations, the manifest's annotations (the layout record a build checks) besides the digest; without, the digest only", async () => {
+  it("with annotations, the manifest's annotations (the layout record a build checks) and its layers' media types besides the digest; without, the digest only", async () => {
     const repository = repo();
     const tag = `env-${ENV_ID}-amd64`;
     await pushImage({ host: basic.host, username: basic.username, password: basic.password }, repository, 'plain');
@@ -116,9 +116,11 @@ describeOrFailInCi('createOciRegistry against the local test registries', missin
     const digest = await client.putManifest(`${basic.host}/${repository}:${tag}`, annotated, plain.mediaType);
     const registry = createOciRegistry({ name: 'x', host: basic.host, repository, credentials, dockerConfig: false, client: FAST });
     const pushTag = registry.imageTag({ envId: ENV_ID, platform: 'linux-64' });
-    expect(await registry.imageExists(pushTag, { annotations: true })).toEqual({ exists: true, digest, annotations: { 'dev.prebuilt.prefetch': 'profile sha256:abc' } });
+    const layerMediaTypes = (plain.manifest as { layers: { mediaType: string }[] }).layers.map((layer) => layer.mediaType);
+    expect(layerMediaTypes.length).toBeGreaterThan(0);
+    expect(await registry.imageExists(pushTag, { annotations: true })).toEqual({ exists: true, digest, annotations: { 'dev.prebuilt.prefetch': 'profile sha256:abc' }, layerMediaTypes });
     expect(await registry.imageExists(pushTag)).toEqual({ exists: true, digest });
-    expect(await registry.imageExists(`${basic.host}/${repository}:plain`, { annotations: true })).toEqual({ exists: true, digest: plain.digest, annotations: {} });
+    expect(await registry.imageExists(`${basic.host}/${repository}:plain`, { annotations: true })).toEqual({ exists: true, digest: plain.digest, annotations: {}, layerMediaTypes });
     expect(await registry.imageExists(`${basic.host}/${repository}:absent`, { annotations: true })).toEqual({ exists: false });
   });
 
@@ -131,7 +133,7 @@ describeOrFailInCi('createOciRegistry against the local test registries', missin
     try {
       const registry = createOciRegistry({ name: 'x', host: proxy.host, repository, dockerConfig: false, client: FAST });
       const pushTag = registry.imageTag({ envId: ENV_ID, platform: 'linux-64' });
-      expect(await registry.imageExists(pushTag, { annotations: true })).toEqual({ exists: true, digest: pushed.digest, annotations: {} });
+      expect(await registry.imageExists(pushTag, { annotations: true })).toMatchObject({ exists: true, digest: pushed.digest, annotations: {} });
       expect(proxy.requests).toEqual([`GET /v2/${repository}/manifests/${tag}`]);
       expect(await registry.imageExists(pushTag)).toEqual({ exists: true, digest: pushed.digest });
       expect(await registry.imageExists(`${proxy.host}/${repository}:absent`, { annotations: true })).toEqual({ exists: false });

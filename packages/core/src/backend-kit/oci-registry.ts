@@ -113,7 +113,12 @@ export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
       // shows the tag exists: one GET, as without annotations (headManifest reads the manifest to verify its digest).
       try {
         const { digest, manifest } = await client.getManifest(pushTag, signal);
-        return { exists: true, digest, annotations: { ...manifest.annotations } };
+        // An image manifest's layers (an image index has none); the manifest is the registry's, so each entry is checked.
+        const layers: unknown = 'layers' in manifest ? manifest.layers : undefined;
+        const layerMediaTypes = Array.isArray(layers)
+          ? layers.map((layer: unknown) => (typeof layer === 'object' && layer !== null ? (layer as { mediaType?: unknown }).mediaType : undefined)).filter((type): type is string => typeof type === 'string')
+          : undefined;
+        return { exists: true, digest, annotations: { ...manifest.annotations }, ...(layerMediaTypes ? { layerMediaTypes } : {}) };
       } catch (error) {
         if (error instanceof RegistryError && error.status === 404) return { exists: false };
         throw error;

@@ -173,7 +173,12 @@ function existenceChecks(suite: RegistrySuite): void {
     const existence = await suite.registry.imageExists(pushed.tag, { annotations: true });
     expect(existence.exists, `imageExists(${pushed.tag}, { annotations: true }).exists`).toBe(true);
     expect(existence.digest, 'the pushed digest, annotations asked or not').toBe(pushed.digest);
-    expect(Object.keys(existence).filter((k) => !['exists', 'digest', 'annotations'].includes(k)), 'no other fields').toEqual([]);
+    expect(Object.keys(existence).filter((k) => !['exists', 'digest', 'annotations', 'layerMediaTypes'].includes(k)), 'no other fields').toEqual([]);
+    if (existence.layerMediaTypes !== undefined) {
+      // What a build checks against the layer types its runners cannot pull (ImageLayout.refusedLayers).
+      expect(Array.isArray(existence.layerMediaTypes) && existence.layerMediaTypes.every((type) => typeof type === 'string'), 'layerMediaTypes is a list of media types').toBe(true);
+      expect(existence.annotations, 'layerMediaTypes comes with annotations').toBeDefined();
+    }
     if (existence.annotations === undefined) return; // a registry that cannot read the manifest's annotations leaves them out
     const { annotations } = existence;
     expect(typeof annotations === 'object' && annotations !== null && !Array.isArray(annotations), 'annotations is a plain object').toBe(true);

@@ -56,8 +56,9 @@ async function checkRegistry(job: ImageJob): Promise<DeployImage | undefined> {
   if (!existence.exists) return undefined;
   // A registry that does not read annotations (a third-party one) gives none: the image is kept, as before layouts.
   const found = existence.annotations?.[layout?.annotation ?? ''];
-  if (layout && existence.annotations && found !== layout.value) {
-    const change = layoutChange(layout, found);
+  const refused = layout?.refusedLayers && existence.layerMediaTypes?.some((type) => layout.refusedLayers!.mediaTypes.includes(type));
+  if (layout && existence.annotations && (found !== layout.value || refused)) {
+    const change = found !== layout.value ? layoutChange(layout, found) : layout.refusedLayers!.change;
     log('%s: %s (%s: %s, this build: %s)', job.tag, change, layout.annotation, found ?? 'none', layout.value ?? 'none');
     if (plan) {
       job.phase('missing', change);

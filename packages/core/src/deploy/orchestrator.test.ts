@@ -737,6 +737,41 @@ describe('deploy orchestrator: image layouts (fake registry keeping manifest ann
     expect(ctx.buildService.builds).toHaveLength(4);
   });
 
+  it('a present image with a layer of a media type the layout refuses (zstd for Docker 20.10 runners) is rebuilt, a plan says why; others stay; a registry giving no layer types keeps it', async () => {
+    const ZSTD = 'application/vnd.oci.image.layer.v1.tar+zstd';
+    const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
+    const change = 'built with zstd layers, which docker@20.10 cannot pull';
+    let refused = false;
+    const layout = async (): Promise<ImageLayout> => ({ annotation: 'test.kind', change: 'unused', reported: false, ...(refused ? { refusedLayers: { mediaTypes: [ZSTD], change } } : {}) });
+    const { ctx, options } = await layoutSetup(new Map(), layout);
+    await using _ = ctx;
+    const zstdTags = new Set<string>();
+    let typesKnown = true;
+    const registry: ImageRegistry = {
+      ...options.registry,
+      imageExists: async (tag, opts) => {
+        const found = await options.registry.imageExists(tag, opts);
+        return found.exists && found.annotations && typesKnown ? { ...found, layerMediaTypes: [GZIP, zstdTags.has(tag) ? ZSTD : GZIP] } : found;
+      },
+    };
+    const inner = options.buildService;
+    // A build writes gzip layers under the tag.
+    const buildService: BuildService = { name: inner.name, buildAndPush: async (req) => (zstdTags.delete(req.imageTag), inner.buildAndPush(req)) };
+    const statuses = async (extra: Partial<DeployOptions> = {}) => (await deploy({ ...options, registry, buildService, ...extra })).images.map((image) => [image.status, image.reason]);
+    const first = await deploy({ ...options, registry, buildService });
+    const zstdImage = first.images[0]!;
+    zstdTags.add(zstdImage.tag);
+    expect(await statuses(), 'no runner refuses zstd: kept').toEqual([['present', undefined], ['present', undefined]]);
+    refused = true;
+    typesKnown = false;
+    expect(await statuses({ plan: true }), 'a registry that gives no layer types keeps the images').toEqual([['present', undefined], ['present', undefined]]);
+    typesKnown = true;
+    expect(await statuses({ plan: true })).toEqual([['missing', change], ['present', undefined]]);
+    expect(await statuses(), 'the zstd image is rebuilt, only it').toEqual([['built', undefined], ['present', undefined]]);
+    expect(ctx.buildService.builds.slice(2).map((b) => b.envId)).toEqual([zstdImage.envId]);
+    expect(await statuses()).toEqual([['present', undefined], ['present', undefined]]);
+  });
+
   it('an EROFS build over tar images, then over EROFS images of the other media type: a plan says what each was built with and what this build writes', async () => {
     const erofs = (mediaType: string): ImageLayout => ({ annotation: EROFS_LAYOUT_ANNOTATION, value: mediaType, change: `this build writes EROFS layers of type ${mediaType}`, reported: false });
     let current: ImageLayout | undefined;
