@@ -48,7 +48,7 @@ import { LAYERING_POLICIES, type LayeringPolicy } from './layering.js';
 import { layerDiffId, writeLayer } from './layer.js';
 import { PREFETCH_ENV, envPrefetch, prefetchSetting, type EstargzPrefetch } from './estargz-prefetch.js';
 import { prefetchLayout } from './prefetch-layout.js';
-import { RUNNERS_ENV, ZSTD_LAYER_MEDIA_TYPES, compressionForRunners, erofsMediaType, parseRunners, zstdUnpullableBy } from './runners.js';
+import { RUNNERS_ENV, ZSTD_LAYER_MEDIA_TYPES, checkBaseForRunners, compressionForRunners, erofsMediaType, parseRunners, zstdUnpullableBy } from './runners.js';
 import { erofsLayout } from './erofs-layout.js';
 import { erofsFormatId, findMkfsErofs, type MkfsErofs } from './erofs.js';
 import { checkConvertibleBase, convertLayerToEstargz, convertedBaseKey, isEstargzLayer } from './estargz-base.js';
@@ -421,6 +421,7 @@ async function assembleAndPush(run: BuildRun): Promise<BuildResult> {
   const from = fromRef(instructions);
   say(`FROM ${from} (${request.platform})`);
   const fetched = await fetchBase(client, from, request.platform, request.signal);
+  checkBaseForRunners(from, fetched.layers, settings.zstdUnpullableBy);
   // zstd layers exist only in the OCI format, eStargz and zstd:chunked annotations too: a Docker v2 base is restated as OCI (same blobs).
   const restated = settings.layerCompression === 'gzip' ? fetched : ociFormatOf(fetched);
   if (settings.estargzBase) checkConvertibleBase(from, restated.layers);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { layerFormat } from '@prebuilt/core';
 import { ConfigError } from '@prebuilt/core/backend';
 import { ociSettings } from './oci-build-service.js';
-import { compressionForRunners, erofsMediaType, parseRunners, pullsZstd } from './runners.js';
+import { checkBaseForRunners, compressionForRunners, erofsMediaType, parseRunners, pullsZstd, zstdUnpullableBy } from './runners.js';
 import { thrownConfigError } from './__fixtures__/config-error.js';
 
 describe('runners: which runtimes pull zstd', () => {
@@ -49,6 +49,25 @@ describe('runners: which runtimes pull zstd', () => {
     expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@1.6' }, runners: 'docker@20.10' }).layerCompression).toBe('gzip');
     expect(ociSettings({ env: { METAFLOW_PREBUILT_OCI_RUNNERS: 'containerd@1.6', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'gzip' } }).layerCompression).toBe('gzip');
     expect(() => ociSettings({ env: { METAFLOW_PREBUILT_OCI_RUNNERS: 'docker@20.10', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd' } })).toThrow(ConfigError);
+  });
+});
+
+describe('runners that cannot pull zstd: the images for them carry no zstd layer', () => {
+  it('zstdUnpullableBy names the runners that cannot pull zstd, as the setting gives them; none for unknown runners', () => {
+    expect(zstdUnpullableBy(parseRunners('containerd@1.4,containerd@1.6,docker@20.10.24'))).toEqual(['containerd@1.4', 'docker@20.10']);
+    expect(zstdUnpullableBy(parseRunners('containerd@1.6,docker@23.0'))).toEqual([]);
+    expect(zstdUnpullableBy(undefined)).toEqual([]);
+  });
+
+  it('a base image with a zstd layer is a ConfigError naming the base and the runners (the image would carry it); gzip and tar bases, or runners that pull zstd, pass', () => {
+    const GZIP = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' };
+    const ZSTD = { mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' };
+    const error = thrownConfigError(() => checkBaseForRunners('registry.example.com/base:1', [GZIP, ZSTD], ['docker@20.10']));
+    expect(error.message).toBe('The base image registry.example.com/base:1 has zstd layers, which docker@20.10 (METAFLOW_PREBUILT_OCI_RUNNERS) cannot pull.');
+    expect(error.setting).toBe('METAFLOW_PREBUILT_BASE_IMAGE');
+    expect(error.hint).toContain('a base image with gzip layers');
+    expect(() => checkBaseForRunners('b', [GZIP, { mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' }], ['docker@20.10'])).not.toThrow();
+    expect(() => checkBaseForRunners('b', [GZIP, ZSTD], [])).not.toThrow();
   });
 });
 

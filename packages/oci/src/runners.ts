@@ -70,6 +70,19 @@ const show = (r: Runner) => `${r.runtime}@${r.version.join('.')}`;
 /** The media types of zstd layers (zstd and zstd:chunked, and their non-distributable form): what a runner that does not pull zstd fails on. */
 export const ZSTD_LAYER_MEDIA_TYPES = ['application/vnd.oci.image.layer.v1.tar+zstd', 'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd'] as const;
 
+/**
+ * Refuses a base image with a zstd layer when `unable` (the runners that cannot pull zstd, see
+ * {@link zstdUnpullableBy}) is not empty: the image would carry that layer, fail to pull on them,
+ * and be rebuilt by every build (its layout refuses zstd layers).
+ */
+export function checkBaseForRunners(ref: string, layers: readonly { mediaType: string }[], unable: readonly string[]): void {
+  if (unable.length === 0 || !layers.some((layer) => (ZSTD_LAYER_MEDIA_TYPES as readonly string[]).includes(layer.mediaType))) return;
+  throw new ConfigError(`The base image ${ref} has zstd layers, which ${unable.join(' and ')} (${RUNNERS_ENV}) cannot pull.`, {
+    setting: 'METAFLOW_PREBUILT_BASE_IMAGE',
+    hint: `Use a base image with gzip layers (METAFLOW_PREBUILT_BASE_IMAGE), or upgrade those nodes and update ${RUNNERS_ENV}.`,
+  });
+}
+
 /** The runners that cannot pull zstd layers, as named in the setting (`docker@20.10`); empty when the runners are not known. */
 export function zstdUnpullableBy(runners: readonly Runner[] | undefined): string[] {
   return (runners ?? []).filter((r) => !pullsZstd(r)).map(show);
