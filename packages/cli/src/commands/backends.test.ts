@@ -236,6 +236,16 @@ describe('prebuilt backends', () => {
     expect(fixed.code).toBe(0);
   });
 
+  it('--check notes a misspelt setting with the one it most likely means: the likeliest reason a setting is missing', async () => {
+    const home = join(project, 'empty-home');
+    mkdirSync(home, { recursive: true });
+    const env = { METAFLOW_PREBUILT_BUILD_SERVICE: 'oci', METAFLOW_PREBUILT_IMAGE_REGISTRY: 'dockerhub', METAFLOW_PREBUILT_DOCKERHUB_NAMESAPCE: 'someone', HOME: home, DOCKER_CONFIG: join(home, '.docker') };
+    const r = await prebuilt(['backends', '--check', '--json'], { cwd: project, env });
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, imageRegistry: { ok: false } });
+    expect(r.stderr).toContain('note: METAFLOW_PREBUILT_DOCKERHUB_NAMESAPCE is not a setting prebuilt knows, ignored: did you mean METAFLOW_PREBUILT_DOCKERHUB_NAMESPACE?\n');
+  });
+
   it('--check prints a failed build service\'s message and hint (its daemon\'s words) without their escape sequences, also when the registry fails after it', async () => {
     // A build service whose check fails with the daemon's answer quoted: a PrebuiltError by its marker.
     const hostile = `Object.assign(new Error('the daemon answered: \\x1b]8;;https://evil.example/\\x07docs\\x1b]8;;\\x07\\x1b[2J'), { [Symbol.for('prebuilt.error')]: true, code: 'unreachable', exitCode: 2, hint: 'it said \\x1b[1A\\rok', toJSON() { return { code: this.code, message: this.message }; } })`;
