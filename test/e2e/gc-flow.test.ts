@@ -14,6 +14,7 @@ const missing = missingFor(['registries', 'baseImage'], services);
 
 interface GcJson {
   ok: boolean;
+  notes: string[];
   deleted: { digest: string; tags: string[]; reason: string }[];
   kept: { digest: string; tags: string[]; reason: string }[];
   error?: { message: string };
@@ -57,6 +58,25 @@ describeOrFailInCi('prebuilt gc FLOW (real CLI, real local registry)', missing, 
     expect(out.deleted.map((item) => item.digest)).toEqual([orphan.digest]);
     const head = await fetch(`http://${host()}/v2/${repo}/manifests/${orphan.digest}`, { method: 'HEAD', headers: { accept: orphan.mediaType } });
     expect(head.status).toBe(404);
+  });
+
+  it("another flow's image map beside the flow (a project of two flows) that no keep source names: a note naming it, when images it names are among the deletions", async () => {
+    const sibling = await pushImage({ host: host() }, repo, 'env-sibling-amd64');
+    const siblingImage = `${host()}/${repo}:env-sibling-amd64`;
+    await mkdir(join(flowDir, '.prebuilt', 'SiblingFlow'), { recursive: true });
+    await writeFile(join(flowDir, '.prebuilt', 'SiblingFlow', 'images.json'), JSON.stringify({ flow: 'SiblingFlow', images: {}, steps: { start: { envId: 's', image: siblingImage, pinnedImage: `${siblingImage}@${sibling.digest}`, python: 'p' } } }));
+    const dry = await runCli(['gc', 'small_flow.py', '--dry-run', '--json'], { cwd: flowDir, env });
+    expect(dry.code, dry.output).toBe(0);
+    const out = JSON.parse(dry.stdout) as GcJson;
+    expect(out.deleted.map((item) => item.digest)).toContain(sibling.digest);
+    expect(out.notes).toContain(
+      "the image map .prebuilt/SiblingFlow/images.json (SiblingFlow) is no keep source, and 1 image it names is among the deletions: pass that flow's file too, or --keep-map .prebuilt/SiblingFlow/images.json, to keep them.",
+    );
+    const kept = await runCli(['gc', 'small_flow.py', '--dry-run', '--json', '--keep-map', '.prebuilt/SiblingFlow/images.json'], { cwd: flowDir, env });
+    expect(kept.code, kept.output).toBe(0);
+    const keptOut = JSON.parse(kept.stdout) as GcJson;
+    expect(keptOut.kept.map((item) => item.digest)).toContain(sibling.digest);
+    expect(keptOut.notes.filter((note) => note.includes('SiblingFlow'))).toEqual([]);
   });
 
   it('a flow that is not locked is exit 2: gc never resolves', async () => {

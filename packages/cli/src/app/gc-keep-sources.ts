@@ -3,7 +3,8 @@
  * current images are planned as `prebuilt plan` would (from their lock files, never resolved or
  * built here) and whose state file names what was built last.
  */
-import { resolve } from 'node:path';
+import { readdir } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { collectImageRefs, InputError, type GcKeepRef } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 import { deployFlow } from './deploy-flow.js';
@@ -41,7 +42,7 @@ export async function keepFromImageMaps(files: readonly string[], scope: Pick<Ap
  * computes them, digests where the registry has them) and those its state file names. The lock
  * must exist (as `plan --frozen`): gc never resolves.
  */
-export async function keepFromFlows(files: readonly string[], scope: AppScope): Promise<GcKeepRef[]> {
+export async function keepFromFlows(files: readonly string[], scope: AppScope, keptMaps: Set<string> = new Set()): Promise<GcKeepRef[]> {
   const keep: GcKeepRef[] = [];
   if (files.length > 0) await checkStateFileSetting(scope.env, scope.cwd);
   for (const file of files) {
@@ -50,9 +51,44 @@ export async function keepFromFlows(files: readonly string[], scope: AppScope): 
     const flow = planned.lock.envs.flow;
     keep.push(...collectImageRefs(planned.images, PLAN_KEYS).map((ref) => ({ ref, reason: `flow ${flow} (${file})` })));
     const stateFile = stateFilePath(file, flow, scope.env, scope.cwd);
+    keptMaps.add(stateFile);
     const shown = shownFile(scope.cwd, stateFile);
     const map = await readImageMap(stateFile, { shown, ...rebuildHint(file) });
     if (map !== undefined) keep.push(...collectImageRefs(map).map((ref) => ({ ref, reason: `flow ${flow}'s image map ${shown}` })));
   }
   return keep;
+}
+
+/** An image map beside a flow given to gc that no keep source names, and the images it names. */
+export interface UnkeptImageMap {
+  /** The map as shown (relative to the current directory, or absolute). */
+  shown: string;
+  /** The flow it was built for (its `.prebuilt/<Flow>` directory). */
+  flow: string;
+  refs: string[];
+}
+
+/**
+ * The image maps `prebuilt build` wrote for other flows beside the flows given
+ * (`.prebuilt/<OtherFlow>/images.json`, the default state file), that neither a flow given nor
+ * `--keep-map` names: gc keeps only the images of the flows it is given, so a project of two flows
+ * gc'd with one of them loses the other's. None when METAFLOW_PREBUILT_STATE_FILE is set (the
+ * flows' maps are not there). A map that cannot be read is passed over: this is for a note.
+ */
+export async function unkeptImageMaps(files: readonly string[], keptMaps: ReadonlySet<string>, keepMapFiles: readonly string[], scope: Pick<AppScope, 'cwd' | 'env'>): Promise<UnkeptImageMap[]> {
+  if (scope.env.METAFLOW_PREBUILT_STATE_FILE?.trim()) return [];
+  const kept = new Set([...keptMaps, ...keepMapFiles.map((file) => resolve(scope.cwd, file))]);
+  const stateDirs = [...new Set(files.map((file) => join(dirname(resolve(scope.cwd, file)), '.prebuilt')))];
+  const found: UnkeptImageMap[] = [];
+  for (const stateDir of stateDirs) {
+    const entries = await readdir(stateDir, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries.filter((e) => e.isDirectory()).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const path = join(stateDir, entry.name, 'images.json');
+      if (kept.has(path)) continue;
+      const shown = shownFile(scope.cwd, path);
+      const map = await readImageMap(path, { shown, hint: '' }).catch(() => undefined);
+      if (map !== undefined) found.push({ shown, flow: entry.name, refs: collectImageRefs(map) });
+    }
+  }
+  return found;
 }

@@ -20,7 +20,7 @@ import {
 import type { AppScope } from './app-scope.js';
 import { createSelectedBackend } from './backends.js';
 import { deploySettings } from './deploy-settings.js';
-import { keepFromFlows, keepFromImageMaps } from './gc-keep-sources.js';
+import { keepFromFlows, keepFromImageMaps, unkeptImageMaps } from './gc-keep-sources.js';
 import { keepFromKubernetes, type KubernetesKeepOptions } from './gc-kubernetes.js';
 
 export interface GcOptions {
@@ -87,12 +87,38 @@ async function protectedBases(client: RegistryClient, repository: { host: string
   return protect;
 }
 
-async function keepSet(scope: AppScope, options: GcOptions): Promise<GcKeepRef[]> {
+async function keepSet(scope: AppScope, options: GcOptions, keptMaps: Set<string>): Promise<GcKeepRef[]> {
   return [
     ...(await keepFromImageMaps(options.keepMaps ?? [], scope)),
-    ...(await keepFromFlows(options.flows ?? [], scope)),
+    ...(await keepFromFlows(options.flows ?? [], scope, keptMaps)),
     ...(options.kubeNamespace !== undefined ? await keepFromKubernetes(options.kubeNamespace, scope, options.kubernetes) : []),
   ];
+}
+
+/**
+ * A note per image map of another flow beside the flows given (`.prebuilt/<OtherFlow>/images.json`)
+ * that no keep source names, when the plan deletes images it names: with `--yes` that flow's images
+ * go (a project of two flows gc'd with one of them).
+ */
+async function unkeptMapNotes(plan: GcPlan, repositoryPath: string, options: GcOptions, keptMaps: ReadonlySet<string>, scope: AppScope): Promise<string[]> {
+  const maps = await unkeptImageMaps(options.flows ?? [], keptMaps, options.keepMaps ?? [], scope);
+  return maps.flatMap(({ shown, flow, refs }) => {
+    const going = plan.deletions.filter((item) => (item.kind === 'image' || item.kind === 'index') && refs.some((ref) => namesItem(ref, item, repositoryPath)));
+    if (going.length === 0) return [];
+    const count = `${going.length} image${going.length === 1 ? '' : 's'}`;
+    return [`the image map ${shown} (${flow}) is no keep source, and ${count} it names ${going.length === 1 ? 'is' : 'are'} among the deletions: pass that flow's file too, or --keep-map ${shown}, to keep them.`];
+  });
+}
+
+/** Whether an image reference (`host/repo:tag`, `…@sha256:…`, a digest) names the item: by its digest, or by one of its tags in the env repository. */
+function namesItem(ref: string, item: GcItem, repositoryPath: string): boolean {
+  if (ref.endsWith(item.digest)) return true;
+  return item.tags.some((tag) => {
+    const name = `/${repositoryPath}:${tag}`;
+    const at = ref.indexOf(name);
+    const end = at + name.length;
+    return at >= 0 && (end === ref.length || ref[end] === '@');
+  });
 }
 
 /** Deletes the plan's deletions in order; a failure stops there (what went before stays deleted, and nothing left points at it). */
@@ -125,7 +151,8 @@ export async function garbageCollect(scope: AppScope, options: GcOptions): Promi
       });
     }
     options.onProgress?.({ type: 'keep-sources' });
-    const keep = await keepSet(scope, options);
+    const keptMaps = new Set<string>();
+    const keep = await keepSet(scope, options, keptMaps);
     const repository = envRepository(registry);
     const notes: string[] = [];
     const client = await registryClientFor(registry, { env: scope.env, signal: scope.signal });
@@ -140,6 +167,7 @@ export async function garbageCollect(scope: AppScope, options: GcOptions): Promi
     if (options.keepDays !== undefined && plan.pushTimeUnknown) {
       notes.push(`registry ${registry.name} does not record when an image was pushed: --keep-days keeps every image whose push time is unknown.`);
     }
+    notes.push(...(await unkeptMapNotes(plan, repository.path, options, keptMaps, scope)));
     if (options.yes) await runDeletions(registry, plan, scope, options);
     return { registry: registry.name, repository: `${repository.host}/${repository.path}`, plan, notes, deleted: options.yes === true };
   } finally {
