@@ -74,7 +74,7 @@ export { listBackends, type BackendListing } from './backends/list-backends.js';
 export { type BackendCatalogue, type KnownBackend } from './backends/backend-catalogue.js';
 export { selectedBackendNames, createResolvedBackend, type BackendSelection } from './backends/select-backends.js';
 export { backendSettingsPrefix, ignoredServiceSettings, ignoredBuildServiceSettings, type IgnoredSettings } from './backends/ignored-settings.js';
-export { KNOWN_SETTINGS, unknownSettings, type UnknownSetting } from './backends/unknown-settings.js';
+export { unknownSettings, unknownRunSettings, type UnknownSetting } from './backends/unknown-settings.js';
 export { DOCKER_HUB, parseImageRef } from './registry/image-ref.js';
 export { normalizeDockerConfigKey, DOCKER_HUB_CONFIG_KEY } from './registry/docker-config.js';
 export { computeEnvId } from './env-id.js';

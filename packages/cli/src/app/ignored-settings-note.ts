@@ -1,5 +1,6 @@
-import { ignoredBuildServiceSettings, selectedBackendNames, unknownSettings } from '@prebuilt/core';
+import { ignoredBuildServiceSettings, selectedBackendNames, unknownRunSettings } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
+import { KNOWN_SETTINGS } from './known-settings.js';
 
 /**
  * One note per other build service whose own settings are set: they do nothing under the selected
@@ -21,9 +22,8 @@ export function ignoredSettingsNotes(scope: AppScope): string[] {
  * unknownSettings), with the setting it most likely misspells: a typo otherwise does nothing, and
  * the run goes on with the default (a misspelt METAFLOW_PREBUILT_CONDA_CHANNELS locks from conda-forge).
  */
-export function unknownSettingsNotes(scope: Pick<AppScope, 'env'>): string[] {
-  const selected = selectedBackendNames(scope.env);
-  return unknownSettings(scope.env, [selected.buildService.name, selected.imageRegistry.name]).map(({ setting, suggestion }) =>
+export function unknownSettingsNotes(scope: Pick<AppScope, 'env' | 'cwd' | 'cliDir'>): string[] {
+  return unknownRunSettings({ ...scope, known: KNOWN_SETTINGS }).map(({ setting, suggestion }) =>
     suggestion
       ? `${setting} is not a setting prebuilt knows, ignored: did you mean ${suggestion}?`
       : `${setting} is not a setting prebuilt knows, ignored (the README's Configuration table and each backend's README list the settings).`,
