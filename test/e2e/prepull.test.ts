@@ -137,7 +137,7 @@ describeWith(NEEDS, 'prebuilt prepull (real CLI, a flow built on the real plain 
     const run = await runCli(['prepull', 'changed_flow.py', '-n', 'metaflow'], { env: { ...env, METAFLOW_PREBUILT_STATE_FILE: built.stateFile! }, cwd: dir, timeoutMs: 60_000 });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('has no image for step extra: the flow changed since its last build');
-    expect(run.stderr).toContain("hint: Run `prebuilt build changed_flow.py` first.");
+    expect(run.stderr).toContain("hint: Run `prebuilt build changed_flow.py` first (it builds every step's image).");
     expect(fake.list('/apis/apps/v1/namespaces/metaflow/daemonsets')).toEqual([]);
   }, 60_000);
 });

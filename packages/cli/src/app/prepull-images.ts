@@ -23,7 +23,8 @@ function labelPart(name: string, max: number): string {
 /**
  * One entry per distinct image of `flowSteps` (the flow file's steps, in order): steps that share
  * an image share its entry. Every step of the flow must be in the map with an image; one that is
- * not means the flow changed since the last build (or its image failed to build).
+ * not means the flow changed since the last build (or its image failed to build, or `prebuilt run`,
+ * which builds the images of the steps that run remotely alone, wrote the map).
  * @throws InputError (exit 2) naming the steps and `prebuilt build` as the fix.
  */
 export function prepullImages(imageMap: ImageMap, flowSteps: readonly string[], flowFile: string): PrepullImage[] {
@@ -31,8 +32,8 @@ export function prepullImages(imageMap: ImageMap, flowSteps: readonly string[], 
   const missing = flowSteps.filter((step) => !imageMap.steps[step]?.image);
   if (missing.length > 0) {
     throw new InputError(
-      `The image map of ${imageMap.flow} has no image for step${missing.length === 1 ? '' : 's'} ${missing.join(', ')}: the flow changed since its last build, or ${missing.length === 1 ? 'that image' : 'those images'} failed to build.`,
-      { hint: `Run \`prebuilt build ${fileArgument(flowFile)}\` first.` },
+      `The image map of ${imageMap.flow} has no image for step${missing.length === 1 ? '' : 's'} ${missing.join(', ')}: the flow changed since its last build, ${missing.length === 1 ? 'that image' : 'those images'} failed to build, or \`prebuilt run\` wrote the map, with the images of the steps that run remotely alone.`,
+      { hint: `Run \`prebuilt build ${fileArgument(flowFile)}\` first (it builds every step's image).` },
     );
   }
   const byImage = new Map<string, PrepullImage>();
