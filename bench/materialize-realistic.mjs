@@ -21,10 +21,10 @@
  * Prints medians (min–max) and the ratios tar-x/full (the materializer's speed as a fraction of
  * `tar -x`) and rebuild/full, and each variant's CPU time (this process's threads and its
  * children's: on a loaded machine the wall times depend on the other load, the CPU far less), and
- * the main thread's share of it.
+ * the main thread's and the extraction worker's shares of it (the rest: the libuv pool's, V8's).
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -70,6 +70,14 @@ export async function realisticLock(dir) {
 }
 
 export async function runRealistic({ runs, work, json, before, cacheDir: keptCache, nodeDisk = 'root', changed = 'six', prune = [] }) {
+  // The threads there before any build (the main thread, V8's, the libuv pool's once a file was
+  // read): a thread started later under the main thread's name is an extraction worker's
+  // (extract-pool.ts starts them on demand; a native module's own threads, as napi-rs's tokio
+  // runtime, have names of their own).
+  await readdir(work);
+  const startThreads = new Set(readdirSync('/proc/self/task'));
+  const threadName = (tid) => readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+  const mainName = threadName(process.pid);
   const dir = await corpusDir();
   const { lock, files } = await realisticLock(dir);
   // The package cache (archives, extraction cache, bytecode cache) is in `work`, on the node disk
@@ -126,19 +134,52 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ');
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
   };
+  // The extraction workers' CPU (user, system): the threads named as the main thread started since startThreads, by /proc/self/task/<tid>/stat.
+  const workerCpuNow = () => {
+    const now = new Map();
+    for (const tid of readdirSync('/proc/self/task')) {
+      if (startThreads.has(tid)) continue;
+      const fields = (() => {
+        try {
+          return threadName(tid) === mainName ? readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ') : undefined;
+        } catch {
+          return undefined; // ended meanwhile
+        }
+      })();
+      if (fields) now.set(tid, { user: (Number(fields[11]) * 1000) / CLOCK_TICKS, system: (Number(fields[12]) * 1000) / CLOCK_TICKS });
+    }
+    return now;
+  };
+  const workerCpuSince = (then, now) => {
+    let user = 0;
+    let system = 0;
+    for (const [tid, t] of now) {
+      user += t.user - (then.get(tid)?.user ?? 0);
+      system += t.system - (then.get(tid)?.system ?? 0);
+    }
+    return { user, system };
+  };
   const cpu = new Map();
   const mainCpu = new Map();
+  const workerCpu = new Map();
+  const workerUser = new Map();
+  const workerSystem = new Map();
   const push = (map, name, value) => (map.get(name) ?? map.set(name, []).get(name)).push(value);
   const timed = async (fn, name) => {
     const out = join(work, 'out');
     await discard(out);
     const c = cpuNow();
     const m = mainCpuNow();
+    const w = workerCpuNow();
     const t = performance.now();
     await fn(out);
     const ms = performance.now() - t;
     push(cpu, name, cpuNow() - c);
     push(mainCpu, name, mainCpuNow() - m);
+    const worker = workerCpuSince(w, workerCpuNow());
+    push(workerCpu, name, worker.user + worker.system);
+    push(workerUser, name, worker.user);
+    push(workerSystem, name, worker.system);
     await discard(out);
     return ms;
   };
@@ -184,6 +225,7 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     ...(beforeFull ? { before, beforeMs: stats(beforeFull), beforeVsTarX: ratio(stats(tarX).median, stats(beforeFull).median) } : {}),
     cpuMs: Object.fromEntries([...cpu].map(([name, list]) => [name, stats(list)])),
     mainThreadCpuMs: Object.fromEntries([...mainCpu].filter(([name]) => name !== 'tarX').map(([name, list]) => [name, stats(list)])),
+    workerThreadCpuMs: Object.fromEntries([...workerCpu].filter(([name]) => name !== 'tarX').map(([name, list]) => [name, { ...stats(list), user: stats(workerUser.get(name)).median, system: stats(workerSystem.get(name)).median }])),
     materializerVsTarX: ratio(stats(tarX).median, stats(full).median),
     materializerVsTarXCpu: ratio(stats(cpu.get('tarX')).median, stats(cpu.get('full')).median),
     rebuildVsFull: ratio(stats(rebuild).median, stats(full).median),
@@ -202,7 +244,10 @@ export async function runRealistic({ runs, work, json, before, cacheDir: keptCac
     const c = result.cpuMs;
     console.log(`  cpu (process, all threads, and children): full ${s(c.full)}, rebuild ${s(c.rebuild)}, tar -x ${s(c.tarX)}${c.before ? `, before ${s(c.before)}` : ''}  → materializer = ${result.materializerVsTarXCpu}× tar -x in cpu`);
     const mt = result.mainThreadCpuMs;
-    console.log(`  main thread's cpu (the rest is the extraction worker's, the libuv pool's, GC's): full ${s(mt.full)}, rebuild ${s(mt.rebuild)}${mt.before ? `, before ${s(mt.before)}` : ''}`);
+    console.log(`  main thread's cpu: full ${s(mt.full)}, rebuild ${s(mt.rebuild)}${mt.before ? `, before ${s(mt.before)}` : ''}`);
+    const wt = result.workerThreadCpuMs;
+    const us = (x) => `${s(x)} [user ${fmtMs(x.user)}, system ${fmtMs(x.system)}]`;
+    console.log(`  extraction worker's cpu (the rest: the libuv pool's, V8's compiler and GC): full ${us(wt.full)}, rebuild ${us(wt.rebuild)}${wt.before ? `, before ${us(wt.before)}` : ''}`);
     console.log(`  machine: ${JSON.stringify(result.machine)}`);
   }
 }
