@@ -9,7 +9,7 @@
 import { closeSync, fchmodSync, fstatSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
-import { normalisedMode } from '@prebuilt/core';
+import { normalisedMode } from '@prebuilt/core/extraction';
 import type { FileStamp } from './extraction-cache.js';
 
 /** The stamp of a file from its stats (bigint: the mtime in nanoseconds). */

@@ -1,5 +1,5 @@
 import zlib from 'node:zlib';
-import { PrebuiltError, TarFormatError, errorMessage, tarStreamEntries, type TarHeader } from '@prebuilt/core';
+import { PrebuiltError, TarFormatError, errorMessage, tarStreamEntries, type TarHeader } from '@prebuilt/core/extraction';
 import { ArchiveError } from './errors.js';
 
 /**

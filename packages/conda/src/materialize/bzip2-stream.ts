@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { errorMessage } from '@prebuilt/core';
+import { errorMessage } from '@prebuilt/core/extraction';
 import { ArchiveError } from './errors.js';
 import type { ExpansionBudget } from './expansion-budget.js';
 

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tarPadding } from '@prebuilt/core';
+import { tarPadding } from '@prebuilt/core/extraction';
 import type { FileStamp } from '../cache/extraction-cache.js';
 import { openSealedFile, writeSealedFileSync } from '../cache/sealed-file.js';
 import { readTarStream, type TarEntryHeader } from './archive.js';

@@ -1,4 +1,4 @@
-import { ExitCode, PrebuiltError, type PrebuiltErrorOptions } from '@prebuilt/core';
+import { ExitCode, PrebuiltError, type PrebuiltErrorOptions } from '@prebuilt/core/extraction';
 
 /** A package file is corrupt, truncated, or has an entry that would land outside the env prefix. Exit 1. */
 export class ArchiveError extends PrebuiltError {

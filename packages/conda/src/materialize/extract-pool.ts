@@ -23,7 +23,7 @@ import { existsSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { createLogger, errorMessage, PrebuiltError } from '@prebuilt/core';
+import { createLogger, errorMessage, PrebuiltError } from '@prebuilt/core/extraction';
 import { hashFile } from '../cache/sha256-file.js';
 import { extractCondaPackage, type ExtractedCondaPackage, type ExtractedEntry } from './conda-extract.js';
 import { ArchiveError, InstallError } from './errors.js';

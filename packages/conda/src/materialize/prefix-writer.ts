@@ -2,7 +2,7 @@ import { constants, linkSync, type Stats, lstatSync, mkdirSync, readlinkSync, re
 import { copyFile, type FileHandle, open, mkdir, readdir, realpath, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { createHash } from 'node:crypto';
-import { errorMessage, normalisedMode } from '@prebuilt/core';
+import { errorMessage, normalisedMode } from '@prebuilt/core/extraction';
 import { ArchiveError, InstallError } from './errors.js';
 
 /**

@@ -9,7 +9,7 @@
  * check out, a member that runs past the end, an entry type a package may not contain, all fail
  * naming the package, as they do on the streaming path.
  */
-import { TAR_BLOCK, TarExtendedHeaders, TarFormatError, afterZeroBlock, decodeTarHeader, isExtendedHeader, tarPadding } from '@prebuilt/core';
+import { TAR_BLOCK, TarExtendedHeaders, TarFormatError, afterZeroBlock, decodeTarHeader, isExtendedHeader, tarPadding } from '@prebuilt/core/extraction';
 import { packageEntryHeader, tarReadError, type TarEntryHeader } from './archive.js';
 
 

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createInflateRaw } from 'node:zlib';
-import { errorMessage } from '@prebuilt/core';
+import { errorMessage } from '@prebuilt/core/extraction';
 import { crc32Update } from './archive.js';
 import { ArchiveError } from './errors.js';
 import { expansionError, type ExpansionBudget } from './expansion-budget.js';

@@ -1,6 +1,6 @@
 import { decompress as nativeDecompress } from '@mongodb-js/zstd';
 import { Decompress } from 'fzstd';
-import { errorMessage } from '@prebuilt/core';
+import { errorMessage } from '@prebuilt/core/extraction';
 import { ArchiveError } from './errors.js';
 import type { ExpansionBudget } from './expansion-budget.js';
 
