@@ -376,4 +376,46 @@ describe('pip: wheels only, whatever a wheel depends on', () => {
       }
     }, 60_000);
   }
+
+  // pip's Link.is_wheel looks at the name only: a VCS URL or a local directory whose last part is a
+  // wheel's file name passed the guard, and pip cloned the repository (any host, with the user's git and SSH
+  // configuration) or took the directory for a wheel.
+  for (const kind of ['a git repository whose URL ends in a wheel\'s file name', 'a directory named like a wheel']) {
+    itOrFailInCi(`a published wheel's dependency on ${kind} is refused before anything is fetched`, noPip, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-whl-named-'));
+      const canary = join(dir, 'CANARY');
+      await mkdir(join(dir, 'bar-1.0-py3-none-any.whl'));
+      for (const file of hostileSourceTree(canary)) await writeFile(join(dir, 'bar-1.0-py3-none-any.whl', file.path), file.data);
+      const files = new Map<string, Buffer | Uint8Array>();
+      const requests: string[] = [];
+      const server = await listenOnLoopback(
+        createServer((request, response) => {
+          requests.push(request.url ?? '');
+          const body = request.url === undefined ? undefined : files.get(request.url);
+          if (body) response.writeHead(200, request.url?.endsWith('/') ? { 'content-type': 'text/html' } : {}).end(body);
+          else response.writeHead(404).end();
+        }),
+      );
+      const dependency = kind.includes('git') ? `bar @ git+${server.url}/repos/bar-1.0-py3-none-any.whl` : `bar @ ${pathToFileURL(join(dir, 'bar-1.0-py3-none-any.whl')).href}/`;
+      const wheel = buildWheel({ name: 'foo', version: '1.0', requiresDist: [dependency], files: [{ path: 'foo/__init__.py', content: '' }] });
+      files.set(`/files/${wheel.filename}`, wheel.bytes);
+      files.set('/simple/foo/', Buffer.from(`<a href="/files/${wheel.filename}#sha256=${wheel.sha256}">${wheel.filename}</a>\n`));
+      try {
+        const error = await resolvePypi(
+          { packages: { foo: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: `${server.url}/simple`, steps: ['start'] },
+          { isolated: true },
+        ).catch((e: unknown) => e);
+        expect(requests).toContain(`/files/${wheel.filename}`);
+        // No clone was tried: git's first request would be /repos/bar-1.0-py3-none-any.whl/info/refs.
+        expect(requests.filter((url) => url.startsWith('/repos/'))).toEqual([]);
+        expect(existsSync(canary)).toBe(false);
+        expect(ResolutionError.isInstance(error)).toBe(true);
+        expect((error as Error).message).toContain(': prebuilt: foo depends on bar at ');
+        expect((error as Error).message).toContain(', which is not a wheel: building it would run its code on this machine, and prebuilt locks wheels only.');
+      } finally {
+        await server.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    }, 60_000);
+  }
 });

@@ -258,7 +258,9 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
  * is still fetched and prepared, and preparing a source distribution runs its build backend (its
  * `setup.py`, or any code its pyproject.toml names) on this machine, which holds the index's
  * credentials. So pip's preparer is wrapped before pip starts: a requirement whose link is not a
- * wheel is refused before it is fetched (no download, no VCS checkout, no build), and building
+ * wheel file at an http(s) or file: URL is refused before it is fetched (no download, no VCS
+ * checkout — even of a URL ending in a wheel's file name, which pip's `is_wheel` takes for a wheel
+ * —, no build), and building
  * any source distribution's metadata is refused too, should a pip reach it another way. A pip
  * without those internals (every pip since 22.2, the first with `--report`, has them) is refused
  * rather than run unguarded. Then pip's own `__main__` runs, as `-m pip` would.
@@ -276,6 +278,8 @@ try:
     from pip._internal.exceptions import CommandError
     from pip._internal.operations.prepare import RequirementPreparer
     from pip._internal.distributions.sdist import SourceDistribution
+    from pip._internal.models.link import Link
+    Link.is_wheel, Link.is_vcs, Link.scheme, Link.is_existing_dir
     RequirementPreparer.prepare_linked_requirement
     RequirementPreparer.prepare_editable_requirement
     SourceDistribution.prepare_distribution_metadata
@@ -293,9 +297,14 @@ def refuse(req):
     what = "%s at %s" % (req.name or "a requirement", req.link.url) if req.link else str(req)
     raise NotAWheelError("prebuilt: %s%s, which is not a wheel: building it would run its code on this machine, and prebuilt locks wheels only." % ("%s depends on " % parent if parent else "", what))
 
+# Link.is_wheel reads the file name only: git+https://host/bar-1.0-py3-none-any.whl (a checkout)
+# and file:///dir/bar-1.0-py3-none-any.whl/ (a directory) are no wheel files either.
+def is_wheel_file(link):
+    return link is not None and link.is_wheel and not link.is_vcs and link.scheme in ("http", "https", "file") and not link.is_existing_dir()
+
 prepare_linked = RequirementPreparer.prepare_linked_requirement
 def prepare_wheel(self, req, *args, **kwargs):
-    if req.link is None or not req.link.is_wheel:
+    if not is_wheel_file(req.link):
         refuse(req)
     return prepare_linked(self, req, *args, **kwargs)
 def prepare_editable(self, req, *args, **kwargs):
