@@ -1,5 +1,7 @@
-import { chmod, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { dirname, resolve, sep } from 'node:path';
+import { EnvironmentError } from './errors.js';
 
 /** A directory whose mode `securePrivatePath` changed, and why. */
 export interface RepairedDirectory {
@@ -40,6 +42,11 @@ export const octalMode = (mode: number): string => (mode & 0o7777).toString(8).p
  *
  * What is another user's (or root's, for a non-root user) is not touched but returned in `unsafe`:
  * the caller refuses, or says so. Nothing is checked where the platform has no user ids (Windows).
+ *
+ * A mode is changed through the directory opened (fchmod), and only when it is the directory
+ * checked (same device and inode): whoever can write in its parent could otherwise swap it for a
+ * symlink between the check and the chmod, which followed the link — to a file of this user, or,
+ * run as root, to any file of the machine. A path that changed so is an EnvironmentError.
  */
 export async function securePrivatePath(
   dir: string,
@@ -58,14 +65,14 @@ export async function securePrivatePath(
     if (mine) {
       if (found.uid !== uid) unsafe.push({ path: current, mode, uid: found.uid, why: 'owner' });
       else if ((mode & 0o022) !== 0) {
-        await chmod(current, 0o700);
+        await chmodChecked(current, found, 0o700);
         repaired.push({ path: current, from: mode, to: 0o700 });
       }
     } else if (worldWritable(mode)) {
       if (found.uid !== uid) unsafe.push({ path: current, mode, uid: found.uid, why: 'writable' });
       else {
         const to = mode & ~0o002;
-        await chmod(current, to);
+        await chmodChecked(current, found, to);
         repaired.push({ path: current, from: mode, to });
       }
     }
@@ -75,6 +82,30 @@ export async function securePrivatePath(
     mine = mine && current !== base;
   }
   return { repaired, unsafe };
+}
+
+/** Sets the mode of the directory at `path` when it is still the one `checked` described; else an EnvironmentError. */
+async function chmodChecked(path: string, checked: { dev: number; ino: number }, mode: number): Promise<void> {
+  const changed = (cause?: unknown): EnvironmentError =>
+    new EnvironmentError(`${path} changed while prebuilt checked who may write in it (it is no longer the directory checked), so its mode was not changed.`, {
+      ...(cause === undefined ? {} : { cause }),
+      hint: 'Someone who can write in its parent directory may be swapping it: see who owns the parent and make it writable by you alone, then try again.',
+    });
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR' || code === 'ENOENT' || code === 'ELOOP') throw changed(error);
+    throw error;
+  }
+  try {
+    const now = await handle.stat();
+    if (now.dev !== checked.dev || now.ino !== checked.ino) throw changed();
+    await handle.chmod(mode);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** One sentence saying what `securePrivatePath` repaired and why. */

@@ -1,0 +1,75 @@
+import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+
+// Whoever can write in a directory's parent can swap the directory for a symlink between the
+// moment securePrivatePath looks at it and the moment it changes its mode. The swap is made here
+// right after securePrivatePath's first look at the path (a stat or an open of it).
+const swap = vi.hoisted(() => ({ path: undefined as string | undefined, to: undefined as string | undefined, done: false }));
+
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:fs/promises')>();
+  const after = async (path: unknown): Promise<void> => {
+    if (swap.done || swap.path === undefined || String(path) !== swap.path) return;
+    swap.done = true;
+    await real.rename(swap.path, `${swap.path}.moved`);
+    await real.symlink(swap.to!, swap.path);
+  };
+  const wrapped = {
+    ...real,
+    stat: (async (path: Parameters<typeof real.stat>[0], ...rest: unknown[]) => {
+      const result = await (real.stat as (...args: unknown[]) => Promise<unknown>)(path, ...rest);
+      await after(path);
+      return result;
+    }) as typeof real.stat,
+    open: (async (path: Parameters<typeof real.open>[0], ...rest: unknown[]) => {
+      const result = await (real.open as (...args: unknown[]) => Promise<unknown>)(path, ...rest);
+      await after(path);
+      return result;
+    }) as typeof real.open,
+  };
+  return { ...wrapped, default: wrapped };
+});
+
+const { securePrivatePath } = await import('./private-path.js');
+const { EnvironmentError } = await import('./errors.js');
+
+describe('securePrivatePath with a directory swapped for a symlink between its check and its repair', () => {
+  let work: string;
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'prebuilt-private-path-swap-'));
+  });
+  afterAll(() => rm(work, { recursive: true, force: true }));
+
+  for (const kind of ['a file', 'a directory']) {
+    it(`never changes the mode of ${kind} a symlink swapped in names (as root: any of the machine, /etc/shadow made 0700): it says the path changed`, async () => {
+      const root = join(work, kind.replace(/\W/g, '-'));
+      const base = join(root, 'base');
+      const dir = join(base, 'prebuilt');
+      await mkdir(dir, { recursive: true });
+      await chmod(dir, 0o777);
+      const victim = join(root, 'victim');
+      if (kind === 'a file') await writeFile(victim, "not prebuilt's\n");
+      else await mkdir(victim);
+      await chmod(victim, 0o755);
+      Object.assign(swap, { path: dir, to: victim, done: false });
+      const error = await securePrivatePath(dir, { base }).catch((e: unknown) => e);
+      expect(swap.done).toBe(true);
+      expect((await stat(victim)).mode & 0o7777).toBe(0o755);
+      expect(EnvironmentError.isInstance(error)).toBe(true);
+      expect((error as Error).message).toBe(`${dir} changed while prebuilt checked who may write in it (it is no longer the directory checked), so its mode was not changed.`);
+    });
+  }
+
+  it('repairs the directory it checked when nothing swaps it (the same directory opened)', async () => {
+    const base = join(work, 'kept', 'base');
+    const dir = join(base, 'prebuilt');
+    await mkdir(dir, { recursive: true });
+    await chmod(dir, 0o777);
+    Object.assign(swap, { path: undefined, to: undefined, done: false });
+    const { repaired } = await securePrivatePath(dir, { base });
+    expect((await stat(dir)).mode & 0o7777).toBe(0o700);
+    expect(repaired).toEqual([{ path: dir, from: 0o777, to: 0o700 }]);
+  });
+});
