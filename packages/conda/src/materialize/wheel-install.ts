@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import { compareBytes, type LockedPackage } from '@prebuilt/core';
+import { compareBytes, normalizePypiName, type LockedPackage } from '@prebuilt/core';
 import { stat } from 'node:fs/promises';
 import { ExpansionBudget } from './expansion-budget.js';
 import { readZipDirectory, readZipMember, zipMemberChunks, type ZipMember } from './zip-file.js';
@@ -247,9 +247,6 @@ export async function installWheel(file: string, pkg: LockedPackage, options: Wh
   return { distInfo: `${sitePackages}/${distInfo}`, files, clobbered: state.clobbered };
 }
 
-/** A distribution name compared as PEP 503 does: `Tiny_Http` and `tiny-http` are one. */
-const canonicalName = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-');
-
 /**
  * The wheel is the distribution the lock names, as pip checks before it installs one: one
  * `*.dist-info` directory, whose name part is the locked name. The lock's name comes from pip's
@@ -267,7 +264,8 @@ function checkDistribution(entries: readonly { path: string }[], distInfo: strin
   if (distInfos.size > 1) {
     throw new ArchiveError(`${label} is not a valid wheel: it has ${distInfos.size} .dist-info directories (${[...distInfos].sort(compareBytes).join(', ')}), where a wheel has one.`, label);
   }
-  if (canonicalName(distName) !== canonicalName(pkg.name)) {
+  // Compared as PEP 503 does (core's normalizePypiName): `Tiny_Http` and `tiny-http` are one.
+  if (normalizePypiName(distName) !== normalizePypiName(pkg.name)) {
     throw new InstallError(`${label} contains the distribution '${distName}' (${distInfo}), but the lock says ${pkg.name} ${pkg.version}.`, label, {
       hint: 'The index serves a wheel that is not the distribution it lists (or the lock was edited); re-create the lock with `prebuilt lock --update`, or use another index.',
     });
