@@ -10,7 +10,7 @@ import type { AppScope } from './app-scope.js';
 import { deployFlow } from './deploy-flow.js';
 import { shownPath as shownFile } from './shown-path.js';
 import { rebuildHint } from './image-map-checks.js';
-import { checkStateFileSetting, readImageMap, stateFilePath } from './state-file.js';
+import { checkStateFileSetting, readImageMap, stateFilePath, stateFileSetting } from './state-file.js';
 
 /** Keys of a deploy plan's images that name an image (tags for people, digests for runtimes). */
 const PLAN_KEYS: ReadonlySet<string> = new Set(['pushTag', 'pullTag', 'image', 'pinnedImage', 'digest']);
@@ -76,7 +76,7 @@ export interface UnkeptImageMap {
  * flows' maps are not there). A map that cannot be read is passed over: this is for a note.
  */
 export async function unkeptImageMaps(files: readonly string[], keptMaps: ReadonlySet<string>, keepMapFiles: readonly string[], scope: Pick<AppScope, 'cwd' | 'env'>): Promise<UnkeptImageMap[]> {
-  if (scope.env.METAFLOW_PREBUILT_STATE_FILE?.trim()) return [];
+  if (stateFileSetting(scope.env) !== undefined) return [];
   const kept = new Set([...keptMaps, ...keepMapFiles.map((file) => resolve(scope.cwd, file))]);
   const stateDirs = [...new Set(files.map((file) => join(dirname(resolve(scope.cwd, file)), '.prebuilt')))];
   const found: UnkeptImageMap[] = [];

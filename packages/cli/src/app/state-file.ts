@@ -9,7 +9,7 @@ import { shellWord, shownPath } from './shown-path.js';
 const STATE_FILE_SETTING = 'METAFLOW_PREBUILT_STATE_FILE';
 
 /** The path METAFLOW_PREBUILT_STATE_FILE names, spaces around it dropped; undefined when it is unset or blank. */
-function stateFileSetting(env: Record<string, string | undefined>): string | undefined {
+export function stateFileSetting(env: Record<string, string | undefined>): string | undefined {
   return env[STATE_FILE_SETTING]?.trim() || undefined;
 }
 
