@@ -265,7 +265,7 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     await writeFile(join(other, 'profile_flow.py'), flowSource('pass').replace(endStep, `    @step\n    def extra(self):\n        pass\n\n${endStep}`));
     const added = await runCli(['profile', 'profile_flow.py'], { env: { ...env, METAFLOW_PREBUILT_STATE_FILE: join(flowDir, '.prebuilt', 'ProfileFlow', 'images.json') }, cwd: other });
     expect(added.code, added.stderr).toBe(2);
-    expect(added.stderr).toContain('has no step extra');
+    expect(added.stderr).toContain('has no image for step extra');
   }, 300_000);
 
 

@@ -16,6 +16,20 @@ export function rebuildHint(flowFile: string): { hint: string } {
 }
 
 /**
+ * The error of an image map that lacks the image of steps of the flow: the flow changed since its
+ * last build, their images failed to build, or `prebuilt run` wrote the map — it builds the images
+ * of the steps that run remotely alone, where `prebuilt build` builds every step's. An InputError
+ * (exit 2) naming the steps, with `prebuilt build` as the fix (prepull and profile).
+ */
+export function missingStepsError(imageMap: ImageMap, steps: readonly string[], flowFile: string): InputError {
+  const one = steps.length === 1;
+  return new InputError(
+    `The image map of ${imageMap.flow} has no image for step${one ? '' : 's'} ${steps.join(', ')}: the flow changed since its last build, ${one ? 'that image' : 'those images'} failed to build, or \`prebuilt run\` wrote the map, with the images of the steps that run remotely alone.`,
+    { hint: `Run \`prebuilt build ${fileArgument(flowFile)}\` first (it builds every step's image).` },
+  );
+}
+
+/**
  * The step's image and interpreter as the image map gives them, checked: the map may come from a
  * cloned repository or a shared file, and its values go into a DaemonSet or a container run and onto the terminal.
  * @throws InputError (exit 2) naming the step, with the rebuild hint.

@@ -14,6 +14,7 @@ export { lockFlow, type LockFlowOptions, type LockFlowResult } from './lock-flow
 export { unknownSettingsNotes } from './ignored-settings-note.js';
 export { checkStateFileSetting, readImageMap, stateFilePath, writeImageMap } from './state-file.js';
 export { fileArgument, shellWord, shownPath } from './shown-path.js';
+export { missingStepsError } from './image-map-checks.js';
 export { createOrReplace, kubernetesError, kubernetesStatus, loadKubeConfig, loadKubernetesClient, type K8s } from './kubernetes.js';
 export { garbageCollect, type GcOptions, type GcProgress, type GcResult } from './gc-run.js';
 export { keepFromFlows, keepFromImageMaps } from './gc-keep-sources.js';

@@ -1,8 +1,7 @@
 /** What `prebuilt prepull` pulls: each distinct image of a flow's steps, from the image map `prebuilt build` wrote. */
 import { ConfigError, InputError, type ImageMap } from '@prebuilt/core';
-import { checkedImageMapStep, rebuildHint, shownValue } from './image-map-checks.js';
+import { checkedImageMapStep, missingStepsError, rebuildHint, shownValue } from './image-map-checks.js';
 import { isObjectName } from './kubernetes-names.js';
-import { fileArgument } from './shown-path.js';
 
 export interface PrepullImage {
   /** The reference the nodes pull: the step's pinned image (`repo:tag@sha256:…`), or a disabled step's base image. */
@@ -22,20 +21,13 @@ function labelPart(name: string, max: number): string {
 
 /**
  * One entry per distinct image of `flowSteps` (the flow file's steps, in order): steps that share
- * an image share its entry. Every step of the flow must be in the map with an image; one that is
- * not means the flow changed since the last build (or its image failed to build, or `prebuilt run`,
- * which builds the images of the steps that run remotely alone, wrote the map).
- * @throws InputError (exit 2) naming the steps and `prebuilt build` as the fix.
+ * an image share its entry. Every step of the flow must be in the map with an image.
+ * @throws InputError (exit 2) naming the steps that are not and `prebuilt build` as the fix ({@link missingStepsError}).
  */
 export function prepullImages(imageMap: ImageMap, flowSteps: readonly string[], flowFile: string): PrepullImage[] {
   if (typeof imageMap.flow !== 'string') throw new InputError('The image map names no flow (its flow is not a string).', rebuildHint(flowFile));
   const missing = flowSteps.filter((step) => !imageMap.steps[step]?.image);
-  if (missing.length > 0) {
-    throw new InputError(
-      `The image map of ${imageMap.flow} has no image for step${missing.length === 1 ? '' : 's'} ${missing.join(', ')}: the flow changed since its last build, ${missing.length === 1 ? 'that image' : 'those images'} failed to build, or \`prebuilt run\` wrote the map, with the images of the steps that run remotely alone.`,
-      { hint: `Run \`prebuilt build ${fileArgument(flowFile)}\` first (it builds every step's image).` },
-    );
-  }
+  if (missing.length > 0) throw missingStepsError(imageMap, missing, flowFile);
   const byImage = new Map<string, PrepullImage>();
   for (const step of flowSteps) {
     const { image, python } = checkedImageMapStep(imageMap, step, flowFile);

@@ -9,9 +9,8 @@ import { ExitCode, InputError, PrebuiltError, writeFileAtomic, type ImageMap, ty
 import type { IsolatedRunResult } from '@prebuilt/docker';
 import { importCode, importStatement, taskImports, type FlowFile } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
-import { checkedImageMapStep } from './image-map-checks.js';
+import { checkedImageMapStep, missingStepsError } from './image-map-checks.js';
 import { profileFilePath } from './prefetch-profile.js';
-import { fileArgument } from './shown-path.js';
 
 /** How long one recording run may take by default. */
 export const DEFAULT_PROFILE_TIMEOUT_MS = 120_000;
@@ -95,9 +94,7 @@ function plannedRuns(options: ProfileFlowOptions): { steps: ProfileStep[]; runs:
   for (const step of options.steps) {
     const entry = options.imageMap.steps[step];
     if (!entry?.pinnedImage || entry.envId === null) {
-      throw new InputError(`The image map of ${options.imageMap.flow} has no image for step ${step}: the flow changed since its last build, or its image failed to build.`, {
-        hint: `Run \`prebuilt build ${fileArgument(options.flowFile)}\` first.`,
-      });
+      throw missingStepsError(options.imageMap, [step], options.flowFile);
     }
     // Checked before it reaches the terminal, the profile file's sections or a container run.
     const { image, python } = checkedImageMapStep(options.imageMap, step, options.flowFile);

@@ -29,7 +29,10 @@ describe('prebuilt profile', () => {
       stderr: { write: (text: string) => ((err += text), true) },
     });
     expect(code, err).toBe(2);
-    expect(err).toContain('The image map of HelloFlow has no step fetch, report: the flow changed since its last build.');
-    expect(err).toContain("hint: Run `prebuilt build 'my flow; rm -rf ~.py'` first.\n");
+    // As prepull says it: a map `prebuilt run` wrote names the steps that run remotely alone.
+    expect(err).toContain(
+      'The image map of HelloFlow has no image for steps fetch, report: the flow changed since its last build, those images failed to build, or `prebuilt run` wrote the map, with the images of the steps that run remotely alone.',
+    );
+    expect(err).toContain("hint: Run `prebuilt build 'my flow; rm -rf ~.py'` first (it builds every step's image).\n");
   });
 });

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { InputError, ConfigError } from '@prebuilt/core';
 import { Option, type Command } from 'commander';
 import type { CliContext } from '../cli-context.js';
-import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PREFETCH_SETTING, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, fileArgument, profileFilePath, shellWord, shownPath, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
+import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PREFETCH_SETTING, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, fileArgument, missingStepsError, profileFilePath, shellWord, shownPath, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
 import { parseDuration } from '../duration.js';
 import { collect, loadFlowImageMap, selectSteps } from '../lifecycle/flow-image-map.js';
 import { noteLine, writeJsonResult } from '../output.js';
@@ -88,7 +88,7 @@ async function runProfile(file: string, context: CliContext, options: ProfileOpt
   const { imageMap, flowSteps, flow } = await loadFlowImageMap(file, context);
   const unbuilt = flowSteps.filter((step) => !(step in imageMap.steps) && (options.step === undefined || options.step.includes(step)));
   if (unbuilt.length > 0) {
-    throw new InputError(`The image map of ${imageMap.flow} has no step ${unbuilt.join(', ')}: the flow changed since its last build.`, { hint: `Run \`prebuilt build ${fileArgument(file)}\` first.` });
+    throw missingStepsError(imageMap, unbuilt, file);
   }
   const steps = selectSteps(imageMap, options.step);
   if (steps.length === 0) throw new InputError(`${imageMap.flow}: no ${options.step ? 'selected ' : ''}step has an env image to record.`, { hint: 'Record the steps with @conda or @pypi (disabled steps run on the base image).' });
