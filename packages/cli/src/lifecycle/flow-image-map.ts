@@ -1,4 +1,4 @@
-import { InputError, registryClientFor, type ImageMap, type RegistryClient } from '@prebuilt/core';
+import { InputError, pinnedImageRef, registryClientFor, type ImageMap, type RegistryClient } from '@prebuilt/core';
 import { readFlow, type FlowFile } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
 import { checkStateFileSetting, createSelectedBackend, fileArgument, readImageMap, shownPath, stateFilePath } from '../app/index.js';
@@ -52,7 +52,7 @@ function withPinnedImages(imageMap: ImageMap): ImageMap {
     Object.entries(imageMap.steps).map(([name, entry]) => {
       if (typeof entry !== 'object' || entry === null || entry.envId === null || entry.pinnedImage || typeof entry.image !== 'string') return [name, entry];
       const digest: unknown = (imageMap.images as Record<string, { digest?: unknown } | undefined> | undefined)?.[entry.envId]?.digest;
-      const pinned = !entry.image.includes('@') && typeof digest === 'string' && DIGEST.test(digest) ? `${entry.image}@${digest}` : entry.image;
+      const pinned = typeof digest === 'string' && DIGEST.test(digest) ? pinnedImageRef(entry.image, digest) : entry.image;
       return [name, { ...entry, pinnedImage: pinned }];
     }),
   );
