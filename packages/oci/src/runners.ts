@@ -1,5 +1,5 @@
 import { ConfigError } from '@prebuilt/core/backend';
-import { isZstdCompression, type LayerCompression } from './layer-codec.js';
+import { OCI_LAYER_MEDIA_TYPE, isZstdCompression, type LayerCompression } from './layer-codec.js';
 import { atLeast } from './version.js';
 
 /** Env var naming the container runtimes that pull the images (`containerd@1.6,docker@20.10`). */
@@ -68,7 +68,7 @@ export function pullsZstd(runner: Runner): boolean {
 const show = (r: Runner) => `${r.runtime}@${r.version.join('.')}`;
 
 /** The media types of zstd layers (zstd and zstd:chunked, and their non-distributable form): what a runner that does not pull zstd fails on. */
-export const ZSTD_LAYER_MEDIA_TYPES = ['application/vnd.oci.image.layer.v1.tar+zstd', 'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd'] as const;
+export const ZSTD_LAYER_MEDIA_TYPES: readonly string[] = [OCI_LAYER_MEDIA_TYPE.zstd, 'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd'];
 
 /**
  * Refuses a base image with a zstd layer when `unable` (the runners that cannot pull zstd, see
@@ -76,7 +76,7 @@ export const ZSTD_LAYER_MEDIA_TYPES = ['application/vnd.oci.image.layer.v1.tar+z
  * and be rebuilt by every build (its layout refuses zstd layers).
  */
 export function checkBaseForRunners(ref: string, layers: readonly { mediaType: string }[], unable: readonly string[]): void {
-  if (unable.length === 0 || !layers.some((layer) => (ZSTD_LAYER_MEDIA_TYPES as readonly string[]).includes(layer.mediaType))) return;
+  if (unable.length === 0 || !layers.some((layer) => ZSTD_LAYER_MEDIA_TYPES.includes(layer.mediaType))) return;
   throw new ConfigError(`The base image ${ref} has zstd layers, which ${unable.join(' and ')} (${RUNNERS_ENV}) cannot pull.`, {
     setting: 'METAFLOW_PREBUILT_BASE_IMAGE',
     hint: `Use a base image with gzip layers (METAFLOW_PREBUILT_BASE_IMAGE), or upgrade those nodes and update ${RUNNERS_ENV}.`,
