@@ -2,8 +2,9 @@
  * Temp directories that say whose they are, so a later run can remove those a killed run left.
  *
  * `createRunTempDir(prefix)` makes `<tmp>/<prefix>q.<host>.<boot>.<pidns>.<pid>.<ticks>.XXXXXX`: a
- * hash of this machine's hostname, the kernel's boot id, this process's PID namespace, its pid and
- * its start in clock ticks since boot (base 36; all from /proc). A SIGKILL (OOM killer, a CI job cancelled hard) skips every
+ * hash of this machine's hostname, the kernel's boot id (its first 8 hex digits), this process's
+ * PID namespace, its pid and its start in clock ticks since boot (the namespace and the start base
+ * 36; all but the hostname from /proc). A SIGKILL (OOM killer, a CI job cancelled hard) skips every
  * `finally`, so build contexts — a materialized env can be gigabytes — and private Docker configs
  * would stay forever. `sweepStaleRunTempDirs()` removes the directories of this machine whose
  * process is gone: made before the last boot, or its pid does not run, or runs but started at
