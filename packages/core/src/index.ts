@@ -153,7 +153,7 @@ export { coldStartReport, type ColdStartReport, type StepReport, type PlatformRe
 export { registryClientFor } from './registry/registry-for.js';
 export { completeStoredImages } from './registry/repository-images.js';
 export { planGc, gcKind, shortDigest, type GcPlan, type GcItem, type GcKind, type GcKeepRef, type GcPlanInput } from './gc/gc-plan.js';
-export { collectImageRefs, imageRefTarget, IMAGE_KEYS, type ImageRefTarget } from './gc/image-refs.js';
+export { collectImageRefs, imageRefTarget, refNamesImage, IMAGE_KEYS, type ImageRefTarget } from './gc/image-refs.js';
 export { type RegistryClient } from './registry/registry-client.js';
 export { formatBytes } from './net/net-fetch.js';
 export { type ImageMapSbom } from './deploy/image-map.js';

@@ -10,6 +10,7 @@ import {
   InputError,
   parseImageRef,
   planGc,
+  refNamesImage,
   registryClientFor,
   type GcItem,
   type GcKeepRef,
@@ -103,21 +104,10 @@ async function keepSet(scope: AppScope, options: GcOptions, keptMaps: Set<string
 async function unkeptMapNotes(plan: GcPlan, repositoryPath: string, options: GcOptions, keptMaps: ReadonlySet<string>, scope: AppScope): Promise<string[]> {
   const maps = await unkeptImageMaps(options.flows ?? [], keptMaps, options.keepMaps ?? [], scope);
   return maps.flatMap(({ shown, flow, refs }) => {
-    const going = plan.deletions.filter((item) => (item.kind === 'image' || item.kind === 'index') && refs.some((ref) => namesItem(ref, item, repositoryPath)));
+    const going = plan.deletions.filter((item) => (item.kind === 'image' || item.kind === 'index') && refs.some((ref) => refNamesImage(ref, item, repositoryPath)));
     if (going.length === 0) return [];
     const count = `${going.length} image${going.length === 1 ? '' : 's'}`;
     return [`the image map ${shown} (${flow}) is no keep source, and ${count} it names ${going.length === 1 ? 'is' : 'are'} among the deletions: pass that flow's file too, or --keep-map ${shown}, to keep them.`];
-  });
-}
-
-/** Whether an image reference (`host/repo:tag`, `…@sha256:…`, a digest) names the item: by its digest, or by one of its tags in the env repository. */
-function namesItem(ref: string, item: GcItem, repositoryPath: string): boolean {
-  if (ref.endsWith(item.digest)) return true;
-  return item.tags.some((tag) => {
-    const name = `/${repositoryPath}:${tag}`;
-    const at = ref.indexOf(name);
-    const end = at + name.length;
-    return at >= 0 && (end === ref.length || ref[end] === '@');
   });
 }
 

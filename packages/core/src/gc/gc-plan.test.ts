@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { StoredImage } from '../contracts.js';
 import { planGc, type GcPlan } from './gc-plan.js';
-import { collectImageRefs, imageRefTarget } from './image-refs.js';
+import { collectImageRefs, imageRefTarget, refNamesImage } from './image-refs.js';
 
 const d = (c: string): string => `sha256:${c.repeat(64)}`;
 const INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -119,5 +119,19 @@ describe('image references for the keep set', () => {
     expect(imageRefTarget(d('2'))).toEqual({ digest: d('2') });
     expect(imageRefTarget('127.0.0.1:5100/team/envs:env-x')).toEqual({ repository: 'team/envs', tag: 'env-x' });
     expect(imageRefTarget('not an image')).toBeUndefined();
+  });
+
+  it('refNamesImage: by digest, or by a tag of the env repository itself (its path, any host); never a same-named tag of a longer path', () => {
+    const image = { digest: d('1'), tags: ['env-x'] };
+    expect(refNamesImage(`127.0.0.1:5100/team/envs:env-x@${d('1')}`, image, 'team/envs')).toBe(true);
+    expect(refNamesImage(d('1'), image, 'team/envs')).toBe(true);
+    expect(refNamesImage('127.0.0.1:5100/team/envs:env-x', image, 'team/envs')).toBe(true);
+    expect(refNamesImage('pull.example:443/team/envs:env-x', image, 'team/envs')).toBe(true);
+    // A pinned ref names its digest alone, whatever its tag now points at.
+    expect(refNamesImage(`127.0.0.1:5100/team/envs:env-x@${d('2')}`, image, 'team/envs')).toBe(false);
+    // Another repository whose path ends in the env repository's, and one on Docker Hub's default host.
+    expect(refNamesImage('127.0.0.1:5100/other/team/envs:env-x', image, 'team/envs')).toBe(false);
+    expect(refNamesImage('team/envs:env-x', image, 'team/envs')).toBe(true);
+    expect(refNamesImage('not an image', image, 'team/envs')).toBe(false);
   });
 });

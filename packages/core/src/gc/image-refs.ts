@@ -44,3 +44,14 @@ export function imageRefTarget(ref: string): ImageRefTarget {
     return undefined;
   }
 }
+
+/**
+ * Whether `ref` names `image` of the env repository (`repository`, its path as {@link imageRefTarget}
+ * gives it): by its digest, or by one of its tags in that repository — what gc keeps for a keep
+ * source naming `ref`.
+ */
+export function refNamesImage(ref: string, image: { digest: string; tags: readonly string[] }, repository: string): boolean {
+  const target = imageRefTarget(ref);
+  if (target === undefined) return false;
+  return 'digest' in target ? target.digest === image.digest : target.repository === repository && image.tags.includes(target.tag);
+}
