@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, EnvironmentError } from '@prebuilt/core/backend';
-import { dockerLoginLocalRegistryServer, dockerLoginState, localRegistryServerCredentials, startLocalRegistryServer, stopLocalRegistryServer } from './index.js';
+import { dockerLoginFor, dockerLoginLocalRegistryServer, dockerLoginState, localRegistryServerCredentials, localRegistryServerStatus, startLocalRegistryServer, stopLocalRegistryServer } from './index.js';
 import { describeOrFailInCi, missingFor, testServices } from './__fixtures__/services.js';
 import { pushTinyImage } from './__fixtures__/oci-push.js';
 import { freePort } from '../../../test/free-port.js';
@@ -95,6 +95,19 @@ describeOrFailInCi('docker login to the development registry (a docker that reco
     expect(await dockerLoginState(address, { stateDir, env })).toBe('matching');
     await writeFile(join(dockerConfig, 'config.json'), '{not json');
     expect(await dockerLoginState(address, { stateDir, env })).toBe('unreadable');
+  });
+
+  it("dockerLoginFor (status and start's dockerLogin): the login's state for a running registry with a login, null for one not running or without a login; the Docker config either way", async () => {
+    const dockerConfig = join(root, 'for-config');
+    const env = { ...process.env, DOCKER_CONFIG: dockerConfig };
+    const status = await localRegistryServerStatus({ stateDir, port });
+    const config = join(dockerConfig, 'config.json');
+    expect(await dockerLoginFor(status, { env })).toEqual({ dockerLogin: 'none', dockerConfig: config });
+    await run('mkdir', ['-p', dockerConfig]);
+    await writeFile(config, JSON.stringify({ auths: { [`127.0.0.1:${port}`]: { auth: Buffer.from(`prebuilt:${password}`).toString('base64') } } }));
+    expect(await dockerLoginFor(status, { env })).toEqual({ dockerLogin: 'matching', dockerConfig: config });
+    expect(await dockerLoginFor({ ...status, running: false }, { env })).toEqual({ dockerLogin: null, dockerConfig: config });
+    expect(await dockerLoginFor({ ...status, authenticated: false }, { env })).toEqual({ dockerLogin: null, dockerConfig: config });
   });
 });
 

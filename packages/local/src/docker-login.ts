@@ -9,7 +9,7 @@ import {
   programNotFound,
   programPath,
 } from '@prebuilt/core/backend';
-import { localRegistryServerCredentials, localRegistryServerStatus, type LocalRegistryServerOptions } from './dev-server.js';
+import { localRegistryServerCredentials, localRegistryServerStatus, type LocalRegistryServerOptions, type LocalRegistryServerStatus } from './dev-server.js';
 
 const debug = createLogger('local:docker-login');
 
@@ -67,6 +67,21 @@ export async function dockerLoginState(address: string, options: Pick<LocalRegis
     debug('the Docker config could not be read for %s: %s', address, errorMessage(error));
     return 'unreadable';
   }
+}
+
+/** Docker's login to the development registry as `status` and `start` report it (`--json`: `dockerLogin`, `dockerConfig`). */
+export interface DockerLoginOf {
+  /** Its state; null when there is no login to have (the registry is not running, or runs without a login). */
+  dockerLogin: DockerLoginState | null;
+  /** The Docker config it is read from (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`). */
+  dockerConfig: string;
+}
+
+/** Docker's login to the registry `status` describes (a status of {@link localRegistryServerStatus} or a start); never fails. */
+export async function dockerLoginFor(status: LocalRegistryServerStatus, options: Pick<LocalRegistryServerOptions, 'env'> = {}): Promise<DockerLoginOf> {
+  const env = options.env ?? process.env;
+  const dockerLogin = status.running && status.authenticated && status.address !== null ? await dockerLoginState(status.address, { env, stateDir: status.stateDir }) : null;
+  return { dockerLogin, dockerConfig: dockerConfigPath(env) };
 }
 
 /**

@@ -27,4 +27,4 @@ export {
   type LocalRegistryServerStatus,
   type LocalRegistryServerMode,
 } from './dev-server.js';
-export { dockerLoginLocalRegistryServer, dockerLoginState, type DockerLoginResult, type DockerLoginState } from './docker-login.js';
+export { dockerLoginFor, dockerLoginLocalRegistryServer, dockerLoginState, type DockerLoginOf, type DockerLoginResult, type DockerLoginState } from './docker-login.js';

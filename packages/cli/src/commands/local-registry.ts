@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ConfigError } from '@prebuilt/core';
-import type { DockerLoginState, LocalRegistryServerStatus } from '@prebuilt/local';
+import type { DockerLoginOf, DockerLoginState, LocalRegistryServerStatus } from '@prebuilt/local';
 import type { CliContext } from '../cli-context.js';
 import { noteLine, writeJsonResult } from '../output.js';
 
@@ -68,15 +68,12 @@ const DOCKER_LOGIN_LINES: Record<DockerLoginState, (config: string) => string> =
   unreadable: (config) => `  docker: its login could not be read (${config}, or its credential helper): run with --verbose to see why`,
 };
 
-/** The status with whether Docker's config has this start's login (`dockerLogin`, null when there is no login to have). */
-async function withDockerLogin<T extends LocalRegistryServerStatus>(status: T, env: Record<string, string | undefined>): Promise<T & { dockerLogin: DockerLoginState | null; dockerConfig: string }> {
-  const local = await localPackage();
-  const { dockerConfigPath } = await import('@prebuilt/core/backend');
-  const dockerLogin = status.running && status.authenticated && status.address !== null ? await local.dockerLoginState(status.address, { env, stateDir: status.stateDir }) : null;
-  return { ...status, dockerLogin, dockerConfig: dockerConfigPath(env) };
+/** The status with Docker's login to it (`dockerLogin`, null when there is no login to have, and `dockerConfig`: @prebuilt/local's dockerLoginFor). */
+async function withDockerLogin<T extends LocalRegistryServerStatus>(status: T, env: Record<string, string | undefined>): Promise<T & DockerLoginOf> {
+  return { ...status, ...(await (await localPackage()).dockerLoginFor(status, { env })) };
 }
 
-function details(status: LocalRegistryServerStatus & { dockerLogin: DockerLoginState | null; dockerConfig: string }): string {
+function details(status: LocalRegistryServerStatus & DockerLoginOf): string {
   const lines = [
     status.authenticated
       ? `  auth: login required (htpasswd); prebuilt uses the credential in ${status.credentialsFile}`
