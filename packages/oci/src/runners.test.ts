@@ -66,6 +66,8 @@ describe('runners that cannot pull zstd: the images for them carry no zstd layer
     expect(error.message).toBe('The base image registry.example.com/base:1 has zstd layers, which docker@20.10 (METAFLOW_PREBUILT_OCI_RUNNERS) cannot pull.');
     expect(error.setting).toBe('METAFLOW_PREBUILT_BASE_IMAGE');
     expect(error.hint).toContain('a base image with gzip layers');
+    // A GPU step's FROM is the GPU base image: the hint names both settings.
+    expect(error.hint).toContain('METAFLOW_PREBUILT_GPU_BASE_IMAGE for GPU steps');
     expect(() => checkBaseForRunners('b', [GZIP, { mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip' }], ['docker@20.10'])).not.toThrow();
     expect(() => checkBaseForRunners('b', [GZIP, ZSTD], [])).not.toThrow();
   });

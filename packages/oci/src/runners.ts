@@ -79,7 +79,8 @@ export function checkBaseForRunners(ref: string, layers: readonly { mediaType: s
   if (unable.length === 0 || !layers.some((layer) => ZSTD_LAYER_MEDIA_TYPES.includes(layer.mediaType))) return;
   throw new ConfigError(`The base image ${ref} has zstd layers, which ${unable.join(' and ')} (${RUNNERS_ENV}) cannot pull.`, {
     setting: 'METAFLOW_PREBUILT_BASE_IMAGE',
-    hint: `Use a base image with gzip layers (METAFLOW_PREBUILT_BASE_IMAGE), or upgrade those nodes and update ${RUNNERS_ENV}.`,
+    // The service is not told which setting named the FROM: a GPU step's is METAFLOW_PREBUILT_GPU_BASE_IMAGE.
+    hint: `Use a base image with gzip layers (METAFLOW_PREBUILT_BASE_IMAGE, or METAFLOW_PREBUILT_GPU_BASE_IMAGE for GPU steps), or upgrade those nodes and update ${RUNNERS_ENV}.`,
   });
 }
 
