@@ -32,6 +32,17 @@ export { mapLimit } from './deploy/pool.js';
 export { PYTHON_SETTING, pythonSetting } from './python-setting.js';
 export { fileArgument, shellWord } from './shell-word.js';
 export { programPath, programNotFound, type ProgramPathOptions } from './program-path.js';
+export {
+  BoundedOutput,
+  DEFAULT_OUTPUT_BOUND,
+  ProgramRunError,
+  runProgram,
+  type CapturedOutput,
+  type OutputBound,
+  type ProgramResult,
+  type ProgramRunFailure,
+  type RunProgramOptions,
+} from './run-program.js';
 export { loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
 export {
   defineImageRegistry,

@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { BoundedOutput, ProgramRunError, runProgram } from './run-program.js';
+
+const env = { PATH: process.env['PATH'] };
+
+describe('BoundedOutput', () => {
+  it('keeps everything when it fits, and counts the bytes', () => {
+    const output = new BoundedOutput({ head: 4, tail: 4 });
+    output.push(Buffer.from('abc\n'));
+    output.push(Buffer.from('de\n'));
+    expect(output.result()).toEqual({ text: 'abc\nde\n', bytes: 7, cut: false });
+  });
+
+  it('keeps whole lines of the head and the tail, and says how many bytes were cut between them', () => {
+    const output = new BoundedOutput({ head: 6, tail: 6 });
+    for (const line of ['one\n', 'two\n', 'three\n', 'four\n', 'five\n']) output.push(Buffer.from(line));
+    const { text, bytes, cut } = output.result();
+    expect(bytes).toBe(24);
+    expect(cut).toBe(true);
+    // head 'one\ntw' → 'one\n'; tail '\nfive\n' → 'five\n' (its first line is a part: after 'r')
+    expect(text).toBe('one\n[… 15 bytes of output cut …]\nfive\n');
+  });
+
+  it('holds about its tail however much is pushed, in chunks of any size', () => {
+    const output = new BoundedOutput({ tail: 10 });
+    for (let i = 0; i < 10_000; i++) output.push(Buffer.from(`line ${i}\n`));
+    const { text, cut } = output.result();
+    expect(cut).toBe(true);
+    expect(text.endsWith('line 9999\n')).toBe(true);
+    expect(text).not.toContain('line 9998');
+  });
+});
+
+describe('runProgram', () => {
+  it('runs without a shell, with only the environment given, stdin written, and reports the exit', async () => {
+    const result = await runProgram('/bin/sh', ['-c', 'cat; echo "[$ONLY][$HOME]"; echo err >&2; exit 3', '$(touch /nonexistent)'], {
+      env: { ...env, ONLY: 'given' },
+      input: 'from stdin\n',
+    });
+    expect(result.code).toBe(3);
+    expect(result.stdout.text).toBe('from stdin\n[given][]\n');
+    expect(result.stderr.text).toBe('err\n');
+  });
+
+  it('bounds a program that prints without end: 256 MiB kept to the tail asked for', async () => {
+    const result = await runProgram('/bin/sh', ['-c', 'yes spam | head -c 268435456; echo; echo last'], { env, stdout: { tail: 1024 } });
+    expect(result.code).toBe(0);
+    expect(result.stdout.bytes).toBe(268435456 + 6);
+    expect(result.stdout.cut).toBe(true);
+    expect(result.stdout.text.length).toBeLessThan(1100);
+    expect(result.stdout.text).toMatch(/^\[… \d+ bytes of output cut …\]\n(spam\n)+s\nlast\n$/);
+  });
+
+  it('merges stderr into stdout when asked', async () => {
+    const result = await runProgram('/bin/sh', ['-c', 'echo out; echo err >&2'], { env, mergeStderr: true });
+    expect(result.stdout.text.split('\n').sort()).toEqual(['', 'err', 'out']);
+    expect(result.stderr.bytes).toBe(0);
+  });
+
+  it('kills a program past its timeout and rejects saying so', async () => {
+    const started = Date.now();
+    const error = await runProgram('/bin/sh', ['-c', 'exec sleep 30'], { env, timeoutMs: 200 }).catch((e: unknown) => e);
+    expect(ProgramRunError.isInstance(error)).toBe(true);
+    expect((error as ProgramRunError).reason).toBe('timed-out');
+    expect((error as ProgramRunError).message).toContain('did not finish within 200 ms');
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('stops a program when its signal aborts, and rejects at once on an aborted signal', async () => {
+    const abort = new AbortController();
+    const running = runProgram('/bin/sh', ['-c', 'exec sleep 30'], { env, signal: abort.signal }).catch((e: unknown) => e);
+    setTimeout(() => abort.abort(new Error('stop')), 100);
+    const error = (await running) as ProgramRunError;
+    expect(error.reason).toBe('cancelled');
+    expect((error.cause as Error).message).toBe('stop');
+    const again = (await runProgram('/bin/true', [], { env, signal: abort.signal }).catch((e: unknown) => e)) as ProgramRunError;
+    expect(again.reason).toBe('cancelled');
+  });
+
+  it('rejects a program that cannot be started with its errno', async () => {
+    const error = (await runProgram('/nonexistent/program', [], { env }).catch((e: unknown) => e)) as ProgramRunError;
+    expect(ProgramRunError.isInstance(error)).toBe(true);
+    expect(error.reason).toBe('not-started');
+    expect(error.errno).toBe('ENOENT');
+  });
+});

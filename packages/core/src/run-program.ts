@@ -1,0 +1,197 @@
+/**
+ * One bounded child-process runner: every program prebuilt runs to its end and reads the output of
+ * (pip, `docker buildx inspect`, a credential helper) goes through it. No shell (an argv array), the
+ * environment passed in, stdin optional (written then closed; what it holds is never logged),
+ * stdout and stderr each kept to a bounded head and/or tail, an optional timeout and AbortSignal.
+ * A program that exits (whatever its code) resolves; one that cannot start, runs past its timeout
+ * or is cancelled rejects with a {@link ProgramRunError} its caller turns into its own error.
+ */
+import { spawn } from 'node:child_process';
+
+const MARKER = Symbol.for('prebuilt.ProgramRunError');
+
+/** The bytes of a stream kept: its first `head` and last `tail` bytes (default: the last 64 KiB). */
+export interface OutputBound {
+  head?: number;
+  tail?: number;
+}
+
+export const DEFAULT_OUTPUT_BOUND: Readonly<Required<OutputBound>> = { head: 0, tail: 64 * 1024 };
+
+/** A stream's output as kept. */
+export interface CapturedOutput {
+  /** The head and the tail, with a line saying how many bytes were cut between them when some were. */
+  text: string;
+  /** Every byte the program wrote to the stream. */
+  bytes: number;
+  /** Whether bytes were dropped (more than head + tail were written). */
+  cut: boolean;
+}
+
+export interface RunProgramOptions {
+  /** The program's environment: nothing else is passed (not process.env). */
+  env: Record<string, string | undefined>;
+  cwd?: string;
+  /** Written to the program's stdin, which is then closed; without it stdin is /dev/null. Never logged. */
+  input?: string | Uint8Array;
+  stdout?: OutputBound;
+  stderr?: OutputBound;
+  /** stderr kept with stdout in one capture (`stdout`'s bound), in the order the chunks arrive. */
+  mergeStderr?: boolean;
+  /** Milliseconds the program may run; then it is killed and the run rejects (reason `timed-out`). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** How a timed-out or cancelled program is killed. Default SIGTERM. */
+  killSignal?: NodeJS.Signals;
+}
+
+export interface ProgramResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: CapturedOutput;
+  /** Empty when `mergeStderr`. */
+  stderr: CapturedOutput;
+}
+
+/** Why a run did not end with the program's exit. */
+export type ProgramRunFailure = 'not-started' | 'timed-out' | 'cancelled';
+
+/**
+ * A program that could not be started (`cause` is the spawn error: its `code`, e.g. ENOENT), ran
+ * past its timeout, or was cancelled (`cause` is the signal's reason). Not for the user as is: the
+ * caller says what the program was for.
+ */
+export class ProgramRunError extends Error {
+  readonly [MARKER] = true;
+  readonly reason: ProgramRunFailure;
+  /** The file that was run. */
+  readonly file: string;
+  readonly timeoutMs: number | undefined;
+
+  constructor(reason: ProgramRunFailure, file: string, options: { cause?: unknown; timeoutMs?: number } = {}) {
+    super(
+      reason === 'not-started'
+        ? `${file} could not be started: ${options.cause instanceof Error ? options.cause.message : String(options.cause)}`
+        : reason === 'timed-out'
+          ? `${file} did not finish within ${options.timeoutMs} ms`
+          : `${file} was cancelled`,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
+    this.name = 'ProgramRunError';
+    this.reason = reason;
+    this.file = file;
+    this.timeoutMs = options.timeoutMs;
+  }
+
+  /** The spawn error's code (ENOENT, EACCES …) of a program that could not be started. */
+  get errno(): string | undefined {
+    return this.reason === 'not-started' ? (this.cause as NodeJS.ErrnoException | undefined)?.code : undefined;
+  }
+
+  static isInstance(error: unknown): error is ProgramRunError {
+    return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[MARKER] === true;
+  }
+}
+
+/** Keeps the first `head` and the last `tail` bytes of a stream, and counts them all. */
+export class BoundedOutput {
+  readonly #headLimit: number;
+  readonly #tailLimit: number;
+  readonly #head: Buffer[] = [];
+  #headBytes = 0;
+  #tail: Buffer[] = [];
+  #tailBytes = 0;
+  /** The last byte dropped before the tail's chunks: whether the tail starts a line. */
+  #droppedLastByte: number | undefined;
+  #bytes = 0;
+
+  constructor(bound: OutputBound = DEFAULT_OUTPUT_BOUND) {
+    this.#headLimit = Math.max(0, bound.head ?? 0);
+    this.#tailLimit = Math.max(0, bound.tail ?? 0);
+  }
+
+  push(chunk: Buffer): void {
+    this.#bytes += chunk.length;
+    let rest = chunk;
+    if (this.#headBytes < this.#headLimit) {
+      const take = Math.min(this.#headLimit - this.#headBytes, rest.length);
+      this.#head.push(Buffer.from(rest.subarray(0, take)));
+      this.#headBytes += take;
+      rest = rest.subarray(take);
+    }
+    if (rest.length === 0 || this.#tailLimit === 0) return;
+    this.#tail.push(rest);
+    this.#tailBytes += rest.length;
+    // Whole chunks the tail no longer needs are dropped as they come: memory stays ~tail + one chunk.
+    while (this.#tail.length > 1 && this.#tailBytes - this.#tail[0]!.length >= this.#tailLimit) {
+      const dropped = this.#tail.shift()!;
+      this.#tailBytes -= dropped.length;
+      this.#droppedLastByte = dropped[dropped.length - 1];
+    }
+  }
+
+  result(): CapturedOutput {
+    let head = Buffer.concat(this.#head);
+    const joined = Buffer.concat(this.#tail);
+    let tail = joined.length > this.#tailLimit ? joined.subarray(joined.length - this.#tailLimit) : joined;
+    if (this.#bytes > head.length + tail.length) {
+      // Whole lines only on either side of the cut: half a line could be half a URL, its
+      // credentials no longer recognisable as such to a redactor.
+      const lastNewline = head.lastIndexOf(0x0a);
+      head = head.subarray(0, lastNewline + 1);
+      const before = joined.length > tail.length ? joined[joined.length - tail.length - 1] : this.#droppedLastByte;
+      if (before !== 0x0a) {
+        const firstNewline = tail.indexOf(0x0a);
+        tail = tail.subarray(firstNewline === -1 ? tail.length : firstNewline + 1);
+      }
+    }
+    const cut = this.#bytes - head.length - tail.length;
+    const text = cut > 0 ? `${head.toString('utf8')}[… ${cut} bytes of output cut …]\n${tail.toString('utf8')}` : head.toString('utf8') + tail.toString('utf8');
+    return { text, bytes: this.#bytes, cut: cut > 0 };
+  }
+}
+
+/** Runs `file` with `args` to its end (see the module's comment). `file` is a path (core's programPath finds one). */
+export function runProgram(file: string, args: readonly string[], options: RunProgramOptions): Promise<ProgramResult> {
+  const { signal, timeoutMs } = options;
+  const killSignal = options.killSignal ?? 'SIGTERM';
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new ProgramRunError('cancelled', file, { cause: signal.reason }));
+    const stdout = new BoundedOutput(options.stdout ?? DEFAULT_OUTPUT_BOUND);
+    const stderr = options.mergeStderr ? stdout : new BoundedOutput(options.stderr ?? DEFAULT_OUTPUT_BOUND);
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      fn();
+    };
+    const child = spawn(file, args, {
+      env: options.env as NodeJS.ProcessEnv,
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    const stop = (failure: ProgramRunError): void => {
+      child.kill(killSignal);
+      finish(() => reject(failure));
+    };
+    const onAbort = (): void => stop(new ProgramRunError('cancelled', file, { cause: signal?.reason }));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (timeoutMs !== undefined) timer = setTimeout(() => stop(new ProgramRunError('timed-out', file, { timeoutMs })), timeoutMs);
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.on('error', (error) => finish(() => reject(new ProgramRunError('not-started', file, { cause: error }))));
+    if (options.input !== undefined && child.stdin) {
+      // A program may exit without reading its stdin (EPIPE): its exit says what happened.
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(options.input);
+    }
+    child.on('close', (code, exitSignal) => {
+      finish(() =>
+        resolve({ code, signal: exitSignal, stdout: stdout.result(), stderr: options.mergeStderr ? { text: '', bytes: 0, cut: false } : stderr.result() }),
+      );
+    });
+  });
+}
