@@ -171,6 +171,29 @@ describe('pip cancelled', () => {
   });
 });
 
+describe('pip printing without end', () => {
+  it('keeps a bounded tail of its output (1 GiB printed) and says in the error that the output was cut', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-fake-pip-'));
+    try {
+      // A hostile index or package can make pip print without end; the fake prints 1 GiB to each stream, then fails.
+      const fakePython = join(dir, 'fake-python');
+      await writeFile(fakePython, `#!/bin/sh\nyes 'progress line' | head -c 1073741824\nyes 'ERROR: spam from a hostile index' | head -c 1073741824 >&2\necho >&2\necho 'ERROR: the last word' >&2\nexit 1\n`);
+      await chmod(fakePython, 0o755);
+      const error = await resolvePypi(
+        { packages: { tinyhttp: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: 'file:///nonexistent-index', steps: ['end'] },
+        { python: fakePython, env: { PATH: process.env['PATH'] } },
+      ).catch((e: unknown) => e);
+      expect(ResolutionError.isInstance(error)).toBe(true);
+      const message = (error as Error).message;
+      expect(message.length).toBeLessThan(256 * 1024);
+      expect(message).toContain('the last word');
+      expect(message).toMatch(/pip printed \d+ bytes to stderr; only its last \d+ are kept/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
 const noPip = spawnSync('python3', ['-m', 'pip', '--version']).status === 0 ? undefined : 'needs python3 with pip: apt-get install -y python3-pip (scripts/setup.sh does)';
 
 /** A wheel whose bytes stand for a file of the user's (a credential), at a path a hostile index may name. */

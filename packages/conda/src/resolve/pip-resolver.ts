@@ -3,10 +3,10 @@
  * `pip install --dry-run --report` for the target's platform tags, python version and ABI,
  * wheels only, nothing installed. The python version comes from the conda solve.
  */
-import { spawn } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  CancelledError,
   createRunTempDir,
   EnvironmentError,
   NetworkError,
@@ -16,7 +16,9 @@ import {
   normalizePypiName,
   programNotFound,
   programPath,
+  ProgramRunError,
   PYTHON_SETTING,
+  runProgram,
   redactUrl,
   redactUrls,
   stripUrlCredentials,
@@ -144,22 +146,45 @@ interface PipReport {
   }[];
 }
 
-function run(command: string, args: string[], env: Record<string, string | undefined>, cwd: string, signal?: AbortSignal): Promise<{ code: number | null; stderr: string; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    // Never from an empty or relative PATH entry (core's programPath): a python3 the flow's
-    // checked-out directory holds would run with the index's credentials.
-    const file = programPath(command, { env, setting: PYTHON_SETTING, what: `the Python interpreter '${command}' that runs pip` });
-    if (file === undefined) return reject(programNotFound(command));
-    // In a directory of its own: `python -c` (as `-m pip`) imports from its working directory first,
-    // where a flow file named pip.py would stand in for pip (the launcher drops that entry too).
-    const child = spawn(file, args, { cwd, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
-    let stderr = '';
-    let stdout = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stderr, stdout }));
+/** pip's stderr kept for its error: the last 256 KiB (its ERROR lines and a traceback come last). */
+const PIP_STDERR_TAIL = 256 * 1024;
+/** pip's stdout (`--quiet`: next to nothing; its report is a file) kept: the last 16 KiB. */
+const PIP_STDOUT_TAIL = 16 * 1024;
+
+interface PipRun {
+  code: number | null;
+  stderr: string;
+  stdout: string;
+  /** How much of stderr was cut, for the error; undefined when none was. */
+  stderrCut?: { bytes: number; kept: number };
+}
+
+/**
+ * Runs pip to its end with its output bounded (core's runProgram): a hostile index or package can
+ * make pip print without end. No total timeout: a big resolve takes long; a stalled index is bounded
+ * by pip's own socket timeout (--timeout, 15 s a read) and retries (--retries, 5), and a cancel stops it.
+ */
+async function run(command: string, args: string[], env: Record<string, string | undefined>, cwd: string, signal?: AbortSignal): Promise<PipRun> {
+  // Never from an empty or relative PATH entry (core's programPath): a python3 the flow's
+  // checked-out directory holds would run with the index's credentials.
+  const file = programPath(command, { env, setting: PYTHON_SETTING, what: `the Python interpreter '${command}' that runs pip` });
+  if (file === undefined) throw programNotFound(command);
+  // In a directory of its own: `python -c` (as `-m pip`) imports from its working directory first,
+  // where a flow file named pip.py would stand in for pip (the launcher drops that entry too).
+  const result = await runProgram(file, args, {
+    env,
+    cwd,
+    stdout: { tail: PIP_STDOUT_TAIL },
+    stderr: { tail: PIP_STDERR_TAIL },
+    ...(signal ? { signal } : {}),
   });
+  const { stderr } = result;
+  return {
+    code: result.code,
+    stderr: stderr.text,
+    stdout: result.stdout.text,
+    ...(stderr.cut ? { stderrCut: { bytes: stderr.bytes, kept: PIP_STDERR_TAIL } } : {}),
+  };
 }
 
 /**
@@ -239,7 +264,7 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
     if (indexFile) await writeFile(indexFile.path, indexFile.content, { mode: 0o600, flag: 'wx' });
     log('%s %s', python, redactUrls(args.map((arg) => (arg === WHEELS_ONLY_PIP ? '<wheels-only pip launcher>' : arg)).join(' ')));
     const result = await runPip(python, args, options, work);
-    if (result.code !== 0) throw pipFailure(result.stderr, python, input, requirements);
+    if (result.code !== 0) throw pipFailure(result, python, input, requirements);
     const report = JSON.parse(await readFile(reportPath, 'utf8')) as PipReport;
     const items = report.install ?? [];
     // Every URL checked before any is read: a refused one is never hashed nor sized.
@@ -351,19 +376,20 @@ function pipArgs(input: PipResolveInput, requirements: string[], work: string, o
 }
 
 /** Runs pip; its output with every URL's credentials redacted. A missing python is an EnvironmentError. */
-async function runPip(python: string, args: string[], options: PipOptions, work: string): Promise<Awaited<ReturnType<typeof run>>> {
-  let result: Awaited<ReturnType<typeof run>>;
+async function runPip(python: string, args: string[], options: PipOptions, work: string): Promise<PipRun> {
+  let result: PipRun;
   const tmp = join(work, 'tmp');
   await mkdir(tmp);
   try {
     result = await run(python, args, pipEnv(options, tmp), work, options.signal);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+    if (ProgramRunError.isInstance(error) && error.errno === 'ENOENT') {
       throw new EnvironmentError(`Cannot resolve PyPI packages: '${python}' was not found on this machine.`, {
         cause: error,
         hint: 'Install Python 3 with pip (e.g. apt-get install python3 python3-pip).',
       });
     }
+    if (ProgramRunError.isInstance(error) && error.reason === 'cancelled') throw new CancelledError('Resolving the PyPI packages was cancelled.', { cause: error.cause });
     throw error;
   }
   // pip's output names the index URL (and may name it with its credentials): never pass them on.
@@ -372,8 +398,11 @@ async function runPip(python: string, args: string[], options: PipOptions, work:
   return result;
 }
 
+/** pip's ERROR lines an error shows at most (the last ones). */
+const MAX_ERROR_LINES = 40;
+
 /** What a failed pip run means: no pip for this python, or pip's own reasons (its ERROR lines). */
-function pipFailure(stderr: string, python: string, input: PipResolveInput, requirements: string[]): Error {
+function pipFailure({ stderr, stderrCut }: PipRun, python: string, input: PipResolveInput, requirements: string[]): Error {
   if (/No module named pip/.test(stderr)) {
     return new EnvironmentError(`Cannot resolve PyPI packages: pip is not installed for '${python}'.`, {
       hint: 'Install pip for the host python (e.g. apt-get install python3-pip, or python3 -m ensurepip).',
@@ -387,8 +416,12 @@ function pipFailure(stderr: string, python: string, input: PipResolveInput, requ
     .map((line) => line.replace(/^ERROR:\s*/, '').trim())
     .map((line) => (line === 'Exception:' ? (crash ? `pip failed: ${crash}` : '') : line))
     .filter((line) => line !== '');
-  const explanation = errors.length > 0 ? errors.join('\n') : stderr.trim().split('\n').slice(-5).join('\n');
-  return new ResolutionError(`Cannot resolve the PyPI packages of ${stepsText(input.steps)}: ${explanation}`, {
+  // The last ERROR lines only: a pip made to print errors without end would make an endless message.
+  const shown = errors.length > MAX_ERROR_LINES ? [`(${errors.length - MAX_ERROR_LINES} earlier error lines left out)`, ...errors.slice(-MAX_ERROR_LINES)] : errors;
+  const explanation = shown.length > 0 ? shown.join('\n') : stderr.trim().split('\n').slice(-5).join('\n');
+  // Only the last lines of an endless output are kept: say so, so the cut is not taken for all pip said.
+  const cut = stderrCut ? ` (pip printed ${stderrCut.bytes} bytes to stderr; only its last ${stderrCut.kept} are kept)` : '';
+  return new ResolutionError(`Cannot resolve the PyPI packages of ${stepsText(input.steps)}${cut}: ${explanation}`, {
     steps: input.steps,
     hint: `Requested: ${requirements.join(' ')} for Python ${input.pythonVersion} on ${input.platform}${input.indexUrl ? ` from ${input.indexUrl}` : ''}. Only wheels are used; check that the packages publish wheels for this platform.`,
   });
