@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, EnvironmentError } from '@prebuilt/core/backend';
-import { checkBuildx } from './buildx-cli.js';
+import { checkBuildx, runDocker } from './buildx-cli.js';
 import { runBuildx } from './buildx-process.js';
 
 let dir: string;
@@ -38,4 +38,19 @@ describe('the docker command of the buildx service', () => {
     expect(error).toBeInstanceOf(EnvironmentError);
     expect((error as Error).message).toBe("The docker command 'docker' was not found on PATH.");
   });
+});
+
+describe('a short docker command printing without end', () => {
+  it('keeps the first and the last 64 KiB of its output (1 GiB printed), the lines read from either end intact', async () => {
+    const endless = join(dir, 'endless-docker');
+    // Before, every byte was kept in one string: past ~512 MiB, 'RangeError: Invalid string length' crashed prebuilt.
+    await writeFile(endless, `#!/bin/sh\necho 'Driver: docker'\nyes 'a warning from the daemon' | head -c 1073741824 >&2\necho\necho 'sha256:last'\n`);
+    await chmod(endless, 0o755);
+    const { exit, output } = await runDocker(endless, ['buildx', 'inspect'], { PATH: process.env['PATH'] }, undefined);
+    expect(exit.code).toBe(0);
+    expect(output.length).toBeLessThan(160 * 1024);
+    expect(output.startsWith('Driver: docker\n')).toBe(true);
+    expect(output).toMatch(/\[… \d+ bytes of output cut …\]/);
+    expect(output.trim().split('\n').at(-1)).toBe('sha256:last');
+  }, 120_000);
 });

@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { EnvironmentError, PrebuiltError, cancelledError, errorMessage, programNotFound, programPath } from '@prebuilt/core/backend';
+import { EnvironmentError, PrebuiltError, ProgramRunError, cancelledError, errorMessage, programNotFound, programPath, runProgram } from '@prebuilt/core/backend';
 import { BUILDX_ENV } from './buildx-settings.js';
 
 export interface Exit {
@@ -15,7 +14,7 @@ export async function checkBuildx(docker: string, env: Record<string, string | u
   const { exit, output } = await runDocker(docker, ['buildx', 'version'], env, signal).catch((error: unknown) => {
     if (signal?.aborted) throw cancelledError(signal, 'The buildx build');
     if (PrebuiltError.isInstance(error)) throw error;
-    throw dockerMissing(docker, error);
+    throw dockerMissing(docker, ProgramRunError.isInstance(error) ? error.cause : error);
   });
   if (exit.code !== 0) {
     const first = firstLine(output, '');
@@ -33,27 +32,25 @@ export function firstLine(output: string, empty = '(no output)'): string {
   return output.trim().split('\n')[0] || empty;
 }
 
+/** What is kept of a short docker command's output: its first and its last 64 KiB. */
+const DOCKER_OUTPUT_BOUND = { head: 64 * 1024, tail: 64 * 1024 };
+
 /**
  * Runs a short docker command to its end: how it exited and its output (stdout and stderr
- * together). Rejects when it cannot be started or `signal` stops it, with a ConfigError when a bare
- * `docker` is found only through a relative PATH entry (core's programPath).
+ * together, its first and last 64 KiB kept: core's runProgram). Rejects when it cannot be started
+ * or `signal` stops it (a ProgramRunError), with a ConfigError when a bare `docker` is found only
+ * through a relative PATH entry (core's programPath).
  */
-export function runDocker(
+export async function runDocker(
   docker: string,
   args: string[],
   env: Record<string, string | undefined>,
   signal: AbortSignal | undefined,
 ): Promise<{ exit: Exit; output: string }> {
-  let output = '';
-  return new Promise((resolve, reject) => {
-    const file = dockerPath(docker, env);
-    if (file === undefined) return reject(programNotFound(docker));
-    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'], signal });
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    child.on('error', reject);
-    child.on('close', (code, sig) => resolve({ exit: { code, signal: sig }, output }));
-  });
+  const file = dockerPath(docker, env);
+  if (file === undefined) throw programNotFound(docker);
+  const result = await runProgram(file, args, { env, stdout: DOCKER_OUTPUT_BOUND, mergeStderr: true, ...(signal ? { signal } : {}) });
+  return { exit: { code: result.code, signal: result.signal }, output: result.stdout.text };
 }
 
 /** The docker command's file: as given when it is a path, else from PATH's absolute directories (core's programPath). */

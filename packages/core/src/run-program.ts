@@ -74,7 +74,7 @@ export class ProgramRunError extends Error {
         ? `${file} could not be started: ${options.cause instanceof Error ? options.cause.message : String(options.cause)}`
         : reason === 'timed-out'
           ? `${file} did not finish within ${options.timeoutMs} ms`
-          : `${file} was cancelled`,
+          : `${file} was cancelled${options.cause instanceof Error ? `: ${options.cause.message}` : ''}`,
       options.cause === undefined ? undefined : { cause: options.cause },
     );
     this.name = 'ProgramRunError';
@@ -180,8 +180,8 @@ export function runProgram(file: string, args: readonly string[], options: RunPr
     const onAbort = (): void => stop(new ProgramRunError('cancelled', file, { cause: signal?.reason }));
     signal?.addEventListener('abort', onAbort, { once: true });
     if (timeoutMs !== undefined) timer = setTimeout(() => stop(new ProgramRunError('timed-out', file, { timeoutMs })), timeoutMs);
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
     child.on('error', (error) => finish(() => reject(new ProgramRunError('not-started', file, { cause: error }))));
     if (options.input !== undefined && child.stdin) {
       // A program may exit without reading its stdin (EPIPE): its exit says what happened.
