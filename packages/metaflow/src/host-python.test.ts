@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { ConfigError } from '@prebuilt/core';
+import { CancelledError, ConfigError, EnvironmentError } from '@prebuilt/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hostPython, runPythonScript } from './host-python.js';
 import { runFlow } from './run-flow.js';
@@ -44,5 +44,28 @@ describe('runPythonScript', () => {
     expect(flowError).toBeInstanceOf(ConfigError);
     expect(existsSync(marker)).toBe(false);
   });
-});
 
+  it('says how a script failed (its last stderr lines), that it ran past its timeout, or that it was cancelled', async () => {
+    const failing = join(dir, 'failing.py');
+    writeFileSync(failing, 'import sys\nfor i in range(100000): sys.stderr.write("noise %d\\n" % i)\nsys.stderr.write("the reason\\n")\nsys.exit(3)\n');
+    const failed = (await runPythonScript(failing, [], { python }).catch((e: unknown) => e)) as EnvironmentError;
+    expect(failed).toBeInstanceOf(EnvironmentError);
+    expect(failed.message).toMatch(/failed running failing\.py \(exit 3\):\nnoise 99996\nnoise 99997\nnoise 99998\nnoise 99999\nthe reason$/);
+    const sleeping = join(dir, 'sleeping.py');
+    writeFileSync(sleeping, 'import time\ntime.sleep(30)\n');
+    const late = await runPythonScript(sleeping, [], { python, timeoutMs: 300 }).catch((e: unknown) => e);
+    expect(late).toBeInstanceOf(EnvironmentError);
+    expect((late as Error).message).toContain('did not finish sleeping.py within 300 ms');
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 300);
+    expect(await runPythonScript(sleeping, [], { python, signal: abort.signal }).catch((e: unknown) => e)).toBeInstanceOf(CancelledError);
+  });
+
+  it('refuses an answer larger than 64 MiB rather than read it half', async () => {
+    const loud = join(dir, 'loud.py');
+    writeFileSync(loud, 'import sys\nline = "x" * 1023 + "\\n"\nfor _ in range(80 * 1024): sys.stdout.write(line)\n');
+    const error = await runPythonScript(loud, [], { python }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect((error as Error).message).toContain('printed more than 64 MiB running loud.py');
+  }, 60_000);
+});

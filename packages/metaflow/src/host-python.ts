@@ -1,5 +1,16 @@
-import { spawn } from 'node:child_process';
-import { CancelledError, EnvironmentError, PYTHON_SETTING, createLogger, errorMessage, programNotFound, programPath, pythonSetting } from '@prebuilt/core';
+import {
+  CancelledError,
+  EnvironmentError,
+  PYTHON_SETTING,
+  ProgramRunError,
+  createLogger,
+  errorMessage,
+  programNotFound,
+  programPath,
+  pythonSetting,
+  runProgram,
+  type ProgramResult,
+} from '@prebuilt/core';
 
 const log = createLogger('metaflow');
 
@@ -36,6 +47,9 @@ export function hostPythonPath(command: string, source: string, env: Record<stri
   return programPath(command, { env, setting: PYTHON_SETTING, what: `the Python interpreter '${command}' (from ${source})` });
 }
 
+/** The most a script's answer (its stdout) may be: more is refused, never read half. */
+const MAX_SCRIPT_STDOUT = 64 * 1024 * 1024;
+
 const INSTALL_HINT =
   'Install Python 3.8 or newer (e.g. `apt-get install python3`, or from python.org), ' +
   'or set METAFLOW_PREBUILT_PYTHON to the interpreter you deploy flows with.';
@@ -54,68 +68,48 @@ export async function runPythonScript(
   log('running %s (from %s) %s %o', command, source, script, args);
   options.signal?.throwIfAborted();
   const file = hostPythonPath(command, source, env);
-  return await new Promise<string>((resolve, reject) => {
-    const failed = (error: NodeJS.ErrnoException): void => {
-      if (error.name === 'AbortError') {
-        reject(new CancelledError('reading the flow was cancelled', { cause: error }));
-      } else if (error.code === 'ENOENT' || error.code === 'EACCES') {
-        reject(
-          new EnvironmentError(
-            `No usable Python interpreter: '${command}' (from ${source}) ${error.code === 'ENOENT' ? 'was not found' : 'cannot be executed'}. ` +
-              'prebuilt reads flow files with the host python3.',
-            { cause: error, hint: INSTALL_HINT },
-          ),
-        );
-      } else {
-        reject(new EnvironmentError(`Could not run '${command}' (from ${source}): ${errorMessage(error)}`, { cause: error, hint: INSTALL_HINT }));
-      }
-    };
-    if (file === undefined) return failed(programNotFound(command));
-    const flags = [...(options.isolated === false ? [] : ['-I']), ...(options.site === false ? ['-S'] : [])];
-    const child = spawn(file, [...flags, script, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+  const scriptName = script.split('/').pop() ?? script;
+  if (file === undefined) throw notRun(programNotFound(command), command, source);
+  const flags = [...(options.isolated === false ? [] : ['-I']), ...(options.site === false ? ['-S'] : [])];
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  let result: ProgramResult;
+  try {
+    result = await runProgram(file, [...flags, script, ...args], {
       env: { ...env, PYTHONDONTWRITEBYTECODE: '1', PYTHONIOENCODING: 'utf-8' },
-      signal: options.signal,
+      stdout: { head: MAX_SCRIPT_STDOUT },
+      stderr: { tail: 64 * 1024 },
+      timeoutMs,
+      killSignal: 'SIGKILL',
+      ...(options.signal ? { signal: options.signal } : {}),
     });
-    // Not spawn's own `timeout`: its timer outlives a child that never started (ENOENT).
-    const timeoutMs = options.timeoutMs ?? 60_000;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    timer.unref();
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      failed(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const stderr = Buffer.concat(err).toString('utf8').trim();
-      if (code === 0) {
-        resolve(Buffer.concat(out).toString('utf8'));
-        return;
-      }
-      if (options.signal?.aborted) {
-        reject(new CancelledError('reading the flow was cancelled'));
-        return;
-      }
-      if (timedOut) {
-        reject(new EnvironmentError(`'${command}' (from ${source}) did not finish ${script.split('/').pop() ?? script} within ${timeoutMs} ms.`, { hint: INSTALL_HINT }));
-        return;
-      }
-      const tail = stderr.split('\n').slice(-5).join('\n');
-      reject(
-        new EnvironmentError(
-          `'${command}' (from ${source}) failed running ${script.split('/').pop() ?? script} ` +
-            `(${signal ? `killed by ${signal}` : `exit ${code}`})${tail ? `:\n${tail}` : ''}`,
-          { hint: INSTALL_HINT },
-        ),
-      );
-    });
+  } catch (error) {
+    if (!ProgramRunError.isInstance(error)) throw error;
+    if (error.reason === 'cancelled') throw new CancelledError('reading the flow was cancelled', { cause: error.cause });
+    if (error.reason === 'timed-out') throw new EnvironmentError(`'${command}' (from ${source}) did not finish ${scriptName} within ${timeoutMs} ms.`, { hint: INSTALL_HINT });
+    throw notRun(error.cause as NodeJS.ErrnoException, command, source);
+  }
+  const { code, signal } = result;
+  if (code === 0) {
+    if (result.stdout.cut) {
+      throw new EnvironmentError(`'${command}' (from ${source}) printed more than ${MAX_SCRIPT_STDOUT / (1024 * 1024)} MiB running ${scriptName}: its answer is not read.`, { hint: INSTALL_HINT });
+    }
+    return result.stdout.text;
+  }
+  const tail = result.stderr.text.trim().split('\n').slice(-5).join('\n');
+  throw new EnvironmentError(`'${command}' (from ${source}) failed running ${scriptName} (${signal ? `killed by ${signal}` : `exit ${code}`})${tail ? `:\n${tail}` : ''}`, {
+    hint: INSTALL_HINT,
   });
 }
+
+/** The interpreter could not be started: missing, not executable, or another spawn failure. */
+function notRun(error: NodeJS.ErrnoException, command: string, source: string): EnvironmentError {
+  if (error.code === 'ENOENT' || error.code === 'EACCES') {
+    return new EnvironmentError(
+      `No usable Python interpreter: '${command}' (from ${source}) ${error.code === 'ENOENT' ? 'was not found' : 'cannot be executed'}. ` +
+        'prebuilt reads flow files with the host python3.',
+      { cause: error, hint: INSTALL_HINT },
+    );
+  }
+  return new EnvironmentError(`Could not run '${command}' (from ${source}): ${errorMessage(error)}`, { cause: error, hint: INSTALL_HINT });
+}
+
