@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
 import { AuthError, CancelledError, ConfigError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { relativePathOnly, searchPath } from '../program-path.js';
+import { ProgramRunError, runProgram } from '../run-program.js';
 import { Secret } from '../secret.js';
 
 const log = createLogger('registry');
@@ -21,6 +21,9 @@ export interface HelperCredentials {
   username: string;
   secret: Secret;
 }
+
+/** What is kept of a helper's stdout and stderr: their first 1 MiB. */
+const HELPER_OUTPUT_HEAD = 1024 * 1024;
 
 const NOT_FOUND = /credentials not found|no credentials|not found in (native )?keychain/i;
 
@@ -43,49 +46,24 @@ export function runCredentialHelper(name: string, serverUrl: string, options: Cr
   if (file === undefined) return Promise.reject(helperNotOnPath(run, found.relative));
   const timeoutMs = options.timeoutMs ?? 60_000;
   log('running %s get for %s', file, serverUrl);
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const finish = (fn: () => void): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-      fn();
-    };
-    const child = spawn(file, ['get'], {
-      env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      finish(() => reject(helperTimedOut(run, timeoutMs)));
-    }, timeoutMs);
-    const onAbort = (): void => {
-      child.kill('SIGKILL');
-      finish(() => reject(new CancelledError(`credential helper ${program} cancelled`, { cause: options.signal?.reason })));
-    };
-    if (options.signal?.aborted) onAbort();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-
-    child.on('error', (error: NodeJS.ErrnoException) => finish(() => reject(helperNotStarted(run, error))));
-    child.stdin.on('error', () => {
-      // The helper may exit without reading stdin; its exit status tells what happened.
-    });
-    child.stdin.end(serverUrl);
-    child.on('close', (code) => {
-      finish(() => {
-        try {
-          resolve(helperAnswer(run, code, Buffer.concat(stdout).toString('utf8').trim(), Buffer.concat(stderr).toString('utf8').trim()));
-        } catch (error) {
-          reject(error);
-        }
-      });
-    });
-  });
+  return runProgram(file, ['get'], {
+    env,
+    input: serverUrl,
+    // Its JSON answer is small: a helper printing without end is cut, and its answer then is not JSON.
+    stdout: { head: HELPER_OUTPUT_HEAD },
+    stderr: { head: HELPER_OUTPUT_HEAD },
+    timeoutMs,
+    killSignal: 'SIGKILL',
+    ...(options.signal ? { signal: options.signal } : {}),
+  }).then(
+    (result) => helperAnswer(run, result.code, result.stdout.text.trim(), result.stderr.text.trim()),
+    (error: unknown) => {
+      if (!ProgramRunError.isInstance(error)) throw error;
+      if (error.reason === 'timed-out') throw helperTimedOut(run, timeoutMs);
+      if (error.reason === 'cancelled') throw new CancelledError(`credential helper ${program} cancelled`, { cause: error.cause });
+      throw helperNotStarted(run, error.cause as NodeJS.ErrnoException);
+    },
+  );
 }
 
 /** A helper not in any absolute directory of PATH: not installed, or only where PATH means the current directory. */

@@ -182,6 +182,15 @@ describe('dockerConfigCredentials', () => {
     expect((garbage as AuthError).message).not.toContain('not json at all');
   });
 
+  it('keeps only the first MiB of a helper printing without end (512 MiB): its answer is then not JSON', async () => {
+    await writeFile(join(dir, 'docker-credential-loud'), '#!/bin/sh\necho \'{"Username":"u","Secret":"s"}\'\nyes noise | head -c 536870912\n');
+    await chmod(join(dir, 'docker-credential-loud'), 0o755);
+    await writeConfig({ credHelpers: { 'loud.example': 'loud' } });
+    const error = await dockerConfigCredentials('loud.example', { env }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AuthError);
+    expect((error as AuthError).message).toBe('credential helper docker-credential-loud returned output that is not JSON for loud.example');
+  }, 60_000);
+
   it('stops a helper that hangs', async () => {
     await writeFile(join(dir, 'docker-credential-slow'), '#!/bin/sh\nsleep 30\n');
     await chmod(join(dir, 'docker-credential-slow'), 0o755);
