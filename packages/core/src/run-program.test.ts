@@ -83,4 +83,12 @@ describe('runProgram', () => {
     expect(error.reason).toBe('not-started');
     expect(error.errno).toBe('ENOENT');
   });
+
+  it('settles once the program has exited, though a child of it holds its output open', async () => {
+    const started = Date.now();
+    const result = await runProgram('/bin/sh', ['-c', 'echo answer; sleep 5 & exit 0'], { env });
+    expect(result.code).toBe(0);
+    expect(result.stdout.text).toBe('answer\n');
+    expect(Date.now() - started).toBeLessThan(4_000);
+  });
 });

@@ -7,6 +7,7 @@
  * or is cancelled rejects with a {@link ProgramRunError} its caller turns into its own error.
  */
 import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 
 const MARKER = Symbol.for('prebuilt.ProgramRunError');
 
@@ -14,9 +15,14 @@ const MARKER = Symbol.for('prebuilt.ProgramRunError');
 export interface OutputBound {
   head?: number;
   tail?: number;
+  /**
+   * At a cut, keep whole lines only (default true): half a line could be half a URL, its
+   * credentials no longer recognisable to a redactor. false keeps the bytes as they are.
+   */
+  wholeLines?: boolean;
 }
 
-export const DEFAULT_OUTPUT_BOUND: Readonly<Required<OutputBound>> = { head: 0, tail: 64 * 1024 };
+export const DEFAULT_OUTPUT_BOUND: Readonly<OutputBound> = { head: 0, tail: 64 * 1024 };
 
 /** A stream's output as kept. */
 export interface CapturedOutput {
@@ -97,6 +103,7 @@ export class ProgramRunError extends Error {
 export class BoundedOutput {
   readonly #headLimit: number;
   readonly #tailLimit: number;
+  readonly #wholeLines: boolean;
   readonly #head: Buffer[] = [];
   #headBytes = 0;
   #tail: Buffer[] = [];
@@ -108,6 +115,7 @@ export class BoundedOutput {
   constructor(bound: OutputBound = DEFAULT_OUTPUT_BOUND) {
     this.#headLimit = Math.max(0, bound.head ?? 0);
     this.#tailLimit = Math.max(0, bound.tail ?? 0);
+    this.#wholeLines = bound.wholeLines ?? true;
   }
 
   push(chunk: Buffer): void {
@@ -134,9 +142,7 @@ export class BoundedOutput {
     let head = Buffer.concat(this.#head);
     const joined = Buffer.concat(this.#tail);
     let tail = joined.length > this.#tailLimit ? joined.subarray(joined.length - this.#tailLimit) : joined;
-    if (this.#bytes > head.length + tail.length) {
-      // Whole lines only on either side of the cut: half a line could be half a URL, its
-      // credentials no longer recognisable as such to a redactor.
+    if (this.#wholeLines && this.#bytes > head.length + tail.length) {
       const lastNewline = head.lastIndexOf(0x0a);
       head = head.subarray(0, lastNewline + 1);
       const before = joined.length > tail.length ? joined[joined.length - tail.length - 1] : this.#droppedLastByte;
@@ -188,10 +194,30 @@ export function runProgram(file: string, args: readonly string[], options: RunPr
       child.stdin.on('error', () => undefined);
       child.stdin.end(options.input);
     }
-    child.on('close', (code, exitSignal) => {
-      finish(() =>
-        resolve({ code, signal: exitSignal, stdout: stdout.result(), stderr: options.mergeStderr ? { text: '', bytes: 0, cut: false } : stderr.result() }),
+    child.on('exit', (code, exitSignal) => {
+      // Settled once the program has exited and its output is read — within DRAIN_MS: a child of
+      // it (a daemon it started) may hold the pipes open for ever.
+      void Promise.all([drained(child.stdout), drained(child.stderr)]).then(() =>
+        finish(() => resolve({ code, signal: exitSignal, stdout: stdout.result(), stderr: options.mergeStderr ? { text: '', bytes: 0, cut: false } : stderr.result() })),
       );
+    });
+  });
+}
+
+/** How long the output of a program that has exited is still read (see runProgram's `exit`). */
+const DRAIN_MS = 1000;
+
+function drained(stream: Readable | null): Promise<void> {
+  return new Promise<void>((done) => {
+    if (stream === null || stream.closed) return done();
+    const timer = setTimeout(() => {
+      stream.destroy();
+      done();
+    }, DRAIN_MS);
+    timer.unref();
+    stream.once('close', () => {
+      clearTimeout(timer);
+      done();
     });
   });
 }
