@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { open, rm, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
-import { ConfigError, programPath } from '@prebuilt/core/backend';
+import { ConfigError, ProgramRunError, programPath, runProgram } from '@prebuilt/core/backend';
 import { atLeast } from './version.js';
 
 /** The tool that turns a layer's tar into an EROFS image (erofs-utils). */
@@ -122,36 +122,24 @@ export async function findMkfsErofs(env: Record<string, string | undefined>, opt
 const VERSION_OUTPUT_BYTES = 64 << 10;
 
 /**
- * `mkfs.erofs --version`, bounded: its output kept to 64 KiB a stream, killed (SIGKILL) after
- * `timeoutMs`, settled once it has exited even when a child of it holds its output open.
+ * `mkfs.erofs --version`, bounded (core's runProgram): its output kept to 64 KiB a stream, killed
+ * (SIGKILL) after `timeoutMs`, settled once it has exited even when a child of it holds its output open.
  */
-function runVersion(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ missing: true } | { path: string; code: number | null; timedOut: boolean; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const path = mkfsErofsPath(env);
-    if (path === undefined) return resolve({ missing: true });
-    const child = spawn(path, ['--version'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = { stdout: '', stderr: '' };
-    for (const name of ['stdout', 'stderr'] as const) {
-      child[name].setEncoding('utf8').on('data', (chunk: string) => {
-        if (out[name].length < VERSION_OUTPUT_BYTES) out[name] = (out[name] + chunk).slice(0, VERSION_OUTPUT_BYTES);
-      });
-    }
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      if (error.code === 'ENOENT') resolve({ missing: true });
-      // On PATH but not runnable (EACCES: no execute permission): the tool is unusable, exit 2 as any other reason.
-      else reject(unusableTool(`'${MKFS_EROFS} --version' could not be run: ${error.message}`));
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      void Promise.all([drained(child.stdout), drained(child.stderr)]).then(() => resolve({ path, code, timedOut, ...out }));
-    });
-  });
+async function runVersion(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ missing: true } | { path: string; code: number | null; timedOut: boolean; stdout: string; stderr: string }> {
+  const path = mkfsErofsPath(env);
+  if (path === undefined) return { missing: true };
+  // As printed: the error quotes a bounded part of a first line longer than the bound.
+  const bound = { head: VERSION_OUTPUT_BYTES, wholeLines: false };
+  try {
+    const result = await runProgram(path, ['--version'], { env, stdout: bound, stderr: bound, timeoutMs, killSignal: 'SIGKILL' });
+    return { path, code: result.code, timedOut: false, stdout: result.stdout.text, stderr: result.stderr.text };
+  } catch (error) {
+    if (!ProgramRunError.isInstance(error)) throw error;
+    if (error.reason === 'timed-out') return { path, code: null, timedOut: true, stdout: '', stderr: '' };
+    if (error.errno === 'ENOENT') return { missing: true };
+    // On PATH but not runnable (EACCES: no execute permission): the tool is unusable, exit 2 as any other reason.
+    throw unusableTool(`'${MKFS_EROFS} --version' could not be run: ${(error.cause as Error).message}`);
+  }
 }
 
 /**
