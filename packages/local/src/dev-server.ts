@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { chmod, readdir, readFile, rm } from 'node:fs/promises';
@@ -16,9 +16,11 @@ import {
   errorMessage,
   makeDirectory,
   octalMode,
+  ProgramRunError,
   programNotFound,
   programPath,
   repairedDirectoryNote,
+  runProgram,
   securePrivatePath,
   sleep,
   unwritableDirectoryError,
@@ -370,27 +372,32 @@ function portInUse(port: number): Promise<boolean> {
   });
 }
 
-function runDocker(command: string, args: string[], env: Record<string, string | undefined>): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const missing = (error: NodeJS.ErrnoException): void =>
-      reject(
-        new EnvironmentError(`Neither ${DEFAULT_REGISTRY_BINARY} nor the docker CLI ('${command}') is installed, so no registry can be started.`, {
-          cause: error,
-          hint: 'Install Debian\'s registry (`sudo apt-get install docker-registry`) or Docker, or run any registry yourself and set METAFLOW_PREBUILT_LOCAL_REGISTRY.',
-        }),
-      );
-    // Never from an empty or relative PATH entry (core's programPath: a ConfigError when only there).
-    const file = programPath(command, { env, what: `the docker CLI '${command}'` });
-    if (file === undefined) return missing(programNotFound(command));
-    execFile(file, args, { env: env as NodeJS.ProcessEnv, timeout: 120_000 }, (error, stdout, stderr) => {
-      if (error && (error as NodeJS.ErrnoException).code === 'ENOENT') {
-        missing(error as NodeJS.ErrnoException);
-        return;
-      }
-      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code) : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+/** How long a docker command of the registry's container may take, ms. */
+const DOCKER_TIMEOUT_MS = 120_000;
+
+/**
+ * A docker command run to its end (core's runProgram: its last 64 KiB of stdout and of stderr kept).
+ * One that could not be started, or did not finish within 2 minutes (killed), is an exit 1 whose
+ * stderr says why; a missing docker CLI is an EnvironmentError.
+ */
+async function runDocker(command: string, args: string[], env: Record<string, string | undefined>): Promise<{ code: number; stdout: string; stderr: string }> {
+  const missing = (error: unknown): EnvironmentError =>
+    new EnvironmentError(`Neither ${DEFAULT_REGISTRY_BINARY} nor the docker CLI ('${command}') is installed, so no registry can be started.`, {
+      cause: error,
+      hint: 'Install Debian\'s registry (`sudo apt-get install docker-registry`) or Docker, or run any registry yourself and set METAFLOW_PREBUILT_LOCAL_REGISTRY.',
     });
-  });
+  // Never from an empty or relative PATH entry (core's programPath: a ConfigError when only there).
+  const file = programPath(command, { env, what: `the docker CLI '${command}'` });
+  if (file === undefined) throw missing(programNotFound(command));
+  try {
+    const result = await runProgram(file, args, { env, timeoutMs: DOCKER_TIMEOUT_MS });
+    return { code: result.code ?? 1, stdout: result.stdout.text, stderr: result.stderr.text };
+  } catch (error) {
+    if (!ProgramRunError.isInstance(error)) throw error;
+    if (error.errno === 'ENOENT') throw missing(error.cause);
+    const why = error.reason === 'timed-out' ? `it did not finish within ${DOCKER_TIMEOUT_MS / 1000} s (killed)` : errorMessage(error.cause);
+    return { code: 1, stdout: '', stderr: `'${command} ${args[0] ?? ''}': ${why}` };
+  }
 }
 
 async function containerRunning(options: LocalRegistryServerOptions, name: string): Promise<boolean> {

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import {
   ConfigError,
   EnvironmentError,
@@ -6,8 +5,10 @@ import {
   dockerConfigCredentials,
   dockerConfigPath,
   errorMessage,
+  ProgramRunError,
   programNotFound,
   programPath,
+  runProgram,
 } from '@prebuilt/core/backend';
 import { localRegistryServerCredentials, localRegistryServerStatus, type LocalRegistryServerOptions, type LocalRegistryServerStatus } from './dev-server.js';
 
@@ -103,25 +104,24 @@ export async function dockerLoginLocalRegistryServer(options: LocalRegistryServe
       hint: 'Install the docker CLI; prebuilt itself needs no login to the development registry.',
     });
   if (file === undefined) throw missing(programNotFound(command));
-  const result = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn(file, ['login', address, '--username', username, '--password-stdin'], {
-      env: env as NodeJS.ProcessEnv,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: DOCKER_LOGIN_TIMEOUT_MS,
+  let result: { code: number | null; output: string };
+  try {
+    // The password on stdin only (never an argument: `ps` shows those); docker's output never holds it.
+    const run = await runProgram(file, ['login', address, '--username', username, '--password-stdin'], {
+      env,
+      input: password,
+      mergeStderr: true,
+      // Enough to say why it failed.
+      stdout: { tail: 64 * 1024 },
+      timeoutMs: DOCKER_LOGIN_TIMEOUT_MS,
     });
-    let output = '';
-    const keep = (chunk: Buffer): void => {
-      // Enough to say why it failed; docker's output never holds the password.
-      if (output.length < 64 * 1024) output += chunk.toString('utf8');
-    };
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
-    child.once('error', (error: NodeJS.ErrnoException) => reject(error.code === 'ENOENT' ? missing(error) : error));
-    child.once('close', (code) => resolve({ code, output }));
-    // A docker that exits before reading it (a bad DOCKER_HOST) closes the pipe: not an error of ours.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(password);
-  });
+    result = { code: run.code, output: run.stdout.text };
+  } catch (error) {
+    if (!ProgramRunError.isInstance(error)) throw error;
+    if (error.reason === 'timed-out') result = { code: null, output: '' };
+    else if (error.errno === 'ENOENT') throw missing(error.cause);
+    else throw error.cause;
+  }
   if (result.code !== 0) {
     const said = result.output.trim().split('\n').slice(-5).join('\n');
     throw new EnvironmentError(
