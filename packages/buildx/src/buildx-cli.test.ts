@@ -53,4 +53,13 @@ describe('a short docker command printing without end', () => {
     expect(output).toMatch(/\[… \d+ bytes of output cut …\]/);
     expect(output.trim().split('\n').at(-1)).toBe('sha256:last');
   }, 120_000);
+
+  it('a docker buildx version that never answers is killed: an EnvironmentError saying so', async () => {
+    const hung = join(dir, 'hung-docker');
+    await writeFile(hung, '#!/bin/sh\nexec sleep 120\n');
+    await chmod(hung, 0o755);
+    const error = await checkBuildx(hung, { PATH: process.env['PATH'] }, undefined, 300).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect((error as Error).message).toBe(`'${hung} buildx version' did not answer within 0.3 s (killed).`);
+  });
 });

@@ -6,14 +6,22 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
+/** How long `docker buildx version` may take (it asks no daemon), ms. */
+const VERSION_TIMEOUT_MS = 30_000;
+
 /**
  * `docker buildx version`: the docker command and its buildx plugin run; a missing command or
  * plugin is an EnvironmentError saying how to install it. Resolves to the version text.
  */
-export async function checkBuildx(docker: string, env: Record<string, string | undefined>, signal: AbortSignal | undefined): Promise<string> {
-  const { exit, output } = await runDocker(docker, ['buildx', 'version'], env, signal).catch((error: unknown) => {
+export async function checkBuildx(docker: string, env: Record<string, string | undefined>, signal: AbortSignal | undefined, timeoutMs = VERSION_TIMEOUT_MS): Promise<string> {
+  const { exit, output } = await runDocker(docker, ['buildx', 'version'], env, signal, timeoutMs).catch((error: unknown) => {
     if (signal?.aborted) throw cancelledError(signal, 'The buildx build');
     if (PrebuiltError.isInstance(error)) throw error;
+    if (ProgramRunError.isInstance(error) && error.reason === 'timed-out') {
+      throw new EnvironmentError(`'${docker} buildx version' did not answer within ${timeoutMs / 1000} s (killed).`, {
+        hint: `Run it by hand to see what it waits for, or point ${BUILDX_ENV.docker} at a docker command that answers.`,
+      });
+    }
     throw dockerMissing(docker, ProgramRunError.isInstance(error) ? error.cause : error);
   });
   if (exit.code !== 0) {
@@ -37,19 +45,26 @@ const DOCKER_OUTPUT_BOUND = { head: 64 * 1024, tail: 64 * 1024 };
 
 /**
  * Runs a short docker command to its end: how it exited and its output (stdout and stderr
- * together, its first and last 64 KiB kept: core's runProgram). Rejects when it cannot be started
- * or `signal` stops it (a ProgramRunError), with a ConfigError when a bare `docker` is found only
- * through a relative PATH entry (core's programPath).
+ * together, its first and last 64 KiB kept: core's runProgram). Rejects when it cannot be started,
+ * `signal` stops it or it runs past `timeoutMs` (a ProgramRunError), with a ConfigError when a bare
+ * `docker` is found only through a relative PATH entry (core's programPath).
  */
 export async function runDocker(
   docker: string,
   args: string[],
   env: Record<string, string | undefined>,
   signal: AbortSignal | undefined,
+  timeoutMs?: number,
 ): Promise<{ exit: Exit; output: string }> {
   const file = dockerPath(docker, env);
   if (file === undefined) throw programNotFound(docker);
-  const result = await runProgram(file, args, { env, stdout: DOCKER_OUTPUT_BOUND, mergeStderr: true, ...(signal ? { signal } : {}) });
+  const result = await runProgram(file, args, {
+    env,
+    stdout: DOCKER_OUTPUT_BOUND,
+    mergeStderr: true,
+    ...(signal ? { signal } : {}),
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+  });
   return { exit: { code: result.code, signal: result.signal }, output: result.stdout.text };
 }
 
