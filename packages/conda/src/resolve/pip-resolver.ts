@@ -162,7 +162,8 @@ interface PipRun {
 /**
  * Runs pip to its end with its output bounded (core's runProgram): a hostile index or package can
  * make pip print without end. No total timeout: a big resolve takes long; a stalled index is bounded
- * by pip's own socket timeout (--timeout, 15 s a read) and retries (--retries, 5), and a cancel stops it.
+ * by pip's own socket timeout (--timeout, 15 s a read unless pip's configuration sets another) and
+ * retries (--retries, 5), and a cancel stops it; an index that trickles bytes is not bounded.
  */
 async function run(command: string, args: string[], env: Record<string, string | undefined>, cwd: string, signal?: AbortSignal): Promise<PipRun> {
   // Never from an empty or relative PATH entry (core's programPath): a python3 the flow's
