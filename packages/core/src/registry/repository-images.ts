@@ -5,6 +5,7 @@
  * referrers index lists, which is itself tagged).
  */
 import type { StoredImage } from '../contracts.js';
+import { mapLimit } from '../deploy/pool.js';
 import { RegistryError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { checkableDigest } from './digest.js';
@@ -120,24 +121,20 @@ class ListingBudget {
 async function readManifests(client: RegistryClient, repo: ImageRef, references: readonly string[], options: RequestOptions, budget: ListingBudget): Promise<Map<string, ManifestResult>> {
   budget.reserve(references.length);
   const found = new Map<string, ManifestResult>();
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    // A worker stops as soon as any of them found the bound exceeded.
-    while (next < references.length && !budget.exceeded) {
-      const reference = references[next++]!;
-      try {
-        const read = await client.getManifest({ ...repo, tag: undefined, digest: undefined, reference }, options);
-        budget.add(read.size);
-        found.set(reference, read);
-      } catch (error) {
-        if (error === budget.exceeded) throw error;
-        // A tag deleted, or a child an index lists but the repository lacks, while we read.
-        if (error instanceof RegistryError && error.status === 404) log('%s of %s is gone', reference, repo.repository);
-        else throw error;
-      }
+  await mapLimit(references, READS_AT_ONCE, async (reference) => {
+    // No read starts once any of them found the bound exceeded.
+    if (budget.exceeded) return;
+    try {
+      const read = await client.getManifest({ ...repo, tag: undefined, digest: undefined, reference }, options);
+      budget.add(read.size);
+      found.set(reference, read);
+    } catch (error) {
+      if (error === budget.exceeded) throw error;
+      // A tag deleted, or a child an index lists but the repository lacks, while we read.
+      if (error instanceof RegistryError && error.status === 404) log('%s of %s is gone', reference, repo.repository);
+      else throw error;
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(READS_AT_ONCE, references.length) }, worker));
+  });
   return found;
 }
 
