@@ -2,7 +2,8 @@
  * `prebuilt report` through the real CLI (node bin/prebuilt.js, after `pnpm build`) on the real
  * local registry: a flow's image map pointing at small pushed images and a 2-platform index.
  */
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { ColdStartReport, PlatformReport } from '@prebuilt/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeOrFailInCi, flowWithImages, prebuilt, registryMissing, type FlowWithImages } from '../lifecycle/__fixtures__/flow-with-images.js';
@@ -22,7 +23,7 @@ describeOrFailInCi('prebuilt report (real CLI, real local registry)', registryMi
   it('--json: per step and platform, sizes from the manifests, gzip sizes from the trailers, pull time at the bandwidth', async () => {
     const result = await prebuilt(['report', 'flow.py', '--json', '--bandwidth', '1kB/s'], flow.dir);
     expect(result.code, result.stderr).toBe(0);
-    const out = JSON.parse(result.stdout) as { ok: boolean; flow: string; bandwidth: { text: string; bytesPerSecond: number }; steps: { step: string; image: string; digest: string; index: boolean; platforms: PlatformReport[] }[] };
+    const out = JSON.parse(result.stdout) as { ok: boolean; flow: string; bandwidth: { text: string; bytesPerSecond: number }; steps: { step: string; image: string; digest: string; index: boolean; platforms: PlatformReport[] }[]; stepsWithoutImage: string[] };
     expect(out.ok).toBe(true);
     expect(out.bandwidth).toEqual({ text: '1kB/s', bytesPerSecond: 1000 });
     expect(out.steps.map((s) => [s.step, s.index, s.platforms.map((p) => p.platform)])).toEqual([
@@ -38,6 +39,7 @@ describeOrFailInCi('prebuilt report (real CLI, real local registry)', registryMi
     expect(start.platforms[0]!.layers[0]!.installedFrom).toBe('gzip-trailer');
     expect(start.platforms[0]!.pullSeconds).toBeCloseTo(flow.start.layerSize / 1000, 6);
     expect(out.steps[2]!.digest).toBe(flow.index.digest);
+    expect(out.stepsWithoutImage).toEqual([]);
   });
 
   it('prints a table with the pull time at the default bandwidth', async () => {
@@ -47,6 +49,7 @@ describeOrFailInCi('prebuilt report (real CLI, real local registry)', registryMi
     expect(result.stdout).toMatch(/STEP\s+PLATFORM\s+DIGEST\s+COMPRESSED\s+INSTALLED\s+LAYERS\s+FORMAT\s+PULL @100MB\/s/);
     expect(result.stdout, result.stdout).toMatch(/end\s+linux\/arm64\/v8\s+sha256:[0-9a-f]{12}\s+\d+ bytes\s+[\d.]+ (bytes|KiB)\s+1 \(0 shared\)\s+gzip\s+0\.0s/);
     expect(result.stdout).toContain(`end: ${flow.imageMap.steps['end']!.pinnedImage} (image index)`);
+    expect(result.stdout).not.toContain('note:');
   });
 
   it('a bad --bandwidth or an unknown step is exit 2 with what to give', async () => {
@@ -56,6 +59,30 @@ describeOrFailInCi('prebuilt report (real CLI, real local registry)', registryMi
     expect(bad.stderr).toContain('1Gbit/s');
     const unknown = await prebuilt(['report', 'flow.py', '--step', 'nope', '--json'], flow.dir);
     expect(unknown.code).toBe(2);
+  });
+
+  it("names the flow's steps the image map has no image for (a map prebuilt run wrote), in the text and in --json", async () => {
+    const mapFile = join(flow.dir, '.prebuilt', 'LifecycleFlow', 'images.json');
+    const remoteSteps = Object.fromEntries(Object.entries(flow.imageMap.steps).filter(([step]) => step !== 'train'));
+    await writeFile(mapFile, JSON.stringify({ ...flow.imageMap, steps: remoteSteps }));
+    try {
+      const text = await prebuilt(['report', 'flow.py'], flow.dir);
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).toContain('(2 steps)');
+      expect(text.stdout).toContain('note: the image map has no image for step train of the flow, so the report leaves it out: `prebuilt run` wrote the map');
+      expect(text.stdout).toContain('`prebuilt build flow.py` builds every step');
+      const json = await prebuilt(['report', 'flow.py', '--json'], flow.dir);
+      expect(json.code, json.stderr).toBe(0);
+      const out = JSON.parse(json.stdout) as { steps: { step: string }[]; stepsWithoutImage: string[] };
+      expect(out.steps.map((s) => s.step)).toEqual(['start', 'end']);
+      expect(out.stepsWithoutImage).toEqual(['train']);
+      // --step reports the steps it names: no note on the others.
+      const one = await prebuilt(['report', 'flow.py', '--step', 'end'], flow.dir);
+      expect(one.code, one.stderr).toBe(0);
+      expect(one.stdout).not.toContain('note:');
+    } finally {
+      await writeFile(mapFile, JSON.stringify(flow.imageMap));
+    }
   });
 
   it('--help names the figures and where they come from', async () => {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { coldStartReport, formatBytes, parseBandwidth, type ColdStartReport } from '@prebuilt/core';
 import type { CliContext } from '../cli-context.js';
+import { fileArgument } from '../app/index.js';
 import { collect, loadFlowImageMap, selectSteps, selectedRegistryClient } from '../lifecycle/flow-image-map.js';
 import { renderTable, writeJsonResult } from '../output.js';
 
@@ -19,7 +20,9 @@ installed size (uncompressed: an eStargz layer's annotation, a gzip layer's size
 4-byte range request, else "unknown"), its layers and how many another image of the flow shares
 (pulled once per node), the layer formats (gzip, zstd, eStargz, zstd:chunked, erofs), and the pull
 time at --bandwidth (compressed bytes ÷ bandwidth; decompression and unpacking come on top). Every
-figure is read from the registry's manifests; the image map is the one prebuilt build wrote.
+figure is read from the registry's manifests; the image map is the one prebuilt build wrote. A step
+of the flow the map has no image for (a map prebuilt run wrote names only the steps that run
+remotely; or the flow changed since its build) is named in a note (--json: stepsWithoutImage).
 
 Exit codes: 0 printed, 1 the registry failed, 2 no image map, an unknown step or a bad
 --bandwidth, 130/143 interrupted.
@@ -57,10 +60,20 @@ export function renderReport(report: ColdStartReport): string {
   return `${report.flow}: cold start of ${distinct} image${distinct === 1 ? '' : 's'} (${steps} step${steps === 1 ? '' : 's'})\n\n${table}\n${images}\n`;
 }
 
+/**
+ * The note on the steps of the flow the image map has no image for: the report leaves them out.
+ */
+export function stepsWithoutImageNote(steps: readonly string[], file: string): string {
+  const one = steps.length === 1;
+  return `note: the image map has no image for step${one ? '' : 's'} ${steps.join(', ')} of the flow, so the report leaves ${one ? 'it' : 'them'} out: \`prebuilt run\` wrote the map (with the images of the steps that run remotely alone), or the flow changed since its last build. \`prebuilt build ${fileArgument(file)}\` builds every step's image.\n`;
+}
+
 async function runReport(file: string, context: CliContext, options: ReportOptions): Promise<void> {
   const bandwidth = parseBandwidth(options.bandwidth);
-  const { imageMap } = await loadFlowImageMap(file, context);
+  const { imageMap, flowSteps } = await loadFlowImageMap(file, context);
   const steps = selectSteps(imageMap, options.step);
+  // With --step the report is of the steps named (selectSteps refused one the map lacks).
+  const withoutImage = options.step && options.step.length > 0 ? [] : flowSteps.filter((step) => !(step in imageMap.steps));
   const client = await selectedRegistryClient(context);
   const report = await coldStartReport(imageMap, client, { bandwidth, steps, signal: context.signal });
   if (options.json) {
@@ -68,9 +81,11 @@ async function runReport(file: string, context: CliContext, options: ReportOptio
       flow: report.flow,
       bandwidth: report.bandwidth,
       steps: report.steps.map((s) => ({ step: s.step, image: s.image, digest: s.digest, index: s.index, platforms: s.platforms })),
+      stepsWithoutImage: withoutImage,
     });
   } else {
     context.stdout.write(renderReport(report));
+    if (withoutImage.length > 0) context.stdout.write(stepsWithoutImageNote(withoutImage, file));
   }
 }
 
