@@ -13,7 +13,7 @@
  */
 import type { StoredImage } from '../contracts.js';
 import { isIndexMediaType } from '../registry/media-types.js';
-import { imageRefTarget } from './image-refs.js';
+import { imageRefTarget, refNamesImage } from './image-refs.js';
 
 export type GcKind = 'image' | 'index' | 'sbom' | 'artifact' | 'referrers';
 
@@ -88,11 +88,17 @@ function rootReasons(input: GcPlanInput): Map<string, string> {
   const roots = new Map<string, string>();
   const keep = (digest: string, reason: string): void => void (roots.has(digest) || roots.set(digest, reason));
   for (const one of input.protect ?? []) keep(one.ref, one.reason);
-  const byTag = new Map(input.images.flatMap((image) => image.tags.map((tag) => [tag, image.digest] as const)));
+  // One lookup a tag, whatever the number of tags; refNamesImage (gc's rule, shared with the run's
+  // last check) then says whether the reference names that image of the env repository.
+  const byTag = new Map(input.images.flatMap((image) => image.tags.map((tag) => [tag, image] as const)));
   for (const one of input.keep) {
     const target = imageRefTarget(one.ref);
+    // A digest is kept even when the listing lacks it: its referrers that the listing has stay.
     if (target && 'digest' in target) keep(target.digest, one.reason);
-    else if (target && target.repository === input.repository && byTag.has(target.tag)) keep(byTag.get(target.tag)!, one.reason);
+    else if (target) {
+      const image = byTag.get(target.tag);
+      if (image && refNamesImage(one.ref, image, input.repository)) keep(image.digest, one.reason);
+    }
   }
   if (input.keepDays !== undefined) {
     const now = (input.now ?? new Date()).getTime();
