@@ -248,6 +248,18 @@ describe('validateBytecode', () => {
     });
   }
 
+  it("keeps only the last of a compiler's stderr: one printing 600 MiB (compile()'s SyntaxWarnings, a hostile package's) leaves its modules uncompiled with its last lines, never a crash", async () => {
+    // A stand-in compiler: the warnings flood first, then why it failed.
+    const fake = join(work, 'flooding-python');
+    await writeFile(fake, '#!/bin/sh\nyes "SyntaxWarning: \\"is\\" with a literal" | head -c 629145600 >&2\necho "the compiler gave up" >&2\nexit 3\n', { mode: 0o755 });
+    const writer = await PrefixWriter.open(join(work, 'flood'));
+    await writer.writeFile(`${SITE}/flood.py`, 'x = 1 is 1\n', 0o644, 'flood.conda');
+    const result = await validateBytecode({ writer, prefix: PREFIX, pythonVersion: PY, mtime: MTIME, compiler: { path: fake, cacheTag: 'cpython-311', identity: 'flooding' } });
+    expect(result.uncompiled).toBe(1);
+    expect(result.warnings.join('\n')).toMatch(/exited with 3: .*the compiler gave up/);
+    expect(result.warnings.join('\n').length).toBeLessThan(2000);
+  }, 60_000);
+
   it('names pycs as CPython does', () => {
     expect(pycPathOf('lib/python3.11/site-packages/a/b.py', 'cpython-311')).toBe('lib/python3.11/site-packages/a/__pycache__/b.cpython-311.pyc');
     expect(cacheTagOf('3.12.1')).toBe('cpython-312');

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, lstatSync, openSync, readFileSync, readSync, writeSync, type Stats } from 'node:fs';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
-import { compareBytes, createLogger, errorMessage, programPath, readCacheFile, writeFileAtomic } from '@prebuilt/core';
+import { BoundedOutput, compareBytes, createLogger, errorMessage, programPath, readCacheFile, writeFileAtomic } from '@prebuilt/core';
 import { derivedSetDir, readDerivedFiles, storeDerivedFiles } from '../cache/derived-files.js';
 import type { PrefixWriter } from './prefix-writer.js';
 import { stampPycHeader } from './pyc-header.js';
@@ -219,13 +219,15 @@ function compileWith(compiler: BytecodeCompiler, jobs: readonly [string, string]
       ...(signal ? { signal } : {}),
     });
     const chunks: Buffer[] = [];
-    const err: Buffer[] = [];
+    // Its last 64 KiB only (core's BoundedOutput): compile() prints a SyntaxWarning per `x is 1` of a
+    // package's modules, so a hostile one could fill memory with warnings (6 bytes of stderr a byte).
+    const err = new BoundedOutput({ tail: 64 * 1024 });
     child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
     child.on('error', reject);
     child.on('close', (code) => {
       if (code !== 0) {
-        reject(new Error(`${compiler.path} exited with ${code}: ${Buffer.concat(err).toString().trim().split('\n').slice(-3).join(' ')}`));
+        reject(new Error(`${compiler.path} exited with ${code}: ${err.result().text.trim().split('\n').slice(-3).join(' ')}`));
         return;
       }
       const results = splitFrames(Buffer.concat(chunks), jobs.length);
