@@ -125,7 +125,7 @@ export async function dockerLoginLocalRegistryServer(options: LocalRegistryServe
   if (result.code !== 0) {
     const said = result.output.trim().split('\n').slice(-5).join('\n');
     throw new EnvironmentError(
-      `docker login ${address} failed (${result.code === null ? 'it took longer than 60 s' : `exit ${result.code}`})${said ? `:\n${said}` : '.'}`,
+      `docker login ${address} failed (${result.code === null ? `it took longer than ${DOCKER_LOGIN_TIMEOUT_MS / 1000} s` : `exit ${result.code}`})${said ? `:\n${said}` : '.'}`,
       {
         hint: 'Check that the Docker daemon runs (`docker info`) and can reach 127.0.0.1 of this machine (a daemon in a VM or on another host cannot: use prebuilt, which needs no login, to reach the registry).',
       },
