@@ -79,6 +79,30 @@ describe('PackageCache downloads from hostile servers (127.0.0.1)', () => {
     expect(server.seen).toHaveLength(2);
   });
 
+  it('fails a download that trickles (a byte every 100 ms: never idle) at the deadline of the request, named with the setting', async () => {
+    let open = 0;
+    const server = await serve((req, res) => {
+      res.writeHead(200, { 'content-length': BODY.length });
+      open++;
+      const timer = setInterval(() => res.write(BODY.subarray(0, 1)), 100);
+      req.socket.on('close', () => {
+        open--;
+        clearInterval(timer);
+      });
+    });
+    const env = { METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT: '5', METAFLOW_PREBUILT_NETWORK_DEADLINE: '1' };
+    const cache = new PackageCache({ cacheDir: await cacheDir(), env, attempts: 2 });
+    const started = performance.now();
+    const error = await cache.ensure([{ url: `${server.origin}/drip.conda`, sha256: SHA, size: BODY.length, filename: 'drip.conda' }]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PackageDownloadError);
+    expect((error as Error).message).toMatch(/^Downloading http:\/\/127\.0\.0\.1:\d+\/drip\.conda failed after 2 attempts: download of drip\.conda from 127\.0\.0\.1:\d+: not finished within 1 s \(METAFLOW_PREBUILT_NETWORK_DEADLINE\)\.$/);
+    // Two attempts of about a second each, far from the idle timeout's 5 s, and no connection left open.
+    expect(performance.now() - started).toBeLessThan(4500);
+    expect(server.seen).toHaveLength(2);
+    for (let waited = 0; open > 0 && waited < 2000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(open).toBe(0);
+  });
+
   it('sends the credentials of a configured channel to its origin only, not to a host it redirects to', async () => {
     const mirror = await serve((_req, res) => res.writeHead(200, { 'content-length': BODY.length }).end(BODY));
     const channel = await serve((req, res) => {

@@ -21,6 +21,13 @@ beforeAll(async () => {
     requests.push({ url: req.url ?? '', ifNoneMatch: req.headers['if-none-match'], authorization: req.headers.authorization });
     if (req.url === '/big/linux-64/repodata.json') return void res.writeHead(200, { 'content-type': 'application/json' }).end(`{"x":"${'a'.repeat(3 * 1024 * 1024)}"}`);
     if (req.url === '/broken/linux-64/repodata.json') return void res.writeHead(500, 'Boom').end();
+    if (req.url === '/drip/linux-64/repodata.json') {
+      // A channel that trickles: a byte every 100 ms, never idle long enough for the idle timeout.
+      res.writeHead(200, { 'content-type': 'application/json' }).write('{');
+      const timer = setInterval(() => res.write(' '), 100);
+      req.socket.on('close', () => clearInterval(timer));
+      return;
+    }
     if (!req.url?.startsWith('/ch/') || req.url.includes('linux-aarch64')) return void res.writeHead(404).end();
     const etag = `"${body.length}"`;
     const cacheControl = maxAge ? `max-age=${maxAge}` : 'no-cache';
@@ -132,6 +139,17 @@ describe('RepodataCache: bounds and credentials', () => {
     expect((error as NetworkError).message).toBe(`Conda channel: GET ${base}/big/linux-64/repodata.json failed: repodata from ${base.slice(7)} is larger than 2 MiB; refused.`);
     expect((error as NetworkError).hint).toContain('METAFLOW_PREBUILT_REPODATA_MAX_SIZE');
     expect((error as NetworkError).exitCode).toBe(1);
+  });
+
+  it('fails a repodata.json that trickles at the deadline of the request (not only a stalled one), naming the channel and the setting', async () => {
+    const cache = new RepodataCache({ timeouts: { idleMs: 5000, deadlineMs: 1000 } });
+    const started = performance.now();
+    const error = await cache.get(`${base}/drip`, 'linux-64').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NetworkError);
+    expect((error as NetworkError).reason).toBe('deadline');
+    expect((error as NetworkError).message).toContain(`repodata from ${base.slice(7)}: not finished within 1 s (METAFLOW_PREBUILT_NETWORK_DEADLINE)`);
+    expect((error as NetworkError).exitCode).toBe(1);
+    expect(performance.now() - started).toBeLessThan(4000);
   });
 
   it('reads a FIFO or a symlink planted at a cached copy as no copy: fetched again, nothing hangs', async () => {
