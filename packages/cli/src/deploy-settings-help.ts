@@ -24,6 +24,7 @@ Environment (every setting in full: the README's Configuration table):
   METAFLOW_PREBUILT_CONDA_CHANNELS        conda channels, comma-separated (default conda-forge)
   METAFLOW_PREBUILT_PYPI_INDEX_URL        PyPI index (else PIP_INDEX_URL, else your pip configuration)
   METAFLOW_PREBUILT_PIP_ISOLATED          1: ignore your pip configuration (pip --isolated)
+  METAFLOW_PREBUILT_PIP_TIMEOUT           seconds one pip resolve may take in all (default 3600)
   METAFLOW_PREBUILT_GLIBC_VERSION         glibc of the target images (default 2.28)
   METAFLOW_PREBUILT_DEFAULT_PYTHON        python of steps that name none (default: the host python3's)
   METAFLOW_PREBUILT_PYTHON                the interpreter that reads the flow and runs pip (default python3)

@@ -76,7 +76,16 @@ export { dockerPlatform } from './env-model.js';
 export { canonicalJson, stableJson, normalizeCondaName, normalizePypiName, sha256Hex, specHash } from './identity.js';
 export { requestDefaults, targetPlatforms, platformsSetting, channelUrl, type RequestDefaultsOptions } from './request-defaults.js';
 export { DEFAULT_GLIBC, targetGlibc } from './target-glibc.js';
-export { DEFAULT_REPODATA_MAX_MIB, REPODATA_MAX_SIZE_ENV, checkResolverSettings, pipIsolated, repodataMaxBytes } from './resolver-settings.js';
+export {
+  DEFAULT_PIP_TIMEOUT_SECONDS,
+  DEFAULT_REPODATA_MAX_MIB,
+  PIP_TIMEOUT_ENV,
+  REPODATA_MAX_SIZE_ENV,
+  checkResolverSettings,
+  pipIsolated,
+  pipTimeoutMs,
+  repodataMaxBytes,
+} from './resolver-settings.js';
 export { CACHE_DIR_SETTING, prebuiltCacheDir, prepareCacheDir } from './cache-dir.js';
 export { kindLabel } from './backends/builtin-backends.js';
 export { registerBackend } from './backends/backend-registry.js';

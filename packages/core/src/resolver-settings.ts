@@ -1,5 +1,5 @@
 import { constants } from 'node:buffer';
-import { positiveSetting } from './backend-kit/settings.js';
+import { positiveSetting, secondsSetting } from './backend-kit/settings.js';
 import { loadBooleanSetting } from './load-setting.js';
 
 /** Bound of one repodata.json read into memory, in MiB (conda-forge's largest is a few hundred). */
@@ -44,11 +44,30 @@ export function pipIsolated(env: Record<string, string | undefined>): boolean {
   });
 }
 
+/** Seconds one pip resolve (`pip install --dry-run --report` of an env) may take in all. */
+export const PIP_TIMEOUT_ENV = 'METAFLOW_PREBUILT_PIP_TIMEOUT';
+/**
+ * One hour. pip's own socket timeout bounds a read that stalls, not one that trickles (a byte every
+ * few seconds keeps it waiting for ever), so the whole run needs a bound. A big resolve is slow for
+ * good reasons: against an index without PEP 658 metadata files pip downloads every candidate wheel
+ * whole to read its dependencies (a CUDA build of torch is ~2.5 GB; backtracking fetches several
+ * versions), which over a 10 Mbit/s link takes tens of minutes. An hour is twice the bound of one
+ * request (METAFLOW_PREBUILT_NETWORK_DEADLINE, 1800 s), so a resolve that one slow download ends is
+ * not cut short by default, and a hostile index holds `prebuilt lock` for an hour at most.
+ */
+export const DEFAULT_PIP_TIMEOUT_SECONDS = 3600;
+
+/** The pip resolve's bound in ms: option (seconds) → METAFLOW_PREBUILT_PIP_TIMEOUT → 3600 s. A bad value is a ConfigError (exit 2). */
+export function pipTimeoutMs(env: Record<string, string | undefined> = process.env, seconds?: number): number {
+  return Math.round(secondsSetting({ value: seconds, envVar: PIP_TIMEOUT_ENV, option: 'pipTimeoutSeconds', fallback: DEFAULT_PIP_TIMEOUT_SECONDS, env }) * 1000);
+}
+
 /**
  * Reads every setting of the env resolver that only a resolution would read otherwise, so a bad
  * value stops a command at once (exit 2) even when the lock file makes resolving unnecessary.
  */
 export function checkResolverSettings(env: Record<string, string | undefined>): void {
   pipIsolated(env);
+  pipTimeoutMs(env);
   repodataMaxBytes(env);
 }

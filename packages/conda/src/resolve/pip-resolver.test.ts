@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { ConfigError, ResolutionError, urlCredentialsFromEnv } from '@prebuilt/core';
+import { ConfigError, NetworkError, ResolutionError, urlCredentialsFromEnv } from '@prebuilt/core';
 import { buildWheel, createTar, listenOnLoopback } from '@prebuilt/fixtures';
 import { describe, expect, it } from 'vitest';
 import { itOrFailInCi } from '../../../../test/services.js';
-import { manylinuxTags, pipRequirement, resolvePypi } from './pip-resolver.js';
+import { manylinuxTags, PIP_REPORT_MAX_BYTES, pipRequirement, resolvePypi } from './pip-resolver.js';
 
 describe('pip requirements', () => {
   it.each([
@@ -441,4 +441,114 @@ describe('pip: wheels only, whatever a wheel depends on', () => {
       }
     }, 60_000);
   }
+});
+
+describe('pip: an index that trickles (its whole run is bounded, not only each read)', () => {
+  // pip's own --timeout (15 s) ends a read that gets no byte; an index sending a byte every half
+  // second never trips it, and held `prebuilt lock` for ever.
+  itOrFailInCi('pip is stopped at its deadline: a NetworkError (exit 1) saying what, why and the setting, and no pip is left reading', noPip, async () => {
+    let pipConnections = 0;
+    let pipRequests = 0;
+    const server = await listenOnLoopback(
+      createServer((request, response) => {
+        if (request.url !== '/simple/drip/') return void response.writeHead(404).end();
+        response.writeHead(200, { 'content-type': 'text/html' }).write('<!DOCTYPE html>');
+        // Our own probe reads the headers only; pip's request is the one that stays.
+        if (!String(request.headers['user-agent']).startsWith('pip/')) return;
+        pipRequests++;
+        pipConnections++;
+        const timer = setInterval(() => response.write(' '), 500);
+        request.socket.on('close', () => {
+          pipConnections--;
+          clearInterval(timer);
+        });
+      }),
+    );
+    try {
+      const indexUrl = `${server.url}/simple`;
+      const started = performance.now();
+      const error = await resolvePypi(
+        { packages: { drip: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl, steps: ['start'] },
+        { isolated: true, timeoutMs: 5000 },
+      ).catch((e: unknown) => e);
+      const elapsed = performance.now() - started;
+      expect(NetworkError.isInstance(error), String(error)).toBe(true);
+      const failure = error as NetworkError;
+      expect(failure.message).toBe(
+        `pip did not finish resolving the PyPI packages of step start within 5 s (METAFLOW_PREBUILT_PIP_TIMEOUT); it was stopped. ` +
+          `It was still reading ${indexUrl}: an index that is very slow, or that trickles its answers a byte at a time, keeps pip waiting (pip's own --timeout only ends a read that gets no byte at all).`,
+      );
+      expect(failure.hint).toContain('raise METAFLOW_PREBUILT_PIP_TIMEOUT (seconds, default 3600)');
+      expect(failure.hint).toContain('METAFLOW_PREBUILT_PYPI_INDEX_URL');
+      expect(failure.exitCode).toBe(1);
+      expect(failure.reason).toBe('deadline');
+      expect(failure.target).toBe(new URL(server.url).host);
+      // pip did reach the trickling page, and was stopped at the deadline, well before its own 15 s.
+      expect(pipRequests).toBeGreaterThan(0);
+      expect(elapsed).toBeGreaterThanOrEqual(4900);
+      expect(elapsed).toBeLessThan(12_000);
+      for (let waited = 0; pipConnections > 0 && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(pipConnections).toBe(0);
+    } finally {
+      await server.close();
+    }
+  }, 60_000);
+
+  it('reads the deadline from METAFLOW_PREBUILT_PIP_TIMEOUT of its env (a fake pip that never ends)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-fake-pip-'));
+    try {
+      const fakePython = join(dir, 'fake-python');
+      await writeFile(fakePython, '#!/bin/sh\nexec sleep 30\n');
+      await chmod(fakePython, 0o755);
+      const started = performance.now();
+      const error = await resolvePypi(
+        { packages: { tinyhttp: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: null, steps: [] },
+        { python: fakePython, env: { PATH: process.env['PATH'], METAFLOW_PREBUILT_PIP_TIMEOUT: '0.5' } },
+      ).catch((e: unknown) => e);
+      expect(NetworkError.isInstance(error), String(error)).toBe(true);
+      expect((error as Error).message).toContain("pip did not finish resolving the PyPI packages of the env within 0.5 s (METAFLOW_PREBUILT_PIP_TIMEOUT); it was stopped. It was still reading pip's configured index");
+      expect(performance.now() - started).toBeLessThan(5000);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("pip's report: read within a bound", () => {
+  /** A fake pip that exits 0 after `make` made its --report path (a shell command on "$report"). */
+  async function withReport(make: string): Promise<unknown> {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-fake-pip-'));
+    try {
+      const fakePython = join(dir, 'fake-python');
+      await writeFile(fakePython, `#!/bin/sh\nwhile [ $# -gt 0 ]; do if [ "$1" = --report ]; then report="$2"; fi; shift; done\n${make}\nexit 0\n`);
+      await chmod(fakePython, 0o755);
+      return await resolvePypi(
+        { packages: { tinyhttp: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: 'file:///nonexistent-index', steps: ['start'] },
+        { python: fakePython, env: { PATH: process.env['PATH'] } },
+      ).catch((e: unknown) => e);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('refuses a report over the bound before reading it (what, the bound, and that the index is to blame)', async () => {
+    // Sparse: 128 MiB and a byte that take no disk.
+    const error = await withReport(`truncate -s ${PIP_REPORT_MAX_BYTES + 1} "$report"`);
+    expect(ResolutionError.isInstance(error), String(error)).toBe(true);
+    expect((error as Error).message).toBe(`Cannot resolve the PyPI packages of step start: pip's report has ${PIP_REPORT_MAX_BYTES + 1} bytes, more than the 128 MiB prebuilt reads into memory.`);
+    expect((error as ResolutionError).hint).toContain('The index is misconfigured or hostile: use another (METAFLOW_PREBUILT_PYPI_INDEX_URL');
+    expect((error as ResolutionError).exitCode).toBe(2);
+  });
+
+  it.each([
+    ['a FIFO (never waited on)', 'mkfifo "$report"', "pip's report is not a regular file."],
+    ['a symbolic link', 'ln -s /etc/passwd "$report"', "pip's report is a symbolic link, not a file pip wrote."],
+    ['missing', ':', "pip's report is missing: pip ended without writing it."],
+    ['no JSON', 'printf \'{"install": [\' > "$report"', "pip's report is not a JSON object ("],
+    ['JSON but no object', 'printf \'[1]\' > "$report"', "pip's report is not a JSON object (not an object)."],
+  ])('a report that is %s is a ResolutionError saying so', async (_what, make, expected) => {
+    const error = await withReport(make);
+    expect(ResolutionError.isInstance(error), String(error)).toBe(true);
+    expect((error as Error).message).toContain(`Cannot resolve the PyPI packages of step start: ${expected}`);
+  });
 });

@@ -3,7 +3,8 @@
  * `pip install --dry-run --report` for the target's platform tags, python version and ABI,
  * wheels only, nothing installed. The python version comes from the conda solve.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CancelledError,
@@ -16,6 +17,8 @@ import {
   normalizePypiName,
   programNotFound,
   programPath,
+  PIP_TIMEOUT_ENV,
+  pipTimeoutMs,
   ProgramRunError,
   PYTHON_SETTING,
   runProgram,
@@ -52,6 +55,11 @@ export interface PipOptions {
    */
   credentials?: UrlCredentials;
   timeouts?: NetworkTimeouts;
+  /**
+   * Milliseconds the pip run may take in all (default METAFLOW_PREBUILT_PIP_TIMEOUT of `env`, else
+   * an hour): pip's own timeout bounds a read that stalls, not an index that trickles.
+   */
+  timeoutMs?: number;
 }
 
 export interface PipResolveInput {
@@ -146,6 +154,14 @@ interface PipReport {
   }[];
 }
 
+/**
+ * The largest pip report read. It holds every package's core metadata, READMEs (`description`)
+ * included: a few hundred packages make a few MiB, the largest real envs some tens. A hostile
+ * index can make it as large as it likes (a wheel's METADATA is the index's to write), and it is
+ * read into memory whole to be parsed.
+ */
+export const PIP_REPORT_MAX_BYTES = 128 * 1024 * 1024;
+
 /** pip's stderr kept for its error: the last 256 KiB (its ERROR lines and a traceback come last). */
 const PIP_STDERR_TAIL = 256 * 1024;
 /** pip's stdout (`--quiet`: next to nothing; its report is a file) kept: the last 16 KiB. */
@@ -161,11 +177,12 @@ interface PipRun {
 
 /**
  * Runs pip to its end with its output bounded (core's runProgram): a hostile index or package can
- * make pip print without end. No total timeout: a big resolve takes long; a stalled index is bounded
- * by pip's own socket timeout (--timeout, 15 s a read unless pip's configuration sets another) and
- * retries (--retries, 5), and a cancel stops it; an index that trickles bytes is not bounded.
+ * make pip print without end. A stalled index is bounded by pip's own socket timeout (--timeout,
+ * 15 s a read unless pip's configuration sets another) and retries (--retries, 5), but an index
+ * that trickles (a byte every few seconds) never trips it: the whole run has a bound too
+ * (`timeoutMs`, METAFLOW_PREBUILT_PIP_TIMEOUT), after which pip is killed. A cancel stops it too.
  */
-async function run(command: string, args: string[], env: Record<string, string | undefined>, cwd: string, signal?: AbortSignal): Promise<PipRun> {
+async function run(command: string, args: string[], env: Record<string, string | undefined>, cwd: string, timeoutMs: number, signal?: AbortSignal): Promise<PipRun> {
   // Never from an empty or relative PATH entry (core's programPath): a python3 the flow's
   // checked-out directory holds would run with the index's credentials.
   const file = programPath(command, { env, setting: PYTHON_SETTING, what: `the Python interpreter '${command}' that runs pip` });
@@ -177,6 +194,7 @@ async function run(command: string, args: string[], env: Record<string, string |
     cwd,
     stdout: { tail: PIP_STDOUT_TAIL },
     stderr: { tail: PIP_STDERR_TAIL },
+    timeoutMs,
     ...(signal ? { signal } : {}),
   });
   const { stderr } = result;
@@ -264,9 +282,9 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
     // Only this user may read it (the work directory is 0700 too).
     if (indexFile) await writeFile(indexFile.path, indexFile.content, { mode: 0o600, flag: 'wx' });
     log('%s %s', python, redactUrls(args.map((arg) => (arg === WHEELS_ONLY_PIP ? '<wheels-only pip launcher>' : arg)).join(' ')));
-    const result = await runPip(python, args, options, work);
+    const result = await runPip(python, args, options, work, input);
     if (result.code !== 0) throw pipFailure(result, python, input, requirements);
-    const report = JSON.parse(await readFile(reportPath, 'utf8')) as PipReport;
+    const report = await readReport(reportPath, input);
     const items = report.install ?? [];
     // Every URL checked before any is read: a refused one is never hashed nor sized.
     for (const item of items) checkWheelSource(item, input, options);
@@ -376,13 +394,88 @@ function pipArgs(input: PipResolveInput, requirements: string[], work: string, o
   return { args, indexFile: { path, content: `--index-url ${withCredentials}\n` } };
 }
 
+/**
+ * pip's report, read only when it is a regular file within {@link PIP_REPORT_MAX_BYTES} (its size
+ * taken from the open file, and no more than that read), and parsed: anything else is a
+ * ResolutionError saying what the index made pip write.
+ */
+async function readReport(path: string, input: PipResolveInput): Promise<PipReport> {
+  const refuse = (why: string, hint = "pip did not write its report as pip 22.2 and later do; check the host's pip (python3 -m pip --version)."): ResolutionError =>
+    new ResolutionError(`Cannot resolve the PyPI packages of ${stepsText(input.steps)}: pip's report ${why}.`, { steps: input.steps, hint });
+  let file: FileHandle;
+  try {
+    // Non-blocking: a FIFO at the path would hold an ordinary open until a writer came.
+    file = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw refuse('is missing: pip ended without writing it');
+    if (code === 'ELOOP') throw refuse('is a symbolic link, not a file pip wrote');
+    throw error;
+  }
+  let text: string;
+  try {
+    const stats = await file.stat();
+    if (!stats.isFile()) throw refuse('is not a regular file');
+    if (stats.size > PIP_REPORT_MAX_BYTES) {
+      throw refuse(
+        `has ${stats.size} bytes, more than the ${PIP_REPORT_MAX_BYTES / (1024 * 1024)} MiB prebuilt reads into memory`,
+        `The report holds the metadata of every package pip picked, as ${indexName(input.indexUrl)} serves it; no real env comes near this size. The index is misconfigured or hostile: use another (METAFLOW_PREBUILT_PYPI_INDEX_URL, PIP_INDEX_URL or your pip configuration).`,
+      );
+    }
+    // The size taken, no more read: should the file grow meanwhile, the rest is left.
+    const buffer = Buffer.alloc(stats.size);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await file.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    text = buffer.subarray(0, length).toString('utf8');
+  } finally {
+    await file.close();
+  }
+  try {
+    const report = JSON.parse(text) as unknown;
+    if (report === null || typeof report !== 'object' || Array.isArray(report)) throw new TypeError('not an object');
+    return report as PipReport;
+  } catch (error) {
+    throw refuse(`is not a JSON object (${error instanceof Error ? error.message : String(error)})`);
+  }
+}
+
+/**
+ * The error of a pip run past its bound (METAFLOW_PREBUILT_PIP_TIMEOUT): a NetworkError (exit 1,
+ * as a channel read past its deadline) naming the index pip was reading.
+ */
+function pipTimedOut(error: ProgramRunError, input: PipResolveInput): NetworkError {
+  const seconds = +((error.timeoutMs ?? 0) / 1000).toFixed(1);
+  let target = "pip's configured index";
+  if (input.indexUrl !== null) {
+    try {
+      target = new URL(input.indexUrl).host || redactUrl(input.indexUrl);
+    } catch {
+      target = redactUrl(input.indexUrl);
+    }
+  }
+  return new NetworkError(
+    `pip did not finish resolving the PyPI packages of ${stepsText(input.steps)} within ${seconds} s (${PIP_TIMEOUT_ENV}); it was stopped. ` +
+      `It was still reading ${indexName(input.indexUrl)}: an index that is very slow, or that trickles its answers a byte at a time, keeps pip waiting (pip's own --timeout only ends a read that gets no byte at all).`,
+    { target, what: 'PyPI resolution (pip)', reason: 'deadline' },
+    {
+      cause: error,
+      hint: `Check the index, or use another one (METAFLOW_PREBUILT_PYPI_INDEX_URL, PIP_INDEX_URL or your pip configuration); if the resolve is just big and the link slow, raise ${PIP_TIMEOUT_ENV} (seconds, default 3600).`,
+    },
+  );
+}
+
 /** Runs pip; its output with every URL's credentials redacted. A missing python is an EnvironmentError. */
-async function runPip(python: string, args: string[], options: PipOptions, work: string): Promise<PipRun> {
+async function runPip(python: string, args: string[], options: PipOptions, work: string, input: PipResolveInput): Promise<PipRun> {
   let result: PipRun;
   const tmp = join(work, 'tmp');
   await mkdir(tmp);
+  const timeoutMs = options.timeoutMs ?? pipTimeoutMs(options.env ?? process.env);
   try {
-    result = await run(python, args, pipEnv(options, tmp), work, options.signal);
+    result = await run(python, args, pipEnv(options, tmp), work, timeoutMs, options.signal);
   } catch (error) {
     if (ProgramRunError.isInstance(error) && error.errno === 'ENOENT') {
       throw new EnvironmentError(`Cannot resolve PyPI packages: '${python}' was not found on this machine.`, {
@@ -391,6 +484,7 @@ async function runPip(python: string, args: string[], options: PipOptions, work:
       });
     }
     if (ProgramRunError.isInstance(error) && error.reason === 'cancelled') throw new CancelledError('Resolving the PyPI packages was cancelled.', { cause: error.cause });
+    if (ProgramRunError.isInstance(error) && error.reason === 'timed-out') throw pipTimedOut(error, input);
     throw error;
   }
   // pip's output names the index URL (and may name it with its credentials): never pass them on.

@@ -9,6 +9,7 @@ import {
   createLogger,
   mapLimit,
   pipIsolated,
+  pipTimeoutMs,
   pythonSetting,
   repodataMaxBytes,
   normalizeCondaName,
@@ -63,7 +64,8 @@ export interface ResolverOptions {
   concurrency?: number;
   /**
    * How pip runs. Defaults: `python` = METAFLOW_PREBUILT_PYTHON, else `python3`; `isolated` =
-   * METAFLOW_PREBUILT_PIP_ISOLATED (`1`/`true`), else off (the user's pip configuration counts).
+   * METAFLOW_PREBUILT_PIP_ISOLATED (`1`/`true`), else off (the user's pip configuration counts);
+   * `timeoutMs` = METAFLOW_PREBUILT_PIP_TIMEOUT (seconds), else an hour.
    */
   pip?: PipOptions;
   env?: Record<string, string | undefined>;
@@ -177,6 +179,7 @@ function pipOptionsFor(options: ResolverOptions, env: Record<string, string | un
     env,
     ...(python ? { python } : {}),
     isolated: pipIsolated(env),
+    timeoutMs: pipTimeoutMs(env),
     ...(options.fetch ? { fetch: options.fetch } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     ...options.pip,
