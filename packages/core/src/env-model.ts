@@ -35,6 +35,12 @@ export interface LockedPackage {
   filename: string;
   /** Conda subdir (`noarch`, `linux-64`) for conda packages. */
   subdir?: string;
+  /**
+   * Set for a wheel pip took at a direct URL — a dependency's `Requires-Dist: bar @ https://host/…`,
+   * possibly on a host no setting names — rather than from the index's files: the packages whose
+   * metadata required it (normalized names; empty when pip's report does not say).
+   */
+  directUrl?: { requiredBy: string[] };
 }
 
 /** An env resolved to exact files. */

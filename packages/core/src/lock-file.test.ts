@@ -47,6 +47,38 @@ describe('readLockFile validation', () => {
     expect((error as InputError).message).toMatch(message);
   });
 
+  it("keeps a wheel's directUrl (the packages that required it at that URL) through writing and reading, and refuses one of the wrong shape", async () => {
+    const flowFile = join(dir, 'flow.py');
+    const { lock, lockFile } = await lockForFlow({ flowFile, steps: { start: request({}) }, glibc, resolve: fakeResolver() });
+    const parsed = JSON.parse(serializeLockFile(lock)) as { envs: Record<string, { packages: Record<string, unknown>[] }> };
+    const [key, entry] = Object.entries(parsed.envs)[0]!;
+    const wheel = {
+      kind: 'pypi', name: 'bar', version: '2.0', build: '', url: 'https://other.example/bar-2.0-py3-none-any.whl', sha256: '2'.repeat(64), size: 10,
+      filename: 'bar-2.0-py3-none-any.whl', directUrl: { requiredBy: ['zed', 'foo'] },
+    };
+    entry.packages.push(wheel);
+    await writeFile(lockFile, JSON.stringify(parsed));
+    const read = (await readLockFile(lockFile))!;
+    expect(read.envs[key]!.packages.find((p) => p.name === 'bar')!.directUrl).toEqual({ requiredBy: ['zed', 'foo'] });
+    // Written back sorted, the other packages without the field.
+    const written = JSON.parse(serializeLockFile(read)) as typeof parsed;
+    const packages = written.envs[key]!.packages;
+    expect(packages.find((p) => p.name === 'bar')!.directUrl).toEqual({ requiredBy: ['foo', 'zed'] });
+    expect(packages.filter((p) => 'directUrl' in p)).toHaveLength(1);
+
+    for (const [bad, message] of [
+      ['foo', /packages\[\d+\]\.directUrl is not an object/],
+      [{ requiredBy: 'foo' }, /packages\[\d+\]\.directUrl\.requiredBy is not a list/],
+      [{ requiredBy: [1] }, /packages\[\d+\]\.directUrl\.requiredBy\[0\] is not a string/],
+    ] as const) {
+      entry.packages[entry.packages.length - 1] = { ...wheel, directUrl: bad };
+      await writeFile(lockFile, JSON.stringify(parsed));
+      const error = await readLockFile(lockFile).catch((e: unknown) => e);
+      expect(InputError.isInstance(error)).toBe(true);
+      expect((error as InputError).message).toMatch(message);
+    }
+  });
+
   it("refuses a wheel at a file: URL under an http(s) or the default index, naming the entry and the URL; a file: index's wheels are read", async () => {
     const flowFile = join(dir, 'flow.py');
     const { lock, lockFile } = await lockForFlow({ flowFile, steps: { start: request({}) }, glibc, resolve: fakeResolver() });

@@ -79,6 +79,7 @@ export function packageRecord(p: LockedPackage): LockedPackage {
     size: p.size,
     filename: p.filename,
     ...(p.subdir !== undefined ? { subdir: p.subdir } : {}),
+    ...(p.directUrl !== undefined ? { directUrl: { requiredBy: [...p.directUrl.requiredBy].sort() } } : {}),
   };
 }
 
@@ -166,7 +167,14 @@ function validatePackage(value: unknown, where: string): LockedPackage {
     size: p.size,
     filename: expectString(p.filename, `${where}.filename`),
     ...(p.subdir !== undefined ? { subdir: expectString(p.subdir, `${where}.subdir`) } : {}),
+    ...(p.directUrl !== undefined ? { directUrl: validateDirectUrl(p.directUrl, `${where}.directUrl`) } : {}),
   };
+}
+
+function validateDirectUrl(value: unknown, where: string): { requiredBy: string[] } {
+  const d = expectObject(value, where);
+  if (!Array.isArray(d.requiredBy)) throw new Invalid(`${where}.requiredBy is not a list`);
+  return { requiredBy: d.requiredBy.map((name, i) => expectString(name, `${where}.requiredBy[${i}]`)) };
 }
 
 /**

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { closedPort, exampleFixtureSet, generateFixtures, standInPython, startFixtureServer, type FixtureServer } from '@prebuilt/fixtures';
+import { createServer } from 'node:http';
+import { buildWheel, closedPort, exampleFixtureSet, generateFixtures, listenOnLoopback, standInPython, startFixtureServer, writePypiIndex, type FixtureServer } from '@prebuilt/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
@@ -105,7 +106,17 @@ interface LockJson {
   ok: boolean;
   lockFile: string;
   written: boolean;
-  envs: { key: string; specHash: string; status: string; steps: string[]; platform: string; python: string; conda: number; pypi: number }[];
+  envs: {
+    key: string;
+    specHash: string;
+    status: string;
+    steps: string[];
+    platform: string;
+    python: string;
+    conda: number;
+    pypi: number;
+    directUrls: { name: string; version: string; url: string; host: string; requiredBy: string[] }[];
+  }[];
   disabledSteps: string[];
 }
 
@@ -314,6 +325,7 @@ describe('prebuilt lock', () => {
     for (const [name, value, message] of [
       ['METAFLOW_PREBUILT_PIP_ISOLATED', 'maybe', "METAFLOW_PREBUILT_PIP_ISOLATED='maybe' (pip isolation) is neither on nor off."],
       ['METAFLOW_PREBUILT_REPODATA_MAX_SIZE', 'abc', "METAFLOW_PREBUILT_REPODATA_MAX_SIZE='abc' is not a number of MiB from 1 byte to 4096 MiB: a repodata.json is read into memory."],
+      ['METAFLOW_PREBUILT_PIP_TIMEOUT', '0', "METAFLOW_PREBUILT_PIP_TIMEOUT='0' is not a number of seconds above 0, at most 2147483 (24 days)."],
     ] as const) {
       for (const args of [['lock', 'flow.py'], ['lock', 'flow.py', '--frozen']]) {
         const bad = await prebuilt(args, cwd, { [name]: value });
@@ -360,5 +372,60 @@ describe('prebuilt lock', () => {
     expect(result.stderr).toContain('METAFLOW_PREBUILT_PIP_ISOLATED=1');
     expect(result.stderr).not.toMatch(/\bat .*\.js:\d+/);
     expect(existsSync(join(cwd, 'flow.prebuilt.lock'))).toBe(false);
+  });
+
+  it('a wheel a dependency requires at a direct URL on another host: locked, named in a note (package, host, who required it) and in --json, and sent no index credentials', async () => {
+    const seen: { url: string; authorization?: string }[] = [];
+    const bar = buildWheel({ name: 'bar', version: '2.0', files: [{ path: 'bar/__init__.py', content: '' }] });
+    const other = await listenOnLoopback(
+      createServer((request, response) => {
+        seen.push({ url: request.url ?? '', ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}) });
+        if (request.url === `/wheels/${bar.filename}`) response.writeHead(200, { 'content-length': bar.bytes.length }).end(request.method === 'HEAD' ? undefined : bar.bytes);
+        else response.writeHead(404).end();
+      }),
+    );
+    const barUrl = `${other.url}/wheels/${bar.filename}`;
+    // The example index (Metaflow's pins are in it) and foo, whose metadata requires bar at that URL.
+    const indexDir = join(dir, 'direct-url-index');
+    await writePypiIndex(indexDir, [...exampleFixtureSet().wheels, { name: 'foo', version: '1.0', requiresDist: [`bar @ ${barUrl}`], files: [{ path: 'foo/__init__.py', content: '' }] }]);
+    const index = await startFixtureServer({ indexes: { direct: indexDir } });
+    try {
+      const cwd = join(dir, `case-${caseNo++}`);
+      await mkdir(cwd, { recursive: true });
+      await writeFile(
+        join(cwd, 'flow.py'),
+        FLOW('{"tinycli": ""}').replace('@pypi(packages={"tinyhttp": ""})', '@pypi(packages={"foo": ""})'),
+      );
+      // The index with credentials, as a user configures a private one.
+      const credentialed = index.indexUrls.direct!.replace('http://', 'http://ci:t0ken@');
+      const settings = { METAFLOW_PREBUILT_PYPI_INDEX_URL: credentialed };
+      const json = await prebuilt(['lock', 'flow.py', '--json'], cwd, settings);
+      expect(json.code, json.stderr).toBe(0);
+      const fetch = (JSON.parse(json.stdout) as LockJson).envs.find((e) => e.steps.includes('fetch'))!;
+      expect(fetch.directUrls).toEqual([{ name: 'bar', version: '2.0', url: barUrl, host: new URL(other.url).host, requiredBy: ['foo'] }]);
+      expect((JSON.parse(json.stdout) as LockJson).envs.filter((e) => !e.steps.includes('fetch')).every((e) => e.directUrls.length === 0)).toBe(true);
+      const lock = JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')) as { envs: Record<string, { packages: { name: string; url: string; directUrl?: unknown }[] }> };
+      const wheels = Object.values(lock.envs).flatMap((e) => e.packages);
+      expect(wheels.find((p) => p.name === 'bar')).toMatchObject({ url: barUrl, directUrl: { requiredBy: ['foo'] } });
+      expect(wheels.filter((p) => p.directUrl !== undefined).map((p) => p.name)).toEqual(['bar']);
+
+      // The human view says it, also when the env is taken from the lock as it is.
+      const human = await prebuilt(['lock', 'flow.py'], cwd, settings);
+      expect(human.code, human.stderr).toBe(0);
+      expect(human.stdout).toContain(
+        `note: step fetch: bar 2.0 is locked from the host ${new URL(other.url).host} (${barUrl}), a direct URL that foo requires (Requires-Dist: bar @ …), not a file of the PyPI index; ` +
+          'its sha256 is pinned in the lock, and no index credentials are sent there.\n',
+      );
+      expect(human.stdout.match(/^note:/gm)).toHaveLength(1);
+      expect(human.stdout).toMatch(/note: .*\nflow\.prebuilt\.lock is up to date\.\n$/);
+
+      // The other host was read (by pip, and to size the file) and was sent no credentials.
+      expect(index.requests.some((request) => request.path.includes('/simple/foo/'))).toBe(true);
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen.filter((request) => request.authorization !== undefined)).toEqual([]);
+    } finally {
+      await index.close();
+      await other.close();
+    }
   });
 });

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
+import { redactUrl, withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
 import { lockFlow, shownPath, unknownSettingsNotes } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
-import { noteLine, renderTable, waitLine, writeJsonResult } from '../output.js';
+import { noteLine, oneLineText, renderTable, waitLine, writeJsonResult } from '../output.js';
 
 interface LockOptions {
   json?: boolean;
@@ -18,6 +18,9 @@ says that it locks (not with --json) and, after a few seconds without a byte, wh
 index read waits on.
 The table names each env by its key in the lock file (LOCK KEY); plan and build show the
 image's envId (ENV), which also hashes the base image's digest and the recipe.
+A wheel pip took at a direct URL (a dependency's "Requires-Dist: bar @ https://host/bar.whl",
+not a file of the index) gets a note naming it, its URL's host and the packages that require it
+(directUrls in --json; directUrl in the lock file): that host is one no setting names.
 
 Environment:
   METAFLOW_PREBUILT_CONDA_CHANNELS   conda channel URLs or names, comma-separated (default conda-forge)
@@ -46,6 +49,59 @@ interface EnvRow {
   entry: LockEntry;
   steps: string[];
   status: 'resolved' | 'locked';
+}
+
+/** A wheel of an env locked at a direct URL (see core's `LockedPackage.directUrl`), as --json gives it. */
+interface DirectUrlWheel {
+  name: string;
+  version: string;
+  /** The locked URL, as printed (credentials and secret query parameters hidden; a lock's URL carries none). */
+  url: string;
+  /** `host:port` of the URL; empty for a `file:` URL. */
+  host: string;
+  /** The packages whose metadata required it at that URL. */
+  requiredBy: string[];
+}
+
+function directUrlWheels(entry: LockEntry): DirectUrlWheel[] {
+  return entry.packages.flatMap((p) => {
+    if (p.directUrl === undefined) return [];
+    let host = '';
+    try {
+      host = new URL(p.url).host;
+    } catch {
+      // Not a URL (a lock validated on read has URLs): no host to name.
+    }
+    return [{ name: p.name, version: p.version, url: redactUrl(p.url), host, requiredBy: [...p.directUrl.requiredBy] }];
+  });
+}
+
+/**
+ * One note per wheel locked at a direct URL (over every env and platform that has it): what,
+ * from which host, who required it, and what prebuilt does about it. Its words come from the index
+ * (names, the URL): kept on one line.
+ */
+function directUrlNotes(rows: readonly EnvRow[]): string[] {
+  const byWheel = new Map<string, { wheel: DirectUrlWheel; steps: Set<string> }>();
+  for (const row of rows) {
+    for (const wheel of directUrlWheels(row.entry)) {
+      const key = `${wheel.name} ${wheel.version} ${wheel.url}`;
+      const seen = byWheel.get(key) ?? { wheel, steps: new Set<string>() };
+      for (const step of row.steps) seen.steps.add(step);
+      for (const by of wheel.requiredBy) if (!seen.wheel.requiredBy.includes(by)) seen.wheel.requiredBy.push(by);
+      byWheel.set(key, seen);
+    }
+  }
+  return [...byWheel.values()].map(({ wheel, steps }) => {
+    const sorted = [...steps].sort();
+    const where = `step${sorted.length === 1 ? '' : 's'} ${sorted.join(', ')}`;
+    const from = wheel.host === '' ? 'a file on this machine' : `the host ${wheel.host}`;
+    const by = wheel.requiredBy.length === 0 ? 'a package pip picked' : wheel.requiredBy.sort().join(', ');
+    return oneLineText(
+      `${where}: ${wheel.name} ${wheel.version} is locked from ${from} (${wheel.url}), a direct URL that ${by} require${wheel.requiredBy.length > 1 ? '' : 's'} ` +
+        `(Requires-Dist: ${wheel.name} @ …), not a file of the PyPI index; its sha256 is pinned in the lock, and no index credentials are sent there.`,
+    );
+  });
 }
 
 function envRows(result: LockForFlowResult): EnvRow[] {
@@ -106,6 +162,7 @@ export function registerLockCommand(program: Command, context: CliContext): void
             conda: r.entry.packages.filter((p) => p.kind === 'conda').length,
             pypi: r.entry.packages.filter((p) => p.kind === 'pypi').length,
             bytes: r.entry.packages.reduce((sum, p) => sum + p.size, 0),
+            directUrls: directUrlWheels(r.entry),
           })),
           disabledSteps: disabled,
         });
@@ -129,7 +186,9 @@ export function registerLockCommand(program: Command, context: CliContext): void
       context.stdout.write(
         `${result.envs.flow}: ${rows.length} env${rows.length === 1 ? '' : 's'} for ${Object.keys(result.lock.steps).length} steps` +
           `${result.platforms.length > 1 ? ` on ${result.platforms.join(' and ')}` : ''}` +
-          `${disabled.length > 0 ? ` (disabled: ${disabled.join(', ')})` : ''}\n\n${rows.length > 0 ? table : ''}\n${summary}\n`,
+          `${disabled.length > 0 ? ` (disabled: ${disabled.join(', ')})` : ''}\n\n${rows.length > 0 ? table : ''}\n` +
+          directUrlNotes(rows).map(noteLine).join('') +
+          `${summary}\n`,
       );
     });
 }

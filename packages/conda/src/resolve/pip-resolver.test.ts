@@ -11,6 +11,7 @@ import { ConfigError, NetworkError, ResolutionError, urlCredentialsFromEnv } fro
 import { buildWheel, createTar, listenOnLoopback } from '@prebuilt/fixtures';
 import { describe, expect, it } from 'vitest';
 import { itOrFailInCi } from '../../../../test/services.js';
+import { PackageCache } from '../cache/package-cache.js';
 import { manylinuxTags, PIP_REPORT_MAX_BYTES, pipRequirement, resolvePypi } from './pip-resolver.js';
 
 describe('pip requirements', () => {
@@ -551,4 +552,57 @@ describe("pip's report: read within a bound", () => {
     expect(ResolutionError.isInstance(error), String(error)).toBe(true);
     expect((error as Error).message).toContain(`Cannot resolve the PyPI packages of step start: ${expected}`);
   });
+});
+
+describe('pip: a dependency at a direct URL on another host', () => {
+  // A wheel's `Requires-Dist: bar @ http://other-host/bar.whl` is fetched by pip from that host: locked
+  // as pip found it, marked in the lock (directUrl, and who required it), and never sent the index's credentials.
+  itOrFailInCi('is locked with directUrl naming the package that required it; neither pip, nor prebuilt when locking or downloading it, sends the index credential there', noPip, async () => {
+    const seen = { index: [] as { url: string; authorization?: string }[], other: [] as { url: string; authorization?: string }[] };
+    const files = { index: new Map<string, Uint8Array>(), other: new Map<string, Uint8Array>() };
+    const serve = (name: 'index' | 'other') =>
+      listenOnLoopback(
+        createServer((request, response) => {
+          seen[name].push({ url: request.url ?? '', ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}) });
+          const body = files[name].get(request.url ?? '');
+          if (body) response.writeHead(200, { 'content-length': body.length, ...(request.url?.endsWith('/') ? { 'content-type': 'text/html' } : {}) }).end(request.method === 'HEAD' ? undefined : body);
+          else response.writeHead(404).end();
+        }),
+      );
+    const index = await serve('index');
+    const other = await serve('other');
+    const cacheDir = await mkdtemp(join(tmpdir(), 'prebuilt-direct-url-'));
+    try {
+      const bar = buildWheel({ name: 'bar', version: '2.0', files: [{ path: 'bar/__init__.py', content: '' }] });
+      const barUrl = `${other.url}/wheels/${bar.filename}`;
+      files.other.set(`/wheels/${bar.filename}`, bar.bytes);
+      const foo = buildWheel({ name: 'foo', version: '1.0', requiresDist: [`bar @ ${barUrl}`], files: [{ path: 'foo/__init__.py', content: '' }] });
+      files.index.set(`/files/${foo.filename}`, foo.bytes);
+      files.index.set('/simple/foo/', Buffer.from(`<a href="/files/${foo.filename}#sha256=${foo.sha256}">${foo.filename}</a>\n`));
+      const indexUrl = `${index.url}/simple`;
+      const credentials = urlCredentialsFromEnv({ METAFLOW_PREBUILT_PYPI_INDEX_URL: `http://ci:t0ken@${new URL(index.url).host}/simple` });
+      const locked = await resolvePypi(
+        { packages: { foo: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl, steps: ['start'] },
+        { isolated: true, credentials },
+      );
+      expect(locked).toEqual([
+        { kind: 'pypi', name: 'bar', version: '2.0', build: '', url: barUrl, sha256: bar.sha256, size: bar.bytes.length, filename: bar.filename, directUrl: { requiredBy: ['foo'] } },
+        { kind: 'pypi', name: 'foo', version: '1.0', build: '', url: `${index.url}/files/${foo.filename}`, sha256: foo.sha256, size: foo.bytes.length, filename: foo.filename },
+      ]);
+      // Building: the package cache downloads both with the same credentials.
+      const cache = new PackageCache({ cacheDir, env: {}, credentials });
+      await cache.ensure(locked);
+      const basic = `Basic ${Buffer.from('ci:t0ken').toString('base64')}`;
+      // The index got its credential (pip's requests, our probe and sizing, the download) …
+      expect(seen.index.some((request) => request.authorization === basic)).toBe(true);
+      expect(seen.index.filter((request) => request.url === `/files/${foo.filename}`).length).toBeGreaterThanOrEqual(2);
+      // … the other host was read by pip, by the lock and by the download, and never got one.
+      expect(seen.other.length).toBeGreaterThanOrEqual(2);
+      expect(seen.other.filter((request) => request.authorization !== undefined)).toEqual([]);
+    } finally {
+      await index.close();
+      await other.close();
+      await rm(cacheDir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -150,7 +150,9 @@ export function manylinuxTags(platform: CondaPlatform, glibc: string): string[] 
 interface PipReport {
   install?: {
     download_info?: { url?: string; archive_info?: { hash?: string; hashes?: Record<string, string> } };
-    metadata?: { name?: string; version?: string };
+    metadata?: { name?: string; version?: string; requires_dist?: string[] };
+    /** A requirement pip took at a URL (`bar @ https://…`), not from the index's list of files. */
+    is_direct?: boolean;
   }[];
 }
 
@@ -288,7 +290,7 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
     const items = report.install ?? [];
     // Every URL checked before any is read: a refused one is never hashed nor sized.
     for (const item of items) checkWheelSource(item, input, options);
-    const packages = await Promise.all(items.map((item) => lockedWheel(item, options)));
+    const packages = await Promise.all(items.map((item) => lockedWheel(item, items, options)));
     return packages.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -574,8 +576,37 @@ function checkWheelSource(item: NonNullable<PipReport['install']>[number], input
   );
 }
 
-/** One entry of pip's report as a locked wheel; its sha256 and size from the index when the report lacks them. */
-async function lockedWheel(item: NonNullable<PipReport['install']>[number], options: PipOptions): Promise<LockedPackage> {
+type ReportItem = NonNullable<PipReport['install']>[number];
+
+/** The first word of a requirement `bar[extra] @ https://…; marker`, when it is one at a URL. */
+const AT_URL = /^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*@/;
+
+/**
+ * The packages pip picked whose metadata requires `name` at a URL (`Requires-Dist: bar @ https://…`):
+ * who brought a direct URL into the lock (none named when pip's report does not say).
+ */
+function directUrlRequirers(name: string, items: readonly ReportItem[]): string[] {
+  const wanted = normalizePypiName(name);
+  const by = new Set<string>();
+  for (const other of items) {
+    const otherName = other.metadata?.name;
+    const requires = other.metadata?.requires_dist;
+    if (typeof otherName !== 'string' || !Array.isArray(requires)) continue;
+    for (const requirement of requires) {
+      const match = typeof requirement === 'string' ? AT_URL.exec(requirement) : null;
+      if (match && normalizePypiName(match[1]!) === wanted) by.add(normalizePypiName(otherName));
+    }
+  }
+  return [...by].sort();
+}
+
+/**
+ * One entry of pip's report as a locked wheel; its sha256 and size from the index when the report
+ * lacks them. A wheel pip took at a direct URL (a dependency's `bar @ https://other-host/…`, not a
+ * file the index lists) is locked as pip found it, and says so (`directUrl`, with the packages
+ * that required it), so that `prebuilt lock` can show it and a reviewer of the lock file sees it.
+ */
+async function lockedWheel(item: ReportItem, items: readonly ReportItem[], options: PipOptions): Promise<LockedPackage> {
   const rawUrl = item.download_info?.url;
   const name = item.metadata?.name;
   const version = item.metadata?.version;
@@ -592,5 +623,15 @@ async function lockedWheel(item: NonNullable<PipReport['install']>[number], opti
     size = await remoteSize(url, remoteOptions(options));
   }
   const filename = decodeURIComponent(new URL(url).pathname.split('/').pop() ?? '');
-  return { kind: 'pypi', name: normalizePypiName(name), version, build: '', url, sha256, size, filename };
+  return {
+    kind: 'pypi',
+    name: normalizePypiName(name),
+    version,
+    build: '',
+    url,
+    sha256,
+    size,
+    filename,
+    ...(item.is_direct === true ? { directUrl: { requiredBy: directUrlRequirers(name, items) } } : {}),
+  };
 }
