@@ -42,8 +42,11 @@ const MAX_CACHED_SOLVE_BYTES = 64 * 1024 * 1024;
 
 const log = createLogger('conda:resolve');
 
-/** Version of the cached solve format and of the resolution rules; bump to invalidate caches. */
-export const RESOLVER_VERSION = 1;
+/**
+ * Version of the cached solve format and of the resolution rules; bump to invalidate caches.
+ * 2: a wheel pip took at a direct URL carries `directUrl` (a solve cached before lacks it).
+ */
+export const RESOLVER_VERSION = 2;
 
 /** glibc assumed for the target when METAFLOW_PREBUILT_GLIBC_VERSION is not set (core's, as the lock needs it). */
 export { DEFAULT_GLIBC } from '@prebuilt/core';
