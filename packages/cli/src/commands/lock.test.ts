@@ -414,7 +414,7 @@ describe('prebuilt lock', () => {
       expect(human.code, human.stderr).toBe(0);
       expect(human.stdout).toContain(
         `note: step fetch: bar 2.0 is locked from the host ${new URL(other.url).host} (${barUrl}), a direct URL that foo requires (Requires-Dist: bar @ …), not a file of the PyPI index; ` +
-          'its sha256 is pinned in the lock, and no index credentials are sent there.\n',
+          "the lock pins its sha256, and the index's credentials go to the index's own host only.\n",
       );
       expect(human.stdout.match(/^note:/gm)).toHaveLength(1);
       expect(human.stdout).toMatch(/note: .*\nflow\.prebuilt\.lock is up to date\.\n$/);
@@ -426,6 +426,40 @@ describe('prebuilt lock', () => {
     } finally {
       await index.close();
       await other.close();
+    }
+  });
+
+  it('an index that trickles (a byte every 300 ms, so pip\'s per-read timeout never fires): exit 1 once METAFLOW_PREBUILT_PIP_TIMEOUT passes, saying what, why and the fix; no lock written', async () => {
+    const open = new Set<() => void>();
+    const drip = await listenOnLoopback(
+      createServer((request, response) => {
+        response.writeHead(200, { 'content-type': 'text/html' }).write('<!DOCTYPE html>');
+        const timer = setInterval(() => response.write(' '), 300);
+        const stop = (): void => {
+          clearInterval(timer);
+          open.delete(stop);
+        };
+        open.add(stop);
+        request.socket.on('close', stop);
+      }),
+    );
+    try {
+      const cwd = await project();
+      const started = performance.now();
+      const result = await prebuilt(['lock', 'flow.py'], cwd, { METAFLOW_PREBUILT_PYPI_INDEX_URL: `${drip.url}/simple`, METAFLOW_PREBUILT_PIP_TIMEOUT: '4' });
+      expect(result.code, result.stderr).toBe(1);
+      expect(result.stderr).toContain(
+        `error: pip did not finish resolving the PyPI packages of step fetch within 4 s (METAFLOW_PREBUILT_PIP_TIMEOUT); it was stopped. It was still reading ${drip.url}/simple: an index that is very slow, or that trickles its answers`,
+      );
+      expect(result.stderr).toContain('hint: Check the index, or use another one (METAFLOW_PREBUILT_PYPI_INDEX_URL, PIP_INDEX_URL or your pip configuration); if the resolve is just big and the link slow, raise METAFLOW_PREBUILT_PIP_TIMEOUT (seconds, default 3600).');
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+      expect(performance.now() - started).toBeLessThan(30_000);
+      expect(existsSync(join(cwd, 'flow.prebuilt.lock'))).toBe(false);
+      // pip was stopped: nothing reads the index any more.
+      for (let waited = 0; open.size > 0 && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(open.size).toBe(0);
+    } finally {
+      await drip.close();
     }
   });
 });

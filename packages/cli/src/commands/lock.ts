@@ -99,7 +99,7 @@ function directUrlNotes(rows: readonly EnvRow[]): string[] {
     const by = wheel.requiredBy.length === 0 ? 'a package pip picked' : wheel.requiredBy.sort().join(', ');
     return oneLineText(
       `${where}: ${wheel.name} ${wheel.version} is locked from ${from} (${wheel.url}), a direct URL that ${by} require${wheel.requiredBy.length > 1 ? '' : 's'} ` +
-        `(Requires-Dist: ${wheel.name} @ …), not a file of the PyPI index; its sha256 is pinned in the lock, and no index credentials are sent there.`,
+        `(Requires-Dist: ${wheel.name} @ …), not a file of the PyPI index; the lock pins its sha256, and the index's credentials go to the index's own host only.`,
     );
   });
 }
