@@ -442,7 +442,8 @@ async function readReport(path: string, input: PipResolveInput): Promise<PipRepo
     if (report === null || typeof report !== 'object' || Array.isArray(report)) throw new TypeError('not an object');
     return report as PipReport;
   } catch (error) {
-    throw refuse(`is not a JSON object (${error instanceof Error ? error.message : String(error)})`);
+    // JSON.parse quotes a piece of the text, which may hold a URL with the index's credentials.
+    throw refuse(`is not a JSON object (${redactUrls(error instanceof Error ? error.message : String(error))})`);
   }
 }
 
