@@ -26,7 +26,7 @@ export {
   type PrebuiltErrorOptions,
 } from './errors.js';
 export { createLogger, type Logger } from './logger.js';
-export { INVISIBLE_FORMAT_CHARS, oneLineText, terminalText } from './terminal-text.js';
+export { INVISIBLE_FORMAT_CHARS, lastLines, oneLineText, terminalText } from './terminal-text.js';
 export { Secret } from './secret.js';
 export { mapLimit } from './deploy/pool.js';
 export { PYTHON_SETTING, pythonSetting } from './python-setting.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { oneLineText, terminalText } from './terminal-text.js';
+import { lastLines, oneLineText, terminalText } from './terminal-text.js';
 
 describe('terminalText (text from outside, printed on a terminal)', () => {
   it('shows escape sequences, carriage returns, C1 controls and bidirectional overrides as their escapes; newlines, tabs and other text stay', () => {
@@ -27,5 +27,20 @@ describe('oneLineText (text from outside that must stay on one line)', () => {
     expect(oneLineText('a'.repeat(200), 200)).toBe('a'.repeat(200));
     // The cut counts the text's characters, not its escapes: the escape of a kept control character is whole.
     expect(oneLineText(`${'a'.repeat(9)}\x1bbbb`, 10)).toBe(`${'a'.repeat(9)}\\x1b…`);
+  });
+});
+
+describe("lastLines (the end of a program's output, for a message)", () => {
+  it('keeps the last count lines that are not blank, without their trailing white space, joined with the separator', () => {
+    const output = 'Collecting foo\r\n\n  building wheel   \nERROR: no matching distribution\n\n\t\n';
+    expect(lastLines(output, 2)).toBe('  building wheel\nERROR: no matching distribution');
+    expect(lastLines(output, 2, ' | ')).toBe('  building wheel | ERROR: no matching distribution');
+    expect(lastLines(output, 10, ' ')).toBe('Collecting foo   building wheel ERROR: no matching distribution');
+  });
+
+  it('is empty for output without a line that is not blank, and for a count of 0', () => {
+    expect(lastLines('', 5)).toBe('');
+    expect(lastLines(' \n\t\r\n', 5)).toBe('');
+    expect(lastLines('a\nb', 0)).toBe('');
   });
 });

@@ -35,3 +35,13 @@ export function oneLineText(text: string, maxChars?: number): string {
   const cut = maxChars !== undefined && text.length > maxChars ? `${text.slice(0, maxChars)}…` : text;
   return terminalText(cut).replace(/[\n\t]/g, (c) => (c === '\n' ? '\\n' : '\\t'));
 }
+
+/**
+ * The last `count` lines of a program's output that are not blank, for a message quoting why it
+ * failed: each line without its trailing white space (a CRLF's CR too), joined with `separator`
+ * (`'\n'` keeps them lines; `' '` or `' | '` puts them on one). Empty when the output has no such line.
+ */
+export function lastLines(text: string, count: number, separator = '\n'): string {
+  const lines = text.split('\n').map((line) => line.trimEnd()).filter((line) => line.trim() !== '');
+  return lines.slice(Math.max(0, lines.length - count)).join(separator);
+}

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { Agent } from 'node:http';
 import { Duplex } from 'node:stream';
-import { programPath } from '@prebuilt/core/backend';
+import { lastLines, programPath } from '@prebuilt/core/backend';
 
 /** How much of ssh's stderr a failed connection's error quotes. */
 const STDERR_TAIL = 2048;
@@ -124,7 +124,7 @@ class SshStream extends Duplex {
     child.on('close', (code, signal) => {
       if (this.destroyed) return;
       if (code === 0) return void this.push(null);
-      const why = this.#stderr.trim().split('\n').slice(-3).join(' ').trim();
+      const why = lastLines(this.#stderr, 3, ' ');
       this.destroy(new Error(`ssh to ${host} exited with ${code ?? signal}${why ? `: ${why}` : ''}`));
     });
   }

@@ -1,4 +1,4 @@
-import { isImageDigest } from '@prebuilt/core/backend';
+import { isImageDigest, lastLines } from '@prebuilt/core/backend';
 import { CONTAINER_NAME } from './kaniko-manifests.js';
 
 /** How a kaniko Job ended, as far as prebuilt saw it. */
@@ -68,7 +68,7 @@ function podOutcome(pod: PodObject, name: string): PodState['outcome'] {
       if (isImageDigest(text)) return { kind: 'succeeded', digest: text };
       return { kind: 'failed', reason: `the executor finished without writing a digest to its termination log (got '${text.slice(0, 100)}')` };
     }
-    const lastLine = text.split('\n').filter((l) => l.trim() !== '').at(-1);
+    const lastLine = lastLines(text, 1);
     return {
       kind: 'failed',
       reason: `the executor exited with code ${exitCode}${reason ? ` (${reason})` : ''}${lastLine ? `: ${lastLine.trim()}` : ''}`,

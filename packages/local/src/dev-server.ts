@@ -14,6 +14,7 @@ import {
   createLogger,
   diskFullError,
   errorMessage,
+  lastLines,
   makeDirectory,
   octalMode,
   ProgramRunError,
@@ -407,7 +408,7 @@ async function containerRunning(options: LocalRegistryServerOptions, name: strin
 
 async function logTail(file: string): Promise<string> {
   try {
-    return (await readFile(file, 'utf8')).trim().split('\n').slice(-5).join('\n');
+    return lastLines(await readFile(file, 'utf8'), 5);
   } catch {
     return '';
   }

@@ -5,6 +5,7 @@ import {
   dockerConfigCredentials,
   dockerConfigPath,
   errorMessage,
+  lastLines,
   ProgramRunError,
   programNotFound,
   programPath,
@@ -123,7 +124,7 @@ export async function dockerLoginLocalRegistryServer(options: LocalRegistryServe
     else throw error.cause;
   }
   if (result.code !== 0) {
-    const said = result.output.trim().split('\n').slice(-5).join('\n');
+    const said = lastLines(result.output, 5);
     throw new EnvironmentError(
       `docker login ${address} failed (${result.code === null ? `it took longer than ${DOCKER_LOGIN_TIMEOUT_MS / 1000} s` : `exit ${result.code}`})${said ? `:\n${said}` : '.'}`,
       {

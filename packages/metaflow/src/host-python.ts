@@ -5,6 +5,7 @@ import {
   ProgramRunError,
   createLogger,
   errorMessage,
+  lastLines,
   programNotFound,
   programPath,
   pythonSetting,
@@ -95,7 +96,7 @@ export async function runPythonScript(
     }
     return result.stdout.text;
   }
-  const tail = result.stderr.text.trim().split('\n').slice(-5).join('\n');
+  const tail = lastLines(result.stderr.text, 5);
   throw new EnvironmentError(`'${command}' (from ${source}) failed running ${scriptName} (${signal ? `killed by ${signal}` : `exit ${code}`})${tail ? `:\n${tail}` : ''}`, {
     hint: INSTALL_HINT,
   });

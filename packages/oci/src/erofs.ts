@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { open, rm, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
-import { ConfigError, ProgramRunError, programPath, runProgram } from '@prebuilt/core/backend';
+import { ConfigError, ProgramRunError, lastLines, programPath, runProgram } from '@prebuilt/core/backend';
 import { atLeast } from './version.js';
 
 /** The tool that turns a layer's tar into an EROFS image (erofs-utils). */
@@ -113,7 +113,7 @@ export async function findMkfsErofs(env: Record<string, string | undefined>, opt
   if (parsed && !atLeast(parsed.majorMinor, MKFS_EROFS_SINCE)) {
     throw unusableTool(`the ${MKFS_EROFS} on PATH is erofs-utils ${parsed.version}, older than ${MKFS_EROFS_SINCE.join('.')} (it cannot read a tar with --tar=f)`);
   }
-  if (result.code !== 0) throw unusableTool(`'${MKFS_EROFS} --version' failed: ${lastLines(result.stderr) || (result.code === null ? 'it was killed' : `exit ${result.code}`)}`);
+  if (result.code !== 0) throw unusableTool(`'${MKFS_EROFS} --version' failed: ${outputTail(result.stderr) || (result.code === null ? 'it was killed' : `exit ${result.code}`)}`);
   if (!parsed) throw unusableTool(`'${MKFS_EROFS} --version' printed no version ('${clip(output.trim().split('\n')[0] ?? '')}')`);
   return { env: runEnv, version: parsed.version, path: result.path };
 }
@@ -161,9 +161,9 @@ function unusableTool(why: string): ConfigError {
   return new ConfigError(`erofs layers were asked for, but ${why}.`, { setting: 'METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION', hint: INSTALL_HINT });
 }
 
-/** The last few non-empty lines of a tool's output (an error's detail), at most 1000 characters. */
-function lastLines(text: string, count = 5): string {
-  const lines = text.trim().split('\n').map((l) => l.trim()).filter(Boolean).slice(-count).join(' | ');
+/** The last few non-empty lines of a tool's output on one line (an error's detail), at most 1000 characters. */
+function outputTail(text: string, count = 5): string {
+  const lines = lastLines(text, count, ' | ');
   return lines.length > 1000 ? `…${lines.slice(-1000)}` : lines;
 }
 
@@ -252,7 +252,7 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
           await rm(file, { force: true }).catch(() => undefined);
           return settle(new Error(`${tool} was stopped making ${label}: ${watch.stopped}. ${STALLED_HINT}${detail(stderr)}`));
         }
-        if (code !== 0) return settle(new Error(`${tool} failed making ${label} (${code === null ? `killed by ${killedBy}` : `exit ${code}`}): ${lastLines(stderr) || 'it printed nothing'}`));
+        if (code !== 0) return settle(new Error(`${tool} failed making ${label} (${code === null ? `killed by ${killedBy}` : `exit ${code}`}): ${outputTail(stderr) || 'it printed nothing'}`));
         settle(await checkImage(file, tool, label, maxErofsImageBytes(watch.sent, limits.imageSlackBytes)).catch((error: unknown) => error));
       });
     });
@@ -406,7 +406,7 @@ class MkfsWatch {
 const STALLED_HINT = 'Check the mkfs.erofs on PATH (erofs-utils ≥ 1.8) and the disk of the temporary directory, then build again';
 
 function detail(stderr: string): string {
-  const lines = lastLines(stderr);
+  const lines = outputTail(stderr);
   return lines ? `; its last output: ${lines}` : '.';
 }
 

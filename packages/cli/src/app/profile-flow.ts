@@ -5,7 +5,7 @@
  * Prints nothing: progress goes to `onProgress`, the result comes back as a value.
  */
 import { basename, resolve } from 'node:path';
-import { ExitCode, InputError, PrebuiltError, writeFileAtomic, type ImageMap, type RegistryCredentials } from '@prebuilt/core';
+import { ExitCode, InputError, PrebuiltError, lastLines, writeFileAtomic, type ImageMap, type RegistryCredentials } from '@prebuilt/core';
 import type { IsolatedRunResult } from '@prebuilt/docker';
 import { importCode, importStatement, taskImports, type FlowFile } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
@@ -111,8 +111,8 @@ function plannedRuns(options: ProfileFlowOptions): { steps: ProfileStep[]; runs:
 
 /** The last lines of a failed run's stderr, indented, for the message. */
 function stderrTail(text: string, lines = 15): string {
-  const tail = text.trimEnd().split('\n').slice(-lines);
-  return tail.length === 1 && tail[0] === '' ? '  (nothing on stderr)' : tail.map((line) => `  ${line}`).join('\n');
+  const tail = lastLines(text, lines, '\n  ');
+  return tail === '' ? '  (nothing on stderr)' : `  ${tail}`;
 }
 
 /** The run's paths, or the ProfileRunError saying why there are none. */

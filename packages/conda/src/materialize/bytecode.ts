@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants, lstatSync, openSync, readFileSync, readSync, writeSync, type Stats } from 'node:fs';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
-import { BoundedOutput, compareBytes, createLogger, errorMessage, programPath, readCacheFile, writeFileAtomic } from '@prebuilt/core';
+import { BoundedOutput, compareBytes, createLogger, errorMessage, lastLines, programPath, readCacheFile, writeFileAtomic } from '@prebuilt/core';
 import { derivedSetDir, readDerivedFiles, storeDerivedFiles } from '../cache/derived-files.js';
 import type { PrefixWriter } from './prefix-writer.js';
 import { stampPycHeader } from './pyc-header.js';
@@ -227,7 +227,7 @@ function compileWith(compiler: BytecodeCompiler, jobs: readonly [string, string]
     child.on('error', reject);
     child.on('close', (code) => {
       if (code !== 0) {
-        reject(new Error(`${compiler.path} exited with ${code}: ${err.result().text.trim().split('\n').slice(-3).join(' ')}`));
+        reject(new Error(`${compiler.path} exited with ${code}: ${lastLines(err.result().text, 3, ' ')}`));
         return;
       }
       const results = splitFrames(Buffer.concat(chunks), jobs.length);

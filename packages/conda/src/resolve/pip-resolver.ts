@@ -13,6 +13,7 @@ import {
   NetworkError,
   ResolutionError,
   createLogger,
+  lastLines,
   netFetch,
   normalizePypiName,
   programNotFound,
@@ -517,7 +518,7 @@ function pipFailure({ stderr, stderrCut }: PipRun, python: string, input: PipRes
     .filter((line) => line !== '');
   // The last ERROR lines only: a pip made to print errors without end would make an endless message.
   const shown = errors.length > MAX_ERROR_LINES ? [`(${errors.length - MAX_ERROR_LINES} earlier error lines left out)`, ...errors.slice(-MAX_ERROR_LINES)] : errors;
-  const explanation = shown.length > 0 ? shown.join('\n') : stderr.trim().split('\n').slice(-5).join('\n');
+  const explanation = shown.length > 0 ? shown.join('\n') : lastLines(stderr, 5);
   // Only the last lines of an endless output are kept: say so, so the cut is not taken for all pip said.
   const cut = stderrCut ? ` (pip printed ${stderrCut.bytes} bytes to stderr; only its last ${stderrCut.kept} are kept)` : '';
   return new ResolutionError(`Cannot resolve the PyPI packages of ${stepsText(input.steps)}${cut}: ${explanation}`, {
