@@ -26,6 +26,7 @@ export { createLogger, type Logger } from './logger.js';
 export { Secret } from './secret.js';
 export { programPath, programNotFound, type ProgramPathOptions } from './program-path.js';
 export { lastLines } from './terminal-text.js';
+export { elapsedNow } from './elapsed-now.js';
 export { ProgramRunError, runProgram, type CapturedOutput, type OutputBound, type ProgramResult, type ProgramRunFailure, type RunProgramOptions } from './run-program.js';
 export { basicAuthorization, redactUrls } from './net/url-credentials.js';
 export { loadSetting, loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';

@@ -1,6 +1,6 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { NETWORK_ENV, NetworkError, type NetworkTimeouts } from '@prebuilt/core/backend';
+import { NETWORK_ENV, NetworkError, elapsedNow, type NetworkTimeouts } from '@prebuilt/core/backend';
 
 /**
  * How long the body of an answer may go silent once its headers came:
@@ -22,13 +22,6 @@ export const CANCEL_CLEANUP_MS = 2000;
 
 /** The factor of {@link AnswerSilence} `progress`. */
 export const PROGRESS_SILENCE_FACTOR = 10;
-
-/**
- * Elapsed time in ms, on a monotonic clock: a step of the wall clock (NTP, `date -s`) moves
- * `Date.now()` — forward it failed every request in flight, back it let a hung daemon hold one for
- * as long as the step.
- */
-const elapsedNow = (): number => performance.now();
 
 /** What the clock of one request needs to name in its errors. */
 export interface ClockTarget {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { open, rm, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
-import { ConfigError, ProgramRunError, lastLines, programPath, runProgram } from '@prebuilt/core/backend';
+import { ConfigError, ProgramRunError, elapsedNow, lastLines, programPath, runProgram } from '@prebuilt/core/backend';
 import { atLeast } from './version.js';
 
 /** The tool that turns a layer's tar into an EROFS image (erofs-utils). */
@@ -313,7 +313,7 @@ function tarInput(stdin: Writable, watch: MkfsWatch, exited: () => boolean): Wri
  * build waits on it, and, looking at its image every `limits.pollMs`, why it was stopped. `kill`
  * kills it, and says whether it did (not once it has exited).
  */
-// Its times are elapsed time (`performance.now()`, monotonic): a step of the wall clock (NTP,
+// Its times are elapsed time (core's `elapsedNow`, monotonic): a step of the wall clock (NTP,
 // `date -s`) forward stopped a healthy mkfs.erofs as silent, back let a hung one run on.
 class MkfsWatch {
   /** Bytes of the tar sent so far. */
@@ -324,7 +324,7 @@ class MkfsWatch {
   #waitingSince: number | undefined;
   /** When the whole tar had been sent. */
   #endedAt: number | undefined;
-  #lastProgress = performance.now();
+  #lastProgress = elapsedNow();
   #lastBlocks = -1;
   #looking = false;
   readonly #timer: NodeJS.Timeout;
@@ -342,13 +342,13 @@ class MkfsWatch {
 
   /** It wrote to its stderr. */
   progress(): void {
-    this.#lastProgress = performance.now();
+    this.#lastProgress = elapsedNow();
   }
 
   /** `bytes` more of the tar are being written to it: the build waits until it takes them. */
   sending(bytes: number): void {
     this.sent += bytes;
-    this.#waitingSince = performance.now();
+    this.#waitingSince = elapsedNow();
   }
 
   /** It took what was written. */
@@ -358,7 +358,7 @@ class MkfsWatch {
 
   /** The whole tar was sent: the build waits on it alone. */
   ended(): void {
-    this.#waitingSince = performance.now();
+    this.#waitingSince = elapsedNow();
     this.#endedAt = this.#waitingSince;
   }
 
@@ -388,17 +388,17 @@ class MkfsWatch {
     if (bytes > max) this.#stop(`its image took ${bytes} bytes of disk from a tar of ${this.sent} bytes (at most ${max})`);
     if (blocks !== this.#lastBlocks) {
       this.#lastBlocks = blocks;
-      this.#lastProgress = performance.now();
+      this.#lastProgress = elapsedNow();
     }
   }
 
   #timed(): void {
     if (this.#waitingSince === undefined) return;
     const { silenceMs, finishBytesPerSecond } = this.#limits;
-    if (performance.now() - Math.max(this.#lastProgress, this.#waitingSince) > silenceMs) this.#stop(`it made no progress for ${silenceMs / 1000} s (it took none of the tar and its image did not change)`);
+    if (elapsedNow() - Math.max(this.#lastProgress, this.#waitingSince) > silenceMs) this.#stop(`it made no progress for ${silenceMs / 1000} s (it took none of the tar and its image did not change)`);
     if (this.#endedAt !== undefined) {
       const allowedMs = silenceMs + (this.sent / finishBytesPerSecond) * 1000;
-      if (performance.now() - this.#endedAt > allowedMs) this.#stop(`it did not finish within ${Math.round(allowedMs / 1000)} s of the end of a tar of ${this.sent} bytes`);
+      if (elapsedNow() - this.#endedAt > allowedMs) this.#stop(`it did not finish within ${Math.round(allowedMs / 1000)} s of the end of a tar of ${this.sent} bytes`);
     }
   }
 }

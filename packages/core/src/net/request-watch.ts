@@ -2,16 +2,10 @@
  * The clock of one network request ({@link netFetch}): an idle timeout and an overall deadline that
  * abort it, and the waiting events of a read idle for a few seconds ({@link withNetworkWaits}).
  */
+import { elapsedNow } from '../elapsed-now.js';
 import { CancelledError, NetworkError } from '../errors.js';
 import { NETWORK_ENV, type NetworkTimeouts } from './network-settings.js';
 import { currentNetworkWaitListener } from './network-wait.js';
-
-/**
- * Elapsed time in ms, on a monotonic clock: a step of the wall clock (NTP, `date -s`) moves
- * `Date.now()` — forward it failed every read in flight as idle or past its deadline, back it let a
- * stalled one hang for as long as the step.
- */
-const elapsedNow = (): number => performance.now();
 
 class Expired {
   constructor(readonly reason: 'idle' | 'deadline') {}
