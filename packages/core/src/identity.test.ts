@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { EnvRequest } from './env-model.js';
-import { canonicalJson, normalizeCondaName, normalizePypiName, sha256Hex, specHash } from './identity.js';
+import { canonicalJson, normalizeCondaName, normalizePypiName, pypiProjectName, sha256Hex, specHash } from './identity.js';
 
 const base: EnvRequest = {
   python: '3.11.9',
@@ -34,6 +34,10 @@ describe('package names', () => {
   it('normalises PyPI names per PEP 503', () => {
     expect(normalizePypiName('Foo.Bar__baz-qux')).toBe('foo-bar-baz-qux');
     expect(normalizePypiName('Requests[Socks, security]')).toBe('requests[security,socks]');
+  });
+  it("names a request's PyPI project without its extras", () => {
+    expect(pypiProjectName(' Requests[Socks, security]')).toBe('requests');
+    expect(pypiProjectName('Tiny_HTTP')).toBe('tiny-http');
   });
   it('lowercases conda names and keeps the channel', () => {
     expect(normalizeCondaName('conda-forge::PyTorch')).toBe('conda-forge::pytorch');

@@ -82,6 +82,11 @@ export function normalizePypiName(name: string): string {
   return extras.length === 0 ? base : `${base}[${[...new Set(extras)].sort().join(',')}]`;
 }
 
+/** The PyPI project a request's name names: its {@link normalizePypiName} without the extras (`Requests[socks]` is `requests`). */
+export function pypiProjectName(name: string): string {
+  return normalizePypiName(name).replace(/\[.*$/, '');
+}
+
 /** Conda package name, lowercase; a `channel::` prefix is kept as written (channels are URLs or names). */
 export function normalizeCondaName(name: string): string {
   const trimmed = name.trim();

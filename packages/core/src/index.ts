@@ -73,7 +73,7 @@ export {
   type EnvToResolve,
 } from './env-model.js';
 export { dockerPlatform } from './env-model.js';
-export { canonicalJson, stableJson, normalizeCondaName, normalizePypiName, sha256Hex, specHash } from './identity.js';
+export { canonicalJson, stableJson, normalizeCondaName, normalizePypiName, pypiProjectName, sha256Hex, specHash } from './identity.js';
 export { requestDefaults, targetPlatforms, platformsSetting, channelUrl, type RequestDefaultsOptions } from './request-defaults.js';
 export { DEFAULT_GLIBC, targetGlibc } from './target-glibc.js';
 export {

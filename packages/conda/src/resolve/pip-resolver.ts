@@ -16,6 +16,7 @@ import {
   lastLines,
   netFetch,
   normalizePypiName,
+  pypiProjectName,
   programNotFound,
   programPath,
   PIP_TIMEOUT_ENV,
@@ -237,7 +238,7 @@ function remoteOptions(options: PipOptions): RemoteFileOptions {
 
 async function probeIndex(indexUrl: string, firstPackage: string, options: PipOptions, steps: readonly string[]): Promise<void> {
   if (!/^https?:/.test(indexUrl)) return;
-  const url = `${indexUrl.replace(/\/+$/, '')}/${normalizePypiName(firstPackage).replace(/\[.*$/, '')}/`;
+  const url = `${indexUrl.replace(/\/+$/, '')}/${pypiProjectName(firstPackage)}/`;
   const { credentials } = options;
   let response: Awaited<ReturnType<typeof netFetch>>;
   try {

@@ -14,6 +14,7 @@ import {
   repodataMaxBytes,
   normalizeCondaName,
   normalizePypiName,
+  pypiProjectName,
   sha256Hex,
   specHash,
   targetGlibc,
@@ -100,7 +101,7 @@ export interface Resolver extends EnvResolver {
 export function effectivePins(request: EnvRequest, pins: EnvPins): EnvPins {
   const named = new Set([
     ...Object.keys(request.conda).map((n) => normalizeCondaName(n).replace(/^.*::/, '')),
-    ...Object.keys(request.pypi).map((n) => normalizePypiName(n).replace(/\[.*$/, '')),
+    ...Object.keys(request.pypi).map((n) => pypiProjectName(n)),
   ]);
   const keep = (group: Record<string, string>) =>
     Object.fromEntries(Object.entries(group).filter(([name]) => !named.has(normalizePypiName(name)) && !named.has(name.toLowerCase())));
