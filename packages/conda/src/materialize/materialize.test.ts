@@ -183,6 +183,16 @@ describe('materializeEnv', () => {
     expect(await recordMd5(join(example.work, 'env-md5-d'))).toBe(artifact.record.md5);
   });
 
+  it("marks a wheel REQUESTED when the request names it with extras or another spelling (PEP 503, as core's normalizePypiName)", async () => {
+    const wheels = example.fixtures.index.wheels.filter((w) => w.project === 'tinyhttp' || w.filename.startsWith('tinyurl-1.1.0')).map((w) => w.filename);
+    const extras = example.lock({ conda: [], wheels }, { pypiRequested: ['TinyHTTP[socks]'] });
+    const out = join(example.work, 'env-extras');
+    await materializeEnv({ lock: extras, prefix: PREFIX, outDir: out, cache: new PackageCache({ cacheDir: join(example.work, 'cache-a') }) });
+    const sp = join(out, 'lib/python3.11/site-packages');
+    expect(await readdir(join(sp, 'tinyhttp-0.3.0.dist-info'))).toContain('REQUESTED');
+    expect(await readdir(join(sp, 'tinyurl-1.1.0.dist-info'))).not.toContain('REQUESTED');
+  });
+
   it('refuses a relative prefix', async () => {
     await expect(materializeEnv({ lock, prefix: 'opt/env', outDir: join(example.work, 'x'), cache: new PackageCache({ cacheDir: join(example.work, 'cache-a') }) })).rejects.toThrow(
       /not a normalised absolute path/,

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CancelledError, ConfigError, compareBytes, createLogger, type LockedEnv, type LockedPackage, type PrefixLayersPackage, type PrunePreset } from '@prebuilt/core';
+import { CancelledError, ConfigError, compareBytes, createLogger, pypiProjectName, type LockedEnv, type LockedPackage, type PrefixLayersPackage, type PrunePreset } from '@prebuilt/core';
 import { ExtractionCache } from '../cache/extraction-cache.js';
 import { PackageCache, type DownloadProgress, type EnsureResult } from '../cache/package-cache.js';
 import { BytecodePass } from './bytecode.js';
@@ -87,8 +87,6 @@ export function isEnvWideEntry(rel: string): boolean {
   return rel === 'conda-meta' || (rel.startsWith('conda-meta/') && !/^conda-meta\/[^/]+\.json$/.test(rel));
 }
 
-const normaliseName = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-');
-
 /** The conda-meta `requested_spec` of each requested conda package, and the requested PyPI names. */
 function requestedSpecs(lock: LockedEnv): { conda: Map<string, string>; pypi: Set<string> } {
   const conda = new Map<string, string>();
@@ -97,7 +95,7 @@ function requestedSpecs(lock: LockedEnv): { conda: Map<string, string>; pypi: Se
     conda.set(name, spec ? `${name} ${spec}` : name);
   }
   conda.set('python', `python ${lock.request.python}.*`);
-  return { conda, pypi: new Set(Object.keys(lock.request.pypi).map(normaliseName)) };
+  return { conda, pypi: new Set(Object.keys(lock.request.pypi).map(pypiProjectName)) };
 }
 
 /** A conda package's extraction: from the extraction cache, or into scratch beside the prefix (removed after linking). */
@@ -193,7 +191,7 @@ async function installPackages(
         // Its pycs now, while the next packages are extracted (bytecode.ts: what a later package touches is done again at the end).
         await bytecode.pass.settle(pkg.filename);
       } else {
-        const result = await installWheel(fileOf(pkg), pkg, { writer, prefix, pythonVersion, requested: requested.pypi.has(normaliseName(pkg.name)), pruning });
+        const result = await installWheel(fileOf(pkg), pkg, { writer, prefix, pythonVersion, requested: requested.pypi.has(pypiProjectName(pkg.name)), pruning });
         for (const path of result.clobbered) out.warnings.push(`${pkg.filename} replaced '${path}' installed by an earlier package.`);
       }
       onProgress?.({ phase: 'install', filename: pkg.filename, done: i + 1, total: lock.packages.length });
