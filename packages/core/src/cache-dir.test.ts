@@ -93,7 +93,7 @@ describe('prepareCacheDir', () => {
     await chown(parent, 65534, 65534);
     const dir = join(parent, 'prebuilt');
     expect(await prepareCacheDir(dir)).toEqual([
-      `every user may write in ${parent} (mode 0777, uid 65534), above the cache directory ${dir}: they can rename the cache away and plant their own files, which a build reads or puts in an image. ` +
+      `every user may write in ${parent} (mode 0777, uid 65534), so they can rename the cache directory ${dir} away and plant their own files, which a build reads or puts in an image. ` +
         `Ask its owner to run \`chmod o-w ${parent}\` (or \`chmod +t ${parent}\`), or set METAFLOW_PREBUILT_CACHE_DIR to a directory only you can write.`,
     ]);
     expect((await stat(parent)).mode & 0o7777).toBe(0o777);

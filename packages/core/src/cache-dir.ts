@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { makeDirectory } from './make-directory.js';
-import { octalMode, repairedDirectoryNote, securePrivatePath, type UnsafeDirectory } from './private-path.js';
+import { octalMode, repairedDirectoryNote, securePrivatePath, unsafeDirectoryWords, writersOf, type UnsafeDirectory } from './private-path.js';
 
 /** The setting that moves the cache directory (named when its disk is full). */
 export const CACHE_DIR_SETTING = 'METAFLOW_PREBUILT_CACHE_DIR';
@@ -51,10 +51,10 @@ export async function prepareCacheDir(dir: string): Promise<string[]> {
 }
 
 function unsafeParentNote(dir: string, u: UnsafeDirectory): string {
+  const { who, fix } = unsafeDirectoryWords(u);
   return (
-    `every user may write in ${u.path} (mode ${octalMode(u.mode)}, uid ${u.uid}), above the cache directory ${dir}: ` +
-    `they can rename the cache away and plant their own files, which a build reads or puts in an image. ` +
-    `Ask its owner to run \`chmod o-w ${u.path}\` (or \`chmod +t ${u.path}\`), or set ${CACHE_DIR_SETTING} to a directory only you can write.`
+    `${who} rename the cache directory ${dir} away and plant their own files, which a build reads or puts in an image. ` +
+    `${fix}, or set ${CACHE_DIR_SETTING} to a directory only you can write.`
   );
 }
 
@@ -64,9 +64,8 @@ function sharedWritable(mode: number): boolean {
 }
 
 function sharedCacheNote(dir: string, mode: number): string {
-  const who = (mode & 0o002) !== 0 ? 'every user' : 'its group';
   return (
-    `the cache directory ${dir} (mode ${octalMode(mode)}) can be written by ${who}: ` +
+    `the cache directory ${dir} (mode ${octalMode(mode)}) can be written by ${writersOf(mode)}: ` +
     `whoever can write there can plant or replace files a build reads or puts in an image. ` +
     `Keep it private (chmod 700 ${dir}), or set ${CACHE_DIR_SETTING} to a directory only you can write; a cache shared on purpose keeps working.`
   );

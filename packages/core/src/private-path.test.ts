@@ -2,7 +2,7 @@ import { chmod, chown, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repairedDirectoryNote, securePrivatePath } from './private-path.js';
+import { repairedDirectoryNote, securePrivatePath, unsafeDirectoryWords } from './private-path.js';
 
 const modeOf = async (path: string): Promise<number> => (await stat(path)).mode & 0o7777;
 
@@ -48,5 +48,18 @@ describe('securePrivatePath', () => {
       { path: join(work, 'b'), mode: 0o777, uid: 65534, why: 'writable' },
     ]);
     expect(await modeOf(dir)).toBe(0o777);
+  });
+});
+
+describe('unsafeDirectoryWords', () => {
+  it('names who can act on an unsafe directory and what its owner should do: another owner, or a write bit of every user', () => {
+    expect(unsafeDirectoryWords({ path: '/srv/prebuilt', mode: 0o755, uid: 65534, why: 'owner' })).toEqual({
+      who: '/srv/prebuilt belongs to another user (uid 65534), who can',
+      fix: 'Remove it (its owner or root can: `rm -r /srv/prebuilt`) so prebuilt makes it again as yours',
+    });
+    expect(unsafeDirectoryWords({ path: '/shared', mode: 0o777, uid: 0, why: 'writable' })).toEqual({
+      who: 'every user may write in /shared (mode 0777, uid 0), so they can',
+      fix: 'Ask its owner to run `chmod o-w /shared` (or `chmod +t /shared`)',
+    });
   });
 });

@@ -108,11 +108,28 @@ async function chmodChecked(path: string, checked: { dev: number; ino: number },
   }
 }
 
+/** Who, besides its owner, may write in a directory of `mode` (its group's or every user's write bit set), for a message. */
+export function writersOf(mode: number): 'every user' | 'its group' {
+  return (mode & 0o002) !== 0 ? 'every user' : 'its group';
+}
+
 /** One sentence saying what `securePrivatePath` repaired and why. */
 export function repairedDirectoryNote(repaired: RepairedDirectory, what: string): string {
-  const who = (repaired.from & 0o002) !== 0 ? 'every user' : 'its group';
   return (
-    `${repaired.path} (yours) could be written by ${who} (mode ${octalMode(repaired.from)}), so they could rename ${what} away and plant their own: ` +
+    `${repaired.path} (yours) could be written by ${writersOf(repaired.from)} (mode ${octalMode(repaired.from)}), so they could rename ${what} away and plant their own: ` +
     `prebuilt made it ${octalMode(repaired.to)}.`
   );
+}
+
+/**
+ * The words for an {@link UnsafeDirectory} `securePrivatePath` found, for the caller's message:
+ * `who`, the start of a clause naming who can act on it — `/x belongs to another user (uid 65534),
+ * who can` or `every user may write in /x (mode 0777, uid 0), so they can` — and `fix`, a sentence
+ * without its end telling its owner what to do, which the caller ends with its own other way.
+ */
+export function unsafeDirectoryWords(unsafe: UnsafeDirectory): { who: string; fix: string } {
+  const { path, mode, uid } = unsafe;
+  return unsafe.why === 'owner'
+    ? { who: `${path} belongs to another user (uid ${uid}), who can`, fix: `Remove it (its owner or root can: \`rm -r ${path}\`) so prebuilt makes it again as yours` }
+    : { who: `every user may write in ${path} (mode ${octalMode(mode)}, uid ${uid}), so they can`, fix: `Ask its owner to run \`chmod o-w ${path}\` (or \`chmod +t ${path}\`)` };
 }

@@ -16,7 +16,6 @@ import {
   errorMessage,
   lastLines,
   makeDirectory,
-  octalMode,
   ProgramRunError,
   programNotFound,
   programPath,
@@ -24,6 +23,7 @@ import {
   runProgram,
   securePrivatePath,
   sleep,
+  unsafeDirectoryWords,
   unwritableDirectoryError,
   writeFileAtomic,
   type RegistryCredentials,
@@ -491,19 +491,10 @@ async function prepareStateDir(p: Paths): Promise<string[]> {
   const { repaired, unsafe } = await securePrivatePath(p.stateDir, { base: p.base });
   const first = unsafe[0];
   if (first !== undefined) {
-    const where =
-      first.why === 'owner'
-        ? `${first.path} belongs to another user (uid ${first.uid}), who can`
-        : `every user may write in ${first.path} (mode ${octalMode(first.mode)}, uid ${first.uid}), so they can`;
+    const { who, fix } = unsafeDirectoryWords(first);
     throw new EnvironmentError(
-      `The development registry's state directory ${p.stateDir} is not safe for its credential: ${where} rename what is in it away and plant their own htpasswd and credential.`,
-      {
-        hint:
-          (first.why === 'owner'
-            ? `Remove it (its owner or root can: \`rm -r ${first.path}\`) so prebuilt makes it again as yours`
-            : `Ask its owner to run \`chmod o-w ${first.path}\` (or \`chmod +t ${first.path}\`)`) +
-          ', or set XDG_STATE_HOME to a directory only you can write.',
-      },
+      `The development registry's state directory ${p.stateDir} is not safe for its credential: ${who} rename what is in it away and plant their own htpasswd and credential.`,
+      { hint: `${fix}, or set XDG_STATE_HOME to a directory only you can write.` },
     );
   }
   // Readable by others neither (the images: only the registry reads them), as when prebuilt makes it.
