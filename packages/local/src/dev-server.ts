@@ -16,11 +16,8 @@ import {
   errorMessage,
   lastLines,
   makeDirectory,
-  ProgramRunError,
-  programNotFound,
   programPath,
   repairedDirectoryNote,
-  runProgram,
   securePrivatePath,
   sleep,
   unsafeDirectoryWords,
@@ -28,6 +25,7 @@ import {
   writeFileAtomic,
   type RegistryCredentials,
 } from '@prebuilt/core/backend';
+import { runDockerCommand } from './docker-command.js';
 import { loopbackListenerUids } from './loopback-listener.js';
 
 const debug = createLogger('local:server');
@@ -377,28 +375,22 @@ function portInUse(port: number): Promise<boolean> {
 const DOCKER_TIMEOUT_MS = 120_000;
 
 /**
- * A docker command run to its end (core's runProgram: its last 64 KiB of stdout and of stderr kept).
- * One that could not be started, or did not finish within 2 minutes (killed), is an exit 1 whose
- * stderr says why; a missing docker CLI is an EnvironmentError.
+ * A docker command of the registry's container run to its end (docker-command.ts: its last 64 KiB
+ * of stdout and of stderr kept). One that could not be started, or did not finish within 2 minutes
+ * (killed), is an exit 1 whose stderr says why; a missing docker CLI is an EnvironmentError.
  */
 async function runDocker(command: string, args: string[], env: Record<string, string | undefined>): Promise<{ code: number; stdout: string; stderr: string }> {
-  const missing = (error: unknown): EnvironmentError =>
-    new EnvironmentError(`Neither ${DEFAULT_REGISTRY_BINARY} nor the docker CLI ('${command}') is installed, so no registry can be started.`, {
-      cause: error,
-      hint: 'Install Debian\'s registry (`sudo apt-get install docker-registry`) or Docker, or run any registry yourself and set METAFLOW_PREBUILT_LOCAL_REGISTRY.',
-    });
-  // Never from an empty or relative PATH entry (core's programPath: a ConfigError when only there).
-  const file = programPath(command, { env, what: `the docker CLI '${command}'` });
-  if (file === undefined) throw missing(programNotFound(command));
-  try {
-    const result = await runProgram(file, args, { env, timeoutMs: DOCKER_TIMEOUT_MS });
-    return { code: result.code ?? 1, stdout: result.stdout.text, stderr: result.stderr.text };
-  } catch (error) {
-    if (!ProgramRunError.isInstance(error)) throw error;
-    if (error.errno === 'ENOENT') throw missing(error.cause);
-    const why = error.reason === 'timed-out' ? `it did not finish within ${DOCKER_TIMEOUT_MS / 1000} s (killed)` : errorMessage(error.cause);
-    return { code: 1, stdout: '', stderr: `'${command} ${args[0] ?? ''}': ${why}` };
-  }
+  const result = await runDockerCommand(command, args, {
+    env,
+    timeoutMs: DOCKER_TIMEOUT_MS,
+    missing: (cause) =>
+      new EnvironmentError(`Neither ${DEFAULT_REGISTRY_BINARY} nor the docker CLI ('${command}') is installed, so no registry can be started.`, {
+        cause,
+        hint: 'Install Debian\'s registry (`sudo apt-get install docker-registry`) or Docker, or run any registry yourself and set METAFLOW_PREBUILT_LOCAL_REGISTRY.',
+      }),
+  });
+  const { code, stdout, stderr, failure } = result;
+  return failure === undefined ? { code: code ?? 1, stdout, stderr } : { code: 1, stdout, stderr: `'${command} ${args[0] ?? ''}': ${failure}` };
 }
 
 async function containerRunning(options: LocalRegistryServerOptions, name: string): Promise<boolean> {

@@ -72,6 +72,15 @@ describeOrFailInCi('docker login to the development registry (a docker that reco
     expect((error as Error).message).toBe(`The docker CLI ('${join(root, 'no-docker')}') is not installed, so Docker cannot be logged in to 127.0.0.1:${port}.`);
   });
 
+  it("a docker CLI that cannot be started (not executable: EACCES) is an EnvironmentError saying so, with docker login's hint, not the spawn's bare error", async () => {
+    const docker = join(root, 'docker-unexecutable');
+    await writeFile(docker, '#!/bin/sh\nexit 0\n', { mode: 0o644 });
+    const error = await dockerLoginLocalRegistryServer({ stateDir, dockerCommand: docker }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentError);
+    expect((error as Error).message).toBe(`docker login 127.0.0.1:${port} failed (it could not be started: spawn ${docker} EACCES).`);
+    expect((error as EnvironmentError).hint).toMatch(/^Check that the Docker daemon runs/);
+  });
+
   it('with no development registry running, a ConfigError (exit 2) saying to start it; docker is not run', async () => {
     const docker = await recordingDocker(root, 0, 'Login Succeeded');
     await rm(join(root, 'argv'), { force: true });

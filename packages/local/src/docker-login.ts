@@ -6,12 +6,9 @@ import {
   dockerConfigPath,
   errorMessage,
   lastLines,
-  ProgramRunError,
-  programNotFound,
-  programPath,
-  runProgram,
 } from '@prebuilt/core/backend';
 import { localRegistryServerCredentials, localRegistryServerStatus, type LocalRegistryServerOptions, type LocalRegistryServerStatus } from './dev-server.js';
+import { runDockerCommand } from './docker-command.js';
 
 const debug = createLogger('local:docker-login');
 
@@ -98,35 +95,24 @@ export async function dockerLoginLocalRegistryServer(options: LocalRegistryServe
   const { address, username, password } = await runningCredential(options);
   const env = options.env ?? process.env;
   const command = options.dockerCommand ?? 'docker';
-  const file = programPath(command, { env, what: `the docker CLI '${command}'` });
-  const missing = (cause: unknown): EnvironmentError =>
-    new EnvironmentError(`The docker CLI ('${command}') is not installed, so Docker cannot be logged in to ${address}.`, {
-      cause,
-      hint: 'Install the docker CLI; prebuilt itself needs no login to the development registry.',
-    });
-  if (file === undefined) throw missing(programNotFound(command));
-  let result: { code: number | null; output: string };
-  try {
-    // The password on stdin only (never an argument: `ps` shows those); docker's output never holds it.
-    const run = await runProgram(file, ['login', address, '--username', username, '--password-stdin'], {
-      env,
-      input: password,
-      mergeStderr: true,
-      // Enough to say why it failed.
-      stdout: { tail: 64 * 1024 },
-      timeoutMs: DOCKER_LOGIN_TIMEOUT_MS,
-    });
-    result = { code: run.code, output: run.stdout.text };
-  } catch (error) {
-    if (!ProgramRunError.isInstance(error)) throw error;
-    if (error.reason === 'timed-out') result = { code: null, output: '' };
-    else if (error.errno === 'ENOENT') throw missing(error.cause);
-    else throw error.cause;
-  }
+  // The password on stdin only (never an argument: `ps` shows those); docker's output never holds it.
+  const result = await runDockerCommand(command, ['login', address, '--username', username, '--password-stdin'], {
+    env,
+    input: password,
+    mergeStderr: true,
+    // Enough to say why it failed.
+    stdout: { tail: 64 * 1024 },
+    timeoutMs: DOCKER_LOGIN_TIMEOUT_MS,
+    missing: (cause) =>
+      new EnvironmentError(`The docker CLI ('${command}') is not installed, so Docker cannot be logged in to ${address}.`, {
+        cause,
+        hint: 'Install the docker CLI; prebuilt itself needs no login to the development registry.',
+      }),
+  });
   if (result.code !== 0) {
-    const said = lastLines(result.output, 5);
+    const said = lastLines(result.stdout, 5);
     throw new EnvironmentError(
-      `docker login ${address} failed (${result.code === null ? `it took longer than ${DOCKER_LOGIN_TIMEOUT_MS / 1000} s` : `exit ${result.code}`})${said ? `:\n${said}` : '.'}`,
+      `docker login ${address} failed (${result.failure ?? `exit ${result.code}`})${said ? `:\n${said}` : '.'}`,
       {
         hint: 'Check that the Docker daemon runs (`docker info`) and can reach 127.0.0.1 of this machine (a daemon in a VM or on another host cannot: use prebuilt, which needs no login, to reach the registry).',
       },
