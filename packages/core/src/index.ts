@@ -91,7 +91,7 @@ export { kindLabel } from './backends/builtin-backends.js';
 export { registerBackend } from './backends/backend-registry.js';
 export { resolveBackend } from './backends/resolve-backend.js';
 export { listBackends, type BackendListing } from './backends/list-backends.js';
-export { type BackendCatalogue, type KnownBackend } from './backends/backend-catalogue.js';
+export { knownBackends, type BackendCatalogue, type KnownBackend } from './backends/backend-catalogue.js';
 export { selectedBackendNames, createResolvedBackend, type BackendSelection } from './backends/select-backends.js';
 export { backendSettingsPrefix, ignoredServiceSettings, ignoredBuildServiceSettings, type IgnoredSettings } from './backends/ignored-settings.js';
 export { unknownSettings, unknownRunSettings, type UnknownSetting } from './backends/unknown-settings.js';

@@ -32,7 +32,7 @@ import { askBaseImageAhead, type BaseImageAhead } from './base-image-ahead.js';
 import { buildLockFor } from './build-lock.js';
 import { checkMicromambaImageSetting, deploySettings, type DeploySettings } from './deploy-settings.js';
 import { expectedImageLayout } from './expected-layout.js';
-import { ignoredSettingsNotes, unknownSettingsNotes } from './ignored-settings-note.js';
+import { deploySettingsNotes } from './ignored-settings-note.js';
 import { lockFlow, readFlowEnvs, type LockFlowResult } from './lock-flow.js';
 import { prefetchProfileOf, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';
 
@@ -146,7 +146,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
   // The flow is read by a python3 subprocess: started now, it runs while the backends are created
   // and checked. Its errors still come after theirs (it is awaited where it was before).
   const envs = readFlowEnvs(file, scope);
-  for (const note of [...unknownSettingsNotes(scope), ...ignoredSettingsNotes(scope)]) options.onEvent?.({ type: 'note', message: note });
+  for (const note of deploySettingsNotes(scope)) options.onEvent?.({ type: 'note', message: note });
   const registry = (await createSelectedBackend('image-registry', scope)).backend;
   let ahead: BaseImageAhead | undefined;
   let buildService: BuildService | undefined;

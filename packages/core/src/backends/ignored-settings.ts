@@ -1,4 +1,4 @@
-import { knownBackends, knownNames } from './backend-catalogue.js';
+import { knownBackends, knownNames, type BackendCatalogue } from './backend-catalogue.js';
 import { selectedBackendNames } from './select-backends.js';
 
 /** The settings a first-party backend alone reads start with `METAFLOW_PREBUILT_<NAME>_` (oci: METAFLOW_PREBUILT_OCI_). */
@@ -30,8 +30,12 @@ export function ignoredServiceSettings(env: Record<string, string | undefined>, 
     .filter((ignored) => ignored.settings.length > 0);
 }
 
-/** {@link ignoredServiceSettings} for the selected build service and the first-party build services this run knows. */
-export function ignoredBuildServiceSettings(options: { env: Record<string, string | undefined>; cwd: string; cliDir?: string | undefined }): IgnoredSettings[] {
-  const services = knownNames(knownBackends({ dirs: [options.cwd], cliDir: options.cliDir }), 'build-service');
+/**
+ * {@link ignoredServiceSettings} for the selected build service and the first-party build services
+ * this run knows: of `backends` when the caller has looked them up already ({@link knownBackends}),
+ * else of the CLI's catalogue at `cliDir` and those installed from `cwd`.
+ */
+export function ignoredBuildServiceSettings(options: { env: Record<string, string | undefined>; cwd: string; cliDir?: string | undefined; backends?: BackendCatalogue }): IgnoredSettings[] {
+  const services = knownNames(options.backends ?? knownBackends({ dirs: [options.cwd], cliDir: options.cliDir }), 'build-service');
   return ignoredServiceSettings(options.env, selectedBackendNames(options.env).buildService.name, services);
 }

@@ -1,4 +1,4 @@
-import { knownBackends } from './backend-catalogue.js';
+import { knownBackends, type BackendCatalogue } from './backend-catalogue.js';
 import { closestName } from './closest-name.js';
 import { backendSettingsPrefix } from './ignored-settings.js';
 import { selectedBackendNames } from './select-backends.js';
@@ -39,9 +39,20 @@ export function unknownSettings(
     });
 }
 
-/** {@link unknownSettings} for the selected build service and registry and the first-party backends this run knows (the CLI's catalogue, and those installed). */
-export function unknownRunSettings(options: { env: Record<string, string | undefined>; cwd: string; cliDir?: string | undefined; known: readonly string[] }): UnknownSetting[] {
-  const firstParty = [...new Set(knownBackends({ dirs: [options.cwd], cliDir: options.cliDir }).map((backend) => backend.name))];
+/**
+ * {@link unknownSettings} for the selected build service and registry and the first-party backends
+ * this run knows: `backends` when the caller has looked them up already ({@link knownBackends}),
+ * else the CLI's catalogue at `cliDir` and those installed from `cwd`.
+ */
+export function unknownRunSettings(options: {
+  env: Record<string, string | undefined>;
+  cwd: string;
+  cliDir?: string | undefined;
+  known: readonly string[];
+  backends?: BackendCatalogue;
+}): UnknownSetting[] {
+  const backends = options.backends ?? knownBackends({ dirs: [options.cwd], cliDir: options.cliDir });
+  const firstParty = [...new Set(backends.map((backend) => backend.name))];
   const selected = selectedBackendNames(options.env);
   return unknownSettings(options.env, { known: options.known, firstParty, selected: [selected.buildService.name, selected.imageRegistry.name] });
 }
