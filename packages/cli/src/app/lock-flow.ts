@@ -4,6 +4,10 @@ import { checkResolverSettings, lockForFlow, lockPlatforms, prebuiltCacheDir, pl
 import type { Resolver } from '@prebuilt/conda';
 import { flowEnvs, metaflowPins, type FlowEnvs } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
+import { unknownSettingsNotes } from './ignored-settings-note.js';
+
+/** The scope lockFlow needs: the CLI's directory only to know its backends' settings ({@link LockFlowOptions.settingsNotes}). */
+export type LockScope = Omit<AppScope, 'cliDir'> & { cliDir?: string };
 
 export interface LockFlowOptions {
   /** Require the lock to be complete and current; never resolve or write (exit 2 otherwise). */
@@ -18,6 +22,12 @@ export interface LockFlowOptions {
   envs?: Promise<FlowEnvs>;
   /** Told once per finding when the cache directory, or one above it, can be written by other users (core's prepareCacheDir). */
   onNote?: (message: string) => void;
+  /**
+   * Tell `onNote` first of each set METAFLOW_PREBUILT_* variable no part of prebuilt reads
+   * ({@link unknownSettingsNotes}), as `prebuilt lock` does; a deploy tells them itself, beside the
+   * settings of the build services it does not use.
+   */
+  settingsNotes?: boolean;
 }
 
 export interface LockFlowResult extends LockForFlowResult {
@@ -31,7 +41,8 @@ export interface LockFlowResult extends LockForFlowResult {
  * reuses the entries of `<flow>.prebuilt.lock` whose request matches and resolves the rest
  * (each unique env once). `frozen`: an unlocked step or a corrupt/stale lock is an InputError (exit 2).
  */
-export async function lockFlow(file: string, scope: Omit<AppScope, 'cliDir'>, options: LockFlowOptions = {}): Promise<LockFlowResult> {
+export async function lockFlow(file: string, scope: LockScope, options: LockFlowOptions = {}): Promise<LockFlowResult> {
+  if (options.settingsNotes) for (const note of unknownSettingsNotes(scope)) options.onNote?.(note);
   // The resolver's own settings are read when an env is resolved; checked here too, so a bad
   // value is exit 2 even when the lock file has every env.
   checkResolverSettings(scope.env);

@@ -318,6 +318,18 @@ describe('prebuilt lock', () => {
     expect(JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8'))).toHaveProperty('lockVersion', 1);
   });
 
+  it('a misspelt setting is a note on stderr, once, naming the setting it most likely means (lockFlow tells it, as a deploy does); --json keeps stdout the answer', async () => {
+    const cwd = await project();
+    expect((await prebuilt(['lock', 'flow.py'], cwd)).code).toBe(0);
+    const note = 'note: METAFLOW_PREBUILT_CONDA_CHANELS is not a setting prebuilt knows, ignored: did you mean METAFLOW_PREBUILT_CONDA_CHANNELS?\n';
+    for (const args of [['lock', 'flow.py', '--frozen'], ['lock', 'flow.py', '--json']]) {
+      const result = await prebuilt(args, cwd, { METAFLOW_PREBUILT_CONDA_CHANELS: 'bioconda' });
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr.split(note)).toHaveLength(2);
+      if (args.includes('--json')) expect((JSON.parse(result.stdout) as LockJson).ok).toBe(true);
+    }
+  });
+
   it('a bad resolver setting is exit 2 naming it even when the lock has every env (nothing to resolve)', async () => {
     const cwd = await project();
     expect((await prebuilt(['lock', 'flow.py'], cwd)).code).toBe(0);

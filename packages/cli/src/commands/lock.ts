@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { redactUrl, withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
-import { lockFlow, shownPath, unknownSettingsNotes } from '../app/index.js';
+import { lockFlow, shownPath } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { noteLine, oneLineText, renderTable, waitLine, writeJsonResult } from '../output.js';
 
@@ -130,7 +130,6 @@ export function registerLockCommand(program: Command, context: CliContext): void
       context.json.requested = options.json === true;
       // A first resolve may take a while: people see at once that it runs (as plan and build say it).
       if (!options.json) context.stderr.write('reading the flow and locking its envs…\n');
-      for (const note of unknownSettingsNotes(context)) context.stderr.write(noteLine(note));
       // A stalled channel or index says so on stderr (stdout stays the answer, also with --json).
       const result = await withNetworkWaits(
         (wait) => {
@@ -138,6 +137,7 @@ export function registerLockCommand(program: Command, context: CliContext): void
         },
         () =>
           lockFlow(file, context, {
+            settingsNotes: true,
             onNote: (message) => context.stderr.write(noteLine(message)),
             ...(options.update ? { update: true } : {}),
             ...(options.frozen ? { frozen: true } : {}),
