@@ -5,7 +5,7 @@ import { EROFS_LAYOUT_ANNOTATION, buildServiceLayout, layoutChange, tarLayersLay
 const service = (extra: Partial<BuildService> = {}): BuildService => ({ name: 'acme', buildAndPush: async () => ({ ok: true, digest: 'sha256:0' }), ...extra });
 
 describe('image layouts: the EROFS record and tar layers', () => {
-  it('tar layers record no EROFS layers (an image carrying the record is rebuilt), say who makes them, and are not the image\'s reported layout', () => {
+  it("tar layers record no EROFS layers (an image carrying the record is rebuilt), say who makes them, refuse no layer media type (a zstd image the oci service pushed is kept: such a service names no runners), and are not the image's reported layout", () => {
     expect(EROFS_LAYOUT_ANNOTATION).toBe('dev.prebuilt.erofs');
     expect(tarLayersLayout('the docker build service')).toEqual({
       annotation: 'dev.prebuilt.erofs',

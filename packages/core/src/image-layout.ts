@@ -14,7 +14,10 @@ export const EROFS_LAYOUT_ANNOTATION = 'dev.prebuilt.erofs';
 /**
  * The layout of an image with tar layers (gzip, zstd, eStargz, …) made by `builder` (e.g. `the
  * docker build service`): no EROFS record, so a present image carrying one is rebuilt, and the
- * reason (what `prebuilt plan` shows) says so. Not reported as the image's `layout`.
+ * reason (what `prebuilt plan` shows) says so. Not reported as the image's `layout`. It refuses no
+ * layer media type: a gzip builder keeps a zstd image the oci service pushed, as that service does
+ * with no runners named — it names none, and a switch of build service does not change the nodes
+ * (ARCHITECTURE.md, the layout record).
  */
 export function tarLayersLayout(builder: string): ImageLayout {
   return { annotation: EROFS_LAYOUT_ANNOTATION, change: `built with EROFS layers; ${builder} makes tar layers`, reported: false };
