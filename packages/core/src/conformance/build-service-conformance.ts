@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { BuildRequest, BuildResult, BuildService, BuildServiceDefinition, RegistryCredentials } from '../contracts.js';
 import {
   DIGEST_PATTERN,
@@ -11,7 +11,7 @@ import {
   randomLabel,
   rejectionOf,
 } from './conformance-checks.js';
-import { createUnderTest, definitionCheck, expectNamed } from './suite-setup.js';
+import { createUnderTest, definitionCheck, describeSuite, expectNamed } from './suite-setup.js';
 
 export interface BuildServiceConformanceOptions {
   /** Shown in the suite's title, e.g. `docker`. */
@@ -65,14 +65,7 @@ export interface BuildServiceConformanceOptions {
  * ```
  */
 export function runBuildServiceConformance(options: BuildServiceConformanceOptions): void {
-  const title = `build service conformance: ${options.name}`;
-  if (options.skip) {
-    describe.skip(`${title} (skipped: ${options.skip})`, () => {
-      it('needs the component named above', () => undefined);
-    });
-    return;
-  }
-  describe(title, () => {
+  describeSuite(`build service conformance: ${options.name}`, options.skip, () => {
     const suite = buildSuite(options);
     beforeAll(async () => {
       suite.contextDir = mkdtempSync(join(tmpdir(), 'prebuilt-conformance-'));

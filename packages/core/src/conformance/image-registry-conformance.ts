@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ImageRegistry, ImageRegistryDefinition, RegistryCredentials } from '../contracts.js';
 import type { CondaPlatform } from '../env-model.js';
 import { PrebuiltError } from '../errors.js';
@@ -12,7 +12,7 @@ import {
   rejectionOf,
   renderings,
 } from './conformance-checks.js';
-import { createUnderTest, definitionCheck, expectNamed } from './suite-setup.js';
+import { createUnderTest, definitionCheck, describeSuite, expectNamed } from './suite-setup.js';
 
 export interface ImageRegistryConformanceOptions {
   /** Shown in the suite's title, e.g. `local`. */
@@ -50,14 +50,7 @@ export interface ImageRegistryConformanceOptions {
  * ```
  */
 export function runImageRegistryConformance(options: ImageRegistryConformanceOptions): void {
-  const title = `image registry conformance: ${options.name}`;
-  if (options.skip) {
-    describe.skip(`${title} (skipped: ${options.skip})`, () => {
-      it('needs the component named above', () => undefined);
-    });
-    return;
-  }
-  describe(title, () => {
+  describeSuite(`image registry conformance: ${options.name}`, options.skip, () => {
     const suite = registrySuite(options);
     beforeAll(async () => {
       suite.registry = await createUnderTest(options, 'runImageRegistryConformance');

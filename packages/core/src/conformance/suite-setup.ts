@@ -1,8 +1,8 @@
 /**
- * What both conformance suites do the same way: create the backend under test, and check the
- * shape of its definition.
+ * What both conformance suites do the same way: describe or skip the suite, create the backend
+ * under test, and check the shape of its definition.
  */
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BackendContext, BackendKind } from '../contracts.js';
 import { definitionProblems } from './conformance-checks.js';
 
@@ -11,6 +11,17 @@ export interface BackendUnderTest<T> {
   definition?: { create(options: Record<string, unknown>, context: BackendContext): T | Promise<T> };
   create?: () => T | Promise<T>;
   createOptions?: Record<string, unknown>;
+}
+
+/** Describes the suite `title` with `body`; with `skip`, a skipped suite instead whose title says why (the component it needs). */
+export function describeSuite(title: string, skip: string | false | undefined, body: () => void): void {
+  if (skip) {
+    describe.skip(`${title} (skipped: ${skip})`, () => {
+      it('needs the component named above', () => undefined);
+    });
+    return;
+  }
+  describe(title, body);
 }
 
 /** `create()`, else `definition.create(createOptions ?? {}, { env: process.env, cwd })`. */
