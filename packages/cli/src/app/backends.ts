@@ -6,6 +6,7 @@
  */
 import { PrebuiltError, createResolvedBackend, resolveBackend, selectedBackendNames, type BackendKind, type BuildService, type ImageRegistry } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
+import { unknownSettingsNotes } from './ignored-settings-note.js';
 
 type BackendOf<K extends BackendKind> = K extends 'build-service' ? BuildService : ImageRegistry;
 export type ResolvedSelectedBackend = Awaited<ReturnType<typeof resolveBackend>>;
@@ -47,9 +48,15 @@ export interface BackendCheck {
  * Creates and checks the selected build service and image registry as a build creates and checks
  * them, so `ok` means a build would get past their configuration (settings complete, SDKs
  * installed, the build service reachable); each is closed again. A PrebuiltError of either is kept
- * in `failures` (in that order) and its entry; any other error is thrown.
+ * in `failures` (in that order) and its entry; any other error is thrown. `onNote` is told first of
+ * each set METAFLOW_PREBUILT_* variable no part of prebuilt reads: a misspelt setting is the
+ * likeliest reason for a check that says a setting is missing.
  */
-export async function checkSelectedBackends(scope: AppScope): Promise<{ entries: Record<'buildService' | 'imageRegistry', BackendCheck>; failures: PrebuiltError[] }> {
+export async function checkSelectedBackends(
+  scope: AppScope,
+  options: { onNote?: (message: string) => void } = {},
+): Promise<{ entries: Record<'buildService' | 'imageRegistry', BackendCheck>; failures: PrebuiltError[] }> {
+  for (const note of unknownSettingsNotes(scope)) options.onNote?.(note);
   const selected = selectedBackendNames(scope.env);
   const entries = {} as Record<'buildService' | 'imageRegistry', BackendCheck>;
   const failures: PrebuiltError[] = [];

@@ -11,7 +11,6 @@ export { deployFlow, type DeployFlowOptions, type DeployFlowResult } from './dep
 export { DEFAULT_BASE_IMAGE, deploySettings, type DeploySettings } from './deploy-settings.js';
 export { runWithImages, type RunWithImagesHooks, type RunWithImagesResult } from './run-flow.js';
 export { lockFlow, type LockFlowOptions, type LockFlowResult } from './lock-flow.js';
-export { unknownSettingsNotes } from './ignored-settings-note.js';
 export { checkStateFileSetting, readImageMap, stateFilePath, writeImageMap } from './state-file.js';
 export { fileArgument, shellWord, shownPath } from './shown-path.js';
 export { missingStepsError } from './image-map-checks.js';

@@ -7,7 +7,7 @@ import {
   type BackendListing,
   type BackendSelection,
 } from '@prebuilt/core';
-import { checkSelectedBackends, unknownSettingsNotes } from '../app/index.js';
+import { checkSelectedBackends } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { errorLines, noteLine, renderTable, writeJsonResult } from '../output.js';
 
@@ -96,9 +96,7 @@ function list(context: CliContext, json: boolean): void {
 }
 
 async function check(context: CliContext, json: boolean): Promise<void> {
-  // A misspelt setting is the likeliest reason for a check that says a setting is missing.
-  for (const note of unknownSettingsNotes(context)) context.stderr.write(noteLine(note));
-  const { entries, failures } = await checkSelectedBackends(context);
+  const { entries, failures } = await checkSelectedBackends(context, { onNote: (note) => context.stderr.write(noteLine(note)) });
   if (json) {
     writeJsonResult(context, { ...entries }, failures.at(-1));
   } else {
