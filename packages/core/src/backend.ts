@@ -27,7 +27,7 @@ export { Secret } from './secret.js';
 export { programPath, programNotFound, type ProgramPathOptions } from './program-path.js';
 export { lastLines } from './terminal-text.js';
 export { elapsedNow } from './elapsed-now.js';
-export { ProgramRunError, runProgram, type CapturedOutput, type OutputBound, type ProgramResult, type ProgramRunFailure, type RunProgramOptions } from './run-program.js';
+export { ProgramRunError, outputDrained, runProgram, type CapturedOutput, type OutputBound, type ProgramResult, type ProgramRunFailure, type RunProgramOptions } from './run-program.js';
 export { basicAuthorization, redactUrls } from './net/url-credentials.js';
 export { loadSetting, loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
 export {

@@ -197,7 +197,7 @@ export function runProgram(file: string, args: readonly string[], options: RunPr
     child.on('exit', (code, exitSignal) => {
       // Settled once the program has exited and its output is read — within DRAIN_MS: a child of
       // it (a daemon it started) may hold the pipes open for ever.
-      void Promise.all([drained(child.stdout), drained(child.stderr)]).then(() =>
+      void Promise.all([outputDrained(child.stdout), outputDrained(child.stderr)]).then(() =>
         finish(() => resolve({ code, signal: exitSignal, stdout: stdout.result(), stderr: options.mergeStderr ? { text: '', bytes: 0, cut: false } : stderr.result() })),
       );
     });
@@ -207,7 +207,12 @@ export function runProgram(file: string, args: readonly string[], options: RunPr
 /** How long the output of a program that has exited is still read (see runProgram's `exit`). */
 const DRAIN_MS = 1000;
 
-function drained(stream: Readable | null): Promise<void> {
+/**
+ * Resolves once an exited program's output `stream` is read to its end, or after a second (a child
+ * of it, a daemon it started, may hold the stream open for ever): then it is destroyed. For a
+ * program that streams and is not run with {@link runProgram}, which waits so itself.
+ */
+export function outputDrained(stream: Readable | null): Promise<void> {
   return new Promise<void>((done) => {
     if (stream === null || stream.closed) return done();
     const timer = setTimeout(() => {

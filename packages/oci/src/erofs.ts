@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { open, rm, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { type Readable, Writable } from 'node:stream';
-import { ConfigError, ProgramRunError, elapsedNow, lastLines, programPath, runProgram } from '@prebuilt/core/backend';
+import { Writable } from 'node:stream';
+import { ConfigError, ProgramRunError, elapsedNow, lastLines, outputDrained, programPath, runProgram } from '@prebuilt/core/backend';
 import { atLeast } from './version.js';
 
 /** The tool that turns a layer's tar into an EROFS image (erofs-utils). */
@@ -246,7 +246,7 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
     child.on('exit', (code, killedBy) => {
       exited = true;
       watch.close();
-      void drained(child.stderr).then(async () => {
+      void outputDrained(child.stderr).then(async () => {
         if (signal?.aborted) return settle(signal.reason ?? new Error('aborted'));
         if (watch.stopped !== undefined) {
           await rm(file, { force: true }).catch(() => undefined);
@@ -258,25 +258,6 @@ export function startMkfsErofs(mkfs: MkfsErofs, file: string, label: string, sig
     });
   });
   return { stdin: tarInput(child.stdin, watch, () => exited), done, kill };
-}
-
-/**
- * Resolves once an exited mkfs.erofs's output `stream` is read to its end, or after a second (a
- * child of it may hold the stream open): then it is closed.
- */
-function drained(stream: Readable): Promise<void> {
-  return new Promise<void>((done) => {
-    if (stream.closed) return done();
-    const timer = setTimeout(() => {
-      stream.destroy();
-      done();
-    }, 1000);
-    timer.unref();
-    stream.once('close', () => {
-      clearTimeout(timer);
-      done();
-    });
-  });
 }
 
 /**
