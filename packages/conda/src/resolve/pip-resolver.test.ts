@@ -197,6 +197,33 @@ describe('pip printing without end', () => {
 
 const noPip = spawnSync('python3', ['-m', 'pip', '--version']).status === 0 ? undefined : 'needs python3 with pip: apt-get install -y python3-pip (scripts/setup.sh does)';
 
+/**
+ * The host pips the wheels-only launcher's tests run on, one per distinct pip: `python3` on PATH
+ * (the resolver's default), Debian's /usr/bin/python3 when its pip is another one (pip 23.0.1 beside
+ * a pyenv's), and the interpreters PREBUILT_TEST_PIP_PYTHONS names (colon-separated; scripts/test.sh
+ * sets it to the newest Debian pip, scripts/test-pips.sh). An interpreter named there without a
+ * working pip is a failing test in CI (`broken`), not one left out.
+ */
+function hostPips(): { pips: { python: string; pip: string }[]; broken: { python: string; why: string }[] } {
+  const byLocation = new Map<string, { python: string; pip: string }>();
+  const broken: { python: string; why: string }[] = [];
+  const extra = (process.env['PREBUILT_TEST_PIP_PYTHONS'] ?? '').split(':').filter((python) => python !== '');
+  for (const python of ['python3', '/usr/bin/python3', ...extra]) {
+    const result = spawnSync(python, ['-m', 'pip', '--version'], { encoding: 'utf8' });
+    const match = result.status === 0 ? /^pip (\S+) from (.+) \(python /.exec(result.stdout) : null;
+    if (match) {
+      if (!byLocation.has(match[2]!)) byLocation.set(match[2]!, { python, pip: match[1]! });
+    } else if (extra.includes(python)) {
+      broken.push({ python, why: `PREBUILT_TEST_PIP_PYTHONS names ${python}, whose pip does not run (${result.error?.message ?? (result.stderr || result.stdout).trim()}): run bash scripts/test-pips.sh` });
+    }
+  }
+  return { pips: [...byLocation.values()], broken };
+}
+
+const { pips: HOST_PIPS, broken: BROKEN_PIPS } = hostPips();
+/** Each host pip (python3's alone, its test skipped or failed in CI, when it has none), named for a test title. */
+const LAUNCHER_PIPS = HOST_PIPS.length > 0 ? HOST_PIPS.map(({ python, pip }) => ({ python, title: ` (pip ${pip} of ${python})` })) : [{ python: 'python3', title: '' }];
+
 /** A wheel whose bytes stand for a file of the user's (a credential), at a path a hostile index may name. */
 function canaryWheel() {
   return buildWheel({ name: 'canary', version: '1.0', files: [{ path: 'canary/__init__.py', content: 'SECRET = "canary-4b1d7e2f-user-credential"\n' }] });
@@ -360,88 +387,93 @@ describe('pip: wheels only, whatever a wheel depends on', () => {
     }
   });
 
-  for (const kind of ['an sdist at an http URL', 'a source directory at a file: URL']) {
-    itOrFailInCi(`a published wheel's dependency on ${kind} is refused naming it, and none of its code runs`, noPip, async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-sdist-dep-'));
-      const canary = join(dir, 'CANARY');
-      const tree = hostileSourceTree(canary);
-      await mkdir(join(dir, 'bar-1.0'));
-      for (const file of tree) await writeFile(join(dir, 'bar-1.0', file.path), file.data);
-      const sdist = gzipSync(createTar(tree.map((file) => ({ type: 'file' as const, path: `bar-1.0/${file.path}`, data: file.data, mode: 0o644 }))));
-      const files = new Map<string, Buffer | Uint8Array>([['/files/bar-1.0.tar.gz', sdist]]);
-      const requests: string[] = [];
-      const server = await listenOnLoopback(
-        createServer((request, response) => {
-          requests.push(request.url ?? '');
-          const body = request.url === undefined ? undefined : files.get(request.url);
-          if (body) response.writeHead(200, request.url?.endsWith('/') ? { 'content-type': 'text/html' } : {}).end(body);
-          else response.writeHead(404).end();
-        }),
-      );
-      const dependency = kind.includes('http') ? `bar @ ${server.url}/files/bar-1.0.tar.gz` : `bar @ ${pathToFileURL(join(dir, 'bar-1.0')).href}`;
-      const wheel = buildWheel({ name: 'foo', version: '1.0', requiresDist: [dependency], files: [{ path: 'foo/__init__.py', content: '' }] });
-      files.set(`/files/${wheel.filename}`, wheel.bytes);
-      files.set('/simple/foo/', Buffer.from(`<a href="/files/${wheel.filename}#sha256=${wheel.sha256}">${wheel.filename}</a>\n`));
-      try {
-        const error = await resolvePypi(
-          { packages: { foo: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: `${server.url}/simple`, steps: ['start'] },
-          { isolated: true },
-        ).catch((e: unknown) => e);
-        // pip did read foo's wheel, and found the dependency there.
-        expect(requests).toContain(`/files/${wheel.filename}`);
-        expect(existsSync(canary)).toBe(false);
-        expect(ResolutionError.isInstance(error)).toBe(true);
-        const message = (error as Error).message;
-        expect(message).toContain('Cannot resolve the PyPI packages of step start');
-        expect(message).toContain(`: prebuilt: foo depends on ${dependency.replace(' @ ', ' at ')}, which is not a wheel: building it would run its code on this machine, and prebuilt locks wheels only.`);
-      } finally {
-        await server.close();
-        await rm(dir, { recursive: true, force: true });
-      }
-    }, 60_000);
+  // Each host pip: the launcher wraps pip's internals, which a pip release may change.
+  for (const { python, title } of LAUNCHER_PIPS) {
+    for (const kind of ['an sdist at an http URL', 'a source directory at a file: URL']) {
+      itOrFailInCi(`a published wheel's dependency on ${kind} is refused naming it, and none of its code runs${title}`, noPip, async () => {
+        const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-sdist-dep-'));
+        const canary = join(dir, 'CANARY');
+        const tree = hostileSourceTree(canary);
+        await mkdir(join(dir, 'bar-1.0'));
+        for (const file of tree) await writeFile(join(dir, 'bar-1.0', file.path), file.data);
+        const sdist = gzipSync(createTar(tree.map((file) => ({ type: 'file' as const, path: `bar-1.0/${file.path}`, data: file.data, mode: 0o644 }))));
+        const files = new Map<string, Buffer | Uint8Array>([['/files/bar-1.0.tar.gz', sdist]]);
+        const requests: string[] = [];
+        const server = await listenOnLoopback(
+          createServer((request, response) => {
+            requests.push(request.url ?? '');
+            const body = request.url === undefined ? undefined : files.get(request.url);
+            if (body) response.writeHead(200, request.url?.endsWith('/') ? { 'content-type': 'text/html' } : {}).end(body);
+            else response.writeHead(404).end();
+          }),
+        );
+        const dependency = kind.includes('http') ? `bar @ ${server.url}/files/bar-1.0.tar.gz` : `bar @ ${pathToFileURL(join(dir, 'bar-1.0')).href}`;
+        const wheel = buildWheel({ name: 'foo', version: '1.0', requiresDist: [dependency], files: [{ path: 'foo/__init__.py', content: '' }] });
+        files.set(`/files/${wheel.filename}`, wheel.bytes);
+        files.set('/simple/foo/', Buffer.from(`<a href="/files/${wheel.filename}#sha256=${wheel.sha256}">${wheel.filename}</a>\n`));
+        try {
+          const error = await resolvePypi(
+            { packages: { foo: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: `${server.url}/simple`, steps: ['start'] },
+            { isolated: true, python },
+          ).catch((e: unknown) => e);
+          // pip did read foo's wheel, and found the dependency there.
+          expect(requests).toContain(`/files/${wheel.filename}`);
+          expect(existsSync(canary)).toBe(false);
+          expect(ResolutionError.isInstance(error)).toBe(true);
+          const message = (error as Error).message;
+          expect(message).toContain('Cannot resolve the PyPI packages of step start');
+          expect(message).toContain(`: prebuilt: foo depends on ${dependency.replace(' @ ', ' at ')}, which is not a wheel: building it would run its code on this machine, and prebuilt locks wheels only.`);
+        } finally {
+          await server.close();
+          await rm(dir, { recursive: true, force: true });
+        }
+      }, 60_000);
+    }
+
+    // pip's Link.is_wheel looks at the name only: a VCS URL or a local directory whose last part is a
+    // wheel's file name passed the guard, and pip cloned the repository (any host, with the user's git and SSH
+    // configuration) or took the directory for a wheel.
+    for (const kind of ['a git repository whose URL ends in a wheel\'s file name', 'a directory named like a wheel']) {
+      itOrFailInCi(`a published wheel's dependency on ${kind} is refused before anything is fetched${title}`, noPip, async () => {
+        const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-whl-named-'));
+        const canary = join(dir, 'CANARY');
+        await mkdir(join(dir, 'bar-1.0-py3-none-any.whl'));
+        for (const file of hostileSourceTree(canary)) await writeFile(join(dir, 'bar-1.0-py3-none-any.whl', file.path), file.data);
+        const files = new Map<string, Buffer | Uint8Array>();
+        const requests: string[] = [];
+        const server = await listenOnLoopback(
+          createServer((request, response) => {
+            requests.push(request.url ?? '');
+            const body = request.url === undefined ? undefined : files.get(request.url);
+            if (body) response.writeHead(200, request.url?.endsWith('/') ? { 'content-type': 'text/html' } : {}).end(body);
+            else response.writeHead(404).end();
+          }),
+        );
+        const dependency = kind.includes('git') ? `bar @ git+${server.url}/repos/bar-1.0-py3-none-any.whl` : `bar @ ${pathToFileURL(join(dir, 'bar-1.0-py3-none-any.whl')).href}/`;
+        const wheel = buildWheel({ name: 'foo', version: '1.0', requiresDist: [dependency], files: [{ path: 'foo/__init__.py', content: '' }] });
+        files.set(`/files/${wheel.filename}`, wheel.bytes);
+        files.set('/simple/foo/', Buffer.from(`<a href="/files/${wheel.filename}#sha256=${wheel.sha256}">${wheel.filename}</a>\n`));
+        try {
+          const error = await resolvePypi(
+            { packages: { foo: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: `${server.url}/simple`, steps: ['start'] },
+            { isolated: true, python },
+          ).catch((e: unknown) => e);
+          expect(requests).toContain(`/files/${wheel.filename}`);
+          // No clone was tried: git's first request would be /repos/bar-1.0-py3-none-any.whl/info/refs.
+          expect(requests.filter((url) => url.startsWith('/repos/'))).toEqual([]);
+          expect(existsSync(canary)).toBe(false);
+          expect(ResolutionError.isInstance(error)).toBe(true);
+          expect((error as Error).message).toContain(': prebuilt: foo depends on bar at ');
+          expect((error as Error).message).toContain(', which is not a wheel: building it would run its code on this machine, and prebuilt locks wheels only.');
+        } finally {
+          await server.close();
+          await rm(dir, { recursive: true, force: true });
+        }
+      }, 60_000);
+    }
   }
 
-  // pip's Link.is_wheel looks at the name only: a VCS URL or a local directory whose last part is a
-  // wheel's file name passed the guard, and pip cloned the repository (any host, with the user's git and SSH
-  // configuration) or took the directory for a wheel.
-  for (const kind of ['a git repository whose URL ends in a wheel\'s file name', 'a directory named like a wheel']) {
-    itOrFailInCi(`a published wheel's dependency on ${kind} is refused before anything is fetched`, noPip, async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-whl-named-'));
-      const canary = join(dir, 'CANARY');
-      await mkdir(join(dir, 'bar-1.0-py3-none-any.whl'));
-      for (const file of hostileSourceTree(canary)) await writeFile(join(dir, 'bar-1.0-py3-none-any.whl', file.path), file.data);
-      const files = new Map<string, Buffer | Uint8Array>();
-      const requests: string[] = [];
-      const server = await listenOnLoopback(
-        createServer((request, response) => {
-          requests.push(request.url ?? '');
-          const body = request.url === undefined ? undefined : files.get(request.url);
-          if (body) response.writeHead(200, request.url?.endsWith('/') ? { 'content-type': 'text/html' } : {}).end(body);
-          else response.writeHead(404).end();
-        }),
-      );
-      const dependency = kind.includes('git') ? `bar @ git+${server.url}/repos/bar-1.0-py3-none-any.whl` : `bar @ ${pathToFileURL(join(dir, 'bar-1.0-py3-none-any.whl')).href}/`;
-      const wheel = buildWheel({ name: 'foo', version: '1.0', requiresDist: [dependency], files: [{ path: 'foo/__init__.py', content: '' }] });
-      files.set(`/files/${wheel.filename}`, wheel.bytes);
-      files.set('/simple/foo/', Buffer.from(`<a href="/files/${wheel.filename}#sha256=${wheel.sha256}">${wheel.filename}</a>\n`));
-      try {
-        const error = await resolvePypi(
-          { packages: { foo: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: `${server.url}/simple`, steps: ['start'] },
-          { isolated: true },
-        ).catch((e: unknown) => e);
-        expect(requests).toContain(`/files/${wheel.filename}`);
-        // No clone was tried: git's first request would be /repos/bar-1.0-py3-none-any.whl/info/refs.
-        expect(requests.filter((url) => url.startsWith('/repos/'))).toEqual([]);
-        expect(existsSync(canary)).toBe(false);
-        expect(ResolutionError.isInstance(error)).toBe(true);
-        expect((error as Error).message).toContain(': prebuilt: foo depends on bar at ');
-        expect((error as Error).message).toContain(', which is not a wheel: building it would run its code on this machine, and prebuilt locks wheels only.');
-      } finally {
-        await server.close();
-        await rm(dir, { recursive: true, force: true });
-      }
-    }, 60_000);
-  }
+  for (const { python, why } of BROKEN_PIPS) itOrFailInCi(`refuses what is not a wheel on the pip of ${python}`, why, () => undefined);
 });
 
 describe('pip: an index that trickles (its whole run is bounded, not only each read)', () => {
@@ -560,52 +592,54 @@ describe("pip's report: read within a bound", () => {
 describe('pip: a dependency at a direct URL on another host', () => {
   // A wheel's `Requires-Dist: bar @ http://other-host/bar.whl` is fetched by pip from that host: locked
   // as pip found it, marked in the lock (directUrl, and who required it), and never sent the index's credentials.
-  itOrFailInCi('is locked with directUrl naming the package that required it; neither pip, nor prebuilt when locking or downloading it, sends the index credential there', noPip, async () => {
-    const seen = { index: [] as { url: string; authorization?: string }[], other: [] as { url: string; authorization?: string }[] };
-    const files = { index: new Map<string, Uint8Array>(), other: new Map<string, Uint8Array>() };
-    const serve = (name: 'index' | 'other') =>
-      listenOnLoopback(
-        createServer((request, response) => {
-          seen[name].push({ url: request.url ?? '', ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}) });
-          const body = files[name].get(request.url ?? '');
-          if (body) response.writeHead(200, { 'content-length': body.length, ...(request.url?.endsWith('/') ? { 'content-type': 'text/html' } : {}) }).end(request.method === 'HEAD' ? undefined : body);
-          else response.writeHead(404).end();
-        }),
-      );
-    const index = await serve('index');
-    const other = await serve('other');
-    const cacheDir = await mkdtemp(join(tmpdir(), 'prebuilt-direct-url-'));
-    try {
-      const bar = buildWheel({ name: 'bar', version: '2.0', files: [{ path: 'bar/__init__.py', content: '' }] });
-      const barUrl = `${other.url}/wheels/${bar.filename}`;
-      files.other.set(`/wheels/${bar.filename}`, bar.bytes);
-      const foo = buildWheel({ name: 'foo', version: '1.0', requiresDist: [`bar @ ${barUrl}`], files: [{ path: 'foo/__init__.py', content: '' }] });
-      files.index.set(`/files/${foo.filename}`, foo.bytes);
-      files.index.set('/simple/foo/', Buffer.from(`<a href="/files/${foo.filename}#sha256=${foo.sha256}">${foo.filename}</a>\n`));
-      const indexUrl = `${index.url}/simple`;
-      const credentials = urlCredentialsFromEnv({ METAFLOW_PREBUILT_PYPI_INDEX_URL: `http://ci:t0ken@${new URL(index.url).host}/simple` });
-      const locked = await resolvePypi(
-        { packages: { foo: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl, steps: ['start'] },
-        { isolated: true, credentials },
-      );
-      expect(locked).toEqual([
-        { kind: 'pypi', name: 'bar', version: '2.0', build: '', url: barUrl, sha256: bar.sha256, size: bar.bytes.length, filename: bar.filename, directUrl: { requiredBy: ['foo'] } },
-        { kind: 'pypi', name: 'foo', version: '1.0', build: '', url: `${index.url}/files/${foo.filename}`, sha256: foo.sha256, size: foo.bytes.length, filename: foo.filename },
-      ]);
-      // Building: the package cache downloads both with the same credentials.
-      const cache = new PackageCache({ cacheDir, env: {}, credentials });
-      await cache.ensure(locked);
-      const basic = `Basic ${Buffer.from('ci:t0ken').toString('base64')}`;
-      // The index got its credential (pip's requests, our probe and sizing, the download) …
-      expect(seen.index.some((request) => request.authorization === basic)).toBe(true);
-      expect(seen.index.filter((request) => request.url === `/files/${foo.filename}`).length).toBeGreaterThanOrEqual(2);
-      // … the other host was read by pip, by the lock and by the download, and never got one.
-      expect(seen.other.length).toBeGreaterThanOrEqual(2);
-      expect(seen.other.filter((request) => request.authorization !== undefined)).toEqual([]);
-    } finally {
-      await index.close();
-      await other.close();
-      await rm(cacheDir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  for (const { python, title } of LAUNCHER_PIPS) {
+    itOrFailInCi(`is locked with directUrl naming the package that required it; neither pip, nor prebuilt when locking or downloading it, sends the index credential there${title}`, noPip, async () => {
+      const seen = { index: [] as { url: string; authorization?: string }[], other: [] as { url: string; authorization?: string }[] };
+      const files = { index: new Map<string, Uint8Array>(), other: new Map<string, Uint8Array>() };
+      const serve = (name: 'index' | 'other') =>
+        listenOnLoopback(
+          createServer((request, response) => {
+            seen[name].push({ url: request.url ?? '', ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}) });
+            const body = files[name].get(request.url ?? '');
+            if (body) response.writeHead(200, { 'content-length': body.length, ...(request.url?.endsWith('/') ? { 'content-type': 'text/html' } : {}) }).end(request.method === 'HEAD' ? undefined : body);
+            else response.writeHead(404).end();
+          }),
+        );
+      const index = await serve('index');
+      const other = await serve('other');
+      const cacheDir = await mkdtemp(join(tmpdir(), 'prebuilt-direct-url-'));
+      try {
+        const bar = buildWheel({ name: 'bar', version: '2.0', files: [{ path: 'bar/__init__.py', content: '' }] });
+        const barUrl = `${other.url}/wheels/${bar.filename}`;
+        files.other.set(`/wheels/${bar.filename}`, bar.bytes);
+        const foo = buildWheel({ name: 'foo', version: '1.0', requiresDist: [`bar @ ${barUrl}`], files: [{ path: 'foo/__init__.py', content: '' }] });
+        files.index.set(`/files/${foo.filename}`, foo.bytes);
+        files.index.set('/simple/foo/', Buffer.from(`<a href="/files/${foo.filename}#sha256=${foo.sha256}">${foo.filename}</a>\n`));
+        const indexUrl = `${index.url}/simple`;
+        const credentials = urlCredentialsFromEnv({ METAFLOW_PREBUILT_PYPI_INDEX_URL: `http://ci:t0ken@${new URL(index.url).host}/simple` });
+        const locked = await resolvePypi(
+          { packages: { foo: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl, steps: ['start'] },
+          { isolated: true, credentials, python },
+        );
+        expect(locked).toEqual([
+          { kind: 'pypi', name: 'bar', version: '2.0', build: '', url: barUrl, sha256: bar.sha256, size: bar.bytes.length, filename: bar.filename, directUrl: { requiredBy: ['foo'] } },
+          { kind: 'pypi', name: 'foo', version: '1.0', build: '', url: `${index.url}/files/${foo.filename}`, sha256: foo.sha256, size: foo.bytes.length, filename: foo.filename },
+        ]);
+        // Building: the package cache downloads both with the same credentials.
+        const cache = new PackageCache({ cacheDir, env: {}, credentials });
+        await cache.ensure(locked);
+        const basic = `Basic ${Buffer.from('ci:t0ken').toString('base64')}`;
+        // The index got its credential (pip's requests, our probe and sizing, the download) …
+        expect(seen.index.some((request) => request.authorization === basic)).toBe(true);
+        expect(seen.index.filter((request) => request.url === `/files/${foo.filename}`).length).toBeGreaterThanOrEqual(2);
+        // … the other host was read by pip, by the lock and by the download, and never got one.
+        expect(seen.other.length).toBeGreaterThanOrEqual(2);
+        expect(seen.other.filter((request) => request.authorization !== undefined)).toEqual([]);
+      } finally {
+        await index.close();
+        await other.close();
+        await rm(cacheDir, { recursive: true, force: true });
+      }
+    }, 60_000);
+  }
 });
