@@ -10,12 +10,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages the fixtures and tests use beside those scripts/test-services.sh installs:
-# bzip2/zstd make conda packages, unzip and python3.11 (with pip) check them; boto3, requests and
+# bzip2/zstd make conda packages, unzip and python3.11 (with pip) check them; python3-venv makes the
+# venvs of the newer pips the pip launcher's tests run (scripts/test-pips.sh); boto3, requests and
 # kubernetes let the host python3 run real Metaflow (local runs, `create --only-json` against the S3
 # fake); patchelf makes the realistic benchmark corpus (bench/, not the tests); stargz-snapshotter
 # (ctr-remote), golang-go and the snapshotter's Go library build containerd-stargz-grpc for the oci
 # eStargz lazy-pull test (scripts/build-stargz-grpc.sh); pigz gives bench B10 its `unpigz` node setting.
-APT_PACKAGES=(bzip2 zstd pigz unzip python3.11 python3-pip python3-boto3 python3-requests python3-kubernetes patchelf stargz-snapshotter golang-go golang-github-containerd-stargz-snapshotter-dev)
+APT_PACKAGES=(bzip2 zstd pigz unzip python3.11 python3-pip python3-venv python3-boto3 python3-requests python3-kubernetes patchelf stargz-snapshotter golang-go golang-github-containerd-stargz-snapshotter-dev)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

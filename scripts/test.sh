@@ -15,6 +15,15 @@ if [ -z "${PREBUILT_TEST_METAFLOW_SOURCE:-}" ]; then
     echo "[test] no Metaflow source: the tests that run real Metaflow will skip (fail in CI)" >&2
   fi
 fi
+# Newer pips (Debian trixie's and forky's) for the wheels-only pip launcher's tests (scripts/test-pips.sh).
+if [ -z "${PREBUILT_TEST_PIP_PYTHONS:-}" ]; then
+  if PREBUILT_TEST_PIP_PYTHONS=$(bash scripts/test-pips.sh); then
+    export PREBUILT_TEST_PIP_PYTHONS
+  else
+    unset PREBUILT_TEST_PIP_PYTHONS
+    echo "[test] no newer pips: the pip launcher's tests on them will skip (fail in CI)" >&2
+  fi
+fi
 mkdir -p .test-results
 rm -f .test-results/vitest.json
 status=0

@@ -116,4 +116,15 @@ describe('the scripts refuse a state directory that is not private', () => {
     expect(unpacked.code, unpacked.stderr).toBe(0);
     expect(unpacked.stdout).toBe(`${join(own, sha)}\n`);
   });
+
+  it('test-pips.sh: a directory another user could change is exit 2 before anything is fetched, and no pip of it is handed to the tests', async () => {
+    const pips = join(dir, 'pips');
+    await mkdir(join(pips, 'forky', 'venv', 'bin'), { recursive: true });
+    await chmod(pips, 0o777);
+    const refused = await run('bash', [join(scripts, 'test-pips.sh')], { ...process.env, PREBUILT_TEST_PIPS_DIR: pips, PREBUILT_TEST_PIP_SUITES: 'forky' });
+    expect(refused.code).toBe(2);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toContain(`test-pips: ${pips} cannot hold the pips the tests run: set PREBUILT_TEST_PIPS_DIR`);
+    expect(await readdir(join(pips, 'forky'))).toEqual(['venv']);
+  });
 });

@@ -201,8 +201,8 @@ const noPip = spawnSync('python3', ['-m', 'pip', '--version']).status === 0 ? un
  * The host pips the wheels-only launcher's tests run on, one per distinct pip: `python3` on PATH
  * (the resolver's default), Debian's /usr/bin/python3 when its pip is another one (pip 23.0.1 beside
  * a pyenv's), and the interpreters PREBUILT_TEST_PIP_PYTHONS names (colon-separated; scripts/test.sh
- * sets it to the newest Debian pip, scripts/test-pips.sh). An interpreter named there without a
- * working pip is a failing test in CI (`broken`), not one left out.
+ * sets it to Debian trixie's and forky's pips, scripts/test-pips.sh). That variable unset, or an
+ * interpreter named there without a working pip, is a failing test in CI (`broken`), not one left out.
  */
 function hostPips(): { pips: { python: string; pip: string }[]; broken: { python: string; why: string }[] } {
   const byLocation = new Map<string, { python: string; pip: string }>();
@@ -216,6 +216,9 @@ function hostPips(): { pips: { python: string; pip: string }[]; broken: { python
     } else if (extra.includes(python)) {
       broken.push({ python, why: `PREBUILT_TEST_PIP_PYTHONS names ${python}, whose pip does not run (${result.error?.message ?? (result.stderr || result.stdout).trim()}): run bash scripts/test-pips.sh` });
     }
+  }
+  if (process.env['PREBUILT_TEST_PIP_PYTHONS'] === undefined) {
+    broken.push({ python: 'the newest pips', why: 'needs PREBUILT_TEST_PIP_PYTHONS=$(bash scripts/test-pips.sh), the newer Debian pips (scripts/test.sh sets it)' });
   }
   return { pips: [...byLocation.values()], broken };
 }
