@@ -35,7 +35,7 @@ for suite in ${PREBUILT_TEST_PIP_SUITES:-trixie forky}; do
     exit 2
   fi
   venv="$dir/$suite/venv"
-  recipe="$(sha256sum <"$wheel") $(python3 --version 2>&1)"
+  recipe="$(sha256sum <"$wheel") $(command -v python3) $(python3 --version 2>&1)"
   if [ "$(cat "$venv/.prebuilt-recipe" 2>/dev/null)" != "$recipe" ]; then
     rm -rf "$venv"
     python3 -m venv --without-pip "$venv"
