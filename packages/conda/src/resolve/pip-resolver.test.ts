@@ -204,9 +204,9 @@ const noPip = spawnSync('python3', ['-m', 'pip', '--version']).status === 0 ? un
  * sets it to Debian trixie's and forky's pips, scripts/test-pips.sh). That variable unset, or an
  * interpreter named there without a working pip, is a failing test in CI (`broken`), not one left out.
  */
-function hostPips(): { pips: { python: string; pip: string }[]; broken: { python: string; why: string }[] } {
+function hostPips(): { pips: { python: string; pip: string }[]; broken: { what: string; why: string }[] } {
   const byLocation = new Map<string, { python: string; pip: string }>();
-  const broken: { python: string; why: string }[] = [];
+  const broken: { what: string; why: string }[] = [];
   const extra = (process.env['PREBUILT_TEST_PIP_PYTHONS'] ?? '').split(':').filter((python) => python !== '');
   for (const python of ['python3', '/usr/bin/python3', ...extra]) {
     const result = spawnSync(python, ['-m', 'pip', '--version'], { encoding: 'utf8' });
@@ -214,11 +214,11 @@ function hostPips(): { pips: { python: string; pip: string }[]; broken: { python
     if (match) {
       if (!byLocation.has(match[2]!)) byLocation.set(match[2]!, { python, pip: match[1]! });
     } else if (extra.includes(python)) {
-      broken.push({ python, why: `PREBUILT_TEST_PIP_PYTHONS names ${python}, whose pip does not run (${result.error?.message ?? (result.stderr || result.stdout).trim()}): run bash scripts/test-pips.sh` });
+      broken.push({ what: `the pip of ${python}`, why: `PREBUILT_TEST_PIP_PYTHONS names ${python}, whose pip does not run (${result.error?.message ?? (result.stderr || result.stdout).trim()}): run bash scripts/test-pips.sh` });
     }
   }
   if (process.env['PREBUILT_TEST_PIP_PYTHONS'] === undefined) {
-    broken.push({ python: 'the newest pips', why: 'needs PREBUILT_TEST_PIP_PYTHONS=$(bash scripts/test-pips.sh), the newer Debian pips (scripts/test.sh sets it)' });
+    broken.push({ what: 'the newer Debian pips', why: 'needs PREBUILT_TEST_PIP_PYTHONS=$(bash scripts/test-pips.sh), the newer Debian pips (scripts/test.sh sets it)' });
   }
   return { pips: [...byLocation.values()], broken };
 }
@@ -476,7 +476,7 @@ describe('pip: wheels only, whatever a wheel depends on', () => {
     }
   }
 
-  for (const { python, why } of BROKEN_PIPS) itOrFailInCi(`refuses what is not a wheel on the pip of ${python}`, why, () => undefined);
+  for (const { what, why } of BROKEN_PIPS) itOrFailInCi(`refuses what is not a wheel on ${what}`, why, () => undefined);
 });
 
 describe('pip: an index that trickles (its whole run is bounded, not only each read)', () => {
