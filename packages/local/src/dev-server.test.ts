@@ -246,6 +246,30 @@ describe('development registry server: settings', () => {
     }
   });
 
+  it("a process of this user with the state's pid that is not the registry serving our config (a pid reused by \`less config.yml\`, or a state naming no config) is not taken for it: status says not running, stop signals nothing", async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-ownpid-'));
+    const configFile = join(stateDir, 'config.yml');
+    // The config in its arguments, but not as `serve <config>`: an editor or pager of this user.
+    const viewer = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)', configFile, '--readonly'], { stdio: 'ignore' });
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    try {
+      await Promise.all([viewer, other].map((child) => new Promise((resolve) => child.once('spawn', resolve))));
+      const state = (pid: number, config: string | null) => ({ mode: 'binary', port: 5606, pid, container: null, configFile: config, logFile: null, startedAt: '2026-01-01T00:00:00Z', auth: 'htpasswd' });
+      for (const [child, config] of [[viewer, configFile], [other, null]] as const) {
+        await writeFile(join(stateDir, 'state.json'), JSON.stringify(state(child.pid!, config)));
+        expect(await localRegistryServerStatus({ stateDir }), String(config)).toMatchObject({ running: false, authenticated: false });
+        expect((await stopLocalRegistryServer({ stateDir })).stopped, String(config)).toBe(false);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        expect(child.exitCode, String(config)).toBeNull();
+        expect(child.signalCode, String(config)).toBeNull();
+      }
+    } finally {
+      viewer.kill('SIGKILL');
+      other.kill('SIGKILL');
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
   it('rejects a port that is not a TCP port', async () => {
     await expect(startLocalRegistryServer({ port: 70000, stateDir: join(tmpdir(), 'unused') })).rejects.toBeInstanceOf(ConfigError);
   });

@@ -227,9 +227,21 @@ export function localRegistryServerCredentials(
 }
 
 /**
+ * Whether a command line (/proc/<pid>/cmdline split at its NULs) is a registry program serving
+ * `configFile`: `<program> serve <configFile>`, as {@link startBinary} runs it. Naming the config
+ * elsewhere in its arguments is not enough: a reused pid of this user's `less config.yml` would be
+ * taken for the registry, and `stop` would signal it.
+ */
+function servesConfig(cmdline: readonly string[], configFile: string): boolean {
+  const args = cmdline.filter((arg) => arg !== '');
+  return args.length >= 3 && args.at(-2) === 'serve' && args.at(-1) === configFile;
+}
+
+/**
  * True when the process exists, runs as this user and is the registry started with our config (not
- * a reused pid, nor another user's program naming our config in its arguments: it would be
- * reported as the registry, and `stop` would signal it).
+ * a reused pid — of another user's program, or of one of this user's, naming our config in its
+ * arguments —: it would be reported as the registry, and `stop` would signal it). A state naming no
+ * config (binary mode always names one) names no registry of ours.
  */
 async function isOurProcess(pid: number, configFile: string | null): Promise<boolean> {
   try {
@@ -249,7 +261,7 @@ async function isOurProcess(pid: number, configFile: string | null): Promise<boo
   }
   const realUid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
   if (realUid !== undefined && process.getuid !== undefined && Number(realUid) !== process.getuid()) return false;
-  return configFile === null || cmdline.includes(configFile);
+  return configFile !== null && servesConfig(cmdline, configFile);
 }
 
 /**
@@ -271,8 +283,7 @@ async function stopOrphans(p: Paths): Promise<number[]> {
   for (const name of names) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
     try {
-      const cmdline = (await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0').filter((arg) => arg !== '');
-      if (cmdline.length < 3 || cmdline.at(-2) !== 'serve' || cmdline.at(-1) !== p.configFile) continue;
+      if (!servesConfig((await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0'), p.configFile)) continue;
       const realUid = /^Uid:\s+(\d+)/m.exec(await readFile(`/proc/${name}/status`, 'utf8'))?.[1];
       if (own !== undefined && Number(realUid) !== own) continue;
     } catch {
