@@ -197,6 +197,32 @@ describe('development registry server: settings', () => {
     }
   });
 
+  it("a container named as the state's that is not the one its start ran (a user of the Docker daemon ran one so named after ours was gone) is neither reported running nor removed: status and stop name the container by the id docker run gave", async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-ctrid-'));
+    try {
+      const id = 'a1'.repeat(32);
+      await writeFile(
+        join(stateDir, 'state.json'),
+        JSON.stringify({ mode: 'container', port: 5607, pid: null, container: 'prebuilt-local-registry-5607', containerId: id, configFile: null, logFile: null, startedAt: '2026-01-01T00:00:00Z', auth: 'htpasswd' }),
+      );
+      // A FAKE docker: the container so named runs, ours (the id) is gone; every rm is recorded.
+      const docker = join(stateDir, 'docker');
+      await writeFile(
+        docker,
+        `#!/bin/sh\ncase "$1" in\n  inspect) [ "$4" = prebuilt-local-registry-5607 ] && echo true && exit 0; echo "Error: No such object: $4" >&2; exit 1 ;;\n  rm) echo "$3" >> '${join(stateDir, 'removed')}'; [ "$3" = prebuilt-local-registry-5607 ] || exit 1 ;;\nesac\n`,
+        { mode: 0o755 },
+      );
+      expect(await localRegistryServerStatus({ stateDir, dockerCommand: docker })).toMatchObject({ running: false, container: null });
+      expect((await stopLocalRegistryServer({ stateDir, dockerCommand: docker })).stopped).toBe(false);
+      expect((await readFile(join(stateDir, 'removed'), 'utf8')).trim().split('\n')).toEqual([id]);
+      // A state of an older prebuilt (no id): the name, as before.
+      await writeFile(join(stateDir, 'state.json'), JSON.stringify({ mode: 'container', port: 5607, pid: null, container: 'prebuilt-local-registry-5607', configFile: null, logFile: null, startedAt: '2026-01-01T00:00:00Z' }));
+      expect(await localRegistryServerStatus({ stateDir, dockerCommand: docker })).toMatchObject({ running: true, container: 'prebuilt-local-registry-5607' });
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
   it("sends the credential only to 127.0.0.1:<port>, the address the registry listens on: localhost:<port> is a ConfigError naming it (localhost may be ::1, where any user can listen)", async () => {
     const stateRoot = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-localhost-'));
     const stateDir = join(stateRoot, 'prebuilt', 'local-registry');
@@ -713,8 +739,11 @@ describeOrFailInCi(
       expect(started).toMatchObject({ running: true, healthy: true, authenticated: true, mode: 'container', container: `prebuilt-local-registry-${port}`, pid: null });
       // The htpasswd file is mounted read-only and named by REGISTRY_AUTH_*: the container wants the login too.
       expect(await v2Statuses(port, credentialOf(port, stateDir))).toEqual({ anonymous: 401, challenge: 'Basic realm="prebuilt-local-registry"', login: 200, wrong: 401 });
-      const { stdout } = await run('docker', ['inspect', '--format', '{{.HostConfig.NetworkMode}}', started.container!], { env });
-      expect(stdout.trim()).toBe('host');
+      const { stdout } = await run('docker', ['inspect', '--format', '{{.HostConfig.NetworkMode}} {{.Id}}', started.container!], { env });
+      const [network, id] = stdout.trim().split(' ');
+      expect(network).toBe('host');
+      // The state names the container by the id docker run gave it too (status and stop use it).
+      expect(JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8'))).toMatchObject({ container: started.container, containerId: id });
       expect((await startLocalRegistryServer(options)).alreadyRunning).toBe(true);
       expect(await localRegistryServerStatus(options)).toMatchObject({ running: true, healthy: true, address: `127.0.0.1:${port}` });
       expect((await stopLocalRegistryServer(options)).stopped).toBe(true);

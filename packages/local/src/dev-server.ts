@@ -91,6 +91,12 @@ interface ServerState {
   port: number;
   pid: number | null;
   container: string | null;
+  /**
+   * The id `docker run` gave the container (container mode): status, stop and the start's log tail
+   * name it by this, not by its name, which any user of the Docker daemon may give another
+   * container once ours is gone. Absent in a state written by an older prebuilt (the name is used).
+   */
+  containerId?: string;
   configFile: string | null;
   logFile: string | null;
   startedAt: string;
@@ -478,7 +484,7 @@ async function currentStatus(options: LocalRegistryServerOptions): Promise<Local
 async function stateRunning(options: LocalRegistryServerOptions, state: ServerState): Promise<boolean> {
   return state.mode === 'binary'
     ? state.pid !== null && (await isOurProcess(state.pid, state.configFile))
-    : state.container !== null && (await containerRunning(options, state.container));
+    : state.container !== null && (await containerRunning(options, containerOf(state)));
 }
 
 /**
@@ -600,7 +606,7 @@ async function start(options: LocalRegistryServerOptions, notes: string[]): Prom
   while (!(await healthy(port))) {
     const alive = await stateRunning(options, state);
     if (!alive || Date.now() > deadline) {
-      const tail = state.logFile ? await logTail(state.logFile) : await containerLogTail(options, state.container!);
+      const tail = state.logFile ? await logTail(state.logFile) : await containerLogTail(options, containerOf(state));
       await stop(options);
       throw new EnvironmentError(
         `The registry on 127.0.0.1:${port} ${alive ? 'did not answer in time' : 'exited right after starting'}${tail ? `:\n${tail}` : '.'}`,
@@ -695,7 +701,27 @@ async function startContainer(p: Paths, port: number, options: LocalRegistryServ
       hint: `Install Debian's registry (\`sudo apt-get install docker-registry\`), or make the image ${options.containerImage ?? DEFAULT_REGISTRY_IMAGE} available to Docker.`,
     });
   }
-  return { mode: 'container', port, pid: null, container: name, configFile: null, logFile: null, startedAt: new Date().toISOString(), auth: 'htpasswd' };
+  // `docker run -d` prints the new container's id last on stdout (a pull's progress goes to stderr).
+  const id = result.stdout.trim().split('\n').at(-1)?.trim() ?? '';
+  if (!CONTAINER_ID.test(id)) {
+    await runDocker(docker, ['rm', '-f', name], env);
+    throw new EnvironmentError(`The registry container ${name} was started, but '${docker} run -d' did not print its id, by which prebuilt stops it: it was removed.`, {
+      hint: `Check that '${docker}' is the docker CLI (\`${docker} run -d\` prints the id of the container it starts).`,
+    });
+  }
+  return { mode: 'container', port, pid: null, container: name, containerId: id, configFile: null, logFile: null, startedAt: new Date().toISOString(), auth: 'htpasswd' };
+}
+
+/** A full container id, as `docker run -d` prints it. */
+const CONTAINER_ID = /^[0-9a-f]{64}$/;
+
+/**
+ * What docker commands name the registry's container by: the id its start recorded (a container a
+ * user of the daemon names `prebuilt-local-registry-<port>` after ours is gone is not ours to
+ * report or remove), else — a state of an older prebuilt — its name.
+ */
+function containerOf(state: ServerState): string {
+  return typeof state.containerId === 'string' && CONTAINER_ID.test(state.containerId) ? state.containerId : state.container!;
 }
 
 /**
@@ -723,7 +749,7 @@ async function stop(options: LocalRegistryServerOptions): Promise<{ stopped: boo
     await terminate(state.pid, state.configFile);
     stopped = true;
   } else if (state?.mode === 'container' && state.container !== null) {
-    const result = await runDocker(options.dockerCommand ?? 'docker', ['rm', '-f', state.container], options.env ?? process.env);
+    const result = await runDocker(options.dockerCommand ?? 'docker', ['rm', '-f', containerOf(state)], options.env ?? process.env);
     stopped = result.code === 0;
   }
   // Registries an interrupted start left without a state (one development registry runs at a time).
