@@ -108,9 +108,13 @@ function helperAnswer(run: HelperRun, code: number | null, out: string, err: str
       log('%s has no credentials for %s', program, serverUrl);
       return undefined;
     }
-    // A helper prints its error message on stdout (Docker's protocol) or stderr; never the secret.
-    const detail = (err || out).split('\n')[0]?.slice(0, 300) ?? '';
-    throw new AuthError(`credential helper ${program} failed for ${serverUrl} (exit code ${code})${detail ? `: ${detail}` : ''}`, { registry: serverUrl, source: `${origin} (${program})` }, {
+    // A helper prints its error message on stdout (Docker's protocol) or stderr. An answer on
+    // stdout (a JSON object: a wrapper that printed the credential, then failed) holds the secret:
+    // it is never quoted.
+    const answered = err === '' && out.startsWith('{');
+    const detail = answered ? '' : ((err || out).split('\n')[0]?.slice(0, 300) ?? '');
+    const said = answered ? ', after printing an answer (not shown: it holds the secret)' : detail ? `: ${detail}` : '';
+    throw new AuthError(`credential helper ${program} failed for ${serverUrl} (exit code ${code})${said}`, { registry: serverUrl, source: `${origin} (${program})` }, {
       hint: `Run 'echo ${serverUrl} | ${program} get' by hand to see the problem, or log in again with 'docker login'.`,
     });
   }

@@ -27,6 +27,7 @@ case "$server" in
   https://index.docker.io/v1/) echo '{"ServerURL":"https://index.docker.io/v1/","Username":"<token>","Secret":"identity-tok"}' ;;
   store.example) echo '{"ServerURL":"store.example","Username":"sam","Secret":"store-pass"}' ;;
   broken.example) echo 'keychain is locked' >&2; exit 3 ;;
+  failing-answer.example) echo '{"ServerURL":"failing-answer.example","Username":"fay","Secret":"answer-pass"}'; exit 4 ;;
   garbage.example) echo 'not json at all' ;;
   *) echo 'credentials not found in native keychain'; exit 1 ;;
 esac
@@ -180,6 +181,14 @@ describe('dockerConfigCredentials', () => {
     expect(garbage).toBeInstanceOf(AuthError);
     expect((garbage as AuthError).message).toContain('not JSON');
     expect((garbage as AuthError).message).not.toContain('not json at all');
+  });
+
+  it('never quotes the answer of a helper that printed one and exited with an error: its secret stays out of the message', async () => {
+    await writeConfig({ credHelpers: { 'failing-answer.example': 'fake' } });
+    const error = await dockerConfigCredentials('failing-answer.example', { env }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AuthError);
+    expect((error as AuthError).message).toBe('credential helper docker-credential-fake failed for failing-answer.example (exit code 4), after printing an answer (not shown: it holds the secret)');
+    expect(inspect(error)).not.toContain('answer-pass');
   });
 
   it('keeps only the first MiB of a helper printing without end (512 MiB): its answer is then not JSON', async () => {
