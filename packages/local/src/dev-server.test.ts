@@ -434,6 +434,25 @@ describeOrFailInCi("development registry server: Debian's docker-registry", noBi
     }
   });
 
+  it("the registry program's configuration is its config file only: REGISTRY_* variables of the user's environment (REGISTRY_HTTP_ADDR=0.0.0.0:<port>, a realm) do not reach it — they would override the file, e.g. open it to the network", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-env-'));
+    const port = await freePort();
+    const dir = join(root, 'local-registry');
+    try {
+      const env = { ...process.env, REGISTRY_HTTP_ADDR: `0.0.0.0:${port}`, REGISTRY_AUTH_HTPASSWD_REALM: 'from-the-environment' };
+      const started = await startLocalRegistryServer({ port, stateDir: dir, env });
+      expect(started).toMatchObject({ running: true, authenticated: true });
+      const tcp = (await readFile('/proc/net/tcp', 'utf8')) + (await readFile('/proc/net/tcp6', 'utf8').catch(() => ''));
+      const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+      const listening = tcp.split('\n').map((line) => line.trim().split(/\s+/)).filter((f) => f[3] === '0A' && f[1]?.endsWith(`:${hexPort}`)).map((f) => f[1]);
+      expect(listening).toEqual([`0100007F:${hexPort}`]);
+      expect((await v2Statuses(port, credentialOf(port, dir))).challenge).toBe('Basic realm="prebuilt-local-registry"');
+    } finally {
+      await stopLocalRegistryServer({ stateDir: dir });
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('start → status → start again (idempotent) → stop → stop again', async () => {
     const port = await freePort();
     const options = { port, stateDir };

@@ -658,7 +658,7 @@ async function startBinary(p: Paths, port: number, binary: string, options: Loca
     const child = spawn(binary, ['serve', p.configFile], {
       detached: true,
       stdio: ['ignore', log, log],
-      env: options.env as NodeJS.ProcessEnv | undefined,
+      env: registryEnv(options.env ?? process.env),
     });
     const pid = await new Promise<number>((resolve, reject) => {
       child.once('error', (error) =>
@@ -671,6 +671,16 @@ async function startBinary(p: Paths, port: number, binary: string, options: Loca
   } finally {
     closeSync(log);
   }
+}
+
+/**
+ * The registry program's environment: the caller's without its REGISTRY_* variables. The registry
+ * (distribution) takes each as an override of its configuration file — REGISTRY_HTTP_ADDR=0.0.0.0:5000
+ * left in a shell by another tool opened it to the network, REGISTRY_AUTH_* could swap its login,
+ * REGISTRY_STORAGE_* move its data — so the file prebuilt wrote is all its configuration.
+ */
+function registryEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([key]) => !key.toUpperCase().startsWith('REGISTRY_')));
 }
 
 /** Where the container sees the htpasswd file (mounted read-only). */
