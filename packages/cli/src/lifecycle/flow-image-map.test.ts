@@ -56,6 +56,18 @@ describe('loadFlowImageMap', () => {
     expect((error as InputError).message).toBe("The image map other.json is ProdFlow's, not HelloFlow's.");
     expect((error as InputError).hint).toBe('Run `prebuilt build flow.py` to write the image map of HelloFlow (METAFLOW_PREBUILT_STATE_FILE, when set, names one file for one flow).');
   });
+  it("a map naming a step that is no step name (a Python identifier) — a cloned repository's, whose step names report, profile and sbom print and profile writes into its file's section comments —: an InputError showing it escaped", async () => {
+    const hostile = 'start\u001b]52;c;Y3VybCBldmlsIHwgc2g=\u0007\n[env x]\n/etc/hostname';
+    await writeFile(join(dir, 'hostile-step.json'), JSON.stringify({ flow: 'HelloFlow', images: {}, steps: { [hostile]: { envId: 'x', image: 'r/x:env-x-amd64', pinnedImage: `r/x:env-x-amd64@sha256:${'a'.repeat(64)}`, python: '/p' } } }));
+    const error = await loadFlowImageMap('flow.py', context({ METAFLOW_PREBUILT_STATE_FILE: 'hostile-step.json' })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).message).toBe("The image map hostile-step.json names a step 'start\\x1b]52;c;Y3VybCBldmlsIHwgc2g=\\x07\\n[env x]\\n/etc/hostname', which is no step name (a Python identifier).");
+    expect((error as InputError).hint).toBe('Run `prebuilt build flow.py` again to rewrite it.');
+    // Step names as Metaflow has them pass, Unicode letters too.
+    await writeFile(join(dir, 'unicode-step.json'), JSON.stringify({ flow: 'HelloFlow', images: {}, steps: { étape_2: { envId: null, image: 'python:3.11', python: 'python' }, _start: { envId: null, image: 'python:3.11', python: 'python' } } }));
+    expect(Object.keys((await loadFlowImageMap('flow.py', context({ METAFLOW_PREBUILT_STATE_FILE: 'unicode-step.json' }))).imageMap.steps)).toEqual(['étape_2', '_start']);
+  });
+
   it('a map written before pinnedImage existed: each step pinned with its image\'s digest (the tag alone without one), so report, sbom and profile still see its steps', async () => {
     const D = `sha256:${'a'.repeat(64)}`;
     await writeFile(

@@ -36,8 +36,17 @@ export async function loadFlowImageMap(file: string, context: CliContext): Promi
       hint: `Run \`prebuilt build ${fileArgument(file)}\` to write the image map of ${flow.flow} (METAFLOW_PREBUILT_STATE_FILE, when set, names one file for one flow).`,
     });
   }
+  // The steps are the map's own keys (report, profile and sbom go through them all, printing them,
+  // and profile writes them into its file's comments): a cloned repository's map may name any.
+  const odd = Object.keys(imageMap.steps).find((step) => !STEP_NAME.test(step));
+  if (odd !== undefined) {
+    throw new InputError(`The image map ${shown} names a step '${shownValue(odd)}', which is no step name (a Python identifier).`, rebuildHint(file));
+  }
   return { stateFile, imageMap: withPinnedImages(imageMap), flowSteps: flow.steps.map((step) => step.name), flow };
 }
+
+/** A Metaflow step name: the name of a method of the flow, a Python identifier (Unicode letters too). */
+const STEP_NAME = /^[\p{L}\p{Nl}_][\p{L}\p{Nl}\p{Mn}\p{Mc}\p{Nd}\p{Pc}]*$/u;
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
