@@ -35,6 +35,21 @@ describe('reportError (the one top-level handler)', () => {
     expect(c.err()).toContain('error: The recording failed:\n  \\x1b]0;owned\\x07\\x1b[2Jboom\nhint: stderr: \\x1b[1A\\x0dok\n');
   });
 
+  it("never shows a URL's credentials an error quotes (a setting's value: a URL with its token put in the wrong setting), on stderr, in --json, nor in the --verbose stack", () => {
+    const error = new ConfigError("METAFLOW_PREBUILT_NETWORK_DEADLINE='https://ci:glpat-s3cr3t@git.example/x?private_token=tok-s3cr3t' is not a number of seconds.", {
+      hint: 'Did you mean https://ci:glpat-s3cr3t@git.example?',
+      cause: new Error('from https://u:cause-s3cr3t@h.example/'),
+    });
+    const c = capture();
+    c.context.json.requested = true;
+    expect(reportError(error, c.context, { showStack: true })).toBe(2);
+    reportError(new TypeError('fetch https://u:unexpected-s3cr3t@h.example/ failed'), c.context, { showStack: false });
+    expect(`${c.out()}${c.err()}`).not.toMatch(/s3cr3t/);
+    expect(c.err()).toContain("error: METAFLOW_PREBUILT_NETWORK_DEADLINE='https://***@git.example/x?private_token=***' is not a number of seconds.\nhint: Did you mean https://***@git.example?\n");
+    expect(JSON.parse(c.out()).error.message).toBe("METAFLOW_PREBUILT_NETWORK_DEADLINE='https://***@git.example/x?private_token=***' is not a number of seconds.");
+    expect(c.err()).toContain('error: fetch https://***@h.example/ failed\n');
+  });
+
   it('maps commander exits: help/version 0, usage errors 2', () => {
     const c = capture();
     expect(reportError(new CommanderError(0, 'commander.helpDisplayed', ''), c.context, { showStack: false })).toBe(0);

@@ -1,7 +1,7 @@
 import { CommanderError } from 'commander';
 import { CancelledError, ExitCode, PrebuiltError, errorMessage, type PrebuiltErrorOptions } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
-import { errorLines, terminalText, writeJsonResult } from './output.js';
+import { errorLines, errorText, terminalText, writeJsonResult } from './output.js';
 
 const INTERRUPTED_HINT = 'Run the command again: the images already pushed and the packages already downloaded are reused.';
 
@@ -37,7 +37,7 @@ function stackOf(error: unknown): string {
     lines.push(depth === 0 ? text : `caused by: ${text}`);
     current = current instanceof Error ? current.cause : undefined;
   }
-  return `${terminalText(lines.join('\n'))}\n`;
+  return `${terminalText(errorText(lines.join('\n')))}\n`;
 }
 
 /**
@@ -73,7 +73,7 @@ export function reportError(error: unknown, context: CliContext, options: Report
     context.stderr.write(errorLines(error));
   } else {
     context.stderr.write(
-      `error: ${terminalText(errorMessage(error))}\n` +
+      `error: ${terminalText(errorText(errorMessage(error)))}\n` +
         (options.showStack ? '' : 'hint: this is unexpected; run again with --verbose for the stack trace and report it.\n'),
     );
   }

@@ -1,4 +1,4 @@
-import { INVISIBLE_FORMAT_CHARS, PrebuiltError, describeNetworkWait, errorMessage, oneLineText, terminalText } from '@prebuilt/core';
+import { INVISIBLE_FORMAT_CHARS, PrebuiltError, describeNetworkWait, errorMessage, oneLineText, redactUrls, terminalText } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
 
 /** Text fit to print on a terminal, and such text kept on one line (core's: the debug log and the application's checks use them too); see their docs. */
@@ -14,11 +14,20 @@ export function quotedText(text: string): string {
 }
 
 /**
+ * An error's text as it is shown (stderr, `--json`, the `--verbose` stack): every URL's credentials
+ * and query secrets hidden (core's redactUrls) — a message may quote a setting's value, a URL
+ * with its token put in the wrong setting — wherever the error was made.
+ */
+export function errorText(text: string): string {
+  return redactUrls(text);
+}
+
+/**
  * A PrebuiltError as people read it on stderr: `error: <message>` and, when it has one,
- * `hint: <hint>` on the next line, both {@link terminalText} (a daemon's or service's words are quoted in them).
+ * `hint: <hint>` on the next line, both {@link errorText} and {@link terminalText} (a daemon's or service's words are quoted in them).
  */
 export function errorLines(error: PrebuiltError): string {
-  return `error: ${terminalText(error.message)}\n${error.hint ? `hint: ${terminalText(error.hint)}\n` : ''}`;
+  return `error: ${terminalText(errorText(error.message))}\n${error.hint ? `hint: ${terminalText(errorText(error.hint))}\n` : ''}`;
 }
 
 /** A note for people (stderr, or above the live view), its text from outside made {@link terminalText}. */
@@ -74,9 +83,9 @@ export interface JsonError {
 
 /** Any thrown value as the envelope's `error`; an error prebuilt did not expect has code `unexpected`. */
 export function jsonError(error: unknown): JsonError {
-  if (!PrebuiltError.isInstance(error)) return { name: 'Error', code: 'unexpected', message: errorMessage(error), hint: null };
+  if (!PrebuiltError.isInstance(error)) return { name: 'Error', code: 'unexpected', message: errorText(errorMessage(error)), hint: null };
   const json = error.toJSON() as { name: string; code: string; message: string; hint?: string };
-  return { ...json, hint: json.hint ?? null };
+  return { ...json, message: errorText(json.message), hint: json.hint === undefined ? null : errorText(json.hint) };
 }
 
 /**

@@ -52,4 +52,11 @@ describe('loadBooleanSetting: one on/off vocabulary for every setting', () => {
     expect(thrown(() => loadBooleanSetting({ value: 'maybe', envVar: 'F', option: 'f', default: false, env: {} })).message).toBe("The option 'f' = 'maybe' is neither on nor off.");
     for (const bad of ['2', 'y', 'enabled', 'true!']) expect(() => read(bad), bad).toThrow(ConfigError);
   });
+
+  it("never quotes a URL's credentials in the value it refuses (a registry URL with its token put in METAFLOW_PREBUILT_REGISTRY_CACHE), and cuts a long value", () => {
+    const error = thrown(() => loadBooleanSetting({ envVar: 'METAFLOW_PREBUILT_REGISTRY_CACHE', description: 'the registry cache', default: true, env: { METAFLOW_PREBUILT_REGISTRY_CACHE: 'https://ci:glpat-s3cr3t@cache.example/v2' } }));
+    expect(error.message).toBe("METAFLOW_PREBUILT_REGISTRY_CACHE='https://***@cache.example/v2' (the registry cache) is neither on nor off.");
+    const long = thrown(() => loadBooleanSetting({ envVar: 'F', default: true, env: { F: 'x'.repeat(100_000) } }));
+    expect(long.message).toBe(`F='${'x'.repeat(200)}…' is neither on nor off.`);
+  });
 });

@@ -1,4 +1,6 @@
 import { ConfigError } from './errors.js';
+import { redactUrls } from './net/url-credentials.js';
+import { oneLineText } from './terminal-text.js';
 
 export interface LoadSettingOptions<T> {
   /** The explicit option value, if given. */
@@ -64,7 +66,9 @@ export function loadBooleanSetting(options: LoadBooleanSettingOptions): boolean 
   if (word === '') return options.default;
   if (SETTING_ON.includes(word)) return true;
   if (SETTING_OFF.includes(word)) return false;
-  const from = value !== undefined && value !== '' ? `The option '${option ?? envVar}' = '${raw}'` : `${envVar}='${raw}'`;
+  // As text: a URL's credentials hidden (a URL put in the wrong setting), a long value cut.
+  const shown = oneLineText(redactUrls(raw ?? ''), 200);
+  const from = value !== undefined && value !== '' ? `The option '${option ?? envVar}' = '${shown}'` : `${envVar}='${shown}'`;
   const [on, off] = options.meaning ? [` (${options.meaning.on})`, ` (${options.meaning.off})`] : ['', ''];
   throw new ConfigError(`${from}${options.description ? ` (${options.description})` : ''} is neither on nor off.`, {
     setting: envVar,
