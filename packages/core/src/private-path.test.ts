@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { chmod, chown, lchown, mkdir, mkdtemp, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,6 +48,33 @@ describe('securePrivatePath', () => {
       { path: join(work, 'b'), mode: 0o777, uid: 65534, why: 'writable' },
     ]);
     expect(await modeOf(dir)).toBe(0o777);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)("never changes a directory of this user that another user's symlink on the path leads to (planted before the check, in a directory of theirs every user may write in): the symlink is unsafe, nothing is repaired", async () => {
+    // XDG_STATE_HOME (base) is another user's and every user may write in it: they put
+    // `prebuilt` there as a symlink to a directory of ours, which the check followed and made 0700.
+    const base = join(work, 'c', 'shared');
+    await mkdir(base, { recursive: true });
+    await chown(base, 65534, 65534);
+    await chmod(base, 0o777);
+    const victim = join(work, 'c', 'victim');
+    await mkdir(victim);
+    await chmod(victim, 0o775);
+    const planted = join(base, 'prebuilt');
+    await symlink(victim, planted);
+    await lchown(planted, 65534, 65534);
+    const { repaired, unsafe } = await securePrivatePath(planted, { base });
+    expect(repaired).toEqual([]);
+    expect(unsafe).toEqual([
+      { path: planted, mode: 0o777, uid: 65534, why: 'owner' },
+      { path: base, mode: 0o777, uid: 65534, why: 'writable' },
+    ]);
+    expect(await modeOf(victim)).toBe(0o775);
+    // A symlink of this user (or root's, as /lib -> usr/lib) on the path is followed as before.
+    const own = join(work, 'c', 'own-link');
+    await symlink(victim, own);
+    expect(await securePrivatePath(own, { base: join(work, 'c') })).toEqual({ repaired: [{ path: own, from: 0o775, to: 0o700 }], unsafe: [] });
+    expect(await modeOf(victim)).toBe(0o700);
   });
 });
 

@@ -1,5 +1,5 @@
-import { constants } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { lstat, open, stat } from 'node:fs/promises';
 import { dirname, resolve, sep } from 'node:path';
 import { EnvironmentError } from './errors.js';
 
@@ -46,7 +46,10 @@ export const octalMode = (mode: number): string => (mode & 0o7777).toString(8).p
  * A mode is changed through the directory opened (fchmod), and only when it is the directory
  * checked (same device and inode): whoever can write in its parent could otherwise swap it for a
  * symlink between the check and the chmod, which followed the link — to a file of this user, or,
- * run as root, to any file of the machine. A path that changed so is an EnvironmentError.
+ * run as root, to any file of the machine. A path that changed so is an EnvironmentError. A
+ * symlink on the path that another user (not root) owns — planted before the check, where they
+ * may write — is returned in `unsafe` (`owner`), and then nothing is repaired: it leads where they
+ * choose, a directory of this user's the check would take for prebuilt's and change.
  */
 export async function securePrivatePath(
   dir: string,
@@ -59,27 +62,36 @@ export async function securePrivatePath(
   const target = resolve(dir);
   const base = resolve(options.base ?? dirname(target));
   const own = target === base || target.startsWith(base === sep ? sep : `${base}${sep}`);
+  // Every directory is looked at before any is changed: a symlink of another user's on the path
+  // (planted where they may write) leads where they choose — to a directory of this user's, which a
+  // repair would change — so with one there, nothing is.
+  const repairs: { path: string; found: Stats; from: number; to: number }[] = [];
+  let foreignLink = false;
   for (let current = target, mine = own && target !== base; ; ) {
-    const found = await stat(current);
-    const mode = found.mode & 0o7777;
-    if (mine) {
-      if (found.uid !== uid) unsafe.push({ path: current, mode, uid: found.uid, why: 'owner' });
-      else if ((mode & 0o022) !== 0) {
-        await chmodChecked(current, found, 0o700);
-        repaired.push({ path: current, from: mode, to: 0o700 });
-      }
-    } else if (worldWritable(mode)) {
-      if (found.uid !== uid) unsafe.push({ path: current, mode, uid: found.uid, why: 'writable' });
-      else {
-        const to = mode & ~0o002;
-        await chmodChecked(current, found, to);
-        repaired.push({ path: current, from: mode, to });
+    const link = await lstat(current);
+    if (link.isSymbolicLink() && link.uid !== uid && link.uid !== 0) {
+      unsafe.push({ path: current, mode: link.mode & 0o7777, uid: link.uid, why: 'owner' });
+      foreignLink = true;
+    } else {
+      const found = await stat(current);
+      const mode = found.mode & 0o7777;
+      if (mine) {
+        if (found.uid !== uid) unsafe.push({ path: current, mode, uid: found.uid, why: 'owner' });
+        else if ((mode & 0o022) !== 0) repairs.push({ path: current, found, from: mode, to: 0o700 });
+      } else if (worldWritable(mode)) {
+        if (found.uid !== uid) unsafe.push({ path: current, mode, uid: found.uid, why: 'writable' });
+        else repairs.push({ path: current, found, from: mode, to: mode & ~0o002 });
       }
     }
     const parent = dirname(current);
     if (parent === current) break;
     current = parent;
     mine = mine && current !== base;
+  }
+  if (foreignLink) return { repaired, unsafe };
+  for (const { path, found, from, to } of repairs) {
+    await chmodChecked(path, found, to);
+    repaired.push({ path, from, to });
   }
   return { repaired, unsafe };
 }
