@@ -39,4 +39,10 @@ describe('plan: why present images would be rebuilt', () => {
   it('a reason quoting what the registry recorded cannot reach the terminal as an escape sequence', () => {
     expect(rebuildReasons([image('aaa', 'missing', 'built with EROFS layers of type \x1b]52;c;x\x07; this build …')])).toBe('will rebuild: built with EROFS layers of type \\x1b]52;c;x\\x07; this build … (env aaa)\n');
   });
+
+  it('a reason quoting what the registry recorded stays on its line: a line break in the annotation cannot print a line of its own (a fake "Nothing to build.")', () => {
+    expect(rebuildReasons([image('aaa', 'missing', 'built with EROFS layers of type x\n\nNothing to build.\n; this build …')])).toBe(
+      'will rebuild: built with EROFS layers of type x\\n\\nNothing to build.\\n; this build … (env aaa)\n',
+    );
+  });
 });

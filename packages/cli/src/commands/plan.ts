@@ -4,7 +4,7 @@ import { deployFlow, fileArgument, type DeployFlowResult } from '../app/index.js
 import type { DeploySettings } from '../app/deploy-settings.js';
 import { countImages, imageTable } from '../build-report.js';
 import type { CliContext } from '../cli-context.js';
-import { noteLine, terminalText, waitLine, writeJsonResult } from '../output.js';
+import { noteLine, oneLineText, terminalText, waitLine, writeJsonResult } from '../output.js';
 import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-help.js';
 
 interface PlanOptions {
@@ -80,14 +80,14 @@ function statusText(image: DeployImage): string {
  * Why the images the registry has would be rebuilt, below the table: one line per reason, naming
  * its images (`will rebuild: built with EROFS layers; the docker build service makes tar layers
  * (env a, b)`). In the STATUS column such a reason widened every row past the terminal. A reason
- * quotes what the registry recorded: {@link terminalText}.
+ * quotes what the registry recorded: {@link oneLineText} (a line break in it shown as its escape).
  */
 export function rebuildReasons(images: readonly DeployImage[]): string {
   const envIds = new Map<string, string[]>();
   for (const image of images) {
     if (image.status === 'missing' && image.reason) envIds.set(image.reason, [...(envIds.get(image.reason) ?? []), image.envId]);
   }
-  return [...envIds].map(([reason, ids]) => `will rebuild: ${terminalText(reason)} (env ${ids.join(', ')})\n`).join('');
+  return [...envIds].map(([reason, ids]) => `will rebuild: ${oneLineText(reason)} (env ${ids.join(', ')})\n`).join('');
 }
 
 function renderPlan(context: CliContext, file: string, result: DeployFlowResult, steps: Record<string, PlannedStep>): void {
