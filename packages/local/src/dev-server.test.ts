@@ -356,6 +356,30 @@ describe.skipIf(notRoot !== undefined)('development registry server: a program o
     }
   });
 
+  it("stop refuses a state directory others can swap, as start does, before it reads the state: a state planted there named the container docker rm -f removed (any container of the daemon)", async () => {
+    // XDG_STATE_HOME is another user's directory every user may write in: they planted prebuilt/local-registry.
+    const root = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-planted-'));
+    const xdg = join(root, 'shared');
+    const stateDir = defaultStateDir({ XDG_STATE_HOME: xdg });
+    try {
+      await mkdir(stateDir, { recursive: true });
+      await chown(xdg, 65534, 65534);
+      await chmod(xdg, 0o777);
+      const victim = 'f'.repeat(64);
+      await writeFile(join(stateDir, 'state.json'), JSON.stringify({ mode: 'container', port: 5608, pid: null, container: 'prebuilt-local-registry-5608', containerId: victim, configFile: null, logFile: null, startedAt: '2026-01-01T00:00:00Z', auth: 'htpasswd' }));
+      const docker = join(root, 'docker');
+      await writeFile(docker, `#!/bin/sh\necho "$*" >> '${join(root, 'ran')}'\n[ "$1" = inspect ] && echo true\nexit 0\n`, { mode: 0o755 });
+      const error = await stopLocalRegistryServer({ env: { ...process.env, XDG_STATE_HOME: xdg }, dockerCommand: docker }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EnvironmentError);
+      expect((error as EnvironmentError).message).toBe(
+        `The development registry's state directory ${stateDir} is not safe for its credential: every user may write in ${xdg} (mode 0777, uid 65534), so they can rename what is in it away and plant their own htpasswd and credential.`,
+      );
+      expect(existsSync(join(root, 'ran'))).toBe(false);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('start never sends the new credential to a program of another user answering on the port (bound before the registry): it is stopped, an EnvironmentError', async () => {
     const files = await squatterFiles();
     const stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-squat-start-'));

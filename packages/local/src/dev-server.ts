@@ -497,6 +497,19 @@ async function stateRunning(options: LocalRegistryServerOptions, state: ServerSt
  */
 async function prepareStateDir(p: Paths): Promise<string[]> {
   await makeDirectory(p.dataDir, { mode: 0o700 });
+  const notes = await checkStateDirPath(p);
+  // Readable by others neither (the images: only the registry reads them), as when prebuilt makes it.
+  await chmod(p.stateDir, 0o700);
+  return notes;
+}
+
+/**
+ * The path check of {@link prepareStateDir} (core's securePrivatePath): what is this user's is
+ * repaired (the notes say so), what others can swap is an EnvironmentError saying how to fix it.
+ * `stop` runs it too before it reads the state: one planted where others may write would name the
+ * container `docker rm -f` removes (any of the daemon's) or the process it signals.
+ */
+async function checkStateDirPath(p: Paths): Promise<string[]> {
   const { repaired, unsafe } = await securePrivatePath(p.stateDir, { base: p.base });
   const first = unsafe[0];
   if (first !== undefined) {
@@ -506,8 +519,6 @@ async function prepareStateDir(p: Paths): Promise<string[]> {
       { hint: `${fix}, or set XDG_STATE_HOME to a directory only you can write.` },
     );
   }
-  // Readable by others neither (the images: only the registry reads them), as when prebuilt makes it.
-  await chmod(p.stateDir, 0o700);
   return repaired.map((r) => repairedDirectoryNote(r, "the development registry's credential"));
 }
 
@@ -561,9 +572,13 @@ async function exclusively<P, T>(
   }
 }
 
-/** What a stop needs of the state directory before it takes the lock: that it is there, private. */
-async function stateDirMade(p: Paths): Promise<void> {
+/**
+ * What a stop needs of the state directory before it takes the lock: that it is there, private, and
+ * that the path to it is safe (checkStateDirPath; its notes say what was repaired).
+ */
+async function stateDirChecked(p: Paths): Promise<string[]> {
   await makeDirectory(p.stateDir, { mode: 0o700 });
+  return checkStateDirPath(p);
 }
 
 async function start(options: LocalRegistryServerOptions, notes: string[]): Promise<LocalRegistryServerStatus & { alreadyRunning: boolean; notes?: string[] }> {
@@ -737,14 +752,16 @@ function containerOf(state: ServerState): string {
 /**
  * Stops the development registry, and any a `start` killed before it wrote the state left running
  * (see stopOrphans). Idempotent: `stopped` is false when none was running. Data is kept. With
- * `port`, one running on another port is not stopped: a ConfigError.
+ * `port`, one running on another port is not stopped: a ConfigError. The path to the state
+ * directory is checked first, as `start` checks it: one others can swap is an EnvironmentError
+ * (exit 2) and nothing is stopped; `notes` say what of this user's was repaired.
  */
 export async function stopLocalRegistryServer(
   options: LocalRegistryServerOptions = {},
-): Promise<{ stopped: boolean; status: LocalRegistryServerStatus }> {
+): Promise<{ stopped: boolean; status: LocalRegistryServerStatus; notes?: string[] }> {
   // No state directory (or a file in its way): nothing was started from it, nothing to stop, and none is made.
   if (!existsSync(paths(options).stateDir)) return { stopped: false, status: await currentStatus(options) };
-  return exclusively(options, 'local-registry stop', stateDirMade, () => stop(options));
+  return exclusively(options, 'local-registry stop', stateDirChecked, async (notes) => ({ ...(await stop(options)), ...(notes.length > 0 ? { notes } : {}) }));
 }
 
 async function stop(options: LocalRegistryServerOptions): Promise<{ stopped: boolean; status: LocalRegistryServerStatus }> {

@@ -154,9 +154,10 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .option('--json', 'print one JSON object for machines')
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
-      const { stopped, status } = await (await localPackage()).stopLocalRegistryServer({ env: context.env, port: options.port });
+      const { stopped, status, notes } = await (await localPackage()).stopLocalRegistryServer({ env: context.env, port: options.port });
+      for (const note of notes ?? []) context.stderr.write(noteLine(note));
       if (options.json) {
-        writeJsonResult(context, { stopped, ...status });
+        writeJsonResult(context, { stopped, ...status, ...(notes ? { notes } : {}) });
         return;
       }
       context.stdout.write(stopped ? 'local registry stopped\n' : 'local registry was not running\n');
