@@ -34,6 +34,26 @@ describe('failureText of a reason from outside with line breaks', () => {
   });
 });
 
+describe("a failed image's reason, hint and log tail quoting a URL with credentials", () => {
+  it('show it without them, on stderr and in build --json (as an error of the command is shown)', () => {
+    const failure = {
+      envId: 'aaaa',
+      steps: ['start'],
+      reason: 'GET https://ci:glpat-s3cr3t@git.example/simple/x/ failed',
+      hint: 'check https://u:hint-s3cr3t@h.example',
+      logTail: ['Looking in indexes: https://u:log-s3cr3t@pypi.example/simple?token=q-s3cr3t'],
+    };
+    const text = failureText(failure);
+    expect(text).not.toMatch(/s3cr3t/);
+    expect(text).toContain('GET https://***@git.example/simple/x/ failed');
+    expect(text).toContain('  | Looking in indexes: https://***@pypi.example/simple?token=***');
+    const result = { imageMap: { flow: 'F', images: {}, steps: {} }, images: [], failures: [{ ...failure, pullTag: 'r/x:env-aaaa', status: 'failed' }], settings: { prune: [] } } as unknown as DeployFlowResult;
+    const json = JSON.stringify(buildJson(result, null));
+    expect(json).not.toMatch(/s3cr3t/);
+    expect(json).toContain('https://***@git.example/simple/x/');
+  });
+});
+
 describe('what a pruned build left out', () => {
   const summary = { presets: ['tests' as const], files: 6064, bytes: 142 * 2 ** 20 };
   const result = (prune: string[]) => ({ imageMap: { flow: 'F', images: {}, steps: {} }, images: [], failures: [], settings: { prune } }) as unknown as DeployFlowResult;

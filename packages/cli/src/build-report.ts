@@ -12,7 +12,7 @@ import type { DeployFlowResult } from './app/deploy-flow.js';
 import { shownPath } from './app/shown-path.js';
 import type { CliContext } from './cli-context.js';
 import { createDeployView, formatSeconds } from './deploy-view.js';
-import { noteLine, quotedText, renderTable, terminalText, writeJsonResult } from './output.js';
+import { errorText, noteLine, quotedText, renderTable, terminalText, writeJsonResult } from './output.js';
 
 export interface BuildReportOptions {
   json?: boolean;
@@ -37,9 +37,10 @@ export function buildJson(
     envId: image.envId,
     image: image.pullTag,
     steps: image.steps,
-    reason: image.reason,
-    ...(image.hint ? { hint: image.hint } : {}),
-    logTail: image.logTail ?? [],
+    // Shown as an error of the command is (errorText): a URL's credentials hidden.
+    ...(image.reason === undefined ? {} : { reason: errorText(image.reason) }),
+    ...(image.hint ? { hint: errorText(image.hint) } : {}),
+    logTail: (image.logTail ?? []).map(errorText),
   }));
   const prefetch = prefetchJson(result);
   const prune = pruneJson(result, pruned);
@@ -137,11 +138,14 @@ function renderBuild(context: CliContext, { result, stateFile, sboms }: BuildFlo
   if (stateFile) out.write(`\nimage map written to ${shownPath(context.cwd, stateFile)}\n`);
 }
 
-/** A failed image for people: why, the hint, the last lines of its build log (text from the daemon or the build: {@link quotedText}, {@link terminalText}). */
+/**
+ * A failed image for people: why, the hint, the last lines of its build log (text from the daemon
+ * or the build: {@link quotedText}, {@link terminalText}; a URL's credentials hidden, {@link errorText}).
+ */
 export function failureText(failure: Pick<DeployImage, 'envId' | 'steps' | 'reason' | 'hint' | 'logTail'>): string {
-  const lines = [`\nenv ${failure.envId} failed (steps ${failure.steps.join(', ')}): ${quotedText(failure.reason ?? 'failed')}`];
-  if (failure.hint) lines.push(`hint: ${quotedText(failure.hint)}`);
-  if (failure.logTail && failure.logTail.length > 0) lines.push('last lines of its build log:', ...failure.logTail.map((line) => `  | ${terminalText(line)}`));
+  const lines = [`\nenv ${failure.envId} failed (steps ${failure.steps.join(', ')}): ${quotedText(errorText(failure.reason ?? 'failed'))}`];
+  if (failure.hint) lines.push(`hint: ${quotedText(errorText(failure.hint))}`);
+  if (failure.logTail && failure.logTail.length > 0) lines.push('last lines of its build log:', ...failure.logTail.map((line) => `  | ${terminalText(errorText(line))}`));
   return `${lines.join('\n')}\n`;
 }
 

@@ -5,7 +5,7 @@
  */
 import type { DeployEvent, ImagePhase } from '@prebuilt/core';
 import type { Writer } from './cli-context.js';
-import { noteLine, oneLineText, quotedText } from './output.js';
+import { errorText, noteLine, oneLineText, quotedText } from './output.js';
 
 interface ImageLine {
   envId: string;
@@ -160,7 +160,7 @@ export function createDeployView(out: Writer & { isTTY?: boolean }, options: { n
         }
         case 'image': {
           const { line, changed } = imageLine(lines, event, now);
-          if (!tty && changed) out.write(`${render(line)}${event.phase === 'failed' && event.detail ? `: ${quotedText(event.detail)}` : ''}\n`);
+          if (!tty && changed) out.write(`${render(line)}${event.phase === 'failed' && event.detail ? `: ${quotedText(errorText(event.detail))}` : ''}\n`);
           return;
         }
       }
