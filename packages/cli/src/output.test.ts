@@ -65,6 +65,15 @@ describe('renderTable', () => {
     expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]/);
     expect(text.split('\n')).toHaveLength(4);
   });
+
+  it("cuts a cell from outside longer than 512 characters (a registry's platform name of megabytes, padded into every row, made the report gigabytes)", () => {
+    const rows = [{ platform: `linux/${'a'.repeat(4 * 2 ** 20)}` }, ...Array.from({ length: 1000 }, () => ({ platform: 'linux/amd64' }))];
+    const text = renderTable(rows, [{ header: 'PLATFORM', value: (r) => r.platform }]);
+    const lines = text.split('\n');
+    expect(lines[1]).toBe(`linux/${'a'.repeat(506)}…`);
+    expect(Math.max(...lines.map((line) => line.length))).toBe(513);
+    expect(text.length).toBeLessThan(20_000);
+  });
 });
 
 describe('waitLine', () => {

@@ -101,14 +101,19 @@ export interface Column<Row> {
   value: (row: Row) => string;
 }
 
+/** The characters of a table cell shown at most (an image reference with its digest takes ~200). */
+const MAX_CELL_CHARS = 512;
+
 /**
  * A table cell: {@link terminalText}, and a newline or tab shown as its escape too. Cells quote
  * text from outside on stdout — a package's name or version from a channel, a tag a registry
  * lists, the packages of an SBOM a registry serves — whose escape sequences would reach the
- * terminal, and whose newline would add a row of its own.
+ * terminal, and whose newline would add a row of its own. One longer than {@link MAX_CELL_CHARS}
+ * is cut (`…`): its column is as wide as its widest cell, so a registry's platform name of
+ * megabytes was padded into every row (`--json` has it whole).
  */
 function tableCell(text: string): string {
-  return oneLineText(text);
+  return oneLineText(text, MAX_CELL_CHARS);
 }
 
 /** A plain, left-aligned text table (two spaces between columns, no trailing spaces); every cell a {@link tableCell}. */
