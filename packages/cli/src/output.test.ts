@@ -74,6 +74,13 @@ describe('renderTable', () => {
     expect(Math.max(...lines.map((line) => line.length))).toBe(513);
     expect(text.length).toBeLessThan(20_000);
   });
+
+  it("renders as many rows as an SBOM a registry serves may hold (300 000 packages in its 64 MiB): the widths are not a spread of every row's cell", () => {
+    const rows = Array.from({ length: 300_000 }, (_, i) => ({ name: `p${i}` }));
+    const text = renderTable(rows, [{ header: 'NAME', value: (r) => r.name }]);
+    expect(text.split('\n')).toHaveLength(300_002);
+    expect(text.split('\n')[1]).toBe('p0');
+  });
 });
 
 describe('waitLine', () => {

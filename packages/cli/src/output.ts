@@ -119,7 +119,8 @@ function tableCell(text: string): string {
 /** A plain, left-aligned text table (two spaces between columns, no trailing spaces); every cell a {@link tableCell}. */
 export function renderTable<Row>(rows: readonly Row[], columns: readonly Column<Row>[]): string {
   const cells = [columns.map((c) => c.header), ...rows.map((row) => columns.map((c) => c.value(row)))].map((line) => line.map(tableCell));
-  const widths = columns.map((_, i) => Math.max(...cells.map((line) => (line[i] ?? '').length)));
+  // Not Math.max(...): an argument per row overflows the stack past ~100 000 rows (an SBOM's packages).
+  const widths = columns.map((_, i) => cells.reduce((widest, line) => Math.max(widest, (line[i] ?? '').length), 0));
   return cells
     .map((line) =>
       line
