@@ -1,8 +1,30 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { writeFileAtomic } from './atomic-write.js';
+
+/** Every fsync and rename writeFileAtomic makes, in order (the fs module injected: real calls, recorded). */
+const journal = vi.hoisted(() => [] as string[]);
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs/promises')>();
+  return {
+    ...fs,
+    open: async (...args: Parameters<typeof fs.open>) => {
+      const handle = await fs.open(...args);
+      const sync = handle.sync.bind(handle);
+      handle.sync = async () => {
+        journal.push(`fsync ${String(args[0])}`);
+        await sync();
+      };
+      return handle;
+    },
+    rename: async (from: string, to: string) => {
+      journal.push(`rename ${from} -> ${to}`);
+      await fs.rename(from, to);
+    },
+  };
+});
 
 describe('writeFileAtomic', () => {
   let dir: string;
@@ -18,6 +40,27 @@ describe('writeFileAtomic', () => {
     expect(await readFile(path, 'utf8')).toBe('two');
     expect((await stat(path)).mode & 0o777).toBe(0o600);
     expect(await readdir(join(dir, 'a', 'b'))).toEqual(['state.json']);
+  });
+
+  it('flushes the temp file before the rename and the directory after it', async () => {
+    const path = join(dir, 'images.json');
+    journal.length = 0;
+    await writeFileAtomic(path, '{}');
+    expect(journal).toHaveLength(3);
+    const [fileSync, renamed, dirSync] = journal;
+    const temp = /^fsync (.*\.tmp)$/.exec(fileSync!)?.[1];
+    expect(temp).toBeDefined();
+    expect(renamed).toBe(`rename ${temp} -> ${path}`);
+    expect(dirSync).toBe(`fsync ${dir}`);
+  });
+
+  // root reads a 0333 directory anyway.
+  it.skipIf(process.getuid?.() === 0)('still writes the file where its directory cannot be opened to flush it (mode 0333)', async () => {
+    const sub = join(dir, 'unreadable');
+    await mkdir(sub, { mode: 0o333 });
+    await writeFileAtomic(join(sub, 'state.json'), 'x');
+    await import('node:fs/promises').then((fs) => fs.chmod(sub, 0o700));
+    expect(await readFile(join(sub, 'state.json'), 'utf8')).toBe('x');
   });
 
   it('leaves no temp file behind when the write cannot complete', async () => {
