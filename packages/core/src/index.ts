@@ -106,7 +106,8 @@ export { materializedRecipe, MATERIALIZED_RECIPE_VERSION } from './recipes/mater
 export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayersPackage } from './recipes/prefix-layers.js';
 export { createRecipeRunner, createMicromambaRecipeRunner } from './recipes/select.js';
 export { createMaterializedRecipeRunner } from './recipes/materialized-runner.js';
-export { writeFileAtomic } from './atomic-write.js';
+export { syncDirectory, writeFileAtomic } from './atomic-write.js';
+export { currentBootId } from './boot-id.js';
 export { markCacheFileUsed, readCacheEntry, readCacheFile, readCacheFileSync, type ReadCacheFileOptions } from './cache-file.js';
 export { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 export { octalMode, repairedDirectoryNote, securePrivatePath, unsafeDirectoryWords, type RepairedDirectory, type UnsafeDirectory } from './private-path.js';

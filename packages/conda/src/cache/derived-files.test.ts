@@ -1,4 +1,5 @@
-import { lstat, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { currentBootId } from '@prebuilt/core';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -42,6 +43,32 @@ describe('derived files (an extraction-cache entry\'s compiled pycs)', () => {
     expect(await readDerivedFiles(derivedSetDir(join(work, 'entry-a'), 'k2'), 3)).toBeUndefined();
     // Nothing but the set is left beside it (no partial directory).
     expect(await readdir(join(work, 'entry-a', 'derived'))).toEqual(['k1']);
+  });
+
+  it('a set written in another boot is checked by content once: lost bytes under intact stamps are never served, an intact set is re-stamped with this boot', async (ctx) => {
+    const boot = currentBootId();
+    if (boot === undefined) return ctx.skip('no /proc/sys/kernel/random/boot_id here');
+    const otherBoot = async (dir: string) => {
+      const path = join(dir, 'manifest.json');
+      await writeFile(path, JSON.stringify({ ...JSON.parse(await readFile(path, 'utf8')), boot: 'another-boot' }));
+    };
+    const intact = derivedSetDir(join(work, 'entry-boot-intact'), 'k');
+    await storeDerivedFiles(intact, files, MTIME);
+    expect(JSON.parse(await readFile(join(intact, 'manifest.json'), 'utf8')).boot).toBe(boot);
+    await otherBoot(intact);
+    expect(await readDerivedFiles(intact, 3)).toEqual([join(intact, '0'), undefined, join(intact, '2')]);
+    expect(JSON.parse(await readFile(join(intact, 'manifest.json'), 'utf8')).boot).toBe(boot);
+
+    const lost = derivedSetDir(join(work, 'entry-boot-lost'), 'k');
+    await storeDerivedFiles(lost, files, MTIME);
+    await otherBoot(lost);
+    // Zeros where the bytes were (a power cut before write-back): same inode, size, mode and mtime.
+    const before = await lstat(join(lost, '2'));
+    await writeFile(join(lost, '2'), Buffer.alloc(before.size));
+    await utimes(join(lost, '2'), MTIME, MTIME);
+    expect((await lstat(join(lost, '2'))).mtimeMs).toBe(before.mtimeMs);
+    expect(await readDerivedFiles(lost, 3)).toBeUndefined();
+    expect(await lstat(lost).catch(() => undefined)).toBeUndefined();
   });
 
   it('a set whose file changed (also through a hard link), went missing, or whose manifest does not parse is removed, never served', async () => {

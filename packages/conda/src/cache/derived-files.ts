@@ -10,24 +10,48 @@
  * the entry's own files are (extraction-cache.ts): a set with a file changed, missing or replaced
  * is moved aside and removed (discard-aside.ts, as a damaged entry is) and the caller derives the
  * files again — it is never served, and never seen half removed.
+ *
+ * Power cuts: as an entry's files, a set's are not flushed to disk as they are written; the manifest
+ * records the boot they were written in and each file's sha256 (hashed from memory as it is
+ * written), and a set written in another boot is checked by content once before its first use in
+ * this boot: re-stamped with this boot when every file matches, else discarded and derived again.
  */
+import { readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createLogger, errorMessage, makeDirectory, markCacheFileUsed, readCacheEntry } from '@prebuilt/core';
+import { createLogger, currentBootId, errorMessage, makeDirectory, markCacheFileUsed, readCacheEntry, writeFileAtomic } from '@prebuilt/core';
 import { discardAside } from './discard-aside.js';
 import { sameStamp, stampOf, type FileStamp } from './extraction-cache.js';
 import { writeSealedFileSync } from './sealed-file.js';
 
 const log = createLogger('conda:derived-files');
 
-/** Part of the manifest: bump when what a set holds changes. */
-const FORMAT = 'derived-v1';
+/** Part of the manifest: bump when what a set holds changes (v2: each file's sha256 and the boot). */
+const FORMAT = 'derived-v2';
+
+type DerivedStamp = FileStamp & { sha256: string };
 
 interface DerivedManifest {
   format: typeof FORMAT;
+  /** The boot the set was written or last checked in (absent: unknown, without /proc). */
+  boot?: string;
   /** One slot per derived file, in the caller's order; null: nothing derived for that slot. */
-  files: (FileStamp | null)[];
+  files: (DerivedStamp | null)[];
+}
+
+const sha256Of = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
+
+/** Whether every file of a set written in another boot still holds the bytes it was written with. */
+function contentsIntact(dir: string, manifest: DerivedManifest): boolean {
+  return manifest.files.every((stamp, i) => {
+    if (stamp === null) return true;
+    try {
+      return typeof stamp.sha256 === 'string' && sha256Of(readFileSync(join(dir, String(i)))) === stamp.sha256;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** The most a set's manifest may take (a stamp is ~100 bytes): a larger one reads as damaged. */
@@ -53,17 +77,24 @@ export async function readDerivedFiles(dir: string, count: number): Promise<(str
   } catch {
     manifest = undefined;
   }
+  const boot = currentBootId();
+  const otherBoot = boot !== undefined && manifest?.boot !== boot;
   const intact =
     manifest?.format === FORMAT &&
     Array.isArray(manifest.files) &&
     manifest.files.length === count &&
-    manifest.files.every((stamp, i) => stamp === null || sameStamp(stampOf(join(dir, String(i))), stamp));
+    manifest.files.every((stamp, i) => stamp === null || sameStamp(stampOf(join(dir, String(i))), stamp)) &&
+    (!otherBoot || contentsIntact(dir, manifest));
   if (!intact) {
     // Moved aside, then removed: never removed in place, where a build that has just renamed a fresh
     // set into its name, or is linking from it, would see half a set.
     log('derived set %s does not match its manifest; moving it aside and removing it', dir);
     await discardAside(dir).catch((error: unknown) => log('cannot remove derived set %s: %s', dir, errorMessage(error)));
     return undefined;
+  }
+  if (otherBoot) {
+    // Checked: re-stamped with this boot (best effort: checked again next time when it cannot be).
+    await writeFileAtomic(join(dir, 'manifest.json'), JSON.stringify({ ...manifest, boot })).catch((error: unknown) => log('cannot re-stamp %s: %s', dir, errorMessage(error)));
   }
   await markCacheFileUsed(join(dir, 'manifest.json'));
   return manifest!.files.map((stamp, i) => (stamp === null ? undefined : join(dir, String(i))));
@@ -78,16 +109,17 @@ export async function storeDerivedFiles(dir: string, files: readonly (Uint8Array
   const partial = `${dir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     await makeDirectory(partial);
-    const stamps: (FileStamp | null)[] = [];
+    const stamps: (DerivedStamp | null)[] = [];
     for (const [i, data] of files.entries()) {
       if (!data) {
         stamps.push(null);
         continue;
       }
       // Written and sealed (mode, mtime, stamp) through its descriptor: one synchronous call each.
-      stamps.push(writeSealedFileSync(join(partial, String(i)), data, { mode: 0o644, mtime }));
+      stamps.push({ ...writeSealedFileSync(join(partial, String(i)), data, { mode: 0o644, mtime }), sha256: sha256Of(data) });
     }
-    const manifest: DerivedManifest = { format: FORMAT, files: stamps };
+    const boot = currentBootId();
+    const manifest: DerivedManifest = { format: FORMAT, ...(boot ? { boot } : {}), files: stamps };
     await writeFile(join(partial, 'manifest.json'), JSON.stringify(manifest));
     try {
       // Never remove a set in place: another build may be linking from it.

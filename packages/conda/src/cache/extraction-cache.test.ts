@@ -10,7 +10,7 @@ import { skipOrFailInCi } from '../../../../test/services.js';
 import { buildCondaPackage } from '@prebuilt/fixtures';
 import { fileLock } from '../materialize/__fixtures__/helpers.js';
 import { useExampleChannel } from '../__fixtures__/example-channel.js';
-import type { LockedEnv } from '@prebuilt/core';
+import { currentBootId, type LockedEnv } from '@prebuilt/core';
 import { ExtractPool } from '../materialize/extract-pool.js';
 import { materializeEnv } from '../materialize/materialize.js';
 import { writeDeterministicTar } from '../materialize/deterministic-tar.js';
@@ -127,6 +127,81 @@ describe('the extraction cache (materializeEnv)', () => {
     expect(await tarSha(second, 'b-second')).toBe(expected);
     // The shared inode was replaced: the first prefix's tampered file is no longer the cache's.
     expect((await lstat(join(first, rel))).ino).not.toBe((await lstat(join(second, rel))).ino);
+  });
+
+  it('checks an entry written in another boot by content once: a file whose bytes a power cut lost (stamps intact) is never used, the others are re-stamped and kept', async (ctx) => {
+    const boot = currentBootId();
+    if (boot === undefined) return ctx.skip('no /proc/sys/kernel/random/boot_id here');
+    const cacheDir = join(example.work, 'cache-boot');
+    const first = join(example.work, 'boot-first');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: first, cache: new PackageCache({ cacheDir }), mtime: 0 });
+    const expected = await tarSha(first, 'boot-expected');
+    const extracted = join(cacheDir, 'extracted');
+    const entries = (await readdir(extracted)).filter((name) => !name.includes('.')).sort();
+    expect(entries).toHaveLength(3);
+    const manifestOf = async (entry: string) => JSON.parse(await readFile(join(extracted, entry, 'manifest.json'), 'utf8')) as { boot?: string; entries: { type: string; file?: string; path: string }[] };
+    for (const entry of entries) expect((await manifestOf(entry)).boot).toBe(boot);
+    // A power cut in another boot: every manifest names that boot; one file of the first entry lost
+    // its bytes (zeros, as unwritten blocks read) while its size, inode, mode and mtime stayed.
+    for (const entry of entries) {
+      const path = join(extracted, entry, 'manifest.json');
+      await writeFile(path, JSON.stringify({ ...(await manifestOf(entry)), boot: 'another-boot' }));
+    }
+    const victim = (await manifestOf(entries[0]!)).entries.find((e) => e.type === 'file' && e.file)!;
+    const victimPath = join(extracted, entries[0]!, victim.file!);
+    const before = await lstat(victimPath, { bigint: true });
+    await writeFile(victimPath, Buffer.alloc(Number(before.size)));
+    await utimes(victimPath, 0, 0);
+    const after = await lstat(victimPath, { bigint: true });
+    expect([after.ino, after.size, after.mode, after.mtimeNs]).toEqual([before.ino, before.size, before.mode, before.mtimeNs]);
+    const kept = await Promise.all(entries.slice(1).map(async (entry) => (await lstat(join(extracted, entry, 'f', '1'))).ino));
+
+    const second = join(example.work, 'boot-second');
+    await materializeEnv({ lock, prefix: PREFIX, outDir: second, cache: new PackageCache({ cacheDir }), mtime: 0 });
+    expect(await tarSha(second, 'boot-second')).toBe(expected);
+    // The damaged entry was extracted anew: its file is another inode, with the package's bytes.
+    expect((await lstat(victimPath)).ino).not.toBe(Number(before.ino));
+    expect((await readFile(victimPath)).equals(Buffer.alloc(Number(before.size)))).toBe(false);
+    // The intact ones were kept (the same inodes) and re-stamped with this boot.
+    expect(await Promise.all(entries.slice(1).map(async (entry) => (await lstat(join(extracted, entry, 'f', '1'))).ino))).toEqual(kept);
+    for (const entry of entries) expect((await manifestOf(entry)).boot).toBe(boot);
+  });
+
+  it('checks a file whose bytes the extraction changed (a stamped pyc) against the sha256 recorded then, and one paths.json gives no sha256 for is extracted again', async () => {
+    const dir = join(example.work, 'cache-boot-unit', 'extracted');
+    const archive = join(example.work, 'boot-unit-archive');
+    await writeFile(archive, 'archive bytes');
+    const pyc = Buffer.from('stamped pyc bytes');
+    const { createHash } = await import('node:crypto');
+    const paths = (withSha: boolean) => Buffer.from(JSON.stringify({ paths: [{ _path: 'lib/a.py', sha256: withSha ? createHash('sha256').update('print(1)\n').digest('hex') : undefined }, { _path: 'lib/__pycache__/a.cpython-311.pyc', sha256: 'f'.repeat(64) }] }));
+    let extractions = 0;
+    const extractWith = (withSha: boolean) => async (scratch: string) => {
+      extractions += 1;
+      await mkdir(scratch, { recursive: true });
+      await writeFile(join(scratch, '1'), 'print(1)\n');
+      await writeFile(join(scratch, '2'), pyc);
+      return {
+        info: new Map([['info/paths.json', paths(withSha)]]),
+        entries: [
+          { path: 'lib/a.py', type: 'file' as const, mode: 0o644, size: 9, file: join(scratch, '1') },
+          { path: 'lib/__pycache__/a.cpython-311.pyc', type: 'file' as const, mode: 0o644, size: pyc.length, file: join(scratch, '2'), sha256: createHash('sha256').update(pyc).digest('hex') },
+        ],
+      };
+    };
+    const setBoot = async (sha: string) => {
+      const path = join(dir, `${sha}-0-v3`, 'manifest.json');
+      await writeFile(path, JSON.stringify({ ...JSON.parse(await readFile(path, 'utf8')), boot: 'another-boot' }));
+    };
+    const good = 'b'.repeat(64);
+    expect((await new ExtractionCache(dir).obtain(archive, good, 0, extractWith(true))).hit).toBe(false);
+    await setBoot(good);
+    expect((await new ExtractionCache(dir).obtain(archive, good, 0, extractWith(true))).hit).toBe(true);
+    expect(extractions).toBe(1);
+    const unknown = 'c'.repeat(64);
+    await new ExtractionCache(dir).obtain(archive, unknown, 0, extractWith(false));
+    await setBoot(unknown);
+    expect((await new ExtractionCache(dir).obtain(archive, unknown, 0, extractWith(false))).hit).toBe(false);
+    expect(extractions).toBe(3);
   });
 
   it('an entry whose manifest name holds a planted FIFO, symlink or directory is extracted again: never followed, never waited on', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,6 +26,12 @@ export type ExtractedEntry =
       file: string;
       /** With `options.mtime`: the file's stamp once given its normalised mode and that mtime. */
       stamp?: FileStamp;
+      /**
+       * The sha256 of the bytes written, when they are not the archive's (a shipped pyc stamped as it
+       * was written): what the extraction cache checks the file against in a later boot, where it
+       * checks the others against paths.json.
+       */
+      sha256?: string;
     }
   | { path: string; type: 'directory'; mode: number }
   | { path: string; type: 'symlink'; mode: number; linkTarget: string }
@@ -141,10 +148,10 @@ export async function extractCondaPackage(file: string, label: string, scratch: 
     budget.reserve(header.size, rel);
     serial += 1;
     const scratchFile = join(scratch, String(serial));
-    const { size, stamp } = await writeScratchFile(scratchFile, header, content, options.mtime, pycStamp(rel, declared, options.mtime), (bytes) => {
+    const { size, stamp, sha256 } = await writeScratchFile(scratchFile, header, content, options.mtime, pycStamp(rel, declared, options.mtime), (bytes) => {
       if (limit !== undefined && bytes > limit) throw expansionError(label, rel, `paths.json declares ${limit} bytes`);
     });
-    entries.push({ path: rel, type: 'file', mode: header.mode, size, file: scratchFile, ...(stamp ? { stamp } : {}) });
+    entries.push({ path: rel, type: 'file', mode: header.mode, size, file: scratchFile, ...(stamp ? { stamp } : {}), ...(sha256 ? { sha256 } : {}) });
   };
 
   if (label.endsWith('.tar.bz2')) {
@@ -160,11 +167,11 @@ export async function extractCondaPackage(file: string, label: string, scratch: 
 }
 
 /** For a shipped pyc whose source paths.json sizes (when sealing at `mtime`): stamps its header in memory before it is written. */
-function pycStamp(rel: string, declared: DeclaredPaths | undefined, mtime: number | undefined): ((data: Buffer) => void) | undefined {
+function pycStamp(rel: string, declared: DeclaredPaths | undefined, mtime: number | undefined): ((data: Buffer) => boolean) | undefined {
   const source = mtime === undefined ? undefined : pycSourceOf(rel);
   const size = source === undefined ? undefined : declared?.sizes.get(source);
   if (size === undefined || !Number.isFinite(size)) return undefined;
-  return (data) => void stampPycHeader(data.subarray(0, 16), mtime!, size);
+  return (data) => stampPycHeader(data.subarray(0, 16), mtime!, size).patched;
 }
 
 /** Files the tar announces up to this size are gathered in memory and written with one synchronous call. */
@@ -175,16 +182,17 @@ const SYNC_FILE_MAX = 256 * 1024;
  * member (most of a package's files) is written with one synchronous call — open, write and close
  * take microseconds, their promise versions three thread-pool round trips each. With `mtime`, the
  * file is sealed before it is closed (sealed-file.ts) and its stamp returned; `patch` changes a
- * small member's bytes before they are written (a larger one is written as it comes).
+ * small member's bytes before they are written (a larger one is written as it comes), and says
+ * whether it changed them: then their sha256 is returned.
  */
 async function writeScratchFile(
   file: string,
   header: TarEntryHeader,
   content: AsyncIterable<Buffer> | Iterable<Buffer>,
   mtime: number | undefined,
-  patch: ((data: Buffer) => void) | undefined,
+  patch: ((data: Buffer) => boolean) | undefined,
   check: (bytes: number) => void,
-): Promise<{ size: number; stamp?: FileStamp }> {
+): Promise<{ size: number; stamp?: FileStamp; sha256?: string }> {
   const mode = header.mode & 0o111 ? 0o755 : 0o644;
   let size = 0;
   if (header.size <= SYNC_FILE_MAX) {
@@ -196,8 +204,9 @@ async function writeScratchFile(
     }
     // One chunk is written as it is (a view of the decompressed stream), unless patched: then a copy.
     const data = chunks.length === 1 && !patch ? chunks[0]! : Buffer.concat(chunks, size);
-    patch?.(data);
-    if (mtime !== undefined) return { size, stamp: writeSealedFileSync(file, data, { mode, mtime }) };
+    // A patched member's bytes are no longer the archive's: their own sha256 is kept (a small pyc, in memory).
+    const sha256 = patch?.(data) ? createHash('sha256').update(data).digest('hex') : undefined;
+    if (mtime !== undefined) return { size, stamp: writeSealedFileSync(file, data, { mode, mtime }), ...(sha256 ? { sha256 } : {}) };
     writeFileSync(file, data, { flag: 'wx', mode });
     return { size };
   }
