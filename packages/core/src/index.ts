@@ -173,7 +173,7 @@ export { layerFormat, gzipTrailerSize, annotatedUncompressedSize, type LayerForm
 export { coldStartReport, type ColdStartReport, type StepReport, type PlatformReport, type LayerReport } from './report/cold-start.js';
 export { registryClientFor } from './registry/registry-for.js';
 export { completeStoredImages } from './registry/repository-images.js';
-export { planGc, gcKind, shortDigest, type GcPlan, type GcItem, type GcKind, type GcKeepRef, type GcPlanInput } from './gc/gc-plan.js';
+export { ageText, planGc, gcKind, shortDigest, type GcPlan, type GcItem, type GcKind, type GcKeepRef, type GcPlanInput } from './gc/gc-plan.js';
 export { collectImageRefs, imageRefTarget, refNamesImage, IMAGE_KEYS, type ImageRefTarget } from './gc/image-refs.js';
 export { type RegistryClient } from './registry/registry-client.js';
 export { formatBytes } from './net/net-fetch.js';

@@ -33,6 +33,7 @@ import { buildLockFor } from './build-lock.js';
 import { checkMicromambaImageSetting, deploySettings, type DeploySettings } from './deploy-settings.js';
 import { expectedImageLayout } from './expected-layout.js';
 import { deploySettingsNotes } from './ignored-settings-note.js';
+import { ImageUseMarks } from './image-use-marks.js';
 import { lockFlow, readFlowEnvs, type LockFlowResult } from './lock-flow.js';
 import { prefetchProfileOf, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';
 
@@ -171,6 +172,15 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
     await options.beforeDeploy?.(lock);
     const packageless = packagelessNote(lock.envs);
     if (packageless) options.onEvent?.({ type: 'note', message: packageless });
+    // Each image the build checks, reuses or pushes is marked used (before the registry is asked):
+    // prebuilt gc on this machine keeps it (image-use-marks.ts). A plan builds no image map.
+    const marks = options.plan ? undefined : ImageUseMarks.of(scope.env);
+    const onEvent = marks
+      ? (event: DeployEvent): void => {
+          if (event.type === 'image') marks.mark(event.tag);
+          options.onEvent?.(event);
+        }
+      : options.onEvent;
     const result = await deploy({
       flow: lock.envs.flow,
       steps: stepsToDeploy(file, lock, options.steps),
@@ -187,7 +197,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
       ...(options.force ? { force: true } : {}),
       ...(options.plan ? { plan: true } : {}),
       signal: scope.signal,
-      ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+      ...(onEvent ? { onEvent } : {}),
     });
     const buildServiceName = options.plan ? null : (buildService?.name ?? selectedBackendNames(scope.env).buildService.name);
     return { ...result, lock, settings, recipe: recipeName, registry: registry.name, buildService: buildServiceName, prefetchProfile: prefetchProfile ?? null };

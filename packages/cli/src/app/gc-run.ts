@@ -2,8 +2,17 @@
  * `prebuilt gc`, without rendering: the keep set from the sources given (flows, image maps, push
  * age, a Kubernetes namespace), the selected registry's env repository listed, the plan, and —
  * with `yes` — the deletions in the plan's order, each reported through `onProgress`.
+ *
+ * A build running at the same time (of a flow outside the keep set) may have just found an image
+ * present and be about to name it in its image map: gc never deletes an image younger than the
+ * minimum age (`--min-age`, METAFLOW_PREBUILT_GC_MIN_AGE, default 1h) — pushed within it where the
+ * registry records push times, or used by a build sharing this cache directory within it
+ * (image-use-marks.ts: marked before the build asks the registry, read for the plan and again
+ * before each deletion). A build on another machine reusing an old image is not seen: see the
+ * README's gc section for what remains.
  */
 import {
+  ageText,
   completeStoredImages,
   ConfigError,
   errorMessage,
@@ -17,17 +26,25 @@ import {
   type GcPlan,
   type ImageRegistry,
   type RegistryClient,
+  type StoredImage,
 } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 import { createSelectedBackend } from './backends.js';
 import { deploySettings } from './deploy-settings.js';
 import { keepFromFlows, keepFromImageMaps, unkeptImageMaps } from './gc-keep-sources.js';
 import { keepFromKubernetes, type KubernetesKeepOptions } from './gc-kubernetes.js';
+import { ImageUseMarks } from './image-use-marks.js';
+
+/** The minimum age when neither --min-age nor METAFLOW_PREBUILT_GC_MIN_AGE says one. */
+export const DEFAULT_GC_MIN_AGE_MS = 3_600_000;
+export const GC_MIN_AGE_SETTING = 'METAFLOW_PREBUILT_GC_MIN_AGE';
 
 export interface GcOptions {
   flows?: readonly string[];
   keepMaps?: readonly string[];
   keepDays?: number;
+  /** Never delete an image pushed or used by a build on this machine less than this long ago (ms); default METAFLOW_PREBUILT_GC_MIN_AGE, else 1 hour. */
+  minAgeMs?: number;
   kubeNamespace?: string;
   /** Delete; default a dry run. */
   yes?: boolean;
@@ -39,13 +56,18 @@ export type GcProgress =
   | { type: 'keep-sources' }
   | { type: 'listing'; repository: string }
   | { type: 'deleting'; item: GcItem; index: number; total: number }
-  | { type: 'deleted'; item: GcItem; index: number; total: number };
+  | { type: 'deleted'; item: GcItem; index: number; total: number }
+  /** A planned deletion left out: a build on this machine used the image since the plan. */
+  | { type: 'spared'; item: GcItem; reason: string };
 
 export interface GcResult {
   registry: string;
   /** The env repository, `host/path`. */
   repository: string;
+  /** The plan; after deletions, `deletions` is what was deleted, and an image a build used since the plan moved to `kept`. */
   plan: GcPlan;
+  /** The minimum age applied (ms). */
+  minAgeMs: number;
   /** What the user should know about the plan (push times unknown, a base image not resolved…). */
   notes: string[];
   /** Whether the deletions ran (`yes`). */
@@ -111,19 +133,92 @@ async function unkeptMapNotes(plan: GcPlan, repositoryPath: string, options: GcO
   });
 }
 
-/** Deletes the plan's deletions in order; a failure stops there (what went before stays deleted, and nothing left points at it). */
-async function runDeletions(registry: ImageRegistry, plan: GcPlan, scope: AppScope, options: GcOptions): Promise<void> {
+/** The last time a build on this machine used one of the item's tags (ms), or -Infinity. */
+function lastUse(marks: ImageUseMarks, repository: string, tags: readonly string[]): number {
+  return tags.map((tag) => marks.lastUse(`${repository}:${tag}`)?.getTime() ?? -Infinity).reduce((a, b) => Math.max(a, b), -Infinity);
+}
+
+/** When a build on this machine last used each tag of the listing. */
+function usedAt(marks: ImageUseMarks, repository: string, images: readonly StoredImage[]): Map<string, Date> {
+  const used = new Map<string, Date>();
+  for (const tag of new Set(images.flatMap((image) => image.tags))) {
+    const at = marks.lastUse(`${repository}:${tag}`);
+    if (at) used.set(tag, at);
+  }
+  return used;
+}
+
+interface DeletionContext {
+  images: readonly StoredImage[];
+  /** The plan again, over the images not deleted yet, with the marks read anew. */
+  replan: (remaining: readonly StoredImage[]) => GcPlan;
+  marks: ImageUseMarks;
+  repository: string;
+  minAgeMs: number;
+}
+
+/**
+ * Deletes the plan's deletions in order; a failure stops there (what went before stays deleted, and
+ * nothing left points at it). Before each deletion the item's tags are looked up in the marks again:
+ * one a build on this machine used since the plan is spared, and the rest planned again without it
+ * (its platform images stay with it; its SBOM, deleted before it in the order, may be gone).
+ */
+async function runDeletions(registry: ImageRegistry, planned: GcPlan, scope: AppScope, options: GcOptions, context: DeletionContext): Promise<GcPlan> {
   const deleteImage = registry.deleteImage!.bind(registry);
-  const protectedDigests = new Set(plan.kept.map((item) => item.digest));
-  const total = plan.deletions.length;
-  for (const [index, item] of plan.deletions.entries()) {
+  const deleted: GcItem[] = [];
+  const spared: GcItem[] = [];
+  const gone = new Set<string>();
+  let plan = planned;
+  const total = planned.deletions.length;
+  for (let next = plan.deletions[0]; next; next = plan.deletions.find((item) => !gone.has(item.digest))) {
+    const item = next;
     // The plan never deletes what it keeps (the base image among it); checked once more before each DELETE.
-    if (protectedDigests.has(item.digest)) throw new Error(`gc refused to delete ${item.digest}, which it keeps`);
-    options.onProgress?.({ type: 'deleting', item, index, total });
+    if (plan.kept.some((kept) => kept.digest === item.digest)) throw new Error(`gc refused to delete ${item.digest}, which it keeps`);
+    const used = lastUse(context.marks, context.repository, item.tags);
+    if (context.minAgeMs > 0 && Date.now() - used < context.minAgeMs) {
+      const reason = `used by a build on this machine ${ageText(Date.now() - used)} ago, since the plan (minimum age ${ageText(context.minAgeMs)})`;
+      plan = context.replan(context.images.filter((image) => !gone.has(image.digest)));
+      for (const was of planned.deletions) {
+        if (!gone.has(was.digest) && !plan.deletions.some((now) => now.digest === was.digest) && !spared.some((one) => one.digest === was.digest)) {
+          const one = { ...was, action: 'keep' as const, reason: was.digest === item.digest ? reason : (plan.kept.find((k) => k.digest === was.digest)?.reason ?? reason) };
+          spared.push(one);
+          options.onProgress?.({ type: 'spared', item: one, reason: one.reason });
+        }
+      }
+      continue;
+    }
+    options.onProgress?.({ type: 'deleting', item, index: deleted.length, total });
     // The tags the listing gave: a registry that deletes tag by tag lists nothing more per image.
     await deleteImage(item.digest, { signal: scope.signal, tags: item.tags });
-    options.onProgress?.({ type: 'deleted', item, index, total });
+    gone.add(item.digest);
+    deleted.push(item);
+    options.onProgress?.({ type: 'deleted', item, index: deleted.length - 1, total });
   }
+  return { ...planned, deletions: deleted, kept: [...planned.kept, ...spared], items: [...planned.kept, ...spared, ...deleted] };
+}
+
+/** The minimum age: the option, else METAFLOW_PREBUILT_GC_MIN_AGE, else 1 hour. */
+function minAgeOf(options: GcOptions, env: Record<string, string | undefined>): number {
+  if (options.minAgeMs !== undefined) {
+    if (!(Number.isFinite(options.minAgeMs) && options.minAgeMs >= 0)) throw new InputError(`The minimum age ${options.minAgeMs} ms is not a duration.`, { hint: 'Pass --min-age 0, or a duration such as 30m or 2h.' });
+    return options.minAgeMs;
+  }
+  const raw = env[GC_MIN_AGE_SETTING]?.trim();
+  if (!raw) return DEFAULT_GC_MIN_AGE_MS;
+  const ms = parseMinAge(raw);
+  if (ms === undefined) {
+    throw new ConfigError(`${GC_MIN_AGE_SETTING}=${raw} is not a duration.`, { setting: GC_MIN_AGE_SETTING, hint: 'Write 0, or a whole number and a unit: s, m, h or d (e.g. 30m, 2h, 1d).' });
+  }
+  return ms;
+}
+
+const MIN_AGE_UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** `0`, or a whole number and a unit (`30m`, `2h`, `1d`), in milliseconds; undefined for anything else. */
+export function parseMinAge(value: string): number | undefined {
+  if (value.trim() === '0') return 0;
+  const match = /^(\d+)(s|m|h|d)$/.exec(value.trim());
+  return match ? Number(match[1]) * MIN_AGE_UNIT_MS[match[2] as keyof typeof MIN_AGE_UNIT_MS] : undefined;
 }
 
 /** Plans `prebuilt gc` against the selected registry and, with `yes`, deletes what nothing keeps. */
@@ -132,6 +227,7 @@ export async function garbageCollect(scope: AppScope, options: GcOptions): Promi
   if (options.keepDays !== undefined && !(Number.isInteger(options.keepDays) && options.keepDays >= 0)) {
     throw new InputError(`--keep-days ${options.keepDays} is not a whole number of days.`, { hint: 'Pass --keep-days 0 or more, e.g. --keep-days 30.' });
   }
+  const minAgeMs = minAgeOf(options, scope.env);
   const registry = (await createSelectedBackend('image-registry', scope)).backend;
   try {
     if (typeof registry.listImages !== 'function' || typeof registry.deleteImage !== 'function') {
@@ -153,13 +249,21 @@ export async function garbageCollect(scope: AppScope, options: GcOptions): Promi
     const images = listed.some((image) => !image.blobs)
       ? await completeStoredImages(client, `${repository.host}/${repository.path}`, listed, { signal: scope.signal })
       : listed;
-    const plan = planGc({ images, repository: repository.path, keep, protect, ...(options.keepDays !== undefined ? { keepDays: options.keepDays } : {}) });
+    const marks = ImageUseMarks.of(scope.env);
+    const fullRepository = `${repository.host}/${repository.path}`;
+    const planOver = (over: readonly StoredImage[]): GcPlan =>
+      planGc({ images: over, repository: repository.path, keep, protect, minAgeMs, usedAt: usedAt(marks, fullRepository, over), ...(options.keepDays !== undefined ? { keepDays: options.keepDays } : {}) });
+    const plan = planOver(images);
     if (options.keepDays !== undefined && plan.pushTimeUnknown) {
       notes.push(`registry ${registry.name} does not record when an image was pushed: --keep-days keeps every image whose push time is unknown.`);
     }
     notes.push(...(await unkeptMapNotes(plan, repository.path, options, keptMaps, scope)));
-    if (options.yes) await runDeletions(registry, plan, scope, options);
-    return { registry: registry.name, repository: `${repository.host}/${repository.path}`, plan, notes, deleted: options.yes === true };
+    if (minAgeMs > 0 && plan.pushTimeUnknown && plan.deletions.length > 0) {
+      notes.push(`registry ${registry.name} does not record when an image was pushed: the minimum age (${ageText(minAgeMs)}) protects only images a build sharing this cache directory used; stop builds of flows outside the keep set on other machines while gc deletes.`);
+    }
+    const done = options.yes ? await runDeletions(registry, plan, scope, options, { images, replan: planOver, marks, repository: fullRepository, minAgeMs }) : plan;
+    if (options.yes) marks.forgetOld();
+    return { registry: registry.name, repository: fullRepository, plan: done, minAgeMs, notes, deleted: options.yes === true };
   } finally {
     await registry.close?.();
   }

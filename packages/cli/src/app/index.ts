@@ -15,7 +15,7 @@ export { checkStateFileSetting, readImageMap, stateFilePath, writeImageMap } fro
 export { fileArgument, shellWord, shownPath } from './shown-path.js';
 export { missingStepsError } from './image-map-checks.js';
 export { createOrReplace, kubernetesError, kubernetesStatus, loadKubeConfig, loadKubernetesClient, type K8s } from './kubernetes.js';
-export { garbageCollect, type GcOptions, type GcProgress, type GcResult } from './gc-run.js';
+export { garbageCollect, parseMinAge, type GcOptions, type GcProgress, type GcResult } from './gc-run.js';
 export { keepFromFlows, keepFromImageMaps } from './gc-keep-sources.js';
 export { ARGO_RESOURCES, keepFromKubernetes, type KubernetesKeepOptions } from './gc-kubernetes.js';
 export { checkNamespace, isObjectName } from './kubernetes-names.js';

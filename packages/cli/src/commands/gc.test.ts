@@ -6,12 +6,15 @@
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pushReferrer } from '@prebuilt/core';
 import { RegistryClient } from '@prebuilt/core/backend';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushImage, pushIndex, uniqueRepo, type PushedImage } from '../../../core/src/registry/__fixtures__/push-image.js';
 import { FakeKubernetesApi } from '../__fixtures__/fake-kubernetes-api.js';
+import { garbageCollect, type GcProgress } from '../app/gc-run.js';
+import { ImageUseMarks } from '../app/image-use-marks.js';
 import { renderGc } from './gc.js';
 import { describeOrFailInCi, prebuilt, registryMissing, services } from '../lifecycle/__fixtures__/flow-with-images.js';
 
@@ -148,6 +151,31 @@ describeOrFailInCi('prebuilt gc (real CLI, real local registry, FAKE Kubernetes 
     expect(await exists(world, world.orphan.digest)).toBe(true);
   });
 
+  it('keeps an image a build on this machine used within the minimum age (1h by default), with its SBOM; --min-age 0, METAFLOW_PREBUILT_GC_MIN_AGE shorter than its age, let it go; a bad one is exit 2', async () => {
+    const cache = join(world.dir, 'cache-used');
+    const withCache = { METAFLOW_PREBUILT_CACHE_DIR: cache };
+    new ImageUseMarks(join(cache, 'images-used')).mark(`${world.host}/${world.repo}:env-orphan-amd64`, new Date(Date.now() - 5000));
+    const keepSources = ['--keep-map', 'keep.json', '--kube-namespace', NS, '--json'];
+    const young = JSON.parse((await gc(keepSources, withCache)).stdout) as GcJson & { minAgeSeconds: number };
+    expect(young.minAgeSeconds).toBe(3600);
+    expect(kept(young, world.orphan.digest)?.reason).toMatch(/^used by a build on this machine \d+s ago \(minimum age 1h\)$/);
+    expect(kept(young, world.sbom)).toBeDefined();
+    expect(young.deleted).toEqual([]);
+    // Without that cache directory nothing marks it: it goes, as before.
+    expect((JSON.parse((await gc(keepSources)).stdout) as GcJson).deleted.map((item) => item.digest)).toContain(world.orphan.digest);
+    expect((JSON.parse((await gc([...keepSources, '--min-age', '0'], withCache)).stdout) as GcJson).deleted.map((item) => item.digest)).toContain(world.orphan.digest);
+    const shorter = JSON.parse((await gc(keepSources, { ...withCache, METAFLOW_PREBUILT_GC_MIN_AGE: '2s' })).stdout) as GcJson;
+    expect(shorter.deleted.map((item) => item.digest)).toContain(world.orphan.digest);
+    expect(shorter.notes.join('\n')).toContain('protects only images a build sharing this cache directory used');
+    const bad = await gc([...keepSources, '--min-age', 'soon'], withCache);
+    expect(bad.code).toBe(2);
+    expect((JSON.parse(bad.stdout) as GcJson).error?.message).toBe('--min-age soon is not a duration.');
+    const badSetting = await gc(keepSources, { ...withCache, METAFLOW_PREBUILT_GC_MIN_AGE: '1 week' });
+    expect(badSetting.code).toBe(2);
+    expect((JSON.parse(badSetting.stdout) as GcJson).error?.message).toBe('METAFLOW_PREBUILT_GC_MIN_AGE=1 week is not a duration.');
+    expect(await exists(world, world.orphan.digest)).toBe(true);
+  });
+
   it('--keep-days on a registry without push times keeps every image and says so', async () => {
     const result = await gc(['--keep-days', '30', '--json']);
     expect(result.code, result.stderr).toBe(0);
@@ -181,6 +209,46 @@ describeOrFailInCi('prebuilt gc (real CLI, real local registry, FAKE Kubernetes 
     expect(await exists(world, world.base.digest)).toBe(true);
     expect(await exists(world, world.mapped.digest)).toBe(true);
     expect(await exists(world, world.index.arm64.digest)).toBe(false);
+  });
+});
+
+describeOrFailInCi('prebuilt gc against a build running at the same time (in process, real local registry)', registryMissing, () => {
+  let world: World;
+  beforeAll(async () => {
+    world = await createWorld('cli-gc-race');
+  });
+  afterAll(async () => {
+    await world?.kube.stop();
+    if (world) await rm(world.dir, { recursive: true, force: true });
+  });
+
+  it('spares an image a build on this machine starts to use after the plan: looked up again before each deletion; the rest goes', async () => {
+    const cache = join(world.dir, 'cache');
+    const marks = new ImageUseMarks(join(cache, 'images-used'));
+    const env: Record<string, string | undefined> = { PATH: process.env.PATH, HOME: process.env.HOME, ...world.env, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: world.host, DOCKER_CONFIG: join(world.dir, 'no-docker-config'), METAFLOW_PREBUILT_CACHE_DIR: cache };
+    const cliDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+    const events: GcProgress[] = [];
+    const result = await garbageCollect(
+      { cwd: world.dir, cliDir, env, signal: new AbortController().signal },
+      {
+        keepMaps: ['keep.json'],
+        kubeNamespace: NS,
+        yes: true,
+        onProgress: (event) => {
+          events.push(event);
+          // A build checks the orphan's tag while gc deletes the first item of its plan (the orphan's referrers index).
+          if (event.type === 'deleting' && event.index === 0) marks.mark(`${world.host}/${world.repo}:env-orphan-amd64`);
+        },
+      },
+    );
+    expect(events.filter((event) => event.type === 'deleting').map((event) => (event as { item: { kind: string } }).item.kind)).toEqual(['referrers', 'sbom']);
+    const spared = events.find((event) => event.type === 'spared') as Extract<GcProgress, { type: 'spared' }> | undefined;
+    expect(spared?.item.digest).toBe(world.orphan.digest);
+    expect(spared?.reason).toMatch(/^used by a build on this machine \d+s ago, since the plan \(minimum age 1h\)$/);
+    expect(result.plan.deletions.map((item) => item.kind)).toEqual(['referrers', 'sbom']);
+    expect(result.plan.kept.find((item) => item.digest === world.orphan.digest)?.action).toBe('keep');
+    expect(await exists(world, world.orphan.digest)).toBe(true);
+    expect(await exists(world, world.sbom)).toBe(false);
   });
 });
 
@@ -277,6 +345,7 @@ describe('renderGc of what a hostile registry lists', () => {
       registry: 'local',
       repository: '127.0.0.1:5000/team/envs',
       plan: { items: [item], deletions: [item], kept: [], reclaimedBytes: 10, reclaimedPartial: false, pushTimeUnknown: false },
+      minAgeMs: 3_600_000,
       notes: ['base image 127.0.0.1:5000/base:1 could not be read (registry said: \x1b]8;;https://attacker.example/\x07details\x1b]8;;\x07)'],
       deleted: false,
     });

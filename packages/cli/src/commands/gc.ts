@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { formatBytes, InputError, shortDigest, type GcItem } from '@prebuilt/core';
-import { garbageCollect, type GcProgress, type GcResult } from '../app/index.js';
+import { garbageCollect, parseMinAge, type GcProgress, type GcResult } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-help.js';
 import { renderTable, terminalText, writeJsonResult } from '../output.js';
@@ -8,6 +8,7 @@ import { renderTable, terminalText, writeJsonResult } from '../output.js';
 interface GcCommandOptions {
   keepMap?: string[];
   keepDays?: string;
+  minAge?: string;
   kubeNamespace?: string;
   yes?: boolean;
   dryRun?: boolean;
@@ -24,7 +25,13 @@ nothing needs. Kept are:
     (a plain distribution registry such as the local one) keeps every image under this rule;
   - with --kube-namespace NS, every image a live Argo WorkflowTemplate, CronWorkflow or Workflow in
     NS references (read with your kubeconfig; needs list on those resources);
-  - the base images (METAFLOW_PREBUILT_BASE_IMAGE, _GPU_BASE_IMAGE), always.
+  - the base images (METAFLOW_PREBUILT_BASE_IMAGE, _GPU_BASE_IMAGE), always;
+  - images younger than the minimum age (--min-age, METAFLOW_PREBUILT_GC_MIN_AGE, default 1h):
+    pushed within it (where the registry records push times), or checked, reused or pushed within
+    it by a build sharing this cache directory — a build running now may be about to name the
+    image in its image map. Each image is looked up again just before it is deleted. A build on
+    another machine that reuses an old image is not seen: do not run gc --yes while builds of
+    flows outside the keep set run elsewhere (or keep those flows).
 A kept image index keeps all its platform images; a kept image keeps its SBOM artifact and its
 sha256-<digest> referrers tag. An index that goes takes its platform images unless something keeps
 them. With no keep source at all gc refuses to run (it would delete everything).
@@ -40,6 +47,7 @@ listImages and deleteImage). A distribution registry must have deletes enabled
 (storage.delete.enabled: true).
 ${DEPLOY_SETTINGS_HELP}
   METAFLOW_PREBUILT_STATE_FILE            a flow's image map (default .prebuilt/<Flow>/images.json beside it)
+  METAFLOW_PREBUILT_GC_MIN_AGE            the minimum age when --min-age is not given (default 1h; 0: none)
   KUBECONFIG                              the cluster of --kube-namespace (else in-cluster, else ~/.kube/config)
 ${BACKEND_SETTINGS_HELP}
 
@@ -99,6 +107,8 @@ function progressLine(event: GcProgress): string {
       return `gc: deleting ${event.index + 1}/${event.total} ${event.item.kind} ${shortDigest(event.item.digest)} (${tagsText(event.item)})`;
     case 'deleted':
       return `gc: deleted ${shortDigest(event.item.digest)}`;
+    case 'spared':
+      return `gc: kept ${event.item.kind} ${shortDigest(event.item.digest)} (${tagsText(event.item)}): ${event.reason}`;
   }
 }
 
@@ -108,12 +118,21 @@ function parseKeepDays(value: string | undefined): number | undefined {
   return Number(value);
 }
 
+function parseMinAgeOption(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = parseMinAge(value);
+  if (ms === undefined) throw new InputError(`--min-age ${value} is not a duration.`, { hint: 'Pass --min-age 0, or a whole number and a unit: s, m, h or d (e.g. 30m, 2h, 1d).' });
+  return ms;
+}
+
 async function runGc(flows: string[], context: CliContext, options: GcCommandOptions): Promise<void> {
   const keepDays = parseKeepDays(options.keepDays);
+  const minAgeMs = parseMinAgeOption(options.minAge);
   const result = await garbageCollect(context, {
     flows,
     keepMaps: options.keepMap ?? [],
     ...(keepDays !== undefined ? { keepDays } : {}),
+    ...(minAgeMs !== undefined ? { minAgeMs } : {}),
     ...(options.kubeNamespace !== undefined ? { kubeNamespace: options.kubeNamespace } : {}),
     ...(options.yes ? { yes: true } : {}),
     // The tags come from the registry's listing: shown with their control characters escaped.
@@ -124,6 +143,7 @@ async function runGc(flows: string[], context: CliContext, options: GcCommandOpt
     registry: result.registry,
     repository: result.repository,
     dryRun: !result.deleted,
+    minAgeSeconds: result.minAgeMs / 1000,
     deleted: result.plan.deletions.map(itemJson),
     kept: result.plan.kept.map(itemJson),
     reclaimedBytes: result.plan.reclaimedBytes,
@@ -140,6 +160,7 @@ export function registerGcCommand(program: Command, context: CliContext): void {
     .argument('[flows...]', 'flow files whose current images stay, e.g. flow.py')
     .option('--keep-map <file...>', 'image map files (state files or build --json output) whose images stay')
     .option('--keep-days <n>', 'keep images pushed within the last N days')
+    .option('--min-age <duration>', 'never delete an image pushed, or used by a build on this machine, less than this long ago (default 1h, METAFLOW_PREBUILT_GC_MIN_AGE; 0: none)')
     .option('--kube-namespace <ns>', 'keep every image the Argo WorkflowTemplates, CronWorkflows and Workflows in this namespace reference')
     .option('--yes', 'delete (default: a dry run that deletes nothing)')
     .addOption(new Option('--dry-run', 'delete nothing, only show what would go (the default, said explicitly)').conflicts('yes'))

@@ -27,6 +27,26 @@ function repository(): StoredImage[] {
 const action = (plan: GcPlan, digest: string): string | undefined => plan.items.find((item) => item.digest === digest)?.action;
 
 describe('planGc', () => {
+  it('keeps an image younger than the minimum age — used by a build on this machine, or pushed — with its SBOM and referrers; an unknown push time does not keep it', () => {
+    const now = new Date('2026-12-07T12:00:00Z');
+    const ago = (ms: number): Date => new Date(now.getTime() - ms);
+    const base = { repository: REPO, keep: [], minAgeMs: 3_600_000, now };
+    // env-u-amd64 used 10 minutes ago by a build here: kept, its SBOM and referrers index with it.
+    const used = planGc({ ...base, images: repository(), usedAt: new Map([['env-u-amd64', ago(600_000)], ['env-i', ago(7_200_000)]]) });
+    expect(used.kept.find((item) => item.digest === d('2'))?.reason).toBe('used by a build on this machine 10m ago (minimum age 1h)');
+    expect(action(used, d('3'))).toBe('keep');
+    expect(action(used, d('4'))).toBe('keep');
+    // env-i was used two hours ago, no push time: it goes with its platform images.
+    expect([d('1'), d('a'), d('b')].map((digest) => action(used, digest))).toEqual(['delete', 'delete', 'delete']);
+    // Pushed 30 s ago (a registry that records it): kept; pushed two hours ago: not.
+    const pushed = repository().map((one) => (one.digest === d('2') ? { ...one, pushedAt: ago(30_000) } : one.digest === d('1') ? { ...one, pushedAt: ago(7_200_000) } : one));
+    const byPush = planGc({ ...base, images: pushed });
+    expect(byPush.kept.find((item) => item.digest === d('2'))?.reason).toBe('pushed 30s ago (minimum age 1h)');
+    expect(action(byPush, d('1'))).toBe('delete');
+    // No minimum age: both go.
+    expect(action(planGc({ ...base, minAgeMs: 0, images: pushed, usedAt: new Map([['env-u-amd64', ago(1000)]]) }), d('2'))).toBe('delete');
+  });
+
   it('keeps what a kept map names by tag, with the index platform images; deletes the unreferenced image, its SBOM and its referrers tag, SBOMs first', () => {
     const plan = planGc({ images: repository(), repository: REPO, keep: [{ ref: `127.0.0.1:5100/${REPO}:env-i`, reason: 'kept map m.json' }] });
     expect(plan.kept.map((item) => [item.digest, item.reason])).toEqual([

@@ -4,8 +4,10 @@
  * sources in, the plan out.
  *
  * Rules: an image is kept when a keep source names it (by digest, or by tag in the env repository),
- * when it was pushed within `keepDays` (an unknown push time counts as recent), or when it is
- * protected (the base image). Keeping goes down, never up: a kept index keeps every image it lists,
+ * when it was pushed within `keepDays` (an unknown push time counts as recent), when it is younger
+ * than `minAgeMs` — pushed, or used by a build on this machine (`usedAt`), within it: a build running
+ * now may have just found it and be about to name it in its image map — or when it is protected
+ * (the base image). Keeping goes down, never up: a kept index keeps every image it lists,
  * a kept image keeps its referrers (SBOM artifacts, the `sha256-<hex>` referrers index). A kept
  * platform image does not keep its index, and an index that goes never takes an image a kept
  * index (or anything else) keeps. An untagged image the listing cannot place (an index whose
@@ -30,6 +32,14 @@ export interface GcPlanInput {
   keep: readonly GcKeepRef[];
   /** Keep images pushed within this many days. */
   keepDays?: number;
+  /**
+   * Never delete an image pushed (where the registry says when) or used by a build on this machine
+   * (`usedAt`) less than this many milliseconds ago. Unlike `keepDays`, an unknown push time does
+   * not keep an image: `usedAt` is what protects the builds of a registry without push times.
+   */
+  minAgeMs?: number;
+  /** When a build on this machine last used each tag of the env repository (checked, reused or pushed it). */
+  usedAt?: ReadonlyMap<string, Date>;
   /** Digests never deleted (the base image's), with why. */
   protect?: readonly GcKeepRef[];
   now?: Date;
@@ -62,6 +72,26 @@ export interface GcPlan {
 
 const REFERRERS_TAG = /^sha256-([a-f0-9]{64})$/;
 const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** A duration as gc's reasons say it: `40s`, `12m`, `3h`, `2d`. */
+export function ageText(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60]] as const) if (s >= size && s % size === 0) return `${s / size}${unit}`;
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172_800) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86_400)}d`;
+}
+
+/** Why an image younger than the minimum age is kept, if it is. */
+function youngReason(image: StoredImage, input: GcPlanInput, now: number): string | undefined {
+  const minAge = input.minAgeMs;
+  if (!minAge) return undefined;
+  const used = image.tags.map((tag) => input.usedAt?.get(tag)?.getTime() ?? -Infinity).reduce((a, b) => Math.max(a, b), -Infinity);
+  if (now - used < minAge) return `used by a build on this machine ${ageText(now - used)} ago (minimum age ${ageText(minAge)})`;
+  if (image.pushedAt && now - image.pushedAt.getTime() < minAge) return `pushed ${ageText(now - image.pushedAt.getTime())} ago (minimum age ${ageText(minAge)})`;
+  return undefined;
+}
 
 export function shortDigest(digest: string): string {
   return digest.replace(/^sha256:/, '').slice(0, 12);
@@ -100,8 +130,12 @@ function rootReasons(input: GcPlanInput): Map<string, string> {
       if (image && refNamesImage(one.ref, image, input.repository)) keep(image.digest, one.reason);
     }
   }
+  const now = (input.now ?? new Date()).getTime();
+  for (const image of input.images) {
+    const young = youngReason(image, input, now);
+    if (young) keep(image.digest, young);
+  }
   if (input.keepDays !== undefined) {
-    const now = (input.now ?? new Date()).getTime();
     for (const image of input.images) {
       if (!image.pushedAt) keep(image.digest, `push time unknown (--keep-days ${input.keepDays} keeps it)`);
       else if (now - image.pushedAt.getTime() <= input.keepDays * DAY_MS) keep(image.digest, `pushed within ${input.keepDays} days`);

@@ -1,0 +1,78 @@
+/**
+ * Which image tags builds on this machine used lately, for `prebuilt gc`'s minimum age: a build
+ * marks each image it checks, reuses or pushes (`<cache dir>/images-used/<hash of the tag>`, its
+ * mtime the last use) as it works — the mark is made before the registry is asked, so a gc that
+ * finds no mark before it deletes ran before the build asked: the build then finds the image gone
+ * and builds it again. gc keeps an image whose tag was marked within its minimum age, reading the
+ * marks once for the plan and again just before each deletion.
+ *
+ * Only builds sharing the cache directory are seen (this machine, or hosts sharing it as a volume);
+ * best effort: a mark that cannot be written (a read-only cache, another user's mark in a shared
+ * one) is logged, never fails the build.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, rmSync, utimesSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { createLogger, errorMessage, prebuiltCacheDir } from '@prebuilt/core';
+
+const log = createLogger('prebuilt:image-use');
+
+/** Marks unused for this long are removed by gc. */
+const FORGET_AFTER_MS = 30 * 24 * 3_600_000;
+
+export class ImageUseMarks {
+  readonly dir: string;
+  #made = false;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  static of(env: Record<string, string | undefined>): ImageUseMarks {
+    return new ImageUseMarks(join(prebuiltCacheDir(env), 'images-used'));
+  }
+
+  #path(ref: string): string {
+    return join(this.dir, createHash('sha256').update(ref).digest('hex').slice(0, 40));
+  }
+
+  /** Records that a build uses the image `ref` (`host/repository:tag`) now. Synchronous, a few system calls. */
+  mark(ref: string, now: Date = new Date()): void {
+    const path = this.#path(ref);
+    try {
+      if (!this.#made) mkdirSync(this.dir, { recursive: true });
+      this.#made = true;
+      // Never through a symlink planted at the name (a shared cache): O_NOFOLLOW.
+      const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+      try {
+        writeSync(fd, `${ref}\n`);
+      } finally {
+        closeSync(fd);
+      }
+      utimesSync(path, now, now);
+    } catch (error) {
+      log('cannot mark %s as used in %s: %s', ref, path, errorMessage(error));
+    }
+  }
+
+  /** When a build on this machine last used `ref`; undefined when none did (or the mark is gone). */
+  lastUse(ref: string): Date | undefined {
+    const stats = lstatSync(this.#path(ref), { throwIfNoEntry: false });
+    return stats?.isFile() ? stats.mtime : undefined;
+  }
+
+  /** Removes marks older than 30 days (best effort). */
+  forgetOld(now: Date = new Date()): void {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const path = join(this.dir, name);
+      const stats = lstatSync(path, { throwIfNoEntry: false });
+      if (stats && now.getTime() - stats.mtimeMs > FORGET_AFTER_MS) rmSync(path, { force: true });
+    }
+  }
+}
