@@ -33,7 +33,7 @@ import { buildLockFor } from './build-lock.js';
 import { checkMicromambaImageSetting, deploySettings, type DeploySettings } from './deploy-settings.js';
 import { expectedImageLayout } from './expected-layout.js';
 import { deploySettingsNotes } from './ignored-settings-note.js';
-import { ImageUseMarks } from './image-use-marks.js';
+import { ImageUseMarks, markingImageUse } from './image-use-marks.js';
 import { lockFlow, readFlowEnvs, type LockFlowResult } from './lock-flow.js';
 import { prefetchProfileOf, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';
 
@@ -174,13 +174,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
     if (packageless) options.onEvent?.({ type: 'note', message: packageless });
     // Each image the build checks, reuses or pushes is marked used (before the registry is asked):
     // prebuilt gc on this machine keeps it (image-use-marks.ts). A plan builds no image map.
-    const marks = options.plan ? undefined : ImageUseMarks.of(scope.env);
-    const onEvent = marks
-      ? (event: DeployEvent): void => {
-          if (event.type === 'image') marks.mark(event.tag);
-          options.onEvent?.(event);
-        }
-      : options.onEvent;
+    const onEvent = options.plan ? options.onEvent : markingImageUse(ImageUseMarks.of(scope.env), options.onEvent);
     const result = await deploy({
       flow: lock.envs.flow,
       steps: stepsToDeploy(file, lock, options.steps),

@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, rmSync, utimesSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { createLogger, errorMessage, prebuiltCacheDir } from '@prebuilt/core';
+import { createLogger, errorMessage, prebuiltCacheDir, type DeployEvent } from '@prebuilt/core';
 
 const log = createLogger('prebuilt:image-use');
 
@@ -75,4 +75,12 @@ export class ImageUseMarks {
       if (stats && now.getTime() - stats.mtimeMs > FORGET_AFTER_MS) rmSync(path, { force: true });
     }
   }
+}
+
+/** A deploy's event handler that marks each image the deploy checks, reuses or pushes (every `image` event: `checking` comes before the registry is asked), then passes the event on. */
+export function markingImageUse(marks: ImageUseMarks, onEvent: ((event: DeployEvent) => void) | undefined): (event: DeployEvent) => void {
+  return (event) => {
+    if (event.type === 'image') marks.mark(event.tag);
+    onEvent?.(event);
+  };
 }

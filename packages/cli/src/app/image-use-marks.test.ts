@@ -1,0 +1,51 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DeployEvent } from '@prebuilt/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ImageUseMarks, markingImageUse } from './image-use-marks.js';
+
+const work = mkdtempSync(join(tmpdir(), 'prebuilt-image-use-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+const REF = '127.0.0.1:5100/team/envs:env-0123456789abcdef-linux-64';
+
+describe('image use marks (what gc on this machine keeps for its minimum age)', () => {
+  it('a deploy marks every image it checks, before the registry is asked, and passes each event on', () => {
+    const marks = new ImageUseMarks(join(work, 'a', 'images-used'));
+    const seen: DeployEvent[] = [];
+    const onEvent = markingImageUse(marks, (event) => seen.push(event));
+    expect(marks.lastUse(REF)).toBeUndefined();
+    const before = Date.now();
+    onEvent({ type: 'image', envId: 'e', tag: REF, steps: ['start'], phase: 'checking' });
+    onEvent({ type: 'note', message: 'hello' });
+    expect(marks.lastUse(REF)!.getTime()).toBeGreaterThanOrEqual(before - 1000);
+    expect(marks.lastUse(`${REF}-other`)).toBeUndefined();
+    expect(seen.map((event) => event.type)).toEqual(['image', 'note']);
+  });
+
+  it('a later use moves the mark; marks older than 30 days are forgotten', () => {
+    const marks = new ImageUseMarks(join(work, 'b', 'images-used'));
+    const old = new Date(Date.now() - 40 * 86_400_000);
+    marks.mark(REF, old);
+    marks.mark(`${REF}-recent`);
+    expect(marks.lastUse(REF)!.getTime()).toBe(old.getTime());
+    marks.forgetOld();
+    expect(marks.lastUse(REF)).toBeUndefined();
+    expect(marks.lastUse(`${REF}-recent`)).toBeDefined();
+  });
+
+  it('never writes through a symlink planted at a mark\'s name (a shared cache), and never fails the build', () => {
+    const dir = join(work, 'c', 'images-used');
+    const marks = new ImageUseMarks(dir);
+    marks.mark(REF);
+    const [name] = readdirSync(dir);
+    const victim = join(work, 'victim');
+    writeFileSync(victim, 'precious');
+    rmSync(join(dir, name!));
+    symlinkSync(victim, join(dir, name!));
+    expect(() => marks.mark(REF)).not.toThrow();
+    expect(readFileSync(victim, 'utf8')).toBe('precious');
+    // A symlink is no mark.
+    expect(marks.lastUse(REF)).toBeUndefined();
+  });
+});
