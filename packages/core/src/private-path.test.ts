@@ -1,6 +1,9 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, chown, lchown, mkdir, mkdtemp, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repairedDirectoryNote, securePrivatePath, unsafeDirectoryWords } from './private-path.js';
 
@@ -75,6 +78,29 @@ describe('securePrivatePath', () => {
     await symlink(victim, own);
     expect(await securePrivatePath(own, { base: join(work, 'c') })).toEqual({ repaired: [{ path: own, from: 0o775, to: 0o700 }], unsafe: [] });
     expect(await modeOf(victim)).toBe(0o700);
+  });
+
+  // Run as another user (root reads any directory): needs root to switch, setpriv, and the built dist.
+  const DIST = fileURLToPath(new URL('../dist/private-path.js', import.meta.url));
+  const cannotSwitch = process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv') || !existsSync(DIST);
+  it.skipIf(cannotSwitch)('a directory of your own that every user may write in but you may not read (0333) is a clear EnvironmentError naming the fix, not a bare EACCES', async () => {
+    const base = join(work, 'd', 'base');
+    const dir = join(base, 'prebuilt');
+    await mkdir(dir, { recursive: true });
+    await chmod(work, 0o755);
+    await chmod(join(work, 'd'), 0o755);
+    await chown(dir, 65534, 65534);
+    await chmod(dir, 0o333);
+    const script = `import { securePrivatePath } from ${JSON.stringify(DIST)};
+try { await securePrivatePath(${JSON.stringify(dir)}, { base: ${JSON.stringify(base)} }); console.log('{}'); }
+catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message, hint: e.hint, code: e.code })); }`;
+    const out = JSON.parse(execFileSync('/usr/bin/setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8' })) as Record<string, string>;
+    expect(out).toMatchObject({
+      name: 'EnvironmentError',
+      message: `${dir} (yours, mode 0333) may be written by other users, and prebuilt cannot make it private: it opens the directory to change its mode safely, and you may not read it.`,
+      hint: `Make it private yourself (chmod 700 ${dir}, or chmod o-w ${dir} if it must stay shared with its group), then try again.`,
+    });
+    expect(await modeOf(dir)).toBe(0o333);
   });
 });
 

@@ -97,7 +97,7 @@ export async function securePrivatePath(
 }
 
 /** Sets the mode of the directory at `path` when it is still the one `checked` described; else an EnvironmentError. */
-async function chmodChecked(path: string, checked: { dev: number; ino: number }, mode: number): Promise<void> {
+async function chmodChecked(path: string, checked: { dev: number; ino: number; mode: number }, mode: number): Promise<void> {
   const changed = (cause?: unknown): EnvironmentError =>
     new EnvironmentError(`${path} changed while prebuilt checked who may write in it (it is no longer the directory checked), so its mode was not changed.`, {
       ...(cause === undefined ? {} : { cause }),
@@ -109,6 +109,13 @@ async function chmodChecked(path: string, checked: { dev: number; ino: number },
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOTDIR' || code === 'ENOENT' || code === 'ELOOP') throw changed(error);
+    // Yours, but not readable by you (0333): it is opened to change its mode safely, which needs read.
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw new EnvironmentError(
+        `${path} (yours, mode ${octalMode(checked.mode)}) may be written by other users, and prebuilt cannot make it private: it opens the directory to change its mode safely, and you may not read it.`,
+        { cause: error, hint: `Make it private yourself (chmod 700 ${path}, or chmod o-w ${path} if it must stay shared with its group), then try again.` },
+      );
+    }
     throw error;
   }
   try {
