@@ -1,6 +1,6 @@
 import { constants, type Stats } from 'node:fs';
 import { lstat, open, stat } from 'node:fs/promises';
-import { dirname, resolve, sep } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { EnvironmentError } from './errors.js';
 
 /** A directory whose mode `securePrivatePath` changed, and why. */
@@ -51,6 +51,30 @@ export const octalMode = (mode: number): string => (mode & 0o7777).toString(8).p
  * may write — is returned in `unsafe` (`owner`), and then nothing is repaired: it leads where they
  * choose, a directory of this user's the check would take for prebuilt's and change.
  */
+/**
+ * prebuilt's own names between `base` (excluded) and `dir` that are symlinks another user (not
+ * root) owns, as `securePrivatePath` reports them (`owner`), found with an lstat each — for the
+ * caller to refuse before it makes anything below `base`: `makeDirectory` would follow such a link
+ * (planted in a sticky /tmp holding XDG_STATE_HOME) and make this user's directories where its
+ * owner chose. A missing name ends the walk; a symlink of this user's own is followed.
+ */
+export async function foreignSymlinks(dir: string, base: string): Promise<UnsafeDirectory[]> {
+  const uid = process.getuid?.();
+  if (uid === undefined) return [];
+  const target = resolve(dir);
+  const top = resolve(base);
+  if (target === top || !target.startsWith(top === sep ? sep : `${top}${sep}`)) return [];
+  const found: UnsafeDirectory[] = [];
+  let current = top;
+  for (const part of target.slice(top.length).split(sep).filter(Boolean)) {
+    current = join(current, part);
+    const link = await lstat(current).catch(() => undefined);
+    if (!link) break;
+    if (link.isSymbolicLink() && link.uid !== uid && link.uid !== 0) found.push({ path: current, mode: link.mode & 0o7777, uid: link.uid, why: 'owner' });
+  }
+  return found;
+}
+
 export async function securePrivatePath(
   dir: string,
   options: { base?: string } = {},

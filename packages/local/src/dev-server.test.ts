@@ -1,14 +1,14 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, lchown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, EnvironmentError, PrebuiltError } from '@prebuilt/core/backend';
+import { ConfigError, EnvironmentError, PrebuiltError, foreignSymlinks } from '@prebuilt/core/backend';
 import { createLocalRegistry, defaultStateDir, localRegistryServerCredentials, localRegistryServerStatus, startLocalRegistryServer, stopLocalRegistryServer } from './index.js';
 import { describeOrFailInCi, missingFor, testServices } from './__fixtures__/services.js';
 import { pushTinyImage } from './__fixtures__/oci-push.js';
@@ -95,6 +95,40 @@ describe('development registry server: settings', () => {
       expect((await stat(xdg)).mode & 0o7777).toBe(0o755);
     } finally {
       process.umask(previous);
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('XDG_STATE_HOME in a sticky shared directory (like /tmp): a symlink another user planted at `prebuilt` is refused (exit 2) by start and stop before anything is made through it', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-symlink-'));
+    try {
+      const shared = join(root, 'tmp');
+      await mkdir(shared, { mode: 0o1777 });
+      await chmod(shared, 0o1777);
+      const elsewhere = join(root, 'theirs');
+      await mkdir(elsewhere, { mode: 0o700 });
+      await symlink(elsewhere, join(shared, 'prebuilt'));
+      await lchown(join(shared, 'prebuilt'), 65534, 65534);
+      const options = { port: await freePort(), env: { ...process.env, XDG_STATE_HOME: shared }, registryBinary: join(root, 'no-registry'), dockerCommand: join(root, 'no-docker') };
+      // start; then stop, with a state directory planted behind the link (stop with none there has nothing to do and makes nothing).
+      const plantState = async (): Promise<void> => void (await mkdir(join(elsewhere, 'local-registry'), { mode: 0o700 }));
+      for (const [run, before] of [[() => startLocalRegistryServer(options), async () => undefined], [() => stopLocalRegistryServer(options), plantState]] as const) {
+        await before();
+        const error = await run().catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(EnvironmentError);
+        expect((error as EnvironmentError).exitCode).toBe(2);
+        expect((error as Error).message).toBe(
+          `The development registry's state directory ${join(shared, 'prebuilt', 'local-registry')} is not safe for its credential: ` +
+            `${join(shared, 'prebuilt')} belongs to another user (uid 65534), who can rename what is in it away and plant their own htpasswd and credential.`,
+        );
+        expect((error as EnvironmentError).hint).toBe(`Remove it (its owner or root can: \`rm -r ${join(shared, 'prebuilt')}\`) so prebuilt makes it again as yours, or set XDG_STATE_HOME to a directory only you can write.`);
+        // Nothing was made through it (securePrivatePath alone refuses only after makeDirectory followed it).
+        expect(await readdir(elsewhere, { recursive: true })).toEqual(existsSync(join(elsewhere, 'local-registry')) ? ['local-registry'] : []);
+      }
+      // The same link of your own: followed (nothing refused on its account).
+      await lchown(join(shared, 'prebuilt'), process.getuid!(), process.getgid!());
+      expect(await foreignSymlinks(join(shared, 'prebuilt', 'local-registry'), shared)).toEqual([]);
+    } finally {
       await rm(root, { recursive: true, force: true });
     }
   });

@@ -14,6 +14,7 @@ import {
   createLogger,
   diskFullError,
   errorMessage,
+  foreignSymlinks,
   lastLines,
   makeDirectory,
   programPath,
@@ -24,6 +25,7 @@ import {
   unwritableDirectoryError,
   writeFileAtomic,
   type RegistryCredentials,
+  type UnsafeDirectory,
 } from '@prebuilt/core/backend';
 import { runDockerCommand } from './docker-command.js';
 import { loopbackListenerUids } from './loopback-listener.js';
@@ -496,6 +498,7 @@ async function stateRunning(options: LocalRegistryServerOptions, state: ServerSt
  * saying how to fix it.
  */
 async function prepareStateDir(p: Paths): Promise<string[]> {
+  refuseUnsafe(p, await foreignSymlinks(p.dataDir, p.base));
   await makeDirectory(p.dataDir, { mode: 0o700 });
   const notes = await checkStateDirPath(p);
   // Readable by others neither (the images: only the registry reads them), as when prebuilt makes it.
@@ -511,15 +514,23 @@ async function prepareStateDir(p: Paths): Promise<string[]> {
  */
 async function checkStateDirPath(p: Paths): Promise<string[]> {
   const { repaired, unsafe } = await securePrivatePath(p.stateDir, { base: p.base });
-  const first = unsafe[0];
-  if (first !== undefined) {
-    const { who, fix } = unsafeDirectoryWords(first);
-    throw new EnvironmentError(
-      `The development registry's state directory ${p.stateDir} is not safe for its credential: ${who} rename what is in it away and plant their own htpasswd and credential.`,
-      { hint: `${fix}, or set XDG_STATE_HOME to a directory only you can write.` },
-    );
-  }
+  refuseUnsafe(p, unsafe);
   return repaired.map((r) => repairedDirectoryNote(r, "the development registry's credential"));
+}
+
+/**
+ * The EnvironmentError for the first unsafe directory on the state directory's path, if any. Also
+ * run before the state directory is made: a symlink another user planted at `prebuilt` (an
+ * XDG_STATE_HOME in a sticky /tmp) is refused before `makeDirectory` follows it (foreignSymlinks).
+ */
+function refuseUnsafe(p: Paths, unsafe: readonly UnsafeDirectory[]): void {
+  const first = unsafe[0];
+  if (first === undefined) return;
+  const { who, fix } = unsafeDirectoryWords(first);
+  throw new EnvironmentError(
+    `The development registry's state directory ${p.stateDir} is not safe for its credential: ${who} rename what is in it away and plant their own htpasswd and credential.`,
+    { hint: `${fix}, or set XDG_STATE_HOME to a directory only you can write.` },
+  );
 }
 
 /**
@@ -577,6 +588,7 @@ async function exclusively<P, T>(
  * that the path to it is safe (checkStateDirPath; its notes say what was repaired).
  */
 async function stateDirChecked(p: Paths): Promise<string[]> {
+  refuseUnsafe(p, await foreignSymlinks(p.stateDir, p.base));
   await makeDirectory(p.stateDir, { mode: 0o700 });
   return checkStateDirPath(p);
 }
