@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { skipOrFailInCi } from '../../../../test/services.js';
@@ -336,10 +336,10 @@ const got = await new ExtractionCache(dir).obtain(archive, 'a'.repeat(64), 0, as
   return { info: new Map(), entries: [{ path: 'hello.txt', type: 'file', mode: 0o644, size: text.length, file: scratch + '/0' }], md5: '0'.repeat(32) };
 });
 const { readFile } = await import('node:fs/promises');
-process.stdout.write(JSON.stringify({ hit: got.hit, dir: got.dir, text: await readFile(got.contents.entries[0].file, 'utf8') }));`,
+process.stdout.write(JSON.stringify({ hit: got.hit, dir: got.dir, text: await readFile(got.contents.entries[0].file, 'utf8'), ...(got.privateNote ? { privateNote: got.privateNote } : {}) }));`,
       { mode: 0o644 },
     );
-    const obtain = async (text: string, asOther: boolean): Promise<{ hit: boolean; dir: string; text: string }> => {
+    const obtain = async (text: string, asOther: boolean): Promise<{ hit: boolean; dir: string; text: string; privateNote?: string }> => {
       const node = [process.execPath, script, dir, archive, text];
       const { stdout } = asOther
         ? await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', ...node], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } })
@@ -358,6 +358,27 @@ process.stdout.write(JSON.stringify({ hit: got.hit, dir: got.dir, text: await re
       expect(await obtain('not extracted again', false)).toEqual({ hit: true, dir: first.dir, text: 'second user' });
       expect(await new ExtractionCache(dir).prune(Date.now() + 2 * 86_400_000)).toBeGreaterThanOrEqual(1);
       expect((await readdir(dir)).filter((name) => name.includes('.stale-'))).toEqual([]);
+
+      // With the sticky bit (a shared /tmp-like cache), the second user may not rename the first's
+      // damaged entry aside: the package is extracted for that build alone, with a note naming the
+      // entry and its owner; the damaged entry stays for its owner to remove.
+      await chmod(dir, 0o1777);
+      const entry = first.dir;
+      const past2 = new Date('2019-01-01T00:00:00Z');
+      await chown(entry, 0, 0);
+      await utimes(join(entry, 'f', '0'), past2, past2);
+      const stuck = await obtain('private copy', true);
+      expect(stuck.hit).toBe(false);
+      expect(stuck.text).toBe('private copy');
+      expect(stuck.dir).not.toBe(entry);
+      expect(stuck.dir.startsWith(`${entry}.partial-`)).toBe(true);
+      expect(stuck.privateNote).toBe(
+        `The extraction cache entry ${entry} is damaged and belongs to another user (uid 0), who alone may replace it (the cache directory has the sticky bit): ` +
+          `its package was extracted for this build alone. Its owner (or root) can remove it (rm -r ${entry}); the next build then puts a sound one in its place.`,
+      );
+      expect(existsSync(entry)).toBe(true);
+      // Its owner's next build replaces it as usual.
+      expect(await obtain('owner again', false)).toMatchObject({ hit: false, dir: entry, text: 'owner again' });
     } finally {
       await rm(work, { recursive: true, force: true });
     }

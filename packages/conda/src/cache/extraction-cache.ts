@@ -86,6 +86,13 @@ export interface CachedExtraction {
   hit: boolean;
   /** The entry's directory (where files derived from it are kept: derived-files.ts). */
   dir: string;
+  /**
+   * Set when the entry is damaged and this user cannot move it aside (another user's, in a shared
+   * cache with the sticky bit): the package was extracted into `dir`, a directory of this build
+   * alone beside the entry, which the caller removes once it has linked the files (no derived set
+   * kept there). Says so, for the user.
+   */
+  privateNote?: string;
 }
 
 export function stampOf(path: string): FileStamp | undefined {
@@ -141,7 +148,8 @@ export class ExtractionCache {
   obtain(archive: string, sha256: string, mtime: number, extract: (scratch: string) => Promise<ExtractedCondaPackage & { md5?: string }>): Promise<CachedExtraction> {
     const dir = this.#entryDir(sha256, mtime);
     const running = inflight.get(dir);
-    if (running) return running.then((got) => ({ ...got, hit: true }));
+    // A private extraction (privateNote) is its caller's alone, removed once linked: another caller extracts its own.
+    if (running) return running.then((got) => (got.privateNote ? this.#obtain(dir, archive, sha256, mtime, extract) : { ...got, hit: true }));
     const obtained = this.#obtain(dir, archive, sha256, mtime, extract).finally(() => inflight.delete(dir));
     inflight.set(dir, obtained);
     return obtained;
@@ -150,13 +158,14 @@ export class ExtractionCache {
   async #obtain(dir: string, archive: string, sha256: string, mtime: number, extract: (scratch: string) => Promise<ExtractedCondaPackage & { md5?: string }>): Promise<CachedExtraction> {
     const cached = await this.#read(dir, sha256);
     if (cached) return { ...cached, hit: true, dir };
-    if (cached === undefined) await this.#discardDamaged(dir);
+    const stuck = cached === undefined ? await this.#discardDamaged(dir) : undefined;
     await makeDirectory(this.dir);
     const partial = `${dir}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
       // The extraction may bring the archive's md5 (hashed by the extraction worker as it extracted).
       const contents = await extract(join(partial, 'f'));
       const manifest = await this.#seal(partial, sha256, contents.md5 ?? (await hashFile(archive, 'md5')), contents, mtime);
+      if (stuck) return { contents: this.#contents(partial, manifest), md5: manifest.md5, hit: false, dir: partial, privateNote: stuck };
       try {
         await rename(partial, dir);
       } catch (error) {
@@ -174,9 +183,25 @@ export class ExtractionCache {
     }
   }
 
-  /** A damaged entry (there, but #read refused it) is renamed aside, then removed: its name is free for a fresh one at once. */
-  async #discardDamaged(dir: string): Promise<void> {
-    if (await discardAside(dir)) log('entry %s damaged: moved aside and removed', dir);
+  /**
+   * A damaged entry (there, but #read refused it) is renamed aside, then removed: its name is free
+   * for a fresh one at once. One this user may not rename (another user's, in a shared cache with
+   * the sticky bit) stays: the note returned says so, and the package is extracted for this build alone.
+   */
+  async #discardDamaged(dir: string): Promise<string | undefined> {
+    try {
+      if (await discardAside(dir)) log('entry %s damaged: moved aside and removed', dir);
+      return undefined;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'EPERM' && code !== 'EACCES') throw error;
+      const owner = lstatSync(dir, { throwIfNoEntry: false })?.uid;
+      log('entry %s damaged, and cannot be moved aside (%s)', dir, errorMessage(error));
+      return (
+        `The extraction cache entry ${dir} is damaged and belongs to another user${owner === undefined ? '' : ` (uid ${owner})`}, who alone may replace it (the cache directory has the sticky bit): ` +
+        `its package was extracted for this build alone. Its owner (or root) can remove it (rm -r ${dir}); the next build then puts a sound one in its place.`
+      );
+    }
   }
 
   /** Gives every extracted file the normalised mode and `mtime`, records their stamps and writes the manifest. */

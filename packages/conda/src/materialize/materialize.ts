@@ -105,6 +105,8 @@ interface Extraction {
   release: () => Promise<void>;
   /** The package's extraction-cache entry (where its pycs are kept), when it came from the cache. */
   entryDir?: string;
+  /** What the user should know of this extraction (a damaged cache entry it could not replace). */
+  note?: string;
 }
 
 /** A package archive in the package cache, with its md5 when the cache knows it (hashed when it was verified). */
@@ -118,11 +120,12 @@ function extractOne({ file, md5 }: Archive, pkg: LockedPackage, root: string, ca
     // The archive is hashed for its md5 only when the package cache does not know it.
     const extract = (scratch: string) =>
       md5 === undefined ? pool.extract(file, pkg.filename, scratch, { mtime, md5: true }) : pool.extract(file, pkg.filename, scratch, { mtime }).then((contents) => ({ ...contents, md5 }));
-    return cache.obtain(file, pkg.sha256, mtime, extract).then((got) => ({
-      source: { file, contents: got.contents, files: 'link', md5: got.md5 },
-      release: () => Promise.resolve(),
-      entryDir: got.dir,
-    }));
+    return cache.obtain(file, pkg.sha256, mtime, extract).then((got) =>
+      got.privateNote
+        ? // Extracted for this build alone (a damaged entry of another user's it may not replace): linked, then removed.
+          { source: { file, contents: got.contents, files: 'link', md5: got.md5 }, release: () => removeScratch(got.dir), note: got.privateNote }
+        : { source: { file, contents: got.contents, files: 'link', md5: got.md5 }, release: () => Promise.resolve(), entryDir: got.dir },
+    );
   }
   const scratch = `${root}.extract-${randomBytes(4).toString('hex')}`;
   const release = (): Promise<void> => removeScratch(scratch);
@@ -152,6 +155,7 @@ async function installConda(extraction: Extraction, pkg: LockedPackage, writer: 
     await extraction.release();
   }
   if (extraction.entryDir) out.entryDirs.set(pkg.filename, extraction.entryDir);
+  if (extraction.note) out.warnings.push(extraction.note);
   const { record } = result;
   await writer.writeFile(`conda-meta/${record.name}-${record.version}-${record.build}.json`, `${JSON.stringify(record, null, 2)}\n`, 0o644, pkg.filename, { reserved: true });
   out.history.push(`+${record.channel}::${record.name}-${record.version}-${record.build}`);
