@@ -18,9 +18,12 @@ describe('image use marks (what gc on this machine keeps for its minimum age)', 
     const before = Date.now();
     onEvent({ type: 'image', envId: 'e', tag: REF, steps: ['start'], phase: 'checking' });
     onEvent({ type: 'note', message: 'hello' });
+    // Only checking, present and built mark (not every progress event of a long build).
+    onEvent({ type: 'image', envId: 'e', tag: `${REF}-building`, steps: ['start'], phase: 'building' });
+    expect(marks.lastUse(`${REF}-building`)).toBeUndefined();
     expect(marks.lastUse(REF)!.getTime()).toBeGreaterThanOrEqual(before - 1000);
     expect(marks.lastUse(`${REF}-other`)).toBeUndefined();
-    expect(seen.map((event) => event.type)).toEqual(['image', 'note']);
+    expect(seen.map((event) => event.type)).toEqual(['image', 'note', 'image']);
   });
 
   it('a later use moves the mark; marks older than 30 days are forgotten', () => {

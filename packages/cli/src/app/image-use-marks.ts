@@ -11,7 +11,7 @@
  * one) is logged, never fails the build.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, rmSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, constants, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger, errorMessage, prebuiltCacheDir, type DeployEvent } from '@prebuilt/core';
 
@@ -40,16 +40,24 @@ export class ImageUseMarks {
   mark(ref: string, now: Date = new Date()): void {
     const path = this.#path(ref);
     try {
+      // A mark there already: its mtime moved (lutimes: a symlink planted at the name gets its own
+      // times changed, never its target's; and a symlink is no mark).
+      lutimesSync(path, now, now);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return log('cannot mark %s as used in %s: %s', ref, path, errorMessage(error));
+    }
+    try {
       if (!this.#made) mkdirSync(this.dir, { recursive: true });
       this.#made = true;
-      // Never through a symlink planted at the name (a shared cache): O_NOFOLLOW.
-      const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
+      // A new mark names its image (for whoever looks in the directory); O_EXCL never follows a symlink.
+      const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
       try {
         writeSync(fd, `${ref}\n`);
       } finally {
         closeSync(fd);
       }
-      utimesSync(path, now, now);
+      lutimesSync(path, now, now);
     } catch (error) {
       log('cannot mark %s as used in %s: %s', ref, path, errorMessage(error));
     }
@@ -77,10 +85,13 @@ export class ImageUseMarks {
   }
 }
 
-/** A deploy's event handler that marks each image the deploy checks, reuses or pushes (every `image` event: `checking` comes before the registry is asked), then passes the event on. */
+/** The phases of an image a deploy marks: `checking` comes before the registry is asked; `present` and `built` when the image map will name it. */
+const MARKED = new Set(['checking', 'present', 'built']);
+
+/** A deploy's event handler that marks each image the deploy checks, reuses or pushes, then passes the event on. */
 export function markingImageUse(marks: ImageUseMarks, onEvent: ((event: DeployEvent) => void) | undefined): (event: DeployEvent) => void {
   return (event) => {
-    if (event.type === 'image') marks.mark(event.tag);
+    if (event.type === 'image' && MARKED.has(event.phase)) marks.mark(event.tag);
     onEvent?.(event);
   };
 }
