@@ -166,24 +166,27 @@ interface DeletionContext {
 async function runDeletions(registry: ImageRegistry, planned: GcPlan, scope: AppScope, options: GcOptions, context: DeletionContext): Promise<GcPlan> {
   const deleteImage = registry.deleteImage!.bind(registry);
   const deleted: GcItem[] = [];
-  const spared: GcItem[] = [];
+  const spared = new Map<string, GcItem>();
   const gone = new Set<string>();
   let plan = planned;
+  let keptDigests = new Set(plan.kept.map((item) => item.digest));
   const total = planned.deletions.length;
-  for (let next = plan.deletions[0]; next; next = plan.deletions.find((item) => !gone.has(item.digest))) {
-    const item = next;
+  const nextItem = (): GcItem | undefined => plan.deletions.find((item) => !gone.has(item.digest) && !spared.has(item.digest));
+  for (let item = nextItem(); item; item = nextItem()) {
     // The plan never deletes what it keeps (the base image among it); checked once more before each DELETE.
-    if (plan.kept.some((kept) => kept.digest === item.digest)) throw new Error(`gc refused to delete ${item.digest}, which it keeps`);
+    if (keptDigests.has(item.digest)) throw new Error(`gc refused to delete ${item.digest}, which it keeps`);
     const used = lastUse(context.marks, context.repository, item.tags);
     if (context.minAgeMs > 0 && Date.now() - used < context.minAgeMs) {
       const reason = `used by a build on this machine ${ageText(Date.now() - used)} ago, since the plan (minimum age ${ageText(context.minAgeMs)})`;
+      // Planned again over what is left, the marks read anew: what the spared image keeps (its platform images) stays too.
       plan = context.replan(context.images.filter((image) => !gone.has(image.digest)));
+      keptDigests = new Set(plan.kept.map((one) => one.digest));
+      const stillGoing = new Set(plan.deletions.map((one) => one.digest));
       for (const was of planned.deletions) {
-        if (!gone.has(was.digest) && !plan.deletions.some((now) => now.digest === was.digest) && !spared.some((one) => one.digest === was.digest)) {
-          const one = { ...was, action: 'keep' as const, reason: was.digest === item.digest ? reason : (plan.kept.find((k) => k.digest === was.digest)?.reason ?? reason) };
-          spared.push(one);
-          options.onProgress?.({ type: 'spared', item: one, reason: one.reason });
-        }
+        if (gone.has(was.digest) || spared.has(was.digest) || (stillGoing.has(was.digest) && was.digest !== item.digest)) continue;
+        const one = { ...was, action: 'keep' as const, reason: was.digest === item.digest ? reason : (plan.kept.find((k) => k.digest === was.digest)?.reason ?? reason) };
+        spared.set(one.digest, one);
+        options.onProgress?.({ type: 'spared', item: one, reason: one.reason });
       }
       continue;
     }
@@ -194,7 +197,7 @@ async function runDeletions(registry: ImageRegistry, planned: GcPlan, scope: App
     deleted.push(item);
     options.onProgress?.({ type: 'deleted', item, index: deleted.length - 1, total });
   }
-  return { ...planned, deletions: deleted, kept: [...planned.kept, ...spared], items: [...planned.kept, ...spared, ...deleted] };
+  return { ...planned, deletions: deleted, kept: [...planned.kept, ...spared.values()], items: [...planned.kept, ...spared.values(), ...deleted] };
 }
 
 /** The minimum age: the option, else METAFLOW_PREBUILT_GC_MIN_AGE, else 1 hour. */

@@ -222,7 +222,7 @@ describeOrFailInCi('prebuilt gc against a build running at the same time (in pro
     if (world) await rm(world.dir, { recursive: true, force: true });
   });
 
-  it('spares an image a build on this machine starts to use after the plan: looked up again before each deletion; the rest goes', async () => {
+  it('spares an image (and an index with its platform images) a build on this machine starts to use after the plan: looked up again before each deletion; the rest goes', async () => {
     const cache = join(world.dir, 'cache');
     const marks = new ImageUseMarks(join(cache, 'images-used'));
     const env: Record<string, string | undefined> = { PATH: process.env.PATH, HOME: process.env.HOME, ...world.env, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: world.host, DOCKER_CONFIG: join(world.dir, 'no-docker-config'), METAFLOW_PREBUILT_CACHE_DIR: cache };
@@ -232,23 +232,29 @@ describeOrFailInCi('prebuilt gc against a build running at the same time (in pro
       { cwd: world.dir, cliDir, env, signal: new AbortController().signal },
       {
         keepMaps: ['keep.json'],
-        kubeNamespace: NS,
         yes: true,
         onProgress: (event) => {
           events.push(event);
-          // A build checks the orphan's tag while gc deletes the first item of its plan (the orphan's referrers index).
-          if (event.type === 'deleting' && event.index === 0) marks.mark(`${world.host}/${world.repo}:env-orphan-amd64`);
+          // Builds check the orphan's and the index's tags while gc deletes the first item of its plan (the orphan's referrers index).
+          if (event.type === 'deleting' && event.index === 0) {
+            marks.mark(`${world.host}/${world.repo}:env-orphan-amd64`);
+            marks.mark(`${world.host}/${world.repo}:env-multi`);
+          }
         },
       },
     );
-    expect(events.filter((event) => event.type === 'deleting').map((event) => (event as { item: { kind: string } }).item.kind)).toEqual(['referrers', 'sbom']);
-    const spared = events.find((event) => event.type === 'spared') as Extract<GcProgress, { type: 'spared' }> | undefined;
-    expect(spared?.item.digest).toBe(world.orphan.digest);
-    expect(spared?.reason).toMatch(/^used by a build on this machine \d+s ago, since the plan \(minimum age 1h\)$/);
-    expect(result.plan.deletions.map((item) => item.kind)).toEqual(['referrers', 'sbom']);
-    expect(result.plan.kept.find((item) => item.digest === world.orphan.digest)?.action).toBe('keep');
-    expect(await exists(world, world.orphan.digest)).toBe(true);
-    expect(await exists(world, world.sbom)).toBe(false);
+    const spared = events.filter((event): event is Extract<GcProgress, { type: 'spared' }> => event.type === 'spared');
+    expect(spared.map((event) => event.item.digest).sort()).toEqual([world.orphan.digest, world.index.digest, world.index.amd64.digest, world.index.arm64.digest].sort());
+    expect(spared.find((event) => event.item.digest === world.index.digest)?.reason).toMatch(/^used by a build on this machine \d+s ago, since the plan \(minimum age 1h\)$/);
+    // Spared with the index, planned again (its own mark read anew), or on its own turn.
+    expect(spared.find((event) => event.item.digest === world.orphan.digest)?.reason).toMatch(/^used by a build on this machine \d+s ago(, since the plan)? \(minimum age 1h\)$/);
+    // The index's platform images stay with it (planned again: listed by the kept index).
+    expect(spared.find((event) => event.item.digest === world.index.amd64.digest)?.reason).toMatch(/^listed by kept index /);
+    // What no build took up went: the SBOM and referrers deleted before the orphan's turn, the template's and cron's images.
+    expect(result.plan.deletions.map((item) => item.digest).sort()).toEqual(expect.arrayContaining([world.sbom, world.template.digest, world.cron.digest]));
+    expect(result.plan.deletions.map((item) => item.digest)).not.toContain(world.orphan.digest);
+    for (const digest of [world.orphan.digest, world.index.digest, world.index.amd64.digest, world.index.arm64.digest, world.mapped.digest, world.base.digest]) expect(await exists(world, digest)).toBe(true);
+    for (const digest of [world.sbom, world.template.digest, world.cron.digest]) expect(await exists(world, digest)).toBe(false);
   });
 });
 
