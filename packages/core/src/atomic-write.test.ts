@@ -1,6 +1,8 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { writeFileAtomic } from './atomic-write.js';
 
@@ -54,13 +56,23 @@ describe('writeFileAtomic', () => {
     expect(dirSync).toBe(`fsync ${dir}`);
   });
 
-  // root reads a 0333 directory anyway.
-  it.skipIf(process.getuid?.() === 0)('still writes the file where its directory cannot be opened to flush it (mode 0333)', async () => {
+  // root reads a 0333 directory anyway: as root the write runs as nobody (setpriv), in a directory of nobody's.
+  it('still writes the file where its directory cannot be opened to flush it (mode 0333)', async () => {
     const sub = join(dir, 'unreadable');
-    await mkdir(sub, { mode: 0o333 });
-    await writeFileAtomic(join(sub, 'state.json'), 'x');
-    await import('node:fs/promises').then((fs) => fs.chmod(sub, 0o700));
-    expect(await readFile(join(sub, 'state.json'), 'utf8')).toBe('x');
+    const target = join(sub, 'state.json');
+    await mkdir(sub);
+    await chmod(sub, 0o333);
+    if (process.getuid?.() === 0) {
+      await chmod(dir, 0o755);
+      await chown(sub, 65534, 65534);
+      const dist = fileURLToPath(new URL('../dist/atomic-write.js', import.meta.url));
+      const script = `import { writeFileAtomic } from ${JSON.stringify(dist)}; await writeFileAtomic(${JSON.stringify(target)}, 'x');`;
+      execFileSync('/usr/bin/setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', script], { stdio: 'pipe' });
+    } else {
+      await writeFileAtomic(target, 'x');
+    }
+    await chmod(sub, 0o700);
+    expect(await readFile(target, 'utf8')).toBe('x');
   });
 
   it('leaves no temp file behind when the write cannot complete', async () => {
