@@ -31,8 +31,8 @@ function named(help: string, variable: string): boolean {
   return [...help.matchAll(/\b([A-Z_]+)\*/g)].some((match) => variable.startsWith(match[1]!));
 }
 
-/** Variables other commands read: prepull's pause image, gc's minimum age. */
-const NOT_BUILD = ['METAFLOW_PREBUILT_PAUSE_IMAGE', 'METAFLOW_PREBUILT_GC_MIN_AGE'];
+/** Variables other commands read: prepull's pause image, gc's minimum age; the image map the Metaflow extension reads. */
+const NOT_BUILD = ['METAFLOW_PREBUILT_PAUSE_IMAGE', 'METAFLOW_PREBUILT_GC_MIN_AGE', 'METAFLOW_PREBUILT_IMAGE_MAP'];
 /** What only build reads: the image map and what goes into it, how many images at once, SBOMs. */
 const BUILD_ONLY = [
   'METAFLOW_PREBUILT_BUILD_WORKERS',

@@ -41,3 +41,13 @@ it("the notes: a misspelling with the setting it means; an unknown name under a 
     "METAFLOW_PREBUILT_KANIKO_GPUS_PER_NODE is not a setting prebuilt knows, ignored (the README's Configuration table and each backend's README list the settings).",
   ]);
 });
+
+it("the README's Configuration table names every setting of KNOWN_SETTINGS (one there is no longer read, or one read is missing from it)", () => {
+  const readme = readFileSync(new URL('../../../../README.md', import.meta.url), 'utf8');
+  const start = readme.indexOf('## Configuration');
+  const table = readme.slice(start, readme.indexOf('\n\n', readme.indexOf('| variable |', start)));
+  const inTable = new Set([...table.matchAll(/^\| (`[A-Z0-9_]+`(?:, `[A-Z0-9_]+`)*) \|/gm)].flatMap((row) => row[1]!.split(', ').map((name) => name.slice(1, -1))));
+  expect(inTable.size).toBeGreaterThan(60);
+  expect(KNOWN_SETTINGS.filter((name) => !inTable.has(name))).toEqual([]);
+  expect([...inTable].filter((name) => name.startsWith('METAFLOW_PREBUILT_') && !KNOWN_SETTINGS.includes(name))).toEqual([]);
+});
