@@ -28,7 +28,8 @@ Environment (every setting in full: the README's Configuration table):
   METAFLOW_PREBUILT_GLIBC_VERSION         glibc of the target images (default 2.28)
   METAFLOW_PREBUILT_DEFAULT_PYTHON        python of steps that name none (default: the host python3's)
   METAFLOW_PREBUILT_PYTHON                the interpreter that reads the flow and runs pip (default python3)
-  METAFLOW_PREBUILT_CACHE_DIR             repodata, solves, packages (default $XDG_CACHE_HOME/prebuilt)
+  METAFLOW_PREBUILT_CACHE_DIR             repodata, solves, packages (default $XDG_CACHE_HOME/prebuilt,
+                                          else ~/.cache/prebuilt)
   METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT  seconds a registry, channel, index or the Docker daemon may send
                                           nothing before a request fails (default 60; a build's own
                                           output has no such limit)

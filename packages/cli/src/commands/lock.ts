@@ -31,7 +31,8 @@ Environment:
   METAFLOW_PREBUILT_GLIBC_VERSION    glibc of the target images (default 2.28)
   METAFLOW_PREBUILT_PIP_ISOLATED     1: ignore your pip configuration (pip --isolated)
   METAFLOW_PREBUILT_PIP_TIMEOUT      seconds one pip resolve may take in all (default 3600)
-  METAFLOW_PREBUILT_CACHE_DIR        cache for repodata and solves (default $XDG_CACHE_HOME/prebuilt)
+  METAFLOW_PREBUILT_CACHE_DIR        cache for repodata and solves (default $XDG_CACHE_HOME/prebuilt,
+                                     else ~/.cache/prebuilt)
   METAFLOW_PREBUILT_DEFAULT_PYTHON   python of steps that name none (default: the host python3's)
   METAFLOW_PREBUILT_PYTHON           the interpreter that reads the flow (default python3)
   METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT, METAFLOW_PREBUILT_NETWORK_DEADLINE
