@@ -45,7 +45,8 @@ The images are the ones the last prebuilt build wrote to the image map (nothing 
 by digest; the pods use the image map's pull secrets (METAFLOW_PREBUILT_PULL_SECRET at build time,
 the secret prebuilt pull-secret keeps) and --pull-secret. The cluster comes from KUBECONFIG, else
 the in-cluster service account, else ~/.kube/config; the Kubernetes user needs get, create,
-update and delete on daemonsets (apps) and list on pods in the namespace.
+update and delete on daemonsets (apps) and list on pods in the namespace; with get on secrets, a
+pull secret the namespace lacks gets a warning (the nodes would pull without it).
 
 Exit codes: 0 ready (or removed), 1 not ready within --timeout (the pods' problems are named:
 failed pulls, images that do not start) or the Kubernetes API failed or refused, 2 no image map
