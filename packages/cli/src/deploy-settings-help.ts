@@ -14,8 +14,9 @@ Environment (every setting in full: the README's Configuration table):
   METAFLOW_PREBUILT_BASE_IMAGE            base image (default python:3.11-slim-bookworm)
   METAFLOW_PREBUILT_GPU_BASE_IMAGE        base image of steps whose remote decorator asks for a GPU
   METAFLOW_PREBUILT_REGISTRY_CACHE        0: build even when the registry has the image (default 1)
-  METAFLOW_PREBUILT_PLATFORM              linux-64 (default), linux-aarch64, or linux-64,linux-aarch64:
-                                          one image per platform and a multi-platform image index
+  METAFLOW_PREBUILT_PLATFORM              linux-64, linux-aarch64, or linux-64,linux-aarch64: one image
+                                          per platform and a multi-platform image index (default: the
+                                          lock file's platforms, else linux-64)
   METAFLOW_PREBUILT_RECIPE                materialized (default) or micromamba
   METAFLOW_PREBUILT_MICROMAMBA_IMAGE      micromamba recipe: the image /bin/micromamba is copied from
                                           (default mambaorg/micromamba:1.5.10; pin it by digest)
