@@ -72,7 +72,7 @@ export async function kubernetesCall<T>(what: string, call: () => Promise<T>): P
     if (status === 401 || status === 403) {
       throw new ConfigError(`The Kubernetes API refused ${what} (HTTP ${status}): ${detail}`, {
         cause: error,
-        hint: 'The kubeconfig user needs to create and delete Jobs and Secrets and to watch pods and read their logs in that namespace.',
+        hint: 'The kubeconfig user needs to create, get, watch and delete Jobs, to create and delete Secrets, and to list and watch pods and read their logs in that namespace.',
       });
     }
     throw new EnvironmentError(`The Kubernetes API failed ${what}${status ? ` (HTTP ${status})` : ''}: ${detail}`, {
