@@ -28,6 +28,31 @@ export function requestProblem(error: unknown): string {
 }
 
 /**
+ * A daemon whose connection failed, as an UnreachableError (code unreachable, exit 2: the same kind
+ * of fault as an unreachable registry). A socket this user may not open (EACCES, EPERM: most often a
+ * user outside the `docker` group, the daemon running) is told apart from a daemon that is not there,
+ * whose fix is to start it.
+ */
+export function daemonUnreachableError(dockerHost: string, error: unknown): UnreachableError {
+  const code = (error as NodeJS.ErrnoException).code;
+  const service = { service: `Docker daemon ${dockerHost}` };
+  if (code === 'EACCES' || code === 'EPERM') {
+    return new UnreachableError(`The Docker daemon at ${dockerHost} cannot be reached: this user may not open its socket (${errorMessage(error)}).`, service, {
+      cause: error,
+      hint:
+        'Add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again), or run prebuilt as a user who may use ' +
+        'the socket, or point DOCKER_HOST at a daemon you may use (rootless Docker: unix://$XDG_RUNTIME_DIR/docker.sock).',
+    });
+  }
+  return new UnreachableError(`The Docker daemon at ${dockerHost} cannot be reached: ${errorMessage(error)}.`, service, {
+    cause: error,
+    hint:
+      'Start the Docker daemon (e.g. `sudo systemctl start docker`, or `dockerd` in the background), ' +
+      'or point DOCKER_HOST at a running one, or pick another build service with METAFLOW_PREBUILT_BUILD_SERVICE.',
+  });
+}
+
+/**
  * The Docker daemon a build service talks to: prebuilt's own Engine API client (engine-client.ts)
  * over DOCKER_HOST, one per daemon, its keep-alive connections closed by {@link close}.
  */
@@ -88,13 +113,7 @@ export class DockerDaemon {
           hint: `Unset ${DOCKER_ENV.apiVersion} (and the option 'apiVersion') to speak the daemon's own version, or set one it supports.`,
         });
       }
-      // The same kind of fault as an unreachable registry: UnreachableError (code unreachable, exit 2).
-      throw new UnreachableError(`The Docker daemon at ${dockerHost} cannot be reached: ${errorMessage(error)}.`, { service: `Docker daemon ${dockerHost}` }, {
-        cause: error,
-        hint:
-          'Start the Docker daemon (e.g. `sudo systemctl start docker`, or `dockerd` in the background), ' +
-          'or point DOCKER_HOST at a running one, or pick another build service with METAFLOW_PREBUILT_BUILD_SERVICE.',
-      });
+      throw daemonUnreachableError(dockerHost, error);
     }
   }
 

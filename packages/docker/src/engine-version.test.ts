@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
@@ -86,6 +86,35 @@ describe('engineVersion (fake daemon on a unix socket)', () => {
     const none = await new DockerDaemon(resolveDockerSettings({ dockerHost: `unix://${join(dir, 'none.sock')}` }, {}), {}).check(undefined).catch((e: unknown) => e);
     expect(none).toBeInstanceOf(UnreachableError);
     expect((none as UnreachableError).message).toContain(`The Docker daemon at unix://${join(dir, 'none.sock')} cannot be reached`);
+    expect((none as UnreachableError).hint).toMatch(/^Start the Docker daemon/);
+  });
+
+  it('a socket this user may not open (not in the docker group) says so, not to start a daemon that runs', async () => {
+    // The daemon runs: its socket answers, but only its owner may open it (docker.sock is root:docker 0660).
+    const closedDir = await mkdtemp(join(tmpdir(), 'prebuilt-engine-eacces-'));
+    const closedSocket = join(closedDir, 'docker.sock');
+    const closed = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"Version":"20.10.24-fake","ApiVersion":"1.41"}'));
+    await new Promise<void>((resolve) => closed.listen(closedSocket, resolve));
+    await chmod(closedDir, 0o755);
+    await chmod(closedSocket, 0o600);
+    const daemon = new DockerDaemon(resolveDockerSettings({ dockerHost: `unix://${closedSocket}` }, {}), {});
+    // root opens any socket: the check runs as nobody (a forked test worker may change its effective user).
+    const asRoot = process.getuid?.() === 0;
+    if (!asRoot) await chmod(closedSocket, 0o000);
+    if (asRoot) process.seteuid!(65534);
+    let error: unknown;
+    try {
+      error = await daemon.check(undefined).catch((e: unknown) => e);
+    } finally {
+      if (asRoot) process.seteuid!(0);
+      daemon.close();
+      await new Promise((resolve) => closed.close(resolve));
+      await rm(closedDir, { recursive: true, force: true });
+    }
+    expect(error).toBeInstanceOf(UnreachableError);
+    expect((error as UnreachableError).message).toBe(`The Docker daemon at unix://${closedSocket} cannot be reached: this user may not open its socket (connect EACCES ${closedSocket}).`);
+    expect((error as UnreachableError).hint).toMatch(/^Add your user to the docker group \(`sudo usermod -aG docker \$USER`, then log in again\)/);
+    expect((error as UnreachableError).hint).not.toContain('Start the Docker daemon');
   });
 });
 
