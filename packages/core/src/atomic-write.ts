@@ -19,18 +19,25 @@ const log = createLogger('core:atomic-write');
 export async function writeFileAtomic(
   path: string,
   data: string | Uint8Array,
-  /** `setting`: the setting that moves this file elsewhere, named when its disk is full. */
-  options: { mode?: number; setting?: string } = {},
+  /**
+   * `setting`: the setting that moves this file elsewhere, named when its disk is full or its
+   * directory cannot be written; `hint`: what to do when its directory cannot be written, in place of
+   * the setting's.
+   */
+  options: { mode?: number; setting?: string; hint?: string } = {},
 ): Promise<void> {
   const dir = dirname(path);
   const where = { dir, doing: `writing ${path}`, ...(options.setting ? { setting: options.setting } : {}) };
-  const full = (error: unknown): unknown => diskFullError(error, where) ?? unwritableDirectoryError(error, where) ?? error;
+  /** `path`: what could not be written, in place of the error's own (the temp file's name, which the user never sees). */
+  const full = (error: unknown, path?: string): unknown =>
+    diskFullError(error, where) ?? unwritableDirectoryError(error, { ...where, ...(options.hint ? { hint: options.hint } : {}), ...(path ? { path } : {}) }) ?? error;
   await makeDirectory(dir).catch((error: unknown) => {
     throw full(error);
   });
   const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const handle = await open(temp, 'w', options.mode ?? 0o644).catch((error: unknown) => {
-    throw full(error);
+    // The directory refused a new file: named as such.
+    throw full(error, dir);
   });
   try {
     try {

@@ -1,8 +1,8 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { InputError } from './errors.js';
+import { EnvironmentError, InputError } from './errors.js';
 import { lockFilePath, readLockFile, serializeLockFile } from './lock-file.js';
 import { lockForFlow } from './lock-for-flow.js';
 import { fakeResolver, glibc, request } from './__fixtures__/fake-env-resolver.js';
@@ -146,5 +146,34 @@ describe('readLockFile validation', () => {
       const read1 = await read([...channels], conda);
       expect(InputError.isInstance(read1), `${JSON.stringify(channels)} ${JSON.stringify(conda)}: ${String(read1)}`).toBe(false);
     }
+  });
+});
+
+describe('a flow in a directory this user may not write', () => {
+  it('locking it is an EnvironmentError naming the directory (not a temp file) and saying the lock goes beside the flow, not into the current directory', async () => {
+    const project = join(dir, 'project');
+    await mkdir(project);
+    await chmod(dir, 0o755);
+    await chmod(project, 0o555);
+    const flowFile = join(project, 'flow.py');
+    await writeFile(flowFile, '');
+    // root writes anywhere: the lock runs as nobody then (a forked test worker may change its effective user).
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) process.seteuid!(65534);
+    let error: unknown;
+    try {
+      error = await lockForFlow({ flowFile, steps: { start: request({}) }, glibc, resolve: fakeResolver() }).catch((e: unknown) => e);
+    } finally {
+      if (asRoot) process.seteuid!(0);
+      await chmod(project, 0o755);
+    }
+    expect(EnvironmentError.isInstance(error)).toBe(true);
+    expect((error as EnvironmentError).exitCode).toBe(2);
+    expect((error as EnvironmentError).message).toBe(`Cannot write ${project} while writing ${join(project, 'flow.prebuilt.lock')}: permission denied (EACCES).`);
+    expect((error as EnvironmentError).hint).toBe(
+      `The lock file is written beside the flow file, whatever the current directory: make ${project} writable for this user, ` +
+        'or lock in a copy of the project you can write and commit flow.prebuilt.lock (with it up to date, --frozen reads it and writes nothing).',
+    );
+    expect(await readdir(project)).toEqual(['flow.py']);
   });
 });

@@ -332,7 +332,14 @@ export async function readLockFile(file: string): Promise<LockFile | undefined> 
   return validateLockFile(parsed, file);
 }
 
-/** Writes a lock file atomically. */
+/**
+ * Writes a lock file atomically. It goes beside the flow file whatever the current directory, so a
+ * directory that cannot be written says that, and what to do.
+ */
 export async function writeLockFile(file: string, lock: LockFile): Promise<void> {
-  await writeFileAtomic(file, serializeLockFile(lock));
+  await writeFileAtomic(file, serializeLockFile(lock), {
+    hint:
+      `The lock file is written beside the flow file, whatever the current directory: make ${dirname(file)} writable for this user, ` +
+      `or lock in a copy of the project you can write and commit ${basename(file)} (with it up to date, --frozen reads it and writes nothing).`,
+  });
 }

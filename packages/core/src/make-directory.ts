@@ -63,16 +63,17 @@ const UNWRITABLE: Record<string, string> = {
 
 /**
  * `error` of making or writing in `where.dir` as an EnvironmentError (exit 2) saying why the
- * directory cannot be written and the setting that moves it, when it is one of those (permission, a
- * read-only or pseudo file system, a file in the way); undefined otherwise.
+ * directory cannot be written and the setting that moves it (or the caller's own `hint`), when it is
+ * one of those (permission, a read-only or pseudo file system, a file in the way); undefined otherwise.
  */
-export function unwritableDirectoryError(error: unknown, where: { dir: string; doing: string; setting?: string }): PrebuiltError | undefined {
+export function unwritableDirectoryError(error: unknown, where: { dir: string; doing: string; setting?: string; hint?: string; path?: string }): PrebuiltError | undefined {
   const code = String((error as NodeJS.ErrnoException | undefined)?.code);
   const why = UNWRITABLE[code];
   if (why === undefined || PrebuiltError.isInstance(error)) return undefined;
-  const path = (error as NodeJS.ErrnoException).path ?? where.dir;
+  const path = where.path ?? (error as NodeJS.ErrnoException).path ?? where.dir;
   return new EnvironmentError(`Cannot write ${path} while ${where.doing}: ${why} (${code}).`, {
     cause: error,
-    hint: where.setting ? `Set ${where.setting} to a directory you can write, or fix that directory's permissions.` : "Fix that directory's permissions, or run from a directory you can write.",
+    // Where the file goes does not depend on the current directory: moving it is the caller's to say (a setting, an option).
+    hint: where.hint ?? (where.setting ? `Set ${where.setting} to a directory you can write, or fix that directory's permissions.` : `Fix the permissions of ${where.dir} for this user.`),
   });
 }

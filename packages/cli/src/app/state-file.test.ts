@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ExitCode, InputError, type ImageMap } from '@prebuilt/core';
+import { EnvironmentError, ExitCode, InputError, type ImageMap } from '@prebuilt/core';
 import { readImageMap, stateFilePath, writeImageMap } from './state-file.js';
 
 let dir: string;
@@ -26,6 +26,17 @@ describe('the state file (a flow\'s image map)', () => {
     expect(await readImageMap(path, { shown: 'images.json', hint })).toBeUndefined();
     await writeImageMap(path, map);
     expect(await readImageMap(path, { shown: 'images.json', hint })).toEqual(map);
+  });
+
+  it('a directory it cannot be written in is exit 2 whose hint sets METAFLOW_PREBUILT_STATE_FILE to a file (the setting names a file, not a directory)', async () => {
+    await writeFile(join(dir, 'in-the-way'), '');
+    const error = await writeImageMap(join(dir, 'in-the-way', 'HelloFlow', 'images.json'), map).catch((e: unknown) => e);
+    expect(EnvironmentError.isInstance(error)).toBe(true);
+    expect((error as EnvironmentError).exitCode).toBe(ExitCode.usage);
+    expect((error as EnvironmentError).message).toContain('a file is in the way (ENOTDIR)');
+    expect((error as EnvironmentError).hint).toBe(
+      "Set METAFLOW_PREBUILT_STATE_FILE to a file in a directory you can write (e.g. METAFLOW_PREBUILT_STATE_FILE=$HOME/images.json), or fix that directory's permissions.",
+    );
   });
 
   it('a redeploy that changed nothing leaves the file as it is (no write); a changed map replaces it', async () => {

@@ -114,7 +114,11 @@ export async function writeImageMap(path: string, map: ImageMap): Promise<void> 
   const text = `${JSON.stringify(map, null, 2)}\n`;
   const current = await readImageMapText(path).catch(() => undefined);
   if (current === text) return;
-  await writeFileAtomic(path, text, { setting: STATE_FILE_SETTING });
+  await writeFileAtomic(path, text, {
+    setting: STATE_FILE_SETTING,
+    // The setting names a file, not a directory.
+    hint: `Set ${STATE_FILE_SETTING} to a file in a directory you can write (e.g. ${STATE_FILE_SETTING}=$HOME/images.json), or fix that directory's permissions.`,
+  });
 }
 
 /**
