@@ -204,6 +204,14 @@ describeWith(NEEDS, 'prebuilt profile end to end (real CLI, Docker daemon, plain
     expect(beside.code, beside.stderr).toBe(0);
     expect(beside.stdout).toContain('build with it: prebuilt build profile_flow.py (it picks up profile_flow.prebuilt.prefetch and rebuilds the images laid out otherwise)');
     expect(await readFile(recorded.file, 'utf8')).toBe(before);
+    // The default build service would ignore it: the line says how to build with it instead.
+    const docker = await runCli(['profile', 'profile_flow.py'], { env: { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: 'docker' }, cwd: flowDir });
+    expect(docker.code, docker.stderr).toBe(0);
+    expect(docker.stdout).toContain(
+      'build with it: METAFLOW_PREBUILT_BUILD_SERVICE=oci METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION=estargz prebuilt build profile_flow.py\n' +
+        '  (as set now, a build would not use it: the docker build service lays out no prefetch; zstd:chunked layers use it too)\n',
+    );
+    expect(docker.stdout).not.toContain('it picks up');
   }, 300_000);
 
   itWith(NEEDS, '--code replaces the imports (a warm-up of the user\'s own)', async () => {

@@ -34,4 +34,4 @@ export type { PrepullImage } from './prepull-images.js';
 export type { PodProblem } from './prepull-pods.js';
 export type { PrepullNodes } from './prepull-wait.js';
 export { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PROFILE_MAX_OUTPUT_BYTES, ProfileRunError, profileFlow, type ProfileEnv, type ProfileFlowOptions, type ProfileFlowResult, type ProfileProgress, type ProfileStep } from './profile-flow.js';
-export { PREFETCH_SETTING, prefetchProfileOf, profileFilePath, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';
+export { LAYER_COMPRESSION_SETTING, PREFETCH_SETTING, prefetchProfileOf, profileFilePath, profileUnusedBy, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';

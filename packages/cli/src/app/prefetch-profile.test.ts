@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PREFETCH_SETTING, prefetchProfileOf, profileFilePath, withPrefetchProfile } from './prefetch-profile.js';
+import { PREFETCH_SETTING, prefetchProfileOf, profileFilePath, profileUnusedBy, withPrefetchProfile } from './prefetch-profile.js';
 
 describe('the prefetch profile a build uses', () => {
   let dir: string;
@@ -39,5 +39,19 @@ describe('the prefetch profile a build uses', () => {
     expect(profile).toEqual({ file: join(dir, 'mine.prefetch'), from: 'setting' });
     expect(withPrefetchProfile(named, profile), 'the setting is passed on unchanged').toBe(named);
     expect(prefetchProfileOf('flow.py', { cwd: dir, env: { [PREFETCH_SETTING]: '  ' } })).toEqual({ file: join(dir, 'flow.prebuilt.prefetch'), from: 'flow' });
+  });
+});
+
+describe('whether a build with the current settings uses a profile', () => {
+  it('only the oci service with estargz or zstd:chunked layers does; the default docker service and oci\'s gzip or zstd layers say why not', () => {
+    expect(profileUnusedBy({})).toBe('the docker build service lays out no prefetch');
+    expect(profileUnusedBy({ METAFLOW_PREBUILT_BUILD_SERVICE: 'buildx', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz' })).toBe('the buildx build service lays out no prefetch');
+    expect(profileUnusedBy({ METAFLOW_PREBUILT_BUILD_SERVICE: 'oci' })).toBe(
+      'the oci build service lays out only estargz and zstd:chunked layers by a profile, and METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION is not set',
+    );
+    expect(profileUnusedBy({ METAFLOW_PREBUILT_BUILD_SERVICE: 'oci', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'zstd' })).toContain('METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION is zstd');
+    expect(profileUnusedBy({ METAFLOW_PREBUILT_BUILD_SERVICE: 'oci', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz' })).toBeUndefined();
+    expect(profileUnusedBy({ METAFLOW_PREBUILT_BUILD_SERVICE: ' oci ', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: ' ZSTD:chunked ' })).toBeUndefined();
+    expect(profileUnusedBy({ METAFLOW_PREBUILT_BUILD_SERVICE: '@prebuilt/oci', METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION: 'estargz' })).toBeUndefined();
   });
 });

@@ -7,6 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
+import { selectedBackendNames } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 
 /** The setting a build reads the profile from (the oci service's `PREFETCH_ENV`, named here so that only a recording loads @prebuilt/oci). */
@@ -37,4 +38,20 @@ export function prefetchProfileOf(flowFile: string, scope: Pick<AppScope, 'cwd' 
 export function withPrefetchProfile<S extends Pick<AppScope, 'env'>>(scope: S, profile: PrefetchProfile | undefined): S {
   if (profile?.from !== 'flow') return scope;
   return { ...scope, env: { ...scope.env, [PREFETCH_SETTING]: profile.file } };
+}
+
+/** The oci service's layer compression setting (its `OCI_ENV.layerCompression`, named here as PREFETCH_SETTING is). */
+export const LAYER_COMPRESSION_SETTING = 'METAFLOW_PREBUILT_OCI_LAYER_COMPRESSION';
+
+/**
+ * Why a build with these settings would not lay its layers out by a prefetch profile, or undefined
+ * when it would: only the oci build service's eStargz and zstd:chunked layers are (its default
+ * layers are gzip or zstd, which no profile orders; another build service never reads one).
+ */
+export function profileUnusedBy(env: Record<string, string | undefined>): string | undefined {
+  const service = selectedBackendNames(env).buildService.name;
+  if (service !== 'oci' && service !== '@prebuilt/oci') return `the ${service} build service lays out no prefetch`;
+  const compression = env[LAYER_COMPRESSION_SETTING]?.trim().toLowerCase();
+  if (compression === 'estargz' || compression === 'zstd:chunked') return undefined;
+  return `the oci build service lays out only estargz and zstd:chunked layers by a profile, and ${LAYER_COMPRESSION_SETTING} ${compression ? `is ${compression}` : 'is not set'}`;
 }

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { InputError, ConfigError } from '@prebuilt/core';
 import { Option, type Command } from 'commander';
 import type { CliContext } from '../cli-context.js';
-import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PREFETCH_SETTING, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, fileArgument, missingStepsError, profileFilePath, shellWord, shownPath, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
+import { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, LAYER_COMPRESSION_SETTING, PREFETCH_SETTING, profileUnusedBy, PROFILE_MAX_OUTPUT_BYTES, createSelectedBackend, fileArgument, missingStepsError, profileFilePath, shellWord, shownPath, profileFlow, type ProfileFlowResult, type ProfileProgress } from '../app/index.js';
 import { parseDuration } from '../duration.js';
 import { collect, loadFlowImageMap, selectSteps } from '../lifecycle/flow-image-map.js';
 import { noteLine, writeJsonResult } from '../output.js';
@@ -79,8 +79,12 @@ function renderResult(context: CliContext, file: string, result: ProfileFlowResu
   const envs = result.envs.map((env) => `  ${env.steps.join(', ')}: ${env.paths.length} paths (${env.image})`);
   // The default file is picked up by the build of the flow; another one is named through the setting.
   const beside = result.file === profileFilePath(resolve(context.cwd, file));
-  const build = beside ? `prebuilt build ${fileArgument(file)} (it picks up ${shown} and rebuilds the images laid out otherwise)` : `${PREFETCH_SETTING}=${shellWord(shown)} prebuilt build ${fileArgument(file)}`;
-  return `${result.flow}: wrote ${result.paths} paths to ${shown}\n${envs.join('\n')}\nbuild with it: ${build}\n`;
+  const unused = profileUnusedBy(context.env);
+  // A build that would not read it (the default docker service, oci's gzip or zstd layers) is told how to, rather than told it picks the profile up.
+  const settings = unused === undefined ? '' : `METAFLOW_PREBUILT_BUILD_SERVICE=oci ${LAYER_COMPRESSION_SETTING}=estargz `;
+  const build = beside && unused === undefined ? `prebuilt build ${fileArgument(file)} (it picks up ${shown} and rebuilds the images laid out otherwise)` : `${settings}${beside ? '' : `${PREFETCH_SETTING}=${shellWord(shown)} `}prebuilt build ${fileArgument(file)}`;
+  const why = unused === undefined ? '' : `  (as set now, a build would not use it: ${unused}; zstd:chunked layers use it too)\n`;
+  return `${result.flow}: wrote ${result.paths} paths to ${shown}\n${envs.join('\n')}\nbuild with it: ${build}\n${why}`;
 }
 
 async function runProfile(file: string, context: CliContext, options: ProfileOptions): Promise<void> {
