@@ -3,7 +3,7 @@
 // and index. The tests of this file run in order and share one flow directory and one image
 // namespace: plan (nothing built) → build (2 images) → build again (both present) → plan (both
 // present) → human output → one step's package changes (exactly that image is rebuilt).
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { describeWith, getServices, itWith } from '../services.js';
@@ -12,6 +12,7 @@ import {
   headManifest,
   importsInImage,
   parseJson,
+  ROOT,
   runCli,
   startFixtures,
   stopFixtures,
@@ -161,7 +162,10 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
       expect(image.status).toBe('present');
       expect(image.digest).toBe(first.images[envId]!.digest);
     }
-    // A plan never creates a build service that records no layout: kaniko without its bucket setting still plans.
+    // A plan never creates a build service that records no layout: kaniko (installed in the project,
+    // as `npm i -D @prebuilt/kaniko` would; a plan finds the selected service) without its bucket setting still plans.
+    await mkdir(join(flowDir, 'node_modules', '@prebuilt'), { recursive: true });
+    await symlink(join(ROOT, 'packages', 'kaniko'), join(flowDir, 'node_modules', '@prebuilt', 'kaniko'));
     const kaniko = await runCli(['plan', 'two_env_flow.py', '--json'], { env: { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: 'kaniko', METAFLOW_PREBUILT_KANIKO_CONTEXT_BUCKET: '' }, cwd: flowDir });
     expect(kaniko.code, kaniko.stderr).toBe(0);
     expect(Object.values(parseJson<{ images: Record<string, { status: string }> }>(kaniko).images).map((image) => image.status)).toEqual(['present', 'present']);

@@ -18,14 +18,23 @@ export interface SelectedBackend<K extends BackendKind> {
 }
 
 /**
+ * Finds and loads the selected backend of `kind` without creating it (no settings read, nothing
+ * contacted): a name that is no backend is a BackendNotFoundError, a package that is none a
+ * BackendInvalidError (exit 2).
+ */
+export async function resolveSelectedBackend(kind: BackendKind, scope: Pick<AppScope, 'cwd' | 'cliDir' | 'env'>): Promise<ResolvedSelectedBackend> {
+  const names = selectedBackendNames(scope.env);
+  const selection = kind === 'build-service' ? names.buildService : names.imageRegistry;
+  return resolveBackend({ kind, name: selection.name, setting: selection.envVar, cwd: scope.cwd, cliDir: scope.cliDir });
+}
+
+/**
  * Resolves and creates the selected backend of `kind` (METAFLOW_PREBUILT_BUILD_SERVICE /
  * METAFLOW_PREBUILT_IMAGE_REGISTRY). The caller closes it.
  * @throws BackendNotFoundError, BackendInvalidError or the backend's own ConfigError (exit 2).
  */
 export async function createSelectedBackend<K extends BackendKind>(kind: K, scope: Pick<AppScope, 'cwd' | 'cliDir' | 'env'>): Promise<SelectedBackend<K>> {
-  const names = selectedBackendNames(scope.env);
-  const selection = kind === 'build-service' ? names.buildService : names.imageRegistry;
-  const resolved = await resolveBackend({ kind, name: selection.name, setting: selection.envVar, cwd: scope.cwd, cliDir: scope.cliDir });
+  const resolved = await resolveSelectedBackend(kind, scope);
   const backend = await createResolvedBackend<BackendOf<K>>(resolved, {}, { env: scope.env, cwd: scope.cwd }, kind === 'build-service' ? 'buildAndPush' : 'imageTag');
   return { backend, resolved };
 }

@@ -1,11 +1,12 @@
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../main.js';
 
-const EXAMPLE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'examples', 'hello_flow.py');
+const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+const EXAMPLE = join(REPO, 'examples', 'hello_flow.py');
 
 function capture() {
   const out = { stdout: '', stderr: '' };
@@ -42,5 +43,32 @@ describe('prebuilt build checks its configuration before any work', () => {
     expect(io.out.stderr).toContain(message);
     expect(io.out.stderr).not.toMatch(/127\.0\.0\.1:1\/(channel|simple)/);
     expect(existsSync(join(dir, 'hello_flow.prebuilt.lock'))).toBe(false);
+  });
+
+  it.each([
+    ['an unknown build service', { METAFLOW_PREBUILT_BUILD_SERVICE: 'no-such-builder' }, "Cannot find the build service 'no-such-builder'"],
+    ['a typo of a built-in build service', { METAFLOW_PREBUILT_BUILD_SERVICE: 'dokcer' }, 'Did you mean docker?'],
+  ])('plan with %s: exit 2 before the flow is locked, not a plan whose build then fails', async (_what, selection, message) => {
+    const io = capture();
+    const code = await main(['plan', 'hello_flow.py', '--json'], { cwd: dir, env: { ...env, ...selection }, stdout: io.stdout, stderr: io.stderr });
+    expect(code, io.out.stderr).toBe(2);
+    expect(JSON.parse(io.out.stdout)).toMatchObject({ ok: false, error: { code: 'backend-not-found' } });
+    expect(io.out.stderr).toContain(message);
+    expect(io.out.stderr).not.toMatch(/127\.0\.0\.1:1\/(channel|simple)/);
+    expect(existsSync(join(dir, 'hello_flow.prebuilt.lock'))).toBe(false);
+  });
+
+  it('plan with a build service whose settings are unset (kaniko without its bucket) or whose daemon is down still plans: it is found, not created', async () => {
+    // kaniko installed in the project, as `npm i -D @prebuilt/kaniko` would.
+    mkdirSync(join(dir, 'node_modules', '@prebuilt'), { recursive: true });
+    symlinkSync(join(REPO, 'packages', 'kaniko'), join(dir, 'node_modules', '@prebuilt', 'kaniko'));
+    for (const selection of [{ METAFLOW_PREBUILT_BUILD_SERVICE: 'kaniko' }, { METAFLOW_PREBUILT_BUILD_SERVICE: 'docker', DOCKER_HOST: 'unix:///nonexistent/prebuilt-test.sock' }]) {
+      const io = capture();
+      const code = await main(['plan', 'hello_flow.py', '--json'], { cwd: dir, env: { ...env, ...selection }, stdout: io.stdout, stderr: io.stderr });
+      // It gets as far as locking the flow: the closed channel port is its error.
+      expect(code, io.out.stderr).toBe(2);
+      expect(io.out.stderr).toMatch(/127\.0\.0\.1:1\/(channel|simple)/);
+      expect(io.out.stderr).not.toContain('build service');
+    }
   });
 });

@@ -27,7 +27,7 @@ import {
 import type { EnvMaterializerOptions, MaterializeResult } from '@prebuilt/conda';
 import type { FlowEnvs } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
-import { createSelectedBackend } from './backends.js';
+import { createSelectedBackend, resolveSelectedBackend } from './backends.js';
 import { askBaseImageAhead, type BaseImageAhead } from './base-image-ahead.js';
 import { buildLockFor } from './build-lock.js';
 import { checkMicromambaImageSetting, deploySettings, type DeploySettings } from './deploy-settings.js';
@@ -39,6 +39,12 @@ import { prefetchProfileOf, withPrefetchProfile, type PrefetchProfile } from './
 
 export interface DeployFlowOptions {
   plan?: boolean;
+  /**
+   * A plan: find and load the selected build service (not create it) before the flow is locked, so
+   * a name that is no build service is exit 2 as the build would be (`prebuilt plan`; gc, which
+   * plans only to know the tags to keep, does not need one).
+   */
+  findBuildService?: boolean;
   force?: boolean;
   frozen?: boolean;
   /** What requires the lock as it is, for the error when it does not match (default `--frozen`). */
@@ -164,6 +170,10 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
     // checked (daemon reachable, settings complete) before the flow is locked, even when every image
     // turns out to be present, so an unknown or misconfigured build service never passes unnoticed.
     if (!options.plan) await checkBuildService(await getBuildService(), scope.signal);
+    // A plan does not create it (its settings may be unset where plans run: expected-layout.ts), but
+    // one that cannot be found or loaded (a misspelt name) is the build's first error: said now,
+    // not after a plan that ends "Nothing to build".
+    else if (options.findBuildService) await resolveSelectedBackend('build-service', serviceScope);
     // Nothing reaches the registry before the build service is checked; then, while the flow is still read, its base image.
     ahead = baseImageAhead(registry, settings.baseImage, scope);
     options.onEvent?.({ type: 'resolving', steps: 0 });

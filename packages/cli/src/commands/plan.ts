@@ -21,6 +21,8 @@ steps that use it, and whether the registry already has the image (one manifest 
 An image the registry has but laid out otherwise than the build would lay it out (another
 prefetch order, EROFS layers where the build makes tar layers, …) shows \`will rebuild\`, with
 the reason below the table (--json: status missing and its reason).
+The selected build service is found, as a build finds it (a name that is none is exit 2), but not
+created: its settings and its daemon are not needed.
 Resolves and writes the lock file like \`prebuilt lock\` (unless --frozen). Meanwhile stderr
 says that it locks the envs (not with --json) and, after a few seconds without a byte, what a
 network read (channel, index, registry) waits on.
@@ -138,6 +140,7 @@ export function registerPlanCommand(program: Command, context: CliContext): void
       let lockingShown = false;
       const result = await deployFlow(file, context, {
         plan: true,
+        findBuildService: true,
         ...(options.frozen ? { frozen: true } : {}),
         ...(options.update ? { update: true } : {}),
         ...(options.prune !== undefined ? { prune: options.prune } : {}),
