@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { BuildRequest, BuildService, DeployEvent, DeployOptions, DeployStep, ImageLayout, ImageRegistry, RecipeRunner } from '../contracts.js';
 import type { EnvRequest, LockedEnv } from '../env-model.js';
-import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, LoginRequiredError, RegistryError } from '../errors.js';
+import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, LoginRequiredError, RegistryError, UnreachableError } from '../errors.js';
 import { specHash } from '../identity.js';
 import { EROFS_LAYOUT_ANNOTATION, buildServiceLayout } from '../image-layout.js';
 import type { PushImageIndexOptions } from '../registry/image-index.js';
@@ -418,6 +418,22 @@ describe('deploy orchestrator (fake registry and fake build service)', () => {
     expect((error as LoginRequiredError).exitCode).toBe(2);
     expect((error as LoginRequiredError).message).toBe(`The base image ${ctx.options.baseImage} (METAFLOW_PREBUILT_BASE_IMAGE): registry base.test requires a user name and password, and none were found`);
     expect((error as LoginRequiredError).hint).toBe("Log in with 'docker login base.test'.");
+  });
+
+  it('a base image registry this machine cannot reach (the default, Docker Hub, air-gapped) is an UnreachableError (exit 2) saying it was the base image and which setting moves it', async () => {
+    await using ctx = await setup(fourSteps().slice(0, 1));
+    const registry = {
+      ...ctx.registry,
+      baseImageIdentity: async () => {
+        throw new UnreachableError("registry docker.io: HEAD https://index.docker.io/v2/library/python/manifests/3.11-slim-bookworm failed: the host name 'docker.io' does not resolve", { service: 'registry docker.io' }, { hint: 'Check the spelling of the registry host docker.io.' });
+      },
+    };
+    const error = await deploy({ ...ctx.options, registry, plan: true }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UnreachableError);
+    expect((error as UnreachableError).exitCode).toBe(2);
+    expect((error as UnreachableError).service).toBe('registry docker.io');
+    expect((error as UnreachableError).message).toBe(`The base image ${ctx.options.baseImage} (METAFLOW_PREBUILT_BASE_IMAGE): registry docker.io: HEAD https://index.docker.io/v2/library/python/manifests/3.11-slim-bookworm failed: the host name 'docker.io' does not resolve`);
+    expect((error as UnreachableError).hint).toBe('Check the spelling of the registry host docker.io. Or set METAFLOW_PREBUILT_BASE_IMAGE to a base image on a registry this machine reaches (a mirror, your own registry).');
   });
 
   it("a recipe's prune presets give other envIds (hence tags), and an unpruned recipe today's", async () => {

@@ -1,7 +1,7 @@
 import type { BaseImageIdentity, DeployOptions, DeployStep } from '../contracts.js';
 import { dockerPlatform, type CondaPlatform, type LockedEnv } from '../env-model.js';
 import { computeEnvId, indexId } from '../env-id.js';
-import { AuthError, ConfigError, LoginRequiredError, PrebuiltError, errorMessage, type RegistryError } from '../errors.js';
+import { AuthError, ConfigError, LoginRequiredError, PrebuiltError, UnreachableError, errorMessage, type RegistryError } from '../errors.js';
 import type { PlannedImage, PlannedIndex } from './deploy-job.js';
 
 /** What `DeployOptions.lock()` gives: step → its lock, one lock per platform, or null (disabled). */
@@ -48,6 +48,12 @@ function baseIdentities(options: DeployOptions): (ref: string, platform: CondaPl
           const { registry, source } = error as AuthError | LoginRequiredError;
           const Kind = error.code === 'auth' ? AuthError : LoginRequiredError;
           throw new Kind(`The base image ${ref} (${setting}): ${error.message}`, { registry, source }, { cause: error, ...(error.hint ? { hint: error.hint } : {}) });
+        }
+        // A base image registry this machine cannot reach (the default base image is on Docker Hub: an
+        // air-gapped machine, a proxy) says it was the base image, and that the setting can name one it reaches.
+        if (PrebuiltError.isInstance(error) && error.code === 'unreachable') {
+          const move = `Or set ${setting} to a base image on a registry this machine reaches (a mirror, your own registry).`;
+          throw new UnreachableError(`The base image ${ref} (${setting}): ${error.message}`, { service: (error as UnreachableError).service }, { cause: error, hint: error.hint ? `${error.hint} ${move}` : move });
         }
         // A base image the registry does not have is a setting to fix (exit 2), not a registry fault.
         if (!PrebuiltError.isInstance(error) || error.code !== 'registry' || (error as RegistryError).status !== 404) throw error;
