@@ -29,6 +29,17 @@ describe('runPythonScript', () => {
     expect((await runPythonScript(script, [], { python, isolated: false, site: false })).trim()).toBe('0 1 False');
   });
 
+  it('a --python that does not run says to correct that path (not to install Python or set METAFLOW_PREBUILT_PYTHON); the setting\'s says to install or set', async () => {
+    const missing = join(dir, 'no-such-venv', 'bin', 'python');
+    const named = await runPythonScript(script, [], { python: missing, env: { PATH: process.env['PATH'] } }).catch((e: unknown) => e);
+    expect(named).toBeInstanceOf(EnvironmentError);
+    expect((named as EnvironmentError).message).toBe(`No usable Python interpreter: '${missing}' (from option 'python') was not found.`);
+    expect((named as EnvironmentError).hint).toBe('Pass --python the path of an interpreter that runs (the one you run flows with, e.g. .venv/bin/python), or leave --python out for METAFLOW_PREBUILT_PYTHON, else python3 on PATH.');
+    const set = await runPythonScript(script, [], { env: { PATH: process.env['PATH'], METAFLOW_PREBUILT_PYTHON: missing } }).catch((e: unknown) => e);
+    expect((set as EnvironmentError).message).toBe(`No usable Python interpreter: '${missing}' (from METAFLOW_PREBUILT_PYTHON) was not found. prebuilt reads flow files with the host python3.`);
+    expect((set as EnvironmentError).hint).toMatch(/^Install Python 3\.8 or newer/);
+  });
+
   it('never runs a python3 found only through an empty or relative PATH entry (a checked-out flow\'s directory): a ConfigError', async () => {
     const checkout = join(dir, 'checkout');
     const marker = join(dir, 'ran');

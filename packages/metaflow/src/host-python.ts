@@ -31,9 +31,12 @@ export interface HostPythonOptions {
   site?: boolean;
 }
 
+/** Where the interpreter came from when the caller named it (`prebuilt metaflow … --python P`). */
+const PYTHON_OPTION_SOURCE = "option 'python'";
+
 /** The host interpreter prebuilt runs its Python scripts with, and where that choice came from. */
 export function hostPython(options: Pick<HostPythonOptions, 'python' | 'env'> = {}): { command: string; source: string } {
-  if (options.python) return { command: options.python, source: "option 'python'" };
+  if (options.python) return { command: options.python, source: PYTHON_OPTION_SOURCE };
   const fromEnv = pythonSetting(options.env ?? process.env);
   if (fromEnv) return { command: fromEnv, source: PYTHON_SETTING };
   return { command: 'python3', source: 'PATH' };
@@ -102,15 +105,21 @@ export async function runPythonScript(
   });
 }
 
-/** The interpreter could not be started: missing, not executable, or another spawn failure. */
+/**
+ * The interpreter could not be started: missing, not executable, or another spawn failure. One the
+ * caller named (`--python P`) is that path to correct; the setting's or PATH's is the host python3
+ * prebuilt reads flows with, to install or set.
+ */
 function notRun(error: NodeJS.ErrnoException, command: string, source: string): EnvironmentError {
+  const named = source === PYTHON_OPTION_SOURCE;
+  const hint = named ? 'Pass --python the path of an interpreter that runs (the one you run flows with, e.g. .venv/bin/python), or leave --python out for METAFLOW_PREBUILT_PYTHON, else python3 on PATH.' : INSTALL_HINT;
   if (error.code === 'ENOENT' || error.code === 'EACCES') {
     return new EnvironmentError(
-      `No usable Python interpreter: '${command}' (from ${source}) ${error.code === 'ENOENT' ? 'was not found' : 'cannot be executed'}. ` +
-        'prebuilt reads flow files with the host python3.',
-      { cause: error, hint: INSTALL_HINT },
+      `No usable Python interpreter: '${command}' (from ${source}) ${error.code === 'ENOENT' ? 'was not found' : 'cannot be executed'}.` +
+        (named ? '' : ' prebuilt reads flow files with the host python3.'),
+      { cause: error, hint },
     );
   }
-  return new EnvironmentError(`Could not run '${command}' (from ${source}): ${errorMessage(error)}`, { cause: error, hint: INSTALL_HINT });
+  return new EnvironmentError(`Could not run '${command}' (from ${source}): ${errorMessage(error)}`, { cause: error, hint });
 }
 
