@@ -10,6 +10,12 @@ describe('closestName', () => {
     expect(closestName('Kanko', services)).toBe('kaniko');
   });
 
+  it('a name that differs in case alone is that candidate (its exact spelling is not one of them)', () => {
+    expect(closestName('OCI', services)).toBe('oci');
+    expect(closestName('Docker', services)).toBe('docker');
+    expect(closestName('METAFLOW_PREBUILT_Build_Workers', ['METAFLOW_PREBUILT_BUILD_WORKERS'])).toBe('METAFLOW_PREBUILT_BUILD_WORKERS');
+  });
+
   it('nothing for an exact name, or for a name far from every candidate', () => {
     expect(closestName('docker', services)).toBeUndefined();
     expect(closestName('acme', services)).toBeUndefined();

@@ -1,14 +1,16 @@
 /**
  * The candidate closest to `name` by edit distance (insertions, deletions, substitutions and swaps
  * of two neighbours each cost 1), when it is at most `maxDistance` away: a likely typo of it.
- * Case is ignored. Undefined when nothing is that close, or when `name` is one of the candidates.
+ * Case is ignored, so a name that differs from a candidate in case alone (`OCI`, a setting typed in
+ * lower case) is that candidate. Undefined when nothing is that close, or when `name` is one of the
+ * candidates as it is.
  */
 export function closestName(name: string, candidates: readonly string[], maxDistance = 2): string | undefined {
   const typed = name.toLowerCase();
   let best: { candidate: string; distance: number } | undefined;
   for (const candidate of candidates) {
     const distance = editDistance(typed, candidate.toLowerCase());
-    if (distance === 0) return undefined;
+    if (distance === 0) return candidate === name ? undefined : candidate;
     if (distance <= maxDistance && (best === undefined || distance < best.distance)) best = { candidate, distance };
   }
   return best?.candidate;

@@ -130,6 +130,14 @@ describe('resolveBackend in an npm project (real node_modules layout)', () => {
     expect(`${error.message}\n${error.hint}`).not.toMatch(/npm i/);
   });
 
+  it('a built-in name in other case (OCI) says "did you mean oci?", not npm i of prebuilt-backend-OCI (npm names are lower case)', async () => {
+    const error = await rejection(resolveBackend({ kind: 'build-service', name: 'OCI', cwd: project, setting: 'METAFLOW_PREBUILT_BUILD_SERVICE', catalogue: FIRST_PARTY }));
+    expect(error).toBeInstanceOf(BackendNotFoundError);
+    expect(error.message).toContain('Did you mean oci?');
+    expect(error.hint).toBe('Did you mean oci? Set METAFLOW_PREBUILT_BUILD_SERVICE=oci (a built-in build service).');
+    expect(`${error.message}\n${error.hint}`).not.toMatch(/npm i/);
+  });
+
   it('suggests the @prebuilt package for a missing built-in', async () => {
     const error = await rejection(resolveBackend({ kind: 'build-service', name: 'kaniko', cwd: project, catalogue: FIRST_PARTY }));
     expect(error).toBeInstanceOf(BackendNotFoundError);
