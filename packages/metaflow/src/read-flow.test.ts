@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -104,6 +104,44 @@ describe.concurrent('readFlow', () => {
         ],
       ],
       ['end', []],
+    ]);
+  });
+
+  it("marks the flow's own modules local: a .py file or a folder beside the flow file, not a file of another name or a folder's file", async () => {
+    const own = join(dir, 'own-modules');
+    mkdirSync(join(own, 'mylib'), { recursive: true });
+    mkdirSync(join(own, 'nsdir'));
+    writeFileSync(join(own, 'helpers.py'), 'X = 1\n');
+    writeFileSync(join(own, 'mylib', '__init__.py'), '');
+    writeFileSync(join(own, 'notes.txt'), '');
+    writeFileSync(join(own, 'pandas.txt'), '');
+    writeFileSync(
+      join(own, 'flow.py'),
+      [
+        'from metaflow import FlowSpec, step',
+        'import helpers',
+        'import pandas',
+        'from mylib.util import double',
+        'class F(FlowSpec):',
+        '    @step',
+        '    def start(self):',
+        '        import nsdir.mod',
+        '        from helpers import X',
+        '        import notes',
+        '        pass',
+      ].join('\n'),
+    );
+    const flow = await readFlow('flow.py', { cwd: own, python });
+    expect(flow.imports.map((i) => [i.module, i.local ?? false])).toEqual([
+      ['metaflow', false],
+      ['helpers', true],
+      ['pandas', false],
+      ['mylib.util', true],
+    ]);
+    expect(flow.steps[0]!.imports.map((i) => [i.module, i.local ?? false])).toEqual([
+      ['nsdir.mod', true],
+      ['helpers', true],
+      ['notes', false],
     ]);
   });
 

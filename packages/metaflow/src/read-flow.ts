@@ -4,7 +4,7 @@
  * module only — neither the flow nor Metaflow is imported).
  */
 import { stat } from 'node:fs/promises';
-import { resolve as resolvePath } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError, createLogger, errorMessage, EnvironmentError } from '@prebuilt/core';
 import { runPythonScript, type HostPythonOptions } from './host-python.js';
@@ -53,6 +53,12 @@ export interface FlowImport {
   line: number;
   /** Written inside a `try` (the code guards it: a missing module is expected to be possible). */
   optional: boolean;
+  /**
+   * The flow's own module: its top-level name is a `.py` file or a folder beside the flow file.
+   * Metaflow's code package carries those files to every task and the flow's folder comes first on
+   * its `sys.path`, so the task imports them from there, never from the image.
+   */
+  local?: boolean;
 }
 
 export interface FlowStep {
@@ -185,6 +191,14 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
     });
   }
 
+  const local = await localModules(dirname(path), [raw.imports, ...raw.steps.map((s) => s.imports)].flat());
+  const flowImport = (entry: RawImport): FlowImport => ({
+    module: entry.module,
+    ...(entry.names ? { names: entry.names } : {}),
+    line: entry.line,
+    optional: entry.optional,
+    ...(local.has(topLevel(entry.module)) ? { local: true } : {}),
+  });
   const flow: FlowFile = {
     file,
     path,
@@ -210,8 +224,26 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
   return flow;
 }
 
-function flowImport(raw: RawImport): FlowImport {
-  return { module: raw.module, ...(raw.names ? { names: raw.names } : {}), line: raw.line, optional: raw.optional };
+function topLevel(module: string): string {
+  return module.split('.', 1)[0]!;
+}
+
+/**
+ * The top-level names of `imports` that are the flow's own modules: a `<name>.py` file or a
+ * `<name>/` folder (a package, or a namespace package) in the flow file's directory `dir`.
+ */
+async function localModules(dir: string, imports: readonly RawImport[]): Promise<Set<string>> {
+  const names = [...new Set(imports.map((entry) => topLevel(entry.module)))];
+  const found = await Promise.all(
+    names.map(async (name) => {
+      for (const [candidate, kind] of [[`${name}.py`, 'file'], [name, 'directory']] as const) {
+        const info = await stat(join(dir, candidate)).catch(() => null);
+        if (info && (kind === 'file' ? info.isFile() : info.isDirectory())) return name;
+      }
+      return null;
+    }),
+  );
+  return new Set(found.filter((name): name is string => name !== null));
 }
 
 function envDecorator(raw: RawDecorator): EnvDecorator {

@@ -8,15 +8,15 @@ const imp = (module: string, fields: Partial<FlowImport> = {}): FlowImport => ({
 const flow: Pick<FlowFile, 'file' | 'flow' | 'imports' | 'steps'> = {
   file: 'flow.py',
   flow: 'F',
-  imports: [imp('metaflow', { names: ['FlowSpec', 'step'] }), imp('__future__', { names: ['annotations'] }), imp('os'), imp('yaml', { optional: true }), imp('metaflow.cards')],
+  imports: [imp('metaflow', { names: ['FlowSpec', 'step'] }), imp('__future__', { names: ['annotations'] }), imp('os'), imp('yaml', { optional: true }), imp('metaflow.cards'), imp('mylib.util', { local: true })],
   steps: [
-    { name: 'start', line: 5, imports: [imp('pandas'), imp('yaml'), imp('os'), imp('sklearn.model_selection', { names: ['KFold'] }), imp('metaflow_extensions.x')] },
+    { name: 'start', line: 5, imports: [imp('pandas'), imp('yaml'), imp('os'), imp('sklearn.model_selection', { names: ['KFold'] }), imp('metaflow_extensions.x'), imp('helpers', { names: ['greet'], local: true })] },
     { name: 'end', line: 9, imports: [] },
   ],
 };
 
 describe('taskImports', () => {
-  it("the file's imports then the step's, each statement once, without metaflow, its extensions and __future__; a required import wins over the same one in a try", () => {
+  it("the file's imports then the step's, each statement once, without metaflow, its extensions, __future__ and the flow's own modules; a required import wins over the same one in a try", () => {
     expect(taskImports(flow, 'start').map((i) => [importStatement(i), i.optional])).toEqual([
       ['import os', false],
       ['import yaml', false],

@@ -19,15 +19,16 @@ const DOTTED_NAME = /^[\p{L}_][\p{L}\p{N}_]*(\.[\p{L}_][\p{L}\p{N}_]*)*$/u;
 
 /**
  * The imports a step's task runs: the file's own (module level, class bodies) then the step's
- * body's, without those of {@link NOT_FROM_IMAGE}, each statement once (the first: a required
- * import wins over the same one guarded by a `try`). An unknown step is an InputError.
+ * body's, without those of {@link NOT_FROM_IMAGE} and the flow's own modules (files beside the
+ * flow, which the task takes from its code package: `local`), each statement once (the first: a
+ * required import wins over the same one guarded by a `try`). An unknown step is an InputError.
  */
 export function taskImports(flow: Pick<FlowFile, 'file' | 'flow' | 'imports' | 'steps'>, step: string): FlowImport[] {
   const found = flow.steps.find((s) => s.name === step);
   if (!found) throw new InputError(`${flow.file}: flow ${flow.flow} has no step '${step}'.`, { hint: `Its steps: ${flow.steps.map((s) => s.name).join(', ')}.` });
   const out = new Map<string, FlowImport>();
   for (const entry of [...flow.imports, ...found.imports]) {
-    if (NOT_FROM_IMAGE.test(entry.module)) continue;
+    if (NOT_FROM_IMAGE.test(entry.module) || entry.local) continue;
     const key = importStatement(entry);
     const seen = out.get(key);
     if (seen === undefined) out.set(key, entry);
