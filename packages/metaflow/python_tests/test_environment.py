@@ -183,6 +183,10 @@ class WithImageMapTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
         self.addCleanup(self.dir.cleanup)
+        # What Metaflow names the flow file by in task commands (unittest's own is "python -m unittest").
+        argv = mock.patch.object(sys, "argv", ["/flows/hello.py", "argo-workflows", "create"])
+        argv.start()
+        self.addCleanup(argv.stop)
         self.addCleanup(os.environ.pop, "METAFLOW_PREBUILT_IMAGE_MAP", None)
         self.messages = []
 
@@ -292,6 +296,9 @@ class BuildThroughCliTest(unittest.TestCase):
         self.addCleanup(self.dir.cleanup)
         self.addCleanup(os.environ.pop, "METAFLOW_PREBUILT_IMAGE_MAP", None)
         self.addCleanup(os.environ.pop, "PREBUILT_CLI", None)
+        argv = mock.patch.object(sys, "argv", ["/flows/hello.py", "argo-workflows", "create"])
+        argv.start()
+        self.addCleanup(argv.stop)
         os.environ.pop("METAFLOW_PREBUILT_IMAGE_MAP", None)
         self.map_path = os.path.join(self.dir.name, "images.json")
         with open(self.map_path, "w") as f:
@@ -340,6 +347,28 @@ class BuildThroughCliTest(unittest.TestCase):
                 env.init_environment(lambda *a, **k: None)
         self.assertIn("failed (exit 1)", str(caught.exception))
         self.assertNotIn("METAFLOW_PREBUILT_IMAGE_MAP", os.environ)
+
+    def test_a_flow_file_name_a_task_command_cannot_carry_is_refused_before_the_build(self):
+        from metaflow_extensions.prebuilt.plugins.prebuilt_environment import PrebuiltException
+
+        self.write_cli(0)
+        env = self.env()
+        for name, suggestion in (("my flow.py", "my_flow.py"), ("it's.py", "it_s.py"), ("-x.py", "x.py"), ("$x.py", "_x.py")):
+            with mock.patch.object(sys, "argv", ["/flows/" + name, "argo-workflows", "create"]):
+                with mock.patch("inspect.getfile", return_value="/flows/" + name):
+                    with self.assertRaises(PrebuiltException) as caught:
+                        env.init_environment(lambda *a, **k: None)
+            message = str(caught.exception)
+            self.assertIn("Metaflow cannot run %s remotely" % json.dumps(name), message)
+            self.assertIn("(python %s ... step ...)" % name, message)
+            self.assertIn("(for example %s)" % suggestion, message)
+        self.assertFalse(os.path.exists(self.calls))  # the CLI was never asked to build
+        self.assertNotIn("METAFLOW_PREBUILT_IMAGE_MAP", os.environ)
+        # A name with letters, digits and . _ - + @ % , : = (any language's letters) goes ahead.
+        with mock.patch.object(sys, "argv", ["/a b/flöw-v2.1+x.py"]):
+            with mock.patch("inspect.getfile", return_value="/a b/flöw-v2.1+x.py"):
+                env.init_environment(lambda *a, **k: None)
+        self.assertTrue(os.path.exists(self.calls))
 
     def test_no_cli_is_a_clear_error(self):
         from metaflow_extensions.prebuilt.plugins import prebuilt_environment

@@ -36,6 +36,7 @@ export {
   metaflowCommand,
   givenEnvironment,
   metaflowArgs,
+  checkRemoteFlowFileName,
   SCHEDULERS,
   type RemoteSelection,
   type RemoteReason,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { FlowEnvs, StepEnvWithRequest } from './flow-envs.js';
-import { givenEnvironment, metaflowArgs, metaflowCommand, remoteSteps, withDecospecs } from './run-steps.js';
+import { InputError } from '@prebuilt/core';
+import { checkRemoteFlowFileName, givenEnvironment, metaflowArgs, metaflowCommand, remoteSteps, withDecospecs } from './run-steps.js';
 
 function step(name: string, remote: 'kubernetes' | 'batch' | null, disabled = false): StepEnvWithRequest {
   return {
@@ -76,5 +77,33 @@ describe('command line helpers', () => {
     expect(metaflowArgs(['--environment=prebuilt', 'run'])).toEqual(['--environment=prebuilt', 'run']);
     expect(givenEnvironment(['--environment', 'pypi', 'run'])).toBe('pypi');
     expect(givenEnvironment(['run'])).toBeUndefined();
+  });
+});
+
+describe('checkRemoteFlowFileName', () => {
+  it('takes a name Metaflow can write unquoted into a task command, in any directory', () => {
+    for (const file of ['flow.py', 'sub dir/my_flow-2.py', 'flöw.v2+x@y%z,a:b=c.py', '/a b/(c)/flow.py']) expect(() => checkRemoteFlowFileName(file)).not.toThrow();
+  });
+
+  it('refuses a space, a shell character or a leading -, naming it and a name that works', () => {
+    const cases: [string, RegExp, string][] = [
+      ['sub dir/my flow.py', /"my flow\.py" remotely.*\(python my flow\.py … step …\), where a space breaks it/, 'my_flow.py'],
+      ["it's.py", /where ''' breaks it/, 'it_s.py'],
+      ['flow(1).py', /where '\(' breaks it/, 'flow_1_.py'],
+      ['$HOME.py', /where '\$' breaks it/, '_HOME.py'],
+      ['-x.py', /where a leading - breaks it/, 'x.py'],
+      ['a\tb.py', /where '\\t' breaks it/, 'a_b.py'],
+    ];
+    for (const [file, message, suggestion] of cases) {
+      let error: unknown;
+      try {
+        checkRemoteFlowFileName(file);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error, file).toBeInstanceOf(InputError);
+      expect((error as InputError).message, file).toMatch(message);
+      expect((error as InputError).hint, file).toContain(`for example ${suggestion}`);
+    }
   });
 });

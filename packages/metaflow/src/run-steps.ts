@@ -2,6 +2,8 @@
  * Which steps of a flow run remotely for a given Metaflow command line, decided as Metaflow
  * decides it, and the command line `prebuilt run` hands to Metaflow.
  */
+import { basename } from 'node:path';
+import { InputError } from '@prebuilt/core';
 import type { FlowEnvs } from './flow-envs.js';
 
 export type RemoteReason = 'static' | 'with' | 'default-decospecs' | 'scheduler';
@@ -91,4 +93,29 @@ export function givenEnvironment(args: readonly string[]): string | undefined {
 /** The user's arguments, with `--environment=prebuilt` in front unless they chose an environment. */
 export function metaflowArgs(args: readonly string[]): string[] {
   return givenEnvironment(args) === undefined ? ['--environment=prebuilt', ...args] : [...args];
+}
+
+/**
+ * A flow file name a remote task's command can carry as it is: Metaflow writes the file's base name
+ * unquoted into the shell command every remote task runs (`bash -c "… python <name> … step …"`,
+ * for `--with kubernetes|batch`, Argo Workflows, Step Functions and Airflow alike), so a space,
+ * quote, `$`, `;`, parenthesis, glob or a leading `-` (read as a python option) breaks every task.
+ */
+const TASK_COMMAND_WORD = /^[\p{L}\p{N}_.+@%,:=][\p{L}\p{N}_.+@%,:=-]*$/u;
+
+/**
+ * Refuses a flow file whose name Metaflow's remote task commands cannot carry (see
+ * {@link TASK_COMMAND_WORD}): an InputError naming the first character at fault and a name that works.
+ * Called when a step runs remotely, before anything is built.
+ */
+export function checkRemoteFlowFileName(file: string): void {
+  const name = basename(file);
+  if (TASK_COMMAND_WORD.test(name)) return;
+  const bad = name.startsWith('-') ? '-' : [...name].find((char) => !/[\p{L}\p{N}_.+@%,:=-]/u.test(char))!;
+  const what = bad === ' ' ? 'a space' : bad === '-' ? 'a leading -' : `'${JSON.stringify(bad).slice(1, -1)}'`;
+  const suggestion = name.replace(/[^\p{L}\p{N}_.+@%,:=-]/gu, '_').replace(/^-+/, '');
+  throw new InputError(
+    `Metaflow cannot run ${JSON.stringify(name)} remotely: it writes the flow file's name unquoted into the shell command of every remote task (python ${name} … step …), where ${what} breaks it, so every task would fail to start.`,
+    { file, hint: `Rename the flow file to letters, digits and . _ - (for example ${suggestion || 'flow.py'}).` },
+  );
 }

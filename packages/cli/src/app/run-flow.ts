@@ -1,7 +1,7 @@
 /** `prebuilt run`'s work: which steps run remotely, their images built, then Metaflow started on them. */
 import { join } from 'node:path';
 import { EnvironmentError } from '@prebuilt/core';
-import { flowEnvs, givenEnvironment, hostPython, pythonSite, remoteSteps, runFlow, type RemoteSelection, type RunFlowOptions } from '@prebuilt/metaflow';
+import { checkRemoteFlowFileName, flowEnvs, givenEnvironment, hostPython, pythonSite, remoteSteps, runFlow, type RemoteSelection, type RunFlowOptions } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
 
 export interface RunWithImagesHooks {
@@ -44,6 +44,8 @@ async function requireMetaflow(scope: AppScope): Promise<void> {
 export async function runWithImages(file: string, args: readonly string[], scope: AppScope, hooks: RunWithImagesHooks): Promise<RunWithImagesResult> {
   const [envs] = await Promise.all([flowEnvs(file, { env: scope.env, cwd: scope.cwd, signal: scope.signal }), requireMetaflow(scope)]);
   const selection = remoteSteps(envs, args, scope.env);
+  // A step runs remotely (a disabled one too): Metaflow must be able to name the file in its task command.
+  if (selection.reason !== 'static' || envs.steps.some((step) => step.remote !== null)) checkRemoteFlowFileName(file);
   const chosen = givenEnvironment(args);
   if (chosen !== undefined && chosen !== 'prebuilt') hooks.onNote({ kind: 'other-environment', environment: chosen });
   let stateFile: string | null = null;

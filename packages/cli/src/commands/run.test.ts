@@ -4,7 +4,7 @@
  * Metaflow are in test/e2e/metaflow.test.ts.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -127,6 +127,21 @@ describe('prebuilt run', () => {
     expect(result.stdout).not.toContain('argv:');
     expect(result.stderr).toMatch(/^error: Metaflow is not importable with python3 \(from PATH: \S+\), so the flow cannot run\.\nhint: Install Metaflow into that Python \(\S+ -m pip install metaflow\), or set METAFLOW_PREBUILT_PYTHON/);
     expect(result.stderr).not.toContain('no-such-registry-backend'); // checked before the build, which would fail on the registry
+  });
+
+  it("a flow file whose name Metaflow's remote task commands cannot carry (a space): exit 2 naming it before anything is built, when a step runs remotely; a local run goes ahead", async () => {
+    writeFileSync(join(dir, 'my local_flow.py'), readFileSync(join(dir, 'local_flow.py')));
+    for (const args of [['run', '--with', 'kubernetes'], ['argo-workflows', 'create']]) {
+      const result = await cli(['run', 'my local_flow.py', ...args], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1' });
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stdout).not.toContain('argv:');
+      expect(result.stderr).toContain('error: Metaflow cannot run "my local_flow.py" remotely: it writes the flow file\'s name unquoted into the shell command of every remote task (python my local_flow.py … step …), where a space breaks it');
+      expect(result.stderr).toContain('hint: Rename the flow file to letters, digits and . _ - (for example my_local_flow.py).');
+      expect(result.stderr).not.toContain('no-such-registry-backend'); // refused before the build
+    }
+    const local = await cli(['run', 'my local_flow.py', 'run'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1' });
+    expect(local.code, local.stderr).toBe(0);
+    expect(local.stdout).toContain('argv:--environment=prebuilt run');
   });
 
   it('a remote step needs a registry: its misconfiguration is exit 2 before Metaflow starts', async () => {

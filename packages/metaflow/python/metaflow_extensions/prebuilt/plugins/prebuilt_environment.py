@@ -17,7 +17,9 @@ remote steps and reads back the map it wrote.
 import inspect
 import json
 import os
+import re
 import subprocess
+import sys
 
 from metaflow.exception import MetaflowException
 from metaflow.plugins.pypi.conda_environment import CondaEnvironment
@@ -35,6 +37,12 @@ from .prebuilt_image_map import (
 )
 
 SKIP_INSTALL_EXPORT = "export METAFLOW_SKIP_INSTALL_DEPENDENCIES=1"
+
+# A flow file name a remote task's command carries as it is: Metaflow writes the base name of
+# sys.argv[0] unquoted into the shell command of every remote task (`python <name> ... step ...`),
+# so a space, a quote, `$`, `;`, a parenthesis or a leading `-` breaks every task. The CLI's
+# checkRemoteFlowFileName says the same.
+TASK_COMMAND_WORD = re.compile(r"^[\w.+@%,:=][\w.+@%,:=-]*$")
 
 
 class PrebuiltException(MetaflowException):
@@ -154,7 +162,24 @@ class PrebuiltEnvironment(CondaEnvironment):
 
     # -- Metaflow's environment hooks -------------------------------------------------------
 
+    def _check_flow_file_name(self, only_steps):
+        if not any(
+            remote_decorator(s) is not None for s in self.flow if not only_steps or s.name in only_steps
+        ):
+            return
+        name = os.path.basename(sys.argv[0])
+        if TASK_COMMAND_WORD.match(name):
+            return
+        suggestion = re.sub(r"[^\w.+@%,:=-]", "_", name).lstrip("-") or "flow.py"
+        raise PrebuiltException(
+            "Metaflow cannot run %s remotely: it writes the flow file's name unquoted into the shell "
+            "command of every remote task (python %s ... step ...), so every task would fail to "
+            "start.\nRename the flow file to letters, digits and . _ - (for example %s)."
+            % (json.dumps(name), name, suggestion)
+        )
+
     def init_environment(self, echo, only_steps=None):
+        self._check_flow_file_name(only_steps)
         remote = self._remote_steps(only_steps)
         if remote and not os.environ.get(IMAGE_MAP_ENV):
             self._build_with_cli(echo, remote)
