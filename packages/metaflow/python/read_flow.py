@@ -29,7 +29,10 @@ ENV_FLOW_DECORATORS = {
     "pypi_base": ("packages", "python", "disabled"),
 }
 REMOTE_DECORATORS = ("kubernetes", "batch")
-KNOWN_NAMES = set(ENV_STEP_DECORATORS) | set(ENV_FLOW_DECORATORS) | set(REMOTE_DECORATORS) | {"step", "FlowSpec"}
+# Metaflow's Config (a class attribute `cfg = Config("name", default="cfg.json")`) and config_expr:
+# values known only when Metaflow runs the flow (its config files, --config, --config-value).
+CONFIG_NAMES = ("Config", "config_expr")
+KNOWN_NAMES = set(ENV_STEP_DECORATORS) | set(ENV_FLOW_DECORATORS) | set(REMOTE_DECORATORS) | {"step", "FlowSpec"} | set(CONFIG_NAMES)
 
 
 class ReadError(Exception):
@@ -42,12 +45,13 @@ class ReadError(Exception):
 
 
 class Dynamic(Exception):
-    """A value that cannot be known without running the flow."""
+    """A value that cannot be known without running the flow (`config`: it comes from a Metaflow Config)."""
 
-    def __init__(self, node, why):
+    def __init__(self, node, why, config=False):
         Exception.__init__(self, why)
         self.line = getattr(node, "lineno", None)
         self.why = why
+        self.config = config
 
 
 def describe(node):
@@ -146,10 +150,35 @@ DIGITS = re.compile(r"\d+")
 
 
 class Evaluator:
-    def __init__(self):
+    def __init__(self, names=None):
+        self.names = names
         self.active = set()
         self.steps = 0
         self.total = 0
+
+    def config_source(self, node, scope, line):
+        """'the Metaflow Config ...' when `node` reads a Config or calls config_expr, else None."""
+        if self.names is None:
+            return None
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Call) and self.names.resolve(sub.func) == "config_expr":
+                return "config_expr(...), a value of a Metaflow Config"
+            if isinstance(sub, ast.Call) and self.names.resolve(sub.func) == "Config":
+                return "a Metaflow Config"
+            if isinstance(sub, ast.Name):
+                found = scope.lookup(sub.id, line)
+                if found[0] == "value" and isinstance(found[1], ast.Call) and self.names.resolve(found[1].func) == "Config":
+                    name = found[1].args[0] if found[1].args else None
+                    label = repr(name.value) if isinstance(name, ast.Constant) and isinstance(name.value, str) else sub.id
+                    return "a value of the Metaflow Config %s (line %d)" % (label, found[1].lineno)
+        return None
+
+    def not_readable(self, node, scope, line, why):
+        """Dynamic for `node`; when it reads a Metaflow Config, saying so."""
+        source = self.config_source(node, scope, line)
+        if source is not None:
+            return Dynamic(node, "'%s' is %s, known only when Metaflow runs the flow" % (describe(node), source), config=True)
+        return Dynamic(node, why)
 
     def argument(self, node, scope, line):
         """A decorator argument's value, counted against what the whole file's arguments may weigh."""
@@ -168,7 +197,7 @@ class Evaluator:
         self.step(node)
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
-            raise Dynamic(node, "'%s' is not a literal, a constant or a simple expression" % describe(node))
+            raise self.not_readable(node, scope, line, "'%s' is not a literal, a constant or a simple expression" % describe(node))
         return self.bounded(node, method(node, scope, line))
 
     def bounded(self, node, value):
@@ -229,7 +258,7 @@ class Evaluator:
         try:
             return self.eval(value_node, owner, value_node.lineno)
         except Dynamic as inner:
-            raise Dynamic(node, "'%s' (line %s): %s" % (node.id, value_node.lineno, inner.why))
+            raise Dynamic(node, "'%s' (line %s): %s" % (node.id, value_node.lineno, inner.why), inner.config)
         finally:
             self.active.discard(key)
 
@@ -333,7 +362,7 @@ class Evaluator:
                 value = self.eval(node.args[0], scope, line)
                 if isinstance(value, (str, int, float, bool)) or value is None:
                     return str(value)
-        raise Dynamic(node, "'%s' is a call, which cannot be evaluated without running the flow" % describe(node))
+        raise self.not_readable(node, scope, line, "'%s' is a call, which cannot be evaluated without running the flow" % describe(node))
 
 
 class Names:
@@ -415,7 +444,7 @@ def decorator_args(deco, wanted, scope, evaluator, kind, step):
             args[kw.arg] = {"value": evaluator.argument(kw.value, scope, deco.lineno), "line": kw.value.lineno}
         except Dynamic as dyn:
             raise ReadError(
-                "dynamic-value",
+                "config-value" if dyn.config else "dynamic-value",
                 "the '%s' argument of @%s on %s cannot be read without running the flow: %s"
                 % (kw.arg or "**", kind, where, dyn.why),
                 dyn.line or kw.value.lineno,
@@ -641,7 +670,7 @@ def read(path):
             )
         flow_name = leaves[0]
 
-    evaluator = Evaluator()
+    evaluator = Evaluator(names)
 
     # Flow-level decorators, inherited from in-file base flows as Metaflow does.
     flow_decorators = []

@@ -191,6 +191,38 @@ describe.concurrent('readFlow', () => {
     expect(error.exitCode).toBe(ExitCode.usage);
   });
 
+  it('names a Metaflow Config (an attribute, an item, config_expr, the Config itself) as what cannot be read, with a hint that says what to write instead', async () => {
+    const flow = (decorator: string) =>
+      [
+        'import metaflow as mf',
+        'from metaflow import FlowSpec, Config, config_expr, step, pypi',
+        'class F(FlowSpec):',
+        '    cfg = Config("settings", default="cfg.json")',
+        '    other = {"a": "1"}',
+        `    ${decorator}`,
+        '    @step',
+        '    def start(self):',
+        '        pass',
+      ].join('\n');
+    const cases: [string, RegExp][] = [
+      ['@pypi(packages=cfg.packages)', /'cfg\.packages' is a value of the Metaflow Config 'settings' \(line 4\), known only when Metaflow runs the flow$/],
+      ['@pypi(packages=cfg["env"]["packages"])', /'cfg\['env'\]\['packages'\]' is a value of the Metaflow Config 'settings' \(line 4\)/],
+      ['@pypi(python=config_expr("settings.python"))', /'config_expr\('settings\.python'\)' is config_expr\(\.\.\.\), a value of a Metaflow Config/],
+      ['@pypi(**cfg)', /'cfg' \(line 4\): 'Config\('settings', default='cfg\.json'\)' is a Metaflow Config/],
+      ['@pypi(packages=mf.Config("inline"))', /is a Metaflow Config, known only/],
+    ];
+    for (const [decorator, message] of cases) {
+      const error = await readError(flow(decorator));
+      expect(error.message, decorator).toMatch(/^flow\d+\.py:6: the '(packages|python|\*\*)' argument of @pypi on step 'start' cannot be read without running the flow: /);
+      expect(error.message, decorator).toMatch(message);
+      expect(error.hint, decorator).toMatch(/cannot follow a Metaflow Config \(its files, --config, --config-value\): write the env decorators' packages and python in the flow file/);
+    }
+    // Anything else computed keeps the general message and hint.
+    const other = await readError(flow('@pypi(packages=other.copy())'));
+    expect(other.message).toMatch(/'other\.copy\(\)' is a call/);
+    expect(other.hint).toMatch(/^prebuilt reads decorators without running the flow: use literals/);
+  });
+
   it('refuses a value built to exhaust memory or time, at once and naming the line, without running anything', async () => {
     const flow = (values: string[], packages: string) =>
       ['from metaflow import FlowSpec, step, conda', ...values, 'class F(FlowSpec):', `    @conda(packages=${packages})`, '    @step', '    def start(self):', '        pass'].join('\n');

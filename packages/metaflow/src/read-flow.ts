@@ -134,6 +134,9 @@ const HINTS: Record<string, string> = {
   'dynamic-value':
     'prebuilt reads decorators without running the flow: use literals, module-level constants or simple expressions ' +
     '(dicts, lists, strings, `{**BASE, "pkg": "1.0"}`, string concatenation, f-strings of constants).',
+  'config-value':
+    'prebuilt reads decorators without running the flow, so it cannot follow a Metaflow Config (its files, --config, --config-value): ' +
+    'write the env decorators\' packages and python in the flow file (literals or module-level constants) and keep the Config for the rest.',
   'invalid-value': 'Fix the decorator argument; Metaflow expects packages={"name": "version spec"}, python="3.11", disabled=True/False.',
   'invalid-decorator': 'Fix the decorator; see the Metaflow documentation of @conda, @pypi, @kubernetes and @batch.',
   'duplicate-decorator': 'Keep one of the two decorators.',
