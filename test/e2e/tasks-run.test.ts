@@ -164,6 +164,74 @@ const EXPECTED_RUN = {
   items: [1, 2, 3],
 };
 
+// Shapes users write beside the main flow's: a flow in a subfolder importing a module of its own
+// (its code package carries it), @pypi_base with a step overriding it and steps taking it as it is
+// (one image for four steps), branch → join, and @catch / @retry / @timeout beside the envs, the
+// caught step raising. No @kubernetes: Argo Workflows makes every step remote.
+const SHAPES_HELPERS = `import importlib.util
+import json
+import sys
+
+
+def report(name, **extra):
+    import boto3
+
+    line = {
+        "step": name,
+        "executable": sys.executable,
+        "seen": sorted(m for m in ["tinyurl", "tinyhttp"] if importlib.util.find_spec(m) is not None),
+        "boto3": boto3.__file__,
+    }
+    line.update(extra)
+    print("PREBUILT-TASK " + json.dumps(line), flush=True)
+`;
+
+const SHAPES_FLOW = `from metaflow import FlowSpec, catch, pypi, pypi_base, retry, step, timeout
+
+import helpers
+
+
+@pypi_base(packages={"tinyurl": ">=1.0,!=1.0.5"})
+class ShapesFlow(FlowSpec):
+    @retry(times=0)
+    @timeout(seconds=300)
+    @step
+    def start(self):
+        import tinyurl
+
+        helpers.report("start", url=tinyurl.join("a", "b"))
+        self.next(self.left, self.right)
+
+    @catch(var="failure")
+    @step
+    def left(self):
+        helpers.report("left")
+        raise ValueError("left fails on purpose")
+        self.next(self.join)
+
+    @pypi(packages={"tinyhttp": "~=0.3.0"})
+    @step
+    def right(self):
+        import tinyhttp
+
+        helpers.report("right", tinyhttp=tinyhttp.__version__)
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.caught = str(inputs.left.failure)
+        helpers.report("join", caught=self.caught)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        helpers.report("end")
+
+
+if __name__ == "__main__":
+    ShapesFlow()
+`;
+
 interface StepReport {
   step: string;
   executable: string;
@@ -341,6 +409,47 @@ function tasksRunSuite(dockerHost: string, cases: 'all' | 'docker build service'
     expect(Object.keys(map.images).sort()).toEqual(Object.keys(docker.map.images).sort());
     const result = await execute(workflow, 'oci');
     checkRun(result, map);
+  }, 900_000);
+
+  it('flow shapes: a flow in a subfolder importing its own module, @pypi_base overridden by one step (2 images for 5 steps), branch → join, @catch / @retry / @timeout beside the envs; every task exits 0 in its image', async () => {
+    const shapesDir = join(fixtures.dir, 'flows', 'shapes');
+    await writeFlow(shapesDir, 'helpers.py', SHAPES_HELPERS);
+    await writeFlow(shapesDir, 'shapes_flow.py', SHAPES_FLOW);
+    const stateFile = join(fixtures.dir, 'images-shapes.json');
+    const compiledShapes = await runCli(['run', join('flows', 'shapes', 'shapes_flow.py'), '--no-pylint', 'argo-workflows', 'create', '--only-json'], {
+      env: { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: 'docker', METAFLOW_PREBUILT_STATE_FILE: stateFile, METAFLOW_PREBUILT_IMAGE_NAMESPACE: `${env['METAFLOW_PREBUILT_IMAGE_NAMESPACE']}-shapes` },
+      cwd: fixtures.dir,
+      timeoutMs: 900_000,
+    });
+    expect(compiledShapes.code, compiledShapes.stderr).toBe(0);
+    const map = JSON.parse(await readFile(stateFile, 'utf8')) as ImageMapJson;
+    compiled['shapes'] = { workflow: specJson<WorkflowTemplate>(compiledShapes.stdout), map };
+    expect(Object.keys(map.images)).toHaveLength(2);
+    const shared = map.steps['start']!.envId;
+    expect(['left', 'join', 'end'].map((step) => map.steps[step]!.envId)).toEqual([shared, shared, shared]);
+    expect(map.steps['right']!.envId).not.toBe(shared);
+    const result = await execute(compiled['shapes'].workflow, 'shapes');
+    const failed = result.tasks.filter((t) => t.exitCode !== 0);
+    expect(failed.map((t) => `${t.name}: exit ${t.exitCode}\n${t.stderr.slice(-3000)}`)).toEqual([]);
+    expect(result.status).toBe('Succeeded');
+    const seen: Record<string, StepReport> = {};
+    for (const task of result.tasks.filter((t) => t.template in map.steps)) {
+      const entry = map.steps[task.template]!;
+      expect(task.image, task.template).toBe(entry.pinnedImage);
+      const lines = reports(task);
+      expect(lines, `${task.name}:\n${task.stdout}\n${task.stderr}`).toHaveLength(1);
+      seen[task.template] = lines[0]!;
+      expect(lines[0]!.executable, task.template).toBe(entry.python);
+      expect(lines[0]!.boto3, task.template).toMatch(/^\/opt\/prebuilt\/env\/lib\/python3\.\d+\/site-packages\/boto3\//);
+      const log = (task.stdout + task.stderr).split('\n').filter((line) => !line.includes('PREBUILT-TASK '));
+      expect(log.filter((line) => /pip install|micromamba|Bootstrapping|Installing/i.test(line)), task.template).toEqual([]);
+    }
+    expect(Object.keys(seen).sort()).toEqual(['end', 'join', 'left', 'right', 'start']);
+    for (const step of ['start', 'left', 'join', 'end']) expect(seen[step]!.seen, step).toEqual(['tinyurl']);
+    expect(seen['right']!.seen).toEqual(['tinyhttp', 'tinyurl']);
+    expect(seen['start']!['url']).toBe('a/b');
+    expect(seen['right']!['tinyhttp']).toBe('0.3.0');
+    expect(seen['join']!['caught']).toContain('left fails on purpose');
   }, 900_000);
 
   it("a failing step: the workflow fails with the task's exit code and the exit handler runs", async () => {
