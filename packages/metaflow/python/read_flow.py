@@ -546,38 +546,48 @@ def check_types(kind, args, step):
 TRY_NODES = tuple(getattr(ast, name) for name in ("Try", "TryStar") if hasattr(ast, name))
 
 
-def collect_imports(stmts, out, optional=False, into_functions=True):
+def collect_imports(stmts, out, optional=False, into_functions=True, conditional=False):
     """The absolute imports of `stmts`, in source order, appended to `out`.
 
     `import a.b` gives {"module": "a.b", "names": None}, `from a import b, c` gives {"module": "a",
     "names": ["b", "c"]}; relative imports (`from . import x`) name the flow's own files, not the
-    image's, and are left out. An import anywhere inside a `try` is optional (the code guards it).
-    Class bodies run where they are defined; function bodies are entered only with `into_functions`
-    (a step's body: its nested helpers run with it; the module's functions run only when called).
+    image's, and are left out. An import anywhere inside a `try` is optional (the code guards it);
+    one inside another compound statement (`if TYPE_CHECKING:`, `for`, `with`, `match`) is
+    conditional (it may not run). Class bodies run where they are defined; function bodies are
+    entered only with `into_functions` (a step's body: its nested helpers run with it; the module's
+    functions run only when called).
     """
+
+    def entry(module, names, line):
+        found = {"module": module, "names": names, "line": line, "optional": optional}
+        if conditional:
+            found["conditional"] = True
+        return found
+
     for stmt in stmts:
         if isinstance(stmt, ast.Import):
             for alias in stmt.names:
-                out.append({"module": alias.name, "names": None, "line": stmt.lineno, "optional": optional})
+                out.append(entry(alias.name, None, stmt.lineno))
         elif isinstance(stmt, ast.ImportFrom):
             if stmt.level == 0 and stmt.module:
-                names = [alias.name for alias in stmt.names]
-                out.append({"module": stmt.module, "names": names, "line": stmt.lineno, "optional": optional})
+                out.append(entry(stmt.module, [alias.name for alias in stmt.names], stmt.lineno))
         elif isinstance(stmt, ast.ClassDef):
-            collect_imports(stmt.body, out, optional, into_functions)
+            collect_imports(stmt.body, out, optional, into_functions, conditional)
         elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if into_functions:
-                collect_imports(stmt.body, out, optional, into_functions)
+                collect_imports(stmt.body, out, optional, into_functions, conditional)
         else:
-            inner = optional or isinstance(stmt, TRY_NODES)
+            is_try = isinstance(stmt, TRY_NODES)
+            inner = optional or is_try
+            inner_conditional = conditional or not is_try
             for _, value in ast.iter_fields(stmt):
                 if not isinstance(value, list):
                     continue
                 for item in value:
                     if isinstance(item, ast.stmt):
-                        collect_imports([item], out, inner, into_functions)
+                        collect_imports([item], out, inner, into_functions, inner_conditional)
                     elif isinstance(item, ast.AST) and isinstance(getattr(item, "body", None), list):
-                        collect_imports(item.body, out, inner, into_functions)  # except handlers, match cases
+                        collect_imports(item.body, out, inner, into_functions, inner_conditional)  # except handlers, match cases
     return out
 
 

@@ -22,6 +22,8 @@ export interface PythonSite {
   usersite: string | null;
   /** The interpreter finds a `metaflow` package (PYTHONPATH included; found, not imported). */
   metaflow: boolean;
+  /** Those of the modules asked about ({@link pythonSite}'s `modules`) the interpreter does not find. */
+  missing: string[];
 }
 
 export interface InstallManifest {
@@ -50,8 +52,8 @@ export interface ExtensionOptions {
 const SITE_SCRIPT = fileURLToPath(new URL('../python/python_site.py', import.meta.url));
 
 /** Where the interpreter looks for packages. */
-export async function pythonSite(options: ExtensionOptions = {}): Promise<PythonSite> {
-  const out = await runPythonScript(SITE_SCRIPT, [], {
+export async function pythonSite(options: ExtensionOptions & { modules?: readonly string[] } = {}): Promise<PythonSite> {
+  const out = await runPythonScript(SITE_SCRIPT, [...(options.modules ?? [])], {
     isolated: false,
     ...(options.python ? { python: options.python } : {}),
     ...(options.env ? { env: options.env } : {}),

@@ -107,6 +107,44 @@ describe.concurrent('readFlow', () => {
     ]);
   });
 
+  it('marks an import inside if, for, with or match conditional (it may not run), not one inside a try (optional) or a class body', async () => {
+    const flow = await read(
+      [
+        'from typing import TYPE_CHECKING',
+        'from metaflow import FlowSpec, step',
+        'if TYPE_CHECKING:',
+        '    import pandas',
+        '    try:',
+        '        import yaml',
+        '    except ImportError:',
+        '        pass',
+        'try:',
+        '    import torch',
+        'except ImportError:',
+        '    pass',
+        'for _ in range(1):',
+        '    import csv',
+        'with open(__file__):',
+        '    import json',
+        'class F(FlowSpec):',
+        '    import os',
+        '    @step',
+        '    def start(self):',
+        '        pass',
+      ].join('\n'),
+    );
+    expect(flow.imports.map((i) => [i.module, i.optional, i.conditional ?? false])).toEqual([
+      ['typing', false, false],
+      ['metaflow', false, false],
+      ['pandas', false, true],
+      ['yaml', true, true],
+      ['torch', true, false],
+      ['csv', false, true],
+      ['json', false, true],
+      ['os', false, false],
+    ]);
+  });
+
   it("marks the flow's own modules local: a .py file or a folder beside the flow file, not a file of another name or a folder's file", async () => {
     const own = join(dir, 'own-modules');
     mkdirSync(join(own, 'mylib'), { recursive: true });

@@ -53,6 +53,8 @@ export interface FlowImport {
   line: number;
   /** Written inside a `try` (the code guards it: a missing module is expected to be possible). */
   optional: boolean;
+  /** Written inside another compound statement (`if TYPE_CHECKING:`, `for`, `with`, `match`): it may not run. */
+  conditional?: boolean;
   /**
    * The flow's own module: its top-level name is a `.py` file or a folder beside the flow file.
    * Metaflow's code package carries those files to every task and the flow's folder comes first on
@@ -110,6 +112,7 @@ interface RawImport {
   names: string[] | null;
   line: number;
   optional: boolean;
+  conditional?: boolean;
 }
 type RawResult =
   | {
@@ -200,6 +203,7 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
     ...(entry.names ? { names: entry.names } : {}),
     line: entry.line,
     optional: entry.optional,
+    ...(entry.conditional ? { conditional: true } : {}),
     ...(local.has(topLevel(entry.module)) ? { local: true } : {}),
   });
   const flow: FlowFile = {

@@ -1,7 +1,7 @@
 /** `prebuilt run`'s work: which steps run remotely, their images built, then Metaflow started on them. */
 import { join } from 'node:path';
 import { EnvironmentError } from '@prebuilt/core';
-import { checkRemoteFlowFileName, flowEnvs, givenEnvironment, hostPython, pythonSite, remoteSteps, runFlow, type RemoteSelection, type RunFlowOptions } from '@prebuilt/metaflow';
+import { checkRemoteFlowFileName, flowEnvs, givenEnvironment, hostPython, pythonSite, remoteSteps, runFlow, type FlowFile, type RemoteSelection, type RunFlowOptions } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
 
 export interface RunWithImagesHooks {
@@ -30,19 +30,41 @@ function cliCommand(cliDir: string): string {
   return [process.execPath, join(cliDir, 'bin', 'prebuilt.js')].map(quote).join(' ');
 }
 
-/** The interpreter the flow runs with must find Metaflow: found out before any image is built, not after. */
-async function requireMetaflow(scope: AppScope): Promise<void> {
-  const site = await pythonSite({ env: scope.env, signal: scope.signal });
-  if (site.metaflow) return;
+/** Modules a flow's load never takes from the interpreter's path for prebuilt to check: Metaflow (checked on its own), its extensions, `__future__`. */
+const NOT_CHECKED = /^(metaflow|metaflow_extensions|__future__)$/;
+
+/**
+ * The interpreter the flow runs with must find Metaflow, and the modules the flow file imports
+ * when it loads (module level and class bodies, outside any `try`, `if` or other compound
+ * statement, not the flow's own modules): Metaflow loads the file with it to run or deploy the
+ * flow. Found out before any image is built, not after.
+ */
+async function requireFlowImports(scope: AppScope, file: string, flow: FlowFile): Promise<void> {
+  const imports = flow.imports.filter((entry) => !entry.optional && !entry.conditional && !entry.local && !NOT_CHECKED.test(entry.module.split('.', 1)[0]!));
+  const modules = [...new Set(imports.map((entry) => entry.module.split('.', 1)[0]!))];
+  const site = await pythonSite({ env: scope.env, signal: scope.signal, modules });
   const { command, source } = hostPython({ env: scope.env });
-  throw new EnvironmentError(`Metaflow is not importable with ${command} (from ${source}: ${site.executable}), so the flow cannot run.`, {
-    hint: `Install Metaflow into that Python (${site.executable} -m pip install metaflow), or set METAFLOW_PREBUILT_PYTHON to the interpreter you run flows with.`,
-  });
+  if (!site.metaflow) {
+    throw new EnvironmentError(`Metaflow is not importable with ${command} (from ${source}: ${site.executable}), so the flow cannot run.`, {
+      hint: `Install Metaflow into that Python (${site.executable} -m pip install metaflow), or set METAFLOW_PREBUILT_PYTHON to the interpreter you run flows with.`,
+    });
+  }
+  const missing = site.missing[0];
+  if (missing === undefined) return;
+  const line = imports.find((entry) => entry.module.split('.', 1)[0] === missing)!.line;
+  throw new EnvironmentError(
+    `${file}:${line}: the flow file imports ${missing} when it loads, and ${command} (from ${source}: ${site.executable}) does not find it. ` +
+      'Metaflow loads the flow file with that Python to run or deploy it, so it would stop there with ModuleNotFoundError.',
+    {
+      hint: `Install the package that provides ${missing} into that Python, or import ${missing} inside the steps that use it (they run in their images, which have their env's packages); METAFLOW_PREBUILT_PYTHON names another interpreter.`,
+    },
+  );
 }
 
 /** Builds what the run needs (through `hooks.build`), then runs the flow; returns Metaflow's exit code. */
 export async function runWithImages(file: string, args: readonly string[], scope: AppScope, hooks: RunWithImagesHooks): Promise<RunWithImagesResult> {
-  const [envs] = await Promise.all([flowEnvs(file, { env: scope.env, cwd: scope.cwd, signal: scope.signal }), requireMetaflow(scope)]);
+  const envs = await flowEnvs(file, { env: scope.env, cwd: scope.cwd, signal: scope.signal });
+  await requireFlowImports(scope, file, envs.source);
   const selection = remoteSteps(envs, args, scope.env);
   // A step runs remotely (a disabled one too): Metaflow must be able to name the file in its task command.
   if (selection.reason !== 'static' || envs.steps.some((step) => step.remote !== null)) checkRemoteFlowFileName(file);

@@ -144,6 +144,41 @@ describe('prebuilt run', () => {
     expect(local.stdout).toContain('argv:--environment=prebuilt run');
   });
 
+  it("a module the flow file imports when it loads that the interpreter does not find: exit 2 naming it and its line before anything is built; one guarded by try or if, or the flow's own, is not asked for", async () => {
+    const flow = readFileSync(join(dir, 'local_flow.py'), 'utf8');
+    writeFileSync(join(dir, 'own_helpers.py'), 'X = 1\n');
+    writeFileSync(
+      join(dir, 'imports_flow.py'),
+      flow.replace(
+        'from metaflow import FlowSpec, step\n',
+        [
+          'import json, os.path',
+          'from typing import TYPE_CHECKING',
+          'from metaflow import FlowSpec, step',
+          'import own_helpers',
+          'if TYPE_CHECKING:',
+          '    import prebuilt_no_such_typing_module',
+          'try:',
+          '    import prebuilt_no_such_optional_module',
+          'except ImportError:',
+          '    pass',
+          '',
+        ].join('\n'),
+      ),
+    );
+    const fine = await cli(['run', 'imports_flow.py', 'run'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1' });
+    expect(fine.code, fine.stderr).toBe(0);
+    expect(fine.stdout).toContain('argv:--environment=prebuilt run');
+    writeFileSync(join(dir, 'missing_flow.py'), flow.replace('from metaflow import FlowSpec, step\n', 'from metaflow import FlowSpec, step\nimport os\nimport prebuilt_no_such_module.sub as m\n'));
+    const result = await cli(['run', 'missing_flow.py', 'run', '--with', 'kubernetes'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1' });
+    expect(result.code).toBe(2);
+    expect(result.stdout).not.toContain('argv:');
+    expect(result.stderr).toMatch(
+      /^error: missing_flow\.py:3: the flow file imports prebuilt_no_such_module when it loads, and python3 \(from PATH: \S+\) does not find it\. Metaflow loads the flow file with that Python to run or deploy it, so it would stop there with ModuleNotFoundError\.\nhint: Install the package that provides prebuilt_no_such_module into that Python, or import prebuilt_no_such_module inside the steps that use it \(they run in their images/,
+    );
+    expect(result.stderr).not.toContain('no-such-registry-backend'); // before the build
+  });
+
   it('a remote step needs a registry: its misconfiguration is exit 2 before Metaflow starts', async () => {
     const result = await cli(['run', 'local_flow.py', 'run', '--with', 'kubernetes'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1' });
     expect(result.code).toBe(2);

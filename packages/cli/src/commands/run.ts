@@ -26,7 +26,8 @@ Options (prebuilt's own; every other argument goes to Metaflow):
 
 Environment:
   METAFLOW_PREBUILT_PYTHON   the interpreter that runs the flow (default python3); it must find
-                             Metaflow, which is checked before any image is built (else exit 2)
+                             Metaflow and the modules the flow file imports when it loads, which
+                             is checked before any image is built (else exit 2)
 
 Exit code: Metaflow's (2 for bad input or configuration before the flow starts, 1 when an image
 failed to build). SIGINT and SIGTERM are passed on to Metaflow.
