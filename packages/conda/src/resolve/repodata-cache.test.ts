@@ -119,6 +119,10 @@ describe('RepodataCache', () => {
     expect(error).toMatchObject({ code: 'unreachable', service: `conda channel ${new URL(closed).origin}` });
     expect((error as Error).message).toContain(`GET ${closed}/noarch/repodata.json failed: `);
     expect((error as Error).message).toMatch(/ECONNREFUSED/);
+    // The channel may come from a decorator's channel::package (conda-forge::numpy), not the setting.
+    expect((error as UnreachableError).hint).toBe('Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS, or channel::package in a decorator) and your network or proxy settings.');
+    const failed = await cache.get(`${base}/broken`, 'linux-64').catch((e: unknown) => e);
+    expect((failed as ResolutionError).hint).toBe('Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS, or channel::package in a decorator) and any credentials it needs.');
   });
 
   it('reads file:// channels from disk (missing subdir → null)', async () => {

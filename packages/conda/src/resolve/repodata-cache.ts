@@ -145,7 +145,7 @@ export class RepodataCache {
     if (response.status < 200 || response.status >= 300) {
       await response.prefix(BODY_LIMITS.error);
       throw new ResolutionError(`Conda channel answered ${response.status} ${response.statusText} for ${url}.`, {
-        hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS) and any credentials it needs.',
+        hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS, or channel::package in a decorator) and any credentials it needs.',
       });
     }
     const body = await this.#readBody(url, response);
@@ -180,7 +180,7 @@ export class RepodataCache {
         sourceFetchError(error, {
           service: `conda channel ${new URL(url).origin}`,
           request: `GET ${url}`,
-          hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS) and your network or proxy settings.',
+          hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS, or channel::package in a decorator) and your network or proxy settings.',
         }),
       );
     }
@@ -250,7 +250,7 @@ function checkRepodata(url: string, body: Buffer, response: NetResponse): void {
   if (!text.startsWith('{') || !tail.endsWith('}')) {
     const looksLike = /^<(!doctype|html)/i.test(text) ? 'an HTML page' : text === '' ? 'an empty body' : 'something that is not JSON (or is cut off)';
     throw new ResolutionError(`Conda channel answered ${looksLike} instead of repodata JSON for ${url} (status ${response.status}, content-type ${response.headers.get('content-type') ?? 'none'}).`, {
-      hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS): a proxy or login page may be answering instead of the channel.',
+      hint: 'Check the channel URL (METAFLOW_PREBUILT_CONDA_CHANNELS, or channel::package in a decorator): a proxy or login page may be answering instead of the channel.',
     });
   }
 }
