@@ -145,6 +145,15 @@ describe.concurrent('readFlow', () => {
     ]);
   });
 
+  it('a syntax error names the line, and its hint the command that shows it for this file (quoted for a shell)', async () => {
+    const error = await readError('from metaflow import FlowSpec\nclass F(FlowSpec)\n    pass\n');
+    expect(error.message).toMatch(/^flow\d+\.py:2: Python syntax error: expected ':'$/);
+    expect(error.hint).toMatch(/^Fix the syntax error \(`python3 -m py_compile flow\d+\.py` shows it too\)\.$/);
+    writeFileSync(join(dir, "it's broken.py"), 'def (:\n');
+    const spaced = await readFlow("it's broken.py", { cwd: dir, python }).catch((caught: unknown) => caught as InputError);
+    expect(spaced.hint).toBe("Fix the syntax error (`python3 -m py_compile 'it'\\''s broken.py'` shows it too).");
+  });
+
   it("marks the flow's own modules local: a .py file or a folder beside the flow file, not a file of another name or a folder's file", async () => {
     const own = join(dir, 'own-modules');
     mkdirSync(join(own, 'mylib'), { recursive: true });

@@ -6,7 +6,7 @@
 import { stat } from 'node:fs/promises';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InputError, createLogger, errorMessage, EnvironmentError } from '@prebuilt/core';
+import { InputError, createLogger, errorMessage, EnvironmentError, fileArgument } from '@prebuilt/core';
 import { runPythonScript, type HostPythonOptions } from './host-python.js';
 
 const log = createLogger('metaflow');
@@ -130,7 +130,7 @@ type RawResult =
     };
 
 const HINTS: Record<string, string> = {
-  syntax: 'Fix the syntax error (`python3 -m py_compile <file>` shows it too).',
+  syntax: 'Fix the syntax error (`python3 -m py_compile FILE` shows it too).',
   'no-flow': 'A flow file defines `class MyFlow(FlowSpec)` with `from metaflow import FlowSpec` (or `metaflow.FlowSpec`).',
   'no-steps': 'Decorate the flow\'s methods with `@step` (from metaflow).',
   'ambiguous-flow': 'Say which flow the file runs: end it with `if __name__ == "__main__":` and `MyFlow()`.',
@@ -193,7 +193,7 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
     throw new InputError(`${where}: ${step && !message.includes(`'${step}'`) ? `step '${step}': ` : ''}${message}`, {
       file,
       ...(line ? { line } : {}),
-      hint: HINTS[kind] ?? HINTS['invalid-decorator'],
+      hint: (HINTS[kind] ?? HINTS['invalid-decorator']).replace('FILE', () => fileArgument(file)),
     });
   }
 
