@@ -67,6 +67,20 @@ describe('mergeStepEnv: python', () => {
   });
 });
 
+describe('mergeStepEnv: a free-threaded python', () => {
+  it("names it as such (Metaflow's @conda takes python='3.13t'), with the fix, pointing at the decorator line", () => {
+    try {
+      mergeStepEnv(flow(), step({ conda: deco('conda', { python: '3.13t' }, 9) }), '3.11.7');
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(InputError);
+      expect((error as InputError).line).toBe(9);
+      expect((error as InputError).message).toBe("flow.py:9: step 'train' asks for the free-threaded python '3.13t', which prebuilt does not build.");
+      expect((error as InputError).hint).toBe('Ask for the python without the \'t\' ("3.13"): prebuilt builds CPython\'s standard (GIL) interpreter.');
+    }
+  });
+});
+
 describe('mergeStepEnv: disabled', () => {
   const base = flow({ condaBase: deco('conda_base', { disabled: true, packages: { numpy: '' } }) });
   it('takes the base value when the step says nothing or None', () => {

@@ -55,6 +55,8 @@ function overlay(base: EnvDecorator | undefined, step: EnvDecorator | undefined)
 }
 
 const PYTHON_VERSION = /^\d+(\.\d+){0,2}(\.\*)?$/;
+/** A free-threaded CPython, as Metaflow's @conda writes it (`3.13t`). */
+const FREE_THREADED = /^\d+\.\d+(\.\d+)?t$/;
 
 /** Merges one step's decorators with the flow's, as Metaflow does. `defaultPython` fills an unset python. */
 export function mergeStepEnv(flow: Pick<FlowFile, 'file' | 'condaBase' | 'pypiBase'>, step: FlowStep, defaultPython: string): StepEnv {
@@ -72,6 +74,13 @@ export function mergeStepEnv(flow: Pick<FlowFile, 'file' | 'condaBase' | 'pypiBa
   const python = pypi?.python || conda.python || defaultPython;
   if (!PYTHON_VERSION.test(python)) {
     const source = sourceOf(flow, step, 'python', pypi?.python ? ['pypi', 'pypi_base'] : ['conda', 'conda_base']);
+    if (FREE_THREADED.test(python)) {
+      // Metaflow 2.19's @conda asks micromamba for python==3.13 and python-freethreading.
+      throw new InputError(
+        `${source ? `${flow.file}:${source.line}` : flow.file}: step '${step.name}' asks for the free-threaded python '${python}', which prebuilt does not build.`,
+        { file: flow.file, ...(source ? { line: source.line } : {}), hint: `Ask for the python without the 't' ("${python.slice(0, -1)}"): prebuilt builds CPython's standard (GIL) interpreter.` },
+      );
+    }
     throw new InputError(
       `${source ? `${flow.file}:${source.line}` : flow.file}: step '${step.name}' asks for python '${python}', which is not a version.`,
       { file: flow.file, ...(source ? { line: source.line } : {}), hint: 'Write the python version as "3.11" or "3.11.9".' },
