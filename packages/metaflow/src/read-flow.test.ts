@@ -150,7 +150,7 @@ describe.concurrent('readFlow', () => {
     expect(error.message).toMatch(/^flow\d+\.py:2: Python syntax error: expected ':'$/);
     expect(error.hint).toMatch(/^Fix the syntax error \(`python3 -m py_compile flow\d+\.py` shows it too\)\.$/);
     writeFileSync(join(dir, "it's broken.py"), 'def (:\n');
-    const spaced = await readFlow("it's broken.py", { cwd: dir, python }).catch((caught: unknown) => caught as InputError);
+    const spaced = (await readFlow("it's broken.py", { cwd: dir, python }).catch((caught: unknown) => caught)) as InputError;
     expect(spaced.hint).toBe("Fix the syntax error (`python3 -m py_compile 'it'\\''s broken.py'` shows it too).");
   });
 

@@ -193,7 +193,7 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
     throw new InputError(`${where}: ${step && !message.includes(`'${step}'`) ? `step '${step}': ` : ''}${message}`, {
       file,
       ...(line ? { line } : {}),
-      hint: (HINTS[kind] ?? HINTS['invalid-decorator']).replace('FILE', () => fileArgument(file)),
+      hint: (HINTS[kind] ?? HINTS['invalid-decorator']!).replace('FILE', () => fileArgument(file)),
     });
   }
 
