@@ -591,6 +591,27 @@ def collect_imports(stmts, out, optional=False, into_functions=True, conditional
     return out
 
 
+def imported_bases(tree, cls):
+    """The bases of `cls` that a module-level import binds: [(name as written, module, import line)]."""
+    imports = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ImportFrom) and stmt.module:
+            for alias in stmt.names:
+                imports[alias.asname or alias.name] = ("." * stmt.level + stmt.module, stmt.lineno)
+        elif isinstance(stmt, ast.Import):
+            for alias in stmt.names:
+                imports[alias.asname or alias.name.split(".")[0]] = (alias.name, stmt.lineno)
+    out = []
+    for base in cls.bases:
+        root = base
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if isinstance(root, ast.Name) and root.id in imports:
+            module, line = imports[root.id]
+            out.append((describe(base), module, line))
+    return out
+
+
 def is_main_guard(stmt):
     if not isinstance(stmt, ast.If) or not isinstance(stmt.test, ast.Compare):
         return False
@@ -661,6 +682,16 @@ def read(path):
         not_flows = [(n, line) for n, line in instantiated if n not in flow_classes]
         if not flow_classes and not_flows:
             name, line = not_flows[0]
+            imported = imported_bases(tree, classes[name])
+            if imported:
+                base, module, import_line = imported[0]
+                raise ReadError(
+                    "imported-flow",
+                    "class %s, run under `if __name__ == \"__main__\"`, derives from %s, imported from %s (line %d): "
+                    "prebuilt reads the flow file alone, so it cannot see the steps and decorators of a base flow "
+                    "defined in another module" % (name, base, module, import_line),
+                    line,
+                )
             raise ReadError(
                 "no-flow",
                 "class %s, run under `if __name__ == \"__main__\"`, is not a subclass of metaflow's FlowSpec "

@@ -332,11 +332,19 @@ describe.concurrent('readFlow', () => {
     expect(error.message).toMatch(/:8: .*'Z' is not a constant/);
   });
 
-  it('refuses a run class whose FlowSpec base lives in another module', async () => {
+  it('refuses a run class whose FlowSpec base lives in another module, naming the base, its module and what to do', async () => {
     const error = await readError(
-      ['from mybase import BaseFlow', 'class F(BaseFlow):', '    pass', 'if __name__ == "__main__":', '    F()'].join('\n'),
+      ['from metaflow import step', 'from mybase import BaseFlow', 'class F(BaseFlow):', '    pass', 'if __name__ == "__main__":', '    F()'].join('\n'),
     );
-    expect(error.message).toMatch(/:5: class F, run under .* is not a subclass of metaflow's FlowSpec/);
+    expect(error.message).toMatch(
+      /:6: class F, run under `if __name__ == "__main__"`, derives from BaseFlow, imported from mybase \(line 2\): prebuilt reads the flow file alone, so it cannot see the steps and decorators of a base flow defined in another module$/,
+    );
+    expect(error.hint).toMatch(/^Define the FlowSpec classes that have steps or env decorators in the flow file itself/);
+    const dotted = await readError(['import flows.base as fb', 'class F(fb.BaseFlow):', '    pass', 'if __name__ == "__main__":', '    F()'].join('\n'));
+    expect(dotted.message).toMatch(/derives from fb\.BaseFlow, imported from flows\.base \(line 1\)/);
+    // A base the file neither defines nor imports keeps the general message.
+    const unknown = await readError(['class F(Somewhere):', '    pass', 'if __name__ == "__main__":', '    F()'].join('\n'));
+    expect(unknown.message).toMatch(/:4: class F, run under .* is not a subclass of metaflow's FlowSpec/);
   });
 
   it('refuses a file that runs two flows', async () => {

@@ -132,6 +132,9 @@ type RawResult =
 const HINTS: Record<string, string> = {
   syntax: 'Fix the syntax error (`python3 -m py_compile FILE` shows it too).',
   'no-flow': 'A flow file defines `class MyFlow(FlowSpec)` with `from metaflow import FlowSpec` (or `metaflow.FlowSpec`).',
+  'imported-flow':
+    'Define the FlowSpec classes that have steps or env decorators in the flow file itself (base flows in the same file are read); ' +
+    'helpers and mixins without steps can stay in other modules.',
   'no-steps': 'Decorate the flow\'s methods with `@step` (from metaflow).',
   'ambiguous-flow': 'Say which flow the file runs: end it with `if __name__ == "__main__":` and `MyFlow()`.',
   'dynamic-value':
