@@ -72,6 +72,7 @@ class Scope:
     def __init__(self, body, parent=None):
         self.parent = parent
         self.bindings = {}
+        self.imports = {}  # name -> (module as written, line) of a module-level import binding it
         for stmt in body:
             self._collect(stmt)
 
@@ -102,8 +103,12 @@ class Scope:
         elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             self._bind(stmt.name, line, None)
         elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            module = stmt.module or "" if isinstance(stmt, ast.ImportFrom) else None
             for alias in stmt.names:
-                self._bind((alias.asname or alias.name).split(".")[0], line, None)
+                name = (alias.asname or alias.name).split(".")[0]
+                self._bind(name, line, None)
+                written = "." * stmt.level + module if module is not None else alias.name
+                self.imports.setdefault(name, (written, line))
         else:
             # Names bound any other way (for, with, if, try, match, del, :=) are not constants we can know.
             for sub in ast.walk(stmt):
@@ -114,6 +119,14 @@ class Scope:
                 elif isinstance(sub, (ast.Import, ast.ImportFrom)):
                     for alias in sub.names:
                         self._bind((alias.asname or alias.name).split(".")[0], sub.lineno, None)
+
+    def imported_from(self, name):
+        """(module, line) when `name` is bound by an import in this scope (or, unbound here, an outer one)."""
+        if name in self.imports:
+            return self.imports[name]
+        if name in self.bindings or self.parent is None:
+            return None
+        return self.parent.imported_from(name)
 
     def lookup(self, name, before_line):
         """The binding in effect for a use at `before_line`, searching outwards."""
@@ -249,6 +262,13 @@ class Evaluator:
         if found[0] == "later":
             raise Dynamic(node, "'%s' is only assigned later (line %d)" % (node.id, found[1]))
         if found[0] == "unknown":
+            imported = scope.imported_from(node.id)
+            if imported is not None:
+                raise Dynamic(
+                    node,
+                    "'%s' is imported from %s (line %d), and prebuilt reads the flow file alone: define it in the flow file"
+                    % (node.id, imported[0], imported[1]),
+                )
             raise Dynamic(node, "'%s' is not a constant (it is imported, computed or reassigned)" % node.id)
         value_node, owner = found[1], found[2]
         key = (id(owner), node.id, value_node.lineno)

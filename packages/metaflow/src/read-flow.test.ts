@@ -229,6 +229,24 @@ describe.concurrent('readFlow', () => {
     expect(flow.steps[0]?.conda?.packages).toEqual({ c: '1', m: '1' });
   });
 
+  it('names the module a decorator value is imported from (module level, in the class, with as, dotted), and says to define it in the flow file', async () => {
+    const flow = (imports: string[], packages: string, classLines: string[] = []) =>
+      ['from metaflow import FlowSpec, step, conda', ...imports, 'class F(FlowSpec):', ...classLines, `    @conda(packages=${packages})`, '    @step', '    def start(self):', '        pass'].join('\n');
+    const cases: [string, string[], string, string[], RegExp][] = [
+      ['from-import', ['from helpers import PKGS'], 'PKGS', [], /'PKGS' is imported from helpers \(line 2\), and prebuilt reads the flow file alone: define it in the flow file$/],
+      ['as', ['from settings.env import BASE as B'], '{**B}', [], /'B' is imported from settings\.env \(line 2\)/],
+      ['import', ['import helpers'], 'helpers', [], /'helpers' is imported from helpers \(line 2\)/],
+      ['in the class body', [], 'P', ['    from helpers import P'], /'P' is imported from helpers \(line 3\)/],
+    ];
+    for (const [title, imports, packages, classLines, message] of cases) {
+      const error = await readError(flow(imports, packages, classLines));
+      expect(error.message, title).toMatch(message);
+    }
+    // Bound by an import and also assigned: not a constant, as before.
+    const both = await readError(flow(['from helpers import PKGS', 'PKGS = {}'], 'PKGS'));
+    expect(both.message).toMatch(/'PKGS' is imported from helpers \(line 2\)/);
+  });
+
   it('names a constant assigned only after its use', async () => {
     const error = await readError(
       ['from metaflow import FlowSpec, step, conda', 'class F(FlowSpec):', '    @conda(packages=LATE)', '    @step', '    def start(self):', '        pass', 'LATE = {}'].join('\n'),
