@@ -29,10 +29,12 @@ ENV_FLOW_DECORATORS = {
     "pypi_base": ("packages", "python", "disabled"),
 }
 REMOTE_DECORATORS = ("kubernetes", "batch")
+# @resources(gpu=N) asks the step's @kubernetes/@batch (static or attached) for GPUs too.
+RESOURCE_DECORATORS = ("resources",)
 # Metaflow's Config (a class attribute `cfg = Config("name", default="cfg.json")`) and config_expr:
 # values known only when Metaflow runs the flow (its config files, --config, --config-value).
 CONFIG_NAMES = ("Config", "config_expr")
-KNOWN_NAMES = set(ENV_STEP_DECORATORS) | set(ENV_FLOW_DECORATORS) | set(REMOTE_DECORATORS) | {"step", "FlowSpec"} | set(CONFIG_NAMES)
+KNOWN_NAMES = set(ENV_STEP_DECORATORS) | set(ENV_FLOW_DECORATORS) | set(REMOTE_DECORATORS) | set(RESOURCE_DECORATORS) | {"step", "FlowSpec"} | set(CONFIG_NAMES)
 
 
 class ReadError(Exception):
@@ -453,8 +455,8 @@ def decorator_args(deco, wanted, scope, evaluator, kind, step):
                 for name, value in spread.items():
                     args[name] = {"value": value, "line": kw.value.lineno}
                 continue
-            if kw.arg not in wanted and kind in REMOTE_DECORATORS:
-                continue  # other attributes of @kubernetes/@batch may be dynamic; they are not ours.
+            if kw.arg not in wanted and (kind in REMOTE_DECORATORS or kind in RESOURCE_DECORATORS):
+                continue  # other attributes of @kubernetes/@batch/@resources may be dynamic; they are not ours.
             if kw.arg == "image":
                 try:
                     args[kw.arg] = {"value": evaluator.argument(kw.value, scope, deco.lineno), "line": kw.value.lineno}
@@ -772,6 +774,8 @@ def read(path):
                     wanted = ENV_STEP_DECORATORS[kind]
                 elif kind in REMOTE_DECORATORS:
                     wanted = ("gpu", "image")
+                elif kind in RESOURCE_DECORATORS:
+                    wanted = ("gpu",)
                 else:
                     continue
                 if kind in seen:

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InputError } from '@prebuilt/core';
-import { mergeStepEnv } from './merge.js';
-import type { EnvDecorator, EnvDecoratorName, FlowFile, FlowStep } from './read-flow.js';
+import { mergeStepEnv, stepGpus } from './merge.js';
+import type { EnvDecorator, EnvDecoratorName, FlowFile, FlowStep, RemoteDecorator } from './read-flow.js';
 
 function deco(name: EnvDecoratorName, fields: Partial<Omit<EnvDecorator, 'name' | 'line' | 'argLines'>>, line = 1): EnvDecorator {
   const argLines: Record<string, number> = {};
@@ -131,5 +131,32 @@ describe('mergeStepEnv: remote', () => {
     expect(mergeStepEnv(flow(), remote(0), '3.11.7')).toMatchObject({ remote: 'kubernetes', gpu: false });
     expect(mergeStepEnv(flow(), remote(4), '3.11.7')).toMatchObject({ remote: 'kubernetes', gpu: true });
     expect(mergeStepEnv(flow(), step(), '3.11.7')).toMatchObject({ remote: null, gpu: false });
+  });
+});
+
+describe('mergeStepEnv: GPUs', () => {
+  const remote = (name: 'kubernetes' | 'batch', gpu: number | null): RemoteDecorator => ({ name, line: 3, gpu, image: { kind: 'absent' } });
+  const resources = (gpu: number | null) => ({ line: 4, gpu });
+
+  it("a step asking for GPUs with @resources alone is a GPU step (Metaflow gives them to the @kubernetes/@batch it runs on)", () => {
+    expect(mergeStepEnv(flow(), step({ resources: resources(1) }), '3.11.7').gpu).toBe(true);
+    expect(mergeStepEnv(flow(), step({ remote: remote('kubernetes', null), resources: resources(2) }), '3.11.7')).toMatchObject({ remote: 'kubernetes', gpu: true });
+    expect(mergeStepEnv(flow(), step({ resources: resources(null) }), '3.11.7').gpu).toBe(false);
+  });
+
+  it("counts them as Metaflow 2.19 does: @kubernetes takes @resources' gpu over its own, @batch the larger", () => {
+    const cases: [RemoteDecorator | undefined, number | null, number][] = [
+      [remote('kubernetes', 1), null, 1],
+      [remote('kubernetes', 1), 0, 0],
+      [remote('kubernetes', 0), 2, 2],
+      [remote('batch', 1), 0, 1],
+      [remote('batch', 0), 2, 2],
+      [remote('batch', null), null, 0],
+      [undefined, 1, 1],
+      [undefined, null, 0],
+    ];
+    for (const [deco, gpus, expected] of cases) {
+      expect(stepGpus({ ...(deco ? { remote: deco } : {}), ...(gpus !== null || deco === undefined ? { resources: resources(gpus) } : {}) }), JSON.stringify([deco?.name, deco?.gpu, gpus])).toBe(expected);
+    }
   });
 });

@@ -65,7 +65,7 @@ export function mergeStepEnv(flow: Pick<FlowFile, 'file' | 'condaBase' | 'pypiBa
   const pypi = usesPypi ? overlay(flow.pypiBase, step.pypi) : undefined;
   const disabled = conda.disabled === true || pypi?.disabled === true;
   const remote = step.remote?.name ?? null;
-  const gpu = (step.remote?.gpu ?? 0) > 0;
+  const gpu = stepGpus(step) > 0;
 
   if (disabled) {
     return { step: step.name, python: null, conda: {}, pypi: {}, disabled, usesPypi, remote, gpu };
@@ -112,6 +112,19 @@ export function mergeStepEnv(flow: Pick<FlowFile, 'file' | 'condaBase' | 'pypiBa
     remote,
     gpu,
   };
+}
+
+/**
+ * The GPUs a remote step asks for, as Metaflow 2.19 sets them: @kubernetes takes @resources' gpu
+ * when given (over its own), @batch the larger of the two. A step with no static remote decorator
+ * gets @kubernetes from `--with kubernetes` or Argo Workflows (@batch from Step Functions: the same
+ * unless both say a number, which only a static decorator can).
+ */
+export function stepGpus(step: Pick<FlowStep, 'remote' | 'resources'>): number {
+  const own = step.remote?.gpu ?? null;
+  const resources = step.resources?.gpu ?? null;
+  if (step.remote?.name === 'batch') return Math.max(own ?? 0, resources ?? 0);
+  return resources ?? own ?? 0;
 }
 
 /** The decorator (step first, then flow) that wrote an argument, for error locations. */

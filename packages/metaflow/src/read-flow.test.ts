@@ -212,6 +212,30 @@ describe.concurrent('readFlow', () => {
     expect(flow.steps[1]?.remote).toEqual({ name: 'batch', line: 8, gpu: 2, image: { kind: 'dynamic', line: 8 } });
   });
 
+  it("reads @resources' gpu (any other argument may be computed), and refuses a computed gpu as it does @kubernetes'", async () => {
+    const flow = await read(
+      [
+        'import os',
+        'from metaflow import FlowSpec, step, kubernetes, resources',
+        'class F(FlowSpec):',
+        '    @resources(gpu=2, memory=os.cpu_count() * 1024)',
+        '    @step',
+        '    def start(self):',
+        '        self.next(self.end)',
+        '    @kubernetes',
+        '    @resources(cpu=4)',
+        '    @step',
+        '    def end(self):',
+        '        pass',
+      ].join('\n'),
+    );
+    expect(flow.steps[0]?.resources).toEqual({ line: 4, gpu: 2 });
+    expect(flow.steps[0]?.remote).toBeUndefined();
+    expect(flow.steps[1]?.resources).toEqual({ line: 9, gpu: null });
+    const error = await readError(['import os', 'from metaflow import FlowSpec, step, resources', 'class F(FlowSpec):', '    @resources(gpu=int(os.environ["N"]))', '    @step', '    def start(self):', '        pass'].join('\n'));
+    expect(error.message).toMatch(/:4: the 'gpu' argument of @resources on step 'start' cannot be read without running the flow/);
+  });
+
   it('uses class-level constants defined before the step, and module ones otherwise', async () => {
     const flow = await read(
       [

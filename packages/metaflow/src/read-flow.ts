@@ -63,6 +63,13 @@ export interface FlowImport {
   local?: boolean;
 }
 
+/** A step's `@resources`: what prebuilt reads of it. */
+export interface ResourcesDecorator {
+  line: number;
+  /** Requested GPUs (`null` when not given); Metaflow gives them to the step's @kubernetes/@batch. */
+  gpu: number | null;
+}
+
 export interface FlowStep {
   name: string;
   /** Line of the step's `def`. */
@@ -72,6 +79,7 @@ export interface FlowStep {
   conda?: EnvDecorator;
   pypi?: EnvDecorator;
   remote?: RemoteDecorator;
+  resources?: ResourcesDecorator;
 }
 
 export interface FlowFile {
@@ -228,6 +236,7 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
       if (deco.name === 'conda') step.conda = envDecorator(deco);
       else if (deco.name === 'pypi') step.pypi = envDecorator(deco);
       else if (deco.name === 'kubernetes' || deco.name === 'batch') step.remote = remoteDecorator(deco);
+      else if (deco.name === 'resources') step.resources = { line: deco.line, gpu: typeof deco.args.gpu?.value === 'number' ? deco.args.gpu.value : null };
     }
     flow.steps.push(step);
   }
