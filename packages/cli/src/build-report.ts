@@ -24,6 +24,8 @@ export interface BuildReportOptions {
   prune?: string;
   /** Only these steps' images (`prebuilt run`, the Metaflow extension); default every step. */
   steps?: readonly string[];
+  /** Steps that ask for a GPU beyond what the flow file says (`prebuilt run … --with kubernetes:gpu=1`). */
+  gpuSteps?: readonly string[];
 }
 
 /** What `build --json` prints (inside the envelope): the image map (each image with its SBOM), where it was written and what failed. */
@@ -171,6 +173,7 @@ export async function reportBuild(file: string, context: CliContext, options: Bu
       ...(options.workers !== undefined ? { workers: options.workers } : {}),
       ...(options.prune !== undefined ? { prune: options.prune } : {}),
       ...(options.steps ? { steps: options.steps } : {}),
+      ...(options.gpuSteps ? { gpuSteps: options.gpuSteps } : {}),
       // With --json (stdout is for machines) notes still reach the people reading stderr.
       onEvent: (event) => {
         if (view) view.onEvent(event);

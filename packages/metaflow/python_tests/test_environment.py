@@ -348,6 +348,17 @@ class BuildThroughCliTest(unittest.TestCase):
         self.assertIn("failed (exit 1)", str(caught.exception))
         self.assertNotIn("METAFLOW_PREBUILT_IMAGE_MAP", os.environ)
 
+    def test_the_steps_metaflow_gives_gpus_are_named_to_the_cli(self):
+        self.write_cli(0)
+        env = self.env()
+        # What @kubernetes holds after Metaflow's step_init with --with kubernetes:gpu=1 or @resources(gpu=1).
+        self.k8s.attributes["gpu"] = "1"
+        with mock.patch("inspect.getfile", return_value="/flows/hello.py"):
+            env.init_environment(lambda *a, **k: None)
+        with open(self.calls) as f:
+            args = json.load(f)
+        self.assertEqual(args, ["metaflow", "build", "/flows/hello.py", "--steps", "train", "--gpu-steps", "train", "--json"])
+
     def test_a_flow_file_name_a_task_command_cannot_carry_is_refused_before_the_build(self):
         from metaflow_extensions.prebuilt.plugins.prebuilt_environment import PrebuiltException
 

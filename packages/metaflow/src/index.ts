@@ -32,6 +32,7 @@ export {
 } from './pins.js';
 export {
   remoteSteps,
+  commandLineGpuSteps,
   withDecospecs,
   metaflowCommand,
   givenEnvironment,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { FlowEnvs, StepEnvWithRequest } from './flow-envs.js';
 import { InputError } from '@prebuilt/core';
-import { checkRemoteFlowFileName, givenEnvironment, metaflowArgs, metaflowCommand, remoteSteps, withDecospecs } from './run-steps.js';
+import { checkRemoteFlowFileName, commandLineGpuSteps, givenEnvironment, metaflowArgs, metaflowCommand, remoteSteps, withDecospecs } from './run-steps.js';
 
 function step(name: string, remote: 'kubernetes' | 'batch' | null, disabled = false): StepEnvWithRequest {
   return {
@@ -105,5 +105,43 @@ describe('checkRemoteFlowFileName', () => {
       expect((error as InputError).message, file).toMatch(message);
       expect((error as InputError).hint, file).toContain(`for example ${suggestion}`);
     }
+  });
+});
+
+describe('commandLineGpuSteps', () => {
+  const source = {
+    steps: [
+      { name: 'start', line: 1, imports: [] },
+      { name: 'train', line: 2, imports: [], remote: { name: 'kubernetes', line: 2, gpu: null, image: { kind: 'absent' } } },
+      { name: 'tune', line: 3, imports: [], resources: { line: 3, gpu: 1 } },
+      { name: 'end', line: 4, imports: [], resources: { line: 4, gpu: 0 } },
+    ],
+  };
+  const flow = {
+    flow: 'GpuFlow',
+    file: 'flow.py',
+    steps: ['start', 'train', 'tune', 'end'].map((name) => step(name, name === 'train' ? 'kubernetes' : null)),
+    source,
+  } as unknown as FlowEnvs;
+  const gpus = (args: string[], env: Record<string, string> = {}) => commandLineGpuSteps(flow, remoteSteps(flow, args, env), args, env);
+
+  it('the steps --with kubernetes|batch:gpu=N gives GPUs: those without a static decorator of that name or a @resources gpu of their own', () => {
+    expect(gpus(['--with', 'kubernetes:gpu=1,cpu=2', 'run'])).toEqual(['start']);
+    // end's @resources(gpu=0) wins over @kubernetes' gpu, not over @batch's (the larger of the two).
+    expect(gpus(['--with=batch:gpu=2', 'run'])).toEqual(['start', 'end']);
+    expect(gpus(['argo-workflows', 'create'], { METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:gpu=1' })).toEqual(['start']);
+  });
+
+  it('--with resources:gpu=N: every remote step without a @resources of its own', () => {
+    expect(gpus(['--with', 'resources:gpu=2', 'argo-workflows', 'create'])).toEqual(['start', 'train']);
+    // A plain run: only the static @kubernetes step runs remotely.
+    expect(gpus(['--with', 'resources:gpu=2', 'run'])).toEqual(['train']);
+  });
+
+  it('none without a gpu above 0 on the command line (tune asks in the file: not listed)', () => {
+    expect(gpus(['argo-workflows', 'create'])).toEqual([]);
+    expect(gpus(['--with', 'kubernetes:cpu=4', 'run'])).toEqual([]);
+    expect(gpus(['--with', 'kubernetes:gpu=0', 'run'])).toEqual([]);
+    expect(gpus(['--with', 'retry', 'run'])).toEqual([]);
   });
 });

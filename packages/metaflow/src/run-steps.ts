@@ -5,6 +5,8 @@
 import { basename } from 'node:path';
 import { InputError } from '@prebuilt/core';
 import type { FlowEnvs } from './flow-envs.js';
+import { stepGpus } from './merge.js';
+import type { FlowStep } from './read-flow.js';
 
 export type RemoteReason = 'static' | 'with' | 'default-decospecs' | 'scheduler';
 
@@ -77,6 +79,48 @@ export function remoteSteps(envs: FlowEnvs, args: readonly string[], env: Record
   const scheduler = command !== undefined ? SCHEDULERS[command] : undefined;
   if (scheduler) return { steps: enabled.map((s) => s.step), reason: 'scheduler', decorator: scheduler };
   return { steps: enabled.filter((s) => s.remote !== null).map((s) => s.step), reason: 'static', decorator: null };
+}
+
+/** A decospec's attributes (`kubernetes:gpu=1,cpu=2` → {gpu: '1', cpu: '2'}). */
+function decospecAttributes(spec: string): Record<string, string> {
+  const colon = spec.indexOf(':');
+  const out: Record<string, string> = {};
+  if (colon < 0) return out;
+  for (const pair of spec.slice(colon + 1).split(',')) {
+    const eq = pair.indexOf('=');
+    if (eq > 0) out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+/**
+ * The steps of `selection` that ask for GPUs only through the command line: a `--with
+ * kubernetes:gpu=N`, `--with batch:gpu=N` or `--with resources:gpu=N` (or the same in
+ * METAFLOW_DEFAULT_DECOSPECS), which Metaflow attaches to every step without that decorator of
+ * its own, counted as {@link stepGpus} counts a static one. Their images need the GPU base image.
+ */
+export function commandLineGpuSteps(envs: FlowEnvs, selection: RemoteSelection, args: readonly string[], env: Record<string, string | undefined> = process.env): string[] {
+  const specs = [...withDecospecs(args), ...(env.METAFLOW_DEFAULT_DECOSPECS ?? '').split(/\s+/).filter(Boolean)];
+  const given: Record<string, number | null> = {};
+  for (const spec of specs) {
+    const name = decospecName(spec);
+    if (name !== 'kubernetes' && name !== 'batch' && name !== 'resources') continue;
+    if (name in given) continue; // Metaflow attaches the first one
+    const gpu = Number(decospecAttributes(spec)['gpu']);
+    given[name] = Number.isFinite(gpu) && decospecAttributes(spec)['gpu'] !== undefined ? gpu : null;
+  }
+  if (Object.keys(given).length === 0) return [];
+  const chosen = new Set(selection.steps);
+  return envs.source.steps
+    .filter((step) => chosen.has(step.name))
+    .filter((step) => {
+      const remoteName = step.remote?.name ?? selection.decorator;
+      const remote: FlowStep['remote'] =
+        step.remote ?? (remoteName ? { name: remoteName, line: 0, gpu: given[remoteName] ?? null, image: { kind: 'absent' } } : undefined);
+      const resources: FlowStep['resources'] = step.resources ?? ('resources' in given ? { line: 0, gpu: given['resources'] ?? null } : undefined);
+      return stepGpus({ ...(remote ? { remote } : {}), ...(resources ? { resources } : {}) }) > 0 && stepGpus(step) === 0;
+    })
+    .map((step) => step.name);
 }
 
 /** The `--environment` the user gave, if any. */

@@ -55,6 +55,8 @@ export interface DeployFlowOptions {
   prune?: string;
   /** Build only these steps' images (e.g. the steps that run remotely); default every step. */
   steps?: readonly string[];
+  /** Steps that ask for a GPU beyond what the flow file says (a command line's `--with kubernetes:gpu=1`): on the GPU base image. */
+  gpuSteps?: readonly string[];
   onEvent?: (event: DeployEvent) => void;
   onLocked?: (lock: LockFlowResult) => void;
   /** Awaited once the flow is locked, before any image is looked at or built: a throw stops the deploy. */
@@ -121,8 +123,8 @@ function lockWithWaits(file: string, scope: AppScope, options: DeployFlowOptions
   return onEvent ? withNetworkWaits((wait) => onEvent({ type: 'waiting', ...wait }), locking) : locking();
 }
 
-/** The steps to deploy: `only` (each must be a step of the flow), else every step. */
-function stepsToDeploy(file: string, lock: LockFlowResult, only: readonly string[] | undefined): { name: string; gpu: boolean }[] {
+/** The steps to deploy: `only` (each must be a step of the flow), else every step; `gpu` also asks GPUs for those steps. */
+function stepsToDeploy(file: string, lock: LockFlowResult, only: readonly string[] | undefined, gpu: readonly string[] = []): { name: string; gpu: boolean }[] {
   const all = lock.envs.steps;
   const unknown = (only ?? []).filter((name) => !all.some((step) => step.step === name));
   if (unknown.length > 0) {
@@ -132,7 +134,7 @@ function stepsToDeploy(file: string, lock: LockFlowResult, only: readonly string
     });
   }
   const chosen = only ? new Set(only) : undefined;
-  return all.filter((step) => !chosen || chosen.has(step.step)).map((step) => ({ name: step.step, gpu: step.gpu }));
+  return all.filter((step) => !chosen || chosen.has(step.step)).map((step) => ({ name: step.step, gpu: step.gpu || gpu.includes(step.step) }));
 }
 
 /**
@@ -187,7 +189,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
     const onEvent = options.plan ? options.onEvent : markingImageUse(ImageUseMarks.of(scope.env), options.onEvent);
     const result = await deploy({
       flow: lock.envs.flow,
-      steps: stepsToDeploy(file, lock, options.steps),
+      steps: stepsToDeploy(file, lock, options.steps, options.gpuSteps),
       lock: async () => lock.steps,
       registry: ahead?.registry ?? registry,
       ...(options.plan ? {} : { buildService: getBuildService, buildLock: buildLockFor(scope.env) }),

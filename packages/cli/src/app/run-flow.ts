@@ -1,12 +1,15 @@
 /** `prebuilt run`'s work: which steps run remotely, their images built, then Metaflow started on them. */
 import { join } from 'node:path';
 import { EnvironmentError } from '@prebuilt/core';
-import { checkRemoteFlowFileName, flowEnvs, givenEnvironment, hostPython, pythonSite, remoteSteps, runFlow, type FlowFile, type RemoteSelection, type RunFlowOptions } from '@prebuilt/metaflow';
+import { checkRemoteFlowFileName, commandLineGpuSteps, flowEnvs, givenEnvironment, hostPython, pythonSite, remoteSteps, runFlow, type FlowFile, type RemoteSelection, type RunFlowOptions } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
 
 export interface RunWithImagesHooks {
-  /** Builds the images of `steps` and returns the image map's path (the caller renders the build). */
-  build: (steps: readonly string[]) => Promise<string | null>;
+  /**
+   * Builds the images of `steps` and returns the image map's path (the caller renders the build);
+   * `gpuSteps`: those the command line asks GPUs for (`--with kubernetes:gpu=1`), on the GPU base image.
+   */
+  build: (steps: readonly string[], gpuSteps: readonly string[]) => Promise<string | null>;
   /** The user chose another --environment (Metaflow will not use the images), or no step runs remotely. */
   onNote: (note: { kind: 'other-environment'; environment: string } | { kind: 'nothing-to-build'; flow: string }) => void;
   /** Where Metaflow's own output goes. */
@@ -71,7 +74,7 @@ export async function runWithImages(file: string, args: readonly string[], scope
   const chosen = givenEnvironment(args);
   if (chosen !== undefined && chosen !== 'prebuilt') hooks.onNote({ kind: 'other-environment', environment: chosen });
   let stateFile: string | null = null;
-  if (selection.steps.length > 0) stateFile = await hooks.build(selection.steps);
+  if (selection.steps.length > 0) stateFile = await hooks.build(selection.steps, commandLineGpuSteps(envs, selection, args, scope.env));
   else hooks.onNote({ kind: 'nothing-to-build', flow: envs.flow });
   const result = await runFlow({
     flowFile: file,

@@ -136,13 +136,17 @@ function registerBuild(metaflow: Command, context: CliContext): void {
     .description('build the images of some steps and print where the image map is (used by the extension)')
     .argument('<flow>', 'the flow file')
     .requiredOption('--steps <names>', 'comma-separated step names')
+    .option('--gpu-steps <names>', 'those of the steps Metaflow gives GPUs the flow file does not show (--with kubernetes:gpu=1): on the GPU base image')
     .option('--json', 'print one JSON object (always on: the extension reads it)')
-    .action(async (file: string, options: { steps: string }) => {
+    .action(async (file: string, options: { steps: string; gpuSteps?: string }) => {
       context.json.requested = true;
       const steps = options.steps.split(',').map((s) => s.trim()).filter(Boolean);
       if (steps.length === 0) throw new InputError('--steps names no step.', { hint: 'Give step names: --steps start,train' });
+      const gpuSteps = (options.gpuSteps ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+      const unknown = gpuSteps.filter((step) => !steps.includes(step));
+      if (unknown.length > 0) throw new InputError(`--gpu-steps names ${unknown.join(', ')}, not among --steps.`, { hint: 'Give --gpu-steps a subset of --steps.' });
       // Progress and the summary go to stderr (the user's terminal); stdout is one JSON object.
-      const { result, stateFile, failure } = await reportBuild(file, { ...context, stdout: context.stderr }, { steps });
+      const { result, stateFile, failure } = await reportBuild(file, { ...context, stdout: context.stderr }, { steps, ...(gpuSteps.length > 0 ? { gpuSteps } : {}) });
       const { failures } = buildJson(result, stateFile);
       writeJsonResult(context, { flow: result.imageMap.flow, stateFile, steps: Object.keys(result.imageMap.steps), ...(failures ? { failures } : {}) }, failure);
       if (failure) throw failure;

@@ -50,9 +50,9 @@ export class FlowExitError extends PrebuiltError {
 /** Builds what the run needs (the build reported on stderr), then runs the flow; returns Metaflow's exit code. */
 export function runCommand(file: string, args: readonly string[], context: CliContext): Promise<RunWithImagesResult> {
   return runWithImages(file, args, context, {
-    build: async (steps) => {
+    build: async (steps, gpuSteps) => {
       // Metaflow's output owns stdout (`--only-json` prints the spec there): the build reports on stderr.
-      const built = await reportBuild(file, { ...context, stdout: context.stderr }, { steps });
+      const built = await reportBuild(file, { ...context, stdout: context.stderr }, { steps, ...(gpuSteps.length > 0 ? { gpuSteps } : {}) });
       if (built.failure) throw built.failure;
       return built.stateFile;
     },

@@ -57,6 +57,15 @@ def remote_decorator(step):
     return None
 
 
+def asks_for_gpu(deco):
+    """The remote decorator asks for at least one GPU (its `gpu` after Metaflow's step_init)."""
+    value = deco.attributes.get("gpu") if deco is not None else None
+    try:
+        return float(value or 0) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 def env_disabled(step):
     """A step is disabled when its @conda or its @pypi is (Metaflow then gives it no environment)."""
     for deco in step.decorators:
@@ -135,6 +144,11 @@ class PrebuiltEnvironment(CondaEnvironment):
                 % (", ".join(steps), source, os.path.relpath(flow_file))
             )
         command = cli + ["metaflow", "build", flow_file, "--steps", ",".join(steps), "--json"]
+        # GPUs as Metaflow gave them to each step's @kubernetes/@batch (its own, @resources',
+        # --with kubernetes:gpu=N): the CLI reads the flow file, which does not show a --with.
+        gpu = [name for name in steps if asks_for_gpu(remote_decorator(self._step(name)))]
+        if gpu:
+            command[-1:-1] = ["--gpu-steps", ",".join(gpu)]
         echo("Building the prebuilt images of steps %s (%s) ..." % (", ".join(steps), source))
         try:
             # The CLI shows its progress on stderr (inherited); stdout is one JSON object.
