@@ -767,6 +767,17 @@ def read(path):
             kinds = [names.resolve(deco) for deco in item.decorator_list]
             if "step" not in kinds:
                 continue
+            step_at = kinds.index("step")
+            for deco, kind in list(zip(item.decorator_list, kinds))[step_at + 1:]:
+                if kind in ENV_STEP_DECORATORS or kind in REMOTE_DECORATORS or kind in RESOURCE_DECORATORS:
+                    raise ReadError(
+                        "invalid-decorator",
+                        "@%s on step '%s' (line %d) is below @step (line %d); Metaflow refuses it when it loads the "
+                        "flow: move @%s above @step"
+                        % (kind, item.name, deco.lineno, item.decorator_list[step_at].lineno, kind),
+                        deco.lineno,
+                        item.name,
+                    )
             decorators = []
             seen = {}
             for deco, kind in zip(item.decorator_list, kinds):

@@ -212,6 +212,18 @@ describe.concurrent('readFlow', () => {
     expect(flow.steps[1]?.remote).toEqual({ name: 'batch', line: 8, gpu: 2, image: { kind: 'dynamic', line: 8 } });
   });
 
+  it('refuses a step decorator written below @step (Metaflow refuses it when it loads the flow), naming both lines and the fix', async () => {
+    for (const deco of ['@pypi(packages={"a": "1"})', '@kubernetes', '@resources(gpu=1)']) {
+      const error = await readError(['from metaflow import FlowSpec, step, pypi, kubernetes, resources', 'class F(FlowSpec):', '    @step', `    ${deco}`, '    def start(self):', '        pass'].join('\n'));
+      const name = deco.slice(1).split('(')[0]!;
+      expect(error.message, deco).toMatch(new RegExp(`^flow\\d+\\.py:4: @${name} on step 'start' \\(line 4\\) is below @step \\(line 3\\); Metaflow refuses it when it loads the flow: move @${name} above @step$`));
+      expect(error.line).toBe(4);
+    }
+    // Other decorators below @step are not ours to judge.
+    const flow = await read(['from metaflow import FlowSpec, step', 'import functools', 'class F(FlowSpec):', '    @step', '    @functools.wraps(print)', '    def start(self):', '        pass'].join('\n'));
+    expect(flow.steps.map((s) => s.name)).toEqual(['start']);
+  });
+
   it("reads @resources' gpu (any other argument may be computed), and refuses a computed gpu as it does @kubernetes'", async () => {
     const flow = await read(
       [
