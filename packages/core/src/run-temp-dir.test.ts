@@ -1,13 +1,16 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { chown, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { createRunTempDir, sweepStaleRunTempDirs } from './run-temp-dir.js';
+import { createRunTempDir, OTHER_BOOT_IDLE_MS, sweepStaleRunTempDirs, touchRunTempDirs } from './run-temp-dir.js';
+
+/** Just over {@link OTHER_BOOT_IDLE_MS} ago: a directory of another boot that old is swept. */
+const dayAgo = (): Date => new Date(Date.now() - OTHER_BOOT_IDLE_MS - 60_000);
 
 const moduleUrl = new URL('./run-temp-dir.ts', import.meta.url);
 const distModule = fileURLToPath(moduleUrl).replace(/\/src\/run-temp-dir\.ts$/, '/dist/run-temp-dir.js');
@@ -75,6 +78,8 @@ describe('run temp dirs', () => {
     const otherNamespaceOldBoot = join(dir, `prebuilt-context-def-q.${tag}.${boot === '00000000' ? '11111111' : '00000000'}.${pidns}x.${killed.pid}.${ticks}.AbC123`);
     const unrelated = join(dir, 'prebuilt-context-old-style-XyZ789');
     for (const path of [reused, otherHost, unrelated, otherBoot, reusedTick, otherHostTick, otherNamespace, otherNamespaceOldBoot]) await mkdir(path);
+    // Those of another boot were last touched by their run more than a day ago.
+    for (const path of [otherBoot, otherNamespaceOldBoot]) await utimes(path, dayAgo(), dayAgo());
     try {
       const removed = await sweepStaleRunTempDirs({ tempDir: dir });
       expect(removed.sort()).toEqual([killed.path, reused, otherBoot, reusedTick, otherNamespaceOldBoot].sort());
@@ -87,6 +92,42 @@ describe('run temp dirs', () => {
     }
     // Once the live run is gone, its dir goes too.
     expect(await sweepStaleRunTempDirs({ tempDir: dir })).toEqual([live.path]);
+  });
+
+  it("keeps the dirs of another boot its run touched within the day: another machine of this hostname sharing the directory (containers with a fixed hostname on one volume, CI runners) is not a reboot of this one", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-sweep-boot-'));
+    const mine = await createRunTempDir('prebuilt-context-', { tempDir: dir });
+    const [tag, boot, pidns] = /-q\.([0-9a-f]{8})\.([0-9a-f]{8})\.([0-9a-z]+)\./.exec(mine)!.slice(1) as [string, string, string];
+    const otherBoot = boot === '00000000' ? '11111111' : '00000000';
+    // The other machine's live run: its pid and start tick mean nothing here (a pid that runs here, or not).
+    const busy = join(dir, `prebuilt-context-def-q.${tag}.${otherBoot}.${pidns}.${process.pid}.1.AbC123`);
+    const quiet = join(dir, `prebuilt-context-def-q.${tag}.${otherBoot}.${pidns}.4194303.1.AbC123`);
+    // A run of another boot that last touched its directory more than a day ago: gone, whoever it was.
+    const idle = join(dir, `prebuilt-context-def-q.${tag}.${otherBoot}.${pidns}.4194303.2.AbC123`);
+    for (const path of [busy, quiet, idle]) await mkdir(path);
+    await utimes(quiet, new Date(Date.now() - OTHER_BOOT_IDLE_MS + 3_600_000), new Date(Date.now() - OTHER_BOOT_IDLE_MS + 3_600_000));
+    await utimes(idle, dayAgo(), dayAgo());
+    try {
+      expect(await sweepStaleRunTempDirs({ tempDir: dir })).toEqual([idle]);
+      expect((await readdir(dir)).sort()).toEqual([busy, quiet, mine].map((p) => p.slice(dir.length + 1)).sort());
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a run touches the dirs it made while it lives (so a sweep of another boot sees it live), and forgets those removed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-sweep-touch-'));
+    try {
+      const kept = await createRunTempDir('prebuilt-context-', { tempDir: dir });
+      const removed = await createRunTempDir('prebuilt-context-', { tempDir: dir });
+      await utimes(kept, dayAgo(), dayAgo());
+      await rm(removed, { recursive: true });
+      await touchRunTempDirs();
+      expect(Date.now() - (await stat(kept)).mtimeMs).toBeLessThan(60_000);
+      expect(existsSync(removed)).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('keeps the dirs of a live run whose node started seconds after its pid (exec from a shell shim, a loaded machine)', async () => {

@@ -7,9 +7,18 @@
  * 36; all but the hostname from /proc). A SIGKILL (OOM killer, a CI job cancelled hard) skips every
  * `finally`, so build contexts — a materialized env can be gigabytes — and private Docker configs
  * would stay forever. `sweepStaleRunTempDirs()` removes the directories of this machine whose
- * process is gone: made before the last boot, or its pid does not run, or runs but started at
- * another tick (the pid was reused, e.g. by the next run in a container where the CLI always gets
- * the same pid). Directories of other hosts (a shared TMPDIR), of other PID namespaces (containers
+ * process is gone: its pid does not run, or runs but started at another tick (the pid was reused,
+ * e.g. by the next run in a container where the CLI always gets the same pid), or it was made in
+ * another boot and untouched for {@link OTHER_BOOT_IDLE_MS}.
+ *
+ * Another boot id is not proof of a reboot: two machines of the same hostname sharing the directory
+ * (containers with a fixed hostname on one volume, CI runners) each see the other's boot id, and a
+ * sweep that took it for an earlier boot removed the other machine's live build contexts mid-build.
+ * Nothing names "this machine" across a reboot safely (/etc/machine-id is the same in every clone of
+ * an image), so a directory of another boot goes only once no live run can own it: each run touches
+ * its directories (their mtime) every {@link HEARTBEAT_MS} while it lives, so one untouched for a
+ * day belongs to no live run, of this machine or another. The cost: the directories of runs a
+ * reboot killed stay a day longer. Directories of other hosts (a shared TMPDIR), of other PID namespaces (containers
  * of this machine under the same hostname — pods with hostNetwork sharing a cache volume —, whose
  * pids mean nothing here) and of live processes are left alone,
  * as is everything not named this way, and every entry that is not a directory of this user (a
@@ -25,7 +34,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
-import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { diskFullError } from './disk-full.js';
@@ -45,6 +54,44 @@ const WALL_CLOCK_NAME = /^prebuilt-.*r\.([0-9a-f]{8})\.(\d+)\.([0-9a-z]+)\.[A-Za
  * earlier versions (node's uptime, btime's truncation to seconds).
  */
 const SAME_START_MS = 2_000;
+
+/** How often a run touches the directories it made (their mtime), to show a sweep of another boot that it lives. */
+export const HEARTBEAT_MS = 60 * 60 * 1000;
+/**
+ * A directory of another boot is removed once untouched for this long: {@link HEARTBEAT_MS} many
+ * times over (a loaded machine, clocks of two machines a little apart).
+ */
+export const OTHER_BOOT_IDLE_MS = 24 * 60 * 60 * 1000;
+
+/** The directories this process made and still touches (see {@link touchRunTempDirs}). */
+const liveDirs = new Set<string>();
+let heartbeat: NodeJS.Timeout | undefined;
+
+/**
+ * Sets the mtime of every directory this process made with {@link createRunTempDir} to now; one
+ * gone (removed by its user) is forgotten. Run every {@link HEARTBEAT_MS} (an unref'd timer: it keeps
+ * no process alive); exported for tests.
+ */
+export async function touchRunTempDirs(): Promise<void> {
+  const now = new Date();
+  for (const dir of liveDirs) {
+    try {
+      await utimes(dir, now, now);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') liveDirs.delete(dir);
+      else log('cannot touch %s: %s', dir, errorMessage(error));
+    }
+  }
+  if (liveDirs.size === 0 && heartbeat !== undefined) {
+    clearInterval(heartbeat);
+    heartbeat = undefined;
+  }
+}
+
+function keepTouching(dir: string): void {
+  liveDirs.add(dir);
+  heartbeat ??= setInterval(() => void touchRunTempDirs(), HEARTBEAT_MS).unref();
+}
 
 let processStart: number | undefined;
 
@@ -113,7 +160,9 @@ export async function createRunTempDir(prefix: string, options: { tempDir?: stri
     boot !== undefined && pidns !== undefined && ownTicks !== undefined
       ? `q.${hostTag()}.${boot}.${pidns}.${process.pid}.${ownTicks.toString(36)}`
       : `r.${hostTag()}.${process.pid}.${ownStart().toString(36)}`;
-  return mkdtemp(join(options.tempDir ?? tmpdir(), `${prefix}${owner}.`));
+  const dir = await mkdtemp(join(options.tempDir ?? tmpdir(), `${prefix}${owner}.`));
+  keepTouching(dir);
+  return dir;
 }
 
 /**
@@ -152,6 +201,7 @@ function startOf(pid: number): number | undefined {
  */
 function tickOwnerRuns(boot: string, pid: number, ticks: number): boolean {
   const now = currentBoot();
+  // Another boot's: the caller decides by its mtime.
   if (now !== undefined && boot !== now) return false;
   if (pid === process.pid) return (ownTicks ??= startTicks(process.pid)) === ticks;
   if (!processAlive(pid)) return false;
@@ -174,9 +224,10 @@ function ownerRuns(pid: number, started: number): boolean {
  * symlink while the sweep removes it, and the removal would follow it into this user's files. In
  * a directory of ours (mode 0700) nobody else can.
  */
-async function ownDirectory(path: string): Promise<boolean> {
+async function ownDirectory(path: string, options: { idleFor?: number } = {}): Promise<boolean> {
   try {
     const stats = await lstat(path);
+    if (options.idleFor !== undefined && Date.now() - stats.mtimeMs < options.idleFor) return false;
     return stats.isDirectory() && (process.getuid === undefined || stats.uid === process.getuid());
   } catch {
     return false;
@@ -198,9 +249,13 @@ export async function sweepStaleRunTempDirs(options: { tempDir?: string } = {}):
   for (const name of names) {
     const byTick = NAME.exec(name);
     const byClock = byTick ? null : WALL_CLOCK_NAME.exec(name);
+    // Of another boot (an earlier one of this machine, or another machine of this hostname sharing the directory): only once idle.
+    let idleFor: number | undefined;
     if (byTick) {
-      // Another PID namespace's (same hostname): its pid means nothing here. After a reboot it is gone whatever its namespace.
-      const otherNamespace = byTick[3] !== currentPidNamespace() && byTick[2] === currentBoot();
+      const boot = currentBoot();
+      if (boot === undefined || byTick[2] !== boot) idleFor = OTHER_BOOT_IDLE_MS;
+      // Another PID namespace's of this boot (same hostname): its pid means nothing here.
+      const otherNamespace = byTick[3] !== currentPidNamespace() && byTick[2] === boot;
       if (byTick[1] !== mine || otherNamespace || tickOwnerRuns(byTick[2]!, Number(byTick[4]), parseInt(byTick[5]!, 36))) continue;
     } else if (byClock) {
       if (byClock[1] !== mine || ownerRuns(Number(byClock[2]), parseInt(byClock[3]!, 36))) continue;
@@ -209,7 +264,7 @@ export async function sweepStaleRunTempDirs(options: { tempDir?: string } = {}):
     }
     const pid = (byTick ? byTick[4] : byClock![2])!;
     const path = join(dir, name);
-    if (!(await ownDirectory(path))) continue;
+    if (!(await ownDirectory(path, idleFor === undefined ? {} : { idleFor }))) continue;
     try {
       await rm(path, { recursive: true, force: true });
       removed.push(path);
