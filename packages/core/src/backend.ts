@@ -74,7 +74,7 @@ export { CACHE_DIR_SETTING, prebuiltCacheDir } from './cache-dir.js';
 export { markCacheFileUsed, readCacheEntry, readCacheFile, readCacheFileSync, type ReadCacheFileOptions } from './cache-file.js';
 export { diskFullError } from './disk-full.js';
 export { makeDirectory, unwritableDirectoryError } from './make-directory.js';
-export { foreignSymlinks, octalMode, repairedDirectoryNote, securePrivatePath, unsafeDirectoryWords, type RepairedDirectory, type UnsafeDirectory } from './private-path.js';
+export { foreignSymlinks, octalMode, repairedDirectoryNote, securePrivatePath, securePrivatePathSync, unsafeDirectoryWords, type RepairedDirectory, type UnsafeDirectory } from './private-path.js';
 export { compareBytes, listTree, sourceDateEpoch } from './file-tree.js';
 export { fileKind } from './file-kind.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';

@@ -110,7 +110,7 @@ export { syncDirectory, writeFileAtomic } from './atomic-write.js';
 export { currentBootId } from './boot-id.js';
 export { markCacheFileUsed, readCacheEntry, readCacheFile, readCacheFileSync, type ReadCacheFileOptions } from './cache-file.js';
 export { makeDirectory, unwritableDirectoryError } from './make-directory.js';
-export { foreignSymlinks, octalMode, repairedDirectoryNote, securePrivatePath, unsafeDirectoryWords, type RepairedDirectory, type UnsafeDirectory } from './private-path.js';
+export { foreignSymlinks, octalMode, repairedDirectoryNote, securePrivatePath, securePrivatePathSync, unsafeDirectoryWords, type RepairedDirectory, type UnsafeDirectory } from './private-path.js';
 export { compareBytes, normalisedMode, listTree, sourceDateEpoch, type TreeEntryKind } from './file-tree.js';
 export { fileKind } from './file-kind.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';

@@ -8,26 +8,26 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 // right after securePrivatePath's first look at the path (a stat or an open of it).
 const swap = vi.hoisted(() => ({ path: undefined as string | undefined, to: undefined as string | undefined, done: false }));
 
-vi.mock('node:fs/promises', async (importOriginal) => {
-  const real = await importOriginal<typeof import('node:fs/promises')>();
-  const after = async (path: unknown): Promise<void> => {
+vi.mock('node:fs', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:fs')>();
+  const after = (path: unknown): void => {
     if (swap.done || swap.path === undefined || String(path) !== swap.path) return;
     swap.done = true;
-    await real.rename(swap.path, `${swap.path}.moved`);
-    await real.symlink(swap.to!, swap.path);
+    real.renameSync(swap.path, `${swap.path}.moved`);
+    real.symlinkSync(swap.to!, swap.path);
   };
   const wrapped = {
     ...real,
-    stat: (async (path: Parameters<typeof real.stat>[0], ...rest: unknown[]) => {
-      const result = await (real.stat as (...args: unknown[]) => Promise<unknown>)(path, ...rest);
-      await after(path);
+    statSync: ((path: Parameters<typeof real.statSync>[0], ...rest: unknown[]) => {
+      const result = (real.statSync as (...args: unknown[]) => unknown)(path, ...rest);
+      after(path);
       return result;
-    }) as typeof real.stat,
-    open: (async (path: Parameters<typeof real.open>[0], ...rest: unknown[]) => {
-      const result = await (real.open as (...args: unknown[]) => Promise<unknown>)(path, ...rest);
-      await after(path);
+    }) as typeof real.statSync,
+    openSync: ((path: Parameters<typeof real.openSync>[0], ...rest: unknown[]) => {
+      const result = (real.openSync as (...args: unknown[]) => unknown)(path, ...rest);
+      after(path);
       return result;
-    }) as typeof real.open,
+    }) as typeof real.openSync,
   };
   return { ...wrapped, default: wrapped };
 });

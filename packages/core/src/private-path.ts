@@ -1,5 +1,5 @@
-import { constants, type Stats } from 'node:fs';
-import { lstat, open, stat } from 'node:fs/promises';
+import { closeSync, constants, fchmodSync, fstatSync, lstatSync, openSync, statSync, type Stats } from 'node:fs';
+import { lstat } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { EnvironmentError } from './errors.js';
 
@@ -28,30 +28,6 @@ const worldWritable = (mode: number): boolean => (mode & 0o002) !== 0 && (mode &
 export const octalMode = (mode: number): string => (mode & 0o7777).toString(8).padStart(4, '0');
 
 /**
- * Checks the directories on the way to `dir`, which exists and holds something only this user may
- * change (the development registry's credential, the cache): whoever can write in a directory on
- * that path can rename what is below it away and plant their own. An older prebuilt made its
- * directories with the umask's mode (0777 under umask 000) and nothing repaired them.
- *
- * - prebuilt's own directories — `dir` and those between it and `base` (not `base` itself) — must
- *   belong to this user; one its group or every user may write in is made 0700 (`repaired`).
- * - `base` and the directories above it, up to `/`, are not prebuilt's: only one every user may
- *   write in without the sticky bit (`/tmp` has it) counts; this user's is repaired by removing
- *   that write bit and nothing else. A group-writable one is left alone: with a private group per
- *   user (`umask 002`), most are, harmlessly.
- *
- * What is another user's (or root's, for a non-root user) is not touched but returned in `unsafe`:
- * the caller refuses, or says so. Nothing is checked where the platform has no user ids (Windows).
- *
- * A mode is changed through the directory opened (fchmod), and only when it is the directory
- * checked (same device and inode): whoever can write in its parent could otherwise swap it for a
- * symlink between the check and the chmod, which followed the link — to a file of this user, or,
- * run as root, to any file of the machine. A path that changed so is an EnvironmentError. A
- * symlink on the path that another user (not root) owns — planted before the check, where they
- * may write — is returned in `unsafe` (`owner`), and then nothing is repaired: it leads where they
- * choose, a directory of this user's the check would take for prebuilt's and change.
- */
-/**
  * prebuilt's own names between `base` (excluded) and `dir` that are symlinks another user (not
  * root) owns, as `securePrivatePath` reports them (`owner`), found with an lstat each — for the
  * caller to refuse before it makes anything below `base`: `makeDirectory` would follow such a link
@@ -75,10 +51,45 @@ export async function foreignSymlinks(dir: string, base: string): Promise<Unsafe
   return found;
 }
 
+/**
+ * Checks the directories on the way to `dir`, which exists and holds something only this user may
+ * change (the development registry's credential, the cache): whoever can write in a directory on
+ * that path can rename what is below it away and plant their own. An older prebuilt made its
+ * directories with the umask's mode (0777 under umask 000) and nothing repaired them.
+ *
+ * - prebuilt's own directories — `dir` and those between it and `base` (not `base` itself) — must
+ *   belong to this user; one its group or every user may write in is made 0700 (`repaired`).
+ * - `base` and the directories above it, up to `/`, are not prebuilt's: only one every user may
+ *   write in without the sticky bit (`/tmp` has it) counts; this user's is repaired by removing
+ *   that write bit and nothing else. A group-writable one is left alone: with a private group per
+ *   user (`umask 002`), most are, harmlessly.
+ *
+ * What is another user's (or root's, for a non-root user) is not touched but returned in `unsafe`:
+ * the caller refuses, or says so. Nothing is checked where the platform has no user ids (Windows).
+ *
+ * A mode is changed through the directory opened (fchmod), and only when it is the directory
+ * checked (same device and inode): whoever can write in its parent could otherwise swap it for a
+ * symlink between the check and the chmod, which followed the link — to a file of this user, or,
+ * run as root, to any file of the machine. A path that changed so is an EnvironmentError. A
+ * symlink on the path that another user (not root) owns — planted before the check, where they
+ * may write — is returned in `unsafe` (`owner`), and then nothing is repaired: it leads where they
+ * choose, a directory of this user's the check would take for prebuilt's and change.
+ */
 export async function securePrivatePath(
   dir: string,
   options: { base?: string } = {},
 ): Promise<{ repaired: RepairedDirectory[]; unsafe: UnsafeDirectory[] }> {
+  return securePrivatePathSync(dir, options);
+}
+
+/**
+ * {@link securePrivatePath}, synchronously (a few system calls per directory on the path): for
+ * callers that must stay synchronous, such as an image registry's factory reading a credential.
+ */
+export function securePrivatePathSync(
+  dir: string,
+  options: { base?: string } = {},
+): { repaired: RepairedDirectory[]; unsafe: UnsafeDirectory[] } {
   const repaired: RepairedDirectory[] = [];
   const unsafe: UnsafeDirectory[] = [];
   const uid = process.getuid?.();
@@ -92,12 +103,12 @@ export async function securePrivatePath(
   const repairs: { path: string; found: Stats; from: number; to: number }[] = [];
   let foreignLink = false;
   for (let current = target, mine = own && target !== base; ; ) {
-    const link = await lstat(current);
+    const link = lstatSync(current);
     if (link.isSymbolicLink() && link.uid !== uid && link.uid !== 0) {
       unsafe.push({ path: current, mode: link.mode & 0o7777, uid: link.uid, why: 'owner' });
       foreignLink = true;
     } else {
-      const found = await stat(current);
+      const found = statSync(current);
       const mode = found.mode & 0o7777;
       if (mine) {
         if (found.uid !== uid) unsafe.push({ path: current, mode, uid: found.uid, why: 'owner' });
@@ -114,22 +125,22 @@ export async function securePrivatePath(
   }
   if (foreignLink) return { repaired, unsafe };
   for (const { path, found, from, to } of repairs) {
-    await chmodChecked(path, found, to);
+    chmodChecked(path, found, to);
     repaired.push({ path, from, to });
   }
   return { repaired, unsafe };
 }
 
 /** Sets the mode of the directory at `path` when it is still the one `checked` described; else an EnvironmentError. */
-async function chmodChecked(path: string, checked: { dev: number; ino: number; mode: number }, mode: number): Promise<void> {
+function chmodChecked(path: string, checked: { dev: number; ino: number; mode: number }, mode: number): void {
   const changed = (cause?: unknown): EnvironmentError =>
     new EnvironmentError(`${path} changed while prebuilt checked who may write in it (it is no longer the directory checked), so its mode was not changed.`, {
       ...(cause === undefined ? {} : { cause }),
       hint: 'Someone who can write in its parent directory may be swapping it: see who owns the parent and make it writable by you alone, then try again.',
     });
-  let handle: Awaited<ReturnType<typeof open>>;
+  let fd: number;
   try {
-    handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
+    fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOTDIR' || code === 'ENOENT' || code === 'ELOOP') throw changed(error);
@@ -143,11 +154,11 @@ async function chmodChecked(path: string, checked: { dev: number; ino: number; m
     throw error;
   }
   try {
-    const now = await handle.stat();
+    const now = fstatSync(fd);
     if (now.dev !== checked.dev || now.ino !== checked.ino) throw changed();
-    await handle.chmod(mode);
+    fchmodSync(fd, mode);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 

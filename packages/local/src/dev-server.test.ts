@@ -9,7 +9,7 @@ import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, EnvironmentError, PrebuiltError, foreignSymlinks } from '@prebuilt/core/backend';
-import { createLocalRegistry, defaultStateDir, localRegistryServerCredentials, localRegistryServerStatus, startLocalRegistryServer, stopLocalRegistryServer } from './index.js';
+import { createLocalRegistry, defaultStateDir, dockerLoginLocalRegistryServer, localRegistryServerCredentials, localRegistryServerStatus, startLocalRegistryServer, stopLocalRegistryServer } from './index.js';
 import { describeOrFailInCi, missingFor, testServices } from './__fixtures__/services.js';
 import { pushTinyImage } from './__fixtures__/oci-push.js';
 import { freePort } from '../../../test/free-port.js';
@@ -409,6 +409,64 @@ describe.skipIf(notRoot !== undefined)('development registry server: a program o
         `The development registry's state directory ${stateDir} is not safe for its credential: every user may write in ${xdg} (mode 0777, uid 65534), so they can rename what is in it away and plant their own htpasswd and credential.`,
       );
       expect(existsSync(join(root, 'ran'))).toBe(false);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("status, login and the `local` registry's credential refuse a state directory others can swap, as start and stop do: a state planted there named a port they listen on and a credential of theirs, which login gave docker login", async () => {
+    // XDG_STATE_HOME is another user's directory every user may write in: they planted prebuilt/local-registry.
+    const root = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-planted-read-'));
+    const xdg = join(root, 'shared');
+    const stateDir = defaultStateDir({ XDG_STATE_HOME: xdg });
+    const port = await freePort();
+    // Their "registry": answers /v2/ (so the state reads as healthy) on the port the planted state names.
+    const theirs = createServer((socket) => socket.end('HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Basic realm="x"\r\ncontent-length: 0\r\n\r\n'));
+    await new Promise<void>((resolve) => theirs.listen(port, '127.0.0.1', resolve));
+    try {
+      await mkdir(stateDir, { recursive: true });
+      await chown(xdg, 65534, 65534);
+      await chmod(xdg, 0o777);
+      await writeFile(join(stateDir, 'state.json'), JSON.stringify({ mode: 'container', port, pid: null, container: `prebuilt-local-registry-${port}`, containerId: 'f'.repeat(64), configFile: null, logFile: null, startedAt: '2026-01-01T00:00:00Z', auth: 'htpasswd' }));
+      await writeFile(join(stateDir, 'credentials.json'), JSON.stringify({ username: 'prebuilt', password: 'theirs' }));
+      const docker = join(root, 'docker');
+      await writeFile(docker, `#!/bin/sh\necho "$*" >> '${join(root, 'ran')}'\n[ "$1" = inspect ] && echo true\nexit 0\n`, { mode: 0o755 });
+      const env = { ...process.env, XDG_STATE_HOME: xdg, DOCKER_CONFIG: join(root, 'docker-config') };
+      const message = `The development registry's state directory ${stateDir} is not safe for its credential: every user may write in ${xdg} (mode 0777, uid 65534), so they can rename what is in it away and plant their own htpasswd and credential.`;
+      const refused = (error: unknown): void => {
+        expect(error).toBeInstanceOf(EnvironmentError);
+        expect((error as EnvironmentError).exitCode).toBe(2);
+        expect((error as EnvironmentError).message).toBe(message);
+      };
+      refused(await localRegistryServerStatus({ env, dockerCommand: docker }).catch((e: unknown) => e));
+      refused(await dockerLoginLocalRegistryServer({ env, dockerCommand: docker }).catch((e: unknown) => e));
+      refused((() => { try { return localRegistryServerCredentials(`127.0.0.1:${port}`, { env }); } catch (e) { return e; } })());
+      refused((() => { try { return createLocalRegistry({ env: { ...env, METAFLOW_PREBUILT_LOCAL_REGISTRY: `127.0.0.1:${port}` } }); } catch (e) { return e; } })());
+      // Docker was asked nothing: neither whether the planted container runs, nor a login.
+      expect(existsSync(join(root, 'ran'))).toBe(false);
+      expect((await stat(xdg)).mode & 0o7777).toBe(0o777);
+    } finally {
+      await new Promise((resolve) => theirs.close(resolve));
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("status repairs, with a note, this user's state directories an older prebuilt made 0777 before it reads the state, as start does", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'prebuilt-devreg-repair-status-'));
+    const xdg = join(root, 'state');
+    const stateDir = defaultStateDir({ XDG_STATE_HOME: xdg });
+    try {
+      await mkdir(stateDir, { recursive: true, mode: 0o700 });
+      await chmod(stateDir, 0o777);
+      await writeFile(join(stateDir, 'state.json'), JSON.stringify({ mode: 'binary', port: 5609, pid: null, container: null, configFile: null, logFile: null, startedAt: '2026-01-01T00:00:00Z', auth: 'htpasswd' }));
+      const status = await localRegistryServerStatus({ env: { ...process.env, XDG_STATE_HOME: xdg } });
+      expect(status).toMatchObject({ running: false });
+      expect(status.notes).toEqual([
+        `${stateDir} (yours) could be written by every user (mode 0777), so they could rename the development registry's credential away and plant their own: prebuilt made it 0700.`,
+      ]);
+      expect((await stat(stateDir)).mode & 0o7777).toBe(0o700);
+      // Repaired once: nothing to say the next time.
+      expect((await localRegistryServerStatus({ env: { ...process.env, XDG_STATE_HOME: xdg } })).notes).toBeUndefined();
     } finally {
       await rm(root, { recursive: true, force: true });
     }

@@ -19,7 +19,7 @@ import {
   makeDirectory,
   programPath,
   repairedDirectoryNote,
-  securePrivatePath,
+  securePrivatePathSync,
   sleep,
   unsafeDirectoryWords,
   unwritableDirectoryError,
@@ -86,6 +86,11 @@ export interface LocalRegistryServerStatus {
   dataDir: string;
   logFile: string | null;
   startedAt: string | null;
+  /**
+   * What of this user's on the path to the state directory was made private before the state was
+   * read (see {@link readState}); absent when nothing was.
+   */
+  notes?: string[];
 }
 
 interface ServerState {
@@ -156,11 +161,21 @@ function checkPort(port: number): number {
   return port;
 }
 
-async function readState(p: Paths): Promise<ServerState | undefined> {
+/**
+ * The state, read only once the path to the state directory is checked (checkStateDirPath) — by
+ * every reader: `status`, `login`, `start`, `stop` and the credential the `local` image registry
+ * uses. A state planted where others may write would name a port they listen on and a credential
+ * of theirs: `login` would log the user's Docker in to their registry, `stop` would remove the
+ * container it names. No state file: nothing to trust, nothing checked. `notes` say what of this
+ * user's the check repaired; a path others can swap is an EnvironmentError.
+ */
+function readState(p: Paths): { state: ServerState | undefined; notes: string[] } {
+  if (!existsSync(p.stateFile)) return { state: undefined, notes: [] };
+  const notes = checkStateDirPath(p);
   try {
-    return JSON.parse(await readFile(p.stateFile, 'utf8')) as ServerState;
+    return { state: JSON.parse(readFileSync(p.stateFile, 'utf8')) as ServerState, notes };
   } catch {
-    return undefined;
+    return { state: undefined, notes };
   }
 }
 
@@ -205,10 +220,13 @@ export function localRegistryServerCredentials(
   const match = LOOPBACK_HOST.exec(host);
   if (!match) return undefined;
   const p = paths(options);
-  let state: ServerState;
+  const read = readState(p);
+  // Nowhere to show them: the next `status`, `start` or `stop` finds nothing left to repair.
+  for (const note of read.notes) debug('%s', note);
+  const state = read.state;
+  if (state === undefined) return undefined;
   let stored: StoredCredential;
   try {
-    state = JSON.parse(readFileSync(p.stateFile, 'utf8')) as ServerState;
     if (state.port !== Number(match[2]) || state.auth !== 'htpasswd') return undefined;
     stored = JSON.parse(readFileSync(p.credentialsFile, 'utf8')) as StoredCredential;
   } catch (error) {
@@ -474,12 +492,13 @@ export async function localRegistryServerStatus(options: LocalRegistryServerOpti
 
 async function currentStatus(options: LocalRegistryServerOptions): Promise<LocalRegistryServerStatus> {
   const p = paths(options);
-  const state = await readState(p);
-  if (!state) return statusFrom(p, undefined, false, false);
+  const { state, notes } = readState(p);
+  const withNotes = (status: LocalRegistryServerStatus): LocalRegistryServerStatus => (notes.length > 0 ? { ...status, notes } : status);
+  if (!state) return withNotes(statusFrom(p, undefined, false, false));
   const running = await stateRunning(options, state);
   const root = running ? await probe(state.port) : 0;
   // A login in the state that the registry does not ask for (anonymous 200) is no login.
-  return statusFrom(p, root === 200 ? { ...state, auth: undefined } : state, running, answers(root));
+  return withNotes(statusFrom(p, root === 200 ? { ...state, auth: undefined } : state, running, answers(root)));
 }
 
 /** Whether the registry a state names still runs: its process (ours), or its container. */
@@ -500,7 +519,7 @@ async function stateRunning(options: LocalRegistryServerOptions, state: ServerSt
 async function prepareStateDir(p: Paths): Promise<string[]> {
   refuseUnsafe(p, await foreignSymlinks(p.dataDir, p.base));
   await makeDirectory(p.dataDir, { mode: 0o700 });
-  const notes = await checkStateDirPath(p);
+  const notes = checkStateDirPath(p);
   // Readable by others neither (the images: only the registry reads them), as when prebuilt makes it.
   await chmod(p.stateDir, 0o700);
   return notes;
@@ -509,11 +528,12 @@ async function prepareStateDir(p: Paths): Promise<string[]> {
 /**
  * The path check of {@link prepareStateDir} (core's securePrivatePath): what is this user's is
  * repaired (the notes say so), what others can swap is an EnvironmentError saying how to fix it.
- * `stop` runs it too before it reads the state: one planted where others may write would name the
- * container `docker rm -f` removes (any of the daemon's) or the process it signals.
+ * `stop` runs it too before it takes its lock, and {@link readState} before any state is read: one
+ * planted where others may write would name the container `docker rm -f` removes (any of the
+ * daemon's), the process `stop` signals, or the port and credential `login` gives `docker login`.
  */
-async function checkStateDirPath(p: Paths): Promise<string[]> {
-  const { repaired, unsafe } = await securePrivatePath(p.stateDir, { base: p.base });
+function checkStateDirPath(p: Paths): string[] {
+  const { repaired, unsafe } = securePrivatePathSync(p.stateDir, { base: p.base });
   refuseUnsafe(p, unsafe);
   return repaired.map((r) => repairedDirectoryNote(r, "the development registry's credential"));
 }
@@ -779,7 +799,7 @@ export async function stopLocalRegistryServer(
 async function stop(options: LocalRegistryServerOptions): Promise<{ stopped: boolean; status: LocalRegistryServerStatus }> {
   const p = paths(options);
   // Read once: the registry checked against `port` is the one stopped.
-  const state = await readState(p);
+  const { state } = readState(p);
   if (options.port !== undefined && state) {
     checkRunningPort(statusFrom(p, state, await stateRunning(options, state), false), options.port, 'stop');
   }

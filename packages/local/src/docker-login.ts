@@ -31,10 +31,14 @@ export interface DockerLoginResult {
   username: string;
   /** The Docker config the login went to (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`). */
   dockerConfig: string;
+  /** What of this user's on the path to the state directory was made private before the credential was read (as `status` says); absent when nothing was. */
+  notes?: string[];
 }
 
 /** The running, authenticated development registry's address and credential, or an error saying how to get one. */
-async function runningCredential(options: LocalRegistryServerOptions): Promise<{ address: string; username: string; password: string }> {
+async function runningCredential(options: LocalRegistryServerOptions): Promise<{ address: string; username: string; password: string; notes?: string[] }> {
+  // The status reads the state after checking the path to it: a state planted where others may
+  // write (a port they listen on, a credential of theirs) is an EnvironmentError, before any login.
   const status = await localRegistryServerStatus(options);
   if (!status.running || status.address === null) {
     throw new ConfigError('The development registry is not running, so there is nothing to log in to.', {
@@ -48,7 +52,7 @@ async function runningCredential(options: LocalRegistryServerOptions): Promise<{
       hint: '`prebuilt local-registry start` restarts it with one (its images are kept); then log in.',
     });
   }
-  return { address: status.address, username: credentials.username, password };
+  return { address: status.address, username: credentials.username, password, ...(status.notes ? { notes: status.notes } : {}) };
 }
 
 /**
@@ -92,7 +96,7 @@ export async function dockerLoginFor(status: LocalRegistryServerStatus, options:
  * Each start makes a new credential, so a login lasts until the next start.
  */
 export async function dockerLoginLocalRegistryServer(options: LocalRegistryServerOptions = {}): Promise<DockerLoginResult> {
-  const { address, username, password } = await runningCredential(options);
+  const { address, username, password, notes } = await runningCredential(options);
   const env = options.env ?? process.env;
   const command = options.dockerCommand ?? 'docker';
   // The password on stdin only (never an argument: `ps` shows those); docker's output never holds it.
@@ -119,5 +123,5 @@ export async function dockerLoginLocalRegistryServer(options: LocalRegistryServe
     );
   }
   debug('docker logged in to %s', address);
-  return { address, username, dockerConfig: dockerConfigPath(env) };
+  return { address, username, dockerConfig: dockerConfigPath(env), ...(notes ? { notes } : {}) };
 }

@@ -120,6 +120,7 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
       const status = await withDockerLogin(await (await localPackage()).localRegistryServerStatus({ env: context.env, port: options.port }), context.env);
+      for (const note of status.notes ?? []) context.stderr.write(noteLine(note));
       if (options.json) {
         writeJsonResult(context, { ...status });
         return;
@@ -137,6 +138,7 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
       const result = await (await localPackage()).dockerLoginLocalRegistryServer({ env: context.env, port: options.port });
+      for (const note of result.notes ?? []) context.stderr.write(noteLine(note));
       if (options.json) {
         writeJsonResult(context, { ...result });
         return;
