@@ -47,16 +47,25 @@ describe("a failed image's reason, hint and log tail quoting a URL with credenti
     expect(text).not.toMatch(/s3cr3t/);
     expect(text).toContain('GET https://***@git.example/simple/x/ failed');
     expect(text).toContain('  | Looking in indexes: https://***@pypi.example/simple?token=***');
-    const result = { imageMap: { flow: 'F', images: {}, steps: {} }, images: [], failures: [{ ...failure, pullTag: 'r/x:env-aaaa', status: 'failed' }], settings: { prune: [] } } as unknown as DeployFlowResult;
+    const result = { imageMap: { flow: 'F', images: {}, steps: {} }, images: [], failures: [{ ...failure, pullTag: 'r/x:env-aaaa', status: 'failed' }], settings: { prune: [] }, directUrls: [] } as unknown as DeployFlowResult;
     const json = JSON.stringify(buildJson(result, null));
     expect(json).not.toMatch(/s3cr3t/);
     expect(json).toContain('https://***@git.example/simple/x/');
   });
 });
 
+describe("build --json's directUrls", () => {
+  it('names the wheels the lock took at a direct URL, as plan --json does, and is absent when there are none', () => {
+    const wheel = { name: 'bar', version: '2.0', url: 'https://other.example/bar-2.0-py3-none-any.whl', host: 'other.example', requiredBy: ['foo'], lockKey: 'k1', platform: 'linux-64', steps: ['fetch'] };
+    const result = (directUrls: unknown[]) => ({ imageMap: { flow: 'F', images: {}, steps: {} }, images: [], failures: [], settings: { prune: [] }, directUrls }) as unknown as DeployFlowResult;
+    expect(buildJson(result([wheel]), null)['directUrls']).toEqual([wheel]);
+    expect(buildJson(result([]), null)).not.toHaveProperty('directUrls');
+  });
+});
+
 describe('what a pruned build left out', () => {
   const summary = { presets: ['tests' as const], files: 6064, bytes: 142 * 2 ** 20 };
-  const result = (prune: string[]) => ({ imageMap: { flow: 'F', images: {}, steps: {} }, images: [], failures: [], settings: { prune } }) as unknown as DeployFlowResult;
+  const result = (prune: string[]) => ({ imageMap: { flow: 'F', images: {}, steps: {} }, images: [], failures: [], settings: { prune }, directUrls: [] }) as unknown as DeployFlowResult;
 
   it('build --json has `prune` (the presets, what each image built now left out) only when presets are set', () => {
     expect(buildJson(result(['tests']), null, new Map(), new Map([['0123', summary]]))['prune']).toEqual({ presets: ['tests'], images: { '0123': { files: 6064, bytes: 142 * 2 ** 20 } } });

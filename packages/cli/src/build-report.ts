@@ -52,6 +52,7 @@ export function buildJson(
     stateFile,
     ...(prefetch ? { prefetch } : {}),
     ...(prune ? { prune } : {}),
+    ...(result.directUrls.length > 0 ? { directUrls: result.directUrls } : {}),
     ...(failures.length > 0 ? { failures } : {}),
   };
 }

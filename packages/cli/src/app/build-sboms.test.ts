@@ -41,7 +41,7 @@ describe('the SBOM step of build', () => {
       },
       steps: {},
     };
-    const result = { imageMap, images: [], failures: [], settings: { prune: [] } } as unknown as DeployFlowResult;
+    const result = { imageMap, images: [], failures: [], settings: { prune: [] }, directUrls: [] } as unknown as DeployFlowResult;
     const json = buildJson(result, '/s.json', new Map([['one', ref('1')], ['idx', ref('2', 'present')], ['a', ref('3')]])) as { images: Record<string, Record<string, unknown> & { platforms?: Record<string, Record<string, unknown>> }>; stateFile: string };
     expect(json.stateFile).toBe('/s.json');
     expect(json.images['one']).toEqual({ ...imageMap.images.one, sbom: sbomJson(ref('1')) });

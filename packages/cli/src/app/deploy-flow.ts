@@ -34,6 +34,7 @@ import { checkMicromambaImageSetting, deploySettings, type DeploySettings } from
 import { expectedImageLayout } from './expected-layout.js';
 import { deploySettingsNotes } from './ignored-settings-note.js';
 import { ImageUseMarks, markingImageUse } from './image-use-marks.js';
+import { directUrlNotes, flowDirectUrlWheels, lockedEnvs, type FlowDirectUrlWheel } from './direct-url-wheels.js';
 import { lockFlow, readFlowEnvs, type LockFlowResult } from './lock-flow.js';
 import { prefetchProfileOf, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';
 
@@ -72,6 +73,8 @@ export interface DeployFlowResult extends DeployResult {
   buildService: string | null;
   /** The recorded prefetch profile handed to the build service (see prefetch-profile.ts), null for none; it lays out only lazily pulled layers (each image's `layout` says). */
   prefetchProfile: PrefetchProfile | null;
+  /** The wheels the lock took at a direct URL (a dependency's `bar @ https://other-host/…`), one per env holding it; each also told as a note. */
+  directUrls: FlowDirectUrlWheel[];
 }
 
 /** The recipe's runner (core's `createRecipeRunner`: it refuses prune presets with micromamba), its materializer created on first use. */
@@ -187,6 +190,8 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
     // Each image the build checks, reuses or pushes is marked used (before the registry is asked):
     // prebuilt gc on this machine keeps it (image-use-marks.ts). A plan builds no image map.
     const onEvent = options.plan ? options.onEvent : markingImageUse(ImageUseMarks.of(scope.env), options.onEvent);
+    // As `prebuilt lock` names them: a wheel from a host no setting names, whether resolved now or by the lock's author.
+    for (const message of directUrlNotes(lockedEnvs(lock))) options.onEvent?.({ type: 'note', message });
     const result = await deploy({
       flow: lock.envs.flow,
       steps: stepsToDeploy(file, lock, options.steps, options.gpuSteps),
@@ -206,7 +211,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
       ...(onEvent ? { onEvent } : {}),
     });
     const buildServiceName = options.plan ? null : (buildService?.name ?? selectedBackendNames(scope.env).buildService.name);
-    return { ...result, lock, settings, recipe: recipeName, registry: registry.name, buildService: buildServiceName, prefetchProfile: prefetchProfile ?? null };
+    return { ...result, lock, settings, recipe: recipeName, registry: registry.name, buildService: buildServiceName, prefetchProfile: prefetchProfile ?? null, directUrls: flowDirectUrlWheels(lock) };
   } finally {
     ahead?.stop();
     await buildService?.close?.();

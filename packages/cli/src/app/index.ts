@@ -11,6 +11,7 @@ export { deployFlow, type DeployFlowOptions, type DeployFlowResult } from './dep
 export { DEFAULT_BASE_IMAGE, deploySettings, type DeploySettings } from './deploy-settings.js';
 export { runWithImages, type RunWithImagesHooks, type RunWithImagesResult } from './run-flow.js';
 export { lockFlow, type LockFlowOptions, type LockFlowResult } from './lock-flow.js';
+export { directUrlNotes, directUrlWheels, flowDirectUrlWheels, lockedEnvs, type DirectUrlWheel, type FlowDirectUrlWheel, type FlowLockEnv } from './direct-url-wheels.js';
 export { checkStateFileSetting, readImageMap, stateFilePath, writeImageMap } from './state-file.js';
 export { fileArgument, shellWord, shownPath } from './shown-path.js';
 export { missingStepsError } from './image-map-checks.js';

@@ -6,7 +6,8 @@ import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-
 const BUILD_HELP = `
 Builds one image per distinct step environment and pushes it, skipping every image the registry
 already has (tags are content-addressed). Then writes the image map (step → image, interpreter,
-pull config) to the state file.
+pull config) to the state file. Locks the flow first as \`prebuilt lock\` does (unless --frozen),
+and names as it does each wheel pip took at a direct URL (a note; directUrls in --json).
 ${DEPLOY_SETTINGS_HELP}
   METAFLOW_PREBUILT_BUILD_WORKERS         images built at once (default min(images, 8))
   METAFLOW_PREBUILT_STATE_FILE            image map (default .prebuilt/<Flow>/images.json beside the flow)

@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { createServer } from 'node:http';
 import { buildWheel, closedPort, exampleFixtureSet, generateFixtures, listenOnLoopback, standInPython, startFixtureServer, writePypiIndex, type FixtureServer } from '@prebuilt/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getServices, itOrFailInCi, missingFor } from '../../../../test/services.js';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/prebuilt.js', import.meta.url));
@@ -58,6 +59,7 @@ let dir: string;
 let server: FixtureServer;
 let hostPython = 'python3';
 let caseNo = 0;
+const services = getServices();
 
 interface CliResult {
   code: number;
@@ -386,7 +388,12 @@ describe('prebuilt lock', () => {
     expect(existsSync(join(cwd, 'flow.prebuilt.lock'))).toBe(false);
   });
 
-  it('a wheel a dependency requires at a direct URL on another host: locked, named in a note (package, host, who required it) and in --json, and sent no index credentials', async () => {
+  /**
+   * A project whose step fetch asks for foo, whose metadata requires bar at a direct URL on another
+   * host (a server recording each request and its Authorization), from an index the settings give
+   * with credentials, as a user configures a private one.
+   */
+  async function directUrlProject(): Promise<{ cwd: string; settings: Record<string, string>; barUrl: string; otherHost: string; seen: { url: string; authorization?: string }[]; index: FixtureServer; close: () => Promise<void> }> {
     const seen: { url: string; authorization?: string }[] = [];
     const bar = buildWheel({ name: 'bar', version: '2.0', files: [{ path: 'bar/__init__.py', content: '' }] });
     const other = await listenOnLoopback(
@@ -398,23 +405,39 @@ describe('prebuilt lock', () => {
     );
     const barUrl = `${other.url}/wheels/${bar.filename}`;
     // The example index (Metaflow's pins are in it) and foo, whose metadata requires bar at that URL.
-    const indexDir = join(dir, 'direct-url-index');
+    const indexDir = join(dir, `direct-url-index-${caseNo}`);
     await writePypiIndex(indexDir, [...exampleFixtureSet().wheels, { name: 'foo', version: '1.0', requiresDist: [`bar @ ${barUrl}`], files: [{ path: 'foo/__init__.py', content: '' }] }]);
     const index = await startFixtureServer({ indexes: { direct: indexDir } });
+    const cwd = join(dir, `case-${caseNo++}`);
+    await mkdir(cwd, { recursive: true });
+    await writeFile(join(cwd, 'flow.py'), FLOW('{"tinycli": ""}').replace('@pypi(packages={"tinyhttp": ""})', '@pypi(packages={"foo": ""})'));
+    const credentialed = index.indexUrls.direct!.replace('http://', 'http://ci:t0ken@');
+    return {
+      cwd,
+      settings: { METAFLOW_PREBUILT_PYPI_INDEX_URL: credentialed },
+      barUrl,
+      otherHost: new URL(other.url).host,
+      seen,
+      index,
+      close: async () => {
+        await index.close();
+        await other.close();
+      },
+    };
+  }
+
+  /** The note `lock`, `plan` and `build` give of bar. */
+  const barNote = (otherHost: string, barUrl: string): string =>
+    `note: step fetch: bar 2.0 is locked from the host ${otherHost} (${barUrl}), a direct URL that foo requires (Requires-Dist: bar @ …), not a file of the PyPI index; ` +
+    "the lock pins its sha256, and the index's credentials go to the index's own host only.\n";
+
+  it('a wheel a dependency requires at a direct URL on another host: locked, named in a note (package, host, who required it) and in --json, and sent no index credentials', async () => {
+    const { cwd, settings, barUrl, otherHost, seen, index, close } = await directUrlProject();
     try {
-      const cwd = join(dir, `case-${caseNo++}`);
-      await mkdir(cwd, { recursive: true });
-      await writeFile(
-        join(cwd, 'flow.py'),
-        FLOW('{"tinycli": ""}').replace('@pypi(packages={"tinyhttp": ""})', '@pypi(packages={"foo": ""})'),
-      );
-      // The index with credentials, as a user configures a private one.
-      const credentialed = index.indexUrls.direct!.replace('http://', 'http://ci:t0ken@');
-      const settings = { METAFLOW_PREBUILT_PYPI_INDEX_URL: credentialed };
       const json = await prebuilt(['lock', 'flow.py', '--json'], cwd, settings);
       expect(json.code, json.stderr).toBe(0);
       const fetch = (JSON.parse(json.stdout) as LockJson).envs.find((e) => e.steps.includes('fetch'))!;
-      expect(fetch.directUrls).toEqual([{ name: 'bar', version: '2.0', url: barUrl, host: new URL(other.url).host, requiredBy: ['foo'] }]);
+      expect(fetch.directUrls).toEqual([{ name: 'bar', version: '2.0', url: barUrl, host: otherHost, requiredBy: ['foo'] }]);
       expect((JSON.parse(json.stdout) as LockJson).envs.filter((e) => !e.steps.includes('fetch')).every((e) => e.directUrls.length === 0)).toBe(true);
       const lock = JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')) as { envs: Record<string, { packages: { name: string; url: string; directUrl?: unknown }[] }> };
       const wheels = Object.values(lock.envs).flatMap((e) => e.packages);
@@ -424,10 +447,7 @@ describe('prebuilt lock', () => {
       // The human view says it, also when the env is taken from the lock as it is.
       const human = await prebuilt(['lock', 'flow.py'], cwd, settings);
       expect(human.code, human.stderr).toBe(0);
-      expect(human.stdout).toContain(
-        `note: step fetch: bar 2.0 is locked from the host ${new URL(other.url).host} (${barUrl}), a direct URL that foo requires (Requires-Dist: bar @ …), not a file of the PyPI index; ` +
-          "the lock pins its sha256, and the index's credentials go to the index's own host only.\n",
-      );
+      expect(human.stdout).toContain(barNote(otherHost, barUrl));
       expect(human.stdout.match(/^note:/gm)).toHaveLength(1);
       expect(human.stdout).toMatch(/note: .*\nflow\.prebuilt\.lock is up to date\.\n$/);
 
@@ -436,10 +456,36 @@ describe('prebuilt lock', () => {
       expect(seen.length).toBeGreaterThan(0);
       expect(seen.filter((request) => request.authorization !== undefined)).toEqual([]);
     } finally {
-      await index.close();
-      await other.close();
+      await close();
     }
   });
+
+  itOrFailInCi(
+    'plan, which resolves too when there is no lock file, names a wheel locked at a direct URL as lock does: the same note (stderr), and directUrls in --json (each with its lock key, platform and steps)',
+    missingFor(['registries', 'baseImage'], services),
+    async () => {
+      const { cwd, settings, barUrl, otherHost, seen, close } = await directUrlProject();
+      const deploy = { ...settings, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: services.registries!.plain.host, METAFLOW_PREBUILT_BASE_IMAGE: services.baseImage!.ref };
+      try {
+        expect(existsSync(join(cwd, 'flow.prebuilt.lock'))).toBe(false);
+        const json = await prebuilt(['plan', 'flow.py', '--json'], cwd, deploy);
+        expect(json.code, json.stderr).toBe(0);
+        expect(json.stderr).toContain(barNote(otherHost, barUrl));
+        const planned = JSON.parse(json.stdout) as { directUrls: unknown[] };
+        expect(planned.directUrls).toEqual([{ name: 'bar', version: '2.0', url: barUrl, host: otherHost, requiredBy: ['foo'], lockKey: expect.any(String), platform: 'linux-64', steps: ['fetch'] }]);
+        // Resolved by plan: the lock file now records it, and a second plan (from the lock) says it again.
+        expect(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')).toContain('"directUrl"');
+        const human = await prebuilt(['plan', 'flow.py'], cwd, deploy);
+        expect(human.code, human.stderr).toBe(0);
+        expect(human.stderr.split(barNote(otherHost, barUrl))).toHaveLength(2);
+        expect(human.stdout).not.toContain('note:');
+        expect(seen.filter((request) => request.authorization !== undefined)).toEqual([]);
+      } finally {
+        await close();
+      }
+    },
+    120_000,
+  );
 
   it('an index that trickles (a byte every 300 ms, so pip\'s per-read timeout never fires): exit 1 once METAFLOW_PREBUILT_PIP_TIMEOUT passes, saying what, why and the fix; no lock written', async () => {
     const open = new Set<() => void>();

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { redactUrl, withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
-import { lockFlow, shownPath } from '../app/index.js';
+import { withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
+import { directUrlNotes, directUrlWheels, lockedEnvs, lockFlow, shownPath } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
-import { noteLine, oneLineText, renderTable, waitLine, writeJsonResult } from '../output.js';
+import { noteLine, renderTable, waitLine, writeJsonResult } from '../output.js';
 
 interface LockOptions {
   json?: boolean;
@@ -52,69 +52,8 @@ interface EnvRow {
   status: 'resolved' | 'locked';
 }
 
-/** A wheel of an env locked at a direct URL (see core's `LockedPackage.directUrl`), as --json gives it. */
-interface DirectUrlWheel {
-  name: string;
-  version: string;
-  /** The locked URL, as printed (credentials and secret query parameters hidden; a lock's URL carries none). */
-  url: string;
-  /** `host:port` of the URL; empty for a `file:` URL. */
-  host: string;
-  /** The packages whose metadata required it at that URL. */
-  requiredBy: string[];
-}
-
-function directUrlWheels(entry: LockEntry): DirectUrlWheel[] {
-  return entry.packages.flatMap((p) => {
-    if (p.directUrl === undefined) return [];
-    let host = '';
-    try {
-      host = new URL(p.url).host;
-    } catch {
-      // Not a URL (a lock validated on read has URLs): no host to name.
-    }
-    return [{ name: p.name, version: p.version, url: redactUrl(p.url), host, requiredBy: [...p.directUrl.requiredBy] }];
-  });
-}
-
-/**
- * One note per wheel locked at a direct URL (over every env and platform that has it): what,
- * from which host, who required it, and what prebuilt does about it. Its words come from the index
- * (names, the URL): kept on one line.
- */
-function directUrlNotes(rows: readonly EnvRow[]): string[] {
-  const byWheel = new Map<string, { wheel: DirectUrlWheel; steps: Set<string> }>();
-  for (const row of rows) {
-    for (const wheel of directUrlWheels(row.entry)) {
-      const key = `${wheel.name} ${wheel.version} ${wheel.url}`;
-      const seen = byWheel.get(key) ?? { wheel, steps: new Set<string>() };
-      for (const step of row.steps) seen.steps.add(step);
-      for (const by of wheel.requiredBy) if (!seen.wheel.requiredBy.includes(by)) seen.wheel.requiredBy.push(by);
-      byWheel.set(key, seen);
-    }
-  }
-  return [...byWheel.values()].map(({ wheel, steps }) => {
-    const sorted = [...steps].sort();
-    const where = `step${sorted.length === 1 ? '' : 's'} ${sorted.join(', ')}`;
-    const from = wheel.host === '' ? 'a file on this machine' : `the host ${wheel.host}`;
-    const by = wheel.requiredBy.length === 0 ? 'a package pip picked' : wheel.requiredBy.sort().join(', ');
-    return oneLineText(
-      `${where}: ${wheel.name} ${wheel.version} is locked from ${from} (${wheel.url}), a direct URL that ${by} require${wheel.requiredBy.length > 1 ? '' : 's'} ` +
-        `(Requires-Dist: ${wheel.name} @ …), not a file of the PyPI index; the lock pins its sha256, and the index's credentials go to the index's own host only.`,
-    );
-  });
-}
-
 function envRows(result: LockForFlowResult): EnvRow[] {
-  const rows = new Map<string, EnvRow>();
-  for (const [step, locks] of Object.entries(result.lock.steps)) {
-    for (const key of Object.values(locks ?? {})) {
-      const row = rows.get(key) ?? { key, entry: result.lock.envs[key]!, steps: [], status: result.resolved.includes(key) ? 'resolved' : 'locked' };
-      row.steps.push(step);
-      rows.set(key, row);
-    }
-  }
-  return [...rows.values()];
+  return lockedEnvs(result).map((env) => ({ ...env, status: result.resolved.includes(env.key) ? 'resolved' : 'locked' }));
 }
 
 /** `prebuilt lock <flow.py> [--update] [--frozen] [--json]`. */

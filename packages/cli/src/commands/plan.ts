@@ -23,7 +23,8 @@ prefetch order, EROFS layers where the build makes tar layers, …) shows \`will
 the reason below the table (--json: status missing and its reason).
 The selected build service is found, as a build finds it (a name that is none is exit 2), but not
 created: its settings and its daemon are not needed.
-Resolves and writes the lock file like \`prebuilt lock\` (unless --frozen). Meanwhile stderr
+Resolves and writes the lock file like \`prebuilt lock\` (unless --frozen), and names as it
+does each wheel pip took at a direct URL (a note; directUrls in --json). Meanwhile stderr
 says that it locks the envs (not with --json) and, after a few seconds without a byte, what a
 network read (channel, index, registry) waits on.
 ${DEPLOY_SETTINGS_HELP}
@@ -165,6 +166,7 @@ export function registerPlanCommand(program: Command, context: CliContext): void
         images: Object.fromEntries(result.images.map((image) => [image.envId, planImageJson(image)])),
         steps,
         ...(result.settings.prune.length > 0 ? { prune: result.settings.prune } : {}),
+        ...(result.directUrls.length > 0 ? { directUrls: result.directUrls } : {}),
       });
     });
 }
