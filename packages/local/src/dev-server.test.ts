@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { chmod, chown, copyFile, lchown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -421,7 +421,11 @@ describe.skipIf(notRoot !== undefined)('development registry server: a program o
     const stateDir = defaultStateDir({ XDG_STATE_HOME: xdg });
     const port = await freePort();
     // Their "registry": answers /v2/ (so the state reads as healthy) on the port the planted state names.
-    const theirs = createServer((socket) => socket.end('HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Basic realm="x"\r\ncontent-length: 0\r\n\r\n'));
+    const sockets = new Set<Socket>();
+    const theirs = createServer((socket) => {
+      sockets.add(socket);
+      socket.end('HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Basic realm="x"\r\ncontent-length: 0\r\n\r\n');
+    });
     await new Promise<void>((resolve) => theirs.listen(port, '127.0.0.1', resolve));
     try {
       await mkdir(stateDir, { recursive: true });
@@ -446,6 +450,7 @@ describe.skipIf(notRoot !== undefined)('development registry server: a program o
       expect(existsSync(join(root, 'ran'))).toBe(false);
       expect((await stat(xdg)).mode & 0o7777).toBe(0o777);
     } finally {
+      for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => theirs.close(resolve));
       await rm(root, { recursive: true, force: true });
     }
