@@ -79,7 +79,7 @@ describe('run temp dirs', () => {
     const unrelated = join(dir, 'prebuilt-context-old-style-XyZ789');
     for (const path of [reused, otherHost, unrelated, otherBoot, reusedTick, otherHostTick, otherNamespace, otherNamespaceOldBoot]) await mkdir(path);
     // Those of another boot were last touched by their run more than a day ago.
-    for (const path of [otherBoot, otherNamespaceOldBoot]) await utimes(path, dayAgo(), dayAgo());
+    for (const path of [reused, otherBoot, otherNamespaceOldBoot]) await utimes(path, dayAgo(), dayAgo());
     try {
       const removed = await sweepStaleRunTempDirs({ tempDir: dir });
       expect(removed.sort()).toEqual([killed.path, reused, otherBoot, reusedTick, otherNamespaceOldBoot].sort());
@@ -104,12 +104,14 @@ describe('run temp dirs', () => {
     const quiet = join(dir, `prebuilt-context-def-q.${tag}.${otherBoot}.${pidns}.4194303.1.AbC123`);
     // A run of another boot that last touched its directory more than a day ago: gone, whoever it was.
     const idle = join(dir, `prebuilt-context-def-q.${tag}.${otherBoot}.${pidns}.4194303.2.AbC123`);
-    for (const path of [busy, quiet, idle]) await mkdir(path);
+    // The form without /proc (macOS) names no boot: a pid that does not run here may be another machine's live run.
+    const wallClock = join(dir, `prebuilt-context-def-r.${tag}.4194303.${Date.now().toString(36)}.AbC123`);
+    for (const path of [busy, quiet, idle, wallClock]) await mkdir(path);
     await utimes(quiet, new Date(Date.now() - OTHER_BOOT_IDLE_MS + 3_600_000), new Date(Date.now() - OTHER_BOOT_IDLE_MS + 3_600_000));
     await utimes(idle, dayAgo(), dayAgo());
     try {
       expect(await sweepStaleRunTempDirs({ tempDir: dir })).toEqual([idle]);
-      expect((await readdir(dir)).sort()).toEqual([busy, quiet, mine].map((p) => p.slice(dir.length + 1)).sort());
+      expect((await readdir(dir)).sort()).toEqual([busy, quiet, wallClock, mine].map((p) => p.slice(dir.length + 1)).sort());
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -160,6 +162,8 @@ describe('run temp dirs', () => {
     await mkdir(theirs);
     const otherUser = process.getuid?.() === 0;
     if (otherUser) await chown(theirs, 65534, 65534); // as root, the test can make it another user's
+    // Untouched for a day: the `r.` form names no boot, so only then is it taken for a dead run's.
+    for (const path of [own, theirs]) await utimes(path, dayAgo(), dayAgo());
     const removed = await sweepStaleRunTempDirs({ tempDir: dir });
     expect(removed.sort()).toEqual(otherUser ? [own] : [own, theirs].sort());
     expect((await readdir(dir)).sort()).toEqual([dead('Link01'), ...(otherUser ? [theirs] : [])].map((p) => p.slice(dir.length + 1)).sort());

@@ -29,8 +29,9 @@
  * `date -s`) — a sweep after a step took every live run for a dead one and removed its build
  * contexts mid-build. Without /proc (macOS) the name is `<prefix>r.<host>.<pid>.<start ms>.XXXXXX`,
  * the form earlier versions wrote everywhere, whose start is node's on the wall clock; those are
- * still swept, with a margin ({@link SAME_START_MS}). Earlier versions do not recognise the `q.` form,
- * so they leave such directories alone.
+ * still swept, with a margin ({@link SAME_START_MS}), and — naming no boot, so another machine of
+ * this hostname looks the same — only once untouched for {@link OTHER_BOOT_IDLE_MS}. Earlier
+ * versions do not recognise the `q.` form, so they leave such directories alone.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
@@ -258,6 +259,8 @@ export async function sweepStaleRunTempDirs(options: { tempDir?: string } = {}):
       const otherNamespace = byTick[3] !== currentPidNamespace() && byTick[2] === boot;
       if (byTick[1] !== mine || otherNamespace || tickOwnerRuns(byTick[2]!, Number(byTick[4]), parseInt(byTick[5]!, 36))) continue;
     } else if (byClock) {
+      // No boot in the name: another machine of this hostname (its pid means nothing here) looks the same. Only once idle.
+      idleFor = OTHER_BOOT_IDLE_MS;
       if (byClock[1] !== mine || ownerRuns(Number(byClock[2]), parseInt(byClock[3]!, 36))) continue;
     } else {
       continue;
