@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DeployEvent } from '@prebuilt/core';
@@ -50,5 +50,45 @@ describe('image use marks (what gc on this machine keeps for its minimum age)', 
     expect(readFileSync(victim, 'utf8')).toBe('precious');
     // A symlink is no mark.
     expect(marks.lastUse(REF)).toBeUndefined();
+  });
+
+  it('forgets nothing through an images-used planted as a symlink to another directory (a co-user of a shared cache), and marks nothing there', () => {
+    // Another user of the cache made images-used a symlink to a directory of the victim's (which
+    // they cannot write, the victim can): the victim's gc --yes removed every file there older than 30 days.
+    const victimDir = join(work, 'd-victim');
+    mkdirSync(victimDir);
+    const precious = join(victimDir, 'thesis.tex');
+    writeFileSync(precious, 'years of work');
+    const old = new Date(Date.now() - 400 * 86_400_000);
+    utimesSync(precious, old, old);
+    mkdirSync(join(work, 'd'));
+    const dir = join(work, 'd', 'images-used');
+    symlinkSync(victimDir, dir);
+    const marks = new ImageUseMarks(dir);
+    expect(() => marks.forgetOld()).not.toThrow();
+    expect(readFileSync(precious, 'utf8')).toBe('years of work');
+    expect(() => marks.mark(REF)).not.toThrow();
+    expect(readdirSync(victimDir)).toEqual(['thesis.tex']);
+    // Nor are its files marks.
+    expect(marks.lastUse(REF)).toBeUndefined();
+  });
+
+  it('forgets only old marks: another file in the directory stays, and one it cannot remove (a directory) never fails gc', () => {
+    const dir = join(work, 'e', 'images-used');
+    const marks = new ImageUseMarks(dir);
+    const old = new Date(Date.now() - 40 * 86_400_000);
+    marks.mark(REF, old);
+    const notes = join(dir, 'README');
+    writeFileSync(notes, 'left by someone');
+    utimesSync(notes, old, old);
+    // A directory at a mark's name (planted, or a mark's name by chance) made rmSync throw: gc --yes failed after deleting.
+    const planted = join(dir, 'a'.repeat(40));
+    mkdirSync(planted);
+    writeFileSync(join(planted, 'x'), 'x');
+    utimesSync(planted, old, old);
+    expect(() => marks.forgetOld()).not.toThrow();
+    expect(marks.lastUse(REF)).toBeUndefined();
+    expect(existsSync(notes)).toBe(true);
+    expect(existsSync(join(planted, 'x'))).toBe(true);
   });
 });

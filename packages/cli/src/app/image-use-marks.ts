@@ -7,11 +7,13 @@
  * marks once for the plan and again just before each deletion.
  *
  * Only builds sharing the cache directory are seen (this machine, or hosts sharing it as a volume);
- * best effort: a mark that cannot be written (a read-only cache, another user's mark in a shared
- * one) is logged, never fails the build.
+ * best effort: a mark that cannot be written (a read-only cache) is logged, never fails the build.
+ * In a cache shared with other users, `images-used` is used only while it is a directory (a symlink
+ * planted there by a co-user is no directory of marks: gc would have removed a month-old file of the
+ * victim's wherever it pointed), and gc forgets only the files named as marks are.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger, errorMessage, prebuiltCacheDir, type DeployEvent } from '@prebuilt/core';
 
@@ -19,6 +21,9 @@ const log = createLogger('prebuilt:image-use');
 
 /** Marks unused for this long are removed by gc. */
 const FORGET_AFTER_MS = 30 * 24 * 3_600_000;
+
+/** A mark's name: the first 40 hex digits of its tag's sha256. */
+const MARK_NAME = /^[0-9a-f]{40}$/;
 
 export class ImageUseMarks {
   readonly dir: string;
@@ -36,9 +41,24 @@ export class ImageUseMarks {
     return join(this.dir, createHash('sha256').update(ref).digest('hex').slice(0, 40));
   }
 
+  /** The directory of marks as it is now when it is one (not a symlink to one, not a file); else undefined. */
+  #dirStats(): Stats | undefined {
+    const stats = lstatSync(this.dir, { throwIfNoEntry: false });
+    return stats?.isDirectory() ? stats : undefined;
+  }
+
   /** Records that a build uses the image `ref` (`host/repository:tag`) now. Synchronous, a few system calls. */
   mark(ref: string, now: Date = new Date()): void {
     const path = this.#path(ref);
+    try {
+      if (!this.#made) {
+        mkdirSync(this.dir, { recursive: true });
+        if (!this.#dirStats()) return log('cannot mark %s as used: %s is not a directory (a symlink?); no marks are kept there', ref, this.dir);
+        this.#made = true;
+      }
+    } catch (error) {
+      return log('cannot mark %s as used in %s: %s', ref, this.dir, errorMessage(error));
+    }
     try {
       // A mark there already: its mtime moved (lutimes: a symlink planted at the name gets its own
       // times changed, never its target's; and a symlink is no mark).
@@ -48,8 +68,6 @@ export class ImageUseMarks {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return log('cannot mark %s as used in %s: %s', ref, path, errorMessage(error));
     }
     try {
-      if (!this.#made) mkdirSync(this.dir, { recursive: true });
-      this.#made = true;
       // A new mark names its image (for whoever looks in the directory); O_EXCL never follows a symlink.
       const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
       try {
@@ -65,12 +83,19 @@ export class ImageUseMarks {
 
   /** When a build on this machine last used `ref`; undefined when none did (or the mark is gone). */
   lastUse(ref: string): Date | undefined {
+    if (!this.#dirStats()) return undefined;
     const stats = lstatSync(this.#path(ref), { throwIfNoEntry: false });
     return stats?.isFile() ? stats.mtime : undefined;
   }
 
-  /** Removes marks older than 30 days (best effort). */
+  /**
+   * Removes marks older than 30 days (best effort, never throws): regular files named as marks are,
+   * in the directory of marks while it is the directory first read (a co-user of a shared cache who
+   * swaps it for a symlink meanwhile stops the pass).
+   */
   forgetOld(now: Date = new Date()): void {
+    const dir = this.#dirStats();
+    if (!dir) return;
     let names: string[];
     try {
       names = readdirSync(this.dir);
@@ -78,9 +103,17 @@ export class ImageUseMarks {
       return;
     }
     for (const name of names) {
+      if (!MARK_NAME.test(name)) continue;
       const path = join(this.dir, name);
-      const stats = lstatSync(path, { throwIfNoEntry: false });
-      if (stats && now.getTime() - stats.mtimeMs > FORGET_AFTER_MS) rmSync(path, { force: true });
+      try {
+        const stats = lstatSync(path, { throwIfNoEntry: false });
+        if (!stats?.isFile() || now.getTime() - stats.mtimeMs <= FORGET_AFTER_MS) continue;
+        const still = this.#dirStats();
+        if (still?.ino !== dir.ino || still.dev !== dir.dev) return log('%s changed while old marks were removed; stopped', this.dir);
+        unlinkSync(path);
+      } catch (error) {
+        log('cannot remove the old mark %s: %s', path, errorMessage(error));
+      }
     }
   }
 }
