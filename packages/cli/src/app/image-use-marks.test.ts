@@ -1,6 +1,8 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { DeployEvent } from '@prebuilt/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ImageUseMarks, markingImageUse } from './image-use-marks.js';
@@ -90,5 +92,28 @@ describe('image use marks (what gc on this machine keeps for its minimum age)', 
     expect(marks.lastUse(REF)).toBeUndefined();
     expect(existsSync(notes)).toBe(true);
     expect(existsSync(join(planted, 'x'))).toBe(true);
+  });
+
+  // Run as another user (root may set any file's times): needs root to switch, setpriv, and the built dist.
+  const DIST = fileURLToPath(new URL('../../dist/app/image-use-marks.js', import.meta.url));
+  const cannotSwitch = process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv') || !existsSync(DIST);
+  it.skipIf(cannotSwitch)("a build of another user of a shared cache moves a mark the first user made (only a file's owner may set its times: gc took the image for unused since the first user's build)", () => {
+    chmodSync(work, 0o755);
+    mkdirSync(join(work, 'f'), { mode: 0o755 });
+    const dir = join(work, 'f', 'images-used');
+    mkdirSync(dir);
+    // Shared with the other user (as through a group): writable, no sticky bit.
+    chmodSync(dir, 0o777);
+    const marks = new ImageUseMarks(dir);
+    const earlier = new Date(Date.now() - 2 * 3_600_000);
+    marks.mark(REF, earlier);
+    expect(marks.lastUse(REF)!.getTime()).toBe(earlier.getTime());
+    const script = `import { ImageUseMarks } from ${JSON.stringify(DIST)};
+new ImageUseMarks(${JSON.stringify(dir)}).mark(${JSON.stringify(REF)});`;
+    const before = Date.now();
+    execFileSync('/usr/bin/setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(marks.lastUse(REF)!.getTime()).toBeGreaterThanOrEqual(before - 1000);
+    // Only the mark is left (no replacement's temporary file).
+    expect(readdirSync(dir)).toHaveLength(1);
   });
 });

@@ -8,12 +8,14 @@
  *
  * Only builds sharing the cache directory are seen (this machine, or hosts sharing it as a volume);
  * best effort: a mark that cannot be written (a read-only cache) is logged, never fails the build.
+ * Another user's mark (a cache shared through its group) is replaced by this user's, whose times
+ * only its owner may set.
  * In a cache shared with other users, `images-used` is used only while it is a directory (a symlink
  * planted there by a co-user is no directory of marks: gc would have removed a month-old file of the
  * victim's wherever it pointed), and gc forgets only the files named as marks are.
  */
-import { createHash } from 'node:crypto';
-import { closeSync, constants, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, constants, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger, errorMessage, prebuiltCacheDir, type DeployEvent } from '@prebuilt/core';
 
@@ -22,8 +24,8 @@ const log = createLogger('prebuilt:image-use');
 /** Marks unused for this long are removed by gc. */
 const FORGET_AFTER_MS = 30 * 24 * 3_600_000;
 
-/** A mark's name: the first 40 hex digits of its tag's sha256. */
-const MARK_NAME = /^[0-9a-f]{40}$/;
+/** A mark's name: the first 40 hex digits of its tag's sha256 (and a replacement's, left by a build killed before its rename). */
+const MARK_NAME = /^[0-9a-f]{40}(\.[0-9a-z]+-[0-9a-f]{8}\.tmp)?$/;
 
 export class ImageUseMarks {
   readonly dir: string;
@@ -65,19 +67,29 @@ export class ImageUseMarks {
       lutimesSync(path, now, now);
       return;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return log('cannot mark %s as used in %s: %s', ref, path, errorMessage(error));
+      const code = (error as NodeJS.ErrnoException).code;
+      // Another user's mark (a cache shared through its group): only its owner may set its times, and
+      // left as it was it kept that user's last use, so gc deleted the image this build is about to name.
+      if (code === 'EPERM' || code === 'EACCES') return this.#replace(path, ref, now);
+      if (code !== 'ENOENT') return log('cannot mark %s as used in %s: %s', ref, path, errorMessage(error));
     }
     try {
       // A new mark names its image (for whoever looks in the directory); O_EXCL never follows a symlink.
-      const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-      try {
-        writeSync(fd, `${ref}\n`);
-      } finally {
-        closeSync(fd);
-      }
-      lutimesSync(path, now, now);
+      writeMark(path, ref, now);
     } catch (error) {
       log('cannot mark %s as used in %s: %s', ref, path, errorMessage(error));
+    }
+  }
+
+  /** Puts a mark of this user's, dated `now`, in place of the one at `path` (a rename: allowed in a directory the group may write in without the sticky bit). */
+  #replace(path: string, ref: string, now: Date): void {
+    const temporary = `${path}.${process.pid.toString(36)}-${randomBytes(4).toString('hex')}.tmp`;
+    try {
+      writeMark(temporary, ref, now);
+      renameSync(temporary, path);
+    } catch (error) {
+      rmSync(temporary, { force: true });
+      log('cannot mark %s as used in %s (another user\'s mark): %s', ref, path, errorMessage(error));
     }
   }
 
@@ -116,6 +128,17 @@ export class ImageUseMarks {
       }
     }
   }
+}
+
+/** Writes a new mark at `path` (O_EXCL: never through a symlink), dated `at`. */
+function writeMark(path: string, ref: string, at: Date): void {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  try {
+    writeSync(fd, `${ref}\n`);
+  } finally {
+    closeSync(fd);
+  }
+  lutimesSync(path, at, at);
 }
 
 /** The phases of an image a deploy marks: `checking` comes before the registry is asked; `present` and `built` when the image map will name it. */
