@@ -21,7 +21,7 @@ import { createLogger, errorMessage, prebuiltCacheDir, type DeployEvent } from '
 
 const log = createLogger('prebuilt:image-use');
 
-/** Marks unused for this long are removed by gc. */
+/** Marks unused for this long (or dated this far ahead) are removed by gc. */
 const FORGET_AFTER_MS = 30 * 24 * 3_600_000;
 
 /** A mark's name: the first 40 hex digits of its tag's sha256 (and a replacement's, left by a build killed before its rename). */
@@ -93,15 +93,19 @@ export class ImageUseMarks {
     }
   }
 
-  /** When a build on this machine last used `ref`; undefined when none did (or the mark is gone). */
-  lastUse(ref: string): Date | undefined {
+  /**
+   * When a build on this machine last used `ref`; undefined when none did (or the mark is gone). A
+   * mark dated ahead of `now` (a clock ahead, on a host sharing the cache) is a use now.
+   */
+  lastUse(ref: string, now: Date = new Date()): Date | undefined {
     if (!this.#dirStats()) return undefined;
     const stats = lstatSync(this.#path(ref), { throwIfNoEntry: false });
-    return stats?.isFile() ? stats.mtime : undefined;
+    if (!stats?.isFile()) return undefined;
+    return stats.mtimeMs > now.getTime() ? now : stats.mtime;
   }
 
   /**
-   * Removes marks older than 30 days (best effort, never throws): regular files named as marks are,
+   * Removes marks older than 30 days, or dated more than 30 days ahead (best effort, never throws): regular files named as marks are,
    * in the directory of marks while it is the directory first read (a co-user of a shared cache who
    * swaps it for a symlink meanwhile stops the pass).
    */
@@ -119,7 +123,8 @@ export class ImageUseMarks {
       const path = join(this.dir, name);
       try {
         const stats = lstatSync(path, { throwIfNoEntry: false });
-        if (!stats?.isFile() || now.getTime() - stats.mtimeMs <= FORGET_AFTER_MS) continue;
+        // Dated more than 30 days ahead too (a clock stepped ahead, a planted date): such a mark kept its image for as long, never forgotten.
+        if (!stats?.isFile() || Math.abs(now.getTime() - stats.mtimeMs) <= FORGET_AFTER_MS) continue;
         const still = this.#dirStats();
         if (still?.ino !== dir.ino || still.dev !== dir.dev) return log('%s changed while old marks were removed; stopped', this.dir);
         unlinkSync(path);
