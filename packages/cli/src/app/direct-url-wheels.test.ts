@@ -44,4 +44,15 @@ describe('wheels locked at a direct URL (lock, plan, build)', () => {
     expect(notes[0]).not.toContain('secret');
     expect(directUrlNotes(lockedEnvs({ lock: { ...lock, steps: { c: { 'linux-64': 'k2' } } } as unknown as LockFile }))).toEqual([]);
   });
+
+  it("a note stays short whatever the lock holds (a cloned repo's lock, a hostile index): the URL, each name and the list of who required it cut", () => {
+    const many = Array.from({ length: 5000 }, (_, i) => `pkg${i}-${'x'.repeat(200)}`);
+    const huge = entry('linux-64', [wheel(`bar${'y'.repeat(5000)}`, `https://other.example/${'z'.repeat(100_000)}/bar-2.0-py3-none-any.whl`, many)]);
+    const [note] = directUrlNotes([{ entry: huge, steps: ['a'] }]);
+    // It was over a million characters, printed by every lock, plan and build.
+    expect(note!.length).toBeLessThan(2500);
+    expect(note).toContain('pkg0-');
+    expect(note).toContain('and 4990 more');
+    expect(note).toContain('the host other.example');
+  });
 });

@@ -6,6 +6,19 @@
  */
 import { oneLineText, redactUrl, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
 
+/**
+ * What a note quotes of the lock at most: a name, version or host, the URL, and the packages that
+ * required the wheel (a cloned repo's lock, or a hostile index through pip's report, holds any length).
+ */
+const NAME_MAX = 100;
+const URL_MAX = 300;
+const REQUIRERS_SHOWN = 10;
+
+/** `text` cut to its first `max` characters and `…`. */
+function cut(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
 /** A wheel of an env locked at a direct URL, as --json gives it. */
 export interface DirectUrlWheel {
   name: string;
@@ -71,7 +84,7 @@ export function flowDirectUrlWheels(result: Pick<LockForFlowResult, 'lock'>): Fl
 /**
  * One note per wheel locked at a direct URL (over every env and platform that has it): what,
  * from which host, who required it, and what prebuilt does about it. Its words come from the index
- * (names, the URL): kept on one line.
+ * (names, the URL): kept on one line, and short (each cut, ten of the packages that required it named).
  */
 export function directUrlNotes(envs: readonly Pick<FlowLockEnv, 'entry' | 'steps'>[]): string[] {
   const byWheel = new Map<string, { wheel: DirectUrlWheel; steps: Set<string> }>();
@@ -87,11 +100,17 @@ export function directUrlNotes(envs: readonly Pick<FlowLockEnv, 'entry' | 'steps
   return [...byWheel.values()].map(({ wheel, steps }) => {
     const sorted = [...steps].sort();
     const where = `step${sorted.length === 1 ? '' : 's'} ${sorted.join(', ')}`;
-    const from = wheel.host === '' ? 'a file on this machine' : `the host ${wheel.host}`;
-    const by = wheel.requiredBy.length === 0 ? 'a package pip picked' : wheel.requiredBy.sort().join(', ');
+    const from = wheel.host === '' ? 'a file on this machine' : `the host ${cut(wheel.host, NAME_MAX)}`;
+    const requirers = wheel.requiredBy.sort();
+    const more = requirers.length - REQUIRERS_SHOWN;
+    const by =
+      requirers.length === 0
+        ? 'a package pip picked'
+        : requirers.slice(0, REQUIRERS_SHOWN).map((one) => cut(one, NAME_MAX)).join(', ') + (more > 0 ? ` and ${more} more` : '');
+    const name = cut(wheel.name, NAME_MAX);
     return oneLineText(
-      `${where}: ${wheel.name} ${wheel.version} is locked from ${from} (${wheel.url}), a direct URL that ${by} require${wheel.requiredBy.length > 1 ? '' : 's'} ` +
-        `(Requires-Dist: ${wheel.name} @ …), not a file of the PyPI index; the lock pins its sha256, and the index's credentials go to the index's own host only.`,
+      `${where}: ${name} ${cut(wheel.version, NAME_MAX)} is locked from ${from} (${cut(wheel.url, URL_MAX)}), a direct URL that ${by} require${requirers.length > 1 ? '' : 's'} ` +
+        `(Requires-Dist: ${name} @ …), not a file of the PyPI index; the lock pins its sha256, and the index's credentials go to the index's own host only.`,
     );
   });
 }
