@@ -68,7 +68,8 @@ export async function foreignSymlinks(dir: string, base: string): Promise<Unsafe
  * the caller refuses, or says so. Nothing is checked where the platform has no user ids (Windows).
  *
  * A mode is changed through the directory opened (fchmod), and only when it is the directory
- * checked (same device and inode): whoever can write in its parent could otherwise swap it for a
+ * checked (same device and inode; what its lstat saw, not a second look by name, which could follow
+ * a symlink swapped in between the two): whoever can write in its parent could otherwise swap it for a
  * symlink between the check and the chmod, which followed the link — to a file of this user, or,
  * run as root, to any file of the machine. A path that changed so is an EnvironmentError. A
  * symlink on the path that another user (not root) owns — planted before the check, where they
@@ -108,7 +109,9 @@ export function securePrivatePathSync(
       unsafe.push({ path: current, mode: link.mode & 0o7777, uid: link.uid, why: 'owner' });
       foreignLink = true;
     } else {
-      const found = statSync(current);
+      // What the lstat saw, unless it was a symlink (this user's or root's, followed): a second look
+      // by name could follow a symlink swapped in since, to a directory the repair then took for this one.
+      const found = link.isSymbolicLink() ? statSync(current) : link;
       const mode = found.mode & 0o7777;
       if (mine) {
         if (found.uid !== uid) unsafe.push({ path: current, mode, uid: found.uid, why: 'owner' });
