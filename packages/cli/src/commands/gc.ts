@@ -3,7 +3,7 @@ import { formatBytes, InputError, shortDigest, type GcItem } from '@prebuilt/cor
 import { garbageCollect, parseMinAge, type GcProgress, type GcResult } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-help.js';
-import { renderTable, terminalText, writeJsonResult } from '../output.js';
+import { oneLineText, renderTable, writeJsonResult } from '../output.js';
 
 interface GcCommandOptions {
   keepMap?: string[];
@@ -87,8 +87,9 @@ export function renderGc(result: GcResult): string {
   }
   const reclaimed = `${plan.reclaimedPartial ? 'at least ' : ''}${formatBytes(plan.reclaimedBytes)}`;
   lines.push(`${result.deleted ? 'deleted' : 'would delete'} ${plan.deletions.length}, keep ${plan.kept.length}; ${reclaimed} reclaimed (once the registry collects garbage)`);
-  // A note may quote a registry's answer (a base image it could not read): its escapes are shown, not sent.
-  for (const note of result.notes) lines.push(`note: ${terminalText(note)}`);
+  // A note may quote a registry's answer (a base image it could not read) or a directory's name (a
+  // cloned repository's .prebuilt/<flow>): its escapes are shown, not sent, and a newline in it starts no line.
+  for (const note of result.notes) lines.push(`note: ${oneLineText(note)}`);
   if (!result.deleted) lines.push('dry run: nothing deleted; pass --yes to delete');
   return `${lines.join('\n')}\n`;
 }
@@ -136,7 +137,7 @@ async function runGc(flows: string[], context: CliContext, options: GcCommandOpt
     ...(options.kubeNamespace !== undefined ? { kubeNamespace: options.kubeNamespace } : {}),
     ...(options.yes ? { yes: true } : {}),
     // The tags come from the registry's listing: shown with their control characters escaped.
-    onProgress: (event) => context.stderr.write(`${terminalText(progressLine(event))}\n`),
+    onProgress: (event) => context.stderr.write(`${oneLineText(progressLine(event))}\n`),
   });
   if (!options.json) return context.stdout.write(renderGc(result));
   writeJsonResult(context, {
