@@ -5,7 +5,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { collectImageRefs, InputError, type GcKeepRef } from '@prebuilt/core';
+import { collectImageRefs, imageRefTarget, InputError, type GcKeepRef } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 import { deployFlow } from './deploy-flow.js';
 import { shownPath as shownFile } from './shown-path.js';
@@ -15,8 +15,38 @@ import { checkStateFileSetting, readImageMap, stateFilePath, stateFileSetting } 
 /** Keys of a deploy plan's images that name an image (tags for people, digests for runtimes). */
 const PLAN_KEYS: ReadonlySet<string> = new Set(['pushTag', 'pullTag', 'image', 'pinnedImage', 'digest']);
 
-/** The images each image map file names (`prebuilt build --json` output or a state file). A missing or broken file is exit 2. */
-export async function keepFromImageMaps(files: readonly string[], scope: Pick<AppScope, 'cwd'>): Promise<GcKeepRef[]> {
+/** The env repository gc lists: its host (shown) and path (what a tag reference is matched on). */
+export interface GcRepository {
+  host: string;
+  path: string;
+}
+
+/**
+ * Refuses an image map that names no image of the env repository — its `steps` empty, or built for
+ * another repository: it keeps nothing, so `gc --yes` would delete every image nothing else keeps.
+ * (A flow cannot: its plan names an image per step in this repository.) A digest reference may
+ * name an image of any repository, so it counts.
+ */
+function checkNamesRepository(source: string, refs: readonly string[], repository: GcRepository, file: string, why: string): void {
+  const ours = refs.filter((ref) => {
+    const target = imageRefTarget(ref);
+    return target !== undefined && ('digest' in target || target.repository === repository.path);
+  });
+  if (ours.length > 0) return;
+  const others = refs.length === 0 ? why : `it names ${refs.length} image${refs.length === 1 ? '' : 's'} of other repositories`;
+  throw new InputError(`${source} names no image of the env repository ${repository.host}/${repository.path}: as a keep source it keeps nothing, so gc would delete every image nothing else keeps (${others}).`, {
+    file,
+    hint:
+      'Check the source is the one meant (built for this registry and METAFLOW_PREBUILT_IMAGE_NAMESPACE), or leave it out. ' +
+      "gc has no option to delete every image: to empty the repository, delete it with the registry's own tools.",
+  });
+}
+
+/**
+ * The images each image map file names (`prebuilt build --json` output or a state file). A missing
+ * or broken file is exit 2, and so is one that names no image of `repository` (when given).
+ */
+export async function keepFromImageMaps(files: readonly string[], scope: Pick<AppScope, 'cwd'>, repository?: GcRepository): Promise<GcKeepRef[]> {
   const shownPath = (file: string) => shownFile(scope.cwd, file);
   // A flow swallowed by --keep-map (which takes every file after it) is said first, before any map is read.
   const flow = files.find((file) => /\.py$/.test(file));
@@ -32,7 +62,9 @@ export async function keepFromImageMaps(files: readonly string[], scope: Pick<Ap
     const hint = 'Pass an image map prebuilt build wrote (.prebuilt/<Flow>/images.json) or printed (build --json), as a regular file: save printed output to one first (a pipe or <(…) is not read).';
     const map = await readImageMap(path, { shown, hint });
     if (map === undefined) throw new InputError(`The image map ${shown} does not exist.`, { file: path, hint });
-    keep.push(...collectImageRefs(map).map((ref) => ({ ref, reason: `kept map ${shown}` })));
+    const refs = collectImageRefs(map);
+    if (repository) checkNamesRepository(`The image map ${shown}`, refs, repository, path, 'its steps name no image');
+    keep.push(...refs.map((ref) => ({ ref, reason: `kept map ${shown}` })));
   }
   return keep;
 }
@@ -40,7 +72,8 @@ export async function keepFromImageMaps(files: readonly string[], scope: Pick<Ap
 /**
  * The images each flow needs now (its lock file's envs on the current base image, tags as `build`
  * computes them, digests where the registry has them) and those its state file names. The lock
- * must exist (as `plan --frozen`): gc never resolves.
+ * must exist (as `plan --frozen`): gc never resolves. A flow always keeps images of the env
+ * repository: the plan names one per step (start and end at least), on the registry gc lists.
  */
 export async function keepFromFlows(files: readonly string[], scope: AppScope, keptMaps: Set<string> = new Set()): Promise<GcKeepRef[]> {
   const keep: GcKeepRef[] = [];

@@ -31,7 +31,7 @@ import {
 import type { AppScope } from './app-scope.js';
 import { createSelectedBackend } from './backends.js';
 import { deploySettings } from './deploy-settings.js';
-import { keepFromFlows, keepFromImageMaps, unkeptImageMaps } from './gc-keep-sources.js';
+import { keepFromFlows, keepFromImageMaps, unkeptImageMaps, type GcRepository } from './gc-keep-sources.js';
 import { keepFromKubernetes, type KubernetesKeepOptions } from './gc-kubernetes.js';
 import { ImageUseMarks } from './image-use-marks.js';
 
@@ -110,9 +110,10 @@ async function protectedBases(client: RegistryClient, repository: { host: string
   return protect;
 }
 
-async function keepSet(scope: AppScope, options: GcOptions, keptMaps: Set<string>): Promise<GcKeepRef[]> {
+/** The keep set; an image map that names no image of `repository` is refused (it keeps nothing). */
+async function keepSet(scope: AppScope, options: GcOptions, keptMaps: Set<string>, repository: GcRepository): Promise<GcKeepRef[]> {
   return [
-    ...(await keepFromImageMaps(options.keepMaps ?? [], scope)),
+    ...(await keepFromImageMaps(options.keepMaps ?? [], scope, repository)),
     ...(await keepFromFlows(options.flows ?? [], scope, keptMaps)),
     ...(options.kubeNamespace !== undefined ? await keepFromKubernetes(options.kubeNamespace, scope, options.kubernetes) : []),
   ];
@@ -241,8 +242,8 @@ export async function garbageCollect(scope: AppScope, options: GcOptions): Promi
     }
     options.onProgress?.({ type: 'keep-sources' });
     const keptMaps = new Set<string>();
-    const keep = await keepSet(scope, options, keptMaps);
     const repository = envRepository(registry);
+    const keep = await keepSet(scope, options, keptMaps, repository);
     const notes: string[] = [];
     const client = await registryClientFor(registry, { env: scope.env, signal: scope.signal });
     const protect = await protectedBases(client, repository, scope, notes);

@@ -323,6 +323,22 @@ describeOrFailInCi('prebuilt gc errors (real CLI)', registryMissing, () => {
     expect(error?.hint).toBe(`Run \`prebuilt lock ${join(dir, 'unlocked_flow.py')}\` and commit unlocked_flow.prebuilt.lock.`);
   });
 
+  it('a keep map that names no image of the env repository (steps empty, or another repository) is exit 2 before anything is listed', async () => {
+    await writeFile(join(dir, 'empty.json'), JSON.stringify({ flow: 'F', images: {}, steps: {} }));
+    const empty = await prebuilt(['gc', '--keep-map', 'empty.json', '--yes', '--json'], dir, env);
+    expect(empty.code, empty.stderr).toBe(2);
+    const error = (JSON.parse(empty.stdout) as GcJson).error;
+    expect(error?.message).toMatch(new RegExp(`^The image map empty.json names no image of the env repository 127.0.0.1:\\d+/(.*/)?${env.METAFLOW_PREBUILT_IMAGE_NAMESPACE}: as a keep source it keeps nothing, so gc would delete every image nothing else keeps \\(its steps name no image\\)\\.$`));
+    expect(error?.hint).toContain('gc has no option to delete every image');
+    // Alongside a source that keeps something, still refused: the empty one is the mistake.
+    await writeFile(join(dir, 'elsewhere.json'), JSON.stringify({ flow: 'F', images: {}, steps: { start: { envId: 'x', image: '127.0.0.1:5000/other/envs:env-a-amd64', python: 'p' } } }));
+    const elsewhere = await prebuilt(['gc', '--keep-map', 'elsewhere.json', '--keep-days', '30'], dir, env);
+    expect(elsewhere.code, elsewhere.stderr).toBe(2);
+    expect(elsewhere.stderr).toContain('The image map elsewhere.json names no image of the env repository');
+    expect(elsewhere.stderr).toContain('(it names 1 image of other repositories)');
+    expect(elsewhere.stderr).not.toContain('gc: listing');
+  });
+
   it('a keep map that does not exist or is not an image map, a flow after --keep-map, and a --keep-days that is not a number, are exit 2', async () => {
     expect((await prebuilt(['gc', '--keep-map', 'missing.json'], dir, env)).stderr).toContain('missing.json does not exist');
     // An absolute path is shown as given, not as a path relative to the current directory.

@@ -34,7 +34,8 @@ nothing needs. Kept are:
     flows outside the keep set run elsewhere (or keep those flows).
 A kept image index keeps all its platform images; a kept image keeps its SBOM artifact and its
 sha256-<digest> referrers tag. An index that goes takes its platform images unless something keeps
-them. With no keep source at all gc refuses to run (it would delete everything).
+them. With no keep source at all gc refuses to run (it would delete everything), and with an
+image map that names no image of the env repository (steps empty, or another repository).
 
 Dry run by default (--dry-run says so explicitly): a table of what would go, why, and the bytes
 reclaimed. --yes deletes, SBOMs and indexes before the images they point at, so a failure midway
@@ -52,8 +53,8 @@ ${DEPLOY_SETTINGS_HELP}
 ${BACKEND_SETTINGS_HELP}
 
 Exit codes: 0 done (or dry run), 1 the registry or the Kubernetes API failed or refused the
-credentials, 2 no keep source, a bad map, a registry without gc support or with deletes disabled,
-130/143 interrupted.
+credentials, 2 no keep source, a bad map or one naming no image of the repository, a registry
+without gc support or with deletes disabled, 130/143 interrupted.
 
 Examples:
   $ prebuilt gc flow.py other_flow.py --dry-run
