@@ -263,6 +263,16 @@ describeOrFailInCi('prebuilt local-registry login (the Docker daemon of the test
       expect(JSON.parse((await prebuilt(['local-registry', 'login', '--json'], env)).stdout)).toEqual({ ok: true, address, username: 'prebuilt', dockerConfig: join(dockerConfig, 'config.json') });
       const wrongPort = await prebuilt(['local-registry', 'login', '--port', String(port + 1)], env);
       expect(wrongPort.code).toBe(2);
+      // Without --port, login follows METAFLOW_PREBUILT_LOCAL_REGISTRY's port: another one running is exit 2, naming both.
+      const other = `127.0.0.1:${port + 1}`;
+      const setting = await prebuilt(['local-registry', 'login', '--json'], { ...env, METAFLOW_PREBUILT_LOCAL_REGISTRY: other });
+      expect(setting.code, setting.stderr).toBe(2);
+      const refused = (JSON.parse(setting.stdout) as { error: { message: string; hint: string } }).error;
+      expect(refused.message).toBe(`The development registry runs at ${address}, but METAFLOW_PREBUILT_LOCAL_REGISTRY names ${other}: Docker was not logged in.`);
+      expect(refused.hint).toContain(`prebuilt local-registry login --port ${port}`);
+      expect(refused.hint).toContain(`METAFLOW_PREBUILT_LOCAL_REGISTRY=${address}`);
+      const followed = await prebuilt(['local-registry', 'login', '--json'], { ...env, METAFLOW_PREBUILT_LOCAL_REGISTRY: `localhost:${port}` });
+      expect(followed.code, followed.stderr).toBe(0);
 
       await prebuilt(['local-registry', 'stop'], env);
       await prebuilt(['local-registry', 'start', '--port', String(port)], env);

@@ -31,7 +31,8 @@ an older prebuilt is restarted with one by start (images kept).
 The port is --port, else the port of METAFLOW_PREBUILT_LOCAL_REGISTRY when it names 127.0.0.1
 or localhost, else ${DEFAULT_LOCAL_REGISTRY_PORT}. One development registry runs at a time: status, login and
 stop take --port too, and exit 2 when the running one listens on another port (stop then stops
-nothing).
+nothing). login without --port follows METAFLOW_PREBUILT_LOCAL_REGISTRY's port the same way when
+it names one; status and stop without --port report or stop whichever runs.
 
 Examples:
   $ prebuilt local-registry start
@@ -137,7 +138,22 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .option('--json', 'print one JSON object for machines')
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
-      const result = await (await localPackage()).dockerLoginLocalRegistryServer({ env: context.env, port: options.port });
+      const local = await localPackage();
+      // Without --port, the port prebuilt uses (METAFLOW_PREBUILT_LOCAL_REGISTRY's): a login to another registry would not serve its images.
+      const settingPort = options.port === undefined ? portFromEnv(context.env) : undefined;
+      if (settingPort !== undefined) {
+        const running = await local.localRegistryServerStatus({ env: context.env });
+        if (running.running && running.port !== settingPort) {
+          const named = context.env[LOCAL_REGISTRY_ENV]!;
+          throw new ConfigError(`The development registry runs at ${running.address}, but ${LOCAL_REGISTRY_ENV} names ${named}: Docker was not logged in.`, {
+            setting: LOCAL_REGISTRY_ENV,
+            hint:
+              `Log in to the running one with \`prebuilt local-registry login --port ${running.port}\` (and export ${LOCAL_REGISTRY_ENV}=${running.address} for prebuilt to use it), ` +
+              `or start the one the setting names: \`prebuilt local-registry stop && prebuilt local-registry start\`.`,
+          });
+        }
+      }
+      const result = await local.dockerLoginLocalRegistryServer({ env: context.env, port: options.port ?? settingPort });
       for (const note of result.notes ?? []) context.stderr.write(noteLine(note));
       if (options.json) {
         writeJsonResult(context, { ...result });
