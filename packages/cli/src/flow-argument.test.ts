@@ -2,7 +2,7 @@
  * Every command whose first argument is the flow checks that file before anything else: with the
  * default settings (Docker Hub, no namespace, no login) a misspelt path is what the user is told about.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -21,10 +21,12 @@ function flowCommands(command: Command, path: string[] = []): { path: string[]; 
 describe('a misspelt flow path is reported first', () => {
   let dir: string;
   let commands: { path: string[]; required: string[] }[];
+  let program: Command;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'prebuilt-flow-arg-'));
     await mkdir(join(dir, 'flows.py'));
-    commands = flowCommands(await createProgram(createCliContext(new AbortController().signal, { env: {} })));
+    program = await createProgram(createCliContext(new AbortController().signal, { env: {} }));
+    commands = flowCommands(program);
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
@@ -52,6 +54,25 @@ describe('a misspelt flow path is reported first', () => {
         command: path.join(' '),
         code: 2,
         err: `error: Flow file flw.py does not exist (${join(dir, 'flw.py')}).\nhint: Check the path; relative paths are resolved against the current directory.\n`,
+      });
+    }
+  });
+
+  it('--frozen with --update is exit 2 before anything is printed or the flow read, in every command that takes both', async () => {
+    // A flow python cannot read: any work on it would fail differently (or print "reading the flow…" first).
+    await writeFile(join(dir, 'broken_flow.py'), 'this is not python(\n');
+    const both = commands.filter(({ path }) => {
+      const options = path.reduce<Command | undefined>((at, name) => at?.commands.find((sub) => sub.name() === name), program)?.options ?? [];
+      return options.some((option) => option.long === '--frozen') && options.some((option) => option.long === '--update');
+    });
+    expect(both.map(({ path }) => path.join(' ')).sort()).toEqual(['build', 'lock', 'plan']);
+    for (const { path, required } of both) {
+      const result = await run([...path, 'broken_flow.py', ...required, '--frozen', '--update']);
+      expect({ command: path.join(' '), code: result.code, out: result.out, err: result.err }).toEqual({
+        command: path.join(' '),
+        code: 2,
+        out: '',
+        err: 'error: --frozen and --update cannot be used together.\nhint: Use --update to re-resolve the lock, or --frozen to require it to be up to date.\n',
       });
     }
   });

@@ -96,16 +96,24 @@ interface ToResolve {
 }
 
 /**
+ * Refuses `--frozen` with `--update` (exit 2). Front ends call it before any work (reading the
+ * flow, creating backends), so the conflict is said first; {@link lockForFlow} checks it too.
+ */
+export function checkLockFlags(options: { frozen?: boolean | undefined; update?: boolean | undefined }): void {
+  if (options.frozen && options.update) {
+    throw new ConfigError('--frozen and --update cannot be used together.', {
+      hint: 'Use --update to re-resolve the lock, or --frozen to require it to be up to date.',
+    });
+  }
+}
+
+/**
  * The lock of a flow: reuses the entries of the existing lock whose request (and pins, glibc)
  * match, resolves the others (each unique env once), and writes the file when it changed.
  */
 export async function lockForFlow(options: LockForFlowOptions): Promise<LockForFlowResult> {
   const { frozen = false, update = false } = options;
-  if (frozen && update) {
-    throw new ConfigError('--frozen and --update cannot be used together.', {
-      hint: 'Use --update to re-resolve the lock, or --frozen to require it to be up to date.',
-    });
-  }
+  checkLockFlags({ frozen, update });
   const resolver: EnvResolver = options.resolver ?? { glibc: options.glibc, resolve: options.resolve };
   const file = lockFilePath(options.flowFile);
   const existing = await readExistingLock(file, update);

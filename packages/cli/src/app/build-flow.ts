@@ -1,5 +1,5 @@
 /** A build: deploy the flow's images, then write the image map when every image is there. */
-import { BuildFailedError, type ImageSbomRef } from '@prebuilt/core';
+import { BuildFailedError, checkLockFlags, type ImageSbomRef } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
 import { imagesWithSboms, pushBuildSboms, sbomsEnabled } from './build-sboms.js';
 import { deployFlow, type DeployFlowOptions, type DeployFlowResult } from './deploy-flow.js';
@@ -20,6 +20,7 @@ export interface BuildFlowResult {
  * (after deploy() returns, beside it) and writes the state file, each image with its SBOM.
  */
 export async function buildFlow(file: string, scope: AppScope, options: BuildFlowOptions = {}): Promise<BuildFlowResult> {
+  checkLockFlags(options);
   // Read before anything is locked or built: a bad METAFLOW_PREBUILT_SBOM stops the build at once (exit 2).
   sbomsEnabled(scope.env);
   await checkStateFileSetting(scope.env, scope.cwd);

@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import {
   checkBuildService,
+  checkLockFlags,
   createRecipeRunner,
   deploy,
   dockerPlatform,
@@ -152,6 +153,8 @@ function packagelessNote(envs: FlowEnvs): string | undefined {
 
 /** Locks the flow and deploys (or plans) its images. */
 export async function deployFlow(file: string, scope: AppScope, options: DeployFlowOptions = {}): Promise<DeployFlowResult> {
+  // Conflicting flags are said before any work (the flow read, the backends created).
+  checkLockFlags(options);
   const settings = deploySettings(scope.env, { ...(options.workers !== undefined ? { workers: options.workers } : {}), ...(options.prune !== undefined ? { prune: options.prune } : {}) });
   const recipeName = selectRecipeName({ env: scope.env });
   if (recipeName === 'micromamba') checkMicromambaImageSetting(scope.env);

@@ -1,6 +1,6 @@
 /** A flow's lock as the commands use it: read the flow, add Metaflow's pins, reuse or resolve each env. */
 import { resolve } from 'node:path';
-import { checkResolverSettings, lockForFlow, lockPlatforms, prebuiltCacheDir, platformsSetting, prepareCacheDir, targetGlibc, targetPlatforms, type CondaPlatform, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
+import { checkLockFlags, checkResolverSettings, lockForFlow, lockPlatforms, prebuiltCacheDir, platformsSetting, prepareCacheDir, targetGlibc, targetPlatforms, type CondaPlatform, type LockForFlowResult, type StepToLock } from '@prebuilt/core';
 import type { Resolver } from '@prebuilt/conda';
 import { flowEnvs, metaflowPins, type FlowEnvs } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
@@ -42,6 +42,7 @@ export interface LockFlowResult extends LockForFlowResult {
  * (each unique env once). `frozen`: an unlocked step or a corrupt/stale lock is an InputError (exit 2).
  */
 export async function lockFlow(file: string, scope: LockScope, options: LockFlowOptions = {}): Promise<LockFlowResult> {
+  checkLockFlags(options);
   if (options.settingsNotes) for (const note of unknownSettingsNotes(scope)) options.onNote?.(note);
   // The resolver's own settings are read when an env is resolved; checked here too, so a bad
   // value is exit 2 even when the lock file has every env.

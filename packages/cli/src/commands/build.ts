@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { reportBuild, type BuildReportOptions } from '../build-report.js';
+import { checkLockFlags } from '@prebuilt/core';
 import type { CliContext } from '../cli-context.js';
 import { BACKEND_SETTINGS_HELP, DEPLOY_SETTINGS_HELP } from '../deploy-settings-help.js';
 
@@ -47,6 +48,7 @@ export function registerBuildCommand(program: Command, context: CliContext): voi
     .addHelpText('after', BUILD_HELP)
     .action(async (file: string, options: BuildReportOptions) => {
       context.json.requested = options.json === true;
+      checkLockFlags(options);
       const { failure } = await reportBuild(file, context, options);
       if (failure) throw failure;
     });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
+import { checkLockFlags, withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
 import { directUrlNotes, directUrlWheels, lockedEnvs, lockFlow, shownPath } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { noteLine, renderTable, waitLine, writeJsonResult } from '../output.js';
@@ -68,6 +68,8 @@ export function registerLockCommand(program: Command, context: CliContext): void
     .addHelpText('after', LOCK_HELP)
     .action(async (file: string, options: LockOptions) => {
       context.json.requested = options.json === true;
+      // Conflicting flags are said before anything is printed or read.
+      checkLockFlags(options);
       // A first resolve may take a while: people see at once that it runs (as plan and build say it).
       if (!options.json) context.stderr.write('reading the flow and locking its envs…\n');
       // A stalled channel or index says so on stderr (stdout stays the answer, also with --json).

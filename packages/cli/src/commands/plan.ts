@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { DeployImage } from '@prebuilt/core';
+import { checkLockFlags, type DeployImage } from '@prebuilt/core';
 import { deployFlow, fileArgument, type DeployFlowResult } from '../app/index.js';
 import type { DeploySettings } from '../app/deploy-settings.js';
 import { countImages, imageTable } from '../build-report.js';
@@ -138,6 +138,7 @@ export function registerPlanCommand(program: Command, context: CliContext): void
     .addHelpText('after', PLAN_HELP)
     .action(async (file: string, options: PlanOptions) => {
       context.json.requested = options.json === true;
+      checkLockFlags(options);
       let lockingShown = false;
       const result = await deployFlow(file, context, {
         plan: true,
