@@ -35,6 +35,8 @@ export {
   commandLineGpuSteps,
   withDecospecs,
   metaflowCommand,
+  startsRemoteSteps,
+  metaflowCommandText,
   givenEnvironment,
   metaflowArgs,
   checkRemoteFlowFileName,

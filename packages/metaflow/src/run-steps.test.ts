@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { FlowEnvs, StepEnvWithRequest } from './flow-envs.js';
 import { InputError } from '@prebuilt/core';
-import { checkRemoteFlowFileName, commandLineGpuSteps, givenEnvironment, metaflowArgs, metaflowCommand, remoteSteps, withDecospecs } from './run-steps.js';
+import { checkRemoteFlowFileName, commandLineGpuSteps, givenEnvironment, metaflowArgs, metaflowCommand, remoteSteps, startsRemoteSteps, withDecospecs } from './run-steps.js';
 
 function step(name: string, remote: 'kubernetes' | 'batch' | null, disabled = false): StepEnvWithRequest {
   return {
@@ -57,6 +57,25 @@ describe('remoteSteps', () => {
     expect(remoteSteps(envs, ['argo-workflows', 'create', '--only-json'], {})).toEqual({ steps: ['start', 'train'], reason: 'scheduler', decorator: 'kubernetes' });
     expect(remoteSteps(envs, ['--no-pylint', '--datastore', 's3', 'step-functions', 'create'], {}).decorator).toBe('batch');
     expect(remoteSteps(envs, ['airflow', 'create', 'out.py'], {}).steps).toEqual(['start', 'train']);
+  });
+});
+
+describe('startsRemoteSteps', () => {
+  it('run, resume and the schedulers\' create start (or compile) remote steps, after any top-level option', () => {
+    for (const args of [['run'], ['--with', 'kubernetes', 'run', '--max-workers', '2'], ['resume', 'train'], ['argo-workflows', 'create', '--only-json'], ['argo-workflows', '--name', 'x', 'create'], ['step-functions', 'create'], ['airflow', 'create', 'out.py'], ['--datastore=s3', 'package', 'list']]) {
+      expect({ args, starts: startsRemoteSteps(args) }).toEqual({ args, starts: true });
+    }
+  });
+
+  it('Metaflow 2.19 commands that start no task do not: check (also no command), show, help, dump, version, output-raw/-dot, spin, card, tag, logs, and the schedulers\' other subcommands; --help anywhere', () => {
+    for (const args of [[], ['--quiet'], ['check'], ['show'], ['help'], ['--metadata', 'local', 'dump', 'HelloFlow/1'], ['version'], ['output-raw'], ['output-dot'], ['spin', 'train'], ['card', 'view', 'start'], ['tag', 'list'], ['logs', '1/start'], ['spot-metadata', 'x'], ['argo-workflows', 'trigger'], ['argo-workflows', '--name', 'x', 'delete'], ['step-functions', 'list-runs'], ['airflow', '--help'], ['run', '--help'], ['--help']]) {
+      expect({ args, starts: startsRemoteSteps(args) }).toEqual({ args, starts: false });
+    }
+  });
+
+  it('a command it does not know (another extension\'s) is taken to start remote steps, and so is one after --', () => {
+    expect(startsRemoteSteps(['my-scheduler', 'create'])).toBe(true);
+    expect(startsRemoteSteps(['run', '--', '--help'])).toBe(true);
   });
 });
 

@@ -64,6 +64,65 @@ export function metaflowCommand(args: readonly string[]): string | undefined {
 }
 
 /**
+ * Metaflow 2.19's commands that start no task and compile nothing that names an image (`python
+ * flow.py --help` and its plugins' groups): `check` (also what no command runs), `show`, `help`,
+ * `dump`, `version`, `output-raw`, `output-dot`, `spin` (a task run again locally), `card`, `tag`,
+ * `logs`, `spot-metadata`. `package` is not among them: it initialises the environment, which
+ * applies the images.
+ */
+const NO_TASK_COMMANDS: ReadonlySet<string> = new Set(['check', 'show', 'help', 'dump', 'version', 'output-raw', 'output-dot', 'spin', 'card', 'tag', 'logs', 'spot-metadata']);
+
+/** Options of the schedulers' groups (`argo-workflows --name X create`) that take a value. */
+const SCHEDULER_GROUP_OPTIONS: ReadonlySet<string> = new Set(['--name']);
+
+/**
+ * Whether the Metaflow command line starts remote steps, or compiles a deployment that names their
+ * images: `run`, `resume`, `<scheduler> create`, `package`, and any command this list does not know
+ * (another extension's). Not a command of {@link NO_TASK_COMMANDS}, a scheduler's other subcommands
+ * (trigger, delete, status…: the deployed spec already names its images), nor a `--help` (Metaflow
+ * prints the help and stops). `prebuilt run` builds images only when this is true.
+ */
+export function startsRemoteSteps(args: readonly string[]): boolean {
+  if (asksForHelp(args)) return false;
+  const [command = 'check', subcommand] = metaflowCommandWords(args);
+  if (NO_TASK_COMMANDS.has(command)) return false;
+  return command in SCHEDULERS ? subcommand === 'create' : true;
+}
+
+/** Whether `--help` comes before any `--`: Metaflow prints the help and stops. */
+function asksForHelp(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).includes('--help');
+}
+
+/**
+ * The Metaflow command (`check` when none is given) and, for a scheduler, its subcommand
+ * (`['argo-workflows', 'trigger']`); for people, with ` --help` when it asks for the help.
+ */
+export function metaflowCommandWords(args: readonly string[]): string[] {
+  const command = metaflowCommand(args) ?? 'check';
+  const words = [command];
+  if (command in SCHEDULERS) {
+    const rest = args.slice(args.indexOf(command) + 1);
+    for (let i = 0; i < rest.length; i++) {
+      const arg = rest[i]!;
+      if (!arg.startsWith('-')) {
+        words.push(arg);
+        break;
+      }
+      if (SCHEDULER_GROUP_OPTIONS.has(arg)) i += 1;
+    }
+  }
+  return words;
+}
+
+/** The command line as {@link metaflowCommandWords} names it for people: `show`, `run --help`, `argo-workflows trigger`. */
+export function metaflowCommandText(args: readonly string[]): string {
+  const words = metaflowCommand(args) === undefined && asksForHelp(args) ? [] : metaflowCommandWords(args);
+  return [...words, ...(asksForHelp(args) ? ['--help'] : [])].join(' ');
+}
+
+/**
  * The steps that need an image: steps with a static `@kubernetes`/`@batch`, or every step when the
  * command line or METAFLOW_DEFAULT_DECOSPECS has `--with kubernetes|batch`, or when the command
  * is a scheduler that makes every step remote (`argo-workflows`, `step-functions`, `airflow`).

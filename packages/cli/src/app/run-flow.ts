@@ -1,7 +1,7 @@
 /** `prebuilt run`'s work: which steps run remotely, their images built, then Metaflow started on them. */
 import { join } from 'node:path';
 import { EnvironmentError } from '@prebuilt/core';
-import { checkRemoteFlowFileName, commandLineGpuSteps, flowEnvs, givenEnvironment, hostPython, pythonSite, remoteSteps, runFlow, type FlowFile, type RemoteSelection, type RunFlowOptions } from '@prebuilt/metaflow';
+import { checkRemoteFlowFileName, commandLineGpuSteps, flowEnvs, givenEnvironment, hostPython, metaflowCommandText, pythonSite, remoteSteps, runFlow, startsRemoteSteps, type FlowFile, type RemoteSelection, type RunFlowOptions } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
 
 export interface RunWithImagesHooks {
@@ -10,8 +10,11 @@ export interface RunWithImagesHooks {
    * `gpuSteps`: those the command line asks GPUs for (`--with kubernetes:gpu=1`), on the GPU base image.
    */
   build: (steps: readonly string[], gpuSteps: readonly string[]) => Promise<string | null>;
-  /** The user chose another --environment (Metaflow will not use the images), or no step runs remotely. */
-  onNote: (note: { kind: 'other-environment'; environment: string } | { kind: 'nothing-to-build'; flow: string }) => void;
+  /**
+   * The user chose another --environment (Metaflow will not use the images), no step runs remotely,
+   * or the Metaflow command starts none (`show`, `check`, `--help`, `argo-workflows trigger`…).
+   */
+  onNote: (note: { kind: 'other-environment'; environment: string } | { kind: 'nothing-to-build'; flow: string } | { kind: 'no-remote-command'; flow: string; command: string }) => void;
   /** Where Metaflow's own output goes. */
   stdout: RunFlowOptions['stdout'];
   stderr: RunFlowOptions['stderr'];
@@ -69,13 +72,16 @@ export async function runWithImages(file: string, args: readonly string[], scope
   const envs = await flowEnvs(file, { env: scope.env, cwd: scope.cwd, signal: scope.signal });
   await requireFlowImports(scope, file, envs.source);
   const selection = remoteSteps(envs, args, scope.env);
+  // Only a command that starts remote steps (or compiles a deployment naming their images) needs them.
+  const starts = startsRemoteSteps(args);
   // A step runs remotely (a disabled one too): Metaflow must be able to name the file in its task command.
-  if (selection.reason !== 'static' || envs.steps.some((step) => step.remote !== null)) checkRemoteFlowFileName(file);
+  if (starts && (selection.reason !== 'static' || envs.steps.some((step) => step.remote !== null))) checkRemoteFlowFileName(file);
   const chosen = givenEnvironment(args);
   if (chosen !== undefined && chosen !== 'prebuilt') hooks.onNote({ kind: 'other-environment', environment: chosen });
   let stateFile: string | null = null;
-  if (selection.steps.length > 0) stateFile = await hooks.build(selection.steps, commandLineGpuSteps(envs, selection, args, scope.env));
-  else hooks.onNote({ kind: 'nothing-to-build', flow: envs.flow });
+  if (selection.steps.length === 0) hooks.onNote({ kind: 'nothing-to-build', flow: envs.flow });
+  else if (!starts) hooks.onNote({ kind: 'no-remote-command', flow: envs.flow, command: metaflowCommandText(args) });
+  else stateFile = await hooks.build(selection.steps, commandLineGpuSteps(envs, selection, args, scope.env));
   const result = await runFlow({
     flowFile: file,
     args,

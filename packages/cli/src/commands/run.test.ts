@@ -179,6 +179,24 @@ describe('prebuilt run', () => {
     expect(result.stderr).not.toContain('no-such-registry-backend'); // before the build
   });
 
+  it('a Metaflow command that starts no remote step (show, check, dump, --help, argo-workflows trigger…) builds nothing, even with remote steps, and runs', async () => {
+    writeFileSync(join(dir, 'my local_flow.py'), readFileSync(join(dir, 'local_flow.py')));
+    for (const [file, args, command] of [
+      ['local_flow.py', ['--with', 'kubernetes', 'show'], 'show'],
+      ['local_flow.py', ['--with', 'kubernetes'], 'check'],
+      ['local_flow.py', ['--with', 'kubernetes', 'run', '--help'], 'run --help'],
+      ['local_flow.py', ['--with', 'kubernetes', 'dump', 'LocalFlow/1'], 'dump'],
+      ['local_flow.py', ['argo-workflows', 'trigger'], 'argo-workflows trigger'],
+      // No task command is written: the file's name does not matter.
+      ['my local_flow.py', ['--with', 'kubernetes', 'show'], 'show'],
+    ] as const) {
+      const result = await cli(['run', file, ...args], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1' });
+      expect({ args, code: result.code, stderr: result.stderr }).toEqual({ args, code: 0, stderr: `LocalFlow: \`${command}\` starts no remote step; no image built.\n` });
+      expect(result.stdout).toContain(`argv:--environment=prebuilt ${args.join(' ')}`);
+      expect(result.stdout).toContain('map:-');
+    }
+  });
+
   it('a remote step needs a registry: its misconfiguration is exit 2 before Metaflow starts', async () => {
     const result = await cli(['run', 'local_flow.py', 'run', '--with', 'kubernetes'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1' });
     expect(result.code).toBe(2);

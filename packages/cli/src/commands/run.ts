@@ -18,7 +18,11 @@ Everything after <flow> goes to Metaflow untouched, except prebuilt's global --v
 --version (Metaflow has neither); prebuilt's own settings are environment variables (see
 \`prebuilt build --help\`). Images are built for the steps that run remotely: steps
 with @kubernetes/@batch, or every step with \`--with kubernetes|batch\` (in the arguments or
-METAFLOW_DEFAULT_DECOSPECS) or with argo-workflows, step-functions or airflow.
+METAFLOW_DEFAULT_DECOSPECS) or with argo-workflows, step-functions or airflow. Only commands that
+start remote steps or compile a deployment build them (run, resume, package, argo-workflows /
+step-functions / airflow create, and commands of other extensions); check (the default), show,
+help, dump, version, output-raw, output-dot, spin, card, tag, logs, the schedulers' other
+subcommands (trigger, delete, status…) and any --help build nothing.
 
 Options (prebuilt's own; every other argument goes to Metaflow):
   --verbose    show debug logs (prebuilt:*) and stack traces (before or after <flow>)
@@ -60,7 +64,9 @@ export function runCommand(file: string, args: readonly string[], context: CliCo
       context.stderr.write(
         note.kind === 'other-environment'
           ? `warning: --environment=${note.environment} given: Metaflow will not use the prebuilt images.\n`
-          : `${note.flow}: no step runs remotely; nothing to build.\n`,
+          : note.kind === 'no-remote-command'
+            ? `${note.flow}: \`${note.command}\` starts no remote step; no image built.\n`
+            : `${note.flow}: no step runs remotely; nothing to build.\n`,
       ),
     stdout: context.stdout === process.stdout ? 'inherit' : context.stdout,
     stderr: context.stderr === process.stderr ? 'inherit' : context.stderr,
