@@ -22,9 +22,9 @@ export interface GcRepository {
 }
 
 /**
- * Refuses an image map that names no image of the env repository — its `steps` empty, or built for
- * another repository: it keeps nothing, so `gc --yes` would delete every image nothing else keeps.
- * (A flow cannot: its plan names an image per step in this repository.) A digest reference may
+ * Refuses a keep source that names no image of the env repository — an image map whose `steps` is
+ * empty or that was built for another repository, a flow whose every step's env is disabled: it
+ * keeps nothing, so `gc --yes` would delete every image nothing else keeps. A digest reference may
  * name an image of any repository, so it counts.
  */
 function checkNamesRepository(source: string, refs: readonly string[], repository: GcRepository, file: string, why: string): void {
@@ -72,22 +72,28 @@ export async function keepFromImageMaps(files: readonly string[], scope: Pick<Ap
 /**
  * The images each flow needs now (its lock file's envs on the current base image, tags as `build`
  * computes them, digests where the registry has them) and those its state file names. The lock
- * must exist (as `plan --frozen`): gc never resolves. A flow always keeps images of the env
- * repository: the plan names one per step (start and end at least), on the registry gc lists.
+ * must exist (as `plan --frozen`): gc never resolves. A flow that names no image of `repository`
+ * (when given) — every step's env disabled, and no state file naming one — is exit 2, as an
+ * image map that names none.
  */
-export async function keepFromFlows(files: readonly string[], scope: AppScope, keptMaps: Set<string> = new Set()): Promise<GcKeepRef[]> {
+export async function keepFromFlows(files: readonly string[], scope: AppScope, keptMaps: Set<string> = new Set(), repository?: GcRepository): Promise<GcKeepRef[]> {
   const keep: GcKeepRef[] = [];
   if (files.length > 0) await checkStateFileSetting(scope.env, scope.cwd);
   for (const file of files) {
     // The user gave no --frozen: the error says it is gc that takes the lock as it is.
     const planned = await deployFlow(file, scope, { plan: true, frozen: true, frozenBy: 'gc keeps the images of the lock file as it is (it never resolves)' });
     const flow = planned.lock.envs.flow;
-    keep.push(...collectImageRefs(planned.images, PLAN_KEYS).map((ref) => ({ ref, reason: `flow ${flow} (${file})` })));
+    const plannedRefs = collectImageRefs(planned.images, PLAN_KEYS);
+    keep.push(...plannedRefs.map((ref) => ({ ref, reason: `flow ${flow} (${file})` })));
     const stateFile = stateFilePath(file, flow, scope.env, scope.cwd);
     keptMaps.add(stateFile);
     const shown = shownFile(scope.cwd, stateFile);
     const map = await readImageMap(stateFile, { shown, ...rebuildHint(file) });
-    if (map !== undefined) keep.push(...collectImageRefs(map).map((ref) => ({ ref, reason: `flow ${flow}'s image map ${shown}` })));
+    const mapRefs = map === undefined ? [] : collectImageRefs(map);
+    keep.push(...mapRefs.map((ref) => ({ ref, reason: `flow ${flow}'s image map ${shown}` })));
+    if (repository) {
+      checkNamesRepository(`The flow ${shownFile(scope.cwd, file)}`, [...plannedRefs, ...mapRefs], repository, resolve(scope.cwd, file), 'every step\'s env is disabled, so it has no image');
+    }
   }
   return keep;
 }

@@ -110,11 +110,11 @@ async function protectedBases(client: RegistryClient, repository: { host: string
   return protect;
 }
 
-/** The keep set; an image map that names no image of `repository` is refused (it keeps nothing). */
+/** The keep set; an image map or flow that names no image of `repository` is refused (it keeps nothing). */
 async function keepSet(scope: AppScope, options: GcOptions, keptMaps: Set<string>, repository: GcRepository): Promise<GcKeepRef[]> {
   return [
     ...(await keepFromImageMaps(options.keepMaps ?? [], scope, repository)),
-    ...(await keepFromFlows(options.flows ?? [], scope, keptMaps)),
+    ...(await keepFromFlows(options.flows ?? [], scope, keptMaps, repository)),
     ...(options.kubeNamespace !== undefined ? await keepFromKubernetes(options.kubeNamespace, scope, options.kubernetes) : []),
   ];
 }

@@ -323,7 +323,7 @@ describeOrFailInCi('prebuilt gc errors (real CLI)', registryMissing, () => {
     expect(error?.hint).toBe(`Run \`prebuilt lock ${join(dir, 'unlocked_flow.py')}\` and commit unlocked_flow.prebuilt.lock.`);
   });
 
-  it('a keep map that names no image of the env repository (steps empty, or another repository) is exit 2 before anything is listed', async () => {
+  it('a keep map or flow that names no image of the env repository (steps empty, another repository, every env disabled) is exit 2 before anything is listed', async () => {
     await writeFile(join(dir, 'empty.json'), JSON.stringify({ flow: 'F', images: {}, steps: {} }));
     const empty = await prebuilt(['gc', '--keep-map', 'empty.json', '--yes', '--json'], dir, env);
     expect(empty.code, empty.stderr).toBe(2);
@@ -337,6 +337,15 @@ describeOrFailInCi('prebuilt gc errors (real CLI)', registryMissing, () => {
     expect(elsewhere.stderr).toContain('The image map elsewhere.json names no image of the env repository');
     expect(elsewhere.stderr).toContain('(it names 1 image of other repositories)');
     expect(elsewhere.stderr).not.toContain('gc: listing');
+    // A flow whose every step's env is disabled has no image: as a keep source it keeps nothing either.
+    await writeFile(join(dir, 'off_flow.py'), 'from metaflow import FlowSpec, step, conda_base\n\n@conda_base(disabled=True)\nclass OffFlow(FlowSpec):\n    @step\n    def start(self):\n        self.next(self.end)\n\n    @step\n    def end(self):\n        pass\n');
+    const lock = await prebuilt(['lock', 'off_flow.py'], dir, env);
+    expect(lock.code, lock.stderr).toBe(0);
+    const off = await prebuilt(['gc', 'off_flow.py', '--yes'], dir, env);
+    expect(off.code, off.stderr).toBe(2);
+    expect(off.stderr).toContain("The flow off_flow.py names no image of the env repository");
+    expect(off.stderr).toContain("(every step's env is disabled, so it has no image)");
+    expect(off.stderr).not.toContain('gc: listing');
   });
 
   it('a keep map that does not exist or is not an image map, a flow after --keep-map, and a --keep-days that is not a number, are exit 2', async () => {

@@ -34,8 +34,9 @@ nothing needs. Kept are:
     flows outside the keep set run elsewhere (or keep those flows).
 A kept image index keeps all its platform images; a kept image keeps its SBOM artifact and its
 sha256-<digest> referrers tag. An index that goes takes its platform images unless something keeps
-them. With no keep source at all gc refuses to run (it would delete everything), and with an
-image map that names no image of the env repository (steps empty, or another repository).
+them. With no keep source at all gc refuses to run (it would delete everything), and with a
+keep source that names no image of the env repository (an image map whose steps are empty or of
+another repository, a flow whose every step's env is disabled).
 
 Dry run by default (--dry-run says so explicitly): a table of what would go, why, and the bytes
 reclaimed. --yes deletes, SBOMs and indexes before the images they point at, so a failure midway
@@ -53,7 +54,7 @@ ${DEPLOY_SETTINGS_HELP}
 ${BACKEND_SETTINGS_HELP}
 
 Exit codes: 0 done (or dry run), 1 the registry or the Kubernetes API failed or refused the
-credentials, 2 no keep source, a bad map or one naming no image of the repository, a registry
+credentials, 2 no keep source, a bad map, a map or flow naming no image of the repository, a registry
 without gc support or with deletes disabled, 130/143 interrupted.
 
 Examples:
