@@ -54,8 +54,8 @@ ${DEPLOY_SETTINGS_HELP}
 ${BACKEND_SETTINGS_HELP}
 
 Exit codes: 0 done (or dry run), 1 the registry or the Kubernetes API failed or refused the
-credentials, 2 no keep source, a bad map, a map or flow naming no image of the repository, a registry
-without gc support or with deletes disabled, 130/143 interrupted.
+credentials, 2 no keep source, a bad map, a map or flow naming no image of the repository, a
+registry without gc support or with deletes disabled, 130/143 interrupted.
 
 Examples:
   $ prebuilt gc flow.py other_flow.py --dry-run
