@@ -273,6 +273,12 @@ describeOrFailInCi('prebuilt local-registry login (the Docker daemon of the test
       expect(refused.hint).toContain(`METAFLOW_PREBUILT_LOCAL_REGISTRY=${address}`);
       const followed = await prebuilt(['local-registry', 'login', '--json'], { ...env, METAFLOW_PREBUILT_LOCAL_REGISTRY: `localhost:${port}` });
       expect(followed.code, followed.stderr).toBe(0);
+      // status reports the running one, saying that the setting names another.
+      const elsewhere = await prebuilt(['local-registry', 'status'], { ...env, METAFLOW_PREBUILT_LOCAL_REGISTRY: other });
+      expect(elsewhere.code, elsewhere.stderr).toBe(0);
+      expect(elsewhere.stdout).toContain(`running at ${address}`);
+      expect(elsewhere.stderr).toContain(`note: METAFLOW_PREBUILT_LOCAL_REGISTRY names ${other}, not this registry: prebuilt uses the address the setting names (export METAFLOW_PREBUILT_LOCAL_REGISTRY=${address} to use this one).`);
+      expect((await prebuilt(['local-registry', 'status'], env)).stderr).not.toContain('not this registry');
 
       await prebuilt(['local-registry', 'stop'], env);
       await prebuilt(['local-registry', 'start', '--port', String(port)], env);

@@ -32,7 +32,8 @@ The port is --port, else the port of METAFLOW_PREBUILT_LOCAL_REGISTRY when it na
 or localhost, else ${DEFAULT_LOCAL_REGISTRY_PORT}. One development registry runs at a time: status, login and
 stop take --port too, and exit 2 when the running one listens on another port (stop then stops
 nothing). login without --port follows METAFLOW_PREBUILT_LOCAL_REGISTRY's port the same way when
-it names one; status and stop without --port report or stop whichever runs.
+it names one; status without --port reports whichever runs, with a note when the setting names
+another port; stop without --port stops whichever runs.
 
 Examples:
   $ prebuilt local-registry start
@@ -120,8 +121,16 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
     .option('--json', 'print one JSON object for machines')
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
-      const status = await withDockerLogin(await (await localPackage()).localRegistryServerStatus({ env: context.env, port: options.port }), context.env);
-      for (const note of status.notes ?? []) context.stderr.write(noteLine(note));
+      const found = await withDockerLogin(await (await localPackage()).localRegistryServerStatus({ env: context.env, port: options.port }), context.env);
+      // Without --port it reports whichever runs: one the setting does not name is said, as prebuilt would not use it.
+      const settingPort = options.port === undefined ? portFromEnv(context.env) : undefined;
+      const elsewhere =
+        settingPort !== undefined && found.running && found.port !== settingPort
+          ? [`${LOCAL_REGISTRY_ENV} names ${context.env[LOCAL_REGISTRY_ENV]}, not this registry: prebuilt uses the address the setting names (export ${LOCAL_REGISTRY_ENV}=${found.address} to use this one).`]
+          : [];
+      const notes = [...(found.notes ?? []), ...elsewhere];
+      const status = { ...found, ...(notes.length > 0 ? { notes } : {}) };
+      for (const note of notes) context.stderr.write(noteLine(note));
       if (options.json) {
         writeJsonResult(context, { ...status });
         return;
