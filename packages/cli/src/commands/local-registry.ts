@@ -87,13 +87,20 @@ function details(status: LocalRegistryServerStatus & DockerLoginOf): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** `prebuilt local-registry start|stop|status [--port N] [--json]`. */
+/** `prebuilt local-registry start|stop|status|login [--port N] [--json]`. */
 export function registerLocalRegistryCommand(program: Command, context: CliContext): void {
   const command = program
     .command('local-registry')
     .description('start, stop or show a registry on 127.0.0.1 for development (the `local` image registry), or log Docker in to it')
     .addHelpText('after', HELP);
+  registerStart(command, context);
+  registerStatus(command, context);
+  registerLogin(command, context);
+  registerStop(command, context);
+}
 
+/** `prebuilt local-registry start`. */
+function registerStart(command: Command, context: CliContext): void {
   command
     .command('start')
     .description('start the development registry (or report the running one)')
@@ -113,7 +120,10 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
           `use it with:\n  export METAFLOW_PREBUILT_IMAGE_REGISTRY=local ${LOCAL_REGISTRY_ENV}=${status.address}\n`,
       );
     });
+}
 
+/** `prebuilt local-registry status`. */
+function registerStatus(command: Command, context: CliContext): void {
   command
     .command('status')
     .description('show whether the development registry runs, its address, pid and health')
@@ -139,7 +149,10 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
         `local registry ${describe(status)}\n${status.running ? details(status) : '  start it with: prebuilt local-registry start\n'}`,
       );
     });
+}
 
+/** `prebuilt local-registry login`. */
+function registerLogin(command: Command, context: CliContext): void {
   command
     .command('login')
     .description("log Docker in to the development registry (for your own docker pull and run of its images)")
@@ -173,7 +186,10 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
           '  the next `prebuilt local-registry start` makes a new credential: log in again after it\n',
       );
     });
+}
 
+/** `prebuilt local-registry stop`. */
+function registerStop(command: Command, context: CliContext): void {
   command
     .command('stop')
     .description('stop the development registry (its data is kept)')
@@ -190,3 +206,4 @@ export function registerLocalRegistryCommand(program: Command, context: CliConte
       context.stdout.write(stopped ? 'local registry stopped\n' : 'local registry was not running\n');
     });
 }
+
