@@ -6,24 +6,22 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
+# setting_from VAR SCRIPT WHAT: exports VAR as SCRIPT prints it, unless VAR is set already; when
+# SCRIPT fails, VAR stays unset and the tests that need WHAT skip (and fail in CI).
+setting_from() {
+  local var=$1 script=$2 what=$3 value
+  [ -z "${!var:-}" ] || return 0
+  if value=$(bash "$script"); then
+    export "$var=$value"
+  else
+    unset "$var"
+    echo "[test] no $what: the tests that need it will skip (fail in CI)" >&2
+  fi
+}
 # Real Metaflow for the tests that run it: the vendored source, unpacked once (scripts/metaflow-source.sh).
-if [ -z "${PREBUILT_TEST_METAFLOW_SOURCE:-}" ]; then
-  if PREBUILT_TEST_METAFLOW_SOURCE=$(bash scripts/metaflow-source.sh); then
-    export PREBUILT_TEST_METAFLOW_SOURCE
-  else
-    unset PREBUILT_TEST_METAFLOW_SOURCE
-    echo "[test] no Metaflow source: the tests that run real Metaflow will skip (fail in CI)" >&2
-  fi
-fi
+setting_from PREBUILT_TEST_METAFLOW_SOURCE scripts/metaflow-source.sh "Metaflow source"
 # Newer pips (Debian trixie's and forky's) for the wheels-only pip launcher's tests (scripts/test-pips.sh).
-if [ -z "${PREBUILT_TEST_PIP_PYTHONS:-}" ]; then
-  if PREBUILT_TEST_PIP_PYTHONS=$(bash scripts/test-pips.sh); then
-    export PREBUILT_TEST_PIP_PYTHONS
-  else
-    unset PREBUILT_TEST_PIP_PYTHONS
-    echo "[test] no newer pips: the pip launcher's tests on them will skip (fail in CI)" >&2
-  fi
-fi
+setting_from PREBUILT_TEST_PIP_PYTHONS scripts/test-pips.sh "newer pips"
 mkdir -p .test-results
 rm -f .test-results/vitest.json
 status=0
