@@ -1,15 +1,17 @@
 // End to end: back from EROFS layers to tar layers, through the real CLI, the test Docker daemon
 // and the plain test registry. A flow with 2 envs is built by the oci service with EROFS layers
 // (each manifest records `dev.prebuilt.erofs`); then, with the docker build service (some nodes
-// have no erofs snapshotter), `plan` shows both images missing and why — a plan with kaniko too,
+// have no erofs snapshotter), `plan` shows both images missing and why — a plan with kaniko too
+// (installed in the project),
 // none of its settings set: a plan creates no build service to know it makes tar layers —, the
 // build rebuilds them under the same tags with tar layers and no record, a second build is a
 // no-op, and an oci gzip build keeps them (tar images stay whatever their codec). The tests of
 // this file run in order.
+import { mkdir, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { describeWith, getServices, itWith } from '../services.js';
-import { cliEnv, MANIFEST_TYPES, parseJson, runCli, splitTag, startFixtures, stopFixtures, uniqueNamespace, writeFlow, type BuildJson, type Fixtures } from './harness.js';
+import { cliEnv, MANIFEST_TYPES, parseJson, ROOT, runCli, splitTag, startFixtures, stopFixtures, uniqueNamespace, writeFlow, type BuildJson, type Fixtures } from './harness.js';
 
 const services = getServices();
 // erofsContainerd: the test services' mkfs.erofs ≥ 1.8, which the erofs build runs.
@@ -99,6 +101,9 @@ describeWith(NEEDS, 'back from EROFS layers to tar layers (real CLI: oci erofs b
     expect(text.stdout.split(`will rebuild: ${reason}`)).toHaveLength(2);
     expect(text.stdout).toContain(`will rebuild: ${reason} (env ${Object.keys(plan.images).join(', ')})`);
     expect(text.stdout.match(/ will rebuild {2}/g)).toHaveLength(2);
+    // kaniko installed in the project, as `npm i -D @prebuilt/kaniko` would (a plan finds the selected service, never creates it).
+    await mkdir(join(flowDir, 'node_modules', '@prebuilt'), { recursive: true });
+    await symlink(join(ROOT, 'packages', 'kaniko'), join(flowDir, 'node_modules', '@prebuilt', 'kaniko'));
     const kaniko = await cli({ METAFLOW_PREBUILT_BUILD_SERVICE: 'kaniko' }, 'plan', 'back_to_tar_flow.py', '--json');
     expect(kaniko.code, kaniko.stderr).toBe(0);
     expect(Object.values(parseJson<PlanJson>(kaniko).images).map((image) => image.reason)).toEqual([
