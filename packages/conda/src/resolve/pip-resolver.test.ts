@@ -400,25 +400,12 @@ describe('pip: wheels only, whatever a wheel depends on', () => {
         await mkdir(join(dir, 'bar-1.0'));
         for (const file of tree) await writeFile(join(dir, 'bar-1.0', file.path), file.data);
         const sdist = gzipSync(createTar(tree.map((file) => ({ type: 'file' as const, path: `bar-1.0/${file.path}`, data: file.data, mode: 0o644 }))));
-        const files = new Map<string, Buffer | Uint8Array>([['/files/bar-1.0.tar.gz', sdist]]);
-        const requests: string[] = [];
-        const server = await listenOnLoopback(
-          createServer((request, response) => {
-            requests.push(request.url ?? '');
-            const body = request.url === undefined ? undefined : files.get(request.url);
-            if (body) response.writeHead(200, request.url?.endsWith('/') ? { 'content-type': 'text/html' } : {}).end(body);
-            else response.writeHead(404).end();
-          }),
+        const { server, requests, dependency, wheel } = await indexOfFooDependingOn(
+          new Map([['/files/bar-1.0.tar.gz', sdist]]),
+          (url) => (kind.includes('http') ? `bar @ ${url}/files/bar-1.0.tar.gz` : `bar @ ${pathToFileURL(join(dir, 'bar-1.0')).href}`),
         );
-        const dependency = kind.includes('http') ? `bar @ ${server.url}/files/bar-1.0.tar.gz` : `bar @ ${pathToFileURL(join(dir, 'bar-1.0')).href}`;
-        const wheel = buildWheel({ name: 'foo', version: '1.0', requiresDist: [dependency], files: [{ path: 'foo/__init__.py', content: '' }] });
-        files.set(`/files/${wheel.filename}`, wheel.bytes);
-        files.set('/simple/foo/', Buffer.from(`<a href="/files/${wheel.filename}#sha256=${wheel.sha256}">${wheel.filename}</a>\n`));
         try {
-          const error = await resolvePypi(
-            { packages: { foo: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: `${server.url}/simple`, steps: ['start'] },
-            { isolated: true, python },
-          ).catch((e: unknown) => e);
+          const error = await resolveFoo(server.url, python);
           // pip did read foo's wheel, and found the dependency there.
           expect(requests).toContain(`/files/${wheel.filename}`);
           expect(existsSync(canary)).toBe(false);
@@ -442,25 +429,11 @@ describe('pip: wheels only, whatever a wheel depends on', () => {
         const canary = join(dir, 'CANARY');
         await mkdir(join(dir, 'bar-1.0-py3-none-any.whl'));
         for (const file of hostileSourceTree(canary)) await writeFile(join(dir, 'bar-1.0-py3-none-any.whl', file.path), file.data);
-        const files = new Map<string, Buffer | Uint8Array>();
-        const requests: string[] = [];
-        const server = await listenOnLoopback(
-          createServer((request, response) => {
-            requests.push(request.url ?? '');
-            const body = request.url === undefined ? undefined : files.get(request.url);
-            if (body) response.writeHead(200, request.url?.endsWith('/') ? { 'content-type': 'text/html' } : {}).end(body);
-            else response.writeHead(404).end();
-          }),
+        const { server, requests, wheel } = await indexOfFooDependingOn(new Map(), (url) =>
+          kind.includes('git') ? `bar @ git+${url}/repos/bar-1.0-py3-none-any.whl` : `bar @ ${pathToFileURL(join(dir, 'bar-1.0-py3-none-any.whl')).href}/`,
         );
-        const dependency = kind.includes('git') ? `bar @ git+${server.url}/repos/bar-1.0-py3-none-any.whl` : `bar @ ${pathToFileURL(join(dir, 'bar-1.0-py3-none-any.whl')).href}/`;
-        const wheel = buildWheel({ name: 'foo', version: '1.0', requiresDist: [dependency], files: [{ path: 'foo/__init__.py', content: '' }] });
-        files.set(`/files/${wheel.filename}`, wheel.bytes);
-        files.set('/simple/foo/', Buffer.from(`<a href="/files/${wheel.filename}#sha256=${wheel.sha256}">${wheel.filename}</a>\n`));
         try {
-          const error = await resolvePypi(
-            { packages: { foo: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: `${server.url}/simple`, steps: ['start'] },
-            { isolated: true, python },
-          ).catch((e: unknown) => e);
+          const error = await resolveFoo(server.url, python);
           expect(requests).toContain(`/files/${wheel.filename}`);
           // No clone was tried: git's first request would be /repos/bar-1.0-py3-none-any.whl/info/refs.
           expect(requests.filter((url) => url.startsWith('/repos/'))).toEqual([]);
@@ -646,3 +619,32 @@ describe('pip: a dependency at a direct URL on another host', () => {
     }, 60_000);
   }
 });
+
+/**
+ * An index on 127.0.0.1 serving `files` by path (each request recorded), with foo 1.0, a published
+ * wheel whose only dependency is `dependencyOf(the index's URL)`.
+ */
+async function indexOfFooDependingOn(files: Map<string, Buffer | Uint8Array>, dependencyOf: (url: string) => string) {
+  const requests: string[] = [];
+  const server = await listenOnLoopback(
+    createServer((request, response) => {
+      requests.push(request.url ?? '');
+      const body = request.url === undefined ? undefined : files.get(request.url);
+      if (body) response.writeHead(200, request.url?.endsWith('/') ? { 'content-type': 'text/html' } : {}).end(body);
+      else response.writeHead(404).end();
+    }),
+  );
+  const dependency = dependencyOf(server.url);
+  const wheel = buildWheel({ name: 'foo', version: '1.0', requiresDist: [dependency], files: [{ path: 'foo/__init__.py', content: '' }] });
+  files.set(`/files/${wheel.filename}`, wheel.bytes);
+  files.set('/simple/foo/', Buffer.from(`<a href="/files/${wheel.filename}#sha256=${wheel.sha256}">${wheel.filename}</a>\n`));
+  return { server, requests, dependency, wheel };
+}
+
+/** foo resolved by pip from the index at `url` (`python`'s pip): the error it fails with. */
+function resolveFoo(url: string, python: string | undefined): Promise<unknown> {
+  return resolvePypi(
+    { packages: { foo: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl: `${url}/simple`, steps: ['start'] },
+    { isolated: true, python },
+  ).catch((e: unknown) => e);
+}
