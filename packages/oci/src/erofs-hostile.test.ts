@@ -119,7 +119,10 @@ describe('a hostile or broken mkfs.erofs', () => {
   });
 
   it('keeps rewriting its image after the tar (never silent, never over the bound): killed once it is past its time to finish', async () => {
-    const bin = await fakeMkfs('busy', '/bin/cat >/dev/null\nwhile :; do /usr/bin/head -c 65536 /dev/zero >"$image"; : >"$image"; done');
+    // The shell's own printf (no process started per write): its image changes between any two looks,
+    // even on a loaded machine — a loop starting head spent most of its time at 0 blocks, and a busy CI
+    // saw no change for 1.5 s.
+    const bin = await fakeMkfs('busy', '/bin/cat >/dev/null\nwhile :; do printf \'%65536s\' x >"$image"; printf \'%131072s\' x >"$image"; done');
     const started = Date.now();
     // 1.5 s of silence plus ~2 MiB of tar at 1 MiB/s: about 3.6 s.
     await expect(write(await found(bin), 'busy')).rejects.toThrow(/mkfs\.erofs 1\.8\.6 was stopped making layer busy: it did not finish within 4 s of the end of a tar of \d+ bytes/);
