@@ -27,6 +27,16 @@ const worldWritable = (mode: number): boolean => (mode & 0o002) !== 0 && (mode &
 /** `0777`-style. */
 export const octalMode = (mode: number): string => (mode & 0o7777).toString(8).padStart(4, '0');
 
+/** Whether the resolved path `path` lies below the resolved directory `dir`. */
+function isBelow(path: string, dir: string): boolean {
+  return path.startsWith(dir === sep ? sep : `${dir}${sep}`);
+}
+
+/** Whether `link` (an lstat) is a symlink another user than `uid` and root owns: it leads where they choose. */
+function othersSymlink(link: Stats, uid: number | undefined): boolean {
+  return link.isSymbolicLink() && link.uid !== uid && link.uid !== 0;
+}
+
 /**
  * prebuilt's own names between `base` (excluded) and `dir` that are symlinks another user (not
  * root) owns, as `securePrivatePath` reports them (`owner`), found with an lstat each — for the
@@ -39,14 +49,14 @@ export async function foreignSymlinks(dir: string, base: string): Promise<Unsafe
   if (uid === undefined) return [];
   const target = resolve(dir);
   const top = resolve(base);
-  if (target === top || !target.startsWith(top === sep ? sep : `${top}${sep}`)) return [];
+  if (target === top || !isBelow(target, top)) return [];
   const found: UnsafeDirectory[] = [];
   let current = top;
   for (const part of target.slice(top.length).split(sep).filter(Boolean)) {
     current = join(current, part);
     const link = await lstat(current).catch(() => undefined);
     if (!link) break;
-    if (link.isSymbolicLink() && link.uid !== uid && link.uid !== 0) found.push({ path: current, mode: link.mode & 0o7777, uid: link.uid, why: 'owner' });
+    if (othersSymlink(link, uid)) found.push({ path: current, mode: link.mode & 0o7777, uid: link.uid, why: 'owner' });
   }
   return found;
 }
@@ -97,7 +107,7 @@ export function securePrivatePathSync(
   if (uid === undefined) return { repaired, unsafe };
   const target = resolve(dir);
   const base = resolve(options.base ?? dirname(target));
-  const own = target === base || target.startsWith(base === sep ? sep : `${base}${sep}`);
+  const own = target === base || isBelow(target, base);
   // Every directory is looked at before any is changed: a symlink of another user's on the path
   // (planted where they may write) leads where they choose — to a directory of this user's, which a
   // repair would change — so with one there, nothing is.
@@ -105,7 +115,7 @@ export function securePrivatePathSync(
   let foreignLink = false;
   for (let current = target, mine = own && target !== base; ; ) {
     const link = lstatSync(current);
-    if (link.isSymbolicLink() && link.uid !== uid && link.uid !== 0) {
+    if (othersSymlink(link, uid)) {
       unsafe.push({ path: current, mode: link.mode & 0o7777, uid: link.uid, why: 'owner' });
       foreignLink = true;
     } else {
