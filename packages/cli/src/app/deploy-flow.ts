@@ -194,7 +194,8 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
     // prebuilt gc on this machine keeps it (image-use-marks.ts). A plan builds no image map.
     const onEvent = options.plan ? options.onEvent : markingImageUse(ImageUseMarks.of(scope.env), options.onEvent);
     // As `prebuilt lock` names them: a wheel from a host no setting names, whether resolved now or by the lock's author.
-    for (const message of directUrlNotes(lockedEnvs(lock))) options.onEvent?.({ type: 'note', message });
+    const lockedFlowEnvs = lockedEnvs(lock);
+    for (const message of directUrlNotes(lockedFlowEnvs)) options.onEvent?.({ type: 'note', message });
     const result = await deploy({
       flow: lock.envs.flow,
       steps: stepsToDeploy(file, lock, options.steps, options.gpuSteps),
@@ -214,7 +215,7 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
       ...(onEvent ? { onEvent } : {}),
     });
     const buildServiceName = options.plan ? null : (buildService?.name ?? selectedBackendNames(scope.env).buildService.name);
-    return { ...result, lock, settings, recipe: recipeName, registry: registry.name, buildService: buildServiceName, prefetchProfile: prefetchProfile ?? null, directUrls: flowDirectUrlWheels(lock) };
+    return { ...result, lock, settings, recipe: recipeName, registry: registry.name, buildService: buildServiceName, prefetchProfile: prefetchProfile ?? null, directUrls: flowDirectUrlWheels(lockedFlowEnvs) };
   } finally {
     ahead?.stop();
     await buildService?.close?.();

@@ -31,7 +31,7 @@ describe('wheels locked at a direct URL (lock, plan, build)', () => {
   });
 
   it("plan's and build's directUrls: one per env holding such a wheel, with its lock key, platform and steps; the URL's credentials hidden", () => {
-    expect(flowDirectUrlWheels({ lock })).toEqual([
+    expect(flowDirectUrlWheels(lockedEnvs({ lock }))).toEqual([
       { name: 'bar', version: '2.0', url: expect.not.stringContaining('secret'), host: 'other.example:8443', requiredBy: ['foo'], lockKey: 'k64', platform: 'linux-64', steps: ['a', 'b'] },
       { name: 'bar', version: '2.0', url: expect.not.stringContaining('secret'), host: 'other.example:8443', requiredBy: ['baz', 'foo'], lockKey: 'karm', platform: 'linux-aarch64', steps: ['a', 'b'] },
     ]);

@@ -74,9 +74,9 @@ export function lockedEnvs(result: Pick<LockForFlowResult, 'lock'>): FlowLockEnv
   return [...envs.values()];
 }
 
-/** Every wheel a flow's lock took at a direct URL, one per env (and platform) that holds it. */
-export function flowDirectUrlWheels(result: Pick<LockForFlowResult, 'lock'>): FlowDirectUrlWheel[] {
-  return lockedEnvs(result).flatMap((env) =>
+/** Every wheel a flow's lock took at a direct URL, one per env (and platform) that holds it; `envs`: the lock's {@link lockedEnvs}. */
+export function flowDirectUrlWheels(envs: readonly FlowLockEnv[]): FlowDirectUrlWheel[] {
+  return envs.flatMap((env) =>
     directUrlWheels(env.entry).map((wheel) => ({ ...wheel, lockKey: env.key, platform: env.entry.platform, steps: [...env.steps] })),
   );
 }
