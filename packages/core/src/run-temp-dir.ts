@@ -38,6 +38,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { lstat, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { currentBootId } from './boot-id.js';
 import { diskFullError } from './disk-full.js';
 import { errorMessage } from './errors.js';
 import { processAlive } from './file-lock.js';
@@ -111,17 +112,9 @@ function ownStart(): number {
   return processStart;
 }
 
-/** The first 8 hex digits of the kernel's boot id (new at each boot); undefined without /proc. */
-let bootTag: string | null | undefined;
+/** The first 8 hex digits of the kernel's boot id (core's {@link currentBootId}); undefined without /proc. */
 function currentBoot(): string | undefined {
-  if (bootTag === undefined) {
-    try {
-      bootTag = /^([0-9a-f]{8})/.exec(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim())?.[1] ?? null;
-    } catch {
-      bootTag = null;
-    }
-  }
-  return bootTag ?? undefined;
+  return currentBootId()?.slice(0, 8);
 }
 
 /** A process's start, in clock ticks since boot (field 22 of /proc/<pid>/stat); undefined when unknown (gone, no /proc). */
