@@ -18,9 +18,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createLogger, currentBootId, errorMessage, makeDirectory, markCacheFileUsed, readCacheEntry, writeFileAtomic } from '@prebuilt/core';
+import { createLogger, currentBootId, errorMessage, makeDirectory, markCacheFileUsed, readCacheEntry, sha256Hex, writeFileAtomic } from '@prebuilt/core';
 import { discardAside } from './discard-aside.js';
 import { sameStamp, stampOf, type FileStamp } from './extraction-cache.js';
 import { writeSealedFileSync } from './sealed-file.js';
@@ -40,14 +40,12 @@ interface DerivedManifest {
   files: (DerivedStamp | null)[];
 }
 
-const sha256Of = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
-
 /** Whether every file of a set written in another boot still holds the bytes it was written with. */
 function contentsIntact(dir: string, manifest: DerivedManifest): boolean {
   return manifest.files.every((stamp, i) => {
     if (stamp === null) return true;
     try {
-      return typeof stamp.sha256 === 'string' && sha256Of(readFileSync(join(dir, String(i)))) === stamp.sha256;
+      return typeof stamp.sha256 === 'string' && sha256Hex(readFileSync(join(dir, String(i)))) === stamp.sha256;
     } catch {
       return false;
     }
@@ -116,7 +114,7 @@ export async function storeDerivedFiles(dir: string, files: readonly (Uint8Array
         continue;
       }
       // Written and sealed (mode, mtime, stamp) through its descriptor: one synchronous call each.
-      stamps.push({ ...writeSealedFileSync(join(partial, String(i)), data, { mode: 0o644, mtime }), sha256: sha256Of(data) });
+      stamps.push({ ...writeSealedFileSync(join(partial, String(i)), data, { mode: 0o644, mtime }), sha256: sha256Hex(data) });
     }
     const boot = currentBootId();
     const manifest: DerivedManifest = { format: FORMAT, ...(boot ? { boot } : {}), files: stamps };

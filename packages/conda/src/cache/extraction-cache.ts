@@ -39,11 +39,10 @@
  * (no decompression, no file created).
  */
 import { chmodSync, existsSync, lstatSync, readFileSync, utimesSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createLogger, currentBootId, errorMessage, normalisedMode, makeDirectory, markCacheFileUsed, readCacheEntry, writeFileAtomic } from '@prebuilt/core';
+import { createLogger, currentBootId, errorMessage, normalisedMode, makeDirectory, markCacheFileUsed, readCacheEntry, sha256Hex, writeFileAtomic } from '@prebuilt/core';
 import type { ExtractedCondaPackage, ExtractedEntry } from '../materialize/conda-extract.js';
 import { hashFile } from './sha256-file.js';
 import { discardAside } from './discard-aside.js';
@@ -290,7 +289,7 @@ const SYNC_READ_MAX = 1024 * 1024;
 
 async function sha256Of(path: string): Promise<string> {
   const stats = lstatSync(path);
-  return stats.size <= SYNC_READ_MAX ? createHash('sha256').update(readFileSync(path)).digest('hex') : hashFile(path, 'sha256');
+  return stats.size <= SYNC_READ_MAX ? sha256Hex(readFileSync(path)) : hashFile(path, 'sha256');
 }
 
 /**
