@@ -107,5 +107,12 @@ describe('wheels locked at a direct URL (lock, plan, build)', () => {
       expect(notes[0]).toContain('5000 packages are locked from the host evil.example');
       expect(notes[0]).toContain('and 4990 more');
     });
+
+    it('names ten hosts in a note each, and counts the others in one more', () => {
+      const spread = entry('linux-64', Array.from({ length: 5000 }, (_, i) => wheel(`p${i}`, `https://h${i}.evil.example/p${i}-1.0-py3-none-any.whl`)));
+      const notes = directUrlNotes([{ entry: spread, steps: ['a'] }]);
+      expect(notes).toHaveLength(11);
+      expect(notes[10]).toBe("4990 more hosts serve packages of the lock under none of their env's channels and not at its index, which the lock does not record as direct URLs: --json's directUrls lists them all.");
+    });
   });
 });

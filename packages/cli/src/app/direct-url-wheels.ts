@@ -21,6 +21,8 @@ import { channelUrl, oneLineText, redactUrl, type EnvRequest, type LockEntry, ty
 const NAME_MAX = 100;
 const URL_MAX = 300;
 const REQUIRERS_SHOWN = 10;
+/** Hosts named in a note each, of the packages off their env's sources that the lock does not record (one more note counts the rest). */
+const HOST_NOTES_SHOWN = 10;
 
 /** `text` cut to its first `max` characters and `…`. */
 function cut(text: string, max: number): string {
@@ -94,21 +96,22 @@ function indexOrigins(request: EnvRequest): readonly string[] {
 }
 
 /**
- * Whether a package's URL is one of its env's sources gives: a conda package's under one of its
- * channels, a wheel's at its index's origin. A `file:` URL is (the lock's reader let it through
- * only under a `file:` channel or index of the env).
+ * Whether a package's URL is one its env's sources give: a conda package's under one of its
+ * channels (`channelPrefixes`), a wheel's at its index's origin. A `file:` URL is (the lock's
+ * reader let it through only under a `file:` channel or index of the env).
  */
-function fromEnvSources(p: LockedPackage, request: EnvRequest | undefined): boolean {
+function fromEnvSources(p: LockedPackage, request: EnvRequest | undefined, channelPrefixes: readonly string[]): boolean {
   const url = parsedUrl(p.url);
   if (url === undefined || request === undefined || url.protocol === 'file:') return true;
   if (p.kind === 'pypi') return indexOrigins(request).includes(url.origin);
-  return envChannels(request).some((channel) => url.href.startsWith(`${parsedUrl(channel)?.href.replace(/\/+$/, '') ?? channel}/`));
+  return channelPrefixes.some((prefix) => url.href.startsWith(prefix));
 }
 
 /** The wheels of `entry` locked at a direct URL, and its packages at a URL off its sources the lock says nothing of. */
 export function directUrlWheels(entry: LockEntry): DirectUrlWheel[] {
+  const prefixes = entry.request === undefined ? [] : envChannels(entry.request).map((channel) => `${parsedUrl(channel)?.href.replace(/\/+$/, '') ?? channel}/`);
   return entry.packages.flatMap((p) => {
-    if (p.directUrl === undefined && fromEnvSources(p, entry.request)) return [];
+    if (p.directUrl === undefined && fromEnvSources(p, entry.request, prefixes)) return [];
     const host = parsedUrl(p.url)?.host ?? '';
     return [{ kind: p.kind, name: p.name, version: p.version, url: redactUrl(p.url), host, recorded: p.directUrl !== undefined, requiredBy: [...(p.directUrl?.requiredBy ?? [])] }];
   });
@@ -204,8 +207,13 @@ export function directUrlNotes(envs: readonly Pick<FlowLockEnv, 'entry' | 'steps
       byWheel.set(key, seen);
     }
   }
+  const hosts = [...byHost.values()];
+  const moreHosts = hosts.length - HOST_NOTES_SHOWN;
   return [
     ...[...byWheel.values()].map(({ wheel, steps }) => recordedNote(wheel, stepsWhere(steps))),
-    ...[...byHost.values()].map(({ host, sources, packages, steps }) => unrecordedNote(host, sources, [...packages.values()], stepsWhere(steps))),
+    ...hosts.slice(0, HOST_NOTES_SHOWN).map(({ host, sources, packages, steps }) => unrecordedNote(host, sources, [...packages.values()], stepsWhere(steps))),
+    ...(moreHosts > 0
+      ? [`${moreHosts} more host${moreHosts === 1 ? '' : 's'} serve${moreHosts === 1 ? 's' : ''} packages of the lock under none of their env's channels and not at its index, which the lock does not record as direct URLs: --json's directUrls lists them all.`]
+      : []),
   ].map((note) => oneLineText(note));
 }
