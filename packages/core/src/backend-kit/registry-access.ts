@@ -1,6 +1,7 @@
 import type { RegistryCredentials } from '../contracts.js';
 import { dockerConfigCredentials, normalizeDockerConfigKey } from '../registry/docker-config.js';
 import { parseImageRef } from '../registry/image-ref.js';
+import type { ManifestCache } from '../registry/manifest-cache.js';
 import { RegistryClient, type RegistryClientOptions } from '../registry/registry-client.js';
 import { checkSignal } from './base-image.js';
 import type { RegistryTokenSource } from './registry-credentials.js';
@@ -25,6 +26,8 @@ export interface RegistryAccessInput {
   client: Pick<RegistryClientOptions, 'retry' | 'timeoutMs'> | undefined;
   /** Another way than `docker login` to give the own host credentials, for auth errors' hints. */
   credentialsHint?: string | undefined;
+  /** Manifests kept by digest, for every client (see RegistryClientOptions.manifestCache). */
+  manifestCache?: ManifestCache | undefined;
 }
 
 function isTokenSource(credentials: RegistryAccessInput['credentials']): credentials is RegistryTokenSource {
@@ -41,6 +44,7 @@ function baseClientOptions(input: RegistryAccessInput): RegistryClientOptions {
   return {
     ...(input.insecure ? { insecureRegistries: [input.host] } : {}),
     ...(credentialsHint ? { credentialsHint: (registry: string) => (normalizeDockerConfigKey(registry) === input.host ? credentialsHint : undefined) } : {}),
+    ...(input.manifestCache ? { manifestCache: input.manifestCache } : {}),
     ...input.client,
   };
 }

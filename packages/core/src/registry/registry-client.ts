@@ -3,7 +3,7 @@ import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { BaseImageIdentity, RegistryCredentials } from '../contracts.js';
 import { diskFullError } from '../disk-full.js';
-import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, LoginRequiredError, NetworkError, PrebuiltError, RegistryError, UnreachableError } from '../errors.js';
+import { AuthError, CancelledError, ConfigError, EnvironmentError, errorMessage, InputError, LoginRequiredError, NetworkError, PrebuiltError, RegistryError, UnreachableError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
@@ -11,6 +11,7 @@ import { basicAuthorization, redactUrls } from '../net/url-credentials.js';
 import { checkableDigest, isImageDigest } from './digest.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
 import { formatImageRef, hostWithoutPort, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
+import type { ManifestCache } from './manifest-cache.js';
 import { isIndexMediaType, MANIFEST_ACCEPT, MediaType } from './media-types.js';
 import { platformMatches, selectPlatformManifest, type ImageIndex, type ImageManifest, type OciPlatform } from './platform.js';
 import {
@@ -67,6 +68,11 @@ export interface RegistryClientOptions {
    * undefined for a registry it does not know.
    */
   credentialsHint?: (registry: string) => string | undefined;
+  /**
+   * Manifests kept by digest (see {@link RegistryClient.checkManifest}): an existence check of a
+   * manifest it holds is a HEAD only. Default none: every check GETs.
+   */
+  manifestCache?: ManifestCache;
 }
 
 export interface RequestOptions {
@@ -85,6 +91,9 @@ export type ManifestHead =
     };
 
 export type BlobHead = { exists: false } | { exists: true; size: number | undefined };
+
+/** What RegistryClient.checkManifest found: whether the reference exists, and its manifest, verified; `cached` when it came from the manifest cache (a HEAD only). */
+export type ManifestCheck = { exists: false } | { exists: true; result: ManifestResult; cached: boolean };
 
 export interface ManifestResult {
   ref: ImageRef;
@@ -303,6 +312,47 @@ function sha256Digest(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
+/** The media type a response's Content-Type names, without parameters ('' for none). */
+function contentType(headers: Headers): string {
+  return (headers.get('content-type') ?? '').split(';')[0]!.trim();
+}
+
+/**
+ * A manifest's JSON and media type (its own `mediaType`, else the Content-Type it came with, else
+ * told by its shape), checked to have what its kind needs; `name` names it in the RegistryError.
+ */
+function parseManifest(bytes: Uint8Array, headerType: string, name: string, registry: string): { manifest: ImageManifest | ImageIndex; mediaType: string } {
+  let manifest: ImageManifest | ImageIndex;
+  try {
+    manifest = JSON.parse(Buffer.from(bytes).toString('utf8')) as ImageManifest | ImageIndex;
+  } catch (error) {
+    throw new RegistryError(`manifest ${name} is not valid JSON`, { registry }, { cause: error });
+  }
+  if (typeof manifest !== 'object' || manifest === null) throw new RegistryError(`manifest ${name} is not a JSON object`, { registry });
+  const mediaType = manifest.mediaType ?? (MANIFEST_ACCEPT.includes(headerType) ? headerType : 'manifests' in manifest ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
+  const lacks = isIndexMediaType(mediaType)
+    ? !Array.isArray((manifest as ImageIndex).manifests) && 'manifests list'
+    : (!Array.isArray((manifest as ImageManifest).layers) && 'layers list') || (typeof (manifest as ImageManifest).config?.digest !== 'string' && 'config descriptor');
+  if (lacks) throw new RegistryError(`manifest ${name} (${mediaType}) lacks its ${lacks}`, { registry });
+  return { manifest, mediaType };
+}
+
+/** Statuses of a manifest HEAD that mean the registry does not answer HEAD for manifests: the GET is asked instead. */
+const HEAD_REFUSED = new Set([400, 405, 406, 501]);
+
+/** The manifest `cache` keeps under the digest a HEAD gave, parsed as a GET's would be; undefined when not kept or unusable. */
+async function cachedManifest(cache: ManifestCache, image: ImageRef, head: { digest: string; mediaType: string }): Promise<ManifestResult | undefined> {
+  const bytes = await cache.read(head.digest);
+  if (!bytes) return undefined;
+  try {
+    const { manifest, mediaType } = parseManifest(bytes, head.mediaType, `${image.registry}/${image.repository}@${head.digest}`, image.registry);
+    return { ref: image, digest: head.digest, mediaType, size: bytes.length, bytes, manifest };
+  } catch (error) {
+    log('the kept manifest %s is unusable (%s): reading it again', head.digest, errorMessage(error));
+    return undefined;
+  }
+}
+
 function toRef(ref: string | ImageRef): ImageRef {
   return typeof ref === 'string' ? parseImageRef(ref) : ref;
 }
@@ -342,6 +392,8 @@ export class RegistryClient {
   /** Registries that have answered at least once: a refused connection to them is worth a retry. */
   readonly #answered = new Set<string>();
   readonly #stats: TransferStats = { bytesSent: 0, blobsUploaded: 0, blobsMounted: 0, blobsExisting: 0 };
+  /** Registries whose manifest HEAD gave no digest or was refused: their manifests are read by GET straight away. */
+  readonly #headsWithoutDigest = new Set<string>();
 
   constructor(options: RegistryClientOptions = {}) {
     this.#options = options;
@@ -395,8 +447,9 @@ export class RegistryClient {
 
   /**
    * Whether `ref` exists, and the digest and media type of the manifest it names. The digest is the
-   * sha256 of the manifest bytes read here (a GET, bounded at 4 MiB; a registry whose
-   * Docker-Content-Digest disagrees is a RegistryError), so it may go into an image map. With
+   * sha256 of the manifest bytes read here (see {@link checkManifest}: with a manifest cache, a HEAD
+   * and the bytes kept under its digest, else a GET bounded at 4 MiB; a registry whose
+   * Docker-Content-Digest disagrees with a GET's bytes is a RegistryError), so it may go into an image map. With
    * `verify: false` it is a HEAD and the digest is what the registry claims: only for a digest that
    * is checked later anyway (a base image pulled by that digest).
    */
@@ -405,13 +458,9 @@ export class RegistryClient {
     const path = `/v2/${image.repository}/manifests/${image.reference}`;
     const signal = options.signal ? { signal: options.signal } : {};
     if (options.verify !== false) {
-      try {
-        const full = await this.getManifest(image, signal);
-        return { exists: true, digest: full.digest, mediaType: full.mediaType, size: full.size };
-      } catch (error) {
-        if (error instanceof RegistryError && error.status === 404) return { exists: false };
-        throw error;
-      }
+      const check = await this.checkManifest(image, signal);
+      if (!check.exists) return { exists: false };
+      return { exists: true, digest: check.result.digest, mediaType: check.result.mediaType, size: check.result.size };
     }
     const res = await this.#request(image.registry, image.repository, 'HEAD', path, { accept: MANIFEST_ACCEPT.join(', ') }, options.signal, { what: 'manifest check' });
     if (res.status === 404) return { exists: false };
@@ -425,6 +474,58 @@ export class RegistryClient {
       return { exists: true, digest: full.digest, mediaType: full.mediaType, size: full.size };
     }
     return { exists: true, digest, mediaType, size: length === null ? undefined : Number(length) };
+  }
+
+  /**
+   * Whether `ref` exists, and its manifest, verified: its digest is the sha256 of its bytes. With a
+   * `manifestCache`, a HEAD (same Accept as the GET) asks for the digest first — Docker Hub counts a
+   * manifest GET as a pull against its rate limit, a HEAD not — and a manifest the cache holds under
+   * that digest (its bytes hashed again) is taken from there: no GET. Otherwise — not kept, or a
+   * registry whose HEAD gives no sha256 Docker-Content-Digest or refuses HEAD (400, 405, 406, 501:
+   * after one such answer the client GETs that registry's manifests straight away) — a GET reads
+   * the manifest, and the cache keeps it. Without a cache, one GET.
+   */
+  async checkManifest(ref: string | ImageRef, options: RequestOptions = {}): Promise<ManifestCheck> {
+    const image = toRef(ref);
+    const cache = this.#options.manifestCache;
+    if (cache) {
+      const head = await this.#headForDigest(image, options.signal);
+      if (head === 'missing') return { exists: false };
+      const cached = head && (await cachedManifest(cache, image, head));
+      if (cached) {
+        log('manifest %s: %s, kept in the cache (HEAD only)', formatImageRef(image), cached.digest);
+        return { exists: true, result: cached, cached: true };
+      }
+    }
+    try {
+      const result = await this.#getManifest(image, image.reference, options.signal);
+      await cache?.write(result.digest, result.bytes);
+      return { exists: true, result, cached: false };
+    } catch (error) {
+      if (error instanceof RegistryError && error.status === 404) return { exists: false };
+      throw error;
+    }
+  }
+
+  /**
+   * A manifest HEAD for the digest `image` names now: 'missing' for a 404; undefined when the answer
+   * gives no sha256 digest to look up (none, another algorithm, HEAD refused) or one other than the
+   * digest asked for — the GET then decides.
+   */
+  async #headForDigest(image: ImageRef, signal: AbortSignal | undefined): Promise<'missing' | { digest: string; mediaType: string } | undefined> {
+    if (this.#headsWithoutDigest.has(image.registry)) return undefined;
+    const path = `/v2/${image.repository}/manifests/${image.reference}`;
+    const res = await this.#request(image.registry, image.repository, 'HEAD', path, { accept: MANIFEST_ACCEPT.join(', ') }, signal, { what: 'manifest check' });
+    if (res.status === 404) return 'missing';
+    const digest = res.headers.get('docker-content-digest')?.trim();
+    if (HEAD_REFUSED.has(res.status) || (res.status >= 200 && res.status < 300 && !digest)) {
+      log('registry %s answered a manifest HEAD with %d and %s: reading its manifests by GET', image.registry, res.status, digest ? `digest ${digest}` : 'no digest');
+      this.#headsWithoutDigest.add(image.registry);
+      return undefined;
+    }
+    this.#expectOk(res, image.registry, 'HEAD', path);
+    if (!digest || !isImageDigest(digest) || (image.reference.includes(':') && image.reference !== digest)) return undefined;
+    return { digest, mediaType: contentType(res.headers) };
   }
 
   /**
@@ -496,19 +597,7 @@ export class RegistryClient {
     if (reference.startsWith('sha256:') && reference !== digest) {
       throw new RegistryError(`manifest ${name} does not match the requested digest: the bytes hash to ${digest}`, { registry: image.registry });
     }
-    let manifest: ImageManifest | ImageIndex;
-    try {
-      manifest = JSON.parse(Buffer.from(res.body).toString('utf8')) as ImageManifest | ImageIndex;
-    } catch (error) {
-      throw new RegistryError(`manifest ${name} is not valid JSON`, { registry: image.registry }, { cause: error });
-    }
-    if (typeof manifest !== 'object' || manifest === null) throw new RegistryError(`manifest ${name} is not a JSON object`, { registry: image.registry });
-    const headerType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
-    const mediaType = manifest.mediaType ?? (MANIFEST_ACCEPT.includes(headerType) ? headerType : 'manifests' in manifest ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
-    const lacks = isIndexMediaType(mediaType)
-      ? !Array.isArray((manifest as ImageIndex).manifests) && 'manifests list'
-      : (!Array.isArray((manifest as ImageManifest).layers) && 'layers list') || (typeof (manifest as ImageManifest).config?.digest !== 'string' && 'config descriptor');
-    if (lacks) throw new RegistryError(`manifest ${name} (${mediaType}) lacks its ${lacks}`, { registry: image.registry });
+    const { manifest, mediaType } = parseManifest(res.body, contentType(res.headers), name, image.registry);
     return { ref: image, digest, mediaType, size: res.body.length, bytes: res.body, manifest };
   }
 
