@@ -1,7 +1,5 @@
-import { join } from 'node:path';
 import type { ImageExistence, ImageRegistry, PullConfig, RegistryCredentials } from '../contracts.js';
-import { prebuiltCacheDir } from '../cache-dir.js';
-import { ManifestCache } from '../registry/manifest-cache.js';
+import { ManifestCache, manifestCacheDir } from '../registry/manifest-cache.js';
 import type { RegistryClientOptions } from '../registry/registry-client.js';
 import { listRepositoryImages } from '../registry/repository-images.js';
 import { checkSignal, resolveBaseImage } from './base-image.js';
@@ -80,7 +78,7 @@ export interface OciRegistrySpec {
  */
 export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
   const env = spec.env ?? process.env;
-  const cacheDir = spec.manifestCache ?? join(prebuiltCacheDir(env), 'manifests');
+  const cacheDir = spec.manifestCache ?? manifestCacheDir(env);
   const access = registryAccess({
     host: spec.host,
     credentials: spec.credentials,

@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../atomic-write.js';
+import { prebuiltCacheDir } from '../cache-dir.js';
 import { markCacheFileUsed, readCacheFile } from '../cache-file.js';
 import { errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
@@ -35,6 +36,11 @@ const STALE_TEMP_MS = 3_600_000;
 /** An entry's name (the digest's hex), and the temp file name writeFileAtomic gives one. */
 const ENTRY_NAME = /^[0-9a-f]{64}$/;
 const TEMP_NAME = /^\.[0-9a-f]{64}\.\d+\.[0-9a-f]{8}\.tmp$/;
+
+/** The manifest cache's directory: `manifests/` in prebuilt's cache directory (METAFLOW_PREBUILT_CACHE_DIR, …). */
+export function manifestCacheDir(env: Record<string, string | undefined>): string {
+  return join(prebuiltCacheDir(env), 'manifests');
+}
 
 export interface ManifestCacheOptions {
   /** Entries kept at most (default {@link MAX_CACHED_MANIFESTS}). */

@@ -343,14 +343,27 @@ const HEAD_REFUSED = new Set([400, 405, 406, 501]);
 /** The manifest `cache` keeps under the digest a HEAD gave, parsed as a GET's would be; undefined when not kept or unusable. */
 async function cachedManifest(cache: ManifestCache, image: ImageRef, head: { digest: string; mediaType: string }): Promise<ManifestResult | undefined> {
   const bytes = await cache.read(head.digest);
-  if (!bytes) return undefined;
+  return bytes && keptManifest(bytes, image, head);
+}
+
+/** Kept bytes (hashing to `head.digest`) as the ManifestResult a GET would give; undefined when unusable. */
+function keptManifest(bytes: Uint8Array, image: ImageRef, head: { digest: string; mediaType: string }): ManifestResult | undefined {
   try {
-    const { manifest, mediaType } = parseManifest(bytes, head.mediaType, `${image.registry}/${image.repository}@${head.digest}`, image.registry);
+    const { manifest, mediaType } = parseManifest(bytes, head.mediaType, manifestName(image, head.digest), image.registry);
     return { ref: image, digest: head.digest, mediaType, size: bytes.length, bytes, manifest };
   } catch (error) {
     log('the kept manifest %s is unusable (%s): reading it again', head.digest, errorMessage(error));
     return undefined;
   }
+}
+
+/** `registry/repository:tag` or `registry/repository@digest`. */
+function manifestName(image: ImageRef, reference: string): string {
+  return `${image.registry}/${image.repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+}
+
+function manifestNotFound(image: ImageRef, reference: string): RegistryError {
+  return new RegistryError(`manifest ${manifestName(image, reference)} was not found`, { registry: image.registry, status: 404 }, { hint: 'Check the repository and tag, and that the image was pushed.' });
 }
 
 function toRef(ref: string | ImageRef): ImageRef {
@@ -488,7 +501,8 @@ export class RegistryClient {
   async checkManifest(ref: string | ImageRef, options: RequestOptions = {}): Promise<ManifestCheck> {
     const image = toRef(ref);
     const cache = this.#options.manifestCache;
-    if (cache) {
+    // A reference by another digest than sha256 is refused by the GET, before any request.
+    if (cache && (!image.reference.includes(':') || isImageDigest(image.reference))) {
       const head = await this.#headForDigest(image, options.signal);
       if (head === 'missing') return { exists: false };
       const cached = head && (await cachedManifest(cache, image, head));
@@ -536,13 +550,13 @@ export class RegistryClient {
    */
   async getManifest(ref: string | ImageRef, options: RequestOptions & { platform?: string } = {}): Promise<ManifestResult> {
     const image = toRef(ref);
-    const result = await this.#getManifest(image, image.reference, options.signal);
+    const result = await this.#manifestAt(image, image.reference, options.signal);
     if (!options.platform) return result;
     if (isIndexMediaType(result.mediaType)) {
       const entry = selectPlatformManifest(result.manifest as ImageIndex, options.platform, formatImageRef(image));
       // Only a digest binds the platform's manifest to the index: a tag there would be fetched unverified.
       uncheckableDigest(entry.digest, `manifest ${image.registry}/${image.repository}@${String(entry.digest)}`, image.registry);
-      const child = await this.#getManifest(image, entry.digest, options.signal);
+      const child = await this.#manifestAt(image, entry.digest, options.signal);
       if (isIndexMediaType(child.mediaType)) {
         throw new RegistryError(`manifest ${entry.digest} for ${options.platform} in ${formatImageRef(image)} is itself an index`, { registry: image.registry });
       }
@@ -577,15 +591,35 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * The manifest `reference` names in `image`'s repository. With a manifest cache, one named by a
+   * sha256 digest that the cache holds is those bytes — the very bytes a GET would give — once a
+   * HEAD shows the registry has it (a 404 as the GET's); one it does not hold is read by a GET, as
+   * without a cache, and kept. Anything else: a GET.
+   */
+  async #manifestAt(image: ImageRef, reference: string, signal: AbortSignal | undefined): Promise<ManifestResult> {
+    const cache = this.#options.manifestCache;
+    if (!cache || typeof reference !== 'string' || !isImageDigest(reference)) return this.#getManifest(image, reference, signal);
+    const target = { ...image, reference };
+    const kept = await cache.read(reference);
+    if (kept) {
+      const head = await this.#headForDigest(target, signal);
+      if (head === 'missing') throw manifestNotFound(image, reference);
+      const result = head && keptManifest(kept, target, head);
+      if (result) return result;
+    }
+    const result = await this.#getManifest(image, reference, signal);
+    await cache.write(result.digest, result.bytes);
+    return result;
+  }
+
   async #getManifest(image: ImageRef, reference: string, signal: AbortSignal | undefined): Promise<ManifestResult> {
     const path = `/v2/${image.repository}/manifests/${reference}`;
     if (typeof reference !== 'string') uncheckableDigest(reference, `manifest ${image.registry}/${image.repository}@${String(reference)}`, image.registry);
-    const name = `${image.registry}/${image.repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const name = manifestName(image, reference);
     if (reference.includes(':')) uncheckableDigest(reference, `manifest ${name}`, image.registry);
     const res = await this.#request(image.registry, image.repository, 'GET', path, { accept: MANIFEST_ACCEPT.join(', ') }, signal, { what: 'manifest', limit: BODY_LIMITS.manifest });
-    if (res.status === 404) {
-      throw new RegistryError(`manifest ${name} was not found`, { registry: image.registry, status: 404 }, { hint: 'Check the repository and tag, and that the image was pushed.' });
-    }
+    if (res.status === 404) throw manifestNotFound(image, reference);
     this.#expectOk(res, image.registry, 'GET', path);
     const digest = sha256Digest(res.body);
     const announced = res.headers.get('docker-content-digest');
@@ -1233,6 +1267,8 @@ export class RegistryClient {
     if (announced && announced !== digest) {
       throw new RegistryError(`registry ${image.registry} stored the manifest for ${formatImageRef(image)} as ${announced}, but its bytes hash to ${digest}`, { registry: image.registry });
     }
+    // What was put is what a later check reads: kept, a no-op redeploy of it needs no GET.
+    await this.#options.manifestCache?.write(digest, bytes);
     const subject = res.headers.get('oci-subject') ?? undefined;
     return { digest, subjectAccepted: subject !== undefined, ...(subject ? { subject } : {}) };
   }
