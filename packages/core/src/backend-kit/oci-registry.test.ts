@@ -8,6 +8,7 @@ import type { RegistryCredentials } from '../contracts.js';
 import { AuthError, ConfigError } from '../errors.js';
 import { startFlakyProxy, type Fault, type FlakyProxyOptions } from '../registry/__fixtures__/flaky-proxy.js';
 import { pushImage } from '../registry/__fixtures__/push-image.js';
+import { ManifestCache } from '../registry/manifest-cache.js';
 import { RegistryClient } from '../registry/registry-client.js';
 import { describeOrFailInCi, missingFor, testServices } from '../registry/__fixtures__/test-services.js';
 import { Secret } from '../secret.js';
@@ -162,6 +163,25 @@ describeOrFailInCi('createOciRegistry against the local test registries', missin
     expect(await redeploy.imageExists(pushTag)).toEqual({ exists: true, digest: pushed.digest });
     expect(await redeploy.imageExists(`${proxy.host}/${repository}:absent`, { annotations: true })).toEqual({ exists: false });
     expect(proxy.requests.slice(2)).toEqual([`HEAD ${manifestPath}`, `HEAD ${manifestPath}`, `HEAD /v2/${repository}/manifests/absent`]);
+  });
+
+  it('a client with a manifest cache: a manifest it put, or read by digest before, is a HEAD only; one the registry deleted since is a 404 all the same', async () => {
+    await using cache = await cacheDir();
+    await using world = await pushedBehindProxy();
+    const { proxy, pushed, repository } = world;
+    const client = new RegistryClient({ dockerConfig: false, ...FAST, manifestCache: new ManifestCache(cache.dir) });
+    const byDigest = `${proxy.host}/${repository}@${pushed.digest}`;
+    const path = `/v2/${repository}/manifests/${pushed.digest}`;
+    expect((await client.getManifest(byDigest)).bytes).toEqual(pushed.manifest);
+    expect((await client.getManifest(byDigest)).bytes).toEqual(pushed.manifest);
+    expect(proxy.requests).toEqual([`GET ${path}`, `HEAD ${path}`]);
+    const annotated = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(pushed.manifest).toString('utf8')), annotations: { put: 'here' } }));
+    const digest = await client.putManifest(`${proxy.host}/${repository}:annotated`, annotated, pushed.mediaType);
+    proxy.requests.length = 0;
+    expect(await client.checkManifest(`${proxy.host}/${repository}:annotated`)).toMatchObject({ exists: true, cached: true, result: { digest } });
+    expect(proxy.requests).toEqual([`HEAD /v2/${repository}/manifests/annotated`]);
+    await client.deleteManifest(`${proxy.host}/${repository}`, pushed.digest);
+    await expect(client.getManifest(byDigest)).rejects.toMatchObject({ status: 404 });
   });
 
   it('without a manifest cache (manifestCache: false), one GET per check, as before', async () => {
