@@ -10,6 +10,7 @@ import {
   pauseImage,
   prepullFlow,
   removePrepull,
+  type PrepullDaemonSet,
   type PrepullProgress,
   type PrepullResult,
 } from '../app/index.js';
@@ -71,25 +72,35 @@ Examples:
 export function progressLine(event: PrepullProgress): string {
   if (event.type === 'applied') {
     const what = event.action === 'unchanged' ? 'is up to date' : `${event.action}: pulling ${event.images} image${event.images === 1 ? '' : 's'} on every matching node`;
-    return `DaemonSet ${event.namespace}/${event.name} ${what}\n`;
+    return `DaemonSet ${event.namespace}/${event.name} (${event.steps.join(', ')}) ${what}\n`;
   }
+  if (event.type === 'removed') return `DaemonSet ${event.namespace}/${event.name} removed: no step is placed so any more\n`;
+  if (event.type === 'note') return `note: ${event.name}: ${event.text}\n`;
   if (event.type === 'missing-secret') {
     return `warning: the pull secret ${event.secret} does not exist in the namespace ${event.namespace}: the nodes pull without it (create it: prebuilt pull-secret --namespace ${event.namespace} --name ${event.secret})\n`;
   }
-  if (event.type === 'nodes') return `ready ${event.nodes.ready}/${event.nodes.desired} nodes (${event.nodes.updated} updated)\n`;
+  if (event.type === 'nodes') return `${event.name}: ready ${event.nodes.ready}/${event.nodes.desired} nodes (${event.nodes.updated} updated)\n`;
   const p = event.problem;
-  return `warning: ${terminalText(`${p.node}: ${p.image ? `${p.image}: ` : ''}${p.reason}${p.message ? ` (${p.message})` : ''}`)}\n`;
+  return `warning: ${event.name}: ${terminalText(`${p.node}: ${p.image ? `${p.image}: ` : ''}${p.reason}${p.message ? ` (${p.message})` : ''}`)}\n`;
+}
+
+const labels = (selector: Record<string, string>): string => Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(',');
+
+function renderDaemonSet(result: PrepullResult, entry: PrepullDaemonSet): string {
+  const count = `${entry.images.length} image${entry.images.length === 1 ? '' : 's'}`;
+  const where = `DaemonSet ${result.namespace}/${entry.name}, ${entry.action}; nodes ${labels(entry.nodeSelector)}${entry.tolerations.length > 0 ? `, ${entry.tolerations.length} toleration${entry.tolerations.length === 1 ? '' : 's'}` : ''}`;
+  const head = entry.nodes === null
+    ? `${count} to pull (${where}; not waited for)`
+    : entry.nodes.desired === 0
+      ? `no node matches the node selector ${labels(entry.nodeSelector)}: nothing was pulled (${where})`
+      : `${count} pulled on ${entry.nodes.ready}/${entry.nodes.desired} nodes (${where})`;
+  const lines = entry.images.map((image) => `    ${image.image}  (${image.steps.join(', ')})`);
+  return `  ${entry.steps.join(', ')}: ${head}\n${entry.note ? `    note: ${entry.note}\n` : ''}${lines.join('\n')}\n`;
 }
 
 function renderResult(result: PrepullResult): string {
-  const lines = result.images.map((image) => `  ${image.image}  (${image.steps.join(', ')})`);
-  const where = `DaemonSet ${result.namespace}/${result.name}, ${result.action}`;
-  const head = result.nodes === null
-    ? `${result.flow}: ${result.images.length} image${result.images.length === 1 ? '' : 's'} to pull (${where}; not waited for)`
-    : result.nodes.desired === 0
-      ? `${result.flow}: no node matches the node selector ${Object.entries(result.nodeSelector).map(([k, v]) => `${k}=${v}`).join(',')}: nothing was pulled (${where})`
-      : `${result.flow}: ${result.images.length} image${result.images.length === 1 ? '' : 's'} pulled on ${result.nodes.ready}/${result.nodes.desired} nodes (${where})`;
-  return `${head}\n${lines.join('\n')}\n`;
+  const removed = result.removed.map((name) => `  removed DaemonSet ${result.namespace}/${name} (a placement no step has any more)\n`).join('');
+  return `${result.flow}: ${result.daemonSets.length} DaemonSet${result.daemonSets.length === 1 ? '' : 's'}\n${result.daemonSets.map((entry) => renderDaemonSet(result, entry)).join('')}${removed}`;
 }
 
 async function runPrepull(file: string, context: CliContext, options: PrepullOptions): Promise<void> {
@@ -97,16 +108,17 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
     const flow = await readFlow(file, { env: context.env, cwd: context.cwd, signal: context.signal });
     const removed = await removePrepull({ flow: flow.flow, namespace: options.namespace, env: context.env });
     if (options.json) writeJsonResult(context, { ...removed });
-    else context.stdout.write(removed.action === 'removed' ? `removed DaemonSet ${removed.namespace}/${removed.name}\n` : `nothing to remove: no DaemonSet ${removed.namespace}/${removed.name}\n`);
+    else if (removed.action === 'absent') context.stdout.write(`nothing to remove: ${flow.flow} has no DaemonSet in ${removed.namespace}\n`);
+    else context.stdout.write(removed.removed.map((name) => `removed DaemonSet ${removed.namespace}/${name}\n`).join(''));
     return;
   }
   const nodeSelector = parseNodeSelector(options.nodeSelector ?? []);
   const tolerations = (options.toleration ?? []).map(parseToleration);
   const pause = pauseImage(options.pauseImage, context.env);
-  const { imageMap, flowSteps } = await loadFlowImageMap(file, context);
+  const { imageMap, flow } = await loadFlowImageMap(file, context);
   try {
     const result = await prepullFlow({
-      flowFile: file, flowSteps, imageMap, namespace: options.namespace, env: context.env, nodeSelector, tolerations, pauseImage: pause,
+      flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, nodeSelector, tolerations, pauseImage: pause,
       pullSecrets: options.pullSecret ?? [], wait: options.wait, timeoutMs: options.timeout, signal: context.signal,
       onProgress: (event) => context.stderr.write(progressLine(event)),
     });
