@@ -116,7 +116,7 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
   it('--remove deletes the DaemonSet; absent is fine', async () => {
     controller = startFakeDaemonSetController(fake, { nodes: ['node-a'] });
     await prepullFlow(options('GoneFlow', { wait: false }));
-    expect(await removePrepull({ flow: 'GoneFlow', namespace: 'metaflow', env, k8s })).toMatchObject({ action: 'removed', removed: [prepullName('GoneFlow')] });
+    expect(await removePrepull({ flow: 'GoneFlow', namespace: 'metaflow', env, k8s })).toMatchObject({ action: 'removed', name: prepullName('GoneFlow'), removed: [prepullName('GoneFlow')] });
     expect(fake.get(DS, prepullName('GoneFlow'))).toBeUndefined();
     expect(await removePrepull({ flow: 'GoneFlow', namespace: 'metaflow', env, k8s })).toMatchObject({ action: 'absent', removed: [] });
   });
@@ -143,6 +143,9 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
       expect(gpu!.name).toMatch(/^prebuilt-prepull-placed-flow-[0-9a-f]{6}$/);
       expect(gpu!.name).not.toBe(cpu!.name);
       expect(gpu!.note).toBeUndefined();
+      // The fields of one DaemonSet per flow stay, over both.
+      expect(first).toMatchObject({ name: cpu!.name, action: 'created', pullSecrets: ['prebuilt-pull'], nodeSelector: { 'kubernetes.io/os': 'linux' }, nodes: { desired: 4, ready: 4, updated: 4 } });
+      expect(first.images.map((i) => i.steps)).toEqual([['start', 'end'], ['train']]);
       expect(stored(cpu!.name).initContainers.map((c) => c.image)).toEqual([ref('env-a', 'a')]);
       expect(stored(cpu!.name).nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
       expect(stored(cpu!.name).tolerations).toBeUndefined();
@@ -159,6 +162,7 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
 
       const again = await prepullFlow(options('PlacedFlow', { flowSteps: placed(onGpuPool) }));
       expect(again.daemonSets.map((d) => [d.name, d.action])).toEqual([[cpu!.name, 'unchanged'], [gpu!.name, 'unchanged']]);
+      expect(again.action).toBe('unchanged');
       expect([controller.rollouts.get(cpu!.name), controller.rollouts.get(gpu!.name)]).toEqual([1, 1]);
 
       // The command's --node-selector / --toleration narrow every DaemonSet (in place: the names stay).
@@ -173,6 +177,7 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
       const moved = await prepullFlow(options('PlacedFlow', { flowSteps: placed({}), onProgress: (e) => events.push(e) }));
       expect(moved.daemonSets.map((d) => [d.name, d.steps])).toEqual([[cpu!.name, ['start', 'train', 'end']]]);
       expect(moved.removed).toEqual([gpu!.name]);
+      expect(moved.action).toBe('updated');
       expect(events).toContainEqual({ type: 'removed', namespace: 'metaflow', name: gpu!.name });
       expect(fake.get(DS, gpu!.name)).toBeUndefined();
       expect(stored(cpu!.name).initContainers.map((c) => c.image)).toEqual([ref('env-a', 'a'), ref('env-b', 'b')]);

@@ -81,6 +81,19 @@ export interface PrepullResult {
   removed: string[];
   /** Where the cluster configuration came from. */
   kubeconfig: string;
+  // The fields of one DaemonSet per flow (before placements), kept for --json readers: over all DaemonSets.
+  /** The first DaemonSet's name (the flow's one DaemonSet when all its steps are placed alike). */
+  name: string;
+  /** `created` when one was created, else `updated` when one was updated or removed, else `unchanged`. */
+  action: PrepullAction;
+  /** Each DaemonSet's images in turn. */
+  images: PrepullImage[];
+  /** Every DaemonSet's pull secrets, once each. */
+  pullSecrets: string[];
+  /** What every DaemonSet's node selector has: `kubernetes.io/os=linux` and the command's labels. */
+  nodeSelector: Record<string, string>;
+  /** The rollouts' node counts added up (null with `wait: false`). */
+  nodes: PrepullNodes | null;
 }
 
 async function connect(command: string, options: ClusterOptions): Promise<{ target: DaemonSetTarget; core: CoreV1Api; kubeconfig: string }> {
@@ -146,9 +159,25 @@ export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullR
     removed.push(name);
     options.onProgress?.({ type: 'removed', namespace: options.namespace, name });
   }
-  const result: PrepullResult = { flow: options.imageMap.flow, namespace: options.namespace, daemonSets: planned.map((p) => p.entry), removed, kubeconfig };
-  if (options.wait !== false) await waitForAll(result.daemonSets, { target, core }, options);
-  return result;
+  const daemonSets = planned.map((p) => p.entry);
+  if (options.wait !== false) await waitForAll(daemonSets, { target, core }, options);
+  return { flow: options.imageMap.flow, namespace: options.namespace, daemonSets, removed, kubeconfig, ...overAll(daemonSets, removed, options) };
+}
+
+/** The single-DaemonSet fields of the result, over all the flow's DaemonSets. */
+function overAll(entries: PrepullDaemonSet[], removed: string[], options: PrepullFlowOptions): Pick<PrepullResult, 'name' | 'action' | 'images' | 'pullSecrets' | 'nodeSelector' | 'nodes'> {
+  const actions = entries.map((entry) => entry.action);
+  const action: PrepullAction = actions.includes('created') ? 'created' : actions.includes('updated') || removed.length > 0 ? 'updated' : 'unchanged';
+  const waited = entries.every((entry) => entry.nodes !== null);
+  const sum = (key: keyof PrepullNodes): number => entries.reduce((total, entry) => total + (entry.nodes?.[key] ?? 0), 0);
+  return {
+    name: entries[0]!.name,
+    action,
+    images: entries.flatMap((entry) => entry.images),
+    pullSecrets: [...new Set(entries.flatMap((entry) => entry.pullSecrets))],
+    nodeSelector: { 'kubernetes.io/os': 'linux', ...options.nodeSelector },
+    nodes: waited ? { desired: sum('desired'), updated: sum('updated'), ready: sum('ready') } : null,
+  };
 }
 
 /** Waits for every DaemonSet's rollout at once (one deadline); the first failure stops the others' waits. */
@@ -184,6 +213,8 @@ export interface RemovePrepullResult {
   namespace: string;
   /** The flow's DaemonSets that were deleted (none: there were none). */
   removed: string[];
+  /** The first of `removed` (none: the name of the flow's DaemonSet of steps placed anywhere), for readers of one DaemonSet per flow. */
+  name: string;
   action: 'removed' | 'absent';
   kubeconfig: string;
 }
@@ -193,5 +224,5 @@ export async function removePrepull(options: ClusterOptions & { flow: string }):
   const { target, kubeconfig } = await connect('prepull', options);
   const removed: string[] = [];
   for (const name of await flowDaemonSets(target, options.flow)) if ((await deleteDaemonSet(target, name)) === 'removed') removed.push(name);
-  return { flow: options.flow, namespace: options.namespace, removed, action: removed.length > 0 ? 'removed' : 'absent', kubeconfig };
+  return { flow: options.flow, namespace: options.namespace, removed, name: removed[0] ?? prepullName(options.flow), action: removed.length > 0 ? 'removed' : 'absent', kubeconfig };
 }

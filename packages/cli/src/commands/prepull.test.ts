@@ -56,7 +56,7 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
 
     const again = await run(['prepull', 'flow.py', '-n', 'metaflow', '--json']);
     expect(again.code, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ ok: true, flow: 'WarmFlow', namespace: 'metaflow', removed: [], daemonSets: [{ action: 'unchanged', steps: ['start', 'end'], gpu: false, nodes: { ready: 3, desired: 3 }, images: [{ steps: ['start', 'end'] }] }] });
+    expect(JSON.parse(again.stdout)).toMatchObject({ ok: true, flow: 'WarmFlow', namespace: 'metaflow', removed: [], action: 'unchanged', nodes: { ready: 3, desired: 3 }, images: [{ steps: ['start', 'end'] }], daemonSets: [{ action: 'unchanged', steps: ['start', 'end'], gpu: false, nodes: { ready: 3, desired: 3 }, images: [{ steps: ['start', 'end'] }] }] });
 
     const removed = await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove', '--json']);
     expect(JSON.parse(removed.stdout)).toMatchObject({ ok: true, action: 'removed', removed: [expect.stringMatching(/^prebuilt-prepull-warm-flow-/)] });

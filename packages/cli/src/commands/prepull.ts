@@ -33,30 +33,38 @@ interface PrepullOptions {
 const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 
 const PREPULL_HELP = `
-Warms the nodes for a flow: creates or updates a DaemonSet (prebuilt-prepull-<flow>-<hash>) whose
-pods pull every step's image on each matching node (Linux nodes with the --node-selector labels)
-— one init container per distinct image, each running the step's interpreter with nothing to do —
-then hold the node with a pause container.
+Warms the nodes for a flow: creates or updates a DaemonSet (prebuilt-prepull-<flow>-<hash>) per
+placement of the flow's steps — as Metaflow's @kubernetes places them: node_selector, tolerations
+(else METAFLOW_KUBERNETES_NODE_SELECTOR / METAFLOW_KUBERNETES_TOLERATIONS), GPUs — whose pods pull
+those steps' images on each matching node (Linux nodes with the steps' labels and the
+--node-selector labels, tolerating the steps' and the --toleration taints) — one init container
+per distinct image, each running the step's interpreter with nothing to do — then hold the node
+with a pause container. The pods ask for no GPU (a pull needs none); a GPU step with no
+node_selector is warmed on every node, with a note on how to narrow it.
 It waits until every matching node has pulled the current images, printing progress on stderr;
 running it again with the same images changes nothing, changed images roll out to all nodes at
-once. --remove deletes the DaemonSet (the pulled images stay in the nodes' caches until the
-kubelet's image garbage collection removes them).
+once, and a DaemonSet of a placement no step has any more is deleted. --remove deletes every
+DaemonSet of the flow (the pulled images stay in the nodes' caches until the kubelet's image
+garbage collection removes them).
 
 The images are the ones the last prebuilt build wrote to the image map (nothing is built), pinned
 by digest; the pods use the image map's pull secrets (METAFLOW_PREBUILT_PULL_SECRET at build time,
 the secret prebuilt pull-secret keeps) and --pull-secret. The cluster comes from KUBECONFIG, else
-the in-cluster service account, else ~/.kube/config; the Kubernetes user needs get, create,
+the in-cluster service account, else ~/.kube/config; the Kubernetes user needs get, list, create,
 update and delete on daemonsets (apps) and list on pods in the namespace; with get on secrets, a
 pull secret the namespace lacks gets a warning (the nodes would pull without it).
 
 Exit codes: 0 ready (or removed), 1 not ready within --timeout (the pods' problems are named:
 failed pulls, images that do not start) or the Kubernetes API failed or refused, 2 no image map
-(run prebuilt build first), a flow changed since its build, bad options, 130/143 interrupted (the
+(run prebuilt build first), a flow changed since its build, a node_selector or tolerations computed
+at run time, bad options, 130/143 interrupted (the
 DaemonSet stays).
 
 Environment:
   ${PAUSE_IMAGE_SETTING}     the pods' main container (default ${DEFAULT_PAUSE_IMAGE})
   METAFLOW_PREBUILT_STATE_FILE      image map path (default .prebuilt/<Flow>/images.json beside the flow)
+  METAFLOW_KUBERNETES_NODE_SELECTOR Metaflow's node selector of steps that name none ("k=v,k2=v2")
+  METAFLOW_KUBERNETES_TOLERATIONS   Metaflow's tolerations of steps that name none (a JSON list)
   KUBECONFIG                        the cluster
 
 Examples:
@@ -135,16 +143,16 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
 export function registerPrepullCommand(program: Command, context: CliContext): void {
   program
     .command('prepull')
-    .description("warm the cluster's nodes: a DaemonSet that pulls every step's image on each matching node (--remove deletes it)")
+    .description("warm the cluster's nodes: a DaemonSet per placement of the steps that pulls their images on each matching node (--remove deletes them)")
     .argument('<flow>', 'the flow file, e.g. flow.py')
     .requiredOption('-n, --namespace <namespace>', 'Kubernetes namespace of the DaemonSet (and of the pull secrets)')
-    .option('--node-selector <key=value>', 'only nodes with this label (repeatable)', collect)
+    .option('--node-selector <key=value>', 'only nodes with this label, besides the steps\' (repeatable)', collect)
     .option('--toleration <toleration>', 'tolerate a taint: key=value:Effect, key:Effect, key or * (repeatable)', collect)
     .option('--pull-secret <name>', 'also name this image pull secret (repeatable; the image map\'s are always named)', collect)
     .option('--pause-image <image>', `the pods' main container (default: ${PAUSE_IMAGE_SETTING}, else ${DEFAULT_PAUSE_IMAGE})`)
     .addOption(new Option('--timeout <duration>', 'how long to wait for every node, e.g. 90s, 10m, 1h').argParser((v) => parseDuration(v, '--timeout')).default(DEFAULT_TIMEOUT_MS, '10m'))
     .option('--no-wait', 'create or update the DaemonSet and return without waiting')
-    .option('--remove', 'delete the flow\'s DaemonSet instead')
+    .option('--remove', 'delete the flow\'s DaemonSets instead')
     .option('--json', 'print one JSON object for machines')
     .addHelpText('after', PREPULL_HELP)
     .action(async (file: string, options: PrepullOptions) => {
