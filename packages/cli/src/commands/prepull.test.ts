@@ -74,6 +74,35 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove']);
   });
 
+  it('a flow file whose GPU step names a node_selector and tolerations: two DaemonSets through the flow reader; a computed node_selector is exit 2 naming file, line and step; --remove removes both', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: ['cpu-1', 'gpu-1'], nodeLabels: { 'cpu-1': { pool: 'cpu' }, 'gpu-1': { pool: 'gpu' } } });
+    const placed = join(dir, 'placed');
+    await mkdir(join(placed, '.prebuilt', 'WarmFlow'), { recursive: true });
+    const flow = (selector: string) =>
+      ['import os', 'from metaflow import FlowSpec, step, kubernetes', 'GPU = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]', '', 'class WarmFlow(FlowSpec):', `    @kubernetes(gpu=1, node_selector=${selector}, tolerations=GPU)`, '    @step', '    def start(self):', '        self.next(self.end)', '', '    @step', '    def end(self):', '        pass', ''].join('\n');
+    await writeFile(join(placed, 'flow.py'), flow('"pool=gpu"'));
+    const pinned = (c: string) => `127.0.0.1:5000/envs:env-${c}@sha256:${c.repeat(64)}`;
+    const entry = (c: string) => ({ envId: c, image: pinned(c).split('@')[0]!, pinnedImage: pinned(c), python: '/opt/prebuilt/env/bin/python' });
+    await writeFile(join(placed, '.prebuilt', 'WarmFlow', 'images.json'), JSON.stringify({ flow: 'WarmFlow', images: {}, steps: { start: entry('c'), end: entry('e') } }));
+    const first = await run(['prepull', 'flow.py', '-n', 'metaflow', '--json'], {}, placed);
+    expect(first.code, first.stderr).toBe(0);
+    const json = JSON.parse(first.stdout) as { daemonSets: { name: string; steps: string[]; gpu: boolean; nodeSelector: Record<string, string>; tolerations: unknown[]; images: { image: string }[]; nodes: { desired: number } }[] };
+    expect(json.daemonSets.map((d) => [d.steps, d.gpu, d.nodeSelector, d.tolerations.length, d.images.map((i) => i.image), d.nodes.desired])).toEqual([
+      [['start'], true, { 'kubernetes.io/os': 'linux', pool: 'gpu' }, 1, [pinned('c')], 1],
+      [['end'], false, { 'kubernetes.io/os': 'linux' }, 0, [pinned('e')], 2],
+    ]);
+    expect(first.stderr).toMatch(/DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6} \(start\) created/);
+
+    await writeFile(join(placed, 'flow.py'), flow('os.environ["POOL"]'));
+    const computed = await run(['prepull', 'flow.py', '-n', 'metaflow'], {}, placed);
+    expect(computed.code).toBe(2);
+    expect(computed.stderr).toContain("flow.py:6: step 'start': the 'node_selector' argument of @kubernetes cannot be read without running the flow");
+
+    const removed = await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove'], {}, placed);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout.trim().split('\n').sort()).toEqual(json.daemonSets.map((d) => `removed DaemonSet metaflow/${d.name}`).sort());
+  });
+
   it('no image map is exit 2 with the build hint; so is a bad --node-selector', async () => {
     const empty = join(dir, 'unbuilt');
     await mkdir(empty, { recursive: true });
