@@ -16,6 +16,7 @@ profile`: {"module": "a.b", "names": null | ["x", "*"], "line": 3, "optional": f
 
 import ast
 import json
+import os
 import re
 import sys
 
@@ -38,12 +39,13 @@ KNOWN_NAMES = set(ENV_STEP_DECORATORS) | set(ENV_FLOW_DECORATORS) | set(REMOTE_D
 
 
 class ReadError(Exception):
-    def __init__(self, kind, message, line=None, step=None):
+    def __init__(self, kind, message, line=None, step=None, module=None):
         Exception.__init__(self, message)
         self.kind = kind
         self.message = message
         self.line = line
         self.step = step
+        self.module = module  # the Module the line is in (None: the flow file)
 
 
 class Dynamic(Exception):
@@ -268,7 +270,7 @@ class Evaluator:
             if imported is not None:
                 raise Dynamic(
                     node,
-                    "'%s' is imported from %s (line %d), and prebuilt reads the flow file alone: define it in the flow file"
+                    "'%s' is imported from %s (line %d), and prebuilt follows imports of base flows only, not of values: define it in this file"
                     % (node.id, imported[0], imported[1]),
                 )
             raise Dynamic(node, "'%s' is not a constant (it is imported, computed or reassigned)" % node.id)
@@ -625,25 +627,390 @@ def collect_imports(stmts, out, optional=False, into_functions=True, conditional
     return out
 
 
-def imported_bases(tree, cls):
-    """The bases of `cls` that a module-level import binds: [(name as written, module, import line)]."""
-    imports = {}
+# Bounds of the files read: the flow file and the modules its flow classes come from. Each file is
+# read with the Evaluator's bounds of its own (as the flow file is), and these bound how many there are.
+# The most bytes one file may have (the flow file's limit too).
+MAX_SOURCE_SIZE = 4 << 20
+# The most bytes all files read may have together.
+MAX_SOURCES_SIZE = 16 << 20
+# The most modules read besides the flow file.
+MAX_MODULES = 32
+# The most modules one chain of imports may pass through (the flow file included).
+MAX_IMPORT_DEPTH = 16
+
+
+def top_level_bindings(tree):
+    """name -> [(line, kind, data)] for a module's top-level statements, in source order.
+
+    kind: "class" (data: the ClassDef), "module" (`import a.b` binds `a`; data: the dotted module it
+    names), "from" (data: (ImportFrom, imported name)), "star" (under the name "*"; data: the
+    ImportFrom), or "other" (a name bound any other way: assignment, def, a compound statement).
+    """
+    out = {}
+
+    def bind(name, line, kind, data=None):
+        out.setdefault(name, []).append((line, kind, data))
+
     for stmt in tree.body:
-        if isinstance(stmt, ast.ImportFrom) and stmt.module:
-            for alias in stmt.names:
-                imports[alias.asname or alias.name] = ("." * stmt.level + stmt.module, stmt.lineno)
+        if isinstance(stmt, ast.ClassDef):
+            bind(stmt.name, stmt.lineno, "class", stmt)
         elif isinstance(stmt, ast.Import):
             for alias in stmt.names:
-                imports[alias.asname or alias.name.split(".")[0]] = (alias.name, stmt.lineno)
-    out = []
-    for base in cls.bases:
-        root = base
-        while isinstance(root, ast.Attribute):
-            root = root.value
-        if isinstance(root, ast.Name) and root.id in imports:
-            module, line = imports[root.id]
-            out.append((describe(base), module, line))
+                if alias.asname:
+                    bind(alias.asname, stmt.lineno, "module", alias.name)
+                else:
+                    bind(alias.name.split(".")[0], stmt.lineno, "module", alias.name.split(".")[0])
+        elif isinstance(stmt, ast.ImportFrom):
+            for alias in stmt.names:
+                if alias.name == "*":
+                    bind("*", stmt.lineno, "star", stmt)
+                else:
+                    bind(alias.asname or alias.name, stmt.lineno, "from", (stmt, alias.name))
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            bind(stmt.name, stmt.lineno, "other")
+        else:
+            for sub in ast.walk(stmt):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del)):
+                    bind(sub.id, sub.lineno, "other")
+                elif isinstance(sub, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+                    bind(sub.name, sub.lineno, "other")
+                elif isinstance(sub, (ast.Import, ast.ImportFrom)):
+                    for alias in sub.names:
+                        bind((alias.asname or alias.name).split(".")[0], sub.lineno, "other")
     return out
+
+
+class Module:
+    """A file read: the flow file (`__main__`) or a module of the flow's directory it imports.
+
+    `display` is the path relative to the flow's directory; `via` is (importing Module, line) of
+    the import that first reached it (None for the flow file); `kind` is "file", "package" (an
+    `__init__.py`) or "namespace" (a folder without one: nothing to read).
+    """
+
+    def __init__(self, path, name, kind, display, via):
+        self.path = path
+        self.name = name
+        self.kind = kind
+        self.display = display
+        self.via = via
+        package = name if kind != "file" else name.rpartition(".")[0]
+        self.package = package if name != "__main__" and package else None
+        self.main = name == "__main__"
+        self.tree = ast.Module(body=[], type_ignores=[])
+        self.prepare()
+
+    def prepare(self):
+        self.names = Names(self.tree)
+        self.scope = Scope(self.tree.body)
+        self.evaluator = Evaluator(self.names)
+        self.bindings = top_level_bindings(self.tree)
+
+    def chain(self):
+        """The imports that led from the flow file to this module: [{"file", "line"}], outermost first."""
+        hops = []
+        module = self
+        while module.via is not None:
+            importer, line = module.via
+            hops.append({"file": None if importer.main else importer.display, "line": line})
+            module = importer
+        return list(reversed(hops))
+
+    def error(self, error):
+        """`error` (a ReadError), placed in this module unless it already names one."""
+        if error.module is None:
+            error.module = self
+        return error
+
+
+class ClassRef:
+    def __init__(self, module, node):
+        self.module = module
+        self.node = node
+        self.key = ("class", module.path, node.lineno, node.name)
+
+
+class ModuleRef:
+    def __init__(self, module):
+        self.module = module
+
+
+class External:
+    """A base prebuilt does not read: from an installed library, a builtin, or an expression."""
+
+    def __init__(self, written, module_name, importer, line):
+        self.written = written
+        self.module_name = module_name
+        self.importer = importer
+        self.line = line
+        self.key = ("external", module_name, written)
+
+
+class FlowSpecRef:
+    key = ("flowspec",)
+
+
+FLOWSPEC = FlowSpecRef()
+
+
+def c3_merge(sequences):
+    """Python's C3 linearization of `sequences` (lists of refs), or None when there is none."""
+    sequences = [list(seq) for seq in sequences if seq]
+    out = []
+    while True:
+        sequences = [seq for seq in sequences if seq]
+        if not sequences:
+            return out
+        for seq in sequences:
+            head = seq[0]
+            if not any(head.key in [item.key for item in other[1:]] for other in sequences):
+                break
+        else:
+            return None
+        out.append(head)
+        for seq in sequences:
+            if seq[0].key == head.key:
+                del seq[0]
+
+
+class Project:
+    """The flow file and the modules of its directory that its flow classes come from.
+
+    Modules are found as Python finds them for `python flow.py`: the flow file's directory is
+    sys.path[0] (a package `a/__init__.py` before a module `a.py` before a namespace folder `a/`).
+    A module not found there comes from elsewhere on sys.path (an installed library): it is not
+    read. Nothing is executed.
+    """
+
+    def __init__(self, path):
+        self.root = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        self.size = 0
+        self.main = Module(os.path.realpath(path), "__main__", "file", os.path.basename(path), None)
+        self.main.tree = self.parse(self.main)
+        self.main.prepare()
+        self.modules = {self.main.path: self.main}
+        self.order = []  # modules read besides the flow file, in the order they were reached
+        self.stack = [self.main]
+        self.mros = {}
+
+    def parse(self, module):
+        what = "the flow file" if module.main else "module %s (%s)" % (module.name, module.display)
+        try:
+            with open(module.path, "rb") as handle:
+                source = handle.read(MAX_SOURCE_SIZE + 1)
+        except OSError as error:
+            raise module.error(ReadError("io", "cannot read %s: %s" % (what, error.strerror or error)))
+        if len(source) > MAX_SOURCE_SIZE:
+            raise module.error(ReadError("too-large", "%s is larger than %d bytes" % (what, MAX_SOURCE_SIZE)))
+        self.size += len(source)
+        if self.size > MAX_SOURCES_SIZE:
+            raise module.error(ReadError("too-large", "the flow file and the modules read for its flow are larger than %d bytes together" % MAX_SOURCES_SIZE))
+        try:
+            return ast.parse(source, filename=module.path)
+        except SyntaxError as error:
+            prefix = "" if module.main else "%s: " % what
+            raise module.error(ReadError("syntax", "%sPython syntax error: %s" % (prefix, error.msg), error.lineno))
+        except ValueError as error:  # e.g. null bytes
+            raise module.error(ReadError("syntax", "%s is not a Python source file: %s" % (what, error)))
+
+    def find(self, dotted):
+        """(path, kind) of module `dotted` under the flow's directory, as Python's path finder looks; None when not there."""
+        directory = self.root
+        found = None
+        parts = dotted.split(".")
+        for index, part in enumerate(parts):
+            folder = os.path.join(directory, part)
+            if os.path.isfile(os.path.join(folder, "__init__.py")):
+                found = (os.path.join(folder, "__init__.py"), "package")
+            elif os.path.isfile(folder + ".py"):
+                if index != len(parts) - 1:
+                    return None  # a module, not a package: Python finds no submodule in it
+                found = (folder + ".py", "file")
+            elif os.path.isdir(folder):
+                found = (folder, "namespace")
+            else:
+                return None
+            directory = folder
+        return found
+
+    def load(self, dotted, importer, line):
+        """The Module `dotted` of the flow's directory (read once), or None when it is not there."""
+        found = self.find(dotted)
+        if found is None:
+            return None
+        path, kind = found
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, self.root]) != self.root:
+            raise importer.error(ReadError(
+                "outside-module",
+                "module %s (%s) is a symlink to %s, outside the flow's directory %s: Metaflow's code package carries "
+                "only the files under the flow's directory, so a task would not find it there"
+                % (dotted, os.path.relpath(path, self.root), real, self.root),
+                line,
+            ))
+        if real in self.modules:
+            return self.modules[real]
+        if len(self.modules) > MAX_MODULES:
+            raise importer.error(ReadError(
+                "too-many-modules",
+                "reading the flow's base classes needs more than %d modules (at %s)" % (MAX_MODULES, dotted),
+                line,
+            ))
+        module = Module(real, dotted, kind, os.path.relpath(real, self.root).replace(os.sep, "/"), (importer, line))
+        self.modules[real] = module
+        self.order.append(module)
+        if kind != "namespace":
+            module.tree = self.parse(module)
+            module.prepare()
+        return module
+
+    def enter(self, module, importer, line):
+        """Pushes `module` onto the chain of modules being read (True when pushed); a cycle or too deep a chain is a ReadError."""
+        if module is self.stack[-1]:
+            return False
+        if module.main or module in self.stack:
+            start = self.stack.index(module)
+            cycle = " -> ".join(m.display for m in self.stack[start:] + [module])
+            raise importer.error(ReadError(
+                "import-cycle",
+                "the imports of the flow's base classes form a cycle (%s): Python stops there with an ImportError "
+                "(a partially initialized module)" % cycle,
+                line,
+            ))
+        if len(self.stack) >= MAX_IMPORT_DEPTH:
+            raise importer.error(ReadError(
+                "too-many-modules",
+                "the chain of imports to the flow's base classes passes through more than %d modules" % MAX_IMPORT_DEPTH,
+                line,
+            ))
+        self.stack.append(module)
+        return True
+
+    def absolute(self, importer, stmt):
+        """The absolute module name of `from <stmt.module> import ...` written in `importer`."""
+        if stmt.level == 0:
+            return stmt.module
+        written = "." * stmt.level + (stmt.module or "")
+        if importer.package is None:
+            if importer.main:
+                why = "Metaflow runs the flow file as a script (python %s), where Python refuses it" % importer.display
+            else:
+                why = "module %s is not in a package, so Python refuses it" % importer.name
+            raise importer.error(ReadError(
+                "relative-import",
+                "'from %s import ...' is a relative import: %s (ImportError: attempted relative import with no known "
+                "parent package)" % (written, why),
+                stmt.lineno,
+            ))
+        parts = importer.package.split(".")
+        if stmt.level - 1 >= len(parts):
+            raise importer.error(ReadError(
+                "relative-import",
+                "'from %s import ...' goes above the top-level package %s (ImportError: attempted relative import "
+                "beyond top-level package)" % (written, parts[0]),
+                stmt.lineno,
+            ))
+        return ".".join(parts[: len(parts) - (stmt.level - 1)] + ([stmt.module] if stmt.module else []))
+
+    def resolve(self, module, node, before):
+        """What a base-class expression of `module` (a class statement at line `before`) refers to."""
+        if module.names.resolve(node) == "FlowSpec":
+            return FLOWSPEC
+        if isinstance(node, ast.Name):
+            return self.name(module, node.id, before, node.lineno)
+        if isinstance(node, ast.Attribute):
+            return self.attribute(self.resolve(module, node.value, before), node.attr, module, node.lineno)
+        return External(describe(node), None, module, getattr(node, "lineno", None))
+
+    def name(self, module, name, before, line):
+        """The binding of `name` in `module` in effect at line `before` (None: once the module has run)."""
+        entries = [entry for entry in module.bindings.get(name, []) if before is None or entry[0] < before]
+        if not entries:
+            star = self.star(module, name, before, line)
+            return star if star is not None else External(name, None, module, line)
+        at, kind, data = entries[-1]
+        if kind == "class":
+            return ClassRef(module, data)
+        if kind == "module":
+            loaded = self.load(data, module, at)
+            return ModuleRef(loaded) if loaded is not None else External(name, data, module, at)
+        if kind == "from":
+            stmt, imported = data
+            dotted = self.absolute(module, stmt)
+            loaded = self.load(dotted, module, at) if dotted.split(".")[0] != "metaflow" else None
+            if loaded is None:
+                return External(name, dotted, module, at)
+            return self.attribute(ModuleRef(loaded), imported, module, at)
+        raise module.error(ReadError(
+            "unreadable-base",
+            "'%s' is bound at line %d by a statement prebuilt does not follow (it follows class statements and "
+            "imports at the top level of a module)" % (name, at),
+            at,
+        ))
+
+    def star(self, module, name, before, line):
+        """`name` from a `from <local module> import *` of `module`, or None."""
+        if name.startswith("_"):
+            return None
+        for at, _, stmt in reversed(module.bindings.get("*", [])):
+            if before is not None and at >= before:
+                continue
+            dotted = self.absolute(module, stmt)
+            loaded = self.load(dotted, module, at) if dotted.split(".")[0] != "metaflow" else None
+            if loaded is not None and (name in loaded.bindings or "*" in loaded.bindings):
+                return self.attribute(ModuleRef(loaded), name, module, at)
+        return None
+
+    def attribute(self, owner, attr, importer, line):
+        """`owner.attr`: a module's name (or submodule), an external's attribute; a class's attribute is external."""
+        if isinstance(owner, External):
+            return External("%s.%s" % (owner.written, attr), owner.module_name, owner.importer, owner.line)
+        if not isinstance(owner, ModuleRef):
+            return External(attr, None, importer, line)
+        module = owner.module
+        pushed = self.enter(module, importer, line)
+        try:
+            if attr in module.bindings:
+                return self.name(module, attr, None, line)
+            star = self.star(module, attr, None, line)
+            if star is not None:
+                return star
+            if module.kind != "file":
+                loaded = self.load("%s.%s" % (module.name, attr), importer, line)
+                if loaded is not None:
+                    return ModuleRef(loaded)
+            raise importer.error(ReadError(
+                "unreadable-base",
+                "module %s (%s) defines no class %s (ImportError: cannot import name)" % (module.name, module.display, attr),
+                line,
+            ))
+        finally:
+            if pushed:
+                self.stack.pop()
+
+    def mro(self, ref):
+        """The method resolution order of a class: [ClassRef | FLOWSPEC | External], the class first."""
+        if isinstance(ref, ClassRef):
+            if ref.key in self.mros:
+                return self.mros[ref.key]
+        else:
+            return [ref]
+        pushed = self.enter(ref.module, ref.module, ref.node.lineno)
+        try:
+            bases = [self.resolve(ref.module, base, ref.node.lineno) for base in ref.node.bases]
+            merged = c3_merge([self.mro(base) for base in bases] + [bases])
+        finally:
+            if pushed:
+                self.stack.pop()
+        if merged is None:
+            raise ref.module.error(ReadError(
+                "invalid-flow",
+                "Python cannot order the base classes of %s (TypeError: Cannot create a consistent method resolution order)"
+                % ref.node.name,
+                ref.node.lineno,
+            ))
+        self.mros[ref.key] = [ref] + merged
+        return self.mros[ref.key]
 
 
 def is_main_guard(stmt):
@@ -658,51 +1025,26 @@ def is_main_guard(stmt):
     return has_name and has_main
 
 
-def read(path):
-    try:
-        with open(path, "rb") as handle:
-            source = handle.read()
-    except OSError as error:
-        raise ReadError("io", "cannot read the flow file: %s" % (error.strerror or error))
-    try:
-        tree = ast.parse(source, filename=path)
-    except SyntaxError as error:
-        raise ReadError("syntax", "Python syntax error: %s" % error.msg, error.lineno)
-    except ValueError as error:  # e.g. null bytes
-        raise ReadError("syntax", "not a Python source file: %s" % error)
-
-    names = Names(tree)
-    module_scope = Scope(tree.body)
-    classes = {stmt.name: stmt for stmt in tree.body if isinstance(stmt, ast.ClassDef)}
-
-    # FlowSpec subclasses: a base resolving to metaflow.FlowSpec, or a FlowSpec class of this file.
-    flow_classes = {}
+def run_class(project, classes):
+    """The ClassRef of the flow class the flow file runs, and the MRO of every FlowSpec class of the file."""
+    main = project.main
+    mros, problems = {}, {}
     for name, cls in classes.items():
-        for base in cls.bases:
-            if names.resolve(base) == "FlowSpec":
-                flow_classes[name] = None
-            elif isinstance(base, ast.Name) and base.id in flow_classes and base.id != name:
-                flow_classes[name] = base.id
-            else:
-                continue
-            break
-
-    def chain(name):
-        out = []
-        while name is not None and name not in out:
-            out.append(name)
-            name = flow_classes.get(name)
-        return list(reversed(out))
+        try:
+            mros[name] = project.mro(ClassRef(main, cls))
+        except ReadError as error:
+            problems[name] = error
+    flows = [name for name in classes if name in mros and FLOWSPEC in mros[name]]
 
     # The class the file runs: instantiated under `if __name__ == "__main__":`.
     instantiated = []
-    for stmt in tree.body:
+    for stmt in main.tree.body:
         if is_main_guard(stmt):
             for sub in ast.walk(stmt):
                 if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id in classes:
                     if sub.func.id not in [n for n, _ in instantiated]:
                         instantiated.append((sub.func.id, sub.lineno))
-    run = [(n, line) for n, line in instantiated if n in flow_classes]
+    run = [(n, line) for n, line in instantiated if n in flows]
     if len(run) > 1:
         raise ReadError(
             "ambiguous-flow",
@@ -711,146 +1053,221 @@ def read(path):
             run[1][1],
         )
     if len(run) == 1:
-        flow_name = run[0][0]
-    else:
-        not_flows = [(n, line) for n, line in instantiated if n not in flow_classes]
-        if not flow_classes and not_flows:
-            name, line = not_flows[0]
-            imported = imported_bases(tree, classes[name])
-            if imported:
-                base, module, import_line = imported[0]
-                raise ReadError(
-                    "imported-flow",
-                    "class %s, run under `if __name__ == \"__main__\"`, derives from %s, imported from %s (line %d): "
-                    "prebuilt reads the flow file alone, so it cannot see the steps and decorators of a base flow "
-                    "defined in another module" % (name, base, module, import_line),
-                    line,
-                )
-            raise ReadError(
-                "no-flow",
-                "class %s, run under `if __name__ == \"__main__\"`, is not a subclass of metaflow's FlowSpec "
-                "that this file defines or imports (its base classes come from elsewhere)" % name,
-                line,
-            )
-        bases = set(v for v in flow_classes.values() if v is not None)
-        leaves = [n for n in flow_classes if n not in bases]
-        if not leaves:
-            raise ReadError("no-flow", "no FlowSpec subclass found (expected `class MyFlow(FlowSpec)` with `from metaflow import FlowSpec`)")
-        if len(leaves) > 1:
-            raise ReadError(
-                "ambiguous-flow",
-                "more than one FlowSpec subclass and none is run under `if __name__ == \"__main__\"`: %s"
-                % ", ".join("%s (line %d)" % (n, classes[n].lineno) for n in leaves),
-                classes[leaves[1]].lineno,
-            )
-        flow_name = leaves[0]
+        return run[0][0], mros[run[0][0]]
+    not_flows = [(n, line) for n, line in instantiated if n not in flows]
+    if not flows and not_flows:
+        name, line = not_flows[0]
+        if name in problems:
+            raise problems[name]
+        not_a_flow(name, line, mros[name])
+    if not flows and problems:
+        raise min(problems.values(), key=lambda error: (error.module is not None and not error.module.main, error.line or 0))
+    bases = set(ref.node.name for name in flows for ref in mros[name][1:] if isinstance(ref, ClassRef) and ref.module.main)
+    leaves = [n for n in flows if n not in bases]
+    if not leaves:
+        raise ReadError("no-flow", "no FlowSpec subclass found (expected `class MyFlow(FlowSpec)` with `from metaflow import FlowSpec`)")
+    if len(leaves) > 1:
+        raise ReadError(
+            "ambiguous-flow",
+            "more than one FlowSpec subclass and none is run under `if __name__ == \"__main__\"`: %s"
+            % ", ".join("%s (line %d)" % (n, classes[n].lineno) for n in leaves),
+            classes[leaves[1]].lineno,
+        )
+    return leaves[0], mros[leaves[0]]
 
-    evaluator = Evaluator(names)
 
-    # Flow-level decorators, inherited from in-file base flows as Metaflow does.
-    flow_decorators = []
-    seen_flow = {}
-    for cls_name in chain(flow_name):
-        cls = classes[cls_name]
-        for deco in cls.decorator_list:
-            kind = names.resolve(deco)
+def not_a_flow(name, line, mro):
+    """The ReadError for class `name`, run under the main guard, whose bases do not lead to FlowSpec."""
+    imported = [ref for ref in mro if isinstance(ref, External) and ref.module_name is not None]
+    if imported:
+        base = imported[0]
+        where = "" if base.importer.main else " (in %s, line %d)" % (base.importer.display, base.line)
+        raise ReadError(
+            "imported-flow",
+            "class %s, run under `if __name__ == \"__main__\"`, derives from %s, imported from %s%s, which is not a "
+            "module under the flow's directory: prebuilt reads base flows from the flow's own modules only, so it "
+            "cannot see the steps and decorators of a base flow defined in an installed library"
+            % (name, base.written, base.module_name, where if where else " (line %d)" % base.line),
+            line,
+        )
+    raise ReadError(
+        "no-flow",
+        "class %s, run under `if __name__ == \"__main__\"`, is not a subclass of metaflow's FlowSpec "
+        "that this file defines or imports (its base classes come from elsewhere)" % name,
+        line,
+    )
+
+
+def at_line(module, line):
+    return "line %d" % line if module.main else "%s line %d" % (module.display, line)
+
+
+def flow_decorators(project, mro):
+    """The env decorators of the flow class and its base flows (bases first), each applied once as Metaflow requires."""
+    out = []
+    seen = {}
+    for ref in reversed(mro):
+        if not isinstance(ref, ClassRef) or FLOWSPEC not in project.mro(ref):
+            continue  # Metaflow refuses a flow decorator on a class that is not a FlowSpec
+        module = ref.module
+        for deco in ref.node.decorator_list:
+            kind = module.names.resolve(deco)
             if kind not in ENV_FLOW_DECORATORS:
                 continue
-            if kind in seen_flow:
-                raise ReadError(
-                    "duplicate-decorator",
-                    "@%s is applied more than once to the flow (lines %d and %d); Metaflow allows it once"
-                    % (kind, seen_flow[kind], deco.lineno),
-                    deco.lineno,
-                )
-            seen_flow[kind] = deco.lineno
-            args = decorator_args(deco, ENV_FLOW_DECORATORS[kind], module_scope, evaluator, kind, None)
-            check_types(kind, args, None)
-            flow_decorators.append({"name": kind, "line": deco.lineno, "args": args})
-
-    # Steps, in source order (base flows first; an override keeps its place).
-    steps = {}
-    for cls_name in chain(flow_name):
-        cls = classes[cls_name]
-        class_scope = Scope(cls.body, module_scope)
-        for item in cls.body:
-            if not isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            kinds = [names.resolve(deco) for deco in item.decorator_list]
-            if "step" not in kinds:
-                continue
-            step_at = kinds.index("step")
-            for deco, kind in list(zip(item.decorator_list, kinds))[step_at + 1:]:
-                if kind in ENV_STEP_DECORATORS or kind in REMOTE_DECORATORS or kind in RESOURCE_DECORATORS:
-                    raise ReadError(
-                        "invalid-decorator",
-                        "@%s on step '%s' (line %d) is below @step (line %d); Metaflow refuses it when it loads the "
-                        "flow: move @%s above @step"
-                        % (kind, item.name, deco.lineno, item.decorator_list[step_at].lineno, kind),
-                        deco.lineno,
-                        item.name,
-                    )
-            decorators = []
-            seen = {}
-            for deco, kind in zip(item.decorator_list, kinds):
-                if kind in ENV_STEP_DECORATORS:
-                    wanted = ENV_STEP_DECORATORS[kind]
-                elif kind in REMOTE_DECORATORS:
-                    wanted = ("gpu", "image")
-                elif kind in RESOURCE_DECORATORS:
-                    wanted = ("gpu",)
+            if kind in seen:
+                first = seen[kind]
+                if first[0].main and module.main:
+                    where = "lines %d and %d" % (first[1], deco.lineno)
                 else:
-                    continue
-                if kind in seen:
-                    raise ReadError(
-                        "duplicate-decorator",
-                        "step '%s' has @%s twice (lines %d and %d); Metaflow allows it once"
-                        % (item.name, kind, seen[kind], deco.lineno),
-                        deco.lineno,
-                        item.name,
-                    )
-                seen[kind] = deco.lineno
-                args = decorator_args(deco, wanted, class_scope, evaluator, kind, item.name)
-                check_types(kind, args, item.name)
-                decorators.append({"name": kind, "line": deco.lineno, "args": args})
-            remotes = [d for d in decorators if d["name"] in REMOTE_DECORATORS]
-            if len(remotes) > 1:
-                raise ReadError(
-                    "invalid-decorator",
-                    "step '%s' has both @kubernetes and @batch; a step runs on one of them" % item.name,
-                    remotes[1]["line"],
-                    item.name,
-                )
-            steps[item.name] = {
-                "name": item.name,
-                "line": item.lineno,
-                "decorators": decorators,
-                "imports": collect_imports(item.body, []),
-            }
+                    where = "%s and %s" % (at_line(*first), at_line(module, deco.lineno))
+                raise module.error(ReadError(
+                    "duplicate-decorator",
+                    "@%s is applied more than once to the flow (%s); Metaflow allows it once" % (kind, where),
+                    deco.lineno,
+                ))
+            seen[kind] = (module, deco.lineno)
+            try:
+                args = decorator_args(deco, ENV_FLOW_DECORATORS[kind], module.scope, module.evaluator, kind, None)
+                check_types(kind, args, None)
+            except ReadError as error:
+                raise module.error(error)
+            out.append(located({"name": kind, "line": deco.lineno, "args": args}, module))
+    return out
 
+
+def located(entry, module):
+    """`entry`, with the file it comes from when that is not the flow file."""
+    if not module.main:
+        entry["file"] = module.display
+    return entry
+
+
+def class_attributes(cls):
+    """name -> the last statement of a class body binding it."""
+    out = {}
+    for stmt in cls.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out[stmt.name] = stmt
+        else:
+            for sub in ast.walk(stmt):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                    out[sub.id] = stmt
+                elif isinstance(sub, ast.alias):
+                    out[(sub.asname or sub.name).split(".")[0]] = stmt
+    return out
+
+
+def flow_steps(mro):
+    """The steps of the flow: each name as Python's attribute lookup finds it in the MRO, kept when it is a @step.
+
+    In source order, base classes first; an override keeps the place of the method it overrides.
+    """
+    classes = [ref for ref in mro if isinstance(ref, ClassRef)]
+    attributes = [class_attributes(ref.node) for ref in classes]
+    order = []
+    for ref, attrs in reversed(list(zip(classes, attributes))):
+        for item in ref.node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name not in order:
+                order.append(item.name)
+    steps = []
+    for name in order:
+        owner = next(index for index, attrs in enumerate(attributes) if name in attrs)
+        item = attributes[owner][name]
+        ref = classes[owner]
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and "step" in [ref.module.names.resolve(d) for d in item.decorator_list]:
+            try:
+                steps.append(located(read_step(ref, item), ref.module))
+            except ReadError as error:
+                raise ref.module.error(error)
+    return steps
+
+
+def read_step(ref, item):
+    """One step: its decorators (evaluated in its class's scope) and the imports of its body."""
+    names = ref.module.names
+    class_scope = Scope(ref.node.body, ref.module.scope)
+    kinds = [names.resolve(deco) for deco in item.decorator_list]
+    step_at = kinds.index("step")
+    for deco, kind in list(zip(item.decorator_list, kinds))[step_at + 1:]:
+        if kind in ENV_STEP_DECORATORS or kind in REMOTE_DECORATORS or kind in RESOURCE_DECORATORS:
+            raise ReadError(
+                "invalid-decorator",
+                "@%s on step '%s' (line %d) is below @step (line %d); Metaflow refuses it when it loads the "
+                "flow: move @%s above @step"
+                % (kind, item.name, deco.lineno, item.decorator_list[step_at].lineno, kind),
+                deco.lineno,
+                item.name,
+            )
+    decorators = []
+    seen = {}
+    for deco, kind in zip(item.decorator_list, kinds):
+        if kind in ENV_STEP_DECORATORS:
+            wanted = ENV_STEP_DECORATORS[kind]
+        elif kind in REMOTE_DECORATORS:
+            wanted = ("gpu", "image")
+        elif kind in RESOURCE_DECORATORS:
+            wanted = ("gpu",)
+        else:
+            continue
+        if kind in seen:
+            raise ReadError(
+                "duplicate-decorator",
+                "step '%s' has @%s twice (lines %d and %d); Metaflow allows it once"
+                % (item.name, kind, seen[kind], deco.lineno),
+                deco.lineno,
+                item.name,
+            )
+        seen[kind] = deco.lineno
+        args = decorator_args(deco, wanted, class_scope, ref.module.evaluator, kind, item.name)
+        check_types(kind, args, item.name)
+        decorators.append({"name": kind, "line": deco.lineno, "args": args})
+    remotes = [d for d in decorators if d["name"] in REMOTE_DECORATORS]
+    if len(remotes) > 1:
+        raise ReadError(
+            "invalid-decorator",
+            "step '%s' has both @kubernetes and @batch; a step runs on one of them" % item.name,
+            remotes[1]["line"],
+            item.name,
+        )
+    imports = [located(entry, ref.module) for entry in collect_imports(item.body, [])]
+    return {"name": item.name, "line": item.lineno, "decorators": decorators, "imports": imports}
+
+
+def read(path):
+    project = Project(path)
+    main = project.main
+    classes = {stmt.name: stmt for stmt in main.tree.body if isinstance(stmt, ast.ClassDef)}
+    flow_name, mro = run_class(project, classes)
+    decorators = flow_decorators(project, mro)
+    steps = flow_steps(mro)
     if not steps:
         raise ReadError(
             "no-steps",
             "flow %s has no @step methods" % flow_name,
             classes[flow_name].lineno,
         )
-
+    # What runs when the flow file loads: its module-level imports, then those of the modules it imports.
+    imports = collect_imports(main.tree.body, [], into_functions=False)
+    for module in project.order:
+        imports.extend(located(entry, module) for entry in collect_imports(module.tree.body, [], into_functions=False))
     return {
         "ok": True,
         "hostPython": "%d.%d.%d" % sys.version_info[:3],
         "flow": {"name": flow_name, "line": classes[flow_name].lineno},
-        "flowDecorators": flow_decorators,
-        "imports": collect_imports(tree.body, [], into_functions=False),
-        "steps": list(steps.values()),
+        "flowDecorators": decorators,
+        "imports": imports,
+        "steps": steps,
     }
 
 
-def failure(kind, message, line=None, step=None):
-    return {
-        "ok": False,
-        "hostPython": "%d.%d.%d" % sys.version_info[:3],
-        "error": {"kind": kind, "message": message, "line": line, "step": step},
-    }
+def failure(error):
+    found = {"kind": error.kind, "message": error.message, "line": error.line, "step": error.step}
+    module = error.module
+    if module is not None and not module.main:
+        found["file"] = module.display
+        found["module"] = module.name
+        found["chain"] = module.chain()
+    return {"ok": False, "hostPython": "%d.%d.%d" % sys.version_info[:3], "error": found}
 
 
 def main(argv):
@@ -860,11 +1277,11 @@ def main(argv):
     try:
         text = json.dumps(read(argv[1]), allow_nan=False)
     except ReadError as error:
-        text = json.dumps(failure(error.kind, error.message, error.line, error.step))
+        text = json.dumps(failure(error))
     except ValueError as error:  # a value JSON cannot carry, e.g. an infinite float
-        text = json.dumps(failure("invalid-value", "a decorator value cannot be represented: %s" % error))
+        text = json.dumps(failure(ReadError("invalid-value", "a decorator value cannot be represented: %s" % error)))
     except RecursionError:
-        text = json.dumps(failure("dynamic-value", "an expression is nested too deeply to read"))
+        text = json.dumps(failure(ReadError("dynamic-value", "an expression or a chain of classes is nested too deeply to read")))
     sys.stdout.write(text)
     sys.stdout.write("\n")
     return 0

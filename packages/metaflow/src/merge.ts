@@ -74,28 +74,32 @@ export function mergeStepEnv(flow: Pick<FlowFile, 'file' | 'condaBase' | 'pypiBa
   const python = pypi?.python || conda.python || defaultPython;
   if (!PYTHON_VERSION.test(python)) {
     const source = sourceOf(flow, step, 'python', pypi?.python ? ['pypi', 'pypi_base'] : ['conda', 'conda_base']);
+    const file = source?.file ?? flow.file;
+    const at = { file, ...(source ? { line: source.line } : {}) };
     if (FREE_THREADED.test(python)) {
       // Metaflow 2.19's @conda asks micromamba for python==3.13 and python-freethreading.
       throw new InputError(
-        `${source ? `${flow.file}:${source.line}` : flow.file}: step '${step.name}' asks for the free-threaded python '${python}', which prebuilt does not build.`,
-        { file: flow.file, ...(source ? { line: source.line } : {}), hint: `Ask for the python without the 't' ("${python.slice(0, -1)}"): prebuilt builds CPython's standard (GIL) interpreter.` },
+        `${source ? `${file}:${source.line}` : file}: step '${step.name}' asks for the free-threaded python '${python}', which prebuilt does not build.`,
+        { ...at, hint: `Ask for the python without the 't' ("${python.slice(0, -1)}"): prebuilt builds CPython's standard (GIL) interpreter.` },
       );
     }
-    throw new InputError(
-      `${source ? `${flow.file}:${source.line}` : flow.file}: step '${step.name}' asks for python '${python}', which is not a version.`,
-      { file: flow.file, ...(source ? { line: source.line } : {}), hint: 'Write the python version as "3.11" or "3.11.9".' },
-    );
+    throw new InputError(`${source ? `${file}:${source.line}` : file}: step '${step.name}' asks for python '${python}', which is not a version.`, {
+      ...at,
+      hint: 'Write the python version as "3.11" or "3.11.9".',
+    });
   }
 
   if (pypi && Object.keys(conda.packages).length > 0) {
     const condaSource = sourceOf(flow, step, 'packages', ['conda', 'conda_base']) ?? sourceOf(flow, step, 'libraries', ['conda', 'conda_base']);
     const pypiSource = step.pypi ?? flow.pypiBase;
+    const file = condaSource ? (condaSource.file ?? flow.file) : (step.file ?? flow.file);
+    const pypiAt = pypiSource === undefined ? 'line ?' : (pypiSource.file ?? flow.file) === file ? `line ${pypiSource.line}` : `${pypiSource.file ?? flow.file}:${pypiSource.line}`;
     throw new InputError(
-      `${flow.file}:${condaSource?.line ?? step.line}: step '${step.name}' asks for conda packages ` +
+      `${file}:${condaSource?.line ?? step.line}: step '${step.name}' asks for conda packages ` +
         `(${Object.keys(conda.packages).join(', ')}, from @${condaSource?.name ?? 'conda'}) and uses ` +
-        `@${pypiSource?.name ?? 'pypi'} (line ${pypiSource?.line ?? '?'}); Metaflow does not support mixing conda and PyPI packages in one step.`,
+        `@${pypiSource?.name ?? 'pypi'} (${pypiAt}); Metaflow does not support mixing conda and PyPI packages in one step.`,
       {
-        file: flow.file,
+        file,
         line: condaSource?.line ?? step.line,
         hint: `Use only @conda or only @pypi for step '${step.name}' (move the packages to one of them).`,
       },
@@ -133,7 +137,7 @@ function sourceOf(
   step: FlowStep,
   arg: string,
   names: readonly ['conda' | 'pypi', 'conda_base' | 'pypi_base'],
-): { name: string; line: number } | undefined {
+): { name: string; line: number; file?: string } | undefined {
   const stepDeco = names[0] === 'conda' ? step.conda : step.pypi;
   const flowDeco = names[1] === 'conda_base' ? flow.condaBase : flow.pypiBase;
   for (const deco of [stepDeco, flowDeco]) {
@@ -141,7 +145,7 @@ function sourceOf(
     const line = deco.argLines[arg];
     const value = arg === 'python' ? deco.python : arg === 'packages' ? deco.packages : deco.libraries;
     const present = arg === 'python' ? Boolean(value) : value !== undefined && Object.keys(value as object).length > 0;
-    if (line !== undefined && present) return { name: deco.name, line };
+    if (line !== undefined && present) return { name: deco.name, line, ...(deco.file === undefined ? {} : { file: deco.file }) };
   }
   return undefined;
 }

@@ -40,6 +40,8 @@ const flows: [file: string, flowClass: string][] = [
   ['default_python.py', 'DefaultPythonFlow'],
   ['main_guard.py', 'RunThisFlow'],
   ['inheritance.py', 'ChildFlow'],
+  ['imported_base.py', 'ImportedBaseFlow'],
+  ['imported_package.py', 'ImportedPackageFlow'],
 ];
 const refused: [file: string, flowClass: string, step: string][] = [
   ['err_mixed.py', 'MixedFlow', 'both'],

@@ -297,11 +297,11 @@ describe.concurrent('readFlow', () => {
     expect(flow.steps[0]?.conda?.packages).toEqual({ c: '1', m: '1' });
   });
 
-  it('names the module a decorator value is imported from (module level, in the class, with as, dotted), and says to define it in the flow file', async () => {
+  it('names the module a decorator value is imported from (module level, in the class, with as, dotted), and says to define it in the file', async () => {
     const flow = (imports: string[], packages: string, classLines: string[] = []) =>
       ['from metaflow import FlowSpec, step, conda', ...imports, 'class F(FlowSpec):', ...classLines, `    @conda(packages=${packages})`, '    @step', '    def start(self):', '        pass'].join('\n');
     const cases: [string, string[], string, string[], RegExp][] = [
-      ['from-import', ['from helpers import PKGS'], 'PKGS', [], /'PKGS' is imported from helpers \(line 2\), and prebuilt reads the flow file alone: define it in the flow file$/],
+      ['from-import', ['from helpers import PKGS'], 'PKGS', [], /'PKGS' is imported from helpers \(line 2\), and prebuilt follows imports of base flows only, not of values: define it in this file$/],
       ['as', ['from settings.env import BASE as B'], '{**B}', [], /'B' is imported from settings\.env \(line 2\)/],
       ['import', ['import helpers'], 'helpers', [], /'helpers' is imported from helpers \(line 2\)/],
       ['in the class body', [], 'P', ['    from helpers import P'], /'P' is imported from helpers \(line 3\)/],
@@ -418,14 +418,14 @@ describe.concurrent('readFlow', () => {
     expect(error.message).toMatch(/:8: .*'Z' is not a constant/);
   });
 
-  it('refuses a run class whose FlowSpec base lives in another module, naming the base, its module and what to do', async () => {
+  it('refuses a run class whose FlowSpec base lives in a module outside the flow\'s directory (an installed library), naming the base, its module and what to do', async () => {
     const error = await readError(
       ['from metaflow import step', 'from mybase import BaseFlow', 'class F(BaseFlow):', '    pass', 'if __name__ == "__main__":', '    F()'].join('\n'),
     );
     expect(error.message).toMatch(
-      /:6: class F, run under `if __name__ == "__main__"`, derives from BaseFlow, imported from mybase \(line 2\): prebuilt reads the flow file alone, so it cannot see the steps and decorators of a base flow defined in another module$/,
+      /:6: class F, run under `if __name__ == "__main__"`, derives from BaseFlow, imported from mybase \(line 2\), which is not a module under the flow's directory: prebuilt reads base flows from the flow's own modules only, so it cannot see the steps and decorators of a base flow defined in an installed library$/,
     );
-    expect(error.hint).toMatch(/^Define the FlowSpec classes that have steps or env decorators in the flow file itself/);
+    expect(error.hint).toMatch(/^Define the base flow in the flow file or in a module under its directory/);
     const dotted = await readError(['import flows.base as fb', 'class F(fb.BaseFlow):', '    pass', 'if __name__ == "__main__":', '    F()'].join('\n'));
     expect(dotted.message).toMatch(/derives from fb\.BaseFlow, imported from flows\.base \(line 1\)/);
     // A base the file neither defines nor imports keeps the general message.

@@ -20,8 +20,10 @@ export type RemoteDecoratorName = 'kubernetes' | 'batch';
 /** One `@conda`/`@pypi`/`@conda_base`/`@pypi_base`, with the arguments that were written. */
 export interface EnvDecorator {
   name: EnvDecoratorName;
-  /** Line of the decorator in the flow file. */
+  /** Line of the decorator in its file (`file`, else the flow file). */
   line: number;
+  /** The module file it is written in, when that is not the flow file (a base flow's module). */
+  file?: string;
   packages?: Record<string, string>;
   /** Deprecated alias of `packages` (`@conda`, `@conda_base` only). */
   libraries?: Record<string, string>;
@@ -58,6 +60,8 @@ export interface FlowImport {
   module: string;
   names?: string[];
   line: number;
+  /** The module file the import is written in, when that is not the flow file (a base flow's module). */
+  file?: string;
   /** Written inside a `try` (the code guards it: a missing module is expected to be possible). */
   optional: boolean;
   /** Written inside another compound statement (`if TYPE_CHECKING:`, `for`, `with`, `match`): it may not run. */
@@ -79,8 +83,10 @@ export interface ResourcesDecorator {
 
 export interface FlowStep {
   name: string;
-  /** Line of the step's `def`. */
+  /** Line of the step's `def` in its file (`file`, else the flow file). */
   line: number;
+  /** The module file the step is defined in, when that is not the flow file (an inherited step of a base flow's module). */
+  file?: string;
   /** The imports of the step's function body (nested functions included), in source order. */
   imports: FlowImport[];
   conda?: EnvDecorator;
@@ -99,9 +105,12 @@ export interface FlowFile {
   line: number;
   condaBase?: EnvDecorator;
   pypiBase?: EnvDecorator;
-  /** In source order (inherited steps first). */
+  /** In source order (inherited steps first, base flows' modules included). */
   steps: FlowStep[];
-  /** The imports that run when the file is loaded: module level and class bodies, not function bodies. */
+  /**
+   * The imports that run when the file is loaded: module level and class bodies, not function bodies;
+   * the flow file's, then those of the modules its base flows come from (`file` says which).
+   */
   imports: FlowImport[];
   /** Version of the interpreter that read the file (Metaflow's default python), e.g. `3.11.7`. */
   hostPython: string;
@@ -122,12 +131,14 @@ interface RawArg {
 interface RawDecorator {
   name: string;
   line: number;
+  file?: string;
   args: Record<string, RawArg>;
 }
 interface RawImport {
   module: string;
   names: string[] | null;
   line: number;
+  file?: string;
   optional: boolean;
   conditional?: boolean;
 }
@@ -138,20 +149,34 @@ type RawResult =
       flow: { name: string; line: number };
       flowDecorators: RawDecorator[];
       imports: RawImport[];
-      steps: { name: string; line: number; decorators: RawDecorator[]; imports: RawImport[] }[];
+      steps: { name: string; line: number; file?: string; decorators: RawDecorator[]; imports: RawImport[] }[];
     }
   | {
       ok: false;
       hostPython: string;
-      error: { kind: string; message: string; line: number | null; step: string | null };
+      /** `file`, `module`, `chain`: the error is in a module the flow file imports (its path from the flow's directory), reached through `chain`. */
+      error: { kind: string; message: string; line: number | null; step: string | null; file?: string; module?: string; chain?: { file: string | null; line: number }[] };
     };
 
 const HINTS: Record<string, string> = {
   syntax: 'Fix the syntax error (`python3 -m py_compile FILE` shows it too).',
   'no-flow': 'A flow file defines `class MyFlow(FlowSpec)` with `from metaflow import FlowSpec` (or `metaflow.FlowSpec`).',
   'imported-flow':
-    'Define the FlowSpec classes that have steps or env decorators in the flow file itself (base flows in the same file are read); ' +
-    'helpers and mixins without steps can stay in other modules.',
+    'Define the base flow in the flow file or in a module under its directory (`from base import TeamFlow` reads base.py beside the flow file; ' +
+    'Metaflow packages those files for its tasks); helpers and mixins without steps or env decorators can stay in installed libraries.',
+  'relative-import':
+    'Write the import as Python finds it when Metaflow runs `python flow.py`: the flow file\'s directory comes first on sys.path, ' +
+    'so `from base import TeamFlow` or `from mypkg.base import TeamFlow` (relative imports work inside a package, not in the flow file).',
+  'outside-module':
+    'Keep the modules base flows come from under the flow file\'s directory as real files, not symlinks out of it: Metaflow\'s code package ' +
+    'carries only that directory to the tasks.',
+  'import-cycle': 'Break the cycle: a base flow\'s module must not import the flow file or a module that imports it back.',
+  'too-many-modules': 'Keep the base flows within a few modules of the flow file; prebuilt follows a bounded number of them.',
+  'too-large': 'A flow file or a module a base flow comes from is far larger than a flow needs: check that the path names the flow.',
+  'unreadable-base':
+    'Define base flows with a `class` statement at the top level of a module under the flow file\'s directory, ' +
+    'and import them at the top level (`from base import TeamFlow`, `import base` with `base.TeamFlow`).',
+  'invalid-flow': 'Order the base classes so that Python can build the class (a subclass before its base).',
   'no-steps': 'Decorate the flow\'s methods with `@step` (from metaflow).',
   'ambiguous-flow': 'Say which flow the file runs: end it with `if __name__ == "__main__":` and `MyFlow()`.',
   'dynamic-value':
@@ -163,7 +188,7 @@ const HINTS: Record<string, string> = {
   'invalid-value': 'Fix the decorator argument; Metaflow expects packages={"name": "version spec"}, python="3.11", disabled=True/False.',
   'invalid-decorator': 'Fix the decorator; see the Metaflow documentation of @conda, @pypi, @kubernetes and @batch.',
   'duplicate-decorator': 'Keep one of the two decorators.',
-  io: 'Check the path and permissions of the flow file.',
+  io: 'Check the path and permissions of the file.',
 };
 
 function location(file: string, line: number | null | undefined): string {
@@ -207,21 +232,15 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
   }
   log('read %s: %o', file, raw.ok ? { flow: raw.flow.name, steps: raw.steps.length } : raw.error);
 
-  if (!raw.ok) {
-    const { kind, message, line, step } = raw.error;
-    const where = location(file, line);
-    throw new InputError(`${where}: ${step && !message.includes(`'${step}'`) ? `step '${step}': ` : ''}${message}`, {
-      file,
-      ...(line ? { line } : {}),
-      hint: (HINTS[kind] ?? HINTS['invalid-decorator']!).replace('FILE', () => fileArgument(file)),
-    });
-  }
+  if (!raw.ok) throw readError(file, raw.error);
 
   const local = await localModules(dirname(path), [raw.imports, ...raw.steps.map((s) => s.imports)].flat());
+  const inFile = (entry: { file?: string }) => (entry.file === undefined ? {} : { file: moduleFile(file, entry.file) });
   const flowImport = (entry: RawImport): FlowImport => ({
     module: entry.module,
     ...(entry.names ? { names: entry.names } : {}),
     line: entry.line,
+    ...inFile(entry),
     optional: entry.optional,
     ...(entry.conditional ? { conditional: true } : {}),
     ...(local.has(topLevel(entry.module)) ? { local: true } : {}),
@@ -236,20 +255,41 @@ export async function readFlow(file: string, options: ReadFlowOptions = {}): Pro
     hostPython: raw.hostPython,
   };
   for (const deco of raw.flowDecorators) {
-    if (deco.name === 'conda_base') flow.condaBase = envDecorator(deco);
-    else if (deco.name === 'pypi_base') flow.pypiBase = envDecorator(deco);
+    if (deco.name === 'conda_base') flow.condaBase = { ...envDecorator(deco), ...inFile(deco) };
+    else if (deco.name === 'pypi_base') flow.pypiBase = { ...envDecorator(deco), ...inFile(deco) };
   }
   for (const rawStep of raw.steps) {
-    const step: FlowStep = { name: rawStep.name, line: rawStep.line, imports: rawStep.imports.map(flowImport) };
+    const step: FlowStep = { name: rawStep.name, line: rawStep.line, ...inFile(rawStep), imports: rawStep.imports.map(flowImport) };
     for (const deco of rawStep.decorators) {
-      if (deco.name === 'conda') step.conda = envDecorator(deco);
-      else if (deco.name === 'pypi') step.pypi = envDecorator(deco);
+      if (deco.name === 'conda') step.conda = { ...envDecorator(deco), ...inFile(rawStep) };
+      else if (deco.name === 'pypi') step.pypi = { ...envDecorator(deco), ...inFile(rawStep) };
       else if (deco.name === 'kubernetes' || deco.name === 'batch') step.remote = remoteDecorator(deco);
       else if (deco.name === 'resources') step.resources = { line: deco.line, gpu: typeof deco.args.gpu?.value === 'number' ? deco.args.gpu.value : null };
     }
     flow.steps.push(step);
   }
   return flow;
+}
+
+/** A module's path as the reader gives it (relative to the flow file's directory), as the user reaches it: beside `file`. */
+function moduleFile(file: string, relative: string): string {
+  return join(dirname(file), relative);
+}
+
+/**
+ * The InputError for what the reader refused: at the file and line (a module the flow's base classes
+ * come from, with the chain of imports that reached it), with the hint for its kind.
+ */
+function readError(file: string, error: Extract<RawResult, { ok: false }>['error']): InputError {
+  const { kind, message, line, step } = error;
+  const at = error.file === undefined ? file : moduleFile(file, error.file);
+  const chain = (error.chain ?? []).map((hop) => `${hop.file === null ? file : moduleFile(file, hop.file)}:${hop.line}`);
+  const through = error.module && chain.length > 0 ? ` (module ${error.module}, imported at ${chain.join(' → ')})` : '';
+  return new InputError(`${location(at, line)}: ${step && !message.includes(`'${step}'`) ? `step '${step}': ` : ''}${message}${through}`, {
+    file: at,
+    ...(line ? { line } : {}),
+    hint: (HINTS[kind] ?? HINTS['invalid-decorator']!).replace('FILE', () => fileArgument(at)),
+  });
 }
 
 function topLevel(module: string): string {

@@ -57,9 +57,10 @@ async function requireFlowImports(scope: AppScope, file: string, flow: FlowFile)
   }
   const missing = site.missing[0];
   if (missing === undefined) return;
-  const line = imports.find((entry) => entry.module.split('.', 1)[0] === missing)!.line;
+  const entry = imports.find((found) => found.module.split('.', 1)[0] === missing)!;
+  const what = entry.file === undefined ? 'the flow file imports' : `${entry.file}, a module the flow file imports, imports`;
   throw new EnvironmentError(
-    `${file}:${line}: the flow file imports ${missing} when it loads, and ${command} (from ${source}: ${site.executable}) does not find it. ` +
+    `${entry.file ?? file}:${entry.line}: ${what} ${missing} when it loads, and ${command} (from ${source}: ${site.executable}) does not find it. ` +
       'Metaflow loads the flow file with that Python to run or deploy it, so it would stop there with ModuleNotFoundError.',
     {
       hint: `Install the package that provides ${missing} into that Python, or import ${missing} inside the steps that use it (they run in their images, which have their env's packages); METAFLOW_PREBUILT_PYTHON names another interpreter.`,

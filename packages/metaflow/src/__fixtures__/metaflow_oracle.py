@@ -38,5 +38,7 @@ def init_environment(self, echo, only_steps=None):
 conda_environment.CondaEnvironment.validate_environment = validate_environment
 conda_environment.CondaEnvironment.init_environment = init_environment
 sys.argv = [flow_file, "--no-pylint", "--environment=conda", "run"]
+# As for `python flow.py`: the flow file's directory first on sys.path (its own modules import from there).
+sys.path.insert(0, os.path.dirname(os.path.abspath(flow_file)))
 namespace = runpy.run_path(flow_file, run_name="__prebuilt_oracle__")
 namespace[flow_class]()
