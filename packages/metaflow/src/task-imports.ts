@@ -41,7 +41,7 @@ export function taskImports(flow: Pick<FlowFile, 'file' | 'flow' | 'imports' | '
 export function importStatement(entry: FlowImport): string {
   const names = entry.names ?? [];
   if (!DOTTED_NAME.test(entry.module) || names.some((n) => n !== '*' && !DOTTED_NAME.test(n))) {
-    throw new InputError(`'${entry.module}' (line ${entry.line}) is not an import prebuilt can repeat.`, { hint: 'Use --code to give the code to run.' });
+    throw new InputError(`'${entry.module}' (${entry.file === undefined ? 'line ' : `${entry.file}:`}${entry.line}) is not an import prebuilt can repeat.`, { hint: 'Use --code to give the code to run.' });
   }
   return entry.names ? `from ${entry.module} import ${names.join(', ')}` : `import ${entry.module}`;
 }
