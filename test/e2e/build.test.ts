@@ -171,6 +171,70 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
     expect(Object.values(parseJson<{ images: Record<string, { status: string }> }>(kaniko).images).map((image) => image.status)).toEqual(['present', 'present']);
   }, 180_000);
 
+  itWith(NEEDS, "plan of a flow whose base flow is in a package of its directory: the same two envs (present, the same envIds), the base's steps inherited; a relative import in the flow file is exit 2 naming file and line", async () => {
+    expect(first, 'the build test ran').toBeDefined();
+    const teamDir = join(flowDir, 'team');
+    await writeFlow(join(teamDir, 'teamlib'), '__init__.py', 'from .base import TeamBase\n');
+    await writeFlow(
+      join(teamDir, 'teamlib'),
+      'base.py',
+      [
+        'from metaflow import FlowSpec, conda, conda_base, pypi, step',
+        '',
+        '',
+        '@conda_base(python="3.11")',
+        'class TeamBase(FlowSpec):',
+        '    @conda(packages={"tinyframe": ""})',
+        '    @step',
+        '    def start(self):',
+        '        self.next(self.fetch)',
+        '',
+        '    @pypi(packages={"tinyhttp": ""})',
+        '    @step',
+        '    def end(self):',
+        '        pass',
+        '',
+      ].join('\n'),
+    );
+    const train = (importLine: string) =>
+      [
+        importLine,
+        'from metaflow import conda, pypi, step',
+        '',
+        '',
+        'class TeamTrain(TeamBase):',
+        '    @pypi(packages={"tinyhttp": ""})',
+        '    @step',
+        '    def fetch(self):',
+        '        self.next(self.report)',
+        '',
+        '    @conda(packages={"tinyframe": ""})',
+        '    @step',
+        '    def report(self):',
+        '        self.next(self.end)',
+        '',
+        '',
+        'if __name__ == "__main__":',
+        '    TeamTrain()',
+        '',
+      ].join('\n');
+    await writeFlow(teamDir, 'train_flow.py', train('from teamlib import TeamBase'));
+    const planned = await cli('plan', join('team', 'train_flow.py'), '--json');
+    expect(planned.code, planned.stderr).toBe(0);
+    const plan = parseJson<{ flow: string; images: Record<string, { status: string; steps: string[] }> }>(planned);
+    expect(plan.flow).toBe('TeamTrain');
+    expect(Object.keys(plan.images).sort()).toEqual(Object.keys(first.images).sort());
+    expect(Object.values(plan.images).map((image) => [image.status, image.steps])).toEqual([
+      ['present', ['start', 'report']],
+      ['present', ['end', 'fetch']],
+    ]);
+    await writeFlow(teamDir, 'relative_flow.py', train('from .teamlib import TeamBase'));
+    const refused = await cli('plan', join('team', 'relative_flow.py'));
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^error: team\/relative_flow\.py:1: 'from \.teamlib import \.\.\.' is a relative import: Metaflow runs the flow file as a script/m);
+    expect(refused.stderr).toMatch(/\nhint: .*`from base import TeamFlow`/);
+  }, 180_000);
+
   itWith(NEEDS, 'plan --prune tests names other images (the presets are part of the envId), which the registry does not have; the unpruned ones stay', async () => {
     expect(first, 'the build test ran').toBeDefined();
     const planned = await cli('plan', 'two_env_flow.py', '--prune', 'tests', '--json');

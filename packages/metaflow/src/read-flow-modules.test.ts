@@ -243,6 +243,15 @@ describe.concurrent('readFlow: base flows from the flow\'s own modules', () => {
     const dir = project(chain);
     expect((await readFlow('short.py', { cwd: dir, python })).steps.map((s) => s.file)).toEqual(['m0.py']);
     expect((await readError(dir, 'flow.py')).message).toMatch(/the chain of imports to the flow's base classes passes through more than 16 modules/);
+    // 33 modules of mixins: one more than it reads.
+    const mixins: Record<string, string[]> = {};
+    for (let i = 0; i < 33; i++) mixins[`mix${i}.py`] = [`class M${i}:`, '    pass'];
+    const names = Object.keys(mixins).map((_, i) => `M${i}`);
+    mixins['flow.py'] = ['from metaflow import FlowSpec, step', ...names.map((name, i) => `from mix${i} import ${name}`), `class F(${names.join(', ')}, FlowSpec):`, '    @step', '    def start(self): pass'];
+    mixins['fewer.py'] = mixins['flow.py'].map((line) => line.replace(', M32,', ',')).filter((line) => !line.includes('mix32'));
+    const many = project(mixins);
+    expect((await readFlow('fewer.py', { cwd: many, python })).steps.map((s) => s.name)).toEqual(['start']);
+    expect((await readError(many, 'flow.py')).message).toBe("flow.py:34: reading the flow's base classes needs more than 32 modules (at mix32)");
     const big = project({ 'base.py': [...TEAM_BASE, `X = "${'x'.repeat(4 << 20)}"`], 'flow.py': TRAIN('from base import TeamFlow', 'TeamFlow') });
     expect((await readError(big, 'flow.py')).message).toMatch(/^base\.py: module base \(base\.py\) is larger than 4194304 bytes \(module base, imported at flow\.py:1\)$/);
   });
