@@ -232,6 +232,49 @@ if __name__ == "__main__":
     ShapesFlow()
 `;
 
+// A base flow kept in a package of the flow's directory (shared @pypi_base, start and end; the
+// shapes flow's helpers beside it, imported relatively), the flow adding one step: Metaflow's code package carries teamlib/ to the tasks, which import it from
+// their working directory, not from the image. The envs are the shapes flow's (its namespace: no build).
+const TEAM_BASE = `from metaflow import FlowSpec, pypi_base, step
+
+from .helpers import report
+
+
+@pypi_base(packages={"tinyurl": ">=1.0,!=1.0.5"})
+class TeamFlow(FlowSpec):
+    @step
+    def start(self):
+        import tinyurl
+
+        report("start", url=tinyurl.join("team", "start"), module=__file__)
+        self.next(self.middle)
+
+    @step
+    def end(self):
+        report("end", tinyhttp=self.http_version, module=__file__)
+`;
+
+const TEAM_FLOW = `from metaflow import pypi, step
+
+from teamlib.base import TeamFlow
+from teamlib.helpers import report
+
+
+class TeamTrainFlow(TeamFlow):
+    @pypi(packages={"tinyhttp": "~=0.3.0"})
+    @step
+    def middle(self):
+        import tinyhttp
+
+        self.http_version = tinyhttp.__version__
+        report("middle", tinyhttp=self.http_version)
+        self.next(self.end)
+
+
+if __name__ == "__main__":
+    TeamTrainFlow()
+`;
+
 interface StepReport {
   step: string;
   executable: string;
@@ -256,6 +299,29 @@ function reports(task: Pick<TaskRecord, 'stdout' | 'stderr'>): StepReport[] {
     .map((line) => JSON.parse(line.slice(line.indexOf('PREBUILT-TASK ') + 'PREBUILT-TASK '.length)) as StepReport);
 }
 
+
+/**
+ * The run succeeded, and every task of a step in `map` ran in the step's image (pinned) with its
+ * env's interpreter and boto3, printed one report and installed nothing at start; the reports by step.
+ */
+function succeededReports(result: ArgoRunResult, map: ImageMapJson): Record<string, StepReport> {
+  const failed = result.tasks.filter((t) => t.exitCode !== 0);
+  expect(failed.map((t) => `${t.name}: exit ${t.exitCode}\n${t.stderr.slice(-3000)}`)).toEqual([]);
+  expect(result.status).toBe('Succeeded');
+  const seen: Record<string, StepReport> = {};
+  for (const task of result.tasks.filter((t) => t.template in map.steps)) {
+    const entry = map.steps[task.template]!;
+    expect(task.image, task.template).toBe(entry.pinnedImage);
+    const lines = reports(task);
+    expect(lines, `${task.name}:\n${task.stdout}\n${task.stderr}`).toHaveLength(1);
+    seen[task.template] = lines[0]!;
+    expect(lines[0]!.executable, task.template).toBe(entry.python);
+    expect(lines[0]!.boto3, task.template).toMatch(/^\/opt\/prebuilt\/env\/lib\/python3\.\d+\/site-packages\/boto3\//);
+    const log = (task.stdout + task.stderr).split('\n').filter((line) => !line.includes('PREBUILT-TASK '));
+    expect(log.filter((line) => /pip install|micromamba|Bootstrapping|Installing/i.test(line)), task.template).toEqual([]);
+  }
+  return seen;
+}
 
 // The system's Docker daemon (graphdriver): every case. Docker 26 with the containerd image store
 // (the default of Docker Engine 29): the docker build service's case only, the one where that daemon
@@ -428,28 +494,47 @@ function tasksRunSuite(dockerHost: string, cases: 'all' | 'docker build service'
     const shared = map.steps['start']!.envId;
     expect(['left', 'join', 'end'].map((step) => map.steps[step]!.envId)).toEqual([shared, shared, shared]);
     expect(map.steps['right']!.envId).not.toBe(shared);
-    const result = await execute(compiled['shapes'].workflow, 'shapes');
-    const failed = result.tasks.filter((t) => t.exitCode !== 0);
-    expect(failed.map((t) => `${t.name}: exit ${t.exitCode}\n${t.stderr.slice(-3000)}`)).toEqual([]);
-    expect(result.status).toBe('Succeeded');
-    const seen: Record<string, StepReport> = {};
-    for (const task of result.tasks.filter((t) => t.template in map.steps)) {
-      const entry = map.steps[task.template]!;
-      expect(task.image, task.template).toBe(entry.pinnedImage);
-      const lines = reports(task);
-      expect(lines, `${task.name}:\n${task.stdout}\n${task.stderr}`).toHaveLength(1);
-      seen[task.template] = lines[0]!;
-      expect(lines[0]!.executable, task.template).toBe(entry.python);
-      expect(lines[0]!.boto3, task.template).toMatch(/^\/opt\/prebuilt\/env\/lib\/python3\.\d+\/site-packages\/boto3\//);
-      const log = (task.stdout + task.stderr).split('\n').filter((line) => !line.includes('PREBUILT-TASK '));
-      expect(log.filter((line) => /pip install|micromamba|Bootstrapping|Installing/i.test(line)), task.template).toEqual([]);
-    }
+    const seen = succeededReports(await execute(compiled['shapes'].workflow, 'shapes'), map);
     expect(Object.keys(seen).sort()).toEqual(['end', 'join', 'left', 'right', 'start']);
     for (const step of ['start', 'left', 'join', 'end']) expect(seen[step]!.seen, step).toEqual(['tinyurl']);
     expect(seen['right']!.seen).toEqual(['tinyhttp', 'tinyurl']);
     expect(seen['start']!['url']).toBe('a/b');
     expect(seen['right']!['tinyhttp']).toBe('0.3.0');
     expect(seen['join']!['caught']).toContain('left fails on purpose');
+  }, 900_000);
+
+  it("a base flow in a package of the flow's directory (from teamlib.base import TeamFlow): the base's @pypi_base and steps, and the flow's own step, each run in its image, importing teamlib from the code package", async () => {
+    const teamDir = join(fixtures.dir, 'flows', 'team');
+    await writeFlow(join(teamDir, 'teamlib'), '__init__.py', '');
+    await writeFlow(join(teamDir, 'teamlib'), 'helpers.py', SHAPES_HELPERS);
+    await writeFlow(join(teamDir, 'teamlib'), 'base.py', TEAM_BASE);
+    await writeFlow(teamDir, 'train_flow.py', TEAM_FLOW);
+    const stateFile = join(fixtures.dir, 'images-team.json');
+    const compiledTeam = await runCli(['run', join('flows', 'team', 'train_flow.py'), '--no-pylint', 'argo-workflows', 'create', '--only-json'], {
+      env: { ...env, METAFLOW_PREBUILT_BUILD_SERVICE: 'docker', METAFLOW_PREBUILT_STATE_FILE: stateFile, METAFLOW_PREBUILT_IMAGE_NAMESPACE: `${env['METAFLOW_PREBUILT_IMAGE_NAMESPACE']}-shapes` },
+      cwd: fixtures.dir,
+      timeoutMs: 900_000,
+    });
+    expect(compiledTeam.code, compiledTeam.stderr).toBe(0);
+    const map = JSON.parse(await readFile(stateFile, 'utf8')) as ImageMapJson;
+    compiled['team'] = { workflow: specJson<WorkflowTemplate>(compiledTeam.stdout), map };
+    expect(Object.keys(map.steps).sort()).toEqual(['end', 'middle', 'start']);
+    expect(Object.keys(map.images)).toHaveLength(2);
+    expect(map.steps['end']!.envId).toBe(map.steps['start']!.envId);
+    expect(map.steps['middle']!.envId).not.toBe(map.steps['start']!.envId);
+    const seen = succeededReports(await execute(compiled['team'].workflow, 'team'), map);
+    expect(Object.keys(seen).sort()).toEqual(['end', 'middle', 'start']);
+    expect(seen['start']!.seen).toEqual(['tinyurl']);
+    expect(seen['end']!.seen).toEqual(['tinyurl']);
+    expect(seen['middle']!.seen).toEqual(['tinyhttp', 'tinyurl']);
+    expect(seen['start']!['url']).toBe('team/start');
+    expect(seen['middle']!['tinyhttp']).toBe('0.3.0');
+    expect(seen['end']!['tinyhttp']).toBe('0.3.0');
+    // teamlib came with the code package, unpacked in the task's working directory: not from the image's env.
+    for (const step of ['start', 'end']) {
+      expect(seen[step]!['module'], step).toMatch(/\/teamlib\/base\.py$/);
+      expect(seen[step]!['module'], step).not.toMatch(/^\/opt\/prebuilt\/env\//);
+    }
   }, 900_000);
 
   it("a failing step: the workflow fails with the task's exit code and the exit handler runs", async () => {
