@@ -4,7 +4,10 @@ Usage: python3 read_flow.py <flow.py>
 
 Part of @prebuilt/metaflow. Never imports the flow or Metaflow: it parses the file with the
 standard `ast` module and evaluates only literals, module-level (and class-level) constants and
-simple expressions. Prints one JSON object to stdout:
+simple expressions. Base flows imported from the flow's own modules (the files Python imports for
+`python flow.py`, under the flow file's directory) are read the same way (`Project`); what comes
+from one of them carries `"file"` (its path from the flow's directory), and so does an error, with
+`"module"` and `"chain"` (the imports that reached it). Prints one JSON object to stdout:
 
   {"ok": true, "hostPython": "3.11.7", "flow": {...}, "flowDecorators": [...], "imports": [...], "steps": [...]}
   {"ok": false, "error": {"kind": ..., "message": ..., "line": ..., "step": ...}}
@@ -857,11 +860,11 @@ class Project:
                 line,
             ))
         module = Module(real, dotted, kind, os.path.relpath(real, self.root).replace(os.sep, "/"), (importer, line))
-        self.modules[real] = module
-        self.order.append(module)
         if kind != "namespace":
             module.tree = self.parse(module)
             module.prepare()
+        self.modules[real] = module
+        self.order.append(module)
         return module
 
     def enter(self, module, importer, line):

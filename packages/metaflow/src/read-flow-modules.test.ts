@@ -185,6 +185,9 @@ describe.concurrent('readFlow: base flows from the flow\'s own modules', () => {
     // A syntax error in the module: its file and line.
     const broken = project({ 'base.py': ['class TeamFlow(:'], 'flow.py': ['from base import TeamFlow', 'class F(TeamFlow):', '    pass'] });
     expect((await readError(broken, 'flow.py')).message).toMatch(/^base\.py:1: module base \(base\.py\): Python syntax error: .* \(module base, imported at flow\.py:1\)$/);
+    // Reached again by the flow class after another class of the file met it: still its syntax error.
+    writeFileSync(join(broken, 'twice.py'), ['from metaflow import FlowSpec', 'from base import TeamFlow', 'class Helper(TeamFlow):', '    pass', 'class F(TeamFlow, FlowSpec):', '    pass', 'if __name__ == "__main__":', '    F()'].join('\n'));
+    expect((await readError(broken, 'twice.py')).message).toMatch(/^base\.py:1: module base \(base\.py\): Python syntax error: .* \(module base, imported at twice\.py:2\)$/);
   });
 
   it('the env merge names the base module when its decorator is what is wrong', async () => {
