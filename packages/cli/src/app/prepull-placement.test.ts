@@ -88,4 +88,12 @@ describe('step placements (as Metaflow places @kubernetes pods)', () => {
     expect(error.message).toBe("flow.py:12: step 'train': the 'node_selector' argument of @kubernetes cannot be read without running the flow: 'os.environ[...]' is not a literal, a constant or a simple expression");
     expect(error.hint).toMatch(/literal or a module-level constant/);
   });
+
+  it("an inherited step's computed node_selector is named at its base flow module's file and line, not the flow file's", () => {
+    const steps = [step('train', { file: 'teamlib/base.py', remote: kubernetes({ nodeSelector: { kind: 'dynamic', line: 4, why: "'pick()' is not a literal, a constant or a simple expression" } }) })];
+    const error = (() => { try { stepPlacements({ steps }, ['train'], 'flow.py', {}); } catch (e) { return e; } return undefined; })() as InputError;
+    expect(error).toBeInstanceOf(InputError);
+    expect(error.message).toMatch(/^teamlib\/base\.py:4: step 'train': the 'node_selector' argument/);
+    expect(error.file).toBe('teamlib/base.py');
+  });
 });

@@ -123,9 +123,11 @@ function pythonFalsy(value: unknown): boolean {
 /** One step's placement (Metaflow's @kubernetes `init`: an empty or absent argument takes the default). */
 function placementOf(step: FlowStep, flowFile: string, defaults: PlacementDefaults): Omit<StepPlacement, 'steps' | 'key'> {
   const kubernetes = step.remote?.name === 'batch' ? undefined : step.remote;
-  const selectorArg = staticValue(kubernetes?.nodeSelector, 'node_selector', flowFile, step.name);
-  const tolerationsArg = staticValue(kubernetes?.tolerations, 'tolerations', flowFile, step.name);
-  const where = (arg: PlacementArg | undefined): Where => ({ file: flowFile, step: step.name, line: arg?.line ?? step.remote?.line ?? step.line });
+  // An inherited step's decorators are in its base flow's module, and so are their lines.
+  const file = step.file ?? flowFile;
+  const selectorArg = staticValue(kubernetes?.nodeSelector, 'node_selector', file, step.name);
+  const tolerationsArg = staticValue(kubernetes?.tolerations, 'tolerations', file, step.name);
+  const where = (arg: PlacementArg | undefined): Where => ({ file, step: step.name, line: arg?.line ?? step.remote?.line ?? step.line });
   const nodeSelector = !pythonFalsy(selectorArg)
     ? parseStepNodeSelector(selectorArg, where(kubernetes?.nodeSelector))
     : defaults.nodeSelector
