@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Code-shape figures for reviews of the source tree (issue 18's before/after table):
 // names exported per package entry, names each package imports from each core entry,
-// the largest non-test files, functions over a line budget, and source lines per backend.
-// Usage: node scripts/code-metrics.mjs [--json] [--max-function-lines N]
+// the largest non-test files, functions over a line budget, the most deeply nested functions,
+// functions with the most parameters, and source lines per backend.
+// Usage: node scripts/code-metrics.mjs [--json] [--max-function-lines N] [--max-depth N] [--max-params N]
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join, relative, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,9 @@ const args = process.argv.slice(2);
 const asJson = args.includes('--json');
 const budgetIndex = args.indexOf('--max-function-lines');
 const budget = budgetIndex >= 0 ? Number(args[budgetIndex + 1]) : 80;
+const numberOption = (name, fallback) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : fallback);
+const maxDepth = numberOption('--max-depth', 4);
+const maxParams = numberOption('--max-params', 4);
 
 function sourceFiles(dir) {
   const out = [];
@@ -91,15 +95,45 @@ function functionName(node) {
   return '(anonymous)';
 }
 
-function longFunctions(file) {
+const isFunction = (node) =>
+  ts.isFunctionDeclaration(node) || ts.isFunctionExpression(node) || ts.isArrowFunction(node) || ts.isMethodDeclaration(node);
+
+// Statements that open a level of nesting inside a function body.
+const isNesting = (node) =>
+  ts.isIfStatement(node) || ts.isForStatement(node) || ts.isForOfStatement(node) || ts.isForInStatement(node) ||
+  ts.isWhileStatement(node) || ts.isDoStatement(node) || ts.isSwitchStatement(node) || ts.isTryStatement(node);
+
+// How deep control statements nest in a function's own body (nested functions count apart);
+// an `else if` stays at its `if`'s level.
+function nestingDepth(body) {
+  let deepest = 0;
+  const visit = (node, depth) => {
+    if (isFunction(node)) return;
+    const elseIf = ts.isIfStatement(node) && ts.isIfStatement(node.parent) && node.parent.elseStatement === node;
+    const here = isNesting(node) && !elseIf ? depth + 1 : depth;
+    deepest = Math.max(deepest, here);
+    ts.forEachChild(node, (child) => visit(child, here));
+  };
+  if (body) ts.forEachChild(body, (child) => visit(child, 0));
+  return deepest;
+}
+
+// Each function of a file: where it is, its name, its lines, its nesting depth and its parameters.
+function functionShapes(file) {
   const source = parse(file);
   const found = [];
   const visit = (node) => {
-    if (ts.isFunctionDeclaration(node) || ts.isFunctionExpression(node) || ts.isArrowFunction(node) || ts.isMethodDeclaration(node)) {
+    if (isFunction(node)) {
       const start = source.getLineAndCharacterOfPosition(node.getStart()).line;
       const end = source.getLineAndCharacterOfPosition(node.getEnd()).line;
-      const lines = end - start + 1;
-      if (lines > budget) found.push({ file: relative(root, file), line: start + 1, name: functionName(node), lines });
+      found.push({
+        file: relative(root, file),
+        line: start + 1,
+        name: functionName(node),
+        lines: end - start + 1,
+        depth: nestingDepth(node.body),
+        params: node.parameters.length,
+      });
     }
     ts.forEachChild(node, visit);
   };
@@ -108,6 +142,7 @@ function longFunctions(file) {
 }
 
 const allFiles = packages.flatMap((p) => p.files);
+const shapes = allFiles.flatMap(functionShapes);
 const report = {
   entries: packages.flatMap(entryExports),
   coreImports: Object.fromEntries(packages.filter((p) => p.name !== '@prebuilt/core').map((p) => [p.name, coreImports(p)])),
@@ -115,7 +150,9 @@ const report = {
     .map((f) => ({ file: relative(root, f), lines: lineCount(f) }))
     .sort((a, b) => b.lines - a.lines)
     .slice(0, 12),
-  longFunctions: allFiles.flatMap(longFunctions).sort((a, b) => b.lines - a.lines),
+  longFunctions: shapes.filter((f) => f.lines > budget).sort((a, b) => b.lines - a.lines),
+  deepFunctions: shapes.filter((f) => f.depth > maxDepth).sort((a, b) => b.depth - a.depth || b.lines - a.lines),
+  manyParameters: shapes.filter((f) => f.params > maxParams).sort((a, b) => b.params - a.params || b.lines - a.lines),
   packageLines: Object.fromEntries(packages.map((p) => [p.name, p.files.reduce((sum, f) => sum + lineCount(f), 0)])),
 };
 
@@ -133,6 +170,10 @@ if (asJson) {
   for (const f of report.largestFiles) console.log(`  ${String(f.lines).padStart(4)}  ${f.file}`);
   console.log(`\nFunctions over ${budget} lines: ${report.longFunctions.length}`);
   for (const f of report.longFunctions) console.log(`  ${String(f.lines).padStart(4)}  ${f.name}  ${f.file}:${f.line}`);
+  console.log(`\nFunctions nested deeper than ${maxDepth} levels: ${report.deepFunctions.length}`);
+  for (const f of report.deepFunctions) console.log(`  ${String(f.depth).padStart(4)}  ${f.name}  ${f.file}:${f.line}`);
+  console.log(`\nFunctions with more than ${maxParams} parameters: ${report.manyParameters.length}`);
+  for (const f of report.manyParameters) console.log(`  ${String(f.params).padStart(4)}  ${f.name}  ${f.file}:${f.line}`);
   console.log('\nNon-blank source lines per package (tests excluded)');
   for (const [name, lines] of Object.entries(report.packageLines)) console.log(`  ${String(lines).padStart(5)}  ${name}`);
 }
