@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -7,7 +6,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthError, ConfigError, LoginRequiredError, PrebuiltError, RegistryError, Secret } from '@prebuilt/core/backend';
-import { resolveBackend } from '@prebuilt/core';
+import { checkBuiltinBackendPackage } from '@prebuilt/fixtures';
 import { pinnedImage } from '@prebuilt/fixtures';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import dockerhubDefinition, { createDockerHubRegistry } from './index.js';
@@ -34,13 +33,8 @@ async function dockerConfigDir(auths: Record<string, { username: string; passwor
 
 
 describe('dockerhub as a backend package', () => {
-  it(`the prebuilt resolver loads it by the built-in name 'dockerhub' (package.json "prebuilt" field and default export)`, async () => {
-    const dir = fileURLToPath(new URL('..', import.meta.url));
-    const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { prebuilt?: unknown };
-    expect(manifest.prebuilt).toEqual({ kind: 'image-registry', name: 'dockerhub' });
-    const resolved = await resolveBackend({ kind: 'image-registry', name: 'dockerhub', cwd: dir });
-    expect(resolved).toMatchObject({ source: 'builtin', packageName: '@prebuilt/dockerhub' });
-    expect(resolved.definition.name).toBe(dockerhubDefinition.name);
+  it(`the prebuilt resolver loads it by the built-in name 'dockerhub' (package.json "prebuilt" field and default export), as the project itself and installed beside the CLI`, async () => {
+    await checkBuiltinBackendPackage(fileURLToPath(new URL('..', import.meta.url)), 'image-registry', 'dockerhub');
   });
 });
 

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
@@ -13,7 +12,7 @@ import {
 } from '@aws-sdk/client-ecr';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { AuthError, ConfigError, RegistryError, Secret } from '@prebuilt/core/backend';
-import { resolveBackend } from '@prebuilt/core';
+import { checkBuiltinBackendPackage } from '@prebuilt/fixtures';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import ecrDefinition, { createEcrRegistry } from './index.js';
 import { htpasswdRegistryMissing, skopeoMissing, skopeoPush, startHtpasswdRegistry, type HtpasswdRegistry } from '@prebuilt/fixtures';
@@ -48,13 +47,8 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 
 
 describe('ecr as a backend package', () => {
-  it(`the prebuilt resolver loads it by the built-in name 'ecr' (package.json "prebuilt" field and default export)`, async () => {
-    const dir = fileURLToPath(new URL('..', import.meta.url));
-    const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { prebuilt?: unknown };
-    expect(manifest.prebuilt).toEqual({ kind: 'image-registry', name: 'ecr' });
-    const resolved = await resolveBackend({ kind: 'image-registry', name: 'ecr', cwd: dir });
-    expect(resolved).toMatchObject({ source: 'builtin', packageName: '@prebuilt/ecr' });
-    expect(resolved.definition.name).toBe(ecrDefinition.name);
+  it(`the prebuilt resolver loads it by the built-in name 'ecr' (package.json "prebuilt" field and default export), as the project itself and installed beside the CLI`, async () => {
+    await checkBuiltinBackendPackage(fileURLToPath(new URL('..', import.meta.url)), 'image-registry', 'ecr');
   });
 });
 

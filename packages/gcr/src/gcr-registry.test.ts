@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -7,7 +6,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AuthError, ConfigError, LoginRequiredError, RegistryError, Secret } from '@prebuilt/core/backend';
-import { resolveBackend } from '@prebuilt/core';
+import { checkBuiltinBackendPackage } from '@prebuilt/fixtures';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import gcrDefinition, { createGcrRegistry, isGoogleRegistryHost } from './index.js';
 import { startFakeOAuthServer, type FakeOAuthServer } from './__fixtures__/fake-oauth-server.js';
@@ -29,13 +28,8 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 
 
 describe('gcr as a backend package', () => {
-  it(`the prebuilt resolver loads it by the built-in name 'gcr' (package.json "prebuilt" field and default export)`, async () => {
-    const dir = fileURLToPath(new URL('..', import.meta.url));
-    const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { prebuilt?: unknown };
-    expect(manifest.prebuilt).toEqual({ kind: 'image-registry', name: 'gcr' });
-    const resolved = await resolveBackend({ kind: 'image-registry', name: 'gcr', cwd: dir });
-    expect(resolved).toMatchObject({ source: 'builtin', packageName: '@prebuilt/gcr' });
-    expect(resolved.definition.name).toBe(gcrDefinition.name);
+  it(`the prebuilt resolver loads it by the built-in name 'gcr' (package.json "prebuilt" field and default export), as the project itself and installed beside the CLI`, async () => {
+    await checkBuiltinBackendPackage(fileURLToPath(new URL('..', import.meta.url)), 'image-registry', 'gcr');
   });
 });
 
