@@ -19,21 +19,11 @@ RECIPE=1
 REF="$REGISTRY/prebuilt-bench/base:$SUITE-pip"
 
 log() { printf '[bench base image] %s\n' "$*" >&2; }
-
-mirror() {
-  local f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    uri="$(awk -v suite="$SUITE" 'tolower($1)=="uris:" {u=$2} tolower($1)=="suites:" && index($0, suite) {print u; exit}' "$f")"
-    [ -n "$uri" ] && { echo "$uri"; return; }
-  done
-  uri="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-    awk -v suite="$SUITE" '$1=="deb" { i=2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ } if ($(i+1)==suite) { print $i; exit } }')"
-  echo "${uri:-http://deb.debian.org/debian}"
-}
+# shellcheck source=../scripts/debian-rootfs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/debian-rootfs.sh"
 
 arch="$(dpkg --print-architecture)"
-src="$(mirror)"
+src="$(apt_mirror "$SUITE")"
 key="$(printf '%s\n' "$RECIPE" "$SUITE" "$INCLUDE" "$src" "$arch" | sha256sum | cut -c1-16)"
 mkdir -p "$STATE_DIR"
 record="$STATE_DIR/base-image.$key"
@@ -50,23 +40,13 @@ fi
 
 tarball="$STATE_DIR/rootfs-$SUITE-$key.tar"
 if [ ! -f "$tarball" ]; then
-  build="$STATE_DIR/rootfs.$$"
-  rm -rf --one-file-system "$build"
-  mkdir -p "$build"
   log "debootstrap minbase $SUITE + $INCLUDE from $src (a few minutes; log in $STATE_DIR/debootstrap.log)"
   rc=0
-  debootstrap --variant=minbase --include="$INCLUDE" --arch="$arch" "$SUITE" "$build" "$src" >"$STATE_DIR/debootstrap.log" 2>&1 || rc=$?
-  awk -v d="$build/" 'index($2, d)==1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
+  debian_rootfs_tar "$tarball" "$STATE_DIR/rootfs.$$" "$STATE_DIR/debootstrap.log" "$SUITE" minbase "$INCLUDE" "$src" "$arch" || rc=$?
   if [ "$rc" != 0 ]; then
-    tail -n 20 "$STATE_DIR/debootstrap.log" >&2 || true
-    rm -rf --one-file-system "$build"
-    log "debootstrap failed (exit $rc)"
+    log "debootstrap or tar failed (exit $rc)"
     exit 1
   fi
-  rm -rf "$build/var/lib/apt/lists/"* "$build/var/cache/apt/"*.bin "$build/var/cache/apt/archives/"*.deb
-  tar --numeric-owner -C "$build" -cf "$tarball.tmp" .
-  mv "$tarball.tmp" "$tarball"
-  rm -rf --one-file-system "$build"
 fi
 log "docker import + push $REF"
 docker import -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$REF" <"$tarball" >/dev/null

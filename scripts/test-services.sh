@@ -48,6 +48,8 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=debian-rootfs.sh
+. "$SCRIPT_DIR/debian-rootfs.sh"
 STATE_DIR="${PREBUILT_TEST_SERVICES_DIR:-/var/tmp/prebuilt-test-services}"
 PLAIN_PORT="${PREBUILT_TEST_REGISTRY_PORT:-5100}"
 BASIC_PORT="${PREBUILT_TEST_BASIC_REGISTRY_PORT:-5101}"
@@ -522,28 +524,6 @@ ensure_registries() {
 # ---------------------------------------------------------------------------------------------
 # Base image
 
-# The first Debian mirror in /etc/apt that serves the suite (deb822 .sources or one-line .list).
-apt_mirror() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    awk -v suite="$BASE_SUITE" '
-      function flush() { if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && uri != "" && enabled != "no") { print uri; found=1; exit } types=""; suites=""; uri=""; enabled="" }
-      /^[ \t]*$/ { flush(); next }
-      /^[ \t]*#/ { next }
-      tolower($1)=="types:" { $1=""; types=$0 }
-      tolower($1)=="uris:" { uri=$2 }
-      tolower($1)=="suites:" { $1=""; suites=$0 }
-      tolower($1)=="enabled:" { enabled=tolower($2) }
-      END { if (!found) flush() }
-    ' "$f"
-  done | head -n 1 | grep . && return 0
-  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-    awk -v suite="$BASE_SUITE" '$1=="deb" { i=2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ } if ($(i+1)==suite) { print $i; exit } }' |
-    head -n 1 | grep . && return 0
-  echo "http://deb.debian.org/debian"
-}
-
 # Digest of a tag in the no-auth registry, or nothing.
 registry_digest() {
   local repo="$1" tag="$2"
@@ -567,24 +547,13 @@ build_rootfs() {
     missing "base image: debootstrap not installed: apt-get install -y debootstrap"
     return 1
   fi
-  rm -rf --one-file-system "$build"
-  mkdir -p "$build"
   log "base image: debootstrap $BASE_VARIANT $BASE_SUITE from $mirror (a few minutes, log in $STATE_DIR/debootstrap.log)"
   local rc=0
-  debootstrap --variant="$BASE_VARIANT" --include="$BASE_INCLUDE" --arch="$arch" \
-    "$BASE_SUITE" "$build" "$mirror" >"$STATE_DIR/debootstrap.log" 2>&1 || rc=$?
-  # Whatever debootstrap mounted inside must be gone before anything there is removed.
-  awk -v d="$build/" 'index($2, d)==1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
+  debian_rootfs_tar "$tarball" "$build" "$STATE_DIR/debootstrap.log" "$BASE_SUITE" "$BASE_VARIANT" "$BASE_INCLUDE" "$mirror" "$arch" || rc=$?
   if [ "$rc" != 0 ]; then
-    tail -n 20 "$STATE_DIR/debootstrap.log" >&2 || true
-    rm -rf --one-file-system "$build"
-    missing "base image: debootstrap failed (exit $rc, see $STATE_DIR/debootstrap.log)"
+    missing "base image: debootstrap or tar failed (exit $rc, see $STATE_DIR/debootstrap.log)"
     return 1
   fi
-  rm -rf "$build/var/lib/apt/lists/"* "$build/var/cache/apt/"*.bin "$build/var/cache/apt/archives/"*.deb
-  tar --numeric-owner -C "$build" -cf "$tarball.tmp" .
-  mv "$tarball.tmp" "$tarball"
-  rm -rf --one-file-system "$build"
   log "base image: cached rootfs in $tarball"
 }
 
@@ -594,7 +563,7 @@ ensure_base_image() {
     return 0
   fi
   local mirror arch key tarball record repo_ref
-  mirror="$(apt_mirror)"
+  mirror="$(apt_mirror "$BASE_SUITE")"
   arch="$(dpkg --print-architecture 2>/dev/null || echo amd64)"
   key="$(printf '%s\n' "$BASE_RECIPE" "$BASE_SUITE" "$BASE_VARIANT" "$BASE_INCLUDE" "$mirror" "$arch" | sha256sum | cut -c1-16)"
   BASE_REF="127.0.0.1:$PLAIN_PORT/$BASE_REPO:$BASE_TAG"
@@ -722,7 +691,7 @@ fetch_suite_root() {
 ensure_suite_root() {
   local dir="$1" binary="$2" label="$3" mirror
   shift 2
-  mirror="$(apt_mirror)"
+  mirror="$(apt_mirror "$BASE_SUITE")"
   mkdir -p "$dir"
   if [ -x "$dir/root/$binary" ] && [ "$(cat "$dir/root/.prebuilt-recipe" 2>/dev/null)" = "$(suite_recipe "$(basename "$dir")" "$mirror" "${@:4}")" ]; then
     log "$label: reusing $dir/root"
