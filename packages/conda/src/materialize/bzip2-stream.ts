@@ -37,77 +37,93 @@ const OUT_CHUNK = 64 * 1024;
 export async function* bzip2Chunks(file: string, label: string, budget: ExpansionBudget): AsyncGenerator<Buffer> {
   const fd = openSync(file, 'r');
   try {
-    const input = new Bunzip.Stream();
-    const inBuf = Buffer.alloc(READ_CHUNK);
-    let inPos = 0;
-    let inLen = 0;
-    let atEnd = false;
-    const fill = (): boolean => {
-      if (inPos < inLen) return true;
-      if (atEnd) return false;
-      inLen = readSync(fd, inBuf, 0, READ_CHUNK, null);
-      inPos = 0;
-      if (inLen === 0) atEnd = true;
-      return inLen > 0;
-    };
-    input.readByte = () => {
-      if (!fill()) throw new ArchiveError(`${label} is corrupt or truncated: its bzip2 stream ends early.`, label);
-      return inBuf[inPos++]!;
-    };
-    input.eof = () => !fill();
-
-    const output = new Bunzip.Stream();
-    let chunks: Buffer[] = [];
-    let out = Buffer.allocUnsafe(OUT_CHUNK);
-    let outPos = 0;
-    output.writeByte = (byte: number) => {
-      out[outPos++] = byte;
-      if (outPos === OUT_CHUNK) {
-        budget.add(OUT_CHUNK);
-        chunks.push(out);
-        out = Buffer.allocUnsafe(OUT_CHUNK);
-        outPos = 0;
-      }
-    };
-    const flush = (): Buffer[] => {
-      if (outPos > 0) {
-        budget.add(outPos);
-        chunks.push(out.subarray(0, outPos));
-        out = Buffer.allocUnsafe(OUT_CHUNK);
-        outPos = 0;
-      }
-      const done = chunks;
-      chunks = [];
-      return done;
-    };
-
+    const input = fileInput(fd, label);
+    const output = chunkedOutput(budget);
     let bz: BunzipInstance;
     try {
-      bz = new Bunzip(input, output);
+      bz = new Bunzip(input, output.stream);
     } catch (error) {
       throw wrap(error, label);
     }
-    for (;;) {
-      if (input.eof()) break;
+    while (!input.eof()) {
+      let decoded: boolean;
       try {
-        if (bz._init_block()) {
-          bz._read_bunzip();
-        } else {
-          const expected = bz.reader.read(32) >>> 0;
-          if (expected !== bz.streamCRC) throw new Error('bad stream CRC');
-          if (input.eof()) break;
-          bz._start_bunzip(input, output);
-          continue;
-        }
+        decoded = decodeBlock(bz, input, output.stream);
       } catch (error) {
         throw wrap(error, label);
       }
-      for (const chunk of flush()) yield chunk;
+      if (decoded) yield* output.flush();
     }
-    for (const chunk of flush()) yield chunk;
+    yield* output.flush();
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Decodes the next block into `output` and says so (true); at the end of a bzip2 stream, checks
+ * its CRC and starts the next stream concatenated after it, if any (false: nothing decoded).
+ */
+function decodeBlock(bz: BunzipInstance, input: ByteStream, output: ByteStream): boolean {
+  if (bz._init_block()) {
+    bz._read_bunzip();
+    return true;
+  }
+  const expected = bz.reader.read(32) >>> 0;
+  if (expected !== bz.streamCRC) throw new Error('bad stream CRC');
+  if (!input.eof()) bz._start_bunzip(input, output);
+  return false;
+}
+
+/** seek-bzip's input stream over the open file `fd`, read 64 KiB at a time; reading past its end is an ArchiveError. */
+function fileInput(fd: number, label: string): ByteStream {
+  const input = new Bunzip.Stream();
+  const inBuf = Buffer.alloc(READ_CHUNK);
+  let inPos = 0;
+  let inLen = 0;
+  let atEnd = false;
+  const fill = (): boolean => {
+    if (inPos < inLen) return true;
+    if (atEnd) return false;
+    inLen = readSync(fd, inBuf, 0, READ_CHUNK, null);
+    inPos = 0;
+    if (inLen === 0) atEnd = true;
+    return inLen > 0;
+  };
+  input.readByte = () => {
+    if (!fill()) throw new ArchiveError(`${label} is corrupt or truncated: its bzip2 stream ends early.`, label);
+    return inBuf[inPos++]!;
+  };
+  input.eof = () => !fill();
+  return input;
+}
+
+/**
+ * seek-bzip's output stream into 64 KiB buffers, each counted against `budget` as it fills;
+ * `flush()` hands over the buffers filled so far and the part-filled one.
+ */
+function chunkedOutput(budget: ExpansionBudget): { stream: ByteStream; flush: () => Buffer[] } {
+  const stream = new Bunzip.Stream();
+  let chunks: Buffer[] = [];
+  let out = Buffer.allocUnsafe(OUT_CHUNK);
+  let outPos = 0;
+  const finishChunk = (): void => {
+    budget.add(outPos);
+    chunks.push(outPos === OUT_CHUNK ? out : out.subarray(0, outPos));
+    out = Buffer.allocUnsafe(OUT_CHUNK);
+    outPos = 0;
+  };
+  stream.writeByte = (byte: number) => {
+    out[outPos++] = byte;
+    if (outPos === OUT_CHUNK) finishChunk();
+  };
+  const flush = (): Buffer[] => {
+    if (outPos > 0) finishChunk();
+    const done = chunks;
+    chunks = [];
+    return done;
+  };
+  return { stream, flush };
 }
 
 function wrap(error: unknown, label: string): unknown {
