@@ -16,6 +16,9 @@ describe('parseWwwAuthenticate', () => {
   it('keeps commas inside quoted scopes', () => {
     expect(parseWwwAuthenticate('Bearer realm="r",scope="repository:a:pull,push"')[0]?.params['scope']).toBe('repository:a:pull,push');
   });
+  it('skips a stray character and keeps an unterminated quoted value to the end', () => {
+    expect(parseWwwAuthenticate('Bearer ;realm="r", scope="repository:a:pull')).toEqual([{ scheme: 'bearer', params: { realm: 'r', scope: 'repository:a:pull' } }]);
+  });
   it('returns nothing for a missing header', () => {
     expect(parseWwwAuthenticate(null)).toEqual([]);
     expect(parseWwwAuthenticate('')).toEqual([]);

@@ -13,51 +13,76 @@ export interface AuthChallenge {
 export function parseWwwAuthenticate(header: string | null | undefined): AuthChallenge[] {
   const challenges: AuthChallenge[] = [];
   if (!header) return challenges;
-  let i = 0;
-  const n = header.length;
-  const skipSpace = (): void => {
-    while (i < n && (header[i] === ' ' || header[i] === '\t')) i++;
-  };
-  const readToken = (): string => {
-    const start = i;
-    while (i < n && /[!#$%&'*+.^_`|~0-9A-Za-z-]/.test(header[i]!)) i++;
-    return header.slice(start, i);
-  };
+  const cursor = new HeaderCursor(header);
   let current: AuthChallenge | undefined;
-  while (i < n) {
-    skipSpace();
-    if (header[i] === ',') {
-      i++;
-      continue;
-    }
-    const token = readToken();
+  while (!cursor.done()) {
+    cursor.skipSpace();
+    if (cursor.take(',')) continue;
+    const token = cursor.readToken();
     if (token === '') {
-      i++; // skip a stray character
+      cursor.skip(); // a stray character
       continue;
     }
-    skipSpace();
-    if (header[i] === '=' && current) {
-      i++;
-      skipSpace();
-      let value = '';
-      if (header[i] === '"') {
-        i++;
-        while (i < n && header[i] !== '"') {
-          if (header[i] === '\\' && i + 1 < n) i++;
-          value += header[i];
-          i++;
-        }
-        i++; // closing quote
-      } else {
-        const start = i;
-        while (i < n && header[i] !== ',' && header[i] !== ' ') i++;
-        value = header.slice(start, i);
-      }
-      current.params[token.toLowerCase()] = value;
+    cursor.skipSpace();
+    if (current && cursor.take('=')) {
+      cursor.skipSpace();
+      current.params[token.toLowerCase()] = cursor.readValue();
     } else {
       current = { scheme: token.toLowerCase(), params: {} };
       challenges.push(current);
     }
   }
   return challenges;
+}
+
+/** A position in a header value and the lexical pieces of RFC 7235 read from it. */
+class HeaderCursor {
+  private readonly text: string;
+  private i = 0;
+
+  constructor(text: string) {
+    this.text = text;
+  }
+
+  done(): boolean {
+    return this.i >= this.text.length;
+  }
+
+  skip(): void {
+    this.i++;
+  }
+
+  skipSpace(): void {
+    while (this.text[this.i] === ' ' || this.text[this.i] === '\t') this.i++;
+  }
+
+  /** Steps over `char` when it comes next, and says whether it did. */
+  take(char: string): boolean {
+    if (this.text[this.i] !== char) return false;
+    this.i++;
+    return true;
+  }
+
+  readToken(): string {
+    const start = this.i;
+    while (!this.done() && /[!#$%&'*+.^_`|~0-9A-Za-z-]/.test(this.text[this.i]!)) this.i++;
+    return this.text.slice(start, this.i);
+  }
+
+  /** A parameter's value: a quoted string (`\` escapes the next character) or a bare one up to `,` or a space. */
+  readValue(): string {
+    if (!this.take('"')) {
+      const start = this.i;
+      while (!this.done() && this.text[this.i] !== ',' && this.text[this.i] !== ' ') this.i++;
+      return this.text.slice(start, this.i);
+    }
+    let value = '';
+    while (!this.done() && this.text[this.i] !== '"') {
+      if (this.text[this.i] === '\\' && this.i + 1 < this.text.length) this.i++;
+      value += this.text[this.i];
+      this.i++;
+    }
+    this.i++; // closing quote
+    return value;
+  }
 }
