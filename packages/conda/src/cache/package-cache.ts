@@ -379,6 +379,7 @@ export class PackageCache {
     }
     // The sha256 checked against the lock and the md5 of the conda-meta record, from the same bytes.
     const hash = archiveHasher();
+    const download: PartialDownload = { pkg, partial, hash, signal, onBytes };
     const hashed = async (): Promise<void> => {
       for await (const chunk of createReadStream(partial, { end: have - 1 })) hash.update(chunk as Buffer);
     };
@@ -389,7 +390,7 @@ export class PackageCache {
 
     if (pkg.url.startsWith('file:')) {
       if (have > 0) await hashed();
-      const size = await copyFrom(createReadStream(fileURLToPath(pkg.url), { start: have }), partial, true, have, pkg, hash, signal, onBytes);
+      const size = await copyFrom(createReadStream(fileURLToPath(pkg.url), { start: have }), download, have);
       return { ...hash.digest(), size };
     }
     const headers: Record<string, string> = {};
@@ -431,22 +432,27 @@ export class PackageCache {
     const append = response.status === 206 && have > 0;
     if (have > 0) log('%s %s at byte %d', append ? 'resuming' : 'restarting', pkg.url, have);
     if (append) await hashed();
-    const size = await copyFrom(response.chunks(), partial, append, append ? have : 0, pkg, hash, signal, onBytes);
+    const size = await copyFrom(response.chunks(), download, append ? have : 0);
     return { ...hash.digest(), size };
   }
 }
 
-/** Writes `source` to `target` (after `start` bytes already there), hashing it; more than the locked size fails at once. */
-async function copyFrom(
-  source: AsyncIterable<Uint8Array>,
-  target: string,
-  append: boolean,
-  start: number,
-  pkg: Downloadable,
-  hash: { update: (chunk: Uint8Array) => void },
-  signal: AbortSignal | undefined,
-  onBytes: (n: number) => void,
-): Promise<number> {
+/** A download into its partial file: the package, the file, what hashes its bytes, its signal and its byte counter. */
+interface PartialDownload {
+  pkg: Downloadable;
+  partial: string;
+  hash: { update: (chunk: Uint8Array) => void };
+  signal: AbortSignal | undefined;
+  onBytes: (n: number) => void;
+}
+
+/**
+ * Writes `source` to the partial file, hashing it: appended after the `start` bytes already there,
+ * or from the beginning when `start` is 0; more than the locked size fails at once.
+ */
+async function copyFrom(source: AsyncIterable<Uint8Array>, download: PartialDownload, start: number): Promise<number> {
+  const { pkg, partial: target, hash, signal, onBytes } = download;
+  const append = start > 0;
   // Never through a symlink put at the partial file's name (see partialSize): O_NOFOLLOW refuses one made since.
   const handle = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (append ? constants.O_APPEND : constants.O_TRUNC), 0o644);
   let size = start;
