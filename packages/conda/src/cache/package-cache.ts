@@ -288,10 +288,10 @@ export class PackageCache {
     return promise;
   }
 
-  async #download({ sha, pkg, signal, onBytes, onStart }: DownloadJob): Promise<ArchiveDigests | undefined> {
+  async #download(job: DownloadJob): Promise<ArchiveDigests | undefined> {
+    const { sha, pkg, signal } = job;
     const final = this.pathFor(sha);
-    const partial = `${final}.partial`;
-    onStart();
+    job.onStart();
     const lock = await acquireFileLock(`${final}.lock`, {
       purpose: `download ${pkg.url}`,
       onWait: (_owner, holder) =>
@@ -300,21 +300,17 @@ export class PackageCache {
     });
     try {
       if (lock.waitedFor !== undefined && (await this.has(sha))) return undefined;
-      return await this.#downloadLocked(sha, pkg, final, partial, signal, onBytes);
+      return await this.#downloadLocked(job);
     } finally {
       await lock.release();
     }
   }
 
-  async #downloadLocked(
-    sha: string,
-    pkg: Downloadable,
-    final: string,
-    partial: string,
-    signal: AbortSignal | undefined,
-    onBytes: (n: number) => void,
-    fresh = false,
-  ): Promise<ArchiveDigests> {
+  /** Downloads `job`'s file into `<entry>.partial`, checks it against the lock and moves it into place; under the entry's lock. */
+  async #downloadLocked(job: DownloadJob, fresh = false): Promise<ArchiveDigests> {
+    const { sha, pkg, signal } = job;
+    const final = this.pathFor(sha);
+    const partial = `${final}.partial`;
     // A partial file left by an earlier (killed) process is resumed; if the result is wrong, that
     // partial was spoiled: it is discarded and the file downloaded once more from the start.
     if (pkg.url.startsWith('file:')) await checkLocalFile(pkg);
@@ -323,7 +319,7 @@ export class PackageCache {
     for (let attempt = 1; ; attempt += 1) {
       throwIfAborted(signal, pkg.url);
       try {
-        got = await this.#transfer(pkg, partial, signal, onBytes);
+        got = await this.#transfer(job, partial);
         break;
       } catch (error) {
         if (error instanceof PackageIntegrityError) {
@@ -351,7 +347,7 @@ export class PackageCache {
       await rm(partial, { force: true });
       if (resumed) {
         log('%s resumed from an earlier partial file does not match; downloading it again', pkg.url);
-        return this.#downloadLocked(sha, pkg, final, partial, signal, onBytes, true);
+        return this.#downloadLocked(job, true);
       }
       throw new PackageIntegrityError(
         `${pkg.url} does not match the lock: expected sha256 ${sha} (${pkg.size} bytes), got sha256 ${actual} (${size} bytes). The downloaded file was discarded.`,
@@ -371,7 +367,7 @@ export class PackageCache {
    * hashing every byte on the way; a server that sends more than the locked size is stopped at
    * once. Returns the sha256 and size of the whole partial file.
    */
-  async #transfer(pkg: Downloadable, partial: string, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<ArchiveDigests & { size: number }> {
+  async #transfer({ pkg, signal, onBytes }: DownloadJob, partial: string): Promise<ArchiveDigests & { size: number }> {
     let have = await partialSize(partial);
     if (have > pkg.size) {
       await rm(partial, { force: true });
