@@ -169,6 +169,8 @@ interface LinkPlan {
   remap: (rel: string) => string;
   byPath: Map<string, PathEntry>;
   hasPathsList: boolean;
+  /** How the extracted files come in: moved (`move`) or hard-linked (`link`); see {@link LinkSource.files}. */
+  files: LinkSource['files'];
 }
 
 /** What no part of a conda-meta record's file name may hold: a '/', whitespace, a control character. */
@@ -192,7 +194,7 @@ function checkRecordName(index: IndexJson, label: string): void {
   }
 }
 
-function linkPlan(info: Map<string, Buffer>, pkg: LockedPackage, pythonVersion: string): LinkPlan {
+function linkPlan({ contents: { info }, files }: LinkSource, pkg: LockedPackage, pythonVersion: string): LinkPlan {
   const label = pkg.filename;
   const index = parseJson<IndexJson>(info.get('info/index.json'), 'info/index.json', label)!;
   if (index.name !== pkg.name || index.version !== pkg.version || (pkg.build && index.build !== pkg.build)) {
@@ -216,7 +218,7 @@ function linkPlan(info: Map<string, Buffer>, pkg: LockedPackage, pythonVersion: 
   const byPath = new Map<string, PathEntry>();
   for (const entry of packagePaths(info, label)) byPath.set(safeRelativePath(entry._path, label), entry);
   const hasPathsList = info.has('info/paths.json') || info.has('info/files');
-  return { label, index, noarchType, entryPoints: noarchPython ? link?.noarch?.entry_points ?? [] : [], remap, byPath, hasPathsList };
+  return { label, index, noarchType, entryPoints: noarchPython ? link?.noarch?.entry_points ?? [] : [], remap, byPath, hasPathsList, files };
 }
 
 /** What linking the entries gave: the conda-meta paths, the paths replaced, whether link scripts came along. */
@@ -234,16 +236,16 @@ interface LinkState {
 
 /** Links a package's entries into the prefix; the conda-meta record describes the result. */
 export async function linkCondaPackage(source: LinkSource, pkg: LockedPackage, options: CondaInstallOptions): Promise<CondaInstallResult> {
-  const plan = linkPlan(source.contents.info, pkg, options.pythonVersion);
+  const plan = linkPlan(source, pkg, options.pythonVersion);
   const state: LinkState = { pathsData: [], clobbered: [], hasLinkScripts: false, written: new Set(), pruned: new Map(), textGrowth: { bytes: 0 } };
-  for (const entry of source.contents.entries) await linkEntry(entry, plan, state, source.files, options);
+  for (const entry of source.contents.entries) await linkEntry(entry, plan, state, options);
   await writeEntryPoints(plan, state, options);
   state.pathsData.sort((a, b) => compareBytes(String(a._path), String(b._path)));
   const record = await condaMetaRecord(source, plan, state.pathsData, pkg, options.requestedSpec ?? '');
   return { record, hasLinkScripts: state.hasLinkScripts, clobbered: state.clobbered };
 }
 
-async function linkEntry(entry: ExtractedEntry, plan: LinkPlan, state: LinkState, files: LinkSource['files'], options: CondaInstallOptions): Promise<void> {
+async function linkEntry(entry: ExtractedEntry, plan: LinkPlan, state: LinkState, options: CondaInstallOptions): Promise<void> {
   const { writer } = options;
   const { label } = plan;
   const meta = plan.byPath.get(entry.path);
@@ -266,7 +268,7 @@ async function linkEntry(entry: ExtractedEntry, plan: LinkPlan, state: LinkState
     replaced = await writer.symlink(target, entry.linkTarget, label, { member });
     state.pathsData.push({ _path: target, path_type: 'softlink', ...(meta?.sha256 ? { sha256: meta.sha256 } : {}), size_in_bytes: meta?.size_in_bytes ?? 0 });
   } else {
-    replaced = await linkFile(entry, target, meta, plan, state, files, options);
+    replaced = await linkFile(entry, plan, state, options);
   }
   if (replaced) state.clobbered.push(target);
 }
@@ -298,18 +300,12 @@ interface Written {
  * at most {@link PATCH_CHUNK} with a placeholder, patched in memory; a bigger file with a
  * placeholder patched as it streams ({@link writePatched}); any other file moved or linked in.
  */
-async function linkFile(
-  entry: Extract<ExtractedEntry, { type: 'file' | 'hardlink' }>,
-  target: string,
-  meta: PathEntry | undefined,
-  plan: LinkPlan,
-  state: LinkState,
-  files: LinkSource['files'],
-  options: CondaInstallOptions,
-): Promise<boolean> {
+async function linkFile(entry: Extract<ExtractedEntry, { type: 'file' | 'hardlink' }>, plan: LinkPlan, state: LinkState, options: CondaInstallOptions): Promise<boolean> {
   const { writer } = options;
-  const { label } = plan;
+  const { label, files } = plan;
   const member = entry.path;
+  const target = plan.remap(member);
+  const meta = plan.byPath.get(member);
   const placeholder = meta?.prefix_placeholder;
   const out: FileOut = { target, mode: entry.mode & 0o111 ? 0o755 : 0o644, placeholder, fileMode: meta?.file_mode, file: { label, path: member }, growth: state.textGrowth };
   let written: Written;
@@ -339,7 +335,8 @@ async function linkFile(
 }
 
 /** A copy's content with its placeholder replaced (see PlaceholderReplacer), the text bound checked. */
-function patchInMemory(content: Buffer, placeholder: string, prefix: string, fileMode: PathEntry['file_mode'], file: { label: string; path: string }, growth: TextGrowth): Buffer {
+function patchInMemory(content: Buffer, out: FileOut & { placeholder: string }, prefix: string): Buffer {
+  const { placeholder, fileMode, file, growth } = out;
   const replacer = new PlaceholderReplacer(placeholder, prefix, fileMode === 'binary' ? 'binary' : 'text', file);
   const pieces = [...replacer.push(content), ...replacer.end()];
   if (fileMode !== 'binary') checkTextGrowth(replacer.count, placeholder, prefix, file, growth);
@@ -388,9 +385,9 @@ async function writePatched(read: () => AsyncIterable<Uint8Array>, out: FileOut 
 
 /** A file's content held in memory (at most {@link PATCH_CHUNK}), its placeholder (if any) replaced, written at once. */
 async function writeInMemory(content: Buffer, out: FileOut, options: CondaInstallOptions): Promise<Written> {
-  const { target, mode, placeholder, fileMode, file, growth } = out;
+  const { target, mode, placeholder, file } = out;
   const originalSha = createHash('sha256').update(content).digest('hex');
-  const written = placeholder ? patchInMemory(content, placeholder, options.prefix, fileMode, file, growth) : content;
+  const written = placeholder ? patchInMemory(content, { ...out, placeholder }, options.prefix) : content;
   const replaced = await options.writer.writeFile(target, written, mode, file.label, { member: file.path });
   return { replaced, originalSha, originalSize: content.length, ...(placeholder ? { patchedSha: createHash('sha256').update(written).digest('hex') } : {}) };
 }
