@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { basicAuthorization, describeWith, dockerEnv, getServices, itOrFailInCi, skipTitle, type TestServices } from './services.js';
+import { basicAuthorization, describeWith, dockerEnv, getServices, itOrFailInCi, type TestServices } from './services.js';
 
 const services: TestServices = getServices();
 const MANIFEST_TYPES = [

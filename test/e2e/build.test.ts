@@ -58,14 +58,13 @@ if __name__ == "__main__":
 describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain registry; 4 steps, 2 envs)', () => {
   let fixtures: Fixtures;
   let flowDir: string;
-  let flow: string;
   let env: NodeJS.ProcessEnv;
   let first: BuildJson;
 
   beforeAll(async () => {
     fixtures = await startFixtures();
     flowDir = join(fixtures.dir, 'flow');
-    flow = await writeFlow(flowDir, 'two_env_flow.py', flowSource('{"tinyhttp": ""}'));
+    await writeFlow(flowDir, 'two_env_flow.py', flowSource('{"tinyhttp": ""}'));
     env = cliEnv(fixtures, services, uniqueNamespace('build'));
   });
   afterAll(async () => {

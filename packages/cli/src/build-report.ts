@@ -83,7 +83,7 @@ function prefetchJson(result: DeployFlowResult): Record<string, unknown> | undef
 }
 
 /** `prefetch profile: flow.prebuilt.prefetch (beside the flow) — 2 images`, or the order without one; undefined when no image has a prefetch order. */
-export function prefetchSummary(result: DeployFlowResult, cwd: string): string | undefined {
+function prefetchSummary(result: DeployFlowResult, cwd: string): string | undefined {
   const images = Object.values(layouts(result));
   if (images.length === 0) return undefined;
   const profile = result.prefetchProfile;

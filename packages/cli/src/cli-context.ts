@@ -25,7 +25,7 @@ export interface CliContext {
 }
 
 /** The CLI package directory (the one holding package.json), real path. */
-export function cliPackageDir(): string {
+function cliPackageDir(): string {
   const dir = fileURLToPath(new URL('..', import.meta.url));
   try {
     return realpathSync(dir);

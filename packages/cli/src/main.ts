@@ -68,7 +68,7 @@ async function checkFlowArgument(action: Command, context: CliContext): Promise<
  * line is `prebuilt <name>`, which commander answers with "unknown command '<name>'" and the
  * nearest name. Every other command line is returned as it is.
  */
-export function withoutHelpOfUnknown(program: Command, argv: readonly string[]): string[] {
+function withoutHelpOfUnknown(program: Command, argv: readonly string[]): string[] {
   const names = (command: Command): string[] => [command.name(), ...command.aliases()];
   let command = program;
   for (let i = 0; i < argv.length; i++) {

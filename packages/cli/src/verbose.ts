@@ -1,7 +1,7 @@
 import createDebug from 'debug';
 
 /** The debug namespaces `--verbose` turns on. */
-export const VERBOSE_NAMESPACES = 'prebuilt:*';
+const VERBOSE_NAMESPACES = 'prebuilt:*';
 
 /**
  * Turns on the `prebuilt:*` debug logs (on stderr), keeping namespaces already in DEBUG. DEBUG is

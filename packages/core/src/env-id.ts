@@ -37,7 +37,7 @@ export interface EnvIdInput {
 const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
 
 /** The canonical form that {@link envId} hashes. Throws a TypeError on malformed input. */
-export function canonicalEnvIdInput(input: EnvIdInput): Record<string, unknown> {
+function canonicalEnvIdInput(input: EnvIdInput): Record<string, unknown> {
   if (!DIGEST.test(input.baseImageDigest)) {
     throw new TypeError(`envId: base image digest '${input.baseImageDigest}' is not a digest like sha256:<hex>`);
   }

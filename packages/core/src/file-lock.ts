@@ -28,7 +28,7 @@ export interface LockOwner {
 }
 
 /** Default heartbeat of a held lock: its file's mtime is renewed this often (ms). */
-export const LOCK_HEARTBEAT_MS = 5_000;
+const LOCK_HEARTBEAT_MS = 5_000;
 /** A lock whose lease was not renewed for this many of its holder's heartbeats is stale. */
 export const LEASE_BEATS = 6;
 

@@ -119,10 +119,10 @@ function normalizeUrl(url: string): string {
 }
 
 /** Version of the specHash recipe; bump it when the canonical form changes. */
-export const SPEC_HASH_VERSION = 1;
+const SPEC_HASH_VERSION = 1;
 
 /** The canonical form of a request that `specHash` hashes. */
-export function canonicalRequest(request: EnvRequest): Record<string, unknown> {
+function canonicalRequest(request: EnvRequest): Record<string, unknown> {
   return {
     specHashVersion: SPEC_HASH_VERSION,
     python: request.python.trim(),

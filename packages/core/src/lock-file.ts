@@ -252,7 +252,7 @@ function corruptLockHint(file: string): string {
 }
 
 /** Checks the shape of parsed lock-file JSON. Throws InputError naming `file` when it is invalid. */
-export function validateLockFile(value: unknown, file: string): LockFile {
+function validateLockFile(value: unknown, file: string): LockFile {
   try {
     const root = expectObject(value, 'the file');
     if (typeof root.lockVersion === 'number' && Number.isInteger(root.lockVersion) && root.lockVersion > LOCK_FILE_VERSION) {

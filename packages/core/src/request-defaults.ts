@@ -11,9 +11,9 @@ import { metadataAddress } from './registry/token-realm.js';
 export const CONDA_PLATFORMS: readonly CondaPlatform[] = ['linux-64', 'linux-aarch64'];
 
 /** Where conda channel names (`conda-forge`, `bioconda/label/dev`) are served. */
-export const ANACONDA_CHANNEL_BASE = 'https://conda.anaconda.org';
+const ANACONDA_CHANNEL_BASE = 'https://conda.anaconda.org';
 
-export const DEFAULT_CONDA_CHANNELS: readonly string[] = [`${ANACONDA_CHANNEL_BASE}/conda-forge`];
+const DEFAULT_CONDA_CHANNELS: readonly string[] = [`${ANACONDA_CHANNEL_BASE}/conda-forge`];
 
 export interface RequestDefaultsOptions {
   /** Channel URLs or names, in priority order. Env: METAFLOW_PREBUILT_CONDA_CHANNELS (comma-separated). */

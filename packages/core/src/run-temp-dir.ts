@@ -58,7 +58,7 @@ const WALL_CLOCK_NAME = /^prebuilt-.*r\.([0-9a-f]{8})\.(\d+)\.([0-9a-z]+)\.[A-Za
 const SAME_START_MS = 2_000;
 
 /** How often a run touches the directories it made (their mtime), to show a sweep of another boot that it lives. */
-export const HEARTBEAT_MS = 60 * 60 * 1000;
+const HEARTBEAT_MS = 60 * 60 * 1000;
 /**
  * A directory of another boot is removed once untouched for this long: {@link HEARTBEAT_MS} many
  * times over (a loaded machine, clocks of two machines a little apart).

@@ -33,7 +33,7 @@ export function requestProblem(error: unknown): string {
  * user outside the `docker` group, the daemon running) is told apart from a daemon that is not there,
  * whose fix is to start it.
  */
-export function daemonUnreachableError(dockerHost: string, error: unknown): UnreachableError {
+function daemonUnreachableError(dockerHost: string, error: unknown): UnreachableError {
   const code = (error as NodeJS.ErrnoException).code;
   const service = { service: `Docker daemon ${dockerHost}` };
   if (code === 'EACCES' || code === 'EPERM') {

@@ -21,7 +21,7 @@ export type AnswerSilence = 'idle' | 'progress' | 'open';
 export const CANCEL_CLEANUP_MS = 2000;
 
 /** The factor of {@link AnswerSilence} `progress`. */
-export const PROGRESS_SILENCE_FACTOR = 10;
+const PROGRESS_SILENCE_FACTOR = 10;
 
 /** What the clock of one request needs to name in its errors. */
 export interface ClockTarget {

@@ -58,7 +58,7 @@ function connectSeconds(ms: number): number {
  * `ssh` is the program's file ({@link sshProgram}); undefined: there is none, and the connection
  * fails saying so.
  */
-export function dialSsh(target: SshTarget, connectTimeoutMs: number, ssh: string | undefined = sshProgram()): Duplex {
+function dialSsh(target: SshTarget, connectTimeoutMs: number, ssh: string | undefined = sshProgram()): Duplex {
   if (ssh === undefined) {
     const missing = new Duplex({ read: () => undefined, write: (_chunk, _encoding, done) => done() });
     process.nextTick(() => missing.destroy(new Error(`ssh to ${target.host ?? ''} cannot be started: there is no ssh program in PATH's directories (install an OpenSSH client)`)));
@@ -75,7 +75,7 @@ export function dialSsh(target: SshTarget, connectTimeoutMs: number, ssh: string
  * a ConfigError when it is found only through an empty or relative entry (the current directory);
  * undefined when there is none.
  */
-export function sshProgram(env: Record<string, string | undefined> = process.env): string | undefined {
+function sshProgram(env: Record<string, string | undefined> = process.env): string | undefined {
   return programPath('ssh', { env, what: "ssh (for DOCKER_HOST's ssh:// daemon)" });
 }
 

@@ -1,12 +1,12 @@
 import type { GoogleAuthOptions } from 'google-auth-library';
 import { AuthError, EnvironmentError, LoginRequiredError, errorMessage } from '@prebuilt/core/backend';
 
-export const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
+const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
 
 type GoogleAuthSdk = typeof import('google-auth-library');
 
 /** google-auth-library, imported on first use (it is large). */
-export function loadGoogleAuth(): Promise<GoogleAuthSdk> {
+function loadGoogleAuth(): Promise<GoogleAuthSdk> {
   return importGoogleAuth(() => import('google-auth-library'));
 }
 

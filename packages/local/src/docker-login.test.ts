@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ConfigError, EnvironmentError } from '@prebuilt/core/backend';
 import { dockerLoginFor, dockerLoginLocalRegistryServer, dockerLoginState, localRegistryServerCredentials, localRegistryServerStatus, startLocalRegistryServer, stopLocalRegistryServer } from './index.js';
 import { describeOrFailInCi, missingFor, testServices } from './__fixtures__/services.js';

@@ -99,7 +99,7 @@ function asksForHelp(args: readonly string[]): boolean {
  * The Metaflow command (`check` when none is given) and, for a scheduler, its subcommand
  * (`['argo-workflows', 'trigger']`); for people, with ` --help` when it asks for the help.
  */
-export function metaflowCommandWords(args: readonly string[]): string[] {
+function metaflowCommandWords(args: readonly string[]): string[] {
   const command = metaflowCommand(args) ?? 'check';
   const words = [command];
   if (command in SCHEDULERS) {

@@ -64,7 +64,7 @@ export interface Part {
   expand: boolean;
 }
 
-export function splitWords(text: string): Part[][] {
+function splitWords(text: string): Part[][] {
   const words: Part[][] = [];
   let word: Part[] | undefined;
   const push = (t: string, expand: boolean): void => {

@@ -6,7 +6,7 @@ import { ConfigError, ProgramRunError, elapsedNow, lastLines, outputDrained, pro
 import { atLeast } from './version.js';
 
 /** The tool that turns a layer's tar into an EROFS image (erofs-utils). */
-export const MKFS_EROFS = 'mkfs.erofs';
+const MKFS_EROFS = 'mkfs.erofs';
 
 /** erofs-utils ≥ 1.8: the first release whose mkfs.erofs reads a full tar (`--tar=f`) from stdin with these options. */
 export const MKFS_EROFS_SINCE = [1, 8] as const;
@@ -41,7 +41,7 @@ export interface MkfsErofs {
  * built into its own prefix), where its temp files go, the locale of its messages. Nothing else (registry passwords, cloud keys) is its business, so
  * nothing else can end up in its output, which errors quote.
  */
-export const TOOL_ENV = ['PATH', 'LD_LIBRARY_PATH', 'TMPDIR', 'LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES'] as const;
+const TOOL_ENV = ['PATH', 'LD_LIBRARY_PATH', 'TMPDIR', 'LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES'] as const;
 
 function toolEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
@@ -69,7 +69,7 @@ export interface MkfsErofsLimits {
  * Ten minutes of silence (a real mkfs.erofs is never idle that long), a look each second, 256 MiB of
  * slack, and 1 MiB a second to finish (mkfs.erofs makes lz4 images at tens to hundreds of MiB a second).
  */
-export const MKFS_EROFS_LIMITS: MkfsErofsLimits = { silenceMs: 10 * 60_000, pollMs: 1000, imageSlackBytes: 256 << 20, finishBytesPerSecond: 1 << 20 };
+const MKFS_EROFS_LIMITS: MkfsErofsLimits = { silenceMs: 10 * 60_000, pollMs: 1000, imageSlackBytes: 256 << 20, finishBytesPerSecond: 1 << 20 };
 
 /**
  * The most disk the image of `tarBytes` of tar may take: 4x and the slack. An EROFS image is

@@ -33,14 +33,14 @@ const TAR_LAYERS = new Set(['application/vnd.oci.image.layer.v1.tar', 'applicati
  * one, so this bounds the disk a layer can take (a gzip stream of zeros unpacks a thousandfold);
  * real base layers are far below it (a CUDA base's biggest, 3 GB compressed, is under 10 GiB).
  */
-export const MAX_REORDERED_TAR = 32 * 1024 ** 3;
+const MAX_REORDERED_TAR = 32 * 1024 ** 3;
 
 /**
  * A base layer with more entries than this (1 Mi) keeps its own order under a prefetch profile:
  * reordering keeps where each entry lies in memory (its path and offsets, about 150 bytes: some
  * 150 MiB at the limit). A real base layer has up to a few hundred thousand.
  */
-export const MAX_REORDERED_ENTRIES = 1024 * 1024;
+const MAX_REORDERED_ENTRIES = 1024 * 1024;
 
 /**
  * The version of the base-layer conversion ({@link convertLayerToEstargz}), part of the key the

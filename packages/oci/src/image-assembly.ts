@@ -25,13 +25,13 @@ export interface ImageFormat {
   layer: string;
 }
 
-export const DOCKER_FORMAT: ImageFormat = {
+const DOCKER_FORMAT: ImageFormat = {
   manifest: MediaType.dockerManifest,
   config: 'application/vnd.docker.container.image.v1+json',
   layer: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
 };
 
-export const OCI_FORMAT: ImageFormat = {
+const OCI_FORMAT: ImageFormat = {
   manifest: MediaType.ociManifest,
   config: 'application/vnd.oci.image.config.v1+json',
   layer: 'application/vnd.oci.image.layer.v1.tar+gzip',

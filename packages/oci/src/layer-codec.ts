@@ -23,7 +23,7 @@ export const LAYER_COMPRESSIONS: readonly LayerCompression[] = ['gzip', 'zstd', 
 export type LazyCompression = 'estargz' | 'zstd:chunked';
 
 /** The seekable writer's format of each lazy compression. */
-export const LAZY_FORMATS: Record<LazyCompression, ChunkedFormat> = { estargz: ESTARGZ_FORMAT, 'zstd:chunked': ZSTD_CHUNKED_FORMAT };
+const LAZY_FORMATS: Record<LazyCompression, ChunkedFormat> = { estargz: ESTARGZ_FORMAT, 'zstd:chunked': ZSTD_CHUNKED_FORMAT };
 
 export function isLazyCompression(compression: LayerCompression): compression is LazyCompression {
   return Object.hasOwn(LAZY_FORMATS, compression);
@@ -56,7 +56,7 @@ export const OCI_LAYER_MEDIA_TYPE: Record<TarCompression, string> = {
 };
 
 /** Fixed parameters of the gzip layers: zlib level 6, 32 KiB window, memLevel 8, default strategy. */
-export const GZIP_LEVEL = 6;
+const GZIP_LEVEL = 6;
 /** zstd level of the zstd layers (the `zstd` CLI's default). */
 export const ZSTD_LEVEL = 3;
 /** The tar is cut into blocks of this size, each compressed to one zstd frame (frames concatenate). */
@@ -111,7 +111,7 @@ export function deterministicGzipStream(): Transform[] {
  * the libuv thread pool (up to the number of cores at once) and written in order. Any zstd decoder
  * reads concatenated frames as one stream.
  */
-export function deterministicZstdStream(parallel = availableParallelism()): Transform {
+function deterministicZstdStream(parallel = availableParallelism()): Transform {
   let block: Buffer[] = [];
   let blockSize = 0;
   const pending: Promise<Buffer>[] = [];

@@ -36,8 +36,8 @@ import { keepFromKubernetes, type KubernetesKeepOptions } from './gc-kubernetes.
 import { ImageUseMarks } from './image-use-marks.js';
 
 /** The minimum age when neither --min-age nor METAFLOW_PREBUILT_GC_MIN_AGE says one. */
-export const DEFAULT_GC_MIN_AGE_MS = 3_600_000;
-export const GC_MIN_AGE_SETTING = 'METAFLOW_PREBUILT_GC_MIN_AGE';
+const DEFAULT_GC_MIN_AGE_MS = 3_600_000;
+const GC_MIN_AGE_SETTING = 'METAFLOW_PREBUILT_GC_MIN_AGE';
 
 export interface GcOptions {
   flows?: readonly string[];

@@ -19,7 +19,7 @@ export interface RolloutState {
   done: boolean;
 }
 
-export function rolloutState(daemonSet: V1DaemonSet): RolloutState {
+function rolloutState(daemonSet: V1DaemonSet): RolloutState {
   const status = daemonSet.status;
   const nodes = { desired: status?.desiredNumberScheduled ?? 0, updated: status?.updatedNumberScheduled ?? 0, ready: status?.numberReady ?? 0 };
   const observed = typeof status?.observedGeneration === 'number' && status.observedGeneration >= (daemonSet.metadata?.generation ?? 1);

@@ -5,7 +5,7 @@
  * Prints nothing: progress goes to `onProgress`, the result comes back as a value.
  */
 import { basename, resolve } from 'node:path';
-import { ExitCode, InputError, PrebuiltError, lastLines, writeFileAtomic, type ImageMap, type RegistryCredentials } from '@prebuilt/core';
+import { ExitCode, PrebuiltError, lastLines, writeFileAtomic, type ImageMap, type RegistryCredentials } from '@prebuilt/core';
 import type { IsolatedRunResult } from '@prebuilt/docker';
 import { importCode, importStatement, taskImports, type FlowFile } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';

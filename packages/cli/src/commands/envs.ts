@@ -70,7 +70,7 @@ interface Row {
  * A plain table: steps grouped by env (first-seen order); the env's columns are printed on the
  * first step of each group only.
  */
-export function renderEnvs(envs: FlowEnvs): string {
+function renderEnvs(envs: FlowEnvs): string {
   const groups = new Map<string, StepEnvWithRequest[]>();
   for (const step of envs.steps) {
     const key = step.specHash ?? 'disabled';

@@ -64,7 +64,7 @@ export function renderReport(report: ColdStartReport): string {
 /**
  * The note on the steps of the flow the image map has no image for: the report leaves them out.
  */
-export function stepsWithoutImageNote(steps: readonly string[], file: string): string {
+function stepsWithoutImageNote(steps: readonly string[], file: string): string {
   const one = steps.length === 1;
   return `note: the image map has no image for step${one ? '' : 's'} ${steps.join(', ')} of the flow, so the report leaves ${one ? 'it' : 'them'} out: \`prebuilt run\` wrote the map (with the images of the steps that run remotely alone), or the flow changed since its last build. \`prebuilt build ${fileArgument(file)}\` builds every step's image.\n`;
 }

@@ -52,7 +52,7 @@ export class FlowExitError extends PrebuiltError {
 }
 
 /** Builds what the run needs (the build reported on stderr), then runs the flow; returns Metaflow's exit code. */
-export function runCommand(file: string, args: readonly string[], context: CliContext): Promise<RunWithImagesResult> {
+function runCommand(file: string, args: readonly string[], context: CliContext): Promise<RunWithImagesResult> {
   return runWithImages(file, args, context, {
     build: async (steps, gpuSteps) => {
       // Metaflow's output owns stdout (`--only-json` prints the spec there): the build reports on stderr.

@@ -50,7 +50,7 @@ type EntryHandler = (header: TarEntryHeader, content: AsyncIterable<Buffer> | It
 /** The `info/` files the installer reads; the others (recipes, tests, licenses) are skipped. */
 const INFO_KEPT = new Set(['info/index.json', 'info/paths.json', 'info/link.json', 'info/files', 'info/has_prefix']);
 /** No kept `info/` file may be larger (paths.json of the largest packages is a few MiB). */
-export const MAX_INFO_FILE = 64 * 1024 * 1024;
+const MAX_INFO_FILE = 64 * 1024 * 1024;
 
 interface DeclaredPaths {
   sizes: Map<string, number>;

@@ -42,7 +42,7 @@ function parseJson<T>(data: Buffer | undefined, what: string, label: string): T 
 }
 
 /** `info/paths.json`, or the older `info/files` + `info/has_prefix`. */
-export function packagePaths(info: Map<string, Buffer>, label: string): PathEntry[] {
+function packagePaths(info: Map<string, Buffer>, label: string): PathEntry[] {
   const paths = parseJson<{ paths?: PathEntry[] }>(info.get('info/paths.json'), 'info/paths.json', label);
   if (paths?.paths) return paths.paths;
   const prefixed = new Map<string, { placeholder: string; mode: 'text' | 'binary' }>();

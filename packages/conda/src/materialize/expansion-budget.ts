@@ -15,11 +15,11 @@ import { ArchiveError } from './errors.js';
  */
 
 /** No package expands to more than this (32 GiB; the largest real conda packages are a few GiB). */
-export const MAX_PACKAGE_EXPANSION = 32 * 1024 ** 3;
+const MAX_PACKAGE_EXPANSION = 32 * 1024 ** 3;
 /** Bound of a package whose sizes are not known yet: its file size × this ratio (plus the floor). */
-export const UNDECLARED_EXPANSION_RATIO = 200;
+const UNDECLARED_EXPANSION_RATIO = 200;
 /** Added to the undeclared bound so that small packages with many tiny files fit (16 MiB). */
-export const UNDECLARED_EXPANSION_FLOOR = 16 * 1024 ** 2;
+const UNDECLARED_EXPANSION_FLOOR = 16 * 1024 ** 2;
 /** What a tar may spend on one entry besides its content: header, long-name and pax records. */
 export const TAR_ENTRY_OVERHEAD = 2048;
 

@@ -19,7 +19,7 @@ export function safeRelativePath(path: string, label: string): string {
 }
 
 /** Checks lexically that a link at `linkPath` (relative) pointing to `target` stays inside the prefix. */
-export function checkLinkTarget(linkPath: string, target: string, label: string, kind: 'symlink' | 'hardlink'): string {
+function checkLinkTarget(linkPath: string, target: string, label: string, kind: 'symlink' | 'hardlink'): string {
   if (target === '' || target.startsWith('/') || target.includes('\0')) {
     throw new ArchiveError(`${label} has a ${kind} '${linkPath}' pointing outside the prefix ('${target}'); refusing to install it.`, label);
   }

@@ -41,7 +41,7 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
  * A member name as Python's zipfile reads it: UTF-8 when flag bit 11 says so, else code page 437.
  * Undefined for a name flagged UTF-8 that is not (Python's zipfile refuses to open such a zip).
  */
-export function zipMemberName(bytes: Buffer, utf8: boolean): string | undefined {
+function zipMemberName(bytes: Buffer, utf8: boolean): string | undefined {
   if (utf8) {
     try {
       return strictUtf8.decode(bytes);

@@ -5,13 +5,13 @@ import { ArchiveError } from './errors.js';
 import type { ExpansionBudget } from './expansion-budget.js';
 
 /** zstd's own default limit for a decompression window (ZSTD_WINDOWLOG_LIMIT_DEFAULT: 2^27). */
-export const MAX_ZSTD_WINDOW = 1 << 27;
+const MAX_ZSTD_WINDOW = 1 << 27;
 const MAX_BLOCK = 128 * 1024;
 const ZSTD_MAGIC = 0xfd2fb528;
 /** Largest compressed stream decompressed natively in one call (read whole into memory first). */
 export const NATIVE_MAX_INPUT = 64 * 1024 * 1024;
 /** Largest output (bounded from the block headers before decompressing) decompressed natively in one call. */
-export const NATIVE_MAX_OUTPUT = 256 * 1024 * 1024;
+const NATIVE_MAX_OUTPUT = 256 * 1024 * 1024;
 /**
  * Size of the slices the natively decompressed output is handed on in, each counted against the
  * budget as it is handed on: the block size of the streaming decoder, so a consumer that checks

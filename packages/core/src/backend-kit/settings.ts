@@ -44,7 +44,7 @@ export function envTag(repository: string, { envId, platform, platforms }: Image
  * The longest time a timer holds, in seconds (2^31-1 ms, 24 days): a longer timeout would fire at
  * once (Node's TimeoutOverflowWarning sets it to 1 ms).
  */
-export const MAX_TIMEOUT_SECONDS = 2_147_483;
+const MAX_TIMEOUT_SECONDS = 2_147_483;
 
 /**
  * A positive number of seconds (a build service's timeout, a network bound), at most

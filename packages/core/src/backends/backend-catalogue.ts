@@ -13,7 +13,7 @@ export interface KnownBackend {
 export type BackendCatalogue = readonly KnownBackend[];
 
 /** First-party backends are the packages of this npm scope that declare a `"prebuilt"` field. */
-export const FIRST_PARTY_SCOPE = '@prebuilt';
+const FIRST_PARTY_SCOPE = '@prebuilt';
 
 const KINDS: readonly BackendKind[] = ['build-service', 'image-registry'];
 

@@ -16,8 +16,3 @@ export function kindLabel(kind: BackendKind): string {
 export function withArticle(label: string): string {
   return /^[aeiou]/.test(label) ? `an ${label}` : `a ${label}`;
 }
-
-/** The env var that selects a backend of this kind. */
-export function selectionEnvVar(kind: BackendKind): string {
-  return kind === 'build-service' ? BUILD_SERVICE_ENV_VAR : IMAGE_REGISTRY_ENV_VAR;
-}

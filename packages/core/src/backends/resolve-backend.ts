@@ -66,7 +66,7 @@ export type BackendCandidate =
   | { type: 'path'; path: string };
 
 /** True when a selection is a file path rather than a name (`/abs`, `./rel`, `../rel`, `file:` URL). */
-export function isPathSelection(name: string): boolean {
+function isPathSelection(name: string): boolean {
   return name.startsWith('./') || name.startsWith('../') || name.startsWith('file:') || name === '.' || isAbsolute(name) || /^[A-Za-z]:[\\/]/.test(name);
 }
 

@@ -56,11 +56,6 @@ export function backendDefinitionProblems(value: unknown, expectedKind?: Backend
   return problems;
 }
 
-/** True when `value` has the shape of a backend definition of the current apiVersion. */
-export function isBackendDefinition(value: unknown, expectedKind?: BackendKind): value is BackendDefinition {
-  return backendDefinitionProblems(value, expectedKind).length === 0;
-}
-
 /**
  * Returns `value` as a backend definition, or throws BackendInvalidError saying what was found and
  * what was expected.

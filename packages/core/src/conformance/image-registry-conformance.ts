@@ -145,7 +145,7 @@ function tagChecks(suite: RegistrySuite): void {
 
 /** imageExists and baseImageIdentity before and after a push. */
 function existenceChecks(suite: RegistrySuite): void {
-  const { platformA, platformB, timeout } = suite;
+  const { platformB, timeout } = suite;
   it('imageExists is false (without a digest) for a tag never pushed', { timeout }, async () => {
     const tag = suite.registry.imageTag({ envId: randomEnvId(), platform: platformB });
     const existence = await suite.registry.imageExists(tag);

@@ -52,7 +52,7 @@ const LEADING_USERINFO = /^[a-z][a-z0-9+.-]*:\/\/([^\s/?#]*)@/i;
  * lifetime (what an expired URL is debugged with). Any other value may be a signature, a credential
  * or a token — those of a kind not known here too — and is hidden.
  */
-export const SHOWN_QUERY_PARAMETERS: ReadonlySet<string> = new Set([
+const SHOWN_QUERY_PARAMETERS: ReadonlySet<string> = new Set([
   'n',
   'last',
   'digest',
@@ -313,7 +313,7 @@ export class UrlCredentials {
 }
 
 /** Settings whose URLs may carry credentials: conda channels, and the PyPI index (pip's own variables too). */
-export const URL_CREDENTIAL_SETTINGS = ['METAFLOW_PREBUILT_CONDA_CHANNELS', 'METAFLOW_PREBUILT_PYPI_INDEX_URL', 'PIP_INDEX_URL', 'PIP_EXTRA_INDEX_URL'] as const;
+const URL_CREDENTIAL_SETTINGS = ['METAFLOW_PREBUILT_CONDA_CHANNELS', 'METAFLOW_PREBUILT_PYPI_INDEX_URL', 'PIP_INDEX_URL', 'PIP_EXTRA_INDEX_URL'] as const;
 
 /** The credentials in the channel and index URLs of an environment (see {@link URL_CREDENTIAL_SETTINGS}). */
 export function urlCredentialsFromEnv(env: Record<string, string | undefined> = process.env, extra: readonly string[] = []): UrlCredentials {

@@ -11,7 +11,7 @@ export const MICROMAMBA_RECIPE_VERSION = '2';
 export const MICROMAMBA_IMAGE_ENV = 'METAFLOW_PREBUILT_MICROMAMBA_IMAGE';
 
 /** The default image holding `/bin/micromamba`; pin it by digest with METAFLOW_PREBUILT_MICROMAMBA_IMAGE. */
-export const DEFAULT_MICROMAMBA_IMAGE = 'mambaorg/micromamba:1.5.10';
+const DEFAULT_MICROMAMBA_IMAGE = 'mambaorg/micromamba:1.5.10';
 
 export interface MicromambaRecipeOptions {
   /** Image with `/bin/micromamba` (explicit → METAFLOW_PREBUILT_MICROMAMBA_IMAGE → the default). */

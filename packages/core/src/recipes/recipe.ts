@@ -8,11 +8,11 @@ import { canonicalJson, sha256Hex } from '../identity.js';
  * A recipe turns a locked env into a Dockerfile and the files its build context needs.
  * Its name and version feed the envId: changing what a recipe produces means bumping its version.
  */
-export const RECIPE_NAMES = ['materialized', 'micromamba'] as const;
+const RECIPE_NAMES = ['materialized', 'micromamba'] as const;
 export type RecipeName = (typeof RECIPE_NAMES)[number];
 
 /** Environment variable selecting the recipe. */
-export const RECIPE_ENV = 'METAFLOW_PREBUILT_RECIPE';
+const RECIPE_ENV = 'METAFLOW_PREBUILT_RECIPE';
 
 export interface RecipeInput {
   lock: LockedEnv;
@@ -74,7 +74,7 @@ export function prebuiltVersion(): string {
 }
 
 /** Label prefix of every label prebuilt sets. */
-export const LABEL_PREFIX = 'dev.prebuilt';
+const LABEL_PREFIX = 'dev.prebuilt';
 
 /** The labels of an env image. */
 export function recipeLabels(input: RecipeInput, recipe: { name: string; version: string }): Record<string, string> {
@@ -91,7 +91,7 @@ export function recipeLabels(input: RecipeInput, recipe: { name: string; version
 }
 
 /** A Dockerfile string literal (for ENV and LABEL values). */
-export function dockerQuote(value: string): string {
+function dockerQuote(value: string): string {
   if (/[\n\r]/.test(value)) throw new ConfigError(`A Dockerfile value cannot contain a line break: ${JSON.stringify(value)}.`);
   return `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\$/g, '\\$')}"`;
 }

@@ -117,7 +117,7 @@ export function parseDockerConfig(text: string, path: string): DockerConfig {
 }
 
 /** Reads Docker's config.json; undefined when the file does not exist. */
-export async function readDockerConfig(path: string): Promise<DockerConfig | undefined> {
+async function readDockerConfig(path: string): Promise<DockerConfig | undefined> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -140,7 +140,7 @@ function findEntry<T>(entries: Record<string, T>, registry: string): [string, T]
 }
 
 /** Credentials from one `auths` entry (`auth` is base64 of `user:password`). */
-export function credentialsFromAuthEntry(registry: string, key: string, entry: DockerConfigAuth, path: string): RegistryCredentials | undefined {
+function credentialsFromAuthEntry(registry: string, key: string, entry: DockerConfigAuth, path: string): RegistryCredentials | undefined {
   const source = `${path} (auths["${key}"])`;
   let username = entry.username;
   let password = entry.password;

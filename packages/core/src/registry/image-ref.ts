@@ -4,7 +4,7 @@ import { isImageDigest } from './digest.js';
 /** Docker Hub's canonical registry name, as image references spell it. */
 export const DOCKER_HUB = 'docker.io';
 /** The host Docker Hub's registry API answers on. */
-export const DOCKER_HUB_API_HOST = 'index.docker.io';
+const DOCKER_HUB_API_HOST = 'index.docker.io';
 
 /** A parsed image reference such as `127.0.0.1:5000/team/app:1.0` or `python@sha256:…`. */
 export interface ImageRef {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { expect, it } from 'vitest';
 import type { RegistryCredentials } from '../contracts.js';
-import { AuthError, CancelledError, InputError, LoginRequiredError } from '../errors.js';
+import { CancelledError, InputError, LoginRequiredError } from '../errors.js';
 import { Secret } from '../secret.js';
 import { uniqueRepo } from './__fixtures__/push-image.js';
 import { describeOrFailInCi, registriesMissing, testServices } from './__fixtures__/test-services.js';

@@ -8,7 +8,7 @@ import { createLogger } from '../logger.js';
 import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
 import { basicAuthorization, redactUrls } from '../net/url-credentials.js';
-import { checkableDigest, isImageDigest } from './digest.js';
+import { checkableDigest } from './digest.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
 import { formatImageRef, hostWithoutPort, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
 import type { ManifestCache } from './manifest-cache.js';
@@ -920,7 +920,6 @@ export class RegistryClient {
       ...(extra.sink ? { sink: extra.sink } : {}),
       ...(extra.attempts === undefined ? {} : { attempts: extra.attempts }),
     };
-    const host = registryApiHost(registry);
     const origin = new URL(this.#url(registry, '/v2/')).origin;
     const before = await this.#knownAuthorization(registry, scope, signal);
     let res = await this.#fetch(registry, url, init, what, signal, { ...plan, ...(before ? { authorization: { value: before, origin } } : {}) });

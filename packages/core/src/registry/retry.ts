@@ -52,7 +52,7 @@ const RETRYABLE_CODES = new Set([
 ]);
 
 /** The error codes along an error's `cause` chain (fetch wraps the socket error in a TypeError). */
-export function errorCodes(error: unknown): string[] {
+function errorCodes(error: unknown): string[] {
   const codes: string[] = [];
   let current: unknown = error;
   for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {

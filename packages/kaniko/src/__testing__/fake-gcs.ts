@@ -18,7 +18,7 @@ const CRC32C_TABLE = (() => {
 })();
 
 /** CRC-32C (Castagnoli) as GCS reports it: base64 of the big-endian 32-bit value. */
-export function crc32cBase64(data: Buffer): string {
+function crc32cBase64(data: Buffer): string {
   let crc = 0xffffffff;
   for (const byte of data) crc = CRC32C_TABLE[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
   const out = Buffer.alloc(4);
