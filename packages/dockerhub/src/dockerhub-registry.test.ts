@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthError, ConfigError, LoginRequiredError, PrebuiltError, RegistryError, Secret } from '@prebuilt/core/backend';
-import { checkBuiltinBackendPackage } from '@prebuilt/fixtures';
+import { checkBuiltinBackendPackage, rejection } from '@prebuilt/fixtures';
 import { pinnedImage } from '@prebuilt/fixtures';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import dockerhubDefinition, { createDockerHubRegistry } from './index.js';
@@ -16,13 +16,6 @@ import { skopeoMissing, skopeoPush } from '@prebuilt/fixtures';
 const ENV_ID = '0123456789abcdef';
 const fastClient = { retry: { attempts: 1 }, timeoutMs: 10_000 };
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => expect.unreachable('expected a rejection'),
-    (error: unknown) => error,
-  );
-}
-
 /** A Docker config dir with `auths` for the given registries. */
 async function dockerConfigDir(auths: Record<string, { username: string; password: string }>): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'prebuilt-dockerhub-cfg-'));
@@ -30,7 +23,6 @@ async function dockerConfigDir(auths: Record<string, { username: string; passwor
   await writeFile(join(dir, 'config.json'), JSON.stringify({ auths: entries }));
   return dir;
 }
-
 
 describe('dockerhub as a backend package', () => {
   it(`the prebuilt resolver loads it by the built-in name 'dockerhub' (package.json "prebuilt" field and default export), as the project itself and installed beside the CLI`, async () => {

@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/client-ecr';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { AuthError, ConfigError, RegistryError, Secret } from '@prebuilt/core/backend';
-import { checkBuiltinBackendPackage } from '@prebuilt/fixtures';
+import { checkBuiltinBackendPackage, rejection } from '@prebuilt/fixtures';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import ecrDefinition, { createEcrRegistry } from './index.js';
 import { htpasswdRegistryMissing, skopeoMissing, skopeoPush, startHtpasswdRegistry, type HtpasswdRegistry } from '@prebuilt/fixtures';
@@ -37,14 +37,6 @@ const authorization = (password: string, expiresInMs = 12 * 3600_000) => ({
     },
   ],
 });
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => expect.unreachable('expected a rejection'),
-    (error: unknown) => error,
-  );
-}
-
 
 describe('ecr as a backend package', () => {
   it(`the prebuilt resolver loads it by the built-in name 'ecr' (package.json "prebuilt" field and default export), as the project itself and installed beside the CLI`, async () => {

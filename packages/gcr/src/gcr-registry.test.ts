@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AuthError, ConfigError, LoginRequiredError, RegistryError, Secret } from '@prebuilt/core/backend';
-import { checkBuiltinBackendPackage } from '@prebuilt/fixtures';
+import { checkBuiltinBackendPackage, rejection } from '@prebuilt/fixtures';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import gcrDefinition, { createGcrRegistry, isGoogleRegistryHost } from './index.js';
 import { startFakeOAuthServer, type FakeOAuthServer } from './__fixtures__/fake-oauth-server.js';
@@ -18,14 +18,6 @@ const fastClient = { retry: { attempts: 1 }, timeoutMs: 10_000 };
 const CLIENT_ID = 'prebuilt-test.apps.googleusercontent.com';
 const REFRESH_TOKEN = `refresh-${randomBytes(8).toString('hex')}`;
 const ACCESS_TOKEN = `ya29.${randomBytes(16).toString('hex')}`;
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => expect.unreachable('expected a rejection'),
-    (error: unknown) => error,
-  );
-}
-
 
 describe('gcr as a backend package', () => {
   it(`the prebuilt resolver loads it by the built-in name 'gcr' (package.json "prebuilt" field and default export), as the project itself and installed beside the CLI`, async () => {
