@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { checkLockFlags, withNetworkWaits, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
-import { directUrlNotes, directUrlWheels, lockedEnvs, lockFlow, shownPath } from '../app/index.js';
+import { directUrlNotes, directUrlWheels, lockedEnvs, lockFlow, shownPath, type LockFlowResult } from '../app/index.js';
 import type { CliContext } from '../cli-context.js';
 import { noteLine, renderTable, waitLine, writeJsonResult } from '../output.js';
 
@@ -53,10 +53,71 @@ interface EnvRow {
   entry: LockEntry;
   steps: string[];
   status: 'resolved' | 'locked';
+  /** The env's conda and PyPI files, and their bytes. */
+  conda: number;
+  pypi: number;
+  bytes: number;
 }
 
 function envRows(result: LockForFlowResult): EnvRow[] {
-  return lockedEnvs(result).map((env) => ({ ...env, status: result.resolved.includes(env.key) ? 'resolved' : 'locked' }));
+  return lockedEnvs(result).map((env) => ({
+    ...env,
+    status: result.resolved.includes(env.key) ? 'resolved' : 'locked',
+    conda: env.entry.packages.filter((p) => p.kind === 'conda').length,
+    pypi: env.entry.packages.filter((p) => p.kind === 'pypi').length,
+    bytes: env.entry.packages.reduce((sum, p) => sum + p.size, 0),
+  }));
+}
+
+/** The steps the lock runs on their base image (`@conda(disabled=True)`). */
+function disabledSteps(result: LockForFlowResult): string[] {
+  return Object.entries(result.lock.steps).filter(([, key]) => key === null).map(([step]) => step);
+}
+
+/** What `lock --json` prints. */
+function lockJson(result: LockFlowResult, file: string, rows: EnvRow[]): Record<string, unknown> {
+  return {
+    flow: result.envs.flow,
+    file,
+    lockFile: result.lockFile,
+    written: result.written,
+    platforms: result.platforms,
+    envs: rows.map((r) => ({
+      key: r.key,
+      specHash: r.entry.specHash,
+      status: r.status,
+      steps: r.steps,
+      platform: r.entry.platform,
+      python: r.entry.pythonVersion,
+      conda: r.conda,
+      pypi: r.pypi,
+      bytes: r.bytes,
+      directUrls: directUrlWheels(r.entry),
+    })),
+    disabledSteps: disabledSteps(result),
+  };
+}
+
+/** What `lock` prints: a line on the flow, the envs' table, the direct-URL notes and whether the lock file was written. */
+function lockText(result: LockFlowResult, rows: EnvRow[], shown: string, frozen: boolean): string {
+  const disabled = disabledSteps(result);
+  const table = renderTable(rows, [
+    { header: 'LOCK KEY', value: (r) => r.key },
+    { header: 'PLATFORM', value: (r) => r.entry.platform },
+    { header: 'PYTHON', value: (r) => r.entry.pythonVersion },
+    { header: 'FILES', value: (r) => `${r.conda} conda, ${r.pypi} pypi` },
+    { header: 'MB', value: (r) => (r.bytes / 1e6).toFixed(1) },
+    { header: 'STATUS', value: (r) => r.status },
+    { header: 'STEPS', value: (r) => r.steps.join(', ') },
+  ]);
+  const summary = !frozen && result.written ? `wrote ${shown}` : `${shown} is up to date.`;
+  return (
+    `${result.envs.flow}: ${rows.length} env${rows.length === 1 ? '' : 's'} for ${Object.keys(result.lock.steps).length} steps` +
+    `${result.platforms.length > 1 ? ` on ${result.platforms.join(' and ')}` : ''}` +
+    `${disabled.length > 0 ? ` (disabled: ${disabled.join(', ')})` : ''}\n\n${rows.length > 0 ? table : ''}\n` +
+    directUrlNotes(rows).map(noteLine).join('') +
+    `${summary}\n`
+  );
 }
 
 /** `prebuilt lock <flow.py> [--update] [--frozen] [--json]`. */
@@ -89,51 +150,10 @@ export function registerLockCommand(program: Command, context: CliContext): void
           }),
       );
       const rows = envRows(result);
-      const disabled = Object.entries(result.lock.steps).filter(([, key]) => key === null).map(([step]) => step);
       if (options.json) {
-        writeJsonResult(context, {
-          flow: result.envs.flow,
-          file,
-          lockFile: result.lockFile,
-          written: result.written,
-          platforms: result.platforms,
-          envs: rows.map((r) => ({
-            key: r.key,
-            specHash: r.entry.specHash,
-            status: r.status,
-            steps: r.steps,
-            platform: r.entry.platform,
-            python: r.entry.pythonVersion,
-            conda: r.entry.packages.filter((p) => p.kind === 'conda').length,
-            pypi: r.entry.packages.filter((p) => p.kind === 'pypi').length,
-            bytes: r.entry.packages.reduce((sum, p) => sum + p.size, 0),
-            directUrls: directUrlWheels(r.entry),
-          })),
-          disabledSteps: disabled,
-        });
+        writeJsonResult(context, lockJson(result, file, rows));
         return;
       }
-      const shown = shownPath(context.cwd, result.lockFile);
-      const table = renderTable(rows, [
-        { header: 'LOCK KEY', value: (r) => r.key },
-        { header: 'PLATFORM', value: (r) => r.entry.platform },
-        { header: 'PYTHON', value: (r) => r.entry.pythonVersion },
-        { header: 'FILES', value: (r) => `${r.entry.packages.filter((p) => p.kind === 'conda').length} conda, ${r.entry.packages.filter((p) => p.kind === 'pypi').length} pypi` },
-        { header: 'MB', value: (r) => (r.entry.packages.reduce((sum, p) => sum + p.size, 0) / 1e6).toFixed(1) },
-        { header: 'STATUS', value: (r) => r.status },
-        { header: 'STEPS', value: (r) => r.steps.join(', ') },
-      ]);
-      const summary = options.frozen
-        ? `${shown} is up to date.`
-        : result.written
-          ? `wrote ${shown}`
-          : `${shown} is up to date.`;
-      context.stdout.write(
-        `${result.envs.flow}: ${rows.length} env${rows.length === 1 ? '' : 's'} for ${Object.keys(result.lock.steps).length} steps` +
-          `${result.platforms.length > 1 ? ` on ${result.platforms.join(' and ')}` : ''}` +
-          `${disabled.length > 0 ? ` (disabled: ${disabled.join(', ')})` : ''}\n\n${rows.length > 0 ? table : ''}\n` +
-          directUrlNotes(rows).map(noteLine).join('') +
-          `${summary}\n`,
-      );
+      context.stdout.write(lockText(result, rows, shownPath(context.cwd, result.lockFile), options.frozen === true));
     });
 }
