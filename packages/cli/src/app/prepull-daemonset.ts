@@ -9,7 +9,7 @@ import type { PrepullImage } from './prepull-images.js';
 export const MANAGED_BY = { 'app.kubernetes.io/managed-by': 'prebuilt' } as const;
 /** Annotation: the hash of everything prebuilt sets, so a run with the same images and options changes nothing. */
 export const SPEC_HASH_ANNOTATION = 'prebuilt.dev/prepull-hash';
-const FLOW_ANNOTATION = 'prebuilt.dev/flow';
+export const FLOW_ANNOTATION = 'prebuilt.dev/flow';
 /** Annotation: the pinned images (with their digests) the pods pull, as a JSON list. */
 export const IMAGES_ANNOTATION = 'prebuilt.dev/images';
 

@@ -8,7 +8,7 @@ import { createLogger } from '../logger.js';
 import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
 import { basicAuthorization, redactUrls } from '../net/url-credentials.js';
-import { checkableDigest } from './digest.js';
+import { checkableDigest, isImageDigest } from './digest.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
 import { formatImageRef, hostWithoutPort, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
 import type { ManifestCache } from './manifest-cache.js';
