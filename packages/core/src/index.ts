@@ -31,6 +31,7 @@ export { Secret } from './secret.js';
 export { mapLimit } from './deploy/pool.js';
 export { PYTHON_SETTING, pythonSetting } from './python-setting.js';
 export { fileArgument, shellWord } from './shell-word.js';
+export { shownPath } from './shown-path.js';
 export { programPath, programNotFound, type ProgramPathOptions } from './program-path.js';
 export {
   BoundedOutput,
