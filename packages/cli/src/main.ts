@@ -100,7 +100,7 @@ export async function main(argv: string[], overrides: Parameters<typeof createCl
   try {
     program = await createProgram(context, argv);
     await program.parseAsync(withoutHelpOfUnknown(program, argv), { from: 'user' });
-    if (interrupts.received) return reportError(interrupts.signal.reason, context, { showStack: false, interrupted: interrupts.received });
+    if (interrupts.received && context.stopsOnInterrupt !== true) return reportError(interrupts.signal.reason, context, { showStack: false, interrupted: interrupts.received });
     return ExitCode.ok;
   } catch (error) {
     const showStack = program?.opts<{ verbose?: boolean }>().verbose === true || argv.includes('--verbose') || debugEnabled();
