@@ -95,7 +95,7 @@ function renderResult(result: PrepullResult): string {
 async function runPrepull(file: string, context: CliContext, options: PrepullOptions): Promise<void> {
   if (options.remove) {
     const flow = await readFlow(file, { env: context.env, cwd: context.cwd, signal: context.signal });
-    const removed = await removePrepull({ flow: flow.flow, namespace: options.namespace, env: context.env });
+    const removed = await removePrepull({ flow: flow.flow, namespace: options.namespace, env: context.env, cwd: context.cwd });
     if (options.json) writeJsonResult(context, { ...removed });
     else context.stdout.write(removed.action === 'removed' ? `removed DaemonSet ${removed.namespace}/${removed.name}\n` : `nothing to remove: no DaemonSet ${removed.namespace}/${removed.name}\n`);
     return;
@@ -106,7 +106,7 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
   const { imageMap, flowSteps } = await loadFlowImageMap(file, context);
   try {
     const result = await prepullFlow({
-      flowFile: file, flowSteps, imageMap, namespace: options.namespace, env: context.env, nodeSelector, tolerations, pauseImage: pause,
+      flowFile: file, flowSteps, imageMap, namespace: options.namespace, env: context.env, cwd: context.cwd, nodeSelector, tolerations, pauseImage: pause,
       pullSecrets: options.pullSecret ?? [], wait: options.wait, timeoutMs: options.timeout, signal: context.signal,
       onProgress: (event) => context.stderr.write(progressLine(event)),
     });

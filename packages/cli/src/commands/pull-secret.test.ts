@@ -88,7 +88,7 @@ describe('the Kubernetes client, an optional peer dependency of the CLI', () => 
   });
 
   it('when it is not installed, an EnvironmentError (exit 2) says to install it beside prebuilt', async () => {
-    const error = await loadKubernetesClient('pull-secret', '@prebuilt-absent/kubernetes-client').catch((e: unknown) => e);
+    const error = await loadKubernetesClient('pull-secret', undefined, '@prebuilt-absent/kubernetes-client').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(EnvironmentError);
     expect((error as EnvironmentError).exitCode).toBe(ExitCode.usage);
     expect((error as EnvironmentError).message).toContain('@prebuilt-absent/kubernetes-client, which is not installed');

@@ -64,7 +64,7 @@ async function runPullSecret(context: CliContext, options: PullSecretOptions): P
   checkSecretTarget(options.namespace, options.name);
   const { backend: registry } = await createSelectedBackend('image-registry', context);
   const pullHost = podPullHost(registry);
-  const k8s = await loadKubernetesClient('pull-secret');
+  const k8s = await loadKubernetesClient('pull-secret', context.cwd);
   const { kubeConfig, source: kubeSource } = loadKubeConfig(k8s, context.env);
   const report = (applied: AppliedPullSecret): void => {
     if (options.json) {
