@@ -54,6 +54,8 @@ export interface OciRegistrySpec {
    * error that had none, e.g. `set METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME and …_PASSWORD`.
    */
   credentialsHint?: string;
+  /** What to do when nothing listens at the host (connection refused) instead of checking it runs, e.g. how to start it. */
+  unreachableHint?: string;
   /** Releases what the registry holds (SDK clients). */
   close?(): Promise<void>;
   /** Every image of the env repository, through the registry's own API (for `prebuilt gc`; see `ImageRegistry.listImages`). */
@@ -77,6 +79,7 @@ export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
     insecure: spec.insecure === true,
     client: spec.client,
     credentialsHint: spec.credentialsHint,
+    unreachableHint: spec.unreachableHint,
   });
   const base = `${spec.host}/${spec.repository}`;
   const pullConfig: PullConfig = spec.pullConfig ?? {};
