@@ -129,6 +129,12 @@ describe('prebuilt (CLI basics)', () => {
     const unknownCommand = await prebuilt(['frobnicate'], { cwd: project });
     expect(unknownCommand.code).toBe(2);
     expect(unknownCommand.stderr).toContain("unknown command 'frobnicate'");
+    // A word of a command's name, too far from the whole name for commander's suggestion: that command.
+    const partial = await prebuilt(['registry', 'start', '--json'], { cwd: project });
+    expect(partial.code).toBe(2);
+    expect(partial.stderr).toBe("error: unknown command 'registry'\n(Did you mean local-registry?)\n(run with --help for usage)\n");
+    expect(JSON.parse(partial.stdout)).toMatchObject({ ok: false, error: { code: 'usage', message: "unknown command 'registry'\n(Did you mean local-registry?)" } });
+    expect((await prebuilt(['secret', '-n', 'x', '--name', 'y'], { cwd: project })).stderr).toContain('(Did you mean pull-secret?)');
   });
 });
 
