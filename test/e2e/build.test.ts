@@ -3,7 +3,7 @@
 // and index. The tests of this file run in order and share one flow directory and one image
 // namespace: plan (nothing built) → build (2 images) → build again (both present) → plan (both
 // present) → human output → one step's package changes (exactly that image is rebuilt).
-import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { describeWith, getServices, itWith } from '../services.js';
@@ -154,15 +154,14 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
 
   itWith(NEEDS, 'an image map that cannot be written once every image is there: exit 2, and --json still names the images with the error (a CI script can use them)', async () => {
     expect(first, 'the build test ran').toBeDefined();
-    // A file where the image map's directory goes: its write fails after the registry has every image.
-    await writeFile(join(flowDir, 'not-a-dir'), 'x');
-    const unwritable = { ...env, METAFLOW_PREBUILT_STATE_FILE: 'not-a-dir/images.json' };
+    // A file system that takes no new file (checked only when the map is written): its write fails after the registry has every image.
+    const unwritable = { ...env, METAFLOW_PREBUILT_STATE_FILE: '/proc/prebuilt-e2e-maps/images.json' };
     const json = await runCli(['build', 'two_env_flow.py', '--json'], { env: unwritable, cwd: flowDir });
     expect(json.code, json.stderr).toBe(2);
     const map = parseJson<BuildJson>(json);
     expect(map.ok).toBe(false);
     expect(map.error?.code).toBe('environment');
-    expect(map.error?.message).toContain('not-a-dir');
+    expect(map.error?.message).toContain('/proc');
     expect(map.stateFile).toBeNull();
     expect(Object.keys(map.images)).toEqual(Object.keys(first.images));
     for (const [envId, image] of Object.entries(map.images)) expect(image.digest).toBe(first.images[envId]!.digest);
