@@ -66,10 +66,13 @@ describeWith(NEEDS, 'prebuilt prepull (real CLI, a flow built on the real plain 
   itWith(NEEDS, 'pulls the built image (shared by both steps: one init container) on every node, then is unchanged and removable', async () => {
     const run = await runCli(['prepull', 'one_env_flow.py', '--namespace', 'metaflow', '--pull-secret', 'prebuilt-pull', '--json'], { env, cwd: dir, timeoutMs: 60_000 });
     expect(run.code, run.stderr).toBe(0);
-    const result = parseJson<{ ok: boolean; name: string; action: string; images: { image: string; steps: string[] }[]; nodes: { ready: number; desired: number } }>(run);
+    const json = parseJson<{ ok: boolean; removed: string[]; daemonSets: { name: string; action: string; steps: string[]; images: { image: string; steps: string[] }[]; nodes: { ready: number; desired: number } }[] }>(run);
+    expect(json).toMatchObject({ ok: true, removed: [] });
+    expect(json.daemonSets).toHaveLength(1);
+    const result = json.daemonSets[0]!;
     const pinned = built.steps['start']!.pinnedImage!;
     expect(pinned).toContain(`@${Object.values(built.images)[0]!.digest}`);
-    expect(result).toMatchObject({ ok: true, action: 'created', images: [{ image: pinned, steps: ['start', 'end'] }], nodes: { ready: 3, desired: 3 } });
+    expect(result).toMatchObject({ action: 'created', steps: ['start', 'end'], images: [{ image: pinned, steps: ['start', 'end'] }], nodes: { ready: 3, desired: 3 } });
     expect(run.stderr).toContain('ready 3/3 nodes (3 updated)');
     expect(pulled).toEqual(['node-a', 'node-b', 'node-c'].map((node) => `${node} ${pinned}`));
     const daemonSet = fake.get('/apis/apps/v1/namespaces/metaflow/daemonsets', result.name) as DaemonSetJson;

@@ -210,6 +210,8 @@ describeWith(['registries', 'baseImage'], 'hostile registries and channels durin
     itWith(service === 'docker' ? ['docker'] : [], title, async () => {
       const ns = namespace();
       const lie = `sha256:${'0'.repeat(64)}`;
+      // The existence check's HEAD names the lying digest (the manifest cache has nothing under it), then the GET's header lies.
+      const removeHead = registry.fault({ method: 'HEAD', path: manifests(ns), fault: { type: 'header', name: 'docker-content-digest', value: lie } });
       const remove = registry.fault({ method: 'GET', path: manifests(ns), fault: { type: 'header', name: 'docker-content-digest', value: lie } });
       try {
         const result = await build(ns, { METAFLOW_PREBUILT_BUILD_SERVICE: service });
@@ -219,28 +221,37 @@ describeWith(['registries', 'baseImage'], 'hostile registries and channels durin
         expect(result.stdout).not.toContain(lie);
         expect(stackLines(result.output)).toEqual([]);
       } finally {
+        removeHead();
         remove();
       }
     }, 600_000);
   }
 
-  it('an endless manifest stops at 4 MiB and an endless error body after its first 64 KiB: exit 1, memory bounded', async () => {
+  /** A namespace whose image is pushed already, and an env with an empty cache directory: the existence check's HEAD finds it, and the manifest cache lacks it, so it is read by GET. */
+  async function pushedUncached(): Promise<{ ns: string; uncached: () => Record<string, string> }> {
     const ns = namespace();
+    const pushed = await build(ns);
+    expect(pushed.code, pushed.output).toBe(0);
+    let fresh = 0;
+    return { ns, uncached: () => ({ METAFLOW_PREBUILT_CACHE_DIR: join(world.dir, `uncached-${run}-${++fresh}`) }) };
+  }
+
+  it('an endless manifest stops at 4 MiB and an endless error body after its first 64 KiB: exit 1, memory bounded', async () => {
+    const { ns, uncached } = await pushedUncached();
     const remove = registry.fault({ method: 'GET', path: manifests(ns), fault: { type: 'endless' } });
     let result: Awaited<ReturnType<typeof build>>;
     try {
-      result = await build(ns);
+      result = await build(ns, uncached());
     } finally {
       remove();
     }
     expect(result.code, result.output).toBe(1);
     expect(result.stderr).toContain(`manifest from ${registry.host} is larger than 4 MiB; refused`);
     expect(result.peakRssMiB).toBeLessThan(RSS_BOUND_MIB);
-    const ns2 = namespace();
-    const remove2 = registry.fault({ method: 'GET', path: manifests(ns2), fault: { type: 'endless', status: 500 } });
+    const remove2 = registry.fault({ method: 'GET', path: manifests(ns), fault: { type: 'endless', status: 500 } });
     let failing: Awaited<ReturnType<typeof build>>;
     try {
-      failing = await build(ns2);
+      failing = await build(ns, uncached());
     } finally {
       remove2();
     }
@@ -252,12 +263,13 @@ describeWith(['registries', 'baseImage'], 'hostile registries and channels durin
 
   it('a registry that stalls fails at the idle timeout naming the host and what it read; meanwhile the CLI says what it waits on', async () => {
     const ns = namespace();
-    const remove = registry.fault({ method: 'GET', path: manifests(ns), fault: { type: 'stall', ms: 120_000 } });
+    // The existence check's manifest HEAD stalls.
+    const remove = registry.fault({ method: 'HEAD', path: manifests(ns), fault: { type: 'stall', ms: 120_000 } });
     try {
       const result = await build(ns, { METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT: '2' });
       expect(result.code, result.output).toBe(1);
-      expect(result.stderr).toMatch(new RegExp(`waiting for ${registry.host.replace(/\./g, '\\.')} \\(manifest\\) — \\d+ s`));
-      expect(result.stderr).toContain(`manifest from ${registry.host}: no data for 2 s (METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT)`);
+      expect(result.stderr).toMatch(new RegExp(`waiting for ${registry.host.replace(/\./g, '\\.')} \\(manifest check\\) — \\d+ s`));
+      expect(result.stderr).toContain(`manifest check from ${registry.host}: no data for 2 s (METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT)`);
       expect(stackLines(result.output)).toEqual([]);
     } finally {
       remove();
@@ -266,13 +278,14 @@ describeWith(['registries', 'baseImage'], 'hostile registries and channels durin
 
   it('plan, too, says that it locks and what it waits on while the registry stalls (it was silent until the timeout)', async () => {
     const ns = namespace();
-    const remove = registry.fault({ method: 'GET', path: manifests(ns), fault: { type: 'stall', ms: 120_000 } });
+    // The existence check's manifest HEAD stalls.
+    const remove = registry.fault({ method: 'HEAD', path: manifests(ns), fault: { type: 'stall', ms: 120_000 } });
     try {
       const result = await runCli(['plan', 'small.py'], { cwd: flowDir, env: env(ns, { METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT: '2' }) });
       expect(result.code, result.output).toBe(1);
       expect(result.stderr).toContain('reading the flow and locking its envs…\n');
-      expect(result.stderr).toMatch(new RegExp(`waiting for ${registry.host.replace(/\./g, '\\.')} \\(manifest\\) — \\d+ s`));
-      expect(result.stderr).toContain(`manifest from ${registry.host}: no data for 2 s (METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT)`);
+      expect(result.stderr).toMatch(new RegExp(`waiting for ${registry.host.replace(/\./g, '\\.')} \\(manifest check\\) — \\d+ s`));
+      expect(result.stderr).toContain(`manifest check from ${registry.host}: no data for 2 s (METAFLOW_PREBUILT_NETWORK_IDLE_TIMEOUT)`);
       expect(stackLines(result.output)).toEqual([]);
     } finally {
       remove();

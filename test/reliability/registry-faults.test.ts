@@ -5,6 +5,7 @@
  * Retry-After, resets, a stall) are retried and the build succeeds; a permanent fault ends with
  * exit 1 and a message naming the registry and the last error; no tag points at a partial image.
  */
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SMALL_FLOW, createWorld, runCli, stackLines, type World } from '../support/cli.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
@@ -72,7 +73,7 @@ describeWith(['docker', 'registries', 'baseImage'], 'registry faults during preb
     proxy.fault({ method: 'HEAD', path: base, fault: { type: 'status', status: 503 }, times: 1 });
     proxy.fault({ method: 'HEAD', path: base, fault: { type: 'status', status: 429, retryAfter: 1 }, times: 1 });
     proxy.fault({ method: 'HEAD', path: base, fault: { type: 'stall', ms: 2000 }, times: 1 });
-    // Existence check of the env image (a GET: its digest is hashed from the bytes): a reset, then a 500.
+    // The check of the pushed env image (a HEAD, then a GET of the manifest the cache lacks, its digest hashed from the bytes): a reset, then a 500.
     const manifests = new RegExp(`^/v2/${ns}/manifests/env-`);
     proxy.fault({ method: 'GET', path: manifests, fault: { type: 'reset' }, times: 1 });
     proxy.fault({ method: 'GET', path: manifests, fault: { type: 'status', status: 500 }, times: 1 });
@@ -123,9 +124,37 @@ describeWith(['docker', 'registries', 'baseImage'], 'registry faults during preb
     expect((await tags(ns)).filter((t) => t.startsWith('env-'))).toHaveLength(1);
   }, 600_000);
 
+  it('a no-op redeploy makes no manifest GET (Docker Hub counts each as a pull): HEADs only, the manifests kept by digest in the cache directory; a build that lost its cache GETs each once', async () => {
+    const ns = namespace();
+    const cache = (name: string) => ({ METAFLOW_PREBUILT_BUILD_SERVICE: 'oci', METAFLOW_PREBUILT_CACHE_DIR: join(world.dir, `${name}-${run}`) });
+    const manifestGets = () => proxy.requests.filter((r) => r.method === 'GET' && r.path.includes('/manifests/'));
+    const envHeads = () => proxy.requests.filter((r) => r.method === 'HEAD' && new RegExp(`^/v2/${ns}/manifests/env-`).test(r.path));
+    const first = cache('noop-cache');
+    proxy.clearRequests();
+    const built = await build(ns, first);
+    expect(built.code, built.output).toBe(0);
+    // The oci service keeps what it puts: even the check after its push reads the manifest from the cache.
+    expect(envHeads().map((r) => r.status)).toEqual([404, 200]);
+    proxy.clearRequests();
+    const noop = await build(ns, first);
+    expect(noop.code, noop.output).toBe(0);
+    expect(noop.stdout + noop.stderr).not.toMatch(/\bbuilt\b.*env-/);
+    expect(manifestGets()).toEqual([]);
+    expect(envHeads().map((r) => r.status)).toEqual([200]);
+    // Another machine (or CI without the cache kept): one GET per manifest read, then HEADs only again.
+    const other = cache('other-cache');
+    proxy.clearRequests();
+    expect((await build(ns, other)).code).toBe(0);
+    expect(manifestGets().filter((r) => r.path.startsWith(`/v2/${ns}/manifests/env-`))).toHaveLength(1);
+    proxy.clearRequests();
+    expect((await build(ns, other)).code).toBe(0);
+    expect(manifestGets()).toEqual([]);
+  }, 600_000);
+
   it('a registry that keeps answering 503 ends the build with exit 1 naming the registry and the last error', async () => {
     const ns = namespace();
-    const remove = proxy.fault({ method: 'GET', path: new RegExp(`^/v2/${ns}/manifests/`), fault: { type: 'status', status: 503 } });
+    // Every manifest request (the existence check's HEAD, a GET) answered 503.
+    const remove = proxy.fault({ path: new RegExp(`^/v2/${ns}/manifests/`), fault: { type: 'status', status: 503 } });
     try {
       const result = await build(ns);
       expect(result.code, result.output).toBe(1);

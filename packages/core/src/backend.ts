@@ -65,8 +65,9 @@ export {
   normalizeDockerConfigKey,
 } from './registry/docker-config.js';
 export { ListingBound, MAX_LISTING_BYTES, MAX_LISTING_PAGES, type ListingBoundOptions } from './registry/listing-bound.js';
-export { RegistryClient, nextPagePath, type BlobFile, type BlobSource, type RegistryClientOptions, type UploadBlobResult } from './registry/registry-client.js';
+export { RegistryClient, nextPagePath, type BlobFile, type BlobSource, type ManifestCheck, type RegistryClientOptions, type UploadBlobResult } from './registry/registry-client.js';
 export { listRepositoryImages } from './registry/repository-images.js';
+export { ManifestCache, manifestCacheDir, MAX_CACHED_MANIFEST_BYTES, MAX_CACHED_MANIFESTS, type ManifestCacheOptions } from './registry/manifest-cache.js';
 export { PREFIX_LAYERS_FILE, parsePrefixLayers, type PrefixLayers } from './recipes/prefix-layers.js';
 export { writeFileAtomic } from './atomic-write.js';
 export { acquireFileLock, type FileLock } from './file-lock.js';

@@ -1,3 +1,6 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BoundedOutput, ProgramRunError, runProgram } from './run-program.js';
 
@@ -64,6 +67,24 @@ describe('runProgram', () => {
     expect((error as ProgramRunError).reason).toBe('timed-out');
     expect((error as ProgramRunError).message).toContain('did not finish within 200 ms');
     expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it('kills a program that ignores SIGTERM past its timeout, and rejects only once it is gone', async () => {
+    // A python3 behind a wrapper that runs it as a child (not exec), or any program trapping SIGTERM,
+    // outlived the rejection: the CLI printed its error, then waited on the program's pipes (a pip
+    // reading a trickling index: for ever).
+    const dir = await mkdtemp(join(tmpdir(), 'run-program-'));
+    try {
+      const pidFile = join(dir, 'pid');
+      const started = Date.now();
+      const error = await runProgram('/bin/sh', ['-c', `trap '' TERM; echo $$ > ${pidFile}; sleep 30 & wait; sleep 30`], { env, timeoutMs: 300 }).catch((e: unknown) => e);
+      expect((error as ProgramRunError).reason).toBe('timed-out');
+      const pid = Number(await readFile(pidFile, 'utf8'));
+      expect(() => process.kill(pid, 0)).toThrow(expect.objectContaining({ code: 'ESRCH' }));
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('stops a program when its signal aborts, and rejects at once on an aborted signal', async () => {

@@ -4,7 +4,9 @@
  * environment passed in, stdin optional (written then closed; what it holds is never logged),
  * stdout and stderr each kept to a bounded head and/or tail, an optional timeout and AbortSignal.
  * A program that exits (whatever its code) resolves; one that cannot start, runs past its timeout
- * or is cancelled rejects with a {@link ProgramRunError} its caller turns into its own error.
+ * or is cancelled rejects with a {@link ProgramRunError} its caller turns into its own error — a
+ * stopped one once it has exited (SIGKILLed when it outlives `killSignal` by two seconds), so that
+ * none outlives the run, nor holds the CLI on its pipes (read no longer than a second after it exits).
  */
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
@@ -47,7 +49,7 @@ export interface RunProgramOptions {
   /** Milliseconds the program may run; then it is killed and the run rejects (reason `timed-out`). */
   timeoutMs?: number;
   signal?: AbortSignal;
-  /** How a timed-out or cancelled program is killed. Default SIGTERM. */
+  /** How a timed-out or cancelled program is killed (SIGKILL two seconds later if it has not exited). Default SIGTERM. */
   killSignal?: NodeJS.Signals;
 }
 
@@ -179,9 +181,17 @@ export function runProgram(file: string, args: readonly string[], options: RunPr
       ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
       stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    // A stopped program is killed (then SIGKILLed after KILL_GRACE_MS: it may ignore the signal)
+    // and the run rejects once it has exited: one left running held the CLI, which waits on its pipes.
+    let stopped: ProgramRunError | undefined;
+    let killTimer: NodeJS.Timeout | undefined;
     const stop = (failure: ProgramRunError): void => {
+      if (stopped !== undefined) return;
+      stopped = failure;
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       child.kill(killSignal);
-      finish(() => reject(failure));
+      killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
     };
     const onAbort = (): void => stop(new ProgramRunError('cancelled', file, { cause: signal?.reason }));
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -195,14 +205,22 @@ export function runProgram(file: string, args: readonly string[], options: RunPr
       child.stdin.end(options.input);
     }
     child.on('exit', (code, exitSignal) => {
+      if (killTimer !== undefined) clearTimeout(killTimer);
       // Settled once the program has exited and its output is read — within DRAIN_MS: a child of
       // it (a daemon it started) may hold the pipes open for ever.
       void Promise.all([outputDrained(child.stdout), outputDrained(child.stderr)]).then(() =>
-        finish(() => resolve({ code, signal: exitSignal, stdout: stdout.result(), stderr: options.mergeStderr ? { text: '', bytes: 0, cut: false } : stderr.result() })),
+        finish(() =>
+          stopped !== undefined
+            ? reject(stopped)
+            : resolve({ code, signal: exitSignal, stdout: stdout.result(), stderr: options.mergeStderr ? { text: '', bytes: 0, cut: false } : stderr.result() }),
+        ),
       );
     });
   });
 }
+
+/** How long a stopped program (past its timeout, or cancelled) has to exit before it is sent SIGKILL. */
+const KILL_GRACE_MS = 2000;
 
 /** How long the output of a program that has exited is still read (see runProgram's `exit`). */
 const DRAIN_MS = 1000;

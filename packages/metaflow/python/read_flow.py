@@ -433,6 +433,11 @@ class Names:
         return None
 
 
+# @kubernetes' placement (where its pods run): read for `prebuilt prepull`, which warms those nodes.
+# Like `image`, a computed value is marked (with why), not refused: only prepull needs it.
+PLACEMENT_ARGS = {"kubernetes": ("node_selector", "tolerations")}
+
+
 def decorator_args(deco, wanted, scope, evaluator, kind, step):
     """Evaluate the arguments prebuilt needs from one decorator; returns {arg: {value, line}}."""
     args = {}
@@ -455,8 +460,15 @@ def decorator_args(deco, wanted, scope, evaluator, kind, step):
                 for name, value in spread.items():
                     args[name] = {"value": value, "line": kw.value.lineno}
                 continue
-            if kw.arg not in wanted and (kind in REMOTE_DECORATORS or kind in RESOURCE_DECORATORS):
+            placement = kw.arg in PLACEMENT_ARGS.get(kind, ())
+            if kw.arg not in wanted and not placement and (kind in REMOTE_DECORATORS or kind in RESOURCE_DECORATORS):
                 continue  # other attributes of @kubernetes/@batch/@resources may be dynamic; they are not ours.
+            if placement:
+                try:
+                    args[kw.arg] = {"value": evaluator.argument(kw.value, scope, deco.lineno), "line": kw.value.lineno}
+                except Dynamic as dyn:
+                    args[kw.arg] = {"dynamic": True, "line": dyn.line or kw.value.lineno, "why": dyn.why}
+                continue
             if kw.arg == "image":
                 try:
                     args[kw.arg] = {"value": evaluator.argument(kw.value, scope, deco.lineno), "line": kw.value.lineno}

@@ -9,11 +9,12 @@ export {
   type EnvDecoratorName,
   type RemoteDecorator,
   type RemoteDecoratorName,
+  type PlacementArg,
   type ReadFlowOptions,
 } from './read-flow.js';
 export { taskImports, importStatement, importCode } from './task-imports.js';
 export { hostPython, runPythonScript, type HostPythonOptions } from './host-python.js';
-export { mergeStepEnv, mergeFlowEnvs, type StepEnv } from './merge.js';
+export { mergeStepEnv, mergeFlowEnvs, stepGpus, type StepEnv } from './merge.js';
 export {
   flowEnvs,
   flowEnvsJson,
@@ -26,6 +27,7 @@ export {
 export {
   metaflowPins,
   metaflowDatastore,
+  metaflowSetting,
   type MetaflowPins,
   type MetaflowPinsOptions,
   type MetaflowDatastore,

@@ -35,44 +35,49 @@ export interface MetaflowPinsOptions {
 }
 
 /**
+ * A Metaflow setting read as Metaflow's `from_conf` does: the environment variable `name`, else the
+ * key of that name in $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json (home ~/.metaflowconfig).
+ * Empty counts as unset. `source` names where it came from. A missing profile file, or a
+ * configuration that is not JSON, is a ConfigError.
+ */
+export function metaflowSetting(name: string, env: Record<string, string | undefined>): { value: string; source: string } | undefined {
+  if (env[name]) return { value: env[name], source: name };
+  const home = (env.METAFLOW_HOME || join(homedir(), '.metaflowconfig')).replace(/^~(?=\/|$)/, homedir());
+  const profile = env.METAFLOW_PROFILE;
+  const file = join(home, profile ? `config_${profile}.json` : 'config.json');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if (!profile) return undefined;
+    throw new ConfigError(`Metaflow profile '${profile}' has no configuration file ${file}: ${errorMessage(error)}.`, {
+      setting: 'METAFLOW_PROFILE',
+      cause: error,
+      hint: 'Unset METAFLOW_PROFILE or create the profile with `metaflow configure`.',
+    });
+  }
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(text) as Record<string, unknown>;
+  } catch (error) {
+    throw new ConfigError(`Metaflow configuration ${file} is not valid JSON: ${errorMessage(error)}.`, {
+      setting: 'METAFLOW_HOME',
+      cause: error,
+      hint: 'Fix or remove the file (`metaflow configure` rewrites it).',
+    });
+  }
+  const fromFile = config?.[name];
+  return typeof fromFile === 'string' && fromFile !== '' ? { value: fromFile, source: file } : undefined;
+}
+
+/**
  * Metaflow's datastore setting, read as Metaflow does: METAFLOW_DEFAULT_DATASTORE, else the key of
  * that name in $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json (home ~/.metaflowconfig), else `local`.
  */
 export function metaflowDatastore(options: MetaflowPinsOptions = {}): MetaflowDatastore {
-  const env = options.env ?? process.env;
-  let value = options.datastore || env.METAFLOW_DEFAULT_DATASTORE || undefined;
-  let source = options.datastore ? "option 'datastore'" : 'METAFLOW_DEFAULT_DATASTORE';
-  if (value === undefined) {
-    const home = (env.METAFLOW_HOME || join(homedir(), '.metaflowconfig')).replace(/^~(?=\/|$)/, homedir());
-    const profile = env.METAFLOW_PROFILE;
-    const file = join(home, profile ? `config_${profile}.json` : 'config.json');
-    let text: string | undefined;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      if (profile) {
-        throw new ConfigError(`Metaflow profile '${profile}' has no configuration file ${file}: ${errorMessage(error)}.`, {
-          setting: 'METAFLOW_PROFILE',
-          cause: error,
-          hint: 'Unset METAFLOW_PROFILE or create the profile with `metaflow configure`.',
-        });
-      }
-    }
-    if (text !== undefined) {
-      try {
-        const config = JSON.parse(text) as Record<string, unknown>;
-        const fromFile = config.METAFLOW_DEFAULT_DATASTORE;
-        if (typeof fromFile === 'string' && fromFile !== '') value = fromFile;
-      } catch (error) {
-        throw new ConfigError(`Metaflow configuration ${file} is not valid JSON: ${errorMessage(error)}.`, {
-          setting: 'METAFLOW_HOME',
-          cause: error,
-          hint: 'Fix or remove the file (`metaflow configure` rewrites it).',
-        });
-      }
-      source = file;
-    }
-  }
+  const setting = options.datastore ? { value: options.datastore, source: "option 'datastore'" } : metaflowSetting('METAFLOW_DEFAULT_DATASTORE', options.env ?? process.env);
+  const value = setting?.value;
+  const source = setting?.source ?? 'METAFLOW_DEFAULT_DATASTORE';
   const datastore = value ?? 'local';
   if (!(datastore in PINS)) {
     throw new ConfigError(`Metaflow datastore '${datastore}' (from ${source}) is not one of ${Object.keys(PINS).join(', ')}.`, {

@@ -212,6 +212,38 @@ describe.concurrent('readFlow', () => {
     expect(flow.steps[1]?.remote).toEqual({ name: 'batch', line: 8, gpu: 2, image: { kind: 'dynamic', line: 8 } });
   });
 
+  it("reads @kubernetes' node_selector and tolerations (literals, constants; a computed one is marked with why, for prepull alone to refuse)", async () => {
+    const flow = await read(
+      [
+        'import os',
+        'from metaflow import FlowSpec, step, kubernetes, batch',
+        'GPU_POOL = {"pool": "gpu"}',
+        'TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}',
+        'class F(FlowSpec):',
+        '    @kubernetes(gpu=1, node_selector=GPU_POOL, tolerations=[TAINT])',
+        '    @step',
+        '    def start(self):',
+        '        self.next(self.mid)',
+        '    @kubernetes(node_selector="pool=cpu,zone=a", tolerations=os.environ["T"])',
+        '    @step',
+        '    def mid(self):',
+        '        self.next(self.end)',
+        '    @batch(node_selector=os.environ["X"])',
+        '    @step',
+        '    def end(self):',
+        '        pass',
+      ].join('\n'),
+    );
+    expect(flow.steps[0]?.remote).toMatchObject({
+      gpu: 1,
+      nodeSelector: { kind: 'static', value: { pool: 'gpu' }, line: 6 },
+      tolerations: { kind: 'static', value: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }], line: 6 },
+    });
+    expect(flow.steps[1]?.remote).toMatchObject({ nodeSelector: { kind: 'static', value: 'pool=cpu,zone=a' }, tolerations: { kind: 'dynamic', line: 10, why: expect.stringMatching(/not a literal, a constant or a simple expression/) } });
+    // @batch has no placement of Kubernetes: its arguments are not read.
+    expect(flow.steps[2]?.remote).toEqual({ name: 'batch', line: 14, gpu: null, image: { kind: 'absent' } });
+  });
+
   it('refuses a step decorator written below @step (Metaflow refuses it when it loads the flow), naming both lines and the fix', async () => {
     for (const deco of ['@pypi(packages={"a": "1"})', '@kubernetes', '@resources(gpu=1)']) {
       const error = await readError(['from metaflow import FlowSpec, step, pypi, kubernetes, resources', 'class F(FlowSpec):', '    @step', `    ${deco}`, '    def start(self):', '        pass'].join('\n'));

@@ -41,7 +41,14 @@ export interface RemoteDecorator {
   gpu: number | null;
   /** The `image` argument: a constant, absent, or computed at run time (line of the expression). */
   image: { kind: 'static'; value: string } | { kind: 'absent' } | { kind: 'dynamic'; line: number };
+  /** `@kubernetes(node_selector=…)`: a dict or `"k=v,k2=v2"` as written (not yet checked), absent, or computed at run time. */
+  nodeSelector?: PlacementArg;
+  /** `@kubernetes(tolerations=[…])`, as `nodeSelector`. */
+  tolerations?: PlacementArg;
 }
+
+/** A placement argument of `@kubernetes`: its literal or constant value, or why it cannot be read without running the flow. */
+export type PlacementArg = { kind: 'static'; value: unknown; line: number } | { kind: 'dynamic'; line: number; why: string };
 
 /**
  * An absolute import as the flow file writes it: `import a.b` (`names` absent) or `from a import b, c`
@@ -108,6 +115,8 @@ export interface ReadFlowOptions extends HostPythonOptions {
 interface RawArg {
   value?: unknown;
   dynamic?: boolean;
+  /** Why a dynamic placement argument cannot be read. */
+  why?: string;
   line: number;
 }
 interface RawDecorator {
@@ -289,5 +298,16 @@ function remoteDecorator(raw: RawDecorator): RemoteDecorator {
         : image.dynamic
           ? { kind: 'dynamic', line: image.line }
           : { kind: 'static', value: String(image.value) },
+    ...placementArgs(raw),
   };
+}
+
+function placementArgs(raw: RawDecorator): Pick<RemoteDecorator, 'nodeSelector' | 'tolerations'> {
+  const out: Pick<RemoteDecorator, 'nodeSelector' | 'tolerations'> = {};
+  for (const [name, key] of [['node_selector', 'nodeSelector'], ['tolerations', 'tolerations']] as const) {
+    const arg = raw.args[name];
+    if (arg === undefined) continue;
+    out[key] = arg.dynamic ? { kind: 'dynamic', line: arg.line, why: arg.why ?? 'it is computed' } : { kind: 'static', value: arg.value, line: arg.line };
+  }
+  return out;
 }

@@ -8,6 +8,8 @@ import {
   createRunTempDirIn,
   loadBooleanSetting,
   loadOptionalSetting,
+  ManifestCache,
+  manifestCacheDir,
   mapPool,
   normalizeDockerConfigKey,
   parseImageRef,
@@ -396,6 +398,9 @@ function startRun(request: BuildRequest, settings: OciSettings, options: OciBuil
     timeoutMs: options.timeoutMs ?? 120_000,
     ...(options.retry ? { retry: options.retry } : {}),
     ...(request.pushCredentials ? { credentials: [request.pushCredentials] } : {}),
+    // The base image's manifests and the pushed ones, kept: a rebuild reads the base with HEADs, and
+    // the deploy's check of the pushed image needs no GET (Docker Hub counts each GET as a pull).
+    manifestCache: new ManifestCache(manifestCacheDir(options.env ?? process.env)),
   };
   const cancelled = (): CancelledError => new CancelledError(`Building ${request.imageTag} was cancelled.`, { cause: request.signal?.reason });
   return { request, settings: envSettings(settings, request.envId), options, ...tools, client: new RegistryClient(clientOptions), lines, say, cancelled };

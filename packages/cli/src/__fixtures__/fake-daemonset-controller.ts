@@ -14,10 +14,15 @@ export interface FakeDaemonSetControllerOptions {
    * then an authentication failure), or the kubelet's message for the failed pull.
    */
   pull?: (image: string, node: string) => boolean | string | Promise<boolean | string>;
+  /**
+   * The nodes' labels (besides kubernetes.io/os=linux, which every node has): a DaemonSet runs on
+   * the nodes with every label of its pods' nodeSelector. Default: every node matches every DaemonSet.
+   */
+  nodeLabels?: Record<string, Record<string, string>>;
 }
 
 type Container = { name: string; image: string };
-type DaemonSet = KubeObject & { spec?: { template?: { metadata?: { labels?: Record<string, string> }; spec?: { initContainers?: Container[] } } } };
+type DaemonSet = KubeObject & { spec?: { template?: { metadata?: { labels?: Record<string, string> }; spec?: { initContainers?: Container[]; nodeSelector?: Record<string, string> } } } };
 
 export interface FakeDaemonSetController {
   /** Every generation the controller rolled out, per DaemonSet name. */
@@ -30,7 +35,12 @@ export function startFakeDaemonSetController(fake: FakeKubernetesApi, options: F
   let stopped = false;
   const rollouts = new Map<string, number>();
   const tickMs = options.tickMs ?? 40;
-  const nodes = options.nodes;
+  const nodesOf = (daemonSet: DaemonSet): readonly string[] => {
+    const labels = options.nodeLabels;
+    if (!labels) return options.nodes;
+    const selector = Object.entries(daemonSet.spec?.template?.spec?.nodeSelector ?? {});
+    return options.nodes.filter((node) => selector.every(([key, value]) => ({ 'kubernetes.io/os': 'linux', ...labels[node] })[key] === value));
+  };
 
   async function podFor(daemonSet: DaemonSet, node: string, generation: number): Promise<{ pod: KubeObject; ready: boolean }> {
     const name = String(daemonSet.metadata?.['name']);
@@ -59,6 +69,7 @@ export function startFakeDaemonSetController(fake: FakeKubernetesApi, options: F
     const name = String(daemonSet.metadata?.['name']);
     const generation = (rollouts.get(name) ?? 0) + 1;
     rollouts.set(name, generation);
+    const nodes = nodesOf(daemonSet);
     const pods = collection.replace(/\/apis\/apps\/v1\//, '/api/v1/').replace(/daemonsets$/, 'pods');
     const write = (updated: number, ready: number): void => {
       const current = fake.get(collection, name) as DaemonSet | undefined;

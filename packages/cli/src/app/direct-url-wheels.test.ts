@@ -13,7 +13,10 @@ const wheel = (name: string, url: string, requiredBy?: string[]): LockedPackage 
   filename: url.slice(url.lastIndexOf('/') + 1),
   ...(requiredBy ? { directUrl: { requiredBy } } : {}),
 });
-const entry = (platform: string, packages: LockedPackage[]): LockEntry => ({ platform, packages }) as unknown as LockEntry;
+const request = { python: '3.11', conda: {}, pypi: {}, channels: ['https://conda.anaconda.org/conda-forge'], indexUrl: 'https://pypi.example/simple', platform: 'linux-64' };
+const entry = (platform: string, packages: LockedPackage[], overrides: Record<string, unknown> = {}): LockEntry =>
+  ({ platform, packages, request: { ...request, platform, ...overrides } }) as unknown as LockEntry;
+const conda = (name: string, url: string): LockedPackage => ({ ...wheel(name, url), kind: 'conda', build: '0' });
 
 /** Steps a and b share env k64/karm (one per platform); step c has k2 with no direct-URL wheel; step d is disabled. */
 const lock = {
@@ -32,8 +35,8 @@ describe('wheels locked at a direct URL (lock, plan, build)', () => {
 
   it("plan's and build's directUrls: one per env holding such a wheel, with its lock key, platform and steps; the URL's credentials hidden", () => {
     expect(flowDirectUrlWheels(lockedEnvs({ lock }))).toEqual([
-      { name: 'bar', version: '2.0', url: expect.not.stringContaining('secret'), host: 'other.example:8443', requiredBy: ['foo'], lockKey: 'k64', platform: 'linux-64', steps: ['a', 'b'] },
-      { name: 'bar', version: '2.0', url: expect.not.stringContaining('secret'), host: 'other.example:8443', requiredBy: ['baz', 'foo'], lockKey: 'karm', platform: 'linux-aarch64', steps: ['a', 'b'] },
+      { kind: 'pypi', name: 'bar', version: '2.0', url: expect.not.stringContaining('secret'), host: 'other.example:8443', recorded: true, requiredBy: ['foo'], lockKey: 'k64', platform: 'linux-64', steps: ['a', 'b'] },
+      { kind: 'pypi', name: 'bar', version: '2.0', url: expect.not.stringContaining('secret'), host: 'other.example:8443', recorded: true, requiredBy: ['baz', 'foo'], lockKey: 'karm', platform: 'linux-aarch64', steps: ['a', 'b'] },
     ]);
   });
 
@@ -54,5 +57,62 @@ describe('wheels locked at a direct URL (lock, plan, build)', () => {
     expect(note).toContain('pkg0-');
     expect(note).toContain('and 4990 more');
     expect(note).toContain('the host other.example');
+  });
+
+  describe('a URL under none of the env\'s channels and not at its PyPI index, without the directUrl record (a lock edited by hand, or in a pull request)', () => {
+    const planted = entry('linux-64', [
+      wheel('foo', 'https://files.evil.example/foo-1.0-py3-none-any.whl'),
+      wheel('ok', 'https://pypi.example/packages/ok-1.0-py3-none-any.whl'),
+      conda('python', 'https://conda.anaconda.org/conda-forge/linux-64/python-3.11.9-0.conda'),
+      conda('zlib', 'https://files.evil.example/linux-64/zlib-1.3-0.conda'),
+      conda('sneaky', 'https://conda.anaconda.org/conda-forge-evil/linux-64/sneaky-1-0.conda'),
+    ]);
+
+    it('is listed as a recorded direct URL is (--json), marked as not recorded; packages under the sources are not', () => {
+      expect(flowDirectUrlWheels([{ key: 'k', entry: planted, steps: ['a'] }]).map((w) => [w.kind, w.name, w.host, w.recorded, w.requiredBy])).toEqual([
+        ['pypi', 'foo', 'files.evil.example', false, []],
+        ['conda', 'zlib', 'files.evil.example', false, []],
+        ['conda', 'sneaky', 'conda.anaconda.org', false, []],
+      ]);
+    });
+
+    it('is named in a note per host, with the packages it serves and what to do', () => {
+      const notes = directUrlNotes([{ entry: planted, steps: ['a'] }]);
+      expect(notes).toEqual([
+        'step a: 2 packages are locked from the host files.evil.example, which is under none of the env\'s conda channels (https://conda.anaconda.org/conda-forge) and not its PyPI index (pypi.example), ' +
+          'and the lock file does not record them as a direct URL a package requires: foo 2.0 (https://files.evil.example/foo-1.0-py3-none-any.whl), zlib 2.0 (https://files.evil.example/linux-64/zlib-1.3-0.conda). ' +
+          "The lock pins their sha256 and no index's credentials go there; if prebuilt lock did not write these URLs (a lock edited by hand or in a pull request), re-create the lock with prebuilt lock --update.",
+        'step a: 1 package is locked from the host conda.anaconda.org, which is under none of the env\'s conda channels (https://conda.anaconda.org/conda-forge) and not its PyPI index (pypi.example), ' +
+          'and the lock file does not record it as a direct URL a package requires: sneaky 2.0 (https://conda.anaconda.org/conda-forge-evil/linux-64/sneaky-1-0.conda). ' +
+          "The lock pins its sha256 and no index's credentials go there; if prebuilt lock did not write this URL (a lock edited by hand or in a pull request), re-create the lock with prebuilt lock --update.",
+      ]);
+    });
+
+    it("takes a decorator's channel (channel::package) as a source, and PyPI's file host for pip's default index", () => {
+      const fromDecorator = entry(
+        'linux-64',
+        [conda('samtools', 'https://conda.anaconda.org/bioconda/linux-64/samtools-1.0-0.conda'), wheel('foo', 'https://files.pythonhosted.org/packages/foo-1.0-py3-none-any.whl')],
+        { conda: { 'bioconda::samtools': '' }, indexUrl: null },
+      );
+      expect(flowDirectUrlWheels([{ key: 'k', entry: fromDecorator, steps: ['a'] }])).toEqual([]);
+      const elsewhere = entry('linux-64', [wheel('foo', 'https://files.pythonhosted.org/packages/foo-1.0-py3-none-any.whl')]);
+      expect(flowDirectUrlWheels([{ key: 'k', entry: elsewhere, steps: ['a'] }]).map((w) => w.host)).toEqual(['files.pythonhosted.org']);
+    });
+
+    it('a note of a lock planting thousands of packages stays short', () => {
+      const many = entry('linux-64', Array.from({ length: 5000 }, (_, i) => wheel(`p${i}`, `https://evil.example/${'z'.repeat(1000)}/p${i}-1.0-py3-none-any.whl`)));
+      const notes = directUrlNotes([{ entry: many, steps: ['a'] }]);
+      expect(notes).toHaveLength(1);
+      expect(notes[0]!.length).toBeLessThan(5000);
+      expect(notes[0]).toContain('5000 packages are locked from the host evil.example');
+      expect(notes[0]).toContain('and 4990 more');
+    });
+
+    it('names ten hosts in a note each, and counts the others in one more', () => {
+      const spread = entry('linux-64', Array.from({ length: 5000 }, (_, i) => wheel(`p${i}`, `https://h${i}.evil.example/p${i}-1.0-py3-none-any.whl`)));
+      const notes = directUrlNotes([{ entry: spread, steps: ['a'] }]);
+      expect(notes).toHaveLength(11);
+      expect(notes[10]).toBe("4990 more hosts serve packages of the lock under none of their env's channels and not at its index, which the lock does not record as direct URLs: --json's directUrls lists them all.");
+    });
   });
 });

@@ -3,8 +3,16 @@
  * core's `LockedPackage.directUrl`): what `lock`, `plan` and `build` name in a note and in --json.
  * That host is one no setting names; the lock pins the file's sha256 and the index's credentials
  * never go there, but people should see it.
+ *
+ * A lock is a file anyone may edit (by hand, in a pull request): a package whose URL is under none
+ * of its env's conda channels and not at its PyPI index, and that the lock does not record as a
+ * direct URL, is named the same way (`recorded: false`), one note per host. Only the settings and
+ * the flow (the env's request, which the lock's specHash binds) say what a source is: nothing the
+ * lock records could, since whoever edits the URL edits the record too. Such a package is still
+ * built (its sha256 pinned, no index credentials sent to its host, as for any URL): a channel whose
+ * repodata names another base_url (a CDN) puts its packages there legitimately.
  */
-import { oneLineText, redactUrl, type LockEntry, type LockForFlowResult } from '@prebuilt/core';
+import { channelUrl, oneLineText, redactUrl, type EnvRequest, type LockEntry, type LockForFlowResult, type LockedPackage } from '@prebuilt/core';
 
 /**
  * What a note quotes of the lock at most: a name, version or host, the URL, and the packages that
@@ -13,21 +21,29 @@ import { oneLineText, redactUrl, type LockEntry, type LockForFlowResult } from '
 const NAME_MAX = 100;
 const URL_MAX = 300;
 const REQUIRERS_SHOWN = 10;
+/** Hosts named in a note each, of the packages off their env's sources that the lock does not record (one more note counts the rest). */
+const HOST_NOTES_SHOWN = 10;
 
 /** `text` cut to its first `max` characters and `…`. */
 function cut(text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
-/** A wheel of an env locked at a direct URL, as --json gives it. */
+/** A wheel of an env locked at a direct URL (or a package at a URL off the env's sources), as --json gives it. */
 export interface DirectUrlWheel {
+  kind: LockedPackage['kind'];
   name: string;
   version: string;
   /** The locked URL, as printed (credentials and secret query parameters hidden; a lock's URL carries none). */
   url: string;
   /** `host:port` of the URL; empty for a `file:` URL. */
   host: string;
-  /** The packages whose metadata required it at that URL. */
+  /**
+   * Whether the lock records it as a direct URL (`directUrl`); false for a URL under none of the
+   * env's channels and not at its index that the lock says nothing of (a lock edited by hand?).
+   */
+  recorded: boolean;
+  /** The packages whose metadata required it at that URL (none when not recorded). */
   requiredBy: string[];
 }
 
@@ -47,17 +63,57 @@ export interface FlowLockEnv {
   steps: string[];
 }
 
-/** The wheels of `entry` locked at a direct URL. */
-export function directUrlWheels(entry: LockEntry): DirectUrlWheel[] {
-  return entry.packages.flatMap((p) => {
-    if (p.directUrl === undefined) return [];
-    let host = '';
+/** PyPI's index (pip's default) and the host it serves its files from. */
+const PYPI_ORIGINS: readonly string[] = ['https://pypi.org', 'https://files.pythonhosted.org'];
+
+/** A URL with its `.`/`..` segments resolved; undefined for no URL. */
+function parsedUrl(text: string): URL | undefined {
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The env's conda channels: the request's, then those its decorators name (`channel::package`). */
+function envChannels(request: EnvRequest): string[] {
+  const named = Object.keys(request.conda).filter((k) => k.includes('::')).map((k) => k.slice(0, k.lastIndexOf('::')));
+  return [...request.channels, ...named].flatMap((channel) => {
     try {
-      host = new URL(p.url).host;
+      return [channelUrl(channel, 'channels')];
     } catch {
-      // Not a URL (a lock validated on read has URLs): no host to name.
+      return [];
     }
-    return [{ name: p.name, version: p.version, url: redactUrl(p.url), host, requiredBy: [...p.directUrl.requiredBy] }];
+  });
+}
+
+/** The origins the env's PyPI index serves its files from: its own (PyPI's file host too for PyPI); none for a file: index. */
+function indexOrigins(request: EnvRequest): readonly string[] {
+  if (request.indexUrl === null) return PYPI_ORIGINS;
+  const origin = parsedUrl(request.indexUrl)?.origin;
+  if (origin === undefined || origin === 'null') return [];
+  return origin === PYPI_ORIGINS[0] ? PYPI_ORIGINS : [origin];
+}
+
+/**
+ * Whether a package's URL is one its env's sources give: a conda package's under one of its
+ * channels (`channelPrefixes`), a wheel's at its index's origin. A `file:` URL is (the lock's
+ * reader let it through only under a `file:` channel or index of the env).
+ */
+function fromEnvSources(p: LockedPackage, request: EnvRequest | undefined, channelPrefixes: readonly string[]): boolean {
+  const url = parsedUrl(p.url);
+  if (url === undefined || request === undefined || url.protocol === 'file:') return true;
+  if (p.kind === 'pypi') return indexOrigins(request).includes(url.origin);
+  return channelPrefixes.some((prefix) => url.href.startsWith(prefix));
+}
+
+/** The wheels of `entry` locked at a direct URL, and its packages at a URL off its sources the lock says nothing of. */
+export function directUrlWheels(entry: LockEntry): DirectUrlWheel[] {
+  const prefixes = entry.request === undefined ? [] : envChannels(entry.request).map((channel) => `${parsedUrl(channel)?.href.replace(/\/+$/, '') ?? channel}/`);
+  return entry.packages.flatMap((p) => {
+    if (p.directUrl === undefined && fromEnvSources(p, entry.request, prefixes)) return [];
+    const host = parsedUrl(p.url)?.host ?? '';
+    return [{ kind: p.kind, name: p.name, version: p.version, url: redactUrl(p.url), host, recorded: p.directUrl !== undefined, requiredBy: [...(p.directUrl?.requiredBy ?? [])] }];
   });
 }
 
@@ -81,36 +137,83 @@ export function flowDirectUrlWheels(envs: readonly FlowLockEnv[]): FlowDirectUrl
   );
 }
 
+/** What an env's sources are, as a note names them: its conda channels and its PyPI index's host. */
+function sourcesText(request: EnvRequest | undefined): string {
+  if (request === undefined) return "under none of the env's sources";
+  const channels = envChannels(request);
+  const shown = channels.slice(0, REQUIRERS_SHOWN).map((c) => cut(redactUrl(c), URL_MAX)).join(', ') + (channels.length > REQUIRERS_SHOWN ? ` and ${channels.length - REQUIRERS_SHOWN} more` : '');
+  const index = request.indexUrl === null ? 'pypi.org' : (parsedUrl(request.indexUrl)?.host ?? '') || cut(redactUrl(request.indexUrl), URL_MAX);
+  return `under none of the env's conda channels (${shown}) and not its PyPI index (${cut(index, NAME_MAX)})`;
+}
+
+/** The note of a recorded direct-URL wheel: what, from which host, who required it. */
+function recordedNote(wheel: DirectUrlWheel, where: string): string {
+  const from = wheel.host === '' ? 'a file on this machine' : `the host ${cut(wheel.host, NAME_MAX)}`;
+  const requirers = wheel.requiredBy.sort();
+  const more = requirers.length - REQUIRERS_SHOWN;
+  const by =
+    requirers.length === 0
+      ? 'a package pip picked'
+      : requirers.slice(0, REQUIRERS_SHOWN).map((one) => cut(one, NAME_MAX)).join(', ') + (more > 0 ? ` and ${more} more` : '');
+  const name = cut(wheel.name, NAME_MAX);
+  return (
+    `${where}: ${name} ${cut(wheel.version, NAME_MAX)} is locked from ${from} (${cut(wheel.url, URL_MAX)}), a direct URL that ${by} require${requirers.length > 1 ? '' : 's'} ` +
+    `(Requires-Dist: ${name} @ …), not a file of the PyPI index; the lock pins its sha256, and the index's credentials go to the index's own host only.`
+  );
+}
+
+/** The note of the packages one host serves off the env's sources that the lock does not record: how many, which (ten named), what to do. */
+function unrecordedNote(host: string, sources: string, packages: readonly DirectUrlWheel[], where: string): string {
+  const one = packages.length === 1;
+  const more = packages.length - REQUIRERS_SHOWN;
+  const named =
+    packages.slice(0, REQUIRERS_SHOWN).map((p) => `${cut(p.name, NAME_MAX)} ${cut(p.version, NAME_MAX)} (${cut(p.url, URL_MAX)})`).join(', ') + (more > 0 ? ` and ${more} more` : '');
+  return (
+    `${where}: ${packages.length} package${one ? ' is' : 's are'} locked from the host ${cut(host, NAME_MAX)}, which is ${sources}, ` +
+    `and the lock file does not record ${one ? 'it' : 'them'} as a direct URL a package requires: ${named}. ` +
+    `The lock pins ${one ? 'its' : 'their'} sha256 and no index's credentials go there; if prebuilt lock did not write ${one ? 'this URL' : 'these URLs'} (a lock edited by hand or in a pull request), re-create the lock with prebuilt lock --update.`
+  );
+}
+
+/** `step a` / `steps a, b` of a set of steps. */
+function stepsWhere(steps: ReadonlySet<string>): string {
+  const sorted = [...steps].sort();
+  return `step${sorted.length === 1 ? '' : 's'} ${sorted.join(', ')}`;
+}
+
 /**
  * One note per wheel locked at a direct URL (over every env and platform that has it): what,
- * from which host, who required it, and what prebuilt does about it. Its words come from the index
- * (names, the URL): kept on one line, and short (each cut, ten of the packages that required it named).
+ * from which host, who required it, and what prebuilt does about it; and one per host serving
+ * packages off the env's sources that the lock does not record (see the module comment). Its words
+ * come from the index or the lock (names, URLs): kept on one line, and short (each cut, ten names).
  */
 export function directUrlNotes(envs: readonly Pick<FlowLockEnv, 'entry' | 'steps'>[]): string[] {
   const byWheel = new Map<string, { wheel: DirectUrlWheel; steps: Set<string> }>();
+  const byHost = new Map<string, { host: string; sources: string; packages: Map<string, DirectUrlWheel>; steps: Set<string> }>();
   for (const env of envs) {
     for (const wheel of directUrlWheels(env.entry)) {
-      const key = `${wheel.name} ${wheel.version} ${wheel.url}`;
+      const key = `${wheel.kind} ${wheel.name} ${wheel.version} ${wheel.url}`;
+      if (!wheel.recorded) {
+        const sources = sourcesText(env.entry.request);
+        const group = byHost.get(`${wheel.host} ${sources}`) ?? { host: wheel.host, sources, packages: new Map<string, DirectUrlWheel>(), steps: new Set<string>() };
+        group.packages.set(key, wheel);
+        for (const step of env.steps) group.steps.add(step);
+        byHost.set(`${wheel.host} ${sources}`, group);
+        continue;
+      }
       const seen = byWheel.get(key) ?? { wheel, steps: new Set<string>() };
       for (const step of env.steps) seen.steps.add(step);
       for (const by of wheel.requiredBy) if (!seen.wheel.requiredBy.includes(by)) seen.wheel.requiredBy.push(by);
       byWheel.set(key, seen);
     }
   }
-  return [...byWheel.values()].map(({ wheel, steps }) => {
-    const sorted = [...steps].sort();
-    const where = `step${sorted.length === 1 ? '' : 's'} ${sorted.join(', ')}`;
-    const from = wheel.host === '' ? 'a file on this machine' : `the host ${cut(wheel.host, NAME_MAX)}`;
-    const requirers = wheel.requiredBy.sort();
-    const more = requirers.length - REQUIRERS_SHOWN;
-    const by =
-      requirers.length === 0
-        ? 'a package pip picked'
-        : requirers.slice(0, REQUIRERS_SHOWN).map((one) => cut(one, NAME_MAX)).join(', ') + (more > 0 ? ` and ${more} more` : '');
-    const name = cut(wheel.name, NAME_MAX);
-    return oneLineText(
-      `${where}: ${name} ${cut(wheel.version, NAME_MAX)} is locked from ${from} (${cut(wheel.url, URL_MAX)}), a direct URL that ${by} require${requirers.length > 1 ? '' : 's'} ` +
-        `(Requires-Dist: ${name} @ …), not a file of the PyPI index; the lock pins its sha256, and the index's credentials go to the index's own host only.`,
-    );
-  });
+  const hosts = [...byHost.values()];
+  const moreHosts = hosts.length - HOST_NOTES_SHOWN;
+  return [
+    ...[...byWheel.values()].map(({ wheel, steps }) => recordedNote(wheel, stepsWhere(steps))),
+    ...hosts.slice(0, HOST_NOTES_SHOWN).map(({ host, sources, packages, steps }) => unrecordedNote(host, sources, [...packages.values()], stepsWhere(steps))),
+    ...(moreHosts > 0
+      ? [`${moreHosts} more host${moreHosts === 1 ? '' : 's'} serve${moreHosts === 1 ? 's' : ''} packages of the lock under none of their env's channels and not at its index, which the lock does not record as direct URLs: --json's directUrls lists them all.`]
+      : []),
+  ].map((note) => oneLineText(note));
 }

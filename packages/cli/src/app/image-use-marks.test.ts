@@ -108,6 +108,18 @@ describe('image use marks (what gc on this machine keeps for its minimum age)', 
     expect(marks.lastUse(`${REF}-far`, now)).toBeUndefined();
   });
 
+  it("looks at a bounded number of entries per pass (a co-user's million files in a shared cache held gc's memory and time), and forgets the rest on later passes", () => {
+    const marks = new ImageUseMarks(join(work, 'h', 'images-used'));
+    const old = new Date(Date.now() - 40 * 86_400_000);
+    for (let i = 0; i < 30; i++) marks.mark(`${REF}-${i}`, old);
+    const left = (): number => readdirSync(marks.dir).length;
+    marks.forgetOld(new Date(), { maxEntries: 10 });
+    expect(left()).toBe(20);
+    marks.forgetOld(new Date(), { maxEntries: 10 });
+    marks.forgetOld(new Date(), { maxEntries: 10 });
+    expect(left()).toBe(0);
+  });
+
   // Run as another user (root may set any file's times): needs root to switch, setpriv, and the built dist.
   const DIST = fileURLToPath(new URL('../../dist/app/image-use-marks.js', import.meta.url));
   const cannotSwitch = process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv') || !existsSync(DIST);

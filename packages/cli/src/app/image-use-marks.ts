@@ -15,7 +15,7 @@
  * victim's wherever it pointed), and gc forgets only the files named as marks are.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, lstatSync, lutimesSync, mkdirSync, opendirSync, openSync, renameSync, rmSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger, errorMessage, prebuiltCacheDir, type DeployEvent } from '@prebuilt/core';
 
@@ -23,6 +23,9 @@ const log = createLogger('prebuilt:image-use');
 
 /** Marks unused for this long (or dated this far ahead) are removed by gc. */
 const FORGET_AFTER_MS = 30 * 24 * 3_600_000;
+
+/** Entries of `images-used` one gc pass looks at, at most: a mark per image tag builds used in 30 days is far fewer. */
+const FORGET_SCAN_MAX = 100_000;
 
 /** A mark's name: the first 40 hex digits of its tag's sha256 (and a replacement's, left by a build killed before its rename). */
 const MARK_NAME = /^[0-9a-f]{40}(\.[0-9a-z]+-[0-9a-f]{8}\.tmp)?$/;
@@ -105,16 +108,17 @@ export class ImageUseMarks {
   }
 
   /**
-   * Removes marks older than 30 days, or dated more than 30 days ahead (best effort, never throws): regular files named as marks are,
+   * Removes marks older than 30 days, or dated more than 30 days ahead (best effort, never throws;
+   * the first `maxEntries` entries, default 100 000, of the directory a pass): regular files named as marks are,
    * in the directory of marks while it is the directory first read (a co-user of a shared cache who
    * swaps it for a symlink meanwhile stops the pass).
    */
-  forgetOld(now: Date = new Date()): void {
+  forgetOld(now: Date = new Date(), options: { maxEntries?: number } = {}): void {
     const dir = this.#dirStats();
     if (!dir) return;
     let names: string[];
     try {
-      names = readdirSync(this.dir);
+      names = firstNames(this.dir, options.maxEntries ?? FORGET_SCAN_MAX);
     } catch {
       return;
     }
@@ -133,6 +137,22 @@ export class ImageUseMarks {
       }
     }
   }
+}
+
+/**
+ * The first `max` names of a directory, read a few at a time: a co-user of a shared cache can put
+ * any number of entries in `images-used`, and gc would have read every name into memory and looked
+ * at each. The rest are looked at by later passes (those removed make room).
+ */
+function firstNames(dir: string, max: number): string[] {
+  const names: string[] = [];
+  const handle = opendirSync(dir);
+  try {
+    for (let entry = handle.readSync(); entry !== null && names.length < max; entry = handle.readSync()) names.push(entry.name);
+  } finally {
+    handle.closeSync();
+  }
+  return names;
 }
 
 /** Writes a new mark at `path` (O_EXCL: never through a symlink), dated `at`. */

@@ -2,7 +2,7 @@
 import type { AppsV1Api, V1DaemonSet } from '@kubernetes/client-node';
 import { ConfigError } from '@prebuilt/core';
 import { createOrReplace, kubernetesError, kubernetesStatus } from './kubernetes.js';
-import { MANAGED_BY, SPEC_HASH_ANNOTATION } from './prepull-daemonset.js';
+import { FLOW_ANNOTATION, MANAGED_BY, SPEC_HASH_ANNOTATION } from './prepull-daemonset.js';
 
 export type PrepullAction = 'created' | 'updated' | 'unchanged';
 
@@ -14,7 +14,7 @@ export interface DaemonSetTarget {
 }
 
 export function daemonSetsPermission(namespace: string): string {
-  return `The Kubernetes user needs get, create, update and delete on daemonsets (apps) and list on pods in the namespace ${namespace} (kubectl auth can-i create daemonsets.apps -n ${namespace}).`;
+  return `The Kubernetes user needs get, list, create, update and delete on daemonsets (apps) and list on pods in the namespace ${namespace} (kubectl auth can-i create daemonsets.apps -n ${namespace}).`;
 }
 
 function notOurs(existing: V1DaemonSet, namespace: string, name: string): ConfigError | undefined {
@@ -70,4 +70,25 @@ export async function deleteDaemonSet(target: DaemonSetTarget, name: string): Pr
     if (kubernetesStatus(error) === 404) return 'absent';
     throw kubernetesError(error, `Deleting the DaemonSet ${target.namespace}/${name}`, target.server, daemonSetsPermission(target.namespace));
   }
+}
+
+/** The names of the flow's prepull DaemonSets in the namespace (managed by prebuilt, annotated with the flow), sorted. */
+export async function flowDaemonSets(target: DaemonSetTarget, flow: string): Promise<string[]> {
+  const names: string[] = [];
+  let next: string | undefined;
+  try {
+    do {
+      const page = await target.apps.listNamespacedDaemonSet({
+        namespace: target.namespace,
+        labelSelector: `app.kubernetes.io/name=prebuilt-prepull,app.kubernetes.io/managed-by=${MANAGED_BY['app.kubernetes.io/managed-by']}`,
+        limit: 200,
+        ...(next ? { _continue: next } : {}),
+      });
+      for (const item of page.items) if (item.metadata?.annotations?.[FLOW_ANNOTATION] === flow && item.metadata.name) names.push(item.metadata.name);
+      next = page.metadata?._continue || undefined;
+    } while (next);
+  } catch (error) {
+    throw kubernetesError(error, `Listing the DaemonSets in ${target.namespace}`, target.server, daemonSetsPermission(target.namespace));
+  }
+  return names.sort();
 }

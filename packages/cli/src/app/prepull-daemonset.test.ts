@@ -4,6 +4,7 @@ import type { PrepullSpec } from './prepull-daemonset.js';
 
 const spec: PrepullSpec = {
   flow: 'TrainFlow',
+  name: prepullName('TrainFlow'),
   namespace: 'metaflow',
   images: [{ image: 'r/x:env-a@sha256:' + 'a'.repeat(64), steps: ['start'], python: '/opt/prebuilt/env/bin/python', container: 'pull-1-start' }],
   pullSecrets: [],
@@ -17,6 +18,11 @@ describe('the prepull DaemonSet', () => {
     expect(prepullName('TrainFlow')).toMatch(/^prebuilt-prepull-train-flow-[0-9a-f]{6}$/);
     expect(prepullName('TrainFlow')).toBe(prepullName('TrainFlow'));
     expect(prepullName('Train_Flow')).not.toBe(prepullName('TrainFlow'));
+    // A placement of the flow's steps gets its own stable name; the same kebab part, another hash.
+    expect(prepullName('TrainFlow', '{"gpu":true}')).toBe(prepullName('TrainFlow', '{"gpu":true}'));
+    expect(prepullName('TrainFlow', '{"gpu":true}')).toMatch(/^prebuilt-prepull-train-flow-[0-9a-f]{6}$/);
+    expect(prepullName('TrainFlow', '{"gpu":true}')).not.toBe(prepullName('TrainFlow'));
+    expect(prepullName('TrainFlow', '{"gpu":true}')).not.toBe(prepullName('TrainFlow', '{"gpu":false}'));
     const long = prepullName(`A${'VeryLong'.repeat(20)}Flow_`);
     expect(long.length).toBeLessThanOrEqual(63);
     expect(long).toMatch(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/);

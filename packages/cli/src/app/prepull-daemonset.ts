@@ -1,6 +1,6 @@
 /**
- * The DaemonSet of `prebuilt prepull`: one per flow, whose pods pull every image of the flow on
- * each matching node through init containers, then hold the node's place with a pause container.
+ * A DaemonSet of `prebuilt prepull`: one per placement of a flow's steps, whose pods pull those
+ * steps' images on each matching node through init containers, then hold the node's place with a pause container.
  */
 import type { V1Container, V1DaemonSet, V1Toleration } from '@kubernetes/client-node';
 import { canonicalJson, sha256Hex } from '@prebuilt/core';
@@ -15,6 +15,8 @@ export const IMAGES_ANNOTATION = 'prebuilt.dev/images';
 
 export interface PrepullSpec {
   flow: string;
+  /** The DaemonSet's name ({@link prepullName}). */
+  name: string;
   namespace: string;
   images: readonly PrepullImage[];
   pullSecrets: readonly string[];
@@ -25,12 +27,14 @@ export interface PrepullSpec {
 
 /**
  * `prebuilt-prepull-<flow>-<hash>`: the flow's class name in kebab case (`TrainFlow` →
- * `train-flow`, cut to fit), and 6 hex digits of the name itself, so two flows whose names fold to
- * the same label never share a DaemonSet. Stable: the same flow always gets the same name. ≤ 63 characters.
+ * `train-flow`, cut to fit), and 6 hex digits of the name itself — with the placement's key when
+ * the steps are placed (a node selector, tolerations, GPUs) — so two flows whose names fold to the
+ * same label, or two placements of one flow, never share a DaemonSet. Stable: the same flow and
+ * placement always get the same name (steps placed anywhere: the name of one DaemonSet per flow). ≤ 63 characters.
  */
-export function prepullName(flow: string): string {
+export function prepullName(flow: string, placementKey?: string): string {
   const kebab = flow.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 38).replace(/^-+|-+$/g, '');
-  return `prebuilt-prepull-${kebab || 'flow'}-${sha256Hex(flow).slice(0, 6)}`;
+  return `prebuilt-prepull-${kebab || 'flow'}-${sha256Hex(placementKey === undefined ? flow : `${flow}\n${placementKey}`).slice(0, 6)}`;
 }
 
 /** The labels of the DaemonSet and its pods; `selector` is also the pods' selector (which Kubernetes never lets change). */
@@ -62,7 +66,7 @@ function pullContainer(image: PrepullImage): V1Container {
 
 /** The DaemonSet for `spec`, its name, and the hash of what it asks for (also in its {@link SPEC_HASH_ANNOTATION}). */
 export function prepullDaemonSet(spec: PrepullSpec): { daemonSet: V1DaemonSet; name: string; hash: string } {
-  const name = prepullName(spec.flow);
+  const name = spec.name;
   const { selector, labels } = prepullLabels(name);
   const template: V1DaemonSet['spec'] = {
     selector: { matchLabels: selector },

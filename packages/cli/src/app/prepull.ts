@@ -1,22 +1,29 @@
 /**
- * `prebuilt prepull`: warm the nodes of a cluster for a flow — a DaemonSet whose pods pull every
- * step's image on each matching node — and remove it again. Prints nothing: progress goes to `onProgress`.
+ * `prebuilt prepull`: warm the nodes of a cluster for a flow — a DaemonSet per placement of its
+ * steps (node selector, tolerations, GPUs, as Metaflow's @kubernetes places them) whose pods pull
+ * those steps' images on each matching node — and remove them again. Prints nothing: progress goes to `onProgress`.
  */
-import type { AppsV1Api, CoreV1Api, V1Toleration } from '@kubernetes/client-node';
+import type { AppsV1Api, CoreV1Api, V1DaemonSet, V1Toleration } from '@kubernetes/client-node';
+import { metaflowSetting, type FlowFile } from '@prebuilt/metaflow';
 import type { ImageMap } from '@prebuilt/core';
 import { loadKubeConfig, loadKubernetesClient, type K8s } from './kubernetes.js';
 import { checkNamespace } from './kubernetes-names.js';
-import { applyDaemonSet, deleteDaemonSet, type DaemonSetTarget, type PrepullAction } from './prepull-apply.js';
+import { applyDaemonSet, deleteDaemonSet, flowDaemonSets, type DaemonSetTarget, type PrepullAction } from './prepull-apply.js';
 import { prepullDaemonSet, prepullLabels, prepullName } from './prepull-daemonset.js';
 import { prepullImages, prepullPullSecrets, type PrepullImage } from './prepull-images.js';
+import { isDefaultPlacement, placementDefaults, stepPlacements, type StepPlacement } from './prepull-placement.js';
 import { missingPullSecrets } from './prepull-secrets.js';
 import { waitForDaemonSet, type PrepullNodes, type WaitProgress } from './prepull-wait.js';
 
 export type PrepullProgress =
-  | { type: 'applied'; action: PrepullAction; namespace: string; name: string; images: number }
+  /** A DaemonSet warms GPU steps' images on more nodes than they run on (`text` says why and how to narrow it). */
+  | { type: 'note'; name: string; text: string }
+  | { type: 'applied'; action: PrepullAction; namespace: string; name: string; steps: string[]; images: number }
+  /** A DaemonSet of the flow whose placement no step has any more: deleted. */
+  | { type: 'removed'; namespace: string; name: string }
   /** A pull secret the pods name is not in the namespace: the nodes pull without it. */
   | { type: 'missing-secret'; namespace: string; secret: string }
-  | WaitProgress;
+  | (WaitProgress & { name: string });
 
 interface ClusterOptions {
   namespace: string;
@@ -28,17 +35,19 @@ interface ClusterOptions {
 }
 
 export interface PrepullFlowOptions extends ClusterOptions {
-  /** The flow file as the user named it (for hints). */
+  /** The flow file as the user named it (for hints and error locations). */
   flowFile: string;
-  /** The flow file's steps, in order: each must have an image in the map. */
-  flowSteps: readonly string[];
+  /** The flow file's steps, in order, with their decorators: each must have an image in the map. */
+  flowSteps: FlowFile['steps'];
   imageMap: ImageMap;
+  /** The command's --node-selector: added to every DaemonSet's (over a step's label of the same key). */
   nodeSelector: Record<string, string>;
+  /** The command's --toleration: added to every DaemonSet's. */
   tolerations: readonly V1Toleration[];
   /** Pull secrets to name besides those of the image map's pull config. */
   pullSecrets: readonly string[];
   pauseImage: string;
-  /** Wait for the rollout (default true). */
+  /** Wait for the rollouts (default true). */
   wait?: boolean;
   timeoutMs: number;
   signal: AbortSignal;
@@ -47,19 +56,46 @@ export interface PrepullFlowOptions extends ClusterOptions {
   poll?: { min: number; max: number };
 }
 
+/** One DaemonSet of the flow: the steps placed alike, and what their pods pull where. */
+export interface PrepullDaemonSet {
+  name: string;
+  action: PrepullAction;
+  steps: string[];
+  images: PrepullImage[];
+  pullSecrets: string[];
+  /** The pods' node selector: `kubernetes.io/os=linux`, the steps' labels, the command's. */
+  nodeSelector: Record<string, string>;
+  tolerations: V1Toleration[];
+  /** The steps ask for GPUs (the pods do not: a pull needs none). */
+  gpu: boolean;
+  /** Why these pods go to more nodes than the steps run on, and how to narrow them. */
+  note?: string;
+  /** The rollout when it was waited for (null with `wait: false`). */
+  nodes: PrepullNodes | null;
+}
+
 export interface PrepullResult {
   flow: string;
   namespace: string;
-  name: string;
-  action: PrepullAction;
-  images: PrepullImage[];
-  pullSecrets: string[];
-  /** The pods' node selector: `kubernetes.io/os=linux` and the given labels. */
-  nodeSelector: Record<string, string>;
-  /** The rollout when it was waited for (null with `wait: false`). */
-  nodes: PrepullNodes | null;
+  /** One per placement, in the order of their first step. */
+  daemonSets: PrepullDaemonSet[];
+  /** The flow's DaemonSets of placements no step has any more: deleted. */
+  removed: string[];
   /** Where the cluster configuration came from. */
   kubeconfig: string;
+  // The fields of one DaemonSet per flow (before placements), kept for --json readers: over all DaemonSets.
+  /** The first DaemonSet's name (the flow's one DaemonSet when all its steps are placed alike). */
+  name: string;
+  /** `created` when one was created, else `updated` when one was updated or removed, else `unchanged`. */
+  action: PrepullAction;
+  /** Each DaemonSet's images in turn. */
+  images: PrepullImage[];
+  /** Every DaemonSet's pull secrets, once each. */
+  pullSecrets: string[];
+  /** What every DaemonSet's node selector has: `kubernetes.io/os=linux` and the command's labels. */
+  nodeSelector: Record<string, string>;
+  /** The rollouts' node counts added up (null with `wait: false`). */
+  nodes: PrepullNodes | null;
 }
 
 async function connect(command: string, options: ClusterOptions): Promise<{ target: DaemonSetTarget; core: CoreV1Api; kubeconfig: string }> {
@@ -71,48 +107,124 @@ async function connect(command: string, options: ClusterOptions): Promise<{ targ
   return { target: { apps, server, namespace: options.namespace }, core: kubeConfig.makeApiClient(k8s.CoreV1Api), kubeconfig: source };
 }
 
-/** Creates or updates the flow's DaemonSet, then (unless `wait: false`) waits until every matching node pulled every image. */
-export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullResult> {
-  const images = prepullImages(options.imageMap, options.flowSteps, options.flowFile);
-  const pullSecrets = prepullPullSecrets(options.imageMap, images, options.pullSecrets, options.flowFile);
+/** The GPU resource Metaflow limits a GPU step's pod to (METAFLOW_KUBERNETES_GPU_VENDOR, default nvidia). */
+function gpuResource(env: Record<string, string | undefined>): string {
+  return `${(metaflowSetting('METAFLOW_KUBERNETES_GPU_VENDOR', env)?.value ?? 'nvidia').toLowerCase()}.com/gpu`;
+}
+
+function gpuNote(placement: StepPlacement, options: PrepullFlowOptions): string | undefined {
+  if (!placement.gpu || Object.keys(placement.nodeSelector).length > 0 || Object.keys(options.nodeSelector).length > 0) return undefined;
+  const steps = placement.steps.join(', ');
+  return (
+    `step${placement.steps.length === 1 ? '' : 's'} ${steps} ask${placement.steps.length === 1 ? 's' : ''} for GPUs and name${placement.steps.length === 1 ? 's' : ''} no node_selector: ` +
+    `Kubernetes runs ${placement.steps.length === 1 ? 'it' : 'them'} on the nodes with the ${gpuResource(options.env)} resource, which no node selector can name, so ${placement.steps.length === 1 ? 'its image is' : 'their images are'} warmed on every node. ` +
+    'To narrow it, give the step @kubernetes(node_selector={…}) with a label of the GPU nodes (e.g. {"nvidia.com/gpu.present": "true"}, set by NVIDIA\'s GPU feature discovery), or set METAFLOW_KUBERNETES_NODE_SELECTOR.'
+  );
+}
+
+/** What one placement's DaemonSet asks for (not yet applied). */
+function planDaemonSet(placement: StepPlacement, options: PrepullFlowOptions): { daemonSet: V1DaemonSet; entry: PrepullDaemonSet } {
   const flow = options.imageMap.flow;
+  const images = prepullImages(options.imageMap, placement.steps, options.flowFile);
+  const pullSecrets = prepullPullSecrets(options.imageMap, images, options.pullSecrets, options.flowFile);
   // The images are Linux images: never on a Windows node of a mixed cluster (unless the user says otherwise).
-  const nodeSelector = { 'kubernetes.io/os': 'linux', ...options.nodeSelector };
-  const { daemonSet, name } = prepullDaemonSet({ flow, namespace: options.namespace, images, pullSecrets, nodeSelector, tolerations: options.tolerations, pauseImage: options.pauseImage });
+  const nodeSelector = { 'kubernetes.io/os': 'linux', ...placement.nodeSelector, ...options.nodeSelector };
+  const seen = new Set<string>();
+  const tolerations = [...placement.tolerations, ...options.tolerations].filter((t) => !seen.has(JSON.stringify(t)) && Boolean(seen.add(JSON.stringify(t))));
+  const name = prepullName(flow, isDefaultPlacement(placement) ? undefined : placement.key);
+  const { daemonSet } = prepullDaemonSet({ flow, name, namespace: options.namespace, images, pullSecrets, nodeSelector, tolerations, pauseImage: options.pauseImage });
+  const note = gpuNote(placement, options);
+  return { daemonSet, entry: { name, action: 'unchanged', steps: placement.steps, images, pullSecrets, nodeSelector, tolerations, gpu: placement.gpu, ...(note ? { note } : {}), nodes: null } };
+}
+
+/**
+ * Creates or updates one DaemonSet per placement of the flow's steps, deletes the flow's DaemonSets
+ * of placements no step has any more, then (unless `wait: false`) waits until every matching node
+ * of each pulled its images.
+ */
+export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullResult> {
+  const names = options.flowSteps.map((step) => step.name);
+  prepullImages(options.imageMap, names, options.flowFile); // Every step has an image, before anything else.
+  const planned = stepPlacements({ steps: options.flowSteps }, names, options.flowFile, placementDefaults(options.env)).map((placement) => planDaemonSet(placement, options));
   const { target, core, kubeconfig } = await connect('prepull', options);
-  for (const secret of await missingPullSecrets(core, options.namespace, pullSecrets)) options.onProgress?.({ type: 'missing-secret', namespace: options.namespace, secret });
-  const action = await applyDaemonSet(target, daemonSet);
-  options.onProgress?.({ type: 'applied', action, namespace: options.namespace, name, images: images.length });
-  const result: PrepullResult = { flow, namespace: options.namespace, name, action, images, pullSecrets, nodeSelector, nodes: null, kubeconfig };
-  if (options.wait === false) return result;
-  const labelSelector = Object.entries(prepullLabels(name).selector).map(([k, v]) => `${k}=${v}`).join(',');
-  result.nodes = await waitForDaemonSet({
-    target,
-    core,
-    name,
-    labelSelector,
-    timeoutMs: options.timeoutMs,
-    signal: options.signal,
-    onProgress: options.onProgress,
-    removeCommand: `prebuilt prepull ${options.flowFile} --namespace ${options.namespace} --remove`,
-    pullSecrets,
-    ...(options.poll ? { poll: options.poll } : {}),
-  });
-  return result;
+  const secrets = [...new Set(planned.flatMap((p) => p.entry.pullSecrets))];
+  for (const secret of await missingPullSecrets(core, options.namespace, secrets)) options.onProgress?.({ type: 'missing-secret', namespace: options.namespace, secret });
+  for (const { daemonSet, entry } of planned) {
+    if (entry.note) options.onProgress?.({ type: 'note', name: entry.name, text: entry.note });
+    entry.action = await applyDaemonSet(target, daemonSet);
+    options.onProgress?.({ type: 'applied', action: entry.action, namespace: options.namespace, name: entry.name, steps: entry.steps, images: entry.images.length });
+  }
+  const wanted = new Set(planned.map((p) => p.entry.name));
+  const removed: string[] = [];
+  for (const name of await flowDaemonSets(target, options.imageMap.flow)) {
+    if (wanted.has(name) || (await deleteDaemonSet(target, name)) === 'absent') continue;
+    removed.push(name);
+    options.onProgress?.({ type: 'removed', namespace: options.namespace, name });
+  }
+  const daemonSets = planned.map((p) => p.entry);
+  if (options.wait !== false) await waitForAll(daemonSets, { target, core }, options);
+  return { flow: options.imageMap.flow, namespace: options.namespace, daemonSets, removed, kubeconfig, ...overAll(daemonSets, removed, options) };
+}
+
+/** The single-DaemonSet fields of the result, over all the flow's DaemonSets. */
+function overAll(entries: PrepullDaemonSet[], removed: string[], options: PrepullFlowOptions): Pick<PrepullResult, 'name' | 'action' | 'images' | 'pullSecrets' | 'nodeSelector' | 'nodes'> {
+  const actions = entries.map((entry) => entry.action);
+  const action: PrepullAction = actions.includes('created') ? 'created' : actions.includes('updated') || removed.length > 0 ? 'updated' : 'unchanged';
+  const waited = entries.every((entry) => entry.nodes !== null);
+  const sum = (key: keyof PrepullNodes): number => entries.reduce((total, entry) => total + (entry.nodes?.[key] ?? 0), 0);
+  return {
+    name: entries[0]!.name,
+    action,
+    images: entries.flatMap((entry) => entry.images),
+    pullSecrets: [...new Set(entries.flatMap((entry) => entry.pullSecrets))],
+    nodeSelector: { 'kubernetes.io/os': 'linux', ...options.nodeSelector },
+    nodes: waited ? { desired: sum('desired'), updated: sum('updated'), ready: sum('ready') } : null,
+  };
+}
+
+/** Waits for every DaemonSet's rollout at once (one deadline); the first failure stops the others' waits. */
+async function waitForAll(entries: PrepullDaemonSet[], cluster: { target: DaemonSetTarget; core: CoreV1Api }, options: PrepullFlowOptions): Promise<void> {
+  const stop = new AbortController();
+  const forward = (): void => stop.abort();
+  options.signal.addEventListener('abort', forward, { once: true });
+  if (options.signal.aborted) stop.abort();
+  try {
+    await Promise.all(
+      entries.map(async (entry) => {
+        entry.nodes = await waitForDaemonSet({
+          ...cluster,
+          name: entry.name,
+          labelSelector: Object.entries(prepullLabels(entry.name).selector).map(([k, v]) => `${k}=${v}`).join(','),
+          timeoutMs: options.timeoutMs,
+          signal: stop.signal,
+          onProgress: options.onProgress && ((event) => options.onProgress!({ ...event, name: entry.name })),
+          removeCommand: `prebuilt prepull ${options.flowFile} --namespace ${options.namespace} --remove`,
+          pullSecrets: entry.pullSecrets,
+          ...(options.poll ? { poll: options.poll } : {}),
+        });
+      }),
+    );
+  } finally {
+    stop.abort();
+    options.signal.removeEventListener('abort', forward);
+  }
 }
 
 export interface RemovePrepullResult {
   flow: string;
   namespace: string;
+  /** The flow's DaemonSets that were deleted (none: there were none). */
+  removed: string[];
+  /** The first of `removed` (none: the name of the flow's DaemonSet of steps placed anywhere), for readers of one DaemonSet per flow. */
   name: string;
   action: 'removed' | 'absent';
   kubeconfig: string;
 }
 
-/** Deletes the flow's DaemonSet (and so its pods): `absent` when there is none. The images stay cached on the nodes. */
+/** Deletes every DaemonSet of the flow (and so their pods): `absent` when there is none. The images stay cached on the nodes. */
 export async function removePrepull(options: ClusterOptions & { flow: string }): Promise<RemovePrepullResult> {
-  const name = prepullName(options.flow);
   const { target, kubeconfig } = await connect('prepull', options);
-  const action = await deleteDaemonSet(target, name);
-  return { flow: options.flow, namespace: options.namespace, name, action, kubeconfig };
+  const removed: string[] = [];
+  for (const name of await flowDaemonSets(target, options.flow)) if ((await deleteDaemonSet(target, name)) === 'removed') removed.push(name);
+  return { flow: options.flow, namespace: options.namespace, removed, name: removed[0] ?? prepullName(options.flow), action: removed.length > 0 ? 'removed' : 'absent', kubeconfig };
 }

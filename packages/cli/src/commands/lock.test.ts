@@ -117,7 +117,7 @@ interface LockJson {
     python: string;
     conda: number;
     pypi: number;
-    directUrls: { name: string; version: string; url: string; host: string; requiredBy: string[] }[];
+    directUrls: { kind: string; name: string; version: string; url: string; host: string; recorded: boolean; requiredBy: string[] }[];
   }[];
   disabledSteps: string[];
 }
@@ -438,7 +438,7 @@ describe('prebuilt lock', () => {
       const json = await prebuilt(['lock', 'flow.py', '--json'], cwd, settings);
       expect(json.code, json.stderr).toBe(0);
       const fetch = (JSON.parse(json.stdout) as LockJson).envs.find((e) => e.steps.includes('fetch'))!;
-      expect(fetch.directUrls).toEqual([{ name: 'bar', version: '2.0', url: barUrl, host: otherHost, requiredBy: ['foo'] }]);
+      expect(fetch.directUrls).toEqual([{ kind: 'pypi', name: 'bar', version: '2.0', url: barUrl, host: otherHost, recorded: true, requiredBy: ['foo'] }]);
       expect((JSON.parse(json.stdout) as LockJson).envs.filter((e) => !e.steps.includes('fetch')).every((e) => e.directUrls.length === 0)).toBe(true);
       const lock = JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')) as { envs: Record<string, { packages: { name: string; url: string; directUrl?: unknown }[] }> };
       const wheels = Object.values(lock.envs).flatMap((e) => e.packages);
@@ -461,6 +461,44 @@ describe('prebuilt lock', () => {
     }
   });
 
+  it("a lock edited so that a wheel's URL is on another host, without the directUrl record (a pull request's lock): named as a direct URL is, in a note and in --json", async () => {
+    const { cwd, settings, barUrl, otherHost, close } = await directUrlProject();
+    try {
+      expect((await prebuilt(['lock', 'flow.py'], cwd, settings)).code).toBe(0);
+      // The edit: bar's record taken out, foo's URL moved to the other host (its sha256 any the editor likes).
+      const file = join(cwd, 'flow.prebuilt.lock');
+      const lock = JSON.parse(await readFile(file, 'utf8')) as { envs: Record<string, { packages: { name: string; url: string; directUrl?: unknown }[] }> };
+      const fooUrl = `http://${otherHost}/wheels/foo-1.0-py3-none-any.whl`;
+      for (const env of Object.values(lock.envs)) {
+        for (const p of env.packages) {
+          if (p.name === 'bar') delete p.directUrl;
+          if (p.name === 'foo') p.url = fooUrl;
+        }
+      }
+      await writeFile(file, `${JSON.stringify(lock, null, 2)}\n`);
+
+      const json = await prebuilt(['lock', 'flow.py', '--json'], cwd, settings);
+      expect(json.code, json.stderr).toBe(0);
+      const fetch = (JSON.parse(json.stdout) as LockJson).envs.find((e) => e.steps.includes('fetch'))!;
+      expect(fetch.directUrls).toEqual([
+        { kind: 'pypi', name: 'bar', version: '2.0', url: barUrl, host: otherHost, recorded: false, requiredBy: [] },
+        { kind: 'pypi', name: 'foo', version: '1.0', url: fooUrl, host: otherHost, recorded: false, requiredBy: [] },
+      ]);
+      const human = await prebuilt(['lock', 'flow.py'], cwd, settings);
+      expect(human.code, human.stderr).toBe(0);
+      expect(human.stdout).toContain(
+        `note: step fetch: 2 packages are locked from the host ${otherHost}, which is under none of the env's conda channels (`,
+      );
+      expect(human.stdout).toContain(
+        `and not its PyPI index (${new URL(settings.METAFLOW_PREBUILT_PYPI_INDEX_URL!).host}), and the lock file does not record them as a direct URL a package requires: bar 2.0 (${barUrl}), foo 1.0 (${fooUrl}). ` +
+          "The lock pins their sha256 and no index's credentials go there; if prebuilt lock did not write these URLs (a lock edited by hand or in a pull request), re-create the lock with prebuilt lock --update.\n",
+      );
+      expect(human.stdout).not.toContain('t0ken');
+    } finally {
+      await close();
+    }
+  });
+
   itOrFailInCi(
     'plan, which resolves too when there is no lock file, names a wheel locked at a direct URL as lock does: the same note (stderr), and directUrls in --json (each with its lock key, platform and steps)',
     missingFor(['registries', 'baseImage'], services),
@@ -473,7 +511,7 @@ describe('prebuilt lock', () => {
         expect(json.code, json.stderr).toBe(0);
         expect(json.stderr).toContain(barNote(otherHost, barUrl));
         const planned = JSON.parse(json.stdout) as { directUrls: unknown[] };
-        expect(planned.directUrls).toEqual([{ name: 'bar', version: '2.0', url: barUrl, host: otherHost, requiredBy: ['foo'], lockKey: expect.any(String), platform: 'linux-64', steps: ['fetch'] }]);
+        expect(planned.directUrls).toEqual([{ kind: 'pypi', name: 'bar', version: '2.0', url: barUrl, host: otherHost, recorded: true, requiredBy: ['foo'], lockKey: expect.any(String), platform: 'linux-64', steps: ['fetch'] }]);
         // Resolved by plan: the lock file now records it, and a second plan (from the lock) says it again.
         expect(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')).toContain('"directUrl"');
         const human = await prebuilt(['plan', 'flow.py'], cwd, deploy);

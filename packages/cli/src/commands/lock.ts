@@ -20,7 +20,10 @@ The table names each env by its key in the lock file (LOCK KEY); plan and build 
 image's envId (ENV), which also hashes the base image's digest and the recipe.
 A wheel pip took at a direct URL (a dependency's "Requires-Dist: bar @ https://host/bar.whl",
 not a file of the index) gets a note naming it, its URL's host and the packages that require it
-(directUrls in --json; directUrl in the lock file): that host is one no setting names.
+(directUrls in --json; directUrl in the lock file): that host is one no setting names. A
+package of the lock under none of its env's channels and not at its index, which the lock does
+not record so (a lock edited by hand or in a pull request), is named too: a note per host, and
+in directUrls with recorded: false.
 
 Environment:
   METAFLOW_PREBUILT_CONDA_CHANNELS   conda channel URLs or names, comma-separated (default conda-forge)

@@ -48,21 +48,21 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     controller = startFakeDaemonSetController(fake, { nodes: ['node-a', 'node-b', 'node-c'], tickMs: 150 });
     const first = await run(['prepull', 'flow.py', '--namespace', 'metaflow']);
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stderr).toMatch(/^DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6} created: pulling 1 image on every matching node\n/);
-    expect(first.stderr).toMatch(/\nready [0-2]\/3 nodes \([0-2] updated\)\n/);
+    expect(first.stderr).toMatch(/^DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6} \(start, end\) created: pulling 1 image on every matching node\n/);
+    expect(first.stderr).toMatch(/\nprebuilt-prepull-warm-flow-[0-9a-f]{6}: ready [0-2]\/3 nodes \([0-2] updated\)\n/);
     expect(first.stderr).toContain('ready 3/3 nodes (3 updated)');
-    expect(first.stdout).toContain('WarmFlow: 1 image pulled on 3/3 nodes (DaemonSet metaflow/prebuilt-prepull-warm-flow-');
+    expect(first.stdout).toMatch(/^WarmFlow: 1 DaemonSet\n  start, end: 1 image pulled on 3\/3 nodes \(DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6}, created; nodes kubernetes\.io\/os=linux\)\n/);
     expect(first.stdout).toContain(`127.0.0.1:5000/envs:env-e1@${D}  (start, end)`);
 
     const again = await run(['prepull', 'flow.py', '-n', 'metaflow', '--json']);
     expect(again.code, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ ok: true, flow: 'WarmFlow', namespace: 'metaflow', action: 'unchanged', nodes: { ready: 3, desired: 3 }, images: [{ steps: ['start', 'end'] }] });
+    expect(JSON.parse(again.stdout)).toMatchObject({ ok: true, flow: 'WarmFlow', namespace: 'metaflow', removed: [], action: 'unchanged', nodes: { ready: 3, desired: 3 }, images: [{ steps: ['start', 'end'] }], daemonSets: [{ action: 'unchanged', steps: ['start', 'end'], gpu: false, nodes: { ready: 3, desired: 3 }, images: [{ steps: ['start', 'end'] }] }] });
 
     const removed = await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove', '--json']);
-    expect(JSON.parse(removed.stdout)).toMatchObject({ ok: true, action: 'removed' });
+    expect(JSON.parse(removed.stdout)).toMatchObject({ ok: true, action: 'removed', removed: [expect.stringMatching(/^prebuilt-prepull-warm-flow-/)] });
     const nothing = await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove']);
     expect(nothing.code).toBe(0);
-    expect(nothing.stdout).toMatch(/^nothing to remove: no DaemonSet metaflow\/prebuilt-prepull-warm-flow-/);
+    expect(nothing.stdout).toBe('nothing to remove: WarmFlow has no DaemonSet in metaflow\n');
   });
 
   it('no node matching the node selector is not an error, but the output says nothing was pulled', async () => {
@@ -70,8 +70,37 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     const none = await run(['prepull', 'flow.py', '-n', 'metaflow', '--node-selector', 'pool=none']);
     expect(none.code, none.stderr).toBe(0);
     expect(none.stderr).toContain('ready 0/0 nodes');
-    expect(none.stdout).toMatch(/^WarmFlow: no node matches the node selector kubernetes\.io\/os=linux,pool=none: nothing was pulled \(DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6}, (created|updated)\)/);
+    expect(none.stdout).toMatch(/^WarmFlow: 1 DaemonSet\n  start, end: no node matches the node selector kubernetes\.io\/os=linux,pool=none: nothing was pulled \(DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6}, (created|updated); /);
     await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove']);
+  });
+
+  it('a flow file whose GPU step names a node_selector and tolerations: two DaemonSets through the flow reader; a computed node_selector is exit 2 naming file, line and step; --remove removes both', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: ['cpu-1', 'gpu-1'], nodeLabels: { 'cpu-1': { pool: 'cpu' }, 'gpu-1': { pool: 'gpu' } } });
+    const placed = join(dir, 'placed');
+    await mkdir(join(placed, '.prebuilt', 'WarmFlow'), { recursive: true });
+    const flow = (selector: string) =>
+      ['import os', 'from metaflow import FlowSpec, step, kubernetes', 'GPU = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]', '', 'class WarmFlow(FlowSpec):', `    @kubernetes(gpu=1, node_selector=${selector}, tolerations=GPU)`, '    @step', '    def start(self):', '        self.next(self.end)', '', '    @step', '    def end(self):', '        pass', ''].join('\n');
+    await writeFile(join(placed, 'flow.py'), flow('"pool=gpu"'));
+    const pinned = (c: string) => `127.0.0.1:5000/envs:env-${c}@sha256:${c.repeat(64)}`;
+    const entry = (c: string) => ({ envId: c, image: pinned(c).split('@')[0]!, pinnedImage: pinned(c), python: '/opt/prebuilt/env/bin/python' });
+    await writeFile(join(placed, '.prebuilt', 'WarmFlow', 'images.json'), JSON.stringify({ flow: 'WarmFlow', images: {}, steps: { start: entry('c'), end: entry('e') } }));
+    const first = await run(['prepull', 'flow.py', '-n', 'metaflow', '--json'], {}, placed);
+    expect(first.code, first.stderr).toBe(0);
+    const json = JSON.parse(first.stdout) as { daemonSets: { name: string; steps: string[]; gpu: boolean; nodeSelector: Record<string, string>; tolerations: unknown[]; images: { image: string }[]; nodes: { desired: number } }[] };
+    expect(json.daemonSets.map((d) => [d.steps, d.gpu, d.nodeSelector, d.tolerations.length, d.images.map((i) => i.image), d.nodes.desired])).toEqual([
+      [['start'], true, { 'kubernetes.io/os': 'linux', pool: 'gpu' }, 1, [pinned('c')], 1],
+      [['end'], false, { 'kubernetes.io/os': 'linux' }, 0, [pinned('e')], 2],
+    ]);
+    expect(first.stderr).toMatch(/DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6} \(start\) created/);
+
+    await writeFile(join(placed, 'flow.py'), flow('os.environ["POOL"]'));
+    const computed = await run(['prepull', 'flow.py', '-n', 'metaflow'], {}, placed);
+    expect(computed.code).toBe(2);
+    expect(computed.stderr).toContain("flow.py:6: step 'start': the 'node_selector' argument of @kubernetes cannot be read without running the flow");
+
+    const removed = await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove'], {}, placed);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout.trim().split('\n').sort()).toEqual(json.daemonSets.map((d) => `removed DaemonSet metaflow/${d.name}`).sort());
   });
 
   it('no image map is exit 2 with the build hint; so is a bad --node-selector', async () => {
@@ -129,7 +158,7 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
       cwd: dir,
       env,
       stdout: { write: () => undefined },
-      stderr: { write: (t: string) => void ((stderr += t), t.startsWith('ready 0/1') && abort.abort()) },
+      stderr: { write: (t: string) => void ((stderr += t), /: ready 0\/1 /.test(t) && abort.abort()) },
     });
     const error = await (await createProgram(context)).parseAsync(['prepull', 'flow.py', '-n', 'metaflow'], { from: 'user' }).then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(CancelledError);
@@ -151,11 +180,12 @@ describe('prebuilt prepull: progress lines', () => {
     const body = 'denied: \x1b[1A\x1b[2K\rready 1/1 nodes (1 updated)\x1b]8;;https://evil.example/\x07docs\x1b]8;;\x07\u202e';
     const line = progressLine({
       type: 'problem',
+      name: 'prebuilt-prepull-f-abcdef',
       problem: { pod: 'p', node: 'node-a', container: 'pull-1-start', image: '127.0.0.1:5000/envs:env-e1', reason: 'ImagePullBackOff', message: `Back-off pulling image: rpc error: code = Unknown desc = ${body}`, pull: true },
     });
     expect(line).toBe(
-      'warning: node-a: 127.0.0.1:5000/envs:env-e1: ImagePullBackOff (Back-off pulling image: rpc error: code = Unknown desc = denied: \\x1b[1A\\x1b[2K\\x0dready 1/1 nodes (1 updated)\\x1b]8;;https://evil.example/\\x07docs\\x1b]8;;\\x07\\u202e)\n',
+      'warning: prebuilt-prepull-f-abcdef: node-a: 127.0.0.1:5000/envs:env-e1: ImagePullBackOff (Back-off pulling image: rpc error: code = Unknown desc = denied: \\x1b[1A\\x1b[2K\\x0dready 1/1 nodes (1 updated)\\x1b]8;;https://evil.example/\\x07docs\\x1b]8;;\\x07\\u202e)\n',
     );
-    expect(progressLine({ type: 'nodes', nodes: { ready: 1, desired: 2, updated: 1 } })).toBe('ready 1/2 nodes (1 updated)\n');
+    expect(progressLine({ type: 'nodes', name: 'prebuilt-prepull-f-abcdef', nodes: { ready: 1, desired: 2, updated: 1 } })).toBe('prebuilt-prepull-f-abcdef: ready 1/2 nodes (1 updated)\n');
   });
 });

@@ -10,6 +10,7 @@ import {
   pauseImage,
   prepullFlow,
   removePrepull,
+  type PrepullDaemonSet,
   type PrepullProgress,
   type PrepullResult,
 } from '../app/index.js';
@@ -32,30 +33,38 @@ interface PrepullOptions {
 const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 
 const PREPULL_HELP = `
-Warms the nodes for a flow: creates or updates a DaemonSet (prebuilt-prepull-<flow>-<hash>) whose
-pods pull every step's image on each matching node (Linux nodes with the --node-selector labels)
-— one init container per distinct image, each running the step's interpreter with nothing to do —
-then hold the node with a pause container.
+Warms the nodes for a flow: creates or updates a DaemonSet (prebuilt-prepull-<flow>-<hash>) per
+placement of the flow's steps — as Metaflow's @kubernetes places them: node_selector, tolerations
+(else METAFLOW_KUBERNETES_NODE_SELECTOR / METAFLOW_KUBERNETES_TOLERATIONS), GPUs — whose pods pull
+those steps' images on each matching node (Linux nodes with the steps' labels and the
+--node-selector labels, tolerating the steps' and the --toleration taints) — one init container
+per distinct image, each running the step's interpreter with nothing to do — then hold the node
+with a pause container. The pods ask for no GPU (a pull needs none); a GPU step with no
+node_selector is warmed on every node, with a note on how to narrow it.
 It waits until every matching node has pulled the current images, printing progress on stderr;
 running it again with the same images changes nothing, changed images roll out to all nodes at
-once. --remove deletes the DaemonSet (the pulled images stay in the nodes' caches until the
-kubelet's image garbage collection removes them).
+once, and a DaemonSet of a placement no step has any more is deleted. --remove deletes every
+DaemonSet of the flow (the pulled images stay in the nodes' caches until the kubelet's image
+garbage collection removes them).
 
 The images are the ones the last prebuilt build wrote to the image map (nothing is built), pinned
 by digest; the pods use the image map's pull secrets (METAFLOW_PREBUILT_PULL_SECRET at build time,
 the secret prebuilt pull-secret keeps) and --pull-secret. The cluster comes from KUBECONFIG, else
-the in-cluster service account, else ~/.kube/config; the Kubernetes user needs get, create,
+the in-cluster service account, else ~/.kube/config; the Kubernetes user needs get, list, create,
 update and delete on daemonsets (apps) and list on pods in the namespace; with get on secrets, a
 pull secret the namespace lacks gets a warning (the nodes would pull without it).
 
 Exit codes: 0 ready (or removed), 1 not ready within --timeout (the pods' problems are named:
 failed pulls, images that do not start) or the Kubernetes API failed or refused, 2 no image map
-(run prebuilt build first), a flow changed since its build, bad options, 130/143 interrupted (the
+(run prebuilt build first), a flow changed since its build, a node_selector or tolerations computed
+at run time, bad options, 130/143 interrupted (the
 DaemonSet stays).
 
 Environment:
   ${PAUSE_IMAGE_SETTING}     the pods' main container (default ${DEFAULT_PAUSE_IMAGE})
   METAFLOW_PREBUILT_STATE_FILE      image map path (default .prebuilt/<Flow>/images.json beside the flow)
+  METAFLOW_KUBERNETES_NODE_SELECTOR Metaflow's node selector of steps that name none ("k=v,k2=v2")
+  METAFLOW_KUBERNETES_TOLERATIONS   Metaflow's tolerations of steps that name none (a JSON list)
   KUBECONFIG                        the cluster
 
 Examples:
@@ -71,25 +80,35 @@ Examples:
 export function progressLine(event: PrepullProgress): string {
   if (event.type === 'applied') {
     const what = event.action === 'unchanged' ? 'is up to date' : `${event.action}: pulling ${event.images} image${event.images === 1 ? '' : 's'} on every matching node`;
-    return `DaemonSet ${event.namespace}/${event.name} ${what}\n`;
+    return `DaemonSet ${event.namespace}/${event.name} (${event.steps.join(', ')}) ${what}\n`;
   }
+  if (event.type === 'removed') return `DaemonSet ${event.namespace}/${event.name} removed: no step is placed so any more\n`;
+  if (event.type === 'note') return `note: ${event.name}: ${event.text}\n`;
   if (event.type === 'missing-secret') {
     return `warning: the pull secret ${event.secret} does not exist in the namespace ${event.namespace}: the nodes pull without it (create it: prebuilt pull-secret --namespace ${event.namespace} --name ${event.secret})\n`;
   }
-  if (event.type === 'nodes') return `ready ${event.nodes.ready}/${event.nodes.desired} nodes (${event.nodes.updated} updated)\n`;
+  if (event.type === 'nodes') return `${event.name}: ready ${event.nodes.ready}/${event.nodes.desired} nodes (${event.nodes.updated} updated)\n`;
   const p = event.problem;
-  return `warning: ${terminalText(`${p.node}: ${p.image ? `${p.image}: ` : ''}${p.reason}${p.message ? ` (${p.message})` : ''}`)}\n`;
+  return `warning: ${event.name}: ${terminalText(`${p.node}: ${p.image ? `${p.image}: ` : ''}${p.reason}${p.message ? ` (${p.message})` : ''}`)}\n`;
+}
+
+const labels = (selector: Record<string, string>): string => Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(',');
+
+function renderDaemonSet(result: PrepullResult, entry: PrepullDaemonSet): string {
+  const count = `${entry.images.length} image${entry.images.length === 1 ? '' : 's'}`;
+  const where = `DaemonSet ${result.namespace}/${entry.name}, ${entry.action}; nodes ${labels(entry.nodeSelector)}${entry.tolerations.length > 0 ? `, ${entry.tolerations.length} toleration${entry.tolerations.length === 1 ? '' : 's'}` : ''}`;
+  const head = entry.nodes === null
+    ? `${count} to pull (${where}; not waited for)`
+    : entry.nodes.desired === 0
+      ? `no node matches the node selector ${labels(entry.nodeSelector)}: nothing was pulled (${where})`
+      : `${count} pulled on ${entry.nodes.ready}/${entry.nodes.desired} nodes (${where})`;
+  const lines = entry.images.map((image) => `    ${image.image}  (${image.steps.join(', ')})`);
+  return `  ${entry.steps.join(', ')}: ${head}\n${entry.note ? `    note: ${entry.note}\n` : ''}${lines.join('\n')}\n`;
 }
 
 function renderResult(result: PrepullResult): string {
-  const lines = result.images.map((image) => `  ${image.image}  (${image.steps.join(', ')})`);
-  const where = `DaemonSet ${result.namespace}/${result.name}, ${result.action}`;
-  const head = result.nodes === null
-    ? `${result.flow}: ${result.images.length} image${result.images.length === 1 ? '' : 's'} to pull (${where}; not waited for)`
-    : result.nodes.desired === 0
-      ? `${result.flow}: no node matches the node selector ${Object.entries(result.nodeSelector).map(([k, v]) => `${k}=${v}`).join(',')}: nothing was pulled (${where})`
-      : `${result.flow}: ${result.images.length} image${result.images.length === 1 ? '' : 's'} pulled on ${result.nodes.ready}/${result.nodes.desired} nodes (${where})`;
-  return `${head}\n${lines.join('\n')}\n`;
+  const removed = result.removed.map((name) => `  removed DaemonSet ${result.namespace}/${name} (a placement no step has any more)\n`).join('');
+  return `${result.flow}: ${result.daemonSets.length} DaemonSet${result.daemonSets.length === 1 ? '' : 's'}\n${result.daemonSets.map((entry) => renderDaemonSet(result, entry)).join('')}${removed}`;
 }
 
 async function runPrepull(file: string, context: CliContext, options: PrepullOptions): Promise<void> {
@@ -97,16 +116,17 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
     const flow = await readFlow(file, { env: context.env, cwd: context.cwd, signal: context.signal });
     const removed = await removePrepull({ flow: flow.flow, namespace: options.namespace, env: context.env, cwd: context.cwd });
     if (options.json) writeJsonResult(context, { ...removed });
-    else context.stdout.write(removed.action === 'removed' ? `removed DaemonSet ${removed.namespace}/${removed.name}\n` : `nothing to remove: no DaemonSet ${removed.namespace}/${removed.name}\n`);
+    else if (removed.action === 'absent') context.stdout.write(`nothing to remove: ${flow.flow} has no DaemonSet in ${removed.namespace}\n`);
+    else context.stdout.write(removed.removed.map((name) => `removed DaemonSet ${removed.namespace}/${name}\n`).join(''));
     return;
   }
   const nodeSelector = parseNodeSelector(options.nodeSelector ?? []);
   const tolerations = (options.toleration ?? []).map(parseToleration);
   const pause = pauseImage(options.pauseImage, context.env);
-  const { imageMap, flowSteps } = await loadFlowImageMap(file, context);
+  const { imageMap, flow } = await loadFlowImageMap(file, context);
   try {
     const result = await prepullFlow({
-      flowFile: file, flowSteps, imageMap, namespace: options.namespace, env: context.env, cwd: context.cwd, nodeSelector, tolerations, pauseImage: pause,
+      flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, cwd: context.cwd, nodeSelector, tolerations, pauseImage: pause,
       pullSecrets: options.pullSecret ?? [], wait: options.wait, timeoutMs: options.timeout, signal: context.signal,
       onProgress: (event) => context.stderr.write(progressLine(event)),
     });
@@ -123,16 +143,16 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
 export function registerPrepullCommand(program: Command, context: CliContext): void {
   program
     .command('prepull')
-    .description("warm the cluster's nodes: a DaemonSet that pulls every step's image on each matching node (--remove deletes it)")
+    .description("warm the cluster's nodes: a DaemonSet per placement of the steps that pulls their images on each matching node (--remove deletes them)")
     .argument('<flow>', 'the flow file, e.g. flow.py')
     .requiredOption('-n, --namespace <namespace>', 'Kubernetes namespace of the DaemonSet (and of the pull secrets)')
-    .option('--node-selector <key=value>', 'only nodes with this label (repeatable)', collect)
+    .option('--node-selector <key=value>', 'only nodes with this label, besides the steps\' (repeatable)', collect)
     .option('--toleration <toleration>', 'tolerate a taint: key=value:Effect, key:Effect, key or * (repeatable)', collect)
     .option('--pull-secret <name>', 'also name this image pull secret (repeatable; the image map\'s are always named)', collect)
     .option('--pause-image <image>', `the pods' main container (default: ${PAUSE_IMAGE_SETTING}, else ${DEFAULT_PAUSE_IMAGE})`)
     .addOption(new Option('--timeout <duration>', 'how long to wait for every node, e.g. 90s, 10m, 1h').argParser((v) => parseDuration(v, '--timeout')).default(DEFAULT_TIMEOUT_MS, '10m'))
     .option('--no-wait', 'create or update the DaemonSet and return without waiting')
-    .option('--remove', 'delete the flow\'s DaemonSet instead')
+    .option('--remove', 'delete the flow\'s DaemonSets instead')
     .option('--json', 'print one JSON object for machines')
     .addHelpText('after', PREPULL_HELP)
     .action(async (file: string, options: PrepullOptions) => {

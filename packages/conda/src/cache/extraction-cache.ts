@@ -37,6 +37,15 @@
  * again. Without /proc (no boot id) entries are never checked this way. The cost falls on the first
  * build after a reboot: each entry it uses is read and hashed once, less than extracting it again
  * (no decompression, no file created).
+ *
+ * The sha256s checked against come from the entry's own manifest (its copy of the archive's
+ * `info/paths.json`). That is sound for what the check is for: a power cut leaves a manifest that
+ * does not parse (zeros, a cut) or one written whole from the verified archive — nothing else.
+ * It is no defence against whoever may write in the cache, and reading `info/paths.json` from the
+ * archive again would not make it one: the boot id is readable by every user
+ * (/proc/sys/kernel/random/boot_id), so a planted manifest names this boot and is never checked by
+ * content, and its stamps are those of the planted files. The cache's writers are trusted, as the
+ * package cache's are (keep it private; prebuilt notes a cache others may write in).
  */
 import { chmodSync, existsSync, lstatSync, readFileSync, utimesSync } from 'node:fs';
 import { readdir, rename, rm, stat, writeFile } from 'node:fs/promises';

@@ -136,6 +136,12 @@ async function lockedCondaPackage(p: Awaited<ReturnType<Rattler['simpleSolve']>>
   }
   let sha256 = p.sha256;
   let size = p.size === undefined ? undefined : Number(p.size);
+  // The lock's reader takes a safe integer only: a lock holding more could not be read again.
+  if (size !== undefined && !(Number.isSafeInteger(size) && size >= 0)) {
+    throw new ResolutionError(`Conda channel ${channels.join(' or ')} gives ${p.filename} the size ${String(p.size)}, which is not a byte count a lock can hold; refusing to lock it.`, {
+      hint: 'The channel is misconfigured or hostile; remove it from METAFLOW_PREBUILT_CONDA_CHANNELS (or the decorator naming it).',
+    });
+  }
   if (sha256 === undefined || size === undefined) {
     log('repodata has no sha256/size for %s; hashing the file', url);
     const digest = await remoteDigest(url, ctx.remote);

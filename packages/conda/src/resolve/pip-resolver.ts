@@ -14,6 +14,7 @@ import {
   ResolutionError,
   createLogger,
   lastLines,
+  oneLineText,
   netFetch,
   normalizePypiName,
   pypiProjectName,
@@ -293,7 +294,8 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
     const items = report.install ?? [];
     // Every URL checked before any is read: a refused one is never hashed nor sized.
     for (const item of items) checkWheelSource(item, input, options);
-    const packages = await Promise.all(items.map((item) => lockedWheel(item, items, options)));
+    for (const item of items) reportedSha256(item, input);
+    const packages = await Promise.all(items.map((item) => lockedWheel(item, items, input, options)));
     return packages.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -605,19 +607,38 @@ function directUrlRequirers(name: string, items: readonly ReportItem[]): string[
 }
 
 /**
+ * The sha256 pip's report gives a wheel (the index's `#sha256=` as written: pip checks it only
+ * against a file it downloads, and takes the metadata alone where the index serves it), in lower
+ * case; one that is not 64 hex digits is a ResolutionError — the lock's reader refuses it, so the
+ * lock written would be one no command could read.
+ */
+function reportedSha256(item: ReportItem, input: PipResolveInput): string | undefined {
+  const archive = item.download_info?.archive_info;
+  const hash: unknown = archive?.hash;
+  const sha256: unknown = archive?.hashes?.sha256 ?? (typeof hash === 'string' && hash.startsWith('sha256=') ? hash.slice(7) : undefined);
+  if (sha256 === undefined) return undefined;
+  if (typeof sha256 === 'string' && /^[0-9a-f]{64}$/i.test(sha256)) return sha256.toLowerCase();
+  const name = String(item.metadata?.name ?? 'a package');
+  const version = String(item.metadata?.version ?? '');
+  throw new ResolutionError(
+    `${indexName(input.indexUrl)} gives ${oneLineText(name, 100)} ${oneLineText(version, 100)} (${stepsText(input.steps)}) the sha256 '${oneLineText(String(sha256), 100)}', which is not 64 hex digits; refusing to lock it.`,
+    { steps: input.steps, hint: 'The index is misconfigured or hostile; use another index (METAFLOW_PREBUILT_PYPI_INDEX_URL, PIP_INDEX_URL or your pip configuration).' },
+  );
+}
+
+/**
  * One entry of pip's report as a locked wheel; its sha256 and size from the index when the report
  * lacks them. A wheel pip took at a direct URL (a dependency's `bar @ https://other-host/…`, not a
  * file the index lists) is locked as pip found it, and says so (`directUrl`, with the packages
  * that required it), so that `prebuilt lock` can show it and a reviewer of the lock file sees it.
  */
-async function lockedWheel(item: ReportItem, items: readonly ReportItem[], options: PipOptions): Promise<LockedPackage> {
+async function lockedWheel(item: ReportItem, items: readonly ReportItem[], input: PipResolveInput, options: PipOptions): Promise<LockedPackage> {
   const rawUrl = item.download_info?.url;
   const name = item.metadata?.name;
   const version = item.metadata?.version;
   if (!rawUrl || !name || !version) throw new ResolutionError(`pip's report has an entry without url, name or version.`);
   const url = stripUrlCredentials(rawUrl.replace(/#.*$/, ''));
-  const archive = item.download_info?.archive_info;
-  let sha256 = archive?.hashes?.sha256 ?? (archive?.hash?.startsWith('sha256=') ? archive.hash.slice(7) : undefined);
+  let sha256 = reportedSha256(item, input);
   let size: number;
   if (sha256 === undefined) {
     const digest = await remoteDigest(url, remoteOptions(options));

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { BODY_LIMITS, NetworkError, ResolutionError, netFetch, type NetResponse, type NetworkTimeouts, type UrlCredentials } from '@prebuilt/core';
+import { BODY_LIMITS, NetworkError, ResolutionError, netFetch, redactUrl, type NetResponse, type NetworkTimeouts, type UrlCredentials } from '@prebuilt/core';
 import { sourceFetchError } from './unreachable-source.js';
 
 /** How remote files are reached: the transport, the configured credentials, the timeouts. */
@@ -44,7 +44,15 @@ export async function remoteSize(url: string, options: RemoteFileOptions = {}): 
   const response = await request(url, 'HEAD', options);
   await response.cancel();
   const length = response.headers.get('content-length');
-  if (response.status >= 200 && response.status < 300 && length !== null && /^\d+$/.test(length)) return Number(length);
+  if (response.status >= 200 && response.status < 300 && length !== null && /^\d+$/.test(length)) {
+    // The lock's reader takes a safe integer only: a lock holding more could not be read again.
+    if (!Number.isSafeInteger(Number(length))) {
+      throw new ResolutionError(`${redactUrl(url)} is ${length} bytes long, its host says (HEAD: Content-Length); no package file is that big. Refusing to lock it.`, {
+        hint: 'The host is misconfigured or hostile; use another channel or index.',
+      });
+    }
+    return Number(length);
+  }
   return (await remoteDigest(url, options)).size;
 }
 

@@ -1,9 +1,14 @@
 import { randomBytes } from 'node:crypto';
+import { lstat, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import type { IncomingHttpHeaders } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RegistryCredentials } from '../contracts.js';
 import { AuthError, ConfigError } from '../errors.js';
-import { startFlakyProxy } from '../registry/__fixtures__/flaky-proxy.js';
+import { startFlakyProxy, type Fault, type FlakyProxyOptions } from '../registry/__fixtures__/flaky-proxy.js';
 import { pushImage } from '../registry/__fixtures__/push-image.js';
+import { ManifestCache } from '../registry/manifest-cache.js';
 import { RegistryClient } from '../registry/registry-client.js';
 import { describeOrFailInCi, missingFor, testServices } from '../registry/__fixtures__/test-services.js';
 import { Secret } from '../secret.js';
@@ -124,23 +129,121 @@ describeOrFailInCi('createOciRegistry against the local test registries', missin
     expect(await registry.imageExists(`${basic.host}/${repository}:absent`, { annotations: true })).toEqual({ exists: false });
   });
 
-  it('one request per check, annotations asked or not: a GET of the manifest by tag (what a no-op redeploy costs per image)', async () => {
+  /** A fresh manifest cache directory, removed after the test. */
+  const cacheDir = async (): Promise<AsyncDisposable & { dir: string }> => {
+    const dir = await mkdtemp(join(tmpdir(), 'oci-registry-manifests-'));
+    return { dir, [Symbol.asyncDispose]: () => rm(dir, { recursive: true, force: true }) };
+  };
+
+  /** An image pushed to the plain registry, and a counting proxy in front of it (closed after the test). */
+  const pushedBehindProxy = async (proxyOptions: FlakyProxyOptions = {}, faults: Fault[] = []) => {
     const plain = services.registries!.plain.host;
     const repository = repo();
     const tag = `env-${ENV_ID}-amd64`;
     const pushed = await pushImage({ host: plain }, repository, tag);
-    const proxy = await startFlakyProxy(plain, []);
-    try {
-      const registry = createOciRegistry({ name: 'x', host: proxy.host, repository, dockerConfig: false, client: FAST });
-      const pushTag = registry.imageTag({ envId: ENV_ID, platform: 'linux-64' });
-      expect(await registry.imageExists(pushTag, { annotations: true })).toMatchObject({ exists: true, digest: pushed.digest, annotations: {} });
-      expect(proxy.requests).toEqual([`GET /v2/${repository}/manifests/${tag}`]);
-      expect(await registry.imageExists(pushTag)).toEqual({ exists: true, digest: pushed.digest });
-      expect(await registry.imageExists(`${proxy.host}/${repository}:absent`, { annotations: true })).toEqual({ exists: false });
-      expect(proxy.requests.slice(1)).toEqual([`GET /v2/${repository}/manifests/${tag}`, `GET /v2/${repository}/manifests/absent`]);
-    } finally {
-      await proxy.close();
-    }
+    const proxy = await startFlakyProxy(plain, faults, 0, proxyOptions);
+    const manifestPath = `/v2/${repository}/manifests/${tag}`;
+    return { pushed, proxy, repository, manifestPath, [Symbol.asyncDispose]: () => proxy.close() };
+  };
+
+  it('a no-op redeploy only HEADs: the first check GETs the manifest and keeps it; the next ones, by a new registry object as a new build makes, HEAD and read it from the cache', async () => {
+    await using cache = await cacheDir();
+    await using world = await pushedBehindProxy();
+    const { proxy, pushed, repository, manifestPath } = world;
+    const make = () => createOciRegistry({ name: 'x', host: proxy.host, repository, dockerConfig: false, client: FAST, manifestCache: cache.dir });
+    const first = make();
+    const pushTag = first.imageTag({ envId: ENV_ID, platform: 'linux-64' });
+    const found = { exists: true, digest: pushed.digest, annotations: {}, layerMediaTypes: [expect.any(String)] };
+    expect(await first.imageExists(pushTag, { annotations: true })).toEqual(found);
+    expect(proxy.requests).toEqual([`HEAD ${manifestPath}`, `GET ${manifestPath}`]);
+    expect(await readFile(join(cache.dir, pushed.digest.slice('sha256:'.length)))).toEqual(Buffer.from(pushed.manifest));
+
+    const redeploy = make();
+    expect(await redeploy.imageExists(pushTag, { annotations: true })).toEqual(found);
+    expect(await redeploy.imageExists(pushTag)).toEqual({ exists: true, digest: pushed.digest });
+    expect(await redeploy.imageExists(`${proxy.host}/${repository}:absent`, { annotations: true })).toEqual({ exists: false });
+    expect(proxy.requests.slice(2)).toEqual([`HEAD ${manifestPath}`, `HEAD ${manifestPath}`, `HEAD /v2/${repository}/manifests/absent`]);
+  });
+
+  it('a client with a manifest cache: a manifest it put, or read by digest before, is a HEAD only; one the registry deleted since is a 404 all the same', async () => {
+    await using cache = await cacheDir();
+    await using world = await pushedBehindProxy();
+    const { proxy, pushed, repository } = world;
+    const client = new RegistryClient({ dockerConfig: false, ...FAST, manifestCache: new ManifestCache(cache.dir) });
+    const byDigest = `${proxy.host}/${repository}@${pushed.digest}`;
+    const path = `/v2/${repository}/manifests/${pushed.digest}`;
+    expect((await client.getManifest(byDigest)).bytes).toEqual(pushed.manifest);
+    expect((await client.getManifest(byDigest)).bytes).toEqual(pushed.manifest);
+    expect(proxy.requests).toEqual([`GET ${path}`, `HEAD ${path}`]);
+    const annotated = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(pushed.manifest).toString('utf8')), annotations: { put: 'here' } }));
+    const digest = await client.putManifest(`${proxy.host}/${repository}:annotated`, annotated, pushed.mediaType);
+    proxy.requests.length = 0;
+    expect(await client.checkManifest(`${proxy.host}/${repository}:annotated`)).toMatchObject({ exists: true, cached: true, result: { digest } });
+    expect(proxy.requests).toEqual([`HEAD /v2/${repository}/manifests/annotated`]);
+    await client.deleteManifest(`${proxy.host}/${repository}`, pushed.digest);
+    await expect(client.getManifest(byDigest)).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('without a manifest cache (manifestCache: false), one GET per check, as before', async () => {
+    await using world = await pushedBehindProxy();
+    const { proxy, pushed, repository, manifestPath } = world;
+    const registry = createOciRegistry({ name: 'x', host: proxy.host, repository, dockerConfig: false, client: FAST, manifestCache: false });
+    const pushTag = registry.imageTag({ envId: ENV_ID, platform: 'linux-64' });
+    expect(await registry.imageExists(pushTag, { annotations: true })).toMatchObject({ exists: true, digest: pushed.digest, annotations: {} });
+    expect(await registry.imageExists(pushTag)).toEqual({ exists: true, digest: pushed.digest });
+    expect(proxy.requests).toEqual([`GET ${manifestPath}`, `GET ${manifestPath}`]);
+  });
+
+  it('a tampered cache entry (other bytes under the digest, a symlink to the real bytes) is ignored: the manifest is read again by GET, and the entry replaced', async () => {
+    await using cache = await cacheDir();
+    await using world = await pushedBehindProxy();
+    const { proxy, pushed, repository, manifestPath } = world;
+    const make = () => createOciRegistry({ name: 'x', host: proxy.host, repository, dockerConfig: false, client: FAST, manifestCache: cache.dir });
+    const pushTag = make().imageTag({ envId: ENV_ID, platform: 'linux-64' });
+    await make().imageExists(pushTag, { annotations: true });
+    const entry = join(cache.dir, pushed.digest.slice('sha256:'.length));
+    // A planted manifest claiming the layout a build looks for: taken, it would make the build skip.
+    const planted = JSON.parse(Buffer.from(pushed.manifest).toString('utf8')) as Record<string, unknown>;
+    await writeFile(entry, JSON.stringify({ ...planted, annotations: { 'dev.prebuilt.prefetch': 'profile sha256:planted' } }));
+    proxy.requests.length = 0;
+    expect(await make().imageExists(pushTag, { annotations: true })).toMatchObject({ exists: true, digest: pushed.digest, annotations: {} });
+    expect(proxy.requests).toEqual([`HEAD ${manifestPath}`, `GET ${manifestPath}`]);
+    expect(await readFile(entry)).toEqual(Buffer.from(pushed.manifest));
+    // The right bytes, but through a symlink (which could as well point at a FIFO or /dev/zero): not followed.
+    const elsewhere = join(cache.dir, 'elsewhere');
+    await rename(entry, elsewhere);
+    await symlink(elsewhere, entry);
+    proxy.requests.length = 0;
+    expect(await make().imageExists(pushTag)).toEqual({ exists: true, digest: pushed.digest });
+    expect(proxy.requests).toEqual([`HEAD ${manifestPath}`, `GET ${manifestPath}`]);
+    expect((await lstat(entry)).isFile()).toBe(true);
+  });
+
+  it('a registry whose manifest HEAD gives no Docker-Content-Digest: the manifest is read by GET (verified), and that registry is not asked HEAD again', async () => {
+    await using cache = await cacheDir();
+    const dropDigest = (method: string, _path: string, headers: IncomingHttpHeaders): IncomingHttpHeaders => {
+      if (method === 'HEAD') delete headers['docker-content-digest'];
+      return headers;
+    };
+    await using world = await pushedBehindProxy({ answerHeaders: dropDigest });
+    const { proxy, pushed, repository, manifestPath } = world;
+    const registry = createOciRegistry({ name: 'x', host: proxy.host, repository, dockerConfig: false, client: FAST, manifestCache: cache.dir });
+    const pushTag = registry.imageTag({ envId: ENV_ID, platform: 'linux-64' });
+    expect(await registry.imageExists(pushTag, { annotations: true })).toMatchObject({ exists: true, digest: pushed.digest, annotations: {} });
+    expect(await registry.imageExists(pushTag)).toEqual({ exists: true, digest: pushed.digest });
+    expect(await registry.imageExists(`${proxy.host}/${repository}:absent`)).toEqual({ exists: false });
+    expect(proxy.requests).toEqual([`HEAD ${manifestPath}`, `GET ${manifestPath}`, `GET ${manifestPath}`, `GET /v2/${repository}/manifests/absent`]);
+  });
+
+  it('a registry that refuses manifest HEADs (405): the manifest is read by GET, and that registry is not asked HEAD again', async () => {
+    await using cache = await cacheDir();
+    await using world = await pushedBehindProxy({ faultOn: (method) => method === 'HEAD' }, [{ status: 405 }, { status: 405 }]);
+    const { proxy, pushed, repository, manifestPath } = world;
+    const registry = createOciRegistry({ name: 'x', host: proxy.host, repository, dockerConfig: false, client: FAST, manifestCache: cache.dir });
+    const pushTag = registry.imageTag({ envId: ENV_ID, platform: 'linux-64' });
+    expect(await registry.imageExists(pushTag)).toEqual({ exists: true, digest: pushed.digest });
+    expect(await registry.imageExists(pushTag, { annotations: true })).toMatchObject({ exists: true, digest: pushed.digest, annotations: {} });
+    expect(proxy.requests).toEqual([`HEAD ${manifestPath}`, `GET ${manifestPath}`, `GET ${manifestPath}`]);
   });
 
   for (const flavour of ['basic', 'token'] as const) {

@@ -1,5 +1,5 @@
 import type { ImageExistence, ImageRegistry, PullConfig, RegistryCredentials } from '../contracts.js';
-import { RegistryError } from '../errors.js';
+import { ManifestCache, manifestCacheDir } from '../registry/manifest-cache.js';
 import type { RegistryClientOptions } from '../registry/registry-client.js';
 import { listRepositoryImages } from '../registry/repository-images.js';
 import { checkSignal, resolveBaseImage } from './base-image.js';
@@ -56,6 +56,12 @@ export interface OciRegistrySpec {
   credentialsHint?: string;
   /** What to do when nothing listens at the host (connection refused) instead of checking it runs, e.g. how to start it. */
   unreachableHint?: string;
+  /**
+   * Where manifests read from the registry are kept by digest, so that an existence check of an
+   * image already read is a manifest HEAD only (Docker Hub counts a GET as a pull, a HEAD not):
+   * default `<cache dir>/manifests` (METAFLOW_PREBUILT_CACHE_DIR, … of `env`); false keeps none.
+   */
+  manifestCache?: string | false;
   /** Releases what the registry holds (SDK clients). */
   close?(): Promise<void>;
   /** Every image of the env repository, through the registry's own API (for `prebuilt gc`; see `ImageRegistry.listImages`). */
@@ -66,20 +72,25 @@ export interface OciRegistrySpec {
 
 /**
  * An `ImageRegistry` over core's OCI distribution client: env images are tagged
- * `<host>/<repository>:env-<envId>-<arch>`, their existence (and, when asked, the manifest's
- * annotations) and base image digests come from manifest GETs — one per existence check, its bytes
- * hashed for the digest —, push credentials from the spec's credentials (or the Docker config).
+ * `<host>/<repository>:env-<envId>-<arch>`; an existence check (and, when asked, the manifest's
+ * annotations and layer media types) is a manifest HEAD, then the manifest kept in the cache under
+ * the digest it gives, else a GET whose bytes are hashed for the digest and kept
+ * (RegistryClient.checkManifest); base image digests come from manifest HEADs; push credentials
+ * from the spec's credentials (or the Docker config).
  */
 export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
+  const env = spec.env ?? process.env;
+  const cacheDir = spec.manifestCache ?? manifestCacheDir(env);
   const access = registryAccess({
     host: spec.host,
     credentials: spec.credentials,
-    env: spec.env ?? process.env,
+    env,
     dockerConfig: spec.dockerConfig !== false,
     insecure: spec.insecure === true,
     client: spec.client,
     credentialsHint: spec.credentialsHint,
     unreachableHint: spec.unreachableHint,
+    manifestCache: cacheDir === false ? undefined : new ManifestCache(cacheDir),
   });
   const base = `${spec.host}/${spec.repository}`;
   const pullConfig: PullConfig = spec.pullConfig ?? {};
@@ -108,24 +119,18 @@ export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
       checkSignal(options.signal);
       const client = await access.ownClient(options.signal);
       const signal = options.signal ? { signal: options.signal } : {};
-      if (!options.annotations) {
-        const head = await client.headManifest(pushTag, signal);
-        return head.exists ? { exists: true, digest: head.digest } : { exists: false };
-      }
-      // The layout record of the image (see BuildService.imageLayout) comes with the manifest that
-      // shows the tag exists: one GET, as without annotations (headManifest reads the manifest to verify its digest).
-      try {
-        const { digest, manifest } = await client.getManifest(pushTag, signal);
-        // An image manifest's layers (an image index has none); the manifest is the registry's, so each entry is checked.
-        const layers: unknown = 'layers' in manifest ? manifest.layers : undefined;
-        const layerMediaTypes = Array.isArray(layers)
-          ? layers.map((layer: unknown) => (typeof layer === 'object' && layer !== null ? (layer as { mediaType?: unknown }).mediaType : undefined)).filter((type): type is string => typeof type === 'string')
-          : undefined;
-        return { exists: true, digest, annotations: { ...manifest.annotations }, ...(layerMediaTypes ? { layerMediaTypes } : {}) };
-      } catch (error) {
-        if (error instanceof RegistryError && error.status === 404) return { exists: false };
-        throw error;
-      }
+      // The digest, and the layout record of the image (see BuildService.imageLayout), come with the
+      // manifest that shows the tag exists: the one kept under the digest a HEAD gives, else a GET.
+      const check = await client.checkManifest(pushTag, signal);
+      if (!check.exists) return { exists: false };
+      const { digest, manifest } = check.result;
+      if (!options.annotations) return { exists: true, digest };
+      // An image manifest's layers (an image index has none); the manifest is the registry's, so each entry is checked.
+      const layers: unknown = 'layers' in manifest ? manifest.layers : undefined;
+      const layerMediaTypes = Array.isArray(layers)
+        ? layers.map((layer: unknown) => (typeof layer === 'object' && layer !== null ? (layer as { mediaType?: unknown }).mediaType : undefined)).filter((type): type is string => typeof type === 'string')
+        : undefined;
+      return { exists: true, digest, annotations: { ...manifest.annotations }, ...(layerMediaTypes ? { layerMediaTypes } : {}) };
     },
     async baseImageIdentity(ref, platform, options = {}) {
       const client = await access.clientFor(ref, options.signal);

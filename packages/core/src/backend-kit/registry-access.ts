@@ -1,6 +1,7 @@
 import type { RegistryCredentials } from '../contracts.js';
 import { dockerConfigCredentials, normalizeDockerConfigKey } from '../registry/docker-config.js';
 import { parseImageRef } from '../registry/image-ref.js';
+import type { ManifestCache } from '../registry/manifest-cache.js';
 import { RegistryClient, type RegistryClientOptions } from '../registry/registry-client.js';
 import { checkSignal } from './base-image.js';
 import type { RegistryTokenSource } from './registry-credentials.js';
@@ -27,6 +28,8 @@ export interface RegistryAccessInput {
   credentialsHint?: string | undefined;
   /** What to do when nothing listens at the own host (connection refused), e.g. how to start it. */
   unreachableHint?: string | undefined;
+  /** Manifests kept by digest, for every client (see RegistryClientOptions.manifestCache). */
+  manifestCache?: ManifestCache | undefined;
 }
 
 function isTokenSource(credentials: RegistryAccessInput['credentials']): credentials is RegistryTokenSource {
@@ -45,6 +48,7 @@ function baseClientOptions(input: RegistryAccessInput): RegistryClientOptions {
     ...(input.insecure ? { insecureRegistries: [input.host] } : {}),
     ...(credentialsHint ? { credentialsHint: own(credentialsHint) } : {}),
     ...(unreachableHint ? { unreachableHint: own(unreachableHint) } : {}),
+    ...(input.manifestCache ? { manifestCache: input.manifestCache } : {}),
     ...input.client,
   };
 }

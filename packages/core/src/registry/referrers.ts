@@ -90,15 +90,12 @@ async function addToReferrersTag(client: RegistryClient, repository: ImageRef, s
   await client.putManifest(at(repository, referrersTag(subject)), Buffer.from(JSON.stringify(index)), MediaType.ociIndex, options);
 }
 
+/** The `sha256-<hex>` referrers index (none: empty); a HEAD only when the manifest cache holds the index it names. */
 async function readReferrersTag(client: RegistryClient, repository: ImageRef, subject: string, options: RequestOptions): Promise<ReferrerDescriptor[]> {
-  try {
-    const found = await client.getManifest(at(repository, referrersTag(subject)), options);
-    if (!('manifests' in found.manifest)) throw new RegistryError(`${at(repository, referrersTag(subject))} is not an image index of referrers`, { registry: repository.registry });
-    return found.manifest.manifests;
-  } catch (error) {
-    if (error instanceof RegistryError && error.status === 404) return [];
-    throw error;
-  }
+  const found = await client.checkManifest(at(repository, referrersTag(subject)), options);
+  if (!found.exists) return [];
+  if (!('manifests' in found.result.manifest)) throw new RegistryError(`${at(repository, referrersTag(subject))} is not an image index of referrers`, { registry: repository.registry });
+  return found.result.manifest.manifests;
 }
 
 /**

@@ -3,7 +3,7 @@ import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { BaseImageIdentity, RegistryCredentials } from '../contracts.js';
 import { diskFullError } from '../disk-full.js';
-import { AuthError, CancelledError, ConfigError, EnvironmentError, InputError, LoginRequiredError, NetworkError, PrebuiltError, RegistryError, UnreachableError } from '../errors.js';
+import { AuthError, CancelledError, ConfigError, EnvironmentError, errorMessage, InputError, LoginRequiredError, NetworkError, PrebuiltError, RegistryError, UnreachableError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
@@ -11,6 +11,7 @@ import { basicAuthorization, redactUrls } from '../net/url-credentials.js';
 import { checkableDigest, isImageDigest } from './digest.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
 import { formatImageRef, hostWithoutPort, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
+import type { ManifestCache } from './manifest-cache.js';
 import { isIndexMediaType, MANIFEST_ACCEPT, MediaType } from './media-types.js';
 import { platformMatches, selectPlatformManifest, type ImageIndex, type ImageManifest, type OciPlatform } from './platform.js';
 import {
@@ -73,6 +74,11 @@ export interface RegistryClientOptions {
    * loopback address; undefined for a registry it does not know.
    */
   unreachableHint?: (registry: string) => string | undefined;
+  /**
+   * Manifests kept by digest (see {@link RegistryClient.checkManifest}): an existence check of a
+   * manifest it holds is a HEAD only. Default none: every check GETs.
+   */
+  manifestCache?: ManifestCache;
 }
 
 export interface RequestOptions {
@@ -91,6 +97,9 @@ export type ManifestHead =
     };
 
 export type BlobHead = { exists: false } | { exists: true; size: number | undefined };
+
+/** What RegistryClient.checkManifest found: whether the reference exists, and its manifest, verified; `cached` when it came from the manifest cache (a HEAD only). */
+export type ManifestCheck = { exists: false } | { exists: true; result: ManifestResult; cached: boolean };
 
 export interface ManifestResult {
   ref: ImageRef;
@@ -309,6 +318,60 @@ function sha256Digest(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
+/** The media type a response's Content-Type names, without parameters ('' for none). */
+function contentType(headers: Headers): string {
+  return (headers.get('content-type') ?? '').split(';')[0]!.trim();
+}
+
+/**
+ * A manifest's JSON and media type (its own `mediaType`, else the Content-Type it came with, else
+ * told by its shape), checked to have what its kind needs; `name` names it in the RegistryError.
+ */
+function parseManifest(bytes: Uint8Array, headerType: string, name: string, registry: string): { manifest: ImageManifest | ImageIndex; mediaType: string } {
+  let manifest: ImageManifest | ImageIndex;
+  try {
+    manifest = JSON.parse(Buffer.from(bytes).toString('utf8')) as ImageManifest | ImageIndex;
+  } catch (error) {
+    throw new RegistryError(`manifest ${name} is not valid JSON`, { registry }, { cause: error });
+  }
+  if (typeof manifest !== 'object' || manifest === null) throw new RegistryError(`manifest ${name} is not a JSON object`, { registry });
+  const mediaType = manifest.mediaType ?? (MANIFEST_ACCEPT.includes(headerType) ? headerType : 'manifests' in manifest ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
+  const lacks = isIndexMediaType(mediaType)
+    ? !Array.isArray((manifest as ImageIndex).manifests) && 'manifests list'
+    : (!Array.isArray((manifest as ImageManifest).layers) && 'layers list') || (typeof (manifest as ImageManifest).config?.digest !== 'string' && 'config descriptor');
+  if (lacks) throw new RegistryError(`manifest ${name} (${mediaType}) lacks its ${lacks}`, { registry });
+  return { manifest, mediaType };
+}
+
+/** Statuses of a manifest HEAD that mean the registry does not answer HEAD for manifests: the GET is asked instead. */
+const HEAD_REFUSED = new Set([400, 405, 406, 501]);
+
+/** The manifest `cache` keeps under the digest a HEAD gave, parsed as a GET's would be; undefined when not kept or unusable. */
+async function cachedManifest(cache: ManifestCache, image: ImageRef, head: { digest: string; mediaType: string }): Promise<ManifestResult | undefined> {
+  const bytes = await cache.read(head.digest);
+  return bytes && keptManifest(bytes, image, head);
+}
+
+/** Kept bytes (hashing to `head.digest`) as the ManifestResult a GET would give; undefined when unusable. */
+function keptManifest(bytes: Uint8Array, image: ImageRef, head: { digest: string; mediaType: string }): ManifestResult | undefined {
+  try {
+    const { manifest, mediaType } = parseManifest(bytes, head.mediaType, manifestName(image, head.digest), image.registry);
+    return { ref: image, digest: head.digest, mediaType, size: bytes.length, bytes, manifest };
+  } catch (error) {
+    log('the kept manifest %s is unusable (%s): reading it again', head.digest, errorMessage(error));
+    return undefined;
+  }
+}
+
+/** `registry/repository:tag` or `registry/repository@digest`. */
+function manifestName(image: ImageRef, reference: string): string {
+  return `${image.registry}/${image.repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+}
+
+function manifestNotFound(image: ImageRef, reference: string): RegistryError {
+  return new RegistryError(`manifest ${manifestName(image, reference)} was not found`, { registry: image.registry, status: 404 }, { hint: 'Check the repository and tag, and that the image was pushed.' });
+}
+
 function toRef(ref: string | ImageRef): ImageRef {
   return typeof ref === 'string' ? parseImageRef(ref) : ref;
 }
@@ -348,6 +411,8 @@ export class RegistryClient {
   /** Registries that have answered at least once: a refused connection to them is worth a retry. */
   readonly #answered = new Set<string>();
   readonly #stats: TransferStats = { bytesSent: 0, blobsUploaded: 0, blobsMounted: 0, blobsExisting: 0 };
+  /** Registries whose manifest HEAD gave no digest or was refused: their manifests are read by GET straight away. */
+  readonly #headsWithoutDigest = new Set<string>();
 
   constructor(options: RegistryClientOptions = {}) {
     this.#options = options;
@@ -401,8 +466,9 @@ export class RegistryClient {
 
   /**
    * Whether `ref` exists, and the digest and media type of the manifest it names. The digest is the
-   * sha256 of the manifest bytes read here (a GET, bounded at 4 MiB; a registry whose
-   * Docker-Content-Digest disagrees is a RegistryError), so it may go into an image map. With
+   * sha256 of the manifest bytes read here (see {@link checkManifest}: with a manifest cache, a HEAD
+   * and the bytes kept under its digest, else a GET bounded at 4 MiB; a registry whose
+   * Docker-Content-Digest disagrees with a GET's bytes is a RegistryError), so it may go into an image map. With
    * `verify: false` it is a HEAD and the digest is what the registry claims: only for a digest that
    * is checked later anyway (a base image pulled by that digest).
    */
@@ -411,13 +477,9 @@ export class RegistryClient {
     const path = `/v2/${image.repository}/manifests/${image.reference}`;
     const signal = options.signal ? { signal: options.signal } : {};
     if (options.verify !== false) {
-      try {
-        const full = await this.getManifest(image, signal);
-        return { exists: true, digest: full.digest, mediaType: full.mediaType, size: full.size };
-      } catch (error) {
-        if (error instanceof RegistryError && error.status === 404) return { exists: false };
-        throw error;
-      }
+      const check = await this.checkManifest(image, signal);
+      if (!check.exists) return { exists: false };
+      return { exists: true, digest: check.result.digest, mediaType: check.result.mediaType, size: check.result.size };
     }
     const res = await this.#request(image.registry, image.repository, 'HEAD', path, { accept: MANIFEST_ACCEPT.join(', ') }, options.signal, { what: 'manifest check' });
     if (res.status === 404) return { exists: false };
@@ -434,6 +496,59 @@ export class RegistryClient {
   }
 
   /**
+   * Whether `ref` exists, and its manifest, verified: its digest is the sha256 of its bytes. With a
+   * `manifestCache`, a HEAD (same Accept as the GET) asks for the digest first — Docker Hub counts a
+   * manifest GET as a pull against its rate limit, a HEAD not — and a manifest the cache holds under
+   * that digest (its bytes hashed again) is taken from there: no GET. Otherwise — not kept, or a
+   * registry whose HEAD gives no sha256 Docker-Content-Digest or refuses HEAD (400, 405, 406, 501:
+   * after one such answer the client GETs that registry's manifests straight away) — a GET reads
+   * the manifest, and the cache keeps it. Without a cache, one GET.
+   */
+  async checkManifest(ref: string | ImageRef, options: RequestOptions = {}): Promise<ManifestCheck> {
+    const image = toRef(ref);
+    const cache = this.#options.manifestCache;
+    // A reference by another digest than sha256 is refused by the GET, before any request.
+    if (cache && (!image.reference.includes(':') || isImageDigest(image.reference))) {
+      const head = await this.#headForDigest(image, options.signal);
+      if (head === 'missing') return { exists: false };
+      const cached = head && (await cachedManifest(cache, image, head));
+      if (cached) {
+        log('manifest %s: %s, kept in the cache (HEAD only)', formatImageRef(image), cached.digest);
+        return { exists: true, result: cached, cached: true };
+      }
+    }
+    try {
+      const result = await this.#getManifest(image, image.reference, options.signal);
+      await cache?.write(result.digest, result.bytes);
+      return { exists: true, result, cached: false };
+    } catch (error) {
+      if (error instanceof RegistryError && error.status === 404) return { exists: false };
+      throw error;
+    }
+  }
+
+  /**
+   * A manifest HEAD for the digest `image` names now: 'missing' for a 404; undefined when the answer
+   * gives no sha256 digest to look up (none, another algorithm, HEAD refused) or one other than the
+   * digest asked for — the GET then decides.
+   */
+  async #headForDigest(image: ImageRef, signal: AbortSignal | undefined): Promise<'missing' | { digest: string; mediaType: string } | undefined> {
+    if (this.#headsWithoutDigest.has(image.registry)) return undefined;
+    const path = `/v2/${image.repository}/manifests/${image.reference}`;
+    const res = await this.#request(image.registry, image.repository, 'HEAD', path, { accept: MANIFEST_ACCEPT.join(', ') }, signal, { what: 'manifest check' });
+    if (res.status === 404) return 'missing';
+    const digest = res.headers.get('docker-content-digest')?.trim();
+    if (HEAD_REFUSED.has(res.status) || (res.status >= 200 && res.status < 300 && !digest)) {
+      log('registry %s answered a manifest HEAD with %d and %s: reading its manifests by GET', image.registry, res.status, digest ? `digest ${digest}` : 'no digest');
+      this.#headsWithoutDigest.add(image.registry);
+      return undefined;
+    }
+    this.#expectOk(res, image.registry, 'HEAD', path);
+    if (!digest || !isImageDigest(digest) || (image.reference.includes(':') && image.reference !== digest)) return undefined;
+    return { digest, mediaType: contentType(res.headers) };
+  }
+
+  /**
    * Fetches the manifest `ref` names and verifies its digest. With `platform` (e.g. `linux/amd64`),
    * a manifest list / image index is resolved to that platform's manifest (`indexDigest` keeps the
    * index's digest), and a single-platform image is checked against its config's os/architecture;
@@ -441,13 +556,13 @@ export class RegistryClient {
    */
   async getManifest(ref: string | ImageRef, options: RequestOptions & { platform?: string } = {}): Promise<ManifestResult> {
     const image = toRef(ref);
-    const result = await this.#getManifest(image, image.reference, options.signal);
+    const result = await this.#manifestAt(image, image.reference, options.signal);
     if (!options.platform) return result;
     if (isIndexMediaType(result.mediaType)) {
       const entry = selectPlatformManifest(result.manifest as ImageIndex, options.platform, formatImageRef(image));
       // Only a digest binds the platform's manifest to the index: a tag there would be fetched unverified.
       uncheckableDigest(entry.digest, `manifest ${image.registry}/${image.repository}@${String(entry.digest)}`, image.registry);
-      const child = await this.#getManifest(image, entry.digest, options.signal);
+      const child = await this.#manifestAt(image, entry.digest, options.signal);
       if (isIndexMediaType(child.mediaType)) {
         throw new RegistryError(`manifest ${entry.digest} for ${options.platform} in ${formatImageRef(image)} is itself an index`, { registry: image.registry });
       }
@@ -482,15 +597,35 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * The manifest `reference` names in `image`'s repository. With a manifest cache, one named by a
+   * sha256 digest that the cache holds is those bytes — the very bytes a GET would give — once a
+   * HEAD shows the registry has it (a 404 as the GET's); one it does not hold is read by a GET, as
+   * without a cache, and kept. Anything else: a GET.
+   */
+  async #manifestAt(image: ImageRef, reference: string, signal: AbortSignal | undefined): Promise<ManifestResult> {
+    const cache = this.#options.manifestCache;
+    if (!cache || typeof reference !== 'string' || !isImageDigest(reference)) return this.#getManifest(image, reference, signal);
+    const target = { ...image, reference };
+    const kept = await cache.read(reference);
+    if (kept) {
+      const head = await this.#headForDigest(target, signal);
+      if (head === 'missing') throw manifestNotFound(image, reference);
+      const result = head && keptManifest(kept, target, head);
+      if (result) return result;
+    }
+    const result = await this.#getManifest(image, reference, signal);
+    await cache.write(result.digest, result.bytes);
+    return result;
+  }
+
   async #getManifest(image: ImageRef, reference: string, signal: AbortSignal | undefined): Promise<ManifestResult> {
     const path = `/v2/${image.repository}/manifests/${reference}`;
     if (typeof reference !== 'string') uncheckableDigest(reference, `manifest ${image.registry}/${image.repository}@${String(reference)}`, image.registry);
-    const name = `${image.registry}/${image.repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const name = manifestName(image, reference);
     if (reference.includes(':')) uncheckableDigest(reference, `manifest ${name}`, image.registry);
     const res = await this.#request(image.registry, image.repository, 'GET', path, { accept: MANIFEST_ACCEPT.join(', ') }, signal, { what: 'manifest', limit: BODY_LIMITS.manifest });
-    if (res.status === 404) {
-      throw new RegistryError(`manifest ${name} was not found`, { registry: image.registry, status: 404 }, { hint: 'Check the repository and tag, and that the image was pushed.' });
-    }
+    if (res.status === 404) throw manifestNotFound(image, reference);
     this.#expectOk(res, image.registry, 'GET', path);
     const digest = sha256Digest(res.body);
     const announced = res.headers.get('docker-content-digest');
@@ -502,19 +637,7 @@ export class RegistryClient {
     if (reference.startsWith('sha256:') && reference !== digest) {
       throw new RegistryError(`manifest ${name} does not match the requested digest: the bytes hash to ${digest}`, { registry: image.registry });
     }
-    let manifest: ImageManifest | ImageIndex;
-    try {
-      manifest = JSON.parse(Buffer.from(res.body).toString('utf8')) as ImageManifest | ImageIndex;
-    } catch (error) {
-      throw new RegistryError(`manifest ${name} is not valid JSON`, { registry: image.registry }, { cause: error });
-    }
-    if (typeof manifest !== 'object' || manifest === null) throw new RegistryError(`manifest ${name} is not a JSON object`, { registry: image.registry });
-    const headerType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
-    const mediaType = manifest.mediaType ?? (MANIFEST_ACCEPT.includes(headerType) ? headerType : 'manifests' in manifest ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
-    const lacks = isIndexMediaType(mediaType)
-      ? !Array.isArray((manifest as ImageIndex).manifests) && 'manifests list'
-      : (!Array.isArray((manifest as ImageManifest).layers) && 'layers list') || (typeof (manifest as ImageManifest).config?.digest !== 'string' && 'config descriptor');
-    if (lacks) throw new RegistryError(`manifest ${name} (${mediaType}) lacks its ${lacks}`, { registry: image.registry });
+    const { manifest, mediaType } = parseManifest(res.body, contentType(res.headers), name, image.registry);
     return { ref: image, digest, mediaType, size: res.body.length, bytes: res.body, manifest };
   }
 
@@ -1155,6 +1278,8 @@ export class RegistryClient {
     if (announced && announced !== digest) {
       throw new RegistryError(`registry ${image.registry} stored the manifest for ${formatImageRef(image)} as ${announced}, but its bytes hash to ${digest}`, { registry: image.registry });
     }
+    // What was put is what a later check reads: kept, a no-op redeploy of it needs no GET.
+    await this.#options.manifestCache?.write(digest, bytes);
     const subject = res.headers.get('oci-subject') ?? undefined;
     return { digest, subjectAccepted: subject !== undefined, ...(subject ? { subject } : {}) };
   }

@@ -1,4 +1,4 @@
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 /** What the proxy does with one request; requests past the script are forwarded to the registry. */
@@ -25,6 +25,8 @@ export interface FlakyProxyOptions {
   keepHost?: boolean;
   /** Which requests the faults are for (default every one); the others are forwarded. */
   faultOn?: (method: string, path: string) => boolean;
+  /** Changes the headers of a forwarded answer (e.g. drops a HEAD's Docker-Content-Digest, as some registries do). */
+  answerHeaders?: (method: string, path: string, headers: IncomingHttpHeaders) => IncomingHttpHeaders;
 }
 
 /**
@@ -56,7 +58,7 @@ export async function startFlakyProxy(target: string, faults: Fault[], port = 0,
       { host: target.split(':')[0], port: Number(target.split(':')[1]), method: req.method, path: req.url, headers: options.keepHost ? req.headers : { ...req.headers, host: target } },
       (answer) => {
         if (answer.headers.location) locations.push(answer.headers.location);
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        res.writeHead(answer.statusCode ?? 502, options.answerHeaders ? options.answerHeaders(req.method ?? '', req.url ?? '', { ...answer.headers }) : answer.headers);
         answer.pipe(res);
       },
     );

@@ -1,0 +1,112 @@
+/**
+ * Manifests read from registries, kept by digest in the cache directory
+ * (`<cache dir>/manifests/<sha256 hex>`), so an existence check that finds the digest it already
+ * holds needs only a manifest HEAD: on Docker Hub a GET counts as a pull against the rate limit, a
+ * HEAD does not (see RegistryClient.checkManifest).
+ *
+ * Only the bytes are kept, under the digest they hash to; a read hashes them again and takes them
+ * only when they still do, so a file planted or damaged there (a cache shared with other users) is
+ * a miss, never a manifest the registry did not serve. Entries are small (at most
+ * {@link MAX_CACHED_MANIFEST_BYTES}), written atomically, read without following a symlink, their
+ * mtime the last use; past {@link MAX_CACHED_MANIFESTS} entries, the least recently used go.
+ * Best effort: a cache that cannot be written (read-only, full) is logged, never fails a build.
+ */
+import { createHash } from 'node:crypto';
+import { lstat, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../atomic-write.js';
+import { prebuiltCacheDir } from '../cache-dir.js';
+import { markCacheFileUsed, readCacheFile } from '../cache-file.js';
+import { errorMessage } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { makeDirectory } from '../make-directory.js';
+import { IMAGE_DIGEST } from './digest.js';
+
+const log = createLogger('registry:manifest-cache');
+
+/** A manifest larger than this is not kept (an env image's is a few KiB; an index of a few platforms less). */
+export const MAX_CACHED_MANIFEST_BYTES = 256 * 1024;
+
+/** Entries kept at most; the least recently used beyond go. */
+export const MAX_CACHED_MANIFESTS = 2000;
+
+/** A temp file of a write killed before its rename is removed once this old. */
+const STALE_TEMP_MS = 3_600_000;
+
+/** An entry's name (the digest's hex), and the temp file name writeFileAtomic gives one. */
+const ENTRY_NAME = /^[0-9a-f]{64}$/;
+const TEMP_NAME = /^\.[0-9a-f]{64}\.\d+\.[0-9a-f]{8}\.tmp$/;
+
+/** The manifest cache's directory: `manifests/` in prebuilt's cache directory (METAFLOW_PREBUILT_CACHE_DIR, …). */
+export function manifestCacheDir(env: Record<string, string | undefined>): string {
+  return join(prebuiltCacheDir(env), 'manifests');
+}
+
+export interface ManifestCacheOptions {
+  /** Entries kept at most (default {@link MAX_CACHED_MANIFESTS}). */
+  maxEntries?: number;
+}
+
+export class ManifestCache {
+  readonly dir: string;
+  readonly #maxEntries: number;
+
+  constructor(dir: string, options: ManifestCacheOptions = {}) {
+    this.dir = dir;
+    this.#maxEntries = Math.max(1, options.maxEntries ?? MAX_CACHED_MANIFESTS);
+  }
+
+  #path(digest: string): string {
+    return join(this.dir, digest.slice('sha256:'.length));
+  }
+
+  /** The kept bytes of the manifest `digest` (`sha256:…`) when they hash to it; else undefined. */
+  async read(digest: string): Promise<Uint8Array | undefined> {
+    if (!IMAGE_DIGEST.test(digest)) return undefined;
+    const path = this.#path(digest);
+    const bytes = await readCacheFile(path, MAX_CACHED_MANIFEST_BYTES);
+    if (!bytes) return undefined;
+    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (actual !== digest) {
+      log('ignoring %s: its bytes hash to %s, not to the digest it is named by', path, actual);
+      return undefined;
+    }
+    await markCacheFileUsed(path);
+    return bytes;
+  }
+
+  /** Keeps `bytes` (read from a registry and checked to hash to `digest`), then trims the cache to its bound. Never throws. */
+  async write(digest: string, bytes: Uint8Array): Promise<void> {
+    if (!IMAGE_DIGEST.test(digest) || bytes.length > MAX_CACHED_MANIFEST_BYTES) return;
+    if (`sha256:${createHash('sha256').update(bytes).digest('hex')}` !== digest) return log('not keeping manifest %s: its bytes hash otherwise', digest);
+    try {
+      // Made private (0700) when missing, as the cache directory is.
+      await makeDirectory(this.dir, { mode: 0o700 });
+      await writeFileAtomic(this.#path(digest), bytes);
+    } catch (error) {
+      return log('cannot keep manifest %s in %s: %s', digest, this.dir, errorMessage(error));
+    }
+    await this.#trim().catch((error: unknown) => log('cannot trim %s: %s', this.dir, errorMessage(error)));
+  }
+
+  /**
+   * Removes temp files left by killed writes, and the least recently used entries beyond the bound.
+   * Only while the directory is one (not a symlink planted in a shared cache), and only names it writes.
+   */
+  async #trim(): Promise<void> {
+    if (!(await lstat(this.dir)).isDirectory()) return;
+    const names = await readdir(this.dir);
+    const now = Date.now();
+    for (const name of names.filter((n) => TEMP_NAME.test(n))) {
+      const stats = await lstat(join(this.dir, name)).catch(() => undefined);
+      if (stats?.isFile() && now - stats.mtimeMs > STALE_TEMP_MS) await rm(join(this.dir, name), { force: true });
+    }
+    const entries = names.filter((n) => ENTRY_NAME.test(n));
+    if (entries.length <= this.#maxEntries) return;
+    const dated = await Promise.all(entries.map(async (name) => ({ name, mtime: (await lstat(join(this.dir, name)).catch(() => undefined))?.mtimeMs ?? 0 })));
+    dated.sort((a, b) => a.mtime - b.mtime);
+    const excess = dated.slice(0, dated.length - this.#maxEntries);
+    log('%s holds %d manifests: removing the %d least recently used', this.dir, entries.length, excess.length);
+    for (const { name } of excess) await rm(join(this.dir, name), { force: true });
+  }
+}
