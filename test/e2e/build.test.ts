@@ -151,6 +151,29 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
     expect(again.stderr).toBe('');
   }, 180_000);
 
+  itWith(NEEDS, 'an image map that cannot be written once every image is there: exit 2, and --json still names the images with the error (a CI script can use them)', async () => {
+    expect(first, 'the build test ran').toBeDefined();
+    // A file system that takes no new file (checked only when the map is written): its write fails after the registry has every image.
+    const unwritable = { ...env, METAFLOW_PREBUILT_STATE_FILE: '/proc/prebuilt-e2e-maps/images.json' };
+    const json = await runCli(['build', 'two_env_flow.py', '--json'], { env: unwritable, cwd: flowDir });
+    expect(json.code, json.stderr).toBe(2);
+    const map = parseJson<BuildJson>(json);
+    expect(map.ok).toBe(false);
+    expect(map.error?.code).toBe('environment');
+    expect(map.error?.message).toContain('/proc');
+    expect(map.stateFile).toBeNull();
+    expect(Object.keys(map.images)).toEqual(Object.keys(first.images));
+    for (const [envId, image] of Object.entries(map.images)) expect(image.digest).toBe(first.images[envId]!.digest);
+    expect(map.steps).toEqual(first.steps);
+    // For people: the table of images, then what was not written and why; no stack trace.
+    const human = await runCli(['build', 'two_env_flow.py'], { env: unwritable, cwd: flowDir });
+    expect(human.code).toBe(2);
+    for (const envId of Object.keys(first.images)) expect(human.stdout).toContain(envId);
+    expect(human.stderr).toContain('every image is in the registry (above), but the image map could not be written:\nerror: ');
+    expect(human.stderr).toContain('METAFLOW_PREBUILT_STATE_FILE');
+    expect(human.stderr).not.toMatch(/\n\s+at /);
+  }, 180_000);
+
   itWith(NEEDS, 'plan --json after the build says both images are present, with their digests', async () => {
     expect(first, 'the build test ran').toBeDefined();
     const planned = await cli('plan', 'two_env_flow.py', '--json');

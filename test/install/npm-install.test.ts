@@ -179,6 +179,9 @@ describeWith(['registries', 'baseImage'], 'install from an npm registry as users
   }, 300_000);
 
   it('a backend installed globally beside it is listed and selected (npm i -g @prebuilt/ecr)', async () => {
+    // Before: the note names the global install command, as the CLI is global.
+    const before = await exec(prebuilt, ['backends'], { cwd: work, env: { ...env, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'ecr' } });
+    expect(before.stdout).toContain("the selected image registry 'ecr' is not installed: npm i -g @prebuilt/ecr\n");
     const install = await exec('npm', ['i', '-g', '--prefix', prefix, '@prebuilt/ecr'], { cwd: work, env });
     expect(install.code, install.stderr).toBe(0);
     const listed = await exec(prebuilt, ['backends', '--json'], { cwd: work, env: { ...env, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'ecr' } });

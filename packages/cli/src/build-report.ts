@@ -3,7 +3,7 @@
  * failures with their log tails, or the one JSON object. Used by `build`, `run` and `metaflow build`
  * (commands never import each other; they share this and the application layer).
  */
-import type { BuildFailedError, DeployImage, ImageSbomRef } from '@prebuilt/core';
+import type { DeployImage, ImageSbomRef } from '@prebuilt/core';
 import type { PruneSummary } from '@prebuilt/conda';
 // The modules themselves, not the app barrel: a build loads none of run, gc or prepull (Kubernetes).
 import { buildFailure, buildFlow, type BuildFlowResult } from './app/build-flow.js';
@@ -128,7 +128,7 @@ export function countImages(images: readonly DeployImage[]): string {
   return `${single} image${single === 1 ? '' : 's'}${indexes > 0 ? ` and ${indexes} image index${indexes === 1 ? '' : 'es'}` : ''}`;
 }
 
-function renderBuild(context: CliContext, { result, stateFile, sboms }: BuildFlowResult, warnings: readonly string[], pruned: ReadonlyMap<string, PruneSummary>): void {
+function renderBuild(context: CliContext, { result, stateFile, sboms, stateFileError }: BuildFlowResult, warnings: readonly string[], pruned: ReadonlyMap<string, PruneSummary>): void {
   const out = context.stdout;
   out.write(`\n${result.imageMap.flow}: ${countImages(result.images)} (build service ${result.buildService}, registry ${result.registry})\n\n`);
   if (result.images.length > 0) out.write(summaryTable(result.images));
@@ -139,6 +139,7 @@ function renderBuild(context: CliContext, { result, stateFile, sboms }: BuildFlo
   for (const warning of warnings) context.stderr.write(`warning: ${terminalText(warning)}\n`);
   for (const failure of result.failures) context.stderr.write(failureText(failure));
   if (stateFile) out.write(`\nimage map written to ${shownPath(context.cwd, stateFile)}\n`);
+  else if (stateFileError !== undefined) context.stderr.write(`\nevery image is in the registry (above), but the image map could not be written:\n`);
 }
 
 /**
@@ -153,8 +154,11 @@ export function failureText(failure: Pick<DeployImage, 'envId' | 'steps' | 'reas
 }
 
 export interface BuildReport extends BuildFlowResult {
-  /** The error to exit with (BuildFailedError, exit 1) when an image failed; the caller throws it. */
-  failure: BuildFailedError | undefined;
+  /**
+   * The error to exit with, which the caller throws: BuildFailedError (exit 1) when an image failed,
+   * else the image map's write error (`stateFileError`) when it could not be written.
+   */
+  failure: unknown;
 }
 
 /**
@@ -188,7 +192,7 @@ export async function reportBuild(file: string, context: CliContext, options: Bu
   } finally {
     view?.stop();
   }
-  const failure = buildFailure(built.result);
+  const failure: unknown = buildFailure(built.result) ?? built.stateFileError;
   if (options.json) writeJsonResult(context, buildJson(built.result, built.stateFile, built.sboms, pruned), failure);
   else renderBuild(context, built, warnings, pruned);
   return { ...built, failure };

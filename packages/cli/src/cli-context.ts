@@ -22,6 +22,12 @@ export interface CliContext {
   signal: AbortSignal;
   /** Set by a command that was asked for `--json`: the top-level handler then keeps stdout to one JSON object. */
   json: { requested: boolean; written: boolean };
+  /**
+   * Set by a command whose normal end is an interrupt (`pull-secret --watch`, which runs until
+   * stopped): when it returns after Ctrl-C or SIGTERM, the run exits 0 (the command has said it
+   * stopped), not 130/143. An interrupt before it is set is one still.
+   */
+  stopsOnInterrupt?: boolean;
 }
 
 /** The CLI package directory (the one holding package.json), real path. */

@@ -86,6 +86,19 @@ function withoutHelpOfUnknown(program: Command, argv: readonly string[]): string
   return [...argv];
 }
 
+/**
+ * `prebuilt registry start`: a word of a command's name (`local-registry`, `pull-secret`) given as
+ * the command, which commander's spelling suggestion does not reach (too far from the whole name).
+ * Said as commander says an unknown command, with that command as the suggestion (exit 2).
+ */
+export function checkPartialCommand(program: Command, argv: readonly string[]): void {
+  const word = argv.find((arg) => !arg.startsWith('-'));
+  if (word === undefined || program.commands.some((command) => command.name() === word || command.aliases().includes(word))) return;
+  const matches = program.commands.filter((command) => command.name().split('-').includes(word));
+  if (matches.length !== 1) return;
+  program.error(`error: unknown command '${word}'\n(Did you mean ${matches[0]!.name()}?)`, { code: 'commander.unknownCommand' });
+}
+
 /** Runs the CLI and returns the exit code. The one place errors become exit codes (error-handler.ts). */
 export async function main(argv: string[], overrides: Parameters<typeof createCliContext>[1] = {}): Promise<number> {
   // A closed pipe (`prebuilt backends | head`) ends the output, not the process with a stack trace.
@@ -99,8 +112,9 @@ export async function main(argv: string[], overrides: Parameters<typeof createCl
   let program: Command | undefined;
   try {
     program = await createProgram(context, argv);
+    checkPartialCommand(program, argv);
     await program.parseAsync(withoutHelpOfUnknown(program, argv), { from: 'user' });
-    if (interrupts.received) return reportError(interrupts.signal.reason, context, { showStack: false, interrupted: interrupts.received });
+    if (interrupts.received && context.stopsOnInterrupt !== true) return reportError(interrupts.signal.reason, context, { showStack: false, interrupted: interrupts.received });
     return ExitCode.ok;
   } catch (error) {
     const showStack = program?.opts<{ verbose?: boolean }>().verbose === true || argv.includes('--verbose') || debugEnabled();

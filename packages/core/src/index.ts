@@ -31,6 +31,7 @@ export { Secret } from './secret.js';
 export { mapLimit } from './deploy/pool.js';
 export { PYTHON_SETTING, pythonSetting } from './python-setting.js';
 export { fileArgument, shellWord } from './shell-word.js';
+export { shownPath } from './shown-path.js';
 export { programPath, programNotFound, type ProgramPathOptions } from './program-path.js';
 export {
   BoundedOutput,
@@ -90,6 +91,7 @@ export { CACHE_DIR_SETTING, prebuiltCacheDir, prepareCacheDir } from './cache-di
 export { kindLabel } from './backends/builtin-backends.js';
 export { registerBackend } from './backends/backend-registry.js';
 export { resolveBackend } from './backends/resolve-backend.js';
+export { cliInstallKind, installCommand } from './backends/cli-install.js';
 export { listBackends, type BackendListing } from './backends/list-backends.js';
 export { knownBackends, type BackendCatalogue, type KnownBackend } from './backends/backend-catalogue.js';
 export { selectedBackendNames, createResolvedBackend, type BackendSelection } from './backends/select-backends.js';

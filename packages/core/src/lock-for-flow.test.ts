@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -131,6 +131,24 @@ describe('lockForFlow', () => {
     await writeFile(join(dir, 'my flow; id.prebuilt.lock'), 'not json');
     const corrupt = await lockForFlow({ flowFile, steps: steps(), glibc, resolve }).catch((e: unknown) => e);
     expect((corrupt as InputError).hint).toContain("`prebuilt lock --update 'my flow; id.py'`");
+  });
+
+  it('--frozen with the cwd: the message and the hint name the lock and the flow relative to it when inside it, else absolute', async () => {
+    await mkdir(join(dir, 'flows'));
+    const flowFile = join(dir, 'flows', 'flow.py');
+    const resolve = fakeResolver();
+    const missing = (await lockForFlow({ flowFile, steps: steps(), glibc, resolve, frozen: true, cwd: dir }).catch((e: unknown) => e)) as InputError;
+    expect(missing.message).toBe('--frozen: there is no lock file flows/flow.prebuilt.lock.');
+    expect(missing.hint).toBe('Run `prebuilt lock flows/flow.py` and commit flow.prebuilt.lock.');
+    // The file field (for --json and tools) stays absolute.
+    expect(missing.file).toBe(join(dir, 'flows', 'flow.prebuilt.lock'));
+    await lockForFlow({ flowFile, steps: steps(), glibc, resolve });
+    const changed = { ...steps(), extra: request({ numpy: '2.0' }) };
+    const stale = (await lockForFlow({ flowFile, steps: changed, glibc, resolve, frozen: true, cwd: join(dir, 'flows') }).catch((e: unknown) => e)) as InputError;
+    expect(stale.message).toBe('--frozen: the lock file flow.prebuilt.lock does not match the flow; not locked: step extra.');
+    expect(stale.hint).toBe('Run `prebuilt lock flow.py` and commit flow.prebuilt.lock.');
+    const elsewhere = (await lockForFlow({ flowFile, steps: changed, glibc, resolve, frozen: true, cwd: join(dir, 'other') }).catch((e: unknown) => e)) as InputError;
+    expect(elsewhere.message).toContain(`the lock file ${join(dir, 'flows', 'flow.prebuilt.lock')} does not match`);
   });
 
   it('--frozen: fails (InputError, exit 2) listing unlocked steps; succeeds without writing when all are locked', async () => {

@@ -10,6 +10,7 @@ import type { CondaPlatform, EnvPins, EnvRequest, EnvToResolve, LockedEnv, Resol
 import { ConfigError, InputError } from './errors.js';
 import { canonicalJson, specHash } from './identity.js';
 import { fileArgument } from './shell-word.js';
+import { shownPath } from './shown-path.js';
 import {
   comparePackages,
   lockFilePath,
@@ -49,6 +50,12 @@ interface LockForFlowCommon {
    * `--frozen`): a command that freezes without the user's `--frozen` says why, e.g. `gc`.
    */
   frozenBy?: string;
+  /**
+   * The directory the user runs in: that InputError names the lock and flow files relative to it
+   * when they are inside it (`flows/my_flow.prebuilt.lock`), as the CLI's other messages do.
+   * Default: the absolute paths.
+   */
+  cwd?: string;
   /** Re-resolve every env even when the lock has it. */
   update?: boolean;
   /** Write the lock file when its content changed (default: true unless frozen). */
@@ -120,7 +127,7 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
   const platforms = options.platforms ?? (existing && lockPlatforms(existing).length > 0 ? lockPlatforms(existing) : undefined);
   const wanted = wantedEnvs(options.steps, platforms, resolver.glibc);
   const { envs, toResolve } = reuseEntries(wanted.unique, update ? undefined : existing);
-  if (frozen && (existing === undefined || toResolve.length > 0)) throw notFrozen({ file, flowFile: options.flowFile, existing, toResolve, wanted, platforms, by: options.frozenBy ?? '--frozen' });
+  if (frozen && (existing === undefined || toResolve.length > 0)) throw notFrozen({ file, flowFile: options.flowFile, cwd: options.cwd, existing, toResolve, wanted, platforms, by: options.frozenBy ?? '--frozen' });
   await resolveMissing(toResolve, resolver, envs);
   const lock: LockFile = { lockVersion: lockFileVersion(wanted.stepKeys), flow: basename(options.flowFile), envs: sortedEnvs(envs), steps: wanted.stepKeys };
   let written = false;
@@ -196,6 +203,7 @@ function reuseEntries(unique: Map<string, EnvToResolve>, existing: LockFile | un
 function notFrozen(state: {
   file: string;
   flowFile: string;
+  cwd: string | undefined;
   existing: LockFile | undefined;
   toResolve: ToResolve[];
   wanted: WantedEnvs;
@@ -203,6 +211,7 @@ function notFrozen(state: {
   by: string;
 }): InputError {
   const { file, existing, toResolve, platforms, by } = state;
+  const shown = (path: string): string => (state.cwd === undefined ? path : shownPath(state.cwd, path));
   const stepKeys = state.wanted.stepKeys;
   const steps = existing === undefined ? Object.keys(stepKeys).filter((s) => stepKeys[s] !== null) : [...new Set(toResolve.flatMap((e) => e.env.steps))];
   // Name the platforms when the lock is for several, or not for the default one.
@@ -210,9 +219,9 @@ function notFrozen(state: {
   const missingOn = platforms && (platforms.length > 1 || platforms[0] !== 'linux-64') ? ` on ${missing.join(', ')}` : '';
   return new InputError(
     existing === undefined
-      ? `${by}: there is no lock file ${file}.`
-      : `${by}: the lock file ${file} does not match the flow; not locked: step${steps.length === 1 ? '' : 's'} ${steps.sort().join(', ')}${missingOn}.`,
-    { file, hint: `Run \`prebuilt lock ${fileArgument(state.flowFile)}\` and commit ${basename(file)}.` },
+      ? `${by}: there is no lock file ${shown(file)}.`
+      : `${by}: the lock file ${shown(file)} does not match the flow; not locked: step${steps.length === 1 ? '' : 's'} ${steps.sort().join(', ')}${missingOn}.`,
+    { file, hint: `Run \`prebuilt lock ${fileArgument(shown(state.flowFile))}\` and commit ${basename(file)}.` },
   );
 }
 

@@ -80,7 +80,9 @@ describe('selectPrunePresets', () => {
     expect(error.setting).toBe('METAFLOW_PREBUILT_PRUNE');
     expect(error.message).toBe("METAFLOW_PREBUILT_PRUNE names an unknown prune preset: 'testing', 'docs'.");
     expect(error.hint).toContain('tests, static-libs, headers');
-    expect(() => selectPrunePresets({ value: 'all' })).toThrow(/--prune names an unknown prune preset: 'all'/);
+    expect(() => selectPrunePresets({ value: 'all' })).toThrow(/--prune names an unknown prune preset: 'all'\.$/);
+    // A typo names the preset it most likely means.
+    expect(() => selectPrunePresets({ value: 'tset,header' })).toThrow("--prune names an unknown prune preset: 'tset' (did you mean tests?), 'header' (did you mean headers?).");
   });
 
   it('names where the presets come from: --prune for an explicit value (even empty), else the variable', () => {

@@ -3,6 +3,7 @@
  * `METAFLOW_PREBUILT_PRUNE`). The presets name what goes; which prefix paths each one matches is
  * decided here, once, for the materializer and the docs alike.
  */
+import { closestName } from './backends/closest-name.js';
 import { ConfigError } from './errors.js';
 
 export const PRUNE_PRESETS = ['tests', 'static-libs', 'headers'] as const;
@@ -26,7 +27,12 @@ export function selectPrunePresets(options: { value?: string; env?: Record<strin
   const unknown = names.filter((name) => !(PRUNE_PRESETS as readonly string[]).includes(name));
   if (unknown.length > 0) {
     const from = pruneSetting(options);
-    throw new ConfigError(`${from} names an unknown prune preset: ${unknown.map((name) => `'${name}'`).join(', ')}.`, {
+    // A typo of a preset (`tset`, `header`) names the one it most likely means.
+    const named = unknown.map((name) => {
+      const meant = closestName(name, PRUNE_PRESETS);
+      return `'${name}'${meant === undefined ? '' : ` (did you mean ${meant}?)`}`;
+    });
+    throw new ConfigError(`${from} names an unknown prune preset: ${named.join(', ')}.`, {
       setting: from,
       hint: `Set ${from} to a comma-separated list of: ${PRUNE_PRESETS.join(', ')} (empty: prune nothing).`,
     });

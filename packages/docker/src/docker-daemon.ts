@@ -41,14 +41,15 @@ function daemonUnreachableError(dockerHost: string, error: unknown): Unreachable
       cause: error,
       hint:
         'Add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again), or run prebuilt as a user who may use ' +
-        'the socket, or point DOCKER_HOST at a daemon you may use (rootless Docker: unix://$XDG_RUNTIME_DIR/docker.sock).',
+        'the socket, or point DOCKER_HOST at a daemon you may use (rootless Docker: unix://$XDG_RUNTIME_DIR/docker.sock), ' +
+        'or build without a Docker daemon: METAFLOW_PREBUILT_BUILD_SERVICE=oci.',
     });
   }
   return new UnreachableError(`The Docker daemon at ${dockerHost} cannot be reached: ${errorMessage(error)}.`, service, {
     cause: error,
     hint:
       'Start the Docker daemon (e.g. `sudo systemctl start docker`, or `dockerd` in the background), ' +
-      'or point DOCKER_HOST at a running one, or pick another build service with METAFLOW_PREBUILT_BUILD_SERVICE.',
+      'or point DOCKER_HOST at a running one, or pick another build service with METAFLOW_PREBUILT_BUILD_SERVICE (oci needs no Docker daemon).',
   });
 }
 

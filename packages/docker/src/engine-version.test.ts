@@ -87,6 +87,7 @@ describe('engineVersion (fake daemon on a unix socket)', () => {
     expect(none).toBeInstanceOf(UnreachableError);
     expect((none as UnreachableError).message).toContain(`The Docker daemon at unix://${join(dir, 'none.sock')} cannot be reached`);
     expect((none as UnreachableError).hint).toMatch(/^Start the Docker daemon/);
+    expect((none as UnreachableError).hint).toContain('(oci needs no Docker daemon)');
   });
 
   it('a socket this user may not open (not in the docker group) says so, not to start a daemon that runs', async () => {
@@ -115,6 +116,8 @@ describe('engineVersion (fake daemon on a unix socket)', () => {
     expect((error as UnreachableError).message).toBe(`The Docker daemon at unix://${closedSocket} cannot be reached: this user may not open its socket (connect EACCES ${closedSocket}).`);
     expect((error as UnreachableError).hint).toMatch(/^Add your user to the docker group \(`sudo usermod -aG docker \$USER`, then log in again\)/);
     expect((error as UnreachableError).hint).not.toContain('Start the Docker daemon');
+    // A user who may not use Docker can still build: the oci service needs no daemon.
+    expect((error as UnreachableError).hint).toMatch(/, or build without a Docker daemon: METAFLOW_PREBUILT_BUILD_SERVICE=oci\.$/);
   });
 });
 

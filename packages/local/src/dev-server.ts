@@ -205,6 +205,17 @@ async function writeCredential(p: Paths): Promise<StoredCredential> {
 const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost):(\d{1,5})$/i;
 
 /**
+ * What to do when nothing listens at `host` and it is an address the development registry could
+ * run at (`127.0.0.1:<port>`, `localhost:<port>`): start it there; undefined for any other host.
+ */
+export function devRegistryStartHint(host: string, setting: string): string | undefined {
+  const port = LOOPBACK_HOST.exec(host)?.[2];
+  if (port === undefined) return undefined;
+  const start = `prebuilt local-registry start${Number(port) === DEFAULT_REGISTRY_PORT ? '' : ` --port ${port}`}`;
+  return `Nothing listens at ${host}: start the development registry there (\`${start}\`), or set ${setting} to the address of a running registry.`;
+}
+
+/**
  * The credential of the development registry `startLocalRegistryServer` started, for `host` when it
  * is that registry (`127.0.0.1:<port>`, the port of the running state) and it was started with one;
  * else undefined. Read synchronously from the state directory: the `local` image registry offers it

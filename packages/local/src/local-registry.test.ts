@@ -4,15 +4,37 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AuthError, ConfigError, LoginRequiredError, PrebuiltError, Secret } from '@prebuilt/core/backend';
+import { createServer, type AddressInfo } from 'node:net';
+import { AuthError, ConfigError, LoginRequiredError, PrebuiltError, Secret, UnreachableError } from '@prebuilt/core/backend';
 import { runImageRegistryConformance } from '@prebuilt/core/conformance';
 import localDefinition, { createLocalRegistry } from './index.js';
+import { devRegistryStartHint } from './dev-server.js';
 import { describeOrFailInCi, itWith, missingFor, registerOrFailInCi, testServices } from './__fixtures__/services.js';
 import { pushTinyImage } from './__fixtures__/oci-push.js';
 
 const ENV_ID = '0123456789abcdef';
 
 describe('local registry settings and tags', () => {
+  it('nothing listening at a loopback address: the error says to start the development registry there (exit 2), with --port unless it is 5000', async () => {
+    const server = createServer();
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    const port = (server.address() as AddressInfo).port;
+    await new Promise((done) => server.close(done));
+    const stateDir = await mkdtemp(join(tmpdir(), 'prebuilt-local-unreachable-'));
+    try {
+      const registry = createLocalRegistry({ env: { METAFLOW_PREBUILT_LOCAL_REGISTRY: `127.0.0.1:${port}`, XDG_STATE_HOME: stateDir }, dockerConfig: false });
+      const error = (await registry.imageExists(`127.0.0.1:${port}/metaflow-prebuilt:env-${ENV_ID}-amd64`).catch((e: unknown) => e)) as PrebuiltError;
+      expect(error).toBeInstanceOf(UnreachableError);
+      expect(error.exitCode).toBe(2);
+      expect(error.message).toContain('connection refused');
+      expect(error.hint).toBe(`Nothing listens at 127.0.0.1:${port}: start the development registry there (\`prebuilt local-registry start --port ${port}\`), or set METAFLOW_PREBUILT_LOCAL_REGISTRY to the address of a running registry.`);
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+    expect(devRegistryStartHint('127.0.0.1:5000', 'METAFLOW_PREBUILT_LOCAL_REGISTRY')).toContain('(`prebuilt local-registry start`)');
+    expect(devRegistryStartHint('registry.example.com:5000', 'METAFLOW_PREBUILT_LOCAL_REGISTRY')).toBeUndefined();
+  });
+
   it('is an image-registry definition named local', async () => {
     expect(localDefinition).toMatchObject({ kind: 'image-registry', name: 'local', apiVersion: 1 });
     const registry = await localDefinition.create({}, { env: { METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:5000' }, cwd: process.cwd() });

@@ -1,5 +1,5 @@
 import { createOciRegistry, explicitCredentials, loadBooleanSetting, pullConfigFromSettings, type ImageRegistry } from '@prebuilt/core/backend';
-import { localRegistryServerCredentials } from './dev-server.js';
+import { devRegistryStartHint, localRegistryServerCredentials } from './dev-server.js';
 import { LOCAL_ENV, localAddresses, pullTagOf, type LocalRegistryOptions } from './local-settings.js';
 
 export { LOCAL_ENV, DEFAULT_NAMESPACE, type LocalRegistryOptions } from './local-settings.js';
@@ -37,5 +37,7 @@ export function createLocalRegistry(options: LocalRegistryOptions = {}): ImageRe
     pullConfig: pullConfigFromSettings(options, env),
     missingBaseHint: 'Push the base image there, or set the base image to one that exists.',
     credentialsHint: `set ${LOCAL_ENV.username} and ${LOCAL_ENV.password}`,
+    // A loopback address with nothing listening: most often the development registry, not started (or stopped by a reboot).
+    unreachableHint: devRegistryStartHint(push.host, LOCAL_ENV.registry),
   });
 }

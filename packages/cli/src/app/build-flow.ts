@@ -9,15 +9,22 @@ export type BuildFlowOptions = Omit<DeployFlowOptions, 'plan'>;
 
 export interface BuildFlowResult {
   result: DeployFlowResult;
-  /** Where the image map was written; null when an image failed (the map is then not written). */
+  /** Where the image map was written; null when an image failed (the map is then not written) or it could not be written. */
   stateFile: string | null;
+  /**
+   * Why the image map could not be written when every image is there (an unwritable directory, a
+   * full disk, a link where its directory goes): the images are in the registry all the same, and
+   * the caller still reports them (`build --json` names them beside the error).
+   */
+  stateFileError?: unknown;
   /** envId → the SBOM pushed (or found) for that image; empty when METAFLOW_PREBUILT_SBOM=0 or an image failed. */
   sboms: Map<string, ImageSbomRef>;
 }
 
 /**
  * Builds what is missing; when no image failed (see `buildFailure`), pushes each image's SBOM
- * (after deploy() returns, beside it) and writes the state file, each image with its SBOM.
+ * (after deploy() returns, beside it) and writes the state file, each image with its SBOM. A
+ * state file that cannot be written then is returned as `stateFileError`, not thrown.
  */
 export async function buildFlow(file: string, scope: AppScope, options: BuildFlowOptions = {}): Promise<BuildFlowResult> {
   checkLockFlags(options);
@@ -37,9 +44,13 @@ export async function buildFlow(file: string, scope: AppScope, options: BuildFlo
   });
   if (result.failures.length > 0) return { result, stateFile: null, sboms: new Map() };
   const sboms = await pushBuildSboms(result, scope);
-  await checkStateDirectory(file, result.imageMap.flow, scope.env, scope.cwd);
   const stateFile = stateFilePath(file, result.imageMap.flow, scope.env, scope.cwd);
-  await writeImageMap(stateFile, { ...result.imageMap, images: imagesWithSboms(result, sboms) });
+  try {
+    await checkStateDirectory(file, result.imageMap.flow, scope.env, scope.cwd);
+    await writeImageMap(stateFile, { ...result.imageMap, images: imagesWithSboms(result, sboms) });
+  } catch (error) {
+    return { result, stateFile: null, sboms, stateFileError: error };
+  }
   return { result, stateFile, sboms };
 }
 

@@ -58,9 +58,9 @@ async function listAll(k8s: K8s, kubeConfig: KubeConfig, namespace: string, plur
 }
 
 /** The images the live Argo objects of `namespace` reference, each with the object that keeps it. */
-export async function keepFromKubernetes(namespace: string, scope: Pick<AppScope, 'env'>, options: KubernetesKeepOptions = {}): Promise<GcKeepRef[]> {
+export async function keepFromKubernetes(namespace: string, scope: Pick<AppScope, 'env'> & Partial<Pick<AppScope, 'cwd'>>, options: KubernetesKeepOptions = {}): Promise<GcKeepRef[]> {
   checkNamespace(namespace, '--kube-namespace');
-  const k8s = options.k8s ?? (await loadKubernetesClient('gc'));
+  const k8s = options.k8s ?? (await loadKubernetesClient('gc', scope.cwd));
   const kubeConfig = options.kubeConfig ?? loadKubeConfig(k8s, scope.env).kubeConfig;
   const server = kubeConfig.getCurrentCluster()?.server ?? '(no server)';
   const keep: GcKeepRef[] = [];

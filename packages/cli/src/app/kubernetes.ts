@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { AuthError, ConfigError, EnvironmentError, PrebuiltError, RegistryError, UnreachableError, errorMessage } from '@prebuilt/core';
+import { cliPackageDir } from '../cli-context.js';
+import { AuthError, ConfigError, EnvironmentError, PrebuiltError, RegistryError, UnreachableError, errorMessage, installCommand } from '@prebuilt/core';
 
 /** The @kubernetes/client-node module. */
 export type K8s = typeof import('@kubernetes/client-node');
@@ -10,10 +11,12 @@ export type K8s = typeof import('@kubernetes/client-node');
 /**
  * @kubernetes/client-node, imported only by the commands that talk to a cluster (`pull-secret`,
  * `gc --kube-namespace`, `prepull`): it is large, so the CLI declares it as an optional peer
- * dependency that their users install beside it. `specifier` is for tests.
+ * dependency that their users install beside it (`cwd`, where the command runs, picks the
+ * hint's install command: `npm i -g` beside a global prebuilt, `npm i -D` in its project; both
+ * without it). `specifier` is for tests.
  * @throws EnvironmentError (exit 2) naming the install command when it is not installed.
  */
-export async function loadKubernetesClient(command: string, specifier = '@kubernetes/client-node'): Promise<K8s> {
+export async function loadKubernetesClient(command: string, cwd?: string, specifier = '@kubernetes/client-node'): Promise<K8s> {
   try {
     return (await import(specifier)) as K8s;
   } catch (error) {
@@ -24,7 +27,11 @@ export async function loadKubernetesClient(command: string, specifier = '@kubern
         : `prebuilt ${command} needs ${specifier}, which could not be loaded: ${errorMessage(error)}`,
       {
         cause: error,
-        hint: `Install it beside prebuilt: npm i -g ${specifier}@~1.4 (for a global prebuilt), or npm i -D ${specifier}@~1.4 in the project that has metaflow-prebuilt.`,
+        // The CLI imports it from its own directory: beside a global prebuilt, or in the project that has it.
+        hint:
+          cwd === undefined
+            ? `Install it beside prebuilt: npm i -g ${specifier}@~1.4 (for a global prebuilt), or npm i -D ${specifier}@~1.4 in the project that has metaflow-prebuilt.`
+            : `Install it beside prebuilt: ${installCommand(`${specifier}@~1.4`, cliPackageDir(), cwd)}`,
       },
     );
   }

@@ -65,6 +65,7 @@ export async function lockFlow(file: string, scope: LockScope, options: LockFlow
   try {
     const result = await lockForFlow({
       flowFile: resolve(scope.cwd, file),
+      cwd: scope.cwd,
       steps,
       ...(platforms ? { platforms } : {}),
       glibc: targetGlibc(scope.env),

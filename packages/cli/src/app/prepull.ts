@@ -28,6 +28,8 @@ export type PrepullProgress =
 interface ClusterOptions {
   namespace: string;
   env: Record<string, string | undefined>;
+  /** Where the command runs: the install hint when the Kubernetes client is missing names the right npm command. */
+  cwd?: string;
   /** The loaded @kubernetes/client-node (default: imported on demand). */
   k8s?: K8s;
 }
@@ -98,7 +100,7 @@ export interface PrepullResult {
 
 async function connect(command: string, options: ClusterOptions): Promise<{ target: DaemonSetTarget; core: CoreV1Api; kubeconfig: string }> {
   checkNamespace(options.namespace);
-  const k8s = options.k8s ?? (await loadKubernetesClient(command));
+  const k8s = options.k8s ?? (await loadKubernetesClient(command, options.cwd));
   const { kubeConfig, source } = loadKubeConfig(k8s, options.env);
   const apps: AppsV1Api = kubeConfig.makeApiClient(k8s.AppsV1Api);
   const server = kubeConfig.getCurrentCluster()?.server ?? '(no server)';

@@ -39,6 +39,17 @@ describe('the image map: only a regular file of bounded size is read or replaced
     expect((error as ConfigError).message).toMatch(/^METAFLOW_PREBUILT_STATE_FILE='\/dev\/zero' is a device, not a regular file/);
   });
 
+  it('a path below a file (maps/images.json with a file maps) is exit 2 before the build, naming the file', async () => {
+    await writeFile(join(dir, 'maps'), 'x');
+    for (const setting of ['maps/images.json', 'maps/prod/images.json', join(dir, 'maps', 'images.json')]) {
+      const error = await checkStateFileSetting({ METAFLOW_PREBUILT_STATE_FILE: setting }, dir).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).message).toBe(`METAFLOW_PREBUILT_STATE_FILE='${setting}' cannot be written: maps is a file, not a directory.`);
+      expect((error as ConfigError).hint).toContain('e.g. images.json');
+      expect((error as ConfigError).setting).toBe('METAFLOW_PREBUILT_STATE_FILE');
+    }
+  });
+
   it('a regular file or a new path is fine', async () => {
     await writeFile(join(dir, 'old.json'), '{}');
     await expect(checkStateFileSetting({ METAFLOW_PREBUILT_STATE_FILE: 'old.json' }, dir)).resolves.toBeUndefined();

@@ -66,7 +66,10 @@ export const MAX_IMAGE_MAP_BYTES = 64 << 20;
 export async function checkStateFileSetting(env: Record<string, string | undefined>, cwd: string): Promise<void> {
   const explicit = stateFileSetting(env);
   if (!explicit) return;
-  const found = await stat(resolve(cwd, explicit)).catch(() => undefined);
+  const found = await stat(resolve(cwd, explicit)).catch(async (error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOTDIR') await fileInTheWay(explicit, cwd);
+    return undefined;
+  });
   if (found?.isDirectory()) {
     throw new ConfigError(`METAFLOW_PREBUILT_STATE_FILE='${explicit}' is a directory; the image map is a file.`, {
       setting: STATE_FILE_SETTING,
@@ -77,6 +80,22 @@ export async function checkStateFileSetting(env: Record<string, string | undefin
     throw new ConfigError(`METAFLOW_PREBUILT_STATE_FILE='${explicit}' is ${fileKind(found)}, not a regular file: the image map is one (\`prebuilt build\` writes it there, the other commands read it).`, {
       setting: STATE_FILE_SETTING,
       hint: 'Set METAFLOW_PREBUILT_STATE_FILE to a file path (e.g. images.json), or unset it (.prebuilt/<Flow>/images.json beside the flow).',
+    });
+  }
+}
+
+/**
+ * A METAFLOW_PREBUILT_STATE_FILE below a file (`images.json/prod.json`, `maps/images.json` with a
+ * file `maps`): no image map can ever be written there, said before a build rather than after it.
+ */
+async function fileInTheWay(explicit: string, cwd: string): Promise<void> {
+  for (let dir = dirname(resolve(cwd, explicit)); dir !== dirname(dir); dir = dirname(dir)) {
+    const found = await stat(dir).catch(() => undefined);
+    if (found === undefined || found.isDirectory()) continue;
+    const shown = shownPath(cwd, dir);
+    throw new ConfigError(`METAFLOW_PREBUILT_STATE_FILE='${explicit}' cannot be written: ${shown} is ${found.isFile() ? 'a file' : fileKind(found)}, not a directory.`, {
+      setting: STATE_FILE_SETTING,
+      hint: `Set METAFLOW_PREBUILT_STATE_FILE to a path whose directories are directories (e.g. ${join(dirname(shown), 'images.json')}), or unset it (.prebuilt/<Flow>/images.json beside the flow).`,
     });
   }
 }

@@ -129,6 +129,12 @@ describe('prebuilt (CLI basics)', () => {
     const unknownCommand = await prebuilt(['frobnicate'], { cwd: project });
     expect(unknownCommand.code).toBe(2);
     expect(unknownCommand.stderr).toContain("unknown command 'frobnicate'");
+    // A word of a command's name, too far from the whole name for commander's suggestion: that command.
+    const partial = await prebuilt(['registry', 'start', '--json'], { cwd: project });
+    expect(partial.code).toBe(2);
+    expect(partial.stderr).toBe("error: unknown command 'registry'\n(Did you mean local-registry?)\n(run with --help for usage)\n");
+    expect(JSON.parse(partial.stdout)).toMatchObject({ ok: false, error: { code: 'usage', message: "unknown command 'registry'\n(Did you mean local-registry?)" } });
+    expect((await prebuilt(['secret', '-n', 'x', '--name', 'y'], { cwd: project })).stderr).toContain('(Did you mean pull-secret?)');
   });
 });
 
@@ -148,7 +154,7 @@ describe('prebuilt backends', () => {
     expect(lines).toContainEqual(expect.stringMatching(/^\s+docker\s+build service/));
     expect(r.stdout).not.toContain('left-pad');
     expect(r.stdout).toContain('* selected: build service acme (from METAFLOW_PREBUILT_BUILD_SERVICE), image registry ecr (from METAFLOW_PREBUILT_IMAGE_REGISTRY)');
-    expect(r.stdout).toContain("the selected image registry 'ecr' is not installed: npm i @prebuilt/ecr");
+    expect(r.stdout).toContain("the selected image registry 'ecr' is not installed: npm i -D @prebuilt/ecr");
     const defaults = await prebuilt(['backends'], { cwd: project });
     expect(defaults.stdout).toContain('* selected: build service docker (default; set METAFLOW_PREBUILT_BUILD_SERVICE to change), image registry dockerhub (default;');
   });
@@ -207,7 +213,7 @@ describe('prebuilt backends', () => {
     expect(r.stderr).toContain("error: Cannot find the image registry 'gcr' (selected by METAFLOW_PREBUILT_IMAGE_REGISTRY)");
     expect(r.stderr).toContain(`@prebuilt/gcr from ${project}: not installed`);
     expect(r.stderr).toMatch(/@prebuilt\/gcr from \/.*packages\/cli: not installed/);
-    expect(r.stderr).toContain('hint: Install it in your project: npm i @prebuilt/gcr');
+    expect(r.stderr).toContain('hint: Install it in your project: npm i -D @prebuilt/gcr');
     expect(r.stderr).not.toMatch(STACK_LINE);
   });
 
@@ -274,9 +280,9 @@ describe('prebuilt backends', () => {
     expect(out.ok).toBe(false);
     expect(out.imageRegistry).toMatchObject({ ok: true, source: 'path' });
     expect(out.buildService).toMatchObject({ ok: false, name: 'kaniko', error: { code: 'backend-not-found' } });
-    expect(out.buildService!.error!.hint).toContain('npm i @prebuilt/kaniko');
+    expect(out.buildService!.error!.hint).toContain('npm i -D @prebuilt/kaniko');
     // The envelope's error is the failure's, beside both entries.
-    expect((out as unknown as { error: unknown }).error).toMatchObject({ name: 'BackendNotFoundError', code: 'backend-not-found', hint: expect.stringContaining('npm i @prebuilt/kaniko') });
+    expect((out as unknown as { error: unknown }).error).toMatchObject({ name: 'BackendNotFoundError', code: 'backend-not-found', hint: expect.stringContaining('npm i -D @prebuilt/kaniko') });
   });
 
   it('--check reports an invalid backend (wrong apiVersion) with exit 2; stack traces only with --verbose or DEBUG', async () => {

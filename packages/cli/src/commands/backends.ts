@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import {
+  installCommand,
   kindLabel,
   listBackends,
   selectedBackendNames,
@@ -91,7 +92,7 @@ function list(context: CliContext, json: boolean): void {
     }
   }
   const missing = backends.filter((b) => isSelected(b, selected) && !b.installed);
-  for (const b of missing) notes.push(`  the selected ${kindLabel(b.kind)} '${b.name}' is not installed: npm i ${b.packageName}`);
+  for (const b of missing) notes.push(`  the selected ${kindLabel(b.kind)} '${b.name}' is not installed: ${installCommand(b.packageName ?? b.name, context.cliDir, context.cwd)}`);
   context.stdout.write(`${table}\n${notes.join('\n')}\n`);
 }
 

@@ -248,7 +248,8 @@ describe('prebuilt lock', () => {
     const frozen = await prebuilt(['lock', 'flow.py', '--frozen'], cwd);
     expect(frozen.code).toBe(2);
     expect(frozen.stderr).toMatch(/not locked: step train\./);
-    expect(frozen.stderr).toContain('flow.prebuilt.lock');
+    expect(frozen.stderr).toContain('--frozen: the lock file flow.prebuilt.lock does not match the flow'); // relative to the cwd, as other messages
+    expect(frozen.stderr).toContain('Run `prebuilt lock flow.py`');
     expect(frozen.stderr).not.toMatch(/\n\s+at /); // no stack trace
     expect(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')).toBe(before);
 

@@ -114,7 +114,7 @@ function renderResult(result: PrepullResult): string {
 async function runPrepull(file: string, context: CliContext, options: PrepullOptions): Promise<void> {
   if (options.remove) {
     const flow = await readFlow(file, { env: context.env, cwd: context.cwd, signal: context.signal });
-    const removed = await removePrepull({ flow: flow.flow, namespace: options.namespace, env: context.env });
+    const removed = await removePrepull({ flow: flow.flow, namespace: options.namespace, env: context.env, cwd: context.cwd });
     if (options.json) writeJsonResult(context, { ...removed });
     else if (removed.action === 'absent') context.stdout.write(`nothing to remove: ${flow.flow} has no DaemonSet in ${removed.namespace}\n`);
     else context.stdout.write(removed.removed.map((name) => `removed DaemonSet ${removed.namespace}/${name}\n`).join(''));
@@ -126,7 +126,7 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
   const { imageMap, flow } = await loadFlowImageMap(file, context);
   try {
     const result = await prepullFlow({
-      flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, nodeSelector, tolerations, pauseImage: pause,
+      flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, cwd: context.cwd, nodeSelector, tolerations, pauseImage: pause,
       pullSecrets: options.pullSecret ?? [], wait: options.wait, timeoutMs: options.timeout, signal: context.signal,
       onProgress: (event) => context.stderr.write(progressLine(event)),
     });

@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KubeConfig } from '@kubernetes/client-node';
 import { AuthError, ConfigError, EnvironmentError, ExitCode, RegistryError, Secret, defineImageRegistry, parseImageRef, registerBackend, type RegistryCredentials } from '@prebuilt/core';
@@ -11,6 +13,8 @@ import { loadKubernetesClient } from '../app/index.js';
 import { FakeKubernetesApi, type KubeObject } from '../__fixtures__/fake-kubernetes-api.js';
 import { applyPullSecret, dockerConfigJson, podPullHost, PULL_SECRET_TYPE } from '../app/pull-secret.js';
 import { DEFAULT_WATCH_INTERVAL_MS, parseInterval } from './pull-secret.js';
+
+const BIN = fileURLToPath(new URL('../../bin/prebuilt.js', import.meta.url));
 
 type StoredSecret = KubeObject & { type?: string; data?: Record<string, string> };
 
@@ -84,7 +88,7 @@ describe('the Kubernetes client, an optional peer dependency of the CLI', () => 
   });
 
   it('when it is not installed, an EnvironmentError (exit 2) says to install it beside prebuilt', async () => {
-    const error = await loadKubernetesClient('pull-secret', '@prebuilt-absent/kubernetes-client').catch((e: unknown) => e);
+    const error = await loadKubernetesClient('pull-secret', undefined, '@prebuilt-absent/kubernetes-client').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(EnvironmentError);
     expect((error as EnvironmentError).exitCode).toBe(ExitCode.usage);
     expect((error as EnvironmentError).message).toContain('@prebuilt-absent/kubernetes-client, which is not installed');
@@ -240,12 +244,32 @@ describe('prebuilt pull-secret against a fake Kubernetes API server', () => {
     while ((io.out.stdout.match(/updated secret/g) ?? []).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     controller.abort();
     expect(await running).toBeUndefined();
+    // Stopped, not interrupted: main exits 0 (see the next test), after the one line.
+    expect(context.stopsOnInterrupt).toBe(true);
+    expect(io.out.stderr).toMatch(/watch stopped; secret metaflow\/rotating stays as last refreshed \(.+\)\n$/);
     expect(io.out.stdout).toMatch(/^created secret metaflow\/rotating/);
     expect((io.out.stdout.match(/updated secret metaflow\/rotating/g) ?? []).length).toBeGreaterThanOrEqual(2);
     const password = decodeConfig(secretOf(fake, 'metaflow/rotating')).auths['127.0.0.1:5999']!.password;
     expect(password).toBe(`rotating-${tokenCounter}`);
     expect(io.out.stdout + io.out.stderr).not.toContain('rotating-1');
   });
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('--watch stopped by %s (Ctrl-C, a pod stopped): one line saying so, exit 0 — a stop is how a watch ends (the real CLI, real signal)', async (signal) => {
+    const env = { ...process.env, KUBECONFIG: kubeconfigFile, DOCKER_CONFIG: dockerConfig, METAFLOW_PREBUILT_DOCKERHUB_USERNAME: 'acme-bot', METAFLOW_PREBUILT_DOCKERHUB_PASSWORD: 'dckr_pat_watch' };
+    const child = spawn(process.execPath, [BIN, 'pull-secret', '-n', 'metaflow', '--name', 'watched', '--watch', '--interval', '1h'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (t: string) => (stdout += t));
+    child.stderr.setEncoding('utf8').on('data', (t: string) => {
+      stderr += t;
+      if (t.includes('watching: refreshing every 3600s')) child.kill(signal);
+    });
+    const code = await new Promise<number | null>((done) => child.on('close', (c) => done(c)));
+    expect(code, stderr).toBe(0);
+    expect(stdout).toMatch(/^(created|updated|unchanged) secret metaflow\/watched/);
+    expect(stderr).toMatch(/\nwatch stopped; secret metaflow\/watched stays as last refreshed \(\d{4}-\d\d-\d\dT[\d:.]+Z\)\n$/);
+    expect(stderr).not.toContain('interrupted');
+  }, 60_000);
 
   it('--watch says a failed refresh on stderr without the escape sequences of the registry\'s answer, and keeps watching', async () => {
     let calls = 0;

@@ -28,7 +28,9 @@ registry's credentials (METAFLOW_PREBUILT_IMAGE_REGISTRY, default dockerhub), so
 the env images. The secret is for the host pods pull from: with the local registry's
 METAFLOW_PREBUILT_LOCAL_REGISTRY_PULL_HOST, that host, not the one images are pushed to.
 Tokens expire (ECR after 12 hours, Google access tokens after 1 hour): re-run the command,
-or keep it running with --watch, which refreshes the secret every --interval.
+or keep it running with --watch, which refreshes the secret every --interval until it is stopped
+(Ctrl-C, or SIGTERM as Kubernetes stops a pod): it says so in one line and exits 0, as a stop is
+how a watch ends (a stop during the first update, before watching starts, is an interrupt: 130/143).
 Name the secret in METAFLOW_PREBUILT_PULL_SECRET so the image map's pull config lists it.
 
 The cluster comes from KUBECONFIG, else the in-cluster service account, else ~/.kube/config.
@@ -46,7 +48,7 @@ export function registerPullSecretCommand(program: Command, context: CliContext)
     .description('create or update a Kubernetes image pull secret from the selected registry\'s credentials')
     .requiredOption('-n, --namespace <namespace>', 'Kubernetes namespace of the secret')
     .requiredOption('--name <name>', 'name of the secret, e.g. prebuilt-pull')
-    .option('--watch', 'keep running and refresh the secret every --interval (Ctrl-C stops)')
+    .option('--watch', 'keep running and refresh the secret every --interval (Ctrl-C stops it: exit 0)')
     // The default is shown as the user types a duration (4m), not as the milliseconds it parses to.
     .addOption(new Option('--interval <duration>', 'refresh period of --watch, e.g. 30s, 4m, 1h').argParser(parseInterval).default(DEFAULT_WATCH_INTERVAL_MS, '4m'))
     .option('--json', 'print one JSON object for machines (one per refresh with --watch)')
@@ -62,7 +64,7 @@ async function runPullSecret(context: CliContext, options: PullSecretOptions): P
   checkSecretTarget(options.namespace, options.name);
   const { backend: registry } = await createSelectedBackend('image-registry', context);
   const pullHost = podPullHost(registry);
-  const k8s = await loadKubernetesClient('pull-secret');
+  const k8s = await loadKubernetesClient('pull-secret', context.cwd);
   const { kubeConfig, source: kubeSource } = loadKubeConfig(k8s, context.env);
   const report = (applied: AppliedPullSecret): void => {
     if (options.json) {
@@ -88,18 +90,23 @@ async function runPullSecret(context: CliContext, options: PullSecretOptions): P
     report(await once());
     if (!options.watch) return;
     if (!options.json) context.stderr.write(`watching: refreshing every ${Math.round(options.interval / 1000)}s (Ctrl-C stops)\n`);
+    // A watch runs until it is stopped: Ctrl-C (or SIGTERM, a pod's stop) ends it normally, exit 0 with a note.
+    context.stopsOnInterrupt = true;
+    let refreshed = new Date();
     // Until the run's signal aborts (core's sleep rejects then).
     while (await sleep(options.interval, context.signal).then(() => true, () => false)) {
       try {
         report(await once());
+        refreshed = new Date();
       } catch (error) {
-        if (context.signal.aborted) return;
+        if (context.signal.aborted) break;
         // Keep watching: a refresh may fail while the network or the cluster is briefly away.
         // The registry's or the cluster's words (a token service's error body): escaped, as the top-level handler does.
         const message = terminalText(PrebuiltError.isInstance(error) ? error.message : errorMessage(error));
         context.stderr.write(`error: refreshing ${options.namespace}/${options.name} failed: ${message}; retrying in ${Math.round(options.interval / 1000)}s\n`);
       }
     }
+    context.stderr.write(`watch stopped; secret ${options.namespace}/${options.name} stays as last refreshed (${refreshed.toISOString()})\n`);
   } finally {
     await registry.close?.();
   }

@@ -10,7 +10,7 @@ export function loadRattler(): Promise<Rattler> {
     loading = undefined;
     throw new EnvironmentError(`Cannot load the conda solver @conda-org/rattler: ${errorMessage(error)}.`, {
       cause: error,
-      hint: 'Reinstall the CLI (npm i -g metaflow-prebuilt) so that @conda-org/rattler is installed beside @prebuilt/conda.',
+      hint: 'Reinstall prebuilt the way it was installed (npm i -g metaflow-prebuilt, or npm i -D metaflow-prebuilt in its project) so that @conda-org/rattler is installed beside @prebuilt/conda.',
     });
   });
   return loading;

@@ -54,6 +54,8 @@ export interface OciRegistrySpec {
    * error that had none, e.g. `set METAFLOW_PREBUILT_LOCAL_REGISTRY_USERNAME and …_PASSWORD`.
    */
   credentialsHint?: string;
+  /** What to do when nothing listens at the host (connection refused) instead of checking it runs, e.g. how to start it. */
+  unreachableHint?: string;
   /**
    * Where manifests read from the registry are kept by digest, so that an existence check of an
    * image already read is a manifest HEAD only (Docker Hub counts a GET as a pull, a HEAD not):
@@ -87,6 +89,7 @@ export function createOciRegistry(spec: OciRegistrySpec): ImageRegistry {
     insecure: spec.insecure === true,
     client: spec.client,
     credentialsHint: spec.credentialsHint,
+    unreachableHint: spec.unreachableHint,
     manifestCache: cacheDir === false ? undefined : new ManifestCache(cacheDir),
   });
   const base = `${spec.host}/${spec.repository}`;

@@ -26,6 +26,8 @@ export interface RegistryAccessInput {
   client: Pick<RegistryClientOptions, 'retry' | 'timeoutMs'> | undefined;
   /** Another way than `docker login` to give the own host credentials, for auth errors' hints. */
   credentialsHint?: string | undefined;
+  /** What to do when nothing listens at the own host (connection refused), e.g. how to start it. */
+  unreachableHint?: string | undefined;
   /** Manifests kept by digest, for every client (see RegistryClientOptions.manifestCache). */
   manifestCache?: ManifestCache | undefined;
 }
@@ -40,10 +42,12 @@ export function registryAccess(input: RegistryAccessInput): RegistryAccess {
 }
 
 function baseClientOptions(input: RegistryAccessInput): RegistryClientOptions {
-  const { credentialsHint } = input;
+  const { credentialsHint, unreachableHint } = input;
+  const own = (hint: string) => (registry: string) => (normalizeDockerConfigKey(registry) === input.host ? hint : undefined);
   return {
     ...(input.insecure ? { insecureRegistries: [input.host] } : {}),
-    ...(credentialsHint ? { credentialsHint: (registry: string) => (normalizeDockerConfigKey(registry) === input.host ? credentialsHint : undefined) } : {}),
+    ...(credentialsHint ? { credentialsHint: own(credentialsHint) } : {}),
+    ...(unreachableHint ? { unreachableHint: own(unreachableHint) } : {}),
     ...(input.manifestCache ? { manifestCache: input.manifestCache } : {}),
     ...input.client,
   };

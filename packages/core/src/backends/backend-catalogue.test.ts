@@ -35,7 +35,7 @@ describe('first-party backends without a list in core', () => {
     writeProject(project);
     const missing = await resolveBackend({ kind: 'build-service', name: 'kaniko', cwd: project, cliDir }).catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(BackendNotFoundError);
-    expect((missing as PrebuiltError).hint).toContain('npm i @prebuilt/kaniko');
+    expect((missing as PrebuiltError).hint).toContain('npm i -D @prebuilt/kaniko');
     const typo = await resolveBackend({ kind: 'build-service', name: 'dokcer', cwd: project, cliDir }).catch((e: unknown) => e);
     expect((typo as PrebuiltError).hint).toContain('Did you mean docker?');
     expect((typo as PrebuiltError).message).toContain('Built-in build services: docker, buildx, kaniko, codebuild, oci');

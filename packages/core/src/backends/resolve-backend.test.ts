@@ -117,8 +117,7 @@ describe('resolveBackend in an npm project (real node_modules layout)', () => {
     expect(notFound.message).toContain(`nope from ${cliDir}: not installed`);
     expect(notFound.message).toContain('Built-in build services: docker, buildx, kaniko, codebuild, oci');
     expect(notFound.message).toContain('built-in image registries: local, dockerhub, ecr, gcr');
-    expect(notFound.hint).toContain('npm i prebuilt-backend-nope');
-    expect(notFound.hint).toContain('npm i -g prebuilt-backend-nope');
+    expect(notFound.hint).toBe('Install it in your project: npm i -D prebuilt-backend-nope');
   });
 
   it('a typo of a built-in name (dokcer) says "did you mean docker?" and suggests no npm i of a look-alike package', async () => {
@@ -142,7 +141,11 @@ describe('resolveBackend in an npm project (real node_modules layout)', () => {
     const error = await rejection(resolveBackend({ kind: 'build-service', name: 'kaniko', cwd: project, catalogue: FIRST_PARTY }));
     expect(error).toBeInstanceOf(BackendNotFoundError);
     expect(error.message).toContain(`@prebuilt/kaniko from ${project}: not installed`);
-    expect(error.hint).toBe('Install it in your project: npm i @prebuilt/kaniko');
+    expect(error.hint).toBe('Install it in your project: npm i -D @prebuilt/kaniko');
+    // A global CLI (npm i -g metaflow-prebuilt): the global command first.
+    const globalCli = join(project, 'prefix', 'lib', 'node_modules', 'metaflow-prebuilt');
+    const global = await rejection(resolveBackend({ kind: 'build-service', name: 'kaniko', cwd: join(project, 'flows'), cliDir: globalCli, catalogue: FIRST_PARTY }));
+    expect(global.hint).toBe('Install it beside prebuilt: npm i -g @prebuilt/kaniko (or in your project: npm i -D @prebuilt/kaniko)');
   });
 
   it('says so when a built-in name of the other kind is selected', async () => {

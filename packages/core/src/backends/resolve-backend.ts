@@ -11,6 +11,7 @@ import { createLogger } from '../logger.js';
 import { registeredBackend } from './backend-registry.js';
 import { describeKnown, knownBackend, knownBackends, knownNames, type BackendCatalogue } from './backend-catalogue.js';
 import { kindLabel, withArticle } from './builtin-backends.js';
+import { cliInstallKind, installCommand } from './cli-install.js';
 import { closestName } from './closest-name.js';
 import { isDirectory, isFile, packageOfFile, resolveModuleFrom } from './package-lookup.js';
 import { validateBackendDefinition } from './validate-definition.js';
@@ -267,8 +268,12 @@ function notFoundError(selection: Selection, tried: { candidate: string; from: s
     hint = `Check the path (relative paths are resolved from ${cwd}), or select a backend by name.`;
   } else if (firstPackage !== undefined) {
     const pkg = packageRootName(firstPackage.candidate);
-    const globalCli = cliDir !== undefined && !resolvePath(cliDir).startsWith(`${cwd}/`);
-    hint = `Install it in your project: npm i ${pkg}` + (globalCli ? ` (or beside a global prebuilt: npm i -g ${pkg})` : '');
+    // Where the CLI finds it: beside a global prebuilt (npm i -g), else in the project (and a
+    // global prebuilt finds a project's backend too).
+    hint =
+      cliDir !== undefined && cliInstallKind(cliDir, cwd) === 'global'
+        ? `Install it beside prebuilt: ${installCommand(pkg, cliDir, cwd)} (or in your project: npm i -D ${pkg})`
+        : `Install it in your project: ${installCommand(pkg, cliDir, cwd)}`;
   } else {
     hint = 'Run `prebuilt backends` to see what is installed.';
   }

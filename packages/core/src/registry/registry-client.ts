@@ -69,6 +69,12 @@ export interface RegistryClientOptions {
    */
   credentialsHint?: (registry: string) => string | undefined;
   /**
+   * What to do when nothing listens at `registry` (connection refused), in place of "check that it
+   * is running", e.g. the `local` registry's `prebuilt local-registry start --port 5001` for a
+   * loopback address; undefined for a registry it does not know.
+   */
+  unreachableHint?: (registry: string) => string | undefined;
+  /**
    * Manifests kept by digest (see {@link RegistryClient.checkManifest}): an existence check of a
    * manifest it holds is a HEAD only. Default none: every check GETs.
    */
@@ -1213,11 +1219,16 @@ export class RegistryClient {
         cause: error,
         hint: notFound
           ? `Check the spelling of the registry host ${registry} (in the registry setting or image reference it comes from), and that this machine's DNS knows it.`
-          : `Check that the registry ${registry} is running and reachable (${this.scheme(registry)}).`,
+          : this.#notRunningHint(registry),
       });
     }
     if (isConnectionRefused(error)) return { reason: 'connection refused', retryable: this.#answered.has(registry), cause: error };
     return { reason: rootMessage(error), retryable: isRetryableNetworkError(error), cause: error };
+  }
+
+  /** What to do when nothing listens at `registry`: the backend's way to start it, else to check it. */
+  #notRunningHint(registry: string): string {
+    return this.#options.unreachableHint?.(registry) ?? `Check that the registry ${registry} is running and reachable (${this.scheme(registry)}).`;
   }
 
   /** The error of an exchange given up on after `attempt` attempts, with what to do. */
@@ -1228,7 +1239,7 @@ export class RegistryClient {
       ...(failure.cause === undefined ? {} : { cause: failure.cause }),
       hint:
         failure.reason === 'connection refused'
-          ? `Check that the registry ${registry} is running and reachable (${this.scheme(registry)}).`
+          ? this.#notRunningHint(registry)
           : stalled
             ? (failure.cause as NetworkError).hint ?? 'The registry stalled; try again later.'
             : 'The registry or the network may be overloaded or down; try again later.',
