@@ -31,7 +31,7 @@ export interface CliContext {
 }
 
 /** The CLI package directory (the one holding package.json), real path. */
-function cliPackageDir(): string {
+export function cliPackageDir(): string {
   const dir = fileURLToPath(new URL('..', import.meta.url));
   try {
     return realpathSync(dir);
