@@ -252,12 +252,12 @@ function corruptLockHint(file: string): string {
 }
 
 /** Checks the shape of parsed lock-file JSON. Throws InputError naming `file` when it is invalid. */
-function validateLockFile(value: unknown, file: string): LockFile {
+function validateLockFile(value: unknown, file: string, shown: string): LockFile {
   try {
     const root = expectObject(value, 'the file');
     if (typeof root.lockVersion === 'number' && Number.isInteger(root.lockVersion) && root.lockVersion > LOCK_FILE_VERSION) {
       throw new InputError(
-        `Lock file ${file} has lockVersion ${root.lockVersion}, written by a newer prebuilt; this prebuilt reads versions 1 and ${LOCK_FILE_VERSION}.`,
+        `Lock file ${shown} has lockVersion ${root.lockVersion}, written by a newer prebuilt; this prebuilt reads versions 1 and ${LOCK_FILE_VERSION}.`,
         { file, hint: `Upgrade prebuilt, or re-create the lock with this version: \`prebuilt lock --update ${flowOf(file)}\` (it replaces the file).` },
       );
     }
@@ -293,7 +293,7 @@ function validateLockFile(value: unknown, file: string): LockFile {
     return { lockVersion: lockFileVersion(steps), flow: expectString(root.flow, 'flow'), envs, steps };
   } catch (error) {
     if (!(error instanceof Invalid)) throw error;
-    throw new InputError(`Lock file ${file} is invalid: ${error.message}.`, { file, hint: corruptLockHint(file) });
+    throw new InputError(`Lock file ${shown} is invalid: ${error.message}.`, { file, hint: corruptLockHint(file) });
   }
 }
 
@@ -306,17 +306,22 @@ function jsonErrorPlace(text: string, error: unknown): string {
   return ` at line ${line}, column ${before.length - before.lastIndexOf('\n')}`;
 }
 
-/** Reads and validates a lock file; undefined when it does not exist. Corrupt → InputError naming the file. */
-export async function readLockFile(file: string): Promise<LockFile | undefined> {
+/**
+ * Reads and validates a lock file; undefined when it does not exist. Corrupt → InputError naming the
+ * file (its `file` the path read; its message the path as `shownAs` gives it, e.g. relative to the
+ * user's directory).
+ */
+export async function readLockFile(file: string, options: { shownAs?: string } = {}): Promise<LockFile | undefined> {
+  const shown = options.shownAs ?? file;
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new InputError(`Cannot read lock file ${file}: ${errorMessage(error)}.`, { file, cause: error });
+    throw new InputError(`Cannot read lock file ${shown}: ${errorMessage(error)}.`, { file, cause: error });
   }
   if (text.trim() === '') {
-    throw new InputError(`Lock file ${file} is empty (truncated?).`, { file, hint: corruptLockHint(file) });
+    throw new InputError(`Lock file ${shown} is empty (truncated?).`, { file, hint: corruptLockHint(file) });
   }
   let parsed: unknown;
   try {
@@ -324,12 +329,12 @@ export async function readLockFile(file: string): Promise<LockFile | undefined> 
   } catch (error) {
     // Not the parser's message: it quotes the file's first characters, and a lock that is a symlink
     // (a cloned repository's `flow.prebuilt.lock -> ~/.config/gh/hosts.yml`) would have them printed.
-    throw new InputError(`Lock file ${file} is not valid JSON (truncated or edited?)${jsonErrorPlace(text, error)}.`, {
+    throw new InputError(`Lock file ${shown} is not valid JSON (truncated or edited?)${jsonErrorPlace(text, error)}.`, {
       file,
       hint: corruptLockHint(file),
     });
   }
-  return validateLockFile(parsed, file);
+  return validateLockFile(parsed, file, shown);
 }
 
 /**

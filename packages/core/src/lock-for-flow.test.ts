@@ -151,6 +151,28 @@ describe('lockForFlow', () => {
     expect(elsewhere.message).toContain(`the lock file ${join(dir, 'flows', 'flow.prebuilt.lock')} does not match`);
   });
 
+  it('a corrupt, empty or newer-version lock with the cwd: the message names the lock relative to it; the file field stays absolute', async () => {
+    await mkdir(join(dir, 'flows'));
+    const flowFile = join(dir, 'flows', 'flow.py');
+    const lockFile = join(dir, 'flows', 'flow.prebuilt.lock');
+    const resolve = fakeResolver();
+    for (const [text, message] of [
+      ['not json', /^Lock file flows\/flow\.prebuilt\.lock is not valid JSON/],
+      ['', /^Lock file flows\/flow\.prebuilt\.lock is empty/],
+      [JSON.stringify({ lockVersion: 99, flow: 'F', envs: {}, steps: {} }), /^Lock file flows\/flow\.prebuilt\.lock has lockVersion 99/],
+      [JSON.stringify({ lockVersion: 2, flow: 'F', envs: {}, steps: { start: 'x' } }), /^Lock file flows\/flow\.prebuilt\.lock is invalid: /],
+    ] as const) {
+      await writeFile(lockFile, text);
+      const error = (await lockForFlow({ flowFile, steps: steps(), glibc, resolve, cwd: dir }).catch((e: unknown) => e)) as InputError;
+      expect(InputError.isInstance(error), String(error)).toBe(true);
+      expect(error.message).toMatch(message);
+      expect(error.file).toBe(lockFile);
+      // --update still replaces it (the file field, not the shown path, says it is the lock).
+      expect((await lockForFlow({ flowFile, steps: steps(), glibc, resolve, cwd: dir, update: true })).written).toBe(true);
+    }
+    expect(resolve.calls.length).toBeGreaterThan(0);
+  });
+
   it('--frozen: fails (InputError, exit 2) listing unlocked steps; succeeds without writing when all are locked', async () => {
     const flowFile = join(dir, 'flow.py');
     const resolve = fakeResolver();

@@ -123,7 +123,7 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
   checkLockFlags({ frozen, update });
   const resolver: EnvResolver = options.resolver ?? { glibc: options.glibc, resolve: options.resolve };
   const file = lockFilePath(options.flowFile);
-  const existing = await readExistingLock(file, update);
+  const existing = await readExistingLock(file, update, options.cwd === undefined ? file : shownPath(options.cwd, file));
   const platforms = options.platforms ?? (existing && lockPlatforms(existing).length > 0 ? lockPlatforms(existing) : undefined);
   const wanted = wantedEnvs(options.steps, platforms, resolver.glibc);
   const { envs, toResolve } = reuseEntries(wanted.unique, update ? undefined : existing);
@@ -142,9 +142,9 @@ export async function lockForFlow(options: LockForFlowOptions): Promise<LockForF
 }
 
 /** The lock file as it is; undefined when there is none, or when --update replaces a corrupt one. */
-async function readExistingLock(file: string, update: boolean): Promise<LockFile | undefined> {
+async function readExistingLock(file: string, update: boolean, shownAs: string): Promise<LockFile | undefined> {
   try {
-    return await readLockFile(file);
+    return await readLockFile(file, { shownAs });
   } catch (error) {
     // A corrupt, truncated or newer-version lock is never silently replaced (exit 2 naming the
     // fix); only --update, which re-resolves every env anyway, writes a new one over it.
