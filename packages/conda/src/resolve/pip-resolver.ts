@@ -292,10 +292,10 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
     if (result.code !== 0) throw pipFailure(result, python, input, requirements);
     const report = await readReport(reportPath, input);
     const items = report.install ?? [];
-    // Every URL checked before any is read: a refused one is never hashed nor sized.
+    // Every URL and reported sha256 checked before any file is read: a refused one is never hashed nor sized.
     for (const item of items) checkWheelSource(item, input, options);
-    for (const item of items) reportedSha256(item, input);
-    const packages = await Promise.all(items.map((item) => lockedWheel(item, items, input, options)));
+    const sha256s = items.map((item) => reportedSha256(item, input));
+    const packages = await Promise.all(items.map((item, i) => lockedWheel(item, items, sha256s[i], options)));
     return packages.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   } finally {
     await rm(work, { recursive: true, force: true });
@@ -627,18 +627,19 @@ function reportedSha256(item: ReportItem, input: PipResolveInput): string | unde
 }
 
 /**
- * One entry of pip's report as a locked wheel; its sha256 and size from the index when the report
- * lacks them. A wheel pip took at a direct URL (a dependency's `bar @ https://other-host/…`, not a
+ * One entry of pip's report as a locked wheel; `reported` its sha256 as the report gives it
+ * ({@link reportedSha256}, checked for every entry before any is read), and its sha256 and size
+ * from the index when the report lacks them. A wheel pip took at a direct URL (a dependency's `bar @ https://other-host/…`, not a
  * file the index lists) is locked as pip found it, and says so (`directUrl`, with the packages
  * that required it), so that `prebuilt lock` can show it and a reviewer of the lock file sees it.
  */
-async function lockedWheel(item: ReportItem, items: readonly ReportItem[], input: PipResolveInput, options: PipOptions): Promise<LockedPackage> {
+async function lockedWheel(item: ReportItem, items: readonly ReportItem[], reported: string | undefined, options: PipOptions): Promise<LockedPackage> {
   const rawUrl = item.download_info?.url;
   const name = item.metadata?.name;
   const version = item.metadata?.version;
   if (!rawUrl || !name || !version) throw new ResolutionError(`pip's report has an entry without url, name or version.`);
   const url = stripUrlCredentials(rawUrl.replace(/#.*$/, ''));
-  let sha256 = reportedSha256(item, input);
+  let sha256 = reported;
   let size: number;
   if (sha256 === undefined) {
     const digest = await remoteDigest(url, remoteOptions(options));
