@@ -191,10 +191,11 @@ export function directUrlNotes(envs: readonly Pick<FlowLockEnv, 'entry' | 'steps
   const byWheel = new Map<string, { wheel: DirectUrlWheel; steps: Set<string> }>();
   const byHost = new Map<string, { host: string; sources: string; packages: Map<string, DirectUrlWheel>; steps: Set<string> }>();
   for (const env of envs) {
+    let sources: string | undefined; // The env's sources as a note names them: made once, for its first unrecorded package.
     for (const wheel of directUrlWheels(env.entry)) {
       const key = `${wheel.kind} ${wheel.name} ${wheel.version} ${wheel.url}`;
       if (!wheel.recorded) {
-        const sources = sourcesText(env.entry.request);
+        sources ??= sourcesText(env.entry.request);
         const group = byHost.get(`${wheel.host} ${sources}`) ?? { host: wheel.host, sources, packages: new Map<string, DirectUrlWheel>(), steps: new Set<string>() };
         group.packages.set(key, wheel);
         for (const step of env.steps) group.steps.add(step);
