@@ -31,6 +31,7 @@ export {
 } from './pull-secret.js';
 export { prepullFlow, removePrepull, type PrepullDaemonSet, type PrepullFlowOptions, type PrepullProgress, type PrepullResult, type RemovePrepullResult } from './prepull.js';
 export { DEFAULT_PAUSE_IMAGE, PAUSE_IMAGE_SETTING, parseNodeSelector, parseToleration, pauseImage } from './prepull-options.js';
+export { labelSelector } from './prepull-daemonset.js';
 export type { PrepullImage } from './prepull-images.js';
 export type { PodProblem } from './prepull-pods.js';
 export type { PrepullNodes } from './prepull-wait.js';

@@ -2,7 +2,7 @@
 import type { AppsV1Api, V1DaemonSet } from '@kubernetes/client-node';
 import { ConfigError } from '@prebuilt/core';
 import { createOrReplace, kubernetesError, kubernetesStatus } from './kubernetes.js';
-import { FLOW_ANNOTATION, MANAGED_BY, SPEC_HASH_ANNOTATION } from './prepull-daemonset.js';
+import { FLOW_ANNOTATION, labelSelector, MANAGED_BY, SPEC_HASH_ANNOTATION } from './prepull-daemonset.js';
 
 export type PrepullAction = 'created' | 'updated' | 'unchanged';
 
@@ -80,7 +80,7 @@ export async function flowDaemonSets(target: DaemonSetTarget, flow: string): Pro
     do {
       const page = await target.apps.listNamespacedDaemonSet({
         namespace: target.namespace,
-        labelSelector: `app.kubernetes.io/name=prebuilt-prepull,app.kubernetes.io/managed-by=${MANAGED_BY['app.kubernetes.io/managed-by']}`,
+        labelSelector: labelSelector({ 'app.kubernetes.io/name': 'prebuilt-prepull', ...MANAGED_BY }),
         limit: 200,
         ...(next ? { _continue: next } : {}),
       });

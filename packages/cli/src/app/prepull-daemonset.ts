@@ -38,6 +38,11 @@ export function prepullName(flow: string, placementKey?: string): string {
 }
 
 /** The labels of the DaemonSet and its pods; `selector` is also the pods' selector (which Kubernetes never lets change). */
+/** Labels as a Kubernetes label selector (and as the command prints a node selector): `k=v,k2=v2`. */
+export function labelSelector(labels: Record<string, string>): string {
+  return Object.entries(labels).map(([key, value]) => `${key}=${value}`).join(',');
+}
+
 export function prepullLabels(name: string): { selector: Record<string, string>; labels: Record<string, string> } {
   const selector = { 'app.kubernetes.io/name': 'prebuilt-prepull', 'app.kubernetes.io/instance': name };
   return { selector, labels: { ...selector, ...MANAGED_BY } };

@@ -9,7 +9,7 @@ import type { ImageMap } from '@prebuilt/core';
 import { loadKubeConfig, loadKubernetesClient, type K8s } from './kubernetes.js';
 import { checkNamespace } from './kubernetes-names.js';
 import { applyDaemonSet, deleteDaemonSet, flowDaemonSets, type DaemonSetTarget, type PrepullAction } from './prepull-apply.js';
-import { prepullDaemonSet, prepullLabels, prepullName } from './prepull-daemonset.js';
+import { labelSelector, prepullDaemonSet, prepullLabels, prepullName } from './prepull-daemonset.js';
 import { prepullImages, prepullPullSecrets, type PrepullImage } from './prepull-images.js';
 import { isDefaultPlacement, placementDefaults, stepPlacements, type StepPlacement } from './prepull-placement.js';
 import { missingPullSecrets } from './prepull-secrets.js';
@@ -194,7 +194,7 @@ async function waitForAll(entries: PrepullDaemonSet[], cluster: { target: Daemon
         entry.nodes = await waitForDaemonSet({
           ...cluster,
           name: entry.name,
-          labelSelector: Object.entries(prepullLabels(entry.name).selector).map(([k, v]) => `${k}=${v}`).join(','),
+          labelSelector: labelSelector(prepullLabels(entry.name).selector),
           timeoutMs: options.timeoutMs,
           signal: stop.signal,
           onProgress: options.onProgress && ((event) => options.onProgress!({ ...event, name: entry.name })),

@@ -5,6 +5,7 @@ import type { CliContext } from '../cli-context.js';
 import {
   DEFAULT_PAUSE_IMAGE,
   PAUSE_IMAGE_SETTING,
+  labelSelector,
   parseNodeSelector,
   parseToleration,
   pauseImage,
@@ -92,15 +93,13 @@ export function progressLine(event: PrepullProgress): string {
   return `warning: ${event.name}: ${terminalText(`${p.node}: ${p.image ? `${p.image}: ` : ''}${p.reason}${p.message ? ` (${p.message})` : ''}`)}\n`;
 }
 
-const labels = (selector: Record<string, string>): string => Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(',');
-
 function renderDaemonSet(result: PrepullResult, entry: PrepullDaemonSet): string {
   const count = `${entry.images.length} image${entry.images.length === 1 ? '' : 's'}`;
-  const where = `DaemonSet ${result.namespace}/${entry.name}, ${entry.action}; nodes ${labels(entry.nodeSelector)}${entry.tolerations.length > 0 ? `, ${entry.tolerations.length} toleration${entry.tolerations.length === 1 ? '' : 's'}` : ''}`;
+  const where = `DaemonSet ${result.namespace}/${entry.name}, ${entry.action}; nodes ${labelSelector(entry.nodeSelector)}${entry.tolerations.length > 0 ? `, ${entry.tolerations.length} toleration${entry.tolerations.length === 1 ? '' : 's'}` : ''}`;
   const head = entry.nodes === null
     ? `${count} to pull (${where}; not waited for)`
     : entry.nodes.desired === 0
-      ? `no node matches the node selector ${labels(entry.nodeSelector)}: nothing was pulled (${where})`
+      ? `no node matches the node selector ${labelSelector(entry.nodeSelector)}: nothing was pulled (${where})`
       : `${count} pulled on ${entry.nodes.ready}/${entry.nodes.desired} nodes (${where})`;
   const lines = entry.images.map((image) => `    ${image.image}  (${image.steps.join(', ')})`);
   return `  ${entry.steps.join(', ')}: ${head}\n${entry.note ? `    note: ${entry.note}\n` : ''}${lines.join('\n')}\n`;
