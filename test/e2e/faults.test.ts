@@ -161,7 +161,8 @@ describeWith(NEEDS, 'prebuilt build faults end to end (real CLI, Docker daemon, 
     const human = await runCli(['build', 'one_env_flow.py'], { env, cwd: oneEnvDir });
     expect(human.code, human.stderr).toBe(2);
     expect(human.stderr).toMatch(new RegExp(`error: registry 127\\.0\\.0\\.1:${port}: .*connection refused`));
-    expect(human.stderr).toContain(`hint: Check that the registry 127.0.0.1:${port} is running`);
+    // A loopback address the development registry could run at: the hint says how to start it there.
+    expect(human.stderr).toContain(`hint: Nothing listens at 127.0.0.1:${port}: start the development registry there (\`prebuilt local-registry start --port ${port}\`)`);
     const json = await runCli(['build', 'one_env_flow.py', '--json'], { env, cwd: oneEnvDir });
     expect(json.code).toBe(2);
     expect(parseJson(json)).toMatchObject({ ok: false, error: { name: 'UnreachableError', code: 'unreachable' } });
