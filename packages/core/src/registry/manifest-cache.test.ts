@@ -65,6 +65,27 @@ describe('ManifestCache', () => {
     expect((await readdir(dir)).sort()).toEqual([entries[0]!, entries[2]!, manifest(4)].map((b) => hex(digestOf(b))).sort());
   });
 
+  it('lists its directory at its first write, then only after listEveryWrites writes: entries another process wrote meanwhile go then, down to a tenth below the bound', async () => {
+    const cache = new ManifestCache(dir, { maxEntries: 10, listEveryWrites: 3 });
+    const ours = [1, 2, 3, 4].map(manifest);
+    await cache.write(digestOf(ours[0]!), ours[0]!);
+    // Another process fills the cache with older entries.
+    const old = new Date(Date.now() - 3_600_000);
+    for (let n = 100; n < 115; n++) {
+      const path = join(dir, hex(digestOf(manifest(n))));
+      await writeFile(path, manifest(n));
+      await utimes(path, old, old);
+    }
+    await cache.write(digestOf(ours[1]!), ours[1]!);
+    await cache.write(digestOf(ours[2]!), ours[2]!);
+    // Not listed since the first write: nothing trimmed yet.
+    expect((await readdir(dir)).length).toBe(18);
+    await cache.write(digestOf(ours[3]!), ours[3]!);
+    const left = await readdir(dir);
+    expect(left.length).toBe(9);
+    expect(left).toEqual(expect.arrayContaining(ours.map((b) => hex(digestOf(b)))));
+  });
+
   it('removes temp files a killed write left once they are an hour old, and no other file', async () => {
     await mkdir(dir, { recursive: true });
     const stale = `.${'a'.repeat(64)}.123.0badc0de.tmp`;

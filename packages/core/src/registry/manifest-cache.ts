@@ -9,10 +9,14 @@
  * a miss, never a manifest the registry did not serve. Entries are small (at most
  * {@link MAX_CACHED_MANIFEST_BYTES}), written atomically, read without following a symlink, their
  * mtime the last use; past {@link MAX_CACHED_MANIFESTS} entries, the least recently used go.
+ * Trimming lists the directory, so it is not done on every write: a process lists it at its first
+ * write, then counts what it writes and lists it again once that count passes the bound (trimming
+ * to a tenth below it, so a full cache is not listed again at the next write) or after
+ * {@link LIST_EVERY_WRITES} writes (entries other processes wrote are trimmed then).
  * Best effort: a cache that cannot be written (read-only, full) is logged, never fails a build.
  */
 import { lstat, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../atomic-write.js';
 import { prebuiltCacheDir } from '../cache-dir.js';
 import { markCacheFileUsed, readCacheFile } from '../cache-file.js';
@@ -30,6 +34,9 @@ export const MAX_CACHED_MANIFEST_BYTES = 256 * 1024;
 /** Entries kept at most; the least recently used beyond go. */
 export const MAX_CACHED_MANIFESTS = 2000;
 
+/** Writes after which a process lists the cache directory again, however few entries it counts. */
+export const LIST_EVERY_WRITES = 200;
+
 /** A temp file of a write killed before its rename is removed once this old. */
 const STALE_TEMP_MS = 3_600_000;
 
@@ -45,15 +52,31 @@ export function manifestCacheDir(env: Record<string, string | undefined>): strin
 export interface ManifestCacheOptions {
   /** Entries kept at most (default {@link MAX_CACHED_MANIFESTS}). */
   maxEntries?: number;
+  /** Writes after which the directory is listed again though the count is within the bound (default {@link LIST_EVERY_WRITES}). */
+  listEveryWrites?: number;
 }
+
+/** What this process knows of a cache directory since it last listed it: shared by every ManifestCache of that directory. */
+interface DirectoryCount {
+  /** Entries the directory held after the last listing's trim. */
+  listed: number;
+  /** Writes since. */
+  writes: number;
+  /** A listing under way: writes meanwhile only count. */
+  listing: boolean;
+}
+
+const counts = new Map<string, DirectoryCount>();
 
 export class ManifestCache {
   readonly dir: string;
   readonly #maxEntries: number;
+  readonly #listEvery: number;
 
   constructor(dir: string, options: ManifestCacheOptions = {}) {
     this.dir = dir;
     this.#maxEntries = Math.max(1, options.maxEntries ?? MAX_CACHED_MANIFESTS);
+    this.#listEvery = Math.max(1, options.listEveryWrites ?? LIST_EVERY_WRITES);
   }
 
   #path(digest: string): string {
@@ -86,15 +109,36 @@ export class ManifestCache {
     } catch (error) {
       return log('cannot keep manifest %s in %s: %s', digest, this.dir, errorMessage(error));
     }
-    await this.#trim().catch((error: unknown) => log('cannot trim %s: %s', this.dir, errorMessage(error)));
+    await this.#trimWhenDue();
+  }
+
+  /** Trims when this process has not listed the directory yet, counts more entries than the bound, or has written {@link LIST_EVERY_WRITES} since. */
+  async #trimWhenDue(): Promise<void> {
+    const key = resolve(this.dir);
+    const count = counts.get(key);
+    if (count) {
+      count.writes += 1;
+      if (count.listing || (count.listed + count.writes <= this.#maxEntries && count.writes < this.#listEvery)) return;
+    }
+    const listing: DirectoryCount = { listed: 0, writes: 0, listing: true };
+    counts.set(key, listing);
+    try {
+      listing.listed = await this.#trim();
+      listing.listing = false;
+    } catch (error) {
+      // Listed again at the next write.
+      counts.delete(key);
+      log('cannot trim %s: %s', this.dir, errorMessage(error));
+    }
   }
 
   /**
-   * Removes temp files left by killed writes, and the least recently used entries beyond the bound.
-   * Only while the directory is one (not a symlink planted in a shared cache), and only names it writes.
+   * Removes temp files left by killed writes, and the least recently used entries beyond the bound
+   * (down to a tenth below it); returns the entries left. Only while the directory is one (not a
+   * symlink planted in a shared cache), and only names it writes.
    */
-  async #trim(): Promise<void> {
-    if (!(await lstat(this.dir)).isDirectory()) return;
+  async #trim(): Promise<number> {
+    if (!(await lstat(this.dir)).isDirectory()) throw new Error('it is not a directory');
     const names = await readdir(this.dir);
     const now = Date.now();
     for (const name of names.filter((n) => TEMP_NAME.test(n))) {
@@ -102,11 +146,13 @@ export class ManifestCache {
       if (stats?.isFile() && now - stats.mtimeMs > STALE_TEMP_MS) await rm(join(this.dir, name), { force: true });
     }
     const entries = names.filter((n) => ENTRY_NAME.test(n));
-    if (entries.length <= this.#maxEntries) return;
+    if (entries.length <= this.#maxEntries) return entries.length;
     const dated = await Promise.all(entries.map(async (name) => ({ name, mtime: (await lstat(join(this.dir, name)).catch(() => undefined))?.mtimeMs ?? 0 })));
     dated.sort((a, b) => a.mtime - b.mtime);
-    const excess = dated.slice(0, dated.length - this.#maxEntries);
+    const keep = this.#maxEntries - Math.floor(this.#maxEntries / 10);
+    const excess = dated.slice(0, dated.length - keep);
     log('%s holds %d manifests: removing the %d least recently used', this.dir, entries.length, excess.length);
     for (const { name } of excess) await rm(join(this.dir, name), { force: true });
+    return keep;
   }
 }
