@@ -121,7 +121,7 @@ export {
   type BuildServiceOptions,
   type SettingsReader,
 } from './backend-kit/build-service-settings.js';
-export { isImageDigest } from './registry/digest.js';
+export { isImageDigest, sha256Digest } from './registry/digest.js';
 export { importLazily } from './backend-kit/lazy-import.js';
 export { dockerConfigAuth } from './backend-kit/docker-config-auth.js';
 /** Waits `ms`; rejects with the signal's reason when it aborts first (the registry client's retries use it too). */

@@ -4,7 +4,7 @@ import { posix } from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack } from 'tar-stream';
-import { addTarTreeEntry, CancelledError, compareBytes, sha256Tap } from '@prebuilt/core/backend';
+import { addTarTreeEntry, CancelledError, compareBytes, sha256Digest, sha256Tap } from '@prebuilt/core/backend';
 import { prefetchOrder, type EstargzPrefetch } from './estargz-prefetch.js';
 import { startMkfsErofs, type MkfsErofs } from './erofs.js';
 import { deterministicGzipStream, isLazyCompression, layerCompressor, lazyLayerWriter, type LayerCompression } from './layer-codec.js';
@@ -86,10 +86,6 @@ function cancelledOr(error: unknown, signal: AbortSignal | undefined): unknown {
   return signal?.aborted ? new CancelledError('Building the image layers was cancelled.', { cause: signal.reason }) : error;
 }
 
-function sha256(bytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
-
 /**
  * Builds one layer: a tar of `entries` (parents added, sorted bytewise, one mtime, uid/gid 0 with
  * no names, normalised modes), then its deterministic gzip. The same entries give the same bytes.
@@ -97,7 +93,7 @@ function sha256(bytes: Uint8Array): string {
 export async function buildLayer(entries: readonly LayerEntry[], options: { mtime?: number; signal?: AbortSignal } = {}): Promise<BuiltLayer> {
   const tar = await tarLayer(entries, options);
   const blob = await deterministicGzip(tar.tar, options.signal);
-  return { digest: sha256(blob), diffId: tar.diffId, blob, tarSize: tar.tar.length, entries: tar.entries };
+  return { digest: sha256Digest(blob), diffId: tar.diffId, blob, tarSize: tar.tar.length, entries: tar.entries };
 }
 
 /** The uncompressed tar of a layer and its diff_id (see {@link buildLayer}), in memory. */

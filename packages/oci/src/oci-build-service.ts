@@ -25,6 +25,7 @@ import {
   type RegistryClientOptions,
   type RetryPolicy,
   type UploadBlobResult,
+  sha256Digest,
   sourceDateEpoch,
   sweepStaleRunTempDirs,
 } from '@prebuilt/core/backend';
@@ -166,10 +167,6 @@ export interface OciBuildServiceOptions {
   parallelLayers?: number;
   /** Receives what each successful push cost. */
   onPushed?: (summary: PushSummary) => void;
-}
-
-function sha256(bytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
 function list(value: string[] | undefined, envVar: string, option: string, env: Record<string, string | undefined>): string[] {
@@ -596,7 +593,7 @@ async function buildOneLayer(run: BuildRun, push: PushTarget, job: LayerJob): Pr
   const tarOptions = { mtime: settings.sourceDateEpoch, signal, ...(settings.prefetch.mode === 'off' ? {} : { prefetch: settings.prefetch }) };
   // The layer's tar also depends on the mtime it gives its entries, and a lazy layer's on its prefetch order.
   const keyed = `${planned.contentKey}\0${settings.sourceDateEpoch}${prefetchKey(settings.prefetch)}`;
-  const contentKey = planned.contentKey ? `sha256:${createHash('sha256').update(keyed).digest('hex')}` : undefined;
+  const contentKey = planned.contentKey ? sha256Digest(keyed) : undefined;
   if (contentKey) {
     // Same packages' content as a layer built before: reused without reading a file, when the registry has its blob.
     const known = await cache.getByContent(contentKey);
@@ -639,7 +636,7 @@ async function pushImage(run: BuildRun, push: PushTarget, plan: ImagePlan, done:
   const layers: PushSummary['layers'] = done.map((d, i) => ({ name: plan.layers[i]!.name, digest: d.digest, size: d.size, status: d.status }));
 
   const configBytes = Buffer.from(JSON.stringify(imageConfig(plan, done.map((d) => d.diffId), created)));
-  const configDigest = sha256(configBytes);
+  const configDigest = sha256Digest(configBytes);
   await client.uploadBlob(push.repo, configDigest, configBytes, push.upload);
   const baseDescriptors = base.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(l.annotations && isEstargzLayer(l) ? { annotations: l.annotations } : {}) }));
   const layout = imageLayoutOf(settings);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { IMAGE_DIGEST, isImageDigest } from './digest.js';
+import { IMAGE_DIGEST, isImageDigest, sha256Digest } from './digest.js';
 
 describe('isImageDigest', () => {
   it('accepts sha256: and 64 lowercase hex digits, and nothing else', () => {
@@ -8,5 +8,14 @@ describe('isImageDigest', () => {
       expect(isImageDigest(bad)).toBe(false);
     }
     expect(IMAGE_DIGEST.test(`sha256:${'0'.repeat(64)}\n`)).toBe(false);
+  });
+});
+
+describe('sha256Digest', () => {
+  it("names bytes (or a string's UTF-8) as a registry does: the OCI empty descriptor's {}", () => {
+    const empty = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a';
+    expect(sha256Digest(Buffer.from('{}'))).toBe(empty);
+    expect(sha256Digest('{}')).toBe(empty);
+    expect(isImageDigest(sha256Digest(new Uint8Array()))).toBe(true);
   });
 });

@@ -1,7 +1,13 @@
 import { RegistryError } from '../errors.js';
+import { sha256Hex } from '../identity.js';
 
 /** An image digest as registries and builders report it: `sha256:` and 64 lowercase hex digits. */
 export const IMAGE_DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+/** The {@link IMAGE_DIGEST} of `bytes` (a string: its UTF-8) — `sha256:` and their sha256 in hex, as a registry names a manifest or blob. */
+export function sha256Digest(bytes: string | Uint8Array): string {
+  return `sha256:${sha256Hex(bytes)}`;
+}
 
 /** True when `text` is a whole {@link IMAGE_DIGEST}. */
 export function isImageDigest(text: string | undefined): boolean {

@@ -21,10 +21,9 @@ import { writeFileAtomic } from '../atomic-write.js';
 import { prebuiltCacheDir } from '../cache-dir.js';
 import { markCacheFileUsed, readCacheFile } from '../cache-file.js';
 import { errorMessage } from '../errors.js';
-import { sha256Hex } from '../identity.js';
 import { createLogger } from '../logger.js';
 import { makeDirectory } from '../make-directory.js';
-import { IMAGE_DIGEST } from './digest.js';
+import { IMAGE_DIGEST, sha256Digest } from './digest.js';
 
 const log = createLogger('registry:manifest-cache');
 
@@ -89,7 +88,7 @@ export class ManifestCache {
     const path = this.#path(digest);
     const bytes = await readCacheFile(path, MAX_CACHED_MANIFEST_BYTES);
     if (!bytes) return undefined;
-    const actual = `sha256:${sha256Hex(bytes)}`;
+    const actual = sha256Digest(bytes);
     if (actual !== digest) {
       log('ignoring %s: its bytes hash to %s, not to the digest it is named by', path, actual);
       return undefined;
@@ -101,7 +100,7 @@ export class ManifestCache {
   /** Keeps `bytes` (read from a registry and checked to hash to `digest`), then trims the cache to its bound. Never throws. */
   async write(digest: string, bytes: Uint8Array): Promise<void> {
     if (!IMAGE_DIGEST.test(digest) || bytes.length > MAX_CACHED_MANIFEST_BYTES) return;
-    if (`sha256:${sha256Hex(bytes)}` !== digest) return log('not keeping manifest %s: its bytes hash otherwise', digest);
+    if (sha256Digest(bytes) !== digest) return log('not keeping manifest %s: its bytes hash otherwise', digest);
     try {
       // Made private (0700) when missing, as the cache directory is.
       await makeDirectory(this.dir, { mode: 0o700 });

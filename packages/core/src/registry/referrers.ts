@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import { RegistryError } from '../errors.js';
 import { createLogger } from '../logger.js';
+import { sha256Digest } from './digest.js';
 import { formatImageRef, parseImageRef, type ImageRef } from './image-ref.js';
 import { MediaType } from './media-types.js';
 import type { ImageIndex, OciDescriptor } from './platform.js';
@@ -12,7 +12,7 @@ const log = createLogger('registry:referrers');
 const EMPTY_BLOB = Buffer.from('{}');
 export const EMPTY_CONFIG: OciDescriptor = {
   mediaType: 'application/vnd.oci.empty.v1+json',
-  digest: `sha256:${createHash('sha256').update(EMPTY_BLOB).digest('hex')}`,
+  digest: sha256Digest(EMPTY_BLOB),
   size: EMPTY_BLOB.length,
 };
 
@@ -61,7 +61,7 @@ function at(repository: ImageRef, reference: string): string {
  */
 export async function pushReferrer(client: RegistryClient, input: PushReferrerInput, options: RequestOptions = {}): Promise<PushReferrerResult> {
   const repository = repositoryOf(input.repository);
-  const blobDigest = `sha256:${createHash('sha256').update(input.blob.bytes).digest('hex')}`;
+  const blobDigest = sha256Digest(input.blob.bytes);
   await client.uploadBlob(repository, EMPTY_CONFIG.digest, EMPTY_BLOB, options);
   await client.uploadBlob(repository, blobDigest, input.blob.bytes, options);
   const manifest = {
@@ -73,7 +73,7 @@ export async function pushReferrer(client: RegistryClient, input: PushReferrerIn
     subject: { mediaType: input.subject.mediaType, digest: input.subject.digest, size: input.subject.size },
   };
   const bytes = Buffer.from(JSON.stringify(manifest));
-  const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  const digest = sha256Digest(bytes);
   const put = await client.putManifestWithSubject(at(repository, digest), bytes, MediaType.ociManifest, options);
   const descriptor: ReferrerDescriptor = { mediaType: MediaType.ociManifest, digest, size: bytes.length, artifactType: input.artifactType };
   if (put.subjectAccepted) return { digest, via: 'referrers-api', descriptor };

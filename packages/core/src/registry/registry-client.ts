@@ -8,7 +8,7 @@ import { createLogger } from '../logger.js';
 import { netFetch, type NetResponse } from '../net/net-fetch.js';
 import { BODY_LIMITS, networkTimeouts, type NetworkTimeouts } from '../net/network-settings.js';
 import { basicAuthorization, redactUrls } from '../net/url-credentials.js';
-import { checkableDigest, isImageDigest } from './digest.js';
+import { checkableDigest, isImageDigest, sha256Digest } from './digest.js';
 import { dockerConfigCredentials, dockerConfigPath, normalizeDockerConfigKey, type DockerConfigOptions } from './docker-config.js';
 import { formatImageRef, hostWithoutPort, isLoopbackHost, parseImageRef, registryApiHost, type ImageRef } from './image-ref.js';
 import type { ManifestCache } from './manifest-cache.js';
@@ -312,10 +312,6 @@ function servedBearer(token: string, server: string, registry: string): string {
   throw new RegistryError(`the token from ${server} for registry ${registry} holds a character a header cannot carry (${bad}); it is not sent`, { registry }, {
     hint: 'A token is one word of visible ASCII: the token server answered with something else (a broken or hostile server); try again later, or ask its operator.',
   });
-}
-
-function sha256Digest(bytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
 /** The media type a response's Content-Type names, without parameters ('' for none). */
