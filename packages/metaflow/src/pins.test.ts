@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '@prebuilt/core';
-import { metaflowDatastore, metaflowPins } from './pins.js';
+import { metaflowDatastore, metaflowPins, metaflowSetting } from './pins.js';
 
 const home = mkdtempSync(join(tmpdir(), 'prebuilt-mfhome-'));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
@@ -44,5 +44,28 @@ describe('metaflowDatastore', () => {
     expect(metaflowDatastore({ env: noConfig })).toBe('local');
     expect(() => metaflowDatastore({ env: { ...noConfig, METAFLOW_DEFAULT_DATASTORE: 'ftp' } })).toThrow(ConfigError);
     expect(() => metaflowDatastore({ env: { METAFLOW_HOME: home, METAFLOW_PROFILE: 'nope' } })).toThrow(/profile 'nope'/);
+  });
+});
+
+describe('metaflowSetting', () => {
+  it('reads the configuration file once while it stays the same, and again once it changes', () => {
+    const dir = join(home, 'once');
+    mkdirSync(dir);
+    const file = join(dir, 'config.json');
+    const env = { METAFLOW_HOME: dir };
+    const at = 1_700_000_000;
+    writeFileSync(file, JSON.stringify({ METAFLOW_KUBERNETES_NAMESPACE: 'aaa' }));
+    utimesSync(file, at, at);
+    expect(metaflowSetting('METAFLOW_KUBERNETES_NAMESPACE', env)).toEqual({ value: 'aaa', source: file });
+    // Other bytes of the same size under the same mtime (and inode): not read again.
+    writeFileSync(file, JSON.stringify({ METAFLOW_KUBERNETES_NAMESPACE: 'bbb' }));
+    utimesSync(file, at, at);
+    expect(metaflowSetting('METAFLOW_KUBERNETES_NAMESPACE', env)?.value).toBe('aaa');
+    // A changed file is read again; the environment still comes first.
+    writeFileSync(file, JSON.stringify({ METAFLOW_KUBERNETES_NAMESPACE: 'team' }));
+    expect(metaflowSetting('METAFLOW_KUBERNETES_NAMESPACE', env)?.value).toBe('team');
+    expect(metaflowSetting('METAFLOW_KUBERNETES_NAMESPACE', { ...env, METAFLOW_KUBERNETES_NAMESPACE: 'env' })).toEqual({ value: 'env', source: 'METAFLOW_KUBERNETES_NAMESPACE' });
+    rmSync(file);
+    expect(metaflowSetting('METAFLOW_KUBERNETES_NAMESPACE', env)).toBeUndefined();
   });
 });

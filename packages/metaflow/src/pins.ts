@@ -2,7 +2,7 @@
  * The packages Metaflow adds to every env (metaflow_config.get_pinned_conda_libs and
  * conda_environment.get_environment). They are added at resolution, never shown as user packages.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, errorMessage } from '@prebuilt/core';
@@ -34,6 +34,45 @@ export interface MetaflowPinsOptions {
   env?: Record<string, string | undefined>;
 }
 
+/** Metaflow configuration files read by this process, by path: the file's identity (device, inode, size, mtime) when read, and its JSON. */
+const configs = new Map<string, { version: string; config: unknown }>();
+
+/**
+ * The JSON of Metaflow's configuration file `file` (undefined when it is missing and no profile is
+ * named), read and parsed once while the file stays the same: a setting read again (one per step
+ * and placement) costs a stat, not a read.
+ */
+function metaflowConfig(file: string, profile: string | undefined): unknown {
+  let version: string;
+  let text: string;
+  try {
+    const stats = statSync(file);
+    version = `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}`;
+    const known = configs.get(file);
+    if (known?.version === version) return known.config;
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if (!profile) return undefined;
+    throw new ConfigError(`Metaflow profile '${profile}' has no configuration file ${file}: ${errorMessage(error)}.`, {
+      setting: 'METAFLOW_PROFILE',
+      cause: error,
+      hint: 'Unset METAFLOW_PROFILE or create the profile with `metaflow configure`.',
+    });
+  }
+  let config: unknown;
+  try {
+    config = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`Metaflow configuration ${file} is not valid JSON: ${errorMessage(error)}.`, {
+      setting: 'METAFLOW_HOME',
+      cause: error,
+      hint: 'Fix or remove the file (`metaflow configure` rewrites it).',
+    });
+  }
+  configs.set(file, { version, config });
+  return config;
+}
+
 /**
  * A Metaflow setting read as Metaflow's `from_conf` does: the environment variable `name`, else the
  * key of that name in $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json (home ~/.metaflowconfig).
@@ -45,27 +84,7 @@ export function metaflowSetting(name: string, env: Record<string, string | undef
   const home = (env.METAFLOW_HOME || join(homedir(), '.metaflowconfig')).replace(/^~(?=\/|$)/, homedir());
   const profile = env.METAFLOW_PROFILE;
   const file = join(home, profile ? `config_${profile}.json` : 'config.json');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    if (!profile) return undefined;
-    throw new ConfigError(`Metaflow profile '${profile}' has no configuration file ${file}: ${errorMessage(error)}.`, {
-      setting: 'METAFLOW_PROFILE',
-      cause: error,
-      hint: 'Unset METAFLOW_PROFILE or create the profile with `metaflow configure`.',
-    });
-  }
-  let config: Record<string, unknown>;
-  try {
-    config = JSON.parse(text) as Record<string, unknown>;
-  } catch (error) {
-    throw new ConfigError(`Metaflow configuration ${file} is not valid JSON: ${errorMessage(error)}.`, {
-      setting: 'METAFLOW_HOME',
-      cause: error,
-      hint: 'Fix or remove the file (`metaflow configure` rewrites it).',
-    });
-  }
+  const config = metaflowConfig(file, profile) as Record<string, unknown> | null | undefined;
   const fromFile = config?.[name];
   return typeof fromFile === 'string' && fromFile !== '' ? { value: fromFile, source: file } : undefined;
 }
