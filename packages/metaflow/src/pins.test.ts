@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,5 +68,17 @@ describe('metaflowSetting', () => {
     expect(metaflowSetting('METAFLOW_KUBERNETES_NAMESPACE', { ...env, METAFLOW_KUBERNETES_NAMESPACE: 'env' })).toEqual({ value: 'env', source: 'METAFLOW_KUBERNETES_NAMESPACE' });
     rmSync(file);
     expect(metaflowSetting('METAFLOW_KUBERNETES_NAMESPACE', env)).toBeUndefined();
+  });
+
+  it('never reads a configuration that is not a file (a FIFO would hang the command) or is over 1 MiB', () => {
+    const dir = join(home, 'odd');
+    mkdirSync(dir);
+    execFileSync('mkfifo', [join(dir, 'config.json'), join(dir, 'config_fifo.json')]);
+    expect(metaflowSetting('METAFLOW_DEFAULT_DATASTORE', { METAFLOW_HOME: dir })).toBeUndefined();
+    expect(() => metaflowSetting('METAFLOW_DEFAULT_DATASTORE', { METAFLOW_HOME: dir, METAFLOW_PROFILE: 'fifo' })).toThrow(/^Metaflow profile 'fifo' has no configuration file .*config_fifo\.json: it is a FIFO, not a file\.$/);
+    writeFileSync(join(dir, 'config_big.json'), Buffer.alloc(1024 * 1024 + 1, 0x20));
+    const big = (() => { try { metaflowSetting('METAFLOW_DEFAULT_DATASTORE', { METAFLOW_HOME: dir, METAFLOW_PROFILE: 'big' }); } catch (e) { return e; } return undefined; })();
+    expect(big).toBeInstanceOf(ConfigError);
+    expect((big as ConfigError).message).toMatch(/config_big\.json is 1048577 bytes; prebuilt reads one of at most 1048576 bytes\.$/);
   });
 });

@@ -5,7 +5,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, errorMessage } from '@prebuilt/core';
+import { ConfigError, errorMessage, fileKind } from '@prebuilt/core';
 import type { StepEnv } from './merge.js';
 
 export type MetaflowDatastore = 'local' | 's3' | 'azure' | 'gs';
@@ -34,6 +34,16 @@ export interface MetaflowPinsOptions {
   env?: Record<string, string | undefined>;
 }
 
+/** A Metaflow configuration file larger than this is refused (`metaflow configure` writes a few KiB). */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+function tooLarge(file: string, size: number): ConfigError {
+  return new ConfigError(`Metaflow configuration ${file} is ${size} bytes; prebuilt reads one of at most ${MAX_CONFIG_BYTES} bytes.`, {
+    setting: 'METAFLOW_HOME',
+    hint: 'Fix or remove the file (`metaflow configure` rewrites it), or point METAFLOW_HOME at the directory of your Metaflow configuration.',
+  });
+}
+
 /** Metaflow configuration files read by this process, by path: the file's identity (device, inode, size, mtime) when read, and its JSON. */
 const configs = new Map<string, { version: string; config: unknown }>();
 
@@ -47,11 +57,15 @@ function metaflowConfig(file: string, profile: string | undefined): unknown {
   let text: string;
   try {
     const stats = statSync(file);
+    // Not read: a FIFO would hang the command, a device fill its memory.
+    if (!stats.isFile()) throw new Error(`it is ${fileKind(stats)}, not a file`);
+    if (stats.size > MAX_CONFIG_BYTES) throw tooLarge(file, stats.size);
     version = `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}`;
     const known = configs.get(file);
     if (known?.version === version) return known.config;
     text = readFileSync(file, 'utf8');
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     if (!profile) return undefined;
     throw new ConfigError(`Metaflow profile '${profile}' has no configuration file ${file}: ${errorMessage(error)}.`, {
       setting: 'METAFLOW_PROFILE',
