@@ -1,6 +1,7 @@
-import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readdir, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EnvironmentError, InputError } from './errors.js';
 import { lockFilePath, readLockFile, serializeLockFile } from './lock-file.js';
@@ -25,6 +26,23 @@ describe('lockFilePath', () => {
 describe('readLockFile validation', () => {
   it('returns undefined for a missing file', async () => {
     expect(await readLockFile(join(dir, 'none.prebuilt.lock'))).toBeUndefined();
+  });
+
+  it('refuses a lock that is not a file (a FIFO, a symlink to /dev/zero: a hang, a full memory) or over 256 MiB, naming it as shown, without reading it', async () => {
+    const fifo = join(dir, 'fifo.prebuilt.lock');
+    execFileSync('mkfifo', [fifo]);
+    const zero = join(dir, 'zero.prebuilt.lock');
+    await symlink('/dev/zero', zero);
+    const big = join(dir, 'big.prebuilt.lock');
+    await writeFile(big, '');
+    await truncate(big, 256 * 1024 * 1024 + 1);
+    const refused = async (file: string): Promise<InputError> => (await readLockFile(file, { shownAs: basename(file) }).catch((e: unknown) => e)) as InputError;
+    expect((await refused(fifo)).message).toBe('Lock file fifo.prebuilt.lock is a FIFO, not a file.');
+    expect((await refused(zero)).message).toBe('Lock file zero.prebuilt.lock is a device, not a file.');
+    const tooBig = await refused(big);
+    expect(InputError.isInstance(tooBig)).toBe(true);
+    expect(tooBig.message).toBe('Lock file big.prebuilt.lock is 268435457 bytes, more than a lock file holds (268435456 bytes at most).');
+    expect(tooBig.hint).toMatch(/prebuilt lock --update big\.py/);
   });
 
   it.each([

@@ -9,11 +9,13 @@
  * platform: `steps.<step>` → entry) and version 2 (a multi-platform lock: `steps.<step>.<platform>`
  * → entry). In memory every step maps platform → entry.
  */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { writeFileAtomic } from './atomic-write.js';
 import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage, ResolvedWith } from './env-model.js';
 import { InputError, errorMessage } from './errors.js';
+import { fileKind } from './file-kind.js';
 import { canonicalJson, sha256Hex, stableJson } from './identity.js';
 import { redactUrl } from './net/url-credentials.js';
 import { fileArgument } from './shell-word.js';
@@ -306,6 +308,30 @@ function jsonErrorPlace(text: string, error: unknown): string {
   return ` at line ${line}, column ${before.length - before.lastIndexOf('\n')}`;
 }
 
+/** A lock file larger than this is refused (a lock of hundreds of envs is a few MiB). */
+const MAX_LOCK_FILE_BYTES = 256 * 1024 * 1024;
+
+/**
+ * The lock file's text, read only when it is a regular file of at most {@link MAX_LOCK_FILE_BYTES}
+ * (a symlink is followed): a cloned repository's lock may be a FIFO, or a symlink to one or to
+ * /dev/zero, which would hang the command or fill its memory. Opened without blocking.
+ */
+async function readLockText(file: string, shown: string): Promise<string> {
+  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) {
+      throw new InputError(`Lock file ${shown} is ${fileKind(stats)}, not a file.`, { file, hint: corruptLockHint(file) });
+    }
+    if (stats.size > MAX_LOCK_FILE_BYTES) {
+      throw new InputError(`Lock file ${shown} is ${stats.size} bytes, more than a lock file holds (${MAX_LOCK_FILE_BYTES} bytes at most).`, { file, hint: corruptLockHint(file) });
+    }
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
 /**
  * Reads and validates a lock file; undefined when it does not exist. Corrupt → InputError naming the
  * file (its `file` the path read; its message the path as `shownAs` gives it, e.g. relative to the
@@ -315,9 +341,10 @@ export async function readLockFile(file: string, options: { shownAs?: string } =
   const shown = options.shownAs ?? file;
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readLockText(file, shown);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (InputError.isInstance(error)) throw error;
     throw new InputError(`Cannot read lock file ${shown}: ${errorMessage(error)}.`, { file, cause: error });
   }
   if (text.trim() === '') {
