@@ -43,6 +43,18 @@ export interface FakeRequest {
   body?: unknown;
 }
 
+/** A request to a resource's collection (`name` undefined) or to one object of it. */
+interface CrudRequest {
+  res: ServerResponse;
+  method: string;
+  resource: 'secrets' | 'jobs' | 'pods';
+  store: Map<string, Json>;
+  ns: string;
+  name: string | undefined;
+  body: Json;
+  query: Record<string, string>;
+}
+
 interface Watcher {
   resource: 'pods' | 'jobs';
   namespace: string;
@@ -154,18 +166,18 @@ export class FakeKubernetes {
 
     let m: RegExpExecArray | null;
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/secrets(?:\/([^/]+))?$/.exec(url.pathname))) {
-      return this.#crud(res, method, 'secrets', this.#secrets, m[1]!, m[2], body as Json, query);
+      return this.#crud({ res, method, resource: 'secrets', store: this.#secrets, ns: m[1]!, name: m[2], body: body as Json, query });
     }
     if ((m = /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs(?:\/([^/]+))?$/.exec(url.pathname))) {
       if (method === 'GET' && !m[2] && query['watch'] === 'true') return this.#watch(res, 'jobs', m[1]!, query);
-      return this.#crud(res, method, 'jobs', this.#jobs, m[1]!, m[2], body as Json, query);
+      return this.#crud({ res, method, resource: 'jobs', store: this.#jobs, ns: m[1]!, name: m[2], body: body as Json, query });
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/log$/.exec(url.pathname))) {
       return this.#podLog(res, m[1]!, m[2]!, query);
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/pods(?:\/([^/]+))?$/.exec(url.pathname))) {
       if (method === 'GET' && !m[2] && query['watch'] === 'true') return this.#watch(res, 'pods', m[1]!, query);
-      return this.#crud(res, method, 'pods', this.#pods, m[1]!, m[2], body as Json, query);
+      return this.#crud({ res, method, resource: 'pods', store: this.#pods, ns: m[1]!, name: m[2], body: body as Json, query });
     }
     this.#status(res, 404, 'NotFound', `the fake has no route for ${method} ${url.pathname}`);
   }
@@ -179,47 +191,53 @@ export class FakeKubernetes {
     res.end(JSON.stringify(body));
   }
 
-  #crud(res: ServerResponse, method: string, resource: 'secrets' | 'jobs' | 'pods', store: Map<string, Json>, ns: string, name: string | undefined, body: Json, query: Record<string, string>): void {
-    const key = (n: string) => `${ns}/${n}`;
-    if (method === 'POST' && !name) {
-      const objectName = body?.['metadata']?.['name'] as string | undefined;
-      if (!objectName) return this.#status(res, 422, 'Invalid', 'metadata.name is required');
-      if (store.has(key(objectName))) return this.#status(res, 409, 'AlreadyExists', `${resource} "${objectName}" already exists`);
-      const object = structuredClone(body);
-      object['metadata'] = { ...object['metadata'], namespace: ns, uid: randomBytes(8).toString('hex'), resourceVersion: String(this.#resourceVersion++), creationTimestamp: new Date().toISOString() };
-      store.set(key(objectName), object);
-      if (resource === 'secrets') this.createdSecrets.push(structuredClone(object));
-      if (resource === 'jobs') {
-        object['status'] = {};
-        this.createdJobs.push(structuredClone(object));
-        this.#notify('jobs', 'ADDED', object);
-        setTimeout(() => this.#startPod(object), 20);
-      }
-      return this.#send(res, 201, object);
-    }
+  #crud(request: CrudRequest): void {
+    const { res, method, resource, store, ns, name, query } = request;
+    if (method === 'POST' && !name) return this.#create(request);
     if (method === 'GET' && !name) {
       const items = [...store.values()].filter((o) => o['metadata']['namespace'] === ns && matchesLabels(o, query['labelSelector']));
       return this.#send(res, 200, { kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: String(this.#resourceVersion) }, items });
     }
     if (!name) return this.#status(res, 405, 'MethodNotAllowed', `${method} on a collection`);
-    const object = store.get(key(name));
+    const object = store.get(`${ns}/${name}`);
     if (!object) return this.#status(res, 404, 'NotFound', `${resource} "${name}" not found`);
     if (method === 'GET') return this.#send(res, 200, object);
-    if (method === 'DELETE') {
-      store.delete(key(name));
-      if (resource === 'jobs') {
-        const policy = query['propagationPolicy'] ?? body?.['propagationPolicy'];
-        this.#notify('jobs', 'DELETED', object);
-        if (policy === 'Background' || policy === 'Foreground') {
-          for (const [podKey, pod] of this.#pods) {
-            if (pod['metadata']['labels']?.['job-name'] === name && pod['metadata']['namespace'] === ns) this.#deletePod(podKey, pod);
-          }
-        }
-      }
-      if (resource === 'pods') this.#deletePod(key(name), object);
-      return this.#send(res, 200, { kind: 'Status', apiVersion: 'v1', status: 'Success', details: { name, kind: resource } });
-    }
+    if (method === 'DELETE') return this.#remove(request, name, object);
     this.#status(res, 405, 'MethodNotAllowed', `${method} is not supported by the fake`);
+  }
+
+  #create({ res, resource, store, ns, body }: CrudRequest): void {
+    const objectName = body?.['metadata']?.['name'] as string | undefined;
+    if (!objectName) return this.#status(res, 422, 'Invalid', 'metadata.name is required');
+    if (store.has(`${ns}/${objectName}`)) return this.#status(res, 409, 'AlreadyExists', `${resource} "${objectName}" already exists`);
+    const object = structuredClone(body);
+    object['metadata'] = { ...object['metadata'], namespace: ns, uid: randomBytes(8).toString('hex'), resourceVersion: String(this.#resourceVersion++), creationTimestamp: new Date().toISOString() };
+    store.set(`${ns}/${objectName}`, object);
+    if (resource === 'secrets') this.createdSecrets.push(structuredClone(object));
+    if (resource === 'jobs') {
+      object['status'] = {};
+      this.createdJobs.push(structuredClone(object));
+      this.#notify('jobs', 'ADDED', object);
+      setTimeout(() => this.#startPod(object), 20);
+    }
+    this.#send(res, 201, object);
+  }
+
+  #remove({ res, resource, store, ns, body, query }: CrudRequest, name: string, object: Json): void {
+    store.delete(`${ns}/${name}`);
+    if (resource === 'jobs') {
+      const policy = query['propagationPolicy'] ?? body?.['propagationPolicy'];
+      this.#notify('jobs', 'DELETED', object);
+      if (policy === 'Background' || policy === 'Foreground') this.#deleteJobPods(ns, name);
+    }
+    if (resource === 'pods') this.#deletePod(`${ns}/${name}`, object);
+    this.#send(res, 200, { kind: 'Status', apiVersion: 'v1', status: 'Success', details: { name, kind: resource } });
+  }
+
+  #deleteJobPods(ns: string, job: string): void {
+    for (const [podKey, pod] of this.#pods) {
+      if (pod['metadata']['labels']?.['job-name'] === job && pod['metadata']['namespace'] === ns) this.#deletePod(podKey, pod);
+    }
   }
 
   #deletePod(podKey: string, pod: Json): void {
