@@ -69,6 +69,23 @@ def describe(node):
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# Methods that change a dict or list in place: a constant they are called on is changed by code.
+MUTATORS = ("update", "setdefault", "pop", "popitem", "clear", "append", "extend", "insert", "remove", "sort", "reverse", "__setitem__", "__delitem__", "__ior__")
+
+
+def mutated_name(node):
+    """The name whose value `node` changes in place (`X[k] = v`, `del X[k]`, `X.a = v`, `X.update(...)`), else None."""
+    if isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(node.ctx, (ast.Store, ast.Del)):
+        target = node
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS:
+        target = node.func.value
+    else:
+        return None
+    while isinstance(target, (ast.Subscript, ast.Attribute)):
+        target = target.value
+    return target.id if isinstance(target, ast.Name) else None
+
+
 class Scope:
     """Simple name bindings of a module or class body: name -> [(line, value node or None)].
 
@@ -117,30 +134,25 @@ class Scope:
                 written = "." * stmt.level + module if module is not None else alias.name
                 self.imports.setdefault(name, (written, line))
         else:
-            # Names bound any other way (for, with, if, try, match, del, :=) are not constants we can know.
+            # Names bound any other way (for, with, if, try, match, del, :=) are not constants we can know,
+            # nor are those whose value code changes (`X["k"] = v` in a loop, `X.update(...)`).
             for sub in ast.walk(stmt):
                 if isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del)):
                     self._bind(sub.id, sub.lineno, None)
+                elif mutated_name(sub) is not None:
+                    self._bind(mutated_name(sub), sub.lineno, None)
                 elif isinstance(sub, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
                     self._bind(sub.name, sub.lineno, None)
                 elif isinstance(sub, (ast.Import, ast.ImportFrom)):
                     for alias in sub.names:
                         self._bind((alias.asname or alias.name).split(".")[0], sub.lineno, None)
 
-    def imported_from(self, name):
-        """(module, line) when `name` is bound by an import in this scope (or, unbound here, an outer one)."""
-        if name in self.imports:
-            return self.imports[name]
-        if name in self.bindings or self.parent is None:
-            return None
-        return self.parent.imported_from(name)
-
     def lookup(self, name, before_line):
         """The binding in effect for a use at `before_line`, searching outwards."""
         entries = self.bindings.get(name)
         if entries:
             if any(node is None for _, node in entries):
-                return ("unknown", None)
+                return ("unknown", entries, self)
             earlier = [entry for entry in entries if entry[0] < before_line]
             if earlier:
                 return ("value", earlier[-1][1], self)
@@ -152,6 +164,23 @@ class Scope:
         if self.parent is not None:
             return self.parent.lookup(name, before_line)
         return ("missing", None)
+
+
+def unbound_why(name, entries, where):
+    """Why `name`, bound in `where` by `entries` [(line, value node or None)], is not a constant prebuilt can read."""
+    lines = [line for line, _ in entries]
+    if len(lines) > 1:
+        return (
+            "'%s' is bound or changed more than once%s (lines %s), not only by `%s = value`: prebuilt reads a name "
+            "assigned a value, or imported once from the flow's own modules, that no code changes; give each value "
+            "its own name (`ALL = {**BASE, \"x\": \"1\"}`)"
+            % (name, where, ", ".join(str(line) for line in lines), name)
+        )
+    return (
+        "'%s' is bound%s at line %d by code (a def, class, loop, if, with, try, augmented assignment or an import "
+        "inside one), not by `%s = value`: prebuilt does not run code; assign the value once at the top level"
+        % (name, where, lines[0], name)
+    )
 
 
 # Bounds of what a flow file can make the reader build. A decorator argument is a few package names
@@ -170,8 +199,9 @@ DIGITS = re.compile(r"\d+")
 
 
 class Evaluator:
-    def __init__(self, names=None):
+    def __init__(self, names=None, module=None):
         self.names = names
+        self.module = module  # the Module whose code it evaluates (its imports of values are followed through its Project)
         self.active = set()
         self.steps = 0
         self.total = 0
@@ -213,12 +243,16 @@ class Evaluator:
         if self.steps > MAX_STEPS:
             raise Dynamic(node, "evaluating it takes too many steps (more than %d): constants that each repeat the one before" % MAX_STEPS)
 
-    def eval(self, node, scope, line):
+    def eval(self, node, scope, line, module_ok=False):
+        """The value of `node`; a Module (`import settings`) only with `module_ok` (the owner of an attribute)."""
         self.step(node)
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise self.not_readable(node, scope, line, "'%s' is not a literal, a constant or a simple expression" % describe(node))
-        return self.bounded(node, method(node, scope, line))
+        value = self.bounded(node, method(node, scope, line))
+        if isinstance(value, Module) and not module_ok:
+            raise Dynamic(node, "'%s' is the module %s (%s), not a value: name one of its constants (%s.NAME)" % (describe(node), value.name, value.display, describe(node)))
+        return value
 
     def bounded(self, node, value):
         """`value`, when it weighs at most MAX_VALUE_SIZE and its integers have at most MAX_INT_BITS bits."""
@@ -265,29 +299,51 @@ class Evaluator:
     def _Name(self, node, scope, line):
         found = scope.lookup(node.id, line)
         if found[0] == "missing":
+            project = self.module.project if self.module is not None else None
+            star = project.star_value(self.module, node.id, line, node) if project is not None else MISSING
+            if star is not MISSING:
+                return star
             raise Dynamic(node, "'%s' is not defined in this file" % node.id)
         if found[0] == "later":
             raise Dynamic(node, "'%s' is only assigned later (line %d)" % (node.id, found[1]))
         if found[0] == "unknown":
-            imported = scope.imported_from(node.id)
-            if imported is not None:
-                raise Dynamic(
-                    node,
-                    "'%s' is imported from %s (line %d), and prebuilt follows imports of base flows only, not of values: define it in this file"
-                    % (node.id, imported[0], imported[1]),
-                )
-            raise Dynamic(node, "'%s' is not a constant (it is imported, computed or reassigned)" % node.id)
+            return self.imported(node, found[1], found[2], line)
         value_node, owner = found[1], found[2]
         key = (id(owner), node.id, value_node.lineno)
         if key in self.active:
             raise Dynamic(node, "'%s' refers to itself" % node.id)
         self.active.add(key)
         try:
-            return self.eval(value_node, owner, value_node.lineno)
+            return self.eval(value_node, owner, value_node.lineno, module_ok=True)
         except Dynamic as inner:
             raise Dynamic(node, "'%s' (line %s): %s" % (node.id, value_node.lineno, inner.why), inner.config)
         finally:
             self.active.discard(key)
+
+    def imported(self, node, entries, owner, line):
+        """The value of a name `owner` binds other than by `NAME = value`: one top-level import of the flow's own modules."""
+        name = node.id
+        module_level = owner.parent is None and self.module is not None and self.module.project is not None
+        if len(entries) == 1 and name in owner.imports and module_level:
+            at = entries[0][0]
+            if at >= line:
+                raise Dynamic(node, "'%s' is only imported later (line %d)" % (name, at))
+            return self.module.project.imported_value(self.module, name, at, node)
+        if name in owner.imports and len(entries) == 1:
+            raise Dynamic(
+                node,
+                "'%s' is imported in the class body (line %d); prebuilt follows imports at the top level of a module: "
+                "move the import to the top of the file" % (name, entries[0][0]),
+            )
+        raise Dynamic(node, unbound_why(name, entries, "" if self.module is None or self.module.main else " in " + self.module.display))
+
+    def _Attribute(self, node, scope, line):
+        if self.config_source(node, scope, line) is not None:
+            raise self.not_readable(node, scope, line, "")
+        owner = self.eval(node.value, scope, line, module_ok=True)
+        if not isinstance(owner, Module):
+            raise Dynamic(node, "'%s' reads an attribute of a value, which cannot be evaluated without running the flow" % describe(node))
+        return owner.project.member_value(owner, node.attr, self.module, node.lineno, node)
 
     def _Dict(self, node, scope, line):
         out = {}
@@ -691,7 +747,8 @@ class Module:
     `__init__.py`) or "namespace" (a folder without one: nothing to read).
     """
 
-    def __init__(self, path, name, kind, display, via):
+    def __init__(self, path, name, kind, display, via, project=None):
+        self.project = project
         self.path = path
         self.name = name
         self.kind = kind
@@ -706,7 +763,7 @@ class Module:
     def prepare(self):
         self.names = Names(self.tree)
         self.scope = Scope(self.tree.body)
-        self.evaluator = Evaluator(self.names)
+        self.evaluator = Evaluator(self.names, self)
         self.bindings = top_level_bindings(self.tree)
 
     def chain(self):
@@ -755,6 +812,9 @@ class FlowSpecRef:
 
 FLOWSPEC = FlowSpecRef()
 
+# What Project.star_value gives when no star import of the module's own modules binds the name.
+MISSING = object()
+
 
 def c3_merge(sequences):
     """Python's C3 linearization of `sequences` (lists of refs), or None when there is none."""
@@ -788,12 +848,13 @@ class Project:
     def __init__(self, path):
         self.root = os.path.realpath(os.path.dirname(os.path.abspath(path)))
         self.size = 0
-        self.main = Module(os.path.realpath(path), "__main__", "file", os.path.basename(path), None)
+        self.main = Module(os.path.realpath(path), "__main__", "file", os.path.basename(path), None, self)
         self.main.tree = self.parse(self.main)
         self.main.prepare()
         self.modules = {self.main.path: self.main}
         self.order = []  # modules read besides the flow file, in the order they were reached
         self.stack = [self.main]
+        self.reading = []  # (Module, name) of the imported values being read, outermost first
         self.mros = {}
 
     def parse(self, module):
@@ -859,7 +920,7 @@ class Project:
                 "reading the flow's base classes needs more than %d modules (at %s)" % (MAX_MODULES, dotted),
                 line,
             ))
-        module = Module(real, dotted, kind, os.path.relpath(real, self.root).replace(os.sep, "/"), (importer, line))
+        module = Module(real, dotted, kind, os.path.relpath(real, self.root).replace(os.sep, "/"), (importer, line), self)
         if kind != "namespace":
             module.tree = self.parse(module)
             module.prepare()
@@ -867,23 +928,24 @@ class Project:
         self.order.append(module)
         return module
 
-    def enter(self, module, importer, line):
-        """Pushes `module` onto the chain of modules being read (True when pushed); a cycle or too deep a chain is a ReadError."""
+    def enter(self, module, importer, line, reading="the flow's base classes", cycles=True):
+        """Pushes `module` onto the chain of modules being read for `reading` (True when pushed); a cycle (with
+        `cycles`: a module met again) or too deep a chain is a ReadError."""
         if module is self.stack[-1]:
             return False
-        if module.main or module in self.stack:
+        if module.main or (cycles and module in self.stack):
             start = self.stack.index(module)
             cycle = " -> ".join(m.display for m in self.stack[start:] + [module])
             raise importer.error(ReadError(
                 "import-cycle",
-                "the imports of the flow's base classes form a cycle (%s): Python stops there with an ImportError "
-                "(a partially initialized module)" % cycle,
+                "the imports of %s form a cycle (%s): Python stops there with an ImportError "
+                "(a partially initialized module)" % (reading, cycle),
                 line,
             ))
         if len(self.stack) >= MAX_IMPORT_DEPTH:
             raise importer.error(ReadError(
                 "too-many-modules",
-                "the chain of imports to the flow's base classes passes through more than %d modules" % MAX_IMPORT_DEPTH,
+                "the chain of imports to %s passes through more than %d modules" % (reading, MAX_IMPORT_DEPTH),
                 line,
             ))
         self.stack.append(module)
@@ -951,8 +1013,8 @@ class Project:
             at,
         ))
 
-    def star(self, module, name, before, line):
-        """`name` from a `from <local module> import *` of `module`, or None."""
+    def star_source(self, module, name, before):
+        """(Module, line) of the `from <own module> import *` of `module` (before line `before`) that may give `name`, or None."""
         if name.startswith("_"):
             return None
         for at, _, stmt in reversed(module.bindings.get("*", [])):
@@ -961,8 +1023,92 @@ class Project:
             dotted = self.absolute(module, stmt)
             loaded = self.load(dotted, module, at) if dotted.split(".")[0] != "metaflow" else None
             if loaded is not None and (name in loaded.bindings or "*" in loaded.bindings):
-                return self.attribute(ModuleRef(loaded), name, module, at)
+                return loaded, at
         return None
+
+    def star(self, module, name, before, line):
+        """`name` (a base class) from a `from <own module> import *` of `module`, or None."""
+        source = self.star_source(module, name, before)
+        return self.attribute(ModuleRef(source[0]), name, module, source[1]) if source is not None else None
+
+    def star_value(self, module, name, before, node):
+        """`name` (a value) from a `from <own module> import *` of `module`, or MISSING."""
+        source = self.star_source(module, name, before)
+        return self.member_value(source[0], name, module, source[1], node) if source is not None else MISSING
+
+    def imported_value(self, module, name, at, node):
+        """The value (or Module) `name` gets from the top-level import of `module` at line `at` that binds it."""
+        kind, data = next((kind, data) for line, kind, data in module.bindings[name] if line == at)
+        if kind == "module":
+            written, dotted, member = data, data, None
+        else:
+            stmt, member = data
+            written = "." * stmt.level + (stmt.module or "")
+            dotted = self.absolute(module, stmt)
+        loaded = self.load(dotted, module, at) if dotted.split(".")[0] != "metaflow" else None
+        if loaded is None:
+            raise Dynamic(
+                node,
+                "'%s' is imported from %s (line %d), which is not one of the flow's own modules (a file or package under "
+                "the flow's directory): prebuilt reads values from those only, not from installed libraries or the "
+                "standard library, whose code it would have to run; write the value in the flow file or in a module "
+                "beside it" % (name, written, at),
+            )
+        if member is None:
+            return loaded
+        try:
+            return self.member_value(loaded, member, module, at, node)
+        except Dynamic as inner:
+            raise Dynamic(node, "'%s' (imported from %s at line %d) → %s" % (name, written, at, inner.why), inner.config)
+
+    def member_value(self, target, name, importer, line, node):
+        """`target.name` once module `target` has run: a value, or a Module (a submodule of a package).
+
+        Modules are read as Python leaves them once they have run, so a module may be met again for another
+        of its names (`from . import versions` in a package's settings.py); a value met again while it is
+        being read is a cycle, which Python stops (ImportError, NameError) and this refuses.
+        """
+        if target.main:
+            raise importer.error(ReadError(
+                "import-cycle",
+                "module %s is the flow file itself (%s): Python would run it a second time under that name, meeting "
+                "its own imports half-done; move the values both need into a module the flow file imports"
+                % (target.display[:-3], target.display),
+                line,
+            ))
+        if any(module is target and read == name for module, read in self.reading):
+            start = next(index for index, (module, read) in enumerate(self.reading) if module is target and read == name)
+            cycle = " -> ".join("%s (%s)" % (read, module.display) for module, read in self.reading[start:] + [(target, name)])
+            raise importer.error(ReadError(
+                "import-cycle",
+                "the values the flow's decorators read form a cycle through their imports (%s): Python stops there "
+                "with an ImportError (a partially initialized module)" % cycle,
+                line,
+            ))
+        pushed = self.enter(target, importer, line, "the values the flow's decorators read", cycles=False)
+        self.reading.append((target, name))
+        try:
+            entries = target.scope.bindings.get(name, [])
+            if not entries:
+                # Not bound by the module itself: its submodule (`from . import versions`), else a star import's name.
+                loaded = self.load("%s.%s" % (target.name, name), target, line) if target.kind != "file" else None
+                found = self.star_value(target, name, None, node) if loaded is None else loaded
+                if found is MISSING:
+                    raise Dynamic(node, "module %s (%s) defines no '%s' (ImportError: cannot import name)" % (target.name, target.display, name))
+                return found
+            if all(value is not None for _, value in entries):
+                value = entries[-1][1]  # plain assignments only: the last one holds once the module has run
+                try:
+                    return target.evaluator.eval(value, target.scope, value.lineno, module_ok=True)
+                except Dynamic as inner:
+                    raise Dynamic(node, "%s line %d: %s" % (target.display, inner.line or value.lineno, inner.why), inner.config)
+            if len(entries) == 1 and name in target.scope.imports:
+                return self.imported_value(target, name, entries[0][0], node)
+            raise Dynamic(node, unbound_why(name, entries, " in " + target.display))
+        finally:
+            self.reading.pop()
+            if pushed:
+                self.stack.pop()
 
     def attribute(self, owner, attr, importer, line):
         """`owner.attr`: a module's name (or submodule), an external's attribute; a class's attribute is external."""

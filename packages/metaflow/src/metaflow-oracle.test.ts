@@ -42,6 +42,7 @@ const flows: [file: string, flowClass: string][] = [
   ['inheritance.py', 'ChildFlow'],
   ['imported_base.py', 'ImportedBaseFlow'],
   ['imported_package.py', 'ImportedPackageFlow'],
+  ['imported_constants.py', 'ImportedConstantsFlow'],
 ];
 const refused: [file: string, flowClass: string, step: string][] = [
   ['err_mixed.py', 'MixedFlow', 'both'],

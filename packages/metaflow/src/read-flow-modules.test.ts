@@ -270,3 +270,118 @@ describe.concurrent('readFlow: base flows from the flow\'s own modules', () => {
     );
   });
 });
+
+/** A flow whose `start` step has `@conda(packages=<packages>, python=<python>)`, after `imports`. */
+const CONSTANT_FLOW = (imports: string[], packages: string, python = '"3.11"') => [
+  'from metaflow import FlowSpec, conda, step',
+  ...imports,
+  'class F(FlowSpec):',
+  `    @conda(packages=${packages}, python=${python})`,
+  '    @step',
+  '    def start(self):',
+  '        pass',
+];
+const SETTINGS = ['PYTHON = "3.11"', 'TORCH = {"torch": "2.3.1", "numpy": "1.26.4"}', 'BASE = {"pandas": "2.2.2"}'];
+
+describe.concurrent("readFlow: decorator values from the flow's own modules", () => {
+  it('reads constants through `from m import X [as Y]`, `import m [as n]` + `m.X`, in the flow file and in a base flow\'s module', async () => {
+    const dir = project({
+      'settings.py': SETTINGS,
+      'flow.py': CONSTANT_FLOW(['from settings import PYTHON, TORCH as T', 'import settings as cfg', 'import settings'], '{**T, **cfg.BASE, "x": settings.PYTHON}', 'PYTHON'),
+      'base.py': ['from metaflow import FlowSpec, conda_base, step', 'from settings import BASE', '@conda_base(packages=BASE)', 'class TeamFlow(FlowSpec):', '    @step', '    def start(self): pass'],
+      'child.py': TRAIN('from base import TeamFlow', 'TeamFlow'),
+    });
+    const flow = await readFlow('flow.py', { cwd: dir, python });
+    expect(flow.steps[0]!.conda).toMatchObject({ python: '3.11', packages: { torch: '2.3.1', numpy: '1.26.4', pandas: '2.2.2', x: '3.11' } });
+    // settings.py runs when the flow file loads: its imports are the flow's (none here), and it is local.
+    expect(flow.imports.filter((i) => i.module === 'settings').map((i) => i.local)).toEqual([true, true, true]);
+    const child = await readFlow('child.py', { cwd: dir, python });
+    expect(child.condaBase).toMatchObject({ file: 'base.py', packages: { pandas: '2.2.2' } });
+  });
+
+  it("follows packages as Python does: __init__ re-exports (`from .pins import *`, `from .versions import X as Y`), relative imports, `import a.b` + `a.b.X`, a submodule imported from a package that is still running", async () => {
+    const dir = project({
+      'conf/__init__.py': ['from .pins import *', 'from .versions import PANDAS as PANDAS_VERSION'],
+      'conf/versions.py': ['PANDAS = "2.2.2"', 'NUMPY = "1.26.4"'],
+      // `from . import versions` runs while conf/__init__.py is still at its line 1: Python imports the submodule.
+      'conf/pins.py': ['from . import versions', 'SCIENCE = {"numpy": versions.NUMPY}', 'from .late import LATE'],
+      // A circular import Python accepts: pins binds SCIENCE before it imports late.
+      'conf/late.py': ['from .pins import SCIENCE', 'LATE = {**SCIENCE, "late": "1"}'],
+      'a.py': CONSTANT_FLOW(['from conf import SCIENCE, PANDAS_VERSION'], '{**SCIENCE, "pandas": PANDAS_VERSION}'),
+      'b.py': CONSTANT_FLOW(['import conf.pins'], '{**conf.pins.SCIENCE, "pandas": conf.versions.PANDAS}'),
+      'c.py': CONSTANT_FLOW(['from conf import *'], '{**SCIENCE, "pandas": PANDAS_VERSION}'),
+      'd.py': CONSTANT_FLOW(['from conf.late import LATE', 'from conf import versions as v'], '{**LATE, "pandas": v.PANDAS}'),
+    });
+    const expected = { numpy: '1.26.4', pandas: '2.2.2' };
+    for (const file of ['a.py', 'b.py', 'c.py']) expect((await readFlow(file, { cwd: dir, python })).steps[0]!.conda?.packages, file).toEqual(expected);
+    expect((await readFlow('d.py', { cwd: dir, python })).steps[0]!.conda?.packages).toEqual({ ...expected, late: '1' });
+    // What Python computes for the same files.
+    const printed = execFileSync(python, ['-c', 'import conf.late, conf; print(conf.late.LATE, conf.SCIENCE, conf.PANDAS_VERSION)'], { cwd: dir, encoding: 'utf8' });
+    expect(printed.trim()).toBe("{'numpy': '1.26.4', 'late': '1'} {'numpy': '1.26.4'} 2.2.2");
+  });
+
+  it('refuses a value bound by code, bound twice, or imported from an installed or standard module, at the decorator, naming the module file, its line and the import chain, and what to write instead', async () => {
+    const dir = project({
+      'pkg/__init__.py': ['from .settings import *'],
+      'pkg/settings.py': [
+        'import sys',
+        'from numpy import __version__ as NP',
+        'LOOPED = {}',
+        'for name in ["a"]:',
+        '    LOOPED[name] = "1"',
+        'COUNT = 1',
+        'COUNT += 1',
+        'PY = sys.version',
+        'IMPORTED = {"numpy": NP}',
+        'CALLED = dict(zip(["a"], ["1"]))',
+      ],
+      'flow.py': CONSTANT_FLOW(['import pkg'], 'pkg.LOOPED'),
+    });
+    const cases: [string, string, RegExp][] = [
+      ['pkg.LOOPED', '"3.11"', /'LOOPED' is bound or changed more than once in pkg\/settings\.py \(lines 3, 5\), not only by `LOOPED = value`: .*give each value its own name \(`ALL = \{\*\*BASE, "x": "1"\}`\)$/],
+      ['{"n": str(pkg.COUNT)}', '"3.11"', /'COUNT' is bound or changed more than once in pkg\/settings\.py \(lines 6, 7\)/],
+      ['{}', 'pkg.PY', /: pkg\/settings\.py line 8: 'sys' is imported from sys \(line 1\), which is not one of the flow's own modules .*write the value in the flow file or in a module beside it$/],
+      ['pkg.IMPORTED', '"3.11"', /pkg\/settings\.py line 9: 'NP' is imported from numpy \(line 2\), which is not one of the flow's own modules/],
+      ['pkg.CALLED', '"3.11"', /pkg\/settings\.py line 10: 'dict\(zip\(\['a'\], \['1'\]\)\)' is a call, which cannot be evaluated without running the flow$/],
+      ['pkg.MISSING', '"3.11"', /module pkg \(pkg\/__init__\.py\) defines no 'MISSING' \(ImportError: cannot import name\)$/],
+      ['pkg.settings', '"3.11"', /'pkg\.settings' is the module pkg\.settings \(pkg\/settings\.py\), not a value: name one of its constants \(pkg\.settings\.NAME\)$/],
+    ];
+    for (const [packages, py, message] of cases) {
+      writeFileSync(join(dir, 'flow.py'), `${CONSTANT_FLOW(['import pkg'], packages, py).join('\n')}\n`);
+      const error = await readError(dir, 'flow.py');
+      expect(error.message, packages).toMatch(/^flow\.py:4: the '(packages|python)' argument of @conda on step 'start' cannot be read without running the flow: /);
+      expect(error.message, packages).toMatch(message);
+      expect(error.hint, packages).toMatch(/constants imported from the flow's own modules/);
+    }
+    // Through a from-import, the message walks the chain: flow.py's import, then the module's line.
+    writeFileSync(join(dir, 'flow.py'), `${CONSTANT_FLOW(['from pkg.settings import PY'], '{}', 'PY').join('\n')}\n`);
+    expect((await readError(dir, 'flow.py')).message).toMatch(/: 'PY' \(imported from pkg\.settings at line 2\) → pkg\/settings\.py line 8: 'sys' is imported from sys/);
+  });
+
+  it('refuses cycles of values through imports, a value imported back from the flow file, and a module that is a symlink out of the flow\'s directory; bounds the chain of modules', async () => {
+    const outside = project({ 'settings.py': SETTINGS });
+    const chain: Record<string, string[]> = { 'v0.py': ['V0 = {"a": "1"}'] };
+    for (let i = 1; i <= 20; i++) chain[`v${i}.py`] = [`from v${i - 1} import V${i - 1}`, `V${i} = V${i - 1}`];
+    const dir = project({
+      ...chain,
+      'c1.py': ['from c2 import B', 'A = {**B}'],
+      'c2.py': ['from c1 import A', 'B = {**A}'],
+      'cyclic.py': CONSTANT_FLOW(['from c1 import A'], 'A'),
+      'back.py': ['from flow_back import LOCAL', 'BACK = LOCAL'],
+      'flow_back.py': CONSTANT_FLOW(['from back import BACK', 'LOCAL = {}'], 'BACK'),
+      'linked.py': CONSTANT_FLOW(['from settings import TORCH'], 'TORCH'),
+      'deep.py': CONSTANT_FLOW(['from v20 import V20'], 'V20'),
+      'shallow.py': CONSTANT_FLOW(['from v10 import V10'], 'V10'),
+    });
+    symlinkSync(join(outside, 'settings.py'), join(dir, 'settings.py'));
+    expect((await readError(dir, 'cyclic.py')).message).toBe(
+      "c2.py:1: the values the flow's decorators read form a cycle through their imports (A (c1.py) -> B (c2.py) -> A (c1.py)): Python stops there with an ImportError (a partially initialized module) (module c2, imported at cyclic.py:2 → c1.py:1)",
+    );
+    const back = await readError(dir, 'flow_back.py');
+    expect(back.message).toMatch(/^back\.py:1: module flow_back is the flow file itself \(flow_back\.py\): Python would run it a second time under that name/);
+    expect(back.hint).toMatch(/Break the cycle/);
+    expect((await readError(dir, 'linked.py')).message).toMatch(/^linked\.py:2: module settings \(settings\.py\) is a symlink to .*settings\.py, outside the flow's directory/);
+    expect((await readFlow('shallow.py', { cwd: dir, python })).steps[0]!.conda?.packages).toEqual({ a: '1' });
+    expect((await readError(dir, 'deep.py')).message).toMatch(/the chain of imports to the values the flow's decorators read passes through more than 16 modules/);
+  });
+});

@@ -297,22 +297,27 @@ describe.concurrent('readFlow', () => {
     expect(flow.steps[0]?.conda?.packages).toEqual({ c: '1', m: '1' });
   });
 
-  it('names the module a decorator value is imported from (module level, in the class, with as, dotted), and says to define it in the file', async () => {
+  it('refuses a decorator value imported from a module that is not the flow\'s own (installed, standard library), bound twice, or imported in the class body, saying what to write', async () => {
     const flow = (imports: string[], packages: string, classLines: string[] = []) =>
       ['from metaflow import FlowSpec, step, conda', ...imports, 'class F(FlowSpec):', ...classLines, `    @conda(packages=${packages})`, '    @step', '    def start(self):', '        pass'].join('\n');
+    const notOwn = "which is not one of the flow's own modules \\(a file or package under the flow's directory\\): prebuilt reads values from those only, not from installed libraries or the standard library, whose code it would have to run; write the value in the flow file or in a module beside it$";
     const cases: [string, string[], string, string[], RegExp][] = [
-      ['from-import', ['from helpers import PKGS'], 'PKGS', [], /'PKGS' is imported from helpers \(line 2\), and prebuilt follows imports of base flows only, not of values: define it in this file$/],
+      ['from-import', ['from helpers import PKGS'], 'PKGS', [], new RegExp(`'PKGS' is imported from helpers \\(line 2\\), ${notOwn}`)],
       ['as', ['from settings.env import BASE as B'], '{**B}', [], /'B' is imported from settings\.env \(line 2\)/],
       ['import', ['import helpers'], 'helpers', [], /'helpers' is imported from helpers \(line 2\)/],
-      ['in the class body', [], 'P', ['    from helpers import P'], /'P' is imported from helpers \(line 3\)/],
+      ['attribute of the standard library', ['import sys'], '{"python": sys.version}', [], new RegExp(`'sys' is imported from sys \\(line 2\\), ${notOwn}`)],
+      ['metaflow', ['from metaflow import current'], 'current.pkgs', [], /'current' is imported from metaflow \(line 2\)/],
+      ['in the class body', [], 'P', ['    from helpers import P'], /'P' is imported in the class body \(line 3\); prebuilt follows imports at the top level of a module: move the import to the top of the file$/],
+      ['imported later', [], 'P', [], /'P' is only imported later \(line 7\)/],
     ];
     for (const [title, imports, packages, classLines, message] of cases) {
-      const error = await readError(flow(imports, packages, classLines));
+      const source = flow(imports, packages, classLines) + (title === 'imported later' ? '\nfrom helpers import P' : '');
+      const error = await readError(source);
       expect(error.message, title).toMatch(message);
     }
-    // Bound by an import and also assigned: not a constant, as before.
+    // Bound by an import and also assigned: bound twice.
     const both = await readError(flow(['from helpers import PKGS', 'PKGS = {}'], 'PKGS'));
-    expect(both.message).toMatch(/'PKGS' is imported from helpers \(line 2\)/);
+    expect(both.message).toMatch(/'PKGS' is bound or changed more than once \(lines 2, 3\), not only by `PKGS = value`: .*give each value its own name \(`ALL = \{\*\*BASE, "x": "1"\}`\)$/);
   });
 
   it('names a constant assigned only after its use', async () => {
@@ -415,7 +420,7 @@ describe.concurrent('readFlow', () => {
     ];
     expect((await read(lines.join('\n'))).steps[0]?.conda?.packages).toEqual({ a: '1', b: '2' });
     const error = await readError([...lines.slice(0, 7), '    @conda(packages=Z)', ...lines.slice(8)].join('\n'));
-    expect(error.message).toMatch(/:8: .*'Z' is not a constant/);
+    expect(error.message).toMatch(/:8: .*'Z' is bound at line 6 by code \(a def, class, loop, if, with, try.*assign the value once at the top level$/);
   });
 
   it('refuses a run class whose FlowSpec base lives in a module outside the flow\'s directory (an installed library), naming the base, its module and what to do', async () => {

@@ -170,7 +170,9 @@ const HINTS: Record<string, string> = {
   'outside-module':
     'Keep the modules base flows come from under the flow file\'s directory as real files, not symlinks out of it: Metaflow\'s code package ' +
     'carries only that directory to the tasks.',
-  'import-cycle': 'Break the cycle: a base flow\'s module must not import the flow file or a module that imports it back.',
+  'import-cycle':
+    'Break the cycle: a module that base flows or decorator values come from must not import the flow file, or a module that imports it back, ' +
+    'for what it needs at import time.',
   'too-many-modules': 'Keep the base flows within a few modules of the flow file; prebuilt follows a bounded number of them.',
   'too-large': 'A flow file or a module a base flow comes from is far larger than a flow needs: check that the path names the flow.',
   'unreadable-base':
@@ -181,7 +183,8 @@ const HINTS: Record<string, string> = {
   'ambiguous-flow': 'Say which flow the file runs: end it with `if __name__ == "__main__":` and `MyFlow()`.',
   'dynamic-value':
     'prebuilt reads decorators without running the flow: use literals, module-level constants or simple expressions ' +
-    '(dicts, lists, strings, `{**BASE, "pkg": "1.0"}`, string concatenation, f-strings of constants).',
+    '(dicts, lists, strings, `{**BASE, "pkg": "1.0"}`, string concatenation, f-strings of constants), or constants imported from the ' +
+    "flow's own modules (`from settings import PYTHON`, `import settings as cfg` with `cfg.BASE`), each assigned once.",
   'config-value':
     'prebuilt reads decorators without running the flow, so it cannot follow a Metaflow Config (its files, --config, --config-value): ' +
     'write the env decorators\' packages and python in the flow file (literals or module-level constants) and keep the Config for the rest.',

@@ -267,7 +267,7 @@ describe.concurrent('prebuilt envs: bad input exits 2 with file:line and no stac
     ['err_dynamic.py', /step 'train'.*'NUMPY' \(line 5\).*is a call/, true],
     ['err_dynamic_base.py', /@conda_base on the flow class cannot be read without running the flow/, true],
     ['err_dynamic_gpu.py', /'gpu' argument of @kubernetes on step 'start'.*gpus\(\)/, true],
-    ['err_reassigned.py', /'PACKAGES' is not a constant/, true],
+    ['err_reassigned.py', /'PACKAGES' is bound or changed more than once \(lines 3, 4, 6\)/, true],
     ['err_mixed.py', /step 'both' asks for conda packages \(numpy, from @conda\) and uses @pypi.*mixing conda and PyPI/, true],
     ['err_mixed_base.py', /step 'start' asks for conda packages \(numpy, from @conda_base\) and uses @pypi/, true],
     ['err_duplicate.py', /step 'start' has @conda twice/, true],
