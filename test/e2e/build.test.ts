@@ -257,6 +257,32 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
     expect(refused.stderr).toMatch(/\nhint: .*`from base import TeamFlow`/);
   }, 180_000);
 
+  itWith(NEEDS, "plan of a flow whose decorator values are constants of its own modules (from-import, `import m as n` + n.X, a package's re-export): the same two envs (present, the same envIds); a value from the standard library is exit 2 naming file and line", async () => {
+    expect(first, 'the build test ran').toBeDefined();
+    const constDir = join(flowDir, 'constants');
+    await writeFlow(constDir, 'team_settings.py', 'PYTHON = "3.11"\nFRAME = {"tinyframe": ""}\n');
+    await writeFlow(join(constDir, 'pins'), '__init__.py', 'from .http import HTTP\n');
+    await writeFlow(join(constDir, 'pins'), 'http.py', 'HTTP = {"tinyhttp": ""}\n');
+    const source = (importLine: string, fetchPackages: string) =>
+      flowSource(fetchPackages)
+        .replace('from metaflow import', `${importLine}\nimport team_settings as cfg\nfrom team_settings import PYTHON\nfrom metaflow import`)
+        .replace('@conda_base(python="3.11")', '@conda_base(python=PYTHON)')
+        .replaceAll('@conda(packages={"tinyframe": ""})', '@conda(packages=cfg.FRAME)');
+    await writeFlow(constDir, 'const_flow.py', source('from pins import HTTP', 'HTTP'));
+    const planned = await cli('plan', join('constants', 'const_flow.py'), '--json');
+    expect(planned.code, planned.stderr).toBe(0);
+    const plan = parseJson<{ images: Record<string, { status: string; steps: string[] }> }>(planned);
+    expect(Object.keys(plan.images).sort()).toEqual(Object.keys(first.images).sort());
+    expect(Object.values(plan.images).map((image) => [image.status, image.steps])).toEqual([
+      ['present', ['start', 'report']],
+      ['present', ['fetch', 'end']],
+    ]);
+    await writeFlow(constDir, 'stdlib_flow.py', source('from os import sep', '{"tinyhttp": sep}'));
+    const refused = await cli('plan', join('constants', 'stdlib_flow.py'));
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^error: constants\/stdlib_flow\.py:14: the 'packages' argument of @pypi on step 'fetch' cannot be read without running the flow: 'sep' is imported from os \(line 1\), which is not one of the flow's own modules/m);
+  }, 180_000);
+
   itWith(NEEDS, 'plan --prune tests names other images (the presets are part of the envId), which the registry does not have; the unpruned ones stay', async () => {
     expect(first, 'the build test ran').toBeDefined();
     const planned = await cli('plan', 'two_env_flow.py', '--prune', 'tests', '--json');
