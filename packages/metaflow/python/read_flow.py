@@ -4,8 +4,9 @@ Usage: python3 read_flow.py <flow.py>
 
 Part of @prebuilt/metaflow. Never imports the flow or Metaflow: it parses the file with the
 standard `ast` module and evaluates only literals, module-level (and class-level) constants and
-simple expressions. Base flows imported from the flow's own modules (the files Python imports for
-`python flow.py`, under the flow file's directory) are read the same way (`Project`); what comes
+simple expressions. Base flows and decorator values imported from the flow's own modules (the files
+Python imports for `python flow.py`, under the flow file's directory) are read the same way
+(`Project`); values from any other module are refused, never looked for elsewhere; what comes
 from one of them carries `"file"` (its path from the flow's directory), and so does an error, with
 `"module"` and `"chain"` (the imports that reached it). Prints one JSON object to stdout:
 

@@ -315,6 +315,11 @@ describe.concurrent('readFlow', () => {
       const error = await readError(source);
       expect(error.message, title).toMatch(message);
     }
+    // Changed by code after its assignment: X.update(...) at the top level, X[k] = v in a loop.
+    for (const [change, lines] of [['PKGS.update({"b": "2"})', '2, 3'], ['for k in ["b"]:\n    PKGS[k] = "2"', '2, 4']]) {
+      const changed = await readError(flow(['PKGS = {"a": "1"}', change!], 'PKGS'));
+      expect(changed.message, change).toMatch(`'PKGS' is bound or changed more than once (lines ${lines})`);
+    }
     // Bound by an import and also assigned: bound twice.
     const both = await readError(flow(['from helpers import PKGS', 'PKGS = {}'], 'PKGS'));
     expect(both.message).toMatch(/'PKGS' is bound or changed more than once \(lines 2, 3\), not only by `PKGS = value`: .*give each value its own name \(`ALL = \{\*\*BASE, "x": "1"\}`\)$/);
