@@ -1,4 +1,4 @@
-import { EnvironmentError, PrebuiltError, ProgramRunError, cancelledError, errorMessage, programNotFound, programPath, runProgram } from '@prebuilt/core/backend';
+import { EnvironmentError, PrebuiltError, ProgramRunError, cancelledError, errorMessage, orOption, programNotFound, programPath, runProgram } from '@prebuilt/core/backend';
 import { BUILDX_ENV } from './buildx-settings.js';
 
 export interface Exit {
@@ -83,7 +83,7 @@ function dockerMissing(docker: string, error: unknown): EnvironmentError {
       cause: error,
       hint:
         `Install the Docker CLI with the buildx plugin (e.g. \`apt-get install docker.io docker-buildx\`), ` +
-        `or point ${BUILDX_ENV.docker} (option 'docker') at it, or pick another build service with METAFLOW_PREBUILT_BUILD_SERVICE.`,
+        `or point ${BUILDX_ENV.docker}${orOption('docker')} at it, or pick another build service with METAFLOW_PREBUILT_BUILD_SERVICE.`,
     },
   );
 }

@@ -1,4 +1,4 @@
-import { INVISIBLE_FORMAT_CHARS, PrebuiltError, describeNetworkWait, errorMessage, oneLineText, redactUrls, terminalText } from '@prebuilt/core';
+import { INVISIBLE_FORMAT_CHARS, PrebuiltError, describeNetworkWait, errorMessage, oneLineText, redactUrls, terminalText, withoutOptionNames } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
 
 /** Text fit to print on a terminal, and such text kept on one line (core's: the debug log and the application's checks use them too); see their docs. */
@@ -16,10 +16,12 @@ export function quotedText(text: string): string {
 /**
  * An error's text as it is shown (stderr, `--json`, the `--verbose` stack): every URL's credentials
  * and query secrets hidden (core's redactUrls) — a message may quote a setting's value, a URL
- * with its token put in the wrong setting — wherever the error was made.
+ * with its token put in the wrong setting — wherever the error was made; and the library options
+ * a setting could also come from left out (core's withoutOptionNames): the CLI passes backends
+ * none, its user sets the METAFLOW_PREBUILT_* variable the message names.
  */
 export function errorText(text: string): string {
-  return redactUrls(text);
+  return withoutOptionNames(redactUrls(text));
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { CodeBuildClient } from '@aws-sdk/client-codebuild';
 import type { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { ConfigError, DEFAULT_LOG_TAIL_LINES, settingsReader, type BuildServiceOptions, type SettingsReader } from '@prebuilt/core/backend';
+import { ConfigError, DEFAULT_LOG_TAIL_LINES, orOption, settingsReader, type BuildServiceOptions, type SettingsReader } from '@prebuilt/core/backend';
 
 export interface CodeBuildBuildServiceOptions extends BuildServiceOptions {
   /** The CodeBuild project (it must allow privileged mode, for docker). Env `METAFLOW_PREBUILT_CODEBUILD_PROJECT`; required. */
@@ -90,7 +90,7 @@ function passwordReference(options: CodeBuildBuildServiceOptions, read: Settings
   if (parameter && secret) {
     throw new ConfigError(`Both ${CODEBUILD_ENV.registryParameter} and ${CODEBUILD_ENV.registrySecret} are set; the registry password can come from one place only.`, {
       setting: CODEBUILD_ENV.registrySecret,
-      hint: 'Unset one of them (or of the options registryPasswordParameter / registryPasswordSecret).',
+      hint: `Unset one of them${orOption('registryPasswordParameter', 'registryPasswordSecret')}.`,
     });
   }
   if (parameter) return { type: 'PARAMETER_STORE', value: parameter, setting: CODEBUILD_ENV.registryParameter };

@@ -29,7 +29,7 @@ export { lastLines } from './terminal-text.js';
 export { elapsedNow } from './elapsed-now.js';
 export { ProgramRunError, outputDrained, runProgram, type CapturedOutput, type OutputBound, type ProgramResult, type ProgramRunFailure, type RunProgramOptions } from './run-program.js';
 export { basicAuthorization, redactUrls } from './net/url-credentials.js';
-export { loadSetting, loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
+export { loadSetting, loadOptionalSetting, loadBooleanSetting, orOption, withoutOptionNames, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
 export {
   BACKEND_API_VERSION,
   defineBuildService,

@@ -44,7 +44,7 @@ export {
   type ProgramRunFailure,
   type RunProgramOptions,
 } from './run-program.js';
-export { loadOptionalSetting, loadBooleanSetting, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
+export { loadOptionalSetting, loadBooleanSetting, orOption, withoutOptionNames, type LoadSettingOptions, type LoadBooleanSettingOptions } from './load-setting.js';
 export {
   defineImageRegistry,
   type BackendKind,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, ExitCode } from './errors.js';
-import { loadBooleanSetting, loadOptionalSetting, loadSetting, SETTING_OFF, SETTING_ON } from './load-setting.js';
+import { loadBooleanSetting, loadOptionalSetting, loadSetting, orOption, SETTING_OFF, SETTING_ON, withoutOptionNames } from './load-setting.js';
 
 const thrown = (work: () => unknown): ConfigError => {
   try {
@@ -19,6 +19,19 @@ describe('loadSetting / loadOptionalSetting', () => {
     const error = thrown(() => loadSetting({ value: undefined, envVar: 'X', option: 'x', description: 'The x', env: {} }));
     expect(error).toBeInstanceOf(ConfigError);
     expect(error.hint).toMatch(/X.*'x'/);
+  });
+});
+
+describe('orOption / withoutOptionNames: a library message names the option, the CLI leaves it out', () => {
+  it('one form for one option or two, and the text without it still reads whole', () => {
+    expect(`Set X${orOption('namespace')} to your user.`).toBe("Set X (or the option 'namespace') to your user.");
+    expect(`Set A and B${orOption('username', 'password')}.`).toBe("Set A and B (or the options 'username' and 'password').");
+    expect(withoutOptionNames(`Set X${orOption('namespace')} to your user; set A and B${orOption('username', 'password')}.`)).toBe('Set X to your user; set A and B.');
+    const error = thrown(() => loadSetting({ value: undefined, envVar: 'METAFLOW_PREBUILT_X', option: 'x', description: 'The x', env: {} }));
+    expect(error.hint).toBe("Set the environment variable METAFLOW_PREBUILT_X (or the option 'x').");
+    expect(withoutOptionNames(error.hint!)).toBe('Set the environment variable METAFLOW_PREBUILT_X.');
+    // Other words about options (a CLI flag's, a source's) are not its to drop.
+    expect(withoutOptionNames("repeat the option for more labels (the option 'x' = 'y')")).toBe("repeat the option for more labels (the option 'x' = 'y')");
   });
 });
 

@@ -14,13 +14,30 @@ export interface LoadSettingOptions<T> {
   env?: Record<string, string | undefined>;
 }
 
+/**
+ * How a library message names a setting's option beside its environment variable, after the
+ * variable: ` (or the option 'namespace')`, ` (or the options 'username' and 'password')`. One
+ * form, so that the CLI, which passes backends no options (its users set the variable),
+ * can leave it out ({@link withoutOptionNames}) and the message still reads whole.
+ */
+export function orOption(option: string, other?: string): string {
+  return other === undefined ? ` (or the option '${option}')` : ` (or the options '${option}' and '${other}')`;
+}
+
+const OR_OPTION = / \(or the options? '[A-Za-z]+'(?: and '[A-Za-z]+')?\)/g;
+
+/** `text` without its {@link orOption} asides: a message as a CLI user, who has only the environment variables, reads it. */
+export function withoutOptionNames(text: string): string {
+  return text.replace(OR_OPTION, '');
+}
+
 /** A setting: explicit option → environment variable → an error naming both. */
 export function loadSetting(options: LoadSettingOptions<string>): string {
   const value = loadOptionalSetting(options);
   if (value === undefined) {
     throw new ConfigError(`${options.description} is not set.`, {
       setting: options.envVar,
-      hint: `Set the environment variable ${options.envVar}, or pass the option '${options.option}'.`,
+      hint: `Set the environment variable ${options.envVar}${orOption(options.option)}.`,
     });
   }
   return value;
@@ -73,7 +90,7 @@ export function loadBooleanSetting(options: LoadBooleanSettingOptions): boolean 
   throw new ConfigError(`${from}${options.description ? ` (${options.description})` : ''} is neither on nor off.`, {
     setting: envVar,
     hint:
-      `Set ${envVar}${option ? ` (or the option '${option}')` : ''} to ${SETTING_ON.join(', ')}${on} or ${SETTING_OFF.join(', ')}${off}, ` +
+      `Set ${envVar}${option ? orOption(option) : ''} to ${SETTING_ON.join(', ')}${on} or ${SETTING_OFF.join(', ')}${off}, ` +
       `in any case; unset, it is ${options.default ? 'on' : 'off'}.`,
   });
 }

@@ -1,4 +1,4 @@
-import { ConfigError, NetworkError, UnreachableError, cancelledError, createLogger, errorMessage } from '@prebuilt/core/backend';
+import { ConfigError, NetworkError, UnreachableError, cancelledError, createLogger, errorMessage, orOption } from '@prebuilt/core/backend';
 import { credentialsInClear, credentialsInClearNote, dockerConnection, shownDockerHost } from './docker-host.js';
 import { EngineClient, type EngineConnection, type EngineRequestError } from './engine-client.js';
 import { engineVersion, type EngineVersion } from './engine-version.js';
@@ -111,7 +111,7 @@ export class DockerDaemon {
         throw new ConfigError(`The Docker daemon at ${dockerHost} refused API version ${apiVersion.slice(1)}: ${daemonMessage(error)}`, {
           setting: DOCKER_ENV.apiVersion,
           cause: error,
-          hint: `Unset ${DOCKER_ENV.apiVersion} (and the option 'apiVersion') to speak the daemon's own version, or set one it supports.`,
+          hint: `Unset ${DOCKER_ENV.apiVersion}${orOption('apiVersion')} to speak the daemon's own version, or set one it supports.`,
         });
       }
       throw daemonUnreachableError(dockerHost, error);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, errorMessage, isLoopbackHost, redactUrls } from '@prebuilt/core/backend';
+import { ConfigError, errorMessage, isLoopbackHost, orOption, redactUrls } from '@prebuilt/core/backend';
 import type { EngineConnection } from './engine-client.js';
 
 export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
@@ -99,7 +99,7 @@ export function shownDockerHost(host: string): string {
 function invalidHost(host: string): ConfigError {
   return new ConfigError(`The Docker host '${shownDockerHost(host)}' is not an address prebuilt understands.`, {
     setting: 'DOCKER_HOST',
-    hint: 'Use unix:///var/run/docker.sock, tcp://127.0.0.1:2375 or ssh://user@host, in DOCKER_HOST or the option dockerHost.',
+    hint: `Use unix:///var/run/docker.sock, tcp://127.0.0.1:2375 or ssh://user@host, in DOCKER_HOST${orOption('dockerHost')}.`,
   });
 }
 

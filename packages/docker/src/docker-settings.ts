@@ -1,4 +1,4 @@
-import { ConfigError, DEFAULT_LOG_TAIL_LINES, loadBooleanSetting, networkTimeouts, settingsReader, type BuildServiceOptions, type NetworkTimeouts } from '@prebuilt/core/backend';
+import { ConfigError, DEFAULT_LOG_TAIL_LINES, loadBooleanSetting, networkTimeouts, orOption, settingsReader, type BuildServiceOptions, type NetworkTimeouts } from '@prebuilt/core/backend';
 import { DEFAULT_DOCKER_HOST } from './docker-host.js';
 
 export type DockerBuilder = 'legacy' | 'buildkit';
@@ -57,7 +57,7 @@ export function resolveDockerSettings(options: DockerBuildServiceOptions, env: R
   if (builder !== 'legacy' && builder !== 'buildkit') {
     throw new ConfigError(`The Docker builder '${builder}' is unknown.`, {
       setting: DOCKER_ENV.builder,
-      hint: `Use 'legacy' or 'buildkit' in ${DOCKER_ENV.builder} or the option 'builder'.`,
+      hint: `Use 'legacy' or 'buildkit' in ${DOCKER_ENV.builder}${orOption('builder')}.`,
     });
   }
   const keepImages = loadBooleanSetting({ value: options.keepImages, envVar: DOCKER_ENV.keepImages, option: 'keepImages', description: 'keeping built images in the daemon', default: false, env });
@@ -74,7 +74,7 @@ function parseApiVersion(apiVersion: string | undefined): string | undefined {
   if (!match) {
     throw new ConfigError(`The Docker API version '${apiVersion}' is not of the form 1.41.`, {
       setting: DOCKER_ENV.apiVersion,
-      hint: `Set ${DOCKER_ENV.apiVersion} or the option 'apiVersion' to e.g. 1.41, or leave it unset to speak the daemon's own version.`,
+      hint: `Set ${DOCKER_ENV.apiVersion}${orOption('apiVersion')} to e.g. 1.41, or leave it unset to speak the daemon's own version.`,
     });
   }
   return `v${match[1]}`;

@@ -1,4 +1,4 @@
-import { ConfigError, cancelledError } from '@prebuilt/core/backend';
+import { ConfigError, cancelledError, orOption } from '@prebuilt/core/backend';
 import type { EngineClient } from './engine-client.js';
 import { DOCKER_ENV, type DockerBuilder } from './docker-settings.js';
 
@@ -45,7 +45,7 @@ export async function checkBuilder(client: EngineClient, builder: DockerBuilder,
     {
       setting: DOCKER_ENV.builder,
       hint:
-        `Use the legacy builder (unset ${DOCKER_ENV.builder} and the option 'builder', or set them to 'legacy'), ` +
+        `Use the legacy builder (unset ${DOCKER_ENV.builder}${orOption('builder')}, or set it to 'legacy'), ` +
         `or upgrade Docker Engine to ${CONTEXT_FIXED_IN.join('.')} or later, or use the buildx build service (METAFLOW_PREBUILT_BUILD_SERVICE=buildx).`,
     },
   );

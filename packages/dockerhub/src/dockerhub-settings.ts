@@ -8,6 +8,7 @@ import {
   dockerConfigPath,
   loadOptionalSetting,
   normalizeDockerConfigKey,
+  orOption,
   parseHost,
   type PullSettings,
   type ImageRegistryOptions,
@@ -73,7 +74,7 @@ export function dockerHubApi(options: DockerHubRegistryOptions, env: Env): strin
     url = undefined;
   }
   if (!url || !/^https?:$/.test(url.protocol) || url.username || url.password || url.search || url.hash) {
-    throw new ConfigError(`${DOCKERHUB_ENV.hubApi} (option 'hubApi') = '${url?.username || url?.password ? '<a URL with credentials>' : value}' is not an http(s) base URL.`, {
+    throw new ConfigError(`${DOCKERHUB_ENV.hubApi}${orOption('hubApi')} = '${url?.username || url?.password ? '<a URL with credentials>' : value}' is not an http(s) base URL.`, {
       setting: DOCKERHUB_ENV.hubApi,
       hint: `Give the base URL of Docker Hub's API without credentials, e.g. ${DEFAULT_HUB_API} (or unset it).`,
     });
@@ -100,9 +101,9 @@ export async function dockerHubNamespace(input: { options: DockerHubRegistryOpti
   const user = own?.username;
   if (user === undefined || user === '' || user === '<token>') {
     const looked = explicit ? explicit.source : useDockerConfig ? `${dockerConfigPath(env)} has ${own ? 'no user name' : `no login for ${registry}`}` : 'the Docker config is off';
-    throw new ConfigError(`The Docker Hub namespace is not set: neither the option 'namespace' nor ${DOCKERHUB_ENV.namespace} is set, and no logged-in user was found (${looked}).`, {
+    throw new ConfigError(`The Docker Hub namespace is not set: ${DOCKERHUB_ENV.namespace}${orOption('namespace')} is unset and no logged-in user was found (${looked}).`, {
       setting: DOCKERHUB_ENV.namespace,
-      hint: `Set ${DOCKERHUB_ENV.namespace} to your Docker Hub user or organisation (or pass the option 'namespace'), or run 'docker login'.`,
+      hint: `Set ${DOCKERHUB_ENV.namespace}${orOption('namespace')} to your Docker Hub user or organisation, or run 'docker login'.`,
     });
   }
   debug('namespace from the logged-in user (%s): %s', own!.source, user.toLowerCase());

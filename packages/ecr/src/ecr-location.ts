@@ -1,5 +1,5 @@
 import type { ECRClientConfig } from '@aws-sdk/client-ecr';
-import { ConfigError, createLogger, errorMessage } from '@prebuilt/core/backend';
+import { ConfigError, createLogger, errorMessage, orOption } from '@prebuilt/core/backend';
 import { awsError, loadStsSdk, type EcrSdk } from './aws.js';
 import { ACCOUNT, ECR_ENV, REGION, ecrSetting, type EcrRegistryOptions } from './ecr-settings.js';
 
@@ -26,13 +26,13 @@ export async function ecrRegion(options: EcrRegistryOptions, env: Env, sdk: EcrS
     }
   }
   if (!region) {
-    throw new ConfigError(`The ECR region is not set: neither the option 'region' nor ${ECR_ENV.region} is set, and AWS_REGION, AWS_DEFAULT_REGION and the AWS config files name none.`, {
+    throw new ConfigError(`The ECR region is not set: ${ECR_ENV.region}${orOption('region')} is unset, and AWS_REGION, AWS_DEFAULT_REGION and the AWS config files name none.`, {
       setting: ECR_ENV.region,
-      hint: `Set ${ECR_ENV.region} (or AWS_REGION) to the registry's region, e.g. us-east-1, or pass the option 'region'.`,
+      hint: `Set ${ECR_ENV.region}${orOption('region')} or AWS_REGION to the registry's region, e.g. us-east-1.`,
     });
   }
   if (!REGION.test(region)) {
-    throw new ConfigError(`'${region}' is not an AWS region.`, { setting: ECR_ENV.region, hint: `Set ${ECR_ENV.region} (or the option 'region') to a region such as us-east-1.` });
+    throw new ConfigError(`'${region}' is not an AWS region.`, { setting: ECR_ENV.region, hint: `Set ${ECR_ENV.region}${orOption('region')} to a region such as us-east-1.` });
   }
   return region;
 }
@@ -48,19 +48,19 @@ export async function ecrAccount(input: { options: EcrRegistryOptions; env: Env;
       account = (await stsClient.send(new sts.GetCallerIdentityCommand({}))).Account;
     } catch (error) {
       const cause = awsError(error, 'Looking up the AWS account (STS GetCallerIdentity)', { registry: 'ecr', credentialSource, permission: 'sts:GetCallerIdentity' });
-      throw new ConfigError(`The ECR account is not set (option 'account' or ${ECR_ENV.account}) and could not be looked up: ${cause.message}`, {
+      throw new ConfigError(`The ECR account is not set: ${ECR_ENV.account}${orOption('account')} is unset and it could not be looked up: ${cause.message}`, {
         cause,
         setting: ECR_ENV.account,
-        hint: `Set ${ECR_ENV.account} to the 12-digit account id (or pass the option 'account'). ${cause.hint ?? ''}`.trim(),
+        hint: `Set ${ECR_ENV.account}${orOption('account')} to the 12-digit account id. ${cause.hint ?? ''}`.trim(),
       });
     } finally {
       stsClient.destroy();
     }
-    if (!account) throw new ConfigError(`STS GetCallerIdentity answered without an account id.`, { setting: ECR_ENV.account, hint: `Set ${ECR_ENV.account} (or the option 'account').` });
+    if (!account) throw new ConfigError(`STS GetCallerIdentity answered without an account id.`, { setting: ECR_ENV.account, hint: `Set ${ECR_ENV.account}${orOption('account')}.` });
     debug('account %s from STS GetCallerIdentity (%s)', account, credentialSource);
   }
   if (account !== undefined && !ACCOUNT.test(account)) {
-    throw new ConfigError(`'${account}' is not an AWS account id (12 digits).`, { setting: ECR_ENV.account, hint: `Set ${ECR_ENV.account} (or the option 'account') to the 12-digit id.` });
+    throw new ConfigError(`'${account}' is not an AWS account id (12 digits).`, { setting: ECR_ENV.account, hint: `Set ${ECR_ENV.account}${orOption('account')} to the 12-digit id.` });
   }
   return account;
 }

@@ -7,6 +7,7 @@ import {
   checkRepository,
   loadOptionalSetting,
   normalizeDockerConfigKey,
+  orOption,
   parseHost,
   type PullSettings,
   type ImageRegistryOptions,
@@ -59,20 +60,20 @@ export function gcrLocation(options: GcrRegistryOptions, env: Record<string, str
   const host = hostSetting === undefined ? DEFAULT_GCR_HOST : normalizeDockerConfigKey(parseHost(hostSetting, GCR_ENV.host, 'host'));
   const project = setting(options.project, GCR_ENV.project, 'project') ?? (env['GOOGLE_CLOUD_PROJECT'] || env['GCLOUD_PROJECT'] || undefined);
   if (project === undefined) {
-    throw new ConfigError(`The Google Cloud project is not set: neither the option 'project' nor ${GCR_ENV.project} (nor GOOGLE_CLOUD_PROJECT) is set.`, {
+    throw new ConfigError(`The Google Cloud project is not set: neither ${GCR_ENV.project}${orOption('project')} nor GOOGLE_CLOUD_PROJECT is set.`, {
       setting: GCR_ENV.project,
-      hint: `Set ${GCR_ENV.project} to the project the registry belongs to (or pass the option 'project'), e.g. my-project.`,
+      hint: `Set ${GCR_ENV.project}${orOption('project')} to the project the registry belongs to, e.g. my-project.`,
     });
   }
   if (!PROJECT.test(project)) {
     throw new ConfigError(`'${project}' is not a Google Cloud project id.`, {
       setting: GCR_ENV.project,
-      hint: `Set ${GCR_ENV.project} (or the option 'project') to the project id (not its name or number), e.g. my-project or example.com:my-project.`,
+      hint: `Set ${GCR_ENV.project}${orOption('project')} to the project id (not its name or number), e.g. my-project or example.com:my-project.`,
     });
   }
   const repository = setting(options.repository, GCR_ENV.repository, 'repository');
   if (hostWithoutPort(host).endsWith('-docker.pkg.dev') && repository === undefined) {
-    throw new ConfigError(`${host} is an Artifact Registry host, and the repository is not set (option 'repository' or ${GCR_ENV.repository}).`, {
+    throw new ConfigError(`${host} is an Artifact Registry host, and its repository, ${GCR_ENV.repository}${orOption('repository')}, is not set.`, {
       setting: GCR_ENV.repository,
       hint: `Set ${GCR_ENV.repository} to the Docker repository you created in ${project} (gcloud artifacts repositories create NAME --repository-format=docker --location=${hostWithoutPort(host).replace(/-docker\.pkg\.dev$/, '')}).`,
     });

@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, loadOptionalSetting, refuseHostCredentials, registryHostProblem, repositoryComponentProblem, type ImageRegistryOptions, type PullSettings, type Secret } from '@prebuilt/core/backend';
+import { ConfigError, createLogger, loadOptionalSetting, orOption, refuseHostCredentials, registryHostProblem, repositoryComponentProblem, type ImageRegistryOptions, type PullSettings, type Secret } from '@prebuilt/core/backend';
 
 export const LOCAL_ENV = {
   registry: 'METAFLOW_PREBUILT_LOCAL_REGISTRY',
@@ -43,7 +43,7 @@ const debug = createLogger('local');
 
 /** Splits `host[:port][/path]`; a path becomes a prefix of the repository. */
 function parseRegistrySetting(value: string, envVar: string, option: string): RegistryAddress {
-  const hint = `Set ${envVar} (or the option '${option}') to a host and port such as 127.0.0.1:5000, without http://.`;
+  const hint = `Set ${envVar}${orOption(option)} to a host and port such as 127.0.0.1:5000, without http://.`;
   refuseHostCredentials(value, envVar, hint);
   if (/^[a-z]+:\/\//i.test(value)) {
     throw new ConfigError(`${envVar}='${value}' must be a registry host, not a URL.`, { setting: envVar, hint });
@@ -55,7 +55,7 @@ function parseRegistrySetting(value: string, envVar: string, option: string): Re
   if (pathProblem !== undefined) {
     throw new ConfigError(`${envVar}='${value}': its path after the host is not a valid repository name: ${pathProblem}.`, {
       setting: envVar,
-      hint: `After the host, use lowercase letters, digits, '.', '_', '-' and '/' in ${envVar} (or the option '${option}'), e.g. 127.0.0.1:5000/team.`,
+      hint: `After the host, use lowercase letters, digits, '.', '_', '-' and '/' in ${envVar}${orOption(option)}, e.g. 127.0.0.1:5000/team.`,
     });
   }
   return { host, prefix: path.join('/') };
@@ -66,10 +66,10 @@ export function localAddresses(options: LocalRegistryOptions, env: Record<string
   const setting = (value: string | undefined, envVar: string, option: string, description: string) => loadOptionalSetting({ value, envVar, option, description, env });
   const registrySetting = setting(options.registry, LOCAL_ENV.registry, 'registry', 'The local registry');
   if (registrySetting === undefined) {
-    throw new ConfigError("The local image registry has no address: neither the option 'registry' nor METAFLOW_PREBUILT_LOCAL_REGISTRY is set.", {
+    throw new ConfigError(`The local image registry has no address: ${LOCAL_ENV.registry}${orOption('registry')} is not set.`, {
       setting: LOCAL_ENV.registry,
       hint:
-        `Set ${LOCAL_ENV.registry}=127.0.0.1:5000 (or pass the option 'registry'); ` +
+        `Set ${LOCAL_ENV.registry}=127.0.0.1:5000${orOption('registry')}; ` +
         '`prebuilt local-registry start` starts a registry there for development.',
     });
   }
@@ -81,7 +81,7 @@ export function localAddresses(options: LocalRegistryOptions, env: Record<string
   if (namespaceProblem !== undefined) {
     throw new ConfigError(`The image namespace '${namespace}' is not a valid repository name: ${namespaceProblem}.`, {
       setting: LOCAL_ENV.namespace,
-      hint: `Use lowercase letters, digits, '.', '_', '-' and '/' in ${LOCAL_ENV.namespace} (or the option 'namespace'), e.g. metaflow-prebuilt.`,
+      hint: `Use lowercase letters, digits, '.', '_', '-' and '/' in ${LOCAL_ENV.namespace}${orOption('namespace')}, e.g. metaflow-prebuilt.`,
     });
   }
   debug('local registry: push %s, pull host %s', push.host, pull?.host ?? '(same)');

@@ -6,6 +6,7 @@
  */
 import { PrebuiltError, createResolvedBackend, resolveBackend, selectedBackendNames, type BackendKind, type BuildService, type ImageRegistry } from '@prebuilt/core';
 import type { AppScope } from './app-scope.js';
+import { jsonError } from '../output.js';
 import { unknownSettingsNotes } from './ignored-settings-note.js';
 
 type BackendOf<K extends BackendKind> = K extends 'build-service' ? BuildService : ImageRegistry;
@@ -93,7 +94,7 @@ export async function checkSelectedBackends(
     } catch (error) {
       if (!PrebuiltError.isInstance(error)) throw error;
       failures.push(error);
-      entries[key] = { ...selection, ok: false, error: error.toJSON() };
+      entries[key] = { ...selection, ok: false, error: { ...jsonError(error) } };
     }
   }
   return { entries, failures };

@@ -289,7 +289,7 @@ describe('explicitCredentials and flagSetting', () => {
     const fromOptions = explicitCredentials({ registry: 'r', label: 'X registry', username: 'u', password: new Secret('p'), envVars, env: {} });
     expect(fromOptions).toMatchObject({ source: "the options 'username'/'password'" });
     expect(fromOptions!.password!.reveal()).toBe('p');
-    expect(() => explicitCredentials({ registry: 'r', label: 'X registry', username: 'u', password: undefined, envVars, env: {} })).toThrow(/X registry username is set but its password is not.*X_PASSWORD/);
+    expect(() => explicitCredentials({ registry: 'r', label: 'X registry', username: 'u', password: undefined, envVars, env: {} })).toThrow("The X registry username is set but its password, X_PASSWORD (or the option 'password'), is not.");
   });
 
   it('flagSetting (loadBooleanSetting\'s older name) reads yes/no values, falls back when unset, and refuses anything else naming the env var and the option', () => {

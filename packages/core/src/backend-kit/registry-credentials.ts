@@ -1,6 +1,6 @@
 import type { RegistryCredentials } from '../contracts.js';
 import { ConfigError } from '../errors.js';
-import { loadOptionalSetting } from '../load-setting.js';
+import { loadOptionalSetting, orOption } from '../load-setting.js';
 import { Secret } from '../secret.js';
 
 /**
@@ -39,9 +39,9 @@ export function explicitCredentials(input: ExplicitCredentialsInput): RegistryCr
   if ((username === undefined) !== (password === undefined)) {
     const [given, absent] = username === undefined ? ['password', 'username'] : ['username', 'password'];
     const absentEnv = absent === 'username' ? envVars.username : envVars.password;
-    throw new ConfigError(`The ${label} ${given} is set but its ${absent} is not (option '${absent}' or ${absentEnv}).`, {
+    throw new ConfigError(`The ${label} ${given} is set but its ${absent}, ${absentEnv}${orOption(absent)}, is not.`, {
       setting: absentEnv,
-      hint: `Set both ${envVars.username} and ${envVars.password} (or the options 'username' and 'password'), or neither to use your Docker config (docker login).`,
+      hint: `Set both ${envVars.username} and ${envVars.password}${orOption('username', 'password')}, or neither to use your Docker config (docker login).`,
     });
   }
   if (username === undefined || password === undefined) return undefined;

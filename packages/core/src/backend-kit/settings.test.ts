@@ -77,7 +77,7 @@ describe('checkRepository', () => {
     expect(checkRepository('a/b-c/d_e', 'ENV', 'repository')).toBe('a/b-c/d_e');
     expect(() => checkRepository('Upper', 'ENV', 'repository')).toThrow(ConfigError);
     expect(() => checkRepository('a/b', 'ENV', 'repository', 1)).toThrow(/repository name part/);
-    expect(() => checkRepository('Team/app', 'ENV', 'repository')).toThrow("The repository 'Team/app' (option 'repository' or ENV) is not a valid repository name: 'Team' has capital letters, and repository names are lowercase.");
+    expect(() => checkRepository('Team/app', 'ENV', 'repository')).toThrow("The repository 'Team/app' in ENV (or the option 'repository') is not a valid repository name: 'Team' has capital letters, and repository names are lowercase.");
     expect(() => checkRepository('team/', 'ENV', 'repository')).toThrow(/: it has an empty part/);
   });
 });

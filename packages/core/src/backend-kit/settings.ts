@@ -1,6 +1,6 @@
 import type { ImageTagInput, PullConfig } from '../contracts.js';
 import { ConfigError } from '../errors.js';
-import { loadBooleanSetting } from '../load-setting.js';
+import { loadBooleanSetting, orOption } from '../load-setting.js';
 import { registryHostProblem, repositoryComponentProblem } from '../registry/image-ref.js';
 
 /** Settings every hosted registry (dockerhub, ecr, gcr) reads for the runner's pull configuration. */
@@ -86,7 +86,7 @@ export function positiveSetting(input: {
   const range = input.range ?? (max === undefined ? 'above 0' : `above 0, at most ${max}`);
   const why = input.why ? `: ${input.why}` : '';
   const fits = (n: number): boolean => Number.isFinite(n) && (min === undefined ? n > 0 : n >= min) && (max === undefined || n <= max);
-  const hint = `Set ${envVar} (or the option '${option}') to a number of ${unit} ${range}, e.g. ${fallback} (the default).`;
+  const hint = `Set ${envVar}${orOption(option)} to a number of ${unit} ${range}, e.g. ${fallback} (the default).`;
   if (value !== undefined) {
     if (!fits(value)) throw new ConfigError(`The option '${option}' must be a number of ${unit} ${range}, not ${value}${why}.`, { setting: envVar, hint });
     return value;
@@ -133,7 +133,7 @@ export function refuseHostCredentials(value: string, envVar: string, hint: strin
 
 /** A registry host (`host[:port]`, no scheme, no path). */
 export function parseHost(value: string, envVar: string, option: string): string {
-  const hint = `Set ${envVar} (or the option '${option}') to a registry host such as docker.io or 127.0.0.1:5000, without https://.`;
+  const hint = `Set ${envVar}${orOption(option)} to a registry host such as docker.io or 127.0.0.1:5000, without https://.`;
   refuseHostCredentials(value, envVar, hint);
   if (/^[a-z]+:\/\//i.test(value)) throw new ConfigError(`${envVar}='${value}' must be a registry host, not a URL.`, { setting: envVar, hint });
   const problem = registryHostProblem(value);
@@ -146,10 +146,10 @@ export function checkRepository(value: string, envVar: string, option: string, m
   const parts = value.split('/');
   const problem = parts.length > maxParts ? "it has a '/'" : parts.map(repositoryComponentProblem).find((p) => p !== undefined);
   if (problem !== undefined) {
-    throw new ConfigError(`The ${option} '${value}' (option '${option}' or ${envVar}) is not a valid repository name${maxParts === 1 ? ' part' : ''}: ${problem}.`, {
+    throw new ConfigError(`The ${option} '${value}' in ${envVar}${orOption(option)} is not a valid repository name${maxParts === 1 ? ' part' : ''}: ${problem}.`, {
       setting: envVar,
       hint:
-        `Use lowercase letters, digits, '.', '_' and '-'${maxParts === 1 ? ' (no /)' : " and '/'"} in ${envVar} (or the option '${option}'), ` +
+        `Use lowercase letters, digits, '.', '_' and '-'${maxParts === 1 ? ' (no /)' : " and '/'"} in ${envVar}${orOption(option)}, ` +
         `e.g. ${DEFAULT_REPOSITORY}.`,
     });
   }
@@ -180,7 +180,7 @@ export function pullConfigFromSettings(options: PullSettings, env: Record<string
     if (!SECRET_NAME.test(secret)) {
       throw new ConfigError(`The pull secret name '${secret}' is not a valid Kubernetes object name.`, {
         setting: PULL_ENV.pullSecret,
-        hint: `Set ${PULL_ENV.pullSecret} (or the option 'pullSecret') to the secret \`prebuilt pull-secret --name\` created, e.g. prebuilt-pull.`,
+        hint: `Set ${PULL_ENV.pullSecret}${orOption('pullSecret')} to the secret \`prebuilt pull-secret --name\` created, e.g. prebuilt-pull.`,
       });
     }
     config.kubernetes = { imagePullSecrets: [secret] };
@@ -191,7 +191,7 @@ export function pullConfigFromSettings(options: PullSettings, env: Record<string
       throw new ConfigError(`${PULL_ENV.batchRepositoryCredentials}='${arn}' is not a Secrets Manager secret ARN.`, {
         setting: PULL_ENV.batchRepositoryCredentials,
         hint:
-          `Set ${PULL_ENV.batchRepositoryCredentials} (or the option 'batchRepositoryCredentials') to the ARN of a secret holding ` +
+          `Set ${PULL_ENV.batchRepositoryCredentials}${orOption('batchRepositoryCredentials')} to the ARN of a secret holding ` +
           '{"username": …, "password": …}, e.g. arn:aws:secretsmanager:us-east-1:123456789012:secret:dockerhub-AbCdEf.',
       });
     }
