@@ -88,6 +88,18 @@ describe('interrupts', () => {
       await new Promise((resolve) => setTimeout(resolve, 300));
       await interrupt(run, 'SIGINT', 130, 15_000);
       expect(await files(flowDir)).toEqual(['small.py']);
+      // One line: what stopped, what it left (true: no lock file was written), how to go on.
+      expect((await run.result).stderr).toContain('\ninterrupted (SIGINT): prebuilt lock stopped. The lock file was not touched: it is replaced whole, once the resolution is done. Run it again.\n');
+      // --json: stdout is the one error object, its message and hint the line's.
+      world.server.clearRequests();
+      const json = startCli(['lock', 'small.py', '--json'], { cwd: flowDir, env: world.env({ METAFLOW_PREBUILT_CACHE_DIR: join(world.dir, 'cache-resolve-json') }) });
+      await until(() => world.server.requests.some((r) => r.path.endsWith('/noarch/repodata.json')), 'the noarch repodata request', json);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await interrupt(json, 'SIGINT', 130, 15_000);
+      expect(JSON.parse((await json.result).stdout)).toEqual({
+        ok: false,
+        error: { name: 'CancelledError', code: 'cancelled', message: 'prebuilt lock was interrupted (SIGINT, Ctrl-C).', hint: 'The lock file was not touched: it is replaced whole, once the resolution is done. Run it again.' },
+      });
     } finally {
       remove();
     }
@@ -103,6 +115,7 @@ describe('interrupts', () => {
       await until(() => world.server.requests.length > 0 && run.stderr.includes('materializing'), 'the download', run);
       await new Promise((resolve) => setTimeout(resolve, 1000));
       await interrupt(run, 'SIGINT', 130, 15_000);
+      expect((await run.result).stderr).toMatch(/\ninterrupted \(SIGINT\): prebuilt build stopped\. Nothing was left half-written .*Run it again: the images already pushed and the packages already downloaded are reused\.\n/);
       const pkgs = await files(join(cache, 'pkgs'));
       expect(pkgs).not.toContain(pythonSha);
       expect(pkgs.filter((name) => name.endsWith('.lock'))).toEqual([]);

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { BuildFailedError, CancelledError, ConfigError, EXIT_CODE_MEANINGS } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
 import { createCliContext, type CliContext } from './cli-context.js';
-import { reportError } from './error-handler.js';
+import { interruptedReport, reportError } from './error-handler.js';
 import { main } from './main.js';
 
 function capture(): { context: CliContext; out: () => string; err: () => string } {
@@ -95,14 +95,30 @@ describe('reportError (the one top-level handler)', () => {
     const c = capture();
     expect(reportError(new CancelledError('Interrupted by SIGINT.', { signal: 'SIGINT' }), c.context, { showStack: false, interrupted: 'SIGINT' })).toBe(130);
     expect(reportError(new Error('aborted'), c.context, { showStack: false, interrupted: 'SIGTERM' })).toBe(143);
-    expect(c.err()).toBe('interrupted (SIGINT)\ninterrupted (SIGTERM)\n');
+    expect(c.err()).toBe('interrupted (SIGINT): prebuilt stopped. Run it again.\ninterrupted (SIGTERM): prebuilt stopped. Run it again.\n');
+  });
+
+  it('an interrupt says in one line what stopped, that nothing was left half-written, and how to go on, per command', () => {
+    const c = capture();
+    expect(reportError(new Error('aborted'), c.context, { showStack: false, interrupted: 'SIGINT', command: 'build' })).toBe(130);
+    expect(c.err()).toBe(
+      'interrupted (SIGINT): prebuilt build stopped. Nothing was left half-written (the lock file and the image map are replaced whole or not at all). ' +
+        'Run it again: the images already pushed and the packages already downloaded are reused.\n',
+    );
+    expect(interruptedReport('SIGINT', 'lock').line).toBe('interrupted (SIGINT): prebuilt lock stopped. The lock file was not touched: it is replaced whole, once the resolution is done. Run it again.\n');
+    expect(interruptedReport('SIGINT', 'run').hint).toContain('prebuilt run <flow> resume');
+    expect(interruptedReport('SIGTERM', 'gc').line).toMatch(/^interrupted \(SIGTERM\): prebuilt gc stopped\. Only the images it had already deleted \(--yes\) are gone; every other image is intact .*Run it again: it plans afresh/);
+    for (const command of ['build', 'run', 'lock', 'gc', 'plan', undefined]) expect(interruptedReport('SIGINT', command).line.match(/\n/g)).toHaveLength(1);
   });
 
   it('still prints one JSON object in --json mode when interrupted', () => {
     const c = capture();
     c.context.json.requested = true;
-    expect(reportError(new Error('aborted'), c.context, { showStack: false, interrupted: 'SIGINT' })).toBe(130);
-    expect(JSON.parse(c.out())).toEqual({ ok: false, error: { name: 'CancelledError', code: 'cancelled', message: 'Interrupted by SIGINT.', hint: expect.stringContaining('Run the command again') } });
+    expect(reportError(new Error('aborted'), c.context, { showStack: false, interrupted: 'SIGINT', command: 'build' })).toBe(130);
+    expect(JSON.parse(c.out())).toEqual({
+      ok: false,
+      error: { name: 'CancelledError', code: 'cancelled', message: 'prebuilt build was interrupted (SIGINT, Ctrl-C).', hint: expect.stringContaining('Run it again: the images already pushed') },
+    });
   });
 
   it('the envelope always has error.code, message and hint (null when the error has none), also for an unexpected error', () => {

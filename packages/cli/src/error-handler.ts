@@ -3,13 +3,36 @@ import { CancelledError, ExitCode, PrebuiltError, errorMessage, type PrebuiltErr
 import type { CliContext } from './cli-context.js';
 import { errorLines, errorText, terminalText, writeJsonResult } from './output.js';
 
-const INTERRUPTED_HINT = 'Run the command again: the images already pushed and the packages already downloaded are reused.';
+const REUSED = 'Run it again: the images already pushed and the packages already downloaded are reused.';
+
+/**
+ * What an interrupt left, per command, and how to go on; true of what the command writes: the
+ * lock file, the image map and prebuilt's other state files are replaced whole (a temporary file
+ * renamed over) or not at all, a package enters the cache only once complete, a tag only once its
+ * image is pushed.
+ */
+const INTERRUPTED: Record<string, string> = {
+  build: `Nothing was left half-written (the lock file and the image map are replaced whole or not at all). ${REUSED}`,
+  run: `Nothing was left half-written (the lock file and the image map are replaced whole or not at all). ${REUSED} A flow run Metaflow had started continues with Metaflow's resume: prebuilt run <flow> resume.`,
+  lock: 'The lock file was not touched: it is replaced whole, once the resolution is done. Run it again.',
+  gc: 'Only the images it had already deleted (--yes) are gone; every other image is intact (an SBOM or index goes before the images it points at). Run it again: it plans afresh from what is left.',
+};
+
+/** The one line an interrupt prints, and the --json error's message and hint: what stopped, what it left, how to go on. */
+export function interruptedReport(signal: 'SIGINT' | 'SIGTERM', command: string | undefined): { line: string; message: string; hint: string } {
+  const what = command === undefined ? 'prebuilt' : `prebuilt ${command}`;
+  const hint = (command !== undefined ? INTERRUPTED[command] : undefined) ?? 'Run it again.';
+  const by = signal === 'SIGINT' ? 'SIGINT, Ctrl-C' : 'SIGTERM';
+  return { line: `interrupted (${signal}): ${what} stopped. ${hint}\n`, message: `${what} was interrupted (${by}).`, hint };
+}
 
 export interface ReportOptions {
   /** Show stack traces (`--verbose` or DEBUG=prebuilt:*). */
   showStack: boolean;
   /** The signal that interrupted the run, if any. */
   interrupted?: 'SIGINT' | 'SIGTERM' | undefined;
+  /** The command that ran (`build`), for what an interrupt says it stopped. */
+  command?: string | undefined;
   /** The command line asks for `--json` (see `asksForJson`): a usage error commander raised before any command ran still prints the JSON envelope. */
   jsonAsked?: boolean;
 }
@@ -58,10 +81,11 @@ export function reportError(error: unknown, context: CliContext, options: Report
   // After SIGINT/SIGTERM, whatever failed (a request wrapped as a resolution or registry error,
   // say) failed because of the interruption: the user asked to stop, the exit code says so.
   if (options.interrupted) {
+    const report = interruptedReport(options.interrupted, options.command);
     if (context.json.requested && !context.json.written) {
-      writeJsonResult(context, {}, new CancelledError(`Interrupted by ${options.interrupted}.`, { signal: options.interrupted, hint: INTERRUPTED_HINT }));
+      writeJsonResult(context, {}, new CancelledError(report.message, { signal: options.interrupted, hint: report.hint }));
     }
-    context.stderr.write(`interrupted (${options.interrupted})\n`);
+    context.stderr.write(report.line);
     return options.interrupted === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;
   }
   const known = PrebuiltError.isInstance(error);

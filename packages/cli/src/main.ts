@@ -99,6 +99,12 @@ export function checkPartialCommand(program: Command, argv: readonly string[]): 
   program.error(`error: unknown command '${word}'\n(Did you mean ${matches[0]!.name()}?)`, { code: 'commander.unknownCommand' });
 }
 
+/** The command `argv` runs (its first word that is not an option, when it names one), else undefined. */
+function commandOf(program: Command | undefined, argv: readonly string[]): string | undefined {
+  const word = argv.find((arg) => !arg.startsWith('-'));
+  return program?.commands.find((command) => command.name() === word || command.aliases().includes(word ?? ''))?.name();
+}
+
 /** Runs the CLI and returns the exit code. The one place errors become exit codes (error-handler.ts). */
 export async function main(argv: string[], overrides: Parameters<typeof createCliContext>[1] = {}): Promise<number> {
   // A closed pipe (`prebuilt backends | head`) ends the output, not the process with a stack trace.
@@ -114,11 +120,13 @@ export async function main(argv: string[], overrides: Parameters<typeof createCl
     program = await createProgram(context, argv);
     checkPartialCommand(program, argv);
     await program.parseAsync(withoutHelpOfUnknown(program, argv), { from: 'user' });
-    if (interrupts.received && context.stopsOnInterrupt !== true) return reportError(interrupts.signal.reason, context, { showStack: false, interrupted: interrupts.received });
+    if (interrupts.received && context.stopsOnInterrupt !== true) {
+      return reportError(interrupts.signal.reason, context, { showStack: false, interrupted: interrupts.received, command: commandOf(program, argv) });
+    }
     return ExitCode.ok;
   } catch (error) {
     const showStack = program?.opts<{ verbose?: boolean }>().verbose === true || argv.includes('--verbose') || debugEnabled();
-    return reportError(error, context, { showStack, interrupted: interrupts.received, jsonAsked: asksForJson(argv) });
+    return reportError(error, context, { showStack, interrupted: interrupts.received, jsonAsked: asksForJson(argv), command: commandOf(program, argv) });
   } finally {
     interrupts.dispose();
   }

@@ -235,8 +235,15 @@ describe('prebuilt backends', () => {
     const r = await prebuilt(['backends', '--check'], { cwd: project, env });
     expect(r.code).toBe(2);
     expect(r.stdout).toMatch(/image registry\s+dockerhub\s+FAILED\s+config/);
-    expect(r.stderr).toContain('The Docker Hub namespace is not set');
-    expect(r.stderr).toContain('hint: Set METAFLOW_PREBUILT_DOCKERHUB_NAMESPACE');
+    expect(r.stderr).toContain('error: The Docker Hub namespace is not set: METAFLOW_PREBUILT_DOCKERHUB_NAMESPACE is unset and no logged-in user was found');
+    expect(r.stderr).toContain("hint: Set METAFLOW_PREBUILT_DOCKERHUB_NAMESPACE to your Docker Hub user or organisation, or run 'docker login'.\n");
+    // The library's option name is for code that creates the registry; a CLI user has the variable.
+    expect(r.stderr).not.toContain('option');
+    const json = await prebuilt(['backends', '--check', '--json'], { cwd: project, env });
+    const parsed = JSON.parse(json.stdout) as { error: { message: string; hint: string }; imageRegistry: { error: { message: string; hint: string } } };
+    expect(parsed.error.hint).toBe("Set METAFLOW_PREBUILT_DOCKERHUB_NAMESPACE to your Docker Hub user or organisation, or run 'docker login'.");
+    expect(parsed.imageRegistry.error).toEqual(parsed.error);
+    expect(json.stdout).not.toContain('option');
     const fixed = await prebuilt(['backends', '--check'], { cwd: project, env: { ...env, METAFLOW_PREBUILT_DOCKERHUB_NAMESPACE: 'someone' } });
     expect(fixed.stderr).toBe('');
     expect(fixed.code).toBe(0);
@@ -323,7 +330,12 @@ describe('interrupts', () => {
   it('SIGINT exits 130 and SIGTERM exits 143 once the running work stops', { timeout: 30_000 }, async () => {
     const int = await prebuilt(['backends', '--check'], { cwd: project, env: slowEnv(1500), onStderr: sendOnce('SIGINT') });
     expect(int.code).toBe(130);
-    expect(int.stderr).toContain('interrupted (SIGINT)');
+    expect(int.stderr).toContain('\ninterrupted (SIGINT): prebuilt backends stopped. Run it again.\n');
+    const json = await prebuilt(['backends', '--check', '--json'], { cwd: project, env: slowEnv(1500), onStderr: sendOnce('SIGINT') });
+    expect(json.code).toBe(130);
+    // The slow loading cannot be cut short: the check ends and prints its object; stdout stays that one object, the line goes to stderr.
+    expect(JSON.parse(json.stdout)).toMatchObject({ buildService: { name: 'acme' } });
+    expect(json.stderr).toContain('interrupted (SIGINT): prebuilt backends stopped. Run it again.\n');
     const term = await prebuilt(['backends', '--check'], { cwd: project, env: slowEnv(1500), onStderr: sendOnce('SIGTERM') });
     expect(term.code).toBe(143);
   });
