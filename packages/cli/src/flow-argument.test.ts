@@ -58,6 +58,19 @@ describe('a misspelt flow path is reported first', () => {
     }
   });
 
+  it('a missing flow file one typo away from a .py file beside it names that file', async () => {
+    await mkdir(join(dir, 'flows'));
+    await writeFile(join(dir, 'flows', 'train_flow.py'), '');
+    const result = await run(['envs', 'flows/trian_flow.py']);
+    expect(result.code).toBe(2);
+    expect(result.err).toBe(
+      `error: Flow file flows/trian_flow.py does not exist (${join(dir, 'flows', 'trian_flow.py')}).\n` +
+        'hint: Did you mean flows/train_flow.py? Check the path; relative paths are resolved against the current directory.\n',
+    );
+    // Nothing close: no guess.
+    expect((await run(['envs', 'flows/other.py'])).err).toContain('\nhint: Check the path;');
+  });
+
   it('--frozen with --update is exit 2 before anything is printed or the flow read, in every command that takes both', async () => {
     // A flow python cannot read: any work on it would fail differently (or print "reading the flow…" first).
     await writeFile(join(dir, 'broken_flow.py'), 'this is not python(\n');

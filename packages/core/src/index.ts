@@ -89,6 +89,7 @@ export {
 } from './resolver-settings.js';
 export { CACHE_DIR_SETTING, prebuiltCacheDir, prepareCacheDir } from './cache-dir.js';
 export { kindLabel } from './backends/builtin-backends.js';
+export { closestName } from './backends/closest-name.js';
 export { registerBackend } from './backends/backend-registry.js';
 export { resolveBackend } from './backends/resolve-backend.js';
 export { cliInstallKind, installCommand } from './backends/cli-install.js';

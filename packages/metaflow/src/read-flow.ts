@@ -3,10 +3,10 @@
  * that shape each step's environment. Runs `python/read_flow.py` with the host python3 (its `ast`
  * module only — neither the flow nor Metaflow is imported).
  */
-import { stat } from 'node:fs/promises';
-import { dirname, join, resolve as resolvePath } from 'node:path';
+import { readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InputError, createLogger, errorMessage, EnvironmentError, fileArgument } from '@prebuilt/core';
+import { InputError, closestName, createLogger, errorMessage, EnvironmentError, fileArgument } from '@prebuilt/core';
 import { runPythonScript, type HostPythonOptions } from './host-python.js';
 
 const log = createLogger('metaflow');
@@ -211,13 +211,20 @@ export async function checkFlowFile(file: string, cwd: string = process.cwd()): 
   } catch (error) {
     if (error instanceof InputError) throw error;
     const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    const meant = missing ? await likelyFlowFile(path) : undefined;
     throw new InputError(missing ? `Flow file ${file} does not exist (${path}).` : `Flow file ${file} cannot be read: ${errorMessage(error)}.`, {
       file,
       cause: error,
-      hint: 'Check the path; relative paths are resolved against the current directory.',
+      hint: `${meant === undefined ? '' : `Did you mean ${join(dirname(file), meant)}? `}Check the path; relative paths are resolved against the current directory.`,
     });
   }
   return path;
+}
+
+/** The .py file beside a missing `path` whose name is a likely typo of its name (flwo.py → flow.py), if there is one. */
+async function likelyFlowFile(path: string): Promise<string | undefined> {
+  const entries = await readdir(dirname(path), { withFileTypes: true }).catch(() => []);
+  return closestName(basename(path), entries.filter((entry) => entry.isFile() && entry.name.endsWith('.py')).map((entry) => entry.name));
 }
 
 /** Reads a flow file. Bad input → InputError (exit 2) with file and line; no python3 → EnvironmentError. */
