@@ -497,7 +497,7 @@ class Names:
 
 # @kubernetes' placement (where its pods run): read for `prebuilt prepull`, which warms those nodes.
 # Like `image`, a computed value is marked (with why), not refused: only prepull needs it.
-PLACEMENT_ARGS = {"kubernetes": ("node_selector", "tolerations")}
+PLACEMENT_ARGS = {"kubernetes": ("node_selector", "tolerations", "compute_pool", "gpu_vendor")}
 
 
 def decorator_args(deco, wanted, scope, evaluator, kind, step):

@@ -46,6 +46,7 @@ export {
   type RemoteSelection,
   type RemoteReason,
 } from './run-steps.js';
+export { parseDecospec, unknownDecospecAttributes, DECORATOR_ATTRIBUTES, type Decospec } from './decospec.js';
 export { runFlow, type RunFlowOptions, type RunFlowResult } from './run-flow.js';
 export { EXTENSION_PYTHONPATH, EXTENSION_DIR, IMAGE_MAP_ENV, extensionFiles, extensionEnv } from './extension-files.js';
 export {

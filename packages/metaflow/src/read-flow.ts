@@ -47,6 +47,10 @@ export interface RemoteDecorator {
   nodeSelector?: PlacementArg;
   /** `@kubernetes(tolerations=[…])`, as `nodeSelector`. */
   tolerations?: PlacementArg;
+  /** `@kubernetes(compute_pool="x")` (Metaflow adds the node label `outerbounds.co/compute-pool: x`), as `nodeSelector`. */
+  computePool?: PlacementArg;
+  /** `@kubernetes(gpu_vendor="amd")` (the GPU resource `<vendor>.com/gpu`), as `nodeSelector`. */
+  gpuVendor?: PlacementArg;
 }
 
 /** A placement argument of `@kubernetes`: its literal or constant value, or why it cannot be read without running the flow. */
@@ -352,9 +356,12 @@ function remoteDecorator(raw: RawDecorator): RemoteDecorator {
   };
 }
 
-function placementArgs(raw: RawDecorator): Pick<RemoteDecorator, 'nodeSelector' | 'tolerations'> {
-  const out: Pick<RemoteDecorator, 'nodeSelector' | 'tolerations'> = {};
-  for (const [name, key] of [['node_selector', 'nodeSelector'], ['tolerations', 'tolerations']] as const) {
+type PlacementKey = 'nodeSelector' | 'tolerations' | 'computePool' | 'gpuVendor';
+
+function placementArgs(raw: RawDecorator): Pick<RemoteDecorator, PlacementKey> {
+  const out: Pick<RemoteDecorator, PlacementKey> = {};
+  const names = [['node_selector', 'nodeSelector'], ['tolerations', 'tolerations'], ['compute_pool', 'computePool'], ['gpu_vendor', 'gpuVendor']] as const;
+  for (const [name, key] of names) {
     const arg = raw.args[name];
     if (arg === undefined) continue;
     out[key] = arg.dynamic ? { kind: 'dynamic', line: arg.line, why: arg.why ?? 'it is computed' } : { kind: 'static', value: arg.value, line: arg.line };

@@ -5,6 +5,7 @@
 import { basename } from 'node:path';
 import { InputError } from '@prebuilt/core';
 import type { FlowEnvs } from './flow-envs.js';
+import { parseDecospec } from './decospec.js';
 import { stepGpus } from './merge.js';
 import type { FlowStep } from './read-flow.js';
 
@@ -140,18 +141,6 @@ export function remoteSteps(envs: FlowEnvs, args: readonly string[], env: Record
   return { steps: enabled.filter((s) => s.remote !== null).map((s) => s.step), reason: 'static', decorator: null };
 }
 
-/** A decospec's attributes (`kubernetes:gpu=1,cpu=2` → {gpu: '1', cpu: '2'}). */
-function decospecAttributes(spec: string): Record<string, string> {
-  const colon = spec.indexOf(':');
-  const out: Record<string, string> = {};
-  if (colon < 0) return out;
-  for (const pair of spec.slice(colon + 1).split(',')) {
-    const eq = pair.indexOf('=');
-    if (eq > 0) out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
-  }
-  return out;
-}
-
 /**
  * The steps of `selection` that ask for GPUs only through the command line: a `--with
  * kubernetes:gpu=N`, `--with batch:gpu=N` or `--with resources:gpu=N` (or the same in
@@ -159,14 +148,17 @@ function decospecAttributes(spec: string): Record<string, string> {
  * its own, counted as {@link stepGpus} counts a static one. Their images need the GPU base image.
  */
 export function commandLineGpuSteps(envs: FlowEnvs, selection: RemoteSelection, args: readonly string[], env: Record<string, string | undefined> = process.env): string[] {
-  const specs = [...withDecospecs(args), ...(env.METAFLOW_DEFAULT_DECOSPECS ?? '').split(/\s+/).filter(Boolean)];
+  const specs = [
+    ...withDecospecs(args).map((spec) => parseDecospec(spec, '--with')),
+    ...(env.METAFLOW_DEFAULT_DECOSPECS ?? '').split(/\s+/).filter(Boolean).map((spec) => parseDecospec(spec, 'METAFLOW_DEFAULT_DECOSPECS')),
+  ];
   const given: Record<string, number | null> = {};
   for (const spec of specs) {
-    const name = decospecName(spec);
+    const name = spec.name.trim();
     if (name !== 'kubernetes' && name !== 'batch' && name !== 'resources') continue;
     if (name in given) continue; // Metaflow attaches the first one
-    const gpu = Number(decospecAttributes(spec)['gpu']);
-    given[name] = Number.isFinite(gpu) && decospecAttributes(spec)['gpu'] !== undefined ? gpu : null;
+    const gpu = Number(spec.attributes['gpu']);
+    given[name] = Number.isFinite(gpu) && spec.attributes['gpu'] !== undefined && spec.attributes['gpu'] !== null ? gpu : null;
   }
   if (Object.keys(given).length === 0) return [];
   const chosen = new Set(selection.steps);

@@ -1,12 +1,14 @@
 /**
  * Where each step's pods run, as Metaflow's @kubernetes places them: its `node_selector` (a dict or
- * `"k=v,k2=v2"`), its `tolerations`, else Metaflow's defaults METAFLOW_KUBERNETES_NODE_SELECTOR /
- * METAFLOW_KUBERNETES_TOLERATIONS (environment, else Metaflow's configuration file), and whether it
- * asks for GPUs. `prebuilt prepull` warms each placement's nodes with its steps' images only.
+ * `"k=v,k2=v2"`) and `compute_pool`, its `tolerations`, else Metaflow's defaults
+ * METAFLOW_KUBERNETES_NODE_SELECTOR / METAFLOW_KUBERNETES_TOLERATIONS (environment, else Metaflow's
+ * configuration file), and whether it asks for GPUs and whose (`gpu_vendor`). A step without its
+ * own @kubernetes gets the one the deploy's command line attaches (`--with kubernetes:…`, then
+ * METAFLOW_DEFAULT_DECOSPECS). `prebuilt prepull` warms each placement's nodes with its steps' images only.
  */
 import type { V1Toleration } from '@kubernetes/client-node';
 import { canonicalJson, InputError, ConfigError, errorMessage } from '@prebuilt/core';
-import { metaflowSetting, stepGpus, type FlowFile, type FlowStep, type PlacementArg } from '@prebuilt/metaflow';
+import { metaflowSetting, parseDecospec, stepGpus, unknownDecospecAttributes, DECORATOR_ATTRIBUTES, type Decospec, type FlowFile, type FlowStep, type PlacementArg } from '@prebuilt/metaflow';
 import { isLabelKey, isLabelValue } from './kubernetes-names.js';
 
 export interface StepPlacement {
@@ -17,20 +19,47 @@ export interface StepPlacement {
   tolerations: V1Toleration[];
   /** The steps ask for GPUs (Metaflow sets a limit of the GPU vendor's resource on their pods). */
   gpu: boolean;
-  /** Stable identity of the placement (canonical JSON of selector, tolerations and gpu). */
+  /** Whose GPUs (the resource `<vendor>.com/gpu`): the steps' `gpu_vendor`, else METAFLOW_KUBERNETES_GPU_VENDOR, else nvidia. Only with `gpu`. */
+  gpuVendor?: GpuVendor;
+  /** Stable identity of the placement (canonical JSON of selector, tolerations, gpu and a vendor other than nvidia). */
   key: string;
+}
+
+/** The GPU vendors Metaflow 2.19's @kubernetes accepts (`step_init`: "GPU vendor … is not currently supported"). */
+export type GpuVendor = 'nvidia' | 'amd';
+
+/** The node label Metaflow 2.19 gives a step's pods for `@kubernetes(compute_pool=…)` (kubernetes_decorator.py, `init`). */
+export const COMPUTE_POOL_LABEL = 'outerbounds.co/compute-pool';
+
+/** A decorator the deploy's command line attaches to every step without one of its own, and where it came from. */
+export interface AttachedDecorator extends Decospec {
+  /** `--with kubernetes:…`, or `METAFLOW_DEFAULT_DECOSPECS (kubernetes:…)`. */
+  source: string;
+}
+
+/** The decorators of the deploy's command line that place pods: the first @kubernetes and the first @resources. */
+export interface AttachedDecorators {
+  kubernetes?: AttachedDecorator;
+  resources?: AttachedDecorator;
 }
 
 /** Metaflow's V1Toleration arguments (Python names) → the API's. */
 const TOLERATION_FIELDS: Record<string, keyof V1Toleration> = { key: 'key', operator: 'operator', value: 'value', effect: 'effect', toleration_seconds: 'tolerationSeconds' };
 
+/** Where a value was written: the step's own decorator (file, line), or `source` — a setting or the command line's `--with`. */
 type Where = { file: string; step: string; line: number; source?: string };
+
+const WITH_HINT =
+  'Write it as Metaflow reads --with: --with \'kubernetes:node_selector={"pool": "gpu"},tolerations=[{"key": "gpu", "operator": "Exists"}],compute_pool=gpu,gpu=1,gpu_vendor=amd\' (JSON for a dict or a list; a "k=v" node selector with a plain key such as pool=gpu must be JSON, as Metaflow splits the spec at ",name=").';
 
 function invalid(where: Where, what: string): Error {
   if (where.source) {
+    const fromWith = where.source.startsWith('--with') || where.source.startsWith('METAFLOW_DEFAULT_DECOSPECS');
     return new ConfigError(`${where.source} is not valid for Metaflow: ${what}.`, {
-      setting: where.source.startsWith('METAFLOW_') ? where.source : undefined,
-      hint: 'Metaflow reads METAFLOW_KUBERNETES_NODE_SELECTOR as "key=value,key2=value2" and METAFLOW_KUBERNETES_TOLERATIONS as a JSON list of tolerations.',
+      setting: where.source.startsWith('METAFLOW_') ? where.source.split(' ')[0] : undefined,
+      hint: fromWith
+        ? WITH_HINT
+        : 'Metaflow reads METAFLOW_KUBERNETES_NODE_SELECTOR as "key=value,key2=value2", METAFLOW_KUBERNETES_TOLERATIONS as a JSON list of tolerations and METAFLOW_KUBERNETES_GPU_VENDOR as nvidia or amd.',
     });
   }
   return new InputError(`${where.file}:${where.line}: step '${where.step}': ${what}.`, {
@@ -82,16 +111,46 @@ export function parseStepTolerations(value: unknown, where: Where): V1Toleration
   });
 }
 
-/** Metaflow's defaults for a @kubernetes that names no selector / tolerations (the settings' raw text). */
+/** Metaflow's defaults for a @kubernetes that names no selector / tolerations / GPU vendor (the settings' raw text). */
 export interface PlacementDefaults {
   nodeSelector?: { value: string; source: string };
   tolerations?: { value: string; source: string };
+  gpuVendor?: { value: string; source: string };
 }
 
 export function placementDefaults(env: Record<string, string | undefined>): PlacementDefaults {
   const nodeSelector = metaflowSetting('METAFLOW_KUBERNETES_NODE_SELECTOR', env);
   const tolerations = metaflowSetting('METAFLOW_KUBERNETES_TOLERATIONS', env);
-  return { ...(nodeSelector ? { nodeSelector } : {}), ...(tolerations ? { tolerations } : {}) };
+  const gpuVendor = metaflowSetting('METAFLOW_KUBERNETES_GPU_VENDOR', env);
+  return { ...(nodeSelector ? { nodeSelector } : {}), ...(tolerations ? { tolerations } : {}), ...(gpuVendor ? { gpuVendor } : {}) };
+}
+
+/**
+ * The decorators the deploy's command line attaches, as Metaflow 2.19 attaches them: the
+ * `--with` specs in order, then METAFLOW_DEFAULT_DECOSPECS (environment, else Metaflow's
+ * configuration file; space-separated) — cli.py and cli_components/run_cmds.py put the defaults
+ * after the command line's. `decorators._attach_decorators_to_step` gives a step a decorator only
+ * when it has none of that name, so for each name the first spec wins and a step's own
+ * @kubernetes / @resources wins over all of them (nothing is merged). Every spec is parsed (and a
+ * @kubernetes / @resources attribute Metaflow does not know refused, as Metaflow refuses it), even one that attaches nothing.
+ */
+export function attachedDecorators(withSpecs: readonly string[], env: Record<string, string | undefined>): AttachedDecorators {
+  const defaults = metaflowSetting('METAFLOW_DEFAULT_DECOSPECS', env);
+  const specs = [
+    ...withSpecs.map((text) => ({ ...parseDecospec(text, '--with'), source: `--with ${text}` })),
+    ...(defaults?.value.split(/\s+/).filter(Boolean) ?? []).map((text) => ({ ...parseDecospec(text, defaults!.source), source: `${defaults!.source} (${text})` })),
+  ];
+  const attached: AttachedDecorators = {};
+  for (const spec of specs) {
+    const unknown = unknownDecospecAttributes(spec);
+    if (unknown.length > 0) {
+      throw new ConfigError(`${spec.source}: Metaflow's @${spec.name} does not support the attribute '${unknown[0]}'.`, {
+        hint: `The attributes of @${spec.name}: ${DECORATOR_ATTRIBUTES[spec.name as keyof typeof DECORATOR_ATTRIBUTES].join(', ')}.`,
+      });
+    }
+    if ((spec.name === 'kubernetes' || spec.name === 'resources') && !attached[spec.name]) attached[spec.name] = spec;
+  }
+  return attached;
 }
 
 function staticValue(arg: PlacementArg | undefined, name: string, flowFile: string, step: string): unknown {
@@ -120,34 +179,102 @@ function pythonFalsy(value: unknown): boolean {
   return typeof value === 'object' && Object.keys(value).length === 0;
 }
 
+type PlacementName = 'node_selector' | 'tolerations' | 'compute_pool' | 'gpu_vendor' | 'gpu';
+const ARG_KEYS = { node_selector: 'nodeSelector', tolerations: 'tolerations', compute_pool: 'computePool', gpu_vendor: 'gpuVendor' } as const;
+
+/** A step's @kubernetes as Metaflow runs it: its own, else the one the command line attaches; each argument's value and where it was written. */
+interface StepKubernetes {
+  value(name: PlacementName): unknown;
+  where(name: PlacementName | undefined): Where;
+  /** The @kubernetes is the command line's (the step has none of its own). */
+  attached: boolean;
+}
+
+function stepKubernetes(step: FlowStep, file: string, attached: AttachedDecorators): StepKubernetes | undefined {
+  const own = step.remote?.name === 'kubernetes' ? step.remote : undefined;
+  if (own) {
+    return {
+      value: (name) => (name === 'gpu' ? own.gpu : staticValue(own[ARG_KEYS[name]], name, file, step.name)),
+      where: (name) => ({ file, step: step.name, line: (name && name !== 'gpu' ? own[ARG_KEYS[name]]?.line : undefined) ?? own.line }),
+      attached: false,
+    };
+  }
+  const spec = attached.kubernetes;
+  if (!spec) return undefined;
+  if (step.remote?.name === 'batch') {
+    throw new InputError(`${file}:${step.remote.line}: step '${step.name}' has @batch, and ${spec.source} gives it @kubernetes too, which Metaflow refuses ("Step *${step.name}* is marked for execution both on AWS Batch and Kubernetes").`, {
+      file,
+      line: step.remote.line,
+      hint: 'Deploy each step to one of them: remove @batch from the step, or prepull (and deploy) without that --with kubernetes.',
+    });
+  }
+  return { value: (name) => spec.attributes[name], where: () => ({ file, step: step.name, line: step.line, source: spec.source }), attached: true };
+}
+
+/** A GPU count as Metaflow 2.19's @kubernetes `step_init` takes it: an int or a string of a whole number; null when not given. */
+function gpuCount(value: unknown, where: Where): number | null {
+  if (value === null || value === undefined) return null;
+  const count = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof count !== 'number' || !Number.isInteger(count)) throw invalid(where, `gpu=${JSON.stringify(value)} is not a whole number of GPUs`);
+  return count;
+}
+
+/** `gpu_vendor`, else METAFLOW_KUBERNETES_GPU_VENDOR, else nvidia (`init`); nvidia or amd, case aside (`step_init`), or refused as Metaflow refuses it. */
+function gpuVendorOf(kubernetes: StepKubernetes | undefined, defaults: PlacementDefaults, where: Where): GpuVendor {
+  const own = kubernetes?.value('gpu_vendor');
+  const [vendor, at] = !pythonFalsy(own) ? [own, kubernetes!.where('gpu_vendor')] : defaults.gpuVendor ? [defaults.gpuVendor.value, { ...where, source: defaults.gpuVendor.source }] : ['nvidia', where];
+  const lower = typeof vendor === 'string' ? vendor.toLowerCase() : undefined;
+  if (lower === 'nvidia' || lower === 'amd') return lower;
+  throw invalid(at, `the GPU vendor ${JSON.stringify(vendor)} is not one Metaflow supports (nvidia or amd)`);
+}
+
+/** `node_selector` (else Metaflow's default), then `compute_pool` as the label {@link COMPUTE_POOL_LABEL} over it (`init`). */
+function nodeSelectorOf(kubernetes: StepKubernetes | undefined, defaults: PlacementDefaults, where: Where): Record<string, string> {
+  const arg = kubernetes?.value('node_selector');
+  const selector = !pythonFalsy(arg)
+    ? parseStepNodeSelector(arg, kubernetes!.where('node_selector'))
+    : defaults.nodeSelector
+      ? parseStepNodeSelector(defaults.nodeSelector.value, { ...where, source: defaults.nodeSelector.source })
+      : {};
+  const pool = kubernetes?.value('compute_pool');
+  if (pythonFalsy(pool)) return selector;
+  if (typeof pool !== 'string' || !isLabelValue(pool)) throw invalid(kubernetes!.where('compute_pool'), `compute_pool ${JSON.stringify(pool)} is not a node label value (Metaflow puts it in the label ${COMPUTE_POOL_LABEL})`);
+  return { ...selector, [COMPUTE_POOL_LABEL]: pool };
+}
+
 /** One step's placement (Metaflow's @kubernetes `init`: an empty or absent argument takes the default). */
-function placementOf(step: FlowStep, flowFile: string, defaults: PlacementDefaults): Omit<StepPlacement, 'steps' | 'key'> {
-  const kubernetes = step.remote?.name === 'batch' ? undefined : step.remote;
+function placementOf(step: FlowStep, flowFile: string, defaults: PlacementDefaults, attached: AttachedDecorators): Omit<StepPlacement, 'steps' | 'key'> {
   // An inherited step's decorators are in its base flow's module, and so are their lines.
   const file = step.file ?? flowFile;
-  const selectorArg = staticValue(kubernetes?.nodeSelector, 'node_selector', file, step.name);
-  const tolerationsArg = staticValue(kubernetes?.tolerations, 'tolerations', file, step.name);
-  const where = (arg: PlacementArg | undefined): Where => ({ file, step: step.name, line: arg?.line ?? step.remote?.line ?? step.line });
-  const nodeSelector = !pythonFalsy(selectorArg)
-    ? parseStepNodeSelector(selectorArg, where(kubernetes?.nodeSelector))
-    : defaults.nodeSelector
-      ? parseStepNodeSelector(defaults.nodeSelector.value, { ...where(undefined), source: defaults.nodeSelector.source })
-      : {};
-  const tolerations = !pythonFalsy(tolerationsArg) ? parseStepTolerations(tolerationsArg, where(kubernetes?.tolerations)) : defaultTolerations(defaults, where(undefined));
-  return { nodeSelector, tolerations, gpu: stepGpus(step) > 0 };
+  const kubernetes = stepKubernetes(step, file, attached);
+  const where: Where = { file, step: step.name, line: step.remote?.line ?? step.line };
+  const nodeSelector = nodeSelectorOf(kubernetes, defaults, where);
+  const tolerationsArg = kubernetes?.value('tolerations');
+  const tolerations = !pythonFalsy(tolerationsArg) ? parseStepTolerations(tolerationsArg, kubernetes!.where('tolerations')) : defaultTolerations(defaults, where);
+  // @resources (the step's own, else the command line's) gives its gpu to @kubernetes (`step_init`).
+  const remote = kubernetes?.attached ? { name: 'kubernetes' as const, line: step.line, gpu: gpuCount(kubernetes.value('gpu'), kubernetes.where('gpu')), image: { kind: 'absent' as const } } : step.remote;
+  const resourcesSpec = attached.resources;
+  const resources = step.resources ?? (resourcesSpec ? { line: step.line, gpu: gpuCount(resourcesSpec.attributes['gpu'], { ...where, source: resourcesSpec.source }) } : undefined);
+  const gpu = stepGpus({ ...(remote ? { remote } : {}), ...(resources ? { resources } : {}) }) > 0;
+  // Metaflow checks the vendor of every @kubernetes step, with GPUs or not; a step on @batch has none.
+  const gpuVendor = step.remote?.name === 'batch' ? undefined : gpuVendorOf(kubernetes, defaults, where);
+  return { nodeSelector, tolerations, gpu, ...(gpu && gpuVendor ? { gpuVendor } : {}) };
 }
 
 /**
  * The flow's steps (those of `only`, in flow order) grouped by placement, in the order of their
- * first step. A computed node_selector or tolerations is an InputError (exit 2) naming file, line
- * and step; one Metaflow would refuse, too.
+ * first step. A computed node_selector, tolerations, compute_pool or gpu_vendor is an InputError
+ * (exit 2) naming file, line and step; one Metaflow would refuse, too (naming the setting or the
+ * `--with` it came from).
  */
-export function stepPlacements(flow: Pick<FlowFile, 'steps'>, only: readonly string[], flowFile: string, defaults: PlacementDefaults): StepPlacement[] {
+export function stepPlacements(flow: Pick<FlowFile, 'steps'>, only: readonly string[], flowFile: string, defaults: PlacementDefaults, attached: AttachedDecorators = {}): StepPlacement[] {
   const groups = new Map<string, StepPlacement>();
   for (const step of flow.steps) {
     if (!only.includes(step.name)) continue;
-    const placement = placementOf(step, flowFile, defaults);
-    const key = canonicalJson(JSON.parse(JSON.stringify(placement)));
+    const placement = placementOf(step, flowFile, defaults, attached);
+    // NVIDIA's placements keep the key (and so the DaemonSet name) they had before the vendor was part of it.
+    const { gpuVendor, ...rest } = placement;
+    const key = canonicalJson(JSON.parse(JSON.stringify(gpuVendor === 'nvidia' ? rest : placement)));
     const group = groups.get(key);
     if (group) group.steps.push(step.name);
     else groups.set(key, { ...placement, steps: [step.name], key });

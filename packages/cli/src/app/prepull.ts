@@ -4,14 +4,14 @@
  * those steps' images on each matching node — and remove them again. Prints nothing: progress goes to `onProgress`.
  */
 import type { AppsV1Api, CoreV1Api, V1DaemonSet, V1Toleration } from '@kubernetes/client-node';
-import { metaflowSetting, type FlowFile } from '@prebuilt/metaflow';
+import type { FlowFile } from '@prebuilt/metaflow';
 import type { ImageMap } from '@prebuilt/core';
 import { loadKubeConfig, loadKubernetesClient, type K8s } from './kubernetes.js';
 import { checkNamespace } from './kubernetes-names.js';
 import { applyDaemonSet, deleteDaemonSet, flowDaemonSets, type DaemonSetTarget, type PrepullAction } from './prepull-apply.js';
 import { labelSelector, prepullDaemonSet, prepullLabels, prepullName } from './prepull-daemonset.js';
 import { prepullImages, prepullPullSecrets, type PrepullImage } from './prepull-images.js';
-import { isDefaultPlacement, placementDefaults, stepPlacements, type StepPlacement } from './prepull-placement.js';
+import { attachedDecorators, isDefaultPlacement, placementDefaults, stepPlacements, type GpuVendor, type StepPlacement } from './prepull-placement.js';
 import { missingPullSecrets } from './prepull-secrets.js';
 import { waitForDaemonSet, type PrepullNodes, type WaitProgress } from './prepull-wait.js';
 
@@ -44,6 +44,8 @@ export interface PrepullFlowOptions extends ClusterOptions {
   nodeSelector: Record<string, string>;
   /** The command's --toleration: added to every DaemonSet's. */
   tolerations: readonly V1Toleration[];
+  /** The deploy's `--with` decorator specs (`kubernetes:node_selector=…`), applied to the steps as Metaflow applies them. */
+  decospecs?: readonly string[];
   /** Pull secrets to name besides those of the image map's pull config. */
   pullSecrets: readonly string[];
   pauseImage: string;
@@ -66,8 +68,10 @@ export interface PrepullDaemonSet {
   /** The pods' node selector: `kubernetes.io/os=linux`, the steps' labels, the command's. */
   nodeSelector: Record<string, string>;
   tolerations: V1Toleration[];
-  /** The steps ask for GPUs (the pods do not: a pull needs none). */
+  /** The steps ask for GPUs (the pods do not: a pull needs none; they tolerate the GPU nodes' taint). */
   gpu: boolean;
+  /** Whose GPUs the steps ask for (only with `gpu`). */
+  gpuVendor?: GpuVendor;
   /** Why these pods go to more nodes than the steps run on, and how to narrow them. */
   note?: string;
   /** The rollout when it was waited for (null with `wait: false`). */
@@ -107,18 +111,28 @@ async function connect(command: string, options: ClusterOptions): Promise<{ targ
   return { target: { apps, server, namespace: options.namespace }, core: kubeConfig.makeApiClient(k8s.CoreV1Api), kubeconfig: source };
 }
 
-/** The GPU resource Metaflow limits a GPU step's pod to (METAFLOW_KUBERNETES_GPU_VENDOR, default nvidia). */
-function gpuResource(env: Record<string, string | undefined>): string {
-  return `${(metaflowSetting('METAFLOW_KUBERNETES_GPU_VENDOR', env)?.value ?? 'nvidia').toLowerCase()}.com/gpu`;
+/** A label of the vendor's GPU nodes, for the note's example (set by NVIDIA's GPU feature discovery; by node feature discovery's AMD GPU rule). */
+const GPU_NODE_LABEL: Record<GpuVendor, string> = { nvidia: '{"nvidia.com/gpu.present": "true"}', amd: '{"feature.node.kubernetes.io/amd-gpu": "true"}' };
+
+/**
+ * The toleration a GPU step's pods get and prepull's pods must carry themselves: Kubernetes'
+ * ExtendedResourceToleration admission (on in GKE and AKS, for example) gives a pod that asks for
+ * the extended resource `<vendor>.com/gpu` — as Metaflow's GPU pods do — the toleration of
+ * that key with Exists and NoSchedule, which is how GPU nodes are tainted. The pods of prepull ask
+ * for no GPU, so without it they would not go to the very nodes the step runs on.
+ */
+function gpuToleration(vendor: GpuVendor): V1Toleration {
+  return { key: `${vendor}.com/gpu`, operator: 'Exists', effect: 'NoSchedule' };
 }
 
 function gpuNote(placement: StepPlacement, options: PrepullFlowOptions): string | undefined {
   if (!placement.gpu || Object.keys(placement.nodeSelector).length > 0 || Object.keys(options.nodeSelector).length > 0) return undefined;
-  const steps = placement.steps.join(', ');
+  const vendor = placement.gpuVendor ?? 'nvidia';
+  const one = placement.steps.length === 1;
   return (
-    `step${placement.steps.length === 1 ? '' : 's'} ${steps} ask${placement.steps.length === 1 ? 's' : ''} for GPUs and name${placement.steps.length === 1 ? 's' : ''} no node_selector: ` +
-    `Kubernetes runs ${placement.steps.length === 1 ? 'it' : 'them'} on the nodes with the ${gpuResource(options.env)} resource, which no node selector can name, so ${placement.steps.length === 1 ? 'its image is' : 'their images are'} warmed on every node. ` +
-    'To narrow it, give the step @kubernetes(node_selector={…}) with a label of the GPU nodes (e.g. {"nvidia.com/gpu.present": "true"}, set by NVIDIA\'s GPU feature discovery), or set METAFLOW_KUBERNETES_NODE_SELECTOR.'
+    `step${one ? '' : 's'} ${placement.steps.join(', ')} ask${one ? 's' : ''} for GPUs and name${one ? 's' : ''} no node_selector: ` +
+    `Kubernetes runs ${one ? 'it' : 'them'} on the nodes with the ${vendor}.com/gpu resource, which no node selector can name, so ${one ? 'its image is' : 'their images are'} warmed on every node. ` +
+    `To narrow it, give the step @kubernetes(node_selector={…}) (or compute_pool=…) with a label of the GPU nodes (e.g. ${GPU_NODE_LABEL[vendor]}), or set METAFLOW_KUBERNETES_NODE_SELECTOR.`
   );
 }
 
@@ -130,11 +144,12 @@ function planDaemonSet(placement: StepPlacement, options: PrepullFlowOptions): {
   // The images are Linux images: never on a Windows node of a mixed cluster (unless the user says otherwise).
   const nodeSelector = { 'kubernetes.io/os': 'linux', ...placement.nodeSelector, ...options.nodeSelector };
   const seen = new Set<string>();
-  const tolerations = [...placement.tolerations, ...options.tolerations].filter((t) => !seen.has(JSON.stringify(t)) && Boolean(seen.add(JSON.stringify(t))));
+  const gpuTolerations = placement.gpu ? [gpuToleration(placement.gpuVendor ?? 'nvidia')] : [];
+  const tolerations = [...placement.tolerations, ...options.tolerations, ...gpuTolerations].filter((t) => !seen.has(JSON.stringify(t)) && Boolean(seen.add(JSON.stringify(t))));
   const name = prepullName(flow, isDefaultPlacement(placement) ? undefined : placement.key);
   const { daemonSet } = prepullDaemonSet({ flow, name, namespace: options.namespace, images, pullSecrets, nodeSelector, tolerations, pauseImage: options.pauseImage });
   const note = gpuNote(placement, options);
-  return { daemonSet, entry: { name, action: 'unchanged', steps: placement.steps, images, pullSecrets, nodeSelector, tolerations, gpu: placement.gpu, ...(note ? { note } : {}), nodes: null } };
+  return { daemonSet, entry: { name, action: 'unchanged', steps: placement.steps, images, pullSecrets, nodeSelector, tolerations, gpu: placement.gpu, ...(placement.gpuVendor ? { gpuVendor: placement.gpuVendor } : {}), ...(note ? { note } : {}), nodes: null } };
 }
 
 /**
@@ -145,7 +160,8 @@ function planDaemonSet(placement: StepPlacement, options: PrepullFlowOptions): {
 export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullResult> {
   const names = options.flowSteps.map((step) => step.name);
   prepullImages(options.imageMap, names, options.flowFile); // Every step has an image, before anything else.
-  const planned = stepPlacements({ steps: options.flowSteps }, names, options.flowFile, placementDefaults(options.env)).map((placement) => planDaemonSet(placement, options));
+  const attached = attachedDecorators(options.decospecs ?? [], options.env);
+  const planned = stepPlacements({ steps: options.flowSteps }, names, options.flowFile, placementDefaults(options.env), attached).map((placement) => planDaemonSet(placement, options));
   const { target, core, kubeconfig } = await connect('prepull', options);
   const secrets = [...new Set(planned.flatMap((p) => p.entry.pullSecrets))];
   for (const secret of await missingPullSecrets(core, options.namespace, secrets)) options.onProgress?.({ type: 'missing-secret', namespace: options.namespace, secret });

@@ -23,6 +23,7 @@ interface PrepullOptions {
   namespace: string;
   nodeSelector?: string[];
   toleration?: string[];
+  with?: string[];
   pullSecret?: string[];
   pauseImage?: string;
   timeout: number;
@@ -35,13 +36,21 @@ const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 
 const PREPULL_HELP = `
 Warms the nodes for a flow: creates or updates a DaemonSet (prebuilt-prepull-<flow>-<hash>) per
-placement of the flow's steps — as Metaflow's @kubernetes places them: node_selector, tolerations
-(else METAFLOW_KUBERNETES_NODE_SELECTOR / METAFLOW_KUBERNETES_TOLERATIONS), GPUs — whose pods pull
-those steps' images on each matching node (Linux nodes with the steps' labels and the
---node-selector labels, tolerating the steps' and the --toleration taints) — one init container
-per distinct image, each running the step's interpreter with nothing to do — then hold the node
-with a pause container. The pods ask for no GPU (a pull needs none); a GPU step with no
-node_selector is warmed on every node, with a note on how to narrow it.
+placement of the flow's steps — as Metaflow's @kubernetes places them: node_selector and
+compute_pool (the label outerbounds.co/compute-pool), tolerations (else
+METAFLOW_KUBERNETES_NODE_SELECTOR / METAFLOW_KUBERNETES_TOLERATIONS), GPUs and their gpu_vendor —
+whose pods pull those steps' images on each matching node (Linux nodes with the steps' labels and
+the --node-selector labels, tolerating the steps' and the --toleration taints) — one init
+container per distinct image, each running the step's interpreter with nothing to do — then hold
+the node with a pause container. The pods ask for no GPU (a pull needs none) but tolerate the
+GPU nodes' taint (<vendor>.com/gpu:NoSchedule, which Kubernetes gives the GPU steps' pods); a GPU
+step with no node_selector is warmed on every node, with a note on how to narrow it.
+
+Give --with the decorator specs you deploy with (python flow.py --with kubernetes:… argo-workflows
+create): as Metaflow does, a step without its own @kubernetes gets the first --with kubernetes:…
+(then METAFLOW_DEFAULT_DECOSPECS'), a step's own @kubernetes wins whole (nothing is merged), and
+--with resources:gpu=N gives GPUs to the steps without their own @resources. Other decorators are
+read and do not change where pods run.
 It waits until every matching node has pulled the current images, printing progress on stderr;
 running it again with the same images changes nothing, changed images roll out to all nodes at
 once, and a DaemonSet of a placement no step has any more is deleted. --remove deletes every
@@ -57,20 +66,24 @@ pull secret the namespace lacks gets a warning (the nodes would pull without it)
 
 Exit codes: 0 ready (or removed), 1 not ready within --timeout (the pods' problems are named:
 failed pulls, images that do not start) or the Kubernetes API failed or refused, 2 no image map
-(run prebuilt build first), a flow changed since its build, a node_selector or tolerations computed
-at run time, bad options, 130/143 interrupted (the
-DaemonSet stays).
+(run prebuilt build first), a flow changed since its build, a node_selector, tolerations,
+compute_pool or gpu_vendor computed at run time or one Metaflow would refuse, bad options or --with
+specs, 130/143 interrupted (the DaemonSet stays).
 
 Environment:
   ${PAUSE_IMAGE_SETTING}     the pods' main container (default ${DEFAULT_PAUSE_IMAGE})
   METAFLOW_PREBUILT_STATE_FILE      image map path (default .prebuilt/<Flow>/images.json beside the flow)
   METAFLOW_KUBERNETES_NODE_SELECTOR Metaflow's node selector of steps that name none ("k=v,k2=v2")
   METAFLOW_KUBERNETES_TOLERATIONS   Metaflow's tolerations of steps that name none (a JSON list)
+  METAFLOW_KUBERNETES_GPU_VENDOR    Metaflow's GPU vendor of steps that name none (nvidia, amd)
+  METAFLOW_DEFAULT_DECOSPECS        Metaflow's --with specs after the command line's (space-separated)
   KUBECONFIG                        the cluster
 
 Examples:
   $ prebuilt prepull flow.py --namespace metaflow
   $ prebuilt prepull flow.py -n metaflow --node-selector node.kubernetes.io/instance-type=g5.xlarge --toleration nvidia.com/gpu:NoSchedule
+  $ prebuilt prepull flow.py -n metaflow --with 'kubernetes:compute_pool=gpu-a100,gpu=1,gpu_vendor=nvidia'
+  $ prebuilt prepull flow.py -n metaflow --with 'kubernetes:node_selector={"pool": "gpu"},tolerations=[{"key": "gpu", "operator": "Exists"}]'
   $ prebuilt prepull flow.py -n metaflow --timeout 30m --json
   $ prebuilt prepull flow.py -n metaflow --remove`;
 
@@ -125,7 +138,7 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
   const { imageMap, flow } = await loadFlowImageMap(file, context);
   try {
     const result = await prepullFlow({
-      flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, cwd: context.cwd, nodeSelector, tolerations, pauseImage: pause,
+      flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, cwd: context.cwd, nodeSelector, tolerations, decospecs: options.with ?? [], pauseImage: pause,
       pullSecrets: options.pullSecret ?? [], wait: options.wait, timeoutMs: options.timeout, signal: context.signal,
       onProgress: (event) => context.stderr.write(progressLine(event)),
     });
@@ -138,7 +151,7 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
   }
 }
 
-/** `prebuilt prepull <flow> --namespace NS [--node-selector k=v]… [--toleration T]… [--remove] [--timeout 10m] [--json]`. */
+/** `prebuilt prepull <flow> --namespace NS [--node-selector k=v]… [--toleration T]… [--with D]… [--remove] [--timeout 10m] [--json]`. */
 export function registerPrepullCommand(program: Command, context: CliContext): void {
   program
     .command('prepull')
@@ -147,6 +160,7 @@ export function registerPrepullCommand(program: Command, context: CliContext): v
     .requiredOption('-n, --namespace <namespace>', 'Kubernetes namespace of the DaemonSet (and of the pull secrets)')
     .option('--node-selector <key=value>', 'only nodes with this label, besides the steps\' (repeatable)', collect)
     .option('--toleration <toleration>', 'tolerate a taint: key=value:Effect, key:Effect, key or * (repeatable)', collect)
+    .option('--with <decospec>', "a decorator spec you deploy with, e.g. kubernetes:node_selector=…,gpu=1: applied to the steps as Metaflow applies it (repeatable)", collect)
     .option('--pull-secret <name>', 'also name this image pull secret (repeatable; the image map\'s are always named)', collect)
     .option('--pause-image <image>', `the pods' main container (default: ${PAUSE_IMAGE_SETTING}, else ${DEFAULT_PAUSE_IMAGE})`)
     .addOption(new Option('--timeout <duration>', 'how long to wait for every node, e.g. 90s, 10m, 1h').argParser((v) => parseDuration(v, '--timeout')).default(DEFAULT_TIMEOUT_MS, '10m'))
