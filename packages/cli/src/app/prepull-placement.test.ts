@@ -4,12 +4,21 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, InputError } from '@prebuilt/core';
 import type { FlowStep, RemoteDecorator } from '@prebuilt/metaflow';
-import { isDefaultPlacement, parseStepNodeSelector, parseStepTolerations, placementDefaults, stepPlacements } from './prepull-placement.js';
+import { attachedDecorators, COMPUTE_POOL_LABEL, isDefaultPlacement, parseStepNodeSelector, parseStepTolerations, placementDefaults, stepPlacements } from './prepull-placement.js';
 
 const where = { file: 'flow.py', step: 'train', line: 7 };
 const kubernetes = (more: Partial<RemoteDecorator> = {}): RemoteDecorator => ({ name: 'kubernetes', line: 5, gpu: null, image: { kind: 'absent' }, ...more });
 const step = (name: string, more: Partial<FlowStep> = {}): FlowStep => ({ name, line: 10, imports: [], ...more });
 const GPU_TAINT = { key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' };
+const arg = (value: unknown, line = 5) => ({ kind: 'static' as const, value, line });
+function thrown(fn: () => unknown): Error & { exitCode?: number; hint?: string } {
+  try {
+    fn();
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('nothing was thrown');
+}
 
 describe('step placements (as Metaflow places @kubernetes pods)', () => {
   let home: string;
@@ -95,5 +104,99 @@ describe('step placements (as Metaflow places @kubernetes pods)', () => {
     expect(error).toBeInstanceOf(InputError);
     expect(error.message).toMatch(/^teamlib\/base\.py:4: step 'train': the 'node_selector' argument/);
     expect(error.file).toBe('teamlib/base.py');
+  });
+
+  // Metaflow 2.19: decorators._attach_decorators_to_step (a step keeps its own @kubernetes whole),
+  // cli.py / cli_components/run_cmds.py (--with, then METAFLOW_DEFAULT_DECOSPECS), KubernetesDecorator.init / step_init.
+  describe('--with kubernetes:… / resources:… (the deploy\'s command line)', () => {
+    it('the first --with kubernetes goes to every step without its own @kubernetes; a step\'s own wins whole (no merge); --with resources gives its gpu to steps without @resources', () => {
+      const steps = [step('start'), step('own', { remote: kubernetes({ nodeSelector: arg({ pool: 'cpu' }) }) }), step('res', { resources: { line: 8, gpu: 2 } })];
+      const attached = attachedDecorators(['kubernetes:node_selector={"pool": "gpu"},tolerations=[{"key": "gpu", "operator": "Exists"}],gpu_vendor=AMD', 'kubernetes:compute_pool=ignored', 'retry:times=3', 'resources:gpu=1'], none());
+      expect(attached.kubernetes?.source).toBe('--with kubernetes:node_selector={"pool": "gpu"},tolerations=[{"key": "gpu", "operator": "Exists"}],gpu_vendor=AMD');
+      const groups = stepPlacements({ steps }, ['start', 'own', 'res'], 'flow.py', placementDefaults(none()), attached);
+      expect(groups.map((g) => [g.steps, g.nodeSelector, g.tolerations, g.gpu, g.gpuVendor])).toEqual([
+        [['start', 'res'], { pool: 'gpu' }, [{ key: 'gpu', operator: 'Exists' }], true, 'amd'],
+        [['own'], { pool: 'cpu' }, [], true, 'nvidia'],
+      ]);
+    });
+
+    it('METAFLOW_DEFAULT_DECOSPECS comes after --with (the first of a name wins), and names itself in errors', () => {
+      const env = { ...none(), METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:compute_pool=dflt resources:gpu=1' };
+      expect(stepPlacements({ steps: [step('start')] }, ['start'], 'flow.py', {}, attachedDecorators([], env))[0]).toMatchObject({ nodeSelector: { [COMPUTE_POOL_LABEL]: 'dflt' }, gpu: true, gpuVendor: 'nvidia' });
+      expect(stepPlacements({ steps: [step('start')] }, ['start'], 'flow.py', {}, attachedDecorators(['kubernetes:compute_pool=given'], env))[0]!.nodeSelector).toEqual({ [COMPUTE_POOL_LABEL]: 'given' });
+      const error = thrown(() => stepPlacements({ steps: [step('start')] }, ['start'], 'flow.py', {}, attachedDecorators([], { ...none(), METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:node_selector=pool' })));
+      expect(error).toBeInstanceOf(ConfigError);
+      expect(error.message).toBe("METAFLOW_DEFAULT_DECOSPECS (kubernetes:node_selector=pool) is not valid for Metaflow: node_selector 'pool' has 'pool', which is not key=value.");
+      expect((error as ConfigError).setting).toBe('METAFLOW_DEFAULT_DECOSPECS');
+    });
+
+    it('an attribute @kubernetes does not take is refused as Metaflow refuses it (a "k=v,k2=v2" selector with plain keys is split into one), naming the --with and listing the attributes', () => {
+      const error = thrown(() => attachedDecorators(['kubernetes:node_selector=pool=gpu,zone=a'], none()));
+      expect(error).toBeInstanceOf(ConfigError);
+      expect(error.message).toBe("--with kubernetes:node_selector=pool=gpu,zone=a: Metaflow's @kubernetes does not support the attribute 'zone'.");
+      expect(error.hint).toMatch(/^The attributes of @kubernetes: cpu, memory, .*compute_pool/);
+      expect(error.exitCode).toBe(2);
+      // Written as JSON it is one attribute, as in Metaflow.
+      expect(stepPlacements({ steps: [step('start')] }, ['start'], 'flow.py', {}, attachedDecorators(['kubernetes:node_selector={"pool": "gpu", "zone": "a"}'], none()))[0]!.nodeSelector).toEqual({ pool: 'gpu', zone: 'a' });
+    });
+
+    it('bad values are ConfigErrors naming the --with; a GPU count must be whole (a string of one is fine, as in step_init)', () => {
+      const placeWith = (spec: string) => stepPlacements({ steps: [step('start')] }, ['start'], 'flow.py', {}, attachedDecorators([spec], none()));
+      expect(placeWith('kubernetes:gpu="2"')[0]!.gpu).toBe(true);
+      expect(thrown(() => placeWith('kubernetes:gpu=1.5')).message).toBe('--with kubernetes:gpu=1.5 is not valid for Metaflow: gpu=1.5 is not a whole number of GPUs.');
+      expect(thrown(() => placeWith('kubernetes:tolerations={"key": "x"}')).message).toMatch(/^--with kubernetes:tolerations=\{"key": "x"\} is not valid for Metaflow: tolerations must be a list of dicts/);
+      const vendor = thrown(() => placeWith('kubernetes:gpu_vendor=intel'));
+      expect(vendor).toBeInstanceOf(ConfigError);
+      expect(vendor.message).toBe('--with kubernetes:gpu_vendor=intel is not valid for Metaflow: the GPU vendor "intel" is not one Metaflow supports (nvidia or amd).');
+      expect(vendor.hint).toMatch(/--with 'kubernetes:node_selector=/);
+    });
+
+    it('a step on @batch that --with kubernetes reaches is refused, as Metaflow refuses a step on both', () => {
+      const steps = [step('start', { remote: { name: 'batch', line: 4, gpu: null, image: { kind: 'absent' } } })];
+      const error = thrown(() => stepPlacements({ steps }, ['start'], 'flow.py', {}, attachedDecorators(['kubernetes'], none())));
+      expect(error).toBeInstanceOf(InputError);
+      expect(error.message).toBe("flow.py:4: step 'start' has @batch, and --with kubernetes gives it @kubernetes too, which Metaflow refuses (\"Step *start* is marked for execution both on AWS Batch and Kubernetes\").");
+      // Without it, a @batch step is placed as before (Metaflow's defaults; no GPU vendor).
+      expect(stepPlacements({ steps }, ['start'], 'flow.py', {})[0]).toMatchObject({ nodeSelector: {}, gpu: false });
+    });
+  });
+
+  describe('compute_pool and gpu_vendor of a step\'s own @kubernetes', () => {
+    it(`compute_pool is the node label ${'outerbounds.co/compute-pool'} over the node_selector (or Metaflow's default selector)`, () => {
+      const steps = [
+        step('start', { remote: kubernetes({ computePool: arg('a100'), nodeSelector: arg('team=ml,outerbounds.co/compute-pool=other') }) }),
+        step('end', { remote: kubernetes({ computePool: arg('cpu-pool') }) }),
+      ];
+      const env = { ...none(), METAFLOW_KUBERNETES_NODE_SELECTOR: 'zone=a' };
+      expect(stepPlacements({ steps }, ['start', 'end'], 'flow.py', placementDefaults(env)).map((g) => g.nodeSelector)).toEqual([
+        { team: 'ml', [COMPUTE_POOL_LABEL]: 'a100' },
+        { zone: 'a', [COMPUTE_POOL_LABEL]: 'cpu-pool' },
+      ]);
+      const bad = thrown(() => stepPlacements({ steps: [step('start', { remote: kubernetes({ computePool: arg('no pool!', 9) }) })] }, ['start'], 'flow.py', {}));
+      expect(bad).toBeInstanceOf(InputError);
+      expect(bad.message).toBe("flow.py:9: step 'start': compute_pool \"no pool!\" is not a node label value (Metaflow puts it in the label outerbounds.co/compute-pool).");
+      const dynamic = thrown(() => stepPlacements({ steps: [step('start', { remote: kubernetes({ computePool: { kind: 'dynamic', line: 11, why: "'pool()' is not a literal" } }) })] }, ['start'], 'flow.py', {}));
+      expect(dynamic.message).toBe("flow.py:11: step 'start': the 'compute_pool' argument of @kubernetes cannot be read without running the flow: 'pool()' is not a literal");
+    });
+
+    it("gpu_vendor places GPU steps apart (step's own, else METAFLOW_KUBERNETES_GPU_VENDOR, else nvidia; case aside); NVIDIA placements keep the key they had without a vendor", () => {
+      const steps = [
+        step('a', { remote: kubernetes({ gpu: 1, gpuVendor: arg('AMD') }) }),
+        step('b', { remote: kubernetes({ gpu: 1 }) }),
+        step('c', { remote: kubernetes({ gpuVendor: arg('amd') }) }),
+      ];
+      const groups = stepPlacements({ steps }, ['a', 'b', 'c'], 'flow.py', placementDefaults(none()));
+      expect(groups.map((g) => [g.steps, g.gpu, g.gpuVendor])).toEqual([[['a'], true, 'amd'], [['b'], true, 'nvidia'], [['c'], false, undefined]]);
+      expect(groups[1]!.key).toBe('{"gpu":true,"nodeSelector":{},"tolerations":[]}');
+      expect(groups[0]!.key).toBe('{"gpu":true,"gpuVendor":"amd","nodeSelector":{},"tolerations":[]}');
+      const fromSetting = stepPlacements({ steps: [steps[1]!] }, ['b'], 'flow.py', placementDefaults({ ...none(), METAFLOW_KUBERNETES_GPU_VENDOR: 'AMD' }));
+      expect(fromSetting[0]!.gpuVendor).toBe('amd');
+      const bad = thrown(() => stepPlacements({ steps: [step('c', { remote: kubernetes({ gpuVendor: arg('intel', 6) }) })] }, ['c'], 'flow.py', {}));
+      expect(bad).toBeInstanceOf(InputError);
+      expect(bad.message).toBe("flow.py:6: step 'c': the GPU vendor \"intel\" is not one Metaflow supports (nvidia or amd).");
+      const setting = thrown(() => stepPlacements({ steps: [steps[1]!] }, ['b'], 'flow.py', placementDefaults({ ...none(), METAFLOW_KUBERNETES_GPU_VENDOR: 'intel' })));
+      expect(setting).toBeInstanceOf(ConfigError);
+      expect(setting.message).toMatch(/^METAFLOW_KUBERNETES_GPU_VENDOR is not valid for Metaflow: the GPU vendor "intel"/);
+    });
   });
 });
