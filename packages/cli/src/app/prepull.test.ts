@@ -210,6 +210,28 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
       await removePrepull({ flow: 'GpuFlow', namespace: 'metaflow', env, k8s });
     });
 
+    it("--with kubernetes:… as deployed: steps without their own @kubernetes go to its compute pool, a step's own wins; a GPU DaemonSet tolerates its vendor's taint (asking for no GPU)", async () => {
+      const pool = { 'outerbounds.co/compute-pool': 'mi300' };
+      controller = startFakeDaemonSetController(fake, { nodes: ['gpu-1', 'gpu-2', 'cpu-1'], nodeLabels: { 'gpu-1': pool, 'gpu-2': pool, 'cpu-1': { pool: 'cpu' } } });
+      const run = options('WithFlow', { flowSteps: placed({ remote: kubernetes({ nodeSelector: { kind: 'static', value: { pool: 'cpu' }, line: 20 } }) }), decospecs: ['kubernetes:compute_pool=mi300,gpu=1,gpu_vendor=amd'] });
+      const result = await prepullFlow(run);
+      const AMD_TAINT = { key: 'amd.com/gpu', operator: 'Exists', effect: 'NoSchedule' };
+      expect(result.daemonSets.map((d) => [d.steps, d.gpu, d.gpuVendor, d.nodeSelector, d.tolerations, d.nodes?.desired])).toEqual([
+        [['start', 'end'], true, 'amd', { 'kubernetes.io/os': 'linux', ...pool }, [AMD_TAINT], 2],
+        [['train'], false, undefined, { 'kubernetes.io/os': 'linux', pool: 'cpu' }, [], 1],
+      ]);
+      expect(result.daemonSets[0]!.note).toBeUndefined();
+      const pod = stored(result.daemonSets[0]!.name);
+      expect(pod.tolerations).toEqual([AMD_TAINT]);
+      const limits = [...pod.initContainers, ...(pod as unknown as { containers: { resources: Record<string, object> }[] }).containers].map((c) => (c.resources as { limits: Record<string, string> }).limits);
+      expect(limits.every((limit) => !('amd.com/gpu' in limit))).toBe(true);
+      // A --with Metaflow would refuse is refused before the cluster is asked.
+      const refused = await prepullFlow(options('WithFlow', { namespace: 'nowhere', decospecs: ['kubernetes:node_selector=pool=gpu,zone=a'] })).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(ConfigError);
+      expect((refused as ConfigError).message).toMatch(/^--with kubernetes:node_selector=pool=gpu,zone=a: Metaflow's @kubernetes does not support the attribute 'zone'/);
+      await removePrepull({ flow: 'WithFlow', namespace: 'metaflow', env, k8s });
+    });
+
     it('a computed node_selector is exit 2 at file:line naming the step, before the cluster is asked', async () => {
       const error = await prepullFlow(options('DynFlow', { namespace: 'nowhere', flowSteps: placed({ remote: kubernetes({ nodeSelector: { kind: 'dynamic', line: 21, why: "'pick()' is not a literal, a constant or a simple expression" } }) }) })).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(InputError);
