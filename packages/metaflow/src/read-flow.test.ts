@@ -212,7 +212,7 @@ describe.concurrent('readFlow', () => {
     expect(flow.steps[1]?.remote).toEqual({ name: 'batch', line: 8, gpu: 2, image: { kind: 'dynamic', line: 8 } });
   });
 
-  it("reads @kubernetes' node_selector and tolerations (literals, constants; a computed one is marked with why, for prepull alone to refuse)", async () => {
+  it("reads @kubernetes' node_selector, tolerations, compute_pool and gpu_vendor (literals, constants; a computed one is marked with why, for prepull alone to refuse)", async () => {
     const flow = await read(
       [
         'import os',
@@ -220,7 +220,7 @@ describe.concurrent('readFlow', () => {
         'GPU_POOL = {"pool": "gpu"}',
         'TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}',
         'class F(FlowSpec):',
-        '    @kubernetes(gpu=1, node_selector=GPU_POOL, tolerations=[TAINT])',
+        '    @kubernetes(gpu=1, node_selector=GPU_POOL, tolerations=[TAINT], compute_pool="a100", gpu_vendor="amd")',
         '    @step',
         '    def start(self):',
         '        self.next(self.mid)',
@@ -238,6 +238,8 @@ describe.concurrent('readFlow', () => {
       gpu: 1,
       nodeSelector: { kind: 'static', value: { pool: 'gpu' }, line: 6 },
       tolerations: { kind: 'static', value: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }], line: 6 },
+      computePool: { kind: 'static', value: 'a100', line: 6 },
+      gpuVendor: { kind: 'static', value: 'amd', line: 6 },
     });
     expect(flow.steps[1]?.remote).toMatchObject({ nodeSelector: { kind: 'static', value: 'pool=cpu,zone=a' }, tolerations: { kind: 'dynamic', line: 10, why: expect.stringMatching(/not a literal, a constant or a simple expression/) } });
     // @batch has no placement of Kubernetes: its arguments are not read.

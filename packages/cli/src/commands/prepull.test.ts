@@ -74,8 +74,8 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove']);
   });
 
-  it('a flow file whose GPU step names a node_selector and tolerations: two DaemonSets through the flow reader; a computed node_selector is exit 2 naming file, line and step; --remove removes both', async () => {
-    controller = startFakeDaemonSetController(fake, { nodes: ['cpu-1', 'gpu-1'], nodeLabels: { 'cpu-1': { pool: 'cpu' }, 'gpu-1': { pool: 'gpu' } } });
+  it('a flow file whose GPU step names a node_selector and tolerations: two DaemonSets through the flow reader; a computed node_selector is exit 2 naming file, line and step; --remove removes both; --with places the step without its own @kubernetes', async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: ['cpu-1', 'gpu-1'], nodeLabels: { 'cpu-1': { pool: 'cpu', 'outerbounds.co/compute-pool': 'p1' }, 'gpu-1': { pool: 'gpu' } } });
     const placed = join(dir, 'placed');
     await mkdir(join(placed, '.prebuilt', 'WarmFlow'), { recursive: true });
     const flow = (selector: string) =>
@@ -101,6 +101,20 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     const removed = await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove'], {}, placed);
     expect(removed.code, removed.stderr).toBe(0);
     expect(removed.stdout.trim().split('\n').sort()).toEqual(json.daemonSets.map((d) => `removed DaemonSet metaflow/${d.name}`).sort());
+
+    // The deploy's --with: the step without its own @kubernetes goes to the compute pool; the step's own wins.
+    await writeFile(join(placed, 'flow.py'), flow('"pool=gpu"'));
+    const withPool = await run(['prepull', 'flow.py', '-n', 'metaflow', '--with', 'kubernetes:compute_pool=p1,node_selector={"pool": "cpu"}', '--json'], {}, placed);
+    expect(withPool.code, withPool.stderr).toBe(0);
+    const pooled = JSON.parse(withPool.stdout) as typeof json;
+    expect(pooled.daemonSets.map((d) => [d.steps, d.nodeSelector, d.nodes.desired])).toEqual([
+      [['start'], { 'kubernetes.io/os': 'linux', pool: 'gpu' }, 1],
+      [['end'], { 'kubernetes.io/os': 'linux', pool: 'cpu', 'outerbounds.co/compute-pool': 'p1' }, 1],
+    ]);
+    const refused = await run(['prepull', 'flow.py', '-n', 'metaflow', '--with', 'kubernetes:node_selector=pool=cpu,zone=a'], {}, placed);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("--with kubernetes:node_selector=pool=cpu,zone=a: Metaflow's @kubernetes does not support the attribute 'zone'.");
+    expect((await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove'], {}, placed)).code).toBe(0);
   });
 
   it('no image map is exit 2 with the build hint; so is a bad --node-selector', async () => {
@@ -170,6 +184,8 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     const help = await run(['prepull', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('--node-selector <key=value>');
+    expect(help.stdout).toContain('--with <decospec>');
+    expect(help.stdout).toContain("a step's own @kubernetes wins whole (nothing is merged)");
     expect(help.stdout).toContain('Exit codes:');
     expect(help.stdout).toContain('$ prebuilt prepull flow.py -n metaflow --remove');
   });
