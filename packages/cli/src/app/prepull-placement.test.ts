@@ -120,7 +120,7 @@ describe('step placements (as Metaflow places @kubernetes pods)', () => {
       ]);
     });
 
-    it('METAFLOW_DEFAULT_DECOSPECS comes after --with (the first of a name wins), and names itself in errors', () => {
+    it('METAFLOW_DEFAULT_DECOSPECS (environment, else the configuration file) comes after --with (the first of a name wins), and names itself in errors', async () => {
       const env = { ...none(), METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:compute_pool=dflt resources:gpu=1' };
       expect(stepPlacements({ steps: [step('start')] }, ['start'], 'flow.py', {}, attachedDecorators([], env))[0]).toMatchObject({ nodeSelector: { [COMPUTE_POOL_LABEL]: 'dflt' }, gpu: true, gpuVendor: 'nvidia' });
       expect(stepPlacements({ steps: [step('start')] }, ['start'], 'flow.py', {}, attachedDecorators(['kubernetes:compute_pool=given'], env))[0]!.nodeSelector).toEqual({ [COMPUTE_POOL_LABEL]: 'given' });
@@ -128,6 +128,11 @@ describe('step placements (as Metaflow places @kubernetes pods)', () => {
       expect(error).toBeInstanceOf(ConfigError);
       expect(error.message).toBe("METAFLOW_DEFAULT_DECOSPECS (kubernetes:node_selector=pool) is not valid for Metaflow: node_selector 'pool' has 'pool', which is not key=value.");
       expect((error as ConfigError).setting).toBe('METAFLOW_DEFAULT_DECOSPECS');
+      await writeFile(join(home, 'config.json'), JSON.stringify({ METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:gpu_vendor=intel' }));
+      const fromFile = thrown(() => stepPlacements({ steps: [step('start')] }, ['start'], 'flow.py', {}, attachedDecorators([], none())));
+      await rm(join(home, 'config.json'));
+      expect(fromFile.message).toBe(`METAFLOW_DEFAULT_DECOSPECS in ${join(home, 'config.json')} (kubernetes:gpu_vendor=intel) is not valid for Metaflow: the GPU vendor "intel" is not one Metaflow supports (nvidia or amd).`);
+      expect(fromFile.hint).toMatch(/as Metaflow reads --with/);
     });
 
     it('an attribute @kubernetes does not take is refused as Metaflow refuses it (a "k=v,k2=v2" selector with plain keys is split into one), naming the --with and listing the attributes', () => {

@@ -136,9 +136,11 @@ export function placementDefaults(env: Record<string, string | undefined>): Plac
  */
 export function attachedDecorators(withSpecs: readonly string[], env: Record<string, string | undefined>): AttachedDecorators {
   const defaults = metaflowSetting('METAFLOW_DEFAULT_DECOSPECS', env);
+  // The setting's name first (errors name it as a setting), and the configuration file when it came from there.
+  const setting = defaults?.source === 'METAFLOW_DEFAULT_DECOSPECS' ? defaults.source : `METAFLOW_DEFAULT_DECOSPECS in ${defaults?.source}`;
   const specs = [
     ...withSpecs.map((text) => ({ ...parseDecospec(text, '--with'), source: `--with ${text}` })),
-    ...(defaults?.value.split(/\s+/).filter(Boolean) ?? []).map((text) => ({ ...parseDecospec(text, defaults!.source), source: `${defaults!.source} (${text})` })),
+    ...(defaults?.value.split(/\s+/).filter(Boolean) ?? []).map((text) => ({ ...parseDecospec(text, setting), source: `${setting} (${text})` })),
   ];
   const attached: AttachedDecorators = {};
   for (const spec of specs) {
