@@ -163,4 +163,9 @@ describe('commandLineGpuSteps', () => {
     expect(gpus(['--with', 'kubernetes:gpu=0', 'run'])).toEqual([]);
     expect(gpus(['--with', 'retry', 'run'])).toEqual([]);
   });
+
+  it("reads the specs as Metaflow does (parseDecospec): a quoted count, a JSON value with commas; one it cannot read is exit 2 naming where it came from", () => {
+    expect(gpus(['--with', 'kubernetes:tolerations=[{"key": "gpu", "operator": "Exists"}],gpu="2"', 'run'])).toEqual(['start']);
+    expect(() => gpus(['argo-workflows', 'create'], { METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:gpu' })).toThrow("METAFLOW_DEFAULT_DECOSPECS kubernetes:gpu: 'gpu' is not an attribute=value, so Metaflow cannot read the spec.");
+  });
 });
