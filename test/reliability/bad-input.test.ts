@@ -7,6 +7,7 @@
  * Rows that need the test registries (plan/build) skip, saying so, when they are absent (in CI they fail, saying so).
  */
 import { cp, mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -65,6 +66,9 @@ const editLock = (edit: (lock: Record<string, any>) => void) => async (ctx: Case
 /** The marker inside the planted wheel a hostile index page links by a file: URL. */
 const CANARY = 'canary-9d41c3a7-never-in-lock-or-cache';
 const canaryUrl = (ctx: CaseContext): string => pathToFileURL(join(ctx.dir, 'home', 'tinyhttp-9.9.9-py3-none-any.whl')).href;
+
+/** A file of this machine a hostile lock points a wheel at through a symlink in a file: index. */
+const SECRET = '{"auths":{"registry.example":{"auth":"c2VjcmV0OnNlY3JldA=="}}}\n';
 
 const firstEnv = (lock: Record<string, any>): Record<string, any> => Object.values(lock['envs'] as Record<string, any>)[0] as Record<string, any>;
 
@@ -159,6 +163,26 @@ const CASES: Case[] = [
       names: () => [LOCK_FILE, 'file:///etc/passwd', /not a file: index/],
     }),
   ),
+  {
+    name: 'lock file: a wheel under a file: index at a symlink pointing out of it (refused before it is read: nothing of the file is printed)',
+    args: ['build', '--frozen'],
+    setup: async (ctx) => {
+      const project = join(ctx.dir, 'index', 'simple', 'canary');
+      await mkdir(project, { recursive: true });
+      await mkdir(join(ctx.dir, 'home'), { recursive: true });
+      await writeFile(join(ctx.dir, 'home', 'config.json'), SECRET);
+      await symlink(join(ctx.dir, 'home', 'config.json'), join(project, 'canary-1.0-py3-none-any.whl'));
+      await editLock((lock) => {
+        firstEnv(lock)['request'].indexUrl = pathToFileURL(join(ctx.dir, 'index', 'simple')).href;
+        const url = pathToFileURL(join(project, 'canary-1.0-py3-none-any.whl')).href;
+        firstEnv(lock)['packages'].push({ kind: 'pypi', name: 'canary', version: '1.0', build: '', url, sha256: '1'.repeat(64), size: SECRET.length, filename: 'canary-1.0-py3-none-any.whl' });
+      })(ctx);
+    },
+    env: () => ({ METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }),
+    code: 2,
+    names: () => [`Lock file ${LOCK_FILE} locks the wheel canary-1.0-py3-none-any.whl (canary)`, /not inside the env's file: index/, 'prebuilt lock --update'],
+    absent: [createHash('sha256').update(SECRET).digest('hex'), `${SECRET.length} bytes`],
+  },
   { name: 'lock file: missing packages', args: ['lock', '--frozen'], setup: editLock((lock) => delete firstEnv(lock)['packages']), code: 2, names: () => [LOCK_FILE, /packages/] },
   { name: 'lock file: missing envs', args: ['plan', '--frozen'], setup: editLock((lock) => delete lock['envs']), env: () => ({ METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: '127.0.0.1:1' }), code: 2, names: () => [LOCK_FILE, /envs/] },
   {

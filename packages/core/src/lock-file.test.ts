@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readdir, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EnvironmentError, InputError } from './errors.js';
 import { lockFilePath, readLockFile, serializeLockFile } from './lock-file.js';
@@ -122,8 +123,13 @@ describe('readLockFile validation', () => {
       );
       expect((error as InputError).message).not.toContain('s3cret');
     }
-    const local = await withIndex('file:///srv/wheels/simple');
-    expect((local as { envs: Record<string, { packages: { url: string }[] }> }).envs[key]!.packages[at]!.url).toBe('file:///home/u/.docker/config.json');
+    const outside = await withIndex('file:///srv/wheels/simple');
+    expect((outside as InputError).message, 'a file: index names only files inside it').toBe(
+      `Lock file ${lockFile} locks the wheel canary-1.0-py3-none-any.whl (canary) at file:///home/u/.docker/config.json, which is not inside the env's file: index file:///srv/wheels/simple (by the path it names, \`..\` and symlinks resolved); refusing to read it.`,
+    );
+    (entry.packages[at] as { url: string }).url = 'file:///srv/wheels/simple/canary/canary-1.0-py3-none-any.whl';
+    const local = await withIndex('file:///srv/wheels/simple/');
+    expect(InputError.isInstance(local), String(local)).toBe(false);
   });
 
   it("refuses a conda package at a file: URL not under one of the env's file: channels; under one (the setting's or a decorator's channel::) it is read", async () => {
@@ -140,22 +146,25 @@ describe('readLockFile validation', () => {
       await writeFile(lockFile, JSON.stringify(parsed));
       return readLockFile(lockFile).catch((e: unknown) => e);
     };
-    for (const [channels, conda] of [
-      [['https://conda.example/forge'], {}],
-      [['file:///srv/chan'], {}],
-      [['https://conda.example/forge'], { 'file:///srv/other::canary': '' }],
-      [['file:///srv/channel/linux-64/%2e%2e/%2E%2e/chan'], {}],
+    const noFileChannel = await read(['https://conda.example/forge']);
+    expect((noFileChannel as InputError).message).toBe(
+      `Lock file ${lockFile} is invalid: envs.${key}.packages[${at}] locks the conda package canary-1.0-0.conda at ${url}, which is not an http(s) URL and not under a file: channel of the env; only a file: channel names files on this machine.`,
+    );
+    for (const [channels, conda, named] of [
+      [['file:///srv/chan'], {}, 'file:///srv/chan'],
+      [['https://conda.example/forge'], { 'file:///srv/other::canary': '' }, 'file:///srv/other'],
+      [['file:///srv/channel/linux-64/%2e%2e/%2E%2e/chan'], {}, 'file:///srv/channel/linux-64/%2e%2e/%2E%2e/chan'],
     ] as const) {
       const error = await read([...channels], conda);
       expect(InputError.isInstance(error), JSON.stringify(channels)).toBe(true);
       expect((error as InputError).message).toBe(
-        `Lock file ${lockFile} is invalid: envs.${key}.packages[${at}] locks the conda package canary-1.0-0.conda at ${url}, which is not an http(s) URL and not under a file: channel of the env; only a file: channel names files on this machine.`,
+        `Lock file ${lockFile} locks the conda package canary-1.0-0.conda (canary) at ${url}, which is not inside the env's file: channels ${named} (by the path it names, \`..\` and symlinks resolved); refusing to read it.`,
       );
     }
     const escaping = 'file:///srv/channel/linux-64/../../../home/u/.docker/config.json';
     (entry.packages[at] as { url: string }).url = escaping;
     const error = await read(['file:///srv/channel']);
-    expect((error as InputError).message, 'a .. out of the channel').toContain(`at ${escaping}, which is not an http(s) URL and not under a file: channel`);
+    expect((error as InputError).message, 'a .. out of the channel').toContain(`at ${escaping}, which is not inside the env's file: channels file:///srv/channel`);
     (entry.packages[at] as { url: string }).url = url;
     for (const [channels, conda] of [
       [['file:///srv/channel'], {}],
@@ -193,5 +202,90 @@ describe('a flow in a directory this user may not write', () => {
         'or lock in a copy of the project you can write and commit flow.prebuilt.lock (with it up to date, --frozen reads it and writes nothing).',
     );
     expect(await readdir(project)).toEqual(['flow.py']);
+  });
+});
+
+describe("a file: URL inside the env's file: source, symlinks resolved", () => {
+  const secret = '{"auths":{"registry.example":{"auth":"c2VjcmV0"}}}';
+  /** A lock whose one env has a wheel (or conda package) at `url` and the given sources; read as `shownAs` would show it. */
+  async function lockWith(kind: 'pypi' | 'conda', url: string, sources: { indexUrl?: string; channels?: string[] }) {
+    const flowFile = join(dir, 'flow.py');
+    await rm(join(dir, 'flow.prebuilt.lock'), { force: true });
+    const { lock, lockFile } = await lockForFlow({ flowFile, steps: { start: request({}) }, glibc, resolve: fakeResolver() });
+    const parsed = JSON.parse(serializeLockFile(lock)) as { envs: Record<string, { request: { indexUrl: string | null; channels: string[] }; packages: unknown[] }> };
+    const entry = Object.values(parsed.envs)[0]!;
+    if (sources.indexUrl !== undefined) entry.request.indexUrl = sources.indexUrl;
+    if (sources.channels !== undefined) entry.request.channels = sources.channels;
+    const filename = kind === 'pypi' ? 'canary-1.0-py3-none-any.whl' : 'canary-1.0-0.conda';
+    entry.packages.push({ kind, name: 'canary', version: '1.0', build: kind === 'pypi' ? '' : '0', url, sha256: '1'.repeat(64), size: secret.length, filename });
+    await writeFile(lockFile, JSON.stringify(parsed));
+    return readLockFile(lockFile, { shownAs: 'flow.prebuilt.lock' }).catch((e: unknown) => e);
+  }
+  /** An index (or channel) directory with a project folder, and a secret file outside it. */
+  async function layout() {
+    const index = join(dir, 'wheels', 'simple');
+    await mkdir(join(index, 'canary'), { recursive: true });
+    await mkdir(join(dir, 'home'));
+    await writeFile(join(dir, 'home', 'config.json'), secret);
+    return { index, secretFile: join(dir, 'home', 'config.json') };
+  }
+  const url = (path: string) => pathToFileURL(path).href;
+
+  it('refuses a symlink inside a file: index that points out of it, naming the lock (as shown), the package and the fix, and nothing of the file', async () => {
+    const { index, secretFile } = await layout();
+    const wheel = join(index, 'canary', 'canary-1.0-py3-none-any.whl');
+    await symlink(secretFile, wheel);
+    const error = await lockWith('pypi', url(wheel), { indexUrl: url(index) });
+    expect(InputError.isInstance(error), String(error)).toBe(true);
+    const { message, hint, file } = error as InputError;
+    expect(message).toBe(
+      `Lock file flow.prebuilt.lock locks the wheel canary-1.0-py3-none-any.whl (canary) at ${url(wheel)}, which is not inside the env's file: index ${url(index)} (by the path it names, \`..\` and symlinks resolved); refusing to read it.`,
+    );
+    expect(hint).toContain('prebuilt lock --update flow.py');
+    expect(hint).toContain('METAFLOW_PREBUILT_PYPI_INDEX_URL');
+    expect(file).toBe(join(dir, 'flow.prebuilt.lock'));
+    expect(`${message} ${hint}`).not.toMatch(new RegExp(`${secret.length} bytes|config\\.json|c2VjcmV0`));
+  });
+
+  it('refuses a symlink inside a file: channel that points out of it', async () => {
+    const { index: channel, secretFile } = await layout();
+    await mkdir(join(channel, 'linux-64'));
+    const file = join(channel, 'linux-64', 'canary-1.0-0.conda');
+    await symlink(secretFile, file);
+    const error = await lockWith('conda', url(file), { channels: [url(channel)] });
+    expect((error as InputError).message).toBe(
+      `Lock file flow.prebuilt.lock locks the conda package canary-1.0-0.conda (canary) at ${url(file)}, which is not inside the env's file: channels ${url(channel)} (by the path it names, \`..\` and symlinks resolved); refusing to read it.`,
+    );
+  });
+
+  it("refuses .., %2e%2e and %2f out of a file: index by the path a reader would open", async () => {
+    const { index, secretFile } = await layout();
+    const relative = secretFile.slice(dir.length + 1);
+    for (const escaping of [
+      `${url(index)}/canary/../../../${relative}`,
+      `${url(index)}/canary/%2e%2e/%2E%2E/%2e%2e/${relative}`,
+      `${url(index)}/canary/..%2f..%2f..%2f${relative}`,
+    ]) {
+      const error = await lockWith('pypi', escaping, { indexUrl: url(index) });
+      expect(InputError.isInstance(error), escaping).toBe(true);
+      expect((error as InputError).message, escaping).toContain("which is not inside the env's file: index");
+    }
+  });
+
+  it('takes a file inside an index reached through a symlinked directory, by either path; a dangling name inside is left to the download', async () => {
+    const { index } = await layout();
+    const wheel = join(index, 'canary', 'canary-1.0-py3-none-any.whl');
+    await writeFile(wheel, secret);
+    await symlink(join(dir, 'wheels'), join(dir, 'linked'));
+    const viaLink = join(dir, 'linked', 'simple');
+    for (const [indexDir, file] of [
+      [viaLink, join(viaLink, 'canary', 'canary-1.0-py3-none-any.whl')],
+      [viaLink, wheel],
+      [index, join(viaLink, 'canary', 'canary-1.0-py3-none-any.whl')],
+      [index, join(index, 'canary', 'gone-1.0-py3-none-any.whl')],
+    ] as const) {
+      const read = await lockWith('pypi', url(file), { indexUrl: url(indexDir) });
+      expect(InputError.isInstance(read), `${file} in ${indexDir}: ${String(read)}`).toBe(false);
+    }
   });
 });

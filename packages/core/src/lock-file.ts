@@ -17,6 +17,7 @@ import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage, ResolvedWith 
 import { InputError, errorMessage } from './errors.js';
 import { fileKind } from './file-kind.js';
 import { canonicalJson, sha256Hex, stableJson } from './identity.js';
+import { fileUrlInsideSources, localSourceUrls } from './local-source.js';
 import { redactUrl } from './net/url-credentials.js';
 import { fileArgument } from './shell-word.js';
 
@@ -181,41 +182,50 @@ function validateDirectUrl(value: unknown, where: string): { requiredBy: string[
 
 /**
  * A package not at an http(s) URL — a `file:` URL naming a file of the machine that builds — is
- * locked only from a local source the env names: a wheel only for an env whose PyPI index is itself
- * a `file:` index, a conda package only under one of its `file:` channels (METAFLOW_PREBUILT_CONDA_CHANNELS
- * or a decorator's `file:///…::name`). A lock (a cloned flow's, committed) naming
- * `file:///home/u/.docker/config.json` under an http(s) index or channel read that file into the
- * package cache and the image.
+ * locked only from a local source the env names, and only inside it (checked by {@link checkLocalFiles}, symlinks resolved): a wheel inside the env's PyPI
+ * index when that is a `file:` index, a conda package inside one of its `file:` channels
+ * (METAFLOW_PREBUILT_CONDA_CHANNELS or a decorator's `file:///…::name`). A lock (a cloned flow's,
+ * committed) naming `file:///home/u/.docker/config.json` read that file into the package cache and
+ * the image. This check needs no file system: a `file:` URL with no local source of its kind at all.
  */
-/** A URL with its `.`/`..` segments (also percent-encoded) resolved, as a reader would take it; undefined for no URL. */
-function normalisedUrl(text: string): string | undefined {
-  try {
-    return new URL(text).href;
-  } catch {
-    return undefined;
-  }
-}
-
 function checkLocalUrls(request: EnvRequest, packages: readonly LockedPackage[], where: string): void {
-  const fileIndex = request.indexUrl !== null && /^file:/i.test(request.indexUrl);
-  const fileChannels = [...request.channels, ...Object.keys(request.conda).filter((k) => k.includes('::')).map((k) => k.slice(0, k.lastIndexOf('::')))]
-    .filter((c) => /^file:/i.test(c))
-    .map((c) => normalisedUrl(`${c.replace(/\/+$/, '')}/`));
   packages.forEach((p, i) => {
-    if (/^https?:\/\//i.test(p.url)) return;
+    if (/^https?:\/\//i.test(p.url) || (/^file:/i.test(p.url) && localSourceUrls(request, p.kind).length > 0)) return;
     if (p.kind === 'pypi') {
-      if (fileIndex) return;
       const index = request.indexUrl === null ? "pip's configured index" : `the index ${redactUrl(request.indexUrl)}`;
       throw new Invalid(
         `${where}.packages[${i}] locks the wheel ${p.filename} at ${redactUrl(p.url)}, which is not an http(s) URL, but the env's PyPI packages come from ${index}, not a file: index; only a file: index names files on this machine`,
       );
     }
-    const url = normalisedUrl(p.url);
-    if (url !== undefined && fileChannels.some((c) => c !== undefined && url.startsWith(c))) return;
     throw new Invalid(
       `${where}.packages[${i}] locks the conda package ${p.filename} at ${redactUrl(p.url)}, which is not an http(s) URL and not under a file: channel of the env; only a file: channel names files on this machine`,
     );
   });
+}
+
+/**
+ * Every `file:` URL of the lock, symlinks resolved, inside a local source of its env (see
+ * {@link checkLocalUrls}); realpath only, no file is opened. A symlink in the index pointing out
+ * (`simple/foo/foo-1.0-py3-none-any.whl -> /root/.docker/config.json`), or an index directory
+ * reached through a symlink, is judged by where it really is.
+ */
+async function checkLocalFiles(lock: LockFile, file: string, shown: string): Promise<void> {
+  for (const entry of Object.values(lock.envs)) {
+    for (const p of entry.packages) {
+      if (!/^file:/i.test(p.url)) continue;
+      const sources = localSourceUrls(entry.request, p.kind);
+      if (await fileUrlInsideSources(p.url, sources)) continue;
+      const what = p.kind === 'pypi' ? `the wheel ${p.filename} (${p.name})` : `the conda package ${p.filename} (${p.name})`;
+      const source = p.kind === 'pypi' ? 'file: index' : 'file: channels';
+      throw new InputError(
+        `Lock file ${shown} locks ${what} at ${redactUrl(p.url)}, which is not inside the env's ${source} ${sources.map(redactUrl).join(', ')} (by the path it names, \`..\` and symlinks resolved); refusing to read it.`,
+        {
+          file,
+          hint: `Re-create the lock with \`prebuilt lock --update ${flowOf(file)}\` (it replaces the file); if that file is meant to be used, put it inside the index or channel, or configure the one that holds it (METAFLOW_PREBUILT_PYPI_INDEX_URL, METAFLOW_PREBUILT_CONDA_CHANNELS) and re-lock.`,
+        },
+      );
+    }
+  }
 }
 
 function validateEntry(value: unknown, where: string): LockEntry {
@@ -361,7 +371,9 @@ export async function readLockFile(file: string, options: { shownAs?: string } =
       hint: corruptLockHint(file),
     });
   }
-  return validateLockFile(parsed, file, shown);
+  const lock = validateLockFile(parsed, file, shown);
+  await checkLocalFiles(lock, file, shown);
+  return lock;
 }
 
 /**

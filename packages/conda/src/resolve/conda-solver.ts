@@ -1,7 +1,7 @@
 /**
  * The conda part of an env, solved with rattler against the request's channels.
  */
-import { ResolutionError, channelUrl, createLogger, errorMessage, redactUrl, type EnvRequest, type LockedPackage } from '@prebuilt/core';
+import { ResolutionError, channelUrl, createLogger, errorMessage, fileUrlInsideSources, redactUrl, type EnvRequest, type LockedPackage } from '@prebuilt/core';
 import { VIRTUAL_PREFIX, type ChannelServer, type VirtualPackages } from './channel-server.js';
 import { condaSpec, pythonSpec, type CondaSpec } from './match-spec.js';
 import type { Rattler } from './rattler.js';
@@ -120,6 +120,21 @@ async function channelView(ctx: CondaSolveContext, channel: string, specs: reado
 }
 
 /**
+ * A package of a `file:` channel is locked only when it lies inside one of the env's `file:`
+ * channels, `..` and symlinks resolved (core's local-source; a lock naming anything else is refused
+ * when it is read): a symlink in the channel pointing out, or a filename climbing out of it, named a
+ * file of this machine. Checked before the file is hashed or sized.
+ */
+async function checkInsideChannel(url: string, filename: string, channels: readonly string[]): Promise<void> {
+  const local = channels.filter((c) => /^file:/i.test(c));
+  if (await fileUrlInsideSources(url, local)) return;
+  throw new ResolutionError(
+    `Conda channel ${local.map(redactUrl).join(' or ')} names ${filename} at ${redactUrl(url)}, which is not inside the channel once \`..\` and symlinks are resolved; refusing to lock it.`,
+    { hint: 'A file: channel holds its packages itself: copy the package file into the channel directory instead of linking to a file outside it.' },
+  );
+}
+
+/**
  * A solved record as a locked package (hashing the file when the repodata lacks sha256 or size);
  * none for a virtual package. A package the repodata places elsewhere (`info.base_url`, a CDN) must
  * be at an http(s) URL: a remote channel naming `file:///…` pointed the lock at files of the
@@ -134,6 +149,7 @@ async function lockedCondaPackage(p: Awaited<ReturnType<Rattler['simpleSolve']>>
       hint: 'The channel is misconfigured or hostile; remove it from METAFLOW_PREBUILT_CONDA_CHANNELS (or the decorator naming it), or ask its maintainers to fix its base_url.',
     });
   }
+  if (/^file:/i.test(url)) await checkInsideChannel(url, p.filename, channels);
   let sha256 = p.sha256;
   let size = p.size === undefined ? undefined : Number(p.size);
   // The lock's reader takes a safe integer only: a lock holding more could not be read again.

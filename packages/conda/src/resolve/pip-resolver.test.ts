@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -321,11 +321,10 @@ describe('pip: wheels at file: URLs', () => {
     }
   }, 60_000);
 
-  itOrFailInCi('a file: index (a local directory the user chose) may name its wheels by file: URLs, which are locked', noPip, async () => {
+  itOrFailInCi('a file: index (a local directory the user chose) may name its wheels inside it by file: URLs, which are locked', noPip, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-file-index-'));
     const canary = canaryWheel();
-    const wheelFile = join(dir, 'wheels', canary.filename);
-    await mkdir(join(dir, 'wheels'));
+    const wheelFile = join(dir, 'simple', 'canary', canary.filename);
     await mkdir(join(dir, 'simple', 'canary'), { recursive: true });
     await writeFile(wheelFile, canary.bytes);
     await writeFile(join(dir, 'simple', 'canary', 'index.html'), page(`${pathToFileURL(wheelFile).href}#sha256=${canary.sha256}`));
@@ -337,6 +336,31 @@ describe('pip: wheels at file: URLs', () => {
       expect(locked).toEqual([
         { kind: 'pypi', name: 'canary', version: '1.0', build: '', url: pathToFileURL(wheelFile).href, sha256: canary.sha256, size: canary.bytes.length, filename: canary.filename },
       ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  itOrFailInCi('a file: index naming a wheel outside it, or holding a symlink that points out, is refused before the file is hashed or sized', noPip, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'prebuilt-pip-file-index-'));
+    const canary = canaryWheel();
+    const outside = join(dir, 'wheels', canary.filename);
+    const linked = join(dir, 'simple', 'canary', canary.filename);
+    await mkdir(join(dir, 'wheels'));
+    await mkdir(join(dir, 'simple', 'canary'), { recursive: true });
+    await writeFile(outside, canary.bytes);
+    await symlink(outside, linked);
+    const indexUrl = pathToFileURL(join(dir, 'simple')).href;
+    try {
+      for (const named of [outside, linked]) {
+        await writeFile(join(dir, 'simple', 'canary', 'index.html'), page(`${pathToFileURL(named).href}#sha256=${canary.sha256}`));
+        const error = await resolvePypi({ packages: { canary: '' }, pythonVersion: '3.11.9', platform: 'linux-64', glibc: '2.28', indexUrl, steps: ['start'] }, { isolated: true }).catch((e: unknown) => e);
+        expect(error, named).toBeInstanceOf(ResolutionError);
+        expect((error as ResolutionError).message).toBe(
+          `PyPI index ${indexUrl} names ${pathToFileURL(named).href} for canary (step start), which is not inside the index once \`..\` and symlinks are resolved; refusing to lock it.`,
+        );
+        expect((error as ResolutionError).hint).toContain('copy the wheel into the index directory');
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -18,6 +18,7 @@ import {
   netFetch,
   normalizePypiName,
   pypiProjectName,
+  fileUrlInsideSources,
   programNotFound,
   programPath,
   PIP_TIMEOUT_ENV,
@@ -294,6 +295,7 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
     const items = report.install ?? [];
     // Every URL and reported sha256 checked before any file is read: a refused one is never hashed nor sized.
     for (const item of items) checkWheelSource(item, input, options);
+    await Promise.all(items.map((item) => checkInsideIndex(item, input)));
     const sha256s = items.map((item) => reportedSha256(item, input));
     const packages = await Promise.all(items.map((item, i) => lockedWheel(item, items, sha256s[i], options)));
     return packages.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -583,6 +585,26 @@ function checkWheelSource(item: NonNullable<PipReport['install']>[number], input
 }
 
 type ReportItem = NonNullable<PipReport['install']>[number];
+
+/**
+ * A wheel of a `file:` index is locked only when it lies inside the index, `..` and symlinks
+ * resolved (core's local-source; a lock naming anything else is refused when it is read): a symlink
+ * in the index pointing out (`simple/foo/foo-1.0-py3-none-any.whl -> ~/.docker/config.json`), or a
+ * link climbing out of it, named a file of this machine. Checked before the file is hashed or sized.
+ */
+async function checkInsideIndex(item: ReportItem, input: PipResolveInput): Promise<void> {
+  const rawUrl = item.download_info?.url;
+  if (!rawUrl || !/^file:/i.test(rawUrl) || input.indexUrl === null) return;
+  const url = rawUrl.replace(/#.*$/, '');
+  if (await fileUrlInsideSources(url, [input.indexUrl])) return;
+  throw new ResolutionError(
+    `PyPI index ${redactUrl(input.indexUrl)} names ${redactUrl(url)} for ${item.metadata?.name ?? 'a package'} (${stepsText(input.steps)}), which is not inside the index once \`..\` and symlinks are resolved; refusing to lock it.`,
+    {
+      steps: input.steps,
+      hint: 'A file: index holds its wheels itself: copy the wheel into the index directory instead of linking to a file outside it.',
+    },
+  );
+}
 
 /** The first word of a requirement `bar[extra] @ https://…; marker`, when it is one at a URL. */
 const AT_URL = /^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*@/;

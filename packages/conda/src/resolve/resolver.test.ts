@@ -3,10 +3,10 @@
  * served on 127.0.0.1. pip runs isolated from this machine's pip configuration.
  */
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { EnvironmentError, ResolutionError, UnreachableError, type EnvPins, type EnvRequest, type LockedEnv } from '@prebuilt/core';
 import { closedPort, generateFixtures, exampleFixtureSet, standInPython, startFixtureServer, type FixtureServer, type CondaPackageSpec } from '@prebuilt/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -127,6 +127,23 @@ describe('conda resolution (rattler)', () => {
     const env = await resolver({ cacheDir: false }).resolveEnv(request({ channels: [channel], conda: { tinynum: '' } }));
     expect(names(env, 'conda')).toEqual(['python=3.11.9', 'tinynum=1.4.0']);
     expect(env.packages.every((p) => p.url.startsWith(`${channel}/`))).toBe(true);
+  });
+
+  it('a file:// channel holding a symlink that points out of it is refused before the file is hashed or sized', async () => {
+    const copy = join(dir, 'linked-channel');
+    await cp(mainDir, copy, { recursive: true });
+    const channel = pathToFileURL(copy).href;
+    const env = await resolver({ cacheDir: false }).resolveEnv(request({ channels: [channel], conda: { tinynum: '' } }));
+    const tinynum = env.packages.find((p) => p.name === 'tinynum')!;
+    const inChannel = fileURLToPath(tinynum.url);
+    const outside = join(dir, 'outside.conda');
+    await rename(inChannel, outside);
+    await symlink(outside, inChannel);
+    const error = await resolver({ cacheDir: false }).resolveEnv(request({ channels: [channel], conda: { tinynum: '' } })).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ResolutionError);
+    expect((error as ResolutionError).message).toBe(
+      `Conda channel ${channel} names ${tinynum.filename} at ${tinynum.url}, which is not inside the channel once \`..\` and symlinks are resolved; refusing to lock it.`,
+    );
   });
 
   it('an unsatisfiable request: ResolutionError (exit 2) with the solver explanation and the step names', async () => {
