@@ -7,6 +7,15 @@
  * or is cancelled rejects with a {@link ProgramRunError} its caller turns into its own error — a
  * stopped one once it has exited (SIGKILLed when it outlives `killSignal` by two seconds), so that
  * none outlives the run, nor holds the CLI on its pipes (read no longer than a second after it exits).
+ *
+ * Each program runs in its own process group (`detached`: a new session, so no controlling
+ * terminal either — its stdio never is the terminal, and a prompt on /dev/tty would hang a build),
+ * and a stop signals the whole group: pip's build backends, a shell's children, the plugins `docker`
+ * starts go with it, and the SIGKILL two seconds later reaches those of them that outlive their
+ * parent. The terminal's Ctrl-C no longer reaches the group by itself: the caller's `signal` (the
+ * CLI's interrupt) stops it; and when this process exits (a second Ctrl-C, an error) every group
+ * still running or still being stopped is sent SIGKILL (a `process.on('exit')` hook). Only a SIGKILL
+ * of this process itself leaves them running.
  */
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
@@ -180,9 +189,12 @@ export function runProgram(file: string, args: readonly string[], options: RunPr
       env: options.env as NodeJS.ProcessEnv,
       ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
       stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      detached: true,
     });
-    // A stopped program is killed (then SIGKILLed after KILL_GRACE_MS: it may ignore the signal)
-    // and the run rejects once it has exited: one left running held the CLI, which waits on its pipes.
+    const group = child.pid === undefined ? undefined : runningGroup(child.pid);
+    // A stopped program's group is signalled (then SIGKILLed after KILL_GRACE_MS: it may ignore the
+    // signal, a child of it may outlive it) and the run rejects once it has exited: one left running
+    // held the CLI, which waits on its pipes.
     let stopped: ProgramRunError | undefined;
     let killTimer: NodeJS.Timeout | undefined;
     const stop = (failure: ProgramRunError): void => {
@@ -190,22 +202,31 @@ export function runProgram(file: string, args: readonly string[], options: RunPr
       stopped = failure;
       if (timer !== undefined) clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      child.kill(killSignal);
-      killTimer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
+      if (group === undefined) return void child.kill(killSignal);
+      group.signal(killSignal);
+      // Kept after the program exits (its children may not have), not keeping this process alive:
+      // the exit hook sends the SIGKILL then.
+      killTimer = setTimeout(() => group.end('SIGKILL'), KILL_GRACE_MS).unref();
     };
     const onAbort = (): void => stop(new ProgramRunError('cancelled', file, { cause: signal?.reason }));
     signal?.addEventListener('abort', onAbort, { once: true });
     if (timeoutMs !== undefined) timer = setTimeout(() => stop(new ProgramRunError('timed-out', file, { timeoutMs })), timeoutMs);
     child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
     child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk));
-    child.on('error', (error) => finish(() => reject(new ProgramRunError('not-started', file, { cause: error }))));
+    child.on('error', (error) => {
+      if (killTimer !== undefined) clearTimeout(killTimer);
+      group?.end();
+      finish(() => reject(new ProgramRunError('not-started', file, { cause: error })));
+    });
     if (options.input !== undefined && child.stdin) {
       // A program may exit without reading its stdin (EPIPE): its exit says what happened.
       child.stdin.on('error', () => undefined);
       child.stdin.end(options.input);
     }
     child.on('exit', (code, exitSignal) => {
-      if (killTimer !== undefined) clearTimeout(killTimer);
+      // A stopped program's group waits for its SIGKILL; one that exited by itself is let go (a
+      // daemon it started on purpose stays).
+      if (stopped === undefined) group?.end();
       // Settled once the program has exited and its output is read — within DRAIN_MS: a child of
       // it (a daemon it started) may hold the pipes open for ever.
       void Promise.all([outputDrained(child.stdout), outputDrained(child.stderr)]).then(() =>
@@ -217,6 +238,42 @@ export function runProgram(file: string, args: readonly string[], options: RunPr
       );
     });
   });
+}
+
+/** A program's process group while it runs or is being stopped: signalled whole, SIGKILLed at this process's exit. */
+interface RunningGroup {
+  signal(sig: NodeJS.Signals): void;
+  /** Signals it one last time when `sig` is given, and forgets it. */
+  end(sig?: NodeJS.Signals): void;
+}
+
+/** The process groups of running (or stopping) programs, by their leader's pid. */
+const runningGroups = new Set<number>();
+let exitHook = false;
+
+function signalGroup(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    // The group is gone already.
+  }
+}
+
+function runningGroup(pid: number): RunningGroup {
+  if (!exitHook) {
+    exitHook = true;
+    process.on('exit', () => {
+      for (const leader of runningGroups) signalGroup(leader, 'SIGKILL');
+    });
+  }
+  runningGroups.add(pid);
+  return {
+    signal: (sig) => signalGroup(pid, sig),
+    end: (sig) => {
+      if (sig !== undefined && runningGroups.has(pid)) signalGroup(pid, sig);
+      runningGroups.delete(pid);
+    },
+  };
 }
 
 /** How long a stopped program (past its timeout, or cancelled) has to exit before it is sent SIGKILL. */
