@@ -58,6 +58,8 @@ export interface LocalRegistryServerOptions {
   /** How long to wait for a started registry to answer, ms. Default 15000. */
   startTimeoutMs?: number;
   env?: Record<string, string | undefined>;
+  /** Stops the docker commands of the container fallback, and `docker login` (the CLI's Ctrl-C). */
+  signal?: AbortSignal;
 }
 
 export type LocalRegistryServerMode = 'binary' | 'container';
@@ -427,10 +429,11 @@ const DOCKER_TIMEOUT_MS = 120_000;
  * of stdout and of stderr kept). One that could not be started, or did not finish within 2 minutes
  * (killed), is an exit 1 whose stderr says why; a missing docker CLI is an EnvironmentError.
  */
-async function runDocker(command: string, args: string[], env: Record<string, string | undefined>): Promise<{ code: number; stdout: string; stderr: string }> {
+async function runDocker(command: string, args: string[], options: LocalRegistryServerOptions): Promise<{ code: number; stdout: string; stderr: string }> {
   const result = await runDockerCommand(command, args, {
-    env,
+    env: options.env ?? process.env,
     timeoutMs: DOCKER_TIMEOUT_MS,
+    ...(options.signal ? { signal: options.signal } : {}),
     missing: (cause) =>
       new EnvironmentError(`Neither ${DEFAULT_REGISTRY_BINARY} nor the docker CLI ('${command}') is installed, so no registry can be started.`, {
         cause,
@@ -442,7 +445,7 @@ async function runDocker(command: string, args: string[], env: Record<string, st
 }
 
 async function containerRunning(options: LocalRegistryServerOptions, name: string): Promise<boolean> {
-  const result = await runDocker(options.dockerCommand ?? 'docker', ['inspect', '--format', '{{.State.Running}}', name], options.env ?? process.env);
+  const result = await runDocker(options.dockerCommand ?? 'docker', ['inspect', '--format', '{{.State.Running}}', name], options);
   return result.code === 0 && result.stdout.trim() === 'true';
 }
 
@@ -455,7 +458,7 @@ async function logTail(file: string): Promise<string> {
 }
 
 async function containerLogTail(options: LocalRegistryServerOptions, name: string): Promise<string> {
-  const result = await runDocker(options.dockerCommand ?? 'docker', ['logs', '--tail', '5', name], options.env ?? process.env);
+  const result = await runDocker(options.dockerCommand ?? 'docker', ['logs', '--tail', '5', name], options);
   return `${result.stdout}${result.stderr}`.trim();
 }
 
@@ -746,9 +749,8 @@ const CONTAINER_HTPASSWD = '/auth/htpasswd';
 
 async function startContainer(p: Paths, port: number, options: LocalRegistryServerOptions): Promise<ServerState> {
   const name = `prebuilt-local-registry-${port}`;
-  const env = options.env ?? process.env;
   const docker = options.dockerCommand ?? 'docker';
-  await runDocker(docker, ['rm', '-f', name], env);
+  await runDocker(docker, ['rm', '-f', name], options);
   const result = await runDocker(
     docker,
     [
@@ -762,7 +764,7 @@ async function startContainer(p: Paths, port: number, options: LocalRegistryServ
       '-v', `${p.htpasswdFile}:${CONTAINER_HTPASSWD}:ro`,
       options.containerImage ?? DEFAULT_REGISTRY_IMAGE,
     ],
-    env,
+    options,
   );
   if (result.code !== 0) {
     throw new EnvironmentError(`The registry container could not be started: ${result.stderr.trim() || `docker exited with ${result.code}`}.`, {
@@ -772,7 +774,7 @@ async function startContainer(p: Paths, port: number, options: LocalRegistryServ
   // `docker run -d` prints the new container's id last on stdout (a pull's progress goes to stderr).
   const id = result.stdout.trim().split('\n').at(-1)?.trim() ?? '';
   if (!CONTAINER_ID.test(id)) {
-    await runDocker(docker, ['rm', '-f', name], env);
+    await runDocker(docker, ['rm', '-f', name], options);
     throw new EnvironmentError(`The registry container ${name} was started, but '${docker} run -d' did not print its id, by which prebuilt stops it: it was removed.`, {
       hint: `Check that '${docker}' is the docker CLI (\`${docker} run -d\` prints the id of the container it starts).`,
     });
@@ -819,7 +821,7 @@ async function stop(options: LocalRegistryServerOptions): Promise<{ stopped: boo
     await terminate(state.pid, state.configFile);
     stopped = true;
   } else if (state?.mode === 'container' && state.container !== null) {
-    const result = await runDocker(options.dockerCommand ?? 'docker', ['rm', '-f', containerOf(state)], options.env ?? process.env);
+    const result = await runDocker(options.dockerCommand ?? 'docker', ['rm', '-f', containerOf(state)], options);
     stopped = result.code === 0;
   }
   // Registries an interrupted start left without a state (one development registry runs at a time).

@@ -1,4 +1,4 @@
-import { EnvironmentError, ProgramRunError, errorMessage, programNotFound, programPath, runProgram, type OutputBound } from '@prebuilt/core/backend';
+import { CancelledError, EnvironmentError, ProgramRunError, errorMessage, programNotFound, programPath, runProgram, type OutputBound } from '@prebuilt/core/backend';
 
 /** What a docker command did: its exit code, or why it has none. */
 export interface DockerCommandResult {
@@ -20,6 +20,11 @@ export interface DockerCommandOptions {
   mergeStderr?: boolean;
   /** What is kept of stdout (default core's: its last 64 KiB). */
   stdout?: OutputBound;
+  /**
+   * Stops it (its whole process group) when aborted: the CLI's Ctrl-C, which no longer reaches it
+   * from the terminal (core's runProgram runs it in its own group). A CancelledError then.
+   */
+  signal?: AbortSignal;
   /** The error for a docker CLI that is not installed, in the caller's words (what it was needed for). */
   missing: (cause: unknown) => EnvironmentError;
 }
@@ -43,12 +48,14 @@ export async function runDockerCommand(command: string, args: readonly string[],
       ...(options.input !== undefined ? { input: options.input } : {}),
       ...(options.mergeStderr ? { mergeStderr: true } : {}),
       ...(options.stdout ? { stdout: options.stdout } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
     });
     return { code: result.code, stdout: result.stdout.text, stderr: result.stderr.text };
   } catch (error) {
     if (!ProgramRunError.isInstance(error)) throw error;
     if (error.errno === 'ENOENT') throw options.missing(error.cause);
     if (error.reason === 'timed-out') return { code: null, stdout: '', stderr: '', failure: `it did not finish within ${timeoutMs / 1000} s (killed)` };
+    if (error.reason === 'cancelled') throw new CancelledError(`'${command} ${args[0] ?? ''}' was stopped.`, { cause: error.cause });
     if (error.reason === 'not-started') return { code: null, stdout: '', stderr: '', failure: `it could not be started: ${errorMessage(error.cause)}` };
     throw error;
   }

@@ -107,6 +107,7 @@ export async function dockerLoginLocalRegistryServer(options: LocalRegistryServe
     // Enough to say why it failed.
     stdout: { tail: 64 * 1024 },
     timeoutMs: DOCKER_LOGIN_TIMEOUT_MS,
+    ...(options.signal ? { signal: options.signal } : {}),
     missing: (cause) =>
       new EnvironmentError(`The docker CLI ('${command}') is not installed, so Docker cannot be logged in to ${address}.`, {
         cause,

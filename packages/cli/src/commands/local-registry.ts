@@ -109,7 +109,7 @@ function registerStart(command: Command, context: CliContext): void {
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
       const port = options.port ?? portFromEnv(context.env);
-      const status = await withDockerLogin(await (await localPackage()).startLocalRegistryServer({ env: context.env, port }), context.env);
+      const status = await withDockerLogin(await (await localPackage()).startLocalRegistryServer({ env: context.env, port, signal: context.signal }), context.env);
       for (const note of status.notes ?? []) context.stderr.write(noteLine(note));
       if (options.json) {
         writeJsonResult(context, { ...status });
@@ -175,7 +175,7 @@ function registerLogin(command: Command, context: CliContext): void {
           });
         }
       }
-      const result = await local.dockerLoginLocalRegistryServer({ env: context.env, port: options.port ?? settingPort });
+      const result = await local.dockerLoginLocalRegistryServer({ env: context.env, port: options.port ?? settingPort, signal: context.signal });
       for (const note of result.notes ?? []) context.stderr.write(noteLine(note));
       if (options.json) {
         writeJsonResult(context, { ...result });
@@ -197,7 +197,7 @@ function registerStop(command: Command, context: CliContext): void {
     .option('--json', 'print one JSON object for machines')
     .action(async (options: { port?: number; json?: boolean }) => {
       context.json.requested = options.json === true;
-      const { stopped, status, notes } = await (await localPackage()).stopLocalRegistryServer({ env: context.env, port: options.port });
+      const { stopped, status, notes } = await (await localPackage()).stopLocalRegistryServer({ env: context.env, port: options.port, signal: context.signal });
       for (const note of notes ?? []) context.stderr.write(noteLine(note));
       if (options.json) {
         writeJsonResult(context, { stopped, ...status, ...(notes ? { notes } : {}) });
