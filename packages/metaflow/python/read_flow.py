@@ -22,6 +22,7 @@ import ast
 import json
 import os
 import re
+import stat
 import sys
 
 # Decorators prebuilt reads, and the arguments it evaluates for each.
@@ -699,6 +700,24 @@ MAX_MODULES = 32
 MAX_IMPORT_DEPTH = 16
 
 
+def read_regular_file(path, limit):
+    """At most `limit` bytes of the regular file at `path`; None when it is something else.
+
+    Opened without blocking and checked on the open descriptor: a module found as a file, then
+    replaced by a FIFO or a device (a symlink to one) before it is opened, is refused, never read
+    (a FIFO hung the reader, /dev/zero fed it to its bound).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(limit)
+    finally:
+        os.close(fd)
+
+
 def top_level_bindings(tree):
     """name -> [(line, kind, data)] for a module's top-level statements, in source order.
 
@@ -861,10 +880,11 @@ class Project:
     def parse(self, module):
         what = "the flow file" if module.main else "module %s (%s)" % (module.name, module.display)
         try:
-            with open(module.path, "rb") as handle:
-                source = handle.read(MAX_SOURCE_SIZE + 1)
+            source = read_regular_file(module.path, MAX_SOURCE_SIZE + 1)
         except OSError as error:
             raise module.error(ReadError("io", "cannot read %s: %s" % (what, error.strerror or error)))
+        if source is None:
+            raise module.error(ReadError("io", "cannot read %s: it is not a regular file" % what))
         if len(source) > MAX_SOURCE_SIZE:
             raise module.error(ReadError("too-large", "%s is larger than %d bytes" % (what, MAX_SOURCE_SIZE)))
         self.size += len(source)

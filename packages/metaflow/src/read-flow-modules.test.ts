@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ExitCode, InputError } from '@prebuilt/core';
 import { flowEnvs } from './flow-envs.js';
-import { readFlow } from './read-flow.js';
+import { READ_FLOW_SCRIPT as READ_FLOW_SCRIPT_PATH, readFlow } from './read-flow.js';
 
 const root = mkdtempSync(join(tmpdir(), 'prebuilt-readflow-modules-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -383,5 +383,20 @@ describe.concurrent("readFlow: decorator values from the flow's own modules", ()
     expect((await readError(dir, 'linked.py')).message).toMatch(/^linked\.py:2: module settings \(settings\.py\) is a symlink to .*settings\.py, outside the flow's directory/);
     expect((await readFlow('shallow.py', { cwd: dir, python })).steps[0]!.conda?.packages).toEqual({ a: '1' });
     expect((await readError(dir, 'deep.py')).message).toMatch(/the chain of imports to the values the flow's decorators read passes through more than 16 modules/);
+describe("the reader's file reads", () => {
+  it('reads a regular file only, checked on the open descriptor: a FIFO (swapped in after the module was found) or a device is not read, and does not hang', () => {
+    const dir = join(root, 'reads');
+    mkdirSync(dir);
+    execFileSync('mkfifo', [join(dir, 'base.py')]);
+    writeFileSync(join(dir, 'mixins.py'), 'X = 1\n');
+    const script = READ_FLOW_SCRIPT_PATH;
+    const probe =
+      'import importlib.util, json, sys\n' +
+      `spec = importlib.util.spec_from_file_location("read_flow", ${JSON.stringify(script)})\n` +
+      'm = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n' +
+      'r = lambda p: None if (b := m.read_regular_file(p, 64)) is None else b.decode()\n' +
+      `print(json.dumps([r(${JSON.stringify(join(dir, 'base.py'))}), r("/dev/zero"), r(${JSON.stringify(join(dir, 'mixins.py'))})]))\n`;
+    const out = execFileSync(python, ['-S', '-c', probe], { encoding: 'utf8', timeout: 10_000 });
+    expect(JSON.parse(out)).toEqual([null, null, 'X = 1\n']);
   });
 });

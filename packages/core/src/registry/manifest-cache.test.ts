@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chown, lchown, mkdir, mkdtemp, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -106,5 +106,24 @@ describe('ManifestCache', () => {
     await symlink(victim, dir);
     await new ManifestCache(dir, { maxEntries: 1 }).write(digestOf(manifest(3)), manifest(3));
     expect((await readdir(victim)).length).toBe(3);
+  });
+
+  it("writes nothing through a symlink or into a directory another user put at its name (a shared cache); reads still check every byte", async () => {
+    const elsewhere = join(root, 'elsewhere');
+    await mkdir(elsewhere);
+    await symlink(elsewhere, dir);
+    const bytes = manifest(4);
+    const root0 = process.getuid?.() === 0;
+    // Only root can plant another user's link; otherwise this user's own link, which is written through.
+    if (root0) await lchown(dir, 65534, 65534);
+    await new ManifestCache(dir).write(digestOf(bytes), bytes);
+    expect(await readdir(elsewhere)).toEqual(root0 ? [] : [hex(digestOf(bytes))]);
+    await writeFile(join(elsewhere, hex(digestOf(bytes))), bytes);
+    expect(Buffer.from((await new ManifestCache(dir).read(digestOf(bytes)))!)).toEqual(bytes);
+    await rm(dir);
+    await mkdir(dir);
+    if (root0) await chown(dir, 65534, 65534);
+    await new ManifestCache(dir).write(digestOf(manifest(5)), manifest(5));
+    expect(await readdir(dir)).toEqual(root0 ? [] : [hex(digestOf(manifest(5)))]);
   });
 });

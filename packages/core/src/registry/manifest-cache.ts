@@ -67,6 +67,18 @@ interface DirectoryCount {
 
 const counts = new Map<string, DirectoryCount>();
 
+/**
+ * Whether manifests may be written into `dir`: missing (made here, 0700), or this user's own — a
+ * directory, or a symlink this user made. A symlink or directory another user of a shared cache
+ * directory put at its name is not written through: the manifests of this user's (private) images
+ * would land where that user chose, or in a directory that user reads.
+ */
+async function writableHere(dir: string): Promise<boolean> {
+  const info = await lstat(dir).catch(() => undefined);
+  if (info === undefined) return true;
+  return (info.isDirectory() || info.isSymbolicLink()) && (process.getuid === undefined || info.uid === process.getuid());
+}
+
 export class ManifestCache {
   readonly dir: string;
   readonly #maxEntries: number;
@@ -102,6 +114,7 @@ export class ManifestCache {
     if (!IMAGE_DIGEST.test(digest) || bytes.length > MAX_CACHED_MANIFEST_BYTES) return;
     if (sha256Digest(bytes) !== digest) return log('not keeping manifest %s: its bytes hash otherwise', digest);
     try {
+      if (!(await writableHere(this.dir))) return log('not keeping manifest %s: %s is not a directory of this user (planted in a shared cache?)', digest, this.dir);
       // Made private (0700) when missing, as the cache directory is.
       await makeDirectory(this.dir, { mode: 0o700 });
       await writeFileAtomic(this.#path(digest), bytes);
