@@ -383,6 +383,9 @@ describe.concurrent("readFlow: decorator values from the flow's own modules", ()
     expect((await readError(dir, 'linked.py')).message).toMatch(/^linked\.py:2: module settings \(settings\.py\) is a symlink to .*settings\.py, outside the flow's directory/);
     expect((await readFlow('shallow.py', { cwd: dir, python })).steps[0]!.conda?.packages).toEqual({ a: '1' });
     expect((await readError(dir, 'deep.py')).message).toMatch(/the chain of imports to the values the flow's decorators read passes through more than 16 modules/);
+  });
+});
+
 describe("the reader's file reads", () => {
   it('reads a regular file only, checked on the open descriptor: a FIFO (swapped in after the module was found) or a device is not read, and does not hang', () => {
     const dir = join(root, 'reads');
