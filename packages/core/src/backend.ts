@@ -78,6 +78,7 @@ export { makeDirectory, unwritableDirectoryError } from './make-directory.js';
 export { foreignSymlinks, octalMode, repairedDirectoryNote, securePrivatePath, securePrivatePathSync, unsafeDirectoryWords, type RepairedDirectory, type UnsafeDirectory } from './private-path.js';
 export { compareBytes, listTree, sourceDateEpoch } from './file-tree.js';
 export { fileKind } from './file-kind.js';
+export { readRegularFile, readRegularFileSync, type RegularFileRefusals } from './regular-file.js';
 export { addTarTreeEntry } from './tar-tree-entry.js';
 export { TAR_BLOCK, TAR_FIELDS, decodeTarHeader, sealTarHeader, tarNumber, tarPadding, tarText, type TarHeader } from './tar/tar-header.js';
 export {

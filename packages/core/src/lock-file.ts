@@ -9,16 +9,14 @@
  * platform: `steps.<step>` → entry) and version 2 (a multi-platform lock: `steps.<step>.<platform>`
  * → entry). In memory every step maps platform → entry.
  */
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { writeFileAtomic } from './atomic-write.js';
 import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage, ResolvedWith } from './env-model.js';
 import { InputError, errorMessage } from './errors.js';
-import { fileKind } from './file-kind.js';
 import { canonicalJson, sha256Hex, stableJson } from './identity.js';
 import { fileUrlInsideSources, localSourceUrls } from './local-source.js';
 import { redactUrl } from './net/url-credentials.js';
+import { readRegularFile } from './regular-file.js';
 import { fileArgument } from './shell-word.js';
 
 export type { EnvPins, ResolvedWith } from './env-model.js';
@@ -327,19 +325,11 @@ const MAX_LOCK_FILE_BYTES = 256 * 1024 * 1024;
  * /dev/zero, which would hang the command or fill its memory. Opened without blocking.
  */
 async function readLockText(file: string, shown: string): Promise<string> {
-  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
-  try {
-    const stats = await handle.stat();
-    if (!stats.isFile()) {
-      throw new InputError(`Lock file ${shown} is ${fileKind(stats)}, not a file.`, { file, hint: corruptLockHint(file) });
-    }
-    if (stats.size > MAX_LOCK_FILE_BYTES) {
-      throw new InputError(`Lock file ${shown} is ${stats.size} bytes, more than a lock file holds (${MAX_LOCK_FILE_BYTES} bytes at most).`, { file, hint: corruptLockHint(file) });
-    }
-    return await handle.readFile('utf8');
-  } finally {
-    await handle.close();
-  }
+  const bytes = await readRegularFile(file, MAX_LOCK_FILE_BYTES, {
+    notAFile: (kind) => new InputError(`Lock file ${shown} is ${kind}, not a file.`, { file, hint: corruptLockHint(file) }),
+    tooLarge: (size) => new InputError(`Lock file ${shown} is ${size} bytes, more than a lock file holds (${MAX_LOCK_FILE_BYTES} bytes at most).`, { file, hint: corruptLockHint(file) }),
+  });
+  return bytes.toString('utf8');
 }
 
 /**

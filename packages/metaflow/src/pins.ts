@@ -2,10 +2,10 @@
  * The packages Metaflow adds to every env (metaflow_config.get_pinned_conda_libs and
  * conda_environment.get_environment). They are added at resolution, never shown as user packages.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, errorMessage, fileKind } from '@prebuilt/core';
+import { ConfigError, errorMessage, readRegularFileSync } from '@prebuilt/core';
 import type { StepEnv } from './merge.js';
 
 export type MetaflowDatastore = 'local' | 's3' | 'azure' | 'gs';
@@ -57,13 +57,14 @@ function metaflowConfig(file: string, profile: string | undefined): unknown {
   let text: string;
   try {
     const stats = statSync(file);
-    // Not read: a FIFO would hang the command, a device fill its memory.
-    if (!stats.isFile()) throw new Error(`it is ${fileKind(stats)}, not a file`);
-    if (stats.size > MAX_CONFIG_BYTES) throw tooLarge(file, stats.size);
     version = `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}`;
     const known = configs.get(file);
     if (known?.version === version) return known.config;
-    text = readFileSync(file, 'utf8');
+    // Not read unless a regular file: a FIFO would hang the command, a device fill its memory.
+    text = readRegularFileSync(file, MAX_CONFIG_BYTES, {
+      notAFile: (kind) => new Error(`it is ${kind}, not a file`),
+      tooLarge: (size) => tooLarge(file, size),
+    }).toString('utf8');
   } catch (error) {
     if (error instanceof ConfigError) throw error;
     if (!profile) return undefined;

@@ -1,6 +1,5 @@
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { posix } from 'node:path';
-import { ConfigError, fileKind } from '@prebuilt/core/backend';
+import { ConfigError, readRegularFileSync } from '@prebuilt/core/backend';
 import { completeEntries, parentDirs, type LayerEntry } from './layer.js';
 
 /**
@@ -186,21 +185,13 @@ function lineCount(text: string): number {
  */
 function readProfileFile(file: string): string {
   const refuse = (why: string): ConfigError => new ConfigError(`The eStargz prefetch profile '${file}' ${why}.`, { setting: PREFETCH_ENV, hint: PROFILE_HINT });
-  let fd: number;
   try {
-    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch (error) {
-    throw refuse(`cannot be read: ${(error as Error).message}`);
-  }
-  try {
-    const stats = fstatSync(fd);
-    if (!stats.isFile()) throw refuse(`is not a regular file (${fileKind(stats)})`);
-    if (stats.size > MAX_PROFILE_BYTES) throw refuse(`is larger than ${MAX_PROFILE_BYTES >> 20} MiB (${stats.size} bytes): not a profile prebuilt wrote`);
-    return readFileSync(fd, 'utf8');
+    return readRegularFileSync(file, MAX_PROFILE_BYTES, {
+      notAFile: (kind) => refuse(`is not a regular file (${kind})`),
+      tooLarge: (size) => refuse(`is larger than ${MAX_PROFILE_BYTES >> 20} MiB (${size} bytes): not a profile prebuilt wrote`),
+    }).toString('utf8');
   } catch (error) {
     throw error instanceof ConfigError ? error : refuse(`cannot be read: ${(error as Error).message}`);
-  } finally {
-    closeSync(fd);
   }
 }
 

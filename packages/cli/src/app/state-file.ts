@@ -1,8 +1,7 @@
 /** Where the image map of a flow is written (the state file the Metaflow extension reads), the atomic write and the reader. */
-import { constants } from 'node:fs';
-import { lstat, open, stat } from 'node:fs/promises';
+import { lstat, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { ConfigError, errorMessage, fileKind, InputError, writeFileAtomic, type ImageMap } from '@prebuilt/core';
+import { ConfigError, errorMessage, fileKind, InputError, readRegularFile, writeFileAtomic, type ImageMap } from '@prebuilt/core';
 import { shellWord, shownPath } from './shown-path.js';
 
 /** The setting that names the image map's file instead of the default beside the flow. */
@@ -108,20 +107,15 @@ async function fileInTheWay(explicit: string, cwd: string): Promise<void> {
  * a message saying why.
  */
 async function readImageMapText(path: string): Promise<string | undefined> {
-  let handle;
   try {
-    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const bytes = await readRegularFile(path, MAX_IMAGE_MAP_BYTES, {
+      notAFile: (kind) => new Error(`it is ${kind}, not a regular file`),
+      tooLarge: (size) => new Error(`it is larger than ${MAX_IMAGE_MAP_BYTES >> 20} MiB (${size} bytes): not an image map prebuilt wrote`),
+    });
+    return bytes.toString('utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
-  }
-  try {
-    const stats = await handle.stat();
-    if (!stats.isFile()) throw new Error(`it is ${fileKind(stats)}, not a regular file`);
-    if (stats.size > MAX_IMAGE_MAP_BYTES) throw new Error(`it is larger than ${MAX_IMAGE_MAP_BYTES >> 20} MiB (${stats.size} bytes): not an image map prebuilt wrote`);
-    return await handle.readFile('utf8');
-  } finally {
-    await handle.close();
   }
 }
 
