@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BoundedOutput, ProgramRunError, runProgram } from './run-program.js';
 
 const env = { PATH: process.env['PATH'] };
@@ -140,51 +140,43 @@ async function pidIn(file: string): Promise<number> {
 }
 
 describe('runProgram: the program and its children, as one process group', () => {
+  let dir = '';
+  let pidFile = '';
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'run-program-'));
+    pidFile = join(dir, 'grandchild');
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it("a cancelled program's child (a shell's `sleep 1000 &`) is stopped with it", async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'run-program-'));
-    const pidFile = join(dir, 'grandchild');
     const abort = new AbortController();
-    try {
-      const running = runProgram('/bin/sh', ['-c', `sleep 1000 & echo $! > ${pidFile}; wait`], { env, signal: abort.signal }).catch((e: unknown) => e);
-      const grandchild = await pidIn(pidFile);
-      expect(alive(grandchild)).toBe(true);
-      abort.abort(new Error('Ctrl-C'));
-      expect(((await running) as ProgramRunError).reason).toBe('cancelled');
-      expect(await goneWithin(grandchild, 1_000), 'the sleep 1000 is gone').toBe(true);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const running = runProgram('/bin/sh', ['-c', `sleep 1000 & echo $! > ${pidFile}; wait`], { env, signal: abort.signal }).catch((e: unknown) => e);
+    const grandchild = await pidIn(pidFile);
+    expect(alive(grandchild)).toBe(true);
+    abort.abort(new Error('Ctrl-C'));
+    expect(((await running) as ProgramRunError).reason).toBe('cancelled');
+    expect(await goneWithin(grandchild, 1_000), 'the sleep 1000 is gone').toBe(true);
   });
 
   it('a child that ignores SIGTERM and outlives the stopped program is SIGKILLed two seconds later', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'run-program-'));
-    const pidFile = join(dir, 'grandchild');
-    try {
-      const error = await runProgram('/bin/sh', ['-c', `(trap '' TERM; exec sleep 1000) & echo $! > ${pidFile}; wait`], { env, timeoutMs: 300 }).catch((e: unknown) => e);
-      expect((error as ProgramRunError).reason).toBe('timed-out');
-      const grandchild = await pidIn(pidFile);
-      expect(alive(grandchild), 'it ignored SIGTERM').toBe(true);
-      expect(await goneWithin(grandchild, 4_000), 'SIGKILLed with its group').toBe(true);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const error = await runProgram('/bin/sh', ['-c', `(trap '' TERM; exec sleep 1000) & echo $! > ${pidFile}; wait`], { env, timeoutMs: 300 }).catch((e: unknown) => e);
+    expect((error as ProgramRunError).reason).toBe('timed-out');
+    const grandchild = await pidIn(pidFile);
+    expect(alive(grandchild), 'it ignored SIGTERM').toBe(true);
+    expect(await goneWithin(grandchild, 4_000), 'SIGKILLed with its group').toBe(true);
   });
 
   it('when this process exits while a program runs (a second Ctrl-C), its group is SIGKILLed: no stray process', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'run-program-'));
-    const pidFile = join(dir, 'grandchild');
     const dist = fileURLToPath(new URL('../dist/run-program.js', import.meta.url));
     const script =
       `import { runProgram } from ${JSON.stringify(dist)};` +
       `void runProgram('/bin/sh', ['-c', ${JSON.stringify(`sleep 1000 & echo $! > ${pidFile}; wait`)}], { env: { PATH: '/usr/bin:/bin' } }).catch(() => undefined);` +
       `const { existsSync } = await import('node:fs'); const wait = () => (existsSync(${JSON.stringify(pidFile)}) ? process.exit(130) : setTimeout(wait, 20)); wait();`;
-    try {
-      const run = (): void => void execFileSync(process.execPath, ['--input-type=module', '-e', script], { stdio: 'pipe', timeout: 20_000 });
-      expect(run).toThrow(expect.objectContaining({ status: 130 }));
-      const grandchild = await pidIn(pidFile);
-      expect(await goneWithin(grandchild, 1_000), 'the sleep 1000 is gone').toBe(true);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+    const run = (): void => void execFileSync(process.execPath, ['--input-type=module', '-e', script], { stdio: 'pipe', timeout: 20_000 });
+    expect(run).toThrow(expect.objectContaining({ status: 130 }));
+    const grandchild = await pidIn(pidFile);
+    expect(await goneWithin(grandchild, 1_000), 'the sleep 1000 is gone').toBe(true);
   });
 });
