@@ -2,7 +2,8 @@
  * A `--with` decorator spec (`kubernetes:node_selector=pool=gpu,gpu=1`) as Metaflow 2.19 reads it,
  * and the attributes Metaflow's @kubernetes and @resources accept.
  */
-import { InputError } from '@prebuilt/core';
+import { ConfigError, InputError } from '@prebuilt/core';
+import { metaflowSetting } from './pins.js';
 
 export interface Decospec {
   /** The decorator's name: what comes before the first `:`. */
@@ -88,4 +89,64 @@ export function parseDecospec(text: string, source = '--with'): Decospec {
 export function unknownDecospecAttributes(spec: Decospec): string[] {
   const known = DECORATOR_ATTRIBUTES[spec.name as keyof typeof DECORATOR_ATTRIBUTES];
   return known ? Object.keys(spec.attributes).filter((attribute) => !known.includes(attribute)) : [];
+}
+
+/** A decospec the command attaches, and where it came from (for people and errors). */
+export interface SourcedDecospec extends Decospec {
+  /** `--with <text>`, `METAFLOW_DEFAULT_DECOSPECS (<text>)` or `METAFLOW_DEFAULT_DECOSPECS in <config file> (<text>)`. */
+  source: string;
+  /** The command line's `--with`, or Metaflow's default decospecs. */
+  from: 'with' | 'default';
+}
+
+/** The setting Metaflow attaches after the command line's `--with` specs. */
+const DEFAULTS_SETTING = 'METAFLOW_DEFAULT_DECOSPECS';
+
+/**
+ * METAFLOW_DEFAULT_DECOSPECS as Metaflow 2.19's `from_conf` reads it (metaflow_config_funcs.py):
+ * the environment variable when it is set — empty too, which turns the configuration file's off —
+ * else the key in $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json ({@link metaflowSetting}).
+ */
+function defaultDecospecs(env: Record<string, string | undefined>): { value: string; setting: string } | undefined {
+  const fromEnv = env[DEFAULTS_SETTING];
+  if (fromEnv !== undefined) return { value: fromEnv, setting: DEFAULTS_SETTING };
+  const fromFile = metaflowSetting(DEFAULTS_SETTING, env);
+  return fromFile && { value: fromFile.value, setting: `${DEFAULTS_SETTING} in ${fromFile.source}` };
+}
+
+/**
+ * The decospecs a Metaflow command attaches to every step, in Metaflow 2.19's order: `withSpecs`,
+ * then METAFLOW_DEFAULT_DECOSPECS (space-separated; {@link defaultDecospecs}), then `afterDefaults`
+ * — `run`/`resume` put their own `--with` before the defaults and the top-level `--with` after
+ * them (cli_components/run_cmds.py `config_callback` and `before_run`); every other command puts
+ * the top-level `--with` first (cli.py `start`). `decorators._attach_decorators_to_step` gives a
+ * step a decorator only when it has none of that name, so for each name the first spec wins and a
+ * step's own decorator wins over all of them. Each spec is parsed, and a @kubernetes / @resources
+ * attribute Metaflow does not know is refused as Metaflow refuses it, naming where the spec came from.
+ * @throws InputError (exit 2) for a spec Metaflow cannot read, ConfigError for an unknown attribute.
+ */
+export function attachedDecospecs(withSpecs: readonly string[], env: Record<string, string | undefined>, afterDefaults: readonly string[] = []): SourcedDecospec[] {
+  const fromWith = (text: string): SourcedDecospec => ({ ...parseDecospec(text, '--with'), source: `--with ${text}`, from: 'with' });
+  const defaults = defaultDecospecs(env);
+  const specs = [
+    ...withSpecs.map(fromWith),
+    ...(defaults?.value.split(/\s+/).filter(Boolean) ?? []).map((text): SourcedDecospec => ({ ...parseDecospec(text, defaults!.setting), source: `${defaults!.setting} (${text})`, from: 'default' })),
+    ...afterDefaults.map(fromWith),
+  ];
+  for (const spec of specs) {
+    const unknown = unknownDecospecAttributes(spec);
+    if (unknown.length > 0) {
+      throw new ConfigError(`${spec.source}: Metaflow's @${spec.name} does not support the attribute '${unknown[0]}'.`, {
+        hint: `The attributes of @${spec.name}: ${DECORATOR_ATTRIBUTES[spec.name as keyof typeof DECORATOR_ATTRIBUTES].join(', ')}.`,
+      });
+    }
+  }
+  return specs;
+}
+
+/** The first spec of each decorator name: the one Metaflow attaches to a step without that decorator of its own. */
+export function firstDecospecs(specs: readonly SourcedDecospec[]): Map<string, SourcedDecospec> {
+  const first = new Map<string, SourcedDecospec>();
+  for (const spec of specs) if (!first.has(spec.name)) first.set(spec.name, spec);
+  return first;
 }

@@ -35,7 +35,8 @@ export {
 export {
   remoteSteps,
   commandLineGpuSteps,
-  withDecospecs,
+  commandLineDecospecs,
+  stepRemote,
   metaflowCommand,
   startsRemoteSteps,
   metaflowCommandText,
@@ -45,8 +46,9 @@ export {
   SCHEDULERS,
   type RemoteSelection,
   type RemoteReason,
+  type StepRemote,
 } from './run-steps.js';
-export { parseDecospec, unknownDecospecAttributes, DECORATOR_ATTRIBUTES, type Decospec } from './decospec.js';
+export { parseDecospec, unknownDecospecAttributes, attachedDecospecs, firstDecospecs, DECORATOR_ATTRIBUTES, type Decospec, type SourcedDecospec } from './decospec.js';
 export { runFlow, type RunFlowOptions, type RunFlowResult } from './run-flow.js';
 export { EXTENSION_PYTHONPATH, EXTENSION_DIR, IMAGE_MAP_ENV, extensionFiles, extensionEnv } from './extension-files.js';
 export {

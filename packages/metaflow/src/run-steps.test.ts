@@ -1,7 +1,28 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FlowEnvs, StepEnvWithRequest } from './flow-envs.js';
 import { InputError } from '@prebuilt/core';
-import { checkRemoteFlowFileName, commandLineGpuSteps, givenEnvironment, metaflowArgs, metaflowCommand, remoteSteps, startsRemoteSteps, withDecospecs } from './run-steps.js';
+import { checkRemoteFlowFileName, commandLineDecospecs, commandLineGpuSteps, givenEnvironment, metaflowArgs, metaflowCommand, remoteSteps, startsRemoteSteps } from './run-steps.js';
+
+// Metaflow's configuration file ($METAFLOW_HOME/config.json): empty unless a test writes it.
+let home: string;
+beforeAll(async () => {
+  home = await mkdtemp(join(tmpdir(), 'prebuilt-run-steps-'));
+});
+afterAll(async () => {
+  await rm(home, { recursive: true, force: true });
+});
+const none = (more: Record<string, string> = {}): Record<string, string> => ({ METAFLOW_HOME: home, ...more });
+async function withConfig<T>(config: Record<string, string>, fn: () => T): Promise<T> {
+  await writeFile(join(home, 'config.json'), JSON.stringify(config));
+  try {
+    return fn();
+  } finally {
+    await rm(join(home, 'config.json'));
+  }
+}
 
 function step(name: string, remote: 'kubernetes' | 'batch' | null, disabled = false): StepEnvWithRequest {
   return {
@@ -18,45 +39,83 @@ function step(name: string, remote: 'kubernetes' | 'batch' | null, disabled = fa
   };
 }
 
-const envs = {
-  flow: 'HelloFlow',
-  file: 'flow.py',
-  steps: [step('start', null), step('train', 'kubernetes'), step('skip', 'kubernetes', true), step('end', null, true)],
-} as unknown as FlowEnvs;
+/** A flow of these steps: its envs and the flow file as read (each remote decorator on the line after the step's). */
+function flowOf(steps: StepEnvWithRequest[]): FlowEnvs {
+  const source = {
+    file: 'flow.py',
+    steps: steps.map((s, i) => ({ name: s.step, line: 10 * i + 1, imports: [], ...(s.remote ? { remote: { name: s.remote, line: 10 * i + 2, gpu: null, image: { kind: 'absent' } } } : {}) })),
+  };
+  return { flow: 'HelloFlow', file: 'flow.py', steps, source } as unknown as FlowEnvs;
+}
+
+const envs = flowOf([step('start', null), step('train', 'kubernetes'), step('skip', 'kubernetes', true), step('end', null, true)]);
+const batchEnvs = flowOf([step('start', null), step('train', 'batch'), step('end', null, true)]);
 
 describe('remoteSteps', () => {
   it('takes the static @kubernetes/@batch steps for a plain run, never disabled ones', () => {
-    expect(remoteSteps(envs, ['run'], {})).toEqual({ steps: ['train'], reason: 'static', decorator: null });
-    expect(remoteSteps(envs, [], {})).toEqual({ steps: ['train'], reason: 'static', decorator: null });
+    expect(remoteSteps(envs, ['run'], none())).toEqual({ steps: ['train'], reason: 'static', decorator: null });
+    expect(remoteSteps(envs, [], none())).toEqual({ steps: ['train'], reason: 'static', decorator: null });
   });
 
   it('takes every enabled step with --with kubernetes|batch, in either spelling and position', () => {
     for (const args of [
       ['run', '--with', 'kubernetes'],
       ['run', '--with=kubernetes:cpu=2'],
-      ['--with', 'batch', 'run'],
+      ['--with', 'batch:queue=q', 'run'],
       ['run', '--with', 'retry', '--with', 'kubernetes:image=x'],
     ]) {
-      const selection = remoteSteps(envs, args, {});
+      // A step's own @kubernetes with --with batch is refused (below): batch goes with a @batch flow.
+      const selection = remoteSteps(args.some((arg) => arg.startsWith('batch')) ? batchEnvs : envs, args, none());
       expect(selection.steps, args.join(' ')).toEqual(['start', 'train']);
       expect(selection.reason).toBe('with');
     }
-    expect(remoteSteps(envs, ['run', '--with', 'retry'], {}).reason).toBe('static');
+    expect(remoteSteps(envs, ['run', '--with', 'retry'], none()).reason).toBe('static');
   });
 
   it('takes every enabled step when METAFLOW_DEFAULT_DECOSPECS names a remote decorator', () => {
-    expect(remoteSteps(envs, ['run'], { METAFLOW_DEFAULT_DECOSPECS: 'retry kubernetes:cpu=1' })).toEqual({
+    expect(remoteSteps(envs, ['run'], none({ METAFLOW_DEFAULT_DECOSPECS: 'retry kubernetes:cpu=1' }))).toEqual({
       steps: ['start', 'train'],
       reason: 'default-decospecs',
       decorator: 'kubernetes',
     });
-    expect(remoteSteps(envs, ['run'], { METAFLOW_DEFAULT_DECOSPECS: 'retry' }).reason).toBe('static');
+    expect(remoteSteps(envs, ['run'], none({ METAFLOW_DEFAULT_DECOSPECS: 'retry' })).reason).toBe('static');
+  });
+
+  it("reads METAFLOW_DEFAULT_DECOSPECS as Metaflow's from_conf does: the environment, else Metaflow's configuration file; set empty, none", async () => {
+    await withConfig({ METAFLOW_DEFAULT_DECOSPECS: 'retry kubernetes:cpu=1' }, () => {
+      expect(remoteSteps(envs, ['run'], none())).toEqual({ steps: ['start', 'train'], reason: 'default-decospecs', decorator: 'kubernetes' });
+      // The environment wins over the file, even empty (Metaflow: os.environ.get(name, <file's>)).
+      expect(remoteSteps(envs, ['run'], none({ METAFLOW_DEFAULT_DECOSPECS: '' })).reason).toBe('static');
+      expect(remoteSteps(envs, ['run'], none({ METAFLOW_DEFAULT_DECOSPECS: 'retry' })).reason).toBe('static');
+    });
+    await withConfig({ METAFLOW_DEFAULT_DECOSPECS: 'batch' }, () => {
+      expect(remoteSteps(batchEnvs, ['run'], none())).toEqual({ steps: ['start', 'train'], reason: 'default-decospecs', decorator: 'batch' });
+    });
+  });
+
+  it('refuses a step that would get both @kubernetes and @batch, as Metaflow refuses it, naming where each came from', async () => {
+    const refusal = (flow: FlowEnvs, args: string[], env: Record<string, string>): InputError => {
+      try {
+        remoteSteps(flow, args, env);
+      } catch (error) {
+        return error as InputError;
+      }
+      throw new Error(`not refused: ${args.join(' ')}`);
+    };
+    const own = refusal(envs, ['run', '--with', 'batch'], none());
+    expect(own).toBeInstanceOf(InputError);
+    expect(own.message).toBe("flow.py:12: step 'train' has @kubernetes, and --with batch gives it @batch too, which Metaflow refuses (\"Step *train* is marked for execution both on AWS Batch and Kubernetes\").");
+    expect(own.hint).toBe('Run each step on one of them: remove @kubernetes from the step, or leave out --with batch.');
+    const file = join(home, 'config.json');
+    const both = await withConfig({ METAFLOW_DEFAULT_DECOSPECS: 'kubernetes' }, () => refusal(flowOf([step('start', null)]), ['run', '--with', 'batch'], none()));
+    expect(both.message).toBe(`flow.py:1: step 'start' gets @batch from --with batch, and METAFLOW_DEFAULT_DECOSPECS in ${file} (kubernetes) gives it @kubernetes too, which Metaflow refuses ("Step *start* is marked for execution both on AWS Batch and Kubernetes").`);
+    expect(both.hint).toBe(`Run each step on one of them: leave out METAFLOW_DEFAULT_DECOSPECS in ${file} (kubernetes) or --with batch.`);
   });
 
   it('takes every enabled step for the schedulers that make every step remote', () => {
-    expect(remoteSteps(envs, ['argo-workflows', 'create', '--only-json'], {})).toEqual({ steps: ['start', 'train'], reason: 'scheduler', decorator: 'kubernetes' });
-    expect(remoteSteps(envs, ['--no-pylint', '--datastore', 's3', 'step-functions', 'create'], {}).decorator).toBe('batch');
-    expect(remoteSteps(envs, ['airflow', 'create', 'out.py'], {}).steps).toEqual(['start', 'train']);
+    expect(remoteSteps(envs, ['argo-workflows', 'create', '--only-json'], none())).toEqual({ steps: ['start', 'train'], reason: 'scheduler', decorator: 'kubernetes' });
+    expect(remoteSteps(envs, ['--no-pylint', '--datastore', 's3', 'step-functions', 'create'], none()).decorator).toBe('batch');
+    expect(remoteSteps(envs, ['airflow', 'create', 'out.py'], none()).steps).toEqual(['start', 'train']);
   });
 });
 
@@ -86,8 +145,21 @@ describe('command line helpers', () => {
     expect(metaflowCommand(['--quiet'])).toBeUndefined();
   });
 
-  it('collects --with decospecs', () => {
-    expect(withDecospecs(['--with', 'a', 'run', '--with=b:x=1', '--', '--with', 'c'])).toEqual(['a', 'b:x=1']);
+  it("collects the decospecs in Metaflow's order: run/resume's own --with, METAFLOW_DEFAULT_DECOSPECS, the top-level --with; else the top-level first", () => {
+    const env = none({ METAFLOW_DEFAULT_DECOSPECS: 'retry  kubernetes:cpu=3' });
+    const sources = (args: string[]) => commandLineDecospecs(args, env).map((spec) => spec.source);
+    expect(sources(['--with', 'a', 'run', '--with=b:x=1', '--', '--with', 'c'])).toEqual([
+      '--with b:x=1', 'METAFLOW_DEFAULT_DECOSPECS (retry)', 'METAFLOW_DEFAULT_DECOSPECS (kubernetes:cpu=3)', '--with a',
+    ]);
+    expect(sources(['--with', 'a', 'resume', '--with', 'b'])).toEqual(['--with b', 'METAFLOW_DEFAULT_DECOSPECS (retry)', 'METAFLOW_DEFAULT_DECOSPECS (kubernetes:cpu=3)', '--with a']);
+    expect(sources(['--with', 'a', '--datastore', 's3', 'argo-workflows', 'create'])).toEqual(['--with a', 'METAFLOW_DEFAULT_DECOSPECS (retry)', 'METAFLOW_DEFAULT_DECOSPECS (kubernetes:cpu=3)']);
+    expect(commandLineDecospecs(['run', '--with', 'kubernetes:cpu=2'], env).map((spec) => [spec.name, spec.attributes, spec.from])).toEqual([
+      ['kubernetes', { cpu: 2 }, 'with'], ['retry', {}, 'default'], ['kubernetes', { cpu: 3 }, 'default'],
+    ]);
+  });
+
+  it('refuses a @kubernetes attribute Metaflow does not know before anything is built, naming where the spec came from', () => {
+    expect(() => commandLineDecospecs(['run'], none({ METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:zone=a' }))).toThrow("METAFLOW_DEFAULT_DECOSPECS (kubernetes:zone=a): Metaflow's @kubernetes does not support the attribute 'zone'.");
   });
 
   it('adds --environment=prebuilt in front unless the user chose an environment', () => {
@@ -129,6 +201,7 @@ describe('checkRemoteFlowFileName', () => {
 
 describe('commandLineGpuSteps', () => {
   const source = {
+    file: 'flow.py',
     steps: [
       { name: 'start', line: 1, imports: [] },
       { name: 'train', line: 2, imports: [], remote: { name: 'kubernetes', line: 2, gpu: null, image: { kind: 'absent' } } },
@@ -142,13 +215,23 @@ describe('commandLineGpuSteps', () => {
     steps: ['start', 'train', 'tune', 'end'].map((name) => step(name, name === 'train' ? 'kubernetes' : null)),
     source,
   } as unknown as FlowEnvs;
-  const gpus = (args: string[], env: Record<string, string> = {}) => commandLineGpuSteps(flow, remoteSteps(flow, args, env), args, env);
+  const gpus = (args: string[], env: Record<string, string> = none(), on: FlowEnvs = flow) => commandLineGpuSteps(on, remoteSteps(on, args, env), args, env);
+  // The flow without train's @kubernetes, for --with batch (Metaflow refuses a step on both).
+  const noKubernetes = { ...flow, steps: flow.steps.filter((s) => s.step !== 'train'), source: { ...source, steps: source.steps.filter((s) => s.name !== 'train') } } as unknown as FlowEnvs;
 
   it('the steps --with kubernetes|batch:gpu=N gives GPUs: those without a static decorator of that name or a @resources gpu of their own', () => {
     expect(gpus(['--with', 'kubernetes:gpu=1,cpu=2', 'run'])).toEqual(['start']);
     // end's @resources(gpu=0) wins over @kubernetes' gpu, not over @batch's (the larger of the two).
-    expect(gpus(['--with=batch:gpu=2', 'run'])).toEqual(['start', 'end']);
-    expect(gpus(['argo-workflows', 'create'], { METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:gpu=1' })).toEqual(['start']);
+    expect(gpus(['--with=batch:gpu=2', 'run'], none(), noKubernetes)).toEqual(['start', 'end']);
+    expect(gpus(['argo-workflows', 'create'], none({ METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:gpu=1' }))).toEqual(['start']);
+  });
+
+  it("the first spec of a name in Metaflow's order wins: run's own --with before the defaults before the top-level --with", async () => {
+    expect(gpus(['--with', 'kubernetes:gpu=1', 'run', '--with', 'kubernetes'])).toEqual([]);
+    expect(gpus(['--with', 'kubernetes', 'run', '--with', 'kubernetes:gpu=1'])).toEqual(['start']);
+    expect(gpus(['--with', 'kubernetes:gpu=1', 'run'], none({ METAFLOW_DEFAULT_DECOSPECS: 'kubernetes' }))).toEqual([]);
+    // The configuration file's defaults count as the environment's do.
+    expect(await withConfig({ METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:gpu=1' }, () => gpus(['run']))).toEqual(['start']);
   });
 
   it('--with resources:gpu=N: every remote step without a @resources of its own', () => {
@@ -166,6 +249,6 @@ describe('commandLineGpuSteps', () => {
 
   it("reads the specs as Metaflow does (parseDecospec): a quoted count, a JSON value with commas; one it cannot read is exit 2 naming where it came from", () => {
     expect(gpus(['--with', 'kubernetes:tolerations=[{"key": "gpu", "operator": "Exists"}],gpu="2"', 'run'])).toEqual(['start']);
-    expect(() => gpus(['argo-workflows', 'create'], { METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:gpu' })).toThrow("METAFLOW_DEFAULT_DECOSPECS kubernetes:gpu: 'gpu' is not an attribute=value, so Metaflow cannot read the spec.");
+    expect(() => gpus(['argo-workflows', 'create'], none({ METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:gpu' }))).toThrow("METAFLOW_DEFAULT_DECOSPECS kubernetes:gpu: 'gpu' is not an attribute=value, so Metaflow cannot read the spec.");
   });
 });

@@ -5,7 +5,7 @@
 import { basename } from 'node:path';
 import { InputError } from '@prebuilt/core';
 import type { FlowEnvs } from './flow-envs.js';
-import { parseDecospec } from './decospec.js';
+import { attachedDecospecs, firstDecospecs, type SourcedDecospec } from './decospec.js';
 import { stepGpus } from './merge.js';
 import type { FlowStep } from './read-flow.js';
 
@@ -29,25 +29,66 @@ export const SCHEDULERS: Readonly<Record<string, 'kubernetes' | 'batch'>> = {
   'step-functions': 'batch',
 };
 
-/** The decorator name of a decospec (`kubernetes:image=x,cpu=2` → `kubernetes`). */
-function decospecName(spec: string): string {
-  return spec.split(':', 1)[0]!.trim();
-}
-
-/** Every `--with X` / `--with=X` in a Metaflow command line (top level and `run`/`resume` level). */
-export function withDecospecs(args: readonly string[]): string[] {
-  const specs: string[] = [];
+/**
+ * The decospecs a Metaflow command line attaches to every step, in Metaflow 2.19's order
+ * ({@link attachedDecospecs}): for `run` and `resume`, their own `--with X` / `--with=X`, then
+ * METAFLOW_DEFAULT_DECOSPECS (environment, else Metaflow's configuration file), then the top-level
+ * `--with`; for any other command, the top-level `--with` first. Nothing after `--` counts.
+ */
+export function commandLineDecospecs(args: readonly string[], env: Record<string, string | undefined>): SourcedDecospec[] {
+  const at = metaflowCommandIndex(args);
+  const topLevel: string[] = [];
+  const commandLevel: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === '--') break;
+    const specs = at !== undefined && i > at ? commandLevel : topLevel;
     if (arg === '--with' && i + 1 < args.length) specs.push(args[++i]!);
     else if (arg.startsWith('--with=')) specs.push(arg.slice('--with='.length));
   }
-  return specs;
+  const command = at === undefined ? undefined : args[at];
+  return command === 'run' || command === 'resume' ? attachedDecospecs(commandLevel, env, topLevel) : attachedDecospecs([...topLevel, ...commandLevel], env);
+}
+
+/** Where a step runs off this machine, and what sent it there: its own decorator (`@batch`) or a spec's source. */
+export interface StepRemote {
+  name: 'kubernetes' | 'batch';
+  source: string;
+}
+
+/**
+ * The remote decorator a step runs under with the attached decospecs (the first spec of each name,
+ * {@link firstDecospecs}): its own @kubernetes / @batch, else the attached one; null when it runs
+ * locally. Metaflow attaches a @batch to a step with its own @kubernetes (and the reverse), then
+ * refuses the step (kubernetes_decorator.py `step_init`): so does this, with an InputError (exit 2)
+ * naming the step and where each decorator came from.
+ */
+export function stepRemote(step: Pick<FlowStep, 'name' | 'line' | 'file' | 'remote'>, flowFile: string, attached: ReadonlyMap<string, SourcedDecospec>): StepRemote | null {
+  const own = step.remote ? { name: step.remote.name, source: `@${step.remote.name}`, own: true } : undefined;
+  // The map keeps the command's order: the first remote spec is the first attached.
+  const given = [...attached.values()].filter((spec) => REMOTE.has(spec.name) && spec.name !== own?.name).map((spec) => ({ name: spec.name, source: spec.source, own: false }));
+  const [first, second] = own ? [own, ...given] : given;
+  if (!first) return null;
+  if (second) {
+    const file = step.file ?? flowFile;
+    const line = step.remote?.line ?? step.line;
+    const head = first.own ? `has @${first.name}` : `gets @${first.name} from ${first.source}`;
+    throw new InputError(
+      `${file}:${line}: step '${step.name}' ${head}, and ${second.source} gives it @${second.name} too, which Metaflow refuses ("Step *${step.name}* is marked for execution both on AWS Batch and Kubernetes").`,
+      { file, line, hint: `Run each step on one of them: ${first.own ? `remove @${first.name} from the step, or leave out` : 'leave out'} ${second.source}${first.own ? '' : ` or ${first.source}`}.` },
+    );
+  }
+  return { name: first.name as StepRemote['name'], source: first.source };
 }
 
 /** The first word of the command line that is not an option or an option's value: Metaflow's command. */
 export function metaflowCommand(args: readonly string[]): string | undefined {
+  const at = metaflowCommandIndex(args);
+  return at === undefined ? undefined : args[at];
+}
+
+/** The position of {@link metaflowCommand} in the command line. */
+function metaflowCommandIndex(args: readonly string[]): number | undefined {
   // Top-level options that take a value (Metaflow 2.19 `flow.py --help`).
   const withValue = new Set([
     '--with', '--metadata', '--environment', '--datastore', '--datastore-root', '--event-logger',
@@ -59,7 +100,7 @@ export function metaflowCommand(args: readonly string[]): string | undefined {
       if (withValue.has(arg)) i += arg === '--config' || arg === '--config-value' ? 2 : 1;
       continue;
     }
-    return arg;
+    return i;
   }
   return undefined;
 }
@@ -125,20 +166,29 @@ export function metaflowCommandText(args: readonly string[]): string {
 
 /**
  * The steps that need an image: steps with a static `@kubernetes`/`@batch`, or every step when the
- * command line or METAFLOW_DEFAULT_DECOSPECS has `--with kubernetes|batch`, or when the command
- * is a scheduler that makes every step remote (`argo-workflows`, `step-functions`, `airflow`).
- * Disabled steps never need one (they run on the base image's python).
+ * command line or METAFLOW_DEFAULT_DECOSPECS (environment, else Metaflow's configuration file)
+ * attaches `kubernetes` or `batch` ({@link commandLineDecospecs}), or when the command is a
+ * scheduler that makes every step remote (`argo-workflows`, `step-functions`, `airflow`).
+ * Disabled steps never need one (they run on the base image's python). A step that would get both
+ * @kubernetes and @batch is refused, as Metaflow refuses it ({@link stepRemote}).
  */
 export function remoteSteps(envs: FlowEnvs, args: readonly string[], env: Record<string, string | undefined> = process.env): RemoteSelection {
   const enabled = envs.steps.filter((s) => s.request !== null);
-  const fromArgs = withDecospecs(args).map(decospecName).find((name) => REMOTE.has(name));
-  if (fromArgs) return { steps: enabled.map((s) => s.step), reason: 'with', decorator: fromArgs as 'kubernetes' | 'batch' };
-  const defaults = (env.METAFLOW_DEFAULT_DECOSPECS ?? '').split(/\s+/).filter(Boolean).map(decospecName).find((name) => REMOTE.has(name));
-  if (defaults) return { steps: enabled.map((s) => s.step), reason: 'default-decospecs', decorator: defaults as 'kubernetes' | 'batch' };
+  const attached = firstDecospecs(commandLineDecospecs(args, env));
+  for (const step of envs.source.steps) stepRemote(step, envs.source.file, attached);
+  const spec = [...attached.values()].find((found) => REMOTE.has(found.name));
+  if (spec) return { steps: enabled.map((s) => s.step), reason: spec.from === 'with' ? 'with' : 'default-decospecs', decorator: spec.name as 'kubernetes' | 'batch' };
   const command = metaflowCommand(args);
   const scheduler = command !== undefined ? SCHEDULERS[command] : undefined;
   if (scheduler) return { steps: enabled.map((s) => s.step), reason: 'scheduler', decorator: scheduler };
   return { steps: enabled.filter((s) => s.remote !== null).map((s) => s.step), reason: 'static', decorator: null };
+}
+
+/** A spec's `gpu` as {@link stepGpus} counts a decorator's: a number, else null. */
+function specGpu(spec: SourcedDecospec | undefined): number | null {
+  const value = spec?.attributes['gpu'];
+  const gpu = Number(value);
+  return Number.isFinite(gpu) && value !== undefined && value !== null ? gpu : null;
 }
 
 /**
@@ -148,27 +198,16 @@ export function remoteSteps(envs: FlowEnvs, args: readonly string[], env: Record
  * its own, counted as {@link stepGpus} counts a static one. Their images need the GPU base image.
  */
 export function commandLineGpuSteps(envs: FlowEnvs, selection: RemoteSelection, args: readonly string[], env: Record<string, string | undefined> = process.env): string[] {
-  const specs = [
-    ...withDecospecs(args).map((spec) => parseDecospec(spec, '--with')),
-    ...(env.METAFLOW_DEFAULT_DECOSPECS ?? '').split(/\s+/).filter(Boolean).map((spec) => parseDecospec(spec, 'METAFLOW_DEFAULT_DECOSPECS')),
-  ];
-  const given: Record<string, number | null> = {};
-  for (const spec of specs) {
-    const name = spec.name.trim();
-    if (name !== 'kubernetes' && name !== 'batch' && name !== 'resources') continue;
-    if (name in given) continue; // Metaflow attaches the first one
-    const gpu = Number(spec.attributes['gpu']);
-    given[name] = Number.isFinite(gpu) && spec.attributes['gpu'] !== undefined && spec.attributes['gpu'] !== null ? gpu : null;
-  }
-  if (Object.keys(given).length === 0) return [];
+  const attached = firstDecospecs(commandLineDecospecs(args, env));
+  if (!attached.has('kubernetes') && !attached.has('batch') && !attached.has('resources')) return [];
   const chosen = new Set(selection.steps);
   return envs.source.steps
     .filter((step) => chosen.has(step.name))
     .filter((step) => {
       const remoteName = step.remote?.name ?? selection.decorator;
       const remote: FlowStep['remote'] =
-        step.remote ?? (remoteName ? { name: remoteName, line: 0, gpu: given[remoteName] ?? null, image: { kind: 'absent' } } : undefined);
-      const resources: FlowStep['resources'] = step.resources ?? ('resources' in given ? { line: 0, gpu: given['resources'] ?? null } : undefined);
+        step.remote ?? (remoteName ? { name: remoteName, line: 0, gpu: specGpu(attached.get(remoteName)), image: { kind: 'absent' } } : undefined);
+      const resources: FlowStep['resources'] = step.resources ?? (attached.has('resources') ? { line: 0, gpu: specGpu(attached.get('resources')) } : undefined);
       return stepGpus({ ...(remote ? { remote } : {}), ...(resources ? { resources } : {}) }) > 0 && stepGpus(step) === 0;
     })
     .map((step) => step.name);

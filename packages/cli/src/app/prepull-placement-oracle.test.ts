@@ -5,16 +5,16 @@
  * stepPlacements(). Needs a Metaflow source checkout: PREBUILT_TEST_METAFLOW_SOURCE=<dir holding metaflow/>.
  */
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, afterEach, expect, it } from 'vitest';
 import { PrebuiltError } from '@prebuilt/core';
 import { readFlow } from '@prebuilt/metaflow';
 import { describeOrFailInCi, metaflowSource } from '../../../../test/services.js';
-import { attachedDecorators, placementDefaults, stepPlacements } from './prepull-placement.js';
+import { attachedDecorators, batchSteps, isDefaultPlacement, placementDefaults, stepPlacements } from './prepull-placement.js';
 
 const run = promisify(execFile);
 const { source, missing } = metaflowSource();
@@ -25,12 +25,24 @@ interface Placed {
   tolerations: Record<string, unknown>[] | null;
   gpu: number | string | null;
   gpu_vendor: string;
+  /** The step is on @batch (and has no @kubernetes). */
+  batch?: true;
+}
+
+/** The fixture flows: placement.py (steps with and without @kubernetes / @resources), batch.py (a step with its own @batch). */
+const PLACEMENT = { file: 'placement.py', flow: 'PlacementFlow' };
+const BATCH = { file: 'batch.py', flow: 'BatchFlow' };
+type Fixture = typeof PLACEMENT;
+/** A case's Metaflow configuration file ($METAFLOW_HOME/config.json) and flow, when not none and placement.py. */
+interface Setup {
+  config?: Record<string, string>;
+  fixture?: Fixture;
 }
 
 const GPU_TAINT = '{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}';
 
 /** Command lines (`--with` specs) and Metaflow settings, each as a deploy would give them. */
-const placed: [name: string, specs: string[], settings: Record<string, string>][] = [
+const placed: [name: string, specs: string[], settings: Record<string, string>, setup?: Setup][] = [
   [
     'the first --with kubernetes goes to the steps without their own (the second attaches nothing), --with resources gives GPUs to those without @resources',
     [`kubernetes:node_selector={"pool": "gpu"},tolerations=[${GPU_TAINT}],gpu_vendor=amd`, 'kubernetes:compute_pool=ignored', 'resources:gpu=1'],
@@ -42,12 +54,24 @@ const placed: [name: string, specs: string[], settings: Record<string, string>][
     [],
     { METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:compute_pool=dflt', METAFLOW_KUBERNETES_NODE_SELECTOR: 'zone=a', METAFLOW_KUBERNETES_GPU_VENDOR: 'amd' },
   ],
+  ["METAFLOW_DEFAULT_DECOSPECS in Metaflow's configuration file attaches as the environment's does", [], {}, { config: { METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:compute_pool=fromfile resources:gpu=1' } }],
+  [
+    "an empty METAFLOW_DEFAULT_DECOSPECS in the environment turns the configuration file's off",
+    ['kubernetes'],
+    { METAFLOW_DEFAULT_DECOSPECS: '' },
+    { config: { METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:compute_pool=fromfile resources:gpu=1' } },
+  ],
+  ["a step's own @batch is on AWS Batch, the others are placed anywhere", [], {}, { fixture: BATCH }],
+  ['--with batch sends every step to AWS Batch', ['batch'], {}, { fixture: BATCH }],
+  ["METAFLOW_DEFAULT_DECOSPECS' batch (in the configuration file) sends every step to AWS Batch", [], {}, { fixture: BATCH, config: { METAFLOW_DEFAULT_DECOSPECS: 'batch' } }],
 ];
 
 /** Refused by Metaflow, and so by prepull (the message names the --with). */
-const refused: [name: string, spec: string, metaflow: RegExp, ours: RegExp][] = [
+const refused: [name: string, spec: string, metaflow: RegExp, ours: RegExp, fixture?: Fixture][] = [
   ['a k=v node selector with a plain key is split at ",zone=" into an attribute @kubernetes lacks', 'kubernetes:node_selector=pool=gpu,zone=a', /Decorator 'kubernetes' does not support the attribute 'zone'/, /^--with kubernetes:node_selector=pool=gpu,zone=a: Metaflow's @kubernetes does not support the attribute 'zone'/],
   ['a GPU vendor other than nvidia or amd', 'kubernetes:gpu_vendor=intel', /GPU vendor intel for step \w+ is not currently supported/, /^--with kubernetes:gpu_vendor=intel is not valid for Metaflow: the GPU vendor "intel" is not one Metaflow supports/],
+  ['--with batch on a step with its own @kubernetes', 'batch', /Step own is marked for execution both on AWS Batch and Kubernetes/, /^placement\.py:\d+: step 'own' has @kubernetes, and --with batch gives it @batch too/],
+  ['--with kubernetes on a step with its own @batch', 'kubernetes', /Step train is marked for execution both on AWS Batch and Kubernetes/, /^batch\.py:\d+: step 'train' has @batch, and --with kubernetes gives it @kubernetes too/, BATCH],
 ];
 
 describeOrFailInCi(
@@ -56,7 +80,9 @@ describeOrFailInCi(
   () => {
     // Metaflow creates .metaflow/ where it runs, and reads its configuration from METAFLOW_HOME: work on a copy.
     const dir = mkdtempSync(join(tmpdir(), 'prebuilt-placement-oracle-'));
-    cpSync(join(FIXTURES, 'placement.py'), join(dir, 'placement.py'));
+    for (const fixture of [PLACEMENT, BATCH]) cpSync(join(FIXTURES, fixture.file), join(dir, fixture.file));
+    const config = join(dir, 'config.json');
+    afterEach(() => rmSync(config, { force: true }));
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
     const python = process.env.METAFLOW_PREBUILT_PYTHON ?? 'python3';
     const base: Record<string, string | undefined> = {
@@ -80,23 +106,29 @@ describeOrFailInCi(
     };
 
     /** Metaflow's answer: the `PLACED=`/`REFUSED=` line, and all it printed (its refusal's message). */
-    async function oracle(specs: string[], env: Record<string, string | undefined>): Promise<{ line: string; output: string }> {
-      const args = [join(FIXTURES, 'placement_oracle.py'), 'placement.py', 'PlacementFlow', ...specs.flatMap((spec) => ['--with', spec])];
+    async function oracle(specs: string[], env: Record<string, string | undefined>, fixture: Fixture = PLACEMENT): Promise<{ line: string; output: string }> {
+      const args = [join(FIXTURES, 'placement_oracle.py'), fixture.file, fixture.flow, ...specs.flatMap((spec) => ['--with', spec])];
       const { stdout, stderr } = await run(python, args, { cwd: dir, env });
       const line = stdout.split('\n').find((l) => l.startsWith('PLACED=') || l.startsWith('REFUSED='));
       if (!line) throw new Error(`Metaflow printed no placement:\n${stdout}${stderr}`);
       return { line, output: `${stdout}${stderr}` };
     }
 
-    it.each(placed)('%s', async (_name, specs, settings) => {
+    it.each(placed)('%s', async (_name, specs, settings, setup = {}) => {
       const env = { ...base, ...settings };
-      const [{ line }, flow] = await Promise.all([oracle(specs, env), readFlow(join(dir, 'placement.py'), { env, cwd: dir })]);
+      const fixture = setup.fixture ?? PLACEMENT;
+      if (setup.config) writeFileSync(config, JSON.stringify(setup.config));
+      const [{ line }, flow] = await Promise.all([oracle(specs, env, fixture), readFlow(join(dir, fixture.file), { env, cwd: dir })]);
       expect(line).toMatch(/^PLACED=/);
       const metaflow = JSON.parse(line.slice('PLACED='.length)) as Record<string, Placed>;
       const names = flow.steps.map((step) => step.name);
-      const groups = stepPlacements(flow, names, 'placement.py', placementDefaults(env), attachedDecorators(specs, env));
-      expect(Object.keys(metaflow).sort()).toEqual([...names].sort());
-      for (const step of names) {
+      const attached = attachedDecorators(specs, env);
+      const groups = stepPlacements(flow, names, fixture.file, placementDefaults(env), attached);
+      // Metaflow's steps on @batch are ours; a step with neither decorator runs anywhere (prepull warms it on every node).
+      const onBatch = Object.keys(metaflow).filter((step) => metaflow[step]!.batch);
+      expect(batchSteps(flow, names, fixture.file, attached).map((entry) => entry.step).sort()).toEqual(onBatch.sort());
+      for (const step of names.filter((name) => !(name in metaflow))) expect(isDefaultPlacement(groups.find((group) => group.steps.includes(step))!), step).toBe(true);
+      for (const step of Object.keys(metaflow).filter((name) => !onBatch.includes(name))) {
         const mf = metaflow[step]!;
         const ours = groups.find((group) => group.steps.includes(step))!;
         const gpu = mf.gpu !== null && Number(mf.gpu) > 0;
@@ -111,13 +143,13 @@ describeOrFailInCi(
       }
     });
 
-    it.each(refused)('refused: %s', async (_name, spec, metaflow, ours) => {
-      const [{ line, output }, flow] = await Promise.all([oracle([spec], base), readFlow(join(dir, 'placement.py'), { env: base, cwd: dir })]);
+    it.each(refused)('refused: %s', async (_name, spec, metaflow, ours, fixture = PLACEMENT) => {
+      const [{ line, output }, flow] = await Promise.all([oracle([spec], base, fixture), readFlow(join(dir, fixture.file), { env: base, cwd: dir })]);
       expect(line).toMatch(/^REFUSED=/);
       expect(output).toMatch(metaflow);
       const error = (() => {
         try {
-          stepPlacements(flow, flow.steps.map((step) => step.name), 'placement.py', placementDefaults(base), attachedDecorators([spec], base));
+          stepPlacements(flow, flow.steps.map((step) => step.name), fixture.file, placementDefaults(base), attachedDecorators([spec], base));
         } catch (e) {
           return e;
         }

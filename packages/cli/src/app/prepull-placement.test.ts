@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, InputError } from '@prebuilt/core';
 import type { FlowStep, RemoteDecorator } from '@prebuilt/metaflow';
-import { attachedDecorators, COMPUTE_POOL_LABEL, isDefaultPlacement, parseStepNodeSelector, parseStepTolerations, placementDefaults, stepPlacements } from './prepull-placement.js';
+import { attachedDecorators, batchSteps, COMPUTE_POOL_LABEL, isDefaultPlacement, parseStepNodeSelector, parseStepTolerations, placementDefaults, stepPlacements } from './prepull-placement.js';
 
 const where = { file: 'flow.py', step: 'train', line: 7 };
 const kubernetes = (more: Partial<RemoteDecorator> = {}): RemoteDecorator => ({ name: 'kubernetes', line: 5, gpu: null, image: { kind: 'absent' }, ...more });
@@ -112,7 +112,7 @@ describe('step placements (as Metaflow places @kubernetes pods)', () => {
     it('the first --with kubernetes goes to every step without its own @kubernetes; a step\'s own wins whole (no merge); --with resources gives its gpu to steps without @resources', () => {
       const steps = [step('start'), step('own', { remote: kubernetes({ nodeSelector: arg({ pool: 'cpu' }) }) }), step('res', { resources: { line: 8, gpu: 2 } })];
       const attached = attachedDecorators(['kubernetes:node_selector={"pool": "gpu"},tolerations=[{"key": "gpu", "operator": "Exists"}],gpu_vendor=AMD', 'kubernetes:compute_pool=ignored', 'retry:times=3', 'resources:gpu=1'], none());
-      expect(attached.kubernetes?.source).toBe('--with kubernetes:node_selector={"pool": "gpu"},tolerations=[{"key": "gpu", "operator": "Exists"}],gpu_vendor=AMD');
+      expect(attached.get('kubernetes')?.source).toBe('--with kubernetes:node_selector={"pool": "gpu"},tolerations=[{"key": "gpu", "operator": "Exists"}],gpu_vendor=AMD');
       const groups = stepPlacements({ steps }, ['start', 'own', 'res'], 'flow.py', placementDefaults(none()), attached);
       expect(groups.map((g) => [g.steps, g.nodeSelector, g.tolerations, g.gpu, g.gpuVendor])).toEqual([
         [['start', 'res'], { pool: 'gpu' }, [{ key: 'gpu', operator: 'Exists' }], true, 'amd'],
@@ -161,8 +161,37 @@ describe('step placements (as Metaflow places @kubernetes pods)', () => {
       const error = thrown(() => stepPlacements({ steps }, ['start'], 'flow.py', {}, attachedDecorators(['kubernetes'], none())));
       expect(error).toBeInstanceOf(InputError);
       expect(error.message).toBe("flow.py:4: step 'start' has @batch, and --with kubernetes gives it @kubernetes too, which Metaflow refuses (\"Step *start* is marked for execution both on AWS Batch and Kubernetes\").");
-      // Without it, a @batch step is placed as before (Metaflow's defaults; no GPU vendor).
-      expect(stepPlacements({ steps }, ['start'], 'flow.py', {})[0]).toMatchObject({ nodeSelector: {}, gpu: false });
+    });
+
+    it('a step on AWS Batch has no placement: its own @batch, or --with batch / METAFLOW_DEFAULT_DECOSPECS (in the configuration file too) when it has no @kubernetes', async () => {
+      const batch = (line: number): RemoteDecorator => ({ name: 'batch', line, gpu: 1, image: { kind: 'absent' } });
+      const steps = [step('start'), step('train', { remote: batch(4) }), step('end')];
+      const all = ['start', 'train', 'end'];
+      expect(batchSteps({ steps }, all, 'flow.py', attachedDecorators([], none()))).toEqual([{ step: 'train', source: '@batch' }]);
+      expect(stepPlacements({ steps }, all, 'flow.py', {}).map((group) => group.steps)).toEqual([['start', 'end']]);
+      expect(batchSteps({ steps }, all, 'flow.py', attachedDecorators(['retry', 'batch:queue=q'], none()))).toEqual([
+        { step: 'start', source: '--with batch:queue=q' },
+        { step: 'train', source: '@batch' },
+        { step: 'end', source: '--with batch:queue=q' },
+      ]);
+      expect(stepPlacements({ steps }, all, 'flow.py', {}, attachedDecorators(['batch'], none()))).toEqual([]);
+      await writeFile(join(home, 'config.json'), JSON.stringify({ METAFLOW_DEFAULT_DECOSPECS: 'batch' }));
+      try {
+        expect(batchSteps({ steps }, ['start'], 'flow.py', attachedDecorators([], none()))).toEqual([{ step: 'start', source: `METAFLOW_DEFAULT_DECOSPECS in ${join(home, 'config.json')} (batch)` }]);
+        // Set in the environment (empty too), the setting wins over the file.
+        expect(batchSteps({ steps }, ['start'], 'flow.py', attachedDecorators([], { ...none(), METAFLOW_DEFAULT_DECOSPECS: '' }))).toEqual([]);
+      } finally {
+        await rm(join(home, 'config.json'));
+      }
+    });
+
+    it('a step with its own @kubernetes that --with batch reaches is refused, and so is every step when both are attached', () => {
+      const own = thrown(() => stepPlacements({ steps: [step('gpu', { remote: kubernetes() })] }, ['gpu'], 'flow.py', {}, attachedDecorators(['batch'], none())));
+      expect(own).toBeInstanceOf(InputError);
+      expect(own.message).toBe("flow.py:5: step 'gpu' has @kubernetes, and --with batch gives it @batch too, which Metaflow refuses (\"Step *gpu* is marked for execution both on AWS Batch and Kubernetes\").");
+      const both = thrown(() => batchSteps({ steps: [step('start')] }, ['start'], 'flow.py', attachedDecorators(['kubernetes'], { ...none(), METAFLOW_DEFAULT_DECOSPECS: 'batch' })));
+      expect(both.message).toBe("flow.py:10: step 'start' gets @kubernetes from --with kubernetes, and METAFLOW_DEFAULT_DECOSPECS (batch) gives it @batch too, which Metaflow refuses (\"Step *start* is marked for execution both on AWS Batch and Kubernetes\").");
+      expect(both.exitCode).toBe(2);
     });
   });
 

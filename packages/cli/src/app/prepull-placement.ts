@@ -4,11 +4,13 @@
  * METAFLOW_KUBERNETES_NODE_SELECTOR / METAFLOW_KUBERNETES_TOLERATIONS (environment, else Metaflow's
  * configuration file), and whether it asks for GPUs and whose (`gpu_vendor`). A step without its
  * own @kubernetes gets the one the deploy's command line attaches (`--with kubernetes:…`, then
- * METAFLOW_DEFAULT_DECOSPECS). `prebuilt prepull` warms each placement's nodes with its steps' images only.
+ * METAFLOW_DEFAULT_DECOSPECS). A step on AWS Batch (its own @batch, or one the command line
+ * attaches) does not run on the cluster: it has no placement. `prebuilt prepull` warms each
+ * placement's nodes with its steps' images only.
  */
 import type { V1Toleration } from '@kubernetes/client-node';
 import { canonicalJson, InputError, ConfigError, errorMessage } from '@prebuilt/core';
-import { metaflowSetting, parseDecospec, stepGpus, unknownDecospecAttributes, DECORATOR_ATTRIBUTES, type Decospec, type FlowFile, type FlowStep, type PlacementArg } from '@prebuilt/metaflow';
+import { attachedDecospecs, firstDecospecs, metaflowSetting, stepGpus, stepRemote, type FlowFile, type FlowStep, type PlacementArg, type SourcedDecospec } from '@prebuilt/metaflow';
 import { isLabelKey, isLabelValue } from './kubernetes-names.js';
 
 export interface StepPlacement {
@@ -31,16 +33,17 @@ export type GpuVendor = 'nvidia' | 'amd';
 /** The node label Metaflow 2.19 gives a step's pods for `@kubernetes(compute_pool=…)` (kubernetes_decorator.py, `init`). */
 export const COMPUTE_POOL_LABEL = 'outerbounds.co/compute-pool';
 
-/** A decorator the deploy's command line attaches to every step without one of its own, and where it came from. */
-export interface AttachedDecorator extends Decospec {
-  /** `--with kubernetes:…`, or `METAFLOW_DEFAULT_DECOSPECS (kubernetes:…)`. */
-  source: string;
-}
+/**
+ * The decorators the deploy's command line attaches to every step without one of that name: the
+ * first spec of each name (`kubernetes`, `batch`, `resources`, …), with where it came from
+ * (`--with kubernetes:…`, `METAFLOW_DEFAULT_DECOSPECS (kubernetes:…)`).
+ */
+export type AttachedDecorators = ReadonlyMap<string, SourcedDecospec>;
 
-/** The decorators of the deploy's command line that place pods: the first @kubernetes and the first @resources. */
-export interface AttachedDecorators {
-  kubernetes?: AttachedDecorator;
-  resources?: AttachedDecorator;
+/** A step that runs on AWS Batch, not on the cluster, and what sent it there (`@batch`, `--with batch`, `METAFLOW_DEFAULT_DECOSPECS (batch)`). */
+export interface BatchStep {
+  step: string;
+  source: string;
 }
 
 /** Metaflow's V1Toleration arguments (Python names) → the API's. */
@@ -126,33 +129,29 @@ export function placementDefaults(env: Record<string, string | undefined>): Plac
 }
 
 /**
- * The decorators the deploy's command line attaches, as Metaflow 2.19 attaches them: the
- * `--with` specs in order, then METAFLOW_DEFAULT_DECOSPECS (environment, else Metaflow's
- * configuration file; space-separated) — cli.py and cli_components/run_cmds.py put the defaults
- * after the command line's. `decorators._attach_decorators_to_step` gives a step a decorator only
- * when it has none of that name, so for each name the first spec wins and a step's own
- * @kubernetes / @resources wins over all of them (nothing is merged). Every spec is parsed (and a
- * @kubernetes / @resources attribute Metaflow does not know refused, as Metaflow refuses it), even one that attaches nothing.
+ * The decorators the deploy's command line attaches, as Metaflow 2.19 attaches them
+ * (`@prebuilt/metaflow`'s `attachedDecospecs`: the `--with` specs in order, then
+ * METAFLOW_DEFAULT_DECOSPECS from the environment, else Metaflow's configuration file): for each
+ * name the first spec, and a step's own decorator wins over it (nothing is merged). Every spec is
+ * parsed (and a @kubernetes / @resources attribute Metaflow does not know refused), even one that attaches nothing.
  */
 export function attachedDecorators(withSpecs: readonly string[], env: Record<string, string | undefined>): AttachedDecorators {
-  const defaults = metaflowSetting('METAFLOW_DEFAULT_DECOSPECS', env);
-  // The setting's name first (errors name it as a setting), and the configuration file when it came from there.
-  const setting = defaults?.source === 'METAFLOW_DEFAULT_DECOSPECS' ? defaults.source : `METAFLOW_DEFAULT_DECOSPECS in ${defaults?.source}`;
-  const specs = [
-    ...withSpecs.map((text) => ({ ...parseDecospec(text, '--with'), source: `--with ${text}` })),
-    ...(defaults?.value.split(/\s+/).filter(Boolean) ?? []).map((text) => ({ ...parseDecospec(text, setting), source: `${setting} (${text})` })),
-  ];
-  const attached: AttachedDecorators = {};
-  for (const spec of specs) {
-    const unknown = unknownDecospecAttributes(spec);
-    if (unknown.length > 0) {
-      throw new ConfigError(`${spec.source}: Metaflow's @${spec.name} does not support the attribute '${unknown[0]}'.`, {
-        hint: `The attributes of @${spec.name}: ${DECORATOR_ATTRIBUTES[spec.name as keyof typeof DECORATOR_ATTRIBUTES].join(', ')}.`,
-      });
-    }
-    if ((spec.name === 'kubernetes' || spec.name === 'resources') && !attached[spec.name]) attached[spec.name] = spec;
+  return firstDecospecs(attachedDecospecs(withSpecs, env));
+}
+
+/**
+ * The steps of `only` (in flow order) that run on AWS Batch: their own @batch, or the command
+ * line's when they have no @kubernetes of their own. A step that gets both is refused, as Metaflow
+ * refuses it (`stepRemote`).
+ */
+export function batchSteps(flow: Pick<FlowFile, 'steps'>, only: readonly string[], flowFile: string, attached: AttachedDecorators): BatchStep[] {
+  const onBatch: BatchStep[] = [];
+  for (const step of flow.steps) {
+    if (!only.includes(step.name)) continue;
+    const remote = stepRemote(step, flowFile, attached);
+    if (remote?.name === 'batch') onBatch.push({ step: step.name, source: remote.source });
   }
-  return attached;
+  return onBatch;
 }
 
 function staticValue(arg: PlacementArg | undefined, name: string, flowFile: string, step: string): unknown {
@@ -201,15 +200,8 @@ function stepKubernetes(step: FlowStep, file: string, attached: AttachedDecorato
       attached: false,
     };
   }
-  const spec = attached.kubernetes;
+  const spec = attached.get('kubernetes');
   if (!spec) return undefined;
-  if (step.remote?.name === 'batch') {
-    throw new InputError(`${file}:${step.remote.line}: step '${step.name}' has @batch, and ${spec.source} gives it @kubernetes too, which Metaflow refuses ("Step *${step.name}* is marked for execution both on AWS Batch and Kubernetes").`, {
-      file,
-      line: step.remote.line,
-      hint: 'Deploy each step to one of them: remove @batch from the step, or prepull (and deploy) without that --with kubernetes.',
-    });
-  }
   return { value: (name) => spec.attributes[name], where: () => ({ file, step: step.name, line: step.line, source: spec.source }), attached: true };
 }
 
@@ -255,24 +247,24 @@ function placementOf(step: FlowStep, flowFile: string, defaults: PlacementDefaul
   const tolerations = !pythonFalsy(tolerationsArg) ? parseStepTolerations(tolerationsArg, kubernetes!.where('tolerations')) : defaultTolerations(defaults, where);
   // @resources (the step's own, else the command line's) gives its gpu to @kubernetes (`step_init`).
   const remote = kubernetes?.attached ? { name: 'kubernetes' as const, line: step.line, gpu: gpuCount(kubernetes.value('gpu'), kubernetes.where('gpu')), image: { kind: 'absent' as const } } : step.remote;
-  const resourcesSpec = attached.resources;
+  const resourcesSpec = attached.get('resources');
   const resources = step.resources ?? (resourcesSpec ? { line: step.line, gpu: gpuCount(resourcesSpec.attributes['gpu'], { ...where, source: resourcesSpec.source }) } : undefined);
   const gpu = stepGpus({ ...(remote ? { remote } : {}), ...(resources ? { resources } : {}) }) > 0;
-  // Metaflow checks the vendor of every @kubernetes step, with GPUs or not; a step on @batch has none.
-  const gpuVendor = step.remote?.name === 'batch' ? undefined : gpuVendorOf(kubernetes, defaults, where);
-  return { nodeSelector, tolerations, gpu, ...(gpu && gpuVendor ? { gpuVendor } : {}) };
+  // Metaflow checks the vendor of every @kubernetes step, with GPUs or not.
+  const gpuVendor = gpuVendorOf(kubernetes, defaults, where);
+  return { nodeSelector, tolerations, gpu, ...(gpu ? { gpuVendor } : {}) };
 }
 
 /**
- * The flow's steps (those of `only`, in flow order) grouped by placement, in the order of their
- * first step. A computed node_selector, tolerations, compute_pool or gpu_vendor is an InputError
+ * The flow's steps on the cluster (those of `only`, in flow order, without the {@link batchSteps})
+ * grouped by placement, in the order of their first step. A computed node_selector, tolerations, compute_pool or gpu_vendor is an InputError
  * (exit 2) naming file, line and step; one Metaflow would refuse, too (naming the setting or the
  * `--with` it came from).
  */
-export function stepPlacements(flow: Pick<FlowFile, 'steps'>, only: readonly string[], flowFile: string, defaults: PlacementDefaults, attached: AttachedDecorators = {}): StepPlacement[] {
+export function stepPlacements(flow: Pick<FlowFile, 'steps'>, only: readonly string[], flowFile: string, defaults: PlacementDefaults, attached: AttachedDecorators = new Map()): StepPlacement[] {
   const groups = new Map<string, StepPlacement>();
   for (const step of flow.steps) {
-    if (!only.includes(step.name)) continue;
+    if (!only.includes(step.name) || stepRemote(step, flowFile, attached)?.name === 'batch') continue;
     const placement = placementOf(step, flowFile, defaults, attached);
     // NVIDIA's placements keep the key (and so the DaemonSet name) they had before the vendor was part of it.
     const { gpuVendor, ...rest } = placement;

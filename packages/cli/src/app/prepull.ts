@@ -11,7 +11,7 @@ import { checkNamespace } from './kubernetes-names.js';
 import { applyDaemonSet, deleteDaemonSet, flowDaemonSets, type DaemonSetTarget, type PrepullAction } from './prepull-apply.js';
 import { labelSelector, prepullDaemonSet, prepullLabels, prepullName } from './prepull-daemonset.js';
 import { prepullImages, prepullPullSecrets, type PrepullImage } from './prepull-images.js';
-import { attachedDecorators, isDefaultPlacement, placementDefaults, stepPlacements, type GpuVendor, type StepPlacement } from './prepull-placement.js';
+import { attachedDecorators, batchSteps, isDefaultPlacement, placementDefaults, stepPlacements, type BatchStep, type GpuVendor, type StepPlacement } from './prepull-placement.js';
 import { missingPullSecrets } from './prepull-secrets.js';
 import { waitForDaemonSet, type PrepullNodes, type WaitProgress } from './prepull-wait.js';
 
@@ -85,10 +85,12 @@ export interface PrepullResult {
   daemonSets: PrepullDaemonSet[];
   /** The flow's DaemonSets of placements no step has any more: deleted. */
   removed: string[];
+  /** The steps that run on AWS Batch (their own @batch, `--with batch`, METAFLOW_DEFAULT_DECOSPECS): not warmed, in no DaemonSet. */
+  batchSteps: BatchStep[];
   /** Where the cluster configuration came from. */
   kubeconfig: string;
   // The fields of one DaemonSet per flow (before placements), kept for --json readers: over all DaemonSets.
-  /** The first DaemonSet's name (the flow's one DaemonSet when all its steps are placed alike). */
+  /** The first DaemonSet's name (the flow's one DaemonSet when all its steps are placed alike; its name for steps placed anywhere when no step runs on the cluster). */
   name: string;
   /** `created` when one was created, else `updated` when one was updated or removed, else `unchanged`. */
   action: PrepullAction;
@@ -161,6 +163,7 @@ export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullR
   const names = options.flowSteps.map((step) => step.name);
   prepullImages(options.imageMap, names, options.flowFile); // Every step has an image, before anything else.
   const attached = attachedDecorators(options.decospecs ?? [], options.env);
+  const onBatch = batchSteps({ steps: options.flowSteps }, names, options.flowFile, attached);
   const planned = stepPlacements({ steps: options.flowSteps }, names, options.flowFile, placementDefaults(options.env), attached).map((placement) => planDaemonSet(placement, options));
   const { target, core, kubeconfig } = await connect('prepull', options);
   const secrets = [...new Set(planned.flatMap((p) => p.entry.pullSecrets))];
@@ -179,17 +182,17 @@ export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullR
   }
   const daemonSets = planned.map((p) => p.entry);
   if (options.wait !== false) await waitForAll(daemonSets, { target, core }, options);
-  return { flow: options.imageMap.flow, namespace: options.namespace, daemonSets, removed, kubeconfig, ...overAll(daemonSets, removed, options) };
+  return { flow: options.imageMap.flow, namespace: options.namespace, daemonSets, removed, batchSteps: onBatch, kubeconfig, ...overAll(daemonSets, removed, options) };
 }
 
 /** The single-DaemonSet fields of the result, over all the flow's DaemonSets. */
 function overAll(entries: PrepullDaemonSet[], removed: string[], options: PrepullFlowOptions): Pick<PrepullResult, 'name' | 'action' | 'images' | 'pullSecrets' | 'nodeSelector' | 'nodes'> {
   const actions = entries.map((entry) => entry.action);
   const action: PrepullAction = actions.includes('created') ? 'created' : actions.includes('updated') || removed.length > 0 ? 'updated' : 'unchanged';
-  const waited = entries.every((entry) => entry.nodes !== null);
+  const waited = options.wait !== false && entries.every((entry) => entry.nodes !== null);
   const sum = (key: keyof PrepullNodes): number => entries.reduce((total, entry) => total + (entry.nodes?.[key] ?? 0), 0);
   return {
-    name: entries[0]!.name,
+    name: entries[0]?.name ?? prepullName(options.imageMap.flow),
     action,
     images: entries.flatMap((entry) => entry.images),
     pullSecrets: [...new Set(entries.flatMap((entry) => entry.pullSecrets))],

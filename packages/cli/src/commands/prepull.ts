@@ -48,9 +48,13 @@ step with no node_selector is warmed on every node, with a note on how to narrow
 
 Give --with the decorator specs you deploy with (python flow.py --with kubernetes:… argo-workflows
 create): as Metaflow does, a step without its own @kubernetes gets the first --with kubernetes:…
-(then METAFLOW_DEFAULT_DECOSPECS'), a step's own @kubernetes wins whole (nothing is merged), and
---with resources:gpu=N gives GPUs to the steps without their own @resources. Other decorators are
-read and do not change where pods run.
+(then METAFLOW_DEFAULT_DECOSPECS', from the environment, else Metaflow's configuration file
+$METAFLOW_HOME/config.json), a step's own @kubernetes wins whole (nothing is merged), and
+--with resources:gpu=N gives GPUs to the steps without their own @resources. A step on AWS Batch
+(its own @batch, or --with batch / METAFLOW_DEFAULT_DECOSPECS' batch when it has no @kubernetes)
+does not run on the cluster: it is not warmed, and the output (--json: batchSteps) names it and
+what sent it there; a step that would get both @batch and @kubernetes is refused, as Metaflow
+refuses it. Other decorators are read and do not change where pods run.
 It waits until every matching node has pulled the current images, printing progress on stderr;
 running it again with the same images changes nothing, changed images roll out to all nodes at
 once, and a DaemonSet of a placement no step has any more is deleted. --remove deletes every
@@ -67,8 +71,8 @@ pull secret the namespace lacks gets a warning (the nodes would pull without it)
 Exit codes: 0 ready (or removed), 1 not ready within --timeout (the pods' problems are named:
 failed pulls, images that do not start) or the Kubernetes API failed or refused, 2 no image map
 (run prebuilt build first), a flow changed since its build, a node_selector, tolerations,
-compute_pool or gpu_vendor computed at run time or one Metaflow would refuse, bad options or --with
-specs, 130/143 interrupted (the DaemonSet stays).
+compute_pool or gpu_vendor computed at run time or one Metaflow would refuse, a step on both @batch
+and @kubernetes, bad options or --with specs, 130/143 interrupted (the DaemonSet stays).
 
 Environment:
   ${PAUSE_IMAGE_SETTING}     the pods' main container (default ${DEFAULT_PAUSE_IMAGE})
@@ -76,7 +80,8 @@ Environment:
   METAFLOW_KUBERNETES_NODE_SELECTOR Metaflow's node selector of steps that name none ("k=v,k2=v2")
   METAFLOW_KUBERNETES_TOLERATIONS   Metaflow's tolerations of steps that name none (a JSON list)
   METAFLOW_KUBERNETES_GPU_VENDOR    Metaflow's GPU vendor of steps that name none (nvidia, amd)
-  METAFLOW_DEFAULT_DECOSPECS        Metaflow's --with specs after the command line's (space-separated)
+  METAFLOW_DEFAULT_DECOSPECS        Metaflow's --with specs after the command line's (space-separated;
+                                    unset: the key in Metaflow's configuration file; set empty: none)
   KUBECONFIG                        the cluster
 
 Examples:
@@ -118,9 +123,16 @@ function renderDaemonSet(result: PrepullResult, entry: PrepullDaemonSet): string
   return `  ${entry.steps.join(', ')}: ${head}\n${entry.note ? `    note: ${entry.note}\n` : ''}${lines.join('\n')}\n`;
 }
 
+/** The steps on AWS Batch, with what sent each there: `start (@batch), end (--with batch): on AWS Batch, …`. */
+function renderBatchSteps(result: PrepullResult): string {
+  if (result.batchSteps.length === 0) return '';
+  const steps = result.batchSteps.map((entry) => `${entry.step} (${entry.source})`).join(', ');
+  return `  ${steps}: on AWS Batch, not on this cluster: not warmed\n`;
+}
+
 function renderResult(result: PrepullResult): string {
   const removed = result.removed.map((name) => `  removed DaemonSet ${result.namespace}/${name} (a placement no step has any more)\n`).join('');
-  return `${result.flow}: ${result.daemonSets.length} DaemonSet${result.daemonSets.length === 1 ? '' : 's'}\n${result.daemonSets.map((entry) => renderDaemonSet(result, entry)).join('')}${removed}`;
+  return `${result.flow}: ${result.daemonSets.length} DaemonSet${result.daemonSets.length === 1 ? '' : 's'}\n${result.daemonSets.map((entry) => renderDaemonSet(result, entry)).join('')}${renderBatchSteps(result)}${removed}`;
 }
 
 async function runPrepull(file: string, context: CliContext, options: PrepullOptions): Promise<void> {
