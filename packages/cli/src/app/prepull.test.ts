@@ -232,6 +232,23 @@ describe('prepullFlow / removePrepull against the FAKE Kubernetes API (FAKE Daem
       await removePrepull({ flow: 'WithFlow', namespace: 'metaflow', env, k8s });
     });
 
+    it("steps on AWS Batch (a step's own @batch, --with batch) are in no DaemonSet and named in the result; with every step there, the flow's DaemonSets go", async () => {
+      controller = startFakeDaemonSetController(fake, { nodes: ['node-a'] });
+      const onBatch = placed({ remote: { name: 'batch', line: 20, gpu: 1, image: { kind: 'absent' } } });
+      const own = await prepullFlow(options('BatchFlow', { flowSteps: onBatch }));
+      expect(own.daemonSets.map((d) => [d.name, d.steps, d.gpu])).toEqual([[prepullName('BatchFlow'), ['start', 'end'], false]]);
+      expect(own.batchSteps).toEqual([{ step: 'train', source: '@batch' }]);
+      expect(own.images.map((i) => i.steps)).toEqual([['start', 'end']]);
+      const all = await prepullFlow(options('BatchFlow', { flowSteps: onBatch, decospecs: ['batch'] }));
+      expect(all.batchSteps).toEqual([{ step: 'start', source: '--with batch' }, { step: 'train', source: '@batch' }, { step: 'end', source: '--with batch' }]);
+      expect(all).toMatchObject({ daemonSets: [], removed: [prepullName('BatchFlow')], name: prepullName('BatchFlow'), action: 'updated', images: [], nodes: { desired: 0, ready: 0, updated: 0 } });
+      expect(fake.get(DS, prepullName('BatchFlow'))).toBeUndefined();
+      // A step with its own @kubernetes that --with batch reaches: refused before the cluster is asked.
+      const refused = await prepullFlow(options('BatchFlow', { namespace: 'nowhere', flowSteps: placed({ remote: kubernetes({}) }), decospecs: ['batch'] })).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(InputError);
+      expect((refused as InputError).message).toMatch(/^flow\.py:20: step 'train' has @kubernetes, and --with batch gives it @batch too, which Metaflow refuses/);
+    });
+
     it('a computed node_selector is exit 2 at file:line naming the step, before the cluster is asked', async () => {
       const error = await prepullFlow(options('DynFlow', { namespace: 'nowhere', flowSteps: placed({ remote: kubernetes({ nodeSelector: { kind: 'dynamic', line: 21, why: "'pick()' is not a literal, a constant or a simple expression" } }) }) })).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(InputError);

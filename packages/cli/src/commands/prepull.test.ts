@@ -117,6 +117,33 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     expect((await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove'], {}, placed)).code).toBe(0);
   });
 
+  it("steps on AWS Batch (--with batch, or METAFLOW_DEFAULT_DECOSPECS in Metaflow's configuration file) are not warmed, and the output (--json too) names them and why", async () => {
+    controller = startFakeDaemonSetController(fake, { nodes: ['node-a'] });
+    const withBatch = await run(['prepull', 'flow.py', '-n', 'metaflow', '--with', 'batch']);
+    expect(withBatch.code, withBatch.stderr).toBe(0);
+    expect(withBatch.stdout).toBe('WarmFlow: 0 DaemonSets\n  start (--with batch), end (--with batch): on AWS Batch, not on this cluster: not warmed\n');
+    const config = join(dir, '.metaflowconfig', 'config.json');
+    await mkdir(join(dir, '.metaflowconfig'), { recursive: true });
+    await writeFile(config, JSON.stringify({ METAFLOW_DEFAULT_DECOSPECS: 'batch:queue=q' }));
+    try {
+      const home = { METAFLOW_HOME: join(dir, '.metaflowconfig') };
+      const fromFile = await run(['prepull', 'flow.py', '-n', 'metaflow', '--json'], home);
+      expect(fromFile.code, fromFile.stderr).toBe(0);
+      const source = `METAFLOW_DEFAULT_DECOSPECS in ${config} (batch:queue=q)`;
+      expect(JSON.parse(fromFile.stdout)).toMatchObject({ ok: true, daemonSets: [], batchSteps: [{ step: 'start', source }, { step: 'end', source }] });
+      // Set in the environment, even empty, the setting wins over the file (as Metaflow's from_conf reads it).
+      const off = await run(['prepull', 'flow.py', '-n', 'metaflow', '--json'], { ...home, METAFLOW_DEFAULT_DECOSPECS: '' });
+      expect(JSON.parse(off.stdout)).toMatchObject({ batchSteps: [], daemonSets: [{ steps: ['start', 'end'] }] });
+      // --with kubernetes and the file's batch give every step both: refused, naming where each came from.
+      const both = await run(['prepull', 'flow.py', '-n', 'metaflow', '--with', 'kubernetes'], home);
+      expect(both.code).toBe(2);
+      expect(both.stderr).toContain(`step 'start' gets @kubernetes from --with kubernetes, and ${source} gives it @batch too, which Metaflow refuses`);
+    } finally {
+      await rm(join(dir, '.metaflowconfig'), { recursive: true, force: true });
+    }
+    expect((await run(['prepull', 'flow.py', '-n', 'metaflow', '--remove'])).code).toBe(0);
+  });
+
   it('no image map is exit 2 with the build hint; so is a bad --node-selector', async () => {
     const empty = join(dir, 'unbuilt');
     await mkdir(empty, { recursive: true });
@@ -186,6 +213,7 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     expect(help.stdout).toContain('--node-selector <key=value>');
     expect(help.stdout).toContain('--with <decospec>');
     expect(help.stdout).toContain("a step's own @kubernetes wins whole (nothing is merged)");
+    expect(help.stdout).toMatch(/A step on AWS Batch\s+\(its own @batch, or --with batch \/ METAFLOW_DEFAULT_DECOSPECS' batch when it has no @kubernetes\)\s+does not run on the cluster: it is not warmed/);
     expect(help.stdout).toContain('Exit codes:');
     expect(help.stdout).toContain('$ prebuilt prepull flow.py -n metaflow --remove');
   });
