@@ -110,6 +110,8 @@ describe('remoteSteps', () => {
     const both = await withConfig({ METAFLOW_DEFAULT_DECOSPECS: 'kubernetes' }, () => refusal(flowOf([step('start', null)]), ['run', '--with', 'batch'], none()));
     expect(both.message).toBe(`flow.py:1: step 'start' gets @batch from --with batch, and METAFLOW_DEFAULT_DECOSPECS in ${file} (kubernetes) gives it @kubernetes too, which Metaflow refuses ("Step *start* is marked for execution both on AWS Batch and Kubernetes").`);
     expect(both.hint).toBe(`Run each step on one of them: leave out METAFLOW_DEFAULT_DECOSPECS in ${file} (kubernetes) or --with batch.`);
+    // Metaflow prints a --help without initialising the decorators.
+    expect(remoteSteps(envs, ['run', '--with', 'batch', '--help'], none()).decorator).toBe('batch');
   });
 
   it('takes every enabled step for the schedulers that make every step remote', () => {

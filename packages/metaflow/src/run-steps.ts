@@ -175,7 +175,8 @@ export function metaflowCommandText(args: readonly string[]): string {
 export function remoteSteps(envs: FlowEnvs, args: readonly string[], env: Record<string, string | undefined> = process.env): RemoteSelection {
   const enabled = envs.steps.filter((s) => s.request !== null);
   const attached = firstDecospecs(commandLineDecospecs(args, env));
-  for (const step of envs.source.steps) stepRemote(step, envs.source.file, attached);
+  // Metaflow refuses such a step once its decorators are initialised: not for a --help, which it prints and stops.
+  if (!asksForHelp(args)) for (const step of envs.source.steps) stepRemote(step, envs.source.file, attached);
   const spec = [...attached.values()].find((found) => REMOTE.has(found.name));
   if (spec) return { steps: enabled.map((s) => s.step), reason: spec.from === 'with' ? 'with' : 'default-decospecs', decorator: spec.name as 'kubernetes' | 'batch' };
   const command = metaflowCommand(args);

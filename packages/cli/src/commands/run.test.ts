@@ -203,6 +203,27 @@ describe('prebuilt run', () => {
     expect(result.stdout).not.toContain('argv:');
     expect(result.stderr).toContain('no-such-registry-backend');
   });
+
+  it("METAFLOW_DEFAULT_DECOSPECS in Metaflow's configuration file sends every step to Kubernetes, as Metaflow reads it (an empty one in the environment turns it off); a step then sent to both is exit 2", async () => {
+    const home = join(dir, 'metaflow-home');
+    mkdirSync(home, { recursive: true });
+    writeFileSync(join(home, 'config.json'), JSON.stringify({ METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:cpu=2' }));
+    try {
+      const remote = await cli(['run', 'local_flow.py', 'run'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1', METAFLOW_HOME: home });
+      expect(remote.code).toBe(2);
+      expect(remote.stdout).not.toContain('argv:');
+      expect(remote.stderr).toContain('no-such-registry-backend');
+      const off = await cli(['run', 'local_flow.py', 'run'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1', METAFLOW_HOME: home, METAFLOW_DEFAULT_DECOSPECS: '' });
+      expect(off.code, off.stderr).toBe(0);
+      expect(off.stdout).toContain('argv:--environment=prebuilt run');
+      const both = await cli(['run', 'local_flow.py', 'run', '--with', 'batch'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1', METAFLOW_HOME: home });
+      expect(both.code).toBe(2);
+      expect(both.stdout).not.toContain('argv:');
+      expect(both.stderr).toContain(`local_flow.py:6: step 'start' gets @batch from --with batch, and METAFLOW_DEFAULT_DECOSPECS in ${join(home, 'config.json')} (kubernetes:cpu=2) gives it @kubernetes too, which Metaflow refuses`);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('prebuilt metaflow install | status | uninstall (a FAKE metaflow package on PYTHONPATH stands in for Metaflow)', () => {
