@@ -3,7 +3,7 @@
 // served by this process. A FAKE DaemonSet controller and kubelet roll the DaemonSet out over three
 // nodes; its "pull" of each init container's image is a real manifest GET by digest on the test
 // registry, so the references prepull wrote are the ones the build pushed.
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { FakeKubernetesApi, type KubeObject } from '../../packages/cli/src/__fixtures__/fake-kubernetes-api.js';
@@ -131,6 +131,19 @@ describeWith(NEEDS, 'prebuilt prepull (real CLI, a flow built on the real plain 
     } finally {
       await runCli(['prepull', 'one_env_flow.py', '-n', 'metaflow', '--remove'], { env, cwd: dir, timeoutMs: 60_000 });
     }
+  }, 60_000);
+
+  itWith(NEEDS, "METAFLOW_DEFAULT_DECOSPECS=batch in Metaflow's configuration file: every step is on AWS Batch, none warmed, the output says why (nothing is created)", async () => {
+    const home = join(fixtures.dir, 'metaflow-home');
+    await mkdir(home, { recursive: true });
+    await writeFile(join(home, 'config.json'), JSON.stringify({ METAFLOW_DEFAULT_DECOSPECS: 'batch' }));
+    const before = pulled.length;
+    const run = await runCli(['prepull', 'one_env_flow.py', '-n', 'metaflow', '--json'], { env: { ...env, METAFLOW_HOME: home, METAFLOW_DEFAULT_DECOSPECS: undefined }, cwd: dir, timeoutMs: 60_000 });
+    expect(run.code, run.stderr).toBe(0);
+    const source = `METAFLOW_DEFAULT_DECOSPECS in ${join(home, 'config.json')} (batch)`;
+    expect(parseJson<{ ok: boolean; daemonSets: unknown[]; batchSteps: unknown[] }>(run)).toMatchObject({ ok: true, daemonSets: [], batchSteps: [{ step: 'start', source }, { step: 'end', source }] });
+    expect(fake.list('/apis/apps/v1/namespaces/metaflow/daemonsets')).toEqual([]);
+    expect(pulled.length).toBe(before);
   }, 60_000);
 
   itWith(NEEDS, 'a step added to the flow since the build: exit 2, run prebuilt build first (nothing is created)', async () => {
