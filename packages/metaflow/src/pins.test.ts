@@ -81,4 +81,36 @@ describe('metaflowSetting', () => {
     expect(big).toBeInstanceOf(ConfigError);
     expect((big as ConfigError).message).toMatch(/config_big\.json is 1048577 bytes; prebuilt reads one of at most 1048576 bytes\.$/);
   });
+  it("reads the project's .metaflow/config.json (the nearest .metaflow directory up from the cwd) between the environment and the global file, as Metaflow's from_conf", () => {
+    const dir = join(home, 'project-local');
+    const globalHome = join(dir, 'home');
+    const project = join(dir, 'project');
+    const nested = join(project, 'flows', 'deep');
+    mkdirSync(globalHome, { recursive: true });
+    mkdirSync(nested, { recursive: true });
+    writeFileSync(join(globalHome, 'config.json'), JSON.stringify({ METAFLOW_DEFAULT_DATASTORE: 'gs', METAFLOW_KUBERNETES_NAMESPACE: 'global' }));
+    const env = { METAFLOW_HOME: globalHome };
+    // No .metaflow directory anywhere up: the global file.
+    expect(metaflowSetting('METAFLOW_DEFAULT_DATASTORE', env, nested)).toEqual({ value: 'gs', source: join(globalHome, 'config.json') });
+    // A .metaflow directory without config.json (a local run's datastore): still the global file.
+    mkdirSync(join(project, '.metaflow'));
+    expect(metaflowSetting('METAFLOW_DEFAULT_DATASTORE', env, nested)?.value).toBe('gs');
+    // Its config.json wins over the global file, found from any directory below it; other keys fall through.
+    const local = join(project, '.metaflow', 'config.json');
+    writeFileSync(local, JSON.stringify({ METAFLOW_DEFAULT_DATASTORE: 's3' }));
+    expect(metaflowSetting('METAFLOW_DEFAULT_DATASTORE', env, nested)).toEqual({ value: 's3', source: local });
+    expect(metaflowDatastore({ env: { ...env }, cwd: nested })).toBe('s3');
+    expect(metaflowSetting('METAFLOW_KUBERNETES_NAMESPACE', env, nested)?.value).toBe('global');
+    // The environment still comes first; the nearest .metaflow directory stops the search.
+    expect(metaflowSetting('METAFLOW_DEFAULT_DATASTORE', { ...env, METAFLOW_DEFAULT_DATASTORE: 'azure' }, nested)?.value).toBe('azure');
+    mkdirSync(join(nested, '.metaflow'));
+    expect(metaflowSetting('METAFLOW_DEFAULT_DATASTORE', env, nested)?.value).toBe('gs');
+    // A broken project file is a ConfigError naming it and what to do; no METAFLOW_HOME hint.
+    writeFileSync(join(nested, '.metaflow', 'config.json'), '{');
+    const broken = (() => { try { metaflowSetting('METAFLOW_DEFAULT_DATASTORE', env, nested); } catch (e) { return e; } return undefined; })() as ConfigError;
+    expect(broken).toBeInstanceOf(ConfigError);
+    expect(broken.message).toMatch(/flows\/deep\/\.metaflow\/config\.json is not valid JSON/);
+    expect(broken.setting).toBeUndefined();
+    expect(broken.hint).toMatch(/nearest \.metaflow directory/);
+  });
 });

@@ -4,7 +4,7 @@
  */
 import { statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ConfigError, errorMessage, readRegularFileSync } from '@prebuilt/core';
 import type { StepEnv } from './merge.js';
 
@@ -32,16 +32,30 @@ export interface MetaflowPinsOptions {
   /** The datastore the flow runs with (`--datastore`). Default: Metaflow's own setting. */
   datastore?: string;
   env?: Record<string, string | undefined>;
+  /** Where the project's `.metaflow/config.json` is looked for from (Metaflow: its working directory). Default: this process's. */
+  cwd?: string;
 }
 
 /** A Metaflow configuration file larger than this is refused (`metaflow configure` writes a few KiB). */
 const MAX_CONFIG_BYTES = 1024 * 1024;
 
-function tooLarge(file: string, size: number): ConfigError {
-  return new ConfigError(`Metaflow configuration ${file} is ${size} bytes; prebuilt reads one of at most ${MAX_CONFIG_BYTES} bytes.`, {
-    setting: 'METAFLOW_HOME',
-    hint: 'Fix or remove the file (`metaflow configure` rewrites it), or point METAFLOW_HOME at the directory of your Metaflow configuration.',
-  });
+/** What a broken configuration file's error says to do: the global file's, or the project's. */
+interface ConfigHint {
+  setting?: string;
+  hint: string;
+}
+
+const GLOBAL_CONFIG_HINT: ConfigHint = {
+  setting: 'METAFLOW_HOME',
+  hint: 'Fix or remove the file (`metaflow configure` rewrites it), or point METAFLOW_HOME at the directory of your Metaflow configuration.',
+};
+
+const LOCAL_CONFIG_HINT: ConfigHint = {
+  hint: "Fix or remove the project's Metaflow configuration file (Metaflow reads it too, from the nearest .metaflow directory up from where you run the flow).",
+};
+
+function tooLarge(file: string, size: number, fix: ConfigHint): ConfigError {
+  return new ConfigError(`Metaflow configuration ${file} is ${size} bytes; prebuilt reads one of at most ${MAX_CONFIG_BYTES} bytes.`, fix);
 }
 
 /** Metaflow configuration files read by this process, by path: the file's identity (device, inode, size, mtime) when read, and its JSON. */
@@ -52,7 +66,7 @@ const configs = new Map<string, { version: string; config: unknown }>();
  * named), read and parsed once while the file stays the same: a setting read again (one per step
  * and placement) costs a stat, not a read.
  */
-function metaflowConfig(file: string, profile: string | undefined): unknown {
+function metaflowConfig(file: string, profile: string | undefined, fix: ConfigHint): unknown {
   let version: string;
   let text: string;
   try {
@@ -63,7 +77,7 @@ function metaflowConfig(file: string, profile: string | undefined): unknown {
     // Not read unless a regular file: a FIFO would hang the command, a device fill its memory.
     text = readRegularFileSync(file, MAX_CONFIG_BYTES, {
       notAFile: (kind) => new Error(`it is ${kind}, not a file`),
-      tooLarge: (size) => tooLarge(file, size),
+      tooLarge: (size) => tooLarge(file, size, fix),
     }).toString('utf8');
   } catch (error) {
     if (error instanceof ConfigError) throw error;
@@ -78,38 +92,63 @@ function metaflowConfig(file: string, profile: string | undefined): unknown {
   try {
     config = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`Metaflow configuration ${file} is not valid JSON: ${errorMessage(error)}.`, {
-      setting: 'METAFLOW_HOME',
-      cause: error,
-      hint: 'Fix or remove the file (`metaflow configure` rewrites it).',
-    });
+    throw new ConfigError(`Metaflow configuration ${file} is not valid JSON: ${errorMessage(error)}.`, { ...fix, cause: error });
   }
   configs.set(file, { version, config });
   return config;
 }
 
 /**
- * A Metaflow setting read as Metaflow's `from_conf` does: the environment variable `name`, else the
- * key of that name in $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json (home ~/.metaflowconfig).
- * Empty counts as unset. `source` names where it came from. A missing profile file, or a
- * configuration that is not JSON, is a ConfigError.
+ * The project's Metaflow configuration file, as Metaflow's `init_local_config` finds it: the first
+ * `.metaflow` directory from `cwd` up to the root (the local datastore's directory, which a local run
+ * creates), then `config.json` in it — undefined when there is no such directory.
  */
-export function metaflowSetting(name: string, env: Record<string, string | undefined>): { value: string; source: string } | undefined {
-  if (env[name]) return { value: env[name], source: name };
-  const home = (env.METAFLOW_HOME || join(homedir(), '.metaflowconfig')).replace(/^~(?=\/|$)/, homedir());
-  const profile = env.METAFLOW_PROFILE;
-  const file = join(home, profile ? `config_${profile}.json` : 'config.json');
-  const config = metaflowConfig(file, profile) as Record<string, unknown> | null | undefined;
-  const fromFile = config?.[name];
-  return typeof fromFile === 'string' && fromFile !== '' ? { value: fromFile, source: file } : undefined;
+function localConfigFile(cwd: string): string | undefined {
+  for (let dir = resolve(cwd); ; dir = dirname(dir)) {
+    const candidate = join(dir, '.metaflow');
+    if (isDirectory(candidate)) return join(candidate, 'config.json');
+    if (dirname(dir) === dir) return undefined;
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /**
- * Metaflow's datastore setting, read as Metaflow does: METAFLOW_DEFAULT_DATASTORE, else the key of
- * that name in $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json (home ~/.metaflowconfig), else `local`.
+ * A Metaflow setting read as Metaflow's `from_conf` does: the environment variable `name`, else the
+ * key of that name in the project's configuration (`.metaflow/config.json` in `cwd` or the nearest
+ * parent that has a `.metaflow` directory), else in $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json
+ * (home ~/.metaflowconfig). Empty counts as unset. `source` names where it came from. A missing
+ * profile file, or a configuration that is not JSON, is a ConfigError.
+ */
+export function metaflowSetting(name: string, env: Record<string, string | undefined>, cwd: string = process.cwd()): { value: string; source: string } | undefined {
+  if (env[name]) return { value: env[name], source: name };
+  const local = localConfigFile(cwd);
+  const home = (env.METAFLOW_HOME || join(homedir(), '.metaflowconfig')).replace(/^~(?=\/|$)/, homedir());
+  const profile = env.METAFLOW_PROFILE;
+  const global = join(home, profile ? `config_${profile}.json` : 'config.json');
+  for (const [file, config] of [
+    [local, local === undefined ? undefined : metaflowConfig(local, undefined, LOCAL_CONFIG_HINT)],
+    [global, metaflowConfig(global, profile, GLOBAL_CONFIG_HINT)],
+  ] as const) {
+    const value = (config as Record<string, unknown> | null | undefined)?.[name];
+    if (file !== undefined && typeof value === 'string' && value !== '') return { value, source: file };
+  }
+  return undefined;
+}
+
+/**
+ * Metaflow's datastore setting, read as Metaflow does ({@link metaflowSetting}): METAFLOW_DEFAULT_DATASTORE,
+ * else the key of that name in the project's `.metaflow/config.json`, else in
+ * $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json (home ~/.metaflowconfig), else `local`.
  */
 export function metaflowDatastore(options: MetaflowPinsOptions = {}): MetaflowDatastore {
-  const setting = options.datastore ? { value: options.datastore, source: "option 'datastore'" } : metaflowSetting('METAFLOW_DEFAULT_DATASTORE', options.env ?? process.env);
+  const setting = options.datastore ? { value: options.datastore, source: "option 'datastore'" } : metaflowSetting('METAFLOW_DEFAULT_DATASTORE', options.env ?? process.env, options.cwd);
   const value = setting?.value;
   const source = setting?.source ?? 'METAFLOW_DEFAULT_DATASTORE';
   const datastore = value ?? 'local';

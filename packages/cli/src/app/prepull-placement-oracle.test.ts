@@ -5,9 +5,9 @@
  * stepPlacements(). Needs a Metaflow source checkout: PREBUILT_TEST_METAFLOW_SOURCE=<dir holding metaflow/>.
  */
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, expect, it } from 'vitest';
@@ -33,10 +33,22 @@ interface Placed {
 const PLACEMENT = { file: 'placement.py', flow: 'PlacementFlow' };
 const BATCH = { file: 'batch.py', flow: 'BatchFlow' };
 type Fixture = typeof PLACEMENT;
-/** A case's Metaflow configuration file ($METAFLOW_HOME/config.json) and flow, when not none and placement.py. */
+/** A case's Metaflow configuration files ($METAFLOW_HOME/config.json; the project's .metaflow/config.json) and flow, when not none and placement.py. */
 interface Setup {
   config?: Record<string, string>;
+  projectConfig?: Record<string, string>;
   fixture?: Fixture;
+}
+
+/** `fn` run with `dir` as this process's working directory (the test pool runs each file in its own process). */
+function inDirectory<T>(dir: string, fn: () => T): T {
+  const before = process.cwd();
+  process.chdir(dir);
+  try {
+    return fn();
+  } finally {
+    process.chdir(before);
+  }
 }
 
 const GPU_TAINT = '{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}';
@@ -61,6 +73,12 @@ const placed: [name: string, specs: string[], settings: Record<string, string>, 
     { METAFLOW_DEFAULT_DECOSPECS: '' },
     { config: { METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:compute_pool=fromfile resources:gpu=1' } },
   ],
+  [
+    "the project's .metaflow/config.json (where the flow runs) wins over the global configuration file",
+    [],
+    {},
+    { config: { METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:compute_pool=fromfile', METAFLOW_KUBERNETES_GPU_VENDOR: 'amd' }, projectConfig: { METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:compute_pool=project resources:gpu=1' } },
+  ],
   ["a step's own @batch is on AWS Batch, the others are placed anywhere", [], {}, { fixture: BATCH }],
   ['--with batch sends every step to AWS Batch', ['batch'], {}, { fixture: BATCH }],
   ["METAFLOW_DEFAULT_DECOSPECS' batch (in the configuration file) sends every step to AWS Batch", [], {}, { fixture: BATCH, config: { METAFLOW_DEFAULT_DECOSPECS: 'batch' } }],
@@ -82,7 +100,11 @@ describeOrFailInCi(
     const dir = mkdtempSync(join(tmpdir(), 'prebuilt-placement-oracle-'));
     for (const fixture of [PLACEMENT, BATCH]) cpSync(join(FIXTURES, fixture.file), join(dir, fixture.file));
     const config = join(dir, 'config.json');
-    afterEach(() => rmSync(config, { force: true }));
+    const projectConfig = join(dir, '.metaflow', 'config.json');
+    afterEach(() => {
+      rmSync(config, { force: true });
+      rmSync(projectConfig, { force: true });
+    });
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
     const python = process.env.METAFLOW_PREBUILT_PYTHON ?? 'python3';
     const base: Record<string, string | undefined> = {
@@ -118,12 +140,17 @@ describeOrFailInCi(
       const env = { ...base, ...settings };
       const fixture = setup.fixture ?? PLACEMENT;
       if (setup.config) writeFileSync(config, JSON.stringify(setup.config));
+      if (setup.projectConfig) {
+        mkdirSync(dirname(projectConfig), { recursive: true });
+        writeFileSync(projectConfig, JSON.stringify(setup.projectConfig));
+      }
       const [{ line }, flow] = await Promise.all([oracle(specs, env, fixture), readFlow(join(dir, fixture.file), { env, cwd: dir })]);
       expect(line).toMatch(/^PLACED=/);
       const metaflow = JSON.parse(line.slice('PLACED='.length)) as Record<string, Placed>;
       const names = flow.steps.map((step) => step.name);
-      const attached = attachedDecorators(specs, env);
-      const groups = stepPlacements(flow, names, fixture.file, placementDefaults(env), attached);
+      // Read from where Metaflow ran, as `prebuilt prepull` reads from where the user runs it (the project's configuration is found from the working directory).
+      const [attached, defaults] = inDirectory(dir, () => [attachedDecorators(specs, env), placementDefaults(env)] as const);
+      const groups = stepPlacements(flow, names, fixture.file, defaults, attached);
       // Metaflow's steps on @batch are ours; a step with neither decorator runs anywhere (prepull warms it on every node).
       const onBatch = Object.keys(metaflow).filter((step) => metaflow[step]!.batch);
       expect(batchSteps(flow, names, fixture.file, attached).map((entry) => entry.step).sort()).toEqual(onBatch.sort());

@@ -48,8 +48,8 @@ step with no node_selector is warmed on every node, with a note on how to narrow
 
 Give --with the decorator specs you deploy with (python flow.py --with kubernetes:… argo-workflows
 create): as Metaflow does, a step without its own @kubernetes gets the first --with kubernetes:…
-(then METAFLOW_DEFAULT_DECOSPECS', from the environment, else Metaflow's configuration file
-$METAFLOW_HOME/config.json), a step's own @kubernetes wins whole (nothing is merged), and
+(then METAFLOW_DEFAULT_DECOSPECS', from the environment, else Metaflow's configuration files:
+the project's .metaflow/config.json, then $METAFLOW_HOME/config.json), a step's own @kubernetes wins whole (nothing is merged), and
 --with resources:gpu=N gives GPUs to the steps without their own @resources. A step on AWS Batch
 (its own @batch, or --with batch / METAFLOW_DEFAULT_DECOSPECS' batch when it has no @kubernetes)
 does not run on the cluster: it is not warmed, and the output (--json: batchSteps) names it and

@@ -18,8 +18,9 @@ Everything after <flow> goes to Metaflow untouched, except prebuilt's global --v
 --version (Metaflow has neither); prebuilt's own settings are environment variables (see
 \`prebuilt build --help\`). Images are built for the steps that run remotely: steps
 with @kubernetes/@batch, or every step with \`--with kubernetes|batch\` (in the arguments or
-METAFLOW_DEFAULT_DECOSPECS — the environment's, else the key in Metaflow's configuration file
-~/.metaflowconfig/config.json, as Metaflow reads it; set empty, it turns the file's off) or with
+METAFLOW_DEFAULT_DECOSPECS — the environment's, else the key in Metaflow's configuration files,
+the project's .metaflow/config.json then ~/.metaflowconfig/config.json, as Metaflow reads them;
+set empty, it turns the files' off) or with
 argo-workflows, step-functions or airflow; a step that would get both @kubernetes and @batch is
 refused (exit 2), as Metaflow refuses it. Only commands that
 start remote steps or compile a deployment build them (run, resume, package, argo-workflows /
