@@ -59,6 +59,28 @@ describe('wheels locked at a direct URL (lock, plan, build)', () => {
     expect(note).toContain('the host other.example');
   });
 
+  it('names ten wheels locked at a direct URL in a note each, and counts the others in one more (a lock of 10,000 printed 10,000 lines)', () => {
+    const many = entry('linux-64', Array.from({ length: 10_000 }, (_, i) => wheel(`w${i}`, `https://other.example/w${i}-1.0-py3-none-any.whl`, ['foo'])));
+    const notes = directUrlNotes([{ entry: many, steps: ['a'] }]);
+    expect(notes).toHaveLength(11);
+    expect(notes[0]).toMatch(/^step a: w0 2\.0 is locked from the host other\.example /);
+    expect(notes[10]).toBe("9990 more wheels are locked at a direct URL a package requires, not from the PyPI index: --json's directUrls lists them all.");
+    expect(flowDirectUrlWheels([{ key: 'k', entry: many, steps: ['a'] }])).toHaveLength(10_000);
+  });
+
+  it('merges who required a wheel over envs listing 100,000 names each in seconds at most (it compared each name with every other: hours)', () => {
+    const names = (from: number) => Array.from({ length: 100_000 }, (_, i) => `pkg${from + i}`);
+    const url = 'https://other.example/bar-2.0-py3-none-any.whl';
+    const started = performance.now();
+    const notes = directUrlNotes([
+      { entry: entry('linux-64', [wheel('bar', url, names(0))]), steps: ['a'] },
+      { entry: entry('linux-aarch64', [wheel('bar', url, names(50_000))]), steps: ['b'] },
+    ]);
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toContain('and 149990 more');
+  });
+
   describe('a URL under none of the env\'s channels and not at its PyPI index, without the directUrl record (a lock edited by hand, or in a pull request)', () => {
     const planted = entry('linux-64', [
       wheel('foo', 'https://files.evil.example/foo-1.0-py3-none-any.whl'),

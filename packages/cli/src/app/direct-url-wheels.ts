@@ -21,8 +21,12 @@ import { channelUrl, oneLineText, redactUrl, type EnvRequest, type LockEntry, ty
 const NAME_MAX = 100;
 const URL_MAX = 300;
 const REQUIRERS_SHOWN = 10;
-/** Hosts named in a note each, of the packages off their env's sources that the lock does not record (one more note counts the rest). */
-const HOST_NOTES_SHOWN = 10;
+/**
+ * Notes of each kind at most: wheels locked at a direct URL (one each), and hosts serving packages
+ * off their env's sources that the lock does not record (one each); one more note counts the rest.
+ * A lock of 10,000 direct-URL wheels printed 10,000 lines with every lock, plan and build.
+ */
+const NOTES_SHOWN = 10;
 
 /** `text` cut to its first `max` characters and `…`. */
 function cut(text: string, max: number): string {
@@ -184,11 +188,13 @@ function stepsWhere(steps: ReadonlySet<string>): string {
 /**
  * One note per wheel locked at a direct URL (over every env and platform that has it): what,
  * from which host, who required it, and what prebuilt does about it; and one per host serving
- * packages off the env's sources that the lock does not record (see the module comment). Its words
- * come from the index or the lock (names, URLs): kept on one line, and short (each cut, ten names).
+ * packages off the env's sources that the lock does not record (see the module comment). Ten of
+ * each at most, and a note counting the rest. Its words come from the index or the lock (names,
+ * URLs): kept on one line, and short (each cut, ten names).
  */
 export function directUrlNotes(envs: readonly Pick<FlowLockEnv, 'entry' | 'steps'>[]): string[] {
-  const byWheel = new Map<string, { wheel: DirectUrlWheel; steps: Set<string> }>();
+  // Who required each wheel, over every env: a set (a lock's envs may each list 100,000 names).
+  const byWheel = new Map<string, { wheel: DirectUrlWheel; steps: Set<string>; requiredBy: Set<string> }>();
   const byHost = new Map<string, { host: string; sources: string; packages: Map<string, DirectUrlWheel>; steps: Set<string> }>();
   for (const env of envs) {
     let sources: string | undefined; // The env's sources as a note names them: made once, for its first unrecorded package.
@@ -202,19 +208,26 @@ export function directUrlNotes(envs: readonly Pick<FlowLockEnv, 'entry' | 'steps
         byHost.set(`${wheel.host} ${sources}`, group);
         continue;
       }
-      const seen = byWheel.get(key) ?? { wheel, steps: new Set<string>() };
+      const seen = byWheel.get(key) ?? { wheel, steps: new Set<string>(), requiredBy: new Set<string>() };
       for (const step of env.steps) seen.steps.add(step);
-      for (const by of wheel.requiredBy) if (!seen.wheel.requiredBy.includes(by)) seen.wheel.requiredBy.push(by);
+      for (const by of wheel.requiredBy) seen.requiredBy.add(by);
       byWheel.set(key, seen);
     }
   }
+  const wheels = [...byWheel.values()];
   const hosts = [...byHost.values()];
-  const moreHosts = hosts.length - HOST_NOTES_SHOWN;
   return [
-    ...[...byWheel.values()].map(({ wheel, steps }) => recordedNote(wheel, stepsWhere(steps))),
-    ...hosts.slice(0, HOST_NOTES_SHOWN).map(({ host, sources, packages, steps }) => unrecordedNote(host, sources, [...packages.values()], stepsWhere(steps))),
-    ...(moreHosts > 0
-      ? [`${moreHosts} more host${moreHosts === 1 ? '' : 's'} serve${moreHosts === 1 ? 's' : ''} packages of the lock under none of their env's channels and not at its index, which the lock does not record as direct URLs: --json's directUrls lists them all.`]
-      : []),
+    ...capped(wheels, ({ wheel, steps, requiredBy }) => recordedNote({ ...wheel, requiredBy: [...requiredBy] }, stepsWhere(steps)), (more) =>
+      `${more} more wheel${more === 1 ? ' is' : 's are'} locked at a direct URL a package requires, not from the PyPI index: --json's directUrls lists them all.`,
+    ),
+    ...capped(hosts, ({ host, sources, packages, steps }) => unrecordedNote(host, sources, [...packages.values()], stepsWhere(steps)), (more) =>
+      `${more} more host${more === 1 ? '' : 's'} serve${more === 1 ? 's' : ''} packages of the lock under none of their env's channels and not at its index, which the lock does not record as direct URLs: --json's directUrls lists them all.`,
+    ),
   ].map((note) => oneLineText(note));
+}
+
+/** A note for each of the first {@link NOTES_SHOWN} items, and one counting the rest (`moreNote`) when there are more. */
+function capped<T>(items: readonly T[], note: (item: T) => string, moreNote: (more: number) => string): string[] {
+  const more = items.length - NOTES_SHOWN;
+  return [...items.slice(0, NOTES_SHOWN).map(note), ...(more > 0 ? [moreNote(more)] : [])];
 }
