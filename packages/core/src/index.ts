@@ -103,7 +103,7 @@ export { normalizeDockerConfigKey, DOCKER_HUB_CONFIG_KEY } from './registry/dock
 export { computeEnvId } from './env-id.js';
 export { PRUNE_ENV, PRUNE_PRESETS, isPruned, normalisePrunePresets, pruneSetting, selectPrunePresets, type PrunePreset } from './prune.js';
 export { lockPlatforms, type LockFile, type LockEntry } from './lock-file.js';
-export { fileUrlInsideSources, localSourceUrls, type LocalSources } from './local-source.js';
+export { fileUrlInsideSources, LocalSourceRoots, localSourceUrls, type LocalSources } from './local-source.js';
 export { checkLockFlags, lockForFlow, type StepToLock, type LockForFlowResult } from './lock-for-flow.js';
 export { selectRecipeName, type RecipeName } from './recipes/recipe.js';
 export { materializedRecipe, MATERIALIZED_RECIPE_VERSION } from './recipes/materialized.js';

@@ -41,18 +41,40 @@ async function realOrUndefined(path: string): Promise<string | undefined> {
 }
 
 /**
+ * The local sources' directories, each resolved (`realpath`) once: one per lock read or solve, passed
+ * to {@link fileUrlInsideSources} for each of its packages. A lock of thousands of `file:` packages
+ * resolved the same index or channel directories once per package.
+ */
+export class LocalSourceRoots {
+  readonly #real = new Map<string, Promise<string | undefined>>();
+
+  /** The directory a source URL names, and that directory with symlinks resolved (undefined when it cannot be: missing); undefined for no local path. */
+  async of(sourceUrl: string): Promise<{ root: string; realRoot: string | undefined } | undefined> {
+    const root = fileUrlPath(sourceUrl);
+    if (root === undefined) return undefined;
+    let real = this.#real.get(root);
+    if (real === undefined) {
+      real = realOrUndefined(root);
+      this.#real.set(root, real);
+    }
+    return { root, realRoot: await real };
+  }
+}
+
+/**
  * Whether the file `url` names lies inside one of `sourceUrls`' directories, symlinks resolved on
  * both sides; opens nothing (realpath only). A file that does not exist (yet) is judged by its path
- * as written: reading it fails on its own, with the reader's message.
+ * as written: reading it fails on its own, with the reader's message. `roots`: the sources resolved
+ * so far (one {@link LocalSourceRoots} over a lock's packages); a new one by default.
  */
-export async function fileUrlInsideSources(url: string, sourceUrls: readonly string[]): Promise<boolean> {
+export async function fileUrlInsideSources(url: string, sourceUrls: readonly string[], roots: LocalSourceRoots = new LocalSourceRoots()): Promise<boolean> {
   const path = fileUrlPath(url);
   if (path === undefined) return false;
   const real = await realOrUndefined(path);
   for (const source of sourceUrls) {
-    const root = fileUrlPath(source);
-    if (root === undefined) continue;
-    const realRoot = await realOrUndefined(root);
+    const resolved = await roots.of(source);
+    if (resolved === undefined) continue;
+    const { root, realRoot } = resolved;
     if (real === undefined ? within(path, root) || (realRoot !== undefined && within(path, realRoot)) : realRoot !== undefined && within(real, realRoot)) return true;
   }
   return false;

@@ -14,9 +14,10 @@ import { writeFileAtomic } from './atomic-write.js';
 import type { CondaPlatform, EnvRequest, LockedEnv, LockedPackage, ResolvedWith } from './env-model.js';
 import { InputError, errorMessage } from './errors.js';
 import { canonicalJson, sha256Hex, stableJson } from './identity.js';
-import { fileUrlInsideSources, localSourceUrls } from './local-source.js';
+import { fileUrlInsideSources, LocalSourceRoots, localSourceUrls } from './local-source.js';
 import { redactUrl } from './net/url-credentials.js';
 import { readRegularFile } from './regular-file.js';
+import { oneLineText } from './terminal-text.js';
 import { fileArgument } from './shell-word.js';
 
 export type { EnvPins, ResolvedWith } from './env-model.js';
@@ -186,17 +187,25 @@ function validateDirectUrl(value: unknown, where: string): { requiredBy: string[
  * committed) naming `file:///home/u/.docker/config.json` read that file into the package cache and
  * the image. This check needs no file system: a `file:` URL with no local source of its kind at all.
  */
+/** What an error quotes of a lock's name or file name at most (a lock file, 256 MB at most, holds any length). */
+const QUOTED_MAX = 100;
+/** What an error quotes of a lock's URL at most. */
+const QUOTED_URL_MAX = 300;
+const quoted = (text: string): string => oneLineText(text, QUOTED_MAX);
+/** A lock's URL as an error quotes it: its secrets hidden, on one line, cut. */
+const quotedUrl = (url: string): string => oneLineText(redactUrl(url), QUOTED_URL_MAX);
+
 function checkLocalUrls(request: EnvRequest, packages: readonly LockedPackage[], where: string): void {
   packages.forEach((p, i) => {
     if (/^https?:\/\//i.test(p.url) || (/^file:/i.test(p.url) && localSourceUrls(request, p.kind).length > 0)) return;
     if (p.kind === 'pypi') {
-      const index = request.indexUrl === null ? "pip's configured index" : `the index ${redactUrl(request.indexUrl)}`;
+      const index = request.indexUrl === null ? "pip's configured index" : `the index ${quotedUrl(request.indexUrl)}`;
       throw new Invalid(
-        `${where}.packages[${i}] locks the wheel ${p.filename} at ${redactUrl(p.url)}, which is not an http(s) URL, but the env's PyPI packages come from ${index}, not a file: index; only a file: index names files on this machine`,
+        `${where}.packages[${i}] locks the wheel ${quoted(p.filename)} at ${quotedUrl(p.url)}, which is not an http(s) URL, but the env's PyPI packages come from ${index}, not a file: index; only a file: index names files on this machine`,
       );
     }
     throw new Invalid(
-      `${where}.packages[${i}] locks the conda package ${p.filename} at ${redactUrl(p.url)}, which is not an http(s) URL and not under a file: channel of the env; only a file: channel names files on this machine`,
+      `${where}.packages[${i}] locks the conda package ${quoted(p.filename)} at ${quotedUrl(p.url)}, which is not an http(s) URL and not under a file: channel of the env; only a file: channel names files on this machine`,
     );
   });
 }
@@ -208,15 +217,17 @@ function checkLocalUrls(request: EnvRequest, packages: readonly LockedPackage[],
  * reached through a symlink, is judged by where it really is.
  */
 async function checkLocalFiles(lock: LockFile, file: string, shown: string): Promise<void> {
+  // Each source directory resolved once for the whole lock, not once per package.
+  const roots = new LocalSourceRoots();
   for (const entry of Object.values(lock.envs)) {
     for (const p of entry.packages) {
       if (!/^file:/i.test(p.url)) continue;
       const sources = localSourceUrls(entry.request, p.kind);
-      if (await fileUrlInsideSources(p.url, sources)) continue;
-      const what = p.kind === 'pypi' ? `the wheel ${p.filename} (${p.name})` : `the conda package ${p.filename} (${p.name})`;
+      if (await fileUrlInsideSources(p.url, sources, roots)) continue;
+      const what = p.kind === 'pypi' ? `the wheel ${quoted(p.filename)} (${quoted(p.name)})` : `the conda package ${quoted(p.filename)} (${quoted(p.name)})`;
       const source = p.kind === 'pypi' ? 'file: index' : 'file: channels';
       throw new InputError(
-        `Lock file ${shown} locks ${what} at ${redactUrl(p.url)}, which is not inside the env's ${source} ${sources.map(redactUrl).join(', ')} (by the path it names, \`..\` and symlinks resolved); refusing to read it.`,
+        `Lock file ${shown} locks ${what} at ${quotedUrl(p.url)}, which is not inside the env's ${source} ${sources.map(quotedUrl).join(', ')} (by the path it names, \`..\` and symlinks resolved); refusing to read it.`,
         {
           file,
           hint: `Re-create the lock with \`prebuilt lock --update ${flowOf(file)}\` (it replaces the file); if that file is meant to be used, put it inside the index or channel, or configure the one that holds it (METAFLOW_PREBUILT_PYPI_INDEX_URL, METAFLOW_PREBUILT_CONDA_CHANNELS) and re-lock.`,

@@ -1,7 +1,7 @@
 /**
  * The conda part of an env, solved with rattler against the request's channels.
  */
-import { ResolutionError, channelUrl, createLogger, errorMessage, fileUrlInsideSources, redactUrl, type EnvRequest, type LockedPackage } from '@prebuilt/core';
+import { LocalSourceRoots, ResolutionError, channelUrl, createLogger, errorMessage, fileUrlInsideSources, redactUrl, type EnvRequest, type LockedPackage } from '@prebuilt/core';
 import { VIRTUAL_PREFIX, type ChannelServer, type VirtualPackages } from './channel-server.js';
 import { condaSpec, pythonSpec, type CondaSpec } from './match-spec.js';
 import type { Rattler } from './rattler.js';
@@ -75,9 +75,11 @@ export async function solveConda(input: CondaSolveInput, ctx: CondaSolveContext)
   }
 
   const packages: LockedPackage[] = [];
+  // Each file: channel's directory resolved once for the solve, not once per package.
+  const roots = new LocalSourceRoots();
   for (const p of solved) {
     try {
-      const locked = await lockedCondaPackage(p, ctx, channels);
+      const locked = await lockedCondaPackage(p, ctx, channels, roots);
       if (locked) packages.push(locked);
     } finally {
       p.free();
@@ -125,9 +127,9 @@ async function channelView(ctx: CondaSolveContext, channel: string, specs: reado
  * when it is read): a symlink in the channel pointing out, or a filename climbing out of it, named a
  * file of this machine. Checked before the file is hashed or sized.
  */
-async function checkInsideChannel(url: string, filename: string, channels: readonly string[]): Promise<void> {
+async function checkInsideChannel(url: string, filename: string, channels: readonly string[], roots: LocalSourceRoots): Promise<void> {
   const local = channels.filter((c) => /^file:/i.test(c));
-  if (await fileUrlInsideSources(url, local)) return;
+  if (await fileUrlInsideSources(url, local, roots)) return;
   throw new ResolutionError(
     `Conda channel ${local.map(redactUrl).join(' or ')} names ${filename} at ${redactUrl(url)}, which is not inside the channel once \`..\` and symlinks are resolved; refusing to lock it.`,
     { hint: 'A file: channel holds its packages itself: copy the package file into the channel directory instead of linking to a file outside it.' },
@@ -140,7 +142,7 @@ async function checkInsideChannel(url: string, filename: string, channels: reado
  * be at an http(s) URL: a remote channel naming `file:///…` pointed the lock at files of the
  * machines that lock and build (hashed, /dev/zero forever, when the repodata gave no sha256).
  */
-async function lockedCondaPackage(p: Awaited<ReturnType<Rattler['simpleSolve']>>[number], ctx: CondaSolveContext, channels: readonly string[]): Promise<LockedPackage | undefined> {
+async function lockedCondaPackage(p: Awaited<ReturnType<Rattler['simpleSolve']>>[number], ctx: CondaSolveContext, channels: readonly string[], roots: LocalSourceRoots): Promise<LockedPackage | undefined> {
   if (p.packageName.startsWith(VIRTUAL_PREFIX)) return undefined;
   const url = ctx.server.upstreamUrl(p.url);
   if (url === undefined) return undefined;
@@ -149,7 +151,7 @@ async function lockedCondaPackage(p: Awaited<ReturnType<Rattler['simpleSolve']>>
       hint: 'The channel is misconfigured or hostile; remove it from METAFLOW_PREBUILT_CONDA_CHANNELS (or the decorator naming it), or ask its maintainers to fix its base_url.',
     });
   }
-  if (/^file:/i.test(url)) await checkInsideChannel(url, p.filename, channels);
+  if (/^file:/i.test(url)) await checkInsideChannel(url, p.filename, channels, roots);
   let sha256 = p.sha256;
   let size = p.size === undefined ? undefined : Number(p.size);
   // The lock's reader takes a safe integer only: a lock holding more could not be read again.

@@ -19,6 +19,7 @@ import {
   normalizePypiName,
   pypiProjectName,
   fileUrlInsideSources,
+  LocalSourceRoots,
   programNotFound,
   programPath,
   PIP_TIMEOUT_ENV,
@@ -295,7 +296,8 @@ export async function resolvePypi(input: PipResolveInput, options: PipOptions = 
     const items = report.install ?? [];
     // Every URL and reported sha256 checked before any file is read: a refused one is never hashed nor sized.
     for (const item of items) checkWheelSource(item, input, options);
-    await Promise.all(items.map((item) => checkInsideIndex(item, input)));
+    const roots = new LocalSourceRoots(); // The file: index's directory resolved once, not once per wheel.
+    await Promise.all(items.map((item) => checkInsideIndex(item, input, roots)));
     const sha256s = items.map((item) => reportedSha256(item, input));
     const packages = await Promise.all(items.map((item, i) => lockedWheel(item, items, sha256s[i], options)));
     return packages.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -592,11 +594,11 @@ type ReportItem = NonNullable<PipReport['install']>[number];
  * in the index pointing out (`simple/foo/foo-1.0-py3-none-any.whl -> ~/.docker/config.json`), or a
  * link climbing out of it, named a file of this machine. Checked before the file is hashed or sized.
  */
-async function checkInsideIndex(item: ReportItem, input: PipResolveInput): Promise<void> {
+async function checkInsideIndex(item: ReportItem, input: PipResolveInput, roots: LocalSourceRoots): Promise<void> {
   const rawUrl = item.download_info?.url;
   if (!rawUrl || !/^file:/i.test(rawUrl) || input.indexUrl === null) return;
   const url = rawUrl.replace(/#.*$/, '');
-  if (await fileUrlInsideSources(url, [input.indexUrl])) return;
+  if (await fileUrlInsideSources(url, [input.indexUrl], roots)) return;
   throw new ResolutionError(
     `PyPI index ${redactUrl(input.indexUrl)} names ${redactUrl(url)} for ${item.metadata?.name ?? 'a package'} (${stepsText(input.steps)}), which is not inside the index once \`..\` and symlinks are resolved; refusing to lock it.`,
     {
