@@ -15,6 +15,7 @@ import {
   ageText,
   completeStoredImages,
   ConfigError,
+  EnvironmentError,
   errorMessage,
   InputError,
   parseImageRef,
@@ -149,6 +150,21 @@ function usedAt(marks: ImageUseMarks, repository: string, images: readonly Store
   return used;
 }
 
+/**
+ * The refusal to delete with a minimum age while the marks of builds on this machine cannot be read
+ * (`why`, {@link ImageUseMarks.unreadable}): every image looked unused, and those builds were using went.
+ */
+function marksUnreadableError(why: string, marks: ImageUseMarks): EnvironmentError {
+  return new EnvironmentError(`prebuilt gc cannot read which images builds on this machine used lately: ${why}. It deletes nothing it cannot check, so no image a running build uses goes.`, {
+    hint: `Remove ${marks.dir} (builds make it again) or make it a directory of yours, then run gc again; or pass --min-age 0 to delete regardless of builds on this machine.`,
+  });
+}
+
+/** The note of a directory of marks holding more entries than a pass reads (a co-user of a shared cache may fill it). */
+function unreadMarksNote(looked: number, marks: ImageUseMarks): string {
+  return `${marks.dir} holds more than ${looked} entries, more than gc reads in a pass: marks of old uses past them stay (an image whose mark is dated ahead stays kept). Remove from it what is not a mark (a name of 40 hex digits).`;
+}
+
 interface DeletionContext {
   images: readonly StoredImage[];
   /** The plan again, over the images not deleted yet, with the marks read anew. */
@@ -176,6 +192,9 @@ async function runDeletions(registry: ImageRegistry, planned: GcPlan, scope: App
   for (let item = nextItem(); item; item = nextItem()) {
     // The plan never deletes what it keeps (the base image among it); checked once more before each DELETE.
     if (keptDigests.has(item.digest)) throw new Error(`gc refused to delete ${item.digest}, which it keeps`);
+    // The marks made unreadable since the plan (images-used swapped for a symlink): nothing more is deleted.
+    const unreadable = context.minAgeMs > 0 ? context.marks.unreadable() : undefined;
+    if (unreadable !== undefined) throw marksUnreadableError(unreadable, context.marks);
     const used = lastUse(context.marks, context.repository, item.tags);
     if (context.minAgeMs > 0 && Date.now() - used < context.minAgeMs) {
       const reason = `used by a build on this machine ${ageText(Date.now() - used)} ago, since the plan (minimum age ${ageText(context.minAgeMs)})`;
@@ -258,6 +277,11 @@ export async function garbageCollect(scope: AppScope, options: GcOptions): Promi
     const planOver = (over: readonly StoredImage[]): GcPlan =>
       planGc({ images: over, repository: repository.path, keep, protect, minAgeMs, usedAt: usedAt(marks, fullRepository, over), ...(options.keepDays !== undefined ? { keepDays: options.keepDays } : {}) });
     const plan = planOver(images);
+    const unreadable = minAgeMs > 0 ? marks.unreadable() : undefined;
+    if (unreadable !== undefined && plan.deletions.length > 0) {
+      if (options.yes) throw marksUnreadableError(unreadable, marks);
+      notes.push(`${unreadable}: gc cannot read which images builds on this machine used lately, and with --yes deletes nothing (or pass --min-age 0).`);
+    }
     if (options.keepDays !== undefined && plan.pushTimeUnknown) {
       notes.push(`registry ${registry.name} does not record when an image was pushed: --keep-days keeps every image whose push time is unknown.`);
     }
@@ -266,7 +290,8 @@ export async function garbageCollect(scope: AppScope, options: GcOptions): Promi
       notes.push(`registry ${registry.name} does not record when an image was pushed: the minimum age (${ageText(minAgeMs)}) protects only images a build sharing this cache directory used; stop builds of flows outside the keep set on other machines while gc deletes.`);
     }
     const done = options.yes ? await runDeletions(registry, plan, scope, options, { images, replan: planOver, marks, repository: fullRepository, minAgeMs }) : plan;
-    if (options.yes) marks.forgetOld();
+    const unread = options.yes ? marks.forgetOld() : undefined;
+    if (unread) notes.push(unreadMarksNote(unread.looked, marks));
     return { registry: registry.name, repository: fullRepository, plan: done, minAgeMs, notes, deleted: options.yes === true };
   } finally {
     await registry.close?.();

@@ -120,6 +120,48 @@ describe('image use marks (what gc on this machine keeps for its minimum age)', 
     expect(left()).toBe(0);
   });
 
+  it('says why gc cannot read the marks (a symlink or file planted at images-used); none yet, or a directory, reads', () => {
+    const base = join(work, 'u');
+    mkdirSync(base);
+    expect(new ImageUseMarks(join(base, 'none')).unreadable()).toBeUndefined();
+    const marks = new ImageUseMarks(join(base, 'dir'));
+    marks.mark(REF);
+    expect(marks.unreadable()).toBeUndefined();
+    mkdirSync(join(base, 'elsewhere'));
+    symlinkSync(join(base, 'elsewhere'), join(base, 'link'));
+    expect(new ImageUseMarks(join(base, 'link')).unreadable()).toBe(`${join(base, 'link')} is a symlink, not a directory`);
+    writeFileSync(join(base, 'file'), '');
+    expect(new ImageUseMarks(join(base, 'file')).unreadable()).toBe(`${join(base, 'file')} is a file, not a directory`);
+  });
+
+  it("a build that cannot mark (images-used planted as a symlink) says so once in a note, naming the directory; the events still pass on", () => {
+    const base = join(work, 'v');
+    mkdirSync(join(base, 'elsewhere'), { recursive: true });
+    const dir = join(base, 'images-used');
+    symlinkSync(join(base, 'elsewhere'), dir);
+    const marks = new ImageUseMarks(dir);
+    expect(marks.mark(REF)).toBe(`${dir} is not a directory (a symlink?); no marks are kept there`);
+    const seen: DeployEvent[] = [];
+    const onEvent = markingImageUse(marks, (event) => seen.push(event));
+    onEvent({ type: 'image', phase: 'checking', tag: REF } as DeployEvent);
+    onEvent({ type: 'image', phase: 'built', tag: REF } as DeployEvent);
+    const notes = seen.filter((event) => event.type === 'note');
+    expect(notes).toHaveLength(1);
+    expect((notes[0] as { message: string }).message).toBe(
+      `cannot mark the images this build uses (${dir} is not a directory (a symlink?); no marks are kept there): prebuilt gc sharing this cache directory cannot tell they are in use, and refuses to delete with a minimum age until ${dir} is a directory of yours.`,
+    );
+    expect(seen.filter((event) => event.type === 'image')).toHaveLength(2);
+    expect(readdirSync(join(base, 'elsewhere'))).toEqual([]);
+  });
+
+  it('says when a pass left entries unread (more than it reads: junk a co-user put there keeps old marks past it), and not when it read them all', () => {
+    const marks = new ImageUseMarks(join(work, 'w', 'images-used'));
+    marks.mark(REF);
+    for (let i = 0; i < 20; i++) writeFileSync(join(marks.dir, `junk${i}`), '');
+    expect(marks.forgetOld(new Date(), { maxEntries: 10 })).toEqual({ unread: true, looked: 10 });
+    expect(marks.forgetOld(new Date(), { maxEntries: 21 })).toBeUndefined();
+  });
+
   // Run as another user (root may set any file's times): needs root to switch, setpriv, and the built dist.
   const DIST = fileURLToPath(new URL('../../dist/app/image-use-marks.js', import.meta.url));
   const cannotSwitch = process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv') || !existsSync(DIST);

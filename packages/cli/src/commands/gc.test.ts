@@ -4,10 +4,11 @@
  * source keeps, what goes (an unreferenced image with its SBOM), the dry run, --yes, --keep-days,
  * the base image, --json, and the errors.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { pushReferrer } from '@prebuilt/core';
 import { RegistryClient } from '@prebuilt/core/backend';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -174,6 +175,28 @@ describeOrFailInCi('prebuilt gc (real CLI, real local registry, FAKE Kubernetes 
     expect(badSetting.code).toBe(2);
     expect((JSON.parse(badSetting.stdout) as GcJson).error?.message).toBe('METAFLOW_PREBUILT_GC_MIN_AGE=1 week is not a duration.');
     expect(await exists(world, world.orphan.digest)).toBe(true);
+  });
+
+  it("deletes nothing with a minimum age while the marks cannot be read (images-used planted as a symlink: every image looked unused): --yes is exit 2, the dry run says so; --min-age 0 is not refused", async () => {
+    const cache = join(world.dir, 'cache-planted');
+    await mkdir(join(cache, 'elsewhere'), { recursive: true });
+    await symlink(join(cache, 'elsewhere'), join(cache, 'images-used'));
+    const withCache = { METAFLOW_PREBUILT_CACHE_DIR: cache };
+    const keepSources = ['--keep-map', 'keep.json', '--kube-namespace', NS, '--json'];
+    const refused = await gc([...keepSources, '--yes'], withCache);
+    expect(refused.code, refused.stderr).toBe(2);
+    const error = (JSON.parse(refused.stdout) as GcJson).error;
+    expect(error?.message).toBe(
+      `prebuilt gc cannot read which images builds on this machine used lately: ${join(cache, 'images-used')} is a symlink, not a directory. It deletes nothing it cannot check, so no image a running build uses goes.`,
+    );
+    expect(error?.hint).toContain('--min-age 0');
+    expect(await exists(world, world.orphan.digest)).toBe(true);
+    expect(await exists(world, world.sbom)).toBe(true);
+    const dry = JSON.parse((await gc(keepSources, withCache)).stdout) as GcJson;
+    expect(dry.notes.join('\n')).toContain(`${join(cache, 'images-used')} is a symlink, not a directory: gc cannot read which images builds on this machine used lately, and with --yes deletes nothing (or pass --min-age 0).`);
+    const noMinAge = JSON.parse((await gc([...keepSources, '--min-age', '0'], withCache)).stdout) as GcJson;
+    expect(noMinAge.notes.join('\n')).not.toContain('cannot read which images');
+    expect(noMinAge.deleted.map((item) => item.digest)).toContain(world.orphan.digest);
   });
 
   it('--keep-days on a registry without push times keeps every image and says so', async () => {
@@ -383,5 +406,45 @@ describe('renderGc of what a hostile registry lists', () => {
     expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
     expect(text).toContain('v1\\x1b]52;c;cHduZWQ=\\x07, ok\\x0d\\x1b[2Kfake');
     expect(text).toContain('note: base image 127.0.0.1:5000/base:1 could not be read (registry said: \\x1b]8;;https://attacker.example/\\x07details\\x1b]8;;\\x07)');
+  });
+});
+
+describeOrFailInCi('prebuilt gc while images-used is swapped for a symlink (in process, real local registry)', registryMissing, () => {
+  let world: World;
+  beforeAll(async () => {
+    world = await createWorld('cli-gc-swap');
+  });
+  afterAll(async () => {
+    await world?.kube.stop();
+    if (world) await rm(world.dir, { recursive: true, force: true });
+  });
+
+  it('stops before the next deletion, naming why, once the marks cannot be read: what it had not deleted stays', async () => {
+    const cache = join(world.dir, 'cache');
+    const dir = join(cache, 'images-used');
+    new ImageUseMarks(dir).mark(`${world.host}/${world.repo}:env-mapped-amd64`, new Date(Date.now() - 2 * 3_600_000));
+    const env: Record<string, string | undefined> = { PATH: process.env.PATH, HOME: process.env.HOME, ...world.env, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: world.host, DOCKER_CONFIG: join(world.dir, 'no-docker-config'), METAFLOW_PREBUILT_CACHE_DIR: cache };
+    const cliDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+    const deleting: string[] = [];
+    const run = garbageCollect(
+      { cwd: world.dir, cliDir, env, signal: new AbortController().signal },
+      {
+        keepMaps: ['keep.json'],
+        yes: true,
+        onProgress: (event) => {
+          if (event.type !== 'deleting') return;
+          deleting.push(event.item.digest);
+          // A co-user of the cache swaps images-used for a symlink while gc deletes its first item: lastUse then said "unused" of everything.
+          if (event.index === 0) {
+            rmSync(dir, { recursive: true, force: true });
+            mkdirSync(join(cache, 'elsewhere'));
+            symlinkSync(join(cache, 'elsewhere'), dir);
+          }
+        },
+      },
+    );
+    await expect(run).rejects.toThrow(`prebuilt gc cannot read which images builds on this machine used lately: ${dir} is a symlink, not a directory.`);
+    expect(deleting).toHaveLength(1);
+    for (const digest of [world.orphan.digest, world.template.digest, world.cron.digest, world.index.digest, world.mapped.digest, world.base.digest]) expect(await exists(world, digest)).toBe(true);
   });
 });
