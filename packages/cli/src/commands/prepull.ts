@@ -17,7 +17,7 @@ import {
 } from '../app/index.js';
 import { parseDuration } from '../duration.js';
 import { collect, loadFlowImageMap } from '../lifecycle/flow-image-map.js';
-import { terminalText, writeJsonResult } from '../output.js';
+import { oneLineText, terminalText, writeJsonResult } from '../output.js';
 
 interface PrepullOptions {
   namespace: string;
@@ -94,7 +94,7 @@ Examples:
 
 /**
  * A progress line on stderr. A pod's problem is the cluster's words, and a failed pull's message
- * quotes the registry's answer (`rpc error: … desc = <its error body>`): {@link terminalText}.
+ * quotes the registry's answer (`rpc error: … desc = <its error body>`): kept on its line and cut ({@link oneLineText}).
  */
 export function progressLine(event: PrepullProgress): string {
   if (event.type === 'applied') {
@@ -108,7 +108,8 @@ export function progressLine(event: PrepullProgress): string {
   }
   if (event.type === 'nodes') return `${event.name}: ready ${event.nodes.ready}/${event.nodes.desired} nodes (${event.nodes.updated} updated)\n`;
   const p = event.problem;
-  return `warning: ${event.name}: ${terminalText(`${p.node}: ${p.image ? `${p.image}: ` : ''}${p.reason}${p.message ? ` (${p.message})` : ''}`)}\n`;
+  // One line: the message quotes the registry's answer, whose line breaks would print lines of its own.
+  return `warning: ${event.name}: ${oneLineText(`${p.node}: ${p.image ? `${p.image}: ` : ''}${p.reason}${p.message ? ` (${oneLineText(p.message, 500)})` : ''}`)}\n`;
 }
 
 function renderDaemonSet(result: PrepullResult, entry: PrepullDaemonSet): string {
