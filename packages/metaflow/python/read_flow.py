@@ -897,6 +897,10 @@ class Project:
             raise module.error(ReadError("syntax", "%sPython syntax error: %s" % (prefix, error.msg), error.lineno))
         except ValueError as error:  # e.g. null bytes
             raise module.error(ReadError("syntax", "%s is not a Python source file: %s" % (what, error)))
+        except (MemoryError, RecursionError):
+            # Python's own parser gives up on an expression nested this deep (`- - - … 1`, 200,000
+            # deep: MemoryError), and the tree it builds may be too deep to walk: a traceback before.
+            raise module.error(ReadError("too-deep", "%s has an expression nested too deeply for Python to parse" % what))
 
     def find(self, dotted):
         """(path, kind) of module `dotted` under the flow's directory, as Python's path finder looks; None when not there."""
@@ -1450,7 +1454,7 @@ def main(argv):
         text = json.dumps(failure(error))
     except ValueError as error:  # a value JSON cannot carry, e.g. an infinite float
         text = json.dumps(failure(ReadError("invalid-value", "a decorator value cannot be represented: %s" % error)))
-    except RecursionError:
+    except (RecursionError, MemoryError):
         text = json.dumps(failure(ReadError("dynamic-value", "an expression or a chain of classes is nested too deeply to read")))
     sys.stdout.write(text)
     sys.stdout.write("\n")

@@ -394,6 +394,13 @@ describe.concurrent('readFlow', () => {
     expect(many.message).toMatch(/arguments of this file are larger than 16777216 characters together/);
   });
 
+  it("refuses an expression nested too deeply for Python's own parser (a traceback, MemoryError, before), naming the file and what to do", async () => {
+    const error = await readError(['from metaflow import FlowSpec, step, conda', `X = ${'-'.repeat(200_000)}1`, 'class F(FlowSpec):', '    @conda(packages={"a": X})', '    @step', '    def start(self):', '        pass'].join('\n'));
+    expect(error.message).toMatch(/^flow\d+\.py: the flow file has an expression nested too deeply for Python to parse/);
+    expect(error.hint).toMatch(/^Python cannot parse an expression nested that deeply either \(`python3 -m py_compile flow\d+\.py` fails too\)/);
+    expect(error.exitCode).toBe(ExitCode.usage);
+  });
+
   it('follows reassignments in order, as Python does', async () => {
     const flow = await read(
       [

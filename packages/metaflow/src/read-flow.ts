@@ -179,6 +179,7 @@ const HINTS: Record<string, string> = {
     'for what it needs at import time.',
   'too-many-modules': 'Keep the base flows within a few modules of the flow file; prebuilt follows a bounded number of them.',
   'too-large': 'A flow file or a module a base flow comes from is far larger than a flow needs: check that the path names the flow.',
+  'too-deep': 'Python cannot parse an expression nested that deeply either (`python3 -m py_compile FILE` fails too): write it flatter, or check that the path names the flow.',
   'unreadable-base':
     'Define base flows with a `class` statement at the top level of a module under the flow file\'s directory, ' +
     'and import them at the top level (`from base import TeamFlow`, `import base` with `base.TeamFlow`).',
