@@ -42,4 +42,14 @@ describe('--with decorator specs, read as Metaflow 2.19 reads them', () => {
     expect(unknownDecospecAttributes(parseDecospec('resources:gpu=1,node_selector=x'))).toEqual(['node_selector']);
     expect(unknownDecospecAttributes(parseDecospec('retry:times=3'))).toEqual([]);
   });
+
+  it("takes an attribute named __proto__ or constructor as an attribute (Metaflow refuses it), never as the attributes' prototype", () => {
+    const spec = parseDecospec('kubernetes:__proto__={"node_selector": {"pool": "gpu"}, "gpu": 4},constructor=1');
+    expect(unknownDecospecAttributes(spec)).toEqual(['__proto__', 'constructor']);
+    expect(spec.attributes.node_selector).toBeUndefined();
+    expect(spec.attributes.gpu).toBeUndefined();
+    expect(Object.getPrototypeOf(spec.attributes)).toBe(Object.prototype);
+    // A decorator named as an Object property has no list of attributes (it failed with a TypeError).
+    expect(unknownDecospecAttributes(parseDecospec('constructor:x=1'))).toEqual([]);
+  });
 });

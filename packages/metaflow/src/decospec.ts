@@ -77,7 +77,8 @@ export function parseDecospec(text: string, source = '--with'): Decospec {
         hint: `Write ${name}:attribute=value,attribute2=value2 (a JSON value for a list or a dict, e.g. ${name}:tolerations=[{"key": "gpu", "operator": "Exists"}]).`,
       });
     }
-    attributes[part.slice(0, eq).trim()] = decospecValue(part.slice(eq + 1));
+    // Defined, not assigned: `__proto__=…` set the attributes' prototype (a node_selector read through it, unlisted).
+    Object.defineProperty(attributes, part.slice(0, eq).trim(), { value: decospecValue(part.slice(eq + 1)), enumerable: true, writable: true, configurable: true });
   }
   return { name, attributes, text };
 }
@@ -87,7 +88,8 @@ export function parseDecospec(text: string, source = '--with'): Decospec {
  * "Decorator '<name>' does not support the attribute '<attr>'"): none for a decorator this list does not know.
  */
 export function unknownDecospecAttributes(spec: Decospec): string[] {
-  const known = DECORATOR_ATTRIBUTES[spec.name as keyof typeof DECORATOR_ATTRIBUTES];
+  // Own names only: `constructor:…` found Object (no list) and failed with a TypeError.
+  const known = Object.hasOwn(DECORATOR_ATTRIBUTES, spec.name) ? DECORATOR_ATTRIBUTES[spec.name as keyof typeof DECORATOR_ATTRIBUTES] : undefined;
   return known ? Object.keys(spec.attributes).filter((attribute) => !known.includes(attribute)) : [];
 }
 
