@@ -17,7 +17,7 @@ import {
 } from '../app/index.js';
 import { parseDuration } from '../duration.js';
 import { collect, loadFlowImageMap } from '../lifecycle/flow-image-map.js';
-import { oneLineText, terminalText, writeJsonResult } from '../output.js';
+import { oneLineText, writeJsonResult } from '../output.js';
 
 interface PrepullOptions {
   namespace: string;
@@ -94,7 +94,7 @@ Examples:
 
 /**
  * A progress line on stderr. A pod's problem is the cluster's words, and a failed pull's message
- * quotes the registry's answer (`rpc error: … desc = <its error body>`): kept on its line and cut ({@link oneLineText}).
+ * quotes the registry's answer (`rpc error: … desc = <its error body>`): kept on its line and cut ({@link oneLineText}: escape sequences shown as their escapes too).
  */
 export function progressLine(event: PrepullProgress): string {
   if (event.type === 'applied') {
