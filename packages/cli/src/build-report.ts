@@ -12,7 +12,7 @@ import type { DeployFlowResult } from './app/deploy-flow.js';
 import { shownPath } from './app/shown-path.js';
 import type { CliContext } from './cli-context.js';
 import { createDeployView, formatSeconds } from './deploy-view.js';
-import { errorText, noteLine, quotedText, renderTable, terminalText, writeJsonResult } from './output.js';
+import { errorText, noteLine, oneLineText, quotedText, renderTable, terminalText, writeJsonResult } from './output.js';
 
 export interface BuildReportOptions {
   json?: boolean;
@@ -142,14 +142,18 @@ function renderBuild(context: CliContext, { result, stateFile, sboms, stateFileE
   else if (stateFileError !== undefined) context.stderr.write(`\nevery image is in the registry (above), but the image map could not be written:\n`);
 }
 
+/** What a failure quotes of one line of a build log at most. */
+const LOG_LINE_MAX = 2000;
+
 /**
  * A failed image for people: why, the hint, the last lines of its build log (text from the daemon
- * or the build: {@link quotedText}, {@link terminalText}; a URL's credentials hidden, {@link errorText}).
+ * or the build: {@link quotedText}, {@link oneLineText}; a URL's credentials hidden, {@link errorText}).
  */
 export function failureText(failure: Pick<DeployImage, 'envId' | 'steps' | 'reason' | 'hint' | 'logTail'>): string {
   const lines = [`\nenv ${failure.envId} failed (steps ${failure.steps.join(', ')}): ${quotedText(errorText(failure.reason ?? 'failed'))}`];
   if (failure.hint) lines.push(`hint: ${quotedText(errorText(failure.hint))}`);
-  if (failure.logTail && failure.logTail.length > 0) lines.push('last lines of its build log:', ...failure.logTail.map((line) => `  | ${terminalText(errorText(line))}`));
+  // Each log line on its own line and cut (oneLineText): a line of a remote build's log holding a line break printed a line of its own (a fake hint:).
+  if (failure.logTail && failure.logTail.length > 0) lines.push('last lines of its build log:', ...failure.logTail.map((line) => `  | ${oneLineText(errorText(line), LOG_LINE_MAX)}`));
   return `${lines.join('\n')}\n`;
 }
 
