@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { pushReferrer } from '@prebuilt/core';
 import { RegistryClient } from '@prebuilt/core/backend';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { pushImage, pushIndex, uniqueRepo, type PushedImage } from '../../../core/src/registry/__fixtures__/push-image.js';
 import { FakeKubernetesApi } from '../__fixtures__/fake-kubernetes-api.js';
 import { garbageCollect, type GcProgress } from '../app/gc-run.js';
@@ -82,6 +82,12 @@ async function createWorld(prefix: string): Promise<World> {
   const kubeconfig = await kube.writeKubeConfig(join(dir, 'kubeconfig'), { namespace: NS });
   const env = { METAFLOW_PREBUILT_IMAGE_NAMESPACE: repo, METAFLOW_PREBUILT_BASE_IMAGE: `${host}/${repo}:base`, KUBECONFIG: kubeconfig };
   return { dir, repo, host, mapped, template, cron, index, base, orphan, sbom: sbom.digest, kube, env };
+}
+
+/** The scope of a gc run in this process against `world`'s registry, its cache directory `cache`. */
+function inProcessScope(world: World, cache: string) {
+  const env: Record<string, string | undefined> = { PATH: process.env.PATH, HOME: process.env.HOME, ...world.env, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: world.host, DOCKER_CONFIG: join(world.dir, 'no-docker-config'), METAFLOW_PREBUILT_CACHE_DIR: cache };
+  return { cwd: world.dir, cliDir: join(dirname(fileURLToPath(import.meta.url)), '..', '..'), env, signal: new AbortController().signal };
 }
 
 async function exists(world: World, digest: string): Promise<boolean> {
@@ -248,11 +254,9 @@ describeOrFailInCi('prebuilt gc against a build running at the same time (in pro
   it('spares an image (and an index with its platform images) a build on this machine starts to use after the plan: looked up again before each deletion; the rest goes', async () => {
     const cache = join(world.dir, 'cache');
     const marks = new ImageUseMarks(join(cache, 'images-used'));
-    const env: Record<string, string | undefined> = { PATH: process.env.PATH, HOME: process.env.HOME, ...world.env, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: world.host, DOCKER_CONFIG: join(world.dir, 'no-docker-config'), METAFLOW_PREBUILT_CACHE_DIR: cache };
-    const cliDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
     const events: GcProgress[] = [];
     const result = await garbageCollect(
-      { cwd: world.dir, cliDir, env, signal: new AbortController().signal },
+      inProcessScope(world, cache),
       {
         keepMaps: ['keep.json'],
         yes: true,
@@ -410,24 +414,18 @@ describe('renderGc of what a hostile registry lists', () => {
 });
 
 describeOrFailInCi('prebuilt gc while images-used is swapped for a symlink (in process, real local registry)', registryMissing, () => {
-  let world: World;
-  beforeAll(async () => {
-    world = await createWorld('cli-gc-swap');
-  });
-  afterAll(async () => {
-    await world?.kube.stop();
-    if (world) await rm(world.dir, { recursive: true, force: true });
-  });
-
-  it('stops before the next deletion, naming why, once the marks cannot be read: what it had not deleted stays', async () => {
+  it('stops before the next deletion, naming why, once the marks cannot be read (images-used swapped for a symlink): what it had not deleted stays', async () => {
+    const world = await createWorld('cli-gc-swap');
+    onTestFinished(async () => {
+      await world.kube.stop();
+      await rm(world.dir, { recursive: true, force: true });
+    });
     const cache = join(world.dir, 'cache');
     const dir = join(cache, 'images-used');
     new ImageUseMarks(dir).mark(`${world.host}/${world.repo}:env-mapped-amd64`, new Date(Date.now() - 2 * 3_600_000));
-    const env: Record<string, string | undefined> = { PATH: process.env.PATH, HOME: process.env.HOME, ...world.env, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: world.host, DOCKER_CONFIG: join(world.dir, 'no-docker-config'), METAFLOW_PREBUILT_CACHE_DIR: cache };
-    const cliDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
     const deleting: string[] = [];
     const run = garbageCollect(
-      { cwd: world.dir, cliDir, env, signal: new AbortController().signal },
+      inProcessScope(world, cache),
       {
         keepMaps: ['keep.json'],
         yes: true,
