@@ -98,6 +98,8 @@ describe('interrupts', () => {
       await interrupt(json, 'SIGINT', 130, 15_000);
       expect(JSON.parse((await json.result).stdout)).toEqual({
         ok: false,
+        interrupted: true,
+        completed: false,
         error: { name: 'CancelledError', code: 'cancelled', message: 'prebuilt lock was interrupted (SIGINT, Ctrl-C).', hint: 'The lock file was not touched: it is replaced whole, once the resolution is done. Run it again.' },
       });
     } finally {
@@ -120,6 +122,16 @@ describe('interrupts', () => {
       expect(pkgs).not.toContain(pythonSha);
       expect(pkgs.filter((name) => name.endsWith('.lock'))).toEqual([]);
       expect(await files(join(cache, 'locks'))).toEqual([]);
+      // --json: the one interrupted envelope (never `ok: true` or the build's own error), exit 130.
+      // Its own cache: the packages are fetched again (answered, so logged) while python's hangs.
+      world.server.clearRequests();
+      const json = startCli(['build', 'small.py', '--json'], { cwd: lockedDir, env: localBuildEnv(`${cache}-json`, `reliability/interrupts-json-${process.pid}-${Date.now()}`) });
+      await until(() => world.server.requests.length > 0, 'the downloads (--json)', json);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await interrupt(json, 'SIGINT', 130, 15_000);
+      const stdout = (await json.result).stdout;
+      expect(stdout.trim().startsWith('{') && stdout.trim().endsWith('}')).toBe(true);
+      expect(JSON.parse(stdout)).toMatchObject({ ok: false, interrupted: true, completed: false, error: { code: 'cancelled', message: 'prebuilt build was interrupted (SIGINT, Ctrl-C).' } });
     } finally {
       remove();
     }

@@ -20,8 +20,13 @@ export interface CliContext {
   stderr: Writer & { isTTY?: boolean };
   /** Aborted when the user interrupts (SIGINT) or the process is terminated (SIGTERM). */
   signal: AbortSignal;
-  /** Set by a command that was asked for `--json`: the top-level handler then keeps stdout to one JSON object. */
-  json: { requested: boolean; written: boolean };
+  /**
+   * Set by a command that was asked for `--json`: the top-level handler then keeps stdout to one
+   * JSON object. `held` (main() sets it) keeps that object until the run's outcome is known: main
+   * prints it then (output.ts `releaseJson`), so an interrupt that came while or after the command
+   * wrote it still turns it into the interrupted envelope instead of `ok: true` beside exit 130.
+   */
+  json: { requested: boolean; written: boolean; held?: { value: Record<string, unknown> | undefined } };
   /**
    * Set by a command whose normal end is an interrupt (`pull-secret --watch`, which runs until
    * stopped): when it returns after Ctrl-C or SIGTERM, the run exits 0 (the command has said it

@@ -6,6 +6,7 @@ import { BuildFailedError, CancelledError, ConfigError, EXIT_CODE_MEANINGS } fro
 import { describe, expect, it } from 'vitest';
 import { createCliContext, type CliContext } from './cli-context.js';
 import { interruptedReport, reportError } from './error-handler.js';
+import { releaseJson, writeJsonResult } from './output.js';
 import { main } from './main.js';
 
 function capture(): { context: CliContext; out: () => string; err: () => string } {
@@ -117,8 +118,59 @@ describe('reportError (the one top-level handler)', () => {
     expect(reportError(new Error('aborted'), c.context, { showStack: false, interrupted: 'SIGINT', command: 'build' })).toBe(130);
     expect(JSON.parse(c.out())).toEqual({
       ok: false,
+      interrupted: true,
+      completed: false,
       error: { name: 'CancelledError', code: 'cancelled', message: 'prebuilt build was interrupted (SIGINT, Ctrl-C).', hint: expect.stringContaining('Run it again: the images already pushed') },
     });
+  });
+
+  it('an interrupted --json run whose command wrote its envelope (a build that failed mid-way): that envelope becomes the interrupted one, keeping what was done', () => {
+    const c = capture();
+    c.context.json.requested = true;
+    c.context.json.held = { value: undefined };
+    writeJsonResult(c.context, { images: ['a'], failures: [{ envId: 'b', error: 'cancelled' }] }, new BuildFailedError('1 image failed to build.', []));
+    expect(c.out()).toBe('');
+    expect(reportError(new BuildFailedError('1 image failed to build.', []), c.context, { showStack: false, interrupted: 'SIGTERM', command: 'build' })).toBe(143);
+    releaseJson(c.context);
+    expect(JSON.parse(c.out())).toEqual({
+      ok: false,
+      interrupted: true,
+      completed: false,
+      error: { name: 'CancelledError', code: 'cancelled', message: 'prebuilt build was interrupted (SIGTERM).', hint: expect.stringContaining('Nothing was left half-written') },
+      images: ['a'],
+      failures: [{ envId: 'b', error: 'cancelled' }],
+    });
+    expect(c.err()).toMatch(/^interrupted \(SIGTERM\): prebuilt build stopped\. /);
+  });
+
+  it('Ctrl-C while a --json command runs that finishes anyway: exit 130, one object with ok: false, interrupted and completed: true and its fields, never ok: true', async () => {
+    let out = '';
+    let err = '';
+    let sent = false;
+    // The SIGINT arrives while the command works (as it reads its setting), after the interrupt watch is set up.
+    const env = new Proxy({} as Record<string, string | undefined>, {
+      get(target, key) {
+        if (key === 'METAFLOW_PREBUILT_BUILD_SERVICE' && !sent) {
+          sent = true;
+          process.emit('SIGINT');
+        }
+        return Reflect.get(target, key) as string | undefined;
+      },
+    });
+    const code = await main(['backends', '--json'], { stdout: { write: (t: string) => ((out += t), true) }, stderr: { write: (t: string) => ((err += t), true) }, env });
+    expect(sent).toBe(true);
+    expect(code).toBe(130);
+    expect(out.trim().split('\n').filter((line) => line === '{')).toHaveLength(1);
+    const json = JSON.parse(out) as Record<string, unknown>;
+    expect(json).toMatchObject({
+      ok: false,
+      interrupted: true,
+      completed: true,
+      error: { code: 'cancelled', message: 'prebuilt backends was interrupted (SIGINT, Ctrl-C) after it had finished its work.', hint: expect.stringContaining('Its result stands') },
+      selected: { buildService: { name: 'docker' } },
+    });
+    expect(json['backends']).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'docker' })]));
+    expect(err).toBe('interrupted (SIGINT): prebuilt backends had finished its work when the interrupt came. Its result stands (nothing needs running again); the exit code says that an interrupt came.\n');
   });
 
   it('the envelope always has error.code, message and hint (null when the error has none), also for an unexpected error', () => {

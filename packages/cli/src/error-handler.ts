@@ -1,7 +1,7 @@
 import { CommanderError } from 'commander';
 import { CancelledError, ExitCode, PrebuiltError, errorMessage, type PrebuiltErrorOptions } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
-import { errorLines, errorText, terminalText, writeJsonResult } from './output.js';
+import { errorLines, errorText, interruptedJson, terminalText, writeJson, writeJsonResult } from './output.js';
 
 const REUSED = 'Run it again: the images already pushed and the packages already downloaded are reused.';
 
@@ -18,11 +18,19 @@ const INTERRUPTED: Record<string, string> = {
   gc: 'Only the images it had already deleted (--yes) are gone; every other image is intact (an SBOM or index goes before the images it points at). Run it again: it plans afresh from what is left.',
 };
 
-/** The one line an interrupt prints, and the --json error's message and hint: what stopped, what it left, how to go on. */
-export function interruptedReport(signal: 'SIGINT' | 'SIGTERM', command: string | undefined): { line: string; message: string; hint: string } {
+/**
+ * The one line an interrupt prints, and the --json error's message and hint: what stopped, what it
+ * left, how to go on. `completed`: the command had finished its work when the interrupt was seen
+ * (it ended without an error): what it printed stands, and nothing needs running again.
+ */
+export function interruptedReport(signal: 'SIGINT' | 'SIGTERM', command: string | undefined, completed = false): { line: string; message: string; hint: string } {
   const what = command === undefined ? 'prebuilt' : `prebuilt ${command}`;
-  const hint = (command !== undefined ? INTERRUPTED[command] : undefined) ?? 'Run it again.';
   const by = signal === 'SIGINT' ? 'SIGINT, Ctrl-C' : 'SIGTERM';
+  if (completed) {
+    const hint = 'Its result stands (nothing needs running again); the exit code says that an interrupt came.';
+    return { line: `interrupted (${signal}): ${what} had finished its work when the interrupt came. ${hint}\n`, message: `${what} was interrupted (${by}) after it had finished its work.`, hint };
+  }
+  const hint = (command !== undefined ? INTERRUPTED[command] : undefined) ?? 'Run it again.';
   return { line: `interrupted (${signal}): ${what} stopped. ${hint}\n`, message: `${what} was interrupted (${by}).`, hint };
 }
 
@@ -33,6 +41,8 @@ export interface ReportOptions {
   interrupted?: 'SIGINT' | 'SIGTERM' | undefined;
   /** The command that ran (`build`), for what an interrupt says it stopped. */
   command?: string | undefined;
+  /** The command ended without an error although interrupted: it had finished its work (see {@link interruptedReport}). */
+  completed?: boolean;
   /** The command line asks for `--json` (see `asksForJson`): a usage error commander raised before any command ran still prints the JSON envelope. */
   jsonAsked?: boolean;
 }
@@ -80,10 +90,15 @@ export function reportError(error: unknown, context: CliContext, options: Report
   }
   // After SIGINT/SIGTERM, whatever failed (a request wrapped as a resolution or registry error,
   // say) failed because of the interruption: the user asked to stop, the exit code says so.
+  // The rule, for every command: interrupted ⇒ exit 130/143 and, with --json, the interrupted
+  // envelope (output.ts interruptedJson) carrying what the command did, never `ok: true`.
   if (options.interrupted) {
-    const report = interruptedReport(options.interrupted, options.command);
-    if (context.json.requested && !context.json.written) {
-      writeJsonResult(context, {}, new CancelledError(report.message, { signal: options.interrupted, hint: report.hint }));
+    const completed = options.completed === true;
+    const report = interruptedReport(options.interrupted, options.command, completed);
+    const held = context.json.held;
+    if (context.json.requested && (!context.json.written || held?.value !== undefined)) {
+      const interrupt = new CancelledError(report.message, { signal: options.interrupted, hint: report.hint });
+      writeJson(context, interruptedJson(held?.value, interrupt, completed));
     }
     context.stderr.write(report.line);
     return options.interrupted === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;

@@ -3,6 +3,7 @@ import { EXIT_CODE_MEANINGS, ExitCode } from '@prebuilt/core';
 import { readFileSync } from 'node:fs';
 import { createCliContext, type CliContext } from './cli-context.js';
 import { asksForJson, reportError } from './error-handler.js';
+import { releaseJson } from './output.js';
 import { watchInterrupts } from './signals.js';
 import { debugEnabled, enableVerbose } from './verbose.js';
 import { COMMANDS, commandsFor } from './command-table.js';
@@ -115,19 +116,23 @@ export async function main(argv: string[], overrides: Parameters<typeof createCl
   if (overrides.stdout === undefined) process.stdout.on('error', onPipeError);
   const interrupts = watchInterrupts();
   const context = createCliContext(interrupts.signal, overrides);
+  // The --json object is printed once the exit code is decided (releaseJson, below).
+  context.json.held = { value: undefined };
   let program: Command | undefined;
   try {
     program = await createProgram(context, argv);
     checkPartialCommand(program, argv);
     await program.parseAsync(withoutHelpOfUnknown(program, argv), { from: 'user' });
     if (interrupts.received && context.stopsOnInterrupt !== true) {
-      return reportError(interrupts.signal.reason, context, { showStack: false, interrupted: interrupts.received, command: commandOf(program, argv) });
+      return reportError(interrupts.signal.reason, context, { showStack: false, interrupted: interrupts.received, command: commandOf(program, argv), completed: true });
     }
     return ExitCode.ok;
   } catch (error) {
     const showStack = program?.opts<{ verbose?: boolean }>().verbose === true || argv.includes('--verbose') || debugEnabled();
     return reportError(error, context, { showStack, interrupted: interrupts.received, jsonAsked: asksForJson(argv), command: commandOf(program, argv) });
   } finally {
+    // Synchronously after the outcome was decided: no interrupt can come between the two.
+    releaseJson(context);
     interrupts.dispose();
   }
 }

@@ -68,10 +68,33 @@ export function terminalJson(json: string): string {
   return json.replace(JSON_RAW_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** Writes the one JSON object of a `--json` run to stdout ({@link jsonText}). */
-export function writeJson(context: CliContext, value: unknown): void {
-  context.stdout.write(`${jsonText(value, 2)}\n`);
+/**
+ * Writes the one JSON object of a `--json` run to stdout ({@link jsonText}); under main() it is
+ * held (`context.json.held`) and printed by {@link releaseJson} once the run's outcome is known.
+ */
+export function writeJson(context: CliContext, value: Record<string, unknown>): void {
   context.json.written = true;
+  if (context.json.held) context.json.held.value = value;
+  else context.stdout.write(`${jsonText(value, 2)}\n`);
+}
+
+/** Prints the JSON object {@link writeJson} held, if any (main(), once the exit code is decided). */
+export function releaseJson(context: CliContext): void {
+  const value = context.json.held?.value;
+  if (value === undefined) return;
+  context.json.held!.value = undefined;
+  context.stdout.write(`${jsonText(value, 2)}\n`);
+}
+
+/**
+ * The envelope of an interrupted `--json` run: `ok: false`, `interrupted: true`, the interrupt as
+ * `error` (code `cancelled`), `completed` (whether the command had finished its work when the
+ * interrupt was seen) and the fields of what the command did, from its own envelope when it wrote
+ * one (a build's images and failures): the one rule whichever command was stopped, and wherever.
+ */
+export function interruptedJson(written: Record<string, unknown> | undefined, interrupt: unknown, completed: boolean): Record<string, unknown> {
+  const { ok: _ok, error: _error, interrupted: _interrupted, completed: _completed, ...fields } = written ?? {};
+  return { ok: false, interrupted: true, completed, error: jsonError(interrupt), ...fields };
 }
 
 /** The `error` of a failed command's JSON: `{ name, code, message, hint }` (hint null when there is none). */
