@@ -35,7 +35,7 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 export const EXIT_CODE_MEANINGS: Readonly<Record<ExitCode, string>> = {
   [ExitCode.ok]: 'ok',
   [ExitCode.failure]: 'a build or push failed, or a service answered with an error, stalled or refused the credentials',
-  [ExitCode.usage]: 'bad input or configuration (no login for a registry that needs one), or a service (Docker daemon, registry, Kubernetes API, conda channel, PyPI index) not reachable at its address',
+  [ExitCode.usage]: 'bad input or configuration (no login for a registry that needs one), a tool it needs missing (Metaflow not importable: metaflow status, metaflow install), or a service (Docker daemon, registry, Kubernetes API, conda channel, PyPI index) not reachable at its address',
   [ExitCode.interrupted]: 'interrupted (SIGINT)',
   [ExitCode.terminated]: 'terminated (SIGTERM)',
 };

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT_CODE_MEANINGS } from '@prebuilt/core';
 import { main } from '../main.js';
 
 const run = promisify(execFile);
@@ -273,9 +274,12 @@ describe('prebuilt metaflow install | status | uninstall (a FAKE metaflow packag
     expect(status.code).toBe(2);
     expect(status.stdout).toContain('metaflow:  not importable');
     expect(status.stderr).toContain('Metaflow is not importable');
+    // Exit 2 is the table's "a tool it needs missing" (error code environment); the hint says how to install it.
+    expect(status.stderr).toContain(`hint: Install Metaflow into that Python (${python} -m pip install metaflow)`);
     const json = await cli(['metaflow', 'status', '--python', python, '--json']);
     expect(json.code).toBe(2);
-    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, metaflow: null });
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, metaflow: null, error: { code: 'environment', hint: expect.stringContaining('-m pip install metaflow') } });
+    expect(EXIT_CODE_MEANINGS[2]).toContain('Metaflow not importable: metaflow status');
   });
 
   it('an interpreter that does not exist is exit 2', async () => {
