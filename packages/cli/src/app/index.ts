@@ -29,7 +29,7 @@ export {
   type AppliedPullSecret,
   type ApplyPullSecretOptions,
 } from './pull-secret.js';
-export { prepullFlow, removePrepull, type PrepullDaemonSet, type PrepullFlowOptions, type PrepullProgress, type PrepullResult, type RemovePrepullResult } from './prepull.js';
+export { planPrepull, prepullFlow, removePrepull, type PlannedDaemonSet, type PrepullPlan, type PrepullPlanOptions, type PrepullDaemonSet, type PrepullFlowOptions, type PrepullProgress, type PrepullResult, type RemovePrepullResult } from './prepull.js';
 export { DEFAULT_PAUSE_IMAGE, PAUSE_IMAGE_SETTING, parseNodeSelector, parseToleration, pauseImage } from './prepull-options.js';
 export { labelSelector } from './prepull-daemonset.js';
 export type { PrepullImage } from './prepull-images.js';

@@ -58,6 +58,9 @@ export interface PrepullFlowOptions extends ClusterOptions {
   poll?: { min: number; max: number };
 }
 
+/** What the DaemonSets are planned from (the cluster aside). */
+export type PrepullPlanOptions = Pick<PrepullFlowOptions, 'flowFile' | 'flowSteps' | 'imageMap' | 'namespace' | 'env' | 'nodeSelector' | 'tolerations' | 'decospecs' | 'pullSecrets' | 'pauseImage'>;
+
 /** One DaemonSet of the flow: the steps placed alike, and what their pods pull where. */
 export interface PrepullDaemonSet {
   name: string;
@@ -127,7 +130,7 @@ function gpuToleration(vendor: GpuVendor): V1Toleration {
   return { key: `${vendor}.com/gpu`, operator: 'Exists', effect: 'NoSchedule' };
 }
 
-function gpuNote(placement: StepPlacement, options: PrepullFlowOptions): string | undefined {
+function gpuNote(placement: StepPlacement, options: PrepullPlanOptions): string | undefined {
   if (!placement.gpu || Object.keys(placement.nodeSelector).length > 0 || Object.keys(options.nodeSelector).length > 0) return undefined;
   const vendor = placement.gpuVendor ?? 'nvidia';
   const one = placement.steps.length === 1;
@@ -139,7 +142,7 @@ function gpuNote(placement: StepPlacement, options: PrepullFlowOptions): string 
 }
 
 /** What one placement's DaemonSet asks for (not yet applied). */
-function planDaemonSet(placement: StepPlacement, options: PrepullFlowOptions): { daemonSet: V1DaemonSet; entry: PrepullDaemonSet } {
+function planDaemonSet(placement: StepPlacement, options: PrepullPlanOptions): { daemonSet: V1DaemonSet; entry: PrepullDaemonSet } {
   const flow = options.imageMap.flow;
   const images = prepullImages(options.imageMap, placement.steps, options.flowFile);
   const pullSecrets = prepullPullSecrets(options.imageMap, images, options.pullSecrets, options.flowFile);
@@ -160,11 +163,7 @@ function planDaemonSet(placement: StepPlacement, options: PrepullFlowOptions): {
  * of each pulled its images.
  */
 export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullResult> {
-  const names = options.flowSteps.map((step) => step.name);
-  prepullImages(options.imageMap, names, options.flowFile); // Every step has an image, before anything else.
-  const attached = attachedDecorators(options.decospecs ?? [], options.env);
-  const onBatch = batchSteps({ steps: options.flowSteps }, names, options.flowFile, attached);
-  const planned = stepPlacements({ steps: options.flowSteps }, names, options.flowFile, placementDefaults(options.env), attached).map((placement) => planDaemonSet(placement, options));
+  const { planned, onBatch } = planDaemonSets(options);
   const { target, core, kubeconfig } = await connect('prepull', options);
   const secrets = [...new Set(planned.flatMap((p) => p.entry.pullSecrets))];
   for (const secret of await missingPullSecrets(core, options.namespace, secrets)) options.onProgress?.({ type: 'missing-secret', namespace: options.namespace, secret });
@@ -183,6 +182,44 @@ export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullR
   const daemonSets = planned.map((p) => p.entry);
   if (options.wait !== false) await waitForAll(daemonSets, { target, core }, options);
   return { flow: options.imageMap.flow, namespace: options.namespace, daemonSets, removed, batchSteps: onBatch, kubeconfig, ...overAll(daemonSets, removed, options) };
+}
+
+/**
+ * The DaemonSet of each placement of the flow's steps, as prepullFlow would apply them, and the steps
+ * left out as they run on AWS Batch; checks that every step has an image first.
+ */
+function planDaemonSets(options: PrepullPlanOptions): { planned: { daemonSet: V1DaemonSet; entry: PrepullDaemonSet }[]; onBatch: BatchStep[] } {
+  const names = options.flowSteps.map((step) => step.name);
+  prepullImages(options.imageMap, names, options.flowFile); // Every step has an image, before anything else.
+  const attached = attachedDecorators(options.decospecs ?? [], options.env);
+  const onBatch = batchSteps({ steps: options.flowSteps }, names, options.flowFile, attached);
+  const planned = stepPlacements({ steps: options.flowSteps }, names, options.flowFile, placementDefaults(options.env), attached).map((placement) => planDaemonSet(placement, options));
+  return { planned, onBatch };
+}
+
+/** One DaemonSet of a dry run: what prepull would apply (`manifest`, as sent to the cluster). */
+export type PlannedDaemonSet = Omit<PrepullDaemonSet, 'action' | 'nodes'> & { manifest: V1DaemonSet };
+
+export interface PrepullPlan {
+  flow: string;
+  namespace: string;
+  daemonSets: PlannedDaemonSet[];
+  /** The steps left out as they run on AWS Batch, each with why. */
+  batchSteps: BatchStep[];
+}
+
+/**
+ * `prepull --dry-run`: the DaemonSets prepullFlow would apply, with their manifests, without the
+ * cluster (no Kubernetes client, no kubeconfig); which ones the cluster already has is not known.
+ */
+export function planPrepull(options: PrepullPlanOptions): PrepullPlan {
+  checkNamespace(options.namespace);
+  const { planned, onBatch } = planDaemonSets(options);
+  const daemonSets = planned.map(({ daemonSet, entry }) => {
+    const { action: _action, nodes: _nodes, ...rest } = entry;
+    return { ...rest, manifest: daemonSet };
+  });
+  return { flow: options.imageMap.flow, namespace: options.namespace, daemonSets, batchSteps: onBatch };
 }
 
 /** The single-DaemonSet fields of the result, over all the flow's DaemonSets. */

@@ -65,6 +65,26 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     expect(nothing.stdout).toBe('nothing to remove: WarmFlow has no DaemonSet in metaflow\n');
   });
 
+  it('--dry-run prints the DaemonSets it would apply (--json: with their manifests) and contacts no cluster; with --remove it is a usage error', async () => {
+    // No KUBECONFIG, and HOME has no ~/.kube/config: a dry run needs no cluster.
+    const noCluster = { KUBECONFIG: join(dir, 'absent-kubeconfig') };
+    const requestsBefore = fake.requests.length;
+    const dry = await run(['prepull', 'flow.py', '-n', 'metaflow', '--dry-run', '--node-selector', 'pool=cpu'], noCluster);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/^WarmFlow: 1 DaemonSet to apply in the namespace metaflow\n  start, end: 1 image to pull \(DaemonSet metaflow\/prebuilt-prepull-warm-flow-[0-9a-f]{6}; nodes kubernetes\.io\/os=linux,pool=cpu\)\n/);
+    expect(dry.stdout).toContain(`127.0.0.1:5000/envs:env-e1@${D}  (start, end)\n`);
+    expect(dry.stdout).toContain('dry run: the cluster was not contacted and nothing was applied');
+    const json = await run(['prepull', 'flow.py', '-n', 'metaflow', '--dry-run', '--json'], noCluster);
+    expect(json.code, json.stderr).toBe(0);
+    const plan = JSON.parse(json.stdout) as { daemonSets: { name: string; manifest: { kind: string; metadata: { name: string; namespace: string } } }[] };
+    expect(plan).toMatchObject({ ok: true, dryRun: true, flow: 'WarmFlow', namespace: 'metaflow', daemonSets: [{ steps: ['start', 'end'], images: [{ image: `127.0.0.1:5000/envs:env-e1@${D}` }], manifest: { kind: 'DaemonSet', metadata: { namespace: 'metaflow' } } }] });
+    expect(plan.daemonSets[0]!.manifest.metadata.name).toBe(plan.daemonSets[0]!.name);
+    expect(fake.requests.length).toBe(requestsBefore);
+    const both = await run(['prepull', 'flow.py', '-n', 'metaflow', '--dry-run', '--remove']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain("option '--dry-run' cannot be used with option '--remove'");
+  });
+
   it('no node matching the node selector is not an error, but the output says nothing was pulled', async () => {
     controller = startFakeDaemonSetController(fake, { nodes: [] });
     const none = await run(['prepull', 'flow.py', '-n', 'metaflow', '--node-selector', 'pool=none']);

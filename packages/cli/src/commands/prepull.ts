@@ -9,9 +9,12 @@ import {
   parseNodeSelector,
   parseToleration,
   pauseImage,
+  planPrepull,
   prepullFlow,
   removePrepull,
+  type PlannedDaemonSet,
   type PrepullDaemonSet,
+  type PrepullPlan,
   type PrepullProgress,
   type PrepullResult,
 } from '../app/index.js';
@@ -29,6 +32,7 @@ interface PrepullOptions {
   timeout: number;
   wait: boolean;
   remove?: boolean;
+  dryRun?: boolean;
   json?: boolean;
 }
 
@@ -59,7 +63,9 @@ It waits until every matching node has pulled the current images, printing progr
 running it again with the same images changes nothing, changed images roll out to all nodes at
 once, and a DaemonSet of a placement no step has any more is deleted. --remove deletes every
 DaemonSet of the flow (the pulled images stay in the nodes' caches until the kubelet's image
-garbage collection removes them).
+garbage collection removes them). --dry-run prints the DaemonSets it would apply (--json: each
+with its manifest, as sent to the cluster) and contacts no cluster: no kubeconfig or Kubernetes
+client needed.
 
 The images are the ones the last prebuilt build wrote to the image map (nothing is built), pinned
 by digest; the pods use the image map's pull secrets (METAFLOW_PREBUILT_PULL_SECRET at build time,
@@ -90,6 +96,7 @@ Examples:
   $ prebuilt prepull flow.py -n metaflow --with 'kubernetes:compute_pool=gpu-a100,gpu=1,gpu_vendor=nvidia'
   $ prebuilt prepull flow.py -n metaflow --with 'kubernetes:node_selector={"pool": "gpu"},tolerations=[{"key": "gpu", "operator": "Exists"}]'
   $ prebuilt prepull flow.py -n metaflow --timeout 30m --json
+  $ prebuilt prepull flow.py -n metaflow --dry-run         # what it would apply; no cluster needed
   $ prebuilt prepull flow.py -n metaflow --remove`;
 
 /**
@@ -112,20 +119,41 @@ export function progressLine(event: PrepullProgress): string {
   return `warning: ${event.name}: ${oneLineText(`${p.node}: ${p.image ? `${p.image}: ` : ''}${p.reason}${p.message ? ` (${oneLineText(p.message, 500)})` : ''}`)}\n`;
 }
 
+/** Where a DaemonSet's pods go: `nodes <selector>[, N tolerations]`. */
+function nodesText(entry: PlannedDaemonSet | PrepullDaemonSet): string {
+  return `nodes ${labelSelector(entry.nodeSelector)}${entry.tolerations.length > 0 ? `, ${entry.tolerations.length} toleration${entry.tolerations.length === 1 ? '' : 's'}` : ''}`;
+}
+
+/** A DaemonSet's note and its images, one line each, below its head line. */
+function entryLines(entry: PlannedDaemonSet | PrepullDaemonSet): string {
+  const lines = entry.images.map((image) => `    ${image.image}  (${image.steps.join(', ')})`);
+  return `${entry.note ? `    note: ${entry.note}\n` : ''}${lines.join('\n')}\n`;
+}
+
 function renderDaemonSet(result: PrepullResult, entry: PrepullDaemonSet): string {
   const count = `${entry.images.length} image${entry.images.length === 1 ? '' : 's'}`;
-  const where = `DaemonSet ${result.namespace}/${entry.name}, ${entry.action}; nodes ${labelSelector(entry.nodeSelector)}${entry.tolerations.length > 0 ? `, ${entry.tolerations.length} toleration${entry.tolerations.length === 1 ? '' : 's'}` : ''}`;
+  const where = `DaemonSet ${result.namespace}/${entry.name}, ${entry.action}; ${nodesText(entry)}`;
   const head = entry.nodes === null
     ? `${count} to pull (${where}; not waited for)`
     : entry.nodes.desired === 0
       ? `no node matches the node selector ${labelSelector(entry.nodeSelector)}: nothing was pulled (${where})`
       : `${count} pulled on ${entry.nodes.ready}/${entry.nodes.desired} nodes (${where})`;
-  const lines = entry.images.map((image) => `    ${image.image}  (${image.steps.join(', ')})`);
-  return `  ${entry.steps.join(', ')}: ${head}\n${entry.note ? `    note: ${entry.note}\n` : ''}${lines.join('\n')}\n`;
+  return `  ${entry.steps.join(', ')}: ${head}\n${entryLines(entry)}`;
+}
+
+/** `--dry-run`: the DaemonSets prepull would apply, and that nothing was. */
+function renderPlan(plan: PrepullPlan): string {
+  const count = plan.daemonSets.length;
+  const entries = plan.daemonSets.map((entry) => {
+    const images = `${entry.images.length} image${entry.images.length === 1 ? '' : 's'}`;
+    return `  ${entry.steps.join(', ')}: ${images} to pull (DaemonSet ${plan.namespace}/${entry.name}; ${nodesText(entry)})\n${entryLines(entry)}`;
+  });
+  return `${plan.flow}: ${count} DaemonSet${count === 1 ? '' : 's'} to apply in the namespace ${plan.namespace}\n${entries.join('')}${renderBatchSteps(plan)}` +
+    'dry run: the cluster was not contacted and nothing was applied; run it without --dry-run to apply (--json has each DaemonSet\'s manifest)\n';
 }
 
 /** The steps on AWS Batch, with what sent each there: `start (@batch), end (--with batch): on AWS Batch, …`. */
-function renderBatchSteps(result: PrepullResult): string {
+function renderBatchSteps(result: Pick<PrepullResult, 'batchSteps'>): string {
   if (result.batchSteps.length === 0) return '';
   const steps = result.batchSteps.map((entry) => `${entry.step} (${entry.source})`).join(', ');
   return `  ${steps}: on AWS Batch, not on this cluster: not warmed\n`;
@@ -149,6 +177,12 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
   const tolerations = (options.toleration ?? []).map(parseToleration);
   const pause = pauseImage(options.pauseImage, context.env);
   const { imageMap, flow } = await loadFlowImageMap(file, context);
+  if (options.dryRun) {
+    const plan = planPrepull({ flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, nodeSelector, tolerations, decospecs: options.with ?? [], pauseImage: pause, pullSecrets: options.pullSecret ?? [] });
+    if (options.json) writeJsonResult(context, { dryRun: true, ...plan });
+    else context.stdout.write(renderPlan(plan));
+    return;
+  }
   try {
     const result = await prepullFlow({
       flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, cwd: context.cwd, nodeSelector, tolerations, decospecs: options.with ?? [], pauseImage: pause,
@@ -179,6 +213,7 @@ export function registerPrepullCommand(program: Command, context: CliContext): v
     .addOption(new Option('--timeout <duration>', 'how long to wait for every node, e.g. 90s, 10m, 1h').argParser((v) => parseDuration(v, '--timeout')).default(DEFAULT_TIMEOUT_MS, '10m'))
     .option('--no-wait', 'create or update the DaemonSet and return without waiting')
     .option('--remove', 'delete the flow\'s DaemonSets instead')
+    .addOption(new Option('--dry-run', 'show the DaemonSets it would apply (--json: with their manifests); the cluster is not contacted').conflicts('remove'))
     .option('--json', 'print one JSON object for machines')
     .addHelpText('after', PREPULL_HELP)
     .action(async (file: string, options: PrepullOptions) => {
