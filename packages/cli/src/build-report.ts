@@ -11,7 +11,7 @@ import { imagesWithSboms } from './app/build-sboms.js';
 import type { DeployFlowResult } from './app/deploy-flow.js';
 import { shownPath } from './app/shown-path.js';
 import type { CliContext } from './cli-context.js';
-import { createDeployView, formatSeconds } from './deploy-view.js';
+import { createDeployView, formatSeconds, redrawsOn } from './deploy-view.js';
 import { errorText, noteLine, oneLineText, quotedText, renderTable, writeJsonResult } from './output.js';
 
 export interface BuildReportOptions {
@@ -179,7 +179,7 @@ export interface BuildReport extends BuildFlowResult {
  * --json the one JSON object, also when an image failed: `ok: false`, `error` and `failures`).
  */
 export async function reportBuild(file: string, context: CliContext, options: BuildReportOptions): Promise<BuildReport> {
-  const view = options.json ? undefined : createDeployView(context.stderr);
+  const view = options.json ? undefined : createDeployView(context.stderr, { tty: redrawsOn(context.stderr, context.env) });
   const warnings: string[] = [];
   const pruned = new Map<string, PruneSummary>();
   let built: BuildFlowResult;

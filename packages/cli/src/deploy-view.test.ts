@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createDeployView } from './deploy-view.js';
+import { createDeployView, redrawsOn } from './deploy-view.js';
 
 function capture(): { write: (text: string) => void; text: () => string } {
   let out = '';
@@ -143,6 +143,21 @@ describe('deploy view: what a stalled network read waits on', () => {
     // Only the view's own redraw sequences (cursor up, erase below) reach the terminal.
     expect(text.replace(/\x1b\[\d+A\x1b\[0J/g, '')).not.toMatch(/[\x1b\r]/);
     expect(text).toContain('  waiting for files.example:443 (download of x-1.0-1\\x1b[1A');
+  });
+
+  it('TERM=dumb (a terminal that cannot move the cursor): no redraw, the plain line per phase change a pipe gets', () => {
+    expect(redrawsOn({ isTTY: true }, {})).toBe(true);
+    expect(redrawsOn({ isTTY: true }, { TERM: 'dumb' })).toBe(false);
+    expect(redrawsOn({ isTTY: false }, { TERM: 'xterm' })).toBe(false);
+    let text = '';
+    const view = createDeployView({ isTTY: true, write: (chunk: string) => void (text += chunk) }, { now: () => 0, tty: redrawsOn({ isTTY: true }, { TERM: 'dumb' }) });
+    view.onEvent({ type: 'resolved', images: 1, indexes: 0, platforms: ['linux-64'] });
+    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'building' });
+    view.onEvent({ type: 'image', envId: 'aaaa', tag: 't', steps: ['start'], phase: 'built' });
+    view.stop();
+    expect(text).not.toContain('\x1b');
+    expect(text).toContain('env aaaa  building  0.0s  (start)\n');
+    expect(text).toContain('env aaaa  built  0.0s  (start)\n');
   });
 
   it('shows the wait live under the images on a TTY, counting from when it began, until it is over', () => {

@@ -100,11 +100,21 @@ function imageLine(lines: Map<string, ImageLine>, event: Extract<DeployEvent, { 
   return { line, changed };
 }
 
-export function createDeployView(out: Writer & { isTTY?: boolean }, options: { now?: () => number } = {}): DeployView {
+/**
+ * Whether the live view may redraw its lines in place on `out` (cursor movement): a terminal, but
+ * not one that says it cannot move the cursor (`TERM=dumb`: Emacs' shell, some CI log viewers),
+ * which gets the plain line per phase change a pipe gets.
+ */
+export function redrawsOn(out: { isTTY?: boolean }, env: Record<string, string | undefined>): boolean {
+  return out.isTTY === true && env['TERM'] !== 'dumb';
+}
+
+/** The live view of a build on `out`; `tty` (default: `out.isTTY`, see {@link redrawsOn}) redraws its lines in place. */
+export function createDeployView(out: Writer & { isTTY?: boolean }, options: { now?: () => number; tty?: boolean } = {}): DeployView {
   const now = options.now ?? Date.now;
   const started = now();
   const lines = new Map<string, ImageLine>();
-  const state: ViewState = { tty: out.isTTY === true, now, frame: 0, multiPlatform: false };
+  const state: ViewState = { tty: options.tty ?? out.isTTY === true, now, frame: 0, multiPlatform: false };
   const tty = state.tty;
   let drawn = 0;
   let timer: NodeJS.Timeout | undefined;
