@@ -108,12 +108,23 @@ function statusLines(status: ExtensionStatus): string[] {
   return lines;
 }
 
+const STATUS_HELP = `
+Exit codes: 0 Metaflow imports with the interpreter (the extension installed or not: prebuilt run
+does not need it), 2 Metaflow does not import with it (the status is still printed; the hint
+gives the pip command that installs it; --json: ok false, error code environment) or the
+interpreter was not found, 130/143 interrupted.
+
+Examples:
+  $ prebuilt metaflow status
+  $ prebuilt metaflow status --python .venv/bin/python --json`;
+
 function registerStatus(metaflow: Command, context: CliContext): void {
   metaflow
     .command('status')
     .description('show whether the extension is installed for the interpreter and whether its Metaflow loads it')
     .option('--python <path>', 'the interpreter (default: METAFLOW_PREBUILT_PYTHON, else python3)')
     .option('--json', 'print one JSON object for machines')
+    .addHelpText('after', STATUS_HELP)
     .action(async (options: PythonOption) => {
       context.json.requested = options.json === true;
       const status = await extensionStatus(pythonOptions(options, context));

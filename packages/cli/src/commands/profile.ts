@@ -44,8 +44,8 @@ another file) overrides it.
 
 Exit codes: 0 written, 1 a recording failed (an import raised, the time limit, too much output;
 the stderr tail says what), the image could not be pulled or the Docker daemon stopped answering,
-2 no image map (run prebuilt build
-first), a step without an image, the Docker daemon not reachable, bad options, 130/143 interrupted.
+2 no image map (run prebuilt build first), a step without an image, the Docker daemon not
+reachable, bad options, 130/143 interrupted.
 
 Environment:
   DOCKER_HOST                       the Docker daemon that runs the images (default unix:///var/run/docker.sock)

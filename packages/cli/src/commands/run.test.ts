@@ -280,6 +280,9 @@ describe('prebuilt metaflow install | status | uninstall (a FAKE metaflow packag
     expect(json.code).toBe(2);
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, metaflow: null, error: { code: 'environment', hint: expect.stringContaining('-m pip install metaflow') } });
     expect(EXIT_CODE_MEANINGS[2]).toContain('Metaflow not importable: metaflow status');
+    const help = await cli(['metaflow', 'status', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('2 Metaflow does not import with it (the status is still printed; the hint\ngives the pip command that installs it');
   });
 
   it('an interpreter that does not exist is exit 2', async () => {
