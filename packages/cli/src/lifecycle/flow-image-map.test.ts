@@ -91,3 +91,24 @@ describe('loadFlowImageMap', () => {
     expect(selectSteps(imageMap, undefined)).toEqual(['start', 'report', 'fetch']);
   });
 });
+
+describe('selectSteps', () => {
+  const step = { envId: 'e1', image: 'r/e:1', pinnedImage: `r/e:1@sha256:${'a'.repeat(64)}`, python: '/opt/prebuilt/env/bin/python' };
+  const imageMap = { flow: 'HelloFlow', images: {}, steps: { start: step, fetch: step, end: step } };
+
+  it('a misspelt --step: an InputError naming it, the step meant and every step', () => {
+    const error = (() => {
+      try {
+        selectSteps(imageMap, ['fech']);
+      } catch (caught) {
+        return caught;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(InputError);
+    expect((error as InputError).message).toBe('The image map of HelloFlow has no step fech.');
+    expect((error as InputError).hint).toBe('Did you mean --step fetch? Its steps: start, fetch, end.');
+    expect(() => selectSteps(imageMap, ['zzzzzz'])).toThrow(expect.objectContaining({ hint: 'Its steps: start, fetch, end.' }));
+    expect(selectSteps(imageMap, ['fetch'])).toEqual(['fetch']);
+  });
+});

@@ -1,4 +1,4 @@
-import { InputError, pinnedImageRef, registryClientFor, type ImageMap, type RegistryClient } from '@prebuilt/core';
+import { InputError, closestName, pinnedImageRef, registryClientFor, type ImageMap, type RegistryClient } from '@prebuilt/core';
 import { readFlow, type FlowFile } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
 import { checkStateFileSetting, createSelectedBackend, fileArgument, readImageMap, shownPath, stateFilePath } from '../app/index.js';
@@ -73,7 +73,9 @@ export function selectSteps(imageMap: ImageMap, only: readonly string[] | undefi
   const all = Object.keys(imageMap.steps);
   const unknown = (only ?? []).filter((step) => !all.includes(step));
   if (unknown.length > 0) {
-    throw new InputError(`The image map of ${imageMap.flow} has no step ${unknown.join(', ')}.`, { hint: `Its steps: ${all.join(', ')}.` });
+    // A misspelt --step (fech) is named with the step meant, as a misspelt backend name is.
+    const meant = unknown.length === 1 ? closestName(unknown[0]!, all) : undefined;
+    throw new InputError(`The image map of ${imageMap.flow} has no step ${unknown.join(', ')}.`, { hint: `${meant === undefined ? '' : `Did you mean --step ${meant}? `}Its steps: ${all.join(', ')}.` });
   }
   return (only && only.length > 0 ? all.filter((step) => only.includes(step)) : all).filter((step) => imageMap.steps[step]!.envId !== null && imageMap.steps[step]!.pinnedImage);
 }
