@@ -330,12 +330,13 @@ describe('interrupts', () => {
   it('SIGINT exits 130 and SIGTERM exits 143 once the running work stops', { timeout: 30_000 }, async () => {
     const int = await prebuilt(['backends', '--check'], { cwd: project, env: slowEnv(1500), onStderr: sendOnce('SIGINT') });
     expect(int.code).toBe(130);
-    expect(int.stderr).toContain('\ninterrupted (SIGINT): prebuilt backends stopped. Run it again.\n');
+    // The slow loading cannot be cut short: the check ends, and the line says it had finished.
+    expect(int.stderr).toContain('\ninterrupted (SIGINT): prebuilt backends had finished its work when the interrupt came. Its result stands');
     const json = await prebuilt(['backends', '--check', '--json'], { cwd: project, env: slowEnv(1500), onStderr: sendOnce('SIGINT') });
     expect(json.code).toBe(130);
-    // The slow loading cannot be cut short: the check ends and prints its object; stdout stays that one object, the line goes to stderr.
-    expect(JSON.parse(json.stdout)).toMatchObject({ buildService: { name: 'acme' } });
-    expect(json.stderr).toContain('interrupted (SIGINT): prebuilt backends stopped. Run it again.\n');
+    // stdout stays one object: the interrupted envelope with the check's fields, never ok: true beside exit 130; the line goes to stderr.
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, interrupted: true, completed: true, error: { code: 'cancelled' }, buildService: { name: 'acme' } });
+    expect(json.stderr).toContain('interrupted (SIGINT): prebuilt backends had finished its work when the interrupt came.');
     const term = await prebuilt(['backends', '--check'], { cwd: project, env: slowEnv(1500), onStderr: sendOnce('SIGTERM') });
     expect(term.code).toBe(143);
   });
