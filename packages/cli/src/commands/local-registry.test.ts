@@ -91,6 +91,12 @@ describeOrFailInCi('prebuilt local-registry', missing, () => {
     const before = await prebuilt(['local-registry', 'status'], env);
     expect(before).toMatchObject({ code: 0 });
     expect(before.stdout).toContain('not running');
+    // A registry of the user's own named by the setting: builds use it; status says it shows prebuilt's alone.
+    const named = await prebuilt(['local-registry', 'status'], { ...env, METAFLOW_PREBUILT_LOCAL_REGISTRY: 'registry.example.com/team' });
+    expect(named.stdout).toBe(
+      'local registry not running\n  start it with: prebuilt local-registry start\n' +
+        '  METAFLOW_PREBUILT_LOCAL_REGISTRY names registry.example.com/team: prebuilt pushes to whatever registry answers there; this command shows only the one `prebuilt local-registry start` runs\n',
+    );
 
     const start = await prebuilt(['local-registry', 'start', '--port', String(port)], env);
     expect(start.stderr).toBe('');

@@ -145,10 +145,19 @@ function registerStatus(command: Command, context: CliContext): void {
         writeJsonResult(context, { ...status });
         return;
       }
-      context.stdout.write(
-        `local registry ${describe(status)}\n${status.running ? details(status) : '  start it with: prebuilt local-registry start\n'}`,
-      );
+      context.stdout.write(`local registry ${describe(status)}\n${status.running ? details(status) : notRunningLines(context.env)}`);
     });
+}
+
+/**
+ * What `status` adds when prebuilt's development registry does not run: how to start it, and,
+ * when METAFLOW_PREBUILT_LOCAL_REGISTRY names another registry (one the user runs, on this machine
+ * or not), that builds use that one all the same: `not running` is only about prebuilt's own.
+ */
+function notRunningLines(env: Record<string, string | undefined>): string {
+  const named = env[LOCAL_REGISTRY_ENV]?.trim();
+  const other = named ? `  ${LOCAL_REGISTRY_ENV} names ${named}: prebuilt pushes to whatever registry answers there; this command shows only the one \`prebuilt local-registry start\` runs\n` : '';
+  return `  start it with: prebuilt local-registry start\n${other}`;
 }
 
 /** `prebuilt local-registry login`. */
