@@ -142,6 +142,11 @@ describe('prebuilt prepull (CLI main) against the FAKE Kubernetes API', () => {
     const withBatch = await run(['prepull', 'flow.py', '-n', 'metaflow', '--with', 'batch']);
     expect(withBatch.code, withBatch.stderr).toBe(0);
     expect(withBatch.stdout).toBe('WarmFlow: 0 DaemonSets\n  start (--with batch), end (--with batch): on AWS Batch, not on this cluster: not warmed\n');
+    // The dry run says the same, and --json lists them.
+    const dry = await run(['prepull', 'flow.py', '-n', 'metaflow', '--with', 'batch', '--dry-run']);
+    expect(dry.stdout).toContain('WarmFlow: 0 DaemonSets to apply in the namespace metaflow\n  start (--with batch), end (--with batch): on AWS Batch, not on this cluster: not warmed\n');
+    const dryJson = await run(['prepull', 'flow.py', '-n', 'metaflow', '--with', 'batch', '--dry-run', '--json']);
+    expect(JSON.parse(dryJson.stdout)).toMatchObject({ ok: true, dryRun: true, daemonSets: [], batchSteps: [{ step: 'start', source: '--with batch' }, { step: 'end', source: '--with batch' }] });
     const config = join(dir, '.metaflowconfig', 'config.json');
     await mkdir(join(dir, '.metaflowconfig'), { recursive: true });
     await writeFile(config, JSON.stringify({ METAFLOW_DEFAULT_DECOSPECS: 'batch:queue=q' }));
