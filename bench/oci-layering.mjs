@@ -31,7 +31,7 @@
  *   node bench/oci-layering.mjs [--runs 2] [--lazy-only] [--base-cached-only | --empty-node-only] [--no-background-fetch]
  *                               [--fuse-timeout SECONDS] [--lazy-layers grouped|per-package|single]
  *                               [--estargz-base] [--stargz-extra 'TOML lines'] [--zstd-chunked] [--lazy-match REGEXP]
- *                               [--profile-exclude REGEXP] [--diagnose DIR] [--runtime-root DIR]
+ *                               [--profile-exclude REGEXP] [--diagnose DIR] [--runtime-root DIR] [--stargz-bin PATH]
  *                               [--context materialized|unpacked] [--prune PRESETS] [--json]
  *   node bench/oci-layering.mjs --pull-only [--pull-layers grouped,single] [--pull-runtimes docker,ctr] [--pull-match REGEXP] [--settle sync|none] [--import-sync]
  *                               [--runtime-root DIR] [--erofs] [--base-cached-only] [--context materialized|unpacked] [--prune PRESETS] [--runs 2] [--json]
@@ -70,6 +70,10 @@
  *   snapshotter, and a private dockerd on it (`--containerd`) with the containerd image store and
  *   `"storage-driver": "stargz"`; `docker pull` + `docker run` of the static and profile images
  *   (and zstd:chunked with --zstd-chunked), against the env created at start on the same setup.
+ *   --stargz-bin PATH: each `ctr-remote` lazy row (those --lazy-match keeps) once more, interleaved,
+ *   on this containerd-stargz-grpc (an upstream build ≥ v0.16, e.g. by bench/stargz-passthrough.sh)
+ *   with FUSE passthrough on (`[fuse]` `passthrough = true` added to the row's config); rows
+ *   `… · VERSION passthrough`. Not with --diagnose (upstream's binary has no --cpu-profile).
  *
  * --pull-only (B10, bench/oci-pull.mjs): non-lazy pulls of the image as gzip and as zstd, by the
  * Docker daemon and by containerd, each with and without `unpigz` on the node, base cached and
@@ -196,9 +200,14 @@ function accepts(path) {
   });
 }
 
+/** `toml` (a snapshotter config) with FUSE passthrough on: `passthrough = true` in its `[fuse]` table (added at the end if it has none). */
+function withPassthrough(toml) {
+  return /^\[fuse\][ \t]*$/m.test(toml) ? toml.replace(/^\[fuse\][ \t]*$/m, '[fuse]\npassthrough = true') : `${toml.replace(/\n?$/, '\n')}[fuse]\npassthrough = true\n`;
+}
+
 /**
  * A private containerd (with `containerd-stargz-grpc` as its `stargz` proxy snapshotter when
- * `stargz`; `extraConfig`: more config.toml lines). `diagnose`: a path prefix where the snapshotter writes its CPU profile (`.pprof`),
+ * `stargz`, or the snapshotter binary at that path when it is a string; `extraConfig`: more config.toml lines). `diagnose`: a path prefix where the snapshotter writes its CPU profile (`.pprof`),
  * its metrics (`.prom`, Prometheus on) and its debug log (`.log`) — scripts/stargz-grpc/main.go.
  */
 async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.noprefetch, daemonEnv = process.env, diagnose = '', extraConfig = []) {
@@ -212,7 +221,7 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
     await writeFile(join(dir, 'stargz.toml'), diagnose ? stargzConfig.replace('no_prometheus = true\n', '') : stargzConfig);
     const diag = diagnose ? ['--log-level', 'debug', '--cpu-profile', `${diagnose}.pprof`, '--metrics', `${diagnose}.prom`] : [];
     const stderr = diagnose ? openSync(`${diagnose}.log`, 'w') : 'ignore';
-    procs.push(spawn('containerd-stargz-grpc', ['--address', `${dir}/stargz.sock`, '--root', `${dir}/sroot`, '--config', `${dir}/stargz.toml`, ...diag], { stdio: ['ignore', 'ignore', stderr] }));
+    procs.push(spawn(typeof stargz === 'string' ? stargz : 'containerd-stargz-grpc', ['--address', `${dir}/stargz.sock`, '--root', `${dir}/sroot`, '--config', `${dir}/stargz.toml`, ...diag], { stdio: ['ignore', 'ignore', stderr] }));
     if (diagnose) closeSync(stderr);
   }
   for (let i = 0; i < 100; i++) {
@@ -242,7 +251,7 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'import-sync': { type: 'boolean', default: false }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' }, diagnose: { type: 'string', default: '' }, 'profile-exclude': { type: 'string', default: '' }, 'runtime-root': { type: 'string', default: '' }, prune: { type: 'string', default: '' }, erofs: { type: 'boolean', default: false } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'import-sync': { type: 'boolean', default: false }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' }, diagnose: { type: 'string', default: '' }, 'profile-exclude': { type: 'string', default: '' }, 'runtime-root': { type: 'string', default: '' }, 'stargz-bin': { type: 'string', default: '' }, prune: { type: 'string', default: '' }, erofs: { type: 'boolean', default: false } });
   if (!['sync', 'none'].includes(args.settle)) fail(`--settle ${args.settle}: expected sync or none.`);
   const prune = await benchPrunePresets(args.prune);
   if (args['runtime-root'] && !args['pull-only'] && !args['lazy-only']) fail('--runtime-root applies to --pull-only (B10) and --lazy-only (B9\'s lazy Docker rows). Add one of them, or leave --runtime-root out.');
@@ -432,6 +441,7 @@ async function lazyBench(setup) {
     if (!help.includes('cpu-profile')) fail('--diagnose needs containerd-stargz-grpc with --cpu-profile (scripts/stargz-grpc/main.go): run `bash scripts/build-stargz-grpc.sh`.');
     await mkdir(args.diagnose, { recursive: true });
   }
+  const passthrough = args['stargz-bin'] ? await passthroughSnapshotter(args['stargz-bin'], args.diagnose) : undefined;
   const images = await estargzImages(setup);
   process.stderr.write(`[b9] eStargz images built: ${JSON.stringify(images.builds)}; prefetch selection ${JSON.stringify(images.selection)}\n`);
   const bootstrap = await bootstrapFor(setup);
@@ -446,21 +456,27 @@ async function lazyBench(setup) {
   let diagnosed = 0;
   const diagnoseAt = (tag, emptyNode) => (args.diagnose ? join(args.diagnose, `s${diagnosed++}-${tag.split(':').pop()}-${emptyNode ? 'empty' : 'cached'}`) : '');
   const lazySample = (node, tag, nodeBase, emptyNode, diagnose) => lazyPullRun({ node, ref: proxied(tag), nodeBase, emptyNode, diagnose, proxy });
-  const lazy = (tag, config, nodeBase = images.nodeBase) => async (emptyNode) => {
-    const diagnose = diagnoseAt(tag, emptyNode);
-    // The previous sample's snapshotter root, removed, handed back to the host (bench/node-disk.mjs).
-    await disk.trim();
-    const sz = await startContainerd(await disk.dir('stargz'), true, STARGZ_CONFIGS[config], process.env, diagnose);
-    const node = {
-      cpu: sz.cpu,
-      pull: (ref) => exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', ref], { maxBuffer: 1 << 26 }),
-      run: (ref, cmd) => ['ctr-remote', ['-a', sz.sock, 'run', '--rm', '--net-host', '--snapshotter', 'stargz', ref, runName(), ...cmd]],
+  // Each ctr-remote lazy variant's image, config and node base (--stargz-bin runs it once more on that snapshotter).
+  const lazySpecs = new Map();
+  const lazy = (tag, config, nodeBase = images.nodeBase, bin = true) => {
+    const sample = async (emptyNode) => {
+      const diagnose = diagnoseAt(tag, emptyNode);
+      // The previous sample's snapshotter root, removed, handed back to the host (bench/node-disk.mjs).
+      await disk.trim();
+      const sz = await startContainerd(await disk.dir('stargz'), bin, STARGZ_CONFIGS[config], process.env, diagnose);
+      const node = {
+        cpu: sz.cpu,
+        pull: (ref) => exec('ctr-remote', ['-a', sz.sock, 'images', 'rpull', '--plain-http', ref], { maxBuffer: 1 << 26 }),
+        run: (ref, cmd) => ['ctr-remote', ['-a', sz.sock, 'run', '--rm', '--net-host', '--snapshotter', 'stargz', ref, runName(), ...cmd]],
+      };
+      try {
+        return await lazySample(node, tag, nodeBase, emptyNode, diagnose);
+      } finally {
+        await sz.stop();
+      }
     };
-    try {
-      return await lazySample(node, tag, nodeBase, emptyNode, diagnose);
-    } finally {
-      await sz.stop();
-    }
+    lazySpecs.set(sample, { tag, config, nodeBase });
+    return sample;
   };
   const full = (tag = images.tags.off, nodeBase = images.nodeBase) => async (emptyNode) => {
     await ctr('images', 'rm', '--sync', proxied(tag)).catch(() => undefined);
@@ -507,6 +523,7 @@ async function lazyBench(setup) {
   const dockerSet = setup.sets?.find((set) => set.docker.c8d);
   if (dockerSet) Object.assign(variants, dockerLazyVariants({ ...setup, set: dockerSet, images, bootstrap, prefetch }, { lazySample, diagnoseAt }));
   if (args['lazy-match']) for (const name of Object.keys(variants)) if (!name.endsWith('env created at start') && !new RegExp(args['lazy-match']).test(name)) delete variants[name];
+  if (passthrough) withPassthroughTwins(variants, lazySpecs, passthrough, lazy);
   const scenarios = {};
   const states = [['a base cached', false], ['b empty node', true]].slice(args['empty-node-only'] ? 1 : 0, args['base-cached-only'] ? 1 : 2);
   for (const [scenario, emptyNode] of states) {
@@ -514,7 +531,35 @@ async function lazyBench(setup) {
     scenarios[scenario] = Object.fromEntries(Object.keys(variants).map((name, i) => [name, summarize(samples[i])]));
     process.stderr.write(`[b9] lazy scenario ${scenario} done (load ${loadavg()[0].toFixed(1)})\n`);
   }
-  return { images: { layers: args['lazy-layers'], estargzBase: args['estargz-base'], stargzExtra: args['stargz-extra'], zstdChunked: args['zstd-chunked'], builds: images.builds, selection: images.selection }, stargzConfig: STARGZ_CONFIGS[prefetch], scenarios };
+  return { images: { layers: args['lazy-layers'], estargzBase: args['estargz-base'], stargzExtra: args['stargz-extra'], zstdChunked: args['zstd-chunked'], builds: images.builds, selection: images.selection }, stargzConfig: STARGZ_CONFIGS[prefetch], ...(passthrough ? { passthrough } : {}), scenarios };
+}
+
+/**
+ * --stargz-bin PATH: the snapshotter binary checked before anything is built — it runs, says its
+ * version (`-version`: upstream's containerd-stargz-grpc) and knows `[fuse]` `passthrough` (≥ v0.16).
+ */
+async function passthroughSnapshotter(path, diagnose) {
+  if (diagnose) fail('--stargz-bin and --diagnose: upstream\'s containerd-stargz-grpc has no --cpu-profile or --metrics. Leave one of them out.');
+  const out = await exec(path, ['-version']).then((r) => r.stdout.trim(), (e) => fail(`--stargz-bin ${path}: it did not run (${String(e.stderr || e.message).trim().split('\n').pop()}). Give the path of a containerd-stargz-grpc built by bench/stargz-passthrough.sh.`));
+  const version = /^containerd-stargz-grpc (\S+)/.exec(out)?.[1] ?? fail(`--stargz-bin ${path}: \`${path} -version\` printed "${out.slice(0, 80)}", not containerd-stargz-grpc's version. Give the path of a containerd-stargz-grpc built by bench/stargz-passthrough.sh.`);
+  if (!(await readFile(path)).includes('toml:"passthrough"')) fail(`--stargz-bin ${path}: containerd-stargz-grpc ${version} has no FUSE passthrough (it came in v0.16). Build a newer one: bash bench/stargz-passthrough.sh SRC_DIR OUT_DIR.`);
+  return { bin: path, version };
+}
+
+/**
+ * Each ctr-remote lazy variant in `variants` (those `lazySpecs` knows) followed by its twin on the
+ * `passthrough` snapshotter with `[fuse]` `passthrough = true` in the same config: `NAME · VERSION passthrough`.
+ */
+function withPassthroughTwins(variants, lazySpecs, passthrough, lazy) {
+  const entries = Object.entries(variants);
+  for (const name of Object.keys(variants)) delete variants[name];
+  for (const [name, fn] of entries) {
+    variants[name] = fn;
+    const spec = lazySpecs.get(fn);
+    if (!spec) continue;
+    STARGZ_CONFIGS[`${spec.config} passthrough`] = withPassthrough(STARGZ_CONFIGS[spec.config]);
+    variants[`${name} · ${passthrough.version} passthrough`] = lazy(spec.tag, `${spec.config} passthrough`, spec.nodeBase, passthrough.bin);
+  }
 }
 
 /**
