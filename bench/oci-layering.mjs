@@ -256,6 +256,9 @@ async function main_(onCleanup) {
   const prune = await benchPrunePresets(args.prune);
   if (args['runtime-root'] && !args['pull-only'] && !args['lazy-only']) fail('--runtime-root applies to --pull-only (B10) and --lazy-only (B9\'s lazy Docker rows). Add one of them, or leave --runtime-root out.');
   if (args.erofs && !args['pull-only']) fail('--erofs applies to --pull-only (B10). Add it, or leave --erofs out.');
+  if (args['stargz-bin'] && args['pull-only']) fail('--stargz-bin applies to B9\'s lazy rows, not --pull-only (B10). Leave one of them out.');
+  // --stargz-bin: the snapshotter checked before anything is built or mounted.
+  const passthrough = args['stargz-bin'] ? await passthroughSnapshotter(args['stargz-bin'], args.diagnose) : undefined;
   // The runtimes measured, checked before anything is built (the system's, and those under --runtime-root).
   const sets = args['pull-only'] || args['runtime-root'] ? await (await import('./oci-pull.mjs')).runtimeSets(args['runtime-root'], args.erofs) : undefined;
   // B9's lazy Docker rows: the snapshotter checked before anything is built or mounted.
@@ -278,7 +281,7 @@ async function main_(onCleanup) {
   // The private daemons' data: a journaled ext4 on a loop device by default (bench/node-disk.mjs).
   const disk = await nodeDisk(args['node-disk'], onCleanup);
   process.stderr.write(`[bench] node disk: ${disk.kind} (${disk.root})\n`);
-  const setup = { args, services, ctx, changed, base, host, build, cacheRoot, oci, onCleanup, disk, sets, prune };
+  const setup = { args, services, ctx, changed, base, host, build, cacheRoot, oci, onCleanup, disk, sets, prune, passthrough };
   if (args['pull-only']) return output(args, ...(await pullOnly(setup)));
   const policies = args['lazy-only'] ? undefined : await policiesBench(setup);
   const haveStargz = await exec('sh', ['-c', 'command -v containerd-stargz-grpc && command -v ctr-remote']).then(() => true, () => false);
@@ -435,13 +438,12 @@ async function bootstrapFor({ ctx, services, onCleanup }) {
  * Lazy samples each on a fresh containerd + snapshotter; bytes the registry sent counted by a proxy.
  */
 async function lazyBench(setup) {
-  const { args, base, host, onCleanup, disk } = setup;
+  const { args, base, host, onCleanup, disk, passthrough } = setup;
   if (args.diagnose) {
     const help = await exec('containerd-stargz-grpc', ['-h']).then((r) => r.stderr, (e) => String(e.stderr ?? ''));
     if (!help.includes('cpu-profile')) fail('--diagnose needs containerd-stargz-grpc with --cpu-profile (scripts/stargz-grpc/main.go): run `bash scripts/build-stargz-grpc.sh`.');
     await mkdir(args.diagnose, { recursive: true });
   }
-  const passthrough = args['stargz-bin'] ? await passthroughSnapshotter(args['stargz-bin'], args.diagnose) : undefined;
   const images = await estargzImages(setup);
   process.stderr.write(`[b9] eStargz images built: ${JSON.stringify(images.builds)}; prefetch selection ${JSON.stringify(images.selection)}\n`);
   const bootstrap = await bootstrapFor(setup);
@@ -540,8 +542,9 @@ async function lazyBench(setup) {
  */
 async function passthroughSnapshotter(path, diagnose) {
   if (diagnose) fail('--stargz-bin and --diagnose: upstream\'s containerd-stargz-grpc has no --cpu-profile or --metrics. Leave one of them out.');
-  const out = await exec(path, ['-version']).then((r) => r.stdout.trim(), (e) => fail(`--stargz-bin ${path}: it did not run (${String(e.stderr || e.message).trim().split('\n').pop()}). Give the path of a containerd-stargz-grpc built by bench/stargz-passthrough.sh.`));
-  const version = /^containerd-stargz-grpc (\S+)/.exec(out)?.[1] ?? fail(`--stargz-bin ${path}: \`${path} -version\` printed "${out.slice(0, 80)}", not containerd-stargz-grpc's version. Give the path of a containerd-stargz-grpc built by bench/stargz-passthrough.sh.`);
+  const build = 'Give the path of a containerd-stargz-grpc built by bench/stargz-passthrough.sh.';
+  const out = await exec(path, ['-version']).then((r) => r.stdout.trim(), (e) => fail(e.code === 'ENOENT' || e.code === 'EACCES' ? `--stargz-bin ${path}: no executable there (${e.code}). ${build}` : `--stargz-bin ${path}: \`${path} -version\` failed (exit ${e.code}), so it is not upstream's containerd-stargz-grpc. ${build}`));
+  const version = /^containerd-stargz-grpc (\S+)/.exec(out)?.[1] ?? fail(`--stargz-bin ${path}: \`${path} -version\` printed "${out.slice(0, 80)}", not containerd-stargz-grpc's version. ${build}`);
   if (!(await readFile(path)).includes('toml:"passthrough"')) fail(`--stargz-bin ${path}: containerd-stargz-grpc ${version} has no FUSE passthrough (it came in v0.16). Build a newer one: bash bench/stargz-passthrough.sh SRC_DIR OUT_DIR.`);
   return { bin: path, version };
 }
