@@ -202,6 +202,13 @@ describe.concurrent('prebuilt envs --json: merge rules', () => {
     });
   });
 
+  it('says of a misspelt METAFLOW_PREBUILT_* setting that it is ignored, naming the likely one, as lock does (stderr; the output stays)', async () => {
+    const result = await prebuilt(['envs', 'default_python.py', '--json'], cleanEnv({ METAFLOW_PREBUILT_DEFAULT_PYTON: '3.12.1' }));
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toBe('note: METAFLOW_PREBUILT_DEFAULT_PYTON is not a setting prebuilt knows, ignored: did you mean METAFLOW_PREBUILT_DEFAULT_PYTHON?\n');
+    expect((JSON.parse(result.stdout) as FlowEnvsJson).steps.start?.python).toBe('3.11.9');
+  });
+
   it('picks the class run under if __name__ == "__main__" among several flows', async () => {
     const out = await envsJson('main_guard.py');
     expect(out.flow).toBe('RunThisFlow');

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { flowEnvs, flowEnvsJson, type FlowEnvs, type StepEnvWithRequest } from '@prebuilt/metaflow';
 import type { CliContext } from '../cli-context.js';
-import { renderTable, writeJsonResult } from '../output.js';
+import { unknownSettingsNotes } from '../app/ignored-settings-note.js';
+import { noteLine, renderTable, writeJsonResult } from '../output.js';
 
 interface EnvsOptions {
   json?: boolean;
@@ -36,6 +37,8 @@ export function registerEnvsCommand(program: Command, context: CliContext): void
     .addHelpText('after', ENVS_HELP)
     .action(async (file: string, options: EnvsOptions) => {
       context.json.requested = options.json === true;
+      // A misspelt setting (METAFLOW_PREBUILT_DEFAULT_PYTON) otherwise does nothing, and the envs shown take the default: said as lock says it.
+      for (const note of unknownSettingsNotes({ env: context.env, cwd: context.cwd, cliDir: context.cliDir })) context.stderr.write(noteLine(note));
       const envs = await flowEnvs(file, { env: context.env, cwd: context.cwd, signal: context.signal });
       if (options.json) writeJsonResult(context, { ...flowEnvsJson(envs) });
       else context.stdout.write(renderEnvs(envs));
