@@ -93,6 +93,7 @@ export { closestName } from './backends/closest-name.js';
 export { registerBackend } from './backends/backend-registry.js';
 export { resolveBackend } from './backends/resolve-backend.js';
 export { cliInstallKind, installCommand } from './backends/cli-install.js';
+export { isDirectory } from './backends/package-lookup.js';
 export { listBackends, type BackendListing } from './backends/list-backends.js';
 export { knownBackends, type BackendCatalogue, type KnownBackend } from './backends/backend-catalogue.js';
 export { selectedBackendNames, createResolvedBackend, type BackendSelection } from './backends/select-backends.js';

@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { ConfigError, errorMessage, readRegularFileSync } from '@prebuilt/core';
+import { ConfigError, errorMessage, isDirectory, readRegularFileSync } from '@prebuilt/core';
 import type { StepEnv } from './merge.js';
 
 export type MetaflowDatastore = 'local' | 's3' | 'azure' | 'gs';
@@ -111,14 +111,6 @@ function localConfigFile(cwd: string): string | undefined {
   }
 }
 
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
 /**
  * A Metaflow setting read as Metaflow's `from_conf` does: the environment variable `name`, else the
  * key of that name in the project's configuration (`.metaflow/config.json` in `cwd` or the nearest
@@ -128,18 +120,20 @@ function isDirectory(path: string): boolean {
  */
 export function metaflowSetting(name: string, env: Record<string, string | undefined>, cwd: string = process.cwd()): { value: string; source: string } | undefined {
   if (env[name]) return { value: env[name], source: name };
-  const local = localConfigFile(cwd);
   const home = (env.METAFLOW_HOME || join(homedir(), '.metaflowconfig')).replace(/^~(?=\/|$)/, homedir());
   const profile = env.METAFLOW_PROFILE;
   const global = join(home, profile ? `config_${profile}.json` : 'config.json');
-  for (const [file, config] of [
-    [local, local === undefined ? undefined : metaflowConfig(local, undefined, LOCAL_CONFIG_HINT)],
-    [global, metaflowConfig(global, profile, GLOBAL_CONFIG_HINT)],
-  ] as const) {
-    const value = (config as Record<string, unknown> | null | undefined)?.[name];
-    if (file !== undefined && typeof value === 'string' && value !== '') return { value, source: file };
-  }
-  return undefined;
+  const local = localConfigFile(cwd);
+  // Both read, as Metaflow reads both before its first setting: a broken one is an error either way.
+  const fromLocal = local === undefined ? undefined : settingIn(metaflowConfig(local, undefined, LOCAL_CONFIG_HINT), name, local);
+  const fromGlobal = settingIn(metaflowConfig(global, profile, GLOBAL_CONFIG_HINT), name, global);
+  return fromLocal ?? fromGlobal;
+}
+
+/** The non-empty string `name` holds in a configuration file's JSON, with the file as its source. */
+function settingIn(config: unknown, name: string, file: string): { value: string; source: string } | undefined {
+  const value = (config as Record<string, unknown> | null | undefined)?.[name];
+  return typeof value === 'string' && value !== '' ? { value, source: file } : undefined;
 }
 
 /**
