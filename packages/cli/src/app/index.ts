@@ -33,7 +33,7 @@ export { planPrepull, prepullFlow, removePrepull, type PlannedDaemonSet, type Pr
 export { DEFAULT_PAUSE_IMAGE, PAUSE_IMAGE_SETTING, parseNodeSelector, parseToleration, pauseImage } from './prepull-options.js';
 export { labelSelector } from './prepull-daemonset.js';
 export type { PrepullImage } from './prepull-images.js';
-export type { PodProblem } from './prepull-pods.js';
+export { POD_MESSAGE_MAX, type PodProblem } from './prepull-pods.js';
 export type { PrepullNodes } from './prepull-wait.js';
 export { DEFAULT_PROFILE_MAX_PATHS, DEFAULT_PROFILE_TIMEOUT_MS, PROFILE_MAX_OUTPUT_BYTES, ProfileRunError, profileFlow, type ProfileEnv, type ProfileFlowOptions, type ProfileFlowResult, type ProfileProgress, type ProfileStep } from './profile-flow.js';
 export { LAYER_COMPRESSION_SETTING, PREFETCH_SETTING, prefetchProfileOf, profileFilePath, profileUnusedBy, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';

@@ -3,7 +3,7 @@ import type { CoreV1Api, V1ContainerStatus, V1Pod } from '@kubernetes/client-nod
 import { oneLineText } from '@prebuilt/core';
 
 /** What a line quotes of the cluster's words at most: a message (the kubelet's, quoting the registry's answer), a name. */
-const MESSAGE_MAX = 500;
+export const POD_MESSAGE_MAX = 500;
 const NAME_MAX = 253;
 /** Nodes named in a line, and lines, at most (a DaemonSet runs a pod on each of thousands of nodes). */
 const NODES_SHOWN = 10;
@@ -94,7 +94,7 @@ export function describeProblems(problems: readonly PodProblem[]): string[] {
   const lines = [...groups.values()].map((g) => {
     const more = g.nodes.length - NODES_SHOWN;
     const nodes = g.nodes.slice(0, NODES_SHOWN).map((node) => oneLineText(node, NAME_MAX)).join(', ') + (more > 0 ? ` and ${more} more nodes` : '');
-    return `${oneLineText(g.what, 2 * NAME_MAX)} on ${nodes}: ${oneLineText(g.reason, NAME_MAX)}${g.message ? ` (${oneLineText(g.message, MESSAGE_MAX)})` : ''}`;
+    return `${oneLineText(g.what, 2 * NAME_MAX)} on ${nodes}: ${oneLineText(g.reason, NAME_MAX)}${g.message ? ` (${oneLineText(g.message, POD_MESSAGE_MAX)})` : ''}`;
   });
   const moreLines = lines.length - LINES_SHOWN;
   return moreLines > 0 ? [...lines.slice(0, LINES_SHOWN), `and ${moreLines} more`] : lines;

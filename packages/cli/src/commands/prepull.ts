@@ -10,6 +10,7 @@ import {
   parseToleration,
   pauseImage,
   planPrepull,
+  POD_MESSAGE_MAX,
   prepullFlow,
   removePrepull,
   type PlannedDaemonSet,
@@ -116,7 +117,7 @@ export function progressLine(event: PrepullProgress): string {
   if (event.type === 'nodes') return `${event.name}: ready ${event.nodes.ready}/${event.nodes.desired} nodes (${event.nodes.updated} updated)\n`;
   const p = event.problem;
   // One line: the message quotes the registry's answer, whose line breaks would print lines of its own.
-  return `warning: ${event.name}: ${oneLineText(`${p.node}: ${p.image ? `${p.image}: ` : ''}${p.reason}${p.message ? ` (${oneLineText(p.message, 500)})` : ''}`)}\n`;
+  return `warning: ${event.name}: ${oneLineText(`${p.node}: ${p.image ? `${p.image}: ` : ''}${p.reason}${p.message ? ` (${oneLineText(p.message, POD_MESSAGE_MAX)})` : ''}`)}\n`;
 }
 
 /** Where a DaemonSet's pods go: `nodes <selector>[, N tolerations]`. */
@@ -175,18 +176,19 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
   }
   const nodeSelector = parseNodeSelector(options.nodeSelector ?? []);
   const tolerations = (options.toleration ?? []).map(parseToleration);
-  const pause = pauseImage(options.pauseImage, context.env);
+  const pauseImageRef = pauseImage(options.pauseImage, context.env);
   const { imageMap, flow } = await loadFlowImageMap(file, context);
+  // What the DaemonSets are planned from: the same for a dry run and for the cluster.
+  const planned = { flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, nodeSelector, tolerations, decospecs: options.with ?? [], pauseImage: pauseImageRef, pullSecrets: options.pullSecret ?? [] };
   if (options.dryRun) {
-    const plan = planPrepull({ flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, nodeSelector, tolerations, decospecs: options.with ?? [], pauseImage: pause, pullSecrets: options.pullSecret ?? [] });
+    const plan = planPrepull(planned);
     if (options.json) writeJsonResult(context, { dryRun: true, ...plan });
     else context.stdout.write(renderPlan(plan));
     return;
   }
   try {
     const result = await prepullFlow({
-      flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, cwd: context.cwd, nodeSelector, tolerations, decospecs: options.with ?? [], pauseImage: pause,
-      pullSecrets: options.pullSecret ?? [], wait: options.wait, timeoutMs: options.timeout, signal: context.signal,
+      ...planned, cwd: context.cwd, wait: options.wait, timeoutMs: options.timeout, signal: context.signal,
       onProgress: (event) => context.stderr.write(progressLine(event)),
     });
     if (options.json) writeJsonResult(context, { ...result });
