@@ -179,14 +179,6 @@ function validateDirectUrl(value: unknown, where: string): { requiredBy: string[
   return { requiredBy: d.requiredBy.map((name, i) => expectString(name, `${where}.requiredBy[${i}]`)) };
 }
 
-/**
- * A package not at an http(s) URL — a `file:` URL naming a file of the machine that builds — is
- * locked only from a local source the env names, and only inside it (checked by {@link checkLocalFiles}, symlinks resolved): a wheel inside the env's PyPI
- * index when that is a `file:` index, a conda package inside one of its `file:` channels
- * (METAFLOW_PREBUILT_CONDA_CHANNELS or a decorator's `file:///…::name`). A lock (a cloned flow's,
- * committed) naming `file:///home/u/.docker/config.json` read that file into the package cache and
- * the image. This check needs no file system: a `file:` URL with no local source of its kind at all.
- */
 /** What an error quotes of a lock's name or file name at most (a lock file, 256 MB at most, holds any length). */
 const QUOTED_MAX = 100;
 /** What an error quotes of a lock's URL at most. */
@@ -195,6 +187,14 @@ const quoted = (text: string): string => oneLineText(text, QUOTED_MAX);
 /** A lock's URL as an error quotes it: its secrets hidden, on one line, cut. */
 const quotedUrl = (url: string): string => oneLineText(redactUrl(url), QUOTED_URL_MAX);
 
+/**
+ * A package not at an http(s) URL — a `file:` URL naming a file of the machine that builds — is
+ * locked only from a local source the env names, and only inside it (checked by {@link checkLocalFiles}, symlinks resolved): a wheel inside the env's PyPI
+ * index when that is a `file:` index, a conda package inside one of its `file:` channels
+ * (METAFLOW_PREBUILT_CONDA_CHANNELS or a decorator's `file:///…::name`). A lock (a cloned flow's,
+ * committed) naming `file:///home/u/.docker/config.json` read that file into the package cache and
+ * the image. This check needs no file system: a `file:` URL with no local source of its kind at all.
+ */
 function checkLocalUrls(request: EnvRequest, packages: readonly LockedPackage[], where: string): void {
   packages.forEach((p, i) => {
     if (/^https?:\/\//i.test(p.url) || (/^file:/i.test(p.url) && localSourceUrls(request, p.kind).length > 0)) return;
