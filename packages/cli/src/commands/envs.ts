@@ -37,7 +37,7 @@ export function registerEnvsCommand(program: Command, context: CliContext): void
     .addHelpText('after', ENVS_HELP)
     .action(async (file: string, options: EnvsOptions) => {
       context.json.requested = options.json === true;
-      // A misspelt setting (METAFLOW_PREBUILT_DEFAULT_PYTON) otherwise does nothing, and the envs shown take the default: said as lock says it.
+      // A misspelt setting (DEFAULT_PYTHON without its H) otherwise does nothing, and the envs shown take the default: said as lock says it.
       for (const note of unknownSettingsNotes({ env: context.env, cwd: context.cwd, cliDir: context.cliDir })) context.stderr.write(noteLine(note));
       const envs = await flowEnvs(file, { env: context.env, cwd: context.cwd, signal: context.signal });
       if (options.json) writeJsonResult(context, { ...flowEnvsJson(envs) });
