@@ -363,6 +363,7 @@ describe('prebuilt lock', () => {
     const unknown = await prebuilt(['lock', 'flow.py'], await project('{"nosuchpkg": ""}'));
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/step train: No candidates were found for nosuchpkg/);
+    expect(unknown.stderr).toMatch(/hint: .* No channel has a package named nosuchpkg for linux-64 or noarch\./);
 
     const gone = `http://127.0.0.1:${await closedPort()}/channels/gone`;
     const unreachable = await prebuilt(['lock', 'flow.py'], await project(), { METAFLOW_PREBUILT_CONDA_CHANNELS: gone });

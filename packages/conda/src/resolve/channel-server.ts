@@ -150,6 +150,31 @@ export class ChannelServer {
     return { body: view.exclude.size > 0 ? filterRepodata(body, view.exclude) : body, found: true };
   }
 
+  /**
+   * The versions of package `name` in the repodata already prepared for these views' subdirs, read
+   * from the records' file names (`name-version-build.conda` / `.tar.bz2` keys) by a scan of the
+   * bytes, not a parse (a repodata may be hundreds of MB; this is for an error message): unique,
+   * newest first by a numeric-aware order, each a plain version string (anything else is skipped).
+   */
+  async versionsOf(viewUrls: readonly string[], subdirs: readonly string[], name: string): Promise<string[]> {
+    const key = Buffer.from(`"${name}-`);
+    const escaped = name.replace(/[.*+?^$()|[\]{}\\]/g, '\\$&');
+    const record = new RegExp(`^"${escaped}-([A-Za-z0-9_.+!]{1,64})-[A-Za-z0-9_.+]{1,128}\\.(?:conda|tar\\.bz2)"\\s*:`);
+    const versions = new Set<string>();
+    for (const viewUrl of viewUrls) {
+      const id = viewUrl.slice(`${this.base}/v/`.length);
+      for (const subdir of subdirs) {
+        const body = await this.#prepared.get(`${id}/${subdir}`)?.then((r) => r.body, () => undefined);
+        if (body === undefined) continue;
+        for (let at = body.indexOf(key); at >= 0; at = body.indexOf(key, at + key.length)) {
+          const version = record.exec(body.toString('latin1', at, at + key.length + 256))?.[1];
+          if (version !== undefined) versions.add(version);
+        }
+      }
+    }
+    return [...versions].sort((a, b) => b.localeCompare(a, 'en', { numeric: true }));
+  }
+
   /** The real URL of a solved package served through a view (undefined for the virtual channel). */
   upstreamUrl(solvedUrl: string): string | undefined {
     const prefix = `${this.base}/v/`;

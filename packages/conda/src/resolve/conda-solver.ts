@@ -50,6 +50,29 @@ export function requestSpecs(rattler: Rattler, input: CondaSolveInput): CondaSpe
   return specs;
 }
 
+/** Versions named in a hint, newest first; the rest counted. */
+const VERSIONS_SHOWN = 10;
+
+/**
+ * For each package the solver found no candidates for ("No candidates were found for tinynum
+ * ==9.9"), what the channels have of it: its versions, or that none has it (a misspelt name).
+ * ' The channels have tinynum 1.4.0, 1.3.0.' — empty when the explanation names no such package
+ * (a virtual package, `__cuda`, is the machine's, not a channel's: left to the solver's words).
+ */
+async function availableVersions(server: ChannelServer, views: readonly string[], subdirs: readonly string[], explanation: string): Promise<string> {
+  const names = new Set([...explanation.matchAll(/No candidates were found for (?:[^\s:]+::)?([a-z0-9_][a-z0-9_.-]{0,127})/gi)].map((m) => m[1]!.toLowerCase()).filter((name) => !name.startsWith(VIRTUAL_PREFIX)));
+  const where = `${views.length === 1 ? 'The channel has' : 'The channels have'}`;
+  const parts = await Promise.all(
+    [...names].slice(0, 5).map(async (name) => {
+      const versions = await server.versionsOf(views, subdirs, name);
+      if (versions.length === 0) return ` No channel has a package named ${name} for ${subdirs.join(' or ')}.`;
+      const more = versions.length > VERSIONS_SHOWN ? ` and ${versions.length - VERSIONS_SHOWN} older` : '';
+      return ` ${where} ${name} ${versions.slice(0, VERSIONS_SHOWN).join(', ')}${more}.`;
+    }),
+  );
+  return parts.join('');
+}
+
 export async function solveConda(input: CondaSolveInput, ctx: CondaSolveContext): Promise<CondaSolveResult> {
   const { request, steps } = input;
   const specs = requestSpecs(ctx.rattler, input);
@@ -67,10 +90,11 @@ export async function solveConda(input: CondaSolveInput, ctx: CondaSolveContext)
   } catch (error) {
     const text = (typeof error === 'string' ? error : errorMessage(error)).trim();
     const explanation = text.replace(/^Cannot solve the request because of:\s*/, '');
+    const available = await availableVersions(ctx.server, views, subdirs, explanation);
     throw new ResolutionError(`Cannot resolve the conda env of ${stepsText(steps)}: ${explanation}`, {
       steps,
       cause: error,
-      hint: `Requested: ${matchSpecs.join(', ')} on ${request.platform} from ${channels.join(', ')}. Check the package names and versions, or loosen the version specs.`,
+      hint: `Requested: ${matchSpecs.join(', ')} on ${request.platform} from ${channels.join(', ')}.${available} Check the package names and versions, or loosen the version specs.`,
     });
   }
 
