@@ -74,6 +74,9 @@
  *   on this containerd-stargz-grpc (an upstream build ≥ v0.16, e.g. by bench/stargz-passthrough.sh)
  *   with FUSE passthrough on (`[fuse]` `passthrough = true` added to the row's config); rows
  *   `… · VERSION passthrough`. Not with --diagnose (upstream's binary has no --cpu-profile).
+ *   --async-prefetch (with --stargz-bin): each passthrough twin once more with `prefetch_async_size
+ *   = 1` (upstream ≥ v0.18, or v0.17.0 with that commit, 1d148296): the container starts without
+ *   waiting for the prefetch, which goes on beside the task; rows `… · VERSION passthrough, async prefetch`.
  *
  * --pull-only (B10, bench/oci-pull.mjs): non-lazy pulls of the image as gzip and as zstd, by the
  * Docker daemon and by containerd, each with and without `unpigz` on the node, base cached and
@@ -251,14 +254,15 @@ async function startContainerd(dir, stargz, stargzConfig = STARGZ_CONFIGS.nopref
 }
 
 async function main_(onCleanup) {
-  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'import-sync': { type: 'boolean', default: false }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' }, diagnose: { type: 'string', default: '' }, 'profile-exclude': { type: 'string', default: '' }, 'runtime-root': { type: 'string', default: '' }, 'stargz-bin': { type: 'string', default: '' }, prune: { type: 'string', default: '' }, erofs: { type: 'boolean', default: false } });
+  const args = benchArgs({ runs: 2 }, { 'lazy-only': { type: 'boolean', default: false }, 'base-cached-only': { type: 'boolean', default: false }, 'empty-node-only': { type: 'boolean', default: false }, 'no-background-fetch': { type: 'boolean', default: false }, 'fuse-timeout': { type: 'string', default: '' }, 'lazy-layers': { type: 'string', default: 'grouped' }, 'pull-only': { type: 'boolean', default: false }, 'pull-layers': { type: 'string', default: 'grouped' }, 'pull-runtimes': { type: 'string', default: 'docker,ctr' }, 'estargz-base': { type: 'boolean', default: false }, 'stargz-extra': { type: 'string', default: '' }, context: { type: 'string', default: 'materialized' }, 'node-disk': { type: 'string', default: 'journal' }, settle: { type: 'string', default: 'sync' }, 'import-sync': { type: 'boolean', default: false }, 'pull-match': { type: 'string', default: '' }, 'zstd-chunked': { type: 'boolean', default: false }, 'lazy-match': { type: 'string', default: '' }, diagnose: { type: 'string', default: '' }, 'profile-exclude': { type: 'string', default: '' }, 'runtime-root': { type: 'string', default: '' }, 'stargz-bin': { type: 'string', default: '' }, 'async-prefetch': { type: 'boolean', default: false }, prune: { type: 'string', default: '' }, erofs: { type: 'boolean', default: false } });
   if (!['sync', 'none'].includes(args.settle)) fail(`--settle ${args.settle}: expected sync or none.`);
   const prune = await benchPrunePresets(args.prune);
   if (args['runtime-root'] && !args['pull-only'] && !args['lazy-only']) fail('--runtime-root applies to --pull-only (B10) and --lazy-only (B9\'s lazy Docker rows). Add one of them, or leave --runtime-root out.');
   if (args.erofs && !args['pull-only']) fail('--erofs applies to --pull-only (B10). Add it, or leave --erofs out.');
   if (args['stargz-bin'] && args['pull-only']) fail('--stargz-bin applies to B9\'s lazy rows, not --pull-only (B10). Leave one of them out.');
+  if (args['async-prefetch'] && !args['stargz-bin']) fail('--async-prefetch applies to the --stargz-bin snapshotter\'s rows (Debian\'s 0.12 has no prefetch_async_size). Add --stargz-bin PATH, or leave --async-prefetch out.');
   // --stargz-bin: the snapshotter checked before anything is built or mounted.
-  const passthrough = args['stargz-bin'] ? await passthroughSnapshotter(args['stargz-bin'], args.diagnose) : undefined;
+  const passthrough = args['stargz-bin'] ? await passthroughSnapshotter(args['stargz-bin'], args.diagnose, args['async-prefetch']) : undefined;
   // The runtimes measured, checked before anything is built (the system's, and those under --runtime-root).
   const sets = args['pull-only'] || args['runtime-root'] ? await (await import('./oci-pull.mjs')).runtimeSets(args['runtime-root'], args.erofs) : undefined;
   // B9's lazy Docker rows: the snapshotter checked before anything is built or mounted.
@@ -540,18 +544,21 @@ async function lazyBench(setup) {
  * --stargz-bin PATH: the snapshotter binary checked before anything is built — it runs, says its
  * version (`-version`: upstream's containerd-stargz-grpc) and knows `[fuse]` `passthrough` (≥ v0.16).
  */
-async function passthroughSnapshotter(path, diagnose) {
+async function passthroughSnapshotter(path, diagnose, asyncPrefetch) {
   if (diagnose) fail('--stargz-bin and --diagnose: upstream\'s containerd-stargz-grpc has no --cpu-profile or --metrics. Leave one of them out.');
   const build = 'Give the path of a containerd-stargz-grpc built by bench/stargz-passthrough.sh.';
   const out = await exec(path, ['-version']).then((r) => r.stdout.trim(), (e) => fail(e.code === 'ENOENT' || e.code === 'EACCES' ? `--stargz-bin ${path}: no executable there (${e.code}). ${build}` : `--stargz-bin ${path}: \`${path} -version\` failed (exit ${e.code}), so it is not upstream's containerd-stargz-grpc. ${build}`));
   const version = /^containerd-stargz-grpc (\S+)/.exec(out)?.[1] ?? fail(`--stargz-bin ${path}: \`${path} -version\` printed "${out.slice(0, 80)}", not containerd-stargz-grpc's version. ${build}`);
-  if (!(await readFile(path)).includes('toml:"passthrough"')) fail(`--stargz-bin ${path}: containerd-stargz-grpc ${version} has no FUSE passthrough (it came in v0.16). Build a newer one: bash bench/stargz-passthrough.sh SRC_DIR OUT_DIR.`);
-  return { bin: path, version };
+  const binary = await readFile(path);
+  if (!binary.includes('toml:"passthrough"')) fail(`--stargz-bin ${path}: containerd-stargz-grpc ${version} has no FUSE passthrough (it came in v0.16). Build a newer one: bash bench/stargz-passthrough.sh SRC_DIR OUT_DIR.`);
+  if (asyncPrefetch && !binary.includes('toml:"prefetch_async_size"')) fail(`--async-prefetch: containerd-stargz-grpc ${version} (${path}) has no prefetch_async_size (upstream v0.18, commit 1d148296). Build one that has: bash bench/stargz-passthrough.sh SRC_DIR OUT_DIR.`);
+  return { bin: path, version, asyncPrefetch };
 }
 
 /**
  * Each ctr-remote lazy variant in `variants` (those `lazySpecs` knows) followed by its twin on the
- * `passthrough` snapshotter with `[fuse]` `passthrough = true` in the same config: `NAME · VERSION passthrough`.
+ * `passthrough` snapshotter with `[fuse]` `passthrough = true` in the same config: `NAME · VERSION passthrough`;
+ * with `passthrough.asyncPrefetch`, a third with `prefetch_async_size = 1` too (a top-level key: before the tables).
  */
 function withPassthroughTwins(variants, lazySpecs, passthrough, lazy) {
   const entries = Object.entries(variants);
@@ -562,6 +569,9 @@ function withPassthroughTwins(variants, lazySpecs, passthrough, lazy) {
     if (!spec) continue;
     STARGZ_CONFIGS[`${spec.config} passthrough`] = withPassthrough(STARGZ_CONFIGS[spec.config]);
     variants[`${name} · ${passthrough.version} passthrough`] = lazy(spec.tag, `${spec.config} passthrough`, spec.nodeBase, passthrough.bin);
+    if (!passthrough.asyncPrefetch) continue;
+    STARGZ_CONFIGS[`${spec.config} passthrough async`] = `prefetch_async_size = 1\n${STARGZ_CONFIGS[`${spec.config} passthrough`]}`;
+    variants[`${name} · ${passthrough.version} passthrough, async prefetch`] = lazy(spec.tag, `${spec.config} passthrough async`, spec.nodeBase, passthrough.bin);
   }
 }
 
