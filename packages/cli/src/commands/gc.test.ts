@@ -9,9 +9,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { pushReferrer } from '@prebuilt/core';
 import { RegistryClient } from '@prebuilt/core/backend';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { startFlakyProxy, type Fault } from '../../../core/src/registry/__fixtures__/flaky-proxy.js';
 import { pushImage, pushIndex, uniqueRepo, type PushedImage } from '../../../core/src/registry/__fixtures__/push-image.js';
 import { FakeKubernetesApi } from '../__fixtures__/fake-kubernetes-api.js';
 import { garbageCollect, type GcProgress } from '../app/gc-run.js';
@@ -57,9 +59,9 @@ interface World {
   env: Record<string, string>;
 }
 
-async function createWorld(prefix: string): Promise<World> {
+/** `host`: where the world's images are pushed and named (the local registry, or a proxy in front of it). */
+async function createWorld(prefix: string, host = services.registries!.plain.host): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), `prebuilt-${prefix}-`));
-  const host = services.registries!.plain.host;
   const repo = uniqueRepo(prefix);
   const target = { host };
   const [mapped, template, cron, base, orphan] = [
@@ -444,5 +446,50 @@ describeOrFailInCi('prebuilt gc while images-used is swapped for a symlink (in p
     await expect(run).rejects.toThrow(`prebuilt gc cannot read which images builds on this machine used lately: ${dir} is a symlink, not a directory.`);
     expect(deleting).toHaveLength(1);
     for (const digest of [world.orphan.digest, world.template.digest, world.cron.digest, world.index.digest, world.mapped.digest, world.base.digest]) expect(await exists(world, digest)).toBe(true);
+  });
+
+  describe('stopped after its first deletion (a proxy in front of the registry answers the second DELETE)', () => {
+    /** A world behind a proxy whose second DELETE gets `fault`, and `prebuilt gc --yes --json` started on it. */
+    async function stoppedRun(prefix: string, fault: Fault) {
+      let deletes = 0;
+      const proxy = await startFlakyProxy(services.registries!.plain.host, [fault], 0, { faultOn: (method) => method === 'DELETE' && ++deletes >= 2 });
+      const world = await createWorld(prefix, proxy.host);
+      onTestFinished(async () => {
+        await world.kube.stop();
+        await proxy.close();
+        await rm(world.dir, { recursive: true, force: true });
+      });
+      const env = { ...process.env, ...world.env, METAFLOW_PREBUILT_IMAGE_REGISTRY: 'local', METAFLOW_PREBUILT_LOCAL_REGISTRY: proxy.host, DOCKER_CONFIG: join(world.dir, 'no-docker-config') };
+      const child = spawn(process.execPath, [fileURLToPath(new URL('../../bin/prebuilt.js', import.meta.url)), 'gc', '--keep-map', 'keep.json', '--kube-namespace', NS, '--yes', '--json'], { cwd: world.dir, env });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      return { world, proxy, child, exit, out: () => ({ stdout, stderr, json: JSON.parse(stdout) as GcJson & { interrupted?: boolean } }) };
+    }
+
+    it('a DELETE refused (403): exit non-zero, and --json names the error and what it had deleted before (it stays deleted)', async () => {
+      const run = await stoppedRun('cli-gc-refused', { status: 403 });
+      expect(await run.exit).not.toBe(0);
+      const { json, stderr } = run.out();
+      expect(json.ok).toBe(false);
+      expect(json.error?.message).toBeTruthy();
+      expect(json.deleted).toHaveLength(1);
+      expect(stderr).toContain(`gc: deleted ${json.deleted[0]!.digest.slice(7, 19)}`);
+      expect(await exists(run.world, json.deleted[0]!.digest)).toBe(false);
+      expect(run.proxy.requests.filter((r) => r.startsWith('DELETE')).length).toBeGreaterThanOrEqual(2);
+    });
+
+    it('interrupted (SIGINT) while its second DELETE waits: exit 130, and the interrupted envelope names what it had deleted', async () => {
+      const run = await stoppedRun('cli-gc-interrupted', 'hang');
+      await expect.poll(() => run.proxy.requests.filter((r) => r.startsWith('DELETE')).length, { timeout: 60_000, interval: 50 }).toBe(2);
+      run.child.kill('SIGINT');
+      expect(await run.exit).toBe(130);
+      const { json } = run.out();
+      expect(json).toMatchObject({ ok: false, interrupted: true, dryRun: false });
+      expect(json.deleted).toHaveLength(1);
+      expect(await exists(run.world, json.deleted[0]!.digest)).toBe(false);
+    });
   });
 });

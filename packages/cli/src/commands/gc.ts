@@ -131,6 +131,7 @@ function parseMinAgeOption(value: string | undefined): number | undefined {
 async function runGc(flows: string[], context: CliContext, options: GcCommandOptions): Promise<void> {
   const keepDays = parseKeepDays(options.keepDays);
   const minAgeMs = parseMinAgeOption(options.minAge);
+  const deleted: GcItem[] = [];
   const result = await garbageCollect(context, {
     flows,
     keepMaps: options.keepMap ?? [],
@@ -138,8 +139,16 @@ async function runGc(flows: string[], context: CliContext, options: GcCommandOpt
     ...(minAgeMs !== undefined ? { minAgeMs } : {}),
     ...(options.kubeNamespace !== undefined ? { kubeNamespace: options.kubeNamespace } : {}),
     ...(options.yes ? { yes: true } : {}),
-    // The tags come from the registry's listing: shown with their control characters escaped.
-    onProgress: (event) => context.stderr.write(`${oneLineText(progressLine(event))}\n`),
+    onProgress: (event) => {
+      if (event.type === 'deleted') deleted.push(event.item);
+      // The tags come from the registry's listing: shown with their control characters escaped.
+      context.stderr.write(`${oneLineText(progressLine(event))}\n`);
+    },
+  }).catch((error: unknown) => {
+    // Stopped mid-way (a DELETE refused, the marks made unreadable, Ctrl-C): what went before stays
+    // deleted, and --json names it beside the error (an interrupted run's envelope keeps it too).
+    if (options.json && deleted.length > 0) writeJsonResult(context, { dryRun: false, deleted: deleted.map(itemJson) }, error);
+    throw error;
   });
   if (!options.json) return context.stdout.write(renderGc(result));
   writeJsonResult(context, {
