@@ -61,7 +61,7 @@ const VERSIONS_SHOWN = 10;
  */
 async function availableVersions(server: ChannelServer, views: readonly string[], subdirs: readonly string[], explanation: string): Promise<string> {
   const names = new Set([...explanation.matchAll(/No candidates were found for (?:[^\s:]+::)?([a-z0-9_][a-z0-9_.-]{0,127})/gi)].map((m) => m[1]!.toLowerCase()).filter((name) => !name.startsWith(VIRTUAL_PREFIX)));
-  const where = `${views.length === 1 ? 'The channel has' : 'The channels have'}`;
+  const where = views.length === 1 ? 'The channel has' : 'The channels have';
   const parts = await Promise.all(
     [...names].slice(0, 5).map(async (name) => {
       const versions = await server.versionsOf(views, subdirs, name);
