@@ -111,6 +111,11 @@ export class ChannelServer {
     return id;
   }
 
+  /** The id of a view from its URL (channelView's or virtualView's). */
+  #viewId(viewUrl: string): string {
+    return viewUrl.slice(`${this.base}/v/`.length);
+  }
+
   /** The URL the solver uses for `channel`, minus the packages named in `exclude`. */
   channelView(channel: string, platform: CondaPlatform, exclude: ReadonlySet<string> = new Set()): string {
     return `${this.base}/v/${this.#view({ upstream: channel, exclude, platform, virtual: null })}`;
@@ -126,7 +131,7 @@ export class ChannelServer {
    * solver can read it. Returns the subdirs the real channel has (404 → treated as empty).
    */
   async prepare(viewUrl: string, subdirs: readonly string[]): Promise<string[]> {
-    const view = this.#views.get(viewUrl.slice(`${this.base}/v/`.length));
+    const view = this.#views.get(this.#viewId(viewUrl));
     if (!view) throw new Error(`unknown channel view ${viewUrl}`);
     const results = await Promise.all(
       subdirs.map(async (subdir) => {
@@ -162,7 +167,7 @@ export class ChannelServer {
     const record = new RegExp(`^"${escaped}-([A-Za-z0-9_.+!]{1,64})-[A-Za-z0-9_.+]{1,128}\\.(?:conda|tar\\.bz2)"\\s*:`);
     const versions = new Set<string>();
     for (const viewUrl of viewUrls) {
-      const id = viewUrl.slice(`${this.base}/v/`.length);
+      const id = this.#viewId(viewUrl);
       for (const subdir of subdirs) {
         const body = await this.#prepared.get(`${id}/${subdir}`)?.then((r) => r.body, () => undefined);
         if (body === undefined) continue;
