@@ -107,12 +107,13 @@ const DEFAULTS_SETTING = 'METAFLOW_DEFAULT_DECOSPECS';
 /**
  * METAFLOW_DEFAULT_DECOSPECS as Metaflow 2.19's `from_conf` reads it (metaflow_config_funcs.py):
  * the environment variable when it is set — empty too, which turns the configuration file's off —
- * else the key in $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json ({@link metaflowSetting}).
+ * else the key in the project's `.metaflow/config.json` found from `cwd`, else in
+ * $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json ({@link metaflowSetting}).
  */
-function defaultDecospecs(env: Record<string, string | undefined>): { value: string; setting: string } | undefined {
+function defaultDecospecs(env: Record<string, string | undefined>, cwd: string): { value: string; setting: string } | undefined {
   const fromEnv = env[DEFAULTS_SETTING];
   if (fromEnv !== undefined) return { value: fromEnv, setting: DEFAULTS_SETTING };
-  const fromFile = metaflowSetting(DEFAULTS_SETTING, env);
+  const fromFile = metaflowSetting(DEFAULTS_SETTING, env, cwd);
   return fromFile && { value: fromFile.value, setting: `${DEFAULTS_SETTING} in ${fromFile.source}` };
 }
 
@@ -125,11 +126,12 @@ function defaultDecospecs(env: Record<string, string | undefined>): { value: str
  * step a decorator only when it has none of that name, so for each name the first spec wins and a
  * step's own decorator wins over all of them. Each spec is parsed, and a @kubernetes / @resources
  * attribute Metaflow does not know is refused as Metaflow refuses it, naming where the spec came from.
+ * `cwd` is where the command runs: Metaflow finds the project's configuration from there.
  * @throws InputError (exit 2) for a spec Metaflow cannot read, ConfigError for an unknown attribute.
  */
-export function attachedDecospecs(withSpecs: readonly string[], env: Record<string, string | undefined>, afterDefaults: readonly string[] = []): SourcedDecospec[] {
+export function attachedDecospecs(withSpecs: readonly string[], env: Record<string, string | undefined>, afterDefaults: readonly string[] = [], cwd: string = process.cwd()): SourcedDecospec[] {
   const fromWith = (text: string): SourcedDecospec => ({ ...parseDecospec(text, '--with'), source: `--with ${text}`, from: 'with' });
-  const defaults = defaultDecospecs(env);
+  const defaults = defaultDecospecs(env, cwd);
   const specs = [
     ...withSpecs.map(fromWith),
     ...(defaults?.value.split(/\s+/).filter(Boolean) ?? []).map((text): SourcedDecospec => ({ ...parseDecospec(text, defaults!.setting), source: `${defaults!.setting} (${text})`, from: 'default' })),

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,6 +91,27 @@ describe('remoteSteps', () => {
     await withConfig({ METAFLOW_DEFAULT_DECOSPECS: 'batch' }, () => {
       expect(remoteSteps(batchEnvs, ['run'], none())).toEqual({ steps: ['start', 'train'], reason: 'default-decospecs', decorator: 'batch' });
     });
+  });
+
+  it("finds the project's .metaflow/config.json from the directory the command runs in (cwd), not this process's", async () => {
+    const project = join(home, 'project');
+    const below = join(project, 'flows');
+    await mkdir(join(project, '.metaflow'), { recursive: true });
+    await mkdir(below, { recursive: true });
+    await writeFile(join(project, '.metaflow', 'config.json'), JSON.stringify({ METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:gpu=1' }));
+    try {
+      expect(remoteSteps(envs, ['run'], none(), below)).toEqual({ steps: ['start', 'train'], reason: 'default-decospecs', decorator: 'kubernetes' });
+      // train's own @kubernetes wins over the spec's, so only start gets its GPU.
+      expect(commandLineGpuSteps(envs, remoteSteps(envs, ['run'], none(), below), ['run'], none(), below)).toEqual(['start']);
+      expect(commandLineGpuSteps(envs, remoteSteps(envs, ['run'], none(), home), ['run'], none(), home)).toEqual([]);
+      expect(commandLineDecospecs(['run'], none(), below)).toEqual([expect.objectContaining({ name: 'kubernetes', source: `METAFLOW_DEFAULT_DECOSPECS in ${join(project, '.metaflow', 'config.json')} (kubernetes:gpu=1)` })]);
+      // From another directory (here, the test's own), the project's file is not seen.
+      expect(remoteSteps(envs, ['run'], none(), home).reason).toBe('static');
+      expect(process.cwd()).not.toContain(project);
+      expect(remoteSteps(envs, ['run'], none()).reason).toBe('static');
+    } finally {
+      await rm(project, { recursive: true, force: true });
+    }
   });
 
   it('refuses a step that would get both @kubernetes and @batch, as Metaflow refuses it, naming where each came from', async () => {

@@ -33,9 +33,10 @@ export const SCHEDULERS: Readonly<Record<string, 'kubernetes' | 'batch'>> = {
  * The decospecs a Metaflow command line attaches to every step, in Metaflow 2.19's order
  * ({@link attachedDecospecs}): for `run` and `resume`, their own `--with X` / `--with=X`, then
  * METAFLOW_DEFAULT_DECOSPECS (environment, else Metaflow's configuration file), then the top-level
- * `--with`; for any other command, the top-level `--with` first. Nothing after `--` counts.
+ * `--with`; for any other command, the top-level `--with` first. Nothing after `--` counts. `cwd` is
+ * where the command runs (Metaflow finds the project's configuration from there).
  */
-export function commandLineDecospecs(args: readonly string[], env: Record<string, string | undefined>): SourcedDecospec[] {
+export function commandLineDecospecs(args: readonly string[], env: Record<string, string | undefined>, cwd: string = process.cwd()): SourcedDecospec[] {
   const at = metaflowCommandIndex(args);
   const topLevel: string[] = [];
   const commandLevel: string[] = [];
@@ -47,7 +48,7 @@ export function commandLineDecospecs(args: readonly string[], env: Record<string
     else if (arg.startsWith('--with=')) specs.push(arg.slice('--with='.length));
   }
   const command = at === undefined ? undefined : args[at];
-  return command === 'run' || command === 'resume' ? attachedDecospecs(commandLevel, env, topLevel) : attachedDecospecs([...topLevel, ...commandLevel], env);
+  return command === 'run' || command === 'resume' ? attachedDecospecs(commandLevel, env, topLevel, cwd) : attachedDecospecs([...topLevel, ...commandLevel], env, [], cwd);
 }
 
 /** Where a step runs off this machine, and what sent it there: its own decorator (`@batch`) or a spec's source. */
@@ -172,9 +173,9 @@ export function metaflowCommandText(args: readonly string[]): string {
  * Disabled steps never need one (they run on the base image's python). A step that would get both
  * @kubernetes and @batch is refused, as Metaflow refuses it ({@link stepRemote}).
  */
-export function remoteSteps(envs: FlowEnvs, args: readonly string[], env: Record<string, string | undefined> = process.env): RemoteSelection {
+export function remoteSteps(envs: FlowEnvs, args: readonly string[], env: Record<string, string | undefined> = process.env, cwd: string = process.cwd()): RemoteSelection {
   const enabled = envs.steps.filter((s) => s.request !== null);
-  const attached = firstDecospecs(commandLineDecospecs(args, env));
+  const attached = firstDecospecs(commandLineDecospecs(args, env, cwd));
   // Metaflow refuses such a step once its decorators are initialised: not for a --help, which it prints and stops.
   if (!asksForHelp(args)) for (const step of envs.source.steps) stepRemote(step, envs.source.file, attached);
   const spec = [...attached.values()].find((found) => REMOTE.has(found.name));
@@ -198,8 +199,8 @@ function specGpu(spec: SourcedDecospec | undefined): number | null {
  * METAFLOW_DEFAULT_DECOSPECS), which Metaflow attaches to every step without that decorator of
  * its own, counted as {@link stepGpus} counts a static one. Their images need the GPU base image.
  */
-export function commandLineGpuSteps(envs: FlowEnvs, selection: RemoteSelection, args: readonly string[], env: Record<string, string | undefined> = process.env): string[] {
-  const attached = firstDecospecs(commandLineDecospecs(args, env));
+export function commandLineGpuSteps(envs: FlowEnvs, selection: RemoteSelection, args: readonly string[], env: Record<string, string | undefined> = process.env, cwd: string = process.cwd()): string[] {
+  const attached = firstDecospecs(commandLineDecospecs(args, env, cwd));
   if (!attached.has('kubernetes') && !attached.has('batch') && !attached.has('resources')) return [];
   const chosen = new Set(selection.steps);
   return envs.source.steps

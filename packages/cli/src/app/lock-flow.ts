@@ -55,7 +55,7 @@ export async function lockFlow(file: string, scope: LockScope, options: LockFlow
   const platforms = platformsSetting({ env: scope.env });
   const steps: Record<string, StepToLock> = {};
   for (const step of envs.steps) {
-    steps[step.step] = step.request === null ? null : { request: step.request, pins: metaflowPins(step, { env: scope.env }) };
+    steps[step.step] = step.request === null ? null : { request: step.request, pins: metaflowPins(step, { env: scope.env, cwd: scope.cwd }) };
   }
   // The resolver (and @prebuilt/conda with it) is loaded only when the lock lacks an env: a
   // redeploy whose every env is locked never loads it.

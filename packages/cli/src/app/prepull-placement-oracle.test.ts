@@ -40,17 +40,6 @@ interface Setup {
   fixture?: Fixture;
 }
 
-/** `fn` run with `dir` as this process's working directory (the test pool runs each file in its own process). */
-function inDirectory<T>(dir: string, fn: () => T): T {
-  const before = process.cwd();
-  process.chdir(dir);
-  try {
-    return fn();
-  } finally {
-    process.chdir(before);
-  }
-}
-
 const GPU_TAINT = '{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}';
 
 /** Command lines (`--with` specs) and Metaflow settings, each as a deploy would give them. */
@@ -148,8 +137,8 @@ describeOrFailInCi(
       expect(line).toMatch(/^PLACED=/);
       const metaflow = JSON.parse(line.slice('PLACED='.length)) as Record<string, Placed>;
       const names = flow.steps.map((step) => step.name);
-      // Read from where Metaflow ran, as `prebuilt prepull` reads from where the user runs it (the project's configuration is found from the working directory).
-      const [attached, defaults] = inDirectory(dir, () => [attachedDecorators(specs, env), placementDefaults(env)] as const);
+      // Read from where Metaflow ran, as `prebuilt prepull` reads from where the user runs it (the project's configuration is found from `cwd`, not this process's directory).
+      const [attached, defaults] = [attachedDecorators(specs, env, dir), placementDefaults(env, dir)];
       const groups = stepPlacements(flow, names, fixture.file, defaults, attached);
       // Metaflow's steps on @batch are ours; a step with neither decorator runs anywhere (prepull warms it on every node).
       const onBatch = Object.keys(metaflow).filter((step) => metaflow[step]!.batch);

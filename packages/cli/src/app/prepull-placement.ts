@@ -121,10 +121,11 @@ export interface PlacementDefaults {
   gpuVendor?: { value: string; source: string };
 }
 
-export function placementDefaults(env: Record<string, string | undefined>): PlacementDefaults {
-  const nodeSelector = metaflowSetting('METAFLOW_KUBERNETES_NODE_SELECTOR', env);
-  const tolerations = metaflowSetting('METAFLOW_KUBERNETES_TOLERATIONS', env);
-  const gpuVendor = metaflowSetting('METAFLOW_KUBERNETES_GPU_VENDOR', env);
+/** The placement settings, read as Metaflow reads them ({@link metaflowSetting}) where the command runs (`cwd`). */
+export function placementDefaults(env: Record<string, string | undefined>, cwd: string = process.cwd()): PlacementDefaults {
+  const nodeSelector = metaflowSetting('METAFLOW_KUBERNETES_NODE_SELECTOR', env, cwd);
+  const tolerations = metaflowSetting('METAFLOW_KUBERNETES_TOLERATIONS', env, cwd);
+  const gpuVendor = metaflowSetting('METAFLOW_KUBERNETES_GPU_VENDOR', env, cwd);
   return { ...(nodeSelector ? { nodeSelector } : {}), ...(tolerations ? { tolerations } : {}), ...(gpuVendor ? { gpuVendor } : {}) };
 }
 
@@ -135,8 +136,8 @@ export function placementDefaults(env: Record<string, string | undefined>): Plac
  * name the first spec, and a step's own decorator wins over it (nothing is merged). Every spec is
  * parsed (and a @kubernetes / @resources attribute Metaflow does not know refused), even one that attaches nothing.
  */
-export function attachedDecorators(withSpecs: readonly string[], env: Record<string, string | undefined>): AttachedDecorators {
-  return firstDecospecs(attachedDecospecs(withSpecs, env));
+export function attachedDecorators(withSpecs: readonly string[], env: Record<string, string | undefined>, cwd: string = process.cwd()): AttachedDecorators {
+  return firstDecospecs(attachedDecospecs(withSpecs, env, [], cwd));
 }
 
 /**

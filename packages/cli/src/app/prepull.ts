@@ -28,7 +28,10 @@ export type PrepullProgress =
 interface ClusterOptions {
   namespace: string;
   env: Record<string, string | undefined>;
-  /** Where the command runs: the install hint when the Kubernetes client is missing names the right npm command. */
+  /**
+   * Where the command runs (default: this process's): Metaflow's project configuration (`.metaflow/config.json`)
+   * is found from there, and the install hint when the Kubernetes client is missing names the right npm command.
+   */
   cwd?: string;
   /** The loaded @kubernetes/client-node (default: imported on demand). */
   k8s?: K8s;
@@ -59,7 +62,7 @@ export interface PrepullFlowOptions extends ClusterOptions {
 }
 
 /** What the DaemonSets are planned from (the cluster aside). */
-export type PrepullPlanOptions = Pick<PrepullFlowOptions, 'flowFile' | 'flowSteps' | 'imageMap' | 'namespace' | 'env' | 'nodeSelector' | 'tolerations' | 'decospecs' | 'pullSecrets' | 'pauseImage'>;
+export type PrepullPlanOptions = Pick<PrepullFlowOptions, 'flowFile' | 'flowSteps' | 'imageMap' | 'namespace' | 'env' | 'cwd' | 'nodeSelector' | 'tolerations' | 'decospecs' | 'pullSecrets' | 'pauseImage'>;
 
 /** One DaemonSet of the flow: the steps placed alike, and what their pods pull where. */
 export interface PrepullDaemonSet {
@@ -191,9 +194,9 @@ export async function prepullFlow(options: PrepullFlowOptions): Promise<PrepullR
 function planDaemonSets(options: PrepullPlanOptions): { planned: { daemonSet: V1DaemonSet; entry: PrepullDaemonSet }[]; onBatch: BatchStep[] } {
   const names = options.flowSteps.map((step) => step.name);
   prepullImages(options.imageMap, names, options.flowFile); // Every step has an image, before anything else.
-  const attached = attachedDecorators(options.decospecs ?? [], options.env);
+  const attached = attachedDecorators(options.decospecs ?? [], options.env, options.cwd);
   const onBatch = batchSteps({ steps: options.flowSteps }, names, options.flowFile, attached);
-  const planned = stepPlacements({ steps: options.flowSteps }, names, options.flowFile, placementDefaults(options.env), attached).map((placement) => planDaemonSet(placement, options));
+  const planned = stepPlacements({ steps: options.flowSteps }, names, options.flowFile, placementDefaults(options.env, options.cwd), attached).map((placement) => planDaemonSet(placement, options));
   return { planned, onBatch };
 }
 

@@ -72,7 +72,7 @@ async function requireFlowImports(scope: AppScope, file: string, flow: FlowFile)
 export async function runWithImages(file: string, args: readonly string[], scope: AppScope, hooks: RunWithImagesHooks): Promise<RunWithImagesResult> {
   const envs = await flowEnvs(file, { env: scope.env, cwd: scope.cwd, signal: scope.signal });
   await requireFlowImports(scope, file, envs.source);
-  const selection = remoteSteps(envs, args, scope.env);
+  const selection = remoteSteps(envs, args, scope.env, scope.cwd);
   // Only a command that starts remote steps (or compiles a deployment naming their images) needs them.
   const starts = startsRemoteSteps(args);
   // A step runs remotely (a disabled one too): Metaflow must be able to name the file in its task command.
@@ -82,7 +82,7 @@ export async function runWithImages(file: string, args: readonly string[], scope
   let stateFile: string | null = null;
   if (selection.steps.length === 0) hooks.onNote({ kind: 'nothing-to-build', flow: envs.flow });
   else if (!starts) hooks.onNote({ kind: 'no-remote-command', flow: envs.flow, command: metaflowCommandText(args) });
-  else stateFile = await hooks.build(selection.steps, commandLineGpuSteps(envs, selection, args, scope.env));
+  else stateFile = await hooks.build(selection.steps, commandLineGpuSteps(envs, selection, args, scope.env, scope.cwd));
   const result = await runFlow({
     flowFile: file,
     args,

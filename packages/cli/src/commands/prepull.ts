@@ -179,7 +179,7 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
   const pauseImageRef = pauseImage(options.pauseImage, context.env);
   const { imageMap, flow } = await loadFlowImageMap(file, context);
   // What the DaemonSets are planned from: the same for a dry run and for the cluster.
-  const planned = { flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, nodeSelector, tolerations, decospecs: options.with ?? [], pauseImage: pauseImageRef, pullSecrets: options.pullSecret ?? [] };
+  const planned = { flowFile: file, flowSteps: flow.steps, imageMap, namespace: options.namespace, env: context.env, cwd: context.cwd, nodeSelector, tolerations, decospecs: options.with ?? [], pauseImage: pauseImageRef, pullSecrets: options.pullSecret ?? [] };
   if (options.dryRun) {
     const plan = planPrepull(planned);
     if (options.json) writeJsonResult(context, { dryRun: true, ...plan });
@@ -188,7 +188,7 @@ async function runPrepull(file: string, context: CliContext, options: PrepullOpt
   }
   try {
     const result = await prepullFlow({
-      ...planned, cwd: context.cwd, wait: options.wait, timeoutMs: options.timeout, signal: context.signal,
+      ...planned, wait: options.wait, timeoutMs: options.timeout, signal: context.signal,
       onProgress: (event) => context.stderr.write(progressLine(event)),
     });
     if (options.json) writeJsonResult(context, { ...result });
