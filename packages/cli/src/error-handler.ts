@@ -1,7 +1,7 @@
 import { CommanderError } from 'commander';
 import { CancelledError, ExitCode, PrebuiltError, errorMessage, type PrebuiltErrorOptions } from '@prebuilt/core';
 import type { CliContext } from './cli-context.js';
-import { errorLines, errorText, interruptedJson, terminalText, writeJson, writeJsonResult } from './output.js';
+import { errorLines, errorText, interruptedJson, quotedText, terminalText, writeJson, writeJsonResult } from './output.js';
 
 const REUSED = 'Run it again: the images already pushed and the packages already downloaded are reused.';
 
@@ -112,7 +112,7 @@ export function reportError(error: unknown, context: CliContext, options: Report
     context.stderr.write(errorLines(error));
   } else {
     context.stderr.write(
-      `error: ${terminalText(errorText(errorMessage(error)))}\n` +
+      `error: ${quotedText(errorText(errorMessage(error)))}\n` +
         (options.showStack ? '' : 'hint: this is unexpected; run again with --verbose for the stack trace and report it.\n'),
     );
   }

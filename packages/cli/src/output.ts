@@ -26,10 +26,12 @@ export function errorText(text: string): string {
 
 /**
  * A PrebuiltError as people read it on stderr: `error: <message>` and, when it has one,
- * `hint: <hint>` on the next line, both {@link errorText} and {@link terminalText} (a daemon's or service's words are quoted in them).
+ * `hint: <hint>` on the next line, both {@link errorText} and {@link quotedText}: a daemon's or
+ * service's words are quoted in them, so a line break in them continues the error, indented, and
+ * cannot print a line of its own that reads as prebuilt's (`hint: …`).
  */
 export function errorLines(error: PrebuiltError): string {
-  return `error: ${terminalText(errorText(error.message))}\n${error.hint ? `hint: ${terminalText(errorText(error.hint))}\n` : ''}`;
+  return `error: ${quotedText(errorText(error.message))}\n${error.hint ? `hint: ${quotedText(errorText(error.hint))}\n` : ''}`;
 }
 
 /**
