@@ -105,16 +105,14 @@ export interface SourcedDecospec extends Decospec {
 const DEFAULTS_SETTING = 'METAFLOW_DEFAULT_DECOSPECS';
 
 /**
- * METAFLOW_DEFAULT_DECOSPECS as Metaflow 2.19's `from_conf` reads it (metaflow_config_funcs.py):
- * the environment variable when it is set — empty too, which turns the configuration file's off —
+ * METAFLOW_DEFAULT_DECOSPECS as Metaflow 2.19's `from_conf` reads it ({@link metaflowSetting}):
+ * the environment variable when it is set — empty too, which turns the configuration files' off —
  * else the key in the project's `.metaflow/config.json` found from `cwd`, else in
- * $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json ({@link metaflowSetting}).
+ * $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json.
  */
 function defaultDecospecs(env: Record<string, string | undefined>, cwd: string): { value: string; setting: string } | undefined {
-  const fromEnv = env[DEFAULTS_SETTING];
-  if (fromEnv !== undefined) return { value: fromEnv, setting: DEFAULTS_SETTING };
-  const fromFile = metaflowSetting(DEFAULTS_SETTING, env, cwd);
-  return fromFile && { value: fromFile.value, setting: `${DEFAULTS_SETTING} in ${fromFile.source}` };
+  const found = metaflowSetting(DEFAULTS_SETTING, env, cwd);
+  return found && { value: found.value, setting: found.source === DEFAULTS_SETTING ? DEFAULTS_SETTING : `${DEFAULTS_SETTING} in ${found.source}` };
 }
 
 /**

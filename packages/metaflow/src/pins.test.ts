@@ -70,6 +70,22 @@ describe('metaflowSetting', () => {
     expect(metaflowSetting('METAFLOW_KUBERNETES_NAMESPACE', env)).toBeUndefined();
   });
 
+  it("takes a value set empty as a value, as Metaflow's os.environ.get(name, <file's>): an empty variable turns the files' off, an empty project key the global file's", () => {
+    const dir = join(home, 'empty-values');
+    const project = join(dir, 'project');
+    mkdirSync(join(project, '.metaflow'), { recursive: true });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ METAFLOW_KUBERNETES_NODE_SELECTOR: 'pool=global', METAFLOW_DEFAULT_DATASTORE: 's3' }));
+    const env = { METAFLOW_HOME: dir };
+    expect(metaflowSetting('METAFLOW_KUBERNETES_NODE_SELECTOR', env, project)).toEqual({ value: 'pool=global', source: join(dir, 'config.json') });
+    expect(metaflowSetting('METAFLOW_KUBERNETES_NODE_SELECTOR', { ...env, METAFLOW_KUBERNETES_NODE_SELECTOR: '' }, project)).toEqual({ value: '', source: 'METAFLOW_KUBERNETES_NODE_SELECTOR' });
+    const local = join(project, '.metaflow', 'config.json');
+    writeFileSync(local, JSON.stringify({ METAFLOW_KUBERNETES_NODE_SELECTOR: '' }));
+    expect(metaflowSetting('METAFLOW_KUBERNETES_NODE_SELECTOR', env, project)).toEqual({ value: '', source: local });
+    // Metaflow refuses an empty datastore (click: "invalid choice"): so does the lock, naming where it came from.
+    expect(metaflowDatastore({ env, cwd: project })).toBe('s3');
+    expect(() => metaflowDatastore({ env: { ...env, METAFLOW_DEFAULT_DATASTORE: '' }, cwd: project })).toThrow("Metaflow datastore '' (from METAFLOW_DEFAULT_DATASTORE) is not one of");
+  });
+
   it('never reads a configuration that is not a file (a FIFO would hang the command) or is over 1 MiB', () => {
     const dir = join(home, 'odd');
     mkdirSync(dir);

@@ -115,11 +115,14 @@ function localConfigFile(cwd: string): string | undefined {
  * A Metaflow setting read as Metaflow's `from_conf` does: the environment variable `name`, else the
  * key of that name in the project's configuration (`.metaflow/config.json` in `cwd` or the nearest
  * parent that has a `.metaflow` directory), else in $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json
- * (home ~/.metaflowconfig). Empty counts as unset. `source` names where it came from. A missing
- * profile file, or a configuration that is not JSON, is a ConfigError.
+ * (home ~/.metaflowconfig). A value set empty is a value, as in Metaflow (`os.environ.get(name,
+ * <file's>)`): an empty variable turns the files' value off, an empty key the global file's; what
+ * an empty value means is the caller's (Metaflow's `if not value` where it reads it). `source` names
+ * where it came from. A missing profile file, or a configuration that is not JSON, is a ConfigError.
  */
 export function metaflowSetting(name: string, env: Record<string, string | undefined>, cwd: string = process.cwd()): { value: string; source: string } | undefined {
-  if (env[name]) return { value: env[name], source: name };
+  const fromEnv = env[name];
+  if (fromEnv !== undefined) return { value: fromEnv, source: name };
   const home = (env.METAFLOW_HOME || join(homedir(), '.metaflowconfig')).replace(/^~(?=\/|$)/, homedir());
   const profile = env.METAFLOW_PROFILE;
   const global = join(home, profile ? `config_${profile}.json` : 'config.json');
@@ -130,10 +133,10 @@ export function metaflowSetting(name: string, env: Record<string, string | undef
   return fromLocal ?? fromGlobal;
 }
 
-/** The non-empty string `name` holds in a configuration file's JSON, with the file as its source. */
+/** The string `name` holds in a configuration file's JSON (empty too), with the file as its source. */
 function settingIn(config: unknown, name: string, file: string): { value: string; source: string } | undefined {
   const value = (config as Record<string, unknown> | null | undefined)?.[name];
-  return typeof value === 'string' && value !== '' ? { value, source: file } : undefined;
+  return typeof value === 'string' ? { value, source: file } : undefined;
 }
 
 /**

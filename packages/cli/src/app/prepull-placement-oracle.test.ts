@@ -68,17 +68,30 @@ const placed: [name: string, specs: string[], settings: Record<string, string>, 
     {},
     { config: { METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:compute_pool=fromfile', METAFLOW_KUBERNETES_GPU_VENDOR: 'amd' }, projectConfig: { METAFLOW_DEFAULT_DECOSPECS: 'kubernetes:compute_pool=project resources:gpu=1' } },
   ],
+  [
+    "METAFLOW_KUBERNETES_NODE_SELECTOR and _TOLERATIONS set empty in the environment turn the configuration file's off",
+    ['kubernetes'],
+    { METAFLOW_KUBERNETES_NODE_SELECTOR: '', METAFLOW_KUBERNETES_TOLERATIONS: '' },
+    { config: { METAFLOW_KUBERNETES_NODE_SELECTOR: 'zone=fromfile', METAFLOW_KUBERNETES_TOLERATIONS: `[${GPU_TAINT}]` } },
+  ],
+  [
+    "an empty key in the project's .metaflow/config.json turns the global file's off",
+    ['kubernetes'],
+    {},
+    { config: { METAFLOW_KUBERNETES_NODE_SELECTOR: 'zone=fromfile' }, projectConfig: { METAFLOW_KUBERNETES_NODE_SELECTOR: '' } },
+  ],
   ["a step's own @batch is on AWS Batch, the others are placed anywhere", [], {}, { fixture: BATCH }],
   ['--with batch sends every step to AWS Batch', ['batch'], {}, { fixture: BATCH }],
   ["METAFLOW_DEFAULT_DECOSPECS' batch (in the configuration file) sends every step to AWS Batch", [], {}, { fixture: BATCH, config: { METAFLOW_DEFAULT_DECOSPECS: 'batch' } }],
 ];
 
 /** Refused by Metaflow, and so by prepull (the message names the --with). */
-const refused: [name: string, spec: string, metaflow: RegExp, ours: RegExp, fixture?: Fixture][] = [
+const refused: [name: string, spec: string, metaflow: RegExp, ours: RegExp, fixture?: Fixture, settings?: Record<string, string>][] = [
   ['a k=v node selector with a plain key is split at ",zone=" into an attribute @kubernetes lacks', 'kubernetes:node_selector=pool=gpu,zone=a', /Decorator 'kubernetes' does not support the attribute 'zone'/, /^--with kubernetes:node_selector=pool=gpu,zone=a: Metaflow's @kubernetes does not support the attribute 'zone'/],
   ['a GPU vendor other than nvidia or amd', 'kubernetes:gpu_vendor=intel', /GPU vendor intel for step \w+ is not currently supported/, /^--with kubernetes:gpu_vendor=intel is not valid for Metaflow: the GPU vendor "intel" is not one Metaflow supports/],
   ['--with batch on a step with its own @kubernetes', 'batch', /Step own is marked for execution both on AWS Batch and Kubernetes/, /^placement\.py:\d+: step 'own' has @kubernetes, and --with batch gives it @batch too/],
   ['--with kubernetes on a step with its own @batch', 'kubernetes', /Step train is marked for execution both on AWS Batch and Kubernetes/, /^batch\.py:\d+: step 'train' has @batch, and --with kubernetes gives it @kubernetes too/, BATCH],
+  ['METAFLOW_KUBERNETES_GPU_VENDOR set empty (not the default nvidia)', 'kubernetes', /GPU vendor {2}for step \w+ is not currently supported/, /^METAFLOW_KUBERNETES_GPU_VENDOR is not valid for Metaflow: the GPU vendor "" is not one Metaflow supports/, PLACEMENT, { METAFLOW_KUBERNETES_GPU_VENDOR: '' }],
 ];
 
 describeOrFailInCi(
@@ -159,13 +172,14 @@ describeOrFailInCi(
       }
     });
 
-    it.each(refused)('refused: %s', async (_name, spec, metaflow, ours, fixture = PLACEMENT) => {
-      const [{ line, output }, flow] = await Promise.all([oracle([spec], base, fixture), readFlow(join(dir, fixture.file), { env: base, cwd: dir })]);
+    it.each(refused)('refused: %s', async (_name, spec, metaflow, ours, fixture = PLACEMENT, settings = {}) => {
+      const env = { ...base, ...settings };
+      const [{ line, output }, flow] = await Promise.all([oracle([spec], env, fixture), readFlow(join(dir, fixture.file), { env, cwd: dir })]);
       expect(line).toMatch(/^REFUSED=/);
       expect(output).toMatch(metaflow);
       const error = (() => {
         try {
-          stepPlacements(flow, flow.steps.map((step) => step.name), fixture.file, placementDefaults(base), attachedDecorators([spec], base));
+          stepPlacements(flow, flow.steps.map((step) => step.name), fixture.file, placementDefaults(env, dir), attachedDecorators([spec], env, dir));
         } catch (e) {
           return e;
         }

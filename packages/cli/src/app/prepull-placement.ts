@@ -164,8 +164,9 @@ function staticValue(arg: PlacementArg | undefined, name: string, flowFile: stri
   });
 }
 
+/** METAFLOW_KUBERNETES_TOLERATIONS as a step without its own takes it: none when unset or set empty (`init`: `and KUBERNETES_TOLERATIONS`). */
 function defaultTolerations(defaults: PlacementDefaults, where: Where): V1Toleration[] {
-  if (!defaults.tolerations) return [];
+  if (!defaults.tolerations?.value) return [];
   let parsed: unknown;
   try {
     parsed = JSON.parse(defaults.tolerations.value);
@@ -214,7 +215,7 @@ function gpuCount(value: unknown, where: Where): number | null {
   return count;
 }
 
-/** `gpu_vendor`, else METAFLOW_KUBERNETES_GPU_VENDOR, else nvidia (`init`); nvidia or amd, case aside (`step_init`), or refused as Metaflow refuses it. */
+/** `gpu_vendor`, else METAFLOW_KUBERNETES_GPU_VENDOR (set empty too), else nvidia (`init`); nvidia or amd, case aside (`step_init`), or refused as Metaflow refuses it (an empty one too). */
 function gpuVendorOf(kubernetes: StepKubernetes | undefined, defaults: PlacementDefaults, where: Where): GpuVendor {
   const own = kubernetes?.value('gpu_vendor');
   const [vendor, at] = !pythonFalsy(own) ? [own, kubernetes!.where('gpu_vendor')] : defaults.gpuVendor ? [defaults.gpuVendor.value, { ...where, source: defaults.gpuVendor.source }] : ['nvidia', where];
@@ -223,12 +224,12 @@ function gpuVendorOf(kubernetes: StepKubernetes | undefined, defaults: Placement
   throw invalid(at, `the GPU vendor ${JSON.stringify(vendor)} is not one Metaflow supports (nvidia or amd)`);
 }
 
-/** `node_selector` (else Metaflow's default), then `compute_pool` as the label {@link COMPUTE_POOL_LABEL} over it (`init`). */
+/** `node_selector` (else Metaflow's default, none when unset or set empty), then `compute_pool` as the label {@link COMPUTE_POOL_LABEL} over it (`init`). */
 function nodeSelectorOf(kubernetes: StepKubernetes | undefined, defaults: PlacementDefaults, where: Where): Record<string, string> {
   const arg = kubernetes?.value('node_selector');
   const selector = !pythonFalsy(arg)
     ? parseStepNodeSelector(arg, kubernetes!.where('node_selector'))
-    : defaults.nodeSelector
+    : defaults.nodeSelector?.value
       ? parseStepNodeSelector(defaults.nodeSelector.value, { ...where, source: defaults.nodeSelector.source })
       : {};
   const pool = kubernetes?.value('compute_pool');
