@@ -26,6 +26,8 @@ export interface BuildReportOptions {
   steps?: readonly string[];
   /** Steps that ask for a GPU beyond what the flow file says (`prebuilt run … --with kubernetes:gpu=1`). */
   gpuSteps?: readonly string[];
+  /** The datastore Metaflow runs the flow with (`prebuilt run flow.py --datastore s3 …`, the extension's): its packages are pinned. */
+  datastore?: string;
 }
 
 /** What `build --json` prints (inside the envelope): the image map (each image with its SBOM), where it was written and what failed. */
@@ -192,6 +194,7 @@ export async function reportBuild(file: string, context: CliContext, options: Bu
       ...(options.prune !== undefined ? { prune: options.prune } : {}),
       ...(options.steps ? { steps: options.steps } : {}),
       ...(options.gpuSteps ? { gpuSteps: options.gpuSteps } : {}),
+      ...(options.datastore !== undefined ? { datastore: options.datastore } : {}),
       // With --json (stdout is for machines) notes still reach the people reading stderr.
       onEvent: (event) => {
         if (view) view.onEvent(event);

@@ -332,7 +332,7 @@ class BuildThroughCliTest(unittest.TestCase):
             env.init_environment(lambda *a, **k: None)
         with open(self.calls) as f:
             args = json.load(f)
-        self.assertEqual(args, ["metaflow", "build", "/flows/hello.py", "--steps", "train", "--json"])
+        self.assertEqual(args, ["metaflow", "build", "/flows/hello.py", "--steps", "train", "--datastore", "s3", "--json"])
         self.assertEqual(os.environ["METAFLOW_PREBUILT_IMAGE_MAP"], self.map_path)
         self.assertEqual(self.k8s.attributes["image"], PINNED)
         self.assertEqual(self.k8s.attributes["image_pull_secrets"], ["regcred"])
@@ -357,7 +357,7 @@ class BuildThroughCliTest(unittest.TestCase):
             env.init_environment(lambda *a, **k: None)
         with open(self.calls) as f:
             args = json.load(f)
-        self.assertEqual(args, ["metaflow", "build", "/flows/hello.py", "--steps", "train", "--gpu-steps", "train", "--json"])
+        self.assertEqual(args, ["metaflow", "build", "/flows/hello.py", "--steps", "train", "--gpu-steps", "train", "--datastore", "s3", "--json"])
 
     def test_a_flow_file_name_a_task_command_cannot_carry_is_refused_before_the_build(self):
         from metaflow_extensions.prebuilt.plugins.prebuilt_environment import PrebuiltException

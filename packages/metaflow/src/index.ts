@@ -35,6 +35,7 @@ export {
 export {
   remoteSteps,
   commandLineGpuSteps,
+  givenDatastore,
   commandLineDecospecs,
   stepRemote,
   metaflowCommand,

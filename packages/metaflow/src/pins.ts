@@ -140,12 +140,13 @@ function settingIn(config: unknown, name: string, file: string): { value: string
 }
 
 /**
+ * The datastore the flow runs with: the command line's `--datastore` (`options.datastore`), else
  * Metaflow's datastore setting, read as Metaflow does ({@link metaflowSetting}): METAFLOW_DEFAULT_DATASTORE,
  * else the key of that name in the project's `.metaflow/config.json`, else in
  * $METAFLOW_HOME/config[_$METAFLOW_PROFILE].json (home ~/.metaflowconfig), else `local`.
  */
 export function metaflowDatastore(options: MetaflowPinsOptions = {}): MetaflowDatastore {
-  const setting = options.datastore ? { value: options.datastore, source: "option 'datastore'" } : metaflowSetting('METAFLOW_DEFAULT_DATASTORE', options.env ?? process.env, options.cwd);
+  const setting = options.datastore !== undefined ? { value: options.datastore, source: '--datastore' } : metaflowSetting('METAFLOW_DEFAULT_DATASTORE', options.env ?? process.env, options.cwd);
   const value = setting?.value;
   const source = setting?.source ?? 'METAFLOW_DEFAULT_DATASTORE';
   const datastore = value ?? 'local';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FlowEnvs, StepEnvWithRequest } from './flow-envs.js';
 import { InputError } from '@prebuilt/core';
-import { checkRemoteFlowFileName, commandLineDecospecs, commandLineGpuSteps, givenEnvironment, metaflowArgs, metaflowCommand, remoteSteps, startsRemoteSteps } from './run-steps.js';
+import { checkRemoteFlowFileName, commandLineDecospecs, commandLineGpuSteps, givenDatastore, givenEnvironment, metaflowArgs, metaflowCommand, remoteSteps, startsRemoteSteps } from './run-steps.js';
 
 // Metaflow's configuration file ($METAFLOW_HOME/config.json): empty unless a test writes it.
 let home: string;
@@ -191,6 +191,16 @@ describe('command line helpers', () => {
     expect(metaflowArgs(['--environment=prebuilt', 'run'])).toEqual(['--environment=prebuilt', 'run']);
     expect(givenEnvironment(['--environment', 'pypi', 'run'])).toBe('pypi');
     expect(givenEnvironment(['run'])).toBeUndefined();
+  });
+
+  it("finds the top-level --datastore in either spelling, the last one as click takes it, never the command's own words or after --", () => {
+    expect(givenDatastore(['--datastore', 's3', 'run', '--with', 'kubernetes'])).toBe('s3');
+    expect(givenDatastore(['--metadata', 'local', '--datastore=gs', 'argo-workflows', 'create'])).toBe('gs');
+    expect(givenDatastore(['--datastore', 's3', '--datastore=azure', 'run'])).toBe('azure');
+    expect(givenDatastore(['--datastore=', 'run'])).toBe('');
+    expect(givenDatastore(['run', '--datastore', 's3'])).toBeUndefined();
+    expect(givenDatastore(['--with', '--datastore', 'run'])).toBeUndefined();
+    expect(givenDatastore(['run'])).toBeUndefined();
   });
 });
 

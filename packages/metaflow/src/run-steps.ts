@@ -226,6 +226,23 @@ export function givenEnvironment(args: readonly string[]): string | undefined {
   return undefined;
 }
 
+/**
+ * The top-level `--datastore` the command line gives (`--datastore s3` or `--datastore=s3`, before
+ * the Metaflow command; the last one, as click takes it), if any: Metaflow pins the env's packages
+ * for that datastore (boto3 for s3), over METAFLOW_DEFAULT_DATASTORE.
+ */
+export function givenDatastore(args: readonly string[]): string | undefined {
+  const end = metaflowCommandIndex(args) ?? args.length;
+  let given: string | undefined;
+  for (let i = 0; i < end; i++) {
+    const arg = args[i]!;
+    if (arg === '--') break;
+    if (arg === '--datastore' && i + 1 < end) given = args[++i];
+    else if (arg.startsWith('--datastore=')) given = arg.slice('--datastore='.length);
+  }
+  return given;
+}
+
 /** The user's arguments, with `--environment=prebuilt` in front unless they chose an environment. */
 export function metaflowArgs(args: readonly string[]): string[] {
   return givenEnvironment(args) === undefined ? ['--environment=prebuilt', ...args] : [...args];

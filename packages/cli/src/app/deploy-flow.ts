@@ -26,7 +26,7 @@ import {
   type RecipeRunner,
 } from '@prebuilt/core';
 import type { EnvMaterializerOptions, MaterializeResult } from '@prebuilt/conda';
-import type { FlowEnvs } from '@prebuilt/metaflow';
+import { metaflowDatastore, type FlowEnvs } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
 import { createSelectedBackend, resolveSelectedBackend } from './backends.js';
 import { askBaseImageAhead, type BaseImageAhead } from './base-image-ahead.js';
@@ -36,7 +36,7 @@ import { expectedImageLayout } from './expected-layout.js';
 import { deploySettingsNotes } from './ignored-settings-note.js';
 import { ImageUseMarks, markingImageUse } from './image-use-marks.js';
 import { directUrlNotes, flowDirectUrlWheels, lockedEnvs, type FlowDirectUrlWheel } from './direct-url-wheels.js';
-import { lockFlow, readFlowEnvs, type LockFlowResult } from './lock-flow.js';
+import { lockFlow, readFlowEnvs, type LockFlowOptions, type LockFlowResult } from './lock-flow.js';
 import { prefetchProfileOf, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';
 
 export interface DeployFlowOptions {
@@ -59,6 +59,8 @@ export interface DeployFlowOptions {
   steps?: readonly string[];
   /** Steps that ask for a GPU beyond what the flow file says (a command line's `--with kubernetes:gpu=1`): on the GPU base image. */
   gpuSteps?: readonly string[];
+  /** The datastore the command line runs the flow with (`--datastore`): its packages are pinned (see {@link LockFlowOptions.datastore}). */
+  datastore?: string;
   onEvent?: (event: DeployEvent) => void;
   onLocked?: (lock: LockFlowResult) => void;
   /** Awaited once the flow is locked, before any image is looked at or built: a throw stops the deploy. */
@@ -122,6 +124,7 @@ function lockWithWaits(file: string, scope: AppScope, options: DeployFlowOptions
       ...(options.frozen ? { frozen: true } : {}),
       ...(options.frozenBy !== undefined ? { frozenBy: options.frozenBy } : {}),
       ...(options.update ? { update: true } : {}),
+      ...(options.datastore !== undefined ? { datastore: options.datastore } : {}),
     });
   const onEvent = options.onEvent;
   return onEvent ? withNetworkWaits((wait) => onEvent({ type: 'waiting', ...wait }), locking) : locking();
@@ -158,6 +161,9 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
   const settings = deploySettings(scope.env, { ...(options.workers !== undefined ? { workers: options.workers } : {}), ...(options.prune !== undefined ? { prune: options.prune } : {}) });
   const recipeName = selectRecipeName({ env: scope.env });
   if (recipeName === 'micromamba') checkMicromambaImageSetting(scope.env);
+  // The datastore Metaflow will run with, whose packages the lock pins: one it refuses (click's
+  // choice: `--datastore ftp`, an empty METAFLOW_DEFAULT_DATASTORE) is exit 2 before any work.
+  metaflowDatastore({ env: scope.env, cwd: scope.cwd, ...(options.datastore !== undefined ? { datastore: options.datastore } : {}) });
   // The flow is read by a python3 subprocess: started now, it runs while the backends are created
   // and checked. Its errors still come after theirs (it is awaited where it was before).
   const envs = readFlowEnvs(file, scope);

@@ -16,6 +16,8 @@ export interface LockFlowOptions {
   frozenBy?: string;
   /** Re-resolve every env (and revalidate cached repodata). */
   update?: boolean;
+  /** The datastore Metaflow runs the flow with (its command line's `--datastore`), whose packages it pins; default METAFLOW_DEFAULT_DATASTORE as Metaflow reads it. */
+  datastore?: string;
   /** Write the lock file when it changed (default: true unless frozen). */
   write?: boolean;
   /** The flow's envs when the caller started reading them already (see {@link readFlowEnvs}); default: read now. */
@@ -55,7 +57,7 @@ export async function lockFlow(file: string, scope: LockScope, options: LockFlow
   const platforms = platformsSetting({ env: scope.env });
   const steps: Record<string, StepToLock> = {};
   for (const step of envs.steps) {
-    steps[step.step] = step.request === null ? null : { request: step.request, pins: metaflowPins(step, { env: scope.env, cwd: scope.cwd }) };
+    steps[step.step] = step.request === null ? null : { request: step.request, pins: metaflowPins(step, { env: scope.env, cwd: scope.cwd, ...(options.datastore !== undefined ? { datastore: options.datastore } : {}) }) };
   }
   // The resolver (and @prebuilt/conda with it) is loaded only when the lock lacks an env: a
   // redeploy whose every env is locked never loads it.

@@ -1,15 +1,16 @@
 /** `prebuilt run`'s work: which steps run remotely, their images built, then Metaflow started on them. */
 import { join } from 'node:path';
 import { EnvironmentError } from '@prebuilt/core';
-import { checkRemoteFlowFileName, commandLineGpuSteps, flowEnvs, givenEnvironment, hostPython, metaflowCommandText, pythonSite, remoteSteps, runFlow, startsRemoteSteps, type FlowFile, type RemoteSelection, type RunFlowOptions } from '@prebuilt/metaflow';
+import { checkRemoteFlowFileName, commandLineGpuSteps, flowEnvs, givenDatastore, givenEnvironment, hostPython, metaflowCommandText, pythonSite, remoteSteps, runFlow, startsRemoteSteps, type FlowFile, type RemoteSelection, type RunFlowOptions } from '@prebuilt/metaflow';
 import type { AppScope } from './app-scope.js';
 
 export interface RunWithImagesHooks {
   /**
    * Builds the images of `steps` and returns the image map's path (the caller renders the build);
-   * `gpuSteps`: those the command line asks GPUs for (`--with kubernetes:gpu=1`), on the GPU base image.
+   * `gpuSteps`: those the command line asks GPUs for (`--with kubernetes:gpu=1`), on the GPU base image;
+   * `datastore`: the command line's `--datastore`, whose packages Metaflow pins (default: its setting).
    */
-  build: (steps: readonly string[], gpuSteps: readonly string[]) => Promise<string | null>;
+  build: (steps: readonly string[], more: { gpuSteps: readonly string[]; datastore?: string }) => Promise<string | null>;
   /**
    * The user chose another --environment (Metaflow will not use the images), no step runs remotely,
    * or the Metaflow command starts none (`show`, `check`, `--help`, `argo-workflows trigger`…).
@@ -82,7 +83,10 @@ export async function runWithImages(file: string, args: readonly string[], scope
   let stateFile: string | null = null;
   if (selection.steps.length === 0) hooks.onNote({ kind: 'nothing-to-build', flow: envs.flow });
   else if (!starts) hooks.onNote({ kind: 'no-remote-command', flow: envs.flow, command: metaflowCommandText(args) });
-  else stateFile = await hooks.build(selection.steps, commandLineGpuSteps(envs, selection, args, scope.env, scope.cwd));
+  else {
+    const datastore = givenDatastore(args);
+    stateFile = await hooks.build(selection.steps, { gpuSteps: commandLineGpuSteps(envs, selection, args, scope.env, scope.cwd), ...(datastore !== undefined ? { datastore } : {}) });
+  }
   const result = await runFlow({
     flowFile: file,
     args,

@@ -13,6 +13,7 @@ import { createServer } from 'node:http';
 import { buildWheel, closedPort, exampleFixtureSet, generateFixtures, listenOnLoopback, standInPython, startFixtureServer, writePypiIndex, type FixtureServer } from '@prebuilt/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getServices, itOrFailInCi, missingFor } from '../../../../test/services.js';
+import { lockFlow } from '../app/lock-flow.js';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/prebuilt.js', import.meta.url));
@@ -257,6 +258,24 @@ describe('prebuilt lock', () => {
     const json = JSON.parse(updated.stdout) as LockJson;
     expect(json.envs.find((e) => e.steps.includes('train'))!.status).toBe('resolved');
     expect(json.envs.find((e) => e.steps.includes('start'))!.status).toBe('locked');
+  });
+
+  it("the datastore a command line gives (`prebuilt run flow.py --datastore local …`: lockFlow's datastore) is the one whose packages are pinned, over METAFLOW_DEFAULT_DATASTORE", async () => {
+    const cwd = await project();
+    const scope = { cwd, cliDir: fileURLToPath(new URL('../..', import.meta.url)), env: env(), signal: new AbortController().signal };
+    const pinsOf = async (): Promise<Record<string, string>> => {
+      const lock = JSON.parse(await readFile(join(cwd, 'flow.prebuilt.lock'), 'utf8')) as { envs: Record<string, { resolvedWith: { pins: { conda: Record<string, string> } } }>; steps: Record<string, string | null> };
+      return lock.envs[lock.steps.train!]!.resolvedWith.pins.conda;
+    };
+    // The environment says s3 (env()): boto3 is pinned.
+    await lockFlow('flow.py', scope);
+    expect(await pinsOf()).toMatchObject({ boto3: '>=1.14.0' });
+    // --datastore local: the env is locked again, without boto3.
+    const local = await lockFlow('flow.py', scope, { datastore: 'local' });
+    expect(local.envs.steps.find((step) => step.step === 'train')).toBeDefined();
+    expect(await pinsOf()).not.toHaveProperty('boto3');
+    // One Metaflow refuses is a ConfigError naming where it came from.
+    await expect(lockFlow('flow.py', scope, { datastore: 'ftp' })).rejects.toThrow("Metaflow datastore 'ftp' (from --datastore) is not one of local, s3, azure, gs.");
   });
 
   it('METAFLOW_PREBUILT_PLATFORM=linux-64,linux-aarch64 locks every env for both; the linux-64 entries are reused', async () => {

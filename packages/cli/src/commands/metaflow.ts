@@ -148,8 +148,9 @@ function registerBuild(metaflow: Command, context: CliContext): void {
     .argument('<flow>', 'the flow file')
     .requiredOption('--steps <names>', 'comma-separated step names')
     .option('--gpu-steps <names>', 'those of the steps Metaflow gives GPUs the flow file does not show (--with kubernetes:gpu=1): on the GPU base image')
+    .option('--datastore <type>', "the datastore Metaflow runs the flow with (its --datastore): its packages are pinned, as Metaflow pins them")
     .option('--json', 'print one JSON object (always on: the extension reads it)')
-    .action(async (file: string, options: { steps: string; gpuSteps?: string }) => {
+    .action(async (file: string, options: { steps: string; gpuSteps?: string; datastore?: string }) => {
       context.json.requested = true;
       const steps = options.steps.split(',').map((s) => s.trim()).filter(Boolean);
       if (steps.length === 0) throw new InputError('--steps names no step.', { hint: 'Give step names: --steps start,train' });
@@ -157,7 +158,8 @@ function registerBuild(metaflow: Command, context: CliContext): void {
       const unknown = gpuSteps.filter((step) => !steps.includes(step));
       if (unknown.length > 0) throw new InputError(`--gpu-steps names ${unknown.join(', ')}, not among --steps.`, { hint: 'Give --gpu-steps a subset of --steps.' });
       // Progress and the summary go to stderr (the user's terminal); stdout is one JSON object.
-      const { result, stateFile, failure } = await reportBuild(file, { ...context, stdout: context.stderr }, { steps, ...(gpuSteps.length > 0 ? { gpuSteps } : {}) });
+      const more = { ...(gpuSteps.length > 0 ? { gpuSteps } : {}), ...(options.datastore !== undefined ? { datastore: options.datastore } : {}) };
+      const { result, stateFile, failure } = await reportBuild(file, { ...context, stdout: context.stderr }, { steps, ...more });
       const { failures } = buildJson(result, stateFile);
       writeJsonResult(context, { flow: result.imageMap.flow, stateFile, steps: Object.keys(result.imageMap.steps), ...(failures ? { failures } : {}) }, failure);
       if (failure) throw failure;

@@ -205,6 +205,21 @@ describe('prebuilt run', () => {
     expect(result.stderr).toContain('no-such-registry-backend');
   });
 
+  it('the top-level --datastore is the one the images pin packages for: one Metaflow refuses is exit 2 naming it, before any backend is loaded or anything built', async () => {
+    const refused = await cli(['run', 'local_flow.py', '--datastore=ftp', 'run', '--with', 'kubernetes'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1' });
+    expect(refused.code).toBe(2);
+    expect(refused.stdout).not.toContain('argv:');
+    expect(refused.stderr).toContain("error: Metaflow datastore 'ftp' (from --datastore) is not one of local, s3, azure, gs.");
+    expect(refused.stderr).not.toContain('no-such-registry-backend');
+    // A datastore Metaflow knows goes on to the build (here, to the registry that cannot load), over an empty setting Metaflow would refuse.
+    const s3 = await cli(['run', 'local_flow.py', '--datastore', 's3', 'run', '--with', 'kubernetes'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1', METAFLOW_DEFAULT_DATASTORE: '' });
+    expect(s3.code).toBe(2);
+    expect(s3.stderr).toContain('no-such-registry-backend');
+    expect(s3.stderr).not.toContain('datastore');
+    const unset = await cli(['run', 'local_flow.py', 'run', '--with', 'kubernetes'], { PYTHONPATH: dir, PREBUILT_TEST_ECHO_ARGV: '1', METAFLOW_DEFAULT_DATASTORE: '' });
+    expect(unset.stderr).toContain("error: Metaflow datastore '' (from METAFLOW_DEFAULT_DATASTORE) is not one of local, s3, azure, gs.");
+  });
+
   it("METAFLOW_DEFAULT_DECOSPECS in Metaflow's configuration file sends every step to Kubernetes, as Metaflow reads it (an empty one in the environment turns it off); a step then sent to both is exit 2", async () => {
     const home = join(dir, 'metaflow-home');
     mkdirSync(home, { recursive: true });

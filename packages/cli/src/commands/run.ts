@@ -58,9 +58,9 @@ export class FlowExitError extends PrebuiltError {
 /** Builds what the run needs (the build reported on stderr), then runs the flow; returns Metaflow's exit code. */
 function runCommand(file: string, args: readonly string[], context: CliContext): Promise<RunWithImagesResult> {
   return runWithImages(file, args, context, {
-    build: async (steps, gpuSteps) => {
+    build: async (steps, { gpuSteps, datastore }) => {
       // Metaflow's output owns stdout (`--only-json` prints the spec there): the build reports on stderr.
-      const built = await reportBuild(file, { ...context, stdout: context.stderr }, { steps, ...(gpuSteps.length > 0 ? { gpuSteps } : {}) });
+      const built = await reportBuild(file, { ...context, stdout: context.stderr }, { steps, ...(gpuSteps.length > 0 ? { gpuSteps } : {}), ...(datastore !== undefined ? { datastore } : {}) });
       if (built.failure) throw built.failure;
       return built.stateFile;
     },

@@ -149,6 +149,11 @@ class PrebuiltEnvironment(CondaEnvironment):
         gpu = [name for name in steps if asks_for_gpu(remote_decorator(self._step(name)))]
         if gpu:
             command[-1:-1] = ["--gpu-steps", ",".join(gpu)]
+        # The datastore this run uses (--datastore, else METAFLOW_DEFAULT_DATASTORE): Metaflow pins its
+        # packages (boto3 for s3) into every env, and the task in the image needs them.
+        datastore = getattr(self, "datastore_type", None)
+        if datastore:
+            command[-1:-1] = ["--datastore", datastore]
         echo("Building the prebuilt images of steps %s (%s) ..." % (", ".join(steps), source))
         try:
             # The CLI shows its progress on stderr (inherited); stdout is one JSON object.
