@@ -448,11 +448,11 @@ describeOrFailInCi('prebuilt gc while images-used is swapped for a symlink (in p
     for (const digest of [world.orphan.digest, world.template.digest, world.cron.digest, world.index.digest, world.mapped.digest, world.base.digest]) expect(await exists(world, digest)).toBe(true);
   });
 
-  describe('stopped after its first deletion (a proxy in front of the registry answers the second DELETE)', () => {
-    /** A world behind a proxy whose second DELETE gets `fault`, and `prebuilt gc --yes --json` started on it. */
-    async function stoppedRun(prefix: string, fault: Fault) {
+  describe('stopped while deleting (a proxy in front of the registry answers the first or the second DELETE)', () => {
+    /** A world behind a proxy whose `nth` DELETE (the second unless told) gets `fault`, and `prebuilt gc --yes --json` started on it. */
+    async function stoppedRun(prefix: string, fault: Fault, nth = 2) {
       let deletes = 0;
-      const proxy = await startFlakyProxy(services.registries!.plain.host, [fault], 0, { faultOn: (method) => method === 'DELETE' && ++deletes >= 2 });
+      const proxy = await startFlakyProxy(services.registries!.plain.host, [fault], 0, { faultOn: (method) => method === 'DELETE' && ++deletes >= nth });
       const world = await createWorld(prefix, proxy.host);
       onTestFinished(async () => {
         await world.kube.stop();
@@ -479,6 +479,15 @@ describeOrFailInCi('prebuilt gc while images-used is swapped for a symlink (in p
       expect(stderr).toContain(`gc: deleted ${json.deleted[0]!.digest.slice(7, 19)}`);
       expect(await exists(run.world, json.deleted[0]!.digest)).toBe(false);
       expect(run.proxy.requests.filter((r) => r.startsWith('DELETE')).length).toBeGreaterThanOrEqual(2);
+    });
+
+    it('its very first DELETE refused: --json says it had started deleting, with an empty deleted list beside the error', async () => {
+      const run = await stoppedRun('cli-gc-refused-first', { status: 403 }, 1);
+      expect(await run.exit).not.toBe(0);
+      const { json, stderr } = run.out();
+      expect(json).toMatchObject({ ok: false, dryRun: false, deleted: [] });
+      expect(json.error?.message).toBeTruthy();
+      expect(stderr).not.toContain('gc: deleted ');
     });
 
     it('interrupted (SIGINT) while its second DELETE waits: exit 130, and the interrupted envelope names what it had deleted', async () => {

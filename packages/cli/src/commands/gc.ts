@@ -132,6 +132,7 @@ async function runGc(flows: string[], context: CliContext, options: GcCommandOpt
   const keepDays = parseKeepDays(options.keepDays);
   const minAgeMs = parseMinAgeOption(options.minAge);
   const deleted: GcItem[] = [];
+  let deleting = false;
   const result = await garbageCollect(context, {
     flows,
     keepMaps: options.keepMap ?? [],
@@ -140,14 +141,16 @@ async function runGc(flows: string[], context: CliContext, options: GcCommandOpt
     ...(options.kubeNamespace !== undefined ? { kubeNamespace: options.kubeNamespace } : {}),
     ...(options.yes ? { yes: true } : {}),
     onProgress: (event) => {
+      if (event.type === 'deleting') deleting = true;
       if (event.type === 'deleted') deleted.push(event.item);
       // The tags come from the registry's listing: shown with their control characters escaped.
       context.stderr.write(`${oneLineText(progressLine(event))}\n`);
     },
   }).catch((error: unknown) => {
-    // Stopped mid-way (a DELETE refused, the marks made unreadable, Ctrl-C): what went before stays
-    // deleted, and --json names it beside the error (an interrupted run's envelope keeps it too).
-    if (options.json && deleted.length > 0) writeJsonResult(context, { dryRun: false, deleted: deleted.map(itemJson) }, error);
+    // Stopped once deleting had begun (a DELETE refused, the marks made unreadable, Ctrl-C): what went
+    // before stays deleted, and --json names it beside the error, an empty list when the first
+    // DELETE failed (an interrupted run's envelope keeps it too). Stopped before: the error alone.
+    if (options.json && deleting) writeJsonResult(context, { dryRun: false, deleted: deleted.map(itemJson) }, error);
     throw error;
   });
   if (!options.json) return context.stdout.write(renderGc(result));
