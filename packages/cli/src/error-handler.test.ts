@@ -33,7 +33,8 @@ describe('reportError (the one top-level handler)', () => {
     reportError(new ConfigError('The recording failed:\n  \x1b]0;owned\x07\x1b[2Jboom', { hint: 'stderr: \x1b[1A\rok' }), c.context, { showStack: false });
     reportError(new Error('\x1b[31mred'), c.context, { showStack: false });
     expect(c.err()).not.toMatch(/[\x1b\x07\r]/);
-    expect(c.err()).toContain('error: The recording failed:\n  \\x1b]0;owned\\x07\\x1b[2Jboom\nhint: stderr: \\x1b[1A\\x0dok\n');
+    // The message's own continuation line stays under it, indented once more: it cannot start a line of its own.
+    expect(c.err()).toContain('error: The recording failed:\n    \\x1b]0;owned\\x07\\x1b[2Jboom\nhint: stderr: \\x1b[1A\\x0dok\n');
   });
 
   it("never shows a URL's credentials an error quotes (a setting's value: a URL with its token put in the wrong setting), on stderr, in --json, nor in the --verbose stack", () => {
