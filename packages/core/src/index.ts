@@ -153,7 +153,7 @@ export {
   type EnvMaterializer,
   type EnvProgress,
 } from './contracts.js';
-export { ENV_PREFIX, envPrefix, pinnedImageRef, type ImageMap, type ImageMapImage, type ImageMapStep } from './deploy/image-map.js';
+export { ENV_PREFIX, envPrefix, pinnedImageRef, type ImageMap, type ImageMapImage, type ImageMapStep, type StepPackages } from './deploy/image-map.js';
 export { credentialsHidden, positiveSetting, schemeAndRest } from './backend-kit/settings.js';
 export { isNothingThere, sleep } from './registry/retry.js';
 export { netFetch, type NetResponse } from './net/net-fetch.js';

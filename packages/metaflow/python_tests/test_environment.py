@@ -228,6 +228,38 @@ class WithImageMapTest(unittest.TestCase):
         self.assertEqual(env.executable("train"), PY)
         self.assertEqual(env.bootstrap_commands("train", "s3"), [])
 
+    def test_a_step_whose_image_was_built_for_other_packages_than_metaflow_asks_for_is_refused(self):
+        from metaflow_extensions.prebuilt.plugins.prebuilt_environment import PrebuiltException
+
+        data = image_map()
+        # What Metaflow asks for train on s3: its own numpy over the pins (requests, boto3 for s3).
+        data["steps"]["train"]["packages"] = {"conda": {"requests": ">=2.21.0", "boto3": ">=1.14.0", "numpy": "1.26.4"}, "pypi": {}}
+        self.use_map(data)
+        with mock.patch.object(CondaEnvironment, "init_environment"):
+            self.env(self.flow()).init_environment(self.echo)
+        self.assertEqual(self.k8s.attributes["image"], PINNED)
+
+        # Built for the local datastore (no boto3) and without the @pypi a `--with pypi:...` attaches.
+        data["steps"]["train"]["packages"] = {"conda": {"requests": ">=2.21.0"}, "pypi": {}}
+        self.use_map(data)
+        flow = self.flow()
+        train = list(flow)[1]
+        train.decorators[0] = conda()
+        train.decorators.append(Deco("pypi", packages={"pandas": "2.2.2"}, python=None, disabled=False))
+        with mock.patch.object(CondaEnvironment, "init_environment") as stock_init:
+            with self.assertRaises(PrebuiltException) as caught:
+                self.env(flow).init_environment(self.echo)
+        message = str(caught.exception)
+        self.assertIn("Step 'train' would run on an image built for other packages than Metaflow asks for:\n", message)
+        # With @pypi, Metaflow puts its pins on the PyPI side.
+        self.assertIn("  pypi boto3: Metaflow asks for >=1.14.0, the image has none\n", message)
+        self.assertIn("  pypi pandas: Metaflow asks for 2.2.2, the image has none\n", message)
+        self.assertIn("  pypi requests: Metaflow asks for >=2.21.0, the image has none\n", message)
+        self.assertIn("  conda requests: Metaflow asks for none, the image has >=2.21.0\n", message)
+        self.assertIn("Put the packages in the flow file (@pypi/@conda, or @pypi_base/@conda_base), then run `prebuilt build ", message)
+        self.assertEqual(self.k8s.attributes["image"], "python:3.11")  # not deployed onto the image
+        stock_init.assert_not_called()
+
     def test_local_and_disabled_steps_stay_stock(self):
         self.use_map(image_map())
         flow = self.flow()

@@ -42,8 +42,8 @@ describe('the Metaflow extension (Python unit tests)', () => {
       () => false,
     );
     const result = await unittest('test_environment.py', [EXTENSION_PYTHONPATH]);
-    expect(result.ran).toBe(17);
-    expect(result.skipped).toBe(installed ? 0 : 17);
+    expect(result.ran).toBe(18);
+    expect(result.skipped).toBe(installed ? 0 : 18);
     if (!installed) expect(result.output).toContain('Metaflow is not importable');
   });
 
@@ -52,7 +52,7 @@ describe('the Metaflow extension (Python unit tests)', () => {
     metaflowMissing,
     async () => {
       const result = await unittest('test_environment.py', [EXTENSION_PYTHONPATH, source!]);
-      expect(result.ran).toBe(17);
+      expect(result.ran).toBe(18);
       expect(result.skipped).toBe(0);
       for (const name of ['test_same_executable_bootstrap_and_package_commands_as_stock', 'test_remote_steps_get_their_image_pull_secrets_and_interpreter']) {
         expect(result.output).toMatch(new RegExp(`${name} .* ok`));

@@ -37,6 +37,7 @@ import { deploySettingsNotes } from './ignored-settings-note.js';
 import { ImageUseMarks, markingImageUse } from './image-use-marks.js';
 import { directUrlNotes, flowDirectUrlWheels, lockedEnvs, type FlowDirectUrlWheel } from './direct-url-wheels.js';
 import { lockFlow, readFlowEnvs, type LockFlowOptions, type LockFlowResult } from './lock-flow.js';
+import { withStepPackages } from './step-packages.js';
 import { prefetchProfileOf, withPrefetchProfile, type PrefetchProfile } from './prefetch-profile.js';
 
 export interface DeployFlowOptions {
@@ -221,7 +222,8 @@ export async function deployFlow(file: string, scope: AppScope, options: DeployF
       ...(onEvent ? { onEvent } : {}),
     });
     const buildServiceName = options.plan ? null : (buildService?.name ?? selectedBackendNames(scope.env).buildService.name);
-    return { ...result, lock, settings, recipe: recipeName, registry: registry.name, buildService: buildServiceName, prefetchProfile: prefetchProfile ?? null, directUrls: flowDirectUrlWheels(lockedFlowEnvs) };
+    // Each step's packages in Metaflow's terms: the extension checks them against Metaflow's before it deploys the step.
+    return { ...result, imageMap: withStepPackages(result.imageMap, lock.steps), lock, settings, recipe: recipeName, registry: registry.name, buildService: buildServiceName, prefetchProfile: prefetchProfile ?? null, directUrls: flowDirectUrlWheels(lockedFlowEnvs) };
   } finally {
     ahead?.stop();
     await buildService?.close?.();

@@ -43,6 +43,19 @@ export interface ImageMapStep {
   /** The step's image pinned by its digest (`repo:tag@sha256:…`); absent for a disabled step. */
   pinnedImage?: string;
   python: string;
+  /**
+   * The packages the image was built for, as Metaflow's `get_environment` names them: the step's own
+   * (merged with the flow's bases) over Metaflow's pins (`requests`, the datastore's), conda and PyPI
+   * apart. The Metaflow extension compares them with what Metaflow asks for before it deploys the step
+   * (a `--with pypi:…`, another `--datastore`): a map without them is not checked. Absent for a disabled step.
+   */
+  packages?: StepPackages;
+}
+
+/** A step's packages, name → version spec (`""` for any), as Metaflow's `get_environment` names them. */
+export interface StepPackages {
+  conda: Record<string, string>;
+  pypi: Record<string, string>;
 }
 
 export interface ImageMap {

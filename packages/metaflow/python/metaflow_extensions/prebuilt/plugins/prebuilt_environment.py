@@ -32,6 +32,7 @@ from .prebuilt_image_map import (
     check_flow,
     find_cli,
     load_image_map,
+    packages_difference,
     pull_secrets,
     step_image,
 )
@@ -206,6 +207,7 @@ class PrebuiltEnvironment(CondaEnvironment):
         if self.image_map() is not None:
             for name in remote:
                 image = self.prebuilt_step(name)
+                self._check_packages(self._step(name), image)
                 self._apply_image(echo, self._step(name), image)
                 prebuilt.add(name)
         # Every other step gets what Metaflow's conda environment gives it.
@@ -218,6 +220,34 @@ class PrebuiltEnvironment(CondaEnvironment):
         ]
         if rest:
             super().init_environment(echo, only_steps=rest)
+
+    def _check_packages(self, step, image):
+        """Refuses a step whose image was built for other packages than Metaflow asks for now
+        (get_environment: the step's own, its flow's bases, Metaflow's pins for this datastore): the
+        task would start without them, as the install at task start is skipped. A map written
+        without the packages is not checked."""
+        built = image.get("packages")
+        if built is None:
+            return
+        environment = self.get_environment(step)
+        wanted = {
+            kind: {str(name): str(spec) for name, spec in environment.get(kind, {}).get("packages", {}).items()}
+            for kind in ("conda", "pypi")
+        }
+        differences = packages_difference(built, wanted)
+        if not differences:
+            return
+        flow_file = self._flow_file()
+        raise PrebuiltException(
+            "Step '%s' would run on an image built for other packages than Metaflow asks for:\n  %s\n"
+            "The image map was built from %s as prebuilt reads it; a --with pypi:... or conda:... (on "
+            "the command line or in METAFLOW_DEFAULT_DECOSPECS), another --datastore, or a Metaflow "
+            "extension that adds packages changes what Metaflow asks for, and the task would start "
+            "without it.\nPut the packages in the flow file (@pypi/@conda, or @pypi_base/@conda_base), "
+            "then run `prebuilt build %s` again, or run the flow through `prebuilt run %s ...`, which "
+            "builds for the command line's --datastore."
+            % (step.name, "\n  ".join(differences), flow_file, flow_file, flow_file)
+        )
 
     def _apply_image(self, echo, step, image):
         deco = remote_decorator(step)

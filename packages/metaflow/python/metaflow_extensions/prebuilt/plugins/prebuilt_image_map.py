@@ -156,9 +156,46 @@ def step_image(image_map, path, step_name, flow_file):
         "python": entry["python"],
         "envId": entry["envId"],
         "pullConfig": pull if isinstance(pull, dict) else {},
+        "packages": step_packages(entry),
     }
     check_step_image(result, path, step_name, flow_file)
     return result
+
+
+def step_packages(entry):
+    """The packages the step's image was built for ({"conda": {...}, "pypi": {...}}, name -> spec), or
+    None for a map written without them (not checked)."""
+    packages = entry.get("packages")
+    if not isinstance(packages, dict):
+        return None
+    out = {}
+    for kind in ("conda", "pypi"):
+        specs = packages.get(kind)
+        if not isinstance(specs, dict):
+            return None
+        out[kind] = {str(name): str(spec) for name, spec in specs.items()}
+    return out
+
+
+def packages_difference(built, wanted):
+    """What Metaflow asks for that the image was not built for, and the reverse, as phrases
+    (`pypi pandas==2.2 (the image: none)`); empty when they agree."""
+    lines = []
+    for kind in ("conda", "pypi"):
+        have, want = built.get(kind, {}), wanted.get(kind, {})
+        for name in sorted(set(have) | set(want)):
+            if have.get(name) != want.get(name):
+                lines.append(
+                    "%s %s: Metaflow asks for %s, the image has %s"
+                    % (kind, shown(name), _spec_text(want.get(name)), _spec_text(have.get(name)))
+                )
+    return lines
+
+
+def _spec_text(spec):
+    if spec is None:
+        return "none"
+    return "any version" if spec == "" else shown(spec)
 
 
 def check_step_image(image, path, step_name, flow_file):
