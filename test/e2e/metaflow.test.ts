@@ -208,7 +208,7 @@ async function findFiles(dir: string): Promise<string[]> {
 interface ImageMapJson {
   flow: string;
   images: Record<string, { digest: string }>;
-  steps: Record<string, { envId: string | null; image: string; pinnedImage?: string; python: string }>;
+  steps: Record<string, { envId: string | null; image: string; pinnedImage?: string; python: string; packages?: { conda: Record<string, string>; pypi: Record<string, string> } }>;
 }
 
 
@@ -310,6 +310,26 @@ describeOrFailInCi('prebuilt run / --environment=prebuilt compile remote specs w
     }
   }, 900_000);
 
+  it("a step whose image was built for other packages than Metaflow asks for is refused before it is deployed: the map's packages against Metaflow's get_environment", async () => {
+    const built = await imageMap();
+    // What the build recorded for train: its own tinyframe and the base's tinynum over Metaflow's pins for s3.
+    expect(built.steps.train!.packages).toEqual({ conda: { requests: '>=2.21.0', boto3: '>=1.14.0', tinynum: '1.4.0', tinyframe: '' }, pypi: {} });
+    // The same map as if built from a flow file without train's tinyframe.
+    const { tinyframe: _dropped, ...conda } = built.steps.train!.packages!.conda;
+    const tampered = join(fixtures.dir, 'tampered-images.json');
+    await writeFile(tampered, JSON.stringify({ ...built, steps: { ...built.steps, train: { ...built.steps.train, packages: { conda, pypi: {} } } } }));
+    const pythonPath = [join(ROOT, 'packages', 'metaflow', 'python'), env.PYTHONPATH].join(delimiter);
+    const deployed = await run('python3', [join(flowDir, 'deploy_flow.py'), '--no-pylint', '--environment=prebuilt', 'argo-workflows', 'create', '--only-json'], { ...env, PYTHONPATH: pythonPath, METAFLOW_PREBUILT_IMAGE_MAP: tampered }, flowDir);
+    expect(deployed.code, deployed.stderr).not.toBe(0);
+    expect(deployed.stderr).toContain("Step 'train' would run on an image built for other packages than Metaflow asks for:");
+    expect(deployed.stderr).toContain('conda tinyframe: Metaflow asks for any version, the image has none');
+    expect(deployed.stdout).not.toContain('"kind": "WorkflowTemplate"');
+    // The map as built deploys (the check passes on what the build recorded).
+    const ok = await run('python3', [join(flowDir, 'deploy_flow.py'), '--no-pylint', '--environment=prebuilt', 'argo-workflows', 'create', '--only-json'], { ...env, PYTHONPATH: pythonPath, METAFLOW_PREBUILT_IMAGE_MAP: stateFile() }, flowDir);
+    expect(ok.code, ok.stderr).toBe(0);
+    checkArgo(specJson(ok.stdout), built);
+  }, 300_000);
+
   it('for linux-64 and linux-aarch64 (oci): argo-workflows create --only-json puts each step on its multi-platform image index', async () => {
     const base = await pushMultiPlatformBase(services.baseImage!.ref);
     // Its own copy of the flow: the lock it writes (for two platforms, which later runs without the
@@ -347,7 +367,7 @@ describeOrFailInCi('prebuilt run / --environment=prebuilt compile remote specs w
       expect(parseJson<{ environmentLoaded: boolean }>(status).environmentLoaded).toBe(true);
       await rm(stateFile(), { force: true });
       // No prebuilt on PYTHONPATH, no image map, no PREBUILT_CLI: the install is all it has.
-      const deployed = await run(python, [join(flowDir, 'deploy_flow.py'), '--no-pylint', '--environment=prebuilt', 'argo-workflows', 'create', '--only-json'], { ...env, PWD: flowDir });
+      const deployed = await run(python, [join(flowDir, 'deploy_flow.py'), '--no-pylint', '--environment=prebuilt', 'argo-workflows', 'create', '--only-json'], { ...env, PWD: flowDir }, flowDir);
       expect(deployed.code, deployed.stderr).toBe(0);
       expect(deployed.stderr).toMatch(/Building the prebuilt images of steps (?=[^\n]*start)(?=[^\n]*train)(?=[^\n]*end)[^\n]*\(prebuilt metaflow install \(\S+site-packages\/metaflow_extensions\/prebuilt\/plugins\/prebuilt_install\.json\)\)/);
       expect(deployed.stderr).toMatch(/present .*\(start, end\)/); // the images prebuilt run built are reused
