@@ -200,6 +200,8 @@ describe('command line helpers', () => {
     expect(givenDatastore(['--datastore=', 'run'])).toBe('');
     expect(givenDatastore(['run', '--datastore', 's3'])).toBeUndefined();
     expect(givenDatastore(['--with', '--datastore', 'run'])).toBeUndefined();
+    expect(givenDatastore(['--metadata', '--datastore=gs', '--datastore', 'azure', 'run'])).toBe('azure');
+    expect(givenDatastore(['--config', 'a', '--datastore=gs', 'run'])).toBeUndefined();
     expect(givenDatastore(['run'])).toBeUndefined();
   });
 });

@@ -88,17 +88,18 @@ export function metaflowCommand(args: readonly string[]): string | undefined {
   return at === undefined ? undefined : args[at];
 }
 
+/** Metaflow 2.19's top-level options that take a value (`flow.py --help`), and how many. */
+const TOP_LEVEL_VALUES: ReadonlyMap<string, number> = new Map([
+  ...['--with', '--metadata', '--environment', '--datastore', '--datastore-root', '--event-logger', '--monitor', '--package-suffixes', '--local-config-file', '--mode'].map((name) => [name, 1] as const),
+  ...['--config', '--config-value'].map((name) => [name, 2] as const),
+]);
+
 /** The position of {@link metaflowCommand} in the command line. */
 function metaflowCommandIndex(args: readonly string[]): number | undefined {
-  // Top-level options that take a value (Metaflow 2.19 `flow.py --help`).
-  const withValue = new Set([
-    '--with', '--metadata', '--environment', '--datastore', '--datastore-root', '--event-logger',
-    '--monitor', '--package-suffixes', '--config', '--config-value', '--local-config-file', '--mode',
-  ]);
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg.startsWith('-')) {
-      if (withValue.has(arg)) i += arg === '--config' || arg === '--config-value' ? 2 : 1;
+      i += TOP_LEVEL_VALUES.get(arg) ?? 0;
       continue;
     }
     return i;
@@ -237,8 +238,10 @@ export function givenDatastore(args: readonly string[]): string | undefined {
   for (let i = 0; i < end; i++) {
     const arg = args[i]!;
     if (arg === '--') break;
-    if (arg === '--datastore' && i + 1 < end) given = args[++i];
+    if (arg === '--datastore' && i + 1 < end) given = args[i + 1];
     else if (arg.startsWith('--datastore=')) given = arg.slice('--datastore='.length);
+    // Another option's value (`--with --datastore`) is not an option.
+    i += TOP_LEVEL_VALUES.get(arg) ?? 0;
   }
   return given;
 }

@@ -178,8 +178,8 @@ def step_packages(entry):
 
 
 def packages_difference(built, wanted):
-    """What Metaflow asks for that the image was not built for, and the reverse, as phrases
-    (`pypi pandas==2.2 (the image: none)`); empty when they agree."""
+    """Each package whose spec differs between what Metaflow asks for and what the image was built
+    for, as a phrase (`pypi pandas: Metaflow asks for 2.2.2, the image has none`); empty when they agree."""
     lines = []
     for kind in ("conda", "pypi"):
         have, want = built.get(kind, {}), wanted.get(kind, {})
