@@ -111,7 +111,9 @@ describeWith(NEEDS, 'prebuilt build end to end (real CLI, Docker daemon, plain r
       expect(image, step).toBeDefined();
       expect(image!.steps).toContain(step);
       // Deployed specs name the image by digest (`repo:tag@sha256:…`), so a moved tag never changes what runs.
-      expect(mapped).toEqual({ envId: mapped.envId, image: image!.image, pinnedImage: `${image!.image}@${image!.digest}`, python: image!.python });
+      // `packages`: what the image was built for, as Metaflow's get_environment names them (the local datastore pins requests; under PyPI for a @pypi step).
+      const packages = step === 'start' || step === 'report' ? { conda: { requests: '>=2.21.0', tinyframe: '' }, pypi: {} } : { conda: {}, pypi: { requests: '>=2.21.0', tinyhttp: '' } };
+      expect(mapped).toEqual({ envId: mapped.envId, image: image!.image, pinnedImage: `${image!.image}@${image!.digest}`, python: image!.python, packages });
     }
     expect(Object.keys(first.steps)).toEqual(['start', 'fetch', 'report', 'end']);
     expect(first.stateFile).toBe(join(flowDir, '.prebuilt', 'TwoEnvFlow', 'images.json'));
